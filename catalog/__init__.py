@@ -1,0 +1,1 @@
+"""civicat catalogue: the normalised store, and what is built on it."""

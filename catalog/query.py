@@ -1,0 +1,53 @@
+"""Read-only SQL over the catalogue, for `civicat sql` and analysts' scripts.
+
+Three independent guards: only SELECT-like statements are accepted; the database is
+opened read-only; and file system access (ATTACH, COPY, read_csv, INSTALL/LOAD ...) is
+disabled with the configuration locked, so no statement can turn it back on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+LOCKED_DOWN = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+}
+
+
+class QueryRefused(Exception):
+    pass
+
+
+def read_only_connection(db_path: str | Path) -> duckdb.DuckDBPyConnection:
+    db_path = Path(db_path)
+    if not db_path.exists():
+        raise FileNotFoundError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    con = duckdb.connect(str(db_path), read_only=True, config=LOCKED_DOWN)
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET lock_configuration = true")  # from here on no statement can re-open file access
+    return con
+
+
+def run_query(db_path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
+    """Run one read-only statement; returns (column names, rows)."""
+    con = read_only_connection(db_path)
+    try:
+        try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise QueryRefused(f"cannot parse the query: {exc}") from None
+        if len(statements) != 1:
+            raise QueryRefused(f"expected exactly one statement, got {len(statements)}")
+        kind = statements[0].type
+        if kind not in ALLOWED_STATEMENTS:
+            raise QueryRefused(f"only read-only queries (SELECT) are allowed; this is a {kind.name} statement")
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description or []]
+        return columns, cursor.fetchall()
+    finally:
+        con.close()

@@ -1,0 +1,363 @@
+"""The normalised dataset record: its JSON Schema, validation, and the value parsers
+every adapter's field mapping uses.
+
+Real catalogues are ragged. A parser never raises: a value that does not parse as its
+type becomes None and leaves a note, which the pipeline stores as a warning in
+`harvest_errors` (the raw record keeps the original).
+"""
+from __future__ import annotations
+
+import html
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from importlib import resources
+
+import fastjsonschema
+
+COLUMN_TYPES = ("text", "integer", "number", "boolean", "date", "datetime", "point", "geometry", "url", "other")
+ACCESS_LEVELS = ("public", "restricted public", "non-public")
+REQUIRED = ("uid", "portal_id", "city", "portal_kind", "source_id", "title")
+
+SCHEMA: dict = json.loads(resources.files("catalog").joinpath("schema/dataset.schema.json").read_text())
+_validate = fastjsonschema.compile(SCHEMA)
+
+
+class RecordRejected(Exception):
+    """A record that cannot be stored: not an object, or no source id, or no title."""
+
+
+@dataclass
+class Notes:
+    """Warnings raised while mapping one record: (field, message)."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def warn(self, field_name: str, message: str) -> None:
+        self.items.append((field_name, message))
+
+
+def validate(record: dict, notes: Notes) -> dict:
+    """Validate against the JSON Schema. A required field that fails rejects the record;
+    any other failing field is set to null (or emptied) with a warning."""
+    for _ in range(len(SCHEMA["properties"]) + 1):
+        try:
+            return _validate(record)
+        except fastjsonschema.JsonSchemaValueException as exc:
+            path = [p for p in exc.path[1:]] if exc.path else []
+            top = path[0] if path else None
+            if top is None or top in REQUIRED:
+                raise RecordRejected(f"{'.'.join(map(str, path)) or 'record'}: {exc.message}") from None
+            notes.warn(str(top), f"dropped invalid value: {exc.message}")
+            _drop(record, path)
+    raise RecordRejected("record keeps failing validation")
+
+
+def _drop(record: dict, path: list) -> None:
+    top = path[0]
+    if top in ("distributions", "columns") and len(path) >= 2 and isinstance(path[1], int):
+        del record[top][path[1]]
+    elif top in ("keywords", "themes", "distributions", "columns"):
+        record[top] = []
+    elif top not in SCHEMA["properties"]:
+        del record[top]
+    else:
+        record[top] = None
+
+
+# -- value parsers -----------------------------------------------------------------------
+
+def text(value, notes: Notes | None = None, field_name: str = "") -> str | None:
+    """Plain string. A multilingual object ({"de": ..., "en": ...}) gives English, else
+    the first language given; numbers become their text."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, dict):
+        if "en" in value and text(value["en"]):
+            return text(value["en"])
+        for candidate in value.values():
+            if isinstance(candidate, str) and candidate.strip():
+                return candidate.strip()
+        return None
+    if notes is not None:
+        notes.warn(field_name, f"expected text, got {type(value).__name__}")
+    return None
+
+
+def plain_text(value, notes: Notes | None = None, field_name: str = "") -> str | None:
+    """Text with HTML markup removed (descriptions arrive as HTML from many portals)."""
+    value = text(value, notes, field_name)
+    if value is None or "<" not in value and "&" not in value:
+        return value
+    return html_to_text(value) or None
+
+
+class _TextExtractor(HTMLParser):
+    BLOCKS = {"p", "div", "br", "li", "ul", "ol", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "section"}
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style"):
+            self._skip = max(0, self._skip - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    parser = _TextExtractor()
+    try:
+        parser.feed(markup)
+        parser.close()
+        raw = "".join(parser.parts)
+    except Exception:  # malformed markup: fall back to dropping tags
+        raw = html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    lines = [re.sub(r"[ \t\r\f\v\xa0]+", " ", line).strip() for line in raw.split("\n")]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def text_list(value, notes: Notes | None = None, field_name: str = "", *, split: str | None = ",") -> list[str]:
+    """A list of distinct non-empty strings; a single string is split on `split`
+    (keywords arrive as 'crime,violent,seattle'; categories such as 'Parks, Recreation'
+    must not be split: pass split=None)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(split) if split else [value]
+    elif isinstance(value, dict):
+        value = [value]
+    elif not isinstance(value, (list, tuple)):
+        if notes is not None:
+            notes.warn(field_name, f"expected a list, got {type(value).__name__}")
+        return []
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("name") or item.get("display_name") or item.get("title") or text(item)
+        item = text(item)
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_YEAR_ONLY = re.compile(r"^\d{4}$")
+
+
+def timestamp(value, notes: Notes | None = None, field_name: str = "") -> str | None:
+    """A UTC timestamp 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z' from ISO 8601 text, a date, a year
+    or epoch seconds/milliseconds; None (with a note) when it does not parse."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        if value not in (None, "") and notes is not None:
+            notes.warn(field_name, f"not a date/time: {str(value)[:80]!r}")
+        return None
+    return format_timestamp(parsed)
+
+
+def parse_datetime(value) -> datetime | None:
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        seconds = value / 1000 if abs(value) > 1e11 else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if _YEAR_ONLY.match(value):
+        value += "-01-01"
+    if _DATE_ONLY.match(value):
+        value += "T00:00:00"
+    try:
+        parsed = datetime.fromisoformat(value.replace(" ", "T", 1) if " " in value[:11] else value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_timestamp(moment: datetime) -> str:
+    moment = moment.astimezone(UTC)
+    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{moment.microsecond:06d}Z" if moment.microsecond else f"{base}Z"
+
+
+def temporal(value, notes: Notes | None = None, field_name: str = "temporal") -> tuple[str | None, str | None]:
+    """DCAT-US temporal 'start/end' (ISO 8601 interval; a duration end is resolved)."""
+    value = text(value)
+    if not value:
+        return None, None
+    if "/" not in value:
+        single = timestamp(value, notes, field_name)
+        return single, single
+    start_text, end_text = value.split("/", 1)
+    start = parse_datetime(start_text)
+    end = parse_datetime(end_text)
+    if end is None and start is not None and end_text.startswith("P"):
+        duration = _duration(end_text)
+        end = start + duration if duration else None
+    if start is None and end is None:
+        if notes is not None:
+            notes.warn(field_name, f"not an ISO 8601 interval: {value[:80]!r}")
+        return None, None
+    return (format_timestamp(start) if start else None, format_timestamp(end) if end else None)
+
+
+def _duration(value: str) -> timedelta | None:
+    match = re.fullmatch(r"P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?", value)
+    if not match or not any(match.groups()):
+        return None
+    years, months, weeks, days = (int(g or 0) for g in match.groups())
+    return timedelta(days=years * 365 + months * 30 + weeks * 7 + days)
+
+
+_NUM = r"\d+(?:\.\d+)?"
+_ISO_PERIODICITY = re.compile(
+    rf"^R/P(?=\d|T\d)(?:{_NUM}Y)?(?:{_NUM}M)?(?:{_NUM}W)?(?:{_NUM}D)?(?:T(?:{_NUM}H)?(?:{_NUM}M)?(?:{_NUM}S)?)?$"
+)
+# Words portals use for update frequency, to ISO 8601 repeating durations (DCAT-US accrualPeriodicity).
+PERIODICITY_WORDS = {
+    "continuous": "R/PT1S", "continuously": "R/PT1S", "real-time": "R/PT1S", "realtime": "R/PT1S",
+    "streaming": "R/PT1S", "minutely": "R/PT1M", "hourly": "R/PT1H", "daily": "R/P1D", "day": "R/P1D",
+    "nightly": "R/P1D", "weekly": "R/P1W", "week": "R/P1W", "biweekly": "R/P2W", "bi-weekly": "R/P2W",
+    "fortnightly": "R/P2W", "semimonthly": "R/P0.5M", "monthly": "R/P1M", "month": "R/P1M",
+    "bimonthly": "R/P2M", "bi-monthly": "R/P2M", "quarterly": "R/P3M", "quarter": "R/P3M",
+    "semiannual": "R/P6M", "semi-annual": "R/P6M", "semiannually": "R/P6M", "biannually": "R/P6M",
+    "annual": "R/P1Y", "annually": "R/P1Y", "yearly": "R/P1Y", "year": "R/P1Y", "biennial": "R/P2Y",
+    "biennially": "R/P2Y", "triennial": "R/P3Y", "decennial": "R/P10Y",
+    "irregular": "irregular", "irregularly": "irregular", "as needed": "irregular",
+    "as-needed": "irregular", "ad hoc": "irregular", "adhoc": "irregular", "other": "irregular",
+    "unknown": "unknown", "never": "unknown", "not planned": "unknown", "historical": "unknown",
+    "static": "unknown", "notplanned": "unknown",
+}
+_PERIODICITY_URIS = {  # Dublin Core / EU frequency vocabularies end in one of these words
+    "ANNUAL": "R/P1Y", "ANNUAL_2": "R/P6M", "ANNUAL_3": "R/P4M", "BIENNIAL": "R/P2Y", "BIMONTHLY": "R/P2M",
+    "BIWEEKLY": "R/P2W", "CONT": "R/PT1S", "DAILY": "R/P1D", "DAILY_2": "R/PT12H", "HOURLY": "R/PT1H",
+    "IRREG": "irregular", "MONTHLY": "R/P1M", "MONTHLY_2": "R/P2W", "MONTHLY_3": "R/P10D", "NEVER": "unknown",
+    "QUARTERLY": "R/P3M", "TRIENNIAL": "R/P3Y", "UNKNOWN": "unknown", "WEEKLY": "R/P1W", "WEEKLY_2": "R/P3D",
+    "WEEKLY_3": "R/P2D", "OTHER": "irregular", "UPDATE_CONT": "R/PT1S", "QUINQUENNIAL": "R/P5Y",
+}
+
+
+def periodicity(value, notes: Notes | None = None, field_name: str = "accrual_periodicity") -> str | None:
+    """An ISO 8601 repeating duration, 'irregular' or 'unknown'; None when absent.
+    Free text such as 'Data are updated daily' is read for its frequency word."""
+    value = text(value)
+    if not value:
+        return None
+    if _ISO_PERIODICITY.match(value) and not value.endswith(("P", "T")):
+        return value
+    tail = value.rstrip("/").rsplit("/", 1)[-1].upper()
+    if tail in _PERIODICITY_URIS:
+        return _PERIODICITY_URIS[tail]
+    lowered = value.lower().strip()
+    if lowered in PERIODICITY_WORDS:
+        return PERIODICITY_WORDS[lowered]
+    words = re.findall(r"[a-z]+(?:[- ][a-z]+)?", lowered)
+    for phrase in words + lowered.split():
+        if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
+            return PERIODICITY_WORDS[phrase]
+    if notes is not None:
+        notes.warn(field_name, f"unrecognised update frequency {value[:80]!r}; stored as 'unknown'")
+    return "unknown"
+
+
+def email(value, notes: Notes | None = None, field_name: str = "contact_email") -> str | None:
+    value = text(value)
+    if not value:
+        return None
+    if value.lower().startswith("mailto:"):
+        value = value[7:].strip()
+    if re.fullmatch(r"[^@\s]+@[^@\s]+", value):
+        return value
+    if notes is not None:
+        notes.warn(field_name, f"not an email address: {value[:80]!r}")
+    return None
+
+
+def url(value, notes: Notes | None = None, field_name: str = "") -> str | None:
+    value = text(value)
+    if not value:
+        return None
+    if re.match(r"^https?://\S+$", value, re.IGNORECASE):
+        return value if value[:4] == "http" else "http" + value[4:]
+    if value.startswith("//"):
+        return "https:" + value
+    if notes is not None:
+        notes.warn(field_name, f"not an http(s) URL: {value[:80]!r}")
+    return None
+
+
+def access_level(value, notes: Notes | None = None) -> str | None:
+    value = text(value)
+    if not value:
+        return None
+    lowered = re.sub(r"[\s_-]+", " ", value.lower())
+    if lowered in ACCESS_LEVELS:
+        return lowered
+    if lowered == "nonpublic" or lowered == "non public":
+        return "non-public"
+    if notes is not None:
+        notes.warn("access_level", f"not a DCAT-US access level: {value[:40]!r}")
+    return None
+
+
+def integer(value, notes: Notes | None = None, field_name: str = "") -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        if notes is not None:
+            notes.warn(field_name, f"not an integer: {str(value)[:40]!r}")
+        return None
+    return number if number >= 0 else None
+
+
+def column_type(source_type, table: dict[str, str]) -> str:
+    """Map a portal's column type to the shared vocabulary through the adapter's table;
+    keys are compared lowercased with spaces as underscores. No match (or none) → 'other'."""
+    if not isinstance(source_type, str) or not source_type.strip():
+        return "other"
+    key = re.sub(r"[\s-]+", "_", source_type.strip().lower())
+    return table.get(key, "other")
+
+
+def blank_record() -> dict:
+    """Every field of the record, empty: adapters fill what their portal has."""
+    return {
+        "source_id": None, "identifier": None, "title": None, "description": None,
+        "keywords": [], "themes": [], "publisher": None, "contact_name": None, "contact_email": None,
+        "issued": None, "modified": None, "accrual_periodicity": None, "license": None,
+        "access_level": None, "landing_page": None, "spatial": None, "temporal_start": None,
+        "temporal_end": None, "asset_type": None, "parent_uid": None, "row_count": None,
+        "distributions": [], "columns": [],
+    }

@@ -1,0 +1,194 @@
+"""`civicat`: a thin command layer over the library functions.
+
+Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad usage or
+config (nothing was requested).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import click
+from tabulate import tabulate
+
+from harvester import __version__
+from harvester.config import ConfigError, load_config
+
+DEFAULT_DB = "data/civicat.duckdb"
+DEFAULT_CONFIG = "configs/g7.toml"
+
+db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
+                         type=click.Path(dir_okay=False, path_type=Path), help="DuckDB catalogue file.")
+config_option = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+                             type=click.Path(dir_okay=False, path_type=Path), help="Portal list (TOML).")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _json_default(value):
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)
+
+
+def echo_json(value) -> None:
+    click.echo(json.dumps(value, default=_json_default, ensure_ascii=False, indent=2))
+
+
+def echo_table(rows: list[dict] | list[tuple], headers) -> None:
+    click.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, missingval=""))
+
+
+@click.group()
+@click.version_option(__version__, prog_name="civicat")
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """civicat: harvest city open-data portals into one DuckDB catalogue."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option("--portal", "portal_ids", multiple=True, metavar="ID", help="Harvest only this portal (repeatable).")
+@db_option
+@config_option
+@json_option
+def harvest(portal_ids, db_path, config_path, as_json):
+    """Harvest all (or the named) portals into the catalogue."""
+    from catalog.store import Store
+    from harvester.http import HttpClient, ValidatorCache
+    from harvester.pipeline import harvest as run_harvest
+
+    try:
+        portals = load_config(config_path).select(list(portal_ids))
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+    store = Store(db_path)
+    http = HttpClient(cache=ValidatorCache(db_path.parent / "http_cache"))
+    bars: dict = {}
+    progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
+    try:
+        report = run_harvest(portals, store, http, on_progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+        store.close()
+
+    if as_json:
+        echo_json(report.as_dict())
+    else:
+        rows = [[p.portal_id, p.status, p.seen, p.new, p.changed, p.unchanged, p.removed, p.errors, f"{p.seconds:.1f}"]
+                for p in report.portals]
+        echo_table(rows, ["portal", "status", "seen", "new", "changed", "unchanged", "removed", "errors", "seconds"])
+        for p in report.portals:
+            if p.status != "ok":
+                click.echo(f"{p.portal_id}: FAILED: {p.error_message}", err=True)
+    sys.exit(0 if report.ok else 1)
+
+
+def _progress_bars(bars: dict):
+    from tqdm import tqdm
+
+    def update(portal_id: str, done: int, total: int | None) -> None:
+        bar = bars.get(portal_id)
+        if bar is None:
+            bar = bars[portal_id] = tqdm(desc=portal_id, unit=" datasets", file=sys.stderr, leave=True)
+        if total is not None and bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    return update
+
+
+@cli.command()
+@click.option("--limit", default=20, show_default=True, help="How many runs to show.")
+@click.option("--errors", "show_errors", is_flag=True, help="List the errors and warnings of the runs shown.")
+@db_option
+@json_option
+def runs(limit, show_errors, db_path, as_json):
+    """Harvest history: per-portal outcome, counts and errors."""
+    from catalog.query import read_only_connection
+
+    con = _open(read_only_connection, db_path)
+    run_ids = [r[0] for r in con.execute(
+        "SELECT run_id FROM harvest_runs GROUP BY run_id ORDER BY max(started_at) DESC LIMIT ?", [limit]).fetchall()]
+    cursor = con.execute("""
+        SELECT run_id, portal_id, status, started_at, seconds, seen, new, changed, unchanged, removed,
+               errors, warnings, duplicates, listing_complete, requests, retries, not_modified, error_type, error_message
+        FROM harvest_runs WHERE list_contains(?, run_id) ORDER BY started_at DESC, portal_id""", [run_ids])
+    columns = [d[0] for d in cursor.description]
+    rows = [dict(zip(columns, r)) for r in cursor.fetchall()]
+    error_rows = []
+    if show_errors:
+        cursor = con.execute("""SELECT run_id, portal_id, source_id, stage, error_type, severity, message
+                                FROM harvest_errors WHERE list_contains(?, run_id)
+                                ORDER BY occurred_at DESC LIMIT 1000""", [run_ids])
+        error_columns = [d[0] for d in cursor.description]
+        error_rows = [dict(zip(error_columns, r)) for r in cursor.fetchall()]
+    con.close()
+    if as_json:
+        echo_json({"runs": rows, "errors": error_rows} if show_errors else rows)
+        return
+    if not rows:
+        click.echo("no harvest runs yet")
+        return
+    echo_table([[r["run_id"], r["portal_id"], r["status"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+                 f"{r['seconds'] or 0:.1f}", r["seen"], r["new"], r["changed"], r["unchanged"], r["removed"],
+                 r["errors"], (r["error_message"] or "")[:80]] for r in rows],
+               ["run", "portal", "status", "started (UTC)", "seconds", "seen", "new", "changed", "unchanged",
+                "removed", "errors", "failure"])
+    if show_errors:
+        click.echo()
+        echo_table([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"], e["message"][:100]]
+                    for e in error_rows], ["portal", "source id", "stage", "severity", "type", "message"])
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@db_option
+def sql(query, fmt, db_path):
+    """Run one read-only SQL query (SELECT) against the catalogue."""
+    from catalog.query import QueryRefused, run_query
+
+    try:
+        columns, rows = run_query(db_path, query)
+    except QueryRefused as exc:
+        raise click.UsageError(str(exc)) from None
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+    except Exception as exc:  # duckdb errors: the message says what was wrong
+        raise click.ClickException(str(exc)) from None
+    if fmt == "json":
+        echo_json([dict(zip(columns, row)) for row in rows])
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        echo_table(rows, columns)
+
+
+def _open(opener, db_path: Path):
+    try:
+        return opener(db_path)
+    except FileNotFoundError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def main() -> None:
+    cli(prog_name="civicat")
+
+
+if __name__ == "__main__":
+    main()

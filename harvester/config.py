@@ -1,0 +1,168 @@
+"""Portal list (TOML) loading and validation.
+
+A bad config is refused here, before any request, with the file, the key and the
+offending value named: a nightly job must fail loudly on a typo, not harvest half.
+"""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+DOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
+ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+REQUIRED_KEYS = ("id", "city", "kind", "url")
+OPTIONAL_KEYS = (
+    "app_token_env", "records", "timeout", "max_concurrency", "domain",
+    "publisher", "contact_name", "contact_email",
+)
+
+
+class ConfigError(Exception):
+    """The config file cannot be used; the message names file, key and value."""
+
+
+@dataclass(frozen=True)
+class PortalConfig:
+    id: str
+    city: str
+    kind: str
+    url: str
+    app_token_env: str | None = None
+    records: tuple[str, ...] = ()
+    timeout: float = 60.0
+    max_concurrency: int = 4
+    domain: str | None = None
+    publisher: str | None = None
+    contact_name: str | None = None
+    contact_email: str | None = None
+
+    @property
+    def host(self) -> str:
+        return urlparse(self.url).netloc
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    portals: tuple[PortalConfig, ...] = field(default_factory=tuple)
+
+    def select(self, ids: list[str] | tuple[str, ...]) -> list[PortalConfig]:
+        """The named portals (all when none named); unknown ids are a config error."""
+        if not ids:
+            return list(self.portals)
+        known = {p.id: p for p in self.portals}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise ConfigError(
+                f"{self.path}: no portal with id {', '.join(repr(u) for u in unknown)} "
+                f"(known: {', '.join(known) or 'none'})"
+            )
+        return [known[i] for i in ids]
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from exc
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+    unknown_top = sorted(set(doc) - {"portals"})
+    if unknown_top:
+        raise ConfigError(f"{path}: unknown top-level key {unknown_top[0]!r} (expected [[portals]] tables)")
+    entries = doc.get("portals")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{path}: no [[portals]] entries")
+
+    portals: list[PortalConfig] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        portal = _portal(path, index, entry)
+        if portal.id in seen:
+            raise ConfigError(
+                f"{path}: portals[{index}].id: duplicate id {portal.id!r} "
+                f"(already used by portals[{seen[portal.id]}])"
+            )
+        seen[portal.id] = index
+        portals.append(portal)
+    return Config(path=path, portals=tuple(portals))
+
+
+def _portal(path: Path, index: int, entry: object) -> PortalConfig:
+    where = f"{path}: portals[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a table, got {entry!r}")
+    if isinstance(entry.get("id"), str):
+        where = f"{path}: portals[{index}] (id {entry['id']!r})"
+
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{where}.{key}: {problem}")
+
+    unknown = sorted(set(entry) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if unknown:
+        raise fail(unknown[0], f"unknown key (allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})")
+    for key in REQUIRED_KEYS:
+        if key not in entry:
+            raise fail(key, "missing required key")
+        if not isinstance(entry[key], str) or not entry[key].strip():
+            raise fail(key, f"must be a non-empty string, got {entry[key]!r}")
+
+    if not ID_PATTERN.match(entry["id"]):
+        raise fail("id", f"{entry['id']!r} is not a slug (lowercase letters, digits, '-' or '_'; at most 63)")
+    if entry["kind"] not in KINDS:
+        raise fail("kind", f"{entry['kind']!r} is not one of {', '.join(KINDS)}")
+    url = entry["url"].strip()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise fail("url", f"{url!r} is not an http(s) URL")
+
+    options: dict = {}
+    if "app_token_env" in entry:
+        value = entry["app_token_env"]
+        if not isinstance(value, str) or not ENV_NAME_PATTERN.match(value):
+            raise fail("app_token_env", f"must name an environment variable, got {value!r}")
+        options["app_token_env"] = value
+    if "records" in entry:
+        value = entry["records"]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise fail("records", f"must be a list of dataset ids (strings), got {value!r}")
+        options["records"] = tuple(v.strip() for v in value)
+    if "timeout" in entry:
+        value = entry["timeout"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+            raise fail("timeout", f"must be a number of seconds in (0, 3600], got {value!r}")
+        options["timeout"] = float(value)
+    if "max_concurrency" in entry:
+        value = entry["max_concurrency"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
+            raise fail("max_concurrency", f"must be an integer from 1 to 32, got {value!r}")
+        options["max_concurrency"] = value
+    if "domain" in entry:
+        value = entry["domain"]
+        if not isinstance(value, str) or not DOMAIN_PATTERN.match(value):
+            raise fail("domain", f"must be a host name such as data.cityofchicago.org, got {value!r}")
+        options["domain"] = value
+    for key in ("publisher", "contact_name", "contact_email"):
+        if key in entry:
+            value = entry[key]
+            if not isinstance(value, str) or not value.strip():
+                raise fail(key, f"must be a non-empty string, got {value!r}")
+            if key == "contact_email" and "@" not in value:
+                raise fail(key, f"{value!r} is not an email address")
+            options[key] = value.strip()
+
+    return PortalConfig(
+        id=entry["id"], city=entry["city"].strip(), kind=entry["kind"], url=url.rstrip("/"), **options
+    )

@@ -1,0 +1,365 @@
+"""The one HTTP layer every portal adapter goes through.
+
+Everything that comes from outside is bounded here: connect/read timeouts and a total
+time per response, a response-size cap, a bounded number of retries with exponential
+backoff and jitter that honours Retry-After, and a per-host concurrency limit.
+A 200 that carries HTML or broken JSON is a transient fault, never an empty answer.
+"""
+from __future__ import annotations
+
+import copy
+import email.utils
+import gzip
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode, urlparse
+
+import requests
+import tenacity
+from requests.adapters import HTTPAdapter
+
+from harvester import __version__
+
+log = logging.getLogger("civicat.http")
+
+USER_AGENT = f"civicat/{__version__} (open-data catalogue harvester; python-requests)"
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+
+
+class HttpError(Exception):
+    """A request that did not give a usable answer. `url` never carries secrets."""
+
+    def __init__(self, message: str, url: str, status: int | None = None):
+        super().__init__(f"{message} ({url})")
+        self.url = url
+        self.status = status
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+
+class TransientError(HttpError):
+    """Worth retrying: 429, 5xx, connection faults, timeouts, HTML or broken JSON behind a 200."""
+
+    def __init__(self, message: str, url: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, url, status)
+        self.retry_after = retry_after
+
+
+class PermanentError(HttpError):
+    """Not worth retrying: 4xx other than 408/429, or a response over the size cap."""
+
+
+class ResponseTooLarge(PermanentError):
+    pass
+
+
+class UnexpectedPayload(TransientError):
+    """Valid JSON of the wrong shape (an error object where a listing was expected);
+    retried like broken JSON, since caches and gateways serve such bodies briefly."""
+
+
+@dataclass
+class HttpStats:
+    """Counters for the run report; updated from several threads."""
+
+    requests: int = 0
+    retries: int = 0
+    not_modified: int = 0
+    bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": self.requests, "retries": self.retries,
+                    "not_modified": self.not_modified, "bytes": self.bytes}
+
+
+@dataclass
+class JsonResponse:
+    data: object
+    status: int
+    url: str
+    not_modified: bool = False  # answered 304: `data` is the body remembered from last time
+
+
+class ValidatorCache:
+    """ETag / Last-Modified per URL, with the body they validate, for conditional requests.
+
+    Files are named by a hash of the URL, so nothing from a portal reaches a path.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+
+    def _paths(self, url: str) -> tuple[Path, Path]:
+        key = hashlib.sha256(url.encode()).hexdigest()
+        folder = self.directory / key[:2]
+        return folder / f"{key}.meta.json", folder / f"{key}.body.gz"
+
+    def get(self, url: str) -> tuple[dict, bytes] | None:
+        meta_path, body_path = self._paths(url)
+        try:
+            meta = json.loads(meta_path.read_text())
+            body = gzip.decompress(body_path.read_bytes())
+        except (OSError, ValueError, EOFError):
+            return None
+        if meta.get("url") != url or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
+            return None
+        return meta, body
+
+    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes) -> None:
+        meta_path, body_path = self._paths(url)
+        meta_path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"url": url, "etag": etag, "last_modified": last_modified,
+                "sha256": hashlib.sha256(body).hexdigest()}
+        _atomic_write(body_path, gzip.compress(body, compresslevel=1))
+        _atomic_write(meta_path, json.dumps(meta).encode())
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class HttpClient:
+    """Shared by all adapters of a run. Thread-safe: one requests.Session per thread."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        max_attempts: int = 5,
+        max_retry_seconds: float = 600.0,
+        backoff_initial: float = 1.0,
+        backoff_max: float = 60.0,
+        max_retry_after: float = 120.0,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_per_host: int = 4,
+        cache: ValidatorCache | None = None,
+    ):
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.max_attempts = max_attempts
+        self.max_retry_seconds = max_retry_seconds
+        self.backoff = tenacity.wait_exponential_jitter(initial=backoff_initial, max=backoff_max)
+        self.max_retry_after = max_retry_after
+        self.max_bytes = max_bytes
+        self.max_per_host = max_per_host
+        self.cache = cache
+        self.stats = HttpStats()
+        self._local = threading.local()
+        self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self._host_lock = threading.Lock()
+
+    # -- public -------------------------------------------------------------------------
+
+    def for_portal(self, portal) -> "HttpClient":
+        """A client for one portal: its own counters and timeout, sharing sessions, the
+        cache and the per-host slots (sized by the portal's max_concurrency)."""
+        clone = copy.copy(self)
+        clone.stats = HttpStats()
+        clone.timeout = portal.timeout
+        with self._host_lock:
+            if portal.host not in self._host_slots:
+                self._host_slots[portal.host] = threading.BoundedSemaphore(portal.max_concurrency)
+        return clone
+
+    def set_host_limit(self, host: str, limit: int) -> None:
+        """At most `limit` requests in flight to `host` (the portal's max_concurrency)."""
+        with self._host_lock:
+            self._host_slots[host] = threading.BoundedSemaphore(limit)
+
+    def get_json(
+        self,
+        url: str,
+        params: dict | None = None,
+        *,
+        headers: dict | None = None,
+        conditional: bool = False,
+        timeout: float | None = None,
+        expect: Callable[[object], str | None] | None = None,
+    ) -> JsonResponse:
+        """GET a JSON document, retried on transient faults.
+
+        With `conditional`, the ETag / Last-Modified of the last answer for this exact
+        URL are sent, and a 304 gives back the body remembered then. `expect` checks the
+        document's shape (returns a problem or None); a bad shape is retried, then raised.
+        """
+        full_url = _with_params(url, params)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            stop=tenacity.stop_after_attempt(self.max_attempts)
+            | tenacity.stop_after_delay(self.max_retry_seconds),
+            wait=self._wait,
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+        return retrying(self._get_json_once, full_url, headers or {}, conditional, timeout or self.timeout, expect)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
+            self._local.session = session
+        return session
+
+    def _slot(self, url: str) -> threading.BoundedSemaphore:
+        host = urlparse(url).netloc
+        with self._host_lock:
+            slot = self._host_slots.get(host)
+            if slot is None:
+                slot = self._host_slots[host] = threading.BoundedSemaphore(self.max_per_host)
+            return slot
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        return self.backoff(state)
+
+    def _before_retry(self, state: tenacity.RetryCallState) -> None:
+        self.stats.add(retries=1)
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("retrying in %.1fs after attempt %d: %s", state.upcoming_sleep, state.attempt_number, exc)
+
+    def _get_json_once(self, url: str, headers: dict, conditional: bool, timeout: float,
+                       expect: Callable[[object], str | None] | None) -> JsonResponse:
+        cached = self.cache.get(url) if (conditional and self.cache) else None
+        request_headers = {"Accept": "application/json", **headers}
+        if cached:
+            meta = cached[0]
+            if meta.get("etag"):
+                request_headers["If-None-Match"] = meta["etag"]
+            if meta.get("last_modified"):
+                request_headers["If-Modified-Since"] = meta["last_modified"]
+
+        status, response_headers, body = self._fetch(url, request_headers, timeout)
+        if status == 304:
+            if not cached:
+                raise TransientError("304 Not Modified to an unconditional request", url, status)
+            self.stats.add(not_modified=1)
+            return JsonResponse(json.loads(cached[1]), status, url, not_modified=True)
+
+        data = parse_json_body(body, response_headers.get("Content-Type", ""), url)
+        problem = expect(data) if expect else None
+        if problem:
+            raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
+        if conditional and self.cache:
+            etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
+            if etag or last_modified:
+                self.cache.put(url, etag, last_modified, body)
+        return JsonResponse(data, status, url)
+
+    def _fetch(self, url: str, headers: dict, timeout: float) -> tuple[int, dict, bytes]:
+        """One request, its body read under the size cap and the total-time bound."""
+        self.stats.add(requests=1)
+        log.debug("GET %s", url)
+        started = time.monotonic()
+        with self._slot(url):
+            try:
+                response = self._session().get(
+                    url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
+                    allow_redirects=True,
+                )
+            except requests.exceptions.Timeout as exc:
+                raise TransientError(f"timed out: {type(exc).__name__}", url) from None
+            except requests.exceptions.RequestException as exc:
+                raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+            try:
+                status = response.status_code
+                if status == 429 or status == 408 or status >= 500:
+                    raise TransientError(
+                        f"HTTP {status}", url, status, retry_after=_retry_after(response.headers.get("Retry-After"))
+                    )
+                if status >= 400:
+                    snippet = _read_capped(response, 2048, url, started, timeout, truncate=True)
+                    raise PermanentError(f"HTTP {status}: {snippet[:300].decode('utf-8', 'replace').strip()}", url, status)
+                if status == 304:
+                    return status, dict(response.headers), b""
+                declared = response.headers.get("Content-Length")
+                if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
+                        and int(declared) > self.max_bytes:
+                    raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte cap", url, status)
+                body = _read_capped(response, self.max_bytes, url, started, timeout)
+                self.stats.add(bytes=len(body))
+                return status, dict(response.headers), body
+            finally:
+                response.close()
+
+
+def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,
+                 truncate: bool = False) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(chunk_size=256 * 1024):
+            size += len(chunk)
+            if size > cap:
+                if truncate:
+                    chunks.append(chunk)
+                    break
+                raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, response.status_code)
+            chunks.append(chunk)
+            # read timeouts apply per socket read; this bounds a server that drips bytes
+            if time.monotonic() - started > timeout * 2:
+                raise TransientError(f"response took over {timeout * 2:.0f}s to arrive", url, response.status_code)
+    except requests.exceptions.RequestException as exc:
+        raise TransientError(f"response body cut short: {type(exc).__name__}", url, response.status_code) from None
+    return b"".join(chunks)
+
+
+def parse_json_body(body: bytes, content_type: str, url: str) -> object:
+    """JSON from a 200, or a TransientError: HTML, empty and truncated bodies are faults."""
+    head = body[:512].lstrip().lower()
+    if "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html", b"<")):
+        raise TransientError(f"HTML page instead of JSON (Content-Type {content_type or 'none'})", url, 200)
+    if not head:
+        raise TransientError("empty body instead of JSON", url, 200)
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _with_params(url: str, params: dict | None) -> str:
+    if not params:
+        return url
+    query = urlencode([(k, v) for k, v in params.items() if v is not None], doseq=True)
+    return f"{url}{'&' if '?' in url else '?'}{query}"

@@ -1,0 +1,177 @@
+"""The paging toolkit every adapter uses.
+
+A paginator only decides the parameters of the next request from the page just read
+(offset/limit, cursor/scroll, page number); `Listing` drives it, de-duplicates ids seen
+twice (pages that shift while they are read) and tells whether the listing is complete.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+
+class PagingError(Exception):
+    """The listing cannot be completed (a cap reached, a cursor that does not move)."""
+
+
+@dataclass
+class Page:
+    items: list
+    total: int | None = None     # the total the API reports, when it reports one
+    cursor: str | None = None    # the next cursor the API hands out, when it does
+
+
+class Paginator(ABC):
+    @abstractmethod
+    def first(self) -> dict:
+        """Parameters of the first request."""
+
+    @abstractmethod
+    def next(self, page: Page, params: dict) -> dict | None:
+        """Parameters of the request after `page` (fetched with `params`), None when done."""
+
+
+class OffsetPaginator(Paginator):
+    """offset/limit paging. Advances by the items actually received, because some APIs
+    silently cap `limit`; stops at an empty page or at the reported total. `max_window`
+    is the API's cap on offset+limit: reaching it is an error, never a silent stop."""
+
+    def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
+                 max_window: int | None = None, extra: dict | None = None):
+        self.limit = limit
+        self.offset_param = offset_param
+        self.limit_param = limit_param
+        self.max_window = max_window
+        self.extra = extra or {}
+
+    def _params(self, offset: int) -> dict:
+        if self.max_window is not None and offset + self.limit > self.max_window:
+            raise PagingError(f"offset {offset} + limit {self.limit} is past the API's cap of {self.max_window}")
+        return {**self.extra, self.offset_param: offset, self.limit_param: self.limit}
+
+    def first(self) -> dict:
+        return self._params(0)
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        if not page.items:
+            return None
+        offset = params[self.offset_param] + len(page.items)
+        if page.total is not None:
+            if offset >= page.total:
+                return None
+        elif len(page.items) < self.limit:
+            return None
+        return self._params(offset)
+
+
+class CursorPaginator(Paginator):
+    """Cursor/scroll paging: the cursor comes from the page (`cursor_of`), e.g. the id of
+    its last item (Socrata's scroll_id) or a token the API hands out."""
+
+    def __init__(self, cursor_param: str, cursor_of: Callable[[Page], str | None], *,
+                 first_cursor: str = "", extra: dict | None = None):
+        self.cursor_param = cursor_param
+        self.cursor_of = cursor_of
+        self.first_cursor = first_cursor
+        self.extra = extra or {}
+
+    def first(self) -> dict:
+        return {**self.extra, self.cursor_param: self.first_cursor}
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        if not page.items:
+            return None
+        cursor = self.cursor_of(page)
+        if not cursor:
+            return None
+        if cursor == params[self.cursor_param]:
+            raise PagingError(f"cursor {self.cursor_param}={cursor!r} did not move")
+        return {**self.extra, self.cursor_param: cursor}
+
+
+class PageNumberPaginator(Paginator):
+    """page=1,2,... paging; stops at an empty page, or a short one when the size is known."""
+
+    def __init__(self, *, page_param: str = "page", first_page: int = 1, size: int | None = None,
+                 size_param: str | None = None, extra: dict | None = None):
+        self.page_param = page_param
+        self.first_page = first_page
+        self.size = size
+        self.size_param = size_param
+        self.extra = extra or {}
+
+    def _params(self, number: int) -> dict:
+        params = {**self.extra, self.page_param: number}
+        if self.size_param and self.size:
+            params[self.size_param] = self.size
+        return params
+
+    def first(self) -> dict:
+        return self._params(self.first_page)
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        if not page.items or (self.size is not None and len(page.items) < self.size):
+            return None
+        return self._params(params[self.page_param] + 1)
+
+
+class SinglePage(Paginator):
+    """A listing served whole in one document (data.json, services.json)."""
+
+    def first(self) -> dict:
+        return {}
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        return None
+
+
+class Listing:
+    """Iterates the unique items of a paged listing.
+
+    `complete` is True only when the last page was read without error and as many unique
+    items arrived as the API last said it holds: a partial listing must never be used to
+    mark datasets deleted.
+    """
+
+    def __init__(self, fetch_page: Callable[[dict], Page], paginator: Paginator,
+                 id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000):
+        self.fetch_page = fetch_page
+        self.paginator = paginator
+        self.id_of = id_of
+        self.max_pages = max_pages
+        self.pages = 0
+        self.total: int | None = None
+        self.unique = 0
+        self.duplicates: list[str] = []
+        self.finished = False
+
+    @property
+    def complete(self) -> bool:
+        return self.finished and (self.total is None or self.unique >= self.total)
+
+    @property
+    def shortfall(self) -> int:
+        return max(0, (self.total or 0) - self.unique) if self.finished else 0
+
+    def __iter__(self) -> Iterator:
+        seen: set[str] = set()
+        params: dict | None = self.paginator.first()
+        while params is not None:
+            if self.pages >= self.max_pages:
+                raise PagingError(f"listing did not end after {self.max_pages} pages")
+            page = self.fetch_page(params)
+            self.pages += 1
+            if page.total is not None:
+                self.total = page.total
+            for item in page.items:
+                source_id = self.id_of(item)
+                if source_id is not None:
+                    if source_id in seen:
+                        self.duplicates.append(source_id)
+                        continue
+                    seen.add(source_id)
+                self.unique += 1
+                yield item
+            params = self.paginator.next(page, params)
+        self.finished = True

@@ -1,0 +1,173 @@
+"""The harvest, end to end: config → adapter (list → fetch → map) → validate → stage →
+one transaction per portal. A failing portal leaves its stored catalogue untouched; a
+failing record or dataset is stored in `harvest_errors` and the rest goes on.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from catalog.record import Notes, RecordRejected, validate
+from catalog.store import Stage, Store, canonical_json, content_hash
+from harvester.config import PortalConfig
+from harvester.http import HttpClient, HttpError
+from harvester.portals import adapter_for
+from harvester.portals.base import PortalAdapter
+
+log = logging.getLogger("civicat.harvest")
+
+Progress = Callable[[str, int, int | None], None]   # (portal id, entries done, total if known)
+
+
+@dataclass
+class PortalReport:
+    portal_id: str
+    status: str = "running"
+    seen: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    errors: int = 0
+    warnings: int = 0
+    duplicates: int = 0
+    listing_complete: bool | None = None
+    seconds: float = 0.0
+    requests: int = 0
+    retries: int = 0
+    not_modified: int = 0
+    bytes: int = 0
+    error_type: str | None = None
+    error_message: str | None = None
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    started_at: datetime
+    portals: list[PortalReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.status == "ok" for p in self.portals)
+
+    def as_dict(self) -> dict:
+        return {"run_id": self.run_id, "started_at": self.started_at.isoformat(), "ok": self.ok,
+                "portals": [asdict(p) for p in self.portals]}
+
+
+class ErrorLog:
+    """harvest_errors rows of one portal in one run, written in batches."""
+
+    def __init__(self, store: Store, run_id: str, portal_id: str, report: PortalReport):
+        self.store, self.run_id, self.portal_id, self.report = store, run_id, portal_id, report
+        self.rows: list[dict] = []
+
+    def add(self, source_id: str | None, stage: str, error_type: str, message: str, severity: str = "error") -> None:
+        if severity == "error":
+            self.report.errors += 1
+        else:
+            self.report.warnings += 1
+        self.rows.append({"run_id": self.run_id, "portal_id": self.portal_id, "source_id": source_id,
+                          "stage": stage, "error_type": error_type, "severity": severity,
+                          "message": message[:4000], "occurred_at": datetime.now(UTC)})
+        if len(self.rows) >= 5000:
+            self.flush()
+
+    def flush(self) -> None:
+        self.store.add_errors(self.rows)
+        self.rows = []
+
+
+def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
+            on_progress: Progress | None = None) -> RunReport:
+    run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
+    for portal in portals:
+        run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress))
+    return run
+
+
+def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id: str,
+                   on_progress: Progress | None = None) -> PortalReport:
+    report = PortalReport(portal.id)
+    errors = ErrorLog(store, run_id, portal.id, report)
+    client = http.for_portal(portal)
+    started = time.monotonic()
+    store.start_run(run_id, portal.id, datetime.now(UTC))
+    stage = store.new_stage()
+    try:
+        adapter = adapter_for(portal, client)
+        listing = adapter.listing()
+        for entry in listing:
+            report.seen += 1
+            stage_entry(adapter, portal, entry, stage, errors)
+            if on_progress and report.seen % 100 == 0:
+                on_progress(portal.id, report.seen, listing.total)
+        report.duplicates = len(listing.duplicates)
+        for source_id in sorted(set(listing.duplicates)):
+            errors.add(source_id, "list", "DuplicateId", "listed more than once in one listing; kept once",
+                       severity="warning")
+        report.listing_complete = listing.complete
+        if not listing.complete:
+            errors.add(None, "list", "PartialListing",
+                       f"listing gave {listing.unique} unique entries of the {listing.total} it reported; "
+                       "no dataset is marked deleted this run", severity="warning")
+        counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=listing.complete)
+        for key, value in counts.items():
+            setattr(report, key, value)
+        report.status = "ok"
+    except Exception as exc:  # the portal fails; what earlier runs stored is untouched
+        report.status = "failed"
+        report.error_type = type(exc).__name__
+        report.error_message = str(exc)
+        errors.add(None, "list", report.error_type, report.error_message)
+        log.error("%s: harvest failed: %s", portal.id, exc)
+    finally:
+        Store.discard(stage)
+        errors.flush()
+        report.seconds = round(time.monotonic() - started, 3)
+        for key, value in client.stats.snapshot().items():
+            setattr(report, key, value)
+        if on_progress:
+            on_progress(portal.id, report.seen, report.seen)
+        store.finish_run(run_id, portal.id, {**asdict(report), "finished_at": datetime.now(UTC)})
+    return report
+
+
+def stage_entry(adapter: PortalAdapter, portal: PortalConfig, entry, stage: Stage, errors: ErrorLog) -> None:
+    """Fetch, map and validate one listed entry, and stage it; or record why not."""
+    source_id = adapter.source_id(entry)
+    uid = f"{portal.id}:{source_id}" if source_id else None
+    if uid:
+        stage.mark_seen(uid)
+    notes = Notes()
+    try:
+        if not isinstance(entry, dict):
+            raise RecordRejected(f"entry is a {type(entry).__name__}, not an object")
+        if not source_id:
+            raise RecordRejected("entry has no source id")
+        details = None
+        try:
+            details = adapter.fetch_details(entry)
+        except HttpError as exc:  # one dataset's lookup: recorded, the entry kept as listed
+            errors.add(source_id, "fetch", exc.error_type, str(exc))
+        record = adapter.map(entry, details, notes)
+        parent = record.pop("parent_uid", None)
+        record.update(uid=uid, portal_id=portal.id, city=portal.city, portal_kind=portal.kind, parent_uid=parent)
+        validate(record, notes)
+    except RecordRejected as exc:
+        errors.add(source_id, "validate", "RecordRejected", str(exc))
+        return
+    except Exception as exc:  # a payload the mapping did not foresee must not stop the portal
+        errors.add(source_id, "map", type(exc).__name__, f"mapping failed: {exc}")
+        return
+    for field_name, message in notes.items:
+        errors.add(source_id, "map", "InvalidValue", f"{field_name}: {message}", severity="warning")
+    raw_json = canonical_json(entry)
+    details_json = canonical_json(details) if details is not None else None
+    raw_hash = content_hash(f"{adapter.kind}/{adapter.mapping_version}", canonical_json(adapter.hash_view(entry, details)))
+    stage.add(record, raw_json, details_json, raw_hash)

@@ -1,0 +1,46 @@
+"""The one small interface every portal kind implements (gather / fetch / map).
+
+The pipeline knows nothing of any portal: it iterates `listing()`, asks `fetch_details()`
+for what the listing entry lacks, and `map()`s the pair to a normalised record.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from catalog.record import Notes
+from harvester.config import PortalConfig
+from harvester.http import HttpClient
+from harvester.paging import Listing
+
+
+class PortalAdapter(ABC):
+    kind: ClassVar[str]
+    # Part of every raw hash: bump it when the mapping changes, so stored records are re-mapped.
+    mapping_version: ClassVar[int] = 1
+
+    def __init__(self, portal: PortalConfig, http: HttpClient):
+        self.portal = portal
+        self.http = http
+
+    @abstractmethod
+    def listing(self) -> Listing:
+        """Gather: the portal's catalogue entries, paged, de-duplicated."""
+
+    @abstractmethod
+    def source_id(self, entry) -> str | None:
+        """The portal's own stable id of an entry (None when it has none)."""
+
+    def fetch_details(self, entry: dict) -> dict | None:
+        """Fetch: what the entry lacks (e.g. columns), or None. May raise HttpError: the
+        pipeline records it against this dataset and keeps the entry as listed."""
+        return None
+
+    @abstractmethod
+    def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
+        """Map: the normalised record (catalog.record.blank_record() filled in)."""
+
+    def hash_view(self, entry: dict, details: dict | None):
+        """What is hashed to tell a changed dataset: the entry and its details, less
+        counters (page views, downloads) that change every night while the dataset does not."""
+        return [entry, details]

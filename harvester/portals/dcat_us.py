@@ -1,0 +1,141 @@
+"""DCAT-US `data.json`: the v1.1 catalog object, the legacy pre-1.1 bare array (Project
+Open Data 1.0, as Socrata served it in 2013), and ArcGIS Hub's feed
+(`/api/feed/dcat-us/1.1.json`). The portal's `url` is the document itself.
+
+Legacy → v1.1 follows the official field mapping: `accessURL`/`distribution[].accessURL`
+→ downloadURL, `webService` → accessURL, `format`/`formats[].value` → mediaType,
+`keyword` string → list, `releaseDate` → issued, `frequency` → accrualPeriodicity,
+`mbox` → contactPoint.hasEmail; so both forms give the same normalised record.
+"""
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qs, urlparse
+
+from catalog import record as R
+from catalog.record import Notes
+from harvester.paging import Listing, Page, SinglePage
+from harvester.portals.base import PortalAdapter
+
+# Hub identifiers are item URLs that change with the site's address; the item id does not.
+_HUB_ITEM = re.compile(r"^[0-9a-f]{32}$")
+_HUB_LANDING = re.compile(r"/(?:datasets|maps|documents|apps|content)/([0-9a-f]{32})(?:_(\d+))?(?:[/?#]|$)")
+
+
+def arcgis_item_id(identifier: str | None, landing_page: str | None = None) -> str | None:
+    """'<item id>' or '<item id>_<layer>' from an ArcGIS Hub identifier or landing page."""
+    for candidate in (identifier, landing_page):
+        if not candidate or "arcgis" not in candidate and "hub" not in candidate:
+            continue
+        parsed = urlparse(candidate)
+        query = parse_qs(parsed.query)
+        item = (query.get("id") or [""])[0].lower()
+        if _HUB_ITEM.match(item):
+            layer = (query.get("sublayer") or query.get("layer") or [""])[0]
+            return f"{item}_{layer}" if layer.isdigit() else item
+        match = _HUB_LANDING.search(parsed.path)
+        if match:
+            return f"{match.group(1)}_{match.group(2)}" if match.group(2) else match.group(1)
+    return None
+
+
+def _document_shape(data) -> str | None:
+    if isinstance(data, list):
+        return None
+    if isinstance(data, dict) and isinstance(data.get("dataset"), list):
+        return None
+    return "a data.json document is a catalog object with a 'dataset' list, or a bare array"
+
+
+class DcatUsAdapter(PortalAdapter):
+    kind = "dcat-us"
+
+    def listing(self) -> Listing:
+        def fetch(_params: dict) -> Page:
+            document = self.http.get_json(self.portal.url, conditional=True, expect=_document_shape).data
+            items = document if isinstance(document, list) else document["dataset"]
+            return Page(items=items, total=len(items))
+
+        return Listing(fetch, SinglePage(), self.source_id)
+
+    def source_id(self, entry) -> str | None:
+        if not isinstance(entry, dict):
+            return None
+        identifier = R.text(entry.get("identifier"))
+        return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
+
+    def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
+        out = R.blank_record()
+        out["source_id"] = self.source_id(entry)
+        out["identifier"] = R.text(entry.get("identifier"), notes, "identifier")
+        out["title"] = R.text(entry.get("title"), notes, "title")
+        out["description"] = R.plain_text(entry.get("description"), notes, "description")
+        out["keywords"] = R.text_list(R.text_list(entry.get("keyword"), notes, "keywords")
+                                      + R.text_list(entry.get("keywords"), notes, "keywords"))
+        out["themes"] = R.text_list(entry.get("theme"), notes, "themes", split=None)
+        publisher = entry.get("publisher")
+        out["publisher"] = R.text(publisher.get("name") if isinstance(publisher, dict) else publisher,
+                                  notes, "publisher")
+        contact = entry.get("contactPoint")
+        if isinstance(contact, dict):
+            out["contact_name"] = R.text(contact.get("fn"), notes, "contact_name")
+            out["contact_email"] = R.email(contact.get("hasEmail"), notes)
+        else:  # legacy: contactPoint is the name, mbox the address
+            out["contact_name"] = R.text(contact, notes, "contact_name")
+            out["contact_email"] = R.email(entry.get("mbox"), notes)
+        out["issued"] = R.timestamp(entry.get("issued") or entry.get("releaseDate"), notes, "issued")
+        out["modified"] = R.timestamp(entry.get("modified"), notes, "modified")
+        out["accrual_periodicity"] = R.periodicity(entry.get("accrualPeriodicity") or entry.get("frequency"), notes)
+        out["license"] = R.plain_text(entry.get("license"), notes, "license")
+        out["access_level"] = R.access_level(entry.get("accessLevel"), notes)
+        out["landing_page"] = R.url(entry.get("landingPage"), notes, "landing_page")
+        out["spatial"] = R.text(entry.get("spatial")) if not isinstance(entry.get("spatial"), (dict, list)) \
+            else R.text(str(entry.get("spatial")))
+        out["temporal_start"], out["temporal_end"] = R.temporal(entry.get("temporal"), notes)
+        out["asset_type"] = "catalog" if _describes_data_json(entry) else "dataset"
+        out["distributions"] = _distributions(entry, notes)
+        return out
+
+
+def _describes_data_json(entry: dict) -> bool:
+    """Legacy documents open with an entry describing the data.json file itself."""
+    return any(isinstance(entry.get(key), str) and entry[key].rstrip("/").endswith("data.json")
+               for key in ("identifier", "webService", "accessURL"))
+
+
+def _format_label(value) -> str | None:
+    label = R.text(value)
+    return label.upper() if label and len(label) <= 12 and "/" not in label else label
+
+
+def _distributions(entry: dict, notes: Notes) -> list[dict]:
+    out = []
+    distributions = entry.get("distribution")
+    if isinstance(distributions, dict):
+        distributions = [distributions]
+    for dist in distributions if isinstance(distributions, list) else []:
+        if not isinstance(dist, dict):
+            notes.warn("distributions", "a distribution is not an object")
+            continue
+        formats = dist.get("formats") if isinstance(dist.get("formats"), list) else []
+        first = formats[0] if formats and isinstance(formats[0], dict) else {}
+        legacy = "formats" in dist
+        media_type = R.text(dist.get("mediaType") or first.get("value") or (dist.get("format") if legacy else None))
+        out.append({
+            "title": R.text(dist.get("title"), notes, "distributions.title"),
+            "format": _format_label(first.get("label") if legacy else dist.get("format")),
+            "media_type": media_type.lower() if media_type else None,
+            # pre-1.1 accessURL meant the file itself: 1.1 calls that downloadURL
+            "download_url": R.url(dist.get("downloadURL") or (dist.get("accessURL") if legacy else None),
+                                  notes, "distributions.download_url"),
+            "access_url": None if legacy else R.url(dist.get("accessURL"), notes, "distributions.access_url"),
+        })
+    if not out and entry.get("accessURL"):
+        media_type = R.text(entry.get("format"))
+        out.append({"title": None, "format": None, "media_type": media_type.lower() if media_type else None,
+                    "download_url": R.url(entry.get("accessURL"), notes, "distributions.download_url"),
+                    "access_url": None})
+    if entry.get("webService"):
+        out.append({"title": None, "format": "API", "media_type": None, "download_url": None,
+                    "access_url": R.url(entry.get("webService"), notes, "distributions.access_url")})
+    return out

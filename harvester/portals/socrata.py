@@ -1,0 +1,231 @@
+"""Socrata: the domain catalogue through the Discovery API.
+
+Endpoints: `{url}/api/catalog/v1?domains=<domain>` (limit capped at 100, offset+limit at
+most 10,000; deeper listings page the WHOLE listing by `scroll_id`, which returns results
+in id order, so the two are never mixed), `{url}/api/views/{id}.json` for the columns of
+tabular assets that come without them, records under `{url}/resource/{id}.json|csv`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from urllib.parse import urlparse
+
+from catalog import record as R
+from catalog.record import Notes
+from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
+from harvester.portals.base import PortalAdapter
+
+log = logging.getLogger("civicat.socrata")
+
+PAGE_LIMIT = 100
+OFFSET_WINDOW = 10_000
+
+# Discovery `type` → civicat asset_type
+ASSET_TYPES = {
+    "dataset": "dataset", "system_dataset": "dataset", "filter": "filtered_view", "chart": "chart",
+    "visualization": "chart", "datalens": "chart", "datalens_chart": "chart", "map": "map",
+    "datalens_map": "map", "file": "file", "blob": "file", "href": "link", "federated_href": "link",
+    "story": "story", "measure": "measure", "form": "form", "calendar": "calendar", "api": "service",
+    "gateway": "service",
+}
+TABULAR = ("dataset", "filtered_view")
+
+# Socrata column types (Discovery display names and views-API dataTypeName alike,
+# lowercased with spaces as underscores) → the shared vocabulary
+COLUMN_TYPES = {
+    "text": "text", "html": "text", "email": "text", "phone": "text", "drop_down_list": "text",
+    "flag": "text", "number": "number", "money": "number", "percent": "number", "double": "number",
+    "stars": "number", "calendar_date": "datetime", "floating_timestamp": "datetime",
+    "fixed_timestamp": "datetime", "date": "datetime", "date_&_time": "datetime", "checkbox": "boolean",
+    "boolean": "boolean", "url": "url", "point": "point", "location": "point", "polygon": "geometry",
+    "multipolygon": "geometry", "line": "geometry", "multiline": "geometry", "multipoint": "geometry",
+    "geospatial": "geometry", "photo": "other", "document": "other", "blob": "other",
+    "nested_table": "other", "dataset_link": "other",
+}
+
+# Counters (Discovery resource, views document) that change every night while the dataset does not
+VOLATILE_KEYS = ("page_views", "download_count", "viewCount", "downloadCount", "numberOfComments",
+                 "averageRating", "totalTimesRated", "indexUpdatedAt", "viewLastModified")
+
+
+def _catalog_shape(data) -> str | None:
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        return "a Discovery API page has a 'results' list"
+    return None
+
+
+def _views_shape(data) -> str | None:
+    return None if isinstance(data, dict) and "id" in data else "a views document is an object with an 'id'"
+
+
+class SocrataAdapter(PortalAdapter):
+    kind = "socrata"
+
+    def __init__(self, portal, http):
+        super().__init__(portal, http)
+        self.domain = portal.domain or urlparse(portal.url).netloc
+        self.headers = {}
+        if portal.app_token_env:
+            token = os.environ.get(portal.app_token_env)
+            if token:
+                self.headers["X-App-Token"] = token  # sent as a header only: never in a URL, log or row
+            else:
+                log.warning("%s: environment variable %s is not set; harvesting without an app token "
+                            "(Socrata throttles such requests)", portal.id, portal.app_token_env)
+
+    # -- gather ---------------------------------------------------------------------
+
+    def _page(self, params: dict) -> Page:
+        response = self.http.get_json(f"{self.portal.url}/api/catalog/v1", params, headers=self.headers,
+                                      conditional=True, expect=_catalog_shape)
+        data = response.data
+        total = data.get("resultSetSize")
+        return Page(items=data["results"], total=total if isinstance(total, int) else None)
+
+    def listing(self) -> Listing:
+        base = {"domains": self.domain}
+        probe = self._page({**base, "offset": 0, "limit": 1})
+        if probe.total is not None and probe.total > OFFSET_WINDOW:
+            paginator = CursorPaginator("scroll_id", lambda page: self.source_id(page.items[-1]),
+                                        extra={**base, "limit": PAGE_LIMIT})
+        else:
+            paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra=base)
+        return Listing(self._page, paginator, self.source_id)
+
+    def source_id(self, entry) -> str | None:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        return R.text(resource.get("id")) if isinstance(resource, dict) else None
+
+    # -- fetch ----------------------------------------------------------------------
+
+    def fetch_details(self, entry: dict) -> dict | None:
+        """Columns from /api/views only for tabular assets the catalogue gave none for."""
+        resource = entry.get("resource") or {}
+        if resource.get("columns_field_name") or _asset_type(resource) not in TABULAR:
+            return None
+        response = self.http.get_json(f"{self.portal.url}/api/views/{resource['id']}.json",
+                                      headers=self.headers, conditional=True, expect=_views_shape)
+        return {"views": response.data}
+
+    # -- map ------------------------------------------------------------------------
+
+    def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
+        resource = entry.get("resource") or {}
+        classification = entry.get("classification") or {}
+        metadata = entry.get("metadata") or {}
+        domain_metadata = {str(m.get("key", "")).lower(): m.get("value")
+                           for m in classification.get("domain_metadata") or [] if isinstance(m, dict)}
+        source_id = R.text(resource.get("id"))
+        asset_type = _asset_type(resource)
+
+        out = R.blank_record()
+        out["source_id"] = source_id
+        out["identifier"] = f"{self.portal.url}/api/views/{source_id}" if source_id else None
+        out["title"] = R.text(resource.get("name"), notes, "title")
+        out["description"] = R.plain_text(resource.get("description"), notes, "description")
+        out["keywords"] = R.text_list(R.text_list(classification.get("tags"), notes, "keywords")
+                                      + R.text_list(classification.get("domain_tags"), notes, "keywords"))
+        out["themes"] = R.text_list(R.text_list(classification.get("categories"), notes, "themes", split=None)
+                                    + R.text_list(classification.get("domain_category"), notes, "themes", split=None))
+        out["publisher"] = R.text(resource.get("attribution"), notes, "publisher")
+        out["contact_email"] = R.email(resource.get("contact_email") or _first(domain_metadata, "email"), notes)
+        out["issued"] = R.timestamp(resource.get("createdAt"), notes, "issued")
+        out["modified"] = _latest(notes, resource.get("data_updated_at"), resource.get("metadata_updated_at"),
+                                  resource.get("updatedAt"))
+        out["accrual_periodicity"] = R.periodicity(_first(domain_metadata, "frequency"), notes)
+        out["license"] = R.text(metadata.get("license"), notes, "license")
+        out["access_level"] = "public"  # the Discovery API lists public assets only
+        out["landing_page"] = R.url(entry.get("permalink") or entry.get("link"), notes, "landing_page")
+        out["spatial"] = R.text(_first(domain_metadata, "geographic") or _first(domain_metadata, "spatial"))
+        out["asset_type"] = asset_type
+        parents = resource.get("parent_fxf") or []
+        if isinstance(parents, str):
+            parents = [parents]
+        if parents and R.text(parents[0]):
+            out["parent_uid"] = f"{self.portal.id}:{R.text(parents[0])}"
+        if asset_type in TABULAR and source_id:
+            out["distributions"] = [
+                {"title": "CSV", "format": "CSV", "media_type": "text/csv", "access_url": None,
+                 "download_url": f"{self.portal.url}/resource/{source_id}.csv"},
+                {"title": "JSON", "format": "JSON", "media_type": "application/json", "access_url": None,
+                 "download_url": f"{self.portal.url}/resource/{source_id}.json"},
+            ]
+        if resource.get("columns_field_name"):
+            out["columns"] = _catalog_columns(resource)
+        elif details and isinstance(details.get("views"), dict):
+            out["columns"], out["row_count"] = _views_columns(details["views"])
+        return out
+
+    def hash_view(self, entry: dict, details: dict | None):
+        resource = entry.get("resource")
+        if isinstance(resource, dict):
+            entry = {**entry, "resource": {k: v for k, v in resource.items() if k not in VOLATILE_KEYS}}
+        views = (details or {}).get("views")
+        if isinstance(views, dict):
+            details = {"views": {k: v for k, v in views.items() if k not in VOLATILE_KEYS}}
+        return [entry, details]
+
+
+def _asset_type(resource: dict) -> str | None:
+    kind = R.text(resource.get("type"))
+    if kind is None:
+        # entries rebuilt from views metadata carry no type; with columns they are tables
+        return "dataset" if resource.get("columns_field_name") else None
+    kind = kind.lower()
+    return ASSET_TYPES.get(kind, kind.replace(" ", "_").replace("-", "_"))
+
+
+def _first(domain_metadata: dict, word: str):
+    for key, value in domain_metadata.items():
+        if word in key and value:
+            return value
+    return None
+
+
+def _latest(notes: Notes, *values) -> str | None:
+    stamps = [R.timestamp(v, notes, "modified") for v in values]
+    stamps = [s for s in stamps if s]
+    return max(stamps) if stamps else None
+
+
+def _catalog_columns(resource: dict) -> list[dict]:
+    names = resource.get("columns_name") or []
+    fields = resource.get("columns_field_name") or []
+    types = resource.get("columns_datatype") or []
+    descriptions = resource.get("columns_description") or []
+    columns = []
+    for i, field_name in enumerate(fields):
+        field_name = R.text(field_name)
+        if field_name and field_name.startswith(":"):
+            continue  # system columns (:id, :updated_at, :@computed_region_...)
+        source_type = R.text(types[i]) if i < len(types) else None
+        columns.append({
+            "position": len(columns), "name": R.text(names[i]) if i < len(names) else None,
+            "field_name": field_name, "type": R.column_type(source_type, COLUMN_TYPES),
+            "source_type": source_type,
+            "description": R.plain_text(descriptions[i]) if i < len(descriptions) else None,
+        })
+    return columns
+
+
+def _views_columns(views: dict) -> tuple[list[dict], int | None]:
+    columns, row_count = [], None
+    raw_columns = [c for c in views.get("columns") or [] if isinstance(c, dict)]
+    raw_columns.sort(key=lambda c: c.get("position") if isinstance(c.get("position"), int) else 1 << 30)
+    for column in raw_columns:
+        field_name = R.text(column.get("fieldName"))
+        if field_name and field_name.startswith(":"):
+            continue
+        source_type = R.text(column.get("dataTypeName"))
+        columns.append({
+            "position": len(columns), "name": R.text(column.get("name")), "field_name": field_name,
+            "type": R.column_type(source_type, COLUMN_TYPES), "source_type": source_type,
+            "description": R.plain_text(column.get("description")),
+        })
+        cached = column.get("cachedContents")
+        if row_count is None and isinstance(cached, dict):
+            counts = [cached.get("non_null"), cached.get("null")]
+            if all(isinstance(c, int) for c in counts):
+                row_count = sum(counts)
+    return columns, row_count

@@ -1,0 +1,231 @@
+"""Local HTTP portal for tests: a werkzeug WSGI app in a background thread.
+
+Subclasses implement ``route(path, query)``; the base class adds what every
+real portal does to a client: request logging, ETag/Last-Modified with 304s,
+gzip, and injectable faults (5xx, 429, resets, HTML pages, truncated bodies...).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from werkzeug.http import HTTP_STATUS_CODES, http_date
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request
+
+Query = dict[str, str]
+
+# Fault kinds and how many arguments each takes after the kind.
+FAULT_ARITY = {
+    "status": 1,  # ("status", 503)
+    "retry_after": 2,  # ("retry_after", 429, seconds)
+    "reset": 0,
+    "html": 0,
+    "html_as_json": 0,
+    "truncated": 0,
+    "truncated_json": 0,
+    "invalid_json": 0,
+    "slow": 1,  # ("slow", seconds)
+}
+
+MAINTENANCE_PAGE = (
+    b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    b"<title>Service temporarily unavailable | example.org</title></head>\n"
+    b"<body><div class=\"cf-error-details\"><h1>Down for maintenance</h1>"
+    b"<p>The portal is being upgraded and will be back shortly.</p>"
+    b"<p>Ray ID: 7d1f3a9c2b8e4f60 &bull; Performance &amp; security by Cloudflare</p>"
+    b"</div></body></html>\n"
+)
+INVALID_JSON = b'{"results": [1, 2,'
+JSON_TYPE = "application/json; charset=utf-8"
+
+
+def json_error(status: int, message: str | None = None) -> dict:
+    """Error body in the shape Socrata (and most JSON APIs) use."""
+    reason = HTTP_STATUS_CODES.get(status, "Error")
+    return {"code": reason.lower().replace(" ", "_"), "error": True, "message": message or reason}
+
+
+def _parse_fault(fault: str | tuple) -> tuple[str, tuple]:
+    kind, *args = (fault,) if isinstance(fault, str) else fault
+    if FAULT_ARITY.get(kind) != len(args):
+        raise ValueError(f"unknown fault or wrong arguments: {fault!r}")
+    return kind, tuple(args)
+
+
+class LocalPortal:
+    """Base local portal; ``with Portal(...) as portal:`` starts and stops it.
+
+    Paths given to ``route``, ``inject``, ``serve_json``, ``hits`` and ``requests``
+    are relative to the portal root, i.e. without ``prefix``.
+    """
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+        self.requests: list[tuple[str, Query, dict[str, str]]] = []
+        self.hits: Counter[str] = Counter()
+        self.last_modified = datetime(2024, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
+        # Called as on_request(path, query) before each answer, e.g. to mutate the catalogue.
+        self.on_request: Callable[[str, Query], None] | None = None
+        self.static: dict[str, Any] = {}
+        self._faults: list[list] = []  # [path_prefix, kind, args, remaining]
+        self._lock = threading.Lock()
+        self._server = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> "LocalPortal":
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = self._thread = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("portal not started")
+        return f"http://127.0.0.1:{self._server.server_port}{self.prefix}"
+
+    # -- test controls -----------------------------------------------------
+
+    def inject(self, path_prefix: str, fault: str | tuple, times: int = 1) -> None:
+        """Queue ``fault`` for the next ``times`` requests whose path starts with
+        ``path_prefix``; queued faults are consumed first-in first-out."""
+        kind, args = _parse_fault(fault)
+        with self._lock:
+            self._faults.append([path_prefix, kind, args, times])
+
+    @property
+    def pending_faults(self) -> list[tuple[str, str | tuple, int]]:
+        with self._lock:
+            return [(p, (k, *a) if a else k, n) for p, k, a, n in self._faults]
+
+    def serve_json(self, path: str, payload: Any) -> None:
+        """Serve a fixed JSON payload at ``path`` (e.g. a FeatureServer layer)."""
+        self.static[path] = payload
+
+    def clear_log(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.hits.clear()
+
+    def route(self, path: str, query: Query) -> tuple[int, Any]:
+        """Answer (status, JSON-able body); subclasses override."""
+        return 404, json_error(404, f"No route for {path}")
+
+    # -- WSGI --------------------------------------------------------------
+
+    def _take_fault(self, path: str) -> tuple[str, tuple] | None:
+        for queued in self._faults:
+            if path.startswith(queued[0]):
+                queued[3] -= 1
+                if queued[3] <= 0:
+                    self._faults.remove(queued)
+                return queued[1], queued[2]
+        return None
+
+    def _wsgi(self, environ, start_response):
+        request = Request(environ)
+        path, inside = request.path, True
+        if self.prefix:
+            inside = path == self.prefix or path.startswith(self.prefix + "/")
+            path = (path[len(self.prefix):] or "/") if inside else path
+        query = request.args.to_dict()
+        with self._lock:
+            self.requests.append((path, query, dict(request.headers)))
+            self.hits[path] += 1
+            kind, args = self._take_fault(path) or (None, ())
+        if self.on_request is not None:
+            self.on_request(path, query)
+        if kind == "slow":
+            time.sleep(args[0])
+            kind = None
+        elif kind == "reset":
+            _reset_connection(environ)
+
+        if kind in ("status", "retry_after"):
+            extra = [("Retry-After", str(args[1]))] if kind == "retry_after" else []
+            answer = self._encode(request, args[0], json.dumps(json_error(args[0])).encode(), headers=extra)
+        elif kind == "html":
+            answer = self._encode(request, 200, MAINTENANCE_PAGE, "text/html; charset=utf-8")
+        elif kind == "html_as_json":
+            answer = self._encode(request, 200, MAINTENANCE_PAGE)
+        elif kind == "invalid_json":
+            answer = self._encode(request, 200, INVALID_JSON)
+        else:
+            if not inside:
+                status, payload = 404, json_error(404, f"No route for {path}")
+            elif path in self.static:
+                status, payload = 200, self.static[path]
+            else:
+                status, payload = self.route(path, query)
+            body = json.dumps(payload).encode()
+            if kind == "truncated_json":
+                body = body[: len(body) // 2]  # valid HTTP message, broken JSON
+            answer = self._encode(request, status, body, validators=status == 200, conditional=kind is None)
+            if kind == "truncated":
+                # Keep the full Content-Length so the client hits an incomplete read.
+                status, headers, body = answer
+                answer = status, headers, body[: len(body) // 2]
+
+        status, headers, body = answer
+        start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}", headers)
+        return [body]
+
+    def _encode(self, request: Request, status: int, body: bytes, content_type: str = JSON_TYPE,
+                headers: list = (), validators: bool = False, conditional: bool = False):
+        """Headers and body as a real server sends them: ETag and Last-Modified
+        (``validators``), 304 on a matching condition (``conditional``), gzip."""
+        headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding"), *headers]
+        if validators:
+            etag = '"%s"' % hashlib.sha1(body).hexdigest()  # strong: hash of the JSON bytes
+            cache = [("ETag", etag), ("Last-Modified", http_date(self.last_modified))]
+            if conditional and self._not_modified(request, etag):
+                return 304, cache + [("Vary", "Accept-Encoding")], b""
+            headers += cache
+        if body and request.accept_encodings["gzip"]:
+            body = gzip.compress(body, compresslevel=5, mtime=0)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        return status, headers, body
+
+    def _not_modified(self, request: Request, etag: str) -> bool:
+        # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+        if request.if_none_match:
+            return request.if_none_match.contains_weak(etag.strip('"'))
+        since = request.if_modified_since
+        return since is not None and self.last_modified.replace(microsecond=0) <= since
+
+
+def _reset_connection(environ) -> None:
+    """Drop the connection without answering."""
+    sock = environ.get("werkzeug.socket")
+    if sock is not None:
+        # Linger 0 makes close() send RST rather than FIN: the client sees a reset.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # werkzeug treats ConnectionError from the app as a dropped connection: no
+    # response, no 500 page, no logged traceback.
+    raise ConnectionResetError("injected connection reset")
