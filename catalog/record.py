@@ -57,8 +57,8 @@ def validate(record: dict, notes: Notes) -> dict:
 
 def _drop(record: dict, path: list) -> None:
     top = path[0]
-    if top in ("distributions", "columns") and len(path) >= 2 and isinstance(path[1], int):
-        del record[top][path[1]]
+    if top in ("distributions", "columns") and len(path) >= 2 and str(path[1]).isdigit():
+        del record[top][int(path[1])]
     elif top in ("keywords", "themes", "distributions", "columns"):
         record[top] = []
     elif top not in SCHEMA["properties"]:

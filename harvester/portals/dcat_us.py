@@ -54,7 +54,7 @@ class DcatUsAdapter(PortalAdapter):
         def fetch(_params: dict) -> Page:
             document = self.http.get_json(self.portal.url, conditional=True, expect=_document_shape).data
             items = document if isinstance(document, list) else document["dataset"]
-            return Page(items=items, total=len(items))
+            return Page(items=items)  # the whole document: complete once read
 
         return Listing(fetch, SinglePage(), self.source_id)
 

@@ -1,0 +1,111 @@
+import jsonschema
+import pytest
+
+from catalog import record as R
+from catalog.record import Notes, RecordRejected, validate
+
+
+def minimal(**fields):
+    record = R.blank_record()
+    record.update(uid="p:1", portal_id="p", city="City", portal_kind="socrata", source_id="1", title="T")
+    record.update(fields)
+    return record
+
+
+def test_schema_is_a_valid_draft7_schema():
+    jsonschema.Draft7Validator.check_schema(R.SCHEMA)
+
+
+def test_valid_record_passes_unchanged():
+    record = minimal(keywords=["crime"], issued="2020-01-02T03:04:05Z", accrual_periodicity="R/P1D",
+                     columns=[{"position": 0, "name": "A", "field_name": "a", "type": "text",
+                               "source_type": "Text", "description": None}])
+    notes = Notes()
+    assert validate(dict(record), notes) == record
+    assert notes.items == []
+
+
+@pytest.mark.parametrize("field, value", [("title", None), ("title", ""), ("source_id", None), ("uid", 5)])
+def test_missing_title_or_id_rejects(field, value):
+    with pytest.raises(RecordRejected, match=field):
+        validate(minimal(**{field: value}), Notes())
+
+
+def test_invalid_optional_value_is_nulled_with_a_warning():
+    notes = Notes()
+    record = validate(minimal(landing_page="not a url", row_count=-3,
+                              columns=[{"position": 0, "type": "weird"}, {"position": 1, "type": "text"}]), notes)
+    assert record["landing_page"] is None and record["row_count"] is None
+    assert record["columns"] == [{"position": 1, "type": "text"}]
+    assert {f for f, _ in notes.items} == {"landing_page", "row_count", "columns"}
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("2025-08-25T04:49:06.000Z", "2025-08-25T04:49:06Z"),
+    ("2013-03-22", "2013-03-22T00:00:00Z"),
+    ("2019", "2019-01-01T00:00:00Z"),
+    ("2020-06-01T12:00:00-04:00", "2020-06-01T16:00:00Z"),
+    ("2020-06-01 12:00:00", "2020-06-01T12:00:00Z"),
+    (1286556817, "2010-10-08T16:53:37Z"),
+    (1286556817123, "2010-10-08T16:53:37.123000Z"),
+])
+def test_timestamps_parse_to_utc(value, expected):
+    assert R.timestamp(value) == expected
+
+
+def test_unparseable_timestamp_is_null_with_note():
+    notes = Notes()
+    assert R.timestamp("R/P1D", notes, "modified") is None
+    assert notes.items == [("modified", "not a date/time: 'R/P1D'")]
+
+
+def test_multilingual_text_prefers_english_then_first():
+    assert R.text({"de": "Abstimmung", "fr": "Votation", "en": "Vote"}) == "Vote"
+    assert R.text({"de": "Abstimmung", "fr": "Votation", "en": ""}) == "Abstimmung"
+    notes = Notes()
+    assert R.text(["a"], notes, "title") is None and notes.items
+
+
+def test_html_description_becomes_plain_text():
+    markup = '<DIV STYLE="x"><P><SPAN>Emplacement des v&eacute;los</SPAN></P><p>Line&nbsp;2</p><script>x()</script></DIV>'
+    assert R.plain_text(markup) == "Emplacement des vélos\n\nLine 2"
+
+
+def test_text_list_splits_keywords_but_not_categories():
+    assert R.text_list("crime,violent, seattle,crime") == ["crime", "violent", "seattle"]
+    assert R.text_list("Parks, Recreation", split=None) == ["Parks, Recreation"]
+    assert R.text_list([{"name": "roads"}, "", None, "bus"]) == ["roads", "bus"]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("R/P1D", "R/P1D"), ("R/PT1H", "R/PT1H"), ("R/P0.5M", "R/P0.5M"), ("daily", "R/P1D"),
+    ("Data are updated daily", "R/P1D"), ("Annually", "R/P1Y"), ("irregular", "irregular"),
+    ("http://purl.org/cld/freq/monthly", "R/P1M"),
+    ("http://publications.europa.eu/resource/authority/frequency/IRREG", "irregular"),
+    ("whenever we feel like it", "unknown"), (None, None),
+])
+def test_periodicity(value, expected):
+    assert R.periodicity(value) == expected
+
+
+def test_temporal_interval():
+    assert R.temporal("2010-01-01/2012-12-31") == ("2010-01-01T00:00:00Z", "2012-12-31T00:00:00Z")
+    assert R.temporal("2010-01-01/P1Y")[1] == "2011-01-01T00:00:00Z"
+    assert R.temporal(None) == (None, None)
+
+
+def test_email_url_access_level_integer():
+    assert R.email("mailto:maps@phila.gov") == "maps@phila.gov"
+    assert R.email("nobody") is None
+    assert R.url("//example.org/x") == "https://example.org/x"
+    assert R.url("javascript:alert(1)") is None
+    assert R.access_level("Public") == "public" and R.access_level("non public") == "non-public"
+    assert R.integer("12") == 12 and R.integer("x") is None
+
+
+def test_column_type_mapping_falls_back_to_other():
+    table = {"calendar_date": "datetime", "number": "number"}
+    assert R.column_type("Calendar date", table) == "datetime"
+    assert R.column_type("NUMBER", table) == "number"
+    assert R.column_type("hologram", table) == "other"
+    assert R.column_type(None, table) == "other"

@@ -1,0 +1,115 @@
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from catalog import record as R
+from catalog.store import Store, canonical_json, content_hash
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def record(source_id, title="Building permits", portal="city", **fields):
+    rec = R.blank_record()
+    rec.update(uid=f"{portal}:{source_id}", portal_id=portal, city="City", portal_kind="socrata",
+               source_id=source_id, title=title, issued="2020-01-02T03:04:05Z", keywords=["permits"],
+               distributions=[{"title": "CSV", "format": "CSV", "media_type": "text/csv",
+                               "download_url": f"https://x.org/{source_id}.csv", "access_url": None}],
+               columns=[{"position": 0, "name": "Permit", "field_name": "permit", "type": "text",
+                         "source_type": "Text", "description": None}])
+    rec.update(fields)
+    return rec
+
+
+def stage_of(store, records, seen_extra=()):
+    stage = store.new_stage()
+    for rec in records:
+        raw = canonical_json({"title": rec["title"], "id": rec["source_id"]})
+        stage.mark_seen(rec["uid"])
+        stage.add(rec, raw, None, content_hash(raw))
+    for uid in seen_extra:
+        stage.mark_seen(uid)
+    return stage
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "c.duckdb")
+    yield s
+    s.close()
+
+
+def rows(store, sql):
+    return store.con.execute(sql).fetchall()
+
+
+def test_migrations_create_the_spec_tables_once(tmp_path):
+    store = Store(tmp_path / "c.duckdb")
+    tables = {r[0] for r in rows(store, "SELECT table_name FROM information_schema.tables")}
+    assert {"datasets", "distributions", "columns", "raw_records", "harvest_runs", "harvest_errors",
+            "schema_migrations"} <= tables
+    store.close()
+    from catalog.store import connect, migrate
+    con = connect(tmp_path / "c.duckdb")
+    assert migrate(con) == [] and con.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    con.close()
+
+
+def test_new_unchanged_changed_removed_and_restored(store):
+    counts = store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True)
+    assert counts == {"new": 2, "changed": 0, "unchanged": 0, "removed": 0}
+    assert rows(store, "SELECT issued, keywords FROM datasets WHERE uid='city:a'") == [
+        (datetime(2020, 1, 2, 3, 4, 5, tzinfo=UTC), ["permits"])]
+
+    t1 = T0 + timedelta(days=1)
+    counts = store.commit_portal(stage_of(store, [record("a"), record("b", title="Building permits 2")]),
+                                 "city", t1, mark_deleted=True)
+    assert counts == {"new": 0, "changed": 1, "unchanged": 1, "removed": 0}
+    (a_first, a_seen, a_changed), = rows(store, "SELECT first_seen, last_seen, last_changed FROM datasets WHERE uid='city:a'")
+    assert (a_first, a_seen, a_changed) == (T0, t1, T0)
+    assert rows(store, "SELECT title, first_seen, last_changed FROM datasets WHERE uid='city:b'") == [
+        ("Building permits 2", T0, t1)]
+    assert rows(store, "SELECT count(*) FROM distributions WHERE dataset_uid='city:b'") == [(1,)]
+
+    t2 = t1 + timedelta(days=1)
+    counts = store.commit_portal(stage_of(store, [record("a")]), "city", t2, mark_deleted=True)
+    assert counts["removed"] == 1
+    assert rows(store, "SELECT deleted_at FROM datasets WHERE uid='city:b'") == [(t2,)]  # marked, not purged
+    assert rows(store, "SELECT count(*) FROM columns WHERE dataset_uid='city:b'") == [(1,)]
+
+    t3 = t2 + timedelta(days=1)
+    counts = store.commit_portal(stage_of(store, [record("a"), record("b", title="Building permits 2")]),
+                                 "city", t3, mark_deleted=True)
+    assert counts["changed"] == 1  # restored
+    assert rows(store, "SELECT deleted_at FROM datasets WHERE uid='city:b'") == [(None,)]
+
+
+def test_partial_listing_marks_nothing_deleted(store):
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True)
+    counts = store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=False)
+    assert counts["removed"] == 0
+    assert rows(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL") == [(2,)]
+
+
+def test_listed_but_invalid_entries_are_not_marked_deleted(store):
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True)
+    counts = store.commit_portal(stage_of(store, [record("a")], seen_extra=["city:b"]), "city", T0, mark_deleted=True)
+    assert counts["removed"] == 0
+
+
+def test_deletion_is_scoped_to_the_portal(store):
+    store.commit_portal(stage_of(store, [record("a", portal="one")]), "one", T0, mark_deleted=True)
+    store.commit_portal(stage_of(store, [record("z", portal="two")]), "two", T0, mark_deleted=True)
+    assert rows(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL") == [(2,)]
+
+
+def test_a_merge_that_fails_midway_leaves_the_catalogue_untouched(store):
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    before = rows(store, "SELECT * FROM datasets ORDER BY uid")
+    stage = stage_of(store, [record("a", title="changed"), record("c")])
+    stage.close()
+    Path(stage.path("columns")).write_bytes(b"not parquet")  # the merge breaks after datasets were written
+    with pytest.raises(Exception):
+        store.commit_portal(stage, "city", T0 + timedelta(days=1), mark_deleted=True)
+    assert rows(store, "SELECT * FROM datasets ORDER BY uid") == before
+    assert rows(store, "SELECT count(*) FROM raw_records") == [(1,)]

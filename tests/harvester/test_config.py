@@ -1,0 +1,83 @@
+import pytest
+
+from harvester.config import ConfigError, load_config
+
+GOOD = """
+[[portals]]
+id = "chicago"
+city = "Chicago"
+kind = "socrata"
+url = "https://data.cityofchicago.org/"
+app_token_env = "SOCRATA_APP_TOKEN"
+records = ["ijzp-q8t2"]
+timeout = 30
+max_concurrency = 2
+
+[[portals]]
+id = "dc"
+city = "Washington, DC"
+kind = "dcat-us"
+url = "https://opendata.dc.gov/api/feed/dcat-us/1.1.json"
+publisher = "District of Columbia"
+contact_email = "opendata@dc.gov"
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "portals.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_loads_every_key(tmp_path):
+    config = load_config(write(tmp_path, GOOD))
+    chicago, dc = config.portals
+    assert chicago.id == "chicago" and chicago.kind == "socrata"
+    assert chicago.url == "https://data.cityofchicago.org"  # trailing slash dropped
+    assert chicago.records == ("ijzp-q8t2",) and chicago.timeout == 30.0 and chicago.max_concurrency == 2
+    assert chicago.host == "data.cityofchicago.org"
+    assert dc.publisher == "District of Columbia" and dc.contact_email == "opendata@dc.gov"
+    assert [p.id for p in config.select(["dc"])] == ["dc"]
+    assert len(config.select([])) == 2
+
+
+def test_shipped_g7_config_is_valid():
+    from pathlib import Path
+
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "g7.toml")
+    cities = {p.city for p in config.portals}
+    assert {"San Francisco", "New York", "Seattle", "Los Angeles", "Chicago", "Boston", "Washington, DC"} <= cities
+
+
+@pytest.mark.parametrize("text, expected", [
+    (GOOD.replace('kind = "socrata"', 'kind = "sokrata"'), ["portals[0]", "kind", "'sokrata'"]),
+    (GOOD.replace('id = "dc"', 'id = "chicago"'), ["portals[1].id", "duplicate id 'chicago'"]),
+    (GOOD.replace('url = "https://data.cityofchicago.org/"\n', ""), ["portals[0]", ".url", "missing"]),
+    (GOOD.replace('url = "https://data.cityofchicago.org/"', 'url = "ftp://x"'), [".url", "'ftp://x'"]),
+    (GOOD.replace("timeout = 30", "timeout = -1"), [".timeout", "-1"]),
+    (GOOD.replace("max_concurrency = 2", 'max_concurrency = "2"'), [".max_concurrency", "'2'"]),
+    (GOOD.replace('records = ["ijzp-q8t2"]', 'records = "ijzp-q8t2"'), [".records"]),
+    (GOOD.replace('id = "chicago"', 'id = "Chicago City"'), [".id", "'Chicago City'", "slug"]),
+    (GOOD.replace("timeout = 30", "timout = 30"), [".timout", "unknown key"]),
+    (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "my token"'), [".app_token_env"]),
+    (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "nobody"'), [".contact_email", "'nobody'"]),
+    ("[[portals]]\nid = \"x\"\ncity = \n", ["invalid TOML", "line 3"]),
+    ("title = 'x'\n", ["unknown top-level key 'title'"]),
+    ("", ["no [[portals]]"]),
+])
+def test_bad_config_is_refused_naming_file_key_and_value(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    for part in expected:
+        assert part in message
+
+
+def test_missing_file_and_unknown_portal(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "absent.toml")
+    config = load_config(write(tmp_path, GOOD))
+    with pytest.raises(ConfigError, match="no portal with id 'boston'"):
+        config.select(["boston"])

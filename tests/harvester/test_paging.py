@@ -1,0 +1,87 @@
+import pytest
+
+from harvester.paging import (CursorPaginator, Listing, OffsetPaginator, Page, PageNumberPaginator, PagingError,
+                              SinglePage)
+
+ITEMS = [{"id": f"{i:04d}"} for i in range(250)]
+
+
+def offset_api(items, cap=100):
+    """An offset API that silently caps limit, reporting its total."""
+    calls = []
+
+    def fetch(params):
+        calls.append(params)
+        limit = min(params["limit"], cap)
+        return Page(items[params["offset"]:params["offset"] + limit], total=len(items))
+    return fetch, calls
+
+
+def test_offset_paging_advances_by_received_items_when_limit_is_capped():
+    fetch, calls = offset_api(ITEMS, cap=100)
+    listing = Listing(fetch, OffsetPaginator(1000), lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in ITEMS]
+    assert [c["offset"] for c in calls] == [0, 100, 200]
+    assert listing.complete and listing.duplicates == []
+
+
+def test_offset_paging_refuses_to_pass_the_window_cap():
+    fetch, _ = offset_api(ITEMS)
+    listing = Listing(fetch, OffsetPaginator(100, max_window=200), lambda i: i["id"])
+    with pytest.raises(PagingError, match="cap of 200"):
+        list(listing)
+    assert not listing.complete
+
+
+def test_shifting_pages_give_duplicates_once_and_mark_the_listing_partial():
+    items = list(ITEMS)
+
+    def fetch(params):
+        if params["offset"] == 100:  # a new first item appears between two pages
+            items.insert(0, {"id": "new"})
+        return Page(items[params["offset"]:params["offset"] + 100], total=len(items))
+
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    ids = [i["id"] for i in listing]
+    assert len(ids) == len(set(ids)) == 250          # every original item, each once
+    assert listing.duplicates == ["0099"]
+    assert listing.total == 251 and not listing.complete and listing.shortfall == 1
+
+
+def test_cursor_paging_follows_last_id():
+    ordered = sorted(ITEMS, key=lambda i: i["id"])
+
+    def fetch(params):
+        after = params["scroll_id"]
+        return Page([i for i in ordered if i["id"] > after][:100], total=len(ordered))
+
+    listing = Listing(fetch, CursorPaginator("scroll_id", lambda p: p.items[-1]["id"]), lambda i: i["id"])
+    assert len(list(listing)) == 250 and listing.pages == 4 and listing.complete
+
+
+def test_cursor_that_does_not_move_is_an_error():
+    listing = Listing(lambda p: Page([{"id": "a"}]), CursorPaginator("c", lambda p: "same", first_cursor="same"),
+                      lambda i: i["id"])
+    with pytest.raises(PagingError, match="did not move"):
+        list(listing)
+
+
+def test_page_number_paging_stops_on_short_page():
+    def fetch(params):
+        start = (params["page"] - 1) * 50
+        return Page(ITEMS[start:start + 50])
+
+    listing = Listing(fetch, PageNumberPaginator(size=50, size_param="page_size"), lambda i: i["id"])
+    assert len(list(listing)) == 250 and listing.pages == 6 and listing.complete
+
+
+def test_single_document_with_duplicates_and_items_without_ids():
+    listing = Listing(lambda p: Page([{"id": "a"}, {"x": 1}, {"id": "a"}]), SinglePage(), lambda i: i.get("id"))
+    assert list(listing) == [{"id": "a"}, {"x": 1}]
+    assert listing.duplicates == ["a"] and listing.complete  # the whole document was read
+
+
+def test_fewer_unique_items_than_reported_is_partial():
+    listing = Listing(lambda p: Page([{"id": "a"}, {"id": "a"}], total=2), SinglePage(), lambda i: i["id"])
+    list(listing)
+    assert not listing.complete and listing.shortfall == 1
