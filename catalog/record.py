@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from importlib import resources
 
-import fastjsonschema
+import jsonschema_rs
 
 COLUMN_TYPES = ("text", "integer", "number", "boolean", "date", "datetime", "point", "geometry", "url", "other")
 ACCESS_LEVELS = ("public", "restricted public", "non-public")
 REQUIRED = ("uid", "portal_id", "city", "portal_kind", "source_id", "title")
 
 SCHEMA: dict = json.loads(resources.files("catalog").joinpath("schema/dataset.schema.json").read_text())
-_validate = fastjsonschema.compile(SCHEMA)
+_validator = jsonschema_rs.validator_for(SCHEMA)
 
 
 class RecordRejected(Exception):
@@ -42,15 +42,17 @@ class Notes:
 def validate(record: dict, notes: Notes) -> dict:
     """Validate against the JSON Schema. A required field that fails rejects the record;
     any other failing field is set to null (or emptied) with a warning."""
-    for _ in range(len(SCHEMA["properties"]) + 1):
-        try:
-            return _validate(record)
-        except fastjsonschema.JsonSchemaValueException as exc:
-            path = [p for p in exc.path[1:]] if exc.path else []
+    for _ in range(3):
+        errors = list(_validator.iter_errors(record))
+        if not errors:
+            return record
+        # deepest paths first, so deleting a list element never shifts another error's index
+        for error in sorted(errors, key=lambda e: [str(p).zfill(9) for p in e.instance_path], reverse=True):
+            path = list(error.instance_path)
             top = path[0] if path else None
             if top is None or top in REQUIRED:
-                raise RecordRejected(f"{'.'.join(map(str, path)) or 'record'}: {exc.message}") from None
-            notes.warn(str(top), f"dropped invalid value: {exc.message}")
+                raise RecordRejected(f"{'.'.join(map(str, path)) or 'record'}: {error.message}")
+            notes.warn(str(top), f"dropped invalid value: {error.message}")
             _drop(record, path)
     raise RecordRejected("record keeps failing validation")
 

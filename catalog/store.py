@@ -7,7 +7,6 @@ completed: a portal that fails mid-way never touches what earlier runs stored.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -17,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -50,7 +50,8 @@ ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_
 
 
 def canonical_json(value) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Sorted keys, no whitespace: equal JSON gives equal text, hence equal hashes."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 
 def content_hash(*parts: str) -> str:

@@ -71,8 +71,11 @@ def harvest(portal_ids, db_path, config_path, as_json):
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
+    try:
+        http = HttpClient.from_env(cache=ValidatorCache(db_path.parent / "http_cache"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     store = Store(db_path)
-    http = HttpClient(cache=ValidatorCache(db_path.parent / "http_cache"))
     bars: dict = {}
     progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
+import orjson
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
@@ -157,7 +158,7 @@ class HttpClient:
         self.connect_timeout = connect_timeout
         self.max_attempts = max_attempts
         self.max_retry_seconds = max_retry_seconds
-        self.backoff = tenacity.wait_exponential_jitter(initial=backoff_initial, max=backoff_max)
+        self.backoff = tenacity.wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
         self.max_retry_after = max_retry_after
         self.max_bytes = max_bytes
         self.max_per_host = max_per_host
@@ -166,6 +167,20 @@ class HttpClient:
         self._local = threading.local()
         self._host_slots: dict[str, threading.BoundedSemaphore] = {}
         self._host_lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, **kwargs) -> "HttpClient":
+        """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
+        CIVICAT_HTTP_MAX_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
+        env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int), "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float),
+               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int), "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float)}
+        for key, (name, kind) in env.items():
+            if os.environ.get(name):
+                try:
+                    kwargs.setdefault(key, kind(os.environ[name]))
+                except ValueError:
+                    raise ValueError(f"environment variable {name}={os.environ[name]!r} is not a {kind.__name__}") from None
+        return cls(**kwargs)
 
     # -- public -------------------------------------------------------------------------
 
@@ -261,7 +276,7 @@ class HttpClient:
             if not cached:
                 raise TransientError("304 Not Modified to an unconditional request", url, status)
             self.stats.add(not_modified=1)
-            return JsonResponse(json.loads(cached[1]), status, url, not_modified=True)
+            return JsonResponse(orjson.loads(cached[1]), status, url, not_modified=True)
 
         data = parse_json_body(body, response_headers.get("Content-Type", ""), url)
         problem = expect(data) if expect else None
@@ -339,7 +354,7 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
     if not head:
         raise TransientError("empty body instead of JSON", url, 200)
     try:
-        return json.loads(body)
+        return orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
 

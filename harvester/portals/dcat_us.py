@@ -25,12 +25,12 @@ _HUB_LANDING = re.compile(r"/(?:datasets|maps|documents|apps|content)/([0-9a-f]{
 def arcgis_item_id(identifier: str | None, landing_page: str | None = None) -> str | None:
     """'<item id>' or '<item id>_<layer>' from an ArcGIS Hub identifier or landing page."""
     for candidate in (identifier, landing_page):
-        if not candidate or "arcgis" not in candidate and "hub" not in candidate:
+        if not candidate or not candidate.startswith(("http://", "https://")):
             continue
         parsed = urlparse(candidate)
         query = parse_qs(parsed.query)
         item = (query.get("id") or [""])[0].lower()
-        if _HUB_ITEM.match(item):
+        if parsed.path.endswith("/home/item.html") and _HUB_ITEM.match(item):
             layer = (query.get("sublayer") or query.get("layer") or [""])[0]
             return f"{item}_{layer}" if layer.isdigit() else item
         match = _HUB_LANDING.search(parsed.path)

@@ -1,8 +1,9 @@
-"""Local HTTP portal for tests: a werkzeug WSGI app in a background thread.
+"""Local HTTP portal for tests: a werkzeug WSGI app served from a background thread.
 
-Subclasses implement ``route(path, query)``; the base class adds what every
-real portal does to a client: request logging, ETag/Last-Modified with 304s,
-gzip, and injectable faults (5xx, 429, resets, HTML pages, truncated bodies...).
+Subclasses implement ``route(path, query) -> (status, json_body)``. The base class
+adds what real portals do to a client: a request log, ETag/Last-Modified with 304s,
+gzip, and queued faults (5xx, 429 + Retry-After, resets, HTML pages, truncated or
+invalid JSON, slow answers).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from werkzeug.http import HTTP_STATUS_CODES, http_date
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 
 Query = dict[str, str]
+JSON_TYPE = "application/json; charset=utf-8"
 
-# Fault kinds and how many arguments each takes after the kind.
+# Fault kind -> number of arguments after the kind.
 FAULT_ARITY = {
     "status": 1,  # ("status", 503)
     "retry_after": 2,  # ("retry_after", 429, seconds)
@@ -38,34 +40,56 @@ FAULT_ARITY = {
 }
 
 MAINTENANCE_PAGE = (
-    b"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+    b'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
     b"<title>Service temporarily unavailable | example.org</title></head>\n"
-    b"<body><div class=\"cf-error-details\"><h1>Down for maintenance</h1>"
+    b'<body><div class="cf-error-details"><h1>Down for maintenance</h1>'
     b"<p>The portal is being upgraded and will be back shortly.</p>"
     b"<p>Ray ID: 7d1f3a9c2b8e4f60 &bull; Performance &amp; security by Cloudflare</p>"
     b"</div></body></html>\n"
 )
 INVALID_JSON = b'{"results": [1, 2,'
-JSON_TYPE = "application/json; charset=utf-8"
 
 
 def json_error(status: int, message: str | None = None) -> dict:
-    """Error body in the shape Socrata (and most JSON APIs) use."""
+    """Error body in the shape Socrata uses."""
     reason = HTTP_STATUS_CODES.get(status, "Error")
     return {"code": reason.lower().replace(" ", "_"), "error": True, "message": message or reason}
 
 
-def _parse_fault(fault: str | tuple) -> tuple[str, tuple]:
+def parse_fault(fault: str | tuple) -> tuple[str, tuple]:
     kind, *args = (fault,) if isinstance(fault, str) else fault
     if FAULT_ARITY.get(kind) != len(args):
         raise ValueError(f"unknown fault or wrong arguments: {fault!r}")
     return kind, tuple(args)
 
 
-class LocalPortal:
-    """Base local portal; ``with Portal(...) as portal:`` starts and stops it.
+class InjectedReset(ConnectionResetError):
+    """Raised by the app to drop the connection without any response."""
 
-    Paths given to ``route``, ``inject``, ``serve_json``, ``hits`` and ``requests``
+
+class _Handler(WSGIRequestHandler):
+    # werkzeug hands a ConnectionError raised by the app to connection_dropped()
+    # without a 500 page or a logged traceback. Stop reading further requests
+    # (the client keeps its socket open) and, for an injected reset, close with
+    # SO_LINGER=0 so the kernel sends RST rather than FIN.
+    def connection_dropped(self, error, environ=None) -> None:
+        self.close_connection = True
+        self._abort = isinstance(error, InjectedReset)
+
+    def finish(self) -> None:
+        super().finish()
+        if getattr(self, "_abort", False):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+    def log_request(self, *args) -> None:
+        pass  # portals keep their own log; thousands of benchmark lines help nobody
+
+
+class LocalPortal:
+    """Base local portal; ``with SomePortal(...) as portal:`` starts and stops it.
+
+    Paths used by ``route``, ``inject``, ``serve_json``, ``hits`` and ``requests``
     are relative to the portal root, i.e. without ``prefix``.
     """
 
@@ -74,7 +98,7 @@ class LocalPortal:
         self.requests: list[tuple[str, Query, dict[str, str]]] = []
         self.hits: Counter[str] = Counter()
         self.last_modified = datetime(2024, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
-        # Called as on_request(path, query) before each answer, e.g. to mutate the catalogue.
+        # on_request(path, query) runs before each answer, e.g. to change the catalogue.
         self.on_request: Callable[[str, Query], None] | None = None
         self.static: dict[str, Any] = {}
         self._faults: list[list] = []  # [path_prefix, kind, args, remaining]
@@ -84,9 +108,10 @@ class LocalPortal:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self) -> "LocalPortal":
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+    def start(self):
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Handler)
+        # A short poll interval keeps stop() (and so each test's teardown) quick.
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
         return self
 
@@ -113,13 +138,14 @@ class LocalPortal:
 
     def inject(self, path_prefix: str, fault: str | tuple, times: int = 1) -> None:
         """Queue ``fault`` for the next ``times`` requests whose path starts with
-        ``path_prefix``; queued faults are consumed first-in first-out."""
-        kind, args = _parse_fault(fault)
+        ``path_prefix``; queued faults are consumed first in, first out."""
+        kind, args = parse_fault(fault)
         with self._lock:
             self._faults.append([path_prefix, kind, args, times])
 
     @property
     def pending_faults(self) -> list[tuple[str, str | tuple, int]]:
+        """Faults not consumed yet, as (path_prefix, fault, remaining)."""
         with self._lock:
             return [(p, (k, *a) if a else k, n) for p, k, a, n in self._faults]
 
@@ -160,12 +186,12 @@ class LocalPortal:
             kind, args = self._take_fault(path) or (None, ())
         if self.on_request is not None:
             self.on_request(path, query)
+
         if kind == "slow":
             time.sleep(args[0])
             kind = None
-        elif kind == "reset":
-            _reset_connection(environ)
-
+        if kind == "reset":
+            raise InjectedReset("injected connection reset")
         if kind in ("status", "retry_after"):
             extra = [("Retry-After", str(args[1]))] if kind == "retry_after" else []
             answer = self._encode(request, args[0], json.dumps(json_error(args[0])).encode(), headers=extra)
@@ -187,7 +213,7 @@ class LocalPortal:
                 body = body[: len(body) // 2]  # valid HTTP message, broken JSON
             answer = self._encode(request, status, body, validators=status == 200, conditional=kind is None)
             if kind == "truncated":
-                # Keep the full Content-Length so the client hits an incomplete read.
+                # Keep the full Content-Length: the client must see an incomplete read.
                 status, headers, body = answer
                 answer = status, headers, body[: len(body) // 2]
 
@@ -197,35 +223,26 @@ class LocalPortal:
 
     def _encode(self, request: Request, status: int, body: bytes, content_type: str = JSON_TYPE,
                 headers: list = (), validators: bool = False, conditional: bool = False):
-        """Headers and body as a real server sends them: ETag and Last-Modified
-        (``validators``), 304 on a matching condition (``conditional``), gzip."""
+        """Status, headers and body as a real server sends them: ETag and
+        Last-Modified (``validators``), 304 on a matching condition
+        (``conditional``), gzip when accepted, always a Content-Length."""
         headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding"), *headers]
         if validators:
             etag = '"%s"' % hashlib.sha1(body).hexdigest()  # strong: hash of the JSON bytes
-            cache = [("ETag", etag), ("Last-Modified", http_date(self.last_modified))]
+            validator_headers = [("ETag", etag), ("Last-Modified", http_date(self.last_modified))]
             if conditional and self._not_modified(request, etag):
-                return 304, cache + [("Vary", "Accept-Encoding")], b""
-            headers += cache
+                return 304, validator_headers + [("Vary", "Accept-Encoding")], b""
+            headers += validator_headers
         if body and request.accept_encodings["gzip"]:
-            body = gzip.compress(body, compresslevel=5, mtime=0)
+            # Level 1: the server thread shares the GIL with the client under test.
+            body = gzip.compress(body, compresslevel=1, mtime=0)
             headers.append(("Content-Encoding", "gzip"))
         headers.append(("Content-Length", str(len(body))))
         return status, headers, body
 
     def _not_modified(self, request: Request, etag: str) -> bool:
-        # If-None-Match wins over If-Modified-Since (RFC 9110 13.2.2).
+        # If-None-Match, when sent, overrides If-Modified-Since (RFC 9110, 13.2.2).
         if request.if_none_match:
             return request.if_none_match.contains_weak(etag.strip('"'))
         since = request.if_modified_since
         return since is not None and self.last_modified.replace(microsecond=0) <= since
-
-
-def _reset_connection(environ) -> None:
-    """Drop the connection without answering."""
-    sock = environ.get("werkzeug.socket")
-    if sock is not None:
-        # Linger 0 makes close() send RST rather than FIN: the client sees a reset.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    # werkzeug treats ConnectionError from the app as a dropped connection: no
-    # response, no 500 page, no logged traceback.
-    raise ConnectionResetError("injected connection reset")

@@ -1,0 +1,126 @@
+"""Benchmark: harvest a 100,000-dataset Socrata catalogue served locally.
+
+Prints, from one run:
+  - datasets/s end to end (listing → map → validate → stage → DuckDB merge), and the
+    harvest's peak RSS (measured in its own process);
+  - the limit: the time just to fetch and json-parse the same pages, and the ratio;
+  - a naive baseline: the same pages inserted row by row into DuckDB (no validation,
+    no columns), on the first 10,000 datasets.
+Targets (issue 2): >= 5,000 datasets/s, ratio to the limit <= 3, peak RSS <= 500 MB.
+
+    python -m bench.harvest_catalog [--datasets 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+DOMAIN = "data.example.org"
+
+HARVEST_CHILD = r"""
+import json, resource, sys, time
+from catalog.store import Store
+from harvester.config import PortalConfig
+from harvester.http import HttpClient, ValidatorCache
+from harvester.pipeline import harvest
+url, db = sys.argv[1], sys.argv[2]
+portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain="%s")
+store = Store(db)
+started = time.perf_counter()
+report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
+seconds = time.perf_counter() - started
+store.close()
+p = report.portals[0]
+print(json.dumps({"seconds": seconds, "status": p.status, "seen": p.seen, "new": p.new, "errors": p.errors,
+                  "requests": p.requests, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""" % DOMAIN
+
+
+def fetch_all_pages(url: str, session: requests.Session):
+    """The limit: every page the harvester reads (probe + scroll_id pages), fetched and parsed."""
+    probe = session.get(f"{url}/api/catalog/v1", params={"domains": DOMAIN, "offset": 0, "limit": 1}).json()
+    pages, scroll, items = [probe], "", 0
+    while True:
+        page = session.get(f"{url}/api/catalog/v1",
+                           params={"domains": DOMAIN, "limit": 100, "scroll_id": scroll}).json()
+        if not page["results"]:
+            break
+        items += len(page["results"])
+        scroll = page["results"][-1]["resource"]["id"]
+        pages.append(page)
+        yield page
+
+
+def naive_baseline(url: str, db: str, limit: int) -> float:
+    """A harvester as often written: page through, one INSERT OR REPLACE per dataset."""
+    import duckdb
+
+    con = duckdb.connect(db)
+    con.execute("CREATE TABLE datasets (uid VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, "
+                "type VARCHAR, updated VARCHAR, raw JSON)")
+    session = requests.Session()
+    started, done = time.perf_counter(), 0
+    for page in fetch_all_pages(url, session):
+        for entry in page["results"]:
+            r = entry["resource"]
+            con.execute("INSERT OR REPLACE INTO datasets VALUES (?, ?, ?, ?, ?, ?)",
+                        [f"bench:{r['id']}", r["name"], r["description"], r["type"], r["updatedAt"], json.dumps(entry)])
+            done += 1
+            if done >= limit:
+                con.close()
+                return done / (time.perf_counter() - started)
+    con.close()
+    return done / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=int, default=100_000)
+    parser.add_argument("--naive", type=int, default=10_000, help="datasets for the naive baseline")
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    print(f"building and serving a {args.datasets:,}-dataset Socrata catalogue ...", flush=True)
+    server = subprocess.Popen([sys.executable, "-m", "bench.serve", "socrata", str(args.datasets)],
+                              cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().strip()
+        session = requests.Session()
+        list(fetch_all_pages(url, session))  # warm the server's id-ordered listing cache
+
+        started = time.perf_counter()
+        fetched = sum(len(p["results"]) for p in fetch_all_pages(url, session))
+        limit_seconds = time.perf_counter() - started
+
+        with tempfile.TemporaryDirectory() as tmp:
+            out = subprocess.run([sys.executable, "-c", HARVEST_CHILD, url, f"{tmp}/catalog.duckdb"],
+                                 cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            naive_rate = naive_baseline(url, f"{tmp}/naive.duckdb", args.naive)
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+
+    assert result["status"] == "ok" and result["new"] == args.datasets == fetched, result
+    rate = args.datasets / result["seconds"]
+    ratio = result["seconds"] / limit_seconds
+    print(f"datasets harvested      {args.datasets:,} ({result['requests']} requests, {result['errors']} errors)")
+    print(f"harvest                 {result['seconds']:.1f} s = {rate:,.0f} datasets/s   (target >= 5,000)")
+    print(f"limit: fetch + parse    {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} datasets/s")
+    print(f"ratio to the limit      {ratio:.2f}                (target <= 3)")
+    print(f"peak RSS of the harvest {result['peak_rss_mb']:.0f} MB          (target <= 500)")
+    print(f"naive baseline          {naive_rate:,.0f} datasets/s on {args.naive:,} datasets; civicat is "
+          f"{rate / naive_rate:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""DCAT-US field mapping: v1.1, the legacy pre-1.1 array and ArcGIS Hub feeds."""
+import copy
+
+import pytest
+
+from catalog.record import Notes
+from harvester.config import PortalConfig
+from harvester.http import HttpClient
+from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
+from tests.shared_fixtures import load_json, require_fixtures
+
+PORTAL = PortalConfig(id="city", city="City", kind="dcat-us", url="https://example.org/data.json")
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    require_fixtures()
+    return DcatUsAdapter(PORTAL, HttpClient())
+
+
+def test_v11_entry_maps_every_field(adapter):
+    raw = load_json("dcat-us/evian-fr-arcgis-hub-data.json")["dataset"][0]
+    rec = adapter.map(raw, None, Notes())
+    assert rec["source_id"] == "f6565516d1354383b25793e630cf3f2b_5"   # Hub item id, not the URL
+    assert rec["identifier"] == "https://www.arcgis.com/home/item.html?id=f6565516d1354383b25793e630cf3f2b&sublayer=5"
+    assert rec["title"] == "stationnement velos"
+    assert rec["description"] == "Emplacement et description des stationnement vélos à Evian-les-Bains"  # HTML → text
+    assert rec["keywords"] == ["mobilite"] and rec["themes"] == ["geospatial"]
+    assert rec["publisher"] == "Ville d'Evian-les-Bains" and rec["contact_name"] == "sigevian"
+    assert rec["issued"] == "2022-07-29T10:07:13Z" and rec["modified"] == "2022-07-29T11:29:07.556000Z"
+    assert rec["access_level"] == "public" and rec["spatial"] == "6.5735,46.3912,6.6069,46.4028"
+    assert rec["license"].startswith("Soumis à la licence Etalab")
+    assert rec["landing_page"].endswith("/maps/f6565516d1354383b25793e630cf3f2b_5")
+    assert rec["asset_type"] == "dataset"
+    formats = [(d["format"], d["media_type"]) for d in rec["distributions"]]
+    assert ("CSV", "text/csv") in formats and ("ARCGIS GEOSERVICES REST API", "application/json") not in formats
+    geoservice = next(d for d in rec["distributions"] if "FeatureServer" in (d["access_url"] or ""))
+    assert geoservice["format"] == "ArcGIS GeoServices REST API"
+
+
+def test_philadelphia_contact_point_and_null_fields(adapter):
+    document = load_json("dcat-us/philadelphia-opendataphilly-data.json")
+    raw = document["dataset"][0]
+    rec = adapter.map(raw, None, Notes())
+    assert rec["contact_name"] == "City of Philadelphia Open Data Program"
+    assert rec["contact_email"] == "maps@phila.gov"          # mailto: stripped
+    assert rec["modified"] is None                           # null in the source stays null
+    notes = Notes()
+    bad = next(d for d in document["dataset"] if d.get("modified") == "R/P1D")
+    assert adapter.map(bad, None, notes)["modified"] is None
+    assert notes.items == [("modified", "not a date/time: 'R/P1D'")]
+
+
+def legacy_to_v11(entry):
+    """The official POD 1.0 → 1.1 field mapping, applied by hand."""
+    v11 = {k: v for k, v in entry.items()
+           if k not in ("accessURL", "format", "webService", "keyword", "keywords", "releaseDate", "distribution",
+                        "created", "feed", "frequency")}
+    v11["keyword"] = entry["keywords"] if "keywords" in entry else entry["keyword"].split(",")
+    v11["issued"] = entry["releaseDate"]
+    v11["accessLevel"] = entry["accessLevel"].lower()
+    v11["distribution"] = [{"downloadURL": d["accessURL"], "mediaType": d["formats"][0]["value"],
+                            "format": d["formats"][0]["label"]} for d in entry["distribution"]]
+    if "webService" in entry:
+        v11["distribution"].append({"accessURL": entry["webService"], "format": "API"})
+    return v11
+
+
+def test_legacy_and_v11_forms_give_the_same_record(adapter):
+    document = load_json("dcat-us/socrata-pod-2013-08-28/data.seattle.gov.json")
+    compared = 0
+    for entry in document[1:]:
+        if "distribution" not in entry:
+            continue
+        legacy = adapter.map(copy.deepcopy(entry), None, Notes())
+        modern = adapter.map(legacy_to_v11(entry), None, Notes())
+        assert legacy == modern, entry["identifier"]
+        compared += 1
+    assert compared >= 160
+    sample = adapter.map(document[1], None, Notes())
+    assert sample["keywords"] == ["crime", "violent", "seattle"] and sample["issued"] == "2009-11-23T00:00:00Z"
+    assert sample["distributions"][0] == {
+        "title": None, "format": "CSV", "media_type": "text/csv", "access_url": None,
+        "download_url": "https://data.seattle.gov/api/views/e3zj-s4zh/rows.csv?accessType=DOWNLOAD"}
+    assert sample["distributions"][-1]["access_url"] == "https://data.seattle.gov/resource/e3zj-s4zh"
+
+
+def test_legacy_self_description_is_kept_as_a_catalog_asset(adapter):
+    first = load_json("dcat-us/socrata-pod-2013-08-28/data.seattle.gov.json")[0]
+    rec = adapter.map(first, None, Notes())
+    assert rec["asset_type"] == "catalog" and rec["accrual_periodicity"] == "R/PT1H"
+
+
+@pytest.mark.parametrize("identifier, landing, expected", [
+    ("https://www.arcgis.com/home/item.html?id=f6565516d1354383b25793e630cf3f2b&sublayer=5", None,
+     "f6565516d1354383b25793e630cf3f2b_5"),
+    ("https://opendata.dc.gov/datasets/DCGIS::crime-incidents", "https://opendata.dc.gov/datasets/89bfd2aed9a142249225a638448a5276_29",
+     "89bfd2aed9a142249225a638448a5276_29"),
+    ("https://hub.arcgis.com/maps/0123456789abcdef0123456789abcdef", None, "0123456789abcdef0123456789abcdef"),
+    ("2009-2012-police-advisory-commission-complaints", None, None),
+])
+def test_arcgis_item_id(identifier, landing, expected):
+    assert arcgis_item_id(identifier, landing) == expected

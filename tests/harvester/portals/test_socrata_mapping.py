@@ -1,0 +1,100 @@
+"""Socrata field mapping, asserted field by field on real Discovery entries."""
+import copy
+
+import pytest
+
+from catalog.record import Notes
+from harvester.config import PortalConfig
+from harvester.http import HttpClient
+from harvester.portals.socrata import SocrataAdapter
+from tests.shared_fixtures import load_json, require_fixtures
+
+PORTAL = PortalConfig(id="chicago", city="Chicago", kind="socrata", url="https://data.cityofchicago.org")
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    require_fixtures()
+    return SocrataAdapter(PORTAL, HttpClient())
+
+
+def entry(path, source_id):
+    return next(r for r in load_json(path)["results"] if r["resource"]["id"] == source_id)
+
+
+def test_dataset_entry_maps_every_field(adapter):
+    raw = entry("socrata-catalog/chicago-discovery-p1-a.json", "xzkq-xp2w")
+    notes = Notes()
+    rec = adapter.map(raw, None, notes)
+    assert rec["source_id"] == "xzkq-xp2w"
+    assert rec["identifier"] == "https://data.cityofchicago.org/api/views/xzkq-xp2w"
+    assert rec["title"] == "Current Employee Names, Salaries, and Position Titles"
+    assert rec["description"].startswith("This dataset is a listing of all active City of Chicago employees")
+    assert rec["keywords"] == ["personnel"]                       # tags + domain_tags
+    assert rec["themes"] == ["Administration & Finance"]           # categories + domain_category
+    assert rec["publisher"] == "City of Chicago"                   # attribution
+    assert rec["issued"] == "2011-09-27T20:18:55Z"                 # createdAt
+    assert rec["modified"] == "2025-08-25T04:49:06Z"               # latest of data/metadata updated
+    assert rec["accrual_periodicity"] == "R/P1D"                   # domain metadata "Data are updated daily"
+    assert rec["license"] == "See Terms of Use"
+    assert rec["access_level"] == "public"
+    assert rec["landing_page"] == "https://data.cityofchicago.org/d/xzkq-xp2w"   # permalink
+    assert rec["asset_type"] == "dataset" and rec["parent_uid"] is None
+    assert [d["download_url"] for d in rec["distributions"]] == [
+        "https://data.cityofchicago.org/resource/xzkq-xp2w.csv", "https://data.cityofchicago.org/resource/xzkq-xp2w.json"]
+    assert [(c["field_name"], c["type"], c["source_type"]) for c in rec["columns"][:4]] == [
+        ("annual_salary", "number", "Number"), ("typical_hours", "number", "Number"),
+        ("hourly_rate", "number", "Number"), ("name", "text", "Text")]
+    assert rec["columns"][0]["description"].startswith("Annual salary rates")
+    assert [c["position"] for c in rec["columns"]] == list(range(8))
+    assert notes.items == []
+
+
+def test_story_keeps_its_type_without_distributions(adapter):
+    raw = entry("socrata-catalog/us-discovery-only-dataset-story.json", "q5as-kyim")
+    rec = adapter.map(raw, None, Notes())
+    assert rec["asset_type"] == "story" and rec["distributions"] == [] and rec["columns"] == []
+    assert rec["accrual_periodicity"] == "unknown"  # "Not updated (historical data)"
+
+
+def test_derived_view_points_at_its_parent(adapter):
+    raw = copy.deepcopy(entry("socrata-catalog/chicago-discovery-p1-a.json", "xzkq-xp2w"))
+    raw["resource"].update(id="abcd-1234", type="filter", parent_fxf=["xzkq-xp2w"])
+    rec = adapter.map(raw, None, Notes())
+    assert rec["asset_type"] == "filtered_view" and rec["parent_uid"] == "chicago:xzkq-xp2w"
+    raw["resource"]["type"] = "href"
+    assert adapter.map(raw, None, Notes())["asset_type"] == "link"
+
+
+def test_columns_fall_back_to_the_views_document(adapter):
+    views = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
+    raw = copy.deepcopy(entry("socrata-catalog/chicago-discovery-p1-a.json", "xzkq-xp2w"))
+    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+        raw["resource"][key] = []
+    rec = adapter.map(raw, {"views": views}, Notes())
+    assert len(rec["columns"]) == len([c for c in views["columns"] if not c["fieldName"].startswith(":")])
+    assert rec["columns"][0]["field_name"] == "cad_cdw_id" and rec["columns"][0]["type"] == "text"
+    assert rec["row_count"] == 1257418
+
+
+def test_views_types_of_every_kind_map_to_the_vocabulary(adapter):
+    views = load_json("socrata-views/soda-demo-2asz-g9qq-all-datatypes.json")
+    raw = copy.deepcopy(entry("socrata-catalog/chicago-discovery-p1-a.json", "xzkq-xp2w"))
+    raw["resource"]["columns_field_name"] = []
+    types = {c["field_name"]: c["type"] for c in adapter.map(raw, {"views": views}, Notes())["columns"]}
+    assert types["number_column"] == "number" and types["money_column"] == "number"
+    assert types["date_time_column"] == "datetime" and types["location_column"] == "point"
+    assert types["website_url_column"] == "url" and types["checkbox_column"] == "boolean"
+    assert types["photo_column"] == "other"
+    assert not any(name.startswith(":") for name in types)
+
+
+def test_volatile_counters_do_not_change_the_hash_view(adapter):
+    raw = entry("socrata-catalog/chicago-discovery-p1-a.json", "xzkq-xp2w")
+    busier = copy.deepcopy(raw)
+    busier["resource"]["page_views"]["page_views_total"] += 1000
+    busier["resource"]["download_count"] += 5
+    assert adapter.hash_view(raw, None) == adapter.hash_view(busier, None)
+    renamed = copy.deepcopy(raw)
+    renamed["resource"]["name"] = "Employees"
+    assert adapter.hash_view(raw, None) != adapter.hash_view(renamed, None)

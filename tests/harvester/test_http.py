@@ -1,0 +1,135 @@
+"""The HTTP layer against a local portal that really misbehaves (no mocked requests)."""
+import threading
+import time
+
+import pytest
+
+from harvester import __version__
+from harvester.http import HttpClient, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload
+from tests.conftest import fast_client
+from tests.portals.base import LocalPortal
+
+DOC = {"results": [{"id": i, "name": f"dataset {i}"} for i in range(200)], "resultSetSize": 200}
+
+
+@pytest.fixture
+def portal():
+    with LocalPortal() as p:
+        p.serve_json("/doc", DOC)
+        yield p
+
+
+def get(client, portal, path="/doc", **kw):
+    return client.get_json(portal.url + path, **kw)
+
+
+@pytest.mark.parametrize("fault", [("status", 503), ("status", 500), ("status", 502), "reset", "html",
+                                   "html_as_json", "truncated", "truncated_json", "invalid_json"])
+def test_transient_faults_are_retried_then_succeed(portal, fault):
+    client = fast_client()
+    portal.inject("/doc", fault, times=2)
+    assert get(client, portal).data == DOC
+    assert client.stats.retries == 2 and client.stats.requests == 3
+
+
+@pytest.mark.parametrize("fault, message", [("html", "HTML page instead of JSON"), ("invalid_json", "invalid or truncated JSON"),
+                                            (("status", 503), "HTTP 503"), ("truncated", "cut short")])
+def test_persistent_faults_fail_after_bounded_attempts(portal, fault, message):
+    client = fast_client(max_attempts=3)
+    portal.inject("/doc", fault, times=10)
+    with pytest.raises(TransientError, match=message):
+        get(client, portal)
+    assert portal.hits["/doc"] == 3
+
+
+def test_retry_after_is_honoured(portal):
+    client = fast_client()
+    portal.inject("/doc", ("retry_after", 429, 1))
+    started = time.monotonic()
+    assert get(client, portal).data == DOC
+    assert time.monotonic() - started >= 0.95
+    assert client.stats.retries == 1
+
+
+def test_retry_after_is_capped(portal):
+    client = fast_client(max_retry_after=0.2)
+    portal.inject("/doc", ("retry_after", 429, 3600))
+    started = time.monotonic()
+    assert get(client, portal).data == DOC
+    assert time.monotonic() - started < 2
+
+
+def test_total_retry_time_is_bounded(portal):
+    client = fast_client(max_attempts=100, max_retry_seconds=0.5, backoff_initial=0.2, backoff_max=0.2)
+    portal.inject("/doc", ("status", 503), times=100)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        get(client, portal)
+    assert time.monotonic() - started < 2
+
+
+def test_client_errors_are_not_retried(portal):
+    client = fast_client()
+    with pytest.raises(PermanentError) as info:
+        get(client, portal, "/missing")
+    assert info.value.status == 404 and portal.hits["/missing"] == 1
+
+
+def test_slow_response_times_out(portal):
+    client = fast_client(timeout=0.3, max_attempts=2)
+    portal.inject("/doc", ("slow", 1.0), times=2)
+    with pytest.raises(TransientError, match="timed out"):
+        get(client, portal)
+
+
+def test_response_size_cap(portal):
+    client = fast_client(max_bytes=1000)
+    with pytest.raises(ResponseTooLarge, match="cap"):
+        get(client, portal)
+    assert portal.hits["/doc"] == 1  # not retried
+
+
+def test_unexpected_shape_is_retried_then_raised(portal):
+    client = fast_client(max_attempts=2)
+    with pytest.raises(UnexpectedPayload, match="needs a list"):
+        get(client, portal, expect=lambda d: None if isinstance(d, list) else "needs a list")
+    assert portal.hits["/doc"] == 2
+
+
+def test_headers_user_agent_and_gzip(portal):
+    client = fast_client()
+    get(client, portal, headers={"X-App-Token": "secret"})
+    headers = portal.requests[-1][2]
+    assert headers["User-Agent"].startswith(f"civicat/{__version__}")
+    assert "gzip" in headers["Accept-Encoding"] and headers["X-App-Token"] == "secret"
+
+
+def test_conditional_requests_reuse_the_remembered_body(portal, tmp_path):
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    second = get(fast_client(tmp_path), portal, conditional=True)  # a later run, same cache
+    assert not first.not_modified and second.not_modified and second.data == DOC
+    assert "If-None-Match" in portal.requests[-1][2]
+    DOC2 = {**DOC, "resultSetSize": 201}
+    portal.serve_json("/doc", DOC2)
+    assert get(client, portal, conditional=True).data == DOC2
+
+
+def test_per_host_concurrency_limit(portal):
+    client = fast_client()
+    client.set_host_limit(portal.url.split("//")[1], 1)
+    portal.inject("/doc", ("slow", 0.3), times=3)
+    threads = [threading.Thread(target=get, args=(client, portal)) for _ in range(3)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert time.monotonic() - started >= 0.85  # served one after another
+
+
+def test_retry_after_http_date():
+    from harvester.http import _retry_after
+    assert _retry_after("5") == 5.0
+    assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert _retry_after("soon") is None
