@@ -51,6 +51,8 @@ def validate(record: dict, notes: Notes) -> dict:
             path = list(error.instance_path)
             top = path[0] if path else None
             if top is None or top in REQUIRED:
+                if top is not None and record.get(top) in (None, ""):
+                    raise RecordRejected(f"record has no {top}")
                 raise RecordRejected(f"{'.'.join(map(str, path)) or 'record'}: {error.message}")
             notes.warn(str(top), f"dropped invalid value: {error.message}")
             _drop(record, path)

@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -27,23 +28,22 @@ DATASET_FIELDS = (
     "temporal_end", "asset_type", "parent_uid", "row_count",
 )
 TIMESTAMP_FIELDS = ("issued", "modified", "temporal_start", "temporal_end")
+MEMORY_LIMIT = "256MB"
 
 _string = pa.string()
-STAGE_SCHEMAS = {
-    "datasets": pa.schema(
-        [(name, pa.list_(_string) if name in ("keywords", "themes") else pa.int64() if name == "row_count" else _string)
-         for name in DATASET_FIELDS] + [("raw_hash", _string)]
-    ),
-    "distributions": pa.schema([("dataset_uid", _string), ("position", pa.int32()), ("title", _string),
-                                ("format", _string), ("media_type", _string), ("download_url", _string),
-                                ("access_url", _string)]),
-    "columns": pa.schema([("dataset_uid", _string), ("position", pa.int32()), ("name", _string),
-                          ("field_name", _string), ("type", _string), ("source_type", _string),
-                          ("description", _string)]),
-    "raw_records": pa.schema([("uid", _string), ("portal_id", _string), ("source_id", _string),
-                              ("raw", _string), ("details", _string), ("raw_hash", _string)]),
-    "seen": pa.schema([("uid", _string)]),
-}
+DISTRIBUTION_TYPE = pa.struct([("position", pa.int32()), ("title", _string), ("format", _string),
+                               ("media_type", _string), ("download_url", _string), ("access_url", _string)])
+COLUMN_TYPE = pa.struct([("position", pa.int32()), ("name", _string), ("field_name", _string), ("type", _string),
+                         ("source_type", _string), ("description", _string)])
+# One staged row per dataset: the record, with its distributions and columns nested.
+STAGE_SCHEMA = pa.schema(
+    [(name, pa.list_(_string) if name in ("keywords", "themes") else pa.int64() if name == "row_count" else _string)
+     for name in DATASET_FIELDS]
+    + [("raw_hash", _string), ("distributions", pa.list_(DISTRIBUTION_TYPE)), ("columns", pa.list_(COLUMN_TYPE))]
+)
+SEEN_SCHEMA = pa.schema([("uid", _string)])
+RAW_SCHEMA = pa.schema([("uid", _string), ("raw_hash", _string), ("portal_id", _string), ("source_id", _string),
+                        ("raw", _string), ("details", _string)])
 ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_id", _string),
                           ("stage", _string), ("error_type", _string), ("severity", _string),
                           ("message", _string), ("occurred_at", pa.timestamp("us", tz="UTC"))])
@@ -74,6 +74,11 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con = duckdb.connect(str(db_path))
         migrate(con)
     con.execute("SET TimeZone = 'UTC'")
+    if not read_only:
+        # bounded memory whatever the portal's size: DuckDB spills to disk past this
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        con.execute("SET preserve_insertion_order = false")
+        con.execute("SET allocator_background_threads = true")  # hand freed memory back to the OS
     return con
 
 
@@ -101,52 +106,69 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 
 class Stage:
-    """Parquet files holding one portal's mapped records until its merge."""
+    """One portal's mapped records until its merge: rows are gathered column by column
+    and, every BATCH datasets, written to Parquet (the records) and to `raw_records`
+    (the raw entries, through `write_raw`), so memory stays flat."""
 
-    BATCH = 5000
+    BATCH = 2000
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, write_raw: Callable[[pa.Table], None]):
         self.directory = directory
-        self._writers = {name: pq.ParquetWriter(directory / f"{name}.parquet", schema, compression="zstd")
-                         for name, schema in STAGE_SCHEMAS.items()}
-        self._rows: dict[str, list[dict]] = {name: [] for name in STAGE_SCHEMAS}
+        self.write_raw = write_raw
+        self._records = pq.ParquetWriter(self.path("records"), STAGE_SCHEMA, compression="zstd")
+        self._seen = pq.ParquetWriter(self.path("seen"), SEEN_SCHEMA, compression="zstd")
+        self._columns: dict[str, list] = {name: [] for name in STAGE_SCHEMA.names}
+        self._raw: dict[str, list] = {name: [] for name in RAW_SCHEMA.names}
+        self._seen_uids: list[str] = []
         self.count = 0
+        self.closed = False
 
     def path(self, name: str) -> str:
         return str(self.directory / f"{name}.parquet")
 
     def add(self, record: dict, raw_json: str, details_json: str | None, raw_hash: str) -> None:
-        uid = record["uid"]
-        row = {name: record.get(name) for name in DATASET_FIELDS}
-        row["raw_hash"] = raw_hash
-        self._append("datasets", row)
-        for position, dist in enumerate(record.get("distributions") or []):
-            self._append("distributions", {"dataset_uid": uid, "position": position, **dist})
-        for column in record.get("columns") or []:
-            self._append("columns", {"dataset_uid": uid, **column})
-        self._append("raw_records", {"uid": uid, "portal_id": record["portal_id"], "source_id": record["source_id"],
-                                     "raw": raw_json, "details": details_json, "raw_hash": raw_hash})
+        columns = self._columns
+        for name in DATASET_FIELDS:
+            columns[name].append(record[name])
+        for position, distribution in enumerate(record["distributions"]):
+            distribution["position"] = position
+        columns["distributions"].append(record["distributions"])
+        columns["columns"].append(record["columns"])
+        columns["raw_hash"].append(raw_hash)
+        raw = self._raw
+        raw["uid"].append(record["uid"])
+        raw["raw_hash"].append(raw_hash)
+        raw["portal_id"].append(record["portal_id"])
+        raw["source_id"].append(record["source_id"])
+        raw["raw"].append(raw_json)
+        raw["details"].append(details_json)
         self.count += 1
+        if len(columns["uid"]) >= self.BATCH:
+            self._flush()
 
     def mark_seen(self, uid: str) -> None:
         """Listed by the portal (valid or not): must not be marked deleted."""
-        self._append("seen", {"uid": uid})
+        self._seen_uids.append(uid)
+        if len(self._seen_uids) >= self.BATCH:
+            self._seen.write_table(pa.table({"uid": self._seen_uids}, schema=SEEN_SCHEMA))
+            self._seen_uids = []
 
-    def _append(self, name: str, row: dict) -> None:
-        rows = self._rows[name]
-        rows.append(row)
-        if len(rows) >= self.BATCH:
-            self._flush(name)
-
-    def _flush(self, name: str) -> None:
-        if self._rows[name]:
-            self._writers[name].write_table(pa.Table.from_pylist(self._rows[name], STAGE_SCHEMAS[name]))
-            self._rows[name] = []
+    def _flush(self) -> None:
+        if self._columns["uid"]:
+            self._records.write_table(pa.table(self._columns, schema=STAGE_SCHEMA))
+            self.write_raw(pa.table(self._raw, schema=RAW_SCHEMA))
+            self._columns = {name: [] for name in STAGE_SCHEMA.names}
+            self._raw = {name: [] for name in RAW_SCHEMA.names}
 
     def close(self) -> None:
-        for name, writer in self._writers.items():
-            self._flush(name)
-            writer.close()
+        if self.closed:
+            return
+        self._flush()
+        if self._seen_uids:
+            self._seen.write_table(pa.table({"uid": self._seen_uids}, schema=SEEN_SCHEMA))
+        self._records.close()
+        self._seen.close()
+        self.closed = True
 
 
 class Store:
@@ -170,7 +192,7 @@ class Store:
     def new_stage(self) -> Stage:
         root = self.db_path.parent / f".{self.db_path.name}.staging"
         root.mkdir(parents=True, exist_ok=True)
-        return Stage(Path(tempfile.mkdtemp(dir=root)))
+        return Stage(Path(tempfile.mkdtemp(dir=root)), self.add_raw_records)
 
     @staticmethod
     def discard(stage: Stage) -> None:
@@ -194,39 +216,39 @@ class Store:
             f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
         )
         assignments = ", ".join(f"{f} = u.{f}" for f in DATASET_FIELDS if f != "uid")
+        records = {"records": stage.path("records")}
         with self._write_lock:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
-                cur.execute("CREATE OR REPLACE TEMP TABLE _stage AS SELECT * FROM read_parquet(?)", [stage.path("datasets")])
                 cur.execute("""
                     CREATE OR REPLACE TEMP TABLE _status AS
                     SELECT s.uid,
                            CASE WHEN d.uid IS NULL THEN 'new'
                                 WHEN d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
                                 ELSE 'unchanged' END AS status
-                    FROM _stage s LEFT JOIN datasets d ON d.uid = s.uid""")
+                    FROM read_parquet($records) s LEFT JOIN datasets d ON d.uid = s.uid""", records)
                 cur.execute(f"""
                     INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
                     SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash
-                    FROM _stage s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""", {"now": now})
+                    FROM read_parquet($records) s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
+                            {**records, "now": now})
                 cur.execute(f"""
                     UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
                                         last_changed = $now, deleted_at = NULL
-                    FROM (SELECT {select_fields}, s.raw_hash FROM _stage s JOIN _status st ON st.uid = s.uid
-                          WHERE st.status = 'changed') u
-                    WHERE datasets.uid = u.uid""", {"now": now})
+                    FROM (SELECT {select_fields}, s.raw_hash FROM read_parquet($records) s
+                          JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
+                    WHERE datasets.uid = u.uid""", {**records, "now": now})
                 cur.execute("UPDATE datasets SET last_seen = $now WHERE uid IN "
                             "(SELECT uid FROM _status WHERE status = 'unchanged')", {"now": now})
                 touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
-                for table, key in (("distributions", "dataset_uid"), ("columns", "dataset_uid"), ("raw_records", "uid")):
-                    cur.execute(f"DELETE FROM {table} WHERE {key} IN {touched}")
-                    if table == "raw_records":
-                        cur.execute(f"INSERT INTO raw_records BY NAME SELECT *, $now AS fetched_at FROM read_parquet($path) "
-                                    f"WHERE uid IN {touched}", {"path": stage.path(table), "now": now})
-                    else:
-                        cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet($path) WHERE {key} IN {touched}",
-                                    {"path": stage.path(table)})
+                for table in ("distributions", "columns"):
+                    cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
+                    cur.execute(f"""
+                        INSERT INTO {table} BY NAME
+                        SELECT dataset_uid, unnest(item, recursive := true) FROM (
+                            SELECT uid AS dataset_uid, unnest({table}) AS item FROM read_parquet($records)
+                            WHERE uid IN {touched})""", records)
                 removed = 0
                 if mark_deleted:
                     removed = cur.execute("""
@@ -235,12 +257,16 @@ class Store:
                           AND uid NOT IN (SELECT uid FROM read_parquet($seen))""",
                                           {"now": now, "portal": portal_id, "seen": stage.path("seen")}).fetchone()[0]
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
-                cur.execute("DROP TABLE _stage")
                 cur.execute("DROP TABLE _status")
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            try:
+                # raw versions no dataset points at any more (superseded, or left by a failed run)
+                cur.execute("""DELETE FROM raw_records r WHERE r.portal_id = $portal AND NOT EXISTS
+                               (SELECT 1 FROM datasets d WHERE d.uid = r.uid AND d.raw_hash = r.raw_hash)""",
+                            {"portal": portal_id})
             finally:
                 cur.close()
         return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
@@ -259,6 +285,20 @@ class Store:
         with self._write_lock:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
+
+    def add_raw_records(self, table: pa.Table) -> None:
+        """Raw entries, keyed by (uid, raw_hash), written beside the portal's transaction
+        in small ones of their own: a version already stored is not written again, and
+        the catalogue only points at a raw version once its merge has committed."""
+        with self._write_lock:
+            cur = self.cursor()
+            try:
+                cur.register("_raw", table)
+                cur.execute("INSERT INTO raw_records BY NAME SELECT *, now() AS fetched_at FROM _raw "
+                            "ON CONFLICT DO NOTHING")
+                cur.unregister("_raw")
+            finally:
+                cur.close()
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

@@ -52,15 +52,17 @@ CREATE TABLE columns (
     description VARCHAR
 );
 
--- The listing entry as the portal gave it, and what was fetched beside it.
+-- The listing entry as the portal gave it, and what was fetched beside it, per version:
+-- a dataset's current raw record is the one whose raw_hash it carries.
 CREATE TABLE raw_records (
-    uid        VARCHAR PRIMARY KEY,
+    uid        VARCHAR NOT NULL,
+    raw_hash   VARCHAR NOT NULL,
     portal_id  VARCHAR NOT NULL,
     source_id  VARCHAR NOT NULL,
     raw        JSON NOT NULL,
     details    JSON,
-    raw_hash   VARCHAR NOT NULL,
-    fetched_at TIMESTAMPTZ NOT NULL
+    fetched_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (uid, raw_hash)
 );
 
 -- One row per portal per run.

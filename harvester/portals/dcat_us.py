@@ -62,6 +62,8 @@ class DcatUsAdapter(PortalAdapter):
         if not isinstance(entry, dict):
             return None
         identifier = R.text(entry.get("identifier"))
+        if not identifier or not identifier.startswith(("http://", "https://")):
+            return identifier  # a plain id is stable as it is
         return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:

@@ -70,6 +70,9 @@ def test_new_unchanged_changed_removed_and_restored(store):
     assert rows(store, "SELECT title, first_seen, last_changed FROM datasets WHERE uid='city:b'") == [
         ("Building permits 2", T0, t1)]
     assert rows(store, "SELECT count(*) FROM distributions WHERE dataset_uid='city:b'") == [(1,)]
+    # the superseded raw version of b is gone; a's single version stays
+    assert rows(store, "SELECT uid, raw->>'title' FROM raw_records ORDER BY uid") == [
+        ("city:a", "Building permits"), ("city:b", "Building permits 2")]
 
     t2 = t1 + timedelta(days=1)
     counts = store.commit_portal(stage_of(store, [record("a")]), "city", t2, mark_deleted=True)
@@ -108,8 +111,9 @@ def test_a_merge_that_fails_midway_leaves_the_catalogue_untouched(store):
     before = rows(store, "SELECT * FROM datasets ORDER BY uid")
     stage = stage_of(store, [record("a", title="changed"), record("c")])
     stage.close()
-    Path(stage.path("columns")).write_bytes(b"not parquet")  # the merge breaks after datasets were written
+    Path(stage.path("seen")).write_bytes(b"not parquet")  # the merge breaks after datasets were written
     with pytest.raises(Exception):
         store.commit_portal(stage, "city", T0 + timedelta(days=1), mark_deleted=True)
     assert rows(store, "SELECT * FROM datasets ORDER BY uid") == before
-    assert rows(store, "SELECT count(*) FROM raw_records") == [(1,)]
+    assert rows(store, "SELECT r.raw FROM datasets d JOIN raw_records r USING (uid, raw_hash)") == [
+        ('{"id":"a","title":"Building permits"}',)]

@@ -1,0 +1,130 @@
+"""The Socrata adapter over real HTTP against the local Socrata portal: caps, paging
+modes, the views fallback, app tokens, and every recorded Discovery payload."""
+import collections
+import copy
+import json
+import re
+
+import pytest
+
+from harvester.pipeline import harvest
+from tests.conftest import portal_config
+from tests.portals.socrata import SocrataPortal
+from tests.portals.synth import make_socrata_entries
+from tests.shared_fixtures import load_json, require_fixtures, socrata_catalog_files, spellarbot_domain_files
+
+DOMAIN = "data.example.org"
+
+
+def count(store, sql="SELECT count(*) FROM datasets"):
+    return store.con.execute(sql).fetchone()[0]
+
+
+def test_small_catalogue_pages_by_offset_within_the_caps(store, http):
+    entries = make_socrata_entries(250, domain=DOMAIN)
+    others = make_socrata_entries(30, domain="federated.example.org", seed=9)
+    with SocrataPortal(entries, domain=DOMAIN, other_domain_entries=others) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http)
+        catalog_queries = [q for path, q, _ in portal.requests if path == "/api/catalog/v1"]
+    assert report.ok and report.portals[0].seen == 250 and report.portals[0].new == 250
+    assert count(store) == 250                                   # federated assets kept out
+    assert all(q["domains"] == DOMAIN and int(q["limit"]) <= 100 for q in catalog_queries)
+    assert not any("scroll_id" in q for q in catalog_queries)
+    assert report.portals[0].listing_complete
+
+
+def test_catalogue_past_the_offset_window_is_paged_whole_by_scroll_id(store, http):
+    entries = make_socrata_entries(10_250, domain=DOMAIN, seed=3)
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        report = harvest([portal_config("big", "socrata", portal.url, domain=DOMAIN)], store, http)
+        catalog_queries = [q for path, q, _ in portal.requests if path == "/api/catalog/v1"]
+    portal_report = report.portals[0]
+    assert report.ok, portal_report.error_message
+    assert portal_report.seen == portal_report.new == count(store) == 10_250
+    assert portal_report.duplicates == 0 and portal_report.errors == 0
+    paging = catalog_queries[1:]                                  # after the size probe
+    assert all("scroll_id" in q and "offset" not in q for q in paging)   # never mixed
+    assert all(int(q["offset"]) + int(q["limit"]) <= 10_000 for q in catalog_queries if "offset" in q)
+    # asset types and parent links survive
+    types = dict(store.con.execute("SELECT asset_type, count(*) FROM datasets GROUP BY ALL").fetchall())
+    assert {"dataset", "filtered_view", "chart", "map", "story", "link", "file"} <= set(types)
+    orphans = count(store, """SELECT count(*) FROM datasets c WHERE parent_uid IS NOT NULL
+                             AND parent_uid NOT IN (SELECT uid FROM datasets)""")
+    assert orphans == 0 and count(store, "SELECT count(*) FROM datasets WHERE parent_uid IS NOT NULL") > 0
+
+
+def test_views_fallback_and_a_404_that_does_not_fail_the_portal(store, http):
+    require_fixtures()
+    entries = make_socrata_entries(20, domain=DOMAIN)
+    datasets = [e for e in entries if e["resource"]["type"] == "dataset"][:2]
+    for entry in datasets:
+        for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+            entry["resource"][key] = []
+    views = {datasets[0]["resource"]["id"]: load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")}
+    with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http)
+        views_hits = [p for p in portal.hits if p.startswith("/api/views/")]
+    assert report.ok and report.portals[0].errors == 1 and count(store) == 20
+    assert len(views_hits) == 2                                  # only tabular assets without columns
+    with_views, missing = (f"city:{d['resource']['id']}" for d in datasets)
+    assert count(store, f"SELECT count(*) FROM columns WHERE dataset_uid = '{with_views}'") == 19
+    assert count(store, f"SELECT row_count FROM datasets WHERE uid = '{with_views}'") == 1257418
+    assert count(store, f"SELECT count(*) FROM columns WHERE dataset_uid = '{missing}'") == 0
+    error = store.con.execute("SELECT source_id, stage, error_type, message FROM harvest_errors").fetchone()
+    assert error[:3] == (missing.split(":")[1], "fetch", "PermanentError") and "404" in error[3]
+
+
+def test_app_token_is_sent_as_a_header_and_never_stored(store, http, monkeypatch, tmp_path):
+    token = "tok-SECRET-1234567890"
+    monkeypatch.setenv("CIVICAT_TEST_TOKEN", token)
+    with SocrataPortal(make_socrata_entries(5, domain=DOMAIN), domain=DOMAIN) as portal:
+        harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN, app_token_env="CIVICAT_TEST_TOKEN")],
+                store, http)
+        assert all(headers.get("X-App-Token") == token for _, _, headers in portal.requests)
+        assert not any(token in json.dumps(query) for _, query, _ in portal.requests)
+    store.con.execute("CHECKPOINT")
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_every_recorded_discovery_page_is_stored(store, http):
+    require_fixtures()
+    files = socrata_catalog_files()
+    assert len(files) >= 11
+    expected = 0
+    for number, path in enumerate(files):
+        results = json.loads(path.read_text())["results"]
+        by_domain = collections.defaultdict(list)
+        for entry in results:
+            by_domain[entry["metadata"]["domain"]].append(entry)
+        with SocrataPortal(results, domain="unused.example.org") as portal:
+            configs = [portal_config(f"f{number}-{i}", "socrata", portal.url, domain=domain)
+                       for i, domain in enumerate(sorted(by_domain))]
+            report = harvest(configs, store, http)
+        assert report.ok, [p.error_message for p in report.portals]
+        expected += len(results)
+    rejected = count(store, "SELECT count(*) FROM harvest_errors WHERE stage = 'validate'")
+    assert rejected == 0
+    assert count(store) == expected == 95
+
+
+def test_the_33_socrata_domains_of_2017(store, http):
+    require_fixtures()
+    entries, domains = [], []
+    for path in spellarbot_domain_files():
+        domain_entries = json.loads(path.read_text())
+        entries += domain_entries
+        domains.append(path.stem)
+    assert len(domains) == 33 and len(entries) == 7187
+    with SocrataPortal(entries, domain="unused.example.org") as portal:
+        configs = [portal_config(re.sub(r"[^a-z0-9]+", "-", d), "socrata", portal.url, domain=d) for d in domains]
+        report = harvest(configs, store, http)
+    assert report.ok, [p.error_message for p in report.portals if p.status != "ok"]
+    rejected = count(store, "SELECT count(*) FROM harvest_errors WHERE severity = 'error'")
+    assert count(store) == 7187 - rejected and rejected == 0
+    assert count(store, "SELECT count(*) FROM columns") == 115_830
+    assert count(store, "SELECT count(DISTINCT dataset_uid) FROM columns") == 7186
+    # views-API datatypes all land in the shared vocabulary; only blobs and the like are 'other'
+    other = count(store, "SELECT count(*) FROM columns WHERE type = 'other'")
+    assert other < 0.01 * 115_830
