@@ -11,6 +11,7 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from importlib import resources
@@ -78,9 +79,10 @@ def text(value, notes: Notes | None = None, field_name: str = "") -> str | None:
     the first language given; numbers become their text."""
     if value is None:
         return None
+    if type(value) is str:
+        return value.strip() or None
     if isinstance(value, str):
-        value = value.strip()
-        return value or None
+        return value.strip() or None
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (int, float)):
@@ -170,15 +172,31 @@ _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _YEAR_ONLY = re.compile(r"^\d{4}$")
 
 
+_CANONICAL_UTC = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,6}))?Z$")
+
+
 def timestamp(value, notes: Notes | None = None, field_name: str = "") -> str | None:
     """A UTC timestamp 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z' from ISO 8601 text, a date, a year
     or epoch seconds/milliseconds; None (with a note) when it does not parse."""
+    if type(value) is str:  # fast path: already UTC ('...Z'), as most APIs send it
+        match = _CANONICAL_UTC.match(value)
+        if match and _valid_datetime(match.group(1)):
+            fraction = (match.group(2) or "").ljust(6, "0")
+            return f"{match.group(1)}.{fraction}Z" if fraction.strip("0") else f"{match.group(1)}Z"
     parsed = parse_datetime(value)
     if parsed is None:
         if value not in (None, "") and notes is not None:
             notes.warn(field_name, f"not a date/time: {str(value)[:80]!r}")
         return None
     return format_timestamp(parsed)
+
+
+def _valid_datetime(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_datetime(value) -> datetime | None:
@@ -349,10 +367,14 @@ def integer(value, notes: Notes | None = None, field_name: str = "") -> int | No
 def column_type(source_type, table: dict[str, str]) -> str:
     """Map a portal's column type to the shared vocabulary through the adapter's table;
     keys are compared lowercased with spaces as underscores. No match (or none) → 'other'."""
-    if not isinstance(source_type, str) or not source_type.strip():
+    if not isinstance(source_type, str):
         return "other"
-    key = re.sub(r"[\s-]+", "_", source_type.strip().lower())
-    return table.get(key, "other")
+    return table.get(_type_key(source_type), "other")
+
+
+@lru_cache(maxsize=4096)
+def _type_key(source_type: str) -> str:
+    return re.sub(r"[\s-]+", "_", source_type.strip().lower())
 
 
 def blank_record() -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 
@@ -155,23 +156,33 @@ class Listing:
         return max(0, (self.total or 0) - self.unique) if self.finished else 0
 
     def __iter__(self) -> Iterator:
+        """Pages are fetched one ahead, in a background thread, while the caller works
+        through the current one: the next request only depends on the page just read."""
         seen: set[str] = set()
         params: dict | None = self.paginator.first()
-        while params is not None:
-            if self.pages >= self.max_pages:
-                raise PagingError(f"listing did not end after {self.max_pages} pages")
-            page = self.fetch_page(params)
-            self.pages += 1
-            if page.total is not None:
-                self.total = page.total
-            for item in page.items:
-                source_id = self.id_of(item)
-                if source_id is not None:
-                    if source_id in seen:
-                        self.duplicates.append(source_id)
-                        continue
-                    seen.add(source_id)
-                self.unique += 1
-                yield item
-            params = self.paginator.next(page, params)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-page") as prefetch:
+            pending: Future | None = prefetch.submit(self.fetch_page, params)
+            while pending is not None:
+                page = pending.result()
+                self.pages += 1
+                if page.total is not None:
+                    self.total = page.total
+                params = self.paginator.next(page, params)
+                if params is not None and self.pages >= self.max_pages:
+                    raise PagingError(f"listing did not end after {self.max_pages} pages")
+                pending = prefetch.submit(self.fetch_page, params) if params is not None else None
+                try:
+                    for item in page.items:
+                        source_id = self.id_of(item)
+                        if source_id is not None:
+                            if source_id in seen:
+                                self.duplicates.append(source_id)
+                                continue
+                            seen.add(source_id)
+                        self.unique += 1
+                        yield item
+                except GeneratorExit:  # the caller stopped: do not leave a request running
+                    if pending is not None:
+                        pending.cancel()
+                    raise
         self.finished = True

@@ -189,22 +189,34 @@ def _latest(notes: Notes, *values) -> str | None:
     return max(stamps) if stamps else None
 
 
+def _clean(value) -> str | None:
+    return (value.strip() or None) if type(value) is str else R.text(value)
+
+
+def _padded(values, length: int) -> list:
+    values = values if isinstance(values, list) else []
+    return values + [None] * (length - len(values)) if len(values) < length else values
+
+
 def _catalog_columns(resource: dict) -> list[dict]:
-    names = resource.get("columns_name") or []
+    """Columns from the Discovery entry's parallel `columns_*` lists (hot: ~12 per dataset)."""
     fields = resource.get("columns_field_name") or []
-    types = resource.get("columns_datatype") or []
-    descriptions = resource.get("columns_description") or []
+    count = len(fields)
     columns = []
-    for i, field_name in enumerate(fields):
-        field_name = R.text(field_name)
-        if field_name and field_name.startswith(":"):
+    for field_name, name, source_type, description in zip(
+            fields, _padded(resource.get("columns_name"), count), _padded(resource.get("columns_datatype"), count),
+            _padded(resource.get("columns_description"), count)):
+        field_name = _clean(field_name)
+        if field_name and field_name[0] == ":":
             continue  # system columns (:id, :updated_at, :@computed_region_...)
-        source_type = R.text(types[i]) if i < len(types) else None
+        source_type = _clean(source_type)
+        description = _clean(description)
+        if description and ("<" in description or "&" in description):
+            description = R.html_to_text(description) or None
         columns.append({
-            "position": len(columns), "name": R.text(names[i]) if i < len(names) else None,
-            "field_name": field_name, "type": R.column_type(source_type, COLUMN_TYPES),
-            "source_type": source_type,
-            "description": R.plain_text(descriptions[i]) if i < len(descriptions) else None,
+            "position": len(columns), "name": _clean(name), "field_name": field_name,
+            "type": R.column_type(source_type, COLUMN_TYPES), "source_type": source_type,
+            "description": description,
         })
     return columns
 

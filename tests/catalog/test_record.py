@@ -53,6 +53,11 @@ def test_timestamps_parse_to_utc(value, expected):
     assert R.timestamp(value) == expected
 
 
+def test_impossible_dates_are_refused_on_the_fast_path_too():
+    assert R.timestamp("2020-02-30T00:00:00Z") is None
+    assert R.timestamp("2020-01-01T24:00:00.000Z") is None
+
+
 def test_unparseable_timestamp_is_null_with_note():
     notes = Notes()
     assert R.timestamp("R/P1D", notes, "modified") is None

@@ -1,0 +1,89 @@
+"""The CLI through click's CliRunner: exit codes, summary, JSON, runs, sql."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from harvester.cli import cli
+from tests.portals.dcat import DataJsonPortal
+from tests.portals.synth import make_data_json
+
+
+@pytest.fixture
+def portal():
+    with DataJsonPortal(make_data_json(7)) as p:
+        yield p
+
+
+def write_config(tmp_path, *entries):
+    text = ""
+    for portal_id, kind, url in entries:
+        text += f'[[portals]]\nid = "{portal_id}"\ncity = "{portal_id.title()}"\nkind = "{kind}"\nurl = "{url}"\n\n'
+    path = tmp_path / "portals.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_harvest_prints_the_summary_and_exits_0(tmp_path, portal):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    result = invoke("harvest", "--config", config, "--db", db)
+    assert result.exit_code == 0, result.output
+    header, _, row = result.output.splitlines()[:3]
+    assert header.split() == ["portal", "status", "seen", "new", "changed", "unchanged", "removed", "errors", "seconds"]
+    assert row.split()[:8] == ["city", "ok", "7", "7", "0", "0", "0", "0"]
+    result = invoke("harvest", "--config", config, "--db", db, "--json")
+    report = json.loads(result.output)
+    assert report["ok"] and report["portals"][0]["unchanged"] == 7
+
+
+def test_a_failed_portal_exits_1_and_the_others_are_stored(tmp_path, portal):
+    config = write_config(tmp_path, ("down", "dcat-us", "http://127.0.0.1:9/data.json"),
+                          ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    result = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", db])
+    assert result.exit_code == 1
+    assert "down: FAILED" in result.output
+    out = invoke("sql", "--db", db, "SELECT count(*) AS n FROM datasets", "--format", "json")
+    assert json.loads(out.output) == [{"n": 7}]
+
+
+def test_bad_config_exits_2_before_any_request(tmp_path, portal):
+    config = tmp_path / "bad.toml"
+    config.write_text(f'[[portals]]\nid = "x"\ncity = "X"\nkind = "sokrata"\nurl = "{portal.url}/data.json"\n')
+    result = CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", str(tmp_path / "c.duckdb")])
+    assert result.exit_code == 2
+    assert str(config) in result.output and "kind" in result.output and "'sokrata'" in result.output
+    assert portal.requests == []
+    result = CliRunner().invoke(cli, ["harvest", "--config", str(config), "--portal", "nope"])
+    assert result.exit_code == 2
+
+
+def test_unknown_portal_id_exits_2(tmp_path, portal):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    result = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.duckdb"),
+                                      "--portal", "boston"])
+    assert result.exit_code == 2 and "no portal with id 'boston'" in result.output
+
+
+def test_runs_and_sql(tmp_path, portal):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    invoke("harvest", "--config", config, "--db", db)
+    portal.inject("/data.json", "html", times=20)
+    CliRunner().invoke(cli, ["harvest", "--config", config, "--db", db])
+    runs = json.loads(invoke("runs", "--db", db, "--json").output)
+    assert [r["status"] for r in runs] == ["failed", "ok"]
+    assert "HTML page instead of JSON" in runs[0]["error_message"]
+    table = invoke("runs", "--db", db, "--errors").output
+    assert "failed" in table and "TransientError" in table
+    csv_out = invoke("sql", "--db", db, "SELECT source_id FROM datasets ORDER BY 1 LIMIT 2", "--format", "csv").output
+    assert csv_out.splitlines()[0] == "source_id" and len(csv_out.splitlines()) == 3
+    refused = CliRunner().invoke(cli, ["sql", "--db", db, "DROP TABLE datasets"])
+    assert refused.exit_code == 2 and "read-only" in refused.output
+    missing = CliRunner().invoke(cli, ["sql", "--db", str(tmp_path / "none.duckdb"), "SELECT 1"])
+    assert missing.exit_code == 2 and "no catalogue" in missing.output
