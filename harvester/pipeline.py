@@ -99,6 +99,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     started = time.monotonic()
     store.start_run(run_id, portal.id, datetime.now(UTC))
     stage = store.new_stage()
+    step = "list"
     try:
         adapter = adapter_for(portal, client)
         listing = adapter.listing()
@@ -116,6 +117,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             errors.add(None, "list", "PartialListing",
                        f"listing gave {listing.unique} unique entries of the {listing.total} it reported; "
                        "no dataset is marked deleted this run", severity="warning")
+        step = "store"
         counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=listing.complete)
         for key, value in counts.items():
             setattr(report, key, value)
@@ -124,7 +126,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         report.status = "failed"
         report.error_type = type(exc).__name__
         report.error_message = str(exc)
-        errors.add(None, "list", report.error_type, report.error_message)
+        errors.add(None, step, report.error_type, report.error_message)
         log.error("%s: harvest failed: %s", portal.id, exc)
     finally:
         Store.discard(stage)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from urllib.parse import urlparse
 
 from catalog import record as R
@@ -19,6 +20,7 @@ from harvester.portals.base import PortalAdapter
 log = logging.getLogger("civicat.socrata")
 
 PAGE_LIMIT = 100
+FOUR_BY_FOUR = re.compile(r"^[a-z0-9]{4}-[a-z0-9]{4}$")
 OFFSET_WINDOW = 10_000
 
 # Discovery `type` → civicat asset_type
@@ -104,6 +106,8 @@ class SocrataAdapter(PortalAdapter):
         resource = entry.get("resource") or {}
         if resource.get("columns_field_name") or _asset_type(resource) not in TABULAR:
             return None
+        if not FOUR_BY_FOUR.match(str(resource.get("id"))):
+            return None  # not a Socrata id: never let it shape a request path
         response = self.http.get_json(f"{self.portal.url}/api/views/{resource['id']}.json",
                                       headers=self.headers, conditional=True, expect=_views_shape)
         return {"views": response.data}
@@ -144,7 +148,7 @@ class SocrataAdapter(PortalAdapter):
             parents = [parents]
         if parents and R.text(parents[0]):
             out["parent_uid"] = f"{self.portal.id}:{R.text(parents[0])}"
-        if asset_type in TABULAR and source_id:
+        if asset_type in TABULAR and source_id and FOUR_BY_FOUR.match(source_id):
             out["distributions"] = [
                 {"title": "CSV", "format": "CSV", "media_type": "text/csv", "access_url": None,
                  "download_url": f"{self.portal.url}/resource/{source_id}.csv"},
