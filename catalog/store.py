@@ -79,6 +79,9 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         con.execute("SET preserve_insertion_order = false")
         con.execute("SET allocator_background_threads = true")  # hand freed memory back to the OS
+        # a checkpoint per 16 MB of WAL made batched raw inserts 2.5x slower and kept more
+        # memory; the WAL is checkpointed when the harvest closes the database instead
+        con.execute("SET checkpoint_threshold = '1GB'")
     return con
 
 
