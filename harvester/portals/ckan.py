@@ -1,0 +1,247 @@
+"""CKAN (data.boston.gov and most European portals) through the action API.
+
+Endpoints: `{url}/api/3/action/package_search?rows=1000&start=…&sort=id asc` — sorted by
+a stable key, because the default order (relevance, then modification time) moves a
+dataset edited during the crawl and makes offset pages miss or double it; ids seen twice
+are dropped by the paging toolkit. Columns from the DataStore
+(`datastore_search?resource_id=…&limit=0`) for the first resource with
+`datastore_active`. `url` may carry a path prefix (`https://host/ckan`).
+An answer with `"success": false` is an error, whatever its HTTP status.
+"""
+from __future__ import annotations
+
+import re
+
+import orjson
+
+from catalog import record as R
+from catalog.record import Notes
+from harvester.http import PermanentError
+from harvester.paging import Listing, OffsetPaginator, Page
+from harvester.portals.base import PortalAdapter
+
+ROWS = 1000  # CKAN's default ckan.search.rows_max
+
+# DataStore (PostgreSQL) field types → the shared vocabulary
+COLUMN_TYPES = {
+    "text": "text", "varchar": "text", "char": "text", "name": "text", "citext": "text",
+    "int": "integer", "int2": "integer", "int4": "integer", "int8": "integer", "integer": "integer",
+    "bigint": "integer", "smallint": "integer", "serial": "integer", "numeric": "number",
+    "float": "number", "float4": "number", "float8": "number", "double_precision": "number",
+    "real": "number", "money": "number", "bool": "boolean", "boolean": "boolean", "date": "date",
+    "timestamp": "datetime", "timestamptz": "datetime", "timestamp_without_time_zone": "datetime",
+    "timestamp_with_time_zone": "datetime", "time": "other", "interval": "other", "json": "other",
+    "jsonb": "other", "geometry": "geometry", "geography": "geometry", "point": "point",
+}
+# DCAT extras (ckanext-dcat and data.json harvests) → record fields
+EXTRA_KEYS = {
+    "spatial": ("spatial", "spatial_text", "geographic_coverage"),
+    "frequency": ("frequency", "accrual_periodicity", "accrualPeriodicity", "update_frequency"),
+    "temporal": ("temporal",),
+    "temporal_start": ("temporal_start", "temporal_coverage_from", "temporal-extent-begin"),
+    "temporal_end": ("temporal_end", "temporal_coverage_to", "temporal-extent-end"),
+    "identifier": ("identifier", "dcat_identifier", "guid"),
+}
+_MARKDOWN = [
+    (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),             # images → alt text
+    (re.compile(r"\[([^\]]+)\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)"), r"\1 (\2)"),  # links → text (url)
+    (re.compile(r"^\s{0,3}#{1,6}\s*", re.M), ""),                # headings
+    (re.compile(r"(\*\*|__)(.+?)\1"), r"\2"),                    # bold
+    (re.compile(r"(?<![\w*])[*_](?!\s)(.+?)(?<!\s)[*_](?![\w*])"), r"\1"),  # italics
+    (re.compile(r"^\s*[*+-]\s+", re.M), "- "),                   # bullets
+    (re.compile(r"`([^`]*)`"), r"\1"),                           # code
+]
+
+
+def markdown_to_text(value: str | None) -> str | None:
+    """CKAN notes are Markdown, sometimes with HTML: plain text for search and export."""
+    if not value:
+        return value
+    text = R.html_to_text(value) if ("<" in value or "&" in value) else value.replace("\r\n", "\n")
+    for pattern, replacement in _MARKDOWN:
+        text = pattern.sub(replacement, text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() or None
+
+
+def _envelope(data) -> str | None:
+    if not isinstance(data, dict) or "success" not in data:
+        return "a CKAN action answer is an object with 'success'"
+    return None  # success: false is reported by _result, with the portal's own message
+
+
+def _result(data: dict, url: str):
+    if data.get("success") is not True:
+        error = data.get("error") or {}
+        message = error.get("message") if isinstance(error, dict) else error
+        kind = error.get("__type") if isinstance(error, dict) else None
+        raise PermanentError(f"CKAN error{f' ({kind})' if kind else ''}: {message or error}", url)
+    return data.get("result")
+
+
+class CkanAdapter(PortalAdapter):
+    kind = "ckan"
+
+    def _action(self, action: str, params: dict, *, conditional: bool = True):
+        url = f"{self.portal.url}/api/3/action/{action}"
+        return _result(self.http.get_json(url, params, conditional=conditional, expect=_envelope).data, url)
+
+    def listing(self) -> Listing:
+        def fetch(params: dict) -> Page:
+            result = self._action("package_search", params)
+            if not isinstance(result, dict) or not isinstance(result.get("results"), list):
+                raise PermanentError("package_search gave no 'results' list", self.portal.url)
+            count = result.get("count")
+            return Page(items=result["results"], total=count if isinstance(count, int) else None)
+
+        paginator = OffsetPaginator(ROWS, offset_param="start", limit_param="rows", extra={"sort": "id asc"})
+        return Listing(fetch, paginator, self.source_id)
+
+    def source_id(self, entry) -> str | None:
+        return R.text(entry.get("id")) if isinstance(entry, dict) else None
+
+    def fetch_details(self, entry: dict) -> dict | None:
+        resource = next((r for r in entry.get("resources") or []
+                         if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
+        if resource is None:
+            return None
+        result = self._action("datastore_search", {"resource_id": resource["id"], "limit": 0})
+        return {"datastore": {"resource_id": resource["id"], "fields": (result or {}).get("fields") or []}}
+
+    def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
+        extras = _extras(entry)
+        out = R.blank_record()
+        out["source_id"] = R.text(entry.get("id"))
+        name = R.text(entry.get("name"))
+        out["identifier"] = R.text(extras.get("identifier") or entry.get("identifier")) or \
+            (f"{self.portal.url}/dataset/{name}" if name else None)
+        out["title"] = R.text(entry.get("title"), notes, "title") or name
+        out["description"] = markdown_to_text(R.text(entry.get("notes") or entry.get("description"), notes, "description"))
+        if isinstance(entry.get("keywords"), dict):  # multilingual portals: one language, not all mixed
+            out["keywords"] = _keywords(entry["keywords"])
+        else:
+            out["keywords"] = R.text_list([t.get("display_name") or t.get("name") for t in entry.get("tags") or []
+                                           if isinstance(t, dict)])
+        out["themes"] = R.text_list([R.text(g.get("title") or g.get("display_name")) or g.get("name")
+                                     for g in entry.get("groups") or [] if isinstance(g, dict)], split=None)
+        organization = entry.get("organization") or {}
+        out["publisher"] = R.text(organization.get("title") if isinstance(organization, dict) else None) or \
+            _publisher(entry.get("publisher"))
+        out["contact_name"], out["contact_email"] = _contact(entry, notes)
+        out["issued"] = R.timestamp(entry.get("metadata_created"), notes, "issued")
+        out["modified"] = R.timestamp(entry.get("metadata_modified"), notes, "modified")
+        out["accrual_periodicity"] = R.periodicity(extras.get("frequency") or entry.get("accrual_periodicity"), notes)
+        out["license"] = R.url(entry.get("license_url")) or R.text(entry.get("license_title")) or \
+            R.text(entry.get("license_id"))
+        out["access_level"] = "non-public" if entry.get("private") is True else "public"
+        out["landing_page"] = f"{self.portal.url}/dataset/{name}" if name else R.url(entry.get("url"))
+        out["spatial"] = R.text(extras.get("spatial") if not isinstance(extras.get("spatial"), (dict, list))
+                                else orjson.dumps(extras["spatial"]).decode())
+        if extras.get("temporal"):
+            out["temporal_start"], out["temporal_end"] = R.temporal(extras["temporal"], notes)
+        else:
+            out["temporal_start"] = R.timestamp(extras.get("temporal_start"), notes, "temporal_start")
+            out["temporal_end"] = R.timestamp(extras.get("temporal_end"), notes, "temporal_end")
+        kind = R.text(entry.get("type")) or "dataset"
+        out["asset_type"] = re.sub(r"[^a-z0-9_]", "_", kind.lower())
+        out["distributions"] = [_distribution(r, notes) for r in entry.get("resources") or [] if isinstance(r, dict)]
+        if details and isinstance(details.get("datastore"), dict):
+            out["columns"] = _datastore_columns(details["datastore"].get("fields") or [])
+        return out
+
+
+def _extras(entry: dict) -> dict:
+    """CKAN extras [{key, value}] (and top-level DCAT keys) → our names."""
+    raw = {}
+    for extra in entry.get("extras") or []:
+        if isinstance(extra, dict) and extra.get("key"):
+            raw[str(extra["key"])] = extra.get("value")
+    found = {}
+    for name, keys in EXTRA_KEYS.items():
+        for key in keys:
+            value = raw.get(key, entry.get(key) if key not in ("identifier",) else None)
+            if value not in (None, "", [], {}):
+                found[name] = value
+                break
+    return found
+
+
+def _keywords(value) -> list[str]:
+    """opendata.swiss style: {"en": [...], "de": [...]} → English, else the first language."""
+    if isinstance(value, dict):
+        for language in ["en", *value]:
+            if value.get(language):
+                return R.text_list(value[language])
+        return []
+    return R.text_list(value)
+
+
+def _publisher(value) -> str | None:
+    if isinstance(value, dict):
+        return R.text(value.get("name")) or R.text(value.get("title"))
+    return R.text(_maybe_json(value))
+
+
+def _maybe_json(value):
+    """Some portals put JSON objects inside string fields (multilingual names, authors)."""
+    if isinstance(value, str) and value[:1] in "{[" and value[-1:] in "}]":
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return value
+    return value
+
+
+def _person(value) -> tuple[str | None, str | None]:
+    value = _maybe_json(value)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        if "email" in value or "given_name" in value or "name" in value:
+            name = " ".join(p for p in (R.text(value.get("given_name")), R.text(value.get("name"))) if p) or None
+            return name, R.text(value.get("email"))
+        return R.text(value), None  # multilingual
+    value = R.text(value)
+    if value and "@" in value and " " not in value:
+        return None, value  # a maintainer given as an address only
+    return value, None
+
+
+def _contact(entry: dict, notes: Notes) -> tuple[str | None, str | None]:
+    name, email = None, None
+    for person_key, email_key in (("maintainer", "maintainer_email"), ("author", "author_email")):
+        person_name, person_email = _person(entry.get(person_key))
+        name = name or person_name
+        email = email or R.email(entry.get(email_key)) or R.email(person_email)
+    if email is None and (entry.get("maintainer_email") or entry.get("author_email")):
+        R.email(entry.get("maintainer_email") or entry.get("author_email"), notes)  # leaves the warning
+    return name, email
+
+
+def _distribution(resource: dict, notes: Notes) -> dict:
+    media_type = R.text(resource.get("mimetype") or resource.get("media_type"))
+    fmt = R.text(resource.get("format"))
+    return {
+        "title": R.text(resource.get("name") or resource.get("title"), notes, "distributions.title"),
+        "format": fmt.upper() if fmt and len(fmt) <= 12 else fmt,
+        "media_type": media_type.lower() if media_type else None,
+        "download_url": R.url(resource.get("download_url") or resource.get("url"), notes, "distributions.download_url"),
+        "access_url": None,
+    }
+
+
+def _datastore_columns(fields: list) -> list[dict]:
+    columns = []
+    for field in fields:
+        if not isinstance(field, dict):
+            continue
+        field_name = R.text(field.get("id"))
+        if not field_name or field_name == "_id" or field_name.startswith("_full_text"):
+            continue  # DataStore's own row id and search index
+        info = field.get("info") if isinstance(field.get("info"), dict) else {}
+        source_type = R.text(field.get("type"))
+        columns.append({
+            "position": len(columns), "name": R.text(info.get("label")) or field_name, "field_name": field_name,
+            "type": R.column_type(source_type, COLUMN_TYPES), "source_type": source_type,
+            "description": R.plain_text(info.get("notes")),
+        })
+    return columns

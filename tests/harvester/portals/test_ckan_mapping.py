@@ -1,0 +1,75 @@
+"""CKAN field mapping, asserted on real package dicts."""
+import pytest
+
+from catalog.record import Notes
+from harvester.config import PortalConfig
+from harvester.http import HttpClient
+from harvester.portals.ckan import CkanAdapter, markdown_to_text
+from tests.shared_fixtures import load_json, require_fixtures
+
+PORTAL = PortalConfig(id="bham", city="Birmingham", kind="ckan", url="https://data.birmingham.gov.uk")
+
+
+@pytest.fixture(scope="module")
+def adapter():
+    require_fixtures()
+    return CkanAdapter(PORTAL, HttpClient())
+
+
+def test_birmingham_package_maps_every_field(adapter):
+    raw = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][0]
+    notes = Notes()
+    rec = adapter.map(raw, None, notes)
+    assert rec["source_id"] == "cf552d08-cee9-43bf-8c0f-3196a9311799"
+    assert rec["title"] == raw["title"] and rec["description"]
+    assert rec["identifier"] == f"https://data.birmingham.gov.uk/dataset/{raw['name']}"
+    assert rec["landing_page"] == rec["identifier"]
+    assert rec["keywords"] == [t["display_name"] for t in raw["tags"]]
+    assert rec["themes"] == [g["title"] for g in raw["groups"]]
+    assert rec["publisher"] == raw["organization"]["title"]
+    assert rec["contact_name"] == "Ian Martin" and rec["contact_email"] == "ian.martin@birmingham.gov.uk"
+    assert rec["issued"] == "2014-12-01T10:29:19.414595Z" and rec["modified"] == "2021-01-15T10:25:28.638659Z"
+    assert rec["license"] == "http://reference.data.gov.uk/id/open-government-licence"   # license_url first
+    assert rec["description"].startswith("Under the Code of Recommended Practice")
+    assert rec["access_level"] == "public" and rec["asset_type"] == "dataset"
+    assert len(rec["distributions"]) == len(raw["resources"])
+    first = rec["distributions"][0]
+    assert first["format"] == "XLS" and first["download_url"].endswith("purchasecardtransactionsapril2014.xls")
+    assert first["title"] == "Purchase Card transactions - April 2014"
+
+
+def test_multilingual_opendata_swiss_package(adapter):
+    raw = load_json("ckan/opendata-swiss-package_show-bfs-national-votes.json")["result"]
+    rec = adapter.map(raw, None, Notes())
+    assert rec["title"] == "Real-time data on federal popular votes"          # English of the dict
+    assert rec["description"].startswith("Web service for real-time results on voting Sunday")
+    assert "### " not in rec["description"] and "Documentation (new, 19 February 2026) (https://" in rec["description"]
+    assert rec["publisher"] == "Federal Statistical Office FSO"
+    assert rec["accrual_periodicity"] == "R/PT1S"                              # EU vocabulary CONT
+    assert rec["contact_name"].startswith("Bundesamt für Statistik BFS")      # JSON inside a string, first language
+    assert rec["keywords"] == raw["keywords"]["en"]                          # English, not 63 mixed tags
+
+
+def test_envidat_people_given_as_json_strings(adapter):
+    raw = load_json("ckan/envidat-ch-package_show.json")["result"]
+    rec = adapter.map(raw, None, Notes())
+    assert rec["contact_email"] == "data@slf.ch"
+    assert rec["title"] == "Fatal avalanche accidents in Switzerland since 1936/37"
+    assert "**" not in rec["description"]
+
+
+def test_datastore_fields_become_columns(adapter):
+    raw = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][0]
+    fields = [{"id": "_id", "type": "int"}, {"id": "amount", "type": "numeric", "info": {"label": "Amount"}},
+              {"id": "paid_on", "type": "timestamp"}, {"id": "merchant", "type": "text"},
+              {"id": "n", "type": "int4"}, {"id": "shape", "type": "geometry"}, {"id": "odd", "type": "tsvector"}]
+    rec = adapter.map(raw, {"datastore": {"resource_id": "r", "fields": fields}}, Notes())
+    assert [(c["field_name"], c["type"]) for c in rec["columns"]] == [
+        ("amount", "number"), ("paid_on", "datetime"), ("merchant", "text"), ("n", "integer"),
+        ("shape", "geometry"), ("odd", "other")]
+    assert rec["columns"][0]["name"] == "Amount"
+
+
+def test_markdown_to_text():
+    assert markdown_to_text("## Title\r\n**Bold** and *it* with [a link](https://x.org \"t\")\n* item") == \
+        "Title\nBold and it with a link (https://x.org)\n- item"
