@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
+from harvester.portals.arcgis_hub import ArcgisHubAdapter
 from harvester.portals.base import PortalAdapter
 from harvester.portals.ckan import CkanAdapter
 from harvester.portals.dcat_us import DcatUsAdapter
 from harvester.portals.socrata import SocrataAdapter
 
 ADAPTERS: dict[str, type[PortalAdapter]] = {
-    adapter.kind: adapter for adapter in (SocrataAdapter, CkanAdapter, DcatUsAdapter)
+    adapter.kind: adapter for adapter in (SocrataAdapter, CkanAdapter, DcatUsAdapter, ArcgisHubAdapter)
 }
 
 

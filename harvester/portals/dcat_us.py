@@ -50,9 +50,13 @@ def _document_shape(data) -> str | None:
 class DcatUsAdapter(PortalAdapter):
     kind = "dcat-us"
 
+    @property
+    def feed_url(self) -> str:
+        return self.portal.url  # for dcat-us, the url is the data.json document itself
+
     def listing(self) -> Listing:
         def fetch(_params: dict) -> Page:
-            document = self.http.get_json(self.portal.url, conditional=True, expect=_document_shape).data
+            document = self.http.get_json(self.feed_url, conditional=True, expect=_document_shape).data
             items = document if isinstance(document, list) else document["dataset"]
             return Page(items=items)  # the whole document: complete once read
 

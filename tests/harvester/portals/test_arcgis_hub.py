@@ -1,0 +1,74 @@
+"""The ArcGIS Hub adapter: the site's DCAT-US feed, columns from FeatureServer layers on
+another host, ArcGIS's errors behind a 200."""
+import json
+
+import pytest
+
+from catalog.record import Notes
+from harvester.config import PortalConfig
+from harvester.http import HttpClient
+from harvester.pipeline import harvest
+from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
+from tests.conftest import portal_config
+from tests.portals.base import LocalPortal
+from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+from tests.shared_fixtures import load_json, require_fixtures
+
+LAYERS = ["cook-county-poi-layer-metadata.json", "chicago-census-places-layer-metadata.json",
+          "esri-test-layer-metadata.json", "columbia-mo-layer-metadata.json", "polk-fl-addresses-layer-metadata.json"]
+
+
+def evian_feed(services_url):
+    """The real Evian Hub feed, its FeatureServer links pointed at the local services host."""
+    text = json.dumps(load_json("dcat-us/evian-fr-arcgis-hub-data.json"))
+    return json.loads(text.replace("https://services.arcgis.com", services_url))
+
+
+def count(store, sql="SELECT count(*) FROM datasets"):
+    return store.con.execute(sql).fetchone()[0]
+
+
+def test_hub_feed_with_layer_columns_from_another_host(store, http):
+    require_fixtures()
+    with LocalPortal() as services:
+        feed = evian_feed(services.url)
+        layers = [url for url in (layer_url(entry) for entry in feed["dataset"]) if url]
+        assert len(layers) == 5  # the other 3 entries (a link, two web maps) name no layer
+        for number, url in enumerate(layers):
+            if number == len(layers) - 1:
+                services.serve_json(url.split(services.url, 1)[1], {"error": {"code": 499, "message": "Token Required"}})
+            else:
+                services.serve_json(url.split(services.url, 1)[1], load_json(f"arcgis-featureserver/{LAYERS[number % 5]}"))
+        with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+            report = harvest([portal_config("evian", "arcgis-hub", hub.url)], store, http).portals[0]
+        assert all(query == {"f": "json"} for _, query, _ in services.requests) and len(services.requests) == 5
+    assert report.status == "ok" and count(store) == 8 and report.errors == 1
+    assert store.con.execute("SELECT message FROM harvest_errors").fetchone()[0].startswith("ArcGIS error")
+    first = store.con.execute("""SELECT d.source_id, d.identifier, count(c.position), list(c.type ORDER BY c.position)
+                                 FROM datasets d JOIN columns c ON c.dataset_uid = d.uid
+                                 WHERE d.source_id = 'f6565516d1354383b25793e630cf3f2b_5' GROUP BY ALL""").fetchone()
+    assert first[1].startswith("https://www.arcgis.com/home/item.html?id=f6565516")
+    assert first[2] == 32 and first[3][:2] == ["integer", "number"] and "point" in first[3]  # Shape of a point layer
+    assert count(store, "SELECT count(DISTINCT dataset_uid) FROM columns") == 4
+
+
+def test_esri_field_types_map_to_the_vocabulary():
+    require_fixtures()
+    adapter = ArcgisHubAdapter(PortalConfig(id="h", city="H", kind="arcgis-hub", url="https://hub.example.org"),
+                               HttpClient())
+    assert adapter.feed_url == "https://hub.example.org/api/feed/dcat-us/1.1.json"
+    entry = load_json("dcat-us/evian-fr-arcgis-hub-data.json")["dataset"][0]
+    for name in LAYERS:
+        layer = load_json(f"arcgis-featureserver/{name}")
+        columns = adapter.map(entry, {"layer": layer}, Notes())["columns"]
+        assert "other" not in {c["type"] for c in columns}, name
+        assert {c["field_name"] for c in columns if c["field_name"]} == {f["name"] for f in layer["fields"]}
+
+
+def test_entries_without_a_layer_are_not_fetched(store, http):
+    feed = {"dataset": [{"identifier": "https://www.arcgis.com/home/item.html?id=0123456789abcdef0123456789abcdef",
+                         "title": "Zoning document", "distribution": [{"accessURL": "https://x.org/doc.pdf"}]}]}
+    with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+        report = harvest([portal_config("h", "arcgis-hub", hub.url)], store, http).portals[0]
+        assert list(hub.hits) == [HUB_FEED_PATH]
+    assert report.status == "ok" and count(store, "SELECT source_id FROM datasets") == "0123456789abcdef0123456789abcdef"
