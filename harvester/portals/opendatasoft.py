@@ -1,0 +1,119 @@
+"""OpenDataSoft portals through the Explore API v2.1.
+
+Endpoints: `{url}/api/explore/v2.1/catalog/datasets?limit=100&offset=…&order_by=dataset_id`
+(limit ≤ 100, offset+limit ≤ 10,000); a catalogue larger than that window is read whole
+from the catalog export `{url}/api/explore/v2.1/catalog/exports/json` instead, never
+mixed with offset pages. `metas.default` holds the DCAT-like metadata, `fields` the
+columns; distributions are the dataset's own export endpoints.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from catalog import record as R
+from catalog.record import Notes
+from harvester.paging import Listing, OffsetPaginator, Page, SinglePage
+from harvester.portals.base import PortalAdapter
+
+API = "/api/explore/v2.1"
+PAGE_LIMIT = 100
+OFFSET_WINDOW = 10_000
+
+# ODS field types → the shared vocabulary
+COLUMN_TYPES = {
+    "text": "text", "int": "integer", "double": "number", "decimal": "number", "boolean": "boolean",
+    "date": "date", "datetime": "datetime", "geo_point_2d": "point", "geo_shape": "geometry",
+    "file": "other", "json_blob": "other", "json": "other",
+}
+EXPORTS = (("CSV", "text/csv", "csv"), ("JSON", "application/json", "json"))
+
+
+def _page_shape(data) -> str | None:
+    if isinstance(data, dict) and isinstance(data.get("results"), list):
+        return None
+    return "a catalog/datasets page is an object with a 'results' list"
+
+
+def _export_shape(data) -> str | None:
+    return None if isinstance(data, list) else "the catalog export is a JSON array"
+
+
+class OpenDataSoftAdapter(PortalAdapter):
+    kind = "opendatasoft"
+
+    def listing(self) -> Listing:
+        base = f"{self.portal.url}{API}/catalog"
+
+        def page(params: dict) -> Page:
+            data = self.http.get_json(f"{base}/datasets", params, conditional=True, expect=_page_shape).data
+            total = data.get("total_count")
+            return Page(items=data["results"], total=total if isinstance(total, int) else None)
+
+        probe = page({"limit": 1, "offset": 0})
+        if probe.total is not None and probe.total > OFFSET_WINDOW:
+            def export(_params: dict) -> Page:
+                return Page(items=self.http.get_json(f"{base}/exports/json", conditional=True,
+                                                     expect=_export_shape).data, total=probe.total)
+            return Listing(export, SinglePage(), self.source_id)
+        paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"})
+        return Listing(page, paginator, self.source_id)
+
+    def source_id(self, entry) -> str | None:
+        if not isinstance(entry, dict):
+            return None
+        entry = entry.get("dataset", entry)  # v2.0 wraps each dataset
+        return R.text(entry.get("dataset_id")) if isinstance(entry, dict) else None
+
+    def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
+        entry = entry.get("dataset", entry) if isinstance(entry.get("dataset"), dict) else entry
+        metas = entry.get("metas") or {}
+        default = metas.get("default") or {}
+        dcat = metas.get("dcat") or {}
+        source_id = R.text(entry.get("dataset_id"))
+        out = R.blank_record()
+        out["source_id"] = source_id
+        out["identifier"] = R.text(entry.get("dataset_uid")) or source_id
+        out["title"] = R.text(default.get("title"), notes, "title")
+        out["description"] = R.plain_text(default.get("description"), notes, "description")
+        out["keywords"] = R.text_list(default.get("keyword"), notes, "keywords")
+        out["themes"] = R.text_list(default.get("theme"), notes, "themes", split=None)
+        out["publisher"] = R.text(default.get("publisher"), notes, "publisher")
+        out["contact_name"] = R.text(dcat.get("contact_name"), notes, "contact_name")
+        out["contact_email"] = R.email(dcat.get("contact_email"), notes)
+        out["issued"] = R.timestamp(dcat.get("issued") or dcat.get("created"), notes, "issued")
+        out["modified"] = R.timestamp(default.get("modified") or default.get("data_processed"), notes, "modified")
+        out["accrual_periodicity"] = R.periodicity(dcat.get("accrualperiodicity"), notes)
+        out["license"] = R.url(default.get("license_url")) or R.text(default.get("license"), notes, "license")
+        out["access_level"] = "public" if entry.get("visibility", "domain") == "domain" else "restricted public"
+        out["spatial"] = ", ".join(R.text_list(default.get("territory"), split=None)) or \
+            R.text(dcat.get("spatial"))
+        out["temporal_start"] = R.timestamp(dcat.get("temporal_coverage_start"), notes, "temporal_start")
+        out["temporal_end"] = R.timestamp(dcat.get("temporal_coverage_end"), notes, "temporal_end")
+        out["row_count"] = R.integer(default.get("records_count"), notes, "row_count")
+        out["asset_type"] = "dataset" if entry.get("has_records", True) else "file"
+        if source_id:
+            safe = quote(source_id, safe="")
+            out["landing_page"] = f"{self.portal.url}/explore/dataset/{safe}/"
+            if entry.get("has_records", True):
+                formats = EXPORTS + ((("GEOJSON", "application/geo+json", "geojson"),)
+                                     if "geo" in (entry.get("features") or []) else ())
+                out["distributions"] = [
+                    {"title": label, "format": label, "media_type": media_type, "access_url": None,
+                     "download_url": f"{self.portal.url}{API}/catalog/datasets/{safe}/exports/{extension}"}
+                    for label, media_type, extension in formats]
+        out["columns"] = _columns(entry.get("fields"))
+        return out
+
+
+def _columns(fields) -> list[dict]:
+    columns = []
+    for field in fields if isinstance(fields, list) else []:
+        if not isinstance(field, dict):
+            continue
+        source_type = R.text(field.get("type"))
+        columns.append({
+            "position": len(columns), "name": R.text(field.get("label")) or R.text(field.get("name")),
+            "field_name": R.text(field.get("name")), "type": R.column_type(source_type, COLUMN_TYPES),
+            "source_type": source_type, "description": R.plain_text(field.get("description")),
+        })
+    return columns

@@ -1,0 +1,70 @@
+"""The OpenDataSoft adapter over real HTTP against the local Explore v2.1 portal."""
+import copy
+
+from catalog.record import Notes
+from harvester.config import PortalConfig
+from harvester.http import HttpClient
+from harvester.pipeline import harvest
+from harvester.portals.opendatasoft import OpenDataSoftAdapter
+from tests.conftest import portal_config
+from tests.portals.opendatasoft import API, OpenDataSoftPortal, make_ods_datasets
+
+
+def count(store, sql="SELECT count(*) FROM datasets"):
+    return store.con.execute(sql).fetchone()[0]
+
+
+def test_mapping_of_every_field():
+    adapter = OpenDataSoftAdapter(PortalConfig(id="ods", city="Exemple", kind="opendatasoft",
+                                               url="https://data.exemple.fr"), HttpClient())
+    entry = make_ods_datasets(2)[1]
+    rec = adapter.map(entry, None, Notes())
+    assert rec["source_id"] == entry["dataset_id"] and rec["identifier"] == "da_000001"
+    assert rec["title"] == "Parking occupancy 2001" and rec["description"] == "Parking occupancy of the city."
+    assert rec["keywords"] == ["open data", "parking"] and rec["themes"] == ["Environment"]
+    assert rec["publisher"] == "Ville d'Exemple" and rec["contact_email"] == "opendata@exemple.fr"
+    assert rec["modified"] == "2024-02-15T08:30:00Z" and rec["issued"] == "2019-03-01T00:00:00Z"
+    assert rec["accrual_periodicity"] == "R/P1D" and rec["license"].startswith("https://www.etalab.gouv.fr")
+    assert rec["spatial"] == "Exemple" and rec["row_count"] == 101 and rec["asset_type"] == "dataset"
+    assert rec["landing_page"] == f"https://data.exemple.fr/explore/dataset/{entry['dataset_id']}/"
+    assert [d["format"] for d in rec["distributions"]] == ["CSV", "JSON", "GEOJSON"]
+    assert rec["distributions"][0]["download_url"].endswith(f"/catalog/datasets/{entry['dataset_id']}/exports/csv")
+    assert [(c["field_name"], c["type"]) for c in rec["columns"]] == [
+        ("id", "text"), ("count", "integer"), ("rate", "number"), ("date", "datetime"), ("geo_point_2d", "point")]
+    no_records = adapter.map(make_ods_datasets(1)[0], None, Notes())
+    assert no_records["asset_type"] == "file" and no_records["distributions"] == []
+
+
+def test_offset_paging_within_the_caps(store, http):
+    with OpenDataSoftPortal(make_ods_datasets(250)) as portal:
+        report = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
+        queries = [q for path, q, _ in portal.requests if path == f"{API}/datasets"]
+    assert report.status == "ok" and count(store) == 250 and report.listing_complete
+    assert all(int(q["limit"]) <= 100 and int(q["offset"]) + int(q["limit"]) <= 10_000 for q in queries)
+
+
+def test_past_the_window_the_catalog_export_is_used(store, http):
+    with OpenDataSoftPortal(make_ods_datasets(10_050)) as portal:
+        report = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
+        paths = [path for path, _, _ in portal.requests]
+    assert report.status == "ok", report.error_message
+    assert count(store) == 10_050 and paths.count(f"{API}/exports/json") == 1
+    assert paths.count(f"{API}/datasets") == 1          # only the size probe
+
+
+def test_bad_entries_and_an_error_answer(store, http):
+    datasets = make_ods_datasets(4)
+    broken = copy.deepcopy(datasets[1])
+    broken.update(dataset_id="broken")
+    broken["metas"]["default"].update(title=None)
+    weird = copy.deepcopy(datasets[2])
+    weird.update(dataset_id="weird", fields="x")
+    weird["metas"]["default"].update(modified="R/P1D", keyword={"a": 1})
+    with OpenDataSoftPortal(datasets + [broken, weird]) as portal:
+        report = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 5 and report.errors == 1
+    assert store.con.execute("SELECT modified FROM datasets WHERE source_id = 'weird'").fetchone() == (None,)
+    with OpenDataSoftPortal(datasets) as portal:
+        portal.inject(f"{API}/datasets", ("status", 400), times=10)
+        failed = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
+    assert failed.status == "failed" and count(store) == 5

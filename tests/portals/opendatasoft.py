@@ -1,0 +1,76 @@
+"""Local OpenDataSoft portal: Explore API v2.1 catalog with its caps and export."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .base import LocalPortal, Query
+
+API = "/api/explore/v2.1/catalog"
+
+
+def ods_error(message: str) -> dict:
+    return {"error_code": "InvalidRESTParameterError", "message": message}
+
+
+def make_ods_datasets(n: int, seed: int = 0) -> list[dict]:
+    """Catalog entries shaped as Explore v2.1 returns them (flat `results[]` items)."""
+    themes = ["Transport, Mobility", "Environment", "Culture, Heritage", "Administration, Government"]
+    subjects = ["Bicycle counters", "Parking occupancy", "Air quality measurements", "Street trees",
+                "Public toilets", "Building permits", "Council budget"]
+    out = []
+    for i in range(n):
+        subject = subjects[(i + seed) % len(subjects)]
+        out.append({
+            "dataset_id": f"{subject.lower().replace(' ', '-')}-{i:05d}",
+            "dataset_uid": f"da_{i:06x}",
+            "has_records": i % 9 != 0,
+            "features": ["analyze", "geo"] if i % 2 else ["analyze"],
+            "visibility": "domain",
+            "metas": {
+                "default": {
+                    "title": f"{subject} {2000 + i % 25}", "description": f"<p>{subject} of the city.</p>",
+                    "keyword": ["open data", subject.split()[0].lower()], "theme": [themes[i % len(themes)]],
+                    "publisher": "Ville d'Exemple", "modified": f"2024-0{1 + i % 9}-15T08:30:00+00:00",
+                    "license": "Licence Ouverte / Open Licence", "license_url": "https://www.etalab.gouv.fr/licence-ouverte-open-licence",
+                    "territory": ["Exemple"], "records_count": 100 + i, "language": "fr",
+                },
+                "dcat": {"accrualperiodicity": "http://publications.europa.eu/resource/authority/frequency/DAILY",
+                         "contact_email": "opendata@exemple.fr", "issued": "2019-03-01"},
+            },
+            "fields": [
+                {"name": "id", "label": "Identifiant", "type": "text", "description": None},
+                {"name": "count", "label": "Comptage", "type": "int", "description": "Passages"},
+                {"name": "rate", "label": "Taux", "type": "double", "description": None},
+                {"name": "date", "label": "Date", "type": "datetime", "description": None},
+                {"name": "geo_point_2d", "label": "Position", "type": "geo_point_2d", "description": None},
+            ],
+        })
+    return out
+
+
+class OpenDataSoftPortal(LocalPortal):
+    """Explore v2.1: `catalog/datasets` (limit ≤ 100 else 400, offset+limit ≤ 10,000 else
+    400, `order_by=dataset_id` honoured), `catalog/exports/json` (the whole catalogue)."""
+
+    MAX_LIMIT = 100
+    MAX_WINDOW = 10_000
+
+    def __init__(self, datasets: Iterable[dict], prefix: str = "") -> None:
+        super().__init__(prefix)
+        self.datasets = list(datasets)
+
+    def route(self, path: str, query: Query) -> tuple[int, Any]:
+        if path == f"{API}/exports/json":
+            return 200, self.datasets
+        if path != f"{API}/datasets":
+            return 404, ods_error(f"Unknown path {path}")
+        limit, offset = int(query.get("limit", 10)), int(query.get("offset", 0))
+        if limit > self.MAX_LIMIT:
+            return 400, ods_error(f"Invalid value for limit API parameter: {limit} was found but -1 <= limit <= 100 is expected.")
+        if offset + limit > self.MAX_WINDOW:
+            return 400, ods_error("Invalid value for offset API parameter: offset + limit must be <= 10000.")
+        ordered = self.datasets
+        if query.get("order_by") == "dataset_id":
+            ordered = sorted(ordered, key=lambda d: str(d.get("dataset_id")) if isinstance(d, dict) else "")
+        return 200, {"total_count": len(ordered), "results": ordered[offset:offset + limit]}
