@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
+import defusedxml
+import defusedxml.ElementTree as defused_etree
 import orjson
 import requests
 import tenacity
@@ -216,6 +218,15 @@ class HttpClient:
         URL are sent, and a 304 gives back the body remembered then. `expect` checks the
         document's shape (returns a problem or None); a bad shape is retried, then raised.
         """
+        return self._get(url, params, headers, conditional, timeout, expect, parse_json_body, "application/json")
+
+    def get_xml(self, url: str, params: dict | None = None, *, headers: dict | None = None,
+                conditional: bool = False, timeout: float | None = None) -> JsonResponse:
+        """GET an XML document (parsed with defusedxml: DTDs and entities are refused)."""
+        return self._get(url, params, headers, conditional, timeout, None, parse_xml_body,
+                         "application/xml, text/xml")
+
+    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept) -> JsonResponse:
         full_url = _with_params(url, params)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
@@ -225,7 +236,8 @@ class HttpClient:
             before_sleep=self._before_retry,
             reraise=True,
         )
-        return retrying(self._get_json_once, full_url, headers or {}, conditional, timeout or self.timeout, expect)
+        return retrying(self._get_once, full_url, {"Accept": accept, **(headers or {})}, conditional,
+                        timeout or self.timeout, expect, parse)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -260,10 +272,10 @@ class HttpClient:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("retrying in %.1fs after attempt %d: %s", state.upcoming_sleep, state.attempt_number, exc)
 
-    def _get_json_once(self, url: str, headers: dict, conditional: bool, timeout: float,
-                       expect: Callable[[object], str | None] | None) -> JsonResponse:
+    def _get_once(self, url: str, headers: dict, conditional: bool, timeout: float,
+                  expect: Callable[[object], str | None] | None, parse) -> JsonResponse:
         cached = self.cache.get(url) if (conditional and self.cache) else None
-        request_headers = {"Accept": "application/json", **headers}
+        request_headers = dict(headers)
         if cached:
             meta = cached[0]
             if meta.get("etag"):
@@ -276,9 +288,9 @@ class HttpClient:
             if not cached:
                 raise TransientError("304 Not Modified to an unconditional request", url, status)
             self.stats.add(not_modified=1)
-            return JsonResponse(orjson.loads(cached[1]), status, url, not_modified=True)
+            return JsonResponse(parse(cached[1], "", url), status, url, not_modified=True)
 
-        data = parse_json_body(body, response_headers.get("Content-Type", ""), url)
+        data = parse(body, response_headers.get("Content-Type", ""), url)
         problem = expect(data) if expect else None
         if problem:
             raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
@@ -357,6 +369,21 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
         return orjson.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+
+
+def parse_xml_body(body: bytes, content_type: str, url: str):
+    """An XML element from a 200, parsed safely: a document declaring entities or a DTD
+    (the billion-laughs bomb) is refused outright; a broken one is transient, like JSON."""
+    head = body[:512].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")) or "html" in content_type.lower():
+        raise TransientError(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
+    try:
+        return defused_etree.fromstring(body)
+    except (defusedxml.DTDForbidden, defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden) as exc:
+        raise PermanentError(f"XML refused: {type(exc).__name__} (entity or DTD declarations are not accepted)",
+                             url, 200) from None
+    except defused_etree.ParseError as exc:
+        raise TransientError(f"invalid or truncated XML: {exc}", url, 200) from None
 
 
 def _retry_after(value: str | None) -> float | None:

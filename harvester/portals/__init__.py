@@ -7,11 +7,13 @@ from harvester.portals.arcgis_hub import ArcgisHubAdapter
 from harvester.portals.base import PortalAdapter
 from harvester.portals.ckan import CkanAdapter
 from harvester.portals.dcat_us import DcatUsAdapter
+from harvester.portals.open311 import Open311Adapter
 from harvester.portals.opendatasoft import OpenDataSoftAdapter
 from harvester.portals.socrata import SocrataAdapter
 
 ADAPTERS: dict[str, type[PortalAdapter]] = {
-    adapter.kind: adapter for adapter in (SocrataAdapter, CkanAdapter, DcatUsAdapter, ArcgisHubAdapter, OpenDataSoftAdapter)
+    adapter.kind: adapter for adapter in (SocrataAdapter, CkanAdapter, DcatUsAdapter, ArcgisHubAdapter, OpenDataSoftAdapter,
+                                          Open311Adapter)
 }
 
 

@@ -141,7 +141,7 @@ def test_unchanged_second_run_rewrites_nothing(store, http, socrata):
 
 def test_unsupported_kind_fails_that_portal_only(store, http):
     with DataJsonPortal(make_data_json(2)) as portal:
-        report = harvest([portal_config("b", "open311", "http://127.0.0.1:9"),
+        report = harvest([portal_config("b", "made-up-kind", "http://127.0.0.1:9"),
                           portal_config("a", "dcat-us", portal.url + "/data.json")], store, http)
     assert [p.status for p in report.portals] == ["failed", "ok"]
     assert "no adapter" in report.portals[0].error_message
