@@ -1,4 +1,6 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
+import socket
+
 import pytest
 
 from catalog.store import Store
@@ -29,6 +31,20 @@ def store(tmp_path):
     s = Store(tmp_path / "catalog.duckdb")
     yield s
     s.close()
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch):
+    """Tests talk to their own portals on 127.0.0.1, never to the network: a URL left
+    pointing at a real host fails at once instead of waiting on a connection."""
+    real = socket.getaddrinfo
+
+    def guarded(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1", None):
+            raise socket.gaierror(f"tests may not resolve {host!r}: serve it from a local portal")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)
 
 
 @pytest.fixture(autouse=True)
