@@ -114,7 +114,7 @@ class CkanAdapter(PortalAdapter):
         name = R.text(entry.get("name"))
         out["identifier"] = R.text(extras.get("identifier") or entry.get("identifier")) or \
             (f"{self.portal.url}/dataset/{name}" if name else None)
-        out["title"] = R.text(entry.get("title"), notes, "title") or name
+        out["title"] = R.plain_text(entry.get("title"), notes, "title") or name
         out["description"] = markdown_to_text(R.text(entry.get("notes") or entry.get("description"), notes, "description"))
         if isinstance(entry.get("keywords"), dict):  # multilingual portals: one language, not all mixed
             out["keywords"] = _keywords(entry["keywords"])

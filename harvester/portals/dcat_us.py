@@ -74,7 +74,7 @@ class DcatUsAdapter(PortalAdapter):
         out = R.blank_record()
         out["source_id"] = self.source_id(entry)
         out["identifier"] = R.text(entry.get("identifier"), notes, "identifier")
-        out["title"] = R.text(entry.get("title"), notes, "title")
+        out["title"] = R.plain_text(entry.get("title"), notes, "title")
         out["description"] = R.plain_text(entry.get("description"), notes, "description")
         out["keywords"] = R.text_list(R.text_list(entry.get("keyword"), notes, "keywords")
                                       + R.text_list(entry.get("keywords"), notes, "keywords"))

@@ -73,7 +73,7 @@ class OpenDataSoftAdapter(PortalAdapter):
         out = R.blank_record()
         out["source_id"] = source_id
         out["identifier"] = R.text(entry.get("dataset_uid")) or source_id
-        out["title"] = R.text(default.get("title"), notes, "title")
+        out["title"] = R.plain_text(default.get("title"), notes, "title")
         out["description"] = R.plain_text(default.get("description"), notes, "description")
         out["keywords"] = R.text_list(default.get("keyword"), notes, "keywords")
         out["themes"] = R.text_list(default.get("theme"), notes, "themes", split=None)

@@ -126,7 +126,7 @@ class SocrataAdapter(PortalAdapter):
         out = R.blank_record()
         out["source_id"] = source_id
         out["identifier"] = f"{self.portal.url}/api/views/{source_id}" if source_id else None
-        out["title"] = R.text(resource.get("name"), notes, "title")
+        out["title"] = R.plain_text(resource.get("name"), notes, "title")
         out["description"] = R.plain_text(resource.get("description"), notes, "description")
         out["keywords"] = R.text_list(R.text_list(classification.get("tags"), notes, "keywords")
                                       + R.text_list(classification.get("domain_tags"), notes, "keywords"))
@@ -155,8 +155,10 @@ class SocrataAdapter(PortalAdapter):
                 {"title": "JSON", "format": "JSON", "media_type": "application/json", "access_url": None,
                  "download_url": f"{self.portal.url}/resource/{source_id}.json"},
             ]
-        if resource.get("columns_field_name"):
+        if isinstance(resource.get("columns_field_name"), list) and resource["columns_field_name"]:
             out["columns"] = _catalog_columns(resource)
+        elif resource.get("columns_field_name"):
+            notes.warn("columns", "columns_field_name is not a list")
         elif details and isinstance(details.get("views"), dict):
             out["columns"], out["row_count"] = _views_columns(details["views"])
         return out

@@ -72,3 +72,20 @@ def test_entries_without_a_layer_are_not_fetched(store, http):
         report = harvest([portal_config("h", "arcgis-hub", hub.url)], store, http).portals[0]
         assert list(hub.hits) == [HUB_FEED_PATH]
     assert report.status == "ok" and count(store, "SELECT source_id FROM datasets") == "0123456789abcdef0123456789abcdef"
+
+
+def test_bad_hub_entries_are_reported_and_the_rest_harvested(store, http):
+    feed = {"dataset": [
+        {"identifier": "https://www.arcgis.com/home/item.html?id=" + "a" * 32, "title": "Street trees"},
+        {"identifier": "https://www.arcgis.com/home/item.html?id=" + "b" * 32, "title": None},
+        {"identifier": "https://www.arcgis.com/home/item.html?id=" + "c" * 32, "title": "<b>Permits</b>",
+         "description": "<div>Building <i>permits</i></div>", "keyword": "permits,building", "issued": 12.5e20,
+         "distribution": [{"accessURL": "http://127.0.0.1:9/arcgis/rest/services/P/FeatureServer/0"}]},
+        ["not", "an", "object"],
+    ]}
+    with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+        report = harvest([portal_config("h", "arcgis-hub", hub.url)], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 2 and report.errors == 3   # no title, not an object, layer down
+    row = store.con.execute("SELECT title, description, keywords, issued FROM datasets WHERE source_id = ?",
+                            ["c" * 32]).fetchone()
+    assert row == ("Permits", "Building permits", ["permits", "building"], None)   # HTML out of titles too

@@ -128,3 +128,27 @@ def test_the_33_socrata_domains_of_2017(store, http):
     # views-API datatypes all land in the shared vocabulary; only blobs and the like are 'other'
     other = count(store, "SELECT count(*) FROM columns WHERE type = 'other'")
     assert other < 0.01 * 115_830
+
+
+def test_bad_discovery_entries_are_reported_and_the_rest_harvested(store, http):
+    entries = make_socrata_entries(6, domain=DOMAIN)
+    no_title = copy.deepcopy(entries[0])
+    no_title["resource"].update(id="nott-itle", name=None)
+    wrong = copy.deepcopy(entries[1])
+    wrong["resource"].update(id="wron-gtyp", createdAt="not a date", columns_field_name="oops",
+                             description="<p>Crime <b>incidents</b> &amp; arrests</p>", parent_fxf=[7])
+    wrong["classification"]["domain_tags"] = {"tag": 1}
+    no_id = copy.deepcopy(entries[2])
+    no_id["resource"]["id"] = None
+    no_id["metadata"]["domain"] = DOMAIN
+    with SocrataPortal(entries + [no_title, wrong, no_id], domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 7 and report.errors == 2
+    messages = {r[0] for r in store.con.execute("SELECT message FROM harvest_errors WHERE severity = 'error'").fetchall()}
+    assert messages == {"record has no title", "entry has no source id"}
+    row = store.con.execute("SELECT issued, description, parent_uid FROM datasets WHERE source_id = 'wron-gtyp'").fetchone()
+    assert row == (None, "Crime incidents & arrests", "city:7")
+    assert count(store, "SELECT count(*) FROM columns WHERE dataset_uid = 'city:wron-gtyp'") == 0
+    warned = {r[0] for r in store.con.execute("SELECT split_part(message, ':', 1) FROM harvest_errors "
+                                              "WHERE source_id = 'wron-gtyp'").fetchall()}
+    assert {"issued", "columns"} <= warned
