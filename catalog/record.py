@@ -223,7 +223,10 @@ def parse_datetime(value) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00
+        return None
 
 
 def format_timestamp(moment: datetime) -> str:
@@ -361,7 +364,11 @@ def integer(value, notes: Notes | None = None, field_name: str = "") -> int | No
         if notes is not None:
             notes.warn(field_name, f"not an integer: {str(value)[:40]!r}")
         return None
-    return number if number >= 0 else None
+    if not 0 <= number < 2 ** 63:
+        if notes is not None:
+            notes.warn(field_name, f"integer out of range: {str(value)[:40]!r}")
+        return None
+    return number
 
 
 def column_type(source_type, table: dict[str, str]) -> str:
@@ -375,6 +382,16 @@ def column_type(source_type, table: dict[str, str]) -> str:
 @lru_cache(maxsize=4096)
 def _type_key(source_type: str) -> str:
     return re.sub(r"[\s-]+", "_", source_type.strip().lower())
+
+
+def obj(value) -> dict:
+    """`value` if it is a JSON object, else {}: a ragged payload must not stop a mapping."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value) -> list:
+    """`value` if it is a JSON array, else []."""
+    return value if isinstance(value, list) else []
 
 
 def blank_record() -> dict:

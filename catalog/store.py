@@ -163,6 +163,12 @@ class Stage:
             self._columns = {name: [] for name in STAGE_SCHEMA.names}
             self._raw = {name: [] for name in RAW_SCHEMA.names}
 
+    def abandon(self) -> None:
+        self._columns = {name: [] for name in STAGE_SCHEMA.names}
+        self._raw = {name: [] for name in RAW_SCHEMA.names}
+        self._seen_uids = []
+        self.close()
+
     def close(self) -> None:
         if self.closed:
             return
@@ -199,10 +205,26 @@ class Store:
 
     @staticmethod
     def discard(stage: Stage) -> None:
+        """Remove a stage, whatever state a failure left it in (never raises). Rows still
+        buffered are dropped, not flushed: nothing more reaches raw_records."""
         try:
-            stage.close()
+            stage.abandon()
+        except Exception:
+            pass
         finally:
             shutil.rmtree(stage.directory, ignore_errors=True)
+
+    def active_count(self, portal_id: str) -> int:
+        with self._write_lock:
+            return self.con.execute("SELECT count(*) FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
+                                    [portal_id]).fetchone()[0]
+
+    def prune_raw(self, portal_id: str) -> None:
+        """Drop raw versions no dataset points at (superseded, or written by a failed run)."""
+        with self._write_lock:
+            self.con.execute("""DELETE FROM raw_records r WHERE r.portal_id = $portal AND NOT EXISTS
+                                (SELECT 1 FROM datasets d WHERE d.uid = r.uid AND d.raw_hash = r.raw_hash)""",
+                             {"portal": portal_id})
 
     # -- the per-portal merge -------------------------------------------------------
 
@@ -265,13 +287,9 @@ class Store:
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
-            try:
-                # raw versions no dataset points at any more (superseded, or left by a failed run)
-                cur.execute("""DELETE FROM raw_records r WHERE r.portal_id = $portal AND NOT EXISTS
-                               (SELECT 1 FROM datasets d WHERE d.uid = r.uid AND d.raw_hash = r.raw_hash)""",
-                            {"portal": portal_id})
             finally:
                 cur.close()
+        self.prune_raw(portal_id)
         return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
                 "unchanged": counts.get("unchanged", 0), "removed": removed}
 

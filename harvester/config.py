@@ -63,7 +63,7 @@ class Config:
                 f"{self.path}: no portal with id {', '.join(repr(u) for u in unknown)} "
                 f"(known: {', '.join(known) or 'none'})"
             )
-        return [known[i] for i in ids]
+        return [known[i] for i in dict.fromkeys(ids)]  # each portal once, in the order named
 
 
 def load_config(path: str | Path) -> Config:

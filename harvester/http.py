@@ -139,6 +139,19 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+SECRET_HEADERS = ("X-App-Token",)
+
+
+class _Session(requests.Session):
+    def rebuild_auth(self, prepared_request, response):
+        """requests drops Authorization on a redirect to another host; so do we for our
+        secret headers (a portal's app token must never reach a host it redirects to)."""
+        super().rebuild_auth(prepared_request, response)
+        if urlparse(prepared_request.url).netloc != urlparse(response.request.url).netloc:
+            for name in SECRET_HEADERS:
+                prepared_request.headers.pop(name, None)
+
+
 class HttpClient:
     """Shared by all adapters of a run. Thread-safe: one requests.Session per thread."""
 
@@ -244,7 +257,7 @@ class HttpClient:
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
-            session = requests.Session()
+            session = _Session()
             adapter = HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
@@ -367,8 +380,22 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
         raise TransientError("empty body instead of JSON", url, 200)
     try:
         return orjson.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+    except orjson.JSONDecodeError as exc:
+        try:  # valid JSON that orjson refuses: lone surrogate escapes such as "\ud83d"
+            return _without_lone_surrogates(json.loads(body))
+        except (ValueError, UnicodeDecodeError):
+            raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+
+
+def _without_lone_surrogates(value):
+    """Lone UTF-16 surrogates cannot be stored as UTF-8: each becomes U+FFFD."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    return value
 
 
 def parse_xml_body(body: bytes, content_type: str, url: str):

@@ -146,10 +146,14 @@ class Listing:
         self.unique = 0
         self.duplicates: list[str] = []
         self.finished = False
+        self.total_changed = False
 
     @property
     def complete(self) -> bool:
-        return self.finished and (self.total is None or self.unique >= self.total)
+        """Read to its end, as many unique ids as reported, and a total that held still:
+        an item added or removed while the pages were read shifts offsets, so another
+        one may have been skipped unseen."""
+        return self.finished and not self.total_changed and (self.total is None or self.unique >= self.total)
 
     @property
     def shortfall(self) -> int:
@@ -166,6 +170,8 @@ class Listing:
                 page = pending.result()
                 self.pages += 1
                 if page.total is not None:
+                    if self.total is not None and page.total != self.total:
+                        self.total_changed = True
                     self.total = page.total
                 params = self.paginator.next(page, params)
                 if params is not None and self.pages >= self.max_pages:

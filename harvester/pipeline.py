@@ -97,10 +97,11 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     errors = ErrorLog(store, run_id, portal.id, report)
     client = http.for_portal(portal)
     started = time.monotonic()
-    store.start_run(run_id, portal.id, datetime.now(UTC))
-    stage = store.new_stage()
+    stage = None
     step = "list"
     try:
+        store.start_run(run_id, portal.id, datetime.now(UTC))
+        stage = store.new_stage()
         adapter = adapter_for(portal, client)
         listing = adapter.listing()
         for entry in listing:
@@ -115,10 +116,17 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         report.listing_complete = listing.complete
         if not listing.complete:
             errors.add(None, "list", "PartialListing",
-                       f"listing gave {listing.unique} unique entries of the {listing.total} it reported; "
+                       f"listing gave {listing.unique} unique entries of the {listing.total} it reported"
+                       f"{' (the total changed while it was read)' if listing.total_changed else ''}; "
                        "no dataset is marked deleted this run", severity="warning")
+        elif listing.unique == 0 and store.active_count(portal.id) > 0:
+            # an empty answer from a portal that had datasets is a search index being
+            # rebuilt far more often than a city deleting its whole catalogue
+            report.listing_complete = False
+            errors.add(None, "list", "EmptyListing", "the portal listed no datasets; the "
+                       f"{store.active_count(portal.id)} stored ones are kept, none marked deleted", severity="warning")
         step = "store"
-        counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=listing.complete)
+        counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete)
         for key, value in counts.items():
             setattr(report, key, value)
         report.status = "ok"
@@ -128,8 +136,13 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         report.error_message = str(exc)
         errors.add(None, step, report.error_type, report.error_message)
         log.error("%s: harvest failed: %s", portal.id, exc)
+        try:
+            store.prune_raw(portal.id)  # raw versions this run wrote, that no dataset points at
+        except Exception as prune_error:  # the failure above may be the database itself
+            log.error("%s: could not prune raw records: %s", portal.id, prune_error)
     finally:
-        Store.discard(stage)
+        if stage is not None:
+            Store.discard(stage)
         errors.flush()
         report.seconds = round(time.monotonic() - started, 3)
         for key, value in client.stats.snapshot().items():

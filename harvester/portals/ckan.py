@@ -100,12 +100,12 @@ class CkanAdapter(PortalAdapter):
         return R.text(entry.get("id")) if isinstance(entry, dict) else None
 
     def fetch_details(self, entry: dict) -> dict | None:
-        resource = next((r for r in entry.get("resources") or []
+        resource = next((r for r in R.items(entry.get("resources"))
                          if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
         if resource is None:
             return None
         result = self._action("datastore_search", {"resource_id": resource["id"], "limit": 0})
-        return {"datastore": {"resource_id": resource["id"], "fields": (result or {}).get("fields") or []}}
+        return {"datastore": {"resource_id": resource["id"], "fields": R.items(R.obj(result).get("fields"))}}
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
         extras = _extras(entry)
@@ -119,12 +119,12 @@ class CkanAdapter(PortalAdapter):
         if isinstance(entry.get("keywords"), dict):  # multilingual portals: one language, not all mixed
             out["keywords"] = _keywords(entry["keywords"])
         else:
-            out["keywords"] = R.text_list([t.get("display_name") or t.get("name") for t in entry.get("tags") or []
+            out["keywords"] = R.text_list([t.get("display_name") or t.get("name") for t in R.items(entry.get("tags"))
                                            if isinstance(t, dict)])
         out["themes"] = R.text_list([R.text(g.get("title") or g.get("display_name")) or g.get("name")
-                                     for g in entry.get("groups") or [] if isinstance(g, dict)], split=None)
-        organization = entry.get("organization") or {}
-        out["publisher"] = R.text(organization.get("title") if isinstance(organization, dict) else None) or \
+                                     for g in R.items(entry.get("groups")) if isinstance(g, dict)], split=None)
+        organization = R.obj(entry.get("organization"))
+        out["publisher"] = R.text(organization.get("title")) or \
             _publisher(entry.get("publisher"))
         out["contact_name"], out["contact_email"] = _contact(entry, notes)
         out["issued"] = R.timestamp(entry.get("metadata_created"), notes, "issued")
@@ -143,16 +143,16 @@ class CkanAdapter(PortalAdapter):
             out["temporal_end"] = R.timestamp(extras.get("temporal_end"), notes, "temporal_end")
         kind = R.text(entry.get("type")) or "dataset"
         out["asset_type"] = re.sub(r"[^a-z0-9_]", "_", kind.lower())
-        out["distributions"] = [_distribution(r, notes) for r in entry.get("resources") or [] if isinstance(r, dict)]
+        out["distributions"] = [_distribution(r, notes) for r in R.items(entry.get("resources")) if isinstance(r, dict)]
         if details and isinstance(details.get("datastore"), dict):
-            out["columns"] = _datastore_columns(details["datastore"].get("fields") or [])
+            out["columns"] = _datastore_columns(R.items(details["datastore"].get("fields")))
         return out
 
 
 def _extras(entry: dict) -> dict:
     """CKAN extras [{key, value}] (and top-level DCAT keys) → our names."""
     raw = {}
-    for extra in entry.get("extras") or []:
+    for extra in R.items(entry.get("extras")):
         if isinstance(extra, dict) and extra.get("key"):
             raw[str(extra["key"])] = extra.get("value")
     found = {}

@@ -66,9 +66,9 @@ class OpenDataSoftAdapter(PortalAdapter):
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
         entry = entry.get("dataset", entry) if isinstance(entry.get("dataset"), dict) else entry
-        metas = entry.get("metas") or {}
-        default = metas.get("default") or {}
-        dcat = metas.get("dcat") or {}
+        metas = R.obj(entry.get("metas"))
+        default = R.obj(metas.get("default"))
+        dcat = R.obj(metas.get("dcat"))
         source_id = R.text(entry.get("dataset_id"))
         out = R.blank_record()
         out["source_id"] = source_id
@@ -96,7 +96,7 @@ class OpenDataSoftAdapter(PortalAdapter):
             out["landing_page"] = f"{self.portal.url}/explore/dataset/{safe}/"
             if entry.get("has_records", True):
                 formats = EXPORTS + ((("GEOJSON", "application/geo+json", "geojson"),)
-                                     if "geo" in (entry.get("features") or []) else ())
+                                     if "geo" in R.items(entry.get("features")) else ())
                 out["distributions"] = [
                     {"title": label, "format": label, "media_type": media_type, "access_url": None,
                      "download_url": f"{self.portal.url}{API}/catalog/datasets/{safe}/exports/{extension}"}

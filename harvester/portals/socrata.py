@@ -103,7 +103,7 @@ class SocrataAdapter(PortalAdapter):
 
     def fetch_details(self, entry: dict) -> dict | None:
         """Columns from /api/views only for tabular assets the catalogue gave none for."""
-        resource = entry.get("resource") or {}
+        resource = R.obj(entry.get("resource"))
         if resource.get("columns_field_name") or _asset_type(resource) not in TABULAR:
             return None
         if not FOUR_BY_FOUR.match(str(resource.get("id"))):
@@ -115,11 +115,11 @@ class SocrataAdapter(PortalAdapter):
     # -- map ------------------------------------------------------------------------
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
-        resource = entry.get("resource") or {}
-        classification = entry.get("classification") or {}
-        metadata = entry.get("metadata") or {}
+        resource = R.obj(entry.get("resource"))
+        classification = R.obj(entry.get("classification"))
+        metadata = R.obj(entry.get("metadata"))
         domain_metadata = {str(m.get("key", "")).lower(): m.get("value")
-                           for m in classification.get("domain_metadata") or [] if isinstance(m, dict)}
+                           for m in R.items(classification.get("domain_metadata")) if isinstance(m, dict)}
         source_id = R.text(resource.get("id"))
         asset_type = _asset_type(resource)
 
@@ -143,9 +143,8 @@ class SocrataAdapter(PortalAdapter):
         out["landing_page"] = R.url(entry.get("permalink") or entry.get("link"), notes, "landing_page")
         out["spatial"] = R.text(_first(domain_metadata, "geographic") or _first(domain_metadata, "spatial"))
         out["asset_type"] = asset_type
-        parents = resource.get("parent_fxf") or []
-        if isinstance(parents, str):
-            parents = [parents]
+        parents = resource.get("parent_fxf")
+        parents = [parents] if isinstance(parents, str) else R.items(parents)
         if parents and R.text(parents[0]):
             out["parent_uid"] = f"{self.portal.id}:{R.text(parents[0])}"
         if asset_type in TABULAR and source_id and FOUR_BY_FOUR.match(source_id):

@@ -87,3 +87,10 @@ def test_runs_and_sql(tmp_path, portal):
     assert refused.exit_code == 2 and "read-only" in refused.output
     missing = CliRunner().invoke(cli, ["sql", "--db", str(tmp_path / "none.duckdb"), "SELECT 1"])
     assert missing.exit_code == 2 and "no catalogue" in missing.output
+
+
+def test_a_portal_named_twice_is_harvested_once(tmp_path, portal):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    result = invoke("harvest", "--config", config, "--db", str(tmp_path / "c.duckdb"), "--portal", "city",
+                    "--portal", "city", "--json")
+    assert result.exit_code == 0 and [p["portal_id"] for p in json.loads(result.output)["portals"]] == ["city"]

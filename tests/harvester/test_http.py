@@ -133,3 +133,26 @@ def test_retry_after_http_date():
     assert _retry_after("5") == 5.0
     assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert _retry_after("soon") is None
+
+
+def test_a_secret_header_does_not_follow_a_redirect_to_another_host():
+    class Redirecting(LocalPortal):
+        target = ""
+
+        def _wsgi(self, environ, start_response):
+            if environ["PATH_INFO"] == "/moved":
+                self.requests.append(("/moved", {}, {}))
+                start_response("302 Found", [("Location", self.target), ("Content-Length", "0")])
+                return [b""]
+            return super()._wsgi(environ, start_response)
+
+    with LocalPortal() as other, Redirecting() as origin:
+        other.serve_json("/doc", DOC)
+        origin.target = other.url + "/doc"
+        assert fast_client().get_json(origin.url + "/moved", headers={"X-App-Token": "secret"}).data == DOC
+        assert "X-App-Token" not in other.requests[-1][2]
+
+
+def test_lone_surrogates_in_valid_json_are_replaced(portal):
+    from harvester.http import parse_json_body
+    assert parse_json_body(b'{"t": "a\\ud83d b"}', "application/json", "u") == {"t": "a\ufffd b"}

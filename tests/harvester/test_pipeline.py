@@ -145,3 +145,57 @@ def test_unsupported_kind_fails_that_portal_only(store, http):
                           portal_config("a", "dcat-us", portal.url + "/data.json")], store, http)
     assert [p.status for p in report.portals] == ["failed", "ok"]
     assert "no adapter" in report.portals[0].error_message
+
+
+def test_an_item_removed_between_pages_marks_nothing_deleted(store, http, socrata):
+    assert harvest([socrata.config], store, http).ok
+    removed = []
+
+    def shrink(path, query):
+        if path == "/api/catalog/v1" and query.get("offset") == "200" and not removed:
+            removed.append(socrata.entries.pop(5))   # page 3 now starts one item later: one goes unseen
+
+    socrata.on_request = shrink
+    report = harvest([socrata.config], store, http).portals[0]
+    assert report.status == "ok" and report.listing_complete is False and report.removed == 0
+    assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NOT NULL") == 0
+
+
+def test_an_empty_listing_does_not_delete_the_catalogue(store, http):
+    document = make_data_json(4)
+    with DataJsonPortal(document) as portal:
+        config = portal_config("city", "dcat-us", portal.url + "/data.json")
+        assert harvest([config], store, http).ok
+        portal.document = {"dataset": []}
+        report = harvest([config], store, http).portals[0]
+    assert report.status == "ok" and report.removed == 0 and report.listing_complete is False
+    assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL") == 4
+    assert count(store, "SELECT count(*) FROM harvest_errors WHERE error_type = 'EmptyListing'") == 1
+
+
+def test_a_failed_portal_leaves_raw_records_as_they_were(store):
+    entries = make_socrata_entries(2_300, domain=DOMAIN)
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        assert harvest([config], store, fast_client()).ok
+        before = store.con.execute("SELECT uid, raw_hash FROM raw_records ORDER BY ALL").fetchall()
+        for entry in portal.entries:
+            entry["resource"]["name"] += " (renamed)"       # every raw record changes...
+        portal.entries = list(portal.entries)
+        portal.inject("/api/catalog/v1", ("slow", 0), times=23)
+        portal.inject("/api/catalog/v1", ("status", 503), times=10)   # ...and the listing fails after 2,200
+        report = harvest([config], store, fast_client(max_attempts=2)).portals[0]
+    assert report.status == "failed" and report.seen >= 2_000
+    assert store.con.execute("SELECT uid, raw_hash FROM raw_records ORDER BY ALL").fetchall() == before
+
+
+def test_values_that_do_not_fit_never_stop_the_portal(store, http):
+    document = make_data_json(3)
+    odd = {**copy.deepcopy(document["dataset"][0]), "identifier": "odd", "title": "Odd \ud83d values",
+           "issued": "0001-01-01T00:00:00+05:00", "publisher": ["x"], "theme": {"a": 1}}
+    document["dataset"].append(odd)
+    with DataJsonPortal(document) as portal:
+        report = harvest([portal_config("city", "dcat-us", portal.url + "/data.json")], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 4 and report.errors == 0
+    assert store.con.execute("SELECT title, issued FROM datasets WHERE source_id = 'odd'").fetchone() == (
+        "Odd \ufffd values", None)

@@ -68,3 +68,17 @@ def test_bad_entries_and_an_error_answer(store, http):
         portal.inject(f"{API}/datasets", ("status", 400), times=10)
         failed = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
     assert failed.status == "failed" and count(store) == 5
+
+
+def test_ragged_metadata_and_huge_numbers_are_warnings(store, http):
+    datasets = make_ods_datasets(3)
+    datasets[0]["metas"]["default"]["records_count"] = "99999999999999999999"
+    datasets[1]["metas"] = ["not", "an", "object"]
+    datasets[1]["dataset_id"] = "ragged"
+    with OpenDataSoftPortal(datasets) as portal:
+        report = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
+    assert report.status == "ok" and report.errors == 1          # 'ragged' has no title left: rejected
+    assert store.con.execute("SELECT row_count FROM datasets WHERE source_id = ?",
+                             [datasets[0]["dataset_id"]]).fetchone() == (None,)
+    assert store.con.execute("SELECT count(*) FROM harvest_errors WHERE message LIKE 'row_count: integer out of range%'"
+                             ).fetchone() == (1,)
