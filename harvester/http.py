@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,10 @@ class PermanentError(HttpError):
 
 class ResponseTooLarge(PermanentError):
     pass
+
+
+class HostUnavailable(PermanentError):
+    """A host that failed request after request this run (after all retries)."""
 
 
 class UnexpectedPayload(TransientError):
@@ -168,6 +173,7 @@ class HttpClient:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_per_host: int = 4,
         cache: ValidatorCache | None = None,
+        host_failure_limit: int = 3,
     ):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -181,6 +187,10 @@ class HttpClient:
         self.stats = HttpStats()
         self._local = threading.local()
         self._host_slots: dict[str, threading.BoundedSemaphore] = {}
+        # hosts whose requests kept failing after every retry: asked no more this run, so a
+        # FeatureServer host named by thousands of datasets cannot hold the night hostage
+        self._host_failures: dict[str, int] = {}
+        self.host_failure_limit = host_failure_limit
         self._host_lock = threading.Lock()
 
     @classmethod
@@ -241,6 +251,10 @@ class HttpClient:
 
     def _get(self, url, params, headers, conditional, timeout, expect, parse, accept) -> JsonResponse:
         full_url = _with_params(url, params)
+        host = urlparse(full_url).netloc
+        if self._host_failures.get(host, 0) >= self.host_failure_limit:
+            raise HostUnavailable(f"{host} failed {self._host_failures[host]} requests in a row this run; "
+                                  "not asked again", full_url)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
             stop=tenacity.stop_after_attempt(self.max_attempts)
@@ -249,8 +263,16 @@ class HttpClient:
             before_sleep=self._before_retry,
             reraise=True,
         )
-        return retrying(self._get_once, full_url, {"Accept": accept, **(headers or {})}, conditional,
-                        timeout or self.timeout, expect, parse)
+        try:
+            response = retrying(self._get_once, full_url, {"Accept": accept, **(headers or {})}, conditional,
+                                timeout or self.timeout, expect, parse)
+        except TransientError:
+            with self._host_lock:
+                self._host_failures[host] = self._host_failures.get(host, 0) + 1
+            raise
+        with self._host_lock:
+            self._host_failures[host] = 0
+        return response
 
     # -- internals ----------------------------------------------------------------------
 
@@ -328,6 +350,7 @@ class HttpClient:
                 raise TransientError(f"timed out: {type(exc).__name__}", url) from None
             except requests.exceptions.RequestException as exc:
                 raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+            watchdog = _Watchdog(response, timeout * 2)
             try:
                 status = response.status_code
                 if status == 429 or status == 408 or status >= 500:
@@ -346,8 +369,43 @@ class HttpClient:
                 body = _read_capped(response, self.max_bytes, url, started, timeout)
                 self.stats.add(bytes=len(body))
                 return status, dict(response.headers), body
+            except TransientError:
+                raise
+            except requests.exceptions.RequestException as exc:
+                raise TransientError(f"response failed: {type(exc).__name__}", url) from None
             finally:
+                watchdog.cancel()
+                if watchdog.fired:
+                    response.close()
+                    raise TransientError(f"response took over {timeout * 2:.0f}s to arrive", url)
                 response.close()
+
+
+class _Watchdog:
+    """Shuts the socket of a response still arriving after `seconds`: read timeouts apply
+    per socket read, so a server dripping a byte at a time would otherwise never end."""
+
+    def __init__(self, response: requests.Response, seconds: float):
+        self.response = response
+        self.fired = False
+        self.timer = threading.Timer(seconds, self._fire)
+        self.timer.daemon = True
+        self.timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        raw = self.response.raw
+        sock = getattr(getattr(raw, "connection", None), "sock", None)
+        if sock is None:  # once the body is being read, http.client holds the socket
+            sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
+        try:
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,

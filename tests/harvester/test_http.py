@@ -156,3 +156,35 @@ def test_a_secret_header_does_not_follow_a_redirect_to_another_host():
 def test_lone_surrogates_in_valid_json_are_replaced(portal):
     from harvester.http import parse_json_body
     assert parse_json_body(b'{"t": "a\\ud83d b"}', "application/json", "u") == {"t": "a\ufffd b"}
+
+
+def test_a_server_dripping_bytes_is_cut_off_at_the_total_time_bound():
+    class Dripping(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "40")])
+
+            def drip():
+                for _ in range(40):
+                    time.sleep(0.1)          # each byte well inside the read timeout
+                    yield b" "
+            return drip()
+
+    with Dripping() as portal:
+        client = fast_client(timeout=0.4, max_attempts=1)
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="to arrive"):
+            client.get_json(portal.url + "/slow")
+        assert time.monotonic() - started < 2.5       # 2 x 0.4 s bound, not the 4 s the drip takes
+
+
+def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
+    from harvester.http import HostUnavailable
+    client = fast_client(max_attempts=2, host_failure_limit=2)
+    portal.inject("/doc", ("status", 503), times=100)
+    for _ in range(2):
+        with pytest.raises(TransientError):
+            get(client, portal)
+    hits = portal.hits["/doc"]
+    with pytest.raises(HostUnavailable, match="not asked again"):
+        get(client, portal)
+    assert portal.hits["/doc"] == hits == 4
