@@ -228,10 +228,12 @@ class Store:
 
     # -- the per-portal merge -------------------------------------------------------
 
-    def commit_portal(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool) -> dict[str, int]:
+    def commit_portal(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
+                      rewrite: bool = False) -> dict[str, int]:
         """Merge a closed stage into the catalogue in one transaction.
 
-        new: never stored; changed: raw hash differs, or it was marked deleted and is back;
+        new: never stored; changed: raw hash differs, or it was marked deleted and is back
+        (with `rewrite`, every stored dataset is rewritten as if changed);
         unchanged: only last_seen moves. With `mark_deleted` (a complete listing), the
         portal's stored datasets that were not listed get deleted_at; none is purged.
         """
@@ -250,9 +252,9 @@ class Store:
                     CREATE OR REPLACE TEMP TABLE _status AS
                     SELECT s.uid,
                            CASE WHEN d.uid IS NULL THEN 'new'
-                                WHEN d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
+                                WHEN $rewrite OR d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
                                 ELSE 'unchanged' END AS status
-                    FROM read_parquet($records) s LEFT JOIN datasets d ON d.uid = s.uid""", records)
+                    FROM read_parquet($records) s LEFT JOIN datasets d ON d.uid = s.uid""", {**records, "rewrite": rewrite})
                 cur.execute(f"""
                     INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
                     SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash

@@ -57,10 +57,11 @@ def cli(verbose: int) -> None:
 
 @cli.command()
 @click.option("--portal", "portal_ids", multiple=True, metavar="ID", help="Harvest only this portal (repeatable).")
+@click.option("--full", is_flag=True, help="No conditional requests; re-map and rewrite every dataset.")
 @db_option
 @config_option
 @json_option
-def harvest(portal_ids, db_path, config_path, as_json):
+def harvest(portal_ids, full, db_path, config_path, as_json):
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
@@ -72,14 +73,14 @@ def harvest(portal_ids, db_path, config_path, as_json):
         raise click.UsageError(str(exc)) from None
 
     try:
-        http = HttpClient.from_env(cache=ValidatorCache(db_path.parent / "http_cache"))
+        http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     store = Store(db_path)
     bars: dict = {}
     progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
     try:
-        report = run_harvest(portals, store, http, on_progress=progress)
+        report = run_harvest(portals, store, http, on_progress=progress, full=full)
     finally:
         for bar in bars.values():
             bar.close()

@@ -84,15 +84,17 @@ class ErrorLog:
 
 
 def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
-            on_progress: Progress | None = None) -> RunReport:
+            on_progress: Progress | None = None, full: bool = False) -> RunReport:
+    """Harvest `portals` in turn. `full`: every dataset is re-mapped and rewritten, as
+    after a change of civicat's mapping (pair it with a client without a validator cache)."""
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
     for portal in portals:
-        run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress))
+        run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full))
     return run
 
 
 def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id: str,
-                   on_progress: Progress | None = None) -> PortalReport:
+                   on_progress: Progress | None = None, *, full: bool = False) -> PortalReport:
     report = PortalReport(portal.id)
     errors = ErrorLog(store, run_id, portal.id, report)
     client = http.for_portal(portal)
@@ -126,7 +128,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             errors.add(None, "list", "EmptyListing", "the portal listed no datasets; the "
                        f"{store.active_count(portal.id)} stored ones are kept, none marked deleted", severity="warning")
         step = "store"
-        counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete)
+        counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
+                                     rewrite=full)
         for key, value in counts.items():
             setattr(report, key, value)
         report.status = "ok"

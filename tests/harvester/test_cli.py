@@ -94,3 +94,15 @@ def test_a_portal_named_twice_is_harvested_once(tmp_path, portal):
     result = invoke("harvest", "--config", config, "--db", str(tmp_path / "c.duckdb"), "--portal", "city",
                     "--portal", "city", "--json")
     assert result.exit_code == 0 and [p["portal_id"] for p in json.loads(result.output)["portals"]] == ["city"]
+
+
+def test_full_rewrites_every_dataset_without_conditional_requests(tmp_path, portal):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    invoke("harvest", "--config", config, "--db", db)
+    incremental = json.loads(invoke("harvest", "--config", config, "--db", db, "--json").output)["portals"][0]
+    assert incremental["unchanged"] == 7 and incremental["not_modified"] == 1
+    assert "If-None-Match" in portal.requests[-1][2]
+    full = json.loads(invoke("harvest", "--config", config, "--db", db, "--full", "--json").output)["portals"][0]
+    assert full["changed"] == 7 and full["new"] == 0 and full["not_modified"] == 0
+    assert "If-None-Match" not in portal.requests[-1][2]
