@@ -27,36 +27,43 @@ ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "data.example.org"
 
 HARVEST_CHILD = r"""
-import json, resource, sys, time
+import json, sys, threading, time
+import psutil
 from catalog.store import Store
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, ValidatorCache
 from harvester.pipeline import harvest
 url, db = sys.argv[1], sys.argv[2]
 portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain="%s")
+# ru_maxrss would carry the parent's peak across fork+exec: sample our own RSS instead
+peak, done = [0], threading.Event()
+def sample():
+    process = psutil.Process()
+    while not done.wait(0.02):
+        peak[0] = max(peak[0], process.memory_info().rss)
+threading.Thread(target=sample, daemon=True).start()
 store = Store(db)
 started = time.perf_counter()
 report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
 seconds = time.perf_counter() - started
 store.close()
+done.set()
 p = report.portals[0]
 print(json.dumps({"seconds": seconds, "status": p.status, "seen": p.seen, "new": p.new, "errors": p.errors,
-                  "requests": p.requests, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "requests": p.requests, "peak_rss_mb": peak[0] / 2**20}))
 """ % DOMAIN
 
 
 def fetch_all_pages(url: str, session: requests.Session):
     """The limit: every page the harvester reads (probe + scroll_id pages), fetched and parsed."""
-    probe = session.get(f"{url}/api/catalog/v1", params={"domains": DOMAIN, "offset": 0, "limit": 1}).json()
-    pages, scroll, items = [probe], "", 0
+    session.get(f"{url}/api/catalog/v1", params={"domains": DOMAIN, "offset": 0, "limit": 1}).json()
+    scroll = ""
     while True:
         page = session.get(f"{url}/api/catalog/v1",
                            params={"domains": DOMAIN, "limit": 100, "scroll_id": scroll}).json()
         if not page["results"]:
             break
-        items += len(page["results"])
         scroll = page["results"][-1]["resource"]["id"]
-        pages.append(page)
         yield page
 
 
