@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -111,7 +112,9 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 class Stage:
     """One portal's mapped records until its merge: rows are gathered column by column
     and, every BATCH datasets, written to Parquet (the records) and to `raw_records`
-    (the raw entries, through `write_raw`), so memory stays flat."""
+    (the raw entries, through `write_raw`), so memory stays flat. The writing happens in
+    a background thread (Arrow, Parquet and DuckDB release the GIL), one batch at a time,
+    while the next batch is mapped."""
 
     BATCH = 2000
 
@@ -123,6 +126,8 @@ class Stage:
         self._columns: dict[str, list] = {name: [] for name in STAGE_SCHEMA.names}
         self._raw: dict[str, list] = {name: [] for name in RAW_SCHEMA.names}
         self._seen_uids: list[str] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-stage")
+        self._pending: Future | None = None
         self.count = 0
         self.closed = False
 
@@ -158,26 +163,43 @@ class Stage:
 
     def _flush(self) -> None:
         if self._columns["uid"]:
-            self._records.write_table(pa.table(self._columns, schema=STAGE_SCHEMA))
-            self.write_raw(pa.table(self._raw, schema=RAW_SCHEMA))
+            self._wait()  # at most one batch in flight: memory stays bounded
+            columns, raw = self._columns, self._raw
+            self._pending = self._writer.submit(self._write, columns, raw)
             self._columns = {name: [] for name in STAGE_SCHEMA.names}
             self._raw = {name: [] for name in RAW_SCHEMA.names}
+
+    def _write(self, columns: dict, raw: dict) -> None:
+        self._records.write_table(pa.table(columns, schema=STAGE_SCHEMA))
+        self.write_raw(pa.table(raw, schema=RAW_SCHEMA))
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()  # a failed write surfaces here
 
     def abandon(self) -> None:
         self._columns = {name: [] for name in STAGE_SCHEMA.names}
         self._raw = {name: [] for name in RAW_SCHEMA.names}
         self._seen_uids = []
-        self.close()
+        try:
+            self._wait()
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self.closed:
             return
-        self._flush()
-        if self._seen_uids:
-            self._seen.write_table(pa.table({"uid": self._seen_uids}, schema=SEEN_SCHEMA))
-        self._records.close()
-        self._seen.close()
-        self.closed = True
+        try:
+            self._flush()
+            self._wait()
+            if self._seen_uids:
+                self._seen.write_table(pa.table({"uid": self._seen_uids}, schema=SEEN_SCHEMA))
+        finally:
+            self.closed = True
+            self._writer.shutdown(wait=True)
+            self._records.close()
+            self._seen.close()
 
 
 class Store:

@@ -140,6 +140,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         errors.add(None, step, report.error_type, report.error_message)
         log.error("%s: harvest failed: %s", portal.id, exc)
         try:
+            if stage is not None:
+                Store.discard(stage)    # first: no raw batch may land after the prune
             store.prune_raw(portal.id)  # raw versions this run wrote, that no dataset points at
         except Exception as prune_error:  # the failure above may be the database itself
             log.error("%s: could not prune raw records: %s", portal.id, prune_error)
