@@ -7,6 +7,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from .base import LocalPortal
 from .dcat import DataJsonPortal
 from .socrata import SocrataPortal
 from .synth import make_data_json, make_socrata_entries
@@ -14,20 +15,24 @@ from .synth import make_data_json, make_socrata_entries
 __all__ = ["socrata_portal_factory", "socrata_portal", "data_json_portal_factory", "data_json_portal"]
 
 
-@pytest.fixture
-def socrata_portal_factory() -> Iterator[Callable[..., SocrataPortal]]:
-    """make(entries=None, **SocrataPortal kwargs) -> started portal, stopped at teardown.
-    Without entries, serves 25 synthetic ones."""
-    started: list[SocrataPortal] = []
+def _started(portal_class: type[LocalPortal], default: Callable[[], Any]) -> Iterator[Callable[..., LocalPortal]]:
+    """make(payload=None, **kwargs) -> a started portal, stopped at teardown."""
+    started: list[LocalPortal] = []
 
-    def make(entries=None, **kwargs: Any) -> SocrataPortal:
-        portal = SocrataPortal(make_socrata_entries(25) if entries is None else entries, **kwargs)
+    def make(payload=None, **kwargs: Any) -> LocalPortal:
+        portal = portal_class(default() if payload is None else payload, **kwargs)
         started.append(portal.start())
         return portal
 
     yield make
     for portal in started:
         portal.stop()
+
+
+@pytest.fixture
+def socrata_portal_factory() -> Iterator[Callable[..., SocrataPortal]]:
+    """make(entries=None, **SocrataPortal kwargs); without entries, 25 synthetic ones."""
+    yield from _started(SocrataPortal, lambda: make_socrata_entries(25))
 
 
 @pytest.fixture
@@ -38,18 +43,8 @@ def socrata_portal(socrata_portal_factory) -> SocrataPortal:
 
 @pytest.fixture
 def data_json_portal_factory() -> Iterator[Callable[..., DataJsonPortal]]:
-    """make(document=None, path="/data.json", prefix="") -> started portal, stopped at
-    teardown. Without a document, serves make_data_json(10)."""
-    started: list[DataJsonPortal] = []
-
-    def make(document=None, **kwargs: Any) -> DataJsonPortal:
-        portal = DataJsonPortal(make_data_json(10) if document is None else document, **kwargs)
-        started.append(portal.start())
-        return portal
-
-    yield make
-    for portal in started:
-        portal.stop()
+    """make(document=None, path="/data.json", prefix=""); without a document, make_data_json(10)."""
+    yield from _started(DataJsonPortal, lambda: make_data_json(10))
 
 
 @pytest.fixture
