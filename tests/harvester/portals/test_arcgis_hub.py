@@ -2,7 +2,6 @@
 another host, ArcGIS's errors behind a 200."""
 import json
 
-import pytest
 
 from catalog.record import Notes
 from harvester.config import PortalConfig

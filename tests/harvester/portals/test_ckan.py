@@ -3,12 +3,11 @@ import copy
 import json
 import uuid
 
-import pytest
 
 from harvester.pipeline import harvest
 from tests.conftest import fast_client, portal_config
 from tests.portals.ckan import CkanPortal
-from tests.shared_fixtures import FIXTURES, load_json, require_fixtures
+from tests.shared_fixtures import FIXTURES, require_fixtures
 
 
 def count(store, sql="SELECT count(*) FROM datasets"):

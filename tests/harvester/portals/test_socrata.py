@@ -5,7 +5,6 @@ import copy
 import json
 import re
 
-import pytest
 
 from harvester.pipeline import harvest
 from tests.conftest import portal_config
