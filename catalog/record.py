@@ -11,8 +11,8 @@ import html
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from html.parser import HTMLParser
 from importlib import resources
 

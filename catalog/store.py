@@ -6,61 +6,32 @@ completed: a portal that fails mid-way never touches what earlier runs stored.
 """
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 
 import duckdb
-import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-DATASET_FIELDS = (
-    "uid", "portal_id", "city", "portal_kind", "source_id", "identifier", "title", "description",
-    "keywords", "themes", "publisher", "contact_name", "contact_email", "issued", "modified",
-    "accrual_periodicity", "license", "access_level", "landing_page", "spatial", "temporal_start",
-    "temporal_end", "asset_type", "parent_uid", "row_count",
+from catalog.stage import (
+    DATASET_FIELDS,
+    TIMESTAMP_FIELDS,
+    Stage,
+    canonical_json,
+    content_hash,
 )
-TIMESTAMP_FIELDS = ("issued", "modified", "temporal_start", "temporal_end")
+
+__all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
+
 MEMORY_LIMIT = "256MB"
-
 _string = pa.string()
-DISTRIBUTION_TYPE = pa.struct([("position", pa.int32()), ("title", _string), ("format", _string),
-                               ("media_type", _string), ("download_url", _string), ("access_url", _string)])
-COLUMN_TYPE = pa.struct([("position", pa.int32()), ("name", _string), ("field_name", _string), ("type", _string),
-                         ("source_type", _string), ("description", _string)])
-# One staged row per dataset: the record, with its distributions and columns nested.
-STAGE_SCHEMA = pa.schema(
-    [(name, pa.list_(_string) if name in ("keywords", "themes") else pa.int64() if name == "row_count" else _string)
-     for name in DATASET_FIELDS]
-    + [("raw_hash", _string), ("distributions", pa.list_(DISTRIBUTION_TYPE)), ("columns", pa.list_(COLUMN_TYPE))]
-)
-SEEN_SCHEMA = pa.schema([("uid", _string)])
-RAW_SCHEMA = pa.schema([("uid", _string), ("raw_hash", _string), ("portal_id", _string), ("source_id", _string),
-                        ("raw", _string), ("details", _string)])
 ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_id", _string),
                           ("stage", _string), ("error_type", _string), ("severity", _string),
                           ("message", _string), ("occurred_at", pa.timestamp("us", tz="UTC"))])
-
-
-def canonical_json(value) -> str:
-    """Sorted keys, no whitespace: equal JSON gives equal text, hence equal hashes."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
-
-
-def content_hash(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
 
 
 def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -107,99 +78,6 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
             raise
         done.append(version)
     return done
-
-
-class Stage:
-    """One portal's mapped records until its merge: rows are gathered column by column
-    and, every BATCH datasets, written to Parquet (the records) and to `raw_records`
-    (the raw entries, through `write_raw`), so memory stays flat. The writing happens in
-    a background thread (Arrow, Parquet and DuckDB release the GIL), one batch at a time,
-    while the next batch is mapped."""
-
-    BATCH = 2000
-
-    def __init__(self, directory: Path, write_raw: Callable[[pa.Table], None]):
-        self.directory = directory
-        self.write_raw = write_raw
-        self._records = pq.ParquetWriter(self.path("records"), STAGE_SCHEMA, compression="zstd")
-        self._seen = pq.ParquetWriter(self.path("seen"), SEEN_SCHEMA, compression="zstd")
-        self._columns: dict[str, list] = {name: [] for name in STAGE_SCHEMA.names}
-        self._raw: dict[str, list] = {name: [] for name in RAW_SCHEMA.names}
-        self._seen_uids: list[str] = []
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-stage")
-        self._pending: Future | None = None
-        self.count = 0
-        self.closed = False
-
-    def path(self, name: str) -> str:
-        return str(self.directory / f"{name}.parquet")
-
-    def add(self, record: dict, raw_json: str, details_json: str | None, raw_hash: str) -> None:
-        columns = self._columns
-        for name in DATASET_FIELDS:
-            columns[name].append(record[name])
-        for position, distribution in enumerate(record["distributions"]):
-            distribution["position"] = position
-        columns["distributions"].append(record["distributions"])
-        columns["columns"].append(record["columns"])
-        columns["raw_hash"].append(raw_hash)
-        raw = self._raw
-        raw["uid"].append(record["uid"])
-        raw["raw_hash"].append(raw_hash)
-        raw["portal_id"].append(record["portal_id"])
-        raw["source_id"].append(record["source_id"])
-        raw["raw"].append(raw_json)
-        raw["details"].append(details_json)
-        self.count += 1
-        if len(columns["uid"]) >= self.BATCH:
-            self._flush()
-
-    def mark_seen(self, uid: str) -> None:
-        """Listed by the portal (valid or not): must not be marked deleted."""
-        self._seen_uids.append(uid)
-        if len(self._seen_uids) >= self.BATCH:
-            self._seen.write_table(pa.table({"uid": self._seen_uids}, schema=SEEN_SCHEMA))
-            self._seen_uids = []
-
-    def _flush(self) -> None:
-        if self._columns["uid"]:
-            self._wait()  # at most one batch in flight: memory stays bounded
-            columns, raw = self._columns, self._raw
-            self._pending = self._writer.submit(self._write, columns, raw)
-            self._columns = {name: [] for name in STAGE_SCHEMA.names}
-            self._raw = {name: [] for name in RAW_SCHEMA.names}
-
-    def _write(self, columns: dict, raw: dict) -> None:
-        self._records.write_table(pa.table(columns, schema=STAGE_SCHEMA))
-        self.write_raw(pa.table(raw, schema=RAW_SCHEMA))
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()  # a failed write surfaces here
-
-    def abandon(self) -> None:
-        self._columns = {name: [] for name in STAGE_SCHEMA.names}
-        self._raw = {name: [] for name in RAW_SCHEMA.names}
-        self._seen_uids = []
-        try:
-            self._wait()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self._flush()
-            self._wait()
-            if self._seen_uids:
-                self._seen.write_table(pa.table({"uid": self._seen_uids}, schema=SEEN_SCHEMA))
-        finally:
-            self.closed = True
-            self._writer.shutdown(wait=True)
-            self._records.close()
-            self._seen.close()
 
 
 class Store:
@@ -265,7 +143,7 @@ class Store:
             f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
         )
         assignments = ", ".join(f"{f} = u.{f}" for f in DATASET_FIELDS if f != "uid")
-        records = {"records": stage.path("records")}
+        records = {"records": stage.records_files()}
         with self._write_lock:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION")
@@ -331,19 +209,13 @@ class Store:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
 
-    def add_raw_records(self, table: pa.Table) -> None:
-        """Raw entries, keyed by (uid, raw_hash), written beside the portal's transaction
-        in small ones of their own: a version already stored is not written again, and
-        the catalogue only points at a raw version once its merge has committed."""
+    def add_raw_records(self, part: Path) -> None:
+        """A staged part's raw entries, keyed by (uid, raw_hash), written beside the portal's
+        transaction in a small one of their own: a version already stored is not written
+        again, and the catalogue only points at a raw version once its merge has committed."""
         with self._write_lock:
-            cur = self.cursor()
-            try:
-                cur.register("_raw", table)
-                cur.execute("INSERT INTO raw_records BY NAME SELECT *, now() AS fetched_at FROM _raw "
-                            "ON CONFLICT DO NOTHING")
-                cur.unregister("_raw")
-            finally:
-                cur.close()
+            self.con.execute("INSERT INTO raw_records BY NAME SELECT *, now() AS fetched_at FROM read_parquet($part) "
+                             "ON CONFLICT DO NOTHING", {"part": str(part)})
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

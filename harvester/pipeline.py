@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from catalog.record import Notes, RecordRejected, validate
-from catalog.store import Stage, Store, canonical_json, content_hash
+from catalog.store import Store
 from harvester.config import PortalConfig
-from harvester.http import HttpClient, HttpError
+from harvester.http import HttpClient
+from harvester.mapping import Mapper, WorkerPool
 from harvester.portals import adapter_for
-from harvester.portals.base import PortalAdapter
 
 log = logging.getLogger("civicat.harvest")
 
@@ -84,33 +83,41 @@ class ErrorLog:
 
 
 def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
-            on_progress: Progress | None = None, full: bool = False) -> RunReport:
+            on_progress: Progress | None = None, full: bool = False, pool: WorkerPool | None = None) -> RunReport:
     """Harvest `portals` in turn. `full`: every dataset is re-mapped and rewritten, as
     after a change of civicat's mapping (pair it with a client without a validator cache)."""
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
-    for portal in portals:
-        run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full))
+    workers = pool or WorkerPool()
+    try:
+        for portal in portals:
+            run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full, pool=workers))
+    finally:
+        if pool is None:  # the caller's pool stays the caller's
+            workers.close()
     return run
 
 
 def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id: str,
-                   on_progress: Progress | None = None, *, full: bool = False) -> PortalReport:
+                   on_progress: Progress | None = None, *, full: bool = False,
+                   pool: WorkerPool | None = None) -> PortalReport:
     report = PortalReport(portal.id)
     errors = ErrorLog(store, run_id, portal.id, report)
     client = http.for_portal(portal)
     started = time.monotonic()
-    stage = None
+    stage = mapper = None
     step = "list"
     try:
         store.start_run(run_id, portal.id, datetime.now(UTC))
         stage = store.new_stage()
         adapter = adapter_for(portal, client)
+        mapper = Mapper(adapter, portal, stage, errors.add, pool)
         listing = adapter.listing()
         for entry in listing:
             report.seen += 1
-            stage_entry(adapter, portal, entry, stage, errors)
+            mapper.add(entry)
             if on_progress and report.seen % 100 == 0:
                 on_progress(portal.id, report.seen, listing.total)
+        mapper.finish()
         report.duplicates = len(listing.duplicates)
         for source_id in sorted(set(listing.duplicates)):
             errors.add(source_id, "list", "DuplicateId", "listed more than once in one listing; kept once",
@@ -140,8 +147,10 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         errors.add(None, step, report.error_type, report.error_message)
         log.error("%s: harvest failed: %s", portal.id, exc)
         try:
+            if mapper is not None:
+                mapper.abandon()        # first: no part may be written, no raw part loaded, after the prune
             if stage is not None:
-                Store.discard(stage)    # first: no raw batch may land after the prune
+                Store.discard(stage)
             store.prune_raw(portal.id)  # raw versions this run wrote, that no dataset points at
         except Exception as prune_error:  # the failure above may be the database itself
             log.error("%s: could not prune raw records: %s", portal.id, prune_error)
@@ -156,38 +165,3 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             on_progress(portal.id, report.seen, report.seen)
         store.finish_run(run_id, portal.id, {**asdict(report), "finished_at": datetime.now(UTC)})
     return report
-
-
-def stage_entry(adapter: PortalAdapter, portal: PortalConfig, entry, stage: Stage, errors: ErrorLog) -> None:
-    """Fetch, map and validate one listed entry, and stage it; or record why not."""
-    source_id = adapter.source_id(entry)
-    uid = f"{portal.id}:{source_id}" if source_id else None
-    if uid:
-        stage.mark_seen(uid)
-    notes = Notes()
-    try:
-        if not isinstance(entry, dict):
-            raise RecordRejected(f"entry is a {type(entry).__name__}, not an object")
-        if not source_id:
-            raise RecordRejected("entry has no source id")
-        details = None
-        try:
-            details = adapter.fetch_details(entry)
-        except HttpError as exc:  # one dataset's lookup: recorded, the entry kept as listed
-            errors.add(source_id, "fetch", exc.error_type, str(exc))
-        record = adapter.map(entry, details, notes)
-        parent = record.pop("parent_uid", None)
-        record.update(uid=uid, portal_id=portal.id, city=portal.city, portal_kind=portal.kind, parent_uid=parent)
-        validate(record, notes)
-    except RecordRejected as exc:
-        errors.add(source_id, "validate", "RecordRejected", str(exc))
-        return
-    except Exception as exc:  # a payload the mapping did not foresee must not stop the portal
-        errors.add(source_id, "map", type(exc).__name__, f"mapping failed: {exc}")
-        return
-    for field_name, message in notes.items:
-        errors.add(source_id, "map", "InvalidValue", f"{field_name}: {message}", severity="warning")
-    raw_json = canonical_json(entry)
-    details_json = canonical_json(details) if details is not None else None
-    raw_hash = content_hash(f"{adapter.kind}/{adapter.mapping_version}", canonical_json(adapter.hash_view(entry, details)))
-    stage.add(record, raw_json, details_json, raw_hash)

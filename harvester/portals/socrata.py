@@ -68,7 +68,7 @@ class SocrataAdapter(PortalAdapter):
         super().__init__(portal, http)
         self.domain = portal.domain or urlparse(portal.url).netloc
         self.headers = {}
-        if portal.app_token_env:
+        if portal.app_token_env and http is not None:  # (a mapping-only adapter makes no requests)
             token = os.environ.get(portal.app_token_env)
             if token:
                 self.headers["X-App-Token"] = token  # sent as a header only: never in a URL, log or row

@@ -1,0 +1,218 @@
+"""Map listed entries to validated, staged records, a batch at a time.
+
+The harvest itself lists entries and fetches their details (the requests); mapping,
+validation, hashing and writing the Parquet parts are pure CPU work on the entries, so a
+large portal's batches go to worker processes, using every core while the next pages
+are fetched. Entries cross to a worker as compact JSON, which is also the raw record
+stored (keys in the portal's order), so nothing is serialised twice. Small portals are mapped in-process: they
+never pay for starting workers.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+
+from catalog.record import Notes, RecordRejected, validate
+from catalog.stage import RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash
+from harvester.config import PortalConfig
+from harvester.http import HttpError
+from harvester.portals import adapter_for
+from harvester.portals.base import PortalAdapter
+
+log = logging.getLogger("civicat.harvest")
+
+BATCH = 1000            # entries per part
+POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches go to workers
+
+ErrorRow = tuple[str | None, str, str, str, str]   # source id, stage, error type, message, severity
+
+
+@dataclass
+class Batch:
+    portal: PortalConfig
+    directory: str
+    number: int
+    entries: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # compact JSON: entry, details
+
+
+@dataclass
+class BatchResult:
+    number: int
+    staged: int
+    errors: list[ErrorRow]
+
+
+def map_batch(batch: Batch) -> BatchResult:
+    """Map, validate and hash a batch, and write it as one stage part (runs in a worker)."""
+    adapter = _adapter(batch.portal)
+    rows, errors = RecordBatch(), []
+    for entry_json, details_json in batch.entries:
+        map_entry(adapter, batch.portal, entry_json, details_json, rows, errors)
+    rows.write(Path(batch.directory), batch.number)
+    return BatchResult(batch.number, len(rows), errors)
+
+
+def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, details_json: bytes | None,
+              rows: RecordBatch, errors: list[ErrorRow]) -> None:
+    """One entry: a validated record added to `rows`, or the reason it was not, in `errors`."""
+    entry = orjson.loads(entry_json)
+    details = orjson.loads(details_json) if details_json is not None else None
+    source_id = adapter.source_id(entry)
+    notes = Notes()
+    try:
+        record = adapter.map(entry, details, notes)
+        parent = record.pop("parent_uid", None)
+        record.update(uid=f"{portal.id}:{source_id}", portal_id=portal.id, city=portal.city, portal_kind=portal.kind,
+                      parent_uid=parent)
+        validate(record, notes)
+    except RecordRejected as exc:
+        errors.append((source_id, "validate", "RecordRejected", str(exc), "error"))
+        return
+    except Exception as exc:  # a payload the mapping did not foresee must not stop the portal
+        errors.append((source_id, "map", type(exc).__name__, f"mapping failed: {exc}", "error"))
+        return
+    for field_name, message in notes.items:
+        errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
+    raw_hash = content_hash(f"{adapter.kind}/{adapter.mapping_version}",
+                            canonical_json_bytes(adapter.hash_view(entry, details)))
+    rows.add(record, entry_json.decode(), details_json.decode() if details_json is not None else None, raw_hash)
+
+
+_adapters: dict[PortalConfig, PortalAdapter] = {}
+
+
+def _adapter(portal: PortalConfig) -> PortalAdapter:
+    """This process's adapter for mapping (it makes no requests, so it has no client)."""
+    if portal not in _adapters:
+        _adapters[portal] = adapter_for(portal, None)
+    return _adapters[portal]
+
+
+class WorkerPool:
+    """Worker processes shared by a run's portals, started on first use.
+
+    `CIVICAT_MAP_WORKERS` sets their number (default: one per core; 0 maps everything in
+    the harvest's own process)."""
+
+    def __init__(self, workers: int | None = None):
+        if workers is None:
+            workers = int(os.environ.get("CIVICAT_MAP_WORKERS", os.cpu_count() or 1))
+        self.workers = max(0, workers)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def submit(self, batch: Batch) -> Future:
+        if self._executor is None:
+            # spawn, not fork: the harvest holds threads and a DuckDB connection
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+        return self._executor.submit(map_batch, batch)
+
+    def broken(self, reason: BaseException) -> None:
+        """A worker died (killed, out of memory, or a script that cannot be re-imported by
+        spawn): map in-process from now on; the lost batches are mapped again by the caller."""
+        log.warning("mapping worker processes failed (%s: %s); mapping in the harvest's process instead",
+                    type(reason).__name__, reason)
+        self.close()
+        self.workers = 0
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+
+class Mapper:
+    """The harvest's side of mapping one portal: checks each listed entry, fetches its
+    details, and sends full batches to the workers (or maps them here), at most a few
+    batches in flight, so memory stays bounded; results are collected in order."""
+
+    def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None):
+        self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
+        self.pool = pool if pool is not None and pool.workers > 0 else None
+        self.max_in_flight = 2 * (self.pool.workers if self.pool else 1)
+        self.batch = self._new_batch()
+        self.in_flight: deque[tuple[Batch, Future]] = deque()
+        self.listed = 0
+        self.pool_after = POOL_AFTER
+
+    def _new_batch(self) -> Batch:
+        return Batch(self.portal, str(self.stage.directory), -1)
+
+    def add(self, entry) -> None:
+        source_id = self.adapter.source_id(entry)
+        if source_id:
+            self.stage.mark_seen(f"{self.portal.id}:{source_id}")
+        if not isinstance(entry, dict):
+            self.on_error(source_id, "validate", "RecordRejected", f"entry is a {type(entry).__name__}, not an object")
+            return
+        if not source_id:
+            self.on_error(None, "validate", "RecordRejected", "entry has no source id")
+            return
+        details = None
+        try:
+            details = self.adapter.fetch_details(entry)
+        except HttpError as exc:  # one dataset's lookup: recorded, the entry kept as listed
+            self.on_error(source_id, "fetch", exc.error_type, str(exc))
+        self.batch.entries.append((compact_json_bytes(entry),
+                                   compact_json_bytes(details) if details is not None else None))
+        self.listed += 1
+        if len(self.batch.entries) >= BATCH:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        batch, self.batch = self.batch, self._new_batch()
+        batch.number = self.stage.new_part()
+        future = None
+        if self.pool is not None and self.pool.workers > 0 and self.listed > self.pool_after:
+            try:
+                future = self.pool.submit(batch)
+            except BrokenProcessPool as exc:
+                self.pool.broken(exc)
+        if future is None:
+            future = Future()
+            future.set_result(map_batch(batch))
+        self.in_flight.append((batch, future))
+        while len(self.in_flight) > self.max_in_flight or (self.in_flight and self.in_flight[0][1].done()):
+            self._collect(*self.in_flight.popleft())
+
+    def _collect(self, batch: Batch, future: Future) -> None:
+        try:
+            result: BatchResult = future.result()
+        except BrokenProcessPool as exc:
+            if self.pool is not None and self.pool.workers > 0:
+                self.pool.broken(exc)
+            result = map_batch(batch)
+        for source_id, stage, error_type, message, severity in result.errors:
+            self.on_error(source_id, stage, error_type, message, severity)
+        self.stage.part_written(result.number)
+
+    def finish(self) -> None:
+        """Map what is left and wait for every batch: the stage is then complete."""
+        if self.batch.entries:
+            self._dispatch()
+        while self.in_flight:
+            self._collect(*self.in_flight.popleft())
+
+    def abandon(self) -> None:
+        """The portal failed: cancel what has not started, wait for what has (so no part
+        is written into a stage being removed), and ignore their results."""
+        for _, future in self.in_flight:
+            future.cancel()
+        for _, future in self.in_flight:
+            if not future.cancelled():
+                try:
+                    future.result()
+                except Exception:
+                    pass
+        self.in_flight.clear()

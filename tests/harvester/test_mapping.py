@@ -1,0 +1,77 @@
+"""Mapping in worker processes: the same catalogue, errors and raw records as mapping in
+the harvest's own process, and a pool whose workers die falls back without losing data."""
+import logging
+
+import pytest
+
+from harvester import mapping
+from harvester.mapping import Batch, WorkerPool
+from harvester.pipeline import harvest
+from tests.conftest import fast_client, portal_config
+from tests.portals.socrata import SocrataPortal
+from tests.portals.synth import make_socrata_entries
+
+DOMAIN = "data.example.org"
+ENTRIES = 2_600   # three parts of 1,000 and a partial one
+
+
+def catalogue_entries() -> list[dict]:
+    entries = make_socrata_entries(ENTRIES, domain=DOMAIN, seed=7)
+    entries[10]["resource"]["name"] = "   "                 # rejected: no title
+    entries[1_500]["resource"]["createdAt"] = "R/P1D"        # stored, with a warning
+    entries[2_400]["resource"]["columns_field_name"] = "x"   # stored, with a warning
+    return entries
+
+
+def contents(store) -> dict:
+    sql = {
+        "datasets": "SELECT * EXCLUDE (first_seen, last_seen, last_changed) FROM datasets ORDER BY uid",
+        "columns": "SELECT * FROM columns ORDER BY dataset_uid, position",
+        "distributions": "SELECT * FROM distributions ORDER BY dataset_uid, position",
+        "raw_records": "SELECT uid, raw_hash, raw, details FROM raw_records ORDER BY uid",
+        "errors": "SELECT source_id, stage, error_type, severity, message FROM harvest_errors ORDER BY ALL",
+    }
+    return {name: store.con.execute(query).fetchall() for name, query in sql.items()}
+
+
+@pytest.fixture
+def portal():
+    with SocrataPortal(catalogue_entries(), domain=DOMAIN) as server:
+        server.config = portal_config("city", "socrata", server.url, domain=DOMAIN)
+        yield server
+
+
+def test_worker_processes_stage_what_the_harvest_process_stages(portal, tmp_path, monkeypatch):
+    from catalog.store import Store
+
+    in_process = Store(tmp_path / "in_process.duckdb")
+    assert harvest([portal.config], in_process, fast_client(), pool=WorkerPool(0)).ok
+
+    monkeypatch.setattr(mapping, "POOL_AFTER", 0)   # every batch to the workers
+    workers = Store(tmp_path / "workers.duckdb")
+    pool = WorkerPool(2)
+    report = harvest([portal.config], workers, fast_client(), pool=pool)
+    assert report.ok and pool.started   # the batches went to the workers
+    pool.close()
+
+    expected, got = contents(in_process), contents(workers)
+    assert len(got["datasets"]) == ENTRIES - 1 == report.portals[0].new
+    assert len(got["errors"]) == 3 and report.portals[0].errors == 1 and report.portals[0].warnings == 2
+    for name in expected:
+        assert got[name] == expected[name], name
+
+
+def test_a_pool_whose_workers_die_falls_back_to_mapping_in_process(portal, store, tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr(mapping, "POOL_AFTER", 0)
+    pool = WorkerPool(2)
+    (tmp_path / "warmup").mkdir()
+    pool.submit(Batch(portal.config, str(tmp_path / "warmup"), 0)).result()   # the workers are up
+    for process in list(pool._executor._processes.values()):
+        process.kill()
+        process.join()
+    with caplog.at_level(logging.WARNING, logger="civicat.harvest"):
+        report = harvest([portal.config], store, fast_client(), pool=pool)
+    assert report.ok and report.portals[0].new == ENTRIES - 1
+    assert store.con.execute("SELECT count(*) FROM raw_records").fetchone()[0] == ENTRIES - 1
+    assert "mapping worker processes failed" in caplog.text
+    assert pool.workers == 0
