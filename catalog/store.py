@@ -6,6 +6,7 @@ completed: a portal that fails mid-way never touches what earlier runs stored.
 """
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import tempfile
@@ -27,8 +28,13 @@ from catalog.stage import (
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
-MEMORY_LIMIT = "256MB"
+log = logging.getLogger("civicat.store")
+
+MEMORY_LIMIT = "128MB"
+MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with this
 _string = pa.string()
+PRUNE_RAW = """DELETE FROM raw_records r WHERE r.portal_id = $portal AND NOT EXISTS
+               (SELECT 1 FROM datasets d WHERE d.uid = r.uid AND d.raw_hash = r.raw_hash)"""
 ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_id", _string),
                           ("stage", _string), ("error_type", _string), ("severity", _string),
                           ("message", _string), ("occurred_at", pa.timestamp("us", tz="UTC"))])
@@ -54,6 +60,9 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # a checkpoint per 16 MB of WAL made batched raw inserts 2.5x slower and kept more
         # memory; the WAL is checkpointed when the harvest closes the database instead
         con.execute("SET checkpoint_threshold = '1GB'")
+        # dictionary compression's analysis of the raw JSON doubled the checkpoint's memory
+        # (680 MB against 430 MB at 100,000 datasets); FSST compresses those strings as well
+        con.execute("SET disabled_compression_methods = 'dictionary'")
     return con
 
 
@@ -122,9 +131,7 @@ class Store:
     def prune_raw(self, portal_id: str) -> None:
         """Drop raw versions no dataset points at (superseded, or written by a failed run)."""
         with self._write_lock:
-            self.con.execute("""DELETE FROM raw_records r WHERE r.portal_id = $portal AND NOT EXISTS
-                                (SELECT 1 FROM datasets d WHERE d.uid = r.uid AND d.raw_hash = r.raw_hash)""",
-                             {"portal": portal_id})
+            self.con.execute(PRUNE_RAW, {"portal": portal_id})
 
     # -- the per-portal merge -------------------------------------------------------
 
@@ -138,6 +145,37 @@ class Store:
         portal's stored datasets that were not listed get deleted_at; none is purged.
         """
         stage.close()
+        try:
+            counts = self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite)
+        except duckdb.OutOfMemoryException as exc:
+            # uncommitted rows cannot spill to disk: rather than fail the portal every night,
+            # give this one merge more memory (rolled back, so nothing half-written)
+            log.warning("%s: the merge did not fit in %s (%s); trying again with %s", portal_id, MEMORY_LIMIT,
+                        exc, MERGE_MEMORY_LIMIT)
+            with self._write_lock:
+                self.con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
+            try:
+                counts = self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite)
+            finally:
+                self._restore_memory_limit()
+        return counts
+
+    def _restore_memory_limit(self) -> None:
+        """Back to the small limit; committed rows not yet checkpointed cannot be evicted,
+        so checkpoint first when they do not fit (a failure here is only a warning)."""
+        with self._write_lock:
+            for attempt in range(2):
+                try:
+                    self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+                    return
+                except duckdb.OutOfMemoryException as exc:
+                    if attempt:
+                        log.warning("memory limit left at %s: %s", MERGE_MEMORY_LIMIT, exc)
+                    else:
+                        self.con.execute("CHECKPOINT")
+
+    def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
+               rewrite: bool) -> dict[str, int]:
         fields = ", ".join(DATASET_FIELDS)
         select_fields = ", ".join(
             f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
@@ -185,13 +223,13 @@ class Store:
                                           {"now": now, "portal": portal_id, "seen": stage.path("seen")}).fetchone()[0]
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
                 cur.execute("DROP TABLE _status")
+                cur.execute(PRUNE_RAW, {"portal": portal_id})  # versions superseded by this merge
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
             finally:
                 cur.close()
-        self.prune_raw(portal_id)
         return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
                 "unchanged": counts.get("unchanged", 0), "removed": removed}
 

@@ -117,3 +117,18 @@ def test_a_merge_that_fails_midway_leaves_the_catalogue_untouched(store):
     assert rows(store, "SELECT * FROM datasets ORDER BY uid") == before
     assert rows(store, "SELECT r.raw FROM datasets d JOIN raw_records r USING (uid, raw_hash)") == [
         ('{"id":"a","title":"Building permits"}',)]
+
+
+def test_a_merge_that_does_not_fit_the_memory_limit_is_retried_with_more(store, monkeypatch, caplog):
+    import catalog.store as store_module
+
+    stage = stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200) for i in range(5_000)])
+    stage.close()   # raw records loaded: only the merge meets the small limit
+    store.con.execute("CHECKPOINT")   # committed rows are evictable only once checkpointed
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", "1MB")
+    store.con.execute("SET memory_limit = '1MB'")
+    with caplog.at_level("WARNING", logger="civicat.store"):
+        counts = store.commit_portal(stage, "city", T0, mark_deleted=True)
+    assert counts["new"] == 5_000 and rows(store, "SELECT count(*) FROM columns") == [(5_000,)]
+    assert "did not fit in 1MB" in caplog.text
+    assert rows(store, "SELECT current_setting('memory_limit')") == [("976.5 KiB",)]  # back to the small limit
