@@ -248,12 +248,15 @@ class Store:
                              [report[c] for c in columns] + [run_id, portal_id])
 
     def add_raw_records(self, part: Path) -> None:
-        """A staged part's raw entries, keyed by (uid, raw_hash), written beside the portal's
-        transaction in a small one of their own: a version already stored is not written
-        again, and the catalogue only points at a raw version once its merge has committed."""
+        """A staged part's raw entries, written beside the portal's transaction in a small
+        one of their own: a version a dataset already carries is not written again, and the
+        catalogue only points at a raw version once its merge has committed."""
         with self._write_lock:
-            self.con.execute("INSERT INTO raw_records BY NAME SELECT *, now() AS fetched_at FROM read_parquet($part) "
-                             "ON CONFLICT DO NOTHING", {"part": str(part)})
+            self.con.execute("""INSERT INTO raw_records BY NAME
+                                SELECT p.*, now() AS fetched_at FROM read_parquet($part) p
+                                WHERE NOT EXISTS (SELECT 1 FROM datasets d
+                                                  WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
+                             {"part": str(part)})
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

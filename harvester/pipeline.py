@@ -108,6 +108,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     step = "list"
     try:
         store.start_run(run_id, portal.id, datetime.now(UTC))
+        store.prune_raw(portal.id)  # what a run that failed and could not clean up left behind
         stage = store.new_stage()
         adapter = adapter_for(portal, client)
         mapper = Mapper(adapter, portal, stage, errors.add, pool)

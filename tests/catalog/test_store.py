@@ -51,7 +51,9 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     store.close()
     from catalog.store import connect, migrate
     con = connect(tmp_path / "c.duckdb")
-    assert migrate(con) == [] and con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,)]
+    shipped = sorted(int(p.name[:4]) for p in (Path(__file__).parents[2] / "catalog" / "migrations").glob("*.sql"))
+    assert shipped[:2] == [1, 2] and 5 in shipped
+    assert migrate(con) == [] and [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == shipped
     con.close()
 
 
@@ -132,3 +134,26 @@ def test_a_merge_that_does_not_fit_the_memory_limit_is_retried_with_more(store, 
     assert counts["new"] == 5_000 and rows(store, "SELECT count(*) FROM columns") == [(5_000,)]
     assert "did not fit in 1MB" in caplog.text
     assert rows(store, "SELECT current_setting('memory_limit')") == [("976.5 KiB",)]  # back to the small limit
+
+
+def test_the_raw_records_key_migration_keeps_one_row_per_version(tmp_path):
+    """0005 rebuilds raw_records without its primary key, keeping every stored version once."""
+    import duckdb
+
+    from catalog.store import migrate
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    migrations = Path(__file__).parents[2] / "catalog" / "migrations"
+    for version, name in ((1, "0001_initial.sql"), (2, "0002_open311_services.sql")):
+        con.execute((migrations / name).read_text())
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+    con.execute("""INSERT INTO raw_records VALUES ('city:a', 'h1', 'city', 'a', '{"v": 1}', NULL, now()),
+                                                  ('city:a', 'h2', 'city', 'a', '{"v": 2}', NULL, now())""")
+    assert 5 in migrate(con)
+    assert con.execute("SELECT uid, raw_hash, raw FROM raw_records ORDER BY raw_hash").fetchall() == [
+        ("city:a", "h1", '{"v": 1}'), ("city:a", "h2", '{"v": 2}')]
+    assert not con.execute("SELECT * FROM duckdb_constraints() WHERE table_name = 'raw_records' "
+                           "AND constraint_type = 'PRIMARY KEY'").fetchall()
+    con.close()

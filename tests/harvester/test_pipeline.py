@@ -185,8 +185,13 @@ def test_a_failed_portal_leaves_raw_records_as_they_were(store):
         portal.inject("/api/catalog/v1", ("slow", 0), times=23)
         portal.inject("/api/catalog/v1", ("status", 503), times=10)   # ...and the listing fails after 2,200
         report = harvest([config], store, fast_client(max_attempts=2)).portals[0]
-    assert report.status == "failed" and report.seen >= 2_000
-    assert store.con.execute("SELECT uid, raw_hash FROM raw_records ORDER BY ALL").fetchall() == before
+        assert report.status == "failed" and report.seen >= 2_000
+        assert store.con.execute("SELECT uid, raw_hash FROM raw_records ORDER BY ALL").fetchall() == before
+        portal.clear_faults()
+        assert harvest([config], store, fast_client()).portals[0].changed == 2_300
+    # one raw row per dataset, the version it carries
+    assert store.con.execute("SELECT count(*), count(DISTINCT uid) FROM raw_records").fetchone() == (2_300, 2_300)
+    assert count(store, "SELECT count(*) FROM datasets d JOIN raw_records r USING (uid, raw_hash)") == 2_300
 
 
 def test_values_that_do_not_fit_never_stop_the_portal(store, http):

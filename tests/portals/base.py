@@ -143,6 +143,10 @@ class LocalPortal:
         with self._lock:
             self._faults.append([path_prefix, kind, args, times])
 
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
     @property
     def pending_faults(self) -> list[tuple[str, str | tuple, int]]:
         """Faults not consumed yet, as (path_prefix, fault, remaining)."""
