@@ -9,6 +9,7 @@ never pay for starting workers.
 """
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -96,6 +97,14 @@ def _adapter(portal: PortalConfig) -> PortalAdapter:
     return _adapters[portal]
 
 
+def _worker_started() -> None:
+    # A batch's records live until its part is written and hold no reference cycles: the
+    # cyclic collector, triggered every 700 allocations, would only re-scan them (7% of
+    # the mapping time).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 class WorkerPool:
     """Worker processes shared by a run's portals, started on first use.
 
@@ -107,12 +116,16 @@ class WorkerPool:
             workers = int(os.environ.get("CIVICAT_MAP_WORKERS", os.cpu_count() or 1))
         self.workers = max(0, workers)
         self._executor: ProcessPoolExecutor | None = None
+        self.submitted = 0
 
     def submit(self, batch: Batch) -> Future:
         if self._executor is None:
             # spawn, not fork: the harvest holds threads and a DuckDB connection
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
-        return self._executor.submit(map_batch, batch)
+            self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_worker_started)
+        future = self._executor.submit(map_batch, batch)
+        self.submitted += 1
+        return future
 
     def broken(self, reason: BaseException) -> None:
         """A worker died (killed, out of memory, or a script that cannot be re-imported by
@@ -198,11 +211,15 @@ class Mapper:
         self.stage.part_written(result.number)
 
     def finish(self) -> None:
-        """Map what is left and wait for every batch: the stage is then complete."""
+        """Map what is left and wait for every batch: the stage is then complete. The
+        workers are stopped, so they hold no memory during the portal's merge (the next
+        large portal starts them again, in about a second)."""
         if self.batch.entries:
             self._dispatch()
         while self.in_flight:
             self._collect(*self.in_flight.popleft())
+        if self.pool is not None:
+            self.pool.close()
 
     def abandon(self) -> None:
         """The portal failed: cancel what has not started, wait for what has (so no part

@@ -50,9 +50,12 @@ def test_worker_processes_stage_what_the_harvest_process_stages(portal, tmp_path
     monkeypatch.setattr(mapping, "POOL_AFTER", 0)   # every batch to the workers
     workers = Store(tmp_path / "workers.duckdb")
     pool = WorkerPool(2)
+    started = []
+    workers.commit_portal = lambda *args, original=workers.commit_portal, **kw: (
+        started.append(pool.started) or original(*args, **kw))
     report = harvest([portal.config], workers, fast_client(), pool=pool)
-    assert report.ok and pool.started   # the batches went to the workers
-    pool.close()
+    assert report.ok and pool.workers == 2 and pool.submitted > 0   # the batches went to the workers...
+    assert started == [False]                                       # ...which had stopped before the merge
 
     expected, got = contents(in_process), contents(workers)
     assert len(got["datasets"]) == ENTRIES - 1 == report.portals[0].new
