@@ -11,15 +11,20 @@ import re
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
 
 from catalog.stage import (
     DATASET_FIELDS,
+    RAW_COLUMNS,
+    RECORD_COLUMNS,
+    SEEN_COLUMNS,
     TIMESTAMP_FIELDS,
     Stage,
     canonical_json,
@@ -29,10 +34,21 @@ from catalog.stage import (
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
 log = logging.getLogger("civicat.store")
+T = TypeVar("T")
 
 MEMORY_LIMIT = "128MB"
 MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with this
 _string = pa.string()
+
+
+def _read_jsonl(parameter: str, columns: dict[str, str], longest_line: int) -> str:
+    """A read_json() call over the staged JSON-lines files in `$parameter`, typed by `columns`
+    (constants of catalog.stage, never portal data), ready for lines of `longest_line` bytes."""
+    struct = ", ".join(f"{name!r}: {sql_type!r}" for name, sql_type in columns.items())
+    return (f"read_json(${parameter}, format = 'newline_delimited', columns = {{{struct}}}, "
+            f"maximum_object_size = {max(int(longest_line) + 1, 1 << 20)})")
+
+
 PRUNE_RAW = """DELETE FROM raw_records r WHERE r.portal_id = $portal AND NOT EXISTS
                (SELECT 1 FROM datasets d WHERE d.uid = r.uid AND d.raw_hash = r.raw_hash)"""
 ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_id", _string),
@@ -145,20 +161,24 @@ class Store:
         portal's stored datasets that were not listed get deleted_at; none is purged.
         """
         stage.close()
+        return self._with_room(f"{portal_id}: the merge",
+                               lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite))
+
+    def _with_room(self, what: str, write: Callable[[], T]) -> T:
+        """Run a write; if it does not fit in the memory limit (uncommitted rows cannot
+        spill to disk, a long staged line needs a large read buffer), run it once more
+        with MERGE_MEMORY_LIMIT rather than fail the portal every night. A failed write is
+        rolled back, so nothing is half-written."""
         try:
-            counts = self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite)
+            return write()
         except duckdb.OutOfMemoryException as exc:
-            # uncommitted rows cannot spill to disk: rather than fail the portal every night,
-            # give this one merge more memory (rolled back, so nothing half-written)
-            log.warning("%s: the merge did not fit in %s (%s); trying again with %s", portal_id, MEMORY_LIMIT,
-                        exc, MERGE_MEMORY_LIMIT)
-            with self._write_lock:
-                self.con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
-            try:
-                counts = self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite)
-            finally:
-                self._restore_memory_limit()
-        return counts
+            log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
+        with self._write_lock:
+            self.con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
+        try:
+            return write()
+        finally:
+            self._restore_memory_limit()
 
     def _restore_memory_limit(self) -> None:
         """Back to the small limit; committed rows not yet checkpointed cannot be evicted,
@@ -186,24 +206,27 @@ class Store:
             cur = self.cursor()
             cur.execute("BEGIN TRANSACTION")
             try:
+                # the staged records, parsed once (a temp table spills to disk past the limit)
+                cur.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT * FROM {_read_jsonl('records', RECORD_COLUMNS, stage.longest)}",
+                            records)
                 cur.execute("""
                     CREATE OR REPLACE TEMP TABLE _status AS
                     SELECT s.uid,
                            CASE WHEN d.uid IS NULL THEN 'new'
                                 WHEN $rewrite OR d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
                                 ELSE 'unchanged' END AS status
-                    FROM read_parquet($records) s LEFT JOIN datasets d ON d.uid = s.uid""", {**records, "rewrite": rewrite})
+                    FROM _staged s LEFT JOIN datasets d ON d.uid = s.uid""", {"rewrite": rewrite})
                 cur.execute(f"""
                     INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
                     SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash
-                    FROM read_parquet($records) s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
-                            {**records, "now": now})
+                    FROM _staged s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
+                            {"now": now})
                 cur.execute(f"""
                     UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
                                         last_changed = $now, deleted_at = NULL
-                    FROM (SELECT {select_fields}, s.raw_hash FROM read_parquet($records) s
+                    FROM (SELECT {select_fields}, s.raw_hash FROM _staged s
                           JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
-                    WHERE datasets.uid = u.uid""", {**records, "now": now})
+                    WHERE datasets.uid = u.uid""", {"now": now})
                 cur.execute("UPDATE datasets SET last_seen = $now WHERE uid IN "
                             "(SELECT uid FROM _status WHERE status = 'unchanged')", {"now": now})
                 touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
@@ -212,17 +235,18 @@ class Store:
                     cur.execute(f"""
                         INSERT INTO {table} BY NAME
                         SELECT dataset_uid, unnest(item, recursive := true) FROM (
-                            SELECT uid AS dataset_uid, unnest({table}) AS item FROM read_parquet($records)
-                            WHERE uid IN {touched})""", records)
+                            SELECT uid AS dataset_uid, unnest({table}) AS item FROM _staged
+                            WHERE uid IN {touched})""")
                 removed = 0
                 if mark_deleted:
-                    removed = cur.execute("""
+                    removed = cur.execute(f"""
                         UPDATE datasets SET deleted_at = $now
                         WHERE portal_id = $portal AND deleted_at IS NULL
-                          AND uid NOT IN (SELECT uid FROM read_parquet($seen))""",
+                          AND uid NOT IN (SELECT uid FROM {_read_jsonl("seen", SEEN_COLUMNS, stage.longest)})""",
                                           {"now": now, "portal": portal_id, "seen": stage.path("seen")}).fetchone()[0]
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
                 cur.execute("DROP TABLE _status")
+                cur.execute("DROP TABLE _staged")
                 cur.execute(PRUNE_RAW, {"portal": portal_id})  # versions superseded by this merge
                 cur.execute("COMMIT")
             except BaseException:
@@ -247,13 +271,16 @@ class Store:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
 
-    def add_raw_records(self, part: Path) -> None:
+    def add_raw_records(self, part: Path, longest_line: int) -> None:
         """A staged part's raw entries, written beside the portal's transaction in a small
         one of their own: a version a dataset already carries is not written again, and the
         catalogue only points at a raw version once its merge has committed."""
+        self._with_room(f"loading {part.name}", lambda: self._load_raw(part, longest_line))
+
+    def _load_raw(self, part: Path, longest_line: int) -> None:
         with self._write_lock:
-            self.con.execute("""INSERT INTO raw_records BY NAME
-                                SELECT p.*, now() AS fetched_at FROM read_parquet($part) p
+            self.con.execute(f"""INSERT INTO raw_records BY NAME
+                                SELECT p.*, now() AS fetched_at FROM {_read_jsonl("part", RAW_COLUMNS, longest_line)} p
                                 WHERE NOT EXISTS (SELECT 1 FROM datasets d
                                                   WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
                              {"part": str(part)})

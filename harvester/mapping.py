@@ -49,6 +49,7 @@ class BatchResult:
     number: int
     staged: int
     errors: list[ErrorRow]
+    longest: int
 
 
 def map_batch(batch: Batch) -> BatchResult:
@@ -58,7 +59,7 @@ def map_batch(batch: Batch) -> BatchResult:
     for entry_json, details_json in batch.entries:
         map_entry(adapter, batch.portal, entry_json, details_json, rows, errors)
     rows.write(Path(batch.directory), batch.number)
-    return BatchResult(batch.number, len(rows), errors)
+    return BatchResult(batch.number, len(rows), errors, rows.longest)
 
 
 def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, details_json: bytes | None,
@@ -84,7 +85,7 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
     raw_hash = content_hash(f"{adapter.kind}/{adapter.mapping_version}",
                             canonical_json_bytes(adapter.hash_view(entry, details)))
-    rows.add(record, entry_json.decode(), details_json.decode() if details_json is not None else None, raw_hash)
+    rows.add(record, entry_json, details_json, raw_hash)
 
 
 _adapters: dict[PortalConfig, PortalAdapter] = {}
@@ -208,7 +209,7 @@ class Mapper:
             result = map_batch(batch)
         for source_id, stage, error_type, message, severity in result.errors:
             self.on_error(source_id, stage, error_type, message, severity)
-        self.stage.part_written(result.number)
+        self.stage.part_written(result.number, result.longest)
 
     def finish(self) -> None:
         """Map what is left and wait for every batch: the stage is then complete. The

@@ -132,7 +132,7 @@ def test_a_merge_that_does_not_fit_the_memory_limit_is_retried_with_more(store, 
     with caplog.at_level("WARNING", logger="civicat.store"):
         counts = store.commit_portal(stage, "city", T0, mark_deleted=True)
     assert counts["new"] == 5_000 and rows(store, "SELECT count(*) FROM columns") == [(5_000,)]
-    assert "did not fit in 1MB" in caplog.text
+    assert "city: the merge did not fit in 1MB" in caplog.text
     assert rows(store, "SELECT current_setting('memory_limit')") == [("976.5 KiB",)]  # back to the small limit
 
 
