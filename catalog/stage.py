@@ -105,31 +105,34 @@ class RecordBatch:
 
 
 class Stage:
-    """One portal's staging folder. `on_raw_part(path, longest_line)` is called once per written part,
-    in the order the parts complete, so the store can load their raw entries."""
+    """One portal's staging folder. `on_part(directory, number, longest_line)` is called
+    once per written part, in the order the parts complete, in a thread of its own (DuckDB
+    releases the GIL), so the store loads the part's raw entries and turns its records
+    into Parquet for the merge while the next batches are mapped."""
 
     BATCH = 1000
 
-    def __init__(self, directory: Path, on_raw_part: Callable[[Path], None]):
+    def __init__(self, directory: Path, on_part: Callable[[Path, int, int], None]):
         self.directory = directory
-        self.on_raw_part = on_raw_part
+        self.on_part = on_part
         self._numbers = itertools.count()
         self._lock = threading.Lock()
         self._batch = RecordBatch()
         self._seen = open(self.path("seen"), "wb")  # noqa: SIM115 (closed by close() or abandon())
         self._seen_uids: list[str] = []
-        # raw parts are loaded by a thread of their own (DuckDB releases the GIL), one at a time
+        # parts are loaded by a thread of their own, one at a time
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-raw")
         self._loading: Future | None = None
         self.parts = 0
         self.longest = 0
         self.closed = False
 
-    def path(self, name: str) -> str:
-        return str(self.directory / f"{name}.jsonl")
+    def path(self, name: str, suffix: str = ".jsonl") -> str:
+        return str(self.directory / f"{name}{suffix}")
 
     def records_files(self) -> list[str]:
-        return sorted(str(path) for path in self.directory.glob("records-*.jsonl"))
+        """The records parts, once loaded (as Parquet)."""
+        return sorted(str(path) for path in self.directory.glob("records-*.parquet"))
 
     def new_part(self) -> int:
         """A part number for a batch about to be written (by this process or a worker)."""
@@ -140,7 +143,7 @@ class Stage:
         self.parts += 1
         self.longest = max(self.longest, longest)
         self._wait_loading()
-        self._loading = self._loader.submit(self.on_raw_part, raw_part(self.directory, number), longest)
+        self._loading = self._loader.submit(self.on_part, self.directory, number, longest)
 
     def _wait_loading(self) -> None:
         if self._loading is not None:

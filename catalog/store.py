@@ -1,6 +1,6 @@
 """The DuckDB catalogue: migrations, staging and the per-portal write.
 
-A portal's records are first staged in Parquet files beside the database (memory stays
+A portal's records are first staged in files beside the database (memory stays
 flat however large the portal), then merged in ONE transaction once its listing has
 completed: a portal that fails mid-way never touches what earlier runs stored.
 """
@@ -29,6 +29,8 @@ from catalog.stage import (
     Stage,
     canonical_json,
     content_hash,
+    raw_part,
+    records_part,
 )
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
@@ -126,7 +128,7 @@ class Store:
     def new_stage(self) -> Stage:
         root = self.db_path.parent / f".{self.db_path.name}.staging"
         root.mkdir(parents=True, exist_ok=True)
-        return Stage(Path(tempfile.mkdtemp(dir=root)), self.add_raw_records)
+        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_part)
 
     @staticmethod
     def discard(stage: Stage) -> None:
@@ -201,32 +203,30 @@ class Store:
             f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
         )
         assignments = ", ".join(f"{f} = u.{f}" for f in DATASET_FIELDS if f != "uid")
-        records = {"records": stage.records_files()}
         with self._write_lock:
             cur = self.cursor()
+            staged = "read_parquet($staged)"
+            merged = {"staged": stage.records_files()}
             cur.execute("BEGIN TRANSACTION")
             try:
-                # the staged records, parsed once (a temp table spills to disk past the limit)
-                cur.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS SELECT * FROM {_read_jsonl('records', RECORD_COLUMNS, stage.longest)}",
-                            records)
-                cur.execute("""
+                cur.execute(f"""
                     CREATE OR REPLACE TEMP TABLE _status AS
                     SELECT s.uid,
                            CASE WHEN d.uid IS NULL THEN 'new'
                                 WHEN $rewrite OR d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
                                 ELSE 'unchanged' END AS status
-                    FROM _staged s LEFT JOIN datasets d ON d.uid = s.uid""", {"rewrite": rewrite})
+                    FROM {staged} s LEFT JOIN datasets d ON d.uid = s.uid""", {**merged, "rewrite": rewrite})
                 cur.execute(f"""
                     INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
                     SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash
-                    FROM _staged s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
-                            {"now": now})
+                    FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
+                            {**merged, "now": now})
                 cur.execute(f"""
                     UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
                                         last_changed = $now, deleted_at = NULL
-                    FROM (SELECT {select_fields}, s.raw_hash FROM _staged s
+                    FROM (SELECT {select_fields}, s.raw_hash FROM {staged} s
                           JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
-                    WHERE datasets.uid = u.uid""", {"now": now})
+                    WHERE datasets.uid = u.uid""", {**merged, "now": now})
                 cur.execute("UPDATE datasets SET last_seen = $now WHERE uid IN "
                             "(SELECT uid FROM _status WHERE status = 'unchanged')", {"now": now})
                 touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
@@ -235,8 +235,8 @@ class Store:
                     cur.execute(f"""
                         INSERT INTO {table} BY NAME
                         SELECT dataset_uid, unnest(item, recursive := true) FROM (
-                            SELECT uid AS dataset_uid, unnest({table}) AS item FROM _staged
-                            WHERE uid IN {touched})""")
+                            SELECT uid AS dataset_uid, unnest({table}) AS item FROM {staged}
+                            WHERE uid IN {touched})""", merged)
                 removed = 0
                 if mark_deleted:
                     removed = cur.execute(f"""
@@ -246,7 +246,6 @@ class Store:
                                           {"now": now, "portal": portal_id, "seen": stage.path("seen")}).fetchone()[0]
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
                 cur.execute("DROP TABLE _status")
-                cur.execute("DROP TABLE _staged")
                 cur.execute(PRUNE_RAW, {"portal": portal_id})  # versions superseded by this merge
                 cur.execute("COMMIT")
             except BaseException:
@@ -271,13 +270,26 @@ class Store:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
 
-    def add_raw_records(self, part: Path, longest_line: int) -> None:
-        """A staged part's raw entries, written beside the portal's transaction in a small
-        one of their own: a version a dataset already carries is not written again, and the
-        catalogue only points at a raw version once its merge has committed."""
-        self._with_room(f"loading {part.name}", lambda: self._load_raw(part, longest_line))
+    def load_part(self, directory: Path, number: int, longest_line: int) -> None:
+        """A written stage part, as it completes: its raw entries into `raw_records`, its
+        records from JSON lines into the Parquet the merge reads (a part at a time, so
+        memory stays small; the whole portal at once took 5x longer at 128 MB)."""
+        raw, records = raw_part(directory, number), records_part(directory, number)
+        self._with_room(f"loading {raw.name}", lambda: self._load_raw(raw, longest_line))
+        self._with_room(f"converting {records.name}", lambda: self._convert_records(records, longest_line))
+
+    def _convert_records(self, part: Path, longest_line: int) -> None:
+        cur = self.cursor()  # reads and writes files only: no need to hold the write lock
+        try:
+            cur.execute(f"COPY (SELECT * FROM {_read_jsonl('part', RECORD_COLUMNS, longest_line)}) TO $parquet "
+                        "(FORMAT parquet)", {"part": str(part), "parquet": str(part.with_suffix(".parquet"))})
+        finally:
+            cur.close()
+        part.unlink()
 
     def _load_raw(self, part: Path, longest_line: int) -> None:
+        """A version a dataset already carries is not written again; the catalogue only
+        points at a raw version once its merge has committed."""
         with self._write_lock:
             self.con.execute(f"""INSERT INTO raw_records BY NAME
                                 SELECT p.*, now() AS fetched_at FROM {_read_jsonl("part", RAW_COLUMNS, longest_line)} p
