@@ -242,7 +242,7 @@ class Store:
                     removed = cur.execute(f"""
                         UPDATE datasets SET deleted_at = $now
                         WHERE portal_id = $portal AND deleted_at IS NULL
-                          AND uid NOT IN (SELECT uid FROM {_read_jsonl("seen", SEEN_COLUMNS, stage.longest)})""",
+                          AND uid NOT IN (SELECT unnest(uids) FROM {_read_jsonl("seen", SEEN_COLUMNS, stage.longest)})""",
                                           {"now": now, "portal": portal_id, "seen": stage.path("seen")}).fetchone()[0]
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
                 cur.execute("DROP TABLE _status")
