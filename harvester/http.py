@@ -243,6 +243,31 @@ class HttpClient:
         """
         return self._get(url, params, headers, conditional, timeout, expect, parse_json_body, "application/json")
 
+    def get_data(self, url: str, parse: Callable[[bytes], object], params: dict | None = None, *,
+                 headers: dict | None = None, timeout: float | None = None, accept: str = "text/csv"):
+        """GET a data body (a CSV page) and `parse` it, retried like JSON: an HTML page behind
+        a 200 (a maintenance page, a login wall) is a transient fault, never data, and so is
+        a body `parse` refuses with a ValueError (a page cut short mid-row)."""
+        def checked(body: bytes, content_type: str, url: str):
+            try:
+                return parse(parse_data_body(body, content_type, url))
+            except ValueError as exc:
+                raise TransientError(f"unreadable data: {exc}", url, 200) from None
+        return self._get(url, params, headers, False, timeout, None, checked, accept).data
+
+    def download(self, url: str, destination: str | Path, params: dict | None = None, *,
+                 headers: dict | None = None, max_seconds: float = 3600.0, accept: str = "*/*") -> int:
+        """Stream a body (a resource file, an export) to `destination` without holding it in
+        memory; retried from the start on transient faults. Bounded by the size cap and by
+        `max_seconds` in all. Returns the number of bytes written."""
+        full_url = _with_params(url, params)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            stop=tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_after_delay(self.max_retry_seconds),
+            wait=self._wait, before_sleep=self._before_retry, reraise=True)
+        return retrying(self._download_once, full_url, Path(destination), {"Accept": accept, **(headers or {})},
+                        max_seconds)
+
     def get_xml(self, url: str, params: dict | None = None, *, headers: dict | None = None,
                 conditional: bool = False, timeout: float | None = None) -> JsonResponse:
         """GET an XML document (parsed with defusedxml: DTDs and entities are refused)."""
@@ -381,6 +406,45 @@ class HttpClient:
                 response.close()
 
 
+    def _download_once(self, url: str, destination: Path, headers: dict, max_seconds: float) -> int:
+        self.stats.add(requests=1)
+        started = time.monotonic()
+        with self._slot(url):
+            try:
+                response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
+                                               stream=True, allow_redirects=True)
+            except requests.exceptions.RequestException as exc:
+                raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+            watchdog = _Watchdog(response, max_seconds)
+            try:
+                status = response.status_code
+                if status == 429 or status == 408 or status >= 500:
+                    raise TransientError(f"HTTP {status}", url, status,
+                                         retry_after=_retry_after(response.headers.get("Retry-After")))
+                if status >= 400:
+                    raise PermanentError(f"HTTP {status}", url, status)
+                size = 0
+                with open(destination, "wb") as out:
+                    for chunk in response.iter_content(chunk_size=1024 * 1024):
+                        if size == 0:
+                            parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
+                        size += len(chunk)
+                        if size > self.max_bytes:
+                            raise ResponseTooLarge(f"download is over the {self.max_bytes}-byte cap", url, status)
+                        if time.monotonic() - started > max_seconds:
+                            raise TransientError(f"download took over {max_seconds:.0f}s", url, status)
+                        out.write(chunk)
+                self.stats.add(bytes=size)
+                return size
+            except requests.exceptions.RequestException as exc:
+                raise TransientError(f"download cut short: {type(exc).__name__}", url) from None
+            finally:
+                watchdog.cancel()
+                response.close()
+                if watchdog.fired:
+                    raise TransientError(f"download took over {max_seconds:.0f}s", url)
+
+
 class _Watchdog:
     """Shuts the socket of a response still arriving after `seconds`: read timeouts apply
     per socket read, so a server dripping a byte at a time would otherwise never end."""
@@ -443,6 +507,14 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
             return _without_lone_surrogates(json.loads(body))
         except (ValueError, UnicodeDecodeError):
             raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+
+
+def parse_data_body(body: bytes, content_type: str, url: str) -> bytes:
+    """A data body (CSV, JSON lines) from a 200: an HTML page in its place is a fault."""
+    head = body[:512].lstrip().lower()
+    if "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html")):
+        raise TransientError(f"HTML page instead of data (Content-Type {content_type or 'none'})", url, 200)
+    return body
 
 
 def _without_lone_surrogates(value):

@@ -192,3 +192,27 @@ class Listing:
                         pending.cancel()
                     raise
         self.finished = True
+
+
+def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
+          max_pages: int = 1_000_000) -> Iterator[tuple[Page, dict | None]]:
+    """Each page with the parameters of the request after it (None after the last), the
+    next page fetched in a background thread while the caller works through the current
+    one. `start`: the parameters to begin with (a pull resumed where it stopped)."""
+    params: dict | None = start or paginator.first()
+    count = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-page") as prefetch:
+        pending: Future | None = prefetch.submit(fetch_page, params)
+        while pending is not None:
+            page = pending.result()
+            count += 1
+            params = paginator.next(page, params)
+            if params is not None and count >= max_pages:
+                raise PagingError(f"paging did not end after {max_pages} pages")
+            pending = prefetch.submit(fetch_page, params) if params is not None else None
+            try:
+                yield page, params
+            except GeneratorExit:  # the caller stopped: do not leave a request running
+                if pending is not None:
+                    pending.cancel()
+                raise

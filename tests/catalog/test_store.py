@@ -51,7 +51,7 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     store.close()
     from catalog.store import connect, migrate
     con = connect(tmp_path / "c.duckdb")
-    assert migrate(con) == [] and con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,)]
+    assert migrate(con) == [] and con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall() == [(1,), (2,), (4,)]
     con.close()
 
 
