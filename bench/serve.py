@@ -2,6 +2,7 @@
 and not the server sharing its interpreter.
 
     python -m bench.serve socrata 100000     # prints the base URL, serves until stdin closes
+    python -m bench.serve soda-records 5000000   # one dataset of that many rows (and its first tenth)
 """
 from __future__ import annotations
 
@@ -38,9 +39,16 @@ class CachedSocrataPortal(SocrataPortal):
 
 def main() -> None:
     kind, count = sys.argv[1], int(sys.argv[2])
-    if kind != "socrata":
+    if kind == "socrata":
+        portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)
+    elif kind == "soda-records":
+        from bench.records_data import SMALL_ID, records_portal_parts
+
+        entries, records = records_portal_parts(count, DOMAIN)
+        portal = CachedSocrataPortal(entries, domain=DOMAIN, records=records)
+        print(SMALL_ID, records[SMALL_ID].table.num_rows, flush=True)
+    else:
         raise SystemExit(f"unknown portal kind {kind!r}")
-    portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)
     with portal:
         print(portal.url, flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin

@@ -320,6 +320,9 @@ class RecordSource(ABC):
         """What the next incremental pull starts from, read from the published Parquet."""
         return None
 
+    def close(self) -> None:
+        """Release what the source holds (a downloaded file)."""
+
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str | None:
         """For an incremental pull: the SELECT that merges the previous dataset with the
         rows just read (None: the rows read are the whole dataset)."""
@@ -346,6 +349,90 @@ def parquet_max(glob: str, column: str):
 def published_schema(layout: RecordsLayout, portal_id: str, source_id: str) -> pa.Schema | None:
     files = sorted(layout.folder(portal_id, source_id).glob("*.parquet"))
     return pq.read_schema(files[0]) if files else None
+
+
+ARROW_KINDS = ((pa.types.is_boolean, "boolean"), (pa.types.is_integer, "integer"), (pa.types.is_floating, "number"),
+               (pa.types.is_decimal, "number"), (pa.types.is_date, "date"), (pa.types.is_timestamp, "datetime"))
+
+
+def kind_of(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz:
+        return "datetime_utc"
+    return next((kind for test, kind in ARROW_KINDS if test(arrow_type)), "text")
+
+
+class DownloadedFile(RecordSource):
+    """A whole file (a CKAN resource, a DCAT-US CSV distribution, an export) downloaded to a
+    temporary file, then read in batches: CSV with its types sniffed by DuckDB over the whole
+    file, JSON lines (`jsonl`) typed by `fields`. Resumes by skipping the rows written."""
+
+    BATCH = 100_000
+
+    def __init__(self, http, url: str, *, fmt: str = "csv", fields: list[Field] | None = None,
+                 params: dict | None = None, expected_rows: int | None = None):
+        import tempfile
+
+        import duckdb
+
+        self.url, self.fmt = url, fmt
+        self.folder = Path(tempfile.mkdtemp(prefix="civicat-download-"))
+        self.path = self.folder / f"data.{fmt}"
+        self.expected_rows = expected_rows
+        http.download(url, self.path, params)
+        if fmt == "csv":
+            self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True})
+            schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
+                                       [str(self.path)]).to_arrow_table().schema
+            self.fields = unique_fields([Field(f.name, kind_of(f.type)) for f in schema])
+        else:
+            self.fields = unique_fields(fields or [])
+        self.conversion = Conversion(self.fields)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{super().fingerprint}|{self.url}"
+
+    def batches(self, resume):
+        done = (resume or {}).get("rows", 0)
+        if self.fmt == "csv":
+            reader = self.duck.execute(f"SELECT * FROM read_csv(?, sample_size = -1) OFFSET {int(done)}",
+                                       [str(self.path)]).to_arrow_reader(self.BATCH)
+            tables = (pa.Table.from_batches([batch]) for batch in reader)
+            for table in tables:
+                table = table.rename_columns([f.name for f in self.fields])
+                done += table.num_rows
+                yield self.conversion.table({f.name: table[f.name] for f in self.fields}, table.num_rows), {"rows": done}
+            return
+        with open(self.path, "rb") as lines:
+            rows, skipped = [], 0
+            for line in lines:
+                if not line.strip():
+                    continue
+                if skipped < done:
+                    skipped += 1
+                    continue
+                rows.append(orjson.loads(line))
+                if len(rows) >= self.BATCH:
+                    done += len(rows)
+                    yield self.conversion.table_from_rows(rows), {"rows": done}
+                    rows = []
+            if rows:
+                done += len(rows)
+                yield self.conversion.table_from_rows(rows), {"rows": done}
+
+    def close(self) -> None:
+        if getattr(self, "duck", None) is not None:
+            self.duck.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def csv_distribution(dataset: StoredDataset) -> str | None:
+    """The download URL of a dataset's first CSV distribution."""
+    for dist in dataset.distributions:
+        label = f"{dist.get('format') or ''} {dist.get('media_type') or ''}".lower()
+        if dist.get("download_url") and "csv" in label:
+            return dist["download_url"]
+    return None
 
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None) -> Iterator[tuple[pa.Table, dict | None]]:
@@ -380,6 +467,14 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
     continue from, so a pull cut short (killed, a fault past every retry) resumes there.
     An incremental pull's rows are merged with the published dataset by DuckDB before the
     folder is published. Nothing is published unless the pull completed."""
+    try:
+        return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id, part_rows=part_rows)
+    finally:
+        source.close()
+
+
+def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
+          uid: str, run_id: str, part_rows: int) -> PullResult:
     started = time.monotonic()
     result = PullResult(uid=uid, mode=source.mode)
     staging = layout.staging(portal_id, source_id)
