@@ -27,6 +27,7 @@ SAFE = re.compile(r"[A-Za-z0-9_.-]")
 MAX_SEGMENT = 120
 TOP_VALUES = 10
 LOW_CARDINALITY = 50   # text columns with at most this many distinct values get top values
+PROFILE_MEMORY = "128MB"
 
 
 class UnsafePath(ValueError):
@@ -99,30 +100,56 @@ def parquet_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[tuple[str
     return [(row[0], row[1]) for row in con.execute("DESCRIBE SELECT * FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchall()]
 
 
+NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+           "FLOAT", "DOUBLE", "DECIMAL")
+
+
 def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
     """Per column of the Parquet at `glob`: type, rows, nulls, approximate distinct count,
-    min, max, and the most frequent values of low-cardinality text columns."""
+    min, max, and the most frequent values of low-cardinality text columns.
+
+    Rows, nulls, min and max come from the Parquet statistics (`parquet_metadata`, no data
+    read) where every row group has exact ones; one scan gives the distinct estimates
+    (and min/max/nulls of any column without statistics)."""
     columns = parquet_columns(con, glob)
     if not columns:
         return []
+    stats = {row[0]: row[1:] for row in con.execute("""
+        SELECT path_in_schema, sum(row_group_num_rows), sum(stats_null_count),
+               bool_and(stats_null_count IS NOT NULL AND (stats_null_count = row_group_num_rows OR
+                        (stats_min_value IS NOT NULL AND coalesce(min_is_exact, true) AND coalesce(max_is_exact, true)))),
+               list(stats_min_value) FILTER (WHERE stats_min_value IS NOT NULL),
+               list(stats_max_value) FILTER (WHERE stats_max_value IS NOT NULL)
+        FROM parquet_metadata(?) GROUP BY path_in_schema""", [glob]).fetchall()}
     parts = ["count(*)"]
+    scanned = []
     for name, kind in columns:
         column = quote_identifier(name)
+        parts.append(f"approx_count_distinct({column})")
         scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
-        parts += [f"count({column})", f"approx_count_distinct({column})",
-                  f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
-                  f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
+        if not (stats.get(name) and stats[name][2]):
+            scanned.append(name)
+            parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
+                      f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
     row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()
-    total = row[0]
+    total, values = row[0], iter(row[1:])
     profiles = []
-    for index, (name, kind) in enumerate(columns):
-        non_null, distinct, low, high = row[1 + 4 * index: 5 + 4 * index]
+    for name, kind in columns:
+        distinct = next(values)
+        if name in scanned:
+            non_null, low, high = next(values), next(values), next(values)
+        else:
+            _, nulls, _, lows, highs = stats[name]
+            non_null = total - nulls
+            number = (lambda v: float(v)) if kind.startswith(NUMERIC) else (lambda v: v)
+            low = min(lows, key=number) if lows else None
+            high = max(highs, key=number) if highs else None
         top = None
         if kind == "VARCHAR" and 0 < distinct <= LOW_CARDINALITY:
             column = quote_identifier(name)
             top = [r[0] for r in con.execute(
-                f"SELECT {column} FROM read_parquet(?, hive_partitioning = false) WHERE {column} IS NOT NULL GROUP BY ALL "
-                f"ORDER BY count(*) DESC, {column} LIMIT {TOP_VALUES}", [glob]).fetchall()]
+                f"SELECT {column} FROM read_parquet(?, hive_partitioning = false) WHERE {column} IS NOT NULL "
+                f"GROUP BY ALL ORDER BY count(*) DESC, {column} LIMIT {TOP_VALUES}", [glob]).fetchall()]
         profiles.append({"column_name": name, "type": kind, "row_count": total, "null_count": total - non_null,
                          "distinct_count": min(distinct, non_null),  # the estimate can overshoot
                          "min_value": low, "max_value": high, "top_values": top})
@@ -148,7 +175,9 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
                 seconds: float) -> dict:
     """After a publish: the dataset's pull row and its column profiles, in one transaction."""
     glob = layout.glob(portal_id, source_id)
-    profiles = profile_columns(con, glob)
+    # a DuckDB of its own, with a small memory limit: the profile must not lift the pull's peak
+    with duckdb.connect(config={"memory_limit": PROFILE_MEMORY, "threads": 2}) as profiler:
+        profiles = profile_columns(profiler, glob)
     folder = layout.folder(portal_id, source_id)
     size = sum(p.stat().st_size for p in folder.glob("*.parquet"))
     rows = profiles[0]["row_count"] if profiles else con.execute(

@@ -140,6 +140,11 @@ def records(uids, overlap, full, db_path, config_path, as_json):
         raise click.UsageError(str(exc)) from None
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    known = {p.id for p in config.portals}
+    bad = [u for u in uids if u.partition(":")[0] not in known or not u.partition(":")[2]]
+    if bad:
+        raise click.UsageError(f"{bad[0]!r} is not portal_id:source_id of a portal in {config_path} "
+                               f"(portals: {', '.join(sorted(known))})")
     store = Store(db_path)
     try:
         chosen = list(uids)
@@ -147,16 +152,19 @@ def records(uids, overlap, full, db_path, config_path, as_json):
             grouped = _overlap_uids(store)
             if grouped is None:
                 click.echo("no overlap groups yet (table overlap_groups is absent or empty): "
-                           "run `civicat overlap` first; nothing pulled", err=True)
-                if not chosen:
-                    echo_json([]) if as_json else None
-                    return
-            chosen += grouped or []
-        known = {p.id for p in config.portals}
-        bad = [u for u in chosen if ":" not in u or u.partition(":")[0] not in known or not u.partition(":")[2]]
-        if bad:
-            raise click.UsageError(f"{bad[0]!r} is not portal_id:source_id of a portal in {config_path} "
-                                   f"(portals: {', '.join(sorted(known))})")
+                           "run `civicat overlap` first", err=True)
+            else:
+                outside = [u for u in grouped if u.partition(":")[0] not in known]
+                if outside:
+                    click.echo(f"skipped {len(outside)} grouped dataset{'s' * (len(outside) > 1)} of portals not in "
+                               f"{config_path}", err=True)
+                chosen += [u for u in grouped if u not in outside]
+        if not chosen:
+            if as_json:
+                echo_json([])
+            else:
+                click.echo("nothing to pull")
+            return
         try:
             http = HttpClient.from_env()
         except ValueError as exc:

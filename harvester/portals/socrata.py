@@ -292,15 +292,17 @@ class SodaRecords(RecordSource):
         if self.format == "json":
             rows = self.http.get_json(f"{self.url}.json", params, headers=self.headers, expect=_rows_shape).data
             return Page(items=self.conversion.table_from_rows(rows))
-        table = self.http.get_data(f"{self.url}.csv", csv_page, params, headers=self.headers)
+        table = self.http.get_data(f"{self.url}.csv", lambda body: csv_page(body, self.fields), params,
+                                   headers=self.headers)
         if table.num_rows == 0:
             return Page(items=self.conversion.schema.empty_table())
         return Page(items=self.conversion.table({name: table[name] for name in table.column_names}, table.num_rows))
 
     def batches(self, resume):
-        paginator = OffsetPaginator(self.page, offset_param="$offset", limit_param="$limit",
+        paginator = OffsetPaginator(self.page, offset_param="$offset", limit_param="$limit", total=self.expected_rows,
                                     extra={"$select": ":id,:updated_at,*", "$order": ":id", "$where": self.where})
-        return paged_tables(self._fetch, paginator, resume)
+        # two pages in flight: the server works on the next while this one is parsed and written
+        return paged_tables(self._fetch, paginator, resume, ahead=2)
 
     def watermark(self, glob: str) -> str | None:
         latest = parquet_max(glob, ":updated_at")

@@ -7,9 +7,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from harvester.cli import cli
+from tests.conftest import harvest_with_records
 from harvester.portals.arcgis_hub import esri_wkt
 from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
@@ -44,11 +43,7 @@ def servers():
 
 
 def run(tmp_path, hub_url):
-    config = tmp_path / "c.toml"
-    config.write_text(f'[[portals]]\nid = "dc"\ncity = "DC"\nkind = "arcgis-hub"\nurl = "{hub_url}"\n'
-                      f'records = ["{ESRI_ITEM}_0", "{COOK_ITEM}_0"]\n')
-    return CliRunner().invoke(cli, ["harvest", "--records", "--json", "--config", str(config),
-                                    "--db", str(tmp_path / "c.duckdb")])
+    return harvest_with_records(tmp_path, "dc", "arcgis-hub", hub_url, [f"{ESRI_ITEM}_0", f"{COOK_ITEM}_0"])[1]
 
 
 def test_featureserver_layers_become_typed_parquet(tmp_path, servers):

@@ -6,9 +6,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from harvester.cli import cli
+from tests.conftest import harvest_with_records
 from tests.portals.base import RawBody
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import load_json
@@ -46,11 +45,7 @@ def ckan():
 
 def test_datastore_and_downloaded_resource(tmp_path, ckan):
     portal, rows = ckan
-    config = tmp_path / "c.toml"
-    config.write_text(f'[[portals]]\nid = "bos"\ncity = "Boston"\nkind = "ckan"\nurl = "{portal.url}"\n'
-                      f'records = ["{STORE_ID}", "{FILE_ID}"]\n')
-    result = CliRunner().invoke(cli, ["harvest", "--records", "--json", "--config", str(config),
-                                      "--db", str(tmp_path / "c.duckdb")])
+    _, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID, FILE_ID])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["portals"][0]["record_rows"] == len(rows) + 2500
 
@@ -74,11 +69,7 @@ def test_datastore_and_downloaded_resource(tmp_path, ckan):
 def test_html_instead_of_the_file_is_an_error_and_nothing_is_published(tmp_path, ckan):
     portal, _ = ckan
     portal.inject("/files/payments.csv", "html", times=20)
-    config = tmp_path / "c.toml"
-    config.write_text(f'[[portals]]\nid = "bos"\ncity = "Boston"\nkind = "ckan"\nurl = "{portal.url}"\n'
-                      f'records = ["{FILE_ID}"]\n')
-    result = CliRunner().invoke(cli, ["harvest", "--records", "--json", "--config", str(config),
-                                      "--db", str(tmp_path / "c.duckdb")])
+    _, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID])
     assert result.exit_code == 0
     assert json.loads(result.output)["portals"][0]["records_failed"] == 1
     assert not (tmp_path / "records" / "portal=bos").exists()
