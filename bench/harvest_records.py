@@ -32,7 +32,7 @@ DOMAIN = "data.example.org"
 PAGE = 50_000
 
 PULL_CHILD = r"""
-import json, sys, threading, time
+import json, resource, sys, threading, time
 import psutil
 from catalog.store import Store
 from harvester.config import PortalConfig
@@ -51,13 +51,14 @@ harvest([portal], store, HttpClient())              # the catalogue: one dataset
 if fmt == "json":                                   # the SODA JSON path, for comparison
     import harvester.portals.socrata as socrata
     socrata.SocrataAdapter.record_source = lambda self, d, p: socrata.SodaRecords(self, d, p, format="json")
-started = time.perf_counter()
+started, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 report = harvest([portal], store, HttpClient(), records=True, full=True)
-seconds = time.perf_counter() - started
+seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
+cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 store.close()
 done.set()
 p = report.portals[0]
-print(json.dumps({"seconds": seconds, "status": p.status, "rows": p.record_rows, "pulled": p.records_pulled,
+print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "status": p.status, "rows": p.record_rows, "pulled": p.records_pulled,
                   "errors": p.errors, "requests": p.requests, "peak_rss_mb": peak[0] / 2**20}))
 """ % DOMAIN
 
@@ -124,7 +125,9 @@ def main() -> None:
         limit_seconds = time.perf_counter() - started
 
         with tempfile.TemporaryDirectory() as tmp:
+            load_before = os.getloadavg()[0]
             result = pull(url, tmp, big_id, "csv", env)
+            load_after = os.getloadavg()[0]
             json_result = pull(url, tmp, small_id, "json", env)
             csv_small = pull(url, tmp, small_id, "csv", env)
             naive_rate = naive_baseline(url, small_id, small_rows, f"{tmp}/naive.parquet")
@@ -138,6 +141,10 @@ def main() -> None:
     rate = args.rows / result["seconds"]
     print(f"rows pulled               {args.rows:,} x 12 columns (+ :id, :updated_at), {result['requests']} requests")
     print(f"harvest --records         {result['seconds']:.1f} s = {rate:,.0f} rows/s    (target >= 200,000)")
+    print(f"CPU time of the pull      {result['cpu_seconds']:.1f} s (user + system, all its threads) = "
+          f"{args.rows / result['cpu_seconds']:,.0f} rows per CPU-second")
+    print(f"machine load (1 min)      {load_before:.1f} before the pull, {load_after:.1f} after, on {os.cpu_count()} CPUs "
+          "(other work on the machine slows every figure)")
     print(f"peak RSS of the pull      {result['peak_rss_mb']:.0f} MB                 (target <= 400)")
     print(f"limit: fetch + parse CSV  {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} rows/s")
     print(f"ratio to the limit        {result['seconds'] / limit_seconds:.2f}")

@@ -110,3 +110,59 @@ def test_records_overlap_says_when_there_are_no_groups_and_pulls_the_grouped(tmp
     assert result.exit_code == 0, result.output
     assert [r["uid"] for r in json.loads(result.stdout)] == ["sea:abcd-1234"]
     assert "skipped 1 grouped dataset of portals not in" in result.stderr
+
+
+def test_one_harvest_pulls_records_from_a_portal_of_every_kind(tmp_path):
+    from tests.portals.arcgis import FeatureServerPortal
+    from tests.portals.base import RawBody
+    from tests.portals.ckan import CkanPortal
+    from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+    from tests.portals.open311 import Open311Portal
+    from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
+
+    layer = {"type": "Feature Layer", "geometryType": "esriGeometryPoint", "objectIdField": "OBJECTID",
+             "maxRecordCount": 10, "advancedQueryCapabilities": {"supportsPagination": True},
+             "fields": [{"name": "OBJECTID", "type": "esriFieldTypeOID"}, {"name": "NAME", "type": "esriFieldTypeString"}]}
+    features = [{"attributes": {"OBJECTID": i, "NAME": f"n{i}"}, "geometry": {"x": i, "y": 1}} for i in range(25)]
+    ods_datasets = make_ods_datasets(2)
+    ods_rows = [{"id": str(i), "count": i, "rate": 0.5, "date": "2024-01-01T00:00:00+00:00"} for i in range(40)]
+    requests = [{"service_request_id": str(i), "status": "open", "requested_datetime": f"2024-05-{1 + i:02d}T10:00:00Z"}
+                for i in range(10)]
+    datastore = [{"id": "_id", "type": "int"}, {"id": "amount", "type": "numeric"}]
+    item = "c" * 32
+    with FeatureServerPortal({"/arcgis/rest/services/S/FeatureServer/0": (layer, features)}) as services, \
+            SocrataPortal([discovery_entry(VIEW)], records={"abcd-1234": SodaTable.from_rows(
+                [{"n": str(i)} for i in range(50)])}) as socrata, \
+            CkanPortal([{"id": "pkg-1", "name": "p", "title": "P", "resources": [
+                {"id": "r1", "datastore_active": True}]}], datastore={"r1": datastore},
+                records={"r1": [{"_id": i + 1, "amount": str(i)} for i in range(30)]}) as ckan, \
+            DataJsonPortal({"dataset": []}) as dcat, \
+            DataJsonPortal({"dataset": [{"identifier": f"https://www.arcgis.com/home/item.html?id={item}&sublayer=0",
+                                         "title": "S", "distribution": [
+                                             {"accessURL": services.url + "/arcgis/rest/services/S/FeatureServer/0"}]}]},
+                           path=HUB_FEED_PATH) as hub, \
+            OpenDataSoftPortal(ods_datasets, records={ods_datasets[1]["dataset_id"]: ods_rows}) as ods, \
+            Open311Portal(services=[], requests=requests) as o311:
+        dcat.document = {"dataset": [{"identifier": "d1", "title": "D", "distribution": [
+            {"mediaType": "text/csv", "downloadURL": dcat.url + "/d1.csv"}]}]}
+        dcat.serve_json("/d1.csv", RawBody(b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(20))))
+        portals = [("soc", "socrata", socrata.url, "abcd-1234", 'domain = "data.example.org"'),
+                   ("ck", "ckan", ckan.url, "pkg-1", ""), ("dj", "dcat-us", dcat.url + "/data.json", "d1", ""),
+                   ("hub", "arcgis-hub", hub.url, f"{item}_0", ""),
+                   ("ods", "opendatasoft", ods.url, ods_datasets[1]["dataset_id"], ""),
+                   ("o311", "open311", o311.url, "service-requests", "")]
+        config = tmp_path / "every.toml"
+        config.write_text("".join(f'[[portals]]\nid = "{i}"\ncity = "City {i}"\nkind = "{k}"\nurl = "{u}"\n'
+                                  f'records = ["{r}"]\n{extra}\n\n' for i, k, u, r, extra in portals))
+        db = tmp_path / "c.duckdb"
+        result = CliRunner().invoke(cli, ["harvest", "--records", "--json", "--config", str(config), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    pulled = {p["portal_id"]: (p["records_pulled"], p["records_failed"], p["record_rows"])
+              for p in json.loads(result.output)["portals"]}
+    assert pulled == {"soc": (1, 0, 50), "ck": (1, 0, 30), "dj": (1, 0, 20), "hub": (1, 0, 25), "ods": (1, 0, 40),
+                      "o311": (1, 0, 10)}
+    con = duckdb.connect(str(db))
+    profiled = dict(con.execute("SELECT split_part(dataset_uid, ':', 1), count(*) FROM column_profiles GROUP BY 1")
+                    .fetchall())
+    assert set(profiled) == {"soc", "ck", "dj", "hub", "ods", "o311"} and all(n >= 2 for n in profiled.values())
+    assert con.execute("SELECT count(*) FROM record_pulls").fetchone()[0] == 6
