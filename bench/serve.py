@@ -23,7 +23,8 @@ class CachedSocrataPortal(SocrataPortal):
         self._answers: dict[str, tuple[str, list, list]] = {}
 
     def _wsgi(self, environ, start_response):
-        key = f"{environ.get('PATH_INFO')}?{environ.get('QUERY_STRING')}|{environ.get('HTTP_ACCEPT_ENCODING', '')}"
+        query = "&".join(sorted(environ.get("QUERY_STRING", "").split("&")))  # the same request in any order
+        key = f"{environ.get('PATH_INFO')}?{query}|{environ.get('HTTP_ACCEPT_ENCODING', '')}"
         answer = self._answers.get(key)
         if answer is None:
             captured = {}

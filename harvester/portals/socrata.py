@@ -301,8 +301,9 @@ class SodaRecords(RecordSource):
     def batches(self, resume):
         paginator = OffsetPaginator(self.page, offset_param="$offset", limit_param="$limit", total=self.expected_rows,
                                     extra={"$select": ":id,:updated_at,*", "$order": ":id", "$where": self.where})
-        # two pages in flight: the server works on the next while this one is parsed and written
-        return paged_tables(self._fetch, paginator, resume, ahead=2)
+        # CSV: two pages in flight, the server working on the next while this one is parsed and
+        # written; JSON pages, as Python objects, are ten times larger in memory: one
+        return paged_tables(self._fetch, paginator, resume, ahead=2 if self.format == "csv" else 1)
 
     def watermark(self, glob: str) -> str | None:
         latest = parquet_max(glob, ":updated_at")
