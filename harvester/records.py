@@ -40,6 +40,7 @@ ARROW_TYPES = {
     "boolean": pa.bool_(), "date": pa.date32(), "datetime": pa.timestamp("us"),
     "datetime_utc": pa.timestamp("us", tz="UTC"), "point": pa.string(), "geometry": pa.string(),
 }
+TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
 
@@ -50,8 +51,13 @@ class RecordsError(Exception):
 
 @dataclass(frozen=True)
 class Field:
-    name: str      # the column's name in the Parquet: the portal's field name
+    name: str      # the column's name in the Parquet: the portal's field name, made unique and printable
     kind: str      # a key of ARROW_TYPES
+    source: str | None = None   # the portal's field name, where `name` had to differ from it
+
+    @property
+    def key(self) -> str:
+        return self.name if self.source is None else self.source
 
 
 def arrow_schema(fields: list[Field]) -> pa.Schema:
@@ -64,7 +70,8 @@ def clean_name(name: str) -> str:
 
 
 def unique_fields(fields: list[Field]) -> list[Field]:
-    """Column names once each (portals do list a field twice)."""
+    """Each column once, with a printable name (portals do list a field twice: the second
+    becomes `name_2`, read from the same source field), of a known kind (else `other`)."""
     seen: dict[str, int] = {}
     out = []
     for f in fields:
@@ -74,7 +81,7 @@ def unique_fields(fields: list[Field]) -> list[Field]:
             name = f"{name}_{seen[name]}"
         else:
             seen[name] = 1
-        out.append(Field(name, f.kind if f.kind in ARROW_TYPES else "other"))
+        out.append(Field(name, f.kind if f.kind in ARROW_TYPES else "other", None if name == f.name else f.name))
     return out
 
 
@@ -113,12 +120,13 @@ class Conversion:
 
     def table_from_rows(self, rows: list[dict]) -> pa.Table:
         """JSON records (a list of objects) → a typed table; missing keys are nulls."""
-        return self.table({f.name: [row.get(f.name) for row in rows] for f in self.fields}, len(rows))
+        return self.table({f.key: [row.get(f.key) for row in rows] for f in self.fields}, len(rows))
 
     def table(self, columns: dict[str, list | pa.Array], length: int) -> pa.Table:
+        """Columns by the portal's field names → a table of this schema."""
         arrays = []
         for f in self.fields:
-            values = columns.get(f.name)
+            values = columns.get(f.key)
             arrays.append(pa.nulls(length, ARROW_TYPES[f.kind]) if values is None else self.column(values, f))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
@@ -132,12 +140,12 @@ class Conversion:
             if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
                 return self._cast_strings(values, f, target)
             values = values.to_pylist()
-        if f.kind in ("text", "url", "other", "point", "geometry"):
-            try:
-                if f.kind in ("text", "other"):
+        if f.kind in TEXT_KINDS:
+            if f.kind in ("text", "other"):
+                try:
                     return pa.array(values, pa.string())
-            except (pa.ArrowTypeError, pa.ArrowInvalid):
-                pass
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    pass   # objects, numbers among the strings: each value on its own
             return pa.array([_as_text(v, f.kind) for v in values], pa.string())
         try:
             array = pa.array(values)
@@ -157,7 +165,7 @@ class Conversion:
             return self._one_by_one(values, f, target)
 
     def _cast_strings(self, array: pa.Array, f: Field, target: pa.DataType) -> pa.Array:
-        if f.kind in ("text", "url", "other", "point", "geometry"):
+        if f.kind in TEXT_KINDS:
             return array.cast(pa.string())
         if f.kind == "boolean":
             array = pc.utf8_lower(array)
@@ -278,9 +286,9 @@ def csv_page(body: bytes, fields: list[Field] | None = None) -> pa.Table:
         return pa.table({})
     if not body.endswith((b"\n", b"\r")):   # every row ends with a line break: this page was cut short
         raise ValueError("the CSV page does not end with a line break")
-    header = next(csv.reader([body[:body.find(b"\n") if b"\n" in body else len(body)].decode("utf-8", "replace")]))
-    text = {name: pa.string() for name in header}
-    typed = {f.name: ARROW_TYPES[f.kind] for f in fields or [] if f.kind in CSV_TYPED and f.name in text}
+    first_line = body[:body.find(b"\n")].rstrip(b"\r").decode("utf-8", "replace")
+    text = {name: pa.string() for name in next(csv.reader([first_line]))}
+    typed = {f.key: ARROW_TYPES[f.kind] for f in fields or [] if f.kind in CSV_TYPED and f.key in text}
     if typed:
         try:
             return _read_csv_page(body, {**text, **typed})
@@ -411,9 +419,9 @@ class DownloadedFile(RecordSource):
                                        [str(self.path)]).to_arrow_reader(self.BATCH)
             tables = (pa.Table.from_batches([batch]) for batch in reader)
             for table in tables:
-                table = table.rename_columns([f.name for f in self.fields])
+                table = table.rename_columns([f.key for f in self.fields])
                 done += table.num_rows
-                yield self.conversion.table({f.name: table[f.name] for f in self.fields}, table.num_rows), {"rows": done}
+                yield self.conversion.table({f.key: table[f.key] for f in self.fields}, table.num_rows), {"rows": done}
             return
         with open(self.path, "rb") as lines:
             rows, skipped = [], 0

@@ -16,7 +16,7 @@ from catalog.record import Notes
 from harvester.http import PermanentError
 from harvester.paging import OffsetPaginator, Page, PageNumberPaginator
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
-from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables
+from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, unique_fields
 
 FEED_PATH = "/api/feed/dcat-us/1.1.json"
 LAYER_URL = re.compile(r"^(https?://[^?#]+/(?:FeatureServer|MapServer)/\d+)(?:[/?#].*)?$", re.IGNORECASE)
@@ -154,8 +154,8 @@ class FeatureServerRecords(RecordSource):
             fields.append(Field("geometry", "point" if self.geometry_type == "esriGeometryPoint" else "geometry"))
         if not fields:
             raise RecordsError(f"the layer {url} lists no fields")
-        self.fields = fields
-        self.conversion = Conversion(fields)
+        self.fields = unique_fields(fields)
+        self.conversion = Conversion(self.fields)
         count = self._query({"where": "1=1", "returnCountOnly": "true"}).get("count")
         self.expected_rows = count if isinstance(count, int) else None
 

@@ -20,7 +20,7 @@ from harvester.http import PermanentError
 from harvester.paging import Listing, OffsetPaginator, Page
 from harvester.portals.base import PortalAdapter
 from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, csv_distribution,
-                               paged_tables)
+                               paged_tables, unique_fields)
 
 ROWS = 1000  # CKAN's default ckan.search.rows_max
 RECORD_ROWS = 32_000  # CKAN's default ckan.datastore.search.rows_max
@@ -271,8 +271,8 @@ class DatastoreRecords(RecordSource):
         first = R.obj(adapter._action("datastore_search", {"resource_id": resource_id, "limit": 0},
                                       conditional=False))
         fields = [f for f in R.items(first.get("fields")) if isinstance(f, dict) and R.text(f.get("id"))]
-        self.fields = [Field(f["id"], R.column_type(R.text(f.get("type")), COLUMN_TYPES)) for f in fields
-                       if not str(f["id"]).startswith("_full_text")]
+        self.fields = unique_fields([Field(f["id"], R.column_type(R.text(f.get("type")), COLUMN_TYPES)) for f in fields
+                                     if not str(f["id"]).startswith("_full_text")])
         if not self.fields:
             raise RecordsError(f"the DataStore of resource {resource_id} lists no fields")
         self.conversion = Conversion(self.fields)

@@ -14,7 +14,7 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage
 from harvester.portals.base import PortalAdapter
-from harvester.records import Conversion, DownloadedFile, Field, RecordsError, RecordSource, paged_tables
+from harvester.records import Conversion, DownloadedFile, Field, RecordsError, RecordSource, paged_tables, unique_fields
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -140,8 +140,8 @@ class OdsRecords(RecordSource):
             raise RecordsError(f"{dataset.uid} has no fields in the catalogue")
         self.http = adapter.http
         self.base = f"{adapter.portal.url}{API}/catalog/datasets/{quote(dataset.source_id, safe='')}"
-        self.fields = [Field(c["field_name"], "datetime_utc" if c.get("type") == "datetime" else c.get("type") or "other")
-                       for c in columns]
+        self.fields = unique_fields([Field(c["field_name"], "datetime_utc" if c.get("type") == "datetime"
+                                           else c.get("type") or "other") for c in columns])
         self.conversion = Conversion(self.fields)
         self.expected_rows = self._get({"limit": 0})["total_count"]
         self.export = None

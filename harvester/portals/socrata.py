@@ -18,7 +18,8 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
 from harvester.portals.base import PortalAdapter
-from harvester.records import Conversion, Field, RecordsError, RecordSource, csv_page, paged_tables, parquet_max
+from harvester.records import (Conversion, Field, RecordsError, RecordSource, csv_page, paged_tables, parquet_max,
+                               unique_fields)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -275,7 +276,7 @@ class SodaRecords(RecordSource):
             raise RecordsError(f"{dataset.uid} has no columns in the catalogue")
         self.http, self.headers, self.format, self.page = adapter.http, adapter.headers, format, page
         self.url = f"{adapter.portal.url}/resource/{dataset.source_id}"
-        self.fields = SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns]
+        self.fields = unique_fields(SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns])
         self.conversion = Conversion(self.fields)
         self.where = None
         if previous is not None and previous.watermark:

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
-from harvester.records import Conversion, Field, csv_page, point_wkt
+from harvester.records import Conversion, Field, csv_page, point_wkt, unique_fields
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 
 VIEW = {"id": "abcd-1234", "name": "Calls", "columns": [
@@ -166,3 +166,12 @@ def test_one_harvest_pulls_records_from_a_portal_of_every_kind(tmp_path):
                     .fetchall())
     assert set(profiled) == {"soc", "ck", "dj", "hub", "ods", "o311"} and all(n >= 2 for n in profiled.values())
     assert con.execute("SELECT count(*) FROM record_pulls").fetchone()[0] == 6
+
+
+def test_fields_named_twice_or_with_control_characters_become_distinct_columns():
+    fields = unique_fields([Field("a", "number"), Field("a", "text"), Field("b\x00\n", "integer"), Field("c", "nonsense")])
+    assert [(f.name, f.kind, f.key) for f in fields] == [
+        ("a", "number", "a"), ("a_2", "text", "a"), ("b", "integer", "b\x00\n"), ("c", "other", "c")]
+    table = Conversion(fields).table_from_rows([{"a": "1.5", "b\x00\n": "7", "c": {"x": 1}}])
+    assert table.column_names == ["a", "a_2", "b", "c"]
+    assert table.to_pylist() == [{"a": 1.5, "a_2": "1.5", "b": 7, "c": '{"x":1}'}]
