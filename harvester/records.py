@@ -366,6 +366,16 @@ def parquet_max(glob: str, column: str):
     return latest
 
 
+def read_parquet_sql(glob: str) -> str:
+    """A Parquet glob as a DuckDB table expression: without Hive partition detection, which
+    would add the folder's `portal` and `dataset` as columns."""
+    return f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', hive_partitioning = false)"
+
+
+def _columns_of(schema: pa.Schema | None) -> list | None:
+    return None if schema is None else [(f.name, f.type) for f in schema]
+
+
 def published_schema(layout: RecordsLayout, portal_id: str, source_id: str) -> pa.Schema | None:
     files = sorted(layout.folder(portal_id, source_id).glob("*.parquet"))
     return pq.read_schema(files[0]) if files else None
@@ -653,7 +663,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                 previous = None   # the folder is gone: nothing to add to
             source = adapter.record_source(dataset, previous)
             if source.mode == "incremental" and \
-                    published_schema(layout, portal.id, source_id) != arrow_schema(source.fields):
+                    _columns_of(published_schema(layout, portal.id, source_id)) != _columns_of(arrow_schema(source.fields)):
                 source = adapter.record_source(dataset, None)  # the columns changed: read it whole
             result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
             for column, count in sorted(result.invalid_values.items()):
@@ -719,6 +729,8 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
                 report.error_type = "RecordsFailed"
                 report.error_message = f"{report.records_failed} of {len(source_ids)} records pulls failed"
         finally:
+            if report.status == "running":   # harvest_records raised: the database itself, say
+                report.status, report.error_type = "failed", "RecordsFailed"
             errors.flush()
             report.seconds = round(time.monotonic() - started, 3)
             for key, value in client.stats.snapshot().items():

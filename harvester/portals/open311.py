@@ -16,7 +16,7 @@ from catalog.record import Notes
 from harvester.http import PermanentError
 from harvester.paging import Listing, Page, Paginator, SinglePage
 from harvester.portals.base import PortalAdapter
-from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, parquet_max
+from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, parquet_max, read_parquet_sql
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -197,7 +197,7 @@ class RequestsRecords(RecordSource):
         return (latest if latest.tzinfo else latest.replace(tzinfo=UTC)).isoformat()
 
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
-        previous, delta = (g.replace("'", "''") for g in (previous_glob, delta_glob))
-        return (f"SELECT * FROM read_parquet('{previous}') WHERE service_request_id IS NULL OR service_request_id NOT IN "
-                f"(SELECT service_request_id FROM read_parquet('{delta}') WHERE service_request_id IS NOT NULL) "
-                f"UNION ALL BY NAME SELECT * FROM read_parquet('{delta}')")
+        previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
+        return (f"SELECT * FROM {previous} WHERE service_request_id IS NULL OR service_request_id NOT IN "
+                f"(SELECT service_request_id FROM {delta} WHERE service_request_id IS NOT NULL) "
+                f"UNION ALL BY NAME SELECT * FROM {delta}")

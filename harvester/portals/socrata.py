@@ -19,7 +19,7 @@ from catalog.record import Notes
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
 from harvester.portals.base import PortalAdapter
 from harvester.records import (Conversion, Field, RecordsError, RecordSource, csv_page, paged_tables, parquet_max,
-                               unique_fields)
+                               read_parquet_sql, unique_fields)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -311,9 +311,9 @@ class SodaRecords(RecordSource):
         return latest.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] if latest else None
 
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
-        previous, delta = (g.replace("'", "''") for g in (previous_glob, delta_glob))
-        return (f"SELECT * FROM read_parquet('{previous}') WHERE \":id\" NOT IN "
-                f"(SELECT \":id\" FROM read_parquet('{delta}')) UNION ALL BY NAME SELECT * FROM read_parquet('{delta}')")
+        previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
+        return (f"SELECT * FROM {previous} WHERE \":id\" NOT IN (SELECT \":id\" FROM {delta}) "
+                f"UNION ALL BY NAME SELECT * FROM {delta}")
 
 
 def _record_kind(column: dict) -> str:

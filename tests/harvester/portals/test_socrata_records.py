@@ -206,8 +206,13 @@ def test_second_pull_is_incremental_by_updated_at(tmp_path, seattle):
     pages = [q for p, q, _ in seattle.requests if p.endswith(".csv")]
     assert [q.get("$where") for q in pages] == [":updated_at > '2024-01-15T12:00:00.000'"]
     merged = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}").sort_by(":id")
-    assert merged.num_rows == 1001
+    assert merged.num_rows == 1001 and merged.num_columns == 21   # no partition columns (portal, dataset) added
     assert merged.slice(3, 1).to_pylist()[0]["district_sector"] == "CHANGED"
     con = duckdb.connect(str(db))
     assert con.execute("SELECT row_count, mode, watermark FROM record_pulls").fetchall() == [
         (1001, "incremental", "2024-02-02T00:00:00.000")]
+    con.close()
+    _, result = harvest(tmp_path, seattle.url)     # over the Parquet DuckDB merged: still incremental
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT row_count, mode FROM record_pulls").fetchall() == [(1001, "incremental")]
