@@ -170,10 +170,23 @@ def previous_pull(con: duckdb.DuckDBPyConnection, uid: str) -> PreviousPull | No
     return PreviousPull(*row) if row else None
 
 
+def vocabulary_type(duckdb_type: str) -> str:
+    """A Parquet column's DuckDB type in the shared column vocabulary (`columns.type`)."""
+    if duckdb_type.startswith(("TIMESTAMP", "TIME WITH")):
+        return "datetime"
+    if duckdb_type.startswith(("DECIMAL", "DOUBLE", "FLOAT")):
+        return "number"
+    if duckdb_type.startswith(NUMERIC):
+        return "integer"
+    return {"VARCHAR": "text", "BOOLEAN": "boolean", "DATE": "date"}.get(duckdb_type, "other")
+
+
 def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: str, portal_id: str,
                 source_id: str, mode: str, watermark: str | None, run_id: str, now: datetime,
-                seconds: float) -> dict:
-    """After a publish: the dataset's pull row and its column profiles, in one transaction."""
+                seconds: float, kinds: dict[str, str] | None = None) -> dict:
+    """After a publish: the dataset's pull row and its column profiles, in one transaction.
+    A profile's `type` is the column's type in the shared vocabulary, as in `columns`:
+    `kinds` (column → type, from the pull), else derived from the Parquet type."""
     glob = layout.glob(portal_id, source_id)
     # a DuckDB of its own, with a small memory limit: the profile must not lift the pull's peak
     with duckdb.connect(config={"memory_limit": PROFILE_MEMORY, "threads": 2}) as profiler:
@@ -191,7 +204,8 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
         con.execute("DELETE FROM column_profiles WHERE dataset_uid = ?", [uid])
         if profiles:
             con.executemany("INSERT INTO column_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [[uid, p["column_name"], p["type"], p["row_count"], p["null_count"], p["distinct_count"],
+                            [[uid, p["column_name"], (kinds or {}).get(p["column_name"]) or vocabulary_type(p["type"]),
+                              p["row_count"], p["null_count"], p["distinct_count"],
                               p["min_value"], p["max_value"], p["top_values"], now] for p in profiles])
         define_records_macro(con, layout)
         con.execute("COMMIT")

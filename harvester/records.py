@@ -540,7 +540,8 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     glob = layout.glob(portal_id, source_id)
     summary = record_pull(con, layout, uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode,
                           watermark=source.watermark(glob), run_id=run_id, now=datetime.now(UTC),
-                          seconds=round(time.monotonic() - started, 3))
+                          seconds=round(time.monotonic() - started, 3),
+                          kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
     result.rows, result.columns, result.bytes = summary["rows"], summary["columns"], summary["bytes"]
     result.path = layout.relative(portal_id, source_id)
     result.seconds = round(time.monotonic() - started, 3)

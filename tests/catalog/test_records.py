@@ -67,3 +67,11 @@ def test_profile_min_max_compare_numbers_as_numbers(tmp_path):
     pq.write_table(pa.table({"n": pa.array([100, -5], pa.int64())}), tmp_path / "b.parquet")
     profile = profile_columns(duckdb.connect(), str(tmp_path / "*.parquet"))[0]
     assert (profile["min_value"], profile["max_value"]) == ("-5", "100")
+
+
+def test_parquet_types_in_the_shared_vocabulary():
+    from catalog.records import vocabulary_type
+
+    assert [vocabulary_type(t) for t in ("VARCHAR", "BIGINT", "INTEGER", "DOUBLE", "DECIMAL(18,3)", "BOOLEAN", "DATE",
+                                         "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "BLOB", "VARCHAR[]")] == [
+        "text", "integer", "integer", "number", "number", "boolean", "date", "datetime", "datetime", "other", "other"]

@@ -83,7 +83,8 @@ def test_featureserver_layers_become_typed_parquet(tmp_path, servers):
     assert warning == [("warning", f"{texts} values of column 'LAST_EDIT' did not parse as its type; stored as null")]
     profiles = dict(con.execute("SELECT column_name, type FROM column_profiles WHERE dataset_uid = ?",
                                 [f"dc:{COOK_ITEM}_0"]).fetchall())
-    assert profiles["ID"] == "DOUBLE" and profiles["geometry"] == "VARCHAR" and len(profiles) == 32
+    assert profiles["ID"] == "number" and profiles["geometry"] == "point" and profiles["LAST_EDIT"] == "datetime"
+    assert profiles["NAME"] == "text" and len(profiles) == 32
 
 
 def test_an_arcgis_error_behind_200_fails_the_dataset_only(tmp_path, servers):

@@ -63,7 +63,9 @@ def test_datastore_and_downloaded_resource(tmp_path, ckan):
     assert paid.schema.field("id").type == pa.int64() and paid.schema.field("amount").type == pa.float64()
     assert paid.schema.field("paid_on").type == pa.date32() and paid.schema.field("approved").type == pa.bool_()
     con = duckdb.connect(str(tmp_path / "c.duckdb"))
-    assert con.execute("SELECT count(*) FROM column_profiles WHERE dataset_uid = ?", [f"bos:{FILE_ID}"]).fetchone()[0] == 4
+    types = dict(con.execute("SELECT column_name, type FROM column_profiles WHERE dataset_uid = ?",
+                             [f"bos:{FILE_ID}"]).fetchall())
+    assert types == {"id": "integer", "amount": "number", "paid_on": "date", "approved": "boolean"}
 
 
 def test_html_instead_of_the_file_is_an_error_and_nothing_is_published(tmp_path, ckan):

@@ -61,13 +61,13 @@ def test_harvest_records_writes_typed_parquet_and_profiles(tmp_path, seattle):
         "FROM column_profiles WHERE dataset_uid = 'sea:3k2p-39jp'").fetchall()}
     assert len(profiles) == 21
     kind, rows, nulls, distinct, low, high, top = profiles["district_sector"]
-    assert (kind, rows) == ("VARCHAR", 1000) and 5 <= distinct <= 30 and top and len(top) <= 10
+    assert (kind, rows) == ("text", 1000) and 5 <= distinct <= 30 and top and len(top) <= 10
     expected_nulls = sum(1 for r in load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
                          if not r.get("district_sector"))
     assert nulls == expected_nulls
     kind, _, _, _, low, high, _ = profiles["event_clearance_date"]
-    assert kind == "TIMESTAMP" and low < high
-    assert profiles["latitude"][0] == "DOUBLE" and 47 < float(profiles["latitude"][4]) < 48
+    assert kind == "datetime" and low < high and profiles["incident_location"][0] == "point"
+    assert profiles["latitude"][0] == "number" and 47 < float(profiles["latitude"][4]) < 48
     # the analyst's way in: a macro over the dataset's folder
     assert con.execute(f"SELECT count(*) FROM records('sea', '{ID}')").fetchone()[0] == 1000
     assert con.execute("SELECT row_count, mode FROM record_pulls").fetchall() == [(1000, "full")]
