@@ -25,8 +25,8 @@ import duckdb
 
 SAFE = re.compile(r"[A-Za-z0-9_.-]")
 MAX_SEGMENT = 120
-TOP_VALUES = 10
-LOW_CARDINALITY = 50   # text columns with at most this many distinct values get top values
+TOP_VALUES = 50         # as many as the overlap value signal reads per column
+LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
 
 
