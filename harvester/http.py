@@ -35,6 +35,7 @@ log = logging.getLogger("civicat.http")
 
 USER_AGENT = f"civicat/{__version__} (open-data catalogue harvester; python-requests)"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_DOWNLOAD_BYTES = 16 * 1024 ** 3   # a whole dataset file, streamed to disk
 
 
 class HttpError(Exception):
@@ -171,6 +172,7 @@ class HttpClient:
         backoff_max: float = 60.0,
         max_retry_after: float = 120.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         max_per_host: int = 4,
         cache: ValidatorCache | None = None,
         host_failure_limit: int = 3,
@@ -182,6 +184,7 @@ class HttpClient:
         self.backoff = tenacity.wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
         self.max_retry_after = max_retry_after
         self.max_bytes = max_bytes
+        self.max_download_bytes = max_download_bytes
         self.max_per_host = max_per_host
         self.cache = cache
         self.stats = HttpStats()
@@ -196,9 +199,10 @@ class HttpClient:
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
-        CIVICAT_HTTP_MAX_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
+        CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
         env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int), "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float),
-               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int), "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float)}
+               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int), "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float),
+               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int)}
         for key, (name, kind) in env.items():
             if os.environ.get(name):
                 try:
@@ -258,8 +262,8 @@ class HttpClient:
     def download(self, url: str, destination: str | Path, params: dict | None = None, *,
                  headers: dict | None = None, max_seconds: float = 3600.0, accept: str = "*/*") -> int:
         """Stream a body (a resource file, an export) to `destination` without holding it in
-        memory; retried from the start on transient faults. Bounded by the size cap and by
-        `max_seconds` in all. Returns the number of bytes written."""
+        memory; retried from the start on transient faults. Bounded by `max_download_bytes`
+        (16 GiB by default) and by `max_seconds` in all. Returns the number of bytes written."""
         full_url = _with_params(url, params)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
@@ -429,8 +433,9 @@ class HttpClient:
                         if size == 0:
                             parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
                         size += len(chunk)
-                        if size > self.max_bytes:
-                            raise ResponseTooLarge(f"download is over the {self.max_bytes}-byte cap", url, status)
+                        if size > self.max_download_bytes:
+                            raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap", url,
+                                                   status)
                         if time.monotonic() - started > max_seconds:
                             raise TransientError(f"download took over {max_seconds:.0f}s", url, status)
                         out.write(chunk)

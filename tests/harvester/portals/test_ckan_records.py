@@ -77,3 +77,13 @@ def test_html_instead_of_the_file_is_an_error_and_nothing_is_published(tmp_path,
     assert not (tmp_path / "records" / "portal=bos").exists()
     con = duckdb.connect(str(tmp_path / "c.duckdb"))
     assert "HTML page instead of data" in con.execute("SELECT message FROM harvest_errors").fetchone()[0]
+
+
+def test_a_download_over_its_cap_is_refused_and_nothing_is_published(tmp_path, ckan, monkeypatch):
+    portal, _ = ckan
+    monkeypatch.setenv("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "1000")   # the file is ~60 KB
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID])
+    assert result.exit_code == 0 and json.loads(result.output)["portals"][0]["records_failed"] == 1
+    assert not (tmp_path / "records" / "portal=bos").exists()
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT error_type FROM harvest_errors").fetchone()[0] == "ResponseTooLarge"
