@@ -14,9 +14,10 @@ class FeatureServerPortal(LocalPortal):
     ``resultOffset``/``resultRecordCount``; without it both are ignored, as old servers
     do: the first ``maxRecordCount`` features come back with ``exceededTransferLimit``."""
 
-    def __init__(self, layers: dict[str, tuple[dict, list[dict]]]) -> None:
+    def __init__(self, layers: dict[str, tuple[dict, list[dict]]], real_cap: int | None = None) -> None:
         super().__init__()
         self.layers = layers
+        self.real_cap = real_cap   # a server that answers fewer features than its metadata says
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path in self.layers:
@@ -28,7 +29,7 @@ class FeatureServerPortal(LocalPortal):
 
     def query(self, metadata: dict, features: list[dict], query: Query) -> dict:
         oid = metadata.get("objectIdField") or "OBJECTID"
-        cap = metadata.get("maxRecordCount") or 1000
+        cap = self.real_cap or metadata.get("maxRecordCount") or 1000
         if query.get("returnCountOnly") == "true":
             return {"count": len(features)}
         if query.get("returnIdsOnly") == "true":

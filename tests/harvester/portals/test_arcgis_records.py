@@ -104,3 +104,17 @@ def test_esri_shapes_as_wkt():
     assert esri_wkt({"rings": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}) == "POLYGON ((0.0 0.0, 1.0 0.0, 1.0 1.0, 0.0 0.0))"
     assert esri_wkt({"points": [[0, 1]]}) == "MULTIPOINT ((0.0 1.0))"
     assert esri_wkt({"x": None, "y": None}) is None and esri_wkt(None) is None
+
+
+def test_a_server_answering_fewer_than_asked_is_paged_by_what_it_gave():
+    from harvester.portals.arcgis_hub import FeatureServerRecords
+    from tests.conftest import fast_client
+
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with FeatureServerPortal({ESRI: (meta, features)}, real_cap=240) as services:
+        source = FeatureServerRecords(fast_client(), services.url + ESRI)
+        ids = [i for table, _ in source.batches(None) for i in table["objectid"].to_pylist()]
+        offsets = [int(q["resultOffset"]) for p, q, _ in services.requests if "resultOffset" in q]
+    assert len(ids) == len(set(ids)) == 1000 == source.expected_rows
+    assert offsets == [0, 240, 480, 720, 960]   # on by the 240 it gave, not the 300 asked
