@@ -2,6 +2,7 @@
 and not the server sharing its interpreter.
 
     python -m bench.serve socrata 100000     # prints the base URL, serves until stdin closes
+    python -m bench.serve soda-records 5000000   # one dataset of that many rows (and its first tenth)
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ class CachedSocrataPortal(SocrataPortal):
         self._answers: dict[str, tuple[str, list, list]] = {}
 
     def _wsgi(self, environ, start_response):
-        key = f"{environ.get('PATH_INFO')}?{environ.get('QUERY_STRING')}|{environ.get('HTTP_ACCEPT_ENCODING', '')}"
+        query = "&".join(sorted(environ.get("QUERY_STRING", "").split("&")))  # the same request in any order
+        key = f"{environ.get('PATH_INFO')}?{query}|{environ.get('HTTP_ACCEPT_ENCODING', '')}"
         answer = self._answers.get(key)
         if answer is None:
             captured = {}
@@ -38,9 +40,16 @@ class CachedSocrataPortal(SocrataPortal):
 
 def main() -> None:
     kind, count = sys.argv[1], int(sys.argv[2])
-    if kind != "socrata":
+    if kind == "socrata":
+        portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)
+    elif kind == "soda-records":
+        from bench.records_data import SMALL_ID, records_portal_parts
+
+        entries, records = records_portal_parts(count, DOMAIN)
+        portal = CachedSocrataPortal(entries, domain=DOMAIN, records=records)
+        print(SMALL_ID, records[SMALL_ID].table.num_rows, flush=True)
+    else:
         raise SystemExit(f"unknown portal kind {kind!r}")
-    portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)
     with portal:
         print(portal.url, flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin

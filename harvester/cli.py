@@ -58,10 +58,12 @@ def cli(verbose: int) -> None:
 @cli.command()
 @click.option("--portal", "portal_ids", multiple=True, metavar="ID", help="Harvest only this portal (repeatable).")
 @click.option("--full", is_flag=True, help="No conditional requests; re-map and rewrite every dataset.")
+@click.option("--records", "with_records", is_flag=True,
+              help="Also pull the records of each portal's chosen datasets (config `records`).")
 @db_option
 @config_option
 @json_option
-def harvest(portal_ids, full, db_path, config_path, as_json):
+def harvest(portal_ids, full, with_records, db_path, config_path, as_json):
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
@@ -80,7 +82,7 @@ def harvest(portal_ids, full, db_path, config_path, as_json):
     bars: dict = {}
     progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
     try:
-        report = run_harvest(portals, store, http, on_progress=progress, full=full)
+        report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records)
     finally:
         for bar in bars.values():
             bar.close()
@@ -90,8 +92,10 @@ def harvest(portal_ids, full, db_path, config_path, as_json):
         echo_json(report.as_dict())
     else:
         rows = [[p.portal_id, p.status, p.seen, p.new, p.changed, p.unchanged, p.removed, p.errors, f"{p.seconds:.1f}"]
+                + ([f"{p.records_pulled}/{p.records_pulled + p.records_failed}", p.record_rows] if with_records else [])
                 for p in report.portals]
-        echo_table(rows, ["portal", "status", "seen", "new", "changed", "unchanged", "removed", "errors", "seconds"])
+        echo_table(rows, ["portal", "status", "seen", "new", "changed", "unchanged", "removed", "errors", "seconds"]
+                   + (["records", "rows"] if with_records else []))
         for p in report.portals:
             if p.status != "ok":
                 click.echo(f"{p.portal_id}: FAILED: {p.error_message}", err=True)
@@ -110,6 +114,80 @@ def _progress_bars(bars: dict):
         bar.update(done - bar.n)
 
     return update
+
+
+@cli.command()
+@click.argument("uids", nargs=-1, metavar="[UID]...")
+@click.option("--overlap", is_flag=True, help="Every dataset in an overlap group (table overlap_groups).")
+@click.option("--full", is_flag=True, help="Pull whole datasets, not only what changed since the last pull.")
+@db_option
+@config_option
+@json_option
+def records(uids, overlap, full, db_path, config_path, as_json):
+    """Pull the records of datasets (UID = portal_id:source_id) into Parquet and profiles.
+
+    Exit 0: every pull completed; 1: at least one failed (its previous Parquet is kept);
+    2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
+    from catalog.store import Store
+    from harvester.http import HttpClient
+    from harvester.records import pull_uids
+
+    if not uids and not overlap:
+        raise click.UsageError("name at least one dataset UID (portal_id:source_id) or give --overlap")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not db_path.exists():
+        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    known = {p.id for p in config.portals}
+    bad = [u for u in uids if u.partition(":")[0] not in known or not u.partition(":")[2]]
+    if bad:
+        raise click.UsageError(f"{bad[0]!r} is not portal_id:source_id of a portal in {config_path} "
+                               f"(portals: {', '.join(sorted(known))})")
+    store = Store(db_path)
+    try:
+        chosen = list(uids)
+        if overlap:
+            grouped = _overlap_uids(store)
+            if grouped is None:
+                click.echo("no overlap groups yet (table overlap_groups is absent or empty): "
+                           "run `civicat overlap` first", err=True)
+            else:
+                outside = [u for u in grouped if u.partition(":")[0] not in known]
+                if outside:
+                    click.echo(f"skipped {len(outside)} grouped dataset{'s' * (len(outside) > 1)} of portals not in "
+                               f"{config_path}", err=True)
+                chosen += [u for u in grouped if u not in outside]
+        if not chosen:
+            if as_json:
+                echo_json([])
+            else:
+                click.echo("nothing to pull")
+            return
+        try:
+            http = HttpClient.from_env()
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
+    finally:
+        store.close()
+    if as_json:
+        from dataclasses import asdict
+        echo_json([asdict(r) for r in results])
+    else:
+        echo_table([[r.uid, r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}", r.path or (r.error_message or "")[:80]]
+                    for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"])
+    sys.exit(0 if all(r.status == "ok" for r in results) else 1)
+
+
+def _overlap_uids(store) -> list[str] | None:
+    """Every uid in an overlap group, or None when there are none (no table, or empty)."""
+    exists = store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'overlap_groups'").fetchone()[0]
+    if not exists:
+        return None
+    uids = [r[0] for r in store.con.execute("SELECT DISTINCT uid FROM overlap_groups ORDER BY uid").fetchall()]
+    return uids or None
 
 
 @cli.command()

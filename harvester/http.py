@@ -35,6 +35,7 @@ log = logging.getLogger("civicat.http")
 
 USER_AGENT = f"civicat/{__version__} (open-data catalogue harvester; python-requests)"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_DOWNLOAD_BYTES = 16 * 1024 ** 3   # a whole dataset file, streamed to disk
 
 
 class HttpError(Exception):
@@ -171,6 +172,7 @@ class HttpClient:
         backoff_max: float = 60.0,
         max_retry_after: float = 120.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES,
         max_per_host: int = 4,
         cache: ValidatorCache | None = None,
         host_failure_limit: int = 3,
@@ -182,6 +184,7 @@ class HttpClient:
         self.backoff = tenacity.wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
         self.max_retry_after = max_retry_after
         self.max_bytes = max_bytes
+        self.max_download_bytes = max_download_bytes
         self.max_per_host = max_per_host
         self.cache = cache
         self.stats = HttpStats()
@@ -196,9 +199,10 @@ class HttpClient:
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
-        CIVICAT_HTTP_MAX_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
+        CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
         env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int), "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float),
-               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int), "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float)}
+               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int), "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float),
+               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int)}
         for key, (name, kind) in env.items():
             if os.environ.get(name):
                 try:
@@ -242,6 +246,31 @@ class HttpClient:
         document's shape (returns a problem or None); a bad shape is retried, then raised.
         """
         return self._get(url, params, headers, conditional, timeout, expect, parse_json_body, "application/json")
+
+    def get_data(self, url: str, parse: Callable[[bytes], object], params: dict | None = None, *,
+                 headers: dict | None = None, timeout: float | None = None, accept: str = "text/csv"):
+        """GET a data body (a CSV page) and `parse` it, retried like JSON: an HTML page behind
+        a 200 (a maintenance page, a login wall) is a transient fault, never data, and so is
+        a body `parse` refuses with a ValueError (a page cut short mid-row)."""
+        def checked(body: bytes, content_type: str, url: str):
+            try:
+                return parse(parse_data_body(body, content_type, url))
+            except ValueError as exc:
+                raise TransientError(f"unreadable data: {exc}", url, 200) from None
+        return self._get(url, params, headers, False, timeout, None, checked, accept).data
+
+    def download(self, url: str, destination: str | Path, params: dict | None = None, *,
+                 headers: dict | None = None, max_seconds: float = 3600.0, accept: str = "*/*") -> int:
+        """Stream a body (a resource file, an export) to `destination` without holding it in
+        memory; retried from the start on transient faults. Bounded by `max_download_bytes`
+        (16 GiB by default) and by `max_seconds` in all. Returns the number of bytes written."""
+        full_url = _with_params(url, params)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            stop=tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_after_delay(self.max_retry_seconds),
+            wait=self._wait, before_sleep=self._before_retry, reraise=True)
+        return retrying(self._download_once, full_url, Path(destination), {"Accept": accept, **(headers or {})},
+                        max_seconds)
 
     def get_xml(self, url: str, params: dict | None = None, *, headers: dict | None = None,
                 conditional: bool = False, timeout: float | None = None) -> JsonResponse:
@@ -381,6 +410,46 @@ class HttpClient:
                 response.close()
 
 
+    def _download_once(self, url: str, destination: Path, headers: dict, max_seconds: float) -> int:
+        self.stats.add(requests=1)
+        started = time.monotonic()
+        with self._slot(url):
+            try:
+                response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
+                                               stream=True, allow_redirects=True)
+            except requests.exceptions.RequestException as exc:
+                raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+            watchdog = _Watchdog(response, max_seconds)
+            try:
+                status = response.status_code
+                if status == 429 or status == 408 or status >= 500:
+                    raise TransientError(f"HTTP {status}", url, status,
+                                         retry_after=_retry_after(response.headers.get("Retry-After")))
+                if status >= 400:
+                    raise PermanentError(f"HTTP {status}", url, status)
+                size = 0
+                with open(destination, "wb") as out:
+                    for chunk in response.iter_content(chunk_size=1024 * 1024):
+                        if size == 0:
+                            parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
+                        size += len(chunk)
+                        if size > self.max_download_bytes:
+                            raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap", url,
+                                                   status)
+                        if time.monotonic() - started > max_seconds:
+                            raise TransientError(f"download took over {max_seconds:.0f}s", url, status)
+                        out.write(chunk)
+                self.stats.add(bytes=size)
+                return size
+            except requests.exceptions.RequestException as exc:
+                raise TransientError(f"download cut short: {type(exc).__name__}", url) from None
+            finally:
+                watchdog.cancel()
+                response.close()
+                if watchdog.fired:
+                    raise TransientError(f"download took over {max_seconds:.0f}s", url)
+
+
 class _Watchdog:
     """Shuts the socket of a response still arriving after `seconds`: read timeouts apply
     per socket read, so a server dripping a byte at a time would otherwise never end."""
@@ -443,6 +512,14 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
             return _without_lone_surrogates(json.loads(body))
         except (ValueError, UnicodeDecodeError):
             raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+
+
+def parse_data_body(body: bytes, content_type: str, url: str) -> bytes:
+    """A data body (CSV, JSON lines) from a 200: an HTML page in its place is a fault."""
+    head = body[:512].lstrip().lower()
+    if "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html")):
+        raise TransientError(f"HTML page instead of data (Content-Type {content_type or 'none'})", url, 200)
+    return body
 
 
 def _without_lone_surrogates(value):

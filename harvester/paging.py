@@ -7,6 +7,7 @@ twice (pages that shift while they are read) and tells whether the listing is co
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +33,11 @@ class Paginator(ABC):
     def next(self, page: Page, params: dict) -> dict | None:
         """Parameters of the request after `page` (fetched with `params`), None when done."""
 
+    def guess(self, params: dict) -> dict | None:
+        """The request after `params` if its page comes back full, to send before it has
+        (None: no guess; the next request waits for the page)."""
+        return None
+
 
 class OffsetPaginator(Paginator):
     """offset/limit paging. Advances by the items actually received, because some APIs
@@ -39,8 +45,9 @@ class OffsetPaginator(Paginator):
     is the API's cap on offset+limit: reaching it is an error, never a silent stop."""
 
     def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
-                 max_window: int | None = None, extra: dict | None = None):
+                 max_window: int | None = None, extra: dict | None = None, total: int | None = None):
         self.limit = limit
+        self.total = total   # items the API said it holds: no guess goes past them
         self.offset_param = offset_param
         self.limit_param = limit_param
         self.max_window = max_window
@@ -53,6 +60,13 @@ class OffsetPaginator(Paginator):
 
     def first(self) -> dict:
         return self._params(0)
+
+    def guess(self, params: dict) -> dict | None:
+        offset = params[self.offset_param] + self.limit
+        if self.total is None or offset >= self.total or \
+                (self.max_window is not None and offset + self.limit > self.max_window):
+            return None
+        return self._params(offset)
 
     def next(self, page: Page, params: dict) -> dict | None:
         if not page.items:
@@ -192,3 +206,44 @@ class Listing:
                         pending.cancel()
                     raise
         self.finished = True
+
+
+def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
+          max_pages: int = 1_000_000, ahead: int = 1) -> Iterator[tuple[Page, dict | None]]:
+    """Each page with the parameters of the request after it (None after the last), the
+    next pages fetched in background threads while the caller works through the current
+    one: up to `ahead` requests in flight, those after the first sent on the paginator's
+    guess and dropped when the page before them says otherwise. `start`: the parameters
+    to begin with (a pull resumed where it stopped)."""
+    params: dict | None = start or paginator.first()
+    count = 0
+    with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="civicat-page") as prefetch:
+        queue: deque[tuple[dict, Future]] = deque([(params, prefetch.submit(fetch_page, params))])
+
+        def fill() -> None:
+            while len(queue) < ahead:
+                guessed = paginator.guess(queue[-1][0])
+                if guessed is None:
+                    return
+                queue.append((guessed, prefetch.submit(fetch_page, guessed)))
+
+        fill()
+        try:
+            while queue:
+                params, pending = queue.popleft()
+                page = pending.result()
+                count += 1
+                params = paginator.next(page, params)
+                if params is not None and count >= max_pages:
+                    raise PagingError(f"paging did not end after {max_pages} pages")
+                if queue and queue[0][0] != params:   # the guess was wrong: ask what the page says
+                    while queue:
+                        queue.pop()[1].cancel()
+                if params is not None:
+                    if not queue:
+                        queue.append((params, prefetch.submit(fetch_page, params)))
+                    fill()
+                yield page, params
+        finally:  # the caller stopped or failed: no request is left running
+            for _, pending in queue:
+                pending.cancel()

@@ -16,6 +16,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.mapping import Mapper, WorkerPool
 from harvester.portals import adapter_for
+from harvester.records import harvest_records
 
 log = logging.getLogger("civicat.harvest")
 
@@ -40,6 +41,9 @@ class PortalReport:
     retries: int = 0
     not_modified: int = 0
     bytes: int = 0
+    records_pulled: int = 0
+    records_failed: int = 0
+    record_rows: int = 0
     error_type: str | None = None
     error_message: str | None = None
 
@@ -83,14 +87,18 @@ class ErrorLog:
 
 
 def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
-            on_progress: Progress | None = None, full: bool = False, pool: WorkerPool | None = None) -> RunReport:
+            on_progress: Progress | None = None, full: bool = False, records: bool = False,
+            pool: WorkerPool | None = None) -> RunReport:
     """Harvest `portals` in turn. `full`: every dataset is re-mapped and rewritten, as
-    after a change of civicat's mapping (pair it with a client without a validator cache)."""
+    after a change of civicat's mapping (pair it with a client without a validator cache),
+    and records are pulled whole. `records`: then pull the records of each portal's chosen
+    datasets (config `records`)."""
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
     workers = pool or WorkerPool()
     try:
         for portal in portals:
-            run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full, pool=workers))
+            run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full, records=records,
+                                              pool=workers))
     finally:
         if pool is None:  # the caller's pool stays the caller's
             workers.close()
@@ -98,7 +106,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
 
 
 def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id: str,
-                   on_progress: Progress | None = None, *, full: bool = False,
+                   on_progress: Progress | None = None, *, full: bool = False, records: bool = False,
                    pool: WorkerPool | None = None) -> PortalReport:
     report = PortalReport(portal.id)
     errors = ErrorLog(store, run_id, portal.id, report)
@@ -140,6 +148,9 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                                      rewrite=full)
         for key, value in counts.items():
             setattr(report, key, value)
+        if records:  # a dataset's failed pull is an error of that dataset, not of the portal
+            step = "records"
+            harvest_records(adapter, store, run_id, errors, report, full=full)
         report.status = "ok"
     except Exception as exc:  # the portal fails; what earlier runs stored is untouched
         report.status = "failed"

@@ -51,3 +51,20 @@ def _loopback_only(monkeypatch):
 def _fast_cli_retries(monkeypatch):
     """CLI runs build their own client from the environment: keep retries quick."""
     monkeypatch.setenv("CIVICAT_HTTP_BACKOFF", "0.01")
+
+
+def harvest_with_records(tmp_path, portal_id, kind, url, records, *options, extra="", with_records=True):
+    """`civicat harvest [--records] --json` over a one-portal config; returns (db path, result)."""
+    import json
+
+    from click.testing import CliRunner
+
+    from harvester.cli import cli
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[portals]]\nid = "{portal_id}"\ncity = "{portal_id.title()}"\nkind = "{kind}"\n'
+                      f'url = "{url}"\nrecords = {json.dumps(list(records))}\n{extra}')
+    db = tmp_path / "c.duckdb"
+    result = CliRunner().invoke(cli, ["harvest", *(["--records"] if with_records else []), "--json",
+                                      "--config", str(config), "--db", str(db), *options])
+    return db, result

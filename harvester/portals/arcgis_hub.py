@@ -14,7 +14,9 @@ import re
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import PermanentError
+from harvester.paging import OffsetPaginator, Page, PageNumberPaginator
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
+from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, unique_fields
 
 FEED_PATH = "/api/feed/dcat-us/1.1.json"
 LAYER_URL = re.compile(r"^(https?://[^?#]+/(?:FeatureServer|MapServer)/\d+)(?:[/?#].*)?$", re.IGNORECASE)
@@ -66,6 +68,14 @@ class ArcgisHubAdapter(DcatUsAdapter):
             raise PermanentError(f"ArcGIS error: {error}", url)
         return {"layer_url": url, "layer": layer}
 
+    def record_source(self, dataset, previous) -> "FeatureServerRecords":
+        url = (dataset.details or {}).get("layer_url") or layer_url(
+            {"distribution": [{"accessURL": d.get("access_url"), "downloadURL": d.get("download_url")}
+                              for d in dataset.distributions]})
+        if not url:
+            raise RecordsError(f"{dataset.uid} names no FeatureServer or MapServer layer")
+        return FeatureServerRecords(self.http, url)
+
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
         out = super().map(entry, details, notes)
         layer = (details or {}).get("layer")
@@ -96,3 +106,118 @@ def _layer_columns(layer: dict) -> list[dict]:
         columns.append({"position": len(columns), "name": "geometry", "field_name": None,
                         "type": shape_type, "source_type": geometry, "description": None})
     return columns
+
+
+def _arcgis_data(url: str):
+    """An ArcGIS answer's shape check: errors come back as 200 with an `error` object."""
+    def check(data) -> str | None:
+        if isinstance(data, dict) and "error" in data:
+            return f"ArcGIS error: {data['error']}"
+        return None if isinstance(data, dict) else "an ArcGIS answer is a JSON object"
+    return check
+
+
+class TransferLimitPaginator(OffsetPaginator):
+    """resultOffset paging that goes on while the server says `exceededTransferLimit`
+    (it may answer fewer features than asked: its maxRecordCount wins)."""
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        if not page.items or not page.cursor:
+            return None
+        return self._params(params[self.offset_param] + len(page.items))
+
+
+class FeatureServerRecords(RecordSource):
+    """A FeatureServer / MapServer layer's features through `query`: `resultOffset` pages of
+    the layer's `maxRecordCount` in object-id order while `exceededTransferLimit`, or, when
+    the layer does not advertise pagination, batches of `objectIds` from `returnIdsOnly`.
+    Attributes typed from the layer's fields (dates are epoch milliseconds, UTC); the
+    shape as WKT in `geometry` (WGS84, `outSR=4326`). The count is asked first."""
+
+    def __init__(self, http, url: str):
+        self.http, self.url = http, url
+        layer = http.get_json(url, {"f": "json"}, expect=_arcgis_data(url)).data
+        self.batch = int(layer.get("maxRecordCount") or 1000)
+        self.object_id = R.text(layer.get("objectIdField")) or next(
+            (f.get("name") for f in layer.get("fields") or [] if isinstance(f, dict)
+             and f.get("type") == "esriFieldTypeOID"), None)
+        capabilities = layer.get("advancedQueryCapabilities") or {}
+        self.paged = bool(capabilities.get("supportsPagination") or layer.get("supportsPagination"))
+        self.geometry_type = R.text(layer.get("geometryType"))
+        fields = []
+        for f in layer.get("fields") or []:
+            if not isinstance(f, dict) or not f.get("name") or f.get("type") == "esriFieldTypeGeometry":
+                continue
+            kind = R.column_type(R.text(f.get("type")), COLUMN_TYPES)
+            fields.append(Field(f["name"], "datetime_utc" if kind == "datetime" else kind))
+        if self.geometry_type:
+            fields.append(Field("geometry", "point" if self.geometry_type == "esriGeometryPoint" else "geometry"))
+        if not fields:
+            raise RecordsError(f"the layer {url} lists no fields")
+        self.fields = unique_fields(fields)
+        self.conversion = Conversion(self.fields)
+        count = self._query({"where": "1=1", "returnCountOnly": "true"}).get("count")
+        self.expected_rows = count if isinstance(count, int) else None
+
+    def _query(self, params: dict) -> dict:
+        return self.http.get_json(f"{self.url}/query", {**params, "f": "json"}, expect=_arcgis_data(self.url)).data
+
+    def _page(self, data: dict) -> Page:
+        features = data.get("features")
+        if not isinstance(features, list):
+            raise RecordsError(f"a query answer of {self.url} has no features list")
+        rows = []
+        for feature in features:
+            row = dict(feature.get("attributes") or {}) if isinstance(feature, dict) else {}
+            if self.geometry_type:
+                row["geometry"] = esri_wkt(feature.get("geometry")) if isinstance(feature, dict) else None
+            rows.append(row)
+        return Page(items=self.conversion.table_from_rows(rows),
+                    cursor="more" if data.get("exceededTransferLimit") else None)
+
+    def batches(self, resume):
+        common = {"where": "1=1", "outFields": "*", "returnGeometry": "true", "outSR": "4326"}
+        if self.paged:
+            paginator = TransferLimitPaginator(self.batch, offset_param="resultOffset",
+                                               limit_param="resultRecordCount",
+                                               extra={**common, "orderByFields": self.object_id})
+            return paged_tables(lambda params: self._page(self._query(params)), paginator, resume)
+        if not self.object_id:
+            raise RecordsError(f"the layer {self.url} supports neither pagination nor object ids")
+        ids = self._query({"where": "1=1", "returnIdsOnly": "true"}).get("objectIds") or []
+        ids = sorted(i for i in ids if isinstance(i, int))
+        batches = [ids[i:i + self.batch] for i in range(0, len(ids), self.batch)]
+
+        def fetch(params: dict) -> Page:
+            number = params["batch"]
+            if number >= len(batches):
+                return Page(items=self.conversion.schema.empty_table())
+            chosen = batches[number]
+            return self._page(self._query({**common, "objectIds": ",".join(map(str, chosen))}))
+
+        return paged_tables(fetch, PageNumberPaginator(page_param="batch", first_page=0), resume)
+
+
+def esri_wkt(geometry) -> str | None:
+    """An Esri JSON geometry as WKT (polygon rings are kept in one POLYGON, as given)."""
+    if not isinstance(geometry, dict):
+        return None
+
+    def xy(point) -> str:
+        return f"{float(point[0])!r} {float(point[1])!r}"
+
+    try:
+        if "x" in geometry and "y" in geometry:
+            return None if geometry["x"] is None or geometry["y"] is None else \
+                f"POINT ({float(geometry['x'])!r} {float(geometry['y'])!r})"
+        if geometry.get("points"):
+            return "MULTIPOINT (" + ", ".join(f"({xy(p)})" for p in geometry["points"]) + ")"
+        if geometry.get("paths"):
+            return "MULTILINESTRING (" + ", ".join(
+                "(" + ", ".join(xy(p) for p in path) + ")" for path in geometry["paths"]) + ")"
+        if geometry.get("rings"):
+            return "POLYGON (" + ", ".join(
+                "(" + ", ".join(xy(p) for p in ring) + ")" for ring in geometry["rings"]) + ")"
+    except (TypeError, ValueError, IndexError):
+        return None
+    return None

@@ -40,6 +40,11 @@ class PortalAdapter(ABC):
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
         """Map: the normalised record (catalog.record.blank_record() filled in)."""
 
+    def record_source(self, dataset, previous):
+        """Records: a harvester.records.RecordSource reading the rows of `dataset` (a
+        StoredDataset), incremental from `previous` (a PreviousPull) where the kind can be."""
+        raise NotImplementedError(f"{self.kind} portals have no records pull in this version")
+
     def hash_view(self, entry: dict, details: dict | None):
         """What is hashed to tell a changed dataset: the entry and its details, less
         counters (page views, downloads) that change every night while the dataset does not."""

@@ -16,6 +16,7 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.paging import Listing, Page, SinglePage
 from harvester.portals.base import PortalAdapter
+from harvester.records import DownloadedFile, RecordsError, csv_distribution
 
 # Hub identifiers are item URLs that change with the site's address; the item id does not.
 _HUB_ITEM = re.compile(r"^[0-9a-f]{32}$")
@@ -69,6 +70,13 @@ class DcatUsAdapter(PortalAdapter):
         if not identifier or not identifier.startswith(("http://", "https://")):
             return identifier  # a plain id is stable as it is
         return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
+
+    def record_source(self, dataset, previous) -> DownloadedFile:
+        """The first CSV distribution, downloaded whole, its types sniffed from the file."""
+        url = csv_distribution(dataset)
+        if url is None:
+            raise RecordsError(f"{dataset.uid} has no CSV distribution to download")
+        return DownloadedFile(self.http, url)
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
         out = R.blank_record()

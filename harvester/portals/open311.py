@@ -9,13 +9,19 @@ records harvest's business.
 """
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import PermanentError
-from harvester.paging import Listing, Page, SinglePage
+from harvester.paging import Listing, Page, Paginator, SinglePage
 from harvester.portals.base import PortalAdapter
+from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, parquet_max, read_parquet_sql
 
 SOURCE_ID = "service-requests"
+WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
+EARLIEST = datetime(2010, 1, 1, tzinfo=UTC)   # GeoReport v2 dates from 2010: nothing older to ask for
+RECENT = timedelta(days=90)             # an incremental pull re-reads this much before its watermark
 SERVICE_FIELDS = ("service_code", "service_name", "description", "metadata", "type", "keywords", "group")
 # GeoReport v2 service request fields (name, type in the shared vocabulary, description)
 REQUEST_FIELDS = (
@@ -78,6 +84,11 @@ class Open311Adapter(PortalAdapter):
     def source_id(self, entry) -> str | None:
         return SOURCE_ID if isinstance(entry, dict) else None
 
+    def record_source(self, dataset, previous) -> "RequestsRecords":
+        if dataset.source_id != SOURCE_ID:
+            raise RecordsError(f"an Open311 endpoint has one dataset, {SOURCE_ID!r}, not {dataset.source_id!r}")
+        return RequestsRecords(self, previous)
+
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
         services = [s for s in entry.get("services") or [] if isinstance(s, dict)]
         names = R.text_list([s.get("service_name") for s in services])
@@ -104,3 +115,89 @@ class Open311Adapter(PortalAdapter):
                            "source_type": "georeport-v2", "description": description}
                           for i, (name, kind, description) in enumerate(REQUEST_FIELDS)]
         return out
+
+
+def _requests_shape(data) -> str | None:
+    return None if isinstance(data, list) else "requests.json is a JSON array of requests"
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class WindowPaginator(Paginator):
+    """requests.json by date window (`start_date`/`end_date`, 90 days) and `page` within it:
+    the next page while one brings new requests, then the next window, up to `until`."""
+
+    def __init__(self, since: datetime, until: datetime):
+        self.since, self.until = since, until
+
+    def _window(self, start: datetime, page: int = 1) -> dict | None:
+        if start >= self.until:
+            return None
+        return {"start_date": _stamp(start), "end_date": _stamp(min(start + WINDOW, self.until)), "page": page}
+
+    def first(self) -> dict:
+        return self._window(self.since)
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        if len(page.items):
+            return {**params, "page": params["page"] + 1}
+        return self._window(datetime.fromisoformat(params["end_date"].replace("Z", "+00:00")))
+
+
+class RequestsRecords(RecordSource):
+    """An endpoint's service requests from `requests.json`, window after window from 2010
+    (or, after a pull, from 90 days before its latest request, merged by
+    `service_request_id`). A page that brings no request not already seen in this window
+    or the one before ends the window: servers that ignore `page` repeat their first."""
+
+    def __init__(self, adapter: Open311Adapter, previous, *, now: datetime | None = None,
+                 since: datetime = EARLIEST):
+        self.http, self.url = adapter.http, f"{adapter.portal.url}/requests.json"
+        self.fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
+        self.conversion = Conversion(self.fields)
+        self.until = now or datetime.now(UTC).replace(microsecond=0)
+        self.since = since
+        if previous is not None and previous.watermark:
+            self.mode = "incremental"
+            latest = datetime.fromisoformat(previous.watermark)
+            self.since = max(since, (latest if latest.tzinfo else latest.replace(tzinfo=UTC)) - RECENT)
+        self._window: str | None = None
+        self._seen, self._seen_before = set(), set()   # ids of this window and of the one before
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{super().fingerprint}|{self.url}|{_stamp(self.since)}"
+
+    def _page(self, params: dict) -> Page:
+        requests = self.http.get_json(self.url, params, expect=_requests_shape).data
+        if params["start_date"] != self._window:
+            self._window, self._seen_before, self._seen = params["start_date"], self._seen, set()
+        rows = []
+        for request in requests:
+            if not isinstance(request, dict):
+                continue
+            key = request.get("service_request_id")
+            if key is not None:
+                key = str(key)
+                if key in self._seen or key in self._seen_before:
+                    continue
+                self._seen.add(key)
+            rows.append(request)
+        return Page(items=self.conversion.table_from_rows(rows))
+
+    def batches(self, resume):
+        return paged_tables(self._page, WindowPaginator(self.since, self.until), resume)
+
+    def watermark(self, glob: str) -> str | None:
+        latest = parquet_max(glob, "requested_datetime")
+        if latest is None:
+            return None
+        return (latest if latest.tzinfo else latest.replace(tzinfo=UTC)).isoformat()
+
+    def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
+        previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
+        return (f"SELECT * FROM {previous} WHERE service_request_id IS NULL OR service_request_id NOT IN "
+                f"(SELECT service_request_id FROM {delta} WHERE service_request_id IS NOT NULL) "
+                f"UNION ALL BY NAME SELECT * FROM {delta}")

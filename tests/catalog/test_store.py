@@ -52,7 +52,7 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     from catalog.store import connect, migrate
     con = connect(tmp_path / "c.duckdb")
     shipped = sorted(int(p.name[:4]) for p in (Path(__file__).parents[2] / "catalog" / "migrations").glob("*.sql"))
-    assert shipped[:2] == [1, 2] and 5 in shipped
+    assert shipped[:2] == [1, 2] and {4, 5} <= set(shipped)
     assert migrate(con) == [] and [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()] == shipped
     con.close()
 

@@ -85,3 +85,37 @@ def test_fewer_unique_items_than_reported_is_partial():
     listing = Listing(lambda p: Page([{"id": "a"}, {"id": "a"}], total=2), SinglePage(), lambda i: i["id"])
     list(listing)
     assert not listing.complete and listing.shortfall == 1
+
+
+def test_pages_ahead_guesses_full_pages_and_drops_wrong_guesses():
+    from harvester.paging import OffsetPaginator, Page, pages
+
+    items = list(range(23))
+    asked = []
+
+    def fetch(params):
+        asked.append(params["offset"])
+        return Page(items=items[params["offset"]:params["offset"] + 5])
+
+    got = [(page.items, after) for page, after in pages(fetch, OffsetPaginator(5, total=23), ahead=3)]
+    assert [i for page, _ in got for i in page] == items
+    assert got[-1][1] is None and sorted(asked) == [0, 5, 10, 15, 20]   # no guess past the total
+
+    short = {10: 3}   # the page at offset 10 comes back short (a server cap): the guesses after it are dropped
+    asked.clear()
+
+    def capped(params):
+        asked.append(params["offset"])
+        offset = params["offset"]
+        return Page(items=items[offset:offset + short.get(offset, 5)], total=23)
+
+    seen = [i for page, _ in pages(capped, OffsetPaginator(5, total=23), ahead=3) for i in page.items]
+    assert seen == items and 13 in asked
+
+
+def test_pages_resume_from_given_parameters():
+    from harvester.paging import OffsetPaginator, Page, pages
+
+    seen = [page.items for page, _ in pages(lambda p: Page(items=list(range(p["offset"], min(p["offset"] + 4, 10)))),
+                                            OffsetPaginator(4), start={"offset": 8, "limit": 4})]
+    assert seen == [[8, 9]]

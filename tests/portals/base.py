@@ -50,6 +50,14 @@ MAINTENANCE_PAGE = (
 INVALID_JSON = b'{"results": [1, 2,'
 
 
+class RawBody:
+    """A non-JSON answer from ``route`` (a CSV page, an export file)."""
+
+    def __init__(self, body: bytes, content_type: str = "text/csv; charset=utf-8") -> None:
+        self.body = body
+        self.content_type = content_type
+
+
 def json_error(status: int, message: str | None = None) -> dict:
     """Error body in the shape Socrata uses."""
     reason = HTTP_STATUS_CODES.get(status, "Error")
@@ -212,10 +220,15 @@ class LocalPortal:
                 status, payload = 200, self.static[path]
             else:
                 status, payload = self.route(path, query)
-            body = json.dumps(payload).encode()
+            content_type = JSON_TYPE
+            if isinstance(payload, RawBody):
+                body, content_type = payload.body, payload.content_type
+            else:
+                body = json.dumps(payload).encode()
             if kind == "truncated_json":
-                body = body[: len(body) // 2]  # valid HTTP message, broken JSON
-            answer = self._encode(request, status, body, validators=status == 200, conditional=kind is None)
+                body = body[: len(body) // 2]  # valid HTTP message, broken JSON (or CSV cut mid-row)
+            answer = self._encode(request, status, body, content_type, validators=status == 200,
+                                  conditional=kind is None)
             if kind == "truncated":
                 # Keep the full Content-Length: the client must see an incomplete read.
                 status, headers, body = answer

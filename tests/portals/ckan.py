@@ -33,10 +33,14 @@ class CkanPortal(LocalPortal):
     - ``prefix`` mounts the API under a path (``/ckan``).
     """
 
-    def __init__(self, packages: Iterable[dict], datastore: dict[str, list] | None = None, prefix: str = "") -> None:
+    RECORDS_MAX = 32_000  # ckan.datastore.search.rows_max
+
+    def __init__(self, packages: Iterable[dict], datastore: dict[str, list] | None = None, prefix: str = "",
+                 records: dict[str, list[dict]] | None = None) -> None:
         super().__init__(prefix)
         self.packages = list(packages)
         self.datastore = dict(datastore or {})
+        self.records = dict(records or {})  # resource id → DataStore rows (each with its `_id`)
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/api/3/action/package_search":
@@ -45,8 +49,14 @@ class CkanPortal(LocalPortal):
             fields = self.datastore.get(query.get("resource_id", ""))
             if fields is None:
                 return 404, ckan_error("Not Found Error", f'Resource "{query.get("resource_id")}" was not found.')
+            rows = self.records.get(query["resource_id"], [])
+            limit, offset = int(query.get("limit", 100)), int(query.get("offset", 0))
+            if limit > self.RECORDS_MAX:
+                return 409, ckan_error("Validation Error", f"limit: Must be less than or equal to {self.RECORDS_MAX}")
+            if query.get("sort", "_id asc") == "_id asc":
+                rows = sorted(rows, key=lambda r: r["_id"])
             return 200, {"success": True, "result": {"resource_id": query["resource_id"], "fields": fields,
-                                                     "records": [], "total": 0}}
+                                                     "records": rows[offset:offset + limit], "total": len(rows)}}
         return 404, ckan_error("Not Found Error", f"Action not found: {path}")
 
     def package_search(self, query: Query) -> tuple[int, Any]:

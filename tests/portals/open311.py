@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from .base import LocalPortal, Query, json_error
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 class Open311Portal(LocalPortal):
     """Serves ``services`` as services.json, or ``services_xml`` (bytes) as services.xml
     with services.json answering 404, as XML-only endpoints do."""
 
-    def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2"):
+    PAGE_SIZE = 50   # requests per page, as Boston's server gives them
+
+    def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
+                 requests: list[dict] | None = None, paging: bool = True):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
+        self.service_requests = list(requests or [])   # GeoReport v2 request objects
+        self.paging = paging   # False: `page` is ignored, as some servers do
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
             return 200, self.services
+        if path == "/requests.json":
+            return self.requests_page(query)
         return 404, json_error(404, f"No route for {path}")
 
     def _wsgi(self, environ, start_response):
@@ -29,3 +41,17 @@ class Open311Portal(LocalPortal):
                                       ("Content-Length", str(len(self.services_xml)))])
             return [self.services_xml]
         return super()._wsgi(environ, start_response)
+
+    def requests_page(self, query: Query) -> tuple[int, Any]:
+        """``start_date``/``end_date`` (at most 90 days apart, else 400) on requested_datetime,
+        newest first, ``page`` (from 1) of PAGE_SIZE."""
+        try:
+            start, end = _instant(query["start_date"]), _instant(query["end_date"])
+        except (KeyError, ValueError):
+            return 400, [{"code": 400, "description": "start_date and end_date are required"}]
+        if (end - start).days > 90:
+            return 400, [{"code": 400, "description": "the date window is at most 90 days"}]
+        chosen = sorted((r for r in self.service_requests if start <= _instant(r["requested_datetime"]) < end),
+                        key=lambda r: r["requested_datetime"], reverse=True)
+        page = int(query.get("page", 1)) if self.paging else 1
+        return 200, chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .base import LocalPortal, Query
+import json
+
+from .base import LocalPortal, Query, RawBody
 
 API = "/api/explore/v2.1/catalog"
 
@@ -56,11 +58,23 @@ class OpenDataSoftPortal(LocalPortal):
     MAX_LIMIT = 100
     MAX_WINDOW = 10_000
 
-    def __init__(self, datasets: Iterable[dict], prefix: str = "") -> None:
+    def __init__(self, datasets: Iterable[dict], prefix: str = "", records: dict[str, list[dict]] | None = None) -> None:
         super().__init__(prefix)
         self.datasets = list(datasets)
+        self.records = dict(records or {})  # dataset id → its records (flat objects)
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
+        for dataset_id, rows in self.records.items():
+            base = f"{API}/datasets/{dataset_id}"
+            if path == f"{base}/exports/jsonl":
+                return 200, RawBody("".join(json.dumps(r) + "\n" for r in rows).encode(), "application/jsonl")
+            if path == f"{base}/records":
+                limit, offset = int(query.get("limit", 10)), int(query.get("offset", 0))
+                if limit > self.MAX_LIMIT:
+                    return 400, ods_error(f"Invalid value for limit API parameter: {limit}")
+                if offset + limit > self.MAX_WINDOW:
+                    return 400, ods_error("Invalid value for offset API parameter: offset + limit must be <= 10000.")
+                return 200, {"total_count": len(rows), "results": rows[offset:offset + limit]}
         if path == f"{API}/exports/json":
             return 200, self.datasets
         if path != f"{API}/datasets":

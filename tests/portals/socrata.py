@@ -7,9 +7,87 @@ import re
 from bisect import bisect_right
 from typing import Any, Iterable
 
-from .base import LocalPortal, Query, json_error
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .base import LocalPortal, Query, RawBody, json_error
 
 VIEW_PATH = re.compile(r"^/api/views/([a-z0-9]{4}-[a-z0-9]{4})\.json$")
+RESOURCE_PATH = re.compile(r"^/resource/([a-z0-9]{4}-[a-z0-9]{4})\.(json|csv)$")
+UPDATED_AFTER = re.compile(r"^\s*:updated_at\s*>\s*'([^']+)'\s*$")
+
+
+class SodaTable:
+    """One dataset's rows as SODA serves them at /resource/{id}: text values (SODA's JSON
+    gives numbers as strings), objects for locations, sorted by the system field :id.
+
+    ``$select`` (``count(*) [AS n]``, or fields with ``:id``, ``:updated_at``, ``*``),
+    ``$where`` (only ``:updated_at > '<timestamp>'``), ``$order`` (``:id``; anything else
+    is refused), ``$limit`` (default 1,000; above 50,000 refused), ``$offset``."""
+
+    MAX_LIMIT = 50_000
+    DEFAULT_LIMIT = 1_000
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table.sort_by(":id")
+        self.fields = [n for n in table.column_names if not n.startswith(":")]
+
+    @classmethod
+    def from_rows(cls, rows: list[dict], updated_at: str = "2024-01-15T12:00:00.000Z") -> "SodaTable":
+        rows = [{":id": f"row-{i:08d}", ":updated_at": row.pop(":updated_at", updated_at), **row}
+                for i, row in enumerate(dict(r) for r in rows)]
+        return cls(pa.Table.from_pylist(rows))
+
+    def answer(self, fmt: str, query: Query) -> tuple[int, object]:
+        table = self.table
+        where = query.get("$where")
+        if where:
+            match = UPDATED_AFTER.match(where)
+            if not match:
+                return 400, json_error(400, f"unsupported $where: {where}")
+            since = pc.cast(pa.scalar(match[1].rstrip("Z")), pa.timestamp("us"))
+            stamps = pc.cast(pc.utf8_rtrim(table[":updated_at"], characters="Z"), pa.timestamp("us"))
+            table = table.filter(pc.greater(stamps, since))
+        select = query.get("$select", "*").replace(" ", "")
+        if select.lower().startswith("count(*)"):
+            alias = select[8:].lower().removeprefix("as") or "count"
+            return 200, [{alias: str(table.num_rows)}]
+        if query.get("$order", ":id") != ":id":
+            return 400, json_error(400, "this portal only orders by :id")
+        try:
+            limit = int(query.get("$limit", self.DEFAULT_LIMIT))
+            offset = int(query.get("$offset", 0))
+        except ValueError:
+            return 400, json_error(400, "$limit and $offset must be integers")
+        if limit > self.MAX_LIMIT:
+            return 400, json_error(400, f"$limit must be at most {self.MAX_LIMIT}")
+        names = []
+        for part in select.split(","):
+            names += self.fields if part == "*" else [":id", ":updated_at"] if part == ":*" else [part]
+        missing = [n for n in names if n not in table.column_names]
+        if missing:
+            return 400, json_error(400, f"no such column: {missing[0]}")
+        page = table.slice(offset, limit).select(names)
+        if fmt == "json":
+            rows = [{k: v for k, v in row.items() if v is not None} for row in page.to_pylist()]
+            return 200, RawBody(orjson.dumps(rows), "application/json; charset=utf-8")
+        return 200, RawBody(csv_bytes(page))
+
+
+def csv_bytes(table: pa.Table) -> bytes:
+    """SODA's CSV: a header of field names, locations as WKT points."""
+    columns = []
+    for name in table.column_names:
+        column = table[name]
+        if pa.types.is_struct(column.type):
+            column = pc.binary_join_element_wise("POINT (", pc.struct_field(column, "longitude"), " ",
+                                                 pc.struct_field(column, "latitude"), ")", "")
+        columns.append(column)
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(pa.table(columns, names=table.column_names), sink)
+    return sink.getvalue().to_pybytes()
 
 
 class TrackedList(list):
@@ -65,8 +143,9 @@ class SocrataPortal(LocalPortal):
 
     def __init__(self, entries: Iterable[dict], views: dict[str, Any] | None = None,
                  domain: str = "data.example.org", other_domain_entries: Iterable[dict] = (),
-                 prefix: str = "") -> None:
+                 prefix: str = "", records: dict[str, SodaTable] | None = None) -> None:
         super().__init__(prefix)
+        self.records = dict(records or {})
         self.domain = domain
         self._listings: dict[tuple, tuple[list, list]] = {}
         self.entries = entries
@@ -101,6 +180,12 @@ class SocrataPortal(LocalPortal):
             if view is None:
                 return 404, json_error(404, f"Cannot find view with id {match[1]}")
             return 200, view
+        match = RESOURCE_PATH.match(path)
+        if match:
+            table = self.records.get(match[1])
+            if table is None:
+                return 404, json_error(404, f"Cannot find dataset {match[1]}")
+            return table.answer(match[2], query)
         return 404, json_error(404, f"No route for {path}")
 
     def catalog(self, query: Query) -> tuple[int, Any]:
@@ -144,3 +229,21 @@ class SocrataPortal(LocalPortal):
             cached = entries, [e["resource"]["id"] for e in entries]
             self._listings = {key: cached} if len(self._listings) > 8 else {**self._listings, key: cached}
         return cached
+
+
+def discovery_entry(view: dict, domain: str = "data.example.org") -> dict:
+    """A Discovery ``results[]`` item for a /api/views document (columns as the catalogue
+    lists them), so a recorded view can be served as a catalogue entry."""
+    columns = [c for c in view.get("columns", []) if not str(c.get("fieldName", "")).startswith(":")]
+    return {
+        "resource": {
+            "id": view["id"], "name": view.get("name") or view["id"], "type": "dataset",
+            "description": view.get("description") or "", "updatedAt": "2024-01-15T12:00:00.000Z",
+            "columns_field_name": [c["fieldName"] for c in columns], "columns_name": [c.get("name") for c in columns],
+            "columns_datatype": [c.get("dataTypeName") for c in columns],
+            "columns_description": [c.get("description") for c in columns],
+        },
+        "classification": {"categories": [], "tags": [], "domain_category": view.get("category"), "domain_tags": []},
+        "metadata": {"domain": domain},
+        "permalink": f"https://{domain}/d/{view['id']}",
+    }

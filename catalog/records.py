@@ -1,0 +1,231 @@
+"""Harvested records on disk, and what the catalogue knows of them.
+
+Layout: `<records root>/portal=<id>/dataset=<source_id>/part-NNNNN.parquet` (Hive style),
+the records root being `records/` beside the DuckDB file. A pull writes into its own
+staging folder (`.records-staging/` beside the root, outside any glob over the root) and
+the finished folder is moved into place whole: a reader sees the previous complete
+dataset or the new complete one, never a partial one.
+
+Names from portals are percent-encoded before they reach a path (`/`, `..`, NUL and
+everything outside `[A-Za-z0-9_.-]`), and every path is checked to stay inside the root.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+SAFE = re.compile(r"[A-Za-z0-9_.-]")
+MAX_SEGMENT = 120
+TOP_VALUES = 50         # as many as the overlap value signal reads per column
+LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
+PROFILE_MEMORY = "128MB"
+
+
+class UnsafePath(ValueError):
+    pass
+
+
+def safe_segment(name: str) -> str:
+    """A portal's id as one path segment: percent-encoded like Hive partition values, no
+    leading dot (no `..`, no hidden folder), long names cut and suffixed with a hash."""
+    if not name:
+        raise UnsafePath("empty name")
+    encoded = "".join(ch if SAFE.match(ch) else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+                      for ch in name)
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    if len(encoded) > MAX_SEGMENT:
+        encoded = f"{encoded[:MAX_SEGMENT - 17]}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
+    return encoded
+
+
+def quote_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class RecordsLayout:
+    def __init__(self, root: str | Path):
+        self.root = Path(root).resolve()
+        self.staging_root = self.root.parent / f".{self.root.name}-staging"
+
+    @classmethod
+    def beside(cls, db_path: str | Path) -> "RecordsLayout":
+        return cls(Path(db_path).resolve().parent / "records")
+
+    def relative(self, portal_id: str, source_id: str) -> str:
+        return f"portal={safe_segment(portal_id)}/dataset={safe_segment(source_id)}"
+
+    def _inside(self, base: Path, relative: str) -> Path:
+        path = (base / relative).resolve()
+        if base.resolve() not in path.parents:
+            raise UnsafePath(f"{relative!r} escapes {base}")
+        return path
+
+    def folder(self, portal_id: str, source_id: str) -> Path:
+        return self._inside(self.root, self.relative(portal_id, source_id))
+
+    def staging(self, portal_id: str, source_id: str) -> Path:
+        """The dataset's staging folder: the same for every attempt, so a pull cut short
+        resumes from the parts it finished."""
+        return self._inside(self.staging_root, self.relative(portal_id, source_id))
+
+    def publish(self, ready: Path, portal_id: str, source_id: str) -> Path:
+        """Move the complete folder `ready` into place, replacing the previous one."""
+        final = self.folder(portal_id, source_id)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        retired = None
+        if final.exists():
+            retired = self.staging_root / f"retired-{uuid.uuid4().hex}"
+            self.staging_root.mkdir(parents=True, exist_ok=True)
+            os.rename(final, retired)
+        os.rename(ready, final)
+        if retired is not None:
+            shutil.rmtree(retired, ignore_errors=True)
+        return final
+
+    def glob(self, portal_id: str, source_id: str) -> str:
+        return str(self.folder(portal_id, source_id) / "*.parquet")
+
+
+def parquet_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[tuple[str, str]]:
+    return [(row[0], row[1]) for row in con.execute("DESCRIBE SELECT * FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchall()]
+
+
+NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+           "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
+    """Per column of the Parquet at `glob`: type, rows, nulls, approximate distinct count,
+    min, max, and the most frequent values of low-cardinality text columns.
+
+    Rows, nulls, min and max come from the Parquet statistics (`parquet_metadata`, no data
+    read) where every row group has exact ones; one scan gives the distinct estimates
+    (and min/max/nulls of any column without statistics)."""
+    columns = parquet_columns(con, glob)
+    if not columns:
+        return []
+    stats = {row[0]: row[1:] for row in con.execute("""
+        SELECT path_in_schema, sum(row_group_num_rows), sum(stats_null_count),
+               bool_and(stats_null_count IS NOT NULL AND (stats_null_count = row_group_num_rows OR
+                        (stats_min_value IS NOT NULL AND coalesce(min_is_exact, true) AND coalesce(max_is_exact, true)))),
+               list(stats_min_value) FILTER (WHERE stats_min_value IS NOT NULL),
+               list(stats_max_value) FILTER (WHERE stats_max_value IS NOT NULL)
+        FROM parquet_metadata(?) GROUP BY path_in_schema""", [glob]).fetchall()}
+    parts = ["count(*)"]
+    scanned = []
+    for name, kind in columns:
+        column = quote_identifier(name)
+        parts.append(f"approx_count_distinct({column})")
+        scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
+        if not (stats.get(name) and stats[name][2]):
+            scanned.append(name)
+            parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
+                      f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
+    row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()
+    total, values = row[0], iter(row[1:])
+    profiles = []
+    for name, kind in columns:
+        distinct = next(values)
+        if name in scanned:
+            non_null, low, high = next(values), next(values), next(values)
+        else:
+            _, nulls, _, lows, highs = stats[name]
+            non_null = total - nulls
+            number = (lambda v: float(v)) if kind.startswith(NUMERIC) else (lambda v: v)
+            low = min(lows, key=number) if lows else None
+            high = max(highs, key=number) if highs else None
+        top = None
+        if kind == "VARCHAR" and 0 < distinct <= LOW_CARDINALITY:
+            column = quote_identifier(name)
+            top = [r[0] for r in con.execute(
+                f"SELECT {column} FROM read_parquet(?, hive_partitioning = false) WHERE {column} IS NOT NULL "
+                f"GROUP BY ALL ORDER BY count(*) DESC, {column} LIMIT {TOP_VALUES}", [glob]).fetchall()]
+        profiles.append({"column_name": name, "type": kind, "row_count": total, "null_count": total - non_null,
+                         "distinct_count": min(distinct, non_null),  # the estimate can overshoot
+                         "min_value": low, "max_value": high, "top_values": top})
+    return profiles
+
+
+@dataclass
+class PreviousPull:
+    path: str
+    row_count: int
+    watermark: str | None
+    pulled_at: datetime
+
+
+def previous_pull(con: duckdb.DuckDBPyConnection, uid: str) -> PreviousPull | None:
+    row = con.execute("SELECT path, row_count, watermark, pulled_at FROM record_pulls WHERE dataset_uid = ?",
+                      [uid]).fetchone()
+    return PreviousPull(*row) if row else None
+
+
+def vocabulary_type(duckdb_type: str) -> str:
+    """A Parquet column's DuckDB type in the shared column vocabulary (`columns.type`)."""
+    if duckdb_type.startswith(("TIMESTAMP", "TIME WITH")):
+        return "datetime"
+    if duckdb_type.startswith(("DECIMAL", "DOUBLE", "FLOAT")):
+        return "number"
+    if duckdb_type.startswith(NUMERIC):
+        return "integer"
+    return {"VARCHAR": "text", "BOOLEAN": "boolean", "DATE": "date"}.get(duckdb_type, "other")
+
+
+def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: str, portal_id: str,
+                source_id: str, mode: str, watermark: str | None, run_id: str, now: datetime,
+                seconds: float, kinds: dict[str, str] | None = None) -> dict:
+    """After a publish: the dataset's pull row and its column profiles, in one transaction.
+    A profile's `type` is the column's type in the shared vocabulary, as in `columns`:
+    `kinds` (column → type, from the pull), else derived from the Parquet type."""
+    glob = layout.glob(portal_id, source_id)
+    # a DuckDB of its own, with a small memory limit: the profile must not lift the pull's peak
+    with duckdb.connect(config={"memory_limit": PROFILE_MEMORY, "threads": 2}) as profiler:
+        profiles = profile_columns(profiler, glob)
+    folder = layout.folder(portal_id, source_id)
+    size = sum(p.stat().st_size for p in folder.glob("*.parquet"))
+    rows = profiles[0]["row_count"] if profiles else con.execute(
+        "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()[0]
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM record_pulls WHERE dataset_uid = ?", [uid])
+        con.execute("INSERT INTO record_pulls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [uid, portal_id, source_id, layout.relative(portal_id, source_id), rows, len(profiles), size,
+                     mode, watermark, run_id, now, seconds])
+        con.execute("DELETE FROM column_profiles WHERE dataset_uid = ?", [uid])
+        if profiles:
+            con.executemany("INSERT INTO column_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [[uid, p["column_name"], (kinds or {}).get(p["column_name"]) or vocabulary_type(p["type"]),
+                              p["row_count"], p["null_count"], p["distinct_count"],
+                              p["min_value"], p["max_value"], p["top_values"], now] for p in profiles])
+        define_records_macro(con, layout)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return {"rows": rows, "columns": len(profiles), "bytes": size}
+
+
+def define_records_macro(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> None:
+    """`SELECT * FROM records('seattle', '3k2p-39jp')`: a harvested dataset from the
+    catalogue. The root is absolute; ids with characters outside [A-Za-z0-9_.-] are
+    stored percent-encoded (record_pulls.path gives the folder of any id)."""
+    root = str(layout.root).replace("'", "''")
+    con.execute(f"""CREATE OR REPLACE MACRO records(portal, dataset) AS TABLE
+                    SELECT * FROM read_parquet('{root}/portal=' || portal || '/dataset=' || dataset || '/*.parquet',
+                                               hive_partitioning = false)""")
+
+
+def write_json_atomic(path: Path, value) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)

@@ -1,0 +1,740 @@
+"""The records harvest: rows of chosen datasets into typed, Hive-partitioned Parquet.
+
+Each portal kind's module says how its rows are read (`PortalAdapter.record_source`):
+endpoints, paging, field types. This module holds what they share: the Arrow types of
+the shared column vocabulary and the conversion of portal values to them, the paged
+driver that writes parts, resumes a pull cut short and publishes a dataset only when it
+is complete, and the pull of a portal's chosen datasets with errors kept per dataset.
+"""
+from __future__ import annotations
+
+import csv
+import ctypes
+import json
+import logging
+import shutil
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from catalog.records import RecordsLayout, previous_pull, record_pull, write_json_atomic
+from harvester.paging import Page, Paginator, pages
+
+log = logging.getLogger("civicat.records")
+
+# the shared column vocabulary (SPEC `columns.type`) → Arrow; `datetime_utc` is a datetime
+# the portal gives as an instant (Esri epoch milliseconds, Socrata fixed timestamps)
+ARROW_TYPES = {
+    "text": pa.string(), "url": pa.string(), "other": pa.string(), "integer": pa.int64(), "number": pa.float64(),
+    "boolean": pa.bool_(), "date": pa.date32(), "datetime": pa.timestamp("us"),
+    "datetime_utc": pa.timestamp("us", tz="UTC"), "point": pa.string(), "geometry": pa.string(),
+}
+TEXT_KINDS = ("text", "url", "other", "point", "geometry")
+CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
+PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
+
+
+class RecordsError(Exception):
+    """A dataset whose records cannot be pulled (unsupported, incomplete, inconsistent)."""
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str      # the column's name in the Parquet: the portal's field name, made unique and printable
+    kind: str      # a key of ARROW_TYPES
+    source: str | None = None   # the portal's field name, where `name` had to differ from it
+
+    @property
+    def key(self) -> str:
+        return self.name if self.source is None else self.source
+
+
+def arrow_schema(fields: list[Field]) -> pa.Schema:
+    return pa.schema([pa.field(f.name, ARROW_TYPES[f.kind]) for f in fields])
+
+
+def clean_name(name: str) -> str:
+    """A portal's field name as a Parquet column name: no control characters."""
+    return "".join(ch for ch in str(name) if ch >= " " and ch != "\x7f") or "_"
+
+
+def unique_fields(fields: list[Field]) -> list[Field]:
+    """Each column once, with a printable name (portals do list a field twice: the second
+    becomes `name_2`, read from the same source field), of a known kind (else `other`)."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in fields:
+        name = clean_name(f.name)
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}_{seen[name]}"
+        else:
+            seen[name] = 1
+        out.append(Field(name, f.kind if f.kind in ARROW_TYPES else "other", None if name == f.name else f.name))
+    return out
+
+
+_memory_bounded = False
+
+
+def bound_process_memory() -> None:
+    """A pull reads and converts pages in several threads; by default glibc keeps each
+    thread's freed page buffers in its own arena and Arrow's mimalloc keeps freed
+    segments, so RSS grows far past what is in use. Large buffers are mapped (and given
+    back when freed) and Arrow allocates with jemalloc: 430 → 300 MB peak on a 1M-row pull."""
+    global _memory_bounded
+    if _memory_bounded:
+        return
+    _memory_bounded = True
+    try:
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    except NotImplementedError:  # a pyarrow built without jemalloc
+        pass
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)   # M_MMAP_THRESHOLD: 1 MB
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+# -- values → Arrow ------------------------------------------------------------------------
+
+class Conversion:
+    """Converts columns to their Arrow types; a value that does not parse becomes null and
+    is counted per column (reported as a warning, the raw value being the portal's)."""
+
+    def __init__(self, fields: list[Field]):
+        self.fields = fields
+        self.schema = arrow_schema(fields)
+        self.invalid: Counter[str] = Counter()
+
+    def table_from_rows(self, rows: list[dict]) -> pa.Table:
+        """JSON records (a list of objects) → a typed table; missing keys are nulls."""
+        return self.table({f.key: [row.get(f.key) for row in rows] for f in self.fields}, len(rows))
+
+    def table(self, columns: dict[str, list | pa.Array], length: int) -> pa.Table:
+        """Columns by the portal's field names → a table of this schema."""
+        arrays = []
+        for f in self.fields:
+            values = columns.get(f.key)
+            arrays.append(pa.nulls(length, ARROW_TYPES[f.kind]) if values is None else self.column(values, f))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def column(self, values: list | pa.Array, f: Field) -> pa.Array:
+        target = ARROW_TYPES[f.kind]
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        if isinstance(values, pa.Array):
+            if values.type == target:
+                return values
+            if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+                return self._cast_strings(values, f, target)
+            values = values.to_pylist()
+        if f.kind in TEXT_KINDS:
+            if f.kind in ("text", "other"):
+                try:
+                    return pa.array(values, pa.string())
+                except (pa.ArrowTypeError, pa.ArrowInvalid):
+                    pass   # objects, numbers among the strings: each value on its own
+            return pa.array([_as_text(v, f.kind) for v in values], pa.string())
+        try:
+            array = pa.array(values)
+        except (pa.ArrowTypeError, pa.ArrowInvalid):  # mixed types: each value on its own
+            return self._one_by_one(values, f, target)
+        if pa.types.is_null(array.type):
+            return pa.nulls(len(values), target)
+        if pa.types.is_string(array.type):
+            return self._cast_strings(array, f, target)
+        if f.kind in ("datetime", "datetime_utc") and pa.types.is_integer(array.type):
+            # epoch milliseconds (Esri): an instant, in UTC
+            stamps = array.cast(pa.timestamp("ms", tz="UTC")).cast(pa.timestamp("us", tz="UTC"))
+            return stamps if f.kind == "datetime_utc" else stamps.cast(pa.timestamp("us"))
+        try:
+            return array.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            return self._one_by_one(values, f, target)
+
+    def _cast_strings(self, array: pa.Array, f: Field, target: pa.DataType) -> pa.Array:
+        if f.kind in TEXT_KINDS:
+            return array.cast(pa.string())
+        if f.kind == "boolean":
+            array = pc.utf8_lower(array)
+        try:
+            return array.cast(target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return self._one_by_one(array.to_pylist(), f, target)
+
+    def _one_by_one(self, values: list, f: Field, target: pa.DataType) -> pa.Array:
+        parse = PARSERS[f.kind]
+        out, bad = [], 0
+        for value in values:
+            if value is None or value == "":
+                out.append(None)
+                continue
+            try:
+                out.append(parse(value))
+            except (ValueError, TypeError, OverflowError):
+                out.append(None)
+                bad += 1
+        if bad:
+            self.invalid[f.name] += bad
+        return pa.array(out, target)
+
+
+def _as_text(value, kind: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if kind == "point":
+        return point_wkt(value)
+    if kind == "url" and isinstance(value, dict) and "url" in value:
+        return value.get("url")
+    if isinstance(value, (dict, list)):
+        return orjson.dumps(value).decode()
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def point_wkt(value) -> str | None:
+    """A point as WKT `POINT (lon lat)`: from Socrata locations ({latitude, longitude}),
+    GeoJSON points, Esri points ({x, y}); other shapes are kept as JSON text."""
+    if isinstance(value, dict):
+        if value.get("type") == "Point" and isinstance(value.get("coordinates"), list) \
+                and len(value["coordinates"]) >= 2:
+            x, y = value["coordinates"][:2]
+        elif "longitude" in value and "latitude" in value:
+            x, y = value.get("longitude"), value.get("latitude")
+        elif "x" in value and "y" in value:
+            x, y = value.get("x"), value.get("y")
+        elif "lon" in value and "lat" in value:   # OpenDataSoft geo_point_2d
+            x, y = value.get("lon"), value.get("lat")
+        else:
+            return orjson.dumps(value).decode()
+        try:
+            return f"POINT ({float(x)!r} {float(y)!r})" if x not in (None, "") and y not in (None, "") else None
+        except (TypeError, ValueError):
+            return orjson.dumps(value).decode()
+    return value if isinstance(value, str) or value is None else orjson.dumps(value).decode()
+
+
+def _boolean(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "t", "yes", "y", "1"):
+        return True
+    if text in ("false", "f", "no", "n", "0"):
+        return False
+    raise ValueError(value)
+
+
+def _integer(value) -> int:
+    if isinstance(value, bool):
+        raise TypeError(value)
+    number = float(value) if isinstance(value, str) and not value.strip().lstrip("-").isdigit() else value
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError(value)
+    result = int(number)
+    if not -(1 << 63) <= result < (1 << 63):
+        raise OverflowError(value)
+    return result
+
+
+def _number(value) -> float:
+    if isinstance(value, bool):
+        raise TypeError(value)
+    return float(value)
+
+
+def _datetime(value, utc: bool = False) -> datetime:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        stamp = datetime.fromtimestamp(value / 1000, UTC)  # epoch milliseconds
+    else:
+        text = str(value).strip()
+        stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(UTC)
+        return stamp if utc else stamp.replace(tzinfo=None)
+    return stamp.replace(tzinfo=UTC) if utc else stamp
+
+
+def _date(value):
+    return _datetime(value).date()
+
+
+PARSERS = {
+    "integer": _integer, "number": _number, "boolean": _boolean, "date": _date, "datetime": _datetime,
+    "datetime_utc": lambda v: _datetime(v, utc=True),
+}
+
+
+def csv_page(body: bytes, fields: list[Field] | None = None) -> pa.Table:
+    """One CSV page (in memory) as a table, parsed once by Arrow: the columns named in
+    `fields` straight to their types, any other as text. A page with a value that does not
+    parse is read again as text (the conversion then nulls and counts the bad values); a
+    page that does not parse at all (cut mid-row) raises ValueError, which
+    HttpClient.get_data retries like a truncated JSON page."""
+    if not body.strip():
+        return pa.table({})
+    if not body.endswith((b"\n", b"\r")):   # every row ends with a line break: this page was cut short
+        raise ValueError("the CSV page does not end with a line break")
+    first_line = body[:body.find(b"\n")].rstrip(b"\r").decode("utf-8", "replace")
+    text = {name: pa.string() for name in next(csv.reader([first_line]))}
+    typed = {f.key: ARROW_TYPES[f.kind] for f in fields or [] if f.kind in CSV_TYPED and f.key in text}
+    if typed:
+        try:
+            return _read_csv_page(body, {**text, **typed})
+        except pa.ArrowInvalid:
+            pass   # a value that does not parse as its type: read as text, converted value by value
+    return _read_csv_page(body, text)
+
+
+def _read_csv_page(body: bytes, types: dict) -> pa.Table:
+    return pacsv.read_csv(pa.BufferReader(body), convert_options=pacsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True,
+        true_values=["true", "True", "TRUE", "1"], false_values=["false", "False", "FALSE", "0"]))
+
+
+# -- what each kind implements --------------------------------------------------------------
+
+@dataclass
+class StoredDataset:
+    """A dataset as the catalogue holds it: what a kind needs to read its records."""
+    uid: str
+    portal_id: str
+    source_id: str
+    asset_type: str | None
+    columns: list[dict]
+    distributions: list[dict]
+    raw: dict
+    details: dict | None
+
+
+class RecordSource(ABC):
+    """One dataset's records, in typed tables. `fingerprint` names the query: a cut-short
+    pull resumes only with the same one. `batches(resume)` yields (table, state): state is
+    where to continue after that table (None once the last one is read)."""
+
+    fields: list[Field]
+    mode: str = "full"
+    expected_rows: int | None = None   # rows the portal says the pull must give, when it says
+
+    @property
+    def fingerprint(self) -> str:
+        return json.dumps({"class": type(self).__name__, "fields": [[f.name, f.kind] for f in self.fields],
+                           "mode": self.mode})
+
+    @abstractmethod
+    def batches(self, resume: dict | None) -> Iterator[tuple[pa.Table, dict | None]]:
+        ...
+
+    def watermark(self, glob: str) -> str | None:
+        """What the next incremental pull starts from, read from the published Parquet."""
+        return None
+
+    def close(self) -> None:
+        """Release what the source holds (a downloaded file)."""
+
+    def merge_sql(self, previous_glob: str, delta_glob: str) -> str | None:
+        """For an incremental pull: the SELECT that merges the previous dataset with the
+        rows just read (None: the rows read are the whole dataset)."""
+        return None
+
+
+def parquet_max(glob: str, column: str):
+    """The largest value of `column` in the Parquet files at `glob`, from their statistics
+    (no data read), or None."""
+    files = sorted(Path(glob).parent.glob(Path(glob).name))
+    latest = None
+    for path in files:
+        metadata = pq.ParquetFile(path).metadata
+        index = metadata.schema.names.index(column) if column in metadata.schema.names else None
+        if index is None:
+            return None
+        for group in range(metadata.num_row_groups):
+            stats = metadata.row_group(group).column(index).statistics
+            if stats is not None and stats.has_min_max and (latest is None or stats.max > latest):
+                latest = stats.max
+    return latest
+
+
+def read_parquet_sql(glob: str) -> str:
+    """A Parquet glob as a DuckDB table expression: without Hive partition detection, which
+    would add the folder's `portal` and `dataset` as columns."""
+    return f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', hive_partitioning = false)"
+
+
+def _columns_of(schema: pa.Schema | None) -> list | None:
+    return None if schema is None else [(f.name, f.type) for f in schema]
+
+
+def published_schema(layout: RecordsLayout, portal_id: str, source_id: str) -> pa.Schema | None:
+    files = sorted(layout.folder(portal_id, source_id).glob("*.parquet"))
+    return pq.read_schema(files[0]) if files else None
+
+
+ARROW_KINDS = ((pa.types.is_boolean, "boolean"), (pa.types.is_integer, "integer"), (pa.types.is_floating, "number"),
+               (pa.types.is_decimal, "number"), (pa.types.is_date, "date"), (pa.types.is_timestamp, "datetime"))
+
+
+def kind_of(arrow_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz:
+        return "datetime_utc"
+    return next((kind for test, kind in ARROW_KINDS if test(arrow_type)), "text")
+
+
+class DownloadedFile(RecordSource):
+    """A whole file (a CKAN resource, a DCAT-US CSV distribution, an export) downloaded to a
+    temporary file, then read in batches: CSV with its types sniffed by DuckDB over the whole
+    file, JSON lines (`jsonl`) typed by `fields`. Resumes by skipping the rows written."""
+
+    BATCH = 100_000
+
+    def __init__(self, http, url: str, *, fmt: str = "csv", fields: list[Field] | None = None,
+                 params: dict | None = None, expected_rows: int | None = None):
+        import tempfile
+
+        import duckdb
+
+        self.url, self.fmt = url, fmt
+        self.folder = Path(tempfile.mkdtemp(prefix="civicat-download-"))
+        self.path = self.folder / f"data.{fmt}"
+        self.expected_rows = expected_rows
+        http.download(url, self.path, params)
+        if fmt == "csv":
+            self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True})
+            schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
+                                       [str(self.path)]).to_arrow_table().schema
+            self.fields = unique_fields([Field(f.name, kind_of(f.type)) for f in schema])
+        else:
+            self.fields = unique_fields(fields or [])
+        self.conversion = Conversion(self.fields)
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{super().fingerprint}|{self.url}"
+
+    def batches(self, resume):
+        done = (resume or {}).get("rows", 0)
+        if self.fmt == "csv":
+            reader = self.duck.execute(f"SELECT * FROM read_csv(?, sample_size = -1) OFFSET {int(done)}",
+                                       [str(self.path)]).to_arrow_reader(self.BATCH)
+            tables = (pa.Table.from_batches([batch]) for batch in reader)
+            for table in tables:
+                table = table.rename_columns([f.key for f in self.fields])
+                done += table.num_rows
+                yield self.conversion.table({f.key: table[f.key] for f in self.fields}, table.num_rows), {"rows": done}
+            return
+        with open(self.path, "rb") as lines:
+            rows, skipped = [], 0
+            for line in lines:
+                if not line.strip():
+                    continue
+                if skipped < done:
+                    skipped += 1
+                    continue
+                rows.append(orjson.loads(line))
+                if len(rows) >= self.BATCH:
+                    done += len(rows)
+                    yield self.conversion.table_from_rows(rows), {"rows": done}
+                    rows = []
+            if rows:
+                done += len(rows)
+                yield self.conversion.table_from_rows(rows), {"rows": done}
+
+    def close(self) -> None:
+        if getattr(self, "duck", None) is not None:
+            self.duck.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def csv_distribution(dataset: StoredDataset) -> str | None:
+    """The download URL of a dataset's first CSV distribution."""
+    for dist in dataset.distributions:
+        label = f"{dist.get('format') or ''} {dist.get('media_type') or ''}".lower()
+        if dist.get("download_url") and "csv" in label:
+            return dist["download_url"]
+    return None
+
+
+def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *,
+                 ahead: int = 1) -> Iterator[tuple[pa.Table, dict | None]]:
+    """Pages whose `items` are tables, with the parameters of the next request as state."""
+    for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead):
+        yield page.items, next_params
+
+
+# -- the driver -----------------------------------------------------------------------------
+
+@dataclass
+class PullResult:
+    uid: str
+    status: str = "ok"
+    mode: str = "full"
+    rows: int = 0
+    columns: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    resumed: bool = False
+    invalid_values: dict = field(default_factory=dict)
+    error_type: str | None = None
+    error_message: str | None = None
+    path: str | None = None
+
+
+def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
+                 uid: str, run_id: str, part_rows: int = PART_ROWS) -> PullResult:
+    """Read `source` into the dataset's staging folder and publish it whole.
+
+    Parts are closed every `part_rows` rows and noted in `progress.json` with the state to
+    continue from, so a pull cut short (killed, a fault past every retry) resumes there.
+    An incremental pull's rows are merged with the published dataset by DuckDB before the
+    folder is published. Nothing is published unless the pull completed."""
+    try:
+        return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id, part_rows=part_rows)
+    finally:
+        source.close()
+
+
+def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
+          uid: str, run_id: str, part_rows: int) -> PullResult:
+    started = time.monotonic()
+    result = PullResult(uid=uid, mode=source.mode)
+    staging = layout.staging(portal_id, source_id)
+    progress_path = staging / "progress.json"
+    parts_dir = staging / "parts"
+    progress = _load_progress(progress_path, source.fingerprint)
+    if progress is None:
+        shutil.rmtree(staging, ignore_errors=True)
+        progress = {"fingerprint": source.fingerprint, "parts": [], "rows": 0, "state": None, "done": False}
+    else:
+        result.resumed = True
+        for stray in parts_dir.glob("*.tmp"):
+            stray.unlink()
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    schema = arrow_schema(source.fields)
+    if not progress["done"]:
+        _write_parts(source, schema, progress, progress_path, parts_dir, part_rows)
+    if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
+        pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
+        progress["parts"].append("part-00000.parquet")
+    if source.expected_rows is not None and progress["rows"] < source.expected_rows:
+        shutil.rmtree(staging, ignore_errors=True)  # an incomplete read is never resumed as if complete
+        raise RecordsError(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
+
+    ready = parts_dir
+    if source.mode == "incremental":
+        ready = _merge(con, source, layout, portal_id, source_id, staging)
+    if isinstance(getattr(source, "conversion", None), Conversion):
+        result.invalid_values = dict(source.conversion.invalid)
+    layout.publish(ready, portal_id, source_id)
+    shutil.rmtree(staging, ignore_errors=True)
+    glob = layout.glob(portal_id, source_id)
+    summary = record_pull(con, layout, uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode,
+                          watermark=source.watermark(glob), run_id=run_id, now=datetime.now(UTC),
+                          seconds=round(time.monotonic() - started, 3),
+                          kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
+    result.rows, result.columns, result.bytes = summary["rows"], summary["columns"], summary["bytes"]
+    result.path = layout.relative(portal_id, source_id)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
+                 part_rows: int) -> None:
+    """Write the source's tables into parts; each closed part is noted in progress.json
+    with the state to continue from. A part cut short by a fault is removed."""
+    writer, part_path, written, dictionary = None, None, 0, None
+
+    def close_part(state) -> None:
+        nonlocal writer, part_path, written
+        if writer is not None:
+            writer.close()
+            final = part_path.with_suffix("")
+            part_path.rename(final)
+            progress["parts"].append(final.name)
+            writer, part_path, written = None, None, 0
+        progress["state"] = state
+        progress["done"] = state is None
+        write_json_atomic(progress_path, progress)
+
+    try:
+        for table, state in source.batches(progress["state"]):
+            if table.schema != schema:
+                table = table.cast(schema)
+            if writer is None:
+                dictionary = dictionary_columns(table) if dictionary is None else dictionary
+                part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
+                writer = pq.ParquetWriter(part_path, schema, compression="zstd", compression_level=1,
+                                          use_dictionary=dictionary)
+            writer.write_table(table, row_group_size=128 * 1024)
+            written += table.num_rows
+            progress["rows"] += table.num_rows
+            if written >= part_rows or state is None:
+                close_part(state)
+    except BaseException:
+        if writer is not None:  # the finished parts stay for the next attempt; this one goes
+            writer.close()
+            part_path.unlink(missing_ok=True)
+        raise
+    if not progress["done"]:
+        close_part(None)
+
+
+def dictionary_columns(table: pa.Table) -> list[str]:
+    """Text columns worth dictionary-encoding, judged on the first table: few distinct
+    values. Trying it on every column (Arrow's default) doubled the write's CPU time on
+    the SPD-911-shaped benchmark, for larger files."""
+    chosen = []
+    for name in table.column_names:
+        column = table[name]
+        if pa.types.is_string(column.type):
+            present = len(column) - column.null_count
+            if present and pc.count_distinct(column).as_py() <= present // 4:
+                chosen.append(name)
+    return chosen
+
+
+def _merge(con, source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, staging: Path) -> Path:
+    merged = staging / "merged"
+    shutil.rmtree(merged, ignore_errors=True)
+    merged.mkdir()
+    select = source.merge_sql(layout.glob(portal_id, source_id), str(staging / "parts" / "*.parquet"))
+    target = str(merged / "part-00000.parquet").replace("'", "''")
+    con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
+    return merged
+
+
+def _load_progress(path: Path, fingerprint: str) -> dict | None:
+    try:
+        progress = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(progress, dict) or progress.get("fingerprint") != fingerprint:
+        return None
+    return progress
+
+
+# -- choosing and pulling datasets ----------------------------------------------------------
+
+def stored_datasets(con, uids: list[str]) -> dict[str, StoredDataset]:
+    """The named datasets from the catalogue, with their columns, distributions, raw entry."""
+    rows = con.execute("""
+        SELECT d.uid, d.portal_id, d.source_id, d.asset_type, r.raw, r.details,
+               (SELECT list(struct_pack(field_name := c.field_name, name := c.name, type := c.type,
+                                        source_type := c.source_type) ORDER BY c.position)
+                FROM columns c WHERE c.dataset_uid = d.uid) AS columns,
+               (SELECT list(struct_pack(title := x.title, format := x.format, media_type := x.media_type,
+                                        download_url := x.download_url, access_url := x.access_url) ORDER BY x.position)
+                FROM distributions x WHERE x.dataset_uid = d.uid) AS distributions
+        FROM datasets d LEFT JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash
+        WHERE list_contains(?, d.uid) AND d.deleted_at IS NULL""", [uids]).fetchall()
+    return {row[0]: StoredDataset(uid=row[0], portal_id=row[1], source_id=row[2], asset_type=row[3],
+                                  raw=orjson.loads(row[4]) if row[4] else {},
+                                  details=orjson.loads(row[5]) if row[5] else None,
+                                  columns=row[6] or [], distributions=row[7] or []) for row in rows}
+
+
+def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, run_id: str, errors,
+                 full: bool = False) -> list[PullResult]:
+    """Pull the records of `datasets` (source ids) of one portal, one after the other.
+    A dataset that fails is reported in `errors` (stage "records") and keeps its previous
+    complete Parquet; the others go on."""
+    portal = adapter.portal
+    uids = [f"{portal.id}:{source_id}" for source_id in datasets]
+    known = stored_datasets(con, uids)
+    results = []
+    for uid, source_id in zip(uids, datasets):
+        result = PullResult(uid=uid)
+        started = time.monotonic()
+        try:
+            dataset = known.get(uid)
+            if dataset is None:
+                raise RecordsError(f"{uid} is not in the catalogue (harvest the portal first) or was deleted")
+            previous = None if full else previous_pull(con, uid)
+            if previous is not None and not layout.folder(portal.id, source_id).is_dir():
+                previous = None   # the folder is gone: nothing to add to
+            source = adapter.record_source(dataset, previous)
+            if source.mode == "incremental" and \
+                    _columns_of(published_schema(layout, portal.id, source_id)) != _columns_of(arrow_schema(source.fields)):
+                source = adapter.record_source(dataset, None)  # the columns changed: read it whole
+            result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
+            for column, count in sorted(result.invalid_values.items()):
+                errors.add(source_id, "records", "InvalidValue",
+                           f"{count} values of column {column!r} did not parse as its type; stored as null",
+                           severity="warning")
+        except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
+            result.status = "failed"
+            result.error_type = type(exc).__name__
+            result.error_message = str(exc)
+            result.seconds = round(time.monotonic() - started, 3)
+            errors.add(source_id, "records", result.error_type, f"records pull failed: {exc}")
+            log.error("%s: records pull failed: %s", uid, exc)
+        results.append(result)
+    return results
+
+
+def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: list[str] | None = None,
+                    full: bool = False) -> list[PullResult]:
+    """The records step of a portal's harvest (its config's `records`, or `datasets`),
+    counted in its report; run after the portal's catalogue is committed."""
+    datasets = list(adapter.portal.records if datasets is None else datasets)
+    if not datasets:
+        return []
+    bound_process_memory()
+    layout = RecordsLayout.beside(store.db_path)
+    con = store.cursor()
+    try:
+        results = pull_records(adapter, datasets, con, layout, run_id=run_id, errors=errors, full=full)
+    finally:
+        con.close()
+    report.records_pulled += sum(r.status == "ok" for r in results)
+    report.records_failed += sum(r.status != "ok" for r in results)
+    report.record_rows += sum(r.rows for r in results)
+    return results
+
+
+def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False) -> tuple[str, list[PullResult]]:
+    """`civicat records UID...`: pull the named datasets, grouped by portal, as one run
+    (a harvest_runs row per portal, errors in harvest_errors)."""
+    from harvester.pipeline import ErrorLog, PortalReport  # the pipeline imports this module
+    from harvester.portals import adapter_for
+
+    by_portal: dict[str, list[str]] = {}
+    for uid in dict.fromkeys(uids):
+        portal_id, _, source_id = uid.partition(":")
+        by_portal.setdefault(portal_id, []).append(source_id)
+    known = {p.id: p for p in portals}
+    run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-records-{uuid.uuid4().hex[:8]}"
+    results: list[PullResult] = []
+    for portal_id, source_ids in by_portal.items():
+        portal = known[portal_id]
+        report = PortalReport(portal_id)
+        errors = ErrorLog(store, run_id, portal_id, report)
+        started = time.monotonic()
+        client = http.for_portal(portal)
+        store.start_run(run_id, portal_id, datetime.now(UTC))
+        try:
+            results += harvest_records(adapter_for(portal, client), store, run_id, errors, report,
+                                       datasets=source_ids, full=full)
+            report.status = "ok" if report.records_failed == 0 else "failed"
+            if report.records_failed:
+                report.error_type = "RecordsFailed"
+                report.error_message = f"{report.records_failed} of {len(source_ids)} records pulls failed"
+        finally:
+            if report.status == "running":   # harvest_records raised: the database itself, say
+                report.status, report.error_type = "failed", "RecordsFailed"
+            errors.flush()
+            report.seconds = round(time.monotonic() - started, 3)
+            for key, value in client.stats.snapshot().items():
+                setattr(report, key, value)
+            store.finish_run(run_id, portal_id, {**asdict(report), "finished_at": datetime.now(UTC)})
+    return run_id, results

@@ -1,0 +1,77 @@
+"""The records folder: names from portals never leave it; publishing replaces a dataset
+whole; profiles from DuckDB over the Parquet."""
+import os
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.records import RecordsLayout, UnsafePath, profile_columns, safe_segment
+
+
+@pytest.mark.parametrize("name", ["../../etc", "..", ".", "a/b", "a\\b", "x\x00y", "/abs", "ünï cödé", "%2F", "a" * 500])
+def test_names_from_portals_stay_inside_the_records_folder(tmp_path, name):
+    layout = RecordsLayout(tmp_path / "records")
+    segment = safe_segment(name)
+    assert "/" not in segment and "\\" not in segment and "\x00" not in segment
+    assert not segment.startswith(".") and len(segment) <= 120
+    for folder in (layout.folder("p", name), layout.staging("p", name), layout.folder(name, name)):
+        assert layout.root in folder.parents or layout.staging_root in folder.parents
+        assert folder.parent.parent in (layout.root, layout.staging_root)
+    folder = layout.folder("p", name)
+    folder.mkdir(parents=True)
+    assert folder.is_dir() and folder.resolve().parent == (layout.root / "portal=p").resolve()
+
+
+def test_distinct_names_stay_distinct():
+    names = ["a/b", "a%2Fb", "a_b", "a b", "A b", "a" * 300, "a" * 301]
+    assert len({safe_segment(n) for n in names}) == len(names)
+    assert safe_segment("3k2p-39jp") == "3k2p-39jp" and safe_segment("abc_0.x") == "abc_0.x"
+
+
+def test_empty_names_are_refused(tmp_path):
+    with pytest.raises(UnsafePath):
+        RecordsLayout(tmp_path).folder("p", "")
+
+
+def test_publish_replaces_the_whole_folder(tmp_path):
+    layout = RecordsLayout(tmp_path / "records")
+    for version, files in ((1, ["part-00000.parquet", "part-00001.parquet"]), (2, ["part-00000.parquet"])):
+        ready = tmp_path / f"ready{version}"
+        ready.mkdir()
+        for name in files:
+            pq.write_table(pa.table({"v": [version]}), ready / name)
+        layout.publish(ready, "p", "d")
+    folder = layout.folder("p", "d")
+    assert sorted(os.listdir(folder)) == ["part-00000.parquet"]
+    assert pq.read_table(folder)["v"].to_pylist() == [2]
+    assert not any(layout.staging_root.glob("retired-*"))
+
+
+def test_profiles_from_statistics_and_one_scan(tmp_path):
+    table = pa.table({"n": pa.array([3, None, -12, 7], pa.int64()), "x": [1.5, 2.5, None, -0.5],
+                      "t": ["b", "a", "b", None], "when": pa.array([1, 2, None, 4], pa.timestamp("s"))})
+    pq.write_table(table.slice(0, 2), tmp_path / "part-0.parquet")
+    pq.write_table(table.slice(2), tmp_path / "part-1.parquet", write_statistics=False)  # no stats: scanned
+    profiles = {p["column_name"]: p for p in profile_columns(duckdb.connect(), str(tmp_path / "*.parquet"))}
+    assert {k: profiles["n"][k] for k in ("type", "row_count", "null_count", "min_value", "max_value")} == \
+        {"type": "BIGINT", "row_count": 4, "null_count": 1, "min_value": "-12", "max_value": "7"}
+    assert (profiles["x"]["min_value"], profiles["x"]["max_value"], profiles["x"]["null_count"]) == ("-0.5", "2.5", 1)
+    assert profiles["t"]["top_values"] == ["b", "a"] and profiles["t"]["distinct_count"] == 2
+    assert profiles["when"]["min_value"].startswith("1970-01-01 00:00:01")
+
+
+def test_profile_min_max_compare_numbers_as_numbers(tmp_path):
+    pq.write_table(pa.table({"n": pa.array([9, 10], pa.int64())}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"n": pa.array([100, -5], pa.int64())}), tmp_path / "b.parquet")
+    profile = profile_columns(duckdb.connect(), str(tmp_path / "*.parquet"))[0]
+    assert (profile["min_value"], profile["max_value"]) == ("-5", "100")
+
+
+def test_parquet_types_in_the_shared_vocabulary():
+    from catalog.records import vocabulary_type
+
+    assert [vocabulary_type(t) for t in ("VARCHAR", "BIGINT", "INTEGER", "DOUBLE", "DECIMAL(18,3)", "BOOLEAN", "DATE",
+                                         "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "BLOB", "VARCHAR[]")] == [
+        "text", "integer", "integer", "number", "number", "boolean", "date", "datetime", "datetime", "other", "other"]

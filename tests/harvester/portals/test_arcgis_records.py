@@ -1,0 +1,120 @@
+"""ArcGIS Hub records from FeatureServer layers, over HTTP against a local FeatureServer
+serving recorded layers: the Esri test layer (pagination advertised) and Cook County's
+points of interest (no pagination: object-id batches)."""
+import json
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import harvest_with_records
+from harvester.portals.arcgis_hub import esri_wkt
+from tests.portals.arcgis import FeatureServerPortal
+from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+from tests.shared_fixtures import load_json
+
+ESRI = "/arcgis/rest/services/Facilities/FeatureServer/0"
+COOK = "/arcgis/rest/services/POI/MapServer/0"
+ESRI_ITEM, COOK_ITEM = "a" * 32, "b" * 32
+
+
+def hub_entry(item: str, title: str, layer_url: str) -> dict:
+    return {"identifier": f"https://www.arcgis.com/home/item.html?id={item}&sublayer=0", "title": title,
+            "description": title, "modified": "2024-01-01", "publisher": {"name": "Example"},
+            "accessLevel": "public", "keyword": ["x"],
+            "distribution": [{"title": "ArcGIS GeoService", "format": "ArcGIS GeoServices REST API",
+                              "accessURL": layer_url}]}
+
+
+@pytest.fixture
+def servers():
+    esri_meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    esri_features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    for n, feature in enumerate(esri_features):   # the recording has no shapes: give them points
+        feature["geometry"] = {"x": -77.0 + n / 1e4, "y": 38.9}
+    cook_meta = {**load_json("arcgis-featureserver/cook-county-poi-layer-metadata.json"), "maxRecordCount": 200}
+    cook_features = load_json("arcgis-featureserver/cook-county-poi-query-page500.json")["features"]
+    with FeatureServerPortal({ESRI: (esri_meta, esri_features), COOK: (cook_meta, cook_features)}) as services:
+        feed = {"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI),
+                            hub_entry(COOK_ITEM, "Points of interest", services.url + COOK)]}
+        with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+            yield services, hub
+
+
+def run(tmp_path, hub_url):
+    return harvest_with_records(tmp_path, "dc", "arcgis-hub", hub_url, [f"{ESRI_ITEM}_0", f"{COOK_ITEM}_0"])[1]
+
+
+def test_featureserver_layers_become_typed_parquet(tmp_path, servers):
+    services, hub = servers
+    result = run(tmp_path, hub.url)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"]) == (2, 1500)
+
+    esri = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
+    assert esri.num_rows == 1000 and len(set(esri["objectid"].to_pylist())) == 1000
+    assert esri.schema.field("objectid").type == pa.int64()
+    assert esri.schema.field("observed").type == pa.timestamp("us", tz="UTC")
+    first = esri.sort_by("objectid").slice(0, 1).to_pylist()[0]
+    assert first["observed"].isoformat() == "2015-04-07T11:04:35+00:00"    # epoch ms 1428404675000
+    assert first["geometry"].startswith("POINT (-77.0")
+    # paged by resultOffset in steps of the server's cap, ordered by the object id
+    offsets = [(q.get("resultOffset"), q.get("orderByFields")) for p, q, _ in services.requests
+               if p == ESRI + "/query" and "resultOffset" in q]
+    assert offsets == [("0", "objectid"), ("300", "objectid"), ("600", "objectid"), ("900", "objectid")]
+
+    cook = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={COOK_ITEM}_0")
+    assert cook.num_rows == 500 and len(set(cook["OBJECTID"].to_pylist())) == 500
+    assert cook.schema.field("ID").type == pa.float64() and cook.schema.field("NAME").type == pa.string()
+    assert cook.schema.field("geometry").type == pa.string()
+    assert cook.sort_by("OBJECTID").slice(0, 1).to_pylist()[0]["geometry"] == \
+        "POINT (-87.7923858839999 41.946683282)"
+    batches = [q["objectIds"].count(",") + 1 for p, q, _ in services.requests if "objectIds" in q]
+    assert batches == [200, 200, 100]          # no pagination: object-id batches of maxRecordCount
+    # Cook County's LAST_EDIT dates are text ("12/23/2005 12:00:00 AM"): nulls, with a warning
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    assert cook["LAST_EDIT"].null_count == 500
+    warning = con.execute("SELECT severity, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+    texts = sum(1 for f in load_json("arcgis-featureserver/cook-county-poi-query-page500.json")["features"]
+                if f["attributes"].get("LAST_EDIT"))
+    assert texts > 400
+    assert warning == [("warning", f"{texts} values of column 'LAST_EDIT' did not parse as its type; stored as null")]
+    profiles = dict(con.execute("SELECT column_name, type FROM column_profiles WHERE dataset_uid = ?",
+                                [f"dc:{COOK_ITEM}_0"]).fetchall())
+    assert profiles["ID"] == "number" and profiles["geometry"] == "point" and profiles["LAST_EDIT"] == "datetime"
+    assert profiles["NAME"] == "text" and len(profiles) == 32
+
+
+def test_an_arcgis_error_behind_200_fails_the_dataset_only(tmp_path, servers):
+    services, hub = servers
+    services.layers[COOK + "/query"] = ({"error": {"code": 500, "message": "boom"}}, [])
+    del services.layers[COOK]
+    result = run(tmp_path, hub.url)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["portals"][0]
+    assert (report["status"], report["records_pulled"], report["records_failed"]) == ("ok", 1, 1)
+    assert not (tmp_path / "records" / "portal=dc" / f"dataset={COOK_ITEM}_0").exists()
+
+
+def test_esri_shapes_as_wkt():
+    assert esri_wkt({"x": 1, "y": 2.5}) == "POINT (1.0 2.5)"
+    assert esri_wkt({"paths": [[[0, 0], [1, 1]]]}) == "MULTILINESTRING ((0.0 0.0, 1.0 1.0))"
+    assert esri_wkt({"rings": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}) == "POLYGON ((0.0 0.0, 1.0 0.0, 1.0 1.0, 0.0 0.0))"
+    assert esri_wkt({"points": [[0, 1]]}) == "MULTIPOINT ((0.0 1.0))"
+    assert esri_wkt({"x": None, "y": None}) is None and esri_wkt(None) is None
+
+
+def test_a_server_answering_fewer_than_asked_is_paged_by_what_it_gave():
+    from harvester.portals.arcgis_hub import FeatureServerRecords
+    from tests.conftest import fast_client
+
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with FeatureServerPortal({ESRI: (meta, features)}, real_cap=240) as services:
+        source = FeatureServerRecords(fast_client(), services.url + ESRI)
+        ids = [i for table, _ in source.batches(None) for i in table["objectid"].to_pylist()]
+        offsets = [int(q["resultOffset"]) for p, q, _ in services.requests if "resultOffset" in q]
+    assert len(ids) == len(set(ids)) == 1000 == source.expected_rows
+    assert offsets == [0, 240, 480, 720, 960]   # on by the 240 it gave, not the 300 asked

@@ -1,0 +1,89 @@
+"""CKAN records: a DataStore table paged by datastore_search, and a CSV resource downloaded
+whole, over HTTP against the local CKAN portal (rows from the recorded Boston Open311 page)."""
+import json
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import harvest_with_records
+from tests.portals.base import RawBody
+from tests.portals.ckan import CkanPortal
+from tests.shared_fixtures import load_json
+
+STORE_ID, FILE_ID = "00000000-0000-0000-0000-0000000000a1", "00000000-0000-0000-0000-0000000000b2"
+FIELDS = [{"id": "_id", "type": "int"}, {"id": "service_request_id", "type": "text"},
+          {"id": "status", "type": "text"}, {"id": "requested_datetime", "type": "timestamp"},
+          {"id": "lat", "type": "numeric"}, {"id": "long", "type": "float8"}]
+
+
+def boston_rows():
+    requests = load_json("open311/boston-mayors24-requests-abandoned-vehicle-merged-pages.json")
+    return [{"_id": n + 1, "service_request_id": r.get("service_request_id"), "status": r.get("status"),
+             "requested_datetime": (r.get("requested_datetime") or "")[:19] or None,
+             "lat": r.get("lat"), "long": r.get("long")} for n, r in enumerate(requests)]
+
+
+@pytest.fixture
+def ckan():
+    rows = boston_rows()
+    csv = "id,amount,paid_on,approved\n" + "".join(f"{i},{i * 1.5},2021-03-{1 + i % 28:02d},{'true' if i % 2 else 'false'}\n"
+                                                     for i in range(2500))
+    portal = CkanPortal([], prefix="/ckan", datastore={"res-store": FIELDS}, records={"res-store": rows})
+    with portal:
+        portal.packages = [
+            {"id": STORE_ID, "name": "abandoned-vehicles", "title": "Abandoned vehicles", "resources": [
+                {"id": "res-store", "name": "requests", "format": "CSV", "datastore_active": True,
+                 "url": f"{portal.url}/datastore/dump/res-store"}]},
+            {"id": FILE_ID, "name": "payments", "title": "Payments", "resources": [
+                {"id": "res-file", "name": "payments.csv", "format": "CSV", "url": f"{portal.url}/files/payments.csv"}]},
+        ]
+        portal.serve_json("/files/payments.csv", RawBody(csv.encode()))
+        yield portal, rows
+
+
+def test_datastore_and_downloaded_resource(tmp_path, ckan):
+    portal, rows = ckan
+    _, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID, FILE_ID])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["portals"][0]["record_rows"] == len(rows) + 2500
+
+    store = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={STORE_ID}").sort_by("_id")
+    assert store.num_rows == len(rows) == 1000
+    assert store.schema.field("_id").type == pa.int64()
+    assert store.schema.field("requested_datetime").type == pa.timestamp("us")
+    assert store.schema.field("lat").type == pa.float64()
+    assert store["service_request_id"].to_pylist() == [r["service_request_id"] for r in rows]
+    pages = [q for p, q, _ in portal.requests if p == "/api/3/action/datastore_search" and q.get("limit") != "0"]
+    assert pages and all(q["limit"] == "32000" and q["sort"] == "_id asc" for q in pages)
+
+    paid = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={FILE_ID}")
+    assert paid.num_rows == 2500
+    assert paid.schema.field("id").type == pa.int64() and paid.schema.field("amount").type == pa.float64()
+    assert paid.schema.field("paid_on").type == pa.date32() and paid.schema.field("approved").type == pa.bool_()
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    types = dict(con.execute("SELECT column_name, type FROM column_profiles WHERE dataset_uid = ?",
+                             [f"bos:{FILE_ID}"]).fetchall())
+    assert types == {"id": "integer", "amount": "number", "paid_on": "date", "approved": "boolean"}
+
+
+def test_html_instead_of_the_file_is_an_error_and_nothing_is_published(tmp_path, ckan):
+    portal, _ = ckan
+    portal.inject("/files/payments.csv", "html", times=20)
+    _, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1
+    assert not (tmp_path / "records" / "portal=bos").exists()
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    assert "HTML page instead of data" in con.execute("SELECT message FROM harvest_errors").fetchone()[0]
+
+
+def test_a_download_over_its_cap_is_refused_and_nothing_is_published(tmp_path, ckan, monkeypatch):
+    portal, _ = ckan
+    monkeypatch.setenv("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "1000")   # the file is ~60 KB
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID])
+    assert result.exit_code == 0 and json.loads(result.output)["portals"][0]["records_failed"] == 1
+    assert not (tmp_path / "records" / "portal=bos").exists()
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT error_type FROM harvest_errors").fetchone()[0] == "ResponseTooLarge"

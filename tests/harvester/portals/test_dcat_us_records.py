@@ -1,0 +1,34 @@
+"""DCAT-US records: the first CSV distribution, downloaded whole and typed by DuckDB's
+sniffer, over HTTP against the local data.json portal."""
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tests.conftest import harvest_with_records
+from tests.portals.base import RawBody
+from tests.portals.dcat import DataJsonPortal
+
+
+def test_csv_distribution_becomes_typed_parquet(tmp_path):
+    rows = "permit_id,issued,valuation,address\n" + "".join(
+        f"P{i:05d},2023-0{1 + i % 9}-1{i % 10} 10:00:00,{1000 + i * 2.5},\"{i} Main St, Apt {i % 7}\"\n"
+        for i in range(3000))
+    with DataJsonPortal({"dataset": []}) as portal:
+        portal.document = {"dataset": [
+            {"identifier": "permits-2023", "title": "Building permits", "description": "Permits",
+             "distribution": [{"title": "Page", "mediaType": "text/html", "accessURL": f"{portal.url}/p"},
+                              {"title": "CSV", "mediaType": "text/csv", "downloadURL": f"{portal.url}/permits.csv"}]},
+            {"identifier": "no-csv", "title": "A map", "description": "Only a page",
+             "distribution": [{"mediaType": "text/html", "accessURL": f"{portal.url}/map"}]}]}
+        portal.serve_json("/permits.csv", RawBody(rows.encode()))
+        _, result = harvest_with_records(tmp_path, "dj", "dcat-us", f"{portal.url}/data.json",
+                                         ["permits-2023", "no-csv"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["records_failed"], report["record_rows"]) == (1, 1, 3000)
+    table = pq.read_table(tmp_path / "records" / "portal=dj" / "dataset=permits-2023")
+    assert table.num_rows == 3000
+    assert table.schema.field("issued").type == pa.timestamp("us")
+    assert table.schema.field("valuation").type == pa.float64()
+    assert table.sort_by("permit_id").slice(7, 1).to_pylist()[0]["address"] == "7 Main St, Apt 0"

@@ -1,0 +1,44 @@
+"""OpenDataSoft records: /records pages inside the 10,000-row window, the JSON-lines
+export beyond it, over HTTP against the local Explore v2.1 portal."""
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import harvest_with_records
+from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
+
+
+def counter_rows(n):
+    return [{"id": f"c{i:06d}", "count": i % 500, "rate": i / 7, "date": f"2024-03-{1 + i % 28:02d}T08:{i % 60:02d}:00+01:00",
+             "geo_point_2d": {"lon": 2.35 + i / 1e6, "lat": 48.85}} for i in range(n)]
+
+
+@pytest.fixture
+def ods():
+    datasets = make_ods_datasets(3)
+    small, large = datasets[1]["dataset_id"], datasets[2]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={small: counter_rows(250), large: counter_rows(12_345)}) as portal:
+        yield portal, small, large
+
+
+def test_records_pages_and_export(tmp_path, ods):
+    portal, small, large = ods
+    _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [small, large])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 250 + 12_345
+
+    table = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={small}")
+    assert table.num_rows == 250
+    assert table.schema.field("count").type == pa.int64() and table.schema.field("rate").type == pa.float64()
+    assert table.schema.field("date").type == pa.timestamp("us", tz="UTC")
+    first = table.sort_by("id").slice(0, 1).to_pylist()[0]
+    assert first["geo_point_2d"] == "POINT (2.35 48.85)" and first["date"].hour == 7   # 08:00+01:00
+    pages = [q for p, q, _ in portal.requests if p.endswith(f"{small}/records") and q.get("limit") != "0"]
+    assert [q["offset"] for q in pages] == ["0", "100", "200"] and all(q["limit"] == "100" for q in pages)
+
+    big = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={large}")
+    assert big.num_rows == 12_345 and len(set(big["id"].to_pylist())) == 12_345
+    assert any(p.endswith(f"{large}/exports/jsonl") for p, _, _ in portal.requests)
+    assert not any(p.endswith(f"{large}/records") and q.get("limit") != "0" for p, q, _ in portal.requests)

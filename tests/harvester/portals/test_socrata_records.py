@@ -1,0 +1,218 @@
+"""Socrata records through SODA, over HTTP against the local portal serving the recorded
+Seattle SPD 911 page (1,000 rows, 19 catalogue columns of which 4 never appear in rows)."""
+import json
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.records import RecordsLayout
+from harvester.pipeline import ErrorLog, PortalReport
+from harvester.portals import adapter_for
+from harvester.portals.socrata import SodaRecords
+from harvester.records import pull_dataset, pull_records, stored_datasets
+from tests.conftest import fast_client, harvest_with_records, portal_config
+from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
+from tests.shared_fixtures import load_json
+
+ID = "3k2p-39jp"
+
+
+@pytest.fixture
+def seattle():
+    view = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
+    rows = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
+    with SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
+        yield portal
+
+
+def harvest(tmp_path, url, *options, records=True):
+    return harvest_with_records(tmp_path, "sea", "socrata", url, [ID], *options, extra='domain = "data.example.org"\n',
+                                with_records=records)
+
+
+def test_harvest_records_writes_typed_parquet_and_profiles(tmp_path, seattle):
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    portal = json.loads(result.output)["portals"][0]
+    assert (portal["records_pulled"], portal["records_failed"], portal["record_rows"]) == (1, 0, 1000)
+
+    folder = tmp_path / "records" / "portal=sea" / f"dataset={ID}"
+    table = pq.read_table(folder)
+    assert table.num_rows == 1000
+    schema = table.schema
+    assert schema.field("event_clearance_date").type == pa.timestamp("us")
+    assert schema.field(":updated_at").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("longitude").type == pa.float64() and schema.field("latitude").type == pa.float64()
+    assert schema.field("cad_cdw_id").type == pa.string()
+    assert schema.field("at_scene_time").type == pa.timestamp("us")     # listed, never in a row: all null
+    assert table["at_scene_time"].null_count == 1000
+    first = table.sort_by(":id").slice(0, 1).to_pylist()[0]
+    assert first["incident_location"] == "POINT (-122.404612874 47.658324899)"
+    assert first["event_clearance_date"].isoformat() == "2010-07-17T20:50:00"
+    assert first["longitude"] == pytest.approx(-122.404612874)
+    # nothing left in staging
+    assert not any((tmp_path / ".records-staging").rglob("*.parquet"))
+
+    con = duckdb.connect(str(db))
+    profiles = {r[0]: r[1:] for r in con.execute(
+        "SELECT column_name, type, row_count, null_count, distinct_count, min_value, max_value, top_values "
+        "FROM column_profiles WHERE dataset_uid = 'sea:3k2p-39jp'").fetchall()}
+    assert len(profiles) == 21
+    kind, rows, nulls, distinct, low, high, top = profiles["district_sector"]
+    assert (kind, rows) == ("text", 1000) and 5 <= distinct <= 30 and top and len(top) == distinct
+    expected_nulls = sum(1 for r in load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
+                         if not r.get("district_sector"))
+    assert nulls == expected_nulls
+    kind, _, _, _, low, high, _ = profiles["event_clearance_date"]
+    assert kind == "datetime" and low < high and profiles["incident_location"][0] == "point"
+    assert profiles["latitude"][0] == "number" and 47 < float(profiles["latitude"][4]) < 48
+    # the analyst's way in: a macro over the dataset's folder
+    assert con.execute(f"SELECT count(*) FROM records('sea', '{ID}')").fetchone()[0] == 1000
+    assert con.execute("SELECT row_count, mode FROM record_pulls").fetchall() == [(1000, "full")]
+
+
+def test_soda_pages_of_50000_in_id_order(tmp_path, seattle):
+    _, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    pages = [q for p, q, _ in seattle.requests if p == f"/resource/{ID}.csv"]
+    assert pages == [{"$select": ":id,:updated_at,*", "$order": ":id", "$limit": "50000", "$offset": "0"}]
+    assert SodaTable.MAX_LIMIT == 50_000 and seattle.records[ID].answer("csv", {"$limit": "50001"})[0] == 400
+
+
+def pull_alone(tmp_path, url, **source_options):
+    """Harvest the catalogue only, then pull with a custom SodaRecords (small pages)."""
+    db, result = harvest(tmp_path, url, records=False)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    portal = portal_config("sea", "socrata", url, domain="data.example.org")
+    adapter = adapter_for(portal, fast_client())
+    dataset = stored_datasets(con, [f"sea:{ID}"])[f"sea:{ID}"]
+    return con, adapter, dataset
+
+
+def test_small_pages_give_exact_rows_in_order(tmp_path, seattle):
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    source = SodaRecords(adapter, dataset, None, page=300)
+    layout = RecordsLayout(tmp_path / "other-records")
+    result = pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r")
+    assert result.rows == 1000
+    ids = pq.read_table(layout.folder("sea", ID), columns=[":id"])[":id"].to_pylist()
+    assert ids == sorted(ids) and len(set(ids)) == 1000
+
+
+def test_json_format_gives_the_same_table(tmp_path, seattle):
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    tables = {}
+    for fmt in ("csv", "json"):
+        layout = RecordsLayout(tmp_path / f"records-{fmt}")
+        pull_dataset(SodaRecords(adapter, dataset, None, format=fmt, page=400), layout, "sea", ID, con,
+                     uid=f"sea:{ID}", run_id="r")
+        tables[fmt] = pq.read_table(layout.folder("sea", ID)).sort_by(":id")
+    assert tables["csv"].schema == tables["json"].schema
+    assert tables["csv"].equals(tables["json"])
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_pull_resumes_and_never_shows_partial_data(tmp_path, seattle):
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    layout = RecordsLayout(tmp_path / "records")
+    source = SodaRecords(adapter, dataset, None, page=100)
+    real = source.batches
+
+    def dies_after_five(resume):
+        for n, item in enumerate(real(resume)):
+            if n == 5:
+                raise Interrupted("killed")
+            yield item
+
+    source.batches = dies_after_five
+    with pytest.raises(Interrupted):
+        pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r", part_rows=200)
+    assert not layout.folder("sea", ID).exists()          # nothing visible
+    staged = sorted(p.name for p in (layout.staging("sea", ID) / "parts").iterdir())
+    assert staged == ["part-00000.parquet", "part-00001.parquet"]   # 4 pages done; the 5th part discarded
+
+    seattle.clear_log()
+    result = pull_dataset(SodaRecords(adapter, dataset, None, page=100), layout, "sea", ID, con,
+                          uid=f"sea:{ID}", run_id="r", part_rows=200)
+    assert result.resumed and result.rows == 1000
+    offsets = [int(q["$offset"]) for p, q, _ in seattle.requests if p.endswith(".csv")]
+    assert sorted(offsets) == [400, 500, 600, 700, 800, 900, 1000]   # on from the parts it had, to an empty page
+    ids = pq.read_table(layout.folder("sea", ID), columns=[":id"])[":id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 1000
+
+
+def test_reset_and_truncated_pages_are_retried(tmp_path, seattle):
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    seattle.inject(f"/resource/{ID}.csv", "reset")
+    seattle.inject(f"/resource/{ID}.csv", "truncated")
+    seattle.inject(f"/resource/{ID}.csv", "truncated_json")   # a CSV cut mid-row
+    layout = RecordsLayout(tmp_path / "records")
+    result = pull_dataset(SodaRecords(adapter, dataset, None, page=250), layout, "sea", ID, con,
+                          uid=f"sea:{ID}", run_id="r")
+    assert result.rows == 1000 and not seattle.pending_faults
+
+
+def test_a_failing_pull_keeps_the_previous_parquet_and_records_the_error(tmp_path, seattle):
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0
+    folder = tmp_path / "records" / "portal=sea" / f"dataset={ID}"
+    before = sorted(p.read_bytes() for p in folder.iterdir())
+    seattle.inject(f"/resource/{ID}.csv", ("status", 503), times=50)
+    _, result = harvest(tmp_path, seattle.url, "--full")
+    assert result.exit_code == 0, result.output          # one dataset's failure does not fail the portal
+    portal = json.loads(result.output)["portals"][0]
+    assert (portal["status"], portal["records_failed"], portal["errors"]) == ("ok", 1, 1)
+    assert sorted(p.read_bytes() for p in folder.iterdir()) == before
+    con = duckdb.connect(str(db))
+    stage, kind, message = con.execute("SELECT stage, error_type, message FROM harvest_errors").fetchone()
+    assert (stage, kind) == ("records", "TransientError") and "503" in message
+
+
+def test_a_short_read_is_an_error_not_a_short_dataset(tmp_path, seattle):
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    source = SodaRecords(adapter, dataset, None, page=300)
+    seattle.records[ID] = SodaTable(seattle.records[ID].table.slice(0, 700))   # rows vanish mid-pull
+    errors = ErrorLog(_NoStore(), "r", "sea", PortalReport("sea"))
+    layout = RecordsLayout(tmp_path / "records")
+    with pytest.raises(Exception, match="reported 1000 rows but the pull gave 700"):
+        pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r")
+    assert not layout.folder("sea", ID).exists()
+    assert errors.rows == []
+
+
+class _NoStore:
+    def add_errors(self, rows):
+        pass
+
+
+def test_second_pull_is_incremental_by_updated_at(tmp_path, seattle):
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0
+    table = seattle.records[ID].table
+    rows = table.to_pylist()
+    rows[3]["district_sector"] = "CHANGED"
+    rows[3][":updated_at"] = "2024-02-01T00:00:00.000Z"
+    rows.append({**rows[10], ":id": "row-99999999", ":updated_at": "2024-02-02T00:00:00.000Z"})
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    seattle.clear_log()
+    _, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    pages = [q for p, q, _ in seattle.requests if p.endswith(".csv")]
+    assert [q.get("$where") for q in pages] == [":updated_at > '2024-01-15T12:00:00.000'"]
+    merged = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}").sort_by(":id")
+    assert merged.num_rows == 1001 and merged.num_columns == 21   # no partition columns (portal, dataset) added
+    assert merged.slice(3, 1).to_pylist()[0]["district_sector"] == "CHANGED"
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT row_count, mode, watermark FROM record_pulls").fetchall() == [
+        (1001, "incremental", "2024-02-02T00:00:00.000")]
+    con.close()
+    _, result = harvest(tmp_path, seattle.url)     # over the Parquet DuckDB merged: still incremental
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT row_count, mode FROM record_pulls").fetchall() == [(1001, "incremental")]

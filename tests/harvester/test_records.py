@@ -1,0 +1,177 @@
+"""The records step: value conversion to Arrow types, and `civicat records` (one-off pulls,
+--overlap) over a local Socrata portal."""
+import json
+from datetime import UTC, date, datetime
+
+import duckdb
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from harvester.cli import cli
+from harvester.records import Conversion, Field, csv_page, point_wkt, unique_fields
+from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
+
+VIEW = {"id": "abcd-1234", "name": "Calls", "columns": [
+    {"fieldName": "n", "dataTypeName": "number"}, {"fieldName": "when", "dataTypeName": "calendar_date"},
+    {"fieldName": "ok", "dataTypeName": "checkbox"}, {"fieldName": "where", "dataTypeName": "location"},
+    {"fieldName": "site", "dataTypeName": "url"}]}
+
+
+def test_conversion_types_values_and_counts_the_bad_ones():
+    fields = [Field("n", "number"), Field("i", "integer"), Field("when", "datetime"), Field("at", "datetime_utc"),
+              Field("day", "date"), Field("ok", "boolean"), Field("where", "point"), Field("site", "url"),
+              Field("shape", "geometry")]
+    conversion = Conversion(fields)
+    table = conversion.table_from_rows([
+        {"n": "1.5", "i": "7", "when": "2014-10-13T00:00:00.000", "at": "2014-10-14T07:00:00.000Z", "day": "2024-02-29",
+         "ok": True, "where": {"latitude": "47.5", "longitude": "-122.3"}, "site": {"url": "http://x"},
+         "shape": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]}},
+        {"n": "n/a", "i": "7.5", "when": "yesterday", "at": 1428404675000, "day": "2024-02-30T10:00:00", "ok": "maybe",
+         "where": {"type": "Point", "coordinates": [2.0, 48.0]}},
+        {},
+    ])
+    assert table.schema == pa.schema([("n", pa.float64()), ("i", pa.int64()), ("when", pa.timestamp("us")),
+                                      ("at", pa.timestamp("us", tz="UTC")), ("day", pa.date32()), ("ok", pa.bool_()),
+                                      ("where", pa.string()), ("site", pa.string()), ("shape", pa.string())])
+    first, second, third = table.to_pylist()
+    assert (first["n"], first["i"], first["day"], first["ok"]) == (1.5, 7, date(2024, 2, 29), True)
+    assert first["at"] == datetime(2014, 10, 14, 7, tzinfo=UTC) and first["when"] == datetime(2014, 10, 13)
+    assert first["where"] == "POINT (-122.3 47.5)" and first["site"] == "http://x"
+    assert json.loads(first["shape"])["type"] == "Polygon"
+    assert second["at"] == datetime(2015, 4, 7, 11, 4, 35, tzinfo=UTC) and second["where"] == "POINT (2.0 48.0)"
+    assert (second["n"], second["i"], second["when"], second["day"], second["ok"]) == (None,) * 5
+    assert set(third.values()) == {None}
+    assert dict(conversion.invalid) == {"n": 1, "i": 1, "when": 1, "day": 1, "ok": 1}
+
+
+def test_csv_pages_parse_typed_and_fall_back_to_text_for_bad_values():
+    fields = [Field("n", "number"), Field("t", "datetime_utc")]
+    good = csv_page(b'"n","t","x"\n"1.5","2024-01-15T12:00:00.000Z","a"\n"","","b"\n', fields)
+    assert good.schema.field("n").type == pa.float64() and good.schema.field("t").type == pa.timestamp("us", tz="UTC")
+    bad = csv_page(b'"n","t"\n"1.5","2024-01-15T12:00:00.000Z"\n"oops",""\n', fields)
+    assert bad.schema.field("n").type == pa.string()      # read as text; the conversion nulls and counts "oops"
+    with pytest.raises(ValueError):
+        csv_page(b'"n","t"\n"1.5","2024-01-15T12:0', fields)     # cut mid-row
+    assert point_wkt({"lon": 1, "lat": 2}) == "POINT (1.0 2.0)" and point_wkt({"latitude": "", "longitude": ""}) is None
+
+
+@pytest.fixture
+def portal():
+    rows = [{"n": str(i), "when": f"2024-01-{1 + i % 28:02d}T00:00:00.000", "ok": i % 2 == 0} for i in range(120)]
+    with SocrataPortal([discovery_entry(VIEW)], records={"abcd-1234": SodaTable.from_rows(rows)}) as p:
+        yield p
+
+
+def setup(tmp_path, url):
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[portals]]\nid = "sea"\ncity = "Seattle"\nkind = "socrata"\nurl = "{url}"\n'
+                      'domain = "data.example.org"\n')
+    db = tmp_path / "c.duckdb"
+    assert CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", str(db)]).exit_code == 0
+    return ["--config", str(config), "--db", str(db)]
+
+
+def test_records_command_pulls_named_datasets(tmp_path, portal):
+    options = setup(tmp_path, portal.url)
+    result = CliRunner().invoke(cli, ["records", "sea:abcd-1234", "--json", *options])
+    assert result.exit_code == 0, result.output
+    [pulled] = json.loads(result.output)
+    assert (pulled["uid"], pulled["status"], pulled["rows"], pulled["columns"]) == ("sea:abcd-1234", "ok", 120, 7)
+    table = CliRunner().invoke(cli, ["records", "sea:abcd-1234", *options])
+    assert table.exit_code == 0 and "incremental" in table.output and "portal=sea/dataset=abcd-1234" in table.output
+    runs = CliRunner().invoke(cli, ["runs", "--json", "--db", options[-1]])
+    assert any(r["run_id"].split("-")[1] == "records" for r in json.loads(runs.output))
+
+
+def test_records_command_refuses_bad_uids_and_fails_on_unknown_datasets(tmp_path, portal):
+    options = setup(tmp_path, portal.url)
+    for bad in ("nocolon", "other:abcd-1234", "sea:"):
+        result = CliRunner().invoke(cli, ["records", bad, *options])
+        assert result.exit_code == 2 and "portal_id:source_id" in result.output
+    assert CliRunner().invoke(cli, ["records", *options]).exit_code == 2
+    missing = CliRunner().invoke(cli, ["records", "sea:zzzz-9999", "--json", *options])
+    assert missing.exit_code == 1
+    assert "not in the catalogue" in json.loads(missing.output)[0]["error_message"]
+
+
+def test_records_overlap_says_when_there_are_no_groups_and_pulls_the_grouped(tmp_path, portal):
+    options = setup(tmp_path, portal.url)
+    result = CliRunner().invoke(cli, ["records", "--overlap", *options])
+    assert result.exit_code == 0 and "no overlap groups yet" in result.output
+    con = duckdb.connect(options[-1])
+    con.execute("CREATE TABLE overlap_groups (group_id VARCHAR, uid VARCHAR, label VARCHAR)")
+    con.close()
+    assert "no overlap groups yet" in CliRunner().invoke(cli, ["records", "--overlap", *options]).output
+    con = duckdb.connect(options[-1])
+    con.execute("INSERT INTO overlap_groups VALUES ('g1', 'sea:abcd-1234', 'calls'), ('g1', 'gone:x', 'calls')")
+    con.close()
+    result = CliRunner().invoke(cli, ["records", "--overlap", "--json", *options])
+    assert result.exit_code == 0, result.output
+    assert [r["uid"] for r in json.loads(result.stdout)] == ["sea:abcd-1234"]
+    assert "skipped 1 grouped dataset of portals not in" in result.stderr
+
+
+def test_one_harvest_pulls_records_from_a_portal_of_every_kind(tmp_path):
+    from tests.portals.arcgis import FeatureServerPortal
+    from tests.portals.base import RawBody
+    from tests.portals.ckan import CkanPortal
+    from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+    from tests.portals.open311 import Open311Portal
+    from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
+
+    layer = {"type": "Feature Layer", "geometryType": "esriGeometryPoint", "objectIdField": "OBJECTID",
+             "maxRecordCount": 10, "advancedQueryCapabilities": {"supportsPagination": True},
+             "fields": [{"name": "OBJECTID", "type": "esriFieldTypeOID"}, {"name": "NAME", "type": "esriFieldTypeString"}]}
+    features = [{"attributes": {"OBJECTID": i, "NAME": f"n{i}"}, "geometry": {"x": i, "y": 1}} for i in range(25)]
+    ods_datasets = make_ods_datasets(2)
+    ods_rows = [{"id": str(i), "count": i, "rate": 0.5, "date": "2024-01-01T00:00:00+00:00"} for i in range(40)]
+    requests = [{"service_request_id": str(i), "status": "open", "requested_datetime": f"2024-05-{1 + i:02d}T10:00:00Z"}
+                for i in range(10)]
+    datastore = [{"id": "_id", "type": "int"}, {"id": "amount", "type": "numeric"}]
+    item = "c" * 32
+    with FeatureServerPortal({"/arcgis/rest/services/S/FeatureServer/0": (layer, features)}) as services, \
+            SocrataPortal([discovery_entry(VIEW)], records={"abcd-1234": SodaTable.from_rows(
+                [{"n": str(i)} for i in range(50)])}) as socrata, \
+            CkanPortal([{"id": "pkg-1", "name": "p", "title": "P", "resources": [
+                {"id": "r1", "datastore_active": True}]}], datastore={"r1": datastore},
+                records={"r1": [{"_id": i + 1, "amount": str(i)} for i in range(30)]}) as ckan, \
+            DataJsonPortal({"dataset": []}) as dcat, \
+            DataJsonPortal({"dataset": [{"identifier": f"https://www.arcgis.com/home/item.html?id={item}&sublayer=0",
+                                         "title": "S", "distribution": [
+                                             {"accessURL": services.url + "/arcgis/rest/services/S/FeatureServer/0"}]}]},
+                           path=HUB_FEED_PATH) as hub, \
+            OpenDataSoftPortal(ods_datasets, records={ods_datasets[1]["dataset_id"]: ods_rows}) as ods, \
+            Open311Portal(services=[], requests=requests) as o311:
+        dcat.document = {"dataset": [{"identifier": "d1", "title": "D", "distribution": [
+            {"mediaType": "text/csv", "downloadURL": dcat.url + "/d1.csv"}]}]}
+        dcat.serve_json("/d1.csv", RawBody(b"a,b\n" + b"".join(b"%d,x\n" % i for i in range(20))))
+        portals = [("soc", "socrata", socrata.url, "abcd-1234", 'domain = "data.example.org"'),
+                   ("ck", "ckan", ckan.url, "pkg-1", ""), ("dj", "dcat-us", dcat.url + "/data.json", "d1", ""),
+                   ("hub", "arcgis-hub", hub.url, f"{item}_0", ""),
+                   ("ods", "opendatasoft", ods.url, ods_datasets[1]["dataset_id"], ""),
+                   ("o311", "open311", o311.url, "service-requests", "")]
+        config = tmp_path / "every.toml"
+        config.write_text("".join(f'[[portals]]\nid = "{i}"\ncity = "City {i}"\nkind = "{k}"\nurl = "{u}"\n'
+                                  f'records = ["{r}"]\n{extra}\n\n' for i, k, u, r, extra in portals))
+        db = tmp_path / "c.duckdb"
+        result = CliRunner().invoke(cli, ["harvest", "--records", "--json", "--config", str(config), "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    pulled = {p["portal_id"]: (p["records_pulled"], p["records_failed"], p["record_rows"])
+              for p in json.loads(result.output)["portals"]}
+    assert pulled == {"soc": (1, 0, 50), "ck": (1, 0, 30), "dj": (1, 0, 20), "hub": (1, 0, 25), "ods": (1, 0, 40),
+                      "o311": (1, 0, 10)}
+    con = duckdb.connect(str(db))
+    profiled = dict(con.execute("SELECT split_part(dataset_uid, ':', 1), count(*) FROM column_profiles GROUP BY 1")
+                    .fetchall())
+    assert set(profiled) == {"soc", "ck", "dj", "hub", "ods", "o311"} and all(n >= 2 for n in profiled.values())
+    assert con.execute("SELECT count(*) FROM record_pulls").fetchone()[0] == 6
+
+
+def test_fields_named_twice_or_with_control_characters_become_distinct_columns():
+    fields = unique_fields([Field("a", "number"), Field("a", "text"), Field("b\x00\n", "integer"), Field("c", "nonsense")])
+    assert [(f.name, f.kind, f.key) for f in fields] == [
+        ("a", "number", "a"), ("a_2", "text", "a"), ("b", "integer", "b\x00\n"), ("c", "other", "c")]
+    table = Conversion(fields).table_from_rows([{"a": "1.5", "b\x00\n": "7", "c": {"x": 1}}])
+    assert table.column_names == ["a", "a_2", "b", "c"]
+    assert table.to_pylist() == [{"a": 1.5, "a_2": "1.5", "b": 7, "c": '{"x":1}'}]

@@ -1,0 +1,51 @@
+"""Local ArcGIS FeatureServer: layer metadata and `query`, with the server's record cap,
+`exceededTransferLimit`, counts, object-id queries and errors behind a 200."""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import LocalPortal, Query
+
+
+class FeatureServerPortal(LocalPortal):
+    """``layers``: path (e.g. ``/arcgis/rest/services/X/FeatureServer/0``) → (metadata,
+    features). ``query``: ``returnCountOnly``, ``returnIdsOnly``, ``objectIds``; with
+    pagination advertised (``advancedQueryCapabilities.supportsPagination``),
+    ``resultOffset``/``resultRecordCount``; without it both are ignored, as old servers
+    do: the first ``maxRecordCount`` features come back with ``exceededTransferLimit``."""
+
+    def __init__(self, layers: dict[str, tuple[dict, list[dict]]], real_cap: int | None = None) -> None:
+        super().__init__()
+        self.layers = layers
+        self.real_cap = real_cap   # a server that answers fewer features than its metadata says
+
+    def route(self, path: str, query: Query) -> tuple[int, Any]:
+        if path in self.layers:
+            return 200, self.layers[path][0]
+        base = path.removesuffix("/query")
+        if path.endswith("/query") and base in self.layers:
+            return 200, self.query(*self.layers[base], query)
+        return 200, {"error": {"code": 400, "message": "Invalid URL", "details": []}}  # ArcGIS: 200 + error
+
+    def query(self, metadata: dict, features: list[dict], query: Query) -> dict:
+        oid = metadata.get("objectIdField") or "OBJECTID"
+        cap = self.real_cap or metadata.get("maxRecordCount") or 1000
+        if query.get("returnCountOnly") == "true":
+            return {"count": len(features)}
+        if query.get("returnIdsOnly") == "true":
+            return {"objectIdFieldName": oid, "objectIds": [f["attributes"][oid] for f in features]}
+        chosen = features
+        if query.get("objectIds"):
+            wanted = {int(i) for i in query["objectIds"].split(",")}
+            chosen = [f for f in features if f["attributes"][oid] in wanted]
+        paged = (metadata.get("advancedQueryCapabilities") or {}).get("supportsPagination")
+        offset = int(query.get("resultOffset", 0)) if paged else 0
+        count = min(int(query.get("resultRecordCount", cap)), cap) if paged else cap
+        if paged and query.get("orderByFields") == oid:
+            chosen = sorted(chosen, key=lambda f: f["attributes"][oid])
+        page = chosen[offset:offset + count]
+        answer = {"objectIdFieldName": oid, "geometryType": metadata.get("geometryType"),
+                  "spatialReference": {"wkid": 4326}, "fields": metadata.get("fields"), "features": page}
+        if offset + len(page) < len(chosen):
+            answer["exceededTransferLimit"] = True
+        return answer
