@@ -1,0 +1,172 @@
+"""The comparability score of two datasets of different cities, signal by signal, and the
+sentence that explains it.
+
+Signals (each 0..1, computed for arrays of pairs at once):
+  title        TF-IDF cosine of the titles (phrases, words and bigrams; own city dropped)
+  description  TF-IDF cosine of the descriptions' opening
+  keywords     idf-weighted cosine of keywords and themes
+  columns      idf-weighted cosine of normalised column names (PermitNo = permit_no =
+               'Permit #'), with a share for the mix of column types
+  values       idf-weighted containment of the profiled top values (column_profiles)
+A signal missing on either side (no description, no columns, no profile) is left out and
+the weights of the others renormalised; the title is always there.
+
+The weighted mean is then multiplied by a shape factor: a boundary file and the records
+that fall in its areas ('Police Districts' / 'Crimes'), or two asset kinds that hold data
+differently (a dataset and a map), are not comparable however many words they share.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from catalog.overlap import text
+from catalog.overlap.features import Catalogue
+
+SIGNALS = ("title", "description", "keywords", "columns", "values")
+WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1}
+COLUMN_TYPE_SHARE = 0.15
+BOUNDARY_MISMATCH = 0.45
+ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
+                 frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
+DEFAULT_MIN_SCORE = 0.5
+PAIR_CHUNK = 200_000
+
+
+@dataclass
+class PairScores:
+    a: np.ndarray
+    b: np.ndarray
+    total: np.ndarray
+    signals: dict[str, np.ndarray]     # NaN where the signal is missing on either side
+    shape: np.ndarray                  # the shape factor (asset kinds, boundary vs records)
+
+    def take(self, keep: np.ndarray) -> "PairScores":
+        return PairScores(self.a[keep], self.b[keep], self.total[keep],
+                          {k: v[keep] for k, v in self.signals.items()}, self.shape[keep])
+
+
+def _rowwise_dot(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(matrix[a].multiply(matrix[b]).sum(axis=1), dtype=np.float32).ravel()
+
+
+def score_pairs(catalogue: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
+    """Every signal and the total for the pairs (a[i], b[i]), in chunks of PAIR_CHUNK."""
+    parts = [_score_chunk(catalogue, a[i:i + PAIR_CHUNK], b[i:i + PAIR_CHUNK]) for i in range(0, len(a), PAIR_CHUNK)]
+    if not parts:
+        empty = np.zeros(0, np.float32)
+        return PairScores(a, b, empty, {s: empty for s in SIGNALS}, empty)
+    return PairScores(np.concatenate([p.a for p in parts]), np.concatenate([p.b for p in parts]),
+                      np.concatenate([p.total for p in parts]),
+                      {s: np.concatenate([p.signals[s] for p in parts]) for s in SIGNALS},
+                      np.concatenate([p.shape for p in parts]))
+
+
+def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
+    nan = np.float32(np.nan)
+    signals = {"title": _rowwise_dot(c.title, a, b)}
+    both = c.has_description[a] & c.has_description[b]
+    signals["description"] = np.where(both, _rowwise_dot(c.description, a, b), nan)
+    both = c.has_keywords[a] & c.has_keywords[b]
+    signals["keywords"] = np.where(both, _rowwise_dot(c.keywords, a, b), nan)
+    both = c.has_columns[a] & c.has_columns[b]
+    names = _rowwise_dot(c.columns, a, b)
+    types = _rowwise_dot(c.column_types, a, b)
+    signals["columns"] = np.where(both, (1 - COLUMN_TYPE_SHARE) * names + COLUMN_TYPE_SHARE * types, nan)
+    both = c.has_values[a] & c.has_values[b]
+    if both.any():
+        shared = np.asarray(c.values[a].multiply(c.value_sets[b]).sum(axis=1)).ravel()
+        mass = np.asarray(c.values.sum(axis=1)).ravel()
+        smaller = np.minimum(mass[a], mass[b])
+        signals["values"] = np.where(both, shared / np.maximum(smaller, 1e-9), nan).astype(np.float32)
+    else:
+        signals["values"] = np.full(len(a), nan, dtype=np.float32)
+
+    weighted = np.zeros(len(a), dtype=np.float64)
+    weight_sum = np.zeros(len(a), dtype=np.float64)
+    for name in SIGNALS:
+        values = signals[name]
+        present = ~np.isnan(values)
+        weighted += np.where(present, np.clip(values, 0, 1) * WEIGHTS[name], 0.0)
+        weight_sum += np.where(present, WEIGHTS[name], 0.0)
+    shape = shape_factor(c, a, b)
+    total = (weighted / weight_sum * shape).astype(np.float32)
+    return PairScores(a, b, total, signals, shape)
+
+
+def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    factor = np.where(c.is_boundary[a] != c.is_boundary[b], BOUNDARY_MISMATCH, 1.0).astype(np.float32)
+    kinds = np.asarray(c.asset_types, dtype=object)
+    differ = kinds[a] != kinds[b]
+    for i in np.flatnonzero(differ):
+        factor[i] *= ASSET_FACTORS.get(frozenset({kinds[a[i]], kinds[b[i]]}), 0.6)
+    return factor
+
+
+# --- explanations -----------------------------------------------------------------------
+
+def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[str]:
+    """The heaviest title terms the two share, in the first dataset's words."""
+    mine = dict(text.terms_with_surface(c.titles[a], c.places[a]))
+    theirs = {term for term, _ in text.terms_with_surface(c.titles[b], c.places[b])}
+    row = c.title[a]
+    weight = dict(zip((c.title_vocab[i] for i in row.indices), row.data))
+    shared = sorted((t for t in mine if t in theirs), key=lambda t: -weight.get(t, 0))
+    phrases: list[str] = []
+    for term in shared:
+        surface = mine[term]
+        if not any(surface in p for p in phrases):
+            phrases.append(surface)
+        if len(phrases) == limit:
+            break
+    return phrases
+
+
+def aligned_columns(c: Catalogue, a: int, b: int) -> list[tuple[str, str]]:
+    """Columns of a and b with the same normalised name (permit_no <-> PERMIT NUMBER)."""
+    theirs: dict[str, str] = {}
+    for name, key, _ in c.column_names[b]:
+        theirs.setdefault(key, name)
+    pairs, seen = [], set()
+    for name, key, _ in c.column_names[a]:
+        if key in theirs and key not in seen:
+            seen.add(key)
+            pairs.append((name, theirs[key]))
+    return pairs
+
+
+def explain(c: Catalogue, a: int, b: int, signals: dict[str, float], shape: float) -> str:
+    parts = []
+    phrases = shared_title_phrases(c, a, b)
+    if phrases:
+        parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases))
+    else:
+        parts.append("titles share no words")
+    if not np.isnan(signals.get("columns", np.nan)):
+        aligned = aligned_columns(c, a, b)
+        smaller = min(len(c.column_names[a]), len(c.column_names[b]))
+        if aligned:
+            shown = ", ".join(f"{x} ↔ {y}" if x != y else x for x, y in aligned[:4])
+            more = " ..." if len(aligned) > 4 else ""
+            parts.append(f"{len(aligned)} of {smaller} columns align: {shown}{more}")
+        else:
+            parts.append(f"none of {smaller} columns align")
+    if not np.isnan(signals.get("keywords", np.nan)):
+        shared = sorted(set(c.keyword_lists[a]) & set(c.keyword_lists[b]))
+        if shared:
+            parts.append("keywords share " + ", ".join(f"'{k}'" for k in shared[:4]))
+    if not np.isnan(signals.get("values", np.nan)):
+        mine = {c.value_vocab[i] for i in c.value_sets[a].indices}
+        shared = sorted(mine & {c.value_vocab[i] for i in c.value_sets[b].indices})
+        if shared:
+            parts.append(f"{len(shared)} profiled values shared: " + ", ".join(f"'{v}'" for v in shared[:4]))
+    if not np.isnan(signals.get("description", np.nan)) and signals["description"] >= 0.3:
+        parts.append(f"descriptions alike ({signals['description']:.2f})")
+    if c.is_boundary[a] != c.is_boundary[b]:
+        boundary = c.uids[a] if c.is_boundary[a] else c.uids[b]
+        parts.append(f"but {boundary} is a boundary file, the other holds records")
+    if c.asset_types[a] != c.asset_types[b]:
+        parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
+    return "; ".join(parts)
