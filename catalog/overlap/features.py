@@ -54,9 +54,27 @@ class Catalogue:
     value_vocab: list[str]
     places: list[frozenset] = field(default_factory=list)
     index: dict[str, int] = field(default_factory=dict)
+    _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
+    _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.uids)
+
+    def title_surfaces(self, row: int) -> dict[str, str]:
+        """Title term -> the title's words it came from (cached: explanations ask often)."""
+        found = self._surfaces.get(row)
+        if found is None:
+            found = self._surfaces[row] = dict(text.terms_with_surface(self.titles[row], self.places[row]))
+        return found
+
+    def column_keys(self, row: int) -> dict[str, str]:
+        """Normalised column name -> the first column name of the row with it."""
+        found = self._column_keys.get(row)
+        if found is None:
+            found = self._column_keys[row] = {}
+            for name, key, _ in self.column_names[row]:
+                found.setdefault(key, name)
+        return found
 
     def row(self, uid: str) -> int:
         if not self.index:
@@ -109,7 +127,7 @@ def load(con: duckdb.DuckDBPyConnection, uids: list[str] | None = None) -> Catal
         FROM datasets
         WHERE deleted_at IS NULL AND parent_uid IS NULL
           AND coalesce(asset_type, 'dataset') NOT IN {NOT_COMPARABLE}
-        ORDER BY uid""").fetch_arrow_table().to_pydict()
+        ORDER BY uid""").to_arrow_table().to_pydict()
     columns_by_uid: dict[str, list[tuple[str, str, str]]] = {}
     cursor = con.execute("""
         SELECT c.dataset_uid, coalesce(c.field_name, c.name), coalesce(c.name, c.field_name), c.type

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from catalog.overlap import text
 from catalog.overlap.features import Catalogue
 
 SIGNALS = ("title", "description", "keywords", "columns", "values")
@@ -31,7 +30,7 @@ COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
-DEFAULT_MIN_SCORE = 0.5
+DEFAULT_MIN_SCORE = 0.35
 PAIR_CHUNK = 200_000
 
 
@@ -109,11 +108,12 @@ def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[str]:
     """The heaviest title terms the two share, in the first dataset's words."""
-    mine = dict(text.terms_with_surface(c.titles[a], c.places[a]))
-    theirs = {term for term, _ in text.terms_with_surface(c.titles[b], c.places[b])}
-    row = c.title[a]
-    weight = dict(zip((c.title_vocab[i] for i in row.indices), row.data))
-    shared = sorted((t for t in mine if t in theirs), key=lambda t: -weight.get(t, 0))
+    mine, theirs = c.title_surfaces(a), c.title_surfaces(b)
+    shared = [t for t in mine if t in theirs]
+    if len(shared) > 1:
+        start, end = c.title.indptr[a], c.title.indptr[a + 1]
+        weight = {c.title_vocab[i]: w for i, w in zip(c.title.indices[start:end], c.title.data[start:end])}
+        shared.sort(key=lambda t: -weight.get(t, 0))
     phrases: list[str] = []
     for term in shared:
         surface = mine[term]
@@ -126,15 +126,8 @@ def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[s
 
 def aligned_columns(c: Catalogue, a: int, b: int) -> list[tuple[str, str]]:
     """Columns of a and b with the same normalised name (permit_no <-> PERMIT NUMBER)."""
-    theirs: dict[str, str] = {}
-    for name, key, _ in c.column_names[b]:
-        theirs.setdefault(key, name)
-    pairs, seen = [], set()
-    for name, key, _ in c.column_names[a]:
-        if key in theirs and key not in seen:
-            seen.add(key)
-            pairs.append((name, theirs[key]))
-    return pairs
+    theirs = c.column_keys(b)
+    return [(name, theirs[key]) for key, name in c.column_keys(a).items() if key in theirs]
 
 
 def explain(c: Catalogue, a: int, b: int, signals: dict[str, float], shape: float) -> str:
@@ -158,8 +151,9 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float], shape: floa
         if shared:
             parts.append("keywords share " + ", ".join(f"'{k}'" for k in shared[:4]))
     if not np.isnan(signals.get("values", np.nan)):
-        mine = {c.value_vocab[i] for i in c.value_sets[a].indices}
-        shared = sorted(mine & {c.value_vocab[i] for i in c.value_sets[b].indices})
+        sets = c.value_sets
+        mine = set(sets.indices[sets.indptr[a]:sets.indptr[a + 1]])
+        shared = sorted(c.value_vocab[i] for i in mine.intersection(sets.indices[sets.indptr[b]:sets.indptr[b + 1]]))
         if shared:
             parts.append(f"{len(shared)} profiled values shared: " + ", ".join(f"'{v}'" for v in shared[:4]))
     if not np.isnan(signals.get("description", np.nan)) and signals["description"] >= 0.3:

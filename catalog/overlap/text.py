@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-WORD = re.compile(r"[a-z0-9]+")
+WORD = re.compile(r"[a-z]+|[0-9]+")  # "Arrests2018" and "FY2015" split
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
 KEEP_NUMBERS = {"311", "911", "211"}
@@ -27,6 +27,9 @@ year years yearly annual annually month months monthly week weeks weekly day day
 date dates through since beginning begin starting start end ending until thru
 total totals summary summaries detail detailed details report reports reporting record records
 department dept office division bureau agency agencies program programs
+january february march april may june july august september october november december
+jan feb mar apr jun jul aug sep sept oct nov dec ytd
+csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof
 """.split())
 
 # Single words to one spelling (applied after stemming).
@@ -35,7 +38,7 @@ SYNONYMS = {
     "wage": "salary", "payroll": "salary", "compensation": "salary", "earning": "salary",
     "appropriation": "budget", "appropriat": "budget", "expenditure": "spending", "expense": "spending",
     "collision": "crash", "accident": "crash", "wreck": "crash",
-    "eatery": "restaurant", 
+    "eatery": "restaurant",
     "felony": "crime", "criminal": "crime",
     "outline": "footprint",
     "boundary": "boundary", "border": "boundary", "shapefile": "boundary",
@@ -48,6 +51,8 @@ SYNONYMS = {
     "inspect": "inspection", "inspected": "inspection", "inspecting": "inspection",
     "permitting": "permit", "permitted": "permit",
     "violat": "violation",
+    # acronyms of police open data
+    "cfs": "calls_for_service", "cad": "calls_for_service", "uof": "use_of_force", "ois": "officer_shooting",
 }
 
 # Phrases (as stemmed words) that name one thing, replaced by one term. Longest first.
@@ -104,7 +109,7 @@ COLUMN_WORDS = {
     "occur": "occurred", "occurrence": "occurred", "boro": "borough", "nbhd": "neighborhood",
     "neighbourhood": "neighborhood", "insp": "inspection", "viol": "violation", "lic": "license",
     "licence": "license", "bldg": "building", "sal": "salary", "pos": "position", "emp": "employee",
-    "fname": "first name", "lname": "last name", 
+    "fname": "first name", "lname": "last name",
 }
 
 
@@ -149,14 +154,19 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     stemmed = [_stem_word(w) for w in raw]
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
-    i, n = 0, len(stemmed)
+    i, n, last_phrase_end = 0, len(stemmed), -1
     while i < n:
         word = stemmed[i]
         if word in PHRASE_STARTS:
             for length in PHRASE_LENGTHS:
                 phrase = PHRASES.get(tuple(stemmed[i:i + length])) if i + length <= n else None
                 if phrase:
-                    units.append((phrase, " ".join(raw[i:i + length])))
+                    surface = " ".join(raw[i:i + length])
+                    if units and units[-1][0] == phrase and last_phrase_end == i:
+                        units[-1] = (phrase, f"{units[-1][1]} {surface}")  # '311' + 'customer service requests'
+                    else:
+                        units.append((phrase, surface))
+                    last_phrase_end = i + length
                     # its words too, so 'building permits' still shares 'building' with 'building safety'
                     parts += [(w, r) for w, r in zip(stemmed[i:i + length], raw[i:i + length])
                               if w not in STOPWORDS and w not in KEEP_NUMBERS and len(w) > 2]
