@@ -47,10 +47,9 @@ KIND_UIDS = {kind: [uid_of(d, i) for d, i in ids] for kind, ids in SOCRATA.items
 KIND_UIDS.update({kind: [uid_of(d, i, pod=True) for d, i in ids] for kind, ids in POD_2013.items()})
 
 
-@pytest.fixture(scope="module")
-def real_store(tmp_path_factory):
+def harvest_selection(store: Store) -> None:
+    """Harvest the SOCRATA and POD_2013 datasets into `store` through local portals."""
     require_fixtures()
-    store = Store(tmp_path_factory.mktemp("overlap") / "catalog.duckdb")
     wanted = {i for ids in SOCRATA.values() for _, i in ids}
     http = fast_client()
     harvest_spellarbot(store, http, domains=sorted({d for ids in SOCRATA.values() for d, _ in ids}),
@@ -62,6 +61,13 @@ def real_store(tmp_path_factory):
         if entries:
             catalogues["pod-" + portal_id(path.stem)] = (path.stem, entries)
     harvest_data_json(store, http, catalogues)
+
+
+@pytest.fixture(scope="module")
+def real_store(tmp_path_factory):
+    require_fixtures()
+    store = Store(tmp_path_factory.mktemp("overlap") / "catalog.duckdb")
+    harvest_selection(store)
     yield store
     store.close()
 
