@@ -37,17 +37,31 @@ class OverlapResult:
     candidates: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
 
-    def pair_rows(self) -> list[dict]:
+    def explanations(self) -> list[str]:
         c, p = self.catalogue, self.pairs
-        rows = []
-        for i in range(len(p.total)):
-            a, b = int(p.a[i]), int(p.b[i])
-            signals = {name: float(p.signals[name][i]) for name in SIGNALS}
-            rows.append({"uid_a": c.uids[a], "uid_b": c.uids[b], "score": round(float(p.total[i]), 4),
-                         **{f"{name}_score": None if np.isnan(v) else round(v, 4) for name, v in signals.items()},
-                         "shape_factor": round(float(p.shape[i]), 4),
-                         "explanation": scoring.explain(c, a, b, signals, float(p.shape[i]))})
-        return rows
+        signal_lists = {name: p.signals[name].tolist() for name in SIGNALS}
+        shapes = p.shape.tolist()
+        return [scoring.explain(c, a, b, {name: signal_lists[name][i] for name in SIGNALS}, shapes[i])
+                for i, (a, b) in enumerate(zip(p.a.tolist(), p.b.tolist()))]
+
+    def pair_table(self) -> pa.Table:
+        """The strong pairs as overlap_pairs rows (NULL where a signal is missing)."""
+        c, p = self.catalogue, self.pairs
+        uids = np.asarray(c.uids, dtype=object)
+
+        def scores(values: np.ndarray) -> pa.Array:
+            rounded = np.round(values.astype(np.float64), 4)
+            return pa.array(rounded, mask=np.isnan(rounded), type=pa.float64())
+
+        columns = {"uid_a": pa.array(uids[p.a], pa.string()), "uid_b": pa.array(uids[p.b], pa.string()),
+                   "score": scores(p.total)}
+        columns.update({f"{name}_score": scores(p.signals[name]) for name in SIGNALS})
+        columns["shape_factor"] = scores(p.shape)
+        columns["explanation"] = pa.array(self.explanations(), pa.string())
+        return pa.table(columns, schema=PAIR_SCHEMA)
+
+    def pair_rows(self) -> list[dict]:
+        return self.pair_table().to_pylist()
 
 
 def detect(con: duckdb.DuckDBPyConnection, min_score: float = DEFAULT_MIN_SCORE) -> OverlapResult:
@@ -69,7 +83,7 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     seconds["candidates"] = time.perf_counter() - mark
     mark = time.perf_counter()
     scored = scoring.score_pairs(catalogue, a, b)
-    strong = scored.take(scored.total >= min_score)
+    strong = scoring.best_per_dataset(scored.take(scored.total >= min_score), scoring.PAIRS_PER_DATASET)
     seconds["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
     rows_per_group = groups.form_groups(catalogue, strong.a, strong.b, strong.total)
@@ -90,7 +104,7 @@ def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
     """Replace overlap_pairs and overlap_groups in one transaction."""
     mark = time.perf_counter()
     computed_at = datetime.now(UTC)
-    pair_table = pa.Table.from_pylist(result.pair_rows(), schema=PAIR_SCHEMA)
+    pair_table = result.pair_table()
     group_table = pa.table({
         "group_id": pa.array([g.group_id for g in result.groups for _ in g.uids], pa.int32()),
         "uid": pa.array([u for g in result.groups for u in g.uids], pa.string()),

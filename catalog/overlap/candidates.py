@@ -16,9 +16,9 @@ import scipy.sparse as sp
 
 from catalog.overlap.features import Catalogue, normalise
 
-PROBE_TERMS = 12
-POSTING_CAP = 256
-TOP_K = 25
+PROBE_TERMS = 8
+POSTING_CAP = 160
+TOP_K = 12
 CHUNK_ROWS = 2048
 BLOCKING_WEIGHTS = {"title": 1.0, "keywords": 0.35, "columns": 0.6, "description": 0.3}
 
@@ -29,13 +29,19 @@ def blocking_vectors(catalogue: Catalogue) -> sp.csr_matrix:
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row's k largest entries (ties broken by column), as a CSR matrix."""
+    """Each row's k largest entries (ties kept in column order), as a CSR matrix."""
     matrix = sp.csr_matrix(matrix)
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-    order = np.lexsort((matrix.indices, -matrix.data, rows))
+    counts = np.diff(matrix.indptr)
+    if not len(matrix.data) or counts.max() <= k:
+        return matrix
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    # one float key sorts by row, then by descending score: row*2 - score/max in (row*2 - 1, row*2]
+    key = rows * 2.0 - matrix.data / (float(matrix.data.max()) * (1 + 1e-9))
+    order = np.argsort(key, kind="stable")
     rank = np.arange(len(order)) - matrix.indptr[rows[order]]
-    keep = order[rank < k]
-    return sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape)
+    keep = np.sort(order[rank < k])
+    return sp.csr_matrix((matrix.data[keep], matrix.indices[keep], np.concatenate(
+        [[0], np.cumsum(np.minimum(counts, k))])), shape=matrix.shape)
 
 
 def _capped_postings(vectors: sp.csr_matrix, uid_hash: np.ndarray, cap: int) -> sp.csr_matrix:

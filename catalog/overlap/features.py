@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from catalog.overlap import text
@@ -56,6 +57,7 @@ class Catalogue:
     index: dict[str, int] = field(default_factory=dict)
     _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
+    _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -76,6 +78,12 @@ class Catalogue:
                 found.setdefault(key, name)
         return found
 
+    def keyword_sets(self, row: int) -> frozenset[str]:
+        found = self._keyword_sets.get(row)
+        if found is None:
+            found = self._keyword_sets[row] = frozenset(self.keyword_lists[row])
+        return found
+
     def row(self, uid: str) -> int:
         if not self.index:
             self.index = {u: i for i, u in enumerate(self.uids)}
@@ -85,31 +93,23 @@ class Catalogue:
 def tfidf(docs: list[list[str]], *, sublinear: bool = True, max_df: float | None = None,
           weights: list[list[float]] | None = None) -> tuple[sp.csr_matrix, list[str]]:
     """Rows of term lists -> L2-normalised TF-IDF rows and the vocabulary."""
-    vocab: dict[str, int] = {}
-    indptr = [0]
-    indices: list[int] = []
-    data: list[float] = []
-    for row, terms in enumerate(docs):
-        counts: dict[int, float] = {}
-        row_weights = weights[row] if weights is not None else None
-        for position, term in enumerate(terms):
-            index = vocab.setdefault(term, len(vocab))
-            counts[index] = counts.get(index, 0.0) + (row_weights[position] if row_weights else 1.0)
-        indices.extend(counts)
-        data.extend(counts.values())
-        indptr.append(len(indices))
     n = len(docs)
-    matrix = sp.csr_matrix((np.asarray(data, dtype=np.float32), np.asarray(indices, dtype=np.int32),
-                            np.asarray(indptr, dtype=np.int64)), shape=(n, len(vocab)))
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n)
+    flat = [term for doc in docs for term in doc]
+    codes, vocab = pd.factorize(pd.Series(flat, dtype=object), sort=False) if flat else (np.zeros(0, np.int64), [])
+    values = (np.fromiter((w for row in weights for w in row), dtype=np.float32, count=len(flat))
+              if weights is not None else np.ones(len(flat), dtype=np.float32))
+    rows = np.repeat(np.arange(n), lengths)
+    matrix = sp.csr_matrix((values, (rows, codes)), shape=(n, len(vocab)), dtype=np.float32)
+    matrix.sum_duplicates()
     if sublinear:
-        matrix.data = (1.0 + np.log(np.maximum(matrix.data, 1e-6))).astype(np.float32)
-        matrix.data = np.maximum(matrix.data, 0.05)
+        matrix.data = np.maximum(1.0 + np.log(np.maximum(matrix.data, 1e-6)), 0.05).astype(np.float32)
     df = np.bincount(matrix.indices, minlength=len(vocab))
     idf = (np.log((n + 1) / (df + 1)) + 1.0).astype(np.float32)
     if max_df is not None:  # words in most rows (e.g. 'latitude' in columns) tell little
         idf[df > max_df * n] *= 0.25
     matrix = matrix @ sp.diags(idf, format="csr") if len(vocab) else matrix
-    return normalise(matrix), sorted(vocab, key=vocab.get)
+    return normalise(matrix), list(vocab)
 
 
 def normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
@@ -128,17 +128,20 @@ def load(con: duckdb.DuckDBPyConnection, uids: list[str] | None = None) -> Catal
         WHERE deleted_at IS NULL AND parent_uid IS NULL
           AND coalesce(asset_type, 'dataset') NOT IN {NOT_COMPARABLE}
         ORDER BY uid""").to_arrow_table().to_pydict()
-    columns_by_uid: dict[str, list[tuple[str, str, str]]] = {}
-    cursor = con.execute("""
-        SELECT c.dataset_uid, coalesce(c.field_name, c.name), coalesce(c.name, c.field_name), c.type
+    columns = con.execute("""
+        SELECT c.dataset_uid, coalesce(c.field_name, c.name) AS field_name, coalesce(c.name, c.field_name) AS name,
+               coalesce(c.type, 'other') AS type
         FROM columns c JOIN datasets d ON d.uid = c.dataset_uid
         WHERE d.deleted_at IS NULL AND d.parent_uid IS NULL
-        ORDER BY c.dataset_uid, c.position""")
-    while batch := cursor.fetchmany(100_000):
-        for uid, field_name, name, column_type in batch:
-            key = text.column_key(field_name) or text.column_key(name)
-            if key:
-                columns_by_uid.setdefault(uid, []).append((name or field_name, key, column_type or "other"))
+        ORDER BY c.dataset_uid, c.position""").to_arrow_table()
+    columns = {name: columns.column(name).to_pylist() for name in columns.column_names}
+    # one normalisation per distinct spelling, not per column
+    key_of = {spelling: text.column_key(spelling) for spelling in {*columns["field_name"], *columns["name"]}}
+    keys = [key_of.get(f) or key_of.get(n) or "" for f, n in zip(columns["field_name"], columns["name"])]
+    columns_by_uid: dict[str, list[tuple[str, str, str]]] = {}
+    for uid, name, key, column_type in zip(columns["dataset_uid"], columns["name"], keys, columns["type"]):
+        if key:
+            columns_by_uid.setdefault(uid, []).append((name, key, column_type))
     values_by_uid = _top_values(con)
     return build(rows, columns_by_uid, values_by_uid)
 
@@ -236,7 +239,7 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
         return True
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
-    content = [w for w in text.words(title) if not text.YEARISH.match(w) and w not in text.STOPWORDS - {"by", "per"}]
+    content = [w for w in text.words(title) if w in ("by", "per") or text._is_content(w)]
     if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
             and (len(content) < 2 or content[-2] not in ("by", "per"))):
         return True

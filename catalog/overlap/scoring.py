@@ -32,6 +32,7 @@ ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "fil
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
 DEFAULT_MIN_SCORE = 0.35
 PAIR_CHUNK = 200_000
+PAIRS_PER_DATASET = 6   # a dataset's best pairs are stored and grouped; weaker ones add nothing
 
 
 @dataclass
@@ -130,14 +131,16 @@ def aligned_columns(c: Catalogue, a: int, b: int) -> list[tuple[str, str]]:
     return [(name, theirs[key]) for key, name in c.column_keys(a).items() if key in theirs]
 
 
+def _missing(signals: dict[str, float], name: str) -> bool:
+    value = signals.get(name)
+    return value is None or value != value  # NaN
+
+
 def explain(c: Catalogue, a: int, b: int, signals: dict[str, float], shape: float) -> str:
     parts = []
     phrases = shared_title_phrases(c, a, b)
-    if phrases:
-        parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases))
-    else:
-        parts.append("titles share no words")
-    if not np.isnan(signals.get("columns", np.nan)):
+    parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases) if phrases else "titles share no words")
+    if not _missing(signals, "columns"):
         aligned = aligned_columns(c, a, b)
         smaller = min(len(c.column_names[a]), len(c.column_names[b]))
         if aligned:
@@ -146,21 +149,38 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float], shape: floa
             parts.append(f"{len(aligned)} of {smaller} columns align: {shown}{more}")
         else:
             parts.append(f"none of {smaller} columns align")
-    if not np.isnan(signals.get("keywords", np.nan)):
-        shared = sorted(set(c.keyword_lists[a]) & set(c.keyword_lists[b]))
+    if not _missing(signals, "keywords"):
+        shared = sorted(c.keyword_sets(a) & c.keyword_sets(b))
         if shared:
             parts.append("keywords share " + ", ".join(f"'{k}'" for k in shared[:4]))
-    if not np.isnan(signals.get("values", np.nan)):
+    if not _missing(signals, "values"):
         sets = c.value_sets
         mine = set(sets.indices[sets.indptr[a]:sets.indptr[a + 1]])
         shared = sorted(c.value_vocab[i] for i in mine.intersection(sets.indices[sets.indptr[b]:sets.indptr[b + 1]]))
         if shared:
             parts.append(f"{len(shared)} profiled values shared: " + ", ".join(f"'{v}'" for v in shared[:4]))
-    if not np.isnan(signals.get("description", np.nan)) and signals["description"] >= 0.3:
+    if not _missing(signals, "description") and signals["description"] >= 0.3:
         parts.append(f"descriptions alike ({signals['description']:.2f})")
-    if c.is_boundary[a] != c.is_boundary[b]:
-        boundary = c.uids[a] if c.is_boundary[a] else c.uids[b]
-        parts.append(f"but {boundary} is a boundary file, the other holds records")
+    boundary_a, boundary_b = bool(c.is_boundary[a]), bool(c.is_boundary[b])
+    if boundary_a != boundary_b:
+        parts.append(f"but {c.uids[a] if boundary_a else c.uids[b]} is a boundary file, the other holds records")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)
+
+
+def best_per_dataset(pairs: PairScores, k: int) -> PairScores:
+    """The pairs that are among the k best of either of their datasets: each dataset keeps
+    its k most comparable datasets of other cities (bounds what is stored and grouped)."""
+    if not len(pairs.total):
+        return pairs
+    nodes = np.concatenate([pairs.a, pairs.b])
+    scores = np.concatenate([pairs.total, pairs.total]).astype(np.float64)
+    key = nodes * 2.0 - scores / (scores.max() * (1 + 1e-9) + 1e-12)
+    order = np.argsort(key, kind="stable")
+    sorted_nodes = nodes[order]
+    starts = np.flatnonzero(np.r_[True, sorted_nodes[1:] != sorted_nodes[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = np.zeros(len(pairs.total), dtype=bool)
+    keep[order[rank < k] % len(pairs.total)] = True
+    return pairs.take(keep)

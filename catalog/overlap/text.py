@@ -132,6 +132,12 @@ def _stem_word(word: str) -> str:
     return SYNONYMS.get(stemmed, stemmed)
 
 
+@lru_cache(maxsize=1 << 16)
+def _is_content(word: str) -> bool:
+    return (word not in STOPWORDS and len(word) > 1
+            and (word in KEEP_NUMBERS or not YEARISH.match(word)))
+
+
 def words(text: str | None) -> list[str]:
     """Lowercased, stemmed, synonym-mapped words of `text`, in order (stopwords kept, for phrases)."""
     if not text:
@@ -176,8 +182,7 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
                 phrase = None
             if phrase:
                 continue
-        if (word not in STOPWORDS and word not in drop and raw[i] not in drop and len(word) > 1
-                and (word in KEEP_NUMBERS or not YEARISH.match(word))):
+        if _is_content(word) and word not in drop and raw[i] not in drop:
             units.append((word, raw[i]))
         elif units and units[-1][0]:
             units.append(("", ""))  # a dropped word breaks bigrams
