@@ -54,10 +54,12 @@ class Catalogue:
     keyword_vocab: list[str]
     value_vocab: list[str]
     places: list[frozenset] = field(default_factory=list)
+    title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     index: dict[str, int] = field(default_factory=dict)
     _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
+    _title_weights: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -66,7 +68,19 @@ class Catalogue:
         """Title term -> the title's words it came from (cached: explanations ask often)."""
         found = self._surfaces.get(row)
         if found is None:
-            found = self._surfaces[row] = dict(text.terms_with_surface(self.titles[row], self.places[row]))
+            pairs = (self.title_surface_lists[row] if self.title_surface_lists
+                     else text.terms_with_surface(self.titles[row], self.places[row]))
+            found = self._surfaces[row] = dict(pairs)
+        return found
+
+    def title_weights(self, row: int) -> dict[str, float]:
+        """Title term -> its TF-IDF weight in the row."""
+        found = self._title_weights.get(row)
+        if found is None:
+            start, end = self.title.indptr[row], self.title.indptr[row + 1]
+            vocab = self.title_vocab
+            found = self._title_weights[row] = {vocab[i]: w for i, w in zip(self.title.indices[start:end].tolist(),
+                                                                           self.title.data[start:end].tolist())}
         return found
 
     def column_keys(self, row: int) -> dict[str, str]:
@@ -172,7 +186,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     city_ids = np.fromiter((city_codes.setdefault((c or "").lower(), len(city_codes)) for c in rows["city"]),
                            dtype=np.int32, count=n)
     places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
-    title_terms = [text.terms(t, drop) for t, drop in zip(rows["title"], places)]
+    title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(rows["title"], places)]
+    title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
     # the words a title repeats are its subject: a phrase term counts more than its parts
     title_weights = [[1.5 if ("_" in t or "+" in t) else 1.0 for t in terms] for terms in title_terms]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
@@ -218,7 +233,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         has_keywords=np.array([bool(k) for k in keyword_lists], dtype=bool),
         has_columns=np.array([bool(c) for c in column_names], dtype=bool),
         has_values=has_values, column_names=column_names, keyword_lists=keyword_lists,
-        title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places)
+        title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
+        title_surface_lists=title_surface_lists)
 
 
 def _binary(docs: list[list[str]]) -> tuple[sp.csr_matrix, list[str]]:

@@ -37,11 +37,13 @@ def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,
             x = parent[x]
         return x
 
+    indptr, indices, data = vectors.indptr, vectors.indices, vectors.data
+
     def centroid_of(root: int) -> dict[int, float]:
         found = centroid.get(root)
         if found is None:
-            row = vectors[root]
-            found = centroid[root] = dict(zip(row.indices.tolist(), row.data.tolist()))
+            start, end = indptr[root], indptr[root + 1]
+            found = centroid[root] = dict(zip(indices[start:end].tolist(), data[start:end].tolist()))
         return found
 
     rejected: set[tuple[int, int]] = set()
@@ -58,7 +60,7 @@ def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,
         parent[rb] = ra
         for term, weight in cb.items():
             ca[term] = ca.get(term, 0.0) + weight
-        if len(ca) > CENTROID_TERMS:  # keep the centroid's heaviest terms: its subject
+        if len(ca) > 2 * CENTROID_TERMS:  # keep the centroid's heaviest terms: its subject
             centroid[ra] = dict(sorted(ca.items(), key=lambda kv: -kv[1])[:CENTROID_TERMS])
         del centroid[rb]
 

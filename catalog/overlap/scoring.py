@@ -112,8 +112,7 @@ def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[s
     mine, theirs = c.title_surfaces(a), c.title_surfaces(b)
     shared = [t for t in mine if t in theirs]
     if len(shared) > 1:
-        start, end = c.title.indptr[a], c.title.indptr[a + 1]
-        weight = {c.title_vocab[i]: w for i, w in zip(c.title.indices[start:end], c.title.data[start:end])}
+        weight = c.title_weights(a)
         shared.sort(key=lambda t: -weight.get(t, 0))
     phrases: list[str] = []
     for term in shared:
