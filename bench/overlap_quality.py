@@ -75,7 +75,7 @@ def publisher_title(url: str, dataset_id: str) -> str:
                 and not re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", part, re.I)  # a uuid
                 and not re.fullmatch(r"[\w-]+(\.[\w-]+)+\.(gov|org|com|us|net)", part)):     # a host
             return name
-    return words_of(url or "") or "dataset"
+    return "Dataset"  # the publisher gave it no name we can see: a title that says nothing
 
 
 def known_titles() -> dict[tuple[str, str], tuple[str, str]]:

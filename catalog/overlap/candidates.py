@@ -19,6 +19,7 @@ from catalog.overlap.features import Catalogue, normalise
 PROBE_TERMS = 8
 POSTING_CAP = 160
 TOP_K = 12
+TIES = 3
 CHUNK_ROWS = 2048
 BLOCKING_WEIGHTS = {"title": 1.0, "keywords": 0.35, "columns": 0.6, "description": 0.3}
 
@@ -28,20 +29,37 @@ def blocking_vectors(catalogue: Catalogue) -> sp.csr_matrix:
     return normalise(sp.hstack(parts, format="csr"))
 
 
+def top_per_key(keys: np.ndarray, scores: np.ndarray, k: int, ties: int = TIES) -> np.ndarray:
+    """Positions of the k best scores of each key, taking at most `ties` of any one score
+    (rounded to 3 places), sorted. Sixty cities publishing 'Calls for Service' under the
+    same title must not fill every slot, or 'CFS 2014' and '911 Calls' are never reached."""
+    if not len(scores):
+        return np.zeros(0, dtype=np.int64)
+    rounded = np.round(scores.astype(np.float64), 3)
+    # one float key sorts by key, then by descending score: key*2 - score/max in (key*2 - 1, key*2]
+    order = np.argsort(keys * 2.0 - rounded / (float(rounded.max()) * (1 + 1e-9) + 1e-12), kind="stable")
+    sorted_keys, sorted_scores = keys[order], rounded[order]
+    new_key = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    new_run = new_key | np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    position = np.arange(len(order))
+    run_rank = position - np.maximum.accumulate(np.where(new_run, position, 0))
+    allowed = run_rank < ties
+    # rank among the allowed entries of the key
+    allowed_count = np.cumsum(allowed)
+    key_start = np.maximum.accumulate(np.where(new_key, position, 0))
+    rank = allowed_count - 1 - (allowed_count[key_start] - allowed[key_start])
+    return np.sort(order[allowed & (rank < k)])
+
+
 def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Each row's k largest entries (ties kept in column order), as a CSR matrix."""
+    """Each row's k best entries (at most TIES of one score), as a CSR matrix."""
     matrix = sp.csr_matrix(matrix)
     counts = np.diff(matrix.indptr)
-    if not len(matrix.data) or counts.max() <= k:
+    if not len(matrix.data) or counts.max() <= min(k, TIES):
         return matrix
     rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    # one float key sorts by row, then by descending score: row*2 - score/max in (row*2 - 1, row*2]
-    key = rows * 2.0 - matrix.data / (float(matrix.data.max()) * (1 + 1e-9))
-    order = np.argsort(key, kind="stable")
-    rank = np.arange(len(order)) - matrix.indptr[rows[order]]
-    keep = np.sort(order[rank < k])
-    return sp.csr_matrix((matrix.data[keep], matrix.indices[keep], np.concatenate(
-        [[0], np.cumsum(np.minimum(counts, k))])), shape=matrix.shape)
+    keep = top_per_key(rows, matrix.data, k)
+    return sp.csr_matrix((matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape)
 
 
 def _capped_postings(vectors: sp.csr_matrix, uid_hash: np.ndarray, cap: int) -> sp.csr_matrix:

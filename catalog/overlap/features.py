@@ -44,6 +44,7 @@ class Catalogue:
     value_sets: sp.csr_matrix                 # the same, 0/1
     is_boundary: np.ndarray
     has_dates: np.ndarray
+    has_title: np.ndarray
     has_description: np.ndarray
     has_keywords: np.ndarray
     has_columns: np.ndarray
@@ -229,6 +230,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
         values=values, value_sets=value_sets, is_boundary=is_boundary, has_dates=has_dates,
+        has_title=np.array([bool(t) for t in title_terms], dtype=bool),
         has_description=np.array([len(d) >= 3 for d in description_terms], dtype=bool),
         has_keywords=np.array([bool(k) for k in keyword_lists], dtype=bool),
         has_columns=np.array([bool(c) for c in column_names], dtype=bool),

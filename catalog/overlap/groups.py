@@ -97,8 +97,11 @@ def label(c: Catalogue, rows: list[int]) -> str:
 
     def rank(term: str) -> tuple:
         coverage = len(cities_with[term]) / n_cities
-        words = surfaces[term].most_common(1)[0][0].count(" ") + 1
-        return (coverage >= 0.5 - 1e-9, round(coverage, 1), min(words, 3), coverage, term)
+        surface = surfaces[term].most_common(1)[0][0]
+        words = surface.count(" ") + 1
+        # a word, not a code: 'yg821jf8611' or 'ea' name no subject
+        wordlike = any(len(w) > 2 and w.isalpha() for w in surface.split()) or surface in text.KEEP_NUMBERS
+        return (coverage >= 0.5 - 1e-9, wordlike, round(coverage, 1), min(words, 3), coverage, term)
 
     best = max(cities_with, key=rank)
     surface = surfaces[best].most_common(1)[0][0]

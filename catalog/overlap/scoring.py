@@ -8,8 +8,8 @@ Signals (each 0..1, computed for arrays of pairs at once):
   columns      idf-weighted cosine of normalised column names (PermitNo = permit_no =
                'Permit #'), with a share for the mix of column types
   values       idf-weighted containment of the profiled top values (column_profiles)
-A signal missing on either side (no description, no columns, no profile) is left out and
-the weights of the others renormalised; the title is always there.
+A signal missing on either side (a title of stopwords only, no description, no columns, no
+profile) is left out and the weights of the others renormalised.
 
 The weighted mean is then multiplied by a shape factor: a boundary file and the records
 that fall in its areas ('Police Districts' / 'Crimes'), or two asset kinds that hold data
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from catalog.overlap.candidates import top_per_key
 from catalog.overlap.features import Catalogue
 
 SIGNALS = ("title", "description", "keywords", "columns", "values")
@@ -66,7 +67,8 @@ def score_pairs(catalogue: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScore
 
 def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
     nan = np.float32(np.nan)
-    signals = {"title": _rowwise_dot(c.title, a, b)}
+    both = c.has_title[a] & c.has_title[b]
+    signals = {"title": np.where(both, _rowwise_dot(c.title, a, b), nan)}
     both = c.has_description[a] & c.has_description[b]
     signals["description"] = np.where(both, _rowwise_dot(c.description, a, b), nan)
     both = c.has_keywords[a] & c.has_keywords[b]
@@ -92,7 +94,8 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
         weighted += np.where(present, np.clip(values, 0, 1) * WEIGHTS[name], 0.0)
         weight_sum += np.where(present, WEIGHTS[name], 0.0)
     shape = shape_factor(c, a, b)
-    total = (weighted / weight_sum * shape).astype(np.float32)
+    total = (np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
+             * shape).astype(np.float32)
     return PairScores(a, b, total, signals, shape)
 
 
@@ -138,7 +141,10 @@ def _missing(signals: dict[str, float], name: str) -> bool:
 def explain(c: Catalogue, a: int, b: int, signals: dict[str, float], shape: float) -> str:
     parts = []
     phrases = shared_title_phrases(c, a, b)
-    parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases) if phrases else "titles share no words")
+    if _missing(signals, "title"):
+        parts.append("a title has only common words")
+    else:
+        parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases) if phrases else "titles share no words")
     if not _missing(signals, "columns"):
         aligned = aligned_columns(c, a, b)
         smaller = min(len(c.column_names[a]), len(c.column_names[b]))
@@ -174,12 +180,7 @@ def best_per_dataset(pairs: PairScores, k: int) -> PairScores:
     if not len(pairs.total):
         return pairs
     nodes = np.concatenate([pairs.a, pairs.b])
-    scores = np.concatenate([pairs.total, pairs.total]).astype(np.float64)
-    key = nodes * 2.0 - scores / (scores.max() * (1 + 1e-9) + 1e-12)
-    order = np.argsort(key, kind="stable")
-    sorted_nodes = nodes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_nodes[1:] != sorted_nodes[:-1]])
-    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    chosen = top_per_key(nodes, np.concatenate([pairs.total, pairs.total]), k)
     keep = np.zeros(len(pairs.total), dtype=bool)
-    keep[order[rank < k] % len(pairs.total)] = True
+    keep[chosen % len(pairs.total)] = True
     return pairs.take(keep)
