@@ -84,6 +84,7 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     mark = time.perf_counter()
     scored = scoring.score_pairs(catalogue, a, b)
     strong = scoring.best_per_dataset(scored.take(scored.total >= min_score), scoring.PAIRS_PER_DATASET)
+    strong = strong.take(np.argsort(-strong.total, kind="stable"))  # best first
     seconds["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
     rows_per_group = groups.form_groups(catalogue, strong.a, strong.b, strong.total)
