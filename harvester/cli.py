@@ -187,18 +187,25 @@ def sql(query, fmt, db_path):
 @click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
+@click.option("--embeddings", "use_embeddings", is_flag=True,
+              help="Add the embedding signal (needs: pip install 'civicat[embeddings]').")
 @db_option
 @json_option
-def overlap(min_score, show_pairs, db_path, as_json):
+def overlap(min_score, show_pairs, use_embeddings, db_path, as_json):
     """(Re)compute comparable datasets across cities and print the overlap groups."""
     from catalog import overlap as detector
     from catalog.store import connect
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    if use_embeddings:
+        from catalog.overlap.embeddings import available
+        if not available():
+            raise click.UsageError("--embeddings needs the optional extra: pip install 'civicat[embeddings]'")
     con = connect(db_path)
     try:
-        result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score)
+        result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
+                                 use_embeddings=use_embeddings)
         detector.save(con, result)
         pairs = result.pair_rows() if show_pairs or as_json else []
     finally:

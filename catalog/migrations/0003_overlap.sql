@@ -9,6 +9,7 @@ CREATE TABLE overlap_pairs (
     keywords_score    DOUBLE,
     columns_score     DOUBLE,
     values_score      DOUBLE,                -- profiled top values (column_profiles)
+    embedding_score   DOUBLE,                -- only with `overlap --embeddings`
     shape_factor      DOUBLE NOT NULL,       -- < 1: boundary file vs records, differing asset types
     explanation       VARCHAR NOT NULL,
     computed_at       TIMESTAMPTZ NOT NULL,
@@ -20,4 +21,13 @@ CREATE TABLE overlap_groups (
     uid         VARCHAR NOT NULL PRIMARY KEY, -- a dataset is in at most one group
     label       VARCHAR NOT NULL,
     computed_at TIMESTAMPTZ NOT NULL
+);
+
+-- The optional embedding signal's vectors (`civicat overlap --embeddings`), by a hash of
+-- the embedded text and the model: unchanged datasets are not embedded again.
+CREATE TABLE overlap_embeddings (
+    text_hash VARCHAR NOT NULL,
+    model     VARCHAR NOT NULL,
+    vector    FLOAT[] NOT NULL,
+    PRIMARY KEY (text_hash, model)
 );

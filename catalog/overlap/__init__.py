@@ -64,14 +64,21 @@ class OverlapResult:
         return self.pair_table().to_pylist()
 
 
-def detect(con: duckdb.DuckDBPyConnection, min_score: float = DEFAULT_MIN_SCORE) -> OverlapResult:
-    """Score the catalogue's cross-city candidate pairs and form groups from those >= min_score."""
+def detect(con: duckdb.DuckDBPyConnection, min_score: float = DEFAULT_MIN_SCORE, *,
+           use_embeddings: bool = False) -> OverlapResult:
+    """Score the catalogue's cross-city candidate pairs and form groups from those >= min_score.
+    `use_embeddings`: add the optional embedding signal (needs `civicat[embeddings]`)."""
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     catalogue = features.load(con)
     seconds["load"] = time.perf_counter() - started
+    if use_embeddings:
+        from catalog.overlap import embeddings
+        mark = time.perf_counter()
+        catalogue.embeddings = embeddings.vectors(con, catalogue)
+        seconds["embed"] = time.perf_counter() - mark
     return detect_in(catalogue, min_score, seconds)
 
 

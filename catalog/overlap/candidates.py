@@ -97,6 +97,10 @@ def candidate_pairs(catalogue: Catalogue, top_k: int = TOP_K) -> tuple[np.ndarra
         best = _keep_top_per_row(scores, top_k).tocoo()
         left.append(best.row.astype(np.int64) + start)
         right.append(best.col.astype(np.int64))
+    if catalogue.embeddings is not None:
+        dense_a, dense_b = _dense_neighbours(catalogue, max(top_k // 2, 1))
+        left.append(dense_a)
+        right.append(dense_b)
     a = np.concatenate(left)
     b = np.concatenate(right)
     low, high = np.minimum(a, b), np.maximum(a, b)
@@ -104,10 +108,36 @@ def candidate_pairs(catalogue: Catalogue, top_k: int = TOP_K) -> tuple[np.ndarra
     return pairs // n, pairs % n
 
 
+def _dense_neighbours(catalogue: Catalogue, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """With the optional embeddings: each dataset's k nearest vectors of other cities (a
+    dense product in row chunks: O(n^2 d) flops, fine for tens of thousands of datasets)."""
+    vectors, city = catalogue.embeddings, catalogue.city_ids
+    n = len(vectors)
+    left, right = [], []
+    for start in range(0, n, CHUNK_ROWS):
+        stop = min(start + CHUNK_ROWS, n)
+        sims = vectors[start:stop] @ vectors.T
+        sims[city[start:stop, None] == city[None, :]] = -np.inf
+        k_here = min(k, n - 1)
+        if k_here <= 0:
+            break
+        best = np.argpartition(-sims, k_here - 1, axis=1)[:, :k_here]
+        rows = np.repeat(np.arange(start, stop), best.shape[1])
+        cols = best.ravel()
+        finite = np.isfinite(sims[rows - start, cols])
+        left.append(rows[finite])
+        right.append(cols[finite].astype(np.int64))
+    if not left:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(left), np.concatenate(right)
+
+
 def candidates_for(catalogue: Catalogue, row: int, limit: int) -> np.ndarray:
     """The datasets of other cities nearest to one dataset (one sparse product over the catalogue)."""
     vectors = blocking_vectors(catalogue)
     scores = (vectors[row] @ vectors.T).toarray().ravel()
+    if catalogue.embeddings is not None:
+        scores = scores + np.clip(catalogue.embeddings @ catalogue.embeddings[row], 0, 1)
     scores[catalogue.city_ids == catalogue.city_ids[row]] = 0.0
     nonzero = np.flatnonzero(scores > 0)
     return nonzero[np.argsort(-scores[nonzero], kind="stable")[:limit]]

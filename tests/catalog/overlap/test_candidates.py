@@ -1,5 +1,7 @@
 """Candidate pairs come from the inverted index, bounded per dataset, never all pairs; and
 views derived from a dataset are neither candidates nor group members."""
+import pytest
+
 from catalog import overlap
 from catalog.overlap import candidates, features
 from harvester.pipeline import harvest
@@ -41,3 +43,9 @@ def test_candidates_per_dataset_are_bounded(store, http):
     views = store.con.execute("SELECT count(*) FROM datasets WHERE parent_uid IS NOT NULL").fetchone()[0]
     assert views > 50 and derived == 0
     assert result.groups and all(len(g.cities) >= 2 for g in result.groups)
+
+    view = store.con.execute("SELECT uid, parent_uid FROM datasets WHERE parent_uid IS NOT NULL LIMIT 1").fetchone()
+    with pytest.raises(LookupError, match=f"is a view of {view[1]}"):
+        overlap.similar(store.con, view[0])
+    found = overlap.similar(store.con, view[1], limit=3)
+    assert 0 < len(found) <= 3 and all(not f["uid"].startswith(view[1].split(":")[0] + ":") for f in found)
