@@ -51,3 +51,10 @@ def test_similar_lists_other_cities_with_explanations(db):
     assert "titles share 'building permits'" in found[0]["explanation"]
     result = runner.invoke(cli, ["similar", "nowhere:x", "--db", db])
     assert result.exit_code == 2 and "no dataset 'nowhere:x'" in result.output
+
+
+def test_embeddings_without_the_extra_are_refused_before_any_work(db, monkeypatch):
+    from catalog.overlap import embeddings
+    monkeypatch.setattr(embeddings, "available", lambda: False)
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--embeddings"])
+    assert result.exit_code == 2 and "pip install 'civicat[embeddings]'" in result.output
