@@ -207,7 +207,7 @@ def overlap(min_score, show_pairs, use_embeddings, db_path, as_json):
         result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
                                  use_embeddings=use_embeddings)
         detector.save(con, result)
-        pairs = result.pair_rows() if show_pairs or as_json else []
+        pairs = result.pair_rows() if show_pairs else []
     finally:
         con.close()
     c = result.catalogue
@@ -215,8 +215,11 @@ def overlap(min_score, show_pairs, use_embeddings, db_path, as_json):
                "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)]} for u in g.uids]}
               for g in result.groups]
     if as_json:
-        echo_json({"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
-                   "groups": groups, "pairs": pairs})
+        payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
+                   "strong_pairs": len(result.pairs.total), "groups": groups}
+        if show_pairs:
+            payload["pairs"] = pairs
+        echo_json(payload)
         return
     click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
                f">= {result.min_score}, {len(groups)} groups")

@@ -23,10 +23,14 @@ def test_overlap_prints_groups_and_json(db):
     result = runner.invoke(cli, ["overlap", "--db", db])
     assert result.exit_code == 0, result.output
     assert "Building permits" in result.output and "groups" in result.output.splitlines()[0]
-    result = runner.invoke(cli, ["overlap", "--db", db, "--json", "--min-score", "0.6"])
+    result = runner.invoke(cli, ["overlap", "--db", db, "--json"])
+    assert result.exit_code == 0, result.output
+    assert "pairs" not in json.loads(result.output) and json.loads(result.output)["strong_pairs"] > 0
+    result = runner.invoke(cli, ["overlap", "--db", db, "--json", "--pairs", "--min-score", "0.6"])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.output)
-    assert payload["min_score"] == 0.6
+    assert payload["min_score"] == 0.6 and len(payload["pairs"]) == payload["strong_pairs"]
+    assert [p["score"] for p in payload["pairs"]] == sorted((p["score"] for p in payload["pairs"]), reverse=True)
     assert all(p["score"] >= 0.6 for p in payload["pairs"])
     assert all(len(g["cities"]) >= 2 and g["label"] for g in payload["groups"])
     assert {"uid_a", "uid_b", "score", "title_score", "columns_score", "explanation"} <= set(payload["pairs"][0])
