@@ -1,7 +1,7 @@
 """Comparable datasets across cities: candidate pairs from an inverted index, a score
 from several lexical signals with an explanation, groups from strong pairs.
 
-    result = detect(con, min_score=0.5)   # score and group the catalogue
+    result = detect(con, min_score=0.35)  # score and group the catalogue
     save(con, result)                     # overlap_pairs, overlap_groups
     similar(con, uid, limit=10)           # the nearest datasets of other cities, explained
 """
@@ -40,8 +40,7 @@ class OverlapResult:
     def explanations(self) -> list[str]:
         c, p = self.catalogue, self.pairs
         signal_lists = {name: p.signals[name].tolist() for name in SIGNALS}
-        shapes = p.shape.tolist()
-        return [scoring.explain(c, a, b, {name: signal_lists[name][i] for name in SIGNALS}, shapes[i])
+        return [scoring.explain(c, a, b, {name: signal_lists[name][i] for name in SIGNALS})
                 for i, (a, b) in enumerate(zip(p.a.tolist(), p.b.tolist()))]
 
     def pair_table(self) -> pa.Table:
@@ -163,5 +162,5 @@ def similar(con: duckdb.DuckDBPyConnection, uid: str, limit: int = 10,
         out.append({"uid": catalogue.uids[b], "title": catalogue.titles[b], "city": catalogue.cities[b],
                     "score": round(float(scored.total[i]), 4),
                     "signals": {k: None if np.isnan(v) else round(v, 4) for k, v in signals.items()},
-                    "explanation": scoring.explain(catalogue, row, b, signals, float(scored.shape[i]))})
+                    "explanation": scoring.explain(catalogue, row, b, signals)})
     return out

@@ -11,6 +11,8 @@ datasets of *other* cities are kept.
 """
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -73,7 +75,6 @@ def _capped_postings(vectors: sp.csr_matrix, uid_hash: np.ndarray, cap: int) -> 
 
 
 def uid_hashes(uids: list[str]) -> np.ndarray:
-    import zlib
     return np.fromiter((zlib.crc32(u.encode()) for u in uids), dtype=np.uint32, count=len(uids))
 
 

@@ -145,7 +145,8 @@ def _missing(signals: dict[str, float], name: str) -> bool:
     return value is None or value != value  # NaN
 
 
-def explain(c: Catalogue, a: int, b: int, signals: dict[str, float], shape: float) -> str:
+def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
+    """One sentence on why a and b scored as they did, from the signals present."""
     parts = []
     phrases = shared_title_phrases(c, a, b)
     if _missing(signals, "title"):

@@ -67,7 +67,7 @@ def test_a_boundary_file_and_records_are_marked_and_explained(real_catalogue):
     scores = scoring.score_pairs(c, np.array([district]), np.array([crimes]))
     assert scores.shape[0] == pytest.approx(scoring.BOUNDARY_MISMATCH)
     signals = {k: float(v[0]) for k, v in scores.signals.items()}
-    assert "is a boundary file" in scoring.explain(c, district, crimes, signals, float(scores.shape[0]))
+    assert "is a boundary file" in scoring.explain(c, district, crimes, signals)
 
 
 def test_explanation_names_shared_title_words_and_aligned_columns(real_catalogue):
@@ -75,7 +75,7 @@ def test_explanation_names_shared_title_words_and_aligned_columns(real_catalogue
     chicago, seattle = (c.row(u) for u in ("data-cityofchicago-org:ydr8-5enu", "data-seattle-gov:mags-97de"))
     scores = scoring.score_pairs(c, np.array([chicago]), np.array([seattle]))
     signals = {k: float(v[0]) for k, v in scores.signals.items()}
-    text = scoring.explain(c, chicago, seattle, signals, 1.0)
+    text = scoring.explain(c, chicago, seattle, signals)
     assert text.startswith("titles share 'building permits'")
     aligned = scoring.aligned_columns(c, chicago, seattle)
     assert aligned and f"{len(aligned)} of " in text

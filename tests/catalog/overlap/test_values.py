@@ -55,7 +55,7 @@ def test_shared_top_values_raise_the_score_and_are_explained(tmp_path):
     profile(con, "c:1", "offense", ["POTHOLE", "GRAFFITI", "STREET LIGHT OUT", "TREE DEBRIS"])
     c, x, y, shared, signals = scores(con, "a:1", "b:1")
     assert 0.5 < signals["values"] <= 1.0
-    text = scoring.explain(c, x, y, signals, float(shared.shape[0]))
+    text = scoring.explain(c, x, y, signals)
     assert "3 profiled values shared: 'burglary', 'robbery', 'theft'" in text
     _, _, _, disjoint, other = scores(con, "a:1", "c:1")
     assert other["values"] == 0.0
