@@ -261,6 +261,82 @@ def sql(query, fmt, db_path):
         echo_table(rows, columns)
 
 
+@cli.command()
+@click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Pairs below this score are neither stored nor grouped (default 0.35).")
+@click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
+@click.option("--embeddings", "use_embeddings", is_flag=True,
+              help="Add the embedding signal (needs: pip install 'civicat[embeddings]').")
+@db_option
+@json_option
+def overlap(min_score, show_pairs, use_embeddings, db_path, as_json):
+    """(Re)compute comparable datasets across cities and print the overlap groups."""
+    from catalog import overlap as detector
+    from catalog.store import connect
+
+    if not db_path.exists():
+        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    if use_embeddings:
+        from catalog.overlap.embeddings import available
+        if not available():
+            raise click.UsageError("--embeddings needs the optional extra: pip install 'civicat[embeddings]'")
+    con = connect(db_path)
+    try:
+        result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
+                                 use_embeddings=use_embeddings)
+        detector.save(con, result)
+        pairs = result.pair_rows() if show_pairs else []
+    finally:
+        con.close()
+    c = result.catalogue
+    groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
+               "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)]} for u in g.uids]}
+              for g in result.groups]
+    if as_json:
+        payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
+                   "strong_pairs": len(result.pairs.total), "groups": groups}
+        if show_pairs:
+            payload["pairs"] = pairs
+        echo_json(payload)
+        return
+    click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
+               f">= {result.min_score}, {len(groups)} groups")
+    echo_table([[g["group_id"], g["label"], g["datasets"], len(g["cities"]),
+                 "; ".join(f"{m['city']}: {m['title']}" for m in g["members"][:3])[:110]] for g in groups],
+               ["group", "label", "datasets", "cities", "examples"])
+    if show_pairs:
+        click.echo()
+        echo_table([[p["score"], p["uid_a"], p["uid_b"], p["explanation"][:120]] for p in pairs],
+                   ["score", "dataset", "comparable to", "why"])
+
+
+@cli.command()
+@click.argument("uid")
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1, 1000), help="How many to show.")
+@db_option
+@json_option
+def similar(uid, limit, db_path, as_json):
+    """The datasets of other cities most comparable to UID, with explanations."""
+    from catalog import overlap as detector
+    from catalog.query import read_only_connection
+
+    con = _open(read_only_connection, db_path)
+    try:
+        found = detector.similar(con, uid, limit)
+    except LookupError as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        con.close()
+    if as_json:
+        echo_json(found)
+        return
+    if not found:
+        click.echo(f"no dataset of another city is comparable to {uid}")
+        return
+    echo_table([[f"{f['score']:.2f}", f["uid"], f["city"], f["title"][:50], f["explanation"][:110]] for f in found],
+               ["score", "uid", "city", "title", "why"])
+
+
 def _open(opener, db_path: Path):
     try:
         return opener(db_path)

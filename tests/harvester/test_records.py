@@ -99,12 +99,9 @@ def test_records_overlap_says_when_there_are_no_groups_and_pulls_the_grouped(tmp
     options = setup(tmp_path, portal.url)
     result = CliRunner().invoke(cli, ["records", "--overlap", *options])
     assert result.exit_code == 0 and "no overlap groups yet" in result.output
-    con = duckdb.connect(options[-1])
-    con.execute("CREATE TABLE overlap_groups (group_id VARCHAR, uid VARCHAR, label VARCHAR)")
-    con.close()
-    assert "no overlap groups yet" in CliRunner().invoke(cli, ["records", "--overlap", *options]).output
-    con = duckdb.connect(options[-1])
-    con.execute("INSERT INTO overlap_groups VALUES ('g1', 'sea:abcd-1234', 'calls'), ('g1', 'gone:x', 'calls')")
+    con = duckdb.connect(options[-1])   # the table exists (migration 0003) and is empty
+    assert con.execute("SELECT count(*) FROM overlap_groups").fetchone() == (0,)
+    con.execute("INSERT INTO overlap_groups VALUES (1, 'sea:abcd-1234', 'calls', now()), (1, 'gone:x', 'calls', now())")
     con.close()
     result = CliRunner().invoke(cli, ["records", "--overlap", "--json", *options])
     assert result.exit_code == 0, result.output

@@ -1,0 +1,344 @@
+"""Benchmark: how well the overlap detector finds comparable datasets, against labels.
+
+Ground truth: ../shared/groundtruth/labelled_datasets_combined.csv (police table types of
+OpenPoliceData, CODE's crime-incident sources, JKAN's 311 datasets). Few of the labelled
+datasets are in the fixture catalogues, so:
+  - a labelled Socrata dataset found in the 2017 Socrata catalogues (spellarbot) is that
+    harvested dataset, with its real title and columns;
+  - every other one becomes a catalogue entry built from what the label tables hold of the
+    publisher's own naming: the title a catalogue gave it when one is known (JKAN, the 2013
+    data.json catalogues, the NYC catalogue), else the name of its file, layer or page in
+    its URL, and the description the table quotes. The label itself is never used.
+These entries are served as one data.json per jurisdiction by a local portal and harvested
+with the 7,187 datasets of the 33 Socrata domains of 2017 as distractors.
+
+Measured on the labelled datasets, cross-city only: pairwise and B-cubed precision, recall
+and F1 of the groups, and MAP of each dataset's ranked list of other cities' labelled
+datasets; beside two baselines in the same run (title TF-IDF cosine; column-name Jaccard),
+each grouped by connected components at its best threshold (an optimistic baseline).
+Then the detector runs on the real multi-city catalogues (16 cities of 2013, 33 Socrata
+domains of 2017) and prints a sample of groups to read.
+
+    python -m bench.overlap_quality [--sample 25]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from catalog import overlap  # noqa: E402
+from catalog.overlap import embeddings, features, scoring  # noqa: E402
+from catalog.store import Store  # noqa: E402
+from tests.conftest import fast_client  # noqa: E402
+from tests.portals.catalogues import (harvest_data_json, harvest_pod_2013, harvest_spellarbot,  # noqa: E402
+                                      pod_2013_files, portal_id)
+from tests.shared_fixtures import FIXTURES, SHARED  # noqa: E402
+
+GROUNDTRUTH = SHARED / "groundtruth"
+GENERIC_PATH = re.compile(
+    r"^(?:https?|www|com|org|gov|net|us|arcgis|rest|services?|featureserver|mapserver|query|download|downloads|"
+    r"csv|xlsx?|json|php|html?|sites|default|files?|documents?|documentcenter|view|dataset|datasets|data|"
+    r"resource|api|views|rows|foia_files|items?|content|sharing|opendata|open-data|catalog|\d+)$", re.I)
+SOCRATA_ID = re.compile(r"^[a-z0-9]{4}-[a-z0-9]{4}$")
+
+
+def words_of(segment: str) -> str:
+    segment = re.sub(r"\.(csv|xlsx?|json|php|html?|zip|pdf)$", "", segment, flags=re.I)
+    segment = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", segment)
+    return " ".join(w for w in re.split(r"[^A-Za-z0-9]+", segment) if w)
+
+
+def publisher_title(url: str, dataset_id: str) -> str:
+    """The name the publisher gave the file, layer or page: the last informative part of
+    its URL or dataset id ('.../APD_CAD_911_Calls_2005/FeatureServer/0' -> 'APD CAD 911 Calls 2005')."""
+    parts = []
+    if dataset_id and not SOCRATA_ID.match(dataset_id) and not re.fullmatch(r"[0-9a-f_]{20,}", dataset_id):
+        parts += re.split(r"[/|]", dataset_id)
+    path = re.sub(r"^[a-z]+://[^/]+", "", url or "").split("?")[0]
+    parts += [p for p in path.split("/") if p]
+    for part in reversed(parts):
+        name = words_of(part)
+        if (name and not GENERIC_PATH.match(name.replace(" ", "")) and not re.fullmatch(r"[\d ]+", name)
+                and not re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", part, re.I)  # a uuid
+                and not re.fullmatch(r"[\w-]+(\.[\w-]+)+\.(gov|org|com|us|net)", part)):     # a host
+            return name
+    return "Dataset"  # the publisher gave it no name we can see: a title that says nothing
+
+
+def known_titles() -> dict[tuple[str, str], tuple[str, str]]:
+    """(domain, id) -> (title, description) from the catalogues in the fixtures."""
+    known = {}
+    for path in pod_2013_files():
+        for entry in json.loads(path.read_text()):
+            if isinstance(entry, dict) and entry.get("identifier"):
+                known[(path.stem, entry["identifier"])] = (entry.get("title"), entry.get("description"))
+    nyc_file = FIXTURES / "flattened-catalog" / "nyc-open-data-explorer-catalog-full-2026-08-16.json"
+    nyc = json.loads(nyc_file.read_text())
+    for entry in nyc["datasets"] if isinstance(nyc, dict) else nyc:
+        known[("data.cityofnewyork.us", entry["id"])] = (entry.get("name"), entry.get("description"))
+    return known
+
+
+def load_labels() -> list[dict]:
+    rows = list(csv.DictReader(open(GROUNDTRUTH / "labelled_datasets_combined.csv", encoding="utf-8")))
+    deleted = {r["dataset_id"] for r in csv.DictReader(open(GROUNDTRUTH / "openpolicedata" /
+                                                            "datasets_deleted_by_publisher.csv", encoding="utf-8"))
+               if r.get("dataset_id")}
+    seen, out = set(), []
+    for r in rows:
+        if r["dataset_id"] and r["dataset_id"] in deleted:
+            continue
+        key = (r["jurisdiction"], r["state"], r["domain_or_url"], r["dataset_id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        r["city"] = f"{r['jurisdiction']}, {r['state']}".strip(", ")
+        out.append(r)
+    return out
+
+
+def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
+    """Harvest distractors and labelled entries; returns the store and uid -> label row."""
+    store = Store(db)
+    http = fast_client()
+    harvest_spellarbot(store, http)
+    spellarbot = {(d, s) for d, s in store.con.execute(
+        "SELECT replace(portal_id, '-', '.'), source_id FROM datasets").fetchall()}
+    known = known_titles()
+    labelled: dict[str, dict] = {}
+    catalogues: dict[str, tuple[str, list[dict]]] = {}
+    for number, r in enumerate(load_labels()):
+        domain = re.sub(r"^https?://", "", r["domain_or_url"]).split("/")[0].lower()
+        if (domain.replace("-", "."), r["dataset_id"]) in spellarbot:
+            labelled[f"{portal_id(domain)}:{r['dataset_id']}"] = dict(r, title_source="harvested")
+            continue
+        title, description = known.get((domain, r["dataset_id"]), (None, None))
+        r = dict(r, title_source="catalogue")
+        if not title and r["source"].startswith("andrew-friedman/jkan"):
+            title = r["title_or_description"]
+        if not title:
+            title = publisher_title(r["domain_or_url"], r["dataset_id"])
+            description = r["title_or_description"] or None
+            r["title_source"] = "url"
+        pid = "gt-" + portal_id(r["city"])[:40]
+        source_id = f"gt{number}"
+        catalogues.setdefault(pid, (r["city"], []))[1].append({
+            "identifier": source_id, "title": title, "description": description or "",
+            "accessLevel": "public", "distribution": [{"downloadURL": r["domain_or_url"]}]})
+        labelled[f"{pid}:{source_id}"] = r
+    harvest_data_json(store, http, catalogues)
+    return store, labelled
+
+
+# --- measures ----------------------------------------------------------------------------
+
+def cross_city_pairs(uids: list[str], label_of: dict, city_of: dict):
+    for i in range(len(uids)):
+        for j in range(i + 1, len(uids)):
+            if city_of[uids[i]] != city_of[uids[j]]:
+                yield uids[i], uids[j]
+
+
+def clustering_scores(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict) -> dict:
+    tp = fp = fn = 0
+    for x, y in cross_city_pairs(uids, label_of, city_of):
+        same_cluster = cluster_of[x] == cluster_of[y]
+        same_label = label_of[x] == label_of[y]
+        tp += same_cluster and same_label
+        fp += same_cluster and not same_label
+        fn += same_label and not same_cluster
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    by_cluster, by_label = defaultdict(list), defaultdict(list)
+    for u in uids:
+        by_cluster[cluster_of[u]].append(u)
+        by_label[label_of[u]].append(u)
+    bp, br = [], []
+    for u in uids:  # B-cubed over the item and its other-city peers
+        cluster = [v for v in by_cluster[cluster_of[u]] if v != u and city_of[v] != city_of[u]]
+        label = [v for v in by_label[label_of[u]] if v != u and city_of[v] != city_of[u]]
+        correct = sum(label_of[v] == label_of[u] for v in cluster)
+        bp.append((1 + correct) / (1 + len(cluster)))
+        br.append((1 + correct) / (1 + len(label)))
+    b_p, b_r = float(np.mean(bp)), float(np.mean(br))
+    return {"pair_p": p, "pair_r": r, "pair_f1": 2 * p * r / (p + r) if p + r else 0.0,
+            "b3_p": b_p, "b3_r": b_r, "b3_f1": 2 * b_p * b_r / (b_p + b_r) if b_p + b_r else 0.0}
+
+
+def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict) -> float:
+    labels = np.array([label_of[u] for u in uids])
+    cities = np.array([city_of[u] for u in uids])
+    aps = []
+    for i in range(len(uids)):
+        other = cities != cities[i]
+        relevant = other & (labels == labels[i])
+        if not relevant.any():
+            continue
+        order = np.flatnonzero(other)[np.argsort(-similarity[i, other], kind="stable")]
+        hits = relevant[order]
+        precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+        aps.append(float(precision_at[hits].mean()))
+    return float(np.mean(aps))
+
+
+def threshold_components(similarity: np.ndarray, threshold: float) -> np.ndarray:
+    graph = sp.csr_matrix(similarity >= threshold)
+    return sp.csgraph.connected_components(graph, directed=False)[1]
+
+
+def baseline_title_tfidf(titles: list[str]) -> np.ndarray:
+    docs = [re.findall(r"[a-z0-9]+", (t or "").lower()) for t in titles]
+    matrix, _ = features.tfidf(docs)
+    return (matrix @ matrix.T).toarray()
+
+
+def baseline_column_jaccard(column_sets: list[set]) -> np.ndarray:
+    n = len(column_sets)
+    out = np.zeros((n, n), dtype=np.float32)
+    for i in range(n):
+        for j in range(i + 1, n):
+            a, b = column_sets[i], column_sets[j]
+            if a and b:
+                out[i, j] = out[j, i] = len(a & b) / len(a | b)
+    return out
+
+
+def best_threshold_scores(similarity, uids, label_of, city_of) -> tuple[float, dict]:
+    best = None
+    for threshold in np.arange(0.1, 0.96, 0.05):
+        components = threshold_components(similarity, threshold)
+        scores = clustering_scores(uids, {u: int(c) for u, c in zip(uids, components)}, label_of, city_of)
+        if best is None or scores["b3_f1"] > best[1]["b3_f1"]:
+            best = (float(threshold), scores)
+    return best
+
+
+def labelled_benchmark(tmp: Path) -> None:
+    started = time.perf_counter()
+    store, labelled = build_catalogue(tmp / "quality.duckdb")
+    con = store.con
+    harvest_seconds = time.perf_counter() - started
+    result = overlap.detect(con)
+    overlap.save(con, result)
+    catalogue = result.catalogue
+    uids = [u for u in labelled if u in set(catalogue.uids)]
+    label_of = {u: labelled[u]["label"] for u in uids}
+    city_of = {u: labelled[u]["city"] for u in uids}
+    rows = np.array([catalogue.row(u) for u in uids])
+    n = len(uids)
+    a, b = np.triu_indices(n, k=1)
+
+    def detector_figures(found) -> tuple[dict, np.ndarray]:
+        """The groups as clusters, and the detector's score of every labelled pair (for MAP)."""
+        group_of = {u: g.group_id for g in found.groups for u in g.uids}
+        scored = scoring.score_pairs(found.catalogue, rows[a], rows[b])
+        similarity = np.zeros((n, n), dtype=np.float32)
+        similarity[a, b] = similarity[b, a] = scored.total
+        return {u: group_of.get(u, f"single:{u}") for u in uids}, similarity
+
+    cluster_of, detector_similarity = detector_figures(result)
+    methods = {"detector": (f"civicat overlap (groups, min score {result.min_score})", cluster_of,
+                            detector_similarity)}
+    if embeddings.available():
+        with_vectors = overlap.detect(con, use_embeddings=True)
+        methods["embeddings"] = (f"civicat overlap + embeddings ({with_vectors.seconds['embed']:.0f} s to embed)",
+                                 *detector_figures(with_vectors))
+    else:
+        print("(embedding signal not measured: pip install 'civicat[embeddings]')")
+    title_similarity = baseline_title_tfidf([catalogue.titles[r] for r in rows])
+    column_sets = [{name.lower() for name, _, _ in catalogue.column_names[r]} for r in rows]
+    methods["title"] = ("baseline: title TF-IDF cosine", None, title_similarity)
+    methods["column"] = ("baseline: column-name Jaccard", None, baseline_column_jaccard(column_sets))
+    cluster_of = methods["detector"][1]
+
+    print(f"labelled datasets in the catalogue: {n} of {len(labelled)} "
+          f"({sum(1 for u in uids if labelled[u]['title_source'] == 'harvested')} are real harvested Socrata "
+          f"datasets, {sum(1 for u in uids if labelled[u]['title_source'] == 'catalogue')} have a title from a "
+          f"catalogue, the rest a title made from their URL), {len(set(label_of.values()))} labels, "
+          f"{len(set(city_of.values()))} jurisdictions; catalogue {len(catalogue)} comparable datasets "
+          f"(harvest {harvest_seconds:.1f} s, overlap {sum(result.seconds.values()):.1f} s)")
+    header = f"{'method':52} {'B3 P':>6} {'B3 R':>6} {'B3 F1':>6} {'pair P':>7} {'pair R':>7} {'pair F1':>7} {'MAP':>6}"
+    for subset_name, subset in (("all labelled datasets", list(range(n))),
+                                ("only those with a catalogue title (harvested or listed)",
+                                 [i for i, u in enumerate(uids) if labelled[u]["title_source"] != "url"])):
+        members = [uids[i] for i in subset]
+        print(f"\n{subset_name}: {len(members)} datasets, "
+              f"{len({city_of[u] for u in members})} jurisdictions")
+        print(header)
+        figures = {}
+        for name, (title, clusters, full_similarity) in methods.items():
+            similarity = full_similarity[np.ix_(subset, subset)]
+            if clusters is not None:
+                scores = clustering_scores(members, clusters, label_of, city_of)
+            else:
+                threshold, scores = best_threshold_scores(similarity, members, label_of, city_of)
+                title = f"{title} (best t={threshold:.2f})"
+            scores["map"] = mean_average_precision(similarity, members, label_of, city_of)
+            figures[name] = scores
+            print(f"{title:52} {scores['b3_p']:6.3f} {scores['b3_r']:6.3f} {scores['b3_f1']:6.3f} "
+                  f"{scores['pair_p']:7.3f} {scores['pair_r']:7.3f} {scores['pair_f1']:7.3f} {scores['map']:6.3f}")
+        detector = figures["detector"]
+        margin = detector["b3_f1"] - max(figures["title"]["b3_f1"], figures["column"]["b3_f1"])
+        verdict = "met" if detector["b3_f1"] >= 0.85 else "NOT met"
+        print(f"lexical detector: B-cubed F1 {detector['b3_f1']:.3f}: target >= 0.85 {verdict}; "
+              f"{margin:+.3f} over the better baseline, target >= +0.15 {'met' if margin >= 0.15 else 'NOT met'}")
+    per_label = defaultdict(list)
+    for u in uids:
+        per_label[label_of[u]].append(u)
+    print("per label (datasets, jurisdictions, groups they fell in):")
+    for label, members in sorted(per_label.items(), key=lambda kv: -len(kv[1]))[:12]:
+        clusters = {cluster_of[u] for u in members if not str(cluster_of[u]).startswith("single:")}
+        singles = sum(1 for u in members if str(cluster_of[u]).startswith("single:"))
+        print(f"  {label:36} {len(members):4} datasets, {len({city_of[u] for u in members}):3} places, "
+              f"{len(clusters):3} groups, {singles:4} ungrouped")
+    store.close()
+
+
+def real_catalogues(tmp: Path, sample: int) -> None:
+    store = Store(tmp / "real.duckdb")
+    http = fast_client()
+    harvest_pod_2013(store, http)
+    harvest_spellarbot(store, http)
+    result = overlap.detect(store.con)
+    overlap.save(store.con, result)
+    c = result.catalogue
+    sizes = [len(g.uids) for g in result.groups]
+    print(f"\nreal catalogues (16 cities of 2013 + 33 Socrata domains of 2017): {len(c)} comparable datasets, "
+          f"{result.candidates} candidate pairs, {len(result.pairs.total)} strong pairs, {len(result.groups)} groups "
+          f"(median size {int(np.median(sizes)) if sizes else 0}, largest {max(sizes) if sizes else 0}), "
+          f"{sum(result.seconds.values()):.1f} s")
+    rng = np.random.default_rng(7)
+    picked = sorted(rng.choice(len(result.groups), size=min(sample, len(result.groups)), replace=False))
+    for index in picked:
+        g = result.groups[index]
+        titles = [f"{c.cities[c.row(u)]}: {c.titles[c.row(u)]}" for u in g.uids[:5]]
+        print(f"  [{g.group_id}] {g.label} ({len(g.uids)} datasets, {len(g.cities)} places): " + " | ".join(titles))
+    store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=25, help="groups of the real catalogues to print")
+    args = parser.parse_args()
+    if not GROUNDTRUTH.is_dir() or not FIXTURES.is_dir():
+        sys.exit(f"needs ../shared/groundtruth and ../shared/fixtures beside the repository ({SHARED})")
+    with tempfile.TemporaryDirectory() as tmp:
+        labelled_benchmark(Path(tmp))
+        real_catalogues(Path(tmp), args.sample)
+
+
+if __name__ == "__main__":
+    main()

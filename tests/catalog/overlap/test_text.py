@@ -1,0 +1,36 @@
+"""Normalising titles and column names."""
+import pytest
+
+from catalog.overlap import text
+
+
+@pytest.mark.parametrize("name", ["PermitNo", "permit_no", "Permit #", "PERMIT NUMBER", "permit-nbr"])
+def test_column_spellings_meet(name):
+    assert text.column_key(name) == "number permit"
+
+
+@pytest.mark.parametrize("a,b", [("ZIP_CODE", "Zip"), ("Latitude", "LAT"), ("OFNS_DESC", "Offense Description"),
+                                 ("the_geom", "Shape")])
+def test_column_synonyms_and_abbreviations(a, b):
+    assert text.column_key(a) == text.column_key(b)
+
+
+def test_titles_lose_years_formats_and_own_city():
+    drop = text.own_place_words("Chicago", "chicago")
+    assert text.terms("Chicago Crimes - 2001 to present", drop) == ["crime"]
+    assert text.terms("Arrests2018.xlsx") == ["arrest"]
+
+
+@pytest.mark.parametrize("title,concept", [
+    ("311 Service Requests", "service_request"), ("311 Customer Service Requests", "service_request"),
+    ("Police Calls for Service", "calls_for_service"), ("SPD 911 Incident Response", "calls_for_service"),
+    ("Food Inspections", "restaurant_inspection"), ("Restaurant Inspection Results", "restaurant_inspection"),
+    ("Business Licenses", "business_license"), ("Business Licences", "business_license"),
+])
+def test_phrases_become_one_term(title, concept):
+    assert concept in text.terms(title)
+
+
+def test_a_phrase_keeps_its_surface_for_labels():
+    assert dict(text.terms_with_surface("311 Customer Service Requests"))["service_request"] == \
+        "311 customer service requests"

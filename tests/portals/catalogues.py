@@ -1,0 +1,79 @@
+"""Real multi-city catalogues from ../shared/fixtures, harvested through local portals:
+for the overlap detector's tests and its quality benchmark.
+
+- the 33 Socrata domains of 2017 (flattened-catalog/spellarbot-2018, with columns), one
+  portal per domain, served by one local Socrata portal;
+- the 16 city data.json catalogues of 2013 (dcat-us/socrata-pod-2013-08-28), one dcat-us
+  portal per city.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from catalog.store import Store
+from harvester.http import HttpClient
+from harvester.pipeline import harvest
+from tests.conftest import portal_config
+from tests.portals.dcat import DataJsonPortal
+from tests.portals.socrata import SocrataPortal
+from tests.shared_fixtures import FIXTURES, spellarbot_domain_files
+
+
+def portal_id(domain: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", domain.lower()).strip("-")
+
+
+def spellarbot_entries(domains: list[str] | None = None) -> dict[str, list[dict]]:
+    """Discovery entries per domain (all 33, or the named ones)."""
+    out = {}
+    for path in spellarbot_domain_files():
+        if domains is None or path.stem in domains:
+            out[path.stem] = json.loads(path.read_text())
+    return out
+
+
+def harvest_spellarbot(store: Store, http: HttpClient, domains: list[str] | None = None,
+                       select=None) -> dict[str, int]:
+    """Harvest the 2017 Socrata domains (entries filtered by `select(entry)` if given);
+    each domain is its own city. Returns the number of entries served per domain."""
+    by_domain = spellarbot_entries(domains)
+    if select is not None:
+        by_domain = {d: [e for e in entries if select(e)] for d, entries in by_domain.items()}
+    entries = [e for domain_entries in by_domain.values() for e in domain_entries]
+    with SocrataPortal(entries, domain="unused.example.org") as portal:
+        configs = [portal_config(portal_id(d), "socrata", portal.url, domain=d, city=d)
+                   for d, domain_entries in by_domain.items() if domain_entries]
+        report = harvest(configs, store, http)
+    assert report.ok, [p.error_message for p in report.portals if p.status != "ok"]
+    return {d: len(e) for d, e in by_domain.items()}
+
+
+def pod_2013_files() -> list[Path]:
+    return sorted((FIXTURES / "dcat-us" / "socrata-pod-2013-08-28").glob("*.json"))
+
+
+def harvest_pod_2013(store: Store, http: HttpClient) -> int:
+    """Harvest the 16 city data.json catalogues of 2013 (legacy arrays), one portal per city."""
+    configs = []
+    with DataJsonPortal([], path="/unused") as portal:
+        for path in pod_2013_files():
+            portal.serve_json(f"/{path.stem}/data.json", json.loads(path.read_text()))
+            configs.append(portal_config("pod-" + portal_id(path.stem), "dcat-us",
+                                         f"{portal.url}/{path.stem}/data.json", city=path.stem))
+        report = harvest(configs, store, http)
+    assert report.ok, [p.error_message for p in report.portals if p.status != "ok"]
+    return len(configs)
+
+
+def harvest_data_json(store: Store, http: HttpClient, catalogues: dict[str, tuple[str, list[dict]]]) -> None:
+    """Serve and harvest one DCAT-US catalog per portal id: {portal_id: (city, datasets)}."""
+    configs = []
+    with DataJsonPortal([], path="/unused") as portal:
+        for pid, (city, datasets) in catalogues.items():
+            document = {"conformsTo": "https://project-open-data.cio.gov/v1.1/schema", "dataset": datasets}
+            portal.serve_json(f"/{pid}/data.json", document)
+            configs.append(portal_config(pid, "dcat-us", f"{portal.url}/{pid}/data.json", city=city))
+        report = harvest(configs, store, http)
+    assert report.ok, [p.error_message for p in report.portals if p.status != "ok"]
