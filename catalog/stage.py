@@ -120,9 +120,8 @@ class Stage:
         self._batch = RecordBatch()
         self._seen = open(self.path("seen"), "wb")  # noqa: SIM115 (closed by close() or abandon())
         self._seen_uids: list[str] = []
-        self._seen_bytes = 0
         # parts are loaded by a thread of their own, one at a time
-        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-raw")
+        self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-load")
         self._loading: Future | None = None
         self.parts = 0
         self.longest = 0
@@ -170,16 +169,13 @@ class Stage:
     def mark_seen(self, uid: str) -> None:
         """Listed by the portal (valid or not): must not be marked deleted."""
         self._seen_uids.append(uid)
-        self._seen_bytes += len(uid) + 3
-        if self._seen_bytes >= 1 << 20:  # lines of at most about 1 MB, whatever the ids
-            self._write_seen()
         if len(self._seen_uids) >= self.BATCH:
             self._write_seen()
 
     def _write_seen(self) -> None:
-        self.longest = max(self.longest, 4 * self._seen_bytes + 16)  # escapes may widen the ids
-        self._seen_bytes = 0
-        self._seen.write(orjson.dumps({"uids": self._seen_uids}) + b"\n")  # a line per flush, not per id
+        line = orjson.dumps({"uids": self._seen_uids}) + b"\n"  # a line per batch of ids, not per id
+        self.longest = max(self.longest, len(line))
+        self._seen.write(line)
         self._seen_uids = []
 
     def abandon(self) -> None:
