@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +114,12 @@ class ValidatorCache:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
+        # Writes (hash, gzip, two renames: ~8 ms a catalogue page, more than fetching it)
+        # happen in a thread of their own, off the listing's critical path; until written,
+        # an entry is answered from memory. Executor threads are joined at exit.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-cache")
+        self._pending: dict[str, tuple[dict, bytes]] = {}
+        self._lock = threading.Lock()
 
     def _paths(self, url: str) -> tuple[Path, Path]:
         key = hashlib.sha256(url.encode()).hexdigest()
@@ -120,6 +127,10 @@ class ValidatorCache:
         return folder / f"{key}.meta.json", folder / f"{key}.body.gz"
 
     def get(self, url: str) -> tuple[dict, bytes] | None:
+        with self._lock:
+            pending = self._pending.get(url)
+        if pending is not None:
+            return pending
         meta_path, body_path = self._paths(url)
         try:
             meta = json.loads(meta_path.read_text())
@@ -131,12 +142,27 @@ class ValidatorCache:
         return meta, body
 
     def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes) -> None:
-        meta_path, body_path = self._paths(url)
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"url": url, "etag": etag, "last_modified": last_modified,
-                "sha256": hashlib.sha256(body).hexdigest()}
-        _atomic_write(body_path, gzip.compress(body, compresslevel=1))
-        _atomic_write(meta_path, json.dumps(meta).encode())
+        meta = {"url": url, "etag": etag, "last_modified": last_modified}
+        with self._lock:
+            self._pending[url] = (meta, body)
+        self._writer.submit(self._write, url, meta, body)
+
+    def flush(self) -> None:
+        """Wait until every entry put so far is on disk."""
+        self._writer.submit(lambda: None).result()
+
+    def _write(self, url: str, meta: dict, body: bytes) -> None:
+        try:
+            meta_path, body_path = self._paths(url)
+            meta_path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(body_path, gzip.compress(body, compresslevel=1))
+            _atomic_write(meta_path, json.dumps({**meta, "sha256": hashlib.sha256(body).hexdigest()}).encode())
+        except OSError as exc:  # a cache that cannot be written costs a full request next run, nothing more
+            log.warning("could not write the HTTP cache entry of %s: %s", url, exc)
+        finally:
+            with self._lock:
+                if self._pending.get(url, (None, None))[1] is body:
+                    del self._pending[url]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

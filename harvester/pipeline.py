@@ -102,6 +102,8 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
     finally:
         if pool is None:  # the caller's pool stays the caller's
             workers.close()
+        if http.cache is not None:
+            http.cache.flush()  # the validators of this run, on disk for the next
     return run
 
 

@@ -82,6 +82,8 @@ def test_app_token_is_sent_as_a_header_and_never_stored(store, http, monkeypatch
         assert all(headers.get("X-App-Token") == token for _, _, headers in portal.requests)
         assert not any(token in json.dumps(query) for _, query, _ in portal.requests)
     store.con.execute("CHECKPOINT")
+    http.cache.flush()
+    assert any((tmp_path / "http_cache").rglob("*.body.gz"))   # the cache was written, and is checked too
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
