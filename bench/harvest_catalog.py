@@ -23,50 +23,34 @@ from pathlib import Path
 
 import requests
 
+from bench.serve import serving
+
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "data.example.org"
 
 HARVEST_CHILD = r"""
-import json, sys, threading, time
+import json, sys, time
 import psutil
+from bench.rss import PeakRss
 from catalog.store import Store
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, ValidatorCache
 from harvester.pipeline import harvest
 url, db = sys.argv[1:3] if len(sys.argv) > 2 else ("", "")
 portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain="%s")
-# The harvest is this process and its mapping workers: sample the memory of all of them.
-# PSS counts a page shared by several processes (libraries) once in all, RSS in each.
-# (ru_maxrss would also carry the parent's peak across fork+exec.)
-peak, done = {"pss": 0, "rss": 0, "main_rss": 0}, threading.Event()
-def sample():
-    process = psutil.Process()
-    while not done.wait(0.05):
-        tree = [process] + process.children(recursive=True)
-        pss = rss = 0
-        for p in tree:
-            try:
-                info = p.memory_full_info()
-            except psutil.Error:
-                continue
-            pss, rss = pss + info.pss, rss + info.rss
-        peak.update(pss=max(peak["pss"], pss), rss=max(peak["rss"], rss),
-                    main_rss=max(peak["main_rss"], process.memory_info().rss))
 def cpu_seconds():  # the workers are counted once they have been joined
     own = psutil.Process().cpu_times()
     return own.user + own.system + own.children_user + own.children_system
 if __name__ == "__main__":  # spawned mapping workers import this file too
-    threading.Thread(target=sample, daemon=True).start()
+    memory = PeakRss(0.05, tree=True)  # the harvest is this process and its mapping workers
     store = Store(db)
     started = time.perf_counter()
     report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
     store.close()
     seconds = time.perf_counter() - started
-    done.set()
     p = report.portals[0]
     print(json.dumps({"seconds": seconds, "status": p.status, "seen": p.seen, "new": p.new, "errors": p.errors,
-                      "requests": p.requests, "cpu_seconds": cpu_seconds(),
-                      **{f"peak_{k}_mb": v / 2**20 for k, v in peak.items()}}))
+                      "requests": p.requests, "cpu_seconds": cpu_seconds(), **memory.figures()}))
 """ % DOMAIN
 
 
@@ -113,9 +97,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     print(f"building and serving a {args.datasets:,}-dataset Socrata catalogue ...", flush=True)
-    server = subprocess.Popen([sys.executable, "-m", "bench.serve", "socrata", str(args.datasets)],
-                              cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with serving("socrata", args.datasets) as server:
         url = server.stdout.readline().strip()
         session = requests.Session()
         list(fetch_all_pages(url, session))  # warm the server's id-ordered listing cache
@@ -130,9 +112,6 @@ def main() -> None:
                                  cwd=ROOT, env=env, capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             naive_rate = naive_baseline(url, f"{tmp}/naive.duckdb", args.naive)
-    finally:
-        server.stdin.close()
-        server.wait(timeout=30)
 
     assert result["status"] == "ok" and result["new"] == args.datasets == fetched, result
     rate = args.datasets / result["seconds"]
@@ -141,9 +120,9 @@ def main() -> None:
     print(f"harvest                 {result['seconds']:.1f} s = {rate:,.0f} datasets/s   (target >= 5,000)")
     print(f"limit: fetch + parse    {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} datasets/s")
     print(f"ratio to the limit      {ratio:.2f}                (target <= 3)")
-    print(f"peak memory, harvest    {result['peak_pss_mb']:.0f} MB PSS of the process and its mapping workers"
-          f"  (target <= 500; RSS summed: {result['peak_rss_mb']:.0f} MB, main process alone: "
-          f"{result['peak_main_rss_mb']:.0f} MB)")
+    print(f"peak memory, harvest    {result['peak_tree_pss_mb']:.0f} MB PSS of the process and its mapping workers"
+          f"  (target <= 500; RSS summed: {result['peak_tree_rss_mb']:.0f} MB, main process alone: "
+          f"{result['peak_rss_mb']:.0f} MB)")
     print(f"CPU time of the harvest {result['cpu_seconds']:.1f} s on {os.cpu_count()} cores")
     print(f"naive baseline          {naive_rate:,.0f} datasets/s on {args.naive:,} datasets; civicat is "
           f"{rate / naive_rate:.1f}x faster")

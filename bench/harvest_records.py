@@ -27,24 +27,21 @@ from pathlib import Path
 
 import requests
 
+from bench.serve import serving
+
 ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "data.example.org"
 PAGE = 50_000
 
 PULL_CHILD = r"""
-import json, resource, sys, threading, time
-import psutil
+import json, resource, sys, time
+from bench.rss import PeakRss
 from catalog.store import Store
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
 url, db, dataset, fmt = sys.argv[1:5]
-peak, done = [0], threading.Event()
-def sample():
-    process = psutil.Process()
-    while not done.wait(0.02):
-        peak[0] = max(peak[0], process.memory_info().rss)
-threading.Thread(target=sample, daemon=True).start()
+memory = PeakRss()
 portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain="%s", records=(dataset,))
 store = Store(db)
 harvest([portal], store, HttpClient())              # the catalogue: one dataset's entry
@@ -56,10 +53,9 @@ report = harvest([portal], store, HttpClient(), records=True, full=True)
 seconds, after = time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF)
 cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 store.close()
-done.set()
 p = report.portals[0]
 print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "status": p.status, "rows": p.record_rows, "pulled": p.records_pulled,
-                  "errors": p.errors, "requests": p.requests, "peak_rss_mb": peak[0] / 2**20}))
+                  "errors": p.errors, "requests": p.requests, "peak_rss_mb": memory.stop()}))
 """ % DOMAIN
 
 
@@ -108,9 +104,7 @@ def main() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     print(f"building and serving a {args.rows:,}-row SODA dataset ...", flush=True)
-    server = subprocess.Popen([sys.executable, "-m", "bench.serve", "soda-records", str(args.rows)],
-                              cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
+    with serving("soda-records", args.rows) as server:
         small_id, small_rows = server.stdout.readline().split()
         small_rows = int(small_rows)
         url = server.stdout.readline().strip()
@@ -131,9 +125,6 @@ def main() -> None:
             json_result = pull(url, tmp, small_id, "json", env)
             csv_small = pull(url, tmp, small_id, "csv", env)
             naive_rate = naive_baseline(url, small_id, small_rows, f"{tmp}/naive.parquet")
-    finally:
-        server.stdin.close()
-        server.wait(timeout=60)
 
     assert fetched == args.rows, fetched
     for r, rows in ((result, args.rows), (json_result, small_rows), (csv_small, small_rows)):

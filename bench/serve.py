@@ -6,12 +6,32 @@ and not the server sharing its interpreter.
 """
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_socrata_entries
 
 DOMAIN = "data.example.org"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def serving(kind: str, count: int) -> Iterator[subprocess.Popen]:
+    """This module in a process of its own; read what it prints from `.stdout` (the URL
+    last). It stops when the block ends."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(count)], cwd=ROOT, env=env,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        yield server
+    finally:
+        server.stdin.close()
+        server.wait(timeout=60)
 
 
 class CachedSocrataPortal(SocrataPortal):
