@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import TypeVar
@@ -107,6 +107,33 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return done
 
 
+def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str, now: datetime,
+                   grace: timedelta | None) -> int:
+    """Missing and deleted datasets of a portal's merge; returns how many got deleted_at.
+
+    A listed dataset is no longer missing. With `grace` (the listing was complete), a stored
+    dataset it did not name becomes missing (its last_seen brought up to the portal's
+    previous complete listing, the last one that named it) and is marked deleted once
+    missing for `grace`; the listing's time is kept in portal_listings."""
+    seen = f"(SELECT unnest(uids) FROM {_read_jsonl('seen', SEEN_COLUMNS, stage.longest)})"
+    params = {"now": now, "portal": portal_id, "seen": stage.path("seen")}
+    cur.execute(f"""UPDATE datasets SET missing_since = NULL, last_seen = $now
+                    WHERE portal_id = $portal AND missing_since IS NOT NULL AND uid IN {seen}""", params)
+    if grace is None:
+        return 0
+    cur.execute(f"""
+        UPDATE datasets SET missing_since = $now, last_seen = greatest(last_seen, coalesce(
+                (SELECT listed_at FROM portal_listings WHERE portal_id = $portal), last_seen))
+        WHERE portal_id = $portal AND deleted_at IS NULL AND missing_since IS NULL AND uid NOT IN {seen}""", params)
+    removed = cur.execute("""UPDATE datasets SET deleted_at = $now WHERE portal_id = $portal AND deleted_at IS NULL
+                             AND missing_since <= $cutoff""",
+                          {"now": now, "portal": portal_id, "cutoff": now - grace}).fetchone()[0]
+    cur.execute(f"""INSERT OR REPLACE INTO portal_listings
+                    SELECT $portal, $now, (SELECT count(DISTINCT uid) FROM (SELECT unnest(uids) AS uid
+                                           FROM {_read_jsonl('seen', SEEN_COLUMNS, stage.longest)}))""", params)
+    return removed
+
+
 class Store:
     """The catalogue database. Writes are serialised: one portal merge at a time."""
 
@@ -154,17 +181,19 @@ class Store:
     # -- the per-portal merge -------------------------------------------------------
 
     def commit_portal(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
-                      rewrite: bool = False) -> dict[str, int]:
+                      rewrite: bool = False, grace: timedelta = timedelta(0)) -> dict[str, int]:
         """Merge a closed stage into the catalogue in one transaction.
 
         new: never stored; changed: raw hash differs, or it was marked deleted and is back
         (with `rewrite`, every stored dataset is rewritten as if changed);
-        unchanged: only last_seen moves. With `mark_deleted` (a complete listing), the
-        portal's stored datasets that were not listed get deleted_at; none is purged.
+        unchanged: not written at all (see `portal_listings`). With `mark_deleted` (a
+        complete listing), the portal's stored datasets that were not listed become
+        missing, and get deleted_at once missing for `grace`; none is purged.
         """
         stage.close()
         return self._with_room(f"{portal_id}: the merge",
-                               lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite))
+                               lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
+                                                   grace=grace))
 
     def _with_room(self, what: str, write: Callable[[], T]) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot
@@ -197,7 +226,7 @@ class Store:
                         self.con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
-               rewrite: bool) -> dict[str, int]:
+               rewrite: bool, grace: timedelta) -> dict[str, int]:
         fields = ", ".join(DATASET_FIELDS)
         select_fields = ", ".join(
             f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
@@ -223,12 +252,10 @@ class Store:
                             {**merged, "now": now})
                 cur.execute(f"""
                     UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
-                                        last_changed = $now, deleted_at = NULL
+                                        last_changed = $now, deleted_at = NULL, missing_since = NULL
                     FROM (SELECT {select_fields}, s.raw_hash FROM {staged} s
                           JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
                     WHERE datasets.uid = u.uid""", {**merged, "now": now})
-                cur.execute("UPDATE datasets SET last_seen = $now WHERE uid IN "
-                            "(SELECT uid FROM _status WHERE status = 'unchanged')", {"now": now})
                 touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
                 for table in ("distributions", "columns"):
                     cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
@@ -237,13 +264,7 @@ class Store:
                         SELECT dataset_uid, unnest(item, recursive := true) FROM (
                             SELECT uid AS dataset_uid, unnest({table}) AS item FROM {staged}
                             WHERE uid IN {touched})""", merged)
-                removed = 0
-                if mark_deleted:
-                    removed = cur.execute(f"""
-                        UPDATE datasets SET deleted_at = $now
-                        WHERE portal_id = $portal AND deleted_at IS NULL
-                          AND uid NOT IN (SELECT unnest(uids) FROM {_read_jsonl("seen", SEEN_COLUMNS, stage.longest)})""",
-                                          {"now": now, "portal": portal_id, "seen": stage.path("seen")}).fetchone()[0]
+                removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None)
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
                 cur.execute("DROP TABLE _status")
                 cur.execute(PRUNE_RAW, {"portal": portal_id})  # versions superseded by this merge
@@ -257,6 +278,18 @@ class Store:
                 "unchanged": counts.get("unchanged", 0), "removed": removed}
 
     # -- runs and errors ------------------------------------------------------------
+
+    def close_interrupted_runs(self, now: datetime) -> int:
+        """Runs left 'running' by a process that died (SIGKILL, power loss) become failed,
+        and their staging folders go. Call only as the catalogue's single writer (a
+        catalog.lock.WriterLock), never beside a live harvest."""
+        shutil.rmtree(self.db_path.parent / f".{self.db_path.name}.staging", ignore_errors=True)
+        with self._write_lock:
+            return self.con.execute("""UPDATE harvest_runs SET status = 'failed', finished_at = $now,
+                                           error_type = 'Interrupted',
+                                           error_message = 'the run stopped before it finished (killed or crashed); '
+                                                           || 'nothing it had not committed was kept'
+                                       WHERE status = 'running'""", {"now": now}).fetchone()[0]
 
     def start_run(self, run_id: str, portal_id: str, started_at: datetime) -> None:
         with self._write_lock:

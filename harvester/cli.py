@@ -1,7 +1,7 @@
 """`civicat`: a thin command layer over the library functions.
 
 Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad usage or
-config (nothing was requested).
+config, or the catalogue is being written by another civicat process (nothing was requested).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -46,13 +46,49 @@ def echo_table(rows: list[dict] | list[tuple], headers) -> None:
     click.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, missingval=""))
 
 
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object a line, for log collectors: time (UTC), level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
 @click.group()
 @click.version_option(__version__, prog_name="civicat")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
-def cli(verbose: int) -> None:
+@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,
+              help="Logs on stderr as plain lines or one JSON object a line.")
+def cli(verbose: int, log_format: str) -> None:
     """civicat: harvest city open-data portals into one DuckDB catalogue."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    formatter = (JsonLogFormatter() if log_format == "json"
+                 else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # as logging.basicConfig: a host that set up logging (a test runner, a caller) keeps it
+    logging.basicConfig(stream=sys.stderr, level=level)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            handler.setFormatter(formatter)
+
+
+def writer_lock(db_path: Path, wait: bool):
+    """The catalogue's single-writer lock; another writer → exit 2 with who holds it."""
+    from catalog.lock import CatalogueBusy, WriterLock
+
+    lock = WriterLock(db_path, wait=wait)
+    try:
+        lock.acquire()
+    except CatalogueBusy as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    return lock
+
+
+wait_option = click.option("--wait", is_flag=True,
+                           help="If another civicat process is writing the catalogue, wait for it instead of exiting 2.")
 
 
 @cli.command()
@@ -60,10 +96,13 @@ def cli(verbose: int) -> None:
 @click.option("--full", is_flag=True, help="No conditional requests; re-map and rewrite every dataset.")
 @click.option("--records", "with_records", is_flag=True,
               help="Also pull the records of each portal's chosen datasets (config `records`).")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Portals harvested at the same time (writes to the catalogue stay one at a time).")
+@wait_option
 @db_option
 @config_option
 @json_option
-def harvest(portal_ids, full, with_records, db_path, config_path, as_json):
+def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path, as_json):
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
@@ -78,15 +117,25 @@ def harvest(portal_ids, full, with_records, db_path, config_path, as_json):
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    store = Store(db_path)
-    bars: dict = {}
-    progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
+    lock = writer_lock(db_path, wait)
     try:
-        report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records)
+        store = Store(db_path)
+        interrupted = store.close_interrupted_runs(datetime.now(UTC))
+        if interrupted:
+            logging.getLogger("civicat.harvest").warning(
+                "%d portal run(s) of an earlier harvest never finished (killed?): marked failed (Interrupted)",
+                interrupted)
+        bars: dict = {}
+        progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
+        try:
+            report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records,
+                                 workers=workers)
+        finally:
+            for bar in bars.values():
+                bar.close()
+            store.close()
     finally:
-        for bar in bars.values():
-            bar.close()
-        store.close()
+        lock.release()
 
     if as_json:
         echo_json(report.as_dict())
@@ -120,10 +169,11 @@ def _progress_bars(bars: dict):
 @click.argument("uids", nargs=-1, metavar="[UID]...")
 @click.option("--overlap", is_flag=True, help="Every dataset in an overlap group (table overlap_groups).")
 @click.option("--full", is_flag=True, help="Pull whole datasets, not only what changed since the last pull.")
+@wait_option
 @db_option
 @config_option
 @json_option
-def records(uids, overlap, full, db_path, config_path, as_json):
+def records(uids, overlap, full, wait, db_path, config_path, as_json):
     """Pull the records of datasets (UID = portal_id:source_id) into Parquet and profiles.
 
     Exit 0: every pull completed; 1: at least one failed (its previous Parquet is kept);
@@ -145,6 +195,7 @@ def records(uids, overlap, full, db_path, config_path, as_json):
     if bad:
         raise click.UsageError(f"{bad[0]!r} is not portal_id:source_id of a portal in {config_path} "
                                f"(portals: {', '.join(sorted(known))})")
+    lock = writer_lock(db_path, wait)
     store = Store(db_path)
     try:
         chosen = list(uids)
@@ -172,6 +223,7 @@ def records(uids, overlap, full, db_path, config_path, as_json):
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
     finally:
         store.close()
+        lock.release()
     if as_json:
         from dataclasses import asdict
         echo_json([asdict(r) for r in results])
@@ -267,9 +319,10 @@ def sql(query, fmt, db_path):
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
               help="Add the embedding signal (needs: pip install 'civicat[embeddings]').")
+@wait_option
 @db_option
 @json_option
-def overlap(min_score, show_pairs, use_embeddings, db_path, as_json):
+def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     """(Re)compute comparable datasets across cities and print the overlap groups."""
     from catalog import overlap as detector
     from catalog.store import connect
@@ -280,6 +333,7 @@ def overlap(min_score, show_pairs, use_embeddings, db_path, as_json):
         from catalog.overlap.embeddings import available
         if not available():
             raise click.UsageError("--embeddings needs the optional extra: pip install 'civicat[embeddings]'")
+    lock = writer_lock(db_path, wait)
     con = connect(db_path)
     try:
         result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
@@ -288,6 +342,7 @@ def overlap(min_score, show_pairs, use_embeddings, db_path, as_json):
         pairs = result.pair_rows() if show_pairs else []
     finally:
         con.close()
+        lock.release()
     c = result.catalogue
     groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
                "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)]} for u in g.uids]}

@@ -19,7 +19,7 @@ ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
-    "publisher", "contact_name", "contact_email",
+    "publisher", "contact_name", "contact_email", "deletion_grace_days",
 )
 
 
@@ -41,6 +41,7 @@ class PortalConfig:
     publisher: str | None = None
     contact_name: str | None = None
     contact_email: str | None = None
+    deletion_grace_days: float = 0.0   # missing from complete listings this long before deleted_at
 
     @property
     def host(self) -> str:
@@ -149,6 +150,11 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 32:
             raise fail("max_concurrency", f"must be an integer from 1 to 32, got {value!r}")
         options["max_concurrency"] = value
+    if "deletion_grace_days" in entry:
+        value = entry["deletion_grace_days"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 365:
+            raise fail("deletion_grace_days", f"must be a number of days from 0 to 365, got {value!r}")
+        options["deletion_grace_days"] = float(value)
     if "domain" in entry:
         value = entry["domain"]
         if not isinstance(value, str) or not DOMAIN_PATTERN.match(value):

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from catalog.store import Store
 from harvester.config import PortalConfig
@@ -88,20 +89,40 @@ class ErrorLog:
 
 def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             on_progress: Progress | None = None, full: bool = False, records: bool = False,
-            pool: WorkerPool | None = None) -> RunReport:
-    """Harvest `portals` in turn. `full`: every dataset is re-mapped and rewritten, as
-    after a change of civicat's mapping (pair it with a client without a validator cache),
-    and records are pulled whole. `records`: then pull the records of each portal's chosen
-    datasets (config `records`)."""
+            pool: WorkerPool | None = None, workers: int = 1) -> RunReport:
+    """Harvest `portals`, `workers` of them at a time. `full`: every dataset is re-mapped
+    and rewritten, as after a change of civicat's mapping (pair it with a client without a
+    validator cache), and records are pulled whole. `records`: then pull the records of
+    each portal's chosen datasets (config `records`).
+
+    Portals harvested together fetch and map side by side; their writes to the catalogue
+    are serialised by the store (one DuckDB writer), each portal merged in its own
+    transaction. Each gets a share of the mapping processes, so their number stays that of
+    the cores; per-host request limits are shared by the whole run."""
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
-    workers = pool or WorkerPool()
+    shared = pool or WorkerPool()
+
+    def one(portal: PortalConfig, portal_pool: WorkerPool) -> PortalReport:
+        return harvest_portal(portal, store, http, run.run_id, on_progress, full=full, records=records,
+                              pool=portal_pool)
+
+    def alone(portal: PortalConfig) -> PortalReport:
+        portal_pool = WorkerPool(max(1, shared.workers // workers) if shared.workers else 0)
+        try:
+            return one(portal, portal_pool)
+        finally:
+            portal_pool.close()
+
     try:
-        for portal in portals:
-            run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full, records=records,
-                                              pool=workers))
+        if workers <= 1 or len(portals) <= 1:
+            run.portals.extend(one(portal, shared) for portal in portals)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="portal") as threads:
+                futures = [threads.submit(alone, portal) for portal in portals]
+                run.portals.extend(future.result() for future in futures)   # in config order
     finally:
         if pool is None:  # the caller's pool stays the caller's
-            workers.close()
+            shared.close()
         if http.cache is not None:
             http.cache.flush()  # the validators of this run, on disk for the next
     return run
@@ -116,6 +137,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     started = time.monotonic()
     stage = mapper = None
     step = "list"
+    log.info("%s: harvest started (%s, %s)", portal.id, portal.kind, portal.url)
     try:
         store.start_run(run_id, portal.id, datetime.now(UTC))
         store.prune_raw(portal.id)  # what a run that failed and could not clean up left behind
@@ -147,13 +169,15 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                        f"{store.active_count(portal.id)} stored ones are kept, none marked deleted", severity="warning")
         step = "store"
         counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
-                                     rewrite=full)
+                                     rewrite=full, grace=timedelta(days=portal.deletion_grace_days))
         for key, value in counts.items():
             setattr(report, key, value)
         if records:  # a dataset's failed pull is an error of that dataset, not of the portal
             step = "records"
             harvest_records(adapter, store, run_id, errors, report, full=full)
         report.status = "ok"
+        log.info("%s: ok: %d seen, %d new, %d changed, %d unchanged, %d removed, %d errors", portal.id,
+                 report.seen, report.new, report.changed, report.unchanged, report.removed, report.errors)
     except Exception as exc:  # the portal fails; what earlier runs stored is untouched
         report.status = "failed"
         report.error_type = type(exc).__name__

@@ -54,7 +54,7 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     con = connect(tmp_path / "c.duckdb")
     shipped = sorted(int(p.name.split("_")[0]) for p in resources.files("catalog").joinpath("migrations").iterdir()
                      if p.name.endswith(".sql"))
-    assert shipped[:5] == [1, 2, 3, 4, 5]
+    assert shipped[:5] == [1, 2, 3, 4, 5] and 7 in shipped
     applied = [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
     assert migrate(con) == [] and applied == shipped
     con.close()
@@ -70,8 +70,10 @@ def test_new_unchanged_changed_removed_and_restored(store):
     counts = store.commit_portal(stage_of(store, [record("a"), record("b", title="Building permits 2")]),
                                  "city", t1, mark_deleted=True)
     assert counts == {"new": 0, "changed": 1, "unchanged": 1, "removed": 0}
+    # unchanged: not written; its portal's latest complete listing saw it
     (a_first, a_seen, a_changed), = rows(store, "SELECT first_seen, last_seen, last_changed FROM datasets WHERE uid='city:a'")
-    assert (a_first, a_seen, a_changed) == (T0, t1, T0)
+    assert (a_first, a_seen, a_changed) == (T0, T0, T0)
+    assert rows(store, "SELECT listed_at, datasets FROM portal_listings WHERE portal_id = 'city'") == [(t1, 2)]
     assert rows(store, "SELECT title, first_seen, last_changed FROM datasets WHERE uid='city:b'") == [
         ("Building permits 2", T0, t1)]
     assert rows(store, "SELECT count(*) FROM distributions WHERE dataset_uid='city:b'") == [(1,)]
@@ -82,14 +84,16 @@ def test_new_unchanged_changed_removed_and_restored(store):
     t2 = t1 + timedelta(days=1)
     counts = store.commit_portal(stage_of(store, [record("a")]), "city", t2, mark_deleted=True)
     assert counts["removed"] == 1
-    assert rows(store, "SELECT deleted_at FROM datasets WHERE uid='city:b'") == [(t2,)]  # marked, not purged
+    # marked, not purged; last seen by the listing before
+    assert rows(store, "SELECT deleted_at, missing_since, last_seen FROM datasets WHERE uid='city:b'") == [(t2, t2, t1)]
     assert rows(store, "SELECT count(*) FROM columns WHERE dataset_uid='city:b'") == [(1,)]
 
     t3 = t2 + timedelta(days=1)
     counts = store.commit_portal(stage_of(store, [record("a"), record("b", title="Building permits 2")]),
                                  "city", t3, mark_deleted=True)
     assert counts["changed"] == 1  # restored
-    assert rows(store, "SELECT deleted_at FROM datasets WHERE uid='city:b'") == [(None,)]
+    assert rows(store, "SELECT deleted_at, missing_since, last_seen FROM datasets WHERE uid='city:b'") == [
+        (None, None, t3)]
 
 
 def test_partial_listing_marks_nothing_deleted(store):
@@ -160,3 +164,26 @@ def test_the_raw_records_key_migration_keeps_one_row_per_version(tmp_path):
     assert not con.execute("SELECT * FROM duckdb_constraints() WHERE table_name = 'raw_records' "
                            "AND constraint_type = 'PRIMARY KEY'").fetchall()
     con.close()
+
+
+def test_a_missing_dataset_is_deleted_only_after_the_grace_period_and_comes_back_untouched(store):
+    grace = timedelta(days=2)
+    merge = lambda ids, at, complete=True: store.commit_portal(  # noqa: E731
+        stage_of(store, [record(i) for i in ids]), "city", at, mark_deleted=complete, grace=grace)
+    merge(["a", "b"], T0)
+    before = rows(store, "SELECT * EXCLUDE (missing_since, last_seen) FROM datasets WHERE uid = 'city:b'")
+    day = timedelta(days=1)
+    assert merge(["a"], T0 + day)["removed"] == 0                      # missing, within the grace period
+    assert rows(store, "SELECT missing_since, deleted_at FROM datasets WHERE uid='city:b'") == [(T0 + day, None)]
+    assert merge(["a"], T0 + 2 * day, complete=False)["removed"] == 0  # a partial listing decides nothing
+    counts = merge(["a", "b"], T0 + 2 * day)                            # back before the grace ran out
+    assert counts == {"new": 0, "changed": 0, "unchanged": 2, "removed": 0}
+    assert rows(store, "SELECT missing_since, last_seen FROM datasets WHERE uid='city:b'") == [(None, T0 + 2 * day)]
+    assert rows(store, "SELECT * EXCLUDE (missing_since, last_seen) FROM datasets WHERE uid = 'city:b'") == before
+    merge(["a"], T0 + 3 * day)
+    assert merge(["a"], T0 + 4 * day)["removed"] == 0
+    assert merge(["a"], T0 + 5 * day)["removed"] == 1                  # missing for the whole two days
+    assert rows(store, "SELECT missing_since, deleted_at, last_seen FROM datasets WHERE uid='city:b'") == [
+        (T0 + 3 * day, T0 + 5 * day, T0 + 2 * day)]
+    assert merge(["a", "b"], T0 + 6 * day)["changed"] == 1             # a deleted dataset that reappears is restored
+    assert rows(store, "SELECT missing_since, deleted_at FROM datasets WHERE uid='city:b'") == [(None, None)]

@@ -12,6 +12,7 @@ app_token_env = "SOCRATA_APP_TOKEN"
 records = ["ijzp-q8t2"]
 timeout = 30
 max_concurrency = 2
+deletion_grace_days = 3
 
 [[portals]]
 id = "dc"
@@ -35,7 +36,8 @@ def test_good_config_loads_every_key(tmp_path):
     assert chicago.id == "chicago" and chicago.kind == "socrata"
     assert chicago.url == "https://data.cityofchicago.org"  # trailing slash dropped
     assert chicago.records == ("ijzp-q8t2",) and chicago.timeout == 30.0 and chicago.max_concurrency == 2
-    assert chicago.host == "data.cityofchicago.org"
+    assert chicago.host == "data.cityofchicago.org" and chicago.deletion_grace_days == 3.0
+    assert dc.deletion_grace_days == 0.0   # deleted at the first complete listing without it
     assert dc.publisher == "District of Columbia" and dc.contact_email == "opendata@dc.gov"
     assert [p.id for p in config.select(["dc"])] == ["dc"]
     assert len(config.select([])) == 2
@@ -59,6 +61,7 @@ def test_shipped_g7_config_is_valid():
     (GOOD.replace('records = ["ijzp-q8t2"]', 'records = "ijzp-q8t2"'), [".records"]),
     (GOOD.replace('id = "chicago"', 'id = "Chicago City"'), [".id", "'Chicago City'", "slug"]),
     (GOOD.replace("timeout = 30", "timout = 30"), [".timout", "unknown key"]),
+    (GOOD.replace("deletion_grace_days = 3", "deletion_grace_days = -1"), [".deletion_grace_days", "-1"]),
     (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "my token"'), [".app_token_env"]),
     (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "nobody"'), [".contact_email", "'nobody'"]),
     ("[[portals]]\nid = \"x\"\ncity = \n", ["invalid TOML", "line 3"]),

@@ -1,0 +1,84 @@
+"""One writer per catalogue: an advisory lock on a file beside the database.
+
+DuckDB refuses a second writer too, but with an error about the file; cron jobs that
+overlap need a message that says which process holds the catalogue, and an option to wait.
+The lock is a `flock` on `<db>.lock`: the kernel releases it when its holder exits in any
+way, SIGKILL included, so a crashed run never leaves the catalogue locked. The file itself
+stays (it only says who held the lock last).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+
+class CatalogueBusy(Exception):
+    """Another process is writing the catalogue."""
+
+
+def lock_path(db_path: str | Path) -> Path:
+    db_path = Path(db_path)
+    return db_path.with_name(db_path.name + ".lock")
+
+
+class WriterLock:
+    """`with WriterLock(db, wait=False):` — the catalogue's single writer for the block.
+
+    Without `wait`, raises CatalogueBusy at once when another process holds it; with
+    `wait`, blocks until it is free (polling, so Ctrl-C still works)."""
+
+    def __init__(self, db_path: str | Path, *, wait: bool = False, poll_seconds: float = 0.5):
+        self.db_path = Path(db_path)
+        self.path = lock_path(db_path)
+        self.wait = wait
+        self.poll_seconds = poll_seconds
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not self.wait:
+                        raise CatalogueBusy(self._busy_message(fd)) from None
+                    time.sleep(self.poll_seconds)
+            holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                      "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:500]}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def _busy_message(self, fd: int) -> str:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            holder = {}
+        who = (f"process {holder.get('pid')} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
+               if holder.get("pid") else "another process")
+        return (f"{self.db_path} is being written by {who}; one writer at a time: "
+                "try again later, or pass --wait to wait for it")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "WriterLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
