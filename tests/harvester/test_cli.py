@@ -1,5 +1,8 @@
 """The CLI through click's CliRunner: exit codes, summary, JSON, runs, sql."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -40,16 +43,6 @@ def test_harvest_prints_the_summary_and_exits_0(tmp_path, portal):
     report = json.loads(result.output)
     assert report["ok"] and report["portals"][0]["unchanged"] == 7
 
-
-def test_a_failed_portal_exits_1_and_the_others_are_stored(tmp_path, portal):
-    config = write_config(tmp_path, ("down", "dcat-us", "http://127.0.0.1:9/data.json"),
-                          ("city", "dcat-us", portal.url + "/data.json"))
-    db = str(tmp_path / "c.duckdb")
-    result = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", db])
-    assert result.exit_code == 1
-    assert "down: FAILED" in result.output
-    out = invoke("sql", "--db", db, "SELECT count(*) AS n FROM datasets", "--format", "json")
-    assert json.loads(out.output) == [{"n": 7}]
 
 
 def test_bad_config_exits_2_before_any_request(tmp_path, portal):
@@ -106,3 +99,64 @@ def test_full_rewrites_every_dataset_without_conditional_requests(tmp_path, port
     full = json.loads(invoke("harvest", "--config", config, "--db", db, "--full", "--json").output)["portals"][0]
     assert full["changed"] == 7 and full["new"] == 0 and full["not_modified"] == 0
     assert "If-None-Match" not in portal.requests[-1][2]
+
+
+def test_a_second_writer_exits_2_at_once_or_waits_with_wait(tmp_path, portal):
+    import threading
+    import time
+
+    from catalog.lock import WriterLock
+
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    args = ["--config", config, "--db", str(db)]
+    assert invoke("harvest", *args).exit_code == 0
+    portal.clear_log()
+    with WriterLock(db):                              # a harvest still running from last night
+        started = time.monotonic()
+        busy = CliRunner().invoke(cli, ["harvest", *args])
+        assert busy.exit_code == 2 and time.monotonic() - started < 5
+        assert f"{db} is being written by process {os.getpid()}" in busy.output and "--wait" in busy.output
+        for command in (["records", "city:x", *args], ["overlap", "--db", str(db)]):   # every command that writes
+            refused = CliRunner().invoke(cli, command)
+            assert refused.exit_code == 2 and "is being written by" in refused.output
+        assert portal.requests == []                  # nothing was asked of the portal
+    holder = WriterLock(db)
+    holder.acquire()
+    threading.Timer(0.5, holder.release).start()
+    started = time.monotonic()
+    waited = CliRunner().invoke(cli, ["harvest", "--wait", *args])
+    assert waited.exit_code == 0 and time.monotonic() - started >= 0.5
+
+
+def test_runs_a_crash_left_running_are_closed_by_the_next_harvest(tmp_path, portal):
+    from datetime import UTC, datetime
+
+    from catalog.store import Store
+
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    store.start_run("20260101T000000Z-dead", "city", datetime(2026, 1, 1, tzinfo=UTC))   # then: kill -9
+    (tmp_path / ".c.duckdb.staging" / "tmpdead").mkdir(parents=True)
+    store.close()
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    runs = json.loads(invoke("runs", "--db", str(db), "--json").output)
+    dead = next(r for r in runs if r["run_id"] == "20260101T000000Z-dead")
+    assert (dead["status"], dead["error_type"]) == ("failed", "Interrupted") and "killed" in dead["error_message"]
+    assert not (tmp_path / ".c.duckdb.staging" / "tmpdead").exists()
+
+
+def test_logs_go_to_stderr_as_json_lines_with_log_format_json(tmp_path, portal):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),
+                          ("down", "dcat-us", "http://127.0.0.1:9/data.json"))
+    result = subprocess.run([sys.executable, "-m", "harvester.cli", "--log-format", "json", "-v", "harvest", "--json",
+                             "--config", config, "--db", str(tmp_path / "c.duckdb")],
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
+    assert result.returncode == 1
+    report = json.loads(result.stdout)                # stdout: the report alone
+    assert [p["status"] for p in report["portals"]] == ["ok", "failed"]
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    assert any(line["level"] == "error" and line["message"].startswith("down: harvest failed") for line in lines)
+    assert any(line["level"] == "info" and line["message"].startswith("city: ok: 7 seen, 7 new") for line in lines)

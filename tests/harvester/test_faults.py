@@ -1,0 +1,349 @@
+"""The fault suite: what a nightly `civicat harvest` does when a portal misbehaves.
+
+Every test runs the real command (click's CliRunner, or a subprocess for kill -9) against
+local portals on 127.0.0.1 and asserts three things: nothing stored is lost, the fault is
+recorded (harvest_runs, harvest_errors), and the exit code (0: every portal ok; 1: a
+portal failed, the others stored). The HTTP client's own behaviour per fault (attempt
+counts, caps, Retry-After parsing) is unit-tested in test_http.py.
+"""
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from harvester.cli import cli
+from tests.portals.dcat import DataJsonPortal
+from tests.portals.socrata import SocrataPortal
+from tests.portals.synth import make_data_json, make_socrata_entries
+
+DOMAIN = "data.example.org"
+LISTING = "/api/catalog/v1"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Nightly:
+    """A config and a catalogue in tmp_path, harvested with `civicat harvest --json`."""
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.db = tmp_path / "catalog.duckdb"
+        self.config = tmp_path / "portals.toml"
+        self.portals: list[str] = []
+
+    def add(self, portal_id: str, kind: str, url: str, **options) -> "Nightly":
+        extra = "".join(f"{key} = {json.dumps(value)}\n" for key, value in options.items())
+        self.portals.append(f'[[portals]]\nid = "{portal_id}"\ncity = "{portal_id.title()}"\nkind = "{kind}"\n'
+                            f'url = "{url}"\n{extra}')
+        self.config.write_text("\n".join(self.portals))
+        return self
+
+    def harvest(self, *args: str, attempts: int = 3) -> tuple[int, dict]:
+        """(exit code, the --json report) of one run; retries are test-sized."""
+        result = CliRunner(env={"CIVICAT_HTTP_MAX_ATTEMPTS": str(attempts), "CIVICAT_HTTP_BACKOFF": "0.01"}).invoke(
+            cli, ["harvest", "--json", "--config", str(self.config), "--db", str(self.db), *args])
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        return result.exit_code, json.loads(result.stdout)
+
+    def query(self, sql: str, params=()) -> list[tuple]:
+        with duckdb.connect(str(self.db), read_only=True) as con:
+            return con.execute(sql, list(params)).fetchall()
+
+    def catalogue(self) -> list[tuple]:
+        """Every stored dataset, distribution and column (last_seen aside: it only says when)."""
+        return (self.query("SELECT * EXCLUDE (last_seen) FROM datasets ORDER BY uid")
+                + self.query("SELECT * FROM distributions ORDER BY ALL")
+                + self.query("SELECT * FROM columns ORDER BY ALL")
+                + self.query("SELECT uid, raw_hash FROM raw_records ORDER BY ALL"))
+
+    def run_row(self, run_id: str, portal_id: str) -> dict:
+        cursor = duckdb.connect(str(self.db), read_only=True)
+        try:
+            cursor.execute("SELECT * FROM harvest_runs WHERE run_id = ? AND portal_id = ?", [run_id, portal_id])
+            return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))
+        finally:
+            cursor.close()
+
+    def errors(self, run_id: str, severity: str = "error") -> list[tuple]:
+        return self.query("SELECT source_id, stage, error_type FROM harvest_errors WHERE run_id = ? AND severity = ? "
+                          "ORDER BY ALL", [run_id, severity])
+
+
+@pytest.fixture
+def nightly(tmp_path):
+    return Nightly(tmp_path)
+
+
+@pytest.fixture
+def socrata():
+    with SocrataPortal(make_socrata_entries(350, domain=DOMAIN), domain=DOMAIN) as portal:
+        yield portal
+
+
+def harvested(nightly, portal, **options) -> list[tuple]:
+    """A first, clean run of a Socrata portal; returns the catalogue it stored."""
+    nightly.add("city", "socrata", portal.url, domain=DOMAIN, **options)
+    code, report = nightly.harvest()
+    city = next(p for p in report["portals"] if p["portal_id"] == "city")
+    assert code == 0 and city["new"] == len(portal.entries)
+    return nightly.catalogue()
+
+
+def pass_probe_and_first_page(portal):
+    portal.inject(LISTING, ("slow", 0), times=2)
+
+
+# -- transient faults: retried, the run completes -------------------------------------------
+
+@pytest.mark.parametrize("fault", [("status", 500), ("status", 503), "reset", "truncated", "truncated_json", "html",
+                                   "html_as_json", "invalid_json"])
+def test_a_burst_of_transient_faults_is_retried_and_nothing_is_missed(nightly, socrata, fault):
+    pass_probe_and_first_page(socrata)
+    socrata.inject(LISTING, fault, times=2)
+    code, report = nightly.add("city", "socrata", socrata.url, domain=DOMAIN).harvest()
+    city = report["portals"][0]
+    assert code == 0 and city["status"] == "ok" and (city["new"], city["retries"]) == (350, 2)
+    assert nightly.run_row(report["run_id"], "city")["retries"] == 2         # recorded in the run's row
+    assert nightly.query("SELECT count(*) FROM datasets") == [(350,)]
+
+
+def test_429_with_retry_after_is_waited_out(nightly, socrata):
+    pass_probe_and_first_page(socrata)
+    socrata.inject(LISTING, ("retry_after", 429, 1), times=2)
+    started = time.monotonic()
+    code, report = nightly.add("city", "socrata", socrata.url, domain=DOMAIN).harvest()
+    assert code == 0 and report["portals"][0]["retries"] == 2 and report["portals"][0]["new"] == 350
+    assert time.monotonic() - started >= 2.0                                 # the portal's wait, honoured twice
+    assert nightly.run_row(report["run_id"], "city")["retries"] == 2
+
+
+def test_a_response_slower_than_the_timeout_is_retried(nightly, socrata):
+    pass_probe_and_first_page(socrata)
+    socrata.inject(LISTING, ("slow", 3), times=1)
+    code, report = nightly.add("city", "socrata", socrata.url, domain=DOMAIN, timeout=0.5).harvest()
+    assert code == 0 and report["portals"][0]["retries"] == 1 and report["portals"][0]["new"] == 350
+
+
+# -- faults that outlast the retries: the portal fails, its catalogue untouched ---------------
+
+@pytest.mark.parametrize("fault, error_type", [
+    (("status", 500), "TransientError"), (("status", 503), "TransientError"), ("reset", "TransientError"),
+    ("truncated", "TransientError"), ("html", "TransientError"), ("invalid_json", "TransientError"),
+    (("retry_after", 429, 0), "TransientError"), (("slow", 3), "TransientError"),
+])
+def test_a_fault_that_persists_fails_the_portal_and_loses_nothing(nightly, socrata, fault, error_type):
+    before = harvested(nightly, socrata, timeout=0.5)
+    socrata.entries.pop(0)                     # a complete listing would mark it deleted
+    for entry in socrata.entries[:20]:
+        entry["resource"]["name"] += " (renamed)"   # and rewrite these
+    socrata.entries = list(socrata.entries)
+    pass_probe_and_first_page(socrata)
+    socrata.inject(LISTING, fault, times=10)
+    code, report = nightly.harvest()
+    city = report["portals"][0]
+    assert code == 1 and city["status"] == "failed" and city["retries"] == 2
+    assert nightly.catalogue() == before                                     # nothing lost, nothing half-written
+    row = nightly.run_row(report["run_id"], "city")
+    assert (row["status"], row["error_type"]) == ("failed", error_type) and row["error_message"]
+    assert nightly.errors(report["run_id"]) == [(None, "list", error_type)]
+    socrata.clear_faults()
+    code, report = nightly.harvest()                                         # the next night catches up
+    assert code == 0 and (report["portals"][0]["changed"], report["portals"][0]["removed"]) == (20, 1)
+
+
+def test_a_portal_down_for_the_whole_run_fails_alone(nightly, socrata):
+    with DataJsonPortal(make_data_json(5)) as other:
+        nightly.add("other", "dcat-us", other.url + "/data.json")
+        before = harvested(nightly, socrata)
+        socrata.stop()                                                       # nothing listens there any more
+        code, report = nightly.harvest(attempts=2)
+    statuses = {p["portal_id"]: p["status"] for p in report["portals"]}
+    assert code == 1 and statuses == {"city": "failed", "other": "ok"}
+    assert nightly.catalogue() == before                                     # both catalogues as they were
+    assert nightly.errors(report["run_id"]) == [(None, "list", "TransientError")]
+    assert "127.0.0.1" in nightly.run_row(report["run_id"], "city")["error_message"]   # says which host
+
+
+# -- listings that move or repeat themselves -------------------------------------------------
+
+def test_a_listing_that_gains_a_new_first_item_between_two_pages(nightly, socrata):
+    harvested(nightly, socrata)
+    newcomer = copy.deepcopy(socrata.entries[10])
+    newcomer["resource"]["id"] = "zzzz-0001"
+    shifted = []
+
+    def shift(path, query):
+        if path == LISTING and query.get("offset") == "100" and not shifted:
+            shifted.append(1)
+            socrata.entries.insert(0, newcomer)   # every later page starts one item later
+
+    socrata.on_request = shift
+    code, report = nightly.harvest()
+    city = report["portals"][0]
+    assert code == 0 and city["duplicates"] == 1 and city["listing_complete"] is False
+    assert city["removed"] == 0 and nightly.query("SELECT count(*), count(DISTINCT uid) FROM datasets") == [(350, 350)]
+    assert {("list", "DuplicateId"), ("list", "PartialListing")} <= {
+        e[1:] for e in nightly.errors(report["run_id"], "warning")}
+    socrata.on_request = None
+    code, report = nightly.harvest()
+    assert code == 0 and report["portals"][0]["new"] == 1 and nightly.query("SELECT count(*) FROM datasets") == [(351,)]
+
+
+def test_an_item_removed_between_pages_marks_nothing_deleted(nightly, socrata):
+    harvested(nightly, socrata)
+    removed = []
+
+    def shrink(path, query):
+        if path == LISTING and query.get("offset") == "200" and not removed:
+            removed.append(socrata.entries.pop(5))   # page 3 starts one item later: one goes unseen
+
+    socrata.on_request = shrink
+    code, report = nightly.harvest()
+    assert code == 0 and report["portals"][0]["listing_complete"] is False and report["portals"][0]["removed"] == 0
+    assert nightly.query("SELECT count(*) FROM datasets WHERE deleted_at IS NULL") == [(350,)]
+
+
+def test_duplicate_ids_inside_one_listing_are_kept_once_and_reported(nightly):
+    document = make_data_json(6)
+    twin = copy.deepcopy(document["dataset"][2])
+    twin["title"] = "The same id, listed again"
+    document["dataset"].insert(4, twin)
+    with DataJsonPortal(document) as portal:
+        code, report = nightly.add("city", "dcat-us", portal.url + "/data.json").harvest()
+    city = report["portals"][0]
+    assert code == 0 and city["status"] == "ok" and city["duplicates"] == 1 and city["new"] == 6
+    assert nightly.query("SELECT count(*), count(DISTINCT uid) FROM datasets") == [(6, 6)]
+    warnings = nightly.errors(report["run_id"], "warning")
+    assert [(stage, kind) for _, stage, kind in warnings if kind == "DuplicateId"] == [("list", "DuplicateId")]
+
+
+def test_an_empty_listing_does_not_delete_the_catalogue(nightly):
+    with DataJsonPortal(make_data_json(4)) as portal:
+        nightly.add("city", "dcat-us", portal.url + "/data.json")
+        assert nightly.harvest()[0] == 0
+        portal.document = {"dataset": []}
+        code, report = nightly.harvest()
+    assert code == 0 and report["portals"][0]["removed"] == 0 and report["portals"][0]["listing_complete"] is False
+    assert nightly.query("SELECT count(*) FROM datasets WHERE deleted_at IS NULL") == [(4,)]
+    assert ("list", "EmptyListing") in {e[1:] for e in nightly.errors(report["run_id"], "warning")}
+
+
+# -- bad records: reported, the rest stored ---------------------------------------------------
+
+def test_records_with_wrong_types_or_a_10_mb_description_are_stored_or_reported(nightly):
+    document = make_data_json(6)
+    good = document["dataset"]
+    bad = [
+        "not an object",
+        {**copy.deepcopy(good[0]), "identifier": "no-title", "title": None},
+        {**copy.deepcopy(good[0]), "identifier": None},
+        {**copy.deepcopy(good[0]), "identifier": "wrong-types", "title": "Wrong types", "keyword": 7,
+         "modified": "R/P1D", "landingPage": "javascript:alert(1)", "distribution": "csv",
+         "contactPoint": {"fn": ["x"], "hasEmail": "not-an-address"}, "description": "x" * 10_000_000},
+        {**copy.deepcopy(good[0]), "identifier": "html", "title": "<b>Permits</b>",
+         "description": "<p>Issued <script>alert(1)</script>building permits</p>"},
+    ]
+    document["dataset"] = good + bad
+    with DataJsonPortal(document) as portal:
+        code, report = nightly.add("city", "dcat-us", portal.url + "/data.json").harvest()
+    city = report["portals"][0]
+    assert code == 0 and city["seen"] == 11 and city["errors"] == 3 and city["new"] == 8
+    assert nightly.query("SELECT message FROM harvest_errors WHERE severity = 'error' ORDER BY message") == [
+        ("entry has no source id",), ("entry is a str, not an object",), ("record has no title",)]
+    assert nightly.query("SELECT modified, landing_page, keywords, contact_email, length(description) "
+                         "FROM datasets WHERE source_id = 'wrong-types'") == [(None, None, [], None, 10_000_000)]
+    warnings = {r[0] for r in nightly.query("SELECT split_part(message, ':', 1) FROM harvest_errors "
+                                            "WHERE severity = 'warning' AND source_id = 'wrong-types'")}
+    assert {"modified", "landing_page", "keywords", "contact_email", "contact_name"} <= warnings
+    assert nightly.query("SELECT description FROM datasets WHERE source_id = 'html'") == [("Issued building permits",)]
+    assert nightly.query("SELECT r.raw->>'modified' FROM raw_records r JOIN datasets d USING (uid, raw_hash) "
+                         "WHERE d.source_id = 'wrong-types'") == [("R/P1D",)]    # the raw record keeps the original
+
+
+def test_a_failed_portal_leaves_raw_records_as_they_were(nightly):
+    with SocrataPortal(make_socrata_entries(2_300, domain=DOMAIN), domain=DOMAIN) as portal:
+        before = harvested(nightly, portal)
+        for entry in portal.entries:
+            entry["resource"]["name"] += " (renamed)"       # every raw record changes...
+        portal.entries = list(portal.entries)
+        portal.inject(LISTING, ("slow", 0), times=23)
+        portal.inject(LISTING, ("status", 503), times=10)   # ...and the listing fails after 2,200
+        code, report = nightly.harvest(attempts=2)
+        assert code == 1 and report["portals"][0]["seen"] >= 2_000
+        assert nightly.catalogue() == before
+        portal.clear_faults()
+        code, report = nightly.harvest()
+        assert code == 0 and report["portals"][0]["changed"] == 2_300
+    # one raw row per dataset, the version it carries
+    assert nightly.query("SELECT count(*), count(DISTINCT uid) FROM raw_records") == [(2_300, 2_300)]
+    assert nightly.query("SELECT count(*) FROM datasets d JOIN raw_records r USING (uid, raw_hash)") == [(2_300,)]
+
+
+# -- kill -9 ---------------------------------------------------------------------------------
+
+def civicat(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harvester.cli", *args]
+
+
+def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(nightly):
+    """A `civicat harvest` subprocess is SIGKILLed while it lists, maps and merges a portal
+    whose every dataset changed; each time the catalogue opens with the earlier version of
+    that portal whole (a merge is one transaction), and the next run completes."""
+    entries = make_socrata_entries(3_000, domain=DOMAIN)
+    env = {**os.environ, "CIVICAT_MAP_WORKERS": "0", "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    with SocrataPortal(entries, domain=DOMAIN) as portal, DataJsonPortal(make_data_json(5)) as small:
+        nightly.add("small", "dcat-us", small.url + "/data.json").add("city", "socrata", portal.url, domain=DOMAIN)
+        base = ["harvest", "--workers", "1", "--config", str(nightly.config), "--db", str(nightly.db)]
+        first = subprocess.run(civicat(*base), env=env, capture_output=True, timeout=120)
+        assert first.returncode == 0, first.stderr.decode()[-2000:]
+        titles = lambda: {t for (t,) in nightly.query(  # noqa: E731
+            "SELECT DISTINCT regexp_extract(title, '\\(v\\d+\\)$') FROM datasets WHERE portal_id = 'city'")}
+        assert titles() == {""}
+        small_before = nightly.query("SELECT * FROM datasets WHERE portal_id = 'small' ORDER BY uid")
+
+        last_page = f"{(len(entries) // 100 - 1) * 100}"
+        served = []
+        portal.on_request = lambda path, query: served.append(time.monotonic()) if (
+            path == LISTING and query.get("offset") == last_page) else None
+        # kill points: mid-listing, then from the last page on through mapping and the merge
+        killed = 0
+        for version, point in enumerate([("page", "1000"), *[("after", d) for d in (0.0, 0.4, 1.0, 2.0)]], 1):
+            for entry in portal.entries:
+                entry["resource"]["name"] = entry["resource"]["name"].split(" (v")[0] + f" (v{version})"
+            portal.entries = list(portal.entries)
+            served.clear()
+            process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            kind, value = point
+            while process.poll() is None and time.monotonic() < deadline:
+                hit = any(q.get("offset") == value for p, q, _ in portal.requests[-5:]) if kind == "page" else (
+                    served and time.monotonic() >= served[0] + value)
+                if hit:
+                    break
+                time.sleep(0.005)
+            process.send_signal(signal.SIGKILL)
+            killed += process.wait(timeout=10) == -signal.SIGKILL   # not when it had already finished
+            portal.clear_log()
+            # the catalogue opens; the portal is at one version, whole; the other portal untouched
+            stored = titles()
+            assert len(stored) == 1 and nightly.query(
+                "SELECT count(*) FROM datasets d JOIN raw_records r USING (uid, raw_hash) "
+                "WHERE d.portal_id = 'city' AND d.deleted_at IS NULL") == [(3_000,)], (point, stored)
+            assert nightly.query("SELECT * FROM datasets WHERE portal_id = 'small' ORDER BY uid") == small_before
+
+        portal.on_request = None
+        final = subprocess.run(civicat(*base, "--json"), env=env, capture_output=True, timeout=120)
+    assert final.returncode == 0, final.stderr.decode()[-2000:]           # the lock died with its holder
+    assert titles() == {f"(v{version})"}
+    assert nightly.query("SELECT count(*) FROM datasets WHERE portal_id = 'city'") == [(3_000,)]
+    interrupted = nightly.query("SELECT count(DISTINCT run_id) FROM harvest_runs WHERE error_type = 'Interrupted'")
+    assert 1 <= interrupted[0][0] <= killed    # each run killed before its last commit, closed as failed by the next
+    assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
+    assert not list(nightly.tmp_path.glob(".catalog.duckdb.staging/*"))   # what the killed runs staged is gone
