@@ -82,13 +82,6 @@ def test_slow_response_times_out(portal):
         get(client, portal)
 
 
-def test_response_size_cap(portal):
-    client = fast_client(max_bytes=1000)
-    with pytest.raises(ResponseTooLarge, match="cap"):
-        get(client, portal)
-    assert portal.hits["/doc"] == 1  # not retried
-
-
 def test_unexpected_shape_is_retried_then_raised(portal):
     client = fast_client(max_attempts=2)
     with pytest.raises(UnexpectedPayload, match="needs a list"):

@@ -73,22 +73,6 @@ def test_views_fallback_and_a_404_that_does_not_fail_the_portal(store, http):
     assert error[:3] == (missing.split(":")[1], "fetch", "PermanentError") and "404" in error[3]
 
 
-def test_app_token_is_sent_as_a_header_and_never_stored(store, http, monkeypatch, tmp_path):
-    token = "tok-SECRET-1234567890"
-    monkeypatch.setenv("CIVICAT_TEST_TOKEN", token)
-    with SocrataPortal(make_socrata_entries(5, domain=DOMAIN), domain=DOMAIN) as portal:
-        harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN, app_token_env="CIVICAT_TEST_TOKEN")],
-                store, http)
-        assert all(headers.get("X-App-Token") == token for _, _, headers in portal.requests)
-        assert not any(token in json.dumps(query) for _, query, _ in portal.requests)
-    store.con.execute("CHECKPOINT")
-    http.cache.flush()
-    assert any((tmp_path / "http_cache").rglob("*.body.gz"))   # the cache was written, and is checked too
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert token.encode() not in path.read_bytes(), path
-
-
 def test_every_recorded_discovery_page_is_stored(store, http):
     require_fixtures()
     files = socrata_catalog_files()
