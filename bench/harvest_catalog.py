@@ -30,6 +30,7 @@ DOMAIN = "data.example.org"
 
 HARVEST_CHILD = r"""
 import json, sys, time
+from dataclasses import asdict
 import psutil
 from bench.rss import PeakRss
 from catalog.store import Store
@@ -48,9 +49,9 @@ if __name__ == "__main__":  # spawned mapping workers import this file too
     report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
     store.close()
     seconds = time.perf_counter() - started
-    p = report.portals[0]
-    print(json.dumps({"seconds": seconds, "status": p.status, "seen": p.seen, "new": p.new, "errors": p.errors,
-                      "requests": p.requests, "cpu_seconds": cpu_seconds(), **memory.figures()}))
+    p = asdict(report.portals[0])  # every count: seen, new, changed, unchanged, requests, not_modified...
+    print(json.dumps({**p, "portal_seconds": p["seconds"], "seconds": seconds, "cpu_seconds": cpu_seconds(),
+                      **memory.figures()}))
 """ % DOMAIN
 
 

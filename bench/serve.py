@@ -44,7 +44,8 @@ class CachedSocrataPortal(SocrataPortal):
 
     def _wsgi(self, environ, start_response):
         query = "&".join(sorted(environ.get("QUERY_STRING", "").split("&")))  # the same request in any order
-        key = f"{environ.get('PATH_INFO')}?{query}|{environ.get('HTTP_ACCEPT_ENCODING', '')}"
+        key = (f"{environ.get('PATH_INFO')}?{query}|{environ.get('HTTP_ACCEPT_ENCODING', '')}"
+               f"|{environ.get('HTTP_IF_NONE_MATCH', '')}|{environ.get('HTTP_IF_MODIFIED_SINCE', '')}")  # 304s too
         answer = self._answers.get(key)
         if answer is None:
             captured = {}

@@ -173,6 +173,12 @@ class Store:
             return self.con.execute("SELECT count(*) FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
                                     [portal_id]).fetchone()[0]
 
+    def raw_hashes(self, portal_id: str) -> dict[str, str]:
+        """uid -> raw hash of the portal's datasets not deleted (what an unchanged entry matches)."""
+        with self._write_lock:
+            return dict(self.con.execute("SELECT uid, raw_hash FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
+                                         [portal_id]).fetchall())
+
     def prune_raw(self, portal_id: str) -> None:
         """Drop raw versions no dataset points at (superseded, or written by a failed run)."""
         with self._write_lock:

@@ -83,9 +83,12 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
         return
     for field_name, message in notes.items:
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
-    raw_hash = content_hash(f"{adapter.kind}/{adapter.mapping_version}",
-                            canonical_json_bytes(adapter.hash_view(entry, details)))
-    rows.add(record, entry_json, details_json, raw_hash)
+    rows.add(record, entry_json, details_json, raw_hash(adapter, entry, details))
+
+
+def raw_hash(adapter: PortalAdapter, entry: dict, details: dict | None) -> str:
+    """The version of a dataset as the portal gave it, under this mapping (see hash_view)."""
+    return content_hash(f"{adapter.kind}/{adapter.mapping_version}", canonical_json_bytes(adapter.hash_view(entry, details)))
 
 
 _adapters: dict[PortalConfig, PortalAdapter] = {}
@@ -151,8 +154,13 @@ class Mapper:
     details, and sends full batches to the workers (or maps them here), at most a few
     batches in flight, so memory stays bounded; results are collected in order."""
 
-    def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None):
+    def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None,
+                 known: dict[str, str] | None = None):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
+        # uid -> raw hash of the stored datasets: an entry that hashes the same is unchanged,
+        # so it is neither mapped nor staged (the listing still counts it as seen)
+        self.known = known or {}
+        self.unchanged = 0
         self.pool = pool if pool is not None and pool.workers > 0 else None
         self.max_in_flight = 2 * (self.pool.workers if self.pool else 1)
         self.batch = self._new_batch()
@@ -178,6 +186,10 @@ class Mapper:
             details = self.adapter.fetch_details(entry)
         except HttpError as exc:  # one dataset's lookup: recorded, the entry kept as listed
             self.on_error(source_id, "fetch", exc.error_type, str(exc))
+        stored = self.known.get(f"{self.portal.id}:{source_id}")
+        if stored is not None and stored == raw_hash(self.adapter, entry, details):
+            self.unchanged += 1
+            return
         self.batch.entries.append((compact_json_bytes(entry),
                                    compact_json_bytes(details) if details is not None else None))
         self.listed += 1

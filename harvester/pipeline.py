@@ -143,7 +143,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         store.prune_raw(portal.id)  # what a run that failed and could not clean up left behind
         stage = store.new_stage()
         adapter = adapter_for(portal, client)
-        mapper = Mapper(adapter, portal, stage, errors.add, pool)
+        # unchanged entries are recognised by their raw hash before mapping; --full rewrites all
+        mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else store.raw_hashes(portal.id))
         listing = adapter.listing()
         for entry in listing:
             report.seen += 1
@@ -172,6 +173,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                                      rewrite=full, grace=timedelta(days=portal.deletion_grace_days))
         for key, value in counts.items():
             setattr(report, key, value)
+        report.unchanged += mapper.unchanged   # recognised before mapping, never staged
         if records:  # a dataset's failed pull is an error of that dataset, not of the portal
             step = "records"
             harvest_records(adapter, store, run_id, errors, report, full=full)

@@ -1,0 +1,65 @@
+"""Benchmark: the nightly cost of an unchanged catalogue.
+
+Harvests a Socrata catalogue served locally twice into the same catalogue, each run in a
+process of its own as cron would start it: the first run stores everything; the second,
+over the unchanged catalogue, sends conditional requests (the portal answers 304), tells
+every dataset unchanged by its raw hash without mapping it, and writes no dataset row.
+Prints, from one run: both times, the ratio (target: second <= 1/10 of the first), what
+each run wrote, its HTTP figures and peak memory.
+
+    python -m bench.incremental [--datasets 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import duckdb
+
+from bench.harvest_catalog import HARVEST_CHILD
+from bench.serve import serving
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=int, default=100_000)
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    print(f"building and serving a {args.datasets:,}-dataset Socrata catalogue ...", flush=True)
+    with serving("socrata", args.datasets) as server, tempfile.TemporaryDirectory() as tmp:
+        url = server.stdout.readline().strip()
+        child, db = Path(tmp) / "harvest_child.py", f"{tmp}/catalog.duckdb"
+        child.write_text(HARVEST_CHILD)
+        runs, snapshots = [], []
+        for _ in range(2):
+            out = subprocess.run([sys.executable, str(child), url, db], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, check=True)
+            runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            with duckdb.connect(db, read_only=True) as con:
+                snapshots.append(con.execute("SELECT md5(string_agg(d::VARCHAR, '' ORDER BY uid)) FROM datasets d")
+                                 .fetchone()[0])
+
+    first, second = runs
+    assert first["status"] == second["status"] == "ok" and first["new"] == args.datasets, runs
+    assert (second["new"], second["changed"], second["unchanged"], second["removed"]) == (0, 0, args.datasets, 0)
+    ratio = second["seconds"] / first["seconds"]
+    for name, run in (("first run", first), ("second run", second)):
+        print(f"{name:<11} {run['seconds']:6.1f} s  new {run['new']:,}, changed {run['changed']:,}, unchanged "
+              f"{run['unchanged']:,}; {run['requests']:,} requests, {run['not_modified']:,} answered 304, "
+              f"{run['bytes'] / 2**20:,.1f} MB received; CPU {run['cpu_seconds']:.1f} s; peak "
+              f"{run['peak_tree_pss_mb']:.0f} MB PSS")
+    print(f"datasets table unchanged by the second run: {snapshots[0] == snapshots[1]}")
+    print(f"ratio second / first    {ratio:.3f} = 1/{1 / ratio:.1f}   (target <= 1/10: "
+          f"{'met' if ratio <= 0.1 else 'NOT met'})")
+
+
+if __name__ == "__main__":
+    main()
