@@ -19,7 +19,7 @@ ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
-    "publisher", "contact_name", "contact_email", "deletion_grace_days",
+    "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second",
 )
 
 
@@ -42,6 +42,7 @@ class PortalConfig:
     contact_name: str | None = None
     contact_email: str | None = None
     deletion_grace_days: float = 0.0   # missing from complete listings this long before deleted_at
+    requests_per_second: float | None = None   # the portal's published rate limit, per host
 
     @property
     def host(self) -> str:
@@ -155,6 +156,11 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 365:
             raise fail("deletion_grace_days", f"must be a number of days from 0 to 365, got {value!r}")
         options["deletion_grace_days"] = float(value)
+    if "requests_per_second" in entry:
+        value = entry["requests_per_second"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+            raise fail("requests_per_second", f"must be a number in (0, 1000], got {value!r}")
+        options["requests_per_second"] = float(value)
     if "domain" in entry:
         value = entry["domain"]
         if not isinstance(value, str) or not DOMAIN_PATTERN.match(value):

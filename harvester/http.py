@@ -174,6 +174,29 @@ def _atomic_write(path: Path, data: bytes) -> None:
 SECRET_HEADERS = ("X-App-Token",)
 
 
+class _HostPace:
+    """When the next request to a host may start, for every thread of the run: spaced by the
+    portal's `requests_per_second`, and held back while a 429/503 `Retry-After` runs (the
+    portal's rate limit, not only the retry of the request that met it)."""
+
+    def __init__(self) -> None:
+        self.interval = 0.0
+        self.next_at = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self.next_at)
+            self.next_at = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self.next_at = max(self.next_at, time.monotonic() + seconds)
+
+
 class _Session(requests.Session):
     def rebuild_auth(self, prepared_request, response):
         """requests drops Authorization on a redirect to another host; so do we for our
@@ -221,6 +244,7 @@ class HttpClient:
         self._host_failures: dict[str, int] = {}
         self.host_failure_limit = host_failure_limit
         self._host_lock = threading.Lock()
+        self._host_paces: dict[str, _HostPace] = {}
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -248,6 +272,8 @@ class HttpClient:
         with self._host_lock:
             if portal.host not in self._host_slots:
                 self._host_slots[portal.host] = threading.BoundedSemaphore(portal.max_concurrency)
+        if getattr(portal, "requests_per_second", None):
+            self._pace(portal.host).interval = 1.0 / portal.requests_per_second
         return clone
 
     def set_host_limit(self, host: str, limit: int) -> None:
@@ -342,6 +368,10 @@ class HttpClient:
             self._local.session = session
         return session
 
+    def _pace(self, host: str) -> _HostPace:
+        with self._host_lock:
+            return self._host_paces.setdefault(host, _HostPace())
+
     def _slot(self, url: str) -> threading.BoundedSemaphore:
         host = urlparse(url).netloc
         with self._host_lock:
@@ -394,8 +424,10 @@ class HttpClient:
         """One request, its body read under the size cap and the total-time bound."""
         self.stats.add(requests=1)
         log.debug("GET %s", url)
-        started = time.monotonic()
+        pace = self._pace(urlparse(url).netloc)
         with self._slot(url):
+            pace.wait()
+            started = time.monotonic()
             try:
                 response = self._session().get(
                     url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
@@ -409,9 +441,10 @@ class HttpClient:
             try:
                 status = response.status_code
                 if status == 429 or status == 408 or status >= 500:
-                    raise TransientError(
-                        f"HTTP {status}", url, status, retry_after=_retry_after(response.headers.get("Retry-After"))
-                    )
+                    retry_after = _retry_after(response.headers.get("Retry-After"))
+                    if retry_after:
+                        pace.hold(min(retry_after, self.max_retry_after))
+                    raise TransientError(f"HTTP {status}", url, status, retry_after=retry_after)
                 if status >= 400:
                     snippet = _read_capped(response, 2048, url, started, timeout, truncate=True)
                     raise PermanentError(f"HTTP {status}: {snippet[:300].decode('utf-8', 'replace').strip()}", url, status)
@@ -440,6 +473,7 @@ class HttpClient:
         self.stats.add(requests=1)
         started = time.monotonic()
         with self._slot(url):
+            self._pace(urlparse(url).netloc).wait()
             try:
                 response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
                                                stream=True, allow_redirects=True)

@@ -13,6 +13,7 @@ records = ["ijzp-q8t2"]
 timeout = 30
 max_concurrency = 2
 deletion_grace_days = 3
+requests_per_second = 5
 
 [[portals]]
 id = "dc"
@@ -37,6 +38,7 @@ def test_good_config_loads_every_key(tmp_path):
     assert chicago.url == "https://data.cityofchicago.org"  # trailing slash dropped
     assert chicago.records == ("ijzp-q8t2",) and chicago.timeout == 30.0 and chicago.max_concurrency == 2
     assert chicago.host == "data.cityofchicago.org" and chicago.deletion_grace_days == 3.0
+    assert chicago.requests_per_second == 5.0 and dc.requests_per_second is None
     assert dc.deletion_grace_days == 0.0   # deleted at the first complete listing without it
     assert dc.publisher == "District of Columbia" and dc.contact_email == "opendata@dc.gov"
     assert [p.id for p in config.select(["dc"])] == ["dc"]
@@ -62,6 +64,7 @@ def test_shipped_g7_config_is_valid():
     (GOOD.replace('id = "chicago"', 'id = "Chicago City"'), [".id", "'Chicago City'", "slug"]),
     (GOOD.replace("timeout = 30", "timout = 30"), [".timout", "unknown key"]),
     (GOOD.replace("deletion_grace_days = 3", "deletion_grace_days = -1"), [".deletion_grace_days", "-1"]),
+    (GOOD.replace("requests_per_second = 5", "requests_per_second = 0"), [".requests_per_second", "0"]),
     (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "my token"'), [".app_token_env"]),
     (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "nobody"'), [".contact_email", "'nobody'"]),
     ("[[portals]]\nid = \"x\"\ncity = \n", ["invalid TOML", "line 3"]),

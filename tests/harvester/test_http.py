@@ -122,6 +122,34 @@ def test_per_host_concurrency_limit(portal):
     assert time.monotonic() - started >= 0.85  # served one after another
 
 
+def test_the_portals_requests_per_second_are_kept_by_every_thread(portal):
+    from tests.conftest import portal_config
+
+    client = fast_client().for_portal(portal_config("city", "dcat-us", portal.url, requests_per_second=20))
+    threads = [threading.Thread(target=get, args=(client, portal)) for _ in range(8)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert portal.hits["/doc"] == 8 and time.monotonic() - started >= 7 / 20 - 0.02   # 20 a second, not 8 at once
+
+
+def test_a_retry_after_holds_back_every_request_to_that_host(portal):
+    client = fast_client(max_retry_after=5)
+    portal.inject("/doc", ("retry_after", 429, 1))
+    first = threading.Thread(target=get, args=(client, portal))
+    first.start()
+    while not portal.hits["/doc"]:
+        time.sleep(0.005)
+    time.sleep(0.1)                     # the 429 has been answered; another thread asks the same host
+    started = time.monotonic()
+    assert get(client, portal).data == DOC
+    assert time.monotonic() - started >= 0.8   # it waited for the portal's Retry-After too
+    first.join()
+    assert client.stats.retries == 1
+
+
 def test_retry_after_http_date():
     from harvester.http import _retry_after
     assert _retry_after("5") == 5.0
