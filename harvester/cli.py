@@ -276,9 +276,10 @@ def runs(limit, show_errors, db_path, as_json):
         return
     echo_table([[r["run_id"], r["portal_id"], r["status"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
                  f"{r['seconds'] or 0:.1f}", r["seen"], r["new"], r["changed"], r["unchanged"], r["removed"],
-                 r["errors"], (r["error_message"] or "")[:80]] for r in rows],
+                 r["errors"], r["requests"], r["retries"], r["not_modified"],
+                 (f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")[:80]] for r in rows],
                ["run", "portal", "status", "started (UTC)", "seconds", "seen", "new", "changed", "unchanged",
-                "removed", "errors", "failure"])
+                "removed", "errors", "requests", "retries", "304s", "failure"])
     if show_errors:
         click.echo()
         echo_table([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"], e["message"][:100]]

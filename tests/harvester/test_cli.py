@@ -72,8 +72,12 @@ def test_runs_and_sql(tmp_path, portal):
     runs = json.loads(invoke("runs", "--db", db, "--json").output)
     assert [r["status"] for r in runs] == ["failed", "ok"]
     assert "HTML page instead of JSON" in runs[0]["error_message"]
+    assert (runs[0]["requests"], runs[0]["retries"]) == (5, 4) and runs[1]["not_modified"] == 0
     table = invoke("runs", "--db", db, "--errors").output
     assert "failed" in table and "TransientError" in table
+    header, _, failed = table.splitlines()[:3]
+    assert header.split()[-5:] == ["errors", "requests", "retries", "304s", "failure"]
+    assert failed.split()[12:16] == ["5", "4", "0", "TransientError:"]
     csv_out = invoke("sql", "--db", db, "SELECT source_id FROM datasets ORDER BY 1 LIMIT 2", "--format", "csv").output
     assert csv_out.splitlines()[0] == "source_id" and len(csv_out.splitlines()) == 3
     refused = CliRunner().invoke(cli, ["sql", "--db", db, "DROP TABLE datasets"])
