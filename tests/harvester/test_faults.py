@@ -296,7 +296,7 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
     """A `civicat harvest` subprocess is SIGKILLed while it lists, maps and merges a portal
     whose every dataset changed; each time the catalogue opens with the earlier version of
     that portal whole (a merge is one transaction), and the next run completes."""
-    entries = make_socrata_entries(3_000, domain=DOMAIN)
+    entries = make_socrata_entries(2_000, domain=DOMAIN)
     env = {**os.environ, "CIVICAT_MAP_WORKERS": "0", "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
     with SocrataPortal(entries, domain=DOMAIN) as portal, DataJsonPortal(make_data_json(5)) as small:
         nightly.add("small", "dcat-us", small.url + "/data.json").add("city", "socrata", portal.url, domain=DOMAIN)
@@ -313,8 +313,8 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
         portal.on_request = lambda path, query: served.append(time.monotonic()) if (
             path == LISTING and query.get("offset") == last_page) else None
         # kill points: mid-listing, then from the last page on through mapping and the merge
-        killed = 0
-        for version, point in enumerate([("page", "1000"), *[("after", d) for d in (0.0, 0.4, 1.0, 2.0)]], 1):
+        killed, wal_at_kill, wal = 0, [], nightly.db.with_name(nightly.db.name + ".wal")
+        for version, point in enumerate([("page", "1000"), *[("after", d) for d in (0.0, 0.5, 1.5)]], 1):
             for entry in portal.entries:
                 entry["resource"]["name"] = entry["resource"]["name"].split(" (v")[0] + f" (v{version})"
             portal.entries = list(portal.entries)
@@ -328,6 +328,7 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
                 if hit:
                     break
                 time.sleep(0.005)
+            wal_at_kill.append(wal.stat().st_size if wal.exists() else 0)
             process.send_signal(signal.SIGKILL)
             killed += process.wait(timeout=10) == -signal.SIGKILL   # not when it had already finished
             portal.clear_log()
@@ -335,15 +336,16 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
             stored = titles()
             assert len(stored) == 1 and nightly.query(
                 "SELECT count(*) FROM datasets d JOIN raw_records r USING (uid, raw_hash) "
-                "WHERE d.portal_id = 'city' AND d.deleted_at IS NULL") == [(3_000,)], (point, stored)
+                "WHERE d.portal_id = 'city' AND d.deleted_at IS NULL") == [(2_000,)], (point, stored)
             assert nightly.query("SELECT * FROM datasets WHERE portal_id = 'small' ORDER BY uid") == small_before
 
         portal.on_request = None
         final = subprocess.run(civicat(*base, "--json"), env=env, capture_output=True, timeout=120)
     assert final.returncode == 0, final.stderr.decode()[-2000:]           # the lock died with its holder
     assert titles() == {f"(v{version})"}
-    assert nightly.query("SELECT count(*) FROM datasets WHERE portal_id = 'city'") == [(3_000,)]
+    assert nightly.query("SELECT count(*) FROM datasets WHERE portal_id = 'city'") == [(2_000,)]
     interrupted = nightly.query("SELECT count(DISTINCT run_id) FROM harvest_runs WHERE error_type = 'Interrupted'")
+    assert any(wal_at_kill), wal_at_kill      # at least one kill left writes in the WAL to recover
     assert 1 <= interrupted[0][0] <= killed    # each run killed before its last commit, closed as failed by the next
     assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
     assert not list(nightly.tmp_path.glob(".catalog.duckdb.staging/*"))   # what the killed runs staged is gone
