@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from catalog.store import Store
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
-from harvester.mapping import Mapper, WorkerPool
+from harvester.mapping import Mapper, WorkerPool, relaxed_gc
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
 
@@ -96,9 +96,10 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
     workers = pool or WorkerPool()
     try:
-        for portal in portals:
-            run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full, records=records,
-                                              pool=workers))
+        with relaxed_gc():
+            for portal in portals:
+                run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full,
+                                                  records=records, pool=workers))
     finally:
         if pool is None:  # the caller's pool stays the caller's
             workers.close()
