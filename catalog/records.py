@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import duckdb
+from catalog.lazy import LazyModule
+
+duckdb = LazyModule("duckdb")  # imported on first use: the catalogue's mapping workers import this module
 
 SAFE = re.compile(r"[A-Za-z0-9_.-]")
 MAX_SEGMENT = 120

@@ -320,8 +320,9 @@ class Store:
     def _convert_records(self, part: Path, longest_line: int) -> None:
         cur = self.cursor()  # reads and writes files only: no need to hold the write lock
         try:
+            # uncompressed: a part only lives until this portal's merge (a third less CPU)
             cur.execute(f"COPY (SELECT * FROM {_read_jsonl('part', RECORD_COLUMNS, longest_line)}) TO $parquet "
-                        "(FORMAT parquet)", {"part": str(part), "parquet": str(part.with_suffix(".parquet"))})
+                        "(FORMAT parquet, COMPRESSION uncompressed)", {"part": str(part), "parquet": str(part.with_suffix(".parquet"))})
         finally:
             cur.close()
         part.unlink()

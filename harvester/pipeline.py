@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from catalog.store import Store
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
-from harvester.mapping import Mapper, WorkerPool
+from harvester.mapping import Mapper, WorkerPool, relaxed_gc
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
 
@@ -114,12 +114,13 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             portal_pool.close()
 
     try:
-        if workers <= 1 or len(portals) <= 1:
-            run.portals.extend(one(portal, shared) for portal in portals)
-        else:
-            with ThreadPoolExecutor(workers, thread_name_prefix="portal") as threads:
-                futures = [threads.submit(alone, portal) for portal in portals]
-                run.portals.extend(future.result() for future in futures)   # in config order
+        with relaxed_gc():   # process-wide, so around every portal thread
+            if workers <= 1 or len(portals) <= 1:
+                run.portals.extend(one(portal, shared) for portal in portals)
+            else:
+                with ThreadPoolExecutor(workers, thread_name_prefix="portal") as threads:
+                    futures = [threads.submit(alone, portal) for portal in portals]
+                    run.portals.extend(future.result() for future in futures)   # in config order
     finally:
         if pool is None:  # the caller's pool stays the caller's
             shared.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import functools
 import json
 import logging
 import shutil
@@ -23,23 +24,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
+from catalog.lazy import LazyModule
 from catalog.records import RecordsLayout, previous_pull, record_pull, write_json_atomic
-from harvester.paging import Page, Paginator, pages
+from harvester.paging import Paginator, pages
 
 log = logging.getLogger("civicat.records")
 
+# imported on first use: the catalogue's mapping workers import this module, never run it
+pa, pc = LazyModule("pyarrow"), LazyModule("pyarrow.compute")
+pacsv, pq = LazyModule("pyarrow.csv"), LazyModule("pyarrow.parquet")
+
 # the shared column vocabulary (SPEC `columns.type`) → Arrow; `datetime_utc` is a datetime
 # the portal gives as an instant (Esri epoch milliseconds, Socrata fixed timestamps)
-ARROW_TYPES = {
-    "text": pa.string(), "url": pa.string(), "other": pa.string(), "integer": pa.int64(), "number": pa.float64(),
-    "boolean": pa.bool_(), "date": pa.date32(), "datetime": pa.timestamp("us"),
-    "datetime_utc": pa.timestamp("us", tz="UTC"), "point": pa.string(), "geometry": pa.string(),
-}
+KINDS = ("text", "url", "other", "integer", "number", "boolean", "date", "datetime", "datetime_utc", "point",
+         "geometry")
+
+
+@functools.cache
+def arrow_type(kind: str) -> pa.DataType:
+    return {
+        "text": pa.string(), "url": pa.string(), "other": pa.string(), "integer": pa.int64(), "number": pa.float64(),
+        "boolean": pa.bool_(), "date": pa.date32(), "datetime": pa.timestamp("us"),
+        "datetime_utc": pa.timestamp("us", tz="UTC"), "point": pa.string(), "geometry": pa.string(),
+    }[kind]
+
+
 TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
@@ -52,7 +62,7 @@ class RecordsError(Exception):
 @dataclass(frozen=True)
 class Field:
     name: str      # the column's name in the Parquet: the portal's field name, made unique and printable
-    kind: str      # a key of ARROW_TYPES
+    kind: str      # one of KINDS
     source: str | None = None   # the portal's field name, where `name` had to differ from it
 
     @property
@@ -61,7 +71,7 @@ class Field:
 
 
 def arrow_schema(fields: list[Field]) -> pa.Schema:
-    return pa.schema([pa.field(f.name, ARROW_TYPES[f.kind]) for f in fields])
+    return pa.schema([pa.field(f.name, arrow_type(f.kind)) for f in fields])
 
 
 def clean_name(name: str) -> str:
@@ -81,7 +91,7 @@ def unique_fields(fields: list[Field]) -> list[Field]:
             name = f"{name}_{seen[name]}"
         else:
             seen[name] = 1
-        out.append(Field(name, f.kind if f.kind in ARROW_TYPES else "other", None if name == f.name else f.name))
+        out.append(Field(name, f.kind if f.kind in KINDS else "other", None if name == f.name else f.name))
     return out
 
 
@@ -127,11 +137,11 @@ class Conversion:
         arrays = []
         for f in self.fields:
             values = columns.get(f.key)
-            arrays.append(pa.nulls(length, ARROW_TYPES[f.kind]) if values is None else self.column(values, f))
+            arrays.append(pa.nulls(length, arrow_type(f.kind)) if values is None else self.column(values, f))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def column(self, values: list | pa.Array, f: Field) -> pa.Array:
-        target = ARROW_TYPES[f.kind]
+        target = arrow_type(f.kind)
         if isinstance(values, pa.ChunkedArray):
             values = values.combine_chunks()
         if isinstance(values, pa.Array):
@@ -288,7 +298,7 @@ def csv_page(body: bytes, fields: list[Field] | None = None) -> pa.Table:
         raise ValueError("the CSV page does not end with a line break")
     first_line = body[:body.find(b"\n")].rstrip(b"\r").decode("utf-8", "replace")
     text = {name: pa.string() for name in next(csv.reader([first_line]))}
-    typed = {f.key: ARROW_TYPES[f.kind] for f in fields or [] if f.kind in CSV_TYPED and f.key in text}
+    typed = {f.key: arrow_type(f.kind) for f in fields or [] if f.kind in CSV_TYPED and f.key in text}
     if typed:
         try:
             return _read_csv_page(body, {**text, **typed})
@@ -381,14 +391,12 @@ def published_schema(layout: RecordsLayout, portal_id: str, source_id: str) -> p
     return pq.read_schema(files[0]) if files else None
 
 
-ARROW_KINDS = ((pa.types.is_boolean, "boolean"), (pa.types.is_integer, "integer"), (pa.types.is_floating, "number"),
-               (pa.types.is_decimal, "number"), (pa.types.is_date, "date"), (pa.types.is_timestamp, "datetime"))
-
-
-def kind_of(arrow_type: pa.DataType) -> str:
-    if pa.types.is_timestamp(arrow_type) and arrow_type.tz:
+def kind_of(data_type: pa.DataType) -> str:
+    if pa.types.is_timestamp(data_type) and data_type.tz:
         return "datetime_utc"
-    return next((kind for test, kind in ARROW_KINDS if test(arrow_type)), "text")
+    tests = ((pa.types.is_boolean, "boolean"), (pa.types.is_integer, "integer"), (pa.types.is_floating, "number"),
+             (pa.types.is_decimal, "number"), (pa.types.is_date, "date"), (pa.types.is_timestamp, "datetime"))
+    return next((kind for test, kind in tests if test(data_type)), "text")
 
 
 class DownloadedFile(RecordSource):

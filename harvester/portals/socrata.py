@@ -11,7 +11,6 @@ import logging
 import os
 import re
 
-import pyarrow as pa
 from urllib.parse import urlparse
 
 from catalog import record as R

@@ -1,6 +1,9 @@
 """Mapping in worker processes: the same catalogue, errors and raw records as mapping in
 the harvest's own process, and a pool whose workers die falls back without losing data."""
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +81,20 @@ def test_a_pool_whose_workers_die_falls_back_to_mapping_in_process(portal, store
     assert store.con.execute("SELECT count(*) FROM raw_records").fetchone()[0] == ENTRIES - 1
     assert "mapping worker processes failed" in caplog.text
     assert pool.workers == 0
+
+
+def test_workers_import_neither_arrow_nor_duckdb():
+    """A mapping worker imports every portal module (each also holds its records code),
+    but neither Arrow nor DuckDB: ~90 MB and most of a second less per worker."""
+    probe = (
+        "import sys\n"
+        "from harvester.config import KINDS, PortalConfig\n"
+        "from harvester.mapping import _adapter, map_batch\n"
+        "for kind in KINDS:\n"
+        "    _adapter(PortalConfig(id='p', city='C', kind=kind, url='http://127.0.0.1:9'))\n"
+        "print(sorted(m for m in ('pyarrow', 'duckdb', 'numpy', 'pandas') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

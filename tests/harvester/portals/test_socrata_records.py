@@ -11,7 +11,7 @@ from catalog.records import RecordsLayout
 from harvester.pipeline import ErrorLog, PortalReport
 from harvester.portals import adapter_for
 from harvester.portals.socrata import SodaRecords
-from harvester.records import pull_dataset, pull_records, stored_datasets
+from harvester.records import pull_dataset, stored_datasets
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
