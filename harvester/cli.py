@@ -9,7 +9,9 @@ import csv
 import io
 import json
 import logging
+import re
 import sys
+import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -87,6 +89,27 @@ def writer_lock(db_path: Path, wait: bool):
     return lock
 
 
+def open_for_writing(opener, db_path: Path, wait: bool):
+    """`opener(db_path)` (a Store, a connection) once no other process holds the DuckDB file:
+    a notebook or script with the catalogue open (even read-only) keeps a writer out."""
+    import duckdb
+
+    while True:
+        try:
+            return opener(db_path)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+            who = f"process {held.group(2)} ({held.group(1)})" if held else "another process"
+            if not wait:
+                click.echo(f"Error: {db_path} is open in {who}, which keeps a writer out (DuckDB allows no "
+                           "writer beside another process's connection): close it, or pass --wait", err=True)
+                sys.exit(2)
+            logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
+            time.sleep(2)
+
+
 wait_option = click.option("--wait", is_flag=True,
                            help="If another civicat process is writing the catalogue, wait for it instead of exiting 2.")
 
@@ -119,7 +142,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         raise click.UsageError(str(exc)) from None
     lock = writer_lock(db_path, wait)
     try:
-        store = Store(db_path)
+        store = open_for_writing(Store, db_path, wait)
         interrupted = store.close_interrupted_runs(datetime.now(UTC))
         if interrupted:
             logging.getLogger("civicat.harvest").warning(
@@ -196,7 +219,11 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         raise click.UsageError(f"{bad[0]!r} is not portal_id:source_id of a portal in {config_path} "
                                f"(portals: {', '.join(sorted(known))})")
     lock = writer_lock(db_path, wait)
-    store = Store(db_path)
+    try:
+        store = open_for_writing(Store, db_path, wait)
+    except BaseException:
+        lock.release()
+        raise
     try:
         chosen = list(uids)
         if overlap:
@@ -335,7 +362,11 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         if not available():
             raise click.UsageError("--embeddings needs the optional extra: pip install 'civicat[embeddings]'")
     lock = writer_lock(db_path, wait)
-    con = connect(db_path)
+    try:
+        con = open_for_writing(connect, db_path, wait)
+    except BaseException:
+        lock.release()
+        raise
     try:
         result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
                                  use_embeddings=use_embeddings)

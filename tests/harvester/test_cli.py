@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -106,7 +107,6 @@ def test_full_rewrites_every_dataset_without_conditional_requests(tmp_path, port
 
 
 def test_a_second_writer_exits_2_at_once_or_waits_with_wait(tmp_path, portal):
-    import threading
     import time
 
     from catalog.lock import WriterLock
@@ -164,3 +164,26 @@ def test_logs_go_to_stderr_as_json_lines_with_log_format_json(tmp_path, portal):
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     assert any(line["level"] == "error" and line["message"].startswith("down: harvest failed") for line in lines)
     assert any(line["level"] == "info" and line["message"].startswith("city: ok: 7 seen, 7 new") for line in lines)
+
+
+def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_waits(tmp_path, portal):
+    import time
+
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    args = ["harvest", "--config", config, "--db", str(db)]
+    assert invoke(*args).exit_code == 0
+    notebook = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                                 f"con = duckdb.connect({str(db)!r}, read_only=True)\nprint('open', flush=True)\n"
+                                 "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert notebook.stdout.readline() == "open\n"              # an analyst's notebook, read-only
+        busy = CliRunner().invoke(cli, args)
+        assert busy.exit_code == 2 and f"is open in process {notebook.pid}" in busy.output and "--wait" in busy.output
+        threading.Timer(1.0, notebook.stdin.close).start()   # the analyst closes it
+        started = time.monotonic()
+        waited = CliRunner().invoke(cli, ["harvest", "--wait", *args[1:]])
+        assert waited.exit_code == 0 and time.monotonic() - started >= 0.9
+    finally:
+        notebook.kill()
+        notebook.wait()
