@@ -5,7 +5,7 @@ import time
 import pytest
 
 from harvester import __version__
-from harvester.http import PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload
+from harvester.http import PermanentError, TransientError, UnexpectedPayload
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal
 
