@@ -179,6 +179,12 @@ class Store:
             return dict(self.con.execute("SELECT uid, raw_hash FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
                                          [portal_id]).fetchall())
 
+    def settled_pages(self, portal_id: str) -> set[str]:
+        """The pages of the portal's latest committed listing (see migration 0009)."""
+        with self._write_lock:
+            return {row[0] for row in self.con.execute("SELECT page_key FROM listing_pages WHERE portal_id = ?",
+                                                       [portal_id]).fetchall()}
+
     def prune_raw(self, portal_id: str) -> None:
         """Drop raw versions no dataset points at (superseded, or written by a failed run)."""
         with self._write_lock:
@@ -187,19 +193,22 @@ class Store:
     # -- the per-portal merge -------------------------------------------------------
 
     def commit_portal(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
-                      rewrite: bool = False, grace: timedelta = timedelta(0)) -> dict[str, int]:
+                      rewrite: bool = False, grace: timedelta = timedelta(0),
+                      pages: list[str] | None = None) -> dict[str, int]:
         """Merge a closed stage into the catalogue in one transaction.
 
         new: never stored; changed: raw hash differs, or it was marked deleted and is back
         (with `rewrite`, every stored dataset is rewritten as if changed);
         unchanged: not written at all (see `portal_listings`). With `mark_deleted` (a
         complete listing), the portal's stored datasets that were not listed become
-        missing, and get deleted_at once missing for `grace`; none is purged.
+        missing, and get deleted_at once missing for `grace`; none is purged. `pages`: the
+        listing's pages whose every entry this merge leaves stored as it is on the page;
+        they replace the portal's previous ones.
         """
         stage.close()
         return self._with_room(f"{portal_id}: the merge",
                                lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
-                                                   grace=grace))
+                                                   grace=grace, pages=pages or []))
 
     def _with_room(self, what: str, write: Callable[[], T]) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot
@@ -232,7 +241,7 @@ class Store:
                         self.con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
-               rewrite: bool, grace: timedelta) -> dict[str, int]:
+               rewrite: bool, grace: timedelta, pages: list[str]) -> dict[str, int]:
         fields = ", ".join(DATASET_FIELDS)
         select_fields = ", ".join(
             f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
@@ -274,6 +283,9 @@ class Store:
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
                 cur.execute("DROP TABLE _status")
                 cur.execute(PRUNE_RAW, {"portal": portal_id})  # versions superseded by this merge
+                cur.execute("DELETE FROM listing_pages WHERE portal_id = $portal", {"portal": portal_id})
+                cur.execute("INSERT INTO listing_pages SELECT $portal, unnest($pages::VARCHAR[])",
+                            {"portal": portal_id, "pages": pages})
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

@@ -104,6 +104,7 @@ class JsonResponse:
     status: int
     url: str
     not_modified: bool = False  # answered 304: `data` is the body remembered from last time
+    digest: str | None = None   # sha256 of that body (conditional requests): the same digest, the same document
 
 
 class ValidatorCache:
@@ -141,8 +142,9 @@ class ValidatorCache:
             return None
         return meta, body
 
-    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes) -> None:
-        meta = {"url": url, "etag": etag, "last_modified": last_modified}
+    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes, digest: str | None = None) -> None:
+        meta = {"url": url, "etag": etag, "last_modified": last_modified,
+                "sha256": digest or hashlib.sha256(body).hexdigest()}
         with self._lock:
             self._pending[url] = (meta, body)
         self._writer.submit(self._write, url, meta, body)
@@ -156,7 +158,7 @@ class ValidatorCache:
             meta_path, body_path = self._paths(url)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
             _atomic_write(body_path, gzip.compress(body, compresslevel=1))
-            _atomic_write(meta_path, json.dumps({**meta, "sha256": hashlib.sha256(body).hexdigest()}).encode())
+            _atomic_write(meta_path, json.dumps(meta).encode())
         except OSError as exc:  # a cache that cannot be written costs a full request next run, nothing more
             log.warning("could not write the HTTP cache entry of %s: %s", url, exc)
         finally:
@@ -408,17 +410,20 @@ class HttpClient:
             if not cached:
                 raise TransientError("304 Not Modified to an unconditional request", url, status)
             self.stats.add(not_modified=1)
-            return JsonResponse(parse(cached[1], "", url), status, url, not_modified=True)
+            digest = cached[0].get("sha256") or hashlib.sha256(cached[1]).hexdigest()
+            return JsonResponse(parse(cached[1], "", url), status, url, not_modified=True, digest=digest)
 
         data = parse(body, response_headers.get("Content-Type", ""), url)
         problem = expect(data) if expect else None
         if problem:
             raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
+        digest = None
         if conditional and self.cache:
+            digest = hashlib.sha256(body).hexdigest()
             etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
             if etag or last_modified:
-                self.cache.put(url, etag, last_modified, body)
-        return JsonResponse(data, status, url)
+                self.cache.put(url, etag, last_modified, body, digest)
+        return JsonResponse(data, status, url, digest=digest)
 
     def _fetch(self, url: str, headers: dict, timeout: float) -> tuple[int, dict, bytes]:
         """One request, its body read under the size cap and the total-time bound."""

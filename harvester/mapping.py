@@ -177,11 +177,14 @@ class Mapper:
     batches in flight, so memory stays bounded; results are collected in order."""
 
     def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None,
-                 known: dict[str, str] | None = None):
+                 known: dict[str, str] | None = None, settled_pages: set[str] | frozenset[str] = frozenset()):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
         # uid -> raw hash of the stored datasets: an entry that hashes the same is unchanged,
         # so it is neither mapped nor staged (the listing still counts it as seen)
         self.known = known or {}
+        # listing pages (page_key) whose every entry the catalogue holds as it is on the page:
+        # their known entries are unchanged without hashing them (most of an unchanged night)
+        self.settled_pages = settled_pages
         self.unchanged = 0
         self.pool = pool if pool is not None and pool.workers > 0 else None
         self.max_in_flight = 2 * (self.pool.workers if self.pool else 1)
@@ -193,7 +196,12 @@ class Mapper:
     def _new_batch(self) -> Batch:
         return Batch(self.portal, str(self.stage.directory), -1)
 
-    def add(self, entry) -> None:
+    def page_key(self, digest: str) -> str:
+        """A listing page as stored in the catalogue: its body's digest, under this mapping."""
+        return f"{self.adapter.kind}/{self.adapter.mapping_version}:{digest}"
+
+    def add(self, entry, page_digest: str | None = None) -> None:
+        """One listed entry; `page_digest`: the digest of the page it was listed on."""
         source_id = self.adapter.source_id(entry)
         if source_id:
             self.stage.mark_seen(f"{self.portal.id}:{source_id}")
@@ -209,7 +217,9 @@ class Mapper:
         except HttpError as exc:  # one dataset's lookup: recorded, the entry kept as listed
             self.on_error(source_id, "fetch", exc.error_type, str(exc))
         stored = self.known.get(f"{self.portal.id}:{source_id}")
-        if stored is not None and stored == raw_hash(self.adapter, entry, details):
+        if stored is not None and (
+                (details is None and page_digest is not None and self.page_key(page_digest) in self.settled_pages)
+                or stored == raw_hash(self.adapter, entry, details)):
             self.unchanged += 1
             return
         self.batch.entries.append((compact_json_bytes(entry),

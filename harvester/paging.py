@@ -22,6 +22,7 @@ class Page:
     items: list
     total: int | None = None     # the total the API reports, when it reports one
     cursor: str | None = None    # the next cursor the API hands out, when it does
+    digest: str | None = None    # sha256 of the body the page was read from, when the adapter knows it
 
 
 class Paginator(ABC):
@@ -161,6 +162,8 @@ class Listing:
         self.duplicates: list[str] = []
         self.finished = False
         self.total_changed = False
+        self.page_digest: str | None = None  # of the page whose items are being handed out
+        self.digests: list[str] = []         # of every page read that had one
 
     @property
     def complete(self) -> bool:
@@ -191,6 +194,9 @@ class Listing:
                 if params is not None and self.pages >= self.max_pages:
                     raise PagingError(f"listing did not end after {self.max_pages} pages")
                 pending = prefetch.submit(self.fetch_page, params) if params is not None else None
+                self.page_digest = page.digest
+                if page.digest is not None:
+                    self.digests.append(page.digest)
                 try:
                     for item in page.items:
                         source_id = self.id_of(item)

@@ -144,12 +144,14 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         store.prune_raw(portal.id)  # what a run that failed and could not clean up left behind
         stage = store.new_stage()
         adapter = adapter_for(portal, client)
-        # unchanged entries are recognised by their raw hash before mapping; --full rewrites all
-        mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else store.raw_hashes(portal.id))
+        # unchanged entries are recognised by their raw hash (or their page's) before mapping;
+        # --full rewrites all
+        mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else store.raw_hashes(portal.id),
+                        settled_pages=set() if full else store.settled_pages(portal.id))
         listing = adapter.listing()
         for entry in listing:
             report.seen += 1
-            mapper.add(entry)
+            mapper.add(entry, listing.page_digest)
             if on_progress and report.seen % 100 == 0:
                 on_progress(portal.id, report.seen, listing.total)
         mapper.finish()
@@ -171,7 +173,9 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                        f"{store.active_count(portal.id)} stored ones are kept, none marked deleted", severity="warning")
         step = "store"
         counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
-                                     rewrite=full, grace=timedelta(days=portal.deletion_grace_days))
+                                     rewrite=full, grace=timedelta(days=portal.deletion_grace_days),
+                                     # an id listed twice: which copy was stored depends on the order
+                                     pages=[] if listing.duplicates else [mapper.page_key(d) for d in listing.digests])
         for key, value in counts.items():
             setattr(report, key, value)
         report.unchanged += mapper.unchanged   # recognised before mapping, never staged

@@ -88,16 +88,18 @@ class CkanAdapter(PortalAdapter):
         url = f"{self.portal.url}/api/3/action/{action}"
         return _result(self.http.get_json(url, params, conditional=conditional, expect=_envelope).data, url)
 
-    def listing(self) -> Listing:
-        def fetch(params: dict) -> Page:
-            result = self._action("package_search", params)
-            if not isinstance(result, dict) or not isinstance(result.get("results"), list):
-                raise PermanentError("package_search gave no 'results' list", self.portal.url)
-            count = result.get("count")
-            return Page(items=result["results"], total=count if isinstance(count, int) else None)
+    def _search_page(self, params: dict) -> Page:
+        url = f"{self.portal.url}/api/3/action/package_search"
+        response = self.http.get_json(url, params, conditional=True, expect=_envelope)
+        result = _result(response.data, url)
+        if not isinstance(result, dict) or not isinstance(result.get("results"), list):
+            raise PermanentError("package_search gave no 'results' list", self.portal.url)
+        count = result.get("count")
+        return Page(items=result["results"], total=count if isinstance(count, int) else None, digest=response.digest)
 
+    def listing(self) -> Listing:
         paginator = OffsetPaginator(ROWS, offset_param="start", limit_param="rows", extra={"sort": "id asc"})
-        return Listing(fetch, paginator, self.source_id)
+        return Listing(self._search_page, paginator, self.source_id)
 
     def source_id(self, entry) -> str | None:
         return R.text(entry.get("id")) if isinstance(entry, dict) else None

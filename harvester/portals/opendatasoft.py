@@ -46,9 +46,10 @@ class OpenDataSoftAdapter(PortalAdapter):
         base = f"{self.portal.url}{API}/catalog"
 
         def page(params: dict) -> Page:
-            data = self.http.get_json(f"{base}/datasets", params, conditional=True, expect=_page_shape).data
-            total = data.get("total_count")
-            return Page(items=data["results"], total=total if isinstance(total, int) else None)
+            response = self.http.get_json(f"{base}/datasets", params, conditional=True, expect=_page_shape)
+            total = response.data.get("total_count")
+            return Page(items=response.data["results"], total=total if isinstance(total, int) else None,
+                        digest=response.digest)
 
         probe = page({"limit": 1, "offset": 0})
         if probe.total is not None and probe.total > OFFSET_WINDOW:

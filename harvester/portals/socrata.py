@@ -88,7 +88,7 @@ class SocrataAdapter(PortalAdapter):
                                       conditional=True, expect=_catalog_shape)
         data = response.data
         total = data.get("resultSetSize")
-        return Page(items=data["results"], total=total if isinstance(total, int) else None)
+        return Page(items=data["results"], total=total if isinstance(total, int) else None, digest=response.digest)
 
     def listing(self) -> Listing:
         base = {"domains": self.domain}

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from harvester import mapping
 from harvester.pipeline import harvest
 from tests.conftest import portal_config
 from tests.portals.dcat import DataJsonPortal
@@ -59,6 +60,51 @@ def test_unchanged_second_run_rewrites_nothing(store, http, socrata):
     report = harvest([socrata.config], store, http).portals[0]
     assert (report.new, report.changed, report.unchanged) == (0, 0, 350) and report.not_modified < report.requests
     assert snapshot(store) == before[0]
+
+
+def test_entries_of_a_page_the_catalogue_holds_are_not_even_hashed(store, http, socrata, monkeypatch):
+    """A listing page answered as last night (a 304, or the same body) holds entries the
+    catalogue stores as they are on it: they are unchanged without hashing each one. A
+    page that changed is hashed entry by entry, so its changed entry is still found."""
+    hashed = []
+    real_hash = mapping.raw_hash
+    monkeypatch.setattr(mapping, "raw_hash", lambda *args: hashed.append(1) or real_hash(*args))
+    harvest([socrata.config], store, http)
+    pages = store.settled_pages("city")
+    assert len(pages) == 4 and all(key.startswith("socrata/") for key in pages)   # 350 entries, 100 a page
+
+    hashed.clear()
+    report = harvest([socrata.config], store, http).portals[0]
+    assert (report.new, report.changed, report.unchanged) == (0, 0, 350) and hashed == []
+
+    socrata.entries[120]["resource"]["name"] = "Renamed dataset"   # on the second page
+    socrata.entries = list(socrata.entries)
+    hashed.clear()
+    report = harvest([socrata.config], store, http).portals[0]
+    # the second page's 100 entries checked, and the changed one hashed again as it is mapped
+    assert (report.new, report.changed, report.unchanged) == (0, 1, 349) and len(hashed) == 101
+    uid = f"city:{socrata.entries[120]['resource']['id']}"
+    assert store.con.execute("SELECT title FROM datasets WHERE uid = ?", [uid]).fetchone() == ("Renamed dataset",)
+    assert store.settled_pages("city") != pages and len(store.settled_pages("city")) == 4
+
+
+def test_no_page_is_settled_after_a_listing_with_duplicates_or_under_another_mapping(store, http, socrata,
+                                                                                      monkeypatch):
+    socrata.entries.insert(150, copy.deepcopy(socrata.entries[20]))   # an id listed twice
+    harvest([socrata.config], store, http)
+    assert store.settled_pages("city") == set()
+    del socrata.entries[150]
+    harvest([socrata.config], store, http)
+    assert len(store.settled_pages("city")) == 4
+
+    from harvester.portals.socrata import SocrataAdapter
+    monkeypatch.setattr(SocrataAdapter, "mapping_version", SocrataAdapter.mapping_version + 1)  # a new mapping
+    hashed = []
+    real_hash = mapping.raw_hash
+    monkeypatch.setattr(mapping, "raw_hash", lambda *args: hashed.append(1) or real_hash(*args))
+    report = harvest([socrata.config], store, http).portals[0]
+    # every entry checked by its hash, then hashed again as it is mapped: each is new under the new mapping
+    assert report.changed == 350 and len(hashed) == 2 * 350
 
 
 def test_a_missing_dataset_waits_out_the_grace_period(store, http, socrata):
