@@ -113,6 +113,53 @@ COLUMN_WORDS = {
 }
 
 
+# Civic words found inside a file or layer name written as one word ('pdicaseoffensesq',
+# 'CMPDIncidents', 'dispatchedcallsopendata'): the name is cut around them.
+GLUED_WORDS = sorted("""
+offense offence incident arrest collision citation dispatch allegation complaint crime traffic pursuit
+warning shooting officer employee calls service request violation permit inspection crash accident
+police force parking stops subject demographic contact injuries budget salary salaries license licence
+building restaurant property street useof
+""".split(), key=len, reverse=True)
+GLUED = re.compile("|".join(GLUED_WORDS))
+AFFIXES = frozenset("""
+s es ed ing ings er ers or ors ee ees ment ments al king ion ions ies y ly ted ting ation ations ive
+un re pre non sub en in dis
+""".split())
+
+
+@lru_cache(maxsize=1 << 16)
+def unglue(word: str) -> tuple[str, ...]:
+    """A word of several civic words glued together, cut into them ('cmpdincidents' ->
+    'cmpd', 'incidents'); a real word with a civic word inside ('enforcement', 'trafficking',
+    'incidents') is left whole."""
+    if len(word) < 7 or word.isdigit():
+        return (word,)
+    pieces: list[str] = []
+    position, matched, leftovers = 0, 0, []
+    for match in GLUED.finditer(word):
+        if match.start() > position:
+            leftovers.append(word[position:match.start()])
+            pieces.append(word[position:match.start()])
+        pieces.append("use of" if match.group() == "useof" else match.group())
+        position, matched = match.end(), matched + 1
+    if position < len(word):
+        leftovers.append(word[position:])
+        pieces.append(word[position:])
+    if not matched or (matched == 1 and all(part in AFFIXES for part in leftovers)):
+        return (word,)
+    return tuple(w for piece in pieces for w in piece.split()
+                 if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
+
+
+def split_words(text: str) -> list[str]:
+    """Lowercased words of `text`, glued civic words cut apart."""
+    found = [part for word in WORD.findall(text.lower()) for part in unglue(word)]
+    # 'Open Data ...' says where a file was published, not what it holds
+    return [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
+            and w != "opendata"]
+
+
 def stem(word: str) -> str:
     """Plural and possessive endings off: enough to meet 'permits'/'permit', 'licenses'/'license'."""
     if len(word) <= 3 or word.isdigit():
@@ -142,7 +189,7 @@ def words(text: str | None) -> list[str]:
     """Lowercased, stemmed, synonym-mapped words of `text`, in order (stopwords kept, for phrases)."""
     if not text:
         return []
-    return [_stem_word(w) for w in WORD.findall(text.lower())]
+    return [_stem_word(w) for w in split_words(text)]
 
 
 def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool = True) -> list[str]:
@@ -156,7 +203,7 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
     if not text:
         return []
-    raw = WORD.findall(text.lower())
+    raw = split_words(text)
     stemmed = [_stem_word(w) for w in raw]
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []

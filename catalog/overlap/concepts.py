@@ -1,0 +1,150 @@
+"""What kind of civic record a dataset holds, from its title (or, when the title says
+nothing of it, the opening of its description): a small hand-written layer of concept
+classes, each a set of synonymous wordings.
+
+Cities name one kind of record many ways: 'Crimes', 'BPD Offenses', 'Police Incident
+Reports', 'RMS Crime', 'NIBRS' are all crime incident records; 'Calls for Service', 'CAD',
+'Dispatched Calls' and '911 Calls' are all dispatch logs. Title words alone split them into
+as many groups as there are wordings; the concept joins them, and two datasets of
+*different* concepts (311 requests / calls for service / crime incidents) are told apart
+even when they share words. The classes are general knowledge of police and civic open
+data (the table types cities publish), written by hand; they are not fitted to any
+labelled set.
+
+A trigger is a set of terms (as `text.terms` gives them: stemmed words, phrase terms like
+'calls_for_service', bigrams 'a+b') that must all be in the title. A *weak* trigger
+('incident', 'stop', 'complaint') counts only when no strong one did and the text is about
+policing (a police word or a department acronym like 'LMPD' is near), because 'Fire
+incidents', 'Bus stops' and 'Noise complaints' are other things.
+"""
+from __future__ import annotations
+
+import re
+
+from catalog.overlap import text
+
+# concept -> (strong triggers, weak triggers). A trigger is a space-separated set of terms.
+CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "crime_incident": (("crime", "offense", "nibrs", "ucr", "crime_incident", "police_report",
+                        "criminal+incident", "part+crime"), ("incident",)),
+    "calls_for_service": (("calls_for_service", "dispatch", "dispatched", "cad", "911+call", "police call",
+                           "service call", "emergency call"), ("call",)),
+    "service_request": (("service_request", "311", "customer+request", "constituent request",
+                         "citizen request"), ()),
+    "use_of_force": (("use_of_force", "resistance", "ursus", "r2r", "force incident", "response+resistance"),
+                     ("force",)),
+    "officer_shooting": (("officer_shooting", "officer involved", "involved+shooting", "deadly force",
+                          "police shooting"), ()),
+    "arrest": (("arrest", "arrestee", "jail booking"), ("booking",)),
+    "traffic_stop": (("traffic_stop", "traffic enforcement stop"), ()),
+    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry stop", "stop question frisk", "investigatory stop",
+                         "stop frisk"), ()),
+    "field_contact": (("field interview", "field contact", "contact card", "fi card"), ()),
+    "police_stop": (("ripa", "police stop", "stop police", "vehicle+stop"), ("stop", "detention")),
+    "police_complaint": (("misconduct", "allegation", "internal affairs", "civilian review", "citizen complaint",
+                          "professional standard", "civilian complaint", "police complaint"), ("complaint",)),
+    "citation": (("citation", "ecitation"), ()),
+    "parking_citation": (("parking_citation",), ()),
+    "warning": (("traffic warning",), ("warning",)),
+    "crash": (("crash", "mva"), ()),
+    "vehicle_pursuit": (("pursuit",), ()),
+    "police_employee": (("police employee", "officer demographic", "police personnel", "sworn"),
+                        ("roster", "employee demographic", "employee")),
+    "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
+}
+# a concept that is a kind of another shares part of its vector with it
+PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
+           "officer_shooting": "use_of_force"}
+PARENT_SHARE = 0.5
+# words that make a trigger mean something else ('Cardiac arrest')
+NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"})}
+# where 'incident', 'stop', 'complaint' mean policing
+POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law", "enforcement", "crime", "ripa",
+                            "offense", "arrest", "patrol", "precinct", "deputy"})
+DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, SFPD; HCSO: departments
+DESCRIPTION_CHARS = 200   # a description's first sentence says what the dataset is
+DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
+
+
+def _triggers() -> dict[str, list[tuple[frozenset[str], str, bool]]]:
+    out: dict[str, list[tuple[frozenset[str], str, bool]]] = {}
+    for concept, (strong, weak) in CLASSES.items():
+        for trigger, is_strong in [(t, True) for t in strong] + [(t, False) for t in weak]:
+            needed = frozenset(trigger.split())
+            out.setdefault(min(needed), []).append((needed, concept, is_strong))
+    return out
+
+
+TRIGGERS = _triggers()
+
+
+def _police_context(terms: set[str]) -> bool:
+    return bool(terms & POLICE_CONTEXT) or any(DEPARTMENT.match(t) for t in terms if "+" not in t and len(t) <= 6)
+
+
+def _found(terms: list[str]) -> tuple[list[str], list[str]]:
+    """Concepts of strong and of weak triggers, in the order their first term appears."""
+    present = set(terms)
+    strong: list[str] = []
+    weak: list[str] = []
+    for term in terms:
+        for needed, concept, is_strong in TRIGGERS.get(term, ()):
+            if needed <= present and not (present & NOT_WHEN.get(concept, frozenset())):
+                found = strong if is_strong else weak
+                if concept not in found:
+                    found.append(concept)
+    return strong, weak
+
+
+def _strongest(found: list[str]) -> list[str]:
+    """A concept and its parent both named ('Parking citations': parking_citation, citation):
+    the specific one speaks, its vector adds the parent."""
+    parents = {PARENTS[c] for c in found if c in PARENTS}
+    return [c for c in found if c not in parents]
+
+
+def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple[str, ...]:
+    """The concepts of a dataset: every strong one its title names; else the first strong
+    one the opening of its description names ('iaincidentstypestatusq 2016', described as
+    'The Complaints and Inquiries data set includes all complaints received by ...'); else a
+    weak one of the title, then of the description, when the text is about policing."""
+    strong, title_weak = _found(title_terms)
+    if strong:
+        return tuple(_strongest(strong))
+    strong, description_weak = _found(list(description_terms)) if description_terms else ([], [])
+    if strong:
+        return tuple(_strongest(strong)[:1])
+    weak = title_weak or description_weak
+    if weak and _police_context(set(title_terms) | set(description_terms)):
+        return tuple(weak[:1])
+    return ()
+
+
+def of_dataset_terms(title_terms: list[str], description: str | None,
+                     drop: frozenset[str]) -> tuple[tuple[str, ...], bool]:
+    """`of_terms`, reading the description's opening only when the title names no strong
+    concept, and whether the concepts are the title's own (else the description's)."""
+    strong, _ = _found(title_terms)
+    if strong or not description:
+        return of_terms(title_terms), True
+    found = of_terms(title_terms, text.terms(description[:DESCRIPTION_CHARS], drop, bigrams=False))
+    return found, bool(found) and found == of_terms(title_terms)
+
+
+def of_dataset(title: str | None, description: str | None, drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    return of_dataset_terms(text.terms(title, drop), description, drop)[0]
+
+
+def vector(concepts: tuple[str, ...]) -> dict[str, float]:
+    """Concept -> weight (parents at PARENT_SHARE), not normalised."""
+    out: dict[str, float] = {}
+    for concept in concepts:
+        out[concept] = 1.0
+        parent = PARENTS.get(concept)
+        if parent:
+            out[parent] = max(out.get(parent, 0.0), PARENT_SHARE)
+    return out
+
+
+def describe(concept: str) -> str:
+    return concept.replace("_", " ")
