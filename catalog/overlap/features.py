@@ -22,6 +22,7 @@ NOT_COMPARABLE = ("filtered_view", "chart", "story", "catalog", "form", "calenda
 COLUMN_TYPES = ("text", "integer", "number", "boolean", "date", "datetime", "point", "geometry", "url", "other")
 DESCRIPTION_CHARS = 600   # the first sentences say what a dataset is; the rest is methodology
 TOP_VALUES_PER_COLUMN = 50
+GENERIC_WEIGHT = 0.25     # a title's form words ('map', 'directory', 'codes') against its subject words
 COLUMN_PROFILES_DDL = """CREATE TABLE IF NOT EXISTS column_profiles (
     dataset_uid VARCHAR, column_name VARCHAR, type VARCHAR, row_count BIGINT, null_count BIGINT,
     distinct_count BIGINT, min_value VARCHAR, max_value VARCHAR, top_values VARCHAR[],
@@ -195,7 +196,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(rows["title"], places)]
     title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
     # the words a title repeats are its subject: a phrase term counts more than its parts
-    title_weights = [[1.5 if ("_" in t or "+" in t) else 1.0 for t in terms] for terms in title_terms]
+    title_weights = [[_title_weight(t) for t in terms] for terms in title_terms]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
     description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False)
                          for d, drop in zip(rows["description"], places)]
@@ -241,7 +242,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
         values=values, value_sets=value_sets, concepts=concept_matrix, is_boundary=is_boundary, has_dates=has_dates,
-        has_title=np.array([bool(t) for t in title_terms], dtype=bool),
+        has_title=np.array([any(t not in text.GENERIC and "+" not in t for t in terms) for terms in title_terms],
+                           dtype=bool),
         has_description=np.array([len(d) >= 3 for d in description_terms], dtype=bool),
         has_keywords=np.array([bool(k) for k in keyword_lists], dtype=bool),
         has_columns=np.array([bool(c) for c in column_names], dtype=bool),
@@ -250,6 +252,12 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists)
+
+
+def _title_weight(term: str) -> float:
+    if "_" in term or "+" in term:
+        return 1.5
+    return GENERIC_WEIGHT if term in text.GENERIC else 1.0
 
 
 def concept_vectors(concept_lists: list[tuple[str, ...]]) -> sp.csr_matrix:

@@ -32,6 +32,15 @@ jan feb mar apr jun jul aug sep sept oct nov dec ytd
 csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof
 """.split())
 
+# Words that name the form or the container of a dataset, not its subject: they count for
+# little in a title, and a title of them alone ('Resources', 'Map Data', 'Codes') says
+# nothing to compare ('Directory of City Resources' is not 'Historic Resources').
+GENERIC = frozenset("""
+map maps resource category categories source message template facility property project item type code
+directory location site point feature layer test view export extract download web mercator spatial non
+tool document page form index lookup reference master misc miscellaneous other various general
+""".split())
+
 # Single words to one spelling (applied after stemming).
 SYNONYMS = {
     "licence": "license", "licens": "license", "offence": "offense", "offens": "offense",
