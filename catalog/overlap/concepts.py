@@ -11,8 +11,8 @@ even when they share words. The classes are general knowledge of police and civi
 data (the table types cities publish), written by hand; they are not fitted to any
 labelled set.
 
-A trigger is a set of terms (as `text.terms` gives them: stemmed words, phrase terms like
-'calls_for_service', bigrams 'a+b') that must all be in the title. A *weak* trigger
+A trigger is a term as `text.terms` gives them: a stemmed word, a phrase term like
+'calls_for_service', or a bigram of neighbouring words 'police+call'. A *weak* trigger
 ('incident', 'stop', 'complaint') counts only when no strong one did and the text is about
 policing (a police word or a department acronym like 'LMPD' is near), because 'Fire
 incidents', 'Bus stops' and 'Noise complaints' are other things.
@@ -25,31 +25,27 @@ from catalog.overlap import text
 
 # concept -> (strong triggers, weak triggers). A trigger is a space-separated set of terms.
 CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "crime_incident": (("crime", "offense", "nibrs", "ucr", "crime_incident", "police_report",
-                        "criminal+incident", "part+crime"), ("incident",)),
-    "calls_for_service": (("calls_for_service", "dispatch", "dispatched", "cad", "911+call", "police call",
-                           "service call", "emergency call"), ("call",)),
-    "service_request": (("service_request", "311", "customer+request", "constituent request",
-                         "citizen request"), ()),
-    "use_of_force": (("use_of_force", "resistance", "ursus", "r2r", "force incident", "response+resistance"),
-                     ("force",)),
-    "officer_shooting": (("officer_shooting", "officer involved", "involved+shooting", "deadly force",
-                          "police shooting"), ()),
-    "arrest": (("arrest", "arrestee", "jail booking"), ("booking",)),
-    "traffic_stop": (("traffic_stop", "traffic enforcement stop"), ()),
-    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry stop", "stop question frisk", "investigatory stop",
-                         "stop frisk"), ()),
-    "field_contact": (("field interview", "field contact", "contact card", "fi card"), ()),
-    "police_stop": (("ripa", "police stop", "stop police", "vehicle+stop"), ("stop", "detention")),
-    "police_complaint": (("misconduct", "allegation", "internal affairs", "civilian review", "citizen complaint",
-                          "professional standard", "civilian complaint", "police complaint"), ("complaint",)),
-    "citation": (("citation", "ecitation"), ()),
+    "crime_incident": (("crime", "offense", "nibrs", "ucr", "police_report", "criminal+incident"), ("incident",)),
+    "calls_for_service": (("calls_for_service", "dispatch", "cad", "police+call", "service+call", "emergency+call"),
+                          ("call", "dispatched")),
+    "service_request": (("service_request", "311", "customer+request", "constituent+request", "citizen+request"),
+                        ()),
+    "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
+    "officer_shooting": (("officer_shooting", "involved+shooting"), ()),
+    "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
+    "traffic_stop": (("traffic_stop",), ()),
+    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop"), ()),
+    "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
+    "police_stop": (("ripa", "police+stop", "vehicle+stop"), ("stop", "detention")),
+    "police_complaint": (("misconduct", "allegation", "internal+affair", "civilian+review", "citizen+complaint",
+                          "professional+standard", "civilian+complaint", "police+complaint"), ("complaint",)),
+    "citation": (("citation",), ()),
     "parking_citation": (("parking_citation",), ()),
-    "warning": (("traffic warning",), ("warning",)),
-    "crash": (("crash", "mva"), ()),
+    "warning": (("traffic+warning",), ("warning",)),
+    "crash": (("crash", "traffic+incident"), ()),
     "vehicle_pursuit": (("pursuit",), ()),
-    "police_employee": (("police employee", "officer demographic", "police personnel", "sworn"),
-                        ("roster", "employee demographic", "employee")),
+    "police_employee": (("police+employee", "officer+demographic", "sworn"),
+                        ("roster", "employee+demographic", "employee")),
     "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
 }
 # a concept that is a kind of another shares part of its vector with it
@@ -57,7 +53,8 @@ PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "par
            "officer_shooting": "use_of_force"}
 PARENT_SHARE = 0.5
 # words that make a trigger mean something else ('Cardiac arrest')
-NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"})}
+NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"}),
+            "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"})}   # 'criminal justice' is not crime records
 # where 'incident', 'stop', 'complaint' mean policing
 POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law", "enforcement", "crime", "ripa",
                             "offense", "arrest", "patrol", "precinct", "deputy"})
@@ -105,16 +102,16 @@ def _strongest(found: list[str]) -> list[str]:
 
 def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple[str, ...]:
     """The concepts of a dataset: every strong one its title names; else the first strong
-    one the opening of its description names ('iaincidentstypestatusq 2016', described as
-    'The Complaints and Inquiries data set includes all complaints received by ...'); else a
-    weak one of the title, then of the description, when the text is about policing."""
+    one the opening of its description names; else a weak one of the description, then of
+    the title, when the text is about policing ('iaincidentstypestatusq 2016', described as
+    'The Complaints and Inquiries data set includes all complaints received by ...')."""
     strong, title_weak = _found(title_terms)
     if strong:
         return tuple(_strongest(strong))
     strong, description_weak = _found(list(description_terms)) if description_terms else ([], [])
     if strong:
         return tuple(_strongest(strong)[:1])
-    weak = title_weak or description_weak
+    weak = description_weak or title_weak   # 'iaincidentsq' described as 'all complaints received by ...'
     if weak and _police_context(set(title_terms) | set(description_terms)):
         return tuple(weak[:1])
     return ()
@@ -127,7 +124,7 @@ def of_dataset_terms(title_terms: list[str], description: str | None,
     strong, _ = _found(title_terms)
     if strong or not description:
         return of_terms(title_terms), True
-    found = of_terms(title_terms, text.terms(description[:DESCRIPTION_CHARS], drop, bigrams=False))
+    found = of_terms(title_terms, text.terms(description[:DESCRIPTION_CHARS], drop, bigrams="inline"))
     return found, bool(found) and found == of_terms(title_terms)
 
 

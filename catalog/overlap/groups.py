@@ -22,7 +22,8 @@ CENTROID_TERMS = 300
 
 
 def subject_vectors(c: Catalogue) -> sp.csr_matrix:
-    return normalise(sp.hstack([c.title, c.keywords * 0.4, c.columns * 0.4, c.concepts * CONCEPT_SHARE], format="csr"))
+    return normalise(sp.hstack([c.title, c.keywords * 0.4, c.columns * 0.4, 
+                                 c.concepts * CONCEPT_SHARE], format="csr"))
 
 
 def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,

@@ -155,7 +155,7 @@ def unglue(word: str) -> tuple[str, ...]:
     if position < len(word):
         leftovers.append(word[position:])
         pieces.append(word[position:])
-    if not matched or (matched == 1 and all(part in AFFIXES for part in leftovers)):
+    if not matched or (matched == 1 and all(part in AFFIXES or len(part) == 1 for part in leftovers)):
         return (word,)
     return tuple(w for piece in pieces for w in piece.split()
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
@@ -201,14 +201,14 @@ def words(text: str | None) -> list[str]:
     return [_stem_word(w) for w in split_words(text)]
 
 
-def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool = True) -> list[str]:
+def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool | str = True) -> list[str]:
     """Index terms of a title or description: phrases joined into one term, stopwords,
     years and the dataset's own city name dropped, then the words and their bigrams."""
     return [term for term, _surface in terms_with_surface(text, drop, bigrams)]
 
 
 def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
-                       bigrams: bool = True) -> list[tuple[str, str]]:
+                       bigrams: bool | str = True) -> list[tuple[str, str]]:
     """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
     if not text:
         return []
@@ -243,9 +243,12 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         elif units and units[-1][0]:
             units.append(("", ""))  # a dropped word breaks bigrams
         i += 1
+    pairs = [(f"{a}+{b}", f"{sa} {sb}") if a and b and a != b else None for (a, sa), (b, sb) in zip(units, units[1:])]
+    if bigrams == "inline":  # each bigram right after its first word: the order says what is named first
+        return [x for unit, pair in zip(units, pairs + [None]) for x in (unit, pair) if x and x[0]] + parts
     out = [(term, surface) for term, surface in units if term] + parts
     if bigrams:
-        out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
+        out += [pair for pair in pairs if pair]
     return out
 
 
