@@ -54,7 +54,8 @@ PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "par
 PARENT_SHARE = 0.5
 # words that make a trigger mean something else ('Cardiac arrest')
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"}),
-            "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"})}   # 'criminal justice' is not crime records
+            "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
+            "calls_for_service": frozenset({"taxi", "taxis"})}   # 'criminal justice' is not crime records
 # where 'incident', 'stop', 'complaint' mean policing
 POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law", "enforcement", "crime", "ripa",
                             "offense", "arrest", "patrol", "precinct", "deputy"})
@@ -79,14 +80,16 @@ def _police_context(terms: set[str]) -> bool:
     return bool(terms & POLICE_CONTEXT) or any(DEPARTMENT.match(t) for t in terms if "+" not in t and len(t) <= 6)
 
 
-def _found(terms: list[str]) -> tuple[list[str], list[str]]:
-    """Concepts of strong and of weak triggers, in the order their first term appears."""
+def _found(terms: list[str], also: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Concepts of strong and of weak triggers, in the order their first term appears (a
+    word of `also`, the title, can rule a trigger out)."""
     present = set(terms)
+    blocking = present | also
     strong: list[str] = []
     weak: list[str] = []
     for term in terms:
         for needed, concept, is_strong in TRIGGERS.get(term, ()):
-            if needed <= present and not (present & NOT_WHEN.get(concept, frozenset())):
+            if needed <= present and not (blocking & NOT_WHEN.get(concept, frozenset())):
                 found = strong if is_strong else weak
                 if concept not in found:
                     found.append(concept)
@@ -108,7 +111,8 @@ def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple
     strong, title_weak = _found(title_terms)
     if strong:
         return tuple(_strongest(strong))
-    strong, description_weak = _found(list(description_terms)) if description_terms else ([], [])
+    strong, description_weak = (_found(list(description_terms), frozenset(title_terms)) if description_terms
+                                else ([], []))
     if strong:
         return tuple(_strongest(strong)[:1])
     weak = description_weak or title_weak   # 'iaincidentsq' described as 'all complaints received by ...'
@@ -124,7 +128,7 @@ def of_dataset_terms(title_terms: list[str], description: str | None,
     strong, _ = _found(title_terms)
     if strong or not description:
         return of_terms(title_terms), True
-    found = of_terms(title_terms, text.terms(description[:DESCRIPTION_CHARS], drop, bigrams="inline"))
+    found = of_terms(title_terms, text.terms(description[:DESCRIPTION_CHARS], drop, bigrams="inline", glued=False))
     return found, bool(found) and found == of_terms(title_terms)
 
 

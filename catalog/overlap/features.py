@@ -198,7 +198,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     # the words a title repeats are its subject: a phrase term counts more than its parts
     title_weights = [[_title_weight(t) for t in terms] for terms in title_terms]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
-    description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False)
+    description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
     found = [concepts.of_dataset_terms(t, d, drop) for t, d, drop in zip(title_terms, rows["description"], places)]

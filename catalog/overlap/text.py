@@ -161,9 +161,10 @@ def unglue(word: str) -> tuple[str, ...]:
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
 
 
-def split_words(text: str) -> list[str]:
-    """Lowercased words of `text`, glued civic words cut apart."""
-    found = [part for word in WORD.findall(text.lower()) for part in unglue(word)]
+def split_words(text: str, glued: bool = True) -> list[str]:
+    """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
+    file name; a description is prose, where 'resuscitation' is one word)."""
+    found = [part for word in WORD.findall(text.lower()) for part in (unglue(word) if glued else (word,))]
     # 'Open Data ...' says where a file was published, not what it holds
     return [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
             and w != "opendata"]
@@ -201,18 +202,19 @@ def words(text: str | None) -> list[str]:
     return [_stem_word(w) for w in split_words(text)]
 
 
-def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool | str = True) -> list[str]:
+def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool | str = True,
+          glued: bool = True) -> list[str]:
     """Index terms of a title or description: phrases joined into one term, stopwords,
     years and the dataset's own city name dropped, then the words and their bigrams."""
-    return [term for term, _surface in terms_with_surface(text, drop, bigrams)]
+    return [term for term, _surface in terms_with_surface(text, drop, bigrams, glued)]
 
 
 def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
-                       bigrams: bool | str = True) -> list[tuple[str, str]]:
+                       bigrams: bool | str = True, glued: bool = True) -> list[tuple[str, str]]:
     """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
     if not text:
         return []
-    raw = split_words(text)
+    raw = split_words(text, glued)
     stemmed = [_stem_word(w) for w in raw]
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
