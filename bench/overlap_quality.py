@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from catalog import overlap  # noqa: E402
-from catalog.overlap import embeddings, features, scoring, text  # noqa: E402
+from catalog.overlap import concepts, embeddings, features, scoring, text  # noqa: E402
 from catalog.store import Store  # noqa: E402
 from tests.conftest import fast_client  # noqa: E402
 from tests.portals.catalogues import (harvest_data_json, harvest_pod_2013, harvest_spellarbot,  # noqa: E402
@@ -145,9 +145,11 @@ def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
 
 
 def has_informative_text(title: str | None, description: str | None) -> bool:
-    """A title word that is not an id or a common word, or a description of a few words:
+    """A title word that is not an id, a department's acronym or a form word, or a description of a few words:
     what any matcher could go on (the label is not looked at)."""
-    words = [w for w in text.terms(title, bigrams=False) if w.isalpha() and len(w) > 2]
+    words = [w for w in text.terms(title, bigrams=False) if w.isalpha() and len(w) > 2
+             and w not in text.GENERIC and not concepts.DEPARTMENT.match(w)]   # not 'MPD', 'Tables'
+
     return bool(words) or len(text.terms(description, bigrams=False)) >= 3
 
 

@@ -128,13 +128,19 @@ GLUED_WORDS = sorted("""
 offense offence incident arrest collision citation dispatch allegation complaint crime traffic pursuit
 warning shooting officer employee calls service request violation permit inspection crash accident
 police force parking stops subject demographic contact injuries budget salary salaries license licence
-building restaurant property street useof
+building restaurant property street useof data stop
 """.split(), key=len, reverse=True)
 GLUED = re.compile("|".join(GLUED_WORDS))
+VOWEL = re.compile("[aeiouy]")
 AFFIXES = frozenset("""
 s es ed ing ings er ers or ors ee ees ment ments al king ion ions ies y ly ted ting ation ations ive
-un re pre non sub en in dis
+un re pre non sub en in dis ped ping per pers pable
 """.split())
+
+
+def _acronym(part: str) -> bool:
+    return len(part) > 1 and part not in AFFIXES and (len(part) <= 3 or not VOWEL.search(part)
+                                                      or part.endswith("pd"))
 
 
 @lru_cache(maxsize=1 << 16)
@@ -142,7 +148,7 @@ def unglue(word: str) -> tuple[str, ...]:
     """A word of several civic words glued together, cut into them ('cmpdincidents' ->
     'cmpd', 'incidents'); a real word with a civic word inside ('enforcement', 'trafficking',
     'incidents') is left whole."""
-    if len(word) < 7 or word.isdigit():
+    if len(word) < 7 or word.isdigit() or word in STOPWORDS:   # 'dataset' is not 'data' + 'set'
         return (word,)
     pieces: list[str] = []
     position, matched, leftovers = 0, 0, []
@@ -155,7 +161,9 @@ def unglue(word: str) -> tuple[str, ...]:
     if position < len(word):
         leftovers.append(word[position:])
         pieces.append(word[position:])
-    if not matched or (matched == 1 and all(part in AFFIXES or len(part) == 1 for part in leftovers)):
+    # one civic word inside a longer word is a word of its own ('solicitations', 'workforce',
+    # 'resuscitation') unless the rest looks like an acronym ('cmpd', 'apd', 'sq')
+    if not matched or (matched == 1 and not any(_acronym(part) for part in leftovers)):
         return (word,)
     return tuple(w for piece in pieces for w in piece.split()
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")

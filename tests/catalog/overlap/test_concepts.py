@@ -87,7 +87,7 @@ def test_kinds_of_the_near_misses_differ():
 
 @pytest.mark.parametrize("glued,parts", [
     ("pdicaseoffensesq", ("pdicase", "offense", "sq")), ("cmpdincidents", ("cmpd", "incident")),
-    ("dispatchedcallsopendata", ("dispatch", "calls", "opendata")), ("useofforce", ("use", "of", "force")),
+    ("dispatchedcallsopendata", ("dispatch", "calls", "open", "data")), ("solicitations", ("solicitations",)), ("useofforce", ("use", "of", "force")),
     ("enforcement", ("enforcement",)), ("trafficking", ("trafficking",)), ("incidents", ("incidents",)),
 ])
 def test_glued_file_names_are_cut_around_civic_words(glued, parts):
