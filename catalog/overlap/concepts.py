@@ -76,6 +76,20 @@ def _triggers() -> dict[str, list[tuple[frozenset[str], str, bool]]]:
 TRIGGERS = _triggers()
 
 
+def _hint() -> re.Pattern:
+    """Word starts any trigger begins with, in any spelling text.py maps to it: a description
+    without one names no kind, and is not read word by word (most descriptions)."""
+    trigger_words = {w for key in TRIGGERS for entry in TRIGGERS[key] for t in entry[0] for w in re.split(r"[+_]", t)}
+    trigger_words |= {w for phrase, term in text.PHRASES.items() if term in TRIGGERS for w in phrase}
+    trigger_words |= {word for word, term in text.SYNONYMS.items() if term in TRIGGERS or term in trigger_words}
+    starts = sorted({w[:4] for w in trigger_words if w and w not in text.STOPWORDS
+                     and (not w.isdigit() or w in text.KEEP_NUMBERS)}, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(map(re.escape, starts)) + ")", re.IGNORECASE)
+
+
+HINT = _hint()
+
+
 def _police_context(terms: set[str]) -> bool:
     return bool(terms & POLICE_CONTEXT) or any(DEPARTMENT.match(t) for t in terms if "+" not in t and len(t) <= 6)
 
@@ -126,9 +140,10 @@ def of_dataset_terms(title_terms: list[str], description: str | None,
     """`of_terms`, reading the description's opening only when the title names no strong
     concept, and whether the concepts are the title's own (else the description's)."""
     strong, _ = _found(title_terms)
-    if strong or not description:
+    opening = (description or "")[:DESCRIPTION_CHARS]
+    if strong or not HINT.search(opening):
         return of_terms(title_terms), True
-    found = of_terms(title_terms, text.terms(description[:DESCRIPTION_CHARS], drop, bigrams="inline", glued=False))
+    found = of_terms(title_terms, text.terms(opening, drop, bigrams="inline", glued=False))
     return found, bool(found) and found == of_terms(title_terms)
 
 

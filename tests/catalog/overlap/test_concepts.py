@@ -111,3 +111,10 @@ def test_the_concept_signal_joins_wordings_and_parts_near_misses(real_catalogue)
     signals = {k: float(v[1]) for k, v in scored.signals.items()}
     assert "but kinds differ (crime incident vs calls for service)" in scoring.explain(c, chicago_crimes, sf_calls,
                                                                                           signals)
+
+
+def test_the_concept_score_is_stored_with_its_pair(real_store, real_result):
+    rows = real_store.con.execute("""SELECT concept_score, explanation FROM overlap_pairs
+                                     WHERE concept_score IS NOT NULL""").fetchall()
+    assert rows and all(0.0 <= score <= 1.0 for score, _ in rows)
+    assert any("both are calls for service records" in why for _, why in rows)
