@@ -61,6 +61,7 @@ POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law", "enfor
                             "offense", "arrest", "patrol", "precinct", "deputy"})
 DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, SFPD; HCSO: departments
 DESCRIPTION_CHARS = 200   # a description's first sentence says what the dataset is
+DESCRIPTION_TERMS = 20    # about as many of its terms
 DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
 
 
@@ -76,18 +77,6 @@ def _triggers() -> dict[str, list[tuple[frozenset[str], str, bool]]]:
 TRIGGERS = _triggers()
 
 
-def _hint() -> re.Pattern:
-    """Word starts any trigger begins with, in any spelling text.py maps to it: a description
-    without one names no kind, and is not read word by word (most descriptions)."""
-    trigger_words = {w for key in TRIGGERS for entry in TRIGGERS[key] for t in entry[0] for w in re.split(r"[+_]", t)}
-    trigger_words |= {w for phrase, term in text.PHRASES.items() if term in TRIGGERS for w in phrase}
-    trigger_words |= {word for word, term in text.SYNONYMS.items() if term in TRIGGERS or term in trigger_words}
-    starts = sorted({w[:4] for w in trigger_words if w and w not in text.STOPWORDS
-                     and (not w.isdigit() or w in text.KEEP_NUMBERS)}, key=len, reverse=True)
-    return re.compile(r"\b(?:" + "|".join(map(re.escape, starts)) + ")", re.IGNORECASE)
-
-
-HINT = _hint()
 
 
 def _police_context(terms: set[str]) -> bool:
@@ -135,20 +124,26 @@ def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple
     return ()
 
 
-def of_dataset_terms(title_terms: list[str], description: str | None,
-                     drop: frozenset[str]) -> tuple[tuple[str, ...], bool]:
-    """`of_terms`, reading the description's opening only when the title names no strong
-    concept, and whether the concepts are the title's own (else the description's)."""
-    strong, _ = _found(title_terms)
-    opening = (description or "")[:DESCRIPTION_CHARS]
-    if strong or not HINT.search(opening):
-        return of_terms(title_terms), True
-    found = of_terms(title_terms, text.terms(opening, drop, bigrams="inline", glued=False))
-    return found, bool(found) and found == of_terms(title_terms)
+def of_dataset_terms(title_terms: list[str], description_terms: list[str]) -> tuple[tuple[str, ...], bool]:
+    """`of_terms` from a title's terms and a description's (unigram) terms in order, its
+    opening read only when the title names no strong concept; and whether the concepts are
+    the title's own (else the description's)."""
+    strong, weak = _found(title_terms)
+    if strong:
+        return tuple(_strongest(strong)), True
+    own = tuple(weak[:1]) if weak and _police_context(set(title_terms)) else ()
+    opening = description_terms[:DESCRIPTION_TERMS]
+    if not opening:
+        return own, True
+    # neighbouring words as bigrams, each right after its first word ('police', 'police+call', 'call')
+    inline = [x for a, b in zip(opening, opening[1:] + [""]) for x in (a, f"{a}+{b}" if b else "") if x]
+    found = of_terms(title_terms, inline)
+    return found, bool(found) and found == own
 
 
 def of_dataset(title: str | None, description: str | None, drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
-    return of_dataset_terms(text.terms(title, drop), description, drop)[0]
+    return of_dataset_terms(text.terms(title, drop),
+                            text.terms((description or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False))[0]
 
 
 def vector(concepts: tuple[str, ...]) -> dict[str, float]:

@@ -196,12 +196,15 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(rows["title"], places)]
     title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
     # the words a title repeats are its subject: a phrase term counts more than its parts
-    title_weights = [[_title_weight(t) for t in terms] for terms in title_terms]
+    # (and a form word like 'map' or 'directory' less than a subject word)
+    generic, form_weight = text.GENERIC, GENERIC_WEIGHT
+    title_weights = [[1.5 if ("_" in t or "+" in t) else form_weight if t in generic else 1.0 for t in terms]
+                     for terms in title_terms]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
     description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
-    found = [concepts.of_dataset_terms(t, d, drop) for t, d, drop in zip(title_terms, rows["description"], places)]
+    found = [concepts.of_dataset_terms(t, d) for t, d in zip(title_terms, description_terms)]
     concept_lists = [kinds for kinds, _ in found]
     # a kind read in a description is weaker evidence than one the title names
     concept_confidence = np.fromiter((1.0 if own else concepts.DESCRIPTION_CONFIDENCE for _, own in found),
@@ -252,12 +255,6 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists)
-
-
-def _title_weight(term: str) -> float:
-    if "_" in term or "+" in term:
-        return 1.5
-    return GENERIC_WEIGHT if term in text.GENERIC else 1.0
 
 
 def concept_vectors(concept_lists: list[tuple[str, ...]]) -> sp.csr_matrix:

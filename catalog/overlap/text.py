@@ -172,10 +172,13 @@ def unglue(word: str) -> tuple[str, ...]:
 def split_words(text: str, glued: bool = True) -> list[str]:
     """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
     file name; a description is prose, where 'resuscitation' is one word)."""
-    found = [part for word in WORD.findall(text.lower()) for part in (unglue(word) if glued else (word,))]
-    # 'Open Data ...' says where a file was published, not what it holds
-    return [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
-            and w != "opendata"]
+    found = WORD.findall(text.lower())
+    if glued:
+        found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
+    if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
+        found = [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
+                 and w != "opendata"]
+    return found
 
 
 def stem(word: str) -> str:
@@ -203,14 +206,14 @@ def _is_content(word: str) -> bool:
             and (word in KEEP_NUMBERS or not YEARISH.match(word)))
 
 
-def words(text: str | None) -> list[str]:
+def words(text: str | None, glued: bool = True) -> list[str]:
     """Lowercased, stemmed, synonym-mapped words of `text`, in order (stopwords kept, for phrases)."""
     if not text:
         return []
-    return [_stem_word(w) for w in split_words(text)]
+    return [_stem_word(w) for w in split_words(text, glued)]
 
 
-def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool | str = True,
+def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool = True,
           glued: bool = True) -> list[str]:
     """Index terms of a title or description: phrases joined into one term, stopwords,
     years and the dataset's own city name dropped, then the words and their bigrams."""
@@ -218,7 +221,7 @@ def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool | 
 
 
 def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
-                       bigrams: bool | str = True, glued: bool = True) -> list[tuple[str, str]]:
+                       bigrams: bool = True, glued: bool = True) -> list[tuple[str, str]]:
     """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
     if not text:
         return []
@@ -253,12 +256,9 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         elif units and units[-1][0]:
             units.append(("", ""))  # a dropped word breaks bigrams
         i += 1
-    pairs = [(f"{a}+{b}", f"{sa} {sb}") if a and b and a != b else None for (a, sa), (b, sb) in zip(units, units[1:])]
-    if bigrams == "inline":  # each bigram right after its first word: the order says what is named first
-        return [x for unit, pair in zip(units, pairs + [None]) for x in (unit, pair) if x and x[0]] + parts
     out = [(term, surface) for term, surface in units if term] + parts
     if bigrams:
-        out += [pair for pair in pairs if pair]
+        out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
     return out
 
 
@@ -300,7 +300,7 @@ def keyword_terms(values) -> list[str]:
     """Keywords and themes, each normalised to its stemmed words."""
     out = []
     for value in values or ():
-        joined = " ".join(w for w in words(value) if w not in STOPWORDS)
+        joined = " ".join(w for w in words(value, glued=False) if w not in STOPWORDS)
         if joined:
             out.append(joined)
     return out
