@@ -37,8 +37,8 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop"), ()),
     "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
     "police_stop": (("ripa", "police+stop", "vehicle+stop"), ("stop", "detention")),
-    "police_complaint": (("misconduct", "allegation", "internal+affair", "civilian+review", "citizen+complaint",
-                          "professional+standard", "civilian+complaint", "police+complaint"), ("complaint",)),
+    "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
+                          "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
     "citation": (("citation",), ()),
     "parking_citation": (("parking_citation",), ()),
     "warning": (("traffic+warning",), ("warning",)),
@@ -57,7 +57,7 @@ NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset(
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
             "calls_for_service": frozenset({"taxi", "taxis"})}   # 'criminal justice' is not crime records
 # where 'incident', 'stop', 'complaint' mean policing
-POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law", "enforcement", "crime", "ripa",
+POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
                             "offense", "arrest", "patrol", "precinct", "deputy"})
 DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, SFPD; HCSO: departments
 DESCRIPTION_CHARS = 200   # a description's first sentence says what the dataset is
