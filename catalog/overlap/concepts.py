@@ -7,7 +7,7 @@ Reports', 'RMS Crime', 'NIBRS' are all crime incident records; 'Calls for Servic
 'Dispatched Calls' and '911 Calls' are all dispatch logs. Title words alone split them into
 as many groups as there are wordings; the concept joins them, and two datasets of
 *different* concepts (311 requests / calls for service / crime incidents) are told apart
-even when they share words. The classes are general knowledge of police and civic open
+even when they share words. The classes are general knowledge of police and 311 open
 data (the table types cities publish), written by hand; they are not fitted to any
 labelled set.
 
@@ -23,7 +23,7 @@ import re
 
 from catalog.overlap import text
 
-# concept -> (strong triggers, weak triggers). A trigger is a space-separated set of terms.
+# concept -> (strong triggers, weak triggers)
 CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "crime_incident": (("crime", "offense", "nibrs", "ucr", "police_report", "criminal+incident"), ("incident",)),
     "calls_for_service": (("calls_for_service", "dispatch", "cad", "police+call", "service+call", "emergency+call"),
@@ -60,23 +60,20 @@ NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset(
 POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
                             "offense", "arrest", "patrol", "precinct", "deputy"})
 DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, SFPD; HCSO: departments
-DESCRIPTION_CHARS = 200   # a description's first sentence says what the dataset is
-DESCRIPTION_TERMS = 20    # about as many of its terms
+DESCRIPTION_TERMS = 20    # a description's first sentence or two say what the dataset is
 DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
 
 
-def _triggers() -> dict[str, list[tuple[frozenset[str], str, bool]]]:
-    out: dict[str, list[tuple[frozenset[str], str, bool]]] = {}
+def _triggers() -> dict[str, list[tuple[str, bool]]]:
+    """Term -> the concepts it triggers, and whether strongly."""
+    out: dict[str, list[tuple[str, bool]]] = {}
     for concept, (strong, weak) in CLASSES.items():
         for trigger, is_strong in [(t, True) for t in strong] + [(t, False) for t in weak]:
-            needed = frozenset(trigger.split())
-            out.setdefault(min(needed), []).append((needed, concept, is_strong))
+            out.setdefault(trigger, []).append((concept, is_strong))
     return out
 
 
 TRIGGERS = _triggers()
-
-
 
 
 def _police_context(terms: set[str]) -> bool:
@@ -86,13 +83,12 @@ def _police_context(terms: set[str]) -> bool:
 def _found(terms: list[str], also: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """Concepts of strong and of weak triggers, in the order their first term appears (a
     word of `also`, the title, can rule a trigger out)."""
-    present = set(terms)
-    blocking = present | also
+    blocking = set(terms) | also
     strong: list[str] = []
     weak: list[str] = []
     for term in terms:
-        for needed, concept, is_strong in TRIGGERS.get(term, ()):
-            if needed <= present and not (blocking & NOT_WHEN.get(concept, frozenset())):
+        for concept, is_strong in TRIGGERS.get(term, ()):
+            if not (blocking & NOT_WHEN.get(concept, frozenset())):
                 found = strong if is_strong else weak
                 if concept not in found:
                     found.append(concept)
@@ -142,8 +138,8 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str]) -> tu
 
 
 def of_dataset(title: str | None, description: str | None, drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
-    return of_dataset_terms(text.terms(title, drop),
-                            text.terms((description or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False))[0]
+    """The concepts of one dataset from its title and description (as `features.build` reads them)."""
+    return of_dataset_terms(text.terms(title, drop), text.terms(description, drop, bigrams=False, glued=False))[0]
 
 
 def vector(concepts: tuple[str, ...]) -> dict[str, float]:
