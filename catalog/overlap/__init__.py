@@ -123,8 +123,10 @@ def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
         con.execute("DELETE FROM overlap_groups")
         con.register("new_pairs", pair_table)
         con.register("new_groups", group_table)
-        con.execute("INSERT INTO overlap_pairs SELECT *, ?::TIMESTAMPTZ FROM new_pairs", [computed_at])
-        con.execute("INSERT INTO overlap_groups SELECT *, ?::TIMESTAMPTZ FROM new_groups", [computed_at])
+        con.execute("INSERT INTO overlap_pairs BY NAME SELECT *, ?::TIMESTAMPTZ AS computed_at FROM new_pairs",
+                    [computed_at])
+        con.execute("INSERT INTO overlap_groups BY NAME SELECT *, ?::TIMESTAMPTZ AS computed_at FROM new_groups",
+                    [computed_at])
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")

@@ -23,7 +23,7 @@ POSTING_CAP = 160
 TOP_K = 12
 TIES = 3
 CHUNK_ROWS = 2048
-BLOCKING_WEIGHTS = {"title": 1.0, "keywords": 0.35, "columns": 0.6, "description": 0.3}
+BLOCKING_WEIGHTS = {"title": 1.0, "keywords": 0.35, "columns": 0.6, "description": 0.3, "concepts": 0.5}
 
 
 def blocking_vectors(catalogue: Catalogue) -> sp.csr_matrix:

@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from catalog.overlap import text
+from catalog.overlap import concepts, text
 
 # Assets that are views of another dataset, or not data: they never form groups.
 NOT_COMPARABLE = ("filtered_view", "chart", "story", "catalog", "form", "calendar", "measure")
 COLUMN_TYPES = ("text", "integer", "number", "boolean", "date", "datetime", "point", "geometry", "url", "other")
 DESCRIPTION_CHARS = 600   # the first sentences say what a dataset is; the rest is methodology
 TOP_VALUES_PER_COLUMN = 50
+GENERIC_WEIGHT = 0.25     # a title's form words ('map', 'directory', 'codes') against its subject words
 COLUMN_PROFILES_DDL = """CREATE TABLE IF NOT EXISTS column_profiles (
     dataset_uid VARCHAR, column_name VARCHAR, type VARCHAR, row_count BIGINT, null_count BIGINT,
     distinct_count BIGINT, min_value VARCHAR, max_value VARCHAR, top_values VARCHAR[],
@@ -41,6 +42,7 @@ class Catalogue:
     columns: sp.csr_matrix                    # column keys (and their words) weighted by idf
     column_types: sp.csr_matrix               # share of each shared column type
     values: sp.csr_matrix                     # idf weight of each profiled top value (not normalised)
+    concepts: sp.csr_matrix                   # the kind of record (concepts.py), normalised
     value_sets: sp.csr_matrix                 # the same, 0/1
     is_boundary: np.ndarray
     has_dates: np.ndarray
@@ -49,6 +51,9 @@ class Catalogue:
     has_keywords: np.ndarray
     has_columns: np.ndarray
     has_values: np.ndarray
+    has_concept: np.ndarray
+    concept_lists: list[tuple[str, ...]]
+    concept_confidence: np.ndarray            # 1: the title names the kind; less: only the description
     column_names: list[list[tuple[str, str, str]]]   # per row: (name, key, type)
     keyword_lists: list[list[str]]
     title_vocab: list[str]
@@ -191,11 +196,20 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(rows["title"], places)]
     title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
     # the words a title repeats are its subject: a phrase term counts more than its parts
-    title_weights = [[1.5 if ("_" in t or "+" in t) else 1.0 for t in terms] for terms in title_terms]
+    # (and a form word like 'map' or 'directory' less than a subject word)
+    generic, form_weight = text.GENERIC, GENERIC_WEIGHT
+    title_weights = [[1.5 if ("_" in t or "+" in t) else form_weight if t in generic else 1.0 for t in terms]
+                     for terms in title_terms]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
-    description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False)
+    description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
+    found = [concepts.of_dataset_terms(t, d) for t, d in zip(title_terms, description_terms)]
+    concept_lists = [kinds for kinds, _ in found]
+    # a kind read in a description is weaker evidence than one the title names
+    concept_confidence = np.fromiter((1.0 if own else concepts.DESCRIPTION_CONFIDENCE for _, own in found),
+                                     dtype=np.float32, count=n)
+    concept_matrix = concept_vectors(concept_lists)
     keyword_lists = [sorted(set(text.keyword_terms((k or []) + (th or [])))) for k, th in
                      zip(rows["keywords"], rows["themes"])]
     keywords, keyword_vocab = tfidf(keyword_lists, sublinear=False, max_df=0.2)
@@ -230,14 +244,30 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
-        values=values, value_sets=value_sets, is_boundary=is_boundary, has_dates=has_dates,
-        has_title=np.array([bool(t) for t in title_terms], dtype=bool),
+        values=values, value_sets=value_sets, concepts=concept_matrix, is_boundary=is_boundary, has_dates=has_dates,
+        has_title=np.array([any(t not in text.GENERIC and "+" not in t for t in terms) for terms in title_terms],
+                           dtype=bool),
         has_description=np.array([len(d) >= 3 for d in description_terms], dtype=bool),
         has_keywords=np.array([bool(k) for k in keyword_lists], dtype=bool),
         has_columns=np.array([bool(c) for c in column_names], dtype=bool),
-        has_values=has_values, column_names=column_names, keyword_lists=keyword_lists,
+        has_values=has_values, has_concept=np.diff(concept_matrix.indptr) > 0, concept_lists=concept_lists,
+        concept_confidence=concept_confidence,
+        column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists)
+
+
+def concept_vectors(concept_lists: list[tuple[str, ...]]) -> sp.csr_matrix:
+    """One normalised row per dataset over the concept classes (a parent at its share)."""
+    index = {name: i for i, name in enumerate(concepts.CLASSES)}
+    rows, cols, data = [], [], []
+    for row, found in enumerate(concept_lists):
+        for concept, weight in concepts.vector(found).items():
+            rows.append(row)
+            cols.append(index[concept])
+            data.append(weight)
+    return normalise(sp.csr_matrix((np.asarray(data, dtype=np.float32), (rows, cols)),
+                                   shape=(len(concept_lists), len(index))))
 
 
 def _binary(docs: list[list[str]]) -> tuple[sp.csr_matrix, list[str]]:

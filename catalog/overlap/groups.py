@@ -17,11 +17,13 @@ from catalog.overlap import text
 from catalog.overlap.features import Catalogue, normalise
 
 COHESION = 0.45
+CONCEPT_SHARE = 1.0   # two groups of one kind of record ('Crimes', 'BPD Offenses') cohere
 CENTROID_TERMS = 300
 
 
 def subject_vectors(c: Catalogue) -> sp.csr_matrix:
-    return normalise(sp.hstack([c.title, c.keywords * 0.4, c.columns * 0.4], format="csr"))
+    return normalise(sp.hstack([c.title, c.keywords * 0.4, c.columns * 0.4, 
+                                 c.concepts * CONCEPT_SHARE], format="csr"))
 
 
 def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,

@@ -8,6 +8,9 @@ Signals (each 0..1, computed for arrays of pairs at once):
   columns      idf-weighted cosine of normalised column names (PermitNo = permit_no =
                'Permit #'), with a share for the mix of column types
   values       idf-weighted containment of the profiled top values (column_profiles)
+  concept      the kinds of record the two hold (concepts.py: 'Crimes' = 'BPD Offenses' =
+               'RMS Crime'), 1 for the same, 0 for different kinds; missing unless both
+               name a kind
   embedding    (optional, `overlap --embeddings`) cosine of sentence vectors of title and
                description, from a model a PyPI package installs
 A signal missing on either side (a title of stopwords only, no description, no columns, no
@@ -24,11 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from catalog.overlap import concepts
 from catalog.overlap.candidates import top_per_key
 from catalog.overlap.features import Catalogue
 
-SIGNALS = ("title", "description", "keywords", "columns", "values", "embedding")
-WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1, "embedding": 0.25}
+SIGNALS = ("title", "description", "keywords", "columns", "values", "concept", "embedding")
+WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1, "concept": 0.3,
+           "embedding": 0.25}
 COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
@@ -88,6 +93,9 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
     else:
         signals["values"] = np.full(len(a), nan, dtype=np.float32)
 
+    both = c.has_concept[a] & c.has_concept[b]
+    signals["concept"] = np.where(both, _rowwise_dot(c.concepts, a, b), nan)
+
     if c.embeddings is not None:
         signals["embedding"] = np.einsum("ij,ij->i", c.embeddings[a], c.embeddings[b]).astype(np.float32)
     else:
@@ -98,8 +106,11 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
     for name in SIGNALS:
         values = signals[name]
         present = ~np.isnan(values)
-        weighted += np.where(present, np.clip(values, 0, 1) * WEIGHTS[name], 0.0)
-        weight_sum += np.where(present, WEIGHTS[name], 0.0)
+        weight = WEIGHTS[name]
+        if name == "concept":  # a kind read only in a description counts less
+            weight = weight * np.minimum(c.concept_confidence[a], c.concept_confidence[b])
+        weighted += np.where(present, np.clip(values, 0, 1) * weight, 0.0)
+        weight_sum += np.where(present, weight, 0.0)
     shape = shape_factor(c, a, b)
     total = (np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
              * shape).astype(np.float32)
@@ -172,6 +183,17 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
         shared = sorted(c.value_vocab[i] for i in mine.intersection(sets.indices[sets.indptr[b]:sets.indptr[b + 1]]))
         if shared:
             parts.append(f"{len(shared)} profiled values shared: " + ", ".join(f"'{v}'" for v in shared[:4]))
+    if not _missing(signals, "concept"):
+        kinds_a, kinds_b = c.concept_lists[a], c.concept_lists[b]
+        shared = [k for k in kinds_a if k in kinds_b]
+        if shared:
+            parts.append("both are " + " and ".join(concepts.describe(k) for k in shared) + " records")
+        elif signals["concept"] > 0:
+            parts.append(f"related kinds ({'/'.join(map(concepts.describe, kinds_a))} vs "
+                         f"{'/'.join(map(concepts.describe, kinds_b))})")
+        else:
+            parts.append(f"but kinds differ ({'/'.join(map(concepts.describe, kinds_a))} vs "
+                         f"{'/'.join(map(concepts.describe, kinds_b))})")
     if not _missing(signals, "description") and signals["description"] >= 0.3:
         parts.append(f"descriptions alike ({signals['description']:.2f})")
     boundary_a, boundary_b = bool(c.is_boundary[a]), bool(c.is_boundary[b])

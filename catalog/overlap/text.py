@@ -32,6 +32,15 @@ jan feb mar apr jun jul aug sep sept oct nov dec ytd
 csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof
 """.split())
 
+# Words that name the form or the container of a dataset, not its subject: they count for
+# little in a title, and a title of them alone ('Resources', 'Map Data', 'Codes') says
+# nothing to compare ('Directory of City Resources' is not 'Historic Resources').
+GENERIC = frozenset("""
+map maps resource category categories source message template facility property project item type code
+directory location site point feature layer test view export extract download web mercator spatial non
+tool document page form index lookup reference master misc miscellaneous other various general
+""".split())
+
 # Single words to one spelling (applied after stemming).
 SYNONYMS = {
     "licence": "license", "licens": "license", "offence": "offense", "offens": "offense",
@@ -113,6 +122,65 @@ COLUMN_WORDS = {
 }
 
 
+# Civic words found inside a file or layer name written as one word ('pdicaseoffensesq',
+# 'CMPDIncidents', 'dispatchedcallsopendata'): the name is cut around them.
+GLUED_WORDS = sorted("""
+offense offence incident arrest collision citation dispatch allegation complaint crime traffic pursuit
+warning shooting officer employee calls service request violation permit inspection crash accident
+police force parking stops subject demographic contact injuries budget salary salaries license licence
+building restaurant property street useof data stop
+""".split(), key=len, reverse=True)
+GLUED = re.compile("|".join(GLUED_WORDS))
+VOWEL = re.compile("[aeiouy]")
+AFFIXES = frozenset("""
+s es ed ing ings er ers or ors ee ees ment ments al king ion ions ies y ly ted ting ation ations ive
+un re pre non sub en in dis ped ping per pers pable
+""".split())
+
+
+def _acronym(part: str) -> bool:
+    return len(part) > 1 and part not in AFFIXES and (len(part) <= 3 or not VOWEL.search(part)
+                                                      or part.endswith("pd"))
+
+
+@lru_cache(maxsize=1 << 16)
+def unglue(word: str) -> tuple[str, ...]:
+    """A word of several civic words glued together, cut into them ('cmpdincidents' ->
+    'cmpd', 'incidents'); a real word with a civic word inside ('enforcement', 'trafficking',
+    'incidents') is left whole."""
+    if len(word) < 7 or word.isdigit() or word in STOPWORDS:   # 'dataset' is not 'data' + 'set'
+        return (word,)
+    pieces: list[str] = []
+    position, matched, leftovers = 0, 0, []
+    for match in GLUED.finditer(word):
+        if match.start() > position:
+            leftovers.append(word[position:match.start()])
+            pieces.append(word[position:match.start()])
+        pieces.append("use of" if match.group() == "useof" else match.group())
+        position, matched = match.end(), matched + 1
+    if position < len(word):
+        leftovers.append(word[position:])
+        pieces.append(word[position:])
+    # one civic word inside a longer word is a word of its own ('solicitations', 'workforce',
+    # 'resuscitation') unless the rest looks like an acronym ('cmpd', 'apd', 'sq')
+    if not matched or (matched == 1 and not any(_acronym(part) for part in leftovers)):
+        return (word,)
+    return tuple(w for piece in pieces for w in piece.split()
+                 if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
+
+
+def split_words(text: str, glued: bool = True) -> list[str]:
+    """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
+    file name; a description is prose, where 'resuscitation' is one word)."""
+    found = WORD.findall(text.lower())
+    if glued:
+        found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
+    if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
+        found = [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
+                 and w != "opendata"]
+    return found
+
+
 def stem(word: str) -> str:
     """Plural and possessive endings off: enough to meet 'permits'/'permit', 'licenses'/'license'."""
     if len(word) <= 3 or word.isdigit():
@@ -138,25 +206,26 @@ def _is_content(word: str) -> bool:
             and (word in KEEP_NUMBERS or not YEARISH.match(word)))
 
 
-def words(text: str | None) -> list[str]:
+def words(text: str | None, glued: bool = True) -> list[str]:
     """Lowercased, stemmed, synonym-mapped words of `text`, in order (stopwords kept, for phrases)."""
     if not text:
         return []
-    return [_stem_word(w) for w in WORD.findall(text.lower())]
+    return [_stem_word(w) for w in split_words(text, glued)]
 
 
-def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool = True) -> list[str]:
+def terms(text: str | None, drop: frozenset[str] = frozenset(), bigrams: bool = True,
+          glued: bool = True) -> list[str]:
     """Index terms of a title or description: phrases joined into one term, stopwords,
     years and the dataset's own city name dropped, then the words and their bigrams."""
-    return [term for term, _surface in terms_with_surface(text, drop, bigrams)]
+    return [term for term, _surface in terms_with_surface(text, drop, bigrams, glued)]
 
 
 def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
-                       bigrams: bool = True) -> list[tuple[str, str]]:
+                       bigrams: bool = True, glued: bool = True) -> list[tuple[str, str]]:
     """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
     if not text:
         return []
-    raw = WORD.findall(text.lower())
+    raw = split_words(text, glued)
     stemmed = [_stem_word(w) for w in raw]
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
@@ -231,7 +300,7 @@ def keyword_terms(values) -> list[str]:
     """Keywords and themes, each normalised to its stemmed words."""
     out = []
     for value in values or ():
-        joined = " ".join(w for w in words(value) if w not in STOPWORDS)
+        joined = " ".join(w for w in words(value, glued=False) if w not in STOPWORDS)
         if joined:
             out.append(joined)
     return out

@@ -60,7 +60,9 @@ def test_shared_top_values_raise_the_score_and_are_explained(tmp_path):
     _, _, _, disjoint, other = scores(con, "a:1", "c:1")
     assert other["values"] == 0.0
     assert other["title"] == pytest.approx(signals["title"]) and other["columns"] == pytest.approx(signals["columns"])
-    present = sum(scoring.WEIGHTS[k] for k in ("title", "columns", "values"))  # no descriptions, no keywords
+    # no descriptions, no keywords; both titles name the kind ('police reports': crime incidents)
+    assert signals["concept"] == pytest.approx(1.0) and np.isnan(signals["keywords"])
+    present = sum(scoring.WEIGHTS[k] for k in ("title", "columns", "values", "concept"))
     gain = scoring.WEIGHTS["values"] * signals["values"] / present
     assert shared.total[0] - disjoint.total[0] == pytest.approx(gain, abs=1e-4)
     store.close()

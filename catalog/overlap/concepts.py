@@ -1,0 +1,157 @@
+"""What kind of civic record a dataset holds, from its title (or, when the title says
+nothing of it, the opening of its description): a small hand-written layer of concept
+classes, each a set of synonymous wordings.
+
+Cities name one kind of record many ways: 'Crimes', 'BPD Offenses', 'Police Incident
+Reports', 'RMS Crime', 'NIBRS' are all crime incident records; 'Calls for Service', 'CAD',
+'Dispatched Calls' and '911 Calls' are all dispatch logs. Title words alone split them into
+as many groups as there are wordings; the concept joins them, and two datasets of
+*different* concepts (311 requests / calls for service / crime incidents) are told apart
+even when they share words. The classes are general knowledge of police and 311 open
+data (the table types cities publish), written by hand; they are not fitted to any
+labelled set.
+
+A trigger is a term as `text.terms` gives them: a stemmed word, a phrase term like
+'calls_for_service', or a bigram of neighbouring words 'police+call'. A *weak* trigger
+('incident', 'stop', 'complaint') counts only when no strong one did and the text is about
+policing (a police word or a department acronym like 'LMPD' is near), because 'Fire
+incidents', 'Bus stops' and 'Noise complaints' are other things.
+"""
+from __future__ import annotations
+
+import re
+
+from catalog.overlap import text
+
+# concept -> (strong triggers, weak triggers)
+CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "crime_incident": (("crime", "offense", "nibrs", "ucr", "police_report", "criminal+incident"), ("incident",)),
+    "calls_for_service": (("calls_for_service", "dispatch", "cad", "police+call", "service+call", "emergency+call"),
+                          ("call", "dispatched")),
+    "service_request": (("service_request", "311", "customer+request", "constituent+request", "citizen+request"),
+                        ()),
+    "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
+    "officer_shooting": (("officer_shooting", "involved+shooting"), ()),
+    "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
+    "traffic_stop": (("traffic_stop",), ()),
+    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop"), ()),
+    "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
+    "police_stop": (("ripa", "police+stop", "vehicle+stop"), ("stop", "detention")),
+    "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
+                          "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
+    "citation": (("citation",), ()),
+    "parking_citation": (("parking_citation",), ()),
+    "warning": (("traffic+warning",), ("warning",)),
+    "crash": (("crash", "traffic+incident"), ()),
+    "vehicle_pursuit": (("pursuit",), ()),
+    "police_employee": (("police+employee", "officer+demographic", "sworn"),
+                        ("roster", "employee+demographic", "employee")),
+    "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
+}
+# a concept that is a kind of another shares part of its vector with it
+PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
+           "officer_shooting": "use_of_force"}
+PARENT_SHARE = 0.5
+# words that make a trigger mean something else ('Cardiac arrest')
+NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"}),
+            "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
+            "calls_for_service": frozenset({"taxi", "taxis"})}   # 'criminal justice' is not crime records
+# where 'incident', 'stop', 'complaint' mean policing
+POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
+                            "offense", "arrest", "patrol", "precinct", "deputy"})
+DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, SFPD; HCSO: departments
+DESCRIPTION_TERMS = 20    # a description's first sentence or two say what the dataset is
+DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
+
+
+def _triggers() -> dict[str, list[tuple[str, bool]]]:
+    """Term -> the concepts it triggers, and whether strongly."""
+    out: dict[str, list[tuple[str, bool]]] = {}
+    for concept, (strong, weak) in CLASSES.items():
+        for trigger, is_strong in [(t, True) for t in strong] + [(t, False) for t in weak]:
+            out.setdefault(trigger, []).append((concept, is_strong))
+    return out
+
+
+TRIGGERS = _triggers()
+
+
+def _police_context(terms: set[str]) -> bool:
+    return bool(terms & POLICE_CONTEXT) or any(DEPARTMENT.match(t) for t in terms if "+" not in t and len(t) <= 6)
+
+
+def _found(terms: list[str], also: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """Concepts of strong and of weak triggers, in the order their first term appears (a
+    word of `also`, the title, can rule a trigger out)."""
+    blocking = set(terms) | also
+    strong: list[str] = []
+    weak: list[str] = []
+    for term in terms:
+        for concept, is_strong in TRIGGERS.get(term, ()):
+            if not (blocking & NOT_WHEN.get(concept, frozenset())):
+                found = strong if is_strong else weak
+                if concept not in found:
+                    found.append(concept)
+    return strong, weak
+
+
+def _strongest(found: list[str]) -> list[str]:
+    """A concept and its parent both named ('Parking citations': parking_citation, citation):
+    the specific one speaks, its vector adds the parent."""
+    parents = {PARENTS[c] for c in found if c in PARENTS}
+    return [c for c in found if c not in parents]
+
+
+def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple[str, ...]:
+    """The concepts of a dataset: every strong one its title names; else the first strong
+    one the opening of its description names; else a weak one of the description, then of
+    the title, when the text is about policing ('iaincidentstypestatusq 2016', described as
+    'The Complaints and Inquiries data set includes all complaints received by ...')."""
+    strong, title_weak = _found(title_terms)
+    if strong:
+        return tuple(_strongest(strong))
+    strong, description_weak = (_found(list(description_terms), frozenset(title_terms)) if description_terms
+                                else ([], []))
+    if strong:
+        return tuple(_strongest(strong)[:1])
+    weak = description_weak or title_weak   # 'iaincidentsq' described as 'all complaints received by ...'
+    if weak and _police_context(set(title_terms) | set(description_terms)):
+        return tuple(weak[:1])
+    return ()
+
+
+def of_dataset_terms(title_terms: list[str], description_terms: list[str]) -> tuple[tuple[str, ...], bool]:
+    """`of_terms` from a title's terms and a description's (unigram) terms in order, its
+    opening read only when the title names no strong concept; and whether the concepts are
+    the title's own (else the description's)."""
+    strong, weak = _found(title_terms)
+    if strong:
+        return tuple(_strongest(strong)), True
+    own = tuple(weak[:1]) if weak and _police_context(set(title_terms)) else ()
+    opening = description_terms[:DESCRIPTION_TERMS]
+    if not opening:
+        return own, True
+    # neighbouring words as bigrams, each right after its first word ('police', 'police+call', 'call')
+    inline = [x for a, b in zip(opening, opening[1:] + [""]) for x in (a, f"{a}+{b}" if b else "") if x]
+    found = of_terms(title_terms, inline)
+    return found, bool(found) and found == own
+
+
+def of_dataset(title: str | None, description: str | None, drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The concepts of one dataset from its title and description (as `features.build` reads them)."""
+    return of_dataset_terms(text.terms(title, drop), text.terms(description, drop, bigrams=False, glued=False))[0]
+
+
+def vector(concepts: tuple[str, ...]) -> dict[str, float]:
+    """Concept -> weight (parents at PARENT_SHARE), not normalised."""
+    out: dict[str, float] = {}
+    for concept in concepts:
+        out[concept] = 1.0
+        parent = PARENTS.get(concept)
+        if parent:
+            out[parent] = max(out.get(parent, 0.0), PARENT_SHARE)
+    return out
+
+
+def describe(concept: str) -> str:
+    return concept.replace("_", " ")

@@ -1,0 +1,120 @@
+"""The concept layer on real titles and descriptions of the fixture catalogues (2017
+Socrata domains, 2013 city data.json): each wording of a kind of police or 311 record is
+read as that kind, and titles that only look alike are not."""
+import json
+from functools import lru_cache
+
+import numpy as np
+import pytest
+
+from catalog.overlap import concepts, scoring, text
+from tests.portals.catalogues import pod_2013_files, spellarbot_entries
+from tests.shared_fixtures import require_fixtures
+
+
+@lru_cache(maxsize=1)
+def fixture_datasets() -> dict[tuple[str, str], tuple[str, str]]:
+    """(domain, id) -> (title, description) of every fixture dataset."""
+    require_fixtures()
+    out = {}
+    for domain, entries in spellarbot_entries().items():
+        for e in entries:
+            out[(domain, e["resource"]["id"])] = (e["resource"]["name"], e["resource"].get("description") or "")
+    for path in pod_2013_files():
+        for e in json.loads(path.read_text()):
+            if isinstance(e, dict) and e.get("identifier"):
+                out.setdefault((path.stem, e["identifier"]), (e.get("title"), e.get("description") or ""))
+    return out
+
+
+def concept_of(domain: str, source_id: str) -> tuple[str, ...]:
+    title, description = fixture_datasets()[(domain, source_id)]
+    return concepts.of_dataset(title, description, text.own_place_words(domain))
+
+
+KINDS = {   # real datasets, by the kind of record they hold, in each city's own words
+    "crime_incident": [("data.cityofchicago.org", "ijzp-q8t2"),   # Crimes - 2001 to present
+                       ("data.sfgov.org", "tmnf-yvry"),           # Police Department Incidents
+                       ("data.seattle.gov", "m2gk-mysw"),         # Seattle Police Department Police Report Offense
+                       ("data.austintexas.gov", "4c6h-tv2y"),     # APD Incident Extract 2010
+                       ("data.cityofboston.gov", "7cdf-6fgx")],   # Crime Incident Reports
+    "calls_for_service": [("data.sfgov.org", "hz9m-tj6z"),        # Police Department Calls for Service
+                          ("data.baltimorecity.gov", "xviu-ezkt"),  # 911 Calls for Service
+                          ("data.seattle.gov", "3k2p-39jp"),      # Seattle Police Department 911 Incident Response
+                          ("data.illinois.gov", "9zru-nvxs")],    # Rockford Police Department 72 Hour Dispatch Call Log
+    "service_request": [("data.baltimorecity.gov", "9agw-sxsr"),  # 311 Customer Service Requests
+                        ("data.cityofnewyork.us", "erm2-nwe9")],  # 311 Service Requests from 2010 to Present
+    "use_of_force": [("data.austintexas.gov", "5pnt-e38e"),       # Response To Resistance 2014
+                     ("data.seattle.gov", "ppi5-g2bj")],          # Use Of Force
+    "officer_shooting": [("data.austintexas.gov", "63p6-iegi"),   # Officer Involved Shooting 2000-2014
+                         ("data.austintexas.gov", "e9x2-49sw"),   # OIS Dataset 2006-15 - Subjects
+                         ("data.seattle.gov", "mg5r-efcm")],      # SPD Officer Involved Shooting (OIS) Data
+    "arrest": [("data.baltimorecity.gov", "3i3v-ibrt"),           # BPD Arrests
+               ("data.kingcounty.gov", "j56h-zgnm")],             # Adult Jail Booking: Aug. 1, 2012 ...
+    "pedestrian_stop": [("data.cityofnewyork.us", "ftxv-d5ix"),   # The Stop, Question and Frisk Data
+                        ("data.lacity.org", "fmpk-vq3h")],        # LAPD Vehicle and Pedestrian Stops 2015
+    "traffic_stop": [("data.maryland.gov", "nq4v-y7m5")],         # MSP Traffic Stops 2014
+    "field_contact": [("data.nola.gov", "kitu-f4uy")],            # Stop and Search (Field Interviews)
+    "police_complaint": [("data.montgomerycountymd.gov", "usip-62e2"),  # Internal Affairs Allegations
+                         ("data.cityofnewyork.us", "mtfg-8ayp")],  # CCRB: Disposition Of Abuse Of Authority Allegations
+    "parking_citation": [("data.lacity.org", "wjz9-h9np"),        # Parking Citations
+                         ("data.cityofnewyork.us", "yyiw-ypks")],  # Parking Tickets
+    "crash": [("data.cityofnewyork.us", "h9gi-nx95")],            # NYPD Motor Vehicle Collisions
+}
+
+
+@pytest.mark.parametrize("kind,domain,source_id", [(k, d, i) for k, ids in KINDS.items() for d, i in ids])
+def test_each_wording_of_a_kind_is_read_as_that_kind(kind, domain, source_id):
+    assert concept_of(domain, source_id) == (kind,), fixture_datasets()[(domain, source_id)][0]
+
+
+@pytest.mark.parametrize("domain,source_id", [
+    ("data.ny.gov", "dp6s-fups"),             # Taxis Dispatched at Port Authority of NY NJ Airports
+    ("data.austintexas.gov", "p2us-27sn"),    # EMS - Quarterly Cardiac Arrest Measures
+    ("data.ny.gov", "gugp-n5ip"),             # Directory of Criminal Justice Agencies
+    ("data.oaklandnet.com", "az7b-di6w"),     # Coliseum Event Ticket Distribution List
+    ("data.austintexas.gov", "vwcu-h3qu"),    # Utility Contact Center Calls Answered
+])
+def test_look_alike_titles_are_no_police_record(domain, source_id):
+    assert concept_of(domain, source_id) == (), fixture_datasets()[(domain, source_id)][0]
+
+
+def test_kinds_of_the_near_misses_differ():
+    found = {kind: {concept_of(d, i) for d, i in ids} for kind, ids in KINDS.items()}
+    assert found["service_request"] != found["calls_for_service"] != found["crime_incident"]
+    assert found["use_of_force"] != found["officer_shooting"]
+
+
+@pytest.mark.parametrize("glued,parts", [
+    ("pdicaseoffensesq", ("pdicase", "offense", "sq")), ("cmpdincidents", ("cmpd", "incident")),
+    ("dispatchedcallsopendata", ("dispatch", "calls", "open", "data")), ("solicitations", ("solicitations",)), ("useofforce", ("use", "of", "force")),
+    ("enforcement", ("enforcement",)), ("trafficking", ("trafficking",)), ("incidents", ("incidents",)),
+])
+def test_glued_file_names_are_cut_around_civic_words(glued, parts):
+    assert text.unglue(glued) == parts
+
+
+def test_a_description_speaks_for_a_title_that_names_nothing():
+    assert concepts.of_dataset("Dataset", "Reported crimes") == ("crime_incident",)
+    assert concepts.of_dataset("iaincidentstypestatusq 2016", "The Complaints and Inquiries data set includes "
+                               "all complaints received by the Norman Police Department") == ("police_complaint",)
+    assert concepts.of_dataset("Fire Incidents", "") == ()           # 'incident' alone is police only near police
+    assert concepts.of_dataset("cpd incidents", "") == ("crime_incident",)
+
+
+def test_the_concept_signal_joins_wordings_and_parts_near_misses(real_catalogue):
+    c = real_catalogue
+    chicago_crimes, austin_crimes = c.row("data-cityofchicago-org:ijzp-q8t2"), c.row("data-austintexas-gov:7g8v-xxja")
+    sf_calls = c.row("data-sfgov-org:hz9m-tj6z")
+    scored = scoring.score_pairs(c, np.array([chicago_crimes, chicago_crimes]), np.array([austin_crimes, sf_calls]))
+    assert scored.signals["concept"][0] == pytest.approx(1.0) and scored.signals["concept"][1] == 0.0
+    signals = {k: float(v[1]) for k, v in scored.signals.items()}
+    assert "but kinds differ (crime incident vs calls for service)" in scoring.explain(c, chicago_crimes, sf_calls,
+                                                                                          signals)
+
+
+def test_the_concept_score_is_stored_with_its_pair(real_store, real_result):
+    rows = real_store.con.execute("""SELECT concept_score, explanation FROM overlap_pairs
+                                     WHERE concept_score IS NOT NULL""").fetchall()
+    assert rows and all(0.0 <= score <= 1.0 for score, _ in rows)
+    assert any("both are calls for service records" in why for _, why in rows)
