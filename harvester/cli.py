@@ -262,6 +262,40 @@ def sql(query, fmt, db_path):
 
 
 @cli.command()
+@click.argument("text")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="How many hits to show.")
+@click.option("--city", "cities", multiple=True, metavar="CITY",
+              help="Only this city (its name or portal id, any case; repeatable).")
+@click.option("--theme", "themes", multiple=True, metavar="THEME", help="Only datasets of this theme (repeatable).")
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help="Only this asset type: dataset, map, chart, filtered_view, file ... (repeatable).")
+@db_option
+@json_option
+def search(text, limit, cities, themes, types, db_path, as_json):
+    """Ranked full-text search (BM25) over titles, descriptions, keywords, column names and cities."""
+    from catalog import search as catalogue_search
+
+    if not text.strip():
+        raise click.UsageError("give the words to search for")
+    con = _open(catalogue_search.open_for_search, db_path)
+    try:
+        hits = catalogue_search.search(con, text, limit=limit,
+                                       filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
+    except catalogue_search.SearchIndexMissing as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        con.close()
+    if as_json:
+        echo_json(hits)
+        return
+    if not hits:
+        click.echo(f"no dataset matches {text!r}")
+        return
+    echo_table([[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or "", h["title"][:80]] for h in hits],
+               ["score", "uid", "city", "type", "title"])
+
+
+@cli.command()
 @click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")

@@ -100,6 +100,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             for portal in portals:
                 run.portals.append(harvest_portal(portal, store, http, run.run_id, on_progress, full=full,
                                                   records=records, pool=workers))
+        store.refresh_search()
     finally:
         if pool is None:  # the caller's pool stays the caller's
             workers.close()
