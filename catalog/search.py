@@ -108,6 +108,7 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
     if not force and built and built[0][0] == fingerprint:
         return False
     load_fts(con)
+    con.execute("SET enable_progress_bar = false")  # the harvest shows its own progress
     threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
     try:
         # one thread: with two, the text table and the fts index ran out of the harvest's

@@ -371,6 +371,65 @@ def similar(uid, limit, db_path, as_json):
                ["score", "uid", "city", "title", "why"])
 
 
+@cli.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the export (replaced whole by a Parquet export).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["parquet", "data.json"]),
+              default=("parquet",), show_default=True, help="What to write (repeatable for both).")
+@db_option
+@config_option
+@json_option
+def export(out_dir, formats, db_path, config_path, as_json):
+    """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
+    from catalog.datajson import PortalDefaults, write_data_json
+    from catalog.export import ExportRefused, export_parquet, open_catalogue
+
+    if not db_path.exists():
+        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    defaults = {}
+    if "data.json" in formats:
+        if config_path.exists():
+            try:
+                defaults = {p.id: PortalDefaults(p.publisher or p.city, p.contact_name, p.contact_email)
+                            for p in load_config(config_path).portals}
+            except ConfigError as exc:
+                raise click.UsageError(str(exc)) from None
+        else:
+            click.echo(f"no config at {config_path}: publishers fall back to each dataset's city, "
+                       "and no contact is taken from the config", err=True)
+    result: dict = {"out": str(out_dir)}
+    if "parquet" in formats:
+        try:
+            manifest = export_parquet(db_path, out_dir)
+        except ExportRefused as exc:
+            raise click.UsageError(str(exc)) from None
+        result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
+    if "data.json" in formats:
+        con = open_catalogue(db_path)
+        try:
+            report = write_data_json(con, out_dir, defaults)
+        finally:
+            con.close()
+        result["data.json"] = {"path": report.path, "datasets": report.written, "left_out": len(report.left_out),
+                               "left_out_reasons": report.reasons()}
+        if as_json:
+            result["data.json"]["left_out_datasets"] = report.left_out
+    if as_json:
+        echo_json(result)
+        return
+    if "parquet" in result:
+        p = result["parquet"]
+        click.echo(f"{out_dir}: Parquet export, schema {p['schema_version']}, records of "
+                   f"{p['records']['datasets']} datasets ({p['records']['rows']} rows)")
+        echo_table(list(p["row_counts"].items()), ["table", "rows"])
+    if "data.json" in result:
+        d = result["data.json"]
+        click.echo(f"{d['path']}: {d['datasets']} datasets; {d['left_out']} left out"
+                   + (" (--json lists them):" if d["left_out"] else ""))
+        for reason, count in d["left_out_reasons"].items():
+            click.echo(f"  {count}: {reason}")
+
+
 def _open(opener, db_path: Path):
     try:
         return opener(db_path)
