@@ -1,6 +1,11 @@
 """The real fixture catalogues (16 city data.json catalogues of 2013, 33 Socrata domains
 of 2017), harvested through local portals once per test session, for search and export."""
+import shutil
+
 import pytest
+
+from catalog import overlap
+from catalog.store import connect
 
 from catalog.store import Store
 from tests.conftest import fast_client
@@ -19,4 +24,17 @@ def real_catalogue(tmp_path_factory):
         harvest_spellarbot(store, fast_client())
     finally:
         store.close()
+    return db
+
+
+@pytest.fixture(scope="session")
+def real_catalogue_with_overlap(real_catalogue, tmp_path_factory):
+    """A copy of the real catalogues with `civicat overlap` run on it."""
+    db = tmp_path_factory.mktemp("real-overlap") / "catalog.duckdb"
+    shutil.copy(real_catalogue, db)
+    con = connect(db)
+    try:
+        overlap.save(con, overlap.detect(con))
+    finally:
+        con.close()
     return db
