@@ -381,6 +381,8 @@ def similar(uid, limit, db_path, as_json):
 @json_option
 def export(out_dir, formats, db_path, config_path, as_json):
     """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
+    import duckdb
+
     from catalog.datajson import PortalDefaults, write_data_json
     from catalog.export import ExportRefused, export_parquet, open_catalogue
 
@@ -403,9 +405,14 @@ def export(out_dir, formats, db_path, config_path, as_json):
             manifest = export_parquet(db_path, out_dir)
         except ExportRefused as exc:
             raise click.UsageError(str(exc)) from None
+        except duckdb.Error as exc:  # e.g. a harvest holding the file: the previous export is untouched
+            raise click.ClickException(f"cannot export {db_path}: {exc}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
-        con = open_catalogue(db_path)
+        try:
+            con = open_catalogue(db_path)
+        except duckdb.Error as exc:
+            raise click.ClickException(f"cannot export {db_path}: {exc}") from None
         try:
             report = write_data_json(con, out_dir, defaults)
         finally:
