@@ -79,7 +79,8 @@ CREATE_FTS = (f"PRAGMA create_fts_index('{SOURCE}', 'uid', {', '.join(repr(f) fo
 BUILD = {
     "search_documents": f"""
         SELECT f.docid::BIGINT AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
-               f.len::BIGINT AS length
+               f.len::BIGINT AS length, lower(d.city) AS city_key,
+               list_transform(d.themes, t -> lower(t)) AS theme_keys
         FROM {FTS}.docs f JOIN datasets d ON d.uid = f.name
         ORDER BY f.docid""",
     "search_terms": f"SELECT termid::BIGINT AS termid, term, df::BIGINT AS df FROM {FTS}.dict",
@@ -186,10 +187,12 @@ SELECT d.uid, d.title, d.city, d.portal_id, d.asset_type, d.themes, ranked.score
 FROM ranked JOIN search_documents d ON d.docid = ranked.docid   -- the hits only, by index
 ORDER BY ranked.score DESC, ranked.docid"""
 
+# on keys lower-cased at build time (lower() of every document at query time cost more
+# than the search itself); portal ids are lower-case slugs already
 FILTERS = {
-    "cities": "(list_contains($cities, lower(d.city)) OR list_contains($cities, lower(d.portal_id)))",
-    "themes": "len(list_intersect($themes, list_transform(d.themes, t -> lower(t)))) > 0",
-    "types": "list_contains($types, lower(d.asset_type))",
+    "cities": "(d.city_key IN (SELECT unnest($cities)) OR d.portal_id IN (SELECT unnest($cities)))",
+    "themes": "list_has_any($themes, d.theme_keys)",
+    "types": "d.asset_type IN (SELECT unnest($types))",
 }
 
 

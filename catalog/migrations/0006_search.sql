@@ -9,7 +9,9 @@ CREATE TABLE search_documents (
     themes     VARCHAR[],
     asset_type VARCHAR,
     title      VARCHAR NOT NULL,
-    length     BIGINT NOT NULL          -- indexed terms in all fields
+    length     BIGINT NOT NULL,         -- indexed terms in all fields
+    city_key   VARCHAR,                 -- lower(city), for --city
+    theme_keys VARCHAR[]                -- the themes lower-cased, for --theme
 );
 
 CREATE TABLE search_terms (
