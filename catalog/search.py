@@ -5,8 +5,8 @@ wheel pinned to the DuckDB version (never INSTALLed from the network): its
 `create_fts_index` tokenises, drops English stop words and Porter-stems title,
 description, keywords, column names and city. Its terms are then kept in three small
 tables of our own (migration 0006) and its index dropped: the extension's `match_bm25`
-macro took 230 ms (p95) a query on 100,000 datasets, a term-sorted postings table with
-BM25 weights computed at build time answers in a fraction of that, and lets a title word
+macro answered in 270-370 ms (p95) on 100,000 datasets, a term-sorted postings table
+with BM25 weights computed at build time in 22-42 ms (bench/search.py), and lets a title word
 count more than a description word (BM25F-style field weights). At query time the
 extension gives only the stemmer.
 
