@@ -126,6 +126,16 @@ def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch):
     assert two_cities.refresh_search() is False  # logged, not raised, by the harvest's hook
 
 
+def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
+    import duckdb
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE datasets (uid VARCHAR)")
+    con.close()
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
+    assert result.exit_code == 2 and "run `civicat harvest`" in result.output
+
+
 def test_an_empty_catalogue_has_an_empty_index_and_a_new_one_none(tmp_path):
     store = Store(tmp_path / "c.duckdb")
     with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):
