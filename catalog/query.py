@@ -6,6 +6,7 @@ disabled with the configuration locked, so no statement can turn it back on.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -23,11 +24,20 @@ class QueryRefused(Exception):
     pass
 
 
-def read_only_connection(db_path: str | Path) -> duckdb.DuckDBPyConnection:
+def read_only_connection(db_path: str | Path, *,
+                         before_lock: Callable[[duckdb.DuckDBPyConnection], None] | None = None
+                         ) -> duckdb.DuckDBPyConnection:
+    """`before_lock` runs before file access is turned off: to load an extension from a
+    file the caller names (search's fts), never anything a query says."""
     db_path = Path(db_path)
     if not db_path.exists():
         raise FileNotFoundError(f"no catalogue at {db_path}: run `civicat harvest` first")
-    con = duckdb.connect(str(db_path), read_only=True, config=LOCKED_DOWN)
+    config = LOCKED_DOWN if before_lock is None else {k: v for k, v in LOCKED_DOWN.items()
+                                                      if k != "enable_external_access"}
+    con = duckdb.connect(str(db_path), read_only=True, config=config)
+    if before_lock is not None:
+        before_lock(con)
+        con.execute("SET enable_external_access = false")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET lock_configuration = true")  # from here on no statement can re-open file access
     return con

@@ -295,6 +295,23 @@ class Store:
         return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
                 "unchanged": counts.get("unchanged", 0), "removed": removed}
 
+    # -- search ---------------------------------------------------------------------
+
+    def refresh_search(self) -> bool:
+        """Rebuild the search index if the catalogue changed (the end of every harvest).
+        A failure is logged, not raised: the portals are stored, search keeps the previous
+        index, and the next harvest tries again."""
+        from catalog import search
+
+        def rebuild() -> bool:
+            with self._write_lock:
+                return search.refresh(self.con)
+        try:
+            return self._with_room("the search index", rebuild)
+        except Exception as exc:
+            log.error("the search index was not rebuilt (search answers from the previous one): %s", exc)
+            return False
+
     # -- runs and errors ------------------------------------------------------------
 
     def close_interrupted_runs(self, now: datetime) -> int:

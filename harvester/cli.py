@@ -342,6 +342,40 @@ def sql(query, fmt, db_path):
 
 
 @cli.command()
+@click.argument("text")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10000), help="How many hits to show.")
+@click.option("--city", "cities", multiple=True, metavar="CITY",
+              help="Only this city (its name or portal id, any case; repeatable).")
+@click.option("--theme", "themes", multiple=True, metavar="THEME", help="Only datasets of this theme (repeatable).")
+@click.option("--type", "types", multiple=True, metavar="TYPE",
+              help="Only this asset type: dataset, map, chart, filtered_view, file ... (repeatable).")
+@db_option
+@json_option
+def search(text, limit, cities, themes, types, db_path, as_json):
+    """Ranked full-text search (BM25) over titles, descriptions, keywords, column names and cities."""
+    from catalog import search as catalogue_search
+
+    if not text.strip():
+        raise click.UsageError("give the words to search for")
+    con = _open(catalogue_search.open_for_search, db_path)
+    try:
+        hits = catalogue_search.search(con, text, limit=limit,
+                                       filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
+    except catalogue_search.SearchIndexMissing as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        con.close()
+    if as_json:
+        echo_json(hits)
+        return
+    if not hits:
+        click.echo(f"no dataset matches {text!r}")
+        return
+    echo_table([[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or "", h["title"][:80]] for h in hits],
+               ["score", "uid", "city", "type", "title"])
+
+
+@cli.command()
 @click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
@@ -422,6 +456,72 @@ def similar(uid, limit, db_path, as_json):
         return
     echo_table([[f"{f['score']:.2f}", f["uid"], f["city"], f["title"][:50], f["explanation"][:110]] for f in found],
                ["score", "uid", "city", "title", "why"])
+
+
+@cli.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of the export (replaced whole by a Parquet export).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(["parquet", "data.json"]),
+              default=("parquet",), show_default=True, help="What to write (repeatable for both).")
+@db_option
+@config_option
+@json_option
+def export(out_dir, formats, db_path, config_path, as_json):
+    """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
+    import duckdb
+
+    from catalog.datajson import PortalDefaults, write_data_json
+    from catalog.export import ExportRefused, export_parquet, open_catalogue
+
+    if not db_path.exists():
+        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    defaults = {}
+    if "data.json" in formats:
+        if config_path.exists():
+            try:
+                defaults = {p.id: PortalDefaults(p.publisher or p.city, p.contact_name, p.contact_email)
+                            for p in load_config(config_path).portals}
+            except ConfigError as exc:
+                raise click.UsageError(str(exc)) from None
+        else:
+            click.echo(f"no config at {config_path}: publishers fall back to each dataset's city, "
+                       "and no contact is taken from the config", err=True)
+    result: dict = {"out": str(out_dir)}
+    if "parquet" in formats:
+        try:
+            manifest = export_parquet(db_path, out_dir)
+        except ExportRefused as exc:
+            raise click.UsageError(str(exc)) from None
+        except duckdb.Error as exc:  # e.g. a harvest holding the file: the previous export is untouched
+            raise click.ClickException(f"cannot export {db_path}: {exc}") from None
+        result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
+    if "data.json" in formats:
+        try:
+            con = open_catalogue(db_path)
+        except duckdb.Error as exc:
+            raise click.ClickException(f"cannot export {db_path}: {exc}") from None
+        try:
+            report = write_data_json(con, out_dir, defaults)
+        finally:
+            con.close()
+        result["data.json"] = {"path": report.path, "datasets": report.written, "left_out": len(report.left_out),
+                               "left_out_reasons": report.reasons()}
+        if as_json:
+            result["data.json"]["left_out_datasets"] = report.left_out
+    if as_json:
+        echo_json(result)
+        return
+    if "parquet" in result:
+        p = result["parquet"]
+        click.echo(f"{out_dir}: Parquet export, schema {p['schema_version']}, records of "
+                   f"{p['records']['datasets']} datasets ({p['records']['rows']} rows)")
+        echo_table(list(p["row_counts"].items()), ["table", "rows"])
+    if "data.json" in result:
+        d = result["data.json"]
+        click.echo(f"{d['path']}: {d['datasets']} datasets; {d['left_out']} left out"
+                   + (" (--json lists them):" if d["left_out"] else ""))
+        for reason, count in d["left_out_reasons"].items():
+            click.echo(f"  {count}: {reason}")
 
 
 def _open(opener, db_path: Path):

@@ -121,6 +121,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
                 with ThreadPoolExecutor(workers, thread_name_prefix="portal") as threads:
                     futures = [threads.submit(alone, portal) for portal in portals]
                     run.portals.extend(future.result() for future in futures)   # in config order
+        store.refresh_search()
     finally:
         if pool is None:  # the caller's pool stays the caller's
             shared.close()

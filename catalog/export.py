@@ -1,0 +1,188 @@
+"""`civicat export`: the unified catalogue as versioned Parquet files (SPEC "Parquet
+export"), for portal front ends and analysts.
+
+Layout of OUT: `manifest.json`, one file per table, harvested records under
+`records/portal=<id>/dataset=<source_id>/part-*.parquet`. The export is written into a
+temporary folder beside OUT and renamed into place, so a reader finds the previous
+complete export or the new one, never a half-written one. The columns and types of every
+file are the contract of SCHEMA_VERSION (docs/export.md, pinned by a test): a change to
+them is a new schema version.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from catalog.records import RecordsLayout
+from catalog.store import connect, migrate
+
+SCHEMA_VERSION = "1.0"
+GENERATOR = "civicat"
+MANIFEST = "manifest.json"
+RECORDS = "records"
+EXPORT_MEMORY = "512MB"
+
+# table: (columns in file order, sort key) - the contract, not whatever the table holds
+TABLES: dict[str, tuple[tuple[str, ...], str]] = {
+    "datasets": (("uid", "portal_id", "city", "portal_kind", "source_id", "identifier", "title", "description",
+                  "keywords", "themes", "publisher", "contact_name", "contact_email", "issued", "modified",
+                  "accrual_periodicity", "license", "access_level", "landing_page", "spatial", "temporal_start",
+                  "temporal_end", "asset_type", "parent_uid", "row_count", "first_seen", "last_seen",
+                  "last_changed", "deleted_at", "raw_hash"), "uid"),
+    "distributions": (("dataset_uid", "position", "title", "format", "media_type", "download_url", "access_url"),
+                      "dataset_uid, position"),
+    "columns": (("dataset_uid", "position", "name", "field_name", "type", "source_type", "description"),
+                "dataset_uid, position"),
+    "overlap_pairs": (("uid_a", "uid_b", "score", "title_score", "description_score", "keywords_score",
+                       "columns_score", "values_score", "embedding_score", "shape_factor", "explanation",
+                       "computed_at"), "uid_a, uid_b"),
+    "overlap_groups": (("group_id", "uid", "label", "computed_at"), "group_id, uid"),
+    "column_profiles": (("dataset_uid", "column_name", "type", "row_count", "null_count", "distinct_count",
+                         "min_value", "max_value", "top_values", "profiled_at"), "dataset_uid, column_name"),
+}
+
+
+class ExportRefused(Exception):
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_export(folder: Path) -> bool:
+    """A folder this command wrote (so it may be replaced), judged by its manifest."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == GENERATOR
+
+
+def check_target(out: Path) -> None:
+    """OUT is replaced whole: refuse anything but a missing folder, an empty one or an
+    earlier export (`civicat export --out ~` must not delete a home directory)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ExportRefused(f"{out} is a file, not a folder")
+    if any(out.iterdir()) and not is_export(out):
+        raise ExportRefused(f"{out} is not empty and holds no civicat {MANIFEST}: choose a new or empty folder "
+                            "(an export replaces its folder whole)")
+
+
+def open_catalogue(db_path: str | Path) -> duckdb.DuckDBPyConnection:
+    con = connect(db_path, read_only=True)
+    con.execute(f"SET memory_limit = '{EXPORT_MEMORY}'")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def export_parquet(db_path: str | Path, out: str | Path) -> dict:
+    """Write the Parquet export of the catalogue at `db_path` to `out`; returns the manifest."""
+    out = Path(out).absolute()
+    check_target(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:12]}"
+    staging.mkdir()
+    try:
+        con = open_catalogue(db_path)
+        try:
+            existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            files = [_write_table(con, staging, table, existing) for table in TABLES]
+            pulls = con.execute("SELECT portal_id, source_id FROM record_pulls ORDER BY portal_id, source_id"
+                                ).fetchall() if "record_pulls" in existing else []
+        finally:
+            con.close()
+        files += _copy_records(RecordsLayout.beside(db_path), staging, pulls)
+        manifest = {
+            "generator": GENERATOR,
+            "schema_version": SCHEMA_VERSION,
+            "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "row_counts": {table: next(f["rows"] for f in files if f["path"] == f"{table}.parquet") for table in TABLES},
+            "records": {"datasets": len(pulls), "rows": sum(f["rows"] for f in files if f["path"].startswith(RECORDS))},
+            "files": files,
+        }
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _write_table(con: duckdb.DuckDBPyConnection, folder: Path, table: str, existing: set[str]) -> dict:
+    """One table as one Parquet file, sorted by its key; a table that a catalogue has not
+    made yet (no overlap run) is written empty with its contract's columns."""
+    columns, order = TABLES[table]
+    names = ", ".join(f'"{c}"' for c in columns)  # constants of this module
+    limit = "" if table in existing else " LIMIT 0"
+    source = table if table in existing else _empty_source(table)
+    path = folder / f"{table}.parquet"
+    con.execute(f"COPY (SELECT {names} FROM {source} ORDER BY {order}{limit}) TO $path "
+                "(FORMAT parquet, COMPRESSION zstd)", {"path": str(path)})
+    return _file_entry(folder, path)
+
+
+def _empty_source(table: str) -> str:
+    """The table as the migrations define it, for a catalogue that does not have it yet."""
+    with duckdb.connect() as scratch:
+        migrate(scratch)
+        described = scratch.execute(f"DESCRIBE {table}").fetchall()
+    return "(SELECT " + ", ".join(f'NULL::{sql_type} AS "{name}"' for name, sql_type, *_ in described) + ")"
+
+
+def _file_entry(folder: Path, path: Path) -> dict:
+    return {"path": path.relative_to(folder).as_posix(), "rows": pq.read_metadata(path).num_rows,
+            "bytes": path.stat().st_size, "sha256": sha256_of(path)}
+
+
+def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, str]]) -> list[dict]:
+    """Each pulled dataset's parts, into the same Hive layout under `records/`. Paths are
+    rebuilt from the ids through the records layout (sanitised, checked to stay inside),
+    never taken from a stored path. Hard links where the file system allows: a pull
+    replaces a folder by renaming, never writes into a published part."""
+    target = RecordsLayout(staging / RECORDS)
+    entries = []
+    for portal_id, source_id in pulls:
+        source = layout.folder(portal_id, source_id)
+        parts = sorted(source.glob("part-*.parquet"))
+        if not parts:
+            continue
+        destination = target.folder(portal_id, source_id)
+        destination.mkdir(parents=True, exist_ok=True)
+        for part in parts:
+            copy = destination / part.name
+            try:
+                os.link(part, copy)
+            except OSError:
+                shutil.copy2(part, copy)
+            entries.append(_file_entry(staging, copy))
+    return entries
+
+
+def _publish(staging: Path, out: Path) -> None:
+    """Rename the finished export into place. The data.json of an earlier export in OUT is
+    kept (it is written on its own, `--format data.json`)."""
+    if not out.exists():
+        os.rename(staging, out)
+        return
+    kept = out / "data.json"
+    if kept.is_file() and not (staging / "data.json").exists():
+        os.link(kept, staging / "data.json")
+    retired = out.parent / f".{out.name}.retired-{uuid.uuid4().hex[:12]}"
+    os.rename(out, retired)
+    os.rename(staging, out)
+    shutil.rmtree(retired, ignore_errors=True)

@@ -1,0 +1,164 @@
+"""DCAT-US 1.1 data.json: every dataset validates against the official schemas (format
+checks included), required fields are derived as documented, nothing is invented."""
+import json
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+
+from catalog.datajson import PortalDefaults, dataset_entry, uri, write_data_json
+from catalog.export import open_catalogue
+from harvester.cli import cli
+from tests.catalog.test_search import SPRINGFIELD, entry
+from tests.portals.catalogues import harvest_data_json
+from tests.shared_fixtures import FIXTURES, require_fixtures
+
+SCHEMAS = FIXTURES.parent / "schemas" / "dcatus1.1"
+
+
+def official(name: str) -> dict:
+    require_fixtures()
+    path = SCHEMAS / name
+    if not path.exists():
+        pytest.skip(f"the official DCAT-US schemas are not beside the repository: {path}")
+    return json.loads(path.read_text())
+
+
+def validators():
+    """(dataset validator, catalog validator): the catalog's `dataset.json` reference
+    resolved to the official non-federal dataset schema, formats (uri) checked."""
+    dataset_schema = official("non-federal_dataset.json")
+    catalog_schema = official("catalog.json")
+    registry = Registry().with_resource("https://project-open-data.cio.gov/v1.1/schema/dataset.json",
+                                        Resource.from_contents(dataset_schema))
+    checker = FormatChecker()
+    assert "uri" in checker.checkers  # rfc3986-validator installed: URLs are checked, not waved through
+    return (Draft202012Validator(dataset_schema, format_checker=checker),
+            Draft202012Validator(catalog_schema, registry=registry, format_checker=checker))
+
+
+def errors_of(validator, document) -> list[str]:
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def export_data_json(db, out, defaults):
+    con = open_catalogue(db)
+    try:
+        return write_data_json(con, out, defaults)
+    finally:
+        con.close()
+
+
+def test_a_real_harvested_catalogue_validates_with_zero_errors(tmp_path, real_catalogue):
+    dataset_validator, catalog_validator = validators()
+    con = open_catalogue(real_catalogue)
+    pod_portals = [r[0] for r in con.execute("SELECT DISTINCT portal_id FROM datasets WHERE portal_kind = 'dcat-us'").fetchall()]
+    active = con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]
+    con.close()
+    # the data team's config names a contact for the 2013 data.json portals (which publish none)
+    defaults = {p: PortalDefaults(contact_name="Open Data Team", contact_email="opendata@example.org")
+                for p in pod_portals}
+    report = export_data_json(real_catalogue, tmp_path, defaults)
+    document = json.loads((tmp_path / "data.json").read_text())
+    datasets = document["dataset"]
+    assert len(datasets) == report.written > 2500
+    assert report.written + len(report.left_out) == active
+    assert errors_of(catalog_validator, document) == []
+    for dataset in datasets:
+        assert errors_of(dataset_validator, dataset) == [], dataset["identifier"]
+    assert len({d["identifier"] for d in datasets}) == len(datasets)
+    # the 2017 Socrata listings carry no modified date and no contact: left out, and why
+    reasons = report.reasons()
+    assert reasons["no modified date"] >= 7000 and set(reasons) <= {
+        "no modified date", "no keyword or theme", "no contact email (none harvested, no config contact_email)",
+        "no access level", "no publisher (none harvested, no config publisher or city)"}
+    # of the 2013 data.json datasets, only those without any keyword or theme
+    assert {tuple(d["reasons"]) for d in report.left_out if d["uid"].startswith("pod-")} == {("no keyword or theme",)}
+
+
+def test_required_fields_are_derived_as_documented(tmp_path, store, http):
+    bare = {"identifier": "b-1", "title": "Bare Permits", "modified": "2024-03-04T05:06:07Z",
+            "accessLevel": "public", "theme": ["Housing"],
+            "distribution": [{"downloadURL": "https://x.example.org/a.csv", "format": "CSV"},
+                             {"downloadURL": "https://x.example.org/b.csv", "mediaType": "text/csv"}],
+            "license": "Public Domain", "landingPage": "https://x.example.org/b-1", "accrualPeriodicity": "R/P1D"}
+    harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD),
+                                    "ogdenville": ("Ogdenville", [bare, entry("sp-1", "Same identifier")])})
+    db = store.db_path
+    store.close()
+    defaults = {"ogdenville": PortalDefaults(publisher=None, contact_name=None, contact_email="data@ogdenville.gov")}
+    report = export_data_json(db, tmp_path, defaults)
+    dataset_validator, _ = validators()
+    by_title = {d["title"]: d for d in json.loads((tmp_path / "data.json").read_text())["dataset"]}
+    assert report.written == 6 and report.left_out == []
+    for dataset in by_title.values():
+        assert errors_of(dataset_validator, dataset) == []
+    derived = by_title["Bare Permits"]
+    assert derived["description"] == "Bare Permits"                      # from the title
+    assert derived["keyword"] == ["Housing"]                             # from the themes
+    assert derived["publisher"]["name"] == "Ogdenville"                  # the city: no publisher anywhere
+    assert derived["contactPoint"] == {"@type": "vcard:Contact", "fn": "Ogdenville",
+                                       "hasEmail": "mailto:data@ogdenville.gov"}
+    assert derived["modified"] == "2024-03-04T05:06:07Z" and derived["accessLevel"] == "public"
+    assert "license" not in derived and derived["landingPage"] == "https://x.example.org/b-1"
+    assert derived["accrualPeriodicity"] == "R/P1D"
+    assert derived["distribution"] == [
+        {"@type": "dcat:Distribution", "accessURL": "https://x.example.org/a.csv", "format": "CSV"},
+        {"@type": "dcat:Distribution", "downloadURL": "https://x.example.org/b.csv", "mediaType": "text/csv"}]
+    harvested = by_title["Building Permits"]
+    assert harvested["publisher"]["name"] == "Test City"
+    assert harvested["contactPoint"]["hasEmail"] == "mailto:open@example.org"
+    # two portals publishing the same identifier: the second in uid order gets civicat's uid
+    assert by_title["Same identifier"]["identifier"] == "sp-1"
+    assert harvested["identifier"] == "springfield:sp-1"
+
+
+def test_a_dataset_missing_a_required_field_is_left_out_with_the_reason():
+    row = {"uid": "a:1", "portal_id": "a", "city": None, "identifier": "1", "title": "T", "description": None,
+           "keywords": [], "themes": [""], "publisher": None, "contact_name": None, "contact_email": "not-an-email",
+           "issued": None, "modified": None, "accrual_periodicity": "unknown", "license": None,
+           "access_level": None, "landing_page": None, "spatial": None, "temporal_start": None,
+           "temporal_end": None, "distributions": None}
+    entry_, reasons = dataset_entry(row, PortalDefaults())
+    assert entry_ is None
+    assert reasons == ["no publisher (none harvested, no config publisher or city)", "no keyword or theme",
+                       "no modified date", "no access level",
+                       "no contact email (none harvested, no config contact_email)"]
+    complete = {**row, "publisher": "P", "keywords": ["k"], "modified": datetime(2024, 1, 1, tzinfo=UTC),
+                "access_level": "public"}
+    entry_, reasons = dataset_entry(complete, PortalDefaults(contact_email="a@b.org"))
+    assert reasons == [] and entry_["contactPoint"] == {"@type": "vcard:Contact", "fn": "P", "hasEmail": "mailto:a@b.org"}
+    assert "accrualPeriodicity" not in entry_ and entry_["modified"] == "2024-01-01T00:00:00Z"
+
+
+def test_uris_are_absolute_web_urls():
+    assert uri("https://a.org/x y?q=1#f") == "https://a.org/x%20y?q=1#f"
+    assert uri("www.a.org") is None and uri("javascript:alert(1)") is None and uri("") is None
+    assert uri("mailto:a@b.org") is None
+
+
+def test_cli_writes_both_formats_and_lists_what_was_left_out(tmp_path, store, http):
+    harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD + [
+        {"identifier": "x", "title": "No date", "accessLevel": "public", "keyword": ["k"]}])})
+    db = store.db_path
+    store.close()
+    config = tmp_path / "c.toml"
+    config.write_text('[[portals]]\nid = "springfield"\ncity = "Springfield"\nkind = "dcat-us"\n'
+                      'url = "http://127.0.0.1:1/data.json"\npublisher = "City of Springfield"\n'
+                      'contact_email = "data@springfield.gov"\n')
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", "--db", str(db), "--config", str(config), "--out", str(out),
+                                      "--format", "parquet", "--format", "data.json", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["data.json"]["datasets"] == 4 and summary["data.json"]["left_out"] == 1
+    assert summary["data.json"]["left_out_datasets"] == [{"uid": "springfield:x", "reasons": ["no modified date"]}]
+    assert summary["parquet"]["row_counts"]["datasets"] == 5
+    assert (out / "manifest.json").exists() and (out / "datasets.parquet").exists()
+    assert len(json.loads((out / "data.json").read_text())["dataset"]) == 4
+    result = CliRunner().invoke(cli, ["export", "--db", str(db), "--config", str(config), "--out", str(out),
+                                      "--format", "data.json"])
+    assert result.exit_code == 0 and "4 datasets; 1 left out" in result.output and "no modified date" in result.output
+    assert (out / "manifest.json").exists()  # a data.json export leaves the Parquet files alone

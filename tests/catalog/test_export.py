@@ -1,0 +1,253 @@
+"""The Parquet export: layout, manifest, pinned column contract, atomic replacement,
+sanitised record paths, and the readers front ends and analysts use."""
+import hashlib
+import json
+import re
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from catalog import export
+from catalog.records import RecordsLayout, safe_segment
+from catalog.store import Store, connect
+from harvester.cli import cli
+from tests.conftest import harvest_with_records
+from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
+from tests.shared_fixtures import load_json
+
+DOCS = Path(__file__).parents[2] / "docs" / "export.md"
+S, I32, I64, F64, TS, LIST = ("string", "int32", "int64", "double", "timestamp[us, tz=UTC]",
+                              "list<element: string>")
+# The contract of schema version 1.0. Changing a column here is changing the export's
+# schema: bump export.SCHEMA_VERSION and docs/export.md with it.
+PINNED_VERSION = "1.0"
+PINNED = {
+    "datasets": [("uid", S), ("portal_id", S), ("city", S), ("portal_kind", S), ("source_id", S),
+                 ("identifier", S), ("title", S), ("description", S), ("keywords", LIST), ("themes", LIST),
+                 ("publisher", S), ("contact_name", S), ("contact_email", S), ("issued", TS), ("modified", TS),
+                 ("accrual_periodicity", S), ("license", S), ("access_level", S), ("landing_page", S),
+                 ("spatial", S), ("temporal_start", TS), ("temporal_end", TS), ("asset_type", S),
+                 ("parent_uid", S), ("row_count", I64), ("first_seen", TS), ("last_seen", TS),
+                 ("last_changed", TS), ("deleted_at", TS), ("raw_hash", S)],
+    "distributions": [("dataset_uid", S), ("position", I32), ("title", S), ("format", S), ("media_type", S),
+                      ("download_url", S), ("access_url", S)],
+    "columns": [("dataset_uid", S), ("position", I32), ("name", S), ("field_name", S), ("type", S),
+                ("source_type", S), ("description", S)],
+    "overlap_pairs": [("uid_a", S), ("uid_b", S), ("score", F64), ("title_score", F64),
+                      ("description_score", F64), ("keywords_score", F64), ("columns_score", F64),
+                      ("values_score", F64), ("embedding_score", F64), ("shape_factor", F64),
+                      ("explanation", S), ("computed_at", TS)],
+    "overlap_groups": [("group_id", I32), ("uid", S), ("label", S), ("computed_at", TS)],
+    "column_profiles": [("dataset_uid", S), ("column_name", S), ("type", S), ("row_count", I64),
+                        ("null_count", I64), ("distinct_count", I64), ("min_value", S), ("max_value", S),
+                        ("top_values", LIST), ("profiled_at", TS)],
+}
+ID = "3k2p-39jp"
+
+
+def schema_of(path: Path) -> list[tuple[str, str]]:
+    return [(f.name, str(f.type)) for f in pq.read_schema(path)]
+
+
+def run_export(db, out, *options):
+    result = CliRunner().invoke(cli, ["export", "--db", str(db), "--out", str(out), "--json", *options])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+@pytest.fixture
+def seattle(tmp_path):
+    """A harvested catalogue with the records of one real dataset (Seattle's 911 calls)."""
+    view = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
+    rows = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
+    with SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
+        db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, [ID],
+                                          extra='domain = "data.example.org"\n')
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def test_layout_and_manifest(tmp_path, seattle):
+    out = tmp_path / "export"
+    summary = run_export(seattle, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["schema_version"] == export.SCHEMA_VERSION == PINNED_VERSION
+    assert datetime.fromisoformat(manifest["created_at"]).tzinfo is not None
+    part = f"records/portal=sea/dataset={ID}/part-00000.parquet"
+    assert [f["path"] for f in manifest["files"]] == [f"{t}.parquet" for t in PINNED] + [part]
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert on_disk == sorted([f["path"] for f in manifest["files"]] + ["manifest.json"])
+    for f in manifest["files"]:
+        body = (out / f["path"]).read_bytes()
+        assert f["sha256"] == hashlib.sha256(body).hexdigest() and re.fullmatch(r"[0-9a-f]{64}", f["sha256"])
+        assert f["bytes"] == len(body) and f["rows"] == pq.read_metadata(out / f["path"]).num_rows
+    con = connect(seattle, read_only=True)
+    for table in PINNED:
+        assert manifest["row_counts"][table] == con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    assert manifest["row_counts"]["datasets"] == 1 and manifest["row_counts"]["columns"] == 19
+    assert manifest["row_counts"]["column_profiles"] >= 19  # every column of the pulled records
+    assert manifest["records"] == {"datasets": 1, "rows": 1000}
+    con.close()
+    assert summary["parquet"]["row_counts"] == manifest["row_counts"]
+    # nothing left beside the export
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export")) == []
+
+
+def test_every_file_matches_the_pinned_and_documented_contract(tmp_path, seattle):
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    for table, columns in PINNED.items():
+        assert schema_of(out / f"{table}.parquet") == columns, f"{table}.parquet changed: bump the schema version"
+        assert export.TABLES[table][0] == tuple(name for name, _ in columns)
+    assert documented_columns() == PINNED
+    assert f"Schema version: **{PINNED_VERSION}**" in DOCS.read_text()
+
+
+def documented_columns() -> dict[str, list[tuple[str, str]]]:
+    """The column tables of docs/export.md: `### name.parquet`, then `| `col` | type | ... |`."""
+    tables: dict[str, list] = {}
+    current = None
+    for line in DOCS.read_text().splitlines():
+        heading = re.match(r"^### (\w+)\.parquet\s*$", line)
+        if heading:
+            current = tables.setdefault(heading.group(1), [])
+            continue
+        row = re.match(r"^\| `(\w+)` \| `([^`]+)` \|", line)
+        if row and current is not None:
+            current.append((row.group(1), row.group(2)))
+    return {name: cols for name, cols in tables.items() if name in PINNED}
+
+
+def test_readers_see_the_catalogue(tmp_path, real_catalogue_with_overlap):
+    db = real_catalogue_with_overlap
+    out = tmp_path / "export"
+    run_export(db, out)
+    con = connect(db, read_only=True)
+    counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in PINNED}
+    uids = {r[0] for r in con.execute("SELECT uid FROM datasets").fetchall()}
+    modified = dict(con.execute("SELECT uid, modified FROM datasets WHERE modified IS NOT NULL").fetchall())
+    con.close()
+    assert counts["datasets"] > 10000 and counts["columns"] > 50000 and counts["overlap_pairs"] > 100
+
+    reader = duckdb.connect()
+    for table, columns in PINNED.items():
+        path = str(out / f"{table}.parquet")
+        assert reader.execute("SELECT count(*) FROM read_parquet(?)", [path]).fetchone()[0] == counts[table]
+        arrow = pq.read_table(path)
+        assert arrow.num_rows == counts[table] and [(f.name, str(f.type)) for f in arrow.schema] == columns
+        frame = pd.read_parquet(path)
+        assert len(frame) == counts[table] and list(frame.columns) == [c for c, _ in columns]
+        polars = pl.read_parquet(path)
+        assert polars.height == counts[table] and polars.columns == [c for c, _ in columns]
+    # types as each reader gives them
+    datasets = str(out / "datasets.parquet")
+    described = {r[0]: r[1] for r in reader.execute("DESCRIBE SELECT * FROM read_parquet(?)", [datasets]).fetchall()}
+    assert described["modified"] == "TIMESTAMP WITH TIME ZONE" and described["keywords"] == "VARCHAR[]"
+    assert described["row_count"] == "BIGINT"
+    frame = pd.read_parquet(datasets)
+    assert str(frame["modified"].dtype) == "datetime64[us, UTC]" and frame["row_count"].dtype.kind in "if"
+    assert set(frame["uid"]) == uids
+    polars = pl.read_parquet(datasets)
+    assert polars.schema["modified"] == pl.Datetime("us", "UTC")
+    assert polars.schema["keywords"] == pl.List(pl.String)
+    assert polars.schema["row_count"] == pl.Int64
+    sample = polars.filter(pl.col("modified").is_not_null()).head(50)
+    for uid, value in zip(sample["uid"], sample["modified"]):
+        assert value == modified[uid]
+
+
+def test_records_partitions_are_read_as_hive(tmp_path, seattle):
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    root = str(out / "records")
+    by_duckdb = duckdb.execute("SELECT portal, dataset, count(*) FROM read_parquet(?, hive_partitioning = true) "
+                               "GROUP BY ALL", [f"{root}/**/*.parquet"]).fetchall()
+    assert by_duckdb == [("sea", ID, 1000)]
+    table = ds.dataset(root, format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 1000 and set(table.column("dataset").to_pylist()) == {ID}
+    frame = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True).collect()
+    assert frame.height == 1000 and frame["portal"].unique().to_list() == ["sea"]
+    # the same columns as the records the harvest keeps
+    kept = pq.read_table(seattle.parent / "records" / "portal=sea" / f"dataset={ID}")
+    assert pq.read_table(out / "records" / "portal=sea" / f"dataset={ID}").schema.equals(kept.schema)
+
+
+def test_names_from_portals_are_sanitised_in_record_paths(tmp_path):
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    layout = RecordsLayout.beside(db)
+    hostile = [("evil/../..", "../../../etc/x"), ("sea", ".hidden"), ("sea", "a b/c\x00d")]
+    for portal_id, source_id in hostile:
+        folder = layout.folder(portal_id, source_id)
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"n": [1, 2]}), folder / "part-00000.parquet")
+        store.con.execute("INSERT INTO record_pulls (dataset_uid, portal_id, source_id, path, row_count, "
+                          "column_count, bytes, mode, pulled_at) VALUES (?, ?, ?, ?, 2, 1, 0, 'full', now())",
+                          [f"{portal_id}:{source_id}", portal_id, source_id, layout.relative(portal_id, source_id)])
+    store.close()
+    out = tmp_path / "export"
+    run_export(db, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    paths = [f["path"] for f in manifest["files"] if f["path"].startswith("records/")]
+    assert len(paths) == 3 and manifest["records"] == {"datasets": 3, "rows": 6}
+    for path in paths:
+        segments = path.split("/")
+        assert len(segments) == 4 and all(s not in ("", ".", "..") and not s.startswith(".") for s in segments)
+        assert (out / path).resolve().is_relative_to(out.resolve())
+    assert sorted(paths) == sorted(f"records/portal={safe_segment(p)}/dataset={safe_segment(i)}/part-00000.parquet"
+                                   for p, i in hostile)
+    assert "records/portal=sea/dataset=%2Ehidden/part-00000.parquet" in paths
+    assert not (tmp_path / "etc").exists()
+
+
+def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, seattle):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(mine)])
+    assert result.exit_code == 2 and "not empty" in result.output
+    assert (mine / "notes.txt").read_text() == "keep me" and len(list(mine.iterdir())) == 1
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(tmp_path / "file")])
+    assert result.exit_code == 2 and (tmp_path / "file").read_text() == "x"
+
+
+def test_a_new_export_replaces_the_previous_whole_and_a_failed_one_leaves_it(tmp_path, seattle, monkeypatch):
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    (out / "data.json").write_text('{"dataset": []}')   # an earlier data.json export stays
+    (out / "stale.parquet").write_text("from an older export")
+    first = json.loads((out / "manifest.json").read_text())
+    run_export(seattle, out)
+    second = json.loads((out / "manifest.json").read_text())
+    assert second["created_at"] > first["created_at"]
+    assert not (out / "stale.parquet").exists() and (out / "data.json").read_text() == '{"dataset": []}'
+
+    def broken(*args):
+        raise OSError("disk full")
+    monkeypatch.setattr(export, "_copy_records", broken)
+    with pytest.raises(OSError, match="disk full"):
+        export.export_parquet(seattle, out)
+    assert json.loads((out / "manifest.json").read_text()) == second
+    assert all(f["sha256"] == export.sha256_of(out / f["path"]) for f in second["files"])
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+
+
+def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute((Path(export.__file__).parent / "migrations" / "0001_initial.sql").read_text())
+    con.execute("CREATE TABLE record_pulls (portal_id VARCHAR, source_id VARCHAR)")
+    con.close()
+    out = tmp_path / "export"
+    manifest = export.export_parquet(db, out)
+    assert manifest["row_counts"]["overlap_pairs"] == 0
+    assert schema_of(out / "overlap_pairs.parquet") == PINNED["overlap_pairs"]

@@ -1,0 +1,187 @@
+"""Full-text search: ranking, filters, refresh after each harvest, parameterised queries."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from catalog import search
+from catalog.store import Store
+from harvester.cli import cli
+from tests.catalog.test_store import T0, record, stage_of
+from tests.portals.catalogues import harvest_data_json
+
+
+def entry(identifier, title, description="", keywords=("city",), theme=None, **extra):
+    out = {"identifier": identifier, "title": title, "description": description, "keyword": list(keywords),
+           "modified": "2024-01-02", "accessLevel": "public", "publisher": {"name": "Test City"},
+           "contactPoint": {"fn": "Open Data", "hasEmail": "mailto:open@example.org"}}
+    if theme:
+        out["theme"] = [theme]
+    out.update(extra)
+    return out
+
+
+SPRINGFIELD = [
+    entry("sp-1", "Building Permits", "Permits issued by the building department.", ("permits", "construction"),
+          theme="Housing"),
+    entry("sp-2", "Street Trees", "Every tree the city maintains, with species; permits are not needed.",
+          ("trees",), theme="Environment"),
+    entry("sp-3", "311 Service Requests", "Calls to 311 for potholes and graffiti.", ("311",), theme="Services"),
+    entry("sp-4", "Crime Incidents", "Reported crimes, café and straße included.", ("police",),
+          theme="Public Safety"),
+]
+SHELBYVILLE = [
+    entry("sh-1", "Permits - Building and Electrical", "Construction permits.", ("permit",), theme="Housing"),
+    entry("sh-2", "Police Incidents", "Incidents reported to police.", ("crime",), theme="Public Safety"),
+]
+
+
+@pytest.fixture
+def two_cities(store, http):
+    harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD),
+                                    "shelbyville": ("Shelbyville", SHELBYVILLE)})
+    return store
+
+
+def find(store, text, **options):
+    return search.search(store.con, text, **options)
+
+
+def uids(hits):
+    return [h["uid"] for h in hits]
+
+
+def test_the_harvest_builds_the_index_and_title_words_rank_first(two_cities):
+    hits = find(two_cities, "building permits")
+    # both permit datasets before the one that only mentions permits in its description
+    assert uids(hits)[:2] == ["springfield:sp-1", "shelbyville:sh-1"]
+    assert "springfield:sp-2" in uids(hits)[2:]
+    assert hits[0]["score"] > hits[1]["score"] > hits[-1]["score"] > 0
+    assert set(hits[0]) >= {"uid", "title", "city", "score", "portal_id", "asset_type", "themes"}
+
+
+def test_stems_digits_accents_and_stop_words(two_cities):
+    assert uids(find(two_cities, "PERMIT"))[:2] == uids(find(two_cities, "permits"))[:2]
+    assert uids(find(two_cities, "311")) == ["springfield:sp-3"]
+    assert uids(find(two_cities, "cafe")) == ["springfield:sp-4"]       # accents stripped on both sides
+    assert find(two_cities, "the and of") == []
+    assert find(two_cities, "zyzzyva") == []
+
+
+def test_city_and_column_names_are_searched(store, http):
+    harvest_data_json(store, http, {"ogdenville": ("Ogdenville", [entry("og-1", "Inspections")])})
+    assert uids(find(store, "ogdenville")) == ["ogdenville:og-1"]
+    columns = [{"position": 0, "name": "Inspector Badge", "field_name": "inspector_badge", "type": "text",
+                "source_type": "Text", "description": None}]
+    store.commit_portal(stage_of(store, [record("ab-1", "Restaurant scores", columns=columns)]), "city", T0,
+                        mark_deleted=True)
+    store.refresh_search()
+    assert uids(find(store, "badge")) == ["city:ab-1"]
+
+
+def test_filters_by_city_theme_and_type(two_cities):
+    assert uids(find(two_cities, "permits", filters=search.Filters(cities=("shelbyville",)))) == ["shelbyville:sh-1"]
+    assert uids(find(two_cities, "permits", filters=search.Filters(cities=("Springfield",)))) == [
+        "springfield:sp-1", "springfield:sp-2"]
+    assert set(uids(find(two_cities, "incidents", filters=search.Filters(themes=("public safety",))))) == {
+        "shelbyville:sh-2", "springfield:sp-4"}
+    assert find(two_cities, "incidents", filters=search.Filters(themes=("housing",))) == []
+    assert find(two_cities, "permits", filters=search.Filters(types=("map",))) == []
+    assert len(find(two_cities, "permits", filters=search.Filters(types=("dataset",)))) == 3
+    assert len(find(two_cities, "permits", limit=1)) == 1
+
+
+def test_input_never_reaches_sql_as_text(two_cities):
+    hostile = "'); DROP TABLE datasets; --"
+    assert find(two_cities, hostile) == []
+    assert find(two_cities, "permits", filters=search.Filters(cities=(hostile,), themes=(hostile,),
+                                                             types=(hostile,))) == []
+    assert two_cities.con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 6
+
+
+def test_the_index_follows_each_harvest_and_is_not_rebuilt_when_nothing_changed(store, http):
+    harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD)})
+    assert "springfield:sp-2" in uids(find(store, "trees"))
+    built = store.con.execute("SELECT built_at FROM search_state").fetchone()[0]
+    assert store.refresh_search() is False
+    # a later harvest: one dataset gone (marked deleted), one renamed
+    later = [SPRINGFIELD[0], SPRINGFIELD[2], entry("sp-4", "Parking Tickets")]
+    harvest_data_json(store, http, {"springfield": ("Springfield", later)})
+    assert find(store, "trees") == []
+    assert uids(find(store, "parking")) == ["springfield:sp-4"]
+    assert find(store, "crime") == []
+    assert store.con.execute("SELECT built_at FROM search_state").fetchone()[0] > built
+    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 3
+
+
+def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch):
+    before = find(two_cities, "building permits")
+    monkeypatch.setattr(search, "BUILD", {**search.BUILD, "search_postings": "SELECT no_such_column FROM datasets"})
+    with pytest.raises(Exception):
+        search.refresh(two_cities.con, force=True)
+    assert find(two_cities, "building permits") == before
+    leftovers = two_cities.con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%_next' "
+                                       "OR table_name = 'search_source'").fetchall()
+    assert leftovers == []
+    assert two_cities.refresh_search() is False  # logged, not raised, by the harvest's hook
+
+
+def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
+    import duckdb
+    db = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE datasets (uid VARCHAR)")
+    con.close()
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
+    assert result.exit_code == 2 and "run `civicat harvest`" in result.output
+
+
+def test_an_empty_catalogue_has_an_empty_index_and_a_new_one_none(tmp_path):
+    store = Store(tmp_path / "c.duckdb")
+    with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):
+        find(store, "permits")
+    assert store.refresh_search() is True
+    assert find(store, "permits") == []
+    store.close()
+
+
+def test_cli_search_json_and_table(tmp_path, two_cities):
+    db = two_cities.db_path
+    two_cities.close()
+    result = CliRunner().invoke(cli, ["search", "building permits", "--db", str(db), "--json", "--city", "springfield"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert hits[0]["uid"] == "springfield:sp-1" and hits[0]["city"] == "Springfield"
+    result = CliRunner().invoke(cli, ["search", "trees", "--db", str(db)])
+    assert result.exit_code == 0 and "Street Trees" in result.output and "springfield:sp-2" in result.output
+    result = CliRunner().invoke(cli, ["search", "nothing-like-this", "--db", str(db)])
+    assert result.exit_code == 0 and "no dataset matches" in result.output
+    result = CliRunner().invoke(cli, ["search", "x", "--db", str(tmp_path / "missing.duckdb")])
+    assert result.exit_code == 2 and "run `civicat harvest`" in result.output
+
+
+def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(real_catalogue):
+    result = CliRunner().invoke(cli, ["search", "building permits", "--db", str(real_catalogue), "--json",
+                                      "--limit", "10"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.output)
+    assert len(hits) == 10
+    assert all("permit" in h["title"].lower() for h in hits[:4]), [h["title"] for h in hits]
+    assert sum("permit" in h["title"].lower() for h in hits) >= 8, [h["title"] for h in hits]
+    con = search.open_for_search(real_catalogue)
+    try:
+        active = con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]
+        assert con.execute("SELECT documents FROM search_state").fetchone()[0] == active > 10000
+        hits = search.search(con, "311 service requests", limit=5)
+        assert all("311" in h["title"] for h in hits), [h["title"] for h in hits]
+    finally:
+        con.close()
+
+
+def test_the_fts_extension_comes_from_the_pinned_wheel():
+    import duckdb
+    path = search.fts_extension_path()
+    assert path.is_file() and f"v{duckdb.__version__}" in str(path)
+    con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
+    search.load_fts(con)
+    assert con.execute("SELECT stem('permits', 'porter')").fetchone()[0] == "permit"
