@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from catalog.records import RecordsLayout
 from catalog.store import connect, migrate
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 GENERATOR = "civicat"
 MANIFEST = "manifest.json"
 RECORDS = "records"
@@ -36,13 +36,13 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
                   "keywords", "themes", "publisher", "contact_name", "contact_email", "issued", "modified",
                   "accrual_periodicity", "license", "access_level", "landing_page", "spatial", "temporal_start",
                   "temporal_end", "asset_type", "parent_uid", "row_count", "first_seen", "last_seen",
-                  "last_changed", "deleted_at", "raw_hash"), "uid"),
+                  "last_changed", "deleted_at", "missing_since", "raw_hash"), "uid"),
     "distributions": (("dataset_uid", "position", "title", "format", "media_type", "download_url", "access_url"),
                       "dataset_uid, position"),
     "columns": (("dataset_uid", "position", "name", "field_name", "type", "source_type", "description"),
                 "dataset_uid, position"),
     "overlap_pairs": (("uid_a", "uid_b", "score", "title_score", "description_score", "keywords_score",
-                       "columns_score", "values_score", "embedding_score", "shape_factor", "explanation",
+                       "columns_score", "values_score", "embedding_score", "concept_score", "shape_factor", "explanation",
                        "computed_at"), "uid_a, uid_b"),
     "overlap_groups": (("group_id", "uid", "label", "computed_at"), "group_id, uid"),
     "column_profiles": (("dataset_uid", "column_name", "type", "row_count", "null_count", "distinct_count",
@@ -123,25 +123,54 @@ def export_parquet(db_path: str | Path, out: str | Path) -> dict:
     return manifest
 
 
+# an unchanged dataset's row is not rewritten by a harvest (issue 7): the last time its
+# portal's listing named it is that listing's time, kept in portal_listings
+SOURCES = {"datasets": """(SELECT * REPLACE (CASE WHEN d.deleted_at IS NULL AND d.missing_since IS NULL
+                                                  THEN greatest(d.last_seen, coalesce(l.listed_at, d.last_seen))
+                                                  ELSE d.last_seen END AS last_seen)
+                           FROM datasets d LEFT JOIN portal_listings l USING (portal_id))"""}
+
+
 def _write_table(con: duckdb.DuckDBPyConnection, folder: Path, table: str, existing: set[str]) -> dict:
     """One table as one Parquet file, sorted by its key; a table that a catalogue has not
     made yet (no overlap run) is written empty with its contract's columns."""
     columns, order = TABLES[table]
     names = ", ".join(f'"{c}"' for c in columns)  # constants of this module
     limit = "" if table in existing else " LIMIT 0"
-    source = table if table in existing else _empty_source(table)
+    source = _source(con, table, existing)
     path = folder / f"{table}.parquet"
     con.execute(f"COPY (SELECT {names} FROM {source} ORDER BY {order}{limit}) TO $path "
                 "(FORMAT parquet, COMPRESSION zstd)", {"path": str(path)})
     return _file_entry(folder, path)
 
 
-def _empty_source(table: str) -> str:
-    """The table as the migrations define it, for a catalogue that does not have it yet."""
+def _source(con: duckdb.DuckDBPyConnection, table: str, existing: set[str]) -> str:
+    """What a table's file is read from: the table (through SOURCES), with the columns of
+    the contract that an older catalogue lacks as typed nulls (it is opened read-only, so
+    it cannot be migrated)."""
+    if table not in existing:
+        return _empty_source(table)
+    present = {name for (name,) in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = ?",
+                                               [table]).fetchall()}
+    base = SOURCES[table] if table in SOURCES and "missing_since" in present and "portal_listings" in existing \
+        else table
+    absent = [(name, sql_type) for name, sql_type in _contract_types(table) if name not in present]
+    if not absent:
+        return base
+    nulls = ", ".join(f'NULL::{sql_type} AS "{name}"' for name, sql_type in absent)
+    return f"(SELECT *, {nulls} FROM {base})"
+
+
+def _contract_types(table: str) -> list[tuple[str, str]]:
+    """The table's columns and types as the migrations define them (names are constants)."""
     with duckdb.connect() as scratch:
         migrate(scratch)
-        described = scratch.execute(f"DESCRIBE {table}").fetchall()
-    return "(SELECT " + ", ".join(f'NULL::{sql_type} AS "{name}"' for name, sql_type, *_ in described) + ")"
+        return [(name, sql_type) for name, sql_type, *_ in scratch.execute(f"DESCRIBE {table}").fetchall()]
+
+
+def _empty_source(table: str) -> str:
+    """The table as the migrations define it, for a catalogue that does not have it yet."""
+    return "(SELECT " + ", ".join(f'NULL::{sql_type} AS "{name}"' for name, sql_type in _contract_types(table)) + ")"
 
 
 def _file_entry(folder: Path, path: Path) -> dict:

@@ -185,11 +185,15 @@ class Mapper:
         # listing pages (page_key) whose every entry the catalogue holds as it is on the page:
         # their known entries are unchanged without hashing them (most of an unchanged night)
         self.settled_pages = settled_pages
+        # digests of this listing's pages that hold an entry not stored as it is on the page
+        # (rejected, or kept at its stored version): they must not be settled
+        self.unsettled: set[str] = set()
+        self._batch_pages: dict[str, str] = {}   # source id -> page digest, of the batch being filled
         self.unchanged = 0
         self.pool = pool if pool is not None and pool.workers > 0 else None
         self.max_in_flight = 2 * (self.pool.workers if self.pool else 1)
         self.batch = self._new_batch()
-        self.in_flight: deque[tuple[Batch, Future]] = deque()
+        self.in_flight: deque[tuple[Batch, Future, dict[str, str]]] = deque()
         self.listed = 0
         self.pool_after = POOL_AFTER
 
@@ -205,31 +209,41 @@ class Mapper:
         source_id = self.adapter.source_id(entry)
         if source_id:
             self.stage.mark_seen(f"{self.portal.id}:{source_id}")
-        if not isinstance(entry, dict):
-            self.on_error(source_id, "validate", "RecordRejected", f"entry is a {type(entry).__name__}, not an object")
+        if not isinstance(entry, dict) or not source_id:
+            self._unsettle(page_digest)
+            self.on_error(source_id, "validate", "RecordRejected", "entry has no source id" if isinstance(entry, dict)
+                          else f"entry is a {type(entry).__name__}, not an object")
             return
-        if not source_id:
-            self.on_error(None, "validate", "RecordRejected", "entry has no source id")
-            return
+        stored = self.known.get(f"{self.portal.id}:{source_id}")
         details = None
         try:
             details = self.adapter.fetch_details(entry)
-        except HttpError as exc:  # one dataset's lookup: recorded, the entry kept as listed
+        except HttpError as exc:  # one dataset's lookup: recorded; a stored dataset keeps its version
             self.on_error(source_id, "fetch", exc.error_type, str(exc))
-        stored = self.known.get(f"{self.portal.id}:{source_id}")
+            if stored is not None:  # (half the metadata must not replace the whole: its columns)
+                self._unsettle(page_digest)
+                self.unchanged += 1
+                return
         if stored is not None and (
                 (details is None and page_digest is not None and self.page_key(page_digest) in self.settled_pages)
                 or stored == raw_hash(self.adapter, entry, details)):
             self.unchanged += 1
             return
+        if page_digest is not None:
+            self._batch_pages[source_id] = page_digest
         self.batch.entries.append((compact_json_bytes(entry),
                                    compact_json_bytes(details) if details is not None else None))
         self.listed += 1
         if len(self.batch.entries) >= BATCH:
             self._dispatch()
 
+    def _unsettle(self, page_digest: str | None) -> None:
+        if page_digest is not None:
+            self.unsettled.add(page_digest)
+
     def _dispatch(self) -> None:
         batch, self.batch = self.batch, self._new_batch()
+        pages, self._batch_pages = self._batch_pages, {}
         batch.number = self.stage.new_part()
         future = None
         if self.pool is not None and self.pool.workers > 0 and self.listed > self.pool_after:
@@ -240,11 +254,11 @@ class Mapper:
         if future is None:
             future = Future()
             future.set_result(map_batch(batch))
-        self.in_flight.append((batch, future))
+        self.in_flight.append((batch, future, pages))
         while len(self.in_flight) > self.max_in_flight or (self.in_flight and self.in_flight[0][1].done()):
             self._collect(*self.in_flight.popleft())
 
-    def _collect(self, batch: Batch, future: Future) -> None:
+    def _collect(self, batch: Batch, future: Future, pages: dict[str, str]) -> None:
         try:
             result: BatchResult = future.result()
         except BrokenProcessPool as exc:
@@ -253,6 +267,8 @@ class Mapper:
             result = map_batch(batch)
         for source_id, stage, error_type, message, severity in result.errors:
             self.on_error(source_id, stage, error_type, message, severity)
+            if severity == "error":  # rejected: the catalogue keeps another version, or none
+                self._unsettle(pages.get(source_id))
         self.stage.part_written(result.number, result.longest)
 
     def finish(self) -> None:
@@ -269,9 +285,9 @@ class Mapper:
     def abandon(self) -> None:
         """The portal failed: cancel what has not started, wait for what has (so no part
         is written into a stage being removed), and ignore their results."""
-        for _, future in self.in_flight:
+        for _, future, _ in self.in_flight:
             future.cancel()
-        for _, future in self.in_flight:
+        for _, future, _ in self.in_flight:
             if not future.cancelled():
                 try:
                     future.result()

@@ -5,6 +5,7 @@ failing record or dataset is stored in `harvest_errors` and the rest goes on.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -106,12 +107,18 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
         return harvest_portal(portal, store, http, run.run_id, on_progress, full=full, records=records,
                               pool=portal_pool)
 
+    free = threading.Semaphore(shared.workers)   # mapping processes, one per core in all
+
     def alone(portal: PortalConfig) -> PortalReport:
-        portal_pool = WorkerPool(max(1, shared.workers // workers) if shared.workers else 0)
+        share = max(1, shared.workers // workers) if shared.workers else 0
+        taken = sum(free.acquire(blocking=False) for _ in range(share))   # none free: maps in-process
+        portal_pool = WorkerPool(taken)
         try:
             return one(portal, portal_pool)
         finally:
             portal_pool.close()
+            for _ in range(taken):
+                free.release()
 
     try:
         with relaxed_gc():   # process-wide, so around every portal thread
@@ -176,7 +183,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
                                      rewrite=full, grace=timedelta(days=portal.deletion_grace_days),
                                      # an id listed twice: which copy was stored depends on the order
-                                     pages=[] if listing.duplicates else [mapper.page_key(d) for d in listing.digests])
+                                     pages=[] if listing.duplicates else [mapper.page_key(d) for d in listing.digests
+                                                                          if d not in mapper.unsettled])
         for key, value in counts.items():
             setattr(report, key, value)
         report.unchanged += mapper.unchanged   # recognised before mapping, never staged

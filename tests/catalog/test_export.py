@@ -26,9 +26,9 @@ from tests.shared_fixtures import load_json
 DOCS = Path(__file__).parents[2] / "docs" / "export.md"
 S, I32, I64, F64, TS, LIST = ("string", "int32", "int64", "double", "timestamp[us, tz=UTC]",
                               "list<element: string>")
-# The contract of schema version 1.0. Changing a column here is changing the export's
+# The contract of schema version 1.1. Changing a column here is changing the export's
 # schema: bump export.SCHEMA_VERSION and docs/export.md with it.
-PINNED_VERSION = "1.0"
+PINNED_VERSION = "1.1"
 PINNED = {
     "datasets": [("uid", S), ("portal_id", S), ("city", S), ("portal_kind", S), ("source_id", S),
                  ("identifier", S), ("title", S), ("description", S), ("keywords", LIST), ("themes", LIST),
@@ -36,14 +36,14 @@ PINNED = {
                  ("accrual_periodicity", S), ("license", S), ("access_level", S), ("landing_page", S),
                  ("spatial", S), ("temporal_start", TS), ("temporal_end", TS), ("asset_type", S),
                  ("parent_uid", S), ("row_count", I64), ("first_seen", TS), ("last_seen", TS),
-                 ("last_changed", TS), ("deleted_at", TS), ("raw_hash", S)],
+                 ("last_changed", TS), ("deleted_at", TS), ("missing_since", TS), ("raw_hash", S)],
     "distributions": [("dataset_uid", S), ("position", I32), ("title", S), ("format", S), ("media_type", S),
                       ("download_url", S), ("access_url", S)],
     "columns": [("dataset_uid", S), ("position", I32), ("name", S), ("field_name", S), ("type", S),
                 ("source_type", S), ("description", S)],
     "overlap_pairs": [("uid_a", S), ("uid_b", S), ("score", F64), ("title_score", F64),
                       ("description_score", F64), ("keywords_score", F64), ("columns_score", F64),
-                      ("values_score", F64), ("embedding_score", F64), ("shape_factor", F64),
+                      ("values_score", F64), ("embedding_score", F64), ("concept_score", F64), ("shape_factor", F64),
                       ("explanation", S), ("computed_at", TS)],
     "overlap_groups": [("group_id", I32), ("uid", S), ("label", S), ("computed_at", TS)],
     "column_profiles": [("dataset_uid", S), ("column_name", S), ("type", S), ("row_count", I64),
@@ -251,3 +251,27 @@ def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):
     manifest = export.export_parquet(db, out)
     assert manifest["row_counts"]["overlap_pairs"] == 0
     assert schema_of(out / "overlap_pairs.parquet") == PINNED["overlap_pairs"]
+
+
+def test_last_seen_is_the_latest_listing_that_named_the_dataset(tmp_path):
+    """An unchanged night rewrites no dataset row; the export's last_seen is still the
+    latest complete listing that named the dataset, and a missing one says since when."""
+    from harvester.http import HttpClient
+    from harvester.pipeline import harvest
+    from tests.conftest import portal_config
+    from tests.portals.synth import make_socrata_entries
+
+    with SocrataPortal(make_socrata_entries(30, domain="data.example.org"), domain="data.example.org") as portal:
+        config = portal_config("city", "socrata", portal.url, domain="data.example.org", deletion_grace_days=3)
+        store = Store(tmp_path / "c.duckdb")
+        harvest([config], store, HttpClient(backoff_initial=0.01))
+        gone = portal.entries.pop(0)["resource"]["id"]
+        harvest([config], store, HttpClient(backoff_initial=0.01))
+        listed_at, first_seen = store.con.execute(
+            "SELECT listed_at, min(first_seen) FROM portal_listings, datasets GROUP BY ALL").fetchone()
+        store.close()
+    run_export(tmp_path / "c.duckdb", tmp_path / "out")
+    rows = {r["uid"]: r for r in pq.read_table(tmp_path / "out" / "datasets.parquet").to_pylist()}
+    assert rows[f"city:{gone}"]["missing_since"] == listed_at and rows[f"city:{gone}"]["last_seen"] == first_seen
+    listed = [r for uid, r in rows.items() if uid != f"city:{gone}"]
+    assert len(listed) == 29 and all(r["last_seen"] == listed_at and r["missing_since"] is None for r in listed)

@@ -10,7 +10,7 @@ from harvester import mapping
 from harvester.pipeline import harvest
 from tests.conftest import portal_config
 from tests.portals.dcat import DataJsonPortal
-from tests.portals.socrata import SocrataPortal
+from tests.portals.socrata import SocrataPortal, discovery_entry
 from tests.portals.synth import make_data_json, make_socrata_entries
 
 DOMAIN = "data.example.org"
@@ -86,6 +86,50 @@ def test_entries_of_a_page_the_catalogue_holds_are_not_even_hashed(store, http, 
     uid = f"city:{socrata.entries[120]['resource']['id']}"
     assert store.con.execute("SELECT title FROM datasets WHERE uid = ?", [uid]).fetchone() == ("Renamed dataset",)
     assert store.settled_pages("city") != pages and len(store.settled_pages("city")) == 4
+
+
+def rejections(store, run_id):
+    return store.con.execute("SELECT source_id, error_type FROM harvest_errors WHERE run_id = ? "
+                             "AND severity = 'error'", [run_id]).fetchall()
+
+
+def test_a_page_holding_a_rejected_entry_is_not_settled(store, http, socrata):
+    """The catalogue keeps the old version of an entry it now rejects: the page is not
+    settled, so the rejection is found and reported again every night it lasts."""
+    harvest([socrata.config], store, http)
+    rejected = socrata.entries[120]["resource"]
+    rejected["name"] = None   # no title
+    socrata.entries = list(socrata.entries)
+    second = harvest([socrata.config], store, http)
+    assert rejections(store, second.run_id) == [(rejected["id"], "RecordRejected")]
+    assert len(store.settled_pages("city")) == 3   # of 4: not the second page
+    third = harvest([socrata.config], store, http)   # every page a 304
+    assert third.portals[0].not_modified == third.portals[0].requests
+    assert rejections(store, third.run_id) == [(rejected["id"], "RecordRejected")]
+
+
+def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
+    """A table whose columns come from /api/views: when that lookup fails one night, the
+    stored dataset keeps its columns (half the metadata never replaces the whole)."""
+    view = {"id": "abcd-1234", "name": "Crimes", "columns": [
+        {"fieldName": "id", "name": "ID", "dataTypeName": "number"},
+        {"fieldName": "kind", "name": "Kind", "dataTypeName": "text"}]}
+    entry = discovery_entry(view, DOMAIN)
+    for key in ("columns_field_name", "columns_name", "columns_datatype", "columns_description"):
+        del entry["resource"][key]
+    with SocrataPortal(make_socrata_entries(20, domain=DOMAIN) + [entry], views={"abcd-1234": view},
+                       domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        harvest([config], store, http)
+        columns = "SELECT count(*) FROM columns WHERE dataset_uid = 'city:abcd-1234'"
+        assert count(store, columns) == 2
+        portal.views = {}                                                   # the lookup now fails
+        portal.entries[0]["resource"]["page_views"]["page_views_total"] += 1  # and the page changed
+        portal.entries = list(portal.entries)
+        report = harvest([config], store, http)
+        assert report.portals[0].status == "ok" and report.portals[0].changed == 0
+        assert [source for source, _ in rejections(store, report.run_id)] == ["abcd-1234"]
+        assert count(store, columns) == 2 and store.settled_pages("city") == set()
 
 
 def test_no_page_is_settled_after_a_listing_with_duplicates_or_under_another_mapping(store, http, socrata,
