@@ -141,6 +141,7 @@ class Store:
         self.db_path = Path(db_path)
         self.con = connect(self.db_path)
         self._write_lock = threading.Lock()
+        self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
 
     def close(self) -> None:
         self.con.close()
@@ -219,26 +220,30 @@ class Store:
             return write()
         except duckdb.OutOfMemoryException as exc:
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
-        with self._write_lock:
+        with self._write_lock:  # the limit is the database's: parallel portals count their retries
+            self._large_writes += 1
             self.con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
         try:
             return write()
         finally:
-            self._restore_memory_limit()
+            with self._write_lock:
+                self._large_writes -= 1
+                if not self._large_writes:  # the last retry running restores it
+                    self._restore_memory_limit()
 
     def _restore_memory_limit(self) -> None:
-        """Back to the small limit; committed rows not yet checkpointed cannot be evicted,
-        so checkpoint first when they do not fit (a failure here is only a warning)."""
-        with self._write_lock:
-            for attempt in range(2):
-                try:
-                    self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-                    return
-                except duckdb.OutOfMemoryException as exc:
-                    if attempt:
-                        log.warning("memory limit left at %s: %s", MERGE_MEMORY_LIMIT, exc)
-                    else:
-                        self.con.execute("CHECKPOINT")
+        """Back to the small limit (the write lock held); committed rows not yet
+        checkpointed cannot be evicted, so checkpoint first when they do not fit (a failure
+        here is only a warning)."""
+        for attempt in range(2):
+            try:
+                self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+                return
+            except duckdb.OutOfMemoryException as exc:
+                if attempt:
+                    log.warning("memory limit left at %s: %s", MERGE_MEMORY_LIMIT, exc)
+                else:
+                    self.con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                rewrite: bool, grace: timedelta, pages: list[str]) -> dict[str, int]:

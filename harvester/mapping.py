@@ -13,6 +13,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,20 +116,32 @@ def _worker_started() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
+_relaxed = {"users": 0, "thresholds": None}
+_relaxed_lock = threading.Lock()
+
+
 @contextmanager
 def relaxed_gc() -> Iterator[None]:
     """The harvest's own process, the same way: parsed pages and entries are acyclic, and
     collecting every 700 allocations took a third of the time spent parsing and
-    re-serialising them. What existed before is frozen (never re-scanned); the previous
-    settings come back afterwards."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    re-serialising them. What existed before is frozen (never re-scanned). The settings
+    are the process's: harvests running side by side share them, and the last to end
+    puts back what was there before the first."""
+    with _relaxed_lock:
+        if not _relaxed["users"]:
+            _relaxed["thresholds"], _relaxed["frozen"] = gc.get_threshold(), gc.get_freeze_count()
+            gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
+        _relaxed["users"] += 1
     try:
         yield
     finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        with _relaxed_lock:
+            _relaxed["users"] -= 1
+            if not _relaxed["users"]:
+                gc.set_threshold(*_relaxed["thresholds"])
+                if not _relaxed["frozen"]:  # a caller's own freeze stays
+                    gc.unfreeze()
 
 
 class WorkerPool:

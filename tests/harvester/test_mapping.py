@@ -98,3 +98,14 @@ def test_workers_import_neither_arrow_nor_duckdb():
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_relaxed_gc_is_shared_by_harvests_side_by_side_and_put_back_by_the_last():
+    import gc
+
+    before = gc.get_threshold()
+    with mapping.relaxed_gc():
+        with mapping.relaxed_gc():   # a second harvest in another thread of the process
+            assert gc.get_threshold() == mapping.GC_THRESHOLDS
+        assert gc.get_threshold() == mapping.GC_THRESHOLDS   # the first is still running
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
