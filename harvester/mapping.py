@@ -91,8 +91,16 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
 
 def raw_hash(adapter: PortalAdapter, entry: dict, details: dict | None) -> str:
     """The version of a dataset as the portal gave it, under this mapping (see hash_view)."""
-    return content_hash(f"{adapter.kind}/{adapter.mapping_version}",
-                        canonical_json_bytes(adapter.hash_view(entry, details)))
+    return content_hash(mapping_namespace(adapter), canonical_json_bytes(adapter.hash_view(entry, details)))
+
+
+def mapping_namespace(adapter: PortalAdapter) -> str:
+    """What a stored version depends on besides the entry: civicat's mapping of the kind,
+    and the portal settings a record is mapped with (its city; the URLs built from the
+    portal's), so a city renamed or a portal moved re-maps each dataset once."""
+    portal = adapter.portal
+    settings = content_hash(portal.city, portal.url, portal.domain or "")[:16]
+    return f"{adapter.kind}/{adapter.mapping_version}/{settings}"
 
 
 _adapters: dict[PortalConfig, PortalAdapter] = {}
@@ -215,7 +223,7 @@ class Mapper:
 
     def page_key(self, digest: str) -> str:
         """A listing page as stored in the catalogue: its body's digest, under this mapping."""
-        return f"{self.adapter.kind}/{self.adapter.mapping_version}:{digest}"
+        return f"{mapping_namespace(self.adapter)}:{digest}"
 
     def add(self, entry, page_digest: str | None = None) -> None:
         """One listed entry; `page_digest`: the digest of the page it was listed on."""

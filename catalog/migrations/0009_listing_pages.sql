@@ -4,5 +4,5 @@
 -- known unchanged without hashing each one.
 CREATE TABLE listing_pages (
     portal_id VARCHAR NOT NULL,
-    page_key  VARCHAR NOT NULL   -- '<kind>/<mapping version>:<sha256 of the page body>'
+    page_key  VARCHAR NOT NULL   -- '<kind>/<mapping version>/<portal settings>:<sha256 of the page body>'
 );

@@ -88,6 +88,15 @@ def test_entries_of_a_page_the_catalogue_holds_are_not_even_hashed(store, http, 
     assert store.settled_pages("city") != pages and len(store.settled_pages("city")) == 4
 
 
+def test_a_city_renamed_in_the_config_remaps_every_dataset_once(store, http, socrata):
+    harvest([socrata.config], store, http)
+    renamed = portal_config("city", "socrata", socrata.url, domain=DOMAIN, city="Renamed City")
+    report = harvest([renamed], store, http).portals[0]
+    assert report.changed == 350 and count(store, "SELECT count(DISTINCT city) FROM datasets") == 1
+    assert store.con.execute("SELECT DISTINCT city FROM datasets").fetchone() == ("Renamed City",)
+    assert harvest([renamed], store, http).portals[0].unchanged == 350
+
+
 def rejections(store, run_id):
     return store.con.execute("SELECT source_id, error_type FROM harvest_errors WHERE run_id = ? "
                              "AND severity = 'error'", [run_id]).fetchall()
