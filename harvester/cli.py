@@ -100,8 +100,7 @@ def open_for_writing(opener, db_path: Path, wait: bool):
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
-            held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
-            who = f"process {held.group(2)} ({held.group(1)})" if held else "another process"
+            who = _lock_holder(exc)
             if not wait:
                 click.echo(f"Error: {db_path} is open in {who}, which keeps a writer out (DuckDB allows no "
                            "writer beside another process's connection): close it, or pass --wait", err=True)
@@ -322,11 +321,11 @@ def sql(query, fmt, db_path):
     from catalog.query import QueryRefused, run_query
 
     try:
-        columns, rows = run_query(db_path, query)
+        columns, rows = _open(lambda path: run_query(path, query), db_path)
     except QueryRefused as exc:
         raise click.UsageError(str(exc)) from None
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
+    except click.ClickException:
+        raise
     except Exception as exc:  # duckdb errors: the message says what was wrong
         raise click.ClickException(str(exc)) from None
     if fmt == "json":
@@ -524,11 +523,25 @@ def export(out_dir, formats, db_path, config_path, as_json):
             click.echo(f"  {count}: {reason}")
 
 
+def _lock_holder(exc: Exception) -> str:
+    """Who holds the DuckDB file, from DuckDB's lock error."""
+    held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+    return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
+
+
 def _open(opener, db_path: Path):
+    """A reader's connection; exit 2 without a catalogue, 1 while another process writes it."""
+    import duckdb
+
     try:
         return opener(db_path)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
+    except duckdb.IOException as exc:
+        if "lock" not in str(exc).lower():
+            raise
+        raise click.ClickException(f"{db_path} is being written by {_lock_holder(exc)} (a harvest?), and DuckDB "
+                                   "lets no reader open it meanwhile: try again when it ends") from None
 
 
 def main() -> None:

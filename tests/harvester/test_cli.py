@@ -187,3 +187,21 @@ def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_wa
     finally:
         notebook.kill()
         notebook.wait()
+
+
+def test_readers_say_clearly_that_a_harvest_holds_the_catalogue(tmp_path, portal):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    writer = subprocess.Popen([sys.executable, "-c", "import duckdb, sys\n"
+                               f"con = duckdb.connect({str(db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "open\n"   # a harvest writing the catalogue
+        for args in (["runs"], ["sql", "SELECT 1"], ["search", "permits"], ["similar", "city:x"]):
+            result = CliRunner().invoke(cli, [*args, "--db", str(db)])
+            assert result.exit_code == 1, (args, result.output)
+            assert f"is being written by process {writer.pid}" in result.output, (args, result.output)
+    finally:
+        writer.kill()
+        writer.wait()
