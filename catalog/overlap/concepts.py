@@ -155,3 +155,17 @@ def vector(concepts: tuple[str, ...]) -> dict[str, float]:
 
 def describe(concept: str) -> str:
     return concept.replace("_", " ")
+
+
+LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for service",
+          "service_request": "311 service requests", "use_of_force": "Use of force",
+          "officer_shooting": "Officer-involved shootings", "arrest": "Arrests", "traffic_stop": "Traffic stops",
+          "pedestrian_stop": "Pedestrian stops", "field_contact": "Field contacts", "police_stop": "Police stops",
+          "police_complaint": "Police complaints", "citation": "Citations", "parking_citation": "Parking citations",
+          "warning": "Traffic warnings", "crash": "Traffic crashes", "vehicle_pursuit": "Vehicle pursuits",
+          "police_employee": "Police employees", "lawsuit": "Lawsuits"}
+
+
+def label(concept: str) -> str:
+    """A group's label when a kind of record is what its cities share."""
+    return LABELS.get(concept) or describe(concept).capitalize()

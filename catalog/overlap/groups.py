@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 import numpy as np
 import scipy.sparse as sp
 
-from catalog.overlap import text
+from catalog.overlap import concepts, text
 from catalog.overlap.features import Catalogue, normalise
 
 COHESION = 0.45
@@ -107,4 +107,23 @@ def label(c: Catalogue, rows: list[int]) -> str:
 
     best = max(cities_with, key=rank)
     surface = surfaces[best].most_common(1)[0][0]
+    # the kind of record the cities share names the group better than a title word fewer
+    # of them use ('Race' for complaint tables), or a lone word as many use ('Crime')
+    kind, kind_coverage = _shared_kind(c, rows, n_cities)
+    coverage = len(cities_with[best]) / n_cities
+    if kind and kind_coverage >= 0.5 and (kind_coverage > coverage + 1e-9
+                                          or (kind_coverage >= coverage - 1e-9 and " " not in surface)):
+        return concepts.label(kind)
     return surface[:1].upper() + surface[1:]
+
+
+def _shared_kind(c: Catalogue, rows: list[int], n_cities: int) -> tuple[str | None, float]:
+    """The kind of record most of the group's cities have a member of, and their share."""
+    cities_of: dict[str, set[int]] = defaultdict(set)
+    for row in rows:
+        for kind in c.concept_lists[row]:
+            cities_of[kind].add(int(c.city_ids[row]))
+    if not cities_of:
+        return None, 0.0
+    kind = max(cities_of, key=lambda k: (len(cities_of[k]), k))
+    return kind, len(cities_of[kind]) / n_cities

@@ -63,3 +63,25 @@ def test_a_chain_of_strong_pairs_does_not_join_unrelated_ends():
 def test_a_group_needs_two_cities():
     c = rows_catalogue([("A", "Street trees"), ("A", "Street trees")])
     assert groups.form_groups(c, np.array([0]), np.array([1]), np.array([0.9], dtype=np.float32)) == []
+
+
+def test_a_group_sharing_a_kind_of_record_is_labelled_by_it():
+    """Complaint tables of three cities, whose titles share no subject word all of them
+    use ('race' is in two): the kind of record they hold names the group."""
+    from types import SimpleNamespace
+
+    from catalog.overlap import concepts
+
+    titles = ["CCRB Race of Officers against Whom Allegations Were Substantiated",
+              "CCRB Complaints Received by Race of Complainant",
+              "Office of Citizen Complaints Complainants by Race/Ethnicity",
+              "Internal Affairs Allegations"]
+    catalogue = SimpleNamespace(titles=titles, places=["nyc", "nyc", "sf", "montgomery"],
+                                city_ids=np.array([0, 0, 1, 2]),
+                                concept_lists=[concepts.of_dataset(t, None) for t in titles])
+    assert all("police_complaint" in kinds for kinds in catalogue.concept_lists), catalogue.concept_lists
+    assert groups.label(catalogue, [0, 1, 2, 3]) == "Police complaints"
+    # titles that all share their subject keep it ('Building permits', not a kind)
+    permits = SimpleNamespace(titles=["Building Permits", "EBR Building Permits"], places=["chi", "brla"],
+                              city_ids=np.array([0, 1]), concept_lists=[(), ()])
+    assert groups.label(permits, [0, 1]) == "Building permits"
