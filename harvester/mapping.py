@@ -9,6 +9,7 @@ never pay for starting workers.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import multiprocessing
@@ -99,8 +100,12 @@ def mapping_namespace(adapter: PortalAdapter) -> str:
     and the portal settings a record is mapped with (its city; the URLs built from the
     portal's), so a city renamed or a portal moved re-maps each dataset once."""
     portal = adapter.portal
-    settings = content_hash(portal.city, portal.url, portal.domain or "")[:16]
-    return f"{adapter.kind}/{adapter.mapping_version}/{settings}"
+    return _namespace(adapter.kind, adapter.mapping_version, portal.city, portal.url, portal.domain or "")
+
+
+@functools.lru_cache(maxsize=64)
+def _namespace(kind: str, version: int, city: str, url: str, domain: str) -> str:
+    return f"{kind}/{version}/{content_hash(city, url, domain)[:16]}"   # once per portal, not per entry
 
 
 _adapters: dict[PortalConfig, PortalAdapter] = {}
@@ -231,9 +236,10 @@ class Mapper:
         if source_id:
             self.stage.mark_seen(f"{self.portal.id}:{source_id}")
         if not isinstance(entry, dict) or not source_id:
+            reason = (f"entry is a {type(entry).__name__}, not an object" if not isinstance(entry, dict)
+                      else "entry has no source id")
             self._unsettle(page_digest)
-            self.on_error(source_id, "validate", "RecordRejected", "entry has no source id" if isinstance(entry, dict)
-                          else f"entry is a {type(entry).__name__}, not an object")
+            self.on_error(source_id, "validate", "RecordRejected", reason)
             return
         stored = self.known.get(f"{self.portal.id}:{source_id}")
         details = None
