@@ -108,30 +108,47 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
 
 
 def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str, now: datetime,
-                   grace: timedelta | None) -> int:
+                   grace: timedelta | None, kept: list[str]) -> int:
     """Missing and deleted datasets of a portal's merge; returns how many got deleted_at.
 
-    A listed dataset is no longer missing. With `grace` (the listing was complete), a stored
-    dataset it did not name becomes missing (its last_seen brought up to the portal's
-    previous complete listing, the last one that named it) and is marked deleted once
-    missing for `grace`; the listing's time is kept in portal_listings."""
-    seen = f"(SELECT unnest(uids) FROM {_read_jsonl('seen', SEEN_COLUMNS, stage.longest)})"
-    params = {"now": now, "portal": portal_id, "seen": stage.path("seen")}
+    Listed are the ids the stage saw and those of the listing pages `kept` unread (known
+    from the last listing: their ids are in listing_pages). A listed dataset is no longer
+    missing. With `grace` (the listing was complete), a stored dataset it did not name
+    becomes missing (its last_seen brought up to the portal's previous complete listing,
+    the last one that named it) and is marked deleted once missing for `grace`; the
+    listing's time is kept in portal_listings."""
+    params = {"now": now, "portal": portal_id}
+    cur.execute(f"""CREATE OR REPLACE TEMP TABLE _seen AS
+                    SELECT unnest(uids) AS uid FROM {_read_jsonl('seen', SEEN_COLUMNS, stage.longest)}
+                    UNION SELECT $portal || ':' || unnest(ids) FROM listing_pages
+                          WHERE portal_id = $portal AND list_contains($kept, {PAGE_IDENTITY})""",
+                {"portal": portal_id, "seen": stage.path("seen"), "kept": kept})
+    seen = "(SELECT uid FROM _seen)"
     cur.execute(f"""UPDATE datasets SET missing_since = NULL, last_seen = $now
                     WHERE portal_id = $portal AND missing_since IS NOT NULL AND uid IN {seen}""", params)
-    if grace is None:
-        return 0
-    cur.execute(f"""
-        UPDATE datasets SET missing_since = $now, last_seen = greatest(last_seen, coalesce(
-                (SELECT listed_at FROM portal_listings WHERE portal_id = $portal), last_seen))
-        WHERE portal_id = $portal AND deleted_at IS NULL AND missing_since IS NULL AND uid NOT IN {seen}""", params)
-    removed = cur.execute("""UPDATE datasets SET deleted_at = $now WHERE portal_id = $portal AND deleted_at IS NULL
-                             AND missing_since <= $cutoff""",
-                          {"now": now, "portal": portal_id, "cutoff": now - grace}).fetchone()[0]
-    cur.execute(f"""INSERT OR REPLACE INTO portal_listings
-                    SELECT $portal, $now, (SELECT count(DISTINCT uid) FROM (SELECT unnest(uids) AS uid
-                                           FROM {_read_jsonl('seen', SEEN_COLUMNS, stage.longest)}))""", params)
+    removed = 0
+    if grace is not None:
+        cur.execute(f"""
+            UPDATE datasets SET missing_since = $now, last_seen = greatest(last_seen, coalesce(
+                    (SELECT listed_at FROM portal_listings WHERE portal_id = $portal), last_seen))
+            WHERE portal_id = $portal AND deleted_at IS NULL AND missing_since IS NULL AND uid NOT IN {seen}""",
+                    params)
+        removed = cur.execute("""UPDATE datasets SET deleted_at = $now WHERE portal_id = $portal
+                                 AND deleted_at IS NULL AND missing_since <= $cutoff""",
+                              {"now": now, "portal": portal_id, "cutoff": now - grace}).fetchone()[0]
+        cur.execute("INSERT OR REPLACE INTO portal_listings SELECT $portal, $now, (SELECT count(*) FROM _seen)", params)
+    cur.execute("DROP TABLE _seen")
     return removed
+
+
+# a listing page as the merge names it: its key and the request that gave it
+PAGE_IDENTITY = "page_key || chr(10) || coalesce(params, '')"
+PAGE_SCHEMA = pa.schema([("portal_id", _string), ("page_key", _string), ("params", _string),
+                         ("next_params", _string), ("total", pa.int64()), ("ids", pa.list_(_string))])
+
+
+def page_identity(page_key: str, params: str | None) -> str:
+    return f"{page_key}\n{params or ''}"
 
 
 class Store:
@@ -186,16 +203,42 @@ class Store:
             return {row[0] for row in self.con.execute("SELECT page_key FROM listing_pages WHERE portal_id = ?",
                                                        [portal_id]).fetchall()}
 
-    def prune_raw(self, portal_id: str) -> None:
-        """Drop raw versions no dataset points at (superseded, or written by a failed run)."""
+    def known_pages(self, portal_id: str, namespace: str) -> list[tuple]:
+        """The pages of the portal's latest committed listing read under `namespace` (the
+        mapping), with what the next listing needs to know them unread: (digest, params,
+        next params, total, number of ids or None)."""
         with self._write_lock:
+            return [(key[len(namespace) + 1:], *rest) for key, *rest in self.con.execute(
+                """SELECT page_key, params, next_params, total, len(ids) FROM listing_pages
+                   WHERE portal_id = $portal AND starts_with(page_key, $prefix) AND params IS NOT NULL""",
+                {"portal": portal_id, "prefix": f"{namespace}:"}).fetchall()]
+
+    def listed_on(self, portal_id: str, pages: list[str], ids: set[str]) -> set[str]:
+        """Which of `ids` the stored listing pages `pages` (page_identity) list."""
+        with self._write_lock:
+            return {row[0] for row in self.con.execute(
+                f"""SELECT id FROM (SELECT unnest(ids) AS id FROM listing_pages
+                                    WHERE portal_id = $portal AND list_contains($pages, {PAGE_IDENTITY}))
+                    WHERE id IN (SELECT unnest($ids::VARCHAR[]))""",
+                {"portal": portal_id, "pages": pages, "ids": sorted(ids)}).fetchall()}
+
+    def prune_raw(self, portal_id: str, *, unless_after: str | None = None) -> None:
+        """Drop raw versions no dataset points at (superseded, or written by a failed run).
+        `unless_after`: a run id; nothing to do when the portal's run before it ended ok (a
+        run that fails prunes what it wrote, and one that ends ok leaves nothing unpointed)."""
+        with self._write_lock:
+            if unless_after is not None and self.con.execute(
+                    """SELECT status FROM harvest_runs WHERE portal_id = $portal AND run_id <> $run
+                       ORDER BY started_at DESC LIMIT 1""", {"portal": portal_id, "run": unless_after}
+            ).fetchall() in ([], [("ok",)]):
+                return
             self.con.execute(PRUNE_RAW, {"portal": portal_id})
 
     # -- the per-portal merge -------------------------------------------------------
 
     def commit_portal(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                       rewrite: bool = False, grace: timedelta = timedelta(0),
-                      pages: list[str] | None = None) -> dict[str, int]:
+                      pages: list[dict] | None = None) -> dict[str, int]:
         """Merge a closed stage into the catalogue in one transaction.
 
         new: never stored; changed: raw hash differs, or it was marked deleted and is back
@@ -246,7 +289,7 @@ class Store:
                     self.con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
-               rewrite: bool, grace: timedelta, pages: list[str]) -> dict[str, int]:
+               rewrite: bool, grace: timedelta, pages: list[dict]) -> dict[str, int]:
         fields = ", ".join(DATASET_FIELDS)
         select_fields = ", ".join(
             f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
@@ -284,13 +327,20 @@ class Store:
                         SELECT dataset_uid, unnest(item, recursive := true) FROM (
                             SELECT uid AS dataset_uid, unnest({table}) AS item FROM {staged}
                             WHERE uid IN {touched})""", merged)
-                removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None)
+                kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
+                removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
                 cur.execute("DROP TABLE _status")
-                cur.execute(PRUNE_RAW, {"portal": portal_id})  # versions superseded by this merge
-                cur.execute("DELETE FROM listing_pages WHERE portal_id = $portal", {"portal": portal_id})
-                cur.execute("INSERT INTO listing_pages SELECT $portal, unnest($pages::VARCHAR[])",
-                            {"portal": portal_id, "pages": pages})
+                if counts.get("new") or counts.get("changed"):  # versions superseded by this merge (else none is)
+                    cur.execute(PRUNE_RAW, {"portal": portal_id})
+                cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains($kept, "
+                            f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": kept})
+                fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
+                         for p in pages if not p.get("kept")]
+                if fresh:
+                    cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
+                    cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
+                    cur.unregister("_pages")
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

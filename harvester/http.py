@@ -11,6 +11,8 @@ import copy
 import email.utils
 import gzip
 import hashlib
+import heapq
+import itertools
 import json
 import logging
 import os
@@ -18,7 +20,8 @@ import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
@@ -128,19 +131,34 @@ class ValidatorCache:
         return folder / f"{key}.meta.json", folder / f"{key}.body.gz"
 
     def get(self, url: str) -> tuple[dict, bytes] | None:
+        meta = self.validators(url)
+        body = self.body(url, meta) if meta is not None else None
+        return (meta, body) if body is not None else None
+
+    def validators(self, url: str) -> dict | None:
+        """What a conditional request needs (ETag, Last-Modified, the body's sha256), without
+        reading the body: a 304 for a page the caller already holds never needs it."""
         with self._lock:
             pending = self._pending.get(url)
         if pending is not None:
-            return pending
-        meta_path, body_path = self._paths(url)
+            return pending[0]
         try:
-            meta = json.loads(meta_path.read_text())
-            body = gzip.decompress(body_path.read_bytes())
+            meta = json.loads(self._paths(url)[0].read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) and meta.get("url") == url else None
+
+    def body(self, url: str, meta: dict) -> bytes | None:
+        """The body `meta` validates, checked against its sha256 (None when missing or not it)."""
+        with self._lock:
+            pending = self._pending.get(url)
+        if pending is not None and pending[0] is meta:
+            return pending[1]
+        try:
+            body = gzip.decompress(self._paths(url)[1].read_bytes())
         except (OSError, ValueError, EOFError):
             return None
-        if meta.get("url") != url or hashlib.sha256(body).hexdigest() != meta.get("sha256"):
-            return None
-        return meta, body
+        return body if hashlib.sha256(body).hexdigest() == meta.get("sha256") else None
 
     def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes, digest: str | None = None) -> None:
         meta = {"url": url, "etag": etag, "last_modified": last_modified,
@@ -278,6 +296,17 @@ class HttpClient:
             self._pace(portal.host).interval = 1.0 / portal.requests_per_second
         return clone
 
+    @contextmanager
+    def speculative(self) -> Iterator[None]:
+        """Requests of this thread made on a guess (a page asked before the one before it has
+        told what comes next): one attempt each, a failure neither retried nor counted
+        against the host; the caller asks again, with retries, once the guess is confirmed."""
+        self._local.speculative = True
+        try:
+            yield
+        finally:
+            self._local.speculative = False
+
     def set_host_limit(self, host: str, limit: int) -> None:
         """At most `limit` requests in flight to `host` (the portal's max_concurrency)."""
         with self._host_lock:
@@ -292,14 +321,18 @@ class HttpClient:
         conditional: bool = False,
         timeout: float | None = None,
         expect: Callable[[object], str | None] | None = None,
+        unread: str | None = None,
     ) -> JsonResponse:
         """GET a JSON document, retried on transient faults.
 
         With `conditional`, the ETag / Last-Modified of the last answer for this exact
         URL are sent, and a 304 gives back the body remembered then. `expect` checks the
         document's shape (returns a problem or None); a bad shape is retried, then raised.
+        `unread`: the digest of a body the caller already holds all it needs of; a 304 for
+        that very body answers `data=None`, the body neither read nor parsed.
         """
-        return self._get(url, params, headers, conditional, timeout, expect, parse_json_body, "application/json")
+        return self._get(url, params, headers, conditional, timeout, expect, parse_json_body, "application/json",
+                         unread)
 
     def get_data(self, url: str, parse: Callable[[bytes], object], params: dict | None = None, *,
                  headers: dict | None = None, timeout: float | None = None, accept: str = "text/csv"):
@@ -332,15 +365,16 @@ class HttpClient:
         return self._get(url, params, headers, conditional, timeout, None, parse_xml_body,
                          "application/xml, text/xml")
 
-    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept) -> JsonResponse:
+    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None) -> JsonResponse:
         full_url = _with_params(url, params)
         host = urlparse(full_url).netloc
         if self._host_failures.get(host, 0) >= self.host_failure_limit:
             raise HostUnavailable(f"{host} failed {self._host_failures[host]} requests in a row this run; "
                                   "not asked again", full_url)
+        speculative = getattr(self._local, "speculative", False)
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
-            stop=tenacity.stop_after_attempt(self.max_attempts)
+            stop=tenacity.stop_after_attempt(1 if speculative else self.max_attempts)
             | tenacity.stop_after_delay(self.max_retry_seconds),
             wait=self._wait,
             before_sleep=self._before_retry,
@@ -348,10 +382,11 @@ class HttpClient:
         )
         try:
             response = retrying(self._get_once, full_url, {"Accept": accept, **(headers or {})}, conditional,
-                                timeout or self.timeout, expect, parse)
+                                timeout or self.timeout, expect, parse, unread)
         except TransientError:
-            with self._host_lock:
-                self._host_failures[host] = self._host_failures.get(host, 0) + 1
+            if not speculative:
+                with self._host_lock:
+                    self._host_failures[host] = self._host_failures.get(host, 0) + 1
             raise
         with self._host_lock:
             self._host_failures[host] = 0
@@ -395,11 +430,10 @@ class HttpClient:
         log.warning("retrying in %.1fs after attempt %d: %s", state.upcoming_sleep, state.attempt_number, exc)
 
     def _get_once(self, url: str, headers: dict, conditional: bool, timeout: float,
-                  expect: Callable[[object], str | None] | None, parse) -> JsonResponse:
-        cached = self.cache.get(url) if (conditional and self.cache) else None
+                  expect: Callable[[object], str | None] | None, parse, unread: str | None = None) -> JsonResponse:
+        meta = self.cache.validators(url) if (conditional and self.cache) else None
         request_headers = dict(headers)
-        if cached:
-            meta = cached[0]
+        if meta:
             if meta.get("etag"):
                 request_headers["If-None-Match"] = meta["etag"]
             if meta.get("last_modified"):
@@ -407,11 +441,19 @@ class HttpClient:
 
         status, response_headers, body = self._fetch(url, request_headers, timeout)
         if status == 304:
-            if not cached:
+            if not meta:
                 raise TransientError("304 Not Modified to an unconditional request", url, status)
             self.stats.add(not_modified=1)
-            digest = cached[0].get("sha256") or hashlib.sha256(cached[1]).hexdigest()
-            return JsonResponse(parse(cached[1], "", url), status, url, not_modified=True, digest=digest)
+            digest = meta.get("sha256")
+            if unread is not None and digest == unread:
+                return JsonResponse(None, status, url, not_modified=True, digest=digest)
+            remembered = self.cache.body(url, meta)
+            if remembered is None:  # validators without their body (a cache cut short): ask plainly
+                status, response_headers, body = self._fetch(url, dict(headers), timeout)
+                if status == 304:
+                    raise TransientError("304 Not Modified to an unconditional request", url, status)
+            else:
+                return JsonResponse(parse(remembered, "", url), status, url, not_modified=True, digest=digest)
 
         data = parse(body, response_headers.get("Content-Type", ""), url)
         problem = expect(data) if expect else None
@@ -453,7 +495,8 @@ class HttpClient:
                 if status >= 400:
                     snippet = _read_capped(response, 2048, url, started, timeout, truncate=True)
                     raise PermanentError(f"HTTP {status}: {snippet[:300].decode('utf-8', 'replace').strip()}", url, status)
-                if status == 304:
+                if status == 304:  # no body; read to its end all the same, or closing drops the connection
+                    _read_capped(response, 0, url, started, timeout, truncate=True)
                     return status, dict(response.headers), b""
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
@@ -517,14 +560,16 @@ class HttpClient:
 
 class _Watchdog:
     """Shuts the socket of a response still arriving after `seconds`: read timeouts apply
-    per socket read, so a server dripping a byte at a time would otherwise never end."""
+    per socket read, so a server dripping a byte at a time would otherwise never end.
+    Every request's watchdog is kept by one shared thread (`_DEADLINES`), not a timer
+    thread of its own: starting a thread per request cost more than a 304 itself."""
 
     def __init__(self, response: requests.Response, seconds: float):
         self.response = response
         self.fired = False
-        self.timer = threading.Timer(seconds, self._fire)
-        self.timer.daemon = True
-        self.timer.start()
+        self.cancelled = False
+        self.deadline = time.monotonic() + seconds
+        _DEADLINES.watch(self)
 
     def _fire(self) -> None:
         self.fired = True
@@ -539,7 +584,50 @@ class _Watchdog:
             pass
 
     def cancel(self) -> None:
-        self.timer.cancel()
+        """After this returns the watchdog never fires (`fired` tells whether it did)."""
+        _DEADLINES.cancel(self)
+
+
+class _Deadlines:
+    """The watchdogs of the process, fired by one daemon thread in deadline order."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._heap: list[tuple[float, int, _Watchdog]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, watchdog: _Watchdog) -> None:
+        with self._condition:
+            heapq.heappush(self._heap, (watchdog.deadline, next(self._order), watchdog))
+            if self._thread is None or not self._thread.is_alive():  # (not inherited by a forked child)
+                self._thread = threading.Thread(target=self._run, name="civicat-watchdog", daemon=True)
+                self._thread.start()
+            elif self._heap[0][2] is watchdog:  # sooner than the one the thread waits for
+                self._condition.notify()
+
+    def cancel(self, watchdog: _Watchdog) -> None:
+        with self._condition:
+            watchdog.cancelled = True  # left in the heap, dropped when it comes up
+            watchdog.response = None   # (without holding on to the response until then)
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                while self._heap and self._heap[0][2].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._condition.wait()
+                    continue
+                wait = self._heap[0][0] - time.monotonic()
+                if wait > 0:
+                    self._condition.wait(wait)
+                    continue
+                watchdog = heapq.heappop(self._heap)[2]
+                watchdog._fire()   # under the lock: a cancel() never races a firing
+
+
+_DEADLINES = _Deadlines()
 
 
 def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,

@@ -16,7 +16,7 @@ import multiprocessing
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +29,7 @@ from catalog.record import Notes, RecordRejected, validate
 from catalog.stage import RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash
 from harvester.config import PortalConfig
 from harvester.http import HttpError
+from harvester.paging import KnownPage, PageRead
 from harvester.portals import adapter_for
 from harvester.portals.base import PortalAdapter
 
@@ -203,17 +204,23 @@ class Mapper:
     batches in flight, so memory stays bounded; results are collected in order."""
 
     def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None,
-                 known: dict[str, str] | None = None, settled_pages: set[str] | frozenset[str] = frozenset()):
+                 known: dict[str, str] | Callable[[], dict[str, str]] | None = None,
+                 settled_pages: set[str] | frozenset[str] = frozenset()):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
         # uid -> raw hash of the stored datasets: an entry that hashes the same is unchanged,
-        # so it is neither mapped nor staged (the listing still counts it as seen)
-        self.known = known or {}
+        # so it is neither mapped nor staged (the listing still counts it as seen). A
+        # callable is asked on the first entry read: a night whose pages are all known
+        # unread never loads them.
+        self._known = known or {}
         # listing pages (page_key) whose every entry the catalogue holds as it is on the page:
         # their known entries are unchanged without hashing them (most of an unchanged night)
         self.settled_pages = settled_pages
         # digests of this listing's pages that hold an entry not stored as it is on the page
         # (rejected, or kept at its stored version): they must not be settled
         self.unsettled: set[str] = set()
+        # digests of this listing's pages holding an entry that needed a details lookup: such
+        # a page is read every night (the lookups may have changed), never known unread
+        self.detailed: set[str] = set()
         self._batch_pages: dict[str, str] = {}   # source id -> page digest, of the batch being filled
         self.unchanged = 0
         self.pool = pool if pool is not None and pool.workers > 0 else None
@@ -226,9 +233,42 @@ class Mapper:
     def _new_batch(self) -> Batch:
         return Batch(self.portal, str(self.stage.directory), -1)
 
+    @property
+    def known(self) -> dict[str, str]:
+        if callable(self._known):
+            self._known = self._known()
+        return self._known
+
     def page_key(self, digest: str) -> str:
         """A listing page as stored in the catalogue: its body's digest, under this mapping."""
         return f"{mapping_namespace(self.adapter)}:{digest}"
+
+    def known_pages(self, rows: list[tuple]) -> list[KnownPage]:
+        """The stored pages of the last listing (Store.known_pages) as the listing knows them."""
+        return [KnownPage(digest, orjson.loads(params), orjson.loads(next_params) if next_params else None, total,
+                          size or 0, skippable=size is not None, ref=params)
+                for digest, params, next_params, total, size in rows]
+
+    def add_known(self, page: KnownPage) -> None:
+        """A known page answered with its very body: every entry on it is unchanged (and
+        counted seen by the merge, from the page's stored ids)."""
+        self.unchanged += page.size
+
+    def page_rows(self, pages: list[PageRead]) -> list[dict]:
+        """The listing's pages whose every entry the merge leaves stored as it is on the
+        page, for Store.commit_portal: a known page stays as stored, a page read is stored
+        with its request, the next one and its ids."""
+        rows = []
+        for page in pages:
+            key = self.page_key(page.digest)
+            if page.known is not None:
+                rows.append({"page_key": key, "params": page.known.ref, "kept": True})
+            elif page.digest not in self.unsettled:
+                rows.append({"page_key": key, "params": orjson.dumps(page.params, default=str).decode(),
+                             "next_params": orjson.dumps(page.next_params, default=str).decode()
+                             if page.next_params is not None else None,
+                             "total": page.total, "ids": None if page.digest in self.detailed else page.ids})
+        return rows
 
     def add(self, entry, page_digest: str | None = None) -> None:
         """One listed entry; `page_digest`: the digest of the page it was listed on."""
@@ -245,6 +285,8 @@ class Mapper:
         details = None
         try:
             details = self.adapter.fetch_details(entry)
+            if details is not None and page_digest is not None:
+                self.detailed.add(page_digest)
         except HttpError as exc:  # one dataset's lookup: recorded; a stored dataset keeps its version
             self.on_error(source_id, "fetch", exc.error_type, str(exc))
             if stored is not None:  # (half the metadata must not replace the whole: its columns)

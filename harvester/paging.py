@@ -6,10 +6,12 @@ twice (pages that shift while they are read) and tells whether the listing is co
 """
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 
@@ -19,10 +21,43 @@ class PagingError(Exception):
 
 @dataclass
 class Page:
-    items: list
+    items: list | None           # None: a known page answered with the same body, not read (see KnownPage)
     total: int | None = None     # the total the API reports, when it reports one
     cursor: str | None = None    # the next cursor the API hands out, when it does
     digest: str | None = None    # sha256 of the body the page was read from, when the adapter knows it
+    params: dict | None = None   # the request that gave it (set by Listing)
+    known: "KnownPage | None" = None   # the page of the last listing it is, when its body was not read
+
+
+@dataclass(frozen=True)
+class KnownPage:
+    """A page of the portal's last committed listing (see Listing.remember): the request
+    that gave it, the one after it, its digest and what was on it. Every entry it holds is
+    stored as it is on the page, so when the same request gives the same body back (a 304),
+    the page needs no reading: `size` entries, all unchanged."""
+    digest: str
+    params: dict
+    next_params: dict | None
+    total: int | None
+    size: int
+    skippable: bool = True   # False: its entries need a details lookup, so its body is read
+    ref: str | None = None   # the catalogue's name for it (its stored request)
+
+
+def params_key(params: dict) -> str:
+    """The same request, whatever the order its parameters were built in."""
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+@dataclass
+class PageRead:
+    """What the listing leaves of a page, for the next night's KnownPage."""
+    digest: str
+    params: dict
+    next_params: dict | None
+    total: int | None
+    ids: list[str] | None          # None: a known page (its ids are those stored)
+    known: KnownPage | None = None
 
 
 class Paginator(ABC):
@@ -142,20 +177,42 @@ class SinglePage(Paginator):
         return None
 
 
+class _Remembering(Paginator):
+    """A paginator that knows the last listing's chain of requests: a known page's next
+    request is the one that followed it then, and is guessed before the page arrives."""
+
+    def __init__(self, paginator: Paginator, known: dict[str, KnownPage]):
+        self.paginator, self.known = paginator, known
+
+    def first(self) -> dict:
+        return self.paginator.first()
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        return page.known.next_params if page.known is not None else self.paginator.next(page, params)
+
+    def guess(self, params: dict) -> dict | None:
+        known = self.known.get(params_key(params))
+        return known.next_params if known is not None else self.paginator.guess(params)
+
+
 class Listing:
     """Iterates the unique items of a paged listing.
 
     `complete` is True only when the last page was read without error and as many unique
     items arrived as the API last said it holds: a partial listing must never be used to
     mark datasets deleted.
+
+    `fetch_page(params)` gives a Page; with `skips_bodies`, `fetch_page(params, unread=digest)`
+    may give a page without items (`items=None`) when the answer is that very body again.
     """
 
-    def __init__(self, fetch_page: Callable[[dict], Page], paginator: Paginator,
-                 id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000):
+    def __init__(self, fetch_page: Callable[..., Page], paginator: Paginator,
+                 id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000, skips_bodies: bool = False):
         self.fetch_page = fetch_page
         self.paginator = paginator
         self.id_of = id_of
         self.max_pages = max_pages
+        self.skips_bodies = skips_bodies
         self.pages = 0
         self.total: int | None = None
         self.unique = 0
@@ -164,6 +221,29 @@ class Listing:
         self.total_changed = False
         self.page_digest: str | None = None  # of the page whose items are being handed out
         self.digests: list[str] = []         # of every page read that had one
+        self.pages_read: list[PageRead] = []  # of every page with a digest, in order
+        self.known: dict[str, KnownPage] = {}
+        self.ahead = 1
+        self.overlap: Callable[[set[str], list[KnownPage]], set[str]] | None = None
+        self.speculative: Callable[[], AbstractContextManager] = nullcontext
+
+    def remember(self, known: list[KnownPage], *, ahead: int = 1,
+                 overlap: Callable[[set[str], list[KnownPage]], set[str]] | None = None,
+                 speculative: Callable[[], AbstractContextManager] = nullcontext) -> None:
+        """The pages of the last listing: their requests are sent `ahead` at a time along
+        last night's chain (each guess checked as the page before it arrives; a guessed
+        request is made inside `speculative()`, e.g. HttpClient.speculative), and a known
+        page answered with its very body is handed out unread (`Page.known`, by `read()`
+        only). `overlap(ids, pages)`: which of `ids` the known `pages` list (to find an id
+        listed both on a page read and on one not read)."""
+        self.known = {params_key(page.params): page for page in known}
+        self.ahead = max(1, ahead)
+        self.overlap = overlap
+        self.speculative = speculative
+
+    def _fetch_guess(self, params: dict) -> Page:
+        with self.speculative():
+            return self._fetch(params)
 
     @property
     def complete(self) -> bool:
@@ -177,66 +257,95 @@ class Listing:
         return max(0, (self.total or 0) - self.unique) if self.finished else 0
 
     def __iter__(self) -> Iterator:
-        """Pages are fetched one ahead, in a background thread, while the caller works
-        through the current one: the next request only depends on the page just read."""
+        """The unique items, page after page (the pages of `read()` that were read)."""
+        for page in self.read():
+            self.page_digest = page.digest
+            yield from page.items or ()
+
+    def _fetch(self, params: dict) -> Page:
+        known = self.known.get(params_key(params))
+        if known is not None and known.skippable and self.skips_bodies:
+            page = self.fetch_page(params, unread=known.digest)
+            if page.items is None:
+                page = Page(items=None, total=known.total, digest=known.digest, known=known)
+        else:
+            page = self.fetch_page(params)
+        page.params = params
+        return page
+
+    def read(self) -> Iterator[Page]:
+        """Each page in order, its items cut to those not listed before; a known page
+        answered with its very body comes without items (`known` set). Pages are fetched
+        ahead, in background threads, while the caller works through the current one: one
+        ahead, or along the last listing's chain (see remember)."""
         seen: set[str] = set()
-        params: dict | None = self.paginator.first()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-page") as prefetch:
-            pending: Future | None = prefetch.submit(self.fetch_page, params)
-            while pending is not None:
-                page = pending.result()
-                self.pages += 1
-                if page.total is not None:
-                    if self.total is not None and page.total != self.total:
-                        self.total_changed = True
-                    self.total = page.total
-                params = self.paginator.next(page, params)
-                if params is not None and self.pages >= self.max_pages:
-                    raise PagingError(f"listing did not end after {self.max_pages} pages")
-                pending = prefetch.submit(self.fetch_page, params) if params is not None else None
-                self.page_digest = page.digest
-                if page.digest is not None:
-                    self.digests.append(page.digest)
-                try:
-                    for item in page.items:
-                        source_id = self.id_of(item)
-                        if source_id is not None:
-                            if source_id in seen:
-                                self.duplicates.append(source_id)
-                                continue
-                            seen.add(source_id)
-                        self.unique += 1
-                        yield item
-                except GeneratorExit:  # the caller stopped: do not leave a request running
-                    if pending is not None:
-                        pending.cancel()
-                    raise
+        known_read: list[KnownPage] = []
+        paginator = _Remembering(self.paginator, self.known) if self.known else self.paginator
+        for page, next_params in pages(self._fetch, paginator, max_pages=self.max_pages, ahead=self.ahead,
+                                       fetch_guess=self._fetch_guess):
+            self.pages += 1
+            if page.total is not None:
+                if self.total is not None and page.total != self.total:
+                    self.total_changed = True
+                self.total = page.total
+            if page.known is not None:
+                known_read.append(page.known)
+                self.unique += page.known.size
+                self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, None, page.known))
+                yield page
+                continue
+            unique, ids = [], []
+            for item in page.items:
+                source_id = self.id_of(item)
+                if source_id is not None:
+                    if source_id in seen:
+                        self.duplicates.append(source_id)
+                        continue
+                    seen.add(source_id)
+                    ids.append(source_id)
+                unique.append(item)
+            self.unique += len(unique)
+            if page.digest is not None:
+                self.digests.append(page.digest)
+                self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, ids))
+            page.items = unique
+            yield page
+        if known_read and seen and self.overlap is not None:
+            twice = self.overlap(seen, known_read)   # listed on a page read and on a known one
+            self.duplicates.extend(sorted(twice))
+            self.unique -= len(twice)
         self.finished = True
 
 
 def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
-          max_pages: int = 1_000_000, ahead: int = 1) -> Iterator[tuple[Page, dict | None]]:
+          max_pages: int = 1_000_000, ahead: int = 1,
+          fetch_guess: Callable[[dict], Page] | None = None) -> Iterator[tuple[Page, dict | None]]:
     """Each page with the parameters of the request after it (None after the last), the
     next pages fetched in background threads while the caller works through the current
     one: up to `ahead` requests in flight, those after the first sent on the paginator's
     guess and dropped when the page before them says otherwise. `start`: the parameters
-    to begin with (a pull resumed where it stopped)."""
+    to begin with (a pull resumed where it stopped). `fetch_guess`: how a guessed page is
+    fetched (e.g. without retries); a guess that failed is fetched again with `fetch_page`
+    once the page before it has confirmed it."""
     params: dict | None = start or paginator.first()
     count = 0
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="civicat-page") as prefetch:
-        queue: deque[tuple[dict, Future]] = deque([(params, prefetch.submit(fetch_page, params))])
+        # (params, pending, a guess)
+        queue: deque[tuple[dict, Future, bool]] = deque([(params, prefetch.submit(fetch_page, params), False)])
 
         def fill() -> None:
             while len(queue) < ahead:
                 guessed = paginator.guess(queue[-1][0])
                 if guessed is None:
                     return
-                queue.append((guessed, prefetch.submit(fetch_page, guessed)))
+                queue.append((guessed, prefetch.submit(fetch_guess or fetch_page, guessed), True))
 
         fill()
         try:
             while queue:
-                params, pending = queue.popleft()
+                params, pending, guessed = queue.popleft()
+                if guessed and fetch_guess is not None and pending.exception() is not None:
+                    pending = prefetch.submit(fetch_page, params)   # confirmed: asked again, in earnest
                 page = pending.result()
                 count += 1
                 params = paginator.next(page, params)
@@ -247,9 +356,9 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
                         queue.pop()[1].cancel()
                 if params is not None:
                     if not queue:
-                        queue.append((params, prefetch.submit(fetch_page, params)))
+                        queue.append((params, prefetch.submit(fetch_page, params), False))
                     fill()
                 yield page, params
         finally:  # the caller stopped or failed: no request is left running
-            for _, pending in queue:
+            for _, pending, _ in queue:
                 pending.cancel()

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from catalog.store import Store
+from catalog.store import Store, page_identity
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
-from harvester.mapping import Mapper, WorkerPool, relaxed_gc
+from harvester.mapping import Mapper, WorkerPool, mapping_namespace, relaxed_gc
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
 
@@ -149,18 +149,28 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     log.info("%s: harvest started (%s, %s)", portal.id, portal.kind, portal.url)
     try:
         store.start_run(run_id, portal.id, datetime.now(UTC))
-        store.prune_raw(portal.id)  # what a run that failed and could not clean up left behind
+        store.prune_raw(portal.id, unless_after=run_id)  # what a run that failed and could not clean up left
         stage = store.new_stage()
         adapter = adapter_for(portal, client)
         # unchanged entries are recognised by their raw hash (or their page's) before mapping;
         # --full rewrites all
-        mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else store.raw_hashes(portal.id),
+        mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else lambda: store.raw_hashes(portal.id),
                         settled_pages=set() if full else store.settled_pages(portal.id))
         listing = adapter.listing()
-        for entry in listing:
-            report.seen += 1
-            mapper.add(entry, listing.page_digest)
-            if on_progress and report.seen % 100 == 0:
+        if not full:  # last night's pages: asked along their chain, and those answered the same, not read
+            listing.remember(mapper.known_pages(store.known_pages(portal.id, mapping_namespace(adapter))),
+                             ahead=portal.max_concurrency, speculative=client.speculative,
+                             overlap=lambda ids, pages: store.listed_on(
+                                 portal.id, [page_identity(mapper.page_key(p.digest), p.ref) for p in pages], ids))
+        for page in listing.read():
+            if page.known is not None:
+                mapper.add_known(page.known)
+                report.seen += page.known.size
+            else:
+                for entry in page.items:
+                    mapper.add(entry, page.digest)
+                report.seen += len(page.items)
+            if on_progress:
                 on_progress(portal.id, report.seen, listing.total)
         mapper.finish()
         report.duplicates = len(listing.duplicates)
@@ -183,8 +193,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
                                      rewrite=full, grace=timedelta(days=portal.deletion_grace_days),
                                      # an id listed twice: which copy was stored depends on the order
-                                     pages=[] if listing.duplicates else [mapper.page_key(d) for d in listing.digests
-                                                                          if d not in mapper.unsettled])
+                                     pages=[] if listing.duplicates else mapper.page_rows(listing.pages_read))
         for key, value in counts.items():
             setattr(report, key, value)
         report.unchanged += mapper.unchanged   # recognised before mapping, never staged

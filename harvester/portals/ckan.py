@@ -88,9 +88,11 @@ class CkanAdapter(PortalAdapter):
         url = f"{self.portal.url}/api/3/action/{action}"
         return _result(self.http.get_json(url, params, conditional=conditional, expect=_envelope).data, url)
 
-    def _search_page(self, params: dict) -> Page:
+    def _search_page(self, params: dict, unread: str | None = None) -> Page:
         url = f"{self.portal.url}/api/3/action/package_search"
-        response = self.http.get_json(url, params, conditional=True, expect=_envelope)
+        response = self.http.get_json(url, params, conditional=True, expect=_envelope, unread=unread)
+        if response.data is None:  # the very body `unread` names: the listing knows what is on it
+            return Page(items=None, digest=response.digest)
         result = _result(response.data, url)
         if not isinstance(result, dict) or not isinstance(result.get("results"), list):
             raise PermanentError("package_search gave no 'results' list", self.portal.url)
@@ -99,7 +101,7 @@ class CkanAdapter(PortalAdapter):
 
     def listing(self) -> Listing:
         paginator = OffsetPaginator(ROWS, offset_param="start", limit_param="rows", extra={"sort": "id asc"})
-        return Listing(self._search_page, paginator, self.source_id)
+        return Listing(self._search_page, paginator, self.source_id, skips_bodies=True)
 
     def source_id(self, entry) -> str | None:
         return R.text(entry.get("id")) if isinstance(entry, dict) else None

@@ -45,8 +45,11 @@ class OpenDataSoftAdapter(PortalAdapter):
     def listing(self) -> Listing:
         base = f"{self.portal.url}{API}/catalog"
 
-        def page(params: dict) -> Page:
-            response = self.http.get_json(f"{base}/datasets", params, conditional=True, expect=_page_shape)
+        def page(params: dict, unread: str | None = None) -> Page:
+            response = self.http.get_json(f"{base}/datasets", params, conditional=True, expect=_page_shape,
+                                          unread=unread)
+            if response.data is None:  # the very body `unread` names: the listing knows what is on it
+                return Page(items=None, digest=response.digest)
             total = response.data.get("total_count")
             return Page(items=response.data["results"], total=total if isinstance(total, int) else None,
                         digest=response.digest)
@@ -58,7 +61,7 @@ class OpenDataSoftAdapter(PortalAdapter):
                                                      expect=_export_shape).data, total=probe.total)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"})
-        return Listing(page, paginator, self.source_id)
+        return Listing(page, paginator, self.source_id, skips_bodies=True)
 
     def source_id(self, entry) -> str | None:
         if not isinstance(entry, dict):

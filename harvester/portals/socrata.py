@@ -83,10 +83,12 @@ class SocrataAdapter(PortalAdapter):
 
     # -- gather ---------------------------------------------------------------------
 
-    def _page(self, params: dict) -> Page:
+    def _page(self, params: dict, unread: str | None = None) -> Page:
         response = self.http.get_json(f"{self.portal.url}/api/catalog/v1", params, headers=self.headers,
-                                      conditional=True, expect=_catalog_shape)
+                                      conditional=True, expect=_catalog_shape, unread=unread)
         data = response.data
+        if data is None:  # the very body `unread` names: the listing knows what is on it
+            return Page(items=None, digest=response.digest)
         total = data.get("resultSetSize")
         return Page(items=data["results"], total=total if isinstance(total, int) else None, digest=response.digest)
 
@@ -98,7 +100,7 @@ class SocrataAdapter(PortalAdapter):
                                         extra={**base, "limit": PAGE_LIMIT})
         else:
             paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra=base)
-        return Listing(self._page, paginator, self.source_id)
+        return Listing(self._page, paginator, self.source_id, skips_bodies=True)
 
     def source_id(self, entry) -> str | None:
         resource = entry.get("resource") if isinstance(entry, dict) else None
