@@ -173,6 +173,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             if on_progress:
                 on_progress(portal.id, report.seen, listing.total)
         mapper.finish()
+        report.seen = listing.unique   # (less an id found at the end on a page read and on one unread)
         report.duplicates = len(listing.duplicates)
         for source_id in sorted(set(listing.duplicates)):
             errors.add(source_id, "list", "DuplicateId", "listed more than once in one listing; kept once",

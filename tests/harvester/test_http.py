@@ -209,3 +209,35 @@ def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
     with pytest.raises(HostUnavailable, match="not asked again"):
         get(client, portal)
     assert portal.hits["/doc"] == hits == 4
+
+
+def test_a_304_for_a_body_the_caller_holds_is_answered_without_reading_it(portal, tmp_path):
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    client.cache.flush()
+    for body in (tmp_path / "http_cache").rglob("*.body.gz"):
+        body.unlink()                      # the remembered body is gone: only its validators are left
+    unread = get(client, portal, conditional=True, unread=first.digest)
+    assert unread.not_modified and unread.data is None and unread.digest == first.digest
+    assert client.stats.requests == 2
+    again = get(client, portal, conditional=True)   # the body needed, and not there: asked plainly
+    assert not again.not_modified and again.data == DOC and client.stats.requests == 4
+    assert "If-None-Match" in portal.requests[-2][2] and "If-None-Match" not in portal.requests[-1][2]
+
+
+def test_a_speculative_request_is_made_once_and_not_held_against_the_host(portal):
+    client = fast_client(max_attempts=3, host_failure_limit=1)
+    portal.inject("/doc", ("status", 503), times=1)
+    with client.speculative(), pytest.raises(TransientError, match="HTTP 503"):
+        get(client, portal)
+    assert client.stats.requests == 1 and client.stats.retries == 0
+    assert get(client, portal).data == DOC           # the host is still asked
+
+
+def test_one_watchdog_thread_serves_every_request(portal):
+    client = fast_client()
+    before = threading.active_count()
+    for _ in range(20):
+        get(client, portal)
+    watchdogs = [t for t in threading.enumerate() if t.name == "civicat-watchdog"]
+    assert len(watchdogs) == 1 and threading.active_count() <= before + 1

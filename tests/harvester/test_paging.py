@@ -1,7 +1,7 @@
 import pytest
 
-from harvester.paging import (CursorPaginator, Listing, OffsetPaginator, Page, PageNumberPaginator, PagingError,
-                              SinglePage)
+from harvester.paging import (CursorPaginator, KnownPage, Listing, OffsetPaginator, Page, PageNumberPaginator,
+                              PagingError, SinglePage, pages)
 
 ITEMS = [{"id": f"{i:04d}"} for i in range(250)]
 
@@ -119,3 +119,50 @@ def test_pages_resume_from_given_parameters():
     seen = [page.items for page, _ in pages(lambda p: Page(items=list(range(p["offset"], min(p["offset"] + 4, 10)))),
                                             OffsetPaginator(4), start={"offset": 8, "limit": 4})]
     assert seen == [[8, 9]]
+
+
+def test_a_guess_that_failed_is_asked_again_in_earnest_once_the_page_before_confirms_it():
+    calls = []
+
+    def fetch(params):
+        calls.append(("earnest", params["offset"]))
+        return Page(items=list(range(params["offset"], min(params["offset"] + 5, 12))))
+
+    def fetch_guess(params):
+        calls.append(("guess", params["offset"]))
+        raise ConnectionError("one attempt only")
+
+    got = [page.items for page, _ in pages(fetch, OffsetPaginator(5, total=12), ahead=3, fetch_guess=fetch_guess)]
+    assert got == [list(range(5)), list(range(5, 10)), [10, 11]]
+    assert sorted(calls) == [("earnest", 0), ("earnest", 5), ("earnest", 10), ("guess", 5), ("guess", 10)]
+
+
+def test_a_remembered_listing_leaves_known_pages_unread_and_follows_a_chain_that_changed():
+    """Cursor paging (the cursor is the page's last id): last night's requests are sent
+    ahead; a page answered with its very body is not read; when a page changed, its real
+    next cursor is followed and the guesses after it are dropped."""
+    items = [{"id": f"{i:03d}"} for i in range(10)]
+    catalogue, asked = {"items": items}, []
+
+    def fetch(params, unread=None):
+        asked.append(params["c"])
+        page = [i for i in catalogue["items"] if i["id"] > params["c"]][:3]
+        digest = ",".join(i["id"] for i in page)   # stands for the sha256 of the body
+        return Page(items=None, digest=digest) if unread == digest else Page(page, total=None, digest=digest)
+
+    def listing():
+        return Listing(fetch, CursorPaginator("c", lambda p: p.items[-1]["id"]), lambda i: i["id"], skips_bodies=True)
+
+    first = listing()
+    assert [i["id"] for i in first] == [i["id"] for i in items]
+    known = [KnownPage(p.digest, p.params, p.next_params, p.total, len(p.ids)) for p in first.pages_read]
+    assert [k.params["c"] for k in known] == ["", "002", "005", "008", "009"]   # the last page is empty
+
+    catalogue["items"] = [i for i in items if i["id"] != "004"]   # the second page now ends on 006
+    second, asked[:] = listing(), []
+    second.remember(known, ahead=3)
+    read = list(second.read())
+    assert [page.known is not None for page in read] == [True, False, False, True]
+    assert [i["id"] for page in read if page.items for i in page.items] == ["003", "005", "006", "007", "008", "009"]
+    assert second.unique == 9 and second.complete and not second.duplicates
+    assert "005" in asked and {"", "002", "006", "009"} <= set(asked)   # a guess sent, then the real chain

@@ -210,3 +210,75 @@ def test_values_that_do_not_fit_never_stop_the_portal(store, http):
     assert report.status == "ok" and count(store) == 4 and report.errors == 0
     assert store.con.execute("SELECT title, issued FROM datasets WHERE source_id = 'odd'").fetchone() == (
         "Odd \ufffd values", None)
+
+
+# -- the unchanged night: known pages unread, asked along last night's chain -------------------
+
+LISTING = "/api/catalog/v1"
+
+
+def test_a_known_page_answered_304_is_neither_read_nor_parsed_and_its_datasets_are_seen(store, http, socrata,
+                                                                                           monkeypatch):
+    from harvester import http as http_module
+    harvest([socrata.config], store, http)
+    bodies, parsed = [], []
+    real_body, real_parse = http_module.ValidatorCache.body, http_module.parse_json_body
+    monkeypatch.setattr(http_module.ValidatorCache, "body", lambda self, *a: bodies.append(1) or real_body(self, *a))
+    monkeypatch.setattr(http_module, "parse_json_body", lambda *a: parsed.append(1) or real_parse(*a))
+    socrata.requests.clear()
+    report = harvest([socrata.config], store, http).portals[0]
+    assert (report.new, report.changed, report.unchanged, report.removed) == (0, 0, 350, 0)
+    assert report.seen == 350 and report.listing_complete and report.requests == report.not_modified == 5
+    assert len(bodies) == len(parsed) == 1   # the probe's (limit=1), which is not a listing page
+    # every dataset of the unread pages counted seen by the merge: none missing, all listed
+    assert count(store, "SELECT count(*) FROM datasets WHERE missing_since IS NOT NULL") == 0
+    assert count(store, "SELECT datasets FROM portal_listings WHERE portal_id = 'city'") == 350
+
+    # one dataset gone from the last page, another added after it: the total (on every page)
+    # holds, so the three pages before it come back the same and stay unread
+    gone = socrata.entries.pop(340)
+    socrata.entries = socrata.entries + make_socrata_entries(1, domain=DOMAIN, seed=99)
+    bodies.clear()
+    report = harvest([socrata.config], store, http).portals[0]
+    assert (report.new, report.unchanged, report.removed, report.seen) == (1, 349, 1, 350)
+    assert report.not_modified == 4 and len(bodies) == 1   # the probe and the three unread pages
+    assert store.con.execute("SELECT uid FROM datasets WHERE deleted_at IS NOT NULL").fetchall() == [
+        (f"city:{gone['resource']['id']}",)]
+
+
+def test_listing_requests_go_several_at_a_time_along_last_nights_chain_within_the_host_limit(store, http,
+                                                                                              socrata):
+    import threading
+    config = portal_config("city", "socrata", socrata.url, domain=DOMAIN, max_concurrency=3)
+    harvest([config], store, http)
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def slow_listing(path, query):
+        if path == LISTING:
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            time.sleep(0.3)
+            with lock:
+                in_flight[0] -= 1
+
+    socrata.on_request = slow_listing
+    socrata.requests.clear()
+    report = harvest([config], store, http).portals[0]
+    assert report.unchanged == 350 and report.requests == report.not_modified == 5
+    assert peak[0] == 3                                              # concurrent, and never past the limit
+    sent = [(query.get("offset"), "If-None-Match" in headers) for path, query, headers in socrata.requests]
+    assert sorted(sent) == [("0", True), ("0", True), ("100", True), ("200", True), ("300", True)]  # probe, chain
+
+
+def test_a_listing_holding_an_id_also_on_a_page_left_unread_is_a_listing_with_duplicates(store, http, socrata):
+    harvest([socrata.config], store, http)
+    twice = copy.deepcopy(socrata.entries[20])                      # on the first page, which stays the same
+    socrata.entries[250] = twice                                    # and on the third, in another's place
+    socrata.entries = list(socrata.entries)
+    report = harvest([socrata.config], store, http).portals[0]
+    assert report.not_modified == 4 and report.duplicates == 1 and report.seen == 349
+    assert report.listing_complete is False and report.removed == 0  # 349 of 350: nothing is marked missing
+    assert store.con.execute("SELECT source_id FROM harvest_errors WHERE error_type = 'DuplicateId'").fetchall() == [
+        (twice["resource"]["id"],)]
+    assert store.settled_pages("city") == set()                     # which copy was stored depends on the order
