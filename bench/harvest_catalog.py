@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DOMAIN = "data.example.org"
 
 HARVEST_CHILD = r"""
-import json, sys, time
+import json, os, sys, time
 from dataclasses import asdict
 import psutil
 from bench.rss import PeakRss
@@ -43,8 +43,12 @@ def cpu_seconds():  # the workers are counted once they have been joined
     own = psutil.Process().cpu_times()
     return own.user + own.system + own.children_user + own.children_system
 if __name__ == "__main__":  # spawned mapping workers import this file too
-    memory = PeakRss(0.05, tree=True)  # the harvest is this process and its mapping workers
+    # the harvest is this process and its mapping workers (sampling the tree costs CPU in this
+    # process: a run of a few seconds is sampled less often)
+    memory = PeakRss(float(os.environ.get("BENCH_RSS_INTERVAL", "0.05")), tree=True)
+    opening = time.perf_counter()
     store = Store(db)
+    open_seconds = time.perf_counter() - opening  # the database opened, its migrations checked
     refresh, search_seconds = store.refresh_search, []
     def timed_refresh():  # the search index build, a part of the harvest reported apart
         begun = time.perf_counter()
@@ -57,9 +61,11 @@ if __name__ == "__main__":  # spawned mapping workers import this file too
     report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
     store.close()
     seconds = time.perf_counter() - started
+    process_seconds = time.time() - psutil.Process().create_time()  # with start-up and imports
     p = asdict(report.portals[0])  # every count: seen, new, changed, unchanged, requests, not_modified...
     print(json.dumps({**p, "portal_seconds": p["seconds"], "seconds": seconds, "cpu_seconds": cpu_seconds(),
                       "search_seconds": sum(search_seconds),
+                      "open_seconds": open_seconds, "process_seconds": process_seconds,
                       **memory.figures()}))
 """ % DOMAIN
 

@@ -241,3 +241,13 @@ def test_one_watchdog_thread_serves_every_request(portal):
         get(client, portal)
     watchdogs = [t for t in threading.enumerate() if t.name == "civicat-watchdog"]
     assert len(watchdogs) == 1 and threading.active_count() <= before + 1
+
+
+def test_the_proxy_of_the_environment_is_used(portal, monkeypatch):
+    """Read once a host (not from the whole environment on every request), but read."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", portal.url)
+    client = fast_client()
+    assert client.get_json("http://portal.invalid/doc").data == DOC   # asked of the proxy, never resolved
+    assert portal.requests[-1][0] == "/doc"
