@@ -1,24 +1,33 @@
-"""A portal's mapped records on their way to the catalogue: JSON-lines parts in a folder
+"""A portal's mapped records on their way to the catalogue: Parquet parts in a folder
 beside the database, so memory stays flat however large the portal is.
 
-Records are gathered in a `RecordBatch` and written as one part (`records-<n>.jsonl`,
-`raw-<n>.jsonl`). Parts are written by whoever maps the batch, a worker process or the
+Records are gathered in a `RecordBatch` and written as one part (`records-<n>.parquet`,
+`raw-<n>.parquet`). Parts are written by whoever maps the batch, a worker process or the
 harvest itself; `Stage` hands out part numbers, keeps the ids the listing named
-(`seen.jsonl`), and tells the store when a raw part is ready. JSON lines, not Parquet:
-orjson writes them faster than Arrow converts Python objects, DuckDB reads them in
-parallel outside the GIL, and a worker process then needs neither pyarrow nor DuckDB
-(50 MB less memory each). The raw entry is embedded as it arrived, never re-encoded.
+(`seen.jsonl`), and tells the store when a raw part is ready. Parquet written from
+column lists, not JSON lines: Arrow builds typed columns from Python values in a fifth
+of the CPU DuckDB spends parsing the same records back from JSON (18 against 62 us a
+record at 2.6 KB), the merge reads the parts as they are, and the raw entry is a string
+column DuckDB only checks, where parsing it from a line cost 39 us. The raw entry is
+stored as it arrived (compact, in the portal's key order), never re-encoded.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
+
+from catalog.lazy import LazyModule
+
+pa = LazyModule("pyarrow")
+pq = LazyModule("pyarrow.parquet")
 
 DATASET_FIELDS = (
     "uid", "portal_id", "city", "portal_kind", "source_id", "identifier", "title", "description",
@@ -28,19 +37,30 @@ DATASET_FIELDS = (
 )
 TIMESTAMP_FIELDS = ("issued", "modified", "temporal_start", "temporal_end")
 
-_DISTRIBUTION = ("STRUCT(position INTEGER, title VARCHAR, format VARCHAR, media_type VARCHAR, "
-                 "download_url VARCHAR, access_url VARCHAR)[]")
-_COLUMN = ("STRUCT(position INTEGER, name VARCHAR, field_name VARCHAR, type VARCHAR, source_type VARCHAR, "
-           "description VARCHAR)[]")
-# DuckDB types of a records line: the record, with its distributions and columns nested.
-RECORD_COLUMNS = {
-    **{name: "VARCHAR[]" if name in ("keywords", "themes") else "BIGINT" if name == "row_count" else "VARCHAR"
-       for name in DATASET_FIELDS},
-    "raw_hash": "VARCHAR", "distributions": _DISTRIBUTION, "columns": _COLUMN,
-}
-RAW_COLUMNS = {"uid": "VARCHAR", "raw_hash": "VARCHAR", "portal_id": "VARCHAR", "source_id": "VARCHAR",
-               "raw": "JSON", "details": "JSON"}
+DISTRIBUTION_FIELDS = ("position", "title", "format", "media_type", "download_url", "access_url")
+COLUMN_FIELDS = ("position", "name", "field_name", "type", "source_type", "description")
+RAW_FIELDS = ("uid", "raw_hash", "portal_id", "source_id", "raw", "details")   # raw, details: JSON text
 SEEN_COLUMNS = {"uids": "VARCHAR[]"}
+
+
+def _struct_list(fields: tuple[str, ...]):
+    return pa.list_(pa.struct([(name, pa.int32() if name == "position" else pa.string()) for name in fields]))
+
+
+@functools.cache
+def record_schema():
+    """A records part: the record, with its distributions and columns nested."""
+    def arrow_type(name: str):
+        return (pa.list_(pa.string()) if name in ("keywords", "themes")
+                else pa.int64() if name == "row_count" else pa.string())
+    return pa.schema([(name, arrow_type(name)) for name in DATASET_FIELDS]
+                     + [("raw_hash", pa.string()), ("distributions", _struct_list(DISTRIBUTION_FIELDS)),
+                        ("columns", _struct_list(COLUMN_FIELDS))])
+
+
+@functools.cache
+def raw_schema():
+    return pa.schema([(name, pa.string()) for name in RAW_FIELDS])
 
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
@@ -71,20 +91,19 @@ def content_hash(*parts: str | bytes) -> str:
 
 
 def records_part(directory: Path, number: int) -> Path:
-    return directory / f"records-{number:06d}.jsonl"
+    return directory / f"records-{number:06d}.parquet"
 
 
 def raw_part(directory: Path, number: int) -> Path:
-    return directory / f"raw-{number:06d}.jsonl"
+    return directory / f"raw-{number:06d}.parquet"
 
 
 class RecordBatch:
-    """Validated records and their raw entries, as JSON lines, until written as one part."""
+    """Validated records and their raw entries, until written as one part."""
 
     def __init__(self) -> None:
-        self.records: list[bytes] = []
-        self.raw: list[bytes] = []
-        self.longest = 0  # bytes of its longest line: DuckDB must be told to expect it
+        self.records: list[dict] = []
+        self.raw: dict[str, list] = {name: [] for name in RAW_FIELDS}
 
     def __len__(self) -> int:
         return len(self.records)
@@ -93,25 +112,32 @@ class RecordBatch:
         for position, distribution in enumerate(record["distributions"]):
             distribution["position"] = position
         record["raw_hash"] = raw_hash
-        self.records.append(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str))
-        key = orjson.dumps({"uid": record["uid"], "raw_hash": raw_hash, "portal_id": record["portal_id"],
-                            "source_id": record["source_id"]})
-        self.raw.append(b"".join((key[:-1], b',"raw":', raw_json, b',"details":', details_json or b"null", b"}")))
-        self.longest = max(self.longest, len(self.records[-1]), len(self.raw[-1]))
+        self.records.append(record)
+        for name, value in (("uid", record["uid"]), ("raw_hash", raw_hash), ("portal_id", record["portal_id"]),
+                            ("source_id", record["source_id"]), ("raw", raw_json), ("details", details_json)):
+            self.raw[name].append(value)
 
     def write(self, directory: Path, number: int) -> None:
-        """Write part `number`: the raw part first, so a records part never lacks its raw one."""
-        for path, lines in ((raw_part(directory, number), self.raw), (records_part(directory, number), self.records)):
-            with open(path, "wb") as out:
-                out.write(b"\n".join(lines))
-                out.write(b"\n")
+        """Write part `number`: the raw part first, so a records part never lacks its raw one.
+        Each file appears whole (written aside, then renamed): a worker killed mid-write
+        leaves no part that could be read."""
+        schema = record_schema()
+        records = pa.table([pa.array([r.get(field.name) for r in self.records], type=field.type) for field in schema],
+                           schema=schema)
+        # JSON text as UTF-8 strings: Arrow checks the encoding, DuckDB the JSON on insert
+        raw = pa.table([pa.array(self.raw[name], type=pa.binary()).cast(pa.string()) if name in ("raw", "details")
+                        else pa.array(self.raw[name], type=pa.string()) for name in RAW_FIELDS], schema=raw_schema())
+        for path, table in ((raw_part(directory, number), raw), (records_part(directory, number), records)):
+            aside = path.with_name(f".{path.name}.{os.getpid()}")
+            # uncompressed, no dictionaries: a part lives only until its portal's merge
+            pq.write_table(table, aside, compression="none", use_dictionary=False)
+            os.replace(aside, path)
 
 
 class Stage:
-    """One portal's staging folder. `on_part(directory, number, longest_line)` is called
-    once per written part, in the order the parts complete, in a thread of its own (DuckDB
-    releases the GIL), so the store loads the part's raw entries and turns its records
-    into Parquet for the merge while the next batches are mapped."""
+    """One portal's staging folder. `on_part(directory, number)` is called once per
+    written part, in the order the parts complete, in a thread of its own (DuckDB releases
+    the GIL), so the store loads the part's raw entries while the next batches are mapped."""
 
     BATCH = 1000
 
@@ -127,26 +153,27 @@ class Stage:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-load")
         self._loading: Future | None = None
         self.parts = 0
-        self.longest = 0
+        self._written: list[int] = []
+        self.longest = 0  # bytes of the longest line of seen.jsonl: DuckDB must be told to expect it
         self.closed = False
 
     def path(self, name: str, suffix: str = ".jsonl") -> str:
         return str(self.directory / f"{name}{suffix}")
 
     def records_files(self) -> list[str]:
-        """The records parts, once loaded (as Parquet)."""
-        return sorted(str(path) for path in self.directory.glob("records-*.parquet"))
+        """The records parts written so far (never one a failed worker left behind)."""
+        return [str(records_part(self.directory, number)) for number in sorted(self._written)]
 
     def new_part(self) -> int:
         """A part number for a batch about to be written (by this process or a worker)."""
         with self._lock:
             return next(self._numbers)
 
-    def part_written(self, number: int, longest: int) -> None:
+    def part_written(self, number: int) -> None:
         self.parts += 1
-        self.longest = max(self.longest, longest)
+        self._written.append(number)
         self._wait_loading()
-        self._loading = self._loader.submit(self.on_part, self.directory, number, longest)
+        self._loading = self._loader.submit(self.on_part, self.directory, number)
 
     def _wait_loading(self) -> None:
         if self._loading is not None:
@@ -156,7 +183,7 @@ class Stage:
     def write_batch(self, batch: RecordBatch) -> None:
         number = self.new_part()
         batch.write(self.directory, number)
-        self.part_written(number, batch.longest)
+        self.part_written(number)
 
     def add(self, record: dict, raw_json: str | bytes, details_json: str | bytes | None, raw_hash: str) -> None:
         """Stage one record here, in this process (worker processes write whole batches)."""

@@ -22,15 +22,12 @@ import pyarrow as pa
 
 from catalog.stage import (
     DATASET_FIELDS,
-    RAW_COLUMNS,
-    RECORD_COLUMNS,
     SEEN_COLUMNS,
     TIMESTAMP_FIELDS,
     Stage,
     canonical_json,
     content_hash,
     raw_part,
-    records_part,
 )
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
@@ -343,33 +340,21 @@ class Store:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
 
-    def load_part(self, directory: Path, number: int, longest_line: int) -> None:
-        """A written stage part, as it completes: its raw entries into `raw_records`, its
-        records from JSON lines into the Parquet the merge reads (a part at a time, so
-        memory stays small; the whole portal at once took 5x longer at 128 MB)."""
-        raw, records = raw_part(directory, number), records_part(directory, number)
-        self._with_room(f"loading {raw.name}", lambda: self._load_raw(raw, longest_line))
-        self._with_room(f"converting {records.name}", lambda: self._convert_records(records, longest_line))
+    def load_part(self, directory: Path, number: int) -> None:
+        """A written stage part's raw entries into `raw_records`, as it completes (a part at
+        a time, so memory stays small). A version a dataset already carries is not written
+        again; the catalogue only points at a raw version once its merge has committed. The
+        records part stays as it is: the merge reads it."""
+        part = raw_part(directory, number)
 
-    def _convert_records(self, part: Path, longest_line: int) -> None:
-        cur = self.cursor()  # reads and writes files only: no need to hold the write lock
-        try:
-            # uncompressed: a part only lives until this portal's merge (a third less CPU)
-            cur.execute(f"COPY (SELECT * FROM {_read_jsonl('part', RECORD_COLUMNS, longest_line)}) TO $parquet "
-                        "(FORMAT parquet, COMPRESSION uncompressed)", {"part": str(part), "parquet": str(part.with_suffix(".parquet"))})
-        finally:
-            cur.close()
-        part.unlink()
-
-    def _load_raw(self, part: Path, longest_line: int) -> None:
-        """A version a dataset already carries is not written again; the catalogue only
-        points at a raw version once its merge has committed."""
-        with self._write_lock:
-            self.con.execute(f"""INSERT INTO raw_records BY NAME
-                                SELECT p.*, now() AS fetched_at FROM {_read_jsonl("part", RAW_COLUMNS, longest_line)} p
-                                WHERE NOT EXISTS (SELECT 1 FROM datasets d
-                                                  WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
-                             {"part": str(part)})
+        def load() -> None:
+            with self._write_lock:
+                self.con.execute("""INSERT INTO raw_records BY NAME
+                                    SELECT p.*, now() AS fetched_at FROM read_parquet($part) p
+                                    WHERE NOT EXISTS (SELECT 1 FROM datasets d
+                                                      WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
+                                 {"part": str(part)})
+        self._with_room(f"loading {part.name}", load)
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:
