@@ -1,15 +1,20 @@
-"""A portal's mapped records on their way to the catalogue: Parquet parts in a folder
-beside the database, so memory stays flat however large the portal is.
+"""A portal's mapped records on their way to the catalogue: parts in a folder beside the
+database, so memory stays flat however large the portal is.
 
-Records are gathered in a `RecordBatch` and written as one part (`records-<n>.parquet`,
-`raw-<n>.parquet`). Parts are written by whoever maps the batch, a worker process or the
-harvest itself; `Stage` hands out part numbers, keeps the ids the listing named
-(`seen.jsonl`), and tells the store when a raw part is ready. Parquet written from
-column lists, not JSON lines: Arrow builds typed columns from Python values in a fifth
-of the CPU DuckDB spends parsing the same records back from JSON (18 against 62 us a
-record at 2.6 KB), the merge reads the parts as they are, and the raw entry is a string
-column DuckDB only checks, where parsing it from a line cost 39 us. The raw entry is
-stored as it arrived (compact, in the portal's key order), never re-encoded.
+Records are gathered in a `RecordBatch` and written as one part: `records-<n>.jsonl`, the
+mapped records as JSON lines, and `raw-<n>.tsv`, the raw entries. Parts are written by
+whoever maps the batch, a worker process or the harvest itself; `Stage` hands out part
+numbers, keeps the ids the listing named (`seen.jsonl`), and tells the store when a part
+is ready, which loads its raw entries and turns its records into the Parquet the merge
+reads (`records_to_parquet`).
+
+Why these formats: orjson writes JSON lines faster than Arrow converts Python objects,
+so a worker process needs neither pyarrow nor DuckDB (40-90 MB less memory each); Arrow's
+JSON reader then builds the typed columns in a third of the CPU DuckDB's took (21 against
+62 us a record). A raw line is `["uid","raw_hash","portal_id","source_id"]<TAB>raw<TAB>details`:
+compact JSON holds no raw tab or newline, so DuckDB's CSV reader splits it without parsing
+the entry, which its JSON reader cost 39 us a record to do. The raw entry is stored as it
+arrived (compact, in the portal's key order), never re-encoded.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ import orjson
 from catalog.lazy import LazyModule
 
 pa = LazyModule("pyarrow")
+pa_json = LazyModule("pyarrow.json")
 pq = LazyModule("pyarrow.parquet")
 
 DATASET_FIELDS = (
@@ -39,7 +45,6 @@ TIMESTAMP_FIELDS = ("issued", "modified", "temporal_start", "temporal_end")
 
 DISTRIBUTION_FIELDS = ("position", "title", "format", "media_type", "download_url", "access_url")
 COLUMN_FIELDS = ("position", "name", "field_name", "type", "source_type", "description")
-RAW_FIELDS = ("uid", "raw_hash", "portal_id", "source_id", "raw", "details")   # raw, details: JSON text
 SEEN_COLUMNS = {"uids": "VARCHAR[]"}
 
 
@@ -49,18 +54,13 @@ def _struct_list(fields: tuple[str, ...]):
 
 @functools.cache
 def record_schema():
-    """A records part: the record, with its distributions and columns nested."""
+    """A records line: the record, with its distributions and columns nested."""
     def arrow_type(name: str):
         return (pa.list_(pa.string()) if name in ("keywords", "themes")
                 else pa.int64() if name == "row_count" else pa.string())
     return pa.schema([(name, arrow_type(name)) for name in DATASET_FIELDS]
                      + [("raw_hash", pa.string()), ("distributions", _struct_list(DISTRIBUTION_FIELDS)),
                         ("columns", _struct_list(COLUMN_FIELDS))])
-
-
-@functools.cache
-def raw_schema():
-    return pa.schema([(name, pa.string()) for name in RAW_FIELDS])
 
 _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
@@ -91,19 +91,37 @@ def content_hash(*parts: str | bytes) -> str:
 
 
 def records_part(directory: Path, number: int) -> Path:
-    return directory / f"records-{number:06d}.parquet"
+    return directory / f"records-{number:06d}.jsonl"
 
 
 def raw_part(directory: Path, number: int) -> Path:
-    return directory / f"raw-{number:06d}.parquet"
+    return directory / f"raw-{number:06d}.tsv"
+
+
+def records_to_parquet(part: Path, longest_line: int) -> Path:
+    """A records part as the Parquet file the merge reads (uncompressed: it lives only
+    until its portal's merge). Arrow's reader releases the GIL while it parses."""
+    # a block must hold the longest line whole; one thread (the loader's, running beside
+    # the mapping) and malloc, not Arrow's pool, which kept ~90 MB of the parts it had read
+    options = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * int(longest_line) + 2))
+    table = pa_json.read_json(part, read_options=options, memory_pool=pa.system_memory_pool(),
+                              parse_options=pa_json.ParseOptions(explicit_schema=record_schema(),
+                                                                 unexpected_field_behavior="error"))
+    target = part.with_suffix(".parquet")
+    aside = target.with_name(f".{target.name}")
+    pq.write_table(table, aside, compression="none", use_dictionary=False)
+    os.replace(aside, target)   # the merge reads whole parts only
+    part.unlink()
+    return target
 
 
 class RecordBatch:
-    """Validated records and their raw entries, until written as one part."""
+    """Validated records and their raw entries, as JSON lines, until written as one part."""
 
     def __init__(self) -> None:
-        self.records: list[dict] = []
-        self.raw: dict[str, list] = {name: [] for name in RAW_FIELDS}
+        self.records: list[bytes] = []
+        self.raw: list[bytes] = []
+        self.longest = 0  # bytes of its longest line: DuckDB must be told to expect it
 
     def __len__(self) -> int:
         return len(self.records)
@@ -112,32 +130,28 @@ class RecordBatch:
         for position, distribution in enumerate(record["distributions"]):
             distribution["position"] = position
         record["raw_hash"] = raw_hash
-        self.records.append(record)
-        for name, value in (("uid", record["uid"]), ("raw_hash", raw_hash), ("portal_id", record["portal_id"]),
-                            ("source_id", record["source_id"]), ("raw", raw_json), ("details", details_json)):
-            self.raw[name].append(value)
+        self.records.append(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str))
+        key = orjson.dumps([record["uid"], raw_hash, record["portal_id"], record["source_id"]])
+        self.raw.append(b"\t".join((key, raw_json, details_json or b"")))
+        self.longest = max(self.longest, len(self.records[-1]), len(self.raw[-1]))
 
     def write(self, directory: Path, number: int) -> None:
         """Write part `number`: the raw part first, so a records part never lacks its raw one.
         Each file appears whole (written aside, then renamed): a worker killed mid-write
         leaves no part that could be read."""
-        schema = record_schema()
-        records = pa.table([pa.array([r.get(field.name) for r in self.records], type=field.type) for field in schema],
-                           schema=schema)
-        # JSON text as UTF-8 strings: Arrow checks the encoding, DuckDB the JSON on insert
-        raw = pa.table([pa.array(self.raw[name], type=pa.binary()).cast(pa.string()) if name in ("raw", "details")
-                        else pa.array(self.raw[name], type=pa.string()) for name in RAW_FIELDS], schema=raw_schema())
-        for path, table in ((raw_part(directory, number), raw), (records_part(directory, number), records)):
+        for path, lines in ((raw_part(directory, number), self.raw), (records_part(directory, number), self.records)):
             aside = path.with_name(f".{path.name}.{os.getpid()}")
-            # uncompressed, no dictionaries: a part lives only until its portal's merge
-            pq.write_table(table, aside, compression="none", use_dictionary=False)
+            with open(aside, "wb") as out:
+                out.write(b"\n".join(lines))
+                out.write(b"\n")
             os.replace(aside, path)
 
 
 class Stage:
-    """One portal's staging folder. `on_part(directory, number)` is called once per
-    written part, in the order the parts complete, in a thread of its own (DuckDB releases
-    the GIL), so the store loads the part's raw entries while the next batches are mapped."""
+    """One portal's staging folder. `on_part(directory, number, longest_line)` is called
+    once per written part, in the order the parts complete, in a thread of its own (DuckDB
+    releases the GIL), so the store loads the part's raw entries and turns its records
+    into Parquet for the merge while the next batches are mapped."""
 
     BATCH = 1000
 
@@ -153,27 +167,26 @@ class Stage:
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-load")
         self._loading: Future | None = None
         self.parts = 0
-        self._written: list[int] = []
-        self.longest = 0  # bytes of the longest line of seen.jsonl: DuckDB must be told to expect it
+        self.longest = 0
         self.closed = False
 
     def path(self, name: str, suffix: str = ".jsonl") -> str:
         return str(self.directory / f"{name}{suffix}")
 
     def records_files(self) -> list[str]:
-        """The records parts written so far (never one a failed worker left behind)."""
-        return [str(records_part(self.directory, number)) for number in sorted(self._written)]
+        """The records parts, once loaded (as Parquet)."""
+        return sorted(str(path) for path in self.directory.glob("records-*.parquet"))
 
     def new_part(self) -> int:
         """A part number for a batch about to be written (by this process or a worker)."""
         with self._lock:
             return next(self._numbers)
 
-    def part_written(self, number: int) -> None:
+    def part_written(self, number: int, longest: int) -> None:
         self.parts += 1
-        self._written.append(number)
+        self.longest = max(self.longest, longest)
         self._wait_loading()
-        self._loading = self._loader.submit(self.on_part, self.directory, number)
+        self._loading = self._loader.submit(self.on_part, self.directory, number, longest)
 
     def _wait_loading(self) -> None:
         if self._loading is not None:
@@ -183,7 +196,7 @@ class Stage:
     def write_batch(self, batch: RecordBatch) -> None:
         number = self.new_part()
         batch.write(self.directory, number)
-        self.part_written(number)
+        self.part_written(number, batch.longest)
 
     def add(self, record: dict, raw_json: str | bytes, details_json: str | bytes | None, raw_hash: str) -> None:
         """Stage one record here, in this process (worker processes write whole batches)."""

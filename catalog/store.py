@@ -28,6 +28,8 @@ from catalog.stage import (
     canonical_json,
     content_hash,
     raw_part,
+    records_part,
+    records_to_parquet,
 )
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
@@ -340,21 +342,30 @@ class Store:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
 
-    def load_part(self, directory: Path, number: int) -> None:
-        """A written stage part's raw entries into `raw_records`, as it completes (a part at
-        a time, so memory stays small). A version a dataset already carries is not written
-        again; the catalogue only points at a raw version once its merge has committed. The
-        records part stays as it is: the merge reads it."""
-        part = raw_part(directory, number)
+    def load_part(self, directory: Path, number: int, longest_line: int) -> None:
+        """A written stage part, as it completes: its raw entries into `raw_records`, its
+        records into the Parquet the merge reads (a part at a time, so memory stays small;
+        the whole portal at once took 5x longer at 128 MB)."""
+        raw = raw_part(directory, number)
+        self._with_room(f"loading {raw.name}", lambda: self._load_raw(raw, longest_line))
+        records_to_parquet(records_part(directory, number), longest_line)
 
-        def load() -> None:
-            with self._write_lock:
-                self.con.execute("""INSERT INTO raw_records BY NAME
-                                    SELECT p.*, now() AS fetched_at FROM read_parquet($part) p
-                                    WHERE NOT EXISTS (SELECT 1 FROM datasets d
-                                                      WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
-                                 {"part": str(part)})
-        self._with_room(f"loading {part.name}", load)
+    def _load_raw(self, part: Path, longest_line: int) -> None:
+        """A version a dataset already carries is not written again; the catalogue only
+        points at a raw version once its merge has committed. The raw and details fields
+        are compact JSON, checked (not parsed into values) by the cast."""
+        with self._write_lock:
+            self.con.execute(f"""
+                INSERT INTO raw_records BY NAME
+                SELECT p.*, now() AS fetched_at FROM (
+                    SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
+                           json_extract_string(key, 2) AS portal_id, json_extract_string(key, 3) AS source_id,
+                           CAST(raw AS JSON) AS raw, CAST(details AS JSON) AS details
+                    FROM read_csv($part, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
+                                  columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
+                                  max_line_size = {max(int(longest_line) + 2, 1 << 21)})) p
+                WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
+                             {"part": str(part)})
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import functools
 import gc
-import importlib.abc
 import logging
 import multiprocessing
 import os
-import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -55,6 +53,7 @@ class BatchResult:
     number: int
     staged: int
     errors: list[ErrorRow]
+    longest: int
 
 
 def map_batch(batch: Batch) -> BatchResult:
@@ -64,7 +63,7 @@ def map_batch(batch: Batch) -> BatchResult:
     for entry_json, details_json in batch.entries:
         map_entry(adapter, batch.portal, entry_json, details_json, rows, errors)
     rows.write(Path(batch.directory), batch.number)
-    return BatchResult(batch.number, len(rows), errors)
+    return BatchResult(batch.number, len(rows), errors, rows.longest)
 
 
 def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, details_json: bytes | None,
@@ -122,18 +121,7 @@ def _adapter(portal: PortalConfig) -> PortalAdapter:
 GC_THRESHOLDS = (100_000, 50, 100)
 
 
-class _WithoutPandas(importlib.abc.MetaPathFinder):
-    """Arrow imports pandas, if it is installed, the first time it converts Python values,
-    only to check they are not pandas objects: 45 MB a worker for nothing."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("pandas is not needed by a mapping worker")
-        return None
-
-
 def _worker_started() -> None:
-    sys.meta_path.insert(0, _WithoutPandas())
     # A batch's records live until its part is written and hold no reference cycles: the
     # cyclic collector, triggered every 700 allocations, would only re-scan them (7% of
     # the mapping time).
@@ -308,7 +296,7 @@ class Mapper:
             self.on_error(source_id, stage, error_type, message, severity)
             if severity == "error":  # rejected: the catalogue keeps another version, or none
                 self._unsettle(pages.get(source_id))
-        self.stage.part_written(result.number)
+        self.stage.part_written(result.number, result.longest)
 
     def finish(self) -> None:
         """Map what is left and wait for every batch: the stage is then complete. The
