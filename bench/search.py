@@ -43,6 +43,7 @@ from bench.overlap import build, templates  # noqa: E402
 from catalog import search  # noqa: E402
 from catalog.datajson import write_data_json  # noqa: E402
 from catalog.export import TABLES, export_parquet, open_catalogue  # noqa: E402
+from tests.catalog import fts_reference  # noqa: E402
 
 REFRESH_CHILD = r"""
 import json, sys, time
@@ -140,16 +141,14 @@ def search_figures(db: Path, queries: list[str]) -> None:
 def fts_macro_baseline(db: Path, queries: list[str]) -> None:
     """The extension's own index and macro, as its documentation uses it."""
     con = duckdb.connect(str(db))
-    search.load_fts(con)
-    con.execute(search.SOURCE_ROWS)
     started = time.perf_counter()
-    con.execute(search.CREATE_FTS)
+    fts_reference.build(con)
     built = time.perf_counter() - started
-    sql = f"""SELECT uid, score FROM (SELECT uid, {search.FTS}.match_bm25(uid, ?) AS score FROM {search.SOURCE})
+    sql = f"""SELECT uid, score FROM (SELECT uid, {fts_reference.FTS}.match_bm25(uid, ?) AS score
+                                   FROM {fts_reference.SOURCE})
               WHERE score IS NOT NULL ORDER BY score DESC LIMIT 20"""
     samples = timed(lambda q: con.execute(sql, [q]).fetchall(), queries[:40])
-    con.execute(f"PRAGMA drop_fts_index('{search.SOURCE}')")
-    con.execute(f"DROP TABLE {search.SOURCE}")
+    fts_reference.drop(con)
     con.close()
     p50, p95 = percentiles(samples)
     print(f"  naive: fts match_bm25 macro (40 queries, no memory limit, index {built:.1f} s)  "
