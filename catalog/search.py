@@ -118,6 +118,13 @@ PIECES = """
     SELECT d.rowid, $column_weight, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
     FROM columns c JOIN datasets d ON d.uid = c.dataset_uid
     WHERE d.deleted_at IS NULL"""
+# the same pieces, without documents: what the dictionary is made of (the pieces of a
+# deleted dataset only add terms no document holds, dropped with their df of 0)
+ALL_PIECES = """
+    SELECT unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
+    FROM (SELECT unnest([title, array_to_string(keywords, ' '), description, city]) AS text FROM datasets)
+    UNION ALL
+    SELECT unnest(string_split(lower(strip_accents(coalesce(name, field_name))), ' ')) FROM columns"""
 PIECE_WEIGHTS = {"weights": [FIELD_WEIGHTS[f] for f in ("title", "keywords", "description", "city")],
                  "column_weight": FIELD_WEIGHTS["column_names"]}
 
@@ -128,7 +135,7 @@ STEPS = {
     "_search_piece_terms": f"""
         WITH words AS (
             SELECT piece, unnest(string_split_regex(regexp_replace(piece, $ignore, ' ', 'g'), '\\s+')) AS word
-            FROM (SELECT DISTINCT piece FROM ({PIECES}))),
+            FROM (SELECT DISTINCT piece FROM ({ALL_PIECES}))),
         stems AS (
             SELECT piece, stem(word, 'porter') AS term FROM words
             WHERE word <> '' AND word NOT IN (SELECT unnest($stop_words))),
@@ -150,21 +157,21 @@ BUILD = {
                coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
                list_transform(d.themes, t -> lower(t)) AS theme_keys
         FROM datasets d LEFT JOIN _search_lengths l ON l.docid = d.rowid
-        WHERE d.deleted_at IS NULL
-        ORDER BY docid""",
+        WHERE d.deleted_at IS NULL""",   # found by docid through the index made at the swap
     "search_terms": """
         SELECT termid::BIGINT AS termid, term, df
         FROM (SELECT DISTINCT termid, term FROM _search_piece_terms)
         JOIN (SELECT termid, count(*) AS df FROM _search_tf GROUP BY termid) USING (termid)""",
     # saturated and length-normalised once here, so a query only adds idf x weight over
-    # its terms' postings; the average length counts documents without a word too
+    # its terms' postings; the average length counts documents without a word too. Sorted
+    # by term (a query reads its terms' row groups only), documents in any order within it
     "search_postings": """
         SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid,
                t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * l.length / s.avgdl)) AS tf_weight
         FROM _search_tf t JOIN _search_lengths l USING (docid),
              (SELECT sum(length) / (SELECT count(*) FROM datasets WHERE deleted_at IS NULL) AS avgdl
               FROM _search_lengths) s
-        ORDER BY t.termid, t.docid""",
+        ORDER BY t.termid""",
 }
 
 
