@@ -157,21 +157,22 @@ BUILD = {
                coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
                list_transform(d.themes, t -> lower(t)) AS theme_keys
         FROM datasets d LEFT JOIN _search_lengths l ON l.docid = d.rowid
-        WHERE d.deleted_at IS NULL""",   # found by docid through the index made at the swap
+        WHERE d.deleted_at IS NULL
+        ORDER BY docid""",  # a filter's join on docid then skips row groups
     "search_terms": """
         SELECT termid::BIGINT AS termid, term, df
         FROM (SELECT DISTINCT termid, term FROM _search_piece_terms)
         JOIN (SELECT termid, count(*) AS df FROM _search_tf GROUP BY termid) USING (termid)""",
     # saturated and length-normalised once here, so a query only adds idf x weight over
     # its terms' postings; the average length counts documents without a word too. Sorted
-    # by term (a query reads its terms' row groups only), documents in any order within it
+    # by term: a query reads its terms' row groups only
     "search_postings": """
         SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid,
                t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * l.length / s.avgdl)) AS tf_weight
         FROM _search_tf t JOIN _search_lengths l USING (docid),
              (SELECT sum(length) / (SELECT count(*) FROM datasets WHERE deleted_at IS NULL) AS avgdl
               FROM _search_lengths) s
-        ORDER BY t.termid""",
+        ORDER BY t.termid, t.docid""",
 }
 
 
