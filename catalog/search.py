@@ -8,12 +8,14 @@ count more than a description word (BM25F-style field weights).
 
 The terms follow the rules of DuckDB's fts extension (`create_fts_index` with
 lower = 1, strip_accents = 1, our IGNORE, English stop words, Porter stemmer), but are
-built in parallel SQL: the extension's index build runs on one thread and took 15-30 s
-at 100,000 datasets. The text is cut at spaces as it is read (cheap, parallel) and what a
-distinct piece of text holds - its words, stop words and stems - is worked out once
-per piece, not once per occurrence. The extension, loaded from the
-`duckdb-extension-fts` wheel pinned to the DuckDB version (never INSTALLed from the
-network), gives the stemmer (at build and at query time).
+built in parallel SQL: the extension's index build runs on one thread and took twice the
+CPU (11 s against 4.4-5.5 s at 100,000 datasets, docs/benchmarks.md). The text is cut at
+spaces as it is read (cheap, parallel) and what a distinct piece of text holds - its
+words, stop words and stems - is worked out once per piece, not once per occurrence
+(the regular expressions and the stemmer over every occurrence cost about as much as the
+extension's whole build). Temporary tables spill to disk past the memory limit. The
+extension, loaded from the `duckdb-extension-fts` wheel pinned to the DuckDB version
+(never INSTALLed from the network), gives the stemmer (at build and at query time).
 
 Queries and filters reach DuckDB as parameters, never as SQL text.
 """
