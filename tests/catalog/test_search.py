@@ -211,6 +211,12 @@ def test_the_build_matches_the_fts_extensions_index(store, http):
     store.refresh_search()
     assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 10
     assert_same_index(store.con)
+    # a dataset deleted (its words, "covid" among them, leave the index) and one renamed
+    later = SPRINGFIELD + [entry("aw-2", "Sidewalk Cafe Permits"), AWKWARD[2]]
+    harvest_data_json(store, http, {"springfield": ("Springfield", later)})
+    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 9
+    assert store.con.execute("SELECT count(*) FROM search_terms WHERE term = 'covid'").fetchone()[0] == 0
+    assert_same_index(store.con)
 
 
 def test_the_build_matches_the_fts_extensions_index_on_the_real_catalogues(real_catalogue, tmp_path):
