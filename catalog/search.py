@@ -2,8 +2,8 @@
 
 The index is three tables of our own (migration 0006): documents, stemmed terms, and
 postings sorted by term with each (term, document) BM25 weight computed at build time, so
-that a query only reads its terms' postings (22-42 ms p95 on 100,000 datasets, where the
-fts extension's `match_bm25` macro took 270-370 ms; bench/search.py) and a title word can
+that a query only reads its terms' postings (22-46 ms p95 on 100,000 datasets, where the
+fts extension's `match_bm25` macro took 270-540 ms; bench/search.py) and a title word can
 count more than a description word (BM25F-style field weights).
 
 The terms follow the rules of DuckDB's fts extension (`create_fts_index` with
