@@ -1,14 +1,21 @@
 """Ranked full-text search over the catalogue (`civicat search`).
 
-The index is built by DuckDB's fts extension, loaded from the `duckdb-extension-fts`
-wheel pinned to the DuckDB version (never INSTALLed from the network): its
-`create_fts_index` tokenises, drops English stop words and Porter-stems title,
-description, keywords, column names and city. Its terms are then kept in three small
-tables of our own (migration 0006) and its index dropped: the extension's `match_bm25`
-macro answered in 270-370 ms (p95) on 100,000 datasets, a term-sorted postings table
-with BM25 weights computed at build time in 22-42 ms (bench/search.py), and lets a title word
-count more than a description word (BM25F-style field weights). At query time the
-extension gives only the stemmer.
+The index is three tables of our own (migration 0006): documents, stemmed terms, and
+postings sorted by term with each (term, document) BM25 weight computed at build time, so
+that a query only reads its terms' postings (22-46 ms p95 on 100,000 datasets, where the
+fts extension's `match_bm25` macro took 270-540 ms; bench/search.py) and a title word can
+count more than a description word (BM25F-style field weights).
+
+The terms follow the rules of DuckDB's fts extension (`create_fts_index` with
+lower = 1, strip_accents = 1, our IGNORE, English stop words, Porter stemmer), but are
+built in parallel SQL: the extension's index build runs on one thread and took twice the
+CPU (11 s against 4.4-5.5 s at 100,000 datasets, docs/benchmarks.md). The text is cut at
+spaces as it is read (cheap, parallel) and what a distinct piece of text holds - its
+words, stop words and stems - is worked out once per piece, not once per occurrence
+(the regular expressions and the stemmer over every occurrence cost about as much as the
+extension's whole build). Temporary tables spill to disk past the memory limit. The
+extension, loaded from the `duckdb-extension-fts` wheel pinned to the DuckDB version
+(never INSTALLed from the network), gives the stemmer (at build and at query time).
 
 Queries and filters reach DuckDB as parameters, never as SQL text.
 """
@@ -28,8 +35,48 @@ log = logging.getLogger("civicat.search")
 FIELD_WEIGHTS = {"title": 3.0, "keywords": 2.0, "description": 1.0, "column_names": 1.0, "city": 1.0}
 K1, B = 1.2, 0.75
 IGNORE = r"(\.|[^a-z0-9])+"   # the fts default drops digits too, and with them "311"
-SOURCE = "search_source"       # the text table the fts extension indexes, dropped after the build
-FTS = f"fts_main_{SOURCE}"
+
+# The English stop words of DuckDB's fts extension (`stopwords = 'english'`, the 571 words
+# its create_fts_index inserts), less the 47 with an apostrophe (never a word here: IGNORE
+# cuts at the apostrophe) and one listed twice. test_search.py checks them against the
+# extension's own list.
+STOP_WORDS = tuple("""
+    a able about above according accordingly across actually after afterwards again against all
+    allow allows almost alone along already also although always am among amongst an and another any
+    anybody anyhow anyone anything anyway anyways anywhere apart appear appreciate appropriate are
+    around as aside ask asking associated at available away awfully b be became because become
+    becomes becoming been before beforehand behind being believe below beside besides best better
+    between beyond both brief but by c came can cannot cant cause causes certain certainly changes
+    clearly co com come comes concerning consequently consider considering contain containing
+    contains corresponding could course currently d definitely described despite did different do
+    does doing done down downwards during e each edu eg eight either else elsewhere enough entirely
+    especially et etc even ever every everybody everyone everything everywhere ex exactly example
+    except f far few fifth first five followed following follows for former formerly forth four from
+    further furthermore g get gets getting given gives go goes going gone got gotten greetings h had
+    happens hardly has have having he hello help hence her here hereafter hereby herein hereupon
+    hers herself hi him himself his hither hopefully how howbeit however i ie if ignored immediate
+    in inasmuch inc indeed indicate indicated indicates inner insofar instead into inward is it its
+    itself j just k keep keeps kept know knows known l last lately later latter latterly least less
+    lest let like liked likely little look looking looks ltd m mainly many may maybe me mean
+    meanwhile merely might more moreover most mostly much must my myself n name namely nd near
+    nearly necessary need needs neither never nevertheless new next nine no nobody non none noone
+    nor normally not nothing novel now nowhere o obviously of off often oh ok okay old on once one
+    ones only onto or other others otherwise ought our ours ourselves out outside over overall own p
+    particular particularly per perhaps placed please plus possible presumably probably provides q
+    que quite qv r rather rd re really reasonably regarding regardless regards relatively
+    respectively right s said same saw say saying says second secondly see seeing seem seemed
+    seeming seems seen self selves sensible sent serious seriously seven several shall she should
+    since six so some somebody somehow someone something sometime sometimes somewhat somewhere soon
+    sorry specified specify specifying still sub such sup sure t take taken tell tends th than thank
+    thanks thanx that thats the their theirs them themselves then thence there thereafter thereby
+    therefore therein theres thereupon these they think third this thorough thoroughly those though
+    three through throughout thru thus to together too took toward towards tried tries truly try
+    trying twice two u un under unfortunately unless unlikely until unto up upon us use used useful
+    uses using usually uucp v value various very via viz vs w want wants was way we welcome well
+    went were what whatever when whence whenever where whereafter whereas whereby wherein whereupon
+    wherever whether which while whither who whoever whole whom whose why will willing wish with
+    within without wonder would x y yes yet you your yours yourself yourselves z zero
+""".split())
 
 
 class SearchIndexMissing(LookupError):
@@ -60,70 +107,95 @@ def load_fts(con: duckdb.DuckDBPyConnection) -> None:
 FINGERPRINT = """SELECT concat_ws('|', count(*), max(last_changed), max(deleted_at),
                                  count(*) FILTER (WHERE deleted_at IS NULL)) FROM datasets"""
 
-SOURCE_ROWS = f"""
-CREATE OR REPLACE TABLE {SOURCE} AS
-SELECT d.uid, d.title, d.description, array_to_string(d.keywords, ' ') AS keywords,
-       c.column_names, d.city
-FROM datasets d
-LEFT JOIN (SELECT dataset_uid, string_agg(coalesce(name, field_name), ' ') AS column_names
-           FROM columns GROUP BY dataset_uid) c ON c.dataset_uid = d.uid
-WHERE d.deleted_at IS NULL"""
+# A document is a dataset not deleted; its id is the dataset's row id (no numbering pass).
+# Every piece of its text between spaces, lower-cased and accents stripped as the whole
+# text (both are per character), with its field's weight; the columns are read from their
+# own table, one name at a time (the same pieces as the names joined by spaces).
+PIECES = """
+    SELECT docid, weight, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
+    FROM (SELECT rowid AS docid, unnest($weights) AS weight,
+                 unnest([title, array_to_string(keywords, ' '), description, city]) AS text
+          FROM datasets WHERE deleted_at IS NULL)
+    UNION ALL
+    SELECT d.rowid, $column_weight, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
+    FROM columns c JOIN datasets d ON d.uid = c.dataset_uid
+    WHERE d.deleted_at IS NULL"""
+# the same pieces, without documents: what the dictionary is made of (the pieces of a
+# deleted dataset only add terms no document holds, dropped with their df of 0)
+ALL_PIECES = """
+    SELECT unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
+    FROM (SELECT unnest([title, array_to_string(keywords, ' '), description, city]) AS text FROM datasets)
+    UNION ALL
+    SELECT unnest(string_split(lower(strip_accents(coalesce(name, field_name))), ' ')) FROM columns"""
+PIECE_WEIGHTS = {"weights": [FIELD_WEIGHTS[f] for f in ("title", "keywords", "description", "city")],
+                 "column_weight": FIELD_WEIGHTS["column_names"]}
 
-CREATE_FTS = (f"PRAGMA create_fts_index('{SOURCE}', 'uid', {', '.join(repr(f) for f in FIELD_WEIGHTS)}, "
-              f"stemmer = 'porter', stopwords = 'english', ignore = '{IGNORE}', strip_accents = 1, lower = 1, "
-              "overwrite = 1)")
+# temporary tables, built in this order
+STEPS = {
+    # each distinct piece's terms, one row per word it holds (a piece can hold several:
+    # "covid-19"; or none: "the", "-"): the extension's tokeniser, stop words and stemmer
+    "_search_piece_terms": f"""
+        WITH words AS (
+            SELECT piece, unnest(string_split_regex(regexp_replace(piece, $ignore, ' ', 'g'), '\\s+')) AS word
+            FROM (SELECT DISTINCT piece FROM ({ALL_PIECES}))),
+        stems AS (
+            SELECT piece, stem(word, 'porter') AS term FROM words
+            WHERE word <> '' AND word NOT IN (SELECT unnest($stop_words))),
+        ids AS (SELECT row_number() OVER (ORDER BY term) - 1 AS termid, term FROM (SELECT DISTINCT term FROM stems))
+        SELECT piece, termid, term FROM stems JOIN ids USING (term)""",
+    # weighted term frequency per (term, document); n: the term's occurrences
+    "_search_tf": f"""
+        SELECT termid, docid, sum(weight) AS tf, count(*) AS n
+        FROM ({PIECES}) JOIN _search_piece_terms USING (piece)
+        GROUP BY termid, docid""",
+    "_search_lengths": "SELECT docid, sum(n) AS length FROM _search_tf GROUP BY docid",
+}
 
 # each built as a `_next` table of its own and committed (committed rows can spill to
-# disk, rows of one long transaction cannot: that ran out of the harvest's 128 MB), then
-# swapped in by one short transaction
+# disk, rows of one long transaction cannot), then swapped in by one short transaction
 BUILD = {
-    "search_documents": f"""
-        SELECT f.docid::BIGINT AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
-               f.len::BIGINT AS length, lower(d.city) AS city_key,
+    "search_documents": """
+        SELECT d.rowid AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
+               coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
                list_transform(d.themes, t -> lower(t)) AS theme_keys
-        FROM {FTS}.docs f JOIN datasets d ON d.uid = f.name
-        ORDER BY f.docid""",
-    "search_terms": f"SELECT termid::BIGINT AS termid, term, df::BIGINT AS df FROM {FTS}.dict",
-    # weighted term frequency per (term, document), saturated and length-normalised once
-    # here, so a query only adds idf x weight over its terms' postings
-    "search_postings": f"""
+        FROM datasets d LEFT JOIN _search_lengths l ON l.docid = d.rowid
+        WHERE d.deleted_at IS NULL
+        ORDER BY docid""",  # a filter's join on docid then skips row groups
+    "search_terms": """
+        SELECT termid::BIGINT AS termid, term, df
+        FROM (SELECT DISTINCT termid, term FROM _search_piece_terms)
+        JOIN (SELECT termid, count(*) AS df FROM _search_tf GROUP BY termid) USING (termid)""",
+    # saturated and length-normalised once here, so a query only adds idf x weight over
+    # its terms' postings; the average length counts documents without a word too. Sorted
+    # by term: a query reads its terms' row groups only
+    "search_postings": """
         SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid,
-               t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * f.len / s.avgdl)) AS tf_weight
-        FROM (SELECT termid, docid, sum(w.weight) AS tf
-              FROM {FTS}.terms JOIN {FTS}.fields USING (fieldid)
-              JOIN (SELECT unnest($fields) AS field, unnest($weights) AS weight) w USING (field)
-              GROUP BY termid, docid) t
-        JOIN {FTS}.docs f USING (docid), {FTS}.stats s
+               t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * l.length / s.avgdl)) AS tf_weight
+        FROM _search_tf t JOIN _search_lengths l USING (docid),
+             (SELECT sum(length) / (SELECT count(*) FROM datasets WHERE deleted_at IS NULL) AS avgdl
+              FROM _search_lengths) s
         ORDER BY t.termid, t.docid""",
 }
-EMPTY = {table: f"SELECT * FROM {table} LIMIT 0" for table in BUILD}
 
 
 def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
     """Rebuild the index if the catalogue changed since it was built (or with `force`).
     The new tables replace the old in one transaction: a reader sees the previous index
     or the new one, and a build cut short leaves the previous one. Returns whether it was
-    rebuilt. The caller's memory limit holds (the build spills to disk past it)."""
+    rebuilt. The caller's memory limit and threads hold (the build spills to disk past
+    the limit)."""
     fingerprint = con.execute(FINGERPRINT).fetchone()[0]
     built = con.execute("SELECT fingerprint FROM search_state").fetchall()
     if not force and built and built[0][0] == fingerprint:
         return False
     load_fts(con)
     con.execute("SET enable_progress_bar = false")  # the harvest shows its own progress
-    threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    params = {"ignore": IGNORE, "stop_words": list(STOP_WORDS), "k1": K1, "b": B, **PIECE_WEIGHTS}
     try:
-        # one thread: with two the text table ran out of the harvest's 128 MB at 100,000
-        # datasets, and the fts index build, given the memory, was slower (40 s against 30)
-        con.execute("SET threads = 1")
-        con.execute(SOURCE_ROWS)
-        con.execute("CHECKPOINT")  # written rows leave memory (the store checkpoints rarely)
-        indexed = con.execute(f"SELECT count(*) FROM {SOURCE}").fetchone()[0] > 0
-        if indexed:
-            con.execute(CREATE_FTS)
-        params = {"k1": K1, "b": B, "fields": list(FIELD_WEIGHTS), "weights": list(FIELD_WEIGHTS.values())}
-        for table, select in (BUILD if indexed else EMPTY).items():
-            con.execute(f"CREATE OR REPLACE TABLE {table}_next AS {select}",
-                        {k: v for k, v in params.items() if f"${k}" in select})
+        for name, select in STEPS.items():
+            _create(con, f"TEMP TABLE {name}", select, params)
+        for table, select in BUILD.items():
+            _create(con, f"TABLE {table}_next", select, params)
         con.execute("BEGIN TRANSACTION")
         try:
             for table in BUILD:
@@ -140,8 +212,11 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
             raise
     finally:
         _drop_leftovers(con)
-        con.execute(f"SET threads = {int(threads)}")
     return True
+
+
+def _create(con: duckdb.DuckDBPyConnection, what: str, select: str, params: dict) -> None:
+    con.execute(f"CREATE OR REPLACE {what} AS {select}", {k: v for k, v in params.items() if f"${k}" in select})
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -152,10 +227,9 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _drop_leftovers(con: duckdb.DuckDBPyConnection) -> None:
-    """The extension's index, the text it read and any `_next` table a failure left."""
-    if con.execute("SELECT count(*) FROM duckdb_schemas() WHERE schema_name = ?", [FTS]).fetchone()[0]:
-        con.execute(f"PRAGMA drop_fts_index('{SOURCE}')")
-    con.execute(f"DROP TABLE IF EXISTS {SOURCE}")
+    """The temporary tables of the build and any `_next` table a failure left."""
+    for name in STEPS:
+        con.execute(f"DROP TABLE IF EXISTS temp.{name}")
     for table in BUILD:
         con.execute(f"DROP TABLE IF EXISTS {table}_next")
 

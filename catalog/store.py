@@ -22,8 +22,6 @@ import pyarrow as pa
 
 from catalog.stage import (
     DATASET_FIELDS,
-    RAW_COLUMNS,
-    RECORD_COLUMNS,
     SEEN_COLUMNS,
     TIMESTAMP_FIELDS,
     Stage,
@@ -31,6 +29,7 @@ from catalog.stage import (
     content_hash,
     raw_part,
     records_part,
+    records_to_parquet,
 )
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
@@ -395,30 +394,27 @@ class Store:
 
     def load_part(self, directory: Path, number: int, longest_line: int) -> None:
         """A written stage part, as it completes: its raw entries into `raw_records`, its
-        records from JSON lines into the Parquet the merge reads (a part at a time, so
-        memory stays small; the whole portal at once took 5x longer at 128 MB)."""
-        raw, records = raw_part(directory, number), records_part(directory, number)
+        records into the Parquet the merge reads (a part at a time, so memory stays small;
+        the whole portal at once took 5x longer at 128 MB)."""
+        raw = raw_part(directory, number)
         self._with_room(f"loading {raw.name}", lambda: self._load_raw(raw, longest_line))
-        self._with_room(f"converting {records.name}", lambda: self._convert_records(records, longest_line))
-
-    def _convert_records(self, part: Path, longest_line: int) -> None:
-        cur = self.cursor()  # reads and writes files only: no need to hold the write lock
-        try:
-            # uncompressed: a part only lives until this portal's merge (a third less CPU)
-            cur.execute(f"COPY (SELECT * FROM {_read_jsonl('part', RECORD_COLUMNS, longest_line)}) TO $parquet "
-                        "(FORMAT parquet, COMPRESSION uncompressed)", {"part": str(part), "parquet": str(part.with_suffix(".parquet"))})
-        finally:
-            cur.close()
-        part.unlink()
+        records_to_parquet(records_part(directory, number), longest_line)
 
     def _load_raw(self, part: Path, longest_line: int) -> None:
         """A version a dataset already carries is not written again; the catalogue only
-        points at a raw version once its merge has committed."""
+        points at a raw version once its merge has committed. The raw and details fields
+        are compact JSON, checked (not parsed into values) by the cast."""
         with self._write_lock:
-            self.con.execute(f"""INSERT INTO raw_records BY NAME
-                                SELECT p.*, now() AS fetched_at FROM {_read_jsonl("part", RAW_COLUMNS, longest_line)} p
-                                WHERE NOT EXISTS (SELECT 1 FROM datasets d
-                                                  WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
+            self.con.execute(f"""
+                INSERT INTO raw_records BY NAME
+                SELECT p.*, now() AS fetched_at FROM (
+                    SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
+                           json_extract_string(key, 2) AS portal_id, json_extract_string(key, 3) AS source_id,
+                           CAST(raw AS JSON) AS raw, CAST(details AS JSON) AS details
+                    FROM read_csv($part, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
+                                  columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
+                                  max_line_size = {max(int(longest_line) + 2, 1 << 21)})) p
+                WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
                              {"part": str(part)})
 
     def add_errors(self, rows: list[dict]) -> None:

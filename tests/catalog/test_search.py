@@ -7,6 +7,7 @@ from click.testing import CliRunner
 from catalog import search
 from catalog.store import Store
 from harvester.cli import cli
+from tests.catalog import fts_reference
 from tests.catalog.test_store import T0, record, stage_of
 from tests.portals.catalogues import harvest_data_json
 
@@ -121,7 +122,9 @@ def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch):
         search.refresh(two_cities.con, force=True)
     assert find(two_cities, "building permits") == before
     leftovers = two_cities.con.execute("SELECT table_name FROM duckdb_tables() WHERE table_name LIKE '%_next' "
-                                       "OR table_name = 'search_source'").fetchall()
+                                       "OR table_name LIKE '%search_%' AND table_name NOT IN "
+                                       "('search_documents', 'search_terms', 'search_postings', 'search_state')"
+                                       ).fetchall()
     assert leftovers == []
     assert two_cities.refresh_search() is False  # logged, not raised, by the harvest's hook
 
@@ -176,6 +179,71 @@ def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(rea
         assert all("311" in h["title"] for h in hits), [h["title"] for h in hits]
     finally:
         con.close()
+
+
+def assert_same_index(con):
+    """civicat's build holds exactly what the fts extension's create_fts_index would have
+    given: the same postings with the same weights, document frequencies and lengths."""
+    ours, reference = fts_reference.civicat_index(con), fts_reference.index(con)
+    assert ours["terms"] == reference["terms"]
+    assert ours["lengths"] == reference["lengths"]
+    assert ours["postings"].keys() == reference["postings"].keys()
+    for key, weight in reference["postings"].items():
+        assert ours["postings"][key] == pytest.approx(weight, rel=1e-12), key
+
+
+AWKWARD = [  # punctuation, digits, accents, apostrophes, stop words, odd spacing, repeats
+    entry("aw-1", "COVID-19 Cases (2020–2021)", "Don't miss: U.S. cases;\tper\ncounty,  daily. CASES cases!",
+          ("covid-19", "public health", "Santé")),
+    entry("aw-2", "The And Of", "", ()),
+    entry("aw-3", "Über-Straße Café_Permits 311/911", "e-mail: open@city.gov — ½ price; a.b.c x86_64", ("ñandú",)),
+]
+
+
+def test_the_build_matches_the_fts_extensions_index(store, http):
+    harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD + AWKWARD),
+                                    "shelbyville": ("Shelbyville", SHELBYVILLE)})
+    columns = [{"position": i, "name": name, "field_name": field, "type": "text", "source_type": "Text",
+                "description": None} for i, (name, field) in enumerate([("Inspector Badge", "inspector_badge"),
+                                                                        (None, "zip_code"), ("Número d'été", "n")])]
+    store.commit_portal(stage_of(store, [record("ab-1", "Restaurant scores", columns=columns)]), "city", T0,
+                        mark_deleted=True)
+    store.refresh_search()
+    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 10
+    assert_same_index(store.con)
+    # a dataset deleted (its words, "covid" among them, leave the index) and one renamed
+    later = SPRINGFIELD + [entry("aw-2", "Sidewalk Cafe Permits"), AWKWARD[2]]
+    harvest_data_json(store, http, {"springfield": ("Springfield", later)})
+    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 9
+    assert store.con.execute("SELECT count(*) FROM search_terms WHERE term = 'covid'").fetchone()[0] == 0
+    assert_same_index(store.con)
+
+
+def test_the_build_matches_the_fts_extensions_index_on_the_real_catalogues(real_catalogue, tmp_path):
+    import shutil
+
+    from catalog.store import connect
+    shutil.copy(real_catalogue, tmp_path / "copy.duckdb")
+    con = connect(tmp_path / "copy.duckdb")
+    try:
+        assert con.execute("SELECT count(*) FROM search_postings").fetchone()[0] > 100_000
+        assert_same_index(con)
+    finally:
+        con.close()
+
+
+def test_the_stop_words_are_the_fts_extensions():
+    import re
+
+    import duckdb
+    con = duckdb.connect()
+    search.load_fts(con)
+    con.execute("CREATE TABLE t (id INTEGER, s VARCHAR); INSERT INTO t VALUES (1, 'x')")
+    con.execute("PRAGMA create_fts_index('t', 'id', 's', stopwords = 'english')")
+    listed = [w for (w,) in con.execute("SELECT sw FROM fts_main_t.stopwords").fetchall()]
+    assert len(listed) == 571
+    assert set(search.STOP_WORDS) == {w for w in listed if re.fullmatch("[a-z0-9]+", w)}
+    assert len(search.STOP_WORDS) == len(set(search.STOP_WORDS)) == 523
 
 
 def test_the_fts_extension_comes_from_the_pinned_wheel():

@@ -1,0 +1,69 @@
+"""The fts extension's own index (`PRAGMA create_fts_index`), from which civicat derived its
+search index before it tokenised in SQL of its own: the reference that build is checked
+against (test_search.py) and a naive baseline of bench/search.py."""
+from __future__ import annotations
+
+import duckdb
+
+from catalog import search
+
+SOURCE = "search_source"
+FTS = f"fts_main_{SOURCE}"
+
+SOURCE_ROWS = f"""
+CREATE OR REPLACE TABLE {SOURCE} AS
+SELECT d.uid, d.title, d.description, array_to_string(d.keywords, ' ') AS keywords,
+       c.column_names, d.city
+FROM datasets d
+LEFT JOIN (SELECT dataset_uid, string_agg(coalesce(name, field_name), ' ') AS column_names
+           FROM columns GROUP BY dataset_uid) c ON c.dataset_uid = d.uid
+WHERE d.deleted_at IS NULL"""
+
+CREATE_FTS = (f"PRAGMA create_fts_index('{SOURCE}', 'uid', {', '.join(repr(f) for f in search.FIELD_WEIGHTS)}, "
+              f"stemmer = 'porter', stopwords = 'english', ignore = '{search.IGNORE}', strip_accents = 1, "
+              "lower = 1, overwrite = 1)")
+
+# what civicat kept of the extension's index: BM25F weight per (dataset, term), df per
+# term, length per dataset
+POSTINGS = f"""
+    SELECT f.name AS uid, dict.term, t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * f.len / s.avgdl)) AS tf_weight
+    FROM (SELECT termid, docid, sum(w.weight) AS tf
+          FROM {FTS}.terms JOIN {FTS}.fields USING (fieldid)
+          JOIN (SELECT unnest($fields) AS field, unnest($weights) AS weight) w USING (field)
+          GROUP BY termid, docid) t
+    JOIN {FTS}.docs f USING (docid) JOIN {FTS}.dict dict USING (termid), {FTS}.stats s"""
+TERMS = f"SELECT term, df FROM {FTS}.dict"
+LENGTHS = f"SELECT name AS uid, len AS length FROM {FTS}.docs"
+
+
+def build(con: duckdb.DuckDBPyConnection) -> None:
+    search.load_fts(con)
+    con.execute(SOURCE_ROWS)
+    con.execute(CREATE_FTS)
+
+
+def drop(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"PRAGMA drop_fts_index('{SOURCE}')")
+    con.execute(f"DROP TABLE {SOURCE}")
+
+
+def index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """The reference index of the catalogue on `con`, as plain dicts (see `civicat_index`)."""
+    build(con)
+    try:
+        postings = con.execute(POSTINGS, {"k1": search.K1, "b": search.B, "fields": list(search.FIELD_WEIGHTS),
+                                          "weights": list(search.FIELD_WEIGHTS.values())}).fetchall()
+        return {"postings": {(uid, term): weight for uid, term, weight in postings},
+                "terms": dict(con.execute(TERMS).fetchall()),
+                "lengths": dict(con.execute(LENGTHS).fetchall())}
+    finally:
+        drop(con)
+
+
+def civicat_index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
+    """civicat's search index on `con`, in the form of `index`."""
+    postings = con.execute("""SELECT d.uid, t.term, p.tf_weight FROM search_postings p
+                              JOIN search_terms t USING (termid) JOIN search_documents d USING (docid)""").fetchall()
+    return {"postings": {(uid, term): weight for uid, term, weight in postings},
+            "terms": dict(con.execute("SELECT term, df FROM search_terms").fetchall()),
+            "lengths": dict(con.execute("SELECT uid, length FROM search_documents").fetchall())}
