@@ -187,7 +187,7 @@ def vector(concepts: tuple[str, ...]) -> dict[str, float]:
 
 
 def describe(concept: str) -> str:
-    return concept.replace("_", " ")
+    return "fire or EMS call" if concept == "fire_ems_call" else concept.replace("_", " ")
 
 
 LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for service",
