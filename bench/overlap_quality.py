@@ -33,6 +33,7 @@ import time
 import zlib
 from collections import defaultdict
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,7 +69,7 @@ def publisher_title(url: str, dataset_id: str) -> str:
     parts = []
     if dataset_id and not SOCRATA_ID.match(dataset_id) and not re.fullmatch(r"[0-9a-f_]{20,}", dataset_id):
         parts += re.split(r"[/|]", dataset_id)
-    path = re.sub(r"^[a-z]+://[^/]+", "", url or "").split("?")[0]
+    path = unquote(re.sub(r"^[a-z]+://[^/]+", "", url or "").split("?")[0])   # 'use%20of%20force' as written
     parts += [p for p in path.split("/") if p]
     for part in reversed(parts):
         name = words_of(part)

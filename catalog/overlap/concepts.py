@@ -31,12 +31,12 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "service_request": (("service_request", "311", "customer+request", "constituent+request", "citizen+request"),
                         ()),
     "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
-    "officer_shooting": (("officer_shooting", "involved+shooting"), ()),
+    "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge"), ()),
     "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
     "traffic_stop": (("traffic_stop",), ()),
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop"), ()),
     "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
-    "police_stop": (("ripa", "police+stop", "vehicle+stop"), ("stop", "detention")),
+    "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
                           "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
     "citation": (("citation",), ()),
@@ -47,19 +47,33 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "police_employee": (("police+employee", "officer+demographic", "sworn"),
                         ("roster", "employee+demographic", "employee")),
     "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
+    # kinds no trigger names: `_refined` reads them off calls and crimes (see there)
+    "fire_ems_call": ((), ()),
+    "crime_statistics": ((), ()),
 }
 # a concept that is a kind of another shares part of its vector with it
 PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
            "officer_shooting": "use_of_force"}
 PARENT_SHARE = 0.5
-# words that make a trigger mean something else ('Cardiac arrest')
+# words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
+# crime records, animal control calls no police dispatch log, bus stop data no police stops)
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"}),
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
-            "calls_for_service": frozenset({"taxi", "taxis"})}   # 'criminal justice' is not crime records
+            "police_stop": frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"}),
+            "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
 # where 'incident', 'stop', 'complaint' mean policing
-POLICE_CONTEXT = frozenset({"police", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
+POLICE_CONTEXT = frozenset({"police", "policing", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
                             "offense", "arrest", "patrol", "precinct", "deputy"})
 DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, SFPD; HCSO: departments
+# a dispatch log of the fire department or EMS is not the police's calls for service
+FIRE_EMS = frozenset({"fire", "ems", "ambulance", "medical", "rescue", "paramedic", "firefighter", "afd", "fdny"})
+# a table of counts or rates ('Violent Crime Statistics', 'Crime Rate By Type', 'Index Crimes
+# by County') is not the incident records it counts
+STATISTICS = frozenset({"statistic", "stat", "rate", "count", "total", "summary", "summarized", "cumulative", "trend",
+                        "indicator", "percent", "percentage"})
+GROUPED_BY = frozenset({"county", "municipality", "city", "precinct", "district", "beat", "agency", "department",
+                        "type", "state", "town", "ward", "zip", "neighborhood", "region", "month", "year", "race",
+                        "age", "sex", "gender", "category", "jurisdiction", "offense", "crime"})
 DESCRIPTION_TERMS = 20    # a description's first sentence or two say what the dataset is
 DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
 
@@ -120,26 +134,45 @@ def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple
     return ()
 
 
-def of_dataset_terms(title_terms: list[str], description_terms: list[str]) -> tuple[tuple[str, ...], bool]:
+def of_dataset_terms(title_terms: list[str], description_terms: list[str],
+                     title: str | None = None) -> tuple[tuple[str, ...], bool]:
     """`of_terms` from a title's terms and a description's (unigram) terms in order, its
     opening read only when the title names no strong concept; and whether the concepts are
-    the title's own (else the description's)."""
+    the title's own (else the description's). `title`, the title as written, tells a table
+    of counts from the records it counts."""
     strong, weak = _found(title_terms)
     if strong:
-        return tuple(_strongest(strong)), True
+        return _refined(tuple(_strongest(strong)), title_terms, title), True
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms)) else ()
     opening = description_terms[:DESCRIPTION_TERMS]
     if not opening:
-        return own, True
+        return _refined(own, title_terms, title), True
     # neighbouring words as bigrams, each right after its first word ('police', 'police+call', 'call')
     inline = [x for a, b in zip(opening, opening[1:] + [""]) for x in (a, f"{a}+{b}" if b else "") if x]
     found = of_terms(title_terms, inline)
-    return found, bool(found) and found == own
+    return _refined(found, title_terms + opening, title), bool(found) and found == own
+
+
+def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tuple[str, ...]:
+    """Calls of the fire department or EMS (no police word near) are their own kind, and so
+    are crime statistics: a title that counts ('Crime Rate', 'Totals') or groups ('by County')."""
+    if "calls_for_service" in found and set(terms) & FIRE_EMS and not _police_context(set(terms)):
+        found = tuple("fire_ems_call" if k == "calls_for_service" else k for k in found)
+    if "crime_incident" in found and title and _counts(text.words(title, glued=False)):
+        found = tuple("crime_statistics" if k == "crime_incident" else k for k in found)
+    return found
+
+
+def _counts(words: list[str]) -> bool:
+    """A title of a table of counts: a statistics word, or 'by' a grouping ('by County', 'by Type')."""
+    return any(w in STATISTICS or (w == "by" and any(g in GROUPED_BY for g in words[i + 1:i + 3]))
+               for i, w in enumerate(words))
 
 
 def of_dataset(title: str | None, description: str | None, drop: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """The concepts of one dataset from its title and description (as `features.build` reads them)."""
-    return of_dataset_terms(text.terms(title, drop), text.terms(description, drop, bigrams=False, glued=False))[0]
+    return of_dataset_terms(text.terms(title, drop), text.terms(description, drop, bigrams=False, glued=False),
+                            title)[0]
 
 
 def vector(concepts: tuple[str, ...]) -> dict[str, float]:
@@ -154,7 +187,7 @@ def vector(concepts: tuple[str, ...]) -> dict[str, float]:
 
 
 def describe(concept: str) -> str:
-    return concept.replace("_", " ")
+    return "fire or EMS call" if concept == "fire_ems_call" else concept.replace("_", " ")
 
 
 LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for service",
@@ -163,7 +196,8 @@ LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for s
           "pedestrian_stop": "Pedestrian stops", "field_contact": "Field contacts", "police_stop": "Police stops",
           "police_complaint": "Police complaints", "citation": "Citations", "parking_citation": "Parking citations",
           "warning": "Traffic warnings", "crash": "Traffic crashes", "vehicle_pursuit": "Vehicle pursuits",
-          "police_employee": "Police employees", "lawsuit": "Lawsuits"}
+          "police_employee": "Police employees", "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
+          "crime_statistics": "Crime statistics"}
 
 
 def label(concept: str) -> str:

@@ -204,7 +204,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
-    found = [concepts.of_dataset_terms(t, d) for t, d in zip(title_terms, description_terms)]
+    found = [concepts.of_dataset_terms(t, d, title) for t, d, title in zip(title_terms, description_terms, rows["title"])]
     concept_lists = [kinds for kinds, _ in found]
     # a kind read in a description is weaker evidence than one the title names
     concept_confidence = np.fromiter((1.0 if own else concepts.DESCRIPTION_CONFIDENCE for _, own in found),

@@ -17,8 +17,10 @@ A signal missing on either side (a title of stopwords only, no description, no c
 profile) is left out and the weights of the others renormalised.
 
 The weighted mean is then multiplied by a shape factor: a boundary file and the records
-that fall in its areas ('Police Districts' / 'Crimes'), or two asset kinds that hold data
-differently (a dataset and a map), are not comparable however many words they share.
+that fall in its areas ('Police Districts' / 'Crimes'), two asset kinds that hold data
+differently (a dataset and a map), or two titles that each name a different kind of record
+('Fire Department Calls for Service' / 'Police Department Calls for Service'; 'Crime Rate
+By Type' / 'Crimes') are not comparable however many words and columns they share.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, 
            "embedding": 0.25}
 COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
+KIND_MISMATCH = 0.7       # both titles name a kind of record, and the kinds differ
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
 DEFAULT_MIN_SCORE = 0.35
@@ -112,6 +115,9 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
         weighted += np.where(present, np.clip(values, 0, 1) * weight, 0.0)
         weight_sum += np.where(present, weight, 0.0)
     shape = shape_factor(c, a, b)
+    # two different kinds, each named by its own title (not guessed from a description)
+    kinds_differ = (signals["concept"] == 0) & (np.minimum(c.concept_confidence[a], c.concept_confidence[b]) >= 1)
+    shape = np.where(kinds_differ, shape * KIND_MISMATCH, shape).astype(np.float32)
     total = (np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
              * shape).astype(np.float32)
     return PairScores(a, b, total, signals, shape)

@@ -39,6 +39,7 @@ GENERIC = frozenset("""
 map maps resource category categories source message template facility property project item type code
 directory location site point feature layer test view export extract download web mercator spatial non
 tool document page form index lookup reference master misc miscellaneous other various general
+attachment
 """.split())
 
 # Single words to one spelling (applied after stemming).
@@ -73,6 +74,8 @@ PHRASES = {
     ("service", "request"): "service_request", ("311", "call"): "service_request",
     ("customer", "service", "request"): "service_request", ("311",): "service_request",
     ("use", "of", "force"): "use_of_force", ("response", "to", "resistance"): "use_of_force",
+    ("use", "of", "control"): "use_of_force",
+    ("stop", "data"): "stop_data",   # the term of art of police stop reporting (RIPA, 'Traffic Stop Data' aside)
     ("officer", "involved", "shooting"): "officer_shooting", ("police", "shooting"): "officer_shooting",
     ("food", "inspection"): "restaurant_inspection", ("restaurant", "inspection"): "restaurant_inspection",
     ("food", "establishment", "inspection"): "restaurant_inspection",

@@ -30,6 +30,11 @@ SOCRATA = {
                  ("data.cityofchicago.org", "xzkq-xp2w")],
     "budget": [("data.baltimorecity.gov", "g5wn-pq7y"), ("data.sfgov.org", "xdgd-c79v"),
                ("data.hartford.gov", "c986-wrvr")],
+    # the fire department's and EMS's dispatch logs; tables of crime counts and rates
+    "fire_calls": [("data.sfgov.org", "nuek-vuh3"), ("data.cityofnewyork.us", "8m42-w767"),
+                   ("data.seattle.gov", "kzjm-xkqj")],
+    "crime_stats": [("data.maryland.gov", "jwfa-fdxs"), ("data.seattle.gov", "3xqu-vnum"),
+                    ("data.ny.gov", "ca8h-8gjq")],
 }
 # (city file, id) of 2013 data.json entries: boundary files and footprints
 POD_2013 = {

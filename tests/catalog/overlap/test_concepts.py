@@ -39,6 +39,7 @@ KINDS = {   # real datasets, by the kind of record they hold, in each city's own
                        ("data.austintexas.gov", "4c6h-tv2y"),     # APD Incident Extract 2010
                        ("data.cityofboston.gov", "7cdf-6fgx")],   # Crime Incident Reports
     "calls_for_service": [("data.sfgov.org", "hz9m-tj6z"),        # Police Department Calls for Service
+                          ("data.cityofmadison.com", "4gss-84dk"),  # Madison Police Calls for Service
                           ("data.baltimorecity.gov", "xviu-ezkt"),  # 911 Calls for Service
                           ("data.seattle.gov", "3k2p-39jp"),      # Seattle Police Department 911 Incident Response
                           ("data.illinois.gov", "9zru-nvxs")],    # Rockford Police Department 72 Hour Dispatch Call Log
@@ -60,6 +61,16 @@ KINDS = {   # real datasets, by the kind of record they hold, in each city's own
     "parking_citation": [("data.lacity.org", "wjz9-h9np"),        # Parking Citations
                          ("data.cityofnewyork.us", "yyiw-ypks")],  # Parking Tickets
     "crash": [("data.cityofnewyork.us", "h9gi-nx95")],            # NYPD Motor Vehicle Collisions
+    "fire_ems_call": [("data.sfgov.org", "nuek-vuh3"),            # Fire Department Calls for Service
+                      ("data.cityofnewyork.us", "76xm-jjuj"),     # EMS Incident Dispatch Data
+                      ("data.seattle.gov", "kzjm-xkqj"),          # Seattle Real Time Fire 911 Calls
+                      ("data.lacity.org", "cthf-nngn")],          # LAFD_ResponseMetrics_RawData
+    "crime_statistics": [("data.maryland.gov", "jwfa-fdxs"),      # Violent Crime & Property Crime by County: 1975 ...
+                         ("data.seattle.gov", "3xqu-vnum"),       # Seattle Crime Stats by Police Precinct 2008-Present
+                         ("data.ny.gov", "ca8h-8gjq"),            # Index Crimes by County and Agency: Beginning 1990
+                         ("data.maryland.gov", "3fys-ggpk"),      # Anne Arundel County Crime Rate By Type
+                         ("data.baltimorecity.gov", "b7m7-y85s"),  # Crime 2010 Count By District
+                         ("data.jacksonms.gov", "jiea-vc79")],    # Weekly Crime Statistics
 }
 
 
@@ -74,6 +85,9 @@ def test_each_wording_of_a_kind_is_read_as_that_kind(kind, domain, source_id):
     ("data.ny.gov", "gugp-n5ip"),             # Directory of Criminal Justice Agencies
     ("data.oaklandnet.com", "az7b-di6w"),     # Coliseum Event Ticket Distribution List
     ("data.austintexas.gov", "vwcu-h3qu"),    # Utility Contact Center Calls Answered
+    ("data.kingcounty.gov", "eb63-bj8b"),     # Pet Data - 2016 Animal Control Officer Service Calls
+    ("data.honolulu.gov", "yczt-gks6"),       # Bus Stop Locations
+    ("data.cityofchicago.org", "5cq6-qygt"),  # CTA - System Information - Bus Stop Locations in Digital Sign Project
 ])
 def test_look_alike_titles_are_no_police_record(domain, source_id):
     assert concept_of(domain, source_id) == (), fixture_datasets()[(domain, source_id)][0]
@@ -83,6 +97,28 @@ def test_kinds_of_the_near_misses_differ():
     found = {kind: {concept_of(d, i) for d, i in ids} for kind, ids in KINDS.items()}
     assert found["service_request"] != found["calls_for_service"] != found["crime_incident"]
     assert found["use_of_force"] != found["officer_shooting"]
+    assert found["fire_ems_call"] != found["calls_for_service"]
+    assert found["crime_statistics"] != found["crime_incident"]
+
+
+@pytest.mark.parametrize("title,kind", [   # publishers' own titles of the labelled police tables
+    ("Stop Data 2019 Public Release", "police_stop"),          # Oakland: RIPA 'stop data', the term of art
+    ("2016 Stop Data for Website and PRRs", "police_stop"),
+    ("LPD Use of Control 2022", "use_of_force"),               # Lincoln: 'use of control' is its use of force
+    ("2013-2019 Officer Discharges", "officer_shooting"),      # Boston: officers' firearm discharges
+    ("Racial Profiling Prohibition Project Traffic Stop Data", "traffic_stop"),   # the specific kind still wins
+    ("Police Incidents by Year", "crime_statistics"),
+    ("Police Calls for Service - Fire and EMS excluded", "calls_for_service"),   # a police word keeps it police
+])
+def test_wordings_of_police_tables(title, kind):
+    assert concepts.of_dataset(title, "") == (kind,)
+
+
+def test_stop_data_of_buses_and_policing_described():
+    assert concepts.of_dataset("Bus Stop Data", "") == ()
+    # 'policing' is a police word: a weak 'stop' in a description is read near it
+    assert concepts.of_dataset("yg821jf8611 ar little rock 2020 04 01",
+                               "Standardized stop data from the Stanford Open Policing Project") == ("police_stop",)
 
 
 @pytest.mark.parametrize("glued,parts", [
