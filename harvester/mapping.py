@@ -289,8 +289,10 @@ class Mapper:
                 self.detailed.add(page_digest)
         except HttpError as exc:  # one dataset's lookup: recorded; a stored dataset keeps its version
             self.on_error(source_id, "fetch", exc.error_type, str(exc))
+            # the page is read again next night, so the lookup is made again (a new dataset
+            # stored without its details must not look settled)
+            self._unsettle(page_digest)
             if stored is not None:  # (half the metadata must not replace the whole: its columns)
-                self._unsettle(page_digest)
                 self.unchanged += 1
                 return
         if stored is not None and (

@@ -141,6 +141,25 @@ def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
         assert count(store, columns) == 2 and store.settled_pages("city") == set()
 
 
+def test_a_new_dataset_whose_details_lookup_failed_is_looked_up_again_next_night(store, http):
+    """Its page is not settled: the next night reads it (even answered 304) and makes the
+    lookup again, so the dataset gets its columns once the portal answers."""
+    view = {"id": "abcd-1234", "name": "Crimes", "columns": [
+        {"fieldName": "id", "name": "ID", "dataTypeName": "number"},
+        {"fieldName": "kind", "name": "Kind", "dataTypeName": "text"}]}
+    entry = discovery_entry(view, DOMAIN)
+    for key in ("columns_field_name", "columns_name", "columns_datatype", "columns_description"):
+        del entry["resource"][key]
+    with SocrataPortal(make_socrata_entries(20, domain=DOMAIN) + [entry], views={}, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        first = harvest([config], store, http)
+        columns = "SELECT count(*) FROM columns WHERE dataset_uid = 'city:abcd-1234'"
+        assert first.portals[0].new == 21 and count(store, columns) == 0
+        portal.views = {"abcd-1234": view}                               # the lookup works again
+        second = harvest([config], store, http).portals[0]
+        assert second.changed == 1 and count(store, columns) == 2
+
+
 def test_no_page_is_settled_after_a_listing_with_duplicates_or_under_another_mapping(store, http, socrata,
                                                                                       monkeypatch):
     socrata.entries.insert(150, copy.deepcopy(socrata.entries[20]))   # an id listed twice
