@@ -218,6 +218,15 @@ class _HostPace:
 
 
 class _Session(requests.Session):
+    # the proxies the environment names for a URL (HttpClient._environment); requests'
+    # own lookup is off (trust_env), so a redirect must ask for its new host's
+    environment_proxies: Callable[[str], dict] | None = None
+
+    def rebuild_proxies(self, prepared_request, proxies):
+        if self.environment_proxies is not None:
+            proxies = self.environment_proxies(prepared_request.url)
+        return super().rebuild_proxies(prepared_request, proxies)
+
     def rebuild_auth(self, prepared_request, response):
         """requests drops Authorization on a redirect to another host; so do we for our
         secret headers (a portal's app token must never reach a host it redirects to)."""
@@ -406,6 +415,7 @@ class HttpClient:
             # requests reads the proxy settings from the whole environment on every request
             # (a third of the client's time for a 304); `_environment` reads them once a host
             session.trust_env = False
+            session.environment_proxies = lambda url: dict(self._environment(url)["proxies"])
             self._local.session = session
         return session
 

@@ -174,6 +174,25 @@ def test_a_secret_header_does_not_follow_a_redirect_to_another_host():
         assert "X-App-Token" not in other.requests[-1][2]
 
 
+def test_a_redirect_to_another_host_takes_that_hosts_proxy(monkeypatch):
+    """The environment is read once a host, the redirect's host too: the origin is asked
+    directly (NO_PROXY), the host it redirects to through the proxy."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            self.requests.append((environ["PATH_INFO"], {}, {}))
+            start_response("302 Found", [("Location", "http://elsewhere.invalid/doc"), ("Content-Length", "0")])
+            return [b""]
+
+    for name in ("no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with LocalPortal() as proxy, Redirecting() as origin:
+        proxy.serve_json("/doc", DOC)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert fast_client().get_json(origin.url + "/moved").data == DOC   # never resolved: asked of the proxy
+        assert origin.requests[-1][0] == "/moved" and proxy.requests[-1][0] == "/doc"
+
+
 def test_lone_surrogates_in_valid_json_are_replaced(portal):
     from harvester.http import parse_json_body
     assert parse_json_body(b'{"t": "a\\ud83d b"}', "application/json", "u") == {"t": "a\ufffd b"}
