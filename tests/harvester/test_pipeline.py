@@ -117,15 +117,21 @@ def test_a_page_holding_a_rejected_entry_is_not_settled(store, http, socrata):
     assert rejections(store, third.run_id) == [(rejected["id"], "RecordRejected")]
 
 
-def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
-    """A table whose columns come from /api/views: when that lookup fails one night, the
-    stored dataset keeps its columns (half the metadata never replaces the whole)."""
+def table_columns_only_in_views() -> tuple[dict, dict]:
+    """A table whose Discovery entry lists no columns: they come from /api/views."""
     view = {"id": "abcd-1234", "name": "Crimes", "columns": [
         {"fieldName": "id", "name": "ID", "dataTypeName": "number"},
         {"fieldName": "kind", "name": "Kind", "dataTypeName": "text"}]}
     entry = discovery_entry(view, DOMAIN)
     for key in ("columns_field_name", "columns_name", "columns_datatype", "columns_description"):
         del entry["resource"][key]
+    return view, entry
+
+
+def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
+    """A table whose columns come from /api/views: when that lookup fails one night, the
+    stored dataset keeps its columns (half the metadata never replaces the whole)."""
+    view, entry = table_columns_only_in_views()
     with SocrataPortal(make_socrata_entries(20, domain=DOMAIN) + [entry], views={"abcd-1234": view},
                        domain=DOMAIN) as portal:
         config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
@@ -144,12 +150,7 @@ def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
 def test_a_new_dataset_whose_details_lookup_failed_is_looked_up_again_next_night(store, http):
     """Its page is not settled: the next night reads it (even answered 304) and makes the
     lookup again, so the dataset gets its columns once the portal answers."""
-    view = {"id": "abcd-1234", "name": "Crimes", "columns": [
-        {"fieldName": "id", "name": "ID", "dataTypeName": "number"},
-        {"fieldName": "kind", "name": "Kind", "dataTypeName": "text"}]}
-    entry = discovery_entry(view, DOMAIN)
-    for key in ("columns_field_name", "columns_name", "columns_datatype", "columns_description"):
-        del entry["resource"][key]
+    view, entry = table_columns_only_in_views()
     with SocrataPortal(make_socrata_entries(20, domain=DOMAIN) + [entry], views={}, domain=DOMAIN) as portal:
         config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
         first = harvest([config], store, http)
