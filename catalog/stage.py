@@ -67,7 +67,10 @@ _CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
 
 def canonical_json_bytes(value) -> bytes:
     """Sorted keys, no whitespace: equal JSON gives equal bytes, hence equal hashes."""
-    return orjson.dumps(value, option=_CANONICAL, default=str)
+    try:  # parsed JSON needs neither option nor default, and is faster without (hot: once per entry)
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return orjson.dumps(value, option=_CANONICAL, default=str)
 
 
 def compact_json_bytes(value) -> bytes:
@@ -130,7 +133,7 @@ class RecordBatch:
         for position, distribution in enumerate(record["distributions"]):
             distribution["position"] = position
         record["raw_hash"] = raw_hash
-        self.records.append(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str))
+        self.records.append(compact_json_bytes(record))
         key = orjson.dumps([record["uid"], raw_hash, record["portal_id"], record["source_id"]])
         self.raw.append(b"\t".join((key, raw_json, details_json or b"")))
         self.longest = max(self.longest, len(self.records[-1]), len(self.raw[-1]))

@@ -140,10 +140,10 @@ class SocrataAdapter(PortalAdapter):
         out["identifier"] = f"{self.portal.url}/api/views/{source_id}" if source_id else None
         out["title"] = R.plain_text(resource.get("name"), notes, "title")
         out["description"] = R.plain_text(resource.get("description"), notes, "description")
-        out["keywords"] = R.text_list(R.text_list(classification.get("tags"), notes, "keywords")
-                                      + R.text_list(classification.get("domain_tags"), notes, "keywords"))
-        out["themes"] = R.text_list(R.text_list(classification.get("categories"), notes, "themes", split=None)
-                                    + R.text_list(classification.get("domain_category"), notes, "themes", split=None))
+        out["keywords"] = R.text_lists((classification.get("tags"), classification.get("domain_tags")),
+                                       notes, "keywords")
+        out["themes"] = R.text_lists((classification.get("categories"), classification.get("domain_category")),
+                                     notes, "themes", split=None)
         out["publisher"] = R.text(resource.get("attribution"), notes, "publisher")
         out["contact_email"] = R.email(resource.get("contact_email") or _first(domain_metadata, "email"), notes)
         out["issued"] = R.timestamp(resource.get("createdAt"), notes, "issued")
@@ -177,11 +177,20 @@ class SocrataAdapter(PortalAdapter):
     def hash_view(self, entry: dict, details: dict | None):
         resource = entry.get("resource")
         if isinstance(resource, dict):
-            entry = {**entry, "resource": {k: v for k, v in resource.items() if k not in VOLATILE_KEYS}}
+            entry = {**entry, "resource": _without_volatile(resource)}
         views = (details or {}).get("views")
         if isinstance(views, dict):
-            details = {"views": {k: v for k, v in views.items() if k not in VOLATILE_KEYS}}
+            details = {"views": _without_volatile(views)}
         return [entry, details]
+
+
+def _without_volatile(document: dict) -> dict:
+    # a copy less a handful of keys: cheaper than a comprehension over its ~30 (the hash
+    # sorts the keys, so their order does not matter)
+    kept = document.copy()
+    for key in VOLATILE_KEYS:
+        kept.pop(key, None)
+    return kept
 
 
 def _asset_type(resource: dict) -> str | None:
@@ -201,9 +210,18 @@ def _first(domain_metadata: dict, word: str):
 
 
 def _latest(notes: Notes, *values) -> str | None:
-    stamps = [R.timestamp(v, notes, "modified") for v in values]
-    stamps = [s for s in stamps if s]
-    return max(stamps) if stamps else None
+    latest, parsed = None, {}
+    for value in values:
+        # the same text twice (updatedAt is mostly data_updated_at) is parsed once; only a
+        # valid one is reused, so an invalid one is noted each time, as before
+        stamp = parsed.get(value) if type(value) is str else None
+        if stamp is None:
+            stamp = R.timestamp(value, notes, "modified")
+            if stamp and type(value) is str:
+                parsed[value] = stamp
+        if stamp and (latest is None or stamp > latest):
+            latest = stamp
+    return latest
 
 
 def _clean(value) -> str | None:
@@ -215,25 +233,42 @@ def _padded(values, length: int) -> list:
     return values + [None] * (length - len(values)) if len(values) < length else values
 
 
+# a Discovery datatype as given -> (source_type, shared type): a portal uses a dozen or so,
+# so each is cleaned and looked up once per process, not once per column
+_DATATYPES: dict[str, tuple[str | None, str]] = {}
+_DATATYPES_MAX = 4096
+
+
+def _datatype(value) -> tuple[str | None, str]:
+    source_type = _clean(value)
+    typed = (source_type, R.column_type(source_type, COLUMN_TYPES))
+    if type(value) is str and len(_DATATYPES) < _DATATYPES_MAX:
+        _DATATYPES[value] = typed
+    return typed
+
+
 def _catalog_columns(resource: dict) -> list[dict]:
-    """Columns from the Discovery entry's parallel `columns_*` lists (hot: ~12 per dataset)."""
+    """Columns from the Discovery entry's parallel `columns_*` lists (hot: ~12 per dataset,
+    so `_clean` is written out for the strings almost every value is)."""
     fields = resource.get("columns_field_name") or []
     count = len(fields)
-    columns = []
-    for field_name, name, source_type, description in zip(
+    columns: list[dict] = []
+    known_types = _DATATYPES
+    for field_name, name, datatype, description in zip(
             fields, _padded(resource.get("columns_name"), count), _padded(resource.get("columns_datatype"), count),
             _padded(resource.get("columns_description"), count)):
-        field_name = _clean(field_name)
+        field_name = (field_name.strip() or None) if type(field_name) is str else R.text(field_name)
         if field_name and field_name[0] == ":":
             continue  # system columns (:id, :updated_at, :@computed_region_...)
-        source_type = _clean(source_type)
-        description = _clean(description)
+        typed = known_types.get(datatype) if type(datatype) is str else None
+        if typed is None:
+            typed = _datatype(datatype)
+        description = (description.strip() or None) if type(description) is str else R.text(description)
         if description and ("<" in description or "&" in description):
             description = R.html_to_text(description) or None
         columns.append({
-            "position": len(columns), "name": _clean(name), "field_name": field_name,
-            "type": R.column_type(source_type, COLUMN_TYPES), "source_type": source_type,
-            "description": description,
+            "position": len(columns), "name": (name.strip() or None) if type(name) is str else R.text(name),
+            "field_name": field_name, "type": typed[1], "source_type": typed[0], "description": description,
         })
     return columns
 

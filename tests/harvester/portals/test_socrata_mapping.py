@@ -98,3 +98,48 @@ def test_volatile_counters_do_not_change_the_hash_view(adapter):
     renamed = copy.deepcopy(raw)
     renamed["resource"]["name"] = "Employees"
     assert adapter.hash_view(raw, None) != adapter.hash_view(renamed, None)
+
+
+def test_ragged_catalog_columns_are_cleaned_like_any_text(adapter):
+    """The columns' hot loop cleans strings inline and remembers each datatype it met:
+    other values (numbers, objects, lists, null) and repeated types must map as `R.text`
+    and the vocabulary say, in every position."""
+    resource = {
+        "id": "abcd-1234", "name": "Ragged", "type": "dataset",
+        "columns_field_name": [" a ", ":id", 7, "b", None, {"en": " c "}, "d"],
+        "columns_name": ["A", "Id", " ", 3.5],
+        "columns_datatype": [" Calendar date ", "Text", ["x"], {"en": "Number"}, "Calendar date", 12, " Calendar date "],
+        "columns_description": ["", "x", "<b>bold</b> &amp; more", None, "  plain  ", 0],
+    }
+    for _ in range(2):   # the second time from the remembered datatypes
+        columns = adapter.map({"resource": copy.deepcopy(resource)}, None, Notes())["columns"]
+        assert [(c["position"], c["name"], c["field_name"], c["type"], c["source_type"], c["description"])
+                for c in columns] == [
+            (0, "A", "a", "datetime", "Calendar date", None),
+            (1, None, "7", "other", None, "bold & more"),
+            (2, "3.5", "b", "number", "Number", None),
+            (3, None, None, "datetime", "Calendar date", "plain"),
+            (4, None, "c", "other", "12", "0"),
+            (5, None, "d", "datetime", "Calendar date", None),
+        ]
+
+
+def test_modified_is_the_latest_stamp_and_each_bad_one_is_noted(adapter):
+    notes = Notes()
+    resource = {"id": "abcd-1234", "name": "Stamps", "data_updated_at": "2020-01-02T03:04:05.000Z",
+                "metadata_updated_at": "2021-06-01", "updatedAt": "2020-01-02T03:04:05.000Z"}
+    assert adapter.map({"resource": resource}, None, notes)["modified"] == "2021-06-01T00:00:00Z"
+    assert notes.items == []
+    resource.update(data_updated_at="soon", metadata_updated_at="soon", updatedAt=None)
+    assert adapter.map({"resource": resource}, None, notes)["modified"] is None
+    assert notes.items == [("modified", "not a date/time: 'soon'")] * 2
+
+
+def test_keywords_and_themes_join_both_sources_once_each(adapter):
+    notes = Notes()
+    rec = adapter.map({"resource": {"id": "abcd-1234", "name": "Lists"},
+                       "classification": {"tags": "crime, roads ,crime", "domain_tags": ["roads", " bus ", 5, None],
+                                          "categories": "Parks, Recreation", "domain_category": 3}}, None, notes)
+    assert rec["keywords"] == ["crime", "roads", "bus", "5"]
+    assert rec["themes"] == ["Parks, Recreation"]
+    assert notes.items == [("themes", "expected a list, got int")]
