@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ import defusedxml.ElementTree as defused_etree
 import orjson
 import requests
 import tenacity
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from harvester import __version__
@@ -160,22 +162,26 @@ class ValidatorCache:
             return None
         return body if hashlib.sha256(body).hexdigest() == meta.get("sha256") else None
 
-    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes, digest: str | None = None) -> None:
+    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes, digest: str | None = None,
+            gzipped: bytes | None = None) -> None:
+        """`gzipped`: `body` as the portal sent it, gzip-encoded, stored as it is (compressing
+        a catalogue page again cost more than fetching it); its sha256 is checked on every read
+        all the same."""
         meta = {"url": url, "etag": etag, "last_modified": last_modified,
                 "sha256": digest or hashlib.sha256(body).hexdigest()}
         with self._lock:
             self._pending[url] = (meta, body)
-        self._writer.submit(self._write, url, meta, body)
+        self._writer.submit(self._write, url, meta, body, gzipped)
 
     def flush(self) -> None:
         """Wait until every entry put so far is on disk."""
         self._writer.submit(lambda: None).result()
 
-    def _write(self, url: str, meta: dict, body: bytes) -> None:
+    def _write(self, url: str, meta: dict, body: bytes, gzipped: bytes | None = None) -> None:
         try:
             meta_path, body_path = self._paths(url)
             meta_path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(body_path, gzip.compress(body, compresslevel=1))
+            _atomic_write(body_path, gzipped if gzipped is not None else gzip.compress(body, compresslevel=1))
             _atomic_write(meta_path, json.dumps(meta).encode())
         except OSError as exc:  # a cache that cannot be written costs a full request next run, nothing more
             log.warning("could not write the HTTP cache entry of %s: %s", url, exc)
@@ -466,7 +472,8 @@ class HttpClient:
             if meta.get("last_modified"):
                 request_headers["If-Modified-Since"] = meta["last_modified"]
 
-        status, response_headers, body = self._fetch(url, request_headers, timeout)
+        keep_gzip = conditional and self.cache is not None
+        status, response_headers, body, gzipped = self._fetch(url, request_headers, timeout, keep_gzip)
         if status == 304:
             if not meta:
                 raise TransientError("304 Not Modified to an unconditional request", url, status)
@@ -476,7 +483,7 @@ class HttpClient:
                 return JsonResponse(None, status, url, not_modified=True, digest=digest)
             remembered = self.cache.body(url, meta)
             if remembered is None:  # validators without their body (a cache cut short): ask plainly
-                status, response_headers, body = self._fetch(url, dict(headers), timeout)
+                status, response_headers, body, gzipped = self._fetch(url, dict(headers), timeout, keep_gzip)
                 if status == 304:
                     raise TransientError("304 Not Modified to an unconditional request", url, status)
             else:
@@ -491,11 +498,14 @@ class HttpClient:
             digest = hashlib.sha256(body).hexdigest()
             etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
             if etag or last_modified:
-                self.cache.put(url, etag, last_modified, body, digest)
+                self.cache.put(url, etag, last_modified, body, digest, gzipped)
         return JsonResponse(data, status, url, digest=digest)
 
-    def _fetch(self, url: str, headers: dict, timeout: float) -> tuple[int, dict, bytes]:
-        """One request, its body read under the size cap and the total-time bound."""
+    def _fetch(self, url: str, headers: dict, timeout: float,
+               keep_gzip: bool = False) -> tuple[int, dict, bytes, bytes | None]:
+        """One request, its body read under the size cap and the total-time bound. With
+        `keep_gzip`, a gzip-encoded body is also given as it came (for the validator cache),
+        when it is nothing but whole gzip members; otherwise that last item is None."""
         self.stats.add(requests=1)
         log.debug("GET %s", url)
         pace = self._pace(urlparse(url).netloc)
@@ -524,14 +534,20 @@ class HttpClient:
                     raise PermanentError(f"HTTP {status}: {snippet[:300].decode('utf-8', 'replace').strip()}", url, status)
                 if status == 304:  # no body; read to its end all the same, or closing drops the connection
                     _read_capped(response, 0, url, started, timeout, truncate=True)
-                    return status, dict(response.headers), b""
+                    return status, dict(response.headers), b"", None
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
                         and int(declared) > self.max_bytes:
                     raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte cap", url, status)
-                body = _read_capped(response, self.max_bytes, url, started, timeout)
+                gzipped = None
+                if keep_gzip and response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
+                    encoded = _read_capped(response, self.max_bytes, url, started, timeout, decode=False)
+                    body, whole = _gunzip_capped(encoded, self.max_bytes, url, status)
+                    gzipped = encoded if whole else None
+                else:
+                    body = _read_capped(response, self.max_bytes, url, started, timeout)
                 self.stats.add(bytes=len(body))
-                return status, dict(response.headers), body
+                return status, dict(response.headers), body, gzipped
             except TransientError:
                 raise
             except requests.exceptions.RequestException as exc:
@@ -658,11 +674,12 @@ _DEADLINES = _Deadlines()
 
 
 def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,
-                 truncate: bool = False) -> bytes:
+                 truncate: bool = False, decode: bool = True) -> bytes:
+    """The body, up to `cap` bytes; `decode=False`: as it came, still content-encoded."""
     chunks: list[bytes] = []
     size = 0
     try:
-        for chunk in response.iter_content(chunk_size=256 * 1024):
+        for chunk in response.iter_content(chunk_size=256 * 1024) if decode else _encoded_chunks(response, 256 * 1024):
             size += len(chunk)
             if size > cap:
                 if truncate:
@@ -676,6 +693,54 @@ def _read_capped(response: requests.Response, cap: int, url: str, started: float
     except requests.exceptions.RequestException as exc:
         raise TransientError(f"response body cut short: {type(exc).__name__}", url, response.status_code) from None
     return b"".join(chunks)
+
+
+def _encoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
+    """`response.iter_content` without decoding the content: urllib3's errors raised as the
+    requests errors iter_content raises for them."""
+    try:
+        yield from response.raw.stream(size, decode_content=False)
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from None
+    except urllib3.exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc) from None
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc) from None
+    except urllib3.exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc) from None
+    response._content_consumed = True   # (as iter_content marks it: the connection goes back to the pool)
+
+
+def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[bytes, bool]:
+    """A gzip-encoded body decoded as urllib3 decodes it (members one after another; what
+    follows a first whole member and is not gzip is dropped; a stream cut short gives what
+    it holds), never more than `cap` bytes (a gzip bomb). Also whether `encoded` was nothing
+    but whole members, so that it can be stored as the body's gzip file."""
+    pieces: list[bytes] = []
+    size, members = 0, 0
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    data = encoded
+    while data:
+        try:
+            piece = decoder.decompress(data, cap + 1 - size)
+        except zlib.error:
+            if members:   # garbage after a whole member
+                return b"".join(pieces), False
+            raise TransientError("response failed: ContentDecodingError", url) from None   # (as requests says it)
+        size += len(piece)
+        if size > cap:
+            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status)
+        pieces.append(piece)
+        if decoder.unconsumed_tail:
+            data = decoder.unconsumed_tail
+        elif decoder.eof:
+            members += 1
+            data = decoder.unused_data
+            if data:
+                decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        else:
+            break   # the input ends inside a member
+    return b"".join(pieces), members > 0 and decoder.eof
 
 
 def parse_json_body(body: bytes, content_type: str, url: str) -> object:

@@ -1,11 +1,15 @@
 """The HTTP layer against a local portal that really misbehaves (no mocked requests)."""
+import gzip
+import hashlib
 import threading
 import time
 
 import pytest
+import requests
+from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import PermanentError, TransientError, UnexpectedPayload
+from harvester.http import PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload, _gunzip_capped
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal
 
@@ -228,6 +232,52 @@ def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
     with pytest.raises(HostUnavailable, match="not asked again"):
         get(client, portal)
     assert portal.hits["/doc"] == hits == 4
+
+
+def test_the_cache_keeps_the_gzip_body_the_portal_sent(portal, tmp_path):
+    """Not compressed a second time: the file is the portal's own gzip stream, and a 304
+    on the next run is answered from it."""
+    sent = requests.get(portal.url + "/doc", headers={"Accept-Encoding": "gzip"}, stream=True)
+    assert sent.headers["Content-Encoding"] == "gzip"
+    sent_gzip = sent.raw.read(decode_content=False)
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    assert first.data == DOC and first.digest == hashlib.sha256(gzip.decompress(sent_gzip)).hexdigest()
+    client.cache.flush()
+    [stored] = (tmp_path / "http_cache").rglob("*.body.gz")
+    assert stored.read_bytes() == sent_gzip
+    again = get(fast_client(tmp_path), portal, conditional=True)
+    assert again.not_modified and again.data == DOC and again.digest == first.digest
+
+
+def _members(*bodies: bytes) -> bytes:
+    return b"".join(gzip.compress(body, mtime=0) for body in bodies)
+
+
+LONG = b"".join(hashlib.sha256(str(i).encode()).hexdigest().encode() for i in range(200))
+
+
+@pytest.mark.parametrize("encoded, whole", [
+    (_members(b'{"a": 1}'), True),
+    (_members(b'{"a": ', b'1}'), True),             # members one after another
+    (_members(b'{"a": 1}') + b"<html>", False),     # garbage after a member: dropped
+    (_members(LONG)[:-30], False),                  # cut short: what it holds
+    (_members(LONG, LONG)[:-30], False),
+    (b"", False),
+])
+def test_a_kept_gzip_body_is_decoded_as_urllib3_decodes_it(encoded, whole):
+    urllib3_decoder = GzipDecoder()
+    expected = urllib3_decoder.decompress(encoded) + urllib3_decoder.flush()
+    decoded, was_whole = _gunzip_capped(encoded, 1 << 20, "http://x", 200)
+    assert decoded == expected and was_whole is whole
+    assert len(decoded) > 6000 or whole or len(encoded) < 100
+
+
+def test_a_kept_gzip_body_is_capped_and_checked():
+    with pytest.raises(ResponseTooLarge):
+        _gunzip_capped(gzip.compress(b"0" * (1 << 22)), 1 << 20, "http://x", 200)   # a gzip bomb
+    with pytest.raises(TransientError, match="ContentDecodingError"):
+        _gunzip_capped(b"not gzip at all", 1 << 20, "http://x", 200)
 
 
 def test_a_304_for_a_body_the_caller_holds_is_answered_without_reading_it(portal, tmp_path):
