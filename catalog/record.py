@@ -314,21 +314,27 @@ def periodicity(value, notes: Notes | None = None, field_name: str = "accrual_pe
     value = text(value)
     if not value:
         return None
+    result, recognised = _periodicity(value)
+    if not recognised and notes is not None:
+        notes.warn(field_name, f"unrecognised update frequency {value[:80]!r}; stored as 'unknown'")
+    return result
+
+
+@lru_cache(maxsize=4096)   # a portal words its frequencies in a handful of ways
+def _periodicity(value: str) -> tuple[str, bool]:
     if _ISO_PERIODICITY.match(value) and not value.endswith(("P", "T")):
-        return value
+        return value, True
     tail = value.rstrip("/").rsplit("/", 1)[-1].upper()
     if tail in _PERIODICITY_URIS:
-        return _PERIODICITY_URIS[tail]
+        return _PERIODICITY_URIS[tail], True
     lowered = value.lower().strip()
     if lowered in PERIODICITY_WORDS:
-        return PERIODICITY_WORDS[lowered]
+        return PERIODICITY_WORDS[lowered], True
     words = re.findall(r"[a-z]+(?:[- ][a-z]+)?", lowered)
     for phrase in words + lowered.split():
         if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
-            return PERIODICITY_WORDS[phrase]
-    if notes is not None:
-        notes.warn(field_name, f"unrecognised update frequency {value[:80]!r}; stored as 'unknown'")
-    return "unknown"
+            return PERIODICITY_WORDS[phrase], True
+    return "unknown", False
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
