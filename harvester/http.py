@@ -120,9 +120,10 @@ class ValidatorCache:
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
-        # Writes (hash, gzip, two renames: ~8 ms a catalogue page, more than fetching it)
-        # happen in a thread of their own, off the listing's critical path; until written,
-        # an entry is answered from memory. Executor threads are joined at exit.
+        # Writes (two renames, and a gzip of the body when the portal did not send one: ~8 ms
+        # a catalogue page, more than fetching it) happen in a thread of their own, off the
+        # listing's critical path; until written, an entry is answered from memory.
+        # Executor threads are joined at exit.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-cache")
         self._pending: dict[str, tuple[dict, bytes]] = {}
         self._lock = threading.Lock()
