@@ -43,6 +43,8 @@ class Notes:
 def validate(record: dict, notes: Notes) -> dict:
     """Validate against the JSON Schema. A required field that fails rejects the record;
     any other failing field is set to null (or emptied) with a warning."""
+    if _validator.is_valid(record):   # (a quarter cheaper than collecting no errors: hot, once per record)
+        return record
     for _ in range(3):
         errors = list(_validator.iter_errors(record))
         if not errors:
@@ -196,9 +198,10 @@ def timestamp(value, notes: Notes | None = None, field_name: str = "") -> str | 
     or epoch seconds/milliseconds; None (with a note) when it does not parse."""
     if type(value) is str:  # fast path: already UTC ('...Z'), as most APIs send it
         match = _CANONICAL_UTC.match(value)
-        if match and _valid_datetime(match.group(1)):
-            fraction = (match.group(2) or "").ljust(6, "0")
-            return f"{match.group(1)}.{fraction}Z" if fraction.strip("0") else f"{match.group(1)}Z"
+        if match:
+            base, fraction = match.groups()
+            if _valid_datetime(base):
+                return f"{base}.{fraction.ljust(6, '0')}Z" if fraction and fraction.strip("0") else f"{base}Z"
     parsed = parse_datetime(value)
     if parsed is None:
         if value not in (None, "") and notes is not None:
