@@ -38,11 +38,6 @@ log = logging.getLogger("civicat.store")
 T = TypeVar("T")
 
 MEMORY_LIMIT = "128MB"
-# Rows of a row group written by this process (DuckDB's default: 122,880). A checkpoint
-# rewrites the last row group of a table whole, so the raw entries, loaded a part at a
-# time, can only be checkpointed as they arrive (Store._load_raw) if a row group is a
-# part's multiple, not a whole portal: the close then has no raw JSON left to compress.
-ROW_GROUP_ROWS = 16_384
 MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with this
 _string = pa.string()
 
@@ -71,11 +66,7 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con = duckdb.connect(str(db_path), read_only=True)
     else:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        # attached rather than opened, for its row group size (a storage option of ATTACH
-        # only): see ROW_GROUP_ROWS
-        con = duckdb.connect()
-        con.execute(f"ATTACH '{_sql_literal(db_path)}' AS catalogue (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
-        con.execute("USE catalogue")
+        con = duckdb.connect(str(db_path))
         migrate(con)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
@@ -90,10 +81,6 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # (680 MB against 430 MB at 100,000 datasets); FSST compresses those strings as well
         con.execute("SET disabled_compression_methods = 'dictionary'")
     return con
-
-
-def _sql_literal(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
@@ -171,14 +158,12 @@ class Store:
         self.con = connect(self.db_path)
         self._write_lock = threading.Lock()
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
-        self._raw_unsaved = 0    # raw entries loaded since the last checkpoint
 
     def close(self) -> None:
         self.con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()
-        cur.execute("USE catalogue")  # a cursor starts in the connection's in-memory database
         cur.execute("SET TimeZone = 'UTC'")
         return cur
 
@@ -420,7 +405,7 @@ class Store:
         points at a raw version once its merge has committed. The raw and details fields
         are compact JSON, checked (not parsed into values) by the cast."""
         with self._write_lock:
-            loaded = self.con.execute(f"""
+            self.con.execute(f"""
                 INSERT INTO raw_records BY NAME
                 SELECT p.*, now() AS fetched_at FROM (
                     SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
@@ -430,21 +415,7 @@ class Store:
                                   columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
                                   max_line_size = {max(int(longest_line) + 2, 1 << 21)})) p
                 WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
-                             {"part": str(part)}).fetchone()[0]
-            self._raw_unsaved += loaded
-            if self._raw_unsaved >= ROW_GROUP_ROWS:
-                self._checkpoint_raw()
-
-    def _checkpoint_raw(self) -> None:
-        """Compress and write the raw entries loaded so far (the write lock held), while the
-        listing goes on, instead of all of them when the harvest closes the database (3 s
-        of one core at 100,000 datasets, after the rest is done). A failure only leaves
-        them to that final checkpoint."""
-        try:
-            self.con.execute("CHECKPOINT")
-            self._raw_unsaved = 0
-        except duckdb.Error as exc:
-            log.warning("the raw entries loaded so far were not checkpointed (the close will): %s", exc)
+                             {"part": str(part)})
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:
