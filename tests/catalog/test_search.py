@@ -140,6 +140,38 @@ def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
 
 
+def test_the_index_of_an_older_civicat_is_emptied_by_its_migration_and_built_by_the_next_harvest(tmp_path):
+    """Migration 0011 on a catalogue whose index 0006's tables hold (postings with their
+    weights): the index starts empty, search asks for a harvest, which builds it."""
+    from importlib import resources
+
+    import duckdb
+
+    from catalog.store import migrate
+    db = tmp_path / "c.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for script in sorted(resources.files("catalog").joinpath("migrations").iterdir(), key=lambda p: p.name):
+        version, name = script.name.removesuffix(".sql").split("_", 1)
+        if int(version) <= 10:
+            con.execute(script.read_text())
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [int(version), name])
+    con.execute("INSERT INTO search_documents VALUES (0, 'city:d0', 'city', 'City', [], 'dataset', 'Permits', 1, "
+                "'city', [])")
+    con.execute("INSERT INTO search_terms VALUES (0, 'permit', 1)")
+    con.execute("INSERT INTO search_postings VALUES (0, 0, 0.5)")
+    con.execute("INSERT INTO search_state VALUES (now(), 1, 'old')")
+    assert migrate(con) == [11]
+    con.close()
+    store = Store(db)
+    with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):
+        find(store, "permits")
+    merge(store, {"d0": "Building Permits"}, 0)
+    assert uids(find(store, "permits")) == ["city:d0"] and state(store) == (1, 0)
+    store.close()
+
+
 def test_an_empty_catalogue_has_an_empty_index_and_a_new_one_none(tmp_path):
     store = Store(tmp_path / "c.duckdb")
     with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):
