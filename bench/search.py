@@ -117,10 +117,11 @@ def search_figures(db: Path, queries: list[str]) -> None:
         [search.Filters(cities=(rng.choice(cities),)), search.Filters(themes=(rng.choice(themes),))])), queries,
         filtered_cpu)
     postings_sql = search.QUERY[:search.QUERY.index("scores AS")].rstrip().rstrip(",") + """
-        SELECT count(*), sum(p.tf_weight) FROM search_postings p JOIN terms ON terms.termid = p.termid"""
+        SELECT count(*), sum(""" + search.TF_WEIGHT.format(avgdl="terms.avgdl") + """)
+        FROM search_postings p JOIN terms ON terms.termid = p.termid"""
 
     def postings_only(q: str) -> None:
-        con.execute(postings_sql, {"text": q, "ignore": search.IGNORE}).fetchone()
+        con.execute(postings_sql, {"text": q, "ignore": search.IGNORE, "k1": search.K1, "b": search.B}).fetchone()
     limit = timed(postings_only, queries)
     ilike = timed(lambda q: con.execute(
         "SELECT uid FROM datasets WHERE deleted_at IS NULL AND (title ILIKE $p OR description ILIKE $p) LIMIT 20",

@@ -1,10 +1,13 @@
 """Ranked full-text search over the catalogue (`civicat search`).
 
-The index is three tables of our own (migration 0006): documents, stemmed terms, and
-postings sorted by term with each (term, document) BM25 weight computed at build time, so
-that a query only reads its terms' postings (22-46 ms p95 on 100,000 datasets, where the
-fts extension's `match_bm25` macro took 270-540 ms; bench/search.py) and a title word can
-count more than a description word (BM25F-style field weights).
+The index is three tables of our own (migrations 0006, 0011): documents, stemmed terms,
+and postings sorted by term with each (term, document) weighted frequency computed at
+build time, so that a query only reads its terms' postings (22-46 ms p95 on 100,000
+datasets, where the fts extension's `match_bm25` macro took 270-540 ms; bench/search.py)
+and a title word can count more than a description word (BM25F-style field weights).
+BM25's length normalisation (by the average document length) is applied at query time,
+so that when few datasets changed the index is updated in place, only they tokenised
+(`refresh`: a tenth of the whole build's CPU for 200 changes of 100,000).
 
 The terms follow the rules of DuckDB's fts extension (`create_fts_index` with
 lower = 1, strip_accents = 1, our IGNORE, English stop words, Porter stemmer), but are
@@ -107,19 +110,35 @@ def load_fts(con: duckdb.DuckDBPyConnection) -> None:
 FINGERPRINT = """SELECT concat_ws('|', count(*), max(last_changed), max(deleted_at),
                                  count(*) FILTER (WHERE deleted_at IS NULL)) FROM datasets"""
 
-# A document is a dataset not deleted; its id is the dataset's row id (no numbering pass).
-# Every piece of its text between spaces, lower-cased and accents stripped as the whole
-# text (both are per character), with its field's weight; the columns are read from their
-# own table, one name at a time (the same pieces as the names joined by spaces).
-PIECES = """
+# Up to this share of the documents changed since the last whole build (summed over the
+# updates since), the index is updated in place: only the changed datasets are tokenised.
+# Past it a whole build is cheaper, and it sorts the postings that updates appended.
+UPDATE_SHARE = 0.2
+
+# BM25's saturated, length-normalised term frequency of a posting `p`, given the average
+# document length: applied at query time, so that a change of the average (any change of
+# the catalogue) leaves the stored postings as they are
+TF_WEIGHT = "p.tf * ($k1 + 1) / (p.tf + $k1 * (1 - $b + $b * p.length / {avgdl}))"
+
+
+def _pieces(docid: str, documents: str = "") -> str:
+    """Every piece of text between spaces of the datasets not deleted (joined with
+    `documents`), lower-cased and accents stripped as the whole text (both are per
+    character), with its field's weight and its document `docid`; the columns are read
+    from their own table, one name at a time (the same pieces as the names joined by spaces)."""
+    return f"""
     SELECT docid, weight, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
-    FROM (SELECT rowid AS docid, unnest($weights) AS weight,
-                 unnest([title, array_to_string(keywords, ' '), description, city]) AS text
-          FROM datasets WHERE deleted_at IS NULL)
+    FROM (SELECT {docid} AS docid, unnest($weights) AS weight,
+                 unnest([d.title, array_to_string(d.keywords, ' '), d.description, d.city]) AS text
+          FROM datasets d {documents} WHERE d.deleted_at IS NULL)
     UNION ALL
-    SELECT d.rowid, $column_weight, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
-    FROM columns c JOIN datasets d ON d.uid = c.dataset_uid
+    SELECT {docid}, $column_weight, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
+    FROM columns c JOIN datasets d ON d.uid = c.dataset_uid {documents}
     WHERE d.deleted_at IS NULL"""
+
+
+# A whole build: a document's id is its dataset's row id (no numbering pass)
+PIECES = _pieces("d.rowid")
 # the same pieces, without documents: what the dictionary is made of (the pieces of a
 # deleted dataset only add terms no document holds, dropped with their df of 0)
 ALL_PIECES = """
@@ -127,96 +146,197 @@ ALL_PIECES = """
     FROM (SELECT unnest([title, array_to_string(keywords, ' '), description, city]) AS text FROM datasets)
     UNION ALL
     SELECT unnest(string_split(lower(strip_accents(coalesce(name, field_name))), ' ')) FROM columns"""
+# An update: the datasets to index again (new, changed or back), numbered after the
+# documents indexed (row ids are not stable across updates and checkpoints)
+CHANGED_PIECES = _pieces("x.docid", "JOIN _search_changed x ON x.uid = d.uid")
 PIECE_WEIGHTS = {"weights": [FIELD_WEIGHTS[f] for f in ("title", "keywords", "description", "city")],
                  "column_weight": FIELD_WEIGHTS["column_names"]}
 
-# temporary tables, built in this order
-STEPS = {
-    # each distinct piece's terms, one row per word it holds (a piece can hold several:
-    # "covid-19"; or none: "the", "-"): the extension's tokeniser, stop words and stemmer
-    "_search_piece_terms": f"""
+
+def _piece_terms(pieces: str, term_ids: str) -> str:
+    """Each distinct piece's terms, one row per word it holds (a piece can hold several:
+    "covid-19"; or none: "the", "-"): the extension's tokeniser, stop words and stemmer;
+    `term_ids` numbers the terms of `stems`."""
+    return f"""
         WITH words AS (
             SELECT piece, unnest(string_split_regex(regexp_replace(piece, $ignore, ' ', 'g'), '\\s+')) AS word
-            FROM (SELECT DISTINCT piece FROM ({ALL_PIECES}))),
+            FROM (SELECT DISTINCT piece FROM ({pieces}))),
         stems AS (
             SELECT piece, stem(word, 'porter') AS term FROM words
             WHERE word <> '' AND word NOT IN (SELECT unnest($stop_words))),
-        ids AS (SELECT row_number() OVER (ORDER BY term) - 1 AS termid, term FROM (SELECT DISTINCT term FROM stems))
-        SELECT piece, termid, term FROM stems JOIN ids USING (term)""",
-    # weighted term frequency per (term, document); n: the term's occurrences
-    "_search_tf": f"""
+        ids AS ({term_ids})
+        SELECT piece, termid, term FROM stems JOIN ids USING (term)"""
+
+
+def _term_frequencies(pieces: str) -> str:
+    """Weighted term frequency per (term, document); n: the term's occurrences."""
+    return f"""
         SELECT termid, docid, sum(weight) AS tf, count(*) AS n
-        FROM ({PIECES}) JOIN _search_piece_terms USING (piece)
-        GROUP BY termid, docid""",
-    "_search_lengths": "SELECT docid, sum(n) AS length FROM _search_tf GROUP BY docid",
+        FROM ({pieces}) JOIN _search_piece_terms USING (piece)
+        GROUP BY termid, docid"""
+
+
+LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM _search_tf GROUP BY docid"
+
+
+def _documents(docid: str, documents: str = "") -> str:
+    return f"""
+        SELECT {docid} AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
+               coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
+               list_transform(d.themes, t -> lower(t)) AS theme_keys, d.last_changed
+        FROM datasets d {documents} LEFT JOIN _search_lengths l ON l.docid = {docid}
+        WHERE d.deleted_at IS NULL
+        ORDER BY docid"""  # a filter's join on docid then skips row groups
+
+
+# Sorted by term: a query reads its terms' row groups only
+POSTINGS = """
+    SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid, t.tf, l.length
+    FROM _search_tf t JOIN _search_lengths l USING (docid)
+    ORDER BY t.termid, t.docid"""
+
+# the temporary tables of a whole build, built in this order
+STEPS = {
+    "_search_piece_terms": _piece_terms(ALL_PIECES, "SELECT row_number() OVER (ORDER BY term) - 1 AS termid, term "
+                                                    "FROM (SELECT DISTINCT term FROM stems)"),
+    "_search_tf": _term_frequencies(PIECES),
+    "_search_lengths": LENGTHS,
 }
 
 # each built as a `_next` table of its own and committed (committed rows can spill to
 # disk, rows of one long transaction cannot), then swapped in by one short transaction
 BUILD = {
-    "search_documents": """
-        SELECT d.rowid AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
-               coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
-               list_transform(d.themes, t -> lower(t)) AS theme_keys
-        FROM datasets d LEFT JOIN _search_lengths l ON l.docid = d.rowid
-        WHERE d.deleted_at IS NULL
-        ORDER BY docid""",  # a filter's join on docid then skips row groups
+    "search_documents": _documents("d.rowid"),
     "search_terms": """
         SELECT termid::BIGINT AS termid, term, df
         FROM (SELECT DISTINCT termid, term FROM _search_piece_terms)
         JOIN (SELECT termid, count(*) AS df FROM _search_tf GROUP BY termid) USING (termid)""",
-    # saturated and length-normalised once here, so a query only adds idf x weight over
-    # its terms' postings; the average length counts documents without a word too. Sorted
-    # by term: a query reads its terms' row groups only
-    "search_postings": """
-        SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid,
-               t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * l.length / s.avgdl)) AS tf_weight
-        FROM _search_tf t JOIN _search_lengths l USING (docid),
-             (SELECT sum(length) / (SELECT count(*) FROM datasets WHERE deleted_at IS NULL) AS avgdl
-              FROM _search_lengths) s
-        ORDER BY t.termid, t.docid""",
+    "search_postings": POSTINGS,
 }
+
+# the temporary tables of an update, in this order: the documents whose dataset is
+# deleted or changed since they were indexed, the datasets to index (again), then their
+# terms (known terms keep their id, new ones are numbered after the others)
+CHANGES = {
+    "_search_gone": """
+        SELECT s.docid FROM search_documents s
+        LEFT JOIN datasets d ON d.uid = s.uid AND d.deleted_at IS NULL AND d.last_changed = s.last_changed
+        WHERE d.uid IS NULL""",
+    "_search_changed": """
+        SELECT d.uid, (SELECT coalesce(max(docid), -1) FROM search_documents) + row_number() OVER (ORDER BY d.uid)
+                      AS docid
+        FROM datasets d LEFT JOIN search_documents s ON s.uid = d.uid AND s.last_changed = d.last_changed
+        WHERE d.deleted_at IS NULL AND s.uid IS NULL""",
+}
+UPDATE_STEPS = {
+    "_search_piece_terms": _piece_terms(CHANGED_PIECES, """
+        SELECT termid, term FROM search_terms WHERE term IN (SELECT term FROM stems)
+        UNION ALL
+        SELECT (SELECT coalesce(max(termid), -1) FROM search_terms) + row_number() OVER (ORDER BY term), term
+        FROM (SELECT DISTINCT term FROM stems WHERE term NOT IN (SELECT term FROM search_terms))"""),
+    "_search_tf": _term_frequencies(CHANGED_PIECES),
+    "_search_lengths": LENGTHS,
+}
+# in one transaction: the old versions leave (their postings, and their terms' counts),
+# the new ones come in; a term no document holds any more leaves the dictionary
+UPDATE = (
+    """UPDATE search_terms SET df = df - g.n
+       FROM (SELECT termid, count(*) AS n FROM search_postings WHERE docid IN (SELECT docid FROM _search_gone)
+             GROUP BY termid) g
+       WHERE search_terms.termid = g.termid""",
+    "DELETE FROM search_postings WHERE docid IN (SELECT docid FROM _search_gone)",
+    "DELETE FROM search_documents WHERE docid IN (SELECT docid FROM _search_gone)",
+    """INSERT INTO search_terms
+       SELECT DISTINCT termid, term, 0 FROM _search_piece_terms
+       WHERE termid IN (SELECT termid FROM _search_tf) AND termid NOT IN (SELECT termid FROM search_terms)""",
+    """UPDATE search_terms SET df = df + g.n
+       FROM (SELECT termid, count(*) AS n FROM _search_tf GROUP BY termid) g
+       WHERE search_terms.termid = g.termid""",
+    "DELETE FROM search_terms WHERE df = 0",
+    f"INSERT INTO search_postings BY NAME {POSTINGS}",
+    f"INSERT INTO search_documents BY NAME {_documents('x.docid', 'JOIN _search_changed x ON x.uid = d.uid')}",
+)
+# the average length counts documents without a word too
+STATE = """INSERT INTO search_state BY NAME
+           SELECT $built_at AS built_at, count(*) AS documents, $fingerprint AS fingerprint, $updated AS updated,
+                  coalesce(sum(length) / nullif(count(*), 0), 0) AS avgdl
+           FROM search_documents"""
 
 
 def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
-    """Rebuild the index if the catalogue changed since it was built (or with `force`).
-    The new tables replace the old in one transaction: a reader sees the previous index
-    or the new one, and a build cut short leaves the previous one. Returns whether it was
-    rebuilt. The caller's memory limit and threads hold (the build spills to disk past
-    the limit)."""
+    """Bring the index up to date if the catalogue changed since (or with `force`, build
+    it whole). Few changed datasets are indexed in place, else the index is built whole.
+    Either way the new index replaces the old in one transaction: a reader sees the
+    previous index or the new one, and a build cut short leaves the previous one. Returns
+    whether it changed. The caller's memory limit and threads hold (a build spills to disk
+    past the limit)."""
     fingerprint = con.execute(FINGERPRINT).fetchone()[0]
-    built = con.execute("SELECT fingerprint FROM search_state").fetchall()
+    built = con.execute("SELECT fingerprint, documents, updated FROM search_state").fetchall()
     if not force and built and built[0][0] == fingerprint:
         return False
     load_fts(con)
     con.execute("SET enable_progress_bar = false")  # the harvest shows its own progress
-    params = {"ignore": IGNORE, "stop_words": list(STOP_WORDS), "k1": K1, "b": B, **PIECE_WEIGHTS}
+    params = {"ignore": IGNORE, "stop_words": list(STOP_WORDS), **PIECE_WEIGHTS,
+              "built_at": datetime.now(UTC), "fingerprint": fingerprint}
     try:
-        for name, select in STEPS.items():
-            _create(con, f"TEMP TABLE {name}", select, params)
-        for table, select in BUILD.items():
-            _create(con, f"TABLE {table}_next", select, params)
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table in BUILD:
-                con.execute(f"DROP TABLE {table}")
-                con.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
-            # the hits of a query are looked up by document id, not found by a scan of all
-            con.execute("CREATE UNIQUE INDEX search_documents_docid ON search_documents (docid)")
-            con.execute("DELETE FROM search_state")
-            con.execute("INSERT INTO search_state SELECT ?, count(*), ? FROM search_documents",
-                        [datetime.now(UTC), fingerprint])
-            con.execute("COMMIT")
-        except BaseException:
-            _rollback(con)
-            raise
+        if force or not built or not _update(con, params, documents=built[0][1], updated=built[0][2]):
+            _build(con, params)
     finally:
         _drop_leftovers(con)
     return True
 
 
+def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
+    for name, select in STEPS.items():
+        _create(con, f"TEMP TABLE {name}", select, params)
+    for table, select in BUILD.items():
+        _create(con, f"TABLE {table}_next", select, params)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in BUILD:
+            con.execute(f"DROP TABLE {table}")
+            con.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
+        # the hits of a query are looked up by document id, not found by a scan of all
+        con.execute("CREATE UNIQUE INDEX search_documents_docid ON search_documents (docid)")
+        con.execute("DELETE FROM search_state")
+        con.execute(STATE, {**_only(STATE, params), "updated": 0})
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+
+
+def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, updated: int) -> bool:
+    """Index only the datasets changed since the index was built, if they are few (see
+    UPDATE_SHARE); returns whether it did."""
+    for name, select in CHANGES.items():
+        _create(con, f"TEMP TABLE {name}", select, params)
+    changed = con.execute("SELECT (SELECT count(*) FROM _search_gone) + (SELECT count(*) FROM _search_changed)"
+                          ).fetchone()[0]
+    if updated + changed > UPDATE_SHARE * documents:
+        return False
+    for name, select in UPDATE_STEPS.items():
+        _create(con, f"TEMP TABLE {name}", select, params)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for statement in UPDATE:
+            con.execute(statement, _only(statement, params))
+        con.execute("DELETE FROM search_state")
+        con.execute(STATE, {**_only(STATE, params), "updated": updated + changed})
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    return True
+
+
+def _only(sql: str, params: dict) -> dict:
+    """The parameters `sql` names (DuckDB refuses others)."""
+    return {k: v for k, v in params.items() if f"${k}" in sql}
+
+
 def _create(con: duckdb.DuckDBPyConnection, what: str, select: str, params: dict) -> None:
-    con.execute(f"CREATE OR REPLACE {what} AS {select}", {k: v for k, v in params.items() if f"${k}" in select})
+    con.execute(f"CREATE OR REPLACE {what} AS {select}", _only(select, params))
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
@@ -227,8 +347,8 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def _drop_leftovers(con: duckdb.DuckDBPyConnection) -> None:
-    """The temporary tables of the build and any `_next` table a failure left."""
-    for name in STEPS:
+    """The temporary tables of a build or an update, and any `_next` table a failure left."""
+    for name in {**STEPS, **CHANGES, **UPDATE_STEPS}:
         con.execute(f"DROP TABLE IF EXISTS temp.{name}")
     for table in BUILD:
         con.execute(f"DROP TABLE IF EXISTS {table}_next")
@@ -248,10 +368,10 @@ WITH query_terms AS (
     SELECT DISTINCT stem(unnest(string_split_regex(regexp_replace(lower(strip_accents($text)), $ignore, ' ', 'g'),
                                                    '\\s+')), 'porter') AS term),
 terms AS (
-    SELECT t.termid, ln((s.documents - t.df + 0.5) / (t.df + 0.5) + 1) AS idf
+    SELECT t.termid, ln((s.documents - t.df + 0.5) / (t.df + 0.5) + 1) AS idf, s.avgdl
     FROM search_terms t JOIN query_terms q ON q.term = t.term, search_state s),
 scores AS (
-    SELECT p.docid, sum(terms.idf * p.tf_weight) AS score
+    SELECT p.docid, sum(terms.idf * """ + TF_WEIGHT.format(avgdl="terms.avgdl") + """) AS score
     FROM search_postings p JOIN terms ON terms.termid = p.termid
     GROUP BY p.docid),
 ranked AS (
@@ -280,7 +400,7 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
         built = 0
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")
-    params: dict = {"text": text, "ignore": IGNORE, "limit": int(limit)}
+    params: dict = {"text": text, "ignore": IGNORE, "limit": int(limit), "k1": K1, "b": B}
     clauses = []
     for name, clause in FILTERS.items():
         values = getattr(filters, name)

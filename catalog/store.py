@@ -321,11 +321,13 @@ class Store:
                 touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
                 for table in ("distributions", "columns"):
                     cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
+                    # a join, not `uid IN (...)`: DuckDB ran the insert behind that semi-join
+                    # on one thread (1.6 s for 1.15 million columns, against 0.8 s on two)
                     cur.execute(f"""
                         INSERT INTO {table} BY NAME
                         SELECT dataset_uid, unnest(item, recursive := true) FROM (
-                            SELECT uid AS dataset_uid, unnest({table}) AS item FROM {staged}
-                            WHERE uid IN {touched})""", merged)
+                            SELECT s.uid AS dataset_uid, unnest(s.{table}) AS item FROM {staged} s
+                            JOIN _status st ON st.uid = s.uid WHERE st.status <> 'unchanged')""", merged)
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                 removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
                 counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())

@@ -62,8 +62,10 @@ def index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
 
 def civicat_index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """civicat's search index on `con`, in the form of `index`."""
-    postings = con.execute("""SELECT d.uid, t.term, p.tf_weight FROM search_postings p
-                              JOIN search_terms t USING (termid) JOIN search_documents d USING (docid)""").fetchall()
+    weight = search.TF_WEIGHT.format(avgdl="s.avgdl")
+    postings = con.execute(f"""SELECT d.uid, t.term, {weight} FROM search_postings p
+                               JOIN search_terms t USING (termid) JOIN search_documents d USING (docid), search_state s""",
+                           {"k1": search.K1, "b": search.B}).fetchall()
     return {"postings": {(uid, term): weight for uid, term, weight in postings},
             "terms": dict(con.execute("SELECT term, df FROM search_terms").fetchall()),
             "lengths": dict(con.execute("SELECT uid, length FROM search_documents").fetchall())}

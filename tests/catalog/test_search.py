@@ -1,5 +1,6 @@
 """Full-text search: ranking, filters, refresh after each harvest, parameterised queries."""
 import json
+from datetime import timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -139,6 +140,38 @@ def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
 
 
+def test_the_index_of_an_older_civicat_is_emptied_by_its_migration_and_built_by_the_next_harvest(tmp_path):
+    """Migration 0011 on a catalogue whose index 0006's tables hold (postings with their
+    weights): the index starts empty, search asks for a harvest, which builds it."""
+    from importlib import resources
+
+    import duckdb
+
+    from catalog.store import migrate
+    db = tmp_path / "c.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for script in sorted(resources.files("catalog").joinpath("migrations").iterdir(), key=lambda p: p.name):
+        version, name = script.name.removesuffix(".sql").split("_", 1)
+        if int(version) <= 10:
+            con.execute(script.read_text())
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [int(version), name])
+    con.execute("INSERT INTO search_documents VALUES (0, 'city:d0', 'city', 'City', [], 'dataset', 'Permits', 1, "
+                "'city', [])")
+    con.execute("INSERT INTO search_terms VALUES (0, 'permit', 1)")
+    con.execute("INSERT INTO search_postings VALUES (0, 0, 0.5)")
+    con.execute("INSERT INTO search_state VALUES (now(), 1, 'old')")
+    assert migrate(con) == [11]
+    con.close()
+    store = Store(db)
+    with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):
+        find(store, "permits")
+    merge(store, {"d0": "Building Permits"}, 0)
+    assert uids(find(store, "permits")) == ["city:d0"] and state(store) == (1, 0)
+    store.close()
+
+
 def test_an_empty_catalogue_has_an_empty_index_and_a_new_one_none(tmp_path):
     store = Store(tmp_path / "c.duckdb")
     with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):
@@ -217,6 +250,73 @@ def test_the_build_matches_the_fts_extensions_index(store, http):
     assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 9
     assert store.con.execute("SELECT count(*) FROM search_terms WHERE term = 'covid'").fetchone()[0] == 0
     assert_same_index(store.con)
+
+
+def state(store):
+    return store.con.execute("SELECT documents, updated FROM search_state").fetchone()
+
+
+def scores(store, queries):
+    return {q: {h["uid"]: h["score"] for h in find(store, q, limit=100)} for q in queries}
+
+
+TITLES = ["Building Permits", "Street Trees", "311 Service Requests", "Crime Incidents", "COVID-19 Cases",
+          "Über-Straße Café Permits", "Police Incidents", "Restaurant Inspections", "Bike Lanes", "The And Of"]
+
+
+def merge(store, titles: dict[str, str], day: int) -> None:
+    """The portal "city" listing exactly `titles` (source id -> title) on day `day`."""
+    stage = stage_of(store, [record(sid, title, description=f"{title} of the city, as published.")
+                             for sid, title in titles.items()])
+    store.commit_portal(stage, "city", T0 + timedelta(days=day), mark_deleted=True)
+    store.refresh_search()
+
+
+def test_few_changes_are_indexed_in_place_as_a_whole_build_would_index_them(store, monkeypatch):
+    monkeypatch.setattr(search, "UPDATE_SHARE", 0.5)
+    first = {f"d{i}": title for i, title in enumerate(TITLES)}
+    merge(store, first, 0)
+    assert state(store) == (10, 0)   # the first build is whole
+    queries = ["covid cases", "permits", "cafe sidewalk", "zeppelin airship", "police crime", "311", "the", "city"]
+    # d4 deleted (its words, "covid" among them, leave the dictionary), d8 renamed, d10
+    # new with words no document held
+    later = {**first, "d8": "Sidewalk Cafe Permits", "d10": "Zeppelin Landings and Airship Moorings"}
+    del later["d4"]
+    merge(store, later, 1)
+    assert state(store) == (10, 4)   # in place: 2 versions out (d4, d8), 2 in (d8, d10)
+    assert store.con.execute("SELECT count(*) FROM search_terms WHERE term = 'covid'").fetchone()[0] == 0
+    assert uids(find(store, "zeppelin")) == ["city:d10"]
+    assert_same_index(store.con)
+    updated = scores(store, queries)
+    # the same answers as a whole build of the same catalogue
+    search.refresh(store.con, force=True)
+    assert state(store) == (10, 0)
+    assert_same_scores(scores(store, queries), updated)
+    # d4 back: indexed again in place; then past the share, the index is built whole
+    merge(store, {**later, "d4": TITLES[4]}, 2)
+    assert state(store) == (11, 1) and uids(find(store, "covid")) == ["city:d4"]
+    assert_same_index(store.con)
+    merge(store, {f"d{i}": f"{title} (revised)" for i, title in enumerate(TITLES)}, 3)
+    assert state(store) == (10, 0)
+    assert_same_index(store.con)
+
+
+def assert_same_scores(ours, expected):
+    assert ours.keys() == expected.keys()
+    for query, hits in expected.items():
+        assert ours[query].keys() == hits.keys(), query
+        for uid, score in hits.items():
+            assert ours[query][uid] == pytest.approx(score, rel=1e-12), (query, uid)
+
+
+def test_an_update_that_fails_keeps_the_previous_index(store, monkeypatch):
+    monkeypatch.setattr(search, "UPDATE_SHARE", 1.0)
+    merge(store, {"d0": "Building Permits", "d1": "Street Trees"}, 0)
+    before = find(store, "permits")
+    monkeypatch.setattr(search, "UPDATE", (*search.UPDATE[:3], "SELECT no_such_column FROM datasets"))
+    merge(store, {"d0": "Building Permits"}, 1)   # logged, not raised, by the harvest's hook
+    assert find(store, "permits") == before and state(store) == (2, 0)
+    assert store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
 
 
 def test_the_build_matches_the_fts_extensions_index_on_the_real_catalogues(real_catalogue, tmp_path):
