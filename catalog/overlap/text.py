@@ -15,6 +15,12 @@ WORD = re.compile(r"[a-z]+|[0-9]+")  # "Arrests2018" and "FY2015" split
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
 KEEP_NUMBERS = {"311", "911", "211"}
+# An identifier written where a name should be (an ArcGIS item id, a UUID, a repository's
+# 'yg821jf8611'): its letter runs ('yg', 'efd') are no words, and two files that carry the
+# same id share nothing but where they were stored.
+UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+ALNUM = re.compile(r"[a-z0-9]+")
+RUNS = re.compile(r"[a-z]+|[0-9]+")
 
 # Words that say nothing about what a dataset holds, in any city.
 STOPWORDS = frozenset("""
@@ -172,10 +178,23 @@ def unglue(word: str) -> tuple[str, ...]:
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
 
 
+def _is_id(token: str) -> bool:
+    """Letters and digits mixed in four runs or more over eight characters or more: an id
+    ('047a71ecb92c...', 'wb225bk3255'), not a word with a year ('Arrests2018', 'FY2015')."""
+    return len(token) >= 8 and len(RUNS.findall(token)) >= 4
+
+
+def _without_ids(lowered: str) -> str:
+    lowered = UUID.sub(" ", lowered)
+    if not any(ch.isdigit() for ch in lowered):
+        return lowered
+    return ALNUM.sub(lambda m: " " if _is_id(m.group()) else m.group(), lowered)
+
+
 def split_words(text: str, glued: bool = True) -> list[str]:
     """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
     file name; a description is prose, where 'resuscitation' is one word)."""
-    found = WORD.findall(text.lower())
+    found = WORD.findall(_without_ids(text.lower()))
     if glued:
         found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published

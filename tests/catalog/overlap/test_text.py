@@ -34,3 +34,14 @@ def test_phrases_become_one_term(title, concept):
 def test_a_phrase_keeps_its_surface_for_labels():
     assert dict(text.terms_with_surface("311 Customer Service Requests"))["service_request"] == \
         "311 customer service requests"
+
+
+def test_identifiers_in_titles_are_no_words():
+    # file names of the Stanford Open Policing Project's two releases and an ArcGIS item id
+    # (as in OpenPoliceData's source table): the ids' letter runs ('yg', 'wb', 'efd') are no words
+    assert text.terms("yg821jf8611_ca_san_jose_2020_04_01.csv", bigrams=False) == \
+        text.terms("wb225bk3255_ca_san_jose_2023_01_26.csv", bigrams=False) == ["ca", "san", "jose"]
+    assert text.terms("a2365412f9624f79afa09efd7138ea37_28") == []
+    assert text.terms("bd41992a-987a-4cca-8798-fbe1cd946b07") == []
+    # a word with a year or a number glued on is still a word
+    assert text.terms("Arrests2018 COVID19", bigrams=False) == ["arrest", "covid"]
