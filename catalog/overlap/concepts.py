@@ -57,7 +57,7 @@ PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "par
 PARENT_SHARE = 0.5
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
 # crime records, animal control calls no police dispatch log, bus stop data no police stops)
-NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"}),
+NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
             "police_stop": frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"}),
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
@@ -74,6 +74,7 @@ STATISTICS = frozenset({"statistic", "stat", "rate", "count", "total", "summary"
 GROUPED_BY = frozenset({"county", "municipality", "city", "precinct", "district", "beat", "agency", "department",
                         "type", "state", "town", "ward", "zip", "neighborhood", "region", "month", "year", "race",
                         "age", "sex", "gender", "category", "jurisdiction", "offense", "crime"})
+VEHICLE = frozenset({"vehicle", "traffic", "motorist", "driver"})
 DESCRIPTION_TERMS = 20    # a description's first sentence or two say what the dataset is
 DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
 
@@ -155,7 +156,11 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
 
 def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tuple[str, ...]:
     """Calls of the fire department or EMS (no police word near) are their own kind, and so
-    are crime statistics: a title that counts ('Crime Rate', 'Totals') or groups ('by County')."""
+    are crime statistics: a title that counts ('Crime Rate', 'Totals') or groups ('by County').
+    Stops of vehicles and of pedestrians together ('Vehicle & Pedestrian Stops') are all of a
+    department's stops, not its pedestrian stops."""
+    if "pedestrian_stop" in found and ("traffic_stop" in found or set(terms) & VEHICLE):
+        found = tuple(dict.fromkeys("police_stop" if k in ("pedestrian_stop", "traffic_stop") else k for k in found))
     if "calls_for_service" in found and set(terms) & FIRE_EMS and not _police_context(set(terms)):
         found = tuple("fire_ems_call" if k == "calls_for_service" else k for k in found)
     if "crime_incident" in found and title and _counts(text.words(title, glued=False)):

@@ -52,8 +52,10 @@ KINDS = {   # real datasets, by the kind of record they hold, in each city's own
                          ("data.seattle.gov", "mg5r-efcm")],      # SPD Officer Involved Shooting (OIS) Data
     "arrest": [("data.baltimorecity.gov", "3i3v-ibrt"),           # BPD Arrests
                ("data.kingcounty.gov", "j56h-zgnm")],             # Adult Jail Booking: Aug. 1, 2012 ...
-    "pedestrian_stop": [("data.cityofnewyork.us", "ftxv-d5ix"),   # The Stop, Question and Frisk Data
-                        ("data.lacity.org", "fmpk-vq3h")],        # LAPD Vehicle and Pedestrian Stops 2015
+    "pedestrian_stop": [("data.cityofnewyork.us", "ftxv-d5ix")],  # The Stop, Question and Frisk Data
+    # stops of vehicles and of pedestrians together are all of a department's stops
+    # (OpenPoliceData files LAPD's stop table under STOPS, not PEDESTRIAN STOPS)
+    "police_stop": [("data.lacity.org", "fmpk-vq3h")],            # LAPD Vehicle and Pedestrian Stops 2015
     "traffic_stop": [("data.maryland.gov", "nq4v-y7m5")],         # MSP Traffic Stops 2014
     "field_contact": [("data.nola.gov", "kitu-f4uy")],            # Stop and Search (Field Interviews)
     "police_complaint": [("data.montgomerycountymd.gov", "usip-62e2"),  # Internal Affairs Allegations
@@ -88,6 +90,7 @@ def test_each_wording_of_a_kind_is_read_as_that_kind(kind, domain, source_id):
     ("data.kingcounty.gov", "eb63-bj8b"),     # Pet Data - 2016 Animal Control Officer Service Calls
     ("data.honolulu.gov", "yczt-gks6"),       # Bus Stop Locations
     ("data.cityofchicago.org", "5cq6-qygt"),  # CTA - System Information - Bus Stop Locations in Digital Sign Project
+    ("data.seattle.gov", "83ak-hryt"),        # SDOT Crash Cushions (road hardware that takes a crash)
 ])
 def test_look_alike_titles_are_no_police_record(domain, source_id):
     assert concept_of(domain, source_id) == (), fixture_datasets()[(domain, source_id)][0]
@@ -109,6 +112,8 @@ def test_kinds_of_the_near_misses_differ():
     ("Racial Profiling Prohibition Project Traffic Stop Data", "traffic_stop"),   # the specific kind still wins
     ("Police Incidents by Year", "crime_statistics"),
     ("Police Calls for Service - Fire and EMS excluded", "calls_for_service"),   # a police word keeps it police
+    ("2016 vehicle a pedestrian stops", "police_stop"),   # Wallkill's files: vehicle and pedestrian stops are all stops
+    ("Stop, Question and Frisk Data", "pedestrian_stop"),
 ])
 def test_wordings_of_police_tables(title, kind):
     assert concepts.of_dataset(title, "") == (kind,)
