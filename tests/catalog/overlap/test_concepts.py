@@ -114,6 +114,13 @@ def test_kinds_of_the_near_misses_differ():
     ("Police Calls for Service - Fire and EMS excluded", "calls_for_service"),   # a police word keeps it police
     ("2016 vehicle a pedestrian stops", "police_stop"),   # Wallkill's files: vehicle and pedestrian stops are all stops
     ("Stop, Question and Frisk Data", "pedestrian_stop"),
+    # tables of counts of arrests and crashes (real titles of the 2017 catalogues), apart from the records
+    ("Adult Arrests by County: Beginning 1970", "arrest_statistics"),
+    ("Percentage of Juvenile Arrests by Race 2002 - 2012", "arrest_statistics"),
+    ("County Traffic Crash Statistics (SICL)", "crash_statistics"),
+    ("Intersection Collision Summary (2010 - 2011)", "crash_statistics"),
+    ("2012 Vehicle Collisions Investigated by State Police", "crash"),   # 'by' an agent groups nothing
+    ("BPD Arrests", "arrest"),
 ])
 def test_wordings_of_police_tables(title, kind):
     assert concepts.of_dataset(title, "") == (kind,)
