@@ -309,5 +309,7 @@ def _is_code_table(title: str | None) -> bool:
     """A list of codes and what they mean ('Illinois Uniform Crime Reporting (IUCR) Codes',
     'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'. It names
     the kind of record it codes, but holds none of them."""
-    words = [w for w in text.split_words(title or "", glued=False) if text._is_content(w)]
+    if not title or not any(w in title.lower() for w in CODE_LIST_WORDS):
+        return False
+    words = [w for w in text.split_words(title, glued=False) if text._is_content(w)]
     return bool(words) and words[-1] in CODE_LIST_WORDS and not (len(words) > 1 and words[-2] in NOT_A_CODE_LIST)

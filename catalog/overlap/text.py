@@ -22,8 +22,9 @@ UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}")
 # the path of an ArcGIS service some portals append to a layer's title
 # ('Speed Humps [arcgis_rest_services_Services_OpenData_MapServer_7]'): where it is served, not what it holds
 SERVICE_PATH = re.compile(r"arcgis[\W_]+rest[\W_]+services[\w/]*")
-ALNUM = re.compile(r"[a-z0-9]+")
-RUNS = re.compile(r"[a-z]+|[0-9]+")
+# letters and digits mixed in four runs or more over eight characters or more: an id
+# ('047a71ecb92c...', 'wb225bk3255'), not a word with a year ('Arrests2018', 'FY2015')
+ID_TOKEN = re.compile(r"(?<![a-z0-9])(?=[a-z0-9]{8})(?:[a-z]+[0-9]+[a-z]+[0-9]|[0-9]+[a-z]+[0-9]+[a-z])[a-z0-9]*")
 
 # Words that say nothing about what a dataset holds, in any city.
 STOPWORDS = frozenset("""
@@ -184,17 +185,12 @@ def unglue(word: str) -> tuple[str, ...]:
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
 
 
-def _is_id(token: str) -> bool:
-    """Letters and digits mixed in four runs or more over eight characters or more: an id
-    ('047a71ecb92c...', 'wb225bk3255'), not a word with a year ('Arrests2018', 'FY2015')."""
-    return len(token) >= 8 and len(RUNS.findall(token)) >= 4
-
-
 def _without_ids(lowered: str) -> str:
-    lowered = SERVICE_PATH.sub(" ", UUID.sub(" ", lowered))
-    if not any(ch.isdigit() for ch in lowered):
-        return lowered
-    return ALNUM.sub(lambda m: " " if _is_id(m.group()) else m.group(), lowered)
+    if "-" in lowered:
+        lowered = UUID.sub(" ", lowered)
+    if "arcgis" in lowered:
+        lowered = SERVICE_PATH.sub(" ", lowered)
+    return ID_TOKEN.sub(" ", lowered)
 
 
 def split_words(text: str, glued: bool = True) -> list[str]:
