@@ -41,7 +41,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                           "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
     "citation": (("citation",), ()),
     "parking_citation": (("parking_citation",), ()),
-    "warning": (("traffic+warning",), ("warning",)),
+    "warning": (("traffic+warning", "warning+citation"), ("warning",)),   # a warning citation warns
     "crash": (("crash", "traffic+incident"), ()),
     "vehicle_pursuit": (("pursuit",), ()),
     "police_employee": (("police+employee", "officer+demographic", "sworn"),
@@ -124,6 +124,11 @@ def _strongest(found: list[str]) -> list[str]:
     return [c for c in found if c not in parents]
 
 
+# kinds a description names as the object of another kind's records ('complaints against
+# Police Department staff'): the title's own word ('Complaints') says what the dataset is
+OBJECT_KINDS = frozenset({"police_employee"})
+
+
 def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple[str, ...]:
     """The concepts of a dataset: every strong one its title names; else the first strong
     one the opening of its description names; else a weak one of the description, then of
@@ -134,10 +139,13 @@ def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple
         return tuple(_strongest(strong))
     strong, description_weak = (_found(list(description_terms), frozenset(title_terms)) if description_terms
                                 else ([], []))
+    policing = _police_context(set(title_terms) | set(description_terms))
+    if strong and strong[0] in OBJECT_KINDS and title_weak and policing:
+        return tuple(title_weak[:1])
     if strong:
         return tuple(_strongest(strong)[:1])
     weak = description_weak or title_weak   # 'iaincidentsq' described as 'all complaints received by ...'
-    if weak and _police_context(set(title_terms) | set(description_terms)):
+    if weak and policing:
         return tuple(weak[:1])
     return ()
 

@@ -166,3 +166,15 @@ def test_the_concept_score_is_stored_with_its_pair(real_store, real_result):
                                      WHERE concept_score IS NOT NULL""").fetchall()
     assert rows and all(0.0 <= score <= 1.0 for score, _ in rows)
     assert any("both are calls for service records" in why for _, why in rows)
+
+
+def test_a_description_naming_staff_or_warning_citations_does_not_change_the_kind():
+    # publishers' own titles and descriptions (OpenPoliceData's source table): complaints
+    # *against* police staff are complaints, and a warning citation is a warning
+    assert concepts.of_dataset("Indiana South Bend COMPLAINTS MULTIPLE HISTORIC", "Complaints filed by members "
+                               "of the public against South Bend Police Department staff") == ("police_complaint",)
+    assert concepts.of_dataset("2022 Warning Data", "Fairfax County Police ArcGIS Dashboard issued warning "
+                               "citation data report.") == ("warning",)
+    assert concepts.of_dataset("Law Enforcement Employees", "") == ("police_employee",)
+    assert concepts.of_dataset("2022 Citation Data", "Traffic Citations issued by Fairfax County Police") == \
+        ("citation",)
