@@ -140,14 +140,25 @@ def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple
     strong, description_weak = (_found(list(description_terms), frozenset(title_terms)) if description_terms
                                 else ([], []))
     policing = _police_context(set(title_terms) | set(description_terms))
-    if strong and strong[0] in OBJECT_KINDS and title_weak and policing:
-        return tuple(title_weak[:1])
+    if strong and strong[0] in OBJECT_KINDS and policing:
+        # the title's word, or the description's own before it ('Complaints filed ... against
+        # ... Police Department staff'), says what the dataset is
+        before = description_weak and _first_position(description_terms, description_weak[0], weak=True) < \
+            _first_position(description_terms, strong[0], weak=False)
+        if title_weak or before:
+            return tuple((title_weak or description_weak)[:1])
     if strong:
         return tuple(_strongest(strong)[:1])
     weak = description_weak or title_weak   # 'iaincidentsq' described as 'all complaints received by ...'
     if weak and policing:
         return tuple(weak[:1])
     return ()
+
+
+def _first_position(terms: list[str], concept: str, weak: bool) -> int:
+    """Where the first term triggering `concept` (weakly or strongly) stands in `terms`."""
+    return next((i for i, term in enumerate(terms)
+                 if (concept, not weak) in TRIGGERS.get(term, ())), len(terms))
 
 
 def of_dataset_terms(title_terms: list[str], description_terms: list[str],

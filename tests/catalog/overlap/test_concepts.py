@@ -175,6 +175,9 @@ def test_a_description_naming_staff_or_warning_citations_does_not_change_the_kin
                                "of the public against South Bend Police Department staff") == ("police_complaint",)
     assert concepts.of_dataset("2022 Warning Data", "Fairfax County Police ArcGIS Dashboard issued warning "
                                "citation data report.") == ("warning",)
+    assert concepts.of_dataset("96a91b69b1884cb2b1d5d01512c35c35", "Complaints filed by members of the public "
+                               "against South Bend Police Department staff") == ("police_complaint",)
     assert concepts.of_dataset("Law Enforcement Employees", "") == ("police_employee",)
+    assert concepts.of_dataset("Dataset", "Police Department employees roster") == ("police_employee",)
     assert concepts.of_dataset("2022 Citation Data", "Traffic Citations issued by Fairfax County Police") == \
         ("citation",)
