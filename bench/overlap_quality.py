@@ -19,7 +19,7 @@ each grouped by connected components at its best threshold (an optimistic baseli
 Then the detector runs on the real multi-city catalogues (16 cities of 2013, 33 Socrata
 domains of 2017) and prints a sample of groups to read.
 
-    python -m bench.overlap_quality [--sample 25]
+    python -m bench.overlap_quality [--sample 25] [--misses police:incidents,police:arrests | all]
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -237,7 +237,7 @@ def best_threshold_scores(similarity, uids, label_of, city_of) -> tuple[float, d
     return best
 
 
-def labelled_benchmark(tmp: Path) -> None:
+def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
     started = time.perf_counter()
     store, labelled = build_catalogue(tmp / "quality.duckdb")
     con = store.con
@@ -334,7 +334,35 @@ def labelled_benchmark(tmp: Path) -> None:
         singles = sum(1 for u in members if str(cluster_of[u]).startswith("single:"))
         print(f"  {label:36} {len(members):4} datasets, {len({city_of[u] for u in members}):3} places, "
               f"{len(clusters):3} groups, {singles:4} ungrouped")
+    if misses:
+        group_labels = {g.group_id: g.label for g in result.groups}
+        for label in (sorted(per_label, key=lambda k: -len(per_label[k])) if misses == ["all"] else misses):
+            print_misses(label, uids, label_of, city_of, cluster_of, detector_similarity, catalogue, descriptions,
+                         group_labels)
     store.close()
+
+
+def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, cluster_of: dict,
+                 similarity: np.ndarray, catalogue, descriptions: dict, group_labels: dict) -> None:
+    """A label's datasets outside its largest group: where they went, what the detector read
+    and their best score against a dataset of that label in another city (why recall is lost)."""
+    members = [u for u in uids if label_of[u] == label]
+    if not members:
+        print(f"\nno labelled dataset has the label {label!r}")
+        return
+    position = {u: i for i, u in enumerate(uids)}
+    grouped = Counter(cluster_of[u] for u in members if not str(cluster_of[u]).startswith("single:"))
+    largest = grouped.most_common(1)[0][0] if grouped else None
+    outside = [u for u in members if cluster_of[u] != largest]
+    print(f"\n{label}: {len(members)} datasets, {len(outside)} outside its largest group "
+          f"({group_labels.get(largest, 'none')!r}):")
+    for u in outside:
+        row = catalogue.row(u)
+        peers = [position[v] for v in members if city_of[v] != city_of[u]]
+        best = float(similarity[position[u], peers].max()) if peers else 0.0
+        where = group_labels.get(cluster_of[u], "alone")
+        print(f"  [{where}] {city_of[u]}: {catalogue.titles[row]!r} | {(descriptions.get(u) or '')[:80]!r} | "
+              f"kind {'/'.join(catalogue.concept_lists[row]) or '-'} | best same-label score {best:.2f}")
 
 
 def real_catalogues(tmp: Path, sample: int) -> None:
@@ -362,11 +390,13 @@ def real_catalogues(tmp: Path, sample: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=int, default=25, help="groups of the real catalogues to print")
+    parser.add_argument("--misses", default="", metavar="LABEL[,LABEL...]|all",
+                        help="list each label's datasets outside its largest group (e.g. police:incidents)")
     args = parser.parse_args()
     if not GROUNDTRUTH.is_dir() or not FIXTURES.is_dir():
         sys.exit(f"needs ../shared/groundtruth and ../shared/fixtures beside the repository ({SHARED})")
     with tempfile.TemporaryDirectory() as tmp:
-        labelled_benchmark(Path(tmp))
+        labelled_benchmark(Path(tmp), [m for m in args.misses.split(",") if m])
         real_catalogues(Path(tmp), args.sample)
 
 

@@ -41,7 +41,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                           "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
     "citation": (("citation",), ()),
     "parking_citation": (("parking_citation",), ()),
-    "warning": (("traffic+warning",), ("warning",)),
+    "warning": (("traffic+warning", "warning+citation"), ("warning",)),   # a warning citation warns
     "crash": (("crash", "traffic+incident"), ()),
     "vehicle_pursuit": (("pursuit",), ()),
     "police_employee": (("police+employee", "officer+demographic", "sworn"),
@@ -50,6 +50,8 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # kinds no trigger names: `_refined` reads them off calls and crimes (see there)
     "fire_ems_call": ((), ()),
     "crime_statistics": ((), ()),
+    "arrest_statistics": ((), ()),
+    "crash_statistics": ((), ()),
 }
 # a concept that is a kind of another shares part of its vector with it
 PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
@@ -57,7 +59,7 @@ PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "par
 PARENT_SHARE = 0.5
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
 # crime records, animal control calls no police dispatch log, bus stop data no police stops)
-NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft"}),
+NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
             "police_stop": frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"}),
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
@@ -74,6 +76,12 @@ STATISTICS = frozenset({"statistic", "stat", "rate", "count", "total", "summary"
 GROUPED_BY = frozenset({"county", "municipality", "city", "precinct", "district", "beat", "agency", "department",
                         "type", "state", "town", "ward", "zip", "neighborhood", "region", "month", "year", "race",
                         "age", "sex", "gender", "category", "jurisdiction", "offense", "crime"})
+# the kinds of record whose counts and rates cities publish as tables of their own
+# ('Adult Arrests by County', 'County Traffic Crash Statistics', 'Intersection Collision Rate')
+STATISTICS_OF = {"crime_incident": "crime_statistics", "arrest": "arrest_statistics", "crash": "crash_statistics"}
+# 'by' an agent, not a grouping ('Vehicle Collisions Investigated by State Police')
+AGENT = frozenset({"police", "patrol", "trooper", "sheriff"})
+VEHICLE = frozenset({"vehicle", "traffic", "motorist", "driver"})
 DESCRIPTION_TERMS = 20    # a description's first sentence or two say what the dataset is
 DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
 
@@ -116,6 +124,11 @@ def _strongest(found: list[str]) -> list[str]:
     return [c for c in found if c not in parents]
 
 
+# kinds a description names as the object of another kind's records ('complaints against
+# Police Department staff'): the title's own word ('Complaints') says what the dataset is
+OBJECT_KINDS = frozenset({"police_employee"})
+
+
 def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple[str, ...]:
     """The concepts of a dataset: every strong one its title names; else the first strong
     one the opening of its description names; else a weak one of the description, then of
@@ -126,12 +139,26 @@ def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple
         return tuple(_strongest(strong))
     strong, description_weak = (_found(list(description_terms), frozenset(title_terms)) if description_terms
                                 else ([], []))
+    policing = _police_context(set(title_terms) | set(description_terms))
+    if strong and strong[0] in OBJECT_KINDS and policing:
+        # the title's word, or the description's own before it ('Complaints filed ... against
+        # ... Police Department staff'), says what the dataset is
+        before = description_weak and _first_position(description_terms, description_weak[0], weak=True) < \
+            _first_position(description_terms, strong[0], weak=False)
+        if title_weak or before:
+            return tuple((title_weak or description_weak)[:1])
     if strong:
         return tuple(_strongest(strong)[:1])
     weak = description_weak or title_weak   # 'iaincidentsq' described as 'all complaints received by ...'
-    if weak and _police_context(set(title_terms) | set(description_terms)):
+    if weak and policing:
         return tuple(weak[:1])
     return ()
+
+
+def _first_position(terms: list[str], concept: str, weak: bool) -> int:
+    """Where the first term triggering `concept` (weakly or strongly) stands in `terms`."""
+    return next((i for i, term in enumerate(terms)
+                 if (concept, not weak) in TRIGGERS.get(term, ())), len(terms))
 
 
 def of_dataset_terms(title_terms: list[str], description_terms: list[str],
@@ -155,17 +182,23 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
 
 def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tuple[str, ...]:
     """Calls of the fire department or EMS (no police word near) are their own kind, and so
-    are crime statistics: a title that counts ('Crime Rate', 'Totals') or groups ('by County')."""
+    are the statistics of crimes, arrests and crashes: a title that counts ('Crime Rate', 'Totals')
+    or groups ('by County').
+    Stops of vehicles and of pedestrians together ('Vehicle & Pedestrian Stops') are all of a
+    department's stops, not its pedestrian stops."""
+    if "pedestrian_stop" in found and ("traffic_stop" in found or set(terms) & VEHICLE):
+        found = tuple(dict.fromkeys("police_stop" if k in ("pedestrian_stop", "traffic_stop") else k for k in found))
     if "calls_for_service" in found and set(terms) & FIRE_EMS and not _police_context(set(terms)):
         found = tuple("fire_ems_call" if k == "calls_for_service" else k for k in found)
-    if "crime_incident" in found and title and _counts(text.words(title, glued=False)):
-        found = tuple("crime_statistics" if k == "crime_incident" else k for k in found)
+    if title and any(k in STATISTICS_OF for k in found) and _counts(text.words(title, glued=False)):
+        found = tuple(STATISTICS_OF.get(k, k) for k in found)
     return found
 
 
 def _counts(words: list[str]) -> bool:
     """A title of a table of counts: a statistics word, or 'by' a grouping ('by County', 'by Type')."""
-    return any(w in STATISTICS or (w == "by" and any(g in GROUPED_BY for g in words[i + 1:i + 3]))
+    return any(w in STATISTICS or (w == "by" and any(g in GROUPED_BY for g in words[i + 1:i + 3])
+                                   and not (len(words) > i + 2 and words[i + 2] in AGENT))
                for i, w in enumerate(words))
 
 
@@ -197,7 +230,8 @@ LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for s
           "police_complaint": "Police complaints", "citation": "Citations", "parking_citation": "Parking citations",
           "warning": "Traffic warnings", "crash": "Traffic crashes", "vehicle_pursuit": "Vehicle pursuits",
           "police_employee": "Police employees", "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
-          "crime_statistics": "Crime statistics"}
+          "crime_statistics": "Crime statistics", "arrest_statistics": "Arrest statistics",
+          "crash_statistics": "Traffic crash statistics"}
 
 
 def label(concept: str) -> str:

@@ -45,6 +45,8 @@ class Catalogue:
     concepts: sp.csr_matrix                   # the kind of record (concepts.py), normalised
     value_sets: sp.csr_matrix                 # the same, 0/1
     is_boundary: np.ndarray
+    is_code_table: np.ndarray                 # a list of codes ('IUCR Codes'), not the records they code
+    is_site_page: np.ndarray                  # the portal's own content ('Home Page Stories'), not data
     has_dates: np.ndarray
     has_title: np.ndarray
     has_description: np.ndarray
@@ -241,10 +243,13 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     is_boundary = np.fromiter((_is_boundary(title, terms, cols, asset) for title, terms, cols, asset
                                in zip(rows["title"], title_terms, column_names, rows["asset_type"])),
                               dtype=bool, count=n)
+    is_code_table = np.fromiter((_is_code_table(title) for title in rows["title"]), dtype=bool, count=n)
+    is_site_page = np.fromiter(("home_page" in terms for terms in title_terms), dtype=bool, count=n)
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
-        values=values, value_sets=value_sets, concepts=concept_matrix, is_boundary=is_boundary, has_dates=has_dates,
+        values=values, value_sets=value_sets, concepts=concept_matrix, is_boundary=is_boundary,
+        is_code_table=is_code_table, is_site_page=is_site_page, has_dates=has_dates,
         has_title=np.array([any(t not in text.GENERIC and "+" not in t for t in terms) for terms in title_terms],
                            dtype=bool),
         has_description=np.array([len(d) >= 3 for d in description_terms], dtype=bool),
@@ -294,3 +299,17 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
 
+
+
+CODE_LIST_WORDS = frozenset({"codes", "lookup", "lookups"})
+NOT_A_CODE_LIST = frozenset({"zip", "postal", "area", "country"})   # 'ZIP Codes' are areas
+
+
+def _is_code_table(title: str | None) -> bool:
+    """A list of codes and what they mean ('Illinois Uniform Crime Reporting (IUCR) Codes',
+    'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'. It names
+    the kind of record it codes, but holds none of them."""
+    if not title or not any(w in title.lower() for w in CODE_LIST_WORDS):
+        return False
+    words = [w for w in text.split_words(title, glued=False) if text._is_content(w)]
+    return bool(words) and words[-1] in CODE_LIST_WORDS and not (len(words) > 1 and words[-2] in NOT_A_CODE_LIST)

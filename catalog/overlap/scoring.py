@@ -17,7 +17,8 @@ A signal missing on either side (a title of stopwords only, no description, no c
 profile) is left out and the weights of the others renormalised.
 
 The weighted mean is then multiplied by a shape factor: a boundary file and the records
-that fall in its areas ('Police Districts' / 'Crimes'), two asset kinds that hold data
+that fall in its areas ('Police Districts' / 'Crimes'), a list of codes and the records they code ('IUCR Codes' /
+'Crimes'), a page of the portal itself ('Home Page Stories': never compared), two asset kinds that hold data
 differently (a dataset and a map), or two titles that each name a different kind of record
 ('Fire Department Calls for Service' / 'Police Department Calls for Service'; 'Crime Rate
 By Type' / 'Crimes') are not comparable however many words and columns they share.
@@ -38,6 +39,7 @@ WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, 
            "embedding": 0.25}
 COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
+CODE_TABLE_MISMATCH = 0.45   # a list of codes and the records they code
 KIND_MISMATCH = 0.7       # both titles name a kind of record, and the kinds differ
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
@@ -125,6 +127,8 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
 
 def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     factor = np.where(c.is_boundary[a] != c.is_boundary[b], BOUNDARY_MISMATCH, 1.0).astype(np.float32)
+    factor *= np.where(c.is_code_table[a] != c.is_code_table[b], CODE_TABLE_MISMATCH, 1.0).astype(np.float32)
+    factor[c.is_site_page[a] | c.is_site_page[b]] = 0.0   # a portal's pages are no data to compare
     kinds = np.asarray(c.asset_types, dtype=object)
     differ = kinds[a] != kinds[b]
     for i in np.flatnonzero(differ):
@@ -205,6 +209,11 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
     boundary_a, boundary_b = bool(c.is_boundary[a]), bool(c.is_boundary[b])
     if boundary_a != boundary_b:
         parts.append(f"but {c.uids[a] if boundary_a else c.uids[b]} is a boundary file, the other holds records")
+    code_a, code_b = bool(c.is_code_table[a]), bool(c.is_code_table[b])
+    if code_a != code_b:
+        parts.append(f"but {c.uids[a] if code_a else c.uids[b]} is a list of codes, the other holds records")
+    if c.is_site_page[a] or c.is_site_page[b]:
+        parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)

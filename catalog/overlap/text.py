@@ -15,10 +15,20 @@ WORD = re.compile(r"[a-z]+|[0-9]+")  # "Arrests2018" and "FY2015" split
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
 KEEP_NUMBERS = {"311", "911", "211"}
+# An identifier written where a name should be (an ArcGIS item id, a UUID, a repository's
+# 'yg821jf8611'): its letter runs ('yg', 'efd') are no words, and two files that carry the
+# same id share nothing but where they were stored.
+UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+# the path of an ArcGIS service some portals append to a layer's title
+# ('Speed Humps [arcgis_rest_services_Services_OpenData_MapServer_7]'): where it is served, not what it holds
+SERVICE_PATH = re.compile(r"arcgis[\W_]+rest[\W_]+services[\w/]*")
+# letters and digits mixed in four runs or more over eight characters or more: an id
+# ('047a71ecb92c...', 'wb225bk3255'), not a word with a year ('Arrests2018', 'FY2015')
+ID_TOKEN = re.compile(r"(?<![a-z0-9])(?=[a-z0-9]{8})(?:[a-z]+[0-9]+[a-z]+[0-9]|[0-9]+[a-z]+[0-9]+[a-z])[a-z0-9]*")
 
 # Words that say nothing about what a dataset holds, in any city.
 STOPWORDS = frozenset("""
-a an and are as at be by for from in into is it its of on or per than that the their this to was
+a an and are as at be by for from in into is it its of on or per than that the their this to was among
 were with within without all any each more most other over under via vs versus also only
 data dataset datasets database file files table tables information info list listing lists
 city cities county counties state states town village municipal government gov official public
@@ -39,7 +49,7 @@ GENERIC = frozenset("""
 map maps resource category categories source message template facility property project item type code
 directory location site point feature layer test view export extract download web mercator spatial non
 tool document page form index lookup reference master misc miscellaneous other various general
-attachment
+attachment gis format story featured tile public_safety home_page
 """.split())
 
 # Single words to one spelling (applied after stemming).
@@ -97,6 +107,9 @@ PHRASES = {
     ("employee", "salary"): "salary", ("employee", "name"): "salary",
     ("operating", "budget"): "budget", ("capital", "budget"): "capital_budget",
     ("parking", "citation"): "parking_citation", ("parking", "violation"): "parking_citation",
+    # a category or a department's name ('Open Data Public Safety', 'Department of Public
+    # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
+    ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
@@ -172,10 +185,18 @@ def unglue(word: str) -> tuple[str, ...]:
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
 
 
+def _without_ids(lowered: str) -> str:
+    if "-" in lowered:
+        lowered = UUID.sub(" ", lowered)
+    if "arcgis" in lowered:
+        lowered = SERVICE_PATH.sub(" ", lowered)
+    return ID_TOKEN.sub(" ", lowered)
+
+
 def split_words(text: str, glued: bool = True) -> list[str]:
     """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
     file name; a description is prose, where 'resuscitation' is one word)."""
-    found = WORD.findall(text.lower())
+    found = WORD.findall(_without_ids(text.lower()))
     if glued:
         found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
@@ -247,7 +268,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
                     last_phrase_end = i + length
                     # its words too, so 'building permits' still shares 'building' with 'building safety'
                     parts += [(w, r) for w, r in zip(stemmed[i:i + length], raw[i:i + length])
-                              if w not in STOPWORDS and w not in KEEP_NUMBERS and len(w) > 2]
+                              if w not in STOPWORDS and w not in KEEP_NUMBERS and len(w) > 2
+                              and phrase not in GENERIC]
                     i += length
                     break
             else:

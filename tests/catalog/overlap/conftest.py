@@ -35,6 +35,9 @@ SOCRATA = {
                    ("data.seattle.gov", "kzjm-xkqj")],
     "crime_stats": [("data.maryland.gov", "jwfa-fdxs"), ("data.seattle.gov", "3xqu-vnum"),
                     ("data.ny.gov", "ca8h-8gjq")],
+    # lists of the codes crime records use ('IUCR Codes', 'SPD Offense Codes'); portals' own pages
+    "crime_codes": [("data.cityofchicago.org", "c7ck-438e"), ("data.seattle.gov", "22zb-azac")],
+    "home_pages": [("data.hawaii.gov", "v2k9-msid"), ("data.oregon.gov", "9c8s-3c6m"), ("data.wa.gov", "dx9h-3hci")],
 }
 # (city file, id) of 2013 data.json entries: boundary files and footprints
 POD_2013 = {

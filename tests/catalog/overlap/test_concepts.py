@@ -52,8 +52,10 @@ KINDS = {   # real datasets, by the kind of record they hold, in each city's own
                          ("data.seattle.gov", "mg5r-efcm")],      # SPD Officer Involved Shooting (OIS) Data
     "arrest": [("data.baltimorecity.gov", "3i3v-ibrt"),           # BPD Arrests
                ("data.kingcounty.gov", "j56h-zgnm")],             # Adult Jail Booking: Aug. 1, 2012 ...
-    "pedestrian_stop": [("data.cityofnewyork.us", "ftxv-d5ix"),   # The Stop, Question and Frisk Data
-                        ("data.lacity.org", "fmpk-vq3h")],        # LAPD Vehicle and Pedestrian Stops 2015
+    "pedestrian_stop": [("data.cityofnewyork.us", "ftxv-d5ix")],  # The Stop, Question and Frisk Data
+    # stops of vehicles and of pedestrians together are all of a department's stops
+    # (OpenPoliceData files LAPD's stop table under STOPS, not PEDESTRIAN STOPS)
+    "police_stop": [("data.lacity.org", "fmpk-vq3h")],            # LAPD Vehicle and Pedestrian Stops 2015
     "traffic_stop": [("data.maryland.gov", "nq4v-y7m5")],         # MSP Traffic Stops 2014
     "field_contact": [("data.nola.gov", "kitu-f4uy")],            # Stop and Search (Field Interviews)
     "police_complaint": [("data.montgomerycountymd.gov", "usip-62e2"),  # Internal Affairs Allegations
@@ -88,6 +90,7 @@ def test_each_wording_of_a_kind_is_read_as_that_kind(kind, domain, source_id):
     ("data.kingcounty.gov", "eb63-bj8b"),     # Pet Data - 2016 Animal Control Officer Service Calls
     ("data.honolulu.gov", "yczt-gks6"),       # Bus Stop Locations
     ("data.cityofchicago.org", "5cq6-qygt"),  # CTA - System Information - Bus Stop Locations in Digital Sign Project
+    ("data.seattle.gov", "83ak-hryt"),        # SDOT Crash Cushions (road hardware that takes a crash)
 ])
 def test_look_alike_titles_are_no_police_record(domain, source_id):
     assert concept_of(domain, source_id) == (), fixture_datasets()[(domain, source_id)][0]
@@ -109,6 +112,15 @@ def test_kinds_of_the_near_misses_differ():
     ("Racial Profiling Prohibition Project Traffic Stop Data", "traffic_stop"),   # the specific kind still wins
     ("Police Incidents by Year", "crime_statistics"),
     ("Police Calls for Service - Fire and EMS excluded", "calls_for_service"),   # a police word keeps it police
+    ("2016 vehicle a pedestrian stops", "police_stop"),   # Wallkill's files: vehicle and pedestrian stops are all stops
+    ("Stop, Question and Frisk Data", "pedestrian_stop"),
+    # tables of counts of arrests and crashes (real titles of the 2017 catalogues), apart from the records
+    ("Adult Arrests by County: Beginning 1970", "arrest_statistics"),
+    ("Percentage of Juvenile Arrests by Race 2002 - 2012", "arrest_statistics"),
+    ("County Traffic Crash Statistics (SICL)", "crash_statistics"),
+    ("Intersection Collision Summary (2010 - 2011)", "crash_statistics"),
+    ("2012 Vehicle Collisions Investigated by State Police", "crash"),   # 'by' an agent groups nothing
+    ("BPD Arrests", "arrest"),
 ])
 def test_wordings_of_police_tables(title, kind):
     assert concepts.of_dataset(title, "") == (kind,)
@@ -154,3 +166,18 @@ def test_the_concept_score_is_stored_with_its_pair(real_store, real_result):
                                      WHERE concept_score IS NOT NULL""").fetchall()
     assert rows and all(0.0 <= score <= 1.0 for score, _ in rows)
     assert any("both are calls for service records" in why for _, why in rows)
+
+
+def test_a_description_naming_staff_or_warning_citations_does_not_change_the_kind():
+    # publishers' own titles and descriptions (OpenPoliceData's source table): complaints
+    # *against* police staff are complaints, and a warning citation is a warning
+    assert concepts.of_dataset("Indiana South Bend COMPLAINTS MULTIPLE HISTORIC", "Complaints filed by members "
+                               "of the public against South Bend Police Department staff") == ("police_complaint",)
+    assert concepts.of_dataset("2022 Warning Data", "Fairfax County Police ArcGIS Dashboard issued warning "
+                               "citation data report.") == ("warning",)
+    assert concepts.of_dataset("96a91b69b1884cb2b1d5d01512c35c35", "Complaints filed by members of the public "
+                               "against South Bend Police Department staff") == ("police_complaint",)
+    assert concepts.of_dataset("Law Enforcement Employees", "") == ("police_employee",)
+    assert concepts.of_dataset("Dataset", "Police Department employees roster") == ("police_employee",)
+    assert concepts.of_dataset("2022 Citation Data", "Traffic Citations issued by Fairfax County Police") == \
+        ("citation",)

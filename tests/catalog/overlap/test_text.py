@@ -34,3 +34,26 @@ def test_phrases_become_one_term(title, concept):
 def test_a_phrase_keeps_its_surface_for_labels():
     assert dict(text.terms_with_surface("311 Customer Service Requests"))["service_request"] == \
         "311 customer service requests"
+
+
+def test_identifiers_in_titles_are_no_words():
+    # file names of the Stanford Open Policing Project's two releases and an ArcGIS item id
+    # (as in OpenPoliceData's source table): the ids' letter runs ('yg', 'wb', 'efd') are no words
+    assert text.terms("yg821jf8611_ca_san_jose_2020_04_01.csv", bigrams=False) == \
+        text.terms("wb225bk3255_ca_san_jose_2023_01_26.csv", bigrams=False) == ["ca", "san", "jose"]
+    assert text.terms("a2365412f9624f79afa09efd7138ea37_28") == []
+    assert text.terms("bd41992a-987a-4cca-8798-fbe1cd946b07") == []
+    # a word with a year or a number glued on is still a word
+    assert text.terms("Arrests2018 COVID19", bigrams=False) == ["arrest", "covid"]
+
+
+def test_where_a_layer_is_served_and_category_names_say_nothing():
+    # Montgomery County's layer titles carry their ArcGIS service path
+    drop = text.own_place_words("data.montgomerycountymd.gov")
+    assert text.terms("Police District [arcgis_rest_services_GDX_police_district_MapServer_0]", drop) == \
+        ["police", "district", "police+district"]
+    # a category or a department's name, and a portal's own pages, name no subject
+    for title in ("Open Data Public Safety", "Home Page Stories", "Hartford GIS Data"):
+        assert all(term in text.GENERIC for term in text.terms(title, text.own_place_words("Hartford"), bigrams=False)), title
+    assert text.terms("Department of Public Safety Weekly Population Reports", bigrams=False) == \
+        ["public_safety", "population"]
