@@ -82,3 +82,28 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def connect_read_only(db_path: str | Path, config: dict | None = None):
+    """A read-only DuckDB connection to the catalogue, recovering it first when needed.
+
+    A writer killed at the wrong moment (SIGKILL, power loss) can leave a WAL that a
+    read-only open cannot replay ("Failure while replaying WAL ... Could not write file"):
+    replaying it writes to the database file. The next harvest would replay it; a reader
+    does the same when no writer holds the catalogue (the lock taken, the WAL replayed and
+    checkpointed by a writable open), so `civicat sql` and the exports work after a crash."""
+    import duckdb
+
+    try:
+        return duckdb.connect(str(db_path), read_only=True, config=config or {})
+    except duckdb.IOException as exc:
+        if "replaying WAL" not in str(exc):
+            raise
+        try:
+            with WriterLock(db_path):
+                with duckdb.connect(str(db_path)) as writer:
+                    writer.execute("CHECKPOINT")
+        except CatalogueBusy:
+            raise CatalogueBusy(f"{db_path}: its last write was cut short and a harvest is writing it now "
+                                "(it recovers the catalogue); try again when it ends") from exc
+    return duckdb.connect(str(db_path), read_only=True, config=config or {})

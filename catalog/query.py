@@ -11,6 +11,8 @@ from pathlib import Path
 
 import duckdb
 
+from catalog.lock import connect_read_only
+
 ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 LOCKED_DOWN = {
     "enable_external_access": False,
@@ -34,7 +36,7 @@ def read_only_connection(db_path: str | Path, *,
         raise FileNotFoundError(f"no catalogue at {db_path}: run `civicat harvest` first")
     config = LOCKED_DOWN if before_lock is None else {k: v for k, v in LOCKED_DOWN.items()
                                                       if k != "enable_external_access"}
-    con = duckdb.connect(str(db_path), read_only=True, config=config)
+    con = connect_read_only(db_path, config)
     if before_lock is not None:
         before_lock(con)
         con.execute("SET enable_external_access = false")

@@ -394,9 +394,9 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
            filters: Filters = Filters()) -> list[dict]:
     """Datasets matching `text`, best first: uid, title, city, portal_id, asset_type,
     themes, score (BM25; comparable within one query only)."""
-    try:
-        built = con.execute("SELECT count(*) FROM search_state").fetchone()[0]
-    except duckdb.CatalogException:  # a catalogue of an older civicat, not migrated yet
+    try:  # (avgdl: the index of migration 0011, which a harvest builds)
+        built = con.execute("SELECT count(*) FROM search_state WHERE avgdl IS NOT NULL").fetchone()[0]
+    except (duckdb.CatalogException, duckdb.BinderException):  # a catalogue of an older civicat, not migrated yet
         built = 0
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")

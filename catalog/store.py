@@ -20,6 +20,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
+from catalog.lock import connect_read_only
 from catalog.stage import (
     DATASET_FIELDS,
     SEEN_COLUMNS,
@@ -63,7 +64,7 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
     if read_only:
         if not db_path.exists():
             raise FileNotFoundError(f"no catalogue at {db_path}: run `civicat harvest` first")
-        con = duckdb.connect(str(db_path), read_only=True)
+        con = connect_read_only(db_path)
     else:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         con = duckdb.connect(str(db_path))

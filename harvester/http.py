@@ -159,7 +159,7 @@ class ValidatorCache:
             return pending[1]
         try:
             body = gzip.decompress(self._paths(url)[1].read_bytes())
-        except (OSError, ValueError, EOFError):
+        except (OSError, ValueError, EOFError, zlib.error):  # damaged: asked plainly instead
             return None
         return body if hashlib.sha256(body).hexdigest() == meta.get("sha256") else None
 

@@ -18,13 +18,21 @@ KEEP_NUMBERS = {"311", "911", "211"}
 # An identifier written where a name should be (an ArcGIS item id, a UUID, a repository's
 # 'yg821jf8611'): its letter runs ('yg', 'efd') are no words, and two files that carry the
 # same id share nothing but where they were stored.
-UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}")
+UUID = re.compile(r"[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}", re.IGNORECASE)
 # the path of an ArcGIS service some portals append to a layer's title
 # ('Speed Humps [arcgis_rest_services_Services_OpenData_MapServer_7]'): where it is served, not what it holds
-SERVICE_PATH = re.compile(r"arcgis[\W_]+rest[\W_]+services[\w/]*")
-# letters and digits mixed in four runs or more over eight characters or more: an id
-# ('047a71ecb92c...', 'wb225bk3255'), not a word with a year ('Arrests2018', 'FY2015')
-ID_TOKEN = re.compile(r"(?<![a-z0-9])(?=[a-z0-9]{8})(?:[a-z]+[0-9]+[a-z]+[0-9]|[0-9]+[a-z]+[0-9]+[a-z])[a-z0-9]*")
+SERVICE_PATH = re.compile(r"arcgis[\W_]+rest[\W_]+services[\w/]*", re.IGNORECASE)
+
+
+def _id_token(letters: str) -> str:
+    return (rf"(?<![A-Za-z0-9])(?=[{letters}0-9]{{8}})"
+            rf"(?:[{letters}]+[0-9]+[{letters}]+[0-9]|[0-9]+[{letters}]+[0-9]+[{letters}])[{letters}0-9]*(?![A-Za-z0-9])")
+
+
+# letters and digits mixed in four runs or more over eight characters or more, all in one
+# case: an id ('047a71ecb92c...', 'wb225bk3255'), not a word with a year ('Arrests2018',
+# 'FY2015'), nor a file name whose capitals start its words ('Covid19Cases2020', 'K12Schools2019')
+ID_TOKEN = re.compile(f"{_id_token('a-z')}|{_id_token('A-Z')}")
 
 # Words that say nothing about what a dataset holds, in any city.
 STOPWORDS = frozenset("""
@@ -185,18 +193,19 @@ def unglue(word: str) -> tuple[str, ...]:
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")
 
 
-def _without_ids(lowered: str) -> str:
-    if "-" in lowered:
-        lowered = UUID.sub(" ", lowered)
-    if "arcgis" in lowered:
-        lowered = SERVICE_PATH.sub(" ", lowered)
-    return ID_TOKEN.sub(" ", lowered)
+def _without_ids(text: str) -> str:
+    """`text` without ids, in its own case (capitals tell an id from a file name's words)."""
+    if "-" in text:
+        text = UUID.sub(" ", text)
+    if "arcgis" in text.lower():
+        text = SERVICE_PATH.sub(" ", text)
+    return ID_TOKEN.sub(" ", text)
 
 
 def split_words(text: str, glued: bool = True) -> list[str]:
     """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
     file name; a description is prose, where 'resuscitation' is one word)."""
-    found = WORD.findall(_without_ids(text.lower()))
+    found = WORD.findall(_without_ids(text).lower())
     if glued:
         found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published

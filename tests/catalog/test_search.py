@@ -172,6 +172,25 @@ def test_the_index_of_an_older_civicat_is_emptied_by_its_migration_and_built_by_
     store.close()
 
 
+def test_the_index_of_an_older_civicat_not_yet_migrated_is_told_to_harvest(tmp_path):
+    """A catalogue at migration 0010 with its index built: `civicat search` opens it
+    read-only (no migration), so the index 0011 reads is missing, which it says."""
+    from importlib import resources
+
+    import duckdb
+    db = tmp_path / "c.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    for script in sorted(resources.files("catalog").joinpath("migrations").iterdir(), key=lambda p: p.name):
+        if int(script.name.split("_", 1)[0]) <= 10:
+            con.execute(script.read_text())
+    con.execute("INSERT INTO search_state VALUES (now(), 1, 'old')")
+    con.close()
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
+    assert result.exit_code == 2 and "run `civicat harvest`" in result.output
+
+
 def test_an_empty_catalogue_has_an_empty_index_and_a_new_one_none(tmp_path):
     store = Store(tmp_path / "c.duckdb")
     with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 from click.testing import CliRunner
 
+from catalog.lock import connect_read_only
 from harvester.cli import cli
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal
@@ -53,7 +53,7 @@ class Nightly:
         return result.exit_code, json.loads(result.stdout)
 
     def query(self, sql: str, params=()) -> list[tuple]:
-        with duckdb.connect(str(self.db), read_only=True) as con:
+        with connect_read_only(self.db) as con:  # as `civicat sql` opens it, after a crash too
             return con.execute(sql, list(params)).fetchall()
 
     def catalogue(self) -> list[tuple]:
@@ -64,7 +64,7 @@ class Nightly:
                 + self.query("SELECT uid, raw_hash FROM raw_records ORDER BY ALL"))
 
     def run_row(self, run_id: str, portal_id: str) -> dict:
-        cursor = duckdb.connect(str(self.db), read_only=True)
+        cursor = connect_read_only(self.db)
         try:
             cursor.execute("SELECT * FROM harvest_runs WHERE run_id = ? AND portal_id = ?", [run_id, portal_id])
             return dict(zip([d[0] for d in cursor.description], cursor.fetchone()))

@@ -250,6 +250,20 @@ def test_the_cache_keeps_the_gzip_body_the_portal_sent(portal, tmp_path):
     assert again.not_modified and again.data == DOC and again.digest == first.digest
 
 
+def test_a_damaged_cached_body_is_asked_for_plainly(portal, tmp_path):
+    """A deflate stream damaged on disk (zlib's error, not a CRC mismatch) is no body: the
+    page is fetched again rather than the portal failing every night on its 304."""
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    client.cache.flush()
+    [stored] = (tmp_path / "http_cache").rglob("*.body.gz")
+    damaged = bytearray(stored.read_bytes())
+    damaged[12] ^= 0xFF
+    stored.write_bytes(bytes(damaged))
+    again = get(fast_client(tmp_path), portal, conditional=True)
+    assert again.data == DOC and again.digest == first.digest
+
+
 def _members(*bodies: bytes) -> bytes:
     return b"".join(gzip.compress(body, mtime=0) for body in bodies)
 

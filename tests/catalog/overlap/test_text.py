@@ -45,6 +45,13 @@ def test_identifiers_in_titles_are_no_words():
     assert text.terms("bd41992a-987a-4cca-8798-fbe1cd946b07") == []
     # a word with a year or a number glued on is still a word
     assert text.terms("Arrests2018 COVID19", bigrams=False) == ["arrest", "covid"]
+    # a file name whose capitals start its words is no id, however its digits fall
+    for title, word in (("Covid19Cases2020", "cases"), ("K12Schools2019", "schools"),
+                        ("2020Census2010Tracts", "census"), ("I95Corridor2", "corridor")):
+        assert word in text.split_words(title), title
+    # an id in capitals is still an id; a service path in any case is still a path
+    assert text.split_words("WB225BK3255 crime") == text.split_words("A2365412F9624F79AFA09EFD7138EA37 crime") == ["crime"]
+    assert text.split_words("Speed Humps ArcGIS/rest/services/OpenData/MapServer/7") == ["speed", "humps"]
 
 
 def test_where_a_layer_is_served_and_category_names_say_nothing():
