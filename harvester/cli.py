@@ -471,6 +471,7 @@ def export(out_dir, formats, db_path, config_path, as_json):
 
     from catalog.datajson import PortalDefaults, write_data_json
     from catalog.export import ExportRefused, export_parquet, open_catalogue
+    from catalog.lock import CatalogueBusy
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
@@ -491,13 +492,13 @@ def export(out_dir, formats, db_path, config_path, as_json):
             manifest = export_parquet(db_path, out_dir)
         except ExportRefused as exc:
             raise click.UsageError(str(exc)) from None
-        except duckdb.Error as exc:  # e.g. a harvest holding the file: the previous export is untouched
+        except (duckdb.Error, CatalogueBusy) as exc:  # e.g. a harvest holding the file: the previous export is untouched
             raise click.ClickException(f"cannot export {db_path}: {exc}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
             con = open_catalogue(db_path)
-        except duckdb.Error as exc:
+        except (duckdb.Error, CatalogueBusy) as exc:
             raise click.ClickException(f"cannot export {db_path}: {exc}") from None
         try:
             report = write_data_json(con, out_dir, defaults)
@@ -533,10 +534,14 @@ def _open(opener, db_path: Path):
     """A reader's connection; exit 2 without a catalogue, 1 while another process writes it."""
     import duckdb
 
+    from catalog.lock import CatalogueBusy
+
     try:
         return opener(db_path)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
+    except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only)
+        raise click.ClickException(str(exc)) from None
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise
