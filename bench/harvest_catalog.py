@@ -52,23 +52,33 @@ if __name__ == "__main__":
     opening = time.perf_counter()
     store = Store(db)
     open_seconds = time.perf_counter() - opening  # the database opened, its migrations checked
-    refresh, search_seconds, search_cpu = store.refresh_search, [], []
-    def timed_refresh():  # the search index build, a part of the harvest reported apart
-        begun, cpu_begun = time.perf_counter(), time.process_time()  # the workers are done by then
-        try:
-            return refresh()
-        finally:
-            search_seconds.append(time.perf_counter() - begun)
-            search_cpu.append(time.process_time() - cpu_begun)
-    store.refresh_search = timed_refresh
+    phases = {}  # phase -> [wall seconds, CPU seconds of this process (all its threads)]
+    def timed(name, call, clock=time.process_time):
+        # the phases after the listing run once the mapping workers have stopped, so this
+        # process's CPU is the harvest's; the loader's is its own thread's (thread_time)
+        def run(*args, **kwargs):
+            begun, cpu_begun = time.perf_counter(), clock()
+            try:
+                return call(*args, **kwargs)
+            finally:
+                spent = phases.setdefault(name, [0.0, 0.0])
+                spent[0] += time.perf_counter() - begun
+                spent[1] += clock() - cpu_begun
+        return run
+    # the loader thread, during the listing (its DuckDB inserts run on that thread alone)
+    store.load_records = timed("loader", store.load_records, time.thread_time)
+    store.load_raw = timed("loader", store.load_raw, time.thread_time)
+    store.commit_portal = timed("merge", store.commit_portal)
+    store.refresh_search = timed("search", store.refresh_search)
     started = time.perf_counter()
     report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
-    store.close()
+    timed("close", store.close)()  # the checkpoint of the WAL
     seconds = time.perf_counter() - started
+    search_seconds, search_cpu = phases.get("search", [0.0, 0.0])
     process_seconds = time.time() - psutil.Process().create_time()  # with start-up and imports
     p = asdict(report.portals[0])  # every count: seen, new, changed, unchanged, requests, not_modified...
     print(json.dumps({**p, "portal_seconds": p["seconds"], "seconds": seconds, "cpu_seconds": cpu_seconds(),
-                      "search_seconds": sum(search_seconds), "search_cpu_seconds": sum(search_cpu),
+                      "search_seconds": search_seconds, "search_cpu_seconds": search_cpu, "phases": phases,
                       "open_seconds": open_seconds, "process_seconds": process_seconds,
                       **memory.figures()}))
 """ % DOMAIN
@@ -142,6 +152,11 @@ def main() -> None:
     print(f"  of which search index {result['search_seconds']:.1f} s ({result['search_cpu_seconds']:.1f} s of CPU); "
           f"the catalogue alone {catalogue:.1f} s = "
           f"{args.datasets / catalogue:,.0f} datasets/s, ratio {catalogue / limit_seconds:.2f}")
+    phases = result["phases"]
+    listing = result["portal_seconds"] - phases["merge"][0]
+    print(f"  phases (wall / CPU)   listing {listing:.1f} s (loader thread {phases['loader'][0]:.1f} / "
+          f"{phases['loader'][1]:.1f} s), then on one process: " + ", ".join(
+              f"{name} {phases[name][0]:.1f} / {phases[name][1]:.1f} s" for name in ("merge", "search", "close")))
     print(f"limit: fetch + parse    {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} datasets/s")
     print(f"ratio to the limit      {ratio:.2f}                (target <= 3)")
     print(f"peak memory, harvest    {result['peak_tree_pss_mb']:.0f} MB PSS of the process and its mapping workers"

@@ -28,7 +28,6 @@ from catalog.stage import (
     Stage,
     canonical_json,
     content_hash,
-    raw_part,
     records_part,
     records_to_parquet,
 )
@@ -39,6 +38,13 @@ log = logging.getLogger("civicat.store")
 T = TypeVar("T")
 
 MEMORY_LIMIT = "128MB"
+# Rows of a row group (DuckDB's default: 122,880, more than most portals). An insert of at
+# least a row group's rows is compressed and written to the file as it runs (DuckDB's
+# optimistic writes), not logged in the WAL and compressed again by the checkpoint when the
+# harvest closes: the raw entries are loaded in inserts this large during the listing
+# (catalog.stage), which left the close no raw JSON to compress (2.3 s of one core at
+# 100,000 datasets). Larger groups did not fit the loader's insert in MEMORY_LIMIT.
+ROW_GROUP_ROWS = 16_384
 MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with this
 _string = pa.string()
 
@@ -67,7 +73,10 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con = connect_read_only(db_path)
     else:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(db_path))
+        # attached rather than opened: the row group size is an option of ATTACH only
+        con = duckdb.connect()
+        con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        con.execute(f"USE {CATALOGUE}")
         migrate(con)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
@@ -81,7 +90,17 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # dictionary compression's analysis of the raw JSON doubled the checkpoint's memory
         # (680 MB against 430 MB at 100,000 datasets); FSST compresses those strings as well
         con.execute("SET disabled_compression_methods = 'dictionary'")
+        # a large insert writes each row group as it fills, not five at a time (the default:
+        # five row groups of raw JSON did not fit MEMORY_LIMIT)
+        con.execute("SET write_buffer_row_group_count = 1")
     return con
+
+
+CATALOGUE = "catalogue"  # the attached database a writable connection uses
+
+
+def _sql_literal(path: Path) -> str:
+    return str(path).replace("'", "''")
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
@@ -159,12 +178,14 @@ class Store:
         self.con = connect(self.db_path)
         self._write_lock = threading.Lock()
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
+        self._threads = self.con.execute("SELECT current_setting('threads')").fetchone()[0]
 
     def close(self) -> None:
         self.con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()
+        cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
         cur.execute("SET TimeZone = 'UTC'")
         return cur
 
@@ -173,7 +194,7 @@ class Store:
     def new_stage(self) -> Stage:
         root = self.db_path.parent / f".{self.db_path.name}.staging"
         root.mkdir(parents=True, exist_ok=True)
-        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_part)
+        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_records, self.load_raw, ROW_GROUP_ROWS)
 
     @staticmethod
     def discard(stage: Stage) -> None:
@@ -395,30 +416,38 @@ class Store:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
 
-    def load_part(self, directory: Path, number: int, longest_line: int) -> None:
-        """A written stage part, as it completes: its raw entries into `raw_records`, its
-        records into the Parquet the merge reads (a part at a time, so memory stays small;
-        the whole portal at once took 5x longer at 128 MB)."""
-        raw = raw_part(directory, number)
-        self._with_room(f"loading {raw.name}", lambda: self._load_raw(raw, longest_line))
+    def load_records(self, directory: Path, number: int, longest_line: int) -> None:
+        """A written stage part, as it completes: its records into the Parquet the merge reads."""
         records_to_parquet(records_part(directory, number), longest_line)
 
-    def _load_raw(self, part: Path, longest_line: int) -> None:
+    def load_raw(self, parts: list[Path], longest_line: int) -> None:
+        """Raw parts into `raw_records`, in one insert (see ROW_GROUP_ROWS). A part at a
+        time: the whole portal at once took 5x longer at 128 MB."""
+        self._with_room(f"loading {parts[0].name}..{parts[-1].name}", lambda: self._load_raw(parts, longest_line))
+
+    def _load_raw(self, parts: list[Path], longest_line: int) -> None:
         """A version a dataset already carries is not written again; the catalogue only
         points at a raw version once its merge has committed. The raw and details fields
-        are compact JSON, checked (not parsed into values) by the cast."""
+        are compact JSON, checked (not parsed into values) by the cast. On one thread: a
+        row group of raw JSON per DuckDB thread did not fit MEMORY_LIMIT, and the listing
+        keeps the cores busy anyway."""
         with self._write_lock:
-            self.con.execute(f"""
-                INSERT INTO raw_records BY NAME
-                SELECT p.*, now() AS fetched_at FROM (
-                    SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
-                           json_extract_string(key, 2) AS portal_id, json_extract_string(key, 3) AS source_id,
-                           CAST(raw AS JSON) AS raw, CAST(details AS JSON) AS details
-                    FROM read_csv($part, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
-                                  columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
-                                  max_line_size = {max(int(longest_line) + 2, 1 << 21)})) p
-                WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
-                             {"part": str(part)})
+            self.con.execute("SET threads = 1")
+            try:
+                self.con.execute(f"""
+                    INSERT INTO raw_records BY NAME
+                    SELECT p.*, now() AS fetched_at FROM (
+                        SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
+                               json_extract_string(key, 2) AS portal_id, json_extract_string(key, 3) AS source_id,
+                               CAST(raw AS JSON) AS raw, CAST(details AS JSON) AS details
+                        FROM read_csv($parts, delim = '\t', quote = '', escape = '', header = false,
+                                      auto_detect = false,
+                                      columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
+                                      max_line_size = {max(int(longest_line) + 2, 1 << 21)})) p
+                    WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
+                                 {"parts": [str(part) for part in parts]})
+            finally:
+                self.con.execute(f"SET threads = {int(self._threads)}")
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:
