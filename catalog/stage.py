@@ -5,10 +5,11 @@ Records are gathered in a `RecordBatch` and written as one part: `records-<n>.js
 mapped records as JSON lines, and `raw-<n>.tsv`, the raw entries. Parts are written by
 whoever maps the batch, a worker process or the harvest itself; `Stage` hands out part
 numbers, keeps the ids the listing named (`seen.jsonl`), and tells the store when a part
-is ready, which turns its records into the Parquet the merge reads (`records_to_parquet`);
-the raw parts are handed to the store once they hold a row group's worth of entries (and
-the rest when the stage closes, before the merge), so that DuckDB compresses and writes
-them as they are inserted instead of logging them and compressing them at the close.
+is ready, which turns its records into the Parquet the merge reads (`records_to_parquet`).
+The raw entries of the parts are gathered in batch files of a row group each
+(catalog.store.ROW_GROUP_ROWS), handed to the store as each fills (and the last when the
+stage closes, before the merge): DuckDB compresses and writes an insert that large as it
+runs, where it logged smaller ones in the WAL and compressed them at the close.
 
 Why these formats: orjson writes JSON lines faster than Arrow converts Python objects,
 so a worker process needs neither pyarrow nor DuckDB (40-90 MB less memory each); Arrow's
@@ -120,19 +121,6 @@ def records_to_parquet(part: Path, longest_line: int) -> Path:
     return target
 
 
-def _split_lines(part: Path, keep: int) -> tuple[Path, Path]:
-    """`part` as two files: its first `keep` lines, and the others."""
-    data = part.read_bytes()
-    cut = 0
-    for _ in range(keep):
-        cut = data.index(b"\n", cut) + 1
-    head, rest = part.with_name(f"{part.stem}.head{part.suffix}"), part.with_name(f"{part.stem}.rest{part.suffix}")
-    head.write_bytes(data[:cut])
-    rest.write_bytes(data[cut:])
-    part.unlink()
-    return head, rest
-
-
 class RecordBatch:
     """Validated records and their raw entries, as JSON lines, until written as one part."""
 
@@ -169,20 +157,24 @@ class Stage:
     """One portal's staging folder. `load_records(directory, number, longest_line)` is
     called once per written part, in the order the parts complete, in a thread of its own
     (DuckDB and Arrow release the GIL), so the store turns its records into Parquet for the
-    merge while the next batches are mapped; `load_raw(parts, longest_line)` in the same
-    thread, with the raw parts not loaded yet, once they hold `raw_rows` entries or more,
-    and when the stage closes."""
+    merge while the next batches are mapped; `load_raw(files, longest_line)` in the same
+    thread, with a file of the next `raw_rows` raw entries as they fill (the parts' lines
+    in order, a part split between two files if need be), and the rest when the stage
+    closes. One file, one thread: DuckDB read several files in parallel, a row group of
+    raw JSON in memory per thread, which did not fit the harvest's memory limit."""
 
     BATCH = 1000
 
     def __init__(self, directory: Path, load_records: Callable[[Path, int, int], None],
-                 load_raw: Callable[[list[Path], int], None], raw_rows: int = 1):
+                 load_raw: Callable[[list[Path], int], None], raw_rows: int):
         self.directory = directory
         self.load_records = load_records
         self.load_raw = load_raw
         self.raw_rows = raw_rows
-        # raw parts written and not loaded yet, with their entries (the loader thread's)
-        self._raw_waiting: list[tuple[Path, int]] = []
+        # the raw entries of written parts not loaded yet, and how many (the loader thread's)
+        self._raw_file = None
+        self._raw_rows = 0
+        self._raw_files = itertools.count()
         self._raw_longest = 0
         self._numbers = itertools.count()
         self._lock = threading.Lock()
@@ -217,26 +209,35 @@ class Stage:
     def _load(self, number: int, longest: int) -> None:
         self.load_records(self.directory, number, longest)
         part = raw_part(self.directory, number)
-        self._raw_waiting.append((part, part.read_bytes().count(b"\n")))  # ~2.6 MB: under a ms
+        data, start = part.read_bytes(), 0
+        if data == b"\n":  # an empty batch's part
+            data = b""
         self._raw_longest = max(self._raw_longest, longest)
-        waiting = sum(rows for _, rows in self._raw_waiting)
-        if waiting >= self.raw_rows:
-            # a multiple of raw_rows (a row group) only: a partial row group between full
-            # ones made the checkpoint merge them, compressing the whole table again
-            carry = waiting % self.raw_rows
-            rest = None
-            if carry:
-                last, rows = self._raw_waiting.pop()
-                head, rest = _split_lines(last, rows - carry)
-                self._raw_waiting.append((head, rows - carry))
-            self._load_waiting_raw()
-            if rest is not None:
-                self._raw_waiting.append((rest, carry))
+        while start < len(data):
+            # the part's lines into the batch file, up to raw_rows in all (a row group): an
+            # insert of whole row groups only, as a partial row group between full ones made
+            # the checkpoint merge them, compressing the whole table again
+            need, lines = self.raw_rows - self._raw_rows, data.count(b"\n", start)
+            end = len(data)
+            if lines > need:
+                end = start
+                for _ in range(need):
+                    end = data.index(b"\n", end) + 1
+            self._raw_rows += min(lines, need)
+            if self._raw_file is None:
+                self._raw_file = open(self.path(f"raw-batch-{next(self._raw_files):06d}", ".tsv"), "wb")  # noqa: SIM115
+            self._raw_file.write(data[start:end])
+            start = end
+            if self._raw_rows >= self.raw_rows:
+                self._load_waiting_raw()
+        part.unlink()
 
     def _load_waiting_raw(self) -> None:
-        if self._raw_waiting:
-            parts, self._raw_waiting = self._raw_waiting, []
-            self.load_raw([part for part, _ in parts], self._raw_longest)
+        """The batch file as it is, into the catalogue."""
+        if self._raw_file is not None:
+            batch, self._raw_file, self._raw_rows = self._raw_file, None, 0
+            batch.close()
+            self.load_raw([Path(batch.name)], self._raw_longest)
 
     def _wait_loading(self) -> None:
         if self._loading is not None:
@@ -277,6 +278,8 @@ class Stage:
             self.closed = True
             self._loader.shutdown(wait=True)
             self._seen.close()
+            if self._raw_file is not None:
+                self._raw_file.close()
 
     def close(self) -> None:
         if self.closed:

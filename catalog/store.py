@@ -178,7 +178,6 @@ class Store:
         self.con = connect(self.db_path)
         self._write_lock = threading.Lock()
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
-        self._threads = self.con.execute("SELECT current_setting('threads')").fetchone()[0]
 
     def close(self) -> None:
         self.con.close()
@@ -420,34 +419,29 @@ class Store:
         """A written stage part, as it completes: its records into the Parquet the merge reads."""
         records_to_parquet(records_part(directory, number), longest_line)
 
-    def load_raw(self, parts: list[Path], longest_line: int) -> None:
-        """Raw parts into `raw_records`, in one insert (see ROW_GROUP_ROWS). A part at a
-        time: the whole portal at once took 5x longer at 128 MB."""
-        self._with_room(f"loading {parts[0].name}..{parts[-1].name}", lambda: self._load_raw(parts, longest_line))
+    def load_raw(self, files: list[Path], longest_line: int) -> None:
+        """Staged raw entries into `raw_records`, in one insert: a row group's worth during
+        the listing (see ROW_GROUP_ROWS); the whole portal at once took 5x longer at 128 MB."""
+        self._with_room(f"loading {', '.join(f.name for f in files)}", lambda: self._load_raw(files, longest_line))
 
-    def _load_raw(self, parts: list[Path], longest_line: int) -> None:
+    def _load_raw(self, files: list[Path], longest_line: int) -> None:
         """A version a dataset already carries is not written again; the catalogue only
         points at a raw version once its merge has committed. The raw and details fields
-        are compact JSON, checked (not parsed into values) by the cast. On one thread: a
-        row group of raw JSON per DuckDB thread did not fit MEMORY_LIMIT, and the listing
-        keeps the cores busy anyway."""
+        are compact JSON, checked (not parsed into values) by the cast. A file is read by
+        one thread (`parallel = false`): a row group of raw JSON in memory per DuckDB
+        thread did not fit MEMORY_LIMIT, and the listing keeps the cores busy anyway."""
         with self._write_lock:
-            self.con.execute("SET threads = 1")
-            try:
-                self.con.execute(f"""
-                    INSERT INTO raw_records BY NAME
-                    SELECT p.*, now() AS fetched_at FROM (
-                        SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
-                               json_extract_string(key, 2) AS portal_id, json_extract_string(key, 3) AS source_id,
-                               CAST(raw AS JSON) AS raw, CAST(details AS JSON) AS details
-                        FROM read_csv($parts, delim = '\t', quote = '', escape = '', header = false,
-                                      auto_detect = false,
-                                      columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
-                                      max_line_size = {max(int(longest_line) + 2, 1 << 21)})) p
-                    WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
-                                 {"parts": [str(part) for part in parts]})
-            finally:
-                self.con.execute(f"SET threads = {int(self._threads)}")
+            self.con.execute(f"""
+                INSERT INTO raw_records BY NAME
+                SELECT p.*, now() AS fetched_at FROM (
+                    SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
+                           json_extract_string(key, 2) AS portal_id, json_extract_string(key, 3) AS source_id,
+                           CAST(raw AS JSON) AS raw, CAST(details AS JSON) AS details
+                    FROM read_csv($parts, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
+                                  columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
+                                  max_line_size = {max(int(longest_line) + 2, 1 << 21)}, parallel = false)) p
+                WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
+                             {"parts": [str(file) for file in files]})
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

@@ -187,3 +187,26 @@ def test_a_missing_dataset_is_deleted_only_after_the_grace_period_and_comes_back
         (T0 + 3 * day, T0 + 5 * day, T0 + 2 * day)]
     assert merge(["a", "b"], T0 + 6 * day)["changed"] == 1             # a deleted dataset that reappears is restored
     assert rows(store, "SELECT missing_since, deleted_at FROM datasets WHERE uid='city:b'") == [(None, None)]
+
+
+def test_a_row_group_of_raw_entries_is_written_by_its_insert_not_by_the_close(tmp_path):
+    from catalog.store import ROW_GROUP_ROWS
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    stage = store.new_stage()
+    padding = "x" * 1000  # 16 MB of raw JSON in all
+    count = ROW_GROUP_ROWS + 10
+    for n in range(count):
+        raw = canonical_json({"id": f"id{n}", "padding": padding})
+        stage.mark_seen(f"city:id{n}")
+        stage.add(record(f"id{n}"), raw, None, content_hash(raw))
+    stage.close()   # the rest of the raw entries loaded, before the merge
+    wal = Path(f"{db}.wal")
+    # the first row group went to the file compressed, not through the WAL (the last 10 did)
+    assert wal.stat().st_size < 1_000_000
+    assert store.commit_portal(stage, "city", T0, mark_deleted=True)["new"] == count
+    store.close()
+    store = Store(db)
+    assert rows(store, """SELECT count(*), count(DISTINCT uid), min(raw->>'padding' = $$%s$$)
+                          FROM raw_records JOIN datasets USING (uid, raw_hash)""" % padding) == [(count, count, True)]
+    store.close()

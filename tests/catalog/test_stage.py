@@ -1,0 +1,48 @@
+from catalog.stage import Stage, raw_part
+from tests.catalog.test_store import record
+
+
+def staged_raw(stage, count):
+    raws = []
+    for n in range(count):
+        raw = b'{"id":"%d"}' % n
+        stage.add(record(f"id{n}"), raw, None, f"hash{n}")
+        raws.append(raw)
+    return raws
+
+
+def test_raw_entries_are_handed_over_a_row_group_at_a_time_and_the_rest_at_close(tmp_path, monkeypatch):
+    monkeypatch.setattr(Stage, "BATCH", 3)  # parts of 3 entries, row groups of 5
+    loads: list[list[bytes]] = []
+
+    def load_raw(files, longest):
+        assert len(files) == 1  # one file: DuckDB reads it on one thread
+        loads.append(files[0].read_bytes().splitlines())
+
+    stage = Stage(tmp_path, lambda directory, number, longest: None, load_raw, raw_rows=5)
+    raws = staged_raw(stage, 16)
+    stage.close()
+    assert [len(lines) for lines in loads] == [5, 5, 5, 1]
+    assert [line.split(b"\t")[1] for lines in loads for line in lines] == raws  # each once, in order
+    assert not any(raw_part(tmp_path, n).exists() for n in range(6))  # copied into the batches
+
+
+def test_a_part_larger_than_a_row_group_fills_several(tmp_path, monkeypatch):
+    monkeypatch.setattr(Stage, "BATCH", 7)
+    loads = []
+    stage = Stage(tmp_path, lambda directory, number, longest: None,
+                  lambda files, longest: loads.append(files[0].read_bytes().splitlines()), raw_rows=2)
+    raws = staged_raw(stage, 9)
+    stage.close()
+    assert [len(lines) for lines in loads] == [2, 2, 2, 2, 1]
+    assert [line.split(b"\t")[1] for lines in loads for line in lines] == raws
+
+
+def test_an_abandoned_stage_loads_no_more_raw_entries(tmp_path, monkeypatch):
+    monkeypatch.setattr(Stage, "BATCH", 3)
+    loads = []
+    stage = Stage(tmp_path, lambda directory, number, longest: None,
+                  lambda files, longest: loads.append(files[0].read_bytes().splitlines()), raw_rows=5)
+    staged_raw(stage, 4)  # one part written (3 entries, waiting for a row group), one entry buffered
+    stage.abandon()
+    assert loads == []
