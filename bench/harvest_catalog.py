@@ -152,7 +152,7 @@ def main() -> None:
     print(f"  of which search index {result['search_seconds']:.1f} s ({result['search_cpu_seconds']:.1f} s of CPU); "
           f"the catalogue alone {catalogue:.1f} s = "
           f"{args.datasets / catalogue:,.0f} datasets/s, ratio {catalogue / limit_seconds:.2f}")
-    phases = result["phases"]
+    phases = {name: result["phases"].get(name, [0.0, 0.0]) for name in ("loader", "merge", "search", "close")}
     listing = result["portal_seconds"] - phases["merge"][0]
     print(f"  phases (wall / CPU)   listing {listing:.1f} s (loader thread {phases['loader'][0]:.1f} / "
           f"{phases['loader'][1]:.1f} s), then on one process: " + ", ".join(
