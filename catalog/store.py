@@ -427,16 +427,16 @@ class Store:
     def _load_raw(self, files: list[Path], longest_line: int) -> None:
         """A version a dataset already carries is not written again; the catalogue only
         points at a raw version once its merge has committed. The raw and details fields
-        are compact JSON, checked (not parsed into values) by the cast. A file is read by
-        one thread (`parallel = false`): a row group of raw JSON in memory per DuckDB
-        thread did not fit MEMORY_LIMIT, and the listing keeps the cores busy anyway."""
+        are compact JSON written by orjson, stored as they are (migration 0012). A file is
+        read by one thread (`parallel = false`): a row group of raw JSON in memory per
+        DuckDB thread did not fit MEMORY_LIMIT, and the listing keeps the cores busy anyway."""
         with self._write_lock:
             self.con.execute(f"""
                 INSERT INTO raw_records BY NAME
                 SELECT p.*, now() AS fetched_at FROM (
                     SELECT json_extract_string(key, 0) AS uid, json_extract_string(key, 1) AS raw_hash,
                            json_extract_string(key, 2) AS portal_id, json_extract_string(key, 3) AS source_id,
-                           CAST(raw AS JSON) AS raw, CAST(details AS JSON) AS details
+                           raw, details
                     FROM read_csv($parts, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
                                   columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
                                   max_line_size = {max(int(longest_line) + 2, 1 << 21)}, parallel = false)) p

@@ -54,7 +54,7 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     con = connect(tmp_path / "c.duckdb")
     shipped = sorted(int(p.name.split("_")[0]) for p in resources.files("catalog").joinpath("migrations").iterdir()
                      if p.name.endswith(".sql"))
-    assert shipped == list(range(1, 12))
+    assert shipped == list(range(1, 13))
     applied = [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
     assert migrate(con) == [] and applied == shipped
     con.close()
@@ -209,4 +209,21 @@ def test_a_row_group_of_raw_entries_is_written_by_its_insert_not_by_the_close(tm
     store = Store(db)
     assert rows(store, """SELECT count(*), count(DISTINCT uid), min(raw->>'padding' = $$%s$$)
                           FROM raw_records JOIN datasets USING (uid, raw_hash)""" % padding) == [(count, count, True)]
+    store.close()
+
+
+def test_migration_0012_keeps_the_raw_json_as_text(tmp_path):
+    db = tmp_path / "c.duckdb"
+    store = Store(db)  # a catalogue as migration 0011 left it: JSON columns, a raw version
+    store.con.execute("ALTER TABLE raw_records ALTER raw TYPE JSON")
+    store.con.execute("ALTER TABLE raw_records ALTER details TYPE JSON")
+    store.con.execute("DELETE FROM schema_migrations WHERE version = 12")
+    store.con.execute("""INSERT INTO raw_records VALUES ('city:a', 'h', 'city', 'a', '{"title":"Permits","n":1}',
+                                                         NULL, now())""")
+    store.close()
+    store = Store(db)
+    assert rows(store, """SELECT data_type FROM information_schema.columns WHERE table_name = 'raw_records'
+                          AND column_name IN ('raw', 'details')""") == [("VARCHAR",), ("VARCHAR",)]
+    assert rows(store, "SELECT raw, raw->>'title', details FROM raw_records") == [
+        ('{"title":"Permits","n":1}', "Permits", None)]
     store.close()
