@@ -159,18 +159,21 @@ class Stage:
     (DuckDB and Arrow release the GIL), so the store turns its records into Parquet for the
     merge while the next batches are mapped; `load_raw(files, longest_line)` in the same
     thread, with a file of the next `raw_rows` raw entries as they fill (the parts' lines
-    in order, a part split between two files if need be), and the rest when the stage
-    closes. One file, one thread: DuckDB read several files in parallel, a row group of
+    in order, a part split between two files if need be), or fewer once the file holds
+    `raw_bytes` (large entries: the insert keeps a row group in memory), and the rest when
+    the stage closes. One file, one thread: DuckDB read several files in parallel, a row group of
     raw JSON in memory per thread, which did not fit the harvest's memory limit."""
 
     BATCH = 1000
 
     def __init__(self, directory: Path, load_records: Callable[[Path, int, int], None],
-                 load_raw: Callable[[list[Path], int], None], raw_rows: int):
+                 load_raw: Callable[[list[Path], int], None], raw_rows: int,
+                 raw_bytes: int | None = None):
         self.directory = directory
         self.load_records = load_records
         self.load_raw = load_raw
         self.raw_rows = raw_rows
+        self.raw_bytes = raw_bytes
         # the raw entries of written parts not loaded yet, and how many (the loader thread's)
         self._raw_file = None
         self._raw_rows = 0
@@ -228,7 +231,8 @@ class Stage:
                 self._raw_file = open(self.path(f"raw-batch-{next(self._raw_files):06d}", ".tsv"), "wb")  # noqa: SIM115
             self._raw_file.write(data[start:end])
             start = end
-            if self._raw_rows >= self.raw_rows:
+            if self._raw_rows >= self.raw_rows or (self.raw_bytes is not None
+                                                   and self._raw_file.tell() >= self.raw_bytes):
                 self._load_waiting_raw()
         part.unlink()
 

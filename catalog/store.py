@@ -45,6 +45,9 @@ MEMORY_LIMIT = "128MB"
 # (catalog.stage), which left the close no raw JSON to compress (2.3 s of one core at
 # 100,000 datasets). Larger groups did not fit the loader's insert in MEMORY_LIMIT.
 ROW_GROUP_ROWS = 16_384
+# ... unless their raw JSON is larger than this: an insert keeps a row group in memory, and
+# a smaller one goes through the WAL as before (entries of more than 4 KB on average)
+RAW_INSERT_BYTES = 64 << 20
 MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with this
 _string = pa.string()
 
@@ -193,7 +196,8 @@ class Store:
     def new_stage(self) -> Stage:
         root = self.db_path.parent / f".{self.db_path.name}.staging"
         root.mkdir(parents=True, exist_ok=True)
-        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_records, self.load_raw, ROW_GROUP_ROWS)
+        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_records, self.load_raw, ROW_GROUP_ROWS,
+                     RAW_INSERT_BYTES)
 
     @staticmethod
     def discard(stage: Stage) -> None:

@@ -46,3 +46,14 @@ def test_an_abandoned_stage_loads_no_more_raw_entries(tmp_path, monkeypatch):
     staged_raw(stage, 4)  # one part written (3 entries, waiting for a row group), one entry buffered
     stage.abandon()
     assert loads == []
+
+
+def test_large_raw_entries_are_handed_over_before_a_row_group_fills(tmp_path, monkeypatch):
+    monkeypatch.setattr(Stage, "BATCH", 2)
+    loads = []
+    stage = Stage(tmp_path, lambda directory, number, longest: None,
+                  lambda files, longest: loads.append(files[0].read_bytes().splitlines()), raw_rows=100, raw_bytes=200)
+    for n in range(5):
+        stage.add(record(f"id{n}"), b'{"text":"%s"}' % (b"x" * 100), None, f"hash{n}")
+    stage.close()
+    assert [len(lines) for lines in loads] == [2, 2, 1]  # a part's lines (2 x ~150 bytes) pass 200 bytes
