@@ -161,8 +161,8 @@ class Stage:
     thread, with a file of the next `raw_rows` raw entries as they fill (the parts' lines
     in order, a part split between two files if need be), or fewer once the file holds
     `raw_bytes` (large entries: the insert keeps a row group in memory), and the rest when
-    the stage closes. One file, one thread: DuckDB read several files in parallel, a row group of
-    raw JSON in memory per thread, which did not fit the harvest's memory limit."""
+    the stage closes. One file, one thread: DuckDB read several files in parallel, a row
+    group of raw JSON in memory per thread, which did not fit the harvest's memory limit."""
 
     BATCH = 1000
 
@@ -243,6 +243,10 @@ class Stage:
             batch.close()
             self.load_raw([Path(batch.name)], self._raw_longest)
 
+    def _close_raw_file(self) -> None:
+        if self._raw_file is not None:
+            self._raw_file.close()
+
     def _wait_loading(self) -> None:
         if self._loading is not None:
             loading, self._loading = self._loading, None
@@ -282,8 +286,7 @@ class Stage:
             self.closed = True
             self._loader.shutdown(wait=True)
             self._seen.close()
-            if self._raw_file is not None:
-                self._raw_file.close()
+            self._close_raw_file()
 
     def close(self) -> None:
         if self.closed:
@@ -300,3 +303,4 @@ class Stage:
             self.closed = True
             self._loader.shutdown(wait=True)
             self._seen.close()
+            self._close_raw_file()
