@@ -21,6 +21,7 @@ arrived (compact, in the portal's key order), never re-encoded.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import itertools
@@ -165,6 +166,7 @@ class Stage:
     group of raw JSON in memory per thread, which did not fit the harvest's memory limit."""
 
     BATCH = 1000
+    LOADS_QUEUED = 32  # parts written and not loaded yet, at most (they wait on disk)
 
     def __init__(self, directory: Path, load_records: Callable[[Path, int, int], None],
                  load_raw: Callable[[list[Path], int], None], raw_rows: int,
@@ -184,9 +186,9 @@ class Stage:
         self._batch = RecordBatch()
         self._seen = open(self.path("seen"), "wb")  # noqa: SIM115 (closed by close() or abandon())
         self._seen_uids: list[str] = []
-        # parts are loaded by a thread of their own, one at a time
+        # parts are loaded by a thread of their own, one at a time, in order
         self._loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-load")
-        self._loading: Future | None = None
+        self._loading: collections.deque[Future] = collections.deque()
         self.parts = 0
         self.longest = 0
         self.closed = False
@@ -206,8 +208,11 @@ class Stage:
     def part_written(self, number: int, longest: int) -> None:
         self.parts += 1
         self.longest = max(self.longest, longest)
-        self._wait_loading()
-        self._loading = self._loader.submit(self._load, number, longest)
+        # queued, not waited for: a row group of raw entries takes ~0.5 s to insert, which
+        # held up whoever wrote the next part (the listing's thread) when it waited
+        while self._loading and (self._loading[0].done() or len(self._loading) >= self.LOADS_QUEUED):
+            self._loading.popleft().result()  # a failed load surfaces here
+        self._loading.append(self._loader.submit(self._load, number, longest))
 
     def _load(self, number: int, longest: int) -> None:
         self.load_records(self.directory, number, longest)
@@ -248,9 +253,8 @@ class Stage:
             self._raw_file.close()
 
     def _wait_loading(self) -> None:
-        if self._loading is not None:
-            loading, self._loading = self._loading, None
-            loading.result()  # a failed load surfaces here
+        while self._loading:
+            self._loading.popleft().result()
 
     def write_batch(self, batch: RecordBatch) -> None:
         number = self.new_part()
@@ -284,7 +288,7 @@ class Stage:
         """Drop what is buffered, write nothing more; returns once no raw part is loading."""
         if not self.closed:
             self.closed = True
-            self._loader.shutdown(wait=True)
+            self._loader.shutdown(wait=True, cancel_futures=True)  # the loading one finishes
             self._seen.close()
             self._close_raw_file()
 
@@ -301,6 +305,6 @@ class Stage:
             self._load_waiting_raw()  # before the merge: it only stores raw versions no dataset carries
         finally:
             self.closed = True
-            self._loader.shutdown(wait=True)
+            self._loader.shutdown(wait=True, cancel_futures=True)  # (none left, unless a load failed)
             self._seen.close()
             self._close_raw_file()
