@@ -167,8 +167,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                 mapper.add_known(page.known)
                 report.seen += page.known.size
             else:
-                for entry in page.items:
-                    mapper.add(entry, page.digest)
+                mapper.add_page(page)
                 report.seen += len(page.items)
             if on_progress:
                 on_progress(portal.id, report.seen, listing.total)
