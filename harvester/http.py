@@ -110,7 +110,6 @@ class JsonResponse:
     url: str
     not_modified: bool = False  # answered 304: `data` is the body remembered from last time
     digest: str | None = None   # sha256 of that body (conditional requests): the same digest, the same document
-    body: bytes | None = None   # the body `data` was parsed from (parse_json_body gives `data` again)
 
 
 class ValidatorCache:
@@ -489,8 +488,7 @@ class HttpClient:
                 if status == 304:
                     raise TransientError("304 Not Modified to an unconditional request", url, status)
             else:
-                return JsonResponse(parse(remembered, "", url), status, url, not_modified=True, digest=digest,
-                                    body=remembered)
+                return JsonResponse(parse(remembered, "", url), status, url, not_modified=True, digest=digest)
 
         data = parse(body, response_headers.get("Content-Type", ""), url)
         problem = expect(data) if expect else None
@@ -502,7 +500,7 @@ class HttpClient:
             etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
             if etag or last_modified:
                 self.cache.put(url, etag, last_modified, body, digest, gzipped)
-        return JsonResponse(data, status, url, digest=digest, body=body)
+        return JsonResponse(data, status, url, digest=digest)
 
     def _fetch(self, url: str, headers: dict, timeout: float,
                keep_gzip: bool = False) -> tuple[int, dict, bytes, bytes | None]:

@@ -4,11 +4,8 @@ The harvest itself lists entries and fetches their details (the requests); mappi
 validation, hashing and writing the Parquet parts are pure CPU work on the entries, so a
 large portal's batches go to worker processes, using every core while the next pages
 are fetched. Entries cross to a worker as compact JSON, which is also the raw record
-stored (keys in the portal's order), so nothing is serialised twice; or, for a first
-harvest of a kind whose pages keep their body (Socrata), as the listing pages' bodies and
-the entries' positions on them: the worker parses the page and serialises the entry, which
-otherwise cost the harvest's own process (whose threads share one core) a third of its
-time per entry. Small portals are mapped in-process: they never pay for starting workers.
+stored (keys in the portal's order), so nothing is serialised twice. Small portals are mapped in-process: they
+never pay for starting workers.
 """
 from __future__ import annotations
 
@@ -31,8 +28,8 @@ import orjson
 from catalog.record import Notes, RecordRejected, validate
 from catalog.stage import RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash
 from harvester.config import PortalConfig
-from harvester.http import HttpError, parse_json_body
-from harvester.paging import KnownPage, Page, PageBody, PageRead
+from harvester.http import HttpError
+from harvester.paging import KnownPage, PageRead
 from harvester.portals import adapter_for
 from harvester.portals.base import PortalAdapter
 
@@ -44,32 +41,12 @@ POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches g
 ErrorRow = tuple[str | None, str, str, str, str]   # source id, stage, error type, message, severity
 
 
-EntryRef = bytes | tuple[int, int]   # an entry's compact JSON, or (page body in `Batch.bodies`, position on it)
-
-
 @dataclass
 class Batch:
     portal: PortalConfig
     directory: str
     number: int
-    entries: list[tuple[EntryRef, bytes | None]] = field(default_factory=list)  # entry, details' compact JSON
-    bodies: list[PageBody] = field(default_factory=list)   # the page bodies the entries name
-
-
-def batch_entries(batch: Batch) -> Iterator[tuple[object, bytes, bytes | None]]:
-    """Each entry of `batch` parsed, with its compact JSON and its details'. A page body is
-    parsed as the listing parsed it (parse_json_body), once for the entries taken from it."""
-    page_number, items = -1, None
-    for ref, details_json in batch.entries:
-        if type(ref) is bytes:
-            yield orjson.loads(ref), ref, details_json
-            continue
-        number, position = ref
-        if number != page_number:
-            body = batch.bodies[number]
-            page_number, items = number, parse_json_body(body.body, "", "(listing page)")[body.key]
-        entry = items[position]
-        yield entry, compact_json_bytes(entry), details_json
+    entries: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # compact JSON: entry, details
 
 
 @dataclass
@@ -84,16 +61,16 @@ def map_batch(batch: Batch) -> BatchResult:
     """Map, validate and hash a batch, and write it as one stage part (runs in a worker)."""
     adapter = _adapter(batch.portal)
     rows, errors = RecordBatch(), []
-    for entry, entry_json, details_json in batch_entries(batch):
-        map_entry(adapter, batch.portal, entry, entry_json, details_json, rows, errors)
+    for entry_json, details_json in batch.entries:
+        map_entry(adapter, batch.portal, entry_json, details_json, rows, errors)
     rows.write(Path(batch.directory), batch.number)
     return BatchResult(batch.number, len(rows), errors, rows.longest)
 
 
-def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry, entry_json: bytes, details_json: bytes | None,
+def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, details_json: bytes | None,
               rows: RecordBatch, errors: list[ErrorRow]) -> None:
-    """One entry (parsed, and its compact JSON): a validated record added to `rows`, or the
-    reason it was not, in `errors`."""
+    """One entry: a validated record added to `rows`, or the reason it was not, in `errors`."""
+    entry = orjson.loads(entry_json)
     details = orjson.loads(details_json) if details_json is not None else None
     source_id = adapter.source_id(entry)
     notes = Notes()
@@ -252,7 +229,6 @@ class Mapper:
         self.in_flight: deque[tuple[Batch, Future, dict[str, str]]] = deque()
         self.listed = 0
         self.pool_after = POOL_AFTER
-        self.expected: int | None = None   # entries the listing says it holds
 
     def _new_batch(self) -> Batch:
         return Batch(self.portal, str(self.stage.directory), -1)
@@ -294,25 +270,8 @@ class Mapper:
                              "total": page.total, "ids": None if page.digest in self.detailed else page.ids})
         return rows
 
-    def add_page(self, page: Page) -> None:
-        """The entries of a page the listing read. When nothing is stored yet (a first
-        harvest, or --full), each is sent to be mapped as its place in the page's body, if
-        the page kept it: a night that maps a few entries a page serialises those instead
-        of sending whole bodies."""
-        if page.total is not None:
-            self.expected = page.total
-        body = page.body if page.body is not None and not self.known else None
-        if body is None:
-            for entry in page.items:
-                self.add(entry, page.digest)
-            return
-        positions = page.positions if page.positions is not None else range(len(page.items))
-        for position, entry in zip(positions, page.items):
-            self.add(entry, page.digest, (body, position))
-
-    def add(self, entry, page_digest: str | None = None, origin: tuple[PageBody, int] | None = None) -> None:
-        """One listed entry; `page_digest`: the digest of the page it was listed on;
-        `origin`: the body of that page and the entry's position in its items."""
+    def add(self, entry, page_digest: str | None = None) -> None:
+        """One listed entry; `page_digest`: the digest of the page it was listed on."""
         source_id = self.adapter.source_id(entry)
         if source_id:
             self.stage.mark_seen(f"{self.portal.id}:{source_id}")
@@ -343,17 +302,11 @@ class Mapper:
             return
         if page_digest is not None:
             self._batch_pages[source_id] = page_digest
-        self.batch.entries.append((self._body_ref(*origin) if origin is not None else compact_json_bytes(entry),
+        self.batch.entries.append((compact_json_bytes(entry),
                                    compact_json_bytes(details) if details is not None else None))
         self.listed += 1
         if len(self.batch.entries) >= BATCH:
             self._dispatch()
-
-    def _body_ref(self, body: PageBody, position: int) -> tuple[int, int]:
-        bodies = self.batch.bodies
-        if not bodies or bodies[-1] is not body:   # entries arrive page after page
-            bodies.append(body)
-        return len(bodies) - 1, position
 
     def _unsettle(self, page_digest: str | None) -> None:
         if page_digest is not None:
@@ -364,10 +317,7 @@ class Mapper:
         pages, self._batch_pages = self._batch_pages, {}
         batch.number = self.stage.new_part()
         future = None
-        # a portal that will be large (the listing said so, and nothing of it is stored) is
-        # mapped in the workers from its first batch
-        large = self.listed > self.pool_after or (not self.known and (self.expected or 0) > self.pool_after)
-        if self.pool is not None and self.pool.workers > 0 and large:
+        if self.pool is not None and self.pool.workers > 0 and self.listed > self.pool_after:
             try:
                 future = self.pool.submit(batch)
             except BrokenProcessPool as exc:

@@ -27,20 +27,6 @@ class Page:
     digest: str | None = None    # sha256 of the body the page was read from, when the adapter knows it
     params: dict | None = None   # the request that gave it (set by Listing)
     known: "KnownPage | None" = None   # the page of the last listing it is, when its body was not read
-    # the JSON body the items are `parse_json_body(body)[key]` of, when the adapter kept it
-    # as it came (see PageBody), and which of those items are `items` (set by Listing when
-    # it dropped some; None: all, in order)
-    body: "PageBody | None" = None
-    positions: list[int] | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class PageBody:
-    """A listing page's body as the portal sent it, and the key of its items: mapping
-    processes parse it themselves, so the harvest's process need not serialise each
-    entry again to send it (its most costly step per entry)."""
-    body: bytes
-    key: str
 
 
 @dataclass(frozen=True)
@@ -309,19 +295,15 @@ class Listing:
                 yield page
                 continue
             unique, ids = [], []
-            for position, item in enumerate(page.items):
+            for item in page.items:
                 source_id = self.id_of(item)
                 if source_id is not None:
                     if source_id in seen:
                         self.duplicates.append(source_id)
-                        if page.positions is None:   # the items kept are no longer all of the body's
-                            page.positions = list(range(position))
                         continue
                     seen.add(source_id)
                     ids.append(source_id)
                 unique.append(item)
-                if page.positions is not None:
-                    page.positions.append(position)
             self.unique += len(unique)
             if page.digest is not None:
                 self.digests.append(page.digest)

@@ -167,7 +167,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                 mapper.add_known(page.known)
                 report.seen += page.known.size
             else:
-                mapper.add_page(page)
+                for entry in page.items:
+                    mapper.add(entry, page.digest)
                 report.seen += len(page.items)
             if on_progress:
                 on_progress(portal.id, report.seen, listing.total)

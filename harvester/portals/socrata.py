@@ -15,7 +15,7 @@ from urllib.parse import urlparse
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, PageBody
+from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
 from harvester.portals.base import PortalAdapter
 from harvester.records import (Conversion, Field, RecordsError, RecordSource, csv_page, paged_tables, parquet_max,
                                read_parquet_sql, unique_fields)
@@ -90,8 +90,7 @@ class SocrataAdapter(PortalAdapter):
         if data is None:  # the very body `unread` names: the listing knows what is on it
             return Page(items=None, digest=response.digest)
         total = data.get("resultSetSize")
-        return Page(items=data["results"], total=total if isinstance(total, int) else None, digest=response.digest,
-                    body=PageBody(response.body, "results") if response.body is not None else None)
+        return Page(items=data["results"], total=total if isinstance(total, int) else None, digest=response.digest)
 
     def listing(self) -> Listing:
         base = {"domains": self.domain}

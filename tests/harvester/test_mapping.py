@@ -67,37 +67,6 @@ def test_worker_processes_stage_what_the_harvest_process_stages(portal, tmp_path
         assert got[name] == expected[name], name
 
 
-def test_page_bodies_sent_to_the_workers_stage_what_serialised_entries_stage(tmp_path, monkeypatch):
-    """A first harvest sends the workers the listing pages' bodies and the entries' places
-    on them (the workers parse and serialise): the same records, raw entries, hashes and
-    errors as entries serialised one by one in the harvest's process; an id listed twice
-    on a page (its entry dropped) does not shift the others."""
-    from catalog.store import Store
-    from harvester.portals import socrata
-
-    entries = catalogue_entries()
-    entries.insert(150, entries[120])    # listed twice on the second page
-    entries[700]["resource"]["description"] = "caf\u00e9 \ud83d\ude00 <b>x</b> \"quoted\" \\ \t"
-    with SocrataPortal(entries, domain=DOMAIN) as server:
-        config = portal_config("city", "socrata", server.url, domain=DOMAIN)
-        monkeypatch.setattr(mapping, "POOL_AFTER", 0)
-        sent: list[int] = []
-        pool = WorkerPool(2)
-        real_submit = pool.submit
-        monkeypatch.setattr(pool, "submit", lambda batch: sent.append(len(batch.bodies)) or real_submit(batch))
-        bodies = Store(tmp_path / "bodies.duckdb")
-        report = harvest([config], bodies, fast_client(), pool=pool)
-        assert report.ok and report.portals[0].duplicates == 1 and sent and all(sent)   # every batch by page bodies
-
-        monkeypatch.setattr(socrata, "PageBody", lambda body, key: None)   # no body kept: entries serialised
-        serialised = Store(tmp_path / "serialised.duckdb")
-        assert harvest([config], serialised, fast_client(), pool=WorkerPool(2)).ok
-    expected, got = contents(serialised), contents(bodies)
-    assert len(got["datasets"]) == ENTRIES - 1
-    for name in expected:
-        assert got[name] == expected[name], name
-
-
 def test_a_pool_whose_workers_die_falls_back_to_mapping_in_process(portal, store, tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(mapping, "POOL_AFTER", 0)
     pool = WorkerPool(2)

@@ -81,17 +81,6 @@ def test_single_document_with_duplicates_and_items_without_ids():
     assert listing.duplicates == ["a"] and listing.complete  # the whole document was read
 
 
-def test_a_page_that_loses_duplicates_says_where_its_items_were():
-    """`positions`: the kept items' places in the page as it came (its body), once any is dropped."""
-    documents = [[{"id": "a"}, {"x": 1}, {"id": "b"}], [{"id": "c"}, {"id": "a"}, {"y": 2}, {"id": "b"}, {"id": "d"}], []]
-    listing = Listing(lambda p: Page(documents[p["page"] - 1]), PageNumberPaginator(size=None),
-                      lambda i: i.get("id") if isinstance(i, dict) else None)
-    read = list(listing.read())
-    assert read[0].positions is None   # nothing dropped: the items are the page's, in order
-    assert read[1].items == [{"id": "c"}, {"y": 2}, {"id": "d"}] and read[1].positions == [0, 2, 4]
-    assert listing.duplicates == ["a", "b"]
-
-
 def test_fewer_unique_items_than_reported_is_partial():
     listing = Listing(lambda p: Page([{"id": "a"}, {"id": "a"}], total=2), SinglePage(), lambda i: i["id"])
     list(listing)
