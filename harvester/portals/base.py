@@ -45,7 +45,8 @@ class PortalAdapter(ABC):
         StoredDataset), incremental from `previous` (a PreviousPull) where the kind can be."""
         raise NotImplementedError(f"{self.kind} portals have no records pull in this version")
 
-    def hash_view(self, entry: dict, details: dict | None):
+    def hash_view(self, entry: dict, details: dict | None, owned: bool = False):
         """What is hashed to tell a changed dataset: the entry and its details, less
-        counters (page views, downloads) that change every night while the dataset does not."""
+        counters (page views, downloads) that change every night while the dataset does not.
+        `owned`: the caller needs `entry` and `details` no more, so they may be cut in place."""
         return [entry, details]

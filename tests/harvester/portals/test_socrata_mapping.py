@@ -100,6 +100,24 @@ def test_volatile_counters_do_not_change_the_hash_view(adapter):
     assert adapter.hash_view(raw, None) != adapter.hash_view(renamed, None)
 
 
+def test_a_hash_view_cut_in_place_hashes_as_the_copied_one(adapter):
+    """A mapping worker gives up the entry once its record is made: its hash view is cut in
+    place (no copy), and the raw hash is the one a copy gives (and the catalogue holds)."""
+    from catalog.stage import canonical_json_bytes, content_hash
+    from harvester.mapping import mapping_namespace, raw_hash
+
+    raw = entry("socrata-catalog/chicago-discovery-p1-a.json", "xzkq-xp2w")
+    details = {"views": {**load_json("socrata-views/soda-demo-2asz-g9qq-all-datatypes.json"), "viewCount": 7}}
+    kept, kept_details = copy.deepcopy(raw), copy.deepcopy(details)
+    expected = content_hash(mapping_namespace(adapter), canonical_json_bytes(adapter.hash_view(raw, details)))
+    assert raw == kept and details == kept_details   # a view not owned leaves the entry whole
+    assert raw_hash(adapter, raw, details) == expected
+    given, given_details = copy.deepcopy(raw), copy.deepcopy(details)
+    assert raw_hash(adapter, given, given_details, True) == expected
+    assert "page_views" in raw["resource"] and "page_views" not in given["resource"]   # cut in place
+    assert "viewCount" not in given_details["views"]
+
+
 def test_ragged_catalog_columns_are_cleaned_like_any_text(adapter):
     """The columns' hot loop cleans strings inline and remembers each datatype it met:
     other values (numbers, objects, lists, null) and repeated types must map as `R.text`
