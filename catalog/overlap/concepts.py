@@ -34,7 +34,8 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge"), ()),
     "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
     "traffic_stop": (("traffic_stop",), ()),
-    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop"), ()),
+    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry"),
+                        ()),
     "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
     "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data", "policing+act"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
@@ -62,9 +63,10 @@ PARENT_SHARE = 0.5
 CHILDREN = {parent: frozenset(c for c, p in PARENTS.items() if p == parent) for parent in ("police_stop", "citation")}
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
 # crime records, animal control calls no police dispatch log, bus stop data no police stops)
+TRANSIT = frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"})
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
-            "police_stop": frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"}),
+            "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
 # where 'incident', 'stop', 'complaint' mean policing
 POLICE_CONTEXT = frozenset({"police", "policing", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",

@@ -203,3 +203,11 @@ def test_a_state_stop_data_law_names_police_stops():
     # Virginia's Community Policing Act is its stop-data law, as RIPA is California's
     assert concepts.of_dataset("showpublisheddocument", "Virginia Community Policing Act data") == ("police_stop",)
     assert concepts.of_dataset("Community Policing Plan", "") == ()
+
+
+def test_stops_under_terry_are_pedestrian_stops_and_a_bus_stop_is_not():
+    # Seattle's own description of its Terry stops, under a title that names nothing
+    assert concepts.of_dataset("Dataset", "This data represents records of police reported stops under Terry v. "
+                               "Ohio; 392 U.S. 1 (1968).") == ("pedestrian_stop",)
+    assert concepts.of_dataset("Terry Stops", "") == ("pedestrian_stop",)
+    assert concepts.of_dataset("Bus Stop Terry Avenue", "") == ()
