@@ -34,9 +34,10 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge"), ()),
     "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
     "traffic_stop": (("traffic_stop",), ()),
-    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop"), ()),
+    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry"),
+                        ()),
     "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
-    "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data"), ("stop", "detention")),
+    "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data", "policing+act"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
                           "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
     "citation": (("citation",), ()),
@@ -57,11 +58,15 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
            "officer_shooting": "use_of_force"}
 PARENT_SHARE = 0.5
+# general kinds a description may make specific ('Stop Data' of vehicle stops); not use of force, whose
+# tables say they include officer-involved shootings
+CHILDREN = {parent: frozenset(c for c, p in PARENTS.items() if p == parent) for parent in ("police_stop", "citation")}
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
 # crime records, animal control calls no police dispatch log, bus stop data no police stops)
+TRANSIT = frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"})
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
-            "police_stop": frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"}),
+            "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
 # where 'incident', 'stop', 'complaint' mean policing
 POLICE_CONTEXT = frozenset({"police", "policing", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
@@ -168,16 +173,34 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     the title's own (else the description's). `title`, the title as written, tells a table
     of counts from the records it counts."""
     strong, weak = _found(title_terms)
-    if strong:
-        return _refined(tuple(_strongest(strong)), title_terms, title), True
-    own = tuple(weak[:1]) if weak and _police_context(set(title_terms)) else ()
     opening = description_terms[:DESCRIPTION_TERMS]
+    if strong:
+        kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
+        return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True
+    own = tuple(weak[:1]) if weak and _police_context(set(title_terms)) else ()
     if not opening:
         return _refined(own, title_terms, title), True
-    # neighbouring words as bigrams, each right after its first word ('police', 'police+call', 'call')
-    inline = [x for a, b in zip(opening, opening[1:] + [""]) for x in (a, f"{a}+{b}" if b else "") if x]
-    found = of_terms(title_terms, inline)
+    found = of_terms(title_terms, _inline(opening))
     return _refined(found, title_terms + opening, title), bool(found) and found == own
+
+
+def _inline(opening: list[str]) -> list[str]:
+    """Neighbouring words as bigrams, each right after its first word ('police', 'police+call', 'call')."""
+    return [x for a, b in zip(opening, opening[1:] + [""]) for x in (a, f"{a}+{b}" if b else "") if x]
+
+
+def _specialised(kinds: tuple[str, ...], title_terms: list[str], opening: list[str]) -> tuple[str, ...]:
+    """A title's general kind made specific by its description: 'LMPD STOPS DATA' described as 'The data
+    includes vehicle stops' holds traffic stops. Only when the description names one kind of the general
+    one (traffic *and* pedestrian stops are all stops)."""
+    if not opening or not any(k in CHILDREN for k in kinds):
+        return kinds
+    named, _ = _found(_inline(opening), frozenset(title_terms))
+    out = []
+    for kind in kinds:
+        children = [c for c in named if c in CHILDREN.get(kind, ())]
+        out.append(children[0] if len(children) == 1 else kind)
+    return tuple(dict.fromkeys(out))
 
 
 def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tuple[str, ...]:

@@ -181,3 +181,33 @@ def test_a_description_naming_staff_or_warning_citations_does_not_change_the_kin
     assert concepts.of_dataset("Dataset", "Police Department employees roster") == ("police_employee",)
     assert concepts.of_dataset("2022 Citation Data", "Traffic Citations issued by Fairfax County Police") == \
         ("citation",)
+
+
+def test_a_description_makes_a_general_title_kind_specific():
+    # publishers' own titles and descriptions: Louisville's stop data are of vehicles, traffic stops
+    assert concepts.of_dataset("LMPD STOPS DATA 2", "The data includes vehicle stops. Not included in the data are "
+                               "vehicle collisions; stranded motorists; or non-moving vehicles.") == ("traffic_stop",)
+    assert concepts.of_dataset("Citations", "Parking tickets issued by the Department of Transportation") == \
+        ("parking_citation",)
+    # traffic *and* pedestrian stops are all stops; a description naming no narrower kind leaves the title's
+    assert concepts.of_dataset("Stop Data", "Traffic and pedestrian stop records collected by the Lincoln Police "
+                               "Department") == ("police_stop",)
+    assert concepts.of_dataset("Police Stop Data", "Stop Data for the Minneapolis Police Department.") == \
+        ("police_stop",)
+    # a use-of-force table says it includes shootings: still use of force, not officer-involved shootings
+    assert concepts.of_dataset("Use of Force", "All uses of force by officers, including officer involved "
+                               "shootings") == ("use_of_force",)
+
+
+def test_a_state_stop_data_law_names_police_stops():
+    # Virginia's Community Policing Act is its stop-data law, as RIPA is California's
+    assert concepts.of_dataset("showpublisheddocument", "Virginia Community Policing Act data") == ("police_stop",)
+    assert concepts.of_dataset("Community Policing Plan", "") == ()
+
+
+def test_stops_under_terry_are_pedestrian_stops_and_a_bus_stop_is_not():
+    # Seattle's own description of its Terry stops, under a title that names nothing
+    assert concepts.of_dataset("Dataset", "This data represents records of police reported stops under Terry v. "
+                               "Ohio; 392 U.S. 1 (1968).") == ("pedestrian_stop",)
+    assert concepts.of_dataset("Terry Stops", "") == ("pedestrian_stop",)
+    assert concepts.of_dataset("Bus Stop Terry Avenue", "") == ()
