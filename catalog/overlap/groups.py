@@ -153,12 +153,13 @@ TOKEN = re.compile(r"[A-Za-z]+|[0-9]+")
 TIGHT = re.compile(r" +|-|'|’")   # words of one phrase; ':', ' - ', '(' or ',' end it
 
 
-def _tokens(title: str | None) -> list[tuple[str, str, bool]]:
-    """(word in lower case, as written, whether the next word follows in the same phrase)."""
+def _tokens(title: str | None) -> list[tuple[str, str, str]]:
+    """(word in lower case, as written, what joins it to the next word of the same phrase:
+    ' ' or '-', or '' at a phrase's end)."""
     found = list(TOKEN.finditer(title or ""))
-    return [(m.group().lower(), m.group(),
-             i + 1 < len(found) and bool(TIGHT.fullmatch(title[m.end():found[i + 1].start()])))
-            for i, m in enumerate(found)]
+    gaps = [title[m.end():found[i + 1].start()] if i + 1 < len(found) else "" for i, m in enumerate(found)]
+    return [(m.group().lower(), m.group(), ("-" if gap == "-" else " ") if TIGHT.fullmatch(gap) else "")
+            for m, gap in zip(found, gaps)]
 
 
 def _label_word(word: str, drop) -> bool:
@@ -173,7 +174,7 @@ def _label_word(word: str, drop) -> bool:
 class _Span(NamedTuple):
     """Where a title holds a label's words: tokens[start:end]."""
     city: int
-    tokens: list[tuple[str, str, bool]]
+    tokens: list[tuple[str, str, str]]
     stems: list[str]
     start: int
     end: int
@@ -247,7 +248,9 @@ def _widened(c: Catalogue, rows: list[int], words: list[str]) -> tuple[list[str]
     # in the chosen wording where a city writes it so ('Trade permits', not 'Trades permits')
     chosen = " ".join(words)
     span = next((s for s in spans if chosen in " ".join(t[0] for t in s.tokens[s.start:s.end])), spans[0])
-    return [t[0] for t in span.tokens[span.start:span.end]], all(s.cut(-1) for s in spans)
+    # words a title hyphenates stay one ('multi-use trails', 'off-leash areas')
+    joined = "".join(t[0] + (t[2] if i < span.end - 1 else "") for i, t in enumerate(span.tokens) if span.start <= i < span.end)
+    return joined.split(" "), all(s.cut(-1) for s in spans)
 
 
 def _as_written(c: Catalogue, rows: list[int], words: list[str]) -> str:
@@ -256,7 +259,7 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str]) -> str:
     and 'Food Inspection'; not 'Arts' of 'Arts Office' against four 'Public Art'), an
     acronym or a name with inner capitals kept when every title writes it so ('CIP',
     'PRAMStat'), the rest in lower case."""
-    last = words[-1]
+    *before, last = words[-1].split("-")
     singular: set[int] = set()
     plural: dict[str, set[int]] = defaultdict(set)
     written: dict[str, set[str]] = defaultdict(set)
@@ -270,18 +273,19 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str]) -> str:
                 singular.add(int(c.city_ids[row]))
             elif head and lower != last and text.stem(lower) == last:
                 plural[lower].add(int(c.city_ids[row]))
-            written[lower].add(original.lower() if shouting else original)
+            if not shouting:   # a title in capitals tells no acronym ('2014 ELECTION', 'CIP 2011-2012')
+                written[lower].add(original)
     if plural and text.stem(last) == last:
         form, cities = max(plural.items(), key=lambda kv: (len(kv[1]), kv[0]))
         if len(cities) >= len(singular):
-            words = words[:-1] + [form]
-    shown = []
-    for word in words:
+            words = words[:-1] + ["-".join(before + [form])]
+    def shown(word: str) -> str:
         forms = written.get(word, ())
         acronym = bool(forms) and all(len(f) > 1 and (f.isupper() or any(ch.isupper() for ch in f[1:]))
                                       for f in forms)
-        shown.append(sorted(forms)[0] if acronym else word)
-    label = " ".join(shown)
+        return sorted(forms)[0] if acronym else word
+
+    label = " ".join("-".join(map(shown, word.split("-"))) for word in words)
     return label[:1].upper() + label[1:]
 
 
