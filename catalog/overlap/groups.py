@@ -144,13 +144,15 @@ def label(c: Catalogue, rows: list[int]) -> str:
 # words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')
 # but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
-# words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'Public art')
-LABEL_WORDS_ALLOWED = frozenset({"official", "officials", "public"})
+# words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'Post
+# offices', 'Public art'), the first ones only at a label's end, 'public' only at its start
+ENDS_ONLY = frozenset({"official", "officials", "office", "offices"})
 STARTS_ONLY = frozenset({"public"})   # 'Public art', not 'Privately owned public'
+LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
 LABEL_WORDS = 5
 TOKEN = re.compile(r"[A-Za-z]+|[0-9]+")
-TIGHT = re.compile(r" +|-|'|’")   # words of one phrase; ':', ' - ', '(' or ',' end it
+TIGHT = re.compile(r" +|- ?|'|’")   # words of one phrase ('Off- Leash'); ':', ' - ', '(' or ',' end it
 
 
 def _tokens(title: str | None) -> list[tuple[str, str, str]]:
@@ -158,7 +160,7 @@ def _tokens(title: str | None) -> list[tuple[str, str, str]]:
     ' ' or '-', or '' at a phrase's end)."""
     found = list(TOKEN.finditer(title or ""))
     gaps = [title[m.end():found[i + 1].start()] if i + 1 < len(found) else "" for i, m in enumerate(found)]
-    return [(m.group().lower(), m.group(), ("-" if gap == "-" else " ") if TIGHT.fullmatch(gap) else "")
+    return [(m.group().lower(), m.group(), ("-" if gap.startswith("-") else " ") if TIGHT.fullmatch(gap) else "")
             for m, gap in zip(found, gaps)]
 
 
@@ -197,7 +199,7 @@ class _Span(NamedTuple):
             return None
         outer, inner = (lo, lo + 1) if side < 0 else (hi - 1, hi - 2)
         word = self.tokens[outer][0]
-        if not _label_word(word, self.drop) or (side > 0 and word in STARTS_ONLY) \
+        if not _label_word(word, self.drop) or word in (STARTS_ONLY if side > 0 else ENDS_ONLY) \
                 or (length == 2 and self.tokens[inner][0] not in JOINING):
             return None
         return self._replace(start=lo, end=hi)

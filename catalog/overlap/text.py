@@ -122,6 +122,15 @@ PHRASES = {
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 
+# Title terms that name the records a dataset holds (money planned, spent or paid, agreements,
+# authorisations, checks, requests) rather than the thing they are about: 'Special Event
+# Permits' and 'FOIA Request Log - Special Events' are not 'Special Events', 'Human Services
+# Contracts' not 'Human Service Agencies', 'Cook County Budget' not 'Cook County - Facilities'.
+RECORD_TERMS = frozenset({"budget", "capital_budget", "spending", "revenue", "contract", "payment", "salary", "grant",
+                          "permit", "building_permit", "license", "business_license", "restaurant_license",
+                          "inspection", "restaurant_inspection", "violation", "code_violation", "building_violation",
+                          "request"})
+
 # Terms that show a dataset is a set of shapes (the areas others' records fall in).
 BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "kml", "gis"})
 AREA_NOUNS = frozenset({"district", "ward", "zone", "neighborhood", "tract", "precinct", "beat", "area",

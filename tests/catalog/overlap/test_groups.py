@@ -113,6 +113,11 @@ def test_a_label_is_the_whole_phrase_every_city_writes():
                      ("data.illinois.gov", "Leading Causes of Death, 1990-2010")]) == "Leading causes of death"
     assert label_of([("data.baltimorecity.gov", "Multi-Use Trails"),
                      ("data.illinois.gov", "SSMMA Multi-Use Trails")]) == "Multi-use trails"
+    assert label_of([("data.austintexas.gov", "Off- Leash Areas"),
+                     ("data.cityofnewyork.us", "Directory of Dog Runs  and Off-Leash Areas")]) == "Off-leash areas"
+    # 'office' names what is listed at a label's end ('Post offices'), not at its start
+    assert label_of([("data.montgomerycountymd.gov", "Post Offices"),
+                     ("data.cityofnewyork.us", "Post Office Locations")]) == "Post offices"
     # only what every city writes: NYC's 'Results' are not Austin's 'Scores' (and neither
     # writes a plural: none is made up)
     assert label_of([("data.cityofnewyork.us", "Restaurant Inspection Results"),
