@@ -296,8 +296,9 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
     content = [w for w in text.words(title) if w in ("by", "per") or text._is_content(w)]
+    # ... not a table of counts by area ('Race Distribution By City Council Districts')
     if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
-            and (len(content) < 2 or content[-2] not in ("by", "per"))):
+            and not any(w in ("by", "per") for w in content[:-1])):
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
 
