@@ -63,7 +63,7 @@ class Catalogue:
     value_vocab: list[str]
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
-    names_records: np.ndarray | None = None   # the title names the records it holds (text.RECORD_TERMS)
+    records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     index: dict[str, int] = field(default_factory=dict)
     _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
@@ -246,7 +246,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                               dtype=bool, count=n)
     is_code_table = np.fromiter((_is_code_table(title) for title in rows["title"]), dtype=bool, count=n)
     is_site_page = np.fromiter(("home_page" in terms for terms in title_terms), dtype=bool, count=n)
-    names_records = np.fromiter((not text.RECORD_TERMS.isdisjoint(terms) for terms in title_terms), dtype=bool, count=n)
+    records_named = np.fromiter((text.records_named(terms) for terms in title_terms), dtype=np.int64, count=n)
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
@@ -261,7 +261,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         concept_confidence=concept_confidence,
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
-        title_surface_lists=title_surface_lists, names_records=names_records)
+        title_surface_lists=title_surface_lists, records_named=records_named)
 
 
 def concept_vectors(concept_lists: list[tuple[str, ...]]) -> sp.csr_matrix:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -95,9 +96,10 @@ def label(c: Catalogue, rows: list[int]) -> str:
     rows_with: Counter = Counter()
     surface_cities: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
     surface_rows: Counter = Counter()
+    read = getattr(c, "title_surface_lists", None)   # the terms features.build read, when it did
     for row in rows:
         city = int(c.city_ids[row])
-        for term, surface in set(text.terms_with_surface(c.titles[row], c.places[row])):
+        for term, surface in set(read[row] if read else text.terms_with_surface(c.titles[row], c.places[row])):
             cities_with[term].add(city)
             rows_with[term] += 1
             surface_cities[term][surface].add(city)
@@ -106,11 +108,13 @@ def label(c: Catalogue, rows: list[int]) -> str:
         return c.titles[rows[0]]
     n_cities = len({int(c.city_ids[r]) for r in rows})
 
+    @cache
     def surface_of(term: str) -> str:
         # the wording most cities use ('Capital Budget' of three cities, not 'Capital
         # Appropriations' of one that titles ten tables so), then the most titles', the shorter
         return min(surface_cities[term].items(), key=lambda kv: (-len(kv[1]), -surface_rows[kv[0]], len(kv[0]), kv[0]))[0]
 
+    @cache
     def rank(term: str) -> tuple:
         coverage = len(cities_with[term]) / n_cities
         surface = surface_of(term)
@@ -137,8 +141,10 @@ def label(c: Catalogue, rows: list[int]) -> str:
     # Standards (EEPS)'): the one that widens to the longest phrase names it, unless that is
     # the tail of a phrase cut in two ('STATE System Tobacco Legislation')
     tied = [t for t in ranked[:5] if rank(t)[:-1] == rank(best)[:-1]]
-    widest, _cut = max((_widened(c, rows, surface_of(t).split()) for t in tied), key=lambda w: (not w[1], len(w[0])))
-    return _as_written(c, rows, widest)
+    tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
+    widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
+                       key=lambda w: (not w[1], len(w[0])))
+    return _as_written(c, rows, widest, tokens)
 
 
 # words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')
@@ -211,7 +217,8 @@ class _Span(NamedTuple):
         return self.dangling(self.end, self.tokens[self.end - 1][2])
 
 
-def _widened(c: Catalogue, rows: list[int], words: list[str]) -> tuple[list[str], bool]:
+def _widened(c: Catalogue, rows: list[int], words: list[str],
+             tokens_of: dict[int, list[tuple[str, str, str]]]) -> tuple[list[str], bool]:
     """`words` with the neighbouring words of the same phrase that every city writing them
     writes around them too ('use trails' -> 'multi use trails', 'leading causes' -> 'leading
     causes of death'); not past punctuation, nor to the tail of a phrase cut in two ('STATE
@@ -220,7 +227,7 @@ def _widened(c: Catalogue, rows: list[int], words: list[str]) -> tuple[list[str]
     key = [text.stem(w) for w in words]
     spans = []
     for row in rows:
-        tokens = _tokens(c.titles[row])
+        tokens = tokens_of[row]
         stems = [text.stem(t[0]) for t in tokens]
         span = next((_Span(int(c.city_ids[row]), tokens, stems, i, i + len(key), c.places[row])
                      for i in range(len(tokens) - len(key) + 1) if stems[i:i + len(key)] == key), None)
@@ -255,7 +262,8 @@ def _widened(c: Catalogue, rows: list[int], words: list[str]) -> tuple[list[str]
     return joined.split(" "), all(s.cut(-1) for s in spans)
 
 
-def _as_written(c: Catalogue, rows: list[int], words: list[str]) -> str:
+def _as_written(c: Catalogue, rows: list[int], words: list[str],
+                tokens_of: dict[int, list[tuple[str, str, str]]]) -> str:
     """`words` as the group's titles write them: the last word plural when as many cities
     end a phrase with its plural as with it ('Restaurant inspections' of 'Food Inspections'
     and 'Food Inspection'; not 'Arts' of 'Arts Office' against four 'Public Art'), an
@@ -266,7 +274,7 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str]) -> str:
     plural: dict[str, set[int]] = defaultdict(set)
     written: dict[str, set[str]] = defaultdict(set)
     for row in rows:
-        tokens = _tokens(c.titles[row])
+        tokens = tokens_of[row]
         shouting = sum(ch.isupper() for ch in c.titles[row] or "") > sum(ch.islower() for ch in c.titles[row] or "")
         for i, (lower, original, tight) in enumerate(tokens):
             # the end of a phrase: nothing, punctuation, a number or a stopword follows

@@ -41,7 +41,7 @@ COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
 CODE_TABLE_MISMATCH = 0.45   # a list of codes and the records they code
 KIND_MISMATCH = 0.7       # both titles name a kind of record, and the kinds differ
-RECORD_MISMATCH = 0.7     # one title names the records it holds (permits, contracts), the other none
+RECORD_MISMATCH = 0.7     # the titles name different records (permits / requests / none)
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
 DEFAULT_MIN_SCORE = 0.35
@@ -121,19 +121,20 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
     # two different kinds, each named by its own title (not guessed from a description)
     kinds_differ = (signals["concept"] == 0) & (np.minimum(c.concept_confidence[a], c.concept_confidence[b]) >= 1)
     shape = np.where(kinds_differ, shape * KIND_MISMATCH, shape).astype(np.float32)
-    shape = np.where(_records_one_sided(c, a, b), shape * RECORD_MISMATCH, shape).astype(np.float32)
+    shape = np.where(_records_differ(c, a, b), shape * RECORD_MISMATCH, shape).astype(np.float32)
     total = (np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
              * shape).astype(np.float32)
     return PairScores(a, b, total, signals, shape)
 
 
-def _records_one_sided(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """One title names the records it holds ('Special Event Permits'), the other only what
-    they are about ('Special Events'); the kinds of record the concept layer reads are
-    judged there (a 'Crimes' title and an 'Incidents' one are one kind)."""
-    if c.names_records is None:
+def _records_differ(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The titles name different records ('Special Event Permits', 'FOIA Request Log -
+    Special Events'), or one names the records it holds and the other only what they are
+    about ('Special Events'); the kinds of record the concept layer reads are judged there
+    (a 'Crimes' title and an 'Incidents' one are one kind)."""
+    if c.records_named is None:
         return np.zeros(len(a), dtype=bool)
-    return (c.names_records[a] != c.names_records[b]) & ~c.has_concept[a] & ~c.has_concept[b]
+    return (c.records_named[a] != c.records_named[b]) & ~c.has_concept[a] & ~c.has_concept[b]
 
 
 def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -225,10 +226,14 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
         parts.append(f"but {c.uids[a] if code_a else c.uids[b]} is a list of codes, the other holds records")
     if c.is_site_page[a] or c.is_site_page[b]:
         parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
-    if _records_one_sided(c, np.array([a]), np.array([b]))[0]:
-        holder = a if c.names_records[a] else b
-        named = [surface for term, surface in c.title_surfaces(holder).items() if term in text.RECORD_TERMS]
-        parts.append(f"but only {c.uids[holder]} names the records it holds ('{named[0]}')")
+    if _records_differ(c, np.array([a]), np.array([b]))[0]:
+        named = [[surface for term, surface in c.title_surfaces(row).items() if term in text.RECORD_TERMS]
+                 for row in (a, b)]
+        if named[0] and named[1]:
+            parts.append(f"but the titles name different records ('{named[0][0]}' vs '{named[1][0]}')")
+        else:
+            holder = a if named[0] else b
+            parts.append(f"but only {c.uids[holder]} names the records it holds ('{named[holder != a][0]}')")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)
