@@ -150,9 +150,10 @@ def label(c: Catalogue, rows: list[int]) -> str:
 # words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')
 # but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
-# words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'Post
-# offices', 'Public art'), the first ones only at a label's end, 'public' only at its start
-ENDS_ONLY = frozenset({"official", "officials", "office", "offices"})
+# words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
+# progress report', 'Post offices', 'Public art'): the first ones only at a label's end,
+# 'public' only at its start
+ENDS_ONLY = frozenset({"official", "officials", "office", "offices", "report", "reports"})
 STARTS_ONLY = frozenset({"public"})   # 'Public art', not 'Privately owned public'
 LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
