@@ -227,13 +227,16 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
     if c.is_site_page[a] or c.is_site_page[b]:
         parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
     if _records_differ(c, np.array([a]), np.array([b]))[0]:
-        named = [[surface for term, surface in c.title_surfaces(row).items() if term in text.RECORD_TERMS]
-                 for row in (a, b)]
+        # the records each title names and the other does not ('Expenditures' of a budget table)
+        own = [int(c.records_named[a]) & ~int(c.records_named[b]), int(c.records_named[b]) & ~int(c.records_named[a])]
+        named = [[surface for term, surface in c.title_surfaces(row).items() if text.RECORD_BITS.get(term, 0) & bits]
+                 for row, bits in zip((a, b), own)]
         if named[0] and named[1]:
             parts.append(f"but the titles name different records ('{named[0][0]}' vs '{named[1][0]}')")
         else:
             holder = a if named[0] else b
-            parts.append(f"but only {c.uids[holder]} names the records it holds ('{named[holder != a][0]}')")
+            kind = "the records it holds" if not c.records_named[b if holder == a else a] else "other records too"
+            parts.append(f"but only {c.uids[holder]} names {kind} ('{named[holder != a][0]}')")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)

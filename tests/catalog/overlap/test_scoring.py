@@ -156,3 +156,5 @@ def test_titles_naming_different_records_are_told_apart():
     assert scores.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH, scoring.RECORD_MISMATCH, 1.0])
     why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scores.signals.items()})
     assert "but the titles name different records ('permits' vs 'request')" in why.lower(), why
+    why = scoring.explain(c, 2, 3, {k: float(v[1]) for k, v in scores.signals.items()})
+    assert "but only c3:d3 names other records too ('budget')" in why, why
