@@ -150,6 +150,7 @@ def label(c: Catalogue, rows: list[int]) -> str:
 # words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')
 # but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
+BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
 # words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
 # progress report', 'Post offices', 'Public art'): the first ones only at a label's end,
 # 'public' only at its start
@@ -200,14 +201,16 @@ class _Span(NamedTuple):
 
     def grown(self, side: int, length: int) -> "_Span | None":
         """This span with `length` more words on `side` (-1 left, +1 right), if they may
-        start or end a label; two only across a joining word ('causes' 'of' 'death')."""
+        start or end a label; more than one only across a joining word or stopwords ('causes'
+        'of' 'death', 'mortality' 'data' 'among' 'US adults'), not across a breakdown ('by')."""
         lo, hi = (self.start - length, self.end) if side < 0 else (self.start, self.end + length)
         if lo < 0 or hi > len(self.tokens) or not self.one_phrase(lo, hi):
             return None
-        outer, inner = (lo, lo + 1) if side < 0 else (hi - 1, hi - 2)
+        outer = lo if side < 0 else hi - 1
+        inner = [t[0] for t in (self.tokens[lo + 1:self.start] if side < 0 else self.tokens[self.end:hi - 1])]
         word = self.tokens[outer][0]
         if not _label_word(word, self.drop) or word in (STARTS_ONLY if side > 0 else ENDS_ONLY) \
-                or (length == 2 and self.tokens[inner][0] not in JOINING):
+                or not all((w in JOINING or w in text.STOPWORDS) and w not in BREAKDOWN for w in inner):
             return None
         return self._replace(start=lo, end=hi)
 
@@ -251,7 +254,7 @@ def _widened(c: Catalogue, rows: list[int], words: list[str],
         return next((found for found in by_words.values() if {s.city for s in found} == cities), None)
 
     while spans[0].end - spans[0].start < LABEL_WORDS:
-        found = next((g for side in (-1, 1) for length in (1, 2) if (g := grown(side, length))), None)
+        found = next((g for side in (-1, 1) for length in (1, 2, 3) if (g := grown(side, length))), None)
         if found is None:
             break
         spans = found

@@ -115,6 +115,12 @@ def test_a_label_is_the_whole_phrase_every_city_writes():
                      ("data.illinois.gov", "SSMMA Multi-Use Trails")]) == "Multi-use trails"
     assert label_of([("data.austintexas.gov", "Off- Leash Areas"),
                      ("data.cityofnewyork.us", "Directory of Dog Runs  and Off-Leash Areas")]) == "Off-leash areas"
+    # across stopwords, not across a breakdown ('by State/Territory')
+    assert label_of([("chronicdata.cdc.gov", "Heart Disease Mortality Data Among US Adults (35+) by State/Territory"),
+                     ("data.cdc.gov", "Stroke Mortality Data Among US Adults (35+) by State/Territory")]) \
+        == "Mortality data among US adults"
+    assert label_of([("data.iowa.gov", "Iowa Resources on National Register of Historic Places"),
+                     ("data.ny.gov", "National Register of Historic Places")]) == "National register of historic places"
     # 'office' names what is listed at a label's end ('Post offices'), not at its start
     assert label_of([("data.montgomerycountymd.gov", "Post Offices"),
                      ("data.cityofnewyork.us", "Post Office Locations")]) == "Post offices"
