@@ -151,14 +151,15 @@ def label(c: Catalogue, rows: list[int]) -> str:
 # but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
 BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
+NOT_CUT_BY = JOINING | BREAKDOWN   # 'School based programs' by Borough: a phrase ends before them
 # words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
-# progress report', 'Post offices', 'Public art'): the first ones only at a label's end,
-# 'public' only at its start
-ENDS_ONLY = frozenset({"official", "officials", "office", "offices", "report", "reports"})
-STARTS_ONLY = frozenset({"public"})   # 'Public art', not 'Privately owned public'
+# progress report', 'Post offices', 'After school programs', 'Public art', 'City limits'):
+# the first ones only at a label's end, 'public' and 'city' only at its start
+ENDS_ONLY = frozenset({"official", "officials", "office", "offices", "report", "reports", "program", "programs"})
+STARTS_ONLY = frozenset({"public", "city"})   # 'Public art', 'City limits'; not 'Privately owned public'
 LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
-LABEL_WORDS = 5
+LABEL_WORDS = 5   # a label's most words: a name, not a title
 TOKEN = re.compile(r"[A-Za-z]+|[0-9]+")
 TIGHT = re.compile(r" +|- ?|'|’")   # words of one phrase ('Off- Leash'); ':', ' - ', '(' or ',' end it
 
@@ -197,7 +198,7 @@ class _Span(NamedTuple):
     def dangling(self, i: int, linked: bool) -> bool:
         """Token i is a stopword of the same phrase: what stops at it is a phrase cut in two."""
         return (linked and 0 <= i < len(self.tokens) and self.tokens[i][0] in text.STOPWORDS
-                and self.tokens[i][0] not in JOINING and self.tokens[i][0] not in self.drop)
+                and self.tokens[i][0] not in NOT_CUT_BY and self.tokens[i][0] not in self.drop)
 
     def grown(self, side: int, length: int) -> "_Span | None":
         """This span with `length` more words on `side` (-1 left, +1 right), if they may

@@ -121,7 +121,12 @@ def test_a_label_is_the_whole_phrase_every_city_writes():
         == "Mortality data among US adults"
     assert label_of([("data.iowa.gov", "Iowa Resources on National Register of Historic Places"),
                      ("data.ny.gov", "National Register of Historic Places")]) == "National register of historic places"
-    # 'office' names what is listed at a label's end ('Post offices'), not at its start
+    # 'office' and 'program' name what is listed at a label's end, 'city' at its start; a phrase
+    # may end before 'by'
+    assert label_of([("data.cityofnewyork.us", "School Based Programs by Borough"),
+                     ("data.raleighnc.gov", "School Based Programs")]) == "School based programs"
+    assert label_of([("data.oaklandnet.com", "City of Oakland City Limits"),
+                     ("data.seattle.gov", "Seattle City Limits")]) == "City limits"
     assert label_of([("data.montgomerycountymd.gov", "Post Offices"),
                      ("data.cityofnewyork.us", "Post Office Locations")]) == "Post offices"
     # only what every city writes: NYC's 'Results' are not Austin's 'Scores' (and neither
