@@ -63,6 +63,7 @@ class Catalogue:
     value_vocab: list[str]
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
+    records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     index: dict[str, int] = field(default_factory=dict)
     _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
@@ -245,6 +246,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                               dtype=bool, count=n)
     is_code_table = np.fromiter((_is_code_table(title) for title in rows["title"]), dtype=bool, count=n)
     is_site_page = np.fromiter(("home_page" in terms for terms in title_terms), dtype=bool, count=n)
+    records_named = np.fromiter((text.records_named(terms) for terms in title_terms), dtype=np.int64, count=n)
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
@@ -259,7 +261,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         concept_confidence=concept_confidence,
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
-        title_surface_lists=title_surface_lists)
+        title_surface_lists=title_surface_lists, records_named=records_named)
 
 
 def concept_vectors(concept_lists: list[tuple[str, ...]]) -> sp.csr_matrix:
@@ -294,8 +296,9 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
     content = [w for w in text.words(title) if w in ("by", "per") or text._is_content(w)]
+    # ... not a table of counts by area ('Race Distribution By City Council Districts')
     if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
-            and (len(content) < 2 or content[-2] not in ("by", "per"))):
+            and not any(w in ("by", "per") for w in content[:-1])):
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
 

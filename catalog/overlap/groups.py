@@ -8,7 +8,10 @@ pairs, but the centroids of its ends do not meet, so it stays apart.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
+from functools import cache
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -86,35 +89,219 @@ def _cosine(x: dict[int, float], y: dict[int, float]) -> float:
 
 def label(c: Catalogue, rows: list[int]) -> str:
     """The title words most of the group's cities use ('Building permits'), preferring a
-    phrase to a single word when as many cities use it."""
+    phrase to a single word when as many cities use it, widened to the whole run of words
+    those cities share ('Leading causes' -> 'Leading causes of death'), written as the
+    cities write it (plural as often as they write it so, acronyms in capitals)."""
     cities_with: dict[str, set[int]] = defaultdict(set)
-    surfaces: dict[str, Counter] = defaultdict(Counter)
+    rows_with: Counter = Counter()
+    surface_cities: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    surface_rows: Counter = Counter()
+    read = getattr(c, "title_surface_lists", None)   # the terms features.build read, when it did
     for row in rows:
-        for term, surface in text.terms_with_surface(c.titles[row], c.places[row]):
-            cities_with[term].add(int(c.city_ids[row]))
-            surfaces[term][surface] += 1
+        city = int(c.city_ids[row])
+        for term, surface in set(read[row] if read else text.terms_with_surface(c.titles[row], c.places[row])):
+            cities_with[term].add(city)
+            rows_with[term] += 1
+            surface_cities[term][surface].add(city)
+            surface_rows[surface] += 1
     if not cities_with:
         return c.titles[rows[0]]
     n_cities = len({int(c.city_ids[r]) for r in rows})
 
+    @cache
+    def surface_of(term: str) -> str:
+        # the wording most cities use ('Capital Budget' of three cities, not 'Capital
+        # Appropriations' of one that titles ten tables so), then the most titles', the shorter
+        return min(surface_cities[term].items(), key=lambda kv: (-len(kv[1]), -surface_rows[kv[0]], len(kv[0]), kv[0]))[0]
+
+    @cache
     def rank(term: str) -> tuple:
         coverage = len(cities_with[term]) / n_cities
-        surface = surfaces[term].most_common(1)[0][0]
+        surface = surface_of(term)
         words = surface.count(" ") + 1
         # a word, not a code: 'yg821jf8611' or 'ea' name no subject
         wordlike = any(len(w) > 2 and w.isalpha() for w in surface.split()) or surface in text.KEEP_NUMBERS
-        return (coverage >= 0.5 - 1e-9, wordlike, round(coverage, 1), min(words, 3), coverage, term)
+        # among as many cities, the phrase more of the group's titles use ('Behavioral risk
+        # factor' of all eleven CDC tables, not the 'Trends SMART' of two)
+        return (coverage >= 0.5 - 1e-9, wordlike, round(coverage, 1), min(words, 3), coverage, rows_with[term], term)
 
-    best = max(cities_with, key=rank)
-    surface = surfaces[best].most_common(1)[0][0]
+    ranked = sorted(cities_with, key=rank, reverse=True)
+    best = ranked[0]
+    surface = surface_of(best)
     # the kind of record the cities share names the group better than a title word fewer
     # of them use ('Race' for complaint tables), or a lone word as many use ('Crime')
     kind, kind_coverage = _shared_kind(c, rows, n_cities)
     coverage = len(cities_with[best]) / n_cities
+    # ... or a phrase that is itself a trigger of a kind ('Traffic crash' of crash statistics)
     if kind and kind_coverage >= 0.5 and (kind_coverage > coverage + 1e-9
-                                          or (kind_coverage >= coverage - 1e-9 and " " not in surface)):
+                                          or (kind_coverage >= coverage - 1e-9
+                                              and (" " not in surface or concepts.of_terms([best])))):
         return concepts.label(kind)
-    return surface[:1].upper() + surface[1:]
+    # terms as good as the best are often parts of one phrase ('Energy Efficiency Portfolio
+    # Standards (EEPS)'): the one that widens to the longest phrase names it, unless that is
+    # the tail of a phrase cut in two ('STATE System Tobacco Legislation')
+    tied = [t for t in ranked[:5] if rank(t)[:-1] == rank(best)[:-1]]
+    tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
+    widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
+                       key=lambda w: (not w[1], len(w[0])))
+    return _as_written(c, rows, widest, tokens)
+
+
+# words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')
+# but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
+JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
+BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
+NOT_CUT_BY = JOINING | BREAKDOWN   # 'School based programs' by Borough: a phrase ends before them
+# words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
+# progress report', 'Post offices', 'After school programs', 'Public art', 'City limits'):
+# the first ones only at a label's end, 'public' and 'city' only at its start
+ENDS_ONLY = frozenset({"official", "officials", "office", "offices", "report", "reports", "program", "programs"})
+STARTS_ONLY = frozenset({"public", "city"})   # 'Public art', 'City limits'; not 'Privately owned public'
+LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
+
+LABEL_WORDS = 5   # a label's most words: a name, not a title
+TOKEN = re.compile(r"[A-Za-z]+|[0-9]+")
+TIGHT = re.compile(r" +|- ?|'|’")   # words of one phrase ('Off- Leash'); ':', ' - ', '(' or ',' end it
+
+
+def _tokens(title: str | None) -> list[tuple[str, str, str]]:
+    """(word in lower case, as written, what joins it to the next word of the same phrase:
+    ' ' or '-', or '' at a phrase's end)."""
+    found = list(TOKEN.finditer(title or ""))
+    gaps = [title[m.end():found[i + 1].start()] if i + 1 < len(found) else "" for i, m in enumerate(found)]
+    return [(m.group().lower(), m.group(), ("-" if gap.startswith("-") else " ") if TIGHT.fullmatch(gap) else "")
+            for m, gap in zip(found, gaps)]
+
+
+def _label_word(word: str, drop) -> bool:
+    """A word a label may start or end with: a content word, not a year, an id, nor the
+    dataset's own place ('Baltimore City ...')."""
+    if word in drop or word.isdigit() and word not in text.KEEP_NUMBERS:
+        return False
+    return word in LABEL_WORDS_ALLOWED or (len(word) > 1 and word not in text.STOPWORDS
+                                           and not text.YEARISH.match(word))
+
+
+class _Span(NamedTuple):
+    """Where a title holds a label's words: tokens[start:end]."""
+    city: int
+    tokens: list[tuple[str, str, str]]
+    stems: list[str]
+    start: int
+    end: int
+    drop: frozenset[str]
+
+    def one_phrase(self, lo: int, hi: int) -> bool:
+        """tokens[lo:hi] follow each other with no punctuation between them."""
+        return all(self.tokens[i][2] for i in range(lo, hi - 1))
+
+    def dangling(self, i: int, linked: bool) -> bool:
+        """Token i is a stopword of the same phrase: what stops at it is a phrase cut in two."""
+        return (linked and 0 <= i < len(self.tokens) and self.tokens[i][0] in text.STOPWORDS
+                and self.tokens[i][0] not in NOT_CUT_BY and self.tokens[i][0] not in self.drop)
+
+    def grown(self, side: int, length: int) -> "_Span | None":
+        """This span with `length` more words on `side` (-1 left, +1 right), if they may
+        start or end a label; more than one only across a joining word or stopwords ('causes'
+        'of' 'death', 'mortality' 'data' 'among' 'US adults'), not across a breakdown ('by')."""
+        lo, hi = (self.start - length, self.end) if side < 0 else (self.start, self.end + length)
+        if lo < 0 or hi > len(self.tokens) or not self.one_phrase(lo, hi):
+            return None
+        outer = lo if side < 0 else hi - 1
+        inner = [t[0] for t in (self.tokens[lo + 1:self.start] if side < 0 else self.tokens[self.end:hi - 1])]
+        word = self.tokens[outer][0]
+        if not _label_word(word, self.drop) or word in (STARTS_ONLY if side > 0 else ENDS_ONLY) \
+                or not all((w in JOINING or w in text.STOPWORDS) and w not in BREAKDOWN for w in inner):
+            return None
+        return self._replace(start=lo, end=hi)
+
+    def cut(self, side: int) -> bool:
+        """Whether a stopword of the same phrase lies just past this span on `side`."""
+        if side < 0:
+            return self.dangling(self.start - 1, self.start > 0 and self.tokens[self.start - 1][2])
+        return self.dangling(self.end, self.tokens[self.end - 1][2])
+
+
+def _widened(c: Catalogue, rows: list[int], words: list[str],
+             tokens_of: dict[int, list[tuple[str, str, str]]]) -> tuple[list[str], bool]:
+    """`words` with the neighbouring words of the same phrase that every city writing them
+    writes around them too ('use trails' -> 'multi use trails', 'leading causes' -> 'leading
+    causes of death'); not past punctuation, nor to the tail of a phrase cut in two ('STATE
+    System Tobacco Legislation': not 'system tobacco legislation'). And whether what it
+    returns is such a tail in every title (a stopword before it in the same phrase)."""
+    key = [text.stem(w) for w in words]
+    spans = []
+    for row in rows:
+        tokens = tokens_of[row]
+        stems = [text.stem(t[0]) for t in tokens]
+        span = next((_Span(int(c.city_ids[row]), tokens, stems, i, i + len(key), c.places[row])
+                     for i in range(len(tokens) - len(key) + 1) if stems[i:i + len(key)] == key), None)
+        if span is not None and span.one_phrase(span.start, span.end):
+            spans.append(span)
+    cities = {span.city for span in spans}
+    if len(cities) < 2:
+        return words, False
+
+    def grown(side: int, length: int) -> list[_Span] | None:
+        """The spans that grow by the same words, if every city has one and no span would
+        stop at the tail of a phrase cut in two."""
+        by_words: dict[tuple, list[_Span]] = defaultdict(list)
+        for span in spans:
+            bigger = span.grown(side, length)
+            if bigger is not None:
+                if bigger.cut(side):
+                    return None
+                by_words[tuple(bigger.stems[bigger.start:bigger.end])].append(bigger)
+        return next((found for found in by_words.values() if {s.city for s in found} == cities), None)
+
+    while spans[0].end - spans[0].start < LABEL_WORDS:
+        found = next((g for side in (-1, 1) for length in (1, 2, 3) if (g := grown(side, length))), None)
+        if found is None:
+            break
+        spans = found
+    # in the chosen wording where a city writes it so ('Trade permits', not 'Trades permits')
+    chosen = " ".join(words)
+    span = next((s for s in spans if chosen in " ".join(t[0] for t in s.tokens[s.start:s.end])), spans[0])
+    # words a title hyphenates stay one ('multi-use trails', 'off-leash areas')
+    joined = "".join(t[0] + (t[2] if i < span.end - 1 else "") for i, t in enumerate(span.tokens) if span.start <= i < span.end)
+    return joined.split(" "), all(s.cut(-1) for s in spans)
+
+
+def _as_written(c: Catalogue, rows: list[int], words: list[str],
+                tokens_of: dict[int, list[tuple[str, str, str]]]) -> str:
+    """`words` as the group's titles write them: the last word plural when as many cities
+    end a phrase with its plural as with it ('Restaurant inspections' of 'Food Inspections'
+    and 'Food Inspection'; not 'Arts' of 'Arts Office' against four 'Public Art'), an
+    acronym or a name with inner capitals kept when every title writes it so ('CIP',
+    'PRAMStat'), the rest in lower case."""
+    *before, last = words[-1].split("-")
+    singular: set[int] = set()
+    plural: dict[str, set[int]] = defaultdict(set)
+    written: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        tokens = tokens_of[row]
+        shouting = sum(ch.isupper() for ch in c.titles[row] or "") > sum(ch.islower() for ch in c.titles[row] or "")
+        for i, (lower, original, tight) in enumerate(tokens):
+            # the end of a phrase: nothing, punctuation, a number or a stopword follows
+            head = not tight or tokens[i + 1][0].isdigit() or tokens[i + 1][0] in text.STOPWORDS
+            if head and lower == last:
+                singular.add(int(c.city_ids[row]))
+            elif head and lower != last and text.stem(lower) == last:
+                plural[lower].add(int(c.city_ids[row]))
+            if not shouting:   # a title in capitals tells no acronym ('2014 ELECTION', 'CIP 2011-2012')
+                written[lower].add(original)
+    if plural and text.stem(last) == last:
+        form, cities = max(plural.items(), key=lambda kv: (len(kv[1]), kv[0]))
+        if len(cities) >= len(singular):
+            words = words[:-1] + ["-".join(before + [form])]
+    def shown(word: str) -> str:
+        forms = written.get(word, ())
+        acronym = bool(forms) and all(len(f) > 1 and (f.isupper() or any(ch.isupper() for ch in f[1:]))
+                                      for f in forms)
+        return sorted(forms)[0] if acronym else word
+
+    label = " ".join("-".join(map(shown, word.split("-"))) for word in words)
+    return label[:1].upper() + label[1:]
 
 
 def _shared_kind(c: Catalogue, rows: list[int], n_cities: int) -> tuple[str | None, float]:

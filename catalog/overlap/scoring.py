@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from catalog.overlap import concepts
+from catalog.overlap import concepts, text
 from catalog.overlap.candidates import top_per_key
 from catalog.overlap.features import Catalogue
 
@@ -41,6 +41,7 @@ COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
 CODE_TABLE_MISMATCH = 0.45   # a list of codes and the records they code
 KIND_MISMATCH = 0.7       # both titles name a kind of record, and the kinds differ
+RECORD_MISMATCH = 0.7     # the titles name different records (permits / requests / none)
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
 DEFAULT_MIN_SCORE = 0.35
@@ -120,9 +121,20 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
     # two different kinds, each named by its own title (not guessed from a description)
     kinds_differ = (signals["concept"] == 0) & (np.minimum(c.concept_confidence[a], c.concept_confidence[b]) >= 1)
     shape = np.where(kinds_differ, shape * KIND_MISMATCH, shape).astype(np.float32)
+    shape = np.where(_records_differ(c, a, b), shape * RECORD_MISMATCH, shape).astype(np.float32)
     total = (np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
              * shape).astype(np.float32)
     return PairScores(a, b, total, signals, shape)
+
+
+def _records_differ(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The titles name different records ('Special Event Permits', 'FOIA Request Log -
+    Special Events'), or one names the records it holds and the other only what they are
+    about ('Special Events'); the kinds of record the concept layer reads are judged there
+    (a 'Crimes' title and an 'Incidents' one are one kind)."""
+    if c.records_named is None:
+        return np.zeros(len(a), dtype=bool)
+    return (c.records_named[a] != c.records_named[b]) & ~c.has_concept[a] & ~c.has_concept[b]
 
 
 def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -214,6 +226,17 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
         parts.append(f"but {c.uids[a] if code_a else c.uids[b]} is a list of codes, the other holds records")
     if c.is_site_page[a] or c.is_site_page[b]:
         parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
+    if _records_differ(c, np.array([a]), np.array([b]))[0]:
+        # the records each title names and the other does not ('Expenditures' of a budget table)
+        own = [int(c.records_named[a]) & ~int(c.records_named[b]), int(c.records_named[b]) & ~int(c.records_named[a])]
+        named = [[surface for term, surface in c.title_surfaces(row).items() if text.RECORD_BITS.get(term, 0) & bits]
+                 for row, bits in zip((a, b), own)]
+        if named[0] and named[1]:
+            parts.append(f"but the titles name different records ('{named[0][0]}' vs '{named[1][0]}')")
+        else:
+            holder = a if named[0] else b
+            kind = "the records it holds" if not c.records_named[b if holder == a else a] else "other records too"
+            parts.append(f"but only {c.uids[holder]} names {kind} ('{named[holder != a][0]}')")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)

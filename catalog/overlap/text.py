@@ -120,7 +120,29 @@ PHRASES = {
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
+
+
+def records_named(terms) -> int:
+    """Which records a title's terms name, as bits of RECORD_BITS: a phrase's own record word
+    is the phrase ('Restaurant Scores' and 'Food Inspections' both name restaurant
+    inspections; 'Building Permit Inspections' names permits and inspections)."""
+    present = set(terms)
+    parts = {part for term in present & RECORD_PARTS.keys() for part in RECORD_PARTS[term]}
+    return sum(RECORD_BITS[t] for t in present & RECORD_TERMS if t not in parts)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
+
+# Title terms that name the records a dataset holds (money planned, spent or paid, agreements,
+# authorisations, checks, requests) rather than the thing they are about: 'Special Event
+# Permits' and 'FOIA Request Log - Special Events' are not 'Special Events' nor each other,
+# 'Human Services Contracts' not 'Human Service Agencies', 'Cook County Budget' not 'Cook
+# County - Facilities'.
+RECORD_TERMS = frozenset({"budget", "capital_budget", "spending", "revenue", "contract", "payment", "salary", "grant",
+                          "permit", "building_permit", "license", "business_license", "restaurant_license",
+                          "inspection", "restaurant_inspection", "violation", "code_violation", "building_violation",
+                          "request"})
+RECORD_BITS = {term: 1 << i for i, term in enumerate(sorted(RECORD_TERMS))}
+RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_TERMS
+                for phrase in RECORD_TERMS if "_" in phrase}
 
 # Terms that show a dataset is a set of shapes (the areas others' records fall in).
 BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "kml", "gis"})

@@ -85,3 +85,120 @@ def test_a_group_sharing_a_kind_of_record_is_labelled_by_it():
     permits = SimpleNamespace(titles=["Building Permits", "EBR Building Permits"], places=["chi", "brla"],
                               city_ids=np.array([0, 1]), concept_lists=[(), ()])
     assert groups.label(permits, [0, 1]) == "Building permits"
+
+
+def titled(by_city: list[tuple[str, str]]):
+    """A catalogue of (city, title) rows, as `groups.label` reads it (each title's kinds
+    read by the concept layer, each city's own name dropped)."""
+    from types import SimpleNamespace
+
+    from catalog.overlap import concepts, text
+
+    city_codes: dict[str, int] = {}
+    ids = [city_codes.setdefault(city, len(city_codes)) for city, _ in by_city]
+    titles = [title for _, title in by_city]
+    return SimpleNamespace(titles=titles, places=[text.own_place_words(city) for city, _ in by_city],
+                           city_ids=np.array(ids), concept_lists=[concepts.of_dataset(t, None) for t in titles])
+
+
+def label_of(by_city: list[tuple[str, str]]) -> str:
+    return groups.label(titled(by_city), list(range(len(by_city))))
+
+
+def test_a_label_is_the_whole_phrase_every_city_writes():
+    """'Leading causes' of two cities is 'Leading causes of death' (across 'of'), 'Use
+    trails' is 'Multi-use trails' (the hyphen kept); a comma or a dash ends the phrase."""
+    assert label_of([("data.cityofnewyork.us", "New York City Leading Causes of Death"),
+                     ("data.illinois.gov", "IDPH Leading Causes of Death, Young Children - Ages 1-4, 2008"),
+                     ("data.illinois.gov", "Leading Causes of Death, 1990-2010")]) == "Leading causes of death"
+    assert label_of([("data.baltimorecity.gov", "Multi-Use Trails"),
+                     ("data.illinois.gov", "SSMMA Multi-Use Trails")]) == "Multi-use trails"
+    assert label_of([("data.austintexas.gov", "Off- Leash Areas"),
+                     ("data.cityofnewyork.us", "Directory of Dog Runs  and Off-Leash Areas")]) == "Off-leash areas"
+    # across stopwords, not across a breakdown ('by State/Territory')
+    assert label_of([("chronicdata.cdc.gov", "Heart Disease Mortality Data Among US Adults (35+) by State/Territory"),
+                     ("data.cdc.gov", "Stroke Mortality Data Among US Adults (35+) by State/Territory")]) \
+        == "Mortality data among US adults"
+    assert label_of([("data.iowa.gov", "Iowa Resources on National Register of Historic Places"),
+                     ("data.ny.gov", "National Register of Historic Places")]) == "National register of historic places"
+    # 'office' and 'program' name what is listed at a label's end, 'city' at its start; a phrase
+    # may end before 'by'
+    assert label_of([("data.cityofnewyork.us", "School Based Programs by Borough"),
+                     ("data.raleighnc.gov", "School Based Programs")]) == "School based programs"
+    assert label_of([("data.oaklandnet.com", "City of Oakland City Limits"),
+                     ("data.seattle.gov", "Seattle City Limits")]) == "City limits"
+    assert label_of([("data.montgomerycountymd.gov", "Post Offices"),
+                     ("data.cityofnewyork.us", "Post Office Locations")]) == "Post offices"
+    # only what every city writes: NYC's 'Results' are not Austin's 'Scores' (and neither
+    # writes a plural: none is made up)
+    assert label_of([("data.cityofnewyork.us", "Restaurant Inspection Results"),
+                     ("data.austintexas.gov", "Restaurant Inspection Scores")]) == "Restaurant inspection"
+
+
+def test_a_label_is_not_the_tail_of_a_cut_phrase():
+    """CDC's 'STATE System' is cut by 'STATE' being a stopword: 'System tobacco legislation'
+    names nothing, 'Tobacco legislation' does; ' - ' ends the phrase ('Youth Access')."""
+    cdc = [("chronicdata.cdc.gov", "CDC STATE System E-Cigarette Legislation - Smokefree Indoor Air"),
+           ("chronicdata.cdc.gov", "CDC STATE System Tobacco Legislation - Youth Access"),
+           ("chronicdata.cdc.gov", "CDC STATE System Tobacco Legislation - Smokefree Indoor Air Summary"),
+           ("data.cdc.gov", "CDC STATE System Tobacco Legislation - Tax"),
+           ("data.cdc.gov", "CDC STATE System E-Cigarette Legislation - Youth Access"),
+           ("data.cdc.gov", "CDC STATE System Tobacco Legislation - Licensure"),
+           ("data.cdc.gov", "CDC STATE System Tobacco Legislation - Smokefree Indoor Air")]
+    assert label_of(cdc) == "Tobacco legislation"
+
+
+def test_among_as_many_cities_the_phrase_more_titles_use_labels():
+    """All of CDC's behavioural risk factor tables say 'Behavioral Risk Factor'; two of them
+    say 'Risk Trends (SMART)': the label was 'Trends smart'."""
+    brfss = [("chronicdata.cdc.gov", "Behavioral Risk Factor Data: Tobacco Use (2010 And Prior)"),
+             ("chronicdata.cdc.gov", "Behavioral Risk Factor Surveillance System (BRFSS) Historical Questions"),
+             ("chronicdata.cdc.gov", "Behavioral Risk Factors: Selected Metropolitan Area Risk Trends (SMART) "
+                                     "MMSA Prevalence Data (2011 to Present)"),
+             ("data.cdc.gov", "Behavioral Risk Factor Surveillance System (BRFSS) Prevalence Data (2010 and prior)"),
+             ("data.cdc.gov", "Behavioral Risk Factor Surveillance System (BRFSS) Age-Adjusted Prevalence Data "
+                              "(2011 to present)"),
+             ("data.cdc.gov", "Behavioral Risk Factors: Selected Metropolitan Area Risk Trends (SMART) County "
+                              "Prevalence Data (2011 to present)")]
+    assert label_of(brfss).startswith("Behavioral risk factor")
+
+
+def test_a_label_is_worded_as_most_cities_word_it():
+    """New York titles ten tables 'Capital Appropriations' (the same term as 'Capital
+    Budget'); three cities call theirs 'Capital Budget'."""
+    capital = [("data.hartford.gov", "Hartford Capital Budget"), ("data.hawaii.gov", "Hawaii Capital Budget"),
+               ("data.jacksonms.gov", "Jackson Capital Budget")]
+    capital += [("data.ny.gov", f"New York State Executive Budget Capital Appropriations: {year}")
+                for year in ("2013-14", "2014-15", "2015-16", "2016-17", "2017-18")]
+    assert label_of(capital) == "Capital budget"
+
+
+def test_a_label_is_plural_and_capitalised_as_the_titles_write_it():
+    """Plural when as many cities end a phrase with the plural as with the singular ('Food
+    Inspections' against 'Food Inspection'); not 'Arts' for public art, whose plural only
+    'Arts Office' and 'ARTS Public Data' write against four 'Public Art'. An acronym keeps
+    its capitals ('CIP', 'PRAMStat'), a title all in capitals teaches none ('2014 ELECTION')."""
+    assert label_of([("data.montgomerycountymd.gov", "Food Inspection"), ("data.cityofchicago.org", "Food Inspections"),
+                     ("data.cityofboston.gov", "Food Establishment Inspections"),
+                     ("data.kingcounty.gov", "Food Establishment Inspection Data")]) == "Food inspections"
+    assert label_of([("data.cityofchicago.org", "Parks - Public Art"), ("data.honolulu.gov", "Public Art"),
+                     ("data.seattle.gov", "Public Art Data"), ("data.wa.gov", "ARTS Public Data"),
+                     ("data.cityofnewyork.us", "Directory of Temporary Public Art"),
+                     ("data.raleighnc.gov", "Arts Office P& R")]) == "Art"
+    assert label_of([("data.hawaii.gov", "CIP 2011-2012"), ("data.hawaii.gov", "CIP2016&2015"),
+                     ("data.kingcounty.gov", "Budget 2012- CIP")]) == "CIP"
+    assert label_of([("chronicdata.cdc.gov", "CDC PRAMStat Data for 2008"),
+                     ("data.cdc.gov", "CDC PRAMStat Data for 2000")]) == "PRAMStat"
+    assert label_of([("data.ct.gov", "2014 ELECTION"), ("data.hartford.gov", "Election Information")]) == "Election"
+    # a stopword that names what is listed ends a label
+    assert label_of([("data.hawaii.gov", "State of Hawaii Elected Officials"), ("data.kingcounty.gov", "Elected officials"),
+                     ("datacatalog.cookcountyil.gov", "Cook County Directory of Elected Officials")]) == "Elected officials"
+
+
+def test_a_phrase_naming_a_kind_gives_way_to_the_kind():
+    """'Traffic Crash Statistics' and 'Collision Summary' are crash statistics: the kind, not
+    'Traffic crashes' (the records they count), labels them."""
+    assert label_of([("data.iowa.gov", "City Traffic Crash Statistics (SICL)"),
+                     ("data.iowa.gov", "County Traffic Crash Statistics (SICL)"),
+                     ("data.edmonton.ca", "Intersection Collision Summary (2010 - 2011)"),
+                     ("data.edmonton.ca", "Midblock Collision Summary (2010 - 2011)")]) == "Traffic crash statistics"

@@ -121,3 +121,40 @@ def test_explanation_names_shared_title_words_and_aligned_columns(real_catalogue
     aligned = scoring.aligned_columns(c, chicago, seattle)
     assert aligned and f"{len(aligned)} of " in text
     assert all(c.column_keys(chicago)[key] for key in c.column_keys(chicago) if key in c.column_keys(seattle))
+
+
+def test_records_about_a_thing_are_not_the_thing():
+    """'Special Event Permits' (Baltimore) hold permits, NYC's 'Calendar of Special Events' the
+    events: only one title names the records it holds, so they score lower (and say why);
+    Seattle's 'Special Events Permits' is Baltimore's kind. The concept layer judges the
+    kinds it reads: a 311 table named by its requests and one named by its call centre stay
+    one kind."""
+    from tests.catalog.overlap.test_groups import rows_catalogue
+
+    c = rows_catalogue([("Baltimore", "Special Event Permits"), ("New York", "Calendar of Special Events"),
+                        ("Seattle", "Special Events Permits"), ("Chicago", "FOIA Request Log - Special Events"),
+                        ("Somerville", "311 Service Requests"), ("Boston", "311 Call Center Data")])
+    scores = scoring.score_pairs(c, np.array([0, 0, 3, 4]), np.array([1, 2, 1, 5]))
+    assert scores.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH, 1.0, scoring.RECORD_MISMATCH, 1.0])
+    assert scores.total[0] < scores.total[1]
+    why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scores.signals.items()})
+    assert "but only c0:d0 names the records it holds ('permits')" in why, why
+
+
+def test_titles_naming_different_records_are_told_apart():
+    """Seattle's 'Special Events Permits' and Chicago's FOIA log of the events office name
+    different records; so do Baltimore's salaries and Chicago's budget of positions and
+    salaries (the budget / salaries near-miss). A phrase's own record word is the phrase:
+    SF's 'Restaurant Scores' and Chicago's 'Food Inspections' are both restaurant inspections."""
+    from tests.catalog.overlap.test_groups import rows_catalogue
+
+    c = rows_catalogue([("Seattle", "Special Events Permits"), ("Chicago", "FOIA Request Log - Special Events"),
+                        ("Baltimore", "Baltimore City Employee Salaries FY2014"),
+                        ("Chicago", "Budget - 2016 Budget Ordinance - Positions and Salaries"),
+                        ("San Francisco", "Restaurant Scores - LIVES Standard"), ("Chicago", "Food Inspections")])
+    scores = scoring.score_pairs(c, np.array([0, 2, 4]), np.array([1, 3, 5]))
+    assert scores.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH, scoring.RECORD_MISMATCH, 1.0])
+    why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scores.signals.items()})
+    assert "but the titles name different records ('permits' vs 'request')" in why.lower(), why
+    why = scoring.explain(c, 2, 3, {k: float(v[1]) for k, v in scores.signals.items()})
+    assert "but only c3:d3 names other records too ('budget')" in why, why
