@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -191,7 +192,9 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
     `kinds` (column → type, from the pull), else derived from the Parquet type."""
     glob = layout.glob(portal_id, source_id)
     # a DuckDB of its own, with a small memory limit: the profile must not lift the pull's peak
-    with duckdb.connect(config={"memory_limit": PROFILE_MEMORY, "threads": 2}) as profiler:
+    # (spilling to a directory of its own: an in-memory DuckDB's default is the working directory)
+    with tempfile.TemporaryDirectory(prefix="civicat-profile-") as spill, duckdb.connect(
+            config={"memory_limit": PROFILE_MEMORY, "threads": 2, "temp_directory": spill}) as profiler:
         profiles = profile_columns(profiler, glob)
     folder = layout.folder(portal_id, source_id)
     size = sum(p.stat().st_size for p in folder.glob("*.parquet"))

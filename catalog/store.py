@@ -80,6 +80,10 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con = duckdb.connect()
         con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         con.execute(f"USE {CATALOGUE}")
+        # spill beside the catalogue, as DuckDB does for a database it opens itself: for an
+        # in-memory connection its default is '.tmp' in the working directory, which cron
+        # may not let us write
+        con.execute(f"SET temp_directory = '{_sql_literal(spill_directory(db_path))}'")
         migrate(con)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
@@ -100,6 +104,11 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
 
 
 CATALOGUE = "catalogue"  # the attached database a writable connection uses
+
+
+def spill_directory(db_path: Path) -> Path:
+    """Where a writable connection spills what does not fit MEMORY_LIMIT."""
+    return db_path.with_name(db_path.name + ".tmp")
 
 
 def _sql_literal(path: Path) -> str:

@@ -418,7 +418,9 @@ class DownloadedFile(RecordSource):
         self.expected_rows = expected_rows
         http.download(url, self.path, params)
         if fmt == "csv":
-            self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True})
+            # spilling beside the download: an in-memory DuckDB's default is the working directory
+            self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True,
+                                               "temp_directory": str(self.folder / "spill")})
             schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
                                        [str(self.path)]).to_arrow_table().schema
             self.fields = unique_fields([Field(f.name, kind_of(f.type)) for f in schema])

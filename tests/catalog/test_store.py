@@ -226,4 +226,24 @@ def test_migration_0012_keeps_the_raw_json_as_text(tmp_path):
                           AND column_name IN ('raw', 'details')""") == [("VARCHAR",), ("VARCHAR",)]
     assert rows(store, "SELECT raw, raw->>'title', details FROM raw_records") == [
         ('{"title":"Permits","n":1}', "Permits", None)]
+    # what the README says a query that needs the JSON type does now
+    assert rows(store, "SELECT (raw::JSON).title, typeof(raw::JSON) FROM raw_records") == [('"Permits"', "JSON")]
     store.close()
+
+
+def test_a_writable_catalogue_spills_beside_itself_not_in_the_working_directory(tmp_path, monkeypatch):
+    from catalog.store import connect
+    db = tmp_path / "c.duckdb"
+    con = connect(db)
+    assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == f"{db}.tmp"
+    # cron may run us where we cannot write ('/' as a user; /proc even as root): a query
+    # larger than the memory limit still spills, beside the catalogue
+    monkeypatch.chdir("/proc")
+    con.execute("SET memory_limit = '64MB'")
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("CREATE TEMP TABLE big AS SELECT md5(range::VARCHAR) || md5((range + 1)::VARCHAR) AS s "
+                "FROM range(2000000)")
+    assert con.execute("SELECT count(*) FROM (SELECT s FROM big ORDER BY s)").fetchone()[0] == 2_000_000
+    spilled = [row[0] for row in con.execute("SELECT path FROM duckdb_temporary_files()").fetchall()]
+    assert spilled and all(path.startswith(f"{db}.tmp/") for path in spilled)
+    con.close()
