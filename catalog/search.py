@@ -146,12 +146,15 @@ def _pieces(docid: str, documents: str = "") -> str:
 # A whole build: a document's id is its dataset's row id (no numbering pass)
 PIECES = _pieces("d.rowid")
 # the same pieces, without documents: what the dictionary is made of (the pieces of a
-# deleted dataset only add terms no document holds, dropped with their df of 0)
+# deleted dataset only add terms no document holds, dropped with their df of 0); a column
+# name is split once, not once per dataset that has it (1,155,370 columns, 73 names in the
+# synthetic catalogue: the dictionary's step took half the CPU)
 ALL_PIECES = """
     SELECT unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
     FROM (SELECT unnest([title, array_to_string(keywords, ' '), description, city]) AS text FROM datasets)
     UNION ALL
-    SELECT unnest(string_split(lower(strip_accents(coalesce(name, field_name))), ' ')) FROM columns"""
+    SELECT unnest(string_split(lower(strip_accents(name)), ' '))
+    FROM (SELECT DISTINCT coalesce(name, field_name) AS name FROM columns)"""
 # An update: the datasets to index again (new, changed or back), numbered after the
 # documents indexed (row ids are not stable across updates and checkpoints)
 CHANGED_PIECES = _pieces("x.docid", "JOIN search_work.changed x ON x.uid = d.uid")
