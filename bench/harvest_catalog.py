@@ -69,6 +69,12 @@ if __name__ == "__main__":
     store.load_records = timed("loader", store.load_records, time.thread_time)
     store.load_raw = timed("loader", store.load_raw, time.thread_time)
     store.commit_portal = timed("merge", store.commit_portal)
+    new_stage = store.new_stage
+    def timed_stage():  # the merge begins by closing the stage: the loads still queued, the last raw insert
+        stage = new_stage()
+        stage.close = timed("stage close", stage.close)
+        return stage
+    store.new_stage = timed_stage
     store.refresh_search = timed("search", store.refresh_search)
     started = time.perf_counter()
     report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
@@ -152,11 +158,14 @@ def main() -> None:
     print(f"  of which search index {result['search_seconds']:.1f} s ({result['search_cpu_seconds']:.1f} s of CPU); "
           f"the catalogue alone {catalogue:.1f} s = "
           f"{args.datasets / catalogue:,.0f} datasets/s, ratio {catalogue / limit_seconds:.2f}")
-    phases = {name: result["phases"].get(name, [0.0, 0.0]) for name in ("loader", "merge", "search", "close")}
+    phases = {name: result["phases"].get(name, [0.0, 0.0])
+              for name in ("loader", "merge", "stage close", "search", "close")}
     listing = result["portal_seconds"] - phases["merge"][0]
     print(f"  phases (wall / CPU)   listing {listing:.1f} s (loader thread {phases['loader'][0]:.1f} / "
           f"{phases['loader'][1]:.1f} s), then on one process: " + ", ".join(
-              f"{name} {phases[name][0]:.1f} / {phases[name][1]:.1f} s" for name in ("merge", "search", "close")))
+              f"{name} {phases[name][0]:.1f} / {phases[name][1]:.1f} s" for name in ("merge", "search", "close"))
+          + f"; the merge began with the loads left ({phases['stage close'][0]:.1f} / "
+            f"{phases['stage close'][1]:.1f} s)")
     print(f"limit: fetch + parse    {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} datasets/s")
     print(f"ratio to the limit      {ratio:.2f}                (target <= 3)")
     print(f"peak memory, harvest    {result['peak_tree_pss_mb']:.0f} MB PSS of the process and its mapping workers"
