@@ -220,9 +220,9 @@ STEPS = {
 
 # each built as a `_next` table of its own and committed (committed rows can spill to
 # disk, rows of one long transaction cannot), then swapped in by one short transaction;
-# the documents by a second cursor, beside the other two (each of these writes ran on one
-# core: 0.5 s for the documents, 0.9 s for the postings at 100,000 datasets)
-BESIDE = "search_documents"
+# the documents and the terms by a second cursor, beside the postings (the documents' and
+# the postings' writes ran on one core each: 0.5 s and 0.8-0.9 s at 100,000 datasets)
+BESIDE = ("search_documents", "search_terms")
 BUILD = {
     "search_documents": _documents("d.rowid"),
     "search_terms": """
@@ -313,14 +313,12 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     try:
         beside.execute(f"USE {_current_database(con)}")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-search") as pool:
-            documents = pool.submit(_create, beside, f"TABLE {BESIDE}_next", BUILD[BESIDE], params)
+            aside = pool.submit(_build_tables, beside, BESIDE, params)
             try:
-                for table, select in BUILD.items():
-                    if table != BESIDE:
-                        _create(con, f"TABLE {table}_next", select, params)
+                _build_tables(con, [table for table in BUILD if table not in BESIDE], params)
             finally:
-                wait([documents])   # (when the others failed: theirs is the error raised)
-            documents.result()
+                wait([aside])   # (when the others failed: theirs is the error raised)
+            aside.result()
     finally:
         beside.close()
     con.execute("BEGIN TRANSACTION")
@@ -336,6 +334,11 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     except BaseException:
         _rollback(con)
         raise
+
+
+def _build_tables(con: duckdb.DuckDBPyConnection, tables, params: dict) -> None:
+    for table in tables:
+        _create(con, f"TABLE {table}_next", BUILD[table], params)
 
 
 def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, updated: int) -> bool:
