@@ -116,9 +116,10 @@ def test_the_index_follows_each_harvest_and_is_not_rebuilt_when_nothing_changed(
     assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 3
 
 
-def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch):
+@pytest.mark.parametrize("failing", ["search_postings", "search_documents"])  # each cursor's share
+def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch, failing):
     before = find(two_cities, "building permits")
-    monkeypatch.setattr(search, "BUILD", {**search.BUILD, "search_postings": "SELECT no_such_column FROM datasets"})
+    monkeypatch.setattr(search, "BUILD", {**search.BUILD, failing: "SELECT no_such_column FROM datasets"})
     with pytest.raises(Exception):
         search.refresh(two_cities.con, force=True)
     assert find(two_cities, "building permits") == before
@@ -127,6 +128,8 @@ def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch):
                                        "('search_documents', 'search_terms', 'search_postings', 'search_state')"
                                        ).fetchall()
     assert leftovers == []
+    assert two_cities.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = $work",
+                                  {"work": search.WORK}).fetchone()[0] == 0   # the intermediate tables' database
     assert two_cities.refresh_search() is False  # logged, not raised, by the harvest's hook
 
 
