@@ -111,6 +111,14 @@ def spill_directory(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".tmp")
 
 
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    """DuckDB ran out of memory, in a statement or in the commit that followed it (an
+    autocommitted insert of strings too large to spill: DuckDB keeps those of the last
+    checkpoint's rows in memory)."""
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        "Failed to commit" in str(exc) and ("failed to pin block" in str(exc) or "Out of Memory" in str(exc)))
+
+
 def _sql_literal(path: Path) -> str:
     return str(path).replace("'", "''")
 
@@ -294,7 +302,9 @@ class Store:
         rolled back, so nothing is half-written."""
         try:
             return write()
-        except duckdb.OutOfMemoryException as exc:
+        except (duckdb.OutOfMemoryException, duckdb.TransactionException) as exc:
+            if not _out_of_memory(exc):
+                raise
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
         with self._write_lock:  # the limit is the database's: parallel portals count their retries
             self._large_writes += 1
