@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from catalog.lazy import LazyModule
+from catalog.transactions import rollback
 
 duckdb = LazyModule("duckdb")  # imported on first use: the catalogue's mapping workers import this module
 
@@ -215,7 +216,7 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
         define_records_macro(con, layout)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     return {"rows": rows, "columns": len(profiles), "bytes": size}
 

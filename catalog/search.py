@@ -32,6 +32,8 @@ from pathlib import Path
 
 import duckdb
 
+from catalog.transactions import rollback
+
 log = logging.getLogger("civicat.search")
 
 # field: weight of one occurrence in the term frequency (title words say what a dataset is)
@@ -302,7 +304,7 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
         con.execute(STATE, {**_only(STATE, params), "updated": 0})
         con.execute("COMMIT")
     except BaseException:
-        _rollback(con)
+        rollback(con)
         raise
 
 
@@ -325,7 +327,7 @@ def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, upd
         con.execute(STATE, {**_only(STATE, params), "updated": updated + changed})
         con.execute("COMMIT")
     except BaseException:
-        _rollback(con)
+        rollback(con)
         raise
     return True
 
@@ -337,13 +339,6 @@ def _only(sql: str, params: dict) -> dict:
 
 def _create(con: duckdb.DuckDBPyConnection, what: str, select: str, params: dict) -> None:
     con.execute(f"CREATE OR REPLACE {what} AS {select}", _only(select, params))
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.TransactionException:
-        pass  # a failed statement may have ended the transaction already
 
 
 def _drop_leftovers(con: duckdb.DuckDBPyConnection) -> None:

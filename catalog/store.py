@@ -31,6 +31,7 @@ from catalog.stage import (
     records_part,
     records_to_parquet,
 )
+from catalog.transactions import rollback
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
@@ -140,7 +141,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
             con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, match.group(2)])
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         done.append(version)
     return done
@@ -388,7 +389,7 @@ class Store:
                     cur.unregister("_pages")
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                rollback(cur)
                 raise
             finally:
                 cur.close()
