@@ -120,29 +120,57 @@ PHRASES = {
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
-
-
-def records_named(terms) -> int:
-    """Which records a title's terms name, as bits of RECORD_BITS: a phrase's own record word
-    is the phrase ('Restaurant Scores' and 'Food Inspections' both name restaurant
-    inspections; 'Building Permit Inspections' names permits and inspections)."""
-    present = set(terms)
-    parts = {part for term in present & RECORD_PARTS.keys() for part in RECORD_PARTS[term]}
-    return sum(RECORD_BITS[t] for t in present & RECORD_TERMS if t not in parts)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 
 # Title terms that name the records a dataset holds (money planned, spent or paid, agreements,
 # authorisations, checks, requests) rather than the thing they are about: 'Special Event
 # Permits' and 'FOIA Request Log - Special Events' are not 'Special Events' nor each other,
 # 'Human Services Contracts' not 'Human Service Agencies', 'Cook County Budget' not 'Cook
-# County - Facilities'.
-RECORD_TERMS = frozenset({"budget", "capital_budget", "spending", "revenue", "contract", "payment", "salary", "grant",
-                          "permit", "building_permit", "license", "business_license", "restaurant_license",
-                          "inspection", "restaurant_inspection", "violation", "code_violation", "building_violation",
-                          "request"})
-RECORD_BITS = {term: 1 << i for i, term in enumerate(sorted(RECORD_TERMS))}
-RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_TERMS
-                for phrase in RECORD_TERMS if "_" in phrase}
+# County - Facilities'. Each term names a family of records, that of its record word: 'Building
+# Permits', 'Permits Issued' and 'DOB Permit Issuance' all hold permits, 'Code Violations' and
+# 'DOB Violations' violations, 'Capital Budget' and 'City Budget' a budget; what the records
+# are of ('building', 'code', 'capital') is their subject, which the other signals weigh.
+RECORD_FAMILIES = {
+    "budget": "budget", "capital_budget": "budget", "spending": "spending", "revenue": "revenue",
+    "contract": "contract", "payment": "payment", "salary": "salary", "grant": "grant",
+    "permit": "permit", "building_permit": "permit",
+    "license": "license", "business_license": "license", "restaurant_license": "license",
+    "inspection": "inspection", "restaurant_inspection": "inspection",
+    "violation": "violation", "code_violation": "violation", "building_violation": "violation",
+    "request": "request",
+}
+# Words of an office whose records are of one family unless the title names which: 'Code
+# Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
+# Enforcement All Inspections' inspections.
+OFFICE_RECORDS = {"code+enforcement": "violation"}
+FAMILY_BITS = {family: 1 << i for i, family in enumerate(sorted(set(RECORD_FAMILIES.values())))}
+RECORD_BITS = {term: FAMILY_BITS[family] for term, family in RECORD_FAMILIES.items()}
+OFFICE_BITS = {term: FAMILY_BITS[family] for term, family in OFFICE_RECORDS.items()}
+# the record words of a phrase ('building_permit': 'permit'), which modify what it modifies
+RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_BITS.keys()
+                for phrase in RECORD_BITS if "_" in phrase}
+NAMING_BITS = OFFICE_BITS | RECORD_BITS   # every term that can name a family (for explanations)
+
+
+def records_named(terms) -> int:
+    """Which families of records a title's terms name, as bits of FAMILY_BITS ('Restaurant
+    Scores' and 'Food Inspections' both name inspections; 'Code Enforcement Cases'
+    violations). A record word right before one of another family says what those records
+    are of, not a family of its own: 'Permit Inspections' are inspections, 'Alcoholic
+    Beverage License Violations' violations; 'Permits and Inspections' names both."""
+    present = set(terms)
+    named = present & RECORD_BITS.keys()
+    if not named:
+        return sum({OFFICE_BITS[term] for term in present & OFFICE_BITS.keys()})
+    if len({RECORD_BITS[term] for term in named}) > 1:   # then one may modify another
+        modifiers = set()
+        for term in present:
+            first, joined, second = term.partition("+")   # a bigram: 'permit' right before 'inspection'
+            if joined and first in named and RECORD_BITS.get(second, RECORD_BITS[first]) != RECORD_BITS[first]:
+                modifiers |= {first} | RECORD_PARTS.get(first, set())
+        named = (named - modifiers) or named
+    return sum({RECORD_BITS[term] for term in named})
+
 
 # Terms that show a dataset is a set of shapes (the areas others' records fall in).
 BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "kml", "gis"})
