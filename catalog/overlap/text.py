@@ -9,9 +9,12 @@ not fitted to any labelled set.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 WORD = re.compile(r"[a-z]+|[0-9]+")  # "Arrests2018" and "FY2015" split
+ANY_WORD = re.compile(r"[^\W\d_]+|[0-9]+")  # the same in any alphabet ('Café', where accents do not come off)
+POSSESSIVE = re.compile(r"(?<=[^\W\d_])['’]s\b")   # "Women's Health" is women's health, not 'women', 's', 'health'
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
 KEEP_NUMBERS = {"311", "911", "211"}
@@ -252,10 +255,28 @@ def _without_ids(text: str) -> str:
     return ID_TOKEN.sub(" ", text)
 
 
+def fold(text: str) -> str:
+    """`text` in lower case without accents: 'Café' and 'CAFE' meet."""
+    text = text.lower()
+    if text.isascii():
+        return text
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
+def find_words(text: str) -> list[str]:
+    """The words and numbers of `text` (lower case, no possessives): ASCII text, nearly all
+    of it, by the cheaper pattern."""
+    text = fold(text)
+    if "'" in text or "’" in text:
+        text = POSSESSIVE.sub("", text)
+    return (WORD if text.isascii() else ANY_WORD).findall(text)
+
+
 def split_words(text: str, glued: bool = True) -> list[str]:
-    """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
-    file name; a description is prose, where 'resuscitation' is one word)."""
-    found = WORD.findall(_without_ids(text).lower())
+    """Lowercased words of `text` (accents off, possessives one word), glued civic words cut
+    apart (`glued`: a title may be a file name; a description is prose, where
+    'resuscitation' is one word)."""
+    found = find_words(_without_ids(text))
     if glued:
         found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
@@ -351,7 +372,7 @@ def own_place_words(*names: str | None) -> frozenset[str]:
     found: set[str] = set()
     for name in names:
         if name:
-            found.update(w for w in WORD.findall(name.lower()) if not w.isdigit())
+            found.update(w for w in find_words(name) if not w.isdigit())
     return frozenset(found - {"of", "the", "and"})
 
 
@@ -363,7 +384,7 @@ def column_key(name: str | None) -> str:
         return ""
     spaced = CAMEL.sub(" ", name.replace("#", " number "))
     parts: list[str] = []
-    for word in WORD.findall(spaced.lower()):
+    for word in find_words(spaced):
         expanded = COLUMN_WORDS.get(word, word)
         for part in expanded.split():
             part = stem(part)
@@ -377,7 +398,7 @@ def column_key(name: str | None) -> str:
 
 def normal_value(value: str | None) -> str:
     """Top values compared case- and spacing-blind: 'THEFT ' and 'Theft' meet."""
-    return " ".join(WORD.findall(value.lower())) if value else ""
+    return " ".join(find_words(value)) if value else ""
 
 
 def keyword_terms(values) -> list[str]:

@@ -82,3 +82,12 @@ def test_where_a_layer_is_served_and_category_names_say_nothing():
 def test_titles_name_families_of_records(title, families):
     named = text.records_named(text.terms(title))
     assert {family for family, bit in text.FAMILY_BITS.items() if named & bit} == families
+
+
+def test_accents_and_possessives_do_not_break_words():
+    assert text.terms("Sidewalk Café Regulations") == text.terms("Sidewalk Cafe Regulations") == \
+        ["sidewalk", "cafe", "regulation", "sidewalk+cafe", "cafe+regulation"]
+    assert text.terms("Women's Health") == text.terms("Women’s Health") == ["women", "health", "women+health"]
+    assert text.column_key("Numéro de permis") == text.column_key("Numero de permis")
+    # a word of another alphabet is a word, not nothing
+    assert text.terms("Инспекции ресторанов", bigrams=False) == ["инспекции", "ресторанов"]
