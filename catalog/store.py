@@ -77,14 +77,13 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con = connect_read_only(db_path)
     else:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        # attached rather than opened: the row group size is an option of ATTACH only
-        con = duckdb.connect()
+        # attached rather than opened: the row group size is an option of ATTACH only. It
+        # spills beside the catalogue, as DuckDB does for a database it opens itself (for an
+        # in-memory connection its default is '.tmp' in the working directory, which cron
+        # may not let us write), from the start: ATTACH replays a WAL a killed run left
+        con = duckdb.connect(config={"temp_directory": str(spill_directory(db_path))})
         con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         con.execute(f"USE {CATALOGUE}")
-        # spill beside the catalogue, as DuckDB does for a database it opens itself: for an
-        # in-memory connection its default is '.tmp' in the working directory, which cron
-        # may not let us write
-        con.execute(f"SET temp_directory = '{_sql_literal(spill_directory(db_path))}'")
         migrate(con)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
@@ -319,9 +318,10 @@ class Store:
                     self._restore_memory_limit()
 
     def _restore_memory_limit(self) -> None:
-        """Back to the small limit (the write lock held); committed rows not yet
-        checkpointed cannot be evicted, so checkpoint first when they do not fit (a failure
-        here is only a warning)."""
+        """Back to the small limit (the write lock held). DuckDB 1.5.5 evicts what it can
+        and does not refuse, even when large strings it cannot evict stay above the limit
+        (the next write that needs room then fails and is retried); should a version refuse,
+        checkpoint and try once more (a failure here is only a warning)."""
         for attempt in range(2):
             try:
                 self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")

@@ -267,3 +267,33 @@ def test_a_portal_of_very_large_raw_entries_is_stored_whole(tmp_path, caplog):
     with connect(db, read_only=True) as con:  # as `civicat sql` reads it
         assert con.execute("""SELECT count(*), min(length(raw)), max(length(raw)) FROM raw_records
                               JOIN datasets USING (uid, raw_hash)""").fetchall() == [(count, 60_025, 60_028)]
+
+
+def test_a_wal_left_by_a_killed_run_is_replayed_with_its_spill_beside_the_catalogue(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import duckdb
+
+    db = tmp_path / "c.duckdb"
+    writer = f"""
+import os
+from catalog.store import connect
+con = connect({str(db)!r})
+con.execute("SET memory_limit = '2GB'")  # DuckDB holds these strings in memory until a checkpoint
+con.execute("CREATE TABLE big (s VARCHAR)")
+for _ in range(3):
+    con.execute("INSERT INTO big SELECT repeat('x', 60000) || range FROM range(1000)")
+os._exit(9)  # killed: the inserts are in the WAL only
+"""
+    subprocess.run([sys.executable, "-c", writer], check=False, cwd=Path(__file__).parents[2])
+    assert Path(f"{db}.wal").stat().st_size > 150_000_000
+    # the replay runs as ATTACH opens it, before any SET: on a machine whose memory is
+    # smaller than the WAL it spills, from cron's working directory too
+    plain_connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *args, config=None, **kwargs: plain_connect(
+        *args, config={**(config or {}), "memory_limit": "128MB"}, **kwargs))
+    monkeypatch.chdir("/proc")
+    con = connect(db)
+    assert con.execute("SELECT count(*) FROM big").fetchone()[0] == 3000
+    con.close()
