@@ -17,12 +17,14 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from catalog.lazy import LazyModule
+from catalog.transactions import rollback
 
 duckdb = LazyModule("duckdb")  # imported on first use: the catalogue's mapping workers import this module
 
@@ -212,12 +214,15 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
                             [[uid, p["column_name"], (kinds or {}).get(p["column_name"]) or vocabulary_type(p["type"]),
                               p["row_count"], p["null_count"], p["distinct_count"],
                               p["min_value"], p["max_value"], p["top_values"], now] for p in profiles])
-        define_records_macro(con, layout)
         con.execute("COMMIT")
     except BaseException:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
+    define_records_macro(con, layout)
     return {"rows": rows, "columns": len(profiles), "bytes": size}
+
+
+_MACRO_LOCK = threading.Lock()
 
 
 def define_records_macro(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> None:
@@ -225,9 +230,18 @@ def define_records_macro(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) 
     catalogue. The root is absolute; ids with characters outside [A-Za-z0-9_.-] are
     stored percent-encoded (record_pulls.path gives the folder of any id)."""
     root = str(layout.root).replace("'", "''")
-    con.execute(f"""CREATE OR REPLACE MACRO records(portal, dataset) AS TABLE
-                    SELECT * FROM read_parquet('{root}/portal=' || portal || '/dataset=' || dataset || '/*.parquet',
-                                               hive_partitioning = false)""")
+    # one definition at a time, in a transaction of its own, and only when it is missing or
+    # points elsewhere: portals harvested in parallel pull records on cursors of their own,
+    # and two transactions that both (re)define the macro fail one of them (DuckDB's
+    # "write-write conflict" on the catalogue entry)
+    with _MACRO_LOCK:
+        defined = con.execute("""SELECT macro_definition FROM duckdb_functions()
+                                 WHERE function_name = 'records' AND database_name = current_database()
+                                   AND schema_name = current_schema()""").fetchone()
+        if defined is None or f"'{root}/portal='" not in defined[0]:
+            con.execute(f"""CREATE OR REPLACE MACRO records(portal, dataset) AS TABLE
+                            SELECT * FROM read_parquet('{root}/portal=' || portal || '/dataset=' || dataset
+                                                       || '/*.parquet', hive_partitioning = false)""")
 
 
 def write_json_atomic(path: Path, value) -> None:

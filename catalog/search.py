@@ -36,6 +36,8 @@ from pathlib import Path
 
 import duckdb
 
+from catalog.transactions import rollback
+
 log = logging.getLogger("civicat.search")
 
 # field: weight of one occurrence in the term frequency (title words say what a dataset is)
@@ -332,7 +334,7 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
         con.execute(STATE, {**_only(STATE, params), "updated": 0})
         con.execute("COMMIT")
     except BaseException:
-        _rollback(con)
+        rollback(con)
         raise
 
 
@@ -360,7 +362,7 @@ def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, upd
         con.execute(STATE, {**_only(STATE, params), "updated": updated + changed})
         con.execute("COMMIT")
     except BaseException:
-        _rollback(con)
+        rollback(con)
         raise
     return True
 
@@ -377,13 +379,6 @@ def _create(con: duckdb.DuckDBPyConnection, what: str, select: str, params: dict
 def _current_database(con: duckdb.DuckDBPyConnection) -> str:
     name = con.execute("SELECT current_database()").fetchone()[0]
     return '"' + name.replace('"', '""') + '"'
-
-
-def _rollback(con: duckdb.DuckDBPyConnection) -> None:
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.TransactionException:
-        pass  # a failed statement may have ended the transaction already
 
 
 def _drop_leftovers(con: duckdb.DuckDBPyConnection) -> None:

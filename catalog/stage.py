@@ -160,8 +160,8 @@ class Stage:
     (DuckDB and Arrow release the GIL), so the store turns its records into Parquet for the
     merge while the next batches are mapped; `load_raw(files, longest_line)` in the same
     thread, with a file of the next `raw_rows` raw entries as they fill (the parts' lines
-    in order, a part split between two files if need be), or fewer once the file holds
-    `raw_bytes` (large entries: the insert keeps a row group in memory), and the rest when
+    in order, a part split between two files if need be), or fewer: as many whole lines as
+    fit `raw_bytes` (large entries: the insert keeps a row group in memory), and the rest when
     the stage closes. One file, one thread: DuckDB read several files in parallel, a row
     group of raw JSON in memory per thread, which did not fit the harvest's memory limit."""
 
@@ -231,13 +231,27 @@ class Stage:
                 end = start
                 for _ in range(need):
                     end = data.index(b"\n", end) + 1
-            self._raw_rows += min(lines, need)
+            # ... and up to raw_bytes: cut at the last whole line that fits (a part of large
+            # entries is itself larger than raw_bytes); an entry larger than raw_bytes alone
+            # goes in a batch of its own
+            full = self._raw_rows + min(lines, need) >= self.raw_rows
+            if self.raw_bytes is not None:
+                room = self.raw_bytes - (self._raw_file.tell() if self._raw_file is not None else 0)
+                if end - start > room:
+                    full, cut = True, data.rfind(b"\n", start, start + room) + 1
+                    if cut > start:
+                        end = cut
+                    elif self._raw_file is not None:
+                        self._load_waiting_raw()
+                        continue
+                    else:
+                        end = data.index(b"\n", start) + 1
+            self._raw_rows += data.count(b"\n", start, end)
             if self._raw_file is None:
                 self._raw_file = open(self.path(f"raw-batch-{next(self._raw_files):06d}", ".tsv"), "wb")  # noqa: SIM115
             self._raw_file.write(data[start:end])
             start = end
-            if self._raw_rows >= self.raw_rows or (self.raw_bytes is not None
-                                                   and self._raw_file.tell() >= self.raw_bytes):
+            if full:
                 self._load_waiting_raw()
         part.unlink()
 

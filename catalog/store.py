@@ -31,6 +31,7 @@ from catalog.stage import (
     records_part,
     records_to_parquet,
 )
+from catalog.transactions import rollback
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
@@ -76,14 +77,13 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con = connect_read_only(db_path)
     else:
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        # attached rather than opened: the row group size is an option of ATTACH only
-        con = duckdb.connect()
+        # attached rather than opened: the row group size is an option of ATTACH only. It
+        # spills beside the catalogue, as DuckDB does for a database it opens itself (for an
+        # in-memory connection its default is '.tmp' in the working directory, which cron
+        # may not let us write), from the start: ATTACH replays a WAL a killed run left
+        con = duckdb.connect(config={"temp_directory": str(spill_directory(db_path))})
         con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} (ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         con.execute(f"USE {CATALOGUE}")
-        # spill beside the catalogue, as DuckDB does for a database it opens itself: for an
-        # in-memory connection its default is '.tmp' in the working directory, which cron
-        # may not let us write
-        con.execute(f"SET temp_directory = '{_sql_literal(spill_directory(db_path))}'")
         migrate(con)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
@@ -111,6 +111,14 @@ def spill_directory(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".tmp")
 
 
+def _out_of_memory(exc: duckdb.Error) -> bool:
+    """DuckDB ran out of memory, in a statement or in the commit that followed it (an
+    autocommitted insert of strings too large to spill: DuckDB keeps those of the last
+    checkpoint's rows in memory)."""
+    return isinstance(exc, duckdb.OutOfMemoryException) or (
+        "Failed to commit" in str(exc) and ("failed to pin block" in str(exc) or "Out of Memory" in str(exc)))
+
+
 def _sql_literal(path: Path) -> str:
     return str(path).replace("'", "''")
 
@@ -132,7 +140,7 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
             con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, match.group(2)])
             con.execute("COMMIT")
         except Exception:
-            con.execute("ROLLBACK")
+            rollback(con)
             raise
         done.append(version)
     return done
@@ -294,7 +302,9 @@ class Store:
         rolled back, so nothing is half-written."""
         try:
             return write()
-        except duckdb.OutOfMemoryException as exc:
+        except (duckdb.OutOfMemoryException, duckdb.TransactionException) as exc:
+            if not _out_of_memory(exc):
+                raise
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
         with self._write_lock:  # the limit is the database's: parallel portals count their retries
             self._large_writes += 1
@@ -308,9 +318,10 @@ class Store:
                     self._restore_memory_limit()
 
     def _restore_memory_limit(self) -> None:
-        """Back to the small limit (the write lock held); committed rows not yet
-        checkpointed cannot be evicted, so checkpoint first when they do not fit (a failure
-        here is only a warning)."""
+        """Back to the small limit (the write lock held). DuckDB 1.5.5 evicts what it can
+        and does not refuse, even when large strings it cannot evict stay above the limit
+        (the next write that needs room then fails and is retried); should a version refuse,
+        checkpoint and try once more (a failure here is only a warning)."""
         for attempt in range(2):
             try:
                 self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
@@ -378,7 +389,7 @@ class Store:
                     cur.unregister("_pages")
                 cur.execute("COMMIT")
             except BaseException:
-                cur.execute("ROLLBACK")
+                rollback(cur)
                 raise
             finally:
                 cur.close()

@@ -413,20 +413,25 @@ class DownloadedFile(RecordSource):
         import duckdb
 
         self.url, self.fmt = url, fmt
+        self.duck = None
         self.folder = Path(tempfile.mkdtemp(prefix="civicat-download-"))
         self.path = self.folder / f"data.{fmt}"
         self.expected_rows = expected_rows
-        http.download(url, self.path, params)
-        if fmt == "csv":
-            # spilling beside the download: an in-memory DuckDB's default is the working directory
-            self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True,
-                                               "temp_directory": str(self.folder / "spill")})
-            schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
-                                       [str(self.path)]).to_arrow_table().schema
-            self.fields = unique_fields([Field(f.name, kind_of(f.type)) for f in schema])
-        else:
-            self.fields = unique_fields(fields or [])
-        self.conversion = Conversion(self.fields)
+        try:
+            http.download(url, self.path, params)
+            if fmt == "csv":
+                # spilling beside the download: an in-memory DuckDB's default is the working directory
+                self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True,
+                                                   "temp_directory": str(self.folder / "spill")})
+                schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
+                                           [str(self.path)]).to_arrow_table().schema
+                self.fields = unique_fields([Field(f.name, kind_of(f.type)) for f in schema])
+            else:
+                self.fields = unique_fields(fields or [])
+            self.conversion = Conversion(self.fields)
+        except BaseException:
+            self.close()  # a failed download or an unreadable file: no one else will remove it
+            raise
 
     @property
     def fingerprint(self) -> str:
@@ -461,7 +466,7 @@ class DownloadedFile(RecordSource):
                 yield self.conversion.table_from_rows(rows), {"rows": done}
 
     def close(self) -> None:
-        if getattr(self, "duck", None) is not None:
+        if self.duck is not None:
             self.duck.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 

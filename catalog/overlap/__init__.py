@@ -18,6 +18,7 @@ import pyarrow as pa
 from catalog.overlap import features, groups, scoring
 from catalog.overlap.candidates import candidate_pairs, candidates_for
 from catalog.overlap.scoring import DEFAULT_MIN_SCORE, SIGNALS
+from catalog.transactions import rollback
 
 
 @dataclass
@@ -129,7 +130,7 @@ def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
                     [computed_at])
         con.execute("COMMIT")
     except Exception:
-        con.execute("ROLLBACK")
+        rollback(con)
         raise
     finally:
         for name in ("new_pairs", "new_groups"):

@@ -221,9 +221,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     column_docs, column_weights = [], []
     type_rows = []
     for cols in column_names:
-        keys = {key for _, key, _ in cols}
-        words = {w for key in keys for w in key.split()} - keys
-        column_docs.append(list(keys) + list(words))
+        keys = sorted({key for _, key, _ in cols})   # sorted: a set's order changes with the hash seed, and
+        words = sorted({w for key in keys for w in key.split()} - set(keys))   # the order of sums with it
+        column_docs.append(keys + words)
         column_weights.append([1.0] * len(keys) + [0.4] * len(words))
         type_rows.append(Counter(t for _, _, t in cols))
     columns, _ = tfidf(column_docs, sublinear=False, max_df=0.25, weights=column_weights)

@@ -96,10 +96,13 @@ def label(c: Catalogue, rows: list[int]) -> str:
     rows_with: Counter = Counter()
     surface_cities: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
     surface_rows: Counter = Counter()
+    subject: set[str] = set()   # terms a title names before a breakdown ('Permits', not 'Ward', of 'Permits by Ward')
     read = getattr(c, "title_surface_lists", None)   # the terms features.build read, when it did
     for row in rows:
         city = int(c.city_ids[row])
-        for term, surface in set(read[row] if read else text.terms_with_surface(c.titles[row], c.places[row])):
+        title_terms = set(read[row] if read else text.terms_with_surface(c.titles[row], c.places[row]))
+        subject.update(_subject_terms(c.titles[row], c.places[row], title_terms))
+        for term, surface in title_terms:
             cities_with[term].add(city)
             rows_with[term] += 1
             surface_cities[term][surface].add(city)
@@ -123,7 +126,8 @@ def label(c: Catalogue, rows: list[int]) -> str:
         wordlike = any(len(w) > 2 and w.isalpha() for w in surface.split()) or surface in text.KEEP_NUMBERS
         # among as many cities, the phrase more of the group's titles use ('Behavioral risk
         # factor' of all eleven CDC tables, not the 'Trends SMART' of two)
-        return (coverage >= 0.5 - 1e-9, wordlike, round(coverage, 1), min(words, 3), coverage, rows_with[term], term)
+        return (coverage >= 0.5 - 1e-9, wordlike, round(coverage, 1), term in subject, min(words, 3), coverage,
+                rows_with[term], term)
 
     ranked = sorted(cities_with, key=rank, reverse=True)
     best = ranked[0]
@@ -151,6 +155,7 @@ def label(c: Catalogue, rows: list[int]) -> str:
 # but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
 BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
+BREAKDOWN_WORD = re.compile(r"\b(?:by|per|vs|versus)\b", re.IGNORECASE)
 NOT_CUT_BY = JOINING | BREAKDOWN   # 'School based programs' by Borough: a phrase ends before them
 # words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
 # progress report', 'Post offices', 'After school programs', 'Public art', 'City limits'):
@@ -160,17 +165,27 @@ STARTS_ONLY = frozenset({"public", "city"})   # 'Public art', 'City limits'; not
 LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
 LABEL_WORDS = 5   # a label's most words: a name, not a title
-TOKEN = re.compile(r"[A-Za-z]+|[0-9]+")
+TOKEN = re.compile(r"[^\W\d_]+(?:['’]s\b)?|[0-9]+")   # a word of any alphabet ('Café'), with its possessive
+OWNER_AT_END = re.compile(r"['’]s$")
 TIGHT = re.compile(r" +|- ?|'|’")   # words of one phrase ('Off- Leash'); ':', ' - ', '(' or ',' end it
 
 
 def _tokens(title: str | None) -> list[tuple[str, str, str]]:
-    """(word in lower case, as written, what joins it to the next word of the same phrase:
-    ' ' or '-', or '' at a phrase's end)."""
+    """(the word as text.py reads it: lower case, no accents, no possessive; as written;
+    what joins it to the next word of the same phrase: ' ' or '-', or '' at a phrase's end)."""
     found = list(TOKEN.finditer(title or ""))
     gaps = [title[m.end():found[i + 1].start()] if i + 1 < len(found) else "" for i, m in enumerate(found)]
-    return [(m.group().lower(), m.group(), ("-" if gap.startswith("-") else " ") if TIGHT.fullmatch(gap) else "")
+    return [(text.POSSESSIVE.sub("", text.fold(m.group())), m.group(),
+             ("-" if gap.startswith("-") else " ") if TIGHT.fullmatch(gap) else "")
             for m, gap in zip(found, gaps)]
+
+
+def _subject_terms(title: str | None, drop: frozenset[str], title_terms) -> list[str]:
+    """The terms of `title` (read as `title_terms`: (term, surface)) before its first
+    breakdown word ('Permits' of 'Permits by Ward'); all of them when it has none or starts
+    with one."""
+    before = BREAKDOWN_WORD.split(title or "", maxsplit=1)[0]
+    return (before != title and text.terms(before, drop)) or [term for term, _surface in title_terms]
 
 
 def _label_word(word: str, drop) -> bool:
@@ -278,10 +293,12 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str],
     singular: set[int] = set()
     plural: dict[str, set[int]] = defaultdict(set)
     written: dict[str, set[str]] = defaultdict(set)
+    lowered: dict[str, set[str]] = defaultdict(set)   # 'café', "women's": what the reading took off
     for row in rows:
         tokens = tokens_of[row]
         shouting = sum(ch.isupper() for ch in c.titles[row] or "") > sum(ch.islower() for ch in c.titles[row] or "")
         for i, (lower, original, tight) in enumerate(tokens):
+            lowered[lower].add(original.lower())
             # the end of a phrase: nothing, punctuation, a number or a stopword follows
             head = not tight or tokens[i + 1][0].isdigit() or tokens[i + 1][0] in text.STOPWORDS
             if head and lower == last:
@@ -298,9 +315,11 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str],
         forms = written.get(word, ())
         acronym = bool(forms) and all(len(f) > 1 and (f.isupper() or any(ch.isupper() for ch in f[1:]))
                                       for f in forms)
-        return sorted(forms)[0] if acronym else word
+        # else in lower case, with the accents and apostrophe a title writes ('Café', "Women's")
+        return sorted(forms)[0] if acronym else max(lowered.get(word, ()), default=word)
 
     label = " ".join("-".join(map(shown, word.split("-"))) for word in words)
+    label = OWNER_AT_END.sub("", label)   # "Mayor's Office", "Mayor's Town Halls": 'Mayor'
     return label[:1].upper() + label[1:]
 
 

@@ -41,7 +41,7 @@ COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
 CODE_TABLE_MISMATCH = 0.45   # a list of codes and the records they code
 KIND_MISMATCH = 0.7       # both titles name a kind of record, and the kinds differ
-RECORD_MISMATCH = 0.7     # the titles name different records (permits / requests / none)
+RECORD_MISMATCH = 0.7     # the titles name different families of records (permits / requests / none)
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
 DEFAULT_MIN_SCORE = 0.35
@@ -128,10 +128,11 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
 
 
 def _records_differ(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The titles name different records ('Special Event Permits', 'FOIA Request Log -
-    Special Events'), or one names the records it holds and the other only what they are
-    about ('Special Events'); the kinds of record the concept layer reads are judged there
-    (a 'Crimes' title and an 'Incidents' one are one kind)."""
+    """The titles name different families of records ('Special Event Permits', 'FOIA Request
+    Log - Special Events'; 'Building Permits', 'Permit Inspections'), or one names the
+    records it holds and the other only what they are about ('Special Events'): 'Building
+    Permits' and 'DOB Permit Issuance' are one family. The kinds of record the concept layer
+    reads are judged there (a 'Crimes' title and an 'Incidents' one are one kind)."""
     if c.records_named is None:
         return np.zeros(len(a), dtype=bool)
     return (c.records_named[a] != c.records_named[b]) & ~c.has_concept[a] & ~c.has_concept[b]
@@ -229,7 +230,7 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
     if _records_differ(c, np.array([a]), np.array([b]))[0]:
         # the records each title names and the other does not ('Expenditures' of a budget table)
         own = [int(c.records_named[a]) & ~int(c.records_named[b]), int(c.records_named[b]) & ~int(c.records_named[a])]
-        named = [[surface for term, surface in c.title_surfaces(row).items() if text.RECORD_BITS.get(term, 0) & bits]
+        named = [[surface for term, surface in c.title_surfaces(row).items() if text.NAMING_BITS.get(term, 0) & bits]
                  for row, bits in zip((a, b), own)]
         if named[0] and named[1]:
             parts.append(f"but the titles name different records ('{named[0][0]}' vs '{named[1][0]}')")

@@ -9,9 +9,12 @@ not fitted to any labelled set.
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 
 WORD = re.compile(r"[a-z]+|[0-9]+")  # "Arrests2018" and "FY2015" split
+ANY_WORD = re.compile(r"[^\W\d_]+|[0-9]+")  # the same in any alphabet ('Café', where accents do not come off)
+POSSESSIVE = re.compile(r"(?<=[^\W\d_])['’]s\b")   # "Women's Health" is women's health, not 'women', 's', 'health'
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
 KEEP_NUMBERS = {"311", "911", "211"}
@@ -120,29 +123,57 @@ PHRASES = {
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
-
-
-def records_named(terms) -> int:
-    """Which records a title's terms name, as bits of RECORD_BITS: a phrase's own record word
-    is the phrase ('Restaurant Scores' and 'Food Inspections' both name restaurant
-    inspections; 'Building Permit Inspections' names permits and inspections)."""
-    present = set(terms)
-    parts = {part for term in present & RECORD_PARTS.keys() for part in RECORD_PARTS[term]}
-    return sum(RECORD_BITS[t] for t in present & RECORD_TERMS if t not in parts)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 
 # Title terms that name the records a dataset holds (money planned, spent or paid, agreements,
 # authorisations, checks, requests) rather than the thing they are about: 'Special Event
 # Permits' and 'FOIA Request Log - Special Events' are not 'Special Events' nor each other,
 # 'Human Services Contracts' not 'Human Service Agencies', 'Cook County Budget' not 'Cook
-# County - Facilities'.
-RECORD_TERMS = frozenset({"budget", "capital_budget", "spending", "revenue", "contract", "payment", "salary", "grant",
-                          "permit", "building_permit", "license", "business_license", "restaurant_license",
-                          "inspection", "restaurant_inspection", "violation", "code_violation", "building_violation",
-                          "request"})
-RECORD_BITS = {term: 1 << i for i, term in enumerate(sorted(RECORD_TERMS))}
-RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_TERMS
-                for phrase in RECORD_TERMS if "_" in phrase}
+# County - Facilities'. Each term names a family of records, that of its record word: 'Building
+# Permits', 'Permits Issued' and 'DOB Permit Issuance' all hold permits, 'Code Violations' and
+# 'DOB Violations' violations, 'Capital Budget' and 'City Budget' a budget; what the records
+# are of ('building', 'code', 'capital') is their subject, which the other signals weigh.
+RECORD_FAMILIES = {
+    "budget": "budget", "capital_budget": "budget", "spending": "spending", "revenue": "revenue",
+    "contract": "contract", "payment": "payment", "salary": "salary", "grant": "grant",
+    "permit": "permit", "building_permit": "permit",
+    "license": "license", "business_license": "license", "restaurant_license": "license",
+    "inspection": "inspection", "restaurant_inspection": "inspection",
+    "violation": "violation", "code_violation": "violation", "building_violation": "violation",
+    "request": "request",
+}
+# Words of an office whose records are of one family unless the title names which: 'Code
+# Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
+# Enforcement All Inspections' inspections.
+OFFICE_RECORDS = {"code+enforcement": "violation"}
+FAMILY_BITS = {family: 1 << i for i, family in enumerate(sorted(set(RECORD_FAMILIES.values())))}
+RECORD_BITS = {term: FAMILY_BITS[family] for term, family in RECORD_FAMILIES.items()}
+OFFICE_BITS = {term: FAMILY_BITS[family] for term, family in OFFICE_RECORDS.items()}
+# the record words of a phrase ('building_permit': 'permit'), which modify what it modifies
+RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_BITS.keys()
+                for phrase in RECORD_BITS if "_" in phrase}
+NAMING_BITS = OFFICE_BITS | RECORD_BITS   # every term that can name a family (for explanations)
+
+
+def records_named(terms) -> int:
+    """Which families of records a title's terms name, as bits of FAMILY_BITS ('Restaurant
+    Scores' and 'Food Inspections' both name inspections; 'Code Enforcement Cases'
+    violations). A record word right before one of another family says what those records
+    are of, not a family of its own: 'Permit Inspections' are inspections, 'Alcoholic
+    Beverage License Violations' violations; 'Permits and Inspections' names both."""
+    present = set(terms)
+    named = present & RECORD_BITS.keys()
+    if not named:
+        return sum({OFFICE_BITS[term] for term in present & OFFICE_BITS.keys()})
+    if len({RECORD_BITS[term] for term in named}) > 1:   # then one may modify another
+        modifiers = set()
+        for term in present:
+            first, joined, second = term.partition("+")   # a bigram: 'permit' right before 'inspection'
+            if joined and first in named and RECORD_BITS.get(second, RECORD_BITS[first]) != RECORD_BITS[first]:
+                modifiers |= {first} | RECORD_PARTS.get(first, set())
+        named = (named - modifiers) or named
+    return sum({RECORD_BITS[term] for term in named})
+
 
 # Terms that show a dataset is a set of shapes (the areas others' records fall in).
 BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "kml", "gis"})
@@ -224,10 +255,28 @@ def _without_ids(text: str) -> str:
     return ID_TOKEN.sub(" ", text)
 
 
+def fold(text: str) -> str:
+    """`text` in lower case without accents: 'Café' and 'CAFE' meet."""
+    text = text.lower()
+    if text.isascii():
+        return text
+    return "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
+
+
+def find_words(text: str) -> list[str]:
+    """The words and numbers of `text` (lower case, no possessives): ASCII text, nearly all
+    of it, by the cheaper pattern."""
+    text = fold(text)
+    if "'" in text or "’" in text:
+        text = POSSESSIVE.sub("", text)
+    return (WORD if text.isascii() else ANY_WORD).findall(text)
+
+
 def split_words(text: str, glued: bool = True) -> list[str]:
-    """Lowercased words of `text`, glued civic words cut apart (`glued`: a title may be a
-    file name; a description is prose, where 'resuscitation' is one word)."""
-    found = WORD.findall(_without_ids(text).lower())
+    """Lowercased words of `text` (accents off, possessives one word), glued civic words cut
+    apart (`glued`: a title may be a file name; a description is prose, where
+    'resuscitation' is one word)."""
+    found = find_words(_without_ids(text))
     if glued:
         found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
@@ -323,7 +372,7 @@ def own_place_words(*names: str | None) -> frozenset[str]:
     found: set[str] = set()
     for name in names:
         if name:
-            found.update(w for w in WORD.findall(name.lower()) if not w.isdigit())
+            found.update(w for w in find_words(name) if not w.isdigit())
     return frozenset(found - {"of", "the", "and"})
 
 
@@ -335,7 +384,7 @@ def column_key(name: str | None) -> str:
         return ""
     spaced = CAMEL.sub(" ", name.replace("#", " number "))
     parts: list[str] = []
-    for word in WORD.findall(spaced.lower()):
+    for word in find_words(spaced):
         expanded = COLUMN_WORDS.get(word, word)
         for part in expanded.split():
             part = stem(part)
@@ -349,7 +398,7 @@ def column_key(name: str | None) -> str:
 
 def normal_value(value: str | None) -> str:
     """Top values compared case- and spacing-blind: 'THEFT ' and 'Theft' meet."""
-    return " ".join(WORD.findall(value.lower())) if value else ""
+    return " ".join(find_words(value)) if value else ""
 
 
 def keyword_terms(values) -> list[str]:

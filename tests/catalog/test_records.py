@@ -61,3 +61,43 @@ def test_parquet_types_in_the_shared_vocabulary():
     assert [vocabulary_type(t) for t in ("VARCHAR", "BIGINT", "INTEGER", "DOUBLE", "DECIMAL(18,3)", "BOOLEAN", "DATE",
                                          "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "BLOB", "VARCHAR[]")] == [
         "text", "integer", "integer", "number", "number", "boolean", "date", "datetime", "datetime", "other", "other"]
+
+
+def test_pulls_of_portals_harvested_in_parallel_record_themselves_without_conflict(tmp_path):
+    # each pull redefined the records() macro inside its own transaction: two portals'
+    # pulls finishing together failed one with "Catalog write-write conflict on alter"
+    import threading
+    from datetime import UTC, datetime
+
+    from catalog.records import record_pull
+    from catalog.store import Store
+
+    store = Store(tmp_path / "c.duckdb")
+    layout = RecordsLayout.beside(store.db_path)
+    for portal in ("a", "b", "c", "d"):
+        for n in range(8):
+            ready = tmp_path / f"ready-{portal}-{n}"
+            ready.mkdir()
+            pq.write_table(pa.table({"v": [n, n + 1]}), ready / "part-00000.parquet")
+            layout.publish(ready, portal, f"d{n}")
+    failures = []
+
+    def pull_all(portal):
+        cursor = store.cursor()
+        for n in range(8):
+            try:
+                record_pull(cursor, layout, uid=f"{portal}:d{n}", portal_id=portal, source_id=f"d{n}", mode="full",
+                            watermark=None, run_id="r", now=datetime.now(UTC), seconds=0.1)
+            except Exception as exc:
+                failures.append(exc)
+        cursor.close()
+
+    threads = [threading.Thread(target=pull_all, args=(portal,)) for portal in ("a", "b", "c", "d")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert store.con.execute("SELECT count(*), sum(row_count) FROM record_pulls").fetchone() == (32, 64)
+    assert store.con.execute("SELECT sum(v) FROM records('c', 'd7')").fetchone() == (15,)
+    store.close()

@@ -49,11 +49,20 @@ def test_an_abandoned_stage_loads_no_more_raw_entries(tmp_path, monkeypatch):
 
 
 def test_large_raw_entries_are_handed_over_before_a_row_group_fills(tmp_path, monkeypatch):
-    monkeypatch.setattr(Stage, "BATCH", 2)
+    # a batch file is one insert, held in memory as a row group: it never passes raw_bytes,
+    # though a part of large entries does (a part is cut between its lines), save an entry
+    # larger than raw_bytes on its own
+    monkeypatch.setattr(Stage, "BATCH", 5)
     loads = []
     stage = Stage(tmp_path, lambda directory, number, longest: None,
-                  lambda files, longest: loads.append(files[0].read_bytes().splitlines()), raw_rows=100, raw_bytes=200)
-    for n in range(5):
-        stage.add(record(f"id{n}"), b'{"text":"%s"}' % (b"x" * 100), None, f"hash{n}")
+                  lambda files, longest: loads.append(files[0].read_bytes()), raw_rows=100, raw_bytes=400)
+    raws = []
+    for n in range(12):
+        raw = b'{"text":"%s"}' % (b"x" * (1000 if n == 8 else 100))
+        stage.add(record(f"id{n}"), raw, None, f"hash{n}")
+        raws.append(raw)
     stage.close()
-    assert [len(lines) for lines in loads] == [2, 2, 1]  # a part's lines (2 x ~150 bytes) pass 200 bytes
+    lines = [batch.splitlines() for batch in loads]
+    assert [len(batch) for batch in lines] == [2, 2, 2, 2, 1, 2, 1]  # lines of 147 bytes, one of 1,047
+    assert all(len(batch) <= 400 for batch in loads if batch.count(b"\n") > 1)
+    assert [line.split(b"\t")[1] for batch in lines for line in batch] == raws  # each once, in order

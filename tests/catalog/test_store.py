@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from catalog import record as R
-from catalog.store import Store, canonical_json, content_hash
+from catalog.store import Store, canonical_json, connect, content_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -50,7 +50,7 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     assert {"datasets", "distributions", "columns", "raw_records", "harvest_runs", "harvest_errors",
             "schema_migrations"} <= tables
     store.close()
-    from catalog.store import connect, migrate
+    from catalog.store import migrate
     con = connect(tmp_path / "c.duckdb")
     shipped = sorted(int(p.name.split("_")[0]) for p in resources.files("catalog").joinpath("migrations").iterdir()
                      if p.name.endswith(".sql"))
@@ -232,7 +232,6 @@ def test_migration_0012_keeps_the_raw_json_as_text(tmp_path):
 
 
 def test_a_writable_catalogue_spills_beside_itself_not_in_the_working_directory(tmp_path, monkeypatch):
-    from catalog.store import connect
     db = tmp_path / "c.duckdb"
     con = connect(db)
     assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0] == f"{db}.tmp"
@@ -246,4 +245,55 @@ def test_a_writable_catalogue_spills_beside_itself_not_in_the_working_directory(
     assert con.execute("SELECT count(*) FROM (SELECT s FROM big ORDER BY s)").fetchone()[0] == 2_000_000
     spilled = [row[0] for row in con.execute("SELECT path FROM duckdb_temporary_files()").fetchall()]
     assert spilled and all(path.startswith(f"{db}.tmp/") for path in spilled)
+    con.close()
+
+
+def test_a_portal_of_very_large_raw_entries_is_stored_whole(tmp_path, caplog):
+    # DuckDB keeps strings of ~48 KB and more in memory until a checkpoint: 150 MB of 60 KB
+    # entries (CKAN packages with hundreds of resources) no longer fit the memory limit when
+    # an insert commits; such an insert is retried with more room, not failed
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    stage = store.new_stage()
+    padding = "x" * 60_000
+    count = 2_500
+    for n in range(count):
+        raw = canonical_json({"id": f"id{n}", "padding": padding})
+        stage.mark_seen(f"city:id{n}")
+        stage.add(record(f"id{n}"), raw, None, content_hash(raw))
+    assert store.commit_portal(stage, "city", T0, mark_deleted=True)["new"] == count
+    Store.discard(stage)
+    store.close()
+    with connect(db, read_only=True) as con:  # as `civicat sql` reads it
+        assert con.execute("""SELECT count(*), min(length(raw)), max(length(raw)) FROM raw_records
+                              JOIN datasets USING (uid, raw_hash)""").fetchall() == [(count, 60_025, 60_028)]
+
+
+def test_a_wal_left_by_a_killed_run_is_replayed_with_its_spill_beside_the_catalogue(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    import duckdb
+
+    db = tmp_path / "c.duckdb"
+    writer = f"""
+import os
+from catalog.store import connect
+con = connect({str(db)!r})
+con.execute("SET memory_limit = '2GB'")  # DuckDB holds these strings in memory until a checkpoint
+con.execute("CREATE TABLE big (s VARCHAR)")
+for _ in range(3):
+    con.execute("INSERT INTO big SELECT repeat('x', 60000) || range FROM range(1000)")
+os._exit(9)  # killed: the inserts are in the WAL only
+"""
+    subprocess.run([sys.executable, "-c", writer], check=False, cwd=Path(__file__).parents[2])
+    assert Path(f"{db}.wal").stat().st_size > 150_000_000
+    # the replay runs as ATTACH opens it, before any SET: on a machine whose memory is
+    # smaller than the WAL it spills, from cron's working directory too
+    plain_connect = duckdb.connect
+    monkeypatch.setattr(duckdb, "connect", lambda *args, config=None, **kwargs: plain_connect(
+        *args, config={**(config or {}), "memory_limit": "128MB"}, **kwargs))
+    monkeypatch.chdir("/proc")
+    con = connect(db)
+    assert con.execute("SELECT count(*) FROM big").fetchone()[0] == 3000
     con.close()

@@ -46,6 +46,18 @@ def test_harvest_prints_the_summary_and_exits_0(tmp_path, portal):
 
 
 
+def test_a_harvest_writes_only_beside_the_catalogue(tmp_path, portal, monkeypatch):
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    data, elsewhere = tmp_path / "data", tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # cron's working directory, wherever it is
+    assert invoke("harvest", "--config", config, "--db", str(data / "civicat.duckdb")).exit_code == 0
+    assert invoke("search", "--db", str(data / "civicat.duckdb"), "permits").exit_code == 0
+    assert list(elsewhere.iterdir()) == []
+    assert {path.name for path in data.iterdir()} <= {"civicat.duckdb", "civicat.duckdb.wal", "civicat.duckdb.lock",
+                                                     ".civicat.duckdb.staging", "civicat.duckdb.tmp", "http_cache"}
+
+
 def test_bad_config_exits_2_before_any_request(tmp_path, portal):
     config = tmp_path / "bad.toml"
     config.write_text(f'[[portals]]\nid = "x"\ncity = "X"\nkind = "sokrata"\nurl = "{portal.url}/data.json"\n')

@@ -202,3 +202,27 @@ def test_a_phrase_naming_a_kind_gives_way_to_the_kind():
                      ("data.iowa.gov", "County Traffic Crash Statistics (SICL)"),
                      ("data.edmonton.ca", "Intersection Collision Summary (2010 - 2011)"),
                      ("data.edmonton.ca", "Midblock Collision Summary (2010 - 2011)")]) == "Traffic crash statistics"
+
+
+def test_a_label_keeps_accents_and_possessives_as_written():
+    """NYC's 'Sidewalk Café' was 'Sidewalk caf' (the 'é' fell out of an ASCII pattern), and
+    meets a 'Cafe' written without the accent; "Women's Health" was 'Women' (the 's' cut the
+    phrase). A possessive at a label's end is left off ('Mayor', not "Mayor's")."""
+    assert label_of([("data.cityofnewyork.us", "Sidewalk Café Regulations GIS: Shapefile"),
+                     ("data.sfgov.org", "Sidewalk Café Permits")]) == "Sidewalk café"
+    assert label_of([("data.cityofnewyork.us", "Sidewalk Café Regulations GIS: Shapefile"),
+                     ("data.sfgov.org", "Sidewalk Cafe Permits")]) == "Sidewalk café"
+    assert label_of([("A", "Café Inspections"), ("B", "Café inspections")]) == "Café inspections"
+    assert label_of([("A", "Women's Health"), ("B", "Women's health")]) == "Women's health"
+    assert label_of([("data.cityofnewyork.us", "Directory of Programs List - Mayor's Office"),
+                     ("data.seattle.gov", "Mayor's Town Halls")]) == "Mayor"
+
+
+def test_a_label_names_what_is_counted_not_what_it_is_counted_by():
+    """'Permits by Ward' was labelled 'Ward' (the area, which won a tie of one-word terms by
+    its spelling); Austin's and New York's 'Generation by Fuel Type' 'Fuel type'."""
+    assert label_of([("A", "Permits by Ward"), ("B", "Permits by Ward")]) == "Permits"
+    assert label_of([("data.austintexas.gov", "Generation by Fuel Type"),
+                     ("data.ny.gov", "Electric Generation By Fuel Type, GWh: Beginning 1960")]) == "Generation"
+    # the breakdown still labels when the titles share nothing else
+    assert label_of([("A", "Crimes by Ward"), ("B", "Permits by Ward")]) == "Ward"

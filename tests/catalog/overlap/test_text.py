@@ -64,3 +64,30 @@ def test_where_a_layer_is_served_and_category_names_say_nothing():
         assert all(term in text.GENERIC for term in text.terms(title, text.own_place_words("Hartford"), bigrams=False)), title
     assert text.terms("Department of Public Safety Weekly Population Reports", bigrams=False) == \
         ["public_safety", "population"]
+
+
+@pytest.mark.parametrize("title,families", [
+    ("Building Permits", {"permit"}), ("DOB Permit Issuance", {"permit"}), ("Permits Issued", {"permit"}),
+    ("Building and Safety Permit Information", {"permit"}),
+    ("Code Violations", {"violation"}), ("Building Violations", {"violation"}), ("DOB Violations", {"violation"}),
+    ("Business Licenses", {"license"}), ("Licenses", {"license"}), ("Liquor Licenses", {"license"}),
+    ("Capital Budget", {"budget"}), ("City Budget", {"budget"}),
+    ("Restaurant Scores", {"inspection"}), ("Food Inspections", {"inspection"}),
+    ("Permit Inspections", {"inspection"}), ("Alcoholic Beverage License Violations", {"violation"}),
+    ("Permits and Inspections", {"permit", "inspection"}), ("Building Permit Inspections", {"inspection"}),
+    ("Budget - 2016 Budget Ordinance - Positions and Salaries", {"budget", "salary"}),
+    ("Code Enforcement Cases", {"violation"}), ("Code Enforcement All Inspections", {"inspection"}),
+    ("Special Events", set()), ("Code Enforcement", {"violation"}),
+])
+def test_titles_name_families_of_records(title, families):
+    named = text.records_named(text.terms(title))
+    assert {family for family, bit in text.FAMILY_BITS.items() if named & bit} == families
+
+
+def test_accents_and_possessives_do_not_break_words():
+    assert text.terms("Sidewalk Café Regulations") == text.terms("Sidewalk Cafe Regulations") == \
+        ["sidewalk", "cafe", "regulation", "sidewalk+cafe", "cafe+regulation"]
+    assert text.terms("Women's Health") == text.terms("Women’s Health") == ["women", "health", "women+health"]
+    assert text.column_key("Numéro de permis") == text.column_key("Numero de permis")
+    # a word of another alphabet is a word, not nothing
+    assert text.terms("Инспекции ресторанов", bigrams=False) == ["инспекции", "ресторанов"]

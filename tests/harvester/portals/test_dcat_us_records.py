@@ -32,3 +32,22 @@ def test_csv_distribution_becomes_typed_parquet(tmp_path):
     assert table.schema.field("issued").type == pa.timestamp("us")
     assert table.schema.field("valuation").type == pa.float64()
     assert table.sort_by("permit_id").slice(7, 1).to_pylist()[0]["address"] == "7 Main St, Apt 0"
+
+
+def test_a_failed_download_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    import tempfile
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    with DataJsonPortal({"dataset": []}) as portal:
+        portal.document = {"dataset": [
+            {"identifier": "binary", "title": "Not text", "description": "x",
+             "distribution": [{"mediaType": "text/csv", "downloadURL": f"{portal.url}/binary.csv"}]},
+            {"identifier": "gone", "title": "Gone", "description": "x",
+             "distribution": [{"mediaType": "text/csv", "downloadURL": f"{portal.url}/gone.csv"}]}]}
+        # not UTF-8: DuckDB's sniffer refuses it after the download; the other answers 404
+        portal.serve_json("/binary.csv", RawBody(b"a,b\n\xff\xfe\x00\x81,2\n" * 1000))
+        _, result = harvest_with_records(tmp_path, "dj", "dcat-us", f"{portal.url}/data.json", ["binary", "gone"])
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["records_failed"]) == (0, 2)
+    assert list(temporary.iterdir()) == []  # each downloaded into a folder of its own, removed
