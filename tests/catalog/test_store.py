@@ -54,10 +54,29 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     con = connect(tmp_path / "c.duckdb")
     shipped = sorted(int(p.name.split("_")[0]) for p in resources.files("catalog").joinpath("migrations").iterdir()
                      if p.name.endswith(".sql"))
-    assert shipped == list(range(1, 13))
+    assert shipped == list(range(1, 14))
     applied = [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
     assert migrate(con) == [] and applied == shipped
     con.close()
+
+
+def test_an_older_catalogue_is_brought_to_the_storage_version_and_its_raw_json_compressed_with_zstd(tmp_path):
+    import duckdb
+    db = tmp_path / "old.duckdb"
+    duckdb.connect(str(db)).close()   # a file of DuckDB's default (older) storage version
+    store = Store(db)
+    assert rows(store, "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = "
+                       "current_database()") == [("v1.5.0+",)]
+    raw = '{"name": "Building permits", "description": "%s"}' % ("Permits issued by the city. " * 40)
+    store.commit_portal(stage_of(store, [record(f"d{n}") for n in range(3)]), "city", T0, mark_deleted=True)
+    store.con.execute("INSERT INTO raw_records SELECT 'city:x' || range, 'h', 'city', 'x', $raw, NULL, now() "
+                      "FROM range(20000)", {"raw": raw})
+    store.con.execute("CHECKPOINT")
+    assert rows(store, """SELECT DISTINCT compression FROM pragma_storage_info('raw_records')
+                          WHERE column_name = 'raw' AND segment_type = 'VARCHAR'""") == [("ZSTD",)]
+    assert rows(store, "SELECT count(*), count(*) FILTER (raw->>'name' = 'Building permits') FROM raw_records") == [
+        (20003, 20000)]   # the staged three and these, read back
+    store.close()
 
 
 def test_new_unchanged_changed_removed_and_restored(store):
