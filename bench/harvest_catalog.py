@@ -3,7 +3,8 @@
 Prints, from one run:
   - datasets/s end to end (listing → map → validate → stage → DuckDB merge), and the
     harvest's peak RSS (measured in its own process);
-  - the limit: the time just to fetch and json-parse the same pages, and the ratio;
+  - the limit: the time just to fetch and json-parse the same pages (the best of three
+    passes), and the ratio;
   - a naive baseline: the same pages inserted row by row into DuckDB (no validation,
     no columns), on the first 10,000 datasets.
 Targets (issue 2): >= 5,000 datasets/s, ratio to the limit <= 3, peak RSS <= 500 MB.
@@ -90,6 +91,9 @@ if __name__ == "__main__":
 """ % DOMAIN
 
 
+LIMIT_PASSES = 3
+
+
 def fetch_all_pages(url: str, session: requests.Session):
     """The limit: every page the harvester reads (probe + scroll_id pages), fetched and parsed."""
     session.get(f"{url}/api/catalog/v1", params={"domains": DOMAIN, "offset": 0, "limit": 1}).json()
@@ -138,9 +142,13 @@ def main() -> None:
         session = requests.Session()
         list(fetch_all_pages(url, session))  # warm the server's id-ordered listing cache
 
-        started = time.perf_counter()
-        fetched = sum(len(p["results"]) for p in fetch_all_pages(url, session))
-        limit_seconds = time.perf_counter() - started
+        # the best of three passes: one pass took 4.1-4.5 s or 5.5-6.4 s on the same quiet
+        # machine from run to run (the two vCPUs' sharing), which moved the ratio by a third
+        limit_seconds = float("inf")
+        for _ in range(LIMIT_PASSES):
+            started = time.perf_counter()
+            fetched = sum(len(p["results"]) for p in fetch_all_pages(url, session))
+            limit_seconds = min(limit_seconds, time.perf_counter() - started)
 
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "harvest_child.py").write_text(HARVEST_CHILD)
@@ -166,7 +174,8 @@ def main() -> None:
               f"{name} {phases[name][0]:.1f} / {phases[name][1]:.1f} s" for name in ("merge", "search", "close"))
           + f"; the merge began with the loads left ({phases['stage close'][0]:.1f} / "
             f"{phases['stage close'][1]:.1f} s)")
-    print(f"limit: fetch + parse    {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} datasets/s")
+    print(f"limit: fetch + parse    {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} datasets/s"
+          f"   (the best of {LIMIT_PASSES} passes)")
     print(f"ratio to the limit      {ratio:.2f}                (target <= 3)")
     print(f"peak memory, harvest    {result['peak_tree_pss_mb']:.0f} MB PSS of the process and its mapping workers"
           f"  (target <= 500; RSS summed: {result['peak_tree_rss_mb']:.0f} MB, main process alone: "
