@@ -16,6 +16,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+# the catalogue file's format, written by every writable open (catalog.store.connect and the
+# recovery below): DuckDB 1.5's, whose compression the catalogue uses (DuckDB is pinned to 1.5)
+STORAGE_VERSION = "v1.5.0"
+
 
 class CatalogueBusy(Exception):
     """Another process is writing the catalogue."""
@@ -101,7 +105,8 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
             raise
         try:
             with WriterLock(db_path):
-                with duckdb.connect(str(db_path)) as writer:
+                # in the catalogue's format: the WAL may hold what only it can store
+                with duckdb.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
                     writer.execute("CHECKPOINT")
         except CatalogueBusy:
             raise CatalogueBusy(f"{db_path}: its last write was cut short and a harvest is writing it now "

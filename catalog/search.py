@@ -289,7 +289,8 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
     Either way the new index replaces the old in one transaction: a reader sees the
     previous index or the new one, and a build cut short leaves the previous one. Returns
     whether it changed. The caller's memory limit and threads hold (a build spills to disk
-    past the limit)."""
+    past the limit). One refresh at a time per DuckDB instance (catalog.store.Store holds
+    its write lock): a build attaches its working database under one name, WORK."""
     fingerprint = con.execute(FINGERPRINT).fetchone()[0]
     built = con.execute("SELECT fingerprint, documents, updated FROM search_state").fetchall()
     if not force and built and built[0][0] == fingerprint:
@@ -316,8 +317,14 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
         beside.execute(f"USE {_current_database(con)}")
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-search") as pool:
             aside = pool.submit(_build_tables, beside, BESIDE, params)
+            aside.add_done_callback(lambda done: done.exception() and con.interrupt())
             try:
                 _build_tables(con, [table for table in BUILD if table not in BESIDE], params)
+            except BaseException:
+                if aside.done() and aside.exception() is not None:
+                    raise aside.exception() from None  # its failure interrupted ours
+                beside.interrupt()  # no use finishing its tables (nor waiting for them)
+                raise
             finally:
                 wait([aside])   # (when the others failed: theirs is the error raised)
             aside.result()

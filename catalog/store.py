@@ -20,7 +20,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from catalog.lock import connect_read_only
+from catalog.lock import STORAGE_VERSION, connect_read_only
 from catalog.stage import (
     DATASET_FIELDS,
     SEEN_COLUMNS,
@@ -88,7 +88,6 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} "
                     f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute(f"USE {CATALOGUE}")
-        migrate(con)
     con.execute("SET TimeZone = 'UTC'")
     if not read_only:
         # bounded memory whatever the portal's size: DuckDB spills to disk past this
@@ -104,11 +103,30 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # a large insert writes each row group as it fills, not five at a time (the default:
         # five row groups of raw JSON did not fit MEMORY_LIMIT)
         con.execute("SET write_buffer_row_group_count = 1")
+        _migrate_with_room(con)
     return con
 
 
+def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
+    """The migrations, under the harvest's memory limit like any write (under DuckDB's
+    default, 80% of the machine, migration 0013's copy of raw_records peaked at 947 MB
+    for 200,000 entries, 293 MB at the limit); one that does not fit it runs once more
+    with MERGE_MEMORY_LIMIT (each migration is a transaction of its own: a failed one left
+    nothing)."""
+    try:
+        migrate(con)
+    except (duckdb.OutOfMemoryException, duckdb.TransactionException) as exc:
+        if not _out_of_memory(exc):
+            raise
+        log.warning("a migration did not fit in %s (%s); trying again with %s", MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
+        con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
+        try:
+            migrate(con)
+        finally:
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+
+
 CATALOGUE = "catalogue"  # the attached database a writable connection uses
-STORAGE_VERSION = "v1.5.0"  # the catalogue file's format (duckdb is pinned to 1.5)
 
 
 def spill_directory(db_path: Path) -> Path:

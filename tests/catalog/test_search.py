@@ -133,6 +133,25 @@ def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch, fail
     assert two_cities.refresh_search() is False  # logged, not raised, by the harvest's hook
 
 
+@pytest.mark.parametrize("failing, slow", [("search_documents", "search_postings"),
+                                           ("search_postings", "search_documents")])
+def test_a_table_that_fails_stops_the_other_cursors_at_once_with_its_own_error(two_cities, monkeypatch, failing,
+                                                                              slow):
+    import time
+
+    import duckdb
+    endless = "(SELECT count(*) FROM range(20000000000) r WHERE hash(r.range) % 7 = 3) >= 0"  # minutes
+    monkeypatch.setattr(search, "BUILD", {**search.BUILD, failing: "SELECT no_such_column FROM datasets",
+                                          slow: f"SELECT * FROM ({search.BUILD[slow]}) WHERE {endless}"})
+    started = time.monotonic()
+    with pytest.raises(duckdb.BinderException, match="no_such_column"):  # not the interrupt it caused
+        search.refresh(two_cities.con, force=True)
+    assert time.monotonic() - started < 30  # the other table's query interrupted, not waited for
+    monkeypatch.undo()
+    assert uids(find(two_cities, "permits"))  # the previous index, and the next build works
+    assert search.refresh(two_cities.con, force=True)
+
+
 def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
     import duckdb
     db = tmp_path / "old.duckdb"
@@ -339,6 +358,8 @@ def test_an_update_that_fails_keeps_the_previous_index(store, monkeypatch):
     merge(store, {"d0": "Building Permits"}, 1)   # logged, not raised, by the harvest's hook
     assert find(store, "permits") == before and state(store) == (2, 0)
     assert store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone()[0] == 0
+    assert store.con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = $work",
+                             {"work": search.WORK}).fetchone()[0] == 0  # the build's own database detached
 
 
 def test_the_build_matches_the_fts_extensions_index_on_the_real_catalogues(real_catalogue, tmp_path):

@@ -316,3 +316,25 @@ os._exit(9)  # killed: the inserts are in the WAL only
     con = connect(db)
     assert con.execute("SELECT count(*) FROM big").fetchone()[0] == 3000
     con.close()
+
+
+def test_migrations_run_under_the_memory_limit_and_once_more_with_room(tmp_path, monkeypatch, caplog):
+    import duckdb
+
+    import catalog.store as store_module
+    limits, plain_migrate = [], store_module.migrate
+
+    def migrate_short_of_memory(con):
+        limits.append(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+        if len(limits) == 1:  # migration 0013's copy of a large raw_records, say
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        return plain_migrate(con)
+
+    monkeypatch.setattr(store_module, "migrate", migrate_short_of_memory)
+    con = store_module.connect(tmp_path / "c.duckdb")
+    # DuckDB's default is 80% of the machine: the copy peaked at 947 MB for 200,000 entries
+    assert limits == ["122.0 MiB", "953.6 MiB"]
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone()[0] == "122.0 MiB"
+    assert con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] >= 13
+    assert "a migration did not fit" in caplog.text
+    con.close()
