@@ -142,8 +142,8 @@ def main() -> None:
         session = requests.Session()
         list(fetch_all_pages(url, session))  # warm the server's id-ordered listing cache
 
-        # the best of three passes: one pass took 4.1-4.5 s or 5.5-6.4 s on the same quiet
-        # machine from run to run (the two vCPUs' sharing), which moved the ratio by a third
+        # the best of three passes: one pass took 4.1-4.6 s or 5.5-6.4 s on the same quiet
+        # machine from run to run (cause not found), which moved the ratio by a third
         limit_seconds = float("inf")
         for _ in range(LIMIT_PASSES):
             started = time.perf_counter()

@@ -326,7 +326,7 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
                 beside.interrupt()  # no use finishing its tables (nor waiting for them)
                 raise
             finally:
-                wait([aside])   # (when the others failed: theirs is the error raised)
+                wait([aside])   # (interrupted when ours failed: then ours is the error raised)
             aside.result()
     finally:
         beside.close()

@@ -115,7 +115,7 @@ def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
     nothing)."""
     try:
         migrate(con)
-    except (duckdb.OutOfMemoryException, duckdb.TransactionException) as exc:
+    except duckdb.Error as exc:
         if not _out_of_memory(exc):
             raise
         log.warning("a migration did not fit in %s (%s); trying again with %s", MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
@@ -325,7 +325,7 @@ class Store:
         rolled back, so nothing is half-written."""
         try:
             return write()
-        except (duckdb.OutOfMemoryException, duckdb.TransactionException) as exc:
+        except duckdb.Error as exc:
             if not _out_of_memory(exc):
                 raise
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
