@@ -293,8 +293,9 @@ def _with_acronyms_spelled(title: str | None, description: str | None) -> str | 
         return title
     words = SPELLING.findall(description[:DESCRIPTION_CHARS])
     spelled = [_spelling(acronym, words) for acronym in dict.fromkeys(w.lower() for w in subject)]
+    # ... and an organisation's name ('MTA': Metropolitan Transportation Authority) is the publisher's
     if not all(spelled) or any(w.lower() in ORGANISATION for found in spelled for w in found.split()):
-        return title   # ... and an organisation's name ('MTA': Metropolitan Transportation Authority) is the publisher's
+        return title
     return f"{title} ({'; '.join(spelled)})"
 
 

@@ -85,6 +85,7 @@ def test_an_acronym_beside_other_words_or_naming_the_publisher_stays_as_it_is():
              ("MTA Data", "Information pertaining to MTA (Metropolitan Transportation Authority of the State of New "
                           "York) subways, buses, commuter rail, bridges, and tunnels"),
              ("LMPD STOPS", "Louisville Metro Police Department stops"),
-             ("R2R 2014", "Response to Resistance"), ("2019 ISR", "Stops made by Chicago police officers"), ("2019 ISR", None)]
+             ("R2R 2014", "Response to Resistance"), ("2019 ISR", "Stops made by Chicago police officers"),
+             ("2019 ISR", None)]
     for title, description in cases:
         assert features._with_acronyms_spelled(title, description) == title
