@@ -198,7 +198,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                            dtype=np.int32, count=n)
     places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
     # a title's acronym reads as the words its description spells it with ('2019 ISR': 'Investigatory Stop Report')
-    read_titles = [_with_acronyms_spelled(t, d) for t, d in zip(rows["title"], rows["description"])]
+    read_titles = [_with_records_described(_with_acronyms_spelled(t, d), d)
+                   for t, d in zip(rows["title"], rows["description"])]
     title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
     title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
     # the words a title repeats are its subject: a phrase term counts more than its parts
@@ -297,6 +298,31 @@ def _with_acronyms_spelled(title: str | None, description: str | None) -> str | 
     if not all(spelled) or any(w.lower() in ORGANISATION for found in spelled for w in found.split()):
         return title
     return f"{title} ({'; '.join(spelled)})"
+
+
+SENTENCE_END = re.compile(r"[.;:!?\n]")
+RECORDS_DESCRIBED_WITHIN = 8   # words after the title ('FY13 Adopted And FY14 Proposed Budgets'); further on a
+                               # sentence goes on to other things ('... Visit the below link for info on SPEDES permits')
+
+
+def _with_records_described(title: str | None, description: str | None) -> str | None:
+    """A title its description's first sentence repeats and goes on to name the records of,
+    with the record words in parentheses: Raleigh's 'Inspections' described as 'Inspections
+    FY13 Adopted And FY14 Proposed Budgets' is a budget line of its inspections office, not
+    inspections; 'Human Service Agencies' the same office's budget. Only record words the title
+    does not name (text.RECORD_FAMILIES), a few words after it: 'Code Enforcement All
+    Violations. Connected to ...' says nothing new."""
+    if not title or not description:
+        return title
+    said = text.find_words(title)
+    sentence = text.find_words(SENTENCE_END.split(description, maxsplit=1)[0])
+    if not said or sentence[:len(said)] != said:
+        return title
+    named = set(text.words(title))
+    after = [w for w in sentence[len(said):] if not w.isdigit()][:RECORDS_DESCRIBED_WITHIN]
+    records = [w for w, stemmed in zip(after, text.words(" ".join(after)))
+               if stemmed in text.RECORD_BITS and stemmed not in named]
+    return f"{title} ({' '.join(dict.fromkeys(records))})" if records else title
 
 
 def _spelling(acronym: str, words: list[str]) -> str | None:

@@ -1,6 +1,8 @@
 """What the catalogue's features read off a dataset's title: a boundary file is a set of
 shapes, a table of counts by area is not."""
-from catalog.overlap import features
+import numpy as np
+
+from catalog.overlap import features, text
 from tests.catalog.overlap.test_groups import rows_catalogue
 
 
@@ -19,7 +21,9 @@ def test_a_table_of_counts_by_area_is_no_boundary_file():
 # twelve cities' permit tables, each with its own mix of fifteen columns; the column
 # signal of every pair, to the bit
 COLUMN_SIGNAL = """
-from catalog.overlap import features
+import numpy as np
+
+from catalog.overlap import features, text
 names = ["permit_no", "Issue Date", "Work Description", "Contractor Name", "Street Address", "Fee Paid", "Zip",
          "Valuation", "Applicant", "Status", "Latitude", "Longitude", "Permit Type", "Inspector", "Ward"]
 n = 12
@@ -89,3 +93,26 @@ def test_an_acronym_beside_other_words_or_naming_the_publisher_stays_as_it_is():
              ("2019 ISR", None)]
     for title, description in cases:
         assert features._with_acronyms_spelled(title, description) == title
+
+
+def test_a_title_its_description_says_the_records_of_reads_with_them():
+    """Raleigh's budget lines are titled by the office ('Inspections', 'Human Service Agencies')
+    and described as its budget: they hold a budget, not NYC's DCA 'Inspections'. A description
+    that repeats its title and goes on to other things names no records of it."""
+    raleigh = "Inspections FY13 Adopted And FY14 Proposed Budgets"
+    assert features._with_records_described("Inspections", raleigh) == "Inspections (budgets)"
+    assert features._with_records_described("Code Enforcement All Violations",
+                                             "Code Enforcement All Violations. Connected to blightstatus") \
+        == "Code Enforcement All Violations"
+    assert features._with_records_described(
+        "Wastewater Treatment Plants", "Wastewater Treatment Plants Visit the below link for info on SPEDES permits"
+    ) == "Wastewater Treatment Plants"
+    c = described_catalogue([("Raleigh", "Inspections", raleigh),
+                             ("New York", "Inspections", "This data set features DCA inspections during the last "
+                                                         "and current calendar year"),
+                             ("Jackson", "Jackson Revenue Budget", None)])
+    budget, inspection = text.FAMILY_BITS["budget"], text.FAMILY_BITS["inspection"]
+    assert c.records_named.tolist() == [budget, inspection, budget]
+    assert c.titles[0] == "Inspections"
+    from catalog.overlap import scoring   # the budget line and the inspections link no group
+    assert scoring.told_apart(c, scoring.score_pairs(c, np.array([0]), np.array([1]))).tolist() == [True]
