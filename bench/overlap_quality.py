@@ -61,6 +61,8 @@ SOCRATA_ID = re.compile(r"^[a-z0-9]{4}-[a-z0-9]{4}$")
 
 def words_of(segment: str) -> str:
     segment = re.sub(r"\.(csv|xlsx?|json|php|html?|zip|pdf)$", "", segment, flags=re.I)
+    # an acronym with a small word inside is one word ('UoF_Race_2022': use of force), other capitals start one
+    segment = re.sub(r"(?<![A-Za-z])[A-Z][a-z][A-Z](?![A-Za-z])", lambda m: m.group().upper(), segment)
     segment = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", segment)
     return " ".join(w for w in re.split(r"[^A-Za-z0-9]+", segment) if w)
 
