@@ -193,15 +193,17 @@ def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
 
 
 def informative_title_words(title: str | None, drop: frozenset[str] = frozenset()) -> list[str]:
-    """A title's words that are not an id, a department's acronym or a form word (not 'MPD', 'Tables')."""
-    return [w for w in text.terms(title, drop, bigrams=False) if w.isalpha() and len(w) > 2
+    """A title's words that are not an id, a department's acronym or a form word (not 'MPD', 'Tables'); a
+    phrase the reading makes one term is a word ('2014CFS', 'OIS', 'UOF 2016': calls_for_service, ...)."""
+    return [w for w in text.terms(title, drop, bigrams=False) if w.replace("_", "").isalpha() and len(w) > 2
             and w not in text.GENERIC and not concepts.DEPARTMENT.match(w)]
 
 
-def has_informative_text(title: str | None, description: str | None) -> bool:
-    """A title word that is not an id, a department's acronym or a form word, or a description of a few words:
-    what any matcher could go on (the label is not looked at)."""
-    return bool(informative_title_words(title)) or len(text.terms(description, bigrams=False)) >= 3
+def has_informative_text(title: str | None, description: str | None, own_place: frozenset[str]) -> bool:
+    """A title word that is not an id, a department's acronym, a form word or the dataset's own place
+    ('sacramento report data 2020'), or a description of a few words: what any matcher could go on (the label
+    is not looked at)."""
+    return bool(informative_title_words(title, own_place)) or len(text.terms(description, bigrams=False)) >= 3
 
 
 def text_signature(title: str | None, description: str | None, own_place: frozenset[str]) -> tuple:
@@ -357,7 +359,8 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
     rows_of = {u: catalogue.row(u) for u in uids}
     descriptions = dict(con.execute("SELECT uid, description FROM datasets").fetchall())
     informative = [i for i, u in enumerate(uids)
-                   if has_informative_text(catalogue.titles[rows_of[u]], descriptions.get(u))]
+                   if has_informative_text(catalogue.titles[rows_of[u]], descriptions.get(u),
+                                           catalogue.places[rows_of[u]])]
     informative_uids = {uids[i] for i in informative}
     half = {u: zlib.crc32(city_of[u].encode()) % 2 for u in uids}
     subsets = [("all labelled datasets", list(range(n))),
