@@ -312,7 +312,10 @@ def _with_records_described(title: str | None, description: str | None) -> str |
     inspections; 'Human Service Agencies' the same office's budget. Only record words the title
     does not name (text.RECORD_FAMILIES), a few words after it: 'Code Enforcement All
     Violations. Connected to ...' says nothing new."""
-    if not title or not description:
+    if not title or not description or not title.strip():
+        return title
+    first = title.split(maxsplit=1)[0].casefold()
+    if description.lstrip()[:len(first)].casefold() != first:   # most descriptions: not read further
         return title
     said = text.find_words(title)
     sentence = text.find_words(SENTENCE_END.split(description, maxsplit=1)[0])
