@@ -197,7 +197,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     city_ids = np.fromiter((city_codes.setdefault((c or "").lower(), len(city_codes)) for c in rows["city"]),
                            dtype=np.int32, count=n)
     places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
-    # a title's acronym reads as the words its description spells it with ('2019 ISR': 'Investigatory Stop Report')
+    # a title read with what its description says of it: the words it spells a title's acronyms with ('2019
+    # ISR': Investigatory Stop Report), the records it names of a title it repeats ('Inspections ... Budgets')
     read_titles = [_with_records_described(_with_acronyms_spelled(t, d), d)
                    for t, d in zip(rows["title"], rows["description"])]
     title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
@@ -270,9 +271,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
 
 ACRONYM_WORD = re.compile(r"[A-Za-z0-9]+")
 SPELLING = re.compile(r"[A-Za-z]+")
-# words an acronym may leave out or keep ('SQF': Stop, Question and Frisk; 'UOF': Use of Force)
+# words of an organisation's name: an acronym spelled with one names the publisher
 ORGANISATION = frozenset({"department", "authority", "commission", "agency", "office", "board", "bureau", "council",
                           "administration", "division", "corporation", "ministry"})
+# words an acronym may leave out or keep ('SQF': Stop, Question and Frisk; 'UOF': Use of Force)
 ACRONYM_GAPS = frozenset({"of", "and", "the", "for", "in", "on", "to", "a", "an"})
 
 
