@@ -138,21 +138,38 @@ def known_titles() -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def load_labels() -> list[dict]:
+    """The labelled rows, less datasets their publishers deleted and a dataset listed twice (by CODE
+    and OpenPoliceData: the same host and id, kept once, as first listed); each with its place as one
+    name ("Chicago, Illinois"), so that a place the sources spell two ways is one jurisdiction."""
     rows = list(csv.DictReader(open(GROUNDTRUTH / "labelled_datasets_combined.csv", encoding="utf-8")))
     deleted = {r["dataset_id"] for r in csv.DictReader(open(GROUNDTRUTH / "openpolicedata" /
                                                             "datasets_deleted_by_publisher.csv", encoding="utf-8"))
                if r.get("dataset_id")}
+    state_of = place_states(rows)
     seen, out = set(), []
     for r in rows:
         if r["dataset_id"] and r["dataset_id"] in deleted:
             continue
-        key = (r["jurisdiction"], r["state"], r["domain_or_url"], r["dataset_id"])
+        place = re.sub(r"^City of\s+", "", r["jurisdiction"]).strip()
+        state = r["state"] or state_of.get(place.lower(), "")
+        r["city"] = f"{place}, {state}".strip(", ")
+        key = ((host_of(r["domain_or_url"]), r["dataset_id"]) if r["dataset_id"]
+               else (r["city"], r["domain_or_url"]))
         if key in seen:
             continue
         seen.add(key)
-        r["city"] = f"{r['jurisdiction']}, {r['state']}".strip(", ")
         out.append(r)
     return out
+
+
+def place_states(rows: list[dict]) -> dict[str, str]:
+    """Place name -> its state, for the names that OpenPoliceData's rows give one state only: CODE
+    and JKAN name a place without its state ('Chicago', 'City of Chicago')."""
+    states: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r["state"]:
+            states[r["jurisdiction"].strip().lower()].add(r["state"])
+    return {place: next(iter(found)) for place, found in states.items() if len(found) == 1}
 
 
 def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
@@ -193,10 +210,16 @@ def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
 
 
 def informative_title_words(title: str | None, drop: frozenset[str] = frozenset()) -> list[str]:
-    """A title's words that are not an id, a department's acronym or a form word (not 'MPD', 'Tables'); a
-    phrase the reading makes one term is a word ('2014CFS', 'OIS', 'UOF 2016': calls_for_service, ...)."""
-    return [w for w in text.terms(title, drop, bigrams=False) if w.replace("_", "").isalpha() and len(w) > 2
-            and w not in text.GENERIC and not concepts.DEPARTMENT.match(w)]
+    """A title's words of three letters or more, read plainly (not by the detector, whose readings must not
+    decide which datasets count as informative): tokens that look like ids dropped, letters cut from digits
+    ('2014CFS' -> 'cfs'), less words that say nothing in any city ('Dataset', 'Tables', 'Public'), form
+    words ('Map'), department acronyms ('MPD') and the words in `drop`."""
+    words = []
+    for token in re.split(r"[^A-Za-z0-9]+", title or ""):
+        if token and not text.ID_TOKEN.fullmatch(token):
+            words += [w.lower() for w in re.findall(r"[A-Za-z]{3,}", token)]
+    return [w for w in words if w not in drop and w not in text.STOPWORDS and w not in text.GENERIC
+            and not concepts.DEPARTMENT.match(w)]
 
 
 def has_informative_text(title: str | None, description: str | None, own_place: frozenset[str]) -> bool:
