@@ -7,8 +7,10 @@ datasets are in the fixture catalogues, so:
     harvested dataset, with its real title and columns;
   - every other one becomes a catalogue entry built from what the label tables hold of the
     publisher's own naming: the title a catalogue gave it when one is known (JKAN, the 2013
-    data.json catalogues, the NYC catalogue), else the name of its file, layer or page in
-    its URL, and the description the table quotes. The label itself is never used.
+    data.json catalogues, the NYC catalogue), else the title in the path of its page on its
+    publisher's portal (OpenPoliceData's `source_url`: '/Public-Safety/Crime-Data-from-2010-to-2019/
+    63jg-8b9z', '/datasets/DCGIS::crime-incidents-in-2008/about'), else the name of its file,
+    layer or page in its URL, and the description the table quotes. The label itself is never used.
 These entries are served as one data.json per jurisdiction by a local portal and harvested
 with the 7,187 datasets of the 33 Socrata domains of 2017 as distractors.
 
@@ -59,6 +61,8 @@ SOCRATA_ID = re.compile(r"^[a-z0-9]{4}-[a-z0-9]{4}$")
 
 def words_of(segment: str) -> str:
     segment = re.sub(r"\.(csv|xlsx?|json|php|html?|zip|pdf)$", "", segment, flags=re.I)
+    # an acronym with a small word inside is one word ('UoF_Race_2022': use of force), other capitals start one
+    segment = re.sub(r"(?<![A-Za-z])[A-Z][a-z][A-Z](?![A-Za-z])", lambda m: m.group().upper(), segment)
     segment = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", segment)
     return " ".join(w for w in re.split(r"[^A-Za-z0-9]+", segment) if w)
 
@@ -80,6 +84,45 @@ def publisher_title(url: str, dataset_id: str) -> str:
     return "Dataset"  # the publisher gave it no name we can see: a title that says nothing
 
 
+# A dataset's page on its publisher's portal, whose path carries the title the portal gave it:
+# Socrata '/Public-Safety/Crime-Data-from-2010-to-2019/63jg-8b9z' (a category, the title, the 4x4),
+# ArcGIS Hub '/datasets/DCGIS::crime-incidents-in-2008/about', CKAN '/dataset/police-calls-for-service'.
+PORTAL_PAGE = re.compile(r"^/(?:[a-z]{2}/)?[^/]+/(?P<socrata>[^/]+)/[a-z0-9]{4}-[a-z0-9]{4}(?:/|$)"
+                         r"|^/datasets/(?:[^/:]+::)?(?P<hub>[^/]+)(?:/|$)"
+                         r"|^/dataset/(?P<ckan>[^/]+)(?:/|$)")
+
+
+def landing_page_title(url: str) -> str | None:
+    """The title in the path of a dataset's page on its publisher's portal ('LAPD Calls for Service 2010'), or
+    None for any other page (a city's web page, a FOIA request, a project's download page) or one that names
+    the dataset by an id only ('/datasets/7b8a2a019e664a37bb7ff86685dda492_2/about')."""
+    match = PORTAL_PAGE.match(unquote(re.sub(r"^[a-z]+://[^/]+", "", url or "")))
+    if not match:
+        return None
+    slug = next(group for group in match.groups() if group)
+    if re.fullmatch(r"[0-9a-f]{32}(_\d+)?|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", slug, re.I):
+        return None
+    return " ".join(w for w in re.split(r"[^A-Za-z0-9]+", slug) if w) or None
+
+
+def host_of(url: str) -> str:
+    return re.sub(r"^https?://", "", url or "").split("/")[0].lower()
+
+
+def landing_pages() -> dict[tuple, str]:
+    """The page OpenPoliceData's source table links for a dataset (its `source_url`, the publisher's page;
+    the combined table leaves it out), by the row's (state, jurisdiction, agency, year, URL, dataset id) and,
+    for the same dataset listed by another source (CODE), by (host, dataset id). A key of two rows with
+    different pages is left out: which page is whose cannot be told without the label."""
+    pages: dict[tuple, set[str]] = defaultdict(set)
+    for r in csv.DictReader(open(GROUNDTRUTH / "openpolicedata" / "opd_source_table.csv", encoding="utf-8")):
+        pages[(r["State"], r["SourceName"], r["AgencyFull"], r["Year"], r["URL"], r["dataset_id"])].add(
+            r["source_url"])
+        if r["dataset_id"]:
+            pages[(host_of(r["URL"]), r["dataset_id"])].add(r["source_url"])
+    return {key: next(iter(urls)) for key, urls in pages.items() if len(urls) == 1}
+
+
 def known_titles() -> dict[tuple[str, str], tuple[str, str]]:
     """(domain, id) -> (title, description) from the catalogues in the fixtures."""
     known = {}
@@ -95,21 +138,38 @@ def known_titles() -> dict[tuple[str, str], tuple[str, str]]:
 
 
 def load_labels() -> list[dict]:
+    """The labelled rows, less datasets their publishers deleted and a dataset listed twice (by CODE
+    and OpenPoliceData: the same host and id, kept once, as first listed); each with its place as one
+    name ("Chicago, Illinois"), so that a place the sources spell two ways is one jurisdiction."""
     rows = list(csv.DictReader(open(GROUNDTRUTH / "labelled_datasets_combined.csv", encoding="utf-8")))
     deleted = {r["dataset_id"] for r in csv.DictReader(open(GROUNDTRUTH / "openpolicedata" /
                                                             "datasets_deleted_by_publisher.csv", encoding="utf-8"))
                if r.get("dataset_id")}
+    state_of = place_states(rows)
     seen, out = set(), []
     for r in rows:
         if r["dataset_id"] and r["dataset_id"] in deleted:
             continue
-        key = (r["jurisdiction"], r["state"], r["domain_or_url"], r["dataset_id"])
+        place = re.sub(r"^City of\s+", "", r["jurisdiction"]).strip()
+        state = r["state"] or state_of.get(place.lower(), "")
+        r["city"] = f"{place}, {state}".strip(", ")
+        key = ((host_of(r["domain_or_url"]), r["dataset_id"]) if r["dataset_id"]
+               else (r["city"], r["domain_or_url"]))
         if key in seen:
             continue
         seen.add(key)
-        r["city"] = f"{r['jurisdiction']}, {r['state']}".strip(", ")
         out.append(r)
     return out
+
+
+def place_states(rows: list[dict]) -> dict[str, str]:
+    """Place name -> its state, for the names that OpenPoliceData's rows give one state only: CODE
+    and JKAN name a place without its state ('Chicago', 'City of Chicago')."""
+    states: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r["state"]:
+            states[r["jurisdiction"].strip().lower()].add(r["state"])
+    return {place: next(iter(found)) for place, found in states.items() if len(found) == 1}
 
 
 def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
@@ -120,10 +180,11 @@ def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
     spellarbot = {(d, s) for d, s in store.con.execute(
         "SELECT replace(portal_id, '-', '.'), source_id FROM datasets").fetchall()}
     known = known_titles()
+    pages = landing_pages()
     labelled: dict[str, dict] = {}
     catalogues: dict[str, tuple[str, list[dict]]] = {}
     for number, r in enumerate(load_labels()):
-        domain = re.sub(r"^https?://", "", r["domain_or_url"]).split("/")[0].lower()
+        domain = host_of(r["domain_or_url"])
         if (domain.replace("-", "."), r["dataset_id"]) in spellarbot:
             labelled[f"{portal_id(domain)}:{r['dataset_id']}"] = dict(r, title_source="harvested")
             continue
@@ -132,9 +193,12 @@ def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
         if not title and r["source"].startswith("andrew-friedman/jkan"):
             title = r["title_or_description"]
         if not title:
-            title = publisher_title(r["domain_or_url"], r["dataset_id"])
+            page = pages.get((r["state"], r["jurisdiction"], r["agency"], r["year"], r["domain_or_url"],
+                              r["dataset_id"])) or pages.get((domain, r["dataset_id"]))
+            title = landing_page_title(page)
+            r["title_source"] = "landing page" if title else "url"
+            title = title or publisher_title(r["domain_or_url"], r["dataset_id"])
             description = r["title_or_description"] or None
-            r["title_source"] = "url"
         pid = "gt-" + portal_id(r["city"])[:40]
         source_id = f"gt{number}"
         catalogues.setdefault(pid, (r["city"], []))[1].append({
@@ -146,15 +210,23 @@ def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
 
 
 def informative_title_words(title: str | None, drop: frozenset[str] = frozenset()) -> list[str]:
-    """A title's words that are not an id, a department's acronym or a form word (not 'MPD', 'Tables')."""
-    return [w for w in text.terms(title, drop, bigrams=False) if w.isalpha() and len(w) > 2
-            and w not in text.GENERIC and not concepts.DEPARTMENT.match(w)]
+    """A title's words of three letters or more, read plainly (not by the detector, whose readings must not
+    decide which datasets count as informative): tokens that look like ids dropped, letters cut from digits
+    ('2014CFS' -> 'cfs'), less words that say nothing in any city ('Dataset', 'Tables', 'Public'), form
+    words ('Map'), department acronyms ('MPD') and the words in `drop`."""
+    words = []
+    for token in re.split(r"[^A-Za-z0-9]+", title or ""):
+        if token and not text.ID_TOKEN.fullmatch(token):
+            words += [w.lower() for w in re.findall(r"[A-Za-z]{3,}", token)]
+    return [w for w in words if w not in drop and w not in text.STOPWORDS and w not in text.GENERIC
+            and not concepts.DEPARTMENT.match(w)]
 
 
-def has_informative_text(title: str | None, description: str | None) -> bool:
-    """A title word that is not an id, a department's acronym or a form word, or a description of a few words:
-    what any matcher could go on (the label is not looked at)."""
-    return bool(informative_title_words(title)) or len(text.terms(description, bigrams=False)) >= 3
+def has_informative_text(title: str | None, description: str | None, own_place: frozenset[str]) -> bool:
+    """A title word that is not an id, a department's acronym, a form word or the dataset's own place
+    ('sacramento report data 2020'), or a description of a few words: what any matcher could go on (the label
+    is not looked at)."""
+    return bool(informative_title_words(title, own_place)) or len(text.terms(description, bigrams=False)) >= 3
 
 
 def text_signature(title: str | None, description: str | None, own_place: frozenset[str]) -> tuple:
@@ -302,14 +374,16 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
     print(f"labelled datasets in the catalogue: {n} of {len(labelled)} "
           f"({sum(1 for u in uids if labelled[u]['title_source'] == 'harvested')} are real harvested Socrata "
           f"datasets, {sum(1 for u in uids if labelled[u]['title_source'] == 'catalogue')} have a title from a "
-          f"catalogue, the rest a title made from their URL), {len(set(label_of.values()))} labels, "
+          f"catalogue, {sum(1 for u in uids if labelled[u]['title_source'] == 'landing page')} from the path of "
+          f"their page on their portal, the rest a title made from their URL), {len(set(label_of.values()))} labels, "
           f"{len(set(city_of.values()))} jurisdictions; catalogue {len(catalogue)} comparable datasets "
           f"(harvest {harvest_seconds:.1f} s, overlap {sum(result.seconds.values()):.1f} s)")
     header = f"{'method':52} {'B3 P':>6} {'B3 R':>6} {'B3 F1':>6} {'pair P':>7} {'pair R':>7} {'pair F1':>7} {'MAP':>6}"
     rows_of = {u: catalogue.row(u) for u in uids}
     descriptions = dict(con.execute("SELECT uid, description FROM datasets").fetchall())
     informative = [i for i, u in enumerate(uids)
-                   if has_informative_text(catalogue.titles[rows_of[u]], descriptions.get(u))]
+                   if has_informative_text(catalogue.titles[rows_of[u]], descriptions.get(u),
+                                           catalogue.places[rows_of[u]])]
     informative_uids = {uids[i] for i in informative}
     half = {u: zlib.crc32(city_of[u].encode()) % 2 for u in uids}
     subsets = [("all labelled datasets", list(range(n))),
@@ -317,7 +391,7 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
                 [i for i, u in enumerate(uids) if half[u] == 0]),
                ("jurisdictions of half B", [i for i, u in enumerate(uids) if half[u] == 1]),
                ("only those with a catalogue title (harvested or listed)",
-                [i for i, u in enumerate(uids) if labelled[u]["title_source"] != "url"]),
+                [i for i, u in enumerate(uids) if labelled[u]["title_source"] in ("harvested", "catalogue")]),
                ("only those with any informative text (a title word that is not an id, or a description)",
                 informative),
                ("only those whose title or description names a kind of record (a concept; the detector's own "

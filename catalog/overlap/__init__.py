@@ -94,7 +94,8 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     strong = strong.take(np.argsort(-strong.total, kind="stable"))  # best first
     seconds["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    rows_per_group = groups.form_groups(catalogue, strong.a, strong.b, strong.total)
+    links = strong.take(~scoring.told_apart(catalogue, strong))
+    rows_per_group = groups.form_groups(catalogue, links.a, links.b, links.total)
     found = []
     for number, rows in enumerate(rows_per_group, start=1):
         found.append(Group(number, groups.label(catalogue, rows), [catalogue.uids[r] for r in rows],

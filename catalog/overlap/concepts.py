@@ -31,7 +31,8 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "service_request": (("service_request", "311", "customer+request", "constituent+request", "citizen+request"),
                         ()),
     "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
-    "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge"), ()),
+    "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge", "firearm+discharge",
+                          "deputy+shooting"), ()),
     "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
     "traffic_stop": (("traffic_stop",), ()),
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry"),
@@ -63,7 +64,8 @@ PARENT_SHARE = 0.5
 CHILDREN = {parent: frozenset(c for c, p in PARENTS.items() if p == parent) for parent in ("police_stop", "citation")}
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
 # crime records, animal control calls no police dispatch log, bus stop data no police stops)
-TRANSIT = frozenset({"bus", "transit", "rail", "train", "metro", "ferry", "shelter", "route"})
+# ('metro' is none: beside police words it is a city-county's government, 'Louisville Metro Police')
+TRANSIT = frozenset({"bus", "transit", "rail", "train", "ferry", "shelter", "route"})
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
             "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop

@@ -7,6 +7,7 @@ names are normalised once per distinct spelling.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -196,7 +197,11 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     city_ids = np.fromiter((city_codes.setdefault((c or "").lower(), len(city_codes)) for c in rows["city"]),
                            dtype=np.int32, count=n)
     places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
-    title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(rows["title"], places)]
+    # a title read with what its description says of it: the words it spells a title's acronyms with ('2019
+    # ISR': Investigatory Stop Report), the records it names of a title it repeats ('Inspections ... Budgets')
+    read_titles = [_with_records_described(_with_acronyms_spelled(t, d), d)
+                   for t, d in zip(rows["title"], rows["description"])]
+    title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
     title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
     # the words a title repeats are its subject: a phrase term counts more than its parts
     # (and a form word like 'map' or 'directory' less than a subject word)
@@ -207,7 +212,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
-    found = [concepts.of_dataset_terms(t, d, title) for t, d, title in zip(title_terms, description_terms, rows["title"])]
+    found = [concepts.of_dataset_terms(t, d, title) for t, d, title in zip(title_terms, description_terms, read_titles)]
     concept_lists = [kinds for kinds, _ in found]
     # a kind read in a description is weaker evidence than one the title names
     concept_confidence = np.fromiter((1.0 if own else concepts.DESCRIPTION_CONFIDENCE for _, own in found),
@@ -262,6 +267,89 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, records_named=records_named)
+
+
+ACRONYM_WORD = re.compile(r"[A-Za-z0-9]+")
+SPELLING = re.compile(r"[A-Za-z]+")
+# words of an organisation's name: an acronym spelled with one names the publisher
+ORGANISATION = frozenset({"department", "authority", "commission", "agency", "office", "board", "bureau", "council",
+                          "administration", "division", "corporation", "ministry"})
+# words an acronym may leave out or keep ('SQF': Stop, Question and Frisk; 'UOF': Use of Force)
+ACRONYM_GAPS = frozenset({"of", "and", "the", "for", "in", "on", "to", "a", "an"})
+
+
+def _with_acronyms_spelled(title: str | None, description: str | None) -> str | None:
+    """A title that names its records by acronyms alone, with the words the opening of its
+    description spells them with in parentheses: '2019 ISR' described as 'Chicago Police
+    Department Investigatory Stop Report (ISR) data' reads '2019 ISR (Investigatory Stop Report)',
+    'sqf 2010' described as 'NYPD Stop Question and Frisk Data' reads 'sqf 2010 (Stop Question and
+    Frisk)'. An acronym is a word of three to six letters in capitals (any word of a title in lower
+    case or all in capitals); a department's ('LMPD') names the publisher, not the records. Beside
+    a word that is no acronym ('ODOT Construction Contracts', 'Permits - BLDS') an acronym mostly
+    says whose the records are, not what they are: such a title stays as it is."""
+    if not title or not description:
+        return title
+    any_case = title.islower() or title.isupper()
+    subject = [w for w in ACRONYM_WORD.findall(title) if text._is_content(w.lower()) and w.lower() not in text.GENERIC]
+    if not subject or not all(3 <= len(w) <= 6 and w.isalpha() and (any_case or w.isupper())
+                              and not concepts.DEPARTMENT.match(w.lower()) for w in subject):
+        return title
+    words = SPELLING.findall(description[:DESCRIPTION_CHARS])
+    spelled = [_spelling(acronym, words) for acronym in dict.fromkeys(w.lower() for w in subject)]
+    # ... and an organisation's name ('MTA': Metropolitan Transportation Authority) is the publisher's
+    if not all(spelled) or any(w.lower() in ORGANISATION for found in spelled for w in found.split()):
+        return title
+    return f"{title} ({'; '.join(spelled)})"
+
+
+SENTENCE_END = re.compile(r"[.;:!?\n]")
+RECORDS_DESCRIBED_WITHIN = 8   # words after the title ('FY13 Adopted And FY14 Proposed Budgets'); further on a
+                               # sentence goes on to other things ('... Visit the below link for info on SPEDES permits')
+
+
+def _with_records_described(title: str | None, description: str | None) -> str | None:
+    """A title its description's first sentence repeats and goes on to name the records of,
+    with the record words in parentheses: Raleigh's 'Inspections' described as 'Inspections
+    FY13 Adopted And FY14 Proposed Budgets' is a budget line of its inspections office, not
+    inspections; 'Human Service Agencies' the same office's budget. Only record words the title
+    does not name (text.RECORD_FAMILIES), a few words after it: 'Code Enforcement All
+    Violations. Connected to ...' says nothing new."""
+    if not title or not description or not title.strip():
+        return title
+    first = title.split(maxsplit=1)[0].casefold()
+    if description.lstrip()[:len(first)].casefold() != first:   # most descriptions: not read further
+        return title
+    said = text.find_words(title)
+    sentence = text.find_words(SENTENCE_END.split(description, maxsplit=1)[0])
+    if not said or sentence[:len(said)] != said:
+        return title
+    named = set(text.words(title))
+    after = [w for w in sentence[len(said):] if not w.isdigit()][:RECORDS_DESCRIBED_WITHIN]
+    records = [w for w, stemmed in zip(after, text.words(" ".join(after)))
+               if stemmed in text.RECORD_BITS and stemmed not in named]
+    return f"{title} ({' '.join(dict.fromkeys(records))})" if records else title
+
+
+def _spelling(acronym: str, words: list[str]) -> str | None:
+    """The first run of `words` whose initials are `acronym` (a small word like 'of' counted or
+    skipped), starting and ending on a word that is not one."""
+    lowered = [w.lower() for w in words]
+
+    def end_of(i: int, k: int) -> int | None:   # where a run matching acronym[k:] from words[i] ends
+        if k == len(acronym):
+            return i if lowered[i - 1] not in ACRONYM_GAPS else None
+        if i >= len(words) or i - start > len(acronym) + 3:
+            return None
+        if lowered[i][0] == acronym[k] and lowered[i] != acronym and (end := end_of(i + 1, k + 1)) is not None:
+            return end
+        return end_of(i + 1, k) if lowered[i] in ACRONYM_GAPS else None
+
+    for start in range(len(words)):
+        if lowered[start][0] == acronym[0] and lowered[start] not in ACRONYM_GAPS:
+            end = end_of(start, 0)
+            if end is not None:
+                return " ".join(words[start:end])
+    return None
 
 
 def concept_vectors(concept_lists: list[tuple[str, ...]]) -> sp.csr_matrix:

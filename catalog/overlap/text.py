@@ -239,8 +239,11 @@ def unglue(word: str) -> tuple[str, ...]:
         leftovers.append(word[position:])
         pieces.append(word[position:])
     # one civic word inside a longer word is a word of its own ('solicitations', 'workforce',
-    # 'resuscitation') unless the rest looks like an acronym ('cmpd', 'apd', 'sq')
-    if not matched or (matched == 1 and not any(_acronym(part) for part in leftovers)):
+    # 'resuscitation') unless the rest looks like an acronym ('cmpd', 'apd', 'sq'); an 'e' before
+    # it is 'electronic' ('2017ECitations': e-citations are citations)
+    if pieces[0] == "e" and len(pieces) > 1:
+        pieces = pieces[1:]
+    elif not matched or (matched == 1 and not any(_acronym(part) for part in leftovers)):
         return (word,)
     return tuple(w for piece in pieces for w in piece.split()
                  if (len(w) > 1 and w not in AFFIXES) or w.isdigit() or w == "of")

@@ -121,6 +121,14 @@ def test_kinds_of_the_near_misses_differ():
     ("Intersection Collision Summary (2010 - 2011)", "crash_statistics"),
     ("2012 Vehicle Collisions Investigated by State Police", "crash"),   # 'by' an agent groups nothing
     ("BPD Arrests", "arrest"),
+    ("Police Firearm Discharge Incidents", "officer_shooting"),   # Cincinnati: its officers' discharges
+    ("Firearms Discharge Report", "officer_shooting"),            # NYC: NYPD's annual firearms discharge report
+    # Los Angeles County: its deputies' shootings, not shooting crimes
+    ("Sheriff Hit and Non-Hit Shooting Incidents 2010 to Present (Deputy Shootings)", "officer_shooting"),
+    ("2017ECitations", "citation"),                               # Charleston: electronic citations
+    ("UOF Race 2022", "use_of_force"),                            # Denver
+    # Louisville Metro is the city-county's government, not a transit line
+    ("Louisville Metro KY - LMPD Stops Data 2021", "police_stop"),
 ])
 def test_wordings_of_police_tables(title, kind):
     assert concepts.of_dataset(title, "") == (kind,)
@@ -128,6 +136,7 @@ def test_wordings_of_police_tables(title, kind):
 
 def test_stop_data_of_buses_and_policing_described():
     assert concepts.of_dataset("Bus Stop Data", "") == ()
+    assert concepts.of_dataset("Madison Metro Transit Bus Stops", "") == ()
     # 'policing' is a police word: a weak 'stop' in a description is read near it
     assert concepts.of_dataset("yg821jf8611 ar little rock 2020 04 01",
                                "Standardized stop data from the Stanford Open Policing Project") == ("police_stop",)
@@ -137,6 +146,7 @@ def test_stop_data_of_buses_and_policing_described():
     ("pdicaseoffensesq", ("pdicase", "offense", "sq")), ("cmpdincidents", ("cmpd", "incident")),
     ("dispatchedcallsopendata", ("dispatch", "calls", "open", "data")), ("solicitations", ("solicitations",)), ("useofforce", ("use", "of", "force")),
     ("enforcement", ("enforcement",)), ("trafficking", ("trafficking",)), ("incidents", ("incidents",)),
+    ("ecitations", ("citation",)),   # an e-citation is a citation
 ])
 def test_glued_file_names_are_cut_around_civic_words(glued, parts):
     assert text.unglue(glued) == parts

@@ -1,5 +1,8 @@
 """What the catalogue's features read off a dataset's title: a boundary file is a set of
 shapes, a table of counts by area is not."""
+import numpy as np
+
+from catalog.overlap import features, text
 from tests.catalog.overlap.test_groups import rows_catalogue
 
 
@@ -18,7 +21,9 @@ def test_a_table_of_counts_by_area_is_no_boundary_file():
 # twelve cities' permit tables, each with its own mix of fifteen columns; the column
 # signal of every pair, to the bit
 COLUMN_SIGNAL = """
-from catalog.overlap import features
+import numpy as np
+
+from catalog.overlap import features, text
 names = ["permit_no", "Issue Date", "Work Description", "Contractor Name", "Street Address", "Fee Paid", "Zip",
          "Valuation", "Applicant", "Status", "Latitude", "Longitude", "Permit Type", "Inspector", "Ward"]
 n = 12
@@ -46,3 +51,68 @@ def test_the_column_reading_does_not_depend_on_the_hash_seed():
                               cwd=root, env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(root)}).stdout
                for seed in ("1", "2", "3", "4")}
     assert len(outputs) == 1, outputs
+
+
+def described_catalogue(entries):
+    """(city, title, description) rows built as `features.load` builds them."""
+    n = len(entries)
+    rows = {"uid": [f"c{i}:d{i}" for i in range(n)], "city": [city for city, _, _ in entries],
+            "portal_id": [f"c{i}" for i in range(n)], "title": [title for _, title, _ in entries],
+            "description": [description for _, _, description in entries], "keywords": [[]] * n,
+            "themes": [[]] * n, "asset_type": ["dataset"] * n}
+    return features.build(rows, {}, {})
+
+
+def test_a_title_of_an_acronym_alone_reads_as_its_description_spells_it():
+    """Chicago's '2019 ISR' and NYPD's 'sqf 2010' files name their records by acronyms their
+    descriptions spell out; Hawaii's 'CIP 2011-2012' is its capital improvement projects."""
+    isr = "This page contains Chicago Police Department Investigatory Stop Report (ISR) data"
+    sqf = "NYPD Stop Question and Frisk Data"
+    cip = ". Capital Improvement Projects (CIP) are renovations, repairs, and major maintenance to existing facilities"
+    assert features._with_acronyms_spelled("2019 ISR", isr) == "2019 ISR (Investigatory Stop Report)"
+    assert features._with_acronyms_spelled("sqf 2010 csv", sqf) == "sqf 2010 csv (Stop Question and Frisk)"
+    assert features._with_acronyms_spelled("CIP 2011-2012", cip) == "CIP 2011-2012 (Capital Improvement Projects)"
+    c = described_catalogue([("Chicago", "2019 ISR", isr), ("New York City", "sqf 2010 csv", sqf)])
+    # the kind is the title's own now, and the titles share 'stop'
+    assert c.concept_lists == [("pedestrian_stop",), ("pedestrian_stop",)]
+    assert c.concept_confidence.tolist() == [1.0, 1.0]
+    assert (c.title[0] @ c.title[1].T).toarray()[0, 0] > 0
+    assert c.titles == ["2019 ISR", "sqf 2010 csv"]   # shown as the publisher wrote them
+
+
+def test_an_acronym_beside_other_words_or_naming_the_publisher_stays_as_it_is():
+    """Oregon's 'Construction Contracts: ODOT: ...' says what the records are without 'ODOT';
+    NYC's 'MTA Data' spells an authority, its publisher, and 'LMPD' is a police department;
+    an acronym the description does not spell stays too."""
+    cases = [("Construction Contracts: ODOT: Fiscal Year 2013",
+              "Summary of Oregon Department of Transportation construction contracts that are not in ORPIN"),
+             ("MTA Data", "Information pertaining to MTA (Metropolitan Transportation Authority of the State of New "
+                          "York) subways, buses, commuter rail, bridges, and tunnels"),
+             ("LMPD STOPS", "Louisville Metro Police Department stops"),
+             ("R2R 2014", "Response to Resistance"), ("2019 ISR", "Stops made by Chicago police officers"),
+             ("2019 ISR", None)]
+    for title, description in cases:
+        assert features._with_acronyms_spelled(title, description) == title
+
+
+def test_a_title_its_description_says_the_records_of_reads_with_them():
+    """Raleigh's budget lines are titled by the office ('Inspections', 'Human Service Agencies')
+    and described as its budget: they hold a budget, not NYC's DCA 'Inspections'. A description
+    that repeats its title and goes on to other things names no records of it."""
+    raleigh = "Inspections FY13 Adopted And FY14 Proposed Budgets"
+    assert features._with_records_described("Inspections", raleigh) == "Inspections (budgets)"
+    assert features._with_records_described("Code Enforcement All Violations",
+                                             "Code Enforcement All Violations. Connected to blightstatus") \
+        == "Code Enforcement All Violations"
+    assert features._with_records_described(
+        "Wastewater Treatment Plants", "Wastewater Treatment Plants Visit the below link for info on SPEDES permits"
+    ) == "Wastewater Treatment Plants"
+    c = described_catalogue([("Raleigh", "Inspections", raleigh),
+                             ("New York", "Inspections", "This data set features DCA inspections during the last "
+                                                         "and current calendar year"),
+                             ("Jackson", "Jackson Revenue Budget", None)])
+    budget, inspection = text.FAMILY_BITS["budget"], text.FAMILY_BITS["inspection"]
+    assert c.records_named.tolist() == [budget, inspection, budget]
+    assert c.titles[0] == "Inspections"
+    from catalog.overlap import scoring   # the budget line and the inspections link no group
+    assert scoring.told_apart(c, scoring.score_pairs(c, np.array([0]), np.array([1]))).tolist() == [True]

@@ -226,3 +226,20 @@ def test_a_label_names_what_is_counted_not_what_it_is_counted_by():
                      ("data.ny.gov", "Electric Generation By Fuel Type, GWh: Beginning 1960")]) == "Generation"
     # the breakdown still labels when the titles share nothing else
     assert label_of([("A", "Crimes by Ward"), ("B", "Permits by Ward")]) == "Ward"
+
+
+def test_a_pair_of_different_records_does_not_link_a_group():
+    """The real catalogues' chain: Baltimore's 'Special Event Permits' pairs with Seattle's
+    'Special Events Permits' and, its words alike, with Seattle's 'Special Events', which pairs
+    with NYC's 'Calendar of Special Events'. The permits-to-events pair is shown, with its reason,
+    but links no group: the permits and the events are two groups."""
+    from catalog import overlap
+
+    c = rows_catalogue([("Baltimore", "Special Event Permits"), ("Seattle", "Special Events Permits"),
+                        ("Seattle", "Special Events"), ("New York", "Calendar of Special Events")])
+    result = overlap.detect_in(c)
+    pairs = {(c.titles[a], c.titles[b]) for a, b in zip(result.pairs.a, result.pairs.b)}
+    assert ("Special Event Permits", "Special Events") in pairs   # strong enough to be shown
+    titles = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
+    assert titles == [["Calendar of Special Events", "Special Events"],
+                      ["Special Event Permits", "Special Events Permits"]]
