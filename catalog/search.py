@@ -28,6 +28,8 @@ Queries and filters reach DuckDB as parameters, never as SQL text.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -313,20 +315,35 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     for name, select in STEPS.items():
         _create(con, f"TABLE {name}", select, params)
     beside = con.cursor()   # (it starts in the connection's default database)
+    stop = threading.Event()     # one side failed: the other starts no further table
+    ours_done = threading.Event()
+    # interrupts our query when the other side fails; joined before `con` is used again, so
+    # that no late interrupt hits a statement after the build
+    watcher = threading.Thread(target=lambda: _interrupt_until(con, ours_done.is_set), name="civicat-search-stop")
     try:
         beside.execute(f"USE {_current_database(con)}")
+
+        def on_aside_done(done) -> None:   # (in the main thread if it failed at once)
+            if done.exception() is not None:
+                stop.set()
+                watcher.start()
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-search") as pool:
-            aside = pool.submit(_build_tables, beside, BESIDE, params)
-            aside.add_done_callback(lambda done: done.exception() and con.interrupt())
+            aside = pool.submit(_build_tables, beside, BESIDE, params, stop)
+            aside.add_done_callback(on_aside_done)
             try:
-                _build_tables(con, [table for table in BUILD if table not in BESIDE], params)
+                _build_tables(con, [table for table in BUILD if table not in BESIDE], params, stop)
             except BaseException:
                 if aside.done() and aside.exception() is not None:
-                    raise aside.exception() from None  # its failure interrupted ours
-                beside.interrupt()  # no use finishing its tables (nor waiting for them)
+                    raise aside.exception() from None  # its failure stopped ours
+                stop.set()
+                _interrupt_until(beside, aside.done)  # no use finishing its tables (nor waiting for them)
                 raise
             finally:
+                ours_done.set()
                 wait([aside])   # (interrupted when ours failed: then ours is the error raised)
+                if watcher.ident is not None:
+                    watcher.join()
             aside.result()
     finally:
         beside.close()
@@ -345,9 +362,24 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
         raise
 
 
-def _build_tables(con: duckdb.DuckDBPyConnection, tables, params: dict) -> None:
+class _Stopped(Exception):
+    """The other side of a build failed: this side stopped before its next table."""
+
+
+def _build_tables(con: duckdb.DuckDBPyConnection, tables, params: dict, stop: threading.Event) -> None:
     for table in tables:
+        if stop.is_set():
+            raise _Stopped(table)
         _create(con, f"TABLE {table}_next", BUILD[table], params)
+
+
+def _interrupt_until(con: duckdb.DuckDBPyConnection, finished) -> None:
+    """Interrupt `con`'s query until `finished()`: an interrupt that comes before the query has
+    started is lost (DuckDB clears it as a query begins), so one alone could let a query of
+    minutes run on (seen under load, when the failing side failed before the other had begun)."""
+    while not finished():
+        con.interrupt()
+        time.sleep(0.02)
 
 
 def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, updated: int) -> bool:

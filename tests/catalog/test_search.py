@@ -133,16 +133,27 @@ def test_a_failed_rebuild_keeps_the_previous_index(two_cities, monkeypatch, fail
     assert two_cities.refresh_search() is False  # logged, not raised, by the harvest's hook
 
 
+@pytest.mark.parametrize("late", [False, True])
 @pytest.mark.parametrize("failing, slow", [("search_documents", "search_postings"),
                                            ("search_postings", "search_documents")])
 def test_a_table_that_fails_stops_the_other_cursors_at_once_with_its_own_error(two_cities, monkeypatch, failing,
-                                                                              slow):
+                                                                              slow, late):
+    """`late`: the slow table's query starts only after the other side has failed (as under
+    load): an interrupt sent before a query starts is lost, so one alone let it run on."""
     import time
 
     import duckdb
     endless = "(SELECT count(*) FROM range(20000000000) r WHERE hash(r.range) % 7 = 3) >= 0"  # minutes
     monkeypatch.setattr(search, "BUILD", {**search.BUILD, failing: "SELECT no_such_column FROM datasets",
                                           slow: f"SELECT * FROM ({search.BUILD[slow]}) WHERE {endless}"})
+    if late:
+        create = search._create
+
+        def starting_late(con, what, select, params):
+            if what == f"TABLE {slow}_next":
+                time.sleep(1.0)
+            return create(con, what, select, params)
+        monkeypatch.setattr(search, "_create", starting_late)
     started = time.monotonic()
     with pytest.raises(duckdb.BinderException, match="no_such_column"):  # not the interrupt it caused
         search.refresh(two_cities.con, force=True)
