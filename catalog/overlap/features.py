@@ -305,6 +305,13 @@ def _with_acronyms_spelled(title: str | None, description: str | None) -> str | 
 SENTENCE_END = re.compile(r"[.;:!?\n]")
 RECORDS_DESCRIBED_WITHIN = 8   # words after the title ('FY13 Adopted And FY14 Proposed Budgets'); further on a
                                # sentence goes on to other things ('... Visit the below link for info on SPEDES permits')
+# words that end the title's own phrase: what follows says what its records are of or come with
+# ('Food inspections of restaurants, with the violations found'), not what they are
+PHRASE_ENDS = frozenset({"of", "with", "since", "for", "including", "includes", "include", "from", "by", "in", "on",
+                         "at", "during", "to", "about", "under", "within", "after", "before", "per", "through",
+                         "into", "over", "across", "against", "between", "among", "as", "such", "like", "plus",
+                         "the", "their", "its", "a", "an", "this", "these", "that", "which", "who", "where", "when",
+                         "related", "resulting", "associated"})
 
 
 def _with_records_described(title: str | None, description: str | None) -> str | None:
@@ -312,19 +319,34 @@ def _with_records_described(title: str | None, description: str | None) -> str |
     with the record words in parentheses: Raleigh's 'Inspections' described as 'Inspections
     FY13 Adopted And FY14 Proposed Budgets' is a budget line of its inspections office, not
     inspections; 'Human Service Agencies' the same office's budget. Only record words the title
-    does not name (text.RECORD_FAMILIES), a few words after it: 'Code Enforcement All
-    Violations. Connected to ...' says nothing new."""
+    does not name (text.RECORD_FAMILIES), a few words after it and in the title's own phrase:
+    up to a comma, a preposition or an article ('Food inspections of restaurants, with the
+    violations found' are food inspections; 'Code Enforcement All Violations. Connected to ...'
+    says nothing new)."""
     if not title or not description or not title.strip():
         return title
     first = title.split(maxsplit=1)[0].casefold()
     if description.lstrip()[:len(first)].casefold() != first:   # most descriptions: not read further
         return title
     said = text.find_words(title)
-    sentence = text.find_words(SENTENCE_END.split(description, maxsplit=1)[0])
-    if not said or sentence[:len(said)] != said:
+    if not said:
+        return title
+    # the first sentence's clauses (cut at commas) up to the one the title ends in
+    sentence = SENTENCE_END.split(description[:DESCRIPTION_CHARS], maxsplit=1)[0]
+    read: list[str] = []
+    for clause in sentence.split(","):
+        read += text.find_words(clause)
+        if len(read) >= len(said):
+            break
+    if read[:len(said)] != said:
         return title
     named = set(text.words(title))
-    after = [w for w in sentence[len(said):] if not w.isdigit()][:RECORDS_DESCRIBED_WITHIN]
+    after = []
+    for w in read[len(said):]:
+        if w in PHRASE_ENDS or len(after) == RECORDS_DESCRIBED_WITHIN:
+            break
+        if not w.isdigit():
+            after.append(w)
     records = [w for w, stemmed in zip(after, text.words(" ".join(after)))
                if stemmed in text.RECORD_BITS and stemmed not in named]
     return f"{title} ({' '.join(dict.fromkeys(records))})" if records else title

@@ -116,3 +116,34 @@ def test_a_title_its_description_says_the_records_of_reads_with_them():
     assert c.titles[0] == "Inspections"
     from catalog.overlap import scoring   # the budget line and the inspections link no group
     assert scoring.told_apart(c, scoring.score_pairs(c, np.array([0]), np.array([1]))).tolist() == [True]
+
+
+def test_records_a_description_says_the_records_come_with_are_not_what_the_title_holds():
+    """Only the head of the title's own phrase counts: records named after a comma, a
+    preposition or an article are what the title's records are of or come with (review 8,
+    finding 5: the appended word made the title's own record word a modifier, so 'Food
+    Inspections' became violations and left the food-inspections group)."""
+    cases = [("Food Inspections", "Food inspections of restaurants, with the violations found."),
+             ("Building Permits", "Building permits issued since 2010 and their inspections."),
+             ("Building Permits", "Building Permits with related inspections and violations, updated daily"),
+             ("Restaurant Inspections", "Restaurant inspections and the resulting violations for all food establishments"),
+             ("Code Violations", "Code violations found during inspections by the code enforcement office"),
+             ("Business Licenses", "Business licenses issued by the city, including permits"),
+             ("Employee Salaries", "Employee salaries from the adopted budget"),
+             ("311 Service Requests", "311 service requests, including permit requests"),
+             ("Housing Code Enforcement", "Housing Code Enforcement data from 2013 to the present , including "
+                                          "violations identified")]   # Montgomery County
+    for title, description in cases:
+        assert features._with_records_described(title, description) == title
+    c = described_catalogue([("Chicago", "Food Inspections",
+                              "Inspections of restaurants and other food establishments in Chicago"),
+                             ("San Francisco", "Restaurant Inspections", "Health inspections of restaurants"),
+                             ("Austin", "Food Establishment Inspections", "Inspection scores of food establishments"),
+                             ("Seattle", "Food Inspections", "Food inspections of restaurants, with the violations found.")])
+    assert c.records_named.tolist() == [text.FAMILY_BITS["inspection"]] * 4
+    from catalog import overlap
+    from catalog.overlap import scoring
+    scored = scoring.score_pairs(c, np.array([3]), np.array([0]))
+    assert scoring.told_apart(c, scored).tolist() == [False] and scored.total[0] > 0.8
+    groups = overlap.detect_in(c).groups
+    assert [sorted(g.uids) for g in groups] == [sorted(c.uids)]
