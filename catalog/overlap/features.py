@@ -269,11 +269,13 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         title_surface_lists=title_surface_lists, records_named=records_named)
 
 
-ACRONYM_WORD = re.compile(r"[A-Za-z0-9]+")
-SPELLING = re.compile(r"[A-Za-z]+")
-# words of an organisation's name: an acronym spelled with one names the publisher
+ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'
+SPELLING = re.compile(r"[^\W\d_]+")        # 'Français', 'Écologique'
+# words of an organisation's name: an acronym spelled with one names the publisher ('MTA': Metropolitan
+# Transportation Authority; 'CHP': California Highway Patrol; 'CUNY': City University of New York)
 ORGANISATION = frozenset({"department", "authority", "commission", "agency", "office", "board", "bureau", "council",
-                          "administration", "division", "corporation", "ministry"})
+                          "administration", "division", "corporation", "ministry", "police", "patrol", "sheriff",
+                          "university", "college", "school", "schools"})
 # words an acronym may leave out or keep ('SQF': Stop, Question and Frisk; 'UOF': Use of Force)
 ACRONYM_GAPS = frozenset({"of", "and", "the", "for", "in", "on", "to", "a", "an"})
 
@@ -284,9 +286,11 @@ def _with_acronyms_spelled(title: str | None, description: str | None) -> str | 
     Department Investigatory Stop Report (ISR) data' reads '2019 ISR (Investigatory Stop Report)',
     'sqf 2010' described as 'NYPD Stop Question and Frisk Data' reads 'sqf 2010 (Stop Question and
     Frisk)'. An acronym is a word of three to six letters in capitals (any word of a title in lower
-    case or all in capitals); a department's ('LMPD') names the publisher, not the records. Beside
-    a word that is no acronym ('ODOT Construction Contracts', 'Permits - BLDS') an acronym mostly
-    says whose the records are, not what they are: such a title stays as it is."""
+    case or all in capitals); a department's ('LMPD') names the publisher, not the records, and
+    so does one spelled as an organisation's name or after one ('Department of Housing and Urban
+    Development (HUD)'). Beside a word that is no acronym ('ODOT Construction Contracts',
+    'Permits - BLDS') an acronym mostly says whose the records are, not what they are: such a
+    title stays as it is."""
     if not title or not description:
         return title
     any_case = title.islower() or title.isupper()
@@ -295,11 +299,25 @@ def _with_acronyms_spelled(title: str | None, description: str | None) -> str | 
                               and not concepts.DEPARTMENT.match(w.lower()) for w in subject):
         return title
     words = SPELLING.findall(description[:DESCRIPTION_CHARS])
-    spelled = [_spelling(acronym, words) for acronym in dict.fromkeys(w.lower() for w in subject)]
+    lowered = [text.fold(w) for w in words]
+    runs = [_spelling(text.fold(acronym), lowered) for acronym in dict.fromkeys(w.lower() for w in subject)]
     # ... and an organisation's name ('MTA': Metropolitan Transportation Authority) is the publisher's
-    if not all(spelled) or any(w.lower() in ORGANISATION for found in spelled for w in found.split()):
+    if not all(runs) or any(_names_organisation(lowered, start, end) for start, end in runs):
         return title
-    return f"{title} ({'; '.join(spelled)})"
+    return f"{title} ({'; '.join(' '.join(words[start:end]) for start, end in runs)})"
+
+
+def _names_organisation(lowered: list[str], start: int, end: int) -> bool:
+    """Whether words[start:end] name an organisation: a word of one in them, or just before
+    them ('Department of' Housing and Urban Development) or just after ('... Development Department')."""
+    if any(w in ORGANISATION for w in lowered[start:end]):
+        return True
+    # 'Department of', 'Office of the' (not 'Police Department Investigatory Stop Report': the department's report)
+    before = start - 1
+    while before >= 0 and lowered[before] in ACRONYM_GAPS and start - before <= 2:
+        before -= 1
+    return ((0 <= before < start - 1 and lowered[before] in ORGANISATION)
+            or (end < len(lowered) and lowered[end] in ORGANISATION))
 
 
 SENTENCE_END = re.compile(r"[.;:!?\n]")
@@ -352,25 +370,26 @@ def _with_records_described(title: str | None, description: str | None) -> str |
     return f"{title} ({' '.join(dict.fromkeys(records))})" if records else title
 
 
-def _spelling(acronym: str, words: list[str]) -> str | None:
-    """The first run of `words` whose initials are `acronym` (a small word like 'of' counted or
-    skipped), starting and ending on a word that is not one."""
-    lowered = [w.lower() for w in words]
+def _spelling(acronym: str, lowered: list[str]) -> tuple[int, int] | None:
+    """Where the first run of `lowered` (words in lower case, accents off) whose initials are
+    `acronym` starts and ends (a small word like 'of' counted or skipped), starting and ending on
+    a word that is not one, each word longer than its initial ('I S R' spells nothing)."""
 
     def end_of(i: int, k: int) -> int | None:   # where a run matching acronym[k:] from words[i] ends
         if k == len(acronym):
             return i if lowered[i - 1] not in ACRONYM_GAPS else None
-        if i >= len(words) or i - start > len(acronym) + 3:
+        if i >= len(lowered) or i - start > len(acronym) + 3:
             return None
-        if lowered[i][0] == acronym[k] and lowered[i] != acronym and (end := end_of(i + 1, k + 1)) is not None:
+        if (lowered[i][:1] == acronym[k] and len(lowered[i]) > 1 and lowered[i] != acronym
+                and (end := end_of(i + 1, k + 1)) is not None):
             return end
         return end_of(i + 1, k) if lowered[i] in ACRONYM_GAPS else None
 
-    for start in range(len(words)):
-        if lowered[start][0] == acronym[0] and lowered[start] not in ACRONYM_GAPS:
+    for start in range(len(lowered)):
+        if lowered[start][:1] == acronym[0] and lowered[start] not in ACRONYM_GAPS:
             end = end_of(start, 0)
             if end is not None:
-                return " ".join(words[start:end])
+                return start, end
     return None
 
 

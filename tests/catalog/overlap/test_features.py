@@ -147,3 +147,26 @@ def test_records_a_description_says_the_records_come_with_are_not_what_the_title
     assert scoring.told_apart(c, scored).tolist() == [False] and scored.total[0] > 0.8
     groups = overlap.detect_in(c).groups
     assert [sorted(g.uids) for g in groups] == [sorted(c.uids)]
+
+
+def test_an_acronym_of_a_publisher_or_in_any_alphabet_is_spelled_right():
+    """Review 8, finding 8: an acronym spelled after 'Department of', or as a police force, a
+    patrol or a university, names the publisher, not the records; a word with an accent is one
+    word ('CAFÉ', not 'CAF'); initials alone spell nothing; a huge description is read only
+    for its opening."""
+    publishers = [("HUD", "Data from the U.S. Department of Housing and Urban Development (HUD) on public housing"),
+                  ("HHS", "U.S. Department of Health and Human Services grants"),
+                  ("CHP 2015", "California Highway Patrol collision records"),
+                  ("MSP", "Michigan State Police traffic crash reports"),
+                  ("CUNY", "City University of New York enrollment"),
+                  ("ISR", "I S R")]
+    for title, description in publishers:
+        assert features._with_acronyms_spelled(title, description) == title
+    assert features._with_acronyms_spelled("CAFÉ", "Centre Alimentaire Français Écologique") \
+        == "CAFÉ (Centre Alimentaire Français Écologique)"
+    assert features._with_acronyms_spelled("RMS", "Records Management System incidents") \
+        == "RMS (Records Management System)"
+    import time
+    started = time.perf_counter()
+    assert features._with_records_described("Inspections", "Inspections " + "x" * 5_000_000) == "Inspections"
+    assert time.perf_counter() - started < 0.1
