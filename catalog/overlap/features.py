@@ -65,7 +65,11 @@ class Catalogue:
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
     records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
+    # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
+    # rows whose title was read with words of its description: term -> the title's words and where
+    # the others come from ('CIP (Capital Improvement Projects, per its description)')
+    described_surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     index: dict[str, int] = field(default_factory=dict)
     _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
@@ -76,12 +80,16 @@ class Catalogue:
         return len(self.uids)
 
     def title_surfaces(self, row: int) -> dict[str, str]:
-        """Title term -> the title's words it came from (cached: explanations ask often)."""
+        """Title term -> the title's words it came from (cached: explanations ask often); a term
+        read from the description's words, with them said to be the description's."""
         found = self._surfaces.get(row)
         if found is None:
             pairs = (self.title_surface_lists[row] if self.title_surface_lists
                      else text.terms_with_surface(self.titles[row], self.places[row]))
-            found = self._surfaces[row] = dict(pairs)
+            found = dict(pairs)
+            for term, surface in self.described_surfaces.get(row, {}).items():
+                found.setdefault(term, surface)
+            self._surfaces[row] = found
         return found
 
     def title_weights(self, row: int) -> dict[str, float]:
@@ -199,10 +207,17 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
     # a title read with what its description says of it: the words it spells a title's acronyms with ('2019
     # ISR': Investigatory Stop Report), the records it names of a title it repeats ('Inspections ... Budgets')
-    read_titles = [_with_records_described(_with_acronyms_spelled(t, d), d)
-                   for t, d in zip(rows["title"], rows["description"])]
-    title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
-    title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
+    spelled_titles = [_with_acronyms_spelled(t, d) for t, d in zip(rows["title"], rows["description"])]
+    read_titles = [_with_records_described(t, d) for t, d in zip(spelled_titles, rows["description"])]
+    read_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
+    title_terms = [[term for term, _ in pairs] for pairs in read_surface_lists]
+    # labels and explanations quote the publisher's own words: the description's are said to be its
+    title_surface_lists, described_surfaces = read_surface_lists[:], {}
+    for row in np.flatnonzero([r != t for r, t in zip(read_titles, rows["title"])]).tolist():
+        title_surface_lists[row] = text.terms_with_surface(rows["title"][row], places[row])
+        described_surfaces[row] = _described_surfaces(rows["title"][row], spelled_titles[row], read_titles[row],
+                                                      rows["description"][row], read_surface_lists[row],
+                                                      title_surface_lists[row])
     # the words a title repeats are its subject: a phrase term counts more than its parts
     # (and a form word like 'map' or 'directory' less than a subject word)
     generic, form_weight = text.GENERIC, GENERIC_WEIGHT
@@ -266,7 +281,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         concept_confidence=concept_confidence,
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
-        title_surface_lists=title_surface_lists, records_named=records_named)
+        title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named)
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'
@@ -291,20 +306,53 @@ def _with_acronyms_spelled(title: str | None, description: str | None) -> str | 
     Development (HUD)'). Beside a word that is no acronym ('ODOT Construction Contracts',
     'Permits - BLDS') an acronym mostly says whose the records are, not what they are: such a
     title stays as it is."""
+    spellings = _spellings(title, description)
+    return f"{title} ({'; '.join(spellings.values())})" if spellings else title
+
+
+def _spellings(title: str | None, description: str | None) -> dict[str, str]:
+    """Each acronym of a title of acronyms alone (in lower case) -> the words the opening of its
+    description spells it with, as `_with_acronyms_spelled` reads them: none unless all are
+    spelled, none as an organisation's name."""
     if not title or not description:
-        return title
+        return {}
     any_case = title.islower() or title.isupper()
     subject = [w for w in ACRONYM_WORD.findall(title) if text._is_content(w.lower()) and w.lower() not in text.GENERIC]
     if not subject or not all(3 <= len(w) <= 6 and w.isalpha() and (any_case or w.isupper())
                               and not concepts.DEPARTMENT.match(w.lower()) for w in subject):
-        return title
+        return {}
     words = SPELLING.findall(description[:DESCRIPTION_CHARS])
     lowered = [text.fold(w) for w in words]
-    runs = [_spelling(text.fold(acronym), lowered) for acronym in dict.fromkeys(w.lower() for w in subject)]
+    acronyms = list(dict.fromkeys(w.lower() for w in subject))
+    runs = [_spelling(text.fold(acronym), lowered) for acronym in acronyms]
     # ... and an organisation's name ('MTA': Metropolitan Transportation Authority) is the publisher's
     if not all(runs) or any(_names_organisation(lowered, start, end) for start, end in runs):
-        return title
-    return f"{title} ({'; '.join(' '.join(words[start:end]) for start, end in runs)})"
+        return {}
+    return {acronym: " ".join(words[start:end]) for acronym, (start, end) in zip(acronyms, runs)}
+
+
+def _described_surfaces(title: str, spelled: str, read: str, description: str,
+                        read_pairs: list[tuple[str, str]], own_pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The terms of a title read with its description's words (`read`) that its own words do not
+    give, each with the title's words and the description's ('CIP (Capital Improvement Projects,
+    per its description)', 'Inspections (budgets, per its description)'): an explanation or a
+    label quotes no words the publisher did not title the dataset with."""
+    own = {term for term, _ in own_pairs}
+    spellings = _spellings(title, description) if spelled != title else {}
+    records = read[len(spelled):].strip(" ()") if read != spelled else ""
+    out: dict[str, str] = {}
+    for term, surface in read_pairs:
+        if term in own or term in out:
+            continue
+        words = set(text.find_words(surface))
+        if records and words & set(text.find_words(records)):
+            out[term] = f"{title} ({records}, per its description)"
+            continue
+        acronym = next((a for a, spelling in spellings.items() if words & set(text.find_words(spelling))),
+                       next(iter(spellings), None))
+        out[term] = (f"{acronym} ({spellings[acronym]}, per its description)" if acronym
+                     else f"{title} ({read[len(title):].strip(' ()')}, per its description)")
+    return out
 
 
 def _names_organisation(lowered: list[str], start: int, end: int) -> bool:

@@ -170,3 +170,39 @@ def test_an_acronym_of_a_publisher_or_in_any_alphabet_is_spelled_right():
     started = time.perf_counter()
     assert features._with_records_described("Inspections", "Inspections " + "x" * 5_000_000) == "Inspections"
     assert time.perf_counter() - started < 0.1
+
+
+def test_explanations_and_labels_quote_the_publishers_title_words():
+    """Review 8, finding 9: the words a description spells an acronym with, or names a title's
+    records with, were quoted as title words ("titles share 'improvement projects'" of Hawaii's
+    'CIP 2011-2012'; Hartford's 'CDBG 1998 to 2015' grouped as 'Development block'). They are
+    said to be the description's; labels are built from the titles as written."""
+    cip = (". Capital Improvement Projects (CIP) are renovations, repairs, and major maintenance to existing "
+           "facilities, landscape improvements, new construction, land acquisition, and utility modifications.")
+    c = described_catalogue([
+        ("Hawaii", "CIP 2011-2012", cip),
+        ("Illinois", "SSMMA Capital Improvement Project",
+         "This dataset details Capital Improvement Projects in the Chicago Southland region."),
+        ("Hartford", "CDBG 1998 to 2015", "Community Development Block Grant awards to community-based agencies FY "
+                                          "1998 to current. Updated on a Yearly basis"),
+        ("Maryland", "Community Development Block Grant Awards (CDBG)",
+         "Community Development Block Grant Program funds help strengthen Maryland's communities"),
+        ("Raleigh", "Inspections", "Inspections FY13 Adopted And FY14 Proposed Budgets"),
+        ("New York", "Inspections", "This data set features DCA inspections during the last and current calendar year")])
+    from catalog import overlap
+    from catalog.overlap import scoring
+
+    def explained(a, b):
+        scored = scoring.score_pairs(c, np.array([a]), np.array([b]))
+        return scoring.explain(c, a, b, {k: float(v[0]) for k, v in scored.signals.items()})
+
+    assert explained(0, 1).startswith("titles share 'cip (Capital Improvement Projects, per its description)'")
+    assert "improvement projects'" not in explained(0, 1)
+    assert "'cdbg (Community Development Block Grant, per its description)'" in explained(2, 3)
+    assert "('Inspections (budgets, per its description)' vs 'inspections')" in explained(4, 5)
+    # the titles as read still meet: the spelled acronym links the two capital improvement tables
+    assert c.title_surfaces(0)["capital+improvement"] == "cip (Capital Improvement Projects, per its description)"
+    assert [term for term, _ in c.title_surface_lists[0]] == ["cip"]
+    labels = {g.label: sorted(c.titles[c.row(u)] for u in g.uids) for g in overlap.detect_in(c).groups}
+    assert labels["CDBG"] == ["CDBG 1998 to 2015", "Community Development Block Grant Awards (CDBG)"]
+    assert not any("block" in label.lower() for label in labels)
