@@ -32,7 +32,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                         ()),
     "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
     "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge", "firearm+discharge",
-                          "deputy+shooting"), ()),
+                          "deputy+shooting"), ()),   # the last two only near policing (POLICE_ONLY)
     "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
     "traffic_stop": (("traffic_stop",), ()),
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry"),
@@ -70,6 +70,14 @@ NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset(
             "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
             "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
+# strong triggers that count only when the title or description is about policing, their own words
+# aside, nor beside the words given: 'ShotSpotter Firearm Discharges', 'Illegal Firearm Discharge
+# Complaints' and 'Deputy Shooting Range Schedule' are no officer-involved shootings; Cincinnati's
+# 'Police Firearm Discharge Incidents', NYC's 'Firearms Discharge Report' (described as 'NYPD
+# occurrence of firearm discharge') and Los Angeles County's 'Sheriff ... (Deputy Shootings)' are
+# ('deputy' is a police word: a deputy's shooting is one unless it is practice at a range)
+POLICE_ONLY = {"firearm+discharge": frozenset(),
+               "deputy+shooting": frozenset({"range", "practice", "training", "qualification", "qualifying"})}
 # where 'incident', 'stop', 'complaint' mean policing
 POLICE_CONTEXT = frozenset({"police", "policing", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
                             "offense", "arrest", "patrol", "precinct", "deputy"})
@@ -109,19 +117,32 @@ def _police_context(terms: set[str]) -> bool:
     return bool(terms & POLICE_CONTEXT) or any(DEPARTMENT.match(t) for t in terms if "+" not in t and len(t) <= 6)
 
 
-def _found(terms: list[str], also: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+def _found(terms: list[str], also: frozenset[str] = frozenset(),
+           context: list[str] | tuple[str, ...] = ()) -> tuple[list[str], list[str]]:
     """Concepts of strong and of weak triggers, in the order their first term appears (a
-    word of `also`, the title, can rule a trigger out)."""
+    word of `also`, the title, can rule a trigger out; `also` and `context`, a description's
+    terms, can say a trigger of POLICE_ONLY is about policing)."""
     blocking = set(terms) | also
     strong: list[str] = []
     weak: list[str] = []
     for term in terms:
+        if term in POLICE_ONLY and not _about_policing(term, blocking | set(context)):
+            continue
         for concept, is_strong in TRIGGERS.get(term, ()):
             if not (blocking & NOT_WHEN.get(concept, frozenset())):
                 found = strong if is_strong else weak
                 if concept not in found:
                     found.append(concept)
     return strong, weak
+
+
+def _about_policing(trigger: str, terms: set[str]) -> bool:
+    """A trigger of POLICE_ONLY among `terms`: a police word other than its own other words
+    ('firearm', 'discharge') and none of the words that make it something else."""
+    own = set(trigger.split("+")) - POLICE_CONTEXT
+    if terms & POLICE_ONLY[trigger]:
+        return False
+    return _police_context({t for t in terms if not (own & set(t.split("+")))})
 
 
 def _strongest(found: list[str]) -> list[str]:
@@ -141,7 +162,7 @@ def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple
     one the opening of its description names; else a weak one of the description, then of
     the title, when the text is about policing ('iaincidentstypestatusq 2016', described as
     'The Complaints and Inquiries data set includes all complaints received by ...')."""
-    strong, title_weak = _found(title_terms)
+    strong, title_weak = _found(title_terms, context=description_terms)
     if strong:
         return tuple(_strongest(strong))
     strong, description_weak = (_found(list(description_terms), frozenset(title_terms)) if description_terms
@@ -174,8 +195,8 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     opening read only when the title names no strong concept; and whether the concepts are
     the title's own (else the description's). `title`, the title as written, tells a table
     of counts from the records it counts."""
-    strong, weak = _found(title_terms)
     opening = description_terms[:DESCRIPTION_TERMS]
+    strong, weak = _found(title_terms, context=opening)
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
         return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True

@@ -65,7 +65,11 @@ class Catalogue:
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
     records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
+    # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
+    # rows whose title was read with words of its description: term -> the title's words and where
+    # the others come from ('CIP (Capital Improvement Projects, per its description)')
+    described_surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     index: dict[str, int] = field(default_factory=dict)
     _surfaces: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
@@ -76,12 +80,16 @@ class Catalogue:
         return len(self.uids)
 
     def title_surfaces(self, row: int) -> dict[str, str]:
-        """Title term -> the title's words it came from (cached: explanations ask often)."""
+        """Title term -> the title's words it came from (cached: explanations ask often); a term
+        read from the description's words, with them said to be the description's."""
         found = self._surfaces.get(row)
         if found is None:
             pairs = (self.title_surface_lists[row] if self.title_surface_lists
                      else text.terms_with_surface(self.titles[row], self.places[row]))
-            found = self._surfaces[row] = dict(pairs)
+            found = dict(pairs)
+            for term, surface in self.described_surfaces.get(row, {}).items():
+                found.setdefault(term, surface)
+            self._surfaces[row] = found
         return found
 
     def title_weights(self, row: int) -> dict[str, float]:
@@ -199,10 +207,17 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
     # a title read with what its description says of it: the words it spells a title's acronyms with ('2019
     # ISR': Investigatory Stop Report), the records it names of a title it repeats ('Inspections ... Budgets')
-    read_titles = [_with_records_described(_with_acronyms_spelled(t, d), d)
-                   for t, d in zip(rows["title"], rows["description"])]
-    title_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
-    title_terms = [[term for term, _ in pairs] for pairs in title_surface_lists]
+    spelled_titles = [_with_acronyms_spelled(t, d) for t, d in zip(rows["title"], rows["description"])]
+    read_titles = [_with_records_described(t, d) for t, d in zip(spelled_titles, rows["description"])]
+    read_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
+    title_terms = [[term for term, _ in pairs] for pairs in read_surface_lists]
+    # labels and explanations quote the publisher's own words: the description's are said to be its
+    title_surface_lists, described_surfaces = read_surface_lists[:], {}
+    for row in np.flatnonzero([r != t for r, t in zip(read_titles, rows["title"])]).tolist():
+        title_surface_lists[row] = text.terms_with_surface(rows["title"][row], places[row])
+        described_surfaces[row] = _described_surfaces(rows["title"][row], spelled_titles[row], read_titles[row],
+                                                      rows["description"][row], read_surface_lists[row],
+                                                      title_surface_lists[row])
     # the words a title repeats are its subject: a phrase term counts more than its parts
     # (and a form word like 'map' or 'directory' less than a subject word)
     generic, form_weight = text.GENERIC, GENERIC_WEIGHT
@@ -266,14 +281,16 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         concept_confidence=concept_confidence,
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
-        title_surface_lists=title_surface_lists, records_named=records_named)
+        title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named)
 
 
-ACRONYM_WORD = re.compile(r"[A-Za-z0-9]+")
-SPELLING = re.compile(r"[A-Za-z]+")
-# words of an organisation's name: an acronym spelled with one names the publisher
+ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'
+SPELLING = re.compile(r"[^\W\d_]+")        # 'Français', 'Écologique'
+# words of an organisation's name: an acronym spelled with one names the publisher ('MTA': Metropolitan
+# Transportation Authority; 'CHP': California Highway Patrol; 'CUNY': City University of New York)
 ORGANISATION = frozenset({"department", "authority", "commission", "agency", "office", "board", "bureau", "council",
-                          "administration", "division", "corporation", "ministry"})
+                          "administration", "division", "corporation", "ministry", "police", "patrol", "sheriff",
+                          "university", "college", "school", "schools"})
 # words an acronym may leave out or keep ('SQF': Stop, Question and Frisk; 'UOF': Use of Force)
 ACRONYM_GAPS = frozenset({"of", "and", "the", "for", "in", "on", "to", "a", "an"})
 
@@ -284,27 +301,83 @@ def _with_acronyms_spelled(title: str | None, description: str | None) -> str | 
     Department Investigatory Stop Report (ISR) data' reads '2019 ISR (Investigatory Stop Report)',
     'sqf 2010' described as 'NYPD Stop Question and Frisk Data' reads 'sqf 2010 (Stop Question and
     Frisk)'. An acronym is a word of three to six letters in capitals (any word of a title in lower
-    case or all in capitals); a department's ('LMPD') names the publisher, not the records. Beside
-    a word that is no acronym ('ODOT Construction Contracts', 'Permits - BLDS') an acronym mostly
-    says whose the records are, not what they are: such a title stays as it is."""
+    case or all in capitals); a department's ('LMPD') names the publisher, not the records, and
+    so does one spelled as an organisation's name or after one ('Department of Housing and Urban
+    Development (HUD)'). Beside a word that is no acronym ('ODOT Construction Contracts',
+    'Permits - BLDS') an acronym mostly says whose the records are, not what they are: such a
+    title stays as it is."""
+    spellings = _spellings(title, description)
+    return f"{title} ({'; '.join(spellings.values())})" if spellings else title
+
+
+def _spellings(title: str | None, description: str | None) -> dict[str, str]:
+    """Each acronym of a title of acronyms alone (in lower case) -> the words the opening of its
+    description spells it with, as `_with_acronyms_spelled` reads them: none unless all are
+    spelled, none as an organisation's name."""
     if not title or not description:
-        return title
+        return {}
     any_case = title.islower() or title.isupper()
     subject = [w for w in ACRONYM_WORD.findall(title) if text._is_content(w.lower()) and w.lower() not in text.GENERIC]
     if not subject or not all(3 <= len(w) <= 6 and w.isalpha() and (any_case or w.isupper())
                               and not concepts.DEPARTMENT.match(w.lower()) for w in subject):
-        return title
+        return {}
     words = SPELLING.findall(description[:DESCRIPTION_CHARS])
-    spelled = [_spelling(acronym, words) for acronym in dict.fromkeys(w.lower() for w in subject)]
+    lowered = [text.fold(w) for w in words]
+    acronyms = list(dict.fromkeys(w.lower() for w in subject))
+    runs = [_spelling(text.fold(acronym), lowered) for acronym in acronyms]
     # ... and an organisation's name ('MTA': Metropolitan Transportation Authority) is the publisher's
-    if not all(spelled) or any(w.lower() in ORGANISATION for found in spelled for w in found.split()):
-        return title
-    return f"{title} ({'; '.join(spelled)})"
+    if not all(runs) or any(_names_organisation(lowered, start, end) for start, end in runs):
+        return {}
+    return {acronym: " ".join(words[start:end]) for acronym, (start, end) in zip(acronyms, runs)}
+
+
+def _described_surfaces(title: str, spelled: str, read: str, description: str,
+                        read_pairs: list[tuple[str, str]], own_pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The terms of a title read with its description's words (`read`) that its own words do not
+    give, each with the title's words and the description's ('CIP (Capital Improvement Projects,
+    per its description)', 'Inspections (budgets, per its description)'): an explanation or a
+    label quotes no words the publisher did not title the dataset with."""
+    own = {term for term, _ in own_pairs}
+    spellings = _spellings(title, description) if spelled != title else {}
+    records = read[len(spelled):].strip(" ()") if read != spelled else ""
+    out: dict[str, str] = {}
+    for term, surface in read_pairs:
+        if term in own or term in out:
+            continue
+        words = set(text.find_words(surface))
+        if records and words & set(text.find_words(records)):
+            out[term] = f"{title} ({records}, per its description)"
+            continue
+        acronym = next((a for a, spelling in spellings.items() if words & set(text.find_words(spelling))),
+                       next(iter(spellings), None))
+        out[term] = (f"{acronym} ({spellings[acronym]}, per its description)" if acronym
+                     else f"{title} ({read[len(title):].strip(' ()')}, per its description)")
+    return out
+
+
+def _names_organisation(lowered: list[str], start: int, end: int) -> bool:
+    """Whether words[start:end] name an organisation: a word of one in them, or just before
+    them ('Department of' Housing and Urban Development) or just after ('... Development Department')."""
+    if any(w in ORGANISATION for w in lowered[start:end]):
+        return True
+    # 'Department of', 'Office of the' (not 'Police Department Investigatory Stop Report': the department's report)
+    before = start - 1
+    while before >= 0 and lowered[before] in ACRONYM_GAPS and start - before <= 2:
+        before -= 1
+    return ((0 <= before < start - 1 and lowered[before] in ORGANISATION)
+            or (end < len(lowered) and lowered[end] in ORGANISATION))
 
 
 SENTENCE_END = re.compile(r"[.;:!?\n]")
 RECORDS_DESCRIBED_WITHIN = 8   # words after the title ('FY13 Adopted And FY14 Proposed Budgets'); further on a
                                # sentence goes on to other things ('... Visit the below link for info on SPEDES permits')
+# words that end the title's own phrase: what follows says what its records are of or come with
+# ('Food inspections of restaurants, with the violations found'), not what they are
+PHRASE_ENDS = frozenset({"of", "with", "since", "for", "including", "includes", "include", "from", "by", "in", "on",
+                         "at", "during", "to", "about", "under", "within", "after", "before", "per", "through",
+                         "into", "over", "across", "against", "between", "among", "as", "such", "like", "plus",
+                         "the", "their", "its", "a", "an", "this", "these", "that", "which", "who", "where", "when",
+                         "related", "resulting", "associated"})
 
 
 def _with_records_described(title: str | None, description: str | None) -> str | None:
@@ -312,43 +385,59 @@ def _with_records_described(title: str | None, description: str | None) -> str |
     with the record words in parentheses: Raleigh's 'Inspections' described as 'Inspections
     FY13 Adopted And FY14 Proposed Budgets' is a budget line of its inspections office, not
     inspections; 'Human Service Agencies' the same office's budget. Only record words the title
-    does not name (text.RECORD_FAMILIES), a few words after it: 'Code Enforcement All
-    Violations. Connected to ...' says nothing new."""
+    does not name (text.RECORD_FAMILIES), a few words after it and in the title's own phrase:
+    up to a comma, a preposition or an article ('Food inspections of restaurants, with the
+    violations found' are food inspections; 'Code Enforcement All Violations. Connected to ...'
+    says nothing new)."""
     if not title or not description or not title.strip():
         return title
     first = title.split(maxsplit=1)[0].casefold()
     if description.lstrip()[:len(first)].casefold() != first:   # most descriptions: not read further
         return title
     said = text.find_words(title)
-    sentence = text.find_words(SENTENCE_END.split(description, maxsplit=1)[0])
-    if not said or sentence[:len(said)] != said:
+    if not said:
+        return title
+    # the first sentence's clauses (cut at commas) up to the one the title ends in
+    sentence = SENTENCE_END.split(description[:DESCRIPTION_CHARS], maxsplit=1)[0]
+    read: list[str] = []
+    for clause in sentence.split(","):
+        read += text.find_words(clause)
+        if len(read) >= len(said):
+            break
+    if read[:len(said)] != said:
         return title
     named = set(text.words(title))
-    after = [w for w in sentence[len(said):] if not w.isdigit()][:RECORDS_DESCRIBED_WITHIN]
+    after = []
+    for w in read[len(said):]:
+        if w in PHRASE_ENDS or len(after) == RECORDS_DESCRIBED_WITHIN:
+            break
+        if not w.isdigit():
+            after.append(w)
     records = [w for w, stemmed in zip(after, text.words(" ".join(after)))
                if stemmed in text.RECORD_BITS and stemmed not in named]
     return f"{title} ({' '.join(dict.fromkeys(records))})" if records else title
 
 
-def _spelling(acronym: str, words: list[str]) -> str | None:
-    """The first run of `words` whose initials are `acronym` (a small word like 'of' counted or
-    skipped), starting and ending on a word that is not one."""
-    lowered = [w.lower() for w in words]
+def _spelling(acronym: str, lowered: list[str]) -> tuple[int, int] | None:
+    """Where the first run of `lowered` (words in lower case, accents off) whose initials are
+    `acronym` starts and ends (a small word like 'of' counted or skipped), starting and ending on
+    a word that is not one, each word longer than its initial ('I S R' spells nothing)."""
 
     def end_of(i: int, k: int) -> int | None:   # where a run matching acronym[k:] from words[i] ends
         if k == len(acronym):
             return i if lowered[i - 1] not in ACRONYM_GAPS else None
-        if i >= len(words) or i - start > len(acronym) + 3:
+        if i >= len(lowered) or i - start > len(acronym) + 3:
             return None
-        if lowered[i][0] == acronym[k] and lowered[i] != acronym and (end := end_of(i + 1, k + 1)) is not None:
+        if (lowered[i][:1] == acronym[k] and len(lowered[i]) > 1 and lowered[i] != acronym
+                and (end := end_of(i + 1, k + 1)) is not None):
             return end
         return end_of(i + 1, k) if lowered[i] in ACRONYM_GAPS else None
 
-    for start in range(len(words)):
-        if lowered[start][0] == acronym[0] and lowered[start] not in ACRONYM_GAPS:
+    for start in range(len(lowered)):
+        if lowered[start][:1] == acronym[0] and lowered[start] not in ACRONYM_GAPS:
             end = end_of(start, 0)
             if end is not None:
-                return " ".join(words[start:end])
+                return start, end
     return None
 
 

@@ -122,7 +122,6 @@ def test_kinds_of_the_near_misses_differ():
     ("2012 Vehicle Collisions Investigated by State Police", "crash"),   # 'by' an agent groups nothing
     ("BPD Arrests", "arrest"),
     ("Police Firearm Discharge Incidents", "officer_shooting"),   # Cincinnati: its officers' discharges
-    ("Firearms Discharge Report", "officer_shooting"),            # NYC: NYPD's annual firearms discharge report
     # Los Angeles County: its deputies' shootings, not shooting crimes
     ("Sheriff Hit and Non-Hit Shooting Incidents 2010 to Present (Deputy Shootings)", "officer_shooting"),
     ("2017ECitations", "citation"),                               # Charleston: electronic citations
@@ -132,6 +131,22 @@ def test_kinds_of_the_near_misses_differ():
 ])
 def test_wordings_of_police_tables(title, kind):
     assert concepts.of_dataset(title, "") == (kind,)
+
+
+@pytest.mark.parametrize("title", [   # gunfire and ordinances, no officer's shooting (review 8, finding 4)
+    "ShotSpotter Firearm Discharges", "Illegal Firearm Discharge Complaints", "Shots Fired - Firearm Discharge Calls",
+    "Firearm Discharge Ordinance Violations", "Deputy Shooting Range Schedule",
+])
+def test_firearm_discharges_and_deputy_shootings_without_policing_are_no_officer_shootings(title):
+    assert "officer_shooting" not in concepts.of_dataset(title, "")
+    assert "officer_shooting" not in concepts.of_dataset(title, "Gunfire detected by acoustic sensors")
+
+
+def test_a_firearm_discharge_described_as_the_police_s_is_an_officer_shooting():
+    # NYC's title names no police; its description does
+    assert concepts.of_dataset("Firearms Discharge Report",
+                               "Report detailing NYPD occurrence of firearm discharge") == ("officer_shooting",)
+    assert concepts.of_dataset("Deputy Shooting Incidents", "") == ("officer_shooting",)
 
 
 def test_stop_data_of_buses_and_policing_described():
