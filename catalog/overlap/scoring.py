@@ -46,7 +46,7 @@ ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "fil
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
 DEFAULT_MIN_SCORE = 0.35
 PAIR_CHUNK = 200_000
-PAIRS_PER_DATASET = 6   # a dataset's best pairs are stored and grouped; weaker ones add nothing
+PAIRS_PER_DATASET = 6   # a dataset's best pairs, and its best that link, are stored; weaker ones add nothing
 
 
 @dataclass
@@ -261,10 +261,15 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
 def best_per_dataset(pairs: PairScores, k: int) -> PairScores:
     """The pairs that are among the k best of either of their datasets: each dataset keeps
     its k most comparable datasets of other cities (bounds what is stored and grouped)."""
+    return pairs.take(best_of_each(pairs, k))
+
+
+def best_of_each(pairs: PairScores, k: int) -> np.ndarray:
+    """Which pairs are among the k best of either of their datasets (a mask)."""
+    keep = np.zeros(len(pairs.total), dtype=bool)
     if not len(pairs.total):
-        return pairs
+        return keep
     nodes = np.concatenate([pairs.a, pairs.b])
     chosen = top_per_key(nodes, np.concatenate([pairs.total, pairs.total]), k)
-    keep = np.zeros(len(pairs.total), dtype=bool)
     keep[chosen % len(pairs.total)] = True
-    return pairs.take(keep)
+    return keep
