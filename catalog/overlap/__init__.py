@@ -90,11 +90,20 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     seconds["candidates"] = time.perf_counter() - mark
     mark = time.perf_counter()
     scored = scoring.score_pairs(catalogue, a, b)
-    strong = scoring.best_per_dataset(scored.take(scored.total >= min_score), scoring.PAIRS_PER_DATASET)
+    above = scored.take(scored.total >= min_score)
+    # the links are each dataset's best pairs among those not told apart, chosen apart from its
+    # best pairs: a dataset whose best pairs are all told apart ('Budget Table: J2 (Other Current
+    # Expenses)' against six tables of other records) still links by its next one. Both are
+    # stored, so every link of a group is a pair with its explanation.
+    k = scoring.PAIRS_PER_DATASET
+    apart = scoring.told_apart(catalogue, above)
+    linking = np.zeros(len(above.total), dtype=bool)
+    linking[np.flatnonzero(~apart)[scoring.best_of_each(above.take(~apart), k)]] = True
+    strong = above.take(scoring.best_of_each(above, k) | linking)
     strong = strong.take(np.argsort(-strong.total, kind="stable"))  # best first
+    links = above.take(linking)
     seconds["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
-    links = strong.take(~scoring.told_apart(catalogue, strong))
     rows_per_group = groups.form_groups(catalogue, links.a, links.b, links.total)
     found = []
     for number, rows in enumerate(rows_per_group, start=1):

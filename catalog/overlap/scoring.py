@@ -46,7 +46,7 @@ ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "fil
                  frozenset({"dataset", "link"}): 0.9, frozenset({"map", "file"}): 0.9}
 DEFAULT_MIN_SCORE = 0.35
 PAIR_CHUNK = 200_000
-PAIRS_PER_DATASET = 6   # a dataset's best pairs are stored and grouped; weaker ones add nothing
+PAIRS_PER_DATASET = 6   # a dataset's best pairs, and its best that link, are stored; weaker ones add nothing
 
 
 @dataclass
@@ -132,14 +132,30 @@ def _kinds_differ(c: Catalogue, a: np.ndarray, b: np.ndarray, concept: np.ndarra
 
 def told_apart(c: Catalogue, pairs: PairScores) -> np.ndarray:
     """The pairs the score marks as holding different records: a list of codes and the records it
-    codes, two kinds of record, two families of records ('Special Event Permits' / 'Special
-    Events'). Their shared words may still score them high enough to be shown as a pair, with the
+    codes, two kinds of record, families of records that share none ('Special Event Permits' /
+    'Special Events'; see _families). Their shared words may still score them high enough to be shown as a pair, with the
     reason they differ; they never link two datasets into one group, so a group does not chain
     from permits to the events they permit. (A boundary file that still scores that high against
     records is the same subject drawn: 'Map of Golf Courses' / 'Golf Courses'.)"""
     a, b = pairs.a, pairs.b
     return ((c.is_code_table[a] != c.is_code_table[b]) | _kinds_differ(c, a, b, pairs.signals["concept"])
-            | _records_differ(c, a, b))
+            | (_records_differ(c, a, b) & ((_families(c, a) & _families(c, b)) == 0)))
+
+
+REQUEST_BIT = text.FAMILY_BITS["request"]
+
+
+def _families(c: Catalogue, rows: np.ndarray) -> np.ndarray:
+    """The families of records a title holds (bits of text.FAMILY_BITS). Two titles whose
+    families differ score lower; they are told apart only when they share none, so families
+    that only partly differ still link: Washington's 'Lobbyist Compensation and Expenses by Source'
+    holds the salaries Chicago's 'Lobbyist Compensation Report' does, and spending besides.
+    A title naming requests holds requests: its other record words name the office the
+    requests went to ('FOIA Request Log - Budget & Management', '- Revenue', '- License Appeal
+    Commission', Hawaii's 'UIPA- Record- Request- Log- ... - Budget And Finance'), not records
+    of that family it holds, so a request log shares nothing with the office's budget."""
+    named = c.records_named[rows]
+    return np.where(named & REQUEST_BIT, REQUEST_BIT, named)
 
 
 def _records_differ(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -150,7 +166,7 @@ def _records_differ(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     reads are judged there (a 'Crimes' title and an 'Incidents' one are one kind)."""
     if c.records_named is None:
         return np.zeros(len(a), dtype=bool)
-    return (c.records_named[a] != c.records_named[b]) & ~c.has_concept[a] & ~c.has_concept[b]
+    return (_families(c, a) != _families(c, b)) & ~c.has_concept[a] & ~c.has_concept[b]
 
 
 def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -244,14 +260,15 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
         parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
     if _records_differ(c, np.array([a]), np.array([b]))[0]:
         # the records each title names and the other does not ('Expenditures' of a budget table)
-        own = [int(c.records_named[a]) & ~int(c.records_named[b]), int(c.records_named[b]) & ~int(c.records_named[a])]
+        held = [int(f) for f in _families(c, np.array([a, b]))]
+        own = [held[0] & ~held[1], held[1] & ~held[0]]
         named = [[surface for term, surface in c.title_surfaces(row).items() if text.NAMING_BITS.get(term, 0) & bits]
                  for row, bits in zip((a, b), own)]
         if named[0] and named[1]:
             parts.append(f"but the titles name different records ('{named[0][0]}' vs '{named[1][0]}')")
         else:
             holder = a if named[0] else b
-            kind = "the records it holds" if not c.records_named[b if holder == a else a] else "other records too"
+            kind = "the records it holds" if not held[holder == a] else "other records too"
             parts.append(f"but only {c.uids[holder]} names {kind} ('{named[holder != a][0]}')")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
@@ -261,10 +278,15 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
 def best_per_dataset(pairs: PairScores, k: int) -> PairScores:
     """The pairs that are among the k best of either of their datasets: each dataset keeps
     its k most comparable datasets of other cities (bounds what is stored and grouped)."""
+    return pairs.take(best_of_each(pairs, k))
+
+
+def best_of_each(pairs: PairScores, k: int) -> np.ndarray:
+    """Which pairs are among the k best of either of their datasets (a mask)."""
+    keep = np.zeros(len(pairs.total), dtype=bool)
     if not len(pairs.total):
-        return pairs
+        return keep
     nodes = np.concatenate([pairs.a, pairs.b])
     chosen = top_per_key(nodes, np.concatenate([pairs.total, pairs.total]), k)
-    keep = np.zeros(len(pairs.total), dtype=bool)
     keep[chosen % len(pairs.total)] = True
-    return pairs.take(keep)
+    return keep

@@ -243,3 +243,38 @@ def test_a_pair_of_different_records_does_not_link_a_group():
     titles = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
     assert titles == [["Calendar of Special Events", "Special Events"],
                       ["Special Event Permits", "Special Events Permits"]]
+
+
+
+
+def test_a_dataset_whose_best_pairs_are_told_apart_links_by_its_next(monkeypatch):
+    """Review 8 found Hawaii's 'Budget Table: J2 (Other Current Expenses)' in no group: its six
+    kept pairs were all told apart and its one linking pair (0.351, King County's 'Total
+    Expenditures By Fund') was the seventh, so it was cut. Here Seattle's and Baltimore's event
+    permits each score higher against six cities' events (told apart: the events, not their
+    permits) than against each other: the links are each dataset's best pairs among those not
+    told apart, and they are stored with the others."""
+    from catalog import overlap
+    from catalog.overlap import scoring
+
+    events = [("New York", "Calendar of Special Events"), ("Chicago", "Special Events"), ("Boston", "Special Events"),
+              ("Austin", "Special Events Calendar"), ("Denver", "Special Events"), ("Dallas", "Special Events")]
+    c = rows_catalogue([("Seattle", "Special Events Permits"), ("Baltimore", "Special Event Permits")] + events)
+    permits = [0, 1]
+    a = np.array([p for p in permits for _ in events] + [0])
+    b = np.array([e for _ in permits for e in range(2, 8)] + [1])
+    monkeypatch.setattr(overlap, "candidate_pairs", lambda _c: (a, b))
+    real_score = scoring.score_pairs
+
+    def scored(catalogue, x, y):   # each permit table's events above the permits of the other city
+        pairs = real_score(catalogue, x, y)
+        pairs.total = np.where(y == 1, 0.40, 0.50 + 0.01 * y).astype(np.float32)   # no ties (top_per_key)
+        return pairs
+
+    monkeypatch.setattr(scoring, "score_pairs", scored)
+    result = overlap.detect_in(c)
+    assert scoring.told_apart(c, result.pairs).sum() == 2 * len(events)
+    stored = {(int(x), int(y)) for x, y in zip(result.pairs.a, result.pairs.b)}
+    assert (0, 1) in stored                                   # the link is stored, with its explanation
+    found = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
+    assert ["Special Event Permits", "Special Events Permits"] in found, found
