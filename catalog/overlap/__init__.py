@@ -105,10 +105,9 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     seconds["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
     rows_per_group = groups.form_groups(catalogue, links.a, links.b, links.total)
-    found = []
-    for number, rows in enumerate(rows_per_group, start=1):
-        found.append(Group(number, groups.label(catalogue, rows), [catalogue.uids[r] for r in rows],
-                           sorted({catalogue.cities[r] for r in rows})))
+    labels = groups.distinguish(catalogue, [groups.label(catalogue, rows) for rows in rows_per_group], rows_per_group)
+    found = [Group(number, name, [catalogue.uids[r] for r in rows], sorted({catalogue.cities[r] for r in rows}))
+             for number, (name, rows) in enumerate(zip(labels, rows_per_group), start=1)]
     seconds["group"] = time.perf_counter() - mark
     return OverlapResult(catalogue, strong, found, min_score, candidates=len(a), seconds=seconds)
 

@@ -170,6 +170,54 @@ OWNER_AT_END = re.compile(r"['’]s$")
 TIGHT = re.compile(r" +|- ?|'|’")   # words of one phrase ('Off- Leash'); ':', ' - ', '(' or ',' end it
 
 
+def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]) -> list[str]:
+    """Labels that several groups share, each told apart by the title word its group's cities
+    use most and the others' least, if a quarter of its cities use it ('Budget (proposed)' of
+    'HART Proposed Budget 2012' and '2013 Proposed Budget, FTEs', beside 'Budget (operating)'),
+    else by its size (else by a title of it); a label of one group
+    stays as it is (a user picks a group by its label: two alike would read as one)."""
+    read = getattr(c, "title_surface_lists", None)
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for number, name in enumerate(labels):
+        by_label[name.lower()].append(number)
+    out = list(labels)
+    for numbers in by_label.values():
+        if len(numbers) < 2:
+            continue
+        shares = []   # per group: term -> share of its cities whose titles use it, and a surface
+        for number in numbers:
+            rows = rows_per_group[number]
+            cities_with: dict[str, set[int]] = defaultdict(set)
+            surface: dict[str, str] = {}
+            for row in rows:
+                for term, written in (read[row] if read else text.terms_with_surface(c.titles[row], c.places[row])):
+                    cities_with[term].add(int(c.city_ids[row]))
+                    surface.setdefault(term, written)
+            n_cities = len({int(c.city_ids[r]) for r in rows})
+            shares.append(({t: len(v) / n_cities for t, v in cities_with.items()}, surface))
+        for position, number in enumerate(numbers):
+            share, surface = shares[position]
+            label_terms = set(text.terms(labels[number], bigrams=False))   # ('crash' of 'Traffic crashes')
+            others = [shares[i][0] for i in range(len(numbers)) if i != position]
+
+            def margin(term: str) -> tuple:
+                return (share[term] - max(o.get(term, 0.0) for o in others), share[term], -len(surface[term]), term)
+            candidates = [t for t in share if " " not in surface[t] and surface[t].isalpha() and len(surface[t]) > 2
+                          and t not in label_terms and t not in text.GENERIC and t not in text.BOUNDARY_TERMS]
+            best = max(candidates, key=margin, default=None)
+            if best is not None and margin(best)[0] > 0 and share[best] >= 0.25:   # (not one city's word)
+                qualifier = surface[best] if surface[best].isupper() else surface[best].lower()
+            else:
+                qualifier = f"{len(rows_per_group[number])} datasets"
+            out[number] = f"{labels[number]} ({qualifier})"
+        told = Counter(out[number] for number in numbers)
+        for number in numbers:   # still alike ('Private schools (2 datasets)' twice): by a title of it
+            if told[out[number]] > 1:
+                title = min(c.titles[r] or "" for r in rows_per_group[number])
+                out[number] = f"{labels[number]} ({title[:40].strip()})"
+    return out
+
+
 def _tokens(title: str | None) -> list[tuple[str, str, str]]:
     """(the word as text.py reads it: lower case, no accents, no possessive; as written;
     what joins it to the next word of the same phrase: ' ' or '-', or '' at a phrase's end)."""

@@ -278,3 +278,27 @@ def test_a_dataset_whose_best_pairs_are_told_apart_links_by_its_next(monkeypatch
     assert (0, 1) in stored                                   # the link is stored, with its explanation
     found = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
     assert ["Special Event Permits", "Special Events Permits"] in found, found
+
+
+def test_groups_labelled_alike_are_told_apart_by_their_own_words():
+    """The real catalogues had two 'Budget' groups (appropriations and operating budgets; proposed
+    budgets): a user picks a group by its label, so two alike read as one."""
+    by_city = [("data.cityofchicago.org", "Budget - 2016 Budget Ordinance - Appropriations"),
+               ("data.montgomerycountymd.gov", "Operating Budget FY 2015"),
+               ("data.sfgov.org", "Budget - Operating"),
+               ("data.honolulu.gov", "HART Proposed Budget 2012"),
+               ("data.kingcounty.gov", "2013 Proposed Budget, FTEs, All Funds"),
+               ("data.seattle.gov", "Proposed Budget Changes")]
+    catalogue = titled(by_city)
+    operating, proposed = [0, 1, 2], [3, 4, 5]
+    assert groups.label(catalogue, operating) == "Budget"
+    assert groups.distinguish(catalogue, ["Budget", "Budget", "Crime incidents"], [operating, proposed, [0]]) \
+        == ["Budget (operating)", "Budget (proposed)", "Crime incidents"]
+    # no word of a quarter of a group's cities tells them apart: their sizes, then a title of each
+    twins = titled([("data.cityofchicago.org", "Cook County - Private Schools"),
+                    ("data.illinois.gov", "Private Schools"),
+                    ("data.cityofchicago.org", "Cook County - Private Schools - KML"),
+                    ("data.illinois.gov", "Private Schools 2012")])
+    assert groups.distinguish(twins, ["Private schools"] * 2, [[0, 1], [2, 3]]) == [
+        "Private schools (Cook County - Private Schools)", "Private schools (Cook County - Private Schools - KML)"]
+    assert groups.distinguish(twins, ["Private schools"] * 2, [[0, 1, 3], [2, 3]])[0] == "Private schools (3 datasets)"
