@@ -174,8 +174,8 @@ def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]
     """Labels that several groups share, each told apart by the title word its group's cities
     use most and the others' least, if a quarter of its cities use it ('Budget (proposed)' of
     'HART Proposed Budget 2012' and '2013 Proposed Budget, FTEs', beside 'Budget (operating)'),
-    else by its size (else by a title of it); a label of one group
-    stays as it is (a user picks a group by its label: two alike would read as one)."""
+    else by its size, else by a title of it; a label of one group stays as it is (a user picks a
+    group by its label: two alike would read as one)."""
     read = getattr(c, "title_surface_lists", None)
     by_label: dict[str, list[int]] = defaultdict(list)
     for number, name in enumerate(labels):
@@ -202,10 +202,12 @@ def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]
 
             def margin(term: str) -> tuple:
                 return (share[term] - max(o.get(term, 0.0) for o in others), share[term], -len(surface[term]), term)
-            candidates = [t for t in share if " " not in surface[t] and surface[t].isalpha() and len(surface[t]) > 2
-                          and t not in label_terms and t not in text.GENERIC and t not in text.BOUNDARY_TERMS]
+            # a word of a quarter of its cities or more (not one city's 'Cook'), no form word
+            candidates = [t for t in share if share[t] >= 0.25 and " " not in surface[t] and surface[t].isalpha()
+                          and len(surface[t]) > 2 and t not in label_terms and t not in text.GENERIC
+                          and t not in text.BOUNDARY_TERMS]
             best = max(candidates, key=margin, default=None)
-            if best is not None and margin(best)[0] > 0 and share[best] >= 0.25:   # (not one city's word)
+            if best is not None and margin(best)[0] > 0:
                 qualifier = surface[best] if surface[best].isupper() else surface[best].lower()
             else:
                 qualifier = f"{len(rows_per_group[number])} datasets"

@@ -133,10 +133,11 @@ def _kinds_differ(c: Catalogue, a: np.ndarray, b: np.ndarray, concept: np.ndarra
 def told_apart(c: Catalogue, pairs: PairScores) -> np.ndarray:
     """The pairs the score marks as holding different records: a list of codes and the records it
     codes, two kinds of record, families of records that share none ('Special Event Permits' /
-    'Special Events'; see _families). Their shared words may still score them high enough to be shown as a pair, with the
-    reason they differ; they never link two datasets into one group, so a group does not chain
-    from permits to the events they permit. (A boundary file that still scores that high against
-    records is the same subject drawn: 'Map of Golf Courses' / 'Golf Courses'.)"""
+    'Special Events'; see _families). Their shared words may still score them high enough to be
+    shown as a pair, with the reason they differ; they never link two datasets into one group, so
+    a group does not chain from permits to the events they permit. (A boundary file that still
+    scores that high against records is the same subject drawn: 'Map of Golf Courses' / 'Golf
+    Courses'.)"""
     a, b = pairs.a, pairs.b
     return ((c.is_code_table[a] != c.is_code_table[b]) | _kinds_differ(c, a, b, pairs.signals["concept"])
             | (_records_differ(c, a, b) & ((_families(c, a) & _families(c, b)) == 0)))
