@@ -71,7 +71,6 @@ if __name__ == "__main__":
                 spent[1] += clock() - cpu_begun
         return run
     # the loader thread, during the listing (its DuckDB inserts run on that thread alone)
-    store.load_records = timed("loader", store.load_records, time.thread_time)
     store.load_raw = timed("loader", store.load_raw, time.thread_time)
     store.commit_portal = timed("merge", store.commit_portal)
     new_stage = store.new_stage

@@ -1,22 +1,23 @@
 """A portal's mapped records on their way to the catalogue: parts in a folder beside the
 database, so memory stays flat however large the portal is.
 
-Records are gathered in a `RecordBatch` and written as one part: `records-<n>.jsonl`, the
-mapped records as JSON lines, and `raw-<n>.tsv`, the raw entries. Parts are written by
-whoever maps the batch, a worker process or the harvest itself; `Stage` hands out part
-numbers, keeps the ids the listing named (`seen.jsonl`), and tells the store when a part
-is ready, which turns its records into the Parquet the merge reads (`records_to_parquet`).
-The raw entries of the parts are gathered in batch files of a row group each
-(catalog.store.ROW_GROUP_ROWS), handed to the store as each fills (and the last when the
-stage closes, before the merge): DuckDB compresses and writes an insert that large as it
-runs, where it logged smaller ones in the WAL and compressed them at the close.
+Records are gathered in a `RecordBatch` and written as one part: `records-<n>.parquet`,
+the mapped records as the merge reads them, and `raw-<n>.tsv`, the raw entries. Parts are
+written by whoever maps the batch, a worker process or the harvest itself; `Stage` hands
+out part numbers, keeps the ids the listing named (`seen.jsonl`), and is told when a part
+is ready. The raw entries of the parts are gathered, in a thread of their own, in batch
+files of a row group each (catalog.store.ROW_GROUP_ROWS), handed to the store as each
+fills (and the last when the stage closes, before the merge): DuckDB compresses and
+writes an insert that large as it runs, where it logged smaller ones in the WAL and
+compressed them at the close.
 
-Why these formats: orjson writes JSON lines faster than Arrow converts Python objects,
-so a worker process needs neither pyarrow nor DuckDB (40-90 MB less memory each); Arrow's
-JSON reader then builds the typed columns in a third of the CPU DuckDB's took (21 against
-62 us a record). A raw line is `["uid","raw_hash","portal_id","source_id"]<TAB>raw<TAB>details`:
-compact JSON holds no raw tab or newline, so DuckDB's CSV reader splits it without parsing
-the entry, which its JSON reader cost 39 us a record to do. The raw entry is stored as it
+Why these formats: the records go to Parquet from the mapped dicts, a column at a time
+(23-30 us a record with the write), where writing them as JSON lines for Arrow's JSON
+reader to turn into Parquet in the harvest's process took 47-60 us. A worker imports
+pyarrow for it without numpy (see import_arrow_without_numpy), and neither DuckDB. A
+raw line is `["uid","raw_hash","portal_id","source_id"]<TAB>raw<TAB>details`: compact
+JSON holds no raw tab or newline, so DuckDB's CSV reader splits it without parsing the
+entry, which its JSON reader cost 39 us a record to do. The raw entry is stored as it
 arrived (compact, in the portal's key order), never re-encoded.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ import functools
 import hashlib
 import itertools
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -36,7 +38,6 @@ import orjson
 from catalog.lazy import LazyModule
 
 pa = LazyModule("pyarrow")
-pa_json = LazyModule("pyarrow.json")
 pq = LazyModule("pyarrow.parquet")
 
 DATASET_FIELDS = (
@@ -98,37 +99,42 @@ def content_hash(*parts: str | bytes) -> str:
 
 
 def records_part(directory: Path, number: int) -> Path:
-    return directory / f"records-{number:06d}.jsonl"
+    return directory / f"records-{number:06d}.parquet"
 
 
 def raw_part(directory: Path, number: int) -> Path:
     return directory / f"raw-{number:06d}.tsv"
 
 
-def records_to_parquet(part: Path, longest_line: int) -> Path:
-    """A records part as the Parquet file the merge reads (uncompressed: it lives only
-    until its portal's merge). Arrow's reader releases the GIL while it parses."""
-    # a block must hold the longest line whole; one thread (the loader's, running beside
-    # the mapping) and malloc, not Arrow's pool, which kept ~90 MB of the parts it had read
-    options = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, 2 * int(longest_line) + 2))
-    table = pa_json.read_json(part, read_options=options, memory_pool=pa.system_memory_pool(),
-                              parse_options=pa_json.ParseOptions(explicit_schema=record_schema(),
-                                                                 unexpected_field_behavior="error"))
-    target = part.with_suffix(".parquet")
-    aside = target.with_name(f".{target.name}")
-    pq.write_table(table, aside, compression="none", use_dictionary=False)
-    os.replace(aside, target)   # the merge reads whole parts only
-    part.unlink()
-    return target
+def records_table(records: list[dict]):
+    """Mapped records as an Arrow table of record_schema(), a column at a time (what
+    Table.from_pylist does, but in malloc: Arrow's own pool kept what it had used)."""
+    schema, pool = record_schema(), pa.system_memory_pool()
+    return pa.Table.from_arrays([pa.array([record.get(name) for record in records], type=field.type, memory_pool=pool)
+                                 for name, field in zip(schema.names, schema)], schema=schema)
+
+
+def import_arrow_without_numpy() -> None:
+    """For a process that only writes parts (a mapping worker): pyarrow imports numpy
+    when it is installed, and numpy's import took ~40 MB of private memory a process
+    (measured: two workers 194 MB PSS with it, 108 MB without), which writing a part
+    never uses. pyarrow (>= 16) runs without it."""
+    if "pyarrow" in sys.modules or "numpy" in sys.modules:
+        return
+    sys.modules["numpy"] = None   # `import numpy` raises ImportError, which pyarrow expects
+    try:
+        import pyarrow.parquet  # noqa: F401
+    finally:
+        del sys.modules["numpy"]   # anything that needs numpy later still gets it
 
 
 class RecordBatch:
-    """Validated records and their raw entries, as JSON lines, until written as one part."""
+    """Validated records and their raw entries, until written as one part."""
 
     def __init__(self) -> None:
-        self.records: list[bytes] = []
+        self.records: list[dict] = []
         self.raw: list[bytes] = []
-        self.longest = 0  # bytes of its longest line: DuckDB must be told to expect it
+        self.longest = 0  # bytes of its longest raw line: DuckDB must be told to expect it
 
     def __len__(self) -> int:
         return len(self.records)
@@ -137,29 +143,32 @@ class RecordBatch:
         for position, distribution in enumerate(record["distributions"]):
             distribution["position"] = position
         record["raw_hash"] = raw_hash
-        self.records.append(compact_json_bytes(record))
+        self.records.append(record)
         key = orjson.dumps([record["uid"], raw_hash, record["portal_id"], record["source_id"]])
         self.raw.append(b"\t".join((key, raw_json, details_json or b"")))
-        self.longest = max(self.longest, len(self.records[-1]), len(self.raw[-1]))
+        self.longest = max(self.longest, len(self.raw[-1]))
 
     def write(self, directory: Path, number: int) -> None:
         """Write part `number`: the raw part first, so a records part never lacks its raw one.
         Each file appears whole (written aside, then renamed): a worker killed mid-write
-        leaves no part that could be read."""
-        for path, lines in ((raw_part(directory, number), self.raw), (records_part(directory, number), self.records)):
-            aside = path.with_name(f".{path.name}.{os.getpid()}")
-            with open(aside, "wb") as out:
-                out.write(b"\n".join(lines))
-                out.write(b"\n")
-            os.replace(aside, path)
+        leaves no part that could be read. The records go straight to the Parquet the merge
+        reads (uncompressed: it lives only until its portal's merge)."""
+        raw, records = raw_part(directory, number), records_part(directory, number)
+        aside = raw.with_name(f".{raw.name}.{os.getpid()}")
+        with open(aside, "wb") as out:
+            out.write(b"\n".join(self.raw))
+            out.write(b"\n")
+        os.replace(aside, raw)
+        aside = records.with_name(f".{records.name}.{os.getpid()}")
+        pq.write_table(records_table(self.records), aside, compression="none", use_dictionary=False)
+        os.replace(aside, records)
 
 
 class Stage:
-    """One portal's staging folder. `load_records(directory, number, longest_line)` is
-    called once per written part, in the order the parts complete, in a thread of its own
-    (DuckDB and Arrow release the GIL), so the store turns its records into Parquet for the
-    merge while the next batches are mapped; `load_raw(files, longest_line)` in the same
-    thread, with a file of the next `raw_rows` raw entries as they fill (the parts' lines
+    """One portal's staging folder. Each written part's raw entries are gathered, in the
+    order the parts complete, by a thread of its own (DuckDB releases the GIL), so the
+    store inserts them while the next batches are mapped: `load_raw(files, longest_line)`
+    is called with a file of the next `raw_rows` raw entries as they fill (the parts' lines
     in order, a part split between two files if need be), or fewer: as many whole lines as
     fit `raw_bytes` (large entries: the insert keeps a row group in memory), and the rest when
     the stage closes. One file, one thread: DuckDB read several files in parallel, a row
@@ -168,11 +177,9 @@ class Stage:
     BATCH = 1000
     LOADS_QUEUED = 32  # parts written and not loaded yet, at most (they wait on disk)
 
-    def __init__(self, directory: Path, load_records: Callable[[Path, int, int], None],
-                 load_raw: Callable[[list[Path], int], None], raw_rows: int,
+    def __init__(self, directory: Path, load_raw: Callable[[list[Path], int], None], raw_rows: int,
                  raw_bytes: int | None = None):
         self.directory = directory
-        self.load_records = load_records
         self.load_raw = load_raw
         self.raw_rows = raw_rows
         self.raw_bytes = raw_bytes
@@ -197,7 +204,7 @@ class Stage:
         return str(self.directory / f"{name}{suffix}")
 
     def records_files(self) -> list[str]:
-        """The records parts, once loaded (as Parquet)."""
+        """The records parts written (a part appears whole)."""
         return sorted(str(path) for path in self.directory.glob("records-*.parquet"))
 
     def new_part(self) -> int:
@@ -215,7 +222,6 @@ class Stage:
         self._loading.append(self._loader.submit(self._load, number, longest))
 
     def _load(self, number: int, longest: int) -> None:
-        self.load_records(self.directory, number, longest)
         part = raw_part(self.directory, number)
         data, start = part.read_bytes(), 0
         if data == b"\n":  # an empty batch's part

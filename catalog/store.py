@@ -28,8 +28,6 @@ from catalog.stage import (
     Stage,
     canonical_json,
     content_hash,
-    records_part,
-    records_to_parquet,
 )
 from catalog.transactions import rollback
 
@@ -236,7 +234,7 @@ class Store:
     def new_stage(self) -> Stage:
         root = self.db_path.parent / f".{self.db_path.name}.staging"
         root.mkdir(parents=True, exist_ok=True)
-        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_records, self.load_raw, ROW_GROUP_ROWS,
+        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_raw, ROW_GROUP_ROWS,
                      RAW_INSERT_BYTES)
 
     @staticmethod
@@ -461,10 +459,6 @@ class Store:
         with self._write_lock:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
-
-    def load_records(self, directory: Path, number: int, longest_line: int) -> None:
-        """A written stage part, as it completes: its records into the Parquet the merge reads."""
-        records_to_parquet(records_part(directory, number), longest_line)
 
     def load_raw(self, files: list[Path], longest_line: int) -> None:
         """Staged raw entries into `raw_records`, in one insert: a row group's worth during

@@ -27,7 +27,8 @@ from pathlib import Path
 import orjson
 
 from catalog.record import Notes, RecordRejected, validate
-from catalog.stage import RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash
+from catalog.stage import (RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash,
+                           import_arrow_without_numpy)
 from harvester.config import PortalConfig
 from harvester.http import HttpError
 from harvester.paging import KnownPage, PageRead
@@ -134,6 +135,7 @@ GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def _worker_started() -> None:
+    import_arrow_without_numpy()   # it writes the parts' Parquet
     # A batch's records live until its part is written and hold no reference cycles: the
     # cyclic collector, triggered every 700 allocations, would only re-scan them (7% of
     # the mapping time).

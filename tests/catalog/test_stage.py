@@ -1,4 +1,6 @@
-from catalog.stage import Stage, raw_part
+import pyarrow.parquet as pq
+
+from catalog.stage import DATASET_FIELDS, RecordBatch, Stage, raw_part, record_schema, records_part
 from tests.catalog.test_store import record
 
 
@@ -19,7 +21,7 @@ def test_raw_entries_are_handed_over_a_row_group_at_a_time_and_the_rest_at_close
         assert len(files) == 1  # one file: DuckDB reads it on one thread
         loads.append(files[0].read_bytes().splitlines())
 
-    stage = Stage(tmp_path, lambda directory, number, longest: None, load_raw, raw_rows=5)
+    stage = Stage(tmp_path, load_raw, raw_rows=5)
     raws = staged_raw(stage, 16)
     stage.close()
     assert [len(lines) for lines in loads] == [5, 5, 5, 1]
@@ -30,7 +32,7 @@ def test_raw_entries_are_handed_over_a_row_group_at_a_time_and_the_rest_at_close
 def test_a_part_larger_than_a_row_group_fills_several(tmp_path, monkeypatch):
     monkeypatch.setattr(Stage, "BATCH", 7)
     loads = []
-    stage = Stage(tmp_path, lambda directory, number, longest: None,
+    stage = Stage(tmp_path,
                   lambda files, longest: loads.append(files[0].read_bytes().splitlines()), raw_rows=2)
     raws = staged_raw(stage, 9)
     stage.close()
@@ -41,7 +43,7 @@ def test_a_part_larger_than_a_row_group_fills_several(tmp_path, monkeypatch):
 def test_an_abandoned_stage_loads_no_more_raw_entries(tmp_path, monkeypatch):
     monkeypatch.setattr(Stage, "BATCH", 3)
     loads = []
-    stage = Stage(tmp_path, lambda directory, number, longest: None,
+    stage = Stage(tmp_path,
                   lambda files, longest: loads.append(files[0].read_bytes().splitlines()), raw_rows=5)
     staged_raw(stage, 4)  # one part written (3 entries, waiting for a row group), one entry buffered
     stage.abandon()
@@ -54,7 +56,7 @@ def test_large_raw_entries_are_handed_over_before_a_row_group_fills(tmp_path, mo
     # larger than raw_bytes on its own
     monkeypatch.setattr(Stage, "BATCH", 5)
     loads = []
-    stage = Stage(tmp_path, lambda directory, number, longest: None,
+    stage = Stage(tmp_path,
                   lambda files, longest: loads.append(files[0].read_bytes()), raw_rows=100, raw_bytes=400)
     raws = []
     for n in range(12):
@@ -66,3 +68,25 @@ def test_large_raw_entries_are_handed_over_before_a_row_group_fills(tmp_path, mo
     assert [len(batch) for batch in lines] == [2, 2, 2, 2, 1, 2, 1]  # lines of 147 bytes, one of 1,047
     assert all(len(batch) <= 400 for batch in loads if batch.count(b"\n") > 1)
     assert [line.split(b"\t")[1] for batch in lines for line in batch] == raws  # each once, in order
+
+
+def test_a_records_part_is_the_records_as_given_in_the_merge_schema(tmp_path):
+    batch = RecordBatch()
+    full = record("a1", title="Permis de bâtir — 2024 \u2603", row_count=2**40, themes=["Housing", "Permits"],
+                  description="tab\there, newline\nthere, quote \" done")
+    full["columns"].append({"position": 1, "name": None, "field_name": "issued", "type": "datetime",
+                            "source_type": "Calendar date", "description": "When it was issued"})
+    bare = record("b2", keywords=[], distributions=[], columns=[])
+    for number, rec in enumerate((full, bare)):
+        batch.add(rec, b'{"id":"%d"}' % number, None, f"hash{number}")
+    batch.write(tmp_path, 7)
+    table = pq.read_table(records_part(tmp_path, 7))
+    assert table.schema == record_schema()
+    rows = table.to_pylist()
+    assert [row["raw_hash"] for row in rows] == ["hash0", "hash1"]
+    for row, rec in zip(rows, (full, bare)):
+        assert {name: row[name] for name in DATASET_FIELDS} == {name: rec.get(name) for name in DATASET_FIELDS}
+        assert row["columns"] == rec["columns"]
+        assert row["distributions"] == [{**d, "position": n} for n, d in enumerate(rec["distributions"])]
+    assert rows[0]["row_count"] == 2**40 and rows[1]["keywords"] == [] and rows[1]["description"] is None
+    assert raw_part(tmp_path, 7).read_bytes().count(b"\n") == 2
