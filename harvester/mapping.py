@@ -174,12 +174,13 @@ def relaxed_gc() -> Iterator[None]:
 class WorkerPool:
     """Worker processes shared by a run's portals, started on first use.
 
-    `CIVICAT_MAP_WORKERS` sets their number (default: one per core; 0 maps everything in
-    the harvest's own process)."""
+    `CIVICAT_MAP_WORKERS` sets their number (default: one fewer than the cores, as the
+    harvest's own process maps a batch itself whenever they are all busy; 0 maps
+    everything in the harvest's own process)."""
 
     def __init__(self, workers: int | None = None):
         if workers is None:
-            workers = int(os.environ.get("CIVICAT_MAP_WORKERS", os.cpu_count() or 1))
+            workers = int(os.environ.get("CIVICAT_MAP_WORKERS", (os.cpu_count() or 1) - 1))
         self.workers = max(0, workers)
         self._executor: ProcessPoolExecutor | None = None
         self.submitted = 0
@@ -330,7 +331,7 @@ class Mapper:
         pages, self._batch_pages = self._batch_pages, {}
         batch.number = self.stage.new_part()
         future = None
-        if self.pool is not None and self.pool.workers > 0 and self.listed > self.pool_after:
+        if self.pool is not None and self.pool.workers > 0 and self.listed > self.pool_after and not self._pool_busy():
             try:
                 future = self.pool.submit(batch)
             except BrokenProcessPool as exc:
@@ -339,8 +340,19 @@ class Mapper:
             future = Future()
             future.set_result(map_batch(batch))
         self.in_flight.append((batch, future, pages))
-        while len(self.in_flight) > self.max_in_flight or (self.in_flight and self.in_flight[0][1].done()):
+        # whatever is done, in any order (a batch mapped here is done before the workers'
+        # before it: waiting for them would idle this process); the oldest when too many
+        for item in [item for item in self.in_flight if item[1].done()]:
+            self.in_flight.remove(item)
+            self._collect(*item)
+        while len(self.in_flight) > self.max_in_flight:
             self._collect(*self.in_flight.popleft())
+
+    def _pool_busy(self) -> bool:
+        """Every worker has a batch and one more waits: this batch is mapped here, by the
+        harvest's own process, rather than waited for (that process fetches and parses the
+        pages, which leaves it part of a core to spare; the workers never wait for work)."""
+        return sum(not future.done() for _, future, _ in self.in_flight) > self.pool.workers
 
     def _collect(self, batch: Batch, future: Future, pages: dict[str, str]) -> None:
         try:

@@ -3,6 +3,7 @@ the harvest's own process, and a pool whose workers die falls back without losin
 import logging
 import subprocess
 import sys
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,53 @@ def test_relaxed_gc_is_shared_by_harvests_side_by_side_and_put_back_by_the_last(
             assert gc.get_threshold() == mapping.GC_THRESHOLDS
         assert gc.get_threshold() == mapping.GC_THRESHOLDS   # the first is still running
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+class HeldBatch(Future):
+    def result(self, timeout=None):
+        assert self.done(), "the harvest's process waited for a batch a worker still holds"
+        return super().result(timeout)
+
+
+class HeldPool(WorkerPool):
+    """A pool of one worker whose batches finish only when the test lets them (mapped then,
+    in this process): the harvest's process must map the overflow itself, not wait."""
+
+    def __init__(self):
+        super().__init__(1)
+        self.held: list[tuple[Batch, Future]] = []
+
+    def submit(self, batch):
+        future = HeldBatch()
+        self.held.append((batch, future))
+        self.submitted += 1
+        return future
+
+    def release(self):
+        for batch, future in self.held:
+            if not future.done():
+                future.set_result(mapping.map_batch(batch))
+
+
+def test_the_harvest_process_maps_a_batch_itself_while_every_worker_is_busy(tmp_path, monkeypatch):
+    from catalog.store import Store
+    from harvester.mapping import Mapper
+    from harvester.portals import adapter_for
+
+    import orjson
+
+    monkeypatch.setattr(mapping, "BATCH", 10)
+    store = Store(tmp_path / "c.duckdb")
+    config = portal_config("city", "socrata", "http://127.0.0.1:9", domain=DOMAIN)
+    stage, pool, errors = store.new_stage(), HeldPool(), []
+    mapper = Mapper(adapter_for(config, None), config, stage, lambda *args: errors.append(args), pool)
+    mapper.pool_after = 0
+    for entry in make_socrata_entries(50, domain=DOMAIN, seed=3):
+        mapper.add(orjson.loads(orjson.dumps(entry)))
+    # five batches: the worker holds one and one waits for it; the other three were mapped
+    # here as they filled, without waiting for the held ones
+    assert pool.submitted == 2 and stage.parts == 3 and len(mapper.in_flight) == 2
+    pool.release()
+    mapper.finish()
+    assert stage.parts == 5 and not errors
+    Store.discard(stage)
