@@ -119,7 +119,7 @@ def import_arrow_without_numpy() -> None:
     """For a process that only writes parts (a mapping worker): pyarrow imports numpy
     when it is installed, and numpy's import took ~40 MB of private memory a process
     (measured: two workers 194 MB PSS with it, 108 MB without), which writing a part
-    never uses. pyarrow (>= 16) runs without it."""
+    never uses. pyarrow runs without it from version 18 (pyproject.toml)."""
     if "pyarrow" in sys.modules or "numpy" in sys.modules:
         return
     sys.modules["numpy"] = None   # `import numpy` raises ImportError, which pyarrow expects
