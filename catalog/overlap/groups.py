@@ -57,7 +57,9 @@ def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,
         if ra == rb or (ra, rb) in rejected:
             continue
         ca, cb = centroid_of(ra), centroid_of(rb)
-        if _cosine(ca, cb) < cohesion:
+        # a side with no subject at all (an id for a title, no keywords, columns or kind: its
+        # pair stands on its description) has nothing a group could drift to
+        if ca and cb and _cosine(ca, cb) < cohesion:
             rejected.add((ra, rb))
             continue
         if len(ca) < len(cb):

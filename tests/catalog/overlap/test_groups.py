@@ -302,3 +302,18 @@ def test_groups_labelled_alike_are_told_apart_by_their_own_words():
     assert groups.distinguish(twins, ["Private schools"] * 2, [[0, 1], [2, 3]]) == [
         "Private schools (Cook County - Private Schools)", "Private schools (Cook County - Private Schools - KML)"]
     assert groups.distinguish(twins, ["Private schools"] * 2, [[0, 1, 3], [2, 3]])[0] == "Private schools (3 datasets)"
+
+
+def test_a_dataset_with_no_subject_of_its_own_joins_by_its_strong_pair():
+    # South Bend's '7f8a30e4c75a4b038fff99bdbb950e5b' (an ArcGIS item id, no title words, no keywords,
+    # columns or kind in its subject) pairs with Richmond's complaints through its description alone:
+    # it has no subject a group could drift to, so the centroid test does not keep it out
+    c = rows_catalogue([("South Bend", "7f8a30e4c75a4b038fff99bdbb950e5b"),
+                        ("Richmond", "Police Department Complaints"), ("Albany", "APD Citizen Complaints")])
+    found = groups.form_groups(c, np.array([0, 1]), np.array([1, 2]), np.array([0.56, 0.5], dtype=np.float32))
+    assert found == [[0, 1, 2]]
+    # two groups with subjects still need their centroids to meet
+    c = rows_catalogue([("A", "Building permits"), ("B", "Building permits"), ("C", "Restaurant inspections"),
+                        ("D", "Restaurant inspections")])
+    found = groups.form_groups(c, np.array([0, 2, 1]), np.array([1, 3, 2]), np.array([0.9, 0.9, 0.8], dtype=np.float32))
+    assert sorted(found) == [[0, 1], [2, 3]]
