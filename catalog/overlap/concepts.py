@@ -49,12 +49,16 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "police_employee": (("police+employee", "officer+demographic", "sworn"),
                         ("roster", "employee+demographic", "employee")),
     "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
+    # a log of public records requests: the kind of record after it names the office the
+    # requests went to ('FOIA Request Log - 311' holds FOIA requests, not 311 requests)
+    "records_request": (("request+log", "foia+log", "foia+request"), ()),
     # kinds no trigger names: `_refined` reads them off calls and crimes (see there)
     "fire_ems_call": ((), ()),
     "crime_statistics": ((), ()),
     "arrest_statistics": ((), ()),
     "crash_statistics": ((), ()),
 }
+RECORDS_REQUEST = "records_request"
 # a concept that is a kind of another shares part of its vector with it
 PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
            "officer_shooting": "use_of_force"}
@@ -147,7 +151,10 @@ def _about_policing(trigger: str, terms: set[str]) -> bool:
 
 def _strongest(found: list[str]) -> list[str]:
     """A concept and its parent both named ('Parking citations': parking_citation, citation):
-    the specific one speaks, its vector adds the parent."""
+    the specific one speaks, its vector adds the parent. A log of records requests holds
+    requests, whatever office or records they asked for."""
+    if RECORDS_REQUEST in found:
+        return [RECORDS_REQUEST]
     parents = {PARENTS[c] for c in found if c in PARENTS}
     return [c for c in found if c not in parents]
 
@@ -276,7 +283,8 @@ def vector(concepts: tuple[str, ...]) -> dict[str, float]:
 
 
 def describe(concept: str) -> str:
-    return "fire or EMS call" if concept == "fire_ems_call" else concept.replace("_", " ")
+    return {"fire_ems_call": "fire or EMS call", RECORDS_REQUEST: "public records request"}.get(
+        concept, concept.replace("_", " "))
 
 
 LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for service",
@@ -287,7 +295,7 @@ LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for s
           "warning": "Traffic warnings", "crash": "Traffic crashes", "vehicle_pursuit": "Vehicle pursuits",
           "police_employee": "Police employees", "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
           "crime_statistics": "Crime statistics", "arrest_statistics": "Arrest statistics",
-          "crash_statistics": "Traffic crash statistics"}
+          "crash_statistics": "Traffic crash statistics", "records_request": "Records request logs"}
 
 
 def label(concept: str) -> str:

@@ -317,3 +317,21 @@ def test_a_dataset_with_no_subject_of_its_own_joins_by_its_strong_pair():
                         ("D", "Restaurant inspections")])
     found = groups.form_groups(c, np.array([0, 2, 1]), np.array([1, 3, 2]), np.array([0.9, 0.9, 0.8], dtype=np.float32))
     assert sorted(found) == [[0, 1], [2, 3]]
+
+
+def test_a_records_request_log_is_no_record_of_the_office_it_names():
+    """Chicago's 'FOIA Request Log - 311' sat in the 311 group (its '311' read as the 311 kind):
+    a log of records requests holds the requests, whatever office they went to; the logs of
+    several places group as such (Hawaii's UIPA logs, Cook County's FOIA log)."""
+    from catalog import overlap
+
+    c = rows_catalogue([("Chicago", "FOIA Request Log - 311"), ("Chicago", "311 Service Requests - Tree Trims"),
+                        ("Baltimore", "311 Customer Service Requests"), ("Austin", "311 Unified Data"),
+                        ("Hawaii", "Maui County Office of Council Services: UIPA Record Requests Log"),
+                        ("Cook County", "Freedom Of Information Act (FOIA) Log - Office of the President")])
+    assert [c.concept_lists[r] for r in (0, 4, 5)] == [("records_request",)] * 3
+    result = overlap.detect_in(c)
+    titles = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
+    assert ["311 Customer Service Requests", "311 Service Requests - Tree Trims", "311 Unified Data"] in titles
+    assert not any("FOIA Request Log - 311" in group and len(group) > 1 and "311 Unified Data" in group
+                   for group in titles)
