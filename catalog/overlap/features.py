@@ -473,14 +473,17 @@ def _binary(docs: list[list[str]]) -> tuple[sp.csr_matrix, list[str]]:
 
 def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, str, str]], asset_type: str) -> bool:
     """A set of shapes (wards, districts, footprints), not the records that fall in them:
-    its title names boundaries or ends in an area noun ('Police Districts'), or its columns
-    are a shape and a few attributes with no date."""
+    its title names boundaries or ends in an area noun ('Police Districts'; '2010 Census Tracts -
+    KMZ': a file's form is no subject), or its columns are a shape and a few attributes with
+    no date. 'Ward Offices' and 'Ward Offices - KML' are offices."""
     words = [t for t in title_terms if "+" not in t]
     if any(t in text.BOUNDARY_TERMS for t in words) and not any(t == "crash" for t in words):
         return True
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
-    content = [w for w in text.words(title) if w in ("by", "per") or text._is_content(w)]
+    content = [w for w in text.words(title) if w in ("by", "per") or w in text.HEAD_STOPWORDS or text._is_content(w)]
+    while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
+        content.pop()
     # ... not a table of counts by area ('Race Distribution By City Council Districts')
     if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
             and not any(w in ("by", "per") for w in content[:-1])):

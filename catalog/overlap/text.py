@@ -50,7 +50,7 @@ total totals summary summaries detail detailed details report reports reporting 
 department dept office division bureau agency agencies program programs
 january february march april may june july august september october november december
 jan feb mar apr jun jul aug sep sept oct nov dec ytd
-csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof
+csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof kml kmz shp shapefile shapefiles
 """.split())
 
 # Words that name the form or the container of a dataset, not its subject: they count for
@@ -72,7 +72,7 @@ SYNONYMS = {
     "eatery": "restaurant",
     "felony": "crime", "criminal": "crime",
     "outline": "footprint",
-    "boundary": "boundary", "border": "boundary", "shapefile": "boundary",
+    "boundary": "boundary", "border": "boundary",
     "polygon": "boundary",
     "neighbourhood": "neighborhood", "centre": "center", "colour": "color",
     "staff": "employee", "personnel": "employee", "worker": "employee",
@@ -176,7 +176,12 @@ def records_named(terms) -> int:
 
 
 # Terms that show a dataset is a set of shapes (the areas others' records fall in).
-BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "kml", "gis"})
+BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "gis"})
+# a file's form at a title's end ('2010 Census Tracts - Shape'; 'KML', 'KMZ' and 'Shapefile' are
+# stopwords, file formats): shapes, but of points ('Ward Offices') or of areas as the words before it say
+SHAPE_FORMATS = frozenset({"shape", "format", "zipped"})   # '... Districts (Zipped Shapefile Format)'
+# words of STOPWORDS that name what a title lists when they end it ('Ward Offices' are offices, not wards)
+HEAD_STOPWORDS = frozenset({"office", "report", "program", "official"})
 AREA_NOUNS = frozenset({"district", "ward", "zone", "neighborhood", "tract", "precinct", "beat", "area",
                         "parcel", "block", "region", "sector", "zip", "zipcode", "council", "community"})
 
