@@ -364,7 +364,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
                 phrase = None
             if phrase:
                 continue
-        if _is_content(word) and word not in drop and raw[i] not in drop:
+        # (titles are read with their bigrams, descriptions without: a head noun is a title's)
+        if (_is_content(word) or _heads_a_title(stemmed, i, bigrams)) and word not in drop and raw[i] not in drop:
             units.append((word, raw[i]))
         elif units and units[-1][0]:
             units.append(("", ""))  # a dropped word breaks bigrams
@@ -373,6 +374,17 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     if bigrams:
         out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
     return out
+
+
+# stopwords that name what a title lists when they end it after a word of its own: 'Ward Offices'
+# are offices, not wards, 'Fire Divisions' divisions, not fire ('Office of the Mayor' names a publisher)
+HEAD_NOUNS = frozenset({"office", "division"})
+
+
+def _heads_a_title(stemmed: list[str], i: int, title: bool) -> bool:
+    """Whether the stopword at `i` of a title is the last noun of a phrase, after a content word."""
+    return (title and stemmed[i] in HEAD_NOUNS and i > 0 and _is_content(stemmed[i - 1])
+            and (i + 1 == len(stemmed) or (not _is_content(stemmed[i + 1]) and stemmed[i + 1] != "of")))
 
 
 def own_place_words(*names: str | None) -> frozenset[str]:
