@@ -155,14 +155,24 @@ RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w 
 NAMING_BITS = OFFICE_BITS | RECORD_BITS   # every term that can name a family (for explanations)
 
 
+# the names of budget transparency applications, which the records they serve follow (Seattle's
+# 'Open Budget Application - Capital Project Details' lists capital projects; its 'Open Budget
+# Application: Operating Budget' names a budget again, LA's 'Open Budget - Revenue' revenue)
+APPLICATION_NAMES = {"open+budget": "budget"}
+
+
 def records_named(terms) -> int:
     """Which families of records a title's terms name, as bits of FAMILY_BITS ('Restaurant
     Scores' and 'Food Inspections' both name inspections; 'Code Enforcement Cases'
     violations). A record word right before one of another family says what those records
     are of, not a family of its own: 'Permit Inspections' are inspections, 'Alcoholic
     Beverage License Violations' violations; 'Permits and Inspections' names both."""
+    terms = list(terms)
     present = set(terms)
     named = present & RECORD_BITS.keys()
+    for name, word in APPLICATION_NAMES.items():   # 'Open Budget Application - Capital Project Details'
+        if name in present and terms.count(word) == 1:
+            named.discard(word)
     if not named:
         return sum({OFFICE_BITS[term] for term in present & OFFICE_BITS.keys()})
     if len({RECORD_BITS[term] for term in named}) > 1:   # then one may modify another

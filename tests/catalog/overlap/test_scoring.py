@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from catalog.overlap import scoring
+from catalog.overlap import scoring, text
 from tests.catalog.overlap.conftest import KIND_UIDS
 
 COMPARABLE_AT_LEAST = 0.18   # the weakest comparable pair of the selection
@@ -281,3 +281,12 @@ def test_a_request_log_is_told_apart_from_the_records_of_its_office(x, y):
     assert apart
     assert shape == pytest.approx(scoring.RECORD_MISMATCH)
     assert "but the titles name different records ('request' vs '" in why.lower(), why
+
+
+def test_a_budget_application_s_name_is_no_budget():
+    """Seattle's 'Open Budget Application - Capital Project Details' lists capital projects (its
+    columns are Hawaii's and Hartford's capital project lists'); the application's name had read
+    as a budget and told it apart from them. A title naming a budget besides stays one."""
+    assert text.records_named(text.terms("Open Budget Application - Capital Project Details")) == 0
+    assert text.records_named(text.terms("Open Budget Application: Operating Budget")) == text.FAMILY_BITS["budget"]
+    assert text.records_named(text.terms("Open Budget - Revenue 2010-2017")) == text.FAMILY_BITS["revenue"]
