@@ -335,3 +335,21 @@ def test_a_records_request_log_is_no_record_of_the_office_it_names():
     assert ["311 Customer Service Requests", "311 Service Requests - Tree Trims", "311 Unified Data"] in titles
     assert not any("FOIA Request Log - 311" in group and len(group) > 1 and "311 Unified Data" in group
                    for group in titles)
+
+
+def test_a_word_of_one_city_of_three_does_not_tell_groups_apart():
+    """The real catalogues' two 'Revenue' groups: the state revenue tables of Iowa and New York with
+    Salt Lake City's quarterly one had been labelled 'Revenue (qtr)', a word of Salt Lake City's
+    alone; 'budget', which two of the other group's three cities write, tells that one apart."""
+    catalogue = titled([("data.iowa.gov", "State of Iowa Revenue"),
+                        ("data.ny.gov", "New York State Revenue: Beginning Fiscal Year 1991-92"),
+                        ("data.slcgov.com", "Revenue 2013 Qtr 1"),
+                        ("data.jacksonms.gov", "Jackson Revenue Budget"), ("data.raleighnc.gov", "Revenue"),
+                        ("data.somervillema.gov", "Revenue Budget - 2010 thru 2013")])
+    assert groups.distinguish(catalogue, ["Revenue", "Revenue"], [[0, 1, 2], [3, 4, 5]]) == [
+        "Revenue (3 datasets)", "Revenue (budget)"]
+    # of two cities, one's word is half of them: New Orleans's 'Code Enforcement All Cases'
+    pair = titled([("data.montgomerycountymd.gov", "Housing Code Enforcement"),
+                   ("data.nola.gov", "Code Enforcement All Cases"),
+                   ("data.cityofchicago.org", "Code Violations"), ("data.nola.gov", "Code Enforcement All Violations")])
+    assert groups.distinguish(pair, ["Code enforcement"] * 2, [[0, 1], [2, 3]])[0] == "Code enforcement (cases)"
