@@ -190,8 +190,12 @@ BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map"
 # a file's form at a title's end ('2010 Census Tracts - Shape'; 'KML', 'KMZ' and 'Shapefile' are
 # stopwords, file formats): shapes, but of points ('Ward Offices') or of areas as the words before it say
 SHAPE_FORMATS = frozenset({"shape", "format", "zipped"})   # '... Districts (Zipped Shapefile Format)'
-# words of STOPWORDS that name what a title lists when they end it ('Ward Offices' are offices, not wards)
-HEAD_STOPWORDS = frozenset({"office", "report", "program", "official"})
+# stopwords that name what a title lists when they end it after a word of its own, kept as title
+# terms: 'Ward Offices' are offices, not wards, 'Fire Divisions' divisions, not fire ('Office of the
+# Mayor' names a publisher)
+HEAD_NOUNS = frozenset({"office", "division"})
+# ... and, besides them, those a boundary file's title cannot end with ('School Progress Report')
+HEAD_STOPWORDS = HEAD_NOUNS | {"report", "program", "official"}
 AREA_NOUNS = frozenset({"district", "ward", "zone", "neighborhood", "tract", "precinct", "beat", "area",
                         "parcel", "block", "region", "sector", "zip", "zipcode", "council", "community"})
 
@@ -384,11 +388,6 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     if bigrams:
         out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
     return out
-
-
-# stopwords that name what a title lists when they end it after a word of its own: 'Ward Offices'
-# are offices, not wards, 'Fire Divisions' divisions, not fire ('Office of the Mayor' names a publisher)
-HEAD_NOUNS = frozenset({"office", "division"})
 
 
 def _heads_a_title(stemmed: list[str], i: int, title: bool) -> bool:
