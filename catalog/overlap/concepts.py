@@ -49,12 +49,16 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "police_employee": (("police+employee", "officer+demographic", "sworn"),
                         ("roster", "employee+demographic", "employee")),
     "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
+    # a log of public records requests: the kind of record after it names the office the
+    # requests went to ('FOIA Request Log - 311' holds FOIA requests, not 311 requests)
+    "records_request": (("request+log", "foia+log", "foia+request"), ()),
     # kinds no trigger names: `_refined` reads them off calls and crimes (see there)
     "fire_ems_call": ((), ()),
     "crime_statistics": ((), ()),
     "arrest_statistics": ((), ()),
     "crash_statistics": ((), ()),
 }
+RECORDS_REQUEST = "records_request"
 # a concept that is a kind of another shares part of its vector with it
 PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
            "officer_shooting": "use_of_force"}
@@ -147,7 +151,10 @@ def _about_policing(trigger: str, terms: set[str]) -> bool:
 
 def _strongest(found: list[str]) -> list[str]:
     """A concept and its parent both named ('Parking citations': parking_citation, citation):
-    the specific one speaks, its vector adds the parent."""
+    the specific one speaks, its vector adds the parent. A log of records requests holds
+    requests, whatever office or records they asked for."""
+    if RECORDS_REQUEST in found:
+        return [RECORDS_REQUEST]
     parents = {PARENTS[c] for c in found if c in PARENTS}
     return [c for c in found if c not in parents]
 
@@ -204,7 +211,17 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     if not opening:
         return _refined(own, title_terms, title), True
     found = of_terms(title_terms, _inline(opening))
-    return _refined(found, title_terms + opening, title), bool(found) and found == own
+    return _refined(found, title_terms + opening, title), bool(found) and (found == own or _named_by(weak, found))
+
+
+def _named_by(title_weak: list[str], found: tuple[str, ...]) -> bool:
+    """The kinds read with the description are those the title's own ambiguous word names, or
+    narrower ones: South Bend's 'COMPLAINTS MULTIPLE HISTORIC', described as "Complaints filed ...
+    against South Bend Police Department staff", names police complaints itself (the description
+    only says whose); Urbana's 'IDOT Stop Sheet Police Data', described as "Pedestrian Stop
+    records", names stops, which the description makes pedestrian stops. The title speaks, so
+    the kind counts at full weight."""
+    return all(k in title_weak or PARENTS.get(k) in title_weak for k in found)
 
 
 def _inline(opening: list[str]) -> list[str]:
@@ -266,7 +283,8 @@ def vector(concepts: tuple[str, ...]) -> dict[str, float]:
 
 
 def describe(concept: str) -> str:
-    return "fire or EMS call" if concept == "fire_ems_call" else concept.replace("_", " ")
+    return {"fire_ems_call": "fire or EMS call", RECORDS_REQUEST: "public records request"}.get(
+        concept, concept.replace("_", " "))
 
 
 LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for service",
@@ -277,7 +295,7 @@ LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for s
           "warning": "Traffic warnings", "crash": "Traffic crashes", "vehicle_pursuit": "Vehicle pursuits",
           "police_employee": "Police employees", "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
           "crime_statistics": "Crime statistics", "arrest_statistics": "Arrest statistics",
-          "crash_statistics": "Traffic crash statistics"}
+          "crash_statistics": "Traffic crash statistics", "records_request": "Records request logs"}
 
 
 def label(concept: str) -> str:

@@ -65,6 +65,9 @@ class Catalogue:
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
     records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
+    # rows the families of records judge: no kind read, or a log of records requests (a kind
+    # that is itself a family: requests), which stays apart from 'Calendar of Special Events'
+    families_judge: np.ndarray | None = None
     # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     # rows whose title was read with words of its description: term -> the title's words and where
@@ -266,7 +269,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                               dtype=bool, count=n)
     is_code_table = np.fromiter((_is_code_table(title) for title in rows["title"]), dtype=bool, count=n)
     is_site_page = np.fromiter(("home_page" in terms for terms in title_terms), dtype=bool, count=n)
-    records_named = np.fromiter((text.records_named(terms) for terms in title_terms), dtype=np.int64, count=n)
+    # a log of records requests holds requests, though its title may not say so ('SSMMA Sauk Village FOIA Log')
+    records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
+                                 else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
+                                dtype=np.int64, count=n)
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
@@ -281,7 +287,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         concept_confidence=concept_confidence,
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
-        title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named)
+        title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
+        families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) for kinds in concept_lists),
+                                   dtype=bool, count=n))
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'
@@ -465,14 +473,17 @@ def _binary(docs: list[list[str]]) -> tuple[sp.csr_matrix, list[str]]:
 
 def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, str, str]], asset_type: str) -> bool:
     """A set of shapes (wards, districts, footprints), not the records that fall in them:
-    its title names boundaries or ends in an area noun ('Police Districts'), or its columns
-    are a shape and a few attributes with no date."""
+    its title names boundaries or ends in an area noun ('Police Districts'; '2010 Census Tracts -
+    KMZ': a file's form is no subject), or its columns are a shape and a few attributes with
+    no date. 'Ward Offices' and 'Ward Offices - KML' are offices."""
     words = [t for t in title_terms if "+" not in t]
     if any(t in text.BOUNDARY_TERMS for t in words) and not any(t == "crash" for t in words):
         return True
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
-    content = [w for w in text.words(title) if w in ("by", "per") or text._is_content(w)]
+    content = [w for w in text.words(title) if w in ("by", "per") or w in text.HEAD_STOPWORDS or text._is_content(w)]
+    while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
+        content.pop()
     # ... not a table of counts by area ('Race Distribution By City Council Districts')
     if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
             and not any(w in ("by", "per") for w in content[:-1])):

@@ -57,7 +57,9 @@ def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,
         if ra == rb or (ra, rb) in rejected:
             continue
         ca, cb = centroid_of(ra), centroid_of(rb)
-        if _cosine(ca, cb) < cohesion:
+        # a side with no subject at all (an id for a title, no keywords, columns or kind: its
+        # pair stands on its description) has nothing a group could drift to
+        if ca and cb and _cosine(ca, cb) < cohesion:
             rejected.add((ra, rb))
             continue
         if len(ca) < len(cb):
@@ -172,10 +174,11 @@ TIGHT = re.compile(r" +|- ?|'|’")   # words of one phrase ('Off- Leash'); ':',
 
 def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]) -> list[str]:
     """Labels that several groups share, each told apart by the title word its group's cities
-    use most and the others' least, if a quarter of its cities use it ('Budget (proposed)' of
-    'HART Proposed Budget 2012' and '2013 Proposed Budget, FTEs', beside 'Budget (operating)'),
-    else by its size, else by a title of it; a label of one group stays as it is (a user picks a
-    group by its label: two alike would read as one)."""
+    use most and the others' least, if a quarter of its cities and two or half use it ('Budget
+    (proposed)' of 'HART Proposed Budget 2012' and '2013 Proposed Budget, FTEs', beside 'Budget
+    (operating)'; not one city's 'Qtr' of 'Revenue 2013 Qtr 1'), else by its size, else by a
+    title of it; a label of one group stays as it is (a user picks a group by its label: two
+    alike would read as one)."""
     read = getattr(c, "title_surface_lists", None)
     by_label: dict[str, list[int]] = defaultdict(list)
     for number, name in enumerate(labels):
@@ -184,7 +187,7 @@ def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]
     for numbers in by_label.values():
         if len(numbers) < 2:
             continue
-        shares = []   # per group: term -> share of its cities whose titles use it, and a surface
+        shares = []   # per group: term -> share of its cities whose titles use it, a surface, its cities
         for number in numbers:
             rows = rows_per_group[number]
             cities_with: dict[str, set[int]] = defaultdict(set)
@@ -194,16 +197,18 @@ def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]
                     cities_with[term].add(int(c.city_ids[row]))
                     surface.setdefault(term, written)
             n_cities = len({int(c.city_ids[r]) for r in rows})
-            shares.append(({t: len(v) / n_cities for t, v in cities_with.items()}, surface))
+            shares.append(({t: len(v) / n_cities for t, v in cities_with.items()}, surface, n_cities))
         for position, number in enumerate(numbers):
-            share, surface = shares[position]
+            share, surface, n_cities = shares[position]
             label_terms = set(text.terms(labels[number], bigrams=False))   # ('crash' of 'Traffic crashes')
             others = [shares[i][0] for i in range(len(numbers)) if i != position]
 
             def margin(term: str) -> tuple:
                 return (share[term] - max(o.get(term, 0.0) for o in others), share[term], -len(surface[term]), term)
-            # a word of a quarter of its cities or more (not one city's 'Cook'), no form word
-            candidates = [t for t in share if share[t] >= 0.25 and " " not in surface[t] and surface[t].isalpha()
+            # a word of a quarter of its cities or more, and of two or half (not one city's 'Cook' or
+            # one of three's 'Qtr'), no form word
+            candidates = [t for t in share if share[t] >= 0.25 and (share[t] * n_cities >= 2 - 1e-9 or share[t] >= 0.5)
+                          and " " not in surface[t] and surface[t].isalpha()
                           and len(surface[t]) > 2 and t not in label_terms and t not in text.GENERIC
                           and t not in text.BOUNDARY_TERMS]
             best = max(candidates, key=margin, default=None)

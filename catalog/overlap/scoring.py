@@ -164,10 +164,13 @@ def _records_differ(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Log - Special Events'; 'Building Permits', 'Permit Inspections'), or one names the
     records it holds and the other only what they are about ('Special Events'): 'Building
     Permits' and 'DOB Permit Issuance' are one family. The kinds of record the concept layer
-    reads are judged there (a 'Crimes' title and an 'Incidents' one are one kind)."""
+    reads are judged there (a 'Crimes' title and an 'Incidents' one are one kind), except a log
+    of records requests, a kind that is the family of requests ('FOIA Request Log - Special
+    Events' / 'Calendar of Special Events')."""
     if c.records_named is None:
         return np.zeros(len(a), dtype=bool)
-    return (_families(c, a) != _families(c, b)) & ~c.has_concept[a] & ~c.has_concept[b]
+    judged = ~c.has_concept if c.families_judge is None else c.families_judge
+    return (_families(c, a) != _families(c, b)) & judged[a] & judged[b]
 
 
 def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:

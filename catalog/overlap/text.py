@@ -50,7 +50,7 @@ total totals summary summaries detail detailed details report reports reporting 
 department dept office division bureau agency agencies program programs
 january february march april may june july august september october november december
 jan feb mar apr jun jul aug sep sept oct nov dec ytd
-csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof
+csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof kml kmz shp shapefile shapefiles
 """.split())
 
 # Words that name the form or the container of a dataset, not its subject: they count for
@@ -72,7 +72,7 @@ SYNONYMS = {
     "eatery": "restaurant",
     "felony": "crime", "criminal": "crime",
     "outline": "footprint",
-    "boundary": "boundary", "border": "boundary", "shapefile": "boundary",
+    "boundary": "boundary", "border": "boundary",
     "polygon": "boundary",
     "neighbourhood": "neighborhood", "centre": "center", "colour": "color",
     "staff": "employee", "personnel": "employee", "worker": "employee",
@@ -155,14 +155,24 @@ RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w 
 NAMING_BITS = OFFICE_BITS | RECORD_BITS   # every term that can name a family (for explanations)
 
 
+# the names of budget transparency applications, which the records they serve follow (Seattle's
+# 'Open Budget Application - Capital Project Details' lists capital projects; its 'Open Budget
+# Application: Operating Budget' names a budget again, LA's 'Open Budget - Revenue' revenue)
+APPLICATION_NAMES = {"open+budget": "budget"}
+
+
 def records_named(terms) -> int:
     """Which families of records a title's terms name, as bits of FAMILY_BITS ('Restaurant
     Scores' and 'Food Inspections' both name inspections; 'Code Enforcement Cases'
     violations). A record word right before one of another family says what those records
     are of, not a family of its own: 'Permit Inspections' are inspections, 'Alcoholic
     Beverage License Violations' violations; 'Permits and Inspections' names both."""
+    terms = list(terms)
     present = set(terms)
     named = present & RECORD_BITS.keys()
+    for name, word in APPLICATION_NAMES.items():   # 'Open Budget Application - Capital Project Details'
+        if name in present and terms.count(word) == 1:
+            named.discard(word)
     if not named:
         return sum({OFFICE_BITS[term] for term in present & OFFICE_BITS.keys()})
     if len({RECORD_BITS[term] for term in named}) > 1:   # then one may modify another
@@ -176,7 +186,16 @@ def records_named(terms) -> int:
 
 
 # Terms that show a dataset is a set of shapes (the areas others' records fall in).
-BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "kml", "gis"})
+BOUNDARY_TERMS = frozenset({"boundary", "footprint", "building_footprint", "map", "geojson", "gis"})
+# a file's form at a title's end ('2010 Census Tracts - Shape'; 'KML', 'KMZ' and 'Shapefile' are
+# stopwords, file formats): shapes, but of points ('Ward Offices') or of areas as the words before it say
+SHAPE_FORMATS = frozenset({"shape", "format", "zipped"})   # '... Districts (Zipped Shapefile Format)'
+# stopwords that name what a title lists when they end it after a word of its own, kept as title
+# terms: 'Ward Offices' are offices, not wards, 'Fire Divisions' divisions, not fire ('Office of the
+# Mayor' names a publisher)
+HEAD_NOUNS = frozenset({"office", "division"})
+# ... and, besides them, those a boundary file's title cannot end with ('School Progress Report')
+HEAD_STOPWORDS = HEAD_NOUNS | {"report", "program", "official"}
 AREA_NOUNS = frozenset({"district", "ward", "zone", "neighborhood", "tract", "precinct", "beat", "area",
                         "parcel", "block", "region", "sector", "zip", "zipcode", "council", "community"})
 
@@ -359,7 +378,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
                 phrase = None
             if phrase:
                 continue
-        if _is_content(word) and word not in drop and raw[i] not in drop:
+        # (titles are read with their bigrams, descriptions without: a head noun is a title's)
+        if (_is_content(word) or _heads_a_title(stemmed, i, bigrams)) and word not in drop and raw[i] not in drop:
             units.append((word, raw[i]))
         elif units and units[-1][0]:
             units.append(("", ""))  # a dropped word breaks bigrams
@@ -368,6 +388,12 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     if bigrams:
         out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
     return out
+
+
+def _heads_a_title(stemmed: list[str], i: int, title: bool) -> bool:
+    """Whether the stopword at `i` of a title is the last noun of a phrase, after a content word."""
+    return (title and stemmed[i] in HEAD_NOUNS and i > 0 and _is_content(stemmed[i - 1])
+            and (i + 1 == len(stemmed) or (not _is_content(stemmed[i + 1]) and stemmed[i + 1] != "of")))
 
 
 def own_place_words(*names: str | None) -> frozenset[str]:

@@ -236,3 +236,20 @@ def test_stops_under_terry_are_pedestrian_stops_and_a_bus_stop_is_not():
                                "Ohio; 392 U.S. 1 (1968).") == ("pedestrian_stop",)
     assert concepts.of_dataset("Terry Stops", "") == ("pedestrian_stop",)
     assert concepts.of_dataset("Bus Stop Terry Avenue", "") == ()
+
+
+def _reading(title: str, description: str) -> tuple[tuple[str, ...], bool]:
+    return concepts.of_dataset_terms(text.terms(title), text.terms(description, bigrams=False, glued=False), title)
+
+
+def test_a_title_s_ambiguous_word_the_description_places_in_policing_is_the_title_s_own_kind():
+    # publishers' own titles and descriptions (OpenPoliceData's source table): the title says
+    # 'Complaints' or 'Stop', the description only whose they are or which stops: full weight
+    assert _reading("Indiana South Bend COMPLAINTS MULTIPLE HISTORIC", "Complaints filed by members of the public "
+                    "against South Bend Police Department staff") == (("police_complaint",), True)
+    assert _reading("City Of Urbana IDOT Stop Sheet Police Data", "Pedestrian Stop records from the City of "
+                    "Urbana, since the IDOT Pedestrian Stop data collection began") == (("pedestrian_stop",), True)
+    # a kind the title does not name stays the description's, at half weight: NYPD's complaints are crimes
+    assert _reading("NYPD Complaint Data Historic", "This dataset includes all valid felony, misdemeanor, and "
+                    "violation crimes reported to the New York City Police Department") == (("crime_incident",), False)
+    assert _reading("Dataset", "Reported crimes") == (("crime_incident",), False)

@@ -18,6 +18,21 @@ def test_a_table_of_counts_by_area_is_no_boundary_file():
     assert rows_catalogue(titles).is_boundary.tolist() == [True, True, False, False, False]
 
 
+
+def test_a_file_s_form_is_no_subject_and_no_boundary():
+    """The real catalogues' map files: 'KML', 'KMZ', 'Shapefile' name a file's form, not what it
+    holds, so the words before them say whether its shapes are areas (Baltimore's '2010 Census
+    Tracts - KMZ', SF's '... Districts (Zipped Shapefile Format)') or points (Chicago's 'Ward
+    Offices - KML' are the aldermen's offices, 'Fire Stations - KMZ' the stations), and a 'KML'
+    file shares its subject with the table it draws ('Farmers Markets - KML' / 'Farmers Markets')."""
+    titles = [("Baltimore", "2010 Census Tracts - KMZ"), ("Baltimore", "2010 Census Tracts - Shape"),
+              ("San Francisco", "California State Senate Districts (Zipped Shapefile Format)"),
+              ("Chicago", "Boundaries - Wards - KML"), ("Chicago", "Ward Offices - KML"), ("Chicago", "Ward Offices"),
+              ("Chicago", "Ward Offices - Shapefiles"), ("Baltimore", "Fire Stations - KMZ")]
+    assert rows_catalogue(titles).is_boundary.tolist() == [True, True, True, True, False, False, False, False]
+    assert text.terms("Farmers Markets - KML") == text.terms("Farmers Markets")
+    assert text.terms("CTA - Bus Routes - Shapefile") == text.terms("CTA - Bus Routes")
+
 # twelve cities' permit tables, each with its own mix of fifteen columns; the column
 # signal of every pair, to the bit
 COLUMN_SIGNAL = """

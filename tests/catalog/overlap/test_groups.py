@@ -302,3 +302,54 @@ def test_groups_labelled_alike_are_told_apart_by_their_own_words():
     assert groups.distinguish(twins, ["Private schools"] * 2, [[0, 1], [2, 3]]) == [
         "Private schools (Cook County - Private Schools)", "Private schools (Cook County - Private Schools - KML)"]
     assert groups.distinguish(twins, ["Private schools"] * 2, [[0, 1, 3], [2, 3]])[0] == "Private schools (3 datasets)"
+
+
+def test_a_dataset_with_no_subject_of_its_own_joins_by_its_strong_pair():
+    # South Bend's '7f8a30e4c75a4b038fff99bdbb950e5b' (an ArcGIS item id, no title words, no keywords,
+    # columns or kind in its subject) pairs with Richmond's complaints through its description alone:
+    # it has no subject a group could drift to, so the centroid test does not keep it out
+    c = rows_catalogue([("South Bend", "7f8a30e4c75a4b038fff99bdbb950e5b"),
+                        ("Richmond", "Police Department Complaints"), ("Albany", "APD Citizen Complaints")])
+    found = groups.form_groups(c, np.array([0, 1]), np.array([1, 2]), np.array([0.56, 0.5], dtype=np.float32))
+    assert found == [[0, 1, 2]]
+    # two groups with subjects still need their centroids to meet
+    c = rows_catalogue([("A", "Building permits"), ("B", "Building permits"), ("C", "Restaurant inspections"),
+                        ("D", "Restaurant inspections")])
+    found = groups.form_groups(c, np.array([0, 2, 1]), np.array([1, 3, 2]), np.array([0.9, 0.9, 0.8], dtype=np.float32))
+    assert sorted(found) == [[0, 1], [2, 3]]
+
+
+def test_a_records_request_log_is_no_record_of_the_office_it_names():
+    """Chicago's 'FOIA Request Log - 311' sat in the 311 group (its '311' read as the 311 kind):
+    a log of records requests holds the requests, whatever office they went to; the logs of
+    several places group as such (Hawaii's UIPA logs, Cook County's FOIA log)."""
+    from catalog import overlap
+
+    c = rows_catalogue([("Chicago", "FOIA Request Log - 311"), ("Chicago", "311 Service Requests - Tree Trims"),
+                        ("Baltimore", "311 Customer Service Requests"), ("Austin", "311 Unified Data"),
+                        ("Hawaii", "Maui County Office of Council Services: UIPA Record Requests Log"),
+                        ("Cook County", "Freedom Of Information Act (FOIA) Log - Office of the President")])
+    assert [c.concept_lists[r] for r in (0, 4, 5)] == [("records_request",)] * 3
+    result = overlap.detect_in(c)
+    titles = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
+    assert ["311 Customer Service Requests", "311 Service Requests - Tree Trims", "311 Unified Data"] in titles
+    assert not any("FOIA Request Log - 311" in group and len(group) > 1 and "311 Unified Data" in group
+                   for group in titles)
+
+
+def test_a_word_of_one_city_of_three_does_not_tell_groups_apart():
+    """The real catalogues' two 'Revenue' groups: the state revenue tables of Iowa and New York with
+    Salt Lake City's quarterly one had been labelled 'Revenue (qtr)', a word of Salt Lake City's
+    alone; 'budget', which two of the other group's three cities write, tells that one apart."""
+    catalogue = titled([("data.iowa.gov", "State of Iowa Revenue"),
+                        ("data.ny.gov", "New York State Revenue: Beginning Fiscal Year 1991-92"),
+                        ("data.slcgov.com", "Revenue 2013 Qtr 1"),
+                        ("data.jacksonms.gov", "Jackson Revenue Budget"), ("data.raleighnc.gov", "Revenue"),
+                        ("data.somervillema.gov", "Revenue Budget - 2010 thru 2013")])
+    assert groups.distinguish(catalogue, ["Revenue", "Revenue"], [[0, 1, 2], [3, 4, 5]]) == [
+        "Revenue (3 datasets)", "Revenue (budget)"]
+    # of two cities, one's word is half of them: New Orleans's 'Code Enforcement All Cases'
+    pair = titled([("data.montgomerycountymd.gov", "Housing Code Enforcement"),
+                   ("data.nola.gov", "Code Enforcement All Cases"),
+                   ("data.cityofchicago.org", "Code Violations"), ("data.nola.gov", "Code Enforcement All Violations")])
+    assert groups.distinguish(pair, ["Code enforcement"] * 2, [[0, 1], [2, 3]])[0] == "Code enforcement (cases)"

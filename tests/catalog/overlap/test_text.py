@@ -91,3 +91,14 @@ def test_accents_and_possessives_do_not_break_words():
     assert text.column_key("Numéro de permis") == text.column_key("Numero de permis")
     # a word of another alphabet is a word, not nothing
     assert text.terms("Инспекции ресторанов", bigrams=False) == ["инспекции", "ресторанов"]
+
+
+def test_an_office_or_division_ending_a_title_is_what_it_lists():
+    # the real catalogues: Chicago's 'Ward Offices' (the aldermen's offices) had read as 'Wards' and
+    # grouped with ward boundaries; NYC's 'Fire Divisions' as 'Fire', beside fire incident tables
+    assert text.terms("Ward Offices") == ["ward", "office", "ward+office"]
+    assert text.terms("Fire Divisions") == ["fire", "division", "fire+division"]
+    # a publisher's office, or a division naming whose records follow, stays a stopword
+    assert text.terms("Office of the Mayor") == ["mayor"]
+    assert text.terms("Traffic Division Citations") == ["traffic", "citation"]
+    assert text.terms("Ward Offices", bigrams=False) == ["ward"]   # descriptions: words only
