@@ -16,11 +16,14 @@ import psutil
 class PeakRss:
     # A PSS sample walks every page of every process of the tree in the kernel (~16 ms of CPU
     # for a 500 MB harvest and its workers: every 50 ms, a third of a core taken from what is
-    # measured). RSS is cheap; PSS is sampled when the tree's RSS has grown by PSS_STEP since
-    # the last PSS sample (new private pages count fully in both), and at least every
-    # PSS_EVERY seconds (pages shared with a worker that ends count fully again).
+    # measured; 50-60 samples a harvest, about a second of CPU, when a sample was taken on
+    # every 8 MB of growth). RSS is cheap, and the PSS now is about the last sample's plus
+    # what RSS grew since (new private pages count fully in both): PSS is sampled when that
+    # estimate comes within PSS_STEP of the peak and RSS moved by PSS_STEP since (near a
+    # peak, once per step), and at least every PSS_EVERY seconds (pages shared with a worker
+    # that ends count fully again).
     PSS_STEP = 8 * 2**20
-    PSS_EVERY = 1.0
+    PSS_EVERY = 2.0
     CHILDREN_EVERY = 0.5   # listing the children scans all of /proc
 
     def __init__(self, interval: float = 0.02, *, tree: bool = False) -> None:
@@ -37,7 +40,7 @@ class PeakRss:
         process = psutil.Process()
         children: list[psutil.Process] = []
         children_at = pss_at = float("-inf")
-        rss_at_pss = 0
+        rss_at_pss = pss_then = 0
         while not self._done.wait(self._interval):
             own = process.memory_info().rss
             self.peak = max(self.peak, own)
@@ -53,7 +56,9 @@ class PeakRss:
                 except psutil.Error:  # a worker that just exited
                     pass
             self.peak_tree_rss = max(self.peak_tree_rss, rss)
-            if rss - rss_at_pss < self.PSS_STEP and now - pss_at < self.PSS_EVERY:
+            estimate = pss_then + rss - rss_at_pss
+            if (estimate < self.peak_tree_pss - self.PSS_STEP or abs(rss - rss_at_pss) < self.PSS_STEP) \
+                    and now - pss_at < self.PSS_EVERY:
                 continue
             pss = 0
             for member in [process, *children]:
@@ -63,7 +68,7 @@ class PeakRss:
                     continue
             self.peak_tree_pss = max(self.peak_tree_pss, pss)
             self.pss_samples += 1
-            pss_at, rss_at_pss = now, rss
+            pss_at, rss_at_pss, pss_then = now, rss, pss
 
     def stop(self) -> float:
         """Stop sampling; this process's peak RSS in MB."""
