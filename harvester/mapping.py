@@ -215,7 +215,8 @@ class WorkerPool:
 class Mapper:
     """The harvest's side of mapping one portal: checks each listed entry, fetches its
     details, and sends full batches to the workers (or maps them here), at most a few
-    batches in flight, so memory stays bounded; results are collected in order."""
+    batches in flight, so memory stays bounded; results are collected as they are done,
+    in any order."""
 
     def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None,
                  known: dict[str, str] | Callable[[], dict[str, str]] | None = None,

@@ -107,7 +107,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
         return harvest_portal(portal, store, http, run.run_id, on_progress, full=full, records=records,
                               pool=portal_pool)
 
-    free = threading.Semaphore(shared.workers)   # mapping processes, one per core in all
+    free = threading.Semaphore(shared.workers)   # mapping processes, one fewer than the cores in all
 
     def alone(portal: PortalConfig) -> PortalReport:
         share = max(1, shared.workers // workers) if shared.workers else 0

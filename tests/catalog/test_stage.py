@@ -90,3 +90,19 @@ def test_a_records_part_is_the_records_as_given_in_the_merge_schema(tmp_path):
         assert row["distributions"] == [{**d, "position": n} for n, d in enumerate(rec["distributions"])]
     assert rows[0]["row_count"] == 2**40 and rows[1]["keywords"] == [] and rows[1]["description"] is None
     assert raw_part(tmp_path, 7).read_bytes().count(b"\n") == 2
+
+
+def test_the_records_parquet_holds_every_field_the_record_schema_allows():
+    """The parts are built from the record dicts by field name (records_batch), so a field
+    the JSON Schema lets through but the Parquet schema lacks would be dropped silently (the
+    JSON reader it replaced refused it: unexpected_field_behavior="error")."""
+    from catalog.record import SCHEMA
+
+    def names(struct_list):
+        return {field.name for field in struct_list.type.value_type}
+
+    parquet = record_schema()
+    properties = SCHEMA["properties"]
+    assert set(properties) == set(parquet.names) - {"raw_hash"}
+    assert set(properties["distributions"]["items"]["properties"]) == names(parquet.field("distributions")) - {"position"}
+    assert set(properties["columns"]["items"]["properties"]) == names(parquet.field("columns"))
