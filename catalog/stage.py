@@ -119,14 +119,17 @@ def import_arrow_without_numpy() -> None:
     """For a process that only writes parts (a mapping worker): pyarrow imports numpy
     when it is installed, and numpy's import took ~40 MB of private memory a process
     (measured: two workers 194 MB PSS with it, 108 MB without), which writing a part
-    never uses. pyarrow runs without it from version 18 (pyproject.toml)."""
+    never uses. pyarrow runs without it from version 18 (pyproject.toml). That pyarrow
+    stays without numpy for the life of the process, even once numpy is imported:
+    to_numpy() raises and to_pandas() crashed the process (SIGSEGV, pyarrow 26), so only
+    a process that never converts to numpy or pandas may call this."""
     if "pyarrow" in sys.modules or "numpy" in sys.modules:
         return
     sys.modules["numpy"] = None   # `import numpy` raises ImportError, which pyarrow expects
     try:
         import pyarrow.parquet  # noqa: F401
     finally:
-        del sys.modules["numpy"]   # anything that needs numpy later still gets it
+        del sys.modules["numpy"]   # numpy itself can still be imported later (not for pyarrow)
 
 
 class RecordBatch:
