@@ -185,14 +185,22 @@ class WorkerPool:
         self._executor: ProcessPoolExecutor | None = None
         self.submitted = 0
 
+    def start(self) -> None:
+        """Start the workers now (spawned, they take ~0.5 s to import what they map with),
+        rather than on the first batch."""
+        self._executor_started().submit(int)
+
     def submit(self, batch: Batch) -> Future:
+        future = self._executor_started().submit(map_batch, batch)
+        self.submitted += 1
+        return future
+
+    def _executor_started(self) -> ProcessPoolExecutor:
         if self._executor is None:
             # spawn, not fork: the harvest holds threads and a DuckDB connection
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=_worker_started)
-        future = self._executor.submit(map_batch, batch)
-        self.submitted += 1
-        return future
+        return self._executor
 
     def broken(self, reason: BaseException) -> None:
         """A worker died (killed, out of memory, or a script that cannot be re-imported by
@@ -253,6 +261,20 @@ class Mapper:
         if callable(self._known):
             self._known = self._known()
         return self._known
+
+    def expect(self, total: int | None) -> None:
+        """The size the listing reports, once its first page is read: when every entry of
+        that page was to be mapped (a portal harvested afresh) and the portal is large
+        enough for the workers, they start now, their start overlapping the first pages,
+        not once 3,000 entries are listed. A night that finds entries unchanged keeps the
+        rule: it may have only a few to map."""
+        if self.pool is not None and self.pool.workers > 0 and total and total > self.pool_after and self.listed \
+                and not self.unchanged:
+            self.pool_after = 0
+            try:
+                self.pool.start()
+            except BrokenProcessPool as exc:
+                self.pool.broken(exc)
 
     def page_key(self, digest: str) -> str:
         """A listing page as stored in the catalogue: its body's digest, under this mapping."""

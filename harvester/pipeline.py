@@ -169,6 +169,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             else:
                 for entry in page.items:
                     mapper.add(entry, page.digest)
+                if listing.pages == 1:
+                    mapper.expect(listing.total)
                 report.seen += len(page.items)
             if on_progress:
                 on_progress(portal.id, report.seen, listing.total)

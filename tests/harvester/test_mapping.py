@@ -207,3 +207,39 @@ def test_a_worker_dying_mid_write_while_the_harvest_maps_beside_it_loses_nothing
     report = harvest([portal.config], store, fast_client(), pool=pool)
     assert report.ok and pool.submitted == 2 and pool.workers == 0   # broken: the rest mapped here
     assert contents(store) == contents(in_process)
+
+
+class StartedPool(HeldPool):
+    def __init__(self):
+        super().__init__()
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+
+
+def test_a_portal_harvested_afresh_starts_its_workers_on_its_first_page_a_night_with_unchanged_entries_does_not(tmp_path):
+    import orjson
+
+    from catalog.store import Store
+    from harvester.mapping import Mapper, raw_hash
+    from harvester.portals import adapter_for
+
+    store = Store(tmp_path / "c.duckdb")
+    config = portal_config("city", "socrata", "http://127.0.0.1:9", domain=DOMAIN)
+    adapter = adapter_for(config, None)
+    page = [orjson.loads(orjson.dumps(entry)) for entry in make_socrata_entries(100, domain=DOMAIN, seed=5)]
+
+    def first_page(known, total=100_000):
+        stage, pool = store.new_stage(), StartedPool()
+        mapper = Mapper(adapter, config, stage, lambda *args: None, pool, known=known)
+        for entry in page:
+            mapper.add(entry)
+        mapper.expect(total)
+        Store.discard(stage)
+        return pool.starts, mapper.pool_after
+
+    assert first_page({}) == (1, 0)                              # started now, every batch to them
+    assert first_page({}, total=2_000) == (0, mapping.POOL_AFTER)   # a small portal: no workers
+    stored = {f"city:{adapter.source_id(e)}": raw_hash(adapter, e, None) for e in page[:50]}
+    assert first_page(stored) == (0, mapping.POOL_AFTER)         # half of it unchanged: the 3,000 rule
