@@ -169,17 +169,18 @@ class RecordBatch:
         Each file appears whole (written aside, then renamed): a worker killed mid-write
         leaves no part that could be read. The records go straight to the Parquet the merge
         reads (uncompressed: it lives only until its portal's merge)."""
-        raw, records = raw_part(directory, number), records_part(directory, number)
-        aside = raw.with_name(f".{raw.name}.{os.getpid()}")
-        with open(aside, "wb") as out:
-            out.write(b"\n".join(self.raw))
-            out.write(b"\n")
-        os.replace(aside, raw)
-        aside = records.with_name(f".{records.name}.{os.getpid()}")
+        _write_whole(raw_part(directory, number), lambda aside: aside.write_bytes(b"\n".join(self.raw) + b"\n"))
         self._to_columns()
-        pq.write_table(pa.Table.from_batches(self.chunks, schema=record_schema()), aside, compression="none",
-                       use_dictionary=False)
-        os.replace(aside, records)
+        _write_whole(records_part(directory, number), lambda aside: pq.write_table(
+            pa.Table.from_batches(self.chunks, schema=record_schema()), aside, compression="none",
+            use_dictionary=False))
+
+
+def _write_whole(path: Path, write: Callable[[Path], None]) -> None:
+    """`write` into a file beside `path`, then renamed to it: a reader sees the file whole or not at all."""
+    aside = path.with_name(f".{path.name}.{os.getpid()}")
+    write(aside)
+    os.replace(aside, path)
 
 
 class Stage:
