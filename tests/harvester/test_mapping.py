@@ -5,6 +5,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from harvester import mapping
 from harvester.mapping import Batch, WorkerPool
-from catalog.stage import raw_part
+from catalog.stage import raw_part, records_part
 from harvester.pipeline import harvest
 from tests.conftest import fast_client, portal_config
 from tests.portals.socrata import SocrataPortal
@@ -177,7 +178,13 @@ def test_the_harvest_process_maps_a_batch_itself_while_every_worker_is_busy(tmp_
 
 
 def map_batch_or_die_writing(batch: Batch):
-    """Part 1 dies mid-write, its raw part half written (runs in a worker)."""
+    """Part 1 dies mid-write, its raw part half written (runs in a worker). Part 0 waits
+    until the harvest's own process has written part 2, so that part 2 is always mapped
+    beside the busy worker, however the machine's load times the two processes."""
+    if batch.number == 0:
+        deadline = time.monotonic() + 60
+        while not records_part(Path(batch.directory), 2).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
     if batch.number == 1:
         raw_part(Path(batch.directory), 1).write_bytes(b"half a part\n")
         os._exit(1)
@@ -185,19 +192,25 @@ def map_batch_or_die_writing(batch: Batch):
 
 
 class DyingPool(WorkerPool):
+    def __init__(self, workers):
+        super().__init__(workers)
+        self.numbers = []   # the parts the worker was given
+
     def submit(self, batch):
         if self._executor is None:
             self._executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
                                                  initializer=mapping._worker_started)
-        self.submitted += 1
-        return self._executor.submit(map_batch_or_die_writing, batch)
+        future = self._executor.submit(map_batch_or_die_writing, batch)   # (refused once the pool is broken)
+        self.numbers.append(batch.number)
+        return future
 
 
 def test_a_worker_dying_mid_write_while_the_harvest_maps_beside_it_loses_nothing(portal, tmp_path, monkeypatch):
-    """One worker: parts 0 and 1 go to it, and the harvest's own process maps the next ones
-    while it is busy, collecting them before the worker's; part 1's worker dies after
-    writing half its raw part. The lost part is mapped again, whole, and the catalogue is
-    the in-process one."""
+    """One worker: parts 0 and 1 go to it, and the harvest's own process maps part 2 while
+    it is busy, collecting it before the worker's; part 1's worker dies after writing half
+    its raw part. The lost part is mapped again, whole, and the catalogue is the in-process
+    one. (The last part, 3, goes to the worker if part 0 is done and part 1 not yet dead
+    when it is dispatched: that depends on the machine's load.)"""
     from catalog.store import Store
 
     in_process = Store(tmp_path / "in_process.duckdb")
@@ -205,7 +218,7 @@ def test_a_worker_dying_mid_write_while_the_harvest_maps_beside_it_loses_nothing
     monkeypatch.setattr(mapping, "POOL_AFTER", 0)
     store, pool = Store(tmp_path / "dying.duckdb"), DyingPool(1)
     report = harvest([portal.config], store, fast_client(), pool=pool)
-    assert report.ok and pool.submitted == 2 and pool.workers == 0   # broken: the rest mapped here
+    assert report.ok and pool.numbers in ([0, 1], [0, 1, 3]) and pool.workers == 0   # broken: the rest mapped here
     assert contents(store) == contents(in_process)
 
 
