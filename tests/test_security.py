@@ -3,6 +3,7 @@ portal's request headers, a response past the size cap is refused, and names tha
 portals never leave the folder they are written under."""
 import json
 import logging
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -11,7 +12,7 @@ from catalog.query import QueryRefused, run_query
 from catalog.records import RecordsLayout, safe_segment
 from catalog.store import Store
 from harvester.cli import cli
-from harvester.http import ResponseTooLarge
+from harvester.http import ResponseTooLarge, ValidatorCache
 from harvester.pipeline import harvest
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.portals.base import RawBody
@@ -95,7 +96,9 @@ def test_the_app_token_is_sent_as_a_header_and_never_stored_logged_or_printed(tm
     assert TOKEN not in result.output and TOKEN not in caplog.text and "retrying" in caplog.text
     runs = CliRunner().invoke(cli, ["runs", "--db", str(db), "--errors", "--json"])
     assert runs.exit_code == 0 and TOKEN not in runs.output
-    assert any((tmp_path / "http_cache").rglob("*.body.gz")) and any((tmp_path / "records").rglob("*.parquet"))
+    with sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE) as cache:
+        assert cache.execute("SELECT count(*) FROM validators").fetchone()[0] > 0
+    assert any((tmp_path / "records").rglob("*.parquet"))
     for path in tmp_path.rglob("*"):   # the catalogue, its WAL, the HTTP cache, the records Parquet
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path

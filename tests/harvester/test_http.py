@@ -1,6 +1,9 @@
 """The HTTP layer against a local portal that really misbehaves (no mocked requests)."""
 import gzip
 import hashlib
+import json
+import logging
+import sqlite3
 import threading
 import time
 
@@ -9,7 +12,8 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload, _gunzip_capped
+from harvester.http import (PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache,
+                            _gunzip_capped)
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal
 
@@ -234,6 +238,19 @@ def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
     assert portal.hits["/doc"] == hits == 4
 
 
+def cached_bodies(tmp_path) -> dict[str, bytes]:
+    """The cache's stored bodies by URL, read from its file as a next run would."""
+    with sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE) as connection:
+        return {json.loads(meta)["url"]: body for meta, body in connection.execute("SELECT meta, body FROM validators")}
+
+
+def set_cached_body(tmp_path, body: bytes) -> None:
+    connection = sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE)
+    with connection:
+        connection.execute("UPDATE validators SET body = ?", (body,))
+    connection.close()
+
+
 def test_the_cache_keeps_the_gzip_body_the_portal_sent(portal, tmp_path):
     """Not compressed a second time: the file is the portal's own gzip stream, and a 304
     on the next run is answered from it."""
@@ -244,8 +261,7 @@ def test_the_cache_keeps_the_gzip_body_the_portal_sent(portal, tmp_path):
     first = get(client, portal, conditional=True)
     assert first.data == DOC and first.digest == hashlib.sha256(gzip.decompress(sent_gzip)).hexdigest()
     client.cache.flush()
-    [stored] = (tmp_path / "http_cache").rglob("*.body.gz")
-    assert stored.read_bytes() == sent_gzip
+    assert cached_bodies(tmp_path) == {portal.url + "/doc": sent_gzip}
     again = get(fast_client(tmp_path), portal, conditional=True)
     assert again.not_modified and again.data == DOC and again.digest == first.digest
 
@@ -256,10 +272,10 @@ def test_a_damaged_cached_body_is_asked_for_plainly(portal, tmp_path):
     client = fast_client(tmp_path)
     first = get(client, portal, conditional=True)
     client.cache.flush()
-    [stored] = (tmp_path / "http_cache").rglob("*.body.gz")
-    damaged = bytearray(stored.read_bytes())
+    [stored] = cached_bodies(tmp_path).values()
+    damaged = bytearray(stored)
     damaged[12] ^= 0xFF
-    stored.write_bytes(bytes(damaged))
+    set_cached_body(tmp_path, bytes(damaged))
     again = get(fast_client(tmp_path), portal, conditional=True)
     assert again.data == DOC and again.digest == first.digest
 
@@ -298,8 +314,7 @@ def test_a_304_for_a_body_the_caller_holds_is_answered_without_reading_it(portal
     client = fast_client(tmp_path)
     first = get(client, portal, conditional=True)
     client.cache.flush()
-    for body in (tmp_path / "http_cache").rglob("*.body.gz"):
-        body.unlink()                      # the remembered body is gone: only its validators are left
+    set_cached_body(tmp_path, b"")          # the remembered body is gone: only its validators are left
     unread = get(client, portal, conditional=True, unread=first.digest)
     assert unread.not_modified and unread.data is None and unread.digest == first.digest
     assert client.stats.requests == 2
@@ -334,3 +349,74 @@ def test_the_proxy_of_the_environment_is_used(portal, monkeypatch):
     client = fast_client()
     assert client.get_json("http://portal.invalid/doc").data == DOC   # asked of the proxy, never resolved
     assert portal.requests[-1][0] == "/doc"
+
+
+def test_a_cache_file_that_is_no_database_is_started_afresh(portal, tmp_path, caplog):
+    (tmp_path / "http_cache").mkdir()
+    (tmp_path / "http_cache" / ValidatorCache.CACHE_FILE).write_bytes(b"<html>not a cache</html>" * 200)
+    client = fast_client(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        assert get(client, portal, conditional=True).data == DOC
+    client.cache.flush()
+    assert "damaged" in caplog.text and list(cached_bodies(tmp_path)) == [portal.url + "/doc"]
+    assert get(fast_client(tmp_path), portal, conditional=True).not_modified   # and used by the next run
+
+
+def test_a_cache_that_cannot_be_opened_warns_once_and_loses_nothing(portal, tmp_path, caplog):
+    """A path the cache cannot open (here a folder in its file's place) is not removed, and
+    every page is still fetched: one warning for reading and one for writing, not one a page."""
+    (tmp_path / "http_cache" / ValidatorCache.CACHE_FILE).mkdir(parents=True)
+    client = fast_client(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        for path in ("/doc", "/doc?page=2", "/doc?page=3"):
+            assert get(client, portal, path, conditional=True).data == DOC
+        client.cache.flush()
+    assert (tmp_path / "http_cache" / ValidatorCache.CACHE_FILE).is_dir()
+    assert caplog.text.count("could not read the HTTP cache") == 1
+    assert caplog.text.count("could not write the HTTP cache") == 1
+
+
+def test_the_old_cache_layout_is_removed_and_nothing_else(tmp_path):
+    """Earlier versions kept two files per URL, in folders named by the hash's first two digits."""
+    folder = tmp_path / "http_cache" / "ab"
+    folder.mkdir(parents=True)
+    key = hashlib.sha256(b"https://example.org/x").hexdigest()
+    old = [folder / f"{key}.meta.json", folder / f"{key}.body.gz", folder / f"{key}.body.gz.12.34.tmp"]
+    for path in old:
+        path.write_bytes(b"{}")
+    kept = [tmp_path / "http_cache" / "cd" / "notes.txt", tmp_path / "http_cache" / "README"]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+    ValidatorCache(tmp_path / "http_cache").flush()
+    assert not folder.exists() and all(path.read_text() == "mine" for path in kept)
+
+
+def test_readers_see_entries_while_the_writer_adds_more(tmp_path):
+    """The page threads read validators while the writer thread commits rows (WAL)."""
+    cache = ValidatorCache(tmp_path / "http_cache")
+    urls = [f"https://example.org/page/{i}" for i in range(300)]
+    errors = []
+
+    def read_all():
+        try:
+            for _ in range(3):
+                for url in urls:
+                    meta = cache.validators(url)
+                    assert meta is None or meta["url"] == url
+        except Exception as exc:   # reported below, from the main thread
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read_all) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    for i, url in enumerate(urls):
+        cache.put(url, f'"e{i}"', None, f"body {i}".encode())
+    for reader in readers:
+        reader.join()
+    cache.flush()
+    later = ValidatorCache(tmp_path / "http_cache")   # the next run
+    assert not errors
+    assert all(later.get(url) == ({"url": url, "etag": f'"e{i}"', "last_modified": None,
+                                   "sha256": hashlib.sha256(f"body {i}".encode()).hexdigest()}, f"body {i}".encode())
+               for i, url in enumerate(urls))
