@@ -211,7 +211,10 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     if not opening:
         return _refined(own, title_terms, title), True
     found = of_terms(title_terms, _inline(opening))
-    return _refined(found, title_terms + opening, title), bool(found) and (found == own or _named_by(weak, found))
+    # a title that names its records by an ambiguous police word ('NYPD Complaint Data') says what
+    # it is as much as the description that tells which records those are ("all valid felony,
+    # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
+    return _refined(found, title_terms + opening, title), bool(found) and (bool(own) or _named_by(weak, found))
 
 
 def _named_by(title_weak: list[str], found: tuple[str, ...]) -> bool:

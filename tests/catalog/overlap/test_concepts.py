@@ -249,7 +249,11 @@ def test_a_title_s_ambiguous_word_the_description_places_in_policing_is_the_titl
                     "against South Bend Police Department staff") == (("police_complaint",), True)
     assert _reading("City Of Urbana IDOT Stop Sheet Police Data", "Pedestrian Stop records from the City of "
                     "Urbana, since the IDOT Pedestrian Stop data collection began") == (("pedestrian_stop",), True)
-    # a kind the title does not name stays the description's, at half weight: NYPD's complaints are crimes
+    # a title whose police word is ambiguous, and a description that says which records those are:
+    # the title names records, the description their kind (NYPD's complaints are crimes), full weight
     assert _reading("NYPD Complaint Data Historic", "This dataset includes all valid felony, misdemeanor, and "
-                    "violation crimes reported to the New York City Police Department") == (("crime_incident",), False)
+                    "violation crimes reported to the New York City Police Department") == (("crime_incident",), True)
+    # a kind the title does not name at all, nor any police word, stays the description's, at half weight
     assert _reading("Dataset", "Reported crimes") == (("crime_incident",), False)
+    assert _reading("Complaint Data Historic", "All valid felony, misdemeanor, and violation crimes reported to "
+                    "the Police Department") == (("crime_incident",), False)
