@@ -33,14 +33,15 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
     "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge", "firearm+discharge",
                           "deputy+shooting"), ()),   # the last two only near policing (POLICE_ONLY)
-    "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
+    "arrest": (("arrest", "arrestee", "jail+booking"), ("booking", "charge")),   # 'GPD Charges': charges brought
     "traffic_stop": (("traffic_stop",), ()),
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry"),
                         ()),
     "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
     "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data", "policing+act"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
-                          "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
+                          "professional+standard", "civilian+complaint", "police+complaint", "ia+complaint"),
+                         ("complaint", "allegation")),   # 'IA Complaints': internal affairs
     "citation": (("citation",), ()),
     "parking_citation": (("parking_citation",), ()),
     "warning": (("traffic+warning", "warning+citation"), ("warning",)),   # a warning citation warns

@@ -257,3 +257,21 @@ def test_a_title_s_ambiguous_word_the_description_places_in_policing_is_the_titl
     assert _reading("Dataset", "Reported crimes") == (("crime_incident",), False)
     assert _reading("Complaint Data Historic", "All valid felony, misdemeanor, and violation crimes reported to "
                     "the Police Department") == (("crime_incident",), False)
+
+
+def test_police_wordings_of_complaints_charges_and_shootings():
+    # publishers' own titles (OpenPoliceData's source table): internal affairs complaints, the charges
+    # a department brought, and Indiana's term for an officer-involved shooting
+    assert concepts.of_dataset("2021 IA Complaints", "") == ("police_complaint",)
+    assert concepts.of_dataset("gpd charges", "") == ("arrest",)
+    assert concepts.of_dataset("Police Action Shooting Investigations Log", "FOIA data from muckrock.com") == \
+        ("officer_shooting",)
+    # charges of no police department are fees; a complaint of no police wording is no police complaint
+    assert concepts.of_dataset("Water and Sewer Charges", "") == ()
+    assert concepts.of_dataset("Consumer Complaints", "") == ()
+
+
+def test_a_title_cut_at_a_field_s_length_keeps_its_last_word_s_kind():
+    # Richmond's title, cut at 50 characters
+    assert concepts.of_dataset("Richmond Police Department Citywide Traffic Crashe", "") == ("crash",)
+    assert concepts.of_dataset("Crashe", "") == ()   # a short title is not cut
