@@ -205,6 +205,8 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     of counts from the records it counts."""
     opening = description_terms[:DESCRIPTION_TERMS]
     strong, weak = _found(title_terms, context=opening)
+    if len(strong) > 1 and title:
+        strong = _before_with(strong, title, opening)
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
         return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True
@@ -216,6 +218,19 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     # it is as much as the description that tells which records those are ("all valid felony,
     # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
     return _refined(found, title_terms + opening, title), bool(found) and (bool(own) or _named_by(weak, found))
+
+
+WITH = re.compile(r"\bwith\b", re.IGNORECASE)
+
+
+def _before_with(strong: list[str], title: str, opening: list[str]) -> list[str]:
+    """The kinds a title names before 'with', when it names one there: what follows says what
+    each record includes ('Arrest Data with all Offenses and Demographic Details' are arrests)."""
+    head = WITH.split(title, maxsplit=1)
+    if len(head) == 1:
+        return strong
+    named, _ = _found(text.terms(head[0]), context=opening)
+    return named or strong
 
 
 def _named_by(title_weak: list[str], found: tuple[str, ...]) -> bool:

@@ -275,3 +275,13 @@ def test_a_title_cut_at_a_field_s_length_keeps_its_last_word_s_kind():
     # Richmond's title, cut at 50 characters
     assert concepts.of_dataset("Richmond Police Department Citywide Traffic Crashe", "") == ("crash",)
     assert concepts.of_dataset("Crashe", "") == ()   # a short title is not cut
+
+
+def test_kinds_a_title_names_after_with_are_what_each_record_includes():
+    # Colorado Springs's title (cut at 50 characters): arrests, each with its offenses
+    assert concepts.of_dataset("Arrest Data with all Offenses and Demographic Deta",
+                               "This dataset includes all arrests with all offenses listed for each arrest") == ("arrest",)
+    assert concepts.of_dataset("Arrests and Offenses", "") == ("arrest", "crime_incident")
+    # a title that names no kind before 'with' keeps what it names after it
+    assert concepts.of_dataset("How Complaints Filed With The NYPD Were Reported 2005 - 2009", "") == \
+        ("police_complaint",)
