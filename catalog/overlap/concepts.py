@@ -35,8 +35,8 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                           "deputy+shooting"), ()),   # the last two only near policing (POLICE_ONLY)
     "arrest": (("arrest", "arrestee", "jail+booking"), ("booking", "charge")),   # 'GPD Charges': charges brought
     "traffic_stop": (("traffic_stop",), ()),
-    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry"),
-                        ()),
+    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry",
+                         "pedestrian+investigation"), ()),   # 'Vehicle and pedestrian investigations': stops
     "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
     "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data", "policing+act"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",

@@ -266,6 +266,9 @@ def test_police_wordings_of_complaints_charges_and_shootings():
     assert concepts.of_dataset("gpd charges", "") == ("arrest",)
     assert concepts.of_dataset("Police Action Shooting Investigations Log", "FOIA data from muckrock.com") == \
         ("officer_shooting",)
+    # Philadelphia's stops of vehicles and of pedestrians together: all of its stops
+    assert concepts.of_dataset("vehicle pedestrian investigations", "Police investigations of pedestrians and "
+                               "vehicles from the Philadelphia Police Department") == ("police_stop",)
     # charges of no police department are fees; a complaint of no police wording is no police complaint
     assert concepts.of_dataset("Water and Sewer Charges", "") == ()
     assert concepts.of_dataset("Consumer Complaints", "") == ()
