@@ -33,14 +33,15 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
     "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge", "firearm+discharge",
                           "deputy+shooting"), ()),   # the last two only near policing (POLICE_ONLY)
-    "arrest": (("arrest", "arrestee", "jail+booking"), ("booking",)),
+    "arrest": (("arrest", "arrestee", "jail+booking"), ("booking", "charge")),   # 'GPD Charges': charges brought
     "traffic_stop": (("traffic_stop",), ()),
-    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry"),
-                        ()),
+    "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry",
+                         "pedestrian+investigation"), ()),   # 'Vehicle and pedestrian investigations': stops
     "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
     "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data", "policing+act"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
-                          "professional+standard", "civilian+complaint", "police+complaint"), ("complaint", "allegation")),
+                          "professional+standard", "civilian+complaint", "police+complaint", "ia+complaint"),
+                         ("complaint", "allegation")),   # 'IA Complaints': internal affairs
     "citation": (("citation",), ()),
     "parking_citation": (("parking_citation",), ()),
     "warning": (("traffic+warning", "warning+citation"), ("warning",)),   # a warning citation warns
@@ -204,6 +205,8 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     of counts from the records it counts."""
     opening = description_terms[:DESCRIPTION_TERMS]
     strong, weak = _found(title_terms, context=opening)
+    if len(strong) > 1 and title:
+        strong = _before_with(strong, title, opening)
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
         return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True
@@ -211,7 +214,23 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     if not opening:
         return _refined(own, title_terms, title), True
     found = of_terms(title_terms, _inline(opening))
-    return _refined(found, title_terms + opening, title), bool(found) and (found == own or _named_by(weak, found))
+    # a title that names its records by an ambiguous police word ('NYPD Complaint Data') says what
+    # it is as much as the description that tells which records those are ("all valid felony,
+    # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
+    return _refined(found, title_terms + opening, title), bool(found) and (bool(own) or _named_by(weak, found))
+
+
+WITH = re.compile(r"\bwith\b", re.IGNORECASE)
+
+
+def _before_with(strong: list[str], title: str, opening: list[str]) -> list[str]:
+    """The kinds a title names before 'with', when it names one there: what follows says what
+    each record includes ('Arrest Data with all Offenses and Demographic Details' are arrests)."""
+    head = WITH.split(title, maxsplit=1)
+    if len(head) == 1:
+        return strong
+    named, _ = _found(text.terms(head[0]), context=opening)
+    return named or strong
 
 
 def _named_by(title_weak: list[str], found: tuple[str, ...]) -> bool:

@@ -98,6 +98,7 @@ PHRASES = {
     ("use", "of", "control"): "use_of_force",
     ("stop", "data"): "stop_data",   # the term of art of police stop reporting (RIPA, 'Traffic Stop Data' aside)
     ("officer", "involved", "shooting"): "officer_shooting", ("police", "shooting"): "officer_shooting",
+    ("police", "action", "shooting"): "officer_shooting",
     ("food", "inspection"): "restaurant_inspection", ("restaurant", "inspection"): "restaurant_inspection",
     ("food", "establishment", "inspection"): "restaurant_inspection",
     ("health", "inspection"): "restaurant_inspection", ("restaurant", "score"): "restaurant_inspection",
@@ -294,13 +295,35 @@ def find_words(text: str) -> list[str]:
     return (WORD if text.isascii() else ANY_WORD).findall(text)
 
 
+# A title cut at a catalogue field's length ('Richmond Police Department Citywide Traffic Crashe',
+# 50 characters): its last word is a civic word's start. Only a long title is cut.
+CUT_TITLE_LENGTH = 40
+CUT_WORD_LENGTH = 5
+
+
+@lru_cache(maxsize=1 << 12)
+def completed(word: str) -> str:
+    """A title's last word cut short, completed when it starts one civic word only (its plural
+    too: 'crashe' -> 'crash'); a word of its own, or a known one, stays as it is ('Design Build':
+    a civic word less an ending, 'building', is a word)."""
+    if len(word) < CUT_WORD_LENGTH or not word.isalpha() or word in STOPWORDS or word in GENERIC \
+            or stem(word) in GLUED_WORDS or stem(word) in SYNONYMS \
+            or any(civic.startswith(word) and civic[len(word):] in AFFIXES for civic in GLUED_WORDS):
+        return word
+    found = {_stem_word(civic) for civic in GLUED_WORDS
+             if any(form.startswith(word) and form != word for form in (civic, civic + "s", civic + "es"))}
+    return found.pop() if len(found) == 1 else word
+
+
 def split_words(text: str, glued: bool = True) -> list[str]:
     """Lowercased words of `text` (accents off, possessives one word), glued civic words cut
     apart (`glued`: a title may be a file name; a description is prose, where
-    'resuscitation' is one word)."""
+    'resuscitation' is one word); a long title's last word cut short is completed."""
     found = find_words(_without_ids(text))
     if glued:
         found = [part for word in found for part in (unglue(word) if len(word) >= 7 else (word,))]
+        if len(text) >= CUT_TITLE_LENGTH and found and text.rstrip()[-len(found[-1]):].lower() == found[-1]:
+            found[-1] = completed(found[-1])
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
         found = [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
                  and w != "opendata"]

@@ -249,7 +249,42 @@ def test_a_title_s_ambiguous_word_the_description_places_in_policing_is_the_titl
                     "against South Bend Police Department staff") == (("police_complaint",), True)
     assert _reading("City Of Urbana IDOT Stop Sheet Police Data", "Pedestrian Stop records from the City of "
                     "Urbana, since the IDOT Pedestrian Stop data collection began") == (("pedestrian_stop",), True)
-    # a kind the title does not name stays the description's, at half weight: NYPD's complaints are crimes
+    # a title whose police word is ambiguous, and a description that says which records those are:
+    # the title names records, the description their kind (NYPD's complaints are crimes), full weight
     assert _reading("NYPD Complaint Data Historic", "This dataset includes all valid felony, misdemeanor, and "
-                    "violation crimes reported to the New York City Police Department") == (("crime_incident",), False)
+                    "violation crimes reported to the New York City Police Department") == (("crime_incident",), True)
+    # a kind the title does not name at all, nor any police word, stays the description's, at half weight
     assert _reading("Dataset", "Reported crimes") == (("crime_incident",), False)
+    assert _reading("Complaint Data Historic", "All valid felony, misdemeanor, and violation crimes reported to "
+                    "the Police Department") == (("crime_incident",), False)
+
+
+def test_police_wordings_of_complaints_charges_and_shootings():
+    # publishers' own titles (OpenPoliceData's source table): internal affairs complaints, the charges
+    # a department brought, and Indiana's term for an officer-involved shooting
+    assert concepts.of_dataset("2021 IA Complaints", "") == ("police_complaint",)
+    assert concepts.of_dataset("gpd charges", "") == ("arrest",)
+    assert concepts.of_dataset("Police Action Shooting Investigations Log", "FOIA data from muckrock.com") == \
+        ("officer_shooting",)
+    # Philadelphia's stops of vehicles and of pedestrians together: all of its stops
+    assert concepts.of_dataset("vehicle pedestrian investigations", "Police investigations of pedestrians and "
+                               "vehicles from the Philadelphia Police Department") == ("police_stop",)
+    # charges of no police department are fees; a complaint of no police wording is no police complaint
+    assert concepts.of_dataset("Water and Sewer Charges", "") == ()
+    assert concepts.of_dataset("Consumer Complaints", "") == ()
+
+
+def test_a_title_cut_at_a_field_s_length_keeps_its_last_word_s_kind():
+    # Richmond's title, cut at 50 characters
+    assert concepts.of_dataset("Richmond Police Department Citywide Traffic Crashe", "") == ("crash",)
+    assert concepts.of_dataset("Crashe", "") == ()   # a short title is not cut
+
+
+def test_kinds_a_title_names_after_with_are_what_each_record_includes():
+    # Colorado Springs's title (cut at 50 characters): arrests, each with its offenses
+    assert concepts.of_dataset("Arrest Data with all Offenses and Demographic Deta",
+                               "This dataset includes all arrests with all offenses listed for each arrest") == ("arrest",)
+    assert concepts.of_dataset("Arrests and Offenses", "") == ("arrest", "crime_incident")
+    # a title that names no kind before 'with' keeps what it names after it
+    assert concepts.of_dataset("How Complaints Filed With The NYPD Were Reported 2005 - 2009", "") == \
+        ("police_complaint",)

@@ -135,6 +135,16 @@ def test_a_label_is_the_whole_phrase_every_city_writes():
                      ("data.austintexas.gov", "Restaurant Inspection Scores")]) == "Restaurant inspection"
 
 
+def test_a_lone_word_is_named_by_the_phrase_of_it_most_cities_write():
+    """Three of the five cities of the real fire incident group write 'Fire Incidents': the
+    label was 'Fire'. A phrase of two cities of five does not name the group."""
+    fire = [("data.austintexas.gov", "AFD Fire Incidents 2014 January Thru December"),
+            ("data.hartford.gov", "Fire Incidents 01012012 to 12312013"), ("data.oregon.gov", "2005 - 2014 Fire Data"),
+            ("data.sfgov.org", "Fire Incidents"), ("data.raleighnc.gov", "Fire Department Incident Data")]
+    assert label_of(fire) == "Fire incidents"
+    assert label_of(fire[1:]) == "Fire"   # two of four: no majority
+
+
 def test_a_label_is_not_the_tail_of_a_cut_phrase():
     """CDC's 'STATE System' is cut by 'STATE' being a stopword: 'System tobacco legislation'
     names nothing, 'Tobacco legislation' does; ' - ' ends the phrase ('Youth Access')."""

@@ -102,3 +102,14 @@ def test_an_office_or_division_ending_a_title_is_what_it_lists():
     assert text.terms("Office of the Mayor") == ["mayor"]
     assert text.terms("Traffic Division Citations") == ["traffic", "citation"]
     assert text.terms("Ward Offices", bigrams=False) == ["ward"]   # descriptions: words only
+
+
+def test_a_long_title_s_last_word_cut_short_is_completed():
+    assert text.split_words("Richmond Police Department Citywide Traffic Crashe")[-1] == "crash"
+    assert text.split_words("Long title here about the Chicago Police Department Compl")[-1] == "complaint"
+    # a word of its own (a civic word less an ending), a word not at the end, a short title: as written
+    assert text.split_words("Chicago Department of Transportation Design Build")[-1] == "build"
+    assert text.split_words("Richmond Police Department Citywide Crashe Reports")[-2] == "crashe"
+    assert text.split_words("Traffic Crashe") == ["traffic", "crashe"]
+    assert text.completed("servic") == "service" and text.completed("build") == "build"
+    assert text.completed("dept") == "dept" and text.completed("stops") == "stops"
