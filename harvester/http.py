@@ -126,6 +126,9 @@ class ValidatorCache:
     """
 
     CACHE_FILE = "validators.sqlite3"
+    # How long a write waits for another process's (two harvests of two catalogues in one
+    # data/ folder); only the cache's writer thread ever waits: readers never do in WAL mode.
+    BUSY_TIMEOUT = 30.0
     _OLD_ENTRY = re.compile(r"[0-9a-f]{64}\.(meta\.json|body\.gz)(\.\d+\.\d+\.tmp)?")
 
     def __init__(self, directory: str | Path):
@@ -138,9 +141,15 @@ class ValidatorCache:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-cache")
         self._pending: dict[str, tuple[dict, bytes]] = {}
         self._lock = threading.Lock()
+        # Each connection with the generation of the file it opened: a file started afresh
+        # (found damaged by either connection) is a new generation, and the other reopens.
+        self._generation = 0
         self._reader: sqlite3.Connection | None = None       # the page threads', under _read_lock
+        self._reader_generation = 0
         self._read_lock = threading.Lock()
         self._writer_connection: sqlite3.Connection | None = None   # the writer thread's own
+        self._writer_generation = 0
+        self._writes_stopped = False   # another process held the file past BUSY_TIMEOUT: no more waits this run
         self._warned: set[str] = set()
         self._open_lock = threading.Lock()   # one thread repairs a damaged file, not two at once
         self._writer.submit(self._remove_old_layout)
@@ -149,23 +158,40 @@ class ValidatorCache:
     def _key(url: str) -> str:
         return hashlib.sha256(url.encode()).hexdigest()
 
-    def _connect(self) -> sqlite3.Connection:
-        """The cache file opened (created when missing); a file that is no SQLite database
-        is started afresh."""
+    @staticmethod
+    def _error_is(exc: Exception, *names: str) -> bool:
+        """Whether SQLite's (possibly extended) error name is one of `names`."""
+        return (getattr(exc, "sqlite_errorname", None) or "").startswith(names)
+
+    def _damaged(self, exc: Exception) -> bool:
+        return self._error_is(exc, "SQLITE_NOTADB", "SQLITE_CORRUPT")
+
+    def _connect(self) -> tuple[sqlite3.Connection, int]:
+        """The cache file opened (created when missing), with its generation; a file that is
+        no SQLite database is started afresh."""
         with self._open_lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             try:
-                return self._open()
+                return self._open(), self._generation
             except sqlite3.DatabaseError as exc:
-                if getattr(exc, "sqlite_errorname", None) not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                if not self._damaged(exc):
                     raise   # locked, unreadable, a full disk: not ours to remove
-                log.warning("the HTTP cache %s is damaged (%s): it is started afresh", self.path, exc)
-                for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-                    path.unlink(missing_ok=True)
-                return self._open()
+                self._start_afresh(exc)
+                return self._open(), self._generation
+
+    def _start_afresh(self, exc: Exception, generation: int | None = None) -> None:
+        """The damaged file removed (its -wal and -shm too), unless `generation` is given and
+        the file of that generation was already replaced by the other connection. Under _open_lock."""
+        if generation is not None and generation != self._generation:
+            return
+        log.warning("the HTTP cache %s is damaged (%s): it is started afresh", self.path, exc)
+        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+            path.unlink(missing_ok=True)
+        self._generation += 1
 
     def _open(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        connection = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None,
+                                     check_same_thread=False)
         try:
             connection.execute("PRAGMA journal_mode=WAL")   # readers never wait for the writer
             connection.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last entries: a request each
@@ -185,11 +211,18 @@ class ValidatorCache:
     def _read(self, sql: str, url: str):
         with self._read_lock:
             try:
-                if self._reader is None:
-                    self._reader = self._connect()
+                if self._reader is None or self._reader_generation != self._generation:
+                    if self._reader is not None:
+                        self._reader.close()   # (the file it read was started afresh)
+                        self._reader = None
+                    self._reader, self._reader_generation = self._connect()
                 return self._reader.execute(sql, (self._key(url),)).fetchone()
             except (sqlite3.Error, OSError) as exc:   # no cache to read: the request is made plainly
-                self._warn_once("read", exc)
+                if self._reader is not None and self._damaged(exc):
+                    with self._open_lock:
+                        self._start_afresh(exc, self._reader_generation)
+                else:
+                    self._warn_once("read", exc)
                 return None
 
     def get(self, url: str) -> tuple[dict, bytes] | None:
@@ -241,14 +274,31 @@ class ValidatorCache:
 
     def _write(self, url: str, meta: dict, body: bytes, gzipped: bytes | None = None) -> None:
         try:
-            if self._writer_connection is None:
-                self._writer_connection = self._connect()
-            self._writer_connection.execute(
-                "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)",
-                (self._key(url), json.dumps(meta),
-                 gzipped if gzipped is not None else gzip.compress(body, compresslevel=1)))
-        except (sqlite3.Error, OSError) as exc:  # a cache that cannot be written costs a full request next run
-            self._warn_once("write", exc)
+            if self._writes_stopped:
+                return
+            row = (self._key(url), json.dumps(meta),
+                   gzipped if gzipped is not None else gzip.compress(body, compresslevel=1))
+            for attempt in (1, 2):   # a second time only on a file started afresh
+                try:
+                    if self._writer_connection is None or self._writer_generation != self._generation:
+                        if self._writer_connection is not None:
+                            self._writer_connection.close()
+                            self._writer_connection = None
+                        self._writer_connection, self._writer_generation = self._connect()
+                    self._writer_connection.execute(
+                        "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)", row)
+                    return
+                except (sqlite3.Error, OSError) as exc:  # a cache that cannot be written costs a full request next run
+                    if attempt == 1 and self._writer_connection is not None and self._damaged(exc):
+                        with self._open_lock:
+                            self._start_afresh(exc, self._writer_generation)
+                        continue
+                    if self._error_is(exc, "SQLITE_BUSY", "SQLITE_LOCKED"):
+                        # another process holds the file (stopped mid-write?): waiting again
+                        # for every entry would hold the harvest's end for hours
+                        self._writes_stopped = True
+                    self._warn_once("write", exc)
+                    return
         finally:
             with self._lock:
                 if self._pending.get(url, (None, None))[1] is body:
