@@ -193,7 +193,7 @@ class ValidatorCache:
         connection = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None,
                                      check_same_thread=False)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")   # readers never wait for the writer
+            self._switch_to_wal(connection)   # readers never wait for the writer
             connection.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last entries: a request each
             connection.execute("CREATE TABLE IF NOT EXISTS validators (url_key TEXT PRIMARY KEY, "
                                "meta TEXT NOT NULL, body BLOB NOT NULL)")   # meta first: read without the body
@@ -201,6 +201,20 @@ class ValidatorCache:
         except BaseException:
             connection.close()
             raise
+
+    def _switch_to_wal(self, connection: sqlite3.Connection) -> None:
+        """PRAGMA journal_mode=WAL, waiting up to BUSY_TIMEOUT like any statement: on a new file
+        that another connection is switching or creating at the same moment (harvests starting
+        together), SQLite refuses it at once with SQLITE_BUSY, without its busy timeout."""
+        deadline = time.monotonic() + self.BUSY_TIMEOUT
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not self._error_is(exc, "SQLITE_BUSY") or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _warn_once(self, what: str, exc: Exception) -> None:
         """One warning a run for each of reading and writing: a full disk must not log every page."""

@@ -478,3 +478,24 @@ def test_a_file_held_by_another_process_costs_one_wait_not_one_a_page(tmp_path, 
     assert waited < 2.5, waited   # 10 waits would be 5 s
     assert caplog.text.count("could not write the HTTP cache") == 1 and "locked" in caplog.text
     assert not cache._pending   # nothing held in memory for entries never written
+
+
+def test_a_new_file_another_connection_is_creating_is_waited_for(tmp_path, caplog):
+    """SQLite refuses the switch to WAL at once, without its busy timeout, while another
+    connection writes the still new file (two harvests starting together on a new data/ folder)."""
+    folder = tmp_path / "http_cache"
+    folder.mkdir()
+    other = sqlite3.connect(folder / ValidatorCache.CACHE_FILE, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS validators (url_key TEXT PRIMARY KEY, meta TEXT NOT NULL, "
+                  "body BLOB NOT NULL)")
+    release = threading.Timer(0.3, other.execute, ("COMMIT",))
+    release.start()
+    cache = ValidatorCache(folder)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        cache.put("https://example.org/a", '"a"', None, b"body")
+        cache.flush()
+    release.join()
+    other.close()
+    assert "could not" not in caplog.text
+    assert ValidatorCache(folder).validators("https://example.org/a")["etag"] == '"a"'
