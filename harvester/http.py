@@ -126,9 +126,11 @@ class ValidatorCache:
     """
 
     CACHE_FILE = "validators.sqlite3"
-    # How long a write waits for another process's (two harvests of two catalogues in one
-    # data/ folder); only the cache's writer thread ever waits: readers never do in WAL mode.
+    # How long the writer thread waits for another process's write (two harvests of two
+    # catalogues in one data/ folder), and how long a page thread waits for the file at all:
+    # in WAL mode reads never wait, but opening a new file that another process is creating does.
     BUSY_TIMEOUT = 30.0
+    READ_BUSY_TIMEOUT = 1.0
     _OLD_ENTRY = re.compile(r"[0-9a-f]{64}\.(meta\.json|body\.gz)(\.\d+\.\d+\.tmp)?")
 
     def __init__(self, directory: str | Path):
@@ -149,7 +151,8 @@ class ValidatorCache:
         self._read_lock = threading.Lock()
         self._writer_connection: sqlite3.Connection | None = None   # the writer thread's own
         self._writer_generation = 0
-        self._writes_stopped = False   # another process held the file past BUSY_TIMEOUT: no more waits this run
+        # another process held the file past the timeout: no more waits this run
+        self._reads_stopped = self._writes_stopped = False
         self._warned: set[str] = set()
         self._open_lock = threading.Lock()   # one thread repairs a damaged file, not two at once
         self._writer.submit(self._remove_old_layout)
@@ -166,34 +169,35 @@ class ValidatorCache:
     def _damaged(self, exc: Exception) -> bool:
         return self._error_is(exc, "SQLITE_NOTADB", "SQLITE_CORRUPT")
 
-    def _connect(self) -> tuple[sqlite3.Connection, int]:
+    def _connect(self, busy_timeout: float) -> tuple[sqlite3.Connection, int]:
         """The cache file opened (created when missing), with its generation; a file that is
-        no SQLite database is started afresh."""
-        with self._open_lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            try:
-                return self._open(), self._generation
-            except sqlite3.DatabaseError as exc:
-                if not self._damaged(exc):
-                    raise   # locked, unreadable, a full disk: not ours to remove
-                self._start_afresh(exc)
-                return self._open(), self._generation
-
-    def _start_afresh(self, exc: Exception, generation: int | None = None) -> None:
-        """The damaged file removed (its -wal and -shm too), unless `generation` is given and
-        the file of that generation was already replaced by the other connection. Under _open_lock."""
-        if generation is not None and generation != self._generation:
-            return
-        log.warning("the HTTP cache %s is damaged (%s): it is started afresh", self.path, exc)
-        for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-            path.unlink(missing_ok=True)
-        self._generation += 1
-
-    def _open(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=self.BUSY_TIMEOUT, isolation_level=None,
-                                     check_same_thread=False)
+        no SQLite database is started afresh. No lock is held while SQLite waits: a page thread
+        never waits behind the writer thread's longer wait."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        generation = self._generation
         try:
-            self._switch_to_wal(connection)   # readers never wait for the writer
+            return self._open(busy_timeout), generation
+        except sqlite3.DatabaseError as exc:
+            if not self._damaged(exc):
+                raise   # locked, unreadable, a full disk: not ours to remove
+            self._start_afresh(exc, generation)
+            return self._open(busy_timeout), self._generation
+
+    def _start_afresh(self, exc: Exception, generation: int) -> None:
+        """The damaged file of `generation` removed (its -wal and -shm too), unless the other
+        connection has already replaced it."""
+        with self._open_lock:
+            if generation != self._generation:
+                return
+            log.warning("the HTTP cache %s is damaged (%s): it is started afresh", self.path, exc)
+            for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
+                path.unlink(missing_ok=True)
+            self._generation += 1
+
+    def _open(self, busy_timeout: float) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        try:
+            self._switch_to_wal(connection, busy_timeout)   # readers never wait for the writer
             connection.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last entries: a request each
             connection.execute("CREATE TABLE IF NOT EXISTS validators (url_key TEXT PRIMARY KEY, "
                                "meta TEXT NOT NULL, body BLOB NOT NULL)")   # meta first: read without the body
@@ -202,11 +206,11 @@ class ValidatorCache:
             connection.close()
             raise
 
-    def _switch_to_wal(self, connection: sqlite3.Connection) -> None:
-        """PRAGMA journal_mode=WAL, waiting up to BUSY_TIMEOUT like any statement: on a new file
+    def _switch_to_wal(self, connection: sqlite3.Connection, busy_timeout: float) -> None:
+        """PRAGMA journal_mode=WAL, waiting up to `busy_timeout` like any statement: on a new file
         that another connection is switching or creating at the same moment (harvests starting
         together), SQLite refuses it at once with SQLITE_BUSY, without its busy timeout."""
-        deadline = time.monotonic() + self.BUSY_TIMEOUT
+        deadline = time.monotonic() + busy_timeout
         while True:
             try:
                 connection.execute("PRAGMA journal_mode=WAL")
@@ -224,18 +228,21 @@ class ValidatorCache:
 
     def _read(self, sql: str, url: str):
         with self._read_lock:
+            if self._reads_stopped:
+                return None
             try:
                 if self._reader is None or self._reader_generation != self._generation:
                     if self._reader is not None:
                         self._reader.close()   # (the file it read was started afresh)
                         self._reader = None
-                    self._reader, self._reader_generation = self._connect()
+                    self._reader, self._reader_generation = self._connect(self.READ_BUSY_TIMEOUT)
                 return self._reader.execute(sql, (self._key(url),)).fetchone()
             except (sqlite3.Error, OSError) as exc:   # no cache to read: the request is made plainly
                 if self._reader is not None and self._damaged(exc):
-                    with self._open_lock:
-                        self._start_afresh(exc, self._reader_generation)
+                    self._start_afresh(exc, self._reader_generation)
                 else:
+                    # a file another process holds: a page waits for it once a run, not each time
+                    self._reads_stopped = self._error_is(exc, "SQLITE_BUSY", "SQLITE_LOCKED")
                     self._warn_once("read", exc)
                 return None
 
@@ -298,14 +305,13 @@ class ValidatorCache:
                         if self._writer_connection is not None:
                             self._writer_connection.close()
                             self._writer_connection = None
-                        self._writer_connection, self._writer_generation = self._connect()
+                        self._writer_connection, self._writer_generation = self._connect(self.BUSY_TIMEOUT)
                     self._writer_connection.execute(
                         "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)", row)
                     return
                 except (sqlite3.Error, OSError) as exc:  # a cache that cannot be written costs a full request next run
                     if attempt == 1 and self._writer_connection is not None and self._damaged(exc):
-                        with self._open_lock:
-                            self._start_afresh(exc, self._writer_generation)
+                        self._start_afresh(exc, self._writer_generation)
                         continue
                     if self._error_is(exc, "SQLITE_BUSY", "SQLITE_LOCKED"):
                         # another process holds the file (stopped mid-write?): waiting again

@@ -499,3 +499,32 @@ def test_a_new_file_another_connection_is_creating_is_waited_for(tmp_path, caplo
     other.close()
     assert "could not" not in caplog.text
     assert ValidatorCache(folder).validators("https://example.org/a")["etag"] == '"a"'
+
+
+def test_page_threads_never_wait_for_a_file_another_process_holds(tmp_path, monkeypatch, caplog):
+    """Another harvest stopped (Ctrl-Z) while creating the new file, between its switch to WAL
+    and its table: the page threads give up reading within READ_BUSY_TIMEOUT, once for the run,
+    and never wait behind the writer thread's own wait of BUSY_TIMEOUT."""
+    monkeypatch.setattr(ValidatorCache, "BUSY_TIMEOUT", 2.0)
+    monkeypatch.setattr(ValidatorCache, "READ_BUSY_TIMEOUT", 0.2)
+    folder = tmp_path / "http_cache"
+    folder.mkdir()
+    other = sqlite3.connect(folder / ValidatorCache.CACHE_FILE, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        cache = ValidatorCache(folder)
+        with caplog.at_level(logging.WARNING, logger="civicat.http"):
+            cache.put("https://example.org/a", '"a"', None, b"body")   # the writer thread starts its wait
+            time.sleep(0.1)
+            started = time.monotonic()
+            for page in range(10):
+                assert cache.validators(f"https://example.org/{page}") is None
+            waited = time.monotonic() - started
+            assert waited < 1.0, waited   # one wait of 0.2 s, not ten, nor the writer's 2 s
+            assert cache.validators("https://example.org/a")["etag"] == '"a"'   # (from memory, until written)
+            cache.flush()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert caplog.text.count("could not read the HTTP cache") == 1
