@@ -1,4 +1,5 @@
 """The HTTP layer against a local portal that really misbehaves (no mocked requests)."""
+import gc
 import gzip
 import hashlib
 import json
@@ -420,3 +421,110 @@ def test_readers_see_entries_while_the_writer_adds_more(tmp_path):
     assert all(later.get(url) == ({"url": url, "etag": f'"e{i}"', "last_modified": None,
                                    "sha256": hashlib.sha256(f"body {i}".encode()).hexdigest()}, f"body {i}".encode())
                for i, url in enumerate(urls))
+
+
+def damage_pages(path, pages) -> None:
+    """Pages of the file overwritten with garbage (a bad sector), the header page left whole:
+    the file still opens, and the damage shows only when a row on those pages is read or written."""
+    connection = sqlite3.connect(path)
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    connection.close()
+    with open(path, "r+b") as file:
+        for page in pages:
+            file.seek((page - 1) * page_size)
+            file.write(b"\xff" * page_size)
+
+
+def test_a_cache_found_damaged_while_in_use_is_started_afresh(portal, tmp_path, caplog):
+    """Damage past the first page is met by a query, not when the file is opened: the cache
+    is started afresh then too, not left to cost full requests night after night."""
+    cache = ValidatorCache(tmp_path / "http_cache")
+    for i in range(200):
+        cache.put(f"https://example.org/page/{i}", f'"e{i}"', None, bytes(3000))
+    cache.flush()
+    del cache   # (closed as a run's end closes it: the WAL is checkpointed into the file)
+    gc.collect()
+    damage_pages(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE, (2, 3))
+    client = fast_client(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        assert get(client, portal, conditional=True).data == DOC
+        client.cache.flush()
+    assert "damaged" in caplog.text
+    assert list(cached_bodies(tmp_path)) == [portal.url + "/doc"]
+    assert get(fast_client(tmp_path), portal, conditional=True).not_modified   # the next run asks conditionally
+
+
+def test_a_file_held_by_another_process_costs_one_wait_not_one_a_page(tmp_path, monkeypatch, caplog):
+    """Another harvest on the same data/ folder stopped inside its write (Ctrl-Z): the writer
+    waits BUSY_TIMEOUT once, then writes no more this run, instead of once for every entry
+    (30 s x 1,000 pages at the harvest's end); the page threads never wait at all."""
+    monkeypatch.setattr(ValidatorCache, "BUSY_TIMEOUT", 0.5)
+    cache = ValidatorCache(tmp_path / "http_cache")
+    cache.put("https://example.org/first", '"f"', None, b"first")
+    cache.flush()
+    other = sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")   # (a lock is a lock between connections of one process too)
+    try:
+        with caplog.at_level(logging.WARNING, logger="civicat.http"):
+            for i in range(10):
+                cache.put(f"https://example.org/page/{i}", f'"e{i}"', None, f"body {i}".encode())
+            started = time.monotonic()
+            assert cache.validators("https://example.org/first")["etag"] == '"f"'
+            cache.flush()
+            waited = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert waited < 2.5, waited   # 10 waits would be 5 s
+    assert caplog.text.count("could not write the HTTP cache") == 1 and "locked" in caplog.text
+    assert not cache._pending   # nothing held in memory for entries never written
+
+
+def test_a_new_file_another_connection_is_creating_is_waited_for(tmp_path, caplog):
+    """SQLite refuses the switch to WAL at once, without its busy timeout, while another
+    connection writes the still new file (two harvests starting together on a new data/ folder)."""
+    folder = tmp_path / "http_cache"
+    folder.mkdir()
+    other = sqlite3.connect(folder / ValidatorCache.CACHE_FILE, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS validators (url_key TEXT PRIMARY KEY, meta TEXT NOT NULL, "
+                  "body BLOB NOT NULL)")
+    release = threading.Timer(0.3, other.execute, ("COMMIT",))
+    release.start()
+    cache = ValidatorCache(folder)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        cache.put("https://example.org/a", '"a"', None, b"body")
+        cache.flush()
+    release.join()
+    other.close()
+    assert "could not" not in caplog.text
+    assert ValidatorCache(folder).validators("https://example.org/a")["etag"] == '"a"'
+
+
+def test_page_threads_never_wait_for_a_file_another_process_holds(tmp_path, monkeypatch, caplog):
+    """Another harvest stopped (Ctrl-Z) while creating the new file, between its switch to WAL
+    and its table: the page threads give up reading within READ_BUSY_TIMEOUT, once for the run,
+    and never wait behind the writer thread's own wait of BUSY_TIMEOUT."""
+    monkeypatch.setattr(ValidatorCache, "BUSY_TIMEOUT", 2.0)
+    monkeypatch.setattr(ValidatorCache, "READ_BUSY_TIMEOUT", 0.2)
+    folder = tmp_path / "http_cache"
+    folder.mkdir()
+    other = sqlite3.connect(folder / ValidatorCache.CACHE_FILE, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        cache = ValidatorCache(folder)
+        with caplog.at_level(logging.WARNING, logger="civicat.http"):
+            cache.put("https://example.org/a", '"a"', None, b"body")   # the writer thread starts its wait
+            time.sleep(0.1)
+            started = time.monotonic()
+            for page in range(10):
+                assert cache.validators(f"https://example.org/{page}") is None
+            waited = time.monotonic() - started
+            assert waited < 1.0, waited   # one wait of 0.2 s, not ten, nor the writer's 2 s
+            assert cache.validators("https://example.org/a")["etag"] == '"a"'   # (from memory, until written)
+            cache.flush()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert caplog.text.count("could not read the HTTP cache") == 1
