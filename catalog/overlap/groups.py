@@ -156,7 +156,40 @@ def label(c: Catalogue, rows: list[int]) -> str:
     tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
                        key=lambda w: (not w[1], len(w[0])))
+    if _bracketed_form(c, rows, widest):
+        return _series_name(c, rows) or _as_written(c, rows, widest, tokens)
     return _as_written(c, rows, widest, tokens)
+
+
+SERIES_END = re.compile(r":| - ")   # '500 Cities: City-level Data', 'Campaign Finance - FPPC Form 460'
+
+
+def _bracketed_form(c: Catalogue, rows: list[int], words: list[str]) -> bool:
+    """Whether `words` hold a form word ('GIS', 'format') and every title writes them inside
+    its last bracket ('... (GIS Friendly Format)'): how the file is made, not what it holds."""
+    if not any(text.stem(w.lower()) in text.GENERIC or text.stem(w.lower()) in text.SHAPE_FORMATS for w in words):
+        return False
+    phrase = " ".join(words).lower()
+    for row in rows:
+        title = (c.titles[row] or "").lower()
+        bracket = title.rfind("(")
+        if bracket < 0 or title.find(phrase, bracket) < 0 or phrase in title[:bracket]:
+            return False
+    return True
+
+
+def _series_name(c: Catalogue, rows: list[int]) -> str | None:
+    """The name of the series every title of the group starts with, before a ':' or ' - '
+    ('500 Cities' of '500 Cities: City-level Data' and '500 Cities: Census Tract-level Data'),
+    if they all write the same one and it is a name, not a title."""
+    heads = {SERIES_END.split(c.titles[row] or "", maxsplit=1)[0].strip() for row in rows}
+    if len(heads) != 1:
+        return None
+    head = heads.pop()
+    if not head or any(head == (c.titles[row] or "").strip() for row in rows) \
+            or len(head.split()) > LABEL_WORDS or not any(ch.isalpha() for ch in head):
+        return None
+    return head
 
 
 # words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')

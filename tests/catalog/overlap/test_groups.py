@@ -158,6 +158,20 @@ def test_a_label_is_not_the_tail_of_a_cut_phrase():
     assert label_of(cdc) == "Tobacco legislation"
 
 
+def test_a_label_is_not_the_form_a_bracket_gives_the_file():
+    """CDC's two '500 Cities' tables shared only '(GIS Friendly Format)' as title words ('500'
+    reads as a year, 'Cities' is a stopword), and that was their label; the series both titles
+    start with names them. Titles of different series, or a label outside the bracket, keep the
+    label the words give."""
+    assert label_of([("chronicdata.cdc.gov", "500 Cities: City-level Data (GIS Friendly Format)"),
+                     ("data.cdc.gov", "500 Cities: Census Tract-level Data (GIS Friendly Format)")]) == "500 Cities"
+    assert label_of([("chronicdata.cdc.gov", "500 Cities: City-level Data (GIS Friendly Format)"),
+                     ("data.cdc.gov", "100 Towns: Census Tract-level Data (GIS Friendly Format)")]) \
+        == "GIS friendly format"
+    assert label_of([("data.cityofchicago.org", "Boundaries - Wards (current)"),
+                     ("data.edmonton.ca", "12 City Wards - KML")]) == "Wards"
+
+
 def test_among_as_many_cities_the_phrase_more_titles_use_labels():
     """All of CDC's behavioural risk factor tables say 'Behavioral Risk Factor'; two of them
     say 'Risk Trends (SMART)': the label was 'Trends smart'."""
