@@ -9,22 +9,18 @@ from __future__ import annotations
 
 import copy
 import email.utils
-import gzip
 import hashlib
 import heapq
 import itertools
 import json
 import logging
 import os
-import re
 import socket
-import sqlite3
 import threading
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
@@ -38,6 +34,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from harvester import __version__
+from harvester.http_cache import ValidatorCache
 
 log = logging.getLogger("civicat.http")
 
@@ -112,231 +109,6 @@ class JsonResponse:
     url: str
     not_modified: bool = False  # answered 304: `data` is the body remembered from last time
     digest: str | None = None   # sha256 of that body (conditional requests): the same digest, the same document
-
-
-class ValidatorCache:
-    """ETag / Last-Modified per URL, with the body they validate, for conditional requests.
-
-    One SQLite file in `directory` (CACHE_FILE): a row per URL, keyed by a hash of the URL
-    (nothing from a portal reaches a path or an SQL string), holding the validators and the
-    body gzip-encoded, written whole or not at all. One file, not two per URL: creating a
-    file costs ~0.7 ms of CPU on this machine's ext4, which made a 1,000-page catalogue
-    spend ~3 s of CPU on its cache; a row costs ~0.3 ms. The cache is disposable: a damaged
-    file is started afresh, and a lost entry costs one full request the next night.
-    """
-
-    CACHE_FILE = "validators.sqlite3"
-    # How long the writer thread waits for another process's write (two harvests of two
-    # catalogues in one data/ folder), and how long a page thread waits for the file at all:
-    # in WAL mode reads never wait, but opening a new file that another process is creating does.
-    BUSY_TIMEOUT = 30.0
-    READ_BUSY_TIMEOUT = 1.0
-    _OLD_ENTRY = re.compile(r"[0-9a-f]{64}\.(meta\.json|body\.gz)(\.\d+\.\d+\.tmp)?")
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self.path = self.directory / self.CACHE_FILE
-        # Writes (a row and its commit, and a gzip of the body when the portal did not send
-        # one: ~8 ms a catalogue page, more than fetching it) happen in a thread of their
-        # own, off the listing's critical path; until written, an entry is answered from
-        # memory. Executor threads are joined at exit.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-cache")
-        self._pending: dict[str, tuple[dict, bytes]] = {}
-        self._lock = threading.Lock()
-        # Each connection with the generation of the file it opened: a file started afresh
-        # (found damaged by either connection) is a new generation, and the other reopens.
-        self._generation = 0
-        self._reader: sqlite3.Connection | None = None       # the page threads', under _read_lock
-        self._reader_generation = 0
-        self._read_lock = threading.Lock()
-        self._writer_connection: sqlite3.Connection | None = None   # the writer thread's own
-        self._writer_generation = 0
-        # another process held the file past the timeout: no more waits this run
-        self._reads_stopped = self._writes_stopped = False
-        self._warned: set[str] = set()
-        self._open_lock = threading.Lock()   # one thread repairs a damaged file, not two at once
-        self._writer.submit(self._remove_old_layout)
-
-    @staticmethod
-    def _key(url: str) -> str:
-        return hashlib.sha256(url.encode()).hexdigest()
-
-    @staticmethod
-    def _error_is(exc: Exception, *names: str) -> bool:
-        """Whether SQLite's (possibly extended) error name is one of `names`."""
-        return (getattr(exc, "sqlite_errorname", None) or "").startswith(names)
-
-    def _damaged(self, exc: Exception) -> bool:
-        return self._error_is(exc, "SQLITE_NOTADB", "SQLITE_CORRUPT")
-
-    def _connect(self, busy_timeout: float) -> tuple[sqlite3.Connection, int]:
-        """The cache file opened (created when missing), with its generation; a file that is
-        no SQLite database is started afresh. No lock is held while SQLite waits: a page thread
-        never waits behind the writer thread's longer wait."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        generation = self._generation
-        try:
-            return self._open(busy_timeout), generation
-        except sqlite3.DatabaseError as exc:
-            if not self._damaged(exc):
-                raise   # locked, unreadable, a full disk: not ours to remove
-            self._start_afresh(exc, generation)
-            return self._open(busy_timeout), self._generation
-
-    def _start_afresh(self, exc: Exception, generation: int) -> None:
-        """The damaged file of `generation` removed (its -wal and -shm too), unless the other
-        connection has already replaced it."""
-        with self._open_lock:
-            if generation != self._generation:
-                return
-            log.warning("the HTTP cache %s is damaged (%s): it is started afresh", self.path, exc)
-            for path in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm")):
-                path.unlink(missing_ok=True)
-            self._generation += 1
-
-    def _open(self, busy_timeout: float) -> sqlite3.Connection:
-        connection = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-        try:
-            self._switch_to_wal(connection, busy_timeout)   # readers never wait for the writer
-            connection.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last entries: a request each
-            connection.execute("CREATE TABLE IF NOT EXISTS validators (url_key TEXT PRIMARY KEY, "
-                               "meta TEXT NOT NULL, body BLOB NOT NULL)")   # meta first: read without the body
-            return connection
-        except BaseException:
-            connection.close()
-            raise
-
-    def _switch_to_wal(self, connection: sqlite3.Connection, busy_timeout: float) -> None:
-        """PRAGMA journal_mode=WAL, waiting up to `busy_timeout` like any statement: on a new file
-        that another connection is switching or creating at the same moment (harvests starting
-        together), SQLite refuses it at once with SQLITE_BUSY, without its busy timeout."""
-        deadline = time.monotonic() + busy_timeout
-        while True:
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if not self._error_is(exc, "SQLITE_BUSY") or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-
-    def _warn_once(self, what: str, exc: Exception) -> None:
-        """One warning a run for each of reading and writing: a full disk must not log every page."""
-        if what not in self._warned:
-            self._warned.add(what)
-            log.warning("could not %s the HTTP cache %s (%s): its entries cost a full request", what, self.path, exc)
-
-    def _read(self, sql: str, url: str):
-        with self._read_lock:
-            if self._reads_stopped:
-                return None
-            try:
-                if self._reader is None or self._reader_generation != self._generation:
-                    if self._reader is not None:
-                        self._reader.close()   # (the file it read was started afresh)
-                        self._reader = None
-                    self._reader, self._reader_generation = self._connect(self.READ_BUSY_TIMEOUT)
-                return self._reader.execute(sql, (self._key(url),)).fetchone()
-            except (sqlite3.Error, OSError) as exc:   # no cache to read: the request is made plainly
-                if self._reader is not None and self._damaged(exc):
-                    self._start_afresh(exc, self._reader_generation)
-                else:
-                    # a file another process holds: a page waits for it once a run, not each time
-                    self._reads_stopped = self._error_is(exc, "SQLITE_BUSY", "SQLITE_LOCKED")
-                    self._warn_once("read", exc)
-                return None
-
-    def get(self, url: str) -> tuple[dict, bytes] | None:
-        meta = self.validators(url)
-        body = self.body(url, meta) if meta is not None else None
-        return (meta, body) if body is not None else None
-
-    def validators(self, url: str) -> dict | None:
-        """What a conditional request needs (ETag, Last-Modified, the body's sha256), without
-        reading the body: a 304 for a page the caller already holds never needs it."""
-        with self._lock:
-            pending = self._pending.get(url)
-        if pending is not None:
-            return pending[0]
-        row = self._read("SELECT meta FROM validators WHERE url_key = ?", url)
-        try:
-            meta = json.loads(row[0]) if row else None
-        except ValueError:
-            return None
-        return meta if isinstance(meta, dict) and meta.get("url") == url else None
-
-    def body(self, url: str, meta: dict) -> bytes | None:
-        """The body `meta` validates, checked against its sha256 (None when missing or not it)."""
-        with self._lock:
-            pending = self._pending.get(url)
-        if pending is not None and pending[0] is meta:
-            return pending[1]
-        row = self._read("SELECT body FROM validators WHERE url_key = ?", url)
-        try:
-            body = gzip.decompress(row[0]) if row else None
-        except (OSError, ValueError, EOFError, zlib.error, TypeError):  # damaged: asked plainly instead
-            return None
-        return body if body is not None and hashlib.sha256(body).hexdigest() == meta.get("sha256") else None
-
-    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes, digest: str | None = None,
-            gzipped: bytes | None = None) -> None:
-        """`gzipped`: `body` as the portal sent it, gzip-encoded, stored as it is (compressing
-        a catalogue page again cost more than fetching it); its sha256 is checked on every read
-        all the same."""
-        meta = {"url": url, "etag": etag, "last_modified": last_modified,
-                "sha256": digest or hashlib.sha256(body).hexdigest()}
-        with self._lock:
-            self._pending[url] = (meta, body)
-        self._writer.submit(self._write, url, meta, body, gzipped)
-
-    def flush(self) -> None:
-        """Wait until every entry put so far is on disk."""
-        self._writer.submit(lambda: None).result()
-
-    def _write(self, url: str, meta: dict, body: bytes, gzipped: bytes | None = None) -> None:
-        try:
-            if self._writes_stopped:
-                return
-            row = (self._key(url), json.dumps(meta),
-                   gzipped if gzipped is not None else gzip.compress(body, compresslevel=1))
-            for attempt in (1, 2):   # a second time only on a file started afresh
-                try:
-                    if self._writer_connection is None or self._writer_generation != self._generation:
-                        if self._writer_connection is not None:
-                            self._writer_connection.close()
-                            self._writer_connection = None
-                        self._writer_connection, self._writer_generation = self._connect(self.BUSY_TIMEOUT)
-                    self._writer_connection.execute(
-                        "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)", row)
-                    return
-                except (sqlite3.Error, OSError) as exc:  # a cache that cannot be written costs a full request next run
-                    if attempt == 1 and self._writer_connection is not None and self._damaged(exc):
-                        self._start_afresh(exc, self._writer_generation)
-                        continue
-                    if self._error_is(exc, "SQLITE_BUSY", "SQLITE_LOCKED"):
-                        # another process holds the file (stopped mid-write?): waiting again
-                        # for every entry would hold the harvest's end for hours
-                        self._writes_stopped = True
-                    self._warn_once("write", exc)
-                    return
-        finally:
-            with self._lock:
-                if self._pending.get(url, (None, None))[1] is body:
-                    del self._pending[url]
-
-    def _remove_old_layout(self) -> None:
-        """The files of civicat's earlier cache layout (two per URL, in folders named by the
-        first two hex digits of the URL's hash), removed once: this file replaces them."""
-        try:
-            folders = [p for p in self.directory.iterdir() if p.is_dir() and re.fullmatch(r"[0-9a-f]{2}", p.name)]
-            for folder in folders:
-                for path in folder.iterdir():
-                    if self._OLD_ENTRY.fullmatch(path.name):
-                        path.unlink(missing_ok=True)
-                with suppress(OSError):
-                    folder.rmdir()   # (only when nothing else is in it)
-        except OSError:
-            pass   # no cache directory yet, or one we may not tidy: nothing lost
 
 
 SECRET_HEADERS = ("X-App-Token",)

@@ -1,0 +1,131 @@
+"""ValidatorCache on its own: its file, shared with other runs and processes, and its faults
+(the cache through HttpClient's conditional requests: test_http.py)."""
+import hashlib
+import logging
+import sqlite3
+import threading
+import time
+
+from harvester.http_cache import ValidatorCache
+
+
+def test_the_old_cache_layout_is_removed_and_nothing_else(tmp_path):
+    """Earlier versions kept two files per URL, in folders named by the hash's first two digits."""
+    folder = tmp_path / "http_cache" / "ab"
+    folder.mkdir(parents=True)
+    key = hashlib.sha256(b"https://example.org/x").hexdigest()
+    old = [folder / f"{key}.meta.json", folder / f"{key}.body.gz", folder / f"{key}.body.gz.12.34.tmp"]
+    for path in old:
+        path.write_bytes(b"{}")
+    kept = [tmp_path / "http_cache" / "cd" / "notes.txt", tmp_path / "http_cache" / "README"]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+    ValidatorCache(tmp_path / "http_cache").flush()
+    assert not folder.exists() and all(path.read_text() == "mine" for path in kept)
+
+
+def test_readers_see_entries_while_the_writer_adds_more(tmp_path):
+    """The page threads read validators while the writer thread commits rows (WAL)."""
+    cache = ValidatorCache(tmp_path / "http_cache")
+    urls = [f"https://example.org/page/{i}" for i in range(300)]
+    errors = []
+
+    def read_all():
+        try:
+            for _ in range(3):
+                for url in urls:
+                    meta = cache.validators(url)
+                    assert meta is None or meta["url"] == url
+        except Exception as exc:   # reported below, from the main thread
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read_all) for _ in range(3)]
+    for reader in readers:
+        reader.start()
+    for i, url in enumerate(urls):
+        cache.put(url, f'"e{i}"', None, f"body {i}".encode())
+    for reader in readers:
+        reader.join()
+    cache.flush()
+    later = ValidatorCache(tmp_path / "http_cache")   # the next run
+    assert not errors
+    assert all(later.get(url) == ({"url": url, "etag": f'"e{i}"', "last_modified": None,
+                                   "sha256": hashlib.sha256(f"body {i}".encode()).hexdigest()}, f"body {i}".encode())
+               for i, url in enumerate(urls))
+
+
+def test_a_file_held_by_another_process_costs_one_wait_not_one_a_page(tmp_path, monkeypatch, caplog):
+    """Another harvest on the same data/ folder stopped inside its write (Ctrl-Z): the writer
+    waits BUSY_TIMEOUT once, then writes no more this run, instead of once for every entry
+    (30 s x 1,000 pages at the harvest's end); the page threads never wait at all."""
+    monkeypatch.setattr(ValidatorCache, "BUSY_TIMEOUT", 0.5)
+    cache = ValidatorCache(tmp_path / "http_cache")
+    cache.put("https://example.org/first", '"f"', None, b"first")
+    cache.flush()
+    other = sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")   # (a lock is a lock between connections of one process too)
+    try:
+        with caplog.at_level(logging.WARNING, logger="civicat.http"):
+            for i in range(10):
+                cache.put(f"https://example.org/page/{i}", f'"e{i}"', None, f"body {i}".encode())
+            started = time.monotonic()
+            assert cache.validators("https://example.org/first")["etag"] == '"f"'
+            cache.flush()
+            waited = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert waited < 2.5, waited   # 10 waits would be 5 s
+    assert caplog.text.count("could not write the HTTP cache") == 1 and "locked" in caplog.text
+    assert not cache._pending   # nothing held in memory for entries never written
+
+
+def test_a_new_file_another_connection_is_creating_is_waited_for(tmp_path, caplog):
+    """SQLite refuses the switch to WAL at once, without its busy timeout, while another
+    connection writes the still new file (two harvests starting together on a new data/ folder)."""
+    folder = tmp_path / "http_cache"
+    folder.mkdir()
+    other = sqlite3.connect(folder / ValidatorCache.CACHE_FILE, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE IF NOT EXISTS validators (url_key TEXT PRIMARY KEY, meta TEXT NOT NULL, "
+                  "body BLOB NOT NULL)")
+    release = threading.Timer(0.3, other.execute, ("COMMIT",))
+    release.start()
+    cache = ValidatorCache(folder)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        cache.put("https://example.org/a", '"a"', None, b"body")
+        cache.flush()
+    release.join()
+    other.close()
+    assert "could not" not in caplog.text
+    assert ValidatorCache(folder).validators("https://example.org/a")["etag"] == '"a"'
+
+
+def test_page_threads_never_wait_for_a_file_another_process_holds(tmp_path, monkeypatch, caplog):
+    """Another harvest stopped (Ctrl-Z) while creating the new file, between its switch to WAL
+    and its table: the page threads give up reading within READ_BUSY_TIMEOUT, once for the run,
+    and never wait behind the writer thread's own wait of BUSY_TIMEOUT."""
+    monkeypatch.setattr(ValidatorCache, "BUSY_TIMEOUT", 2.0)
+    monkeypatch.setattr(ValidatorCache, "READ_BUSY_TIMEOUT", 0.2)
+    folder = tmp_path / "http_cache"
+    folder.mkdir()
+    other = sqlite3.connect(folder / ValidatorCache.CACHE_FILE, isolation_level=None)
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        cache = ValidatorCache(folder)
+        with caplog.at_level(logging.WARNING, logger="civicat.http"):
+            cache.put("https://example.org/a", '"a"', None, b"body")   # the writer thread starts its wait
+            time.sleep(0.1)
+            started = time.monotonic()
+            for page in range(10):
+                assert cache.validators(f"https://example.org/{page}") is None
+            waited = time.monotonic() - started
+            assert waited < 1.0, waited   # one wait of 0.2 s, not ten, nor the writer's 2 s
+            assert cache.validators("https://example.org/a")["etag"] == '"a"'   # (from memory, until written)
+            cache.flush()
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert caplog.text.count("could not read the HTTP cache") == 1
