@@ -24,8 +24,8 @@ class ValidatorCache:
     One SQLite file in `directory` (CACHE_FILE): a row per URL, keyed by a hash of the URL
     (nothing from a portal reaches a path or an SQL string), holding the validators and the
     body gzip-encoded, written whole or not at all. One file, not two per URL: creating a
-    file costs ~0.7 ms of CPU on this machine's ext4, which made a 1,000-page catalogue
-    spend ~3 s of CPU on its cache; a row costs ~0.3 ms. The cache is disposable: a damaged
+    file cost 0.5-0.7 ms of CPU on this machine's ext4 (it drifts with the machine), 1-3 s
+    a night for a 1,000-page catalogue; a row costs ~0.3 ms. The cache is disposable: a damaged
     file is started afresh, and a lost entry costs one full request the next night.
     """
 
@@ -87,6 +87,16 @@ class ValidatorCache:
             self._start_afresh(exc, generation)
             return self._open(busy_timeout), self._generation
 
+    def _current(self, connection: sqlite3.Connection | None, generation: int,
+                 busy_timeout: float) -> tuple[sqlite3.Connection, int]:
+        """`connection` if it reads the current file, else one opened on it (the old one
+        closed: its file was started afresh). On failure the old one is closed all the same."""
+        if connection is not None and generation == self._generation:
+            return connection, generation
+        if connection is not None:
+            connection.close()
+        return self._connect(busy_timeout)
+
     def _start_afresh(self, exc: Exception, generation: int) -> None:
         """The damaged file of `generation` removed (its -wal and -shm too), unless the other
         connection has already replaced it."""
@@ -135,11 +145,8 @@ class ValidatorCache:
             if self._reads_stopped:
                 return None
             try:
-                if self._reader is None or self._reader_generation != self._generation:
-                    if self._reader is not None:
-                        self._reader.close()   # (the file it read was started afresh)
-                        self._reader = None
-                    self._reader, self._reader_generation = self._connect(self.READ_BUSY_TIMEOUT)
+                self._reader, self._reader_generation = self._current(
+                    self._reader, self._reader_generation, self.READ_BUSY_TIMEOUT)
                 return self._reader.execute(sql, (self._key(url),)).fetchone()
             except (sqlite3.Error, OSError) as exc:   # no cache to read: the request is made plainly
                 if self._reader is not None and self._damaged(exc):
@@ -205,11 +212,8 @@ class ValidatorCache:
                    gzipped if gzipped is not None else gzip.compress(body, compresslevel=1))
             for attempt in (1, 2):   # a second time only on a file started afresh
                 try:
-                    if self._writer_connection is None or self._writer_generation != self._generation:
-                        if self._writer_connection is not None:
-                            self._writer_connection.close()
-                            self._writer_connection = None
-                        self._writer_connection, self._writer_generation = self._connect(self.BUSY_TIMEOUT)
+                    self._writer_connection, self._writer_generation = self._current(
+                        self._writer_connection, self._writer_generation, self.BUSY_TIMEOUT)
                     self._writer_connection.execute(
                         "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)", row)
                     return
@@ -232,7 +236,7 @@ class ValidatorCache:
         """The files of civicat's earlier cache layout (two per URL, in folders named by the
         first two hex digits of the URL's hash), removed once: this file replaces them."""
         try:
-            folders = [p for p in self.directory.iterdir() if p.is_dir() and re.fullmatch(r"[0-9a-f]{2}", p.name)]
+            folders = [p for p in self.directory.iterdir() if p.is_dir() and not p.is_symlink() and re.fullmatch(r"[0-9a-f]{2}", p.name)]
             for folder in folders:
                 for path in folder.iterdir():
                     if self._OLD_ENTRY.fullmatch(path.name):

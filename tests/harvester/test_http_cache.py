@@ -21,8 +21,13 @@ def test_the_old_cache_layout_is_removed_and_nothing_else(tmp_path):
     for path in kept:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("mine")
+    elsewhere = tmp_path / "elsewhere"   # a folder named like ours but linked: not followed
+    elsewhere.mkdir()
+    (elsewhere / f"{key}.meta.json").write_bytes(b"{}")
+    (tmp_path / "http_cache" / "ef").symlink_to(elsewhere)
     ValidatorCache(tmp_path / "http_cache").flush()
     assert not folder.exists() and all(path.read_text() == "mine" for path in kept)
+    assert (elsewhere / f"{key}.meta.json").exists()
 
 
 def test_readers_see_entries_while_the_writer_adds_more(tmp_path):
