@@ -102,6 +102,10 @@ STATISTICS_OF = {"crime_incident": "crime_statistics", "arrest": "arrest_statist
 # 'by' an agent, not a grouping ('Vehicle Collisions Investigated by State Police')
 AGENT = frozenset({"police", "patrol", "trooper", "sheriff"})
 VEHICLE = frozenset({"vehicle", "traffic", "motorist", "driver"})
+# a state's police patrols its highways: the stops of a state-wide agency are traffic stops (the
+# Stanford Open Policing Project's 'wa statewide' files, a 'Highway Patrol Stop Data' table)
+# ('statewide' is read in the title as written: as a word for the whole of the own place it is no term)
+STATE_AGENCY = frozenset({"highway+patrol", "trooper"})
 DESCRIPTION_TERMS = 20    # a description's first sentence or two say what the dataset is
 DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
 
@@ -267,7 +271,10 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tup
     are the statistics of crimes, arrests and crashes: a title that counts ('Crime Rate', 'Totals')
     or groups ('by County').
     Stops of vehicles and of pedestrians together ('Vehicle & Pedestrian Stops') are all of a
-    department's stops, not its pedestrian stops."""
+    department's stops, not its pedestrian stops; the stops of a state-wide agency are its troopers'
+    traffic stops."""
+    if "police_stop" in found and (set(terms) & STATE_AGENCY or "statewide" in text.words(title, glued=False)):
+        found = tuple(dict.fromkeys("traffic_stop" if k == "police_stop" else k for k in found))
     if "pedestrian_stop" in found and ("traffic_stop" in found or set(terms) & VEHICLE):
         found = tuple(dict.fromkeys("police_stop" if k in ("pedestrian_stop", "traffic_stop") else k for k in found))
     if "calls_for_service" in found and set(terms) & FIRE_EMS and not _police_context(set(terms)):

@@ -419,9 +419,14 @@ def _heads_a_title(stemmed: list[str], i: int, title: bool) -> bool:
             and (i + 1 == len(stemmed) or (not _is_content(stemmed[i + 1]) and stemmed[i + 1] != "of")))
 
 
+# a title's word for the whole of its own place: 'Citywide Traffic Crashes' are the city's 'Traffic Crashes'
+WHOLE_PLACE = frozenset({"citywide", "countywide", "statewide"})
+
+
 def own_place_words(*names: str | None) -> frozenset[str]:
-    """Words of a dataset's own city and portal id: 'Chicago Crimes' and 'Crimes' are the same subject."""
-    found: set[str] = set()
+    """Words of a dataset's own city and portal id, and the words for the whole of it: 'Chicago Crimes',
+    'Citywide Crimes' and 'Crimes' are the same subject."""
+    found: set[str] = set(WHOLE_PLACE)
     for name in names:
         if name:
             found.update(w for w in find_words(name) if not w.isdigit())

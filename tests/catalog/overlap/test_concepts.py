@@ -288,3 +288,19 @@ def test_kinds_a_title_names_after_with_are_what_each_record_includes():
     # a title that names no kind before 'with' keeps what it names after it
     assert concepts.of_dataset("How Complaints Filed With The NYPD Were Reported 2005 - 2009", "") == \
         ("police_complaint",)
+
+
+def test_the_stops_of_a_state_wide_agency_are_traffic_stops():
+    # the Stanford Open Policing Project's state files (the name of the file; one description for all of
+    # its files): a state's patrol stops drivers on its highways
+    stanford = "Standardized stop data from the Stanford Open Policing Project"
+    assert concepts.of_dataset("yg821jf8611_wa_statewide_2020_04_01.csv", stanford,
+                               text.own_place_words("State Patrol, Washington")) == ("traffic_stop",)
+    assert concepts.of_dataset("Highway Patrol Stop Data", "") == ("traffic_stop",)
+    # a city's file of the same project stays all of its stops; so do a state's pedestrian and vehicle
+    # stops named together, and its pedestrian stops stay pedestrian stops
+    assert concepts.of_dataset("yg821jf8611_ca_san_diego_2020_04_01.csv", stanford,
+                               text.own_place_words("San Diego, California")) == ("police_stop",)
+    assert concepts.of_dataset("Statewide Vehicle and Pedestrian Stops", "") == ("police_stop",)
+    assert concepts.of_dataset("Statewide Pedestrian Stops", "") == ("pedestrian_stop",)
+    assert concepts.of_dataset("Statewide Bus Stops", "") == ()

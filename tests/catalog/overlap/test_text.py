@@ -21,6 +21,16 @@ def test_titles_lose_years_formats_and_own_city():
     assert text.terms("Arrests2018.xlsx") == ["arrest"]
 
 
+def test_a_word_for_the_whole_of_the_own_place_is_dropped_like_its_name():
+    # NYC's 'Citywide Payroll Data (Fiscal Year)' is the city's payroll, as Edmonton's
+    # '... Population By Structure Type (Citywide)' is its population
+    drop = text.own_place_words("data.cityofnewyork.us")
+    assert text.terms("Citywide Payroll Data (Fiscal Year)", drop, bigrams=False) == \
+        text.terms("Payroll Data (Fiscal Year)", drop, bigrams=False)
+    assert "statewide" not in text.terms("IDES - Statewide Current Employment Statistics",
+                                         text.own_place_words("data.illinois.gov"))
+
+
 @pytest.mark.parametrize("title,concept", [
     ("311 Service Requests", "service_request"), ("311 Customer Service Requests", "service_request"),
     ("Police Calls for Service", "calls_for_service"), ("SPD 911 Incident Response", "calls_for_service"),
