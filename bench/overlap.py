@@ -153,7 +153,9 @@ def build(db: Path, n: int, portals: int, bank: list[dict], seed: int = 0) -> No
 
 
 def run_child(code: str, db: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, cwd=ROOT)
+    if out.returncode:   # the child's own traceback, not only its exit status
+        sys.exit(f"the measured child failed (exit status {out.returncode}):\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

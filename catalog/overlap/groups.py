@@ -152,7 +152,8 @@ def label(c: Catalogue, rows: list[int]) -> str:
     # terms as good as the best are often parts of one phrase ('Energy Efficiency Portfolio
     # Standards (EEPS)'): the one that widens to the longest phrase names it, unless that is
     # the tail of a phrase cut in two ('STATE System Tobacco Legislation')
-    tied = [t for t in ranked[:5] if rank(t)[:-1] == rank(best)[:-1]]
+    # (the best itself always: a phrase taken for a lone word may rank below the first five)
+    tied = [best] + [t for t in ranked[:5] if t != best and rank(t)[:-1] == rank(best)[:-1]]
     tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
                        key=lambda w: (not w[1], len(w[0])))

@@ -145,6 +145,16 @@ def test_a_lone_word_is_named_by_the_phrase_of_it_most_cities_write():
     assert label_of(fire[1:]) == "Fire"   # two of four: no majority
 
 
+def test_a_phrase_for_a_lone_word_ranked_below_the_first_five_still_names_the_group():
+    """The shapes of a probation department's tables in the 100,000-dataset benchmark: the words
+    after 'By' rank above the phrase 'Case count' (more cities write them), which labelling
+    the lone word 'Case' picked; the label crashed ('max() arg is an empty sequence')."""
+    tail = "By Type, Age, Race and Sex"
+    tables = [("a", f"Adult Case Count {tail}"), ("b", f"Adult Case Closings {tail}"), ("c", f"Juvenile Case Count {tail}"),
+              ("d", f"Juvenile Case Count {tail}"), ("e", f"Case Closings {tail}")]
+    assert label_of(tables) == "Case count"
+
+
 def test_a_label_is_not_the_tail_of_a_cut_phrase():
     """CDC's 'STATE System' is cut by 'STATE' being a stopword: 'System tobacco legislation'
     names nothing, 'Tobacco legislation' does; ' - ' ends the phrase ('Youth Access')."""
