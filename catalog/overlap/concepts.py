@@ -106,6 +106,9 @@ VEHICLE = frozenset({"vehicle", "traffic", "motorist", "driver"})
 # Stanford Open Policing Project's 'wa statewide' files, a 'Highway Patrol Stop Data' table)
 # ('statewide' is read in the title as written: as a word for the whole of the own place it is no term)
 STATE_AGENCY = frozenset({"highway+patrol", "trooper"})
+# ... but a stop law's data holds every stop the law covers, of every agency of the state, pedestrians' too:
+# California's RIPA, Virginia's Community Policing Act (a 'Statewide RIPA Stop Data' file is all stops)
+STOP_LAWS = frozenset({"ripa", "policing+act"})
 DESCRIPTION_TERMS = 20    # a description's first sentence or two say what the dataset is
 DESCRIPTION_CONFIDENCE = 0.5   # the concept signal's weight when a kind is read in a description
 
@@ -272,8 +275,9 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tup
     or groups ('by County').
     Stops of vehicles and of pedestrians together ('Vehicle & Pedestrian Stops') are all of a
     department's stops, not its pedestrian stops; the stops of a state-wide agency are its troopers'
-    traffic stops."""
-    if "police_stop" in found and (set(terms) & STATE_AGENCY or "statewide" in text.words(title, glued=False)):
+    traffic stops, unless a stop law names them (a statewide RIPA file holds every agency's stops)."""
+    if "police_stop" in found and not set(terms) & STOP_LAWS and \
+            (set(terms) & STATE_AGENCY or "statewide" in text.words(title, glued=False)):
         found = tuple(dict.fromkeys("traffic_stop" if k == "police_stop" else k for k in found))
     if "pedestrian_stop" in found and ("traffic_stop" in found or set(terms) & VEHICLE):
         found = tuple(dict.fromkeys("police_stop" if k in ("pedestrian_stop", "traffic_stop") else k for k in found))

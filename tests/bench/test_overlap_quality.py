@@ -3,6 +3,7 @@ import pytest
 
 import bench.overlap_quality as quality
 from bench.overlap_quality import landing_page_title, words_of
+from catalog.overlap import text
 
 
 def test_a_portal_dataset_page_gives_its_title():
@@ -59,3 +60,35 @@ def test_a_place_spelt_two_ways_is_one_jurisdiction_and_a_dataset_listed_twice_i
     assert "Chicago, Illinois" in cities and "Chicago" not in cities and "City of Chicago" not in cities
     keys = [(quality.host_of(r["domain_or_url"]), r["dataset_id"]) for r in labels if r["dataset_id"]]
     assert len(keys) == len(set(keys))
+
+
+def test_the_strict_ceiling_reads_what_a_text_says_besides_its_containers_wording():
+    """Real labelled entries: a container's wording (a records request's, a file format's, a portal layer's
+    name) says nothing of the records, but what the text says besides it does, as the detector reads it."""
+    fort_worth = text.own_place_words("Fort Worth, Texas", "gt-fort-worth-texas")
+    muckrock = "FOIA data from MuckRock"
+    assert quality.strict_signature("Use of force 2022", muckrock, fort_worth) == \
+        quality.strict_signature("Use of Force", "", fort_worth) == (("force", "use"), ())
+    assert quality.strict_signature("Arrest 2014 XLSX", "", frozenset()) == (("arrest",), ())
+    tucson = text.own_place_words("Tucson, Arizona")
+    assert quality.strict_signature("Open Data Public Safety", "", tucson) is None
+    assert quality.strict_signature("Open Data Public Safety", "Open Data item contains calls for service events "
+                                    "that were responded to by Tucson Police Department personnel", tucson) is not None
+    for title, description in (
+            ("evidence com case P008746 package 1 of 1 created 2024 05 28T12 58 42Z", muckrock),
+            ("Records Request Download PRR 2024 111 2024 03 14 02 22 05", "FOIA data from muckrock.com"),
+            ("RTKL 120 03 2023 Records sent 2", "Right-to-Know Request from MuckRock"),
+            ("December 2017 XLSX", "NOTE: Bremerton data is stored in 1 file per month. OPD combines 12 months of "
+                                   "data into a single annual dataset.")):
+        assert quality.strict_signature(title, description, fort_worth) is None, title
+
+
+def test_the_text_ceiling_puts_datasets_of_one_text_in_the_group_of_their_most_common_label():
+    signature = {"a": ("stop",), "b": ("stop",), "c": ("stop",), "d": ("arrest",), "e": None}
+    label = {"a": "traffic", "b": "traffic", "c": "stops", "d": "arrests", "e": "arrests"}
+    city = {u: u for u in signature}
+    scores, conflicting = quality.text_ceiling(list(signature), signature, label, city)
+    assert conflicting == 3
+    # 'c' shares the traffic group (precision 2/3 for a and b, 1/3 for c); 'e' stays alone (recall 1/2 for d, e)
+    assert scores["b3_p"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 3 + 1 + 1) / 5)
+    assert scores["b3_r"] == pytest.approx((1 + 1 + 1 + 1 / 2 + 1 / 2) / 5)

@@ -304,3 +304,13 @@ def test_the_stops_of_a_state_wide_agency_are_traffic_stops():
     assert concepts.of_dataset("Statewide Vehicle and Pedestrian Stops", "") == ("police_stop",)
     assert concepts.of_dataset("Statewide Pedestrian Stops", "") == ("pedestrian_stop",)
     assert concepts.of_dataset("Statewide Bus Stops", "") == ()
+
+
+def test_a_stop_laws_statewide_data_stays_all_stops():
+    # California's RIPA and Virginia's Community Policing Act require every agency of the state to report
+    # every stop, of pedestrians as of drivers: their statewide files are not a highway patrol's traffic stops
+    assert concepts.of_dataset("Statewide RIPA Stop Data", "") == ("police_stop",)
+    assert concepts.of_dataset("RIPA Stop Data 2022 (Statewide)", "") == ("police_stop",)
+    assert concepts.of_dataset("Statewide Community Policing Act Data", "") == ("police_stop",)
+    # the rule stands for a state's own stop data without a law's name
+    assert concepts.of_dataset("Statewide Stop Data", "") == ("traffic_stop",)
