@@ -279,6 +279,26 @@ def test_a_pair_of_different_records_does_not_link_a_group():
                       ["Special Event Permits", "Special Events Permits"]]
 
 
+def test_a_group_whose_labelling_fails_is_named_by_its_first_title_and_the_others_keep_theirs(monkeypatch, caplog):
+    """A bug in labelling one group (the 100,000-dataset bench met one) must not cost a night's groups."""
+    from catalog import overlap
+
+    c = rows_catalogue([("Baltimore", "Special Event Permits"), ("Seattle", "Special Events Permits"),
+                        ("Seattle", "Special Events"), ("New York", "Calendar of Special Events")])
+    real_label = groups.label
+
+    def failing_for_permits(catalogue, rows):
+        if "Permits" in catalogue.titles[rows[0]]:
+            raise ValueError("max() arg is an empty sequence")
+        return real_label(catalogue, rows)
+
+    monkeypatch.setattr(groups, "label", failing_for_permits)
+    with caplog.at_level("WARNING", logger="civicat.overlap"):
+        result = overlap.detect_in(c)
+    labels = sorted(g.label for g in result.groups)
+    assert labels == ["Special Event Permits", "Special events"], labels
+    assert "could not label the group of 'Special Event Permits' (2 datasets)" in caplog.text
+    assert "max() arg is an empty sequence" in caplog.text   # the traceback, for the bug report
 
 
 def test_a_dataset_whose_best_pairs_are_told_apart_links_by_its_next(monkeypatch):
