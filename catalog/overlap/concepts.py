@@ -104,8 +104,10 @@ AGENT = frozenset({"police", "patrol", "trooper", "sheriff"})
 VEHICLE = frozenset({"vehicle", "traffic", "motorist", "driver"})
 # a state's police patrols its highways: the stops of a state-wide agency are traffic stops (the
 # Stanford Open Policing Project's 'wa statewide' files, a 'Highway Patrol Stop Data' table)
-# ('statewide' is read in the title as written: as a word for the whole of the own place it is no term)
 STATE_AGENCY = frozenset({"highway+patrol", "trooper"})
+# ... read in the title as written ('statewide' is no term: a word for the whole of the own place; 'state'
+# is a stopword, so 'State Police' and 'State-wide' make no bigram)
+STATE_WIDE = frozenset({("state", "police"), ("state", "patrol"), ("state", "wide")})
 # ... but a stop law's data holds every stop the law covers, of every agency of the state, pedestrians' too:
 # California's RIPA, Virginia's Community Policing Act (a 'Statewide RIPA Stop Data' file is all stops)
 STOP_LAWS = frozenset({"ripa", "policing+act"})
@@ -276,8 +278,7 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tup
     Stops of vehicles and of pedestrians together ('Vehicle & Pedestrian Stops') are all of a
     department's stops, not its pedestrian stops; the stops of a state-wide agency are its troopers'
     traffic stops, unless a stop law names them (a statewide RIPA file holds every agency's stops)."""
-    if "police_stop" in found and not set(terms) & STOP_LAWS and \
-            (set(terms) & STATE_AGENCY or "statewide" in text.words(title, glued=False)):
+    if "police_stop" in found and not set(terms) & STOP_LAWS and (set(terms) & STATE_AGENCY or _state_wide(title)):
         found = tuple(dict.fromkeys("traffic_stop" if k == "police_stop" else k for k in found))
     if "pedestrian_stop" in found and ("traffic_stop" in found or set(terms) & VEHICLE):
         found = tuple(dict.fromkeys("police_stop" if k in ("pedestrian_stop", "traffic_stop") else k for k in found))
@@ -286,6 +287,12 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tup
     if title and any(k in STATISTICS_OF for k in found) and _counts(text.words(title, glued=False)):
         found = tuple(STATISTICS_OF.get(k, k) for k in found)
     return found
+
+
+def _state_wide(title: str | None) -> bool:
+    """A title naming a state-wide agency or file: 'statewide', 'State Police', 'Washington State Patrol'."""
+    words = text.words(title, glued=False)
+    return "statewide" in words or any(pair in STATE_WIDE for pair in zip(words, words[1:]))
 
 
 def _counts(words: list[str]) -> bool:

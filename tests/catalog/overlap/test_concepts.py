@@ -297,6 +297,10 @@ def test_the_stops_of_a_state_wide_agency_are_traffic_stops():
     assert concepts.of_dataset("yg821jf8611_wa_statewide_2020_04_01.csv", stanford,
                                text.own_place_words("State Patrol, Washington")) == ("traffic_stop",)
     assert concepts.of_dataset("Highway Patrol Stop Data", "") == ("traffic_stop",)
+    # 'state' is a stopword: the agency is read in the title as written
+    assert concepts.of_dataset("Washington State Patrol Stops", "") == ("traffic_stop",)
+    assert concepts.of_dataset("State Police Stop Data", "") == ("traffic_stop",)
+    assert concepts.of_dataset("State-wide Stop Data", "") == ("traffic_stop",)
     # a city's file of the same project stays all of its stops; so do a state's pedestrian and vehicle
     # stops named together, and its pedestrian stops stay pedestrian stops
     assert concepts.of_dataset("yg821jf8611_ca_san_diego_2020_04_01.csv", stanford,
