@@ -282,7 +282,8 @@ def runs(limit, show_errors, db_path, as_json):
         "SELECT run_id FROM harvest_runs GROUP BY run_id ORDER BY max(started_at) DESC LIMIT ?", [limit]).fetchall()]
     cursor = con.execute("""
         SELECT run_id, portal_id, status, started_at, seconds, seen, new, changed, unchanged, removed,
-               errors, warnings, duplicates, listing_complete, requests, retries, not_modified, error_type, error_message
+               errors, warnings, duplicates, listing_complete, requests, retries, not_modified, bytes, error_type,
+               error_message
         FROM harvest_runs WHERE list_contains(?, run_id) ORDER BY started_at DESC, portal_id""", [run_ids])
     columns = [d[0] for d in cursor.description]
     rows = [dict(zip(columns, r)) for r in cursor.fetchall()]

@@ -86,6 +86,8 @@ def test_runs_and_sql(tmp_path, portal):
     assert [r["status"] for r in runs] == ["failed", "ok"]
     assert "HTML page instead of JSON" in runs[0]["error_message"]
     assert (runs[0]["requests"], runs[0]["retries"]) == (5, 4) and runs[1]["not_modified"] == 0
+    # the bytes received, as the README promises `runs --json` gives them
+    assert runs[0]["bytes"] > 0 and runs[1]["bytes"] > 0
     table = invoke("runs", "--db", db, "--errors").output
     assert "failed" in table and "TransientError" in table
     header, _, failed = table.splitlines()[:3]
