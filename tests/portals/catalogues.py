@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from catalog.store import Store
@@ -18,7 +19,7 @@ from harvester.pipeline import harvest
 from tests.conftest import portal_config
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal
-from tests.shared_fixtures import FIXTURES, spellarbot_domain_files
+from tests.shared_fixtures import FIXTURES, require_fixtures, spellarbot_domain_files
 
 
 def portal_id(domain: str) -> str:
@@ -77,3 +78,18 @@ def harvest_data_json(store: Store, http: HttpClient, catalogues: dict[str, tupl
             configs.append(portal_config(pid, "dcat-us", f"{portal.url}/{pid}/data.json", city=city))
         report = harvest(configs, store, http)
     assert report.ok, [p.error_message for p in report.portals if p.status != "ok"]
+
+
+@lru_cache(maxsize=1)
+def fixture_datasets() -> dict[tuple[str, str], tuple[str, str]]:
+    """(domain, id) -> (title, description) of every fixture dataset."""
+    require_fixtures()
+    out = {}
+    for domain, entries in spellarbot_entries().items():
+        for e in entries:
+            out[(domain, e["resource"]["id"])] = (e["resource"]["name"], e["resource"].get("description") or "")
+    for path in pod_2013_files():
+        for e in json.loads(path.read_text()):
+            if isinstance(e, dict) and e.get("identifier"):
+                out.setdefault((path.stem, e["identifier"]), (e.get("title"), e.get("description") or ""))
+    return out

@@ -1,30 +1,11 @@
 """The concept layer on real titles and descriptions of the fixture catalogues (2017
 Socrata domains, 2013 city data.json): each wording of a kind of police or 311 record is
 read as that kind, and titles that only look alike are not."""
-import json
-from functools import lru_cache
-
 import numpy as np
 import pytest
 
 from catalog.overlap import concepts, scoring, text
-from tests.portals.catalogues import pod_2013_files, spellarbot_entries
-from tests.shared_fixtures import require_fixtures
-
-
-@lru_cache(maxsize=1)
-def fixture_datasets() -> dict[tuple[str, str], tuple[str, str]]:
-    """(domain, id) -> (title, description) of every fixture dataset."""
-    require_fixtures()
-    out = {}
-    for domain, entries in spellarbot_entries().items():
-        for e in entries:
-            out[(domain, e["resource"]["id"])] = (e["resource"]["name"], e["resource"].get("description") or "")
-    for path in pod_2013_files():
-        for e in json.loads(path.read_text()):
-            if isinstance(e, dict) and e.get("identifier"):
-                out.setdefault((path.stem, e["identifier"]), (e.get("title"), e.get("description") or ""))
-    return out
+from tests.portals.catalogues import fixture_datasets
 
 
 def concept_of(domain: str, source_id: str) -> tuple[str, ...]:

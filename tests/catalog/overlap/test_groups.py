@@ -417,7 +417,7 @@ def test_labelling_never_fails_on_groups_shaped_like_the_scale_benchmark_s():
     import random
 
     from bench.overlap import QUALIFIERS
-    from tests.catalog.overlap.test_concepts import fixture_datasets
+    from tests.portals.catalogues import fixture_datasets
 
     titles = sorted({title for title, _description in fixture_datasets().values() if title})
     sharing: dict[str, list[str]] = {}
