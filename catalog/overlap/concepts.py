@@ -47,6 +47,10 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "warning": (("traffic+warning", "warning+citation"), ("warning",)),   # a warning citation warns
     "crash": (("crash", "traffic+incident"), ()),
     "vehicle_pursuit": (("pursuit",), ()),
+    "custody_death": (("custody_death",), ()),
+    "weapon_pointing": (("show_of_force", "pointed+gun", "pointed+firearm", "pointed+weapon", "pointing+gun",
+                         "pointing+firearm", "pointing+weapon", "gun+pointing", "firearm+pointing",
+                         "weapon+pointing"), ()),
     "police_employee": (("police+employee", "officer+demographic", "sworn"),
                         ("roster", "employee+demographic", "employee")),
     "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
@@ -330,7 +334,8 @@ LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for s
           "pedestrian_stop": "Pedestrian stops", "field_contact": "Field contacts", "police_stop": "Police stops",
           "police_complaint": "Police complaints", "citation": "Citations", "parking_citation": "Parking citations",
           "warning": "Traffic warnings", "crash": "Traffic crashes", "vehicle_pursuit": "Vehicle pursuits",
-          "police_employee": "Police employees", "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
+          "police_employee": "Police employees", "custody_death": "Deaths in custody", "weapon_pointing": "Weapon pointing",
+          "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
           "crime_statistics": "Crime statistics", "arrest_statistics": "Arrest statistics",
           "crash_statistics": "Traffic crash statistics", "records_request": "Records request logs"}
 

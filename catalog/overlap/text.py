@@ -99,6 +99,9 @@ PHRASES = {
     ("stop", "data"): "stop_data",   # the term of art of police stop reporting (RIPA, 'Traffic Stop Data' aside)
     ("officer", "involved", "shooting"): "officer_shooting", ("police", "shooting"): "officer_shooting",
     ("police", "action", "shooting"): "officer_shooting",
+    ("death", "in", "custody"): "custody_death", ("in", "custody", "death"): "custody_death",
+    ("custody", "death"): "custody_death",
+    ("show", "of", "force"): "show_of_force",   # a weapon pointed at a person (Asheville's policy)
     ("food", "inspection"): "restaurant_inspection", ("restaurant", "inspection"): "restaurant_inspection",
     ("food", "establishment", "inspection"): "restaurant_inspection",
     ("health", "inspection"): "restaurant_inspection", ("restaurant", "score"): "restaurant_inspection",

@@ -299,3 +299,22 @@ def test_a_stop_laws_statewide_data_stays_all_stops():
     assert concepts.of_dataset("Statewide Community Policing Act Data", "") == ("police_stop",)
     # the rule stands for a state's own stop data without a law's name
     assert concepts.of_dataset("Statewide Stop Data", "") == ("traffic_stop",)
+
+
+def test_deaths_in_custody_and_weapon_pointing_are_kinds_of_their_own():
+    # California DOJ's and Boston's tables of deaths in custody were read as arrests (the description's
+    # 'law enforcement') or as nothing; a death in custody is no arrest record
+    assert concepts.of_dataset("death in custody 2005 062024", "State and local law enforcement agencies and "
+                               "correctional facilities report deaths in custody") == ("custody_death",)
+    assert concepts.of_dataset("in custody deaths", "The Boston Police Department's Homicide Investigation Unit") == \
+        ("custody_death",)
+    assert concepts.of_dataset("Deaths in Custody", "") != concepts.of_dataset("Arrests", "")
+    # Phoenix's 'pgp' ("a Phoenix police officer pointed a gun at a person") and Asheville's 'Show Of Force'
+    # (its policy: "a gesture with a lethal and/or less-lethal weapon directed at a person") are one kind,
+    # not crime incidents, and not the force used
+    assert concepts.of_dataset("pgp", "Incidents where a Phoenix police officer pointed a gun at a person (PGP) "
+                               "from July 2020 forward") == ("weapon_pointing",)
+    assert concepts.of_dataset("APD Show Of Force", "As of November 2020, the Asheville Police Department updated "
+                               "the department's use of force policy") == ("weapon_pointing",)
+    assert concepts.of_dataset("Use of Force Incidents", "Includes each show of force") == ("use_of_force",)
+    assert concepts.label("custody_death") == "Deaths in custody"
