@@ -42,10 +42,8 @@ class OverlapResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def explanations(self) -> list[str]:
-        c, p = self.catalogue, self.pairs
-        signal_lists = {name: p.signals[name].tolist() for name in SIGNALS}
-        return [scoring.explain(c, a, b, {name: signal_lists[name][i] for name in SIGNALS})
-                for i, (a, b) in enumerate(zip(p.a.tolist(), p.b.tolist()))]
+        p = self.pairs
+        return scoring.explain_all(self.catalogue, p.a, p.b, {name: p.signals[name].tolist() for name in SIGNALS})
 
     def pair_table(self) -> pa.Table:
         """The strong pairs as overlap_pairs rows (NULL where a signal is missing)."""

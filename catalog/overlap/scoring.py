@@ -205,8 +205,21 @@ def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[s
 
 def aligned_columns(c: Catalogue, a: int, b: int) -> list[tuple[str, str]]:
     """Columns of a and b with the same normalised name (permit_no <-> PERMIT NUMBER)."""
-    theirs = c.column_keys(b)
-    return [(name, theirs[key]) for key, name in c.column_keys(a).items() if key in theirs]
+    return _aligned_count_and_first(c, a, b, None)[1]
+
+
+def _aligned_count_and_first(c: Catalogue, a: int, b: int, limit: int | None) -> tuple[int, list[tuple[str, str]]]:
+    """How many columns of a and b align, and the first `limit` of them (all: None) in a's order."""
+    mine, theirs = c.column_keys(a), c.column_keys(b)
+    count = len(mine.keys() & theirs.keys())
+    first = []
+    if count:
+        for key, name in mine.items():
+            if key in theirs:
+                first.append((name, theirs[key]))
+                if len(first) == limit:
+                    break
+    return count, first
 
 
 def _missing(signals: dict[str, float], name: str) -> bool:
@@ -216,6 +229,23 @@ def _missing(signals: dict[str, float], name: str) -> bool:
 
 def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
     """One sentence on why a and b scored as they did, from the signals present."""
+    return explain_all(c, np.array([a]), np.array([b]), {name: [value] for name, value in signals.items()})[0]
+
+
+def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, list[float]]) -> list[str]:
+    """`explain` for many pairs (signal name -> one value per pair): what is judged on arrays, judged
+    once for all of them (a catalogue of 100,000 datasets stores some 370,000 pairs)."""
+    differ = _records_differ(c, a, b)
+    held_a, held_b = _families(c, a), _families(c, b)
+    names = list(signals)
+    a_list, b_list = a.tolist(), b.tolist()
+    return [_explain_one(c, a_list[i], b_list[i], dict(zip(names, values)),
+                         (int(held_a[i]), int(held_b[i])) if differ[i] else None)
+            for i, values in enumerate(zip(*signals.values()))]
+
+
+def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: tuple[int, int] | None) -> str:
+    """`explain` of one pair; `held`: the families of records each title names, when they differ."""
     parts = []
     phrases = shared_title_phrases(c, a, b)
     if _missing(signals, "title"):
@@ -223,12 +253,12 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
     else:
         parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases) if phrases else "titles share no words")
     if not _missing(signals, "columns"):
-        aligned = aligned_columns(c, a, b)
+        count, aligned = _aligned_count_and_first(c, a, b, 4)
         smaller = min(len(c.column_names[a]), len(c.column_names[b]))
         if aligned:
-            shown = ", ".join(f"{x} ↔ {y}" if x != y else x for x, y in aligned[:4])
-            more = " ..." if len(aligned) > 4 else ""
-            parts.append(f"{len(aligned)} of {smaller} columns align: {shown}{more}")
+            shown = ", ".join(f"{x} ↔ {y}" if x != y else x for x, y in aligned)
+            more = " ..." if count > 4 else ""
+            parts.append(f"{count} of {smaller} columns align: {shown}{more}")
         else:
             parts.append(f"none of {smaller} columns align")
     if not _missing(signals, "keywords"):
@@ -262,9 +292,8 @@ def explain(c: Catalogue, a: int, b: int, signals: dict[str, float]) -> str:
         parts.append(f"but {c.uids[a] if code_a else c.uids[b]} is a list of codes, the other holds records")
     if c.is_site_page[a] or c.is_site_page[b]:
         parts.append(f"but {c.uids[a] if c.is_site_page[a] else c.uids[b]} is a page of its portal, not data")
-    if _records_differ(c, np.array([a]), np.array([b]))[0]:
+    if held is not None:
         # the records each title names and the other does not ('Expenditures' of a budget table)
-        held = [int(f) for f in _families(c, np.array([a, b]))]
         own = [held[0] & ~held[1], held[1] & ~held[0]]
         named = [[surface for term, surface in c.title_surfaces(row).items() if text.NAMING_BITS.get(term, 0) & bits]
                  for row, bits in zip((a, b), own)]

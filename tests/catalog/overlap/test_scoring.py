@@ -290,3 +290,18 @@ def test_a_budget_application_s_name_is_no_budget():
     assert text.records_named(text.terms("Open Budget Application - Capital Project Details")) == 0
     assert text.records_named(text.terms("Open Budget Application: Operating Budget")) == text.FAMILY_BITS["budget"]
     assert text.records_named(text.terms("Open Budget - Revenue 2010-2017")) == text.FAMILY_BITS["revenue"]
+
+
+def test_explanations_judged_for_all_pairs_at_once_are_each_pair_s_own(real_catalogue):
+    # explanations are judged on arrays of all pairs at once (the records each title names among them): each
+    # must be its own pair's, among pairs of every kind of the selection, near-misses of other records included
+    c = real_catalogue
+    scores = pair_scores(c, c.uids, c.uids)
+    signals = {name: values.tolist() for name, values in scores.signals.items()}
+    together = scoring.explain_all(c, scores.a, scores.b, signals)
+    assert len(together) == len(scores.a) > 100
+    for i in range(len(scores.a)):
+        assert together[i] == scoring.explain(c, int(scores.a[i]), int(scores.b[i]),
+                                              {name: values[i] for name, values in signals.items()})
+    assert any("name different records" in e for e in together) and any("names the records" in e for e in together)
+    assert scoring.explain_all(c, scores.b, scores.a, signals) != together   # each quotes its first dataset's words
