@@ -92,3 +92,16 @@ def test_the_text_ceiling_puts_datasets_of_one_text_in_the_group_of_their_most_c
     # 'c' shares the traffic group (precision 2/3 for a and b, 1/3 for c); 'e' stays alone (recall 1/2 for d, e)
     assert scores["b3_p"] == pytest.approx((2 / 3 + 2 / 3 + 1 / 3 + 1 + 1) / 5)
     assert scores["b3_r"] == pytest.approx((1 + 1 + 1 + 1 / 2 + 1 / 2) / 5)
+
+
+def test_the_kind_signature_joins_datasets_of_one_kind_whatever_their_words():
+    # Cedar Lake's '2014Citations' and Sacramento's 'sacramento citation data 2019' (labelled traffic citations
+    # and citations) are one kind to the detector: a reader of its kinds puts them in one group
+    cedar_lake, sacramento = text.own_place_words("Cedar Lake, Indiana"), text.own_place_words("Sacramento, California")
+    assert quality.kind_signature(("citation",), "2014Citations", "", cedar_lake) == \
+        quality.kind_signature(("citation",), "sacramento citation data 2019", "", sacramento) == ("kind", "citation")
+    assert quality.kind_signature(("citation",), "2014Citations", "", cedar_lake) != \
+        quality.kind_signature(("traffic_stop",), "2014Citations", "", cedar_lake)
+    # no kind read: the strict signature, which leaves what says nothing alone
+    assert quality.kind_signature((), "Open Data Public Safety", "", text.own_place_words("Tucson, Arizona")) is None
+    assert quality.kind_signature((), "Incident", "", frozenset()) == quality.strict_signature("Incident", "", frozenset())
