@@ -259,7 +259,7 @@ def kind_signature(kinds: tuple[str, ...], title: str | None, description: str |
                    own_place: frozenset[str]) -> tuple | None:
     """The kinds of record the detector reads in a dataset, when it reads any: a reader of kinds who groups
     datasets of one kind together, whatever else their words say ('Citations' of Cedar Lake and of Sacramento);
-    else `strict_signature`. What the detector's kind vocabulary allows at best, its other choices aside."""
+    else `strict_signature`. The best a grouping that keeps each of the detector's kinds whole can do."""
     return ("kind",) + tuple(kinds) if kinds else strict_signature(title, description, own_place)
 
 
