@@ -294,16 +294,23 @@ class Listing:
                 self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, None, page.known))
                 yield page
                 continue
-            unique, ids = [], []
+            unique, ids, repeated = [], [], []
             for item in page.items:
                 source_id = self.id_of(item)
                 if source_id is not None:
                     if source_id in seen:
-                        self.duplicates.append(source_id)
+                        repeated.append(source_id)
                         continue
                     seen.add(source_id)
                     ids.append(source_id)
                 unique.append(item)
+            if repeated and not unique:
+                # pages that shift while they are read repeat a few ids, never a whole page:
+                # this API ignores the paging parameters, and would answer so till max_pages
+                request = ", ".join(f"{key}={value}" for key, value in (page.params or {}).items())
+                raise PagingError(f"the page at {request} gave {len(repeated)} entries, every one already listed: "
+                                  "the portal repeats a page instead of paging on")
+            self.duplicates.extend(repeated)
             self.unique += len(unique)
             if page.digest is not None:
                 self.digests.append(page.digest)
