@@ -1,7 +1,8 @@
 """`civicat`: a thin command layer over the library functions.
 
 Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad usage or
-config, or the catalogue is being written by another civicat process (nothing was requested).
+config, or the catalogue is being written by another civicat process (nothing was requested);
+130 a harvest stopped by Ctrl-C (the portals it had not stored keep their catalogue).
 """
 from __future__ import annotations
 
@@ -128,6 +129,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
+    from harvester.pipeline import HarvestInterrupted
     from harvester.pipeline import harvest as run_harvest
 
     try:
@@ -140,18 +142,21 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     lock = writer_lock(db_path, wait)
+    interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
-        interrupted = store.close_interrupted_runs(datetime.now(UTC))
-        if interrupted:
+        unfinished = store.close_interrupted_runs(datetime.now(UTC))
+        if unfinished:
             logging.getLogger("civicat.harvest").warning(
                 "%d portal run(s) of an earlier harvest never finished (killed?): marked failed (Interrupted)",
-                interrupted)
+                unfinished)
         bars: dict = {}
         progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
         try:
             report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records,
                                  workers=workers)
+        except HarvestInterrupted as exc:
+            report, interrupted = exc.run, True
         finally:
             for bar in bars.values():
                 bar.close()
@@ -170,6 +175,11 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         for p in report.portals:
             if p.status != "ok":
                 click.echo(f"{p.portal_id}: FAILED: {p.error_message}", err=True)
+    if interrupted:
+        stored = sum(p.status == "ok" for p in report.portals)
+        click.echo(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
+                   "previous catalogue", err=True)
+        sys.exit(130)
     sys.exit(0 if report.ok else 1)
 
 

@@ -76,6 +76,12 @@ class HostUnavailable(PermanentError):
     """A host that failed request after request this run (after all retries)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C): every request asked after HttpClient.cancel(), in
+    any thread, raises this instead of being made. A KeyboardInterrupt, so that no handler
+    of one dataset's or one request's errors (`except Exception`) takes it for one more."""
+
+
 class UnexpectedPayload(TransientError):
     """Valid JSON of the wrong shape (an error object where a listing was expected);
     retried like broken JSON, since caches and gateways serve such bodies briefly."""
@@ -124,13 +130,13 @@ class _HostPace:
         self.next_at = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, stop: threading.Event) -> None:
         with self._lock:
             now = time.monotonic()
             start = max(now, self.next_at)
             self.next_at = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            stop.wait(start - now)   # (a held-back request is not waited for once the run stops)
 
     def hold(self, seconds: float) -> None:
         with self._lock:
@@ -195,6 +201,7 @@ class HttpClient:
         self._host_lock = threading.Lock()
         self._host_paces: dict[str, _HostPace] = {}
         self._environments: dict[str, dict] = {}
+        self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -236,6 +243,23 @@ class HttpClient:
             yield
         finally:
             self._local.speculative = False
+
+    def cancel(self) -> None:
+        """Stop the run's requests: from now on, every request of every thread (and every
+        retry waiting its turn) raises Interrupted at once."""
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    def _check_stopped(self, url: str) -> None:
+        if self._stop.is_set():
+            raise Interrupted(f"the harvest was interrupted; not requested: {url}")
+
+    def _sleep(self, seconds: float) -> None:
+        """tenacity's wait between attempts, cut short when the run stops."""
+        self._stop.wait(seconds)
 
     def set_host_limit(self, host: str, limit: int) -> None:
         """At most `limit` requests in flight to `host` (the portal's max_concurrency)."""
@@ -285,7 +309,7 @@ class HttpClient:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
             stop=tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_after_delay(self.max_retry_seconds),
-            wait=self._wait, before_sleep=self._before_retry, reraise=True)
+            wait=self._wait, before_sleep=self._before_retry, sleep=self._sleep, reraise=True)
         return retrying(self._download_once, full_url, Path(destination), {"Accept": accept, **(headers or {})},
                         max_seconds)
 
@@ -308,6 +332,7 @@ class HttpClient:
             | tenacity.stop_after_delay(self.max_retry_seconds),
             wait=self._wait,
             before_sleep=self._before_retry,
+            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -420,11 +445,13 @@ class HttpClient:
         """One request, its body read under the size cap and the total-time bound. With
         `keep_gzip`, a gzip-encoded body is also given as it came (for the validator cache),
         when it is nothing but whole gzip members; otherwise that last item is None."""
+        self._check_stopped(url)
         self.stats.add(requests=1)
         log.debug("GET %s", url)
         pace = self._pace(urlparse(url).netloc)
         with self._slot(url):
-            pace.wait()
+            pace.wait(self._stop)
+            self._check_stopped(url)
             started = time.monotonic()
             try:
                 response = self._session().get(
@@ -475,10 +502,12 @@ class HttpClient:
 
 
     def _download_once(self, url: str, destination: Path, headers: dict, max_seconds: float) -> int:
+        self._check_stopped(url)
         self.stats.add(requests=1)
         started = time.monotonic()
         with self._slot(url):
-            self._pace(urlparse(url).netloc).wait()
+            self._pace(urlparse(url).netloc).wait(self._stop)
+            self._check_stopped(url)
             try:
                 response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
                                                stream=True, allow_redirects=True, **self._environment(url))
@@ -503,6 +532,7 @@ class HttpClient:
                                                    status)
                         if time.monotonic() - started > max_seconds:
                             raise TransientError(f"download took over {max_seconds:.0f}s", url, status)
+                        self._check_stopped(url)   # a 16 GiB download is no reason to stay
                         out.write(chunk)
                 self.stats.add(bytes=size)
                 return size

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -135,6 +136,9 @@ GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def _worker_started() -> None:
+    # Ctrl-C reaches the whole process group: the harvest stops its portals and then its
+    # workers, which would otherwise die mid-batch, each printing a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import_arrow_without_numpy()   # it writes the parts' Parquet
     # A batch's records live until its part is written and hold no reference cycles: the
     # cyclic collector, triggered every 700 allocations, would only re-scan them (7% of

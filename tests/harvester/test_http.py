@@ -13,8 +13,8 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache,
-                            _gunzip_capped)
+from harvester.http import (Interrupted, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload,
+                            ValidatorCache, _gunzip_capped)
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal
 
@@ -66,6 +66,22 @@ def test_retry_after_is_capped(portal):
     started = time.monotonic()
     assert get(client, portal).data == DOC
     assert time.monotonic() - started < 2
+
+
+def test_a_cancelled_client_stops_a_retry_wait_and_makes_no_more_requests(portal):
+    """Ctrl-C (HttpClient.cancel, from another thread): a request waiting out a long
+    Retry-After gives up at once, and no request of any portal's client is made after."""
+    client = fast_client(max_retry_after=60)
+    other_portal = client.for_portal(type("P", (), {"host": "127.0.0.1:1", "timeout": 5.0, "max_concurrency": 1})())
+    portal.inject("/doc", ("retry_after", 503, 60), times=10)
+    threading.Timer(0.3, client.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted, match="interrupted"):
+        get(client, portal)
+    assert time.monotonic() - started < 5 and portal.hits["/doc"] == 1
+    with pytest.raises(Interrupted):
+        get(other_portal, portal)
+    assert portal.hits["/doc"] == 1 and client.cancelled
 
 
 def test_total_retry_time_is_bounded(portal):
