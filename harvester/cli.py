@@ -45,8 +45,23 @@ def echo_json(value) -> None:
     click.echo(json.dumps(value, default=_json_default, ensure_ascii=False, indent=2))
 
 
-def echo_table(rows: list[dict] | list[tuple], headers) -> None:
-    click.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, missingval=""))
+# control characters but the line break and the tab: C0, DEL and C1 (0x9b is a CSI too)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(value):
+    """Text for the terminal: a control character that came from a portal (an escape
+    sequence that clears the screen or retitles the window, a NUL) is shown as `\\x1b`,
+    not obeyed. The catalogue and the JSON and CSV outputs keep the text as it was sent."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    return value
+
+
+def echo_table(rows: list[list] | list[tuple], headers) -> None:
+    rows = [[printable(cell) for cell in row] for row in rows]
+    click.echo(tabulate(rows, headers=[printable(h) for h in headers], tablefmt="simple", disable_numparse=True,
+                        missingval=""))
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -174,7 +189,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
                    + (["records", "rows"] if with_records else []))
         for p in report.portals:
             if p.status != "ok":
-                click.echo(f"{p.portal_id}: FAILED: {p.error_message}", err=True)
+                click.echo(f"{p.portal_id}: FAILED: {printable(p.error_message)}", err=True)
     if interrupted:
         stored = sum(p.status == "ok" for p in report.portals)
         click.echo(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "

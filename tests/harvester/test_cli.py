@@ -219,3 +219,21 @@ def test_readers_say_clearly_that_a_harvest_holds_the_catalogue(tmp_path, portal
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
+    """A title carrying terminal escapes (clear the screen, set the window title) or a NUL is
+    stored as the portal gave it, and shown escaped in every table the CLI prints."""
+    hostile = "Crimes \x1b[2J\x1b]0;owned\x07 \x00 \x9b31m"
+    document = make_data_json(2)
+    document["dataset"][0]["title"] = hostile
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+        assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    stored = json.loads(invoke("sql", "--db", db, "SELECT title FROM datasets", "--format", "json").output)
+    assert hostile in [row["title"] for row in stored]          # the catalogue keeps what was sent
+    for output in (invoke("search", "--db", db, "crimes").output,
+                   invoke("sql", "--db", db, "SELECT title FROM datasets").output):
+        assert "Crimes \\x1b[2J\\x1b]0;owned\\x07 \\x00 \\x9b31m" in output
+        assert not any(ord(c) < 32 and c != "\n" or 0x7f <= ord(c) < 0xa0 for c in output), repr(output)
