@@ -30,6 +30,8 @@ import defusedxml.ElementTree as defused_etree
 import orjson
 import requests
 import tenacity
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -160,6 +162,63 @@ class _Session(requests.Session):
         if urlparse(prepared_request.url).netloc != urlparse(response.request.url).netloc:
             for name in SECRET_HEADERS:
                 prepared_request.headers.pop(name, None)
+
+
+_EXCHANGE = threading.local()   # `deadline`: when this thread's request must have its headers
+
+
+class _HeadersInTime:
+    """A connection whose response status line and headers must arrive by the deadline the
+    request set (`_EXCHANGE.deadline`): read timeouts apply per socket read, and http.client
+    reads up to 100 header lines of 64 KB, so a server dripping them could hold a request
+    for hours before the body's watchdog (`_Watchdog`) ever started."""
+
+    def getresponse(self, *args, **kwargs):
+        deadline = getattr(_EXCHANGE, "deadline", None)
+        if deadline is None or self.sock is None:
+            return super().getresponse(*args, **kwargs)
+        guard = _SocketWatchdog(self.sock, deadline)
+        try:
+            response = super().getresponse(*args, **kwargs)
+        finally:
+            guard.cancel()
+            _EXCHANGE.headers_late = guard.fired
+        if guard.fired:   # (the socket shut mid-headers reads as their end: never a response)
+            response.close()
+            raise ConnectionAbortedError("the response headers were late")
+        return response
+
+
+class _DeadlineHTTPConnection(_HeadersInTime, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_HeadersInTime, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, its pools (a proxy's included) making _HeadersInTime connections."""
+
+    POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):   # (SOCKS has connection classes of its own)
+            manager.pool_classes_by_scheme = self.POOLS
+        return manager
 
 
 class HttpClient:
@@ -353,7 +412,7 @@ class HttpClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = _Session()
-            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
+            adapter = _Adapter(pool_connections=16, pool_maxsize=16, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
@@ -454,14 +513,15 @@ class HttpClient:
             self._check_stopped(url)
             started = time.monotonic()
             try:
-                response = self._session().get(
-                    url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
-                    allow_redirects=True, **self._environment(url),
-                )
+                with _headers_by(started + timeout * 2):
+                    response = self._session().get(
+                        url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
+                        allow_redirects=True, **self._environment(url),
+                    )
             except requests.exceptions.Timeout as exc:
                 raise TransientError(f"timed out: {type(exc).__name__}", url) from None
             except requests.exceptions.RequestException as exc:
-                raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+                raise _connection_failed(exc, url, timeout * 2) from None
             watchdog = _Watchdog(response, timeout * 2)
             try:
                 status = response.status_code
@@ -509,10 +569,11 @@ class HttpClient:
             self._pace(urlparse(url).netloc).wait(self._stop)
             self._check_stopped(url)
             try:
-                response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
-                                               stream=True, allow_redirects=True, **self._environment(url))
+                with _headers_by(started + self.timeout * 2):
+                    response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
+                                                   stream=True, allow_redirects=True, **self._environment(url))
             except requests.exceptions.RequestException as exc:
-                raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+                raise _connection_failed(exc, url, self.timeout * 2) from None
             watchdog = _Watchdog(response, max_seconds)
             try:
                 status = response.status_code
@@ -573,6 +634,41 @@ class _Watchdog:
     def cancel(self) -> None:
         """After this returns the watchdog never fires (`fired` tells whether it did)."""
         _DEADLINES.cancel(self)
+
+
+class _SocketWatchdog(_Watchdog):
+    """Shuts a bare socket at an absolute deadline (the headers' time, _HeadersInTime)."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock = sock
+        self.fired = False
+        self.cancelled = False
+        self.deadline = deadline
+        _DEADLINES.watch(self)
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+@contextmanager
+def _headers_by(deadline: float) -> Iterator[None]:
+    """The responses of this thread's request (its redirects too) must have their headers by
+    `deadline` (time.monotonic)."""
+    _EXCHANGE.deadline, _EXCHANGE.headers_late = deadline, False
+    try:
+        yield
+    finally:
+        _EXCHANGE.deadline = None
+
+
+def _connection_failed(exc: Exception, url: str, seconds: float) -> TransientError:
+    if getattr(_EXCHANGE, "headers_late", False):
+        return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
+    return TransientError(f"connection failed: {type(exc).__name__}", url)
 
 
 class _Deadlines:

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import json
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -240,6 +241,37 @@ def test_a_server_dripping_bytes_is_cut_off_at_the_total_time_bound():
         with pytest.raises(TransientError, match="to arrive"):
             client.get_json(portal.url + "/slow")
         assert time.monotonic() - started < 2.5       # 2 x 0.4 s bound, not the 4 s the drip takes
+
+
+def test_a_server_dripping_its_headers_is_cut_off_at_the_total_time_bound():
+    """Read timeouts apply per socket read, and the body's watchdog starts once the headers
+    are in: a server (or a broken proxy) sending a header line every so often, each well
+    inside the read timeout, held the request as long as it liked (http.client reads up to
+    100 header lines of 64 KB, a byte at a time if they come so)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):
+                try:
+                    connection.sendall(b"X-Drip: a\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    client = fast_client(timeout=0.4, max_attempts=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError, match="headers took over"):
+            client.get_json(f"http://127.0.0.1:{server.getsockname()[1]}/slow")
+        assert time.monotonic() - started < 2.5       # 2 x 0.4 s bound, not 100 lines of 0.2 s
+    finally:
+        stop.set()
+        server.close()
 
 
 def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
