@@ -266,15 +266,21 @@ class HttpClient:
     def from_env(cls, **kwargs) -> "HttpClient":
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
         CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
-        env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int), "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float),
-               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int), "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float),
-               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int)}
-        for key, (name, kind) in env.items():
+        # (name, type, smallest value): a negative cap would fail every portal of the night
+        env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int, 1), "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float, 0),
+               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int, 1),
+               "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float, 0),
+               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int, 1)}
+        for key, (name, kind, least) in env.items():
             if os.environ.get(name):
                 try:
-                    kwargs.setdefault(key, kind(os.environ[name]))
+                    value = kind(os.environ[name])
                 except ValueError:
                     raise ValueError(f"environment variable {name}={os.environ[name]!r} is not a {kind.__name__}") from None
+                if not least <= value < float("inf"):   # (nan too)
+                    raise ValueError(f"environment variable {name}={os.environ[name]!r} must be a finite number "
+                                     f"of at least {least}")
+                kwargs.setdefault(key, value)
         return cls(**kwargs)
 
     # -- public -------------------------------------------------------------------------

@@ -237,3 +237,16 @@ def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
                    invoke("sql", "--db", db, "SELECT title FROM datasets").output):
         assert "Crimes \\x1b[2J\\x1b]0;owned\\x07 \\x00 \\x9b31m" in output
         assert not any(ord(c) < 32 and c != "\n" or 0x7f <= ord(c) < 0xa0 for c in output), repr(output)
+
+
+@pytest.mark.parametrize("name, value", [("CIVICAT_HTTP_MAX_BYTES", "-1"), ("CIVICAT_HTTP_MAX_BYTES", "0"),
+                                         ("CIVICAT_HTTP_MAX_ATTEMPTS", "0"), ("CIVICAT_HTTP_BACKOFF", "-1"),
+                                         ("CIVICAT_HTTP_MAX_RETRY_SECONDS", "nan"),
+                                         ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x")])
+def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_path, portal, name, value):
+    """The environment is config too: a negative size cap failed every portal of the night
+    ("response is over the -1-byte cap"), and a zero attempt count was taken as one."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    result = CliRunner(env={name: value}).invoke(cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 2 and f"{name}={value!r}" in result.output, result.output
+    assert sum(portal.hits.values()) == 0
