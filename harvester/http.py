@@ -801,7 +801,11 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
     except orjson.JSONDecodeError as exc:
         try:  # valid JSON that orjson refuses: lone surrogate escapes such as "\ud83d"
             return _without_lone_surrogates(json.loads(body))
-        except (ValueError, UnicodeDecodeError):
+        except UnicodeDecodeError as bad:   # (orjson says "surrogates not allowed", at char 0)
+            start = bad.start
+            raise TransientError(f"invalid JSON: not UTF-8, byte 0x{body[start]:02x} at offset {start} "
+                                 f"(after {body[max(0, start - 40):start]!r})", url, 200) from None
+        except ValueError:
             raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
 
 

@@ -17,7 +17,7 @@ from harvester import __version__
 from harvester.http import (Interrupted, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload,
                             ValidatorCache, _gunzip_capped)
 from tests.conftest import fast_client
-from tests.portals.base import LocalPortal
+from tests.portals.base import LocalPortal, RawBody
 
 DOC = {"results": [{"id": i, "name": f"dataset {i}"} for i in range(200)], "resultSetSize": 200}
 
@@ -222,6 +222,15 @@ def test_a_redirect_to_another_host_takes_that_hosts_proxy(monkeypatch):
 def test_lone_surrogates_in_valid_json_are_replaced(portal):
     from harvester.http import parse_json_body
     assert parse_json_body(b'{"t": "a\\ud83d b"}', "application/json", "u") == {"t": "a\ufffd b"}
+
+
+def test_a_body_that_is_not_utf8_is_named_so_with_the_offending_byte(portal):
+    """A Latin-1 title in a JSON page: refused as invalid JSON (retried, then failing its
+    portal), with the byte and where it is, not orjson's "surrogates not allowed" at char 0."""
+    portal.static["/latin1"] = RawBody(b'{"results": [{"title": "Caf\xe9 permits"}]}', "application/json")
+    with pytest.raises(TransientError, match=r"not UTF-8, byte 0xe9 at offset 27 \(after b'.*Caf'\)"):
+        get(fast_client(max_attempts=2), portal, "/latin1")
+    assert portal.hits["/latin1"] == 2
 
 
 def test_a_server_dripping_bytes_is_cut_off_at_the_total_time_bound():
