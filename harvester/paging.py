@@ -254,8 +254,9 @@ class Listing:
     def complete(self) -> bool:
         """Read to its end, as many unique ids as reported, and a total that held still:
         an item added or removed while the pages were read shifts offsets, so another
-        one may have been skipped unseen."""
-        return self.finished and not self.total_changed and (self.total is None or self.unique >= self.total)
+        one may have been skipped unseen. More unique ids than reported is partial too:
+        the total was wrong (a search index being rebuilt), and paging stopped on it."""
+        return self.finished and not self.total_changed and (self.total is None or self.unique == self.total)
 
     @property
     def shortfall(self) -> int:

@@ -188,3 +188,12 @@ def test_a_page_with_one_new_id_among_repeats_is_read_on():
     pages_ = [ITEMS[:100], ITEMS[99:150]]
     listing = Listing(lambda p: Page(pages_[p["offset"] // 100], total=150), OffsetPaginator(100), lambda i: i["id"])
     assert len(list(listing)) == 150 and listing.duplicates == ["0099"]
+
+
+def test_more_unique_items_than_reported_is_partial():
+    """A total the pages contradict (a search index being rebuilt says 5 while a page gives
+    100) cannot vouch that the listing is whole: paging stopped on it."""
+    listing = Listing(lambda params: Page(ITEMS[params["offset"]:params["offset"] + 100], total=5),
+                      OffsetPaginator(100), lambda i: i["id"])
+    assert len(list(listing)) == 100
+    assert listing.finished and not listing.complete

@@ -144,3 +144,24 @@ def test_a_portal_that_repeats_its_first_page_fails_at_once_and_loses_nothing(st
     assert "start=1000" in report.error_message and "already listed" in report.error_message
     assert searches == 2
     assert store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall() == before
+
+
+class UndercountingCkan(CkanPortal):
+    """A CKAN whose search index is being rebuilt: full pages, and a count far below them."""
+
+    def package_search(self, query):
+        status, body = super().package_search(query)
+        body["result"]["count"] = 5
+        return status, body
+
+
+def test_a_count_below_what_the_pages_give_marks_nothing_deleted(store, http):
+    catalogue = packages(2_500)
+    with CkanPortal(catalogue) as portal:
+        assert harvest([portal_config("c", "ckan", portal.url)], store, http).ok
+    with UndercountingCkan(catalogue) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert report.status == "ok" and report.listing_complete is False and report.removed == 0
+    assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") == 2_500
+    assert store.con.execute("SELECT message FROM harvest_errors WHERE error_type = 'PartialListing'").fetchone()[0] \
+        .startswith("listing gave 1000 unique entries of the 5 it reported")
