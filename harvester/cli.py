@@ -115,7 +115,7 @@ def open_for_writing(opener, db_path: Path, wait: bool):
             return opener(db_path)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
-                raise
+                raise _cannot_open(db_path, exc) from None
             who = _lock_holder(exc)
             if not wait:
                 click.echo(f"Error: {db_path} is open in {who}, which keeps a writer out (DuckDB allows no "
@@ -556,6 +556,12 @@ def _lock_holder(exc: Exception) -> str:
     return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
 
 
+def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
+    """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB, no
+    permission): exit 2 naming it, before anything is done."""
+    return click.UsageError(f"cannot open the catalogue {db_path}: {exc}")
+
+
 def _open(opener, db_path: Path):
     """A reader's connection; exit 2 without a catalogue, 1 while another process writes it."""
     import duckdb
@@ -570,7 +576,7 @@ def _open(opener, db_path: Path):
         raise click.ClickException(str(exc)) from None
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
-            raise
+            raise _cannot_open(db_path, exc) from None
         raise click.ClickException(f"{db_path} is being written by {_lock_holder(exc)} (a harvest?), and DuckDB "
                                    "lets no reader open it meanwhile: try again when it ends") from None
 

@@ -250,3 +250,19 @@ def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_pa
     result = CliRunner(env={name: value}).invoke(cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.db")])
     assert result.exit_code == 2 and f"{name}={value!r}" in result.output, result.output
     assert sum(portal.hits.values()) == 0
+
+
+@pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],
+                                     ["sql", "SELECT 1"], ["records", "city:x"]])
+def test_a_db_that_is_no_catalogue_is_refused_with_exit_2_and_no_traceback(tmp_path, portal, command):
+    """`--db` naming a file that is not a DuckDB database (the config, an export) ended in
+    a DuckDB traceback, exit 1: for harvest, the code of a failed portal."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    db.write_text("not a database\n")
+    extra = ["--config", config] if command[0] in ("harvest", "records") else []
+    result = CliRunner().invoke(cli, [*command, "--db", str(db), *extra])
+    assert result.exit_code == 2, result.output
+    assert "not a valid DuckDB database file" in result.output and str(db) in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert sum(portal.hits.values()) == 0
