@@ -66,6 +66,8 @@ class RunReport:
 
 
 INTERRUPTED = "the harvest was interrupted (Ctrl-C) before this portal was stored; its previous catalogue is kept"
+INTERRUPTED_RECORDS = ("the harvest was interrupted (Ctrl-C) while it pulled records: the catalogue was stored, "
+                       "the records keep their previous Parquet (the pull resumes next time)")
 
 
 class HarvestInterrupted(KeyboardInterrupt):
@@ -239,7 +241,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
         report.status = "failed"
         report.error_type = "Interrupted" if interrupted else type(exc).__name__
-        report.error_message = INTERRUPTED if interrupted else str(exc)
+        report.error_message = (INTERRUPTED_RECORDS if step == "records" else INTERRUPTED) if interrupted else str(exc)
         errors.add(None, step, report.error_type, report.error_message)
         log.error("%s: harvest failed: %s", portal.id, str(exc) or report.error_message)
         try:

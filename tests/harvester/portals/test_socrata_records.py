@@ -236,3 +236,20 @@ def test_a_portal_that_repeats_a_page_fails_the_pull_instead_of_filling_the_disk
         pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r")
     assert not layout.folder("sea", ID).exists()
     assert len([q for path, q, _ in seattle.requests if path == f"/resource/{ID}.csv"]) <= 4   # (2 pages ahead)
+
+
+def test_ctrl_c_during_the_records_pull_says_the_catalogue_was_stored(tmp_path, seattle, store):
+    """Interrupted while it pulls records, a portal is failed (Interrupted), but its catalogue
+    was committed before the pull: the report says so, and keeps the stored datasets."""
+    from harvester.pipeline import HarvestInterrupted
+    from harvester.pipeline import harvest as run_harvest
+
+    client = fast_client()
+    seattle.on_request = lambda path, query: client.cancel() if path.startswith("/resource/") else None
+    portal = portal_config("sea", "socrata", seattle.url, domain="data.example.org", records=(ID,))
+    with pytest.raises(HarvestInterrupted) as interrupted:
+        run_harvest([portal], store, client, records=True)
+    report = interrupted.value.run.portals[0]
+    assert (report.status, report.error_type) == ("failed", "Interrupted")
+    assert "catalogue was stored" in report.error_message and report.new == 1
+    assert store.con.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
