@@ -805,7 +805,7 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
             start = bad.start
             raise TransientError(f"invalid JSON: not UTF-8, byte 0x{body[start]:02x} at offset {start} "
                                  f"(after {body[max(0, start - 40):start]!r})", url, 200) from None
-        except ValueError:
+        except (ValueError, RecursionError):   # (json's own limit on nesting, past orjson's 1,024 levels)
             raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
 
 

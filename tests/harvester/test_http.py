@@ -233,6 +233,16 @@ def test_a_body_that_is_not_utf8_is_named_so_with_the_offending_byte(portal):
     assert portal.hits["/latin1"] == 2
 
 
+def test_json_nested_past_any_limit_is_invalid_json_of_its_url(portal):
+    """5,000 nested arrays in one field: orjson refuses past 1,024 levels, and the json module
+    it falls back on raised a RecursionError naming no URL, which was not retried."""
+    portal.static["/deep"] = RawBody(b'{"results": [{"deep": ' + b"[" * 5000 + b"]" * 5000 + b"}]}",
+                                     "application/json")
+    with pytest.raises(TransientError, match=r"invalid or truncated JSON: depth limit exceeded.*/deep"):
+        get(fast_client(max_attempts=2), portal, "/deep")
+    assert portal.hits["/deep"] == 2
+
+
 def test_a_server_dripping_bytes_is_cut_off_at_the_total_time_bound():
     class Dripping(LocalPortal):
         def _wsgi(self, environ, start_response):
