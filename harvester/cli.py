@@ -75,6 +75,13 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class PlainLogFormatter(logging.Formatter):
+    """The plain log lines, control characters from portals shown escaped (see printable)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 @click.group()
 @click.version_option(__version__, prog_name="civicat")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
@@ -84,7 +91,7 @@ def cli(verbose: int, log_format: str) -> None:
     """civicat: harvest city open-data portals into one DuckDB catalogue."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     formatter = (JsonLogFormatter() if log_format == "json"
-                 else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                 else PlainLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # as logging.basicConfig: a host that set up logging (a test runner, a caller) keeps it
     logging.basicConfig(stream=sys.stderr, level=level)
     for handler in logging.getLogger().handlers:

@@ -266,3 +266,21 @@ def test_a_db_that_is_no_catalogue_is_refused_with_exit_2_and_no_traceback(tmp_p
     assert "not a valid DuckDB database file" in result.output and str(db) in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert sum(portal.hits.values()) == 0
+
+
+def test_control_characters_in_a_portals_error_never_reach_the_terminal_through_the_logs(tmp_path):
+    """A CKAN's own error message (success: false) is quoted in the failure: in the plain
+    log lines on stderr as in the summary, its escape sequences are shown, not obeyed."""
+    from tests.portals.ckan import CkanPortal
+
+    with CkanPortal([]) as portal:
+        portal.serve_json("/api/3/action/package_search", {"success": False, "error": {
+            "__type": "Authorization Error", "message": "denied\x1b]0;owned\x07\x1b[2J"}})
+        config = write_config(tmp_path, ("city", "ckan", portal.url))
+        result = subprocess.run([sys.executable, "-m", "harvester.cli", "harvest", "--config", config,
+                                 "--db", str(tmp_path / "c.duckdb")], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
+    assert result.returncode == 1
+    assert "harvest failed: CKAN error (Authorization Error): denied\\x1b]0;owned\\x07\\x1b[2J" in result.stderr
+    assert "FAILED: CKAN error (Authorization Error): denied\\x1b]0;owned\\x07" in result.stderr
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in result.stderr), repr(result.stderr)
