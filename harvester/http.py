@@ -267,8 +267,8 @@ class HttpClient:
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
         CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
         # (name, type, smallest value): a negative cap would fail every portal of the night
-        env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int, 1), "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float, 0),
-               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int, 1),
+        env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int, 1),
+               "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float, 0), "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int, 1),
                "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float, 0),
                "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int, 1)}
         for key, (name, kind, least) in env.items():
@@ -575,7 +575,7 @@ class HttpClient:
             self._pace(urlparse(url).netloc).wait(self._stop)
             self._check_stopped(url)
             try:
-                with _headers_by(started + self.timeout * 2):
+                with _headers_by(time.monotonic() + self.timeout * 2):   # (not from `started`: the slot's wait)
                     response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
                                                    stream=True, allow_redirects=True, **self._environment(url))
             except requests.exceptions.RequestException as exc:

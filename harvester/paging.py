@@ -311,8 +311,8 @@ class Listing:
             if repeated and not unique:
                 # pages that shift while they are read repeat a few ids, never a whole page:
                 # this API ignores the paging parameters, and would answer so till max_pages
-                raise PagingError(f"the page at {request_text(page.params)} gave {len(repeated)} entries, every one already listed: "
-                                  "the portal repeats a page instead of paging on")
+                raise PagingError(f"the page at {request_text(page.params)} gave {len(repeated)} entries, every one "
+                                  "already listed: the portal repeats a page instead of paging on")
             self.duplicates.extend(repeated)
             self.unique += len(unique)
             if page.digest is not None:

@@ -154,7 +154,8 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
                         http.cancel()
                         for future in futures:
                             future.cancel()
-                    run.portals.extend(future.result() for future in futures if not future.cancelled())   # in config order
+                    run.portals.extend(future.result() for future in futures   # in config order
+                                       if not future.cancelled())
         if http.cancelled:
             raise HarvestInterrupted(run)
         store.refresh_search()

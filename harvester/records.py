@@ -490,8 +490,8 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *,
     previous = None
     for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead):
         if previous is not None and page.items.num_rows and page.items.equals(previous):
-            raise RecordsError(f"the page at {request_text(page.params)} gave the same {page.items.num_rows} rows as the page before: "
-                               "the portal repeats a page instead of paging on")
+            raise RecordsError(f"the page at {request_text(page.params)} gave the same {page.items.num_rows} rows as "
+                               "the page before: the portal repeats a page instead of paging on")
         previous = page.items
         yield page.items, next_params
 
