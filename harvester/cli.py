@@ -1,7 +1,8 @@
 """`civicat`: a thin command layer over the library functions.
 
 Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad usage or
-config, or the catalogue is being written by another civicat process (nothing was requested).
+config, or the catalogue is being written by another civicat process (nothing was requested);
+130 a harvest stopped by Ctrl-C (the portals it had not stored keep their catalogue).
 """
 from __future__ import annotations
 
@@ -44,8 +45,23 @@ def echo_json(value) -> None:
     click.echo(json.dumps(value, default=_json_default, ensure_ascii=False, indent=2))
 
 
-def echo_table(rows: list[dict] | list[tuple], headers) -> None:
-    click.echo(tabulate(rows, headers=headers, tablefmt="simple", disable_numparse=True, missingval=""))
+# control characters but the line break and the tab: C0, DEL and C1 (0x9b is a CSI too)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(value):
+    """Text for the terminal: a control character that came from a portal (an escape
+    sequence that clears the screen or retitles the window, a NUL) is shown as `\\x1b`,
+    not obeyed. The catalogue and the JSON and CSV outputs keep the text as it was sent."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+    return value
+
+
+def echo_table(rows: list[list] | list[tuple], headers) -> None:
+    rows = [[printable(cell) for cell in row] for row in rows]
+    click.echo(tabulate(rows, headers=[printable(h) for h in headers], tablefmt="simple", disable_numparse=True,
+                        missingval=""))
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -59,6 +75,13 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+class PlainLogFormatter(logging.Formatter):
+    """The plain log lines, control characters from portals shown escaped (see printable)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 @click.group()
 @click.version_option(__version__, prog_name="civicat")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
@@ -68,7 +91,7 @@ def cli(verbose: int, log_format: str) -> None:
     """civicat: harvest city open-data portals into one DuckDB catalogue."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     formatter = (JsonLogFormatter() if log_format == "json"
-                 else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                 else PlainLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     # as logging.basicConfig: a host that set up logging (a test runner, a caller) keeps it
     logging.basicConfig(stream=sys.stderr, level=level)
     for handler in logging.getLogger().handlers:
@@ -99,7 +122,7 @@ def open_for_writing(opener, db_path: Path, wait: bool):
             return opener(db_path)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
-                raise
+                raise _cannot_open(db_path, exc) from None
             who = _lock_holder(exc)
             if not wait:
                 click.echo(f"Error: {db_path} is open in {who}, which keeps a writer out (DuckDB allows no "
@@ -128,6 +151,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
+    from harvester.pipeline import HarvestInterrupted
     from harvester.pipeline import harvest as run_harvest
 
     try:
@@ -140,18 +164,21 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     lock = writer_lock(db_path, wait)
+    interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
-        interrupted = store.close_interrupted_runs(datetime.now(UTC))
-        if interrupted:
+        unfinished = store.close_interrupted_runs(datetime.now(UTC))
+        if unfinished:
             logging.getLogger("civicat.harvest").warning(
                 "%d portal run(s) of an earlier harvest never finished (killed?): marked failed (Interrupted)",
-                interrupted)
+                unfinished)
         bars: dict = {}
         progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
         try:
             report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records,
                                  workers=workers)
+        except HarvestInterrupted as exc:
+            report, interrupted = exc.run, True
         finally:
             for bar in bars.values():
                 bar.close()
@@ -169,7 +196,12 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
                    + (["records", "rows"] if with_records else []))
         for p in report.portals:
             if p.status != "ok":
-                click.echo(f"{p.portal_id}: FAILED: {p.error_message}", err=True)
+                click.echo(f"{p.portal_id}: FAILED: {printable(p.error_message)}", err=True)
+    if interrupted:
+        stored = sum(p.status == "ok" for p in report.portals)
+        click.echo(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
+                   "previous catalogue", err=True)
+        sys.exit(130)
     sys.exit(0 if report.ok else 1)
 
 
@@ -531,6 +563,12 @@ def _lock_holder(exc: Exception) -> str:
     return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
 
 
+def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
+    """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB, no
+    permission): exit 2 naming it, before anything is done."""
+    return click.UsageError(f"cannot open the catalogue {db_path}: {exc}")
+
+
 def _open(opener, db_path: Path):
     """A reader's connection; exit 2 without a catalogue, 1 while another process writes it."""
     import duckdb
@@ -545,7 +583,7 @@ def _open(opener, db_path: Path):
         raise click.ClickException(str(exc)) from None
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
-            raise
+            raise _cannot_open(db_path, exc) from None
         raise click.ClickException(f"{db_path} is being written by {_lock_holder(exc)} (a harvest?), and DuckDB "
                                    "lets no reader open it meanwhile: try again when it ends") from None
 

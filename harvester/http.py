@@ -30,6 +30,8 @@ import defusedxml.ElementTree as defused_etree
 import orjson
 import requests
 import tenacity
+import urllib3
+import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
@@ -74,6 +76,12 @@ class ResponseTooLarge(PermanentError):
 
 class HostUnavailable(PermanentError):
     """A host that failed request after request this run (after all retries)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C): every request asked after HttpClient.cancel(), in
+    any thread, raises this instead of being made. A KeyboardInterrupt, so that no handler
+    of one dataset's or one request's errors (`except Exception`) takes it for one more."""
 
 
 class UnexpectedPayload(TransientError):
@@ -124,13 +132,13 @@ class _HostPace:
         self.next_at = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def wait(self, stop: threading.Event) -> None:
         with self._lock:
             now = time.monotonic()
             start = max(now, self.next_at)
             self.next_at = start + self.interval
         if start > now:
-            time.sleep(start - now)
+            stop.wait(start - now)   # (a held-back request is not waited for once the run stops)
 
     def hold(self, seconds: float) -> None:
         with self._lock:
@@ -154,6 +162,63 @@ class _Session(requests.Session):
         if urlparse(prepared_request.url).netloc != urlparse(response.request.url).netloc:
             for name in SECRET_HEADERS:
                 prepared_request.headers.pop(name, None)
+
+
+_EXCHANGE = threading.local()   # `deadline`: when this thread's request must have its headers
+
+
+class _HeadersInTime:
+    """A connection whose response status line and headers must arrive by the deadline the
+    request set (`_EXCHANGE.deadline`): read timeouts apply per socket read, and http.client
+    reads up to 100 header lines of 64 KB, so a server dripping them could hold a request
+    for hours before the body's watchdog (`_Watchdog`) ever started."""
+
+    def getresponse(self, *args, **kwargs):
+        deadline = getattr(_EXCHANGE, "deadline", None)
+        if deadline is None or self.sock is None:
+            return super().getresponse(*args, **kwargs)
+        guard = _SocketWatchdog(self.sock, deadline)
+        try:
+            response = super().getresponse(*args, **kwargs)
+        finally:
+            guard.cancel()
+            _EXCHANGE.headers_late = guard.fired
+        if guard.fired:   # (the socket shut mid-headers reads as their end: never a response)
+            response.close()
+            raise ConnectionAbortedError("the response headers were late")
+        return response
+
+
+class _DeadlineHTTPConnection(_HeadersInTime, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_HeadersInTime, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, its pools (a proxy's included) making _HeadersInTime connections."""
+
+    POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):   # (SOCKS has connection classes of its own)
+            manager.pool_classes_by_scheme = self.POOLS
+        return manager
 
 
 class HttpClient:
@@ -195,20 +260,27 @@ class HttpClient:
         self._host_lock = threading.Lock()
         self._host_paces: dict[str, _HostPace] = {}
         self._environments: dict[str, dict] = {}
+        self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
         CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
-        env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int), "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float),
-               "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int), "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float),
-               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int)}
-        for key, (name, kind) in env.items():
+        # (name, type, smallest value): a negative cap would fail every portal of the night
+        env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int, 1),
+               "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float, 0), "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int, 1),
+               "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float, 0),
+               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int, 1)}
+        for key, (name, kind, least) in env.items():
             if os.environ.get(name):
                 try:
-                    kwargs.setdefault(key, kind(os.environ[name]))
+                    value = kind(os.environ[name])
                 except ValueError:
                     raise ValueError(f"environment variable {name}={os.environ[name]!r} is not a {kind.__name__}") from None
+                if not least <= value < float("inf"):   # (nan too)
+                    raise ValueError(f"environment variable {name}={os.environ[name]!r} must be a finite number "
+                                     f"of at least {least}")
+                kwargs.setdefault(key, value)
         return cls(**kwargs)
 
     # -- public -------------------------------------------------------------------------
@@ -236,6 +308,23 @@ class HttpClient:
             yield
         finally:
             self._local.speculative = False
+
+    def cancel(self) -> None:
+        """Stop the run's requests: from now on, every request of every thread (and every
+        retry waiting its turn) raises Interrupted at once."""
+        self._stop.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stop.is_set()
+
+    def _check_stopped(self, url: str) -> None:
+        if self._stop.is_set():
+            raise Interrupted(f"the harvest was interrupted; not requested: {url}")
+
+    def _sleep(self, seconds: float) -> None:
+        """tenacity's wait between attempts, cut short when the run stops."""
+        self._stop.wait(seconds)
 
     def set_host_limit(self, host: str, limit: int) -> None:
         """At most `limit` requests in flight to `host` (the portal's max_concurrency)."""
@@ -285,7 +374,7 @@ class HttpClient:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
             stop=tenacity.stop_after_attempt(self.max_attempts) | tenacity.stop_after_delay(self.max_retry_seconds),
-            wait=self._wait, before_sleep=self._before_retry, reraise=True)
+            wait=self._wait, before_sleep=self._before_retry, sleep=self._sleep, reraise=True)
         return retrying(self._download_once, full_url, Path(destination), {"Accept": accept, **(headers or {})},
                         max_seconds)
 
@@ -308,6 +397,7 @@ class HttpClient:
             | tenacity.stop_after_delay(self.max_retry_seconds),
             wait=self._wait,
             before_sleep=self._before_retry,
+            sleep=self._sleep,
             reraise=True,
         )
         try:
@@ -328,7 +418,7 @@ class HttpClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = _Session()
-            adapter = HTTPAdapter(pool_connections=16, pool_maxsize=16, max_retries=0)
+            adapter = _Adapter(pool_connections=16, pool_maxsize=16, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             session.headers.update({"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"})
@@ -420,21 +510,24 @@ class HttpClient:
         """One request, its body read under the size cap and the total-time bound. With
         `keep_gzip`, a gzip-encoded body is also given as it came (for the validator cache),
         when it is nothing but whole gzip members; otherwise that last item is None."""
+        self._check_stopped(url)
         self.stats.add(requests=1)
         log.debug("GET %s", url)
         pace = self._pace(urlparse(url).netloc)
         with self._slot(url):
-            pace.wait()
+            pace.wait(self._stop)
+            self._check_stopped(url)
             started = time.monotonic()
             try:
-                response = self._session().get(
-                    url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
-                    allow_redirects=True, **self._environment(url),
-                )
+                with _headers_by(started + timeout * 2):
+                    response = self._session().get(
+                        url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
+                        allow_redirects=True, **self._environment(url),
+                    )
             except requests.exceptions.Timeout as exc:
                 raise TransientError(f"timed out: {type(exc).__name__}", url) from None
             except requests.exceptions.RequestException as exc:
-                raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+                raise _connection_failed(exc, url, timeout * 2) from None
             watchdog = _Watchdog(response, timeout * 2)
             try:
                 status = response.status_code
@@ -475,15 +568,18 @@ class HttpClient:
 
 
     def _download_once(self, url: str, destination: Path, headers: dict, max_seconds: float) -> int:
+        self._check_stopped(url)
         self.stats.add(requests=1)
         started = time.monotonic()
         with self._slot(url):
-            self._pace(urlparse(url).netloc).wait()
+            self._pace(urlparse(url).netloc).wait(self._stop)
+            self._check_stopped(url)
             try:
-                response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
-                                               stream=True, allow_redirects=True, **self._environment(url))
+                with _headers_by(time.monotonic() + self.timeout * 2):   # (not from `started`: the slot's wait)
+                    response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
+                                                   stream=True, allow_redirects=True, **self._environment(url))
             except requests.exceptions.RequestException as exc:
-                raise TransientError(f"connection failed: {type(exc).__name__}", url) from None
+                raise _connection_failed(exc, url, self.timeout * 2) from None
             watchdog = _Watchdog(response, max_seconds)
             try:
                 status = response.status_code
@@ -503,6 +599,7 @@ class HttpClient:
                                                    status)
                         if time.monotonic() - started > max_seconds:
                             raise TransientError(f"download took over {max_seconds:.0f}s", url, status)
+                        self._check_stopped(url)   # a 16 GiB download is no reason to stay
                         out.write(chunk)
                 self.stats.add(bytes=size)
                 return size
@@ -543,6 +640,41 @@ class _Watchdog:
     def cancel(self) -> None:
         """After this returns the watchdog never fires (`fired` tells whether it did)."""
         _DEADLINES.cancel(self)
+
+
+class _SocketWatchdog(_Watchdog):
+    """Shuts a bare socket at an absolute deadline (the headers' time, _HeadersInTime)."""
+
+    def __init__(self, sock: socket.socket, deadline: float):
+        self.sock = sock
+        self.fired = False
+        self.cancelled = False
+        self.deadline = deadline
+        _DEADLINES.watch(self)
+
+    def _fire(self) -> None:
+        self.fired = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+@contextmanager
+def _headers_by(deadline: float) -> Iterator[None]:
+    """The responses of this thread's request (its redirects too) must have their headers by
+    `deadline` (time.monotonic)."""
+    _EXCHANGE.deadline, _EXCHANGE.headers_late = deadline, False
+    try:
+        yield
+    finally:
+        _EXCHANGE.deadline = None
+
+
+def _connection_failed(exc: Exception, url: str, seconds: float) -> TransientError:
+    if getattr(_EXCHANGE, "headers_late", False):
+        return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
+    return TransientError(f"connection failed: {type(exc).__name__}", url)
 
 
 class _Deadlines:
@@ -669,7 +801,11 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
     except orjson.JSONDecodeError as exc:
         try:  # valid JSON that orjson refuses: lone surrogate escapes such as "\ud83d"
             return _without_lone_surrogates(json.loads(body))
-        except (ValueError, UnicodeDecodeError):
+        except UnicodeDecodeError as bad:   # (orjson says "surrogates not allowed", at char 0)
+            start = bad.start
+            raise TransientError(f"invalid JSON: not UTF-8, byte 0x{body[start]:02x} at offset {start} "
+                                 f"(after {body[max(0, start - 40):start]!r})", url, 200) from None
+        except (ValueError, RecursionError):   # (json's own limit on nesting, past orjson's 1,024 levels)
             raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
 
 

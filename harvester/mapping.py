@@ -15,6 +15,7 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -135,6 +136,9 @@ GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def _worker_started() -> None:
+    # Ctrl-C reaches the whole process group: the harvest stops its portals and then its
+    # workers, which would otherwise die mid-batch, each printing a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     import_arrow_without_numpy()   # it writes the parts' Parquet
     # A batch's records live until its part is written and hold no reference cycles: the
     # cyclic collector, triggered every 700 allocations, would only re-scan them (7% of
@@ -332,15 +336,22 @@ class Mapper:
             if stored is not None:  # (half the metadata must not replace the whole: its columns)
                 self.unchanged += 1
                 return
-        if stored is not None and (
-                (details is None and page_digest is not None and self.page_key(page_digest) in self.settled_pages)
-                or stored == raw_hash(self.adapter, entry, details)):
-            self.unchanged += 1
+        try:
+            if stored is not None and (
+                    (details is None and page_digest is not None and self.page_key(page_digest) in self.settled_pages)
+                    or stored == raw_hash(self.adapter, entry, details)):
+                self.unchanged += 1
+                return
+            entry_json = compact_json_bytes(entry)
+            details_json = compact_json_bytes(details) if details is not None else None
+        except orjson.JSONEncodeError as exc:   # orjson reads 1,024 levels of nesting, but writes 254
+            self._unsettle(page_digest)
+            self.on_error(source_id, "validate", "RecordRejected",
+                          f"entry cannot be stored as JSON: {exc} (nested deeper than 254 levels)")
             return
         if page_digest is not None:
             self._batch_pages[source_id] = page_digest
-        self.batch.entries.append((compact_json_bytes(entry),
-                                   compact_json_bytes(details) if details is not None else None))
+        self.batch.entries.append((entry_json, details_json))
         self.listed += 1
         if len(self.batch.entries) >= BATCH:
             self._dispatch()

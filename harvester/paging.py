@@ -25,7 +25,7 @@ class Page:
     total: int | None = None     # the total the API reports, when it reports one
     cursor: str | None = None    # the next cursor the API hands out, when it does
     digest: str | None = None    # sha256 of the body the page was read from, when the adapter knows it
-    params: dict | None = None   # the request that gave it (set by Listing)
+    params: dict | None = None   # the request that gave it (set by pages)
     known: "KnownPage | None" = None   # the page of the last listing it is, when its body was not read
 
 
@@ -42,6 +42,11 @@ class KnownPage:
     size: int
     skippable: bool = True   # False: its entries need a details lookup, so its body is read
     ref: str | None = None   # the catalogue's name for it (its stored request)
+
+
+def request_text(params: dict | None) -> str:
+    """A request's parameters as a message shows them: `start=1000, rows=1000`."""
+    return ", ".join(f"{key}={value}" for key, value in (params or {}).items())
 
 
 def params_key(params: dict) -> str:
@@ -249,8 +254,9 @@ class Listing:
     def complete(self) -> bool:
         """Read to its end, as many unique ids as reported, and a total that held still:
         an item added or removed while the pages were read shifts offsets, so another
-        one may have been skipped unseen."""
-        return self.finished and not self.total_changed and (self.total is None or self.unique >= self.total)
+        one may have been skipped unseen. More unique ids than reported is partial too:
+        the total was wrong (a search index being rebuilt), and paging stopped on it."""
+        return self.finished and not self.total_changed and (self.total is None or self.unique == self.total)
 
     @property
     def shortfall(self) -> int:
@@ -267,11 +273,9 @@ class Listing:
         if known is not None and known.skippable and self.skips_bodies:
             page = self.fetch_page(params, unread=known.digest)
             if page.items is None:
-                page = Page(items=None, total=known.total, digest=known.digest, known=known)
-        else:
-            page = self.fetch_page(params)
-        page.params = params
-        return page
+                return Page(items=None, total=known.total, digest=known.digest, known=known)
+            return page
+        return self.fetch_page(params)
 
     def read(self) -> Iterator[Page]:
         """Each page in order, its items cut to those not listed before; a known page
@@ -294,16 +298,22 @@ class Listing:
                 self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, None, page.known))
                 yield page
                 continue
-            unique, ids = [], []
+            unique, ids, repeated = [], [], []
             for item in page.items:
                 source_id = self.id_of(item)
                 if source_id is not None:
                     if source_id in seen:
-                        self.duplicates.append(source_id)
+                        repeated.append(source_id)
                         continue
                     seen.add(source_id)
                     ids.append(source_id)
                 unique.append(item)
+            if repeated and not unique:
+                # pages that shift while they are read repeat a few ids, never a whole page:
+                # this API ignores the paging parameters, and would answer so till max_pages
+                raise PagingError(f"the page at {request_text(page.params)} gave {len(repeated)} entries, every one "
+                                  "already listed: the portal repeats a page instead of paging on")
+            self.duplicates.extend(repeated)
             self.unique += len(unique)
             if page.digest is not None:
                 self.digests.append(page.digest)
@@ -347,6 +357,7 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
                 if guessed and fetch_guess is not None and pending.exception() is not None:
                     pending = prefetch.submit(fetch_page, params)   # confirmed: asked again, in earnest
                 page = pending.result()
+                page.params = params
                 count += 1
                 params = paginator.next(page, params)
                 if params is not None and count >= max_pages:

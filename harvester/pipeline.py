@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -65,6 +65,20 @@ class RunReport:
                 "portals": [asdict(p) for p in self.portals]}
 
 
+INTERRUPTED = "the harvest was interrupted (Ctrl-C) before this portal was stored; its previous catalogue is kept"
+INTERRUPTED_RECORDS = ("the harvest was interrupted (Ctrl-C) while it pulled records: the catalogue was stored, "
+                       "the records keep their previous Parquet (the pull resumes next time)")
+
+
+class HarvestInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped the harvest: `run` holds the report of every portal it had started
+    (those stored before it, and those it stopped, failed with error type Interrupted)."""
+
+    def __init__(self, run: RunReport):
+        super().__init__(INTERRUPTED)
+        self.run = run
+
+
 class ErrorLog:
     """harvest_errors rows of one portal in one run, written in batches."""
 
@@ -99,7 +113,11 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
     Portals harvested together fetch and map side by side; their writes to the catalogue
     are serialised by the store (one DuckDB writer), each portal merged in its own
     transaction. Each gets a share of the mapping processes, so their number stays that of
-    the cores; per-host request limits are shared by the whole run."""
+    the cores; per-host request limits are shared by the whole run.
+
+    Ctrl-C (KeyboardInterrupt, in the main thread) stops every portal at its next request:
+    none is stored after it, the portals not started are not, and HarvestInterrupted is
+    raised with the run's report; the search index is refreshed by the next harvest."""
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
     shared = pool or WorkerPool()
 
@@ -123,11 +141,23 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
     try:
         with relaxed_gc():   # process-wide, so around every portal thread
             if workers <= 1 or len(portals) <= 1:
-                run.portals.extend(one(portal, shared) for portal in portals)
+                for portal in portals:
+                    if http.cancelled:   # Ctrl-C in the portal before
+                        break
+                    run.portals.append(one(portal, shared))
             else:
                 with ThreadPoolExecutor(workers, thread_name_prefix="portal") as threads:
                     futures = [threads.submit(alone, portal) for portal in portals]
-                    run.portals.extend(future.result() for future in futures)   # in config order
+                    try:
+                        wait(futures)
+                    except KeyboardInterrupt:   # (only the main thread gets it): the portal threads stop
+                        http.cancel()
+                        for future in futures:
+                            future.cancel()
+                    run.portals.extend(future.result() for future in futures   # in config order
+                                       if not future.cancelled())
+        if http.cancelled:
+            raise HarvestInterrupted(run)
         store.refresh_search()
     finally:
         if pool is None:  # the caller's pool stays the caller's
@@ -206,12 +236,15 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         report.status = "ok"
         log.info("%s: ok: %d seen, %d new, %d changed, %d unchanged, %d removed, %d errors", portal.id,
                  report.seen, report.new, report.changed, report.unchanged, report.removed, report.errors)
-    except Exception as exc:  # the portal fails; what earlier runs stored is untouched
+    except (Exception, KeyboardInterrupt) as exc:  # the portal fails; what earlier runs stored is untouched
+        interrupted = isinstance(exc, KeyboardInterrupt)   # Ctrl-C here, or Interrupted from a request
+        if interrupted:
+            http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
         report.status = "failed"
-        report.error_type = type(exc).__name__
-        report.error_message = str(exc)
+        report.error_type = "Interrupted" if interrupted else type(exc).__name__
+        report.error_message = (INTERRUPTED_RECORDS if step == "records" else INTERRUPTED) if interrupted else str(exc)
         errors.add(None, step, report.error_type, report.error_message)
-        log.error("%s: harvest failed: %s", portal.id, exc)
+        log.error("%s: harvest failed: %s", portal.id, str(exc) or report.error_message)
         try:
             if mapper is not None:
                 mapper.abandon()        # first: no part may be written, no raw part loaded, after the prune

@@ -27,7 +27,7 @@ import orjson
 
 from catalog.lazy import LazyModule
 from catalog.records import RecordsLayout, previous_pull, record_pull, write_json_atomic
-from harvester.paging import Paginator, pages
+from harvester.paging import Paginator, pages, request_text
 
 log = logging.getLogger("civicat.records")
 
@@ -482,8 +482,17 @@ def csv_distribution(dataset: StoredDataset) -> str | None:
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *,
                  ahead: int = 1) -> Iterator[tuple[pa.Table, dict | None]]:
-    """Pages whose `items` are tables, with the parameters of the next request as state."""
+    """Pages whose `items` are tables, with the parameters of the next request as state.
+
+    A page that gives the very rows of the page before fails the pull: the portal ignores
+    the paging parameters (rows carry their source's key, :id, _id or the object id, so two
+    pages of a dataset are never the same), and its full pages would come forever."""
+    previous = None
     for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead):
+        if previous is not None and page.items.num_rows and page.items.equals(previous):
+            raise RecordsError(f"the page at {request_text(page.params)} gave the same {page.items.num_rows} rows as "
+                               "the page before: the portal repeats a page instead of paging on")
+        previous = page.items
         yield page.items, next_params
 
 

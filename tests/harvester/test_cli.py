@@ -219,3 +219,68 @@ def test_readers_say_clearly_that_a_harvest_holds_the_catalogue(tmp_path, portal
     finally:
         writer.kill()
         writer.wait()
+
+
+def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
+    """A title carrying terminal escapes (clear the screen, set the window title) or a NUL is
+    stored as the portal gave it, and shown escaped in every table the CLI prints."""
+    hostile = "Crimes \x1b[2J\x1b]0;owned\x07 \x00 \x9b31m"
+    document = make_data_json(2)
+    document["dataset"][0]["title"] = hostile
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+        assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    stored = json.loads(invoke("sql", "--db", db, "SELECT title FROM datasets", "--format", "json").output)
+    assert hostile in [row["title"] for row in stored]          # the catalogue keeps what was sent
+    for output in (invoke("search", "--db", db, "crimes").output,
+                   invoke("sql", "--db", db, "SELECT title FROM datasets").output):
+        assert "Crimes \\x1b[2J\\x1b]0;owned\\x07 \\x00 \\x9b31m" in output
+        assert not any(ord(c) < 32 and c != "\n" or 0x7f <= ord(c) < 0xa0 for c in output), repr(output)
+
+
+@pytest.mark.parametrize("name, value", [("CIVICAT_HTTP_MAX_BYTES", "-1"), ("CIVICAT_HTTP_MAX_BYTES", "0"),
+                                         ("CIVICAT_HTTP_MAX_ATTEMPTS", "0"), ("CIVICAT_HTTP_BACKOFF", "-1"),
+                                         ("CIVICAT_HTTP_MAX_RETRY_SECONDS", "nan"),
+                                         ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x")])
+def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_path, portal, name, value):
+    """The environment is config too: a negative size cap failed every portal of the night
+    ("response is over the -1-byte cap"), and a zero attempt count was taken as one."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    result = CliRunner(env={name: value}).invoke(cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 2 and f"{name}={value!r}" in result.output, result.output
+    assert sum(portal.hits.values()) == 0
+
+
+@pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],
+                                     ["sql", "SELECT 1"], ["records", "city:x"]])
+def test_a_db_that_is_no_catalogue_is_refused_with_exit_2_and_no_traceback(tmp_path, portal, command):
+    """`--db` naming a file that is not a DuckDB database (the config, an export) ended in
+    a DuckDB traceback, exit 1: for harvest, the code of a failed portal."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    db.write_text("not a database\n")
+    extra = ["--config", config] if command[0] in ("harvest", "records") else []
+    result = CliRunner().invoke(cli, [*command, "--db", str(db), *extra])
+    assert result.exit_code == 2, result.output
+    assert "not a valid DuckDB database file" in result.output and str(db) in result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert sum(portal.hits.values()) == 0
+
+
+def test_control_characters_in_a_portals_error_never_reach_the_terminal_through_the_logs(tmp_path):
+    """A CKAN's own error message (success: false) is quoted in the failure: in the plain
+    log lines on stderr as in the summary, its escape sequences are shown, not obeyed."""
+    from tests.portals.ckan import CkanPortal
+
+    with CkanPortal([]) as portal:
+        portal.serve_json("/api/3/action/package_search", {"success": False, "error": {
+            "__type": "Authorization Error", "message": "denied\x1b]0;owned\x07\x1b[2J"}})
+        config = write_config(tmp_path, ("city", "ckan", portal.url))
+        result = subprocess.run([sys.executable, "-m", "harvester.cli", "harvest", "--config", config,
+                                 "--db", str(tmp_path / "c.duckdb")], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
+    assert result.returncode == 1
+    assert "harvest failed: CKAN error (Authorization Error): denied\\x1b]0;owned\\x07\\x1b[2J" in result.stderr
+    assert "FAILED: CKAN error (Authorization Error): denied\\x1b]0;owned\\x07" in result.stderr
+    assert not any(ord(c) < 32 and c not in "\n\t" for c in result.stderr), repr(result.stderr)

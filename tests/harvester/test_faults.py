@@ -361,3 +361,47 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
     assert 1 <= interrupted[0][0] <= killed    # each run killed before its last commit, closed as failed by the next
     assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
     assert not list(nightly.tmp_path.glob(".catalog.duckdb.staging/*"))   # what the killed runs staged is gone
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly, workers):
+    """SIGINT to the process group (Ctrl-C on a terminal) while a portal is listed: the
+    harvest stops within seconds (not once every portal is done), the portal being listed
+    keeps its previous catalogue and is recorded failed (Interrupted) at once, the report is
+    printed, the exit code is 130, and the next run takes the lock and completes."""
+    entries = make_socrata_entries(2_000, domain=DOMAIN)
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    with SocrataPortal(entries, domain=DOMAIN) as portal, DataJsonPortal(make_data_json(5)) as small:
+        nightly.add("small", "dcat-us", small.url + "/data.json").add("city", "socrata", portal.url, domain=DOMAIN)
+        base = ["harvest", "--json", "--workers", workers, "--config", str(nightly.config), "--db", str(nightly.db)]
+        assert subprocess.run(civicat(*base), env=env, capture_output=True, timeout=120).returncode == 0
+        before = nightly.query("SELECT uid, title FROM datasets WHERE portal_id = 'city' ORDER BY uid")
+        for entry in portal.entries:
+            entry["resource"]["name"] += " (v2)"
+        portal.entries = list(portal.entries)
+        portal.clear_log()
+        portal.inject(LISTING, ("slow", 1), times=10_000)   # 20 pages of a second each
+        process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 60
+        while sum(path == LISTING for path, _, _ in list(portal.requests)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.killpg(process.pid, signal.SIGINT)
+        interrupted_at = time.monotonic()
+        out, err = process.communicate(timeout=60)
+        stopped_after = time.monotonic() - interrupted_at
+        portal.clear_faults()
+        assert process.returncode == 130, err.decode()[-2000:]
+        assert stopped_after < 5, stopped_after
+        assert "interrupted" in err.decode().lower()
+        city = next(p for p in json.loads(out)["portals"] if p["portal_id"] == "city")
+        assert city["status"] == "failed" and city["error_type"] == "Interrupted"
+        assert nightly.query("SELECT uid, title FROM datasets WHERE portal_id = 'city' ORDER BY uid") == before
+        assert nightly.query("SELECT status, error_type FROM harvest_runs WHERE portal_id = 'city' "
+                             "ORDER BY started_at DESC LIMIT 1") == [("failed", "Interrupted")]
+        final = subprocess.run(civicat(*base), env=env, capture_output=True, timeout=120)
+    assert final.returncode == 0, final.stderr.decode()[-2000:]
+    assert nightly.query("SELECT count(*) FROM datasets WHERE portal_id = 'city' AND title LIKE '% (v2)'") == [(2_000,)]
+    assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]

@@ -4,6 +4,7 @@ import gzip
 import hashlib
 import json
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -13,10 +14,10 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache,
-                            _gunzip_capped)
+from harvester.http import (Interrupted, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload,
+                            ValidatorCache, _gunzip_capped)
 from tests.conftest import fast_client
-from tests.portals.base import LocalPortal
+from tests.portals.base import LocalPortal, RawBody
 
 DOC = {"results": [{"id": i, "name": f"dataset {i}"} for i in range(200)], "resultSetSize": 200}
 
@@ -66,6 +67,22 @@ def test_retry_after_is_capped(portal):
     started = time.monotonic()
     assert get(client, portal).data == DOC
     assert time.monotonic() - started < 2
+
+
+def test_a_cancelled_client_stops_a_retry_wait_and_makes_no_more_requests(portal):
+    """Ctrl-C (HttpClient.cancel, from another thread): a request waiting out a long
+    Retry-After gives up at once, and no request of any portal's client is made after."""
+    client = fast_client(max_retry_after=60)
+    other_portal = client.for_portal(type("P", (), {"host": "127.0.0.1:1", "timeout": 5.0, "max_concurrency": 1})())
+    portal.inject("/doc", ("retry_after", 503, 60), times=10)
+    threading.Timer(0.3, client.cancel).start()
+    started = time.monotonic()
+    with pytest.raises(Interrupted, match="interrupted"):
+        get(client, portal)
+    assert time.monotonic() - started < 5 and portal.hits["/doc"] == 1
+    with pytest.raises(Interrupted):
+        get(other_portal, portal)
+    assert portal.hits["/doc"] == 1 and client.cancelled
 
 
 def test_total_retry_time_is_bounded(portal):
@@ -207,6 +224,25 @@ def test_lone_surrogates_in_valid_json_are_replaced(portal):
     assert parse_json_body(b'{"t": "a\\ud83d b"}', "application/json", "u") == {"t": "a\ufffd b"}
 
 
+def test_a_body_that_is_not_utf8_is_named_so_with_the_offending_byte(portal):
+    """A Latin-1 title in a JSON page: refused as invalid JSON (retried, then failing its
+    portal), with the byte and where it is, not orjson's "surrogates not allowed" at char 0."""
+    portal.static["/latin1"] = RawBody(b'{"results": [{"title": "Caf\xe9 permits"}]}', "application/json")
+    with pytest.raises(TransientError, match=r"not UTF-8, byte 0xe9 at offset 27 \(after b'.*Caf'\)"):
+        get(fast_client(max_attempts=2), portal, "/latin1")
+    assert portal.hits["/latin1"] == 2
+
+
+def test_json_nested_past_any_limit_is_invalid_json_of_its_url(portal):
+    """5,000 nested arrays in one field: orjson refuses past 1,024 levels, and the json module
+    it falls back on raised a RecursionError naming no URL, which was not retried."""
+    portal.static["/deep"] = RawBody(b'{"results": [{"deep": ' + b"[" * 5000 + b"]" * 5000 + b"}]}",
+                                     "application/json")
+    with pytest.raises(TransientError, match=r"invalid or truncated JSON: depth limit exceeded.*/deep"):
+        get(fast_client(max_attempts=2), portal, "/deep")
+    assert portal.hits["/deep"] == 2
+
+
 def test_a_server_dripping_bytes_is_cut_off_at_the_total_time_bound():
     class Dripping(LocalPortal):
         def _wsgi(self, environ, start_response):
@@ -224,6 +260,37 @@ def test_a_server_dripping_bytes_is_cut_off_at_the_total_time_bound():
         with pytest.raises(TransientError, match="to arrive"):
             client.get_json(portal.url + "/slow")
         assert time.monotonic() - started < 2.5       # 2 x 0.4 s bound, not the 4 s the drip takes
+
+
+def test_a_server_dripping_its_headers_is_cut_off_at_the_total_time_bound():
+    """Read timeouts apply per socket read, and the body's watchdog starts once the headers
+    are in: a server (or a broken proxy) sending a header line every so often, each well
+    inside the read timeout, held the request as long as it liked (http.client reads up to
+    100 header lines of 64 KB, a byte at a time if they come so)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):
+                try:
+                    connection.sendall(b"X-Drip: a\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    client = fast_client(timeout=0.4, max_attempts=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(TransientError, match="headers took over"):
+            client.get_json(f"http://127.0.0.1:{server.getsockname()[1]}/slow")
+        assert time.monotonic() - started < 2.5       # 2 x 0.4 s bound, not 100 lines of 0.2 s
+    finally:
+        stop.set()
+        server.close()
 
 
 def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):

@@ -256,3 +256,33 @@ def test_a_portal_harvested_afresh_starts_its_workers_on_its_first_page_a_night_
     assert first_page({}, total=2_000) == (0, mapping.POOL_AFTER)   # a small portal: no workers
     stored = {f"city:{adapter.source_id(e)}": raw_hash(adapter, e, None) for e in page[:50]}
     assert first_page(stored) == (0, mapping.POOL_AFTER)         # half of it unchanged: the 3,000 rule
+
+
+def test_an_entry_nested_past_what_can_be_stored_is_rejected_alone(store, http):
+    """orjson reads 1,024 levels of nesting but writes 254: one entry holding a field nested
+    300 deep failed its whole portal ("TypeError: Recursion limit reached"); it is rejected
+    with its reason, and the rest of the portal is stored (a 30-digit number too, as text).
+    A stored dataset that turns so deep keeps its stored version."""
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    document = make_data_json(3)
+    deep = 0
+    for _ in range(300):
+        deep = [deep]
+    with DataJsonPortal(document) as portal:
+        config = portal_config("d", "dcat-us", portal.url + "/data.json")
+        assert harvest([config], store, http).ok
+        before = store.con.execute("SELECT uid, raw_hash FROM datasets ORDER BY uid").fetchall()
+        document["dataset"][1]["extra"] = deep
+        document["dataset"].append({**document["dataset"][1], "identifier": "new-and-deep"})
+        document["dataset"].append({**document["dataset"][0], "identifier": "huge", "size": 10**30})
+        portal.document = document
+        report = harvest([config], store, http).portals[0]
+    assert report.status == "ok" and report.errors == 2 and report.removed == 0 and report.new == 1
+    assert [row for row in store.con.execute("SELECT uid, raw_hash FROM datasets ORDER BY uid").fetchall()
+            if row[0] != "d:huge"] == before
+    rejected = store.con.execute("SELECT source_id, stage, error_type, message FROM harvest_errors "
+                                 "WHERE severity = 'error' ORDER BY source_id").fetchall()
+    assert [(stage, kind) for _, stage, kind, _ in rejected] == [("validate", "RecordRejected")] * 2
+    assert all("Recursion limit reached (nested deeper than 254 levels)" in message for *_, message in rejected)

@@ -166,3 +166,34 @@ def test_a_remembered_listing_leaves_known_pages_unread_and_follows_a_chain_that
     assert [i["id"] for page in read if page.items for i in page.items] == ["003", "005", "006", "007", "008", "009"]
     assert second.unique == 9 and second.complete and not second.duplicates
     assert "005" in asked and {"", "002", "006", "009"} <= set(asked)   # a guess sent, then the real chain
+
+
+def test_a_page_of_nothing_but_ids_already_listed_is_an_error():
+    """An API that ignores the offset answers its first page again and again: with a large
+    reported total, the listing would page on for hours; it stops at the first repeat."""
+    calls = []
+
+    def fetch(params):
+        calls.append(params)
+        return Page(ITEMS[:100], total=10**9)
+
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    with pytest.raises(PagingError, match=r"offset=100.*100 entries, every one already listed"):
+        list(listing)
+    assert len(calls) == 2 and not listing.complete
+
+
+def test_a_page_with_one_new_id_among_repeats_is_read_on():
+    """Pages that shift while they are read repeat some ids, never all of them."""
+    pages_ = [ITEMS[:100], ITEMS[99:150]]
+    listing = Listing(lambda p: Page(pages_[p["offset"] // 100], total=150), OffsetPaginator(100), lambda i: i["id"])
+    assert len(list(listing)) == 150 and listing.duplicates == ["0099"]
+
+
+def test_more_unique_items_than_reported_is_partial():
+    """A total the pages contradict (a search index being rebuilt says 5 while a page gives
+    100) cannot vouch that the listing is whole: paging stopped on it."""
+    listing = Listing(lambda params: Page(ITEMS[params["offset"]:params["offset"] + 100], total=5),
+                      OffsetPaginator(100), lambda i: i["id"])
+    assert len(list(listing)) == 100
+    assert listing.finished and not listing.complete

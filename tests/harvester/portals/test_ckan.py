@@ -119,3 +119,49 @@ def test_bad_packages_are_reported_and_the_rest_harvested(store, http):
     assert store.con.execute("SELECT description FROM datasets WHERE source_id = 'html'").fetchone() == (
         "Street trees inventory",)
     assert store.con.execute("SELECT modified, keywords FROM datasets WHERE source_id = 'wrong'").fetchone() == (None, [])
+
+
+class StartIgnoringCkan(CkanPortal):
+    """A CKAN behind a broken proxy: every package_search answers the first page, and a
+    count far past it, whatever `start` asks for."""
+
+    def package_search(self, query):
+        return super().package_search({**query, "start": "0"})[0], {
+            "success": True, "result": {"count": 10**9, "results": sorted(self.packages, key=lambda p: p["id"])[:1000]}}
+
+
+def test_a_portal_that_repeats_its_first_page_fails_at_once_and_loses_nothing(store, http):
+    """Paged by offset, a listing whose pages repeat would run for a million pages (hours,
+    and every repeated id kept as a duplicate); it fails at the first repeated page."""
+    catalogue = packages(1_500)
+    with CkanPortal(catalogue) as portal:
+        assert harvest([portal_config("c", "ckan", portal.url)], store, http).ok
+    before = store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall()
+    with StartIgnoringCkan(catalogue) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url, max_concurrency=1)], store, http).portals[0]
+        searches = portal.hits["/api/3/action/package_search"]
+    assert report.status == "failed" and report.error_type == "PagingError"
+    assert "start=1000" in report.error_message and "already listed" in report.error_message
+    assert searches == 2
+    assert store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall() == before
+
+
+class UndercountingCkan(CkanPortal):
+    """A CKAN whose search index is being rebuilt: full pages, and a count far below them."""
+
+    def package_search(self, query):
+        status, body = super().package_search(query)
+        body["result"]["count"] = 5
+        return status, body
+
+
+def test_a_count_below_what_the_pages_give_marks_nothing_deleted(store, http):
+    catalogue = packages(2_500)
+    with CkanPortal(catalogue) as portal:
+        assert harvest([portal_config("c", "ckan", portal.url)], store, http).ok
+    with UndercountingCkan(catalogue) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert report.status == "ok" and report.listing_complete is False and report.removed == 0
+    assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") == 2_500
+    assert store.con.execute("SELECT message FROM harvest_errors WHERE error_type = 'PartialListing'").fetchone()[0] \
+        .startswith("listing gave 1000 unique entries of the 5 it reported")

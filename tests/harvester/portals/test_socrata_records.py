@@ -11,7 +11,7 @@ from catalog.records import RecordsLayout
 from harvester.pipeline import ErrorLog, PortalReport
 from harvester.portals import adapter_for
 from harvester.portals.socrata import SodaRecords
-from harvester.records import pull_dataset, stored_datasets
+from harvester.records import RecordsError, pull_dataset, stored_datasets
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
@@ -216,3 +216,40 @@ def test_second_pull_is_incremental_by_updated_at(tmp_path, seattle):
     assert result.exit_code == 0, result.output
     con = duckdb.connect(str(db))
     assert con.execute("SELECT row_count, mode FROM record_pulls").fetchall() == [(1001, "incremental")]
+
+
+class OffsetIgnoringTable(SodaTable):
+    """A SODA behind a broken cache: every page is the first, whatever `$offset` asks."""
+
+    def answer(self, fmt, query):
+        return super().answer(fmt, {**query, "$offset": "0"})
+
+
+def test_a_portal_that_repeats_a_page_fails_the_pull_instead_of_filling_the_disk(tmp_path, seattle):
+    """Full pages ever again would be read and written for as long as the night lasts: the
+    first page that repeats the one before, row for row, fails the pull."""
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    seattle.records[ID] = OffsetIgnoringTable(seattle.records[ID].table)
+    source = SodaRecords(adapter, dataset, None, page=300)
+    layout = RecordsLayout(tmp_path / "records")
+    with pytest.raises(RecordsError, match=r"\$offset=300.* the same 300 rows as the page before"):
+        pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r")
+    assert not layout.folder("sea", ID).exists()
+    assert len([q for path, q, _ in seattle.requests if path == f"/resource/{ID}.csv"]) <= 4   # (2 pages ahead)
+
+
+def test_ctrl_c_during_the_records_pull_says_the_catalogue_was_stored(tmp_path, seattle, store):
+    """Interrupted while it pulls records, a portal is failed (Interrupted), but its catalogue
+    was committed before the pull: the report says so, and keeps the stored datasets."""
+    from harvester.pipeline import HarvestInterrupted
+    from harvester.pipeline import harvest as run_harvest
+
+    client = fast_client()
+    seattle.on_request = lambda path, query: client.cancel() if path.startswith("/resource/") else None
+    portal = portal_config("sea", "socrata", seattle.url, domain="data.example.org", records=(ID,))
+    with pytest.raises(HarvestInterrupted) as interrupted:
+        run_harvest([portal], store, client, records=True)
+    report = interrupted.value.run.portals[0]
+    assert (report.status, report.error_type) == ("failed", "Interrupted")
+    assert "catalogue was stored" in report.error_message and report.new == 1
+    assert store.con.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
