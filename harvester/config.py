@@ -19,7 +19,7 @@ ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
-    "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second",
+    "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second", "max_minutes",
 )
 
 
@@ -43,6 +43,10 @@ class PortalConfig:
     contact_email: str | None = None
     deletion_grace_days: float = 0.0   # missing from complete listings this long before deleted_at
     requests_per_second: float | None = None   # the portal's published rate limit, per host
+    # the portal's catalogue harvest (listing, lookups, storing; not records pulls) fails past this: every
+    # request is bounded, but a portal answering each one slowly (a Retry-After hold before every page)
+    # must not hold the night's cron job for days
+    max_minutes: float = 360.0
 
     @property
     def host(self) -> str:
@@ -161,6 +165,11 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
             raise fail("requests_per_second", f"must be a number in (0, 1000], got {value!r}")
         options["requests_per_second"] = float(value)
+    if "max_minutes" in entry:
+        value = entry["max_minutes"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10080:
+            raise fail("max_minutes", f"must be a number of minutes in (0, 10080], got {value!r}")
+        options["max_minutes"] = float(value)
     if "domain" in entry:
         value = entry["domain"]
         if not isinstance(value, str) or not DOMAIN_PATTERN.match(value):

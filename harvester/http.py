@@ -84,6 +84,13 @@ class Interrupted(KeyboardInterrupt):
     of one dataset's or one request's errors (`except Exception`) takes it for one more."""
 
 
+class OverBudget(KeyboardInterrupt):
+    """A portal's catalogue harvest outlasted its budget (`max_minutes`): every request of its
+    client after the deadline raises this instead of being made. A KeyboardInterrupt for the
+    reason Interrupted is one: no handler of one dataset's errors may take it for one more
+    (a column lookup failed), which would store the portal with its lookups cut short."""
+
+
 class UnexpectedPayload(TransientError):
     """Valid JSON of the wrong shape (an error object where a listing was expected);
     retried like broken JSON, since caches and gateways serve such bodies briefly."""
@@ -261,6 +268,8 @@ class HttpClient:
         self._host_paces: dict[str, _HostPace] = {}
         self._environments: dict[str, dict] = {}
         self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
+        self._deadline: float | None = None   # of one portal's client (limit_to)
+        self._budget_minutes = 0.0
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -318,12 +327,23 @@ class HttpClient:
     def cancelled(self) -> bool:
         return self._stop.is_set()
 
+    def limit_to(self, minutes: float | None) -> None:
+        """From now on, this (portal's) client's requests raise OverBudget once `minutes` have
+        passed; None lifts the limit."""
+        self._deadline = None if minutes is None else time.monotonic() + minutes * 60
+        self._budget_minutes = minutes or 0.0
+
     def _check_stopped(self, url: str) -> None:
         if self._stop.is_set():
             raise Interrupted(f"the harvest was interrupted; not requested: {url}")
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise OverBudget(f"the portal's catalogue harvest took over {self._budget_minutes:g} minutes (its "
+                             f"max_minutes); not requested: {url}")
 
     def _sleep(self, seconds: float) -> None:
-        """tenacity's wait between attempts, cut short when the run stops."""
+        """tenacity's wait between attempts, cut short when the run stops or the budget ends."""
+        if self._deadline is not None:
+            seconds = max(0.0, min(seconds, self._deadline - time.monotonic()))
         self._stop.wait(seconds)
 
     def set_host_limit(self, host: str, limit: int) -> None:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from catalog.store import Store, page_identity
 from harvester.config import PortalConfig
-from harvester.http import HttpClient
+from harvester.http import HttpClient, OverBudget
 from harvester.mapping import Mapper, WorkerPool, mapping_namespace, relaxed_gc
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
@@ -173,6 +173,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     report = PortalReport(portal.id)
     errors = ErrorLog(store, run_id, portal.id, report)
     client = http.for_portal(portal)
+    client.limit_to(portal.max_minutes)   # the catalogue's harvest; a records pull has its own bounds
     started = time.monotonic()
     stage = mapper = None
     step = "list"
@@ -232,12 +233,14 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         report.unchanged += mapper.unchanged   # recognised before mapping, never staged
         if records:  # a dataset's failed pull is an error of that dataset, not of the portal
             step = "records"
+            client.limit_to(None)
             harvest_records(adapter, store, run_id, errors, report, full=full)
         report.status = "ok"
         log.info("%s: ok: %d seen, %d new, %d changed, %d unchanged, %d removed, %d errors", portal.id,
                  report.seen, report.new, report.changed, report.unchanged, report.removed, report.errors)
     except (Exception, KeyboardInterrupt) as exc:  # the portal fails; what earlier runs stored is untouched
-        interrupted = isinstance(exc, KeyboardInterrupt)   # Ctrl-C here, or Interrupted from a request
+        # Ctrl-C here, or Interrupted from a request; not the portal's own time budget, which ends it alone
+        interrupted = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, OverBudget)
         if interrupted:
             http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
         report.status = "failed"

@@ -14,6 +14,7 @@ timeout = 30
 max_concurrency = 2
 deletion_grace_days = 3
 requests_per_second = 5
+max_minutes = 90
 
 [[portals]]
 id = "dc"
@@ -39,6 +40,7 @@ def test_good_config_loads_every_key(tmp_path):
     assert chicago.records == ("ijzp-q8t2",) and chicago.timeout == 30.0 and chicago.max_concurrency == 2
     assert chicago.host == "data.cityofchicago.org" and chicago.deletion_grace_days == 3.0
     assert chicago.requests_per_second == 5.0 and dc.requests_per_second is None
+    assert chicago.max_minutes == 90.0 and dc.max_minutes == 360.0   # six hours unless told
     assert dc.deletion_grace_days == 0.0   # deleted at the first complete listing without it
     assert dc.publisher == "District of Columbia" and dc.contact_email == "opendata@dc.gov"
     assert [p.id for p in config.select(["dc"])] == ["dc"]
@@ -65,6 +67,8 @@ def test_shipped_g7_config_is_valid():
     (GOOD.replace("timeout = 30", "timout = 30"), [".timout", "unknown key"]),
     (GOOD.replace("deletion_grace_days = 3", "deletion_grace_days = -1"), [".deletion_grace_days", "-1"]),
     (GOOD.replace("requests_per_second = 5", "requests_per_second = 0"), [".requests_per_second", "0"]),
+    (GOOD.replace("max_minutes = 90", "max_minutes = 0"), [".max_minutes", "0"]),
+    (GOOD.replace("max_minutes = 90", 'max_minutes = "90"'), [".max_minutes", "'90'"]),
     (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "my token"'), [".app_token_env"]),
     (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "nobody"'), [".contact_email", "'nobody'"]),
     ("[[portals]]\nid = \"x\"\ncity = \n", ["invalid TOML", "line 3"]),

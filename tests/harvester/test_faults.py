@@ -171,6 +171,25 @@ def test_a_portal_down_for_the_whole_run_fails_alone(nightly, socrata):
     assert "127.0.0.1" in nightly.run_row(report["run_id"], "city")["error_message"]   # says which host
 
 
+def test_a_portal_slower_than_its_time_budget_fails_alone_and_loses_nothing(nightly, socrata):
+    # every listing request answered 429 'Retry-After: 2': each one is bounded (attempts, retry time), but 50
+    # attempts of 2 s for each page of the listing would hold the night for hours; max_minutes ends the portal
+    with DataJsonPortal(make_data_json(5)) as other:
+        nightly.add("other", "dcat-us", other.url + "/data.json")
+        before = harvested(nightly, socrata, max_minutes=0.1)
+        pass_probe_and_first_page(socrata)
+        socrata.inject(LISTING, ("retry_after", 429, 2), times=10_000)
+        started = time.monotonic()
+        code, report = nightly.harvest(attempts=50)
+        elapsed = time.monotonic() - started
+    statuses = {p["portal_id"]: p["status"] for p in report["portals"]}
+    assert code == 1 and statuses == {"city": "failed", "other": "ok"}   # the others harvested: no Ctrl-C
+    assert 6 <= elapsed < 20                                                # 6 s of budget, then no request
+    assert nightly.catalogue() == before
+    row = nightly.run_row(report["run_id"], "city")
+    assert row["error_type"] == "OverBudget" and "over 0.1 minutes (its max_minutes)" in row["error_message"]
+
+
 # -- listings that move or repeat themselves -------------------------------------------------
 
 @pytest.mark.parametrize("concurrency", [1, 4])

@@ -14,7 +14,7 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (Interrupted, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload,
+from harvester.http import (Interrupted, OverBudget, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload,
                             ValidatorCache, _gunzip_capped)
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
@@ -83,6 +83,24 @@ def test_a_cancelled_client_stops_a_retry_wait_and_makes_no_more_requests(portal
     with pytest.raises(Interrupted):
         get(other_portal, portal)
     assert portal.hits["/doc"] == 1 and client.cancelled
+
+
+def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_that_portal_alone(portal):
+    """max_minutes (HttpClient.limit_to): a wait between attempts ends with the budget, no request of that
+    portal's client is made after it, and the run's other clients go on (no Ctrl-C)."""
+    client = fast_client(max_attempts=10, backoff_initial=60, backoff_max=60)
+    limited = client.for_portal(type("P", (), {"host": portal.url.split("//")[1], "timeout": 5.0,
+                                               "max_concurrency": 1})())
+    limited.limit_to(0.01)   # 0.6 s
+    portal.inject("/doc", ("status", 503), times=1)
+    started = time.monotonic()
+    with pytest.raises(OverBudget, match=r"over 0\.01 minutes \(its max_minutes\); not requested: .*/doc"):
+        get(limited, portal)
+    assert 0.5 < time.monotonic() - started < 5 and portal.hits["/doc"] == 1
+    assert get(client, portal).data == DOC and not client.cancelled      # the others' requests are made
+    limited.limit_to(None)
+    assert get(limited, portal).data == DOC                              # lifted (a records pull's own bounds)
+    assert portal.hits["/doc"] == 3
 
 
 def test_total_retry_time_is_bounded(portal):
