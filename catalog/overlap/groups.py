@@ -196,8 +196,7 @@ def _series_name(c: Catalogue, rows: list[int]) -> str | None:
 # words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')
 # but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
-BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
-BREAKDOWN_WORD = re.compile(r"\b(?:by|per|vs|versus)\b", re.IGNORECASE)
+BREAKDOWN = text.BREAKDOWN
 NOT_CUT_BY = JOINING | BREAKDOWN   # 'School based programs' by Borough: a phrase ends before them
 # words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
 # progress report', 'Post offices', 'After school programs', 'Public art', 'City limits'):
@@ -279,7 +278,7 @@ def _subject_terms(title: str | None, drop: frozenset[str], title_terms) -> list
     """The terms of `title` (read as `title_terms`: (term, surface)) before its first
     breakdown word ('Permits' of 'Permits by Ward'); all of them when it has none or starts
     with one."""
-    before = BREAKDOWN_WORD.split(title or "", maxsplit=1)[0]
+    before = text.BREAKDOWN_WORD.split(title or "", maxsplit=1)[0]
     return (before != title and text.terms(before, drop)) or [term for term, _surface in title_terms]
 
 

@@ -53,6 +53,10 @@ jan feb mar apr jun jul aug sep sept oct nov dec ytd
 csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof kml kmz shp shapefile shapefiles
 """.split())
 
+# 'by' and 'per' start a breakdown ('Permits by Ward'): what comes before says what the records are
+BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
+BREAKDOWN_WORD = re.compile(r"\b(?:%s)\b" % "|".join(sorted(BREAKDOWN)), re.IGNORECASE)
+
 # Words that name the form or the container of a dataset, not its subject: they count for
 # little in a title, and a title of them alone ('Resources', 'Map Data', 'Codes') says
 # nothing to compare ('Directory of City Resources' is not 'Historic Resources').
