@@ -273,14 +273,17 @@ def _named_only_as_breakdown(title: str, title_terms: list[str], opening: list[s
 GROUPING_END = re.compile(r"\b(?:of|for|in|and|from)\b|[,:;(\[]| - ", re.IGNORECASE)
 
 
-# a unit of a department, named by what it deals with ('Organized Crime Control Bureau')
-UNIT_NAME = re.compile(r"(?:\b[^\W\d_]+ +){1,3}(?:bureau|division|unit|squad|section|task +force)\b", re.IGNORECASE)
+# a unit of a department or a reporting system, named by what it deals with ('Organized Crime Control
+# Bureau', 'Uniform Crime Reporting System')
+UNIT_NAME = re.compile(r"(?:\b[^\W\d_]+ +){1,3}(?:bureau|division|unit|squad|section|task +force|system|program)\b",
+                       re.IGNORECASE)
 
 
 def _outside_unit_names(strong: list[str], title: str, opening: list[str]) -> list[str]:
     """The kinds a title names outside the name of a department's unit, when it names one there:
     'CCRB: Attribution of Complaints to the Organized Crime Control Bureau' holds complaints
-    against that bureau's officers, not crimes."""
+    against that bureau's officers, not crimes; 'Uniform Crime Reporting System Arrests' the
+    arrests reported to that system."""
     if len(strong) < 2 or not UNIT_NAME.search(title):
         return strong
     named, _ = _found(text.terms(UNIT_NAME.sub(" - ", title)), context=opening)

@@ -357,6 +357,9 @@ def test_a_kind_in_the_name_of_a_department_s_unit_is_not_its_records():
     # NYC's CCRB tables of complaints against the officers of its Organized Crime Control Bureau
     assert concept_of("data.cityofnewyork.us", "v3a6-muuw") == ("police_complaint",)
     assert concept_of("data.cityofnewyork.us", "xt3u-h44z") == ("police_complaint",)
+    # Connecticut's arrests reported to the Uniform Crime Reporting System are arrests; its offenses, crimes
+    assert concept_of("data.ct.gov", "y6ag-cr8s") == ("arrest",)   # Uniform Crime Reporting System Arrests 2011
+    assert concepts.of_dataset("Uniform Crime Reporting System Offenses 2011", "") == ("crime_incident",)
     # a unit's name alone still says what its records are
     assert concepts.of_dataset("Crime Analysis Unit Reports", "") == ("crime_incident",)
     assert concepts.of_dataset("Traffic Division Crash Reports", "") == ("crash",)
