@@ -134,10 +134,11 @@ PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 
 # Title terms that name the records a dataset holds (money planned, spent or paid, agreements,
-# authorisations, checks, requests) rather than the thing they are about: 'Special Event
-# Permits' and 'FOIA Request Log - Special Events' are not 'Special Events' nor each other,
-# 'Human Services Contracts' not 'Human Service Agencies', 'Cook County Budget' not 'Cook
-# County - Facilities'. Each term names a family of records, that of its record word: 'Building
+# authorisations, checks, requests, the dated events of a calendar) rather than the thing they
+# are about: 'Special Event Permits' and 'FOIA Request Log - Special Events' are not 'Special
+# Events' nor each other, 'Human Services Contracts' not 'Human Service Agencies', 'Cook County
+# Budget' not 'Cook County - Facilities', 'Zilker Botanical Garden Sept-Nov 2015 events' not
+# 'Botanical Gardens', an office's 'News And Events' not the offices. Each term names a family of records, that of its record word: 'Building
 # Permits', 'Permits Issued' and 'DOB Permit Issuance' all hold permits, 'Code Violations' and
 # 'DOB Violations' violations, 'Capital Budget' and 'City Budget' a budget; what the records
 # are of ('building', 'code', 'capital') is their subject, which the other signals weigh.
@@ -149,6 +150,7 @@ RECORD_FAMILIES = {
     "inspection": "inspection", "restaurant_inspection": "inspection",
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
     "request": "request",
+    "event": "event",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code

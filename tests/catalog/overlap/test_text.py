@@ -87,7 +87,8 @@ def test_where_a_layer_is_served_and_category_names_say_nothing():
     ("Permits and Inspections", {"permit", "inspection"}), ("Building Permit Inspections", {"inspection"}),
     ("Budget - 2016 Budget Ordinance - Positions and Salaries", {"budget", "salary"}),
     ("Code Enforcement Cases", {"violation"}), ("Code Enforcement All Inspections", {"inspection"}),
-    ("Special Events", set()), ("Code Enforcement", {"violation"}),
+    ("Special Events", {"event"}), ("Special Event Permits", {"permit"}), ("City Calendar of Events", {"event"}),
+    ("Botanical Gardens", set()), ("Code Enforcement", {"violation"}),
 ])
 def test_titles_name_families_of_records(title, families):
     named = text.records_named(text.terms(title))
