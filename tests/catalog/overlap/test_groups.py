@@ -2,7 +2,7 @@
 never group; strong pairs do not chain weak subjects together."""
 import numpy as np
 
-from catalog.overlap import features, groups
+from catalog.overlap import features, groups, scoring
 from tests.catalog.overlap.conftest import KIND_UIDS
 
 
@@ -436,3 +436,12 @@ def test_labelling_never_fails_on_groups_shaped_like_the_scale_benchmark_s():
                             + rng.choice(QUALIFIERS).format(year=year, year2=year + 2)))
         label = label_of(members)
         assert isinstance(label, str) and label.strip(), members
+
+
+def test_sites_and_web_statistics_worded_two_ways_pair_and_are_labelled_as_most_cities_write():
+    c = rows_catalogue([("Madison", "Polling Places"), ("Baltimore", "Polling Locations"),
+                        ("New York", "NYC.gov Web Analytics"), ("Baton Rouge", "Website Analytics")])
+    scores = scoring.score_pairs(c, np.array([0, 2]), np.array([1, 3]))
+    assert (scores.total >= scoring.DEFAULT_MIN_SCORE).all(), scores.total
+    assert label_of([("Madison", "Polling Places"), ("Raleigh", "Polling Places"),
+                     ("Baltimore", "Polling Locations")]) == "Polling places"
