@@ -157,9 +157,40 @@ def label(c: Catalogue, rows: list[int]) -> str:
     tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
                        key=lambda w: (not w[1], len(w[0])))
+    if len(widest) == 1:
+        widest = _one_phrase_of(rows, [surface_of(t) for t in tied if " " not in surface_of(t)], tokens) or widest
     if _bracketed_form(c, rows, widest):
         return _series_name(c, rows) or _as_written(c, rows, widest, tokens)
     return _as_written(c, rows, widest, tokens)
+
+
+def _one_phrase_of(rows: list[int], words: list[str], tokens_of: dict[int, list[tuple[str, str, str]]]) -> list[str]:
+    """Words tied for a label that every title writes in one phrase, in one order, with only
+    stopwords between them, and one title side by side: 'Police beats' of 'Boundaries - Police
+    Beats' and 'Seattle Police Department Beats', not 'Police' alone (nor 'Beats'); not 'Projects
+    construction' of 'Projects in construction' and 'Projects Under Construction', which no city
+    writes. Empty when they are not so."""
+    if not 1 < len(words) <= LABEL_WORDS:
+        return []
+    stems = {text.stem(w.lower()): w for w in words}
+    order, side_by_side = None, False
+    for row in rows:
+        tokens = tokens_of[row]
+        at = {}
+        for i, (lower, _written, _tight) in enumerate(tokens):
+            at.setdefault(text.stem(lower), i)
+        if not stems.keys() <= at.keys():
+            return []
+        positions = sorted(at[s] for s in stems)
+        found = [text.stem(tokens[i][0]) for i in positions]
+        if order is not None and found != order:
+            return []
+        order = found
+        if not all(tokens[i][2] and (i + 1 in positions or tokens[i + 1][0] in text.STOPWORDS)
+                   for i in range(positions[0], positions[-1])):
+            return []
+        side_by_side = side_by_side or positions[-1] - positions[0] == len(positions) - 1
+    return [stems[s] for s in order] if side_by_side else []
 
 
 SERIES_END = re.compile(r":| - ")   # '500 Cities: City-level Data', 'Campaign Finance - FPPC Form 460'

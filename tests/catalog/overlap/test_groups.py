@@ -445,3 +445,13 @@ def test_sites_and_web_statistics_worded_two_ways_pair_and_are_labelled_as_most_
     assert (scores.total >= scoring.DEFAULT_MIN_SCORE).all(), scores.total
     assert label_of([("Madison", "Polling Places"), ("Raleigh", "Polling Places"),
                      ("Baltimore", "Polling Locations")]) == "Polling places"
+
+
+def test_words_tied_for_a_label_that_one_city_writes_side_by_side_name_it_together():
+    # Chicago's beat files and Seattle's: 'police' and 'beats' in every title, side by side in Chicago's
+    assert label_of([("Chicago", "Boundaries - Police Beats (current)"), ("Chicago", "Boundaries - Police Beats - KML"),
+                     ("Seattle", "Seattle Police Department Beats"),
+                     ("Seattle", "Seattle Police Department Beats")]) == "Police beats"
+    # no city writes 'Projects construction': the word they share stays alone
+    assert label_of([("New York", "Projects in construction"), ("Hawaii", "Projects Under Construction")]) in \
+        ("Projects", "Construction")
