@@ -161,7 +161,11 @@ def label(c: Catalogue, rows: list[int]) -> str:
         widest = _one_phrase_of(rows, [surface_of(t) for t in tied if " " not in surface_of(t)], tokens) or widest
     if _bracketed_form(c, rows, widest):
         return _series_name(c, rows) or _as_written(c, rows, widest, tokens)
-    return _as_written(c, rows, widest, tokens)
+    written = _as_written(c, rows, widest, tokens)
+    if best not in subject:   # every title counts by it ('Race Distribution By City Council Districts',
+        # '2010 Census Populations by Council District'): tables by council district, not the districts
+        return f"By {written[:1].lower() if written[1:2].islower() else written[:1]}{written[1:]}"
+    return written
 
 
 def _one_phrase_of(rows: list[int], words: list[str], tokens_of: dict[int, list[tuple[str, str, str]]]) -> list[str]:

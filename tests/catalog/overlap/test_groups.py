@@ -258,8 +258,11 @@ def test_a_label_names_what_is_counted_not_what_it_is_counted_by():
     assert label_of([("A", "Permits by Ward"), ("B", "Permits by Ward")]) == "Permits"
     assert label_of([("data.austintexas.gov", "Generation by Fuel Type"),
                      ("data.ny.gov", "Electric Generation By Fuel Type, GWh: Beginning 1960")]) == "Generation"
-    # the breakdown still labels when the titles share nothing else
-    assert label_of([("A", "Crimes by Ward"), ("B", "Permits by Ward")]) == "Ward"
+    # the breakdown still labels when the titles share nothing else, and says it is one: Boston's and Los
+    # Angeles's tables by council district are not the districts' boundary files
+    assert label_of([("A", "Crimes by Ward"), ("B", "Permits by Ward")]) == "By ward"
+    assert label_of([("data.cityofboston.gov", "Race Distribution By City Council Districts"),
+                     ("data.lacity.org", "2010 Census Populations by Council District")]) == "By council districts"
 
 
 def test_a_pair_of_different_records_does_not_link_a_group():
