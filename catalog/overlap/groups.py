@@ -234,10 +234,11 @@ JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
 BREAKDOWN = text.BREAKDOWN
 NOT_CUT_BY = JOINING | BREAKDOWN   # 'School based programs' by Borough: a phrase ends before them
 # words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
-# progress report', 'Post offices', 'After school programs', 'Public art', 'City limits'):
-# the first ones only at a label's end, 'public' and 'city' only at its start
+# progress report', 'Post offices', 'After school programs', 'Public art', 'City limits',
+# 'Department descriptions'): the first ones only at a label's end, 'public', 'city' and
+# 'department' only at its start
 ENDS_ONLY = frozenset({"official", "officials", "office", "offices", "report", "reports", "program", "programs"})
-STARTS_ONLY = frozenset({"public", "city"})   # 'Public art', 'City limits'; not 'Privately owned public'
+STARTS_ONLY = frozenset({"public", "city", "department"})   # not 'Privately owned public', 'Police department'
 LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
 LABEL_WORDS = 5   # a label's most words: a name, not a title

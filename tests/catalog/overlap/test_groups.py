@@ -458,3 +458,10 @@ def test_words_tied_for_a_label_that_one_city_writes_side_by_side_name_it_togeth
     # no city writes 'Projects construction': the word they share stays alone
     assert label_of([("New York", "Projects in construction"), ("Hawaii", "Projects Under Construction")]) in \
         ("Projects", "Construction")
+
+
+def test_a_label_may_start_with_department_when_every_city_writes_it():
+    # Hawaii's and Seattle's 'Department Descriptions' were labelled 'Descriptions'
+    assert label_of([("data.hawaii.gov", "Department Descriptions"),
+                     ("data.seattle.gov", "Department Descriptions")]) == "Department descriptions"
+    assert label_of([("A", "Fire Department Stations"), ("B", "Fire Stations")]) == "Fire stations"
