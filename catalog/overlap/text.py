@@ -206,6 +206,8 @@ SHAPE_FORMATS = frozenset({"shape", "format", "zipped"})   # '... Districts (Zip
 HEAD_NOUNS = frozenset({"office", "division"})
 # ... and, besides them, those a boundary file's title cannot end with ('School Progress Report')
 HEAD_STOPWORDS = HEAD_NOUNS | {"report", "program", "official"}
+# words before an area noun that make a title a table about the areas: counts by area, values for all of them
+PER_AREA = frozenset({"by", "per", "for", "all"})
 AREA_NOUNS = frozenset({"district", "ward", "zone", "neighborhood", "tract", "precinct", "beat", "area",
                         "parcel", "block", "region", "sector", "zip", "zipcode", "council", "community"})
 
