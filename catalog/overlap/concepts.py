@@ -72,11 +72,12 @@ PARENT_SHARE = 0.5
 # tables say they include officer-involved shootings
 CHILDREN = {parent: frozenset(c for c, p in PARENTS.items() if p == parent) for parent in ("police_stop", "citation")}
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
-# crime records, animal control calls no police dispatch log, bus stop data no police stops)
+# crime records, nor are a 'Crime Camera' layer or a gun offender registry; animal control calls
+# no police dispatch log, bus stop data no police stops)
 # ('metro' is none: beside police words it is a city-county's government, 'Louisville Metro Police')
 TRANSIT = frozenset({"bus", "transit", "rail", "train", "ferry", "shelter", "route"})
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
-            "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
+            "crime_incident": frozenset({"justice", "court", "grant", "camera", "registry"}), "citation": frozenset({"event", "festival"}),
             "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
 # strong triggers that count only when the title or description is about policing, their own words

@@ -363,3 +363,11 @@ def test_a_kind_in_the_name_of_a_department_s_unit_is_not_its_records():
     # a unit's name alone still says what its records are
     assert concepts.of_dataset("Crime Analysis Unit Reports", "") == ("crime_incident",)
     assert concepts.of_dataset("Traffic Division Crash Reports", "") == ("crash",)
+
+
+def test_a_layer_of_crime_cameras_and_a_registry_of_offenders_are_no_crime_incidents():
+    # Baltimore's 'Crime Camera' layer and its gun offender registry had joined 'Crime incidents'
+    assert concepts.of_dataset("Crime Camera", "Shape file displaying the Baltimore Police Department's crime "
+                               "cameras.") == ()
+    assert concept_of("data.baltimorecity.gov", "aivj-4x23") == ()   # Gun Offenders ("BPD Gun Offender Registry")
+    assert concepts.of_dataset("Crimes Captured", "Crime incidents reported to the police") == ("crime_incident",)
