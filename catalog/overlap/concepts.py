@@ -72,11 +72,12 @@ PARENT_SHARE = 0.5
 # tables say they include officer-involved shootings
 CHILDREN = {parent: frozenset(c for c, p in PARENTS.items() if p == parent) for parent in ("police_stop", "citation")}
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
-# crime records, animal control calls no police dispatch log, bus stop data no police stops)
+# crime records, nor are a 'Crime Camera' layer or a gun offender registry; animal control calls
+# no police dispatch log, bus stop data no police stops)
 # ('metro' is none: beside police words it is a city-county's government, 'Louisville Metro Police')
 TRANSIT = frozenset({"bus", "transit", "rail", "train", "ferry", "shelter", "route"})
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
-            "crime_incident": frozenset({"justice", "court", "grant"}), "citation": frozenset({"event", "festival"}),
+            "crime_incident": frozenset({"justice", "court", "grant", "camera", "registry"}), "citation": frozenset({"event", "festival"}),
             "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
 # strong triggers that count only when the title or description is about policing, their own words
@@ -218,8 +219,11 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     of counts from the records it counts."""
     opening = description_terms[:DESCRIPTION_TERMS]
     strong, weak = _found(title_terms, context=opening)
+    if title and (strong or weak) and _named_only_as_breakdown(title, title_terms, opening):
+        return (), True
     if len(strong) > 1 and title:
-        strong = _before_with(strong, title, opening)
+        strong = _named_before(_named_before(strong, title, opening), title, opening, text.BREAKDOWN_WORD)
+        strong = _outside_unit_names(strong, title, opening)
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
         return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True
@@ -227,19 +231,74 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     if not opening:
         return _refined(own, title_terms, title), True
     found = of_terms(title_terms, _inline(opening))
+    if found and not own and not _of_title_family(found, title_terms):
+        return (), True
     # a title that names its records by an ambiguous police word ('NYPD Complaint Data') says what
     # it is as much as the description that tells which records those are ("all valid felony,
     # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
     return _refined(found, title_terms + opening, title), bool(found) and (bool(own) or _named_by(weak, found))
 
 
+# the family of records (text.RECORD_FAMILIES) a kind's records are of, where they are of one: a
+# log of requests holds requests, a citation is a notice of a violation
+KIND_FAMILIES = {RECORDS_REQUEST: "request", "citation": "violation", "parking_citation": "violation",
+                 "warning": "violation"}
+
+
+def _of_title_family(kinds: tuple[str, ...], title_terms: list[str]) -> bool:
+    """Whether kinds read in a description may be the records of a title that names no kind: a title
+    that names its family of records says what it holds ('Gross Wages Over 50K' salaries, 'Total
+    Expenditures By Fund' spending, 'DOP Adult Violations of Probation Filed' violations), and a kind
+    of another family in its description is what the records mention, not what they are (an
+    exemption for "a victim of an adjudicated crime", "dispatch" of the funds' departments); a
+    'UIPA Record Request Year-End Log' described as the requests it lists is a request log."""
+    family = text.records_named(title_terms)
+    return not family or all(text.FAMILY_BITS.get(KIND_FAMILIES.get(kind, ""), 0) & family for kind in kinds)
+
+
+def _named_only_as_breakdown(title: str, title_terms: list[str], opening: list[str]) -> bool:
+    """A title that names a kind in the grouping after 'by', after words of a subject that name
+    none: 'Parole Board Decisions for Initial Interviews by Crime Type' are parole decisions counted
+    by the crime of the person paroled, not crimes ('Incidents by Crime Type' names its kind before
+    'by'; 'Disposition Of Substantiated Cases By Year Of CCRB Referral' counts by year)."""
+    head = text.BREAKDOWN_WORD.split(title, maxsplit=1)
+    if len(head) == 1 or not any(_found(text.terms(GROUPING_END.split(head[1], maxsplit=1)[0]), context=opening)):
+        return False
+    head_terms = text.terms(head[0])
+    own = set(title_terms)   # the own place's name is no subject ('Boston by the Numbers')
+    return not any(_found(head_terms, context=opening)) and \
+        any(t in own and t not in text.GENERIC and "+" not in t for t in head_terms)
+
+
+# where the grouping after 'by' ends: 'by Year Of CCRB Referral' counts by year (the cases are the CCRB's)
+GROUPING_END = re.compile(r"\b(?:of|for|in|and|from)\b|[,:;(\[]| - ", re.IGNORECASE)
+
+
+# a unit of a department or a reporting system, named by what it deals with ('Organized Crime Control
+# Bureau', 'Uniform Crime Reporting System')
+UNIT_NAME = re.compile(r"(?:\b[^\W\d_]+ +){1,3}(?:bureau|division|unit|squad|section|task +force|system|program)\b",
+                       re.IGNORECASE)
+
+
+def _outside_unit_names(strong: list[str], title: str, opening: list[str]) -> list[str]:
+    """The kinds a title names outside the name of a department's unit, when it names one there:
+    'CCRB: Attribution of Complaints to the Organized Crime Control Bureau' holds complaints
+    against that bureau's officers, not crimes; 'Uniform Crime Reporting System Arrests' the
+    arrests reported to that system."""
+    if len(strong) < 2 or not UNIT_NAME.search(title):
+        return strong
+    named, _ = _found(text.terms(UNIT_NAME.sub(" - ", title)), context=opening)
+    return [kind for kind in strong if kind in named] or strong
+
+
 WITH = re.compile(r"\bwith\b", re.IGNORECASE)
 
 
-def _before_with(strong: list[str], title: str, opening: list[str]) -> list[str]:
-    """The kinds a title names before 'with', when it names one there: what follows says what
-    each record includes ('Arrest Data with all Offenses and Demographic Details' are arrests)."""
-    head = WITH.split(title, maxsplit=1)
+def _named_before(strong: list[str], title: str, opening: list[str], word: re.Pattern = WITH) -> list[str]:
+    """The kinds a title names before 'with' (or another `word`), when it names one there: what
+    follows 'with' says what each record includes ('Arrest Data with all Offenses and Demographic
+    Details' are arrests), what follows 'by' how they are counted ('Arrests by Offense Type')."""
+    head = word.split(title, maxsplit=1)
     if len(head) == 1:
         return strong
     named, _ = _found(text.terms(head[0]), context=opening)

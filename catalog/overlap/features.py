@@ -481,12 +481,13 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
         return True
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
-    content = [w for w in text.words(title) if w in ("by", "per") or w in text.HEAD_STOPWORDS or text._is_content(w)]
+    content = [w for w in text.words(title) if w in text.PER_AREA or w in text.HEAD_STOPWORDS or text._is_content(w)]
     while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
         content.pop()
-    # ... not a table of counts by area ('Race Distribution By City Council Districts')
+    # ... not a table of counts by area ('Race Distribution By City Council Districts') or of values for
+    # each ('Capacity For All Parcels 2015', '2010 Census data: all Boston planning districts')
     if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
-            and not any(w in ("by", "per") for w in content[:-1])):
+            and not any(w in text.PER_AREA for w in content[:-1])):
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
 

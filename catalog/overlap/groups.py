@@ -157,9 +157,44 @@ def label(c: Catalogue, rows: list[int]) -> str:
     tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
                        key=lambda w: (not w[1], len(w[0])))
+    if len(widest) == 1:
+        widest = _one_phrase_of(rows, [surface_of(t) for t in tied if " " not in surface_of(t)], tokens) or widest
     if _bracketed_form(c, rows, widest):
         return _series_name(c, rows) or _as_written(c, rows, widest, tokens)
-    return _as_written(c, rows, widest, tokens)
+    written = _as_written(c, rows, widest, tokens)
+    if best not in subject:   # every title counts by it ('Race Distribution By City Council Districts',
+        # '2010 Census Populations by Council District'): tables by council district, not the districts
+        return f"By {written[:1].lower() if written[1:2].islower() else written[:1]}{written[1:]}"
+    return written
+
+
+def _one_phrase_of(rows: list[int], words: list[str], tokens_of: dict[int, list[tuple[str, str, str]]]) -> list[str]:
+    """Words tied for a label that every title writes in one phrase, in one order, with only
+    stopwords between them, and one title side by side: 'Police beats' of 'Boundaries - Police
+    Beats' and 'Seattle Police Department Beats', not 'Police' alone (nor 'Beats'); not 'Projects
+    construction' of 'Projects in construction' and 'Projects Under Construction', which no city
+    writes. Empty when they are not so."""
+    if not 1 < len(words) <= LABEL_WORDS:
+        return []
+    stems = {text.stem(w.lower()): w for w in words}
+    order, side_by_side = None, False
+    for row in rows:
+        tokens = tokens_of[row]
+        at = {}
+        for i, (lower, _written, _tight) in enumerate(tokens):
+            at.setdefault(text.stem(lower), i)
+        if not stems.keys() <= at.keys():
+            return []
+        positions = sorted(at[s] for s in stems)
+        found = [text.stem(tokens[i][0]) for i in positions]
+        if order is not None and found != order:
+            return []
+        order = found
+        if not all(tokens[i][2] and (i + 1 in positions or tokens[i + 1][0] in text.STOPWORDS)
+                   for i in range(positions[0], positions[-1])):
+            return []
+        side_by_side = side_by_side or positions[-1] - positions[0] == len(positions) - 1
+    return [stems[s] for s in order] if side_by_side else []
 
 
 SERIES_END = re.compile(r":| - ")   # '500 Cities: City-level Data', 'Campaign Finance - FPPC Form 460'
@@ -196,14 +231,14 @@ def _series_name(c: Catalogue, rows: list[int]) -> str | None:
 # words a label may run across ('Leading causes of death', 'Recovery and reinvestment act')
 # but neither start nor end with; 'by' and 'per' start a breakdown, not the subject
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
-BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
-BREAKDOWN_WORD = re.compile(r"\b(?:by|per|vs|versus)\b", re.IGNORECASE)
+BREAKDOWN = text.BREAKDOWN
 NOT_CUT_BY = JOINING | BREAKDOWN   # 'School based programs' by Borough: a phrase ends before them
 # words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
-# progress report', 'Post offices', 'After school programs', 'Public art', 'City limits'):
-# the first ones only at a label's end, 'public' and 'city' only at its start
+# progress report', 'Post offices', 'After school programs', 'Public art', 'City limits',
+# 'Department descriptions'): the first ones only at a label's end, 'public', 'city' and
+# 'department' only at its start
 ENDS_ONLY = frozenset({"official", "officials", "office", "offices", "report", "reports", "program", "programs"})
-STARTS_ONLY = frozenset({"public", "city"})   # 'Public art', 'City limits'; not 'Privately owned public'
+STARTS_ONLY = frozenset({"public", "city", "department"})   # not 'Privately owned public', 'Police department'
 LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
 LABEL_WORDS = 5   # a label's most words: a name, not a title
@@ -279,7 +314,7 @@ def _subject_terms(title: str | None, drop: frozenset[str], title_terms) -> list
     """The terms of `title` (read as `title_terms`: (term, surface)) before its first
     breakdown word ('Permits' of 'Permits by Ward'); all of them when it has none or starts
     with one."""
-    before = BREAKDOWN_WORD.split(title or "", maxsplit=1)[0]
+    before = text.BREAKDOWN_WORD.split(title or "", maxsplit=1)[0]
     return (before != title and text.terms(before, drop)) or [term for term, _surface in title_terms]
 
 

@@ -53,6 +53,10 @@ jan feb mar apr jun jul aug sep sept oct nov dec ytd
 csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof kml kmz shp shapefile shapefiles
 """.split())
 
+# 'by' and 'per' start a breakdown ('Permits by Ward'): what comes before says what the records are
+BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
+BREAKDOWN_WORD = re.compile(r"\b(?:%s)\b" % "|".join(sorted(BREAKDOWN)), re.IGNORECASE)
+
 # Words that name the form or the container of a dataset, not its subject: they count for
 # little in a title, and a title of them alone ('Resources', 'Map Data', 'Codes') says
 # nothing to compare ('Directory of City Resources' is not 'Historic Resources').
@@ -69,7 +73,7 @@ SYNONYMS = {
     "wage": "salary", "payroll": "salary", "compensation": "salary", "earning": "salary",
     "appropriation": "budget", "appropriat": "budget", "expenditure": "spending", "expense": "spending",
     "collision": "crash", "accident": "crash", "wreck": "crash",
-    "eatery": "restaurant",
+    "eatery": "restaurant", "website": "web", "place": "location",
     "felony": "crime", "criminal": "crime",
     "outline": "footprint",
     "boundary": "boundary", "border": "boundary",
@@ -130,10 +134,11 @@ PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 
 # Title terms that name the records a dataset holds (money planned, spent or paid, agreements,
-# authorisations, checks, requests) rather than the thing they are about: 'Special Event
-# Permits' and 'FOIA Request Log - Special Events' are not 'Special Events' nor each other,
-# 'Human Services Contracts' not 'Human Service Agencies', 'Cook County Budget' not 'Cook
-# County - Facilities'. Each term names a family of records, that of its record word: 'Building
+# authorisations, checks, requests, the dated events of a calendar) rather than the thing they
+# are about: 'Special Event Permits' and 'FOIA Request Log - Special Events' are not 'Special
+# Events' nor each other, 'Human Services Contracts' not 'Human Service Agencies', 'Cook County
+# Budget' not 'Cook County - Facilities', 'Zilker Botanical Garden Sept-Nov 2015 events' not
+# 'Botanical Gardens', an office's 'News And Events' not the offices. Each term names a family of records, that of its record word: 'Building
 # Permits', 'Permits Issued' and 'DOB Permit Issuance' all hold permits, 'Code Violations' and
 # 'DOB Violations' violations, 'Capital Budget' and 'City Budget' a budget; what the records
 # are of ('building', 'code', 'capital') is their subject, which the other signals weigh.
@@ -145,6 +150,7 @@ RECORD_FAMILIES = {
     "inspection": "inspection", "restaurant_inspection": "inspection",
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
     "request": "request",
+    "event": "event",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
@@ -200,6 +206,8 @@ SHAPE_FORMATS = frozenset({"shape", "format", "zipped"})   # '... Districts (Zip
 HEAD_NOUNS = frozenset({"office", "division"})
 # ... and, besides them, those a boundary file's title cannot end with ('School Progress Report')
 HEAD_STOPWORDS = HEAD_NOUNS | {"report", "program", "official"}
+# words before an area noun that make a title a table about the areas: counts by area, values for all of them
+PER_AREA = frozenset({"by", "per", "for", "all"})
 AREA_NOUNS = frozenset({"district", "ward", "zone", "neighborhood", "tract", "precinct", "beat", "area",
                         "parcel", "block", "region", "sector", "zip", "zipcode", "council", "community"})
 

@@ -318,3 +318,56 @@ def test_deaths_in_custody_and_weapon_pointing_are_kinds_of_their_own():
                                "the department's use of force policy") == ("weapon_pointing",)
     assert concepts.of_dataset("Use of Force Incidents", "Includes each show of force") == ("use_of_force",)
     assert concepts.label("custody_death") == "Deaths in custody"
+
+
+def test_a_title_naming_its_family_of_records_takes_no_kind_of_another_from_its_description():
+    # Somerville's payroll is described by a disclosure exemption for "a victim of an adjudicated crime",
+    # King County's spending by its departments, NYC's probation violation filings "in response to
+    # misconduct": salaries, spending and violations, not crime incidents, dispatch logs or police complaints
+    assert concept_of("data.somervillema.gov", "vfqx-2vkk") == ()   # 2011 Gross Wages Over 50 K
+    assert concept_of("data.kingcounty.gov", "36w9-7hpi") == ()     # Total Expenditures By Fund
+    assert concept_of("data.cityofnewyork.us", "fve3-eee8") == ()   # DOP Adult Violations of Probation Filed ...
+    assert concept_of("data.illinois.gov", "bcsw-x3k4") == ()       # ... Projected Total Compensation for All ...
+    # a kind of the title's own family still speaks: code violation citations, a log of record requests
+    assert concept_of("data.montgomerycountymd.gov", "qdey-wt67") == ("citation",)   # OCA Code Enforcement
+    assert concept_of("data.hawaii.gov", "gf4v-varx") == ("records_request",)   # OIP Master UIPA Record Request ...
+    # a title that names no family is still read through its description
+    assert concepts.of_dataset("2011 Gross Wages Over 50 K", "") == ()
+    assert concepts.of_dataset("Open Data Public Safety", "Calls for service received by the police") == \
+        ("calls_for_service",)
+
+
+def test_a_kind_named_only_after_by_is_a_breakdown_not_the_records():
+    # New York's parole decisions and prison population counted by the crime of the person held
+    assert concept_of("data.ny.gov", "cgk2-twzc") == ()   # Parole Board Decisions ... by Crime Type
+    assert concept_of("data.ny.gov", "7whc-b5e4") == ()   # Security Level and Facility by Crime Group, ...
+    # the records named before 'by' keep their kind, counted
+    assert concept_of("data.ny.gov", "ca8h-8gjq") == ("crime_statistics",)   # Index Crimes by County and Agency
+    assert concept_of("data.ny.gov", "rikd-mt35") == ("arrest_statistics",)  # Adult Arrests by County
+    assert concepts.of_dataset("Police Incidents by Crime Type", "") == ("crime_statistics",)
+    assert concepts.of_dataset("Arrests by Offense Type", "") == ("arrest_statistics",)
+    # a grouping by year of the CCRB's referral: the dispositions of complaints
+    assert concept_of("data.cityofnewyork.us", "88ds-ti7k") == ("police_complaint",)
+    assert concepts.of_dataset("Number of Drug and Alcohol-Related Intoxication Deaths by County of Incident", "") == ()
+    # the own place before 'by' is no subject of its own
+    assert concepts.of_dataset("Boston by Crime Type", "", frozenset({"boston"})) == ("crime_statistics",)
+
+
+def test_a_kind_in_the_name_of_a_department_s_unit_is_not_its_records():
+    # NYC's CCRB tables of complaints against the officers of its Organized Crime Control Bureau
+    assert concept_of("data.cityofnewyork.us", "v3a6-muuw") == ("police_complaint",)
+    assert concept_of("data.cityofnewyork.us", "xt3u-h44z") == ("police_complaint",)
+    # Connecticut's arrests reported to the Uniform Crime Reporting System are arrests; its offenses, crimes
+    assert concept_of("data.ct.gov", "y6ag-cr8s") == ("arrest",)   # Uniform Crime Reporting System Arrests 2011
+    assert concepts.of_dataset("Uniform Crime Reporting System Offenses 2011", "") == ("crime_incident",)
+    # a unit's name alone still says what its records are
+    assert concepts.of_dataset("Crime Analysis Unit Reports", "") == ("crime_incident",)
+    assert concepts.of_dataset("Traffic Division Crash Reports", "") == ("crash",)
+
+
+def test_a_layer_of_crime_cameras_and_a_registry_of_offenders_are_no_crime_incidents():
+    # Baltimore's 'Crime Camera' layer and its gun offender registry had joined 'Crime incidents'
+    assert concepts.of_dataset("Crime Camera", "Shape file displaying the Baltimore Police Department's crime "
+                               "cameras.") == ()
+    assert concept_of("data.baltimorecity.gov", "aivj-4x23") == ()   # Gun Offenders ("BPD Gun Offender Registry")
+    assert concepts.of_dataset("Crimes Captured", "Crime incidents reported to the police") == ("crime_incident",)

@@ -18,6 +18,16 @@ def test_a_table_of_counts_by_area_is_no_boundary_file():
     assert rows_catalogue(titles).is_boundary.tolist() == [True, True, False, False, False]
 
 
+def test_a_table_of_values_for_all_areas_is_no_boundary_file():
+    """Seattle's development capacity of each parcel and Boston's census data of each planning
+    district or neighbourhood are tables about the areas, not their shapes (they had joined
+    'Parcels' and 'Planning districts')."""
+    titles = [("Seattle", "Capacity For All Parcels 2015"), ("Boston", "2010 Census data: all Boston planning districts"),
+              ("Missouri", "Missouri Unemployment Rates For Various Regions"),
+              ("Baltimore", "Planning Districts"), ("New Orleans", "NOLA Parcels")]
+    assert rows_catalogue(titles).is_boundary.tolist() == [False, False, False, True, True]
+
+
 
 def test_a_file_s_form_is_no_subject_and_no_boundary():
     """The real catalogues' map files: 'KML', 'KMZ', 'Shapefile' name a file's form, not what it

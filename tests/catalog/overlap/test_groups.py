@@ -2,7 +2,7 @@
 never group; strong pairs do not chain weak subjects together."""
 import numpy as np
 
-from catalog.overlap import features, groups
+from catalog.overlap import features, groups, scoring
 from tests.catalog.overlap.conftest import KIND_UIDS
 
 
@@ -258,8 +258,11 @@ def test_a_label_names_what_is_counted_not_what_it_is_counted_by():
     assert label_of([("A", "Permits by Ward"), ("B", "Permits by Ward")]) == "Permits"
     assert label_of([("data.austintexas.gov", "Generation by Fuel Type"),
                      ("data.ny.gov", "Electric Generation By Fuel Type, GWh: Beginning 1960")]) == "Generation"
-    # the breakdown still labels when the titles share nothing else
-    assert label_of([("A", "Crimes by Ward"), ("B", "Permits by Ward")]) == "Ward"
+    # the breakdown still labels when the titles share nothing else, and says it is one: Boston's and Los
+    # Angeles's tables by council district are not the districts' boundary files
+    assert label_of([("A", "Crimes by Ward"), ("B", "Permits by Ward")]) == "By ward"
+    assert label_of([("data.cityofboston.gov", "Race Distribution By City Council Districts"),
+                     ("data.lacity.org", "2010 Census Populations by Council District")]) == "By council districts"
 
 
 def test_a_pair_of_different_records_does_not_link_a_group():
@@ -436,3 +439,29 @@ def test_labelling_never_fails_on_groups_shaped_like_the_scale_benchmark_s():
                             + rng.choice(QUALIFIERS).format(year=year, year2=year + 2)))
         label = label_of(members)
         assert isinstance(label, str) and label.strip(), members
+
+
+def test_sites_and_web_statistics_worded_two_ways_pair_and_are_labelled_as_most_cities_write():
+    c = rows_catalogue([("Madison", "Polling Places"), ("Baltimore", "Polling Locations"),
+                        ("New York", "NYC.gov Web Analytics"), ("Baton Rouge", "Website Analytics")])
+    scores = scoring.score_pairs(c, np.array([0, 2]), np.array([1, 3]))
+    assert (scores.total >= scoring.DEFAULT_MIN_SCORE).all(), scores.total
+    assert label_of([("Madison", "Polling Places"), ("Raleigh", "Polling Places"),
+                     ("Baltimore", "Polling Locations")]) == "Polling places"
+
+
+def test_words_tied_for_a_label_that_one_city_writes_side_by_side_name_it_together():
+    # Chicago's beat files and Seattle's: 'police' and 'beats' in every title, side by side in Chicago's
+    assert label_of([("Chicago", "Boundaries - Police Beats (current)"), ("Chicago", "Boundaries - Police Beats - KML"),
+                     ("Seattle", "Seattle Police Department Beats"),
+                     ("Seattle", "Seattle Police Department Beats")]) == "Police beats"
+    # no city writes 'Projects construction': the word they share stays alone
+    assert label_of([("New York", "Projects in construction"), ("Hawaii", "Projects Under Construction")]) in \
+        ("Projects", "Construction")
+
+
+def test_a_label_may_start_with_department_when_every_city_writes_it():
+    # Hawaii's and Seattle's 'Department Descriptions' were labelled 'Descriptions'
+    assert label_of([("data.hawaii.gov", "Department Descriptions"),
+                     ("data.seattle.gov", "Department Descriptions")]) == "Department descriptions"
+    assert label_of([("A", "Fire Department Stations"), ("B", "Fire Stations")]) == "Fire stations"

@@ -125,7 +125,8 @@ def test_explanation_names_shared_title_words_and_aligned_columns(real_catalogue
 
 def test_records_about_a_thing_are_not_the_thing():
     """'Special Event Permits' (Baltimore) hold permits, NYC's 'Calendar of Special Events' the
-    events: only one title names the records it holds, so they score lower (and say why);
+    events (a calendar's dated records): the titles name different records, so they score lower
+    (and say why);
     Seattle's 'Special Events Permits' is Baltimore's kind. The concept layer judges the
     kinds it reads: a 311 table named by its requests and one named by its call centre stay
     one kind."""
@@ -138,7 +139,7 @@ def test_records_about_a_thing_are_not_the_thing():
     assert scores.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH, 1.0, scoring.RECORD_MISMATCH, 1.0])
     assert scores.total[0] < scores.total[1]
     why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scores.signals.items()})
-    assert "but only c0:d0 names the records it holds ('permits')" in why, why
+    assert "but the titles name different records ('permits' vs 'events')" in why, why
 
 
 def test_titles_naming_different_records_are_told_apart():
@@ -172,6 +173,7 @@ SAME_RECORDS = [
     (("Chicago", "Building Violations"), ("San Francisco", "Housing Code Violations, San Francisco, CA")),
     (("Chicago", "Business Licenses"), ("Baltimore", "Liquor Licenses")),
     (("Hartford", "Hartford Capital Budget"), ("Iowa", "City Budget")),
+    (("Madison", "City Calendar of Events"), ("Edmonton", "City of Edmonton - Event Calendar")),
     # a code enforcement office's cases are its violations, unless the title names other records
     (("Los Angeles", "Building and Safety Code Enforcement Case"), ("New York", "DOB Violations")),
     (("Frederick", "City of Frederick Code Enforcement Violations"), ("New Orleans", "Code Enforcement All Violations")),
@@ -217,6 +219,10 @@ OTHER_RECORDS = [
     (("Chicago", "Red Light Camera Violations"), ("Baltimore", "Red Light Cameras")),
     (("Oregon", "Contracts: Treasury: As of June 30, 2010"), ("Raleigh", "Treasury Office")),
     (("New Orleans", "Code Enforcement All Inspections"), ("Los Angeles", "Building and Safety Code Enforcement Case")),
+    # the events of a calendar are not the place or the office they are held at or by
+    (("Austin", "Zilker Botanical Garden Sept-Nov 2015 events"), ("New York", "Botanical Gardens")),
+    (("New York", "Directory Of Office Of Emergency Management News And Events"),
+     ("New York State", "County Emergency Management Offices")),
 ]
 
 

@@ -87,7 +87,8 @@ def test_where_a_layer_is_served_and_category_names_say_nothing():
     ("Permits and Inspections", {"permit", "inspection"}), ("Building Permit Inspections", {"inspection"}),
     ("Budget - 2016 Budget Ordinance - Positions and Salaries", {"budget", "salary"}),
     ("Code Enforcement Cases", {"violation"}), ("Code Enforcement All Inspections", {"inspection"}),
-    ("Special Events", set()), ("Code Enforcement", {"violation"}),
+    ("Special Events", {"event"}), ("Special Event Permits", {"permit"}), ("City Calendar of Events", {"event"}),
+    ("Botanical Gardens", set()), ("Code Enforcement", {"violation"}),
 ])
 def test_titles_name_families_of_records(title, families):
     named = text.records_named(text.terms(title))
@@ -123,3 +124,13 @@ def test_a_long_title_s_last_word_cut_short_is_completed():
     assert text.split_words("Traffic Crashe") == ["traffic", "crashe"]
     assert text.completed("servic") == "service" and text.completed("build") == "build"
     assert text.completed("dept") == "dept" and text.completed("stops") == "stops"
+
+
+def test_a_place_is_a_location_and_a_website_the_web():
+    # Madison's 'Polling Places' and Baltimore's 'Polling Locations' list the same sites; NYC's
+    # 'NYC.gov Web Analytics' and Baton Rouge's 'Website Analytics' count the same visits
+    assert text.terms("Polling Places") == text.terms("Polling Locations")
+    assert text.terms("Polling Place Locations April 21, 2012")[:1] == ["polling"]
+    assert text.terms("Website Analytics") == text.terms("Web Analytics")
+    # both are form words: what is listed or measured is the subject
+    assert {"location", "web"} <= text.GENERIC
