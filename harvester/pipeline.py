@@ -5,6 +5,7 @@ failing record or dataset is stored in `harvest_errors` and the rest goes on.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import uuid
@@ -138,6 +139,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             for _ in range(taken):
                 free.release()
 
+    previous_handler = _cancel_on_ctrl_c(http)
     try:
         with relaxed_gc():   # process-wide, so around every portal thread
             if workers <= 1 or len(portals) <= 1:
@@ -160,11 +162,29 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             raise HarvestInterrupted(run)
         store.refresh_search()
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
         if pool is None:  # the caller's pool stays the caller's
             shared.close()
         if http.cache is not None:
             http.cache.flush()  # the validators of this run, on disk for the next
     return run
+
+
+def _cancel_on_ctrl_c(http: HttpClient):
+    """Ctrl-C cancels the run's requests before KeyboardInterrupt unwinds the main thread: the
+    main thread waits on a page read ahead in another thread, and unwinding joins that thread,
+    which would otherwise go on with its retries and Retry-After waits (minutes) before the
+    portal's handler could cancel them. Returns the handler it replaced (None: not replaced)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return None
+
+    def on_sigint(signum, frame):
+        http.cancel()
+        signal.default_int_handler(signum, frame)
+
+    return signal.signal(signal.SIGINT, on_sigint)
 
 
 def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id: str,

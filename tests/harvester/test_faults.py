@@ -424,3 +424,29 @@ def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly,
     assert final.returncode == 0, final.stderr.decode()[-2000:]
     assert nightly.query("SELECT count(*) FROM datasets WHERE portal_id = 'city' AND title LIKE '% (v2)'") == [(2_000,)]
     assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
+
+
+@pytest.mark.parametrize("workers", ["1", "4"])
+def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly, workers):
+    """The listing's pages are fetched in a read-ahead thread: Ctrl-C reaches the main thread
+    while that thread waits out a Retry-After; the harvest must not wait for it to end."""
+    entries = make_socrata_entries(500, domain=DOMAIN)
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    with SocrataPortal(entries, domain=DOMAIN) as portal, DataJsonPortal(make_data_json(5)) as small:
+        nightly.add("small", "dcat-us", small.url + "/data.json").add("city", "socrata", portal.url, domain=DOMAIN)
+        base = ["harvest", "--json", "--workers", workers, "--config", str(nightly.config), "--db", str(nightly.db)]
+        pass_probe_and_first_page(portal)
+        portal.inject(LISTING, ("retry_after", 429, 30), times=10_000)
+        process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   start_new_session=True)
+        deadline = time.monotonic() + 60
+        while sum(path == LISTING for path, _, _ in list(portal.requests)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)
+        interrupted_at = time.monotonic()
+        out, err = process.communicate(timeout=120)
+        stopped_after = time.monotonic() - interrupted_at
+        portal.clear_faults()
+    assert process.returncode == 130, err.decode()[-2000:]
+    assert stopped_after < 5, stopped_after
