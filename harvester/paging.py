@@ -308,8 +308,9 @@ class Listing:
                     seen.add(source_id)
                     ids.append(source_id)
                 unique.append(item)
-            if repeated and not unique:
-                # pages that shift while they are read repeat a few ids, never a whole page:
+            if repeated and not unique and next_params is not None:
+                # pages that shift while they are read repeat a few ids, never a whole page
+                # (but a short last one, when datasets were both created and deleted meanwhile):
                 # this API ignores the paging parameters, and would answer so till max_pages
                 raise PagingError(f"the page at {request_text(page.params)} gave {len(repeated)} entries, every one "
                                   "already listed: the portal repeats a page instead of paging on")

@@ -197,3 +197,20 @@ def test_more_unique_items_than_reported_is_partial():
                       OffsetPaginator(100), lambda i: i["id"])
     assert len(list(listing)) == 100
     assert listing.finished and not listing.complete
+
+
+def test_a_last_page_of_ids_already_listed_ends_a_listing_that_moved_without_failing_it():
+    # CKAN sorted by id, 2,000 datasets, rows=1000: one created before page 2 (total 2001), another created and
+    # the last one deleted before page 3, whose one entry (start=2000) was listed on page 2: partial, not failed
+    ids = [f"d{i:05d}" for i in range(2000)]
+    calls = []
+
+    def fetch(params):
+        calls.append(params["start"])
+        current = ids if len(calls) == 1 else ["a-new"] + ids if len(calls) == 2 else ["a-new", "a-newer"] + ids[:1999]
+        return Page(items=[{"id": i} for i in current[params["start"]:params["start"] + params["rows"]]],
+                    total=len(current))
+
+    listing = Listing(fetch, OffsetPaginator(1000, offset_param="start", limit_param="rows"), lambda e: e["id"])
+    assert len(list(listing)) == 1999 and calls == [0, 1000, 2000]
+    assert not listing.complete and len(listing.duplicates) == 2
