@@ -236,12 +236,12 @@ def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, l
     """`explain` for many pairs (signal name -> one value per pair): what is judged on arrays, judged
     once for all of them (a catalogue of 100,000 datasets stores some 370,000 pairs)."""
     differ = _records_differ(c, a, b)
-    held_a, held_b = _families(c, a), _families(c, b)
-    names = list(signals)
+    # (no families without records_named; and a pair with no signal is explained all the same)
+    held_a, held_b = (_families(c, a), _families(c, b)) if differ.any() else (None, None)
     a_list, b_list = a.tolist(), b.tolist()
-    return [_explain_one(c, a_list[i], b_list[i], dict(zip(names, values)),
+    return [_explain_one(c, a_list[i], b_list[i], {name: values[i] for name, values in signals.items()},
                          (int(held_a[i]), int(held_b[i])) if differ[i] else None)
-            for i, values in enumerate(zip(*signals.values()))]
+            for i in range(len(a_list))]
 
 
 def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: tuple[int, int] | None) -> str:

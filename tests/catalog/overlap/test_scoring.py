@@ -311,3 +311,16 @@ def test_explanations_judged_for_all_pairs_at_once_are_each_pair_s_own(real_cata
                                               {name: values[i] for name, values in signals.items()})
     assert any("name different records" in e for e in together) and any("names the records" in e for e in together)
     assert scoring.explain_all(c, scores.b, scores.a, signals) != together   # each quotes its first dataset's words
+
+
+def test_a_pair_is_explained_without_signals_and_without_the_families_of_records():
+    # explain before explain_all: no signal is no reason for an IndexError, a catalogue without
+    # records_named (the families are then not judged) none for a TypeError
+    import dataclasses
+
+    from tests.catalog.overlap.test_groups import rows_catalogue
+
+    c = rows_catalogue([("Austin", "Crime Reports"), ("Chicago", "Crimes - 2001 to Present")])
+    assert scoring.explain(c, 0, 1, {}).startswith("a title has only common words")
+    bare = dataclasses.replace(c, records_named=None)
+    assert scoring.explain_all(bare, np.array([0]), np.array([1]), {"title": [0.5]}) == [scoring.explain(c, 0, 1, {"title": 0.5})]
