@@ -384,6 +384,21 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
 
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
+def ctrl_c_during_listing(portal, base: list[str], env: dict, settle: float = 0.0):
+    """`civicat *base` in a process group of its own, sent SIGINT once the portal has had three listing
+    requests (and `settle` seconds more): (the process, its stdout, stderr, seconds from SIGINT to its end)."""
+    process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               start_new_session=True)
+    deadline = time.monotonic() + 60
+    while sum(path == LISTING for path, _, _ in list(portal.requests)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(settle)
+    os.killpg(process.pid, signal.SIGINT)
+    interrupted_at = time.monotonic()
+    out, err = process.communicate(timeout=120)
+    return process, out, err, time.monotonic() - interrupted_at
+
+
 @pytest.mark.parametrize("workers", ["1", "4"])
 def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly, workers):
     """SIGINT to the process group (Ctrl-C on a terminal) while a portal is listed: the
@@ -402,15 +417,7 @@ def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly,
         portal.entries = list(portal.entries)
         portal.clear_log()
         portal.inject(LISTING, ("slow", 1), times=10_000)   # 20 pages of a second each
-        process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)
-        deadline = time.monotonic() + 60
-        while sum(path == LISTING for path, _, _ in list(portal.requests)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        os.killpg(process.pid, signal.SIGINT)
-        interrupted_at = time.monotonic()
-        out, err = process.communicate(timeout=60)
-        stopped_after = time.monotonic() - interrupted_at
+        process, out, err, stopped_after = ctrl_c_during_listing(portal, base, env)
         portal.clear_faults()
         assert process.returncode == 130, err.decode()[-2000:]
         assert stopped_after < 5, stopped_after
@@ -437,16 +444,7 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
         base = ["harvest", "--json", "--workers", workers, "--config", str(nightly.config), "--db", str(nightly.db)]
         pass_probe_and_first_page(portal)
         portal.inject(LISTING, ("retry_after", 429, 30), times=10_000)
-        process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   start_new_session=True)
-        deadline = time.monotonic() + 60
-        while sum(path == LISTING for path, _, _ in list(portal.requests)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.5)
-        os.killpg(process.pid, signal.SIGINT)
-        interrupted_at = time.monotonic()
-        out, err = process.communicate(timeout=120)
-        stopped_after = time.monotonic() - interrupted_at
+        process, out, err, stopped_after = ctrl_c_during_listing(portal, base, env, settle=0.5)
         portal.clear_faults()
     assert process.returncode == 130, err.decode()[-2000:]
     assert stopped_after < 5, stopped_after
