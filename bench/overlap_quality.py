@@ -201,9 +201,11 @@ def build_catalogue(db: Path) -> tuple[Store, dict[str, dict]]:
             description = r["title_or_description"] or None
         pid = "gt-" + portal_id(r["city"])[:40]
         source_id = f"gt{number}"
-        catalogues.setdefault(pid, (r["city"], []))[1].append({
-            "identifier": source_id, "title": title, "description": description or "",
-            "accessLevel": "public", "distribution": [{"downloadURL": r["domain_or_url"]}]})
+        entry = {"identifier": source_id, "title": title, "description": description or "",
+                 "accessLevel": "public", "distribution": [{"downloadURL": r["domain_or_url"]}]}
+        if r["agency"]:   # the agency that publishes it, as DCAT-US's required publisher
+            entry["publisher"] = {"@type": "org:Organization", "name": r["agency"]}
+        catalogues.setdefault(pid, (r["city"], []))[1].append(entry)
         labelled[f"{pid}:{source_id}"] = r
     harvest_data_json(store, http, catalogues)
     return store, labelled

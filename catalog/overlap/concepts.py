@@ -92,6 +92,14 @@ POLICE_ONLY = {"firearm+discharge": frozenset(),
 POLICE_CONTEXT = frozenset({"police", "policing", "sheriff", "officer", "cop", "law+enforcement", "crime", "ripa",
                             "offense", "arrest", "patrol", "precinct", "deputy"})
 DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, SFPD; HCSO: departments
+# a publisher that is a police agency ('Fort Lauderdale Police Department', "Orleans Parish Sheriff's
+# Office", 'Maryland State Police'), named in words: an acronym is no evidence in a publisher's name
+# ('Department of Housing Preservation and Development (HPD)'), nor is a fund or board of the police
+# ('Police Pension Fund (NYCPPF)')
+POLICE_AGENCY = re.compile(r"\b(?:police|sheriff'?s?|constabulary|highway patrol|state patrol)\b", re.IGNORECASE)
+NOT_AGENCY = re.compile(r"\b(?:pension|fund|retirement|foundation|board|commission|union|association)\b",
+                        re.IGNORECASE)
+PUBLISHER_POLICE_CONTEXT = frozenset({"police"})
 # a dispatch log of the fire department or EMS is not the police's calls for service
 FIRE_EMS = frozenset({"fire", "ems", "ambulance", "medical", "rescue", "paramedic", "firefighter", "afd", "fdny"})
 # a table of counts or rates ('Violent Crime Statistics', 'Crime Rate By Type', 'Index Crimes
@@ -130,6 +138,10 @@ def _triggers() -> dict[str, list[tuple[str, bool]]]:
 
 
 TRIGGERS = _triggers()
+
+
+def is_police_agency(publisher: str | None) -> bool:
+    return bool(publisher and POLICE_AGENCY.search(publisher) and not NOT_AGENCY.search(publisher))
 
 
 def _police_context(terms: set[str]) -> bool:
@@ -179,17 +191,19 @@ def _strongest(found: list[str]) -> list[str]:
 OBJECT_KINDS = frozenset({"police_employee"})
 
 
-def of_terms(title_terms: list[str], description_terms: list[str] = ()) -> tuple[str, ...]:
+def of_terms(title_terms: list[str], description_terms: list[str] = (),
+             context: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """The concepts of a dataset: every strong one its title names; else the first strong
     one the opening of its description names; else a weak one of the description, then of
-    the title, when the text is about policing ('iaincidentstypestatusq 2016', described as
-    'The Complaints and Inquiries data set includes all complaints received by ...')."""
+    the title, when the text (or `context`, its publisher's words) is about policing
+    ('iaincidentstypestatusq 2016', described as 'The Complaints and Inquiries data set
+    includes all complaints received by ...')."""
     strong, title_weak = _found(title_terms, context=description_terms)
     if strong:
         return tuple(_strongest(strong))
     strong, description_weak = (_found(list(description_terms), frozenset(title_terms)) if description_terms
                                 else ([], []))
-    policing = _police_context(set(title_terms) | set(description_terms))
+    policing = _police_context(set(title_terms) | set(description_terms) | context)
     if strong and strong[0] in OBJECT_KINDS and policing:
         # the title's word, or the description's own before it ('Complaints filed ... against
         # ... Police Department staff'), says what the dataset is
@@ -212,11 +226,12 @@ def _first_position(terms: list[str], concept: str, weak: bool) -> int:
 
 
 def of_dataset_terms(title_terms: list[str], description_terms: list[str],
-                     title: str | None = None) -> tuple[tuple[str, ...], bool]:
+                     title: str | None = None, publisher: str | None = None) -> tuple[tuple[str, ...], bool]:
     """`of_terms` from a title's terms and a description's (unigram) terms in order, its
     opening read only when the title names no strong concept; and whether the concepts are
     the title's own (else the description's). `title`, the title as written, tells a table
-    of counts from the records it counts."""
+    of counts from the records it counts. A police agency as `publisher` makes the text about
+    policing: 'Incident' and '2021Warnings' of a police department's portal are its records."""
     opening = description_terms[:DESCRIPTION_TERMS]
     strong, weak = _found(title_terms, context=opening)
     if title and (strong or weak) and _named_only_as_breakdown(title, title_terms, opening):
@@ -227,16 +242,37 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
         return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True
-    own = tuple(weak[:1]) if weak and _police_context(set(title_terms)) else ()
+    context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
+    own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
+    own = own or _own_records(title_terms, context)
     if not opening:
         return _refined(own, title_terms, title), True
-    found = of_terms(title_terms, _inline(opening))
+    found = of_terms(title_terms, _inline(opening), context) or own
     if found and not own and not _of_title_family(found, title_terms):
         return (), True
     # a title that names its records by an ambiguous police word ('NYPD Complaint Data') says what
     # it is as much as the description that tells which records those are ("all valid felony,
     # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
     return _refined(found, title_terms + opening, title), bool(found) and (bool(own) or _named_by(weak, found))
+
+
+# a word that, as the whole of a police agency's title, names its records of one kind: a department's
+# 'Demographics' are its workforce's, its 'Contacts' the people its officers stopped and talked to
+OWN_RECORDS = {"demographic": "police_employee", "contact": "field_contact"}
+PERIOD_WORDS = frozenset({"full", "partial", "quarter", "q1", "q2", "q3", "q4", "fy"})
+
+
+def _own_records(title_terms: list[str], context: frozenset[str]) -> tuple[str, ...]:
+    """The kind a police agency's title names by one word of OWN_RECORDS and nothing else but its
+    own name and the period ('Department Demographics 2019', 'Ferndale Police Department Demographics',
+    '2017 Full Year Contacts'); whose else a title names ('Complainant Demographics', 'Police Pension
+    Fund Contact Numbers', 'DMO Contacts') is another thing."""
+    subject = {t for t in title_terms if "+" not in t and t not in POLICE_CONTEXT and t not in PERIOD_WORDS
+               and not DEPARTMENT.match(t)}
+    if len(subject) == 1 and (word := next(iter(subject))) in OWN_RECORDS \
+            and _police_context(set(title_terms) | context):
+        return (OWN_RECORDS[word],)
+    return ()
 
 
 # the family of records (text.RECORD_FAMILIES) a kind's records are of, where they are of one: a

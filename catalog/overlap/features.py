@@ -159,7 +159,7 @@ def load(con: duckdb.DuckDBPyConnection, uids: list[str] | None = None) -> Catal
     """Read the comparable datasets of the catalogue (not deleted, not derived views)."""
     rows = con.execute(f"""
         SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, portal_id, title, description,
-               keywords, themes, coalesce(asset_type, 'dataset') AS asset_type
+               keywords, themes, coalesce(asset_type, 'dataset') AS asset_type, publisher
         FROM datasets
         WHERE deleted_at IS NULL AND parent_uid IS NULL
           AND coalesce(asset_type, 'dataset') NOT IN {NOT_COMPARABLE}
@@ -230,7 +230,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
-    found = [concepts.of_dataset_terms(t, d, title) for t, d, title in zip(title_terms, description_terms, read_titles)]
+    found = [concepts.of_dataset_terms(t, d, title, publisher) for t, d, title, publisher
+             in zip(title_terms, description_terms, read_titles, rows.get("publisher") or [None] * n)]
     concept_lists = [kinds for kinds, _ in found]
     # a kind read in a description is weaker evidence than one the title names
     concept_confidence = np.fromiter((1.0 if own else concepts.DESCRIPTION_CONFIDENCE for _, own in found),

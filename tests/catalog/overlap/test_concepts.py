@@ -371,3 +371,43 @@ def test_a_layer_of_crime_cameras_and_a_registry_of_offenders_are_no_crime_incid
                                "cameras.") == ()
     assert concept_of("data.baltimorecity.gov", "aivj-4x23") == ()   # Gun Offenders ("BPD Gun Offender Registry")
     assert concepts.of_dataset("Crimes Captured", "Crime incidents reported to the police") == ("crime_incident",)
+
+
+def _published(title: str, description: str, publisher: str | None,
+               place: frozenset[str] = frozenset()) -> tuple[tuple[str, ...], bool]:
+    return concepts.of_dataset_terms(text.terms(title, place), text.terms(description, place, bigrams=False,
+                                                                          glued=False), title, publisher)
+
+
+def test_a_police_agency_as_publisher_makes_its_titles_ambiguous_words_its_records():
+    # OpenPoliceData's layers of Fort Lauderdale's and Johns Creek's police, and the Indiana towns' yearly files
+    assert _published("Incident", "", "Fort Lauderdale Police Department") == (("crime_incident",), True)
+    assert _published("2021Warnings", "", "Griffith Police Department") == (("warning",), True)
+    assert _published("Incident", "", "Orleans Parish Sheriff's Office") == (("crime_incident",), True)
+    # the same words of another publisher, or of none, say nothing of policing
+    assert _published("Incident", "", None) == ((), True)
+    assert _published("Incident", "", "Fire Department") == ((), True)
+    # an acronym or a police fund or board is no police agency ('HPD': Housing Preservation and Development)
+    assert not concepts.is_police_agency("Department of Housing Preservation and Development (HPD)")
+    assert not concepts.is_police_agency("Police Pension Fund (NYCPPF)")
+    assert concepts.is_police_agency("Maryland State Police, Field Operations Bureau")
+
+
+def test_a_police_agency_s_demographics_or_contacts_alone_are_its_employees_or_its_field_contacts():
+    # Menlo Park's, Ferndale's and Norman's own titles (OpenPoliceData's source table)
+    assert _published("department demographics 2019", "", "Menlo Park Police Department") == \
+        (("police_employee",), True)
+    assert _published("ferndale police department demographics", "Ferndale Police Department demographics",
+                      None, frozenset({"ferndale"})) == (("police_employee",), True)
+    assert _published("2017 full year contacts", "The Contacts data set includes information from our records "
+                      "system regarding the demographic breakdown of both community members who interact with "
+                      "police", "Norman Police Department") == (("field_contact",), True)
+    # whose else the title names is another thing: complainants, stops, a pension fund, a medical officer
+    assert _published("Complainant Demographics", "", "Philadelphia Police Department")[0] != ("police_employee",)
+    assert _published("Stop Data Demographics", "", "Richmond Police Department") == (("police_stop",), True)
+    assert _published("Directory Of New York City Police Pension Fund Contact Numbers", "", None)[0] == ()
+    assert _published("FY2015 Annual Report DMO Contacts", "This table shows Designated Medical Officer (DMO) "
+                      "crew contacts", "Austin-Travis County EMS")[0] == ()
+    # nor are a city's demographics
+    assert _published("Census Demographics", "", None)[0] == ()
+    assert _published("Demographics", "", "City of Austin")[0] == ()

@@ -231,3 +231,20 @@ def test_explanations_and_labels_quote_the_publishers_title_words():
     labels = {g.label: sorted(c.titles[c.row(u)] for u in g.uids) for g in overlap.detect_in(c).groups}
     assert labels["CDBG"] == ["CDBG 1998 to 2015", "Community Development Block Grant Awards (CDBG)"]
     assert not any("block" in label.lower() for label in labels)
+
+
+def test_the_publisher_stored_with_a_dataset_tells_whether_its_words_are_about_policing(tmp_path):
+    from catalog.store import Store
+    store = Store(tmp_path / "c.duckdb")
+    for uid, title, publisher in [("a:1", "Incident", "Fort Lauderdale Police Department"),
+                                  ("b:1", "Incident", "Parks and Recreation"), ("c:1", "Crimes", None)]:
+        portal_id, source_id = uid.split(":")
+        store.con.execute("""INSERT INTO datasets (uid, portal_id, city, portal_kind, source_id, title, publisher,
+                             asset_type, first_seen, last_seen, last_changed, raw_hash)
+                             VALUES (?, ?, ?, 'dcat-us', ?, ?, ?, 'dataset', now(), now(), now(), 'h')""",
+                          [uid, portal_id, portal_id.upper(), source_id, title, publisher])
+    c = features.load(store.con)
+    assert c.concept_lists[c.row("a:1")] == ("crime_incident",)
+    assert c.concept_lists[c.row("b:1")] == ()
+    assert c.concept_lists[c.row("c:1")] == ("crime_incident",)
+    store.close()
