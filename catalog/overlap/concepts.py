@@ -45,7 +45,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "citation": (("citation",), ()),
     "parking_citation": (("parking_citation",), ()),
     "warning": (("traffic+warning", "warning+citation"), ("warning",)),   # a warning citation warns
-    "crash": (("crash", "traffic+incident"), ()),
+    "crash": (("crash", "traffic+incident"), ("mva",)),   # a police report's MVA: a motor vehicle accident
     "vehicle_pursuit": (("pursuit",), ()),
     "custody_death": (("custody_death",), ()),
     "weapon_pointing": (("show_of_force", "pointed+gun", "pointed+firearm", "pointed+weapon", "pointing+gun",

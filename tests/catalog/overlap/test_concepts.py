@@ -384,6 +384,10 @@ def test_a_police_agency_as_publisher_makes_its_titles_ambiguous_words_its_recor
     assert _published("Incident", "", "Fort Lauderdale Police Department") == (("crime_incident",), True)
     assert _published("2021Warnings", "", "Griffith Police Department") == (("warning",), True)
     assert _published("Incident", "", "Orleans Parish Sheriff's Office") == (("crime_incident",), True)
+    # a police report's MVA is a motor vehicle accident, Maryland's the Motor Vehicle Administration
+    assert _published("MVA 2024 XLSX", "", "Pittsfield Police Department") == (("crash",), True)
+    assert _published("MVA VEHICLE REGISTRATION-BY-COUNTY-FY-2010-FY2016", "MVA Vehicle Registration by County",
+                      "Motor Vehicle Administration")[0] == ()
     # the same words of another publisher, or of none, say nothing of policing
     assert _published("Incident", "", None) == ((), True)
     assert _published("Incident", "", "Fire Department") == ((), True)
