@@ -296,14 +296,15 @@ def _named_only_as_breakdown(title: str, title_terms: list[str], opening: list[s
     """A title that names a kind in the grouping after 'by', after words of a subject that name
     none: 'Parole Board Decisions for Initial Interviews by Crime Type' are parole decisions counted
     by the crime of the person paroled, not crimes ('Incidents by Crime Type' names its kind before
-    'by'; 'Disposition Of Substantiated Cases By Year Of CCRB Referral' counts by year)."""
+    'by'; 'Disposition Of Substantiated Cases By Year Of CCRB Referral' counts by year). A word of counting
+    before 'by' is no subject of its own: 'Statistics by Crime Type' counts crimes."""
     head = text.BREAKDOWN_WORD.split(title, maxsplit=1)
     if len(head) == 1 or not any(_found(text.terms(GROUPING_END.split(head[1], maxsplit=1)[0]), context=opening)):
         return False
     head_terms = text.terms(head[0])
     own = set(title_terms)   # the own place's name is no subject ('Boston by the Numbers')
     return not any(_found(head_terms, context=opening)) and \
-        any(t in own and t not in text.GENERIC and "+" not in t for t in head_terms)
+        any(t in own and t not in text.GENERIC and t not in STATISTICS and "+" not in t for t in head_terms)
 
 
 # where the grouping after 'by' ends: 'by Year Of CCRB Referral' counts by year (the cases are the CCRB's)

@@ -353,6 +353,20 @@ def test_a_kind_named_only_after_by_is_a_breakdown_not_the_records():
     assert concepts.of_dataset("Boston by Crime Type", "", frozenset({"boston"})) == ("crime_statistics",)
 
 
+def test_a_word_of_counting_before_by_is_no_subject_that_makes_the_kind_a_breakdown():
+    # 'Statistics by Crime Type' counts crimes by their type: session 12's breakdown rule read the
+    # statistics word as a subject of its own and left it no kind (the tables of Seattle's 'Crime Stats by
+    # Police Precinct', Jackson's 'Weekly Crime Statistics', in the words that put the kind after 'by')
+    assert concepts.of_dataset("Statistics by Crime Type", "") == ("crime_statistics",)
+    assert concepts.of_dataset("Stats by Crime Type and District", "") == ("crime_statistics",)
+    assert concepts.of_dataset("Counts by Offense Category", "") == ("crime_statistics",)
+    assert concepts.of_dataset("Statistics by Arrest Type", "") == ("arrest_statistics",)
+    # ... while a subject before 'by' still makes it a breakdown: parole decisions, prisoners, a population
+    assert concept_of("data.ny.gov", "cgk2-twzc") == ()   # Parole Board Decisions ... by Crime Type
+    assert concept_of("data.ny.gov", "7whc-b5e4") == ()   # Security Level and Facility by Crime Group, ...
+    assert concepts.of_dataset("Population by Crime Type", "") == ()
+
+
 def test_a_kind_in_the_name_of_a_department_s_unit_is_not_its_records():
     # NYC's CCRB tables of complaints against the officers of its Organized Crime Control Bureau
     assert concept_of("data.cityofnewyork.us", "v3a6-muuw") == ("police_complaint",)
