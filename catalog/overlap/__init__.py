@@ -106,6 +106,8 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     seconds["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
     rows_per_group = groups.form_groups(catalogue, links.a, links.b, links.total)
+    rows_per_group = groups.join_split_subjects(catalogue, rows_per_group,
+                                                [_label(catalogue, rows) for rows in rows_per_group], links.a, links.b)
     labels = groups.distinguish(catalogue, [_label(catalogue, rows) for rows in rows_per_group], rows_per_group)
     found = [Group(number, name, [catalogue.uids[r] for r in rows], sorted({catalogue.cities[r] for r in rows}))
              for number, (name, rows) in enumerate(zip(labels, rows_per_group), start=1)]

@@ -78,6 +78,49 @@ def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,
     return sorted(groups, key=lambda rows: (-len(rows), c.uids[rows[0]]))
 
 
+def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: list[str],
+                        a: np.ndarray, b: np.ndarray) -> list[list[int]]:
+    """Groups of one kind of thing that the centroids split, joined where a link (a, b) runs between
+    them: 'Pools' and 'Swimming pools', 'Schools' and 'School locations', 'Trees' and 'Street trees'. A
+    label whose words (form words aside) are all in the other's, both ending in the same word, is the
+    same thing, or a sort of it that its cities list with the others ('Outdoor Swimming Pools' beside
+    'Pools'). Not a family of records ('Budget' / 'Proposed budget', 'Expenditures' / 'Campaign
+    expenditures': records of different accounts), nor kinds the concept layer reads (its kinds judge
+    them), nor two labels of different last words ('City limits' / 'Speed limits')."""
+    words = [_label_subject(name) for name in labels]
+    group_of = {row: number for number, rows in enumerate(rows_per_group) for row in rows}
+    parent = list(range(len(rows_per_group)))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    judged = {number for number, rows in enumerate(rows_per_group) if any(c.concept_lists[r] for r in rows)}
+    for x, y in zip(a.tolist(), b.tolist()):
+        gx, gy = group_of.get(x), group_of.get(y)
+        if gx is None or gy is None or gx == gy or gx in judged or gy in judged:
+            continue
+        wx, wy = words[gx], words[gy]
+        if (wx and wy and wx[-1] == wy[-1] and wx[-1] not in text.RECORD_BITS
+                and labels[gx].lower() != labels[gy].lower() and (set(wx) <= set(wy) or set(wy) <= set(wx))):
+            parent[find(gx)] = find(gy)
+    if all(find(n) == n for n in range(len(rows_per_group))):
+        return rows_per_group
+    joined: dict[int, list[int]] = defaultdict(list)
+    for number, rows in enumerate(rows_per_group):
+        joined[find(number)].extend(rows)
+    return sorted((sorted(rows) for rows in joined.values()), key=lambda rows: (-len(rows), c.uids[rows[0]]))
+
+
+def _label_subject(name: str) -> list[str]:
+    """A label's words, stemmed, in order, without form words and joining words: 'School locations' ->
+    ['school']; 'City limits' -> ['city', 'limit'] ('city' is no subject word, but the city's limits are not
+    speed limits), 'After school programs' -> ['after', 'school', 'program']."""
+    return [w for w in text.words(name, glued=False) if w not in text.GENERIC and w not in JOINING]
+
+
 def _cosine(x: dict[int, float], y: dict[int, float]) -> float:
     if len(x) > len(y):
         x, y = y, x

@@ -55,14 +55,16 @@ KIND_UIDS = {kind: [uid_of(d, i) for d, i in ids] for kind, ids in SOCRATA.items
 KIND_UIDS.update({kind: [uid_of(d, i, pod=True) for d, i in ids] for kind, ids in POD_2013.items()})
 
 
-def harvest_selection(store: Store) -> None:
-    """Harvest the SOCRATA and POD_2013 datasets into `store` through local portals."""
+def harvest_selection(store: Store, socrata: dict = SOCRATA, pod_2013: dict = POD_2013) -> None:
+    """Harvest the `socrata` and `pod_2013` datasets ((domain, id) lists by what they hold) into `store`
+    through local portals."""
     require_fixtures()
-    wanted = {i for ids in SOCRATA.values() for _, i in ids}
+    wanted = {i for ids in socrata.values() for _, i in ids}
     http = fast_client()
-    harvest_spellarbot(store, http, domains=sorted({d for ids in SOCRATA.values() for d, _ in ids}),
-                       select=lambda e: e["resource"]["id"] in wanted)
-    pod_wanted = {(d, i) for ids in POD_2013.values() for d, i in ids}
+    if wanted:
+        harvest_spellarbot(store, http, domains=sorted({d for ids in socrata.values() for d, _ in ids}),
+                           select=lambda e: e["resource"]["id"] in wanted)
+    pod_wanted = {(d, i) for ids in pod_2013.values() for d, i in ids}
     catalogues = {}
     for path in pod_2013_files():
         entries = [e for e in json.loads(path.read_text()) if (path.stem, e.get("identifier")) in pod_wanted]
