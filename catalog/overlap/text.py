@@ -138,7 +138,9 @@ PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 # are about: 'Special Event Permits' and 'FOIA Request Log - Special Events' are not 'Special
 # Events' nor each other, 'Human Services Contracts' not 'Human Service Agencies', 'Cook County
 # Budget' not 'Cook County - Facilities', 'Zilker Botanical Garden Sept-Nov 2015 events' not
-# 'Botanical Gardens', an office's 'News And Events' not the offices. Each term names a family of records, that of its record word: 'Building
+# 'Botanical Gardens', an office's 'News And Events' not the offices, the 'Circulation' or 'Visitors' of
+# libraries and the 'Ridership' of bus routes (figures of a service's use) not the libraries nor the
+# routes. Each term names a family of records, that of its record word: 'Building
 # Permits', 'Permits Issued' and 'DOB Permit Issuance' all hold permits, 'Code Violations' and
 # 'DOB Violations' violations, 'Capital Budget' and 'City Budget' a budget; what the records
 # are of ('building', 'code', 'capital') is their subject, which the other signals weigh.
@@ -151,6 +153,7 @@ RECORD_FAMILIES = {
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
     "request": "request",
     "event": "event",
+    "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code

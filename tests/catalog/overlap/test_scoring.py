@@ -178,6 +178,9 @@ SAME_RECORDS = [
     (("Los Angeles", "Building and Safety Code Enforcement Case"), ("New York", "DOB Violations")),
     (("Frederick", "City of Frederick Code Enforcement Violations"), ("New Orleans", "Code Enforcement All Violations")),
     (("New Orleans", "Code Enforcement All Inspections"), ("Montgomery", "Permit Inspections")),
+    # figures of a service's use, worded two ways
+    (("Maryland", "Total MTA Public Transit Ridership by Fiscal Year"), ("Edmonton", "Transit Ridership")),
+    (("Chicago", "Libraries - 2016 Circulation by Location"), ("Hawaii", "Libraries Circulation Activity 1984 - 2011")),
 ]
 
 
@@ -223,6 +226,11 @@ OTHER_RECORDS = [
     (("Austin", "Zilker Botanical Garden Sept-Nov 2015 events"), ("New York", "Botanical Gardens")),
     (("New York", "Directory Of Office Of Emergency Management News And Events"),
      ("New York State", "County Emergency Management Offices")),
+    # the figures of a service's use are not the list of its places or routes ('Libraries' and 'Bus routes'
+    # held Chicago's circulation, visitor and CTA ridership tables beside lists and shapes)
+    (("Chicago", "Libraries - 2016 Circulation by Location"), ("Edmonton", "Public Libraries")),
+    (("Chicago", "Libraries - 2015 Visitors by Location"), ("Baltimore", "Libraries")),
+    (("Chicago", "CTA - Ridership - Bus Routes - Daily Totals by Route"), ("Honolulu", "Bus Routes")),
 ]
 
 
