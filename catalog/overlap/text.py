@@ -126,6 +126,9 @@ PHRASES = {
     ("employee", "salary"): "salary", ("employee", "name"): "salary",
     ("operating", "budget"): "budget", ("capital", "budget"): "capital_budget",
     ("parking", "citation"): "parking_citation", ("parking", "violation"): "parking_citation",
+    # the marks surveyors measure from: no monuments to people or events, no benchmarks of performance
+    ("survey", "monument"): "survey_control", ("survey", "control", "point"): "survey_control",
+    ("survey", "control"): "survey_control", ("elevation", "benchmark"): "survey_control",
     # a category or a department's name ('Open Data Public Safety', 'Department of Public
     # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
