@@ -141,7 +141,7 @@ PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 # are about: 'Special Event Permits' and 'FOIA Request Log - Special Events' are not 'Special
 # Events' nor each other, 'Human Services Contracts' not 'Human Service Agencies', 'Cook County
 # Budget' not 'Cook County - Facilities', 'Zilker Botanical Garden Sept-Nov 2015 events' not
-# 'Botanical Gardens', an office's 'News And Events' not the offices, the 'Circulation' or 'Visitors' of
+# 'Botanical Gardens', an office's 'News And Events' nor its 'Calendar' the offices, the 'Circulation' or 'Visitors' of
 # libraries and the 'Ridership' of bus routes (figures of a service's use) not the libraries nor the
 # routes. Each term names a family of records, that of its record word: 'Building
 # Permits', 'Permits Issued' and 'DOB Permit Issuance' all hold permits, 'Code Violations' and
@@ -155,7 +155,7 @@ RECORD_FAMILIES = {
     "inspection": "inspection", "restaurant_inspection": "inspection",
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
     "request": "request",
-    "event": "event",
+    "event": "event", "calendar": "event",
     "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code

@@ -139,7 +139,7 @@ def test_records_about_a_thing_are_not_the_thing():
     assert scores.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH, 1.0, scoring.RECORD_MISMATCH, 1.0])
     assert scores.total[0] < scores.total[1]
     why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scores.signals.items()})
-    assert "but the titles name different records ('permits' vs 'events')" in why, why
+    assert "but the titles name different records ('permits' vs 'calendar')" in why, why
 
 
 def test_titles_naming_different_records_are_told_apart():
@@ -181,6 +181,7 @@ SAME_RECORDS = [
     # figures of a service's use, worded two ways
     (("Maryland", "Total MTA Public Transit Ridership by Fiscal Year"), ("Edmonton", "Transit Ridership")),
     (("Chicago", "Libraries - 2016 Circulation by Location"), ("Hawaii", "Libraries Circulation Activity 1984 - 2011")),
+    (("Montgomery", "Human Rights Calendar"), ("King County", "King County events calendar")),
 ]
 
 
@@ -231,6 +232,8 @@ OTHER_RECORDS = [
     (("Chicago", "Libraries - 2016 Circulation by Location"), ("Edmonton", "Public Libraries")),
     (("Chicago", "Libraries - 2015 Visitors by Location"), ("Baltimore", "Libraries")),
     (("Chicago", "CTA - Ridership - Bus Routes - Daily Totals by Route"), ("Honolulu", "Bus Routes")),
+    # a calendar holds the events of its subject, not the office's decisions ('Human rights' held both)
+    (("Montgomery", "Human Rights Calendar"), ("Cook County", "Human Rights - Decisions")),
 ]
 
 
