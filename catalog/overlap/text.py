@@ -73,7 +73,7 @@ SYNONYMS = {
     "wage": "salary", "payroll": "salary", "compensation": "salary", "earning": "salary",
     "appropriation": "budget", "appropriat": "budget", "expenditure": "spending", "expense": "spending",
     "collision": "crash", "accident": "crash", "wreck": "crash",
-    "eatery": "restaurant", "website": "web", "place": "location",
+    "eatery": "restaurant", "website": "web", "place": "location", "usage": "consumption", "electric": "electricity",
     "felony": "crime", "criminal": "crime",
     "outline": "footprint",
     "boundary": "boundary", "border": "boundary",

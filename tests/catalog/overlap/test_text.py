@@ -134,3 +134,15 @@ def test_a_place_is_a_location_and_a_website_the_web():
     assert text.terms("Website Analytics") == text.terms("Web Analytics")
     # both are form words: what is listed or measured is the subject
     assert {"location", "web"} <= text.GENERIC
+
+
+def test_usage_is_consumption_and_electric_electricity():
+    # LA's 'Residential Water Usage by Month' and 'Municipal Building Electricity Usage' count what
+    # Austin's 'Residential Water Consumption' and Hawaii's 'Electricity Consumption' do; NYC's
+    # 'Electric Consumption And Cost' is Hawaii's kind
+    assert text.terms("Residential Water Usage") == text.terms("Residential Water Consumption")
+    assert {"electricity", "consumption", "electricity+consumption"} <= \
+        set(text.terms("Municipal Building Electricity Usage")) & set(text.terms("DBEDT Hawaii Electricity Consumption"))
+    assert text.terms("Electric Consumption") == text.terms("Electricity Consumption")
+    # the phrases that start with 'use' are not read as usage
+    assert "use_of_force" in text.terms("Use of Force")
