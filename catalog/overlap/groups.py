@@ -103,8 +103,10 @@ def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: l
         if gx is None or gy is None or gx == gy or gx in judged or gy in judged:
             continue
         wx, wy = words[gx], words[gy]
-        if (wx and wy and wx[-1] == wy[-1] and wx[-1] not in text.RECORD_BITS
-                and labels[gx].lower() != labels[gy].lower() and (set(wx) <= set(wy) or set(wy) <= set(wx))):
+        if not wx or not wy or labels[gx].lower() == labels[gy].lower():
+            continue
+        if set(wx) == set(wy) or (wx[-1] == wy[-1] and wx[-1] not in RECORD_WORDS
+                                  and (set(wx) <= set(wy) or set(wy) <= set(wx))):
             parent[find(gx)] = find(gy)
     if all(find(n) == n for n in range(len(rows_per_group))):
         return rows_per_group
@@ -114,11 +116,17 @@ def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: l
     return sorted((sorted(rows) for rows in joined.values()), key=lambda rows: (-len(rows), c.uids[rows[0]]))
 
 
+RECORD_WORDS = frozenset(text.RECORD_FAMILIES.values())   # a label's record words, as _label_subject reads them
+
+
 def _label_subject(name: str) -> list[str]:
-    """A label's words, stemmed, in order, without form words and joining words: 'School locations' ->
-    ['school']; 'City limits' -> ['city', 'limit'] ('city' is no subject word, but the city's limits are not
-    speed limits), 'After school programs' -> ['after', 'school', 'program']."""
-    return [w for w in text.words(name, glued=False) if w not in text.GENERIC and w not in JOINING]
+    """A label's words, stemmed, in order, without form words and joining words, a record word as its
+    family: 'School locations' -> ['school']; 'City limits' -> ['city', 'limit'] ('city' is no subject word,
+    but the city's limits are not speed limits), 'After school programs' -> ['after', 'school', 'program'];
+    'Events calendar' -> ['event'], as 'Events' (a calendar holds events)."""
+    words = [text.RECORD_FAMILIES.get(w, w) for w in text.words(name, glued=False)
+             if w not in text.GENERIC and w not in JOINING]
+    return list(dict.fromkeys(words))
 
 
 def _cosine(x: dict[int, float], y: dict[int, float]) -> float:

@@ -521,11 +521,16 @@ def test_groups_split_by_wording_join_only_as_a_sort_of_one_thing():
                         ("Oakland", "City of Oakland City Limits"), ("Seattle", "Seattle City Limits"),
                         ("San Francisco", "Speed Limits"), ("Iowa", "RAMS - Speed Limit"),
                         ("Raleigh", "Budget"), ("Hartford", "Budget"),
-                        ("Seattle", "Proposed Budget"), ("Honolulu", "Proposed Budget")])
-    split = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
-    labels = ["School locations", "Schools", "City limits", "Speed limits", "Budget", "Proposed budget"]
-    links = np.array([1, 5, 9]), np.array([2, 6, 10])   # a link between each two groups
+                        ("Seattle", "Proposed Budget"), ("Honolulu", "Proposed Budget"),
+                        ("Seattle", "City of Seattle Events"), ("King County", "King County 2012 events"),
+                        ("Edmonton", "City of Edmonton - Event Calendar"), ("New York", "BPL Events Calendar"),
+                        ("Seattle", "Community Events"), ("King County", "Regional AFIS Program Community Events")])
+    split = [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11], [12, 13], [14, 15], [16, 17]]
+    labels = ["School locations", "Schools", "City limits", "Speed limits", "Budget", "Proposed budget", "Events",
+              "Events calendar", "Community events"]
+    links = np.array([1, 5, 9, 13, 12]), np.array([2, 6, 10, 14, 16])   # a link between each two groups
     joined = groups.join_split_subjects(c, split, labels, *links)
-    # school locations are schools; a city's limits are no speed limits; a proposed budget is records of
-    # another account than the adopted one, which the families of records judge
-    assert sorted(joined) == [[0, 1, 2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
+    # school locations are schools, a calendar of events its events; a city's limits are no speed limits; a
+    # proposed budget is records of another account than the adopted one, community events other events
+    # (the families of records judge them)
+    assert sorted(joined) == [[0, 1, 2, 3], [4, 5], [6, 7], [8, 9], [10, 11], [12, 13, 14, 15], [16, 17]]
