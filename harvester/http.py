@@ -810,12 +810,23 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
 
 
 def parse_json_body(body: bytes, content_type: str, url: str) -> object:
-    """JSON from a 200, or a TransientError: HTML, empty and truncated bodies are faults."""
-    head = body[:512].lstrip().lower()
-    if "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html", b"<")):
+    """JSON from a 200, or a TransientError: HTML, empty and truncated bodies are faults.
+    The body decides, not its label: portals and their CDNs do serve JSON as `text/html`,
+    and a body that parses as JSON is no HTML page (one that does not is, so labelled)."""
+    head = body[:512].lstrip()
+    if head.startswith(b"<"):
         raise TransientError(f"HTML page instead of JSON (Content-Type {content_type or 'none'})", url, 200)
     if not head:
         raise TransientError("empty body instead of JSON", url, 200)
+    try:
+        return _json_loads(body, url)
+    except TransientError:
+        if "html" in content_type.lower():
+            raise TransientError(f"HTML page instead of JSON (Content-Type {content_type})", url, 200) from None
+        raise
+
+
+def _json_loads(body: bytes, url: str) -> object:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -850,17 +861,27 @@ def _without_lone_surrogates(value):
 
 def parse_xml_body(body: bytes, content_type: str, url: str):
     """An XML element from a 200, parsed safely: a document declaring entities or a DTD
-    (the billion-laughs bomb) is refused outright; a broken one is transient, like JSON."""
-    head = body[:512].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")) or "html" in content_type.lower():
-        raise TransientError(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
+    (the billion-laughs bomb) is refused outright; a broken one is transient, like JSON.
+    As for JSON, the body decides whether it is an HTML page, the label only when it does
+    not parse."""
+    html = TransientError(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
+    labelled_html = "html" in content_type.lower()
+    if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        raise html
     try:
-        return defused_etree.fromstring(body)
+        root = defused_etree.fromstring(body)
     except (defusedxml.DTDForbidden, defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden) as exc:
+        if labelled_html:   # (an XHTML page declares its DTD)
+            raise html from None
         raise PermanentError(f"XML refused: {type(exc).__name__} (entity or DTD declarations are not accepted)",
                              url, 200) from None
     except defused_etree.ParseError as exc:
+        if labelled_html:
+            raise html from None
         raise TransientError(f"invalid or truncated XML: {exc}", url, 200) from None
+    if root.tag.rpartition("}")[2].lower() == "html":
+        raise html
+    return root
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -251,6 +251,34 @@ def test_a_body_that_is_not_utf8_is_named_so_with_the_offending_byte(portal):
     assert portal.hits["/latin1"] == 2
 
 
+@pytest.mark.parametrize("content_type", ["text/html", "text/html; charset=utf-8"])
+def test_valid_json_labelled_html_is_read_by_its_body(portal, content_type):
+    """A portal (or its CDN) labelling its JSON `text/html`: the body is JSON, not an HTML
+    page, so it is read (the label alone made every page a fault, and the portal fail)."""
+    portal.static["/mislabelled"] = RawBody(json.dumps(DOC).encode(), content_type)
+    client = fast_client(max_attempts=2)
+    assert get(client, portal, "/mislabelled").data == DOC
+    assert portal.hits["/mislabelled"] == 1 and client.stats.retries == 0
+
+
+@pytest.mark.parametrize("body", [b"Service Unavailable", b"\xef\xbb\xbf<!DOCTYPE html><html></html>", b"  <p>down</p>"])
+def test_an_html_label_on_a_body_that_is_no_json_is_an_html_page(portal, body):
+    portal.static["/page"] = RawBody(body, "text/html")
+    with pytest.raises(TransientError, match="HTML page instead of JSON"):
+        get(fast_client(max_attempts=2), portal, "/page")
+    assert portal.hits["/page"] == 2
+
+
+def test_xml_labelled_html_is_read_by_its_body_and_an_xhtml_page_is_still_html(portal):
+    services = b'<?xml version="1.0" encoding="utf-8"?><services><service><service_code>1</service_code></service></services>'
+    portal.static["/services.xml"] = RawBody(services, "text/html")
+    assert fast_client().get_xml(portal.url + "/services.xml").data.tag == "services"
+    xhtml = b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><body>down</body></html>'
+    for content_type in ("text/html", "application/xml"):
+        portal.static["/page.xml"] = RawBody(xhtml, content_type)
+        with pytest.raises(TransientError, match="HTML page instead of XML"):
+            fast_client(max_attempts=1).get_xml(portal.url + "/page.xml")
+
 def test_json_nested_past_any_limit_is_invalid_json_of_its_url(portal):
     """5,000 nested arrays in one field: orjson refuses past 1,024 levels, and the json module
     it falls back on raised a RecursionError naming no URL, which was not retried."""
