@@ -139,11 +139,14 @@ class _HostPace:
         self.next_at = 0.0
         self._lock = threading.Lock()
 
-    def wait(self, stop: threading.Event) -> None:
+    def wait(self, stop: threading.Event, deadline: float | None = None) -> None:
+        """Until this request's turn, or the run stops, or `deadline` (its portal's budget)."""
         with self._lock:
             now = time.monotonic()
             start = max(now, self.next_at)
             self.next_at = start + self.interval
+        if deadline is not None:
+            start = min(start, deadline)
         if start > now:
             stop.wait(start - now)   # (a held-back request is not waited for once the run stops)
 
@@ -535,7 +538,7 @@ class HttpClient:
         log.debug("GET %s", url)
         pace = self._pace(urlparse(url).netloc)
         with self._slot(url):
-            pace.wait(self._stop)
+            pace.wait(self._stop, self._deadline)
             self._check_stopped(url)
             started = time.monotonic()
             try:
@@ -592,7 +595,7 @@ class HttpClient:
         self.stats.add(requests=1)
         started = time.monotonic()
         with self._slot(url):
-            self._pace(urlparse(url).netloc).wait(self._stop)
+            self._pace(urlparse(url).netloc).wait(self._stop, self._deadline)
             self._check_stopped(url)
             try:
                 with _headers_by(time.monotonic() + self.timeout * 2):   # (not from `started`: the slot's wait)

@@ -103,6 +103,22 @@ def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_th
     assert portal.hits["/doc"] == 3
 
 
+def test_a_retry_after_hold_on_the_host_ends_with_the_portal_s_time_budget(portal):
+    """A 429's Retry-After holds back every request to its host (another portal's on the same
+    host, another thread's of the same portal): a request of a portal whose budget ends
+    during the hold fails OverBudget when it ends, not after the hold (up to 120 s more)."""
+    client = fast_client(max_attempts=1, max_retry_after=60)
+    limited = client.for_portal(type("P", (), {"host": portal.url.split("//")[1], "timeout": 5.0,
+                                               "max_concurrency": 1})())
+    portal.inject("/doc", ("retry_after", 429, 60))
+    with pytest.raises(TransientError, match="HTTP 429"):
+        get(client, portal)                     # the host is held for 60 s
+    limited.limit_to(0.01)                      # 0.6 s
+    started = time.monotonic()
+    with pytest.raises(OverBudget, match="max_minutes"):
+        get(limited, portal)
+    assert time.monotonic() - started < 3 and portal.hits["/doc"] == 1
+
 def test_total_retry_time_is_bounded(portal):
     client = fast_client(max_attempts=100, max_retry_seconds=0.5, backoff_initial=0.2, backoff_max=0.2)
     portal.inject("/doc", ("status", 503), times=100)
