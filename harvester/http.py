@@ -174,25 +174,46 @@ class _Session(requests.Session):
                 prepared_request.headers.pop(name, None)
 
 
-_EXCHANGE = threading.local()   # `deadline`: when this thread's request must have its headers
+@dataclass
+class _Exchange:
+    """This thread's request (its redirects included) under way: when its headers are due."""
+    deadline: float
+    connecting: float = 0.0      # seconds spent making connections (the connect timeout bounds them)
+    headers_late: bool = False
+
+
+_EXCHANGE = threading.local()   # `current`: this thread's _Exchange, while its request is made
 
 
 class _HeadersInTime:
     """A connection whose response status line and headers must arrive by the deadline the
-    request set (`_EXCHANGE.deadline`): read timeouts apply per socket read, and http.client
+    request set (`_EXCHANGE.current`): read timeouts apply per socket read, and http.client
     reads up to 100 header lines of 64 KB, so a server dripping them could hold a request
-    for hours before the body's watchdog (`_Watchdog`) ever started."""
+    for hours before the body's watchdog (`_Watchdog`) ever started. The time spent
+    connecting moves the deadline: it has a timeout of its own, and a slow connect (a SYN
+    sent again after 1 s) would otherwise leave a short timeout no time for the headers."""
+
+    def connect(self):
+        exchange = getattr(_EXCHANGE, "current", None)
+        started = time.monotonic()
+        try:
+            return super().connect()
+        finally:
+            if exchange is not None:
+                spent = time.monotonic() - started
+                exchange.deadline += spent
+                exchange.connecting += spent
 
     def getresponse(self, *args, **kwargs):
-        deadline = getattr(_EXCHANGE, "deadline", None)
-        if deadline is None or self.sock is None:
+        exchange = getattr(_EXCHANGE, "current", None)
+        if exchange is None or self.sock is None:
             return super().getresponse(*args, **kwargs)
-        guard = _SocketWatchdog(self.sock, deadline)
+        guard = _SocketWatchdog(self.sock, exchange.deadline)
         try:
             response = super().getresponse(*args, **kwargs)
         finally:
             guard.cancel()
-            _EXCHANGE.headers_late = guard.fired
+            exchange.headers_late = guard.fired
         if guard.fired:   # (the socket shut mid-headers reads as their end: never a response)
             response.close()
             raise ConnectionAbortedError("the response headers were late")
@@ -542,7 +563,7 @@ class HttpClient:
             self._check_stopped(url)
             started = time.monotonic()
             try:
-                with _headers_by(started + timeout * 2):
+                with _headers_by(started + timeout * 2) as exchange:
                     response = self._session().get(
                         url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
                         allow_redirects=True, **self._environment(url),
@@ -550,7 +571,8 @@ class HttpClient:
             except requests.exceptions.Timeout as exc:
                 raise TransientError(f"timed out: {type(exc).__name__}", url) from None
             except requests.exceptions.RequestException as exc:
-                raise _connection_failed(exc, url, timeout * 2) from None
+                raise _connection_failed(exc, url, timeout * 2, exchange) from None
+            started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
             watchdog = _Watchdog(response, timeout * 2)
             try:
                 status = response.status_code
@@ -598,11 +620,12 @@ class HttpClient:
             self._pace(urlparse(url).netloc).wait(self._stop, self._deadline)
             self._check_stopped(url)
             try:
-                with _headers_by(time.monotonic() + self.timeout * 2):   # (not from `started`: the slot's wait)
+                # (not from `started`: the slot's wait)
+                with _headers_by(time.monotonic() + self.timeout * 2) as exchange:
                     response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
                                                    stream=True, allow_redirects=True, **self._environment(url))
             except requests.exceptions.RequestException as exc:
-                raise _connection_failed(exc, url, self.timeout * 2) from None
+                raise _connection_failed(exc, url, self.timeout * 2, exchange) from None
             watchdog = _Watchdog(response, max_seconds)
             try:
                 status = response.status_code
@@ -684,18 +707,18 @@ class _SocketWatchdog(_Watchdog):
 
 
 @contextmanager
-def _headers_by(deadline: float) -> Iterator[None]:
+def _headers_by(deadline: float) -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
-    `deadline` (time.monotonic)."""
-    _EXCHANGE.deadline, _EXCHANGE.headers_late = deadline, False
+    `deadline` (time.monotonic), moved on by the time its connections take to make."""
+    exchange = _EXCHANGE.current = _Exchange(deadline)
     try:
-        yield
+        yield exchange
     finally:
-        _EXCHANGE.deadline = None
+        _EXCHANGE.current = None
 
 
-def _connection_failed(exc: Exception, url: str, seconds: float) -> TransientError:
-    if getattr(_EXCHANGE, "headers_late", False):
+def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> TransientError:
+    if exchange.headers_late:
         return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
     return TransientError(f"connection failed: {type(exc).__name__}", url)
 

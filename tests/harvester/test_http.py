@@ -355,6 +355,54 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_total_time_bound():
         server.close()
 
 
+def test_the_time_to_connect_does_not_count_against_the_headers_time():
+    """The status line and headers are due twice the (read) timeout after the connection is
+    made, not after the request started: a connect that took a second (a SYN dropped by a
+    full accept queue is sent again after 1 s) failed a healthy server at once when the
+    timeout was under a second, the connect having its own timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):   # fill the accept queue: the client's first SYN is dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    body = json.dumps(DOC).encode()
+
+    def answer(connection):
+        with connection:
+            connection.settimeout(5)
+            try:
+                if connection.recv(65536):
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                       b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+
+    def serve():
+        time.sleep(0.3)
+        for filler in fillers:
+            filler.close()
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = fast_client(timeout=0.4, connect_timeout=5, max_attempts=1)
+    started = time.monotonic()
+    try:
+        assert client.get_json(f"http://127.0.0.1:{port}/doc").data == DOC
+        assert time.monotonic() - started > 0.8    # the connect alone took longer than 2 x 0.4 s
+    finally:
+        server.close()
+
 def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
     from harvester.http import HostUnavailable
     client = fast_client(max_attempts=2, host_failure_limit=2)
