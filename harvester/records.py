@@ -480,18 +480,27 @@ def csv_distribution(dataset: StoredDataset) -> str | None:
     return None
 
 
-def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *,
-                 ahead: int = 1) -> Iterator[tuple[pa.Table, dict | None]]:
+def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
+                 shifted=None) -> Iterator[tuple[pa.Table, dict | None]]:
     """Pages whose `items` are tables, with the parameters of the next request as state.
 
     A page that gives the very rows of the page before fails the pull: the portal ignores
     the paging parameters (rows carry their source's key, :id, _id or the object id, so two
-    pages of a dataset are never the same), and its full pages would come forever."""
-    previous = None
+    pages of a dataset are never the same), and its full pages would come forever.
+    Where rows carry no key (OpenDataSoft), a table of repeated rows gives such pages too:
+    `shifted(params)` reads the rows of that request one row further on, which a portal
+    that honours the paging answers with the page's own rows from its second on (a portal
+    that ignores it, with the page again: the same rows only if they are all one row,
+    which any page of that table then is). Once it has honoured it, it is not asked again."""
+    previous, honours_paging = None, False
     for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead):
-        if previous is not None and page.items.num_rows and page.items.equals(previous):
-            raise RecordsError(f"the page at {request_text(page.params)} gave the same {page.items.num_rows} rows as "
-                               "the page before: the portal repeats a page instead of paging on")
+        if previous is not None and page.items.num_rows and page.items.equals(previous) and not honours_paging:
+            rows = page.items.num_rows
+            honours_paging = shifted is not None and rows > 1 and \
+                shifted(page.params).equals(page.items.slice(1))
+            if not honours_paging:
+                raise RecordsError(f"the page at {request_text(page.params)} gave the same {rows} rows as the "
+                                   "page before: the portal repeats a page instead of paging on")
         previous = page.items
         yield page.items, next_params
 

@@ -42,3 +42,39 @@ def test_records_pages_and_export(tmp_path, ods):
     assert big.num_rows == 12_345 and len(set(big["id"].to_pylist())) == 12_345
     assert any(p.endswith(f"{large}/exports/jsonl") for p, _, _ in portal.requests)
     assert not any(p.endswith(f"{large}/records") and q.get("limit") != "0" for p, q, _ in portal.requests)
+
+
+class OffsetIgnoringPortal(OpenDataSoftPortal):
+    """An ODS behind a broken cache: every records page is the first, whatever `offset` asks."""
+
+    def route(self, path, query):
+        return super().route(path, {**query, "offset": "0"} if path.endswith("/records") else query)
+
+
+def test_a_table_of_identical_rows_is_pulled_whole(tmp_path):
+    """ODS rows carry no key, so a legitimate table of 250 identical rows (a count per day that
+    never changed, a lookup repeated) gives pages identical to the page before: that alone
+    must not fail the pull, as it does for sources whose rows carry their key."""
+    datasets = make_ods_datasets(3)[1:]   # (the first has no records)
+    same = {"id": "a", "count": 1, "rate": 0.5, "date": "2024-03-01T08:00:00+01:00", "geo_point_2d": None}
+    periodic = [{**same, "count": i % 4} for i in range(400)]   # pages of 100 repeat the page before too
+    with OpenDataSoftPortal(datasets, records={datasets[0]["dataset_id"]: [same] * 250,
+                                               datasets[1]["dataset_id"]: periodic}) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url,
+                                         [d["dataset_id"] for d in datasets])
+    assert result.exit_code == 0, result.output
+    for dataset, rows in zip(datasets, ([same] * 250, periodic)):
+        table = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset['dataset_id']}")
+        assert table.num_rows == len(rows) and table["count"].to_pylist() == [r["count"] for r in rows]
+
+
+def test_a_portal_that_ignores_the_offset_still_fails_the_pull(tmp_path):
+    datasets = make_ods_datasets(2)
+    with OffsetIgnoringPortal(datasets, records={datasets[1]["dataset_id"]: counter_rows(250)}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert result.exit_code == 0, result.output   # (a records pull's failure is its dataset's, not its portal's)
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1
+    assert not (tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}").exists()
+    import duckdb
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert "offset=100" in message and "the same 100 rows as the page before" in message
