@@ -81,16 +81,24 @@ def clean_name(name: str) -> str:
 
 def unique_fields(fields: list[Field]) -> list[Field]:
     """Each column once, with a printable name (portals do list a field twice: the second
-    becomes `name_2`, read from the same source field), of a known kind (else `other`)."""
-    seen: dict[str, int] = {}
+    becomes `name_2`, read from the same source field), of a known kind (else `other`).
+    Names are unique whatever their case (DuckDB, which profiles and merges the Parquet,
+    reads `ID` and `id` as one name), and a name the portal gave is kept before a name made
+    unique: `a`, `a<NUL>`, `a_2` become `a`, `a_3`, `a_2`, never two columns `a_2`."""
+    names = [clean_name(f.name) for f in fields]
+    taken: set[str] = set()
+    kept = []
+    for name in names:
+        kept.append(name.lower() not in taken)
+        taken.add(name.lower())
     out = []
-    for f in fields:
-        name = clean_name(f.name)
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        else:
-            seen[name] = 1
+    for f, name, keep in zip(fields, names, kept):
+        if not keep:
+            number = 2
+            while f"{name}_{number}".lower() in taken:
+                number += 1
+            name = f"{name}_{number}"
+            taken.add(name.lower())
         out.append(Field(name, f.kind if f.kind in KINDS else "other", None if name == f.name else f.name))
     return out
 
@@ -425,7 +433,9 @@ class DownloadedFile(RecordSource):
                                                    "temp_directory": str(self.folder / "spill")})
                 schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
                                            [str(self.path)]).to_arrow_table().schema
-                self.fields = unique_fields([Field(f.name, kind_of(f.type)) for f in schema])
+                # its columns are taken by position (the sniffer may name two alike: `a<NUL>`, `a`)
+                self.fields = [Field(f.name, f.kind) for f in
+                               unique_fields([Field(f.name, kind_of(f.type)) for f in schema])]
             else:
                 self.fields = unique_fields(fields or [])
             self.conversion = Conversion(self.fields)
@@ -444,7 +454,7 @@ class DownloadedFile(RecordSource):
                                        [str(self.path)]).to_arrow_reader(self.BATCH)
             tables = (pa.Table.from_batches([batch]) for batch in reader)
             for table in tables:
-                table = table.rename_columns([f.key for f in self.fields])
+                table = table.rename_columns([f.name for f in self.fields])
                 done += table.num_rows
                 yield self.conversion.table({f.key: table[f.key] for f in self.fields}, table.num_rows), {"rows": done}
             return
