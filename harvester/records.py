@@ -135,10 +135,16 @@ class Conversion:
         self.fields = fields
         self.schema = arrow_schema(fields)
         self.invalid: Counter[str] = Counter()
+        self.not_objects = 0   # records that were no JSON object, each stored as a row of nulls
 
-    def table_from_rows(self, rows: list[dict]) -> pa.Table:
-        """JSON records (a list of objects) → a typed table; missing keys are nulls."""
-        return self.table({f.key: [row.get(f.key) for row in rows] for f in self.fields}, len(rows))
+    def table_from_rows(self, rows: list) -> pa.Table:
+        """JSON records (a list of objects) → a typed table; missing keys are nulls. A record
+        that is no object (a string, a number, null) is a row of nulls, counted: dropped, it
+        shifted the offset of every page after it (a row read twice, the count still met)."""
+        objects = [row if isinstance(row, dict) else None for row in rows]
+        self.not_objects += objects.count(None)
+        return self.table({f.key: [None if row is None else row.get(f.key) for row in objects] for f in self.fields},
+                          len(rows))
 
     def table(self, columns: dict[str, list | pa.Array], length: int) -> pa.Table:
         """Columns by the portal's field names → a table of this schema."""
@@ -528,6 +534,7 @@ class PullResult:
     seconds: float = 0.0
     resumed: bool = False
     invalid_values: dict = field(default_factory=dict)
+    not_objects: int = 0
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -578,6 +585,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         ready = _merge(con, source, layout, portal_id, source_id, staging)
     if isinstance(getattr(source, "conversion", None), Conversion):
         result.invalid_values = dict(source.conversion.invalid)
+        result.not_objects = source.conversion.not_objects
     layout.publish(ready, portal_id, source_id)
     shutil.rmtree(staging, ignore_errors=True)
     glob = layout.glob(portal_id, source_id)
@@ -713,6 +721,10 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             for column, count in sorted(result.invalid_values.items()):
                 errors.add(source_id, "records", "InvalidValue",
                            f"{count} values of column {column!r} did not parse as its type; stored as null",
+                           severity="warning")
+            if result.not_objects:
+                errors.add(source_id, "records", "NotAnObject",
+                           f"{result.not_objects} records were not JSON objects; each stored as a row of nulls",
                            severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
             result.status = "failed"

@@ -168,9 +168,12 @@ class FeatureServerRecords(RecordSource):
             raise RecordsError(f"a query answer of {self.url} has no features list")
         rows = []
         for feature in features:
-            row = dict(feature.get("attributes") or {}) if isinstance(feature, dict) else {}
+            if not isinstance(feature, dict) or not isinstance(feature.get("attributes") or {}, dict):
+                rows.append(None)   # a row of nulls, counted (Conversion.table_from_rows)
+                continue
+            row = dict(feature.get("attributes") or {})
             if self.geometry_type:
-                row["geometry"] = esri_wkt(feature.get("geometry")) if isinstance(feature, dict) else None
+                row["geometry"] = esri_wkt(feature.get("geometry"))
             rows.append(row)
         return Page(items=self.conversion.table_from_rows(rows),
                     cursor="more" if data.get("exceededTransferLimit") else None)

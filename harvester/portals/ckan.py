@@ -292,7 +292,7 @@ class DatastoreRecords(RecordSource):
         records = result.get("records")
         if not isinstance(records, list):
             raise RecordsError(f"datastore_search of {self.resource_id} gave no records list")
-        return Page(items=self.conversion.table_from_rows([r for r in records if isinstance(r, dict)]))
+        return Page(items=self.conversion.table_from_rows(records))
 
     def batches(self, resume):
         paginator = OffsetPaginator(RECORD_ROWS, extra={"resource_id": self.resource_id, "sort": "_id asc"})

@@ -162,8 +162,7 @@ class OdsRecords(RecordSource):
 
     def _page(self, params: dict, conversion: Conversion | None = None) -> Page:
         data = self._get(params)
-        rows = [r for r in data["results"] if isinstance(r, dict)]
-        return Page(items=(conversion or self.conversion).table_from_rows(rows), total=data["total_count"])
+        return Page(items=(conversion or self.conversion).table_from_rows(data["results"]), total=data["total_count"])
 
     def _shifted(self, params: dict):
         """The rows of a page's request from its second row on (its rows carry no key: see

@@ -78,3 +78,22 @@ def test_a_portal_that_ignores_the_offset_still_fails_the_pull(tmp_path):
     import duckdb
     message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
     assert "offset=100" in message and "the same 100 rows as the page before" in message
+
+
+def test_records_that_are_not_objects_keep_their_place_and_are_reported(tmp_path):
+    """A records page holding a string and a null among its objects: they were dropped, so the
+    next page was asked one or two rows short of where it should start, a row was read twice,
+    the count was still met, and the pull said nothing. Now each is a row of nulls, counted
+    in a warning, and every object is kept once."""
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    rows[5], rows[120] = "oops", None
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}")["id"].to_pylist()
+    assert len(ids) == 250 and ids.count(None) == 2
+    assert sorted(i for i in ids if i) == sorted(r["id"] for r in rows if isinstance(r, dict))
+    import duckdb
+    warnings = duckdb.connect(str(db)).execute("SELECT error_type, severity, message FROM harvest_errors").fetchall()
+    assert warnings == [("NotAnObject", "warning", "2 records were not JSON objects; each stored as a row of nulls")]
