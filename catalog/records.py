@@ -34,6 +34,7 @@ MAX_SEGMENT = 120
 TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
+PROFILE_COLUMNS = 250   # columns profiled by one scan
 
 
 class UnsafePath(ValueError):
@@ -115,8 +116,8 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
     min, max, and the most frequent values of low-cardinality text columns.
 
     Rows, nulls, min and max come from the Parquet statistics (`parquet_metadata`, no data
-    read) where every row group has exact ones; one scan gives the distinct estimates
-    (and min/max/nulls of any column without statistics)."""
+    read) where every row group has exact ones; a scan per PROFILE_COLUMNS columns gives the
+    distinct estimates (and min/max/nulls of any column without statistics)."""
     columns = parquet_columns(con, glob)
     if not columns:
         return []
@@ -127,23 +128,32 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
                list(stats_min_value) FILTER (WHERE stats_min_value IS NOT NULL),
                list(stats_max_value) FILTER (WHERE stats_max_value IS NOT NULL)
         FROM parquet_metadata(?) GROUP BY path_in_schema""", [glob]).fetchall()}
-    parts = ["count(*)"]
-    scanned = []
-    for name, kind in columns:
-        column = quote_identifier(name)
-        parts.append(f"approx_count_distinct({column})")
-        scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
-        if not (stats.get(name) and stats[name][2]):
-            scanned.append(name)
-            parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
-                      f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()
-    total, values = row[0], iter(row[1:])
+    scanned: dict[str, tuple] = {}   # column → (distinct, non-null, min, max) from a scan
+    total = None
+    # a few hundred columns a scan: each approx_count_distinct holds a HyperLogLog per thread,
+    # and a scan of them all (2,000 columns) did not fit PROFILE_MEMORY
+    for start in range(0, len(columns), PROFILE_COLUMNS):
+        chunk = columns[start:start + PROFILE_COLUMNS]
+        parts = ["count(*)"]
+        for name, kind in chunk:
+            column = quote_identifier(name)
+            parts.append(f"approx_count_distinct({column})")
+            scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
+            if not (stats.get(name) and stats[name][2]):
+                parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
+                          f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
+        row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)",
+                          [glob]).fetchone()
+        total, values = row[0], iter(row[1:])
+        for name, _ in chunk:
+            distinct = next(values)
+            exact = stats.get(name) and stats[name][2]
+            scanned[name] = (distinct,) if exact else (distinct, next(values), next(values), next(values))
     profiles = []
     for name, kind in columns:
-        distinct = next(values)
-        if name in scanned:
-            non_null, low, high = next(values), next(values), next(values)
+        distinct, *measured = scanned[name]
+        if measured:
+            non_null, low, high = measured
         else:
             _, nulls, _, lows, highs = stats[name]
             non_null = total - nulls

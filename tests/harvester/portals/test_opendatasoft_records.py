@@ -99,18 +99,20 @@ def test_records_that_are_not_objects_keep_their_place_and_are_reported(tmp_path
     assert warnings == [("NotAnObject", "warning", "2 records were not JSON objects; each stored as a row of nulls")]
 
 
-def test_a_dataset_of_a_thousand_columns_is_pulled_and_profiled(tmp_path):
+def test_a_dataset_of_3000_columns_is_pulled_and_profiled(tmp_path):
     """Wide tables (census tables run to hundreds of columns): their profiles were inserted a
     row at a time, each insert holding blocks of its own in the catalogue's 128 MB, so past
-    ~400 columns every pull of such a dataset failed (DuckDB's Out of Memory Error)."""
+    ~400 columns every pull of such a dataset failed (DuckDB's Out of Memory Error), and past
+    ~1,500 the one scan of every column's distinct estimate did not fit the profile's 128 MB."""
     datasets = make_ods_datasets(2)
-    datasets[1]["fields"] = [{"name": f"f{i}", "label": f"F {i}", "type": "int"} for i in range(1000)]
-    rows = [{f"f{i}": i * n for i in range(1000)} for n in range(3)]
+    datasets[1]["fields"] = [{"name": f"f{i}", "label": f"F {i}", "type": "int"} for i in range(3000)]
+    rows = [{f"f{i}": i * n for i in range(3000)} for n in range(3)]
     with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
         db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     import duckdb
     con = duckdb.connect(str(db))
-    assert con.execute("SELECT column_count FROM record_pulls").fetchone()[0] == 1000
-    assert con.execute("SELECT count(*), max(max_value::INTEGER) FILTER (WHERE column_name = 'f999') "
-                       "FROM column_profiles").fetchone() == (1000, 999 * 2)
+    assert con.execute("SELECT column_count FROM record_pulls").fetchone()[0] == 3000
+    assert con.execute("SELECT count(*), max(max_value::INTEGER) FILTER (WHERE column_name = 'f2999'), "
+                       "sum(distinct_count) FILTER (WHERE column_name = 'f1') FROM column_profiles").fetchone() \
+        == (3000, 2999 * 2, 3)
