@@ -205,22 +205,38 @@ def vocabulary_type(duckdb_type: str) -> str:
     return {"VARCHAR": "text", "BOOLEAN": "boolean", "DATE": "date"}.get(duckdb_type, "other")
 
 
-def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: str, portal_id: str,
-                source_id: str, mode: str, watermark: str | None, run_id: str, now: datetime,
-                seconds: float, kinds: dict[str, str] | None = None) -> dict:
-    """After a publish: the dataset's pull row and its column profiles, in one transaction.
-    A profile's `type` is the column's type in the shared vocabulary, as in `columns`:
-    `kinds` (column → type, from the pull), else derived from the Parquet type."""
-    glob = layout.glob(portal_id, source_id)
+@dataclass
+class Measured:
+    """A dataset's finished folder: its column profiles, rows and bytes."""
+    profiles: list[dict]
+    rows: int
+    bytes: int
+
+
+def measure_folder(folder: Path) -> Measured:
+    """Profile the Parquet of `folder`: done before a pull publishes it, so that a profile
+    that fails (out of memory, say) leaves the previous dataset in place, as every other
+    failure of a pull does."""
+    glob = str(folder / "*.parquet")
     # a DuckDB of its own, with a small memory limit: the profile must not lift the pull's peak
     # (spilling to a directory of its own: an in-memory DuckDB's default is the working directory)
     with tempfile.TemporaryDirectory(prefix="civicat-profile-") as spill, duckdb.connect(
             config={"memory_limit": PROFILE_MEMORY, "threads": 2, "temp_directory": spill}) as profiler:
         profiles = profile_columns(profiler, glob)
-    folder = layout.folder(portal_id, source_id)
-    size = sum(p.stat().st_size for p in folder.glob("*.parquet"))
-    rows = profiles[0]["row_count"] if profiles else con.execute(
-        "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()[0]
+        rows = profiles[0]["row_count"] if profiles else profiler.execute(
+            "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()[0]
+    return Measured(profiles, rows, sum(p.stat().st_size for p in folder.glob("*.parquet")))
+
+
+def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: str, portal_id: str,
+                source_id: str, mode: str, watermark: str | None, run_id: str, now: datetime,
+                seconds: float, kinds: dict[str, str] | None = None, measured: Measured | None = None) -> dict:
+    """After a publish: the dataset's pull row and its column profiles, in one transaction.
+    A profile's `type` is the column's type in the shared vocabulary, as in `columns`:
+    `kinds` (column → type, from the pull), else derived from the Parquet type. `measured`:
+    the folder as measured before it was published (else it is measured now)."""
+    measured = measured or measure_folder(layout.folder(portal_id, source_id))
+    profiles, rows, size = measured.profiles, measured.rows, measured.bytes
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM record_pulls WHERE dataset_uid = ?", [uid])

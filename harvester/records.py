@@ -26,7 +26,7 @@ from pathlib import Path
 import orjson
 
 from catalog.lazy import LazyModule
-from catalog.records import RecordsLayout, previous_pull, record_pull, write_json_atomic
+from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.paging import Paginator, pages, request_text
 
 log = logging.getLogger("civicat.records")
@@ -586,12 +586,13 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     if isinstance(getattr(source, "conversion", None), Conversion):
         result.invalid_values = dict(source.conversion.invalid)
         result.not_objects = source.conversion.not_objects
+    measured = measure_folder(ready)   # (before the publish: a profile that fails keeps the previous dataset)
+    watermark = source.watermark(str(ready / "*.parquet"))
     layout.publish(ready, portal_id, source_id)
     shutil.rmtree(staging, ignore_errors=True)
-    glob = layout.glob(portal_id, source_id)
     summary = record_pull(con, layout, uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode,
-                          watermark=source.watermark(glob), run_id=run_id, now=datetime.now(UTC),
-                          seconds=round(time.monotonic() - started, 3),
+                          watermark=watermark, run_id=run_id, now=datetime.now(UTC),
+                          seconds=round(time.monotonic() - started, 3), measured=measured,
                           kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
     result.rows, result.columns, result.bytes = summary["rows"], summary["columns"], summary["bytes"]
     result.path = layout.relative(portal_id, source_id)

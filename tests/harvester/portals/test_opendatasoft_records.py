@@ -116,3 +116,26 @@ def test_a_dataset_of_3000_columns_is_pulled_and_profiled(tmp_path):
     assert con.execute("SELECT count(*), max(max_value::INTEGER) FILTER (WHERE column_name = 'f2999'), "
                        "sum(distinct_count) FILTER (WHERE column_name = 'f1') FROM column_profiles").fetchone() \
         == (3000, 2999 * 2, 3)
+
+
+def test_a_profile_that_fails_keeps_the_previous_dataset(tmp_path, monkeypatch):
+    """A pull is published only once complete, and a failed pull keeps the previous Parquet
+    (`civicat records`: exit 1, "its previous Parquet is kept"): the profile, which can fail
+    (out of memory), ran after the new folder replaced the old one, so a failed pull left
+    the new rows published with the previous pull's row in record_pulls."""
+    import duckdb
+
+    import catalog.records
+    datasets = make_ods_datasets(2)
+    dataset_id = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={dataset_id: counter_rows(250)}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
+        assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+        portal.records[dataset_id] = counter_rows(300)
+        monkeypatch.setattr(catalog.records, "PROFILE_MEMORY", "1KB")   # no profile fits
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset_id}").num_rows == 250
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT row_count FROM record_pulls").fetchall() == [(250,)]
+    assert "records pull failed" in con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
