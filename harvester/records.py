@@ -53,6 +53,10 @@ def arrow_type(kind: str) -> pa.DataType:
 TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
+# columns a pull takes: wide census tables run to a few thousand; a portal listing 10^6
+# fields would hold the run for days (the profile's cost grows with the square of them:
+# 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
+MAX_COLUMNS = 10_000
 
 
 class RecordsError(Exception):
@@ -558,6 +562,9 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
           uid: str, run_id: str, part_rows: int) -> PullResult:
     started = time.monotonic()
     result = PullResult(uid=uid, mode=source.mode)
+    if len(source.fields) > MAX_COLUMNS:
+        raise RecordsError(f"the dataset has {len(source.fields)} columns, more than the {MAX_COLUMNS:,} a records "
+                           "pull takes")
     staging = layout.staging(portal_id, source_id)
     progress_path = staging / "progress.json"
     parts_dir = staging / "parts"

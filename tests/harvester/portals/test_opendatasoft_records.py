@@ -139,3 +139,19 @@ def test_a_profile_that_fails_keeps_the_previous_dataset(tmp_path, monkeypatch):
     con = duckdb.connect(str(db))
     assert con.execute("SELECT row_count FROM record_pulls").fetchall() == [(250,)]
     assert "records pull failed" in con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+
+
+def test_a_dataset_of_more_columns_than_a_pull_takes_fails_at_once(tmp_path):
+    """A portal listing 10^6 fields for a dataset: its pull (outside the portal's max_minutes)
+    would have run for days, the profile's cost growing with the square of the columns
+    (100,000 took 7 minutes). Past 10,000 columns the pull fails before reading a row."""
+    datasets = make_ods_datasets(2)
+    datasets[1]["fields"] = [{"name": f"f{i}", "label": f"F {i}", "type": "int"} for i in range(10_001)]
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: [{"f0": 1}] * 3}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+        read = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert read == []
+    import duckdb
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert "the dataset has 10001 columns, more than the 10,000 a records pull takes" in message
