@@ -83,14 +83,19 @@ def clean_name(name: str) -> str:
     return "".join(ch for ch in str(name) if ch >= " " and ch != "\x7f") or "_"
 
 
+PARTITION_KEYS = ("portal", "dataset")   # the records folders' Hive keys (catalog.records.RecordsLayout)
+
+
 def unique_fields(fields: list[Field]) -> list[Field]:
     """Each column once, with a printable name (portals do list a field twice: the second
     becomes `name_2`, read from the same source field), of a known kind (else `other`).
     Names are unique whatever their case (DuckDB, which profiles and merges the Parquet,
     reads `ID` and `id` as one name), and a name the portal gave is kept before a name made
-    unique: `a`, `a<NUL>`, `a_2` become `a`, `a_3`, `a_2`, never two columns `a_2`."""
+    unique: `a`, `a<NUL>`, `a_2` become `a`, `a_3`, `a_2`, never two columns `a_2`. The
+    folders' Hive keys are taken: a `dataset` column read Hive-style (DuckDB, polars and
+    pyarrow alike) gave the folder's value in place of its own; it is `dataset_2`."""
     names = [clean_name(f.name) for f in fields]
-    taken: set[str] = set()
+    taken = set(PARTITION_KEYS)
     kept = []
     for name in names:
         kept.append(name.lower() not in taken)

@@ -155,3 +155,25 @@ def test_a_dataset_of_more_columns_than_a_pull_takes_fails_at_once(tmp_path):
     import duckdb
     message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
     assert "the dataset has 10001 columns, more than the 10,000 a records pull takes" in message
+
+
+def test_columns_named_as_the_hive_partitions_are_not_hidden_by_them(tmp_path):
+    """A data inventory's `dataset` column (or a `Portal` one): read Hive-style, as the README and
+    the export show it, DuckDB, polars and pyarrow all gave the folder's `dataset=` value in
+    its place, and the column's own values were lost."""
+    import duckdb
+    import polars as pl
+    datasets = make_ods_datasets(2)
+    datasets[1]["fields"] = [{"name": "dataset", "type": "text"}, {"name": "Portal", "type": "text"},
+                             {"name": "rows", "type": "int"}]
+    rows = [{"dataset": f"Inventory {i}", "Portal": "data.example.org", "rows": i} for i in range(3)]
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    glob = str(tmp_path / "records" / "portal=*" / "dataset=*" / "*.parquet")
+    read = duckdb.sql(f"SELECT dataset_2, Portal_2, portal, dataset FROM read_parquet('{glob}', hive_partitioning = true) "
+                      "ORDER BY rows").fetchall()
+    assert read[0] == ("Inventory 0", "data.example.org", "paris", datasets[1]["dataset_id"])
+    frame = pl.scan_parquet(str(tmp_path / "records" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert sorted(frame["dataset_2"].to_list()) == ["Inventory 0", "Inventory 1", "Inventory 2"]
+    assert set(frame["dataset"].to_list()) == {datasets[1]["dataset_id"]}
