@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import shutil
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -503,6 +504,29 @@ def csv_distribution(dataset: StoredDataset) -> str | None:
         if dist.get("download_url") and "csv" in label:
             return dist["download_url"]
     return None
+
+
+class SameColumns:
+    """The columns every page of a pull names (a CSV page's header, a DataStore page's
+    fields) must be those the first named: a dataset whose columns changed while it was
+    read (a column renamed, added, dropped) gave nulls in a kept column for the pages after
+    the change and lost the renamed column's values, the pull reported complete. Pages are
+    read in several threads: the first to arrive sets them."""
+
+    def __init__(self, columns: list[str] | None = None):
+        self.columns = columns
+        self._lock = threading.Lock()
+
+    def check(self, columns: list[str], params: dict | None) -> None:
+        with self._lock:
+            if self.columns is None:
+                self.columns = list(columns)
+        if list(columns) != self.columns:
+            gone = [c for c in self.columns if c not in columns]
+            new = [c for c in columns if c not in self.columns]
+            raise RecordsError(f"the columns changed while the dataset was read: the page at {request_text(params)} "
+                               f"names {len(columns)} columns (new: {new[:5]}, gone: {gone[:5]}) where the first "
+                               f"named {len(self.columns)}; the next pull reads it again")
 
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,

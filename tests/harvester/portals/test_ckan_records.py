@@ -117,3 +117,22 @@ def test_field_names_alike_but_for_case_or_control_characters_become_distinct_co
         profiled = [r[0] for r in con.execute("SELECT column_name FROM column_profiles WHERE dataset_uid = ?",
                                               [f"bos:{uid}"]).fetchall()]
         assert sorted(profiled) == sorted(table.column_names)
+
+
+def test_datastore_fields_that_change_while_the_table_is_read_fail_the_pull(tmp_path, ckan):
+    """`status` renamed `state` after the pull listed the fields: its rows' status was null,
+    `state` was lost, and the pull reported complete."""
+    portal, rows = ckan
+    renamed = [dict(f, id="state") if f["id"] == "status" else f for f in FIELDS]
+
+    def rename_once_read(path, query):
+        if path == "/api/3/action/datastore_search" and query.get("limit") != "0":
+            portal.datastore["res-store"] = renamed
+            portal.records["res-store"] = [{("state" if k == "status" else k): v for k, v in r.items()} for r in rows]
+
+    portal.on_request = rename_once_read
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert not (tmp_path / "records" / "portal=bos").exists()
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors").fetchone()[0]
+    assert "columns changed while the dataset was read" in message and "new: ['state'], gone: ['status']" in message
