@@ -180,7 +180,7 @@ class Conversion:
                     return pa.array(values, pa.string())
                 except (pa.ArrowTypeError, pa.ArrowInvalid):
                     pass   # objects, numbers among the strings: each value on its own
-            return pa.array([_as_text(v, f.kind) for v in values], pa.string())
+            return self._texts(values, f)
         try:
             array = pa.array(values)
         except (pa.ArrowTypeError, pa.ArrowInvalid):  # mixed types: each value on its own
@@ -197,6 +197,18 @@ class Conversion:
             return array.cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return self._one_by_one(values, f, target)
+
+    def _texts(self, values: list, f: Field) -> pa.Array:
+        out, bad = [], 0
+        for value in values:
+            try:
+                out.append(_as_text(value, f.kind))
+            except ValueError:
+                out.append(None)
+                bad += 1
+        if bad:
+            self.invalid[f.name] += bad
+        return pa.array(out, pa.string())
 
     def _cast_strings(self, array: pa.Array, f: Field, target: pa.DataType) -> pa.Array:
         if f.kind in TEXT_KINDS:
@@ -233,8 +245,21 @@ def _as_text(value, kind: str) -> str | None:
     if kind == "url" and isinstance(value, dict) and "url" in value:
         return value.get("url")
     if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
+        return json_text(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def json_text(value) -> str:
+    """A value as compact JSON text. orjson writes 254 levels of nesting, where the page's
+    parser read up to 1,024: deeper values are written by the json module, and a value
+    past even its reach is a ValueError (stored as null and counted, as a bad value is)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:   # (orjson.JSONEncodeError: "Recursion limit reached")
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise ValueError("a value nested too deep to be written as JSON") from None
 
 
 def point_wkt(value) -> str | None:
@@ -251,12 +276,12 @@ def point_wkt(value) -> str | None:
         elif "lon" in value and "lat" in value:   # OpenDataSoft geo_point_2d
             x, y = value.get("lon"), value.get("lat")
         else:
-            return orjson.dumps(value).decode()
+            return json_text(value)
         try:
             return f"POINT ({float(x)!r} {float(y)!r})" if x not in (None, "") and y not in (None, "") else None
         except (TypeError, ValueError):
-            return orjson.dumps(value).decode()
-    return value if isinstance(value, str) or value is None else orjson.dumps(value).decode()
+            return json_text(value)
+    return value if isinstance(value, str) or value is None else json_text(value)
 
 
 def _boolean(value) -> bool:

@@ -177,3 +177,17 @@ def test_columns_named_as_the_hive_partitions_are_not_hidden_by_them(tmp_path):
     frame = pl.scan_parquet(str(tmp_path / "records" / "**" / "*.parquet"), hive_partitioning=True).collect()
     assert sorted(frame["dataset_2"].to_list()) == ["Inventory 0", "Inventory 1", "Inventory 2"]
     assert set(frame["dataset"].to_list()) == {datasets[1]["dataset_id"]}
+
+
+def test_a_value_nested_past_orjson_s_depth_is_kept_as_its_json_text(tmp_path):
+    """A text field holding JSON nested 300 deep (read fine: the page's parser allows 1,024
+    levels) failed the whole pull with "TypeError: Recursion limit reached" when the value
+    was written as text (orjson writes 254 levels)."""
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(3)
+    rows[1]["id"] = json.loads("[" * 300 + "]" * 300)
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}")["id"].to_pylist()
+    assert ids[0] == "c000000" and json.loads(ids[1]) == rows[1]["id"]
