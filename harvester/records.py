@@ -58,6 +58,7 @@ PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes
 # fields would hold the run for days (the profile's cost grows with the square of them:
 # 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
 MAX_COLUMNS = 10_000
+CSV_MEMORY, WIDE_CSV_MEMORY = "256MB", "1GB"   # DuckDB's for a downloaded CSV; the second for a wide one
 
 
 class RecordsError(Exception):
@@ -470,10 +471,15 @@ class DownloadedFile(RecordSource):
             http.download(url, self.path, params)
             if fmt == "csv":
                 # spilling beside the download: an in-memory DuckDB's default is the working directory
-                self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True,
+                self.duck = duckdb.connect(config={"memory_limit": CSV_MEMORY, "preserve_insertion_order": True,
                                                    "temp_directory": str(self.folder / "spill")})
-                schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
-                                           [str(self.path)]).to_arrow_table().schema
+                try:
+                    schema = self._sniff()
+                except duckdb.OutOfMemoryException:
+                    # DuckDB's CSV reader holds vectors per column: a file of 3,500 columns (of
+                    # three rows) fitted neither its sniffer nor its reading in CSV_MEMORY
+                    self.duck.execute(f"SET memory_limit = '{WIDE_CSV_MEMORY}'")
+                    schema = self._sniff()
                 # its columns are taken by position (the sniffer may name two alike: `a<NUL>`, `a`)
                 self.fields = [Field(f.name, f.kind) for f in
                                unique_fields([Field(f.name, kind_of(f.type)) for f in schema])]
@@ -483,6 +489,10 @@ class DownloadedFile(RecordSource):
         except BaseException:
             self.close()  # a failed download or an unreadable file: no one else will remove it
             raise
+
+    def _sniff(self):
+        return self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
+                                 [str(self.path)]).to_arrow_table().schema
 
     @property
     def fingerprint(self) -> str:
