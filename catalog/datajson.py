@@ -38,6 +38,7 @@ MEDIA_TYPE = re.compile(r"^[-\w]+/[-\w]+(\.[-\w]+)*([+][-\w]+)?$")
 PERIODICITY = re.compile(r"^R\/P(?:\d+(?:\.\d+)?Y)?(?:\d+(?:\.\d+)?M)?(?:\d+(?:\.\d+)?W)?(?:\d+(?:\.\d+)?D)?"
                          r"(?:T(?:\d+(?:\.\d+)?H)?(?:\d+(?:\.\d+)?M)?(?:\d+(?:\.\d+)?S)?)?$")
 URI_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 MAX_DESCRIPTION = 10000
 MAX_KEYWORDS, MAX_KEYWORD = 1000, 1000
 BATCH = 2000
@@ -85,7 +86,7 @@ def uri(value: str | None) -> str | None:
         return None
     if parts.scheme.lower() not in ("http", "https", "ftp") or not parts.netloc:
         return None
-    return quote(value, safe=URI_SAFE)
+    return BROKEN_ESCAPE.sub("%25", quote(value, safe=URI_SAFE))   # (a '%' that escapes nothing is one)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -181,18 +182,29 @@ def dataset_entry(row: dict, defaults: PortalDefaults) -> tuple[dict | None, lis
     return entry, []
 
 
+def _unique_identifier(identifier: str, uid: str, seen: set[str]) -> str:
+    """The harvested identifier, else the uid, else the uid numbered: a portal's identifier
+    can be another dataset's uid (`b:id-1`), which that dataset falls back on."""
+    for candidate in (identifier, uid):
+        if candidate and candidate not in seen:
+            return candidate
+    number = 2
+    while f"{uid}#{number}" in seen:
+        number += 1
+    return f"{uid}#{number}"
+
+
 def catalogue_entries(con, defaults: dict[str, PortalDefaults], report: DataJsonReport) -> Iterator[dict]:
     """The datasets of the catalogue as DCAT-US entries, streamed. Identifiers are unique
-    in the catalog: the harvested identifier, else (or when another portal's dataset has
-    the same) civicat's uid."""
+    in the catalog: the harvested identifier, else (or when another dataset has the same)
+    civicat's uid (numbered, `#2`, when that too is taken)."""
     seen: set[str] = set()
     cursor = con.execute(DATASETS)
     names = [d[0] for d in cursor.description]
     while batch := cursor.fetchmany(BATCH):
         for values in batch:
             row = dict(zip(names, values))
-            identifier = (row["identifier"] or "").strip()
-            row["identifier"] = identifier if identifier and identifier not in seen else row["uid"]
+            row["identifier"] = _unique_identifier((row["identifier"] or "").strip(), row["uid"], seen)
             entry, reasons = dataset_entry(row, defaults.get(row["portal_id"], PortalDefaults()))
             if entry is None:
                 report.left_out.append({"uid": row["uid"], "reasons": reasons})

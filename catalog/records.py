@@ -27,12 +27,14 @@ from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 
 duckdb = LazyModule("duckdb")  # imported on first use: the catalogue's mapping workers import this module
+pa = LazyModule("pyarrow")
 
 SAFE = re.compile(r"[A-Za-z0-9_.-]")
 MAX_SEGMENT = 120
 TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
+PROFILE_COLUMNS = 250   # columns profiled by one scan
 
 
 class UnsafePath(ValueError):
@@ -114,8 +116,8 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
     min, max, and the most frequent values of low-cardinality text columns.
 
     Rows, nulls, min and max come from the Parquet statistics (`parquet_metadata`, no data
-    read) where every row group has exact ones; one scan gives the distinct estimates
-    (and min/max/nulls of any column without statistics)."""
+    read) where every row group has exact ones; a scan per PROFILE_COLUMNS columns gives the
+    distinct estimates (and min/max/nulls of any column without statistics)."""
     columns = parquet_columns(con, glob)
     if not columns:
         return []
@@ -126,23 +128,32 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
                list(stats_min_value) FILTER (WHERE stats_min_value IS NOT NULL),
                list(stats_max_value) FILTER (WHERE stats_max_value IS NOT NULL)
         FROM parquet_metadata(?) GROUP BY path_in_schema""", [glob]).fetchall()}
-    parts = ["count(*)"]
-    scanned = []
-    for name, kind in columns:
-        column = quote_identifier(name)
-        parts.append(f"approx_count_distinct({column})")
-        scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
-        if not (stats.get(name) and stats[name][2]):
-            scanned.append(name)
-            parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
-                      f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()
-    total, values = row[0], iter(row[1:])
+    scanned: dict[str, tuple] = {}   # column → (distinct, non-null, min, max) from a scan
+    total = None
+    # a few hundred columns a scan: each approx_count_distinct holds a HyperLogLog per thread,
+    # and a scan of them all (2,000 columns) did not fit PROFILE_MEMORY
+    for start in range(0, len(columns), PROFILE_COLUMNS):
+        chunk = columns[start:start + PROFILE_COLUMNS]
+        parts = ["count(*)"]
+        for name, kind in chunk:
+            column = quote_identifier(name)
+            parts.append(f"approx_count_distinct({column})")
+            scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
+            if not (stats.get(name) and stats[name][2]):
+                parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
+                          f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
+        row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)",
+                          [glob]).fetchone()
+        total, values = row[0], iter(row[1:])
+        for name, _ in chunk:
+            distinct = next(values)
+            exact = stats.get(name) and stats[name][2]
+            scanned[name] = (distinct,) if exact else (distinct, next(values), next(values), next(values))
     profiles = []
     for name, kind in columns:
-        distinct = next(values)
-        if name in scanned:
-            non_null, low, high = next(values), next(values), next(values)
+        distinct, *measured = scanned[name]
+        if measured:
+            non_null, low, high = measured
         else:
             _, nulls, _, lows, highs = stats[name]
             non_null = total - nulls
@@ -159,6 +170,14 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
                          "distinct_count": min(distinct, non_null),  # the estimate can overshoot
                          "min_value": low, "max_value": high, "top_values": top})
     return profiles
+
+
+def _profile_schema():
+    """column_profiles as Arrow (built on first use: pyarrow is imported lazily here)."""
+    return pa.schema([("dataset_uid", pa.string()), ("column_name", pa.string()), ("type", pa.string()),
+                      ("row_count", pa.int64()), ("null_count", pa.int64()), ("distinct_count", pa.int64()),
+                      ("min_value", pa.string()), ("max_value", pa.string()), ("top_values", pa.list_(pa.string())),
+                      ("profiled_at", pa.timestamp("us", tz="UTC"))])
 
 
 @dataclass
@@ -186,22 +205,38 @@ def vocabulary_type(duckdb_type: str) -> str:
     return {"VARCHAR": "text", "BOOLEAN": "boolean", "DATE": "date"}.get(duckdb_type, "other")
 
 
-def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: str, portal_id: str,
-                source_id: str, mode: str, watermark: str | None, run_id: str, now: datetime,
-                seconds: float, kinds: dict[str, str] | None = None) -> dict:
-    """After a publish: the dataset's pull row and its column profiles, in one transaction.
-    A profile's `type` is the column's type in the shared vocabulary, as in `columns`:
-    `kinds` (column → type, from the pull), else derived from the Parquet type."""
-    glob = layout.glob(portal_id, source_id)
+@dataclass
+class Measured:
+    """A dataset's finished folder: its column profiles, rows and bytes."""
+    profiles: list[dict]
+    rows: int
+    bytes: int
+
+
+def measure_folder(folder: Path) -> Measured:
+    """Profile the Parquet of `folder`: done before a pull publishes it, so that a profile
+    that fails (out of memory, say) leaves the previous dataset in place, as every other
+    failure of a pull does."""
+    glob = str(folder / "*.parquet")
     # a DuckDB of its own, with a small memory limit: the profile must not lift the pull's peak
     # (spilling to a directory of its own: an in-memory DuckDB's default is the working directory)
     with tempfile.TemporaryDirectory(prefix="civicat-profile-") as spill, duckdb.connect(
             config={"memory_limit": PROFILE_MEMORY, "threads": 2, "temp_directory": spill}) as profiler:
         profiles = profile_columns(profiler, glob)
-    folder = layout.folder(portal_id, source_id)
-    size = sum(p.stat().st_size for p in folder.glob("*.parquet"))
-    rows = profiles[0]["row_count"] if profiles else con.execute(
-        "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()[0]
+        rows = profiles[0]["row_count"] if profiles else profiler.execute(
+            "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()[0]
+    return Measured(profiles, rows, sum(p.stat().st_size for p in folder.glob("*.parquet")))
+
+
+def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: str, portal_id: str,
+                source_id: str, mode: str, watermark: str | None, run_id: str, now: datetime,
+                seconds: float, kinds: dict[str, str] | None = None, measured: Measured | None = None) -> dict:
+    """After a publish: the dataset's pull row and its column profiles, in one transaction.
+    A profile's `type` is the column's type in the shared vocabulary, as in `columns`:
+    `kinds` (column → type, from the pull), else derived from the Parquet type. `measured`:
+    the folder as measured before it was published (else it is measured now)."""
+    measured = measured or measure_folder(layout.folder(portal_id, source_id))
+    profiles, rows, size = measured.profiles, measured.rows, measured.bytes
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute("DELETE FROM record_pulls WHERE dataset_uid = ?", [uid])
@@ -210,10 +245,15 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
                      mode, watermark, run_id, now, seconds])
         con.execute("DELETE FROM column_profiles WHERE dataset_uid = ?", [uid])
         if profiles:
-            con.executemany("INSERT INTO column_profiles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [[uid, p["column_name"], (kinds or {}).get(p["column_name"]) or vocabulary_type(p["type"]),
-                              p["row_count"], p["null_count"], p["distinct_count"],
-                              p["min_value"], p["max_value"], p["top_values"], now] for p in profiles])
+            # one insert of them all: a row at a time, each insert kept blocks of its own in the
+            # catalogue's 128 MB, and a dataset of ~400 columns or more never fitted
+            con.register("_profiles", pa.Table.from_pylist(
+                [{**p, "dataset_uid": uid, "type": (kinds or {}).get(p["column_name"]) or vocabulary_type(p["type"]),
+                  "profiled_at": now} for p in profiles], _profile_schema()))
+            try:
+                con.execute("INSERT INTO column_profiles BY NAME SELECT * FROM _profiles")
+            finally:
+                con.unregister("_profiles")
         con.execute("COMMIT")
     except BaseException:
         rollback(con)

@@ -139,11 +139,14 @@ class _HostPace:
         self.next_at = 0.0
         self._lock = threading.Lock()
 
-    def wait(self, stop: threading.Event) -> None:
+    def wait(self, stop: threading.Event, deadline: float | None = None) -> None:
+        """Until this request's turn, or the run stops, or `deadline` (its portal's budget)."""
         with self._lock:
             now = time.monotonic()
             start = max(now, self.next_at)
             self.next_at = start + self.interval
+        if deadline is not None:
+            start = min(start, deadline)
         if start > now:
             stop.wait(start - now)   # (a held-back request is not waited for once the run stops)
 
@@ -171,25 +174,46 @@ class _Session(requests.Session):
                 prepared_request.headers.pop(name, None)
 
 
-_EXCHANGE = threading.local()   # `deadline`: when this thread's request must have its headers
+@dataclass
+class _Exchange:
+    """This thread's request (its redirects included) under way: when its headers are due."""
+    deadline: float
+    connecting: float = 0.0      # seconds spent making connections (the connect timeout bounds them)
+    headers_late: bool = False
+
+
+_EXCHANGE = threading.local()   # `current`: this thread's _Exchange, while its request is made
 
 
 class _HeadersInTime:
     """A connection whose response status line and headers must arrive by the deadline the
-    request set (`_EXCHANGE.deadline`): read timeouts apply per socket read, and http.client
+    request set (`_EXCHANGE.current`): read timeouts apply per socket read, and http.client
     reads up to 100 header lines of 64 KB, so a server dripping them could hold a request
-    for hours before the body's watchdog (`_Watchdog`) ever started."""
+    for hours before the body's watchdog (`_Watchdog`) ever started. The time spent
+    connecting moves the deadline: it has a timeout of its own, and a slow connect (a SYN
+    sent again after 1 s) would otherwise leave a short timeout no time for the headers."""
+
+    def connect(self):
+        exchange = getattr(_EXCHANGE, "current", None)
+        started = time.monotonic()
+        try:
+            return super().connect()
+        finally:
+            if exchange is not None:
+                spent = time.monotonic() - started
+                exchange.deadline += spent
+                exchange.connecting += spent
 
     def getresponse(self, *args, **kwargs):
-        deadline = getattr(_EXCHANGE, "deadline", None)
-        if deadline is None or self.sock is None:
+        exchange = getattr(_EXCHANGE, "current", None)
+        if exchange is None or self.sock is None:
             return super().getresponse(*args, **kwargs)
-        guard = _SocketWatchdog(self.sock, deadline)
+        guard = _SocketWatchdog(self.sock, exchange.deadline)
         try:
             response = super().getresponse(*args, **kwargs)
         finally:
             guard.cancel()
-            _EXCHANGE.headers_late = guard.fired
+            exchange.headers_late = guard.fired
         if guard.fired:   # (the socket shut mid-headers reads as their end: never a response)
             response.close()
             raise ConnectionAbortedError("the response headers were late")
@@ -535,11 +559,11 @@ class HttpClient:
         log.debug("GET %s", url)
         pace = self._pace(urlparse(url).netloc)
         with self._slot(url):
-            pace.wait(self._stop)
+            pace.wait(self._stop, self._deadline)
             self._check_stopped(url)
             started = time.monotonic()
             try:
-                with _headers_by(started + timeout * 2):
+                with _headers_by(started + timeout * 2) as exchange:
                     response = self._session().get(
                         url, headers=headers, timeout=(self.connect_timeout, timeout), stream=True,
                         allow_redirects=True, **self._environment(url),
@@ -547,7 +571,8 @@ class HttpClient:
             except requests.exceptions.Timeout as exc:
                 raise TransientError(f"timed out: {type(exc).__name__}", url) from None
             except requests.exceptions.RequestException as exc:
-                raise _connection_failed(exc, url, timeout * 2) from None
+                raise _connection_failed(exc, url, timeout * 2, exchange) from None
+            started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
             watchdog = _Watchdog(response, timeout * 2)
             try:
                 status = response.status_code
@@ -592,14 +617,15 @@ class HttpClient:
         self.stats.add(requests=1)
         started = time.monotonic()
         with self._slot(url):
-            self._pace(urlparse(url).netloc).wait(self._stop)
+            self._pace(urlparse(url).netloc).wait(self._stop, self._deadline)
             self._check_stopped(url)
             try:
-                with _headers_by(time.monotonic() + self.timeout * 2):   # (not from `started`: the slot's wait)
+                # (not from `started`: the slot's wait)
+                with _headers_by(time.monotonic() + self.timeout * 2) as exchange:
                     response = self._session().get(url, headers=headers, timeout=(self.connect_timeout, self.timeout),
                                                    stream=True, allow_redirects=True, **self._environment(url))
             except requests.exceptions.RequestException as exc:
-                raise _connection_failed(exc, url, self.timeout * 2) from None
+                raise _connection_failed(exc, url, self.timeout * 2, exchange) from None
             watchdog = _Watchdog(response, max_seconds)
             try:
                 status = response.status_code
@@ -681,18 +707,18 @@ class _SocketWatchdog(_Watchdog):
 
 
 @contextmanager
-def _headers_by(deadline: float) -> Iterator[None]:
+def _headers_by(deadline: float) -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
-    `deadline` (time.monotonic)."""
-    _EXCHANGE.deadline, _EXCHANGE.headers_late = deadline, False
+    `deadline` (time.monotonic), moved on by the time its connections take to make."""
+    exchange = _EXCHANGE.current = _Exchange(deadline)
     try:
-        yield
+        yield exchange
     finally:
-        _EXCHANGE.deadline = None
+        _EXCHANGE.current = None
 
 
-def _connection_failed(exc: Exception, url: str, seconds: float) -> TransientError:
-    if getattr(_EXCHANGE, "headers_late", False):
+def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> TransientError:
+    if exchange.headers_late:
         return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
     return TransientError(f"connection failed: {type(exc).__name__}", url)
 
@@ -810,12 +836,23 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
 
 
 def parse_json_body(body: bytes, content_type: str, url: str) -> object:
-    """JSON from a 200, or a TransientError: HTML, empty and truncated bodies are faults."""
-    head = body[:512].lstrip().lower()
-    if "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html", b"<")):
+    """JSON from a 200, or a TransientError: HTML, empty and truncated bodies are faults.
+    The body decides, not its label: portals and their CDNs do serve JSON as `text/html`,
+    and a body that parses as JSON is no HTML page (one that does not is, so labelled)."""
+    head = body[:512].lstrip()
+    if head.startswith(b"<"):
         raise TransientError(f"HTML page instead of JSON (Content-Type {content_type or 'none'})", url, 200)
     if not head:
         raise TransientError("empty body instead of JSON", url, 200)
+    try:
+        return _json_loads(body, url)
+    except TransientError:
+        if "html" in content_type.lower():
+            raise TransientError(f"HTML page instead of JSON (Content-Type {content_type})", url, 200) from None
+        raise
+
+
+def _json_loads(body: bytes, url: str) -> object:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -850,17 +887,27 @@ def _without_lone_surrogates(value):
 
 def parse_xml_body(body: bytes, content_type: str, url: str):
     """An XML element from a 200, parsed safely: a document declaring entities or a DTD
-    (the billion-laughs bomb) is refused outright; a broken one is transient, like JSON."""
-    head = body[:512].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")) or "html" in content_type.lower():
-        raise TransientError(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
+    (the billion-laughs bomb) is refused outright; a broken one is transient, like JSON.
+    As for JSON, the body decides whether it is an HTML page, the label only when it does
+    not parse."""
+    html = TransientError(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
+    labelled_html = "html" in content_type.lower()
+    if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        raise html
     try:
-        return defused_etree.fromstring(body)
+        root = defused_etree.fromstring(body)
     except (defusedxml.DTDForbidden, defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden) as exc:
+        if labelled_html:   # (an XHTML page declares its DTD)
+            raise html from None
         raise PermanentError(f"XML refused: {type(exc).__name__} (entity or DTD declarations are not accepted)",
                              url, 200) from None
     except defused_etree.ParseError as exc:
+        if labelled_html:
+            raise html from None
         raise TransientError(f"invalid or truncated XML: {exc}", url, 200) from None
+    if root.tag.rpartition("}")[2].lower() == "html":
+        raise html
+    return root
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -14,6 +14,7 @@ import functools
 import json
 import logging
 import shutil
+import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -26,7 +27,7 @@ from pathlib import Path
 import orjson
 
 from catalog.lazy import LazyModule
-from catalog.records import RecordsLayout, previous_pull, record_pull, write_json_atomic
+from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.paging import Paginator, pages, request_text
 
 log = logging.getLogger("civicat.records")
@@ -53,6 +54,11 @@ def arrow_type(kind: str) -> pa.DataType:
 TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
+# columns a pull takes: wide census tables run to a few thousand; a portal listing 10^6
+# fields would hold the run for days (the profile's cost grows with the square of them:
+# 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
+MAX_COLUMNS = 10_000
+CSV_MEMORY, WIDE_CSV_MEMORY = "256MB", "1GB"   # DuckDB's for a downloaded CSV; the second for a wide one
 
 
 class RecordsError(Exception):
@@ -79,18 +85,31 @@ def clean_name(name: str) -> str:
     return "".join(ch for ch in str(name) if ch >= " " and ch != "\x7f") or "_"
 
 
+PARTITION_KEYS = ("portal", "dataset")   # the records folders' Hive keys (catalog.records.RecordsLayout)
+
+
 def unique_fields(fields: list[Field]) -> list[Field]:
     """Each column once, with a printable name (portals do list a field twice: the second
-    becomes `name_2`, read from the same source field), of a known kind (else `other`)."""
-    seen: dict[str, int] = {}
+    becomes `name_2`, read from the same source field), of a known kind (else `other`).
+    Names are unique whatever their case (DuckDB, which profiles and merges the Parquet,
+    reads `ID` and `id` as one name), and a name the portal gave is kept before a name made
+    unique: `a`, `a<NUL>`, `a_2` become `a`, `a_3`, `a_2`, never two columns `a_2`. The
+    folders' Hive keys are taken: a `dataset` column read Hive-style (DuckDB, polars and
+    pyarrow alike) gave the folder's value in place of its own; it is `dataset_2`."""
+    names = [clean_name(f.name) for f in fields]
+    taken = set(PARTITION_KEYS)
+    kept = []
+    for name in names:
+        kept.append(name.lower() not in taken)
+        taken.add(name.lower())
     out = []
-    for f in fields:
-        name = clean_name(f.name)
-        if name in seen:
-            seen[name] += 1
-            name = f"{name}_{seen[name]}"
-        else:
-            seen[name] = 1
+    for f, name, keep in zip(fields, names, kept):
+        if not keep:
+            number = 2
+            while f"{name}_{number}".lower() in taken:
+                number += 1
+            name = f"{name}_{number}"
+            taken.add(name.lower())
         out.append(Field(name, f.kind if f.kind in KINDS else "other", None if name == f.name else f.name))
     return out
 
@@ -127,10 +146,16 @@ class Conversion:
         self.fields = fields
         self.schema = arrow_schema(fields)
         self.invalid: Counter[str] = Counter()
+        self.not_objects = 0   # records that were no JSON object, each stored as a row of nulls
 
-    def table_from_rows(self, rows: list[dict]) -> pa.Table:
-        """JSON records (a list of objects) → a typed table; missing keys are nulls."""
-        return self.table({f.key: [row.get(f.key) for row in rows] for f in self.fields}, len(rows))
+    def table_from_rows(self, rows: list) -> pa.Table:
+        """JSON records (a list of objects) → a typed table; missing keys are nulls. A record
+        that is no object (a string, a number, null) is a row of nulls, counted: dropped, it
+        shifted the offset of every page after it (a row read twice, the count still met)."""
+        objects = [row if isinstance(row, dict) else None for row in rows]
+        self.not_objects += objects.count(None)
+        return self.table({f.key: [None if row is None else row.get(f.key) for row in objects] for f in self.fields},
+                          len(rows))
 
     def table(self, columns: dict[str, list | pa.Array], length: int) -> pa.Table:
         """Columns by the portal's field names → a table of this schema."""
@@ -156,7 +181,7 @@ class Conversion:
                     return pa.array(values, pa.string())
                 except (pa.ArrowTypeError, pa.ArrowInvalid):
                     pass   # objects, numbers among the strings: each value on its own
-            return pa.array([_as_text(v, f.kind) for v in values], pa.string())
+            return self._texts(values, f)
         try:
             array = pa.array(values)
         except (pa.ArrowTypeError, pa.ArrowInvalid):  # mixed types: each value on its own
@@ -173,6 +198,18 @@ class Conversion:
             return array.cast(target)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             return self._one_by_one(values, f, target)
+
+    def _texts(self, values: list, f: Field) -> pa.Array:
+        out, bad = [], 0
+        for value in values:
+            try:
+                out.append(_as_text(value, f.kind))
+            except ValueError:
+                out.append(None)
+                bad += 1
+        if bad:
+            self.invalid[f.name] += bad
+        return pa.array(out, pa.string())
 
     def _cast_strings(self, array: pa.Array, f: Field, target: pa.DataType) -> pa.Array:
         if f.kind in TEXT_KINDS:
@@ -209,8 +246,21 @@ def _as_text(value, kind: str) -> str | None:
     if kind == "url" and isinstance(value, dict) and "url" in value:
         return value.get("url")
     if isinstance(value, (dict, list)):
-        return orjson.dumps(value).decode()
+        return json_text(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def json_text(value) -> str:
+    """A value as compact JSON text. orjson writes 254 levels of nesting, where the page's
+    parser read up to 1,024: deeper values are written by the json module, and a value
+    past even its reach is a ValueError (stored as null and counted, as a bad value is)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:   # (orjson.JSONEncodeError: "Recursion limit reached")
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise ValueError("a value nested too deep to be written as JSON") from None
 
 
 def point_wkt(value) -> str | None:
@@ -227,12 +277,12 @@ def point_wkt(value) -> str | None:
         elif "lon" in value and "lat" in value:   # OpenDataSoft geo_point_2d
             x, y = value.get("lon"), value.get("lat")
         else:
-            return orjson.dumps(value).decode()
+            return json_text(value)
         try:
             return f"POINT ({float(x)!r} {float(y)!r})" if x not in (None, "") and y not in (None, "") else None
         except (TypeError, ValueError):
-            return orjson.dumps(value).decode()
-    return value if isinstance(value, str) or value is None else orjson.dumps(value).decode()
+            return json_text(value)
+    return value if isinstance(value, str) or value is None else json_text(value)
 
 
 def _boolean(value) -> bool:
@@ -421,17 +471,28 @@ class DownloadedFile(RecordSource):
             http.download(url, self.path, params)
             if fmt == "csv":
                 # spilling beside the download: an in-memory DuckDB's default is the working directory
-                self.duck = duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": True,
+                self.duck = duckdb.connect(config={"memory_limit": CSV_MEMORY, "preserve_insertion_order": True,
                                                    "temp_directory": str(self.folder / "spill")})
-                schema = self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
-                                           [str(self.path)]).to_arrow_table().schema
-                self.fields = unique_fields([Field(f.name, kind_of(f.type)) for f in schema])
+                try:
+                    schema = self._sniff()
+                except duckdb.OutOfMemoryException:
+                    # DuckDB's CSV reader holds vectors per column: a file of 3,500 columns (of
+                    # three rows) fitted neither its sniffer nor its reading in CSV_MEMORY
+                    self.duck.execute(f"SET memory_limit = '{WIDE_CSV_MEMORY}'")
+                    schema = self._sniff()
+                # its columns are taken by position (the sniffer may name two alike: `a<NUL>`, `a`)
+                self.fields = [Field(f.name, f.kind) for f in
+                               unique_fields([Field(f.name, kind_of(f.type)) for f in schema])]
             else:
                 self.fields = unique_fields(fields or [])
             self.conversion = Conversion(self.fields)
         except BaseException:
             self.close()  # a failed download or an unreadable file: no one else will remove it
             raise
+
+    def _sniff(self):
+        return self.duck.execute("SELECT * FROM read_csv(?, sample_size = -1) LIMIT 0",
+                                 [str(self.path)]).to_arrow_table().schema
 
     @property
     def fingerprint(self) -> str:
@@ -444,7 +505,7 @@ class DownloadedFile(RecordSource):
                                        [str(self.path)]).to_arrow_reader(self.BATCH)
             tables = (pa.Table.from_batches([batch]) for batch in reader)
             for table in tables:
-                table = table.rename_columns([f.key for f in self.fields])
+                table = table.rename_columns([f.name for f in self.fields])
                 done += table.num_rows
                 yield self.conversion.table({f.key: table[f.key] for f in self.fields}, table.num_rows), {"rows": done}
             return
@@ -480,18 +541,50 @@ def csv_distribution(dataset: StoredDataset) -> str | None:
     return None
 
 
-def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *,
-                 ahead: int = 1) -> Iterator[tuple[pa.Table, dict | None]]:
+class SameColumns:
+    """The columns every page of a pull names (a CSV page's header, a DataStore page's
+    fields) must be those the first named: a dataset whose columns changed while it was
+    read (a column renamed, added, dropped) gave nulls in a kept column for the pages after
+    the change and lost the renamed column's values, the pull reported complete. Pages are
+    read in several threads: the first to arrive sets them."""
+
+    def __init__(self, columns: list[str] | None = None):
+        self.columns = columns
+        self._lock = threading.Lock()
+
+    def check(self, columns: list[str], params: dict | None) -> None:
+        with self._lock:
+            if self.columns is None:
+                self.columns = list(columns)
+        if list(columns) != self.columns:
+            gone = [c for c in self.columns if c not in columns]
+            new = [c for c in columns if c not in self.columns]
+            raise RecordsError(f"the columns changed while the dataset was read: the page at {request_text(params)} "
+                               f"names {len(columns)} columns (new: {new[:5]}, gone: {gone[:5]}) where the first "
+                               f"named {len(self.columns)}; the next pull reads it again")
+
+
+def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
+                 shifted=None) -> Iterator[tuple[pa.Table, dict | None]]:
     """Pages whose `items` are tables, with the parameters of the next request as state.
 
     A page that gives the very rows of the page before fails the pull: the portal ignores
     the paging parameters (rows carry their source's key, :id, _id or the object id, so two
-    pages of a dataset are never the same), and its full pages would come forever."""
-    previous = None
+    pages of a dataset are never the same), and its full pages would come forever.
+    Where rows carry no key (OpenDataSoft), a table of repeated rows gives such pages too:
+    `shifted(params)` reads the rows of that request one row further on, which a portal
+    that honours the paging answers with the page's own rows from its second on (a portal
+    that ignores it, with the page again: the same rows only if they are all one row,
+    which any page of that table then is). Once it has honoured it, it is not asked again."""
+    previous, honours_paging = None, False
     for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead):
-        if previous is not None and page.items.num_rows and page.items.equals(previous):
-            raise RecordsError(f"the page at {request_text(page.params)} gave the same {page.items.num_rows} rows as "
-                               "the page before: the portal repeats a page instead of paging on")
+        if previous is not None and page.items.num_rows and page.items.equals(previous) and not honours_paging:
+            rows = page.items.num_rows
+            honours_paging = shifted is not None and rows > 1 and \
+                shifted(page.params).equals(page.items.slice(1))
+            if not honours_paging:
+                raise RecordsError(f"the page at {request_text(page.params)} gave the same {rows} rows as the "
+                                   "page before: the portal repeats a page instead of paging on")
         previous = page.items
         yield page.items, next_params
 
@@ -509,6 +602,7 @@ class PullResult:
     seconds: float = 0.0
     resumed: bool = False
     invalid_values: dict = field(default_factory=dict)
+    not_objects: int = 0
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -532,6 +626,9 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
           uid: str, run_id: str, part_rows: int) -> PullResult:
     started = time.monotonic()
     result = PullResult(uid=uid, mode=source.mode)
+    if len(source.fields) > MAX_COLUMNS:
+        raise RecordsError(f"the dataset has {len(source.fields)} columns, more than the {MAX_COLUMNS:,} a records "
+                           "pull takes")
     staging = layout.staging(portal_id, source_id)
     progress_path = staging / "progress.json"
     parts_dir = staging / "parts"
@@ -559,12 +656,14 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         ready = _merge(con, source, layout, portal_id, source_id, staging)
     if isinstance(getattr(source, "conversion", None), Conversion):
         result.invalid_values = dict(source.conversion.invalid)
+        result.not_objects = source.conversion.not_objects
+    measured = measure_folder(ready)   # (before the publish: a profile that fails keeps the previous dataset)
+    watermark = source.watermark(str(ready / "*.parquet"))
     layout.publish(ready, portal_id, source_id)
     shutil.rmtree(staging, ignore_errors=True)
-    glob = layout.glob(portal_id, source_id)
     summary = record_pull(con, layout, uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode,
-                          watermark=source.watermark(glob), run_id=run_id, now=datetime.now(UTC),
-                          seconds=round(time.monotonic() - started, 3),
+                          watermark=watermark, run_id=run_id, now=datetime.now(UTC),
+                          seconds=round(time.monotonic() - started, 3), measured=measured,
                           kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
     result.rows, result.columns, result.bytes = summary["rows"], summary["columns"], summary["bytes"]
     result.path = layout.relative(portal_id, source_id)
@@ -694,6 +793,10 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             for column, count in sorted(result.invalid_values.items()):
                 errors.add(source_id, "records", "InvalidValue",
                            f"{count} values of column {column!r} did not parse as its type; stored as null",
+                           severity="warning")
+            if result.not_objects:
+                errors.add(source_id, "records", "NotAnObject",
+                           f"{result.not_objects} records were not JSON objects; each stored as a row of nulls",
                            severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
             result.status = "failed"

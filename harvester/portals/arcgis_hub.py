@@ -16,7 +16,7 @@ from catalog.record import Notes
 from harvester.http import PermanentError
 from harvester.paging import OffsetPaginator, Page, PageNumberPaginator
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
-from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, unique_fields
+from harvester.records import Conversion, Field, RecordsError, RecordSource, SameColumns, paged_tables, unique_fields
 
 FEED_PATH = "/api/feed/dcat-us/1.1.json"
 LAYER_URL = re.compile(r"^(https?://[^?#]+/(?:FeatureServer|MapServer)/\d+)(?:[/?#].*)?$", re.IGNORECASE)
@@ -156,21 +156,27 @@ class FeatureServerRecords(RecordSource):
             raise RecordsError(f"the layer {url} lists no fields")
         self.fields = unique_fields(fields)
         self.conversion = Conversion(self.fields)
+        self.answer_fields = SameColumns()   # the fields each query answer names
         count = self._query({"where": "1=1", "returnCountOnly": "true"}).get("count")
         self.expected_rows = count if isinstance(count, int) else None
 
     def _query(self, params: dict) -> dict:
         return self.http.get_json(f"{self.url}/query", {**params, "f": "json"}, expect=_arcgis_data(self.url)).data
 
-    def _page(self, data: dict) -> Page:
+    def _page(self, data: dict, params: dict) -> Page:
         features = data.get("features")
         if not isinstance(features, list):
             raise RecordsError(f"a query answer of {self.url} has no features list")
+        if isinstance(data.get("fields"), list):
+            self.answer_fields.check([str(f.get("name")) for f in data["fields"] if isinstance(f, dict)], params)
         rows = []
         for feature in features:
-            row = dict(feature.get("attributes") or {}) if isinstance(feature, dict) else {}
+            if not isinstance(feature, dict) or not isinstance(feature.get("attributes") or {}, dict):
+                rows.append(None)   # a row of nulls, counted (Conversion.table_from_rows)
+                continue
+            row = dict(feature.get("attributes") or {})
             if self.geometry_type:
-                row["geometry"] = esri_wkt(feature.get("geometry")) if isinstance(feature, dict) else None
+                row["geometry"] = esri_wkt(feature.get("geometry"))
             rows.append(row)
         return Page(items=self.conversion.table_from_rows(rows),
                     cursor="more" if data.get("exceededTransferLimit") else None)
@@ -181,7 +187,7 @@ class FeatureServerRecords(RecordSource):
             paginator = TransferLimitPaginator(self.batch, offset_param="resultOffset",
                                                limit_param="resultRecordCount",
                                                extra={**common, "orderByFields": self.object_id})
-            return paged_tables(lambda params: self._page(self._query(params)), paginator, resume)
+            return paged_tables(lambda params: self._page(self._query(params), params), paginator, resume)
         if not self.object_id:
             raise RecordsError(f"the layer {self.url} supports neither pagination nor object ids")
         ids = self._query({"where": "1=1", "returnIdsOnly": "true"}).get("objectIds") or []
@@ -193,7 +199,7 @@ class FeatureServerRecords(RecordSource):
             if number >= len(batches):
                 return Page(items=self.conversion.schema.empty_table())
             chosen = batches[number]
-            return self._page(self._query({**common, "objectIds": ",".join(map(str, chosen))}))
+            return self._page(self._query({**common, "objectIds": ",".join(map(str, chosen))}), params)
 
         return paged_tables(fetch, PageNumberPaginator(page_param="batch", first_page=0), resume)
 

@@ -19,8 +19,8 @@ from catalog.record import Notes
 from harvester.http import PermanentError
 from harvester.paging import Listing, OffsetPaginator, Page
 from harvester.portals.base import PortalAdapter
-from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, csv_distribution,
-                               paged_tables, unique_fields)
+from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameColumns,
+                               csv_distribution, paged_tables, unique_fields)
 
 ROWS = 1000  # CKAN's default ckan.search.rows_max
 RECORD_ROWS = 32_000  # CKAN's default ckan.datastore.search.rows_max
@@ -266,6 +266,10 @@ def _datastore_columns(fields: list) -> list[dict]:
     return columns
 
 
+def _field_ids(result: dict) -> list[str]:
+    return [str(f.get("id")) for f in R.items(result.get("fields")) if isinstance(f, dict)]
+
+
 class DatastoreRecords(RecordSource):
     """A DataStore table through `datastore_search`: pages of 32,000 sorted by `_id`, typed
     from the DataStore's field types; the total is asked first and must be reached."""
@@ -280,6 +284,7 @@ class DatastoreRecords(RecordSource):
         if not self.fields:
             raise RecordsError(f"the DataStore of resource {resource_id} lists no fields")
         self.conversion = Conversion(self.fields)
+        self.field_ids = SameColumns(_field_ids(first))
         total = first.get("total")
         self.expected_rows = total if isinstance(total, int) else None
 
@@ -292,7 +297,9 @@ class DatastoreRecords(RecordSource):
         records = result.get("records")
         if not isinstance(records, list):
             raise RecordsError(f"datastore_search of {self.resource_id} gave no records list")
-        return Page(items=self.conversion.table_from_rows([r for r in records if isinstance(r, dict)]))
+        if "fields" in result:
+            self.field_ids.check(_field_ids(result), params)
+        return Page(items=self.conversion.table_from_rows(records))
 
     def batches(self, resume):
         paginator = OffsetPaginator(RECORD_ROWS, extra={"resource_id": self.resource_id, "sort": "_id asc"})

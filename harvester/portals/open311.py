@@ -177,6 +177,7 @@ class RequestsRecords(RecordSource):
         rows = []
         for request in requests:
             if not isinstance(request, dict):
+                rows.append(request)   # (a row of nulls, counted: see Conversion.table_from_rows)
                 continue
             key = request.get("service_request_id")
             if key is not None:

@@ -160,16 +160,21 @@ class OdsRecords(RecordSource):
     def _get(self, params: dict) -> dict:
         return self.http.get_json(f"{self.base}/records", params, expect=_records_shape).data
 
-    def _page(self, params: dict) -> Page:
+    def _page(self, params: dict, conversion: Conversion | None = None) -> Page:
         data = self._get(params)
-        rows = [r for r in data["results"] if isinstance(r, dict)]
-        return Page(items=self.conversion.table_from_rows(rows), total=data["total_count"])
+        return Page(items=(conversion or self.conversion).table_from_rows(data["results"]), total=data["total_count"])
+
+    def _shifted(self, params: dict):
+        """The rows of a page's request from its second row on (its rows carry no key: see
+        paged_tables), converted apart so that their bad values are not counted twice."""
+        one_on = {**params, "offset": params["offset"] + 1, "limit": params["limit"] - 1}
+        return self._page(one_on, Conversion(self.fields)).items
 
     def batches(self, resume):
         if self.export is not None:
             return self.export.batches(resume)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, total=self.expected_rows)
-        return paged_tables(self._page, paginator, resume)
+        return paged_tables(self._page, paginator, resume, shifted=self._shifted)
 
     def close(self) -> None:
         if self.export is not None:

@@ -17,8 +17,8 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
 from harvester.portals.base import PortalAdapter
-from harvester.records import (Conversion, Field, RecordsError, RecordSource, csv_page, paged_tables, parquet_max,
-                               read_parquet_sql, unique_fields)
+from harvester.records import (Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page, paged_tables,
+                               parquet_max, read_parquet_sql, unique_fields)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -315,6 +315,7 @@ class SodaRecords(RecordSource):
         self.url = f"{adapter.portal.url}/resource/{dataset.source_id}"
         self.fields = unique_fields(SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns])
         self.conversion = Conversion(self.fields)
+        self.header = SameColumns()   # of the CSV pages (JSON rows leave out their null values)
         self.where = None
         if previous is not None and previous.watermark:
             self.mode, self.where = "incremental", f":updated_at > '{previous.watermark}'"
@@ -334,6 +335,7 @@ class SodaRecords(RecordSource):
                                    headers=self.headers)
         if table.num_rows == 0:
             return Page(items=self.conversion.schema.empty_table())
+        self.header.check(table.column_names, params)
         return Page(items=self.conversion.table({name: table[name] for name in table.column_names}, table.num_rows))
 
     def batches(self, resume):

@@ -139,6 +139,29 @@ def test_uris_are_absolute_web_urls():
     assert uri("mailto:a@b.org") is None
 
 
+def test_identifiers_stay_unique_and_urls_valid_whatever_a_portal_sends(tmp_path, store, http):
+    """A portal whose identifier is another portal's uid (`b:id-1`, which the second `id-1`
+    falls back on), and a licence URL with a broken percent escape: data.json held the
+    identifier twice (a harvester keying on it keeps one of the two datasets) and a licence
+    that fails the schema's `uri` format."""
+    def dataset(identifier, **extra):
+        return {"identifier": identifier, "title": f"Title {identifier}", "keyword": ["k"], "modified": "2024-01-01",
+                "publisher": {"name": "P"}, "contactPoint": {"fn": "C", "hasEmail": "mailto:c@example.org"},
+                "accessLevel": "public", **extra}
+
+    harvest_data_json(store, http, {"a": ("A", [dataset("id-1"), dataset("b:id-1", license="http://ex.org/%zz 100%")]),
+                                    "b": ("B", [dataset("id-1")])})
+    db = store.db_path
+    store.close()
+    report = export_data_json(db, tmp_path, {})
+    document = json.loads((tmp_path / "data.json").read_text())
+    identifiers = [d["identifier"] for d in document["dataset"]]
+    assert report.written == 3 and len(set(identifiers)) == 3
+    dataset_validator, catalog_validator = validators()
+    assert errors_of(catalog_validator, document) == []
+    assert {d["identifier"]: d.get("license") for d in document["dataset"]}["b:id-1"] == "http://ex.org/%25zz%20100%25"
+    assert uri("http://ex.org/a%2Fb") == "http://ex.org/a%2Fb"
+
 def test_cli_writes_both_formats_and_lists_what_was_left_out(tmp_path, store, http):
     harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD + [
         {"identifier": "x", "title": "No date", "accessLevel": "public", "keyword": ["k"]}])})

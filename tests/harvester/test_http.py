@@ -103,6 +103,22 @@ def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_th
     assert portal.hits["/doc"] == 3
 
 
+def test_a_retry_after_hold_on_the_host_ends_with_the_portal_s_time_budget(portal):
+    """A 429's Retry-After holds back every request to its host (another portal's on the same
+    host, another thread's of the same portal): a request of a portal whose budget ends
+    during the hold fails OverBudget when it ends, not after the hold (up to 120 s more)."""
+    client = fast_client(max_attempts=1, max_retry_after=60)
+    limited = client.for_portal(type("P", (), {"host": portal.url.split("//")[1], "timeout": 5.0,
+                                               "max_concurrency": 1})())
+    portal.inject("/doc", ("retry_after", 429, 60))
+    with pytest.raises(TransientError, match="HTTP 429"):
+        get(client, portal)                     # the host is held for 60 s
+    limited.limit_to(0.01)                      # 0.6 s
+    started = time.monotonic()
+    with pytest.raises(OverBudget, match="max_minutes"):
+        get(limited, portal)
+    assert time.monotonic() - started < 3 and portal.hits["/doc"] == 1
+
 def test_total_retry_time_is_bounded(portal):
     client = fast_client(max_attempts=100, max_retry_seconds=0.5, backoff_initial=0.2, backoff_max=0.2)
     portal.inject("/doc", ("status", 503), times=100)
@@ -251,6 +267,34 @@ def test_a_body_that_is_not_utf8_is_named_so_with_the_offending_byte(portal):
     assert portal.hits["/latin1"] == 2
 
 
+@pytest.mark.parametrize("content_type", ["text/html", "text/html; charset=utf-8"])
+def test_valid_json_labelled_html_is_read_by_its_body(portal, content_type):
+    """A portal (or its CDN) labelling its JSON `text/html`: the body is JSON, not an HTML
+    page, so it is read (the label alone made every page a fault, and the portal fail)."""
+    portal.static["/mislabelled"] = RawBody(json.dumps(DOC).encode(), content_type)
+    client = fast_client(max_attempts=2)
+    assert get(client, portal, "/mislabelled").data == DOC
+    assert portal.hits["/mislabelled"] == 1 and client.stats.retries == 0
+
+
+@pytest.mark.parametrize("body", [b"Service Unavailable", b"\xef\xbb\xbf<!DOCTYPE html><html></html>", b"  <p>down</p>"])
+def test_an_html_label_on_a_body_that_is_no_json_is_an_html_page(portal, body):
+    portal.static["/page"] = RawBody(body, "text/html")
+    with pytest.raises(TransientError, match="HTML page instead of JSON"):
+        get(fast_client(max_attempts=2), portal, "/page")
+    assert portal.hits["/page"] == 2
+
+
+def test_xml_labelled_html_is_read_by_its_body_and_an_xhtml_page_is_still_html(portal):
+    services = b'<?xml version="1.0" encoding="utf-8"?><services><service><service_code>1</service_code></service></services>'
+    portal.static["/services.xml"] = RawBody(services, "text/html")
+    assert fast_client().get_xml(portal.url + "/services.xml").data.tag == "services"
+    xhtml = b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><body>down</body></html>'
+    for content_type in ("text/html", "application/xml"):
+        portal.static["/page.xml"] = RawBody(xhtml, content_type)
+        with pytest.raises(TransientError, match="HTML page instead of XML"):
+            fast_client(max_attempts=1).get_xml(portal.url + "/page.xml")
+
 def test_json_nested_past_any_limit_is_invalid_json_of_its_url(portal):
     """5,000 nested arrays in one field: orjson refuses past 1,024 levels, and the json module
     it falls back on raised a RecursionError naming no URL, which was not retried."""
@@ -310,6 +354,54 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_total_time_bound():
         stop.set()
         server.close()
 
+
+def test_the_time_to_connect_does_not_count_against_the_headers_time():
+    """The status line and headers are due twice the (read) timeout after the connection is
+    made, not after the request started: a connect that took a second (a SYN dropped by a
+    full accept queue is sent again after 1 s) failed a healthy server at once when the
+    timeout was under a second, the connect having its own timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):   # fill the accept queue: the client's first SYN is dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    body = json.dumps(DOC).encode()
+
+    def answer(connection):
+        with connection:
+            connection.settimeout(5)
+            try:
+                if connection.recv(65536):
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                       b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+
+    def serve():
+        time.sleep(0.3)
+        for filler in fillers:
+            filler.close()
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = fast_client(timeout=0.4, connect_timeout=5, max_attempts=1)
+    started = time.monotonic()
+    try:
+        assert client.get_json(f"http://127.0.0.1:{port}/doc").data == DOC
+        assert time.monotonic() - started > 0.8    # the connect alone took longer than 2 x 0.4 s
+    finally:
+        server.close()
 
 def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
     from harvester.http import HostUnavailable

@@ -118,3 +118,23 @@ def test_a_server_answering_fewer_than_asked_is_paged_by_what_it_gave():
         offsets = [int(q["resultOffset"]) for p, q, _ in services.requests if "resultOffset" in q]
     assert len(ids) == len(set(ids)) == 1000 == source.expected_rows
     assert offsets == [0, 240, 480, 720, 960]   # on by the 240 it gave, not the 300 asked
+
+
+def test_fields_that_change_while_the_layer_is_read_fail_its_pull(tmp_path, servers):
+    """A layer's field renamed between two query pages (the answers name their fields): the
+    later pages' values of the old name were null, the new name's lost, the pull complete."""
+    services, hub = servers
+    metadata, features = services.layers[ESRI]
+    old = next(f["name"] for f in metadata["fields"] if f["type"] not in ("esriFieldTypeOID", "esriFieldTypeGeometry"))
+
+    def rename_after_the_first_page(path, query):
+        if path.endswith("/query") and query.get("resultOffset") not in (None, "0") and ESRI in path:
+            for field in metadata["fields"]:
+                if field["name"] == old:
+                    field["name"] = "renamed"
+
+    services.on_request = rename_after_the_first_page
+    db, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert "columns changed while the dataset was read: the page at" in message and "new: ['renamed']" in message

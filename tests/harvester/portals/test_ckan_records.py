@@ -87,3 +87,52 @@ def test_a_download_over_its_cap_is_refused_and_nothing_is_published(tmp_path, c
     assert not (tmp_path / "records" / "portal=bos").exists()
     con = duckdb.connect(str(db))
     assert con.execute("SELECT error_type FROM harvest_errors").fetchone()[0] == "ResponseTooLarge"
+
+
+def test_field_names_alike_but_for_case_or_control_characters_become_distinct_columns(tmp_path):
+    """A DataStore (Postgres: names are case-sensitive) with `ID` and `id`, `a`, `a` + a line
+    break and `a_2`, a CSV resource with `a` + NUL beside `a`: each pull failed (`Field "a_2"
+    exists 2 times`), or wrote Parquet columns that DuckDB reads as `id_1`, which the
+    profiles then named apart from the files."""
+    fields = [{"id": "_id", "type": "int"}, {"id": "ID", "type": "text"}, {"id": "id", "type": "int"},
+              {"id": "a", "type": "text"}, {"id": "a\n", "type": "text"}, {"id": "a_2", "type": "text"}]
+    rows = [{"_id": i + 1, "ID": f"X{i}", "id": i, "a": "one", "a\n": "two", "a_2": "three"} for i in range(5)]
+    with CkanPortal([], datastore={"res-names": fields}, records={"res-names": rows}) as portal:
+        portal.packages = [
+            {"id": STORE_ID, "name": "names", "title": "Names", "resources": [
+                {"id": "res-names", "name": "r", "format": "CSV", "datastore_active": True, "url": f"{portal.url}/x"}]},
+            {"id": FILE_ID, "name": "file", "title": "File", "resources": [
+                {"id": "res-file", "name": "f.csv", "format": "CSV", "url": f"{portal.url}/f.csv"}]}]
+        portal.serve_json("/f.csv", RawBody(b"a\x00,a,a_2\n1,2,3\n4,5,6\n"))
+        db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID, FILE_ID])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 2, result.output
+    store = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={STORE_ID}")
+    assert store.column_names == ["_id", "ID", "id_2", "a", "a_3", "a_2"]
+    assert store.slice(0, 1).to_pylist() == [{"_id": 1, "ID": "X0", "id_2": 0, "a": "one", "a_3": "two", "a_2": "three"}]
+    downloaded = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={FILE_ID}")
+    assert downloaded.num_rows == 2 and len({name.lower() for name in downloaded.column_names}) == 3
+    assert sorted(downloaded.slice(0, 1).to_pylist()[0].values()) == [1, 2, 3]
+    con = duckdb.connect(str(db))
+    for uid, table in ((STORE_ID, store), (FILE_ID, downloaded)):
+        profiled = [r[0] for r in con.execute("SELECT column_name FROM column_profiles WHERE dataset_uid = ?",
+                                              [f"bos:{uid}"]).fetchall()]
+        assert sorted(profiled) == sorted(table.column_names)
+
+
+def test_datastore_fields_that_change_while_the_table_is_read_fail_the_pull(tmp_path, ckan):
+    """`status` renamed `state` after the pull listed the fields: its rows' status was null,
+    `state` was lost, and the pull reported complete."""
+    portal, rows = ckan
+    renamed = [dict(f, id="state") if f["id"] == "status" else f for f in FIELDS]
+
+    def rename_once_read(path, query):
+        if path == "/api/3/action/datastore_search" and query.get("limit") != "0":
+            portal.datastore["res-store"] = renamed
+            portal.records["res-store"] = [{("state" if k == "status" else k): v for k, v in r.items()} for r in rows]
+
+    portal.on_request = rename_once_read
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert not (tmp_path / "records" / "portal=bos").exists()
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors").fetchone()[0]
+    assert "columns changed while the dataset was read" in message and "new: ['state'], gone: ['status']" in message

@@ -51,3 +51,19 @@ def test_a_failed_download_leaves_no_temporary_folder(tmp_path, monkeypatch):
     report = json.loads(result.output)["portals"][0]
     assert (report["records_pulled"], report["records_failed"]) == (0, 2)
     assert list(temporary.iterdir()) == []  # each downloaded into a folder of its own, removed
+
+
+def test_a_csv_of_thousands_of_columns_is_pulled(tmp_path):
+    """5,000 columns of three rows: DuckDB's sniffer failed in the CSV's 256 MB (Out of Memory
+    Error), and the pull with it; it is read again with 1 GB."""
+    header = ",".join(f"c{i}" for i in range(5000))
+    rows = "".join(",".join(str(i * n) for i in range(5000)) + "\n" for n in range(3))
+    with DataJsonPortal({"dataset": []}) as portal:
+        portal.document = {"dataset": [
+            {"identifier": "wide", "title": "Census table", "description": "x",
+             "distribution": [{"mediaType": "text/csv", "downloadURL": f"{portal.url}/wide.csv"}]}]}
+        portal.serve_json("/wide.csv", RawBody(f"{header}\n{rows}".encode()))
+        _, result = harvest_with_records(tmp_path, "dj", "dcat-us", f"{portal.url}/data.json", ["wide"])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    table = pq.read_table(tmp_path / "records" / "portal=dj" / "dataset=wide")
+    assert table.num_columns == 5000 and table["c4999"].to_pylist() == [0, 4999, 9998]

@@ -42,3 +42,152 @@ def test_records_pages_and_export(tmp_path, ods):
     assert big.num_rows == 12_345 and len(set(big["id"].to_pylist())) == 12_345
     assert any(p.endswith(f"{large}/exports/jsonl") for p, _, _ in portal.requests)
     assert not any(p.endswith(f"{large}/records") and q.get("limit") != "0" for p, q, _ in portal.requests)
+
+
+class OffsetIgnoringPortal(OpenDataSoftPortal):
+    """An ODS behind a broken cache: every records page is the first, whatever `offset` asks."""
+
+    def route(self, path, query):
+        return super().route(path, {**query, "offset": "0"} if path.endswith("/records") else query)
+
+
+def test_a_table_of_identical_rows_is_pulled_whole(tmp_path):
+    """ODS rows carry no key, so a legitimate table of 250 identical rows (a count per day that
+    never changed, a lookup repeated) gives pages identical to the page before: that alone
+    must not fail the pull, as it does for sources whose rows carry their key."""
+    datasets = make_ods_datasets(3)[1:]   # (the first has no records)
+    same = {"id": "a", "count": 1, "rate": 0.5, "date": "2024-03-01T08:00:00+01:00", "geo_point_2d": None}
+    periodic = [{**same, "count": i % 4} for i in range(400)]   # pages of 100 repeat the page before too
+    with OpenDataSoftPortal(datasets, records={datasets[0]["dataset_id"]: [same] * 250,
+                                               datasets[1]["dataset_id"]: periodic}) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url,
+                                         [d["dataset_id"] for d in datasets])
+    assert result.exit_code == 0, result.output
+    for dataset, rows in zip(datasets, ([same] * 250, periodic)):
+        table = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset['dataset_id']}")
+        assert table.num_rows == len(rows) and table["count"].to_pylist() == [r["count"] for r in rows]
+
+
+def test_a_portal_that_ignores_the_offset_still_fails_the_pull(tmp_path):
+    datasets = make_ods_datasets(2)
+    with OffsetIgnoringPortal(datasets, records={datasets[1]["dataset_id"]: counter_rows(250)}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert result.exit_code == 0, result.output   # (a records pull's failure is its dataset's, not its portal's)
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1
+    assert not (tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}").exists()
+    import duckdb
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert "offset=100" in message and "the same 100 rows as the page before" in message
+
+
+def test_records_that_are_not_objects_keep_their_place_and_are_reported(tmp_path):
+    """A records page holding a string and a null among its objects: they were dropped, so the
+    next page was asked one or two rows short of where it should start, a row was read twice,
+    the count was still met, and the pull said nothing. Now each is a row of nulls, counted
+    in a warning, and every object is kept once."""
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    rows[5], rows[120] = "oops", None
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}")["id"].to_pylist()
+    assert len(ids) == 250 and ids.count(None) == 2
+    assert sorted(i for i in ids if i) == sorted(r["id"] for r in rows if isinstance(r, dict))
+    import duckdb
+    warnings = duckdb.connect(str(db)).execute("SELECT error_type, severity, message FROM harvest_errors").fetchall()
+    assert warnings == [("NotAnObject", "warning", "2 records were not JSON objects; each stored as a row of nulls")]
+
+
+def test_a_dataset_of_3000_columns_is_pulled_and_profiled(tmp_path):
+    """Wide tables (census tables run to hundreds of columns): their profiles were inserted a
+    row at a time, each insert holding blocks of its own in the catalogue's 128 MB, so past
+    ~400 columns every pull of such a dataset failed (DuckDB's Out of Memory Error), and past
+    ~1,500 the one scan of every column's distinct estimate did not fit the profile's 128 MB."""
+    datasets = make_ods_datasets(2)
+    datasets[1]["fields"] = [{"name": f"f{i}", "label": f"F {i}", "type": "int"} for i in range(3000)]
+    rows = [{f"f{i}": i * n for i in range(3000)} for n in range(3)]
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    import duckdb
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT column_count FROM record_pulls").fetchone()[0] == 3000
+    assert con.execute("SELECT count(*), max(max_value::INTEGER) FILTER (WHERE column_name = 'f2999'), "
+                       "sum(distinct_count) FILTER (WHERE column_name = 'f1') FROM column_profiles").fetchone() \
+        == (3000, 2999 * 2, 3)
+
+
+def test_a_profile_that_fails_keeps_the_previous_dataset(tmp_path, monkeypatch):
+    """A pull is published only once complete, and a failed pull keeps the previous Parquet
+    (`civicat records`: exit 1, "its previous Parquet is kept"): the profile, which can fail
+    (out of memory), ran after the new folder replaced the old one, so a failed pull left
+    the new rows published with the previous pull's row in record_pulls."""
+    import duckdb
+
+    import catalog.records
+    datasets = make_ods_datasets(2)
+    dataset_id = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={dataset_id: counter_rows(250)}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
+        assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+        portal.records[dataset_id] = counter_rows(300)
+        monkeypatch.setattr(catalog.records, "PROFILE_MEMORY", "1KB")   # no profile fits
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset_id}").num_rows == 250
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT row_count FROM record_pulls").fetchall() == [(250,)]
+    assert "records pull failed" in con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+
+
+def test_a_dataset_of_more_columns_than_a_pull_takes_fails_at_once(tmp_path):
+    """A portal listing 10^6 fields for a dataset: its pull (outside the portal's max_minutes)
+    would have run for days, the profile's cost growing with the square of the columns
+    (100,000 took 7 minutes). Past 10,000 columns the pull fails before reading a row."""
+    datasets = make_ods_datasets(2)
+    datasets[1]["fields"] = [{"name": f"f{i}", "label": f"F {i}", "type": "int"} for i in range(10_001)]
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: [{"f0": 1}] * 3}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+        read = [q for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert read == []
+    import duckdb
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert "the dataset has 10001 columns, more than the 10,000 a records pull takes" in message
+
+
+def test_columns_named_as_the_hive_partitions_are_not_hidden_by_them(tmp_path):
+    """A data inventory's `dataset` column (or a `Portal` one): read Hive-style, as the README and
+    the export show it, DuckDB, polars and pyarrow all gave the folder's `dataset=` value in
+    its place, and the column's own values were lost."""
+    import duckdb
+    import polars as pl
+    datasets = make_ods_datasets(2)
+    datasets[1]["fields"] = [{"name": "dataset", "type": "text"}, {"name": "Portal", "type": "text"},
+                             {"name": "rows", "type": "int"}]
+    rows = [{"dataset": f"Inventory {i}", "Portal": "data.example.org", "rows": i} for i in range(3)]
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    glob = str(tmp_path / "records" / "portal=*" / "dataset=*" / "*.parquet")
+    read = duckdb.sql(f"SELECT dataset_2, Portal_2, portal, dataset FROM read_parquet('{glob}', hive_partitioning = true) "
+                      "ORDER BY rows").fetchall()
+    assert read[0] == ("Inventory 0", "data.example.org", "paris", datasets[1]["dataset_id"])
+    frame = pl.scan_parquet(str(tmp_path / "records" / "**" / "*.parquet"), hive_partitioning=True).collect()
+    assert sorted(frame["dataset_2"].to_list()) == ["Inventory 0", "Inventory 1", "Inventory 2"]
+    assert set(frame["dataset"].to_list()) == {datasets[1]["dataset_id"]}
+
+
+def test_a_value_nested_past_orjson_s_depth_is_kept_as_its_json_text(tmp_path):
+    """A text field holding JSON nested 300 deep (read fine: the page's parser allows 1,024
+    levels) failed the whole pull with "TypeError: Recursion limit reached" when the value
+    was written as text (orjson writes 254 levels)."""
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(3)
+    rows[1]["id"] = json.loads("[" * 300 + "]" * 300)
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}")["id"].to_pylist()
+    assert ids[0] == "c000000" and json.loads(ids[1]) == rows[1]["id"]

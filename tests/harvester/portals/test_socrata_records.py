@@ -253,3 +253,27 @@ def test_ctrl_c_during_the_records_pull_says_the_catalogue_was_stored(tmp_path, 
     assert (report.status, report.error_type) == ("failed", "Interrupted")
     assert "catalogue was stored" in report.error_message and report.new == 1
     assert store.con.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+
+
+class RenamedMidway(SodaTable):
+    """A dataset whose `district_sector` column is renamed `sector` while it is read."""
+
+    def answer(self, fmt, query):
+        status, body = super().answer(fmt, query)
+        if int(query.get("$offset", 0)) >= 300 and isinstance(getattr(body, "body", None), bytes):
+            body.body = body.body.replace(b"district_sector", b"sector", 1)
+        return status, body
+
+
+def test_columns_that_change_while_the_dataset_is_read_fail_the_pull(tmp_path, seattle):
+    """The pages after the rename gave nulls in `district_sector` and lost `sector`'s values,
+    and the pull said it was complete."""
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    seattle.records[ID] = RenamedMidway(seattle.records[ID].table)
+    layout = RecordsLayout(tmp_path / "records")
+    # (two pages are read at once: the first to arrive, renamed or not, sets the columns)
+    with pytest.raises(RecordsError, match=r"columns changed while the dataset was read: the page at .*\$offset=\d+"
+                                           r".*(new: \['sector'\], gone: \['district_sector'\]"
+                                           r"|new: \['district_sector'\], gone: \['sector'\])"):
+        pull_dataset(SodaRecords(adapter, dataset, None, page=300), layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r")
+    assert not layout.folder("sea", ID).exists()
