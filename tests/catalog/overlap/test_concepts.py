@@ -429,3 +429,14 @@ def test_a_police_agency_s_demographics_or_contacts_alone_are_its_employees_or_i
     # nor are a city's demographics
     assert _published("Census Demographics", "", None)[0] == ()
     assert _published("Demographics", "", "City of Austin")[0] == ()
+
+
+def test_a_precincts_demographics_or_contacts_are_no_police_agencys_own_records():
+    # the population of a precinct or a beat, a precinct's phone list: 'precinct' and 'patrol' name
+    # whose they are, as 'police' and 'department' do not
+    assert _published("Precinct Demographics", "", None)[0] == ()
+    assert _published("Police Precinct Demographics", "", None)[0] == ()
+    assert _published("Precinct Contacts", "", "Police Department (NYPD)")[0] == ()
+    assert _published("Patrol Demographics", "", "Seattle Police Department")[0] == ()
+    assert _published("Police Demographics", "", None) == (("police_employee",), True)
+    assert _published("Sheriff Contacts", "", None) == (("field_contact",), True)
