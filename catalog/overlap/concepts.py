@@ -95,10 +95,12 @@ DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, S
 # a publisher that is a police agency ('Fort Lauderdale Police Department', "Orleans Parish Sheriff's
 # Office", 'Maryland State Police'), named in words: an acronym is no evidence in a publisher's name
 # ('Department of Housing Preservation and Development (HPD)'), nor is a fund or board of the police
-# ('Police Pension Fund (NYCPPF)')
+# ('Police Pension Fund (NYCPPF)'), its union ('Fraternal Order of Police'), or a Louisiana parish's
+# governing body ('Caddo Parish Police Jury'); 'Union' before a place's kind is a place ('Union County
+# Sheriff's Office')
 POLICE_AGENCY = re.compile(r"\b(?:police|sheriff'?s?|constabulary|highway patrol|state patrol)\b", re.IGNORECASE)
-NOT_AGENCY = re.compile(r"\b(?:pension|fund|retirement|foundation|board|commission|union|association)\b",
-                        re.IGNORECASE)
+NOT_AGENCY = re.compile(r"\b(?:pension|fund|retirement|foundation|board|commission|association|jury|fraternal)\b"
+                        r"|\bunion\b(?!\s+(?:county|city|township|twp|parish|borough|village))", re.IGNORECASE)
 PUBLISHER_POLICE_CONTEXT = frozenset({"police"})
 # a dispatch log of the fire department or EMS is not the police's calls for service
 FIRE_EMS = frozenset({"fire", "ems", "ambulance", "medical", "rescue", "paramedic", "firefighter", "afd", "fdny"})

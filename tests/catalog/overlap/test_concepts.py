@@ -440,3 +440,15 @@ def test_a_precincts_demographics_or_contacts_are_no_police_agencys_own_records(
     assert _published("Patrol Demographics", "", "Seattle Police Department")[0] == ()
     assert _published("Police Demographics", "", None) == (("police_employee",), True)
     assert _published("Sheriff Contacts", "", None) == (("field_contact",), True)
+
+
+def test_a_police_jury_or_union_is_no_police_agency_and_a_union_county_s_sheriff_is_one():
+    # a Louisiana parish's governing body: its drainage 'Complaints' are no complaints against officers
+    assert not concepts.is_police_agency("Caddo Parish Police Jury")
+    assert _published("Complaints", "", "Caddo Parish Police Jury")[0] == ()
+    assert not concepts.is_police_agency("Fraternal Order of Police Lodge 7")
+    assert not concepts.is_police_agency("Police Officers Union")
+    # 'Union' as a place's name
+    assert concepts.is_police_agency("Union County Sheriff's Office")
+    assert concepts.is_police_agency("Union City Police Department")
+    assert _published("Incident", "", "Union County Sheriff's Office") == (("crime_incident",), True)
