@@ -441,6 +441,23 @@ def published_schema(layout: RecordsLayout, portal_id: str, source_id: str) -> p
     return pq.read_schema(files[0]) if files else None
 
 
+def _check_same_table(source: RecordSource, published: pa.Schema | None) -> None:
+    """A source none of whose columns the published dataset has is not that dataset: a file
+    server's error text behind a 200 ('Service Unavailable') read as a CSV of one column and no
+    rows was published in its place, the pull reported ok. A file its publisher replaced with
+    another table is taken by a full pull (`--full`, which passes no `published`)."""
+    if published is None or not published.names:
+        return
+    names = [f.name for f in source.fields]
+    if not {n.lower() for n in names} & {n.lower() for n in published.names}:
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        source.close()
+        raise RecordsError(f"none of its columns ({shown}) is one of the {len(published.names)} the published "
+                           f"dataset has ({', '.join(published.names[:5])}{', ...' if len(published.names) > 5 else ''}): "
+                           "not this dataset (an error text?); the previous records are kept, a full pull "
+                           "(--full) takes a file that is another table now")
+
+
 def kind_of(data_type: pa.DataType) -> str:
     if pa.types.is_timestamp(data_type) and data_type.tz:
         return "datetime_utc"
@@ -786,9 +803,10 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             if previous is not None and not layout.folder(portal.id, source_id).is_dir():
                 previous = None   # the folder is gone: nothing to add to
             source = adapter.record_source(dataset, previous)
-            if source.mode == "incremental" and \
-                    _columns_of(published_schema(layout, portal.id, source_id)) != _columns_of(arrow_schema(source.fields)):
+            published = None if full else published_schema(layout, portal.id, source_id)
+            if source.mode == "incremental" and _columns_of(published) != _columns_of(arrow_schema(source.fields)):
                 source = adapter.record_source(dataset, None)  # the columns changed: read it whole
+            _check_same_table(source, published)
             result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
             for column, count in sorted(result.invalid_values.items()):
                 errors.add(source_id, "records", "InvalidValue",

@@ -95,10 +95,12 @@ DEPARTMENT = re.compile(r"^[a-z]{0,4}pd$|^[a-z]{0,3}so$")   # APD, LMPD, NYPD, S
 # a publisher that is a police agency ('Fort Lauderdale Police Department', "Orleans Parish Sheriff's
 # Office", 'Maryland State Police'), named in words: an acronym is no evidence in a publisher's name
 # ('Department of Housing Preservation and Development (HPD)'), nor is a fund or board of the police
-# ('Police Pension Fund (NYCPPF)')
+# ('Police Pension Fund (NYCPPF)'), its union ('Fraternal Order of Police'), or a Louisiana parish's
+# governing body ('Caddo Parish Police Jury'); 'Union' before a place's kind is a place ('Union County
+# Sheriff's Office')
 POLICE_AGENCY = re.compile(r"\b(?:police|sheriff'?s?|constabulary|highway patrol|state patrol)\b", re.IGNORECASE)
-NOT_AGENCY = re.compile(r"\b(?:pension|fund|retirement|foundation|board|commission|union|association)\b",
-                        re.IGNORECASE)
+NOT_AGENCY = re.compile(r"\b(?:pension|fund|retirement|foundation|board|commission|association|jury|fraternal)\b"
+                        r"|\bunion\b(?!\s+(?:county|city|township|twp|parish|borough|village))", re.IGNORECASE)
 PUBLISHER_POLICE_CONTEXT = frozenset({"police"})
 # a dispatch log of the fire department or EMS is not the police's calls for service
 FIRE_EMS = frozenset({"fire", "ems", "ambulance", "medical", "rescue", "paramedic", "firefighter", "afd", "fdny"})
@@ -260,14 +262,17 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
 # 'Demographics' are its workforce's, its 'Contacts' the people its officers stopped and talked to
 OWN_RECORDS = {"demographic": "police_employee", "contact": "field_contact"}
 PERIOD_WORDS = frozenset({"full", "partial", "quarter", "q1", "q2", "q3", "q4", "fy"})
+# the words of a title that name the agency or its members, not whose demographics or contacts they are: a
+# precinct's or a beat's demographics are its residents', a crime's or an arrest's of the people involved
+AGENCY_WORDS = frozenset({"police", "policing", "sheriff", "officer", "cop", "deputy"})
 
 
 def _own_records(title_terms: list[str], context: frozenset[str]) -> tuple[str, ...]:
     """The kind a police agency's title names by one word of OWN_RECORDS and nothing else but its
     own name and the period ('Department Demographics 2019', 'Ferndale Police Department Demographics',
     '2017 Full Year Contacts'); whose else a title names ('Complainant Demographics', 'Police Pension
-    Fund Contact Numbers', 'DMO Contacts') is another thing."""
-    subject = {t for t in title_terms if "+" not in t and t not in POLICE_CONTEXT and t not in PERIOD_WORDS
+    Fund Contact Numbers', 'DMO Contacts', 'Precinct Demographics') is another thing."""
+    subject = {t for t in title_terms if "+" not in t and t not in AGENCY_WORDS and t not in PERIOD_WORDS
                and not DEPARTMENT.match(t)}
     if len(subject) == 1 and (word := next(iter(subject))) in OWN_RECORDS \
             and _police_context(set(title_terms) | context):

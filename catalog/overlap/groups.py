@@ -86,10 +86,17 @@ def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: l
     same thing, or a sort of it that its cities list with the others ('Outdoor Swimming Pools' beside
     'Pools'). Not a family of records ('Budget' / 'Proposed budget', 'Expenditures' / 'Campaign
     expenditures': records of different accounts), nor kinds the concept layer reads (its kinds judge
-    them), nor two labels of different last words ('City limits' / 'Speed limits')."""
+    them), nor two labels of different last words ('City limits' / 'Speed limits'). Every two labels
+    of a joined group are so: 'Stations' joins 'Fire stations' or 'Police stations', never both."""
     words = [_label_subject(name) for name in labels]
     group_of = {row: number for number, rows in enumerate(rows_per_group) for row in rows}
     parent = list(range(len(rows_per_group)))
+    members = {number: [number] for number in range(len(rows_per_group))}   # a root's groups
+
+    def one_thing(gx: int, gy: int) -> bool:
+        wx, wy = words[gx], words[gy]
+        return set(wx) == set(wy) or (wx[-1] == wy[-1] and wx[-1] not in RECORD_WORDS
+                                      and (set(wx) <= set(wy) or set(wy) <= set(wx)))
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -102,12 +109,12 @@ def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: l
         gx, gy = group_of.get(x), group_of.get(y)
         if gx is None or gy is None or gx == gy or gx in judged or gy in judged:
             continue
-        wx, wy = words[gx], words[gy]
-        if not wx or not wy or labels[gx].lower() == labels[gy].lower():
+        if not words[gx] or not words[gy] or labels[gx].lower() == labels[gy].lower() or not one_thing(gx, gy):
             continue
-        if set(wx) == set(wy) or (wx[-1] == wy[-1] and wx[-1] not in RECORD_WORDS
-                                  and (set(wx) <= set(wy) or set(wy) <= set(wx))):
-            parent[find(gx)] = find(gy)
+        rx, ry = find(gx), find(gy)
+        if rx != ry and all(one_thing(x, y) for x in members[rx] for y in members[ry]):
+            parent[rx] = ry
+            members[ry] += members.pop(rx)
     if all(find(n) == n for n in range(len(rows_per_group))):
         return rows_per_group
     joined: dict[int, list[int]] = defaultdict(list)

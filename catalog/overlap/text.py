@@ -64,7 +64,7 @@ GENERIC = frozenset("""
 map maps resource category categories source message template facility property project item type code
 directory location site point feature layer test view export extract download web mercator spatial non
 tool document page form index lookup reference master misc miscellaneous other various general
-attachment gis format story featured tile public_safety home_page
+attachment gis format story featured tile public_safety home_page calendar_year
 """.split())
 
 # Single words to one spelling (applied after stemming).
@@ -131,6 +131,8 @@ PHRASES = {
     ("survey", "control"): "survey_control", ("elevation", "benchmark"): "survey_control",
     # a category or a department's name ('Open Data Public Safety', 'Department of Public
     # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
+    # a period, no calendar of events ('Violations of Probation Disposed by Calendar Year')
+    ("calendar", "year"): "calendar_year",
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)

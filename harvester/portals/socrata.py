@@ -351,8 +351,10 @@ class SodaRecords(RecordSource):
 
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
         previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
-        return (f"SELECT * FROM {previous} WHERE \":id\" NOT IN (SELECT \":id\" FROM {delta}) "
-                f"UNION ALL BY NAME SELECT * FROM {delta}")
+        # (the ids of the delta without its nulls: a record that was no object is a row of nulls, and
+        # one null in a NOT IN list makes the test unknown for every previous row, which all went)
+        return (f"SELECT * FROM {previous} WHERE \":id\" NOT IN "
+                f"(SELECT \":id\" FROM {delta} WHERE \":id\" IS NOT NULL) UNION ALL BY NAME SELECT * FROM {delta}")
 
 
 def _record_kind(column: dict) -> str:

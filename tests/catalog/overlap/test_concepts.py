@@ -429,3 +429,26 @@ def test_a_police_agency_s_demographics_or_contacts_alone_are_its_employees_or_i
     # nor are a city's demographics
     assert _published("Census Demographics", "", None)[0] == ()
     assert _published("Demographics", "", "City of Austin")[0] == ()
+
+
+def test_a_precincts_demographics_or_contacts_are_no_police_agencys_own_records():
+    # the population of a precinct or a beat, a precinct's phone list: 'precinct' and 'patrol' name
+    # whose they are, as 'police' and 'department' do not
+    assert _published("Precinct Demographics", "", None)[0] == ()
+    assert _published("Police Precinct Demographics", "", None)[0] == ()
+    assert _published("Precinct Contacts", "", "Police Department (NYPD)")[0] == ()
+    assert _published("Patrol Demographics", "", "Seattle Police Department")[0] == ()
+    assert _published("Police Demographics", "", None) == (("police_employee",), True)
+    assert _published("Sheriff Contacts", "", None) == (("field_contact",), True)
+
+
+def test_a_police_jury_or_union_is_no_police_agency_and_a_union_county_s_sheriff_is_one():
+    # a Louisiana parish's governing body: its drainage 'Complaints' are no complaints against officers
+    assert not concepts.is_police_agency("Caddo Parish Police Jury")
+    assert _published("Complaints", "", "Caddo Parish Police Jury")[0] == ()
+    assert not concepts.is_police_agency("Fraternal Order of Police Lodge 7")
+    assert not concepts.is_police_agency("Police Officers Union")
+    # 'Union' as a place's name
+    assert concepts.is_police_agency("Union County Sheriff's Office")
+    assert concepts.is_police_agency("Union City Police Department")
+    assert _published("Incident", "", "Union County Sheriff's Office") == (("crime_incident",), True)

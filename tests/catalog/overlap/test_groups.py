@@ -534,3 +534,17 @@ def test_groups_split_by_wording_join_only_as_a_sort_of_one_thing():
     # proposed budget is records of another account than the adopted one, community events other events
     # (the families of records judge them)
     assert sorted(joined) == [[0, 1, 2, 3], [4, 5], [6, 7], [8, 9], [10, 11], [12, 13, 14, 15], [16, 17]]
+
+
+def test_a_label_of_one_word_joins_no_two_sorts_of_its_thing_into_one_group():
+    # 'Stations' links to the fire stations and to the police stations; each is a sort of station, the two
+    # are not one thing: the first link joins, the second finds the other sort already in the group
+    c = rows_catalogue([("Austin", "Stations"), ("Boston", "Stations"),
+                        ("Chicago", "Fire Stations"), ("Seattle", "Fire Stations"),
+                        ("Baltimore", "Police Stations"), ("Madison", "Police Stations"),
+                        ("Raleigh", "Swimming Pools"), ("Honolulu", "Pools"), ("Edmonton", "Outdoor Swimming Pools")])
+    split = [[0, 1], [2, 3], [4, 5], [6], [7], [8]]
+    labels = ["Stations", "Fire stations", "Police stations", "Swimming pools", "Pools", "Outdoor swimming pools"]
+    links = np.array([0, 1, 6, 7]), np.array([2, 4, 7, 8])
+    joined = groups.join_split_subjects(c, split, labels, *links)
+    assert sorted(joined) == [[0, 1, 2, 3], [4, 5], [6, 7, 8]]

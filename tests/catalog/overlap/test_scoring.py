@@ -182,6 +182,13 @@ SAME_RECORDS = [
     (("Maryland", "Total MTA Public Transit Ridership by Fiscal Year"), ("Edmonton", "Transit Ridership")),
     (("Chicago", "Libraries - 2016 Circulation by Location"), ("Hawaii", "Libraries Circulation Activity 1984 - 2011")),
     (("Montgomery", "Human Rights Calendar"), ("King County", "King County events calendar")),
+    # a calendar year is a period, no calendar of events: the same table by calendar and by fiscal year,
+    # Connecticut's yearly spending beside Hawaii's, New York's benchmarking disclosures beside Chicago's
+    (("New York", "DOP Adult Violations of Probation Disposed by Calendar Year"),
+     ("New York", "DOP Adult Violations of Probation Disposed by Fiscal Year")),
+    (("Connecticut", "Care 4 Kids Expenditures By Town Calendar Year 2012"), ("Hawaii", "Expenditures")),
+    (("New York", "Energy and Water Data Disclosure for Local Law 84 2014 (Data for Calendar Year 2013)"),
+     ("Chicago", "Chicago Energy Benchmarking")),
 ]
 
 

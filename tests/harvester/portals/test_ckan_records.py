@@ -79,6 +79,26 @@ def test_html_instead_of_the_file_is_an_error_and_nothing_is_published(tmp_path,
     assert "HTML page instead of data" in con.execute("SELECT message FROM harvest_errors").fetchone()[0]
 
 
+def test_an_error_text_in_place_of_the_file_keeps_the_dataset_and_full_takes_a_new_file(tmp_path, ckan):
+    # a file server's "Service Unavailable" behind a 200, as text/plain: read as a CSV, it was a dataset of
+    # one column of that name and no rows, published in place of the 2,500 rows, the pull reported ok
+    portal, _ = ckan
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 0
+    portal.serve_json("/files/payments.csv", RawBody(b"Service Unavailable", "text/plain"))
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1
+    assert pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={FILE_ID}").num_rows == 2500
+    message = duckdb.connect(str(db)).execute(
+        "SELECT message FROM harvest_errors WHERE stage = 'records' ORDER BY message").fetchall()[-1][0]
+    assert "none of its columns ('Service Unavailable') is one of the" in message, message
+    # a file that is another table now (its publisher replaced it) is taken by a full pull
+    portal.serve_json("/files/payments.csv", RawBody(b"code,label\n1,a\n2,b\n"))
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID], "--full")
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 0, result.output
+    assert pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={FILE_ID}").column_names == ["code", "label"]
+
+
 def test_a_download_over_its_cap_is_refused_and_nothing_is_published(tmp_path, ckan, monkeypatch):
     portal, _ = ckan
     monkeypatch.setenv("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "1000")   # the file is ~60 KB

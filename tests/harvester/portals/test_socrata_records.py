@@ -3,16 +3,19 @@ Seattle SPD 911 page (1,000 rows, 19 catalogue columns of which 4 never appear i
 import json
 
 import duckdb
+import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from catalog.records import RecordsLayout
+from catalog.records import RecordsLayout, previous_pull
 from harvester.pipeline import ErrorLog, PortalReport
 from harvester.portals import adapter_for
 from harvester.portals.socrata import SodaRecords
 from harvester.records import RecordsError, pull_dataset, stored_datasets
 from tests.conftest import fast_client, harvest_with_records, portal_config
+from tests.portals.base import RawBody
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
 
@@ -216,6 +219,34 @@ def test_second_pull_is_incremental_by_updated_at(tmp_path, seattle):
     assert result.exit_code == 0, result.output
     con = duckdb.connect(str(db))
     assert con.execute("SELECT row_count, mode FROM record_pulls").fetchall() == [(1001, "incremental")]
+
+
+class NullRowTable(SodaTable):
+    """A SODA whose JSON pages of changed rows carry a `null` among them."""
+
+    def answer(self, fmt, query):
+        status, body = super().answer(fmt, query)
+        if fmt == "json" and query.get("$where") and isinstance(body, RawBody):
+            body = RawBody(orjson.dumps([None, *orjson.loads(body.body)]), body.content_type)
+        return status, body
+
+
+def test_a_record_of_nulls_among_the_changed_rows_keeps_every_row_of_the_previous_pull(tmp_path, seattle):
+    # a record that is no object is a row of nulls, its :id null: merged by `:id NOT IN (...)`, that null
+    # made the test unknown for every previous row, and the dataset was the changed rows alone, the pull ok
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    layout = RecordsLayout(tmp_path / "records-json")
+    pull_dataset(SodaRecords(adapter, dataset, None, format="json", page=400), layout, "sea", ID, con,
+                 uid=f"sea:{ID}", run_id="r1")
+    rows = seattle.records[ID].table.to_pylist()
+    rows[3][":updated_at"] = "2024-02-01T00:00:00.000Z"
+    seattle.records[ID] = NullRowTable(pa.Table.from_pylist(rows, schema=seattle.records[ID].table.schema))
+    result = pull_dataset(SodaRecords(adapter, dataset, previous_pull(con, f"sea:{ID}"), format="json", page=400),
+                          layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r2")
+    assert result.status == "ok" and result.mode == "incremental" and result.not_objects == 1
+    merged = pq.read_table(layout.folder("sea", ID))
+    assert merged.num_rows == 1001   # the 1,000 rows, the changed one once, and the row of nulls
+    assert pc.count(merged[":id"]).as_py() == 1000
 
 
 class OffsetIgnoringTable(SodaTable):
