@@ -79,7 +79,9 @@ TRANSIT = frozenset({"bus", "transit", "rail", "train", "ferry", "shelter", "rou
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
             "crime_incident": frozenset({"justice", "court", "grant", "camera", "registry"}), "citation": frozenset({"event", "festival"}),
             "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop
-            "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"})}
+            "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"}),
+            # a police force's size ('Authorized Force', 'Force Strength') is its staffing, not force used
+            "use_of_force": frozenset({"strength", "authorized", "staffing"})}
 # strong triggers that count only when the title or description is about policing, their own words
 # aside, nor beside the words given: 'ShotSpotter Firearm Discharges', 'Illegal Firearm Discharge
 # Complaints' and 'Deputy Shooting Range Schedule' are no officer-involved shootings; Cincinnati's

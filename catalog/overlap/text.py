@@ -127,6 +127,10 @@ PHRASES = {
     ("operating", "budget"): "budget", ("capital", "budget"): "capital_budget",
     ("parking", "citation"): "parking_citation", ("parking", "violation"): "parking_citation",
     # the marks surveyors measure from: no monuments to people or events, no benchmarks of performance
+    # the area a school takes its pupils from, a centre for visitors: places, no figures of a service's use
+    ("attendance", "boundary"): "attendance_area", ("attendance", "zone"): "attendance_area",
+    ("attendance", "area"): "attendance_area", ("visitor", "center"): "visitor_center",
+    ("visitor", "centre"): "visitor_center",
     ("survey", "monument"): "survey_control", ("survey", "control", "point"): "survey_control",
     ("survey", "control"): "survey_control", ("elevation", "benchmark"): "survey_control",
     # a category or a department's name ('Open Data Public Safety', 'Department of Public
@@ -177,6 +181,8 @@ NAMING_BITS = OFFICE_BITS | RECORD_BITS   # every term that can name a family (f
 # 'Open Budget Application - Capital Project Details' lists capital projects; its 'Open Budget
 # Application: Operating Budget' names a budget again, LA's 'Open Budget - Revenue' revenue)
 APPLICATION_NAMES = {"open+budget": "budget"}
+# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'): no records of it
+PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor"}
 
 
 def records_named(terms) -> int:
@@ -191,6 +197,7 @@ def records_named(terms) -> int:
     for name, word in APPLICATION_NAMES.items():   # 'Open Budget Application - Capital Project Details'
         if name in present and terms.count(word) == 1:
             named.discard(word)
+    named -= {word for place, word in PLACES_NAMED.items() if place in present}
     if not named:
         return sum({OFFICE_BITS[term] for term in present & OFFICE_BITS.keys()})
     if len({RECORD_BITS[term] for term in named}) > 1:   # then one may modify another

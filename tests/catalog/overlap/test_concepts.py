@@ -452,3 +452,11 @@ def test_a_police_jury_or_union_is_no_police_agency_and_a_union_county_s_sheriff
     assert concepts.is_police_agency("Union County Sheriff's Office")
     assert concepts.is_police_agency("Union City Police Department")
     assert _published("Incident", "", "Union County Sheriff's Office") == (("crime_incident",), True)
+
+
+def test_the_size_of_a_police_force_is_no_use_of_force():
+    # a police department's staffing tables, under a police publisher that makes 'force' a police word
+    assert _published("Authorized Force", "", "Chicago Police Department")[0] == ()
+    assert _published("Police Force Strength", "", None)[0] == ()
+    assert _published("Force", "", "Chicago Police Department")[0] == ("use_of_force",)
+    assert _published("Use of Force", "", None)[0] == ("use_of_force",)

@@ -146,3 +146,13 @@ def test_usage_is_consumption_and_electric_electricity():
     assert text.terms("Electric Consumption") == text.terms("Electricity Consumption")
     # the phrases that start with 'use' are not read as usage
     assert "use_of_force" in text.terms("Use of Force")
+
+
+def test_a_school_s_attendance_area_and_a_visitor_centre_are_places_no_figures_of_use():
+    # 'Elementary School Attendance Boundaries' is a boundary file of schools, 'Visitor Centers' a list of
+    # places; a library's visitors and a school's attendance are figures of a service's use
+    use = text.FAMILY_BITS["use"]
+    assert not text.records_named(text.terms("Elementary School Attendance Boundaries")) & use
+    assert not text.records_named(text.terms("Visitor Centers")) & use
+    assert text.records_named(text.terms("Libraries - 2015 Visitors by Location")) & use
+    assert text.records_named(text.terms("School Attendance")) & use
