@@ -112,7 +112,9 @@ def export_parquet(db_path: str | Path, out: str | Path) -> dict:
             "schema_version": SCHEMA_VERSION,
             "created_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "row_counts": {table: next(f["rows"] for f in files if f["path"] == f"{table}.parquet") for table in TABLES},
-            "records": {"datasets": len(pulls), "rows": sum(f["rows"] for f in files if f["path"].startswith(RECORDS))},
+            # the datasets whose parts are in the export: a pull whose folder is gone has none
+            "records": {"datasets": len({f["path"].rsplit("/", 1)[0] for f in files if f["path"].startswith(RECORDS)}),
+                        "rows": sum(f["rows"] for f in files if f["path"].startswith(RECORDS))},
             "files": files,
         }
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

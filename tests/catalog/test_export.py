@@ -275,3 +275,20 @@ def test_last_seen_is_the_latest_listing_that_named_the_dataset(tmp_path):
     assert rows[f"city:{gone}"]["missing_since"] == listed_at and rows[f"city:{gone}"]["last_seen"] == first_seen
     listed = [r for uid, r in rows.items() if uid != f"city:{gone}"]
     assert len(listed) == 29 and all(r["last_seen"] == listed_at and r["missing_since"] is None for r in listed)
+
+
+def test_the_manifest_counts_the_record_datasets_it_holds_not_pulls_whose_folder_is_gone(tmp_path):
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    layout = RecordsLayout.beside(db)
+    for source_id, kept in [("aaaa-1111", True), ("bbbb-2222", False)]:
+        if kept:
+            layout.folder("sea", source_id).mkdir(parents=True)
+            pq.write_table(pa.table({"n": [1, 2, 3]}), layout.folder("sea", source_id) / "part-00000.parquet")
+        store.con.execute("INSERT INTO record_pulls (dataset_uid, portal_id, source_id, path, row_count, "
+                          "column_count, bytes, mode, pulled_at) VALUES (?, 'sea', ?, ?, 3, 1, 0, 'full', now())",
+                          [f"sea:{source_id}", source_id, layout.relative("sea", source_id)])
+    store.close()
+    run_export(db, tmp_path / "export")
+    manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
+    assert manifest["records"] == {"datasets": 1, "rows": 3}
