@@ -37,7 +37,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "traffic_stop": (("traffic_stop",), ()),
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry",
                          "pedestrian+investigation"), ()),   # 'Vehicle and pedestrian investigations': stops
-    "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
+    "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ("fcc",)),   # field contact card
     "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data", "policing+act"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
                           "professional+standard", "civilian+complaint", "police+complaint", "ia+complaint"),
@@ -248,7 +248,7 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
         return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True
     context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
-    own = own or _own_records(title_terms, context)
+    own = own or _own_records(title_terms, context) or _traffic_contacts(title, title_terms, opening, context)
     if not opening:
         return _refined(own, title_terms, title), True
     found = of_terms(title_terms, _inline(opening), context) or own
@@ -280,6 +280,22 @@ def _own_records(title_terms: list[str], context: frozenset[str]) -> tuple[str, 
             and _police_context(set(title_terms) | context):
         return (OWN_RECORDS[word],)
     return ()
+
+
+def _traffic_contacts(title: str | None, title_terms: list[str], opening: list[str],
+                      context: frozenset[str]) -> tuple[str, ...]:
+    """A police agency's contacts of traffic are its traffic stops: Norman's 'Traffic and parking contacts',
+    'Vehicle Contacts'. The title is read as written ('Traffic Division Contacts' is a unit's phone list), the
+    description's opening as terms, where 'and' and generic words are gone."""
+    if not _police_context(set(title_terms) | set(opening) | context):
+        return ()
+    words = text.words(title, glued=False)
+
+    def of_vehicles(i: int) -> bool:   # 'traffic contacts', 'traffic and parking contacts'
+        return words[i - 1] in VEHICLE or (i > 2 and words[i - 2] == "and" and words[i - 3] in VEHICLE)
+    in_title = any(word == "contact" and of_vehicles(i) for i, word in enumerate(words) if i)
+    in_opening = any(term == "contact" and set(opening[max(0, i - 2):i]) & VEHICLE for i, term in enumerate(opening))
+    return ("traffic_stop",) if in_title or in_opening else ()
 
 
 # the family of records (text.RECORD_FAMILIES) a kind's records are of, where they are of one: a

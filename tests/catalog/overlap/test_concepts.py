@@ -460,3 +460,16 @@ def test_the_size_of_a_police_force_is_no_use_of_force():
     assert _published("Police Force Strength", "", None)[0] == ()
     assert _published("Force", "", "Chicago Police Department")[0] == ("use_of_force",)
     assert _published("Use of Force", "", None)[0] == ("use_of_force",)
+
+
+def test_a_police_agency_s_traffic_contacts_are_traffic_stops_and_its_fcc_field_contact_cards():
+    # Norman's yearly 'pditrafficparkingq' files and Charleston's '2018FCC YTD' (OpenPoliceData's source table)
+    assert _published("pditrafficparkingq 2016", "Traffic and parking contacts dataset",
+                      "Norman Police Department") == (("traffic_stop",), True)
+    assert _published("Traffic and Parking Contacts", "", "Norman Police Department") == (("traffic_stop",), True)
+    assert _published("Police Vehicle Contacts 2020", "", None) == (("traffic_stop",), True)
+    assert _published("2018FCC YTD", "", "Charleston Police Department") == (("field_contact",), True)
+    # a unit's phone list, contacts of no police, and the Federal Communications Commission are none
+    assert _published("Traffic Division Contacts", "Phone numbers", "Norman Police Department")[0] == ()
+    assert _published("Traffic and Parking Contacts", "", "Department of Transportation")[0] == ()
+    assert _published("FCC wireline broadband service", "Form 477 wireline service data from FCC.", "FCC")[0] == ()
