@@ -37,7 +37,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "traffic_stop": (("traffic_stop",), ()),
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry",
                          "pedestrian+investigation"), ()),   # 'Vehicle and pedestrian investigations': stops
-    "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ("fcc",)),   # field contact card
+    "field_contact": (("field+interview", "field+contact", "contact+card", "fi+card"), ()),
     "police_stop": (("ripa", "police+stop", "vehicle+stop", "stop_data", "policing+act"), ("stop", "detention")),
     "police_complaint": (("misconduct", "ccrb", "internal+affair", "civilian+review", "citizen+complaint",
                           "professional+standard", "civilian+complaint", "police+complaint", "ia+complaint"),
@@ -261,8 +261,10 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
 
 
 # a word that, as the whole of a police agency's title, names its records of one kind: a department's
-# 'Demographics' are its workforce's, its 'Contacts' the people its officers stopped and talked to
-OWN_RECORDS = {"demographic": "police_employee", "contact": "field_contact"}
+# 'Demographics' are its workforce's, its 'Contacts' the people its officers stopped and talked to, its
+# 'FCC' its field contact cards (a 'Police Radio FCC Licenses' title names more: the Federal Communications
+# Commission's)
+OWN_RECORDS = {"demographic": "police_employee", "contact": "field_contact", "fcc": "field_contact"}
 PERIOD_WORDS = frozenset({"full", "partial", "quarter", "q1", "q2", "q3", "q4", "fy"})
 # the words of a title that name the agency or its members, not whose demographics or contacts they are: a
 # precinct's or a beat's demographics are its residents', a crime's or an arrest's of the people involved

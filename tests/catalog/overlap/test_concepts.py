@@ -473,3 +473,4 @@ def test_a_police_agency_s_traffic_contacts_are_traffic_stops_and_its_fcc_field_
     assert _published("Traffic Division Contacts", "Phone numbers", "Norman Police Department")[0] == ()
     assert _published("Traffic and Parking Contacts", "", "Department of Transportation")[0] == ()
     assert _published("FCC wireline broadband service", "Form 477 wireline service data from FCC.", "FCC")[0] == ()
+    assert _published("Police Radio FCC Licenses", "", "Norman Police Department")[0] == ()
