@@ -474,3 +474,13 @@ def test_a_police_agency_s_traffic_contacts_are_traffic_stops_and_its_fcc_field_
     assert _published("Traffic and Parking Contacts", "", "Department of Transportation")[0] == ()
     assert _published("FCC wireline broadband service", "Form 477 wireline service data from FCC.", "FCC")[0] == ()
     assert _published("Police Radio FCC Licenses", "", "Norman Police Department")[0] == ()
+
+
+def test_deadly_force_is_an_officer_s_shooting_and_other_force_use_of_force():
+    # Greensboro's 'Officer Involved Deadly Force' files list its officers' shootings (OpenPoliceData's source table)
+    assert _published("PIRT11666Officer Involved Deadly Force20132019", "", "Greensboro Police Department") == \
+        (("officer_shooting",), True)
+    # Baltimore's use of force stays use of force, and officer-involved shootings are still shootings
+    assert concepts.of_dataset("BPD Officer Involved Use Of Force", "This data set contains the date, incident #, "
+                               "and location of officer involved use of force incidents") == ("use_of_force",)
+    assert concepts.of_dataset("SPD Officer Involved Shooting (OIS) Data", "") == ("officer_shooting",)
