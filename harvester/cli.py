@@ -301,7 +301,7 @@ def _overlap_uids(store) -> list[str] | None:
 
 
 @cli.command()
-@click.option("--limit", default=20, show_default=True, help="How many runs to show.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to show.")
 @click.option("--errors", "show_errors", is_flag=True, help="List the errors and warnings of the runs shown.")
 @db_option
 @json_option

@@ -101,6 +101,16 @@ def test_runs_and_sql(tmp_path, portal):
     assert missing.exit_code == 2 and "no catalogue" in missing.output
 
 
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_runs_refuses_a_limit_below_one_as_bad_usage(tmp_path, portal, limit):
+    # -1 reached DuckDB's LIMIT (a traceback, exit 1) and 0 said "no harvest runs yet" over a catalogue with runs
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    invoke("harvest", "--config", config, "--db", db)
+    result = CliRunner().invoke(cli, ["runs", "--db", db, "--limit", limit])
+    assert result.exit_code == 2 and "--limit" in result.output, result.output
+
+
 def test_a_portal_named_twice_is_harvested_once(tmp_path, portal):
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     result = invoke("harvest", "--config", config, "--db", str(tmp_path / "c.duckdb"), "--portal", "city",
