@@ -151,6 +151,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
+    from harvester.mapping import workers_from_env
     from harvester.pipeline import HarvestInterrupted
     from harvester.pipeline import harvest as run_harvest
 
@@ -160,6 +161,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         raise click.UsageError(str(exc)) from None
 
     try:
+        workers_from_env()
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -252,14 +252,16 @@ def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
 @pytest.mark.parametrize("name, value", [("CIVICAT_HTTP_MAX_BYTES", "-1"), ("CIVICAT_HTTP_MAX_BYTES", "0"),
                                          ("CIVICAT_HTTP_MAX_ATTEMPTS", "0"), ("CIVICAT_HTTP_BACKOFF", "-1"),
                                          ("CIVICAT_HTTP_MAX_RETRY_SECONDS", "nan"),
-                                         ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x")])
+                                         ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x"),
+                                         # a traceback and exit 1 from inside the harvest; -1 was taken as 0
+                                         ("CIVICAT_MAP_WORKERS", "x"), ("CIVICAT_MAP_WORKERS", "-1")])
 def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_path, portal, name, value):
     """The environment is config too: a negative size cap failed every portal of the night
     ("response is over the -1-byte cap"), and a zero attempt count was taken as one."""
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     result = CliRunner(env={name: value}).invoke(cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.db")])
     assert result.exit_code == 2 and f"{name}={value!r}" in result.output, result.output
-    assert sum(portal.hits.values()) == 0
+    assert sum(portal.hits.values()) == 0 and not (tmp_path / "c.db").exists()
 
 
 @pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],
