@@ -351,9 +351,14 @@ def runs(limit, show_errors, db_path, as_json):
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @db_option
-def sql(query, fmt, db_path):
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
+def sql(query, fmt, db_path, as_json):
     """Run one read-only SQL query (SELECT) against the catalogue."""
     from catalog.query import QueryRefused, run_query
+
+    if as_json and fmt == "csv":
+        raise click.UsageError("--json and --format csv contradict each other: give one")
+    fmt = "json" if as_json else fmt
 
     try:
         columns, rows = _open(lambda path: run_query(path, query), db_path)

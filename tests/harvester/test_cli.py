@@ -101,6 +101,17 @@ def test_runs_and_sql(tmp_path, portal):
     assert missing.exit_code == 2 and "no catalogue" in missing.output
 
 
+def test_sql_takes_json_as_every_command_does(tmp_path, portal):
+    # SPEC: every command prints JSON with --json; sql refused it ("No such option")
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    invoke("harvest", "--config", config, "--db", db)
+    query = "SELECT count(*) AS n FROM datasets"
+    result = CliRunner().invoke(cli, ["sql", "--db", db, query, "--json"])
+    assert result.exit_code == 0 and json.loads(result.output) == [{"n": 7}], result.output
+    assert result.output == invoke("sql", "--db", db, query, "--format", "json").output
+
+
 @pytest.mark.parametrize("limit", ["0", "-1"])
 def test_runs_refuses_a_limit_below_one_as_bad_usage(tmp_path, portal, limit):
     # -1 reached DuckDB's LIMIT (a traceback, exit 1) and 0 said "no harvest runs yet" over a catalogue with runs
