@@ -302,6 +302,9 @@ def _overlap_uids(store) -> list[str] | None:
     return uids or None
 
 
+ERRORS_SHOWN = 1000   # rows of `runs --errors` as a table
+
+
 @cli.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to show.")
 @click.option("--errors", "show_errors", is_flag=True, help="List the errors and warnings of the runs shown.")
@@ -321,13 +324,17 @@ def runs(limit, show_errors, db_path, as_json):
         FROM harvest_runs WHERE list_contains(?, run_id) ORDER BY started_at DESC, portal_id""", [run_ids])
     columns = [d[0] for d in cursor.description]
     rows = [dict(zip(columns, r)) for r in cursor.fetchall()]
-    error_rows = []
+    error_rows, errors_left_out = [], 0
     if show_errors:
-        cursor = con.execute("""SELECT run_id, portal_id, source_id, stage, error_type, severity, message
-                                FROM harvest_errors WHERE list_contains(?, run_id)
-                                ORDER BY occurred_at DESC LIMIT 1000""", [run_ids])
+        # --json gives them all (a script filters them); the table the newest ERRORS_SHOWN, and says so
+        cursor = con.execute(f"""SELECT run_id, portal_id, source_id, stage, error_type, severity, message
+                                 FROM harvest_errors WHERE list_contains(?, run_id)
+                                 ORDER BY occurred_at DESC {'' if as_json else f'LIMIT {ERRORS_SHOWN}'}""", [run_ids])
         error_columns = [d[0] for d in cursor.description]
         error_rows = [dict(zip(error_columns, r)) for r in cursor.fetchall()]
+        if not as_json and len(error_rows) == ERRORS_SHOWN:
+            errors_left_out = con.execute("SELECT count(*) FROM harvest_errors WHERE list_contains(?, run_id)",
+                                          [run_ids]).fetchone()[0] - ERRORS_SHOWN
     con.close()
     if as_json:
         echo_json({"runs": rows, "errors": error_rows} if show_errors else rows)
@@ -345,6 +352,8 @@ def runs(limit, show_errors, db_path, as_json):
         click.echo()
         echo_table([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"], e["message"][:100]]
                     for e in error_rows], ["portal", "source id", "stage", "severity", "type", "message"])
+        if errors_left_out:
+            click.echo(f"... {errors_left_out} more errors and warnings: --json lists them all")
 
 
 @cli.command()

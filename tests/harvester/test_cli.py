@@ -101,6 +101,22 @@ def test_runs_and_sql(tmp_path, portal):
     assert missing.exit_code == 2 and "no catalogue" in missing.output
 
 
+def test_runs_errors_json_lists_every_error_and_the_table_says_how_many_it_leaves_out(tmp_path):
+    # a night of over 1,000 warnings: the list stopped at 1,000 without a word, so the README's
+    # `runs --errors --json | jq '.errors[] | select(.severity == "error")'` could miss the errors
+    document = make_data_json(1005)
+    for dataset in document["dataset"]:
+        dataset["modified"] = "R/P1D"   # a warning each (InvalidValue)
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+        assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    report = json.loads(invoke("runs", "--db", db, "--errors", "--json").output)
+    assert len(report["errors"]) == report["runs"][0]["warnings"] == 1005
+    table = invoke("runs", "--db", db, "--errors").output
+    assert table.rstrip().endswith("5 more errors and warnings: --json lists them all")
+
+
 def test_sql_takes_json_as_every_command_does(tmp_path, portal):
     # SPEC: every command prints JSON with --json; sql refused it ("No such option")
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
