@@ -867,9 +867,11 @@ def _json_loads(body: bytes, url: str) -> object:
 
 
 def parse_data_body(body: bytes, content_type: str, url: str) -> bytes:
-    """A data body (CSV, JSON lines) from a 200: an HTML page in its place is a fault."""
-    head = body[:512].lstrip().lower()
-    if "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html")):
+    """A data body (CSV, JSON lines) from a 200: an HTML page in its place is a fault. The
+    body decides, as for JSON: file servers label CSV downloads `text/html`, and no CSV or
+    JSON line begins with a tag, where an HTML page does (labelled so, any tag or comment)."""
+    head = body[:512].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html")) or ("html" in content_type.lower() and head.startswith(b"<")):
         raise TransientError(f"HTML page instead of data (Content-Type {content_type or 'none'})", url, 200)
     return body
 
