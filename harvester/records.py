@@ -576,9 +576,43 @@ class SameColumns:
         if list(columns) != self.columns:
             gone = [c for c in self.columns if c not in columns]
             new = [c for c in columns if c not in self.columns]
-            raise RecordsError(f"the columns changed while the dataset was read: the page at {request_text(params)} "
-                               f"names {len(columns)} columns (new: {new[:5]}, gone: {gone[:5]}) where the first "
-                               f"named {len(self.columns)}; the next pull reads it again")
+            raise columns_changed(params, len(columns), new, gone, len(self.columns))
+
+
+def columns_changed(params: dict | None, count: int, new: list, gone: list, first: int) -> RecordsError:
+    return RecordsError(f"the columns changed while the dataset was read: the page at {request_text(params)} "
+                        f"names {count} columns (new: {new[:5]}, gone: {gone[:5]}) where the first named {first}; "
+                        "the next pull reads it again")
+
+
+class SameKeys:
+    """SameColumns for JSON rows that name their columns only by their keys (OpenDataSoft
+    records, ArcGIS attributes in an answer that lists no fields). A portal may leave a
+    row's null values out (SODA's JSON does), so a key the first page lacks is no change
+    when the catalogue lists it (all null there), and a key a page lacks is a dropped column
+    only where the portal writes nulls out (a `null` value seen). Pages are checked in the
+    order they are read (one request in flight): the first sets the keys."""
+
+    def __init__(self, listed: list[str]):
+        self.listed = set(listed)
+        self.keys: set[str] | None = None
+        self.writes_nulls = False
+
+    def check(self, rows: list, params: dict | None) -> None:
+        keys: set[str] = set()
+        for row in rows:
+            if isinstance(row, dict):
+                keys.update(row)
+                self.writes_nulls = self.writes_nulls or None in row.values()
+        if not keys:
+            return
+        if self.keys is None:
+            self.keys = keys
+            return
+        new = sorted(keys - self.keys - self.listed)
+        gone = sorted(self.keys - keys) if self.writes_nulls else []
+        if new or gone:
+            raise columns_changed(params, len(keys), new, gone, len(self.keys))
 
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
