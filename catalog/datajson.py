@@ -216,7 +216,14 @@ def catalogue_entries(con, defaults: dict[str, PortalDefaults], report: DataJson
 
 def write_data_json(con, out: str | Path, defaults: dict[str, PortalDefaults]) -> DataJsonReport:
     """Write OUT/data.json (a temporary file renamed into place)."""
-    out = Path(out)
+    from catalog.export import export_folder
+
+    out = Path(out).absolute()
+    with export_folder(out):
+        return _write_data_json(con, out, defaults)
+
+
+def _write_data_json(con, out: Path, defaults: dict[str, PortalDefaults]) -> DataJsonReport:
     out.mkdir(parents=True, exist_ok=True)
     target = out / "data.json"
     report = DataJsonReport(path=str(target))

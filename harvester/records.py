@@ -872,6 +872,8 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
     layout = RecordsLayout.beside(store.db_path)
     con = store.cursor()
     try:
+        for done in layout.repair(con.execute("SELECT portal_id, source_id FROM record_pulls").fetchall()):
+            log.warning("records: %s", done)
         results = pull_records(adapter, datasets, con, layout, run_id=run_id, errors=errors, full=full)
     finally:
         con.close()

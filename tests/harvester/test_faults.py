@@ -448,3 +448,98 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
         portal.clear_faults()
     assert process.returncode == 130, err.decode()[-2000:]
     assert stopped_after < 5, stopped_after
+
+
+# -- kill -9 inside a publish -----------------------------------------------------------------
+
+# `civicat` whose process SIGKILLs itself right after the rename named by argv[1] matches
+# (records: the published folder set aside, or the new one moved in; export: the same two)
+KILLED_AFTER_RENAME = """
+import os, signal, sys
+point = sys.argv.pop(1)
+rename = os.rename
+def killing_rename(source, target):
+    rename(source, target)
+    if point in str(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.rename = killing_rename
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+def killed_after_rename(point: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", KILLED_AFTER_RENAME, point, *args], env=env, capture_output=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def records_portal(nightly):
+    from tests.portals.socrata import SodaTable, discovery_entry
+    view = {"id": "abcd-1234", "name": "Calls", "columns": [{"fieldName": "n", "dataTypeName": "number"}]}
+    with SocrataPortal([discovery_entry(view)], domain=DOMAIN,
+                       records={"abcd-1234": SodaTable.from_rows([{"n": str(i)} for i in range(50)])}) as portal:
+        nightly.add("sea", "socrata", portal.url, domain=DOMAIN, records=["abcd-1234"])
+        yield portal
+
+
+def read_records(nightly) -> int:
+    import pyarrow.parquet as pq
+    return pq.read_table(nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").num_rows
+
+
+@pytest.mark.parametrize("point", ["retired-", "/records/portal="])
+def test_a_records_publish_killed_between_or_after_its_renames_is_repaired_by_the_next_pull(
+        nightly, records_portal, caplog, point):
+    """kill -9 right after the published folder was set aside: the dataset had no folder (the
+    records gone for every reader) until the next pull of that very dataset, and the folder set
+    aside stayed in `.records-staging/` forever. Killed after the new one moved in, the old
+    copy stayed there too. The next pull of the portal, even one that fails, puts it right."""
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    killed = killed_after_rename(point, "harvest", "--records", "--full", "--config", str(nightly.config),
+                                 "--db", str(nightly.db))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    staging = nightly.tmp_path / ".records-staging"
+    assert [p.name[:8] for p in staging.iterdir() if p.name.startswith("retired-")] == ["retired-"]
+    assert (nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").exists() == (point != "retired-")
+
+    records_portal.inject("/resource/", ("status", 500), times=100)   # this pull fails: the repair is not it
+    code, report = nightly.harvest("--records", "--full", attempts=1)
+    assert report["portals"][0]["records_failed"] == 1
+    assert read_records(nightly) == 50     # the only good copy was put back, not deleted
+    assert not any(p.name.startswith("retired-") for p in staging.iterdir())
+    said = [r.getMessage() for r in caplog.records if "a publish cut short" in r.getMessage()]
+    assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "retired-" else "removed") in said[0]
+
+
+@pytest.mark.parametrize("between", [True, False])
+def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_export(
+        nightly, records_portal, caplog, between):
+    """kill -9 right after `civicat export` set the previous export aside: OUT was gone, the
+    previous export (its only copy) and the new one lay hidden beside it for good. Killed after
+    the new one moved in, the previous one stayed beside it. The next export into OUT, even a
+    data.json one, puts the previous export back (or removes it) and the unfinished one."""
+    assert nightly.harvest("--records")[0] == 0
+    out = nightly.tmp_path / "export"
+    export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
+    assert CliRunner().invoke(cli, export).exit_code == 0
+    first = json.loads((out / "manifest.json").read_text())
+    killed = killed_after_rename(".export.retired-" if between else str(out), *export)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    hidden = sorted(p.name.split("-")[0] for p in nightly.tmp_path.iterdir() if p.name.startswith(".export."))
+    assert hidden == ([".export.export", ".export.retired"] if between else [".export.retired"])
+    assert out.exists() != between
+
+    result = CliRunner().invoke(cli, [*export, "--format", "data.json"])
+    assert result.exit_code == 0, result.output
+    assert not any(p.name.startswith(".export.") for p in nightly.tmp_path.iterdir())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["created_at"] == first["created_at"]) == between   # the previous one, put back
+    assert (out / "data.json").is_file() and (out / "records" / "portal=sea" / "dataset=abcd-1234").is_dir()
+    said = [r.getMessage() for r in caplog.records if "an export cut short" in r.getMessage()]
+    assert len(said) == (2 if between else 1)
+    assert said[0].startswith(f"export: restored {out}" if between else "export: removed")
+    assert CliRunner().invoke(cli, export).exit_code == 0   # and the next Parquet export is whole
+    assert json.loads((out / "manifest.json").read_text())["row_counts"]["datasets"] == 1
