@@ -24,6 +24,8 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
+from catalog.files import writing
+
 CONFORMS_TO = "https://project-open-data.cio.gov/v1.1/schema"
 CATALOG_HEADER = {
     "@context": "https://project-open-data.cio.gov/v1.1/schema/catalog.jsonld",
@@ -229,7 +231,7 @@ def _write_data_json(con, out: Path, defaults: dict[str, PortalDefaults]) -> Dat
     report = DataJsonReport(path=str(target))
     tmp = out / f".data.json.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        with writing(target), open(tmp, "wb") as f:
             f.write(orjson.dumps(CATALOG_HEADER)[:-1] + b',"dataset":[')
             for number, entry in enumerate(catalogue_entries(con, defaults, report)):
                 f.write((b",\n" if number else b"\n") + orjson.dumps(entry))

@@ -26,6 +26,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from catalog.files import writing
 from catalog.records import RecordsLayout
 from catalog.store import connect, migrate
 
@@ -174,7 +175,8 @@ def _export_parquet(db_path: str | Path, out: Path) -> dict:
                         "rows": sum(f["rows"] for f in files if f["path"].startswith(RECORDS))},
             "files": files,
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        with writing(staging / MANIFEST):
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -256,7 +258,8 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
             try:
                 os.link(part, copy)
             except OSError:
-                shutil.copy2(part, copy)
+                with writing(copy):
+                    shutil.copy2(part, copy)
             entries.append(_file_entry(staging, copy))
     return entries
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from catalog.files import writing
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 
@@ -340,5 +341,6 @@ def define_records_macro(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) 
 
 def write_json_atomic(path: Path, value) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value))
+    with writing(tmp):
+        tmp.write_text(json.dumps(value))
     os.replace(tmp, path)

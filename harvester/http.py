@@ -36,6 +36,7 @@ import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
+from catalog.files import writing
 from harvester import __version__
 from harvester.http_cache import ValidatorCache
 
@@ -638,7 +639,7 @@ class HttpClient:
                 if status >= 400:
                     raise PermanentError(f"HTTP {status}", url, status)
                 size = 0
-                with open(destination, "wb") as out:
+                with writing(destination), open(destination, "wb") as out:
                     for chunk in response.iter_content(chunk_size=1024 * 1024):
                         if size == 0:
                             parse_data_body(chunk, response.headers.get("Content-Type", ""), url)

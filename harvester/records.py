@@ -26,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from catalog.files import writing
 from catalog.lazy import LazyModule
 from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.paging import Paginator, pages, request_text
@@ -747,16 +748,22 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
             if writer is None:
                 dictionary = dictionary_columns(table) if dictionary is None else dictionary
                 part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
-                writer = pq.ParquetWriter(part_path, schema, compression="zstd", compression_level=1,
-                                          use_dictionary=dictionary)
-            writer.write_table(table, row_group_size=128 * 1024)
+            with writing(part_path):
+                if writer is None:
+                    writer = pq.ParquetWriter(part_path, schema, compression="zstd", compression_level=1,
+                                              use_dictionary=dictionary)
+                writer.write_table(table, row_group_size=128 * 1024)
             written += table.num_rows
             progress["rows"] += table.num_rows
             if written >= part_rows or state is None:
-                close_part(state)
+                with writing(part_path):
+                    close_part(state)
     except BaseException:
         if writer is not None:  # the finished parts stay for the next attempt; this one goes
-            writer.close()
+            try:
+                writer.close()
+            except OSError:   # (what made the write fail, the disk full, fails its close too)
+                pass
             part_path.unlink(missing_ok=True)
         raise
     if not progress["done"]:
