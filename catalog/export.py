@@ -99,9 +99,15 @@ def export_folder(out: Path) -> Iterator[None]:
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out.parent, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        for done in repair_leftovers(out):
-            log.warning("export: %s", done)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:   # a file system without locks (some NFS mounts): another export's folders
+            # cannot be told from leftovers, so none is touched
+            log.warning("export: %s cannot be locked (%s): leftovers of exports cut short are not looked for",
+                        out.parent, exc)
+        else:
+            for done in repair_leftovers(out):
+                log.warning("export: %s", done)
         yield
     finally:
         os.close(fd)
