@@ -24,6 +24,8 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 
+from catalog.files import writing
+
 CONFORMS_TO = "https://project-open-data.cio.gov/v1.1/schema"
 CATALOG_HEADER = {
     "@context": "https://project-open-data.cio.gov/v1.1/schema/catalog.jsonld",
@@ -216,13 +218,20 @@ def catalogue_entries(con, defaults: dict[str, PortalDefaults], report: DataJson
 
 def write_data_json(con, out: str | Path, defaults: dict[str, PortalDefaults]) -> DataJsonReport:
     """Write OUT/data.json (a temporary file renamed into place)."""
-    out = Path(out)
+    from catalog.export import export_folder
+
+    out = Path(out).absolute()
+    with export_folder(out):
+        return _write_data_json(con, out, defaults)
+
+
+def _write_data_json(con, out: Path, defaults: dict[str, PortalDefaults]) -> DataJsonReport:
     out.mkdir(parents=True, exist_ok=True)
     target = out / "data.json"
     report = DataJsonReport(path=str(target))
     tmp = out / f".data.json.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        with open(tmp, "wb") as f:
+        with writing(target), open(tmp, "wb") as f:
             f.write(orjson.dumps(CATALOG_HEADER)[:-1] + b',"dataset":[')
             for number, entry in enumerate(catalogue_entries(con, defaults, report)):
                 f.write((b",\n" if number else b"\n") + orjson.dumps(entry))

@@ -10,19 +10,27 @@ them is a new schema version.
 """
 from __future__ import annotations
 
+import fcntl
+import glob
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow.parquet as pq
 
+from catalog.files import writing
 from catalog.records import RecordsLayout
 from catalog.store import connect, migrate
+
+log = logging.getLogger("civicat.export")
 
 SCHEMA_VERSION = "1.1"
 GENERATOR = "civicat"
@@ -83,6 +91,58 @@ def check_target(out: Path) -> None:
                             "(an export replaces its folder whole)")
 
 
+@contextmanager
+def export_folder(out: Path) -> Iterator[None]:
+    """The block writes OUT: one export into a folder at a time (a lock on the folder that
+    holds it, released by the kernel when its holder dies, kill -9 included), what an export
+    cut short left put right first (`repair_leftovers`), and logged."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out.parent, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:   # a file system without locks (some NFS mounts): another export's folders
+            # cannot be told from leftovers, so none is touched
+            log.warning("export: %s cannot be locked (%s): leftovers of exports cut short are not looked for",
+                        out.parent, exc)
+        else:
+            for done in repair_leftovers(out):
+                log.warning("export: %s", done)
+        yield
+    finally:
+        os.close(fd)
+
+
+def repair_leftovers(out: Path) -> list[str]:
+    """What an export into OUT cut short (kill -9, power loss) left beside it or in it; returns
+    what was done, one sentence each. Killed between the two renames of `_publish`, OUT is
+    gone and the previous export, set aside, is its only copy: it is moved back. A previous
+    export set aside while OUT is in place, an unfinished export and a data.json not renamed
+    into place are removed."""
+    done: list[str] = []
+    pattern = glob.escape(f".{out.name}")
+    retired = sorted(out.parent.glob(f"{pattern}.retired-*"), key=lambda p: p.stat().st_mtime)
+    if not out.exists():
+        exports = [folder for folder in retired if is_export(folder)]
+        if exports:
+            os.rename(exports[-1], out)
+            retired.remove(exports[-1])
+            done.append(f"restored {out} from {exports[-1].name}: an export cut short between its two renames "
+                        "had left the previous export aside")
+    if is_export(out):   # (not a folder made since: the one set aside would be the only copy)
+        for folder in retired:
+            shutil.rmtree(folder)
+            done.append(f"removed {folder}: the previous export, left by an export cut short")
+    if out.is_dir():
+        for unfinished in sorted(out.glob(".data.json.*.tmp")):
+            unfinished.unlink()
+            done.append(f"removed {unfinished}: an unfinished data.json, left by an export cut short")
+    for unfinished in sorted(out.parent.glob(f"{pattern}.export-*")):
+        shutil.rmtree(unfinished)
+        done.append(f"removed {unfinished}: an unfinished export, left by an export cut short")
+    return done
+
+
 def open_catalogue(db_path: str | Path) -> duckdb.DuckDBPyConnection:
     con = connect(db_path, read_only=True)
     con.execute(f"SET memory_limit = '{EXPORT_MEMORY}'")
@@ -93,8 +153,12 @@ def open_catalogue(db_path: str | Path) -> duckdb.DuckDBPyConnection:
 def export_parquet(db_path: str | Path, out: str | Path) -> dict:
     """Write the Parquet export of the catalogue at `db_path` to `out`; returns the manifest."""
     out = Path(out).absolute()
-    check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    with export_folder(out):
+        check_target(out)
+        return _export_parquet(db_path, out)
+
+
+def _export_parquet(db_path: str | Path, out: Path) -> dict:
     staging = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
@@ -117,7 +181,8 @@ def export_parquet(db_path: str | Path, out: str | Path) -> dict:
                         "rows": sum(f["rows"] for f in files if f["path"].startswith(RECORDS))},
             "files": files,
         }
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        with writing(staging / MANIFEST):
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -199,7 +264,8 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
             try:
                 os.link(part, copy)
             except OSError:
-                shutil.copy2(part, copy)
+                with writing(copy):
+                    shutil.copy2(part, copy)
             entries.append(_file_entry(staging, copy))
     return entries
 

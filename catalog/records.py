@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from catalog.files import writing
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 
@@ -59,6 +60,18 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+RETIRED = "retired-"   # a published folder set aside while its replacement moves in
+_PUBLISHING = threading.Lock()   # portals pull in threads: a repair never runs inside a publish
+
+
+def _remove_empty(*folders: Path) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:   # not empty (or gone): kept
+            pass
+
+
 class RecordsLayout:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -86,18 +99,60 @@ class RecordsLayout:
         return self._inside(self.staging_root, self.relative(portal_id, source_id))
 
     def publish(self, ready: Path, portal_id: str, source_id: str) -> Path:
-        """Move the complete folder `ready` into place, replacing the previous one."""
+        """Move the complete folder `ready` into place, replacing the previous one. The
+        previous one is set aside first, under `retired-<id>/` with its own relative path,
+        so that a publish killed between the two renames can be repaired (`repair`)."""
         final = self.folder(portal_id, source_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         retired = None
-        if final.exists():
-            retired = self.staging_root / f"retired-{uuid.uuid4().hex}"
-            self.staging_root.mkdir(parents=True, exist_ok=True)
-            os.rename(final, retired)
-        os.rename(ready, final)
+        with _PUBLISHING:
+            if final.exists():
+                retired = self.staging_root / f"{RETIRED}{uuid.uuid4().hex}"
+                aside = self._inside(retired, self.relative(portal_id, source_id))
+                aside.parent.mkdir(parents=True)
+                os.rename(final, aside)
+            os.rename(ready, final)
         if retired is not None:
             shutil.rmtree(retired, ignore_errors=True)
         return final
+
+    def repair(self, pulled: list[tuple[str, str]]) -> list[str]:
+        """Put right what publishes cut short (kill -9, power loss) left in the staging
+        folder; returns what was done, one sentence each. A dataset set aside and never
+        replaced is moved back into place (it is the only copy, and the one `record_pulls`
+        describes); one that was replaced is removed. A folder set aside by an older civicat
+        (parts without their dataset's path) is removed only when every pulled dataset
+        (`pulled`: portal and source ids) has its folder, so it can be no dataset's only copy."""
+        done: list[str] = []
+        if not self.staging_root.is_dir():
+            return done
+        with _PUBLISHING:
+            for leftover in sorted(self.staging_root.glob(f"{RETIRED}*")):
+                for aside in sorted(leftover.glob("portal=*/dataset=*")):
+                    relative = aside.relative_to(leftover).as_posix()
+                    final = self._inside(self.root, relative)
+                    if final.exists():
+                        shutil.rmtree(aside)
+                        done.append(f"removed {aside}: the previous records of {relative}, left by a publish "
+                                    "cut short after the new ones were in place")
+                    else:
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        os.rename(aside, final)
+                        done.append(f"restored {relative} from {aside}: a publish cut short between its two "
+                                    "renames had left the published records aside")
+                    _remove_empty(aside.parent, leftover)
+                if any(leftover.glob("*.parquet")):
+                    missing = [f"{p}:{s}" for p, s in pulled if not self.folder(p, s).is_dir()]
+                    if missing:
+                        done.append(f"kept {leftover}: records set aside by a publish cut short (an older "
+                                    f"civicat's, which names no dataset), and {len(missing)} pulled datasets have "
+                                    f"no folder ({', '.join(missing[:5])}); move it back by hand or pull them again")
+                        continue
+                    shutil.rmtree(leftover)
+                    done.append(f"removed {leftover}: records set aside by a publish cut short; every pulled "
+                                "dataset has its folder")
+                _remove_empty(*leftover.glob("portal=*"), leftover)   # (killed before its rename: empty)
+        return done
 
     def glob(self, portal_id: str, source_id: str) -> str:
         return str(self.folder(portal_id, source_id) / "*.parquet")
@@ -286,5 +341,6 @@ def define_records_macro(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) 
 
 def write_json_atomic(path: Path, value) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(value))
+    with writing(tmp):
+        tmp.write_text(json.dumps(value))
     os.replace(tmp, path)

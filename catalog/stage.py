@@ -35,6 +35,7 @@ from pathlib import Path
 
 import orjson
 
+from catalog.files import writing
 from catalog.lazy import LazyModule
 
 pa = LazyModule("pyarrow")
@@ -179,7 +180,8 @@ class RecordBatch:
 def _write_whole(path: Path, write: Callable[[Path], None]) -> None:
     """`write` into a file beside `path`, then renamed to it: a reader sees the file whole or not at all."""
     aside = path.with_name(f".{path.name}.{os.getpid()}")
-    write(aside)
+    with writing(aside):
+        write(aside)
     os.replace(aside, path)
 
 
@@ -274,7 +276,8 @@ class Stage:
             self._raw_rows += data.count(b"\n", start, end)
             if self._raw_file is None:
                 self._raw_file = open(self.path(f"raw-batch-{next(self._raw_files):06d}", ".tsv"), "wb")  # noqa: SIM115
-            self._raw_file.write(data[start:end])
+            with writing(self._raw_file.name):
+                self._raw_file.write(data[start:end])
             start = end
             if full:
                 self._load_waiting_raw()
@@ -320,7 +323,8 @@ class Stage:
     def _write_seen(self) -> None:
         line = orjson.dumps({"uids": self._seen_uids}) + b"\n"  # a line per batch of ids, not per id
         self.longest = max(self.longest, len(line))
-        self._seen.write(line)
+        with writing(self._seen.name):
+            self._seen.write(line)
         self._seen_uids = []
 
     def abandon(self) -> None:

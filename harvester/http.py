@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import socket
 import threading
 import zlib
@@ -35,6 +36,7 @@ import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
+from catalog.files import writing
 from harvester import __version__
 from harvester.http_cache import ValidatorCache
 
@@ -385,6 +387,7 @@ class HttpClient:
         timeout: float | None = None,
         expect: Callable[[object], str | None] | None = None,
         unread: str | None = None,
+        parse: Callable[[bytes, str, str], object] | None = None,
     ) -> JsonResponse:
         """GET a JSON document, retried on transient faults.
 
@@ -392,10 +395,11 @@ class HttpClient:
         URL are sent, and a 304 gives back the body remembered then. `expect` checks the
         document's shape (returns a problem or None); a bad shape is retried, then raised.
         `unread`: the digest of a body the caller already holds all it needs of; a 304 for
-        that very body answers `data=None`, the body neither read nor parsed.
+        that very body answers `data=None`, the body neither read nor parsed. `parse`: in
+        place of parse_json_body (`capped_json_list`).
         """
-        return self._get(url, params, headers, conditional, timeout, expect, parse_json_body, "application/json",
-                         unread)
+        return self._get(url, params, headers, conditional, timeout, expect, parse or parse_json_body,
+                         "application/json", unread)
 
     def get_data(self, url: str, parse: Callable[[bytes], object], params: dict | None = None, *,
                  headers: dict | None = None, timeout: float | None = None, accept: str = "text/csv"):
@@ -635,7 +639,7 @@ class HttpClient:
                 if status >= 400:
                     raise PermanentError(f"HTTP {status}", url, status)
                 size = 0
-                with open(destination, "wb") as out:
+                with writing(destination), open(destination, "wb") as out:
                     for chunk in response.iter_content(chunk_size=1024 * 1024):
                         if size == 0:
                             parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
@@ -870,6 +874,95 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
         raise
 
 
+STREAMED_JSON_BYTES = 1 << 20   # capped_json_list: a smaller document is parsed whole, then cut
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+class CappedDocument(dict):
+    """A JSON object one of whose lists was cut: `left_out` items were read and dropped."""
+    left_out = 0
+
+
+def capped_json_list(key: str, limit: int) -> Callable[[bytes, str, str], object]:
+    """A parse for get_json: a JSON object whose top-level `key` list keeps its first `limit`
+    items (a Socrata views document can list 10^6 columns). A large body's list is read an
+    item at a time, the items past `limit` dropped as they are read: parsed whole, such a
+    document took a GB and more. Faults are parse_json_body's."""
+    def parse(body: bytes, content_type: str, url: str) -> object:
+        if len(body) < STREAMED_JSON_BYTES:
+            data = parse_json_body(body, content_type, url)
+            if not isinstance(data, dict) or not isinstance(data.get(key), list) or len(data[key]) <= limit:
+                return data
+            capped = CappedDocument(data)
+            capped.left_out = len(data[key]) - limit
+            capped[key] = data[key][:limit]
+            return capped
+        try:
+            if body[:512].lstrip().startswith(b"<"):
+                raise UnicodeDecodeError("utf-8", b"", 0, 0, "an HTML page")
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:   # parse_json_body says why (an HTML page, the byte and its offset)
+            return parse_json_body(body, content_type, url)
+        try:
+            data = _capped_object(text, key, limit)
+            if isinstance(data, CappedDocument):
+                for name, value in data.items():   # (the dict itself kept: it carries left_out)
+                    data[name] = _without_lone_surrogates(value)
+                return data
+            return _without_lone_surrogates(data)
+        except (ValueError, IndexError, RecursionError) as exc:
+            if "html" in content_type.lower():
+                raise TransientError(f"HTML page instead of JSON (Content-Type {content_type})", url, 200) from None
+            raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+    return parse
+
+
+def _capped_object(text: str, key: str, limit: int) -> object:
+    """json.loads(text) with the top-level object's `key` list cut to `limit` items, whose
+    others are decoded one by one and dropped (an object is decoded a member at a time)."""
+    decoder = json.JSONDecoder()
+
+    def skip(at: int) -> int:
+        return _JSON_SPACE.match(text, at).end()
+
+    at = skip(0)
+    if text[at] != "{":
+        return decoder.decode(text)   # not an object: nothing to cut
+    out, at = CappedDocument(), skip(at + 1)
+    while text[at] != "}":
+        name, at = decoder.raw_decode(text, at)
+        at = skip(at)
+        if not isinstance(name, str) or text[at] != ":":
+            raise ValueError(f"an object member expected at char {at}")
+        at = skip(at + 1)
+        if name == key and text[at] == "[":
+            items, at = [], skip(at + 1)
+            out.left_out = 0
+            while text[at] != "]":
+                item, at = decoder.raw_decode(text, at)
+                if len(items) < limit:
+                    items.append(item)
+                else:
+                    out.left_out += 1
+                at = _next_member(text, skip(at), "]")
+            out[name], at = items, at + 1
+        else:
+            out[name], at = decoder.raw_decode(text, at)
+        at = _next_member(text, skip(at), "}")
+    if skip(at + 1) != len(text):
+        raise ValueError(f"extra data at char {skip(at + 1)}")
+    return out
+
+
+def _next_member(text: str, at: int, end: str) -> int:
+    """Past the comma after a member or item (to the next one), or at `end`."""
+    if text[at] == ",":
+        return _JSON_SPACE.match(text, at + 1).end()
+    if text[at] != end:
+        raise ValueError(f"',' or '{end}' expected at char {at}")
+    return at
+
+
 def _json_loads(body: bytes, url: str) -> object:
     try:
         return orjson.loads(body)
@@ -885,9 +978,11 @@ def _json_loads(body: bytes, url: str) -> object:
 
 
 def parse_data_body(body: bytes, content_type: str, url: str) -> bytes:
-    """A data body (CSV, JSON lines) from a 200: an HTML page in its place is a fault."""
-    head = body[:512].lstrip().lower()
-    if "html" in content_type.lower() or head.startswith((b"<!doctype", b"<html")):
+    """A data body (CSV, JSON lines) from a 200: an HTML page in its place is a fault. The
+    body decides, as for JSON: file servers label CSV downloads `text/html`, and no CSV or
+    JSON line begins with a tag, where an HTML page does (labelled so, any tag or comment)."""
+    head = body[:512].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
+    if head.startswith((b"<!doctype", b"<html")) or ("html" in content_type.lower() and head.startswith(b"<")):
         raise TransientError(f"HTML page instead of data (Content-Type {content_type or 'none'})", url, 200)
     return body
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from catalog.files import writing
 from catalog.lazy import LazyModule
 from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.paging import Paginator, pages, request_text
@@ -576,9 +577,43 @@ class SameColumns:
         if list(columns) != self.columns:
             gone = [c for c in self.columns if c not in columns]
             new = [c for c in columns if c not in self.columns]
-            raise RecordsError(f"the columns changed while the dataset was read: the page at {request_text(params)} "
-                               f"names {len(columns)} columns (new: {new[:5]}, gone: {gone[:5]}) where the first "
-                               f"named {len(self.columns)}; the next pull reads it again")
+            raise columns_changed(params, len(columns), new, gone, len(self.columns))
+
+
+def columns_changed(params: dict | None, count: int, new: list, gone: list, first: int) -> RecordsError:
+    return RecordsError(f"the columns changed while the dataset was read: the page at {request_text(params)} "
+                        f"names {count} columns (new: {new[:5]}, gone: {gone[:5]}) where the first named {first}; "
+                        "the next pull reads it again")
+
+
+class SameKeys:
+    """SameColumns for JSON rows that name their columns only by their keys (OpenDataSoft
+    records, ArcGIS attributes in an answer that lists no fields). A portal may leave a
+    row's null values out (SODA's JSON does), so a key the first page lacks is no change
+    when the catalogue lists it (all null there), and a key a page lacks is a dropped column
+    only where the portal writes nulls out (a `null` value seen). Pages are checked in the
+    order they are read (one request in flight): the first sets the keys."""
+
+    def __init__(self, listed: list[str]):
+        self.listed = set(listed)
+        self.keys: set[str] | None = None
+        self.writes_nulls = False
+
+    def check(self, rows: list, params: dict | None) -> None:
+        keys: set[str] = set()
+        for row in rows:
+            if isinstance(row, dict):
+                keys.update(row)
+                self.writes_nulls = self.writes_nulls or None in row.values()
+        if not keys:
+            return
+        if self.keys is None:
+            self.keys = keys
+            return
+        new = sorted(keys - self.keys - self.listed)
+        gone = sorted(self.keys - keys) if self.writes_nulls else []
+        if new or gone:
+            raise columns_changed(params, len(keys), new, gone, len(self.keys))
 
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
@@ -713,16 +748,22 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
             if writer is None:
                 dictionary = dictionary_columns(table) if dictionary is None else dictionary
                 part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
-                writer = pq.ParquetWriter(part_path, schema, compression="zstd", compression_level=1,
-                                          use_dictionary=dictionary)
-            writer.write_table(table, row_group_size=128 * 1024)
+            with writing(part_path):
+                if writer is None:
+                    writer = pq.ParquetWriter(part_path, schema, compression="zstd", compression_level=1,
+                                              use_dictionary=dictionary)
+                writer.write_table(table, row_group_size=128 * 1024)
             written += table.num_rows
             progress["rows"] += table.num_rows
             if written >= part_rows or state is None:
-                close_part(state)
+                with writing(part_path):
+                    close_part(state)
     except BaseException:
         if writer is not None:  # the finished parts stay for the next attempt; this one goes
-            writer.close()
+            try:
+                writer.close()
+            except OSError:   # (what made the write fail, the disk full, fails its close too)
+                pass
             part_path.unlink(missing_ok=True)
         raise
     if not progress["done"]:
@@ -838,6 +879,8 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
     layout = RecordsLayout.beside(store.db_path)
     con = store.cursor()
     try:
+        for done in layout.repair(con.execute("SELECT portal_id, source_id FROM record_pulls").fetchall()):
+            log.warning("records: %s", done)
         results = pull_records(adapter, datasets, con, layout, run_id=run_id, errors=errors, full=full)
     finally:
         con.close()

@@ -16,7 +16,8 @@ from catalog.record import Notes
 from harvester.http import PermanentError
 from harvester.paging import OffsetPaginator, Page, PageNumberPaginator
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
-from harvester.records import Conversion, Field, RecordsError, RecordSource, SameColumns, paged_tables, unique_fields
+from harvester.records import (Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys, paged_tables,
+                               unique_fields)
 
 FEED_PATH = "/api/feed/dcat-us/1.1.json"
 LAYER_URL = re.compile(r"^(https?://[^?#]+/(?:FeatureServer|MapServer)/\d+)(?:[/?#].*)?$", re.IGNORECASE)
@@ -157,6 +158,7 @@ class FeatureServerRecords(RecordSource):
         self.fields = unique_fields(fields)
         self.conversion = Conversion(self.fields)
         self.answer_fields = SameColumns()   # the fields each query answer names
+        self.attribute_keys = SameKeys([f.key for f in self.fields])   # where an answer names none
         count = self._query({"where": "1=1", "returnCountOnly": "true"}).get("count")
         self.expected_rows = count if isinstance(count, int) else None
 
@@ -169,6 +171,10 @@ class FeatureServerRecords(RecordSource):
             raise RecordsError(f"a query answer of {self.url} has no features list")
         if isinstance(data.get("fields"), list):
             self.answer_fields.check([str(f.get("name")) for f in data["fields"] if isinstance(f, dict)], params)
+        elif isinstance(data.get("fieldAliases"), dict):   # (MapServer answers: Cook County's)
+            self.answer_fields.check([str(name) for name in data["fieldAliases"]], params)
+        else:
+            self.attribute_keys.check([f.get("attributes") for f in features if isinstance(f, dict)], params)
         rows = []
         for feature in features:
             if not isinstance(feature, dict) or not isinstance(feature.get("attributes") or {}, dict):

@@ -14,7 +14,8 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage
 from harvester.portals.base import PortalAdapter
-from harvester.records import Conversion, DownloadedFile, Field, RecordsError, RecordSource, paged_tables, unique_fields
+from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys, paged_tables,
+                               unique_fields)
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -147,6 +148,7 @@ class OdsRecords(RecordSource):
         self.fields = unique_fields([Field(c["field_name"], "datetime_utc" if c.get("type") == "datetime"
                                            else c.get("type") or "other") for c in columns])
         self.conversion = Conversion(self.fields)
+        self.row_keys = SameKeys([f.key for f in self.fields])   # a records page names its columns by them
         self.expected_rows = self._get({"limit": 0})["total_count"]
         self.export = None
         if self.expected_rows > OFFSET_WINDOW:
@@ -162,6 +164,7 @@ class OdsRecords(RecordSource):
 
     def _page(self, params: dict, conversion: Conversion | None = None) -> Page:
         data = self._get(params)
+        self.row_keys.check(data["results"], params)
         return Page(items=(conversion or self.conversion).table_from_rows(data["results"]), total=data["total_count"])
 
     def _shifted(self, params: dict):

@@ -15,10 +15,11 @@ from urllib.parse import urlparse
 
 from catalog import record as R
 from catalog.record import Notes
+from harvester.http import capped_json_list
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
 from harvester.portals.base import PortalAdapter
-from harvester.records import (Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page, paged_tables,
-                               parquet_max, read_parquet_sql, unique_fields)
+from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page,
+                               paged_tables, parquet_max, read_parquet_sql, unique_fields)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -116,8 +117,10 @@ class SocrataAdapter(PortalAdapter):
         if not FOUR_BY_FOUR.match(str(resource.get("id"))):
             return None  # not a Socrata id: never let it shape a request path
         response = self.http.get_json(f"{self.portal.url}/api/views/{resource['id']}.json",
-                                      headers=self.headers, conditional=True, expect=_views_shape)
-        return {"views": response.data}
+                                      headers=self.headers, conditional=True, expect=_views_shape,
+                                      parse=capped_json_list("columns", MAX_COLUMNS))
+        left_out = getattr(response.data, "left_out", 0)
+        return {"views": response.data, **({"columns_left_out": left_out} if left_out else {})}
 
     # -- records --------------------------------------------------------------------
 
@@ -172,6 +175,10 @@ class SocrataAdapter(PortalAdapter):
             notes.warn("columns", "columns_field_name is not a list")
         elif details and isinstance(details.get("views"), dict):
             out["columns"], out["row_count"] = _views_columns(details["views"])
+            if details.get("columns_left_out"):
+                listed = len(details["views"].get("columns") or []) + details["columns_left_out"]
+                notes.warn("columns", f"the views document lists {listed:,} columns; the first {MAX_COLUMNS:,} "
+                           "are kept (as many as a records pull takes)")
         return out
 
     def hash_view(self, entry: dict, details: dict | None, owned: bool = False):
@@ -311,6 +318,10 @@ class SodaRecords(RecordSource):
         columns = [c for c in dataset.columns if c.get("field_name")]
         if not columns:
             raise RecordsError(f"{dataset.uid} has no columns in the catalogue")
+        left_out = (dataset.details or {}).get("columns_left_out")
+        if left_out:   # the catalogue kept MAX_COLUMNS of them: a pull of those would drop the others unsaid
+            raise RecordsError(f"the dataset has {len(dataset.columns) + left_out} columns, more than the "
+                               f"{MAX_COLUMNS:,} a records pull takes")
         self.http, self.headers, self.format, self.page = adapter.http, adapter.headers, format, page
         self.url = f"{adapter.portal.url}/resource/{dataset.source_id}"
         self.fields = unique_fields(SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns])

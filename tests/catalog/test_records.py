@@ -101,3 +101,21 @@ def test_pulls_of_portals_harvested_in_parallel_record_themselves_without_confli
     assert store.con.execute("SELECT count(*), sum(row_count) FROM record_pulls").fetchone() == (32, 64)
     assert store.con.execute("SELECT sum(v) FROM records('c', 'd7')").fetchone() == (15,)
     store.close()
+
+
+def test_a_folder_set_aside_by_an_older_civicat_is_removed_only_when_it_can_be_no_dataset_s_only_copy(tmp_path):
+    """Session 13's publish set the old folder aside as `retired-<hex>/part-*.parquet`, naming no
+    dataset: while a pulled dataset has no folder it may be that dataset's only copy."""
+    layout = RecordsLayout(tmp_path / "records")
+    leftover = layout.staging_root / "retired-0123abcd"
+    leftover.mkdir(parents=True)
+    pq.write_table(pa.table({"v": [1]}), leftover / "part-00000.parquet")
+    [kept] = layout.repair([("p", "a")])
+    assert kept.startswith(f"kept {leftover}") and "p:a" in kept and leftover.is_dir()
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    pq.write_table(pa.table({"v": [2]}), ready / "part-00000.parquet")
+    layout.publish(ready, "p", "a")
+    [removed] = layout.repair([("p", "a")])
+    assert removed.startswith(f"removed {leftover}") and not leftover.exists()
+    assert layout.repair([("p", "a")]) == [] and list(layout.staging_root.iterdir()) == []

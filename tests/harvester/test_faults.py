@@ -448,3 +448,174 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
         portal.clear_faults()
     assert process.returncode == 130, err.decode()[-2000:]
     assert stopped_after < 5, stopped_after
+
+
+# -- kill -9 inside a publish -----------------------------------------------------------------
+
+# `civicat` whose process SIGKILLs itself right after the rename named by argv[1] matches
+# (records: the published folder set aside, or the new one moved in; export: the same two)
+KILLED_AFTER_RENAME = """
+import os, signal, sys
+point = sys.argv.pop(1)
+rename = os.rename
+def killing_rename(source, target):
+    rename(source, target)
+    if point in str(target):
+        os.kill(os.getpid(), signal.SIGKILL)
+os.rename = killing_rename
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+def killed_after_rename(point: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", KILLED_AFTER_RENAME, point, *args], env=env, capture_output=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def records_portal(nightly):
+    from tests.portals.socrata import SodaTable, discovery_entry
+    view = {"id": "abcd-1234", "name": "Calls", "category": "Public Safety",
+            "columns": [{"fieldName": "n", "dataTypeName": "number"}, {"fieldName": "t", "dataTypeName": "text"}]}
+    with SocrataPortal([discovery_entry(view)], domain=DOMAIN,
+                       records={"abcd-1234": SodaTable.from_rows([{"n": str(i)} for i in range(50)])}) as portal:
+        nightly.add("sea", "socrata", portal.url, domain=DOMAIN, records=["abcd-1234"], contact_email="open@example.org")
+        yield portal
+
+
+def read_records(nightly) -> int:
+    import pyarrow.parquet as pq
+    return pq.read_table(nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").num_rows
+
+
+@pytest.mark.parametrize("point", ["retired-", "/records/portal="])
+def test_a_records_publish_killed_between_or_after_its_renames_is_repaired_by_the_next_pull(
+        nightly, records_portal, caplog, point):
+    """kill -9 right after the published folder was set aside: the dataset had no folder (the
+    records gone for every reader) until the next pull of that very dataset, and the folder set
+    aside stayed in `.records-staging/` forever. Killed after the new one moved in, the old
+    copy stayed there too. The next pull of the portal, even one that fails, puts it right."""
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    killed = killed_after_rename(point, "harvest", "--records", "--full", "--config", str(nightly.config),
+                                 "--db", str(nightly.db))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    staging = nightly.tmp_path / ".records-staging"
+    assert [p.name[:8] for p in staging.iterdir() if p.name.startswith("retired-")] == ["retired-"]
+    assert (nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").exists() == (point != "retired-")
+
+    records_portal.inject("/resource/", ("status", 500), times=100)   # this pull fails: the repair is not it
+    code, report = nightly.harvest("--records", "--full", attempts=1)
+    assert report["portals"][0]["records_failed"] == 1
+    assert read_records(nightly) == 50     # the only good copy was put back, not deleted
+    assert not any(p.name.startswith("retired-") for p in staging.iterdir())
+    said = [r.getMessage() for r in caplog.records if "a publish cut short" in r.getMessage()]
+    assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "retired-" else "removed") in said[0]
+
+
+@pytest.mark.parametrize("between", [True, False])
+def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_export(
+        nightly, records_portal, caplog, between):
+    """kill -9 right after `civicat export` set the previous export aside: OUT was gone, the
+    previous export (its only copy) and the new one lay hidden beside it for good. Killed after
+    the new one moved in, the previous one stayed beside it. The next export into OUT, even a
+    data.json one, puts the previous export back (or removes it) and the unfinished one."""
+    assert nightly.harvest("--records")[0] == 0
+    out = nightly.tmp_path / "export"
+    export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
+    assert CliRunner().invoke(cli, export).exit_code == 0
+    first = json.loads((out / "manifest.json").read_text())
+    killed = killed_after_rename(".export.retired-" if between else str(out), *export)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    hidden = sorted(p.name.split("-")[0] for p in nightly.tmp_path.iterdir() if p.name.startswith(".export."))
+    assert hidden == ([".export.export", ".export.retired"] if between else [".export.retired"])
+    assert out.exists() != between
+
+    result = CliRunner().invoke(cli, [*export, "--format", "data.json"])
+    assert result.exit_code == 0, result.output
+    assert not any(p.name.startswith(".export.") for p in nightly.tmp_path.iterdir())
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["created_at"] == first["created_at"]) == between   # the previous one, put back
+    assert (out / "data.json").is_file() and (out / "records" / "portal=sea" / "dataset=abcd-1234").is_dir()
+    said = [r.getMessage() for r in caplog.records if "an export cut short" in r.getMessage()]
+    assert len(said) == (2 if between else 1)
+    assert said[0].startswith(f"export: restored {out}" if between else "export: removed")
+    assert CliRunner().invoke(cli, export).exit_code == 0   # and the next Parquet export is whole
+    assert json.loads((out / "manifest.json").read_text())["row_counts"]["datasets"] == 1
+
+
+# -- a write that fails partway (the disk full) -----------------------------------------------
+
+def civicat_limited(max_file_bytes: int, *args: str) -> subprocess.CompletedProcess:
+    """`civicat` in a process that may write no file past `max_file_bytes` (RLIMIT_FSIZE, with
+    SIGXFSZ ignored: a write past it fails with EFBIG, as one on a full disk fails with ENOSPC)."""
+    import resource
+
+    def limited() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "CIVICAT_HTTP_MAX_ATTEMPTS": "1", "PYTHONPATH": str(REPO)}
+    return subprocess.run(civicat(*args), env=env, capture_output=True, timeout=300, preexec_fn=limited)
+
+
+def test_a_catalogue_write_that_fails_names_its_file_keeps_the_catalogue_and_the_next_run_completes(nightly):
+    """Staging a portal's listing on a full disk failed it with "[Errno 27] File too large" (or
+    28, "No space left on device"): which file, on which disk, it did not say."""
+    entries = make_socrata_entries(3_000, domain=DOMAIN)
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        nightly.add("city", "socrata", portal.url, domain=DOMAIN)
+        assert nightly.harvest()[0] == 0
+        before = nightly.catalogue()
+        for entry in portal.entries:
+            entry["resource"]["name"] += " (v2)"
+        portal.entries = list(portal.entries)
+        failed = civicat_limited(1 << 20, "harvest", "--json", "--config", str(nightly.config), "--db", str(nightly.db))
+        assert failed.returncode == 1, failed.stderr.decode()[-2000:]
+        [report] = json.loads(failed.stdout)["portals"]
+        assert report["status"] == "failed" and str(nightly.tmp_path) in report["error_message"], report
+        assert "File too large" in report["error_message"]
+        assert nightly.catalogue() == before                     # the previous catalogue, whole and readable
+        assert nightly.harvest()[0] == 0                         # and the next run, with room, completes
+    assert nightly.query("SELECT count(*) FROM datasets WHERE title LIKE '% (v2)'") == [(len(entries),)]
+
+
+def test_a_records_part_that_cannot_be_written_names_it_keeps_the_dataset_and_the_next_pull_completes(
+        nightly, records_portal):
+    """A records pull on a full disk failed with "[Errno 27] Error writing bytes to file. Detail:
+    [errno 27] File too large": no file named. The published Parquet and its record_pulls row stay."""
+    from tests.portals.socrata import SodaTable
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    records_portal.records["abcd-1234"] = SodaTable.from_rows(
+        [{"n": str(i), "t": os.urandom(32).hex()} for i in range(60_000)])   # ~4 MB of Parquet, incompressible
+    failed = civicat_limited(3 << 19, "records", "sea:abcd-1234", "--full", "--json", "--config", str(nightly.config),
+                             "--db", str(nightly.db))
+    assert failed.returncode == 1, failed.stderr.decode()[-2000:]
+    [pull] = json.loads(failed.stdout)
+    message = pull["error_message"]
+    assert f"could not write {nightly.tmp_path}/.records-staging/portal=sea/dataset=abcd-1234/parts/part-" in message
+    assert "File too large" in message
+    assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
+    assert not list((nightly.tmp_path / ".records-staging").rglob("*.tmp"))   # the part cut short is gone
+    assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 60_000
+
+
+def test_an_export_that_cannot_be_written_names_its_file_and_keeps_the_previous_export(nightly, records_portal):
+    """`civicat export --format data.json` on a full disk ended in a Python traceback; the
+    previous data.json and the Parquet export stay as they were, the next export completes."""
+    assert nightly.harvest("--records")[0] == 0
+    out = nightly.tmp_path / "export"
+    export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
+    assert CliRunner().invoke(cli, [*export, "--format", "parquet", "--format", "data.json"]).exit_code == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for fmt, limit in (("data.json", 200), ("parquet", 1 << 10)):
+        failed = civicat_limited(limit, *export, "--format", fmt)
+        assert failed.returncode == 1, failed.stderr.decode()[-2000:]
+        error = failed.stderr.decode()
+        assert "Traceback" not in error and error.startswith(f"Error: cannot export {nightly.db}"), error
+        assert f"{out}/data.json" in error if fmt == "data.json" else f"{nightly.tmp_path}/.export.export-" in error
+        assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+    assert CliRunner().invoke(cli, [*export, "--format", "parquet", "--format", "data.json"]).exit_code == 0
+    assert json.loads((out / "data.json").read_text())["dataset"]

@@ -605,3 +605,27 @@ def test_a_cache_found_damaged_while_in_use_is_started_afresh(portal, tmp_path, 
     assert "damaged" in caplog.text
     assert list(cached_bodies(tmp_path)) == [portal.url + "/doc"]
     assert get(fast_client(tmp_path), portal, conditional=True).not_modified   # the next run asks conditionally
+
+
+def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults():
+    """Small documents are parsed whole and cut, large ones read an item at a time: both give
+    json.loads' document with the list cut; a body cut short, extra data or an HTML page fail."""
+    from harvester.http import STREAMED_JSON_BYTES, capped_json_list
+    from tests.portals.base import MAINTENANCE_PAGE
+    parse = capped_json_list("columns", 3)
+    items = [{"n": i, "tags": ["a", {"b": None}], "text": "é ü"} for i in range(STREAMED_JSON_BYTES // 40)]
+    for document in ({"id": "x", "columns": items, "after": {"columns": [1] * 9}, "n": 1.5e3},
+                     {"columns": items[:5]}, {"columns": []}, {"id": "no columns"}, ["not", "an object"]):
+        for body in (json.dumps(document, indent=1).encode(), json.dumps(document).encode()):
+            expected = json.loads(body)
+            columns = expected.get("columns") if isinstance(expected, dict) else None
+            if columns is not None:
+                expected["columns"] = columns[:3]
+            parsed = parse(body, "application/json", "http://x")
+            assert parsed == expected and getattr(parsed, "left_out", 0) == max(0, len(columns or []) - 3)
+    assert parse(json.dumps({"columns": items, "t": "\ud83d"}).encode(), "", "http://x")["t"] == "\ufffd"
+    big = json.dumps({"columns": items}).encode()
+    assert len(big) > STREAMED_JSON_BYTES
+    for broken in (big[:-1], big[: len(big) // 2], big + b"x", MAINTENANCE_PAGE + b" " * STREAMED_JSON_BYTES):
+        with pytest.raises(TransientError):
+            parse(broken, "application/json", "http://x")

@@ -14,10 +14,14 @@ class FeatureServerPortal(LocalPortal):
     ``resultOffset``/``resultRecordCount``; without it both are ignored, as old servers
     do: the first ``maxRecordCount`` features come back with ``exceededTransferLimit``."""
 
-    def __init__(self, layers: dict[str, tuple[dict, list[dict]]], real_cap: int | None = None) -> None:
+    def __init__(self, layers: dict[str, tuple[dict, list[dict]]], real_cap: int | None = None,
+                 answer_fields: bool | None = True) -> None:
         super().__init__()
         self.layers = layers
         self.real_cap = real_cap   # a server that answers fewer features than its metadata says
+        # False: query answers name their fields by `fieldAliases` only (Cook County's MapServer);
+        # None: by neither (the features' attributes alone)
+        self.answer_fields = answer_fields
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path in self.layers:
@@ -45,7 +49,11 @@ class FeatureServerPortal(LocalPortal):
             chosen = sorted(chosen, key=lambda f: f["attributes"][oid])
         page = chosen[offset:offset + count]
         answer = {"objectIdFieldName": oid, "geometryType": metadata.get("geometryType"),
-                  "spatialReference": {"wkid": 4326}, "fields": metadata.get("fields"), "features": page}
+                  "spatialReference": {"wkid": 4326}, "features": page}
+        if self.answer_fields:
+            answer["fields"] = metadata.get("fields")
+        elif self.answer_fields is False:
+            answer["fieldAliases"] = {f["name"]: f.get("alias") or f["name"] for f in metadata.get("fields") or []}
         if offset + len(page) < len(chosen):
             answer["exceededTransferLimit"] = True
         return answer

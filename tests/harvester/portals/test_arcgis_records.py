@@ -138,3 +138,55 @@ def test_fields_that_change_while_the_layer_is_read_fail_its_pull(tmp_path, serv
     assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
     message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
     assert "columns changed while the dataset was read: the page at" in message and "new: ['renamed']" in message
+
+
+class RenamingServer(FeatureServerPortal):
+    """Answers every object-id batch but the first with the layer's NAME field renamed
+    FACILITY_NAME, in its features and in what the answer names (pages are asked ahead, so
+    the answer itself, not the order of the requests, says which batch it is)."""
+
+    def query(self, metadata, features, query):
+        answer = super().query(metadata, features, query)
+        first = min(f["attributes"]["OBJECTID"] for f in features)
+        if not query.get("objectIds") or first in {f["attributes"]["OBJECTID"] for f in answer["features"]}:
+            return answer
+        def renamed(name):
+            return "FACILITY_NAME" if name == "NAME" else name
+        answer["features"] = [{**f, "attributes": {renamed(k): v for k, v in f["attributes"].items()}}
+                              for f in answer["features"]]
+        if "fieldAliases" in answer:
+            answer["fieldAliases"] = {renamed(k): v for k, v in answer["fieldAliases"].items()}
+        return answer
+
+
+@pytest.mark.parametrize("answers_name", ["fieldAliases", "nothing"])
+def test_fields_that_change_between_object_id_batches_fail_its_pull(tmp_path, answers_name):
+    """Cook County's MapServer answers name their fields by `fieldAliases` only, and other
+    servers by nothing but the attributes: a field renamed between two object-id batches gave
+    nulls for the later batches' values of the old name, the new name's lost, the pull complete."""
+    cook_meta = {**load_json("arcgis-featureserver/cook-county-poi-layer-metadata.json"), "maxRecordCount": 200}
+    features = load_json("arcgis-featureserver/cook-county-poi-query-page500.json")["features"]
+    with RenamingServer({COOK: (cook_meta, features)},
+                        answer_fields=False if answers_name == "fieldAliases" else None) as services:
+        with DataJsonPortal({"dataset": [hub_entry(COOK_ITEM, "Points of interest", services.url + COOK)]},
+                            path=HUB_FEED_PATH) as hub:
+            db, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{COOK_ITEM}_0"])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records' "
+                                              "AND severity = 'error'").fetchone()[0]
+    assert "columns changed while the dataset was read: the page at" in message
+    assert "new: ['FACILITY_NAME']" in message
+    # (the attributes alone say a field is gone only where a null is written out: none in these batches)
+    assert ("gone: ['NAME']" if answers_name == "fieldAliases" else "gone: []") in message
+
+
+def test_an_answer_without_fields_is_read_whole(tmp_path):
+    """The same layer, unchanged, answered without `fields`: no false alarm (its nulls are kept
+    in the attributes, as the recording shows)."""
+    cook_meta = {**load_json("arcgis-featureserver/cook-county-poi-layer-metadata.json"), "maxRecordCount": 200}
+    features = load_json("arcgis-featureserver/cook-county-poi-query-page500.json")["features"]
+    with FeatureServerPortal({COOK: (cook_meta, features)}, answer_fields=None) as services:
+        with DataJsonPortal({"dataset": [hub_entry(COOK_ITEM, "Points of interest", services.url + COOK)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{COOK_ITEM}_0"])
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 500, result.output

@@ -67,3 +67,26 @@ def test_a_csv_of_thousands_of_columns_is_pulled(tmp_path):
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     table = pq.read_table(tmp_path / "records" / "portal=dj" / "dataset=wide")
     assert table.num_columns == 5000 and table["c4999"].to_pylist() == [0, 4999, 9998]
+
+
+def test_a_csv_labelled_html_is_read_and_an_html_page_still_fails(tmp_path):
+    """File servers do label CSV downloads `text/html` (the body decides, as for JSON); a page
+    that is HTML by its body (a BOM and a comment before its tags) still fails its pull."""
+    page = b"\xef\xbb\xbf<!-- maintenance -->\n<head><title>Down</title></head><body>Back soon</body>\n"
+    with DataJsonPortal({"dataset": []}) as portal:
+        portal.document = {"dataset": [
+            {"identifier": identifier, "title": identifier, "description": "x",
+             "distribution": [{"mediaType": "text/csv", "downloadURL": f"{portal.url}/{identifier}.csv"}]}
+            for identifier in ("permits", "down")]}
+        portal.serve_json("/permits.csv", RawBody(b"permit_id,valuation\n" + b"".join(
+            b"P%05d,%d.5\n" % (i, i) for i in range(300)), "text/html; charset=utf-8"))
+        portal.serve_json("/down.csv", RawBody(page, "text/html"))
+        db, result = harvest_with_records(tmp_path, "dj", "dcat-us", f"{portal.url}/data.json", ["permits", "down"])
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["records_failed"], report["record_rows"]) == (1, 1, 300), result.output
+    table = pq.read_table(tmp_path / "records" / "portal=dj" / "dataset=permits")
+    assert table.num_rows == 300 and table.schema.field("valuation").type == pa.float64()
+    assert not (tmp_path / "records" / "portal=dj" / "dataset=down").exists()
+    import duckdb
+    [message] = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()
+    assert "HTML page instead of data (Content-Type text/html)" in message

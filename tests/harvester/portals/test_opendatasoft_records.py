@@ -191,3 +191,53 @@ def test_a_value_nested_past_orjson_s_depth_is_kept_as_its_json_text(tmp_path):
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}")["id"].to_pylist()
     assert ids[0] == "c000000" and json.loads(ids[1]) == rows[1]["id"]
+
+
+def pull_failure(tmp_path, rows):
+    """Pull one ODS dataset of `rows` (paged by 100); its records_failed and error messages."""
+    import duckdb
+    datasets = make_ods_datasets(2)
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    messages = [m for (m,) in duckdb.connect(str(db)).execute(
+        "SELECT message FROM harvest_errors WHERE stage = 'records'").fetchall()]
+    folder = tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}"
+    return json.loads(result.output)["portals"][0]["records_failed"], messages, folder
+
+
+def test_a_field_renamed_while_the_dataset_is_read_fails_its_pull(tmp_path):
+    """`count` renamed `comptage` after the first page: the later pages' counts were nulls and
+    their `comptage` values dropped, the count of rows met, the pull reported complete."""
+    rows = counter_rows(250)
+    for row in rows[100:]:
+        row["comptage"] = row.pop("count")
+    failed, messages, folder = pull_failure(tmp_path, rows)
+    assert failed == 1 and not folder.exists()
+    assert "the columns changed while the dataset was read: the page at" in messages[0]
+    assert "offset=100" in messages[0] and "new: ['comptage']" in messages[0]
+
+
+def test_a_field_dropped_while_the_dataset_is_read_fails_its_pull(tmp_path):
+    """A portal that writes null values out (`"rate": null`) and then leaves `rate` out of every
+    row of a page has dropped the column."""
+    rows = counter_rows(250)
+    for row in rows[:100:3]:
+        row["rate"] = None
+    for row in rows[100:]:
+        del row["rate"]
+    failed, messages, _ = pull_failure(tmp_path, rows)
+    assert failed == 1 and "gone: ['rate']" in messages[0], messages
+
+
+def test_null_values_left_out_of_rows_are_no_column_change(tmp_path):
+    """A portal that leaves a row's null values out (as SODA's JSON does): a page whose rows
+    all lack `rate` and `geo_point_2d`, or whose first page lacks them, is read, the values null."""
+    rows = counter_rows(250)
+    for row in rows[:100] + rows[200:]:
+        del row["geo_point_2d"]
+    for row in rows[100:200]:
+        del row["rate"]
+    failed, messages, folder = pull_failure(tmp_path, rows)
+    assert (failed, messages) == (0, [])
+    table = pq.read_table(folder).sort_by("id")
+    assert table["rate"].null_count == 100 and table["geo_point_2d"].null_count == 150

@@ -137,3 +137,39 @@ def test_bad_discovery_entries_are_reported_and_the_rest_harvested(store, http):
     warned = {r[0] for r in store.con.execute("SELECT split_part(message, ':', 1) FROM harvest_errors "
                                               "WHERE source_id = 'wron-gtyp'").fetchall()}
     assert {"issued", "columns"} <= warned
+
+
+def test_a_views_document_of_more_columns_than_a_pull_takes_keeps_the_first_10000(store, http):
+    """A views document listing 25,000 columns (10^6 took 1.46 GB and 16 s to harvest, or failed
+    the portal: its raw entry did not fit DuckDB's memory): the catalogue keeps the first 10,000
+    (as many as a records pull takes), says so in a warning naming the dataset, and the
+    document's other columns are read one at a time and dropped, never all held. Twice, the
+    second from the validator cache (a 304)."""
+    entries = make_socrata_entries(5, domain=DOMAIN)
+    wide = next(e for e in entries if e["resource"]["type"] == "dataset")
+    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+        wide["resource"][key] = []
+    source_id = wide["resource"]["id"]
+    columns = [{"id": i, "name": f"Column {i}", "fieldName": f"column_{i}", "dataTypeName": "number",
+                "position": i + 1, "format": {}} for i in range(25_000)]
+    views = {source_id: {"id": source_id, "name": "Wide", "columns": columns, "rowsUpdatedAt": 1}}
+    with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN, records=(source_id,))
+        for run in range(2):
+            report = harvest([config], store, http, records=run == 1)
+            # (the second run finds the entry unchanged: not mapped again, no warning again); its
+            # records pull is refused: it would read the 10,000 columns kept and drop the others unsaid
+            assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
+        assert not any(path.startswith("/resource/") for path in portal.hits)
+    assert portal.hits[f"/api/views/{source_id}.json"] == 2
+    refused = store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert "the dataset has 25000 columns, more than the 10,000 a records pull takes" in refused
+    uid = f"city:{source_id}"
+    assert store.con.execute("SELECT count(*), max(position), max_by(field_name, position) FROM columns "
+                             "WHERE dataset_uid = ?", [uid]).fetchone() == (10_000, 9_999, "column_9999")
+    warnings = store.con.execute("SELECT DISTINCT source_id, severity, message FROM harvest_errors "
+                                 "WHERE stage != 'records'").fetchall()
+    assert warnings == [(source_id, "warning", "columns: the views document lists 25,000 columns; the first 10,000 "
+                         "are kept (as many as a records pull takes)")]
+    details = json.loads(store.con.execute("SELECT details FROM raw_records WHERE uid = ?", [uid]).fetchone()[0])
+    assert len(details["views"]["columns"]) == 10_000 and details["views"]["rowsUpdatedAt"] == 1
