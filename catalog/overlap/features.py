@@ -68,6 +68,9 @@ class Catalogue:
     # rows the families of records judge: no kind read, or a log of records requests (a kind
     # that is itself a family: requests), which stays apart from 'Calendar of Special Events'
     families_judge: np.ndarray | None = None
+    # per row, the title terms it names only in a breakdown, after 'by' ('land', 'use' of 'Damage By Sandy By
+    # Land Use'), none where its title has none (empty list: not read)
+    breakdown_terms: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     # rows whose title was read with words of its description: term -> the title's words and where
@@ -289,8 +292,36 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
+        breakdown_terms=[_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)],
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) for kinds in concept_lists),
                                    dtype=bool, count=n))
+
+
+NO_TERMS: frozenset[str] = frozenset()
+# where a breakdown after 'by' ends: 'Boston by the Numbers: Foreign Born' is the foreign-born
+# population, 'By Year Of CCRB Referral' counts by year
+BREAKDOWN_END = re.compile(r"\b(?:of|for|in|and|from|with)\b|[,:;(\[]| - ", re.IGNORECASE)
+BREAKDOWN_TERMS = 2   # a breakdown is a word or two ('by Census Tracts'); 'Lead By Example Hawaii State
+                      # Agencies Electricity Consumption' names a programme
+
+
+def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[str]) -> frozenset[str]:
+    """The terms a title names only in a breakdown, after 'by' or 'per': 'sandy', 'land', 'use' and
+    'land+use' of 'Damage By Sandy By Land Use', which counts damage, not land use. None when the title
+    has no breakdown, or nothing before it ('By Council District': then what follows is its subject)."""
+    if not title or not text.BREAKDOWN_WORD.search(title):
+        return NO_TERMS
+    head, *after = text.BREAKDOWN_WORD.split(title)
+    subject = set(text.terms(head, drop))
+    broken = set()
+    for part in after:
+        grouping, *rest = BREAKDOWN_END.split(part, maxsplit=1)
+        found = text.terms(grouping, drop)
+        if sum("+" not in t for t in found) > BREAKDOWN_TERMS:
+            return NO_TERMS
+        broken.update(found)
+        subject.update(text.terms(rest[0], drop) if rest else ())
+    return frozenset(t for t in title_terms if t in broken and t not in subject) if subject else NO_TERMS
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'

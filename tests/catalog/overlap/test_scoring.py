@@ -358,3 +358,31 @@ def test_the_marks_surveyors_measure_from_are_one_thing_and_no_monuments():
     assert scores.total[0] < scores.total[1], scores.total
     assert text.terms("Survey Monuments")[0] == text.terms("Survey Control Points")[0] == \
         text.terms("Elevation Benchmarks")[0] != text.terms("Monuments")[0]
+
+
+# A title that names the other's subject only in its breakdown, after 'by', counts something else by it:
+# NYC's 'Damage By Sandy By Land Use' sat in the 'Land use' group of Baltimore's and Oakland's maps, its
+# 'Population By Census Tracts' among the tract files
+BREAKDOWN_ONLY = [
+    (("New York", "Damage By Sandy By Land Use"), ("Baltimore", "Land Use")),
+    (("New York", "New York City Population By Census Tracts"), ("Connecticut", "Census Tracts with Town Names (2010)")),
+]
+# ... but not a breakdown both titles share, a subject named besides it, a series' name before ':', nor a
+# programme's name ('Lead By Example' is no breakdown by example)
+NOT_BREAKDOWN_ONLY = [
+    (("Boston", "Race Distribution By City Council Districts"), ("Boston", "2010 Census Populations by Council District")),
+    (("Boston", "Boston by the Numbers: Foreign Born"), ("San Francisco", "Foreign Born Population, San Francisco, CA")),
+    (("Hawaii", "Lead By Example Hawaii State Agencies Electricity Consumption"),
+     ("Los Angeles", "Electricity Consumption")),
+    (("Chicago", "Building Permits by Ward"), ("Seattle", "Building Permits")),
+]
+
+
+@pytest.mark.parametrize("x,y", BREAKDOWN_ONLY, ids=[f"{x[1]} / {y[1]}" for x, y in BREAKDOWN_ONLY])
+def test_a_title_naming_the_other_s_subject_only_as_its_breakdown_is_told_apart(x, y):
+    assert told_apart_and_explanation(x, y)[0]
+
+
+@pytest.mark.parametrize("x,y", NOT_BREAKDOWN_ONLY, ids=[f"{x[1]} / {y[1]}" for x, y in NOT_BREAKDOWN_ONLY])
+def test_titles_sharing_a_subject_besides_a_breakdown_are_not_told_apart(x, y):
+    assert not told_apart_and_explanation(x, y)[0]
