@@ -153,10 +153,9 @@ def _subject_only_a_breakdown(c: Catalogue, a: np.ndarray, b: np.ndarray, concep
     if not c.breakdown_terms:
         return out
     broken = c.breakdown_terms
-    for i in np.flatnonzero(~(concept > 0)).tolist():
+    has_breakdown = np.fromiter(map(bool, broken), dtype=bool, count=len(broken))
+    for i in np.flatnonzero(~(concept > 0) & (has_breakdown[a] | has_breakdown[b])).tolist():
         x, y = int(a[i]), int(b[i])
-        if not (broken[x] or broken[y]):
-            continue
         shared = [t for t in c.title_weights(x).keys() & c.title_weights(y).keys() if t not in text.GENERIC]
         out[i] = bool(shared) and all((t in broken[x]) != (t in broken[y]) for t in shared)
     return out
