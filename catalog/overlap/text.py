@@ -105,6 +105,9 @@ PHRASES = {
     ("police", "action", "shooting"): "officer_shooting",
     ("death", "in", "custody"): "custody_death", ("in", "custody", "death"): "custody_death",
     ("custody", "death"): "custody_death",
+    # a request for public records held ('Public Records Requests'), not for a dataset to be published
+    # ('Dataset requests', 'Request a Data Set'): 'public' and 'records' alone are stopwords
+    ("public", "record", "request"): "records_request", ("open", "record", "request"): "records_request",
     ("show", "of", "force"): "show_of_force",   # a weapon pointed at a person (Asheville's policy)
     ("food", "inspection"): "restaurant_inspection", ("restaurant", "inspection"): "restaurant_inspection",
     ("food", "establishment", "inspection"): "restaurant_inspection",
@@ -353,6 +356,8 @@ def split_words(text: str, glued: bool = True) -> list[str]:
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
         found = [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
                  and w != "opendata"]
+    if "set" in found:   # a 'Data Set' is a dataset: 'Request a Data Set' names no set
+        found = [w for i, w in enumerate(found) if not (w == "set" and i and found[i - 1] == "data")]
     return found
 
 

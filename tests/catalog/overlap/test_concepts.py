@@ -474,3 +474,11 @@ def test_a_police_agency_s_traffic_contacts_are_traffic_stops_and_its_fcc_field_
     assert _published("Traffic and Parking Contacts", "", "Department of Transportation")[0] == ()
     assert _published("FCC wireline broadband service", "Form 477 wireline service data from FCC.", "FCC")[0] == ()
     assert _published("Police Radio FCC Licenses", "", "Norman Police Department")[0] == ()
+
+
+def test_a_records_request_is_a_log_s_kind_only_beside_no_other():
+    """'Public Records Requests' lists requests; a copy of an internal affairs report of civilian complaints,
+    obtained by an 'open records request', holds the complaints."""
+    assert concepts.of_dataset("Public Records Requests", None) == ("records_request",)
+    assert concepts.of_dataset("Copy of IA Report 2016 2020 civilian complaints 06 13 2022 open records request",
+                               None) == ("police_complaint",)

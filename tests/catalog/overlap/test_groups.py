@@ -4,7 +4,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from catalog.overlap import features, groups, scoring
+from catalog.overlap import features, groups, scoring, text
 from tests.catalog.overlap.conftest import KIND_UIDS
 
 
@@ -548,3 +548,20 @@ def test_a_label_of_one_word_joins_no_two_sorts_of_its_thing_into_one_group():
     links = np.array([0, 1, 6, 7]), np.array([2, 4, 7, 8])
     joined = groups.join_split_subjects(c, split, labels, *links)
     assert sorted(joined) == [[0, 1, 2, 3], [4, 5], [6, 7, 8]]
+
+
+def test_public_records_requests_are_a_request_log_and_requests_for_datasets_are_not():
+    """The real catalogues' 'Requests' group held Washington's 'Public Records Requests' with King County's
+    'Dataset requests' and Austin's 'Request a Data Set' (suggestions of data to publish): 'public' and
+    'records' are stopwords, so all three read 'request'. A request for public records is a log's kind."""
+    from catalog import overlap
+
+    c = rows_catalogue([("Washington", "Public Records Requests"), ("King County", "Dataset requests"),
+                        ("Austin", "Request a Data Set"), ("Chicago", "FOIA Request Log - Finance"),
+                        ("Hawaii", "Maui County Office of Council Services: UIPA Record Requests Log")])
+    assert c.concept_lists[0] == ("records_request",) and c.concept_lists[1] == c.concept_lists[2] == ()
+    assert text.terms("Request a Data Set") == text.terms("Dataset requests") == ["request"]
+    result = overlap.detect_in(c)
+    titles = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
+    assert ["Dataset requests", "Request a Data Set"] in titles
+    assert not any("Public Records Requests" in group and "Dataset requests" in group for group in titles)
