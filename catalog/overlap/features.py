@@ -277,6 +277,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
+    for row in np.flatnonzero(records_named == 0).tolist():
+        if used := _statistics_of_use(title_terms[row], rows["description"][row]):
+            records_named[row] = text.RECORD_BITS[used[0]]
+            described_surfaces.setdefault(row, {})[used[0]] = f"{rows['title'][row]} ({used[1]}, per its description)"
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
@@ -295,6 +299,24 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         breakdown_terms=[_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)],
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) for kinds in concept_lists),
                                    dtype=bool, count=n))
+
+
+STATISTICS_WORDS = frozenset({"statistic", "stat"})
+# the figures of a service's use as a description names them, as written -> the record word of them
+USE_FIGURES = {"visit": "visitor", "visitor": "visitor", "circulation": "circulation", "ridership": "ridership",
+               "attendance": "attendance", "attendee": "attendance"}
+
+
+def _statistics_of_use(title_terms: list[str], description: str | None) -> tuple[str, str] | None:
+    """A title of statistics whose description's first sentence says they are figures of use: Los
+    Angeles's 'Library Monthly Stats', 'Monthly statistics from the Library on Web visits, computer usage,
+    e-media', are its libraries' figures of use (text.RECORD_FAMILIES), not a list of them. The record
+    word of those figures and the description's word for them; None for other titles."""
+    if not description or not STATISTICS_WORDS & set(title_terms):
+        return None
+    sentence = SENTENCE_END.split(description[:DESCRIPTION_CHARS], maxsplit=1)[0]
+    return next(((USE_FIGURES[text.stem(w)], w) for w in text.find_words(sentence) if text.stem(w) in USE_FIGURES),
+                None)
 
 
 NO_TERMS: frozenset[str] = frozenset()

@@ -386,3 +386,22 @@ def test_a_title_naming_the_other_s_subject_only_as_its_breakdown_is_told_apart(
 @pytest.mark.parametrize("x,y", NOT_BREAKDOWN_ONLY, ids=[f"{x[1]} / {y[1]}" for x, y in NOT_BREAKDOWN_ONLY])
 def test_titles_sharing_a_subject_besides_a_breakdown_are_not_told_apart(x, y):
     assert not told_apart_and_explanation(x, y)[0]
+
+
+def test_statistics_described_as_figures_of_use_are_no_list_of_the_places():
+    """Los Angeles's 'Library Monthly Stats' sat in 'Libraries' with Baltimore's and Edmonton's lists of
+    libraries: its description says they are figures of the libraries' use."""
+    from catalog.overlap import features
+
+    def pair(description):
+        rows = {"uid": ["c0:d0", "c1:d1"], "city": ["Los Angeles", "Baltimore"], "portal_id": ["c0", "c1"],
+                "title": ["Library Monthly Stats", "Libraries"], "description": [description, None],
+                "keywords": [[], []], "themes": [[], []], "asset_type": ["dataset", "dataset"]}
+        c = features.build(rows, {}, {})
+        scores = scoring.score_pairs(c, np.array([0]), np.array([1]))
+        why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scores.signals.items()})
+        return bool(scoring.told_apart(c, scores)[0]), why
+
+    apart, why = pair("Monthly statistics from the Library on Web visits, computer usage, e-media, etc.")
+    assert apart and "names the records it holds ('Library Monthly Stats (visits, per its description)')" in why, why
+    assert pair("Monthly statistics from the Library.") == (False, "titles share 'library'")
