@@ -539,12 +539,14 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
     while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
         content.pop()
     # ... not a table of counts by area ('Race Distribution By City Council Districts') or of values for
-    # each ('Capacity For All Parcels 2015', '2010 Census data: all Boston planning districts')
-    if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
+    # each ('Capacity For All Parcels 2015', '2010 Census data: all Boston planning districts'), nor one
+    # of figures over time ('Land Area (1985 - Present)', 'Traffic Count Study Area': dates and numbers);
+    # dates beside names alone say when each area was drawn (Chicago's 'Landmark Districts', designated)
+    has_figures = any(t in ("number", "integer") for _, _, t in columns)
+    if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not (has_date and has_figures)
             and not any(w in text.PER_AREA for w in content[:-1])):
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
-
 
 
 CODE_LIST_WORDS = frozenset({"codes", "lookup", "lookups"})
