@@ -553,11 +553,23 @@ CODE_LIST_WORDS = frozenset({"codes", "lookup", "lookups"})
 NOT_A_CODE_LIST = frozenset({"zip", "postal", "area", "country"})   # 'ZIP Codes' are areas
 
 
+# a dataset's documentation: its fields and what their values mean ('Campaign Finance - Data Key', 'Data SF
+# Data Dictionary For 2012 Customer Survey', 'Vital Signs 13 Codebook'), unless the data comes with it
+# ('2012 SFO Customer Survey Data Set + Dictionary')
+DOCUMENTATION = re.compile(r"\bdata\s+(?:dictionary|key)\b|\bcode\s?book\b|\bfield\s+(?:definitions|dictionary)\b",
+                           re.IGNORECASE)
+WITH_THE_DATA = re.compile(r"\bdata\s?set\b|\+", re.IGNORECASE)
+
+
 def _is_code_table(title: str | None) -> bool:
     """A list of codes and what they mean ('Illinois Uniform Crime Reporting (IUCR) Codes',
-    'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'. It names
-    the kind of record it codes, but holds none of them."""
-    if not title or not any(w in title.lower() for w in CODE_LIST_WORDS):
+    'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'; or a data
+    dictionary. It names the kind of record it codes, but holds none of them."""
+    if not title:
+        return False
+    if DOCUMENTATION.search(title) and not WITH_THE_DATA.search(title):
+        return True
+    if not any(w in title.lower() for w in CODE_LIST_WORDS):
         return False
     words = [w for w in text.split_words(title, glued=False) if text._is_content(w)]
     return bool(words) and words[-1] in CODE_LIST_WORDS and not (len(words) > 1 and words[-2] in NOT_A_CODE_LIST)

@@ -103,6 +103,19 @@ def test_a_list_of_codes_and_the_records_it_codes_are_marked_and_explained(real_
     assert "is a list of codes" in scoring.explain(c, codes[0], crimes, signals)
 
 
+def test_a_data_dictionary_is_no_record_of_what_it_documents():
+    """San Francisco's 'Campaign Finance - Data Key' sat in 'Campaign finance' and its 'Data Dictionary For 2012
+    Customer Survey' in 'Customer survey': they list fields and what their values mean, as a list of codes does.
+    A survey's data with its dictionary is data; a dictionary of street names lists the names."""
+    apart, shape, why = told_apart_and_explanation(("San Francisco", "Campaign Finance - Data Key"),
+                                                   ("Austin", "Campaign Finance - Contributions Dataset"))
+    assert apart and shape == pytest.approx(scoring.CODE_TABLE_MISMATCH) and "is a list of codes" in why, why
+    assert told_apart_and_explanation(("San Francisco", "Data SF Data Dictionary For 2012 Customer Survey"),
+                                      ("Los Angeles", "Customer Survey Responses"))[0]
+    for data in ("2012 SFO Customer Survey Data Set + Dictionary", "Street name Dictionary"):
+        assert not told_apart_and_explanation(("San Francisco", data), ("Los Angeles", "Customer Survey Responses"))[0]
+
+
 def test_portal_pages_are_never_comparable(real_catalogue, real_result):
     c = real_catalogue
     pages = [c.row(u) for u in KIND_UIDS["home_pages"]]
