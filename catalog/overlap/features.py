@@ -278,7 +278,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
     for row in np.flatnonzero(records_named == 0).tolist():
-        if used := _statistics_of_use(title_terms[row], rows["description"][row]):
+        if _headed_by_figures(rows["title"][row]):
+            records_named[row] = text.FAMILY_BITS[text.FIGURES]
+        elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
             records_named[row] = text.RECORD_BITS[used[0]]
             described_surfaces.setdefault(row, {})[used[0]] = f"{rows['title'][row]} ({used[1]}, per its description)"
     return Catalogue(
@@ -317,6 +319,14 @@ def _statistics_of_use(title_terms: list[str], description: str | None) -> tuple
     sentence = SENTENCE_END.split(description[:DESCRIPTION_CHARS], maxsplit=1)[0]
     return next(((USE_FIGURES[text.stem(w)], w) for w in text.find_words(sentence) if text.stem(w) in USE_FIGURES),
                 None)
+
+
+def _headed_by_figures(title: str | None) -> bool:
+    """A title that starts with a figure of what follows: 'Percent of Short-term Rentals Issued by Census Tract',
+    'Total Number of High School Seniors in Missouri', 'Number of businesses in the State' (text.FIGURE_HEADS)."""
+    words = text.words(title, glued=False)
+    first = next((i for i, w in enumerate(words) if w not in text.STOPWORDS and not text.YEARISH.match(w)), None)
+    return first is not None and words[first] in text.FIGURE_HEADS and words[first + 1:first + 2] == ["of"]
 
 
 NO_TERMS: frozenset[str] = frozenset()

@@ -171,13 +171,18 @@ RECORD_FAMILIES = {
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
 # Enforcement All Inspections' inspections.
 OFFICE_RECORDS = {"code+enforcement": "violation"}
-FAMILY_BITS = {family: 1 << i for i, family in enumerate(sorted(set(RECORD_FAMILIES.values())))}
+# words that, heading a title before 'of', say it holds figures of what follows ('Percent of Short-term
+# Rentals Issued by Census Tract', 'Total Number of High School Seniors'), not the things: a family of their own
+FIGURE_HEADS = frozenset({"number", "percent", "percentage", "proportion", "share", "count", "rate"})
+FIGURES = "figure"
+FAMILY_BITS = {family: 1 << i for i, family in enumerate(sorted(set(RECORD_FAMILIES.values()) | {FIGURES}))}
 RECORD_BITS = {term: FAMILY_BITS[family] for term, family in RECORD_FAMILIES.items()}
 OFFICE_BITS = {term: FAMILY_BITS[family] for term, family in OFFICE_RECORDS.items()}
 # the record words of a phrase ('building_permit': 'permit'), which modify what it modifies
 RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_BITS.keys()
                 for phrase in RECORD_BITS if "_" in phrase}
-NAMING_BITS = OFFICE_BITS | RECORD_BITS   # every term that can name a family (for explanations)
+# every term that can name a family (for explanations)
+NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS}
 
 
 # the names of budget transparency applications, which the records they serve follow (Seattle's

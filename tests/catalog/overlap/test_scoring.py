@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from catalog.overlap import scoring, text
+from catalog.overlap import features, scoring, text
 from tests.catalog.overlap.conftest import KIND_UIDS
 
 COMPARABLE_AT_LEAST = 0.18   # the weakest comparable pair of the selection
@@ -254,6 +254,10 @@ OTHER_RECORDS = [
     (("Chicago", "CTA - Ridership - Bus Routes - Daily Totals by Route"), ("Honolulu", "Bus Routes")),
     # a calendar holds the events of its subject, not the office's decisions ('Human rights' held both)
     (("Montgomery", "Human Rights Calendar"), ("Cook County", "Human Rights - Decisions")),
+    # a figure of things heading a title is no list of them ('Short-term rentals', 'Schools' and 'Businesses' held both)
+    (("Austin", "Percent of Short-term Rentals Issued by Census Tract"), ("New Orleans", "NOLA Short Term Rentals")),
+    (("Missouri", "Total Number of High School Seniors in Missouri"), ("Hawaii", "Hawaii Public Schools")),
+    (("Maryland", "Number of businesses in the State"), ("Los Angeles", "Listing of All Businesses")),
 ]
 
 
@@ -418,3 +422,14 @@ def test_statistics_described_as_figures_of_use_are_no_list_of_the_places():
     apart, why = pair("Monthly statistics from the Library on Web visits, computer usage, e-media, etc.")
     assert apart and "names the records it holds ('Library Monthly Stats (visits, per its description)')" in why, why
     assert pair("Monthly statistics from the Library.") == (False, "titles share 'library'")
+
+
+def test_a_figure_names_its_records_only_heading_the_title():
+    """'Percent of ...' is a table of figures; 'Provisional monthly number of live births' and 'Rate Schedule'
+    name no figure at their head."""
+    _shape, why = shape_and_explanation(("Austin", "Percent of Short-term Rentals Issued by Census Tract"),
+                                        ("New Orleans", "NOLA Short Term Rentals"))
+    assert "but only c0:d0 names the records it holds ('percent')" in why, why
+    for title in ("VSRR - Provisional monthly number of live births by state", "Rate Schedule", "Number Seven Park"):
+        assert told_apart_and_explanation(("Atlanta", title), ("Boston", title))[1] == pytest.approx(1.0)
+        assert features._headed_by_figures(title) is False
