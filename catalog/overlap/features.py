@@ -545,6 +545,9 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
         return True
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
+    *named, last = (title or "").split(" - ")
+    if named and ORGANISATION & set(text.find_words(last)):   # '... Districts - Fire Department': its publisher
+        title = " - ".join(named)
     content = [w for w in text.words(title) if w in text.PER_AREA or w in text.HEAD_STOPWORDS or text._is_content(w)]
     while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
         content.pop()

@@ -28,6 +28,14 @@ def test_a_table_of_values_for_all_areas_is_no_boundary_file():
     assert rows_catalogue(titles).is_boundary.tolist() == [False, False, False, True, True]
 
 
+def test_areas_named_before_their_publisher_are_a_boundary_file():
+    """San Francisco's 'Bureau of Fire Prevention Districts - Fire Department' made a 'Fire prevention' group with
+    Jackson's monthly fire prevention figures: the department after ' - ' publishes the districts."""
+    titles = [("San Francisco", "Bureau of Fire Prevention Districts - Fire Department"),
+              ("Jackson", "Fire Prevention (Monthly)"), ("Chicago", "Crimes - Police Department")]
+    assert rows_catalogue(titles).is_boundary.tolist() == [True, False, False]
+
+
 def test_areas_with_the_date_each_was_drawn_are_a_boundary_file_and_figures_over_time_are_not():
     """Chicago's 'Landmark Districts' (a name and a designation date) sat in the 'Landmarks' group of
     Seattle's landmarks, apart from its own map of them and SF's and NYC's in 'Landmark districts': its
