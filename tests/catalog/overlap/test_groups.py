@@ -565,3 +565,24 @@ def test_public_records_requests_are_a_request_log_and_requests_for_datasets_are
     titles = sorted(sorted(c.titles[c.row(u)] for u in g.uids) for g in result.groups)
     assert ["Dataset requests", "Request a Data Set"] in titles
     assert not any("Public Records Requests" in group and "Dataset requests" in group for group in titles)
+
+
+def test_a_bare_name_and_a_sort_of_it_tagged_alike_group_on_a_pair_of_their_own():
+    """Seattle's 'Landmarks' and Chicago's 'Individual Landmarks', Baltimore's 'Designated Landmarks' and NYC's
+    'Community Health Centers' were in no group: their pairs are links (0.42-0.44), but the modifier of one title
+    weighs as much as the thing, and the centroids meet under 0.45. Two datasets in no group yet, one titled by
+    the thing and the other by a sort of it, tagged alike, join on such a pair; not on a weak one, nor without a
+    shared tag."""
+    titles = [("Seattle", "Landmarks"), ("Chicago", "Individual Landmarks"),
+              ("Boston", "Bicycle Parking Racks"), ("Austin", "Racks")]
+    tags = [["landmark", "historic preservation"], ["landmark"], ["bicycle"], ["street furniture"]]
+    n = len(titles)
+    rows = {"uid": [f"c{i}:d{i}" for i in range(n)], "city": [city for city, _ in titles],
+            "portal_id": [f"c{i}" for i in range(n)], "title": [title for _, title in titles],
+            "description": [None] * n, "keywords": tags, "themes": [[]] * n, "asset_type": ["dataset"] * n}
+    c = features.build(rows, {}, {})
+    vectors = groups.subject_vectors(c)
+    assert all(vectors[x].multiply(vectors[y]).sum() < groups.COHESION for x, y in ((0, 1), (2, 3)))
+    a, b = np.array([0, 2]), np.array([1, 3])
+    assert groups.form_groups(c, a, b, np.full(2, 0.44, dtype=np.float32)) == [[0, 1]]
+    assert groups.form_groups(c, a, b, np.full(2, 0.36, dtype=np.float32)) == []
