@@ -151,6 +151,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
+    from harvester.mapping import workers_from_env
     from harvester.pipeline import HarvestInterrupted
     from harvester.pipeline import harvest as run_harvest
 
@@ -160,6 +161,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         raise click.UsageError(str(exc)) from None
 
     try:
+        workers_from_env()
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
@@ -300,8 +302,11 @@ def _overlap_uids(store) -> list[str] | None:
     return uids or None
 
 
+ERRORS_SHOWN = 1000   # rows of `runs --errors` as a table
+
+
 @cli.command()
-@click.option("--limit", default=20, show_default=True, help="How many runs to show.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to show.")
 @click.option("--errors", "show_errors", is_flag=True, help="List the errors and warnings of the runs shown.")
 @db_option
 @json_option
@@ -319,13 +324,17 @@ def runs(limit, show_errors, db_path, as_json):
         FROM harvest_runs WHERE list_contains(?, run_id) ORDER BY started_at DESC, portal_id""", [run_ids])
     columns = [d[0] for d in cursor.description]
     rows = [dict(zip(columns, r)) for r in cursor.fetchall()]
-    error_rows = []
+    error_rows, errors_left_out = [], 0
     if show_errors:
-        cursor = con.execute("""SELECT run_id, portal_id, source_id, stage, error_type, severity, message
-                                FROM harvest_errors WHERE list_contains(?, run_id)
-                                ORDER BY occurred_at DESC LIMIT 1000""", [run_ids])
+        # --json gives them all (a script filters them); the table the newest ERRORS_SHOWN, and says so
+        cursor = con.execute(f"""SELECT run_id, portal_id, source_id, stage, error_type, severity, message
+                                 FROM harvest_errors WHERE list_contains(?, run_id)
+                                 ORDER BY occurred_at DESC {'' if as_json else f'LIMIT {ERRORS_SHOWN}'}""", [run_ids])
         error_columns = [d[0] for d in cursor.description]
         error_rows = [dict(zip(error_columns, r)) for r in cursor.fetchall()]
+        if not as_json and len(error_rows) == ERRORS_SHOWN:
+            errors_left_out = con.execute("SELECT count(*) FROM harvest_errors WHERE list_contains(?, run_id)",
+                                          [run_ids]).fetchone()[0] - ERRORS_SHOWN
     con.close()
     if as_json:
         echo_json({"runs": rows, "errors": error_rows} if show_errors else rows)
@@ -343,15 +352,22 @@ def runs(limit, show_errors, db_path, as_json):
         click.echo()
         echo_table([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"], e["message"][:100]]
                     for e in error_rows], ["portal", "source id", "stage", "severity", "type", "message"])
+        if errors_left_out:
+            click.echo(f"... {errors_left_out} more errors and warnings: --json lists them all")
 
 
 @cli.command()
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @db_option
-def sql(query, fmt, db_path):
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
+def sql(query, fmt, db_path, as_json):
     """Run one read-only SQL query (SELECT) against the catalogue."""
     from catalog.query import QueryRefused, run_query
+
+    if as_json and fmt == "csv":
+        raise click.UsageError("--json and --format csv contradict each other: give one")
+    fmt = "json" if as_json else fmt
 
     try:
         columns, rows = _open(lambda path: run_query(path, query), db_path)

@@ -15,6 +15,7 @@ KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")   # one @ with something either side; data.json checks the rest
 
 REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
@@ -125,7 +126,7 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         if not isinstance(entry[key], str) or not entry[key].strip():
             raise fail(key, f"must be a non-empty string, got {entry[key]!r}")
 
-    if not ID_PATTERN.match(entry["id"]):
+    if not ID_PATTERN.fullmatch(entry["id"]):
         raise fail("id", f"{entry['id']!r} is not a slug (lowercase letters, digits, '-' or '_'; at most 63)")
     if entry["kind"] not in KINDS:
         raise fail("kind", f"{entry['kind']!r} is not one of {', '.join(KINDS)}")
@@ -137,7 +138,7 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     options: dict = {}
     if "app_token_env" in entry:
         value = entry["app_token_env"]
-        if not isinstance(value, str) or not ENV_NAME_PATTERN.match(value):
+        if not isinstance(value, str) or not ENV_NAME_PATTERN.fullmatch(value):
             raise fail("app_token_env", f"must name an environment variable, got {value!r}")
         options["app_token_env"] = value
     if "records" in entry:
@@ -172,7 +173,7 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         options["max_minutes"] = float(value)
     if "domain" in entry:
         value = entry["domain"]
-        if not isinstance(value, str) or not DOMAIN_PATTERN.match(value):
+        if not isinstance(value, str) or not DOMAIN_PATTERN.fullmatch(value):
             raise fail("domain", f"must be a host name such as data.cityofchicago.org, got {value!r}")
         options["domain"] = value
     for key in ("publisher", "contact_name", "contact_email"):
@@ -180,7 +181,7 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
             value = entry[key]
             if not isinstance(value, str) or not value.strip():
                 raise fail(key, f"must be a non-empty string, got {value!r}")
-            if key == "contact_email" and "@" not in value:
+            if key == "contact_email" and not EMAIL_PATTERN.fullmatch(value.strip()):
                 raise fail(key, f"{value!r} is not an email address")
             options[key] = value.strip()
 

@@ -720,7 +720,25 @@ def _headers_by(deadline: float) -> Iterator[_Exchange]:
 def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> TransientError:
     if exchange.headers_late:
         return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
-    return TransientError(f"connection failed: {type(exc).__name__}", url)
+    return TransientError(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The system's reason under a requests exception (a name that does not resolve, a refused
+    connection), so that an offline run says why: ": Connection refused", or "" when there is none.
+    Only the error's own text is taken, never the exception's, which may name a proxy's credentials."""
+    reason, seen = "", set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, socket.gaierror):
+            reason = f": cannot resolve the host name ({exc.strerror})"
+        elif isinstance(exc, OSError) and exc.strerror:
+            reason = f": {exc.strerror}"
+        # requests wraps urllib3's error (args[0]), which names its cause (`reason`), raised from the socket's
+        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        cause = getattr(exc, "reason", None)
+        exc = next((e for e in (wrapped, cause, exc.__cause__, exc.__context__) if isinstance(e, BaseException)), None)
+    return reason
 
 
 class _Deadlines:

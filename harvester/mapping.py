@@ -175,6 +175,18 @@ def relaxed_gc() -> Iterator[None]:
                     gc.unfreeze()
 
 
+def workers_from_env() -> int:
+    """`CIVICAT_MAP_WORKERS`, else one fewer than the cores. Anything but a whole number of at least 0
+    is a ValueError naming it (the CLI asks before the harvest starts: a typo is bad usage, exit 2)."""
+    text = os.environ.get("CIVICAT_MAP_WORKERS", "").strip()
+    if not text:
+        return max(0, (os.cpu_count() or 1) - 1)
+    if not text.isdecimal():
+        raise ValueError(f"environment variable CIVICAT_MAP_WORKERS={os.environ['CIVICAT_MAP_WORKERS']!r} must be "
+                         f"a whole number of at least 0 (0: map in the harvest's own process)")
+    return int(text)
+
+
 class WorkerPool:
     """Worker processes shared by a run's portals, started on first use.
 
@@ -183,9 +195,7 @@ class WorkerPool:
     everything in the harvest's own process)."""
 
     def __init__(self, workers: int | None = None):
-        if workers is None:
-            workers = int(os.environ.get("CIVICAT_MAP_WORKERS", (os.cpu_count() or 1) - 1))
-        self.workers = max(0, workers)
+        self.workers = max(0, workers_from_env() if workers is None else workers)
         self._executor: ProcessPoolExecutor | None = None
         self.submitted = 0
 

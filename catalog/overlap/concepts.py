@@ -30,9 +30,10 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                           ("call", "dispatched")),
     "service_request": (("service_request", "311", "customer+request", "constituent+request", "citizen+request"),
                         ()),
-    "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident", "deadly+force"), ("force",)),
+    "use_of_force": (("use_of_force", "resistance", "ursus", "force+incident"), ("force",)),
+    # deadly force is an officer's firearm, nearly always: 'Officer Involved Deadly Force' tables list shootings
     "officer_shooting": (("officer_shooting", "involved+shooting", "officer+discharge", "firearm+discharge",
-                          "deputy+shooting"), ()),   # the last two only near policing (POLICE_ONLY)
+                          "deputy+shooting", "deadly+force"), ()),   # firearm+discharge, deputy+shooting: POLICE_ONLY
     "arrest": (("arrest", "arrestee", "jail+booking"), ("booking", "charge")),   # 'GPD Charges': charges brought
     "traffic_stop": (("traffic_stop",), ()),
     "pedestrian_stop": (("pedestrian_stop", "sqf", "terry+stop", "stop+question", "investigatory+stop", "stop+terry",

@@ -109,6 +109,8 @@ def test_every_file_matches_the_pinned_and_documented_contract(tmp_path, seattle
         assert export.TABLES[table][0] == tuple(name for name, _ in columns)
     assert documented_columns() == PINNED
     assert f"Schema version: **{PINNED_VERSION}**" in DOCS.read_text()
+    # the manifest's table gives the version too; it said "1.0" a version after 1.1
+    assert f'the column contract below (`"{PINNED_VERSION}"`)' in DOCS.read_text()
 
 
 def documented_columns() -> dict[str, list[tuple[str, str]]]:

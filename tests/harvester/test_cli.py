@@ -101,6 +101,43 @@ def test_runs_and_sql(tmp_path, portal):
     assert missing.exit_code == 2 and "no catalogue" in missing.output
 
 
+def test_runs_errors_json_lists_every_error_and_the_table_says_how_many_it_leaves_out(tmp_path):
+    # a night of over 1,000 warnings: the list stopped at 1,000 without a word, so the README's
+    # `runs --errors --json | jq '.errors[] | select(.severity == "error")'` could miss the errors
+    document = make_data_json(1005)
+    for dataset in document["dataset"]:
+        dataset["modified"] = "R/P1D"   # a warning each (InvalidValue)
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+        assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    report = json.loads(invoke("runs", "--db", db, "--errors", "--json").output)
+    assert len(report["errors"]) == report["runs"][0]["warnings"] == 1005
+    table = invoke("runs", "--db", db, "--errors").output
+    assert table.rstrip().endswith("5 more errors and warnings: --json lists them all")
+
+
+def test_sql_takes_json_as_every_command_does(tmp_path, portal):
+    # SPEC: every command prints JSON with --json; sql refused it ("No such option")
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    invoke("harvest", "--config", config, "--db", db)
+    query = "SELECT count(*) AS n FROM datasets"
+    result = CliRunner().invoke(cli, ["sql", "--db", db, query, "--json"])
+    assert result.exit_code == 0 and json.loads(result.output) == [{"n": 7}], result.output
+    assert result.output == invoke("sql", "--db", db, query, "--format", "json").output
+
+
+@pytest.mark.parametrize("limit", ["0", "-1"])
+def test_runs_refuses_a_limit_below_one_as_bad_usage(tmp_path, portal, limit):
+    # -1 reached DuckDB's LIMIT (a traceback, exit 1) and 0 said "no harvest runs yet" over a catalogue with runs
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    invoke("harvest", "--config", config, "--db", db)
+    result = CliRunner().invoke(cli, ["runs", "--db", db, "--limit", limit])
+    assert result.exit_code == 2 and "--limit" in result.output, result.output
+
+
 def test_a_portal_named_twice_is_harvested_once(tmp_path, portal):
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     result = invoke("harvest", "--config", config, "--db", str(tmp_path / "c.duckdb"), "--portal", "city",
@@ -242,14 +279,16 @@ def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
 @pytest.mark.parametrize("name, value", [("CIVICAT_HTTP_MAX_BYTES", "-1"), ("CIVICAT_HTTP_MAX_BYTES", "0"),
                                          ("CIVICAT_HTTP_MAX_ATTEMPTS", "0"), ("CIVICAT_HTTP_BACKOFF", "-1"),
                                          ("CIVICAT_HTTP_MAX_RETRY_SECONDS", "nan"),
-                                         ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x")])
+                                         ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x"),
+                                         # a traceback and exit 1 from inside the harvest; -1 was taken as 0
+                                         ("CIVICAT_MAP_WORKERS", "x"), ("CIVICAT_MAP_WORKERS", "-1")])
 def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_path, portal, name, value):
     """The environment is config too: a negative size cap failed every portal of the night
     ("response is over the -1-byte cap"), and a zero attempt count was taken as one."""
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     result = CliRunner(env={name: value}).invoke(cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.db")])
     assert result.exit_code == 2 and f"{name}={value!r}" in result.output, result.output
-    assert sum(portal.hits.values()) == 0
+    assert sum(portal.hits.values()) == 0 and not (tmp_path / "c.db").exists()
 
 
 @pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],

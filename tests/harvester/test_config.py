@@ -71,6 +71,12 @@ def test_shipped_g7_config_is_valid():
     (GOOD.replace("max_minutes = 90", 'max_minutes = "90"'), [".max_minutes", "'90'"]),
     (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "my token"'), [".app_token_env"]),
     (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "nobody"'), [".contact_email", "'nobody'"]),
+    # a trailing line break passed the slug, domain and variable-name patterns (`$` matches before it)
+    (GOOD.replace('id = "dc"', 'id = "dc\\n"'), ["portals[1]", ".id", "slug"]),
+    (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "SOCRATA_APP_TOKEN\\n"'),
+     [".app_token_env"]),
+    (GOOD.replace("max_minutes = 90", 'max_minutes = 90\ndomain = "data.cityofchicago.org\\n"'), [".domain"]),
+    (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "@"'), [".contact_email", "'@'"]),
     ("[[portals]]\nid = \"x\"\ncity = \n", ["invalid TOML", "line 3"]),
     ("title = 'x'\n", ["unknown top-level key 'title'"]),
     ("", ["no [[portals]]"]),

@@ -52,6 +52,28 @@ def test_persistent_faults_fail_after_bounded_attempts(portal, fault, message):
     assert portal.hits["/doc"] == 3
 
 
+def closed_port() -> int:
+    """A port of 127.0.0.1 nothing listens on: connecting to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("url, reason", [
+    (f"http://127.0.0.1:{closed_port()}/doc", "Connection refused"),
+    ("http://portal.invalid/doc", "cannot resolve the host name"),   # .invalid never resolves (RFC 2606)
+])
+def test_a_connection_that_fails_says_why(tmp_path, url, reason):
+    # offline, every portal failed with "connection failed: ConnectionError": neither the
+    # name lookup nor the refused connection was named
+    client = fast_client(max_attempts=1)
+    with pytest.raises(TransientError, match=reason) as failed:
+        client.get_json(url)
+    assert str(failed.value).startswith("connection failed: ConnectionError: ") and url in str(failed.value)
+    with pytest.raises(TransientError, match=reason):
+        client.download(url, tmp_path / "file.csv")
+
+
 def test_retry_after_is_honoured(portal):
     client = fast_client()
     portal.inject("/doc", ("retry_after", 429, 1))

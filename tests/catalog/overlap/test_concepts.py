@@ -482,3 +482,13 @@ def test_a_records_request_is_a_log_s_kind_only_beside_no_other():
     assert concepts.of_dataset("Public Records Requests", None) == ("records_request",)
     assert concepts.of_dataset("Copy of IA Report 2016 2020 civilian complaints 06 13 2022 open records request",
                                None) == ("police_complaint",)
+
+
+def test_deadly_force_is_an_officer_s_shooting_and_other_force_use_of_force():
+    # Greensboro's 'Officer Involved Deadly Force' files list its officers' shootings (OpenPoliceData's source table)
+    assert _published("PIRT11666Officer Involved Deadly Force20132019", "", "Greensboro Police Department") == \
+        (("officer_shooting",), True)
+    # Baltimore's use of force stays use of force, and officer-involved shootings are still shootings
+    assert concepts.of_dataset("BPD Officer Involved Use Of Force", "This data set contains the date, incident #, "
+                               "and location of officer involved use of force incidents") == ("use_of_force",)
+    assert concepts.of_dataset("SPD Officer Involved Shooting (OIS) Data", "") == ("officer_shooting",)
