@@ -57,7 +57,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lawsuit": (("lawsuit", "litigation"), ("settlement", "claim")),
     # a log of public records requests: the kind of record after it names the office the
     # requests went to ('FOIA Request Log - 311' holds FOIA requests, not 311 requests)
-    "records_request": (("request+log", "foia+log", "foia+request"), ()),
+    "records_request": (("request+log", "foia+log", "foia+request", "records_request"), ()),
     # kinds no trigger names: `_refined` reads them off calls and crimes (see there)
     "fire_ems_call": ((), ()),
     "crime_statistics": ((), ()),
@@ -83,6 +83,9 @@ NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset(
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"}),
             # a police force's size ('Authorized Force', 'Force Strength') is its staffing, not force used
             "use_of_force": frozenset({"strength", "authorized", "staffing"})}
+# strong triggers that name their kind only beside no other: 'Public Records Requests' are a log of them,
+# 'IA Report 2016 2020 civilian complaints ... open records request' the complaints a request obtained
+ONLY_KIND = frozenset({"records_request"})
 # strong triggers that count only when the title or description is about policing, their own words
 # aside, nor beside the words given: 'ShotSpotter Firearm Discharges', 'Illegal Firearm Discharge
 # Complaints' and 'Deputy Shooting Range Schedule' are no officer-involved shootings; Cincinnati's
@@ -161,6 +164,7 @@ def _found(terms: list[str], also: frozenset[str] = frozenset(),
     blocking = set(terms) | also
     strong: list[str] = []
     weak: list[str] = []
+    named_alone = set()   # kinds only a trigger of ONLY_KIND named
     for term in terms:
         if term in POLICE_ONLY and not _about_policing(term, blocking | set(context)):
             continue
@@ -169,6 +173,12 @@ def _found(terms: list[str], also: frozenset[str] = frozenset(),
                 found = strong if is_strong else weak
                 if concept not in found:
                     found.append(concept)
+                    if term in ONLY_KIND:
+                        named_alone.add(concept)
+                elif term not in ONLY_KIND:
+                    named_alone.discard(concept)
+    if named_alone and len(strong) > len(named_alone):
+        strong = [concept for concept in strong if concept not in named_alone]
     return strong, weak
 
 

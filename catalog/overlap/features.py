@@ -68,6 +68,9 @@ class Catalogue:
     # rows the families of records judge: no kind read, or a log of records requests (a kind
     # that is itself a family: requests), which stays apart from 'Calendar of Special Events'
     families_judge: np.ndarray | None = None
+    # per row, the title terms it names only in a breakdown, after 'by' ('land', 'use' of 'Damage By Sandy By
+    # Land Use'), none where its title has none (empty list: not read)
+    breakdown_terms: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     # rows whose title was read with words of its description: term -> the title's words and where
@@ -274,6 +277,12 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
+    for row in np.flatnonzero(records_named == 0).tolist():
+        if _headed_by_figures(rows["title"][row]):
+            records_named[row] = text.FAMILY_BITS[text.FIGURES]
+        elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
+            records_named[row] = text.RECORD_BITS[used[0]]
+            described_surfaces.setdefault(row, {})[used[0]] = f"{rows['title'][row]} ({used[1]}, per its description)"
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
@@ -289,8 +298,62 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
+        breakdown_terms=[_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)],
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) for kinds in concept_lists),
                                    dtype=bool, count=n))
+
+
+STATISTICS_WORDS = frozenset({"statistic", "stat"})
+# the figures of a service's use as a description names them, as written -> the record word of them
+USE_FIGURES = {"visit": "visitor", "visitor": "visitor", "circulation": "circulation", "ridership": "ridership",
+               "attendance": "attendance", "attendee": "attendance"}
+
+
+def _statistics_of_use(title_terms: list[str], description: str | None) -> tuple[str, str] | None:
+    """A title of statistics whose description's first sentence says they are figures of use: Los
+    Angeles's 'Library Monthly Stats', 'Monthly statistics from the Library on Web visits, computer usage,
+    e-media', are its libraries' figures of use (text.RECORD_FAMILIES), not a list of them. The record
+    word of those figures and the description's word for them; None for other titles."""
+    if not description or not STATISTICS_WORDS & set(title_terms):
+        return None
+    sentence = SENTENCE_END.split(description[:DESCRIPTION_CHARS], maxsplit=1)[0]
+    return next(((USE_FIGURES[text.stem(w)], w) for w in text.find_words(sentence) if text.stem(w) in USE_FIGURES),
+                None)
+
+
+def _headed_by_figures(title: str | None) -> bool:
+    """A title that starts with a figure of what follows: 'Percent of Short-term Rentals Issued by Census Tract',
+    'Total Number of High School Seniors in Missouri', 'Number of businesses in the State' (text.FIGURE_HEADS)."""
+    words = text.words(title, glued=False)
+    first = next((i for i, w in enumerate(words) if w not in text.STOPWORDS and not text.YEARISH.match(w)), None)
+    return first is not None and words[first] in text.FIGURE_HEADS and words[first + 1:first + 2] == ["of"]
+
+
+NO_TERMS: frozenset[str] = frozenset()
+# where a breakdown after 'by' ends: 'Boston by the Numbers: Foreign Born' is the foreign-born
+# population, 'By Year Of CCRB Referral' counts by year
+BREAKDOWN_END = re.compile(r"\b(?:of|for|in|and|from|with)\b|[,:;(\[]| - ", re.IGNORECASE)
+BREAKDOWN_TERMS = 2   # a breakdown is a word or two ('by Census Tracts'); 'Lead By Example Hawaii State
+                      # Agencies Electricity Consumption' names a programme
+
+
+def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[str]) -> frozenset[str]:
+    """The terms a title names only in a breakdown, after 'by' or 'per': 'sandy', 'land', 'use' and
+    'land+use' of 'Damage By Sandy By Land Use', which counts damage, not land use. None when the title
+    has no breakdown, or nothing before it ('By Council District': then what follows is its subject)."""
+    if not title or not text.BREAKDOWN_WORD.search(title):
+        return NO_TERMS
+    head, *after = text.BREAKDOWN_WORD.split(title)
+    subject = set(text.terms(head, drop))
+    broken = set()
+    for part in after:
+        grouping, *rest = BREAKDOWN_END.split(part, maxsplit=1)
+        found = text.terms(grouping, drop)
+        if sum("+" not in t for t in found) > BREAKDOWN_TERMS:
+            return NO_TERMS
+        broken.update(found)
+        subject.update(text.terms(rest[0], drop) if rest else ())
+    return frozenset(t for t in title_terms if t in broken and t not in subject) if subject else NO_TERMS
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'
@@ -482,27 +545,44 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
         return True
     has_shape = any(t == "geometry" for _, _, t in columns)
     has_date = any(t in ("date", "datetime") for _, _, t in columns)
+    *named, last = (title or "").split(" - ")
+    if named and ORGANISATION & set(text.find_words(last)):   # '... Districts - Fire Department': its publisher
+        title = " - ".join(named)
     content = [w for w in text.words(title) if w in text.PER_AREA or w in text.HEAD_STOPWORDS or text._is_content(w)]
     while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
         content.pop()
     # ... not a table of counts by area ('Race Distribution By City Council Districts') or of values for
-    # each ('Capacity For All Parcels 2015', '2010 Census data: all Boston planning districts')
-    if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not has_date
+    # each ('Capacity For All Parcels 2015', '2010 Census data: all Boston planning districts'), nor one
+    # of figures over time ('Land Area (1985 - Present)', 'Traffic Count Study Area': dates and numbers);
+    # dates beside names alone say when each area was drawn (Chicago's 'Landmark Districts', designated)
+    has_figures = any(t in ("number", "integer") for _, _, t in columns)
+    if (len(content) >= 1 and content[-1] in text.AREA_NOUNS and not (has_date and has_figures)
             and not any(w in text.PER_AREA for w in content[:-1])):
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
-
 
 
 CODE_LIST_WORDS = frozenset({"codes", "lookup", "lookups"})
 NOT_A_CODE_LIST = frozenset({"zip", "postal", "area", "country"})   # 'ZIP Codes' are areas
 
 
+# a dataset's documentation: its fields and what their values mean ('Campaign Finance - Data Key', 'Data SF
+# Data Dictionary For 2012 Customer Survey', 'Vital Signs 13 Codebook'), unless the data comes with it
+# ('2012 SFO Customer Survey Data Set + Dictionary')
+DOCUMENTATION = re.compile(r"\bdata\s+(?:dictionary|key)\b|\bcode\s?book\b|\bfield\s+(?:definitions|dictionary)\b",
+                           re.IGNORECASE)
+WITH_THE_DATA = re.compile(r"\bdata\s?set\b|\+", re.IGNORECASE)
+
+
 def _is_code_table(title: str | None) -> bool:
     """A list of codes and what they mean ('Illinois Uniform Crime Reporting (IUCR) Codes',
-    'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'. It names
-    the kind of record it codes, but holds none of them."""
-    if not title or not any(w in title.lower() for w in CODE_LIST_WORDS):
+    'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'; or a data
+    dictionary. It names the kind of record it codes, but holds none of them."""
+    if not title:
+        return False
+    if DOCUMENTATION.search(title) and not WITH_THE_DATA.search(title):
+        return True
+    if not any(w in title.lower() for w in CODE_LIST_WORDS):
         return False
     words = [w for w in text.split_words(title, glued=False) if text._is_content(w)]
     return bool(words) and words[-1] in CODE_LIST_WORDS and not (len(words) > 1 and words[-2] in NOT_A_CODE_LIST)

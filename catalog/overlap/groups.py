@@ -4,7 +4,9 @@ Strong pairs are taken best first and join their two groups only if the groups a
 the same thing as wholes: the cosine of the groups' centroids (title, keywords and column
 names of all members) must reach COHESION. 'Building permits' -> 'Building permit
 inspections' -> 'Building inspections' -> 'Restaurant inspections' is a chain of strong
-pairs, but the centroids of its ends do not meet, so it stays apart.
+pairs, but the centroids of its ends do not meet, so it stays apart. Two datasets in no group yet
+join on a pair of theirs all the same when one is titled by a thing and the other by a sort of it,
+tagged alike ('Landmarks' / 'Individual Landmarks'): a title's modifier weighs as much as its thing.
 """
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ from catalog.overlap import concepts, text
 from catalog.overlap.features import Catalogue, normalise
 
 COHESION = 0.45
+# a pair at the bottom of the strong range (0.35 to this) is too weak to join two datasets whose centroids
+# do not meet on their titles alone ('Penalties' of nursing homes, 0.36, and 'Police Department Disciplinary
+# Penalties'; 'Vehicles' and 'Abandoned Vehicles')
+SORT_PAIR = 0.38
 CONCEPT_SHARE = 1.0   # two groups of one kind of record ('Crimes', 'BPD Offenses') cohere
 CENTROID_TERMS = 300
 
@@ -51,7 +57,20 @@ def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,
             found = centroid[root] = dict(zip(indices[start:end].tolist(), data[start:end].tolist()))
         return found
 
+    subjects: dict[int, list[str]] = {}
+
+    def sort_of_one_thing(x: int, y: int) -> bool:
+        """Two datasets, each in no group yet, of one thing, one titled by its bare name and the other by a
+        sort of it, and tagged alike: Seattle's 'Landmarks' and Chicago's 'Individual Landmarks' (both tagged
+        'landmark'), whose centroids meet at 0.41 only, the modifier weighing as much as the thing."""
+        for row in (x, y):
+            if row not in subjects:
+                subjects[row] = _label_subject(c.titles[row] or "")
+        return bool(subjects[x] and subjects[y] and _one_thing(subjects[x], subjects[y])
+                    and c.keyword_sets(x) & c.keyword_sets(y))
+
     rejected: set[tuple[int, int]] = set()
+    alone = set(range(len(c)))   # rows in no group yet
     for i in np.argsort(-score, kind="stable"):
         ra, rb = find(int(a[i])), find(int(b[i]))
         if ra == rb or (ra, rb) in rejected:
@@ -59,9 +78,12 @@ def form_groups(c: Catalogue, a: np.ndarray, b: np.ndarray, score: np.ndarray,
         ca, cb = centroid_of(ra), centroid_of(rb)
         # a side with no subject at all (an id for a title, no keywords, columns or kind: its
         # pair stands on its description) has nothing a group could drift to
-        if ca and cb and _cosine(ca, cb) < cohesion:
+        if ca and cb and _cosine(ca, cb) < cohesion and not (ra in alone and rb in alone and score[i] >= SORT_PAIR
+                                                           and sort_of_one_thing(ra, rb)):
             rejected.add((ra, rb))
             continue
+        alone.discard(ra)
+        alone.discard(rb)
         if len(ca) < len(cb):
             ra, rb, ca, cb = rb, ra, cb, ca
         parent[rb] = ra
@@ -94,9 +116,7 @@ def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: l
     members = {number: [number] for number in range(len(rows_per_group))}   # a root's groups
 
     def one_thing(gx: int, gy: int) -> bool:
-        wx, wy = words[gx], words[gy]
-        return set(wx) == set(wy) or (wx[-1] == wy[-1] and wx[-1] not in RECORD_WORDS
-                                      and (set(wx) <= set(wy) or set(wy) <= set(wx)))
+        return _one_thing(words[gx], words[gy])
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -121,6 +141,14 @@ def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: l
     for number, rows in enumerate(rows_per_group):
         joined[find(number)].extend(rows)
     return sorted((sorted(rows) for rows in joined.values()), key=lambda rows: (-len(rows), c.uids[rows[0]]))
+
+
+def _one_thing(wx: list[str], wy: list[str]) -> bool:
+    """Whether two labels' (or titles') subject words (`_label_subject`) name one thing, or one a sort of
+    the other's: the same words, or the words of one all in the other's, both ending in the same word
+    that is no record word ('Pools' / 'Outdoor Swimming Pools'; not 'Budget' / 'Proposed budget')."""
+    return set(wx) == set(wy) or (wx[-1] == wy[-1] and wx[-1] not in RECORD_WORDS
+                                  and (set(wx) <= set(wy) or set(wy) <= set(wx)))
 
 
 RECORD_WORDS = frozenset(text.RECORD_FAMILIES.values())   # a label's record words, as _label_subject reads them

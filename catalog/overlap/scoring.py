@@ -140,7 +140,25 @@ def told_apart(c: Catalogue, pairs: PairScores) -> np.ndarray:
     Courses'.)"""
     a, b = pairs.a, pairs.b
     return ((c.is_code_table[a] != c.is_code_table[b]) | _kinds_differ(c, a, b, pairs.signals["concept"])
-            | (_records_differ(c, a, b) & ((_families(c, a) & _families(c, b)) == 0)))
+            | (_records_differ(c, a, b) & ((_families(c, a) & _families(c, b)) == 0))
+            | _subject_only_a_breakdown(c, a, b, pairs.signals["concept"]))
+
+
+def _subject_only_a_breakdown(c: Catalogue, a: np.ndarray, b: np.ndarray, concept: np.ndarray) -> np.ndarray:
+    """The titles share only words one of them names as its breakdown, after 'by', and the other as
+    its subject: 'Damage By Sandy By Land Use' counts damage by the land use 'Land Use' maps. Two tables
+    broken down alike ('Race Distribution By City Council Districts', '2010 Census Populations by Council
+    District') share their breakdown as such; two of one kind of record share it as their subject."""
+    out = np.zeros(len(a), dtype=bool)
+    if not c.breakdown_terms:
+        return out
+    broken = c.breakdown_terms
+    has_breakdown = np.fromiter(map(bool, broken), dtype=bool, count=len(broken))
+    for i in np.flatnonzero(~(concept > 0) & (has_breakdown[a] | has_breakdown[b])).tolist():
+        x, y = int(a[i]), int(b[i])
+        shared = [t for t in c.title_weights(x).keys() & c.title_weights(y).keys() if t not in text.GENERIC]
+        out[i] = bool(shared) and all((t in broken[x]) != (t in broken[y]) for t in shared)
+    return out
 
 
 REQUEST_BIT = text.FAMILY_BITS["request"]

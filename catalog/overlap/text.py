@@ -105,6 +105,9 @@ PHRASES = {
     ("police", "action", "shooting"): "officer_shooting",
     ("death", "in", "custody"): "custody_death", ("in", "custody", "death"): "custody_death",
     ("custody", "death"): "custody_death",
+    # a request for public records held ('Public Records Requests'), not for a dataset to be published
+    # ('Dataset requests', 'Request a Data Set'): 'public' and 'records' alone are stopwords
+    ("public", "record", "request"): "records_request", ("open", "record", "request"): "records_request",
     ("show", "of", "force"): "show_of_force",   # a weapon pointed at a person (Asheville's policy)
     ("food", "inspection"): "restaurant_inspection", ("restaurant", "inspection"): "restaurant_inspection",
     ("food", "establishment", "inspection"): "restaurant_inspection",
@@ -168,13 +171,18 @@ RECORD_FAMILIES = {
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
 # Enforcement All Inspections' inspections.
 OFFICE_RECORDS = {"code+enforcement": "violation"}
-FAMILY_BITS = {family: 1 << i for i, family in enumerate(sorted(set(RECORD_FAMILIES.values())))}
+# words that, heading a title before 'of', say it holds figures of what follows ('Percent of Short-term
+# Rentals Issued by Census Tract', 'Total Number of High School Seniors'), not the things: a family of their own
+FIGURE_HEADS = frozenset({"number", "percent", "percentage", "proportion", "share", "count", "rate"})
+FIGURES = "figure"
+FAMILY_BITS = {family: 1 << i for i, family in enumerate(sorted(set(RECORD_FAMILIES.values()) | {FIGURES}))}
 RECORD_BITS = {term: FAMILY_BITS[family] for term, family in RECORD_FAMILIES.items()}
 OFFICE_BITS = {term: FAMILY_BITS[family] for term, family in OFFICE_RECORDS.items()}
 # the record words of a phrase ('building_permit': 'permit'), which modify what it modifies
 RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_BITS.keys()
                 for phrase in RECORD_BITS if "_" in phrase}
-NAMING_BITS = OFFICE_BITS | RECORD_BITS   # every term that can name a family (for explanations)
+# every term that can name a family (for explanations)
+NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS}
 
 
 # the names of budget transparency applications, which the records they serve follow (Seattle's
@@ -353,6 +361,8 @@ def split_words(text: str, glued: bool = True) -> list[str]:
     if "open" in found or "opendata" in found:   # 'Open Data ...' says where a file was published
         found = [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
                  and w != "opendata"]
+    if "set" in found:   # a 'Data Set' is a dataset: 'Request a Data Set' names no set
+        found = [w for i, w in enumerate(found) if not (w == "set" and i and found[i - 1] == "data")]
     return found
 
 

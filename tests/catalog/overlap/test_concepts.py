@@ -476,6 +476,14 @@ def test_a_police_agency_s_traffic_contacts_are_traffic_stops_and_its_fcc_field_
     assert _published("Police Radio FCC Licenses", "", "Norman Police Department")[0] == ()
 
 
+def test_a_records_request_is_a_log_s_kind_only_beside_no_other():
+    """'Public Records Requests' lists requests; a copy of an internal affairs report of civilian complaints,
+    obtained by an 'open records request', holds the complaints."""
+    assert concepts.of_dataset("Public Records Requests", None) == ("records_request",)
+    assert concepts.of_dataset("Copy of IA Report 2016 2020 civilian complaints 06 13 2022 open records request",
+                               None) == ("police_complaint",)
+
+
 def test_deadly_force_is_an_officer_s_shooting_and_other_force_use_of_force():
     # Greensboro's 'Officer Involved Deadly Force' files list its officers' shootings (OpenPoliceData's source table)
     assert _published("PIRT11666Officer Involved Deadly Force20132019", "", "Greensboro Police Department") == \

@@ -28,6 +28,30 @@ def test_a_table_of_values_for_all_areas_is_no_boundary_file():
     assert rows_catalogue(titles).is_boundary.tolist() == [False, False, False, True, True]
 
 
+def test_areas_named_before_their_publisher_are_a_boundary_file():
+    """San Francisco's 'Bureau of Fire Prevention Districts - Fire Department' made a 'Fire prevention' group with
+    Jackson's monthly fire prevention figures: the department after ' - ' publishes the districts."""
+    titles = [("San Francisco", "Bureau of Fire Prevention Districts - Fire Department"),
+              ("Jackson", "Fire Prevention (Monthly)"), ("Chicago", "Crimes - Police Department")]
+    assert rows_catalogue(titles).is_boundary.tolist() == [True, False, False]
+
+
+def test_areas_with_the_date_each_was_drawn_are_a_boundary_file_and_figures_over_time_are_not():
+    """Chicago's 'Landmark Districts' (a name and a designation date) sat in the 'Landmarks' group of
+    Seattle's landmarks, apart from its own map of them and SF's and NYC's in 'Landmark districts': its
+    date column had read as records. Dates beside numbers are figures over time: NOLA's land area by
+    year, Austin's traffic counts by study area."""
+    def boundary(title, columns):
+        rows = {"uid": ["c0:d0"], "city": ["A"], "portal_id": ["c0"], "title": [title], "description": [None],
+                "keywords": [[]], "themes": [[]], "asset_type": ["dataset"]}
+        return bool(features.build(rows, {"c0:d0": [(n, text.column_key(n), t) for n, t in columns]}, {}).is_boundary[0])
+
+    assert boundary("Landmark Districts", [("DISTRICT NAME", "text"), ("DESIGNATION DATE", "datetime")])
+    assert not boundary("Land Area (1985 - Present)", [("Date", "datetime"), ("Year", "number"),
+                                                       ("County-Parish", "text"), ("LandArea_SqMi", "number")])
+    assert not boundary("Traffic Count Study Area", [("24 HOUR VOLUME COUNT LOCATIONS", "text"),
+                                                     ("TOTAL VOLUME", "number"), ("DATE", "datetime")])
+
 
 def test_a_file_s_form_is_no_subject_and_no_boundary():
     """The real catalogues' map files: 'KML', 'KMZ', 'Shapefile' name a file's form, not what it

@@ -6,7 +6,7 @@ import itertools
 import numpy as np
 import pytest
 
-from catalog.overlap import scoring, text
+from catalog.overlap import features, scoring, text
 from tests.catalog.overlap.conftest import KIND_UIDS
 
 COMPARABLE_AT_LEAST = 0.18   # the weakest comparable pair of the selection
@@ -101,6 +101,19 @@ def test_a_list_of_codes_and_the_records_it_codes_are_marked_and_explained(real_
     assert (scores.total < scoring.DEFAULT_MIN_SCORE).all()
     signals = {k: float(v[0]) for k, v in scores.signals.items()}
     assert "is a list of codes" in scoring.explain(c, codes[0], crimes, signals)
+
+
+def test_a_data_dictionary_is_no_record_of_what_it_documents():
+    """San Francisco's 'Campaign Finance - Data Key' sat in 'Campaign finance' and its 'Data Dictionary For 2012
+    Customer Survey' in 'Customer survey': they list fields and what their values mean, as a list of codes does.
+    A survey's data with its dictionary is data; a dictionary of street names lists the names."""
+    apart, shape, why = told_apart_and_explanation(("San Francisco", "Campaign Finance - Data Key"),
+                                                   ("Austin", "Campaign Finance - Contributions Dataset"))
+    assert apart and shape == pytest.approx(scoring.CODE_TABLE_MISMATCH) and "is a list of codes" in why, why
+    assert told_apart_and_explanation(("San Francisco", "Data SF Data Dictionary For 2012 Customer Survey"),
+                                      ("Los Angeles", "Customer Survey Responses"))[0]
+    for data in ("2012 SFO Customer Survey Data Set + Dictionary", "Street name Dictionary"):
+        assert not told_apart_and_explanation(("San Francisco", data), ("Los Angeles", "Customer Survey Responses"))[0]
 
 
 def test_portal_pages_are_never_comparable(real_catalogue, real_result):
@@ -241,6 +254,10 @@ OTHER_RECORDS = [
     (("Chicago", "CTA - Ridership - Bus Routes - Daily Totals by Route"), ("Honolulu", "Bus Routes")),
     # a calendar holds the events of its subject, not the office's decisions ('Human rights' held both)
     (("Montgomery", "Human Rights Calendar"), ("Cook County", "Human Rights - Decisions")),
+    # a figure of things heading a title is no list of them ('Short-term rentals', 'Schools' and 'Businesses' held both)
+    (("Austin", "Percent of Short-term Rentals Issued by Census Tract"), ("New Orleans", "NOLA Short Term Rentals")),
+    (("Missouri", "Total Number of High School Seniors in Missouri"), ("Hawaii", "Hawaii Public Schools")),
+    (("Maryland", "Number of businesses in the State"), ("Los Angeles", "Listing of All Businesses")),
 ]
 
 
@@ -358,3 +375,61 @@ def test_the_marks_surveyors_measure_from_are_one_thing_and_no_monuments():
     assert scores.total[0] < scores.total[1], scores.total
     assert text.terms("Survey Monuments")[0] == text.terms("Survey Control Points")[0] == \
         text.terms("Elevation Benchmarks")[0] != text.terms("Monuments")[0]
+
+
+# A title that names the other's subject only in its breakdown, after 'by', counts something else by it:
+# NYC's 'Damage By Sandy By Land Use' sat in the 'Land use' group of Baltimore's and Oakland's maps, its
+# 'Population By Census Tracts' among the tract files
+BREAKDOWN_ONLY = [
+    (("New York", "Damage By Sandy By Land Use"), ("Baltimore", "Land Use")),
+    (("New York", "New York City Population By Census Tracts"), ("Connecticut", "Census Tracts with Town Names (2010)")),
+]
+# ... but not a breakdown both titles share, a subject named besides it, a series' name before ':', nor a
+# programme's name ('Lead By Example' is no breakdown by example)
+NOT_BREAKDOWN_ONLY = [
+    (("Boston", "Race Distribution By City Council Districts"), ("Boston", "2010 Census Populations by Council District")),
+    (("Boston", "Boston by the Numbers: Foreign Born"), ("San Francisco", "Foreign Born Population, San Francisco, CA")),
+    (("Hawaii", "Lead By Example Hawaii State Agencies Electricity Consumption"),
+     ("Los Angeles", "Electricity Consumption")),
+    (("Chicago", "Building Permits by Ward"), ("Seattle", "Building Permits")),
+]
+
+
+@pytest.mark.parametrize("x,y", BREAKDOWN_ONLY, ids=[f"{x[1]} / {y[1]}" for x, y in BREAKDOWN_ONLY])
+def test_a_title_naming_the_other_s_subject_only_as_its_breakdown_is_told_apart(x, y):
+    assert told_apart_and_explanation(x, y)[0]
+
+
+@pytest.mark.parametrize("x,y", NOT_BREAKDOWN_ONLY, ids=[f"{x[1]} / {y[1]}" for x, y in NOT_BREAKDOWN_ONLY])
+def test_titles_sharing_a_subject_besides_a_breakdown_are_not_told_apart(x, y):
+    assert not told_apart_and_explanation(x, y)[0]
+
+
+def test_statistics_described_as_figures_of_use_are_no_list_of_the_places():
+    """Los Angeles's 'Library Monthly Stats' sat in 'Libraries' with Baltimore's and Edmonton's lists of
+    libraries: its description says they are figures of the libraries' use."""
+    from catalog.overlap import features
+
+    def pair(description):
+        rows = {"uid": ["c0:d0", "c1:d1"], "city": ["Los Angeles", "Baltimore"], "portal_id": ["c0", "c1"],
+                "title": ["Library Monthly Stats", "Libraries"], "description": [description, None],
+                "keywords": [[], []], "themes": [[], []], "asset_type": ["dataset", "dataset"]}
+        c = features.build(rows, {}, {})
+        scores = scoring.score_pairs(c, np.array([0]), np.array([1]))
+        why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scores.signals.items()})
+        return bool(scoring.told_apart(c, scores)[0]), why
+
+    apart, why = pair("Monthly statistics from the Library on Web visits, computer usage, e-media, etc.")
+    assert apart and "names the records it holds ('Library Monthly Stats (visits, per its description)')" in why, why
+    assert pair("Monthly statistics from the Library.") == (False, "titles share 'library'")
+
+
+def test_a_figure_names_its_records_only_heading_the_title():
+    """'Percent of ...' is a table of figures; 'Provisional monthly number of live births' and 'Rate Schedule'
+    name no figure at their head."""
+    _shape, why = shape_and_explanation(("Austin", "Percent of Short-term Rentals Issued by Census Tract"),
+                                        ("New Orleans", "NOLA Short Term Rentals"))
+    assert "but only c0:d0 names the records it holds ('percent')" in why, why
+    for title in ("VSRR - Provisional monthly number of live births by state", "Rate Schedule", "Number Seven Park"):
+        assert told_apart_and_explanation(("Atlanta", title), ("Boston", title))[1] == pytest.approx(1.0)
+        assert features._headed_by_figures(title) is False
