@@ -23,7 +23,14 @@ LOCKED_DOWN = {
 
 
 class QueryRefused(Exception):
-    pass
+    """The query is the user's error, refused before it runs (`civicat sql` exits 2, bad
+    usage): it does not parse, names no such table, column or function, is no read-only
+    statement, or asks for what the policy above turns off (a file, an extension)."""
+
+
+# what DuckDB raises for the query itself, while parsing and binding it, before any row is
+# read; any other error comes from running a valid query (`civicat sql` exits 1)
+QUERY_ERRORS = (duckdb.ParserException, duckdb.SyntaxException, duckdb.BinderException, duckdb.CatalogException)
 
 
 def read_only_connection(db_path: str | Path, *,
@@ -58,7 +65,13 @@ def run_query(db_path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
         kind = statements[0].type
         if kind not in ALLOWED_STATEMENTS:
             raise QueryRefused(f"only read-only queries (SELECT) are allowed; this is a {kind.name} statement")
-        cursor = con.execute(sql)
+        try:
+            cursor = con.execute(sql)
+        except QUERY_ERRORS as exc:
+            raise QueryRefused(str(exc)) from None
+        except duckdb.PermissionException as exc:
+            raise QueryRefused(f"refused: a query reads the catalogue's own tables only, no file, URL or "
+                               f"extension. {exc}") from None
         columns = [d[0] for d in cursor.description or []]
         return columns, cursor.fetchall()
     finally:

@@ -45,6 +45,19 @@ def echo_json(value) -> None:
     click.echo(json.dumps(value, default=_json_default, ensure_ascii=False, indent=2))
 
 
+def counted(n: int, noun: str) -> str:
+    """`1 dataset`, `2 datasets`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def csv_cell(value):
+    """A list, struct or map as JSON text (`["a", "b"]`, which a reader can parse; Python's
+    repr, `['a', 'b']`, is no JSON); any other value as csv writes it."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=_json_default, ensure_ascii=False)
+    return value
+
+
 # control characters but the line break and the tab: C0, DEL and C1 (0x9b is a CSI too)
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -383,7 +396,7 @@ def sql(query, fmt, db_path, as_json):
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerows([csv_cell(cell) for cell in row] for row in rows)
         click.echo(buffer.getvalue(), nl=False)
     else:
         echo_table(rows, columns)
@@ -400,7 +413,7 @@ def sql(query, fmt, db_path, as_json):
 @db_option
 @json_option
 def search(text, limit, cities, themes, types, db_path, as_json):
-    """Ranked full-text search (BM25) over titles, descriptions, keywords, column names and cities."""
+    """Ranked full-text search (BM25F) over titles, descriptions, keywords, column names and cities."""
     from catalog import search as catalogue_search
 
     if not text.strip():
@@ -566,11 +579,11 @@ def export(out_dir, formats, db_path, config_path, as_json):
     if "parquet" in result:
         p = result["parquet"]
         click.echo(f"{out_dir}: Parquet export, schema {p['schema_version']}, records of "
-                   f"{p['records']['datasets']} datasets ({p['records']['rows']} rows)")
+                   f"{counted(p['records']['datasets'], 'dataset')} ({counted(p['records']['rows'], 'row')})")
         echo_table(list(p["row_counts"].items()), ["table", "rows"])
     if "data.json" in result:
         d = result["data.json"]
-        click.echo(f"{d['path']}: {d['datasets']} datasets; {d['left_out']} left out"
+        click.echo(f"{d['path']}: {counted(d['datasets'], 'dataset')}; {d['left_out']} left out"
                    + (" (--json lists them):" if d["left_out"] else ""))
         for reason, count in d["left_out_reasons"].items():
             click.echo(f"  {count}: {reason}")

@@ -311,7 +311,8 @@ class HttpClient:
                 try:
                     value = kind(os.environ[name])
                 except ValueError:
-                    raise ValueError(f"environment variable {name}={os.environ[name]!r} is not a {kind.__name__}") from None
+                    raise ValueError(f"environment variable {name}={os.environ[name]!r} is not "
+                                     f"{'a whole number' if kind is int else 'a number'}") from None
                 if not least <= value < float("inf"):   # (nan too)
                     raise ValueError(f"environment variable {name}={os.environ[name]!r} must be a finite number "
                                      f"of at least {least}")

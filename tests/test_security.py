@@ -72,8 +72,8 @@ def test_the_sql_command_refuses_with_a_message_and_exit_code(db):
     refused = CliRunner().invoke(cli, ["sql", "--db", str(db), "DELETE FROM t"])
     assert refused.exit_code == 2 and "only read-only queries" in refused.output
     denied = CliRunner().invoke(cli, ["sql", "--db", str(db), "SELECT * FROM read_text('/etc/hostname')"])
-    assert denied.exit_code == 1 and "disabled" in denied.output
-    assert CliRunner().invoke(cli, ["sql", "--db", str(db), "SELECT getenv('HOME')"]).exit_code == 1  # no env reads
+    assert denied.exit_code == 2 and "disabled" in denied.output   # refused by the policy: bad usage
+    assert CliRunner().invoke(cli, ["sql", "--db", str(db), "SELECT getenv('HOME')"]).exit_code == 2  # no env reads
 
 
 # -- the app token ----------------------------------------------------------------------------

@@ -210,6 +210,13 @@ def test_names_from_portals_are_sanitised_in_record_paths(tmp_path):
     assert not (tmp_path / "etc").exists()
 
 
+def test_the_summary_counts_in_words_that_agree(tmp_path, seattle):
+    # it said "records of 1 datasets"
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(tmp_path / "export")])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"records of 1 dataset \(\d+ rows\)", result.output), result.output
+
+
 def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, seattle):
     mine = tmp_path / "mine"
     mine.mkdir()

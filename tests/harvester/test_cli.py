@@ -291,6 +291,63 @@ def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_pa
     assert sum(portal.hits.values()) == 0 and not (tmp_path / "c.db").exists()
 
 
+@pytest.mark.parametrize("name, value, said", [("CIVICAT_HTTP_MAX_ATTEMPTS", "x", "is not a whole number"),
+                                               ("CIVICAT_HTTP_MAX_BYTES", "1.5", "is not a whole number"),
+                                               ("CIVICAT_HTTP_BACKOFF", "x", "is not a number")])
+def test_a_bad_http_setting_says_what_it_should_be_in_words(tmp_path, portal, name, value, said):
+    # it said "is not a int"
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    result = CliRunner(env={name: value}).invoke(cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 2 and f"{name}={value!r} {said}" in result.output, result.output
+
+
+@pytest.fixture
+def empty_catalogue(tmp_path):
+    from catalog.store import Store
+    Store(tmp_path / "c.duckdb").close()
+    return str(tmp_path / "c.duckdb")
+
+
+# SPEC: exit 2 is bad usage. A refused file read and a wrong table name exited 1 (DuckDB's
+# error), a refused write and a parse error 2.
+@pytest.mark.parametrize("query, said", [
+    ("DROP TABLE datasets", "only read-only queries"),
+    ("SELEC uid FROM datasets", "cannot parse the query"),
+    ("SELECT * FROM no_such_table", "Table with name no_such_table does not exist"),
+    ("SELECT no_such_column FROM datasets", 'Referenced column "no_such_column" not found'),
+    ("SELECT sum(uid) FROM datasets", "No function matches"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "refused: a query reads the catalogue's own tables only"),
+    ("SELECT * FROM 'https://example.org/data.csv'", "refused: a query reads the catalogue's own tables only"),
+])
+def test_sql_exits_2_for_an_error_of_the_query_itself(empty_catalogue, query, said):
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, query])
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("query, said", [
+    ("SELECT CAST(v AS INTEGER) FROM (VALUES ('1'), ('x')) t(v)", "Could not convert string 'x'"),
+    ("SELECT error('the data says no')", "the data says no"),
+])
+def test_sql_exits_1_when_a_valid_query_fails_as_it_runs(empty_catalogue, query, said):
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, query])
+    assert result.exit_code == 1 and said in result.output, result.output
+
+
+def test_sql_csv_writes_lists_and_structs_as_json_text(empty_catalogue):
+    # they were written in Python's repr (['a', "b's"]), which no JSON or CSV reader parses back
+    import csv
+    import io
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv",
+                                      "SELECT ['a', 'b''s'] AS keywords, {'n': 1, 'at': DATE '2024-01-02'} AS s, "
+                                      "[]::VARCHAR[] AS none, 'plain' AS text"])
+    assert result.exit_code == 0, result.output
+    header, row = list(csv.reader(io.StringIO(result.output)))
+    assert header == ["keywords", "s", "none", "text"]
+    assert [json.loads(cell) for cell in row[:3]] == [["a", "b's"], {"n": 1, "at": "2024-01-02"}, []]
+    assert row[3] == "plain"
+
+
 @pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],
                                      ["sql", "SELECT 1"], ["records", "city:x"]])
 def test_a_db_that_is_no_catalogue_is_refused_with_exit_2_and_no_traceback(tmp_path, portal, command):
