@@ -17,6 +17,8 @@ def writing(path: str | Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        if exc.filename is not None or str(path) in str(exc):
-            raise
-        raise OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}") from exc
+        if exc.filename is not None or str(path) in str(exc) or getattr(exc, "names_its_file", False):
+            raise   # (a write in the block named its own file: a part's block writes its progress file)
+        named = OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}")
+        named.names_its_file = True
+        raise named from exc

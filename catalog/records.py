@@ -112,8 +112,8 @@ class RecordsLayout:
                 aside.parent.mkdir(parents=True)
                 os.rename(final, aside)
             os.rename(ready, final)
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
+            if retired is not None:   # (inside the lock: another portal's repair would take it for a leftover)
+                shutil.rmtree(retired, ignore_errors=True)
         return final
 
     def repair(self, pulled: list[tuple[str, str]]) -> list[str]:

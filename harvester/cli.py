@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -56,6 +57,23 @@ def csv_cell(value):
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, default=_json_default, ensure_ascii=False)
     return value
+
+
+def echo_json_streamed(head: dict, key: str, items: Iterator[dict]) -> None:
+    """echo_json({**head, key: list(items)}), the same text, printed an item at a time: a list as
+    long as a portal (a night's warnings) is never held whole."""
+    def indented(value, level: int) -> str:
+        return json.dumps(value, default=_json_default, ensure_ascii=False, indent=2).replace("\n", "\n" + "  " * level)
+
+    click.echo("{")
+    for name, value in head.items():
+        click.echo(f"  {json.dumps(name, ensure_ascii=False)}: {indented(value, 1)},")
+    opened = False
+    for item in items:
+        click.echo((",\n" if opened else f"  {json.dumps(key, ensure_ascii=False)}: [\n") + "    " + indented(item, 2),
+                   nl=False)
+        opened = True
+    click.echo("\n  ]\n}" if opened else f"  {json.dumps(key, ensure_ascii=False)}: []\n}}")
 
 
 # control characters but the line break and the tab: C0, DEL and C1 (0x9b is a CSI too)
@@ -344,13 +362,21 @@ def runs(limit, show_errors, db_path, as_json):
                                  FROM harvest_errors WHERE list_contains(?, run_id)
                                  ORDER BY occurred_at DESC {'' if as_json else f'LIMIT {ERRORS_SHOWN}'}""", [run_ids])
         error_columns = [d[0] for d in cursor.description]
+        if as_json:   # (every one: streamed, as many as a portal's datasets)
+            try:
+                echo_json_streamed({"runs": rows}, "errors", (dict(zip(error_columns, r))
+                                                              for batch in iter(lambda: cursor.fetchmany(1000), [])
+                                                              for r in batch))
+            finally:
+                con.close()
+            return
         error_rows = [dict(zip(error_columns, r)) for r in cursor.fetchall()]
-        if not as_json and len(error_rows) == ERRORS_SHOWN:
+        if len(error_rows) == ERRORS_SHOWN:
             errors_left_out = con.execute("SELECT count(*) FROM harvest_errors WHERE list_contains(?, run_id)",
                                           [run_ids]).fetchone()[0] - ERRORS_SHOWN
     con.close()
     if as_json:
-        echo_json({"runs": rows, "errors": error_rows} if show_errors else rows)
+        echo_json(rows)
         return
     if not rows:
         click.echo("no harvest runs yet")

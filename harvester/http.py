@@ -901,7 +901,7 @@ def capped_json_list(key: str, limit: int) -> Callable[[bytes, str, str], object
         try:
             if body[:512].lstrip().startswith(b"<"):
                 raise UnicodeDecodeError("utf-8", b"", 0, 0, "an HTML page")
-            text = body.decode("utf-8")
+            text = body.decode("utf-8-sig")   # (a byte order mark, as json.loads takes it)
         except UnicodeDecodeError:   # parse_json_body says why (an HTML page, the byte and its offset)
             return parse_json_body(body, content_type, url)
         try:
@@ -958,7 +958,10 @@ def _capped_object(text: str, key: str, limit: int) -> object:
 def _next_member(text: str, at: int, end: str) -> int:
     """Past the comma after a member or item (to the next one), or at `end`."""
     if text[at] == ",":
-        return _JSON_SPACE.match(text, at + 1).end()
+        at = _JSON_SPACE.match(text, at + 1).end()
+        if text[at] in "]}":
+            raise ValueError(f"a trailing ',' before char {at}")
+        return at
     if text[at] != end:
         raise ValueError(f"',' or '{end}' expected at char {at}")
     return at

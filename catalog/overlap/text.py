@@ -55,7 +55,10 @@ csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof kml kmz shp 
 
 # 'by' and 'per' start a breakdown ('Permits by Ward'): what comes before says what the records are
 BREAKDOWN = frozenset({"by", "per", "vs", "versus"})
-BREAKDOWN_WORD = re.compile(r"\b(?:%s)\b" % "|".join(sorted(BREAKDOWN)), re.IGNORECASE)
+# ... but not the word of a compound ('Drive-By Shootings', 'Stand-By Generators', 'By-Laws', 'Per-Capita')
+BY_COMPOUNDS = "".join(rf"(?<!\b{word}-)" for word in ("drive", "stand", "fly", "pass", "walk", "lay"))
+BREAKDOWN_WORD = re.compile(r"%s\b(?:%s)\b(?!-(?:laws?|products?|elections?|pass|capita)\b)"
+                            % (BY_COMPOUNDS, "|".join(sorted(BREAKDOWN))), re.IGNORECASE)
 
 # Words that name the form or the container of a dataset, not its subject: they count for
 # little in a title, and a title of them alone ('Resources', 'Map Data', 'Codes') says

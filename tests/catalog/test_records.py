@@ -119,3 +119,38 @@ def test_a_folder_set_aside_by_an_older_civicat_is_removed_only_when_it_can_be_n
     [removed] = layout.repair([("p", "a")])
     assert removed.startswith(f"removed {leftover}") and not leftover.exists()
     assert layout.repair([("p", "a")]) == [] and list(layout.staging_root.iterdir()) == []
+
+
+def test_a_repair_never_takes_a_publish_in_progress_for_a_leftover(tmp_path, monkeypatch):
+    """Portals pull in threads, and each portal's pull starts with a repair: one that ran while
+    another thread's publish was still deleting the folder it had set aside took that folder for
+    a leftover (logged "removed … cut short", and two deletions of one folder race to a
+    FileNotFoundError in the repair's)."""
+    import shutil
+    import threading
+
+    import catalog.records
+
+    layout = RecordsLayout(tmp_path / "records")
+    for version in (1, 2):
+        ready = tmp_path / f"ready{version}"
+        ready.mkdir()
+        pq.write_table(pa.table({"v": [version]}), ready / "part-00000.parquet")
+    layout.publish(tmp_path / "ready1", "p", "a")
+    repaired: list[list[str]] = []
+    others: list[threading.Thread] = []
+    real_rmtree = shutil.rmtree
+
+    def rmtree_while_another_portal_repairs(path, *args, **kwargs):
+        if not others:   # the publish's deletion of the folder it set aside
+            others.append(threading.Thread(target=lambda: repaired.append(layout.repair([("p", "a")]))))
+            others[0].start()
+            others[0].join(timeout=0.5)   # (blocked, as it should be, until the publish is over)
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(catalog.records.shutil, "rmtree", rmtree_while_another_portal_repairs)
+    layout.publish(tmp_path / "ready2", "p", "a")
+    others[0].join(timeout=5)
+    assert repaired == [[]]
+    assert pq.read_table(layout.folder("p", "a")).column("v").to_pylist() == [2]
+    assert list(layout.staging_root.iterdir()) == []

@@ -380,3 +380,45 @@ def test_control_characters_in_a_portals_error_never_reach_the_terminal_through_
     assert "harvest failed: CKAN error (Authorization Error): denied\\x1b]0;owned\\x07\\x1b[2J" in result.stderr
     assert "FAILED: CKAN error (Authorization Error): denied\\x1b]0;owned\\x07" in result.stderr
     assert not any(ord(c) < 32 and c not in "\n\t" for c in result.stderr), repr(result.stderr)
+
+
+def test_runs_errors_json_holds_no_more_than_a_batch_of_errors_in_memory(tmp_path, portal):
+    """`runs --errors --json` lists every error: a night of warnings on a large portal (one a
+    dataset) is hundreds of thousands of rows, which it built as one list and one string of JSON
+    (1.2 GB for 300,000) before printing a byte: memory must not grow with a portal."""
+    import duckdb
+
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    con = duckdb.connect(str(db))
+    con.execute("""INSERT INTO harvest_errors (run_id, portal_id, source_id, stage, error_type, severity, message,
+                                               occurred_at)
+                   SELECT run_id, 'city', 'dataset-' || i, 'map', 'InvalidValue', 'warning', repeat('m', 400) || i,
+                          now() - i * INTERVAL 1 SECOND
+                   FROM (SELECT run_id FROM harvest_runs LIMIT 1), range(300000) AS t(i)""")
+    con.close()
+    out = tmp_path / "runs.json"
+    measure = ("import resource, subprocess, sys\n"
+               f"with open({str(out)!r}, 'wb') as out:\n"
+               "    subprocess.run([sys.executable, '-m', 'harvester.cli', 'runs', '--errors', '--json', '--db', "
+               f"{str(db)!r}], stdout=out, check=True)\n"
+               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)")
+    peak_mb = int(subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True,
+                                 check=True).stdout)
+    with open(out, "rb") as listed:
+        warnings = sum(line.strip() == b'"severity": "warning",' for line in listed)
+    assert warnings == 300000
+    assert peak_mb < 600, f"runs --errors --json peaked at {peak_mb} MB"   # (DuckDB sorts them: ~350)
+
+
+@pytest.mark.parametrize("items", [[], [{"a": 1, "when": "x\ny", "list": [1, {"b": None}]}, {"é": "ü"}]])
+def test_json_streamed_is_the_text_echo_json_prints(capsys, items):
+    from datetime import UTC, datetime
+
+    from harvester.cli import echo_json, echo_json_streamed
+    head = {"runs": [{"started_at": datetime(2026, 1, 2, tzinfo=UTC), "n": [1, 2]}], "empty": {}}
+    echo_json({**head, "errors": items})
+    whole = capsys.readouterr().out
+    echo_json_streamed(head, "errors", iter(items))
+    assert capsys.readouterr().out == whole

@@ -629,3 +629,19 @@ def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults():
     for broken in (big[:-1], big[: len(big) // 2], big + b"x", MAINTENANCE_PAGE + b" " * STREAMED_JSON_BYTES):
         with pytest.raises(TransientError):
             parse(broken, "application/json", "http://x")
+
+
+def test_a_large_capped_json_list_is_read_as_a_small_one_is():
+    """parse_json_body takes a body that starts with a UTF-8 byte order mark (json's own
+    reading does) and refuses a trailing comma (orjson and json do): the item-at-a-time reading
+    of a large body refused the mark and took the comma."""
+    from harvester.http import STREAMED_JSON_BYTES, capped_json_list
+    parse = capped_json_list("columns", 3)
+    for items in ([{"n": 1}] * 5, [{"n": i, "text": "x" * 40} for i in range(STREAMED_JSON_BYTES // 40)]):
+        body = json.dumps({"columns": items, "id": "abcd-1234"}).encode()
+        parsed = parse(b"\xef\xbb\xbf" + body, "application/json", "http://x")
+        assert parsed["columns"] == items[:3] and parsed["id"] == "abcd-1234"
+        for comma_before in (b"]", b"}"):
+            at = body.rindex(comma_before)
+            with pytest.raises(TransientError):
+                parse(body[:at] + b"," + body[at:], "application/json", "http://x")

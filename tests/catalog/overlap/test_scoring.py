@@ -392,6 +392,10 @@ NOT_BREAKDOWN_ONLY = [
     (("Hawaii", "Lead By Example Hawaii State Agencies Electricity Consumption"),
      ("Los Angeles", "Electricity Consumption")),
     (("Chicago", "Building Permits by Ward"), ("Seattle", "Building Permits")),
+    # nor the 'by' of a compound word: a 'Drive-By' shooting, a 'Stand-By' generator, a 'Fly-By' are no breakdown
+    (("Oakland", "Drive-By Shootings"), ("Chicago", "Shootings")),
+    (("Austin", "Stand-By Generator Permits"), ("Dallas", "Generator Permits")),
+    (("Austin", "Fly-By Noise Complaints"), ("Dallas", "Noise Complaints")),
 ]
 
 
