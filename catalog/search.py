@@ -191,10 +191,7 @@ def _piece_terms(pieces: str, term_ids: str) -> str:
 
 def _term_frequencies(pieces: str) -> str:
     """The term's occurrences per (term, document), in each field."""
-    # two bytes a count (a word 65,535 times in one field counts as that many): five BIGINTs a row
-    # took the build's peak memory past the harvest's 500 MB
-    per_field = ", ".join(f"least(count(*) FILTER (WHERE field = {i}), 65535)::USMALLINT AS tf_{field}"
-                          for i, field in enumerate(FIELDS))
+    per_field = ", ".join(f"count(*) FILTER (WHERE field = {i}) AS tf_{field}" for i, field in enumerate(FIELDS))
     return f"""
         SELECT termid, docid, {per_field}
         FROM ({pieces}) JOIN search_work.piece_terms USING (piece)
@@ -203,7 +200,7 @@ def _term_frequencies(pieces: str) -> str:
 
 # a document's indexed terms, in each field and in all
 LENGTHS = ("SELECT docid, " + ", ".join(f"sum(tf_{field})::BIGINT AS length_{field}" for field in FIELDS)
-           + ", sum(" + " + ".join(f"tf_{field}::BIGINT" for field in FIELDS) + ")::BIGINT AS length"
+           + ", sum(" + " + ".join(f"tf_{field}" for field in FIELDS) + ")::BIGINT AS length"
            + " FROM search_work.tf GROUP BY docid")
 DOCUMENT_LENGTHS = ", ".join(f"coalesce(l.length_{field}, 0)::BIGINT AS length_{field}" for field in FIELDS)
 

@@ -478,15 +478,3 @@ def test_the_fts_extension_comes_from_the_pinned_wheel():
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     search.load_fts(con)
     assert con.execute("SELECT stem('permits', 'porter')").fetchone()[0] == "permit"
-
-
-def test_a_word_repeated_past_a_count_s_two_bytes_is_indexed(store, http):
-    # a field's occurrences are kept in two bytes: a description of one word 70,000 times counts
-    # as 65,535 of it, and the build (then the search) still goes through
-    harvest_data_json(store, http, {"springfield": ("Springfield", [
-        entry("sp-1", "Tree Inventory", "tree " * 70_000), entry("sp-2", "Trees", "Street trees.")])})
-    hits = find(store, "tree")
-    assert uids(hits) == ["springfield:sp-2", "springfield:sp-1"]   # the title that is the query first
-    tf = store.con.execute("SELECT p.tf_description FROM search_postings p JOIN search_documents d USING (docid) "
-                           "WHERE d.uid = 'springfield:sp-1' AND p.tf_description > 0").fetchall()
-    assert tf == [(65_535,)]
