@@ -498,7 +498,7 @@ FILTERS = {
 def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
            filters: Filters = Filters()) -> list[dict]:
     """Datasets matching `text`, best first: uid, title, city, portal_id, asset_type,
-    themes, score (BM25F with the title tiers, see TITLE_TIERS; comparable within one query only)."""
+    themes, score (BM25; comparable within one query only)."""
     try:  # (avg_title: the index of migration 0014, which a harvest builds)
         built = con.execute("SELECT count(*) FROM search_state WHERE avg_title IS NOT NULL").fetchone()[0]
     except (duckdb.CatalogException, duckdb.BinderException):  # a catalogue of an older civicat, not migrated yet

@@ -439,7 +439,7 @@ def sql(query, fmt, db_path, as_json):
 @db_option
 @json_option
 def search(text, limit, cities, themes, types, db_path, as_json):
-    """Ranked full-text search (BM25F) over titles, descriptions, keywords, column names and cities."""
+    """Ranked full-text search (BM25) over titles, descriptions, keywords, column names and cities."""
     from catalog import search as catalogue_search
 
     if not text.strip():
