@@ -117,7 +117,8 @@ def search_figures(db: Path, queries: list[str]) -> None:
         [search.Filters(cities=(rng.choice(cities),)), search.Filters(themes=(rng.choice(themes),))])), queries,
         filtered_cpu)
     postings_sql = search.QUERY[:search.QUERY.index("scores AS")].rstrip().rstrip(",") + """
-        SELECT count(*), sum(""" + search.SATURATED.format(tf="tf") + """) FROM (""" + search.SCORED_POSTINGS + ")"
+        SELECT count(*), sum(""" + search.TF_WEIGHT.format(avgdl="terms.avgdl") + """)
+        FROM search_postings p JOIN terms ON terms.termid = p.termid"""
 
     def postings_only(q: str) -> None:
         con.execute(postings_sql, {"text": q, "ignore": search.IGNORE, "k1": search.K1, "b": search.B}).fetchone()

@@ -4,16 +4,10 @@ The index is three tables of our own (migrations 0006, 0011): documents, stemmed
 and postings sorted by term with each (term, document) weighted frequency computed at
 build time, so that a query only reads its terms' postings (22-46 ms p95 on 100,000
 datasets, where the fts extension's `match_bm25` macro took 270-540 ms; bench/search.py)
-and a title word can count more than a description word. The ranking is BM25F (Robertson,
-Zaragoza and Taylor, "Simple BM25 extension to multiple weighted fields", 2004): each
-field's occurrences are normalised by that field's length against its own average, then
-weighted and summed, and only the sum is saturated. A posting keeps its term's occurrences
-per field and its document's field lengths (migration 0014), so that a long description
-no longer pulls down a dataset whose title is the query, as BM25 over the whole document
-did ("Building Permits" 7th for "building permits" in Chicago). The normalisation (by the
-average lengths) is applied at query time, so that when few datasets changed the index is
-updated in place, only they tokenised (`refresh`: a tenth of the whole build's CPU for 200
-changes of 100,000).
+and a title word can count more than a description word (BM25F-style field weights).
+BM25's length normalisation (by the average document length) is applied at query time,
+so that when few datasets changed the index is updated in place, only they tokenised
+(`refresh`: a tenth of the whole build's CPU for 200 changes of 100,000).
 
 The terms follow the rules of DuckDB's fts extension (`create_fts_index` with
 lower = 1, strip_accents = 1, our IGNORE, English stop words, Porter stemmer), but are
@@ -50,7 +44,8 @@ log = logging.getLogger("civicat.search")
 
 # field: weight of one occurrence in the term frequency (title words say what a dataset is)
 FIELD_WEIGHTS = {"title": 3.0, "keywords": 2.0, "description": 1.0, "column_names": 1.0, "city": 1.0}
-FIELDS = tuple(FIELD_WEIGHTS)   # a field's number in the build is its place here
+if any(weight != int(weight) for weight in FIELD_WEIGHTS.values()):
+    raise ValueError("the field weights must be whole numbers: the postings store weighted frequencies as integers")
 K1, B = 1.2, 0.75
 IGNORE = r"(\.|[^a-z0-9])+"   # the fts default drops digits too, and with them "311"
 
@@ -130,27 +125,24 @@ FINGERPRINT = """SELECT concat_ws('|', count(*), max(last_changed), max(deleted_
 # Past it a whole build is cheaper, and it sorts the postings that updates appended.
 UPDATE_SHARE = 0.2
 
-# BM25F's term frequency of a posting `p`: each field's occurrences normalised by the
-# field's length against its average (`{avg}.avg_<field>`), weighted and summed. Applied at
-# query time, so that a change of the averages (any change of the catalogue) leaves the
-# stored postings as they are. Saturated as BM25's by SATURATED.
-FIELD_TF = " + ".join(f"{weight!r} * p.tf_{field} / (1 - $b + $b * p.length_{field} / {{avg}}.avg_{field})"
-                      for field, weight in FIELD_WEIGHTS.items())
-SATURATED = "{tf} * ($k1 + 1) / ({tf} + $k1)"
+# BM25's saturated, length-normalised term frequency of a posting `p`, given the average
+# document length: applied at query time, so that a change of the average (any change of
+# the catalogue) leaves the stored postings as they are
+TF_WEIGHT = "p.tf * ($k1 + 1) / (p.tf + $k1 * (1 - $b + $b * p.length / {avgdl}))"
 
 
 def _pieces(docid: str, documents: str = "") -> str:
     """Every piece of text between spaces of the datasets not deleted (joined with
     `documents`), lower-cased and accents stripped as the whole text (both are per
-    character), with its field (its place in FIELDS) and its document `docid`; the columns are read
+    character), with its field's weight and its document `docid`; the columns are read
     from their own table, one name at a time (the same pieces as the names joined by spaces)."""
     return f"""
-    SELECT docid, field, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
-    FROM (SELECT {docid} AS docid, unnest($text_fields) AS field,
+    SELECT docid, weight, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
+    FROM (SELECT {docid} AS docid, unnest($weights) AS weight,
                  unnest([d.title, array_to_string(d.keywords, ' '), d.description, d.city]) AS text
           FROM datasets d {documents} WHERE d.deleted_at IS NULL)
     UNION ALL
-    SELECT {docid}, $column_field, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
+    SELECT {docid}, $column_weight, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
     FROM columns c JOIN datasets d ON d.uid = c.dataset_uid {documents}
     WHERE d.deleted_at IS NULL"""
 
@@ -170,8 +162,8 @@ ALL_PIECES = """
 # An update: the datasets to index again (new, changed or back), numbered after the
 # documents indexed (row ids are not stable across updates and checkpoints)
 CHANGED_PIECES = _pieces("x.docid", "JOIN search_work.changed x ON x.uid = d.uid")
-PIECE_FIELDS = {"text_fields": [FIELDS.index(f) for f in ("title", "keywords", "description", "city")],
-                "column_field": FIELDS.index("column_names")}
+PIECE_WEIGHTS = {"weights": [FIELD_WEIGHTS[f] for f in ("title", "keywords", "description", "city")],
+                 "column_weight": FIELD_WEIGHTS["column_names"]}
 
 
 def _piece_terms(pieces: str, term_ids: str) -> str:
@@ -190,39 +182,33 @@ def _piece_terms(pieces: str, term_ids: str) -> str:
 
 
 def _term_frequencies(pieces: str) -> str:
-    """The term's occurrences per (term, document), in each field."""
-    per_field = ", ".join(f"count(*) FILTER (WHERE field = {i}) AS tf_{field}" for i, field in enumerate(FIELDS))
+    """Weighted term frequency per (term, document); n: the term's occurrences."""
     return f"""
-        SELECT termid, docid, {per_field}
+        SELECT termid, docid, sum(weight) AS tf, count(*) AS n
         FROM ({pieces}) JOIN search_work.piece_terms USING (piece)
         GROUP BY termid, docid"""
 
 
-# a document's indexed terms, in each field and in all
-LENGTHS = ("SELECT docid, " + ", ".join(f"sum(tf_{field})::BIGINT AS length_{field}" for field in FIELDS)
-           + ", sum(" + " + ".join(f"tf_{field}" for field in FIELDS) + ")::BIGINT AS length"
-           + " FROM search_work.tf GROUP BY docid")
-DOCUMENT_LENGTHS = ", ".join(f"coalesce(l.length_{field}, 0)::BIGINT AS length_{field}" for field in FIELDS)
+LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM search_work.tf GROUP BY docid"
 
 
 def _documents(docid: str, documents: str = "") -> str:
     return f"""
         SELECT {docid} AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
-               coalesce(l.length, 0)::BIGINT AS length, {DOCUMENT_LENGTHS}, lower(d.city) AS city_key,
+               coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
                list_transform(d.themes, t -> lower(t)) AS theme_keys, d.last_changed
         FROM datasets d {documents} LEFT JOIN search_work.lengths l ON l.docid = {docid}
         WHERE d.deleted_at IS NULL
         ORDER BY docid"""  # a filter's join on docid then skips row groups
 
 
-# Sorted by term: a query reads its terms' row groups only. Each field's occurrences and
-# length are integers (a DOUBLE's compression, ALP, took a quarter of the postings' CPU:
-# 0.9 s against 0.7 s at 100,000 datasets), the document's lengths kept beside them so that
-# a query reads no other table for its postings
-POSTINGS = ("SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid, "
-            + ", ".join(f"t.tf_{field}::INTEGER AS tf_{field}" for field in FIELDS) + ", "
-            + ", ".join(f"l.length_{field}::INTEGER AS length_{field}" for field in FIELDS)
-            + " FROM search_work.tf t JOIN search_work.lengths l USING (docid) ORDER BY t.termid, t.docid")
+# Sorted by term: a query reads its terms' row groups only. The weighted frequency and the
+# length are stored as integers (the weights are whole): a DOUBLE's compression (ALP) took a
+# quarter of the postings' CPU (0.9 s against 0.7 s at 100,000 datasets)
+POSTINGS = """
+    SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid, t.tf::INTEGER AS tf, l.length::INTEGER AS length
+    FROM search_work.tf t JOIN search_work.lengths l USING (docid)
+    ORDER BY t.termid, t.docid"""
 
 # the in-memory database of a build's or an update's intermediate tables (named in the SQL
 # above and below): attached while it runs, detached after
@@ -292,12 +278,11 @@ UPDATE = (
     f"INSERT INTO search_postings BY NAME {POSTINGS}",
     f"INSERT INTO search_documents BY NAME {_documents('x.docid', 'JOIN search_work.changed x ON x.uid = d.uid')}",
 )
-# each field's average length counts documents without a word too; a field no document has a
-# word in (an average of 0) holds no occurrence to normalise, and 1 keeps its 0s from dividing by 0
-STATE = ("""INSERT INTO search_state BY NAME
-            SELECT $built_at AS built_at, count(*) AS documents, $fingerprint AS fingerprint, $updated AS updated, """
-         + ", ".join(f"coalesce(nullif(sum(length_{field}) / count(*), 0), 1) AS avg_{field}" for field in FIELDS)
-         + " FROM search_documents")
+# the average length counts documents without a word too
+STATE = """INSERT INTO search_state BY NAME
+           SELECT $built_at AS built_at, count(*) AS documents, $fingerprint AS fingerprint, $updated AS updated,
+                  coalesce(sum(length) / nullif(count(*), 0), 0) AS avgdl
+           FROM search_documents"""
 
 
 def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
@@ -314,7 +299,7 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
         return False
     load_fts(con)
     con.execute("SET enable_progress_bar = false")  # the harvest shows its own progress
-    params = {"ignore": IGNORE, "stop_words": list(STOP_WORDS), **PIECE_FIELDS,
+    params = {"ignore": IGNORE, "stop_words": list(STOP_WORDS), **PIECE_WEIGHTS,
               "built_at": datetime.now(UTC), "fingerprint": fingerprint}
     con.execute(f"DETACH DATABASE IF EXISTS {WORK}")  # (a build cut short in this connection)
     con.execute(f"ATTACH ':memory:' AS {WORK}")
@@ -451,34 +436,17 @@ class Filters:
     types: tuple[str, ...] = ()    # asset types: dataset, map, chart, filtered_view ...
 
 
-AVERAGES = ", ".join(f"s.avg_{field}" for field in FIELDS)
-# each posting of the query's terms (`terms`: with their idf and the averages) with its BM25F term frequency
-SCORED_POSTINGS = ("SELECT p.docid, terms.idf, " + FIELD_TF.format(avg="terms") + " AS tf, p.tf_title, p.length_title "
-                   "FROM search_postings p JOIN terms ON terms.termid = p.termid")
-
-# A title that holds every word of the query (those the catalogue knows), and above it a
-# title that is the query (no other word, stop words aside), rank first whatever the other
-# fields say: what a user looks for by a dataset's name ("building permits"), which BM25F
-# alone can rank below datasets whose keywords, columns and description repeat the words.
-# Each tier adds BM25F's bound for the query (a term gives at most idf * (k1 + 1)), so the
-# score keeps the order of the hits.
-TITLE_TIERS = "((title_terms = bound.terms)::INTEGER + (title_terms = bound.terms AND title_length = bound.terms)::INTEGER)"
-
 QUERY = """
 WITH query_terms AS (
     SELECT DISTINCT stem(unnest(string_split_regex(regexp_replace(lower(strip_accents($text)), $ignore, ' ', 'g'),
                                                    '\\s+')), 'porter') AS term),
 terms AS (
-    SELECT t.termid, ln((s.documents - t.df + 0.5) / (t.df + 0.5) + 1) AS idf, """ + AVERAGES + """
+    SELECT t.termid, ln((s.documents - t.df + 0.5) / (t.df + 0.5) + 1) AS idf, s.avgdl
     FROM search_terms t JOIN query_terms q ON q.term = t.term, search_state s),
-matches AS (
-    SELECT docid, sum(idf * """ + SATURATED.format(tf="tf") + """) AS text_score,
-           count(*) FILTER (WHERE tf_title > 0) AS title_terms, any_value(length_title) AS title_length
-    FROM (""" + SCORED_POSTINGS + """)
-    GROUP BY docid),
-bound AS (SELECT count(*) AS terms, sum(idf) * ($k1 + 1) AS most FROM terms),
 scores AS (
-    SELECT docid, text_score + bound.most * """ + TITLE_TIERS + """ AS score FROM matches, bound),
+    SELECT p.docid, sum(terms.idf * """ + TF_WEIGHT.format(avgdl="terms.avgdl") + """) AS score
+    FROM search_postings p JOIN terms ON terms.termid = p.termid
+    GROUP BY p.docid),
 ranked AS (
     SELECT scores.docid, scores.score FROM scores {filter_join}
     ORDER BY scores.score DESC, scores.docid LIMIT $limit)
@@ -499,8 +467,8 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
            filters: Filters = Filters()) -> list[dict]:
     """Datasets matching `text`, best first: uid, title, city, portal_id, asset_type,
     themes, score (BM25; comparable within one query only)."""
-    try:  # (avg_title: the index of migration 0014, which a harvest builds)
-        built = con.execute("SELECT count(*) FROM search_state WHERE avg_title IS NOT NULL").fetchone()[0]
+    try:  # (avgdl: the index of migration 0011, which a harvest builds)
+        built = con.execute("SELECT count(*) FROM search_state WHERE avgdl IS NOT NULL").fetchone()[0]
     except (duckdb.CatalogException, duckdb.BinderException):  # a catalogue of an older civicat, not migrated yet
         built = 0
     if not built:

@@ -9,7 +9,6 @@ from catalog import search
 
 SOURCE = "search_source"
 FTS = f"fts_main_{SOURCE}"
-FIELDS = tuple(search.FIELD_WEIGHTS)   # in their order in civicat's postings
 
 SOURCE_ROWS = f"""
 CREATE OR REPLACE TABLE {SOURCE} AS
@@ -24,18 +23,17 @@ CREATE_FTS = (f"PRAGMA create_fts_index('{SOURCE}', 'uid', {', '.join(repr(f) fo
               f"stemmer = 'porter', stopwords = 'english', ignore = '{search.IGNORE}', strip_accents = 1, "
               "lower = 1, overwrite = 1)")
 
-# what civicat keeps of the extension's index: occurrences per field per (dataset, term),
-# df per term, length per dataset, in all fields and in each (in the order of FIELDS)
-PER_FIELD = ", ".join(f"count(*) FILTER (WHERE field = '{field}')" for field in FIELDS)
+# what civicat kept of the extension's index: BM25F weight per (dataset, term), df per
+# term, length per dataset
 POSTINGS = f"""
-    SELECT f.name AS uid, dict.term, {PER_FIELD}
-    FROM {FTS}.terms JOIN {FTS}.fields USING (fieldid) JOIN {FTS}.docs f USING (docid) JOIN {FTS}.dict dict USING (termid)
-    GROUP BY ALL"""
+    SELECT f.name AS uid, dict.term, t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * f.len / s.avgdl)) AS tf_weight
+    FROM (SELECT termid, docid, sum(w.weight) AS tf
+          FROM {FTS}.terms JOIN {FTS}.fields USING (fieldid)
+          JOIN (SELECT unnest($fields) AS field, unnest($weights) AS weight) w USING (field)
+          GROUP BY termid, docid) t
+    JOIN {FTS}.docs f USING (docid) JOIN {FTS}.dict dict USING (termid), {FTS}.stats s"""
 TERMS = f"SELECT term, df FROM {FTS}.dict"
-LENGTHS = f"""
-    SELECT f.name AS uid, any_value(f.len), {PER_FIELD.replace("count(*)", "count(t.termid)")}
-    FROM {FTS}.docs f LEFT JOIN {FTS}.terms t USING (docid) LEFT JOIN {FTS}.fields USING (fieldid)
-    GROUP BY ALL"""
+LENGTHS = f"SELECT name AS uid, len AS length FROM {FTS}.docs"
 
 
 def build(con: duckdb.DuckDBPyConnection) -> None:
@@ -53,24 +51,21 @@ def index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """The reference index of the catalogue on `con`, as plain dicts (see `civicat_index`)."""
     build(con)
     try:
-        return {"postings": {(uid, term): tuple(tfs) for uid, term, *tfs in con.execute(POSTINGS).fetchall()},
+        postings = con.execute(POSTINGS, {"k1": search.K1, "b": search.B, "fields": list(search.FIELD_WEIGHTS),
+                                          "weights": list(search.FIELD_WEIGHTS.values())}).fetchall()
+        return {"postings": {(uid, term): weight for uid, term, weight in postings},
                 "terms": dict(con.execute(TERMS).fetchall()),
-                "lengths": {uid: tuple(lengths) for uid, *lengths in con.execute(LENGTHS).fetchall()}}
+                "lengths": dict(con.execute(LENGTHS).fetchall())}
     finally:
         drop(con)
 
 
 def civicat_index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """civicat's search index on `con`, in the form of `index`."""
-    tfs = ", ".join(f"p.tf_{field}" for field in FIELDS)
-    postings = con.execute(f"""SELECT d.uid, t.term, {tfs} FROM search_postings p
-                               JOIN search_terms t USING (termid) JOIN search_documents d USING (docid)""").fetchall()
-    # each posting carries its document's lengths: the same as the document's own
-    lengths = ", ".join(f"length_{field}" for field in FIELDS)
-    assert con.execute(f"""SELECT count(*) FROM search_postings p JOIN search_documents d USING (docid)
-                           WHERE ({', '.join(f'p.length_{f}' for f in FIELDS)})
-                                 IS DISTINCT FROM ({', '.join(f'd.length_{f}' for f in FIELDS)})""").fetchone()[0] == 0
-    return {"postings": {(uid, term): tuple(tfs) for uid, term, *tfs in postings},
+    weight = search.TF_WEIGHT.format(avgdl="s.avgdl")
+    postings = con.execute(f"""SELECT d.uid, t.term, {weight} FROM search_postings p
+                               JOIN search_terms t USING (termid) JOIN search_documents d USING (docid), search_state s""",
+                           {"k1": search.K1, "b": search.B}).fetchall()
+    return {"postings": {(uid, term): weight for uid, term, weight in postings},
             "terms": dict(con.execute("SELECT term, df FROM search_terms").fetchall()),
-            "lengths": {uid: tuple(lengths) for uid, *lengths in
-                        con.execute(f"SELECT uid, length, {lengths} FROM search_documents").fetchall()}}
+            "lengths": dict(con.execute("SELECT uid, length FROM search_documents").fetchall())}
