@@ -898,11 +898,11 @@ def capped_json_list(key: str, limit: int) -> Callable[[bytes, str, str], object
             capped.left_out = len(data[key]) - limit
             capped[key] = data[key][:limit]
             return capped
+        if body[:512].lstrip().startswith(b"<"):
+            return parse_json_body(body, content_type, url)   # it refuses the HTML page, saying so
         try:
-            if body[:512].lstrip().startswith(b"<"):
-                raise UnicodeDecodeError("utf-8", b"", 0, 0, "an HTML page")
             text = body.decode("utf-8-sig")   # (a byte order mark, as json.loads takes it)
-        except UnicodeDecodeError:   # parse_json_body says why (an HTML page, the byte and its offset)
+        except UnicodeDecodeError:   # parse_json_body says why (the byte and its offset)
             return parse_json_body(body, content_type, url)
         try:
             data = _capped_object(text, key, limit)
