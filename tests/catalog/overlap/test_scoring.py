@@ -177,6 +177,10 @@ def test_titles_naming_different_records_are_told_apart():
 # Titles of the real catalogues that name one family of records in other words: what the
 # records are of ('building', 'code', 'capital', 'liquor') is their subject, not other records.
 SAME_RECORDS = [
+    # campaign finance, whatever money words its titles use
+    (("Hawaii", "2014 Elections - Total Disbursements"), ("Iowa", "Campaign Expenditures")),
+    (("Hawaii", "Loans Received By Hawaii State and County Candidates From November 8, 2006 Through December 31, 2016"),
+     ("Austin", "Campaign Finance - Contributions Dataset")),
     (("Chicago", "Building Permits"), ("New York", "DOB Permit Issuance")),
     (("Chicago", "Building Permits"), ("Los Angeles", "Building and Safety Permit Information")),
     (("Chicago", "Building Permits"), ("Albany", "City of Albany Building Permits Issued: Beginning January, 2009")),
@@ -258,6 +262,14 @@ OTHER_RECORDS = [
     (("Austin", "Percent of Short-term Rentals Issued by Census Tract"), ("New Orleans", "NOLA Short Term Rentals")),
     (("Missouri", "Total Number of High School Seniors in Missouri"), ("Hawaii", "Hawaii Public Schools")),
     (("Maryland", "Number of businesses in the State"), ("Los Angeles", "Listing of All Businesses")),
+    # the money of an election or its candidates is campaign finance, no treasury's ('Disbursements' held
+    # Hawaii's election table with Illinois's tax disbursements, 'Candidates' Hawaii's candidates' receipts)
+    (("Hawaii", "2014 Elections - Total Disbursements"), ("Illinois", "IDOR January 2011 Disbursement Info")),
+    (("Hawaii", "Other Receipts For Hawaii State and County Candidates From November 8, 2006 Through December 31, 2016"),
+     ("King County", "Candidates - August, 2012")),
+    (("Iowa", "Campaign Expenditures"), ("Missouri", "2010 State Expenditures")),
+    # a lobbyist's compensation is the fees its clients pay, no employee's pay ('Salaries' held it)
+    (("Chicago", "Lobbyist Data - Compensation"), ("San Francisco", "Employee Compensation")),
 ]
 
 
