@@ -65,8 +65,8 @@ class Catalogue:
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
     records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
-    # rows the families of records judge: no kind read, or a log of records requests (a kind
-    # that is itself a family: requests), which stays apart from 'Calendar of Special Events'
+    # rows the families of records judge: no kind read, or one read only in the description, or a log of
+    # records requests (a kind that is itself a family: requests), which stays apart from 'Calendar of Special Events'
     families_judge: np.ndarray | None = None
     # per row, the title terms it names only in a breakdown, after 'by' ('land', 'use' of 'Damage By Sandy By
     # Land Use'), none where its title has none (empty list: not read)
@@ -299,8 +299,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
         breakdown_terms=[_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)],
-        families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) for kinds in concept_lists),
-                                   dtype=bool, count=n))
+        # (a kind read only in a description leaves the title's families to judge: Baltimore's 'Fixed Speed
+        # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
+        families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
+                                    for kinds, own in found), dtype=bool, count=n))
 
 
 STATISTICS_WORDS = frozenset({"statistic", "stat"})

@@ -280,6 +280,33 @@ def test_titles_naming_other_records_are_told_apart(x, y):
     assert "but the titles name different records" in why or "but only c" in why, why
 
 
+def test_a_kind_read_in_a_description_leaves_the_title_s_records_to_judge():
+    """Baltimore's camera lists are described by the citations the cameras send ('Fixed Speed Cameras',
+    'Red Light Cameras'): a kind read in the description, not what the title lists, so Chicago's daily
+    counts of the violations at each camera are other records ('Speed cameras' and 'Red light cameras'
+    held both); Chicago's list of the cameras' locations is the same records."""
+    described = ("Motorists who drive aggressively and exceed the posted speed limit by at least 12 miles per hour "
+                 "will receive $40 citations in the mail.")
+    titled = [("Baltimore", "Fixed Speed Cameras", described),
+              ("Chicago", "Speed Camera Violations", "This dataset reflects the daily volume of violations that "
+               "have occurred in Children's Safety Zones for each camera."),
+              ("Chicago", "Speed Camera Locations", "This dataset shows the location, first operational date, and "
+               "approaches of the speed cameras in the City of Chicago."),
+              ("Baltimore", "Red Light Cameras", described),
+              ("Chicago", "Red Light Camera Violations", "This dataset reflects the daily volume of violations "
+               "created by the City of Chicago Red Light Program for each camera.")]
+    n = len(titled)
+    rows = {"uid": [f"c{i}:d{i}" for i in range(n)], "city": [city for city, _, _ in titled],
+            "portal_id": [f"c{i}" for i in range(n)], "title": [title for _, title, _ in titled],
+            "description": [d for _, _, d in titled], "keywords": [[]] * n, "themes": [[]] * n,
+            "asset_type": ["dataset"] * n}
+    c = features.build(rows, {}, {})
+    assert c.concept_lists[0] == ("citation",) and c.concept_confidence[0] < 1   # read in the description
+    scores = scoring.score_pairs(c, np.array([0, 0, 3]), np.array([1, 2, 4]))
+    assert scoring.told_apart(c, scores).tolist() == [True, False, True]
+    assert scores.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH, 1.0, scoring.RECORD_MISMATCH])
+
+
 def test_a_code_enforcement_case_is_explained_as_the_violations_it_names():
     _shape, why = shape_and_explanation(("Los Angeles", "Building and Safety Code Enforcement Case"),
                                         ("New Orleans", "Code Enforcement All Inspections"))
