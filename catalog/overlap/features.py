@@ -343,6 +343,8 @@ def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[
     """The terms a title names only in a breakdown, after 'by' or 'per': 'sandy', 'land', 'use' and
     'land+use' of 'Damage By Sandy By Land Use', which counts damage, not land use. None when the title
     has no breakdown, or nothing before it ('By Council District': then what follows is its subject)."""
+    if title and " in " in title.lower():
+        title = LOCATED_IN.sub(_as_breakdown, title)
     if not title or not text.BREAKDOWN_WORD.search(title):
         return NO_TERMS
     head, *after = text.BREAKDOWN_WORD.split(title)
@@ -356,6 +358,19 @@ def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[
         broken.update(found)
         subject.update(text.terms(rest[0], drop) if rest else ())
     return frozenset(t for t in title_terms if t in broken and t not in subject) if subject else NO_TERMS
+
+
+# things listed where they are, a plural 'in' a plural: 'Directory Of Toilets In Public Parks' lists toilets (the
+# parks are where), 'Movies in the Parks' films shown; not 'Total Change in Resident Population', 'Licenses In
+# Active Status', 'Projects in construction'
+LOCATED_IN = re.compile(r"\b(\w+)\s+in\s+((?:the\s+)?(?:\w+\s+)?(\w+))\b", re.IGNORECASE)
+
+
+def _as_breakdown(match: re.Match) -> str:
+    """A plural 'in' a plural read as a breakdown ('Toilets by Public Parks'); any other 'in' as written."""
+    things, where, place = match.groups()
+    plural = all(text.stem(w.lower()) != w.lower() for w in (things, place))
+    return f"{things} {'by' if plural else 'in'} {where}"
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'

@@ -422,6 +422,8 @@ def test_the_marks_surveyors_measure_from_are_one_thing_and_no_monuments():
 BREAKDOWN_ONLY = [
     (("New York", "Damage By Sandy By Land Use"), ("Baltimore", "Land Use")),
     (("New York", "New York City Population By Census Tracts"), ("Connecticut", "Census Tracts with Town Names (2010)")),
+    # things listed where they are, a plural 'in' a plural: NYC's park toilets sat in 'Parks'
+    (("New York", "Directory Of Toilets In Public Parks"), ("Baltimore", "Parks")),
 ]
 # ... but not a breakdown both titles share, a subject named besides it, a series' name before ':', nor a
 # programme's name ('Lead By Example' is no breakdown by example)
@@ -435,6 +437,8 @@ NOT_BREAKDOWN_ONLY = [
     (("Oakland", "Drive-By Shootings"), ("Chicago", "Shootings")),
     (("Austin", "Stand-By Generator Permits"), ("Dallas", "Generator Permits")),
     (("Austin", "Fly-By Noise Complaints"), ("Dallas", "Noise Complaints")),
+    # nor an 'in' beside no plural: a change in a population
+    (("Boston", "Total Change in Resident Population"), ("San Francisco", "Resident Population")),
 ]
 
 
