@@ -342,9 +342,12 @@ BREAKDOWN_TERMS = 2   # a breakdown is a word or two ('by Census Tracts'); 'Lead
 def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[str]) -> frozenset[str]:
     """The terms a title names only in a breakdown, after 'by' or 'per': 'sandy', 'land', 'use' and
     'land+use' of 'Damage By Sandy By Land Use', which counts damage, not land use. None when the title
-    has no breakdown, or nothing before it ('By Council District': then what follows is its subject)."""
+    has no breakdown, or nothing before it ('By Council District': then what follows is its subject). The place
+    of things listed in it ('Toilets In Public Parks') and a body's name ('Board of Education') are read as one."""
     if title and " in " in title.lower():
         title = LOCATED_IN.sub(_as_breakdown, title)
+    if title and " of " in title.lower():
+        title = BODY_OF.sub(r"\1 by", title)
     if not title or not text.BREAKDOWN_WORD.search(title):
         return NO_TERMS
     head, *after = text.BREAKDOWN_WORD.split(title)
@@ -364,6 +367,12 @@ def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[
 # parks are where), 'Movies in the Parks' films shown; not 'Total Change in Resident Population', 'Licenses In
 # Active Status', 'Projects in construction'
 LOCATED_IN = re.compile(r"\b(\w+)\s+in\s+((?:the\s+)?(?:\w+\s+)?(\w+))\b", re.IGNORECASE)
+
+
+# a body's name says whose records a title holds, not what they are about: 'Board of Education, 1934-2002' holds the
+# board's papers, no figures of education; 'Board of Elections', 'Board of Ethics' (read as a breakdown: 'Board by
+# Education')
+BODY_OF = re.compile(r"\b(board|commission)\s+(?:of|on)\b", re.IGNORECASE)
 
 
 def _as_breakdown(match: re.Match) -> str:

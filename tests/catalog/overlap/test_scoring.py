@@ -424,6 +424,8 @@ BREAKDOWN_ONLY = [
     (("New York", "New York City Population By Census Tracts"), ("Connecticut", "Census Tracts with Town Names (2010)")),
     # things listed where they are, a plural 'in' a plural: NYC's park toilets sat in 'Parks'
     (("New York", "Directory Of Toilets In Public Parks"), ("Baltimore", "Parks")),
+    # a body's name says whose records they are: the board's papers sat in 'Education' with Baltimore's indicators
+    (("New York", "Board of Education, 1934-2002"), ("Baltimore", "Education and Youth 2010")),
 ]
 # ... but not a breakdown both titles share, a subject named besides it, a series' name before ':', nor a
 # programme's name ('Lead By Example' is no breakdown by example)
