@@ -347,7 +347,7 @@ def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[
     if title and " in " in title.lower():
         title = LOCATED_IN.sub(_as_breakdown, title)
     if title and " of " in title.lower():
-        title = BODY_OF.sub(r"\1 by", title)
+        title = BODY_OF.sub(r"\1 by \2,", title)
     if not title or not text.BREAKDOWN_WORD.search(title):
         return NO_TERMS
     head, *after = text.BREAKDOWN_WORD.split(title)
@@ -366,20 +366,21 @@ def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[
 # things listed where they are, a plural 'in' a plural: 'Directory Of Toilets In Public Parks' lists toilets (the
 # parks are where), 'Movies in the Parks' films shown; not 'Total Change in Resident Population', 'Licenses In
 # Active Status', 'Projects in construction'
-LOCATED_IN = re.compile(r"\b(\w+)\s+in\s+((?:the\s+)?(?:\w+\s+)?(\w+))\b", re.IGNORECASE)
+LOCATED_IN = re.compile(r"\b(\w+)\s+in\s+((?:the\s+)?(?:\w+\s+)?(\w+))(?![\w-])", re.IGNORECASE)
 
 
 # a body's name says whose records a title holds, not what they are about: 'Board of Education, 1934-2002' holds the
-# board's papers, no figures of education; 'Board of Elections', 'Board of Ethics' (read as a breakdown: 'Board by
-# Education')
-BODY_OF = re.compile(r"\b(board|commission)\s+(?:of|on)\b", re.IGNORECASE)
+# board's papers, no figures of education; 'Board of Elections', 'Board of Ethics' (read as a breakdown of one word,
+# 'Board by Education,': 'Board of Agriculture Meetings' are meetings)
+BODY_OF = re.compile(r"\b(board|commission)\s+(?:of|on)\s+(\w+)", re.IGNORECASE)
 
 
 def _as_breakdown(match: re.Match) -> str:
-    """A plural 'in' a plural read as a breakdown ('Toilets by Public Parks'); any other 'in' as written."""
+    """A plural 'in' a plural read as a breakdown that ends at the place ('Toilets by Public Parks,'; 'Bikes in
+    Buildings Requests' are requests); any other 'in' as written."""
     things, where, place = match.groups()
-    plural = all(text.stem(w.lower()) != w.lower() for w in (things, place))
-    return f"{things} {'by' if plural else 'in'} {where}"
+    plural = not place.isupper() and all(text.stem(w.lower()) != w.lower() for w in (things, place))   # no 'GTFS'
+    return f"{things} by {where}," if plural else match.group()
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'

@@ -439,8 +439,10 @@ NOT_BREAKDOWN_ONLY = [
     (("Oakland", "Drive-By Shootings"), ("Chicago", "Shootings")),
     (("Austin", "Stand-By Generator Permits"), ("Dallas", "Generator Permits")),
     (("Austin", "Fly-By Noise Complaints"), ("Dallas", "Noise Complaints")),
-    # nor an 'in' beside no plural: a change in a population
+    # nor an 'in' beside no plural: a change in a population; nor the words after a body's or a place's name
     (("Boston", "Total Change in Resident Population"), ("San Francisco", "Resident Population")),
+    (("Hawaii", "Board of Agriculture Meetings"), ("Oregon", "Archived 2013 Oregon Public Meetings")),
+    (("Philadelphia", "Bus Alerts in GTFS-RT format"), ("Chicago", "CTA - GTFS")),
 ]
 
 
