@@ -366,7 +366,7 @@ def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[
 # things listed where they are, a plural 'in' a plural: 'Directory Of Toilets In Public Parks' lists toilets (the
 # parks are where), 'Movies in the Parks' films shown; not 'Total Change in Resident Population', 'Licenses In
 # Active Status', 'Projects in construction'
-LOCATED_IN = re.compile(r"\b(\w+)\s+in\s+((?:the\s+)?(?:\w+\s+)?(\w+))(?![\w-])", re.IGNORECASE)
+LOCATED_IN = re.compile(r"\b(\w+)\s+in\s+((?:the\s+)?\w+(?:\s+\w+)?)(?![\w-])", re.IGNORECASE)
 
 
 # a body's name says whose records a title holds, not what they are about: 'Board of Education, 1934-2002' holds the
@@ -378,9 +378,16 @@ BODY_OF = re.compile(r"\b(board|commission)\s+(?:of|on)\s+(\w+)", re.IGNORECASE)
 def _as_breakdown(match: re.Match) -> str:
     """A plural 'in' a plural read as a breakdown that ends at the place ('Toilets by Public Parks,'; 'Bikes in
     Buildings Requests' are requests); any other 'in' as written."""
-    things, where, place = match.groups()
-    plural = not place.isupper() and all(text.stem(w.lower()) != w.lower() for w in (things, place))   # no 'GTFS'
-    return f"{things} by {where}," if plural else match.group()
+    things, where = match.groups()
+    words = where.split()
+    place = next((i for i, w in enumerate(words) if _plural(w)), None)   # the first plural after 'in'
+    if place is None or not _plural(things):
+        return match.group()
+    return f"{things} by {' '.join(words[:place + 1])}, {' '.join(words[place + 1:])}"
+
+
+def _plural(word: str) -> bool:
+    return not word.isupper() and text.stem(word.lower()) != word.lower()   # an acronym ('GTFS') is none
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'

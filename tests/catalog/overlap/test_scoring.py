@@ -443,6 +443,7 @@ NOT_BREAKDOWN_ONLY = [
     (("Boston", "Total Change in Resident Population"), ("San Francisco", "Resident Population")),
     (("Hawaii", "Board of Agriculture Meetings"), ("Oregon", "Archived 2013 Oregon Public Meetings")),
     (("Philadelphia", "Bus Alerts in GTFS-RT format"), ("Chicago", "CTA - GTFS")),
+    (("New York", "Bikes in Buildings Requests"), ("Chicago", "FOIA Request Log - Transportation")),
 ]
 
 
