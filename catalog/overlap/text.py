@@ -199,8 +199,7 @@ RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w 
 NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS}
 for _word in CAMPAIGN_WORDS | CAMPAIGN_MONEY:
     NAMING_BITS[_word] = NAMING_BITS.get(_word, 0) | FAMILY_BITS[CAMPAIGN_FINANCE]
-for _word in FEES_NOT_PAY:
-    NAMING_BITS[_word] = FAMILY_BITS["payment"]
+NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' names the payments it holds
 
 
 # the names of budget transparency applications, which the records they serve follow (Seattle's

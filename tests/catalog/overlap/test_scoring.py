@@ -280,6 +280,13 @@ def test_titles_naming_other_records_are_told_apart(x, y):
     assert "but the titles name different records" in why or "but only c" in why, why
 
 
+def test_the_records_of_campaigns_and_lobbyists_are_explained_in_their_own_words():
+    _shape, why = shape_and_explanation(("Chicago", "Lobbyist Data - Compensation"), ("Austin", "Lobbyists"))
+    assert "names the records it holds ('compensation')" in why.lower(), why
+    _shape, why = shape_and_explanation(("Iowa", "Campaign Expenditures"), ("Missouri", "2010 State Expenditures"))
+    assert "but the titles name different records ('campaign' vs 'expenditures')" in why.lower(), why
+
+
 def test_a_kind_read_in_a_description_leaves_the_title_s_records_to_judge():
     """Baltimore's camera lists are described by the citations the cameras send ('Fixed Speed Cameras',
     'Red Light Cameras'): a kind read in the description, not what the title lists, so Chicago's daily
