@@ -65,8 +65,8 @@ class Catalogue:
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
     records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
-    # rows the families of records judge: no kind read, or a log of records requests (a kind
-    # that is itself a family: requests), which stays apart from 'Calendar of Special Events'
+    # rows the families of records judge: no kind read, or one read only in the description, or a log of
+    # records requests (a kind that is itself a family: requests), which stays apart from 'Calendar of Special Events'
     families_judge: np.ndarray | None = None
     # per row, the title terms it names only in a breakdown, after 'by' ('land', 'use' of 'Damage By Sandy By
     # Land Use'), none where its title has none (empty list: not read)
@@ -299,8 +299,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
         breakdown_terms=[_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)],
-        families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) for kinds in concept_lists),
-                                   dtype=bool, count=n))
+        # (a kind read only in a description leaves the title's families to judge: Baltimore's 'Fixed Speed
+        # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
+        families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
+                                    for kinds, own in found), dtype=bool, count=n))
 
 
 STATISTICS_WORDS = frozenset({"statistic", "stat"})
@@ -340,7 +342,12 @@ BREAKDOWN_TERMS = 2   # a breakdown is a word or two ('by Census Tracts'); 'Lead
 def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[str]) -> frozenset[str]:
     """The terms a title names only in a breakdown, after 'by' or 'per': 'sandy', 'land', 'use' and
     'land+use' of 'Damage By Sandy By Land Use', which counts damage, not land use. None when the title
-    has no breakdown, or nothing before it ('By Council District': then what follows is its subject)."""
+    has no breakdown, or nothing before it ('By Council District': then what follows is its subject). The place
+    of things listed in it ('Toilets In Public Parks') and a body's name ('Board of Education') are read as one."""
+    if title and " in " in title.lower():
+        title = LOCATED_IN.sub(_as_breakdown, title)
+    if title and " of " in title.lower():
+        title = BODY_OF.sub(r"\1 by \2,", title)
     if not title or not text.BREAKDOWN_WORD.search(title):
         return NO_TERMS
     head, *after = text.BREAKDOWN_WORD.split(title)
@@ -354,6 +361,33 @@ def _breakdown_terms(title: str | None, title_terms: list[str], drop: frozenset[
         broken.update(found)
         subject.update(text.terms(rest[0], drop) if rest else ())
     return frozenset(t for t in title_terms if t in broken and t not in subject) if subject else NO_TERMS
+
+
+# things listed where they are, a plural 'in' a plural: 'Directory Of Toilets In Public Parks' lists toilets (the
+# parks are where), 'Movies in the Parks' films shown; not 'Total Change in Resident Population', 'Licenses In
+# Active Status', 'Projects in construction'
+LOCATED_IN = re.compile(r"\b(\w+)\s+in\s+((?:the\s+)?\w+(?:\s+\w+)?)(?![\w-])", re.IGNORECASE)
+
+
+# a body's name says whose records a title holds, not what they are about: 'Board of Education, 1934-2002' holds the
+# board's papers, no figures of education; 'Board of Elections', 'Board of Ethics' (read as a breakdown of one word,
+# 'Board by Education,': 'Board of Agriculture Meetings' are meetings)
+BODY_OF = re.compile(r"\b(board|commission)\s+(?:of|on)\s+(\w+)", re.IGNORECASE)
+
+
+def _as_breakdown(match: re.Match) -> str:
+    """A plural 'in' a plural read as a breakdown that ends at the place ('Toilets by Public Parks,'; 'Bikes in
+    Buildings Requests' are requests); any other 'in' as written."""
+    things, where = match.groups()
+    words = where.split()
+    place = next((i for i, w in enumerate(words) if _plural(w)), None)   # the first plural after 'in'
+    if place is None or not _plural(things):
+        return match.group()
+    return f"{things} by {' '.join(words[:place + 1])}, {' '.join(words[place + 1:])}"
+
+
+def _plural(word: str) -> bool:
+    return not word.isupper() and text.stem(word.lower()) != word.lower()   # an acronym ('GTFS') is none
 
 
 ACRONYM_WORD = re.compile(r"[^\W_]+")      # in any alphabet: 'CAFÉ' is one word, not 'CAF'

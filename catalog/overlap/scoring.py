@@ -256,14 +256,18 @@ def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, l
     differ = _records_differ(c, a, b)
     # (no families without records_named; and a pair with no signal is explained all the same)
     held_a, held_b = (_families(c, a), _families(c, b)) if differ.any() else (None, None)
+    concept = np.asarray(signals.get("concept", [np.nan] * len(a)), dtype=np.float32)
+    broken = _subject_only_a_breakdown(c, a, b, concept)
     a_list, b_list = a.tolist(), b.tolist()
     return [_explain_one(c, a_list[i], b_list[i], {name: values[i] for name, values in signals.items()},
-                         (int(held_a[i]), int(held_b[i])) if differ[i] else None)
+                         (int(held_a[i]), int(held_b[i])) if differ[i] else None, bool(broken[i]))
             for i in range(len(a_list))]
 
 
-def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: tuple[int, int] | None) -> str:
-    """`explain` of one pair; `held`: the families of records each title names, when they differ."""
+def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: tuple[int, int] | None,
+                 broken: bool = False) -> str:
+    """`explain` of one pair; `held`: the families of records each title names, when they differ; `broken`:
+    the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use')."""
     parts = []
     phrases = shared_title_phrases(c, a, b)
     if _missing(signals, "title"):
@@ -321,6 +325,16 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
             holder = a if named[0] else b
             kind = "the records it holds" if not held[holder == a] else "other records too"
             parts.append(f"but only {c.uids[holder]} names {kind} ('{named[holder != a][0]}')")
+    if broken:
+        holder = a if c.breakdown_terms[a] else b
+        other = c.title_weights(a + b - holder)
+        shared: list[str] = []   # the longest surfaces first: 'land use', not 'land' and 'use'
+        for surface in sorted((surface for term, surface in c.title_surfaces(holder).items()
+                               if term in c.breakdown_terms[holder] and term in other), key=len, reverse=True):
+            if not any(surface in longer for longer in shared):
+                shared.append(surface)
+        parts.append(f"but {c.uids[holder]} names {', '.join(repr(s) for s in shared[:2]) or 'them'} only as a "
+                     "breakdown, a place or a body's name, not as its subject")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)

@@ -178,7 +178,18 @@ OFFICE_RECORDS = {"code+enforcement": "violation"}
 # Rentals Issued by Census Tract', 'Total Number of High School Seniors'), not the things: a family of their own
 FIGURE_HEADS = frozenset({"number", "percent", "percentage", "proportion", "share", "count", "rate"})
 FIGURES = "figure"
-FAMILY_BITS = {family: 1 << i for i, family in enumerate(sorted(set(RECORD_FAMILIES.values()) | {FIGURES}))}
+# whose money a title's money words count changes what its records are: the contributions, receipts, loans,
+# disbursements and spending of an election, a campaign or its candidates are campaign finance ('2014 Elections -
+# Total Disbursements', 'Other Receipts For Hawaii State and County Candidates'), not a treasury's ('IDOR January
+# 2011 Disbursement Info', taxes paid out to local governments) nor a city's payments
+CAMPAIGN_FINANCE = "campaign_finance"
+CAMPAIGN_WORDS = frozenset({"campaign", "election", "candidate", "electioneering", "pac"})
+CAMPAIGN_MONEY = frozenset({"contribution", "donation", "donor", "receipt", "loan", "disbursement", "disbursed",
+                            "spending", "payment", "finance", "financing"})
+# ... and a lobbyist's compensation is the fees its clients pay it ('Lobbyist Data - Compensation'), no employee's pay
+FEES_NOT_PAY = frozenset({"lobbyist"})
+FAMILY_BITS = {family: 1 << i for i, family in
+               enumerate(sorted(set(RECORD_FAMILIES.values()) | {FIGURES, CAMPAIGN_FINANCE}))}
 RECORD_BITS = {term: FAMILY_BITS[family] for term, family in RECORD_FAMILIES.items()}
 OFFICE_BITS = {term: FAMILY_BITS[family] for term, family in OFFICE_RECORDS.items()}
 # the record words of a phrase ('building_permit': 'permit'), which modify what it modifies
@@ -186,6 +197,9 @@ RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w 
                 for phrase in RECORD_BITS if "_" in phrase}
 # every term that can name a family (for explanations)
 NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS}
+for _word in CAMPAIGN_WORDS | CAMPAIGN_MONEY:
+    NAMING_BITS[_word] = NAMING_BITS.get(_word, 0) | FAMILY_BITS[CAMPAIGN_FINANCE]
+NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' names the payments it holds
 
 
 # the names of budget transparency applications, which the records they serve follow (Seattle's
@@ -204,7 +218,11 @@ def records_named(terms) -> int:
     Beverage License Violations' violations; 'Permits and Inspections' names both."""
     terms = list(terms)
     present = set(terms)
+    if present & CAMPAIGN_WORDS and present & CAMPAIGN_MONEY:
+        return FAMILY_BITS[CAMPAIGN_FINANCE]
     named = present & RECORD_BITS.keys()
+    if "salary" in named and present & FEES_NOT_PAY:
+        named = (named - {"salary"}) | {"payment"}
     for name, word in APPLICATION_NAMES.items():   # 'Open Budget Application - Capital Project Details'
         if name in present and terms.count(word) == 1:
             named.discard(word)

@@ -177,6 +177,10 @@ def test_titles_naming_different_records_are_told_apart():
 # Titles of the real catalogues that name one family of records in other words: what the
 # records are of ('building', 'code', 'capital', 'liquor') is their subject, not other records.
 SAME_RECORDS = [
+    # campaign finance, whatever money words its titles use
+    (("Hawaii", "2014 Elections - Total Disbursements"), ("Iowa", "Campaign Expenditures")),
+    (("Hawaii", "Loans Received By Hawaii State and County Candidates From November 8, 2006 Through December 31, 2016"),
+     ("Austin", "Campaign Finance - Contributions Dataset")),
     (("Chicago", "Building Permits"), ("New York", "DOB Permit Issuance")),
     (("Chicago", "Building Permits"), ("Los Angeles", "Building and Safety Permit Information")),
     (("Chicago", "Building Permits"), ("Albany", "City of Albany Building Permits Issued: Beginning January, 2009")),
@@ -258,6 +262,14 @@ OTHER_RECORDS = [
     (("Austin", "Percent of Short-term Rentals Issued by Census Tract"), ("New Orleans", "NOLA Short Term Rentals")),
     (("Missouri", "Total Number of High School Seniors in Missouri"), ("Hawaii", "Hawaii Public Schools")),
     (("Maryland", "Number of businesses in the State"), ("Los Angeles", "Listing of All Businesses")),
+    # the money of an election or its candidates is campaign finance, no treasury's ('Disbursements' held
+    # Hawaii's election table with Illinois's tax disbursements, 'Candidates' Hawaii's candidates' receipts)
+    (("Hawaii", "2014 Elections - Total Disbursements"), ("Illinois", "IDOR January 2011 Disbursement Info")),
+    (("Hawaii", "Other Receipts For Hawaii State and County Candidates From November 8, 2006 Through December 31, 2016"),
+     ("King County", "Candidates - August, 2012")),
+    (("Iowa", "Campaign Expenditures"), ("Missouri", "2010 State Expenditures")),
+    # a lobbyist's compensation is the fees its clients pay, no employee's pay ('Salaries' held it)
+    (("Chicago", "Lobbyist Data - Compensation"), ("San Francisco", "Employee Compensation")),
 ]
 
 
@@ -266,6 +278,40 @@ def test_titles_naming_other_records_are_told_apart(x, y):
     shape, why = shape_and_explanation(x, y)
     assert shape == pytest.approx(scoring.RECORD_MISMATCH)
     assert "but the titles name different records" in why or "but only c" in why, why
+
+
+def test_the_records_of_campaigns_and_lobbyists_are_explained_in_their_own_words():
+    _shape, why = shape_and_explanation(("Chicago", "Lobbyist Data - Compensation"), ("Austin", "Lobbyists"))
+    assert "names the records it holds ('compensation')" in why.lower(), why
+    _shape, why = shape_and_explanation(("Iowa", "Campaign Expenditures"), ("Missouri", "2010 State Expenditures"))
+    assert "but the titles name different records ('campaign' vs 'expenditures')" in why.lower(), why
+
+
+def test_a_kind_read_in_a_description_leaves_the_title_s_records_to_judge():
+    """Baltimore's camera lists are described by the citations the cameras send ('Fixed Speed Cameras',
+    'Red Light Cameras'): a kind read in the description, not what the title lists, so Chicago's daily
+    counts of the violations at each camera are other records ('Speed cameras' and 'Red light cameras'
+    held both); Chicago's list of the cameras' locations is the same records."""
+    described = ("Motorists who drive aggressively and exceed the posted speed limit by at least 12 miles per hour "
+                 "will receive $40 citations in the mail.")
+    titled = [("Baltimore", "Fixed Speed Cameras", described),
+              ("Chicago", "Speed Camera Violations", "This dataset reflects the daily volume of violations that "
+               "have occurred in Children's Safety Zones for each camera."),
+              ("Chicago", "Speed Camera Locations", "This dataset shows the location, first operational date, and "
+               "approaches of the speed cameras in the City of Chicago."),
+              ("Baltimore", "Red Light Cameras", described),
+              ("Chicago", "Red Light Camera Violations", "This dataset reflects the daily volume of violations "
+               "created by the City of Chicago Red Light Program for each camera.")]
+    n = len(titled)
+    rows = {"uid": [f"c{i}:d{i}" for i in range(n)], "city": [city for city, _, _ in titled],
+            "portal_id": [f"c{i}" for i in range(n)], "title": [title for _, title, _ in titled],
+            "description": [d for _, _, d in titled], "keywords": [[]] * n, "themes": [[]] * n,
+            "asset_type": ["dataset"] * n}
+    c = features.build(rows, {}, {})
+    assert c.concept_lists[0] == ("citation",) and c.concept_confidence[0] < 1   # read in the description
+    scores = scoring.score_pairs(c, np.array([0, 0, 3]), np.array([1, 2, 4]))
+    assert scoring.told_apart(c, scores).tolist() == [True, False, True]
+    assert scores.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH, 1.0, scoring.RECORD_MISMATCH])
 
 
 def test_a_code_enforcement_case_is_explained_as_the_violations_it_names():
@@ -383,6 +429,10 @@ def test_the_marks_surveyors_measure_from_are_one_thing_and_no_monuments():
 BREAKDOWN_ONLY = [
     (("New York", "Damage By Sandy By Land Use"), ("Baltimore", "Land Use")),
     (("New York", "New York City Population By Census Tracts"), ("Connecticut", "Census Tracts with Town Names (2010)")),
+    # things listed where they are, a plural 'in' a plural: NYC's park toilets sat in 'Parks'
+    (("New York", "Directory Of Toilets In Public Parks"), ("Baltimore", "Parks")),
+    # a body's name says whose records they are: the board's papers sat in 'Education' with Baltimore's indicators
+    (("New York", "Board of Education, 1934-2002"), ("Baltimore", "Education and Youth 2010")),
 ]
 # ... but not a breakdown both titles share, a subject named besides it, a series' name before ':', nor a
 # programme's name ('Lead By Example' is no breakdown by example)
@@ -396,17 +446,26 @@ NOT_BREAKDOWN_ONLY = [
     (("Oakland", "Drive-By Shootings"), ("Chicago", "Shootings")),
     (("Austin", "Stand-By Generator Permits"), ("Dallas", "Generator Permits")),
     (("Austin", "Fly-By Noise Complaints"), ("Dallas", "Noise Complaints")),
+    # nor an 'in' beside no plural: a change in a population; nor the words after a body's or a place's name
+    (("Boston", "Total Change in Resident Population"), ("San Francisco", "Resident Population")),
+    (("Hawaii", "Board of Agriculture Meetings"), ("Oregon", "Archived 2013 Oregon Public Meetings")),
+    (("Philadelphia", "Bus Alerts in GTFS-RT format"), ("Chicago", "CTA - GTFS")),
+    (("New York", "Bikes in Buildings Requests"), ("Chicago", "FOIA Request Log - Transportation")),
 ]
 
 
 @pytest.mark.parametrize("x,y", BREAKDOWN_ONLY, ids=[f"{x[1]} / {y[1]}" for x, y in BREAKDOWN_ONLY])
 def test_a_title_naming_the_other_s_subject_only_as_its_breakdown_is_told_apart(x, y):
-    assert told_apart_and_explanation(x, y)[0]
+    apart, _shape, why = told_apart_and_explanation(x, y)
+    assert apart
+    assert "but c0:d0 names '" in why and "' only as a breakdown, a place or a body's name, not as its subject" in why, why
 
 
 @pytest.mark.parametrize("x,y", NOT_BREAKDOWN_ONLY, ids=[f"{x[1]} / {y[1]}" for x, y in NOT_BREAKDOWN_ONLY])
 def test_titles_sharing_a_subject_besides_a_breakdown_are_not_told_apart(x, y):
-    assert not told_apart_and_explanation(x, y)[0]
+    apart, _shape, why = told_apart_and_explanation(x, y)
+    assert not apart
+    assert "breakdown" not in why, why
 
 
 def test_statistics_described_as_figures_of_use_are_no_list_of_the_places():
