@@ -7,7 +7,7 @@ import re
 
 
 from harvester.pipeline import harvest
-from tests.conftest import portal_config
+from tests.conftest import assert_first_10000_columns_kept, portal_config
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_socrata_entries
 from tests.shared_fixtures import load_json, require_fixtures, socrata_catalog_files, spellarbot_domain_files
@@ -162,14 +162,31 @@ def test_a_views_document_of_more_columns_than_a_pull_takes_keeps_the_first_1000
             assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
         assert not any(path.startswith("/resource/") for path in portal.hits)
     assert portal.hits[f"/api/views/{source_id}.json"] == 2
-    refused = store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
-    assert "the dataset has 25000 columns, more than the 10,000 a records pull takes" in refused
     uid = f"city:{source_id}"
-    assert store.con.execute("SELECT count(*), max(position), max_by(field_name, position) FROM columns "
-                             "WHERE dataset_uid = ?", [uid]).fetchone() == (10_000, 9_999, "column_9999")
-    warnings = store.con.execute("SELECT DISTINCT source_id, severity, message FROM harvest_errors "
-                                 "WHERE stage != 'records'").fetchall()
-    assert warnings == [(source_id, "warning", "columns: the views document lists 25,000 columns; the first 10,000 "
-                         "are kept (as many as a records pull takes)")]
+    assert_first_10000_columns_kept(store, source_id, "the views document")
     details = json.loads(store.con.execute("SELECT details FROM raw_records WHERE uid = ?", [uid]).fetchone()[0])
     assert len(details["views"]["columns"]) == 10_000 and details["views"]["rowsUpdatedAt"] == 1
+
+
+def test_a_discovery_entry_of_more_columns_than_a_pull_takes_keeps_the_first_10000(store, http):
+    """A Discovery result whose `columns_*` lists hold 25,000 columns (10^6 took 1.2 GB of RSS
+    and all were stored): the page's lists are cut to 10,000 as the page is read, the
+    catalogue keeps those with a warning naming the dataset, the other datasets of the page are
+    harvested, the raw entry keeps the lists cut, and its records pull is refused."""
+    entries = make_socrata_entries(5, domain=DOMAIN)
+    wide = next(e for e in entries if e["resource"]["type"] == "dataset")
+    wide["resource"].update(columns_name=[f"Column {i}" for i in range(25_000)],
+                            columns_field_name=[f"column_{i}" for i in range(25_000)],
+                            columns_datatype=["Number"] * 25_000, columns_description=[""] * 25_000)
+    source_id = wide["resource"]["id"]
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN, records=(source_id,))
+        for run in range(2):
+            report = harvest([config], store, http, records=run == 1)
+            assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
+        assert not any(path.startswith(("/resource/", "/api/views/")) for path in portal.hits)
+    assert count(store) == 5
+    uid = f"city:{source_id}"
+    assert_first_10000_columns_kept(store, source_id, "the catalogue entry")
+    raw = json.loads(store.con.execute("SELECT raw FROM raw_records WHERE uid = ?", [uid]).fetchone()[0])
+    assert {len(raw["resource"][key]) for key in ("columns_name", "columns_field_name", "columns_datatype")} == {10_000}
