@@ -16,14 +16,15 @@ import orjson
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError
+from harvester.http import PermanentError, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page
-from harvester.portals.base import PortalAdapter
-from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameColumns,
+from harvester.portals.base import PortalAdapter, note_columns_cut, refuse_cut_columns
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameColumns,
                                csv_distribution, paged_tables, unique_fields)
 
 ROWS = 1000  # CKAN's default ckan.search.rows_max
 RECORD_ROWS = 32_000  # CKAN's default ckan.datastore.search.rows_max
+DATASTORE_FIELDS = capped_json({"result": {"fields": MAX_COLUMNS}})   # cut as the answer is read
 
 # DataStore (PostgreSQL) field types → the shared vocabulary
 COLUMN_TYPES = {
@@ -84,9 +85,10 @@ def _result(data: dict, url: str):
 class CkanAdapter(PortalAdapter):
     kind = "ckan"
 
-    def _action(self, action: str, params: dict, *, conditional: bool = True):
+    def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"
-        return _result(self.http.get_json(url, params, conditional=conditional, expect=_envelope).data, url)
+        return _result(self.http.get_json(url, params, conditional=conditional, expect=_envelope, parse=parse).data,
+                       url)
 
     def _search_page(self, params: dict, unread: str | None = None) -> Page:
         url = f"{self.portal.url}/api/3/action/package_search"
@@ -111,8 +113,10 @@ class CkanAdapter(PortalAdapter):
                          if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
         if resource is None:
             return None
-        result = self._action("datastore_search", {"resource_id": resource["id"], "limit": 0})
-        return {"datastore": {"resource_id": resource["id"], "fields": R.items(R.obj(result).get("fields"))}}
+        result = self._action("datastore_search", {"resource_id": resource["id"], "limit": 0}, parse=DATASTORE_FIELDS)
+        left_out = dropped(result).get("fields")
+        return {"datastore": {"resource_id": resource["id"], "fields": R.items(R.obj(result).get("fields"))},
+                **({"columns_left_out": left_out} if left_out else {})}
 
     def record_source(self, dataset, previous) -> RecordSource:
         """The DataStore of the first resource that has one, paged by `datastore_search`;
@@ -120,6 +124,7 @@ class CkanAdapter(PortalAdapter):
         resource = next((r for r in R.items(dataset.raw.get("resources"))
                          if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
         if resource is not None:
+            refuse_cut_columns(dataset)
             return DatastoreRecords(self, str(resource["id"]))
         url = csv_distribution(dataset)
         if url is None:
@@ -165,6 +170,7 @@ class CkanAdapter(PortalAdapter):
         out["distributions"] = [_distribution(r, notes) for r in R.items(entry.get("resources")) if isinstance(r, dict)]
         if details and isinstance(details.get("datastore"), dict):
             out["columns"] = _datastore_columns(R.items(details["datastore"].get("fields")))
+            note_columns_cut(notes, "the DataStore", details, len(R.items(details["datastore"].get("fields"))))
         return out
 
 

@@ -12,10 +12,11 @@ from urllib.parse import quote
 
 from catalog import record as R
 from catalog.record import Notes
+from harvester.http import capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage
-from harvester.portals.base import PortalAdapter
-from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys, paged_tables,
-                               unique_fields)
+from harvester.portals.base import PortalAdapter, note_columns_cut, refuse_cut_columns
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys,
+                               paged_tables, unique_fields)
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -28,6 +29,10 @@ COLUMN_TYPES = {
     "file": "other", "json_blob": "other", "json": "other",
 }
 EXPORTS = (("CSV", "text/csv", "csv"), ("JSON", "application/json", "json"))
+# each dataset's `fields` cut to MAX_COLUMNS as a page (or the export) is read (v2.0 wraps each in `dataset`)
+DATASET_FIELDS = {"fields": MAX_COLUMNS, "dataset": {"fields": MAX_COLUMNS}}
+CATALOG_PAGE = capped_json({"results": {"*": DATASET_FIELDS}})
+CATALOG_EXPORT = capped_json({"*": DATASET_FIELDS})
 
 
 def _page_shape(data) -> str | None:
@@ -48,7 +53,7 @@ class OpenDataSoftAdapter(PortalAdapter):
 
         def page(params: dict, unread: str | None = None) -> Page:
             response = self.http.get_json(f"{base}/datasets", params, conditional=True, expect=_page_shape,
-                                          unread=unread)
+                                          unread=unread, parse=CATALOG_PAGE)
             if response.data is None:  # the very body `unread` names: the listing knows what is on it
                 return Page(items=None, digest=response.digest)
             total = response.data.get("total_count")
@@ -59,7 +64,7 @@ class OpenDataSoftAdapter(PortalAdapter):
         if probe.total is not None and probe.total > OFFSET_WINDOW:
             def export(_params: dict) -> Page:
                 return Page(items=self.http.get_json(f"{base}/exports/json", conditional=True,
-                                                     expect=_export_shape).data, total=probe.total)
+                                                     expect=_export_shape, parse=CATALOG_EXPORT).data, total=probe.total)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"})
         return Listing(page, paginator, self.source_id, skips_bodies=True)
@@ -70,7 +75,13 @@ class OpenDataSoftAdapter(PortalAdapter):
         entry = entry.get("dataset", entry)  # v2.0 wraps each dataset
         return R.text(entry.get("dataset_id")) if isinstance(entry, dict) else None
 
+    def fetch_details(self, entry: dict) -> dict | None:
+        """Nothing to fetch: how many fields were left out of an entry whose list was cut."""
+        left_out = dropped(entry.get("dataset", entry)).get("fields")
+        return {"columns_left_out": left_out} if left_out else None
+
     def record_source(self, dataset, previous) -> "OdsRecords":
+        refuse_cut_columns(dataset)
         return OdsRecords(self, dataset)
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
@@ -111,6 +122,7 @@ class OpenDataSoftAdapter(PortalAdapter):
                      "download_url": f"{self.portal.url}{API}/catalog/datasets/{safe}/exports/{extension}"}
                     for label, media_type, extension in formats]
         out["columns"] = _columns(entry.get("fields"))
+        note_columns_cut(notes, "the catalogue entry", details, len(R.items(entry.get("fields"))))
         return out
 
 

@@ -6,7 +6,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals.opendatasoft import OpenDataSoftAdapter
-from tests.conftest import portal_config
+from tests.conftest import assert_first_10000_columns_kept, portal_config
 from tests.portals.opendatasoft import API, OpenDataSoftPortal, make_ods_datasets
 
 
@@ -82,3 +82,20 @@ def test_ragged_metadata_and_huge_numbers_are_warnings(store, http):
                              [datasets[0]["dataset_id"]]).fetchone() == (None,)
     assert store.con.execute("SELECT count(*) FROM harvest_errors WHERE message LIKE 'row_count: integer out of range%'"
                              ).fetchone() == (1,)
+
+
+def test_a_dataset_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store, http):
+    """A catalog page whose dataset lists 25,000 fields (10^6 failed the portal: its raw entry
+    did not fit DuckDB's memory): the fields are cut to 10,000 as the page is read, with a
+    warning naming the dataset, the rest of the portal harvested, its records pull refused."""
+    datasets = make_ods_datasets(5)
+    wide = datasets[1]
+    wide["fields"] = [{"name": f"column_{i}", "label": None, "type": "int"} for i in range(25_000)]
+    with OpenDataSoftPortal(datasets) as portal:
+        config = portal_config("city", "opendatasoft", portal.url, records=(wide["dataset_id"],))
+        for run in range(2):
+            report = harvest([config], store, http, records=run == 1)
+            assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
+        assert not any("/records" in path or "/exports/" in path for path in portal.hits)
+    assert count(store) == 5
+    assert_first_10000_columns_kept(store, wide["dataset_id"], "the catalogue entry")
