@@ -62,15 +62,17 @@ class ArcgisHubAdapter(DcatUsAdapter):
         return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
 
     def fetch_details(self, entry: dict) -> dict | None:
+        cut = super().fetch_details(entry)
         url = layer_url(entry)
         if url is None:
-            return None  # documents, web maps, apps: no layer to read columns from
+            return cut  # documents, web maps, apps: no layer to read columns from
         layer = self.http.get_json(url, {"f": "json"}, conditional=True, parse=LAYER_DOCUMENT).data
         if not isinstance(layer, dict) or "error" in layer:
             error = layer.get("error") if isinstance(layer, dict) else layer
             raise PermanentError(f"ArcGIS error: {error}", url)
         left_out = dropped(layer).get("fields")
-        return {"layer_url": url, "layer": layer, **({"columns_left_out": left_out} if left_out else {})}
+        return {**(cut or {}), "layer_url": url, "layer": layer,
+                **({"columns_left_out": left_out} if left_out else {})}
 
     def record_source(self, dataset, previous) -> "FeatureServerRecords":
         refuse_cut_columns(dataset)

@@ -11,8 +11,15 @@ from typing import ClassVar
 from catalog.record import Notes
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
+from harvester.http import dropped
 from harvester.paging import Listing
 from harvester.records import MAX_COLUMNS, RecordsError
+
+
+# a dataset's distributions (CKAN resources) and keywords kept at most: the rest of such a list is
+# cut as its page is read (harvester.http.capped_json), with a warning (one dataset of 10^6
+# distributions failed its whole portal: its raw entry did not fit DuckDB's memory)
+MAX_ITEMS = 10_000
 
 
 class PortalAdapter(ABC):
@@ -69,3 +76,15 @@ def refuse_cut_columns(dataset) -> None:
     if left_out:
         raise RecordsError(f"the dataset has {len(dataset.columns) + left_out} columns, more than the "
                            f"{MAX_COLUMNS:,} a records pull takes")
+
+
+def lists_cut(entry) -> dict | None:
+    """Details for an entry some of whose lists were cut as its page was read: how many items
+    each lost (`lists_left_out`), for note_lists_cut; None when none was."""
+    cut = dropped(entry)
+    return {"lists_left_out": cut} if cut else None
+
+
+def note_lists_cut(notes: Notes, details: dict | None) -> None:
+    for key, left_out in (details or {}).get("lists_left_out", {}).items():
+        notes.warn(key, f"the catalogue entry lists {MAX_ITEMS + left_out:,} of them; the first {MAX_ITEMS:,} are kept")

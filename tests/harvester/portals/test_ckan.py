@@ -184,3 +184,18 @@ def test_a_datastore_of_more_fields_than_a_pull_takes_keeps_the_first_10000(stor
     assert_first_10000_columns_kept(store, wide["id"], "the DataStore")
     details = json.loads(store.con.execute("SELECT details FROM raw_records WHERE source_id = ?", [wide["id"]]).fetchone()[0])
     assert len(details["datastore"]["fields"]) == 10_000 and details["columns_left_out"] == 15_000
+
+
+def test_a_package_of_more_resources_than_kept_keeps_the_first_10000(store, http):
+    """A package with 25,000 resources (10^6 failed the portal: its raw entry did not fit
+    DuckDB's memory): they are cut to 10,000 as the page is read, with a warning naming the
+    dataset, and the other packages are stored."""
+    wide, narrow = packages(2)
+    wide["resources"] = [{"id": f"r{j}", "name": f"R {j}", "format": "CSV", "url": f"https://x.org/{j}.csv"}
+                         for j in range(25_000)]
+    with CkanPortal([wide, narrow]) as portal:
+        report = harvest([portal_config("city", "ckan", portal.url)], store, http)
+    assert report.ok and count(store) == 2 and report.portals[0].warnings == 1
+    assert count(store, "SELECT count(*) FROM distributions GROUP BY dataset_uid ORDER BY 1 DESC LIMIT 1") == 10_000
+    assert store.con.execute("SELECT source_id, severity, message FROM harvest_errors").fetchall() == [
+        (wide["id"], "warning", "resources: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]
