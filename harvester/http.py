@@ -879,7 +879,8 @@ STREAMED_JSON_BYTES = 1 << 20   # capped_json: a smaller document is parsed whol
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 # What capped_json cuts: object keys (and "*", every item of a list) down to the lists to cut,
-# each given its largest number of items: {"results": {"*": {"fields": 10_000}}}
+# each given its largest number of items: {"results": {"*": {"fields": 10_000}}}; a number
+# alone cuts the document itself, a list
 CapTree = dict[str, "CapTree | int"]
 
 
@@ -897,12 +898,23 @@ class CappedDocument(dict):
         return max(self.dropped.values(), default=0)
 
 
+class CappedList(list):
+    """A JSON list that was cut: `left_out` items were read and dropped."""
+
+    def __init__(self, items, left_out: int):
+        super().__init__(items)
+        self.left_out = left_out
+
+
 def dropped(value) -> dict[str, int]:
-    """The items dropped from the lists of an object capped_json returned (none: {})."""
+    """The items dropped from the lists of an object capped_json returned, by key (from a list
+    that was cut itself: "*"); none: {}."""
+    if isinstance(value, CappedList):
+        return {"*": value.left_out}
     return dict(value.dropped) if isinstance(value, CappedDocument) else {}
 
 
-def capped_json(caps: CapTree) -> Callable[[bytes, str, str], object]:
+def capped_json(caps: CapTree | int) -> Callable[[bytes, str, str], object]:
     """A parse for get_json: the JSON document with each list `caps` names cut to its first
     items (a Socrata views document can list 10^6 columns, a Discovery entry or a DataStore
     as many). An object that had a list cut is a CappedDocument saying how many items were
@@ -930,24 +942,30 @@ def capped_json(caps: CapTree) -> Callable[[bytes, str, str], object]:
     return parse
 
 
-def _cut(value, caps: CapTree):
+def _cut(value, caps: "CapTree | int"):
     """A parsed document with the lists `caps` names cut (the objects that held them made
-    CappedDocuments, in place of the originals)."""
-    if isinstance(value, list) and "*" in caps:
+    CappedDocuments, a list cut itself a CappedList, in place of the originals)."""
+    if isinstance(caps, int):
+        if isinstance(value, list) and len(value) > caps:
+            value = CappedList(value[:caps], len(value) - caps)
+    elif isinstance(value, list) and "*" in caps:
         for number, item in enumerate(value):
             value[number] = _cut(item, caps["*"])
     elif isinstance(value, dict):
         for key, cap in caps.items():
-            inner = value.get(key)
-            if isinstance(cap, dict):
-                if isinstance(inner, (dict, list)):
-                    value[key] = _cut(inner, cap)
-            elif isinstance(inner, list) and len(inner) > cap:
-                if not isinstance(value, CappedDocument):
-                    value = CappedDocument(value)
-                value.dropped[key] = len(inner) - cap
-                value[key] = inner[:cap]
+            if isinstance(value.get(key), (dict, list)):
+                value = _member_cut(value, key, _cut(value[key], cap))
     return value
+
+
+def _member_cut(holder: dict, key: str, value) -> dict:
+    """`holder` with `value` as its `key`: a CappedDocument saying what was dropped when
+    `value` is a list that was cut."""
+    if isinstance(value, CappedList):
+        holder = holder if isinstance(holder, CappedDocument) else CappedDocument(holder)
+        holder.dropped[key], value = value.left_out, list(value)
+    holder[key] = value
+    return holder
 
 
 def _skip_space(text: str, at: int) -> int:
@@ -957,18 +975,26 @@ def _skip_space(text: str, at: int) -> int:
 _DECODER = json.JSONDecoder()
 
 
-def _capped_value(text: str, at: int, caps: CapTree) -> tuple[object, int]:
+def _capped_value(text: str, at: int, caps: "CapTree | int") -> tuple[object, int]:
     """The JSON value at `at` (past any space), as _cut would leave it, and where it ends: the
-    members and items on the way to a capped list are decoded one by one, the rest whole."""
+    members and items on the way to a capped list are decoded one by one, the rest whole, and
+    a capped list's items past its cap decoded and dropped."""
     opener = text[at]
-    if opener == "[" and "*" in caps:
-        items, at = [], _skip_space(text, at + 1)
+    if opener == "[" and (isinstance(caps, int) or "*" in caps):
+        items, at, left_out = [], _skip_space(text, at + 1), 0
         while text[at] != "]":
-            item, at = _capped_value(text, at, caps["*"])
-            items.append(item)
+            if isinstance(caps, int):
+                item, at = _DECODER.raw_decode(text, at)
+                if len(items) < caps:
+                    items.append(item)
+                else:
+                    left_out += 1
+            else:
+                item, at = _capped_value(text, at, caps["*"])
+                items.append(item)
             at = _next_member(text, _skip_space(text, at), "]")
-        return items, at + 1
-    if opener != "{" or "*" in caps and len(caps) == 1:
+        return (CappedList(items, left_out) if left_out else items), at + 1
+    if opener != "{" or isinstance(caps, int) or "*" in caps and len(caps) == 1:
         return _DECODER.raw_decode(text, at)
     out, at = {}, _skip_space(text, at + 1)
     while text[at] != "}":
@@ -977,22 +1003,9 @@ def _capped_value(text: str, at: int, caps: CapTree) -> tuple[object, int]:
         if not isinstance(name, str) or text[at] != ":":
             raise ValueError(f"an object member expected at char {at}")
         at = _skip_space(text, at + 1)
-        cap = caps.get(name)
-        if isinstance(cap, int) and text[at] == "[":
-            items, at, left_out = [], _skip_space(text, at + 1), 0
-            while text[at] != "]":
-                item, at = _DECODER.raw_decode(text, at)
-                if len(items) < cap:
-                    items.append(item)
-                else:
-                    left_out += 1
-                at = _next_member(text, _skip_space(text, at), "]")
-            out[name], at = items, at + 1
-            if left_out:
-                out = out if isinstance(out, CappedDocument) else CappedDocument(out)
-                out.dropped[name] = left_out
-        elif isinstance(cap, dict):
-            out[name], at = _capped_value(text, at, cap)
+        if name in caps:
+            value, at = _capped_value(text, at, caps[name])
+            out = _member_cut(out, name, value)
         else:
             out[name], at = _DECODER.raw_decode(text, at)
         at = _next_member(text, _skip_space(text, at), "}")
@@ -1040,7 +1053,8 @@ def _without_lone_surrogates(value):
     if isinstance(value, str):
         return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, list):
-        return [_without_lone_surrogates(v) for v in value]
+        items = [_without_lone_surrogates(v) for v in value]
+        return CappedList(items, value.left_out) if isinstance(value, CappedList) else items
     if isinstance(value, dict):
         out = {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
         if isinstance(value, CappedDocument):   # (what capped_json dropped stays said)

@@ -678,3 +678,8 @@ def test_capped_json_cuts_the_lists_it_names_inside_lists_and_objects():
         parsed = parse(json.dumps(document).encode(), "", "http://x")
         dataset = (parsed["dataset"] if isinstance(parsed, dict) else parsed)[0]
         assert dataset["distribution"] == [0, 1] and dropped(dataset) == cut
+    services = [{"service_code": str(i)} for i in range(STREAMED_JSON_BYTES // 10)]
+    for document in (services, services[:5]):   # (a number alone: the document is the list cut)
+        parsed = capped_json(2)(json.dumps(document).encode(), "", "http://x")
+        assert parsed == services[:2] and dropped(parsed) == {"*": len(document) - 2}
+    assert dropped(capped_json(2)(b'{"a": [1, 2, 3]}', "", "http://x")) == {}
