@@ -14,7 +14,8 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.http import capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage
-from harvester.portals.base import PortalAdapter, note_columns_cut, refuse_cut_columns
+from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
+                                    refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys,
                                paged_tables, unique_fields)
 
@@ -30,7 +31,8 @@ COLUMN_TYPES = {
 }
 EXPORTS = (("CSV", "text/csv", "csv"), ("JSON", "application/json", "json"))
 # each dataset's `fields` cut to MAX_COLUMNS as a page (or the export) is read (v2.0 wraps each in `dataset`)
-DATASET_FIELDS = {"fields": MAX_COLUMNS, "dataset": {"fields": MAX_COLUMNS}}
+_DATASET = {"fields": MAX_COLUMNS, "metas": {"default": dict.fromkeys(("keyword", "theme"), MAX_ITEMS)}}
+DATASET_FIELDS = {**_DATASET, "dataset": _DATASET}
 CATALOG_PAGE = capped_json({"results": {"*": DATASET_FIELDS}})
 CATALOG_EXPORT = capped_json({"*": DATASET_FIELDS})
 
@@ -76,9 +78,11 @@ class OpenDataSoftAdapter(PortalAdapter):
         return R.text(entry.get("dataset_id")) if isinstance(entry, dict) else None
 
     def fetch_details(self, entry: dict) -> dict | None:
-        """Nothing to fetch: how many fields were left out of an entry whose list was cut."""
-        left_out = dropped(entry.get("dataset", entry)).get("fields")
-        return {"columns_left_out": left_out} if left_out else None
+        """Nothing to fetch: how many items were left out of the lists cut as its page was read."""
+        entry = entry["dataset"] if isinstance(entry.get("dataset"), dict) else entry   # (v2.0 wraps each dataset)
+        cut = lists_cut(R.obj(R.obj(entry.get("metas")).get("default"))) or {}
+        left_out = dropped(entry).get("fields")
+        return {**cut, "columns_left_out": left_out} if left_out else cut or None
 
     def record_source(self, dataset, previous) -> "OdsRecords":
         refuse_cut_columns(dataset)
@@ -97,6 +101,7 @@ class OpenDataSoftAdapter(PortalAdapter):
         out["description"] = R.plain_text(default.get("description"), notes, "description")
         out["keywords"] = R.text_list(default.get("keyword"), notes, "keywords")
         out["themes"] = R.text_list(default.get("theme"), notes, "themes", split=None)
+        note_lists_cut(notes, details)
         out["publisher"] = R.text(default.get("publisher"), notes, "publisher")
         out["contact_name"] = R.text(dcat.get("contact_name"), notes, "contact_name")
         out["contact_email"] = R.email(dcat.get("contact_email"), notes)

@@ -17,7 +17,8 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.http import capped_json, dropped
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
-from harvester.portals.base import PortalAdapter, note_columns_cut, refuse_cut_columns
+from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
+                                    refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page,
                                paged_tables, parquet_max, read_parquet_sql, unique_fields)
 
@@ -40,7 +41,9 @@ ASSET_TYPES = {
 TABULAR = ("dataset", "filtered_view")
 # a Discovery result's parallel lists of its columns, each cut to MAX_COLUMNS as the page is read
 COLUMN_LISTS = ("columns_name", "columns_field_name", "columns_datatype", "columns_description", "columns_format")
-DISCOVERY_PAGE = capped_json({"results": {"*": {"resource": dict.fromkeys(COLUMN_LISTS, MAX_COLUMNS)}}})
+DISCOVERY_PAGE = capped_json({"results": {"*": {
+    "resource": dict.fromkeys(COLUMN_LISTS, MAX_COLUMNS),
+    "classification": dict.fromkeys(("tags", "domain_tags", "categories"), MAX_ITEMS)}}})
 VIEWS_DOCUMENT = capped_json({"columns": MAX_COLUMNS})
 
 # Socrata column types (Discovery display names and views-API dataTypeName alike,
@@ -117,18 +120,19 @@ class SocrataAdapter(PortalAdapter):
         """Columns from /api/views only for tabular assets the catalogue gave none for; for an
         entry whose column lists were cut as its page was read, how many it left out."""
         resource = R.obj(entry.get("resource"))
-        cut = dropped(resource)
-        if cut:
-            return {"columns_left_out": cut.get("columns_field_name") or max(cut.values())}
+        cut = lists_cut(R.obj(entry.get("classification"))) or {}
+        columns_cut = dropped(resource)
+        if columns_cut:
+            return {**cut, "columns_left_out": columns_cut.get("columns_field_name") or max(columns_cut.values())}
         if resource.get("columns_field_name") or _asset_type(resource) not in TABULAR:
-            return None
+            return cut or None
         if not FOUR_BY_FOUR.match(str(resource.get("id"))):
             return None  # not a Socrata id: never let it shape a request path
         response = self.http.get_json(f"{self.portal.url}/api/views/{resource['id']}.json",
                                       headers=self.headers, conditional=True, expect=_views_shape,
                                       parse=VIEWS_DOCUMENT)
         left_out = dropped(response.data).get("columns")
-        return {"views": response.data, **({"columns_left_out": left_out} if left_out else {})}
+        return {**cut, "views": response.data, **({"columns_left_out": left_out} if left_out else {})}
 
     # -- records --------------------------------------------------------------------
 
@@ -155,6 +159,7 @@ class SocrataAdapter(PortalAdapter):
                                        notes, "keywords")
         out["themes"] = R.text_lists((classification.get("categories"), classification.get("domain_category")),
                                      notes, "themes", split=None)
+        note_lists_cut(notes, details)
         out["publisher"] = R.text(resource.get("attribution"), notes, "publisher")
         out["contact_email"] = R.email(resource.get("contact_email") or _first(domain_metadata, "email"), notes)
         out["issued"] = R.timestamp(resource.get("createdAt"), notes, "issued")

@@ -99,3 +99,16 @@ def test_a_dataset_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store,
         assert not any("/records" in path or "/exports/" in path for path in portal.hits)
     assert count(store) == 5
     assert_first_10000_columns_kept(store, wide["dataset_id"], "the catalogue entry")
+
+
+def test_a_dataset_of_more_keywords_than_kept_keeps_the_first_10000(store, http):
+    """25,000 keywords in one dataset's `metas.default`: cut to 10,000 as the page is read, with
+    a warning naming the dataset."""
+    datasets = make_ods_datasets(3)
+    datasets[1]["metas"]["default"]["keyword"] = [f"keyword {i}" for i in range(25_000)]
+    with OpenDataSoftPortal(datasets) as portal:
+        report = harvest([portal_config("city", "opendatasoft", portal.url)], store, http)
+    assert report.ok and count(store) == 3 and report.portals[0].warnings == 1
+    assert count(store, "SELECT max(len(keywords)) FROM datasets") == 10_000
+    assert store.con.execute("SELECT source_id, message FROM harvest_errors").fetchall() == [
+        (datasets[1]["dataset_id"], "keyword: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]

@@ -190,3 +190,19 @@ def test_a_discovery_entry_of_more_columns_than_a_pull_takes_keeps_the_first_100
     assert_first_10000_columns_kept(store, source_id, "the catalogue entry")
     raw = json.loads(store.con.execute("SELECT raw FROM raw_records WHERE uid = ?", [uid]).fetchone()[0])
     assert {len(raw["resource"][key]) for key in ("columns_name", "columns_field_name", "columns_datatype")} == {10_000}
+
+
+def test_a_discovery_entry_of_more_tags_than_kept_keeps_the_first_10000(store, http):
+    """25,000 tags and 25,000 domain tags on one result: each list is cut to 10,000 as the page
+    is read, with a warning naming the dataset and the list."""
+    entries = make_socrata_entries(3, domain=DOMAIN)
+    entries[1]["classification"].update(tags=[f"tag {i}" for i in range(25_000)],
+                                        domain_tags=[f"domain tag {i}" for i in range(25_000)])
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http)
+    assert report.ok and count(store) == 3 and report.portals[0].warnings == 2
+    source_id = entries[1]["resource"]["id"]
+    assert count(store, f"SELECT len(keywords) FROM datasets WHERE source_id = '{source_id}'") == 20_000
+    assert store.con.execute("SELECT source_id, message FROM harvest_errors ORDER BY message").fetchall() == [
+        (source_id, f"{key}: the catalogue entry lists 25,000 of them; the first 10,000 are kept")
+        for key in ("domain_tags", "tags")]
