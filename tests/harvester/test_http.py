@@ -607,7 +607,13 @@ def test_a_cache_found_damaged_while_in_use_is_started_afresh(portal, tmp_path, 
     assert get(fast_client(tmp_path), portal, conditional=True).not_modified   # the next run asks conditionally
 
 
-def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults():
+@pytest.fixture
+def streamed_from_1_mb(monkeypatch):
+    """Documents of 1 MB and more read a value at a time (in place of 16 MB): test bodies stay small."""
+    monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
+
+
+def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults(streamed_from_1_mb):
     """Small documents are parsed whole and cut, large ones read an item at a time: both give
     json.loads' document with the list cut; a body cut short, extra data or an HTML page fail."""
     from harvester.http import STREAMED_JSON_BYTES, capped_json
@@ -631,7 +637,7 @@ def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults():
             parse(broken, "application/json", "http://x")
 
 
-def test_a_large_capped_json_list_is_read_as_a_small_one_is():
+def test_a_large_capped_json_list_is_read_as_a_small_one_is(streamed_from_1_mb):
     """parse_json_body takes a body that starts with a UTF-8 byte order mark (json's own
     reading does) and refuses a trailing comma (orjson and json do): the item-at-a-time reading
     of a large body refused the mark and took the comma."""
@@ -647,7 +653,7 @@ def test_a_large_capped_json_list_is_read_as_a_small_one_is():
                 parse(body[:at] + b"," + body[at:], "application/json", "http://x")
 
 
-def test_capped_json_cuts_the_lists_it_names_inside_lists_and_objects():
+def test_capped_json_cuts_the_lists_it_names_inside_lists_and_objects(streamed_from_1_mb):
     """The lists a cap tree names deep in a document (each Discovery result's `columns_*`, each
     data.json dataset's `distribution`, in a catalog object or a bare array) are cut the same
     way in a small body, parsed whole, and a large one, read an item at a time; the objects
