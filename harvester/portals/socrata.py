@@ -197,8 +197,8 @@ class SocrataAdapter(PortalAdapter):
         if isinstance(resource, dict):
             entry = {**entry, "resource": _without_volatile(resource, owned)}
         views = (details or {}).get("views")
-        if isinstance(views, dict):
-            details = {"views": _without_volatile(views, owned)}
+        if isinstance(views, dict):   # (what a cut left out stays in the hash: its count may change)
+            details = {**details, "views": _without_volatile(views, owned)}
         return [entry, details]
 
 

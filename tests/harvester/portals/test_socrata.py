@@ -206,3 +206,24 @@ def test_a_discovery_entry_of_more_tags_than_kept_keeps_the_first_10000(store, h
     assert store.con.execute("SELECT source_id, message FROM harvest_errors ORDER BY message").fetchall() == [
         (source_id, f"{key}: the catalogue entry lists 25,000 of them; the first 10,000 are kept")
         for key in ("domain_tags", "tags")]
+
+
+def test_a_views_document_that_lists_more_columns_past_the_10000_kept_is_a_change(store, http):
+    """The first 10,000 columns stay, the document's count grows from 25,000 to 30,000: the
+    dataset has changed (the count left out is part of its version), and the warning says 30,000."""
+    entries = make_socrata_entries(3, domain=DOMAIN)
+    wide = next(e for e in entries if e["resource"]["type"] == "dataset")
+    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+        wide["resource"][key] = []
+    source_id = wide["resource"]["id"]
+    columns = [{"id": i, "name": f"Column {i}", "fieldName": f"column_{i}", "dataTypeName": "number",
+                "position": i + 1} for i in range(30_000)]
+    views = {source_id: {"id": source_id, "name": "Wide", "columns": columns[:25_000]}}
+    with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        assert harvest([config], store, http).portals[0].warnings == 1
+        portal.views[source_id] = {**views[source_id], "columns": columns}
+        report = harvest([config], store, http).portals[0]
+    assert (report.changed, report.warnings) == (1, 1)
+    assert store.con.execute("SELECT message FROM harvest_errors ORDER BY occurred_at DESC LIMIT 1").fetchone()[0] == (
+        "columns: the views document lists 30,000 columns; the first 10,000 are kept (as many as a records pull takes)")
