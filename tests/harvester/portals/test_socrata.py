@@ -139,19 +139,25 @@ def test_bad_discovery_entries_are_reported_and_the_rest_harvested(store, http):
     assert {"issued", "columns"} <= warned
 
 
+def views_only_table(entries: int, columns: int) -> tuple[list[dict], str, list[dict]]:
+    """`entries` Discovery results, the first dataset's without columns (they come from its
+    views document), its id, and views-document columns `column_<i>` for it."""
+    listed = make_socrata_entries(entries, domain=DOMAIN)
+    wide = next(e for e in listed if e["resource"]["type"] == "dataset")
+    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+        wide["resource"][key] = []
+    return listed, wide["resource"]["id"], [
+        {"id": i, "name": f"Column {i}", "fieldName": f"column_{i}", "dataTypeName": "number", "position": i + 1,
+         "format": {}} for i in range(columns)]
+
+
 def test_a_views_document_of_more_columns_than_a_pull_takes_keeps_the_first_10000(store, http):
     """A views document listing 25,000 columns (10^6 took 1.46 GB and 16 s to harvest, or failed
     the portal: its raw entry did not fit DuckDB's memory): the catalogue keeps the first 10,000
     (as many as a records pull takes), says so in a warning naming the dataset, and the
     document's other columns are read one at a time and dropped, never all held. Twice, the
     second from the validator cache (a 304)."""
-    entries = make_socrata_entries(5, domain=DOMAIN)
-    wide = next(e for e in entries if e["resource"]["type"] == "dataset")
-    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
-        wide["resource"][key] = []
-    source_id = wide["resource"]["id"]
-    columns = [{"id": i, "name": f"Column {i}", "fieldName": f"column_{i}", "dataTypeName": "number",
-                "position": i + 1, "format": {}} for i in range(25_000)]
+    entries, source_id, columns = views_only_table(5, 25_000)
     views = {source_id: {"id": source_id, "name": "Wide", "columns": columns, "rowsUpdatedAt": 1}}
     with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
         config = portal_config("city", "socrata", portal.url, domain=DOMAIN, records=(source_id,))
@@ -211,13 +217,7 @@ def test_a_discovery_entry_of_more_tags_than_kept_keeps_the_first_10000(store, h
 def test_a_views_document_that_lists_more_columns_past_the_10000_kept_is_a_change(store, http):
     """The first 10,000 columns stay, the document's count grows from 25,000 to 30,000: the
     dataset has changed (the count left out is part of its version), and the warning says 30,000."""
-    entries = make_socrata_entries(3, domain=DOMAIN)
-    wide = next(e for e in entries if e["resource"]["type"] == "dataset")
-    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
-        wide["resource"][key] = []
-    source_id = wide["resource"]["id"]
-    columns = [{"id": i, "name": f"Column {i}", "fieldName": f"column_{i}", "dataTypeName": "number",
-                "position": i + 1} for i in range(30_000)]
+    entries, source_id, columns = views_only_table(3, 30_000)
     views = {source_id: {"id": source_id, "name": "Wide", "columns": columns[:25_000]}}
     with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
         config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
