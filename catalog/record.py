@@ -150,21 +150,23 @@ def text_list(value, notes: Notes | None = None, field_name: str = "", *, split:
     """A list of distinct non-empty strings; a single string is split on `split`
     (keywords arrive as 'crime,violent,seattle'; categories such as 'Parks, Recreation'
     must not be split: pass split=None)."""
-    out: list[str] = []
+    out: dict[str, None] = {}
     _add_texts(out, value, notes, field_name, split)
-    return out
+    return list(out)
 
 
 def text_lists(values, notes: Notes | None = None, field_name: str = "", *, split: str | None = ",") -> list[str]:
     """The distinct strings of several values, in order: `text_list` of their `text_list`s
     joined, in one pass (tags and domain tags, hot: once per dataset)."""
-    out: list[str] = []
+    out: dict[str, None] = {}
     for value in values:
         _add_texts(out, value, notes, field_name, split)
-    return out
+    return list(out)
 
 
-def _add_texts(out: list[str], value, notes: Notes | None, field_name: str, split: str | None) -> None:
+def _add_texts(out: dict[str, None], value, notes: Notes | None, field_name: str, split: str | None) -> None:
+    """The strings of `value` added to `out` (a dict: distinct in order, where a list's `in`
+    made 10^5 keywords a minute and a half of CPU, 10^6 hours)."""
     if value is None:
         return
     if isinstance(value, str):
@@ -182,8 +184,8 @@ def _add_texts(out: list[str], value, notes: Notes | None, field_name: str, spli
             if isinstance(item, dict):
                 item = item.get("name") or item.get("display_name") or item.get("title") or text(item)
             item = text(item)
-        if item and item not in out:
-            out.append(item)
+        if item:
+            out[item] = None
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -334,6 +334,30 @@ def _overlap_uids(store) -> list[str] | None:
 
 
 ERRORS_SHOWN = 1000   # rows of `runs --errors` as a table
+ERRORS_SORTED = 10_000   # errors `runs --errors --json` sorts at a time
+ERROR_COLUMNS = ("run_id", "portal_id", "source_id", "stage", "error_type", "severity", "message")
+
+
+def _errors_newest_first(con, run_ids: list[str]) -> Iterator[tuple]:
+    """The harvest_errors rows (ERROR_COLUMNS) of `run_ids`, newest first, sorted ERRORS_SORTED at
+    a time: one ORDER BY of them all held every message in DuckDB's sort (300,000: 350 MB of
+    RSS). The slices are cut at every ERRORS_SORTED-th time, found by sorting the times alone;
+    a slice takes all the errors of its last time (so ties never straddle two slices)."""
+    cuts = [row[0] for row in con.execute(
+        """SELECT occurred_at FROM (SELECT occurred_at, row_number() OVER (ORDER BY occurred_at DESC) AS n
+                                    FROM harvest_errors WHERE list_contains(?, run_id))
+           WHERE n % ? = 0 ORDER BY occurred_at DESC""", [run_ids, ERRORS_SORTED]).fetchall()]
+    newer = None
+    for older in [*dict.fromkeys(cuts), None]:
+        bounds = [(condition, value) for condition, value in (("occurred_at < ?", newer), ("occurred_at >= ?", older))
+                  if value is not None]
+        cursor = con.execute(
+            f"""SELECT {', '.join(ERROR_COLUMNS)} FROM harvest_errors
+                WHERE {' AND '.join(['list_contains(?, run_id)', *(condition for condition, _ in bounds)])}
+                ORDER BY occurred_at DESC""", [run_ids, *(value for _, value in bounds)])
+        for batch in iter(lambda: cursor.fetchmany(1000), []):
+            yield from batch
+        newer = older
 
 
 @cli.command()
@@ -358,19 +382,16 @@ def runs(limit, show_errors, db_path, as_json):
     error_rows, errors_left_out = [], 0
     if show_errors:
         # --json gives them all (a script filters them); the table the newest ERRORS_SHOWN, and says so
-        cursor = con.execute(f"""SELECT run_id, portal_id, source_id, stage, error_type, severity, message
-                                 FROM harvest_errors WHERE list_contains(?, run_id)
-                                 ORDER BY occurred_at DESC {'' if as_json else f'LIMIT {ERRORS_SHOWN}'}""", [run_ids])
-        error_columns = [d[0] for d in cursor.description]
         if as_json:   # (every one: streamed, as many as a portal's datasets)
             try:
-                echo_json_streamed({"runs": rows}, "errors", (dict(zip(error_columns, r))
-                                                              for batch in iter(lambda: cursor.fetchmany(1000), [])
-                                                              for r in batch))
+                echo_json_streamed({"runs": rows}, "errors", (dict(zip(ERROR_COLUMNS, r))
+                                                              for r in _errors_newest_first(con, run_ids)))
             finally:
                 con.close()
             return
-        error_rows = [dict(zip(error_columns, r)) for r in cursor.fetchall()]
+        cursor = con.execute(f"""SELECT {', '.join(ERROR_COLUMNS)} FROM harvest_errors WHERE list_contains(?, run_id)
+                                 ORDER BY occurred_at DESC LIMIT {ERRORS_SHOWN}""", [run_ids])
+        error_rows = [dict(zip(ERROR_COLUMNS, r)) for r in cursor.fetchall()]
         if len(error_rows) == ERRORS_SHOWN:
             errors_left_out = con.execute("SELECT count(*) FROM harvest_errors WHERE list_contains(?, run_id)",
                                           [run_ids]).fetchone()[0] - ERRORS_SHOWN

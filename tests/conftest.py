@@ -68,3 +68,17 @@ def harvest_with_records(tmp_path, portal_id, kind, url, records, *options, extr
     result = CliRunner().invoke(cli, ["harvest", *(["--records"] if with_records else []), "--json",
                                       "--config", str(config), "--db", str(db), *options])
     return db, result
+
+
+def assert_first_10000_columns_kept(store, source_id, listed_by, portal_id="city", listed=25_000):
+    """The dataset of 25,000 columns (`listed`) keeps its first 10,000, with a warning naming
+    it and `listed_by`, and a records pull of it was refused."""
+    uid = f"{portal_id}:{source_id}"
+    assert store.con.execute("SELECT count(*), max(position), max_by(field_name, position) FROM columns "
+                             "WHERE dataset_uid = ?", [uid]).fetchone() == (10_000, 9_999, "column_9999")
+    warnings = store.con.execute("SELECT DISTINCT source_id, severity, message FROM harvest_errors "
+                                 "WHERE stage != 'records'").fetchall()
+    assert warnings == [(source_id, "warning", f"columns: {listed_by} lists {listed:,} columns; the first 10,000 "
+                         "are kept (as many as a records pull takes)")]
+    refused = store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert f"the dataset has {listed} columns, more than the 10,000 a records pull takes" in refused

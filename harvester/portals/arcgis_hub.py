@@ -13,13 +13,15 @@ import re
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError
+from harvester.http import PermanentError, capped_json, dropped
 from harvester.paging import OffsetPaginator, Page, PageNumberPaginator
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
-from harvester.records import (Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys, paged_tables,
-                               unique_fields)
+from harvester.portals.base import note_columns_cut, refuse_cut_columns
+from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys,
+                               paged_tables, unique_fields)
 
 FEED_PATH = "/api/feed/dcat-us/1.1.json"
+LAYER_DOCUMENT = capped_json({"fields": MAX_COLUMNS})   # its fields cut as they are read
 LAYER_URL = re.compile(r"^(https?://[^?#]+/(?:FeatureServer|MapServer)/\d+)(?:[/?#].*)?$", re.IGNORECASE)
 
 # Esri field types → the shared vocabulary
@@ -60,16 +62,20 @@ class ArcgisHubAdapter(DcatUsAdapter):
         return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
 
     def fetch_details(self, entry: dict) -> dict | None:
+        cut = super().fetch_details(entry)
         url = layer_url(entry)
         if url is None:
-            return None  # documents, web maps, apps: no layer to read columns from
-        layer = self.http.get_json(url, {"f": "json"}, conditional=True).data
+            return cut  # documents, web maps, apps: no layer to read columns from
+        layer = self.http.get_json(url, {"f": "json"}, conditional=True, parse=LAYER_DOCUMENT).data
         if not isinstance(layer, dict) or "error" in layer:
             error = layer.get("error") if isinstance(layer, dict) else layer
             raise PermanentError(f"ArcGIS error: {error}", url)
-        return {"layer_url": url, "layer": layer}
+        left_out = dropped(layer).get("fields")
+        return {**(cut or {}), "layer_url": url, "layer": layer,
+                **({"columns_left_out": left_out} if left_out else {})}
 
     def record_source(self, dataset, previous) -> "FeatureServerRecords":
+        refuse_cut_columns(dataset)
         url = (dataset.details or {}).get("layer_url") or layer_url(
             {"distribution": [{"accessURL": d.get("access_url"), "downloadURL": d.get("download_url")}
                               for d in dataset.distributions]})
@@ -82,6 +88,7 @@ class ArcgisHubAdapter(DcatUsAdapter):
         layer = (details or {}).get("layer")
         if isinstance(layer, dict):
             out["columns"] = _layer_columns(layer)
+            note_columns_cut(notes, "the layer", details, len(R.items(layer.get("fields"))))
             if layer.get("type") == "Table":
                 out["asset_type"] = "dataset"
         return out

@@ -11,7 +11,15 @@ from typing import ClassVar
 from catalog.record import Notes
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
+from harvester.http import dropped
 from harvester.paging import Listing
+from harvester.records import MAX_COLUMNS, RecordsError
+
+
+# a dataset's distributions (CKAN resources) and keywords kept at most: the rest of such a list is
+# cut as its page is read (harvester.http.capped_json), with a warning (one dataset of 10^6
+# distributions failed its whole portal: its raw entry did not fit DuckDB's memory)
+MAX_ITEMS = 10_000
 
 
 class PortalAdapter(ABC):
@@ -50,3 +58,33 @@ class PortalAdapter(ABC):
         counters (page views, downloads) that change every night while the dataset does not.
         `owned`: the caller needs `entry` and `details` no more, so they may be cut in place."""
         return [entry, details]
+
+
+def note_columns_cut(notes: Notes, listed_by: str, details: dict | None, kept: int) -> None:
+    """The warning of a dataset whose column list was cut to MAX_COLUMNS (`columns_left_out`
+    in its details, see harvester.http.capped_json): `listed_by` names the document."""
+    left_out = (details or {}).get("columns_left_out")
+    if left_out:
+        notes.warn("columns", f"{listed_by} lists {kept + left_out:,} columns; the first {MAX_COLUMNS:,} are kept "
+                   "(as many as a records pull takes)")
+
+
+def refuse_cut_columns(dataset) -> None:
+    """A records pull of a dataset whose columns were cut would read the ones kept and drop
+    the others unsaid: refused (RecordsError), naming how many it has."""
+    left_out = (dataset.details or {}).get("columns_left_out")
+    if left_out:
+        raise RecordsError(f"the dataset has {len(dataset.columns) + left_out} columns, more than the "
+                           f"{MAX_COLUMNS:,} a records pull takes")
+
+
+def lists_cut(entry) -> dict | None:
+    """Details for an entry some of whose lists were cut as its page was read: how many items
+    each lost (`lists_left_out`), for note_lists_cut; None when none was."""
+    cut = dropped(entry)
+    return {"lists_left_out": cut} if cut else None
+
+
+def note_lists_cut(notes: Notes, details: dict | None) -> None:
+    for key, left_out in (details or {}).get("lists_left_out", {}).items():
+        notes.warn(key, f"the catalogue entry lists {MAX_ITEMS + left_out:,} of them; the first {MAX_ITEMS:,} are kept")

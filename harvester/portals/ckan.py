@@ -16,14 +16,18 @@ import orjson
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError
+from harvester.http import PermanentError, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page
-from harvester.portals.base import PortalAdapter
-from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameColumns,
+from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
+                                    refuse_cut_columns)
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameColumns,
                                csv_distribution, paged_tables, unique_fields)
 
 ROWS = 1000  # CKAN's default ckan.search.rows_max
 RECORD_ROWS = 32_000  # CKAN's default ckan.datastore.search.rows_max
+DATASTORE_FIELDS = capped_json({"result": {"fields": MAX_COLUMNS}})   # cut as the answer is read
+# each package's lists cut as a package_search page is read
+SEARCH_PAGE = capped_json({"result": {"results": {"*": dict.fromkeys(("resources", "tags", "groups"), MAX_ITEMS)}}})
 
 # DataStore (PostgreSQL) field types → the shared vocabulary
 COLUMN_TYPES = {
@@ -84,13 +88,14 @@ def _result(data: dict, url: str):
 class CkanAdapter(PortalAdapter):
     kind = "ckan"
 
-    def _action(self, action: str, params: dict, *, conditional: bool = True):
+    def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"
-        return _result(self.http.get_json(url, params, conditional=conditional, expect=_envelope).data, url)
+        return _result(self.http.get_json(url, params, conditional=conditional, expect=_envelope, parse=parse).data,
+                       url)
 
     def _search_page(self, params: dict, unread: str | None = None) -> Page:
         url = f"{self.portal.url}/api/3/action/package_search"
-        response = self.http.get_json(url, params, conditional=True, expect=_envelope, unread=unread)
+        response = self.http.get_json(url, params, conditional=True, expect=_envelope, unread=unread, parse=SEARCH_PAGE)
         if response.data is None:  # the very body `unread` names: the listing knows what is on it
             return Page(items=None, digest=response.digest)
         result = _result(response.data, url)
@@ -107,12 +112,15 @@ class CkanAdapter(PortalAdapter):
         return R.text(entry.get("id")) if isinstance(entry, dict) else None
 
     def fetch_details(self, entry: dict) -> dict | None:
+        cut = lists_cut(entry)
         resource = next((r for r in R.items(entry.get("resources"))
                          if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
         if resource is None:
-            return None
-        result = self._action("datastore_search", {"resource_id": resource["id"], "limit": 0})
-        return {"datastore": {"resource_id": resource["id"], "fields": R.items(R.obj(result).get("fields"))}}
+            return cut
+        result = self._action("datastore_search", {"resource_id": resource["id"], "limit": 0}, parse=DATASTORE_FIELDS)
+        left_out = dropped(result).get("fields")
+        return {**(cut or {}), "datastore": {"resource_id": resource["id"], "fields": R.items(R.obj(result).get("fields"))},
+                **({"columns_left_out": left_out} if left_out else {})}
 
     def record_source(self, dataset, previous) -> RecordSource:
         """The DataStore of the first resource that has one, paged by `datastore_search`;
@@ -120,6 +128,7 @@ class CkanAdapter(PortalAdapter):
         resource = next((r for r in R.items(dataset.raw.get("resources"))
                          if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
         if resource is not None:
+            refuse_cut_columns(dataset)
             return DatastoreRecords(self, str(resource["id"]))
         url = csv_distribution(dataset)
         if url is None:
@@ -163,8 +172,10 @@ class CkanAdapter(PortalAdapter):
         kind = R.text(entry.get("type")) or "dataset"
         out["asset_type"] = re.sub(r"[^a-z0-9_]", "_", kind.lower())
         out["distributions"] = [_distribution(r, notes) for r in R.items(entry.get("resources")) if isinstance(r, dict)]
+        note_lists_cut(notes, details)
         if details and isinstance(details.get("datastore"), dict):
             out["columns"] = _datastore_columns(R.items(details["datastore"].get("fields")))
+            note_columns_cut(notes, "the DataStore", details, len(R.items(details["datastore"].get("fields"))))
         return out
 
 

@@ -14,8 +14,9 @@ from urllib.parse import parse_qs, urlparse
 
 from catalog import record as R
 from catalog.record import Notes
+from harvester.http import capped_json
 from harvester.paging import Listing, Page, SinglePage
-from harvester.portals.base import PortalAdapter
+from harvester.portals.base import MAX_ITEMS, PortalAdapter, lists_cut, note_lists_cut
 from harvester.records import DownloadedFile, RecordsError, csv_distribution
 
 # Hub identifiers are item URLs that change with the site's address; the item id does not.
@@ -40,6 +41,11 @@ def arcgis_item_id(identifier: str | None, landing_page: str | None = None) -> s
     return None
 
 
+# each dataset's lists cut as the document is read, in a catalog object or a bare array
+_DATASET_LISTS = dict.fromkeys(("distribution", "keyword", "keywords", "theme"), MAX_ITEMS)
+DOCUMENT = capped_json({"dataset": {"*": _DATASET_LISTS}, "*": _DATASET_LISTS})
+
+
 def _document_shape(data) -> str | None:
     if isinstance(data, list):
         return None
@@ -57,7 +63,7 @@ class DcatUsAdapter(PortalAdapter):
 
     def listing(self) -> Listing:
         def fetch(_params: dict) -> Page:
-            document = self.http.get_json(self.feed_url, conditional=True, expect=_document_shape).data
+            document = self.http.get_json(self.feed_url, conditional=True, expect=_document_shape, parse=DOCUMENT).data
             items = document if isinstance(document, list) else document["dataset"]
             return Page(items=items)  # the whole document: complete once read
 
@@ -70,6 +76,10 @@ class DcatUsAdapter(PortalAdapter):
         if not identifier or not identifier.startswith(("http://", "https://")):
             return identifier  # a plain id is stable as it is
         return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
+
+    def fetch_details(self, entry: dict) -> dict | None:
+        """Nothing to fetch: how many items were left out of the lists cut as the document was read."""
+        return lists_cut(entry)
 
     def record_source(self, dataset, previous) -> DownloadedFile:
         """The first CSV distribution, downloaded whole, its types sniffed from the file."""
@@ -108,6 +118,7 @@ class DcatUsAdapter(PortalAdapter):
         out["temporal_start"], out["temporal_end"] = R.temporal(entry.get("temporal"), notes)
         out["asset_type"] = "catalog" if _describes_data_json(entry) else "dataset"
         out["distributions"] = _distributions(entry, notes)
+        note_lists_cut(notes, details)
         return out
 
 

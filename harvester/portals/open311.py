@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError
+from harvester.http import PermanentError, capped_json, dropped
 from harvester.paging import Listing, Page, Paginator, SinglePage
-from harvester.portals.base import PortalAdapter
+from harvester.portals.base import MAX_ITEMS, PortalAdapter
 from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, parquet_max, read_parquet_sql
 
 SOURCE_ID = "service-requests"
@@ -45,6 +45,9 @@ REQUEST_FIELDS = (
 )
 
 
+SERVICES = capped_json(MAX_ITEMS)   # the first MAX_ITEMS services, the others dropped as they are read
+
+
 def _services_shape(data) -> str | None:
     return None if isinstance(data, list) else "services.json is a JSON array of services"
 
@@ -69,15 +72,16 @@ class Open311Adapter(PortalAdapter):
         def fetch(_params: dict) -> Page:
             try:
                 services = self.http.get_json(f"{self.portal.url}/services.json", conditional=True,
-                                              expect=_services_shape).data
-                form = "json"
+                                              expect=_services_shape, parse=SERVICES).data
+                left_out, form = dropped(services).get("*", 0), "json"
             except PermanentError as exc:
                 if exc.status not in (404, 406, 415, 501):
                     raise
                 services = services_from_xml(self.http.get_xml(f"{self.portal.url}/services.xml",
                                                                conditional=True).data)
-                form = "xml"
-            return Page(items=[{"endpoint": self.portal.url, "format": form, "services": services}])
+                left_out, form = max(0, len(services) - MAX_ITEMS), "xml"
+            entry = {"endpoint": self.portal.url, "format": form, "services": list(services[:MAX_ITEMS])}
+            return Page(items=[{**entry, "services_left_out": left_out} if left_out else entry])
 
         return Listing(fetch, SinglePage(), self.source_id)
 
@@ -111,6 +115,9 @@ class Open311Adapter(PortalAdapter):
             {"title": "GeoReport v2 services (JSON)", "format": "JSON", "media_type": "application/json",
              "download_url": None, "access_url": f"{self.portal.url}/services.json"},
         ]
+        if entry.get("services_left_out"):
+            notes.warn("services", f"the endpoint lists {MAX_ITEMS + entry['services_left_out']:,} services; the "
+                       f"first {MAX_ITEMS:,} are kept")
         out["columns"] = [{"position": i, "name": name, "field_name": name, "type": kind,
                            "source_type": "georeport-v2", "description": description}
                           for i, (name, kind, description) in enumerate(REQUEST_FIELDS)]

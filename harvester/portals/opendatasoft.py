@@ -12,10 +12,12 @@ from urllib.parse import quote
 
 from catalog import record as R
 from catalog.record import Notes
+from harvester.http import capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage
-from harvester.portals.base import PortalAdapter
-from harvester.records import (Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys, paged_tables,
-                               unique_fields)
+from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
+                                    refuse_cut_columns)
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys,
+                               paged_tables, unique_fields)
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -28,6 +30,11 @@ COLUMN_TYPES = {
     "file": "other", "json_blob": "other", "json": "other",
 }
 EXPORTS = (("CSV", "text/csv", "csv"), ("JSON", "application/json", "json"))
+# each dataset's `fields` cut to MAX_COLUMNS as a page (or the export) is read (v2.0 wraps each in `dataset`)
+_DATASET = {"fields": MAX_COLUMNS, "metas": {"default": dict.fromkeys(("keyword", "theme"), MAX_ITEMS)}}
+DATASET_FIELDS = {**_DATASET, "dataset": _DATASET}
+CATALOG_PAGE = capped_json({"results": {"*": DATASET_FIELDS}})
+CATALOG_EXPORT = capped_json({"*": DATASET_FIELDS})
 
 
 def _page_shape(data) -> str | None:
@@ -48,7 +55,7 @@ class OpenDataSoftAdapter(PortalAdapter):
 
         def page(params: dict, unread: str | None = None) -> Page:
             response = self.http.get_json(f"{base}/datasets", params, conditional=True, expect=_page_shape,
-                                          unread=unread)
+                                          unread=unread, parse=CATALOG_PAGE)
             if response.data is None:  # the very body `unread` names: the listing knows what is on it
                 return Page(items=None, digest=response.digest)
             total = response.data.get("total_count")
@@ -59,7 +66,7 @@ class OpenDataSoftAdapter(PortalAdapter):
         if probe.total is not None and probe.total > OFFSET_WINDOW:
             def export(_params: dict) -> Page:
                 return Page(items=self.http.get_json(f"{base}/exports/json", conditional=True,
-                                                     expect=_export_shape).data, total=probe.total)
+                                                     expect=_export_shape, parse=CATALOG_EXPORT).data, total=probe.total)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"})
         return Listing(page, paginator, self.source_id, skips_bodies=True)
@@ -70,7 +77,15 @@ class OpenDataSoftAdapter(PortalAdapter):
         entry = entry.get("dataset", entry)  # v2.0 wraps each dataset
         return R.text(entry.get("dataset_id")) if isinstance(entry, dict) else None
 
+    def fetch_details(self, entry: dict) -> dict | None:
+        """Nothing to fetch: how many items were left out of the lists cut as its page was read."""
+        entry = entry["dataset"] if isinstance(entry.get("dataset"), dict) else entry   # (v2.0 wraps each dataset)
+        cut = lists_cut(R.obj(R.obj(entry.get("metas")).get("default"))) or {}
+        left_out = dropped(entry).get("fields")
+        return {**cut, "columns_left_out": left_out} if left_out else cut or None
+
     def record_source(self, dataset, previous) -> "OdsRecords":
+        refuse_cut_columns(dataset)
         return OdsRecords(self, dataset)
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
@@ -86,6 +101,7 @@ class OpenDataSoftAdapter(PortalAdapter):
         out["description"] = R.plain_text(default.get("description"), notes, "description")
         out["keywords"] = R.text_list(default.get("keyword"), notes, "keywords")
         out["themes"] = R.text_list(default.get("theme"), notes, "themes", split=None)
+        note_lists_cut(notes, details)
         out["publisher"] = R.text(default.get("publisher"), notes, "publisher")
         out["contact_name"] = R.text(dcat.get("contact_name"), notes, "contact_name")
         out["contact_email"] = R.email(dcat.get("contact_email"), notes)
@@ -111,6 +127,7 @@ class OpenDataSoftAdapter(PortalAdapter):
                      "download_url": f"{self.portal.url}{API}/catalog/datasets/{safe}/exports/{extension}"}
                     for label, media_type, extension in formats]
         out["columns"] = _columns(entry.get("fields"))
+        note_columns_cut(notes, "the catalogue entry", details, len(R.items(entry.get("fields"))))
         return out
 
 

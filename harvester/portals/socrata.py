@@ -15,9 +15,10 @@ from urllib.parse import urlparse
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import capped_json_list
+from harvester.http import capped_json, dropped
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
-from harvester.portals.base import PortalAdapter
+from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
+                                    refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page,
                                paged_tables, parquet_max, read_parquet_sql, unique_fields)
 
@@ -38,6 +39,12 @@ ASSET_TYPES = {
     "gateway": "service",
 }
 TABULAR = ("dataset", "filtered_view")
+# a Discovery result's parallel lists of its columns, each cut to MAX_COLUMNS as the page is read
+COLUMN_LISTS = ("columns_name", "columns_field_name", "columns_datatype", "columns_description", "columns_format")
+DISCOVERY_PAGE = capped_json({"results": {"*": {
+    "resource": dict.fromkeys(COLUMN_LISTS, MAX_COLUMNS),
+    "classification": dict.fromkeys(("tags", "domain_tags", "categories"), MAX_ITEMS)}}})
+VIEWS_DOCUMENT = capped_json({"columns": MAX_COLUMNS})
 
 # Socrata column types (Discovery display names and views-API dataTypeName alike,
 # lowercased with spaces as underscores) → the shared vocabulary
@@ -86,7 +93,7 @@ class SocrataAdapter(PortalAdapter):
 
     def _page(self, params: dict, unread: str | None = None) -> Page:
         response = self.http.get_json(f"{self.portal.url}/api/catalog/v1", params, headers=self.headers,
-                                      conditional=True, expect=_catalog_shape, unread=unread)
+                                      conditional=True, expect=_catalog_shape, unread=unread, parse=DISCOVERY_PAGE)
         data = response.data
         if data is None:  # the very body `unread` names: the listing knows what is on it
             return Page(items=None, digest=response.digest)
@@ -110,17 +117,22 @@ class SocrataAdapter(PortalAdapter):
     # -- fetch ----------------------------------------------------------------------
 
     def fetch_details(self, entry: dict) -> dict | None:
-        """Columns from /api/views only for tabular assets the catalogue gave none for."""
+        """Columns from /api/views only for tabular assets the catalogue gave none for; for an
+        entry whose column lists were cut as its page was read, how many it left out."""
         resource = R.obj(entry.get("resource"))
+        cut = lists_cut(R.obj(entry.get("classification"))) or {}
+        columns_cut = dropped(resource)
+        if columns_cut:
+            return {**cut, "columns_left_out": columns_cut.get("columns_field_name") or max(columns_cut.values())}
         if resource.get("columns_field_name") or _asset_type(resource) not in TABULAR:
-            return None
+            return cut or None
         if not FOUR_BY_FOUR.match(str(resource.get("id"))):
             return None  # not a Socrata id: never let it shape a request path
         response = self.http.get_json(f"{self.portal.url}/api/views/{resource['id']}.json",
                                       headers=self.headers, conditional=True, expect=_views_shape,
-                                      parse=capped_json_list("columns", MAX_COLUMNS))
-        left_out = getattr(response.data, "left_out", 0)
-        return {"views": response.data, **({"columns_left_out": left_out} if left_out else {})}
+                                      parse=VIEWS_DOCUMENT)
+        left_out = dropped(response.data).get("columns")
+        return {**cut, "views": response.data, **({"columns_left_out": left_out} if left_out else {})}
 
     # -- records --------------------------------------------------------------------
 
@@ -147,6 +159,7 @@ class SocrataAdapter(PortalAdapter):
                                        notes, "keywords")
         out["themes"] = R.text_lists((classification.get("categories"), classification.get("domain_category")),
                                      notes, "themes", split=None)
+        note_lists_cut(notes, details)
         out["publisher"] = R.text(resource.get("attribution"), notes, "publisher")
         out["contact_email"] = R.email(resource.get("contact_email") or _first(domain_metadata, "email"), notes)
         out["issued"] = R.timestamp(resource.get("createdAt"), notes, "issued")
@@ -171,14 +184,12 @@ class SocrataAdapter(PortalAdapter):
             ]
         if isinstance(resource.get("columns_field_name"), list) and resource["columns_field_name"]:
             out["columns"] = _catalog_columns(resource)
+            note_columns_cut(notes, "the catalogue entry", details, len(resource["columns_field_name"]))
         elif resource.get("columns_field_name"):
             notes.warn("columns", "columns_field_name is not a list")
         elif details and isinstance(details.get("views"), dict):
             out["columns"], out["row_count"] = _views_columns(details["views"])
-            if details.get("columns_left_out"):
-                listed = len(details["views"].get("columns") or []) + details["columns_left_out"]
-                notes.warn("columns", f"the views document lists {listed:,} columns; the first {MAX_COLUMNS:,} "
-                           "are kept (as many as a records pull takes)")
+            note_columns_cut(notes, "the views document", details, len(details["views"].get("columns") or []))
         return out
 
     def hash_view(self, entry: dict, details: dict | None, owned: bool = False):
@@ -186,8 +197,8 @@ class SocrataAdapter(PortalAdapter):
         if isinstance(resource, dict):
             entry = {**entry, "resource": _without_volatile(resource, owned)}
         views = (details or {}).get("views")
-        if isinstance(views, dict):
-            details = {"views": _without_volatile(views, owned)}
+        if isinstance(views, dict):   # (what a cut left out stays in the hash: its count may change)
+            details = {**details, "views": _without_volatile(views, owned)}
         return [entry, details]
 
 
@@ -318,10 +329,7 @@ class SodaRecords(RecordSource):
         columns = [c for c in dataset.columns if c.get("field_name")]
         if not columns:
             raise RecordsError(f"{dataset.uid} has no columns in the catalogue")
-        left_out = (dataset.details or {}).get("columns_left_out")
-        if left_out:   # the catalogue kept MAX_COLUMNS of them: a pull of those would drop the others unsaid
-            raise RecordsError(f"the dataset has {len(dataset.columns) + left_out} columns, more than the "
-                               f"{MAX_COLUMNS:,} a records pull takes")
+        refuse_cut_columns(dataset)
         self.http, self.headers, self.format, self.page = adapter.http, adapter.headers, format, page
         self.url = f"{adapter.portal.url}/resource/{dataset.source_id}"
         self.fields = unique_fields(SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns])

@@ -382,22 +382,29 @@ def test_control_characters_in_a_portals_error_never_reach_the_terminal_through_
     assert not any(ord(c) < 32 and c not in "\n\t" for c in result.stderr), repr(result.stderr)
 
 
-def test_runs_errors_json_holds_no_more_than_a_batch_of_errors_in_memory(tmp_path, portal):
-    """`runs --errors --json` lists every error: a night of warnings on a large portal (one a
-    dataset) is hundreds of thousands of rows, which it built as one list and one string of JSON
-    (1.2 GB for 300,000) before printing a byte: memory must not grow with a portal."""
+def harvested_with_warnings(tmp_path, portal, message_sql: str, occurred_sql: str, count: int):
+    """A catalogue harvested from `portal` whose run then got `count` warnings ('dataset-<i>', i
+    from 0, in random order), given their message and time by SQL over `i`: a connection to it."""
     import duckdb
 
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     db = tmp_path / "c.duckdb"
     assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
     con = duckdb.connect(str(db))
-    con.execute("""INSERT INTO harvest_errors (run_id, portal_id, source_id, stage, error_type, severity, message,
-                                               occurred_at)
-                   SELECT run_id, 'city', 'dataset-' || i, 'map', 'InvalidValue', 'warning', repeat('m', 400) || i,
-                          now() - i * INTERVAL 1 SECOND
-                   FROM (SELECT run_id FROM harvest_runs LIMIT 1), range(300000) AS t(i)""")
-    con.close()
+    con.execute(f"""INSERT INTO harvest_errors (run_id, portal_id, source_id, stage, error_type, severity, message,
+                                                occurred_at)
+                    SELECT run_id, 'city', 'dataset-' || i, 'map', 'InvalidValue', 'warning', {message_sql},
+                           {occurred_sql}
+                    FROM (SELECT run_id FROM harvest_runs LIMIT 1), range(?) AS t(i) ORDER BY random()""", [count])
+    return con
+
+
+def test_runs_errors_json_holds_no_more_than_a_batch_of_errors_in_memory(tmp_path, portal):
+    """`runs --errors --json` lists every error: a night of warnings on a large portal (one a
+    dataset) is hundreds of thousands of rows, which it built as one list and one string of JSON
+    (1.2 GB for 300,000) before printing a byte: memory must not grow with a portal."""
+    harvested_with_warnings(tmp_path, portal, "repeat('m', 400) || i", "now() - i * INTERVAL 1 SECOND", 300000).close()
+    db = tmp_path / "c.duckdb"
     out = tmp_path / "runs.json"
     measure = ("import resource, subprocess, sys\n"
                f"with open({str(out)!r}, 'wb') as out:\n"
@@ -407,9 +414,27 @@ def test_runs_errors_json_holds_no_more_than_a_batch_of_errors_in_memory(tmp_pat
     peak_mb = int(subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True,
                                  check=True).stdout)
     with open(out, "rb") as listed:
-        warnings = sum(line.strip() == b'"severity": "warning",' for line in listed)
-    assert warnings == 300000
-    assert peak_mb < 600, f"runs --errors --json peaked at {peak_mb} MB"   # (DuckDB sorts them: ~350)
+        sources = [line.strip() for line in listed if line.strip().startswith(b'"source_id": ')]
+    assert len(sources) == 300000 and sources[:2] == [b'"source_id": "dataset-0",', b'"source_id": "dataset-1",']
+    assert sources[-1] == b'"source_id": "dataset-299999",'   # newest first
+    # (sorted all at once by DuckDB, with their messages: ~350 MB; a slice of 10,000 at a time: ~190)
+    assert peak_mb < 260, f"runs --errors --json peaked at {peak_mb} MB"
+
+
+def test_runs_errors_json_sorted_a_slice_at_a_time_is_every_error_newest_first(tmp_path, portal, monkeypatch):
+    """Slices of 3 errors, times repeated across their edges: every error once, newest first."""
+    from harvester import cli as cli_module
+    con = harvested_with_warnings(tmp_path, portal, "'m'",
+                                  "TIMESTAMPTZ '2026-01-01 00:00:00+00' - (i // 4) * INTERVAL 1 SECOND", 23)
+    db = tmp_path / "c.duckdb"
+    expected = [r[0] for r in con.execute("SELECT source_id, occurred_at FROM harvest_errors "
+                                          "ORDER BY occurred_at DESC").fetchall()]
+    times = dict(con.execute("SELECT source_id, occurred_at FROM harvest_errors").fetchall())
+    con.close()
+    monkeypatch.setattr(cli_module, "ERRORS_SORTED", 3)
+    listed = [e["source_id"] for e in json.loads(invoke("runs", "--errors", "--json", "--db", str(db)).output)["errors"]]
+    assert sorted(listed) == sorted(expected) and len(listed) == 23
+    assert [times[s] for s in listed] == [times[s] for s in expected]   # (ties in any order)
 
 
 @pytest.mark.parametrize("items", [[], [{"a": 1, "when": "x\ny", "list": [1, {"b": None}]}, {"é": "ü"}]])

@@ -607,12 +607,18 @@ def test_a_cache_found_damaged_while_in_use_is_started_afresh(portal, tmp_path, 
     assert get(fast_client(tmp_path), portal, conditional=True).not_modified   # the next run asks conditionally
 
 
-def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults():
+@pytest.fixture
+def streamed_from_1_mb(monkeypatch):
+    """Documents of 1 MB and more read a value at a time (in place of 16 MB): test bodies stay small."""
+    monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
+
+
+def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults(streamed_from_1_mb):
     """Small documents are parsed whole and cut, large ones read an item at a time: both give
     json.loads' document with the list cut; a body cut short, extra data or an HTML page fail."""
-    from harvester.http import STREAMED_JSON_BYTES, capped_json_list
+    from harvester.http import STREAMED_JSON_BYTES, capped_json
     from tests.portals.base import MAINTENANCE_PAGE
-    parse = capped_json_list("columns", 3)
+    parse = capped_json({"columns": 3})
     items = [{"n": i, "tags": ["a", {"b": None}], "text": "é ü"} for i in range(STREAMED_JSON_BYTES // 40)]
     for document in ({"id": "x", "columns": items, "after": {"columns": [1] * 9}, "n": 1.5e3},
                      {"columns": items[:5]}, {"columns": []}, {"id": "no columns"}, ["not", "an object"]):
@@ -631,12 +637,12 @@ def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults():
             parse(broken, "application/json", "http://x")
 
 
-def test_a_large_capped_json_list_is_read_as_a_small_one_is():
+def test_a_large_capped_json_list_is_read_as_a_small_one_is(streamed_from_1_mb):
     """parse_json_body takes a body that starts with a UTF-8 byte order mark (json's own
     reading does) and refuses a trailing comma (orjson and json do): the item-at-a-time reading
     of a large body refused the mark and took the comma."""
-    from harvester.http import STREAMED_JSON_BYTES, capped_json_list
-    parse = capped_json_list("columns", 3)
+    from harvester.http import STREAMED_JSON_BYTES, capped_json
+    parse = capped_json({"columns": 3})
     for items in ([{"n": 1}] * 5, [{"n": i, "text": "x" * 40} for i in range(STREAMED_JSON_BYTES // 40)]):
         body = json.dumps({"columns": items, "id": "abcd-1234"}).encode()
         parsed = parse(b"\xef\xbb\xbf" + body, "application/json", "http://x")
@@ -645,3 +651,41 @@ def test_a_large_capped_json_list_is_read_as_a_small_one_is():
             at = body.rindex(comma_before)
             with pytest.raises(TransientError):
                 parse(body[:at] + b"," + body[at:], "application/json", "http://x")
+
+
+def test_capped_json_cuts_the_lists_it_names_inside_lists_and_objects(streamed_from_1_mb):
+    """The lists a cap tree names deep in a document (each Discovery result's `columns_*`, each
+    data.json dataset's `distribution`, in a catalog object or a bare array) are cut the same
+    way in a small body, parsed whole, and a large one, read an item at a time; the objects
+    that held them say how many items each lost, the others are plain dicts."""
+    from harvester.http import STREAMED_JSON_BYTES, CappedDocument, capped_json, dropped
+    wide = [f"column {i}" for i in range(STREAMED_JSON_BYTES // 10)]
+    page = {"results": [{"resource": {"id": "narr-0001", "columns_name": ["a"], "n": 1}, "link": "x"},
+                        {"resource": {"columns_name": wide, "columns_datatype": wide[:4], "id": "wide-0001",
+                                      "deep": {"columns_name": wide[:9]}}, "columns_name": wide[:9]},
+                        "not an object", {"resource": ["not", "an", "object"]}],
+            "resultSetSize": 4}
+    parse = capped_json({"results": {"*": {"resource": {"columns_name": 3, "columns_datatype": 3}}}})
+    expected = json.loads(json.dumps(page))
+    expected["results"][1]["resource"].update(columns_name=wide[:3], columns_datatype=wide[:3])
+    small = dict(page, results=[page["results"][0], dict(page["results"][1], resource={
+        **page["results"][1]["resource"], "columns_name": wide[:20]})] + page["results"][2:])
+    for body, lost in ((json.dumps(page).encode(), len(wide) - 3), (json.dumps(small, indent=1).encode(), 17)):
+        parsed = parse(body, "application/json", "http://x")
+        assert parsed == json.loads(json.dumps(expected)) and type(parsed) is dict
+        resource = parsed["results"][1]["resource"]
+        assert isinstance(resource, CappedDocument) and dropped(resource) == {"columns_name": lost,
+                                                                              "columns_datatype": 1}
+        assert dropped(parsed["results"][0]["resource"]) == {} and type(parsed["results"][1]) is dict
+    catalogue = {"dataset": [{"distribution": list(range(STREAMED_JSON_BYTES // 5)), "keyword": ["a"] * 5}]}
+    parse = capped_json({"dataset": {"*": {"distribution": 2, "keyword": 2}}, "*": {"distribution": 2}})
+    lost = len(catalogue["dataset"][0]["distribution"]) - 2
+    for document, cut in ((catalogue, {"distribution": lost, "keyword": 3}), (catalogue["dataset"], {"distribution": lost})):
+        parsed = parse(json.dumps(document).encode(), "", "http://x")
+        dataset = (parsed["dataset"] if isinstance(parsed, dict) else parsed)[0]
+        assert dataset["distribution"] == [0, 1] and dropped(dataset) == cut
+    services = [{"service_code": str(i)} for i in range(STREAMED_JSON_BYTES // 10)]
+    for document in (services, services[:5]):   # (a number alone: the document is the list cut)
+        parsed = capped_json(2)(json.dumps(document).encode(), "", "http://x")
+        assert parsed == services[:2] and dropped(parsed) == {"*": len(document) - 2}
+    assert dropped(capped_json(2)(b'{"a": [1, 2, 3]}', "", "http://x")) == {}

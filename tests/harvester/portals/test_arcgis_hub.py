@@ -8,7 +8,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
-from tests.conftest import portal_config
+from tests.conftest import assert_first_10000_columns_kept, portal_config
 from tests.portals.base import LocalPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.shared_fixtures import load_json, require_fixtures
@@ -88,3 +88,26 @@ def test_bad_hub_entries_are_reported_and_the_rest_harvested(store, http):
     row = store.con.execute("SELECT title, description, keywords, issued FROM datasets WHERE source_id = ?",
                             ["c" * 32]).fetchone()
     assert row == ("Permits", "Building permits", ["permits", "building"], None)   # HTML out of titles too
+
+
+def test_a_layer_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store, http):
+    """A FeatureServer layer listing 25,000 fields (10^6 failed the portal: its details did not
+    fit DuckDB's memory): its fields are cut to 10,000 as the layer is read, with a warning
+    naming the dataset, the other datasets harvested, its records pull refused."""
+    layer = "/arcgis/rest/services/Wide/FeatureServer/0"
+    with LocalPortal() as services:
+        services.serve_json(layer, {"name": "Wide", "type": "Table", "fields": [
+            {"name": f"column_{i}", "alias": None, "type": "esriFieldTypeInteger"} for i in range(25_000)]})
+        feed = {"dataset": [{"identifier": f"https://www.arcgis.com/home/item.html?id={i:032x}&sublayer=0",
+                             "title": f"Layer {i}", "landingPage": f"https://x.hub.arcgis.com/datasets/{i:032x}_0",
+                             "distribution": [{"accessURL": services.url + layer}] if i == 0 else []}
+                            for i in range(3)]}
+        source_id = f"{0:032x}_0"
+        with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+            config = portal_config("city", "arcgis-hub", hub.url, records=(source_id,))
+            for run in range(2):
+                report = harvest([config], store, http, records=run == 1)
+                assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
+        assert set(services.hits) == {layer}
+    assert count(store) == 3
+    assert_first_10000_columns_kept(store, source_id, "the layer")

@@ -5,7 +5,7 @@ import uuid
 
 
 from harvester.pipeline import harvest
-from tests.conftest import fast_client, portal_config
+from tests.conftest import assert_first_10000_columns_kept, fast_client, portal_config
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import FIXTURES, require_fixtures
 
@@ -165,3 +165,37 @@ def test_a_count_below_what_the_pages_give_marks_nothing_deleted(store, http):
     assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") == 2_500
     assert store.con.execute("SELECT message FROM harvest_errors WHERE error_type = 'PartialListing'").fetchone()[0] \
         .startswith("listing gave 1000 unique entries of the 5 it reported")
+
+
+def test_a_datastore_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store, http):
+    """A DataStore listing 25,000 fields (10^6 took 925 MB of RSS and all were stored): its
+    fields are cut to 10,000 as the answer is read, with a warning naming the dataset, and its
+    records pull is refused."""
+    wide, narrow = packages(2)
+    wide["resources"] = [{"id": "res-wide", "datastore_active": True, "format": "CSV", "url": "https://x.org/a.csv"}]
+    fields = [{"id": f"column_{i}", "type": "int4"} for i in range(25_000)]
+    with CkanPortal([wide, narrow], datastore={"res-wide": fields}) as portal:
+        config = portal_config("city", "ckan", portal.url, records=(wide["id"],))
+        for run in range(2):
+            report = harvest([config], store, http, records=run == 1)
+            assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
+        assert all(query.get("limit") == "0" for path, query, _ in portal.requests if "datastore" in path)
+    assert count(store) == 2
+    assert_first_10000_columns_kept(store, wide["id"], "the DataStore")
+    details = json.loads(store.con.execute("SELECT details FROM raw_records WHERE source_id = ?", [wide["id"]]).fetchone()[0])
+    assert len(details["datastore"]["fields"]) == 10_000 and details["columns_left_out"] == 15_000
+
+
+def test_a_package_of_more_resources_than_kept_keeps_the_first_10000(store, http):
+    """A package with 25,000 resources (10^6 failed the portal: its raw entry did not fit
+    DuckDB's memory): they are cut to 10,000 as the page is read, with a warning naming the
+    dataset, and the other packages are stored."""
+    wide, narrow = packages(2)
+    wide["resources"] = [{"id": f"r{j}", "name": f"R {j}", "format": "CSV", "url": f"https://x.org/{j}.csv"}
+                         for j in range(25_000)]
+    with CkanPortal([wide, narrow]) as portal:
+        report = harvest([portal_config("city", "ckan", portal.url)], store, http)
+    assert report.ok and count(store) == 2 and report.portals[0].warnings == 1
+    assert count(store, "SELECT count(*) FROM distributions GROUP BY dataset_uid ORDER BY 1 DESC LIMIT 1") == 10_000
+    assert store.con.execute("SELECT source_id, severity, message FROM harvest_errors").fetchall() == [
+        (wide["id"], "warning", "resources: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]

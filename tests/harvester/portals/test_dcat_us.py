@@ -60,3 +60,23 @@ def test_a_document_that_is_not_data_json_fails_the_portal(store, http, document
         report = harvest([portal_config("x", "dcat-us", portal.url + "/data.json")], store, http)
     assert not report.ok and report.portals[0].error_type == "UnexpectedPayload"
     assert count(store) == 0
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_dataset_of_more_distributions_and_keywords_than_kept_keeps_the_first_10000(store, http, legacy):
+    """One dataset with 25,000 distributions and 25,000 keywords (10^6 distributions failed the
+    portal: its raw entry did not fit DuckDB's memory): each list is cut to 10,000 as the
+    document is read, in a catalog object or a bare array, with a warning naming the dataset
+    for each; the other datasets are stored."""
+    datasets = [{"identifier": f"id-{i}", "title": f"Dataset {i}", "keyword": ["k"],
+                 "distribution": [{"downloadURL": "https://x.org/a.csv", "mediaType": "text/csv"}]} for i in range(3)]
+    datasets[1].update(keyword=[f"keyword {j}" for j in range(25_000)],
+                       distribution=[{"downloadURL": f"https://x.org/{j}.csv"} for j in range(25_000)])
+    with DataJsonPortal(datasets if legacy else {"dataset": datasets}) as portal:
+        report = harvest([portal_config("city", "dcat-us", portal.url + "/data.json")], store, http)
+    assert report.ok and count(store) == 3 and report.portals[0].warnings == 2
+    assert store.con.execute("SELECT len(keywords), (SELECT count(*) FROM distributions WHERE dataset_uid = uid) "
+                             "FROM datasets WHERE source_id = 'id-1'").fetchone() == (10_000, 10_000)
+    warnings = store.con.execute("SELECT source_id, severity, message FROM harvest_errors ORDER BY message").fetchall()
+    assert warnings == [("id-1", "warning", f"{key}: the catalogue entry lists 25,000 of them; the first 10,000 are kept")
+                        for key in ("distribution", "keyword")]

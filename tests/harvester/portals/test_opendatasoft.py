@@ -6,7 +6,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals.opendatasoft import OpenDataSoftAdapter
-from tests.conftest import portal_config
+from tests.conftest import assert_first_10000_columns_kept, portal_config
 from tests.portals.opendatasoft import API, OpenDataSoftPortal, make_ods_datasets
 
 
@@ -82,3 +82,33 @@ def test_ragged_metadata_and_huge_numbers_are_warnings(store, http):
                              [datasets[0]["dataset_id"]]).fetchone() == (None,)
     assert store.con.execute("SELECT count(*) FROM harvest_errors WHERE message LIKE 'row_count: integer out of range%'"
                              ).fetchone() == (1,)
+
+
+def test_a_dataset_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store, http):
+    """A catalog page whose dataset lists 25,000 fields (10^6 failed the portal: its raw entry
+    did not fit DuckDB's memory): the fields are cut to 10,000 as the page is read, with a
+    warning naming the dataset, the rest of the portal harvested, its records pull refused."""
+    datasets = make_ods_datasets(5)
+    wide = datasets[1]
+    wide["fields"] = [{"name": f"column_{i}", "label": None, "type": "int"} for i in range(25_000)]
+    with OpenDataSoftPortal(datasets) as portal:
+        config = portal_config("city", "opendatasoft", portal.url, records=(wide["dataset_id"],))
+        for run in range(2):
+            report = harvest([config], store, http, records=run == 1)
+            assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
+        assert not any("/records" in path or "/exports/" in path for path in portal.hits)
+    assert count(store) == 5
+    assert_first_10000_columns_kept(store, wide["dataset_id"], "the catalogue entry")
+
+
+def test_a_dataset_of_more_keywords_than_kept_keeps_the_first_10000(store, http):
+    """25,000 keywords in one dataset's `metas.default`: cut to 10,000 as the page is read, with
+    a warning naming the dataset."""
+    datasets = make_ods_datasets(3)
+    datasets[1]["metas"]["default"]["keyword"] = [f"keyword {i}" for i in range(25_000)]
+    with OpenDataSoftPortal(datasets) as portal:
+        report = harvest([portal_config("city", "opendatasoft", portal.url)], store, http)
+    assert report.ok and count(store) == 3 and report.portals[0].warnings == 1
+    assert count(store, "SELECT max(len(keywords)) FROM datasets") == 10_000
+    assert store.con.execute("SELECT source_id, message FROM harvest_errors").fetchall() == [
+        (datasets[1]["dataset_id"], "keyword: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]

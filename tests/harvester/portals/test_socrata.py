@@ -7,7 +7,7 @@ import re
 
 
 from harvester.pipeline import harvest
-from tests.conftest import portal_config
+from tests.conftest import assert_first_10000_columns_kept, portal_config
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_socrata_entries
 from tests.shared_fixtures import load_json, require_fixtures, socrata_catalog_files, spellarbot_domain_files
@@ -139,19 +139,25 @@ def test_bad_discovery_entries_are_reported_and_the_rest_harvested(store, http):
     assert {"issued", "columns"} <= warned
 
 
+def views_only_table(entries: int, columns: int) -> tuple[list[dict], str, list[dict]]:
+    """`entries` Discovery results, the first dataset's without columns (they come from its
+    views document), its id, and views-document columns `column_<i>` for it."""
+    listed = make_socrata_entries(entries, domain=DOMAIN)
+    wide = next(e for e in listed if e["resource"]["type"] == "dataset")
+    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+        wide["resource"][key] = []
+    return listed, wide["resource"]["id"], [
+        {"id": i, "name": f"Column {i}", "fieldName": f"column_{i}", "dataTypeName": "number", "position": i + 1,
+         "format": {}} for i in range(columns)]
+
+
 def test_a_views_document_of_more_columns_than_a_pull_takes_keeps_the_first_10000(store, http):
     """A views document listing 25,000 columns (10^6 took 1.46 GB and 16 s to harvest, or failed
     the portal: its raw entry did not fit DuckDB's memory): the catalogue keeps the first 10,000
     (as many as a records pull takes), says so in a warning naming the dataset, and the
     document's other columns are read one at a time and dropped, never all held. Twice, the
     second from the validator cache (a 304)."""
-    entries = make_socrata_entries(5, domain=DOMAIN)
-    wide = next(e for e in entries if e["resource"]["type"] == "dataset")
-    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
-        wide["resource"][key] = []
-    source_id = wide["resource"]["id"]
-    columns = [{"id": i, "name": f"Column {i}", "fieldName": f"column_{i}", "dataTypeName": "number",
-                "position": i + 1, "format": {}} for i in range(25_000)]
+    entries, source_id, columns = views_only_table(5, 25_000)
     views = {source_id: {"id": source_id, "name": "Wide", "columns": columns, "rowsUpdatedAt": 1}}
     with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
         config = portal_config("city", "socrata", portal.url, domain=DOMAIN, records=(source_id,))
@@ -162,14 +168,62 @@ def test_a_views_document_of_more_columns_than_a_pull_takes_keeps_the_first_1000
             assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
         assert not any(path.startswith("/resource/") for path in portal.hits)
     assert portal.hits[f"/api/views/{source_id}.json"] == 2
-    refused = store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
-    assert "the dataset has 25000 columns, more than the 10,000 a records pull takes" in refused
     uid = f"city:{source_id}"
-    assert store.con.execute("SELECT count(*), max(position), max_by(field_name, position) FROM columns "
-                             "WHERE dataset_uid = ?", [uid]).fetchone() == (10_000, 9_999, "column_9999")
-    warnings = store.con.execute("SELECT DISTINCT source_id, severity, message FROM harvest_errors "
-                                 "WHERE stage != 'records'").fetchall()
-    assert warnings == [(source_id, "warning", "columns: the views document lists 25,000 columns; the first 10,000 "
-                         "are kept (as many as a records pull takes)")]
+    assert_first_10000_columns_kept(store, source_id, "the views document")
     details = json.loads(store.con.execute("SELECT details FROM raw_records WHERE uid = ?", [uid]).fetchone()[0])
     assert len(details["views"]["columns"]) == 10_000 and details["views"]["rowsUpdatedAt"] == 1
+
+
+def test_a_discovery_entry_of_more_columns_than_a_pull_takes_keeps_the_first_10000(store, http):
+    """A Discovery result whose `columns_*` lists hold 25,000 columns (10^6 took 1.2 GB of RSS
+    and all were stored): the page's lists are cut to 10,000 as the page is read, the
+    catalogue keeps those with a warning naming the dataset, the other datasets of the page are
+    harvested, the raw entry keeps the lists cut, and its records pull is refused."""
+    entries = make_socrata_entries(5, domain=DOMAIN)
+    wide = next(e for e in entries if e["resource"]["type"] == "dataset")
+    wide["resource"].update(columns_name=[f"Column {i}" for i in range(25_000)],
+                            columns_field_name=[f"column_{i}" for i in range(25_000)],
+                            columns_datatype=["Number"] * 25_000, columns_description=[""] * 25_000)
+    source_id = wide["resource"]["id"]
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN, records=(source_id,))
+        for run in range(2):
+            report = harvest([config], store, http, records=run == 1)
+            assert report.ok and (report.portals[0].errors, report.portals[0].warnings) == (run, 1 - run), run
+        assert not any(path.startswith(("/resource/", "/api/views/")) for path in portal.hits)
+    assert count(store) == 5
+    uid = f"city:{source_id}"
+    assert_first_10000_columns_kept(store, source_id, "the catalogue entry")
+    raw = json.loads(store.con.execute("SELECT raw FROM raw_records WHERE uid = ?", [uid]).fetchone()[0])
+    assert {len(raw["resource"][key]) for key in ("columns_name", "columns_field_name", "columns_datatype")} == {10_000}
+
+
+def test_a_discovery_entry_of_more_tags_than_kept_keeps_the_first_10000(store, http):
+    """25,000 tags and 25,000 domain tags on one result: each list is cut to 10,000 as the page
+    is read, with a warning naming the dataset and the list."""
+    entries = make_socrata_entries(3, domain=DOMAIN)
+    entries[1]["classification"].update(tags=[f"tag {i}" for i in range(25_000)],
+                                        domain_tags=[f"domain tag {i}" for i in range(25_000)])
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http)
+    assert report.ok and count(store) == 3 and report.portals[0].warnings == 2
+    source_id = entries[1]["resource"]["id"]
+    assert count(store, f"SELECT len(keywords) FROM datasets WHERE source_id = '{source_id}'") == 20_000
+    assert store.con.execute("SELECT source_id, message FROM harvest_errors ORDER BY message").fetchall() == [
+        (source_id, f"{key}: the catalogue entry lists 25,000 of them; the first 10,000 are kept")
+        for key in ("domain_tags", "tags")]
+
+
+def test_a_views_document_that_lists_more_columns_past_the_10000_kept_is_a_change(store, http):
+    """The first 10,000 columns stay, the document's count grows from 25,000 to 30,000: the
+    dataset has changed (the count left out is part of its version), and the warning says 30,000."""
+    entries, source_id, columns = views_only_table(3, 30_000)
+    views = {source_id: {"id": source_id, "name": "Wide", "columns": columns[:25_000]}}
+    with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        assert harvest([config], store, http).portals[0].warnings == 1
+        portal.views[source_id] = {**views[source_id], "columns": columns}
+        report = harvest([config], store, http).portals[0]
+    assert (report.changed, report.warnings) == (1, 1)
+    assert store.con.execute("SELECT message FROM harvest_errors ORDER BY occurred_at DESC LIMIT 1").fetchone()[0] == (
+        "columns: the views document lists 30,000 columns; the first 10,000 are kept (as many as a records pull takes)")
