@@ -7,7 +7,9 @@ datasets, where the fts extension's `match_bm25` macro took 270-540 ms; bench/se
 and a title word can count more than a description word (BM25F-style field weights).
 BM25's length normalisation (by the average document length) is applied at query time,
 so that when few datasets changed the index is updated in place, only they tokenised
-(`refresh`: a tenth of the whole build's CPU for 200 changes of 100,000).
+(`refresh`: a tenth of the whole build's CPU for 200 changes of 100,000). Titles that are
+the query, then titles that hold all its words, come first among the best RERANK hits:
+worked out at query time from those hits' titles (see QUERY), the index unchanged.
 
 The terms follow the rules of DuckDB's fts extension (`create_fts_index` with
 lower = 1, strip_accents = 1, our IGNORE, English stop words, Porter stemmer), but are
@@ -436,23 +438,72 @@ class Filters:
     types: tuple[str, ...] = ()    # asset types: dataset, map, chart, filtered_view ...
 
 
+# How many of the best hits by BM25 (after the filters) the title tiers reorder: a bound
+# on the query's extra work (their titles read, cut into words and stemmed), whatever the
+# catalogue's size
+RERANK = 200
+
+# The words of a text (an SQL expression) as the index makes its terms from them: lower-cased,
+# accents stripped, cut by IGNORE (which leaves one space between words), stop words
+# (`stop.words`) dropped; stemmed by the caller
+WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents({text})), $ignore, ' ', 'g'), ' '), "
+         "w -> w <> '' AND NOT list_contains(stop.words, w))")
+
+# The title tiers. BM25 over the whole text lets a long description pull down a dataset
+# whose title is what the user typed (Chicago's "Building Permits", 2,000 characters of
+# description, was 7th for "building permits"). So the best RERANK hits by BM25 (after the
+# filters) are put in three tiers, BM25 ordering each: first the titles that are the query
+# (the same words, no other, in any order: "Permits - Building"), then the titles that hold
+# every word of the query, then the rest. The words are the index's terms: stop words
+# dropped, stemmed ("The BUILDING of permits" is "Building Permits"); a query word no
+# dataset holds is left out, as BM25 leaves it. A query of one word has no first tier: a
+# title of one word is too often a fragment (Raleigh's "Payroll", "Planning", "Inspections":
+# slices of one budget) to come first on that alone. Each tier above the last adds the
+# query's highest possible BM25 score (a term gives less than idf * (k1 + 1)) to the score,
+# the first twice, so the scores keep the order of the hits. Hits past the best RERANK keep
+# their BM25 score and place (they come only with --limit above RERANK).
 QUERY = """
 WITH query_terms AS (
     SELECT DISTINCT stem(unnest(string_split_regex(regexp_replace(lower(strip_accents($text)), $ignore, ' ', 'g'),
                                                    '\\s+')), 'porter') AS term),
-terms AS (
-    SELECT t.termid, ln((s.documents - t.df + 0.5) / (t.df + 0.5) + 1) AS idf, s.avgdl
+terms AS MATERIALIZED (
+    SELECT t.termid, t.term, ln((s.documents - t.df + 0.5) / (t.df + 0.5) + 1) AS idf, s.avgdl
     FROM search_terms t JOIN query_terms q ON q.term = t.term, search_state s),
 scores AS (
-    SELECT p.docid, sum(terms.idf * """ + TF_WEIGHT.format(avgdl="terms.avgdl") + """) AS score
+    SELECT p.docid, sum(terms.idf * """ + TF_WEIGHT.format(avgdl="terms.avgdl") + """) AS score,
+           -- the query's terms that can be in the title: a title word alone weighs $title_weight
+           count(*) FILTER (WHERE p.tf >= $title_weight) AS title_terms
     FROM search_postings p JOIN terms ON terms.termid = p.termid
     GROUP BY p.docid),
-ranked AS (
-    SELECT scores.docid, scores.score FROM scores {filter_join}
-    ORDER BY scores.score DESC, scores.docid LIMIT $limit)
-SELECT d.uid, d.title, d.city, d.portal_id, d.asset_type, d.themes, ranked.score
-FROM ranked JOIN search_documents d ON d.docid = ranked.docid   -- the hits only, by index
-ORDER BY ranked.score DESC, ranked.docid"""
+ranked AS MATERIALIZED (
+    SELECT scores.docid, scores.score, scores.title_terms FROM scores {filter_join}
+    ORDER BY scores.score DESC, scores.docid LIMIT greatest($limit, $rerank)),
+-- the stop words: one text, split here (a list of 523 as a parameter took 1 ms to bind)
+stop AS MATERIALIZED (SELECT string_split($stop_words, ' ') AS words),
+wanted AS (
+    SELECT coalesce(list(term), []) AS terms FROM terms
+    WHERE term IN (SELECT stem(unnest(""" + WORDS.format(text="$text") + """), 'porter') FROM stop)),
+best_ranked AS (SELECT * FROM ranked ORDER BY score DESC, docid LIMIT $rerank),
+fetched AS MATERIALIZED (   -- of the best hits, the titles that can hold every word of the query
+    SELECT r.docid, r.score, d.title
+    FROM best_ranked r JOIN search_documents d ON d.docid = r.docid, wanted
+    WHERE len(wanted.terms) > 0 AND r.title_terms >= len(wanted.terms)),
+titles AS (   -- their terms
+    SELECT docid, score, list_distinct(list_transform(""" + WORDS.format(text="title") + """, w -> stem(w, 'porter'))) AS terms
+    FROM fetched, stop),
+tiered AS (
+    SELECT titles.docid, titles.score + terms_most.most * CASE
+               WHEN NOT list_has_all(titles.terms, wanted.terms) THEN 0
+               WHEN len(titles.terms) = len(wanted.terms) AND len(wanted.terms) > 1 THEN 2 ELSE 1 END AS score
+    FROM titles, wanted, (SELECT sum(idf) * ($k1 + 1) AS most FROM terms) terms_most
+    UNION ALL   -- the other best hits, whose titles cannot hold every word
+    SELECT docid, score FROM best_ranked WHERE docid NOT IN (SELECT docid FROM fetched)
+    UNION ALL
+    SELECT * FROM (SELECT docid, score FROM ranked ORDER BY score DESC, docid OFFSET $rerank)),
+best AS (SELECT * FROM tiered ORDER BY score DESC, docid LIMIT $limit)
+SELECT d.uid, d.title, d.city, d.portal_id, d.asset_type, d.themes, best.score
+FROM best JOIN search_documents d ON d.docid = best.docid   -- the hits only, by index
+ORDER BY best.score DESC, best.docid"""
 
 # on keys lower-cased at build time (lower() of every document at query time cost more
 # than the search itself); portal ids are lower-case slugs already
@@ -473,7 +524,8 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
         built = 0
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")
-    params: dict = {"text": text, "ignore": IGNORE, "limit": int(limit), "k1": K1, "b": B}
+    params: dict = {"text": text, "ignore": IGNORE, "limit": int(limit), "k1": K1, "b": B, "rerank": RERANK,
+                    "stop_words": " ".join(STOP_WORDS), "title_weight": FIELD_WEIGHTS["title"]}
     clauses = []
     for name, clause in FILTERS.items():
         values = getattr(filters, name)
@@ -497,3 +549,7 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     # a query reads a few thousand postings: one thread answered in half the time of two
     # (p50 9 against 23 ms on the real catalogues, on the shared machine)
     con.execute("SET threads = 1")
+    # the hits' documents are read by their docids when the hash join hands the scan an IN
+    # filter, which it does for up to this many hits (DuckDB's default: 50); the title tiers
+    # read up to RERANK titles (200 of 100,000 documents: 4.8 ms so, 7.1 ms by a whole scan)
+    con.execute(f"SET dynamic_or_filter_threshold = {RERANK}")

@@ -24,7 +24,7 @@ CREATE_FTS = (f"PRAGMA create_fts_index('{SOURCE}', 'uid', {', '.join(repr(f) fo
               "lower = 1, overwrite = 1)")
 
 # what civicat kept of the extension's index: BM25F weight per (dataset, term), df per
-# term, length per dataset
+# term, length per dataset (and, beside it, the terms of each title)
 POSTINGS = f"""
     SELECT f.name AS uid, dict.term, t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * f.len / s.avgdl)) AS tf_weight
     FROM (SELECT termid, docid, sum(w.weight) AS tf
@@ -33,6 +33,12 @@ POSTINGS = f"""
           GROUP BY termid, docid) t
     JOIN {FTS}.docs f USING (docid) JOIN {FTS}.dict dict USING (termid), {FTS}.stats s"""
 TERMS = f"SELECT term, df FROM {FTS}.dict"
+# the terms of each dataset's title (the field the title tiers of a query read)
+TITLES = f"""
+    SELECT f.name AS uid, list(DISTINCT dict.term) AS terms
+    FROM {FTS}.terms t JOIN {FTS}.fields USING (fieldid) JOIN {FTS}.docs f USING (docid) JOIN {FTS}.dict dict USING (termid)
+    WHERE field = 'title'
+    GROUP BY f.name"""
 LENGTHS = f"SELECT name AS uid, len AS length FROM {FTS}.docs"
 
 
@@ -55,7 +61,8 @@ def index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
                                           "weights": list(search.FIELD_WEIGHTS.values())}).fetchall()
         return {"postings": {(uid, term): weight for uid, term, weight in postings},
                 "terms": dict(con.execute(TERMS).fetchall()),
-                "lengths": dict(con.execute(LENGTHS).fetchall())}
+                "lengths": dict(con.execute(LENGTHS).fetchall()),
+                "titles": {uid: set(terms) for uid, terms in con.execute(TITLES).fetchall()}}
     finally:
         drop(con)
 

@@ -62,6 +62,107 @@ def test_the_harvest_builds_the_index_and_title_words_rank_first(two_cities):
     assert set(hits[0]) >= {"uid", "title", "city", "score", "portal_id", "asset_type", "themes"}
 
 
+# Chicago's "Building Permits" (2017): a description of 2,000 characters, beside datasets whose
+# shorter titles and descriptions repeat the words; BM25 over the whole text put it 7th
+LONG_DESCRIPTION = ("This dataset includes information about currently valid building permits issued by the "
+                    "City of Chicago from 2006 to the present. " + " ".join(
+                        f"Permit type {n} covers work on the structure, its electrical wiring and plumbing, the "
+                        f"fees paid and waived, contractors and the inspection history." for n in range(15)))
+PERMITS = [
+    entry("bp", "Building Permits", LONG_DESCRIPTION, ("buildings", "permits")),
+    entry("wf", "Building Permits - Waived Fees", "Building permits whose fees were waived; building permits "
+          "for not-for-profit organisations.", ("buildings", "permits", "fees")),
+    entry("pm", "Performance Metrics - Buildings - Time to Issue Easy Permits",
+          "Days to issue easy building permits, by month. Building permits issued within 1 day.",
+          ("buildings", "permits", "performance metrics")),
+    entry("cs", "Permit Fee Schedule", "Building permits and their fees: the building code's schedule of "
+          "building permit fees, by permit type, changed each year.", ("buildings", "permits", "fees")),
+]
+
+
+def test_a_title_that_is_the_query_ranks_first_whatever_its_description(store, http):
+    harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS)})
+    hits = find(store, "building permits")
+    assert uids(hits)[0] == "chicago:bp", [h["title"] for h in hits]
+    # then the titles that hold both words, before the one that holds one
+    assert set(uids(hits)[1:3]) == {"chicago:wf", "chicago:pm"} and uids(hits)[3] == "chicago:cs"
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    # stop words, case and order aside, still the query
+    for query in ["The BUILDING of permits", "permits, building"]:
+        assert uids(find(store, query))[0] == "chicago:bp", query
+
+
+def tiered_bm25(reference: dict, terms: list[str], title_terms: list[str]) -> dict[str, float]:
+    """BM25 with the title tiers, from their definition, over the fts extension's own index:
+    `terms` the query's terms, `title_terms` those of its words that are not stop words."""
+    import math
+    documents = len(reference["lengths"])
+    terms = [t for t in terms if t in reference["terms"]]
+    title_terms = {t for t in title_terms if t in reference["terms"]}
+    idf = {t: math.log((documents - reference["terms"][t] + 0.5) / (reference["terms"][t] + 0.5) + 1) for t in terms}
+    most = sum(idf.values()) * (search.K1 + 1)
+    scores = {}
+    for uid in reference["lengths"]:
+        matched = [t for t in terms if (uid, t) in reference["postings"]]
+        if matched:
+            title = reference["titles"].get(uid, set())
+            holds_all = bool(title_terms) and title_terms <= title
+            is_the_query = holds_all and title == title_terms and len(title_terms) > 1
+            scores[uid] = sum(idf[t] * reference["postings"][uid, t] for t in matched) + most * (holds_all + is_the_query)
+    return scores
+
+
+def test_scores_are_bm25_plus_the_title_tiers_by_their_definition(store, http):
+    harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS), "springfield": ("Springfield", SPRINGFIELD),
+                                    "shelbyville": ("Shelbyville", SHELBYVILLE)})
+    reference = fts_reference.index(store.con)
+    for query, terms, title_terms in [
+            ("building permits", ["build", "permit"], ["build", "permit"]),
+            ("permits", ["permit"], ["permit"]),
+            ("street trees permits", ["street", "tree", "permit"], ["street", "tree", "permit"]),
+            ("311", ["311"], ["311"]),
+            ("permits building zyzzyva", ["build", "permit", "zyzzyva"], ["build", "permit", "zyzzyva"]),
+            # "changes" is a stop word, stemmed as "change" is: BM25 finds "chang", no title tier
+            ("changes", ["chang"], [])]:
+        expected = tiered_bm25(reference, terms, title_terms)
+        assert expected, query
+        assert {h["uid"]: h["score"] for h in find(store, query, limit=100)} == pytest.approx(expected, rel=1e-9), query
+
+
+PAYROLL = [  # Raleigh's "Payroll" is one department's slice of a budget
+    entry("py-1", "Payroll", "Payroll FY13 Adopted And FY14 Proposed Budgets", ()),
+    entry("py-2", "City Payroll 2012", "Every payroll payment of the city in 2012: payroll by employee, "
+          "department and pay period.", ("payroll",)),
+]
+
+
+def test_a_query_of_one_word_has_no_tier_of_titles_that_are_the_query(store, http):
+    harvest_data_json(store, http, {"raleigh": ("Raleigh", PAYROLL)})
+    # both titles hold the word: BM25 orders them
+    assert uids(find(store, "payroll")) == ["raleigh:py-2", "raleigh:py-1"]
+    assert uids(find(store, "payroll budgets")) == ["raleigh:py-1", "raleigh:py-2"]
+
+
+def test_only_the_best_hits_by_bm25_after_the_filters_are_tiered(store, http, monkeypatch):
+    harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS), "springfield": ("Springfield", SPRINGFIELD)})
+    monkeypatch.setattr(search, "RERANK", 0)
+    by_bm25 = find(store, "building permits")
+    chicago = search.Filters(cities=("chicago",))
+    assert uids(by_bm25) == ["chicago:wf", "springfield:sp-1", "chicago:pm", "chicago:cs", "chicago:bp",
+                             "springfield:sp-2"]   # "Building Permits" of the long description 5th
+    monkeypatch.setattr(search, "RERANK", 2)
+    hits = find(store, "building permits")
+    # the two best by BM25 ordered by their tiers, then the others as BM25 has them, with its scores
+    assert uids(hits[:2]) == ["springfield:sp-1", "chicago:wf"] and hits[2:] == by_bm25[2:]
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    # the best 4 hold the other "Building Permits" only; the best 4 of Chicago's hold it
+    monkeypatch.setattr(search, "RERANK", 4)
+    assert uids(find(store, "building permits"))[4] == "chicago:bp"
+    assert uids(find(store, "building permits", filters=chicago)) == ["chicago:bp", "chicago:wf", "chicago:pm",
+                                                                      "chicago:cs"]
+    assert uids(find(store, "building permits", limit=1, filters=chicago)) == ["chicago:bp"]
+
+
 def test_stems_digits_accents_and_stop_words(two_cities):
     assert uids(find(two_cities, "PERMIT"))[:2] == uids(find(two_cities, "permits"))[:2]
     assert uids(find(two_cities, "311")) == ["springfield:sp-3"]
@@ -246,6 +347,8 @@ def test_cli_search_json_and_table(tmp_path, two_cities):
     assert result.exit_code == 0 and "no dataset matches" in result.output
     result = CliRunner().invoke(cli, ["search", "x", "--db", str(tmp_path / "missing.duckdb")])
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
+    help_text = " ".join(CliRunner().invoke(cli, ["search", "--help"]).output.split())
+    assert f"Among the best {search.RERANK} hits by BM25" in help_text
 
 
 def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(real_catalogue):
@@ -262,6 +365,16 @@ def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(rea
         assert con.execute("SELECT documents FROM search_state").fetchone()[0] == active > 10000
         hits = search.search(con, "311 service requests", limit=5)
         assert all("311" in h["title"] for h in hits), [h["title"] for h in hits]
+        # the datasets titled as the query first (a long description pulled Chicago's down to 7th)
+        chicago = search.Filters(cities=("data.cityofchicago.org",))
+        assert [h["title"] for h in search.search(con, "building permits", limit=2, filters=chicago)] == [
+            "Building Permits"] * 2
+        for query in ["building permits", "street trees", "bike lanes", "parking citations"]:
+            assert search.search(con, query, limit=1)[0]["title"].lower() == query
+        # a title of one word is not first for being the query (Raleigh's slices of its budget)
+        for query in ["payroll", "inspections", "planning", "revenue"]:
+            top = search.search(con, query, limit=1)[0]
+            assert not top["uid"].startswith("pod-data-raleighnc-gov:"), (query, top["title"])
     finally:
         con.close()
 
