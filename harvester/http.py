@@ -969,6 +969,8 @@ def _member_cut(holder: dict, key: str, value) -> dict:
     if isinstance(value, CappedList):
         holder = holder if isinstance(holder, CappedDocument) else CappedDocument(holder)
         holder.dropped[key], value = value.left_out, list(value)
+    elif isinstance(holder, CappedDocument):   # a repeated key: its last value stands, as json.loads has it
+        holder.dropped.pop(key, None)
     holder[key] = value
     return holder
 

@@ -127,7 +127,7 @@ class SocrataAdapter(PortalAdapter):
         if resource.get("columns_field_name") or _asset_type(resource) not in TABULAR:
             return cut or None
         if not FOUR_BY_FOUR.match(str(resource.get("id"))):
-            return None  # not a Socrata id: never let it shape a request path
+            return cut or None  # not a Socrata id: never let it shape a request path
         response = self.http.get_json(f"{self.portal.url}/api/views/{resource['id']}.json",
                                       headers=self.headers, conditional=True, expect=_views_shape,
                                       parse=VIEWS_DOCUMENT)

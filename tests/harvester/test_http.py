@@ -689,3 +689,18 @@ def test_capped_json_cuts_the_lists_it_names_inside_lists_and_objects(streamed_f
         parsed = capped_json(2)(json.dumps(document).encode(), "", "http://x")
         assert parsed == services[:2] and dropped(parsed) == {"*": len(document) - 2}
     assert dropped(capped_json(2)(b'{"a": [1, 2, 3]}', "", "http://x")) == {}
+
+
+def test_a_repeated_key_of_a_capped_list_is_its_last_value_in_a_large_body_too(streamed_from_1_mb):
+    """JSON's last value of a repeated key stands (orjson, json): a large body read a value at
+    a time said its first value's list was cut when the last one was not, so the dataset got
+    a false warning and its records pull was refused."""
+    from harvester.http import STREAMED_JSON_BYTES, capped_json, dropped
+    wide = json.dumps(list(range(STREAMED_JSON_BYTES // 5)))
+    parse = capped_json({"columns": 3})
+    for last in ("[1]", "null", '{"a": 1}'):
+        body = ('{"columns": ' + wide + ', "columns": ' + last + "}").encode()
+        parsed = parse(body, "application/json", "http://x")
+        assert parsed == {"columns": json.loads(last)} and dropped(parsed) == {}
+    parsed = parse(('{"columns": [1], "columns": ' + wide + "}").encode(), "application/json", "http://x")
+    assert parsed == {"columns": [0, 1, 2]} and dropped(parsed) == {"columns": len(json.loads(wide)) - 3}

@@ -227,3 +227,19 @@ def test_a_views_document_that_lists_more_columns_past_the_10000_kept_is_a_chang
     assert (report.changed, report.warnings) == (1, 1)
     assert store.con.execute("SELECT message FROM harvest_errors ORDER BY occurred_at DESC LIMIT 1").fetchone()[0] == (
         "columns: the views document lists 30,000 columns; the first 10,000 are kept (as many as a records pull takes)")
+
+
+def test_tags_cut_on_a_table_of_no_socrata_id_and_no_columns_are_still_said(store, http):
+    """A table the catalogue gives no columns for and whose id is no four-by-four (no views
+    document is asked for it): the tags cut as its page was read are still warned of (its
+    details came back None, the cut's count lost)."""
+    entries, _, _ = views_only_table(2, 0)
+    odd = next(e for e in entries if e["resource"]["type"] == "dataset" and not e["resource"]["columns_field_name"])
+    odd["resource"]["id"] = "odd_id_1"
+    odd["classification"]["tags"] = [f"tag {i}" for i in range(25_000)]
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http)
+    assert report.ok and count(store) == 2
+    assert store.con.execute("SELECT source_id, message FROM harvest_errors").fetchall() == [
+        ("odd_id_1", "tags: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]
+
