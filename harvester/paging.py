@@ -14,6 +14,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
+from harvester.http import ResponseTooLarge
+
+# answers over the response cap a listing may get before its portal fails: each may cost a
+# read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
+OVERSIZED_ANSWERS_MAX = 50
+RAISE_THE_CAP = "CIVICAT_HTTP_MAX_BYTES raises the cap"
+
 
 class PagingError(Exception):
     """The listing cannot be completed (a cap reached, a cursor that does not move)."""
@@ -79,11 +86,28 @@ class Paginator(ABC):
         (None: no guess; the next request waits for the page)."""
         return None
 
+    def smaller(self, params: dict) -> dict | None:
+        """The request for the first half of the entries `params` asks for, whose answer
+        was over the response cap; the rest of them are then asked in pages that size,
+        and paging goes back to its own size past them. None: the page size is not a
+        request parameter (a cursor, one document), or `params` asks for one entry."""
+        return None
+
+    def past_one(self, params: dict) -> dict | None:
+        """The request after the single entry `params` asks for, when the API can skip an
+        entry by its position (None: it cannot)."""
+        return None
+
 
 class OffsetPaginator(Paginator):
     """offset/limit paging. Advances by the items actually received, because some APIs
     silently cap `limit`; stops at an empty page or at the reported total. `max_window`
-    is the API's cap on offset+limit: reaching it is an error, never a silent stop."""
+    is the API's cap on offset+limit: reaching it is an error, never a silent stop.
+
+    A page whose answer is over the response cap is asked again in halves (`smaller`),
+    each half over it in halves again, down to one entry (which `past_one` skips): the
+    entries of the page that failed are read in pages of the size that worked, and those
+    past it in pages of `limit` again (see `_windows`)."""
 
     def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
                  max_window: int | None = None, extra: dict | None = None, total: int | None = None):
@@ -93,18 +117,31 @@ class OffsetPaginator(Paginator):
         self.limit_param = limit_param
         self.max_window = max_window
         self.extra = extra or {}
+        # (end offset, page size) of each page whose answer was over the cap and is being
+        # read in smaller pages, the innermost last: entries before `end` are asked `size`
+        # at a time; they nest, each inside the one before it
+        self._windows: list[tuple[int, int]] = []
+
+    def _size_at(self, offset: int) -> int:
+        while self._windows and offset >= self._windows[-1][0]:
+            self._windows.pop()
+        if not self._windows:
+            return self.limit
+        end, size = self._windows[-1]
+        return min(size, end - offset)
 
     def _params(self, offset: int) -> dict:
-        if self.max_window is not None and offset + self.limit > self.max_window:
-            raise PagingError(f"offset {offset} + limit {self.limit} is past the API's cap of {self.max_window}")
-        return {**self.extra, self.offset_param: offset, self.limit_param: self.limit}
+        size = self._size_at(offset)
+        if self.max_window is not None and offset + size > self.max_window:
+            raise PagingError(f"offset {offset} + limit {size} is past the API's cap of {self.max_window}")
+        return {**self.extra, self.offset_param: offset, self.limit_param: size}
 
     def first(self) -> dict:
         return self._params(0)
 
     def guess(self, params: dict) -> dict | None:
         offset = params[self.offset_param] + self.limit
-        if self.total is None or offset >= self.total or \
+        if self.total is None or offset >= self.total or self._windows or \
                 (self.max_window is not None and offset + self.limit > self.max_window):
             return None
         return self._params(offset)
@@ -116,9 +153,20 @@ class OffsetPaginator(Paginator):
         if page.total is not None:
             if offset >= page.total:
                 return None
-        elif len(page.items) < self.limit:
+        elif len(page.items) < params[self.limit_param]:
             return None
         return self._params(offset)
+
+    def smaller(self, params: dict) -> dict | None:
+        offset, size = params[self.offset_param], params[self.limit_param]
+        if size <= 1:
+            return None
+        half = (size + 1) // 2   # (rounded up: the page's entries in two requests, not three)
+        self._windows.append((offset + size, half))
+        return {**params, self.limit_param: half}
+
+    def past_one(self, params: dict) -> dict | None:
+        return self._params(params[self.offset_param] + 1)
 
 
 class CursorPaginator(Paginator):
@@ -199,13 +247,23 @@ class _Remembering(Paginator):
         known = self.known.get(params_key(params))
         return known.next_params if known is not None else self.paginator.guess(params)
 
+    def smaller(self, params: dict) -> dict | None:
+        return self.paginator.smaller(params)
+
+    def past_one(self, params: dict) -> dict | None:
+        return self.paginator.past_one(params)
+
 
 class Listing:
     """Iterates the unique items of a paged listing.
 
     `complete` is True only when the last page was read without error and as many unique
-    items arrived as the API last said it holds: a partial listing must never be used to
-    mark datasets deleted.
+    items arrived as the API last said it holds, and no entry was skipped: a partial
+    listing must never be used to mark datasets deleted.
+
+    A page whose answer is over the response cap is asked for in smaller pages where the
+    paginator can (`Paginator.smaller`); an entry over it alone is skipped where the API
+    can skip it by position (`Paginator.past_one`), and named in `skipped`.
 
     `fetch_page(params)` gives a Page; with `skips_bodies`, `fetch_page(params, unread=digest)`
     may give a page without items (`items=None`) when the answer is that very body again.
@@ -222,6 +280,8 @@ class Listing:
         self.total: int | None = None
         self.unique = 0
         self.duplicates: list[str] = []
+        self.skipped: list[str] = []         # why each entry skipped (over the response cap alone) was
+        self.oversized = 0                   # answers over the response cap
         self.finished = False
         self.total_changed = False
         self.page_digest: str | None = None  # of the page whose items are being handed out
@@ -256,11 +316,34 @@ class Listing:
         an item added or removed while the pages were read shifts offsets, so another
         one may have been skipped unseen. More unique ids than reported is partial too:
         the total was wrong (a search index being rebuilt), and paging stopped on it."""
-        return self.finished and not self.total_changed and (self.total is None or self.unique == self.total)
+        return self.finished and not self.total_changed and not self.skipped and \
+            (self.total is None or self.unique == self.total)
 
     @property
     def shortfall(self) -> int:
         return max(0, (self.total or 0) - self.unique) if self.finished else 0
+
+    def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict:
+        """What to ask instead of `params`, whose answer was over the response cap: the same
+        entries in a smaller page, else the request after the one entry it asks for
+        (skipped); raises ResponseTooLarge when neither can be asked, or once
+        OVERSIZED_ANSWERS_MAX answers were over the cap."""
+        reason = str(error).removesuffix(f" ({error.url})")
+        self.oversized += 1
+        if self.oversized > OVERSIZED_ANSWERS_MAX:
+            raise ResponseTooLarge(f"{reason}: the listing gave up after {OVERSIZED_ANSWERS_MAX} answers over the "
+                                   f"cap ({RAISE_THE_CAP})", error.url, error.status) from None
+        instead = self.paginator.smaller(params)
+        if instead is not None:
+            return instead
+        instead = self.paginator.past_one(params)
+        if instead is None:
+            asked = f"the page at {request_text(params)}" if params else "its one document"
+            raise ResponseTooLarge(f"{reason}, and this listing cannot ask for {asked} in smaller parts nor skip an "
+                                   f"entry by its position ({RAISE_THE_CAP})", error.url, error.status) from None
+        self.skipped.append(f"the entry asked for alone ({request_text(params)}) is over the response cap "
+                            f"({reason}): skipped, the rest of the listing read ({RAISE_THE_CAP})")
+        return instead
 
     def __iter__(self) -> Iterator:
         """The unique items, page after page (the pages of `read()` that were read)."""
@@ -286,7 +369,7 @@ class Listing:
         known_read: list[KnownPage] = []
         paginator = _Remembering(self.paginator, self.known) if self.known else self.paginator
         for page, next_params in pages(self._fetch, paginator, max_pages=self.max_pages, ahead=self.ahead,
-                                       fetch_guess=self._fetch_guess):
+                                       fetch_guess=self._fetch_guess, oversized=self._instead_of_oversized):
             self.pages += 1
             if page.total is not None:
                 if self.total is not None and page.total != self.total:
@@ -330,14 +413,17 @@ class Listing:
 
 def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
           max_pages: int = 1_000_000, ahead: int = 1,
-          fetch_guess: Callable[[dict], Page] | None = None) -> Iterator[tuple[Page, dict | None]]:
+          fetch_guess: Callable[[dict], Page] | None = None,
+          oversized: Callable[[dict, ResponseTooLarge], dict] | None = None) -> Iterator[tuple[Page, dict | None]]:
     """Each page with the parameters of the request after it (None after the last), the
     next pages fetched in background threads while the caller works through the current
     one: up to `ahead` requests in flight, those after the first sent on the paginator's
     guess and dropped when the page before them says otherwise. `start`: the parameters
     to begin with (a pull resumed where it stopped). `fetch_guess`: how a guessed page is
     fetched (e.g. without retries); a guess that failed is fetched again with `fetch_page`
-    once the page before it has confirmed it."""
+    once the page before it has confirmed it (but for an answer over the size cap: it
+    would be again). `oversized(params, error)`: the request to make instead of one whose
+    answer was over the size cap (it raises to give up; without it, the error stands)."""
     params: dict | None = start or paginator.first()
     count = 0
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="civicat-page") as prefetch:
@@ -355,9 +441,20 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
         try:
             while queue:
                 params, pending, guessed = queue.popleft()
-                if guessed and fetch_guess is not None and pending.exception() is not None:
+                if guessed and fetch_guess is not None and pending.exception() is not None and \
+                        not isinstance(pending.exception(), ResponseTooLarge):
                     pending = prefetch.submit(fetch_page, params)   # confirmed: asked again, in earnest
-                page = pending.result()
+                try:
+                    page = pending.result()
+                except ResponseTooLarge as error:
+                    if oversized is None:
+                        raise
+                    params = oversized(params, error)
+                    while queue:   # guesses that followed the request given up
+                        queue.pop()[1].cancel()
+                    queue.append((params, prefetch.submit(fetch_page, params), False))
+                    fill()
+                    continue
                 page.params = params
                 count += 1
                 params = paginator.next(page, params)
