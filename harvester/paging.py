@@ -51,6 +51,16 @@ class KnownPage:
     ref: str | None = None   # the catalogue's name for it (its stored request)
 
 
+def reported_total(fetch_page: Callable[[dict], Page], request: Callable[[int], dict]) -> int | None:
+    """The number of entries a listing reports, from a page of the one entry at offset 0
+    (`request(offset)`), or at 1 when the first alone is over the response cap (every page
+    reports it; the listing then skips that entry)."""
+    try:
+        return fetch_page(request(0)).total
+    except ResponseTooLarge:
+        return fetch_page(request(1)).total
+
+
 def request_text(params: dict | None) -> str:
     """A request's parameters as a message shows them: `start=1000, rows=1000`."""
     return ", ".join(f"{key}={value}" for key, value in (params or {}).items())

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import capped_json, dropped
-from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
+from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page,
@@ -102,8 +102,8 @@ class SocrataAdapter(PortalAdapter):
 
     def listing(self) -> Listing:
         base = {"domains": self.domain}
-        probe = self._page({**base, "offset": 0, "limit": 1})
-        if probe.total is not None and probe.total > OFFSET_WINDOW:
+        total = reported_total(self._page, lambda offset: {**base, "offset": offset, "limit": 1})
+        if total is not None and total > OFFSET_WINDOW:
             paginator = CursorPaginator("scroll_id", lambda page: self.source_id(page.items[-1]),
                                         extra={**base, "limit": PAGE_LIMIT})
         else:

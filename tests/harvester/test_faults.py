@@ -315,17 +315,19 @@ def test_a_listing_page_over_the_size_cap_is_read_in_smaller_pages_and_an_entry_
 
 
 @pytest.mark.parametrize("kind", ["socrata", "opendatasoft"])
-def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nightly, kind):
+@pytest.mark.parametrize("position", [130, 0])
+def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nightly, kind, position):
     """The same toolkit under Socrata's Discovery pages and OpenDataSoft's catalog pages (100
-    a page): past the failed page, paging goes back to pages of 100."""
+    a page): past the failed page, paging goes back to pages of 100. The first entry too:
+    the probe of one entry that asks for the catalogue's size asks for the second instead."""
     if kind == "socrata":
         portal = SocrataPortal(make_socrata_entries(250, domain=DOMAIN), domain=DOMAIN)
         entries, options = portal.entries, {"domain": DOMAIN}
-        huge = entries[130]["resource"]
+        huge = entries[position]["resource"]
     else:
         portal = OpenDataSoftPortal(sorted(make_ods_datasets(250), key=lambda d: d["dataset_id"]))
         entries, options = portal.datasets, {}
-        huge = entries[130]["metas"]["default"]
+        huge = entries[position]["metas"]["default"]
     cap = 2 * len(json.dumps(entries[:100]))                   # a page of 100 fits, twice over
     huge["description"] = "A very long description. " * (cap // 25)
     with portal:
@@ -333,10 +335,11 @@ def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nig
         asked = [(int(q["offset"]), int(q["limit"])) for path, q, _ in portal.requests
                  if path in (LISTING, "/api/explore/v2.1/catalog/datasets")]
     city = report["portals"][0]
-    assert code == 0 and (city["new"], city["errors"], city["listing_complete"]) == (249, 1, False)
-    assert (130, 1) in asked and asked[-1] == (200, 100) and len(set(asked)) == len(asked)
+    assert code == 0 and (city["new"], city["errors"], city["listing_complete"]) == (249, 1, False), city
+    listed = asked[asked.index((0, 100)):]                      # (after the probe)
+    assert (position, 1) in listed and listed[-1] == (200, 100) and len(set(listed)) == len(listed)
     message = nightly.query("SELECT message FROM harvest_errors WHERE error_type = 'ResponseTooLarge'")[0][0]
-    assert f"offset=130, limit=1) is over the response cap (response is over the {cap}-byte cap)" in message
+    assert f"offset={position}, limit=1) is over the response cap (response is over the {cap}-byte cap)" in message
 
 
 # -- bad records: reported, the rest stored ---------------------------------------------------
