@@ -109,15 +109,44 @@ class Paginator(ABC):
         return None
 
 
+class SmallerPages:
+    """The page size of a listing some of whose pages were over the response cap, by the
+    position of the entry a page starts at (its offset; for a cursor, the entries read
+    before it). A page over the cap is asked again for half its entries, and the rest of
+    them in pages of that size, each over the cap halved again, down to one entry; past
+    them, the listing goes back to its own size: a few huge entries cost a few requests
+    each (log2 of the page size, twice), not a listing read one entry at a time."""
+
+    def __init__(self, size: int):
+        self.size = size
+        # (end position, page size) of each page over the cap whose entries are being asked
+        # for in smaller pages, the innermost last (each lies inside the one before it)
+        self.windows: list[tuple[int, int]] = []
+
+    def at(self, position: int) -> int:
+        while self.windows and position >= self.windows[-1][0]:
+            self.windows.pop()
+        if not self.windows:
+            return self.size
+        end, size = self.windows[-1]
+        return min(size, end - position)
+
+    def halve(self, position: int, size: int) -> int | None:
+        """The size to ask the `size` entries from `position` in, whose page was over the
+        cap (None for one entry)."""
+        if size <= 1:
+            return None
+        half = (size + 1) // 2   # (rounded up: the page's entries in two requests, not three)
+        self.windows.append((position + size, half))
+        return half
+
+
 class OffsetPaginator(Paginator):
     """offset/limit paging. Advances by the items actually received, because some APIs
     silently cap `limit`; stops at an empty page or at the reported total. `max_window`
     is the API's cap on offset+limit: reaching it is an error, never a silent stop.
-
-    A page whose answer is over the response cap is asked again in halves (`smaller`),
-    each half over it in halves again, down to one entry (which `past_one` skips): the
-    entries of the page that failed are read in pages of the size that worked, and those
-    past it in pages of `limit` again (see `_windows`)."""
+    A page over the response cap is asked for in smaller pages (see SmallerPages), an
+    entry over it alone skipped by its offset (`past_one`)."""
 
     def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
                  max_window: int | None = None, extra: dict | None = None, total: int | None = None):
@@ -127,21 +156,10 @@ class OffsetPaginator(Paginator):
         self.limit_param = limit_param
         self.max_window = max_window
         self.extra = extra or {}
-        # (end offset, page size) of each page whose answer was over the cap and is being
-        # read in smaller pages, the innermost last: entries before `end` are asked `size`
-        # at a time; they nest, each inside the one before it
-        self._windows: list[tuple[int, int]] = []
-
-    def _size_at(self, offset: int) -> int:
-        while self._windows and offset >= self._windows[-1][0]:
-            self._windows.pop()
-        if not self._windows:
-            return self.limit
-        end, size = self._windows[-1]
-        return min(size, end - offset)
+        self.sizes = SmallerPages(limit)
 
     def _params(self, offset: int) -> dict:
-        size = self._size_at(offset)
+        size = self.sizes.at(offset)
         if self.max_window is not None and offset + size > self.max_window:
             raise PagingError(f"offset {offset} + limit {size} is past the API's cap of {self.max_window}")
         return {**self.extra, self.offset_param: offset, self.limit_param: size}
@@ -151,7 +169,7 @@ class OffsetPaginator(Paginator):
 
     def guess(self, params: dict) -> dict | None:
         offset = params[self.offset_param] + self.limit
-        if self.total is None or offset >= self.total or self._windows or \
+        if self.total is None or offset >= self.total or self.sizes.windows or \
                 (self.max_window is not None and offset + self.limit > self.max_window):
             return None
         return self._params(offset)
@@ -168,12 +186,8 @@ class OffsetPaginator(Paginator):
         return self._params(offset)
 
     def smaller(self, params: dict) -> dict | None:
-        offset, size = params[self.offset_param], params[self.limit_param]
-        if size <= 1:
-            return None
-        half = (size + 1) // 2   # (rounded up: the page's entries in two requests, not three)
-        self._windows.append((offset + size, half))
-        return {**params, self.limit_param: half}
+        half = self.sizes.halve(params[self.offset_param], params[self.limit_param])
+        return None if half is None else {**params, self.limit_param: half}
 
     def past_one(self, params: dict) -> dict | None:
         return self._params(params[self.offset_param] + 1)
@@ -181,27 +195,45 @@ class OffsetPaginator(Paginator):
 
 class CursorPaginator(Paginator):
     """Cursor/scroll paging: the cursor comes from the page (`cursor_of`), e.g. the id of
-    its last item (Socrata's scroll_id) or a token the API hands out."""
+    its last item (Socrata's scroll_id) or a token the API hands out. With `size_param`,
+    the page size is a request parameter: a page over the response cap is asked for in
+    smaller pages (see SmallerPages); an entry over it alone cannot be skipped (its id,
+    the cursor past it, is in the answer that was not read)."""
 
     def __init__(self, cursor_param: str, cursor_of: Callable[[Page], str | None], *,
-                 first_cursor: str = "", extra: dict | None = None):
+                 first_cursor: str = "", extra: dict | None = None, size_param: str | None = None,
+                 size: int | None = None):
         self.cursor_param = cursor_param
         self.cursor_of = cursor_of
         self.first_cursor = first_cursor
         self.extra = extra or {}
+        self.size_param = size_param
+        self.sizes = SmallerPages(size) if size_param and size else None
+        self.read = 0   # entries on the pages before the next request (its position, for `sizes`)
+
+    def _params(self, cursor: str) -> dict:
+        params = {**self.extra, self.cursor_param: cursor}
+        if self.sizes is not None:
+            params[self.size_param] = self.sizes.at(self.read)
+        return params
 
     def first(self) -> dict:
-        return {**self.extra, self.cursor_param: self.first_cursor}
+        return self._params(self.first_cursor)
 
     def next(self, page: Page, params: dict) -> dict | None:
         if not page.items:
             return None
+        self.read += len(page.items)
         cursor = self.cursor_of(page)
         if not cursor:
             return None
         if cursor == params[self.cursor_param]:
             raise PagingError(f"cursor {self.cursor_param}={cursor!r} did not move")
-        return {**self.extra, self.cursor_param: cursor}
+        return self._params(cursor)
+
+    def smaller(self, params: dict) -> dict | None:
+        half = self.sizes.halve(self.read, params[self.size_param]) if self.sizes is not None else None
+        return None if half is None else {**params, self.size_param: half}
 
 
 class PageNumberPaginator(Paginator):

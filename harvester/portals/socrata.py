@@ -104,8 +104,8 @@ class SocrataAdapter(PortalAdapter):
         base = {"domains": self.domain}
         total = reported_total(self._page, lambda offset: {**base, "offset": offset, "limit": 1})
         if total is not None and total > OFFSET_WINDOW:
-            paginator = CursorPaginator("scroll_id", lambda page: self.source_id(page.items[-1]),
-                                        extra={**base, "limit": PAGE_LIMIT})
+            paginator = CursorPaginator("scroll_id", lambda page: self.source_id(page.items[-1]), extra=base,
+                                        size_param="limit", size=PAGE_LIMIT)
         else:
             paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra=base)
         return Listing(self._page, paginator, self.source_id, skips_bodies=True)

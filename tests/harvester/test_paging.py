@@ -288,3 +288,59 @@ def test_a_records_pull_never_skips_rows_over_the_cap():
     with pytest.raises(ResponseTooLarge):
         list(pages(fetch, OffsetPaginator(100)))
     assert calls == [(0, 100), (100, 100)]
+
+
+def test_a_page_over_the_cap_only_whole_is_read_in_smaller_pages_and_the_listing_stays_complete():
+    """Two entries of 0.6 the cap each: no page holding both fits, each fits alone."""
+    big = {120, 121}
+    calls = []
+
+    def fetch(params):
+        offset, limit = params["offset"], params["limit"]
+        calls.append((offset, limit))
+        if len(big & set(range(offset, offset + limit))) > 1:
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        return Page(ITEMS[offset:offset + limit], total=len(ITEMS))
+
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in ITEMS]
+    assert listing.complete and not listing.skipped and listing.oversized == 6
+    assert calls == [(0, 100), (100, 100), (100, 50), (100, 25), (100, 13), (113, 12), (113, 6), (119, 6), (119, 3),
+                     (119, 2), (121, 1), (122, 3), (125, 25), (150, 50), (200, 100)]
+
+
+def cursor_api(huge, alone_over_the_cap=False):
+    """Socrata's scroll_id paging (the entries after the id given, `limit` of them) over
+    ITEMS: a page holding an id of `huge` and another entry is over the cap (the entry
+    alone too, with `alone_over_the_cap`)."""
+    calls = []
+
+    def fetch(params):
+        page = [i for i in ITEMS if i["id"] > params["scroll_id"]][:params["limit"]]
+        calls.append((params["scroll_id"], params["limit"]))
+        if huge & {i["id"] for i in page} and (len(page) > 1 or alone_over_the_cap):
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        return Page(page, total=len(ITEMS))
+    return fetch, calls
+
+
+def test_a_cursor_whose_page_size_is_a_parameter_reads_a_page_over_the_cap_in_smaller_pages():
+    """The cursor is the last id read, so smaller pages keep the listing exact."""
+    fetch, calls = cursor_api({"0130"})
+    paginator = CursorPaginator("scroll_id", lambda p: p.items[-1]["id"], size_param="limit", size=100)
+    listing = Listing(fetch, paginator, lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in ITEMS] and listing.complete
+    assert calls == [("", 100), ("0099", 100), ("0099", 50), ("0099", 25), ("0124", 25), ("0124", 13), ("0124", 7),
+                     ("0124", 4), ("0128", 3), ("0128", 2), ("0128", 1), ("0129", 1), ("0130", 1), ("0131", 6),
+                     ("0137", 12), ("0149", 50), ("0199", 100), ("0249", 100)]
+
+
+def test_a_cursor_cannot_skip_an_entry_over_the_cap_alone():
+    """The cursor past it is its id, in the answer that was not read: the listing fails, naming the request."""
+    fetch, _ = cursor_api({"0130"}, alone_over_the_cap=True)
+    paginator = CursorPaginator("scroll_id", lambda p: p.items[-1]["id"], size_param="limit", size=100)
+    listing = Listing(fetch, paginator, lambda i: i["id"])
+    with pytest.raises(ResponseTooLarge, match=r"cannot ask for the page at scroll_id=0129, limit=1 in smaller parts "
+                                               r"nor skip an entry by its position \(CIVICAT_HTTP_MAX_BYTES"):
+        list(listing)
+    assert not listing.complete
