@@ -3,10 +3,14 @@
 A paginator only decides the parameters of the next request from the page just read
 (offset/limit, cursor/scroll, page number); `Listing` drives it, de-duplicates ids seen
 twice (pages that shift while they are read) and tells whether the listing is complete.
+A page whose answer is over the response cap is asked for in smaller pages where the page
+size is a request parameter (SmallerPages), and an entry over it alone skipped where the
+API can skip it by offset (Listing.skipped: the listing is then partial).
 """
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -15,6 +19,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from harvester.http import ResponseTooLarge
+
+log = logging.getLogger("civicat.paging")
 
 # answers over the response cap a listing may get before its portal fails: each may cost a
 # read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
@@ -181,7 +187,7 @@ class OffsetPaginator(Paginator):
         if page.total is not None:
             if offset >= page.total:
                 return None
-        elif len(page.items) < params[self.limit_param]:
+        elif len(page.items) < min(self.limit, params[self.limit_param]):   # (smaller under SmallerPages)
             return None
         return self._params(offset)
 
@@ -289,12 +295,6 @@ class _Remembering(Paginator):
         known = self.known.get(params_key(params))
         return known.next_params if known is not None else self.paginator.guess(params)
 
-    def smaller(self, params: dict) -> dict | None:
-        return self.paginator.smaller(params)
-
-    def past_one(self, params: dict) -> dict | None:
-        return self.paginator.past_one(params)
-
 
 class Listing:
     """Iterates the unique items of a paged listing.
@@ -377,6 +377,8 @@ class Listing:
                                    f"cap ({RAISE_THE_CAP})", error.url, error.status) from None
         instead = self.paginator.smaller(params)
         if instead is not None:
+            log.info("the answer to %s is over the response cap; asked for in smaller pages: %s",
+                     request_text(params), request_text(instead))
             return instead
         instead = self.paginator.past_one(params)
         if instead is None:
