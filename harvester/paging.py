@@ -3,16 +3,29 @@
 A paginator only decides the parameters of the next request from the page just read
 (offset/limit, cursor/scroll, page number); `Listing` drives it, de-duplicates ids seen
 twice (pages that shift while they are read) and tells whether the listing is complete.
+A page whose answer is over the response cap is asked for in smaller pages where the page
+size is a request parameter (SmallerPages), and an entry over it alone skipped where the
+API can skip it by offset (Listing.skipped: the listing is then partial).
 """
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+
+from harvester.http import ResponseTooLarge
+
+log = logging.getLogger("civicat.paging")
+
+# answers over the response cap a listing may get before its portal fails: each may cost a
+# read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
+OVERSIZED_ANSWERS_MAX = 50
+RAISE_THE_CAP = "CIVICAT_HTTP_MAX_BYTES raises the cap"
 
 
 class PagingError(Exception):
@@ -42,6 +55,16 @@ class KnownPage:
     size: int
     skippable: bool = True   # False: its entries need a details lookup, so its body is read
     ref: str | None = None   # the catalogue's name for it (its stored request)
+
+
+def reported_total(fetch_page: Callable[[dict], Page], request: Callable[[int], dict]) -> int | None:
+    """The number of entries a listing reports, from a page of the one entry at offset 0
+    (`request(offset)`), or at 1 when the first alone is over the response cap (every page
+    reports it; the listing then skips that entry)."""
+    try:
+        return fetch_page(request(0)).total
+    except ResponseTooLarge:
+        return fetch_page(request(1)).total
 
 
 def request_text(params: dict | None) -> str:
@@ -79,11 +102,57 @@ class Paginator(ABC):
         (None: no guess; the next request waits for the page)."""
         return None
 
+    def smaller(self, params: dict) -> dict | None:
+        """The request for the first half of the entries `params` asks for, whose answer
+        was over the response cap; the rest of them are then asked in pages that size,
+        and paging goes back to its own size past them. None: the page size is not a
+        request parameter (a cursor, one document), or `params` asks for one entry."""
+        return None
+
+    def past_one(self, params: dict) -> dict | None:
+        """The request after the single entry `params` asks for, when the API can skip an
+        entry by its position (None: it cannot)."""
+        return None
+
+
+class SmallerPages:
+    """The page size of a listing some of whose pages were over the response cap, by the
+    position of the entry a page starts at (its offset; for a cursor, the entries read
+    before it). A page over the cap is asked again for half its entries, and the rest of
+    them in pages of that size, each over the cap halved again, down to one entry; past
+    them, the listing goes back to its own size: a few huge entries cost a few requests
+    each (log2 of the page size, twice), not a listing read one entry at a time."""
+
+    def __init__(self, size: int):
+        self.size = size
+        # (end position, page size) of each page over the cap whose entries are being asked
+        # for in smaller pages, the innermost last (each lies inside the one before it)
+        self.windows: list[tuple[int, int]] = []
+
+    def at(self, position: int) -> int:
+        while self.windows and position >= self.windows[-1][0]:
+            self.windows.pop()
+        if not self.windows:
+            return self.size
+        end, size = self.windows[-1]
+        return min(size, end - position)
+
+    def halve(self, position: int, size: int) -> int | None:
+        """The size to ask the `size` entries from `position` in, whose page was over the
+        cap (None for one entry)."""
+        if size <= 1:
+            return None
+        half = (size + 1) // 2   # (rounded up: the page's entries in two requests, not three)
+        self.windows.append((position + size, half))
+        return half
+
 
 class OffsetPaginator(Paginator):
     """offset/limit paging. Advances by the items actually received, because some APIs
     silently cap `limit`; stops at an empty page or at the reported total. `max_window`
-    is the API's cap on offset+limit: reaching it is an error, never a silent stop."""
+    is the API's cap on offset+limit: reaching it is an error, never a silent stop.
+    A page over the response cap is asked for in smaller pages (see SmallerPages), an
+    entry over it alone skipped by its offset (`past_one`)."""
 
     def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
                  max_window: int | None = None, extra: dict | None = None, total: int | None = None):
@@ -93,18 +162,20 @@ class OffsetPaginator(Paginator):
         self.limit_param = limit_param
         self.max_window = max_window
         self.extra = extra or {}
+        self.sizes = SmallerPages(limit)
 
     def _params(self, offset: int) -> dict:
-        if self.max_window is not None and offset + self.limit > self.max_window:
-            raise PagingError(f"offset {offset} + limit {self.limit} is past the API's cap of {self.max_window}")
-        return {**self.extra, self.offset_param: offset, self.limit_param: self.limit}
+        size = self.sizes.at(offset)
+        if self.max_window is not None and offset + size > self.max_window:
+            raise PagingError(f"offset {offset} + limit {size} is past the API's cap of {self.max_window}")
+        return {**self.extra, self.offset_param: offset, self.limit_param: size}
 
     def first(self) -> dict:
         return self._params(0)
 
     def guess(self, params: dict) -> dict | None:
         offset = params[self.offset_param] + self.limit
-        if self.total is None or offset >= self.total or \
+        if self.total is None or offset >= self.total or self.sizes.windows or \
                 (self.max_window is not None and offset + self.limit > self.max_window):
             return None
         return self._params(offset)
@@ -116,34 +187,59 @@ class OffsetPaginator(Paginator):
         if page.total is not None:
             if offset >= page.total:
                 return None
-        elif len(page.items) < self.limit:
+        elif len(page.items) < min(self.limit, params[self.limit_param]):   # (smaller under SmallerPages)
             return None
         return self._params(offset)
+
+    def smaller(self, params: dict) -> dict | None:
+        half = self.sizes.halve(params[self.offset_param], params[self.limit_param])
+        return None if half is None else {**params, self.limit_param: half}
+
+    def past_one(self, params: dict) -> dict | None:
+        return self._params(params[self.offset_param] + 1)
 
 
 class CursorPaginator(Paginator):
     """Cursor/scroll paging: the cursor comes from the page (`cursor_of`), e.g. the id of
-    its last item (Socrata's scroll_id) or a token the API hands out."""
+    its last item (Socrata's scroll_id) or a token the API hands out. With `size_param`,
+    the page size is a request parameter: a page over the response cap is asked for in
+    smaller pages (see SmallerPages); an entry over it alone cannot be skipped (its id,
+    the cursor past it, is in the answer that was not read)."""
 
     def __init__(self, cursor_param: str, cursor_of: Callable[[Page], str | None], *,
-                 first_cursor: str = "", extra: dict | None = None):
+                 first_cursor: str = "", extra: dict | None = None, size_param: str | None = None,
+                 size: int | None = None):
         self.cursor_param = cursor_param
         self.cursor_of = cursor_of
         self.first_cursor = first_cursor
         self.extra = extra or {}
+        self.size_param = size_param
+        self.sizes = SmallerPages(size) if size_param and size else None
+        self.read = 0   # entries on the pages before the next request (its position, for `sizes`)
+
+    def _params(self, cursor: str) -> dict:
+        params = {**self.extra, self.cursor_param: cursor}
+        if self.sizes is not None:
+            params[self.size_param] = self.sizes.at(self.read)
+        return params
 
     def first(self) -> dict:
-        return {**self.extra, self.cursor_param: self.first_cursor}
+        return self._params(self.first_cursor)
 
     def next(self, page: Page, params: dict) -> dict | None:
         if not page.items:
             return None
+        self.read += len(page.items)
         cursor = self.cursor_of(page)
         if not cursor:
             return None
         if cursor == params[self.cursor_param]:
             raise PagingError(f"cursor {self.cursor_param}={cursor!r} did not move")
-        return {**self.extra, self.cursor_param: cursor}
+        return self._params(cursor)
+
+    def smaller(self, params: dict) -> dict | None:
+        half = self.sizes.halve(self.read, params[self.size_param]) if self.sizes is not None else None
+        return None if half is None else {**params, self.size_param: half}
 
 
 class PageNumberPaginator(Paginator):
@@ -204,8 +300,12 @@ class Listing:
     """Iterates the unique items of a paged listing.
 
     `complete` is True only when the last page was read without error and as many unique
-    items arrived as the API last said it holds: a partial listing must never be used to
-    mark datasets deleted.
+    items arrived as the API last said it holds, and no entry was skipped: a partial
+    listing must never be used to mark datasets deleted.
+
+    A page whose answer is over the response cap is asked for in smaller pages where the
+    paginator can (`Paginator.smaller`); an entry over it alone is skipped where the API
+    can skip it by position (`Paginator.past_one`), and named in `skipped`.
 
     `fetch_page(params)` gives a Page; with `skips_bodies`, `fetch_page(params, unread=digest)`
     may give a page without items (`items=None`) when the answer is that very body again.
@@ -222,6 +322,8 @@ class Listing:
         self.total: int | None = None
         self.unique = 0
         self.duplicates: list[str] = []
+        self.skipped: list[str] = []         # why each entry skipped (over the response cap alone) was
+        self.oversized = 0                   # answers over the response cap
         self.finished = False
         self.total_changed = False
         self.page_digest: str | None = None  # of the page whose items are being handed out
@@ -256,11 +358,36 @@ class Listing:
         an item added or removed while the pages were read shifts offsets, so another
         one may have been skipped unseen. More unique ids than reported is partial too:
         the total was wrong (a search index being rebuilt), and paging stopped on it."""
-        return self.finished and not self.total_changed and (self.total is None or self.unique == self.total)
+        return self.finished and not self.total_changed and not self.skipped and \
+            (self.total is None or self.unique == self.total)
 
     @property
     def shortfall(self) -> int:
         return max(0, (self.total or 0) - self.unique) if self.finished else 0
+
+    def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict:
+        """What to ask instead of `params`, whose answer was over the response cap: the same
+        entries in a smaller page, else the request after the one entry it asks for
+        (skipped); raises ResponseTooLarge when neither can be asked, or once
+        OVERSIZED_ANSWERS_MAX answers were over the cap."""
+        reason = str(error).removesuffix(f" ({error.url})")
+        self.oversized += 1
+        if self.oversized > OVERSIZED_ANSWERS_MAX:
+            raise ResponseTooLarge(f"{reason}: the listing gave up after {OVERSIZED_ANSWERS_MAX} answers over the "
+                                   f"cap ({RAISE_THE_CAP})", error.url, error.status) from None
+        instead = self.paginator.smaller(params)
+        if instead is not None:
+            log.info("the answer to %s is over the response cap; asked for in smaller pages: %s",
+                     request_text(params), request_text(instead))
+            return instead
+        instead = self.paginator.past_one(params)
+        if instead is None:
+            asked = f"the page at {request_text(params)}" if params else "its one document"
+            raise ResponseTooLarge(f"{reason}, and this listing cannot ask for {asked} in smaller parts nor skip an "
+                                   f"entry by its position ({RAISE_THE_CAP})", error.url, error.status) from None
+        self.skipped.append(f"the entry asked for alone ({request_text(params)}) is over the response cap "
+                            f"({reason}): skipped, the rest of the listing read ({RAISE_THE_CAP})")
+        return instead
 
     def __iter__(self) -> Iterator:
         """The unique items, page after page (the pages of `read()` that were read)."""
@@ -286,7 +413,7 @@ class Listing:
         known_read: list[KnownPage] = []
         paginator = _Remembering(self.paginator, self.known) if self.known else self.paginator
         for page, next_params in pages(self._fetch, paginator, max_pages=self.max_pages, ahead=self.ahead,
-                                       fetch_guess=self._fetch_guess):
+                                       fetch_guess=self._fetch_guess, oversized=self._instead_of_oversized):
             self.pages += 1
             if page.total is not None:
                 if self.total is not None and page.total != self.total:
@@ -330,14 +457,17 @@ class Listing:
 
 def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
           max_pages: int = 1_000_000, ahead: int = 1,
-          fetch_guess: Callable[[dict], Page] | None = None) -> Iterator[tuple[Page, dict | None]]:
+          fetch_guess: Callable[[dict], Page] | None = None,
+          oversized: Callable[[dict, ResponseTooLarge], dict] | None = None) -> Iterator[tuple[Page, dict | None]]:
     """Each page with the parameters of the request after it (None after the last), the
     next pages fetched in background threads while the caller works through the current
     one: up to `ahead` requests in flight, those after the first sent on the paginator's
     guess and dropped when the page before them says otherwise. `start`: the parameters
     to begin with (a pull resumed where it stopped). `fetch_guess`: how a guessed page is
     fetched (e.g. without retries); a guess that failed is fetched again with `fetch_page`
-    once the page before it has confirmed it."""
+    once the page before it has confirmed it (but for an answer over the size cap: it
+    would be again). `oversized(params, error)`: the request to make instead of one whose
+    answer was over the size cap (it raises to give up; without it, the error stands)."""
     params: dict | None = start or paginator.first()
     count = 0
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="civicat-page") as prefetch:
@@ -355,9 +485,20 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
         try:
             while queue:
                 params, pending, guessed = queue.popleft()
-                if guessed and fetch_guess is not None and pending.exception() is not None:
+                if guessed and fetch_guess is not None and pending.exception() is not None and \
+                        not isinstance(pending.exception(), ResponseTooLarge):
                     pending = prefetch.submit(fetch_page, params)   # confirmed: asked again, in earnest
-                page = pending.result()
+                try:
+                    page = pending.result()
+                except ResponseTooLarge as error:
+                    if oversized is None:
+                        raise
+                    params = oversized(params, error)
+                    while queue:   # guesses that followed the request given up
+                        queue.pop()[1].cancel()
+                    queue.append((params, prefetch.submit(fetch_page, params), False))
+                    fill()
+                    continue
                 page.params = params
                 count += 1
                 params = paginator.next(page, params)

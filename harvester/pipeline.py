@@ -231,10 +231,14 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         for source_id in sorted(set(listing.duplicates)):
             errors.add(source_id, "list", "DuplicateId", "listed more than once in one listing; kept once",
                        severity="warning")
+        for reason in listing.skipped:   # (their datasets, stored or not, are left as they are)
+            log.warning("%s: %s", portal.id, reason)
+            errors.add(None, "list", "ResponseTooLarge", f"{portal.id}: {reason}")
         report.listing_complete = listing.complete
         if not listing.complete:
+            skipped = f", {len(listing.skipped)} skipped (over the response cap)" if listing.skipped else ""
             errors.add(None, "list", "PartialListing",
-                       f"listing gave {listing.unique} unique entries of the {listing.total} it reported"
+                       f"listing gave {listing.unique} unique entries of the {listing.total} it reported{skipped}"
                        f"{' (the total changed while it was read)' if listing.total_changed else ''}; "
                        "no dataset is marked deleted this run", severity="warning")
         elif listing.unique == 0 and store.active_count(portal.id) > 0:

@@ -121,7 +121,12 @@ def test_a_listing_past_the_size_cap_fails_its_portal_and_loses_nothing(tmp_path
             assert harvest([config], store, fast_client()).ok
             portal.document = make_data_json(400)            # the portal's answer grows past the cap
             report = harvest([config], store, fast_client(max_bytes=200_000)).portals[0]
+            url = portal.url
         assert report.status == "failed" and report.error_type == "ResponseTooLarge"
+        # one document cannot be asked for in parts: the message says what raises the cap
+        assert report.error_message == ("response is over the 200000-byte cap, and this listing cannot ask for its "
+                                         "one document in smaller parts nor skip an entry by its position "
+                                         f"(CIVICAT_HTTP_MAX_BYTES raises the cap) ({url}/data.json)")
         assert store.con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone() == (5,)
     finally:
         store.close()

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import capped_json, dropped
-from harvester.paging import Listing, OffsetPaginator, Page, SinglePage
+from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys,
@@ -62,11 +62,11 @@ class OpenDataSoftAdapter(PortalAdapter):
             return Page(items=response.data["results"], total=total if isinstance(total, int) else None,
                         digest=response.digest)
 
-        probe = page({"limit": 1, "offset": 0})
-        if probe.total is not None and probe.total > OFFSET_WINDOW:
+        total = reported_total(page, lambda offset: {"limit": 1, "offset": offset})
+        if total is not None and total > OFFSET_WINDOW:
             def export(_params: dict) -> Page:
                 return Page(items=self.http.get_json(f"{base}/exports/json", conditional=True,
-                                                     expect=_export_shape, parse=CATALOG_EXPORT).data, total=probe.total)
+                                                     expect=_export_shape, parse=CATALOG_EXPORT).data, total=total)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"})
         return Listing(page, paginator, self.source_id, skips_bodies=True)

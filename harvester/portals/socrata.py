@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import capped_json, dropped
-from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page
+from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page,
@@ -102,10 +102,10 @@ class SocrataAdapter(PortalAdapter):
 
     def listing(self) -> Listing:
         base = {"domains": self.domain}
-        probe = self._page({**base, "offset": 0, "limit": 1})
-        if probe.total is not None and probe.total > OFFSET_WINDOW:
-            paginator = CursorPaginator("scroll_id", lambda page: self.source_id(page.items[-1]),
-                                        extra={**base, "limit": PAGE_LIMIT})
+        total = reported_total(self._page, lambda offset: {**base, "offset": offset, "limit": 1})
+        if total is not None and total > OFFSET_WINDOW:
+            paginator = CursorPaginator("scroll_id", lambda page: self.source_id(page.items[-1]), extra=base,
+                                        size_param="limit", size=PAGE_LIMIT)
         else:
             paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra=base)
         return Listing(self._page, paginator, self.source_id, skips_bodies=True)

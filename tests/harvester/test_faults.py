@@ -20,7 +20,10 @@ from click.testing import CliRunner
 
 from catalog.lock import connect_read_only
 from harvester.cli import cli
+from tests.harvester.portals.test_ckan import packages
+from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import DataJsonPortal
+from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_data_json, make_socrata_entries
 
@@ -45,9 +48,10 @@ class Nightly:
         self.config.write_text("\n".join(self.portals))
         return self
 
-    def harvest(self, *args: str, attempts: int = 3) -> tuple[int, dict]:
+    def harvest(self, *args: str, attempts: int = 3, env: dict | None = None) -> tuple[int, dict]:
         """(exit code, the --json report) of one run; retries are test-sized."""
-        result = CliRunner(env={"CIVICAT_HTTP_MAX_ATTEMPTS": str(attempts), "CIVICAT_HTTP_BACKOFF": "0.01"}).invoke(
+        result = CliRunner(env={"CIVICAT_HTTP_MAX_ATTEMPTS": str(attempts), "CIVICAT_HTTP_BACKOFF": "0.01",
+                                **(env or {})}).invoke(
             cli, ["harvest", "--json", "--config", str(self.config), "--db", str(self.db), *args])
         assert result.exception is None or isinstance(result.exception, SystemExit), result.output
         return result.exit_code, json.loads(result.stdout)
@@ -264,6 +268,78 @@ def test_an_empty_listing_does_not_delete_the_catalogue(nightly):
     assert code == 0 and report["portals"][0]["removed"] == 0 and report["portals"][0]["listing_complete"] is False
     assert nightly.query("SELECT count(*) FROM datasets WHERE deleted_at IS NULL") == [(4,)]
     assert ("list", "EmptyListing") in {e[1:] for e in nightly.errors(report["run_id"], "warning")}
+
+
+def test_a_listing_page_over_the_size_cap_is_read_in_smaller_pages_and_an_entry_over_it_alone_skipped(nightly):
+    """CKAN's package_search pages of 1,000: one package grows past the response cap on its
+    own. Its page is asked again in halves (down to the package alone, which is skipped and
+    reported), every other package is listed once, and the listing is partial: the skipped
+    package stays stored, and one deleted meanwhile is not marked deleted until a complete
+    listing says so."""
+    catalogue = sorted(packages(40), key=lambda package: package["id"])   # (in the listing's order)
+    cap = {"CIVICAT_HTTP_MAX_BYTES": "50000"}
+    with CkanPortal(catalogue) as portal:
+        nightly.add("city", "ckan", portal.url)
+        assert nightly.harvest(env=cap)[0] == 0
+        huge, gone = catalogue[25], catalogue.pop(3)
+        huge["notes"] = "A very long description. " * 4000   # 100 KB: over the cap alone
+        portal.packages = catalogue
+        portal.clear_log()
+        code, report = nightly.harvest(env=cap)
+        asked = [(int(q["start"]), int(q["rows"])) for path, q, _ in portal.requests if path.endswith("package_search")]
+        city = report["portals"][0]
+        assert code == 0 and city["status"] == "ok" and city["listing_complete"] is False
+        assert (city["seen"], city["unchanged"], city["duplicates"], city["removed"]) == (38, 38, 0, 0)
+        assert (24, 1) in asked and len(asked) <= 1 + 2 * 10   # 1,000 → 1 in ten halvings, and their other halves
+        assert len(set(asked)) == len(asked)                     # no request made twice
+        errors = nightly.query("SELECT stage, error_type, message FROM harvest_errors WHERE run_id = ? "
+                               "AND severity = 'error'", [report["run_id"]])
+        assert errors == [("list", "ResponseTooLarge", "city: the entry asked for alone (sort=id asc, start=24, rows=1) "
+                           "is over the response cap (response is over the 50000-byte cap): skipped, the rest of the "
+                           "listing read (CIVICAT_HTTP_MAX_BYTES raises the cap)")]
+        assert ("list", "PartialListing") in {e[1:] for e in nightly.errors(report["run_id"], "warning")}
+        assert nightly.query("SELECT count(*) FROM datasets WHERE missing_since IS NULL AND deleted_at IS NULL") == [(40,)]
+        assert nightly.query("SELECT description FROM datasets WHERE source_id = ?", [huge["id"]]) == [(None,)]
+
+        portal.clear_log()                                       # the same again: last night's pages answer 304
+        code, report = nightly.harvest(env=cap)
+        city = report["portals"][0]
+        assert code == 0 and (city["seen"], city["errors"], city["listing_complete"]) == (38, 1, False)
+        assert city["not_modified"] > 0 and portal.hits["/api/3/action/package_search"] == len(asked)
+
+        huge["notes"] = "Short again."                           # the next night's listing is whole
+        code, report = nightly.harvest(env=cap)
+    city = report["portals"][0]
+    assert code == 0 and city["listing_complete"] is True and (city["changed"], city["removed"]) == (1, 1)
+    assert nightly.query("SELECT source_id FROM datasets WHERE deleted_at IS NOT NULL") == [(gone["id"],)]
+
+
+@pytest.mark.parametrize("kind", ["socrata", "opendatasoft"])
+@pytest.mark.parametrize("position", [130, 0])
+def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nightly, kind, position):
+    """The same toolkit under Socrata's Discovery pages and OpenDataSoft's catalog pages (100
+    a page): past the failed page, paging goes back to pages of 100. The first entry too:
+    the probe of one entry that asks for the catalogue's size asks for the second instead."""
+    if kind == "socrata":
+        portal = SocrataPortal(make_socrata_entries(250, domain=DOMAIN), domain=DOMAIN)
+        entries, options = portal.entries, {"domain": DOMAIN}
+        huge = entries[position]["resource"]
+    else:
+        portal = OpenDataSoftPortal(sorted(make_ods_datasets(250), key=lambda d: d["dataset_id"]))
+        entries, options = portal.datasets, {}
+        huge = entries[position]["metas"]["default"]
+    cap = 2 * len(json.dumps(entries[:100]))                   # a page of 100 fits, twice over
+    huge["description"] = "A very long description. " * (cap // 25)
+    with portal:
+        code, report = nightly.add("city", kind, portal.url, **options).harvest(env={"CIVICAT_HTTP_MAX_BYTES": str(cap)})
+        asked = [(int(q["offset"]), int(q["limit"])) for path, q, _ in portal.requests
+                 if path in (LISTING, "/api/explore/v2.1/catalog/datasets")]
+    city = report["portals"][0]
+    assert code == 0 and (city["new"], city["errors"], city["listing_complete"]) == (249, 1, False), city
+    listed = asked[asked.index((0, 100)):]                      # (after the probe)
+    assert (position, 1) in listed and listed[-1] == (200, 100) and len(set(listed)) == len(listed)
+    message = nightly.query("SELECT message FROM harvest_errors WHERE error_type = 'ResponseTooLarge'")[0][0]
+    assert f"offset={position}, limit=1) is over the response cap (response is over the {cap}-byte cap)" in message
 
 
 # -- bad records: reported, the rest stored ---------------------------------------------------

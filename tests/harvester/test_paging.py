@@ -1,7 +1,8 @@
 import pytest
 
-from harvester.paging import (CursorPaginator, KnownPage, Listing, OffsetPaginator, Page, PageNumberPaginator,
-                              PagingError, SinglePage, pages)
+from harvester.http import ResponseTooLarge
+from harvester.paging import (OVERSIZED_ANSWERS_MAX, CursorPaginator, KnownPage, Listing, OffsetPaginator, Page,
+                              PageNumberPaginator, PagingError, SinglePage, pages)
 
 ITEMS = [{"id": f"{i:04d}"} for i in range(250)]
 
@@ -214,3 +215,132 @@ def test_a_last_page_of_ids_already_listed_ends_a_listing_that_moved_without_fai
     listing = Listing(fetch, OffsetPaginator(1000, offset_param="start", limit_param="rows"), lambda e: e["id"])
     assert len(list(listing)) == 1999 and calls == [0, 1000, 2000]
     assert not listing.complete and len(listing.duplicates) == 2
+
+
+# -- pages over the response cap ----------------------------------------------------------------
+
+def oversized_api(items, huge, cap=100):
+    """An offset API whose answer is over the response cap whenever its page holds an entry
+    of `huge` (their offsets), silently capping limit at `cap`."""
+    calls = []
+
+    def fetch(params):
+        offset, limit = params["offset"], min(params["limit"], cap)
+        calls.append((offset, params["limit"]))
+        if any(offset <= i < offset + limit for i in huge):
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        return Page(items[offset:offset + limit], total=len(items))
+    return fetch, calls
+
+
+def test_a_page_over_the_cap_is_read_in_halves_then_paging_goes_back_to_its_size():
+    fetch, calls = oversized_api(ITEMS, huge={130})
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in ITEMS if i["id"] != "0130"]   # in order, each once
+    assert calls == [(0, 100), (100, 100), (100, 50), (100, 25), (125, 25), (125, 13), (125, 7), (125, 4),
+                     (129, 3), (129, 2), (129, 1), (130, 1), (131, 1), (132, 6), (138, 12), (150, 50), (200, 100)]
+    assert listing.skipped == ["the entry asked for alone (offset=130, limit=1) is over the response cap (response "
+                               "is over the 1000-byte cap): skipped, the rest of the listing read "
+                               "(CIVICAT_HTTP_MAX_BYTES raises the cap)"]
+    assert listing.finished and not listing.complete and listing.unique == 249 and not listing.duplicates
+
+
+@pytest.mark.parametrize("huge", [{0}, {249}, {99, 100}, {130, 131}, {7, 64, 200}])
+def test_entries_over_the_cap_alone_are_skipped_and_no_other_is_missed_or_read_twice(huge):
+    fetch, calls = oversized_api(ITEMS, huge)
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for n, i in enumerate(ITEMS) if n not in huge]
+    assert [reason.split(")")[0] for reason in listing.skipped] == [
+        f"the entry asked for alone (offset={n}, limit=1" for n in sorted(huge)]
+    # 3 pages, and per entry over the cap at most one failed and one good request a halving (100 → 1: 7)
+    assert len(calls) <= 3 + 2 * 8 * len(huge) and not listing.complete
+
+
+def test_a_listing_gives_up_after_so_many_answers_over_the_cap():
+    fetch, calls = oversized_api(ITEMS, huge=set(range(250)))
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    with pytest.raises(ResponseTooLarge, match=f"gave up after {OVERSIZED_ANSWERS_MAX} answers over the cap "
+                                               r"\(CIVICAT_HTTP_MAX_BYTES raises the cap\)"):
+        list(listing)
+    assert len(calls) == OVERSIZED_ANSWERS_MAX + 1 and not listing.complete
+
+
+@pytest.mark.parametrize("paginator, asked", [
+    (SinglePage(), "its one document"),
+    (CursorPaginator("scroll_id", lambda page: page.items[-1]["id"], extra={"limit": 100}),
+     "the page at limit=100, scroll_id="),
+])
+def test_a_listing_that_cannot_be_asked_in_smaller_pages_fails_naming_the_cap_and_how_to_raise_it(paginator, asked):
+    def fetch(params):
+        raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+
+    listing = Listing(fetch, paginator, lambda i: i["id"])
+    with pytest.raises(ResponseTooLarge) as failed:
+        list(listing)
+    assert str(failed.value) == (f"response is over the 1000-byte cap, and this listing cannot ask for {asked} in "
+                                 "smaller parts nor skip an entry by its position (CIVICAT_HTTP_MAX_BYTES raises the "
+                                 "cap) (http://127.0.0.1/list)")
+
+
+def test_a_records_pull_never_skips_rows_over_the_cap():
+    """pages() without `oversized` (a records pull) lets the error stand: rows are never skipped."""
+    fetch, calls = oversized_api(ITEMS, huge={130})
+    with pytest.raises(ResponseTooLarge):
+        list(pages(fetch, OffsetPaginator(100)))
+    assert calls == [(0, 100), (100, 100)]
+
+
+def test_a_page_over_the_cap_only_whole_is_read_in_smaller_pages_and_the_listing_stays_complete():
+    """Two entries of 0.6 the cap each: no page holding both fits, each fits alone."""
+    big = {120, 121}
+    calls = []
+
+    def fetch(params):
+        offset, limit = params["offset"], params["limit"]
+        calls.append((offset, limit))
+        if len(big & set(range(offset, offset + limit))) > 1:
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        return Page(ITEMS[offset:offset + limit], total=len(ITEMS))
+
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in ITEMS]
+    assert listing.complete and not listing.skipped and listing.oversized == 6
+    assert calls == [(0, 100), (100, 100), (100, 50), (100, 25), (100, 13), (113, 12), (113, 6), (119, 6), (119, 3),
+                     (119, 2), (121, 1), (122, 3), (125, 25), (150, 50), (200, 100)]
+
+
+def cursor_api(huge, alone_over_the_cap=False):
+    """Socrata's scroll_id paging (the entries after the id given, `limit` of them) over
+    ITEMS: a page holding an id of `huge` and another entry is over the cap (the entry
+    alone too, with `alone_over_the_cap`)."""
+    calls = []
+
+    def fetch(params):
+        page = [i for i in ITEMS if i["id"] > params["scroll_id"]][:params["limit"]]
+        calls.append((params["scroll_id"], params["limit"]))
+        if huge & {i["id"] for i in page} and (len(page) > 1 or alone_over_the_cap):
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        return Page(page, total=len(ITEMS))
+    return fetch, calls
+
+
+def test_a_cursor_whose_page_size_is_a_parameter_reads_a_page_over_the_cap_in_smaller_pages():
+    """The cursor is the last id read, so smaller pages keep the listing exact."""
+    fetch, calls = cursor_api({"0130"})
+    paginator = CursorPaginator("scroll_id", lambda p: p.items[-1]["id"], size_param="limit", size=100)
+    listing = Listing(fetch, paginator, lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in ITEMS] and listing.complete
+    assert calls == [("", 100), ("0099", 100), ("0099", 50), ("0099", 25), ("0124", 25), ("0124", 13), ("0124", 7),
+                     ("0124", 4), ("0128", 3), ("0128", 2), ("0128", 1), ("0129", 1), ("0130", 1), ("0131", 6),
+                     ("0137", 12), ("0149", 50), ("0199", 100), ("0249", 100)]
+
+
+def test_a_cursor_cannot_skip_an_entry_over_the_cap_alone():
+    """The cursor past it is its id, in the answer that was not read: the listing fails, naming the request."""
+    fetch, _ = cursor_api({"0130"}, alone_over_the_cap=True)
+    paginator = CursorPaginator("scroll_id", lambda p: p.items[-1]["id"], size_param="limit", size=100)
+    listing = Listing(fetch, paginator, lambda i: i["id"])
+    with pytest.raises(ResponseTooLarge, match=r"cannot ask for the page at scroll_id=0129, limit=1 in smaller parts "
+                                               r"nor skip an entry by its position \(CIVICAT_HTTP_MAX_BYTES"):
+        list(listing)
+    assert not listing.complete

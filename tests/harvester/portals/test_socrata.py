@@ -5,9 +5,11 @@ import copy
 import json
 import re
 
+import pytest
 
 from harvester.pipeline import harvest
-from tests.conftest import assert_first_10000_columns_kept, portal_config
+from harvester.portals import socrata
+from tests.conftest import assert_first_10000_columns_kept, fast_client, portal_config
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_socrata_entries
 from tests.shared_fixtures import load_json, require_fixtures, socrata_catalog_files, spellarbot_domain_files
@@ -50,6 +52,38 @@ def test_catalogue_past_the_offset_window_is_paged_whole_by_scroll_id(store, htt
     orphans = count(store, """SELECT count(*) FROM datasets c WHERE parent_uid IS NOT NULL
                              AND parent_uid NOT IN (SELECT uid FROM datasets)""")
     assert orphans == 0 and count(store, "SELECT count(*) FROM datasets WHERE parent_uid IS NOT NULL") > 0
+
+
+@pytest.mark.parametrize("alone_over_the_cap", [False, True])
+def test_a_scroll_page_over_the_size_cap_is_read_in_smaller_pages(store, tmp_path, monkeypatch, alone_over_the_cap):
+    """scroll_id paging (a catalogue past the offset window; here a window of 100) takes a
+    `limit`: a page over the response cap is read in smaller ones, after the same last id.
+    An entry over the cap alone cannot be skipped (the next scroll_id is its id): the
+    portal fails naming the request and the cap, its catalogue kept."""
+    monkeypatch.setattr(socrata, "OFFSET_WINDOW", 100)
+    entries = make_socrata_entries(250, domain=DOMAIN, seed=3)
+    ordered = sorted(entries, key=lambda entry: entry["resource"]["id"])   # as scroll_id pages them
+    cap = 2 * len(json.dumps(ordered[:100]))
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        config = portal_config("big", "socrata", portal.url, domain=DOMAIN)
+        assert harvest([config], store, fast_client(tmp_path)).ok
+        big = ordered[130:132] if not alone_over_the_cap else ordered[130:131]
+        for entry in big:   # each 0.6 of the cap, so that no page of both fits (or the whole cap: over it alone)
+            entry["resource"]["description"] = "A long description. " * (cap // (20 if alone_over_the_cap else 33))
+        portal.entries = entries
+        portal.clear_log()
+        report = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]
+        limits = [int(q["limit"]) for path, q, _ in portal.requests if path == "/api/catalog/v1" and "scroll_id" in q]
+    if alone_over_the_cap:
+        assert report.status == "failed" and report.error_type == "ResponseTooLarge"
+        assert f"cannot ask for the page at domains={DOMAIN}, scroll_id={ordered[129]['resource']['id']}, limit=1 in " \
+               "smaller parts nor skip an entry by its position (CIVICAT_HTTP_MAX_BYTES raises the cap)" \
+               in report.error_message
+        assert count(store, "SELECT count(*) FROM datasets WHERE description LIKE 'A long%'") == 0   # as it was
+    else:
+        assert report.status == "ok" and report.listing_complete and report.seen == 250 and report.changed == 2
+        assert min(limits) < 100 and limits[-2:] == [100, 100]   # back to pages of 100 past the two
+    assert count(store) == 250
 
 
 def test_views_fallback_and_a_404_that_does_not_fail_the_portal(store, http):
