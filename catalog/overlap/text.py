@@ -144,6 +144,9 @@ PHRASES = {
     # a period, no calendar of events ('Violations of Probation Disposed by Calendar Year')
     ("calendar", "year"): "calendar_year",
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
+    # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
+    ("result", "posting", "schedule"): "posting_schedule", ("posting", "schedule"): "posting_schedule",
+    ("result", "schedule"): "posting_schedule", ("release", "schedule"): "posting_schedule",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
@@ -167,7 +170,7 @@ RECORD_FAMILIES = {
     "inspection": "inspection", "restaurant_inspection": "inspection",
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
     "request": "request",
-    "event": "event", "calendar": "event",
+    "event": "event", "calendar": "event", "posting_schedule": "event",
     "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code

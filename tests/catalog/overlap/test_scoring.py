@@ -206,6 +206,10 @@ SAME_RECORDS = [
     (("Connecticut", "Care 4 Kids Expenditures By Town Calendar Year 2012"), ("Hawaii", "Expenditures")),
     (("New York", "Energy and Water Data Disclosure for Local Law 84 2014 (Data for Calendar Year 2013)"),
      ("Chicago", "Chicago Energy Benchmarking")),
+    # a schedule of a service is the service's data (only a schedule of results' posting is a timetable)
+    (("Chicago", "Street Sweeping Schedule - 2013"), ("Edmonton", "Street Sweeping")),
+    (("King County", "Results Posting Schedule - August 2013 Primary"),
+     ("King County", "2011 August primary election results schedule")),
 ]
 
 
@@ -270,6 +274,11 @@ OTHER_RECORDS = [
     (("Iowa", "Campaign Expenditures"), ("Missouri", "2010 State Expenditures")),
     # a lobbyist's compensation is the fees its clients pay, no employee's pay ('Salaries' held it)
     (("Chicago", "Lobbyist Data - Compensation"), ("San Francisco", "Employee Compensation")),
+    # when an election's results are posted is a timetable, not the results ('Election results' held four)
+    (("King County", "General Election Results Posting Schedule : Nov 6, 2012"),
+     ("Hawaii", "General Election Results 2010")),
+    (("King County", "2011 August primary election results schedule"),
+     ("Hawaii", "Primary Election Summary Results 2012")),
 ]
 
 
