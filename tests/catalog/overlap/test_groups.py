@@ -62,6 +62,18 @@ def test_a_chain_of_strong_pairs_does_not_join_unrelated_ends():
     assert any({0, 1} <= g for g in together) and any({5, 6} <= g for g in together)
 
 
+def test_a_link_refused_before_its_group_gathered_joins_it_after():
+    """Chicago's 'Current Employee Names, Salaries, and Position Titles' meets Oregon's 'Salaries: State Agencies'
+    alone under COHESION (0.36), and Oregon's with New York's 'Title and Salary Listing' over it (0.47): its best
+    link, refused first, joins on the second pass (Chicago's table had left the real catalogues' 'Salaries' when
+    another of the group's tables left it, the group then gathering in another order)."""
+    c = rows_catalogue([("Chicago", "Current Employee Names, Salaries, and Position Titles"),
+                        ("Oregon", "Salaries: State Agencies: As of June 30, 2014"),
+                        ("New York State", "Title and Salary Listing"), ("Boston", "Employee Earnings Report 2012")])
+    found = groups.form_groups(c, np.array([0, 1]), np.array([1, 2]), np.array([0.9, 0.8], dtype=np.float32))
+    assert found == [[0, 1, 2]]
+
+
 def test_a_group_needs_two_cities():
     c = rows_catalogue([("A", "Street trees"), ("A", "Street trees")])
     assert groups.form_groups(c, np.array([0]), np.array([1]), np.array([0.9], dtype=np.float32)) == []
