@@ -181,6 +181,9 @@ OFFICE_RECORDS = {"code+enforcement": "violation"}
 # Rentals Issued by Census Tract', 'Total Number of High School Seniors'), not the things: a family of their own
 FIGURE_HEADS = frozenset({"number", "percent", "percentage", "proportion", "share", "count", "rate"})
 FIGURES = "figure"
+# an economy's classifications: records broken down by them are its figures, since a payroll lists people and a
+# ledger payees, never industries ('Employee Compensation by Industry in Iowa' estimates the state's economy)
+ECONOMY_BREAKDOWNS = frozenset({"industry", "sector", "naics", "occupation"})
 # whose money a title's money words count changes what its records are: the contributions, receipts, loans,
 # disbursements and spending of an election, a campaign or its candidates are campaign finance ('2014 Elections -
 # Total Disbursements', 'Other Receipts For Hawaii State and County Candidates'), not a treasury's ('IDOR January
@@ -199,7 +202,7 @@ OFFICE_BITS = {term: FAMILY_BITS[family] for term, family in OFFICE_RECORDS.item
 RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_BITS.keys()
                 for phrase in RECORD_BITS if "_" in phrase}
 # every term that can name a family (for explanations)
-NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS}
+NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS | ECONOMY_BREAKDOWNS}
 for _word in CAMPAIGN_WORDS | CAMPAIGN_MONEY:
     NAMING_BITS[_word] = NAMING_BITS.get(_word, 0) | FAMILY_BITS[CAMPAIGN_FINANCE]
 NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' names the payments it holds

@@ -210,6 +210,8 @@ SAME_RECORDS = [
     (("Chicago", "Street Sweeping Schedule - 2013"), ("Edmonton", "Street Sweeping")),
     (("King County", "Results Posting Schedule - August 2013 Primary"),
      ("King County", "2011 August primary election results schedule")),
+    # a payroll broken down by its own parts is a payroll (only an economy's classifications make figures)
+    (("Santa Rosa", "2014 Employee Wage Detail By Type"), ("San Francisco", "Employee Compensation")),
 ]
 
 
@@ -279,6 +281,10 @@ OTHER_RECORDS = [
      ("Hawaii", "General Election Results 2010")),
     (("King County", "2011 August primary election results schedule"),
      ("Hawaii", "Primary Election Summary Results 2012")),
+    # pay or payments by industry are an economy's figures, no payroll or ledger ('Salaries' held Iowa's estimates)
+    (("Iowa", "Employee Compensation by Industry in Iowa"), ("San Francisco", "Employee Compensation")),
+    (("Iowa", "Unemployment Insurance Benefit Payments by Industry"),
+     ("Maryland", "State of Maryland Payments Data: FY2008 to FY2016")),
 ]
 
 
