@@ -172,6 +172,8 @@ RECORD_FAMILIES = {
     "request": "request",
     "event": "event", "calendar": "event", "posting_schedule": "event",
     "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
+    # a school's graduates are counted, never listed (no open data names its students): figures, as 'Number of'
+    "graduate": "figure",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code

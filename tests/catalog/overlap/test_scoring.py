@@ -210,6 +210,9 @@ SAME_RECORDS = [
     (("Chicago", "Street Sweeping Schedule - 2013"), ("Edmonton", "Street Sweeping")),
     (("King County", "Results Posting Schedule - August 2013 Primary"),
      ("King County", "2011 August primary election results schedule")),
+    # graduates are counted, as a figure of seniors heading a title is
+    (("Hawaii", "Table 3.14 HAWAII STATE HIGH SCHOOL GRADUATES BY PUBLIC AND PRIVATE HIGH SCHOOL 1982 TO 2014"),
+     ("Missouri", "Total Number of High School Seniors in Missouri")),
     # a payroll broken down by its own parts is a payroll (only an economy's classifications make figures)
     (("Santa Rosa", "2014 Employee Wage Detail By Type"), ("San Francisco", "Employee Compensation")),
 ]
@@ -281,6 +284,9 @@ OTHER_RECORDS = [
      ("Hawaii", "General Election Results 2010")),
     (("King County", "2011 August primary election results schedule"),
      ("Hawaii", "Primary Election Summary Results 2012")),
+    # a count of a school's graduates is no list of schools ('Schools' held Hawaii's table)
+    (("Hawaii", "Table 3.14 HAWAII STATE HIGH SCHOOL GRADUATES BY PUBLIC AND PRIVATE HIGH SCHOOL 1982 TO 2014"),
+     ("New York", "NYC Public High School Program Data")),
     # pay or payments by industry are an economy's figures, no payroll or ledger ('Salaries' held Iowa's estimates)
     (("Iowa", "Employee Compensation by Industry in Iowa"), ("San Francisco", "Employee Compensation")),
     (("Iowa", "Unemployment Insurance Benefit Payments by Industry"),
