@@ -174,6 +174,8 @@ RECORD_FAMILIES = {
     "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
     # a school's graduates are counted, never listed (no open data names its students): figures, as 'Number of'
     "graduate": "figure",
+    # full-time equivalents count a budget's positions, not its money ('2016 Adopted Budget FTEs', 'Budget - FTE')
+    "fte": "position",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code

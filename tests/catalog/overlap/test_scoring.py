@@ -210,6 +210,9 @@ SAME_RECORDS = [
     (("Chicago", "Street Sweeping Schedule - 2013"), ("Edmonton", "Street Sweeping")),
     (("King County", "Results Posting Schedule - August 2013 Primary"),
      ("King County", "2011 August primary election results schedule")),
+    # a budget's positions, at whatever stage of the budget
+    (("King County", "2013 Proposed Budget, FTEs, All Funds"), ("San Francisco", "Budget - FTE")),
+    (("Seattle", "2016 Adopted Budget FTEs"), ("San Francisco", "Budget - FTE")),
     # graduates are counted, as a figure of seniors heading a title is
     (("Hawaii", "Table 3.14 HAWAII STATE HIGH SCHOOL GRADUATES BY PUBLIC AND PRIVATE HIGH SCHOOL 1982 TO 2014"),
      ("Missouri", "Total Number of High School Seniors in Missouri")),
@@ -284,6 +287,9 @@ OTHER_RECORDS = [
      ("Hawaii", "General Election Results 2010")),
     (("King County", "2011 August primary election results schedule"),
      ("Hawaii", "Primary Election Summary Results 2012")),
+    # a budget's full-time equivalents count its positions, not its money ('Proposed budget' held Seattle's adopted
+    # FTEs and SF's through King County's proposed FTE tables)
+    (("Seattle", "2016 Adopted Budget FTEs"), ("Honolulu", "HART Proposed Budget 2012")),
     # a count of a school's graduates is no list of schools ('Schools' held Hawaii's table)
     (("Hawaii", "Table 3.14 HAWAII STATE HIGH SCHOOL GRADUATES BY PUBLIC AND PRIVATE HIGH SCHOOL 1982 TO 2014"),
      ("New York", "NYC Public High School Program Data")),
