@@ -143,6 +143,7 @@ PHRASES = {
     # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
     # a period, no calendar of events ('Violations of Probation Disposed by Calendar Year')
     ("calendar", "year"): "calendar_year",
+    ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
     ("result", "posting", "schedule"): "posting_schedule", ("posting", "schedule"): "posting_schedule",
@@ -443,6 +444,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         return []
     raw = split_words(text, glued)
     stemmed = [_stem_word(w) for w in raw]
+    if "compensation" in raw or "comp" in raw:
+        stemmed = _workers_compensation(raw, stemmed)
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
     i, n, last_phrase_end = 0, len(stemmed), -1
@@ -477,6 +480,16 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     out = [(term, surface) for term, surface in units if term] + parts
     if bigrams:
         out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
+    return out
+
+
+def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:
+    """`stemmed` with 'workers compensation' kept in its own words, which PHRASES read as one: the insurance of
+    injured workers ('Oregon Workers' Compensation System'), no employees' pay, as the synonyms would read it."""
+    out = list(stemmed)
+    for i in range(len(raw) - 1):
+        if raw[i] in ("worker", "workers", "workmen") and raw[i + 1] in ("compensation", "comp"):
+            out[i:i + 2] = ["worker", "compensation"]
     return out
 
 
