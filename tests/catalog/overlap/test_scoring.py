@@ -523,3 +523,16 @@ def test_a_figure_names_its_records_only_heading_the_title():
     for title in ("VSRR - Provisional monthly number of live births by state", "Rate Schedule", "Number Seven Park"):
         assert told_apart_and_explanation(("Atlanta", title), ("Boston", title))[1] == pytest.approx(1.0)
         assert features._headed_by_figures(title) is False
+
+
+def test_title_words_shared_as_synonyms_are_quoted_from_both_titles():
+    """A term both titles hold in other words is quoted as each writes it: the explanation said Boston's
+    'Employee Earnings Report 2012' and SF's 'Employee Compensation' share 'earnings', a word SF's title lacks."""
+    _shape, why = shape_and_explanation(("Boston", "Employee Earnings Report 2012"),
+                                        ("San Francisco", "Employee Compensation"))
+    assert why.startswith("titles share 'earnings' ↔ 'compensation', 'employee'"), why
+    _shape, why = shape_and_explanation(("New York", "NYPD Motor Vehicle Collisions"), ("Maryland", "MDTA Accidents"))
+    assert why.startswith("titles share 'collisions' ↔ 'accidents'"), why
+    # the same words but for case and plural are quoted once
+    _shape, why = shape_and_explanation(("Chicago", "Building Permits"), ("Seattle", "Building permit"))
+    assert why == "titles share 'building permits'", why
