@@ -255,10 +255,25 @@ def label(c: Catalogue, rows: list[int]) -> str:
     if _bracketed_form(c, rows, widest):
         return _series_name(c, rows) or _as_written(c, rows, widest, tokens)
     written = _as_written(c, rows, widest, tokens)
+    if len(widest) == 1 and best in subject and (breakdown := _shared_breakdown(c, rows, widest[0])):
+        return f"{written} by {breakdown}"
     if best not in subject:   # every title counts by it ('Race Distribution By City Council Districts',
         # '2010 Census Populations by Council District'): tables by council district, not the districts
         return f"By {written[:1].lower() if written[1:2].islower() else written[:1]}{written[1:]}"
     return written
+
+
+def _shared_breakdown(c: Catalogue, rows: list[int], word: str) -> str | None:
+    """The breakdown every title of the group writes right after `word`, a lone label word, in the same words:
+    'fuel type' of 'Generation by Fuel Type' and 'Electric Generation By Fuel Type, GWh' ('Generation' alone
+    says little of what they hold); None when a title writes none or another."""
+    after = re.compile(rf"\b{re.escape(word)}\w*\s+(?:by|per)\s+([^\W\d_]+(?:[ -][^\W\d_]+)?)\s*(?=$|[,:;(\[]| - |\d)",
+                       re.IGNORECASE)
+    found = {match.group(1).lower() if (match := after.search(c.titles[row] or "")) else None for row in rows}
+    if len(found) != 1 or None in found:
+        return None
+    breakdown = found.pop()
+    return breakdown if any(w not in text.STOPWORDS for w in text.find_words(breakdown)) else None
 
 
 def _one_phrase_of(rows: list[int], words: list[str], tokens_of: dict[int, list[tuple[str, str, str]]]) -> list[str]:

@@ -119,6 +119,17 @@ def label_of(by_city: list[tuple[str, str]]) -> str:
     return groups.label(titled(by_city), list(range(len(by_city))))
 
 
+def test_a_lone_word_label_every_title_breaks_down_alike_names_the_breakdown():
+    """'Generation' said little of Austin's 'Generation by Fuel Type' and New York's 'Electric Generation By Fuel
+    Type': every title writes it 'by fuel type'. Titles broken down otherwise keep the word alone."""
+    assert label_of([("data.austintexas.gov", "Generation by Fuel Type"),
+                     ("data.ny.gov", "Electric Generation By Fuel Type, GWh: Beginning 1960")]) == "Generation by fuel type"
+    assert label_of([("data.austintexas.gov", "Generation by Fuel Type"),
+                     ("data.ny.gov", "Electric Generation By County, GWh: Beginning 1960")]) == "Generation"
+    assert label_of([("data.austintexas.gov", "Generation by Fuel Type"), ("data.ny.gov", "Electric Generation")]) \
+        == "Generation"
+
+
 def test_a_label_is_the_whole_phrase_every_city_writes():
     """'Leading causes' of two cities is 'Leading causes of death' (across 'of'), 'Use
     trails' is 'Multi-use trails' (the hyphen kept); a comma or a dash ends the phrase."""
@@ -268,10 +279,12 @@ def test_a_label_keeps_accents_and_possessives_as_written():
 
 def test_a_label_names_what_is_counted_not_what_it_is_counted_by():
     """'Permits by Ward' was labelled 'Ward' (the area, which won a tie of one-word terms by
-    its spelling); Austin's and New York's 'Generation by Fuel Type' 'Fuel type'."""
-    assert label_of([("A", "Permits by Ward"), ("B", "Permits by Ward")]) == "Permits"
+    its spelling); Austin's and New York's 'Generation by Fuel Type' 'Fuel type'. (What is counted comes
+    first; a breakdown every title writes after it follows.)"""
+    assert label_of([("A", "Permits by Ward"), ("B", "Permits by Ward")]) == "Permits by ward"
+    assert label_of([("A", "Permits by Ward"), ("B", "Permits")]) == "Permits"
     assert label_of([("data.austintexas.gov", "Generation by Fuel Type"),
-                     ("data.ny.gov", "Electric Generation By Fuel Type, GWh: Beginning 1960")]) == "Generation"
+                     ("data.ny.gov", "Electric Generation By Fuel Type, GWh: Beginning 1960")]) == "Generation by fuel type"
     # the breakdown still labels when the titles share nothing else, and says it is one: Boston's and Los
     # Angeles's tables by council district are not the districts' boundary files
     assert label_of([("A", "Crimes by Ward"), ("B", "Permits by Ward")]) == "By ward"
