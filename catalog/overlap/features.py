@@ -277,6 +277,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
+    breakdown_terms = [_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)]
+    for row in np.flatnonzero(records_named != 0).tolist():   # records by industry are an economy's figures
+        if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS:
+            records_named[row] = text.FAMILY_BITS[text.FIGURES]
     for row in np.flatnonzero(records_named == 0).tolist():
         if _headed_by_figures(rows["title"][row]):
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
@@ -298,7 +302,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
-        breakdown_terms=[_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)],
+        breakdown_terms=breakdown_terms,
         # (a kind read only in a description leaves the title's families to judge: Baltimore's 'Fixed Speed
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own

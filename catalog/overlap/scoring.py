@@ -26,6 +26,7 @@ By Type' / 'Crimes') are not comparable however many words and columns they shar
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -205,20 +206,31 @@ def shape_factor(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --- explanations -----------------------------------------------------------------------
 
 def shared_title_phrases(c: Catalogue, a: int, b: int, limit: int = 3) -> list[str]:
-    """The heaviest title terms the two share, in the first dataset's words."""
+    """The heaviest title terms the two share, quoted in the first dataset's words, and in the second's too
+    where they are other words that mean the same ("'compensation' ↔ 'earnings'": a user reading only the
+    first would look for them in the second title in vain)."""
     mine, theirs = c.title_surfaces(a), c.title_surfaces(b)
     shared = [t for t in mine if t in theirs]
     if len(shared) > 1:
         weight = c.title_weights(a)
         shared.sort(key=lambda t: -weight.get(t, 0))
+    surfaces: list[str] = []
     phrases: list[str] = []
     for term in shared:
         surface = mine[term]
-        if not any(surface in p for p in phrases):
-            phrases.append(surface)
+        if not any(surface in p for p in surfaces):
+            surfaces.append(surface)
+            other = theirs[term]
+            phrases.append(f"'{surface}'" if _same_words(surface, other) else f"'{surface}' ↔ '{other}'")
         if len(phrases) == limit:
             break
     return phrases
+
+
+@lru_cache(maxsize=1 << 16)
+def _same_words(x: str, y: str) -> bool:
+    """Whether two surfaces are the same words but for case and plurals ('Permits', 'permit')."""
+    return [text.stem(w) for w in text.find_words(x)] == [text.stem(w) for w in text.find_words(y)]
 
 
 def aligned_columns(c: Catalogue, a: int, b: int) -> list[tuple[str, str]]:
@@ -273,7 +285,7 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
     if _missing(signals, "title"):
         parts.append("a title has only common words")
     else:
-        parts.append("titles share " + ", ".join(f"'{p}'" for p in phrases) if phrases else "titles share no words")
+        parts.append("titles share " + ", ".join(phrases) if phrases else "titles share no words")
     if not _missing(signals, "columns"):
         count, aligned = _aligned_count_and_first(c, a, b, 4)
         smaller = min(len(c.column_names[a]), len(c.column_names[b]))

@@ -143,7 +143,11 @@ PHRASES = {
     # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
     # a period, no calendar of events ('Violations of Probation Disposed by Calendar Year')
     ("calendar", "year"): "calendar_year",
+    ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
+    # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
+    ("result", "posting", "schedule"): "posting_schedule", ("posting", "schedule"): "posting_schedule",
+    ("result", "schedule"): "posting_schedule", ("release", "schedule"): "posting_schedule",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
@@ -167,8 +171,12 @@ RECORD_FAMILIES = {
     "inspection": "inspection", "restaurant_inspection": "inspection",
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
     "request": "request",
-    "event": "event", "calendar": "event",
+    "event": "event", "calendar": "event", "posting_schedule": "event",
     "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
+    # a school's graduates are counted, never listed (no open data names its students): figures, as 'Number of'
+    "graduate": "figure",
+    # full-time equivalents count a budget's positions, not its money ('2016 Adopted Budget FTEs', 'Budget - FTE')
+    "fte": "position",
 }
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
@@ -178,6 +186,9 @@ OFFICE_RECORDS = {"code+enforcement": "violation"}
 # Rentals Issued by Census Tract', 'Total Number of High School Seniors'), not the things: a family of their own
 FIGURE_HEADS = frozenset({"number", "percent", "percentage", "proportion", "share", "count", "rate"})
 FIGURES = "figure"
+# an economy's classifications: records broken down by them are its figures, since a payroll lists people and a
+# ledger payees, never industries ('Employee Compensation by Industry in Iowa' estimates the state's economy)
+ECONOMY_BREAKDOWNS = frozenset({"industry", "sector", "naics", "occupation"})
 # whose money a title's money words count changes what its records are: the contributions, receipts, loans,
 # disbursements and spending of an election, a campaign or its candidates are campaign finance ('2014 Elections -
 # Total Disbursements', 'Other Receipts For Hawaii State and County Candidates'), not a treasury's ('IDOR January
@@ -196,7 +207,7 @@ OFFICE_BITS = {term: FAMILY_BITS[family] for term, family in OFFICE_RECORDS.item
 RECORD_PARTS = {phrase: {w for words, p in PHRASES.items() if p == phrase for w in words} & RECORD_BITS.keys()
                 for phrase in RECORD_BITS if "_" in phrase}
 # every term that can name a family (for explanations)
-NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS}
+NAMING_BITS = OFFICE_BITS | RECORD_BITS | {head: FAMILY_BITS[FIGURES] for head in FIGURE_HEADS | ECONOMY_BREAKDOWNS}
 for _word in CAMPAIGN_WORDS | CAMPAIGN_MONEY:
     NAMING_BITS[_word] = NAMING_BITS.get(_word, 0) | FAMILY_BITS[CAMPAIGN_FINANCE]
 NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' names the payments it holds
@@ -433,6 +444,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         return []
     raw = split_words(text, glued)
     stemmed = [_stem_word(w) for w in raw]
+    if "compensation" in raw or "comp" in raw:
+        stemmed = _workers_compensation(raw, stemmed)
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
     i, n, last_phrase_end = 0, len(stemmed), -1
@@ -467,6 +480,16 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     out = [(term, surface) for term, surface in units if term] + parts
     if bigrams:
         out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
+    return out
+
+
+def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:
+    """`stemmed` with 'workers compensation' kept in its own words, which PHRASES read as one: the insurance of
+    injured workers ('Oregon Workers' Compensation System'), no employees' pay, as the synonyms would read it."""
+    out = list(stemmed)
+    for i in range(len(raw) - 1):
+        if raw[i] in ("worker", "workers", "workmen") and raw[i + 1] in ("compensation", "comp"):
+            out[i:i + 2] = ["worker", "compensation"]
     return out
 
 

@@ -206,6 +206,18 @@ SAME_RECORDS = [
     (("Connecticut", "Care 4 Kids Expenditures By Town Calendar Year 2012"), ("Hawaii", "Expenditures")),
     (("New York", "Energy and Water Data Disclosure for Local Law 84 2014 (Data for Calendar Year 2013)"),
      ("Chicago", "Chicago Energy Benchmarking")),
+    # a schedule of a service is the service's data (only a schedule of results' posting is a timetable)
+    (("Chicago", "Street Sweeping Schedule - 2013"), ("Edmonton", "Street Sweeping")),
+    (("King County", "Results Posting Schedule - August 2013 Primary"),
+     ("King County", "2011 August primary election results schedule")),
+    # a budget's positions, at whatever stage of the budget
+    (("King County", "2013 Proposed Budget, FTEs, All Funds"), ("San Francisco", "Budget - FTE")),
+    (("Seattle", "2016 Adopted Budget FTEs"), ("San Francisco", "Budget - FTE")),
+    # graduates are counted, as a figure of seniors heading a title is
+    (("Hawaii", "Table 3.14 HAWAII STATE HIGH SCHOOL GRADUATES BY PUBLIC AND PRIVATE HIGH SCHOOL 1982 TO 2014"),
+     ("Missouri", "Total Number of High School Seniors in Missouri")),
+    # a payroll broken down by its own parts is a payroll (only an economy's classifications make figures)
+    (("Santa Rosa", "2014 Employee Wage Detail By Type"), ("San Francisco", "Employee Compensation")),
 ]
 
 
@@ -270,6 +282,21 @@ OTHER_RECORDS = [
     (("Iowa", "Campaign Expenditures"), ("Missouri", "2010 State Expenditures")),
     # a lobbyist's compensation is the fees its clients pay, no employee's pay ('Salaries' held it)
     (("Chicago", "Lobbyist Data - Compensation"), ("San Francisco", "Employee Compensation")),
+    # when an election's results are posted is a timetable, not the results ('Election results' held four)
+    (("King County", "General Election Results Posting Schedule : Nov 6, 2012"),
+     ("Hawaii", "General Election Results 2010")),
+    (("King County", "2011 August primary election results schedule"),
+     ("Hawaii", "Primary Election Summary Results 2012")),
+    # a budget's full-time equivalents count its positions, not its money ('Proposed budget' held Seattle's adopted
+    # FTEs and SF's through King County's proposed FTE tables)
+    (("Seattle", "2016 Adopted Budget FTEs"), ("Honolulu", "HART Proposed Budget 2012")),
+    # a count of a school's graduates is no list of schools ('Schools' held Hawaii's table)
+    (("Hawaii", "Table 3.14 HAWAII STATE HIGH SCHOOL GRADUATES BY PUBLIC AND PRIVATE HIGH SCHOOL 1982 TO 2014"),
+     ("New York", "NYC Public High School Program Data")),
+    # pay or payments by industry are an economy's figures, no payroll or ledger ('Salaries' held Iowa's estimates)
+    (("Iowa", "Employee Compensation by Industry in Iowa"), ("San Francisco", "Employee Compensation")),
+    (("Iowa", "Unemployment Insurance Benefit Payments by Industry"),
+     ("Maryland", "State of Maryland Payments Data: FY2008 to FY2016")),
 ]
 
 
@@ -496,3 +523,16 @@ def test_a_figure_names_its_records_only_heading_the_title():
     for title in ("VSRR - Provisional monthly number of live births by state", "Rate Schedule", "Number Seven Park"):
         assert told_apart_and_explanation(("Atlanta", title), ("Boston", title))[1] == pytest.approx(1.0)
         assert features._headed_by_figures(title) is False
+
+
+def test_title_words_shared_as_synonyms_are_quoted_from_both_titles():
+    """A term both titles hold in other words is quoted as each writes it: the explanation said Boston's
+    'Employee Earnings Report 2012' and SF's 'Employee Compensation' share 'earnings', a word SF's title lacks."""
+    _shape, why = shape_and_explanation(("Boston", "Employee Earnings Report 2012"),
+                                        ("San Francisco", "Employee Compensation"))
+    assert why.startswith("titles share 'earnings' ↔ 'compensation', 'employee'"), why
+    _shape, why = shape_and_explanation(("New York", "NYPD Motor Vehicle Collisions"), ("Maryland", "MDTA Accidents"))
+    assert why.startswith("titles share 'collisions' ↔ 'accidents'"), why
+    # the same words but for case and plural are quoted once
+    _shape, why = shape_and_explanation(("Chicago", "Building Permits"), ("Seattle", "Building permit"))
+    assert why == "titles share 'building permits'", why

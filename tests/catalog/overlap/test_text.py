@@ -156,3 +156,14 @@ def test_a_school_s_attendance_area_and_a_visitor_centre_are_places_no_figures_o
     assert not text.records_named(text.terms("Visitor Centers")) & use
     assert text.records_named(text.terms("Libraries - 2015 Visitors by Location")) & use
     assert text.records_named(text.terms("School Attendance")) & use
+
+
+def test_workers_compensation_is_an_insurance_not_employees_pay():
+    """'Workers' Compensation' insures injured workers; its words, read one by one, are the synonyms of an employee's
+    salary (Oregon's 'Workers' Compensation System' was most like Boston's 'Employee Earnings Report')."""
+    insurance = text.terms("Oregon Workers' Compensation System, Summary Statistics")
+    assert "workers_compensation" in insurance and "salary" not in insurance and "employee" not in insurance
+    assert "workers_compensation" in text.terms("Assembled Workers? Compensation Claims: Beginning 2000")
+    assert "workers_compensation" in text.terms("workers comp claims")
+    assert "salary" in text.terms("Employee Compensation") and "salary" in text.terms("Workers Earnings")
+    assert text.records_named(insurance) == 0
