@@ -145,6 +145,7 @@ def test_a_query_of_one_word_has_no_tier_of_titles_that_are_the_query(store, htt
 
 def test_only_the_best_hits_by_bm25_after_the_filters_are_tiered(store, http, monkeypatch):
     harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS), "springfield": ("Springfield", SPRINGFIELD)})
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 0)   # no title read past the best (the next test)
     monkeypatch.setattr(search, "RERANK", 0)
     by_bm25 = find(store, "building permits")
     chicago = search.Filters(cities=("chicago",))
@@ -162,6 +163,30 @@ def test_only_the_best_hits_by_bm25_after_the_filters_are_tiered(store, http, mo
                                                                       "chicago:cs"]
     assert uids(find(store, "building permits", limit=1, filters=chicago)) == ["chicago:bp"]
 
+
+
+def test_a_title_that_is_the_query_past_the_best_hits_joins_the_first_tier(store, http, monkeypatch):
+    harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS), "springfield": ("Springfield", SPRINGFIELD)})
+    monkeypatch.setattr(search, "RERANK", 2)   # the best 2 by BM25: "Building Permits - Waived Fees", Springfield's
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 0)
+    alone = find(store, "building permits")
+    assert uids(alone) == ["springfield:sp-1", "chicago:wf", "chicago:pm", "chicago:cs", "chicago:bp",
+                           "springfield:sp-2"]   # Chicago's "Building Permits" 5th
+    # one title read past the best: the shortest that can hold both words, Chicago's "Building Permits" (not the
+    # best of them by BM25, "Performance Metrics - Buildings - Time to Issue Easy Permits"); it is the query
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 1)
+    looked_up = ["springfield:sp-1", "chicago:bp", "chicago:wf", "chicago:pm", "chicago:cs", "springfield:sp-2"]
+    for limit in (20, 3, 1):
+        hits = find(store, "building permits", limit=limit)
+        assert uids(hits) == looked_up[:limit], limit
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    # the titles read past the best that are not the query keep their BM25 score and place
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 50)
+    assert find(store, "building permits")[3:] == alone[2:4] + alone[5:]
+    # after the filters: Chicago's best is "Waived Fees"
+    monkeypatch.setattr(search, "RERANK", 1)
+    assert uids(find(store, "building permits", filters=search.Filters(cities=("chicago",)))) == [
+        "chicago:bp", "chicago:wf", "chicago:pm", "chicago:cs"]
 
 def test_stems_digits_accents_and_stop_words(two_cities):
     assert uids(find(two_cities, "PERMIT"))[:2] == uids(find(two_cities, "permits"))[:2]
@@ -349,6 +374,7 @@ def test_cli_search_json_and_table(tmp_path, two_cities):
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
     help_text = " ".join(CliRunner().invoke(cli, ["search", "--help"]).output.split())
     assert f"Among the best {search.RERANK} hits by BM25" in help_text
+    assert f"the {search.TITLE_LOOKUP} shortest titles that can hold all its words" in help_text
 
 
 def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(real_catalogue):
@@ -378,6 +404,18 @@ def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(rea
     finally:
         con.close()
 
+
+
+def test_titles_that_are_the_query_lead_whatever_their_bm25_rank_on_the_real_catalogues(real_catalogue, monkeypatch):
+    con = search.open_for_search(real_catalogue)
+    try:
+        # the four "Building Permits" are 2nd, 51st, 63rd and 79th by BM25: found past the best 20 too
+        monkeypatch.setattr(search, "RERANK", 20)
+        hits = search.search(con, "building permits", limit=5)
+        assert [h["title"] for h in hits[:4]] == ["Building Permits"] * 4, [h["title"] for h in hits]
+        assert hits[4]["title"] != "Building Permits"
+    finally:
+        con.close()
 
 def assert_same_index(con):
     """civicat's build holds exactly what the fts extension's create_fts_index would have
