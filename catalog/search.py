@@ -465,12 +465,14 @@ WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents({text})), 
 # dataset holds is left out, as BM25 leaves it. A long text can push a title that is the
 # query past the best RERANK, so the first tier also takes those of the TITLE_LOOKUP
 # shortest titles past them, among the hits whose postings can hold every query word in
-# the title, that are the query. A query of one word has no first tier: a
-# title of one word is too often a fragment (Raleigh's "Payroll", "Planning", "Inspections":
-# slices of one budget) to come first on that alone. Each tier above the last adds the
-# query's highest possible BM25 score (a term gives less than idf * (k1 + 1)) to the score,
-# the first twice, so the scores keep the order of the hits. The other hits past the best
-# RERANK keep their BM25 score and place (they come only with --limit above RERANK).
+# the title, that are the query. A query of one word has a first tier too: a title of one
+# word is most often its subject's own dataset (San Francisco's "Budget", Montgomery
+# County's "Crime", Baltimore's "Libraries"); a fragment so titled comes first as well
+# (Raleigh's "Payroll", "Planning", "Revenue": slices of one budget). Each tier above the
+# last adds the query's highest possible BM25 score (a term gives less than idf * (k1 + 1))
+# to the score, the first twice, so the scores keep the order of the hits. The other hits
+# past the best RERANK keep their BM25 score and place (they come only with --limit above
+# RERANK).
 QUERY = """
 WITH query_terms AS (
     SELECT DISTINCT stem(unnest(string_split_regex(regexp_replace(lower(strip_accents($text)), $ignore, ' ', 'g'),
@@ -506,7 +508,7 @@ titles AS (   -- their terms
 tiers AS (
     SELECT titles.docid, titles.score, CASE
                WHEN NOT list_has_all(titles.terms, wanted.terms) THEN 0
-               WHEN len(titles.terms) = len(wanted.terms) AND len(wanted.terms) > 1 THEN 2 ELSE 1 END AS tier, looked_up
+               WHEN len(titles.terms) = len(wanted.terms) THEN 2 ELSE 1 END AS tier, looked_up
     FROM titles, wanted),
 first_looked_up AS (SELECT docid FROM tiers WHERE looked_up AND tier = 2),
 tiered AS (
