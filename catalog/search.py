@@ -8,8 +8,9 @@ and a title word can count more than a description word (BM25F-style field weigh
 BM25's length normalisation (by the average document length) is applied at query time,
 so that when few datasets changed the index is updated in place, only they tokenised
 (`refresh`: a tenth of the whole build's CPU for 200 changes of 100,000). Titles that are
-the query, then titles that hold all its words, come first among the best RERANK hits:
-worked out at query time from those hits' titles (see QUERY), the index unchanged.
+the query, then titles that hold all its words, come first among the best RERANK hits, and
+titles that are the query past them too (of the TITLE_LOOKUP shortest titles that can hold
+its words): worked out at query time from those hits' titles (see QUERY), the index unchanged.
 
 The terms follow the rules of DuckDB's fts extension (`create_fts_index` with
 lower = 1, strip_accents = 1, our IGNORE, English stop words, Porter stemmer), but are
@@ -442,6 +443,11 @@ class Filters:
 # on the query's extra work (their titles read, cut into words and stemmed), whatever the
 # catalogue's size
 RERANK = 200
+# Past the best RERANK hits, how many more titles are read to find those that are the query
+# (whatever their BM25 rank): of the hits whose postings can put every query word in the
+# title, the shortest titles, as a title that is the query has no other word (on the real
+# catalogues and on 100,000 datasets such titles came in the first 17 of them)
+TITLE_LOOKUP = 50
 
 # The words of a text (an SQL expression) as the index makes its terms from them: lower-cased,
 # accents stripped, cut by IGNORE (which leaves one space between words), stop words
@@ -456,12 +462,17 @@ WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents({text})), 
 # (the same words, no other, in any order: "Permits - Building"), then the titles that hold
 # every word of the query, then the rest. The words are the index's terms: stop words
 # dropped, stemmed ("The BUILDING of permits" is "Building Permits"); a query word no
-# dataset holds is left out, as BM25 leaves it. A query of one word has no first tier: a
-# title of one word is too often a fragment (Raleigh's "Payroll", "Planning", "Inspections":
-# slices of one budget) to come first on that alone. Each tier above the last adds the
-# query's highest possible BM25 score (a term gives less than idf * (k1 + 1)) to the score,
-# the first twice, so the scores keep the order of the hits. Hits past the best RERANK keep
-# their BM25 score and place (they come only with --limit above RERANK).
+# dataset holds is left out, as BM25 leaves it. A long text can push a title that is the
+# query past the best RERANK, so the first tier also takes those of the TITLE_LOOKUP
+# shortest titles past them, among the hits whose postings can hold every query word in
+# the title, that are the query. A query of one word has a first tier too: a title of one
+# word is most often its subject's own dataset (San Francisco's "Budget", Montgomery
+# County's "Crime", Baltimore's "Libraries"); a fragment so titled comes first as well
+# (Raleigh's "Payroll", "Planning", "Revenue": slices of one budget). Each tier above the
+# last adds the query's highest possible BM25 score (a term gives less than idf * (k1 + 1))
+# to the score, the first twice, so the scores keep the order of the hits. The other hits
+# past the best RERANK keep their BM25 score and place (they come only with --limit above
+# RERANK).
 QUERY = """
 WITH query_terms AS (
     SELECT DISTINCT stem(unnest(string_split_regex(regexp_replace(lower(strip_accents($text)), $ignore, ' ', 'g'),
@@ -475,31 +486,39 @@ scores AS (
            count(*) FILTER (WHERE p.tf >= $title_weight) AS title_terms
     FROM search_postings p JOIN terms ON terms.termid = p.termid
     GROUP BY p.docid),
-ranked AS MATERIALIZED (
-    SELECT scores.docid, scores.score, scores.title_terms FROM scores {filter_join}
-    ORDER BY scores.score DESC, scores.docid LIMIT greatest($limit, $rerank)),
+-- (read twice: for the best hits and for the titles past them)
+hits AS MATERIALIZED (SELECT scores.docid, scores.score, scores.title_terms FROM scores {filter_join}),
+ranked AS MATERIALIZED (SELECT * FROM hits ORDER BY score DESC, docid LIMIT greatest($limit, $rerank)),
 -- the stop words: one text, split here (a list of 523 as a parameter took 1 ms to bind)
 stop AS MATERIALIZED (SELECT string_split($stop_words, ' ') AS words),
 wanted AS (
     SELECT coalesce(list(term), []) AS terms FROM terms
     WHERE term IN (SELECT stem(unnest(""" + WORDS.format(text="$text") + """), 'porter') FROM stop)),
 best_ranked AS (SELECT * FROM ranked ORDER BY score DESC, docid LIMIT $rerank),
-fetched AS MATERIALIZED (   -- of the best hits, the titles that can hold every word of the query
-    SELECT r.docid, r.score, d.title
-    FROM best_ranked r JOIN search_documents d ON d.docid = r.docid, wanted
-    WHERE len(wanted.terms) > 0 AND r.title_terms >= len(wanted.terms)),
+candidates AS MATERIALIZED (   -- the hits whose titles can hold every word of the query (looked_up: past the best)
+    SELECT h.docid, h.score, d.title, h.docid NOT IN (SELECT docid FROM best_ranked) AS looked_up
+    FROM hits h JOIN search_documents d ON d.docid = h.docid, wanted
+    WHERE len(wanted.terms) > 0 AND h.title_terms >= len(wanted.terms)),
+fetched AS (SELECT * FROM candidates WHERE NOT looked_up),   -- of the best hits
+looked_up AS (SELECT * FROM candidates WHERE looked_up ORDER BY length(title), score DESC, docid LIMIT $title_lookup),
 titles AS (   -- their terms
-    SELECT docid, score, list_distinct(list_transform(""" + WORDS.format(text="title") + """, w -> stem(w, 'porter'))) AS terms
-    FROM fetched, stop),
-tiered AS (
-    SELECT titles.docid, titles.score + terms_most.most * CASE
+    SELECT docid, score, looked_up,
+           list_distinct(list_transform(""" + WORDS.format(text="title") + """, w -> stem(w, 'porter'))) AS terms
+    FROM (SELECT * FROM fetched UNION ALL SELECT * FROM looked_up), stop),
+tiers AS (
+    SELECT titles.docid, titles.score, CASE
                WHEN NOT list_has_all(titles.terms, wanted.terms) THEN 0
-               WHEN len(titles.terms) = len(wanted.terms) AND len(wanted.terms) > 1 THEN 2 ELSE 1 END AS score
-    FROM titles, wanted, (SELECT sum(idf) * ($k1 + 1) AS most FROM terms) terms_most
+               WHEN len(titles.terms) = len(wanted.terms) THEN 2 ELSE 1 END AS tier, looked_up
+    FROM titles, wanted),
+first_looked_up AS (SELECT docid FROM tiers WHERE looked_up AND tier = 2),
+tiered AS (
+    SELECT docid, score + tier * (SELECT sum(idf) * ($k1 + 1) FROM terms) AS score
+    FROM tiers WHERE NOT looked_up OR tier = 2
     UNION ALL   -- the other best hits, whose titles cannot hold every word
     SELECT docid, score FROM best_ranked WHERE docid NOT IN (SELECT docid FROM fetched)
-    UNION ALL
-    SELECT * FROM (SELECT docid, score FROM ranked ORDER BY score DESC, docid OFFSET $rerank)),
+    UNION ALL   -- the hits past them, less those that joined the first tier
+    SELECT * FROM (SELECT docid, score FROM ranked ORDER BY score DESC, docid OFFSET $rerank)
+    WHERE docid NOT IN (SELECT docid FROM first_looked_up)),
 best AS (SELECT * FROM tiered ORDER BY score DESC, docid LIMIT $limit)
 SELECT d.uid, d.title, d.city, d.portal_id, d.asset_type, d.themes, best.score
 FROM best JOIN search_documents d ON d.docid = best.docid   -- the hits only, by index
@@ -525,7 +544,7 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")
     params: dict = {"text": text, "ignore": IGNORE, "limit": int(limit), "k1": K1, "b": B, "rerank": RERANK,
-                    "stop_words": " ".join(STOP_WORDS), "title_weight": FIELD_WEIGHTS["title"]}
+                    "title_lookup": TITLE_LOOKUP, "stop_words": " ".join(STOP_WORDS), "title_weight": FIELD_WEIGHTS["title"]}
     clauses = []
     for name, clause in FILTERS.items():
         values = getattr(filters, name)
@@ -551,5 +570,6 @@ def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("SET threads = 1")
     # the hits' documents are read by their docids when the hash join hands the scan an IN
     # filter, which it does for up to this many hits (DuckDB's default: 50); the title tiers
-    # read up to RERANK titles (200 of 100,000 documents: 4.8 ms so, 7.1 ms by a whole scan)
+    # read the titles of the hits that can hold the query's words, often no more than RERANK
+    # (200 of 100,000 documents: 4.8 ms so, 7.1 ms by a whole scan)
     con.execute(f"SET dynamic_or_filter_threshold = {RERANK}")

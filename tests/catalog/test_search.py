@@ -92,6 +92,27 @@ def test_a_title_that_is_the_query_ranks_first_whatever_its_description(store, h
         assert uids(find(store, query))[0] == "chicago:bp", query
 
 
+PAYROLL = [  # Raleigh's "Payroll" is one department's slice of a budget
+    entry("py-1", "Payroll", "Payroll FY13 Adopted And FY14 Proposed Budgets", ()),
+    entry("py-2", "City Payroll 2012", "Every payroll payment of the city in 2012: payroll by employee, "
+          "department and pay period.", ("payroll",)),
+]
+
+
+# San Francisco's "Budget" (Socrata): its description and keywords, beside budget datasets whose titles repeat the
+# word (Seattle's, King County's); BM25 put it below them
+BUDGETS = [
+    entry("bu", "Budget", "The San Francisco Controller's Office maintains a database of budgetary data that appears in "
+          "summarized form in each Annual Appropriation Ordinance (AAO). This data is presented on the Budget report "
+          "hosted at http://openbook.sfgov.org, and is also available in this dataset in CSV format. New data is added "
+          "on an annual basis when the AAO is published for each new fiscal year. Data is available from fiscal year "
+          "2010 forward.", ("budget", "sfopenbook", "open book", "openbook")),
+    entry("se", "2011 Adopted Budget - Expenditures Allowance by Budget Control Level", "Budget by department.",
+          ("budget",)),
+    entry("kc", "Budget 2012- Total Budget", "King County's budget for 2012.", ("budget",)),
+]
+
+
 def tiered_bm25(reference: dict, terms: list[str], title_terms: list[str]) -> dict[str, float]:
     """BM25 with the title tiers, from their definition, over the fts extension's own index:
     `terms` the query's terms, `title_terms` those of its words that are not stop words."""
@@ -107,17 +128,18 @@ def tiered_bm25(reference: dict, terms: list[str], title_terms: list[str]) -> di
         if matched:
             title = reference["titles"].get(uid, set())
             holds_all = bool(title_terms) and title_terms <= title
-            is_the_query = holds_all and title == title_terms and len(title_terms) > 1
+            is_the_query = holds_all and title == title_terms
             scores[uid] = sum(idf[t] * reference["postings"][uid, t] for t in matched) + most * (holds_all + is_the_query)
     return scores
 
 
 def test_scores_are_bm25_plus_the_title_tiers_by_their_definition(store, http):
     harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS), "springfield": ("Springfield", SPRINGFIELD),
-                                    "shelbyville": ("Shelbyville", SHELBYVILLE)})
+                                    "shelbyville": ("Shelbyville", SHELBYVILLE), "raleigh": ("Raleigh", PAYROLL)})
     reference = fts_reference.index(store.con)
     for query, terms, title_terms in [
             ("building permits", ["build", "permit"], ["build", "permit"]),
+            ("payroll", ["payrol"], ["payrol"]),   # a title that is one word
             ("permits", ["permit"], ["permit"]),
             ("street trees permits", ["street", "tree", "permit"], ["street", "tree", "permit"]),
             ("311", ["311"], ["311"]),
@@ -129,22 +151,24 @@ def test_scores_are_bm25_plus_the_title_tiers_by_their_definition(store, http):
         assert {h["uid"]: h["score"] for h in find(store, query, limit=100)} == pytest.approx(expected, rel=1e-9), query
 
 
-PAYROLL = [  # Raleigh's "Payroll" is one department's slice of a budget
-    entry("py-1", "Payroll", "Payroll FY13 Adopted And FY14 Proposed Budgets", ()),
-    entry("py-2", "City Payroll 2012", "Every payroll payment of the city in 2012: payroll by employee, "
-          "department and pay period.", ("payroll",)),
-]
-
-
-def test_a_query_of_one_word_has_no_tier_of_titles_that_are_the_query(store, http):
-    harvest_data_json(store, http, {"raleigh": ("Raleigh", PAYROLL)})
-    # both titles hold the word: BM25 orders them
-    assert uids(find(store, "payroll")) == ["raleigh:py-2", "raleigh:py-1"]
-    assert uids(find(store, "payroll budgets")) == ["raleigh:py-1", "raleigh:py-2"]
+def test_a_query_of_one_word_puts_the_titles_that_are_that_word_first(store, http, monkeypatch):
+    harvest_data_json(store, http, {"sf": ("San Francisco", BUDGETS), "raleigh": ("Raleigh", PAYROLL)})
+    monkeypatch.setattr(search, "RERANK", 0)   # BM25 alone
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 0)
+    assert uids(find(store, "budget"))[2:] == ["sf:bu", "raleigh:py-1"]   # "Budget" of the long description 3rd
+    monkeypatch.undo()
+    assert uids(find(store, "budget"))[0] == "sf:bu"
+    monkeypatch.setattr(search, "RERANK", 1)   # past the best too
+    assert uids(find(store, "budget"))[0] == "sf:bu"
+    monkeypatch.undo()
+    # Raleigh's slice of its budget first for its word; with a second word, BM25 orders the two
+    assert uids(find(store, "payroll")) == ["raleigh:py-1", "raleigh:py-2"]
+    assert uids(find(store, "payroll budgets"))[:2] == ["raleigh:py-1", "raleigh:py-2"]
 
 
 def test_only_the_best_hits_by_bm25_after_the_filters_are_tiered(store, http, monkeypatch):
     harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS), "springfield": ("Springfield", SPRINGFIELD)})
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 0)   # no title read past the best (the next test)
     monkeypatch.setattr(search, "RERANK", 0)
     by_bm25 = find(store, "building permits")
     chicago = search.Filters(cities=("chicago",))
@@ -162,6 +186,30 @@ def test_only_the_best_hits_by_bm25_after_the_filters_are_tiered(store, http, mo
                                                                       "chicago:cs"]
     assert uids(find(store, "building permits", limit=1, filters=chicago)) == ["chicago:bp"]
 
+
+
+def test_a_title_that_is_the_query_past_the_best_hits_joins_the_first_tier(store, http, monkeypatch):
+    harvest_data_json(store, http, {"chicago": ("Chicago", PERMITS), "springfield": ("Springfield", SPRINGFIELD)})
+    monkeypatch.setattr(search, "RERANK", 2)   # the best 2 by BM25: "Building Permits - Waived Fees", Springfield's
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 0)
+    alone = find(store, "building permits")
+    assert uids(alone) == ["springfield:sp-1", "chicago:wf", "chicago:pm", "chicago:cs", "chicago:bp",
+                           "springfield:sp-2"]   # Chicago's "Building Permits" 5th
+    # one title read past the best: the shortest that can hold both words, Chicago's "Building Permits" (not the
+    # best of them by BM25, "Performance Metrics - Buildings - Time to Issue Easy Permits"); it is the query
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 1)
+    looked_up = ["springfield:sp-1", "chicago:bp", "chicago:wf", "chicago:pm", "chicago:cs", "springfield:sp-2"]
+    for limit in (20, 3, 1):
+        hits = find(store, "building permits", limit=limit)
+        assert uids(hits) == looked_up[:limit], limit
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    # the titles read past the best that are not the query keep their BM25 score and place
+    monkeypatch.setattr(search, "TITLE_LOOKUP", 50)
+    assert find(store, "building permits")[3:] == alone[2:4] + alone[5:]
+    # after the filters: Chicago's best is "Waived Fees"
+    monkeypatch.setattr(search, "RERANK", 1)
+    assert uids(find(store, "building permits", filters=search.Filters(cities=("chicago",)))) == [
+        "chicago:bp", "chicago:wf", "chicago:pm", "chicago:cs"]
 
 def test_stems_digits_accents_and_stop_words(two_cities):
     assert uids(find(two_cities, "PERMIT"))[:2] == uids(find(two_cities, "permits"))[:2]
@@ -349,6 +397,7 @@ def test_cli_search_json_and_table(tmp_path, two_cities):
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
     help_text = " ".join(CliRunner().invoke(cli, ["search", "--help"]).output.split())
     assert f"Among the best {search.RERANK} hits by BM25" in help_text
+    assert f"the {search.TITLE_LOOKUP} shortest titles that can hold all its words" in help_text
 
 
 def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(real_catalogue):
@@ -371,13 +420,29 @@ def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(rea
             "Building Permits"] * 2
         for query in ["building permits", "street trees", "bike lanes", "parking citations"]:
             assert search.search(con, query, limit=1)[0]["title"].lower() == query
-        # a title of one word is not first for being the query (Raleigh's slices of its budget)
-        for query in ["payroll", "inspections", "planning", "revenue"]:
-            top = search.search(con, query, limit=1)[0]
-            assert not top["uid"].startswith("pod-data-raleighnc-gov:"), (query, top["title"])
+        # a title of one word first for that word: San Francisco's two "Budget" (24th and, under its 22 columns,
+        # 274th by BM25), Montgomery County's "Crime" (53rd), Baltimore's "Libraries" (9th, 15th); Raleigh's "Payroll",
+        # a slice of its budget, too
+        for query, titled in [("budget", 2), ("crime", 1), ("libraries", 2), ("payroll", 1)]:
+            hits = search.search(con, query, limit=titled + 1)
+            assert [h["title"].lower() for h in hits] == [query] * titled + [hits[-1]["title"].lower()], query
+            assert hits[-1]["title"].lower() != query
+        assert "data-sfgov-org:xdgd-c79v" in uids(search.search(con, "budget", limit=2))
     finally:
         con.close()
 
+
+
+def test_titles_that_are_the_query_lead_whatever_their_bm25_rank_on_the_real_catalogues(real_catalogue, monkeypatch):
+    con = search.open_for_search(real_catalogue)
+    try:
+        # the four "Building Permits" are 2nd, 51st, 63rd and 79th by BM25: found past the best 20 too
+        monkeypatch.setattr(search, "RERANK", 20)
+        hits = search.search(con, "building permits", limit=5)
+        assert [h["title"] for h in hits[:4]] == ["Building Permits"] * 4, [h["title"] for h in hits]
+        assert hits[4]["title"] != "Building Permits"
+    finally:
+        con.close()
 
 def assert_same_index(con):
     """civicat's build holds exactly what the fts extension's create_fts_index would have
