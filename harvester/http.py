@@ -997,8 +997,9 @@ def _not_json(fault: _NotJson, body: bytes, content_type: str, url: str) -> Tran
     return TransientError(f"invalid or truncated JSON: the body is not JSON: {fault.reason}{where}", url, 200)
 
 
-# what is left of a text where json stops reading, when it ends inside a literal or a number's sign
-_PARTIAL_LITERAL = re.compile(r"[ \t\n\r]*(?:-|t|tr|tru|f|fa|fal|fals|n|nu|nul)?")
+# what is left of a text where json stops reading, when it ends inside a literal or a number
+# (json reads "1" of "1." or "1e+", then stops at what follows)
+_PARTIAL_LITERAL = re.compile(r"[ \t\n\r]*(?:-|t|tr|tru|f|fa|fal|fals|n|nu|nul|\.|[eE][-+]?)?")
 
 
 def _json_fault(exc: json.JSONDecodeError, text: str, byte_at: Callable[[int], int]) -> _NotJson:
@@ -1042,7 +1043,7 @@ class _TextWindow:
             self.text += self.decoder.decode(piece, final=self.read + len(piece) >= len(self.body))
         except UnicodeDecodeError as bad:
             byte = self.read - held + bad.start
-            raise _NotJson(f"not UTF-8, byte 0x{self.body[byte]:02x}", byte) from None
+            raise _NotJson(f"not UTF-8 (0x{self.body[byte]:02x})", byte) from None
         self.read += len(piece)
         return True
 
@@ -1146,9 +1147,7 @@ def _json_loads(body: bytes, content_type: str, url: str) -> object:
     try:  # what orjson refuses or reads inexactly: lone surrogate escapes such as "\ud83d", long integers
         return _without_lone_surrogates(json.loads(body))
     except UnicodeDecodeError as bad:   # (orjson says "surrogates not allowed", at char 0)
-        start = bad.start
-        raise TransientError(f"invalid JSON: not UTF-8, byte 0x{body[start]:02x} at offset {start} "
-                             f"(after {body[max(0, start - 40):start]!r})", url, 200) from None
+        raise _not_json(_NotJson(f"not UTF-8 (0x{body[bad.start]:02x})", bad.start), body, content_type, url) from None
     except RecursionError:   # (json's own limit on nesting, past orjson's 1,024 levels)
         raise _not_json(_NotJson("depth limit exceeded"), body, content_type, url) from None
     except json.JSONDecodeError as exc:

@@ -285,7 +285,7 @@ def test_a_body_that_is_not_utf8_is_named_so_with_the_offending_byte(portal):
     """A Latin-1 title in a JSON page: refused as invalid JSON (retried, then failing its
     portal), with the byte and where it is, not orjson's "surrogates not allowed" at char 0."""
     portal.static["/latin1"] = RawBody(b'{"results": [{"title": "Caf\xe9 permits"}]}', "application/json")
-    with pytest.raises(TransientError, match=r"not UTF-8, byte 0xe9 at offset 27 \(after b'.*Caf'\)"):
+    with pytest.raises(TransientError, match=r"not UTF-8 \(0xe9\) at byte 27 \(after b'.*Caf'\)"):
         get(fast_client(max_attempts=2), portal, "/latin1")
     assert portal.hits["/latin1"] == 2
 
@@ -738,10 +738,12 @@ def test_a_body_that_is_not_json_is_the_same_fault_read_whole_or_a_window_at_a_t
     items = ",".join(json.dumps({"n": i, "name": f"data ✓ {i}", "size": 12.5}, ensure_ascii=False) for i in range(60_000))
     body = ('{"results": [' + items + '], "count": 60000}').encode()
     in_string, in_number = body.rindex(b"data \xe2\x9c\x93") + 3, body.index(b"12.5", len(body) - 100) + 2
+    latin1 = body.index("✓ 59999".encode())   # (a Latin-1 byte in its place)
     complete = "the body is not complete JSON, it ends inside a value at byte {size}"
     faults = {
         "in a string": (body[:in_string], complete),
         "in a number": (body[:in_number], complete),
+        "in a number's fraction": (body[:in_number + 1], complete),
         "in a capped list": (body[:len(body) // 2], complete),
         "after the last item": (body[:body.rindex(b"]") + 1], complete),
         "in a literal": (body[:-1] + b', "more": tr', complete),
@@ -751,6 +753,8 @@ def test_a_body_that_is_not_json_is_the_same_fault_read_whole_or_a_window_at_a_t
                        f"the body is not JSON: .* at byte {body.index(b'12.5') + 5} "),
         "an HTML page": (MAINTENANCE_PAGE + b" " * len(body), "HTML page instead of JSON"),
         "an empty body": (b" \n" * len(body), "empty body instead of JSON"),
+        "not UTF-8": (body[:latin1] + b"\xe9" + body[latin1 + 3:],
+                      f"the body is not JSON: not UTF-8 \\(0xe9\\) at byte {latin1} "),
     }
     parse = capped_json({"results": 5})
     for case, (broken, expected) in faults.items():
