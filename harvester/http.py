@@ -1017,17 +1017,20 @@ class _TextWindow:
 
     def __init__(self, body: bytes):
         self.body = memoryview(body)
-        bom = 3 if body[:3] == b"\xef\xbb\xbf" else 0   # (a byte order mark, as json.loads takes it)
         self.decoder = codecs.getincrementaldecoder("utf-8")()
-        self.read = bom          # bytes decoded so far
+        self.read = 3 if body[:3] == b"\xef\xbb\xbf" else 0   # bytes decoded so far (past a byte order mark)
         self.text = ""           # the window: the text from character `start` on
         self.start = 0
-        self.start_byte = bom    # the byte character `start` begins at
 
     def byte_at(self, at: int) -> int:
-        return self.start_byte + len(self.text[:at - self.start].encode("utf-8"))
+        """The byte character `at` (in the window) begins at: counted back from the window's
+        end, the last byte decoded (a fault's only: the text is encoded again)."""
+        decoded = self.read - len(self.decoder.getstate()[0])
+        return decoded - len(self.text[at - self.start:].encode("utf-8"))
 
     def fault(self, reason: str, at: int) -> _NotJson:
+        if self.read >= len(self.body) and _PARTIAL_LITERAL.fullmatch(self.text, at - self.start):
+            return _NotJson("cut short", cut_short=True)   # (as _json_fault has it: "[1." read as 1, then ".")
         return _NotJson(reason, self.byte_at(at))
 
     def _widen(self, at: int) -> bool:
@@ -1035,7 +1038,6 @@ class _TextWindow:
         if self.read >= len(self.body):
             return False
         if at > self.start:
-            self.start_byte = self.byte_at(at)
             self.text, self.start = self.text[at - self.start:], at
         piece = self.body[self.read:self.read + max(TEXT_WINDOW_BYTES, len(self.text))]
         held = len(self.decoder.getstate()[0])   # (the first bytes of a character the last piece cut)
@@ -1054,10 +1056,15 @@ class _TextWindow:
                 return False
         return True
 
+    # (char, skip_space and value are read once or more per item of a list of 10^6: each reads
+    # within the window first, and only past its end calls on has or _widen)
     def char(self, at: int) -> str:
-        if not self.has(at):
-            raise _NotJson("cut short", cut_short=True)
-        return self.text[at - self.start]
+        try:
+            return self.text[at - self.start]   # (never before `start`: reading only goes on)
+        except IndexError:
+            if not self.has(at):
+                raise _NotJson("cut short", cut_short=True) from None
+            return self.text[at - self.start]
 
     def skip_space(self, at: int) -> int:
         while True:
@@ -1065,13 +1072,58 @@ class _TextWindow:
             if at < self.start + len(self.text) or not self._widen(at):
                 return at
 
+    def capped_items(self, at: int, cap: int) -> tuple[list, int, int]:
+        """The items of a list from character `at` (past its "[" and any space): the first `cap`
+        kept, the others counted; and where the list ends (past its "]")."""
+        items, left_out = [], 0
+        scan, space = _SCAN, _JSON_SPACE.match
+        while True:
+            # within the window, a loop of its own (a call per item, not five): an item, the
+            # space and comma after it, the space before the next
+            text, start = self.text, self.start
+            within, i = len(text) - 8, at - start   # (8: as value's rule)
+            while i < within and text[i] != "]":
+                try:
+                    item, j = scan(text, i)
+                except (StopIteration, json.JSONDecodeError):
+                    break
+                j = space(text, j).end()
+                if j >= within:
+                    break
+                if text[j] == ",":
+                    j = space(text, j + 1).end()
+                    if j >= within or text[j] in "]}":
+                        break
+                elif text[j] != "]":
+                    break
+                if len(items) < cap:
+                    items.append(item)
+                else:
+                    left_out += 1
+                i = j
+            at = start + i
+            # at the window's end, the list's or a fault: one item read with care
+            if self.char(at) == "]":
+                return items, left_out, at + 1
+            item, at = self.value(at)
+            if len(items) < cap:
+                items.append(item)
+            else:
+                left_out += 1
+            at = _next_member(self, self.skip_space(at), "]")
+
     def value(self, at: int) -> tuple[object, int]:
         """The JSON value at character `at`, and where it ends."""
+        try:
+            value, end = _SCAN(self.text, at - self.start)
+            if end + 8 <= len(self.text):   # (a number at the window's end may go on: "1." of "1.5e+3" reads as 1)
+                return value, self.start + end
+        except (StopIteration, json.JSONDecodeError):
+            pass
         while True:
             whole = self.read >= len(self.body)
             try:
                 value, end = _DECODER.raw_decode(self.text, at - self.start)
-                # (a number at the window's end may go on: "1." of "1.5e+3" reads as 1)
                 if whole or end + 8 <= len(self.text):
                     return value, self.start + end
             except json.JSONDecodeError as exc:
@@ -1081,6 +1133,7 @@ class _TextWindow:
 
 
 _DECODER = json.JSONDecoder()
+_SCAN = _DECODER.scan_once   # (raw_decode without its frame: StopIteration where nothing is a value)
 
 
 def _capped_value(text: _TextWindow, at: int, caps: "CapTree | int") -> tuple[object, int]:
@@ -1090,18 +1143,14 @@ def _capped_value(text: _TextWindow, at: int, caps: "CapTree | int") -> tuple[ob
     opener = text.char(at)
     if opener == "[" and (isinstance(caps, int) or "*" in caps):
         items, at, left_out = [], text.skip_space(at + 1), 0
+        if isinstance(caps, int):
+            items, left_out, at = text.capped_items(at, caps)
+            return (CappedList(items, left_out) if left_out else items), at
         while text.char(at) != "]":
-            if isinstance(caps, int):
-                item, at = text.value(at)
-                if len(items) < caps:
-                    items.append(item)
-                else:
-                    left_out += 1
-            else:
-                item, at = _capped_value(text, at, caps["*"])
-                items.append(item)
+            item, at = _capped_value(text, at, caps["*"])
+            items.append(item)
             at = _next_member(text, text.skip_space(at), "]")
-        return (CappedList(items, left_out) if left_out else items), at + 1
+        return items, at + 1
     if opener != "{" or isinstance(caps, int) or "*" in caps and len(caps) == 1:
         return text.value(at)
     out, at = {}, text.skip_space(at + 1)
@@ -1123,12 +1172,13 @@ def _capped_value(text: _TextWindow, at: int, caps: "CapTree | int") -> tuple[ob
 
 def _next_member(text: _TextWindow, at: int, end: str) -> int:
     """Past the comma after a member or item (to the next one), or at `end`."""
-    if text.char(at) == ",":
+    char = text.char(at)
+    if char == ",":
         at = text.skip_space(at + 1)
         if text.char(at) in "]}":
             raise text.fault("a trailing ','", at)
         return at
-    if text.char(at) != end:
+    if char != end:
         raise text.fault("Expecting ',' delimiter", at)
     return at
 

@@ -744,6 +744,7 @@ def test_a_body_that_is_not_json_is_the_same_fault_read_whole_or_a_window_at_a_t
         "in a string": (body[:in_string], complete),
         "in a number": (body[:in_number], complete),
         "in a number's fraction": (body[:in_number + 1], complete),
+        "in a number that is an item": (b'{"results": [' + b"1.5, " * 300_000 + b"1.", complete),
         "in a capped list": (body[:len(body) // 2], complete),
         "after the last item": (body[:body.rindex(b"]") + 1], complete),
         "in a literal": (body[:-1] + b', "more": tr', complete),
