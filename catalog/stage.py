@@ -26,6 +26,7 @@ import collections
 import functools
 import hashlib
 import itertools
+import json
 import os
 import sys
 import threading
@@ -76,7 +77,7 @@ def canonical_json_bytes(value) -> bytes:
     try:  # parsed JSON needs neither option nor default, and is faster without (hot: once per entry)
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except TypeError:
-        return orjson.dumps(value, option=_CANONICAL, default=str)
+        return _dumps(value, _CANONICAL, sort_keys=True)
 
 
 def compact_json_bytes(value) -> bytes:
@@ -84,7 +85,18 @@ def compact_json_bytes(value) -> bytes:
     try:  # parsed JSON needs no options, and is 30% faster without them (hot: once per entry)
         return orjson.dumps(value)
     except TypeError:  # an entry an adapter built itself: non-string keys, dates...
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str)
+        return _dumps(value, orjson.OPT_NON_STR_KEYS, sort_keys=False)
+
+
+def _dumps(value, option: int, sort_keys: bool) -> bytes:
+    try:
+        return orjson.dumps(value, option=option, default=str)
+    except TypeError as exc:
+        if "64-bit" not in str(exc):   # (nested past orjson's 254 levels: the caller rejects the entry)
+            raise
+    # an integer past 64 bits (a portal's long id), which orjson cannot write: json writes its digits
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys,
+                      default=str).encode("utf-8", "surrogatepass")
 
 
 def canonical_json(value) -> str:

@@ -7,10 +7,12 @@ A 200 that carries HTML or broken JSON is a transient fault, never an empty answ
 """
 from __future__ import annotations
 
+import codecs
 import copy
 import email.utils
 import hashlib
 import heapq
+import io
 import itertools
 import json
 import logging
@@ -790,24 +792,26 @@ _DEADLINES = _Deadlines()
 
 def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,
                  truncate: bool = False, decode: bool = True) -> bytes:
-    """The body, up to `cap` bytes; `decode=False`: as it came, still content-encoded."""
-    chunks: list[bytes] = []
+    """The body, up to `cap` bytes; `decode=False`: as it came, still content-encoded. Gathered
+    in a BytesIO, whose value is its buffer (not a copy): a list of chunks joined at the end
+    held a large body twice over."""
+    gathered = io.BytesIO()
     size = 0
     try:
         for chunk in response.iter_content(chunk_size=256 * 1024) if decode else _encoded_chunks(response, 256 * 1024):
             size += len(chunk)
             if size > cap:
                 if truncate:
-                    chunks.append(chunk)
+                    gathered.write(chunk)
                     break
                 raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, response.status_code)
-            chunks.append(chunk)
+            gathered.write(chunk)
             # read timeouts apply per socket read; this bounds a server that drips bytes
             if time.monotonic() - started > timeout * 2:
                 raise TransientError(f"response took over {timeout * 2:.0f}s to arrive", url, response.status_code)
     except requests.exceptions.RequestException as exc:
         raise TransientError(f"response body cut short: {type(exc).__name__}", url, response.status_code) from None
-    return b"".join(chunks)
+    return gathered.getvalue()
 
 
 def _encoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
@@ -831,7 +835,7 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
     follows a first whole member and is not gzip is dropped; a stream cut short gives what
     it holds), never more than `cap` bytes (a gzip bomb). Also whether `encoded` was nothing
     but whole members, so that it can be stored as the body's gzip file."""
-    pieces: list[bytes] = []
+    pieces = io.BytesIO()   # (its value is its buffer: joined pieces held the body twice)
     size, members = 0, 0
     decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
     data = encoded
@@ -840,12 +844,12 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
             piece = decoder.decompress(data, cap + 1 - size)
         except zlib.error:
             if members:   # garbage after a whole member
-                return b"".join(pieces), False
+                return pieces.getvalue(), False
             raise TransientError("response failed: ContentDecodingError", url) from None   # (as requests says it)
         size += len(piece)
         if size > cap:
             raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status)
-        pieces.append(piece)
+        pieces.write(piece)
         if decoder.unconsumed_tail:
             data = decoder.unconsumed_tail
         elif decoder.eof:
@@ -855,31 +859,31 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
                 decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         else:
             break   # the input ends inside a member
-    return b"".join(pieces), members > 0 and decoder.eof
+    return pieces.getvalue(), members > 0 and decoder.eof
 
 
 def parse_json_body(body: bytes, content_type: str, url: str) -> object:
     """JSON from a 200, or a TransientError: HTML, empty and truncated bodies are faults.
     The body decides, not its label: portals and their CDNs do serve JSON as `text/html`,
     and a body that parses as JSON is no HTML page (one that does not is, so labelled)."""
+    _refuse_html_or_empty(body, content_type, url)
+    return _json_loads(body, content_type, url)
+
+
+def _refuse_html_or_empty(body: bytes, content_type: str, url: str) -> None:
     head = body[:512].lstrip()
     if head.startswith(b"<"):
         raise TransientError(f"HTML page instead of JSON (Content-Type {content_type or 'none'})", url, 200)
     if not head:
         raise TransientError("empty body instead of JSON", url, 200)
-    try:
-        return _json_loads(body, url)
-    except TransientError:
-        if "html" in content_type.lower():
-            raise TransientError(f"HTML page instead of JSON (Content-Type {content_type})", url, 200) from None
-        raise
 
 
 # capped_json: a smaller document is parsed whole by orjson, then cut (its lists cannot be very
 # long: 16 MB of JSON is 10^6 short items, ~100 MB parsed); a larger one is read a value at a
 # time, 3-4 times slower (a 31 MB data.json: 1.8 s of CPU against 0.5)
 STREAMED_JSON_BYTES = 16 << 20
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")   # (a lone surrogate's escape, or a pair's)
+TEXT_WINDOW_BYTES = 1 << 20   # of such a body, decoded at a time (_TextWindow)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")   # (a lone surrogate's escape, or a pair's)
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 # What capped_json cuts: object keys (and "*", every item of a list) down to the lists to cut,
@@ -922,28 +926,25 @@ def capped_json(caps: CapTree | int) -> Callable[[bytes, str, str], object]:
     """A parse for get_json: the JSON document with each list `caps` names cut to its first
     items (a Socrata views document can list 10^6 columns, a Discovery entry or a DataStore
     as many). An object that had a list cut is a CappedDocument saying how many items were
-    dropped. A large body's capped lists are read an item at a time, the items past the cap
-    dropped as they are read: parsed whole, such a document took a GB and more. Faults are
-    parse_json_body's."""
+    dropped. A large body is read a value at a time from a window of its text (_TextWindow),
+    its capped lists' items past the cap dropped as they are read: parsed whole, such a
+    document took a GB and more. Faults are parse_json_body's, said alike."""
     def parse(body: bytes, content_type: str, url: str) -> object:
-        if len(body) < STREAMED_JSON_BYTES:
-            return _cut(parse_json_body(body, content_type, url), caps)
-        if body[:512].lstrip().startswith(b"<"):
-            return parse_json_body(body, content_type, url)   # it refuses the HTML page, saying so
+        if len(body) < STREAMED_JSON_BYTES or json.detect_encoding(body[:4]) not in ("utf-8", "utf-8-sig"):
+            return _cut(parse_json_body(body, content_type, url), caps)   # (UTF-16 and -32 too, as json has them)
+        _refuse_html_or_empty(body, content_type, url)
+        text = _TextWindow(body)
         try:
-            text = body.decode("utf-8-sig")   # (a byte order mark, as json.loads takes it)
-        except UnicodeDecodeError:   # parse_json_body says why (the byte and its offset)
-            return parse_json_body(body, content_type, url)
-        try:
-            value, at = _capped_value(text, _skip_space(text, 0), caps)
-            if _skip_space(text, at) != len(text):
-                raise ValueError(f"extra data at char {_skip_space(text, at)}")
-            # (a walk over every value: only for a text that may hold a lone surrogate)
-            return _without_lone_surrogates(value) if _SURROGATE_ESCAPE.search(text) else value
-        except (ValueError, IndexError, RecursionError) as exc:
-            if "html" in content_type.lower():
-                raise TransientError(f"HTML page instead of JSON (Content-Type {content_type})", url, 200) from None
-            raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+            value, at = _capped_value(text, text.skip_space(0), caps)
+            at = text.skip_space(at)
+            if text.has(at):
+                raise text.fault("Extra data", at)   # (json's words, as parsed whole)
+        except _NotJson as fault:
+            raise _not_json(fault, body, content_type, url) from None
+        except RecursionError:
+            raise _not_json(_NotJson("depth limit exceeded"), body, content_type, url) from None
+        # (a walk over every value: only for a body that may hold a lone surrogate)
+        return _without_lone_surrogates(value) if _SURROGATE_ESCAPE.search(body) else value
     return parse
 
 
@@ -975,74 +976,235 @@ def _member_cut(holder: dict, key: str, value) -> dict:
     return holder
 
 
-def _skip_space(text: str, at: int) -> int:
-    return _JSON_SPACE.match(text, at).end()
+class _NotJson(ValueError):
+    """Where a body stops being JSON: `at` its byte (None: nowhere in particular); `cut_short`
+    when it ends inside a value."""
+
+    def __init__(self, reason: str, at: int | None = None, cut_short: bool = False):
+        super().__init__(reason)
+        self.reason, self.at, self.cut_short = reason, at, cut_short
 
 
-_DECODER = json.JSONDecoder()
+def _not_json(fault: _NotJson, body: bytes, content_type: str, url: str) -> TransientError:
+    """The fault of a 200 whose body is not JSON, or not all of it: said alike whether the body
+    was parsed whole or a window at a time, with the byte where it shows."""
+    if "html" in content_type.lower():
+        return TransientError(f"HTML page instead of JSON (Content-Type {content_type})", url, 200)
+    if fault.cut_short:
+        return TransientError(f"invalid or truncated JSON: the body is not complete JSON, it ends inside a value "
+                              f"at byte {len(body)} (after {body[-40:]!r})", url, 200)
+    where = "" if fault.at is None else f" at byte {fault.at} (after {body[max(0, fault.at - 40):fault.at]!r})"
+    return TransientError(f"invalid or truncated JSON: the body is not JSON: {fault.reason}{where}", url, 200)
 
 
-def _capped_value(text: str, at: int, caps: "CapTree | int") -> tuple[object, int]:
-    """The JSON value at `at` (past any space), as _cut would leave it, and where it ends: the
-    members and items on the way to a capped list are decoded one by one, the rest whole, and
-    a capped list's items past its cap decoded and dropped."""
-    opener = text[at]
-    if opener == "[" and (isinstance(caps, int) or "*" in caps):
-        items, at, left_out = [], _skip_space(text, at + 1), 0
-        while text[at] != "]":
-            if isinstance(caps, int):
-                item, at = _DECODER.raw_decode(text, at)
-                if len(items) < caps:
+# what is left of a text where json stops reading, when it ends inside a literal or a number
+# (json reads "1" of "1." or "1e+", then stops at what follows)
+_PARTIAL_LITERAL = re.compile(r"[ \t\n\r]*(?:-|t|tr|tru|f|fa|fal|fals|n|nu|nul|\.|[eE][-+]?)?")
+
+
+def _json_fault(exc: json.JSONDecodeError, text: str, byte_at: Callable[[int], int]) -> _NotJson:
+    """json's error reading `text` (the rest of a body), as a _NotJson; `byte_at`: the byte of a character."""
+    if exc.msg.startswith("Unterminated string") or _PARTIAL_LITERAL.fullmatch(text, exc.pos):
+        return _NotJson("cut short", cut_short=True)
+    return _NotJson(exc.msg, byte_at(exc.pos))
+
+
+class _TextWindow:
+    """The text of a large UTF-8 JSON body, decoded a window at a time as _capped_value reads
+    on, the text before the value it reads let go. Decoded whole, the text was held with the
+    body and up to four times its size (one emoji makes every character of a str 4 bytes): a
+    200 MB body took 1 GB. A value wider than the window widens it, doubling (read twice at most)."""
+
+    def __init__(self, body: bytes):
+        self.body = memoryview(body)
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.read = 3 if body[:3] == b"\xef\xbb\xbf" else 0   # bytes decoded so far (past a byte order mark)
+        self.text = ""           # the window: the text from character `start` on
+        self.start = 0
+
+    def byte_at(self, at: int) -> int:
+        """The byte character `at` (in the window) begins at: counted back from the window's
+        end, the last byte decoded (a fault's only: the text is encoded again)."""
+        decoded = self.read - len(self.decoder.getstate()[0])
+        return decoded - len(self.text[at - self.start:].encode("utf-8"))
+
+    def fault(self, reason: str, at: int) -> _NotJson:
+        if self.read >= len(self.body) and _PARTIAL_LITERAL.fullmatch(self.text, at - self.start):
+            return _NotJson("cut short", cut_short=True)   # (as _json_fault has it: "[1." read as 1, then ".")
+        return _NotJson(reason, self.byte_at(at))
+
+    def _widen(self, at: int) -> bool:
+        """Decode more of the body, letting go of the text before character `at`; False at its end."""
+        if self.read >= len(self.body):
+            return False
+        if at > self.start:
+            self.text, self.start = self.text[at - self.start:], at
+        piece = self.body[self.read:self.read + max(TEXT_WINDOW_BYTES, len(self.text))]
+        held = len(self.decoder.getstate()[0])   # (the first bytes of a character the last piece cut)
+        try:
+            self.text += self.decoder.decode(piece, final=self.read + len(piece) >= len(self.body))
+        except UnicodeDecodeError as bad:
+            byte = self.read - held + bad.start
+            raise _NotJson(f"not UTF-8 (0x{self.body[byte]:02x})", byte) from None
+        self.read += len(piece)
+        return True
+
+    def has(self, at: int) -> bool:
+        """Whether the text goes on to character `at`."""
+        while at >= self.start + len(self.text):
+            if not self._widen(at):
+                return False
+        return True
+
+    # (char, skip_space and value are read once or more per item of a list of 10^6: each reads
+    # within the window first, and only past its end calls on has or _widen)
+    def char(self, at: int) -> str:
+        try:
+            return self.text[at - self.start]   # (never before `start`: reading only goes on)
+        except IndexError:
+            if not self.has(at):
+                raise _NotJson("cut short", cut_short=True) from None
+            return self.text[at - self.start]
+
+    def skip_space(self, at: int) -> int:
+        while True:
+            at = self.start + _JSON_SPACE.match(self.text, at - self.start).end()
+            if at < self.start + len(self.text) or not self._widen(at):
+                return at
+
+    def capped_items(self, at: int, cap: int) -> tuple[list, int, int]:
+        """The items of a list from character `at` (past its "[" and any space): the first `cap`
+        kept, the others counted; and where the list ends (past its "]")."""
+        items, left_out = [], 0
+        scan, space = _SCAN, _JSON_SPACE.match
+        while True:
+            # within the window, a loop of its own (a call per item, not five): an item, the
+            # space and comma after it, the space before the next
+            text, start = self.text, self.start
+            within, i = len(text) - 8, at - start   # (8: as value's rule)
+            while i < within and text[i] != "]":
+                try:
+                    item, j = scan(text, i)
+                except (StopIteration, json.JSONDecodeError):
+                    break
+                j = space(text, j).end()
+                if j >= within:
+                    break
+                if text[j] == ",":
+                    j = space(text, j + 1).end()
+                    if j >= within or text[j] in "]}":
+                        break
+                elif text[j] != "]":
+                    break
+                if len(items) < cap:
                     items.append(item)
                 else:
                     left_out += 1
-            else:
-                item, at = _capped_value(text, at, caps["*"])
+                i = j
+            at = start + i
+            # at the window's end, the list's or a fault: one item read with care
+            if self.char(at) == "]":
+                return items, left_out, at + 1
+            item, at = self.value(at)
+            if len(items) < cap:
                 items.append(item)
-            at = _next_member(text, _skip_space(text, at), "]")
-        return (CappedList(items, left_out) if left_out else items), at + 1
+            else:
+                left_out += 1
+            at = _next_member(self, self.skip_space(at), "]")
+
+    def value(self, at: int) -> tuple[object, int]:
+        """The JSON value at character `at`, and where it ends."""
+        try:
+            value, end = _SCAN(self.text, at - self.start)
+            if end + 8 <= len(self.text):   # (a number at the window's end may go on: "1." of "1.5e+3" reads as 1)
+                return value, self.start + end
+        except (StopIteration, json.JSONDecodeError):
+            pass
+        while True:
+            whole = self.read >= len(self.body)
+            try:
+                value, end = _DECODER.raw_decode(self.text, at - self.start)
+                if whole or end + 8 <= len(self.text):
+                    return value, self.start + end
+            except json.JSONDecodeError as exc:
+                if whole or exc.pos < len(self.text) - 16 and not exc.msg.startswith("Unterminated string"):
+                    raise _json_fault(exc, self.text, lambda pos: self.byte_at(self.start + pos)) from None
+            self._widen(at)
+
+
+_DECODER = json.JSONDecoder()
+_SCAN = _DECODER.scan_once   # (raw_decode without its frame: StopIteration where nothing is a value)
+
+
+def _capped_value(text: _TextWindow, at: int, caps: "CapTree | int") -> tuple[object, int]:
+    """The JSON value at character `at` (past any space), as _cut would leave it, and where it
+    ends: the members and items on the way to a capped list are decoded one by one, the rest
+    whole, and a capped list's items past its cap decoded and dropped."""
+    opener = text.char(at)
+    if opener == "[" and (isinstance(caps, int) or "*" in caps):
+        items, at, left_out = [], text.skip_space(at + 1), 0
+        if isinstance(caps, int):
+            items, left_out, at = text.capped_items(at, caps)
+            return (CappedList(items, left_out) if left_out else items), at
+        while text.char(at) != "]":
+            item, at = _capped_value(text, at, caps["*"])
+            items.append(item)
+            at = _next_member(text, text.skip_space(at), "]")
+        return items, at + 1
     if opener != "{" or isinstance(caps, int) or "*" in caps and len(caps) == 1:
-        return _DECODER.raw_decode(text, at)
-    out, at = {}, _skip_space(text, at + 1)
-    while text[at] != "}":
-        name, at = _DECODER.raw_decode(text, at)
-        at = _skip_space(text, at)
-        if not isinstance(name, str) or text[at] != ":":
-            raise ValueError(f"an object member expected at char {at}")
-        at = _skip_space(text, at + 1)
+        return text.value(at)
+    out, at = {}, text.skip_space(at + 1)
+    while text.char(at) != "}":
+        name, at = text.value(at)
+        at = text.skip_space(at)
+        if not isinstance(name, str) or text.char(at) != ":":
+            raise text.fault("Expecting property name enclosed in double quotes" if not isinstance(name, str)
+                             else "Expecting ':' delimiter", at)
+        at = text.skip_space(at + 1)
         if name in caps:
             value, at = _capped_value(text, at, caps[name])
             out = _member_cut(out, name, value)
         else:
-            out[name], at = _DECODER.raw_decode(text, at)
-        at = _next_member(text, _skip_space(text, at), "}")
+            out[name], at = text.value(at)
+        at = _next_member(text, text.skip_space(at), "}")
     return out, at + 1
 
 
-def _next_member(text: str, at: int, end: str) -> int:
+def _next_member(text: _TextWindow, at: int, end: str) -> int:
     """Past the comma after a member or item (to the next one), or at `end`."""
-    if text[at] == ",":
-        at = _JSON_SPACE.match(text, at + 1).end()
-        if text[at] in "]}":
-            raise ValueError(f"a trailing ',' before char {at}")
+    char = text.char(at)
+    if char == ",":
+        at = text.skip_space(at + 1)
+        if text.char(at) in "]}":
+            raise text.fault("a trailing ','", at)
         return at
-    if text[at] != end:
-        raise ValueError(f"',' or '{end}' expected at char {at}")
+    if char != end:
+        raise text.fault("Expecting ',' delimiter", at)
     return at
 
 
-def _json_loads(body: bytes, url: str) -> object:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:  # valid JSON that orjson refuses: lone surrogate escapes such as "\ud83d"
-            return _without_lone_surrogates(json.loads(body))
-        except UnicodeDecodeError as bad:   # (orjson says "surrogates not allowed", at char 0)
-            start = bad.start
-            raise TransientError(f"invalid JSON: not UTF-8, byte 0x{body[start]:02x} at offset {start} "
-                                 f"(after {body[max(0, start - 40):start]!r})", url, 200) from None
-        except (ValueError, RecursionError):   # (json's own limit on nesting, past orjson's 1,024 levels)
-            raise TransientError(f"invalid or truncated JSON: {exc}", url, 200) from None
+# a run of 19 digits or more: maybe an integer past 64 bits, which orjson reads as a float
+# (12345678901234567890123 as 1.2345678901234568e+22); json reads it exactly
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def _json_loads(body: bytes, content_type: str, url: str) -> object:
+    if not _LONG_DIGITS.search(body):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    try:  # what orjson refuses or reads inexactly: lone surrogate escapes such as "\ud83d", long integers
+        return _without_lone_surrogates(json.loads(body))
+    except UnicodeDecodeError as bad:   # (orjson says "surrogates not allowed", at char 0)
+        raise _not_json(_NotJson(f"not UTF-8 (0x{body[bad.start]:02x})", bad.start), body, content_type, url) from None
+    except RecursionError:   # (json's own limit on nesting, past orjson's 1,024 levels)
+        raise _not_json(_NotJson("depth limit exceeded"), body, content_type, url) from None
+    except json.JSONDecodeError as exc:
+        encoding = json.detect_encoding(body)
+        text = body.decode(encoding)
+        raise _not_json(_json_fault(exc, text, lambda pos: len(text[:pos].encode(encoding))),
+                        body, content_type, url) from None
 
 
 def parse_data_body(body: bytes, content_type: str, url: str) -> bytes:

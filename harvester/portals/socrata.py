@@ -185,6 +185,7 @@ class SocrataAdapter(PortalAdapter):
         if isinstance(resource.get("columns_field_name"), list) and resource["columns_field_name"]:
             out["columns"] = _catalog_columns(resource)
             note_columns_cut(notes, "the catalogue entry", details, len(resource["columns_field_name"]))
+            _note_uneven_column_lists(notes, resource)
         elif resource.get("columns_field_name"):
             notes.warn("columns", "columns_field_name is not a list")
         elif details and isinstance(details.get("views"), dict):
@@ -245,6 +246,21 @@ def _latest(notes: Notes, *values) -> str | None:
 
 def _clean(value) -> str | None:
     return (value.strip() or None) if type(value) is str else R.text(value)
+
+
+def _note_uneven_column_lists(notes: Notes, resource: dict) -> None:
+    """The `columns_*` lists of a Discovery entry are parallel; one of another length (a portal's
+    fault) cannot say which column its values belong to. The columns are the field names' (what
+    a records pull asks for), each given the other lists' values in order, none past a list's
+    end (padding loses nothing a shorter list holds; cutting to the shortest dropped columns):
+    a warning says so, naming the lists."""
+    count = len(resource["columns_field_name"])
+    uneven = [f"{key} {len(resource[key]):,}" for key in ("columns_name", "columns_datatype", "columns_description")
+              if isinstance(resource.get(key), list) and len(resource[key]) != count]   # (the lists columns are made of)
+    if uneven:
+        notes.warn("columns", f"the catalogue entry's column lists differ in length (columns_field_name "
+                   f"{count:,}, {', '.join(uneven)}): its {count:,} columns are given the other lists' "
+                   "values in order, none past a list's end")
 
 
 def _padded(values, length: int) -> list:

@@ -344,7 +344,7 @@ def test_the_index_of_an_older_civicat_is_emptied_by_its_migration_and_built_by_
     con.execute("INSERT INTO search_terms VALUES (0, 'permit', 1)")
     con.execute("INSERT INTO search_postings VALUES (0, 0, 0.5)")
     con.execute("INSERT INTO search_state VALUES (now(), 1, 'old')")
-    assert migrate(con) == [11, 12, 13]
+    assert migrate(con)[:3] == [11, 12, 13]   # (and any migration after them)
     con.close()
     store = Store(db)
     with pytest.raises(search.SearchIndexMissing, match="civicat harvest"):

@@ -106,3 +106,15 @@ def test_the_records_parquet_holds_every_field_the_record_schema_allows():
     assert set(properties) == set(parquet.names) - {"raw_hash"}
     assert set(properties["distributions"]["items"]["properties"]) == names(parquet.field("distributions")) - {"position"}
     assert set(properties["columns"]["items"]["properties"]) == names(parquet.field("columns"))
+
+
+def test_an_integer_past_64_bits_is_written_with_its_digits():
+    """The HTTP layer reads a portal's 12345678901234567890123 exactly (orjson made it a float);
+    orjson cannot write it, and the entry was rejected as "nested deeper than 254 levels"."""
+    import json
+
+    from catalog.stage import canonical_json_bytes, compact_json_bytes
+    entry = {"name": "permits", "id": 12345678901234567890123, "ids": [-9223372036854775809, 1.5]}
+    assert json.loads(compact_json_bytes(entry)) == entry and compact_json_bytes(entry).startswith(b'{"name"')
+    assert canonical_json_bytes(entry) == canonical_json_bytes(dict(reversed(entry.items())))
+    assert json.loads(canonical_json_bytes(entry)) == entry

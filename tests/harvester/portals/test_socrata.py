@@ -277,3 +277,25 @@ def test_tags_cut_on_a_table_of_no_socrata_id_and_no_columns_are_still_said(stor
     assert store.con.execute("SELECT source_id, message FROM harvest_errors").fetchall() == [
         ("odd_id_1", "tags: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]
 
+
+
+def test_a_discovery_entry_whose_column_lists_differ_in_length_is_kept_with_a_warning(store, http):
+    """A portal's Discovery result whose parallel `columns_*` lists are not the same length (one
+    name missing, two types too many): its columns are the field names', each given the other
+    lists' values in order (none past a list's end), with a warning naming the dataset and the
+    lists; it was silent. The rest of the portal is harvested."""
+    entries = make_socrata_entries(4, domain=DOMAIN)
+    uneven = next(e for e in entries if e["resource"]["type"] == "dataset")["resource"]
+    uneven.update(columns_name=["Ward", "Permit"], columns_field_name=["ward", "permit", "issued"],
+                  columns_datatype=["Number", "Text", "Calendar date", "Text", "Text"],
+                  columns_description=["", "", ""], columns_format=[{}])   # (no column is made of it)
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http)
+    assert report.ok and count(store) == 4 and report.portals[0].warnings == 1
+    assert store.con.execute("SELECT source_id, severity, message FROM harvest_errors").fetchall() == [
+        (uneven["id"], "warning", "columns: the catalogue entry's column lists differ in length (columns_field_name 3, "
+         "columns_name 2, columns_datatype 5): its 3 columns are given the other lists' values in order, none past "
+         "a list's end")]
+    assert store.con.execute("SELECT name, field_name, type FROM columns WHERE dataset_uid = ? ORDER BY position",
+                             [f"city:{uneven['id']}"]).fetchall() == [
+        ("Ward", "ward", "number"), ("Permit", "permit", "text"), (None, "issued", "datetime")]
