@@ -15,10 +15,11 @@ import pytest
 from catalog.records import RecordsLayout
 from harvester.paging import OVERSIZED_ANSWERS_MAX
 from harvester.portals import adapter_for
+from harvester.portals.arcgis_hub import FeatureServerRecords
 from harvester.portals.socrata import SodaRecords
 from harvester.records import pull_dataset, stored_datasets
 from tests.conftest import cut_short_after, fast_client, harvest_with_records, portal_config
-from tests.harvester.portals.test_arcgis_records import ESRI, ESRI_ITEM, hub_entry
+from tests.harvester.portals.test_arcgis_records import COOK, ESRI, ESRI_ITEM, hub_entry
 from tests.harvester.portals.test_ckan_records import FIELDS, STORE_ID, boston_rows
 from tests.harvester.portals.test_opendatasoft_records import counter_rows
 from tests.portals.arcgis import FeatureServerPortal
@@ -77,18 +78,22 @@ def ckan_case() -> Case:
 
 
 class Hub:
-    """A FeatureServer layer and the ArcGIS Hub feed that names it, started and stopped as one."""
+    """A FeatureServer layer (at `path`) and the ArcGIS Hub feed that names it, started and
+    stopped as one."""
 
-    def __init__(self, features: list[dict]):
-        meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
-        self.services = FeatureServerPortal({ESRI: (meta, [{"attributes": a} for a in features])}).start()
-        self.hub = DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", self.services.url + ESRI)]},
+    def __init__(self, path: str, meta: dict, features: list[dict]):
+        self.path = path
+        self.services = FeatureServerPortal({path: (meta, [{"attributes": a} for a in features])}).start()
+        self.hub = DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", self.services.url + path)]},
                                   path=HUB_FEED_PATH).start()
         self.url, self.requests = self.hub.url, self.services.requests
 
     def serve_again(self, features: list[dict]) -> None:
-        meta = self.services.layers[ESRI][0]
-        self.services.layers[ESRI] = (meta, [{"attributes": a} for a in features])
+        meta = self.services.layers[self.path][0]
+        self.services.layers[self.path] = (meta, [{"attributes": a} for a in features])
+
+    def queries(self) -> list[dict]:
+        return [q for path, q, _ in self.requests if path == f"{self.path}/query"]
 
     def clear_log(self):
         self.services.clear_log()
@@ -99,10 +104,28 @@ class Hub:
 
 
 def arcgis_case() -> Case:
+    """A layer that pages by `resultOffset`/`resultRecordCount` (its maxRecordCount 300)."""
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
     features = [f["attributes"] for f in load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]]
-    return Case("arcgis-hub", features, "description", "objectid", sorted(a["objectid"] for a in features), Hub,
-                lambda hub: [(int(q["resultOffset"]), int(q["resultRecordCount"])) for path, q, _ in hub.requests
-                             if path == f"{ESRI}/query" and "resultOffset" in q],
+    return Case("arcgis-hub", features, "description", "objectid", sorted(a["objectid"] for a in features),
+                lambda features: Hub(ESRI, meta, features),
+                lambda hub: [(int(q["resultOffset"]), int(q["resultRecordCount"])) for q in hub.queries()
+                             if "resultOffset" in q],
+                lambda hub: f"{ESRI_ITEM}_0", Hub.serve_again)
+
+
+def arcgis_ids_case() -> Case:
+    """A layer that does not page: batches of `objectIds` (its maxRecordCount 200), asked by
+    their position in its sorted ids."""
+    meta = {**load_json("arcgis-featureserver/cook-county-poi-layer-metadata.json"), "maxRecordCount": 200}
+    features = [f["attributes"] for f in load_json("arcgis-featureserver/cook-county-poi-query-page500.json")["features"]]
+    ids = sorted(a["OBJECTID"] for a in features)
+
+    def asked(hub):
+        batches = [[int(i) for i in q["objectIds"].split(",")] for q in hub.queries() if "objectIds" in q]
+        return [(ids.index(batch[0]), len(batch)) for batch in batches]
+
+    return Case("arcgis-hub", features, "NAME", "OBJECTID", ids, lambda features: Hub(COOK, meta, features), asked,
                 lambda hub: f"{ESRI_ITEM}_0", Hub.serve_again)
 
 
@@ -118,7 +141,8 @@ def opendatasoft_case() -> Case:
                 lambda portal: name, lambda portal, rows: portal.records.update({name: rows}))
 
 
-CASES = {"socrata": socrata_case, "ckan": ckan_case, "arcgis-hub": arcgis_case, "opendatasoft": opendatasoft_case}
+CASES = {"socrata": socrata_case, "ckan": ckan_case, "arcgis-hub": arcgis_case, "arcgis-hub-object-ids": arcgis_ids_case,
+         "opendatasoft": opendatasoft_case}
 
 
 @contextmanager
@@ -165,7 +189,8 @@ def test_a_records_page_over_the_cap_is_read_in_smaller_pages_every_row_once(tmp
     report = json.loads(result.output)["portals"][0]
     assert (report["records_pulled"], report["records_failed"], report["record_rows"]) == (1, 0, len(rows)), report
     table = pq.read_table(tmp_path / "records" / "portal=city" / f"dataset={case.dataset(portal)}")
-    assert table[case.key].to_pylist() == keys                      # every row, once, in order
+    read = table[case.key].to_pylist()
+    assert len(read) == len(keys) and sorted(read) == sorted(keys)  # every row, once
     texts = dict(zip(table[case.key].to_pylist(), table[case.text].to_pylist()))
     assert [len(texts[keys[n]]) > cap // 2 for n in (129, 130, 131, 132)] == [False, True, True, False]
     assert 131 in [offset for offset, _ in asked]                   # halved down to a page that parts them
@@ -202,7 +227,8 @@ def test_a_row_over_the_cap_alone_fails_the_pull_and_keeps_the_previous_records(
     con = duckdb.connect(str(tmp_path / "c.duckdb"))
     assert con.execute("SELECT * FROM record_pulls").fetchall() == pulled
     (source_id, error_type, message), = con.execute(
-        "SELECT source_id, error_type, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+        "SELECT source_id, error_type, message FROM harvest_errors WHERE stage = 'records' AND severity = 'error'"
+    ).fetchall()
     assert (source_id, error_type) == (case.dataset(portal), "ResponseTooLarge")
     assert f"over the {cap}-byte cap: the row asked for alone (" in message, message
     assert "=77, " in message and "=1" in message.split("alone (")[1].split(")")[0]
@@ -266,3 +292,27 @@ def test_a_pull_cut_short_after_a_page_asked_smaller_resumes_exactly(tmp_path):
     # while the first was read, is asked again once the rows before it are read)
     assert sorted(asked) == sorted([(125, 25), (150, 100), (125, 13), (125, 7), (125, 4), (129, 3), (129, 2),
                                     (131, 1), (132, 6), (138, 12), (150, 100)] + [(n, 100) for n in range(250, 1000, 100)])
+
+
+def test_a_pull_cut_short_while_object_id_batches_were_numbered_resumes_at_the_same_row(tmp_path, store):
+    """The state of such a pull (`{"batch": n}`, batches of maxRecordCount) is taken as the
+    position of that batch's first id: the pull goes on where it stopped."""
+    case = arcgis_ids_case()
+    with served(case, case.rows) as hub:
+        layout = RecordsLayout(tmp_path / "records")
+        source = FeatureServerRecords(fast_client(), hub.services.url + COOK)
+        cut_short_after(source, 1, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "city", "poi", store.con, uid="city:poi", run_id="r", part_rows=200)
+        progress_path = layout.staging("city", "poi") / "progress.json"
+        progress = json.loads(progress_path.read_text())
+        assert (progress["rows"], progress["state"]) == (200, {"ids_from": 200, "ids": 200})
+        progress_path.write_text(json.dumps({**progress, "state": {"batch": 1}}))   # as the version before wrote it
+
+        hub.clear_log()
+        result = pull_dataset(FeatureServerRecords(fast_client(), hub.services.url + COOK), layout, "city", "poi",
+                              store.con, uid="city:poi", run_id="r", part_rows=200)
+        asked = case.asked(hub)
+    assert result.resumed and result.rows == len(case.rows)
+    assert sorted(pq.read_table(layout.folder("city", "poi"), columns=["OBJECTID"])["OBJECTID"].to_pylist()) == case.keys
+    assert asked == [(200, 200), (400, 100)]
