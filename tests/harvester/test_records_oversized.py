@@ -1,11 +1,14 @@
 """Records pages over the response cap (CIVICAT_HTTP_MAX_BYTES), over HTTP against the local
 portals of every kind whose records page size is a request parameter (SODA's `$limit`, the
-DataStore's `limit`, ArcGIS's `resultRecordCount`, OpenDataSoft's `limit`): such a page is
-asked again in smaller pages and every row is read once; a row over the cap alone fails the
-pull, the previous records kept."""
+DataStore's `limit`, ArcGIS's `resultRecordCount` and its `objectIds` batches, OpenDataSoft's
+`limit`): such a page is asked again in smaller pages and every row is read once; a row over
+the cap alone fails the pull, the previous records kept, as does a page of Open311's, whose
+size is the server's."""
 import json
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Callable
 
 import duckdb
@@ -13,18 +16,23 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.records import RecordsLayout
+from harvester.http import ResponseTooLarge
 from harvester.paging import OVERSIZED_ANSWERS_MAX
 from harvester.portals import adapter_for
 from harvester.portals.arcgis_hub import FeatureServerRecords
+from harvester.portals.open311 import RequestsRecords
 from harvester.portals.socrata import SodaRecords
 from harvester.records import pull_dataset, stored_datasets
 from tests.conftest import cut_short_after, fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_arcgis_records import COOK, ESRI, ESRI_ITEM, hub_entry
 from tests.harvester.portals.test_ckan_records import FIELDS, STORE_ID, boston_rows
+from tests.harvester.portals.test_open311 import JSON_SERVICES
+from tests.harvester.portals.test_open311_records import BOSTON
 from tests.harvester.portals.test_opendatasoft_records import counter_rows
 from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+from tests.portals.open311 import Open311Portal
 from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
@@ -316,3 +324,20 @@ def test_a_pull_cut_short_while_object_id_batches_were_numbered_resumes_at_the_s
     assert result.resumed and result.rows == len(case.rows)
     assert sorted(pq.read_table(layout.folder("city", "poi"), columns=["OBJECTID"])["OBJECTID"].to_pylist()) == case.keys
     assert asked == [(200, 200), (400, 100)]
+
+
+def test_a_page_whose_size_is_no_request_parameter_fails_the_pull_naming_it_and_the_cap():
+    """Open311's `requests.json` pages by number (its page size is the server's): a page over
+    the cap cannot be asked in smaller ones, and its rows are never skipped."""
+    requests = load_json(BOSTON)
+    requests[10]["description"] = "x" * 300_000
+    with Open311Portal(services=JSON_SERVICES, requests=requests) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client(max_bytes=200_000))
+        source = RequestsRecords(adapter, None, now=datetime(2020, 3, 1, tzinfo=UTC), since=datetime(2019, 12, 1, tzinfo=UTC))
+        with pytest.raises(ResponseTooLarge) as failed:
+            list(source.batches(None))
+    message = str(failed.value)
+    assert re.match(r"response is over the 200000-byte cap: the page at start_date=2019-12-01T00:00:00Z, "
+                    r"end_date=2020-02-29T00:00:00Z, page=\d+ cannot be asked for in smaller pages, and a records "
+                    r"pull never skips a row: the pull fails, its previous records kept \(CIVICAT_HTTP_MAX_BYTES "
+                    r"raises the cap\) \(http://127.0.0.1:\d+/open311/v2/requests.json\?", message), message
