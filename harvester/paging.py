@@ -121,12 +121,12 @@ class Paginator(ABC):
 
 
 class SmallerPages:
-    """The page size of a listing some of whose pages were over the response cap, by the
-    position of the entry a page starts at (its offset; for a cursor, the entries read
-    before it). A page over the cap is asked again for half its entries, and the rest of
-    them in pages of that size, each over the cap halved again, down to one entry; past
-    them, the listing goes back to its own size: a few huge entries cost a few requests
-    each (log2 of the page size, twice), not a listing read one entry at a time."""
+    """The page size of a listing or records pull some of whose pages were over the response
+    cap, by the position of the entry a page starts at (its offset; for a cursor, the
+    entries read before it). A page over the cap is asked again for half its entries, and
+    the rest of them in pages of that size, each over the cap halved again, down to one
+    entry; past them, paging goes back to its own size: a few huge entries cost a few
+    requests each (log2 of the page size, twice), not a listing read one entry at a time."""
 
     def __init__(self, size: int):
         self.size = size
