@@ -68,8 +68,9 @@ def reported_total(fetch_page: Callable[[dict], Page], request: Callable[[int], 
 
 
 def request_text(params: dict | None) -> str:
-    """A request's parameters as a message shows them: `start=1000, rows=1000`."""
-    return ", ".join(f"{key}={value}" for key, value in (params or {}).items())
+    """A request's parameters as a message shows them: `start=1000, rows=1000` (a None
+    is no parameter: the request leaves it out)."""
+    return ", ".join(f"{key}={value}" for key, value in (params or {}).items() if value is not None)
 
 
 def params_key(params: dict) -> str:
@@ -114,14 +115,18 @@ class Paginator(ABC):
         entry by its position (None: it cannot)."""
         return None
 
+    def page_size(self, params: dict) -> int | None:
+        """The entries `params` asks for, where the page size is a request parameter."""
+        return None
+
 
 class SmallerPages:
-    """The page size of a listing some of whose pages were over the response cap, by the
-    position of the entry a page starts at (its offset; for a cursor, the entries read
-    before it). A page over the cap is asked again for half its entries, and the rest of
-    them in pages of that size, each over the cap halved again, down to one entry; past
-    them, the listing goes back to its own size: a few huge entries cost a few requests
-    each (log2 of the page size, twice), not a listing read one entry at a time."""
+    """The page size of a listing or records pull some of whose pages were over the response
+    cap, by the position of the entry a page starts at (its offset; for a cursor, the
+    entries read before it). A page over the cap is asked again for half its entries, and
+    the rest of them in pages of that size, each over the cap halved again, down to one
+    entry; past them, paging goes back to its own size: a few huge entries cost a few
+    requests each (log2 of the page size, twice), not a listing read one entry at a time."""
 
     def __init__(self, size: int):
         self.size = size
@@ -145,6 +150,35 @@ class SmallerPages:
         half = (size + 1) // 2   # (rounded up: the page's entries in two requests, not three)
         self.windows.append((position + size, half))
         return half
+
+
+def cap_reason(error: ResponseTooLarge) -> str:
+    """An answer-over-the-cap error's message without its URL (a message names it once)."""
+    return str(error).removesuffix(f" ({error.url})")
+
+
+class OversizedAnswers:
+    """The answers over the response cap of one listing or records pull (`reading` names it
+    in messages): the request for the same entries in a smaller page, and the bound on how
+    many such answers it takes (OVERSIZED_ANSWERS_MAX, each a read of up to the cap)."""
+
+    def __init__(self, paginator: Paginator, reading: str):
+        self.paginator = paginator
+        self.reading = reading
+        self.count = 0
+
+    def smaller(self, params: dict, error: ResponseTooLarge) -> dict | None:
+        """The same entries as `params` in a smaller page (None: the paginator cannot ask
+        for fewer); raises ResponseTooLarge past OVERSIZED_ANSWERS_MAX answers."""
+        self.count += 1
+        if self.count > OVERSIZED_ANSWERS_MAX:
+            raise ResponseTooLarge(f"{cap_reason(error)}: {self.reading} gave up after {OVERSIZED_ANSWERS_MAX} answers "
+                                   f"over the cap ({RAISE_THE_CAP})", error.url, error.status) from None
+        instead = self.paginator.smaller(params)
+        if instead is not None:
+            log.info("the answer to %s is over the response cap; asked for in smaller pages: %s",
+                     request_text(params), request_text(instead))
+        return instead
 
 
 class OffsetPaginator(Paginator):
@@ -174,7 +208,8 @@ class OffsetPaginator(Paginator):
         return self._params(0)
 
     def guess(self, params: dict) -> dict | None:
-        offset = params[self.offset_param] + self.limit
+        # (the size `params` asks: a records pull resumed from a page asked smaller asks fewer)
+        offset = params[self.offset_param] + params[self.limit_param]
         if self.total is None or offset >= self.total or self.sizes.windows or \
                 (self.max_window is not None and offset + self.limit > self.max_window):
             return None
@@ -197,6 +232,9 @@ class OffsetPaginator(Paginator):
 
     def past_one(self, params: dict) -> dict | None:
         return self._params(params[self.offset_param] + 1)
+
+    def page_size(self, params: dict) -> int | None:
+        return params[self.limit_param]
 
 
 class CursorPaginator(Paginator):
@@ -240,6 +278,9 @@ class CursorPaginator(Paginator):
     def smaller(self, params: dict) -> dict | None:
         half = self.sizes.halve(self.read, params[self.size_param]) if self.sizes is not None else None
         return None if half is None else {**params, self.size_param: half}
+
+    def page_size(self, params: dict) -> int | None:
+        return params[self.size_param] if self.sizes is not None else None
 
 
 class PageNumberPaginator(Paginator):
@@ -323,7 +364,7 @@ class Listing:
         self.unique = 0
         self.duplicates: list[str] = []
         self.skipped: list[str] = []         # why each entry skipped (over the response cap alone) was
-        self.oversized = 0                   # answers over the response cap
+        self.answers = OversizedAnswers(paginator, "the listing")
         self.finished = False
         self.total_changed = False
         self.page_digest: str | None = None  # of the page whose items are being handed out
@@ -365,21 +406,20 @@ class Listing:
     def shortfall(self) -> int:
         return max(0, (self.total or 0) - self.unique) if self.finished else 0
 
+    @property
+    def oversized(self) -> int:
+        """Answers over the response cap."""
+        return self.answers.count
+
     def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict:
         """What to ask instead of `params`, whose answer was over the response cap: the same
         entries in a smaller page, else the request after the one entry it asks for
         (skipped); raises ResponseTooLarge when neither can be asked, or once
         OVERSIZED_ANSWERS_MAX answers were over the cap."""
-        reason = str(error).removesuffix(f" ({error.url})")
-        self.oversized += 1
-        if self.oversized > OVERSIZED_ANSWERS_MAX:
-            raise ResponseTooLarge(f"{reason}: the listing gave up after {OVERSIZED_ANSWERS_MAX} answers over the "
-                                   f"cap ({RAISE_THE_CAP})", error.url, error.status) from None
-        instead = self.paginator.smaller(params)
+        instead = self.answers.smaller(params, error)
         if instead is not None:
-            log.info("the answer to %s is over the response cap; asked for in smaller pages: %s",
-                     request_text(params), request_text(instead))
             return instead
+        reason = cap_reason(error)
         instead = self.paginator.past_one(params)
         if instead is None:
             asked = f"the page at {request_text(params)}" if params else "its one document"

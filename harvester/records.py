@@ -29,7 +29,8 @@ import orjson
 from catalog.files import writing
 from catalog.lazy import LazyModule
 from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
-from harvester.paging import Paginator, pages, request_text
+from harvester.http import ResponseTooLarge
+from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
 
 log = logging.getLogger("civicat.records")
 
@@ -627,9 +628,22 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     `shifted(params)` reads the rows of that request one row further on, which a portal
     that honours the paging answers with the page's own rows from its second on (a portal
     that ignores it, with the page again: the same rows only if they are all one row,
-    which any page of that table then is). Once it has honoured it, it is not asked again."""
+    which any page of that table then is). Once it has honoured it, it is not asked again.
+
+    A page whose answer is over the response cap is asked for in smaller pages where the
+    page size is a request parameter (as a listing's: harvester.paging.SmallerPages), and
+    the state after each is the exact request that follows it. A row over the cap alone
+    fails the pull (see `refuse_oversized`): a pull never skips a row."""
     previous, honours_paging = None, False
-    for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead):
+    answers = OversizedAnswers(paginator, "the pull")
+
+    def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
+        instead = answers.smaller(params, error)
+        if instead is None:
+            raise refuse_oversized(paginator, params, error) from None
+        return instead
+
+    for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead, oversized=instead_of_oversized):
         if previous is not None and page.items.num_rows and page.items.equals(previous) and not honours_paging:
             rows = page.items.num_rows
             honours_paging = shifted is not None and rows > 1 and \
@@ -639,6 +653,18 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
                                    "page before: the portal repeats a page instead of paging on")
         previous = page.items
         yield page.items, next_params
+
+
+def refuse_oversized(paginator: Paginator, params: dict, error: ResponseTooLarge) -> ResponseTooLarge:
+    """The error that fails a pull whose request `params` cannot be asked in smaller pages
+    (one row, or a page size that is no request parameter). Skipping the row, as a listing
+    skips an entry, would publish the dataset short: the pull fails, its previous records kept."""
+    if paginator.page_size(params) == 1:
+        asked = f"the row asked for alone ({request_text(params)}) is over the response cap"
+    else:
+        asked = f"the page at {request_text(params)} cannot be asked for in smaller pages"
+    return ResponseTooLarge(f"{cap_reason(error)}: {asked}, and a records pull never skips a row: the pull fails, "
+                            f"its previous records kept ({RAISE_THE_CAP})", error.url, error.status)
 
 
 # -- the driver -----------------------------------------------------------------------------
@@ -862,7 +888,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             result.error_type = type(exc).__name__
             result.error_message = str(exc)
             result.seconds = round(time.monotonic() - started, 3)
-            errors.add(source_id, "records", result.error_type, f"records pull failed: {exc}")
+            errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {exc}")
             log.error("%s: records pull failed: %s", uid, exc)
         results.append(result)
     return results

@@ -283,7 +283,7 @@ def test_a_listing_that_cannot_be_asked_in_smaller_pages_fails_naming_the_cap_an
 
 
 def test_a_records_pull_never_skips_rows_over_the_cap():
-    """pages() without `oversized` (a records pull) lets the error stand: rows are never skipped."""
+    """pages() without `oversized` lets the error stand (a records pull passes one that never skips a row)."""
     fetch, calls = oversized_api(ITEMS, huge={130})
     with pytest.raises(ResponseTooLarge):
         list(pages(fetch, OffsetPaginator(100)))
