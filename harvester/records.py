@@ -617,8 +617,22 @@ class SameKeys:
             raise columns_changed(params, len(keys), new, gone, len(self.keys))
 
 
+class PagedTables:
+    """The (table, state) pairs of paged_tables, and the pull's answers over the response
+    cap (`answers`: what they cost it, once read to its end)."""
+
+    def __init__(self, tables: Iterator[tuple[pa.Table, dict | None]], answers: OversizedAnswers):
+        self.tables, self.answers = tables, answers
+
+    def __iter__(self) -> PagedTables:
+        return self
+
+    def __next__(self) -> tuple[pa.Table, dict | None]:
+        return next(self.tables)
+
+
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
-                 shifted=None) -> Iterator[tuple[pa.Table, dict | None]]:
+                 shifted=None) -> PagedTables:
     """Pages whose `items` are tables, with the parameters of the next request as state.
 
     A page that gives the very rows of the page before fails the pull: the portal ignores
@@ -632,10 +646,19 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
 
     A page whose answer is over the response cap is asked for in smaller pages where the
     page size is a request parameter (as a listing's: harvester.paging.SmallerPages), and
-    the state after each is the exact request that follows it. A row over the cap alone
-    fails the pull (see `refuse_oversized`): a pull never skips a row."""
-    previous, honours_paging = None, False
+    the rest of the pull in the size that fitted (unlike a listing's: the rows of a table
+    are alike, see SmallerPages.keep); the state after each page is the exact request that
+    follows it. A row over the cap alone fails the pull (see `refuse_oversized`): a pull
+    never skips a row."""
+    if paginator.sizes is not None:
+        paginator.sizes.keep = True
     answers = OversizedAnswers(paginator, "the pull")
+    return PagedTables(_paged_tables(fetch_page, paginator, resume, answers, ahead, shifted), answers)
+
+
+def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers: OversizedAnswers, ahead: int,
+                  shifted) -> Iterator[tuple[pa.Table, dict | None]]:
+    previous, honours_paging = None, False
 
     def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
         instead = answers.smaller(params, error)
@@ -652,6 +675,7 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
                 raise RecordsError(f"the page at {request_text(page.params)} gave the same {rows} rows as the "
                                    "page before: the portal repeats a page instead of paging on")
         previous = page.items
+        answers.read(page.params)
         yield page.items, next_params
 
 
@@ -681,6 +705,7 @@ class PullResult:
     resumed: bool = False
     invalid_values: dict = field(default_factory=dict)
     not_objects: int = 0
+    smaller_pages: str | None = None   # what pages over the response cap cost the pull (a warning)
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -721,7 +746,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     parts_dir.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema(source.fields)
     if not progress["done"]:
-        _write_parts(source, schema, progress, progress_path, parts_dir, part_rows)
+        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, part_rows)
     if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
         pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
         progress["parts"].append("part-00000.parquet")
@@ -750,10 +775,12 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-                 part_rows: int) -> None:
+                 part_rows: int) -> str | None:
     """Write the source's tables into parts; each closed part is noted in progress.json
-    with the state to continue from. A part cut short by a fault is removed."""
+    with the state to continue from. A part cut short by a fault is removed. Returns what
+    pages over the response cap cost the read (PagedTables; None: nothing)."""
     writer, part_path, written, dictionary = None, None, 0, None
+    tables = source.batches(progress["state"])
 
     def close_part(state) -> None:
         nonlocal writer, part_path, written
@@ -768,7 +795,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
         write_json_atomic(progress_path, progress)
 
     try:
-        for table, state in source.batches(progress["state"]):
+        for table, state in tables:
             if table.schema != schema:
                 table = table.cast(schema)
             if writer is None:
@@ -794,6 +821,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
         raise
     if not progress["done"]:
         close_part(None)
+    return tables.answers.cost() if isinstance(tables, PagedTables) else None
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:
@@ -883,6 +911,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                 errors.add(source_id, "records", "NotAnObject",
                            f"{result.not_objects} records were not JSON objects; each stored as a row of nulls",
                            severity="warning")
+            if result.smaller_pages:
+                errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
             result.status = "failed"
             result.error_type = type(exc).__name__

@@ -21,6 +21,7 @@ from harvester.paging import OVERSIZED_ANSWERS_MAX
 from harvester.portals import adapter_for
 from harvester.portals.arcgis_hub import FeatureServerRecords
 from harvester.portals.open311 import RequestsRecords
+from harvester.portals.opendatasoft import PAGE_LIMIT
 from harvester.portals.socrata import SodaRecords
 from harvester.records import pull_dataset, stored_datasets
 from tests.conftest import cut_short_after, fast_client, harvest_with_records, portal_config
@@ -174,6 +175,20 @@ def pull(tmp_path, case: Case, portal, *options):
                                 extra=case.extra)
 
 
+def pulled_whole(tmp_path, monkeypatch, case: Case, rows: list[dict], cap: int):
+    """`rows` pulled under the response cap `cap`, whole: the table published, the pages asked
+    and the dataset's source id."""
+    monkeypatch.setenv("CIVICAT_HTTP_MAX_BYTES", str(cap))
+    with served(case, rows) as portal:
+        _, result = pull(tmp_path, case, portal)
+        asked = case.asked(portal)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["records_failed"], report["record_rows"]) == (1, 0, len(rows)), report
+    dataset = case.dataset(portal)
+    return pq.read_table(tmp_path / "records" / "portal=city" / f"dataset={dataset}"), asked, dataset
+
+
 def cap_for(case: Case) -> int:
     """A response cap three times the whole dataset's JSON and more: any page of ordinary rows fits, with
     a row of 0.6 the cap too."""
@@ -189,14 +204,7 @@ def test_a_records_page_over_the_cap_is_read_in_smaller_pages_every_row_once(tmp
     cap = cap_for(case)
     rows = make_huge(case, [130, 131], int(0.6 * cap))
     keys = case.keys or [r["id"] for r in rows]
-    monkeypatch.setenv("CIVICAT_HTTP_MAX_BYTES", str(cap))
-    with served(case, rows) as portal:
-        _, result = pull(tmp_path, case, portal)
-        asked = case.asked(portal)
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)["portals"][0]
-    assert (report["records_pulled"], report["records_failed"], report["record_rows"]) == (1, 0, len(rows)), report
-    table = pq.read_table(tmp_path / "records" / "portal=city" / f"dataset={case.dataset(portal)}")
+    table, asked, _ = pulled_whole(tmp_path, monkeypatch, case, rows, cap)
     read = table[case.key].to_pylist()
     assert len(read) == len(keys) and sorted(read) == sorted(keys)  # every row, once
     texts = dict(zip(table[case.key].to_pylist(), table[case.text].to_pylist()))
@@ -204,7 +212,8 @@ def test_a_records_page_over_the_cap_is_read_in_smaller_pages_every_row_once(tmp
     assert 131 in [offset for offset, _ in asked]                   # halved down to a page that parts them
     assert len(set(asked)) == len(asked)                            # no page asked twice
     page = asked[0][1]
-    assert len(asked) <= len(rows) / page + 2 * page.bit_length() + 2   # a few requests per halving
+    # a few requests per halving; past the two rows, the pull reads on in a quarter of its page size
+    assert len(asked) <= len(rows) / (page / 4) + 2 * page.bit_length() + 2
 
 
 @pytest.mark.parametrize("kind", CASES)
@@ -261,7 +270,44 @@ def test_a_pull_gives_up_after_so_many_answers_over_the_cap(tmp_path, monkeypatc
         "SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
     assert f"the pull gave up after {OVERSIZED_ANSWERS_MAX} answers over the cap" in message
     assert not (tmp_path / "records" / "portal=city" / f"dataset={STORE_ID}").exists()
-    assert len(asked) < 2 * OVERSIZED_ANSWERS_MAX
+    assert sum(size > 1 for _, size in asked) == OVERSIZED_ANSWERS_MAX + 1   # (any two rows are over the cap)
+
+
+# the pull's page size of the kinds whose page is smaller than the local dataset (the layers'
+# maxRecordCount, OpenDataSoft's PAGE_LIMIT)
+PAGE = {"arcgis-hub": 300, "arcgis-hub-object-ids": 200, "opendatasoft": PAGE_LIMIT}
+
+
+def wide_rows(case: Case, page: int) -> tuple[list[dict], int]:
+    """Every row made about 3 KB wide, alike (a layer of polygons), and a cap three quarters
+    of a `page` of them: every page of that size is over it, every half page fits."""
+    rows = make_huge(case, range(len(case.rows)), 3000)
+    return rows, int(0.75 * page * len(json.dumps(rows)) / len(rows))
+
+
+@pytest.mark.parametrize("kind", PAGE)
+def test_a_dataset_whose_every_page_is_over_the_cap_costs_one_answer_over_it_not_one_a_page(tmp_path, monkeypatch,
+                                                                                           kind):
+    """Rows alike and wide: every page of the pull's size is over the cap, every half page
+    fits. The first page is asked again in halves and the pull reads on in half pages: one
+    answer over the cap in all (each may be the whole cap read for nothing: 256 MiB), where
+    going back to the full size after each cost one a page and failed the pull after 50.
+    What it cost is a warning of the dataset: how many answers, the page size read, the
+    setting that raises the cap."""
+    case = CASES[kind]()
+    rows, cap = wide_rows(case, PAGE[kind])
+    keys = case.keys or [r["id"] for r in rows]
+    table, asked, dataset = pulled_whole(tmp_path, monkeypatch, case, rows, cap)
+    assert sorted(table[case.key].to_pylist()) == sorted(keys)       # every row, once
+    page, half = PAGE[kind], PAGE[kind] // 2
+    assert asked == [(0, page)] + [(n, half) for n in range(0, len(rows), half)]
+    (source_id, message), = duckdb.connect(str(tmp_path / "c.duckdb")).execute(
+        "SELECT source_id, message FROM harvest_errors WHERE stage = 'records' AND severity = 'warning' "
+        "AND error_type = 'SmallerPages'").fetchall()
+    assert source_id == dataset
+    assert re.fullmatch(rf"1 answer over the response cap \(the last: response (of \d+ bytes )?is over the {cap}-byte "
+                        rf"cap\): the pull read on in pages of up to {half} rows, not {page}; each such answer may be a "
+                        r"read of the whole cap \(CIVICAT_HTTP_MAX_BYTES raises the cap\)", message), message
 
 
 class Killed(Exception):
@@ -270,7 +316,9 @@ class Killed(Exception):
 
 def test_a_pull_cut_short_after_a_page_asked_smaller_resumes_exactly(tmp_path):
     """The state of a part closed inside a page asked in halves is the smaller request after
-    it: the pull resumed there reads every row once, and goes back to its own page size."""
+    it: the pull resumed there reads every row once. That request is over the cap too: it is
+    halved, and the pull reads on in the size its rows were last asked in (7), as a pull keeps
+    a smaller page size to its end."""
     case = socrata_case()
     cap = cap_for(case)
     rows = make_huge(case, [130, 131], int(0.6 * cap))
@@ -296,10 +344,37 @@ def test_a_pull_cut_short_after_a_page_asked_smaller_resumes_exactly(tmp_path):
         asked = case.asked(portal)
     assert result.resumed and result.rows == len(rows)
     assert pq.read_table(layout.folder("city", SODA_ID), columns=[":id"])[":id"].to_pylist() == case.keys
-    # (in any order: two requests in flight. The page of 100 after the first, asked on a guess
-    # while the first was read, is asked again once the rows before it are read)
+    # (in any order: two requests in flight. The page of 100 after the first is asked on a guess
+    # while the first is read, and dropped)
     assert sorted(asked) == sorted([(125, 25), (150, 100), (125, 13), (125, 7), (125, 4), (129, 3), (129, 2),
-                                    (131, 1), (132, 6), (138, 12), (150, 100)] + [(n, 100) for n in range(250, 1000, 100)])
+                                    (131, 1), (132, 4), (136, 2), (138, 7), (145, 5)] + [(n, 7) for n in range(150, 1000, 7)])
+
+
+def test_a_pull_of_wide_rows_cut_short_resumes_at_the_same_row_and_reads_on_in_half_pages(tmp_path, store):
+    """A pull whose every page is over the cap, cut short after its first part (two half
+    pages): the state is the half page after them; the pull resumed there reads every row
+    once, asks its own page size once more (the cap may have been raised meanwhile), and
+    reads on in half pages."""
+    case = arcgis_case()
+    rows, cap = wide_rows(case, PAGE["arcgis-hub"])
+    with served(case, rows) as hub:
+        layout = RecordsLayout(tmp_path / "records")
+        source = FeatureServerRecords(fast_client(max_bytes=cap), hub.services.url + ESRI)
+        cut_short_after(source, 2, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "city", "layer", store.con, uid="city:layer", run_id="r", part_rows=300)
+        state = json.loads((layout.staging("city", "layer") / "progress.json").read_text())["state"]
+        assert (state["resultOffset"], state["resultRecordCount"]) == (300, 150)
+        assert case.asked(hub)[:3] == [(0, 300), (0, 150), (150, 150)]
+
+        hub.clear_log()
+        result = pull_dataset(FeatureServerRecords(fast_client(max_bytes=cap), hub.services.url + ESRI), layout, "city",
+                              "layer", store.con, uid="city:layer", run_id="r", part_rows=300)
+        asked = case.asked(hub)
+    assert result.resumed and result.rows == len(rows)
+    assert sorted(pq.read_table(layout.folder("city", "layer"), columns=["objectid"])["objectid"].to_pylist()) == case.keys
+    assert asked == [(300, 150), (450, 300), (450, 150), (600, 150), (750, 150), (900, 150)]
+    assert result.smaller_pages.startswith("1 answer over the response cap (the last: ")
 
 
 def test_a_pull_cut_short_while_object_id_batches_were_numbered_resumes_at_the_same_row(tmp_path, store):
