@@ -221,6 +221,18 @@ def snapshot(store: Store, portal_id: str) -> list[tuple]:
             + rows("SELECT uid, raw_hash FROM raw_records WHERE uid LIKE ? ORDER BY ALL"))
 
 
+def live_content(store: Store, portal_id: str) -> list[tuple]:
+    """The live datasets of a portal with their distributions and columns, without the dates
+    that say when they were harvested."""
+    def rows(sql: str) -> list[tuple]:
+        return store.con.execute(sql, [portal_id]).fetchall()
+    live = "(SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL)"
+    return (rows("SELECT * EXCLUDE (first_seen, last_seen, last_changed) FROM datasets "
+                 "WHERE portal_id = ? AND deleted_at IS NULL ORDER BY uid")
+            + rows(f"SELECT * FROM distributions WHERE dataset_uid IN {live} ORDER BY ALL")
+            + rows(f"SELECT * FROM columns WHERE dataset_uid IN {live} ORDER BY ALL"))
+
+
 def services_pool(n: int) -> list[dict]:
     return [{"service_code": f"svc-{i:04d}", "service_name": "", "description": "A request", "metadata": False,
              "type": "realtime", "keywords": "", "group": "Streets"} for i in range(n)]
@@ -307,7 +319,6 @@ def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
     chaos = {name: Chaos(seed, name) for name in ("soc", "ck", "dj", "hub", "fs", "ods", "o311")}
     db = tmp_path / f"chaos-{seed}.duckdb"
     store = Store(db)
-    http = fast_client(tmp_path, max_attempts=ATTEMPTS, max_retry_after=MAX_RETRY_AFTER, timeout=TIMEOUT)
     outcomes: Counter = Counter()
     with chaotic(FeatureServers)(chaos=chaos["fs"]) as services, \
             chaotic(SocrataPortal)([], domain=DOMAIN, chaos=chaos["soc"]) as soc, \
@@ -337,7 +348,7 @@ def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
         configs = [portal_config(k.name, k.kind, urls[k.name], timeout=TIMEOUT,
                                  **({"domain": DOMAIN} if k.kind == "socrata" else {})) for k in kinds]
         fault_free = None
-        for night in range(nights):
+        for night in range(nights + 1):   # the last night fault-free: it must catch up with everything
             for kind in kinds:
                 if night == 0:
                     kind.change(rng, first[kind.name], 0, 0)
@@ -345,17 +356,19 @@ def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
                     kind.change(rng, rng.choice((0, 0, 1, 3, 12)), rng.choice((0, 1, 4, 30)), rng.choice((0, 0, 1, 5)))
                 kind.serve(kind.entries())
             for name, portal_chaos in chaos.items():
-                portal_chaos.new_night(night, 0.0 if night == 0 else rng.choice(FAULT_RATES))
+                portal_chaos.new_night(night, 0.0 if night in (0, nights) else rng.choice(FAULT_RATES))
             before = {k.name: snapshot(store, k.name) for k in kinds}
             previous_titles = {k.name: {t for (t,) in store.con.execute(
                 "SELECT title FROM datasets WHERE portal_id = ?", [k.name]).fetchall()} for k in kinds}
             deleted_before = {k.name: set(stored_keys(store, k.name, deleted=True)) for k in kinds if k.kind != "open311"}
             injected_before = sum(sum(c.injected.values()) for c in chaos.values())
             started = time.monotonic()
+            # a client per night, as each `civicat harvest` builds its own (the validator cache on disk)
+            http = fast_client(tmp_path, max_attempts=ATTEMPTS, max_retry_after=MAX_RETRY_AFTER, timeout=TIMEOUT)
             run = harvest(configs, store, http, workers=3)
             elapsed = time.monotonic() - started
             injected = sum(sum(c.injected.values()) for c in chaos.values()) - injected_before
-            if night == 0:
+            if night in (0, nights):
                 assert run.ok, [(p.portal_id, p.error_message) for p in run.portals if p.status != "ok"]
                 fault_free = elapsed
             # every fault costs at most a timeout's wait plus a retry's wait; all of them in a row is the worst case
@@ -364,6 +377,12 @@ def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
             statuses = check_night(store, run, kinds, before, deleted_before, previous_titles)
             outcomes.update("failed" if s != "ok" else "partial" if complete is False else "ok"
                             for s, complete in statuses.values())
+        # after the chaos, the catalogue is the one a first harvest of what the portals now serve stores
+        reference = Store(tmp_path / f"reference-{seed}.duckdb")
+        assert harvest(configs, reference, fast_client(), workers=3).ok
+        for kind in kinds:
+            assert live_content(store, kind.name) == live_content(reference, kind.name), kind.name
+        reference.close()
     store.close()
     check_export(db, tmp_path, kinds)
     faults = Counter()
