@@ -316,7 +316,8 @@ def check_export(db, tmp_path, kinds: list[Kind]) -> None:
 
 
 def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
-    """Harvest `nights` nights (the first fault-free); returns what was exercised."""
+    """Harvest `nights` nights (the first fault-free, the faults drawn on the others), then one fault-free
+    night that must catch up with everything; returns what was exercised."""
     rng = random.Random(seed)
     chaos = {name: Chaos(seed, name) for name in ("soc", "ck", "dj", "hub", "fs", "ods", "o311")}
     db = tmp_path / f"chaos-{seed}.duckdb"
@@ -392,7 +393,7 @@ def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
     faults = Counter()
     for c in chaos.values():
         faults.update(c.injected)
-    return {"nights": nights, "outcomes": outcomes, "faults": faults}
+    return {"nights": nights + 1, "nights_with_faults": nights - 1, "outcomes": outcomes, "faults": faults}
 
 
 def seeds() -> list[int]:
