@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 import pyarrow.parquet as pq
 import pytest
+from werkzeug.wrappers import Request
 
 from catalog.datajson import PortalDefaults, write_data_json
 from catalog.export import export_parquet, open_catalogue
@@ -124,7 +125,6 @@ def chaotic(portal_class: type[LocalPortal]) -> type[LocalPortal]:
             return super().route(path, query)
 
         def _wsgi(self, environ, start_response):
-            from werkzeug.wrappers import Request
             request = Request(environ)
             path = request.path[len(self.prefix):] if self.prefix else request.path
             self.local.fault = fault = self.chaos.decide(path, request.args.to_dict())
@@ -156,7 +156,7 @@ class Kind:
     kind: str
     pool: list[dict]                           # every entry this portal may ever serve, in order
     set_title: Callable[[dict, str], None]
-    serve: Callable[[list[dict]], None] = None  # puts the live entries in the portal
+    serve: Callable[[list[dict]], None]        # puts the live entries in the portal
     live: dict[int, int] = field(default_factory=dict)
     removed: dict[int, int] = field(default_factory=dict)
     next_key: int = 0
@@ -200,15 +200,6 @@ def ckan_pool(n: int) -> list[dict]:
     for index, package in enumerate(pool):   # ids in no particular order: new ones land on every page
         package["id"] = str(uuid.UUID(int=(index * 2654435761) % (1 << 64) + (1 << 100)))
     return pool
-
-
-@dataclass
-class Night:
-    code: str
-    rate: float
-    seconds: float
-    status: str
-    listing_complete: bool | None
 
 
 def snapshot(store: Store, portal_id: str) -> list[tuple]:
