@@ -22,7 +22,9 @@ import pyarrow as pa
 
 from catalog.lock import STORAGE_VERSION, connect_read_only
 from catalog.stage import (
+    COLUMN_FIELDS,
     DATASET_FIELDS,
+    DISTRIBUTION_FIELDS,
     SEEN_COLUMNS,
     TIMESTAMP_FIELDS,
     Stage,
@@ -167,6 +169,36 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     return done
 
 
+# a rewrite (`harvest --full`): a stored dataset, its raw entry unchanged, whose re-mapped
+# fields differ from those stored (`d`: the row, `s`: the staged record); the timestamps
+# are staged as text
+REMAPPED_FIELDS = " OR ".join(
+    f"d.{f} IS DISTINCT FROM " + (f"CAST(s.{f} AS TIMESTAMPTZ)" if f in TIMESTAMP_FIELDS else f"s.{f}")
+    for f in DATASET_FIELDS if f != "uid")
+
+
+def _mark_remapped_rows(cur: duckdb.DuckDBPyConnection, staged: str, params: dict) -> None:
+    """A rewrite's datasets still unchanged whose re-mapped distributions or columns differ
+    from those stored become changed. The rows of a dataset are compared as a multiset: their
+    number and the sum of their hashes (each row holds its position: an order that changed
+    changes them). A multiset difference of the rows themselves (EXCEPT ALL both ways) took
+    9.8 s of a merge of 20,000 datasets of 50 columns, these sums 0.4-0.6 s."""
+    for table, fields in (("distributions", DISTRIBUTION_FIELDS), ("columns", COLUMN_FIELDS)):
+        row_hash = f"hash({', '.join(fields)})::HUGEINT"
+        item_hash = f"hash({', '.join(f'item.{f}' for f in fields)})::HUGEINT"
+        cur.execute(f"""
+            UPDATE _status SET status = 'changed'
+            FROM (SELECT st.uid FROM _status st JOIN {staged} s ON s.uid = st.uid
+                  LEFT JOIN (SELECT dataset_uid, count(*) AS n, sum({row_hash}) AS hashes FROM {table}
+                             JOIN _status ON _status.uid = dataset_uid WHERE _status.status = 'unchanged'
+                             GROUP BY dataset_uid) t ON t.dataset_uid = st.uid
+                  WHERE st.status = 'unchanged'
+                    AND (coalesce(t.n, 0) <> coalesce(len(s.{table}), 0)
+                         OR coalesce(t.hashes, 0) <> coalesce(list_sum(list_transform(s.{table}, item -> {item_hash})), 0))
+                 ) remapped
+            WHERE _status.uid = remapped.uid""", params)
+
+
 def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str, now: datetime,
                    grace: timedelta | None, kept: list[str]) -> int:
     """Missing and deleted datasets of a portal's merge; returns how many got deleted_at.
@@ -304,8 +336,9 @@ class Store:
         """Merge a closed stage into the catalogue in one transaction.
 
         new: never stored; changed: raw hash differs, or it was marked deleted and is back
-        (with `rewrite`, every stored dataset is rewritten as if changed);
-        unchanged: not written at all (see `portal_listings`). With `mark_deleted` (a
+        (with `rewrite`, `harvest --full`: or its re-mapped fields, distributions or columns
+        differ from those stored); unchanged: not written at all, last_changed kept (see
+        `portal_listings`). With `mark_deleted` (a
         complete listing), the portal's stored datasets that were not listed become
         missing, and get deleted_at once missing for `grace`; none is purged. `pages`: the
         listing's pages whose every entry this merge leaves stored as it is on the page;
@@ -370,9 +403,12 @@ class Store:
                     CREATE OR REPLACE TEMP TABLE _status AS
                     SELECT s.uid,
                            CASE WHEN d.uid IS NULL THEN 'new'
-                                WHEN $rewrite OR d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
+                                WHEN d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
+                                WHEN $rewrite AND ({REMAPPED_FIELDS}) THEN 'changed'
                                 ELSE 'unchanged' END AS status
                     FROM {staged} s LEFT JOIN datasets d ON d.uid = s.uid""", {**merged, "rewrite": rewrite})
+                if rewrite:
+                    _mark_remapped_rows(cur, staged, merged)
                 cur.execute(f"""
                     INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
                     SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash

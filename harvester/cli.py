@@ -169,7 +169,7 @@ wait_option = click.option("--wait", is_flag=True,
 
 @cli.command()
 @click.option("--portal", "portal_ids", multiple=True, metavar="ID", help="Harvest only this portal (repeatable).")
-@click.option("--full", is_flag=True, help="No conditional requests; re-map and rewrite every dataset.")
+@click.option("--full", is_flag=True, help="No conditional requests; re-map every dataset and rewrite those whose mapped record changed.")
 @click.option("--records", "with_records", is_flag=True,
               help="Also pull the records of each portal's chosen datasets (config `records`).")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,

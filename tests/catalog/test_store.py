@@ -115,6 +115,70 @@ def test_new_unchanged_changed_removed_and_restored(store):
         (None, None, t3)]
 
 
+def remapped_stage(store, records):
+    """A stage of `records` whose raw entries are those of the same ids as before (their
+    raw hash unchanged): what `harvest --full` stages after the mapping changed, not the portal."""
+    stage = store.new_stage()
+    for rec in records:
+        raw = canonical_json({"id": rec["source_id"]})
+        stage.mark_seen(rec["uid"])
+        stage.add(rec, raw, None, content_hash(raw))
+    return stage
+
+
+def test_a_rewrite_changes_only_the_datasets_whose_mapped_entry_differs(store):
+    """`harvest --full` re-maps every dataset: one whose raw entry, fields, distributions
+    and columns are as stored is unchanged (its last_changed stays, nothing is written);
+    one the new mapping gives another field, distribution or column is changed."""
+    def entry(source_id, **fields):   # a timestamp too: the stored one is compared as a timestamp
+        return record(source_id, **{"modified": "2021-05-06T07:08:09Z", **fields})
+
+    ids = [f"d{n}" for n in range(7)]
+    store.commit_portal(remapped_stage(store, [entry(i) for i in ids]), "city", T0, mark_deleted=True)
+    before = rows(store, "SELECT * FROM datasets ORDER BY uid")
+    t1 = T0 + timedelta(days=1)
+    counts = store.commit_portal(remapped_stage(store, [entry(i) for i in ids]), "city", t1, mark_deleted=True,
+                                 rewrite=True)
+    assert counts == {"new": 0, "changed": 0, "unchanged": 7, "removed": 0}
+    assert rows(store, "SELECT * FROM datasets ORDER BY uid") == before
+
+    column = entry("x")["columns"][0]
+    distribution = entry("x")["distributions"][0]
+    remapped = {
+        "d1": entry("d1", title="Building permits (issued)"),
+        "d2": entry("d2", keywords=["permits", "construction"]),
+        "d3": entry("d3", modified="2021-05-06T07:08:10Z"),
+        "d4": entry("d4", columns=[{**column, "type": "other"}]),
+        "d5": entry("d5", columns=[column, {**column, "position": 1, "name": "Issued"}]),
+        "d6": entry("d6", distributions=[{**distribution, "media_type": None}]),
+    }
+    t2 = t1 + timedelta(days=1)
+    counts = store.commit_portal(remapped_stage(store, [remapped.get(i) or entry(i) for i in ids]), "city", t2,
+                                 mark_deleted=True, rewrite=True)
+    assert counts == {"new": 0, "changed": 6, "unchanged": 1, "removed": 0}
+    assert rows(store, "SELECT uid, last_changed FROM datasets ORDER BY uid") == [
+        ("city:d0", T0), *((f"city:{i}", t2) for i in ids[1:])]
+    assert rows(store, "SELECT title FROM datasets WHERE uid = 'city:d1'") == [("Building permits (issued)",)]
+    assert rows(store, "SELECT type FROM columns WHERE dataset_uid = 'city:d4'") == [("other",)]
+    assert rows(store, "SELECT name FROM columns WHERE dataset_uid = 'city:d5' ORDER BY position") == [
+        ("Permit",), ("Issued",)]
+    assert rows(store, "SELECT media_type FROM distributions WHERE dataset_uid = 'city:d6'") == [(None,)]
+
+    t3 = t2 + timedelta(days=1)   # a column or distribution the new mapping no longer gives, columns in another order
+    remapped.update(d4=entry("d4", columns=[]), d5=entry("d5", columns=[{**column, "name": "Issued"},
+                                                                        {**column, "position": 1}]),
+                    d6=entry("d6", distributions=[]))
+    counts = store.commit_portal(remapped_stage(store, [remapped.get(i) or entry(i) for i in ids]), "city", t3,
+                                 mark_deleted=True, rewrite=True)
+    assert counts == {"new": 0, "changed": 3, "unchanged": 4, "removed": 0}
+    assert store.con.execute("SELECT uid FROM datasets WHERE last_changed = ? ORDER BY uid", [t3]).fetchall() == [
+        ("city:d4",), ("city:d5",), ("city:d6",)]
+    assert rows(store, "SELECT count(*) FROM columns WHERE dataset_uid = 'city:d4'") == [(0,)]
+    assert rows(store, "SELECT name FROM columns WHERE dataset_uid = 'city:d5' ORDER BY position") == [
+        ("Issued",), ("Permit",)]
+    assert rows(store, "SELECT count(*) FROM distributions WHERE dataset_uid = 'city:d6'") == [(0,)]
+
+
 def test_partial_listing_marks_nothing_deleted(store):
     store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True)
     counts = store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=False)

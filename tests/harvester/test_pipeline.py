@@ -3,12 +3,14 @@ period), an unchanged catalogue is not rewritten, portals run side by side. What
 does under faults is in test_faults.py."""
 import copy
 import time
+from datetime import UTC, datetime
 
 import pytest
 
+from catalog.search import search
 from harvester import mapping
 from harvester.pipeline import harvest
-from tests.conftest import portal_config
+from tests.conftest import fast_client, portal_config
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal, discovery_entry
 from tests.portals.synth import make_data_json, make_socrata_entries
@@ -95,6 +97,42 @@ def test_a_city_renamed_in_the_config_remaps_every_dataset_once(store, http, soc
     assert report.changed == 350 and count(store, "SELECT count(DISTINCT city) FROM datasets") == 1
     assert store.con.execute("SELECT DISTINCT city FROM datasets").fetchone() == ("Renamed City",)
     assert harvest([renamed], store, http).portals[0].unchanged == 350
+
+
+def test_a_full_harvest_changes_only_the_datasets_whose_mapping_changed(store, http, socrata, monkeypatch):
+    """--full re-maps every dataset, but last_changed (what "what changed this week" and
+    the search index go by) moves only for one the mapping now gives another record."""
+    from harvester.portals.socrata import SocrataAdapter
+
+    assert harvest([socrata.config], store, http).ok
+    state = "SELECT built_at, documents, updated FROM search_state"
+    before, index = snapshot(store), store.con.execute(state).fetchall()
+    report = harvest([socrata.config], store, fast_client(), full=True).portals[0]
+    assert (report.new, report.changed, report.unchanged, report.removed) == (0, 0, 350, 0)
+    assert snapshot(store) == before and store.con.execute(state).fetchall() == index   # the index not rebuilt
+
+    ids = [entry["resource"]["id"] for entry in socrata.entries if entry["resource"].get("columns_name")]
+    retitled, recolumned = set(ids[:3]), set(ids[3:5])
+    real_map = SocrataAdapter.map
+
+    def new_mapping(self, entry, details, notes):   # civicat's mapping changed, its version not bumped
+        out = real_map(self, entry, details, notes)
+        if out["source_id"] in retitled:
+            out["title"] = f"Remapped {out['title']}"
+        if out["source_id"] in recolumned:
+            out["columns"][0]["name"] = "Zeppelin mooring"
+        return out
+
+    monkeypatch.setattr(SocrataAdapter, "map", new_mapping)
+    started = datetime.now(UTC)
+    report = harvest([socrata.config], store, fast_client(), full=True).portals[0]
+    assert (report.new, report.changed, report.unchanged, report.removed) == (0, 5, 345, 0)
+    assert {uid for uid, in store.con.execute("SELECT uid FROM datasets WHERE last_changed >= ?", [started]).fetchall()
+            } == {f"city:{i}" for i in retitled | recolumned}
+    # the search index: those five indexed again in place (their old documents out, new ones in), not rebuilt
+    assert store.con.execute("SELECT documents, updated FROM search_state").fetchall() == [(index[0][1], 5 + 5)]
+    assert {hit["uid"] for hit in search(store.con, "zeppelin mooring")} == {f"city:{i}" for i in recolumned}
+    assert {hit["uid"] for hit in search(store.con, "remapped")} == {f"city:{i}" for i in retitled}
 
 
 def rejections(store, run_id):
