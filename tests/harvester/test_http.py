@@ -710,6 +710,39 @@ def test_capped_json_cuts_the_lists_it_names_inside_lists_and_objects(streamed_f
     assert dropped(capped_json(2)(b'{"a": [1, 2, 3]}', "", "http://x")) == {}
 
 
+def test_a_listings_entries_in_a_large_body_are_read_again_one_at_a_time(monkeypatch):
+    """capped_json(entries=...): in a large body the entries of a listing served as one document
+    (a bare array, or a catalog object's list) are Entries, each read again as it is iterated,
+    as the body parsed whole gives it (cut, a lone surrogate made safe, long integers exact,
+    past a byte order mark, the last of a repeated key); a body broken past the last entry
+    fails when it is read, before any entry is handed out."""
+    import harvester.http
+    from harvester.http import Entries, capped_json, dropped
+    datasets = [{"identifier": f"id-{i}", "title": "Café \ud83d ✓" if i == 7 else f"Dataset {i}",
+                 "keyword": ["a", "b", "c"] if i % 2 else ["a"], "n": 12345678901234567890123} for i in range(30_000)]
+    parse = capped_json({"dataset": {"*": {"keyword": 2}}, "*": {"keyword": 2}}, entries=("*", "dataset"))
+    listed = json.dumps(datasets)
+    bodies = [b"\xef\xbb\xbf" + json.dumps({"@type": "dcat:Catalog", "dataset": datasets, "after": [1, 2]}).encode(),
+              listed.encode(), ('{"dataset": [{"identifier": "first"}], "dataset": ' + listed + "}").encode(),
+              ('{"dataset": ' + listed + ', "dataset": [{"identifier": "last"}]}').encode()]
+    for body in bodies:
+        assert len(body) > 1 << 20
+        monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", len(body) + 1)
+        whole = parse(body, "application/json", "http://x")
+        monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", 1 << 20)
+        read = parse(body, "application/json", "http://x")
+        entries = read if isinstance(read, Entries) else read["dataset"]
+        expected = whole if isinstance(whole, list) else whole["dataset"]
+        assert isinstance(entries, Entries) and len(entries) == len(expected)
+        assert list(entries) == expected and [dropped(e) for e in entries] == [dropped(e) for e in expected]
+        assert not isinstance(whole, dict) or {**read, "dataset": None} == {**whole, "dataset": None}
+    assert list(entries) == [{"identifier": "last"}]
+    assert [e["title"] for e in parse(bodies[1], "", "http://x")][7] == "Café \ufffd ✓"
+    for broken in (bodies[0] + b"x", bodies[1][:-1], bodies[0].replace(b'"after"', b'"after" 1')):
+        with pytest.raises(TransientError):
+            parse(broken, "application/json", "http://x")
+
+
 def test_a_repeated_key_of_a_capped_list_is_its_last_value_in_a_large_body_too(streamed_from_1_mb):
     """JSON's last value of a repeated key stands (orjson, json): a large body read a value at
     a time said its first value's list was cut when the last one was not, so the dataset got
