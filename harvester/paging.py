@@ -434,7 +434,8 @@ class Listing:
         entries, ids = iter(page.items), []
         while batch := list(itertools.islice(entries, ENTRIES_AT_A_TIME)):
             unique, batch_ids, repeated = self._unique(batch, seen)
-            ids += batch_ids
+            if page.digest is not None:   # (kept for the page's PageRead only)
+                ids += batch_ids
             self.duplicates.extend(repeated)
             self.unique += len(unique)
             yield dataclasses.replace(page, items=unique)
