@@ -590,6 +590,8 @@ def export(out_dir, formats, db_path, config_path, as_json):
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    # a --db that is no DuckDB catalogue exits 2, as for every command; a harvest holding the file, 1
+    _open(open_catalogue, db_path).close()
     defaults = {}
     if "data.json" in formats:
         if config_path.exists():

@@ -4,8 +4,9 @@ A paginator only decides the parameters of the next request from the page just r
 (offset/limit, cursor/scroll, page number); `Listing` drives it, de-duplicates ids seen
 twice (pages that shift while they are read) and tells whether the listing is complete.
 A page whose answer is over the response cap is asked for in smaller pages where the page
-size is a request parameter (SmallerPages), and an entry over it alone skipped where the
-API can skip it by offset (Listing.skipped: the listing is then partial).
+size is a request parameter (SmallerPages; a records pull keeps the smaller size to its end),
+and an entry over it alone skipped where the API can skip it by offset (Listing.skipped: the
+listing is then partial); what the answers over the cap cost is a warning (OversizedAnswers.cost).
 """
 from __future__ import annotations
 
@@ -76,8 +77,9 @@ def reported_total(fetch_page: Callable[[dict], Page], request: Callable[[int], 
 
 
 def request_text(params: dict | None) -> str:
-    """A request's parameters as a message shows them: `start=1000, rows=1000`."""
-    return ", ".join(f"{key}={value}" for key, value in (params or {}).items())
+    """A request's parameters as a message shows them: `start=1000, rows=1000` (a None
+    is no parameter: the request leaves it out)."""
+    return ", ".join(f"{key}={value}" for key, value in (params or {}).items() if value is not None)
 
 
 def params_key(params: dict) -> str:
@@ -97,6 +99,8 @@ class PageRead:
 
 
 class Paginator(ABC):
+    sizes: "SmallerPages | None" = None   # where the page size is a request parameter
+
     @abstractmethod
     def first(self) -> dict:
         """Parameters of the first request."""
@@ -113,8 +117,9 @@ class Paginator(ABC):
     def smaller(self, params: dict) -> dict | None:
         """The request for the first half of the entries `params` asks for, whose answer
         was over the response cap; the rest of them are then asked in pages that size,
-        and paging goes back to its own size past them. None: the page size is not a
-        request parameter (a cursor, one document), or `params` asks for one entry."""
+        and past them paging goes back to its own size (a records pull keeps the smaller:
+        see SmallerPages). None: the page size is not a request parameter (a cursor, one
+        document), or `params` asks for one entry."""
         return None
 
     def past_one(self, params: dict) -> dict | None:
@@ -122,28 +127,53 @@ class Paginator(ABC):
         entry by its position (None: it cannot)."""
         return None
 
+    def page_size(self, params: dict) -> int | None:
+        """The entries `params` asks for, where the page size is a request parameter."""
+        return None
+
+
+@dataclass
+class _Window:
+    """The entries of a page over the response cap (up to `end`), asked in pages of `size`."""
+    end: int
+    size: int
+
 
 class SmallerPages:
-    """The page size of a listing some of whose pages were over the response cap, by the
-    position of the entry a page starts at (its offset; for a cursor, the entries read
-    before it). A page over the cap is asked again for half its entries, and the rest of
-    them in pages of that size, each over the cap halved again, down to one entry; past
-    them, the listing goes back to its own size: a few huge entries cost a few requests
-    each (log2 of the page size, twice), not a listing read one entry at a time."""
+    """The page size of a listing or records pull some of whose pages were over the response
+    cap, by the position of the entry a page starts at (its offset; for a cursor, the
+    entries read before it). A page over the cap is asked again for half its entries, and
+    the rest of them in pages of that size, each over the cap halved again, down to one
+    entry.
 
-    def __init__(self, size: int):
-        self.size = size
-        # (end position, page size) of each page over the cap whose entries are being asked
-        # for in smaller pages, the innermost last (each lies inside the one before it)
-        self.windows: list[tuple[int, int]] = []
+    Past them, a listing goes back to its own size: its pages are over the cap for a few
+    huge entries among ordinary ones (a package of 10,000 resources), so a few huge entries
+    cost a few requests each (log2 of the page size, twice), not a listing read one entry at
+    a time. A records pull keeps the smaller size (`keep`) to its end: a table's rows are
+    alike (a layer's polygons), so its page over the cap says the next is over it too, and
+    going back would cost an answer over the cap (up to 256 MiB read for nothing) a page.
+    There, a page over the cap inside smaller pages makes the rest of the page holding it
+    asked in its halves too, and past the entries of the outermost page over the cap, the
+    pull goes on in the size they were last asked in: pages twice too big cost one answer
+    over the cap in all (four times: two; eight times: four), not as many a page."""
+
+    def __init__(self, size: int, *, keep: bool = False):
+        self.full = self.size = size
+        self.keep = keep
+        # the pages over the cap whose entries are being asked for in smaller pages, the
+        # innermost last (each lies inside the one before it)
+        self.windows: list[_Window] = []
+        self.smallest: int | None = None   # the smallest page asked for instead of one over the cap
 
     def at(self, position: int) -> int:
-        while self.windows and position >= self.windows[-1][0]:
-            self.windows.pop()
+        while self.windows and position >= self.windows[-1].end:
+            closed = self.windows.pop()
+            if self.keep and not self.windows:
+                self.size = closed.size
         if not self.windows:
             return self.size
-        end, size = self.windows[-1]
-        return min(size, end - position)
+        window = self.windows[-1]
+        return min(window.size, window.end - position)
 
     def halve(self, position: int, size: int) -> int | None:
         """The size to ask the `size` entries from `position` in, whose page was over the
@@ -151,8 +181,64 @@ class SmallerPages:
         if size <= 1:
             return None
         half = (size + 1) // 2   # (rounded up: the page's entries in two requests, not three)
-        self.windows.append((position + size, half))
+        if self.keep and self.windows:
+            self.windows[-1].size = min(self.windows[-1].size, half)
+        self.windows.append(_Window(position + size, half))
+        self.smallest = half if self.smallest is None else min(self.smallest, half)
         return half
+
+
+def cap_reason(error: ResponseTooLarge) -> str:
+    """An answer-over-the-cap error's message without its URL (a message names it once)."""
+    return str(error).removesuffix(f" ({error.url})")
+
+
+class OversizedAnswers:
+    """The answers over the response cap of one listing or records pull (`reading` names it
+    in messages): the request for the same entries in a smaller page, the bound on how many
+    such answers it takes (OVERSIZED_ANSWERS_MAX, each a read of up to the cap), and what
+    they cost one read to its end (`cost`)."""
+
+    def __init__(self, paginator: Paginator, reading: str):
+        self.paginator = paginator
+        self.reading = reading
+        self.count = 0
+        self.reason: str | None = None   # the last answer's, naming the cap
+        self.largest_read = 0   # the largest page read under the cap since the first answer over it
+
+    def smaller(self, params: dict, error: ResponseTooLarge) -> dict | None:
+        """The same entries as `params` in a smaller page (None: the paginator cannot ask
+        for fewer); raises ResponseTooLarge past OVERSIZED_ANSWERS_MAX answers."""
+        self.count += 1
+        self.reason = cap_reason(error)
+        if self.count > OVERSIZED_ANSWERS_MAX:
+            raise ResponseTooLarge(f"{self.reason}: {self.reading} gave up after {OVERSIZED_ANSWERS_MAX} answers "
+                                   f"over the cap ({RAISE_THE_CAP})", error.url, error.status) from None
+        instead = self.paginator.smaller(params)
+        if instead is not None:
+            log.info("the answer to %s is over the response cap; asked for in smaller pages: %s",
+                     request_text(params), request_text(instead))
+        return instead
+
+    def read(self, params: dict) -> None:
+        """`params` was answered under the cap."""
+        if self.count:
+            self.largest_read = max(self.largest_read, self.paginator.page_size(params) or 0)
+
+    def cost(self) -> str | None:
+        """What the answers over the cap cost a listing or records pull read to its end, for
+        a warning (None: there was none): how many, the page size that was read instead of
+        the paginator's own, and what raises the cap."""
+        sizes = self.paginator.sizes
+        if not self.count or sizes is None:
+            return None
+        answers = f"{self.count} answer{'s' if self.count > 1 else ''} over the response cap (the last: {self.reason})"
+        if sizes.keep:
+            read = f"{self.reading} read on in pages of up to {self.largest_read:,} rows, not {sizes.full:,}"
+        else:
+            read = (f"the entries of its pages over the cap were asked in pages of down to {sizes.smallest or 1:,}, "
+                    f"the rest in pages of {sizes.full:,}")
+        return f"{answers}: {read}; each such answer may be a read of the whole cap ({RAISE_THE_CAP})"
 
 
 class OffsetPaginator(Paginator):
@@ -182,7 +268,8 @@ class OffsetPaginator(Paginator):
         return self._params(0)
 
     def guess(self, params: dict) -> dict | None:
-        offset = params[self.offset_param] + self.limit
+        # (the size `params` asks: a records pull resumed from a page asked smaller asks fewer)
+        offset = params[self.offset_param] + params[self.limit_param]
         if self.total is None or offset >= self.total or self.sizes.windows or \
                 (self.max_window is not None and offset + self.limit > self.max_window):
             return None
@@ -205,6 +292,9 @@ class OffsetPaginator(Paginator):
 
     def past_one(self, params: dict) -> dict | None:
         return self._params(params[self.offset_param] + 1)
+
+    def page_size(self, params: dict) -> int | None:
+        return params[self.limit_param]
 
 
 class CursorPaginator(Paginator):
@@ -248,6 +338,9 @@ class CursorPaginator(Paginator):
     def smaller(self, params: dict) -> dict | None:
         half = self.sizes.halve(self.read, params[self.size_param]) if self.sizes is not None else None
         return None if half is None else {**params, self.size_param: half}
+
+    def page_size(self, params: dict) -> int | None:
+        return params[self.size_param] if self.sizes is not None else None
 
 
 class PageNumberPaginator(Paginator):
@@ -331,7 +424,7 @@ class Listing:
         self.unique = 0
         self.duplicates: list[str] = []
         self.skipped: list[str] = []         # why each entry skipped (over the response cap alone) was
-        self.oversized = 0                   # answers over the response cap
+        self.answers = OversizedAnswers(paginator, "the listing")
         self.finished = False
         self.total_changed = False
         self.page_digest: str | None = None  # of the page whose items are being handed out
@@ -373,21 +466,20 @@ class Listing:
     def shortfall(self) -> int:
         return max(0, (self.total or 0) - self.unique) if self.finished else 0
 
+    @property
+    def oversized(self) -> int:
+        """Answers over the response cap."""
+        return self.answers.count
+
     def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict:
         """What to ask instead of `params`, whose answer was over the response cap: the same
         entries in a smaller page, else the request after the one entry it asks for
         (skipped); raises ResponseTooLarge when neither can be asked, or once
         OVERSIZED_ANSWERS_MAX answers were over the cap."""
-        reason = str(error).removesuffix(f" ({error.url})")
-        self.oversized += 1
-        if self.oversized > OVERSIZED_ANSWERS_MAX:
-            raise ResponseTooLarge(f"{reason}: the listing gave up after {OVERSIZED_ANSWERS_MAX} answers over the "
-                                   f"cap ({RAISE_THE_CAP})", error.url, error.status) from None
-        instead = self.paginator.smaller(params)
+        instead = self.answers.smaller(params, error)
         if instead is not None:
-            log.info("the answer to %s is over the response cap; asked for in smaller pages: %s",
-                     request_text(params), request_text(instead))
             return instead
+        reason = cap_reason(error)
         instead = self.paginator.past_one(params)
         if instead is None:
             asked = f"the page at {request_text(params)}" if params else "its one document"

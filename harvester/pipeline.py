@@ -234,6 +234,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         for reason in listing.skipped:   # (their datasets, stored or not, are left as they are)
             log.warning("%s: %s", portal.id, reason)
             errors.add(None, "list", "ResponseTooLarge", f"{portal.id}: {reason}")
+        if cost := listing.answers.cost():   # what the cap cost, so that a user may raise it
+            errors.add(None, "list", "SmallerPages", f"{portal.id}: {cost}", severity="warning")
         report.listing_complete = listing.complete
         if not listing.complete:
             skipped = f", {len(listing.skipped)} skipped (over the response cap)" if listing.skipped else ""

@@ -29,7 +29,8 @@ import orjson
 from catalog.files import writing
 from catalog.lazy import LazyModule
 from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
-from harvester.paging import Paginator, pages, request_text
+from harvester.http import ResponseTooLarge
+from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
 
 log = logging.getLogger("civicat.records")
 
@@ -616,8 +617,22 @@ class SameKeys:
             raise columns_changed(params, len(keys), new, gone, len(self.keys))
 
 
+class PagedTables:
+    """The (table, state) pairs of paged_tables, and the pull's answers over the response
+    cap (`answers`: what they cost it, once read to its end)."""
+
+    def __init__(self, tables: Iterator[tuple[pa.Table, dict | None]], answers: OversizedAnswers):
+        self.tables, self.answers = tables, answers
+
+    def __iter__(self) -> PagedTables:
+        return self
+
+    def __next__(self) -> tuple[pa.Table, dict | None]:
+        return next(self.tables)
+
+
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
-                 shifted=None) -> Iterator[tuple[pa.Table, dict | None]]:
+                 shifted=None) -> PagedTables:
     """Pages whose `items` are tables, with the parameters of the next request as state.
 
     A page that gives the very rows of the page before fails the pull: the portal ignores
@@ -627,9 +642,31 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     `shifted(params)` reads the rows of that request one row further on, which a portal
     that honours the paging answers with the page's own rows from its second on (a portal
     that ignores it, with the page again: the same rows only if they are all one row,
-    which any page of that table then is). Once it has honoured it, it is not asked again."""
+    which any page of that table then is). Once it has honoured it, it is not asked again.
+
+    A page whose answer is over the response cap is asked for in smaller pages where the
+    page size is a request parameter (as a listing's: harvester.paging.SmallerPages), and
+    the rest of the pull in the size that fitted (unlike a listing's: the rows of a table
+    are alike, see SmallerPages.keep); the state after each page is the exact request that
+    follows it. A row over the cap alone fails the pull (see `refuse_oversized`): a pull
+    never skips a row."""
+    if paginator.sizes is not None:
+        paginator.sizes.keep = True
+    answers = OversizedAnswers(paginator, "the pull")
+    return PagedTables(_paged_tables(fetch_page, paginator, resume, answers, ahead, shifted), answers)
+
+
+def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers: OversizedAnswers, ahead: int,
+                  shifted) -> Iterator[tuple[pa.Table, dict | None]]:
     previous, honours_paging = None, False
-    for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead):
+
+    def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
+        instead = answers.smaller(params, error)
+        if instead is None:
+            raise refuse_oversized(paginator, params, error) from None
+        return instead
+
+    for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead, oversized=instead_of_oversized):
         if previous is not None and page.items.num_rows and page.items.equals(previous) and not honours_paging:
             rows = page.items.num_rows
             honours_paging = shifted is not None and rows > 1 and \
@@ -638,7 +675,20 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
                 raise RecordsError(f"the page at {request_text(page.params)} gave the same {rows} rows as the "
                                    "page before: the portal repeats a page instead of paging on")
         previous = page.items
+        answers.read(page.params)
         yield page.items, next_params
+
+
+def refuse_oversized(paginator: Paginator, params: dict, error: ResponseTooLarge) -> ResponseTooLarge:
+    """The error that fails a pull whose request `params` cannot be asked in smaller pages
+    (one row, or a page size that is no request parameter). Skipping the row, as a listing
+    skips an entry, would publish the dataset short: the pull fails, its previous records kept."""
+    if paginator.page_size(params) == 1:
+        asked = f"the row asked for alone ({request_text(params)}) is over the response cap"
+    else:
+        asked = f"the page at {request_text(params)} cannot be asked for in smaller pages"
+    return ResponseTooLarge(f"{cap_reason(error)}: {asked}, and a records pull never skips a row: the pull fails, "
+                            f"its previous records kept ({RAISE_THE_CAP})", error.url, error.status)
 
 
 # -- the driver -----------------------------------------------------------------------------
@@ -655,6 +705,7 @@ class PullResult:
     resumed: bool = False
     invalid_values: dict = field(default_factory=dict)
     not_objects: int = 0
+    smaller_pages: str | None = None   # what pages over the response cap cost the pull (a warning)
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -695,7 +746,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     parts_dir.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema(source.fields)
     if not progress["done"]:
-        _write_parts(source, schema, progress, progress_path, parts_dir, part_rows)
+        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, part_rows)
     if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
         pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
         progress["parts"].append("part-00000.parquet")
@@ -724,10 +775,12 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-                 part_rows: int) -> None:
+                 part_rows: int) -> str | None:
     """Write the source's tables into parts; each closed part is noted in progress.json
-    with the state to continue from. A part cut short by a fault is removed."""
+    with the state to continue from. A part cut short by a fault is removed. Returns what
+    pages over the response cap cost the read (PagedTables; None: nothing)."""
     writer, part_path, written, dictionary = None, None, 0, None
+    tables = source.batches(progress["state"])
 
     def close_part(state) -> None:
         nonlocal writer, part_path, written
@@ -742,7 +795,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
         write_json_atomic(progress_path, progress)
 
     try:
-        for table, state in source.batches(progress["state"]):
+        for table, state in tables:
             if table.schema != schema:
                 table = table.cast(schema)
             if writer is None:
@@ -768,6 +821,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
         raise
     if not progress["done"]:
         close_part(None)
+    return tables.answers.cost() if isinstance(tables, PagedTables) else None
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:
@@ -857,12 +911,14 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                 errors.add(source_id, "records", "NotAnObject",
                            f"{result.not_objects} records were not JSON objects; each stored as a row of nulls",
                            severity="warning")
+            if result.smaller_pages:
+                errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
             result.status = "failed"
             result.error_type = type(exc).__name__
             result.error_message = str(exc)
             result.seconds = round(time.monotonic() - started, 3)
-            errors.add(source_id, "records", result.error_type, f"records pull failed: {exc}")
+            errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {exc}")
             log.error("%s: records pull failed: %s", uid, exc)
         results.append(result)
     return results

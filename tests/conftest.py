@@ -82,3 +82,17 @@ def assert_first_10000_columns_kept(store, source_id, listed_by, portal_id="city
                          "are kept (as many as a records pull takes)")]
     refused = store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
     assert f"the dataset has {listed} columns, more than the 10,000 a records pull takes" in refused
+
+
+def cut_short_after(source, batches: int, error: Exception) -> None:
+    """Make a RecordSource's pull fail with `error` (a kill, as the test shows it) once it
+    has given `batches` tables."""
+    real = source.batches
+
+    def cut_short(resume):
+        for n, item in enumerate(real(resume)):
+            if n == batches:
+                raise error
+            yield item
+
+    source.batches = cut_short

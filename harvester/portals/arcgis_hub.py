@@ -14,7 +14,7 @@ import re
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import PermanentError, capped_json, dropped
-from harvester.paging import OffsetPaginator, Page, PageNumberPaginator
+from harvester.paging import OffsetPaginator, Page
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
 from harvester.portals.base import note_columns_cut, refuse_cut_columns
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys,
@@ -135,6 +135,21 @@ class TransferLimitPaginator(OffsetPaginator):
         return self._params(params[self.offset_param] + len(page.items))
 
 
+class IdBatchPaginator(OffsetPaginator):
+    """`objectIds` batches by their position in the layer's sorted ids (`ids_from`, `ids`):
+    the batch size is a request parameter of ours, so a batch whose answer is over the
+    response cap is asked in smaller ones (SmallerPages). Advances by the ids asked, not the
+    features answered (a feature deleted meanwhile is no row, and its id is not asked again);
+    ends past the last id."""
+
+    def __init__(self, batch: int, ids: int):
+        super().__init__(batch, offset_param="ids_from", limit_param="ids", total=ids)
+
+    def next(self, page: Page, params: dict) -> dict | None:
+        position = params[self.offset_param] + params[self.limit_param]
+        return self._params(position) if position < self.total else None
+
+
 class FeatureServerRecords(RecordSource):
     """A FeatureServer / MapServer layer's features through `query`: `resultOffset` pages of
     the layer's `maxRecordCount` in object-id order while `exceededTransferLimit`, or, when
@@ -205,16 +220,16 @@ class FeatureServerRecords(RecordSource):
             raise RecordsError(f"the layer {self.url} supports neither pagination nor object ids")
         ids = self._query({"where": "1=1", "returnIdsOnly": "true"}).get("objectIds") or []
         ids = sorted(i for i in ids if isinstance(i, int))
-        batches = [ids[i:i + self.batch] for i in range(0, len(ids), self.batch)]
 
         def fetch(params: dict) -> Page:
-            number = params["batch"]
-            if number >= len(batches):
+            chosen = ids[params["ids_from"]:params["ids_from"] + params["ids"]]
+            if not chosen:
                 return Page(items=self.conversion.schema.empty_table())
-            chosen = batches[number]
             return self._page(self._query({**common, "objectIds": ",".join(map(str, chosen))}), params)
 
-        return paged_tables(fetch, PageNumberPaginator(page_param="batch", first_page=0), resume)
+        if resume is not None and "batch" in resume:   # a pull cut short when batches were numbered
+            resume = {"ids_from": resume["batch"] * self.batch, "ids": self.batch}
+        return paged_tables(fetch, IdBatchPaginator(self.batch, len(ids)), resume)
 
 
 def esri_wkt(geometry) -> str | None:

@@ -298,6 +298,12 @@ def test_a_listing_page_over_the_size_cap_is_read_in_smaller_pages_and_an_entry_
                            "is over the response cap (response is over the 50000-byte cap): skipped, the rest of the "
                            "listing read (CIVICAT_HTTP_MAX_BYTES raises the cap)")]
         assert ("list", "PartialListing") in {e[1:] for e in nightly.errors(report["run_id"], "warning")}
+        # what the cap cost the listing, once: 1,000 → 1 in ten halvings, and the package alone
+        assert nightly.query("SELECT source_id, stage, severity, message FROM harvest_errors WHERE run_id = ? AND "
+                             "error_type = 'SmallerPages'", [report["run_id"]]) == [(
+            None, "list", "warning", "city: 11 answers over the response cap (the last: response is over the 50000-byte "
+            "cap): the entries of its pages over the cap were asked in pages of down to 1, the rest in pages of 1,000; "
+            "each such answer may be a read of the whole cap (CIVICAT_HTTP_MAX_BYTES raises the cap)")]
         assert nightly.query("SELECT count(*) FROM datasets WHERE missing_since IS NULL AND deleted_at IS NULL") == [(40,)]
         assert nightly.query("SELECT description FROM datasets WHERE source_id = ?", [huge["id"]]) == [(None,)]
 

@@ -1,7 +1,7 @@
 import pytest
 
 from harvester.http import ResponseTooLarge
-from harvester.paging import (OVERSIZED_ANSWERS_MAX, CursorPaginator, KnownPage, Listing, OffsetPaginator, Page,
+from harvester.paging import (OVERSIZED_ANSWERS_MAX, CursorPaginator, KnownPage, Listing, OffsetPaginator, OversizedAnswers, Page,
                               PageNumberPaginator, PagingError, SinglePage, pages)
 
 ITEMS = [{"id": f"{i:04d}"} for i in range(250)]
@@ -283,16 +283,16 @@ def test_a_listing_that_cannot_be_asked_in_smaller_pages_fails_naming_the_cap_an
 
 
 def test_a_records_pull_never_skips_rows_over_the_cap():
-    """pages() without `oversized` (a records pull) lets the error stand: rows are never skipped."""
+    """pages() without `oversized` lets the error stand (a records pull passes one that never skips a row)."""
     fetch, calls = oversized_api(ITEMS, huge={130})
     with pytest.raises(ResponseTooLarge):
         list(pages(fetch, OffsetPaginator(100)))
     assert calls == [(0, 100), (100, 100)]
 
 
-def test_a_page_over_the_cap_only_whole_is_read_in_smaller_pages_and_the_listing_stays_complete():
-    """Two entries of 0.6 the cap each: no page holding both fits, each fits alone."""
-    big = {120, 121}
+def two_big_api(big: set[int]):
+    """An offset API over ITEMS whose answer is over the response cap when it holds two
+    entries of `big` (their offsets: each 0.6 the cap)."""
     calls = []
 
     def fetch(params):
@@ -301,7 +301,12 @@ def test_a_page_over_the_cap_only_whole_is_read_in_smaller_pages_and_the_listing
         if len(big & set(range(offset, offset + limit))) > 1:
             raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
         return Page(ITEMS[offset:offset + limit], total=len(ITEMS))
+    return fetch, calls
 
+
+def test_a_page_over_the_cap_only_whole_is_read_in_smaller_pages_and_the_listing_stays_complete():
+    """Two entries of 0.6 the cap each: no page holding both fits, each fits alone."""
+    fetch, calls = two_big_api({120, 121})
     listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
     assert [i["id"] for i in listing] == [i["id"] for i in ITEMS]
     assert listing.complete and not listing.skipped and listing.oversized == 6
@@ -344,3 +349,79 @@ def test_a_cursor_cannot_skip_an_entry_over_the_cap_alone():
                                                r"nor skip an entry by its position \(CIVICAT_HTTP_MAX_BYTES"):
         list(listing)
     assert not listing.complete
+
+
+# -- a records pull keeps the smaller page size ---------------------------------------------------
+
+def wide_api(items, fits):
+    """An offset API whose answer is over the response cap whenever it holds more than `fits`
+    entries (rows alike in width: a layer of polygons)."""
+    calls = []
+
+    def fetch(params):
+        offset, limit = params["offset"], params["limit"]
+        calls.append((offset, limit))
+        if len(items[offset:offset + limit]) > fits:
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/rows", 200)
+        return Page(items[offset:offset + limit], total=len(items))
+    return fetch, calls
+
+
+def read_all(fetch, paginator: OffsetPaginator, *, keep: bool) -> tuple[list, OversizedAnswers]:
+    """pages() as a records pull (`keep`, as harvester.records.paged_tables) or a listing drives it."""
+    paginator.sizes.keep = keep
+    answers = OversizedAnswers(paginator, "the pull" if keep else "the listing")
+    read = []
+    for page, _ in pages(fetch, paginator, oversized=answers.smaller):
+        answers.read(page.params)
+        read.extend(page.items)
+    return read, answers
+
+
+def test_a_records_pull_whose_every_page_is_over_the_cap_keeps_the_size_that_fitted():
+    """Every page of more than 25 rows is over the cap: a pull pays two answers over it in all
+    (100 → 50 → 25), then reads on in pages of 25. A listing goes back to its own size past
+    each page over the cap (its pages are over it for a few huge entries): three a page."""
+    fetch, calls = wide_api(ITEMS, fits=25)
+    read, answers = read_all(fetch, OffsetPaginator(100), keep=True)
+    assert read == ITEMS
+    assert calls == [(0, 100), (0, 50), (0, 25), (25, 25)] + [(n, 25) for n in range(50, 250, 25)]
+    assert answers.count == 2 and answers.largest_read == 25
+
+    fetch, calls = wide_api(ITEMS, fits=25)
+    read, answers = read_all(fetch, OffsetPaginator(100), keep=False)
+    assert read == ITEMS
+    assert calls[:7] == [(0, 100), (0, 50), (0, 25), (25, 25), (50, 50), (50, 25), (75, 25)]
+    assert calls.count((100, 100)) == calls.count((200, 100)) == 1 and answers.count == 8
+
+
+def test_a_records_pull_past_two_huge_rows_reads_on_in_a_quarter_of_its_page_not_row_by_row():
+    """Two neighbouring rows over half the cap each: the page holding them is halved down to
+    each alone, the rest of it in the halves of the pages over the cap around them, and the
+    pull reads on in the size the page's entries were last asked in (a quarter), not in the
+    single rows that parted the two."""
+    fetch, calls = two_big_api({120, 121})
+    read, answers = read_all(fetch, OffsetPaginator(100), keep=True)
+    assert read == ITEMS
+    assert calls == [(0, 100), (100, 100), (100, 50), (100, 25), (100, 13), (113, 12), (113, 6), (119, 6), (119, 3),
+                     (119, 2), (121, 1), (122, 2), (124, 1), (125, 13), (138, 12), (150, 25), (175, 25), (200, 25),
+                     (225, 25)]
+    assert answers.count == 6 and answers.largest_read == 25
+
+
+def test_what_the_answers_over_the_cap_cost_is_told_with_the_page_size_read_and_the_setting_that_raises_the_cap():
+    fetch, _ = wide_api(ITEMS, fits=25)
+    _, answers = read_all(fetch, OffsetPaginator(100), keep=True)
+    assert answers.cost() == ("2 answers over the response cap (the last: response is over the 1000-byte cap): the "
+                              "pull read on in pages of up to 25 rows, not 100; each such answer may be a read of the "
+                              "whole cap (CIVICAT_HTTP_MAX_BYTES raises the cap)")
+    fetch, _ = oversized_api(ITEMS, huge={130})
+    listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
+    list(listing)
+    assert listing.answers.cost() == (
+        "8 answers over the response cap (the last: response is over the 1000-byte cap): the entries of its pages over "
+        "the cap were asked in pages of down to 1, the rest in pages of 100; each such answer may be a read of the "
+        "whole cap (CIVICAT_HTTP_MAX_BYTES raises the cap)")
+    fetch, _ = wide_api(ITEMS, fits=250)
+    _, answers = read_all(fetch, OffsetPaginator(100), keep=True)
+    assert answers.cost() is None
