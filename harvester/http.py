@@ -834,14 +834,22 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
     """A gzip-encoded body decoded as urllib3 decodes it (members one after another; what
     follows a first whole member and is not gzip is dropped; a stream cut short gives what
     it holds), never more than `cap` bytes (a gzip bomb). Also whether `encoded` was nothing
-    but whole members, so that it can be stored as the body's gzip file."""
+    but whole members, so that it can be stored as the body's gzip file. Decoded a piece at a
+    time (GZIP_PIECE_BYTES in, and out of each): decoded in one call, the body was held twice,
+    the bytes decoded and their copy gathered (a 33 MB data.json peaked at 2.5 times its size)."""
     pieces = io.BytesIO()   # (its value is its buffer: joined pieces held the body twice)
     size, members = 0, 0
     decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    data = encoded
-    while data:
+    view, fed, data = memoryview(encoded), 0, b""
+    while True:
+        if not data:
+            if fed >= len(view):
+                break
+            data, fed = view[fed:fed + GZIP_PIECE_BYTES], fed + GZIP_PIECE_BYTES
+            if decoder.eof:   # (the next member begins with this piece)
+                decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            piece = decoder.decompress(data, cap + 1 - size)
+            piece = decoder.decompress(data, min(cap + 1 - size, GZIP_PIECE_BYTES))
         except zlib.error:
             if members:   # garbage after a whole member
                 return pieces.getvalue(), False
@@ -858,8 +866,16 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
             if data:
                 decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         else:
-            break   # the input ends inside a member
+            data = b""   # (this piece consumed: the next)
+    if not decoder.eof:   # the input ends inside a member: what zlib holds of it yet (urllib3 flushes too)
+        rest = decoder.flush()
+        if size + len(rest) > cap:
+            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status)
+        pieces.write(rest)
     return pieces.getvalue(), members > 0 and decoder.eof
+
+
+GZIP_PIECE_BYTES = 1 << 20   # of a gzip body kept for the cache, decoded at a time (_gunzip_capped)
 
 
 def parse_json_body(body: bytes, content_type: str, url: str) -> object:
@@ -922,20 +938,25 @@ def dropped(value) -> dict[str, int]:
     return dict(value.dropped) if isinstance(value, CappedDocument) else {}
 
 
-def capped_json(caps: CapTree | int) -> Callable[[bytes, str, str], object]:
+def capped_json(caps: CapTree | int, *, entries: tuple[str, ...] = ()) -> Callable[[bytes, str, str], object]:
     """A parse for get_json: the JSON document with each list `caps` names cut to its first
     items (a Socrata views document can list 10^6 columns, a Discovery entry or a DataStore
     as many). An object that had a list cut is a CappedDocument saying how many items were
     dropped. A large body is read a value at a time from a window of its text (_TextWindow),
     its capped lists' items past the cap dropped as they are read: parsed whole, such a
-    document took a GB and more. Faults are parse_json_body's, said alike."""
+    document took a GB and more. Faults are parse_json_body's, said alike.
+
+    `entries`: where the entries of a listing served as one document are ("*": the document
+    itself, when it is a list; a key: its list, when the document is an object). In a large
+    body that list is given as Entries, read again an entry at a time as it is iterated: a
+    data.json of 10^5 datasets, parsed whole, held a GB and more until the last was stored."""
     def parse(body: bytes, content_type: str, url: str) -> object:
         if len(body) < STREAMED_JSON_BYTES or json.detect_encoding(body[:4]) not in ("utf-8", "utf-8-sig"):
             return _cut(parse_json_body(body, content_type, url), caps)   # (UTF-16 and -32 too, as json has them)
         _refuse_html_or_empty(body, content_type, url)
         text = _TextWindow(body)
         try:
-            value, at = _capped_value(text, text.skip_space(0), caps)
+            value, at = _capped_value(text, text.skip_space(0), caps, entries)
             at = text.skip_space(at)
             if text.has(at):
                 raise text.fault("Extra data", at)   # (json's words, as parsed whole)
@@ -1015,10 +1036,12 @@ class _TextWindow:
     body and up to four times its size (one emoji makes every character of a str 4 bytes): a
     200 MB body took 1 GB. A value wider than the window widens it, doubling (read twice at most)."""
 
-    def __init__(self, body: bytes):
+    def __init__(self, body: bytes | memoryview, begin: int = 0):
+        """`begin`: the byte to read from (a character's first), character 0 of the text."""
         self.body = memoryview(body)
         self.decoder = codecs.getincrementaldecoder("utf-8")()
-        self.read = 3 if body[:3] == b"\xef\xbb\xbf" else 0   # bytes decoded so far (past a byte order mark)
+        # bytes decoded so far (past a byte order mark)
+        self.read = begin or (3 if self.body[:3] == b"\xef\xbb\xbf" else 0)
         self.text = ""           # the window: the text from character `start` on
         self.start = 0
 
@@ -1136,11 +1159,15 @@ _DECODER = json.JSONDecoder()
 _SCAN = _DECODER.scan_once   # (raw_decode without its frame: StopIteration where nothing is a value)
 
 
-def _capped_value(text: _TextWindow, at: int, caps: "CapTree | int") -> tuple[object, int]:
+def _capped_value(text: _TextWindow, at: int, caps: "CapTree | int",
+                  entries: tuple[str, ...] = ()) -> tuple[object, int]:
     """The JSON value at character `at` (past any space), as _cut would leave it, and where it
     ends: the members and items on the way to a capped list are decoded one by one, the rest
-    whole, and a capped list's items past its cap decoded and dropped."""
+    whole, and a capped list's items past its cap decoded and dropped. `entries` (of the
+    document only, see capped_json): the lists read as Entries."""
     opener = text.char(at)
+    if opener == "[" and "*" in entries:
+        return Entries.checked(text, at, _item_caps(caps))
     if opener == "[" and (isinstance(caps, int) or "*" in caps):
         items, at, left_out = [], text.skip_space(at + 1), 0
         if isinstance(caps, int):
@@ -1161,13 +1188,73 @@ def _capped_value(text: _TextWindow, at: int, caps: "CapTree | int") -> tuple[ob
             raise text.fault("Expecting property name enclosed in double quotes" if not isinstance(name, str)
                              else "Expecting ':' delimiter", at)
         at = text.skip_space(at + 1)
-        if name in caps:
+        if name in entries and text.char(at) == "[":
+            value, at = Entries.checked(text, at, _item_caps(caps.get(name)))
+            out = _member_cut(out, name, value)
+        elif name in caps:
             value, at = _capped_value(text, at, caps[name])
             out = _member_cut(out, name, value)
         else:
             out[name], at = text.value(at)
         at = _next_member(text, text.skip_space(at), "}")
     return out, at + 1
+
+
+def _item_caps(caps) -> "CapTree":
+    """What caps say of each item of a list (none: {})."""
+    return caps.get("*", {}) if isinstance(caps, dict) else {}
+
+
+def _entry(text: _TextWindow, at: int, caps: "CapTree") -> tuple[object, int]:
+    """The entry at character `at` of a listing's list, cut as `caps` say, and where it ends:
+    scanned whole by json's C scanner when the window holds it (then it is small: a list long
+    enough to need cutting as it is read is wider than the window), else a value at a time."""
+    try:
+        value, end = _SCAN(text.text, at - text.start)
+        if end + 8 <= len(text.text):   # (as value's rule: a number at the window's end may go on)
+            return _cut(value, caps), text.start + end
+    except (StopIteration, json.JSONDecodeError):
+        pass
+    return _capped_value(text, at, caps)
+
+
+class Entries:
+    """The entries of a listing served as one large document (a data.json of 10^5 datasets),
+    parsed again one at a time as they are iterated, each cut as capped_json's caps say: no
+    more of them are held than the caller keeps. When the body was read, every entry was
+    parsed, cut and dropped (`checked`), so a body cut short or broken midway failed its
+    request (retried, and never stored in the validator cache) before any entry was handed
+    out. Holds the body, once, while it lives."""
+
+    def __init__(self, body: memoryview, begin: int, caps: "CapTree", count: int):
+        self.body, self.begin, self.caps, self.count = body, begin, caps, count
+        self.lone_surrogates = False   # (set by _without_lone_surrogates: each entry is made UTF-8-safe)
+
+    @classmethod
+    def checked(cls, text: _TextWindow, at: int, caps: "CapTree") -> tuple["Entries", int]:
+        """The list at character `at` (its "["), each entry read and dropped; and where it ends."""
+        begin, count = text.byte_at(at), 0
+        at = text.skip_space(at + 1)
+        while text.char(at) != "]":
+            _, at = _entry(text, at, caps)
+            count += 1
+            at = _next_member(text, text.skip_space(at), "]")
+        return cls(text.body, begin, caps, count), at + 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator:
+        text = _TextWindow(self.body, self.begin)
+        text.char(0)   # (its "[", decoded: skip_space reads on from the window it has)
+        at = text.skip_space(1)
+        while text.char(at) != "]":
+            entry, at = _entry(text, at, self.caps)
+            yield _without_lone_surrogates(entry) if self.lone_surrogates else entry
+            at = _next_member(text, text.skip_space(at), "]")
+
+    def __repr__(self) -> str:
+        return f"<Entries: {self.count} entries>"
 
 
 def _next_member(text: _TextWindow, at: int, end: str) -> int:
@@ -1224,6 +1311,9 @@ def _without_lone_surrogates(value):
     if isinstance(value, list):
         items = [_without_lone_surrogates(v) for v in value]
         return CappedList(items, value.left_out) if isinstance(value, CappedList) else items
+    if isinstance(value, Entries):   # (each as it is read)
+        value.lone_surrogates = True
+        return value
     if isinstance(value, dict):
         out = {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
         if isinstance(value, CappedDocument):   # (what capped_json dropped stays said)

@@ -10,11 +10,13 @@ listing is then partial); what the answers over the cap cost is a warning (Overs
 """
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -22,6 +24,9 @@ from dataclasses import dataclass
 from harvester.http import ResponseTooLarge
 
 log = logging.getLogger("civicat.paging")
+
+# entries handed out at a time from a page parsed as it is read (Listing._in_batches)
+ENTRIES_AT_A_TIME = 1_000
 
 # answers over the response cap a listing may get before its portal fails: each may cost a
 # read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
@@ -35,7 +40,10 @@ class PagingError(Exception):
 
 @dataclass
 class Page:
-    items: list | None           # None: a known page answered with the same body, not read (see KnownPage)
+    # None: a known page answered with the same body, not read (see KnownPage); an iterable
+    # that is no list: entries parsed as they are read (harvester.http.Entries), which
+    # Listing.read hands out in pages of their own, ENTRIES_AT_A_TIME at a time
+    items: list | Iterable | None
     total: int | None = None     # the total the API reports, when it reports one
     cursor: str | None = None    # the next cursor the API hands out, when it does
     digest: str | None = None    # sha256 of the body the page was read from, when the adapter knows it
@@ -496,6 +504,37 @@ class Listing:
             return page
         return self.fetch_page(params)
 
+    def _unique(self, items, seen: set[str]) -> tuple[list, list[str], list[str]]:
+        """The items whose ids are not in `seen` (added to it), their ids, and the ids repeated."""
+        unique, ids, repeated = [], [], []
+        for item in items:
+            source_id = self.id_of(item)
+            if source_id is not None:
+                if source_id in seen:
+                    repeated.append(source_id)
+                    continue
+                seen.add(source_id)
+                ids.append(source_id)
+            unique.append(item)
+        return unique, ids, repeated
+
+    def _in_batches(self, page: Page, next_params: dict | None, seen: set[str]) -> Iterator[Page]:
+        """A page whose items are parsed as they are read (harvester.http.Entries: a listing
+        served as one large document), its unique items handed out ENTRIES_AT_A_TIME at a time,
+        each batch a page of its own: no more of them are held at once. A body cut short was
+        refused whole when it was read, before any of them."""
+        entries, ids = iter(page.items), []
+        while batch := list(itertools.islice(entries, ENTRIES_AT_A_TIME)):
+            unique, batch_ids, repeated = self._unique(batch, seen)
+            if page.digest is not None:   # (kept for the page's PageRead only)
+                ids += batch_ids
+            self.duplicates.extend(repeated)
+            self.unique += len(unique)
+            yield dataclasses.replace(page, items=unique)
+        if page.digest is not None:
+            self.digests.append(page.digest)
+            self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, ids))
+
     def read(self) -> Iterator[Page]:
         """Each page in order, its items cut to those not listed before; a known page
         answered with its very body comes without items (`known` set). Pages are fetched
@@ -517,16 +556,10 @@ class Listing:
                 self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, None, page.known))
                 yield page
                 continue
-            unique, ids, repeated = [], [], []
-            for item in page.items:
-                source_id = self.id_of(item)
-                if source_id is not None:
-                    if source_id in seen:
-                        repeated.append(source_id)
-                        continue
-                    seen.add(source_id)
-                    ids.append(source_id)
-                unique.append(item)
+            if not isinstance(page.items, list):   # entries parsed as they are handed out
+                yield from self._in_batches(page, next_params, seen)
+                continue
+            unique, ids, repeated = self._unique(page.items, seen)
             if repeated and not unique and next_params is not None:
                 # pages that shift while they are read repeat a few ids, never a whole page
                 # (but a short last one, when datasets were both created and deleted meanwhile):

@@ -220,7 +220,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             else:
                 for entry in page.items:
                     mapper.add(entry, page.digest)
-                if listing.pages == 1:
+                if listing.pages == 1 and not report.seen:   # (once: a large data.json's comes in batches)
                     mapper.expect(listing.total)
                 report.seen += len(page.items)
             if on_progress:

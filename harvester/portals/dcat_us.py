@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import capped_json
+from harvester.http import Entries, capped_json
 from harvester.paging import Listing, Page, SinglePage
 from harvester.portals.base import MAX_ITEMS, PortalAdapter, lists_cut, note_lists_cut
 from harvester.records import DownloadedFile, RecordsError, csv_distribution
@@ -41,15 +41,16 @@ def arcgis_item_id(identifier: str | None, landing_page: str | None = None) -> s
     return None
 
 
-# each dataset's lists cut as the document is read, in a catalog object or a bare array
+# each dataset's lists cut as the document is read, in a catalog object or a bare array; in a
+# large document, the datasets read again one at a time as the listing hands them out (Entries)
 _DATASET_LISTS = dict.fromkeys(("distribution", "keyword", "keywords", "theme"), MAX_ITEMS)
-DOCUMENT = capped_json({"dataset": {"*": _DATASET_LISTS}, "*": _DATASET_LISTS})
+DOCUMENT = capped_json({"dataset": {"*": _DATASET_LISTS}, "*": _DATASET_LISTS}, entries=("*", "dataset"))
 
 
 def _document_shape(data) -> str | None:
-    if isinstance(data, list):
+    if isinstance(data, (list, Entries)):
         return None
-    if isinstance(data, dict) and isinstance(data.get("dataset"), list):
+    if isinstance(data, dict) and isinstance(data.get("dataset"), (list, Entries)):
         return None
     return "a data.json document is a catalog object with a 'dataset' list, or a bare array"
 
@@ -64,7 +65,7 @@ class DcatUsAdapter(PortalAdapter):
     def listing(self) -> Listing:
         def fetch(_params: dict) -> Page:
             document = self.http.get_json(self.feed_url, conditional=True, expect=_document_shape, parse=DOCUMENT).data
-            items = document if isinstance(document, list) else document["dataset"]
+            items = document if isinstance(document, (list, Entries)) else document["dataset"]
             return Page(items=items)  # the whole document: complete once read
 
         return Listing(fetch, SinglePage(), self.source_id)

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import capped_json, dropped
+from harvester.http import Entries, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
@@ -34,7 +34,7 @@ EXPORTS = (("CSV", "text/csv", "csv"), ("JSON", "application/json", "json"))
 _DATASET = {"fields": MAX_COLUMNS, "metas": {"default": dict.fromkeys(("keyword", "theme"), MAX_ITEMS)}}
 DATASET_FIELDS = {**_DATASET, "dataset": _DATASET}
 CATALOG_PAGE = capped_json({"results": {"*": DATASET_FIELDS}})
-CATALOG_EXPORT = capped_json({"*": DATASET_FIELDS})
+CATALOG_EXPORT = capped_json({"*": DATASET_FIELDS}, entries=("*",))   # (a large one read as listed: Entries)
 
 
 def _page_shape(data) -> str | None:
@@ -44,7 +44,7 @@ def _page_shape(data) -> str | None:
 
 
 def _export_shape(data) -> str | None:
-    return None if isinstance(data, list) else "the catalog export is a JSON array"
+    return None if isinstance(data, (list, Entries)) else "the catalog export is a JSON array"
 
 
 class OpenDataSoftAdapter(PortalAdapter):

@@ -6,6 +6,7 @@ import pytest
 
 from harvester.pipeline import harvest
 from tests.conftest import portal_config
+from tests.portals.base import RawBody
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.portals.synth import make_data_json
 from tests.shared_fixtures import dcat_us_files, require_fixtures
@@ -62,12 +63,23 @@ def test_a_document_that_is_not_data_json_fails_the_portal(store, http, document
     assert count(store) == 0
 
 
+@pytest.fixture
+def streamed_from_1_mb(monkeypatch):
+    """Documents of 1 MB and more read a value at a time (in place of 16 MB): test bodies stay small."""
+    monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
+
+
 @pytest.mark.parametrize("legacy", [False, True])
-def test_a_dataset_of_more_distributions_and_keywords_than_kept_keeps_the_first_10000(store, http, legacy):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_dataset_of_more_distributions_and_keywords_than_kept_keeps_the_first_10000(store, http, legacy, streamed,
+                                                                                      monkeypatch):
     """One dataset with 25,000 distributions and 25,000 keywords (10^6 distributions failed the
     portal: its raw entry did not fit DuckDB's memory): each list is cut to 10,000 as the
-    document is read, in a catalog object or a bare array, with a warning naming the dataset
-    for each; the other datasets are stored."""
+    document is read, in a catalog object or a bare array, parsed whole or its datasets one at
+    a time (this one wider than the window of text read at a time), with a warning naming the
+    dataset for each; the other datasets are stored."""
+    if streamed:
+        monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
     datasets = [{"identifier": f"id-{i}", "title": f"Dataset {i}", "keyword": ["k"],
                  "distribution": [{"downloadURL": "https://x.org/a.csv", "mediaType": "text/csv"}]} for i in range(3)]
     datasets[1].update(keyword=[f"keyword {j}" for j in range(25_000)],
@@ -80,3 +92,76 @@ def test_a_dataset_of_more_distributions_and_keywords_than_kept_keeps_the_first_
     warnings = store.con.execute("SELECT source_id, severity, message FROM harvest_errors ORDER BY message").fetchall()
     assert warnings == [("id-1", "warning", f"{key}: the catalogue entry lists 25,000 of them; the first 10,000 are kept")
                         for key in ("distribution", "keyword")]
+
+
+def test_a_large_data_json_is_listed_a_thousand_datasets_at_a_time(http, streamed_from_1_mb):
+    """A large data.json (20,000 datasets, 33 MB) over HTTP: its parsed tree was held whole until
+    its last dataset was stored (a 192 MB data.json of 100,000 datasets peaked at 1,167 MiB of
+    RSS). Its datasets are now handed out a thousand at a time, each parsed again from the body
+    as it is listed: no more is held than the body and one batch."""
+    import tracemalloc
+    from harvester.portals import adapter_for
+    document = make_data_json(20_000)
+    body = json.dumps(document).encode()
+    document["dataset"][15_000]["identifier"] = document["dataset"][10]["identifier"]   # (listed twice)
+    body = json.dumps(document).encode()
+    with DataJsonPortal(RawBody(body, "application/json")) as portal:
+        listing = adapter_for(portal_config("city", "dcat-us", portal.url + "/data.json"), http).listing()
+        sizes, identifiers = [], []
+        tracemalloc.start()
+        try:
+            for page in listing.read():
+                sizes.append(len(page.items))
+                identifiers += [entry["identifier"] for entry in page.items]
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert sizes == [1000] * 15 + [999] + [1000] * 4 and listing.complete and listing.unique == 19_999
+    assert identifiers == [entry["identifier"] for number, entry in enumerate(document["dataset"]) if number != 15_000]
+    assert listing.duplicates == [document["dataset"][15_000]["identifier"].split("id=")[1].replace("&sublayer=", "_")]
+    assert peak < 2 * len(body), f"{peak / len(body):.1f} times the body's size"
+
+
+@pytest.mark.parametrize("fault", ["cut short", "not JSON midway"])
+def test_a_large_data_json_broken_after_1000_of_5000_datasets_fails_and_keeps_the_catalogue(store, http, fault,
+                                                                                           streamed_from_1_mb):
+    """A data.json whose body ends (or stops being JSON) after 1,000 of its 5,000 datasets: read
+    a batch at a time, the 1,000 must never be stored as the catalogue with the 4,000 others
+    marked deleted. The body is checked whole before any dataset is listed: the portal fails
+    (its request retried first), its stored catalogue as it was; the next good answer stores
+    the lot again, as unchanged."""
+    document = make_data_json(5000)
+    body = json.dumps(document).encode()
+    after_1000 = body.index(json.dumps(document["dataset"][1000]).encode())
+    broken = body[:after_1000] if fault == "cut short" else body[:after_1000] + b"<oops>, " + body[after_1000:]
+    assert len(broken) > 1 << 20   # (read a value at a time)
+    config = None
+    with DataJsonPortal(RawBody(body, "application/json")) as portal:
+        config = portal_config("city", "dcat-us", portal.url + "/data.json")
+        assert harvest([config], store, http).ok and count(store) == 5000
+        portal.document = RawBody(broken, "application/json")
+        report = harvest([config], store, http).portals[0]
+        assert report.status == "failed" and report.error_type == "TransientError"
+        assert ("ends inside a value" if fault == "cut short" else "the body is not JSON") in report.error_message
+        assert portal.hits["/data.json"] == 1 + http.max_attempts   # (retried, as any broken body)
+        assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") == 5000
+        portal.document = RawBody(body, "application/json")
+        report = harvest([config], store, http).portals[0]
+    assert report.status == "ok" and report.listing_complete and (report.unchanged, report.removed) == (5000, 0)
+    assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") == 5000
+
+
+def test_a_large_data_json_answered_304_is_read_again_from_the_cache(store, http, streamed_from_1_mb):
+    """The validator cache gives back a large data.json's body on a 304: its datasets are read
+    from it a batch at a time, as from a 200 (here, with a lone surrogate to make UTF-8-safe)."""
+    document = make_data_json(3000)
+    document["dataset"][2500]["title"] = "Lone \ud83d surrogate"
+    body = json.dumps(document).encode().replace(b"Lone \\\\ud83d", b"Lone \\ud83d")
+    assert b"Lone \\ud83d surrogate" in body and len(body) > 1 << 20
+    with DataJsonPortal(RawBody(body, "application/json")) as portal:
+        config = portal_config("city", "dcat-us", portal.url + "/data.json")
+        first = harvest([config], store, http).portals[0]
+        second = harvest([config], store, http).portals[0]
+    assert (first.status, first.new) == ("ok", 3000)
+    assert (second.status, second.not_modified, second.unchanged, second.new) == ("ok", 1, 3000, 0)
+    assert count(store, "SELECT count(*) FROM datasets WHERE title = 'Lone \ufffd surrogate'") == 1

@@ -1,6 +1,8 @@
 """The OpenDataSoft adapter over real HTTP against the local Explore v2.1 portal."""
 import copy
 
+import pytest
+
 from catalog.record import Notes
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
@@ -43,11 +45,16 @@ def test_offset_paging_within_the_caps(store, http):
     assert all(int(q["limit"]) <= 100 and int(q["offset"]) + int(q["limit"]) <= 10_000 for q in queries)
 
 
-def test_past_the_window_the_catalog_export_is_used(store, http):
+@pytest.mark.parametrize("streamed", [False, True])
+def test_past_the_window_the_catalog_export_is_used(store, http, streamed, monkeypatch):
+    """The export parsed whole, or (a large one) its datasets read from it a batch at a time."""
+    if streamed:
+        monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
     with OpenDataSoftPortal(make_ods_datasets(10_050)) as portal:
         report = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
         paths = [path for path, _, _ in portal.requests]
     assert report.status == "ok", report.error_message
+    assert report.listing_complete and report.seen == 10_050
     assert count(store) == 10_050 and paths.count(f"{API}/exports/json") == 1
     assert paths.count(f"{API}/datasets") == 1          # only the size probe
 
