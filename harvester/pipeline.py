@@ -107,9 +107,9 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             on_progress: Progress | None = None, full: bool = False, records: bool = False,
             pool: WorkerPool | None = None, workers: int = 1) -> RunReport:
     """Harvest `portals`, `workers` of them at a time. `full`: every dataset is re-mapped
-    and rewritten, as after a change of civicat's mapping (pair it with a client without a
-    validator cache), and records are pulled whole. `records`: then pull the records of
-    each portal's chosen datasets (config `records`).
+    and those whose mapped record changed are rewritten, as after a change of civicat's
+    mapping (pair it with a client without a validator cache), and records are pulled whole.
+    `records`: then pull the records of each portal's chosen datasets (config `records`).
 
     Portals harvested together fetch and map side by side; their writes to the catalogue
     are serialised by the store (one DuckDB writer), each portal merged in its own
