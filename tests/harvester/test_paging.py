@@ -256,6 +256,18 @@ def test_entries_over_the_cap_alone_are_skipped_and_no_other_is_missed_or_read_t
     assert len(calls) <= 3 + 2 * 8 * len(huge) and not listing.complete
 
 
+def test_the_last_entry_over_the_cap_alone_ends_a_listing_at_the_apis_offset_window():
+    """Skipped, the last entry of a listing as large as the API's window on offset+limit ends
+    it: the request past it was past the window, a PagingError that failed the portal."""
+    items = ITEMS[:200]
+    fetch, calls = oversized_api(items, huge={199})
+    listing = Listing(fetch, OffsetPaginator(100, max_window=200), lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in items[:199]]
+    assert calls[-1] == (199, 1) and [reason.split(")")[0] for reason in listing.skipped] == [
+        "the entry asked for alone (offset=199, limit=1"]
+    assert listing.finished and not listing.complete
+
+
 def test_a_listing_gives_up_after_so_many_answers_over_the_cap():
     fetch, calls = oversized_api(ITEMS, huge=set(range(250)))
     listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
