@@ -98,9 +98,11 @@ def test_the_last_entry_of_a_catalogue_as_large_as_the_offset_window_is_skipped_
     with SocrataPortal(entries, domain=DOMAIN) as portal:
         config = portal_config("big", "socrata", portal.url, domain=DOMAIN)
         report = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]
-    assert report.status == "ok" and not report.listing_complete and report.seen == 199, report.error_message
-    assert count(store) == 199
-    message = count(store, "SELECT message FROM harvest_errors WHERE error_type = 'ResponseTooLarge'")
+        again = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]   # along last night's pages
+    for night in (report, again):
+        assert night.status == "ok" and not night.listing_complete and night.seen == 199, night.error_message
+    assert again.not_modified > 0 and count(store) == 199
+    message = count(store, "SELECT max(message) FROM harvest_errors WHERE error_type = 'ResponseTooLarge'")
     assert "offset=199, limit=1) is over the response cap" in message
 
 
