@@ -352,6 +352,37 @@ def test_a_cursor_whose_page_size_is_a_parameter_reads_a_page_over_the_cap_in_sm
                      ("0137", 12), ("0149", 50), ("0199", 100), ("0249", 100)]
 
 
+def test_a_remembered_cursor_listing_with_a_page_over_the_cap_stays_on_last_nights_chain_past_a_changed_page():
+    """The cursor's position, where a page over the cap is halved, counts the entries of the
+    known pages too: counted only on pages read, the windows of smaller pages stood at the
+    wrong place, and a changed page right past them asked for odd sizes, off last night's
+    chain: every page after it was read again instead of answering 304."""
+    items = [{"id": f"{i:04d}", "v": 0} for i in range(600)]
+    answers = []
+
+    def fetch(params, unread=None):
+        page = [i for i in items if i["id"] > params["scroll_id"]][:params["limit"]]
+        if {"0330", "0331"} <= {i["id"] for i in page}:   # (each 0.6 of the cap)
+            answers.append("over")
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        digest = ",".join(f"{i['id']}:{i['v']}" for i in page)   # stands for the sha256 of the body
+        answers.append("304" if unread == digest else "read")
+        return Page(items=None if unread == digest else page, total=len(items), digest=digest)
+
+    def listing():
+        paginator = CursorPaginator("scroll_id", lambda p: p.items[-1]["id"], size_param="limit", size=100)
+        return Listing(fetch, paginator, lambda i: i["id"], skips_bodies=True)
+
+    first = listing()
+    assert len(list(first)) == 600 and first.complete
+    known = [KnownPage(p.digest, p.params, p.next_params, p.total, len(p.ids)) for p in first.pages_read]
+    items[340]["v"] = 1   # on the second page of 12 past the two
+    second, answers[:] = listing(), []
+    second.remember(known)
+    assert sum(len(page.items or ()) for page in second.read()) == 12 and second.complete
+    assert answers.count("read") == 1 and answers.count("304") == len(known) - 1
+
+
 def test_a_cursor_cannot_skip_an_entry_over_the_cap_alone():
     """The cursor past it is its id, in the answer that was not read: the listing fails, naming the request."""
     fetch, _ = cursor_api({"0130"}, alone_over_the_cap=True)
