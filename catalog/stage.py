@@ -27,6 +27,7 @@ import functools
 import hashlib
 import itertools
 import json
+import math
 import os
 import sys
 import threading
@@ -95,8 +96,20 @@ def _dumps(value, option: int, sort_keys: bool) -> bytes:
         if "64-bit" not in str(exc):   # (nested past orjson's 254 levels: the caller rejects the entry)
             raise
     # an integer past 64 bits (a portal's long id), which orjson cannot write: json writes its digits
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys,
+    return json.dumps(_finite(value), ensure_ascii=False, separators=(",", ":"), sort_keys=sort_keys,
                       default=str).encode("utf-8", "surrogatepass")
+
+
+def _finite(value):
+    """`value` with each NaN or infinity null, as orjson writes them (json writes NaN and
+    Infinity, which are no JSON: a body with a long integer is parsed by json, which reads them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def canonical_json(value) -> str:

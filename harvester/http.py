@@ -964,6 +964,8 @@ def capped_json(caps: CapTree | int, *, entries: tuple[str, ...] = ()) -> Callab
             raise _not_json(fault, body, content_type, url) from None
         except RecursionError:
             raise _not_json(_NotJson("depth limit exceeded"), body, content_type, url) from None
+        except ValueError as exc:
+            raise _not_json(_unreadable_number(exc), body, content_type, url) from None
         # (a walk over every value: only for a body that may hold a lone surrogate)
         return _without_lone_surrogates(value) if _SURROGATE_ESCAPE.search(body) else value
     return parse
@@ -1292,6 +1294,15 @@ def _json_loads(body: bytes, content_type: str, url: str) -> object:
         text = body.decode(encoding)
         raise _not_json(_json_fault(exc, text, lambda pos: len(text[:pos].encode(encoding))),
                         body, content_type, url) from None
+    except ValueError as exc:
+        raise _not_json(_unreadable_number(exc), body, content_type, url) from None
+
+
+def _unreadable_number(exc: ValueError) -> _NotJson:
+    """json's ValueError that is no JSONDecodeError: an integer of more than 4,300 digits, which
+    Python does not read (sys.set_int_max_str_digits). Raised as itself, it was no HttpError: a
+    dataset's details lookup holding one failed its whole portal."""
+    return _NotJson(str(exc).split(";")[0])
 
 
 def parse_data_body(body: bytes, content_type: str, url: str) -> bytes:

@@ -114,6 +114,9 @@ class Paginator(ABC):
         (None: no guess; the next request waits for the page)."""
         return None
 
+    def passed(self, count: int) -> None:
+        """`count` entries handed out on a known page, unread (`next` is not asked after it)."""
+
     def smaller(self, params: dict) -> dict | None:
         """The request for the first half of the entries `params` asks for, whose answer
         was over the response cap; the rest of them are then asked in pages that size,
@@ -122,9 +125,11 @@ class Paginator(ABC):
         document), or `params` asks for one entry."""
         return None
 
-    def past_one(self, params: dict) -> dict | None:
-        """The request after the single entry `params` asks for, when the API can skip an
-        entry by its position (None: it cannot)."""
+    skips = False   # whether the API can skip an entry by its position (past_one)
+
+    def past_one(self, params: dict, total: int | None) -> dict | None:
+        """The request after the single entry `params` asks for (where `skips`); None when
+        that entry is the last of the `total` the listing reports: the listing ends there."""
         return None
 
     def page_size(self, params: dict) -> int | None:
@@ -290,8 +295,13 @@ class OffsetPaginator(Paginator):
         half = self.sizes.halve(params[self.offset_param], params[self.limit_param])
         return None if half is None else {**params, self.limit_param: half}
 
-    def past_one(self, params: dict) -> dict | None:
-        return self._params(params[self.offset_param] + 1)
+    skips = True
+
+    def past_one(self, params: dict, total: int | None) -> dict | None:
+        offset = params[self.offset_param] + 1
+        # (past the last entry nothing is asked: at the API's cap on offset+limit, e.g. Socrata's
+        # 10,000 of 10,000 assets, that request would fail the portal)
+        return None if total is not None and offset >= total else self._params(offset)
 
     def page_size(self, params: dict) -> int | None:
         return params[self.limit_param]
@@ -323,6 +333,11 @@ class CursorPaginator(Paginator):
 
     def first(self) -> dict:
         return self._params(self.first_cursor)
+
+    def passed(self, count: int) -> None:
+        # (the position a page over the cap is halved at: not counted, a changed page after
+        # it asked for the stale windows' sizes, off last night's chain: no 304 past it)
+        self.read += count
 
     def next(self, page: Page, params: dict) -> dict | None:
         if not page.items:
@@ -390,7 +405,10 @@ class _Remembering(Paginator):
         return self.paginator.first()
 
     def next(self, page: Page, params: dict) -> dict | None:
-        return page.known.next_params if page.known is not None else self.paginator.next(page, params)
+        if page.known is None:
+            return self.paginator.next(page, params)
+        self.paginator.passed(page.known.size)
+        return page.known.next_params
 
     def guess(self, params: dict) -> dict | None:
         known = self.known.get(params_key(params))
@@ -471,23 +489,22 @@ class Listing:
         """Answers over the response cap."""
         return self.answers.count
 
-    def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict:
+    def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict | None:
         """What to ask instead of `params`, whose answer was over the response cap: the same
         entries in a smaller page, else the request after the one entry it asks for
-        (skipped); raises ResponseTooLarge when neither can be asked, or once
-        OVERSIZED_ANSWERS_MAX answers were over the cap."""
+        (skipped; None when that entry was the last); raises ResponseTooLarge when neither
+        can be asked, or once OVERSIZED_ANSWERS_MAX answers were over the cap."""
         instead = self.answers.smaller(params, error)
         if instead is not None:
             return instead
         reason = cap_reason(error)
-        instead = self.paginator.past_one(params)
-        if instead is None:
+        if not self.paginator.skips:
             asked = f"the page at {request_text(params)}" if params else "its one document"
             raise ResponseTooLarge(f"{reason}, and this listing cannot ask for {asked} in smaller parts nor skip an "
                                    f"entry by its position ({RAISE_THE_CAP})", error.url, error.status) from None
         self.skipped.append(f"the entry asked for alone ({request_text(params)}) is over the response cap "
                             f"({reason}): skipped, the rest of the listing read ({RAISE_THE_CAP})")
-        return instead
+        return self.paginator.past_one(params, self.total)
 
     def __iter__(self) -> Iterator:
         """The unique items, page after page (the pages of `read()` that were read)."""
@@ -583,7 +600,7 @@ class Listing:
 def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
           max_pages: int = 1_000_000, ahead: int = 1,
           fetch_guess: Callable[[dict], Page] | None = None,
-          oversized: Callable[[dict, ResponseTooLarge], dict] | None = None) -> Iterator[tuple[Page, dict | None]]:
+          oversized: Callable[[dict, ResponseTooLarge], dict | None] | None = None) -> Iterator[tuple[Page, dict | None]]:
     """Each page with the parameters of the request after it (None after the last), the
     next pages fetched in background threads while the caller works through the current
     one: up to `ahead` requests in flight, those after the first sent on the paginator's
@@ -592,7 +609,8 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
     fetched (e.g. without retries); a guess that failed is fetched again with `fetch_page`
     once the page before it has confirmed it (but for an answer over the size cap: it
     would be again). `oversized(params, error)`: the request to make instead of one whose
-    answer was over the size cap (it raises to give up; without it, the error stands)."""
+    answer was over the size cap (it raises to give up, None to end the listing there;
+    without it, the error stands)."""
     params: dict | None = start or paginator.first()
     count = 0
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="civicat-page") as prefetch:
@@ -621,6 +639,8 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
                     params = oversized(params, error)
                     while queue:   # guesses that followed the request given up
                         queue.pop()[1].cancel()
+                    if params is None:
+                        return
                     queue.append((params, prefetch.submit(fetch_page, params), False))
                     fill()
                     continue

@@ -186,7 +186,8 @@ class Conversion:
             return self._texts(values, f)
         try:
             array = pa.array(values)
-        except (pa.ArrowTypeError, pa.ArrowInvalid):  # mixed types: each value on its own
+        # mixed types, or an integer past 64 bits (JSON's, read exactly): each value on its own
+        except (pa.ArrowTypeError, pa.ArrowInvalid, OverflowError):
             return self._one_by_one(values, f, target)
         if pa.types.is_null(array.type):
             return pa.nulls(len(values), target)

@@ -1,4 +1,5 @@
 import pyarrow.parquet as pq
+import pytest
 
 from catalog.stage import DATASET_FIELDS, RecordBatch, Stage, raw_part, record_schema, records_part
 from tests.catalog.test_store import record
@@ -118,3 +119,17 @@ def test_an_integer_past_64_bits_is_written_with_its_digits():
     assert json.loads(compact_json_bytes(entry)) == entry and compact_json_bytes(entry).startswith(b'{"name"')
     assert canonical_json_bytes(entry) == canonical_json_bytes(dict(reversed(entry.items())))
     assert json.loads(canonical_json_bytes(entry)) == entry
+
+
+def test_a_nan_beside_an_integer_past_64_bits_is_written_null_as_orjson_writes_it():
+    """A body holding a long integer is parsed by json, which also reads NaN and Infinity; json then
+    wrote them back as such, no JSON (jq, a browser refuse the raw record), where orjson writes null."""
+    import json
+
+    from catalog.stage import canonical_json_bytes, compact_json_bytes
+    from harvester.http import parse_json_body
+    entry = parse_json_body(b'{"id": 12345678901234567890123, "score": NaN, "sizes": [Infinity, -1e400, 1.5]}',
+                            "application/json", "http://x")
+    expected = {"id": 12345678901234567890123, "score": None, "sizes": [None, None, 1.5]}
+    for written in (compact_json_bytes(entry), canonical_json_bytes(entry)):
+        assert json.loads(written, parse_constant=lambda name: pytest.fail(f"{name} written")) == expected

@@ -837,3 +837,18 @@ def test_an_integer_past_64_bits_is_read_exactly_whole_or_a_window_at_a_time(mon
         parsed = capped_json({"results": 8})(body, "application/json", "http://x")
         assert [item["id"] for item in parsed["results"]] == long_ids * 2
         assert all(type(item["id"]) is int for item in parsed["results"])
+
+
+def test_a_number_too_long_for_python_is_a_fault_of_the_body_whole_or_a_window_at_a_time(portal, monkeypatch):
+    """Python reads no integer of more than 4,300 digits: its ValueError escaped as no HttpError,
+    so a dataset's details lookup holding one failed its whole portal (orjson, before integers
+    past 64 bits were read by json, refused it as invalid JSON)."""
+    import harvester.http
+    from harvester.http import capped_json
+    body = b'{"results": [{"id": ' + b"9" * 5000 + b', "text": "' + b"x" * 2_000_000 + b'"}], "count": 1}'
+    portal.static["/long"] = RawBody(body, "application/json")
+    with pytest.raises(TransientError, match=r"the body is not JSON: Exceeds the limit \(4300 digits\)"):
+        get(fast_client(max_attempts=1), portal, "/long")
+    monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", 1 << 20)   # (a window at a time)
+    with pytest.raises(TransientError, match=r"the body is not JSON: Exceeds the limit \(4300 digits\)"):
+        capped_json({"results": 8})(body, "application/json", "http://x")

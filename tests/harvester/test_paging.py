@@ -256,6 +256,18 @@ def test_entries_over_the_cap_alone_are_skipped_and_no_other_is_missed_or_read_t
     assert len(calls) <= 3 + 2 * 8 * len(huge) and not listing.complete
 
 
+def test_the_last_entry_over_the_cap_alone_ends_a_listing_at_the_apis_offset_window():
+    """Skipped, the last entry of a listing as large as the API's window on offset+limit ends
+    it: the request past it was past the window, a PagingError that failed the portal."""
+    items = ITEMS[:200]
+    fetch, calls = oversized_api(items, huge={199})
+    listing = Listing(fetch, OffsetPaginator(100, max_window=200), lambda i: i["id"])
+    assert [i["id"] for i in listing] == [i["id"] for i in items[:199]]
+    assert calls[-1] == (199, 1) and [reason.split(")")[0] for reason in listing.skipped] == [
+        "the entry asked for alone (offset=199, limit=1"]
+    assert listing.finished and not listing.complete
+
+
 def test_a_listing_gives_up_after_so_many_answers_over_the_cap():
     fetch, calls = oversized_api(ITEMS, huge=set(range(250)))
     listing = Listing(fetch, OffsetPaginator(100), lambda i: i["id"])
@@ -338,6 +350,37 @@ def test_a_cursor_whose_page_size_is_a_parameter_reads_a_page_over_the_cap_in_sm
     assert calls == [("", 100), ("0099", 100), ("0099", 50), ("0099", 25), ("0124", 25), ("0124", 13), ("0124", 7),
                      ("0124", 4), ("0128", 3), ("0128", 2), ("0128", 1), ("0129", 1), ("0130", 1), ("0131", 6),
                      ("0137", 12), ("0149", 50), ("0199", 100), ("0249", 100)]
+
+
+def test_a_remembered_cursor_listing_with_a_page_over_the_cap_stays_on_last_nights_chain_past_a_changed_page():
+    """The cursor's position, where a page over the cap is halved, counts the entries of the
+    known pages too: counted only on pages read, the windows of smaller pages stood at the
+    wrong place, and a changed page right past them asked for odd sizes, off last night's
+    chain: every page after it was read again instead of answering 304."""
+    items = [{"id": f"{i:04d}", "v": 0} for i in range(600)]
+    answers = []
+
+    def fetch(params, unread=None):
+        page = [i for i in items if i["id"] > params["scroll_id"]][:params["limit"]]
+        if {"0330", "0331"} <= {i["id"] for i in page}:   # (each 0.6 of the cap)
+            answers.append("over")
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        digest = ",".join(f"{i['id']}:{i['v']}" for i in page)   # stands for the sha256 of the body
+        answers.append("304" if unread == digest else "read")
+        return Page(items=None if unread == digest else page, total=len(items), digest=digest)
+
+    def listing():
+        paginator = CursorPaginator("scroll_id", lambda p: p.items[-1]["id"], size_param="limit", size=100)
+        return Listing(fetch, paginator, lambda i: i["id"], skips_bodies=True)
+
+    first = listing()
+    assert len(list(first)) == 600 and first.complete
+    known = [KnownPage(p.digest, p.params, p.next_params, p.total, len(p.ids)) for p in first.pages_read]
+    items[340]["v"] = 1   # on the second page of 12 past the two
+    second, answers[:] = listing(), []
+    second.remember(known)
+    assert sum(len(page.items or ()) for page in second.read()) == 12 and second.complete
+    assert answers.count("read") == 1 and answers.count("304") == len(known) - 1
 
 
 def test_a_cursor_cannot_skip_an_entry_over_the_cap_alone():

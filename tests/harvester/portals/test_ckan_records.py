@@ -156,3 +156,20 @@ def test_datastore_fields_that_change_while_the_table_is_read_fail_the_pull(tmp_
     assert not (tmp_path / "records" / "portal=bos").exists()
     message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors").fetchone()[0]
     assert "columns changed while the dataset was read" in message and "new: ['state'], gone: ['status']" in message
+
+
+def test_an_integer_past_64_bits_in_a_numeric_field_is_a_number_and_in_an_int_field_a_value_counted_bad(tmp_path):
+    """JSON's integers past 64 bits are read exactly since orjson is not trusted with them (it
+    made them floats): Arrow then refused the column ('Python int too large to convert to C
+    long', an OverflowError) and the dataset's whole pull failed."""
+    fields = [{"id": "_id", "type": "int"}, {"id": "account", "type": "numeric"}, {"id": "count", "type": "int"}]
+    rows = [{"_id": 1, "account": 12345678901234567890123, "count": 18446744073709551616},
+            {"_id": 2, "account": 1.5, "count": 3}]
+    with CkanPortal([], datastore={"res-long": fields}, records={"res-long": rows}) as portal:
+        portal.packages = [{"id": STORE_ID, "name": "long", "title": "Long", "resources": [
+            {"id": "res-long", "name": "r", "format": "CSV", "datastore_active": True, "url": f"{portal.url}/x"}]}]
+        _, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    table = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={STORE_ID}").sort_by("_id")
+    assert table.to_pylist() == [{"_id": 1, "account": 1.2345678901234568e22, "count": None},
+                                 {"_id": 2, "account": 1.5, "count": 3}]

@@ -86,6 +86,26 @@ def test_a_scroll_page_over_the_size_cap_is_read_in_smaller_pages(store, tmp_pat
     assert count(store) == 250
 
 
+def test_the_last_entry_of_a_catalogue_as_large_as_the_offset_window_is_skipped_over_the_cap_alone(store, tmp_path,
+                                                                                                  monkeypatch):
+    """A catalogue of exactly OFFSET_WINDOW assets (here 200) is paged by offset; its last entry,
+    over the response cap alone, is skipped and the portal harvested: the request past it
+    (offset 200) was past the API's cap of offset+limit, and failed the portal."""
+    monkeypatch.setattr(socrata, "OFFSET_WINDOW", 200)
+    entries = make_socrata_entries(200, domain=DOMAIN, seed=3)
+    cap = 2 * len(json.dumps(entries[:100]))
+    entries[-1]["resource"]["description"] = "A very long description. " * (cap // 25)
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        config = portal_config("big", "socrata", portal.url, domain=DOMAIN)
+        report = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]
+        again = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]   # along last night's pages
+    for night in (report, again):
+        assert night.status == "ok" and not night.listing_complete and night.seen == 199, night.error_message
+    assert again.not_modified > 0 and count(store) == 199
+    message = count(store, "SELECT max(message) FROM harvest_errors WHERE error_type = 'ResponseTooLarge'")
+    assert "offset=199, limit=1) is over the response cap" in message
+
+
 def test_views_fallback_and_a_404_that_does_not_fail_the_portal(store, http):
     require_fixtures()
     entries = make_socrata_entries(20, domain=DOMAIN)
