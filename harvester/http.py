@@ -1274,11 +1274,22 @@ def _next_member(text: _TextWindow, at: int, end: str) -> int:
 
 # a run of 19 digits or more: maybe an integer past 64 bits, which orjson reads as a float
 # (12345678901234567890123 as 1.2345678901234568e+22); json reads it exactly
-_LONG_DIGITS = re.compile(rb"\d{19}")
+# A run of 19 digits may be an integer past 64 bits, which orjson reads as a float. Digits
+# mapped to '0' and a plain find, a megabyte at a time: a regex's \d{19} tried a match at every
+# digit, 4 ms for a 280 KB Discovery page (more than orjson's parse), this 0.3 ms.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_NINETEEN_DIGITS = b"0" * 19
+_DIGIT_SCAN_BYTES = 1 << 20
+
+
+def _has_long_digits(body: bytes) -> bool:
+    overlap = len(_NINETEEN_DIGITS) - 1   # (a run across two pieces)
+    return any(body[start:start + _DIGIT_SCAN_BYTES + overlap].translate(_DIGITS_AS_ZERO).find(_NINETEEN_DIGITS) >= 0
+               for start in range(0, len(body), _DIGIT_SCAN_BYTES))
 
 
 def _json_loads(body: bytes, content_type: str, url: str) -> object:
-    if not _LONG_DIGITS.search(body):
+    if not _has_long_digits(body):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:

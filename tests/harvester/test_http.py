@@ -839,6 +839,19 @@ def test_an_integer_past_64_bits_is_read_exactly_whole_or_a_window_at_a_time(mon
         assert all(type(item["id"]) is int for item in parsed["results"])
 
 
+def test_an_integer_past_64_bits_is_found_across_the_scan_pieces_and_a_shorter_run_is_not():
+    """The scan for 19 digits reads the body a megabyte at a time: a run across two pieces is
+    found (read exactly), 18 digits are not (orjson's fast parse keeps them)."""
+    from harvester.http import _DIGIT_SCAN_BYTES, parse_json_body
+    before_the_run = len(b'{"text": "' + b'", "id": ')
+    for run in (b"12345678901234567890123", b"1" * 19, b"1" * 18):
+        for starts_at in (_DIGIT_SCAN_BYTES - 5, _DIGIT_SCAN_BYTES - len(run) + 1, _DIGIT_SCAN_BYTES, 40):
+            body = b'{"text": "' + b"x" * (starts_at - before_the_run) + b'", "id": ' + run + b"}"
+            assert body.index(run) == starts_at
+            parsed = parse_json_body(body, "application/json", "http://x")
+            assert parsed["id"] == int(run) and type(parsed["id"]) is int, (run, starts_at)
+
+
 def test_a_number_too_long_for_python_is_a_fault_of_the_body_whole_or_a_window_at_a_time(portal, monkeypatch):
     """Python reads no integer of more than 4,300 digits: its ValueError escaped as no HttpError,
     so a dataset's details lookup holding one failed its whole portal (orjson, before integers
