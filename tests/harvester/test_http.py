@@ -787,14 +787,24 @@ def test_a_large_body_is_never_held_while_it_is_read(tmp_path, streamed_from_1_m
 
 @pytest.fixture
 def spooled_bodies(monkeypatch):
-    """Every body spooled to a temporary file, recorded (its file closed or not)."""
+    """Every body spooled to a temporary file, recorded (its file closed or not); with
+    `interrupt_at` set, a KeyboardInterrupt raised as a body reaches that size."""
     import harvester.http
-    made = []
+
+    class Made(list):
+        interrupt_at = None
+
+    made = Made()
 
     class Recorded(harvester.http._SpooledBody):
         def __init__(self):
             super().__init__()
             made.append(self)
+
+        def write(self, data):
+            super().write(data)
+            if made.interrupt_at is not None and self.size >= made.interrupt_at:
+                raise KeyboardInterrupt
 
     monkeypatch.setattr(harvester.http, "_SpooledBody", Recorded)
     return made
@@ -819,6 +829,10 @@ def test_a_large_body_s_temporary_file_is_closed_once_read_or_refused(portal, st
     with pytest.raises(ResponseTooLarge):
         get(fast_client(max_bytes=len(body) - 1000), portal, "/services.json", parse=capped_json(3))
     assert len(spooled_bodies) == 4 and all(spooled.closed for spooled in spooled_bodies)
+    spooled_bodies.interrupt_at = 2 << 20   # Ctrl-C while the body arrives
+    with pytest.raises(KeyboardInterrupt):
+        get(client, portal, "/services.json", parse=capped_json(3))
+    assert len(spooled_bodies) == 5 and all(spooled.closed for spooled in spooled_bodies)
 
 
 def test_a_spooled_body_is_read_as_its_bytes_and_cached_gzip_encoded(portal, tmp_path, streamed_from_1_mb,
