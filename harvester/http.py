@@ -19,9 +19,11 @@ import logging
 import os
 import re
 import socket
+import tempfile
 import threading
 import zlib
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -528,7 +530,8 @@ class HttpClient:
                 request_headers["If-Modified-Since"] = meta["last_modified"]
 
         keep_gzip = conditional and self.cache is not None
-        status, response_headers, body, gzipped = self._fetch(url, request_headers, timeout, keep_gzip)
+        spool = getattr(parse, "reads_spooled", False)
+        status, response_headers, body, gzipped = self._fetch(url, request_headers, timeout, keep_gzip, spool)
         if status == 304:
             if not meta:
                 raise TransientError("304 Not Modified to an unconditional request", url, status)
@@ -538,29 +541,43 @@ class HttpClient:
                 return JsonResponse(None, status, url, not_modified=True, digest=digest)
             remembered = self.cache.body(url, meta)
             if remembered is None:  # validators without their body (a cache cut short): ask plainly
-                status, response_headers, body, gzipped = self._fetch(url, dict(headers), timeout, keep_gzip)
+                status, response_headers, body, gzipped = self._fetch(url, dict(headers), timeout, keep_gzip, spool)
                 if status == 304:
                     raise TransientError("304 Not Modified to an unconditional request", url, status)
             else:
                 return JsonResponse(parse(remembered, "", url), status, url, not_modified=True, digest=digest)
 
-        data = parse(body, response_headers.get("Content-Type", ""), url)
-        problem = expect(data) if expect else None
-        if problem:
-            raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
-        digest = None
-        if conditional and self.cache:
-            digest = hashlib.sha256(body).hexdigest()
-            etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
-            if etag or last_modified:
-                self.cache.put(url, etag, last_modified, body, digest, gzipped)
+        try:
+            data = parse(body, response_headers.get("Content-Type", ""), url)
+            problem = expect(data) if expect else None
+            if problem:
+                raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
+            digest = None
+            if conditional and self.cache:
+                spooled = isinstance(body, _SpooledBody)
+                digest = body.sha256() if spooled else hashlib.sha256(body).hexdigest()
+                etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
+                if etag or last_modified:
+                    # a spooled body goes to the cache gzip-encoded only (as it came, or encoded
+                    # here a piece at a time): the cache holds no copy of it while it is written
+                    if spooled:
+                        self.cache.put(url, etag, last_modified, None, digest, gzipped or body.gzipped())
+                    else:
+                        self.cache.put(url, etag, last_modified, body, digest, gzipped)
+        except BaseException:
+            _let_go(body)
+            raise
+        if not getattr(body, "kept", True):   # a spooled body no Entries read from: its file is done with
+            body.close()
         return JsonResponse(data, status, url, digest=digest)
 
-    def _fetch(self, url: str, headers: dict, timeout: float,
-               keep_gzip: bool = False) -> tuple[int, dict, bytes, bytes | None]:
+    def _fetch(self, url: str, headers: dict, timeout: float, keep_gzip: bool = False,
+               spool: bool = False) -> tuple[int, dict, "bytes | _SpooledBody", bytes | None]:
         """One request, its body read under the size cap and the total-time bound. With
         `keep_gzip`, a gzip-encoded body is also given as it came (for the validator cache),
-        when it is nothing but whole gzip members; otherwise that last item is None."""
+        when it is nothing but whole gzip members; otherwise that last item is None. With
+        `spool`, a body of STREAMED_JSON_BYTES or more is written to a temporary file as it
+        arrives (a _SpooledBody, for a parse that reads one: `reads_spooled`)."""
         self._check_stopped(url)
         self.stats.add(requests=1)
         log.debug("GET %s", url)
@@ -599,12 +616,13 @@ class HttpClient:
                         and int(declared) > self.max_bytes:
                     raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte cap", url, status)
                 gzipped = None
+                spool_from = STREAMED_JSON_BYTES if spool else None
                 if keep_gzip and response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
                     encoded = _read_capped(response, self.max_bytes, url, started, timeout, decode=False)
-                    body, whole = _gunzip_capped(encoded, self.max_bytes, url, status)
+                    body, whole = _gunzip_capped(encoded, self.max_bytes, url, status, spool_from)
                     gzipped = encoded if whole else None
                 else:
-                    body = _read_capped(response, self.max_bytes, url, started, timeout)
+                    body = _read_capped(response, self.max_bytes, url, started, timeout, spool_from=spool_from)
                 self.stats.add(bytes=len(body))
                 return status, dict(response.headers), body, gzipped
             except TransientError:
@@ -791,11 +809,11 @@ _DEADLINES = _Deadlines()
 
 
 def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,
-                 truncate: bool = False, decode: bool = True) -> bytes:
+                 truncate: bool = False, decode: bool = True, spool_from: int | None = None) -> "bytes | _SpooledBody":
     """The body, up to `cap` bytes; `decode=False`: as it came, still content-encoded. Gathered
     in a BytesIO, whose value is its buffer (not a copy): a list of chunks joined at the end
-    held a large body twice over."""
-    gathered = io.BytesIO()
+    held a large body twice over; from `spool_from` bytes on, in a temporary file (_BodySink)."""
+    gathered = _BodySink(spool_from)
     size = 0
     try:
         for chunk in response.iter_content(chunk_size=256 * 1024) if decode else _encoded_chunks(response, 256 * 1024):
@@ -810,8 +828,12 @@ def _read_capped(response: requests.Response, cap: int, url: str, started: float
             if time.monotonic() - started > timeout * 2:
                 raise TransientError(f"response took over {timeout * 2:.0f}s to arrive", url, response.status_code)
     except requests.exceptions.RequestException as exc:
+        gathered.discard()
         raise TransientError(f"response body cut short: {type(exc).__name__}", url, response.status_code) from None
-    return gathered.getvalue()
+    except BaseException:
+        gathered.discard()
+        raise
+    return gathered.body()
 
 
 def _encoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
@@ -830,14 +852,24 @@ def _encoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
     response._content_consumed = True   # (as iter_content marks it: the connection goes back to the pool)
 
 
-def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[bytes, bool]:
+def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int,
+                   spool_from: int | None = None) -> tuple["bytes | _SpooledBody", bool]:
     """A gzip-encoded body decoded as urllib3 decodes it (members one after another; what
     follows a first whole member and is not gzip is dropped; a stream cut short gives what
     it holds), never more than `cap` bytes (a gzip bomb). Also whether `encoded` was nothing
     but whole members, so that it can be stored as the body's gzip file. Decoded a piece at a
     time (GZIP_PIECE_BYTES in, and out of each): decoded in one call, the body was held twice,
-    the bytes decoded and their copy gathered (a 33 MB data.json peaked at 2.5 times its size)."""
-    pieces = io.BytesIO()   # (its value is its buffer: joined pieces held the body twice)
+    the bytes decoded and their copy gathered (a 33 MB data.json peaked at 2.5 times its size).
+    From `spool_from` bytes on, the body is decoded into a temporary file (_BodySink)."""
+    pieces = _BodySink(spool_from)   # (a BytesIO whose value is its buffer: joined pieces held the body twice)
+    try:
+        return _gunzip_into(pieces, encoded, cap, url, status)
+    except BaseException:
+        pieces.discard()
+        raise
+
+
+def _gunzip_into(pieces: "_BodySink", encoded: bytes, cap: int, url: str, status: int) -> tuple["bytes | _SpooledBody", bool]:
     size, members = 0, 0
     decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
     view, fed, data = memoryview(encoded), 0, b""
@@ -852,7 +884,7 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
             piece = decoder.decompress(data, min(cap + 1 - size, GZIP_PIECE_BYTES))
         except zlib.error:
             if members:   # garbage after a whole member
-                return pieces.getvalue(), False
+                return pieces.body(), False
             raise TransientError("response failed: ContentDecodingError", url) from None   # (as requests says it)
         size += len(piece)
         if size > cap:
@@ -872,10 +904,118 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int) -> tuple[byt
         if size + len(rest) > cap:
             raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status)
         pieces.write(rest)
-    return pieces.getvalue(), members > 0 and decoder.eof
+    return pieces.body(), members > 0 and decoder.eof
 
 
 GZIP_PIECE_BYTES = 1 << 20   # of a gzip body kept for the cache, decoded at a time (_gunzip_capped)
+
+
+class _SpooledBody:
+    """A response body of STREAMED_JSON_BYTES and more, written to a temporary file as it
+    arrives and read back a piece at a time: held in memory, a 192 MB data.json was 183 MiB
+    of the 550 its harvest peaked at, up to the 256 MiB response cap. Read like bytes: its
+    length, a byte, a slice (read from the file, never mapped: mapped pages count in the RSS).
+    The file has no name (tempfile.TemporaryFile: O_TMPFILE on Linux, unlinked at once
+    elsewhere), readable by this process alone; its space is given back when it is closed, or
+    when the process ends however it ends: a harvest killed leaves no file behind. Closed by
+    the request that read it, unless Entries read from it (`kept`): then by them (close),
+    and in any case once it is garbage."""
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(prefix="civicat-body-")
+        self.size = 0
+        self.kept = False
+        self._unflushed = False
+        self._close = weakref.finalize(self, self.file.close)
+
+    def write(self, data) -> None:
+        self.file.write(data)
+        self.size += len(data)
+        self._unflushed = True
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if self._unflushed:
+            self.file.flush()
+            self._unflushed = False
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.size)
+            if step != 1:
+                raise ValueError("a spooled body is read in slices of consecutive bytes")
+            return self._read(start, stop - start) if stop > start else b""
+        at = key + self.size if key < 0 else key
+        if not 0 <= at < self.size:
+            raise IndexError("spooled body index out of range")
+        return self._read(at, 1)[0]
+
+    def _read(self, start: int, length: int) -> bytes:
+        read = os.pread(self.file.fileno(), length, start)
+        while len(read) < length:   # (a short read: a signal, or over 2 GB at once)
+            more = os.pread(self.file.fileno(), length - len(read), start + len(read))
+            if not more:
+                raise OSError(f"the spooled body ends at byte {start + len(read)} of {self.size}")
+            read += more
+        return read
+
+    def pieces(self, size: int = GZIP_PIECE_BYTES) -> Iterator[bytes]:
+        for start in range(0, self.size, size):
+            yield self[start:start + size]
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for piece in self.pieces():
+            digest.update(piece)
+        return digest.hexdigest()
+
+    def gzipped(self) -> bytes:
+        """The body gzip-encoded (level 1, as the cache encodes a body), a piece at a time."""
+        encoder = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        out = io.BytesIO()
+        for piece in self.pieces():
+            out.write(encoder.compress(piece))
+        out.write(encoder.flush())
+        return out.getvalue()
+
+    def close(self) -> None:
+        self._close()
+
+    @property
+    def closed(self) -> bool:
+        return not self._close.alive
+
+
+def _let_go(body) -> None:
+    """A body given up on (its parse failed, the run stopped): its file, if spooled, closed."""
+    if isinstance(body, _SpooledBody):
+        body.close()
+
+
+class _BodySink:
+    """Where a body is gathered as it arrives: a BytesIO (its value is its buffer, not a copy)
+    up to `spool_from` bytes (None: no bound), then a _SpooledBody, what came before copied in."""
+
+    def __init__(self, spool_from: int | None) -> None:
+        self.memory: io.BytesIO | None = io.BytesIO()
+        self.spooled: _SpooledBody | None = None
+        self.spool_from = spool_from
+        self.size = 0
+
+    def write(self, data) -> None:
+        self.size += len(data)
+        if self.memory is not None and self.spool_from is not None and self.size >= self.spool_from:
+            self.spooled = _SpooledBody()
+            with self.memory.getbuffer() as before:
+                self.spooled.write(before)
+            self.memory = None
+        (self.memory if self.memory is not None else self.spooled).write(data)
+
+    def body(self) -> "bytes | _SpooledBody":
+        return self.memory.getvalue() if self.memory is not None else self.spooled
+
+    def discard(self) -> None:
+        _let_go(self.spooled)
 
 
 def parse_json_body(body: bytes, content_type: str, url: str) -> object:
@@ -950,8 +1090,9 @@ def capped_json(caps: CapTree | int, *, entries: tuple[str, ...] = ()) -> Callab
     itself, when it is a list; a key: its list, when the document is an object). In a large
     body that list is given as Entries, read again an entry at a time as it is iterated: a
     data.json of 10^5 datasets, parsed whole, held a GB and more until the last was stored."""
-    def parse(body: bytes, content_type: str, url: str) -> object:
+    def parse(body: "bytes | _SpooledBody", content_type: str, url: str) -> object:
         if len(body) < STREAMED_JSON_BYTES or json.detect_encoding(body[:4]) not in ("utf-8", "utf-8-sig"):
+            body = body[:] if isinstance(body, _SpooledBody) else body   # (UTF-16 and -32: read whole, as before)
             return _cut(parse_json_body(body, content_type, url), caps)   # (UTF-16 and -32 too, as json has them)
         _refuse_html_or_empty(body, content_type, url)
         text = _TextWindow(body)
@@ -967,8 +1108,17 @@ def capped_json(caps: CapTree | int, *, entries: tuple[str, ...] = ()) -> Callab
         except ValueError as exc:
             raise _not_json(_unreadable_number(exc), body, content_type, url) from None
         # (a walk over every value: only for a body that may hold a lone surrogate)
-        return _without_lone_surrogates(value) if _SURROGATE_ESCAPE.search(body) else value
+        return _without_lone_surrogates(value) if _has_surrogate_escape(body) else value
+    parse.reads_spooled = True   # (a large body is read from its temporary file: see _fetch)
     return parse
+
+
+def _has_surrogate_escape(body: "bytes | _SpooledBody") -> bool:
+    if not isinstance(body, _SpooledBody):
+        return _SURROGATE_ESCAPE.search(body) is not None
+    overlap = 3   # (an escape across two pieces: its first 3 bytes end the one before)
+    return any(_SURROGATE_ESCAPE.search(body[start:start + GZIP_PIECE_BYTES + overlap])
+               for start in range(0, len(body), GZIP_PIECE_BYTES))
 
 
 def _cut(value, caps: "CapTree | int"):
@@ -1038,9 +1188,9 @@ class _TextWindow:
     body and up to four times its size (one emoji makes every character of a str 4 bytes): a
     200 MB body took 1 GB. A value wider than the window widens it, doubling (read twice at most)."""
 
-    def __init__(self, body: bytes | memoryview, begin: int = 0):
+    def __init__(self, body: "bytes | memoryview | _SpooledBody", begin: int = 0):
         """`begin`: the byte to read from (a character's first), character 0 of the text."""
-        self.body = memoryview(body)
+        self.body = body if isinstance(body, _SpooledBody) else memoryview(body)
         self.decoder = codecs.getincrementaldecoder("utf-8")()
         # bytes decoded so far (past a byte order mark)
         self.read = begin or (3 if self.body[:3] == b"\xef\xbb\xbf" else 0)
@@ -1226,11 +1376,18 @@ class Entries:
     more of them are held than the caller keeps. When the body was read, every entry was
     parsed, cut and dropped (`checked`), so a body cut short or broken midway failed its
     request (retried, and never stored in the validator cache) before any entry was handed
-    out. Holds the body, once, while it lives."""
+    out. Holds the body, once, while it lives: a body spooled to a temporary file (_SpooledBody)
+    is read from it, and closed by `close` (Listing closes it once its entries are handed out)."""
 
-    def __init__(self, body: memoryview, begin: int, caps: "CapTree", count: int):
+    def __init__(self, body: "memoryview | _SpooledBody", begin: int, caps: "CapTree", count: int):
         self.body, self.begin, self.caps, self.count = body, begin, caps, count
         self.lone_surrogates = False   # (set by _without_lone_surrogates: each entry is made UTF-8-safe)
+        if isinstance(body, _SpooledBody):
+            body.kept = True   # (the request that read it leaves it open)
+
+    def close(self) -> None:
+        """Let go of the body: a spooled one's file is closed (its entries can be read no more)."""
+        _let_go(self.body)
 
     @classmethod
     def checked(cls, text: _TextWindow, at: int, caps: "CapTree") -> tuple["Entries", int]:

@@ -539,15 +539,20 @@ class Listing:
         """A page whose items are parsed as they are read (harvester.http.Entries: a listing
         served as one large document), its unique items handed out ENTRIES_AT_A_TIME at a time,
         each batch a page of its own: no more of them are held at once. A body cut short was
-        refused whole when it was read, before any of them."""
+        refused whole when it was read, before any of them. The entries are closed once handed
+        out, or when the listing stops (a large body's temporary file goes with them)."""
         entries, ids = iter(page.items), []
-        while batch := list(itertools.islice(entries, ENTRIES_AT_A_TIME)):
-            unique, batch_ids, repeated = self._unique(batch, seen)
-            if page.digest is not None:   # (kept for the page's PageRead only)
-                ids += batch_ids
-            self.duplicates.extend(repeated)
-            self.unique += len(unique)
-            yield dataclasses.replace(page, items=unique)
+        try:
+            while batch := list(itertools.islice(entries, ENTRIES_AT_A_TIME)):
+                unique, batch_ids, repeated = self._unique(batch, seen)
+                if page.digest is not None:   # (kept for the page's PageRead only)
+                    ids += batch_ids
+                self.duplicates.extend(repeated)
+                self.unique += len(unique)
+                yield dataclasses.replace(page, items=unique)
+        finally:
+            if hasattr(page.items, "close"):
+                page.items.close()
         if page.digest is not None:
             self.digests.append(page.digest)
             self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, ids))

@@ -13,10 +13,15 @@ import hashlib
 import json
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Callable
 
 from werkzeug.http import HTTP_STATUS_CODES, http_date
@@ -263,3 +268,30 @@ class LocalPortal:
             return request.if_none_match.contains_weak(etag.strip('"'))
         since = request.if_modified_since
         return since is not None and self.last_modified.replace(microsecond=0) <= since
+
+
+@contextmanager
+def files_served_apart(folder: Path) -> Iterator[str]:
+    """`folder` served by `python -m http.server` on 127.0.0.1, in a process of its own: its URL.
+    For tests that measure what the client allocates (tracemalloc counts every thread of the
+    process, and a LocalPortal's thread answering a large body allocates up to its size again
+    now and then: a bound on the client's memory flaked under load)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                               "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while True:   # (until it listens)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait()

@@ -1,12 +1,13 @@
 """The DCAT-US adapter over real HTTP: every recorded data.json document, the Hub feed
 path, and documents that are not data.json."""
 import json
+import os
 
 import pytest
 
 from harvester.pipeline import harvest
 from tests.conftest import portal_config
-from tests.portals.base import RawBody
+from tests.portals.base import RawBody, files_served_apart
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.portals.synth import make_data_json
 from tests.shared_fixtures import dcat_us_files, require_fixtures
@@ -165,3 +166,77 @@ def test_a_large_data_json_answered_304_is_read_again_from_the_cache(store, http
     assert (first.status, first.new) == ("ok", 3000)
     assert (second.status, second.not_modified, second.unchanged, second.new) == ("ok", 1, 3000, 0)
     assert count(store, "SELECT count(*) FROM datasets WHERE title = 'Lone \ufffd surrogate'") == 1
+
+
+def test_a_large_data_json_is_read_from_a_temporary_file_not_held(http, tmp_path, streamed_from_1_mb):
+    """A large data.json's body was held in memory while it was listed, up to the 256 MiB response
+    cap (a 192 MB data.json: 183 MiB of its harvest's 550 MiB peak). It is now written to a
+    temporary file as it arrives and its datasets read from there: what the listing allocates
+    stays well under the body's size, which it held at 1.5 times before. (tracemalloc counts
+    allocations, not pages, so a busy machine does not move it; the body is served by a process
+    of its own, so that only the client's allocations are counted.)"""
+    import tracemalloc
+    from harvester.portals import adapter_for
+    body = json.dumps(make_data_json(20_000)).encode()   # (33 MB)
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "data.json").write_bytes(body)
+    with files_served_apart(tmp_path / "served") as url:
+        listing = adapter_for(portal_config("city", "dcat-us", url + "/data.json"), http).listing()
+        tracemalloc.start()
+        try:
+            listed = sum(len(page.items) for page in listing.read())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert listed == 20_000 and listing.complete
+    assert peak < 0.8 * len(body), f"{peak / len(body):.2f} times the body's size"
+
+
+def _open_spooled_bodies(folder) -> list[str]:
+    """The files this process holds open in `folder` (a spooled body's has no name: '#<inode> (deleted)')."""
+    links = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            links.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:   # (the listing's own descriptor, closed since)
+            pass
+    return [link for link in links if link.startswith(f"{folder}/")]
+
+
+@pytest.fixture
+def spool_folder(tmp_path, monkeypatch):
+    """Temporary files made in a folder of the test's own, so that its test can see them."""
+    import tempfile
+    folder = tmp_path / "spool"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="open files are read from /proc")
+def test_a_large_data_json_s_temporary_file_is_gone_after_success_a_body_cut_short_and_a_listing_stopped(
+        store, http, spool_folder, streamed_from_1_mb):
+    """The temporary file a large body is written to lives while its datasets are listed and no
+    longer: after a harvest, after a body cut short (its portal failed), and after a listing
+    stopped midway by an exception. It never has a name in the folder."""
+    from harvester.portals import adapter_for
+    body = json.dumps(make_data_json(3000)).encode()
+    assert len(body) > 1 << 20
+    with DataJsonPortal(RawBody(body, "application/json")) as portal:
+        config = portal_config("city", "dcat-us", portal.url + "/data.json")
+
+        def list_until_a_dataset_fails():   # (as the pipeline lists: the pages gone with the loop)
+            for number, _ in enumerate(adapter_for(config, http).listing().read()):
+                assert len(_open_spooled_bodies(spool_folder)) == 1   # (read from it while listed)
+                if number == 1:
+                    raise RuntimeError("a dataset that fails the listing")
+
+        with pytest.raises(RuntimeError):
+            list_until_a_dataset_fails()
+        assert _open_spooled_bodies(spool_folder) == []
+        assert harvest([config], store, http).ok and count(store) == 3000
+        assert _open_spooled_bodies(spool_folder) == []
+        portal.document = RawBody(body[: len(body) // 2], "application/json")
+        report = harvest([config], store, http).portals[0]
+        assert report.status == "failed" and "ends inside a value" in report.error_message
+    assert _open_spooled_bodies(spool_folder) == [] and list(spool_folder.iterdir()) == []
