@@ -184,3 +184,23 @@ def test_a_full_harvest_whose_layer_host_is_down_keeps_the_columns(store, http):
             report = harvest([config], store, http, full=True).portals[0]
     assert report.status == "ok" and (report.changed, report.unchanged) == (0, 1)
     assert len(before) == 3 and store.con.execute(columns).fetchall() == before
+
+
+def test_a_dataset_moved_to_another_layer_that_is_down_keeps_no_columns_of_the_old_one(store, http):
+    """The stored columns are the old layer's: while the new one cannot be read the dataset
+    has none (an error naming the new layer), and its records are not read from the old one."""
+    old, new = "/arcgis/rest/services/A/FeatureServer/0", "/arcgis/rest/services/A2/FeatureServer/0"
+    with LocalPortal() as services:
+        services.serve_json(old, layer_fields("id", "name"))
+        with DataJsonPortal(edited_hub(services.url, [old]), path=HUB_FEED_PATH) as hub:
+            config = portal_config("hub", "arcgis-hub", hub.url)
+            harvest([config], store, http)
+            hub.document = edited_hub(services.url, [new])
+            services.inject("/arcgis/", ("status", 503), times=1000)
+            run = harvest([config], store, http)
+        new_layer = services.url + new
+    assert run.portals[0].status == "ok" and run.portals[0].changed == 1
+    assert count(store, "SELECT count(*) FROM columns") == 0
+    [(severity, message)] = store.con.execute("SELECT severity, message FROM harvest_errors WHERE run_id = ? AND "
+                                              "stage = 'fetch'", [run.run_id]).fetchall()
+    assert severity == "error" and new_layer in message
