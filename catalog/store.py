@@ -291,6 +291,14 @@ class Store:
             return dict(self.con.execute("SELECT uid, raw_hash FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
                                          [portal_id]).fetchall())
 
+    def stored_details(self, uids: list[str]) -> dict[str, str | None]:
+        """uid -> the details (compact JSON, or None) of the stored version of each of `uids`
+        the catalogue holds: one query for a batch of them (raw_records has no index)."""
+        with self._write_lock:
+            return dict(self.con.execute(
+                """SELECT d.uid, r.details FROM datasets d JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash
+                   WHERE d.uid IN (SELECT unnest($uids::VARCHAR[]))""", {"uids": uids}).fetchall())
+
     def settled_pages(self, portal_id: str) -> set[str]:
         """The pages of the portal's latest committed listing (see migration 0009)."""
         with self._write_lock:

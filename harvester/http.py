@@ -406,6 +406,12 @@ class HttpClient:
         return self._get(url, params, headers, conditional, timeout, expect, parse or parse_json_body,
                          "application/json", unread)
 
+    def forget(self, url: str) -> None:
+        """Drop what the validator cache remembers for `url` (JsonResponse.url): a body its
+        caller refused must not be answered again by a 304 (one full request next time)."""
+        if self.cache is not None:
+            self.cache.forget(url)
+
     def get_data(self, url: str, parse: Callable[[bytes], object], params: dict | None = None, *,
                  headers: dict | None = None, timeout: float | None = None, accept: str = "text/csv"):
         """GET a data body (a CSV page) and `parse` it, retried like JSON: an HTML page behind

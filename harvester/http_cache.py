@@ -200,22 +200,32 @@ class ValidatorCache:
             self._pending[url] = (meta, body)
         self._writer.submit(self._write, url, meta, body, gzipped)
 
+    def forget(self, url: str) -> None:
+        """The entry of `url` removed (after any write of it already asked: one writer thread)."""
+        with self._lock:
+            self._pending.pop(url, None)
+        self._writer.submit(self._write, url, None, b"")
+
     def flush(self) -> None:
         """Wait until every entry put so far is on disk."""
         self._writer.submit(lambda: None).result()
 
-    def _write(self, url: str, meta: dict, body: bytes, gzipped: bytes | None = None) -> None:
+    def _write(self, url: str, meta: dict | None, body: bytes, gzipped: bytes | None = None) -> None:
+        """The entry of `url` written (`meta` None: removed)."""
         try:
             if self._writes_stopped:
                 return
-            row = (self._key(url), json.dumps(meta),
-                   gzipped if gzipped is not None else gzip.compress(body, compresslevel=1))
+            if meta is None:
+                sql, row = "DELETE FROM validators WHERE url_key = ?", (self._key(url),)
+            else:
+                sql = "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)"
+                row = (self._key(url), json.dumps(meta),
+                       gzipped if gzipped is not None else gzip.compress(body, compresslevel=1))
             for attempt in (1, 2):   # a second time only on a file started afresh
                 try:
                     self._writer_connection, self._writer_generation = self._current(
                         self._writer_connection, self._writer_generation, self.BUSY_TIMEOUT)
-                    self._writer_connection.execute(
-                        "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)", row)
+                    self._writer_connection.execute(sql, row)
                     return
                 except (sqlite3.Error, OSError) as exc:  # a cache that cannot be written costs a full request next run
                     if attempt == 1 and self._writer_connection is not None and self._damaged(exc):
@@ -229,7 +239,7 @@ class ValidatorCache:
                     return
         finally:
             with self._lock:
-                if self._pending.get(url, (None, None))[1] is body:
+                if meta is not None and self._pending.get(url, (None, None))[1] is body:
                     del self._pending[url]
 
     def _remove_old_layout(self) -> None:

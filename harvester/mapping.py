@@ -242,8 +242,14 @@ class Mapper:
 
     def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None,
                  known: dict[str, str] | Callable[[], dict[str, str]] | None = None,
-                 settled_pages: set[str] | frozenset[str] = frozenset()):
+                 settled_pages: set[str] | frozenset[str] = frozenset(),
+                 stored_details: Callable[[list[str]], dict[str, str | None]] | None = None):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
+        # uids -> the details of their stored versions (Store.stored_details), for entries
+        # whose lookup failed where the adapter keeps what it looked up before (`looked_up`);
+        # such entries wait in `lookups_failed` to be asked for a batch at a time
+        self.stored_details = stored_details
+        self.lookups_failed: list[tuple[dict, str, str | None, HttpError]] = []
         # uid -> raw hash of the stored datasets: an entry that hashes the same is unchanged,
         # so it is neither mapped nor staged (the listing still counts it as seen). A
         # callable is asked on the first entry read: a night whose pages are all known
@@ -338,14 +344,42 @@ class Mapper:
             details = self.adapter.fetch_details(entry)
             if details is not None and page_digest is not None:
                 self.detailed.add(page_digest)
-        except HttpError as exc:  # one dataset's lookup: recorded; a stored dataset keeps its version
-            self.on_error(source_id, "fetch", exc.error_type, str(exc))
+        except HttpError as exc:  # one dataset's lookup: recorded; a stored dataset keeps what it looked up
             # the page is read again next night, so the lookup is made again (a new dataset
             # stored without its details must not look settled)
             self._unsettle(page_digest)
+            if self.adapter.looked_up and self.stored_details is not None:
+                self.lookups_failed.append((entry, source_id, page_digest, exc))
+                if len(self.lookups_failed) >= BATCH:
+                    self._add_lookups_failed()
+                return
+            self.on_error(source_id, "fetch", exc.error_type, str(exc))
             if stored is not None:  # (half the metadata must not replace the whole: its columns)
                 self.unchanged += 1
                 return
+        self._stage(entry, source_id, details, stored, page_digest)
+
+    def _add_lookups_failed(self) -> None:
+        """The entries whose lookup failed, each with the looked-up parts of its stored
+        version's details (a warning: the dataset keeps what its lookup gave before, and
+        takes the entry's metadata as listed), else with none (an error: it has none)."""
+        failed, self.lookups_failed = self.lookups_failed, []
+        stored = self.stored_details([f"{self.portal.id}:{source_id}" for _, source_id, _, _ in failed])
+        for entry, source_id, page_digest, exc in failed:
+            uid = f"{self.portal.id}:{source_id}"
+            previous = stored.get(uid)
+            details = self.adapter.details_without_lookup(entry, orjson.loads(previous) if previous else None)
+            if any(key in (details or {}) for key in self.adapter.looked_up):
+                self.on_error(source_id, "fetch", exc.error_type,
+                              f"{exc}; the dataset keeps what this address gave before (its columns) and "
+                              "takes the rest of its metadata as listed", "warning")
+            else:
+                self.on_error(source_id, "fetch", exc.error_type, str(exc))
+            self._stage(entry, source_id, details, self.known.get(uid), page_digest)
+
+    def _stage(self, entry: dict, source_id: str, details: dict | None, stored: str | None,
+               page_digest: str | None) -> None:
+        """An entry and its details to the batch, unless they are the stored version."""
         try:
             if stored is not None and (
                     (details is None and page_digest is not None and self.page_key(page_digest) in self.settled_pages)
@@ -415,6 +449,8 @@ class Mapper:
         """Map what is left and wait for every batch: the stage is then complete. The
         workers are stopped, so they hold no memory during the portal's merge (the next
         large portal starts them again, in about a second)."""
+        if self.lookups_failed:
+            self._add_lookups_failed()
         if self.batch.entries:
             self._dispatch()
         while self.in_flight:
@@ -425,6 +461,7 @@ class Mapper:
     def abandon(self) -> None:
         """The portal failed: cancel what has not started, wait for what has (so no part
         is written into a stage being removed), and ignore their results."""
+        self.lookups_failed.clear()
         for _, future, _ in self.in_flight:
             future.cancel()
         for _, future, _ in self.in_flight:

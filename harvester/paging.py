@@ -35,7 +35,13 @@ RAISE_THE_CAP = "CIVICAT_HTTP_MAX_BYTES raises the cap"
 
 
 class PagingError(Exception):
-    """The listing cannot be completed (a cap reached, a cursor that does not move)."""
+    """The listing cannot be completed (a cap reached, a cursor that does not move).
+    `repeated`: the page that answered the page before again (a portal ignoring the paging
+    parameters), whose body is no answer to its request (Listing.read has it forgotten)."""
+
+    def __init__(self, message: str, repeated: "Page | None" = None):
+        super().__init__(message)
+        self.repeated = repeated
 
 
 @dataclass
@@ -48,6 +54,7 @@ class Page:
     cursor: str | None = None    # the next cursor the API hands out, when it does
     digest: str | None = None    # sha256 of the body the page was read from, when the adapter knows it
     params: dict | None = None   # the request that gave it (set by pages)
+    url: str | None = None       # the address it was read from (a conditional request's: its body is cached)
     known: "KnownPage | None" = None   # the page of the last listing it is, when its body was not read
 
 
@@ -347,7 +354,7 @@ class CursorPaginator(Paginator):
         if not cursor:
             return None
         if cursor == params[self.cursor_param]:
-            raise PagingError(f"cursor {self.cursor_param}={cursor!r} did not move")
+            raise PagingError(f"cursor {self.cursor_param}={cursor!r} did not move", repeated=page)
         return self._params(cursor)
 
     def smaller(self, params: dict) -> dict | None:
@@ -428,11 +435,17 @@ class Listing:
 
     `fetch_page(params)` gives a Page; with `skips_bodies`, `fetch_page(params, unread=digest)`
     may give a page without items (`items=None`) when the answer is that very body again.
+    `forget(url)`: drops the body remembered for a page's address (HttpClient.forget), for
+    a page refused as a repeat of the one before (PagingError.repeated): a portal that
+    validates by date alone would answer that address 304 next time, and the repeat be
+    read again.
     """
 
     def __init__(self, fetch_page: Callable[..., Page], paginator: Paginator,
-                 id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000, skips_bodies: bool = False):
+                 id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000, skips_bodies: bool = False,
+                 forget: Callable[[str], None] | None = None):
         self.fetch_page = fetch_page
+        self.forget = forget
         self.paginator = paginator
         self.id_of = id_of
         self.max_pages = max_pages
@@ -562,6 +575,14 @@ class Listing:
         answered with its very body comes without items (`known` set). Pages are fetched
         ahead, in background threads, while the caller works through the current one: one
         ahead, or along the last listing's chain (see remember)."""
+        try:
+            yield from self._read()
+        except PagingError as exc:
+            if exc.repeated is not None and exc.repeated.url is not None and self.forget is not None:
+                self.forget(exc.repeated.url)
+            raise
+
+    def _read(self) -> Iterator[Page]:
         seen: set[str] = set()
         known_read: list[KnownPage] = []
         paginator = _Remembering(self.paginator, self.known) if self.known else self.paginator
@@ -587,7 +608,7 @@ class Listing:
                 # (but a short last one, when datasets were both created and deleted meanwhile):
                 # this API ignores the paging parameters, and would answer so till max_pages
                 raise PagingError(f"the page at {request_text(page.params)} gave {len(repeated)} entries, every one "
-                                  "already listed: the portal repeats a page instead of paging on")
+                                  "already listed: the portal repeats a page instead of paging on", repeated=page)
             self.duplicates.extend(repeated)
             self.unique += len(unique)
             if page.digest is not None:

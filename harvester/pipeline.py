@@ -206,7 +206,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         # unchanged entries are recognised by their raw hash (or their page's) before mapping;
         # --full rewrites all
         mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else lambda: store.raw_hashes(portal.id),
-                        settled_pages=set() if full else store.settled_pages(portal.id))
+                        settled_pages=set() if full else store.settled_pages(portal.id),
+                        stored_details=store.stored_details)
         listing = adapter.listing()
         if not full:  # last night's pages: asked along their chain, and those answered the same, not read
             listing.remember(mapper.known_pages(store.known_pages(portal.id, mapping_namespace(adapter))),

@@ -61,8 +61,19 @@ class ArcgisHubAdapter(DcatUsAdapter):
         identifier = R.text(entry.get("identifier"))
         return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
 
+    looked_up = ("layer_url", "layer", "columns_left_out")   # all the layer's
+
+    def entry_details(self, entry: dict) -> dict | None:
+        return super().fetch_details(entry)   # the feed's lists cut as it was read
+
+    def details_without_lookup(self, entry: dict, stored: dict | None) -> dict | None:
+        """The stored layer is kept only while the feed names that layer: another one's
+        columns are not this dataset's (nor its records' address)."""
+        same_layer = stored is not None and stored.get("layer_url") == layer_url(entry)
+        return super().details_without_lookup(entry, stored if same_layer else None)
+
     def fetch_details(self, entry: dict) -> dict | None:
-        cut = super().fetch_details(entry)
+        cut = self.entry_details(entry)
         url = layer_url(entry)
         if url is None:
             return cut  # documents, web maps, apps: no layer to read columns from

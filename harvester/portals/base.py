@@ -39,10 +39,28 @@ class PortalAdapter(ABC):
     def source_id(self, entry) -> str | None:
         """The portal's own stable id of an entry (None when it has none)."""
 
+    # The keys of fetch_details' answer that its lookup (a request) gives, as against those
+    # the entry gives itself (entry_details). A stored dataset whose lookup fails one night
+    # keeps these from its stored details and takes the rest from the entry anew
+    # (details_without_lookup). Empty: the kind does not tell them apart, and such a dataset
+    # keeps its stored version whole.
+    looked_up: ClassVar[tuple[str, ...]] = ()
+
     def fetch_details(self, entry: dict) -> dict | None:
         """Fetch: what the entry lacks (e.g. columns), or None. May raise HttpError: the
         pipeline records it against this dataset and keeps the entry as listed."""
         return None
+
+    def entry_details(self, entry: dict) -> dict | None:
+        """The part of fetch_details' answer that needs no request (see `looked_up`)."""
+        return None
+
+    def details_without_lookup(self, entry: dict, stored: dict | None) -> dict | None:
+        """The details of an entry whose lookup failed: entry_details, with the `looked_up`
+        parts of `stored` (the details of the dataset's stored version, None when it has
+        none) kept."""
+        kept = {key: stored[key] for key in self.looked_up if key in (stored or {})}
+        return {**(self.entry_details(entry) or {}), **kept} or None
 
     @abstractmethod
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:

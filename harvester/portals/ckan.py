@@ -102,11 +102,12 @@ class CkanAdapter(PortalAdapter):
         if not isinstance(result, dict) or not isinstance(result.get("results"), list):
             raise PermanentError("package_search gave no 'results' list", self.portal.url)
         count = result.get("count")
-        return Page(items=result["results"], total=count if isinstance(count, int) else None, digest=response.digest)
+        return Page(items=result["results"], total=count if isinstance(count, int) else None, digest=response.digest,
+                    url=response.url)
 
     def listing(self) -> Listing:
         paginator = OffsetPaginator(ROWS, offset_param="start", limit_param="rows", extra={"sort": "id asc"})
-        return Listing(self._search_page, paginator, self.source_id, skips_bodies=True)
+        return Listing(self._search_page, paginator, self.source_id, skips_bodies=True, forget=self.http.forget)
 
     def source_id(self, entry) -> str | None:
         return R.text(entry.get("id")) if isinstance(entry, dict) else None

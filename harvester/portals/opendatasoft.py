@@ -60,7 +60,7 @@ class OpenDataSoftAdapter(PortalAdapter):
                 return Page(items=None, digest=response.digest)
             total = response.data.get("total_count")
             return Page(items=response.data["results"], total=total if isinstance(total, int) else None,
-                        digest=response.digest)
+                        digest=response.digest, url=response.url)
 
         total = reported_total(page, lambda offset: {"limit": 1, "offset": offset})
         if total is not None and total > OFFSET_WINDOW:
@@ -69,7 +69,7 @@ class OpenDataSoftAdapter(PortalAdapter):
                                                      expect=_export_shape, parse=CATALOG_EXPORT).data, total=total)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"})
-        return Listing(page, paginator, self.source_id, skips_bodies=True)
+        return Listing(page, paginator, self.source_id, skips_bodies=True, forget=self.http.forget)
 
     def source_id(self, entry) -> str | None:
         if not isinstance(entry, dict):

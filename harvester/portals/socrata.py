@@ -98,7 +98,8 @@ class SocrataAdapter(PortalAdapter):
         if data is None:  # the very body `unread` names: the listing knows what is on it
             return Page(items=None, digest=response.digest)
         total = data.get("resultSetSize")
-        return Page(items=data["results"], total=total if isinstance(total, int) else None, digest=response.digest)
+        return Page(items=data["results"], total=total if isinstance(total, int) else None, digest=response.digest,
+                    url=response.url)
 
     def listing(self) -> Listing:
         base = {"domains": self.domain}
@@ -108,7 +109,7 @@ class SocrataAdapter(PortalAdapter):
                                         size_param="limit", size=PAGE_LIMIT)
         else:
             paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra=base)
-        return Listing(self._page, paginator, self.source_id, skips_bodies=True)
+        return Listing(self._page, paginator, self.source_id, skips_bodies=True, forget=self.http.forget)
 
     def source_id(self, entry) -> str | None:
         resource = entry.get("resource") if isinstance(entry, dict) else None

@@ -134,3 +134,19 @@ def test_page_threads_never_wait_for_a_file_another_process_holds(tmp_path, monk
         other.execute("ROLLBACK")
         other.close()
     assert caplog.text.count("could not read the HTTP cache") == 1
+
+
+def test_an_entry_forgotten_is_gone_whether_written_yet_or_not(tmp_path):
+    """forget() after put(): the removal follows the write (one writer thread), so neither
+    the entry still in memory nor the one on disk answers; other entries stay."""
+    cache = ValidatorCache(tmp_path)
+    cache.put("https://p.example/a", None, "Mon, 15 Jan 2024 12:00:00 GMT", b'{"a": 1}')
+    cache.put("https://p.example/b", None, "Mon, 15 Jan 2024 12:00:00 GMT", b'{"b": 1}')
+    cache.forget("https://p.example/a")      # (maybe before the write of it)
+    assert cache.get("https://p.example/a") is None
+    cache.flush()
+    assert cache.get("https://p.example/a") is None and cache.validators("https://p.example/a") is None
+    assert cache.get("https://p.example/b")[1] == b'{"b": 1}'
+    cache.put("https://p.example/a", None, "Tue, 16 Jan 2024 12:00:00 GMT", b'{"a": 2}')   # asked again later
+    cache.flush()
+    assert cache.get("https://p.example/a")[1] == b'{"a": 2}'

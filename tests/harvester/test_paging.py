@@ -184,6 +184,24 @@ def test_a_page_of_nothing_but_ids_already_listed_is_an_error():
     assert len(calls) == 2 and not listing.complete
 
 
+@pytest.mark.parametrize("paginator", [OffsetPaginator(100), CursorPaginator("c", lambda p: p.items[-1]["id"])],
+                         ids=["offset", "cursor"])
+def test_a_page_refused_as_a_repeat_is_forgotten_by_its_address(paginator):
+    """Its body is no answer to its request: the validator cache must not keep it for that
+    address (a portal validating by date alone would answer 304, and the repeat be read
+    again); the page before it, a true answer, stays remembered."""
+    asked, forgotten = [], []
+
+    def fetch(params):
+        asked.append(f"https://portal.example/list?{sorted(params.items())}")
+        return Page(ITEMS[:100], total=10**9, url=asked[-1])
+
+    listing = Listing(fetch, paginator, lambda i: i["id"], forget=forgotten.append)
+    with pytest.raises(PagingError, match="every one already listed|did not move"):
+        list(listing)
+    assert len(asked) == 2 and forgotten == asked[1:]
+
+
 def test_a_page_with_one_new_id_among_repeats_is_read_on():
     """Pages that shift while they are read repeat some ids, never all of them."""
     pages_ = [ITEMS[:100], ITEMS[99:150]]

@@ -3,7 +3,7 @@ period), an unchanged catalogue is not rewritten, portals run side by side. What
 does under faults is in test_faults.py."""
 import copy
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -340,3 +340,27 @@ def test_a_listing_holding_an_id_also_on_a_page_left_unread_is_a_listing_with_du
     assert store.con.execute("SELECT source_id FROM harvest_errors WHERE error_type = 'DuplicateId'").fetchall() == [
         (twice["resource"]["id"],)]
     assert store.settled_pages("city") == set()                     # which copy was stored depends on the order
+
+
+def test_a_page_that_repeats_the_one_before_is_not_replayed_the_next_night(store, http, socrata):
+    """A portal sending Last-Modified alone (its catalogue's last change) answers 304 to any
+    page asked since then. A page refused for repeating the page before must not stay
+    remembered as that URL's body: the nights after, paging fixed and nothing changed, the
+    304 handed it out again: a listing short of that page's datasets (each of the page
+    before counted twice), then, its pages no longer known, the portal failed again."""
+    socrata.etags = False
+    assert harvest([socrata.config], store, http).ok
+    socrata.last_modified += timedelta(days=1)   # the catalogue changed: every page is answered anew
+    paging_on = socrata.route
+
+    def third_page_repeats_the_second(path, query):
+        return paging_on(path, {**query, "offset": "100"} if query.get("offset") == "200" else query)
+
+    socrata.route = third_page_repeats_the_second
+    failed = harvest([socrata.config], store, http).portals[0]
+    assert failed.status == "failed" and "repeats a page" in failed.error_message
+    socrata.route = paging_on   # paged right again, and nothing changed since: 304s
+    for _night in range(2):
+        report = harvest([socrata.config], store, http).portals[0]
+        assert report.status == "ok" and report.listing_complete and report.seen == 350
+        assert report.duplicates == 0 and report.not_modified >= 3

@@ -111,6 +111,9 @@ class LocalPortal:
         self.requests: list[tuple[str, Query, dict[str, str]]] = []
         self.hits: Counter[str] = Counter()
         self.last_modified = datetime(2024, 1, 15, 12, 0, 0, tzinfo=timezone.utc)
+        # False: Last-Modified alone, no ETag (a portal whose date is its catalogue's last
+        # change, so any answer since then is "not modified", whatever URL asked)
+        self.etags = True
         # on_request(path, query) runs before each answer, e.g. to change the catalogue.
         self.on_request: Callable[[str, Query], None] | None = None
         self.static: dict[str, Any] = {}
@@ -251,7 +254,8 @@ class LocalPortal:
         headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding"), *headers]
         if validators:
             etag = '"%s"' % hashlib.sha1(body).hexdigest()  # strong: hash of the JSON bytes
-            validator_headers = [("ETag", etag), ("Last-Modified", http_date(self.last_modified))]
+            validator_headers = [("ETag", etag)] if self.etags else []
+            validator_headers.append(("Last-Modified", http_date(self.last_modified)))
             if conditional and self._not_modified(request, etag):
                 return 304, validator_headers + [("Vary", "Accept-Encoding")], b""
             headers += validator_headers

@@ -1,6 +1,7 @@
 """The ArcGIS Hub adapter: the site's DCAT-US feed, columns from FeatureServer layers on
 another host, ArcGIS's errors behind a 200."""
 import json
+from datetime import UTC, datetime
 
 
 from catalog.record import Notes
@@ -111,3 +112,95 @@ def test_a_layer_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store, h
         assert set(services.hits) == {layer}
     assert count(store) == 3
     assert_first_10000_columns_kept(store, source_id, "the layer")
+
+
+def edited_hub(services_url: str, layers: list[str]) -> dict:
+    """A Hub feed of one dataset per layer path, each layer of two fields."""
+    return {"dataset": [{"identifier": f"https://www.arcgis.com/home/item.html?id={i:032x}&sublayer=0",
+                         "title": f"Layer {i}", "keyword": ["old"], "modified": "2024-01-01",
+                         "distribution": [{"accessURL": services_url + path}]} for i, path in enumerate(layers)]}
+
+
+def layer_fields(*names: str) -> dict:
+    return {"name": "L", "type": "Feature Layer", "geometryType": "esriGeometryPoint",
+            "fields": [{"name": name, "alias": name.title(), "type": "esriFieldTypeString"} for name in names]}
+
+
+def test_an_edited_dataset_whose_layer_is_down_takes_the_feed_and_keeps_its_columns(store, http):
+    """Night 2: the feed edits a dataset's title, keywords and modified while its layer host
+    answers 503: the feed's metadata is stored, the columns the layer gave last time are
+    kept (not changed), and a warning names the layer. Night 3, the host back: the columns
+    are read again. The dataset not edited stays unchanged throughout."""
+    layers = ["/arcgis/rest/services/A/FeatureServer/0", "/arcgis/rest/services/B/FeatureServer/0"]
+    with LocalPortal() as services:
+        for path in layers:
+            services.serve_json(path, layer_fields("id", "name"))
+        with DataJsonPortal(edited_hub(services.url, layers), path=HUB_FEED_PATH) as hub:
+            config = portal_config("hub", "arcgis-hub", hub.url)
+            assert harvest([config], store, http).portals[0].new == 2
+            stored = "SELECT source_id, title, keywords, modified, last_changed FROM datasets ORDER BY source_id"
+            columns = "SELECT dataset_uid, position, name, field_name, type FROM columns ORDER BY ALL"
+            night_1, columns_1 = store.con.execute(stored).fetchall(), store.con.execute(columns).fetchall()
+
+            hub.document = edited_hub(services.url, layers)
+            hub.document["dataset"][0].update(title="Layer 0, renamed", keyword=["new"], modified="2024-02-01")
+            services.inject("/arcgis/", ("status", 503), times=1000)
+            run = harvest([config], store, http)
+            report = run.portals[0]
+            assert report.status == "ok" and (report.changed, report.unchanged) == (1, 1)
+            night_2 = store.con.execute(stored).fetchall()
+            assert night_2[0][1:4] == ("Layer 0, renamed", ["new"], datetime(2024, 2, 1, tzinfo=UTC))
+            assert night_2[0][4] > night_1[0][4] and night_2[1] == night_1[1]
+            assert store.con.execute(columns).fetchall() == columns_1   # the layer's columns, as stored
+            warnings = store.con.execute("SELECT source_id, severity, message FROM harvest_errors WHERE run_id = ? "
+                                         "AND stage = 'fetch' ORDER BY source_id", [run.run_id]).fetchall()
+            assert [(source, severity) for source, severity, _ in warnings] == [
+                (f"{0:032x}_0", "warning"), (f"{1:032x}_0", "warning")]
+            assert all(services.url + layers[i] in message and "keeps what" in message
+                       for i, (_, _, message) in enumerate(warnings))
+            assert report.errors == 0 and report.warnings == 2
+
+            services.clear_faults()
+            services.serve_json(layers[0], layer_fields("id", "name", "ward"))
+            report = harvest([config], store, http).portals[0]
+            assert report.status == "ok" and (report.changed, report.unchanged) == (1, 1)
+            assert store.con.execute("SELECT list(field_name ORDER BY position) FROM columns WHERE dataset_uid = ?",
+                                     [f"hub:{0:032x}_0"]).fetchone()[0] == ["id", "name", "ward", None]
+            assert store.con.execute(stored).fetchall()[0][1] == "Layer 0, renamed"
+
+
+def test_a_full_harvest_whose_layer_host_is_down_keeps_the_columns(store, http):
+    """`harvest --full` re-maps every dataset: one whose layer cannot be read keeps the
+    columns it has, and is not rewritten (nothing else of it changed)."""
+    layer = "/arcgis/rest/services/A/FeatureServer/0"
+    with LocalPortal() as services:
+        services.serve_json(layer, layer_fields("id", "name"))
+        with DataJsonPortal(edited_hub(services.url, [layer]), path=HUB_FEED_PATH) as hub:
+            config = portal_config("hub", "arcgis-hub", hub.url)
+            harvest([config], store, http)
+            columns = "SELECT dataset_uid, position, name, field_name, type FROM columns ORDER BY ALL"
+            before = store.con.execute(columns).fetchall()
+            services.inject("/arcgis/", ("status", 503), times=1000)
+            report = harvest([config], store, http, full=True).portals[0]
+    assert report.status == "ok" and (report.changed, report.unchanged) == (0, 1)
+    assert len(before) == 3 and store.con.execute(columns).fetchall() == before
+
+
+def test_a_dataset_moved_to_another_layer_that_is_down_keeps_no_columns_of_the_old_one(store, http):
+    """The stored columns are the old layer's: while the new one cannot be read the dataset
+    has none (an error naming the new layer), and its records are not read from the old one."""
+    old, new = "/arcgis/rest/services/A/FeatureServer/0", "/arcgis/rest/services/A2/FeatureServer/0"
+    with LocalPortal() as services:
+        services.serve_json(old, layer_fields("id", "name"))
+        with DataJsonPortal(edited_hub(services.url, [old]), path=HUB_FEED_PATH) as hub:
+            config = portal_config("hub", "arcgis-hub", hub.url)
+            harvest([config], store, http)
+            hub.document = edited_hub(services.url, [new])
+            services.inject("/arcgis/", ("status", 503), times=1000)
+            run = harvest([config], store, http)
+        new_layer = services.url + new
+    assert run.portals[0].status == "ok" and run.portals[0].changed == 1
+    assert count(store, "SELECT count(*) FROM columns") == 0
+    [(severity, message)] = store.con.execute("SELECT severity, message FROM harvest_errors WHERE run_id = ? AND "
+                                              "stage = 'fetch'", [run.run_id]).fetchall()
+    assert severity == "error" and new_layer in message
