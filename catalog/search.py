@@ -41,6 +41,7 @@ from pathlib import Path
 
 import duckdb
 
+from catalog.lock import NO_ARROW_LAMBDAS
 from catalog.transactions import rollback
 
 log = logging.getLogger("civicat.search")
@@ -199,7 +200,7 @@ def _documents(docid: str, documents: str = "") -> str:
     return f"""
         SELECT {docid} AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
                coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
-               list_transform(d.themes, t -> lower(t)) AS theme_keys, d.last_changed
+               list_transform(d.themes, lambda t: lower(t)) AS theme_keys, d.last_changed
         FROM datasets d {documents} LEFT JOIN search_work.lengths l ON l.docid = {docid}
         WHERE d.deleted_at IS NULL
         ORDER BY docid"""  # a filter's join on docid then skips row groups
@@ -461,7 +462,7 @@ BEYOND_TITLE = FIELD_WEIGHTS["keywords"]
 # accents stripped, cut by IGNORE (which leaves one space between words), stop words
 # (`stop.words`) dropped; stemmed by the caller
 WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents({text})), $ignore, ' ', 'g'), ' '), "
-         "w -> w <> '' AND NOT list_contains(stop.words, w))")
+         "lambda w: w <> '' AND NOT list_contains(stop.words, w))")
 
 # The title tiers. BM25 over the whole text lets a long description pull down a dataset
 # whose title is what the user typed (Chicago's "Building Permits", 2,000 characters of
@@ -580,6 +581,7 @@ def open_for_search(db_path: str | Path) -> duckdb.DuckDBPyConnection:
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     load_fts(con)
+    con.execute(NO_ARROW_LAMBDAS)
     # a query reads a few thousand postings: one thread answered in half the time of two
     # (p50 9 against 23 ms on the real catalogues, on the shared machine)
     con.execute("SET threads = 1")

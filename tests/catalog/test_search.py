@@ -598,3 +598,35 @@ def test_the_fts_extension_comes_from_the_pinned_wheel():
     con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False})
     search.load_fts(con)
     assert con.execute("SELECT stem('permits', 'porter')").fetchone()[0] == "permit"
+
+
+def test_civicats_sql_writes_lambdas_with_the_keyword_its_connections_refuse_the_old_arrow(store, monkeypatch):
+    """DuckDB 1.3 deprecated the lambda `x -> ...` for `lambda x: ...`: the store's and the search's
+    connections refuse the arrow, so a rewrite's merge, the index's build and update and a query
+    all run here without it (the SQL of each held one)."""
+    import duckdb
+    arrow = "SELECT list_transform([1], x -> x + 1)"
+    with pytest.raises(duckdb.BinderException, match="arrow"):
+        store.con.execute(arrow)
+    assert store.con.execute("SELECT list_transform([1], lambda x: x + 1)").fetchone()[0] == [2]
+    monkeypatch.setattr(search, "UPDATE_SHARE", 0.5)
+    first = {f"d{i}": title for i, title in enumerate(TITLES)}
+    merge(store, first, 0)
+    assert state(store) == (10, 0)   # built whole
+    # `harvest --full`: unchanged entries' distributions and columns compared with those stored
+    stage = stage_of(store, [record(sid, title, description=f"{title} of the city, as published.")
+                             for sid, title in first.items()])
+    counts = store.commit_portal(stage, "city", T0 + timedelta(days=1), mark_deleted=True, rewrite=True)
+    assert counts["unchanged"] == 10
+    merge(store, {**first, "d8": "Sidewalk Cafe Permits"}, 2)
+    assert state(store) == (10, 2)   # updated in place
+    db = store.db_path
+    store.close()
+    con = search.open_for_search(db)
+    try:
+        with pytest.raises(duckdb.BinderException, match="arrow"):
+            con.execute(arrow)
+        assert [h["title"] for h in search.search(con, "cafe permits")][:2] == ["Sidewalk Cafe Permits",
+                                                                                 "Über-Straße Café Permits"]
+    finally:
+        con.close()
