@@ -366,7 +366,10 @@ def _errors_newest_first(con, run_ids: list[str]) -> Iterator[tuple]:
 @db_option
 @json_option
 def runs(limit, show_errors, db_path, as_json):
-    """Harvest history: per-portal outcome, counts and errors."""
+    """Harvest history: per-portal outcome, counts and errors.
+
+    With --json: a list of the runs' rows; with --errors too, an object {"runs": [...],
+    "errors": [...]} (the README's CLI section shows both, keys and examples)."""
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
