@@ -326,6 +326,7 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     watcher = threading.Thread(target=lambda: _interrupt_until(con, ours_done.is_set), name="civicat-search-stop")
     try:
         beside.execute(f"USE {_current_database(con)}")
+        beside.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
 
         def on_aside_done(done) -> None:   # (in the main thread if it failed at once)
             if done.exception() is not None:

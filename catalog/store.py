@@ -260,6 +260,7 @@ class Store:
         cur = self.con.cursor()
         cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
         cur.execute("SET TimeZone = 'UTC'")
+        cur.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
         return cur
 
     # -- staging --------------------------------------------------------------------
