@@ -19,6 +19,12 @@ from pathlib import Path
 # the catalogue file's format, written by every writable open (catalog.store.connect and the
 # recovery below): DuckDB 1.5's, whose compression the catalogue uses (DuckDB is pinned to 1.5)
 STORAGE_VERSION = "v1.5.0"
+# civicat's own SQL writes a lambda as `lambda x: ...`: DuckDB 1.3 deprecated `x -> ...`, to
+# be removed in a later release, so a connection that runs only civicat's SQL (the store's,
+# the search's, and each cursor of theirs: the setting is the connection's) refuses it and
+# every test catches one that comes back. `civicat sql` keeps
+# DuckDB's default: an analyst's query may still use the old arrow while DuckDB takes it.
+NO_ARROW_LAMBDAS = "SET lambda_syntax = 'DISABLE_SINGLE_ARROW'"
 
 
 class CatalogueBusy(Exception):

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import duckdb
 
+from catalog.lock import NO_ARROW_LAMBDAS
 from catalog.transactions import rollback
 
 log = logging.getLogger("civicat.search")
@@ -199,7 +200,7 @@ def _documents(docid: str, documents: str = "") -> str:
     return f"""
         SELECT {docid} AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
                coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
-               list_transform(d.themes, t -> lower(t)) AS theme_keys, d.last_changed
+               list_transform(d.themes, lambda t: lower(t)) AS theme_keys, d.last_changed
         FROM datasets d {documents} LEFT JOIN search_work.lengths l ON l.docid = {docid}
         WHERE d.deleted_at IS NULL
         ORDER BY docid"""  # a filter's join on docid then skips row groups
@@ -325,6 +326,7 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     watcher = threading.Thread(target=lambda: _interrupt_until(con, ours_done.is_set), name="civicat-search-stop")
     try:
         beside.execute(f"USE {_current_database(con)}")
+        beside.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
 
         def on_aside_done(done) -> None:   # (in the main thread if it failed at once)
             if done.exception() is not None:
@@ -448,12 +450,20 @@ RERANK = 200
 # title, the shortest titles, as a title that is the query has no other word (on the real
 # catalogues and on 100,000 datasets such titles came in the first 17 of them)
 TITLE_LOOKUP = 50
+# A title of one word is the query's first tier only if the dataset says the word beyond its
+# title at least this much (weighted as the index weighs it): a keyword's worth, i.e. a keyword,
+# its columns' or description's words twice. A title of one word alone is a weak sign: Raleigh's
+# "Payroll", "Inspections", "Planning", "Revenue" are each one department's slice of one budget,
+# said only once more in their description ("Payroll FY13 Adopted And FY14 Proposed Budgets"),
+# while San Francisco's "Budget", Montgomery County's "Crime" and Baltimore's "Libraries" are
+# tagged with their word or describe themselves by it again and again
+BEYOND_TITLE = FIELD_WEIGHTS["keywords"]
 
 # The words of a text (an SQL expression) as the index makes its terms from them: lower-cased,
 # accents stripped, cut by IGNORE (which leaves one space between words), stop words
 # (`stop.words`) dropped; stemmed by the caller
 WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents({text})), $ignore, ' ', 'g'), ' '), "
-         "w -> w <> '' AND NOT list_contains(stop.words, w))")
+         "lambda w: w <> '' AND NOT list_contains(stop.words, w))")
 
 # The title tiers. BM25 over the whole text lets a long description pull down a dataset
 # whose title is what the user typed (Chicago's "Building Permits", 2,000 characters of
@@ -465,10 +475,11 @@ WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents({text})), 
 # dataset holds is left out, as BM25 leaves it. A long text can push a title that is the
 # query past the best RERANK, so the first tier also takes those of the TITLE_LOOKUP
 # shortest titles past them, among the hits whose postings can hold every query word in
-# the title, that are the query. A query of one word has a first tier too: a title of one
-# word is most often its subject's own dataset (San Francisco's "Budget", Montgomery
-# County's "Crime", Baltimore's "Libraries"); a fragment so titled comes first as well
-# (Raleigh's "Payroll", "Planning", "Revenue": slices of one budget). Each tier above the
+# the title, that are the query. A query of one word has a first tier too, for the titles
+# that are the word and whose datasets say it beyond the title (BEYOND_TITLE): a title of one
+# word is most often its subject's own dataset (San Francisco's "Budget", Montgomery County's
+# "Crime", Baltimore's "Libraries"), but sometimes a fragment of another (Raleigh's
+# "Payroll", "Planning", "Revenue": slices of one budget, which stay in the second tier). Each tier above the
 # last adds the query's highest possible BM25 score (a term gives less than idf * (k1 + 1))
 # to the score, the first twice, so the scores keep the order of the hits. The other hits
 # past the best RERANK keep their BM25 score and place (they come only with --limit above
@@ -483,11 +494,12 @@ terms AS MATERIALIZED (
 scores AS (
     SELECT p.docid, sum(terms.idf * """ + TF_WEIGHT.format(avgdl="terms.avgdl") + """) AS score,
            -- the query's terms that can be in the title: a title word alone weighs $title_weight
-           count(*) FILTER (WHERE p.tf >= $title_weight) AS title_terms
+           count(*) FILTER (WHERE p.tf >= $title_weight) AS title_terms,
+           sum(p.tf) AS tf   -- (of a query of one word: that word's weighted frequency)
     FROM search_postings p JOIN terms ON terms.termid = p.termid
     GROUP BY p.docid),
 -- (read twice: for the best hits and for the titles past them)
-hits AS MATERIALIZED (SELECT scores.docid, scores.score, scores.title_terms FROM scores {filter_join}),
+hits AS MATERIALIZED (SELECT scores.docid, scores.score, scores.title_terms, scores.tf FROM scores {filter_join}),
 ranked AS MATERIALIZED (SELECT * FROM hits ORDER BY score DESC, docid LIMIT greatest($limit, $rerank)),
 -- the stop words: one text, split here (a list of 523 as a parameter took 1 ms to bind)
 stop AS MATERIALIZED (SELECT string_split($stop_words, ' ') AS words),
@@ -496,19 +508,23 @@ wanted AS (
     WHERE term IN (SELECT stem(unnest(""" + WORDS.format(text="$text") + """), 'porter') FROM stop)),
 best_ranked AS (SELECT * FROM ranked ORDER BY score DESC, docid LIMIT $rerank),
 candidates AS MATERIALIZED (   -- the hits whose titles can hold every word of the query (looked_up: past the best)
-    SELECT h.docid, h.score, d.title, h.docid NOT IN (SELECT docid FROM best_ranked) AS looked_up
+    SELECT h.docid, h.score, h.tf, d.title, h.docid NOT IN (SELECT docid FROM best_ranked) AS looked_up
     FROM hits h JOIN search_documents d ON d.docid = h.docid, wanted
     WHERE len(wanted.terms) > 0 AND h.title_terms >= len(wanted.terms)),
 fetched AS (SELECT * FROM candidates WHERE NOT looked_up),   -- of the best hits
 looked_up AS (SELECT * FROM candidates WHERE looked_up ORDER BY length(title), score DESC, docid LIMIT $title_lookup),
-titles AS (   -- their terms
-    SELECT docid, score, looked_up,
-           list_distinct(list_transform(""" + WORDS.format(text="title") + """, w -> stem(w, 'porter'))) AS terms
+title_words AS (   -- their words, stemmed
+    SELECT docid, score, tf, looked_up,
+           list_transform(""" + WORDS.format(text="title") + """, lambda w: stem(w, 'porter')) AS words
     FROM (SELECT * FROM fetched UNION ALL SELECT * FROM looked_up), stop),
+titles AS (SELECT *, list_distinct(words) AS terms FROM title_words),   -- their terms
 tiers AS (
     SELECT titles.docid, titles.score, CASE
                WHEN NOT list_has_all(titles.terms, wanted.terms) THEN 0
-               WHEN len(titles.terms) = len(wanted.terms) THEN 2 ELSE 1 END AS tier, looked_up
+               WHEN len(titles.terms) = len(wanted.terms)
+                    -- one word: said beyond the title too (the title's own occurrences taken from its frequency)
+                    AND (len(wanted.terms) > 1 OR titles.tf - $title_weight * len(titles.words) >= $beyond_title)
+                    THEN 2 ELSE 1 END AS tier, looked_up
     FROM titles, wanted),
 first_looked_up AS (SELECT docid FROM tiers WHERE looked_up AND tier = 2),
 tiered AS (
@@ -544,7 +560,8 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")
     params: dict = {"text": text, "ignore": IGNORE, "limit": int(limit), "k1": K1, "b": B, "rerank": RERANK,
-                    "title_lookup": TITLE_LOOKUP, "stop_words": " ".join(STOP_WORDS), "title_weight": FIELD_WEIGHTS["title"]}
+                    "title_lookup": TITLE_LOOKUP, "stop_words": " ".join(STOP_WORDS), "title_weight": FIELD_WEIGHTS["title"],
+                    "beyond_title": BEYOND_TITLE}
     clauses = []
     for name, clause in FILTERS.items():
         values = getattr(filters, name)
@@ -565,6 +582,7 @@ def open_for_search(db_path: str | Path) -> duckdb.DuckDBPyConnection:
 
 def _prepare(con: duckdb.DuckDBPyConnection) -> None:
     load_fts(con)
+    con.execute(NO_ARROW_LAMBDAS)
     # a query reads a few thousand postings: one thread answered in half the time of two
     # (p50 9 against 23 ms on the real catalogues, on the shared machine)
     con.execute("SET threads = 1")

@@ -20,7 +20,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
-from catalog.lock import STORAGE_VERSION, connect_read_only
+from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
 from catalog.stage import (
     COLUMN_FIELDS,
     DATASET_FIELDS,
@@ -89,6 +89,7 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
                     f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute(f"USE {CATALOGUE}")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute(NO_ARROW_LAMBDAS)
     if not read_only:
         # bounded memory whatever the portal's size: DuckDB spills to disk past this
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
@@ -194,7 +195,7 @@ def _mark_remapped_rows(cur: duckdb.DuckDBPyConnection, staged: str, params: dic
                              GROUP BY dataset_uid) t ON t.dataset_uid = st.uid
                   WHERE st.status = 'unchanged'
                     AND (coalesce(t.n, 0) <> coalesce(len(s.{table}), 0)
-                         OR coalesce(t.hashes, 0) <> coalesce(list_sum(list_transform(s.{table}, item -> {item_hash})), 0))
+                         OR coalesce(t.hashes, 0) <> coalesce(list_sum(list_transform(s.{table}, lambda item: {item_hash})), 0))
                  ) remapped
             WHERE _status.uid = remapped.uid""", params)
 
@@ -259,6 +260,7 @@ class Store:
         cur = self.con.cursor()
         cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
         cur.execute("SET TimeZone = 'UTC'")
+        cur.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
         return cur
 
     # -- staging --------------------------------------------------------------------

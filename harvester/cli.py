@@ -366,7 +366,10 @@ def _errors_newest_first(con, run_ids: list[str]) -> Iterator[tuple]:
 @db_option
 @json_option
 def runs(limit, show_errors, db_path, as_json):
-    """Harvest history: per-portal outcome, counts and errors."""
+    """Harvest history: per-portal outcome, counts and errors.
+
+    With --json: a list of the runs' rows; with --errors too, an object {"runs": [...],
+    "errors": [...]} (the README's CLI section shows both, keys and examples)."""
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
@@ -463,7 +466,8 @@ def search(text, limit, cities, themes, types, db_path, as_json):
     """Ranked full-text search (BM25) over titles, descriptions, keywords, column names and cities.
 
     Among the best 200 hits by BM25, titles that are the query (its words and no other,
-    in any order; one word too) come first, then titles that hold all its words. Past
+    in any order; one word too, if the dataset says it beyond the title as much as one
+    keyword does) come first, then titles that hold all its words. Past
     them, the 50 shortest titles that can hold all its words are read too: those that are
     the query come first as well. The score is BM25 plus a bonus per tier: it falls down
     the list."""

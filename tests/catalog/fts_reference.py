@@ -24,7 +24,7 @@ CREATE_FTS = (f"PRAGMA create_fts_index('{SOURCE}', 'uid', {', '.join(repr(f) fo
               "lower = 1, overwrite = 1)")
 
 # what civicat kept of the extension's index: BM25F weight per (dataset, term), df per
-# term, length per dataset (and, beside it, the terms of each title)
+# term, length per dataset (and, beside it, the terms of each title and the frequencies beyond it)
 POSTINGS = f"""
     SELECT f.name AS uid, dict.term, t.tf * ($k1 + 1) / (t.tf + $k1 * (1 - $b + $b * f.len / s.avgdl)) AS tf_weight
     FROM (SELECT termid, docid, sum(w.weight) AS tf
@@ -39,6 +39,15 @@ TITLES = f"""
     FROM {FTS}.terms t JOIN {FTS}.fields USING (fieldid) JOIN {FTS}.docs f USING (docid) JOIN {FTS}.dict dict USING (termid)
     WHERE field = 'title'
     GROUP BY f.name"""
+# the weighted frequency of each (dataset, term) in the fields other than the title (what a title
+# of one word needs beside it to be the first tier of its word)
+BEYOND_TITLE = f"""
+    SELECT f.name AS uid, dict.term, sum(w.weight) AS tf
+    FROM {FTS}.terms JOIN {FTS}.fields USING (fieldid)
+    JOIN (SELECT unnest($fields) AS field, unnest($weights) AS weight) w USING (field)
+    JOIN {FTS}.docs f USING (docid) JOIN {FTS}.dict dict USING (termid)
+    WHERE field <> 'title'
+    GROUP BY f.name, dict.term"""
 LENGTHS = f"SELECT name AS uid, len AS length FROM {FTS}.docs"
 
 
@@ -57,9 +66,10 @@ def index(con: duckdb.DuckDBPyConnection) -> dict[str, dict]:
     """The reference index of the catalogue on `con`, as plain dicts (see `civicat_index`)."""
     build(con)
     try:
-        postings = con.execute(POSTINGS, {"k1": search.K1, "b": search.B, "fields": list(search.FIELD_WEIGHTS),
-                                          "weights": list(search.FIELD_WEIGHTS.values())}).fetchall()
+        fields = {"fields": list(search.FIELD_WEIGHTS), "weights": list(search.FIELD_WEIGHTS.values())}
+        postings = con.execute(POSTINGS, {"k1": search.K1, "b": search.B, **fields}).fetchall()
         return {"postings": {(uid, term): weight for uid, term, weight in postings},
+                "beyond_title": {(uid, term): tf for uid, term, tf in con.execute(BEYOND_TITLE, fields).fetchall()},
                 "terms": dict(con.execute(TERMS).fetchall()),
                 "lengths": dict(con.execute(LENGTHS).fetchall()),
                 "titles": {uid: set(terms) for uid, terms in con.execute(TITLES).fetchall()}}

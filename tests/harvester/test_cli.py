@@ -101,6 +101,35 @@ def test_runs_and_sql(tmp_path, portal):
     assert missing.exit_code == 2 and "no catalogue" in missing.output
 
 
+def readme_json_examples(after: str) -> list:
+    """The JSON examples of the README that follow the text `after`, parsed."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme[readme.index(after):], re.S)]
+
+
+def test_runs_json_is_a_list_and_runs_errors_json_an_object_as_the_readme_shows_them(tmp_path):
+    """Two shapes, each relied on by scripts (`runs --errors --json | jq '.errors[]'`): the README
+    states both, and its examples have the keys the commands print."""
+    document = make_data_json(2)
+    document["dataset"][0]["modified"] = "R/P1D"   # a warning
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+        assert CliRunner().invoke(cli, ["runs", "--db", db, "--json"]).exit_code == 2   # no catalogue yet
+        invoke("harvest", "--config", config, "--db", db)
+    runs = json.loads(invoke("runs", "--db", db, "--json").output)
+    report = json.loads(invoke("runs", "--db", db, "--errors", "--json").output)
+    listed, with_errors = readme_json_examples("`runs --json` is a **list**")[:2]
+    assert isinstance(runs, list) and isinstance(listed, list)
+    assert [list(run) for run in runs] == [list(listed[0])]
+    assert list(report) == list(with_errors) == ["runs", "errors"]
+    assert report["runs"] == runs and list(with_errors["runs"][0]) == list(runs[0])
+    assert [(e["severity"], e["error_type"]) for e in report["errors"]] == [("warning", "InvalidValue")]
+    assert list(report["errors"][0]) == list(with_errors["errors"][0])
+
+
 def test_runs_errors_json_lists_every_error_and_the_table_says_how_many_it_leaves_out(tmp_path):
     # a night of over 1,000 warnings: the list stopped at 1,000 without a word, so the README's
     # `runs --errors --json | jq '.errors[] | select(.severity == "error")'` could miss the errors
