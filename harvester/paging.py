@@ -215,6 +215,14 @@ class SmallerPages:
         window = self.windows[-1]
         return min(window.size, window.end - position)
 
+    def peek(self, position: int) -> int:
+        """The size `at(position)` gives, the windows left as they are (a request further on,
+        guessed before the entries before it are read)."""
+        for window in reversed(self.windows):
+            if position < window.end:
+                return min(window.size, window.end - position)
+        return self.size
+
     def halve(self, position: int, size: int) -> int | None:
         """The size to ask the `size` entries from `position` in, whose page was over the
         cap (None for one entry)."""
@@ -351,7 +359,7 @@ class OffsetPaginator(Paginator):
         offset = params.get(self.offset_param)
         if offset is None:
             return None
-        size = self.sizes.at(offset)
+        size = self.sizes.peek(offset)
         if self.max_window is not None:   # (a position of smaller pages may be closer to the window than a size)
             size = min(size, self.max_window - offset)
         return {**self.extra, self.offset_param: offset, self.limit_param: size} if size > 0 else None
