@@ -5,8 +5,12 @@ A paginator only decides the parameters of the next request from the page just r
 twice (pages that shift while they are read) and tells whether the listing is complete.
 A page whose answer is over the response cap is asked for in smaller pages where the page
 size is a request parameter (SmallerPages; a records pull keeps the smaller size to its end),
-and an entry over it alone skipped where the API can skip it by offset (Listing.skipped: the
-listing is then partial); what the answers over the cap cost is a warning (OversizedAnswers.cost).
+and an entry over it alone asked for by its id only where the API can select the fields of
+its answer (an ids-only page: the entry is known listed, so the listing stays complete), else
+skipped where the API can skip it by offset (Listing.skipped: the listing is then partial); what
+the answers over the cap cost is a warning (OversizedAnswers.cost). The next night, a remembered
+listing asks the requests that worked around a known entry over the cap (its ids-only request,
+the smaller pages) instead of learning them again from answers over the cap.
 """
 from __future__ import annotations
 
@@ -56,6 +60,10 @@ class Page:
     params: dict | None = None   # the request that gave it (set by pages)
     url: str | None = None       # the address it was read from (a conditional request's: its body is cached)
     known: "KnownPage | None" = None   # the page of the last listing it is, when its body was not read
+    # entries known by their ids only, each over the response cap alone (Paginator.identify): they
+    # are listed, not read; `reason` says why (set by Listing)
+    ids_only: bool = False
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -143,6 +151,33 @@ class Paginator(ABC):
         """The entries `params` asks for, where the page size is a request parameter."""
         return None
 
+    # request parameters that make the API answer each entry with its id only (CKAN's
+    # `fl=id,name`, OpenDataSoft's `select=dataset_id`), where it can select the fields it answers
+    ids_only: dict | None = None
+
+    def identify(self, params: dict) -> dict | None:
+        """The request for the single entry `params` asks for, answered with its id only (None:
+        the API cannot select fields, or `params` already does)."""
+        if self.ids_only is None or self.asks_ids_only(params):
+            return None
+        return {**params, **self.ids_only}
+
+    def asks_ids_only(self, params: dict) -> bool:
+        return self.ids_only is not None and all(params.get(key) == value for key, value in self.ids_only.items())
+
+    def whole(self, params: dict) -> dict:
+        """`params` asking for its entries whole (without the ids-only parameters)."""
+        return {key: value for key, value in params.items() if key not in (self.ids_only or {})}
+
+    def position(self, params: dict) -> int | None:
+        """Where the entries `params` asks for start (an offset), where paging has positions."""
+        return None
+
+    def resized(self, params: dict) -> dict | None:
+        """The request for the entries from where `params` starts, in this paginator's own size
+        (None where paging has no positions)."""
+        return None
+
 
 @dataclass
 class _Window:
@@ -186,6 +221,14 @@ class SmallerPages:
             return self.size
         window = self.windows[-1]
         return min(window.size, window.end - position)
+
+    def peek(self, position: int) -> int:
+        """The size `at(position)` gives, the windows left as they are (a request further on,
+        guessed before the entries before it are read)."""
+        for window in reversed(self.windows):
+            if position < window.end:
+                return min(window.size, window.end - position)
+        return self.size
 
     def halve(self, position: int, size: int) -> int | None:
         """The size to ask the `size` entries from `position` in, whose page was over the
@@ -258,11 +301,14 @@ class OffsetPaginator(Paginator):
     silently cap `limit`; stops at an empty page or at the reported total. `max_window`
     is the API's cap on offset+limit: reaching it is an error, never a silent stop.
     A page over the response cap is asked for in smaller pages (see SmallerPages), an
-    entry over it alone skipped by its offset (`past_one`)."""
+    entry over it alone asked for by its id only (with `ids_only`, the request parameters
+    that select it: see Paginator.identify), else skipped by its offset (`past_one`)."""
 
     def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
-                 max_window: int | None = None, extra: dict | None = None, total: int | None = None):
+                 max_window: int | None = None, extra: dict | None = None, total: int | None = None,
+                 ids_only: dict | None = None):
         self.limit = limit
+        self.ids_only = ids_only
         self.total = total   # items the API said it holds: no guess goes past them
         self.offset_param = offset_param
         self.limit_param = limit_param
@@ -312,6 +358,18 @@ class OffsetPaginator(Paginator):
 
     def page_size(self, params: dict) -> int | None:
         return params[self.limit_param]
+
+    def position(self, params: dict) -> int | None:
+        return params.get(self.offset_param)   # (None for a request of another paging: Socrata's scroll_id)
+
+    def resized(self, params: dict) -> dict | None:
+        offset = params.get(self.offset_param)
+        if offset is None:
+            return None
+        size = self.sizes.peek(offset)
+        if self.max_window is not None:   # (a position of smaller pages may be closer to the window than a size)
+            size = min(size, self.max_window - offset)
+        return {**self.extra, self.offset_param: offset, self.limit_param: size} if size > 0 else None
 
 
 class CursorPaginator(Paginator):
@@ -403,23 +461,71 @@ class SinglePage(Paginator):
 
 class _Remembering(Paginator):
     """A paginator that knows the last listing's chain of requests: a known page's next
-    request is the one that followed it then, and is guessed before the page arrives."""
+    request is the one that followed it then, and is guessed before the page arrives.
+
+    It knows where that listing met entries over the response cap alone (an ids-only page,
+    or a request for one entry it skipped): a request whose entries would hold one is
+    replaced by the one that listing asked at the same position (the smaller page that
+    fitted, the entry's ids-only request), so a night whose pages have not moved asks no
+    answer over the cap to learn them again. Elsewhere paging asks its own size (the smaller
+    pages past such an entry are read once more in it, then known the nights after), so
+    what was learnt is forgotten once the entry fits again, or moved."""
 
     def __init__(self, paginator: Paginator, known: dict[str, KnownPage]):
         self.paginator, self.known = paginator, known
+        self.asked_at: dict[int, dict] = {}   # position -> the request last night read there
+        self.over_cap: set[int] = set()       # positions of entries last night found over the cap alone
+        for page in known.values():
+            position = paginator.position(page.params)
+            if position is None:
+                continue
+            self.asked_at[position] = page.params
+            if paginator.asks_ids_only(page.params):
+                self.over_cap.add(position)
+        for page in known.values():   # a request for one entry where nothing was read: skipped over the cap
+            after = page.next_params
+            position = None if after is None else paginator.position(after)
+            if position is not None and position not in self.asked_at and paginator.page_size(after) == 1:
+                self.over_cap.add(position)
+
+    def along(self, params: dict | None) -> dict | None:
+        """The request to make for `params`: the paginator's own at its position, or last
+        night's there (else `params`) when that one would hold an entry last night found over
+        the cap (so what was learnt around such an entry is forgotten once it is not found);
+        an ids-only request last night's listing no longer holds (its entry was read whole
+        since) is asked whole."""
+        position = None if params is None else self.paginator.position(params)
+        if position is None:
+            return params
+        if self.paginator.asks_ids_only(params) and params_key(params) not in self.known:
+            return self.paginator.whole(params)
+        own = self.paginator.resized(params) or params
+        size = self.paginator.page_size(own)
+        if any(position <= held < position + size for held in self.over_cap):
+            return self.asked_at.get(position, params)   # (none read there: the entry skipped, asked alone)
+        return own
 
     def first(self) -> dict:
-        return self.paginator.first()
+        return self.along(self.paginator.first())
 
     def next(self, page: Page, params: dict) -> dict | None:
         if page.known is None:
-            return self.paginator.next(page, params)
+            own = self.paginator.next(page, params)
+            known = self.known.get(params_key(params))
+            if own is not None and known is not None and known.next_params is not None and \
+                    self.paginator.position(own) is not None and \
+                    self.paginator.position(own) == self.paginator.position(known.next_params):
+                own = known.next_params   # (a page of last night's read, as long as then: along its chain)
+            return self.along(own)
         self.paginator.passed(page.known.size)
-        return page.known.next_params
+        return self.along(page.known.next_params)
 
     def guess(self, params: dict) -> dict | None:
         known = self.known.get(params_key(params))
-        return known.next_params if known is not None else self.paginator.guess(params)
+        return self.along(known.next_params if known is not None else self.paginator.guess(params))
+
+    def past_one(self, params: dict, total: int | None) -> dict | None:
+        return self.along(self.paginator.past_one(params, total))
 
 
 class Listing:
@@ -430,8 +536,13 @@ class Listing:
     listing must never be used to mark datasets deleted.
 
     A page whose answer is over the response cap is asked for in smaller pages where the
-    paginator can (`Paginator.smaller`); an entry over it alone is skipped where the API
-    can skip it by position (`Paginator.past_one`), and named in `skipped`.
+    paginator can (`Paginator.smaller`); an entry over it alone is asked for by its id only
+    where the API can (`Paginator.identify`: a page with `ids_only`, its entries listed but
+    not read, so the listing can be complete), else skipped where the API can skip it by
+    position (`Paginator.past_one`), and named in `skipped`. `cap`: the response cap the
+    listing is read under; an ids-only page's digest holds it, so that the next night asks
+    such an entry whole again once the cap was raised (or its ids-only answer changed: the
+    entry changed or moved).
 
     `fetch_page(params)` gives a Page; with `skips_bodies`, `fetch_page(params, unread=digest)`
     may give a page without items (`items=None`) when the answer is that very body again.
@@ -443,8 +554,9 @@ class Listing:
 
     def __init__(self, fetch_page: Callable[..., Page], paginator: Paginator,
                  id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000, skips_bodies: bool = False,
-                 forget: Callable[[str], None] | None = None):
+                 cap: int | None = None, forget: Callable[[str], None] | None = None):
         self.fetch_page = fetch_page
+        self.cap = cap
         self.forget = forget
         self.paginator = paginator
         self.id_of = id_of
@@ -455,6 +567,7 @@ class Listing:
         self.unique = 0
         self.duplicates: list[str] = []
         self.skipped: list[str] = []         # why each entry skipped (over the response cap alone) was
+        self.over_cap: dict[str, str] = {}   # ids-only request (params_key) -> why its entry is asked so
         self.answers = OversizedAnswers(paginator, "the listing")
         self.finished = False
         self.total_changed = False
@@ -465,6 +578,7 @@ class Listing:
         self.ahead = 1
         self.overlap: Callable[[set[str], list[KnownPage]], set[str]] | None = None
         self.speculative: Callable[[], AbstractContextManager] = nullcontext
+        self._paging: Paginator = paginator   # (with remember: along last night's chain)
 
     def remember(self, known: list[KnownPage], *, ahead: int = 1,
                  overlap: Callable[[set[str], list[KnownPage]], set[str]] | None = None,
@@ -504,20 +618,66 @@ class Listing:
 
     def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict | None:
         """What to ask instead of `params`, whose answer was over the response cap: the same
-        entries in a smaller page, else the request after the one entry it asks for
-        (skipped; None when that entry was the last); raises ResponseTooLarge when neither
-        can be asked, or once OVERSIZED_ANSWERS_MAX answers were over the cap."""
+        entries in a smaller page, else the one entry it asks for by its id only, else the
+        request after that entry (skipped; None when that entry was the last); raises
+        ResponseTooLarge when none can be asked, or once OVERSIZED_ANSWERS_MAX answers were
+        over the cap. The page read before keeps the request that worked as its next, for the
+        next night's chain (see _Remembering)."""
         instead = self.answers.smaller(params, error)
-        if instead is not None:
-            return instead
         reason = cap_reason(error)
+        if instead is None and (instead := self.paginator.identify(params)) is not None:
+            self.over_cap[params_key(instead)] = f"over the response cap alone ({reason})"
+            log.info("the entry asked for alone (%s) is over the response cap; asked for by its id only",
+                     request_text(params))
+        if instead is not None:
+            self._asked_instead(params, instead)
+            return instead
         if not self.paginator.skips:
             asked = f"the page at {request_text(params)}" if params else "its one document"
             raise ResponseTooLarge(f"{reason}, and this listing cannot ask for {asked} in smaller parts nor skip an "
                                    f"entry by its position ({RAISE_THE_CAP})", error.url, error.status) from None
         self.skipped.append(f"the entry asked for alone ({request_text(params)}) is over the response cap "
                             f"({reason}): skipped, the rest of the listing read ({RAISE_THE_CAP})")
-        return self.paginator.past_one(params, self.total)
+        return self._paging.past_one(params, self.total)
+
+    def _identified(self, page: Page) -> Page:
+        """An ids-only page (its entry over the response cap alone), its digest holding the cap.
+        When last night's listing had it with another digest (a raised cap, a changed entry,
+        another one at its position), its entry is asked whole once more: read when it fits."""
+        page.ids_only = True
+        if self.cap is not None and page.digest is not None:
+            page.digest = f"{page.digest} under a cap of {self.cap}"
+        known = self.known.get(params_key(page.params))
+        whole_params = self.paginator.whole(page.params)
+        over = self.over_cap.get(params_key(page.params)) or \
+            f"over the response cap alone when last asked whole{f' (a {self.cap}-byte cap)' if self.cap else ''}"
+        page.reason = f"the entry asked for alone ({request_text(whole_params)}) is {over}"
+        if any(self.id_of(item) is None for item in page.items):   # (not known listed: the listing is partial)
+            self.skipped.append(f"{page.reason}, and its answer by id only names no id: skipped ({RAISE_THE_CAP})")
+            page.items = [item for item in page.items if self.id_of(item) is not None]
+        if known is None or known.digest == page.digest:
+            return page
+        try:
+            whole = self.fetch_page(whole_params)
+        except ResponseTooLarge as error:
+            self.answers.count += 1
+            self.answers.reason = cap_reason(error)
+            page.reason = f"the entry asked for alone ({request_text(whole_params)}) is over the response cap " \
+                          f"alone ({self.answers.reason})"
+            return page
+        whole.params = whole_params
+        self._asked_instead(page.params, whole_params)
+        return whole
+
+    def _asked_instead(self, params: dict, instead: dict) -> None:
+        """`instead` was asked for the entries of `params`: the page read before it, whose next
+        request `params` was, keeps `instead` as its next, where paging has positions (a known
+        page keeps its stored next: _Remembering finds `instead` by its position; a cursor's
+        pages are asked in last night's sizes by halving again, see CursorPaginator.passed)."""
+        last = self.pages_read[-1] if self.pages_read else None
+        if last is not None and last.known is None and last.next_params == params and \
+                self.paginator.position(params) is not None:
+            last.next_params = instead
 
     def __iter__(self) -> Iterator:
         """The unique items, page after page (the pages of `read()` that were read)."""
@@ -585,9 +745,11 @@ class Listing:
     def _read(self) -> Iterator[Page]:
         seen: set[str] = set()
         known_read: list[KnownPage] = []
-        paginator = _Remembering(self.paginator, self.known) if self.known else self.paginator
-        for page, next_params in pages(self._fetch, paginator, max_pages=self.max_pages, ahead=self.ahead,
+        self._paging = _Remembering(self.paginator, self.known) if self.known else self.paginator
+        for page, next_params in pages(self._fetch, self._paging, max_pages=self.max_pages, ahead=self.ahead,
                                        fetch_guess=self._fetch_guess, oversized=self._instead_of_oversized):
+            if page.items is not None and self.paginator.asks_ids_only(page.params):
+                page = self._identified(page)
             self.pages += 1
             if page.total is not None:
                 if self.total is not None and page.total != self.total:
@@ -613,7 +775,9 @@ class Listing:
             self.unique += len(unique)
             if page.digest is not None:
                 self.digests.append(page.digest)
-                self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total, ids))
+                # (an ids-only page is read every night: its entry is told of, or asked whole again)
+                self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total,
+                                                None if page.ids_only else ids))
             page.items = unique
             yield page
         if known_read and seen and self.overlap is not None:

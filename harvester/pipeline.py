@@ -18,6 +18,7 @@ from catalog.store import Store, page_identity
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, OverBudget
 from harvester.mapping import Mapper, WorkerPool, mapping_namespace, relaxed_gc
+from harvester.paging import RAISE_THE_CAP
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
 
@@ -187,6 +188,21 @@ def _cancel_on_ctrl_c(http: HttpClient):
     return signal.signal(signal.SIGINT, on_sigint)
 
 
+def _listed_over_the_cap(entry, reason: str, adapter, portal: PortalConfig, stage, mapper: Mapper,
+                        errors: ErrorLog) -> None:
+    """An entry listed by its id only, over the response cap alone (Page.ids_only, `reason`
+    its page's): it is listed, so neither missing nor deleted, and the catalogue keeps its
+    stored version; an error names it, and says when it was never stored."""
+    source_id = adapter.source_id(entry)   # (an entry without one is not handed out: Listing.skipped)
+    stage.mark_seen(f"{portal.id}:{source_id}")
+    stored = f"{portal.id}:{source_id}" in mapper.known
+    if stored:
+        mapper.unchanged += 1
+    errors.add(source_id, "list", "ResponseTooLarge",
+               f"{portal.id}: {reason}: listed by its id only, "
+               f"{'its stored version kept' if stored else 'never stored'} ({RAISE_THE_CAP})")
+
+
 def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id: str,
                    on_progress: Progress | None = None, *, full: bool = False, records: bool = False,
                    pool: WorkerPool | None = None) -> PortalReport:
@@ -218,6 +234,10 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             if page.known is not None:
                 mapper.add_known(page.known)
                 report.seen += page.known.size
+            elif page.ids_only:
+                for entry in page.items:
+                    _listed_over_the_cap(entry, page.reason, adapter, portal, stage, mapper, errors)
+                report.seen += len(page.items)
             else:
                 for entry in page.items:
                     mapper.add(entry, page.digest)

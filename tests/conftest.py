@@ -1,4 +1,5 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
+import json
 import socket
 
 import pytest
@@ -15,6 +16,14 @@ def fast_client(tmp_path=None, **overrides) -> HttpClient:
         options["cache"] = ValidatorCache(tmp_path / "http_cache")
     options.update(overrides)
     return HttpClient(**options)
+
+
+def harvested_with_a_cap(store, tmp_path, config: PortalConfig, entries: list) -> int:
+    """A first harvest of `config` without a response cap; returns a cap that a page of 100
+    of `entries` fits in twice over (an entry made as large as half of it is over it alone)."""
+    from harvester.pipeline import harvest
+    assert harvest([config], store, fast_client(tmp_path)).ok
+    return 2 * len(json.dumps(entries[:100]))
 
 
 def portal_config(portal_id, kind, url, **options) -> PortalConfig:

@@ -24,6 +24,10 @@ from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, R
                                csv_distribution, paged_tables, unique_fields)
 
 ROWS = 1000  # CKAN's default ckan.search.rows_max
+# a package over the response cap alone is listed by these fields only (package_search's `fl`, the
+# Solr fields it answers): its id and name, and its modification time, so that its answer changes,
+# and it is asked whole again, once the package changed
+IDS_ONLY = {"fl": "id,name,metadata_modified"}
 RECORD_ROWS = 32_000  # CKAN's default ckan.datastore.search.rows_max
 DATASTORE_FIELDS = capped_json({"result": {"fields": MAX_COLUMNS}})   # cut as the answer is read
 # each package's lists cut as a package_search page is read
@@ -106,8 +110,10 @@ class CkanAdapter(PortalAdapter):
                     url=response.url)
 
     def listing(self) -> Listing:
-        paginator = OffsetPaginator(ROWS, offset_param="start", limit_param="rows", extra={"sort": "id asc"})
-        return Listing(self._search_page, paginator, self.source_id, skips_bodies=True, forget=self.http.forget)
+        paginator = OffsetPaginator(ROWS, offset_param="start", limit_param="rows", extra={"sort": "id asc"},
+                                    ids_only=IDS_ONLY)
+        return Listing(self._search_page, paginator, self.source_id, skips_bodies=True, cap=self.http.max_bytes,
+                       forget=self.http.forget)
 
     def source_id(self, entry) -> str | None:
         return R.text(entry.get("id")) if isinstance(entry, dict) else None

@@ -21,6 +21,9 @@ from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, R
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
+# a dataset over the response cap alone is listed by its id only (`select`); so is the probe
+# of the catalogue's size, which needs none of a dataset
+IDS_ONLY = {"select": "dataset_id"}
 OFFSET_WINDOW = 10_000
 
 # ODS field types → the shared vocabulary
@@ -62,14 +65,16 @@ class OpenDataSoftAdapter(PortalAdapter):
             return Page(items=response.data["results"], total=total if isinstance(total, int) else None,
                         digest=response.digest, url=response.url)
 
-        total = reported_total(page, lambda offset: {"limit": 1, "offset": offset})
+        total = reported_total(page, lambda offset: {**IDS_ONLY, "limit": 1, "offset": offset})
         if total is not None and total > OFFSET_WINDOW:
             def export(_params: dict) -> Page:
                 return Page(items=self.http.get_json(f"{base}/exports/json", conditional=True,
                                                      expect=_export_shape, parse=CATALOG_EXPORT).data, total=total)
             return Listing(export, SinglePage(), self.source_id)
-        paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"})
-        return Listing(page, paginator, self.source_id, skips_bodies=True, forget=self.http.forget)
+        paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"},
+                                    ids_only=IDS_ONLY)
+        return Listing(page, paginator, self.source_id, skips_bodies=True, cap=self.http.max_bytes,
+                       forget=self.http.forget)
 
     def source_id(self, entry) -> str | None:
         if not isinstance(entry, dict):

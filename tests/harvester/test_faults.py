@@ -270,14 +270,20 @@ def test_an_empty_listing_does_not_delete_the_catalogue(nightly):
     assert ("list", "EmptyListing") in {e[1:] for e in nightly.errors(report["run_id"], "warning")}
 
 
-def test_a_listing_page_over_the_size_cap_is_read_in_smaller_pages_and_an_entry_over_it_alone_skipped(nightly):
+def test_a_listing_page_over_the_size_cap_is_read_in_smaller_pages_and_an_entry_over_it_alone_listed_by_id(nightly):
     """CKAN's package_search pages of 1,000: one package grows past the response cap on its
-    own. Its page is asked again in halves (down to the package alone, which is skipped and
-    reported), every other package is listed once, and the listing is partial: the skipped
-    package stays stored, and one deleted meanwhile is not marked deleted until a complete
-    listing says so."""
+    own. Its page is asked again in halves (down to the package alone, which is then asked
+    for by its id only, `fl`), every other package is listed once, and the listing is
+    complete: the package over the cap keeps its stored version, and one deleted meanwhile is
+    marked deleted. The next night asks the pages that worked, and no answer over the cap;
+    the night after the package changed, it is asked whole again, and read."""
     catalogue = sorted(packages(40), key=lambda package: package["id"])   # (in the listing's order)
     cap = {"CIVICAT_HTTP_MAX_BYTES": "50000"}
+
+    def asked(portal) -> list[tuple]:
+        return [(int(q["start"]), int(q["rows"]), q.get("fl")) for path, q, _ in portal.requests
+                if path.endswith("package_search")]
+
     with CkanPortal(catalogue) as portal:
         nightly.add("city", "ckan", portal.url)
         assert nightly.harvest(env=cap)[0] == 0
@@ -286,38 +292,46 @@ def test_a_listing_page_over_the_size_cap_is_read_in_smaller_pages_and_an_entry_
         portal.packages = catalogue
         portal.clear_log()
         code, report = nightly.harvest(env=cap)
-        asked = [(int(q["start"]), int(q["rows"])) for path, q, _ in portal.requests if path.endswith("package_search")]
+        first = asked(portal)
         city = report["portals"][0]
-        assert code == 0 and city["status"] == "ok" and city["listing_complete"] is False
-        assert (city["seen"], city["unchanged"], city["duplicates"], city["removed"]) == (38, 38, 0, 0)
-        assert (24, 1) in asked and len(asked) <= 1 + 2 * 10   # 1,000 → 1 in ten halvings, and their other halves
-        assert len(set(asked)) == len(asked)                     # no request made twice
-        errors = nightly.query("SELECT stage, error_type, message FROM harvest_errors WHERE run_id = ? "
+        assert code == 0 and city["status"] == "ok" and city["listing_complete"] is True
+        assert (city["seen"], city["unchanged"], city["duplicates"], city["removed"]) == (39, 39, 0, 1)
+        assert (24, 1, None) in first and (24, 1, "id,name,metadata_modified") in first
+        assert len(first) <= 2 + 2 * 10                          # 1,000 → 1 in ten halvings, their other halves
+        assert len(set(first)) == len(first)                     # no request made twice
+        errors = nightly.query("SELECT source_id, stage, error_type, message FROM harvest_errors WHERE run_id = ? "
                                "AND severity = 'error'", [report["run_id"]])
-        assert errors == [("list", "ResponseTooLarge", "city: the entry asked for alone (sort=id asc, start=24, rows=1) "
-                           "is over the response cap (response is over the 50000-byte cap): skipped, the rest of the "
-                           "listing read (CIVICAT_HTTP_MAX_BYTES raises the cap)")]
-        assert ("list", "PartialListing") in {e[1:] for e in nightly.errors(report["run_id"], "warning")}
+        assert errors == [(huge["id"], "list", "ResponseTooLarge", "city: the entry asked for alone (sort=id asc, "
+                           "start=24, rows=1) is over the response cap alone (response is over the 50000-byte cap): "
+                           "listed by its id only, its stored version kept (CIVICAT_HTTP_MAX_BYTES raises the cap)")]
+        assert ("list", "PartialListing") not in {e[1:] for e in nightly.errors(report["run_id"], "warning")}
         # what the cap cost the listing, once: 1,000 → 1 in ten halvings, and the package alone
         assert nightly.query("SELECT source_id, stage, severity, message FROM harvest_errors WHERE run_id = ? AND "
                              "error_type = 'SmallerPages'", [report["run_id"]]) == [(
             None, "list", "warning", "city: 11 answers over the response cap (the last: response is over the 50000-byte "
             "cap): the entries of its pages over the cap were asked in pages of down to 1, the rest in pages of 1,000; "
             "each such answer may be a read of the whole cap (CIVICAT_HTTP_MAX_BYTES raises the cap)")]
-        assert nightly.query("SELECT count(*) FROM datasets WHERE missing_since IS NULL AND deleted_at IS NULL") == [(40,)]
+        assert nightly.query("SELECT source_id FROM datasets WHERE deleted_at IS NOT NULL") == [(gone["id"],)]
         assert nightly.query("SELECT description FROM datasets WHERE source_id = ?", [huge["id"]]) == [(None,)]
 
-        portal.clear_log()                                       # the same again: last night's pages answer 304
+        portal.clear_log()                                       # the same again: the pages that worked, 304s
         code, report = nightly.harvest(env=cap)
+        again = asked(portal)
         city = report["portals"][0]
-        assert code == 0 and (city["seen"], city["errors"], city["listing_complete"]) == (38, 1, False)
-        assert city["not_modified"] > 0 and portal.hits["/api/3/action/package_search"] == len(asked)
+        assert code == 0 and (city["seen"], city["errors"], city["listing_complete"]) == (39, 1, True)
+        whole = [(start, rows) for start, rows, fl in again if fl is None and start <= 24 < start + rows]
+        assert whole == [] and (24, 1, "id,name,metadata_modified") in again   # no answer over the cap
+        # last night's pages up to the package and its ids-only request (304s), past it the rest in one page of the
+        # listing's size (read, then known the nights after: what was learnt is kept around the package only)
+        assert set(again) - set(first) == {(25, 1000, None)} and city["not_modified"] == len(again) - 1
+        assert nightly.query("SELECT count(*) FROM harvest_errors WHERE run_id = ? AND error_type = 'SmallerPages'",
+                             [report["run_id"]]) == [(0,)]
 
-        huge["notes"] = "Short again."                           # the next night's listing is whole
+        huge["notes"], huge["metadata_modified"] = "Short again.", "2030-01-01T00:00:00"   # edited: asked whole
         code, report = nightly.harvest(env=cap)
     city = report["portals"][0]
-    assert code == 0 and city["listing_complete"] is True and (city["changed"], city["removed"]) == (1, 1)
-    assert nightly.query("SELECT source_id FROM datasets WHERE deleted_at IS NOT NULL") == [(gone["id"],)]
+    assert code == 0 and city["listing_complete"] is True and (city["changed"], city["errors"]) == (1, 0)
+    assert nightly.query("SELECT description FROM datasets WHERE source_id = ?", [huge["id"]]) == [("Short again.",)]
 
 
 @pytest.mark.parametrize("kind", ["socrata", "opendatasoft"])
@@ -325,7 +339,8 @@ def test_a_listing_page_over_the_size_cap_is_read_in_smaller_pages_and_an_entry_
 def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nightly, kind, position):
     """The same toolkit under Socrata's Discovery pages and OpenDataSoft's catalog pages (100
     a page): past the failed page, paging goes back to pages of 100. The first entry too:
-    the probe of one entry that asks for the catalogue's size asks for the second instead."""
+    Socrata's probe of one entry that asks for the catalogue's size asks for the second
+    instead (OpenDataSoft's asks for ids only)."""
     if kind == "socrata":
         portal = SocrataPortal(make_socrata_entries(250, domain=DOMAIN), domain=DOMAIN)
         entries, options = portal.entries, {"domain": DOMAIN}
@@ -338,14 +353,20 @@ def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nig
     huge["description"] = "A very long description. " * (cap // 25)
     with portal:
         code, report = nightly.add("city", kind, portal.url, **options).harvest(env={"CIVICAT_HTTP_MAX_BYTES": str(cap)})
-        asked = [(int(q["offset"]), int(q["limit"])) for path, q, _ in portal.requests
+        asked = [(int(q["offset"]), int(q["limit"]), q.get("select")) for path, q, _ in portal.requests
                  if path in (LISTING, "/api/explore/v2.1/catalog/datasets")]
     city = report["portals"][0]
-    assert code == 0 and (city["new"], city["errors"], city["listing_complete"]) == (249, 1, False), city
-    listed = asked[asked.index((0, 100)):]                      # (after the probe)
-    assert (position, 1) in listed and listed[-1] == (200, 100) and len(set(listed)) == len(listed)
-    message = nightly.query("SELECT message FROM harvest_errors WHERE error_type = 'ResponseTooLarge'")[0][0]
-    assert f"offset={position}, limit=1) is over the response cap (response is over the {cap}-byte cap)" in message
+    # OpenDataSoft lists it by its id only (select=dataset_id): the listing is complete; Socrata skips it
+    complete = kind == "opendatasoft"
+    assert code == 0 and (city["new"], city["errors"], city["listing_complete"]) == (249, 1, complete), city
+    listed = asked[asked.index((0, 100, None)):]                # (after the probe)
+    assert (position, 1, None) in listed and listed[-1] == (200, 100, None) and len(set(listed)) == len(listed)
+    assert ((position, 1, "dataset_id") in listed) == complete
+    source_id, message = nightly.query("SELECT source_id, message FROM harvest_errors "
+                                       "WHERE error_type = 'ResponseTooLarge'")[0]
+    over = "over the response cap alone" if complete else "over the response cap"
+    assert f"offset={position}, limit=1) is {over} (response is over the {cap}-byte cap)" in message
+    assert source_id == (entries[position]["dataset_id"] if complete else None)
 
 
 # -- bad records: reported, the rest stored ---------------------------------------------------

@@ -486,3 +486,172 @@ def test_what_the_answers_over_the_cap_cost_is_told_with_the_page_size_read_and_
     fetch, _ = wide_api(ITEMS, fits=250)
     _, answers = read_all(fetch, OffsetPaginator(100), keep=True)
     assert answers.cost() is None
+
+
+# -- an entry over the cap alone, listed by its id only; the next night ------------------------------
+
+def identifying_api(items, huge, cap=100):
+    """An offset API (the entries of `items` from `offset`, `limit` of them, capped at `cap`)
+    that can answer entries with their ids only (`fields=id`, as CKAN's `fl` or OpenDataSoft's
+    `select`), and 304s a request whose body is the one `unread` names; an answer holding an
+    entry whose id is in `huge` whole is over the response cap. `answers` logs each request
+    as (offset, limit, 'ids' | 'over' | 'read' | '304')."""
+    answers = []
+
+    def fetch(params, unread=None):
+        offset, limit = params["offset"], min(params["limit"], cap)
+        page = items[offset:offset + limit]
+        if params.get("fields") == "id":
+            page = [{"id": item["id"]} for item in page]
+        elif huge & {item["id"] for item in page}:
+            answers.append((offset, params["limit"], "over"))
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        digest = ",".join(f"{item['id']}:{item.get('v', 0)}" for item in page)   # stands for the body's sha256
+        answers.append((offset, params["limit"], "304" if unread == digest else
+                        "ids" if params.get("fields") else "read"))
+        return Page(items=None if unread == digest else page, total=len(items), digest=digest)
+    return fetch, answers
+
+
+def identifying_listing(fetch, cap=1000, known=None) -> Listing:
+    listing = Listing(fetch, OffsetPaginator(100, ids_only={"fields": "id"}), lambda i: i.get("id"), skips_bodies=True,
+                      cap=cap)
+    if known:
+        listing.remember(known, ahead=3)
+    return listing
+
+
+def committed(listing: Listing) -> list[KnownPage]:
+    """The pages the catalogue keeps of a listing read to its end, as the next night knows them
+    (harvester.mapping.Mapper.page_rows, Store.known_pages): a page known unread stays as stored."""
+    return [page.known or KnownPage(page.digest, page.params, page.next_params, page.total,
+                                    len(page.ids) if page.ids is not None else 0, skippable=page.ids is not None)
+            for page in listing.pages_read]
+
+
+def test_an_entry_over_the_cap_alone_is_listed_by_its_id_only_and_the_listing_is_complete():
+    fetch, answers = identifying_api(ITEMS, huge={"0130"})
+    listing = identifying_listing(fetch)
+    pages_read = list(listing.read())
+    assert [i["id"] for page in pages_read for i in page.items] == [i["id"] for i in ITEMS]   # each once, in order
+    identified = [page for page in pages_read if page.ids_only]
+    assert [page.items for page in identified] == [[{"id": "0130"}]] and not listing.skipped
+    assert identified[0].reason == ("the entry asked for alone (offset=130, limit=1) is over the response cap alone "
+                                    "(response is over the 1000-byte cap)")
+    assert (130, 1, "over") in answers and (130, 1, "ids") in answers
+    assert listing.complete and listing.unique == 250 and listing.oversized == 8
+
+
+def test_the_next_night_asks_the_pages_that_worked_around_an_entry_over_the_cap_and_no_answer_over_it():
+    """Night 1 learns, from 8 answers over the cap, the pages that fit around the entry and its
+    ids-only request; night 2 asks them along night 1's chain (304s), then past the entry
+    pages of the listing's own size (read once: past the entry, night 1's smaller pages are
+    forgotten): no answer over the cap. Night 3: every page a 304 but the ids-only one."""
+    fetch, answers = identifying_api(ITEMS, huge={"0130"})
+    first = identifying_listing(fetch)
+    list(first.read())
+    known = committed(first)
+    for night, read in ((2, [(131, 100, "read"), (231, 100, "read")]), (3, [])):
+        answers.clear()
+        listing = identifying_listing(fetch, known=known)
+        assert sum(len(page.items) for page in listing.read() if page.items) == 1 + 119 * bool(read), night
+        assert listing.complete and listing.unique == 250 and listing.oversized == 0, night
+        assert [answer for answer in answers if answer[-1] not in ("304", "ids")] == read, night
+        assert answers[:5] == [(0, 100, "304"), (100, 25, "304"), (125, 4, "304"), (129, 1, "304"), (130, 1, "ids")]
+        known = committed(listing)
+
+
+def test_an_entry_over_the_cap_is_asked_whole_again_once_its_ids_only_answer_changed():
+    """A raised cap (the ids-only page's digest holds it), or another entry at its position:
+    the entry is asked whole once more, and read when it fits; the night after, paging asks its
+    own size again (what was learnt around it is forgotten)."""
+    items = [dict(item) for item in ITEMS]
+    fetch, answers = identifying_api(items, huge={"0130"})
+    first = identifying_listing(fetch, cap=1000)
+    list(first.read())
+    answers.clear()
+    fetch, answers = identifying_api(items, huge=set())   # the cap raised: the entry fits
+    second = identifying_listing(fetch, cap=10_000, known=committed(first))
+    read = [i["id"] for page in second.read() if not page.ids_only for i in page.items or ()]
+    assert "0130" in read and second.complete and (130, 1, "read") in answers
+    answers.clear()
+    third = identifying_listing(fetch, cap=10_000, known=committed(second))
+    list(third.read())
+    assert third.complete and not any(kind == "ids" for *_, kind in answers)
+    assert (100, 100, "read") in answers and not any(offset == 130 for offset, *_ in answers)
+
+
+def test_an_entry_over_the_cap_still_is_asked_whole_once_when_it_changed_and_listed_by_id_again():
+    fetch, answers = identifying_api(ITEMS, huge={"0130"})
+    first = identifying_listing(fetch, cap=1000)
+    list(first.read())
+    answers.clear()
+    second = identifying_listing(fetch, cap=2000, known=committed(first))   # raised, not enough
+    pages_read = list(second.read())
+    assert [page.items for page in pages_read if page.ids_only] == [[{"id": "0130"}]]
+    assert [answer for answer in answers if answer[-1] == "over"] == [(130, 1, "over")] and second.oversized == 1
+    assert second.complete
+
+
+def test_an_entry_over_the_cap_that_moved_is_found_again_at_its_new_position():
+    """A dataset created before it shifts it by one: the ids-only request at its old position
+    names another entry, which is read whole; the entry is found over the cap where it is now."""
+    items = list(ITEMS)
+    fetch, answers = identifying_api(items, huge={"0130"})
+    first = identifying_listing(fetch)
+    list(first.read())
+    items.insert(0, {"id": "0000a"})
+    answers.clear()
+    second = identifying_listing(fetch, known=committed(first))
+    pages_read = list(second.read())
+    assert [page.items for page in pages_read if page.ids_only] == [[{"id": "0130"}]]
+    assert (130, 1, "read") in answers and (131, 1, "ids") in answers
+    assert second.complete and second.unique == 251 and not second.duplicates
+
+
+def test_an_entry_over_the_cap_alone_that_cannot_be_listed_by_id_costs_one_answer_over_the_cap_the_next_night():
+    """Socrata's Discovery API selects no fields: the entry is skipped, the listing partial,
+    and the next night asks it alone at once (one answer over the cap, not eight)."""
+    fetch, answers = identifying_api(ITEMS, huge={"0130"})
+
+    def listing(known=None):
+        result = Listing(fetch, OffsetPaginator(100), lambda i: i["id"], skips_bodies=True)
+        if known:
+            result.remember(known, ahead=3)
+        return result
+
+    first = listing()
+    list(first.read())
+    assert first.oversized == 8 and not first.complete
+    answers.clear()
+    second = listing(committed(first))
+    list(second.read())
+    assert second.oversized == 1 and answers[:5] == [(0, 100, "304"), (100, 25, "304"), (125, 4, "304"),
+                                                     (129, 1, "304"), (130, 1, "over")]
+    assert not second.complete and len(second.skipped) == 1 and second.unique == 249
+
+
+@pytest.mark.parametrize("ids_only_answer, skipped", [
+    ("whole", "the entry asked for alone (offset=130, limit=1, fields=id) is over the response cap (response is over "
+              "the 1000-byte cap): skipped, the rest of the listing read (CIVICAT_HTTP_MAX_BYTES raises the cap)"),
+    ("nameless", "the entry asked for alone (offset=130, limit=1) is over the response cap alone (response is over "
+                 "the 1000-byte cap), and its answer by id only names no id: skipped (CIVICAT_HTTP_MAX_BYTES raises "
+                 "the cap)"),
+])
+def test_an_ids_only_answer_that_is_no_id_leaves_the_listing_partial(ids_only_answer, skipped):
+    """An API that ignores the fields asked for answers the entry whole (over the cap again:
+    skipped); one that answers no id for it lists nothing of it: either way the listing is
+    partial, so that no dataset is marked deleted on it."""
+    fetch, _ = identifying_api(ITEMS, huge={"0130"})
+
+    def answer(params, unread=None):
+        if params.get("fields") and ids_only_answer == "whole":
+            raise ResponseTooLarge("response is over the 1000-byte cap", "http://127.0.0.1/list", 200)
+        page = fetch(params, unread)
+        if params.get("fields"):
+            page.items = [{"name": "no id"} for _ in page.items]
+        return page
+
+    listing = identifying_listing(answer)
+    assert [i["id"] for i in listing] == [i["id"] for i in ITEMS if i["id"] != "0130"]
+    assert not listing.complete and listing.skipped == [skipped]

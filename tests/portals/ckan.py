@@ -30,6 +30,8 @@ class CkanPortal(LocalPortal):
       does: a package edited during a crawl jumps to the front;
     - ``datastore_search?resource_id=…&limit=0`` answers ``fields`` from ``datastore``
       (resource id → fields), else 404 ``Not Found Error``;
+    - ``fl`` (``id,name``): each package answered with those fields only, as Solr's field
+      list makes package_search do;
     - ``prefix`` mounts the API under a path (``/ckan``).
     """
 
@@ -72,6 +74,11 @@ class CkanPortal(LocalPortal):
             ordered = sorted(self.packages, key=lambda p: _field(p, match.group(1)))
         else:
             ordered = sorted(self.packages, key=lambda p: _field(p, "metadata_modified"), reverse=True)
+        results = ordered[start:start + rows]
+        if query.get("fl"):   # the Solr fields named (comma or space separated), each package's that it has
+            fields = [name for name in re.split(r"[\s,]+", query["fl"]) if name]
+            results = [{name: package[name] for name in fields if name in package} for package in results
+                       if isinstance(package, dict)]
         return 200, {"help": "http://localhost/api/3/action/help_show", "success": True,
                      "result": {"count": len(ordered), "sort": sort or "score desc, metadata_modified desc",
-                                "facets": {}, "results": ordered[start:start + rows], "search_facets": {}}}
+                                "facets": {}, "results": results, "search_facets": {}}}

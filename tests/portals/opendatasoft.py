@@ -53,7 +53,8 @@ def make_ods_datasets(n: int, seed: int = 0) -> list[dict]:
 
 class OpenDataSoftPortal(LocalPortal):
     """Explore v2.1: `catalog/datasets` (limit ≤ 100 else 400, offset+limit ≤ 10,000 else
-    400, `order_by=dataset_id` honoured), `catalog/exports/json` (the whole catalogue)."""
+    400, `order_by=dataset_id` honoured, `select` of field names: `select=dataset_id`),
+    `catalog/exports/json` (the whole catalogue)."""
 
     MAX_LIMIT = 100
     MAX_WINDOW = 10_000
@@ -87,4 +88,9 @@ class OpenDataSoftPortal(LocalPortal):
         ordered = self.datasets
         if query.get("order_by") == "dataset_id":
             ordered = sorted(ordered, key=lambda d: str(d.get("dataset_id")) if isinstance(d, dict) else "")
-        return 200, {"total_count": len(ordered), "results": ordered[offset:offset + limit]}
+        results = ordered[offset:offset + limit]
+        if query.get("select"):   # a select clause of field names: each dataset's that it has
+            fields = [name.strip() for name in query["select"].split(",")]
+            results = [{name: dataset[name] for name in fields if name in dataset} for dataset in results
+                       if isinstance(dataset, dict)]
+        return 200, {"total_count": len(ordered), "results": results}

@@ -5,7 +5,7 @@ import uuid
 
 
 from harvester.pipeline import harvest
-from tests.conftest import assert_first_10000_columns_kept, fast_client, portal_config
+from tests.conftest import assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import FIXTURES, require_fixtures
 
@@ -199,3 +199,59 @@ def test_a_package_of_more_resources_than_kept_keeps_the_first_10000(store, http
     assert count(store, "SELECT count(*) FROM distributions GROUP BY dataset_uid ORDER BY 1 DESC LIMIT 1") == 10_000
     assert store.con.execute("SELECT source_id, severity, message FROM harvest_errors").fetchall() == [
         (wide["id"], "warning", "resources: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]
+
+
+def test_the_local_portal_answers_the_fields_fl_names_as_ckan_does():
+    import requests
+    catalogue = packages(3)
+    with CkanPortal(catalogue) as portal:
+        answer = requests.get(portal.url + "/api/3/action/package_search",
+                              params={"fl": "id,name", "rows": 2, "sort": "id asc"}).json()
+    first = sorted(catalogue, key=lambda package: package["id"])[:2]
+    assert answer["result"]["results"] == [{"id": p["id"], "name": p["name"]} for p in first]
+    assert answer["result"]["count"] == 3
+
+
+def test_packages_over_the_response_cap_alone_are_listed_by_id_and_deletions_marked_night_after_night(store, tmp_path):
+    """Two packages grow past the response cap alone, one stored, one new; another is deleted
+    from the portal. Each is asked for by its id only (`fl`): the listing is complete, the
+    deleted package is marked deleted, the stored one keeps its stored version, the new one is
+    reported never stored. The next night asks no answer over the cap: the pages that fitted
+    around them and their ids-only requests, along last night's chain."""
+    catalogue = sorted(packages(600), key=lambda package: package["id"])
+    with CkanPortal(catalogue) as portal:
+        config = portal_config("city", "ckan", portal.url)
+        cap = harvested_with_a_cap(store, tmp_path, config, catalogue)
+        stored, gone = catalogue[130], catalogue.pop(40)
+        new = {**copy.deepcopy(catalogue[300]), "id": str(uuid.UUID(int=2**127)), "name": "new-and-large"}
+        catalogue = sorted(catalogue + [new], key=lambda package: package["id"])   # (in the listing's order)
+        for package in (stored, new):
+            package["notes"] = "A very long description. " * (cap // 20)
+        portal.packages = catalogue
+
+        def whole_over_the_cap() -> int:   # answers over the cap: requests of the large packages whole
+            positions = [catalogue.index(stored), catalogue.index(new)]
+            return sum(1 for path, q, _ in portal.requests if path.endswith("package_search") and "fl" not in q
+                       and any(int(q["start"]) <= at < int(q["start"]) + int(q["rows"]) for at in positions))
+
+        nights = []
+        for night in range(2):
+            portal.clear_log()
+            run = harvest([config], store, fast_client(tmp_path, max_bytes=cap))
+            report = run.portals[0]
+            nights.append((report, whole_over_the_cap()))
+            assert report.status == "ok" and report.listing_complete, (night, report.error_message)
+            assert report.seen == 600 and report.errors == 2, night
+    (first, first_over), (second, second_over) = nights
+    assert first.removed == 1 and first_over > 2
+    assert (second.removed, second_over, second.new, second.changed) == (0, 0, 0, 0)
+    assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NOT NULL") == 1
+    assert count(store, f"SELECT deleted_at IS NOT NULL FROM datasets WHERE source_id = '{gone['id']}'")
+    assert count(store, f"SELECT description FROM datasets WHERE source_id = '{stored['id']}'") is None   # as stored
+    assert count(store, f"SELECT count(*) FROM datasets WHERE source_id = '{new['id']}'") == 0
+    messages = dict(store.con.execute("SELECT source_id, message FROM harvest_errors WHERE error_type = 'ResponseTooLarge' "
+                                      "AND run_id = ?", [run.run_id]).fetchall())   # (the second night's)
+    assert messages[stored["id"]].endswith("listed by its id only, its stored version kept (CIVICAT_HTTP_MAX_BYTES "
+                                           "raises the cap)")
+    assert messages[new["id"]].endswith("listed by its id only, never stored (CIVICAT_HTTP_MAX_BYTES raises the cap)")
+    assert "over the response cap alone when last asked whole" in messages[stored["id"]]

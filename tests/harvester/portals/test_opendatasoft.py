@@ -8,7 +8,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals.opendatasoft import OpenDataSoftAdapter
-from tests.conftest import assert_first_10000_columns_kept, portal_config
+from tests.conftest import assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config
 from tests.portals.opendatasoft import API, OpenDataSoftPortal, make_ods_datasets
 
 
@@ -119,3 +119,45 @@ def test_a_dataset_of_more_keywords_than_kept_keeps_the_first_10000(store, http)
     assert count(store, "SELECT max(len(keywords)) FROM datasets") == 10_000
     assert store.con.execute("SELECT source_id, message FROM harvest_errors").fetchall() == [
         (datasets[1]["dataset_id"], "keyword: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]
+
+
+def test_a_dataset_over_the_response_cap_alone_is_listed_by_id_and_deletions_marked_night_after_night(store, tmp_path):
+    """A dataset grows past the response cap alone, another is deleted from the portal: the
+    large one is asked for by its id only (`select=dataset_id`), so the listing is complete,
+    the deleted one marked deleted and the large one keeps its stored version. The next
+    night asks no answer over the cap; once the dataset is small again (here: the cap
+    raised), its ids-only answer differs and it is asked whole, and read."""
+    datasets = sorted(make_ods_datasets(250), key=lambda d: d["dataset_id"])
+    with OpenDataSoftPortal(datasets) as portal:
+        config = portal_config("ods", "opendatasoft", portal.url)
+        cap = harvested_with_a_cap(store, tmp_path, config, datasets)
+        large, gone = datasets[130], datasets.pop(7)
+        description = f"SELECT description FROM datasets WHERE source_id = '{large['dataset_id']}'"
+        stored = count(store, description)
+        large["metas"]["default"]["description"] = "A very long description. " * (cap // 25)
+        portal.datasets = datasets
+
+        def whole_over_the_cap() -> int:
+            at = datasets.index(large)
+            return sum(1 for path, q, _ in portal.requests if path == f"{API}/datasets" and "select" not in q
+                       and int(q["offset"]) <= at < int(q["offset"]) + int(q["limit"]))
+
+        nights = []
+        for max_bytes in (cap, cap, 4 * cap):
+            portal.clear_log()
+            report = harvest([config], store, fast_client(tmp_path, max_bytes=max_bytes)).portals[0]
+            assert report.status == "ok" and report.listing_complete and report.seen == 249, report.error_message
+            nights.append((report, whole_over_the_cap()))
+            if len(nights) < 3:
+                assert count(store, description) == stored
+    (first, first_over), (second, second_over), (third, third_over) = nights
+    assert (first.removed, first.errors) == (1, 1) and first_over > 2
+    assert (second.removed, second.errors, second_over, second.changed) == (0, 1, 0, 0)
+    assert (third.errors, third_over, third.changed) == (0, 1, 1)
+    assert count(store, f"SELECT deleted_at IS NOT NULL FROM datasets WHERE source_id = '{gone['dataset_id']}'")
+    assert count(store, description).startswith("A very long description.")
+    source_id, message = store.con.execute("SELECT source_id, message FROM harvest_errors WHERE error_type = "
+                                           "'ResponseTooLarge' ORDER BY occurred_at DESC LIMIT 1").fetchone()
+    assert source_id == large["dataset_id"] and message.startswith(
+        "ods: the entry asked for alone (order_by=dataset_id, offset=129, limit=1) is over the response cap alone when "
+        f"last asked whole (a {cap}-byte cap): listed by its id only, its stored version kept")
