@@ -1134,12 +1134,25 @@ def _cut(value, caps: "CapTree | int"):
         if isinstance(value, list) and len(value) > caps:
             value = CappedList(value[:caps], len(value) - caps)
     elif isinstance(value, list) and "*" in caps:
+        item_caps = caps["*"]
         for number, item in enumerate(value):
-            value[number] = _cut(item, caps["*"])
+            cut = _cut(item, item_caps)
+            if cut is not item:
+                value[number] = cut
     elif isinstance(value, dict):
+        # hot: every entry of every listing page (a Discovery page: 100 results of 8 capped
+        # lists), so a list under its cap is passed over here, without a call, and a member
+        # left as it was is not set again
         for key, cap in caps.items():
-            if isinstance(value.get(key), (dict, list)):
-                value = _member_cut(value, key, _cut(value[key], cap))
+            member = value.get(key)
+            if isinstance(member, (dict, list)):
+                if isinstance(cap, int):
+                    cut = CappedList(member[:cap], len(member) - cap) if isinstance(member, list) and \
+                        len(member) > cap else member
+                else:
+                    cut = _cut(member, cap)
+                if cut is not member or isinstance(value, CappedDocument):
+                    value = _member_cut(value, key, cut)
     return value
 
 
