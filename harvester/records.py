@@ -644,7 +644,7 @@ class PagedTables:
 
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
-                 shifted=None) -> PagedTables:
+                 shifted=None, key: str | None = None) -> PagedTables:
     """Pages whose `items` are tables, with the parameters of the next request as state.
 
     A page that gives the very rows of the page before fails the pull: the portal ignores
@@ -655,6 +655,9 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     that honours the paging answers with the page's own rows from its second on (a portal
     that ignores it, with the page again: the same rows only if they are all one row,
     which any page of that table then is). Once it has honoured it, it is not asked again.
+    Where rows come sorted by a `key` column whose values only grow (CKAN's `_id`, an
+    object id), a page that starts at or before the last key read fails the pull too: it
+    holds rows read already (a stale page of another offset), which no count catches.
 
     A page whose answer is over the response cap is asked for in smaller pages where the
     page size is a request parameter (as a listing's: harvester.paging.SmallerPages), and
@@ -665,13 +668,13 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     if paginator.sizes is not None:
         paginator.sizes.keep = True
     answers = OversizedAnswers(paginator, "the pull")
-    return PagedTables(_paged_tables(fetch_page, paginator, resume, answers, ahead, shifted), answers, fetch_page,
-                       paginator, resume)
+    return PagedTables(_paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, key), answers,
+                       fetch_page, paginator, resume)
 
 
 def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers: OversizedAnswers, ahead: int,
-                  shifted) -> Iterator[tuple[pa.Table, dict | None]]:
-    previous, honours_paging = None, False
+                  shifted, key: str | None) -> Iterator[tuple[pa.Table, dict | None]]:
+    previous, honours_paging, last_key = None, False, None
 
     def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
         instead = answers.smaller(params, error)
@@ -687,6 +690,13 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
             if not honours_paging:
                 raise RecordsError(f"the page at {request_text(page.params)} gave the same {rows} rows as the "
                                    "page before: the portal repeats a page instead of paging on")
+        if key is not None and page.items.num_rows and key in page.items.column_names:
+            first = page.items[key][0].as_py()
+            if first is not None and last_key is not None and first <= last_key:
+                raise RecordsError(f"the page at {request_text(page.params)} starts at {key} {first!r}, not past the "
+                                   f"last row read ({key} {last_key!r}): the portal answered rows already read; the "
+                                   "next pull reads the dataset again")
+            last_key = page.items[key][-1].as_py()
         previous = page.items
         answers.read(page.params)
         yield page.items, next_params

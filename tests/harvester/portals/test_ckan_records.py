@@ -173,3 +173,35 @@ def test_an_integer_past_64_bits_in_a_numeric_field_is_a_number_and_in_an_int_fi
     table = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={STORE_ID}").sort_by("_id")
     assert table.to_pylist() == [{"_id": 1, "account": 1.2345678901234568e22, "count": None},
                                  {"_id": 2, "account": 1.5, "count": 3}]
+
+
+class RowsOfAnEarlierOffset(CkanPortal):
+    """Answers `datastore_search` at offset `at`, the first time, with the rows 20 before
+    (a stale or misrouted page: neither the page before nor the one asked)."""
+
+    def __init__(self, at: int, **kwargs):
+        super().__init__([], **kwargs)
+        self.at, self.done = at, False
+
+    def route(self, path, query):
+        if path == "/api/3/action/datastore_search" and query.get("offset") == str(self.at) and not self.done:
+            self.done = True
+            query = {**query, "offset": str(self.at - 20)}
+        return super().route(path, query)
+
+
+def test_a_page_of_rows_already_read_fails_the_pull_instead_of_doubling_them(tmp_path, monkeypatch):
+    """Rows come sorted by `_id`: a page that starts at or before the last `_id` read holds
+    rows read already. Only a page equal to the one before was refused: the pull published
+    20 rows twice, its count met (it reads on to an empty page), and reported ok."""
+    monkeypatch.setattr("harvester.portals.ckan.RECORD_ROWS", 100)
+    rows = boston_rows()
+    with RowsOfAnEarlierOffset(300, prefix="/ckan", datastore={"res-store": FIELDS},
+                               records={"res-store": rows}) as portal:
+        portal.packages = [{"id": STORE_ID, "name": "abandoned-vehicles", "title": "Abandoned vehicles", "resources": [
+            {"id": "res-store", "name": "requests", "format": "CSV", "datastore_active": True}]}]
+        db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert not (tmp_path / "records" / "portal=bos").exists()
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors").fetchone()[0]
+    assert "offset=300, limit=100 starts at _id 281, not past the last row read (_id 300)" in message, message
