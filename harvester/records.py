@@ -622,10 +622,12 @@ class PagedTables:
     """The (table, state) pairs of paged_tables, and the pull's answers over the response
     cap (`answers`: what they cost it, once read to its end)."""
 
-    def __init__(self, tables: Iterator[tuple[pa.Table, dict | None]], answers: OversizedAnswers, fetch_page=None,
-                 paginator: Paginator | None = None, start: dict | None = None):
+    def __init__(self, tables: Iterator[tuple[pa.Table, dict | None]] | None, answers: OversizedAnswers,
+                 fetch_page=None, paginator: Paginator | None = None, start: dict | None = None,
+                 key: str | None = None):
         self.tables, self.answers = tables, answers
-        self.fetch_page, self.paginator, self.start = fetch_page, paginator, start
+        self.fetch_page, self.paginator, self.start, self.key = fetch_page, paginator, start, key
+        self.last_key = None   # the `key` of the last row read (a resumed pull's: the row before it)
 
     def row_before(self) -> pa.Table | None:
         """The row just before the request this read starts at (a resumed pull's state),
@@ -633,8 +635,11 @@ class PagedTables:
         offset_param = getattr(self.paginator, "offset_param", None)
         if not self.start or offset_param is None or not self.start.get(offset_param):
             return None
-        return self.fetch_page({**self.start, offset_param: self.start[offset_param] - 1,
-                                self.paginator.limit_param: 1}).items
+        row = self.fetch_page({**self.start, offset_param: self.start[offset_param] - 1,
+                               self.paginator.limit_param: 1}).items
+        if self.key is not None and row.num_rows and self.key in row.column_names:
+            self.last_key = row[self.key][0].as_py()
+        return row
 
     def __iter__(self) -> PagedTables:
         return self
@@ -668,13 +673,14 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     if paginator.sizes is not None:
         paginator.sizes.keep = True
     answers = OversizedAnswers(paginator, "the pull")
-    return PagedTables(_paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, key), answers,
-                       fetch_page, paginator, resume)
+    tables = PagedTables(None, answers, fetch_page, paginator, resume, key)
+    tables.tables = _paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, tables)
+    return tables
 
 
 def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers: OversizedAnswers, ahead: int,
-                  shifted, key: str | None) -> Iterator[tuple[pa.Table, dict | None]]:
-    previous, honours_paging, last_key = None, False, None
+                  shifted, read: PagedTables) -> Iterator[tuple[pa.Table, dict | None]]:
+    previous, honours_paging, key = None, False, read.key
 
     def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
         instead = answers.smaller(params, error)
@@ -692,11 +698,11 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
                                    "page before: the portal repeats a page instead of paging on")
         if key is not None and page.items.num_rows and key in page.items.column_names:
             first = page.items[key][0].as_py()
-            if first is not None and last_key is not None and first <= last_key:
+            if first is not None and read.last_key is not None and first <= read.last_key:
                 raise RecordsError(f"the page at {request_text(page.params)} starts at {key} {first!r}, not past the "
-                                   f"last row read ({key} {last_key!r}): the portal answered rows already read; the "
-                                   "next pull reads the dataset again")
-            last_key = page.items[key][-1].as_py()
+                                   f"last row read ({key} {read.last_key!r}): the portal answered rows already read; "
+                                   "the next pull reads the dataset again")
+            read.last_key = page.items[key][-1].as_py()
         previous = page.items
         answers.read(page.params)
         yield page.items, next_params
