@@ -626,8 +626,11 @@ class PagedTables:
                  fetch_page=None, paginator: Paginator | None = None, start: dict | None = None,
                  key: str | None = None):
         self.tables, self.answers = tables, answers
-        self.fetch_page, self.paginator, self.start, self.key = fetch_page, paginator, start, key
-        self.last_key = None   # the `key` of the last row read (a resumed pull's: the row before it)
+        self.fetch_page, self.paginator, self.start = fetch_page, paginator, start
+        # the `key` column and its value in the last row read (a resumed pull's: the row before it);
+        # a dict the generator shares, not this object: a cycle kept the generator, and the requests
+        # it has in flight, running after a pull that failed had let go of it
+        self.order = {"key": key, "last": None}
 
     def row_before(self) -> pa.Table | None:
         """The row just before the request this read starts at (a resumed pull's state),
@@ -637,8 +640,9 @@ class PagedTables:
             return None
         row = self.fetch_page({**self.start, offset_param: self.start[offset_param] - 1,
                                self.paginator.limit_param: 1}).items
-        if self.key is not None and row.num_rows and self.key in row.column_names:
-            self.last_key = row[self.key][0].as_py()
+        key = self.order["key"]
+        if key is not None and row.num_rows and key in row.column_names:
+            self.order["last"] = row[key][0].as_py()
         return row
 
     def __iter__(self) -> PagedTables:
@@ -674,13 +678,13 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
         paginator.sizes.keep = True
     answers = OversizedAnswers(paginator, "the pull")
     tables = PagedTables(None, answers, fetch_page, paginator, resume, key)
-    tables.tables = _paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, tables)
+    tables.tables = _paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, tables.order)
     return tables
 
 
 def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers: OversizedAnswers, ahead: int,
-                  shifted, read: PagedTables) -> Iterator[tuple[pa.Table, dict | None]]:
-    previous, honours_paging, key = None, False, read.key
+                  shifted, order: dict) -> Iterator[tuple[pa.Table, dict | None]]:
+    previous, honours_paging, key = None, False, order["key"]
 
     def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
         instead = answers.smaller(params, error)
@@ -698,11 +702,11 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
                                    "page before: the portal repeats a page instead of paging on")
         if key is not None and page.items.num_rows and key in page.items.column_names:
             first = page.items[key][0].as_py()
-            if first is not None and read.last_key is not None and first <= read.last_key:
+            if first is not None and order["last"] is not None and first <= order["last"]:
                 raise RecordsError(f"the page at {request_text(page.params)} starts at {key} {first!r}, not past the "
-                                   f"last row read ({key} {read.last_key!r}): the portal answered rows already read; "
+                                   f"last row read ({key} {order['last']!r}): the portal answered rows already read; "
                                    "the next pull reads the dataset again")
-            read.last_key = page.items[key][-1].as_py()
+            order["last"] = page.items[key][-1].as_py()
         previous = page.items
         answers.read(page.params)
         yield page.items, next_params
@@ -744,8 +748,9 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
                  uid: str, run_id: str, part_rows: int | None = None) -> PullResult:
     """Read `source` into the dataset's staging folder and publish it whole.
 
-    Parts are closed every `part_rows` rows (PART_ROWS, read at each call) and noted in `progress.json` with the state to
-    continue from, so a pull cut short (killed, a fault past every retry) resumes there.
+    Parts are closed every `part_rows` rows (else PART_ROWS, read at each call) and noted in
+    `progress.json` with the state to continue from, so a pull cut short (killed, a fault
+    past every retry) resumes there, if the rows up to there did not move (`_continues`).
     An incremental pull's rows are merged with the published dataset by DuckDB before the
     folder is published. Nothing is published unless the pull completed."""
     try:
@@ -885,7 +890,10 @@ def _continues(source: RecordSource, tables, last_part: Path) -> bool:
         return False
     staged = pq.ParquetFile(last_part)
     group = staged.read_row_group(staged.num_row_groups - 1)
-    return group.num_rows > 0 and group.slice(group.num_rows - 1).equals(row.cast(group.schema))
+    try:
+        return group.num_rows > 0 and group.slice(group.num_rows - 1).equals(row.cast(group.schema))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):   # another shape: not that row
+        return False
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:
