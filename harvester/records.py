@@ -622,8 +622,28 @@ class PagedTables:
     """The (table, state) pairs of paged_tables, and the pull's answers over the response
     cap (`answers`: what they cost it, once read to its end)."""
 
-    def __init__(self, tables: Iterator[tuple[pa.Table, dict | None]], answers: OversizedAnswers):
+    def __init__(self, tables: Iterator[tuple[pa.Table, dict | None]] | None, answers: OversizedAnswers,
+                 fetch_page=None, paginator: Paginator | None = None, start: dict | None = None,
+                 key: str | None = None):
         self.tables, self.answers = tables, answers
+        self.fetch_page, self.paginator, self.start = fetch_page, paginator, start
+        # the `key` column and its value in the last row read (a resumed pull's: the row before it);
+        # a dict the generator shares, not this object: a cycle kept the generator, and the requests
+        # it has in flight, running after a pull that failed had let go of it
+        self.order = {"key": key, "last": None}
+
+    def row_before(self) -> pa.Table | None:
+        """The row just before the request this read starts at (a resumed pull's state),
+        asked alone; None where pages are not asked by offset (nothing to ask it by)."""
+        offset_param = getattr(self.paginator, "offset_param", None)
+        if not self.start or offset_param is None or not self.start.get(offset_param):
+            return None
+        row = self.fetch_page({**self.start, offset_param: self.start[offset_param] - 1,
+                               self.paginator.limit_param: 1}).items
+        key = self.order["key"]
+        if key is not None and row.num_rows and key in row.column_names:
+            self.order["last"] = row[key][0].as_py()
+        return row
 
     def __iter__(self) -> PagedTables:
         return self
@@ -633,7 +653,7 @@ class PagedTables:
 
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
-                 shifted=None) -> PagedTables:
+                 shifted=None, key: str | None = None) -> PagedTables:
     """Pages whose `items` are tables, with the parameters of the next request as state.
 
     A page that gives the very rows of the page before fails the pull: the portal ignores
@@ -644,6 +664,9 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     that honours the paging answers with the page's own rows from its second on (a portal
     that ignores it, with the page again: the same rows only if they are all one row,
     which any page of that table then is). Once it has honoured it, it is not asked again.
+    Where rows come sorted by a `key` column whose values only grow (CKAN's `_id`, an
+    object id), a page that starts at or before the last key read fails the pull too: it
+    holds rows read already (a stale page of another offset), which no count catches.
 
     A page whose answer is over the response cap is asked for in smaller pages where the
     page size is a request parameter (as a listing's: harvester.paging.SmallerPages), and
@@ -654,12 +677,14 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     if paginator.sizes is not None:
         paginator.sizes.keep = True
     answers = OversizedAnswers(paginator, "the pull")
-    return PagedTables(_paged_tables(fetch_page, paginator, resume, answers, ahead, shifted), answers)
+    tables = PagedTables(None, answers, fetch_page, paginator, resume, key)
+    tables.tables = _paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, tables.order)
+    return tables
 
 
 def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers: OversizedAnswers, ahead: int,
-                  shifted) -> Iterator[tuple[pa.Table, dict | None]]:
-    previous, honours_paging = None, False
+                  shifted, order: dict) -> Iterator[tuple[pa.Table, dict | None]]:
+    previous, honours_paging, key = None, False, order["key"]
 
     def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
         instead = answers.smaller(params, error)
@@ -675,6 +700,13 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
             if not honours_paging:
                 raise RecordsError(f"the page at {request_text(page.params)} gave the same {rows} rows as the "
                                    "page before: the portal repeats a page instead of paging on")
+        if key is not None and page.items.num_rows and key in page.items.column_names:
+            first = page.items[key][0].as_py()
+            if first is not None and order["last"] is not None and first <= order["last"]:
+                raise RecordsError(f"the page at {request_text(page.params)} starts at {key} {first!r}, not past the "
+                                   f"last row read ({key} {order['last']!r}): the portal answered rows already read; "
+                                   "the next pull reads the dataset again")
+            order["last"] = page.items[key][-1].as_py()
         previous = page.items
         answers.read(page.params)
         yield page.items, next_params
@@ -713,15 +745,17 @@ class PullResult:
 
 
 def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
-                 uid: str, run_id: str, part_rows: int = PART_ROWS) -> PullResult:
+                 uid: str, run_id: str, part_rows: int | None = None) -> PullResult:
     """Read `source` into the dataset's staging folder and publish it whole.
 
-    Parts are closed every `part_rows` rows and noted in `progress.json` with the state to
-    continue from, so a pull cut short (killed, a fault past every retry) resumes there.
+    Parts are closed every `part_rows` rows (else PART_ROWS, read at each call) and noted in
+    `progress.json` with the state to continue from, so a pull cut short (killed, a fault
+    past every retry) resumes there, if the rows up to there did not move (`_continues`).
     An incremental pull's rows are merged with the published dataset by DuckDB before the
     folder is published. Nothing is published unless the pull completed."""
     try:
-        return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id, part_rows=part_rows)
+        return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id,
+                     part_rows=part_rows or PART_ROWS)
     finally:
         source.close()
 
@@ -737,6 +771,13 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     progress_path = staging / "progress.json"
     parts_dir = staging / "parts"
     progress = _load_progress(progress_path, source.fingerprint)
+    tables = None
+    if progress is not None and not progress["done"] and progress["parts"]:
+        tables = source.batches(progress["state"])
+        if not _continues(source, tables, parts_dir / progress["parts"][-1]):
+            log.warning("%s: the rows staged by a pull cut short are not those the portal now serves before "
+                        "where it stopped (rows added or removed since): the pull starts over", uid)
+            progress = tables = None
     if progress is None:
         shutil.rmtree(staging, ignore_errors=True)
         progress = {"fingerprint": source.fingerprint, "parts": [], "rows": 0, "state": None, "done": False}
@@ -747,7 +788,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     parts_dir.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema(source.fields)
     if not progress["done"]:
-        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, part_rows)
+        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, part_rows, tables)
     if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
         pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
         progress["parts"].append("part-00000.parquet")
@@ -776,12 +817,13 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-                 part_rows: int) -> str | None:
-    """Write the source's tables into parts; each closed part is noted in progress.json
-    with the state to continue from. A part cut short by a fault is removed. Returns what
-    pages over the response cap cost the read (PagedTables; None: nothing)."""
+                 part_rows: int, tables=None) -> str | None:
+    """Write the source's tables (`tables`: its batches from the progress's state, else
+    asked here) into parts; each closed part is noted in progress.json with the state to
+    continue from. A part cut short by a fault is removed. Returns what pages over the
+    response cap cost the read (PagedTables; None: nothing)."""
     writer, part_path, written, dictionary = None, None, 0, None
-    tables = source.batches(progress["state"])
+    tables = source.batches(progress["state"]) if tables is None else tables
 
     def close_part(state) -> None:
         nonlocal writer, part_path, written
@@ -823,6 +865,35 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
     if not progress["done"]:
         close_part(None)
     return tables.answers.cost() if isinstance(tables, PagedTables) else None
+
+
+def _continues(source: RecordSource, tables, last_part: Path) -> bool:
+    """Whether a pull may resume from its staged parts: the row just before its resume point,
+    asked again, is the last row staged. A row removed or added before that point since the
+    parts were staged moves every row after it (offsets, object-id positions): resumed, the
+    pull published the removed row and lost a row served all along, its count still met.
+    Where that row cannot be asked (pages not by offset, a downloaded file) the pull starts
+    over. A change both ways before the point (one row removed, one inserted) keeps the
+    staged rows as they were read."""
+    if not isinstance(tables, PagedTables):
+        return False
+    conversion = getattr(source, "conversion", None)
+    counted = (conversion.invalid.copy(), conversion.not_objects) if isinstance(conversion, Conversion) else None
+    try:
+        row = tables.row_before()
+    except ResponseTooLarge:   # (the row grew past the cap: changed)
+        return False
+    finally:
+        if counted is not None:   # its bad values were counted when it was staged
+            conversion.invalid, conversion.not_objects = counted
+    if row is None or row.num_rows != 1:
+        return False
+    staged = pq.ParquetFile(last_part)
+    group = staged.read_row_group(staged.num_row_groups - 1)
+    try:
+        return group.num_rows > 0 and group.slice(group.num_rows - 1).equals(row.cast(group.schema))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):   # another shape: not that row
+        return False
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import PermanentError, capped_json, dropped
-from harvester.paging import Listing, Page, Paginator, SinglePage
+from harvester.paging import Listing, Page, Paginator, SinglePage, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
 from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, parquet_max, read_parquet_sql
 
@@ -128,6 +128,10 @@ def _requests_shape(data) -> str | None:
     return None if isinstance(data, list) else "requests.json is a JSON array of requests"
 
 
+def _ids(requests: list) -> list[str]:
+    return [str(r.get("service_request_id")) for r in requests if isinstance(r, dict)]
+
+
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -157,7 +161,10 @@ class RequestsRecords(RecordSource):
     """An endpoint's service requests from `requests.json`, window after window from 2010
     (or, after a pull, from 90 days before its latest request, merged by
     `service_request_id`). A page that brings no request not already seen in this window
-    or the one before ends the window: servers that ignore `page` repeat their first."""
+    or the one before ends the window: servers that ignore `page` repeat their first (asked
+    twice: a stale page is not repeated). A later page of requests all read on this window's
+    earlier pages, not its first again, is a stale or repeated page, and fails the pull: as
+    the window's end, it lost the pages after it."""
 
     def __init__(self, adapter: Open311Adapter, previous, *, now: datetime | None = None,
                  since: datetime = EARLIEST):
@@ -172,6 +179,7 @@ class RequestsRecords(RecordSource):
             self.since = max(since, (latest if latest.tzinfo else latest.replace(tzinfo=UTC)) - RECENT)
         self._window: str | None = None
         self._seen, self._seen_before = set(), set()   # ids of this window and of the one before
+        self._first: list[str] = []   # the ids of this window's first page
 
     @property
     def fingerprint(self) -> str:
@@ -181,6 +189,17 @@ class RequestsRecords(RecordSource):
         requests = self.http.get_json(self.url, params, expect=_requests_shape).data
         if params["start_date"] != self._window:
             self._window, self._seen_before, self._seen = params["start_date"], self._seen, set()
+        ids = _ids(requests)
+        if params["page"] > 1 and ids and ids == self._first:
+            # a server that ignores `page` answers its first page every time; a stale page once
+            requests = self.http.get_json(self.url, params, expect=_requests_shape).data
+            ids = _ids(requests)
+        if params["page"] == 1:
+            self._first = ids
+        elif ids and ids != self._first and set(ids) <= self._seen:
+            raise RecordsError(f"the page at {request_text(params)} brings only requests read on earlier pages of "
+                               "its window, and is not its first page again (a server that ignores `page`): a stale "
+                               "or repeated page, whose window would end short; the next pull reads it again")
         rows = []
         for request in requests:
             if not isinstance(request, dict):

@@ -307,6 +307,32 @@ def check_export(db, tmp_path, kinds: list[Kind]) -> None:
     assert report.written == len(document["dataset"]) and report.written + len(report.left_out) == len(live)
 
 
+def chaos_client(tmp_path, **options):
+    """A client per night, as each `civicat harvest` builds its own (the validator cache on disk)."""
+    return fast_client(tmp_path, max_attempts=ATTEMPTS, max_retry_after=MAX_RETRY_AFTER, timeout=TIMEOUT, **options)
+
+
+def timed_night(chaos: dict[str, Chaos], harvest_night: Callable[[], Any], night: int, nights: int,
+                fault_free: float | None) -> tuple[Any, float]:
+    """One night's harvest (`harvest_night()`, its run returned), within its bound: the fault-free
+    first and last nights succeed, and every night ends within a bound of the fault-free time and
+    the faults met. Returns the run and the fault-free night's time."""
+    injected_before = sum(sum(c.injected.values()) for c in chaos.values())
+    started = time.monotonic()
+    run = harvest_night()
+    elapsed = time.monotonic() - started
+    injected = sum(sum(c.injected.values()) for c in chaos.values()) - injected_before
+    if night in (0, nights):
+        assert run.ok, [(p.portal_id, p.error_message) for p in run.portals if p.status != "ok"]
+        fault_free = elapsed
+    # every fault costs at most a timeout's wait plus a retry's wait, all of them in a row the worst case;
+    # the first night (every entry new) is the slowest fault-free one, and 5 s absorb a machine
+    # shared with other test runs: a hang takes minutes
+    bound = 3 * fault_free + injected * (SLOW + MAX_RETRY_AFTER + 0.1) + 5.0
+    assert elapsed <= bound, (night, elapsed, bound)
+    return run, fault_free
+
+
 def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
     """Harvest `nights` nights (the first fault-free, the faults drawn on the others), then one fault-free
     night that must catch up with everything; returns what was exercised."""
@@ -356,21 +382,8 @@ def chaos_nights(seed: int, nights: int, tmp_path) -> dict:
             previous_titles = {k.name: {t for (t,) in store.con.execute(
                 "SELECT title FROM datasets WHERE portal_id = ?", [k.name]).fetchall()} for k in kinds}
             deleted_before = {k.name: set(stored_keys(store, k.name, deleted=True)) for k in kinds if k.kind != "open311"}
-            injected_before = sum(sum(c.injected.values()) for c in chaos.values())
-            started = time.monotonic()
-            # a client per night, as each `civicat harvest` builds its own (the validator cache on disk)
-            http = fast_client(tmp_path, max_attempts=ATTEMPTS, max_retry_after=MAX_RETRY_AFTER, timeout=TIMEOUT)
-            run = harvest(configs, store, http, workers=3)
-            elapsed = time.monotonic() - started
-            injected = sum(sum(c.injected.values()) for c in chaos.values()) - injected_before
-            if night in (0, nights):
-                assert run.ok, [(p.portal_id, p.error_message) for p in run.portals if p.status != "ok"]
-                fault_free = elapsed
-            # every fault costs at most a timeout's wait plus a retry's wait, all of them in a row the worst case;
-            # the first night (every entry new) is the slowest fault-free one, and 5 s absorb a machine
-            # shared with other test runs: a hang takes minutes
-            bound = 3 * fault_free + injected * (SLOW + MAX_RETRY_AFTER + 0.1) + 5.0
-            assert elapsed <= bound, (night, elapsed, bound)
+            run, fault_free = timed_night(chaos, lambda: harvest(configs, store, chaos_client(tmp_path), workers=3),
+                                          night, nights, fault_free)
             statuses = check_night(store, run, kinds, before, deleted_before, previous_titles)
             outcomes.update("failed" if s != "ok" else "partial" if complete is False else "ok"
                             for s, complete in statuses.values())

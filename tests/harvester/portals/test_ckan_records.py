@@ -7,7 +7,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import harvest_with_records
+from catalog.records import RecordsLayout
+from harvester.portals import adapter_for
+from harvester.portals.ckan import DatastoreRecords
+from harvester.records import RecordsError, pull_dataset
+from tests.conftest import cut_short_after, fast_client, harvest_with_records, portal_config
 from tests.portals.base import RawBody
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import load_json
@@ -173,3 +177,60 @@ def test_an_integer_past_64_bits_in_a_numeric_field_is_a_number_and_in_an_int_fi
     table = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={STORE_ID}").sort_by("_id")
     assert table.to_pylist() == [{"_id": 1, "account": 1.2345678901234568e22, "count": None},
                                  {"_id": 2, "account": 1.5, "count": 3}]
+
+
+class Killed(Exception):
+    pass
+
+
+class RowsOfAnEarlierOffset(CkanPortal):
+    """Answers `datastore_search` at offset `at`, the first time, with the rows 20 before
+    (a stale or misrouted page: neither the page before nor the one asked)."""
+
+    def __init__(self, at: int, **kwargs):
+        super().__init__([], **kwargs)
+        self.at, self.done = at, False
+
+    def route(self, path, query):
+        if path == "/api/3/action/datastore_search" and query.get("offset") == str(self.at) and not self.done:
+            self.done = True
+            query = {**query, "offset": str(self.at - 20)}
+        return super().route(path, query)
+
+
+def test_a_page_of_rows_already_read_fails_the_pull_instead_of_doubling_them(tmp_path, monkeypatch):
+    """Rows come sorted by `_id`: a page that starts at or before the last `_id` read holds
+    rows read already. Only a page equal to the one before was refused: the pull published
+    20 rows twice, its count met (it reads on to an empty page), and reported ok."""
+    monkeypatch.setattr("harvester.portals.ckan.RECORD_ROWS", 100)
+    rows = boston_rows()
+    with RowsOfAnEarlierOffset(300, prefix="/ckan", datastore={"res-store": FIELDS},
+                               records={"res-store": rows}) as portal:
+        portal.packages = [{"id": STORE_ID, "name": "abandoned-vehicles", "title": "Abandoned vehicles", "resources": [
+            {"id": "res-store", "name": "requests", "format": "CSV", "datastore_active": True}]}]
+        db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert not (tmp_path / "records" / "portal=bos").exists()
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors").fetchone()[0]
+    assert "offset=300, limit=100 starts at _id 281, not past the last row read (_id 300)" in message, message
+
+
+def test_a_resumed_pull_refuses_a_page_of_rows_read_before_it_stopped(tmp_path, store, monkeypatch):
+    """A pull cut short after 300 rows, resumed: its first page is answered with rows from 280
+    on. Nothing read since the resume to compare it with, it was written: 20 rows twice."""
+    monkeypatch.setattr("harvester.portals.ckan.RECORD_ROWS", 100)
+    with RowsOfAnEarlierOffset(300, prefix="/ckan", datastore={"res-store": FIELDS},
+                               records={"res-store": boston_rows()}) as portal:
+        portal.done = True   # (answered right until the pull is resumed)
+        adapter = adapter_for(portal_config("bos", "ckan", portal.url), fast_client())
+        layout = RecordsLayout(tmp_path / "records")
+        source = DatastoreRecords(adapter, "res-store")
+        cut_short_after(source, 3, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "bos", STORE_ID, store.con, uid=f"bos:{STORE_ID}", run_id="r", part_rows=100)
+        portal.done = False
+        with pytest.raises(RecordsError, match=r"offset=300, limit=100 starts at _id 281, not past the last row read "
+                                               r"\(_id 300\)"):
+            pull_dataset(DatastoreRecords(adapter, "res-store"), layout, "bos", STORE_ID, store.con,
+                         uid=f"bos:{STORE_ID}", run_id="r", part_rows=100)
+    assert json.loads((layout.staging("bos", STORE_ID) / "progress.json").read_text())["rows"] == 300

@@ -12,7 +12,7 @@ import pytest
 from catalog.records import PreviousPull, RecordsLayout, previous_pull
 from harvester.portals import adapter_for
 from harvester.portals.open311 import RequestsRecords
-from harvester.records import pull_dataset
+from harvester.records import RecordsError, pull_dataset
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_open311 import JSON_SERVICES
 from tests.portals.open311 import Open311Portal
@@ -89,3 +89,38 @@ def test_a_second_pull_merges_by_service_request_id(tmp_path, boston):
     assert (second.mode, second.rows) == ("incremental", 950)
     table = pq.read_table(layout.folder("bos311", "service-requests"))
     assert table.filter(pa.compute.equal(table["service_request_id"], "101003172470"))["status"].to_pylist() == ["closed"]
+
+
+class StalePages(Open311Portal):
+    """Answers page `stale` of each window, the first time it is asked, with the page before's
+    requests (a cache's stale page)."""
+
+    def __init__(self, stale: int, **kwargs):
+        super().__init__(**kwargs)
+        self.stale, self.staled = stale, set()
+
+    def requests_page(self, query):
+        if query.get("page") == str(self.stale) and query["start_date"] not in self.staled:
+            self.staled.add(query["start_date"])
+            query = {**query, "page": str(self.stale - 1)}
+        return super().requests_page(query)
+
+
+def test_a_page_repeating_the_page_before_fails_the_pull_instead_of_ending_its_window(tmp_path):
+    """A page of requests all read on this window's earlier pages, that is not its first page
+    again (a server ignoring `page`), is a stale or repeated page: taken as the window's end,
+    the window's later pages were never read, the pull published without them and reported ok."""
+    with StalePages(3, services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        with pytest.raises(RecordsError, match=r"the page at start_date=.*, page=3 brings only requests read on "
+                                               r"earlier pages of its window"):
+            list(source_for(portal).batches(None))
+
+
+def test_a_second_page_repeating_the_first_once_is_asked_again(tmp_path):
+    """Page 2 answered once with page 1's requests looks like a server that ignores `page`,
+    which answers so every time: it is asked once more, and the window is read whole."""
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        whole = sum(table.num_rows for table, _ in source_for(portal).batches(None))
+    with StalePages(2, services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        assert sum(table.num_rows for table, _ in source_for(portal).batches(None)) == whole
+        assert portal.staled   # (windows of two pages or more were answered stale)

@@ -1,0 +1,60 @@
+"""A records pull cut short resumes from its staged parts only where the portal's rows up to
+its resume point are those it staged: over HTTP against a local FeatureServer (a layer
+paged by `resultOffset`, one read in `objectIds` batches)."""
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.records import RecordsLayout
+from harvester.portals.arcgis_hub import FeatureServerRecords
+from harvester.records import pull_dataset
+from tests.conftest import cut_short_after, fast_client
+from tests.portals.arcgis import FeatureServerPortal
+
+LAYER = "/arcgis/rest/services/Counts/FeatureServer/0"
+
+
+class Killed(Exception):
+    pass
+
+
+def layer(paged: bool) -> dict:
+    return {"type": "Table", "objectIdField": "OBJECTID", "maxRecordCount": 20,
+            "advancedQueryCapabilities": {"supportsPagination": paged},
+            "fields": [{"name": "OBJECTID", "type": "esriFieldTypeOID"}, {"name": "NAME", "type": "esriFieldTypeString"}]}
+
+
+def features(ids) -> list[dict]:
+    return [{"attributes": {"OBJECTID": i, "NAME": f"row {i}"}} for i in ids]
+
+
+def cut_short_then_resumed(tmp_path, store, paged: bool, change):
+    """A pull of 100 rows cut short after 40 (two parts of 20), `change` made to the rows
+    served, then the pull again: (its result, the object ids published)."""
+    with FeatureServerPortal({LAYER: (layer(paged), features(range(1, 101)))}) as server:
+        layout = RecordsLayout(tmp_path / "records")
+        source = FeatureServerRecords(fast_client(), server.url + LAYER)
+        cut_short_after(source, 2, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=20)
+        server.layers[LAYER] = (layer(paged), features(change(list(range(1, 101)))))
+        result = pull_dataset(FeatureServerRecords(fast_client(), server.url + LAYER), layout, "city", "counts",
+                              store.con, uid="city:counts", run_id="r", part_rows=20)
+    return result, pq.read_table(layout.folder("city", "counts"))["OBJECTID"].to_pylist()
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["resultOffset", "objectIds"])
+def test_rows_removed_before_the_resume_point_make_the_pull_start_over(tmp_path, store, paged):
+    """Two rows the staged parts hold removed, two added past the end: the count is the same,
+    and every row after the resume point moved two places. Resumed at its offset, the pull
+    published the removed rows and lost two that were served all along (reported ok)."""
+    served = [i for i in range(1, 103) if i not in (5, 6)]
+    result, published = cut_short_then_resumed(tmp_path, store, paged, lambda ids: served)
+    assert sorted(published) == served
+    assert not result.resumed and result.rows == 100
+
+
+@pytest.mark.parametrize("paged", [True, False], ids=["resultOffset", "objectIds"])
+def test_rows_added_past_the_resume_point_keep_the_staged_parts(tmp_path, store, paged):
+    result, published = cut_short_then_resumed(tmp_path, store, paged, lambda ids: ids + [101, 102])
+    assert sorted(published) == list(range(1, 103))
+    assert result.resumed and result.rows == 102
