@@ -1,6 +1,7 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
 import json
 import socket
+from datetime import UTC, datetime
 
 import pytest
 
@@ -91,6 +92,52 @@ def assert_first_10000_columns_kept(store, source_id, listed_by, portal_id="city
                          "are kept (as many as a records pull takes)")]
     refused = store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
     assert f"the dataset has {listed} columns, more than the 10,000 a records pull takes" in refused
+
+
+def assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns(store, http, config, lookups, path_prefix: str,
+                                                                    edit, lookup_urls: dict[str, str]) -> None:
+    """Nights 1 and 2 of a portal of two datasets whose columns come from a details lookup
+    (paths under `path_prefix` of the portal `lookups`). Night 2, `edit()` renames the first
+    (by title) "<title>, renamed", its keywords ["new"] and modified 2024-02-01 in the listing
+    while the lookups answer 503: the listing's metadata is stored, the columns the lookups
+    gave on night 1 are kept, the other dataset is unchanged, and a warning for each names its
+    lookup (`lookup_urls`: source id -> URL)."""
+    from harvester.pipeline import harvest
+    assert harvest([config], store, http).portals[0].new == 2
+    stored = "SELECT source_id, title, keywords, modified, last_changed FROM datasets ORDER BY title"
+    columns = "SELECT dataset_uid, position, name, field_name, type FROM columns ORDER BY ALL"
+    night_1, columns_1 = store.con.execute(stored).fetchall(), store.con.execute(columns).fetchall()
+
+    edit()
+    lookups.inject(path_prefix, ("status", 503), times=1000)
+    run = harvest([config], store, http)
+    report = run.portals[0]
+    assert report.status == "ok" and (report.changed, report.unchanged) == (1, 1)
+    night_2 = store.con.execute(stored).fetchall()
+    assert night_2[0][1:4] == (f"{night_1[0][1]}, renamed", ["new"], datetime(2024, 2, 1, tzinfo=UTC))
+    assert night_2[0][4] > night_1[0][4] and night_2[1] == night_1[1]
+    assert store.con.execute(columns).fetchall() == columns_1   # the lookups' columns, as stored
+    warnings = store.con.execute("SELECT source_id, severity, message FROM harvest_errors WHERE run_id = ? "
+                                 "AND stage = 'fetch'", [run.run_id]).fetchall()
+    assert sorted((source, severity) for source, severity, _ in warnings) == [
+        (source, "warning") for source in sorted(lookup_urls)]
+    assert all(lookup_urls[source] in message and "keeps what" in message for source, _, message in warnings)
+    assert report.errors == 0 and report.warnings == 2
+
+
+def assert_a_full_harvest_with_its_lookup_down_keeps_the_columns(store, http, config, lookups, path_prefix: str,
+                                                                  stored: int) -> None:
+    """`harvest --full` re-maps every dataset: the one dataset of `config`, harvested first,
+    whose details lookup (paths under `path_prefix` of the portal `lookups`) then answers 503,
+    keeps the `stored` columns it has, and is not rewritten (nothing else of it changed)."""
+    from harvester.pipeline import harvest
+    harvest([config], store, http)
+    columns = "SELECT dataset_uid, position, name, field_name, type FROM columns ORDER BY ALL"
+    before = store.con.execute(columns).fetchall()
+    lookups.inject(path_prefix, ("status", 503), times=1000)
+    report = harvest([config], store, http, full=True).portals[0]
+    assert report.status == "ok" and (report.changed, report.unchanged) == (0, 1)
+    assert len(before) == stored and store.con.execute(columns).fetchall() == before
 
 
 def cut_short_after(source, batches: int, error: Exception) -> None:

@@ -118,10 +118,22 @@ class CkanAdapter(PortalAdapter):
     def source_id(self, entry) -> str | None:
         return R.text(entry.get("id")) if isinstance(entry, dict) else None
 
+    looked_up = ("datastore", "columns_left_out")   # all the DataStore's
+
+    def entry_details(self, entry: dict) -> dict | None:
+        return lists_cut(entry)   # the entry's lists cut as its page was read
+
+    def details_without_lookup(self, entry: dict, stored: dict | None) -> dict | None:
+        """The stored DataStore fields are kept only while the entry names that resource
+        first: another resource's fields are not this dataset's."""
+        resource = _datastore_resource(entry)
+        same_resource = resource is not None and R.obj((stored or {}).get("datastore")).get("resource_id") == \
+            resource["id"]
+        return super().details_without_lookup(entry, stored if same_resource else None)
+
     def fetch_details(self, entry: dict) -> dict | None:
-        cut = lists_cut(entry)
-        resource = next((r for r in R.items(entry.get("resources"))
-                         if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
+        cut = self.entry_details(entry)
+        resource = _datastore_resource(entry)
         if resource is None:
             return cut
         result = self._action("datastore_search", {"resource_id": resource["id"], "limit": 0}, parse=DATASTORE_FIELDS)
@@ -132,8 +144,7 @@ class CkanAdapter(PortalAdapter):
     def record_source(self, dataset, previous) -> RecordSource:
         """The DataStore of the first resource that has one, paged by `datastore_search`;
         else the first CSV resource, downloaded whole."""
-        resource = next((r for r in R.items(dataset.raw.get("resources"))
-                         if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
+        resource = _datastore_resource(dataset.raw)
         if resource is not None:
             refuse_cut_columns(dataset)
             return DatastoreRecords(self, str(resource["id"]))
@@ -184,6 +195,12 @@ class CkanAdapter(PortalAdapter):
             out["columns"] = _datastore_columns(R.items(details["datastore"].get("fields")))
             note_columns_cut(notes, "the DataStore", details, len(R.items(details["datastore"].get("fields"))))
         return out
+
+
+def _datastore_resource(entry: dict) -> dict | None:
+    """The first resource whose DataStore is active (the one whose fields are the columns)."""
+    return next((r for r in R.items(entry.get("resources"))
+                 if isinstance(r, dict) and r.get("datastore_active") is True and r.get("id")), None)
 
 
 def _extras(entry: dict) -> dict:

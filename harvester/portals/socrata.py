@@ -117,11 +117,21 @@ class SocrataAdapter(PortalAdapter):
 
     # -- fetch ----------------------------------------------------------------------
 
+    looked_up = ("views", "columns_left_out")   # /api/views' document, and how many columns it left out
+
+    def entry_details(self, entry: dict) -> dict | None:
+        return lists_cut(R.obj(entry.get("classification")))   # the entry's lists cut as its page was read
+
+    def details_without_lookup(self, entry: dict, stored: dict | None) -> dict | None:
+        """A stored `columns_left_out` is kept only with the views document it counts: one
+        counting the catalogue entry's columns (cut as its page was read) is not the lookup's."""
+        return super().details_without_lookup(entry, stored if "views" in (stored or {}) else None)
+
     def fetch_details(self, entry: dict) -> dict | None:
         """Columns from /api/views only for tabular assets the catalogue gave none for; for an
         entry whose column lists were cut as its page was read, how many it left out."""
         resource = R.obj(entry.get("resource"))
-        cut = lists_cut(R.obj(entry.get("classification"))) or {}
+        cut = self.entry_details(entry) or {}
         columns_cut = dropped(resource)
         if columns_cut:
             return {**cut, "columns_left_out": columns_cut.get("columns_field_name") or max(columns_cut.values())}

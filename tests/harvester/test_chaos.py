@@ -263,9 +263,9 @@ def check_night(store: Store, run, kinds: list[Kind], before: dict[str, list], d
         if report.listing_complete:   # exactly what the portal served
             live = stored_keys(store, kind.name, deleted=False)
             assert set(live) == set(kind.live), (kind.name, sorted(set(live) ^ set(kind.live)))
-            # a dataset whose details lookup failed keeps its stored version (the pipeline's rule:
-            # half the metadata must not replace the whole; an ArcGIS Hub one keeps its stored
-            # layer and takes the feed's metadata); every other one is as served
+            # a dataset whose details lookup failed keeps what that lookup gave before (half the
+            # metadata must not replace the whole) and takes the listing's metadata, or, of a kind
+            # that does not tell the two apart, keeps its stored version; every other one is as served
             looked_up = {title for (title,) in store.con.execute(
                 "SELECT d.title FROM datasets d JOIN harvest_errors e ON e.source_id = d.source_id AND "
                 "e.portal_id = d.portal_id WHERE e.run_id = ? AND d.portal_id = ? AND e.stage = 'fetch'",

@@ -168,7 +168,8 @@ def table_columns_only_in_views() -> tuple[dict, dict]:
 
 def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
     """A table whose columns come from /api/views: when that lookup fails one night, the
-    stored dataset keeps its columns (half the metadata never replaces the whole)."""
+    stored dataset keeps its columns (half the metadata never replaces the whole), with a
+    warning; its entry as listed unchanged, it is not rewritten, and its page is read again."""
     view, entry = table_columns_only_in_views()
     with SocrataPortal(make_socrata_entries(20, domain=DOMAIN) + [entry], views={"abcd-1234": view},
                        domain=DOMAIN) as portal:
@@ -181,7 +182,9 @@ def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
         portal.entries = list(portal.entries)
         report = harvest([config], store, http)
         assert report.portals[0].status == "ok" and report.portals[0].changed == 0
-        assert [source for source, _ in rejections(store, report.run_id)] == ["abcd-1234"]
+        assert rejections(store, report.run_id) == [] and report.portals[0].warnings == 1
+        assert store.con.execute("SELECT source_id, stage FROM harvest_errors WHERE run_id = ? "
+                                 "AND severity = 'warning'", [report.run_id]).fetchall() == [("abcd-1234", "fetch")]
         assert count(store, columns) == 2 and store.settled_pages("city") == set()
 
 

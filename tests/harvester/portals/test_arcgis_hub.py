@@ -1,7 +1,6 @@
 """The ArcGIS Hub adapter: the site's DCAT-US feed, columns from FeatureServer layers on
 another host, ArcGIS's errors behind a 200."""
 import json
-from datetime import UTC, datetime
 
 
 from catalog.record import Notes
@@ -9,7 +8,10 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
-from tests.conftest import assert_first_10000_columns_kept, portal_config
+from tests.conftest import (
+    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns,
+    assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
+    assert_first_10000_columns_kept, portal_config)
 from tests.portals.base import LocalPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.shared_fixtures import load_json, require_fixtures
@@ -137,28 +139,13 @@ def test_an_edited_dataset_whose_layer_is_down_takes_the_feed_and_keeps_its_colu
             services.serve_json(path, layer_fields("id", "name"))
         with DataJsonPortal(edited_hub(services.url, layers), path=HUB_FEED_PATH) as hub:
             config = portal_config("hub", "arcgis-hub", hub.url)
-            assert harvest([config], store, http).portals[0].new == 2
-            stored = "SELECT source_id, title, keywords, modified, last_changed FROM datasets ORDER BY source_id"
-            columns = "SELECT dataset_uid, position, name, field_name, type FROM columns ORDER BY ALL"
-            night_1, columns_1 = store.con.execute(stored).fetchall(), store.con.execute(columns).fetchall()
 
-            hub.document = edited_hub(services.url, layers)
-            hub.document["dataset"][0].update(title="Layer 0, renamed", keyword=["new"], modified="2024-02-01")
-            services.inject("/arcgis/", ("status", 503), times=1000)
-            run = harvest([config], store, http)
-            report = run.portals[0]
-            assert report.status == "ok" and (report.changed, report.unchanged) == (1, 1)
-            night_2 = store.con.execute(stored).fetchall()
-            assert night_2[0][1:4] == ("Layer 0, renamed", ["new"], datetime(2024, 2, 1, tzinfo=UTC))
-            assert night_2[0][4] > night_1[0][4] and night_2[1] == night_1[1]
-            assert store.con.execute(columns).fetchall() == columns_1   # the layer's columns, as stored
-            warnings = store.con.execute("SELECT source_id, severity, message FROM harvest_errors WHERE run_id = ? "
-                                         "AND stage = 'fetch' ORDER BY source_id", [run.run_id]).fetchall()
-            assert [(source, severity) for source, severity, _ in warnings] == [
-                (f"{0:032x}_0", "warning"), (f"{1:032x}_0", "warning")]
-            assert all(services.url + layers[i] in message and "keeps what" in message
-                       for i, (_, _, message) in enumerate(warnings))
-            assert report.errors == 0 and report.warnings == 2
+            def edit():
+                hub.document = edited_hub(services.url, layers)
+                hub.document["dataset"][0].update(title="Layer 0, renamed", keyword=["new"], modified="2024-02-01")
+            assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns(
+                store, http, config, services, "/arcgis/", edit,
+                {f"{i:032x}_0": services.url + path for i, path in enumerate(layers)})
 
             services.clear_faults()
             services.serve_json(layers[0], layer_fields("id", "name", "ward"))
@@ -166,7 +153,8 @@ def test_an_edited_dataset_whose_layer_is_down_takes_the_feed_and_keeps_its_colu
             assert report.status == "ok" and (report.changed, report.unchanged) == (1, 1)
             assert store.con.execute("SELECT list(field_name ORDER BY position) FROM columns WHERE dataset_uid = ?",
                                      [f"hub:{0:032x}_0"]).fetchone()[0] == ["id", "name", "ward", None]
-            assert store.con.execute(stored).fetchall()[0][1] == "Layer 0, renamed"
+            assert store.con.execute("SELECT title FROM datasets WHERE uid = ?", [f"hub:{0:032x}_0"]).fetchone()[0] \
+                == "Layer 0, renamed"
 
 
 def test_a_full_harvest_whose_layer_host_is_down_keeps_the_columns(store, http):
@@ -176,14 +164,8 @@ def test_a_full_harvest_whose_layer_host_is_down_keeps_the_columns(store, http):
     with LocalPortal() as services:
         services.serve_json(layer, layer_fields("id", "name"))
         with DataJsonPortal(edited_hub(services.url, [layer]), path=HUB_FEED_PATH) as hub:
-            config = portal_config("hub", "arcgis-hub", hub.url)
-            harvest([config], store, http)
-            columns = "SELECT dataset_uid, position, name, field_name, type FROM columns ORDER BY ALL"
-            before = store.con.execute(columns).fetchall()
-            services.inject("/arcgis/", ("status", 503), times=1000)
-            report = harvest([config], store, http, full=True).portals[0]
-    assert report.status == "ok" and (report.changed, report.unchanged) == (0, 1)
-    assert len(before) == 3 and store.con.execute(columns).fetchall() == before
+            assert_a_full_harvest_with_its_lookup_down_keeps_the_columns(
+                store, http, portal_config("hub", "arcgis-hub", hub.url), services, "/arcgis/", stored=3)
 
 
 def test_a_dataset_moved_to_another_layer_that_is_down_keeps_no_columns_of_the_old_one(store, http):

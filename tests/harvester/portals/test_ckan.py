@@ -5,7 +5,10 @@ import uuid
 
 
 from harvester.pipeline import harvest
-from tests.conftest import assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config
+from tests.conftest import (
+    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns,
+    assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
+    assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config)
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import FIXTURES, require_fixtures
 
@@ -255,3 +258,65 @@ def test_packages_over_the_response_cap_alone_are_listed_by_id_and_deletions_mar
                                            "raises the cap)")
     assert messages[new["id"]].endswith("listed by its id only, never stored (CIVICAT_HTTP_MAX_BYTES raises the cap)")
     assert "over the response cap alone when last asked whole" in messages[stored["id"]]
+
+
+def datastore_packages(count: int) -> tuple[list[dict], dict[str, list]]:
+    """`count` packages, each with a DataStore resource `res-<i>` of two fields, and the fields."""
+    listed = packages(count)
+    for i, package in enumerate(listed):
+        package["resources"] = [{"id": f"res-{i}", "datastore_active": True, "format": "CSV",
+                                 "url": f"https://x.org/{i}.csv"}]
+    return listed, {f"res-{i}": [{"id": "_id", "type": "int"}, {"id": "case_id", "type": "text"},
+                                 {"id": "opened", "type": "timestamp"}] for i in range(count)}
+
+
+def test_an_edited_package_whose_datastore_is_down_takes_the_listing_and_keeps_its_columns(store, http):
+    """Night 2: package_search edits a package's title, tags and metadata_modified while
+    datastore_search answers 503: the new metadata is stored, the columns the DataStore gave
+    last time are kept, and a warning names the lookup. Night 3, the DataStore back: the
+    columns are read again. The package not edited stays unchanged throughout."""
+    listed, fields = datastore_packages(2)
+    with CkanPortal(listed, datastore=fields) as portal:
+        config = portal_config("c", "ckan", portal.url)
+
+        def edit():
+            edited = copy.deepcopy(listed[0])
+            edited.update(title=f"{listed[0]['title']}, renamed", tags=[{"name": "new"}],
+                          metadata_modified="2024-02-01T00:00:00")
+            portal.packages = [edited, listed[1]]
+        assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns(
+            store, http, config, portal, "/api/3/action/datastore_search", edit,
+            {package["id"]: f"{portal.url}/api/3/action/datastore_search?resource_id={package['resources'][0]['id']}"
+             for package in listed})
+
+        portal.clear_faults()
+        portal.datastore["res-0"] = fields["res-0"] + [{"id": "ward", "type": "text"}]
+        report = harvest([config], store, http).portals[0]
+        assert report.status == "ok" and (report.changed, report.unchanged) == (1, 1)
+        assert store.con.execute("SELECT list(field_name ORDER BY position) FROM columns WHERE dataset_uid = ?",
+                                 [f"c:{listed[0]['id']}"]).fetchone()[0] == ["case_id", "opened", "ward"]
+        assert store.con.execute("SELECT title FROM datasets WHERE uid = ?", [f"c:{listed[0]['id']}"]).fetchone()[0] \
+            == "Purchase card transactions 0, renamed"
+
+
+def test_a_full_harvest_whose_datastore_is_down_keeps_the_columns(store, http):
+    """`harvest --full` re-maps every dataset: a package whose DataStore cannot be read keeps
+    the columns it has, and is not rewritten (nothing else of it changed)."""
+    listed, fields = datastore_packages(1)
+    with CkanPortal(listed, datastore=fields) as portal:
+        assert_a_full_harvest_with_its_lookup_down_keeps_the_columns(
+            store, http, portal_config("c", "ckan", portal.url), portal, "/api/3/action/datastore_search", stored=2)
+
+
+def test_a_package_whose_datastore_moved_to_a_resource_that_is_down_keeps_no_columns(store, http):
+    """The stored DataStore fields are another resource's once the package names a new one
+    first: when that one cannot be read, the package keeps none (an error, not a warning)."""
+    listed, fields = datastore_packages(1)
+    with CkanPortal(listed, datastore=fields) as portal:
+        config = portal_config("c", "ckan", portal.url)
+        harvest([config], store, http)
+        assert count(store, "SELECT count(*) FROM columns") == 2
+        portal.packages = [{**listed[0], "resources": [{**listed[0]["resources"][0], "id": "res-new"}]}]
+        report = harvest([config], store, http).portals[0]
+    assert report.status == "ok" and report.changed == 1 and (report.errors, report.warnings) == (1, 0)
+    assert count(store, "SELECT count(*) FROM columns") == 0

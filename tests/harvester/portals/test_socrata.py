@@ -9,8 +9,11 @@ import pytest
 
 from harvester.pipeline import harvest
 from harvester.portals import socrata
-from tests.conftest import assert_first_10000_columns_kept, fast_client, portal_config
-from tests.portals.socrata import SocrataPortal
+from tests.conftest import (
+    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns,
+    assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
+    assert_first_10000_columns_kept, fast_client, portal_config)
+from tests.portals.socrata import SocrataPortal, discovery_entry
 from tests.portals.synth import make_socrata_entries
 from tests.shared_fixtures import load_json, require_fixtures, socrata_catalog_files, spellarbot_domain_files
 
@@ -319,3 +322,74 @@ def test_a_discovery_entry_whose_column_lists_differ_in_length_is_kept_with_a_wa
     assert store.con.execute("SELECT name, field_name, type FROM columns WHERE dataset_uid = ? ORDER BY position",
                              [f"city:{uneven['id']}"]).fetchall() == [
         ("Ward", "ward", "number"), ("Permit", "permit", "text"), (None, "issued", "datetime")]
+
+
+def views_tables(count: int) -> tuple[dict[str, dict], list[dict]]:
+    """`count` tables whose Discovery entries list no columns (they come from /api/views):
+    their views documents by id (two columns each), and their entries."""
+    views = {f"tabl-{i:04d}": {"id": f"tabl-{i:04d}", "name": f"Table {i}", "columns": [
+        {"fieldName": "id", "name": "ID", "dataTypeName": "number"},
+        {"fieldName": "kind", "name": "Kind", "dataTypeName": "text"}]} for i in range(count)}
+    entries = [discovery_entry(view, DOMAIN) for view in views.values()]
+    for entry in entries:
+        for key in ("columns_field_name", "columns_name", "columns_datatype", "columns_description"):
+            del entry["resource"][key]
+    return views, entries
+
+
+def test_an_edited_table_whose_views_lookup_fails_takes_the_catalogue_and_keeps_its_columns(store, http):
+    """Night 2: the catalogue edits a table's title, tags and updatedAt while /api/views
+    answers 503: the catalogue's metadata is stored, the columns the views document gave
+    last time are kept, and a warning names the document. Night 3, /api/views back: the
+    columns are read again. The table not edited stays unchanged throughout."""
+    views, entries = views_tables(2)
+    with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+
+        def edit():
+            edited = copy.deepcopy(entries[0])
+            edited["resource"].update(name="Table 0, renamed", updatedAt="2024-02-01T00:00:00.000Z")
+            edited["classification"]["tags"] = ["new"]
+            portal.entries = [edited, entries[1]]
+        assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns(
+            store, http, config, portal, "/api/views/", edit,
+            {source: f"{portal.url}/api/views/{source}.json" for source in views})
+
+        portal.clear_faults()
+        portal.views["tabl-0000"]["columns"].append({"fieldName": "ward", "name": "Ward", "dataTypeName": "text"})
+        report = harvest([config], store, http).portals[0]
+        assert report.status == "ok" and (report.changed, report.unchanged) == (1, 1)
+        assert store.con.execute("SELECT list(field_name ORDER BY position) FROM columns WHERE dataset_uid = ?",
+                                 ["city:tabl-0000"]).fetchone()[0] == ["id", "kind", "ward"]
+        assert store.con.execute("SELECT title FROM datasets WHERE uid = ?", ["city:tabl-0000"]).fetchone()[0] \
+            == "Table 0, renamed"
+
+
+def test_a_full_harvest_whose_views_lookup_fails_keeps_the_columns(store, http):
+    """`harvest --full` re-maps every dataset: a table whose views document cannot be read
+    keeps the columns it has, and is not rewritten (nothing else of it changed)."""
+    views, entries = views_tables(1)
+    with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
+        assert_a_full_harvest_with_its_lookup_down_keeps_the_columns(
+            store, http, portal_config("city", "socrata", portal.url, domain=DOMAIN), portal, "/api/views/", stored=2)
+
+
+def test_a_table_whose_catalogue_columns_were_cut_keeps_no_count_when_its_views_lookup_fails(store, http):
+    """A count of columns left out that the catalogue entry's cut gave is not the views
+    document's: once the entry lists no columns and the lookup fails, it is not kept."""
+    entries, source_id, columns = views_only_table(3, 0)
+    wide = next(e for e in entries if e["resource"]["id"] == source_id)
+    wide["resource"].update(columns_field_name=[f"column_{i}" for i in range(10_005)],
+                            columns_name=[f"Column {i}" for i in range(10_005)])
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        harvest([config], store, http)
+        details = "SELECT r.details FROM datasets d JOIN raw_records r USING (uid, raw_hash) WHERE d.uid = ?"
+        assert json.loads(store.con.execute(details, [f"city:{source_id}"]).fetchone()[0])["columns_left_out"] == 5
+        for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+            wide["resource"][key] = []
+        portal.entries = list(portal.entries)
+        portal.inject("/api/views/", ("status", 503), times=1000)
+        report = harvest([config], store, http).portals[0]
+        assert report.status == "ok" and report.errors == 1 and report.changed == 1
+        assert store.con.execute(details, [f"city:{source_id}"]).fetchone()[0] is None
