@@ -928,24 +928,23 @@ class _SpooledBody:
     and in any case once it is garbage."""
 
     def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile(prefix="civicat-body-")
+        # unbuffered: what a write that failed (the disk full) left in the file is what it said it wrote
+        self.file = tempfile.TemporaryFile(prefix="civicat-body-", buffering=0)
         self.size = 0
         self.kept = False
-        self._unflushed = False
         self._close = weakref.finalize(self, self.file.close)
 
     def write(self, data) -> None:
-        self.file.write(data)
-        self.size += len(data)
-        self._unflushed = True
+        view = memoryview(data)
+        while view:   # (a raw file may take part of it: the disk filling)
+            written = self.file.write(view)
+            self.size += written
+            view = view[written:]
 
     def __len__(self) -> int:
         return self.size
 
     def __getitem__(self, key):
-        if self._unflushed:
-            self.file.flush()
-            self._unflushed = False
         if isinstance(key, slice):
             start, stop, step = key.indices(self.size)
             if step != 1:
@@ -1011,11 +1010,33 @@ class _BodySink:
     def write(self, data) -> None:
         self.size += len(data)
         if self.memory is not None and self.spool_from is not None and self.size >= self.spool_from:
-            self.spooled = _SpooledBody()
-            with self.memory.getbuffer() as before:
-                self.spooled.write(before)
-            self.memory = None
-        (self.memory if self.memory is not None else self.spooled).write(data)
+            self.spool_from = None   # (tried once a body)
+            try:
+                self.spooled = _SpooledBody()
+                with self.memory.getbuffer() as before:
+                    self.spooled.write(before)
+                self.memory = None
+            except OSError as exc:
+                self._held_in_memory(exc)
+        if self.memory is None:
+            spooled_before = self.spooled.size
+            try:
+                self.spooled.write(data)
+                return
+            except OSError as exc:
+                data = data[self.spooled.size - spooled_before:]
+                self.memory = io.BytesIO(self.spooled[:])
+                self.memory.seek(0, io.SEEK_END)
+                self._held_in_memory(exc)
+        self.memory.write(data)
+
+    def _held_in_memory(self, exc: OSError) -> None:
+        """A temporary file that cannot be written (its folder full, or missing): the body is
+        held in memory, as it was before bodies were spooled, not failed with a bare OSError."""
+        log.warning("a large response body is held in memory: it could not be written to a temporary file "
+                    "in %s (%s; TMPDIR sets the folder)", tempfile.gettempdir(), exc)
+        _let_go(self.spooled)
+        self.spooled = None
 
     def body(self) -> "bytes | _SpooledBody":
         return self.memory.getvalue() if self.memory is not None else self.spooled

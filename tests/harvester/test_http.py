@@ -5,8 +5,10 @@ import hashlib
 import json
 import logging
 import re
+import signal
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 
@@ -833,6 +835,35 @@ def test_a_large_body_s_temporary_file_is_closed_once_read_or_refused(portal, st
     with pytest.raises(KeyboardInterrupt):
         get(client, portal, "/services.json", parse=capped_json(3))
     assert len(spooled_bodies) == 5 and all(spooled.closed for spooled in spooled_bodies)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="a file size limit is set with setrlimit")
+def test_a_large_body_whose_temporary_file_cannot_be_written_is_held_in_memory(portal, tmp_path, streamed_from_1_mb,
+                                                                             spooled_bodies, monkeypatch, caplog):
+    """A large body goes to a temporary file; a disk that fills midway (here: a file size limit,
+    whose write fails as ENOSPC does) or a temporary folder that is missing failed the request
+    with a bare OSError (no address, not an HTTP error: an ArcGIS layer's lookup failed its whole
+    portal), where the body held in memory had been read. It is held in memory again, with a warning."""
+    import resource
+    from harvester.portals.dcat_us import DOCUMENT
+    datasets = [{"identifier": f"{i:07d}", "title": "Parcels \u00e9", "keyword": ["a", "b"]} for i in range(40_000)]
+    body = json.dumps(datasets, ensure_ascii=False).encode()
+    assert 2 << 20 < len(body) < 4 << 20
+    portal.static["/data.json"] = RawBody(body, "application/json")
+    plain = {"Accept-Encoding": "identity"}
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # (a write past the limit fails, EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, limit[1]))
+    try:
+        listed = list(get(fast_client(), portal, "/data.json", parse=DOCUMENT, headers=plain).data)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert listed == datasets
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    assert list(get(fast_client(), portal, "/data.json", parse=DOCUMENT, headers=plain).data) == datasets
+    assert len(spooled_bodies) == 1 and spooled_bodies[0].closed   # (the one the full disk stopped)
+    assert caplog.text.count("a large response body is held in memory") == 2
 
 
 def test_a_spooled_body_is_read_as_its_bytes_and_cached_gzip_encoded(portal, tmp_path, streamed_from_1_mb,
