@@ -24,7 +24,7 @@ import threading
 import zlib
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -545,15 +545,16 @@ class HttpClient:
             digest = meta.get("sha256")
             if unread is not None and digest == unread:
                 return JsonResponse(None, status, url, not_modified=True, digest=digest)
-            remembered = self.cache.body(url, meta)
+            remembered = self.cache.body(url, meta, self._gunzip_stored if spool else None)
             if remembered is None:  # validators without their body (a cache cut short): ask plainly
                 status, response_headers, body, gzipped = self._fetch(url, dict(headers), timeout, keep_gzip, spool)
                 if status == 304:
                     raise TransientError("304 Not Modified to an unconditional request", url, status)
             else:
-                return JsonResponse(parse(remembered, "", url), status, url, not_modified=True, digest=digest)
+                with _parsing(remembered):
+                    return JsonResponse(parse(remembered, "", url), status, url, not_modified=True, digest=digest)
 
-        try:
+        with _parsing(body):
             data = parse(body, response_headers.get("Content-Type", ""), url)
             problem = expect(data) if expect else None
             if problem:
@@ -570,12 +571,25 @@ class HttpClient:
                         self.cache.put(url, etag, last_modified, None, digest, gzipped or body.gzipped())
                     else:
                         self.cache.put(url, etag, last_modified, body, digest, gzipped)
-        except BaseException:
-            _let_go(body)
-            raise
-        if not getattr(body, "kept", True):   # a spooled body no Entries read from: its file is done with
-            body.close()
         return JsonResponse(data, status, url, digest=digest)
+
+    def _gunzip_stored(self, pieces: Iterator[bytes], sha256: str | None) -> "bytes | _SpooledBody | None":
+        """A body the validator cache holds gzip-encoded, decoded as its pieces are read, as a 200's
+        body is read (into a temporary file from STREAMED_JSON_BYTES on); None when it is not the
+        body of `sha256` (a damaged or half-read entry: the request is then made plainly)."""
+        sink = _BodySink(STREAMED_JSON_BYTES, hashed=True)
+        try:
+            body, _ = _gunzip_into(sink, pieces, self.max_bytes, "(the validator cache)", 304)
+        except (TransientError, ResponseTooLarge):   # no gzip, or more than any body let in
+            sink.discard()
+            return None
+        except BaseException:
+            sink.discard()
+            raise
+        if sink.digest.hexdigest() != sha256:
+            sink.discard()
+            return None
+        return body
 
     def _fetch(self, url: str, headers: dict, timeout: float, keep_gzip: bool = False,
                spool: bool = False) -> tuple[int, dict, "bytes | _SpooledBody", bytes | None]:
@@ -858,7 +872,7 @@ def _encoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
     response._content_consumed = True   # (as iter_content marks it: the connection goes back to the pool)
 
 
-def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int,
+def _gunzip_capped(encoded: "bytes | Iterable[bytes]", cap: int, url: str, status: int,
                    spool_from: int | None = None) -> tuple["bytes | _SpooledBody", bool]:
     """A gzip-encoded body decoded as urllib3 decodes it (members one after another; what
     follows a first whole member and is not gzip is dropped; a stream cut short gives what
@@ -866,7 +880,8 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int,
     but whole members, so that it can be stored as the body's gzip file. Decoded a piece at a
     time (GZIP_PIECE_BYTES in, and out of each): decoded in one call, the body was held twice,
     the bytes decoded and their copy gathered (a 33 MB data.json peaked at 2.5 times its size).
-    From `spool_from` bytes on, the body is decoded into a temporary file (_BodySink)."""
+    From `spool_from` bytes on, the body is decoded into a temporary file (_BodySink). `encoded`
+    may also be given in pieces as they are read (the validator cache's stored gzip)."""
     pieces = _BodySink(spool_from)   # (a BytesIO whose value is its buffer: joined pieces held the body twice)
     try:
         return _gunzip_into(pieces, encoded, cap, url, status)
@@ -875,15 +890,16 @@ def _gunzip_capped(encoded: bytes, cap: int, url: str, status: int,
         raise
 
 
-def _gunzip_into(pieces: "_BodySink", encoded: bytes, cap: int, url: str, status: int) -> tuple["bytes | _SpooledBody", bool]:
+def _gunzip_into(pieces: "_BodySink", encoded: "bytes | Iterable[bytes]", cap: int, url: str,
+                 status: int) -> tuple["bytes | _SpooledBody", bool]:
     size, members = 0, 0
     decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    view, fed, data = memoryview(encoded), 0, b""
+    fed, data = iter(_pieces_of(encoded) if isinstance(encoded, bytes) else encoded), b""
     while True:
         if not data:
-            if fed >= len(view):
+            data = next(fed, None)
+            if data is None:
                 break
-            data, fed = view[fed:fed + GZIP_PIECE_BYTES], fed + GZIP_PIECE_BYTES
             if decoder.eof:   # (the next member begins with this piece)
                 decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
@@ -911,6 +927,11 @@ def _gunzip_into(pieces: "_BodySink", encoded: bytes, cap: int, url: str, status
             raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status)
         pieces.write(rest)
     return pieces.body(), members > 0 and decoder.eof
+
+
+def _pieces_of(encoded: bytes) -> Iterator[memoryview]:
+    view = memoryview(encoded)
+    return (view[start:start + GZIP_PIECE_BYTES] for start in range(0, len(view), GZIP_PIECE_BYTES))
 
 
 GZIP_PIECE_BYTES = 1 << 20   # of a gzip body kept for the cache, decoded at a time (_gunzip_capped)
@@ -997,18 +1018,35 @@ def _let_go(body) -> None:
         body.close()
 
 
+@contextmanager
+def _parsing(body) -> Iterator[None]:
+    """A body parsed and done with: its file, if spooled, closed when the parse fails, or once
+    parsed unless Entries read from it (`kept`: they close it)."""
+    try:
+        yield
+    except BaseException:
+        _let_go(body)
+        raise
+    if not getattr(body, "kept", True):
+        body.close()
+
+
 class _BodySink:
     """Where a body is gathered as it arrives: a BytesIO (its value is its buffer, not a copy)
-    up to `spool_from` bytes (None: no bound), then a _SpooledBody, what came before copied in."""
+    up to `spool_from` bytes (None: no bound), then a _SpooledBody, what came before copied in.
+    `hashed`: its sha256 taken as it is written (`digest`)."""
 
-    def __init__(self, spool_from: int | None) -> None:
+    def __init__(self, spool_from: int | None, hashed: bool = False) -> None:
         self.memory: io.BytesIO | None = io.BytesIO()
         self.spooled: _SpooledBody | None = None
         self.spool_from = spool_from
         self.size = 0
+        self.digest = hashlib.sha256() if hashed else None
 
     def write(self, data) -> None:
         self.size += len(data)
+        if self.digest is not None:
+            self.digest.update(data)
         if self.memory is not None and self.spool_from is not None and self.size >= self.spool_from:
             self.spool_from = None   # (tried once a body)
             try:

@@ -12,7 +12,8 @@ import threading
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import closing, suppress
 from pathlib import Path
 
 log = logging.getLogger("civicat.http")
@@ -35,6 +36,7 @@ class ValidatorCache:
     # in WAL mode reads never wait, but opening a new file that another process is creating does.
     BUSY_TIMEOUT = 30.0
     READ_BUSY_TIMEOUT = 1.0
+    STORED_PIECE_BYTES = 1 << 20   # of a stored body, read at a time when it is decoded as it is read
     _OLD_ENTRY = re.compile(r"[0-9a-f]{64}\.(meta\.json|body\.gz)(\.\d+\.\d+\.tmp)?")
 
     def __init__(self, directory: str | Path):
@@ -176,18 +178,48 @@ class ValidatorCache:
             return None
         return meta if isinstance(meta, dict) and meta.get("url") == url else None
 
-    def body(self, url: str, meta: dict) -> bytes | None:
-        """The body `meta` validates, checked against its sha256 (None when missing or not it)."""
+    def body(self, url: str, meta: dict, decode: Callable[[Iterator[bytes], str], object] | None = None):
+        """The body `meta` validates, checked against its sha256 (None when missing or not it).
+        `decode(pieces, sha256)`: in place of the stored gzip read whole and decompressed whole, it
+        is given in pieces as they are read from the file, with the digest to check, and gives the
+        body or None (harvester.http decodes a large one into a temporary file: a 33 MB data.json
+        answered 304 peaked at 2.6 times its size)."""
         with self._lock:
             pending = self._pending.get(url)
         if pending is not None and pending[0] is meta:
             return pending[1]
+        if decode is not None:
+            with closing(self._stored_pieces(url)) as pieces:
+                return decode(pieces, meta.get("sha256"))
         row = self._read("SELECT body FROM validators WHERE url_key = ?", url)
         try:
             body = gzip.decompress(row[0]) if row else None
         except (OSError, ValueError, EOFError, zlib.error, TypeError):  # damaged: asked plainly instead
             return None
         return body if body is not None and hashlib.sha256(body).hexdigest() == meta.get("sha256") else None
+
+    def _stored_pieces(self, url: str) -> Iterator[bytes]:
+        """The stored gzip body of `url`, STORED_PIECE_BYTES at a time (a blob handle), read on a
+        connection of its own: the page threads' one is not held while a large body is decoded.
+        Nothing more once reading fails: what was read is then refused by its digest."""
+        if self._reads_stopped or not self.path.exists():
+            return
+        try:
+            connection = sqlite3.connect(self.path, timeout=self.READ_BUSY_TIMEOUT, isolation_level=None)
+        except sqlite3.Error as exc:
+            self._warn_once("read", exc)
+            return
+        try:
+            row = connection.execute("SELECT rowid FROM validators WHERE url_key = ?", (self._key(url),)).fetchone()
+            if row is not None:
+                # (the blob handle reads one snapshot: a write of the entry meanwhile is not seen)
+                with connection.blobopen("validators", "body", row[0], readonly=True) as blob:
+                    while piece := blob.read(self.STORED_PIECE_BYTES):
+                        yield piece
+        except (sqlite3.Error, OSError) as exc:
+            self._warn_once("read", exc)
+        finally:
+            connection.close()
 
     def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes, digest: str | None = None,
             gzipped: bytes | None = None) -> None:

@@ -889,7 +889,36 @@ def test_a_spooled_body_is_read_as_its_bytes_and_cached_gzip_encoded(portal, tmp
     assert first.digest == hashlib.sha256(body).hexdigest() and first.data == {"results": json.loads(body)["results"][:5]}
     again = get(fast_client(tmp_path), portal, "/big.json", parse=parse, conditional=True, headers=plain)
     assert again.not_modified and again.data == first.data
-    assert len(spooled_bodies) == 2 and all(spooled.closed for spooled in spooled_bodies)   # (the test's and the 200's)
+    # (the test's, the 200's, and the 304's: decoded from the cache into a file of its own)
+    assert len(spooled_bodies) == 3 and all(spooled.closed for spooled in spooled_bodies)
+
+
+@pytest.mark.parametrize("damage", ["another body", "cut short", "no gzip"])
+def test_a_large_body_answered_304_is_decoded_from_the_cache_into_a_temporary_file_or_refused(
+        portal, tmp_path, streamed_from_1_mb, spooled_bodies, damage):
+    """A large body answered 304 was read whole from the cache and decompressed whole (a 33 MB
+    data.json listed at 2.6 times its size): it is now decoded from the stored gzip as it is read,
+    into a temporary file, closed once read. A stored body that is not the one its digest names
+    (another body, a gzip cut short, no gzip) is refused, and the page asked again plainly."""
+    from harvester.http import capped_json
+    body = json.dumps({"results": [{"id": i, "text": "x" * 60} for i in range(30_000)]}).encode()
+    assert len(body) > 2 << 20
+    portal.static["/big.json"] = RawBody(body, "application/json")
+    parse, plain = capped_json({"results": 5}), {"Accept-Encoding": "identity"}
+    tonight = fast_client(tmp_path)
+    first = get(tonight, portal, "/big.json", parse=parse, conditional=True, headers=plain)
+    tonight.cache.flush()
+    again = get(fast_client(tmp_path), portal, "/big.json", parse=parse, conditional=True, headers=plain)
+    assert again.not_modified and again.data == first.data and again.digest == first.digest
+    assert len(spooled_bodies) == 2 and all(spooled.closed for spooled in spooled_bodies)   # (the 200's, the 304's)
+    stored = gzip.compress(body, compresslevel=1)
+    set_cached_body(tmp_path, {"another body": gzip.compress(body.replace(b'"id": 7,', b'"id": 8,')),
+                               "cut short": stored[:len(stored) // 2], "no gzip": body}[damage])
+    client = fast_client(tmp_path)
+    asked = get(client, portal, "/big.json", parse=parse, conditional=True, headers=plain)
+    assert not asked.not_modified and asked.data == first.data and client.stats.requests == 2
+    assert "If-None-Match" in portal.requests[-2][2] and "If-None-Match" not in portal.requests[-1][2]
+    assert all(spooled.closed for spooled in spooled_bodies)
 
 
 def test_a_body_that_is_not_json_is_the_same_fault_read_whole_or_a_window_at_a_time(monkeypatch):
