@@ -271,7 +271,9 @@ class ValidatorCache:
                     return
         finally:
             with self._lock:
-                if meta is not None and self._pending.get(url, (None, None))[1] is body:
+                # by its meta, made for each put: a spooled body is put as None, so two of one
+                # URL (or one forgotten since) would look alike by their bodies
+                if meta is not None and self._pending.get(url, (None, None))[0] is meta:
                     del self._pending[url]
 
     def _remove_old_layout(self) -> None:

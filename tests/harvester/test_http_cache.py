@@ -1,5 +1,6 @@
 """ValidatorCache on its own: its file, shared with other runs and processes, and its faults
 (the cache through HttpClient's conditional requests: test_http.py)."""
+import gzip
 import hashlib
 import logging
 import sqlite3
@@ -150,3 +151,25 @@ def test_an_entry_forgotten_is_gone_whether_written_yet_or_not(tmp_path):
     cache.put("https://p.example/a", None, "Tue, 16 Jan 2024 12:00:00 GMT", b'{"a": 2}')   # asked again later
     cache.flush()
     assert cache.get("https://p.example/a")[1] == b'{"a": 2}'
+
+
+def test_a_spooled_entry_written_leaves_a_later_one_of_its_url_pending(tmp_path):
+    """Spooled bodies are put without their bytes (body None): the write of the first must not
+    take the second, still unwritten, out of memory (nor fail when the entry was forgotten)."""
+    cache = ValidatorCache(tmp_path)
+    url = "https://p.example/data.json"
+    first, second = b'{"dataset": [1]}', b'{"dataset": [2]}'
+    before_first, before_second = threading.Event(), threading.Event()
+    cache._writer.submit(before_first.wait, 10)
+    cache.put(url, '"a"', None, None, hashlib.sha256(first).hexdigest(), gzip.compress(first))
+    cache._writer.submit(before_second.wait, 10)
+    cache.put(url, '"b"', None, None, hashlib.sha256(second).hexdigest(), gzip.compress(second))
+    before_first.set()
+    deadline = time.monotonic() + 10
+    while cache._read("SELECT meta FROM validators WHERE url_key = ?", url) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.validators(url)["etag"] == '"b"'    # still the later one, though the earlier is on disk
+    before_second.set()
+    cache.flush()
+    assert cache.validators(url)["etag"] == '"b"'
+    assert cache.body(url, cache.validators(url)) == second
