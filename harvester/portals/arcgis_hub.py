@@ -163,7 +163,8 @@ class IdBatchPaginator(OffsetPaginator):
 
 class FeatureServerRecords(RecordSource):
     """A FeatureServer / MapServer layer's features through `query`: `resultOffset` pages of
-    the layer's `maxRecordCount` in object-id order while `exceededTransferLimit`, or, when
+    the layer's `maxRecordCount` in object-id order while `exceededTransferLimit` (a page that
+    starts at or before the last object id read fails the pull: a stale page), or, when
     the layer does not advertise pagination, batches of `objectIds` from `returnIdsOnly`.
     Attributes typed from the layer's fields (dates are epoch milliseconds, UTC); the
     shape as WKT in `geometry` (WGS84, `outSR=4326`). The count is asked first."""
@@ -189,6 +190,11 @@ class FeatureServerRecords(RecordSource):
         if not fields:
             raise RecordsError(f"the layer {url} lists no fields")
         self.fields = unique_fields(fields)
+        # the object id's column, where resultOffset pages come ordered by it (`orderByFields`):
+        # its values then only grow along the pull, and a page that starts at or before the last
+        # one read is a stale page (see paged_tables)
+        self.order_key = next((f.name for f in self.fields if f.key == self.object_id and f.kind == "integer"), None) \
+            if capabilities.get("supportsOrderBy") is not False else None
         self.conversion = Conversion(self.fields)
         self.answer_fields = SameColumns()   # the fields each query answer names
         self.attribute_keys = SameKeys([f.key for f in self.fields])   # where an answer names none
@@ -226,7 +232,8 @@ class FeatureServerRecords(RecordSource):
             paginator = TransferLimitPaginator(self.batch, offset_param="resultOffset",
                                                limit_param="resultRecordCount",
                                                extra={**common, "orderByFields": self.object_id})
-            return paged_tables(lambda params: self._page(self._query(params), params), paginator, resume)
+            return paged_tables(lambda params: self._page(self._query(params), params), paginator, resume,
+                                key=self.order_key)
         if not self.object_id:
             raise RecordsError(f"the layer {self.url} supports neither pagination nor object ids")
         ids = self._query({"where": "1=1", "returnIdsOnly": "true"}).get("objectIds") or []

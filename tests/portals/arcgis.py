@@ -11,7 +11,8 @@ class FeatureServerPortal(LocalPortal):
     """``layers``: path (e.g. ``/arcgis/rest/services/X/FeatureServer/0``) → (metadata,
     features). ``query``: ``returnCountOnly``, ``returnIdsOnly``, ``objectIds``; with
     pagination advertised (``advancedQueryCapabilities.supportsPagination``),
-    ``resultOffset``/``resultRecordCount``; without it both are ignored, as old servers
+    ``resultOffset``/``resultRecordCount`` (``orderByFields`` honoured unless the layer says
+    ``supportsOrderBy: false``); without it both are ignored, as old servers
     do: the first ``maxRecordCount`` features come back with ``exceededTransferLimit``."""
 
     def __init__(self, layers: dict[str, tuple[dict, list[dict]]], real_cap: int | None = None,
@@ -42,10 +43,12 @@ class FeatureServerPortal(LocalPortal):
         if query.get("objectIds"):
             wanted = {int(i) for i in query["objectIds"].split(",")}
             chosen = [f for f in features if f["attributes"][oid] in wanted]
-        paged = (metadata.get("advancedQueryCapabilities") or {}).get("supportsPagination")
+        capabilities = metadata.get("advancedQueryCapabilities") or {}
+        paged = capabilities.get("supportsPagination")
         offset = int(query.get("resultOffset", 0)) if paged else 0
         count = min(int(query.get("resultRecordCount", cap)), cap) if paged else cap
-        if paged and query.get("orderByFields") == oid:
+        # a layer that says it cannot order answers in its own order, whatever is asked
+        if paged and query.get("orderByFields") == oid and capabilities.get("supportsOrderBy") is not False:
             chosen = sorted(chosen, key=lambda f: f["attributes"][oid])
         page = chosen[offset:offset + count]
         answer = {"objectIdFieldName": oid, "geometryType": metadata.get("geometryType"),

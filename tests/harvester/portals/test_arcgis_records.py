@@ -8,8 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import harvest_with_records
-from harvester.portals.arcgis_hub import esri_wkt
+from catalog.records import RecordsLayout
+from harvester.portals.arcgis_hub import FeatureServerRecords, esri_wkt
+from harvester.records import RecordsError, pull_dataset
+from tests.conftest import cut_short_after, fast_client, harvest_with_records
 from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.shared_fixtures import load_json
@@ -190,3 +192,79 @@ def test_an_answer_without_fields_is_read_whole(tmp_path):
                             path=HUB_FEED_PATH) as hub:
             _, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{COOK_ITEM}_0"])
     assert json.loads(result.output)["portals"][0]["record_rows"] == 500, result.output
+
+
+class RowsOfAnEarlierOffset(FeatureServerPortal):
+    """Answers the `resultOffset` query at `at`, once, with the features from 20 before (a
+    stale or misrouted page: neither the page before nor the one asked)."""
+
+    def __init__(self, layers, at: int):
+        super().__init__(layers)
+        self.at, self.done = at, True   # (answers right until told)
+
+    def query(self, metadata, features, query):
+        if query.get("resultOffset") == str(self.at) and not self.done:
+            self.done = True
+            query = {**query, "resultOffset": str(self.at - 20)}
+        return super().query(metadata, features, query)
+
+
+def esri_layer() -> tuple[dict, list[dict]]:
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    return meta, load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+
+
+def test_a_page_of_rows_already_read_fails_the_pull_instead_of_doubling_them(tmp_path):
+    """Features come in object-id order (`orderByFields`): a page that starts at or before the
+    last object id read holds rows read already. Only a page equal to the one before was
+    refused: the pull published 20 rows twice, its count met (it read on while the server
+    said `exceededTransferLimit`), and reported ok. The previous Parquet stays."""
+    meta, features = esri_layer()
+    ids = [f["attributes"]["objectid"] for f in features]
+    with RowsOfAnEarlierOffset({ESRI: (meta, features)}, at=600) as services:
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, first = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+            assert json.loads(first.output)["portals"][0]["record_rows"] == 1000, first.output
+            services.done = False
+            db, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    assert "resultOffset=600" in message, message
+    assert f"starts at objectid {ids[580]}, not past the last row read (objectid {ids[599]})" in message, message
+    kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")["objectid"].to_pylist()
+    assert sorted(kept) == ids
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_resumed_pull_refuses_a_page_of_rows_read_before_it_stopped(tmp_path, store):
+    """A pull cut short after 900 rows, resumed: its first page is answered with rows from 880
+    on. Nothing read since the resume to compare it with, it was written: 20 rows twice."""
+    meta, features = esri_layer()
+    ids = [f["attributes"]["objectid"] for f in features]
+    with RowsOfAnEarlierOffset({ESRI: (meta, features)}, at=900) as services:
+        layout, url, uid = RecordsLayout(tmp_path / "records"), services.url + ESRI, f"dc:{ESRI_ITEM}_0"
+        source = FeatureServerRecords(fast_client(), url)
+        cut_short_after(source, 3, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "dc", f"{ESRI_ITEM}_0", store.con, uid=uid, run_id="r", part_rows=300)
+        services.done = False
+        with pytest.raises(RecordsError, match=rf"resultOffset=900.* starts at objectid {ids[880]}, not past the "
+                                               rf"last row read \(objectid {ids[899]}\)"):
+            pull_dataset(FeatureServerRecords(fast_client(), url), layout, "dc", f"{ESRI_ITEM}_0", store.con,
+                         uid=uid, run_id="r", part_rows=300)
+    assert json.loads((layout.staging("dc", f"{ESRI_ITEM}_0") / "progress.json").read_text())["rows"] == 900
+
+
+def test_a_layer_that_cannot_order_is_paged_in_its_own_order(tmp_path):
+    """A layer whose capabilities say `supportsOrderBy: false` answers in its own order (here,
+    newest object id first): the object ids fall from page to page, which is no stale page."""
+    meta, features = esri_layer()
+    meta = {**meta, "advancedQueryCapabilities": {**meta["advancedQueryCapabilities"], "supportsOrderBy": False}}
+    with FeatureServerPortal({ESRI: (meta, features[::-1])}) as services:
+        source = FeatureServerRecords(fast_client(), services.url + ESRI)
+        ids = [i for table, _ in source.batches(None) for i in table["objectid"].to_pylist()]
+    assert ids == [f["attributes"]["objectid"] for f in features[::-1]]
