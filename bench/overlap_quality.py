@@ -298,7 +298,9 @@ def cross_city_pairs(uids: list[str], label_of: dict, city_of: dict):
                 yield uids[i], uids[j]
 
 
-def clustering_scores(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict) -> dict:
+def clustering_scores(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict,
+                      per_dataset: bool = False) -> dict:
+    """Pairwise and B-cubed figures on cross-city pairs; `per_dataset`: also each dataset's B-cubed recall."""
     tp = fp = fn = 0
     for x, y in cross_city_pairs(uids, label_of, city_of):
         same_cluster = cluster_of[x] == cluster_of[y]
@@ -320,8 +322,44 @@ def clustering_scores(uids: list[str], cluster_of: dict, label_of: dict, city_of
         bp.append((1 + correct) / (1 + len(cluster)))
         br.append((1 + correct) / (1 + len(label)))
     b_p, b_r = float(np.mean(bp)), float(np.mean(br))
-    return {"pair_p": p, "pair_r": r, "pair_f1": 2 * p * r / (p + r) if p + r else 0.0,
-            "b3_p": b_p, "b3_r": b_r, "b3_f1": 2 * b_p * b_r / (b_p + b_r) if b_p + b_r else 0.0}
+    scores = {"pair_p": p, "pair_r": r, "pair_f1": 2 * p * r / (p + r) if p + r else 0.0,
+              "b3_p": b_p, "b3_r": b_r, "b3_f1": 2 * b_p * b_r / (b_p + b_r) if b_p + b_r else 0.0}
+    if per_dataset:
+        scores["recall_of"] = dict(zip(uids, br))
+    return scores
+
+
+def largest_group_of_label(uids: list[str], cluster_of: dict, label_of: dict) -> dict[str, object]:
+    """Label -> the group holding most of its datasets (ties: the group met first); a label none of whose
+    datasets is grouped gets a group of its own name, so that joining it means grouping them together."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for u in uids:
+        if not str(cluster_of[u]).startswith("single:"):
+            counts[label_of[u]][cluster_of[u]] += 1
+    return {label_of[u]: counts[label_of[u]].most_common(1)[0][0] if counts[label_of[u]] else f"label:{label_of[u]}"
+            for u in uids}
+
+
+def recall_lost_by_class(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict, class_of: dict,
+                         classes: list[str]) -> list[dict]:
+    """Where B-cubed recall is lost: the datasets outside their label's largest group, by class (`class_of`,
+    e.g. whether their text says anything), and the figures if a class joined that group, alone and after the
+    classes before it. A dataset left alone loses its peers' share of its own recall and costs each grouped peer
+    its share too, so a class's gain is about twice its `own_loss` (the mean of what its datasets lose)."""
+    largest = largest_group_of_label(uids, cluster_of, label_of)
+    outside = [u for u in uids if cluster_of[u] != largest[label_of[u]]]
+    per_dataset = clustering_scores(uids, cluster_of, label_of, city_of, per_dataset=True)["recall_of"]
+    rows, cumulative = [], dict(cluster_of)
+    for name in classes:
+        moved = [u for u in outside if class_of.get(u) == name]
+        alone = dict(cluster_of)
+        for u in moved:
+            alone[u] = cumulative[u] = largest[label_of[u]]
+        rows.append({"class": name, "datasets": len(moved),
+                     "own_loss": sum(1 - per_dataset[u] for u in moved) / len(uids),
+                     "alone": clustering_scores(uids, alone, label_of, city_of),
+                     "cumulative": clustering_scores(uids, dict(cumulative), label_of, city_of)})
+    return rows
 
 
 def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict) -> float:
@@ -464,8 +502,9 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
                                                   for u in members}, label_of, city_of)
             print(f"ceiling (perfect groups of the datasets with informative text, the others alone): "
                   f"B-cubed F1 {ceiling['b3_f1']:.3f}")
-            strict, conflicting = text_ceiling(members, {u: strict_signature(
-                catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u]) for u in members}, label_of, city_of)
+            strict_of = {u: strict_signature(catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u])
+                         for u in members}
+            strict, conflicting = text_ceiling(members, strict_of, label_of, city_of)
             print(f"ceiling for a reader of the text less a container's wording ('Open Data Public Safety', 'XLSX', "
                   f"'FOIA data from MuckRock'; alone what says nothing else) who reads plurals as one word (datasets "
                   f"of one text in one group, "
@@ -479,6 +518,7 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
                   f"in one group, whatever their words; {conflicting} share their kind with another label's): "
                   f"B-cubed F1 {kinds['b3_f1']:.3f} (P {kinds['b3_p']:.3f} / R {kinds['b3_r']:.3f}); "
                   f"the detector reaches {detector['b3_f1'] / kinds['b3_f1']:.1%} of it")
+            print_recall_lost(members, cluster_of, label_of, city_of, strict_of, detector)
         if subset is informative:  # labels that cut where the text does not (the same file labelled two ways)
             ceiling, conflicting = text_ceiling(members, {u: text_signature(
                 catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u]) for u in members},
@@ -503,6 +543,30 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
     store.close()
 
 
+RECALL_CLASSES = {"informative": "whose text says what they are",
+                  "one text": "whose text is that of a dataset of another label (most are Stanford's stop files)",
+                  "says nothing": "whose text says nothing once its container's wording is dropped"}
+
+
+def print_recall_lost(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, strict_of: dict,
+                      detector: dict) -> None:
+    """The datasets outside their label's largest group, by what their text lets a reader do, and the
+    B-cubed figures if each class of them joined that group (counting what their grouped peers lose too)."""
+    labels_of_text: dict[tuple, set] = defaultdict(set)
+    for u in members:
+        if strict_of[u] is not None:
+            labels_of_text[strict_of[u]].add(label_of[u])
+    class_of = {u: "says nothing" if strict_of[u] is None else "one text" if len(labels_of_text[strict_of[u]]) > 1
+                else "informative" for u in members}
+    print(f"where B-cubed recall is lost ({1 - detector['b3_r']:.3f} in all): the datasets outside their label's "
+          f"largest group, and the figures if each class joined it (alone; after the classes above):")
+    for row in recall_lost_by_class(members, cluster_of, label_of, city_of, class_of, list(RECALL_CLASSES)):
+        alone, cumulative = row["alone"], row["cumulative"]
+        print(f"  {row['datasets']:4} {RECALL_CLASSES[row['class']]}: recall +{alone['b3_r'] - detector['b3_r']:.3f} "
+              f"(their own loss {row['own_loss']:.3f}), F1 {alone['b3_f1']:.3f}; after those above: "
+              f"F1 {cumulative['b3_f1']:.3f} (P {cumulative['b3_p']:.3f} / R {cumulative['b3_r']:.3f})")
+
+
 def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, cluster_of: dict,
                  similarity: np.ndarray, catalogue, descriptions: dict, group_labels: dict) -> None:
     """A label's datasets outside its largest group: where they went, what the detector read
@@ -512,8 +576,7 @@ def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, clu
         print(f"\nno labelled dataset has the label {label!r}")
         return
     position = {u: i for i, u in enumerate(uids)}
-    grouped = Counter(cluster_of[u] for u in members if not str(cluster_of[u]).startswith("single:"))
-    largest = grouped.most_common(1)[0][0] if grouped else None
+    largest = largest_group_of_label(members, cluster_of, label_of)[label]
     outside = [u for u in members if cluster_of[u] != largest]
     print(f"\n{label}: {len(members)} datasets, {len(outside)} outside its largest group "
           f"({group_labels.get(largest, 'none')!r}):")

@@ -105,3 +105,24 @@ def test_the_kind_signature_joins_datasets_of_one_kind_whatever_their_words():
     # no kind read: the strict signature, which leaves what says nothing alone
     assert quality.kind_signature((), "Open Data Public Safety", "", text.own_place_words("Tucson, Arizona")) is None
     assert quality.kind_signature((), "Incident", "", frozenset()) == quality.strict_signature("Incident", "", frozenset())
+
+
+def test_recall_lost_to_a_dataset_left_alone_counts_its_grouped_peers_loss_too():
+    """B-cubed recall is lost on both sides of a missed pair: 'd', left alone, loses 3 of its 4 peers (its own
+    0.75 / 7 of recall) and costs 'a', 'b' and 'c' one peer each (0.25 / 7 each), so grouping it gains 1.5 / 7,
+    twice its own loss. 'f' sits in another label's group: a class joining its label's largest group is
+    measured alone and after the classes before it."""
+    label = {"a": "x", "b": "x", "c": "x", "d": "x", "e": "y", "f": "y", "g": "y"}
+    cluster = {"a": 1, "b": 1, "c": 1, "d": "single:d", "e": 2, "f": 1, "g": 2}
+    city = {u: u for u in label}
+    kind = {"d": "nothing", "f": "informative"}
+    rows = {row["class"]: row for row in quality.recall_lost_by_class(list(label), cluster, label, city, kind,
+                                                                      ["informative", "nothing"])}
+    before = quality.clustering_scores(list(label), cluster, label, city)["b3_r"]
+    assert rows["nothing"]["datasets"] == 1 and rows["informative"]["datasets"] == 1
+    # 'f' joins 'e' and 'g': it gains two peers (1/3 -> 1), they one each (2/3 -> 1)
+    assert rows["informative"]["alone"]["b3_r"] - before == pytest.approx((2 / 3 + 1 / 3 + 1 / 3) / 7)
+    assert rows["nothing"]["alone"]["b3_r"] - before == pytest.approx(1.5 / 7)
+    assert rows["nothing"]["own_loss"] == pytest.approx(0.75 / 7)
+    assert rows["nothing"]["cumulative"]["b3_r"] == pytest.approx(1.0)
+    assert rows["nothing"]["cumulative"]["b3_p"] == pytest.approx(1.0)
