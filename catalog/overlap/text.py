@@ -143,6 +143,9 @@ PHRASES = {
     # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
     # a period, no calendar of events ('Violations of Probation Disposed by Calendar Year')
     ("calendar", "year"): "calendar_year",
+    # how punctual a service runs ('On Time Performance' of buses and paratransit), not how fast a crew answers
+    # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
+    ("on", "time"): "on_time", ("response", "time"): "response_time",
     ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')

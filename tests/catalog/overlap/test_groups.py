@@ -611,3 +611,15 @@ def test_a_bare_name_and_a_sort_of_it_tagged_alike_group_on_a_pair_of_their_own(
     a, b = np.array([0, 2]), np.array([1, 3])
     assert groups.form_groups(c, a, b, np.full(2, 0.44, dtype=np.float32)) == [[0, 1]]
     assert groups.form_groups(c, a, b, np.full(2, 0.36, dtype=np.float32)) == []
+
+
+def test_a_service_s_punctuality_is_no_crew_s_response_time():
+    """The real catalogues' 'Time performance' held Maryland's and Edmonton's transit 'On Time Performance' with
+    Austin's 'EMS - FY2016 Response Time Performance' (compliance with response time goals): 'on' is a stopword,
+    so all three read 'time performance', and the label was the tail of a phrase cut in two."""
+    from catalog import overlap
+
+    c = rows_catalogue([("Maryland", "On Time Performance"), ("Edmonton", "DATS - On Time Performance"),
+                        ("Austin", "EMS - FY2016 Response Time Performance")])
+    result = overlap.detect_in(c)
+    assert [(g.label, sorted(g.uids)) for g in result.groups] == [("On time performance", ["c0:d0", "c1:d1"])]
