@@ -81,6 +81,8 @@ NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset(
             "crime_incident": frozenset({"justice", "court", "grant", "camera", "registry"}), "citation": frozenset({"event", "festival"}),
             "police_stop": TRANSIT, "pedestrian_stop": TRANSIT,   # 'Bus Stop Terry Avenue' is no Terry stop
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"}),
+            # a title of the 311 service's website or app: the requests its description names are what they take
+            "service_request": frozenset({"311_web", "311_app"}),
             # a police force's size ('Authorized Force', 'Force Strength') is its staffing, not force used
             "use_of_force": frozenset({"strength", "authorized", "staffing"})}
 # strong triggers that name their kind only beside no other: 'Public Records Requests' are a log of them,

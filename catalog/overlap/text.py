@@ -101,6 +101,8 @@ PHRASES = {
     ("311", "service", "request"): "service_request", ("311", "request"): "service_request",
     ("service", "request"): "service_request", ("311", "call"): "service_request",
     ("customer", "service", "request"): "service_request", ("311",): "service_request",
+    # the 311 service's website and app (their availability, content, downloads), not the requests it takes
+    ("311", "web"): "311_web", ("311", "app"): "311_app",
     ("use", "of", "force"): "use_of_force", ("response", "to", "resistance"): "use_of_force",
     ("use", "of", "control"): "use_of_force",
     ("stop", "data"): "stop_data",   # the term of art of police stop reporting (RIPA, 'Traffic Stop Data' aside)
