@@ -17,7 +17,7 @@ ANY_WORD = re.compile(r"[^\W\d_]+|[0-9]+")  # the same in any alphabet ('Café',
 POSSESSIVE = re.compile(r"(?<=[^\W\d_])['’]s\b")   # "Women's Health" is women's health, not 'women', 's', 'health'
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
-KEEP_NUMBERS = {"311", "911", "211"}
+KEEP_NUMBERS = {"311", "911", "211", "511"}   # 511: a region's traffic information line ('511 NY Events')
 # An identifier written where a name should be (an ArcGIS item id, a UUID, a repository's
 # 'yg821jf8611'): its letter runs ('yg', 'efd') are no words, and two files that carry the
 # same id share nothing but where they were stored.

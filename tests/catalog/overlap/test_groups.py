@@ -623,3 +623,16 @@ def test_a_service_s_punctuality_is_no_crew_s_response_time():
                         ("Austin", "EMS - FY2016 Response Time Performance")])
     result = overlap.detect_in(c)
     assert [(g.label, sorted(g.uids)) for g in result.groups] == [("On time performance", ["c0:d0", "c1:d1"])]
+
+
+def test_a_traffic_line_s_events_are_no_calendar_of_events():
+    """New York State's '511 NY Events' (what the 511 traffic line reports: crashes, roadwork, closures) was in
+    the real catalogues' 'Events calendar' beside Seattle's and King County's events: '511' was read as a
+    number, as a year is, and the title as 'events' alone. 511 is a line's number as 311 and 911 are."""
+    from catalog import overlap
+
+    c = rows_catalogue([("NY", "511 NY Events: Beginning 2010"), ("Seattle", "City of Seattle Events"),
+                        ("Seattle", "Other Events"), ("King County", "King County 2012 events"),
+                        ("Madison", "City Calendar of Events")])
+    grouped = {uid for group in overlap.detect_in(c).groups for uid in group.uids}
+    assert "c3:d3" in grouped and "c0:d0" not in grouped
