@@ -636,3 +636,12 @@ def test_a_traffic_line_s_events_are_no_calendar_of_events():
                         ("Madison", "City Calendar of Events")])
     grouped = {uid for group in overlap.detect_in(c).groups for uid in group.uids}
     assert "c3:d3" in grouped and "c0:d0" not in grouped
+
+
+def test_a_label_keeps_the_ampersand_that_joins_its_words():
+    """The real catalogues' 'Park ride' (CTA's and Honolulu's 'Park & Ride') and 'Commissions' (Oakland's 'Boards &
+    Commissions', Oregon's 'Boards and Commissions'): an ampersand ended the phrase, so its words were cut."""
+    c = rows_catalogue([("Chicago", "CTA - Park & Ride Locations - KML"), ("Honolulu", "Park & Ride"),
+                        ("Oakland", "Boards & Commissions"), ("Oregon", "Oregon Agencies, Boards and Commissions")])
+    assert groups.label(c, [0, 1]) == "Park & ride"
+    assert groups.label(c, [2, 3]) == "Boards & commissions"
