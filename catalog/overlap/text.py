@@ -148,6 +148,7 @@ PHRASES = {
     # how punctual a service runs ('On Time Performance' of buses and paratransit), not how fast a crew answers
     # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
     ("on", "time"): "on_time", ("response", "time"): "response_time",
+    ("fee", "for", "service"): "fee_for_service",   # Medicare's payment model, no fees listed
     ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
@@ -182,7 +183,11 @@ RECORD_FAMILIES = {
     "graduate": "figure",
     # full-time equivalents count a budget's positions, not its money ('2016 Adopted Budget FTEs', 'Budget - FTE')
     "fte": "position",
+    # a schedule of what a service costs ('Directory Of Land Use Application Fees'): prices, not the land use they
+    # are charged for; beside records of another family, the fees are theirs ('Building Permits - Waived Fees')
+    "fee": "fee",
 }
+FEE = "fee"
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
 # Enforcement All Inspections' inspections.
@@ -222,8 +227,9 @@ NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' 
 # 'Open Budget Application - Capital Project Details' lists capital projects; its 'Open Budget
 # Application: Operating Budget' names a budget again, LA's 'Open Budget - Revenue' revenue)
 APPLICATION_NAMES = {"open+budget": "budget"}
-# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'): no records of it
-PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor"}
+# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'), and a payment
+# model ('Medicare Fee-for-Service Beneficiaries'): no records of it
+PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor", "fee_for_service": "fee"}
 
 
 def records_named(terms) -> int:
@@ -243,6 +249,8 @@ def records_named(terms) -> int:
         if name in present and terms.count(word) == 1:
             named.discard(word)
     named -= {word for place, word in PLACES_NAMED.items() if place in present}
+    if FEE in named and len(named) > 1:   # 'Building Permits - Waived Fees' lists permits
+        named.discard(FEE)
     if not named:
         return sum({OFFICE_BITS[term] for term in present & OFFICE_BITS.keys()})
     if len({RECORD_BITS[term] for term in named}) > 1:   # then one may modify another

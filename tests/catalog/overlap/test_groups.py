@@ -645,3 +645,16 @@ def test_a_label_keeps_the_ampersand_that_joins_its_words():
                         ("Oakland", "Boards & Commissions"), ("Oregon", "Oregon Agencies, Boards and Commissions")])
     assert groups.label(c, [0, 1]) == "Park & ride"
     assert groups.label(c, [2, 3]) == "Boards & commissions"
+
+
+
+def test_a_schedule_of_fees_is_not_what_the_fees_are_charged_for():
+    """NYC's 'Directory Of Land Use Application Fees' (what an application costs) was in the real catalogues'
+    'Land use' with Baltimore's and Oakland's land use maps (0.39, "titles share 'land use'"); Chicago's 'Building
+    Permits - Waived Fees' lists permits and stays with them."""
+    c = rows_catalogue([("Baltimore", "Land Use"), ("New York", "Directory Of Land Use Application Fees"),
+                        ("Chicago", "Building Permits - Waived Fees"), ("San Francisco", "Building Permits")])
+    pairs = scoring.score_pairs(c, np.array([0, 2]), np.array([1, 3]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False]
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert "but only c1:d1 names the records it holds ('fees')" in scoring.explain(c, 0, 1, signals)
