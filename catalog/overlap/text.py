@@ -108,6 +108,9 @@ PHRASES = {
     ("stop", "data"): "stop_data",   # the term of art of police stop reporting (RIPA, 'Traffic Stop Data' aside)
     ("officer", "involved", "shooting"): "officer_shooting", ("police", "shooting"): "officer_shooting",
     ("police", "action", "shooting"): "officer_shooting",
+    # a juvenile's act that is no crime for an adult (truancy, running away): no criminal offense
+    ("status", "offense"): "status_offense", ("status", "offender"): "status_offense",
+    ("juvenile", "detention"): "juvenile_detention",   # a facility for youth, no police stop's detention
     ("death", "in", "custody"): "custody_death", ("in", "custody", "death"): "custody_death",
     ("custody", "death"): "custody_death",
     # a request for public records held ('Public Records Requests'), not for a dataset to be published
