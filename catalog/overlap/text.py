@@ -111,6 +111,7 @@ PHRASES = {
     # a juvenile's act that is no crime for an adult (truancy, running away): no criminal offense
     ("status", "offense"): "status_offense", ("status", "offender"): "status_offense",
     ("juvenile", "detention"): "juvenile_detention",   # a facility for youth, no police stop's detention
+    ("day", "care"): "day_care",   # care by day, of children or of adults: no health care ('day' is a stopword)
     ("death", "in", "custody"): "custody_death", ("in", "custody", "death"): "custody_death",
     ("custody", "death"): "custody_death",
     # a request for public records held ('Public Records Requests'), not for a dataset to be published

@@ -658,3 +658,12 @@ def test_a_schedule_of_fees_is_not_what_the_fees_are_charged_for():
     assert scoring.told_apart(c, pairs).tolist() == [True, False]
     signals = {name: float(values[0]) for name, values in pairs.signals.items()}
     assert "but only c1:d1 names the records it holds ('fees')" in scoring.explain(c, 0, 1, signals)
+
+
+def test_day_care_is_no_health_care():
+    """The real catalogues' 'Care facilities': Baltimore's 'Adult Day Care Facilities' with San Francisco's 'Health
+    Care Facilities' ('day' is a stopword, so both read 'care facilities')."""
+    c = rows_catalogue([("Baltimore", "Adult Day Care Facilities"), ("San Francisco", "Health Care Facilities")])
+    assert "day_care" in text.terms("Adult Day Care Facilities")
+    pairs = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    assert pairs.total[0] < scoring.DEFAULT_MIN_SCORE
