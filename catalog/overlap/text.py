@@ -137,6 +137,8 @@ PHRASES = {
     ("police", "incident"): "crime", ("part", "1", "crime"): "crime", ("reported", "crime"): "crime",
     ("employee", "salary"): "salary", ("employee", "name"): "salary",
     ("operating", "budget"): "budget", ("capital", "budget"): "capital_budget",
+    # CIP: a capital improvement program (or plan, or its projects), as budget offices write it
+    ("cip",): "capital_improvement", ("capital", "improvement"): "capital_improvement",
     ("parking", "citation"): "parking_citation", ("parking", "violation"): "parking_citation",
     # the marks surveyors measure from: no monuments to people or events, no benchmarks of performance
     # the area a school takes its pupils from, a centre for visitors: places, no figures of a service's use

@@ -667,3 +667,16 @@ def test_day_care_is_no_health_care():
     assert "day_care" in text.terms("Adult Day Care Facilities")
     pairs = scoring.score_pairs(c, np.array([0]), np.array([1]))
     assert pairs.total[0] < scoring.DEFAULT_MIN_SCORE
+
+
+def test_cip_is_a_capital_improvement_program():
+    """The real catalogues split the capital improvement programme's tables by wording: 'CIP budget' (Hawaii,
+    Montgomery County) apart from King County's 'Capital Improvement 2014 Annual Budget', whose 'Budget 2012- CIP'
+    sat in 'Budget'; Hartford's 'Public Works CIP Projects' in no group beside 'Capital improvement projects'."""
+    assert all("capital_improvement" in text.terms(title) for title in ("CIP", "Capital Improvement"))
+    c = rows_catalogue([("Hartford", "Public Works CIP Projects"), ("Hawaii", "Capital Improvement Projects"),
+                        ("Raleigh", "Parks Projects")])
+    pairs = scoring.score_pairs(c, np.array([0, 0]), np.array([1, 2]))
+    assert pairs.total[0] >= scoring.DEFAULT_MIN_SCORE and pairs.total[0] > pairs.total[1]
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert scoring.explain(c, 0, 1, signals).startswith("titles share 'cip' ↔ 'capital improvement'")
