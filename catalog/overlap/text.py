@@ -43,7 +43,7 @@ a an and are as at be by for from in into is it its of on or per than that the t
 were with within without all any each more most other over under via vs versus also only
 data dataset datasets database file files table tables information info list listing lists
 city cities county counties state states town village municipal government gov official public
-new current historical historic present past recent latest updated update archive archived
+new current historical historic present past recent latest updated update archive archived find
 year years yearly annual annually month months monthly week weeks weekly day days daily
 date dates through since beginning begin starting start end ending until thru
 total totals summary summaries detail detailed details report reports reporting record records

@@ -680,3 +680,14 @@ def test_cip_is_a_capital_improvement_program():
     assert pairs.total[0] >= scoring.DEFAULT_MIN_SCORE and pairs.total[0] > pairs.total[1]
     signals = {name: float(values[0]) for name, values in pairs.signals.items()}
     assert scoring.explain(c, 0, 1, signals).startswith("titles share 'cip' ↔ 'capital improvement'")
+
+
+def test_a_locator_s_verb_names_nothing():
+    """With its portals named by their cities, as a config names them, the real catalogues grouped Missouri's 'Find
+    A Missouri Utility' with Oregon's 'Find a Clinic' as 'Find': the verb of a locator says nothing of what it
+    lists."""
+    c = rows_catalogue([("Missouri", "Find A Missouri Utility"), ("Oregon", "Find a Clinic")])
+    assert text.terms("Find a Clinic") == ["clinic"]
+    pairs = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert pairs.total[0] == 0 and scoring.explain(c, 0, 1, signals) == "titles share no words"
