@@ -285,7 +285,7 @@ def _one_phrase_of(rows: list[int], words: list[str], tokens_of: dict[int, list[
     if not 1 < len(words) <= LABEL_WORDS:
         return []
     stems = {text.stem(w.lower()): w for w in words}
-    order, side_by_side = None, False
+    order, side_by_side = None, None
     for row in rows:
         tokens = tokens_of[row]
         at = {}
@@ -301,8 +301,11 @@ def _one_phrase_of(rows: list[int], words: list[str], tokens_of: dict[int, list[
         if not all(tokens[i][2] and (i + 1 in positions or tokens[i + 1][0] in text.STOPWORDS)
                    for i in range(positions[0], positions[-1])):
             return []
-        side_by_side = side_by_side or positions[-1] - positions[0] == len(positions) - 1
-    return [stems[s] for s in order] if side_by_side else []
+        if positions[-1] - positions[0] == len(positions) - 1:
+            # as that title joins them: 'Boards & Commissions' (beside 'Boards and Commissions')
+            side_by_side = [w for i, s in zip(positions, order) for w in (
+                [stems[s], "&"] if tokens[i][2] == " & " and i != positions[-1] else [stems[s]])]
+    return side_by_side or []
 
 
 SERIES_END = re.compile(r":| - ")   # '500 Cities: City-level Data', 'Campaign Finance - FPPC Form 460'
@@ -352,7 +355,9 @@ LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 LABEL_WORDS = 5   # a label's most words: a name, not a title
 TOKEN = re.compile(r"[^\W\d_]+(?:['’]s\b)?|[0-9]+")   # a word of any alphabet ('Café'), with its possessive
 OWNER_AT_END = re.compile(r"['’]s$")
-TIGHT = re.compile(r" +|- ?|'|’")   # words of one phrase ('Off- Leash'); ':', ' - ', '(' or ',' end it
+# words of one phrase ('Off- Leash', 'Park & Ride': an ampersand joins two words into one name); ':', ' - ', '('
+# or ',' end it
+TIGHT = re.compile(r" +|- ?|'|’| +& +")
 
 
 def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]) -> list[str]:
@@ -410,11 +415,11 @@ def distinguish(c: Catalogue, labels: list[str], rows_per_group: list[list[int]]
 
 def _tokens(title: str | None) -> list[tuple[str, str, str]]:
     """(the word as text.py reads it: lower case, no accents, no possessive; as written;
-    what joins it to the next word of the same phrase: ' ' or '-', or '' at a phrase's end)."""
+    what joins it to the next word of the same phrase: ' ', '-' or ' & ', or '' at a phrase's end)."""
     found = list(TOKEN.finditer(title or ""))
     gaps = [title[m.end():found[i + 1].start()] if i + 1 < len(found) else "" for i, m in enumerate(found)]
     return [(text.POSSESSIVE.sub("", text.fold(m.group())), m.group(),
-             ("-" if gap.startswith("-") else " ") if TIGHT.fullmatch(gap) else "")
+             ("-" if gap.startswith("-") else " & " if "&" in gap else " ") if TIGHT.fullmatch(gap) else "")
             for m, gap in zip(found, gaps)]
 
 

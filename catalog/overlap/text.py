@@ -17,7 +17,7 @@ ANY_WORD = re.compile(r"[^\W\d_]+|[0-9]+")  # the same in any alphabet ('Café',
 POSSESSIVE = re.compile(r"(?<=[^\W\d_])['’]s\b")   # "Women's Health" is women's health, not 'women', 's', 'health'
 CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 YEARISH = re.compile(r"^(?:19|20)\d\d$|^fy\d+$|^\d{2,4}s?$|^q[1-4]$")
-KEEP_NUMBERS = {"311", "911", "211"}
+KEEP_NUMBERS = {"311", "911", "211", "511"}   # 511: a region's traffic information line ('511 NY Events')
 # An identifier written where a name should be (an ArcGIS item id, a UUID, a repository's
 # 'yg821jf8611'): its letter runs ('yg', 'efd') are no words, and two files that carry the
 # same id share nothing but where they were stored.
@@ -43,7 +43,7 @@ a an and are as at be by for from in into is it its of on or per than that the t
 were with within without all any each more most other over under via vs versus also only
 data dataset datasets database file files table tables information info list listing lists
 city cities county counties state states town village municipal government gov official public
-new current historical historic present past recent latest updated update archive archived
+new current historical historic present past recent latest updated update archive archived find
 year years yearly annual annually month months monthly week weeks weekly day days daily
 date dates through since beginning begin starting start end ending until thru
 total totals summary summaries detail detailed details report reports reporting record records
@@ -101,11 +101,17 @@ PHRASES = {
     ("311", "service", "request"): "service_request", ("311", "request"): "service_request",
     ("service", "request"): "service_request", ("311", "call"): "service_request",
     ("customer", "service", "request"): "service_request", ("311",): "service_request",
+    # the 311 service's website and app (their availability, content, downloads), not the requests it takes
+    ("311", "web"): "311_web", ("311", "app"): "311_app",
     ("use", "of", "force"): "use_of_force", ("response", "to", "resistance"): "use_of_force",
     ("use", "of", "control"): "use_of_force",
     ("stop", "data"): "stop_data",   # the term of art of police stop reporting (RIPA, 'Traffic Stop Data' aside)
     ("officer", "involved", "shooting"): "officer_shooting", ("police", "shooting"): "officer_shooting",
     ("police", "action", "shooting"): "officer_shooting",
+    # a juvenile's act that is no crime for an adult (truancy, running away): no criminal offense
+    ("status", "offense"): "status_offense", ("status", "offender"): "status_offense",
+    ("juvenile", "detention"): "juvenile_detention",   # a facility for youth, no police stop's detention
+    ("day", "care"): "day_care",   # care by day, of children or of adults: no health care ('day' is a stopword)
     ("death", "in", "custody"): "custody_death", ("in", "custody", "death"): "custody_death",
     ("custody", "death"): "custody_death",
     # a request for public records held ('Public Records Requests'), not for a dataset to be published
@@ -131,6 +137,8 @@ PHRASES = {
     ("police", "incident"): "crime", ("part", "1", "crime"): "crime", ("reported", "crime"): "crime",
     ("employee", "salary"): "salary", ("employee", "name"): "salary",
     ("operating", "budget"): "budget", ("capital", "budget"): "capital_budget",
+    # CIP: a capital improvement program (or plan, or its projects), as budget offices write it
+    ("cip",): "capital_improvement", ("capital", "improvement"): "capital_improvement",
     ("parking", "citation"): "parking_citation", ("parking", "violation"): "parking_citation",
     # the marks surveyors measure from: no monuments to people or events, no benchmarks of performance
     # the area a school takes its pupils from, a centre for visitors: places, no figures of a service's use
@@ -143,6 +151,10 @@ PHRASES = {
     # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
     # a period, no calendar of events ('Violations of Probation Disposed by Calendar Year')
     ("calendar", "year"): "calendar_year",
+    # how punctual a service runs ('On Time Performance' of buses and paratransit), not how fast a crew answers
+    # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
+    ("on", "time"): "on_time", ("response", "time"): "response_time",
+    ("fee", "for", "service"): "fee_for_service",   # Medicare's payment model, no fees listed
     ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
@@ -177,7 +189,11 @@ RECORD_FAMILIES = {
     "graduate": "figure",
     # full-time equivalents count a budget's positions, not its money ('2016 Adopted Budget FTEs', 'Budget - FTE')
     "fte": "position",
+    # a schedule of what a service costs ('Directory Of Land Use Application Fees'): prices, not the land use they
+    # are charged for; beside records of another family, the fees are theirs ('Building Permits - Waived Fees')
+    "fee": "fee",
 }
+FEE = "fee"
 # Words of an office whose records are of one family unless the title names which: 'Code
 # Enforcement Cases' and 'Housing Code Enforcement' hold violations, NOLA's 'Code
 # Enforcement All Inspections' inspections.
@@ -217,8 +233,9 @@ NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' 
 # 'Open Budget Application - Capital Project Details' lists capital projects; its 'Open Budget
 # Application: Operating Budget' names a budget again, LA's 'Open Budget - Revenue' revenue)
 APPLICATION_NAMES = {"open+budget": "budget"}
-# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'): no records of it
-PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor"}
+# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'), and a payment
+# model ('Medicare Fee-for-Service Beneficiaries'): no records of it
+PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor", "fee_for_service": "fee"}
 
 
 def records_named(terms) -> int:
@@ -238,6 +255,8 @@ def records_named(terms) -> int:
         if name in present and terms.count(word) == 1:
             named.discard(word)
     named -= {word for place, word in PLACES_NAMED.items() if place in present}
+    if FEE in named and len(named) > 1:   # 'Building Permits - Waived Fees' lists permits
+        named.discard(FEE)
     if not named:
         return sum({OFFICE_BITS[term] for term in present & OFFICE_BITS.keys()})
     if len({RECORD_BITS[term] for term in named}) > 1:   # then one may modify another

@@ -15,6 +15,7 @@ def concept_of(domain: str, source_id: str) -> tuple[str, ...]:
 
 KINDS = {   # real datasets, by the kind of record they hold, in each city's own words
     "crime_incident": [("data.cityofchicago.org", "ijzp-q8t2"),   # Crimes - 2001 to present
+                       ("data.wa.gov", "jwyj-mg7x"),              # Juvenile Offense Referrals (a status offense's aside)
                        ("data.sfgov.org", "tmnf-yvry"),           # Police Department Incidents
                        ("data.seattle.gov", "m2gk-mysw"),         # Seattle Police Department Police Report Offense
                        ("data.austintexas.gov", "4c6h-tv2y"),     # APD Incident Extract 2010
@@ -72,6 +73,15 @@ def test_each_wording_of_a_kind_is_read_as_that_kind(kind, domain, source_id):
     ("data.honolulu.gov", "yczt-gks6"),       # Bus Stop Locations
     ("data.cityofchicago.org", "5cq6-qygt"),  # CTA - System Information - Bus Stop Locations in Digital Sign Project
     ("data.seattle.gov", "83ak-hryt"),        # SDOT Crash Cushions (road hardware that takes a crash)
+    # the 311 service's website and app, not its requests (they were in the real catalogues' '311 service requests')
+    ("data.cityofchicago.org", "tqmn-3v6t"),  # Performance Metrics - Innovation & Technology - 311 Website Availability
+    ("data.cityofnewyork.us", "vwpc-kje2"),   # 311 Web Content - Services
+    ("data.lacity.org", "tsrc-szkh"),         # ITA- Monthly Downloads My LA 311 App
+    # a juvenile's status offense (truancy, running away) is no crime, juvenile detention no police stop: they
+    # were in the real catalogues' 'Crime incidents' and 'Crime statistics'
+    ("data.wa.gov", "qsd2-yxis"),   # Admissions to Juvenile Detention Related to a Status Offense
+    ("data.wa.gov", "w3vm-igsk"),   # ... Related to a Status Offense By Status Offender Contempt Charge
+    ("data.wa.gov", "mg62-47yg"),   # ARY, CHINS, Dependency & Truancy -- Detention Admissions for Status Offenses ...
 ])
 def test_look_alike_titles_are_no_police_record(domain, source_id):
     assert concept_of(domain, source_id) == (), fixture_datasets()[(domain, source_id)][0]

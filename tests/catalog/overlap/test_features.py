@@ -245,13 +245,16 @@ def test_explanations_and_labels_quote_the_publishers_title_words():
         scored = scoring.score_pairs(c, np.array([a]), np.array([b]))
         return scoring.explain(c, a, b, {k: float(v[0]) for k, v in scored.signals.items()})
 
-    assert explained(0, 1).startswith("titles share 'cip (Capital Improvement Projects, per its description)'")
+    # (CIP, a capital improvement program, is read so in any title; the description says which words it stands for)
+    assert explained(0, 1).startswith("titles share 'cip' ↔ 'capital improvement', "
+                                      "'cip (Capital Improvement Projects, per its description)'")
     assert "improvement projects'" not in explained(0, 1)
     assert "'cdbg (Community Development Block Grant, per its description)'" in explained(2, 3)
     assert "('Inspections (budgets, per its description)' vs 'inspections')" in explained(4, 5)
     # the titles as read still meet: the spelled acronym links the two capital improvement tables
-    assert c.title_surfaces(0)["capital+improvement"] == "cip (Capital Improvement Projects, per its description)"
-    assert [term for term, _ in c.title_surface_lists[0]] == ["cip"]
+    assert c.title_surfaces(0)["capital_improvement+project"] == \
+        "cip (Capital Improvement Projects, per its description)"
+    assert [term for term, _ in c.title_surface_lists[0]] == ["capital_improvement", "cip"]
     labels = {g.label: sorted(c.titles[c.row(u)] for u in g.uids) for g in overlap.detect_in(c).groups}
     assert labels["CDBG"] == ["CDBG 1998 to 2015", "Community Development Block Grant Awards (CDBG)"]
     assert not any("block" in label.lower() for label in labels)

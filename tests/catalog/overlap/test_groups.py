@@ -611,3 +611,83 @@ def test_a_bare_name_and_a_sort_of_it_tagged_alike_group_on_a_pair_of_their_own(
     a, b = np.array([0, 2]), np.array([1, 3])
     assert groups.form_groups(c, a, b, np.full(2, 0.44, dtype=np.float32)) == [[0, 1]]
     assert groups.form_groups(c, a, b, np.full(2, 0.36, dtype=np.float32)) == []
+
+
+def test_a_service_s_punctuality_is_no_crew_s_response_time():
+    """The real catalogues' 'Time performance' held Maryland's and Edmonton's transit 'On Time Performance' with
+    Austin's 'EMS - FY2016 Response Time Performance' (compliance with response time goals): 'on' is a stopword,
+    so all three read 'time performance', and the label was the tail of a phrase cut in two."""
+    from catalog import overlap
+
+    c = rows_catalogue([("Maryland", "On Time Performance"), ("Edmonton", "DATS - On Time Performance"),
+                        ("Austin", "EMS - FY2016 Response Time Performance")])
+    result = overlap.detect_in(c)
+    assert [(g.label, sorted(g.uids)) for g in result.groups] == [("On time performance", ["c0:d0", "c1:d1"])]
+
+
+def test_a_traffic_line_s_events_are_no_calendar_of_events():
+    """New York State's '511 NY Events' (what the 511 traffic line reports: crashes, roadwork, closures) was in
+    the real catalogues' 'Events calendar' beside Seattle's and King County's events: '511' was read as a
+    number, as a year is, and the title as 'events' alone. 511 is a line's number as 311 and 911 are."""
+    from catalog import overlap
+
+    c = rows_catalogue([("NY", "511 NY Events: Beginning 2010"), ("Seattle", "City of Seattle Events"),
+                        ("Seattle", "Other Events"), ("King County", "King County 2012 events"),
+                        ("Madison", "City Calendar of Events")])
+    grouped = {uid for group in overlap.detect_in(c).groups for uid in group.uids}
+    assert "c3:d3" in grouped and "c0:d0" not in grouped
+
+
+def test_a_label_keeps_the_ampersand_that_joins_its_words():
+    """The real catalogues' 'Park ride' (CTA's and Honolulu's 'Park & Ride') and 'Commissions' (Oakland's 'Boards &
+    Commissions', Oregon's 'Boards and Commissions'): an ampersand ended the phrase, so its words were cut."""
+    c = rows_catalogue([("Chicago", "CTA - Park & Ride Locations - KML"), ("Honolulu", "Park & Ride"),
+                        ("Oakland", "Boards & Commissions"), ("Oregon", "Oregon Agencies, Boards and Commissions")])
+    assert groups.label(c, [0, 1]) == "Park & ride"
+    assert groups.label(c, [2, 3]) == "Boards & commissions"
+
+
+
+def test_a_schedule_of_fees_is_not_what_the_fees_are_charged_for():
+    """NYC's 'Directory Of Land Use Application Fees' (what an application costs) was in the real catalogues'
+    'Land use' with Baltimore's and Oakland's land use maps (0.39, "titles share 'land use'"); Chicago's 'Building
+    Permits - Waived Fees' lists permits and stays with them."""
+    c = rows_catalogue([("Baltimore", "Land Use"), ("New York", "Directory Of Land Use Application Fees"),
+                        ("Chicago", "Building Permits - Waived Fees"), ("San Francisco", "Building Permits")])
+    pairs = scoring.score_pairs(c, np.array([0, 2]), np.array([1, 3]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False]
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert "but only c1:d1 names the records it holds ('fees')" in scoring.explain(c, 0, 1, signals)
+
+
+def test_day_care_is_no_health_care():
+    """The real catalogues' 'Care facilities': Baltimore's 'Adult Day Care Facilities' with San Francisco's 'Health
+    Care Facilities' ('day' is a stopword, so both read 'care facilities')."""
+    c = rows_catalogue([("Baltimore", "Adult Day Care Facilities"), ("San Francisco", "Health Care Facilities")])
+    assert "day_care" in text.terms("Adult Day Care Facilities")
+    pairs = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    assert pairs.total[0] < scoring.DEFAULT_MIN_SCORE
+
+
+def test_cip_is_a_capital_improvement_program():
+    """The real catalogues split the capital improvement programme's tables by wording: 'CIP budget' (Hawaii,
+    Montgomery County) apart from King County's 'Capital Improvement 2014 Annual Budget', whose 'Budget 2012- CIP'
+    sat in 'Budget'; Hartford's 'Public Works CIP Projects' in no group beside 'Capital improvement projects'."""
+    assert all("capital_improvement" in text.terms(title) for title in ("CIP", "Capital Improvement"))
+    c = rows_catalogue([("Hartford", "Public Works CIP Projects"), ("Hawaii", "Capital Improvement Projects"),
+                        ("Raleigh", "Parks Projects")])
+    pairs = scoring.score_pairs(c, np.array([0, 0]), np.array([1, 2]))
+    assert pairs.total[0] >= scoring.DEFAULT_MIN_SCORE and pairs.total[0] > pairs.total[1]
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert scoring.explain(c, 0, 1, signals).startswith("titles share 'cip' ↔ 'capital improvement'")
+
+
+def test_a_locator_s_verb_names_nothing():
+    """With its portals named by their cities, as a config names them, the real catalogues grouped Missouri's 'Find
+    A Missouri Utility' with Oregon's 'Find a Clinic' as 'Find': the verb of a locator says nothing of what it
+    lists."""
+    c = rows_catalogue([("Missouri", "Find A Missouri Utility"), ("Oregon", "Find a Clinic")])
+    assert text.terms("Find a Clinic") == ["clinic"]
+    pairs = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert pairs.total[0] == 0 and scoring.explain(c, 0, 1, signals) == "titles share no words"

@@ -89,6 +89,10 @@ def test_where_a_layer_is_served_and_category_names_say_nothing():
     ("Code Enforcement Cases", {"violation"}), ("Code Enforcement All Inspections", {"inspection"}),
     ("Special Events", {"event"}), ("Special Event Permits", {"permit"}), ("City Calendar of Events", {"event"}),
     ("Botanical Gardens", set()), ("Code Enforcement", {"violation"}),
+    # a schedule of fees is prices; fees beside other records are theirs; Medicare's fee-for-service is a model
+    ("Directory Of Land Use Application Fees", {"fee"}), ("Building Permits - Waived Fees", {"permit"}),
+    ("Special Event Concession Fee Details", {"event"}),
+    ("Percents of Chronic Conditions among Fee-for-Service Medicare Beneficiaries", set()),
 ])
 def test_titles_name_families_of_records(title, families):
     named = text.records_named(text.terms(title))
