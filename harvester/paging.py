@@ -746,14 +746,8 @@ class Listing:
         seen: set[str] = set()
         known_read: list[KnownPage] = []
         self._paging = _Remembering(self.paginator, self.known) if self.known else self.paginator
-        # along last night's chain, as many guesses again wait behind the requests in flight: a
-        # page thread goes on to the next request as soon as its own is answered, not once the
-        # caller (waiting its turn for the GIL behind the page threads) has taken the page and
-        # asked for it; a guess not started yet is dropped at no cost when the chain changed
-        queued = self.ahead if self.known else 0
         for page, next_params in pages(self._fetch, self._paging, max_pages=self.max_pages, ahead=self.ahead,
-                                       queued=queued, fetch_guess=self._fetch_guess,
-                                       oversized=self._instead_of_oversized):
+                                       fetch_guess=self._fetch_guess, oversized=self._instead_of_oversized):
             if page.items is not None and self.paginator.asks_ids_only(page.params):
                 page = self._identified(page)
             self.pages += 1
@@ -794,14 +788,13 @@ class Listing:
 
 
 def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
-          max_pages: int = 1_000_000, ahead: int = 1, queued: int = 0,
+          max_pages: int = 1_000_000, ahead: int = 1,
           fetch_guess: Callable[[dict], Page] | None = None,
           oversized: Callable[[dict, ResponseTooLarge], dict | None] | None = None) -> Iterator[tuple[Page, dict | None]]:
     """Each page with the parameters of the request after it (None after the last), the
     next pages fetched in background threads while the caller works through the current
     one: up to `ahead` requests in flight, those after the first sent on the paginator's
-    guess and dropped when the page before them says otherwise; `queued`: guesses more, each
-    waiting for a free thread (not started: dropped at no cost). `start`: the parameters
+    guess and dropped when the page before them says otherwise. `start`: the parameters
     to begin with (a pull resumed where it stopped). `fetch_guess`: how a guessed page is
     fetched (e.g. without retries); a guess that failed is fetched again with `fetch_page`
     once the page before it has confirmed it (but for an answer over the size cap: it
@@ -815,7 +808,7 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
         queue: deque[tuple[dict, Future, bool]] = deque([(params, prefetch.submit(fetch_page, params), False)])
 
         def fill() -> None:
-            while len(queue) < ahead + queued:
+            while len(queue) < ahead:
                 guessed = paginator.guess(queue[-1][0])
                 if guessed is None:
                     return

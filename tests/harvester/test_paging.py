@@ -169,41 +169,6 @@ def test_a_remembered_listing_leaves_known_pages_unread_and_follows_a_chain_that
     assert "005" in asked and {"", "002", "006", "009"} <= set(asked)   # a guess sent, then the real chain
 
 
-def test_a_remembered_chain_is_asked_on_without_waiting_for_the_caller():
-    """Along last night's chain a page thread goes on to the next known request as soon as
-    its own is answered: while the caller still holds the first page, the one thread asks
-    the next two pages (without the guesses queued behind it, only the next one)."""
-    import threading
-
-    items = [{"id": f"{i:03d}"} for i in range(12)]
-    asked, third_asked = [], threading.Event()
-
-    def fetch(params, unread=None):
-        asked.append(params["c"])
-        if len(asked) == 3:
-            third_asked.set()
-        page = [i for i in items if i["id"] > params["c"]][:3]
-        digest = ",".join(i["id"] for i in page)
-        return Page(items=None, digest=digest) if unread == digest else Page(page, digest=digest)
-
-    def listing():
-        return Listing(fetch, CursorPaginator("c", lambda p: p.items[-1]["id"]), lambda i: i["id"], skips_bodies=True)
-
-    first = listing()
-    list(first)
-    known = [KnownPage(p.digest, p.params, p.next_params, p.total, len(p.ids)) for p in first.pages_read]
-    second, asked[:] = listing(), []
-    third_asked.clear()
-    second.remember(known, ahead=1)
-    read = second.read()
-    assert next(read).known is not None          # the caller holds the first page ...
-    assert third_asked.wait(10)                  # ... while the thread asks the two after it
-    assert asked[:3] == ["", "002", "005"]
-    rest = list(read)
-    assert all(page.known is not None for page in rest) and second.complete and second.unique == 12
-    assert sorted(asked) == sorted(set(asked))   # every known page asked once
-
-
 def test_a_page_of_nothing_but_ids_already_listed_is_an_error():
     """An API that ignores the offset answers its first page again and again: with a large
     reported total, the listing would page on for hours; it stops at the first repeat."""
