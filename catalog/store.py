@@ -212,7 +212,7 @@ def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str,
     listing's time is kept in portal_listings."""
     params = {"now": now, "portal": portal_id}
     # UNION ALL: an id twice changes no IN, and the count is of distinct ids (a UNION hashed
-    # every listed id once more: 100,000 on an unchanged night, most of its merge)
+    # every listed id once more: 100,000 on an unchanged night, the largest part of its merge)
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _seen AS
                     SELECT unnest(uids) AS uid FROM {_read_jsonl('seen', SEEN_COLUMNS, stage.longest)}
                     UNION ALL SELECT $portal || ':' || unnest(ids) FROM listing_pages
