@@ -211,14 +211,19 @@ def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str,
     the last one that named it) and is marked deleted once missing for `grace`; the
     listing's time is kept in portal_listings."""
     params = {"now": now, "portal": portal_id}
+    # UNION ALL: an id twice changes no IN, and the count is of distinct ids (a UNION hashed
+    # every listed id once more: 100,000 on an unchanged night, the largest part of its merge)
     cur.execute(f"""CREATE OR REPLACE TEMP TABLE _seen AS
                     SELECT unnest(uids) AS uid FROM {_read_jsonl('seen', SEEN_COLUMNS, stage.longest)}
-                    UNION SELECT $portal || ':' || unnest(ids) FROM listing_pages
+                    UNION ALL SELECT $portal || ':' || unnest(ids) FROM listing_pages
                           WHERE portal_id = $portal AND list_contains($kept, {PAGE_IDENTITY})""",
                 {"portal": portal_id, "seen": stage.path("seen"), "kept": kept})
     seen = "(SELECT uid FROM _seen)"
-    cur.execute(f"""UPDATE datasets SET missing_since = NULL, last_seen = $now
-                    WHERE portal_id = $portal AND missing_since IS NOT NULL AND uid IN {seen}""", params)
+    # (most nights none is missing: the update's join of every listed id is then skipped)
+    if cur.execute("SELECT count(*) FROM datasets WHERE portal_id = $portal AND missing_since IS NOT NULL",
+                   {"portal": portal_id}).fetchone()[0]:
+        cur.execute(f"""UPDATE datasets SET missing_since = NULL, last_seen = $now
+                        WHERE portal_id = $portal AND missing_since IS NOT NULL AND uid IN {seen}""", params)
     removed = 0
     if grace is not None:
         cur.execute(f"""
@@ -229,7 +234,8 @@ def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str,
         removed = cur.execute("""UPDATE datasets SET deleted_at = $now WHERE portal_id = $portal
                                  AND deleted_at IS NULL AND missing_since <= $cutoff""",
                               {"now": now, "portal": portal_id, "cutoff": now - grace}).fetchone()[0]
-        cur.execute("INSERT OR REPLACE INTO portal_listings SELECT $portal, $now, (SELECT count(*) FROM _seen)", params)
+        cur.execute("INSERT OR REPLACE INTO portal_listings SELECT $portal, $now, (SELECT count(DISTINCT uid) FROM _seen)",
+                    params)
     cur.execute("DROP TABLE _seen")
     return removed
 

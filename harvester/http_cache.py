@@ -48,6 +48,9 @@ class ValidatorCache:
         # memory. Executor threads are joined at exit.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-cache")
         self._pending: dict[str, tuple[dict, bytes]] = {}
+        # URLs forgotten whose removal is not written yet (how many removals): the row on disk
+        # may be the entry forgotten, its write finished after forget() took it out of memory
+        self._forgotten: dict[str, int] = {}
         self._lock = threading.Lock()
         # Each connection with the generation of the file it opened: a file started afresh
         # (found damaged by either connection) is a new generation, and the other reopens.
@@ -168,9 +171,11 @@ class ValidatorCache:
         """What a conditional request needs (ETag, Last-Modified, the body's sha256), without
         reading the body: a 304 for a page the caller already holds never needs it."""
         with self._lock:
-            pending = self._pending.get(url)
+            pending, forgotten = self._pending.get(url), url in self._forgotten
         if pending is not None:
             return pending[0]
+        if forgotten:
+            return None
         row = self._read("SELECT meta FROM validators WHERE url_key = ?", url)
         try:
             meta = json.loads(row[0]) if row else None
@@ -185,9 +190,11 @@ class ValidatorCache:
         body or None (harvester.http decodes a large one into a temporary file: a 33 MB data.json
         answered 304 peaked at 2.6 times its size)."""
         with self._lock:
-            pending = self._pending.get(url)
+            pending, forgotten = self._pending.get(url), url in self._forgotten
         if pending is not None and pending[0] is meta:
             return pending[1]
+        if forgotten:
+            return None
         if decode is not None:
             with closing(self._stored_pieces(url)) as pieces:
                 return decode(pieces, meta.get("sha256"))
@@ -236,6 +243,7 @@ class ValidatorCache:
         """The entry of `url` removed (after any write of it already asked: one writer thread)."""
         with self._lock:
             self._pending.pop(url, None)
+            self._forgotten[url] = self._forgotten.get(url, 0) + 1
         self._writer.submit(self._write, url, None, b"")
 
     def flush(self) -> None:
@@ -275,6 +283,10 @@ class ValidatorCache:
                 # URL (or one forgotten since) would look alike by their bodies
                 if meta is not None and self._pending.get(url, (None, None))[0] is meta:
                     del self._pending[url]
+                elif meta is None:   # (a removal written, or failed: the disk answers again)
+                    self._forgotten[url] -= 1
+                    if not self._forgotten[url]:
+                        del self._forgotten[url]
 
     def _remove_old_layout(self) -> None:
         """The files of civicat's earlier cache layout (two per URL, in folders named by the

@@ -137,6 +137,29 @@ def test_page_threads_never_wait_for_a_file_another_process_holds(tmp_path, monk
     assert caplog.text.count("could not read the HTTP cache") == 1
 
 
+def test_an_entry_forgotten_is_not_read_from_disk_before_its_removal_is_written(tmp_path):
+    """The write of an entry may reach the disk after forget() took it out of memory and
+    before the removal is written (the writer thread busy meanwhile): the row on disk must
+    not answer in between (it did, now and then, under load)."""
+    import threading
+
+    cache = ValidatorCache(tmp_path)
+    cache.put("https://p.example/a", None, "Mon, 15 Jan 2024 12:00:00 GMT", b'{"a": 1}')
+    written, go_on = threading.Event(), threading.Event()
+    cache._writer.submit(lambda: (written.set(), go_on.wait(30)))   # holds the writer before the removal
+    cache.forget("https://p.example/a")
+    try:
+        assert written.wait(30)   # the entry's row is on disk, its removal not yet
+        assert cache.validators("https://p.example/a") is None and cache.get("https://p.example/a") is None
+    finally:
+        go_on.set()
+    cache.flush()
+    assert cache.get("https://p.example/a") is None
+    cache.put("https://p.example/a", None, "Mon, 15 Jan 2024 12:00:00 GMT", b'{"a": 2}')   # put again: answers
+    cache.flush()
+    assert cache.get("https://p.example/a")[1] == b'{"a": 2}'
+
+
 def test_an_entry_forgotten_is_gone_whether_written_yet_or_not(tmp_path):
     """forget() after put(): the removal follows the write (one writer thread), so neither
     the entry still in memory nor the one on disk answers; other entries stay."""
