@@ -20,6 +20,7 @@ from typing import TypeVar
 import duckdb
 import pyarrow as pa
 
+from catalog.lazy import pandas_kept_out
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
 from catalog.stage import (
     COLUMN_FIELDS,
@@ -104,7 +105,8 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # a large insert writes each row group as it fills, not five at a time (the default:
         # five row groups of raw JSON did not fit MEMORY_LIMIT)
         con.execute("SET write_buffer_row_group_count = 1")
-        _migrate_with_room(con)
+        with pandas_kept_out():   # (bound parameters: DuckDB would import it, see there)
+            _migrate_with_room(con)
     return con
 
 
