@@ -160,7 +160,7 @@ def return_freed_memory() -> None:
     """Hand the pages of the C heap that are free back to the OS. What Python freed as the
     listing went by (pages, their entries, batches: ~50 MB at 100,000 datasets) stays in
     glibc's heap below chunks still in use, counted in the process's memory while the
-    merge and then the search build fill DuckDB's (~20-50 MB of its peak)."""
+    merge and then the search build fill DuckDB's (10-25 MB of its peak at 100,000 datasets)."""
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
