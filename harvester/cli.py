@@ -21,6 +21,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from catalog.lazy import pandas_kept_out
 from harvester import __version__
 from harvester.config import ConfigError, load_config
 
@@ -178,6 +179,7 @@ wait_option = click.option("--wait", is_flag=True,
 @db_option
 @config_option
 @json_option
+@pandas_kept_out()   # the whole run's process: see catalog.lazy
 def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path, as_json):
     """Harvest all (or the named) portals into the catalogue."""
     from catalog.store import Store

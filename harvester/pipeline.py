@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from catalog.lazy import pandas_kept_out
 from catalog.store import Store, page_identity
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, OverBudget
@@ -104,6 +105,7 @@ class ErrorLog:
         self.rows = []
 
 
+@pandas_kept_out()   # (~42 MB the harvest's process never needs)
 def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             on_progress: Progress | None = None, full: bool = False, records: bool = False,
             pool: WorkerPool | None = None, workers: int = 1) -> RunReport:

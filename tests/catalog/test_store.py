@@ -1,3 +1,4 @@
+import os
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -402,3 +403,41 @@ def test_migrations_run_under_the_memory_limit_and_once_more_with_room(tmp_path,
     assert con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] >= 13
     assert "a migration did not fit" in caplog.text
     con.close()
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _heap_left_with_free_pages(megabytes: int) -> bytes:
+    """`megabytes` of the C heap freed below a chunk still in use, as a listing leaves it:
+    glibc keeps those pages (64 KB objects are below its mmap threshold). Returns the chunk."""
+    held = [bytes(64 << 10) for _ in range(megabytes * 16)]
+    pin = held[-1]
+    del held
+    return pin
+
+
+def _glibc() -> bool:
+    try:
+        return "glibc" in (os.confstr("CS_GNU_LIBC_VERSION") or "")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+@pytest.mark.skipif(not _glibc(), reason="the freed heap is handed back with glibc's malloc_trim")
+def test_the_merge_and_the_search_build_start_with_the_freed_heap_handed_back(store):
+    """What Python freed during the listing is given back to the OS before the merge and
+    the search build fill DuckDB's memory (it counted in the harvest's peak)."""
+    stage = stage_of(store, [record("a")])
+    pin = _heap_left_with_free_pages(200)
+    before = _rss()
+    store.commit_portal(stage, "city", T0, mark_deleted=True)
+    assert before - _rss() > (80 << 20)   # (of the 200 MB: some went back as they were freed)
+    pin = _heap_left_with_free_pages(200)
+    before = _rss()
+    assert store.refresh_search()
+    assert before - _rss() > (80 << 20)   # (of the 200 MB: some went back as they were freed)
+    del pin

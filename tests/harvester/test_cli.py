@@ -501,3 +501,17 @@ def test_json_streamed_is_the_text_echo_json_prints(capsys, items):
     whole = capsys.readouterr().out
     echo_json_streamed(head, "errors", iter(items))
     assert capsys.readouterr().out == whole
+
+
+def test_civicat_harvest_never_imports_pandas(tmp_path, portal):
+    """The harvest's whole process, from opening the catalogue (its migrations, the runs an
+    earlier harvest left) to the search index, keeps pandas out (catalog.lazy.pandas_kept_out)."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harvester.cli", "harvest", "--json",
+                             "--config", config, "--db", str(tmp_path / "c.duckdb")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert [p["new"] for p in json.loads(result.stdout)["portals"]] == [7]
+    # (-X importtime names a refused import too, without its submodules)
+    imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+    assert {"duckdb", "pyarrow"} <= imported and not [name for name in imported if name.startswith("pandas.")]

@@ -2,8 +2,11 @@
 period), an unchanged catalogue is not rewritten, portals run side by side. What a harvest
 does under faults is in test_faults.py."""
 import copy
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -367,3 +370,32 @@ def test_a_page_that_repeats_the_one_before_is_not_replayed_the_next_night(store
         report = harvest([socrata.config], store, http).portals[0]
         assert report.status == "ok" and report.listing_complete and report.seen == 350
         assert report.duplicates == 0 and report.not_modified >= 3
+
+
+def test_a_harvests_process_never_imports_pandas_and_can_use_it_afterwards(tmp_path, socrata):
+    """DuckDB imports pandas on a statement's first bound parameter, pyarrow on the first
+    pa.array (~42 MB of RSS for the life of the process): a fresh process that opens a
+    catalogue, harvests, maps in-process and builds the search index has not imported it,
+    and DuckDB and pyarrow use it when it is imported afterwards."""
+    probe = (
+        "import sys\n"
+        "from catalog.store import Store\n"
+        "from harvester.http import HttpClient, ValidatorCache\n"
+        "from harvester.pipeline import harvest\n"
+        "from harvester.config import PortalConfig\n"
+        f"store = Store({str(tmp_path / 'c.duckdb')!r})\n"
+        f"portal = PortalConfig(id='city', city='City', kind='socrata', url={socrata.url!r}, domain={DOMAIN!r})\n"
+        f"report = harvest([portal], store, HttpClient(cache=ValidatorCache({str(tmp_path / 'cache')!r})))\n"
+        "assert report.ok and report.portals[0].new == 350, report\n"
+        "print('pandas' in sys.modules)\n"
+        "import pandas, pyarrow as pa\n"
+        "frame = pandas.DataFrame({'n': [1, 2]})\n"
+        "assert store.con.execute('SELECT sum(n) FROM frame').fetchone()[0] == 3\n"
+        "assert store.con.execute('SELECT count(*) FROM datasets WHERE ? IS NULL', [pandas.NA]).fetchone()[0] == 350\n"
+        "assert pa.table({'n': [1]}).to_pandas().shape == (1, 1)\n"
+        "print(pa.types.is_dictionary(pa.array(pandas.Series(['a', 'a'], dtype='category')).type))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
