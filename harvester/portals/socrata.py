@@ -19,8 +19,8 @@ from harvester.http import capped_json, dropped
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
-from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, csv_page,
-                               paged_tables, parquet_max, read_parquet_sql, unique_fields)
+from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SourceChanged,
+                               csv_page, paged_tables, parquet_max, read_parquet_sql, unique_fields)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -365,9 +365,12 @@ class SodaRecords(RecordSource):
         self.where = None
         if previous is not None and previous.watermark:
             self.mode, self.where = "incremental", f":updated_at > '{previous.watermark}'"
+        self.expected_rows = self._count()
+
+    def _count(self) -> int:
         counted = self.http.get_json(f"{self.url}.json", {"$select": "count(*) AS n", "$where": self.where},
                                      headers=self.headers, expect=_count_shape).data
-        self.expected_rows = int(counted[0]["n"])
+        return int(counted[0]["n"])
 
     @property
     def fingerprint(self) -> str:
@@ -390,6 +393,27 @@ class SodaRecords(RecordSource):
         # CSV: two pages in flight, the server working on the next while this one is parsed and
         # written; JSON pages, as Python objects, are ten times larger in memory: one
         return paged_tables(self._fetch, paginator, resume, ahead=2 if self.format == "csv" else 1)
+
+    def check_unchanged(self, con, staged_glob: str) -> None:
+        """Pages are offsets into the rows in `:id` order, and an `:id` (`row-ab3x.k9q2_mz7e`)
+        says nothing of when its row was added: a row added before the page being read moves
+        the rows after it on, one is read twice (its `:id` staged twice, the row added never
+        read); a row removed moves them back, one is never read (the count falls, the row
+        removed staged). Rows added past the page being read move nothing: a count that grew
+        with every `:id` staged once is the dataset as it now is."""
+        staged = read_parquet_sql(staged_glob)
+        read, distinct = con.execute(f'SELECT count(":id"), count(DISTINCT ":id") FROM {staged}').fetchone()
+        started, now = self.expected_rows, self._count()
+        self.expected_rows = now   # what the pull, read again, must give
+        if read > distinct:
+            twice = [row[0] for row in con.execute(f'SELECT ":id" FROM {staged} GROUP BY ALL HAVING count(*) > 1 '
+                                                   'ORDER BY 1 LIMIT 3').fetchall()]
+            raise SourceChanged(f"{read - distinct} row{'s' if read - distinct > 1 else ''} read twice (:id "
+                                f"{', '.join(map(repr, twice))}{', ...' if read - distinct > 3 else ''}): rows were "
+                                f"added before the page being read (the count went from {started} to {now})")
+        if now < started or read > now:   # (`read`: a row of nulls, a record that was no object, has no :id)
+            raise SourceChanged(f"the row count went from {started} to {now} while it was read, {read} rows read: "
+                                "a row removed before the page being read moves an unread row back past it")
 
     def watermark(self, glob: str) -> str | None:
         latest = parquet_max(glob, ":updated_at")
