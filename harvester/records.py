@@ -598,6 +598,14 @@ def columns_changed(params: dict | None, count: int, new: list, gone: list, firs
                         "the next pull reads it again")
 
 
+def count_changed(params: dict | None, counted: int, first: int) -> SourceChanged:
+    """The error of a page whose count of the dataset's rows is not the count the pull began
+    with: rows added or removed as it read them, which move the rows after them between
+    offset pages."""
+    return SourceChanged(f"the page at {request_text(params)} counts {counted} rows where the pull began with "
+                         f"{first}: rows were {'added' if counted > first else 'removed'} as it read them")
+
+
 class SameKeys:
     """SameColumns for JSON rows that name their columns only by their keys (OpenDataSoft
     records, ArcGIS attributes in an answer that lists no fields). A portal may leave a

@@ -19,7 +19,7 @@ from harvester.paging import OffsetPaginator, Page, request_text
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
 from harvester.portals.base import note_columns_cut, refuse_cut_columns
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys,
-                               pa, paged_tables, unique_fields)
+                               SourceChanged, pa, paged_tables, unique_fields)
 
 log = logging.getLogger("civicat.arcgis")
 
@@ -255,6 +255,19 @@ class FeatureServerRecords(RecordSource):
             resume = {"ids_from": resume["batch"] * self.batch, "ids": self.batch}
         return paged_tables(fetch, IdBatchPaginator(self.batch, len(ids)), resume)
 
+
+    def check_unchanged(self, con, staged_glob: str) -> None:
+        """resultOffset pages: features added take new object ids, after every feature, and are
+        read on to; a feature removed moves the ones after it back, and one past the page being
+        read is never read. The count is asked again: one that fell reads the pull again.
+        (Object-id batches ask each listed id: a removed feature is no row.)"""
+        if not self.paged or self.expected_rows is None:
+            return
+        count = self._query({"where": "1=1", "returnCountOnly": "true"}).get("count")
+        if isinstance(count, int) and count < self.expected_rows:
+            started, self.expected_rows = self.expected_rows, count
+            raise SourceChanged(f"the layer counted {started} features when the pull began and {count} at its end: "
+                                "features removed as it read them move unread ones back past the page being read")
 
     def _id_batch(self, chosen: list[int], params: dict, common: dict, id_column: str) -> Page:
         """The features of the object ids `chosen`, each once. Ids a server left out are asked

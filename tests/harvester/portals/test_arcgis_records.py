@@ -339,3 +339,24 @@ def test_features_a_batch_did_not_ask_for_fail_the_pull(tmp_path, store):
                                                rf"features it did not ask for, or twice \(object ids "
                                                rf"{re.escape(str(strays))}\): the server does not select by objectIds"):
             pull_cook(tmp_path, store, services)
+
+
+def test_a_feature_removed_while_result_offset_pages_are_read_is_read_again(tmp_path, store):
+    """A feature removed before the page being read moves the features after it back: one is
+    never read, the one removed was. The pull failed (1,000 counted, 999 read); the count
+    asked again at its end fell, and read again the pull is the layer as it now is."""
+    meta, features = esri_layer()
+    first = min(f["attributes"]["objectid"] for f in features)
+    with FeatureServerPortal({ESRI: (meta, features)}) as services:
+        def remove_the_first_feature(path, query):
+            if query.get("resultOffset") == "600":
+                features[:] = [f for f in features if f["attributes"]["objectid"] != first]
+
+        services.on_request = remove_the_first_feature
+        layout = RecordsLayout(tmp_path / "records")
+        result = pull_dataset(FeatureServerRecords(fast_client(), services.url + ESRI), layout, "dc", f"{ESRI_ITEM}_0",
+                              store.con, uid=f"dc:{ESRI_ITEM}_0", run_id="r")
+    ids = pq.read_table(layout.folder("dc", f"{ESRI_ITEM}_0"), columns=["objectid"])["objectid"].to_pylist()
+    assert sorted(ids) == sorted(f["attributes"]["objectid"] for f in features) and len(ids) == 999
+    assert result.changed == ("the layer counted 1000 features when the pull began and 999 at its end: features "
+                              "removed as it read them move unread ones back past the page being read")
