@@ -405,8 +405,8 @@ class SodaRecords(RecordSource):
         being read, between the same two pages, leave the count and the ids as they were:
         the removed row is published and a row is not read, until the next full pull.)"""
         staged = read_parquet_sql(staged_glob)
-        # distinct 64-bit hashes (twice as fast as the ids over 5M rows); the ids read twice, if any, are
-        # then asked by their text, which also clears a hash two ids share (about 1 in 10^6 such pulls)
+        # distinct 64-bit hashes (over 5M rows 0.6 s of CPU, the ids' text 1.1 s); the ids read twice, if
+        # any, are then asked by their text, which also clears a hash two ids share (about 1 in 10^6 such pulls)
         read, distinct = con.execute(f'SELECT count(":id"), count(DISTINCT hash(":id")) FROM {staged}').fetchone()
         twice = [] if read == distinct else [row[0] for row in con.execute(
             f'SELECT ":id" FROM {staged} GROUP BY ALL HAVING count(*) > 1 ORDER BY 1').fetchall()]
