@@ -412,7 +412,7 @@ class RecordSource(ABC):
     def close(self) -> None:
         """Release what the source holds (a downloaded file)."""
 
-    def check_unchanged(self, con, staged_glob: str) -> None:
+    def check_unchanged(self, staged_glob: str) -> None:
         """Once every row is staged (in the Parquet at `staged_glob`): raise SourceChanged
         where they show the dataset changed while it was read."""
 
@@ -807,7 +807,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     parts_dir.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema(source.fields)
     try:
-        _stage(source, schema, progress, progress_path, parts_dir, part_rows, tables, result, con)
+        _stage(source, schema, progress, progress_path, parts_dir, part_rows, tables, result)
     except SourceChanged as changed:
         # rows added or removed while the pull read them: read again, once (a source that
         # changes all the time must not keep the night busy; the next pull tries again)
@@ -819,7 +819,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         parts_dir.mkdir(parents=True)
         progress = _new_progress(source)
         try:
-            _stage(source, schema, progress, progress_path, parts_dir, part_rows, None, result, con)
+            _stage(source, schema, progress, progress_path, parts_dir, part_rows, None, result)
         except SourceChanged as again:
             shutil.rmtree(staging, ignore_errors=True)   # (rows that moved are not resumed from)
             raise RecordsError(f"the dataset changed while it was read, twice: first {changed}; read again, "
@@ -849,7 +849,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
 
 
 def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-           part_rows: int, tables, result: PullResult, con) -> None:
+           part_rows: int, tables, result: PullResult) -> None:
     """Read the source's rows into parts (at least one), then let it check they are still
     what it serves (RecordSource.check_unchanged: SourceChanged if not)."""
     if not progress["done"]:
@@ -857,7 +857,7 @@ def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_pat
     if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
         pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
         progress["parts"].append("part-00000.parquet")
-    source.check_unchanged(con, str(parts_dir / "*.parquet"))
+    source.check_unchanged(str(parts_dir / "*.parquet"))
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,

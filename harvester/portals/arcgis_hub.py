@@ -255,7 +255,7 @@ class FeatureServerRecords(RecordSource):
             resume = {"ids_from": resume["batch"] * self.batch, "ids": self.batch}
         return paged_tables(fetch, IdBatchPaginator(self.batch, len(ids)), resume)
 
-    def check_unchanged(self, con, staged_glob: str) -> None:
+    def check_unchanged(self, staged_glob: str) -> None:
         """resultOffset pages: features added take new object ids, after every feature, and are
         read on to; a feature removed moves the ones after it back, and one past the page being
         read is never read. The count is asked again: one that fell reads the pull again.

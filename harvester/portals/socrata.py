@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from catalog import record as R
 from catalog.record import Notes
+from catalog.records import scratch_duckdb
 from harvester.http import capped_json, dropped
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
@@ -29,6 +30,7 @@ RECORD_PAGE = 50_000          # SODA's largest $limit
 SYSTEM_FIELDS = [Field(":id", "text"), Field(":updated_at", "datetime_utc")]
 FOUR_BY_FOUR = re.compile(r"^[a-z0-9]{4}-[a-z0-9]{4}$")
 OFFSET_WINDOW = 10_000
+ID_CHECK_MEMORY = "64MB"   # DuckDB's, to find a records pull's :id read twice (it spills past it)
 
 # Discovery `type` → civicat asset_type
 ASSET_TYPES = {
@@ -394,7 +396,7 @@ class SodaRecords(RecordSource):
         # written; JSON pages, as Python objects, are ten times larger in memory: one
         return paged_tables(self._fetch, paginator, resume, ahead=2 if self.format == "csv" else 1)
 
-    def check_unchanged(self, con, staged_glob: str) -> None:
+    def check_unchanged(self, staged_glob: str) -> None:
         """Pages are offsets into the rows in `:id` order, and an `:id` (`row-ab3x.k9q2_mz7e`)
         says nothing of when its row was added: a row added before the page being read moves
         the rows after it on, one is read twice (its `:id` staged twice, the row added never
@@ -405,11 +407,13 @@ class SodaRecords(RecordSource):
         being read, between the same two pages, leave the count and the ids as they were:
         the removed row is published and a row is not read, until the next full pull.)"""
         staged = read_parquet_sql(staged_glob)
-        # distinct 64-bit hashes (over 5M rows 0.6 s of CPU, the ids' text 1.1 s); the ids read twice, if
-        # any, are then asked by their text, which also clears a hash two ids share (about 1 in 10^6 such pulls)
-        read, distinct = con.execute(f'SELECT count(":id"), count(DISTINCT hash(":id")) FROM {staged}').fetchone()
-        twice = [] if read == distinct else [row[0] for row in con.execute(
-            f'SELECT ":id" FROM {staged} GROUP BY ALL HAVING count(*) > 1 ORDER BY 1').fetchall()]
+        # distinct 64-bit hashes (over 5M rows 0.6 s of CPU, the ids' text 1.1 s; +80 MB of RSS at most in
+        # 64 MB, +120 in 128); the ids read twice, if any, are then asked by their text, which also clears a
+        # hash two ids share (about 1 in 10^6 such pulls)
+        with scratch_duckdb(ID_CHECK_MEMORY) as duck:
+            read, distinct = duck.execute(f'SELECT count(":id"), count(DISTINCT hash(":id")) FROM {staged}').fetchone()
+            twice = [] if read == distinct else [row[0] for row in duck.execute(
+                f'SELECT ":id" FROM {staged} GROUP BY ALL HAVING count(*) > 1 ORDER BY 1').fetchall()]
         started, now = self.expected_rows, self._count()
         self.expected_rows = now   # what the pull, read again, must give
         if twice:
