@@ -70,7 +70,15 @@ class RecordsError(Exception):
 class SourceChanged(RecordsError):
     """Rows were added or removed while the pull read the dataset, which moves the rows
     after them between offset pages (one read twice, or one never read): the pull is read
-    again, once (pull_dataset)."""
+    again, once (pull_dataset). `only_added`: raised once every row was staged, and rows were
+    only added (a row read twice, or one added to a page read already; none lost): a second
+    read that sees only that is published as read, with a warning. A large dataset that
+    takes rows all day (a 911 log) changes during every full read, and failing it would
+    leave it with no records at all, night after night."""
+
+    def __init__(self, message: str, *, only_added: bool = False):
+        super().__init__(message)
+        self.only_added = only_added
 
 
 @dataclass(frozen=True)
@@ -758,6 +766,7 @@ class PullResult:
     not_objects: int = 0
     smaller_pages: str | None = None   # what pages over the response cap cost the pull (a warning)
     changed: str | None = None   # how the dataset changed while it was read, the pull read again (a warning)
+    published_as_read: bool = False   # changed again in the second read, only by rows added: published so
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -821,9 +830,13 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         try:
             _stage(source, schema, progress, progress_path, parts_dir, part_rows, None, result)
         except SourceChanged as again:
-            shutil.rmtree(staging, ignore_errors=True)   # (rows that moved are not resumed from)
-            raise RecordsError(f"the dataset changed while it was read, twice: first {changed}; read again, "
-                               f"{again}; the previous records are kept and the next pull reads it again") from None
+            if not again.only_added:
+                shutil.rmtree(staging, ignore_errors=True)   # (rows that moved are not resumed from)
+                raise RecordsError(f"the dataset changed while it was read, twice: first {changed}; read again, "
+                                   f"{again}; the previous records are kept and the next pull reads it again") from None
+            log.warning("%s: read again, %s: published as read", uid, again)
+            result.changed = f"{changed}; read again, {again}"
+            result.published_as_read = True
     if source.expected_rows is not None and progress["rows"] < source.expected_rows:
         shutil.rmtree(staging, ignore_errors=True)  # an incomplete read is never resumed as if complete
         raise RecordsError(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
@@ -1034,7 +1047,9 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             if result.smaller_pages:
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
             if result.changed:
-                errors.add(source_id, "records", "ChangedWhileRead", f"{result.changed}: the pull read it again",
+                errors.add(source_id, "records", "ChangedWhileRead", f"{result.changed}: the pull read it again" + (
+                    ", and published it as read the second time (rows were only added as it was read: a row may be "
+                    "in it twice, and one added missing, until the next full pull)" if result.published_as_read else ""),
                            severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
             result.status = "failed"

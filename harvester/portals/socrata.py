@@ -419,14 +419,15 @@ class SodaRecords(RecordSource):
         if twice:
             raise SourceChanged(f"{len(twice)} row{'s' if len(twice) > 1 else ''} read twice (:id "
                                 f"{', '.join(map(repr, twice[:3]))}{', ...' if len(twice) > 3 else ''}): rows moved "
-                                f"between the pages as they were read (the count went from {started} to {now})")
+                                f"between the pages as they were read (the count went from {started} to {now})",
+                                only_added=now >= started)
         # (`read` leaves out rows of nulls, records that were no object: they have no :id)
         if now < started or read > now:
             raise SourceChanged(f"the row count went from {started} to {now} while it was read, {read} rows read: "
                                 "a row removed before the page being read moves an unread row back past it")
         if started < now and read < now:   # (a count that did not change is a short read: pull_dataset says so)
             raise SourceChanged(f"the row count went from {started} to {now} while it was read, {read} rows read: "
-                                "rows were added to pages read already")
+                                "rows were added to pages read already", only_added=True)
 
     def watermark(self, glob: str) -> str | None:
         latest = parquet_max(glob, ":updated_at")
