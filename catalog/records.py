@@ -19,6 +19,7 @@ import shutil
 import tempfile
 import threading
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -268,15 +269,23 @@ class Measured:
     bytes: int
 
 
+@contextmanager
+def scratch_duckdb(memory: str):
+    """A DuckDB of its own for a scan of a pull's Parquet, with a small memory limit, closed
+    after it: the scan must not lift the pull's peak (the catalogue's connection would keep
+    what it took). It spills to a directory of its own: an in-memory DuckDB's default is the
+    working directory."""
+    with tempfile.TemporaryDirectory(prefix="civicat-scan-") as spill, duckdb.connect(
+            config={"memory_limit": memory, "threads": 2, "temp_directory": spill}) as con:
+        yield con
+
+
 def measure_folder(folder: Path) -> Measured:
     """Profile the Parquet of `folder`: done before a pull publishes it, so that a profile
     that fails (out of memory, say) leaves the previous dataset in place, as every other
     failure of a pull does."""
     glob = str(folder / "*.parquet")
-    # a DuckDB of its own, with a small memory limit: the profile must not lift the pull's peak
-    # (spilling to a directory of its own: an in-memory DuckDB's default is the working directory)
-    with tempfile.TemporaryDirectory(prefix="civicat-profile-") as spill, duckdb.connect(
-            config={"memory_limit": PROFILE_MEMORY, "threads": 2, "temp_directory": spill}) as profiler:
+    with scratch_duckdb(PROFILE_MEMORY) as profiler:
         profiles = profile_columns(profiler, glob)
         rows = profiles[0]["row_count"] if profiles else profiler.execute(
             "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()[0]

@@ -67,6 +67,20 @@ class RecordsError(Exception):
     """A dataset whose records cannot be pulled (unsupported, incomplete, inconsistent)."""
 
 
+class SourceChanged(RecordsError):
+    """Rows were added or removed while the pull read the dataset, which moves the rows
+    after them between offset pages (one read twice, or one never read): the pull is read
+    again, once (pull_dataset). `only_added`: raised once every row was staged, and rows were
+    only added (a row read twice, or one added to a page read already; none lost): a second
+    read that sees only that is published as read, with a warning. A large dataset that
+    takes rows all day (a 911 log) changes during every full read, and failing it would
+    leave it with no records at all, night after night."""
+
+    def __init__(self, message: str, *, only_added: bool = False):
+        super().__init__(message)
+        self.only_added = only_added
+
+
 @dataclass(frozen=True)
 class Field:
     name: str      # the column's name in the Parquet: the portal's field name, made unique and printable
@@ -406,6 +420,10 @@ class RecordSource(ABC):
     def close(self) -> None:
         """Release what the source holds (a downloaded file)."""
 
+    def check_unchanged(self, staged_glob: str) -> None:
+        """Once every row is staged (in the Parquet at `staged_glob`): raise SourceChanged
+        where they show the dataset changed while it was read."""
+
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str | None:
         """For an incremental pull: the SELECT that merges the previous dataset with the
         rows just read (None: the rows read are the whole dataset)."""
@@ -588,6 +606,14 @@ def columns_changed(params: dict | None, count: int, new: list, gone: list, firs
                         "the next pull reads it again")
 
 
+def count_changed(params: dict | None, counted: int, first: int) -> SourceChanged:
+    """The error of a page whose count of the dataset's rows is not the count the pull began
+    with: rows added or removed as it read them, which move the rows after them between
+    offset pages."""
+    return SourceChanged(f"the page at {request_text(params)} counts {counted} rows where the pull began with "
+                         f"{first}: rows were {'added' if counted > first else 'removed'} as it read them")
+
+
 class SameKeys:
     """SameColumns for JSON rows that name their columns only by their keys (OpenDataSoft
     records, ArcGIS attributes in an answer that lists no fields). A portal may leave a
@@ -739,6 +765,8 @@ class PullResult:
     invalid_values: dict = field(default_factory=dict)
     not_objects: int = 0
     smaller_pages: str | None = None   # what pages over the response cap cost the pull (a warning)
+    changed: str | None = None   # how the dataset changed while it was read, the pull read again (a warning)
+    published_as_read: bool = False   # changed again in the second read, only by rows added: published so
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -780,18 +808,35 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
             progress = tables = None
     if progress is None:
         shutil.rmtree(staging, ignore_errors=True)
-        progress = {"fingerprint": source.fingerprint, "parts": [], "rows": 0, "state": None, "done": False}
+        progress = _new_progress(source)
     else:
         result.resumed = True
         for stray in parts_dir.glob("*.tmp"):
             stray.unlink()
     parts_dir.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema(source.fields)
-    if not progress["done"]:
-        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, part_rows, tables)
-    if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
-        pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
-        progress["parts"].append("part-00000.parquet")
+    try:
+        _stage(source, schema, progress, progress_path, parts_dir, part_rows, tables, result)
+    except SourceChanged as changed:
+        # rows added or removed while the pull read them: read again, once (a source that
+        # changes all the time must not keep the night busy; the next pull tries again)
+        shutil.rmtree(staging, ignore_errors=True)
+        log.warning("%s: %s: the pull reads it again", uid, changed)
+        result.changed, result.resumed = str(changed), False
+        if isinstance(getattr(source, "conversion", None), Conversion):   # (counted again as read again)
+            source.conversion.invalid, source.conversion.not_objects = Counter(), 0
+        parts_dir.mkdir(parents=True)
+        progress = _new_progress(source)
+        try:
+            _stage(source, schema, progress, progress_path, parts_dir, part_rows, None, result)
+        except SourceChanged as again:
+            if not again.only_added:
+                shutil.rmtree(staging, ignore_errors=True)   # (rows that moved are not resumed from)
+                raise RecordsError(f"the dataset changed while it was read, twice: first {changed}; read again, "
+                                   f"{again}; the previous records are kept and the next pull reads it again") from None
+            log.warning("%s: read again, %s: published as read", uid, again)
+            result.changed = f"{changed}; read again, {again}"
+            result.published_as_read = True
     if source.expected_rows is not None and progress["rows"] < source.expected_rows:
         shutil.rmtree(staging, ignore_errors=True)  # an incomplete read is never resumed as if complete
         raise RecordsError(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
@@ -814,6 +859,18 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     result.path = layout.relative(portal_id, source_id)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
+           part_rows: int, tables, result: PullResult) -> None:
+    """Read the source's rows into parts (at least one), then let it check they are still
+    what it serves (RecordSource.check_unchanged: SourceChanged if not)."""
+    if not progress["done"]:
+        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, part_rows, tables)
+    if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
+        pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
+        progress["parts"].append("part-00000.parquet")
+    source.check_unchanged(str(parts_dir / "*.parquet"))
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
@@ -920,6 +977,10 @@ def _merge(con, source: RecordSource, layout: RecordsLayout, portal_id: str, sou
     return merged
 
 
+def _new_progress(source: RecordSource) -> dict:
+    return {"fingerprint": source.fingerprint, "parts": [], "rows": 0, "state": None, "done": False}
+
+
 def _load_progress(path: Path, fingerprint: str) -> dict | None:
     try:
         progress = json.loads(path.read_text())
@@ -985,6 +1046,11 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                            severity="warning")
             if result.smaller_pages:
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
+            if result.changed:
+                errors.add(source_id, "records", "ChangedWhileRead", f"{result.changed}: the pull read it again" + (
+                    ", and published it as read the second time (rows were only added as it was read: a row may be "
+                    "in it twice, and one added missing, until the next full pull)" if result.published_as_read else ""),
+                           severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
             result.status = "failed"
             result.error_type = type(exc).__name__

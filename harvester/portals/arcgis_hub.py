@@ -9,16 +9,19 @@ errors with HTTP 200 and an `{"error": {...}}` body: those are errors too.
 """
 from __future__ import annotations
 
+import logging
 import re
 
 from catalog import record as R
 from catalog.record import Notes
 from harvester.http import PermanentError, capped_json, dropped
-from harvester.paging import OffsetPaginator, Page
+from harvester.paging import OffsetPaginator, Page, request_text
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
 from harvester.portals.base import note_columns_cut, refuse_cut_columns
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys,
-                               paged_tables, unique_fields)
+                               SourceChanged, pa, paged_tables, unique_fields)
+
+log = logging.getLogger("civicat.arcgis")
 
 FEED_PATH = "/api/feed/dcat-us/1.1.json"
 LAYER_DOCUMENT = capped_json({"fields": MAX_COLUMNS})   # its fields cut as they are read
@@ -238,16 +241,59 @@ class FeatureServerRecords(RecordSource):
             raise RecordsError(f"the layer {self.url} supports neither pagination nor object ids")
         ids = self._query({"where": "1=1", "returnIdsOnly": "true"}).get("objectIds") or []
         ids = sorted(i for i in ids if isinstance(i, int))
+        id_column = next((f.name for f in self.fields if f.key == self.object_id), None)
 
         def fetch(params: dict) -> Page:
             chosen = ids[params["ids_from"]:params["ids_from"] + params["ids"]]
             if not chosen:
                 return Page(items=self.conversion.schema.empty_table())
-            return self._page(self._query({**common, "objectIds": ",".join(map(str, chosen))}), params)
+            if id_column is None:   # (a layer whose fields leave its object id out: nothing to check by)
+                return self._page(self._query({**common, "objectIds": ",".join(map(str, chosen))}), params)
+            return self._id_batch(chosen, params, common, id_column)
 
         if resume is not None and "batch" in resume:   # a pull cut short when batches were numbered
             resume = {"ids_from": resume["batch"] * self.batch, "ids": self.batch}
         return paged_tables(fetch, IdBatchPaginator(self.batch, len(ids)), resume)
+
+    def check_unchanged(self, staged_glob: str) -> None:
+        """resultOffset pages: features added take new object ids, after every feature, and are
+        read on to; a feature removed moves the ones after it back, and one past the page being
+        read is never read. The count is asked again: one that fell reads the pull again.
+        (Object-id batches ask each listed id: a removed feature is no row.)"""
+        if not self.paged or self.expected_rows is None:
+            return
+        count = self._query({"where": "1=1", "returnCountOnly": "true"}).get("count")
+        if isinstance(count, int) and count < self.expected_rows:
+            started, self.expected_rows = self.expected_rows, count
+            raise SourceChanged(f"the layer counted {started} features when the pull began and {count} at its end: "
+                                "features removed as it read them move unread ones back past the page being read")
+
+    def _id_batch(self, chosen: list[int], params: dict, common: dict, id_column: str) -> Page:
+        """The features of the object ids `chosen`, each once. Ids a server left out are asked
+        again (a server may answer fewer than asked: a cap of its own under maxRecordCount);
+        an id still left out was deleted since the ids were listed. The layer no longer has
+        it, so the pull reads the layer as it now is, one row fewer to reach (failing, it
+        failed every pull of a layer whose features are deleted while it is read, and the
+        next one read the same). A feature not asked for, or answered twice, fails the pull:
+        the server does not select by `objectIds`, and those rows would be published twice."""
+        tables, wanted, asked = [], set(chosen), chosen
+        while asked:
+            page = self._page(self._query({**common, "objectIds": ",".join(map(str, asked))}), params)
+            answered = page.items[id_column].to_pylist()
+            strays = [i for i in answered if i not in wanted]
+            if strays or len(set(answered)) < len(answered):
+                raise RecordsError(f"the objectIds batch at {request_text(params)} of {self.url} answered features "
+                                   f"it did not ask for, or twice (object ids {strays[:5] or 'repeated'}): the server "
+                                   "does not select by objectIds, and those rows would be published twice")
+            tables.append(page.items)
+            wanted.difference_update(answered)
+            asked = sorted(wanted) if answered else []
+        if wanted:
+            log.info("%s: %d features listed by returnIdsOnly were deleted before their batch was read (object ids "
+                     "%s)", self.url, len(wanted), sorted(wanted)[:5])
+            if self.expected_rows is not None:
+                self.expected_rows -= len(wanted)
+        return Page(items=pa.concat_tables(tables) if len(tables) > 1 else tables[0])
 
 
 def esri_wkt(geometry) -> str | None:

@@ -21,7 +21,7 @@ from harvester.paging import Listing, OffsetPaginator, Page
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameColumns,
-                               csv_distribution, paged_tables, unique_fields)
+                               count_changed, csv_distribution, paged_tables, unique_fields)
 
 ROWS = 1000  # CKAN's default ckan.search.rows_max
 # a package over the response cap alone is listed by these fields only (package_search's `fl`, the
@@ -334,6 +334,12 @@ class DatastoreRecords(RecordSource):
             raise RecordsError(f"datastore_search of {self.resource_id} gave no records list")
         if "fields" in result:
             self.field_ids.check(_field_ids(result), params)
+        total = result.get("total")
+        # rows added take the next `_id`s, after every row (read on to them); a row removed moves
+        # the rows after it back, and one past the page being read is never read
+        if isinstance(total, int) and self.expected_rows is not None and total < self.expected_rows:
+            counted, self.expected_rows = self.expected_rows, total
+            raise count_changed(params, total, counted)
         return Page(items=self.conversion.table_from_rows(records))
 
     def batches(self, resume):

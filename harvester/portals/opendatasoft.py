@@ -17,7 +17,7 @@ from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reporte
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys,
-                               paged_tables, unique_fields)
+                               count_changed, paged_tables, unique_fields)
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -186,6 +186,9 @@ class OdsRecords(RecordSource):
 
     def _page(self, params: dict, conversion: Conversion | None = None) -> Page:
         data = self._get(params)
+        if data["total_count"] != self.expected_rows:   # (rows carry no key, in no order asked: any change moves them)
+            counted, self.expected_rows = self.expected_rows, data["total_count"]
+            raise count_changed(params, data["total_count"], counted)
         self.row_keys.check(data["results"], params)
         return Page(items=(conversion or self.conversion).table_from_rows(data["results"]), total=data["total_count"])
 

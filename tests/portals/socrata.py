@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import orjson
 import pyarrow as pa
@@ -25,7 +25,10 @@ class SodaTable:
 
     ``$select`` (``count(*) [AS n]``, or fields with ``:id``, ``:updated_at``, ``*``),
     ``$where`` (only ``:updated_at > '<timestamp>'``), ``$order`` (``:id``; anything else
-    is refused), ``$limit`` (default 1,000; above 50,000 refused), ``$offset``."""
+    is refused), ``$limit`` (default 1,000; above 50,000 refused), ``$offset``.
+
+    ``before_page[offset]`` changes the dataset (``add``, ``remove``) as a page at that
+    ``$offset`` is first asked, before it is answered: a dataset edited during a pull."""
 
     MAX_LIMIT = 50_000
     DEFAULT_LIMIT = 1_000
@@ -33,6 +36,15 @@ class SodaTable:
     def __init__(self, table: pa.Table) -> None:
         self.table = table.sort_by(":id")
         self.fields = [n for n in table.column_names if not n.startswith(":")]
+        self.before_page: dict[int, Callable[[SodaTable], None]] = {}
+
+    def add(self, rows: list[dict]) -> None:
+        """Rows added, each in its place in `:id` order (SODA's)."""
+        added = pa.Table.from_pylist(rows, schema=self.table.schema)
+        self.table = pa.concat_tables([self.table, added]).sort_by(":id")
+
+    def remove(self, ids: list[str]) -> None:
+        self.table = self.table.filter(pc.invert(pc.is_in(self.table[":id"], pa.array(ids))))
 
     @classmethod
     def from_rows(cls, rows: list[dict], updated_at: str = "2024-01-15T12:00:00.000Z") -> "SodaTable":
@@ -41,6 +53,11 @@ class SodaTable:
         return cls(pa.Table.from_pylist(rows))
 
     def answer(self, fmt: str, query: Query) -> tuple[int, object]:
+        counting = query.get("$select", "").replace(" ", "").lower().startswith("count(*)")
+        offset = str(query.get("$offset", "0"))
+        change = None if counting or not offset.isdigit() else self.before_page.pop(int(offset), None)
+        if change is not None:
+            change(self)
         table = self.table
         where = query.get("$where")
         if where:

@@ -2,6 +2,7 @@
 serving recorded layers: the Esri test layer (pagination advertised) and Cook County's
 points of interest (no pagination: object-id batches)."""
 import json
+import re
 
 import duckdb
 import pyarrow as pa
@@ -268,3 +269,94 @@ def test_a_layer_that_cannot_order_is_paged_in_its_own_order(tmp_path):
         source = FeatureServerRecords(fast_client(), services.url + ESRI)
         ids = [i for table, _ in source.batches(None) for i in table["objectid"].to_pylist()]
     assert ids == [f["attributes"]["objectid"] for f in features[::-1]]
+
+
+# -- objectIds batches of a layer that changes while it is read -------------------------------
+
+def cook_layer() -> tuple[dict, list[dict]]:
+    meta = {**load_json("arcgis-featureserver/cook-county-poi-layer-metadata.json"), "maxRecordCount": 200}
+    return meta, load_json("arcgis-featureserver/cook-county-poi-query-page500.json")["features"]
+
+
+def pull_cook(tmp_path, store, services) -> tuple:
+    layout = RecordsLayout(tmp_path / "records")
+    result = pull_dataset(FeatureServerRecords(fast_client(), services.url + COOK), layout, "dc", f"{COOK_ITEM}_0",
+                          store.con, uid=f"dc:{COOK_ITEM}_0", run_id="r")
+    return result, pq.read_table(layout.folder("dc", f"{COOK_ITEM}_0"), columns=["OBJECTID"])["OBJECTID"].to_pylist()
+
+
+def test_a_feature_deleted_after_the_ids_were_listed_is_no_row_not_a_failed_pull(tmp_path, store):
+    """The ids come from `returnIdsOnly` first; a feature deleted before its batch is read is
+    not in the layer any more, and its batch gives one row fewer than it asks. The pull failed
+    (500 counted, 499 read), as it would each night on a layer whose features are deleted as
+    it is read; asked again alone and still not answered, the id is no row of the layer."""
+    meta, features = cook_layer()
+    last = max(f["attributes"]["OBJECTID"] for f in features)
+    with FeatureServerPortal({COOK: (meta, features)}) as services:
+        def delete_the_last_feature(path, query):
+            if query.get("objectIds") and not services.requests[-2][1].get("objectIds"):   # the first batch
+                features[:] = [f for f in features if f["attributes"]["OBJECTID"] != last]
+
+        services.on_request = delete_the_last_feature
+        result, ids = pull_cook(tmp_path, store, services)
+        asked = [q["objectIds"] for p, q, _ in services.requests if "objectIds" in q]
+    assert result.rows == 499 and sorted(ids) == sorted(f["attributes"]["OBJECTID"] for f in features)
+    assert last not in ids and asked[-1] == str(last)   # asked again alone: gone
+
+
+def test_a_batch_answered_short_is_asked_the_rest(tmp_path, store):
+    """A server whose own cap (150) is under the maxRecordCount it says (200): each batch
+    answered short, the rest of its ids asked again, every feature read."""
+    meta, features = cook_layer()
+    with FeatureServerPortal({COOK: (meta, features)}, real_cap=150) as services:
+        result, ids = pull_cook(tmp_path, store, services)
+        asked = [q["objectIds"].count(",") + 1 for p, q, _ in services.requests if "objectIds" in q]
+    assert result.rows == 500 and sorted(ids) == sorted(f["attributes"]["OBJECTID"] for f in features)
+    assert asked == [200, 50, 200, 50, 100]
+
+
+class AnswersARangeOfIds(FeatureServerPortal):
+    """Answers `objectIds` with the features from three before the least id asked on (up to its
+    cap): features it was not asked for."""
+
+    def query(self, metadata, features, query):
+        if query.get("objectIds"):
+            asked = [int(i) for i in query["objectIds"].split(",")]
+            between = [f["attributes"]["OBJECTID"] for f in features
+                       if min(asked) - 3 <= f["attributes"]["OBJECTID"] <= max(asked)]
+            query = {**query, "objectIds": ",".join(map(str, between))}
+        return super().query(metadata, features, query)
+
+
+def test_features_a_batch_did_not_ask_for_fail_the_pull(tmp_path, store):
+    """A batch answered with features of the batch before: they were published twice, the
+    count met (more rows, not fewer), and the pull reported ok."""
+    meta, features = cook_layer()
+    ids = sorted(f["attributes"]["OBJECTID"] for f in features)
+    strays = [i for i in ids[:200] if i >= ids[200] - 3]   # of the first batch, three ids before the second
+    with AnswersARangeOfIds({COOK: (meta, features)}) as services:
+        with pytest.raises(RecordsError, match=rf"the objectIds batch at ids_from=200, ids=200 of .*{COOK} answered "
+                                               rf"features it did not ask for, or twice \(object ids "
+                                               rf"{re.escape(str(strays))}\): the server does not select by objectIds"):
+            pull_cook(tmp_path, store, services)
+
+
+def test_a_feature_removed_while_result_offset_pages_are_read_is_read_again(tmp_path, store):
+    """A feature removed before the page being read moves the features after it back: one is
+    never read, the one removed was. The pull failed (1,000 counted, 999 read); the count
+    asked again at its end fell, and read again the pull is the layer as it now is."""
+    meta, features = esri_layer()
+    first = min(f["attributes"]["objectid"] for f in features)
+    with FeatureServerPortal({ESRI: (meta, features)}) as services:
+        def remove_the_first_feature(path, query):
+            if query.get("resultOffset") == "600":
+                features[:] = [f for f in features if f["attributes"]["objectid"] != first]
+
+        services.on_request = remove_the_first_feature
+        layout = RecordsLayout(tmp_path / "records")
+        result = pull_dataset(FeatureServerRecords(fast_client(), services.url + ESRI), layout, "dc", f"{ESRI_ITEM}_0",
+                              store.con, uid=f"dc:{ESRI_ITEM}_0", run_id="r")
+    ids = pq.read_table(layout.folder("dc", f"{ESRI_ITEM}_0"), columns=["objectid"])["objectid"].to_pylist()
+    assert sorted(ids) == sorted(f["attributes"]["objectid"] for f in features) and len(ids) == 999
+    assert result.changed == ("the layer counted 1000 features when the pull began and 999 at its end: features "
+                              "removed as it read them move unread ones back past the page being read")

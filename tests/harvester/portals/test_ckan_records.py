@@ -234,3 +234,29 @@ def test_a_resumed_pull_refuses_a_page_of_rows_read_before_it_stopped(tmp_path, 
             pull_dataset(DatastoreRecords(adapter, "res-store"), layout, "bos", STORE_ID, store.con,
                          uid=f"bos:{STORE_ID}", run_id="r", part_rows=100)
     assert json.loads((layout.staging("bos", STORE_ID) / "progress.json").read_text())["rows"] == 300
+
+
+def test_a_row_removed_while_the_datastore_is_read_is_read_again_not_a_failed_pull(tmp_path, monkeypatch):
+    """A row removed before the page being read moves the rows after it back: one is never
+    read. The pull failed (1,000 rows counted, 999 read); the page that counts 999 says so at
+    once, and read again the pull is the table as it now is, with a warning that says why."""
+    monkeypatch.setattr("harvester.portals.ckan.RECORD_ROWS", 100)
+    rows = boston_rows()
+    with CkanPortal([], prefix="/ckan", datastore={"res-store": FIELDS}, records={"res-store": rows}) as portal:
+        portal.packages = [{"id": STORE_ID, "name": "abandoned-vehicles", "title": "Abandoned vehicles", "resources": [
+            {"id": "res-store", "name": "requests", "format": "CSV", "datastore_active": True}]}]
+
+        def remove_row_50(path, query):
+            if query.get("offset") == "300" and rows[49]["_id"] == 50:
+                del rows[49]
+
+        portal.on_request = remove_row_50
+        db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [STORE_ID])
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"], report["warnings"]) == (1, 999, 1), result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=bos" / f"dataset={STORE_ID}")["_id"].to_pylist()
+    assert sorted(ids) == [r["_id"] for r in rows] and 50 not in ids
+    kind, message = duckdb.connect(str(db)).execute("SELECT error_type, message FROM harvest_errors").fetchone()
+    assert kind == "ChangedWhileRead" and message.endswith(
+        "offset=300, limit=100 counts 999 rows where the pull began with 1000: rows were removed as it read them: "
+        "the pull read it again"), message

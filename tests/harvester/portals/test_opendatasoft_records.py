@@ -241,3 +241,28 @@ def test_null_values_left_out_of_rows_are_no_column_change(tmp_path):
     assert (failed, messages) == (0, [])
     table = pq.read_table(folder).sort_by("id")
     assert table["rate"].null_count == 100 and table["geo_point_2d"].null_count == 150
+
+
+def test_a_row_added_while_the_dataset_is_read_is_read_again_not_published_twice(tmp_path):
+    """OpenDataSoft rows carry no key and come in no order asked: a row added before the page
+    being read moved the rows after it on, one read twice, the row added never; the pull read
+    on to the page's new total and was complete. A page whose total is not the count the pull
+    began with reads it again."""
+    import duckdb
+    datasets = make_ods_datasets(2)
+    rows = counter_rows(250)
+    with OpenDataSoftPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
+        def add_a_row_first(path, query):
+            if path.endswith("/records") and query.get("offset") == "100" and rows[0]["id"] != "new":
+                rows.insert(0, {**rows[0], "id": "new"})
+
+        portal.on_request = add_a_row_first
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"]) == (1, 251), result.output
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={datasets[1]['dataset_id']}")["id"]
+    assert sorted(ids.to_pylist()) == sorted(r["id"] for r in rows)   # each once, the new one too
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE error_type = "
+                                              "'ChangedWhileRead'").fetchone()[0]
+    assert message == ("the page at offset=100, limit=100 counts 251 rows where the pull began with 250: rows were "
+                       "added as it read them: the pull read it again"), message

@@ -1,6 +1,7 @@
 """Socrata records through SODA, over HTTP against the local portal serving the recorded
 Seattle SPD 911 page (1,000 rows, 19 catalogue columns of which 4 never appear in rows)."""
 import json
+import re
 
 import duckdb
 import orjson
@@ -171,10 +172,19 @@ def test_a_failing_pull_keeps_the_previous_parquet_and_records_the_error(tmp_pat
     assert (stage, kind) == ("records", "TransientError") and "503" in message
 
 
+class ServesFewerThanItCounts(SodaTable):
+    """Counts its 1,000 rows and serves the first 700: pages cut short without an error."""
+
+    def answer(self, fmt, query):
+        if query.get("$select", "").startswith("count(*)"):
+            return super().answer(fmt, query)
+        return SodaTable(self.table.slice(0, 700)).answer(fmt, query)
+
+
 def test_a_short_read_is_an_error_not_a_short_dataset(tmp_path, seattle):
     con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    seattle.records[ID] = ServesFewerThanItCounts(seattle.records[ID].table)
     source = SodaRecords(adapter, dataset, None, page=300)
-    seattle.records[ID] = SodaTable(seattle.records[ID].table.slice(0, 700))   # rows vanish mid-pull
     errors = ErrorLog(_NoStore(), "r", "sea", PortalReport("sea"))
     layout = RecordsLayout(tmp_path / "records")
     with pytest.raises(Exception, match="reported 1000 rows but the pull gave 700"):
@@ -302,3 +312,167 @@ def test_columns_that_change_while_the_dataset_is_read_fail_the_pull(tmp_path, s
                                            r"|new: \['district_sector'\], gone: \['sector'\])"):
         pull_dataset(SodaRecords(adapter, dataset, None, page=300), layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r")
     assert not layout.folder("sea", ID).exists()
+
+
+# -- the dataset changed while it was read ---------------------------------------------------
+
+def a_row_after(table: SodaTable, row_id: str, n: int = 0) -> dict:
+    """A new row whose :id sorts right after `row_id` (SODA's ids are not in the order rows are added)."""
+    row = table.table.filter(pc.equal(table.table[":id"], row_id)).to_pylist()[0]
+    return {**row, ":id": f"{row_id}-{n}", ":updated_at": "2024-02-01T00:00:00.000Z"}
+
+
+def pull_in_pages_of_300(tmp_path, seattle):
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    layout = RecordsLayout(tmp_path / "other-records")
+    result = pull_dataset(SodaRecords(adapter, dataset, None, page=300), layout, "sea", ID, con, uid=f"sea:{ID}",
+                          run_id="r")
+    return result, pq.read_table(layout.folder("sea", ID), columns=[":id"])[":id"].to_pylist()
+
+
+def test_a_row_added_before_the_page_being_read_is_read_again_not_published_twice(tmp_path, seattle):
+    """A row added before the page being read moves the rows after it on: the row at that page's
+    edge was read twice and the row added never; the count asked first was met (more rows, not
+    fewer), and the pull published 1,000 rows and one of them twice. It is read again, once."""
+    table = seattle.records[ID]
+    table.before_page[600] = lambda t: t.add([a_row_after(t, "row-00000050")])
+    result, ids = pull_in_pages_of_300(tmp_path, seattle)
+    assert sorted(ids) == table.table[":id"].to_pylist() and len(ids) == result.rows == 1001   # each once
+    assert "row-00000050-0" in ids
+    # (two pages in flight: the page at 300 may be asked after the row was added, too)
+    assert re.match(r"1 row read twice \(:id 'row-00000[25]99'\): rows moved between the pages "
+                    r"as they were read \(the count went from 1000 to 1001\)$", result.changed), result.changed
+
+
+def test_a_row_removed_before_the_page_being_read_is_read_again_not_a_failed_pull(tmp_path, seattle):
+    """A row removed before the page being read moves the rows after it back: one is never read,
+    the row removed was. The pull failed (1,000 rows counted, 999 read); read again, it is the
+    dataset as it now is."""
+    table = seattle.records[ID]
+    table.before_page[600] = lambda t: t.remove(["row-00000050"])
+    result, ids = pull_in_pages_of_300(tmp_path, seattle)
+    assert sorted(ids) == table.table[":id"].to_pylist() and len(ids) == 999 and "row-00000050" not in ids
+    # (pages are read two at a time: one asked after the row was removed may come before the one
+    # asked before it, and a row is then read twice)
+    assert "the count went from 1000 to 999" in result.changed or \
+        result.changed.startswith("the row count went from 1000 to 999 while it was read, 999 rows read"), \
+        result.changed
+
+
+def test_rows_added_past_the_page_being_read_are_read_once_without_a_second_read(tmp_path, seattle):
+    table = seattle.records[ID]
+    # (asked with the page at 300 in flight, before the page at 900 is)
+    table.before_page[300] = lambda t: t.add([a_row_after(t, "row-00000950")])
+    seattle.clear_log()
+    result, ids = pull_in_pages_of_300(tmp_path, seattle)
+    assert sorted(ids) == table.table[":id"].to_pylist() and len(ids) == 1001 and result.changed is None
+    assert sum(p.endswith(".csv") for p, _, _ in seattle.requests) == 4   # 0, 300, 600, 900 (101 rows): once
+
+
+def test_a_row_added_to_the_last_page_after_it_was_read_is_read_again(tmp_path, seattle):
+    """Rows added where the pull has read already, past the last page (no page after it
+    moves): the dataset read is the one before they were added, and an incremental pull after
+    it takes the rows updated since the latest :updated_at read: they would not be read
+    until a full pull. Read again, they are."""
+    counts = []
+
+    def add_a_row_before_the_second_count(path, query):
+        if query.get("$select", "").startswith("count(*)"):
+            counts.append(query)
+            if len(counts) == 2:
+                seattle.records[ID].add([a_row_after(seattle.records[ID], "row-00000998")])
+
+    seattle.on_request = add_a_row_before_the_second_count
+    result, ids = pull_in_pages_of_300(tmp_path, seattle)
+    assert sorted(ids) == seattle.records[ID].table[":id"].to_pylist() and len(ids) == 1001
+    assert result.changed == ("the row count went from 1000 to 1001 while it was read, 1000 rows read: rows were "
+                              "added to pages read already")
+
+
+def test_a_dataset_that_loses_rows_as_often_as_it_is_read_fails_the_pull_after_one_more_read(tmp_path, seattle):
+    """Rows removed before the page being read in every read: read twice, then the pull fails,
+    naming the dataset and what it saw both times (a row never read, both times); the previous
+    records are kept."""
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "records" / "portal=sea" / f"dataset={ID}"
+    before = sorted(p.read_bytes() for p in folder.iterdir())
+    table = seattle.records[ID]
+    removed = iter(["row-00000050", "row-00000051"])
+
+    def remove_a_row(t):
+        t.remove([next(removed)])
+        t.before_page[600] = remove_a_row   # and in the next read too
+
+    table.before_page[600] = remove_a_row
+    con = duckdb.connect(str(db))
+    adapter = adapter_for(portal_config("sea", "socrata", seattle.url, domain="data.example.org"), fast_client())
+    dataset = stored_datasets(con, [f"sea:{ID}"])[f"sea:{ID}"]
+    seattle.clear_log()
+    layout = RecordsLayout(tmp_path / "records")
+    with pytest.raises(RecordsError) as failed:
+        pull_dataset(SodaRecords(adapter, dataset, None, page=300), layout, "sea", ID, con, uid=f"sea:{ID}",
+                     run_id="r")
+    assert re.fullmatch(r"the dataset changed while it was read, twice: first .*count went from 1000 to 999.*"
+                        r"; read again, .*count went from 999 to 998.*; the previous records are kept and the "
+                        r"next pull reads it again", str(failed.value)), str(failed.value)
+    assert sorted(p.read_bytes() for p in folder.iterdir()) == before
+    assert sum(p.endswith(".csv") for p, _, _ in seattle.requests) == 8   # four pages, read twice
+    assert not layout.staging("sea", ID).exists()   # (rows that moved are not resumed from)
+
+
+def test_a_dataset_that_takes_rows_as_often_as_it_is_read_is_published_as_read_the_second_time(tmp_path, seattle):
+    """Rows added before the page being read in every read (a 911 log read for minutes takes
+    new rows at random :id places): failing it would leave it without records every night.
+    Read twice, the second read is published as read (no row lost, one read twice), and the
+    warning of the dataset says so."""
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    table = seattle.records[ID]
+
+    def add_a_row(t):
+        t.add([a_row_after(t, "row-00000050", t.table.num_rows)])
+        t.before_page[600] = add_a_row   # and in the next read too
+
+    table.before_page[600] = add_a_row
+    con = duckdb.connect(str(db))
+    adapter = adapter_for(portal_config("sea", "socrata", seattle.url, domain="data.example.org"), fast_client())
+    dataset = stored_datasets(con, [f"sea:{ID}"])[f"sea:{ID}"]
+    seattle.clear_log()
+    layout = RecordsLayout(tmp_path / "records")
+    result = pull_dataset(SodaRecords(adapter, dataset, None, page=300), layout, "sea", ID, con, uid=f"sea:{ID}",
+                          run_id="r")
+    assert result.published_as_read
+    assert re.fullmatch(r"1 row read twice \(:id 'row-00000[25]99'\): rows moved between the pages as they were read "
+                        r"\(the count went from 1000 to 1001\); read again, 1 row read twice \(:id 'row-00000[25]98'\): "
+                        r"rows moved between the pages as they were read \(the count went from 1001 to 1002\)",
+                        result.changed), result.changed
+    ids = pq.read_table(layout.folder("sea", ID), columns=[":id"])[":id"].to_pylist()
+    assert len(ids) == result.rows == 1002 and len(set(ids)) == 1001   # as read: one row twice
+    assert set(ids) <= set(table.table[":id"].to_pylist())
+    assert sum(p.endswith(".csv") for p, _, _ in seattle.requests) == 8   # four pages, read twice
+
+
+def test_a_pull_read_again_is_a_warning_of_the_dataset(tmp_path, seattle):
+    """A row removed after its page was read, before the count asked at the end: read again,
+    the dataset as it now is, and a warning of the dataset says why."""
+    counts = []
+
+    def remove_a_row_before_the_second_count(path, query):
+        if path.startswith("/resource/") and query.get("$select", "").startswith("count(*)"):
+            counts.append(query)
+            if len(counts) == 2:
+                seattle.records[ID].remove(["row-00000050"])
+
+    seattle.on_request = remove_a_row_before_the_second_count
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    portal = json.loads(result.output)["portals"][0]
+    assert (portal["records_pulled"], portal["record_rows"], portal["warnings"]) == (1, 999, 1), portal
+    assert len(counts) == 3   # first, at the end, and at the end of the pull read again
+    warning = duckdb.connect(str(db)).execute("SELECT error_type, message FROM harvest_errors").fetchall()
+    assert warning == [("ChangedWhileRead", "the row count went from 1000 to 999 while it was read, 1000 rows read: "
+                        "a row removed before the page being read moves an unread row back past it: the pull read "
+                        "it again")]
+    ids = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}", columns=[":id"])[":id"].to_pylist()
+    assert sorted(ids) == seattle.records[ID].table[":id"].to_pylist() and len(ids) == 999
