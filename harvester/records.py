@@ -837,7 +837,8 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
             log.warning("%s: read again, %s: published as read", uid, again)
             result.changed = f"{changed}; read again, {again}"
             result.published_as_read = True
-    if source.expected_rows is not None and progress["rows"] < source.expected_rows:
+    # (published as read: rows added to pages read already are missing, which the count says)
+    if source.expected_rows is not None and progress["rows"] < source.expected_rows and not result.published_as_read:
         shutil.rmtree(staging, ignore_errors=True)  # an incomplete read is never resumed as if complete
         raise RecordsError(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
 
