@@ -271,7 +271,8 @@ class FeatureServerRecords(RecordSource):
     def _id_batch(self, chosen: list[int], params: dict, common: dict, id_column: str) -> Page:
         """The features of the object ids `chosen`, each once. Ids a server left out are asked
         again (a server may answer fewer than asked: a cap of its own under maxRecordCount);
-        an id still left out was deleted since the ids were listed. The layer no longer has
+        an id still left out, and no longer listed by `returnIdsOnly`, was deleted since the
+        ids were listed (one still listed fails the pull: a row lost). The layer no longer has
         it, so the pull reads the layer as it now is, one row fewer to reach (failing, it
         failed every pull of a layer whose features are deleted while it is read, and the
         next one read the same). A feature not asked for, or answered twice, fails the pull:
@@ -288,7 +289,13 @@ class FeatureServerRecords(RecordSource):
             tables.append(page.items)
             wanted.difference_update(answered)
             asked = sorted(wanted) if answered else []
-        if wanted:
+        if wanted:   # deleted only if the layer no longer lists them: else rows the server will not give
+            listed = self._query({"where": "1=1", "objectIds": ",".join(map(str, sorted(wanted))),
+                                  "returnIdsOnly": "true"}).get("objectIds") or []
+            kept = sorted(wanted.intersection(listed))
+            if kept:
+                raise RecordsError(f"the objectIds batch at {request_text(params)} of {self.url} answered no feature "
+                                   f"for object ids the layer still lists ({kept[:5]}): those rows would be lost")
             log.info("%s: %d features listed by returnIdsOnly were deleted before their batch was read (object ids "
                      "%s)", self.url, len(wanted), sorted(wanted)[:5])
             if self.expected_rows is not None:

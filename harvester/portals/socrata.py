@@ -414,9 +414,11 @@ class SodaRecords(RecordSource):
         # 64 MB, +120 in 128); the ids read twice, if any, are then asked by their text, which also clears a
         # hash two ids share (about 1 in 10^6 such pulls)
         with scratch_duckdb(ID_CHECK_MEMORY) as duck:
-            read, distinct = duck.execute(f'SELECT count(":id"), count(DISTINCT hash(":id")) FROM {staged}').fetchone()
+            # (rows of nulls, records that were no object, have no :id: hash(NULL) is a value)
+            with_id = f'{staged} WHERE ":id" IS NOT NULL'
+            read, distinct = duck.execute(f'SELECT count(*), count(DISTINCT hash(":id")) FROM {with_id}').fetchone()
             twice = [] if read == distinct else [row[0] for row in duck.execute(
-                f'SELECT ":id" FROM {staged} GROUP BY ALL HAVING count(*) > 1 ORDER BY 1').fetchall()]
+                f'SELECT ":id" FROM {with_id} GROUP BY ALL HAVING count(*) > 1 ORDER BY 1').fetchall()]
         started, now = self.expected_rows, self._count()
         self.expected_rows = now   # what the pull, read again, must give
         if twice:

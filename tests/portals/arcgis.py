@@ -9,7 +9,7 @@ from .base import LocalPortal, Query
 
 class FeatureServerPortal(LocalPortal):
     """``layers``: path (e.g. ``/arcgis/rest/services/X/FeatureServer/0``) → (metadata,
-    features). ``query``: ``returnCountOnly``, ``returnIdsOnly``, ``objectIds``; with
+    features). ``query``: ``returnCountOnly``, ``returnIdsOnly`` (of the ``objectIds`` asked, if any), ``objectIds``; with
     pagination advertised (``advancedQueryCapabilities.supportsPagination``),
     ``resultOffset``/``resultRecordCount`` (``orderByFields`` honoured unless the layer says
     ``supportsOrderBy: false``); without it both are ignored, as old servers
@@ -37,12 +37,12 @@ class FeatureServerPortal(LocalPortal):
         cap = self.real_cap or metadata.get("maxRecordCount") or 1000
         if query.get("returnCountOnly") == "true":
             return {"count": len(features)}
-        if query.get("returnIdsOnly") == "true":
-            return {"objectIdFieldName": oid, "objectIds": [f["attributes"][oid] for f in features]}
         chosen = features
         if query.get("objectIds"):
             wanted = {int(i) for i in query["objectIds"].split(",")}
             chosen = [f for f in features if f["attributes"][oid] in wanted]
+        if query.get("returnIdsOnly") == "true":
+            return {"objectIdFieldName": oid, "objectIds": [f["attributes"][oid] for f in chosen]}
         capabilities = metadata.get("advancedQueryCapabilities") or {}
         paged = capabilities.get("supportsPagination")
         offset = int(query.get("resultOffset", 0)) if paged else 0

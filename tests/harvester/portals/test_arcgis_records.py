@@ -315,6 +315,31 @@ def test_a_batch_answered_short_is_asked_the_rest(tmp_path, store):
     assert asked == [200, 50, 200, 50, 100]
 
 
+class NeverAnswersOneFeature(FeatureServerPortal):
+    """Lists every object id (`returnIdsOnly`) but answers no feature for one of them."""
+
+    def __init__(self, layers, withheld: int) -> None:
+        super().__init__(layers)
+        self.withheld = withheld
+
+    def query(self, metadata, features, query):
+        answer = super().query(metadata, features, query)
+        if "features" in answer:
+            answer["features"] = [f for f in answer["features"] if f["attributes"]["OBJECTID"] != self.withheld]
+        return answer
+
+
+def test_a_feature_the_layer_still_lists_but_never_answers_fails_the_pull(tmp_path, store):
+    """An id left out of every answer is taken for a deleted feature only when the layer no
+    longer lists it: one it still lists was a row lost, and the pull reported ok."""
+    meta, features = cook_layer()
+    withheld = sorted(f["attributes"]["OBJECTID"] for f in features)[250]
+    with NeverAnswersOneFeature({COOK: (meta, features)}, withheld) as services:
+        with pytest.raises(RecordsError, match=rf"the objectIds batch at ids_from=200, ids=200 of .*{COOK} answered "
+                                               rf"no feature for object ids the layer still lists \(\[{withheld}\]\)"):
+            pull_cook(tmp_path, store, services)
+
+
 class AnswersARangeOfIds(FeatureServerPortal):
     """Answers `objectIds` with the features from three before the least id asked on (up to its
     cap): features it was not asked for."""
