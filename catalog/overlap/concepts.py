@@ -84,10 +84,12 @@ NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset(
             # 'Bus Stop Terry Avenue' is no Terry stop, admissions to juvenile detention no police detention
             "police_stop": TRANSIT | JUVENILE_JUSTICE, "pedestrian_stop": TRANSIT,
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"}),
-            # a title of the 311 service's website or app: the requests its description names are what they take
-            "service_request": frozenset({"311_web", "311_app"}),
             # a police force's size ('Authorized Force', 'Force Strength') is its staffing, not force used
             "use_of_force": frozenset({"strength", "authorized", "staffing"})}
+# title words that rule a kind out of the description only: a title of the 311 service's website or app
+# ('311 Website Availability'): the requests its description names are what they take; a title that names
+# the requests itself holds them ('311 App Service Requests')
+NOT_FROM_DESCRIPTION_WHEN = {"service_request": frozenset({"311_web", "311_app"})}
 # strong triggers that name their kind only beside no other: 'Public Records Requests' are a log of them,
 # 'IA Report 2016 2020 civilian complaints ... open records request' the complaints a request obtained
 ONLY_KIND = frozenset({"records_request"})
@@ -174,7 +176,8 @@ def _found(terms: list[str], also: frozenset[str] = frozenset(),
         if term in POLICE_ONLY and not _about_policing(term, blocking | set(context)):
             continue
         for concept, is_strong in TRIGGERS.get(term, ()):
-            if not (blocking & NOT_WHEN.get(concept, frozenset())):
+            if not (blocking & NOT_WHEN.get(concept, frozenset())) and \
+                    not (also & NOT_FROM_DESCRIPTION_WHEN.get(concept, frozenset())):
                 found = strong if is_strong else weak
                 if concept not in found:
                     found.append(concept)

@@ -502,3 +502,14 @@ def test_deadly_force_is_an_officer_s_shooting_and_other_force_use_of_force():
     assert concepts.of_dataset("BPD Officer Involved Use Of Force", "This data set contains the date, incident #, "
                                "and location of officer involved use of force incidents") == ("use_of_force",)
     assert concepts.of_dataset("SPD Officer Involved Shooting (OIS) Data", "") == ("officer_shooting",)
+
+
+@pytest.mark.parametrize("title", ["311 App Service Requests", "311 Service Requests Submitted by Web and App",
+                                   "311 Web Service Requests"])
+def test_a_title_naming_311_requests_and_the_app_or_website_they_came_by_holds_requests(title):
+    """The 311 website's and app's own tables ('311 Website Availability', described as the site
+    where residents submit service requests) take no requests from their description; a title
+    that names the requests itself holds them, whatever channel it also names."""
+    assert concepts.of_dataset(title, "", frozenset()) == ("service_request",)
+    assert concepts.of_dataset("311 Website Availability", "The 311 website allows residents to submit service "
+                               "requests", frozenset()) == ()
