@@ -76,9 +76,11 @@ class SourceChanged(RecordsError):
     takes rows all day (a 911 log) changes during every full read, and failing it would
     leave it with no records at all, night after night."""
 
-    def __init__(self, message: str, *, only_added: bool = False):
+    def __init__(self, message: str, *, only_added: bool = False, key: str | None = None, repeated=()):
         super().__init__(message)
         self.only_added = only_added
+        # the rows staged more than once, by their `key` column: published as read, each is kept once
+        self.key, self.repeated = key, tuple(repeated)
 
 
 @dataclass(frozen=True)
@@ -837,6 +839,8 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
             log.warning("%s: read again, %s: published as read", uid, again)
             result.changed = f"{changed}; read again, {again}"
             result.published_as_read = True
+            if again.key is not None and again.repeated:
+                progress["rows"] -= _keep_once(parts_dir, again.key, again.repeated)
     # (published as read: rows added to pages read already are missing, which the count says)
     if source.expected_rows is not None and progress["rows"] < source.expected_rows and not result.published_as_read:
         shutil.rmtree(staging, ignore_errors=True)  # an incomplete read is never resumed as if complete
@@ -872,6 +876,31 @@ def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_pat
         pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
         progress["parts"].append("part-00000.parquet")
     source.check_unchanged(str(parts_dir / "*.parquet"))
+
+
+def _keep_once(parts_dir: Path, key: str, repeated: tuple) -> int:
+    """Rows staged more than once (their `key` among `repeated`) kept once, at their last
+    reading (the latest served); only the parts holding one are written again. Returns the
+    number of rows dropped."""
+    wanted, kept, dropped = pa.array(sorted(repeated)), set(), 0
+    for part in sorted(parts_dir.glob("part-*.parquet"), reverse=True):
+        table = pq.read_table(part)
+        hits = pc.indices_nonzero(pc.fill_null(pc.is_in(table[key], value_set=wanted), False)).to_pylist()
+        if not hits:
+            continue
+        keep = [True] * table.num_rows
+        for index in reversed(hits):
+            value = table[key][index].as_py()
+            keep[index] = value not in kept
+            kept.add(value)
+        table = table.filter(pa.array(keep))
+        dropped += keep.count(False)
+        temporary = part.with_name(part.name + ".tmp")
+        with writing(temporary):
+            pq.write_table(table, temporary, compression="zstd", compression_level=1,
+                           use_dictionary=dictionary_columns(table), row_group_size=128 * 1024)
+        temporary.replace(part)
+    return dropped
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
@@ -1049,8 +1078,9 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
             if result.changed:
                 errors.add(source_id, "records", "ChangedWhileRead", f"{result.changed}: the pull read it again" + (
-                    ", and published it as read the second time (rows were only added as it was read: a row may be "
-                    "in it twice, and one added missing, until the next full pull)" if result.published_as_read else ""),
+                    ", and published it as read the second time (rows were only added as it was read: a row read "
+                    "twice is kept once, at its later reading; a row added may be missing until the next full pull)"
+                    if result.published_as_read else ""),
                            severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
             result.status = "failed"

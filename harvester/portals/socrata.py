@@ -425,7 +425,7 @@ class SodaRecords(RecordSource):
             raise SourceChanged(f"{len(twice)} row{'s' if len(twice) > 1 else ''} read twice (:id "
                                 f"{', '.join(map(repr, twice[:3]))}{', ...' if len(twice) > 3 else ''}): rows moved "
                                 f"between the pages as they were read (the count went from {started} to {now})",
-                                only_added=now >= started and distinct >= started)
+                                only_added=now >= started and distinct >= started, key=":id", repeated=twice)
         # (`read` leaves out rows of nulls, records that were no object: they have no :id)
         if now < started or read > now:
             raise SourceChanged(f"the row count went from {started} to {now} while it was read, {read} rows read: "

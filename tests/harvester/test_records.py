@@ -5,11 +5,12 @@ from datetime import UTC, date, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
-from harvester.records import Conversion, Field, csv_page, point_wkt, unique_fields
+from harvester.records import Conversion, Field, _keep_once, csv_page, point_wkt, unique_fields
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 
 VIEW = {"id": "abcd-1234", "name": "Calls", "columns": [
@@ -172,3 +173,20 @@ def test_fields_named_twice_or_with_control_characters_become_distinct_columns()
     table = Conversion(fields).table_from_rows([{"a": "1.5", "b\x00\n": "7", "c": {"x": 1}}])
     assert table.column_names == ["a", "a_2", "b", "c"]
     assert table.to_pylist() == [{"a": 1.5, "a_2": "1.5", "b": 7, "c": '{"x":1}'}]
+
+
+def test_rows_staged_twice_are_kept_once_at_their_later_reading(tmp_path):
+    """A dataset published as read (harvester.records._pull): a row read twice would stay
+    twice, an incremental merge keeping both copies until a full pull."""
+    parts = {"part-00000.parquet": {":id": ["a", "b", "c"], "v": [1, 2, 3]},
+             "part-00001.parquet": {":id": ["c", "d", "e"], "v": [30, 4, 5]},
+             "part-00002.parquet": {":id": ["f", None, "g"], "v": [6, 7, 8]}}
+    for name, columns in parts.items():
+        pq.write_table(pa.table(columns), tmp_path / name)
+    untouched = (tmp_path / "part-00002.parquet").read_bytes()
+    assert _keep_once(tmp_path, ":id", ("c",)) == 1
+    rows = [row for name in sorted(parts) for row in pq.read_table(tmp_path / name).to_pylist()]
+    assert [(row[":id"], row["v"]) for row in rows] == [
+        ("a", 1), ("b", 2), ("c", 30), ("d", 4), ("e", 5), ("f", 6), (None, 7), ("g", 8)]
+    assert (tmp_path / "part-00002.parquet").read_bytes() == untouched   # (no repeated row: not written again)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(parts)   # (no temporary file left)
