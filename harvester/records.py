@@ -56,6 +56,9 @@ def arrow_type(kind: str) -> pa.DataType:
 TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
+# how a part is written (zstd at its fastest level: parts are written as fast as pages arrive)
+PART_COMPRESSION = {"compression": "zstd", "compression_level": 1}
+ROW_GROUP_ROWS = 128 * 1024
 # columns a pull takes: wide census tables run to a few thousand; a portal listing 10^6
 # fields would hold the run for days (the profile's cost grows with the square of them:
 # 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
@@ -897,8 +900,8 @@ def _keep_once(parts_dir: Path, key: str, repeated: tuple) -> int:
         dropped += keep.count(False)
         temporary = part.with_name(part.name + ".tmp")
         with writing(temporary):
-            pq.write_table(table, temporary, compression="zstd", compression_level=1,
-                           use_dictionary=dictionary_columns(table), row_group_size=128 * 1024)
+            pq.write_table(table, temporary, **PART_COMPRESSION, use_dictionary=dictionary_columns(table),
+                           row_group_size=ROW_GROUP_ROWS)
         temporary.replace(part)
     return dropped
 
@@ -933,9 +936,9 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
                 part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
             with writing(part_path):
                 if writer is None:
-                    writer = pq.ParquetWriter(part_path, schema, compression="zstd", compression_level=1,
+                    writer = pq.ParquetWriter(part_path, schema, **PART_COMPRESSION,
                                               use_dictionary=dictionary)
-                writer.write_table(table, row_group_size=128 * 1024)
+                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             written += table.num_rows
             progress["rows"] += table.num_rows
             if written >= part_rows or state is None:
