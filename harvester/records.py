@@ -803,24 +803,10 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     staging = layout.staging(portal_id, source_id)
     progress_path = staging / "progress.json"
     parts_dir = staging / "parts"
-    progress = _load_progress(progress_path, source.fingerprint)
-    tables = None
-    if progress is not None and not progress["done"] and progress["parts"]:
-        tables = source.batches(progress["state"])
-        if not _continues(source, tables, parts_dir / progress["parts"][-1]):
-            log.warning("%s: the rows staged by a pull cut short are not those the portal now serves before "
-                        "where it stopped (rows added or removed since): the pull starts over", uid)
-            progress = tables = None
-    if progress is None:
-        shutil.rmtree(staging, ignore_errors=True)
-        progress = _new_progress(source)
-    else:
-        result.resumed = True
-        for stray in parts_dir.glob("*.tmp"):
-            stray.unlink()
-    parts_dir.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema(source.fields)
     try:
+        # (the resume's own check may see the change: a count asked again that moved)
+        progress, tables = _resumed_or_new(source, staging, uid, result)
         _stage(source, schema, progress, progress_path, parts_dir, part_rows, tables, result)
     except SourceChanged as changed:
         # rows added or removed while the pull read them: read again, once (a source that
@@ -867,6 +853,31 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     result.path = layout.relative(portal_id, source_id)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _resumed_or_new(source: RecordSource, staging: Path, uid: str, result: PullResult) -> tuple[dict, Iterator | None]:
+    """The progress a pull starts from, and the tables it reads on (None: from `progress`'s
+    state): a pull cut short resumes where its rows up to there did not move (`_continues`),
+    else it starts over in an empty staging folder. SourceChanged: the request for the row
+    before the resume point saw the dataset change (its count moved)."""
+    progress_path, parts_dir = staging / "progress.json", staging / "parts"
+    progress = _load_progress(progress_path, source.fingerprint)
+    tables = None
+    if progress is not None and not progress["done"] and progress["parts"]:
+        tables = source.batches(progress["state"])
+        if not _continues(source, tables, parts_dir / progress["parts"][-1]):
+            log.warning("%s: the rows staged by a pull cut short are not those the portal now serves before "
+                        "where it stopped (rows added or removed since): the pull starts over", uid)
+            progress = tables = None
+    if progress is None:
+        shutil.rmtree(staging, ignore_errors=True)
+        progress = _new_progress(source)
+    else:
+        result.resumed = True
+        for stray in parts_dir.glob("*.tmp"):
+            stray.unlink()
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    return progress, tables
 
 
 def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError, capped_json, dropped
-from harvester.paging import Listing, Page, Paginator, SinglePage, request_text
+from harvester.http import PermanentError, ResponseTooLarge, capped_json, dropped
+from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
-from harvester.records import Conversion, Field, RecordsError, RecordSource, paged_tables, parquet_max, read_parquet_sql
+from harvester.records import Conversion, Field, RecordsError, RecordSource, SourceChanged, parquet_max, read_parquet_sql
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -136,35 +136,195 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class WindowPaginator(Paginator):
-    """requests.json by date window (`start_date`/`end_date`, 90 days) and `page` within it:
-    the next page while one brings new requests, then the next window, up to `until`."""
+def _second(request) -> datetime | None:
+    """The second a request was made in (its `requested_datetime`, in UTC), or None."""
+    try:
+        moment = datetime.fromisoformat(str(request["requested_datetime"]).replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError):
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
 
-    def __init__(self, since: datetime, until: datetime):
-        self.since, self.until = since, until
 
-    def _window(self, start: datetime, page: int = 1) -> dict | None:
-        if start >= self.until:
+SECOND = timedelta(seconds=1)
+PASSES = 3   # reads of a one-second window's pages, until two in a row agree
+# the share of a page a window aims at: 1/2 cost 2.2 N/P requests for a city of N a day with pages of P,
+# 3/4 1.9 (fewer windows, more of them full: 4/5 gained nothing more)
+FILL = 0.75
+
+
+class Windows:
+    """The requests from `since` to `until`, window after window, each read in ONE answer.
+
+    GeoReport v2 says no count and servers page by number (`page`, an extension some
+    ignore) with a page size of their own: a request removed while a window's pages are
+    read moves the requests after it back a page, one of them never read, unseen. One
+    answer has no later page to move, so a window is narrowed (halved) until its answer is
+    not a full page: P, the server's page size (or the cap of a server that ignores
+    `page`), learned from the first answer shown to have left requests out. Until P is
+    known, an answer as large as the largest yet may be full: the window is read again in
+    two narrower windows cut inside the span of the answer's requests (both then hold
+    some): requests they bring that the answer lacks show it was full (P is its size);
+    none shows it held the whole window. A window of one second cannot be narrowed (many
+    requests at one timestamp): its pages are read, and read again until two readings
+    agree page by page (SourceChanged after PASSES). Window widths adapt to aim at FILL of
+    a page (doubling at most from one window to the next, within GeoReport's 90 days): a
+    city of N requests a day costs about 2 N/P requests a day read, where numbered pages
+    cost N/P and lost requests (docs/records.md).
+
+    `answer(start, end, page)` is the server's answer (a list); iterating yields each
+    window's requests (without those of the window before, met again at an inclusive
+    `end_date`) with the state to go on from."""
+
+    def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None):
+        state = resume or {}
+        self.answer, self.until = answer, until
+        self.start = datetime.fromisoformat(state["start"]) if "start" in state else since.replace(microsecond=0)
+        self.width = int(state.get("width", WINDOW.total_seconds()))   # seconds
+        self.page_size: int | None = state.get("page_size")
+        self.largest = int(state.get("largest", 0))   # the largest answer yet: P is at least that
+        self.asked = 0   # requests made (what the reading costs)
+
+    def state(self) -> dict:
+        return {"start": self.start.isoformat(), "width": self.width, "page_size": self.page_size,
+                "largest": self.largest}
+
+    def __iter__(self):
+        before: set[str] = set()
+        while self.start < self.until:
+            end = min(self.start + timedelta(seconds=self.width), self.until)
+            requests = self._whole(self.start, end)
+            if requests is None:   # a full answer: the window narrowed
+                self.width = max(1, int((end - self.start).total_seconds()) // 2)
+                continue
+            kept, ids = [], set()
+            for request in requests:
+                key = request.get("service_request_id") if isinstance(request, dict) else None
+                if key is not None:
+                    key = str(key)
+                    if key in ids or key in before:
+                        continue
+                    ids.add(key)
+                kept.append(request)
+            before = ids
+            self._widen(len(requests), int((end - self.start).total_seconds()))
+            self.start = end
+            yield kept, self.state()
+
+    def _ask(self, start: datetime, end: datetime, page: int = 1) -> list:
+        self.asked += 1
+        return self.answer(start, end, page)
+
+    def _widen(self, count: int, width: int) -> None:
+        """The next window's width, aiming at FILL of a page where P is known (the next
+        window's requests unknown: a full answer costs one request and a narrower window)."""
+        wider = 2 * width
+        if self.page_size is not None and count:
+            wider = min(wider, int(width * max(1, self.page_size * FILL) / count))
+        self.width = max(1, min(wider, int(WINDOW.total_seconds())))
+
+    def _whole(self, start: datetime, end: datetime) -> list | None:
+        """The requests of [start, end) when they can be known whole without narrowing it;
+        None: narrow it."""
+        one_second = end - start <= SECOND
+        try:
+            requests = self._ask(start, end)
+        except ResponseTooLarge as error:
+            if not one_second:
+                return None   # (narrower windows, smaller answers)
+            raise ResponseTooLarge(f"{cap_reason(error)}: the window at {request_text(_params(start, end))} is one "
+                                   "second, which cannot be narrowed, and a records pull never skips a row: the pull "
+                                   f"fails, its previous records kept ({RAISE_THE_CAP})", error.url, error.status) from None
+        count, largest = len(requests), self.largest
+        self.largest = max(largest, count)
+        if self.page_size is not None and count < self.page_size or self.page_size is None and count < max(1, largest):
+            return requests
+        if self.page_size is None and not one_second:
+            verdict = self._checked(start, end, requests)
+            if verdict is True:
+                return requests
+            if verdict is None or isinstance(verdict, bool):
+                return None
+            start, end = verdict, verdict + SECOND   # every request of the window is in that second
+        elif not one_second:
             return None
-        return {"start_date": _stamp(start), "end_date": _stamp(min(start + WINDOW, self.until)), "page": page}
+        return self._paged(start, end, requests)
 
-    def first(self) -> dict:
-        return self._window(self.since)
+    def _checked(self, start: datetime, end: datetime, requests: list) -> bool | datetime | None:
+        """Whether an answer as large as the largest yet held its whole window (P unknown):
+        True; False: it did not (P learned); None: cannot tell here (narrow the window); a
+        second: every request of the window is in that one second.
 
-    def next(self, page: Page, params: dict) -> dict | None:
-        if len(page.items):
-            return {**params, "page": params["page"] + 1}
-        return self._window(datetime.fromisoformat(params["end_date"].replace("Z", "+00:00")))
+        The window is cut inside the span of the answer's requests, at least a second from
+        both ends (an `end_date` may be inclusive), so that each part holds some of them. An
+        answer is the first P requests of its window in the server's order: were it full,
+        a part that brings nothing it lacks would be full too, with P of its requests, all
+        of them, leaving the other part's requests in it none; so two parts that bring
+        nothing new and some requests each show it held the whole window."""
+        seconds = [_second(r) if isinstance(r, dict) else None for r in requests]
+        if None in seconds or not start <= min(seconds) <= max(seconds) < end:
+            return None   # (no usable `requested_datetime` to cut by)
+        low, high = min(seconds), max(seconds)
+        if low == high:   # all in one second: is anything outside it?
+            parts = [(start, low), (low + SECOND, end)]
+        elif high - low < 2 * SECOND:
+            return None
+        else:
+            cut = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
+            parts = [(start, cut), (cut, end)]
+        answers = [self._ask(a, b) if a < b else [] for a, b in parts]
+        known = set(_ids(requests))
+        if any(set(_ids(answer)) - known for answer in answers):
+            self.page_size = len(requests)   # it left requests out: a full page
+            return False
+        if low == high:
+            return low
+        return True if all(answers) else None   # (a part with none: one removed as it was checked)
+
+    def _paged(self, start: datetime, end: datetime, first: list) -> list:
+        """A one-second window whose answer may be a full page: its pages, read until two
+        readings agree page by page (a request removed between pages moves the rest)."""
+        readings = [self._reading(start, end, first)]
+        while len(readings) < PASSES:
+            readings.append(self._reading(start, end))
+            if None not in readings[-2:] and [_ids(p) for p in readings[-1]] == [_ids(p) for p in readings[-2]]:
+                return [request for page in readings[-1] for request in page]
+        raise SourceChanged(f"the pages of the one second at {request_text(_params(start, end))} did not agree in "
+                            f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
+                            "repeating requests of the pages before it)")
+
+    def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
+        """One reading of a one-second window's pages, up to one short of a full page; None:
+        a later page of requests all on its earlier pages (a stale or repeated page)."""
+        pages = [self._ask(start, end) if first is None else first]
+        while pages[-1]:
+            page = self._ask(start, end, len(pages) + 1)
+            if len(pages) > 1 and page and set(_ids(page)) <= {key for seen in pages for key in _ids(seen)}:
+                return None
+            if len(pages) == 1 and page and _ids(page) == _ids(pages[0]):
+                page = self._ask(start, end, 2)   # (a stale page is not repeated)
+                if _ids(page) == _ids(pages[0]):
+                    if self.page_size is None:
+                        return pages   # a server that ignores `page`, its cap unknown: taken whole
+                    raise RecordsError(
+                        f"the one second at {request_text(_params(start, end))} holds at least the {self.page_size} "
+                        "requests the server gives in one answer, and the server ignores `page`: the others cannot "
+                        "be read, and a records pull never skips a row")
+            if self.page_size is None and page and set(_ids(page)) - set(_ids(pages[0])):
+                self.page_size = len(pages[0])   # a page 2: the first was full
+            pages.append(page)
+            if len(page) < (self.page_size or len(pages[0])):
+                break
+        return pages
+
+
+def _params(start: datetime, end: datetime, page: int = 1) -> dict:
+    return {"start_date": _stamp(start), "end_date": _stamp(end), "page": page}
 
 
 class RequestsRecords(RecordSource):
-    """An endpoint's service requests from `requests.json`, window after window from 2010
-    (or, after a pull, from 90 days before its latest request, merged by
-    `service_request_id`). A page that brings no request not already seen in this window
-    or the one before ends the window: servers that ignore `page` repeat their first (asked
-    twice: a stale page is not repeated). A later page of requests all read on this window's
-    earlier pages, not its first again, is a stale or repeated page, and fails the pull: as
-    the window's end, it lost the pages after it."""
+    """An endpoint's service requests from `requests.json` (see Windows), from 2010 (or,
+    after a pull, from 90 days before its latest request, merged by `service_request_id`)."""
 
     def __init__(self, adapter: Open311Adapter, previous, *, now: datetime | None = None,
                  since: datetime = EARLIEST):
@@ -177,45 +337,17 @@ class RequestsRecords(RecordSource):
             self.mode = "incremental"
             latest = datetime.fromisoformat(previous.watermark)
             self.since = max(since, (latest if latest.tzinfo else latest.replace(tzinfo=UTC)) - RECENT)
-        self._window: str | None = None
-        self._seen, self._seen_before = set(), set()   # ids of this window and of the one before
-        self._first: list[str] = []   # the ids of this window's first page
 
     @property
     def fingerprint(self) -> str:
         return f"{super().fingerprint}|{self.url}|{_stamp(self.since)}"
 
-    def _page(self, params: dict) -> Page:
-        requests = self.http.get_json(self.url, params, expect=_requests_shape).data
-        if params["start_date"] != self._window:
-            self._window, self._seen_before, self._seen = params["start_date"], self._seen, set()
-        ids = _ids(requests)
-        if params["page"] > 1 and ids and ids == self._first:
-            # a server that ignores `page` answers its first page every time; a stale page once
-            requests = self.http.get_json(self.url, params, expect=_requests_shape).data
-            ids = _ids(requests)
-        if params["page"] == 1:
-            self._first = ids
-        elif ids and ids != self._first and set(ids) <= self._seen:
-            raise RecordsError(f"the page at {request_text(params)} brings only requests read on earlier pages of "
-                               "its window, and is not its first page again (a server that ignores `page`): a stale "
-                               "or repeated page, whose window would end short; the next pull reads it again")
-        rows = []
-        for request in requests:
-            if not isinstance(request, dict):
-                rows.append(request)   # (a row of nulls, counted: see Conversion.table_from_rows)
-                continue
-            key = request.get("service_request_id")
-            if key is not None:
-                key = str(key)
-                if key in self._seen or key in self._seen_before:
-                    continue
-                self._seen.add(key)
-            rows.append(request)
-        return Page(items=self.conversion.table_from_rows(rows))
+    def _answer(self, start: datetime, end: datetime, page: int) -> list:
+        return self.http.get_json(self.url, _params(start, end, page), expect=_requests_shape).data
 
     def batches(self, resume):
-        return paged_tables(self._page, WindowPaginator(self.since, self.until), resume)
+        for requests, state in Windows(self._answer, self.since, self.until, resume):
+            yield self.conversion.table_from_rows(requests), state
 
     def watermark(self, glob: str) -> str | None:
         latest = parquet_max(glob, "requested_datetime")

@@ -402,9 +402,10 @@ def test_a_pull_cut_short_while_object_id_batches_were_numbered_resumes_at_the_s
     assert asked == [(199, 1), (200, 200), (400, 100)]   # (the row before, asked again: the last staged)
 
 
-def test_a_page_whose_size_is_no_request_parameter_fails_the_pull_naming_it_and_the_cap():
-    """Open311's `requests.json` pages by number (its page size is the server's): a page over
-    the cap cannot be asked in smaller ones, and its rows are never skipped."""
+def test_a_one_second_window_over_the_cap_fails_the_pull_naming_it_and_the_cap():
+    """Open311's `requests.json` pages by number (its page size is the server's): an answer
+    over the cap is asked again in narrower windows, down to the one second of the request
+    over the cap alone, which cannot be narrowed: its rows are never skipped."""
     requests = load_json(BOSTON)
     requests[10]["description"] = "x" * 300_000
     with Open311Portal(services=JSON_SERVICES, requests=requests) as portal:
@@ -413,7 +414,9 @@ def test_a_page_whose_size_is_no_request_parameter_fails_the_pull_naming_it_and_
         with pytest.raises(ResponseTooLarge) as failed:
             list(source.batches(None))
     message = str(failed.value)
-    assert re.match(r"response is over the 200000-byte cap: the page at start_date=2019-12-01T00:00:00Z, "
-                    r"end_date=2020-02-29T00:00:00Z, page=\d+ cannot be asked for in smaller pages, and a records "
-                    r"pull never skips a row: the pull fails, its previous records kept \(CIVICAT_HTTP_MAX_BYTES "
-                    r"raises the cap\) \(http://127.0.0.1:\d+/open311/v2/requests.json\?", message), message
+    second = requests[10]["requested_datetime"]   # (its instant, in UTC)
+    second = datetime.fromisoformat(second).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    assert re.match(rf"response is over the 200000-byte cap: the window at start_date={second}Z, end_date=\S+Z, "
+                    r"page=1 is one second, which cannot be narrowed, and a records pull never skips a row: the pull "
+                    r"fails, its previous records kept \(CIVICAT_HTTP_MAX_BYTES raises the cap\) "
+                    r"\(http://127.0.0.1:\d+/open311/v2/requests.json\?", message), message

@@ -58,3 +58,64 @@ def test_rows_added_past_the_resume_point_keep_the_staged_parts(tmp_path, store,
     result, published = cut_short_then_resumed(tmp_path, store, paged, lambda ids: ids + [101, 102])
     assert sorted(published) == list(range(1, 103))
     assert result.resumed and result.rows == 102
+
+
+def datastore_source(portal):
+    from harvester.portals import adapter_for
+    from harvester.portals.ckan import DatastoreRecords
+    from tests.conftest import portal_config
+    return DatastoreRecords(adapter_for(portal_config("city", "ckan", portal.url), fast_client()), "res")
+
+
+def ods_source(portal):
+    from harvester.portals import adapter_for
+    from harvester.portals.opendatasoft import OdsRecords
+    from harvester.records import StoredDataset
+    from tests.conftest import portal_config
+    columns = [{"field_name": "id", "type": "integer"}, {"field_name": "name", "type": "text"}]
+    dataset = StoredDataset(uid="city:counts", portal_id="city", source_id="counts", asset_type="dataset",
+                            columns=columns, distributions=[], raw={}, details=None)
+    return OdsRecords(adapter_for(portal_config("city", "opendatasoft", portal.url), fast_client()), dataset)
+
+
+def datastore_portal(rows):
+    from tests.portals.ckan import CkanPortal
+    fields = [{"id": "_id", "type": "int"}, {"id": "id", "type": "int"}, {"id": "name", "type": "text"}]
+    return CkanPortal([], prefix="/ckan", datastore={"res": fields},
+                      records={"res": [{"_id": row["id"], **row} for row in rows]})
+
+
+def ods_portal(rows):
+    from tests.portals.opendatasoft import OpenDataSoftPortal
+    return OpenDataSoftPortal([], records={"counts": rows})
+
+
+@pytest.mark.parametrize("kind", ["ckan", "opendatasoft"])
+def test_a_count_that_changes_as_a_pull_resumes_starts_it_over(tmp_path, store, monkeypatch, kind):
+    """A resumed pull asks the dataset's count, then the row before its resume point; a row
+    removed between the two makes that page count one row fewer (SourceChanged). It failed
+    the pull, which starts over wherever else it sees the dataset changed: read again from
+    its start, once, with the change said."""
+    monkeypatch.setattr("harvester.portals.ckan.RECORD_ROWS", 20)
+    monkeypatch.setattr("harvester.portals.opendatasoft.PAGE_LIMIT", 20)
+    rows = [{"id": i, "name": f"row {i}"} for i in range(1, 101)]
+    portal, source_for = (datastore_portal, datastore_source) if kind == "ckan" else (ods_portal, ods_source)
+    with portal(rows) as server:
+        served = server.records["res" if kind == "ckan" else "counts"]
+        layout = RecordsLayout(tmp_path / "records")
+        source = source_for(server)
+        cut_short_after(source, 2, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=20)
+
+        def remove_row_5_once_counted(path, query):   # (the request for the row before the resume point)
+            if query.get("limit") == "1" and served[4]["id"] == 5:
+                del served[4]
+
+        server.on_request = remove_row_5_once_counted
+        result = pull_dataset(source_for(server), layout, "city", "counts", store.con, uid="city:counts",
+                              run_id="r", part_rows=20)
+    assert sorted(pq.read_table(layout.folder("city", "counts"))["id"].to_pylist()) == [i for i in range(1, 101)
+                                                                                        if i != 5]
+    assert not result.resumed and result.rows == 99
+    assert result.changed.endswith("counts 99 rows where the pull began with 100: rows were removed as it read them")

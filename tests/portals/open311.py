@@ -8,7 +8,7 @@ from typing import Any
 from .base import LocalPortal, Query, json_error
 
 
-def _instant(text: str) -> datetime:
+def instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
@@ -46,12 +46,12 @@ class Open311Portal(LocalPortal):
         """``start_date``/``end_date`` (at most 90 days apart, else 400) on requested_datetime,
         newest first, ``page`` (from 1) of PAGE_SIZE."""
         try:
-            start, end = _instant(query["start_date"]), _instant(query["end_date"])
+            start, end = instant(query["start_date"]), instant(query["end_date"])
         except (KeyError, ValueError):
             return 400, [{"code": 400, "description": "start_date and end_date are required"}]
         if (end - start).days > 90:
             return 400, [{"code": 400, "description": "the date window is at most 90 days"}]
-        chosen = sorted((r for r in self.service_requests if start <= _instant(r["requested_datetime"]) < end),
+        chosen = sorted((r for r in self.service_requests if start <= instant(r["requested_datetime"]) < end),
                         key=lambda r: r["requested_datetime"], reverse=True)
         page = int(query.get("page", 1)) if self.paging else 1
         return 200, chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]

@@ -2,7 +2,7 @@
 endpoint serving Boston's recorded requests (1,000 objects of which 950 distinct: the
 recording merged overlapping pages)."""
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -15,7 +15,7 @@ from harvester.portals.open311 import RequestsRecords
 from harvester.records import RecordsError, pull_dataset
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_open311 import JSON_SERVICES
-from tests.portals.open311 import Open311Portal
+from tests.portals.open311 import Open311Portal, instant
 from tests.shared_fixtures import load_json
 
 BOSTON = "open311/boston-mayors24-requests-abandoned-vehicle-merged-pages.json"
@@ -39,7 +39,10 @@ def test_requests_by_window_and_page_into_typed_parquet(tmp_path, boston):
     assert row["requested_datetime"] == datetime(2020, 1, 18, 0, 3, 41, tzinfo=UTC)   # -05:00 kept as the instant
     windows = [q for p, q, _ in boston.requests if p == "/requests.json"]
     assert windows[0]["start_date"] == "2010-01-01T00:00:00Z" and windows[0]["page"] == "1"
-    assert max(int(q["page"]) for q in windows) > 1          # windows with more than one page were paged
+    # every window read in one answer, narrowed where it was full (a later page only of one second)
+    assert all(instant(q["end_date"]) - instant(q["start_date"]) == timedelta(seconds=1) for q in windows
+               if q["page"] != "1")
+    assert min(instant(q["end_date"]) - instant(q["start_date"]) for q in windows) < timedelta(days=1)
     con = duckdb.connect(str(tmp_path / "c.duckdb"))
     top = con.execute("SELECT top_values FROM column_profiles WHERE column_name = 'status'").fetchone()[0]
     assert set(top) <= {"open", "closed"} and top
@@ -50,14 +53,19 @@ def source_for(portal, previous=None, now=datetime(2020, 3, 1, tzinfo=UTC)):
     return RequestsRecords(adapter, previous, now=now, since=datetime(2018, 1, 1, tzinfo=UTC))
 
 
-def test_a_server_that_ignores_page_is_read_once_per_window(tmp_path):
+def test_a_server_that_ignores_page_is_read_whole_in_narrower_windows(tmp_path):
+    """A server that ignores `page` answers a window's first 50 requests, whatever page is
+    asked: read page after page, each window ended at its repeated first page, the pull
+    published 86 of the 950 requests and reported ok. Windows narrowed until their answer
+    is not full read every one, page 1 each."""
     with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON), paging=False) as portal:
-        source = source_for(portal)
-        rows = sum(table.num_rows for table, _ in source.batches(None))
-        pages_per_window = {}
-        for p, q, _ in portal.requests:
-            pages_per_window[q["start_date"]] = max(pages_per_window.get(q["start_date"], 0), int(q["page"]))
-    assert rows <= 950 and max(pages_per_window.values()) == 2   # the repeat of page 1 ends the window
+        ids = [i for table, _ in source_for(portal).batches(None) for i in table["service_request_id"].to_pylist()]
+        asked = [q for p, q, _ in portal.requests if p == "/requests.json"]
+    assert len(ids) == len(set(ids)) == len({r["service_request_id"] for r in load_json(BOSTON)
+                                             if r["requested_datetime"] >= "2018"})
+    # (a later page only of one second: while the server's cap is not known, of an answer as large as any yet)
+    assert all(instant(q["end_date"]) - instant(q["start_date"]) == timedelta(seconds=1) for q in asked
+               if q["page"] != "1")
 
 
 def test_incremental_window_starts_before_the_watermark(tmp_path, boston):
@@ -91,6 +99,74 @@ def test_a_second_pull_merges_by_service_request_id(tmp_path, boston):
     assert table.filter(pa.compute.equal(table["service_request_id"], "101003172470"))["status"].to_pylist() == ["closed"]
 
 
+def one_second(count: int, at: str = "2020-01-08T14:23:26Z") -> list[dict]:
+    """`count` requests made in the same second (a batch entered at once), among others."""
+    return [{"service_request_id": f"batch-{n:04d}", "status": "open", "requested_datetime": at}
+            for n in range(count)] + load_json(BOSTON)
+
+
+def served_ids(portal) -> set[str]:
+    return {str(r["service_request_id"]) for r in portal.service_requests
+            if "2018-01-01" <= r["requested_datetime"] < "2020-03-01"}
+
+
+def pulled_ids(portal) -> list[str]:
+    return [i for table, _ in source_for(portal).batches(None) for i in table["service_request_id"].to_pylist()]
+
+
+class RemovesOnceAPageIsFull(Open311Portal):
+    """Once it has answered a full page, removes the first request of that page before the
+    next answer (a request deleted, or merged into another, as the pull reads)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.removed: dict | None = None
+        self._full: list | None = None
+
+    def requests_page(self, query):
+        if self._full and self.removed is None:
+            self.removed = self._full[0]
+            self.service_requests.remove(self.removed)
+        status, page = super().requests_page(query)
+        if self._full is None and len(page) == self.PAGE_SIZE:
+            self._full = page
+        return status, page
+
+
+def test_a_request_removed_as_the_windows_are_read_loses_no_other(tmp_path):
+    """GeoReport v2 says no count: a request removed from a window's page 1 once it was read
+    moved the first request of page 2 onto page 1, and the pull never read it, unseen. A
+    window is read in one answer (narrowed until its answer is not a full page): every
+    request still served is read."""
+    with RemovesOnceAPageIsFull(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        ids = pulled_ids(portal)
+        assert portal.removed is not None
+        assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids))
+
+
+def test_many_requests_in_one_second_are_paged_and_read_again_until_two_readings_agree(tmp_path):
+    """A window of one second cannot be narrowed: its pages are read. A request of page 1
+    removed once page 1 was read moves the first of page 2 onto page 1, never read; so the
+    pages are read again until two readings agree page by page."""
+    with Open311Portal(services=JSON_SERVICES, requests=one_second(120)) as portal:
+        removed = []
+
+        def remove_one_of_page_1(path, query):
+            if query.get("page") == "2" and query["start_date"] == "2020-01-08T14:23:26Z" and not removed:
+                first = portal.requests_page({**query, "page": "1"})[1][0]
+                removed.append(first["service_request_id"])
+                portal.service_requests.remove(first)
+
+        portal.on_request = remove_one_of_page_1
+        ids = pulled_ids(portal)
+        second = [int(q["page"]) for p, q, _ in portal.requests if p == "/requests.json"
+                  and (q["start_date"], q["end_date"]) == ("2020-01-08T14:23:26Z", "2020-01-08T14:23:27Z")]
+    assert removed and removed[0] not in ids
+    assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids))
+    assert sum(i.startswith("batch-") for i in ids) == 119
+    assert second.count(1) == 3 and max(second) == 3   # three readings of pages 1 to 3: the last two agree
+
+
 class StalePages(Open311Portal):
     """Answers page `stale` of each window, the first time it is asked, with the page before's
     requests (a cache's stale page)."""
@@ -106,21 +182,35 @@ class StalePages(Open311Portal):
         return super().requests_page(query)
 
 
-def test_a_page_repeating_the_page_before_fails_the_pull_instead_of_ending_its_window(tmp_path):
-    """A page of requests all read on this window's earlier pages, that is not its first page
-    again (a server ignoring `page`), is a stale or repeated page: taken as the window's end,
-    the window's later pages were never read, the pull published without them and reported ok."""
-    with StalePages(3, services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
-        with pytest.raises(RecordsError, match=r"the page at start_date=.*, page=3 brings only requests read on "
-                                               r"earlier pages of its window"):
-            list(source_for(portal).batches(None))
+@pytest.mark.parametrize("stale", [2, 3])
+def test_a_stale_page_of_one_second_is_read_again_not_taken_as_its_end(tmp_path, stale):
+    """A page that repeats the page before (a cache's stale page; page 2 repeating page 1
+    looks like a server that ignores `page`): taken as the end of the second's pages, the
+    pages after it were never read. It is read again."""
+    with StalePages(stale, services=JSON_SERVICES, requests=one_second(120)) as portal:
+        ids = pulled_ids(portal)
+        assert portal.staled
+    assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids))
 
 
-def test_a_second_page_repeating_the_first_once_is_asked_again(tmp_path):
-    """Page 2 answered once with page 1's requests looks like a server that ignores `page`,
-    which answers so every time: it is asked once more, and the window is read whole."""
-    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
-        whole = sum(table.num_rows for table, _ in source_for(portal).batches(None))
-    with StalePages(2, services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
-        assert sum(table.num_rows for table, _ in source_for(portal).batches(None)) == whole
-        assert portal.staled   # (windows of two pages or more were answered stale)
+def test_more_requests_in_one_second_than_a_server_that_ignores_page_gives_fail_the_pull(tmp_path):
+    with Open311Portal(services=JSON_SERVICES, requests=one_second(120), paging=False) as portal:
+        with pytest.raises(RecordsError, match=r"the one second at start_date=2020-01-08T14:23:26Z, "
+                                               r"end_date=2020-01-08T14:23:27Z, page=1 holds at least the 50 requests "
+                                               r"the server gives in one answer, and the server ignores `page`"):
+            pulled_ids(portal)
+
+
+@pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
+def test_what_the_windows_cost_a_busy_city(paging):
+    """90 days of a city of 700 requests a day (an incremental pull), pages of 50: every
+    request read once, in about 2 N/P answers (numbered pages: N/P, and requests lost)."""
+    from bench.open311_windows import busy_city, in_memory_server
+    from harvester.portals.open311 import Windows
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests, answer = in_memory_server(busy_city(700, 90, start), 50, paging=paging)
+    windows = Windows(answer, start, start + timedelta(days=90))
+    read = [r["service_request_id"] for batch, _ in windows for r in batch]
+    assert sorted(read, key=int) == [r["service_request_id"] for r in requests]
+    assert windows.page_size == 50
+    assert windows.asked < 2.0 * len(requests) / 50   # (1.93 N/P)

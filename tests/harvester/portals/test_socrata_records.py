@@ -485,25 +485,60 @@ def test_a_dataset_that_takes_rows_as_often_as_it_is_read_is_published_as_read_t
 
 
 def test_a_pull_read_again_is_a_warning_of_the_dataset(tmp_path, seattle):
-    """A row removed after its page was read, before the count asked at the end: read again,
-    the dataset as it now is, and a warning of the dataset says why."""
+    """A row removed after the count, before the page: the page gives fewer rows than
+    counted, the count asked again fell: read again, the dataset as it now is, and a warning
+    of the dataset says why."""
     counts = []
 
-    def remove_a_row_before_the_second_count(path, query):
+    def remove_a_row_once_counted(path, query):
         if path.startswith("/resource/") and query.get("$select", "").startswith("count(*)"):
             counts.append(query)
-            if len(counts) == 2:
-                seattle.records[ID].remove(["row-00000050"])
+        elif path.endswith(".csv") and seattle.records[ID].table.num_rows == 1000:
+            seattle.records[ID].remove(["row-00000050"])
 
-    seattle.on_request = remove_a_row_before_the_second_count
+    seattle.on_request = remove_a_row_once_counted
     db, result = harvest(tmp_path, seattle.url)
     assert result.exit_code == 0, result.output
     portal = json.loads(result.output)["portals"][0]
     assert (portal["records_pulled"], portal["record_rows"], portal["warnings"]) == (1, 999, 1), portal
-    assert len(counts) == 3   # first, at the end, and at the end of the pull read again
+    assert len(counts) == 2   # first, and at the end (the pull read again is one page of the rows counted)
     warning = duckdb.connect(str(db)).execute("SELECT error_type, message FROM harvest_errors").fetchall()
-    assert warning == [("ChangedWhileRead", "the row count went from 1000 to 999 while it was read, 1000 rows read: "
+    assert warning == [("ChangedWhileRead", "the row count went from 1000 to 999 while it was read, 999 rows read: "
                         "a row removed before the page being read moves an unread row back past it: the pull read "
                         "it again")]
     ids = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}", columns=[":id"])[":id"].to_pylist()
     assert sorted(ids) == seattle.records[ID].table[":id"].to_pylist() and len(ids) == 999
+
+
+def soda_requests(portal) -> list[str]:
+    """The records requests a pull made, in order: `count` or `page`."""
+    return ["count" if q.get("$select", "").startswith("count(*)") else "page"
+            for path, q, _ in portal.requests if path.startswith(f"/resource/{ID}")]
+
+
+def test_a_pull_read_in_one_short_page_asks_no_second_count(tmp_path, seattle):
+    """One page from the first row, short of its limit, with the rows counted: one answer
+    holds every row at once, none can move between pages, so the count is not asked again
+    (an empty incremental pull: 2 requests, not 3)."""
+    _, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    assert soda_requests(seattle) == ["count", "page"]
+    seattle.clear_log()
+    _, result = harvest(tmp_path, seattle.url)   # incremental: nothing updated since
+    assert result.exit_code == 0, result.output
+    assert soda_requests(seattle) == ["count", "page"]
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 1000
+
+
+def test_a_short_page_that_is_not_the_count_asks_the_count_again(tmp_path, seattle):
+    """A row added between the count and the page: the page has a row the count did not, and
+    the count asked again says which the dataset now is (1,001 rows, all read)."""
+    def add_a_row_once_counted(path, query):
+        if path.endswith(".csv") and seattle.records[ID].table.num_rows == 1000:
+            seattle.records[ID].add([a_row_after(seattle.records[ID], "row-00000998")])
+
+    seattle.on_request = add_a_row_once_counted
+    _, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    assert soda_requests(seattle) == ["count", "page", "count"]
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 1001
