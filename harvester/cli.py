@@ -141,6 +141,8 @@ def writer_lock(db_path: Path, wait: bool):
     except CatalogueBusy as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
+        raise _cannot_open(db_path, exc) from None
     return lock
 
 

@@ -515,3 +515,17 @@ def test_civicat_harvest_never_imports_pandas(tmp_path, portal):
     # (-X importtime names a refused import too, without its submodules)
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert {"duckdb", "pyarrow"} <= imported and not [name for name in imported if name.startswith("pandas.")]
+
+
+def test_a_db_whose_folder_cannot_be_made_exits_2_naming_it_before_any_request(tmp_path, portal):
+    """`--db` under a regular file (a typo, `data.json/civicat.duckdb`) ended in a
+    FileExistsError traceback from the writer lock, exit 1: the code of a failed portal."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file, not a folder\n")
+    result = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(not_a_folder / "civicat.duckdb")])
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert str(not_a_folder / "civicat.duckdb") in result.output and "File exists" in result.output
+    assert not_a_folder.read_text() == "a file, not a folder\n"
+    assert sum(portal.hits.values()) == 0
