@@ -86,7 +86,8 @@ def check_target(out: Path) -> None:
         return
     if not out.is_dir():
         raise ExportRefused(f"{out} is a file, not a folder")
-    if any(out.iterdir()) and not is_export(out):
+    # a data.json alone is an earlier `--format data.json` export, which the new one keeps
+    if any(entry.name != "data.json" or not entry.is_file() for entry in out.iterdir()) and not is_export(out):
         raise ExportRefused(f"{out} is not empty and holds no civicat {MANIFEST}: choose a new or empty folder "
                             "(an export replaces its folder whole)")
 

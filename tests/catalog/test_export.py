@@ -229,6 +229,26 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, seattle):
     assert result.exit_code == 2 and (tmp_path / "file").read_text() == "x"
 
 
+def test_a_folder_holding_only_an_earlier_data_json_export_takes_the_parquet_export_beside_it(tmp_path, seattle):
+    """`export --out DIR --format data.json`, then `export --out DIR`: the second was refused
+    (exit 2, "not empty and holds no civicat manifest.json") though DIR held nothing but the
+    data.json civicat had written there, which the Parquet export keeps."""
+    out = tmp_path / "export"
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--format", "data.json"])
+    assert result.exit_code == 0, result.output
+    written = (out / "data.json").read_bytes()
+    summary = run_export(seattle, out)
+    assert summary["parquet"]["row_counts"]["datasets"] == 1
+    assert (out / "data.json").read_bytes() == written and (out / "manifest.json").is_file()
+    # a data.json beside anything else is still someone's folder
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.json").write_bytes(written)
+    (other / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(other)])
+    assert result.exit_code == 2 and (other / "notes.txt").read_text() == "keep me"
+
+
 def test_a_new_export_replaces_the_previous_whole_and_a_failed_one_leaves_it(tmp_path, seattle, monkeypatch):
     out = tmp_path / "export"
     run_export(seattle, out)
