@@ -86,7 +86,8 @@ def check_target(out: Path) -> None:
         return
     if not out.is_dir():
         raise ExportRefused(f"{out} is a file, not a folder")
-    if any(out.iterdir()) and not is_export(out):
+    # a data.json alone is an earlier `--format data.json` export, which the new one keeps
+    if any(entry.name != "data.json" or not entry.is_file() for entry in out.iterdir()) and not is_export(out):
         raise ExportRefused(f"{out} is not empty and holds no civicat {MANIFEST}: choose a new or empty folder "
                             "(an export replaces its folder whole)")
 
@@ -166,7 +167,7 @@ def _export_parquet(db_path: str | Path, out: Path) -> dict:
         try:
             existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             files = [_write_table(con, staging, table, existing) for table in TABLES]
-            pulls = con.execute("SELECT portal_id, source_id FROM record_pulls ORDER BY portal_id, source_id"
+            pulls = con.execute("SELECT portal_id, source_id, row_count FROM record_pulls ORDER BY portal_id, source_id"
                                 ).fetchall() if "record_pulls" in existing else []
         finally:
             con.close()
@@ -245,17 +246,21 @@ def _file_entry(folder: Path, path: Path) -> dict:
             "bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
 
-def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, str]]) -> list[dict]:
+def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, str, int]]) -> list[dict]:
     """Each pulled dataset's parts, into the same Hive layout under `records/`. Paths are
     rebuilt from the ids through the records layout (sanitised, checked to stay inside),
     never taken from a stored path. Hard links where the file system allows: a pull
     replaces a folder by renaming, never writes into a published part."""
     target = RecordsLayout(staging / RECORDS)
     entries = []
-    for portal_id, source_id in pulls:
+    for portal_id, source_id, rows in pulls:
         source = layout.folder(portal_id, source_id)
         parts = sorted(source.glob("part-*.parquet"))
         if not parts:
+            if rows:   # its folder removed by hand: the export goes on without it, saying so
+                log.warning("export: records of %s:%s left out: record_pulls lists %d rows but %s holds no part "
+                            "(pull them again: civicat records %s:%s)", portal_id, source_id, rows, source,
+                            portal_id, source_id)
             continue
         destination = target.folder(portal_id, source_id)
         destination.mkdir(parents=True, exist_ok=True)

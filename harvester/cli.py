@@ -141,6 +141,8 @@ def writer_lock(db_path: Path, wait: bool):
     except CatalogueBusy as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
+    except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
+        raise _cannot_open(db_path, exc) from None
     return lock
 
 
@@ -617,7 +619,7 @@ def export(out_dir, formats, db_path, config_path, as_json):
             raise click.UsageError(str(exc)) from None
         except (duckdb.Error, CatalogueBusy, OSError) as exc:
             # a harvest holding the file, the disk full: the previous export is untouched
-            raise click.ClickException(f"cannot export {db_path}: {exc}") from None
+            raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
@@ -627,7 +629,7 @@ def export(out_dir, formats, db_path, config_path, as_json):
         try:
             report = write_data_json(con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
-            raise click.ClickException(f"cannot export {db_path} as data.json: {exc}") from None
+            raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
         finally:
             con.close()
         result["data.json"] = {"path": report.path, "datasets": report.written, "left_out": len(report.left_out),

@@ -22,6 +22,7 @@ OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
     "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second", "max_minutes",
 )
+SOCRATA_ONLY_KEYS = ("domain", "app_token_env")
 
 
 class ConfigError(Exception):
@@ -90,7 +91,9 @@ def load_config(path: str | Path) -> Config:
     if unknown_top:
         raise ConfigError(f"{path}: unknown top-level key {unknown_top[0]!r} (expected [[portals]] tables)")
     entries = doc.get("portals")
-    if not isinstance(entries, list) or not entries:
+    if entries is not None and not isinstance(entries, list):
+        raise ConfigError(f"{path}: portals: expected [[portals]] tables, got {entries!r}")
+    if not entries:
         raise ConfigError(f"{path}: no [[portals]] entries")
 
     portals: list[PortalConfig] = []
@@ -134,6 +137,17 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise fail("url", f"{url!r} is not an http(s) URL")
+    # requests refuses these at the first request, after the harvest has begun (exit 1, not 2)
+    if any(c.isspace() or not c.isprintable() for c in parsed.netloc):
+        raise fail("url", f"{url!r}: its host {parsed.netloc!r} holds a space or a control character")
+    try:
+        parsed.port
+    except ValueError as exc:
+        raise fail("url", f"{url!r} has no valid port ({exc})") from None
+    # only the socrata adapter reads them: on another kind they would be ignored without a word
+    for key in SOCRATA_ONLY_KEYS:
+        if key in entry and entry["kind"] != "socrata":
+            raise fail(key, f"applies to kind socrata only (this portal's kind is {entry['kind']})")
 
     options: dict = {}
     if "app_token_env" in entry:

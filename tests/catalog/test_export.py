@@ -229,6 +229,26 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, seattle):
     assert result.exit_code == 2 and (tmp_path / "file").read_text() == "x"
 
 
+def test_a_folder_holding_only_an_earlier_data_json_export_takes_the_parquet_export_beside_it(tmp_path, seattle):
+    """`export --out DIR --format data.json`, then `export --out DIR`: the second was refused
+    (exit 2, "not empty and holds no civicat manifest.json") though DIR held nothing but the
+    data.json civicat had written there, which the Parquet export keeps."""
+    out = tmp_path / "export"
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--format", "data.json"])
+    assert result.exit_code == 0, result.output
+    written = (out / "data.json").read_bytes()
+    summary = run_export(seattle, out)
+    assert summary["parquet"]["row_counts"]["datasets"] == 1
+    assert (out / "data.json").read_bytes() == written and (out / "manifest.json").is_file()
+    # a data.json beside anything else is still someone's folder
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data.json").write_bytes(written)
+    (other / "notes.txt").write_text("keep me")
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(other)])
+    assert result.exit_code == 2 and (other / "notes.txt").read_text() == "keep me"
+
+
 def test_a_new_export_replaces_the_previous_whole_and_a_failed_one_leaves_it(tmp_path, seattle, monkeypatch):
     out = tmp_path / "export"
     run_export(seattle, out)
@@ -254,7 +274,7 @@ def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
     con.execute((Path(export.__file__).parent / "migrations" / "0001_initial.sql").read_text())
-    con.execute("CREATE TABLE record_pulls (portal_id VARCHAR, source_id VARCHAR)")
+    con.execute("CREATE TABLE record_pulls (portal_id VARCHAR, source_id VARCHAR, row_count BIGINT)")   # as 0004 made it
     con.close()
     out = tmp_path / "export"
     manifest = export.export_parquet(db, out)
@@ -284,6 +304,21 @@ def test_last_seen_is_the_latest_listing_that_named_the_dataset(tmp_path):
     assert rows[f"city:{gone}"]["missing_since"] == listed_at and rows[f"city:{gone}"]["last_seen"] == first_seen
     listed = [r for uid, r in rows.items() if uid != f"city:{gone}"]
     assert len(listed) == 29 and all(r["last_seen"] == listed_at and r["missing_since"] is None for r in listed)
+
+
+def test_a_pull_whose_folder_is_gone_is_left_out_of_the_export_with_a_warning_naming_it(tmp_path, seattle, caplog):
+    """`data/records` cleaned by hand: the export said "records of 0 datasets" and nothing
+    of the pulls record_pulls still lists, though their rows were no longer exported."""
+    layout = RecordsLayout.beside(seattle)
+    folder = layout.folder("sea", ID)
+    for part in folder.glob("part-*.parquet"):
+        part.unlink()
+    with caplog.at_level("WARNING", logger="civicat.export"):
+        summary = run_export(seattle, tmp_path / "export")
+    assert summary["parquet"]["records"] == {"datasets": 0, "rows": 0}
+    warned = [r.getMessage() for r in caplog.records if r.name == "civicat.export"]
+    assert len(warned) == 1 and f"sea:{ID}" in warned[0] and str(folder) in warned[0], warned
+    assert "civicat records" in warned[0]
 
 
 def test_the_manifest_counts_the_record_datasets_it_holds_not_pulls_whose_folder_is_gone(tmp_path):

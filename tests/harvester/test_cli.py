@@ -515,3 +515,34 @@ def test_civicat_harvest_never_imports_pandas(tmp_path, portal):
     # (-X importtime names a refused import too, without its submodules)
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert {"duckdb", "pyarrow"} <= imported and not [name for name in imported if name.startswith("pandas.")]
+
+
+def test_a_db_whose_folder_cannot_be_made_exits_2_naming_it_before_any_request(tmp_path, portal):
+    """`--db` under a regular file (a typo, `data.json/civicat.duckdb`) ended in a
+    FileExistsError traceback from the writer lock, exit 1: the code of a failed portal."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file, not a folder\n")
+    result = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(not_a_folder / "civicat.duckdb")])
+    assert result.exit_code == 2, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert str(not_a_folder / "civicat.duckdb") in result.output and "File exists" in result.output
+    assert not_a_folder.read_text() == "a file, not a folder\n"
+    assert sum(portal.hits.values()) == 0
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "data.json"])
+def test_an_export_to_a_folder_that_cannot_be_made_names_that_folder(tmp_path, portal, fmt):
+    """`--out` under a regular file said `cannot export <the catalogue>: [Errno 17] File
+    exists: <the file>`: the catalogue named as what failed, the folder asked for not at all."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    in_the_way = tmp_path / "exports"
+    in_the_way.write_text("a file, not a folder\n")
+    out = in_the_way / "tonight"
+    result = CliRunner().invoke(cli, ["export", "--out", str(out), "--format", fmt, "--db", db, "--config", config])
+    assert result.exit_code == 1, result.output
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    assert f"to {out}:" in result.output and "File exists" in result.output
+    assert in_the_way.read_text() == "a file, not a folder\n"

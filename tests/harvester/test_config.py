@@ -97,3 +97,24 @@ def test_missing_file_and_unknown_portal(tmp_path):
     config = load_config(write(tmp_path, GOOD))
     with pytest.raises(ConfigError, match="no portal with id 'boston'"):
         config.select(["boston"])
+
+
+DC_URL = 'url = "https://opendata.dc.gov/api/feed/dcat-us/1.1.json"'
+
+
+@pytest.mark.parametrize("text, expected", [
+    # accepted, then every request failed (InvalidURL) after the harvest had begun: exit 1, not 2
+    (GOOD.replace('url = "https://data.cityofchicago.org/"', 'url = "https://data.city of chicago.org"'),
+     ["portals[0]", ".url", "'https://data.city of chicago.org'", "space"]),
+    (GOOD.replace('url = "https://data.cityofchicago.org/"', 'url = "https://data.cityofchicago.org:99999"'),
+     ["portals[0]", ".url", ":99999'", "port"]),
+    # keys only the socrata adapter reads were taken and ignored on any other kind
+    (GOOD.replace(DC_URL, DC_URL + '\ndomain = "opendata.dc.gov"'), ["portals[1] (id 'dc').domain", "socrata"]),
+    (GOOD.replace(DC_URL, DC_URL + '\napp_token_env = "DC_TOKEN"'), ["portals[1] (id 'dc').app_token_env", "socrata"]),
+    ('portals = "chicago"\n', ["portals", "'chicago'", "[[portals]]"]),
+])
+def test_a_config_value_no_request_could_use_is_refused_before_any(tmp_path, text, expected):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    for part in expected:
+        assert part in str(info.value)
