@@ -9,7 +9,8 @@ from catalog import overlap
 from catalog.overlap import features
 from catalog.store import Store
 from tests.conftest import fast_client
-from tests.portals.catalogues import harvest_data_json, harvest_spellarbot, pod_2013_files, portal_id
+from tests.portals.catalogues import (harvest_data_json, harvest_spellarbot, place_of, pod_2013_files,
+                                      portal_id)
 from tests.shared_fixtures import require_fixtures
 
 # (domain, id) of real 2017 Socrata datasets, by what they hold
@@ -69,7 +70,7 @@ def harvest_selection(store: Store, socrata: dict = SOCRATA, pod_2013: dict = PO
     for path in pod_2013_files():
         entries = [e for e in json.loads(path.read_text()) if (path.stem, e.get("identifier")) in pod_wanted]
         if entries:
-            catalogues["pod-" + portal_id(path.stem)] = (path.stem, entries)
+            catalogues["pod-" + portal_id(path.stem)] = (place_of(path.stem), entries)
     harvest_data_json(store, http, catalogues)
 
 

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from catalog.overlap import concepts, scoring, text
-from tests.portals.catalogues import fixture_datasets
+from tests.portals.catalogues import fixture_datasets, place_of, portal_id
 
 
 def concept_of(domain: str, source_id: str) -> tuple[str, ...]:
+    """The kind the detector reads, its own place's words dropped as the harvest names them."""
     title, description = fixture_datasets()[(domain, source_id)]
-    return concepts.of_dataset(title, description, text.own_place_words(domain))
+    return concepts.of_dataset(title, description, text.own_place_words(place_of(domain), portal_id(domain)))
 
 
 KINDS = {   # real datasets, by the kind of record they hold, in each city's own words
