@@ -45,6 +45,9 @@ POD_2013 = {
     "footprints": [("data.cityofchicago.org", "6mpq-sfwi"), ("data.cityofnewyork.us", "xe92-xce7"),
                    ("data.baltimorecity.gov", "q7hm-rw3u")],
     "districts": [("data.cityofchicago.org", "4dt9-88ua"), ("data.oaklandnet.com", "ykcy-5r55")],
+    # a city's zoning map, titled by the zoning or by its districts
+    "zoning": [("data.austintexas.gov", "it3m-vb7j"), ("data.oaklandnet.com", "q8sz-29u5"),
+               ("data.seattle.gov", "2hat-teay"), ("data.sfgov.org", "mici-sct2"), ("data.cityofchicago.org", "p8va-airx")],
 }
 
 
