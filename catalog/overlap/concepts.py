@@ -73,14 +73,18 @@ PARENT_SHARE = 0.5
 # tables say they include officer-involved shootings
 CHILDREN = {parent: frozenset(c for c, p in PARENTS.items() if p == parent) for parent in ("police_stop", "citation")}
 # words that make a trigger mean something else ('Cardiac arrest'; 'criminal justice' is not
-# crime records, nor are a 'Crime Camera' layer, a gun offender registry or a juvenile's status offense
+# crime records, nor are a 'Crime Camera' layer, a gun offender registry ('required to register'), a
+# prosecutor's records (a State's Attorney's cases and staff) or a juvenile's status offense
 # (truancy, running away: no crime for an adult); animal control calls
 # no police dispatch log, bus stop data no police stops)
 # ('metro' is none: beside police words it is a city-county's government, 'Louisville Metro Police')
 TRANSIT = frozenset({"bus", "transit", "rail", "train", "ferry", "shelter", "route"})
 JUVENILE_JUSTICE = frozenset({"juvenile_detention", "status_offense"})
+PROSECUTION = frozenset({"attorney", "prosecutor"})   # a prosecutor's office: its cases and staff, not the police's
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
-            "crime_incident": frozenset({"justice", "court", "grant", "camera", "registry", "status_offense"}), "citation": frozenset({"event", "festival"}),
+            "crime_incident": frozenset({"justice", "court", "grant", "camera", "registry", "register",
+                                        "status_offense"}) | PROSECUTION,
+            "police_employee": PROSECUTION, "citation": frozenset({"event", "festival"}),
             # 'Bus Stop Terry Avenue' is no Terry stop, admissions to juvenile detention no police detention
             "police_stop": TRANSIT | JUVENILE_JUSTICE, "pedestrian_stop": TRANSIT,
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"}),

@@ -227,10 +227,11 @@ def label(c: Catalogue, rows: list[int]) -> str:
     ranked = sorted(cities_with, key=rank, reverse=True)
     best = ranked[0]
     # a lone word is named better by the phrase of it that most of the group's cities write
-    # ('Fire incidents' of three cities of five, beside 'Fire Data' and 'Fire Department Incident Data')
+    # ('Fire incidents' of three cities of five, beside 'Fire Data' and 'Fire Department Incident Data'), or
+    # the phrase term it is a word of ('Budget revenue' of seven cities of nine, beside Raleigh's 'Revenue')
     if "+" not in best and " " not in surface_of(best):
-        phrases = [t for t in ranked if t != best and best in t.split("+") and len(cities_with[t]) * 2 > n_cities
-                   and rank(t)[1] and t in subject]
+        phrases = [t for t in ranked if t != best and (best in t.split("+") or best in text.PHRASE_WORDS.get(t, ()))
+                   and len(cities_with[t]) * 2 > n_cities and rank(t)[1] and t in subject]
         best = phrases[0] if phrases else best
     surface = surface_of(best)
     # the kind of record the cities share names the group better than a title word fewer

@@ -49,7 +49,7 @@ date dates through since beginning begin starting start end ending until thru
 total totals summary summaries detail detailed details report reports reporting record records
 department dept office division bureau agency agencies program programs
 january february march april may june july august september october november december
-jan feb mar apr jun jul aug sep sept oct nov dec ytd
+jan feb mar apr jun jul aug sep sept oct nov dec ytd fy
 csv xlsx xls txt pdf doc docx zip xml sheet spreadsheet copy copyof kml kmz shp shapefile shapefiles
 """.split())
 
@@ -79,6 +79,7 @@ SYNONYMS = {
     "eatery": "restaurant", "website": "web", "place": "location", "usage": "consumption", "electric": "electricity",
     "felony": "crime", "criminal": "crime",
     "outline": "footprint",
+    "facilty": "facility",   # 'Facilties' (stemmed), a misspelling titles share: no subject of its own
     "boundary": "boundary", "border": "boundary",
     "polygon": "boundary",
     "neighbourhood": "neighborhood", "centre": "center", "colour": "color",
@@ -137,6 +138,10 @@ PHRASES = {
     ("police", "incident"): "crime", ("part", "1", "crime"): "crime", ("reported", "crime"): "crime",
     ("employee", "salary"): "salary", ("employee", "name"): "salary",
     ("operating", "budget"): "budget", ("capital", "budget"): "capital_budget",
+    # a budget's two sides, its revenue and its spending, written either way round ('Jackson Revenue Budget', 'NYC
+    # Budget Revenue'; 'Expense Budget', 'Budget Expenditures')
+    ("revenue", "budget"): "budget_revenue", ("budget", "revenue"): "budget_revenue",
+    ("spending", "budget"): "budget_spending", ("budget", "spending"): "budget_spending",
     # CIP: a capital improvement program (or plan, or its projects), as budget offices write it
     ("cip",): "capital_improvement", ("capital", "improvement"): "capital_improvement",
     ("parking", "citation"): "parking_citation", ("parking", "violation"): "parking_citation",
@@ -151,6 +156,23 @@ PHRASES = {
     # Safety ...'), and a portal's own pages: form words (GENERIC), their parts not kept apart
     # a period, no calendar of events ('Violations of Probation Disposed by Calendar Year')
     ("calendar", "year"): "calendar_year",
+    # a request that a dataset be published ('Dataset requests'), no service's request; 'dataset' and 'data'
+    # alone are stopwords
+    ("dataset", "request"): "dataset_request", ("data", "request"): "dataset_request",
+    ("request", "a", "dataset"): "dataset_request", ("request", "for", "dataset"): "dataset_request",
+    # how many vehicles pass ('Average Annual Weekday Traffic Volumes'), as counters measure it: traffic counts,
+    # not the news of traffic ('Weekday Traffic Updates')
+    ("traffic", "volume"): "traffic_count", ("traffic", "count"): "traffic_count",
+    # a shelter's census counts the people it houses ('Daily Report of Homeless Shelter Census'): a population,
+    # not the list of shelters
+    ("shelter", "census"): "shelter_population",
+    # a library system's branches are its libraries ('Library Branches', 'Public Libraries'); where a vehicle is
+    # parked off the street, a lot or a garage ('Parking Facilities', 'Parking Garage and Lot Inventory')
+    ("library", "branch"): "library",
+    # a city's zoning is the map of its zoning districts ('Zoning', 'Zoning Districts')
+    ("zoning", "district"): "zoning",
+    ("parking", "facility"): "parking_facility", ("parking", "lot"): "parking_facility",
+    ("parking", "garage"): "parking_facility",
     # how punctual a service runs ('On Time Performance' of buses and paratransit), not how fast a crew answers
     # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
     ("on", "time"): "on_time", ("response", "time"): "response_time",
@@ -162,6 +184,9 @@ PHRASES = {
     ("result", "schedule"): "posting_schedule", ("release", "schedule"): "posting_schedule",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
+PHRASE_WORDS: dict[str, set[str]] = {}   # a phrase term's words, in any of its wordings
+for _words, _term in PHRASES.items():
+    PHRASE_WORDS.setdefault(_term, set()).update(_words)
 PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 
 # Title terms that name the records a dataset holds (money planned, spent or paid, agreements,
@@ -177,6 +202,7 @@ PHRASE_STARTS = frozenset(p[0] for p in PHRASES)
 # are of ('building', 'code', 'capital') is their subject, which the other signals weigh.
 RECORD_FAMILIES = {
     "budget": "budget", "capital_budget": "budget", "spending": "spending", "revenue": "revenue",
+    "budget_revenue": "revenue", "budget_spending": "spending",   # (PHRASES: a budget's sides)
     "contract": "contract", "payment": "payment", "salary": "salary", "grant": "grant",
     "permit": "permit", "building_permit": "permit",
     "license": "license", "business_license": "license", "restaurant_license": "license",
@@ -192,6 +218,9 @@ RECORD_FAMILIES = {
     # a schedule of what a service costs ('Directory Of Land Use Application Fees'): prices, not the land use they
     # are charged for; beside records of another family, the fees are theirs ('Building Permits - Waived Fees')
     "fee": "fee",
+    # what a council passes ('Council Member Tovo Resolutions'): acts, not the members who sponsor them (not
+    # 'ordinance': a 'Budget Ordinance - Appropriations' is a budget)
+    "resolution": "legislation",
 }
 FEE = "fee"
 # Words of an office whose records are of one family unless the title names which: 'Code
@@ -255,6 +284,9 @@ def records_named(terms) -> int:
         if name in present and terms.count(word) == 1:
             named.discard(word)
     named -= {word for place, word in PLACES_NAMED.items() if place in present}
+    # a phrase's own family, not that of a word of it ('Revenue Budget', a budget's revenue side: no budget)
+    named -= {part for term in named & RECORD_PARTS.keys() for part in RECORD_PARTS[term]
+              if RECORD_BITS[part] != RECORD_BITS[term]}
     if FEE in named and len(named) > 1:   # 'Building Permits - Waived Fees' lists permits
         named.discard(FEE)
     if not named:
@@ -413,7 +445,8 @@ def split_words(text: str, glued: bool = True) -> list[str]:
         found = [w for i, w in enumerate(found) if not (w == "open" and found[i + 1:i + 2] == ["data"])
                  and w != "opendata"]
     if "set" in found:   # a 'Data Set' is a dataset: 'Request a Data Set' names no set
-        found = [w for i, w in enumerate(found) if not (w == "set" and i and found[i - 1] == "data")]
+        found = [("dataset" if w == "data" and found[i + 1:i + 2] == ["set"] else w) for i, w in enumerate(found)
+                 if not (w == "set" and i and found[i - 1] == "data")]
     return found
 
 

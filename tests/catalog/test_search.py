@@ -423,7 +423,7 @@ def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(rea
         hits = search.search(con, "311 service requests", limit=5)
         assert all("311" in h["title"] for h in hits), [h["title"] for h in hits]
         # the datasets titled as the query first (a long description pulled Chicago's down to 7th)
-        chicago = search.Filters(cities=("data.cityofchicago.org",))
+        chicago = search.Filters(cities=("Chicago",))
         assert [h["title"] for h in search.search(con, "building permits", limit=2, filters=chicago)] == [
             "Building Permits"] * 2
         for query in ["building permits", "street trees", "bike lanes", "parking citations"]:

@@ -51,7 +51,7 @@ def test_similar_lists_other_cities_with_explanations(db):
     found = json.loads(result.output)
     assert len(found) == 3 and found[0]["score"] >= found[-1]["score"]
     assert {f["uid"] for f in found[:2]} == {"data-sfgov-org:i98e-djp9", "data-seattle-gov:mags-97de"}
-    assert all(f["city"] != "data.cityofchicago.org" for f in found)
+    assert all(f["city"] != "Chicago" for f in found)
     assert "titles share 'building permits'" in found[0]["explanation"]
     result = runner.invoke(cli, ["similar", "nowhere:x", "--db", db])
     assert result.exit_code == 2 and "no dataset 'nowhere:x'" in result.output

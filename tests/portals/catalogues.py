@@ -22,6 +22,37 @@ from tests.portals.socrata import SocrataPortal
 from tests.shared_fixtures import FIXTURES, require_fixtures, spellarbot_domain_files
 
 
+# The place each real catalogue serves, as its portal names it (Socrata's attribution 'City of Chicago',
+# 'King County', 'Cook County Clerk'; the city of a 2013 data.json's domain): what a real config sets as
+# `city`, and what the detector drops from the titles as their own place's name ('Chicago Crimes' are the
+# city's 'Crimes'). A federal agency's portals are that agency's (CDC's two, CMS's Medicare and Medicaid).
+PLACES = {
+    "chronicdata.cdc.gov": "CDC", "data.cdc.gov": "CDC",
+    "data.medicare.gov": "CMS", "data.medicaid.gov": "CMS",
+    "data.energystar.gov": "ENERGY STAR", "data.imls.gov": "IMLS", "opendata.fcc.gov": "FCC",
+    "data.austintexas.gov": "Austin", "data.baltimorecity.gov": "Baltimore", "data.brla.gov": "Baton Rouge",
+    "data.cityofboston.gov": "Boston", "data.cityofchicago.org": "Chicago", "data.cityofmadison.com": "Madison",
+    "data.cityofnewyork.us": "New York", "data.edmonton.ca": "Edmonton", "data.hartford.gov": "Hartford",
+    "data.honolulu.gov": "Honolulu", "data.jacksonms.gov": "Jackson", "data.kingcounty.gov": "King County",
+    "data.lacity.org": "Los Angeles", "data.montgomerycountymd.gov": "Montgomery County",
+    "data.nola.gov": "New Orleans", "data.oaklandnet.com": "Oakland", "data.raleighnc.gov": "Raleigh",
+    "data.seattle.gov": "Seattle", "data.sfgov.org": "San Francisco", "data.slcgov.com": "Salt Lake City",
+    "data.somervillema.gov": "Somerville", "data.srcity.org": "Santa Rosa",
+    "datacatalog.cookcountyil.gov": "Cook County",
+    "data.ct.gov": "Connecticut", "data.hawaii.gov": "Hawaii", "data.illinois.gov": "Illinois",
+    "data.iowa.gov": "Iowa", "data.maryland.gov": "Maryland", "data.mo.gov": "Missouri",
+    "data.ny.gov": "New York State", "data.oregon.gov": "Oregon", "data.wa.gov": "Washington State",
+}
+
+
+def place_of(domain: str) -> str:
+    """The place a real catalogue's domain serves; a domain not in PLACES is an error to fix there."""
+    try:
+        return PLACES[domain]
+    except KeyError:
+        raise KeyError(f"no place named for the fixture domain {domain!r}: add it to PLACES") from None
+
+
 def portal_id(domain: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", domain.lower()).strip("-")
 
@@ -38,13 +69,13 @@ def spellarbot_entries(domains: list[str] | None = None) -> dict[str, list[dict]
 def harvest_spellarbot(store: Store, http: HttpClient, domains: list[str] | None = None,
                        select=None) -> dict[str, int]:
     """Harvest the 2017 Socrata domains (entries filtered by `select(entry)` if given);
-    each domain is its own city. Returns the number of entries served per domain."""
+    each domain is its place (PLACES). Returns the number of entries served per domain."""
     by_domain = spellarbot_entries(domains)
     if select is not None:
         by_domain = {d: [e for e in entries if select(e)] for d, entries in by_domain.items()}
     entries = [e for domain_entries in by_domain.values() for e in domain_entries]
     with SocrataPortal(entries, domain="unused.example.org") as portal:
-        configs = [portal_config(portal_id(d), "socrata", portal.url, domain=d, city=d)
+        configs = [portal_config(portal_id(d), "socrata", portal.url, domain=d, city=place_of(d))
                    for d, domain_entries in by_domain.items() if domain_entries]
         report = harvest(configs, store, http)
     assert report.ok, [p.error_message for p in report.portals if p.status != "ok"]
@@ -56,13 +87,13 @@ def pod_2013_files() -> list[Path]:
 
 
 def harvest_pod_2013(store: Store, http: HttpClient) -> int:
-    """Harvest the 16 city data.json catalogues of 2013 (legacy arrays), one portal per city."""
+    """Harvest the 16 city data.json catalogues of 2013 (legacy arrays), one portal per city (PLACES)."""
     configs = []
     with DataJsonPortal([], path="/unused") as portal:
         for path in pod_2013_files():
             portal.serve_json(f"/{path.stem}/data.json", json.loads(path.read_text()))
             configs.append(portal_config("pod-" + portal_id(path.stem), "dcat-us",
-                                         f"{portal.url}/{path.stem}/data.json", city=path.stem))
+                                         f"{portal.url}/{path.stem}/data.json", city=place_of(path.stem)))
         report = harvest(configs, store, http)
     assert report.ok, [p.error_message for p in report.portals if p.status != "ok"]
     return len(configs)

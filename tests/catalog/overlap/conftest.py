@@ -9,7 +9,8 @@ from catalog import overlap
 from catalog.overlap import features
 from catalog.store import Store
 from tests.conftest import fast_client
-from tests.portals.catalogues import harvest_data_json, harvest_spellarbot, pod_2013_files, portal_id
+from tests.portals.catalogues import (harvest_data_json, harvest_spellarbot, place_of, pod_2013_files,
+                                      portal_id)
 from tests.shared_fixtures import require_fixtures
 
 # (domain, id) of real 2017 Socrata datasets, by what they hold
@@ -44,6 +45,9 @@ POD_2013 = {
     "footprints": [("data.cityofchicago.org", "6mpq-sfwi"), ("data.cityofnewyork.us", "xe92-xce7"),
                    ("data.baltimorecity.gov", "q7hm-rw3u")],
     "districts": [("data.cityofchicago.org", "4dt9-88ua"), ("data.oaklandnet.com", "ykcy-5r55")],
+    # a city's zoning map, titled by the zoning or by its districts
+    "zoning": [("data.austintexas.gov", "it3m-vb7j"), ("data.oaklandnet.com", "q8sz-29u5"),
+               ("data.seattle.gov", "2hat-teay"), ("data.sfgov.org", "mici-sct2"), ("data.cityofchicago.org", "p8va-airx")],
 }
 
 
@@ -69,7 +73,7 @@ def harvest_selection(store: Store, socrata: dict = SOCRATA, pod_2013: dict = PO
     for path in pod_2013_files():
         entries = [e for e in json.loads(path.read_text()) if (path.stem, e.get("identifier")) in pod_wanted]
         if entries:
-            catalogues["pod-" + portal_id(path.stem)] = (path.stem, entries)
+            catalogues["pod-" + portal_id(path.stem)] = (place_of(path.stem), entries)
     harvest_data_json(store, http, catalogues)
 
 

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from catalog.overlap import concepts, scoring, text
-from tests.portals.catalogues import fixture_datasets
+from tests.portals.catalogues import fixture_datasets, place_of, portal_id
 
 
 def concept_of(domain: str, source_id: str) -> tuple[str, ...]:
+    """The kind the detector reads, its own place's words dropped as the harvest names them."""
     title, description = fixture_datasets()[(domain, source_id)]
-    return concepts.of_dataset(title, description, text.own_place_words(domain))
+    return concepts.of_dataset(title, description, text.own_place_words(place_of(domain), portal_id(domain)))
 
 
 KINDS = {   # real datasets, by the kind of record they hold, in each city's own words
@@ -513,3 +514,11 @@ def test_a_title_naming_311_requests_and_the_app_or_website_they_came_by_holds_r
     assert concepts.of_dataset(title, "", frozenset()) == ("service_request",)
     assert concepts.of_dataset("311 Website Availability", "The 311 website allows residents to submit service "
                                "requests", frozenset()) == ()
+
+
+def test_an_offender_registry_and_a_prosecutor_s_staff_are_no_crime_records():
+    """Baltimore's 'Gun Offenders' ("Persons convicted of at least one gun-related offense that are required to
+    register ...") and Cook County's "State's Attorney--Staff Using Crimes As Role Types" sat in 'Crime incidents'."""
+    assert concept_of("data.baltimorecity.gov", "aivj-4x23") == ()
+    assert concept_of("datacatalog.cookcountyil.gov", "xe52-c6ij") == ()
+    assert concept_of("data.cityofchicago.org", "ijzp-q8t2") == ("crime_incident",)   # Crimes - 2001 to present

@@ -161,7 +161,8 @@ def test_a_title_its_description_says_the_records_of_reads_with_them():
                                                          "and current calendar year"),
                              ("Jackson", "Jackson Revenue Budget", None)])
     budget, inspection = text.FAMILY_BITS["budget"], text.FAMILY_BITS["inspection"]
-    assert c.records_named.tolist() == [budget, inspection, budget]
+    # (a revenue budget holds the budget's revenue, as a 'Budget Revenue' does)
+    assert c.records_named.tolist() == [budget, inspection, text.FAMILY_BITS["revenue"]]
     assert c.titles[0] == "Inspections"
     from catalog.overlap import scoring   # the budget line and the inspections link no group
     assert scoring.told_apart(c, scoring.score_pairs(c, np.array([0]), np.array([1]))).tolist() == [True]

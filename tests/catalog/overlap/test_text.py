@@ -171,3 +171,55 @@ def test_workers_compensation_is_an_insurance_not_employees_pay():
     assert "workers_compensation" in text.terms("workers comp claims")
     assert "salary" in text.terms("Employee Compensation") and "salary" in text.terms("Workers Earnings")
     assert text.records_named(insurance) == 0
+
+
+def test_a_budget_s_revenue_and_spending_sides_read_alike_either_way_round():
+    """The real catalogues split one kind in two: 'Revenue budget' (Jackson, Somerville) beside 'Budget revenue'
+    (New York, Cook County, ...), 'Expense budget' beside 'Budget expenditures': the order of the words told the
+    records' family (the first word read as a modifier of the second)."""
+    def families(title):
+        named = text.records_named(text.terms(title))
+        return {family for family, bit in text.FAMILY_BITS.items() if named & bit}
+
+    for revenue in ["Jackson Revenue Budget", "NYC Budget Revenue", "Cook County Budget - 2013 - Preliminary Budget "
+                    "Revenues", "Revenue Budget - 2010 thru 2013"]:
+        assert families(revenue) == {"revenue"}, revenue
+        assert "budget_revenue" in text.terms(revenue)
+    for spending in ["Expense Budget", "Jackson Operating Expenses Budget", "Suffolk County Budget Expenditures: 2013"]:
+        assert families(spending) == {"spending"}, spending
+        assert "budget_spending" in text.terms(spending)
+    assert families("Capital Budget") == {"budget"}
+
+
+@pytest.mark.parametrize("one,other", [
+    ("Parking Facilties", "Parking Facilities"),                        # Honolulu's misspelling, Baltimore's
+    ("Library Branches", "Libraries"),                                   # Los Angeles', Baltimore's
+    ("Oakland Public Library Branch Locations And Hours", "Austin Public Library Locations"),
+    ("Average Annual Weekday Traffic Volumes (2006-2011)", "Average Daily Traffic Counts"),   # Edmonton, Chicago
+    ("Request a Data Set", "Dataset requests"),                          # Austin, King County
+    ("Oahu State Public Parking Lots", "Parking Facilities"),            # Hawaii, Baltimore
+    ("Public Parking Garages and Lots", "Parking Facilities"),           # Seattle, Baltimore
+])
+def test_wordings_of_one_thing_share_its_term(one, other):
+    shared = {t for t in text.terms(one, bigrams=False)} & {t for t in text.terms(other, bigrams=False)}
+    assert shared - text.GENERIC, (one, other)
+    assert shared & {"parking_facility", "library", "traffic_count", "dataset_request"}, (one, other)
+
+
+@pytest.mark.parametrize("title,unlike", [
+    ("Weekday Traffic Updates", "Average Annual Weekday Traffic Volumes (2006-2011)"),   # news, counts
+    ("Daily Report of Homeless Shelter Census", "Homeless Shelters"),                     # a head count, the list
+    ("311 Customer Service Requests", "Dataset requests"),
+])
+def test_wordings_of_different_things_keep_their_own_terms(title, unlike):
+    own = set(text.terms(unlike, bigrams=False)) - set(text.terms(title, bigrams=False))
+    assert own & {"traffic_count", "dataset_request"} or set(text.terms(title)) & {"shelter_population"}, title
+
+
+def test_a_council_s_resolutions_are_records_of_their_own_not_its_members():
+    """Austin's 'Council Member Tovo Resolutions' grouped with New York's 'Council Members' as 'Council members'."""
+    named = text.records_named(text.terms("Council Member Tovo Resolutions"))
+    assert named == text.FAMILY_BITS["legislation"]
+    assert text.records_named(text.terms("Council Members")) == 0
+    # a budget enacted as an ordinance is a budget
+    assert text.records_named(text.terms("Budget - 2016 Budget Ordinance - Appropriations")) == text.FAMILY_BITS["budget"]
