@@ -536,9 +536,9 @@ class HttpClient:
         request = requests.PreparedRequest()
         request.prepare_method("GET")
         request.prepare_url(url, None)
-        merged = requests.structures.CaseInsensitiveDict(session.headers)
-        merged.update(headers)
-        request.prepare_headers({name: value for name, value in merged.items() if value is not None})
+        # (prepare_headers keeps the last of two names that differ in case: ours over the session's)
+        request.prepare_headers({name: value for name, value in {**session.headers, **headers}.items()
+                                 if value is not None})
         request.prepare_body(None, None)
         request.prepare_auth(None, url)   # (user:password@ in the URL)
         response = session.get_adapter(request.url).send(request, stream=True, timeout=timeout, cert=None,
@@ -570,8 +570,7 @@ class HttpClient:
         with self._host_lock:
             return self._host_paces.setdefault(host, _HostPace())
 
-    def _slot(self, url: str) -> threading.BoundedSemaphore:
-        host = urlparse(url).netloc
+    def _slot(self, host: str) -> threading.BoundedSemaphore:
         with self._host_lock:
             slot = self._host_slots.get(host)
             if slot is None:
@@ -666,8 +665,9 @@ class HttpClient:
         self._check_stopped(url)
         self.stats.add(requests=1)
         log.debug("GET %s", url)
-        pace = self._pace(urlparse(url).netloc)
-        with self._slot(url):
+        host = urlparse(url).netloc
+        pace = self._pace(host)
+        with self._slot(host):
             pace.wait(self._stop, self._deadline)
             self._check_stopped(url)
             started = time.monotonic()
@@ -723,8 +723,9 @@ class HttpClient:
         self._check_stopped(url)
         self.stats.add(requests=1)
         started = time.monotonic()
-        with self._slot(url):
-            self._pace(urlparse(url).netloc).wait(self._stop, self._deadline)
+        host = urlparse(url).netloc
+        with self._slot(host):
+            self._pace(host).wait(self._stop, self._deadline)
             self._check_stopped(url)
             try:
                 # (not from `started`: the slot's wait)
