@@ -441,3 +441,20 @@ def test_the_merge_and_the_search_build_start_with_the_freed_heap_handed_back(st
     assert store.refresh_search()
     assert before - _rss() > (80 << 20)   # (of the 200 MB: some went back as they were freed)
     del pin
+
+
+def test_the_pages_a_merge_keeps_are_named_exactly_whatever_their_requests_hold(store):
+    """The kept pages' identities reach the merge as one JSON text (KEPT_PAGES): a request
+    holding quotes, a backslash, a line break, non-ASCII text or JSON's own punctuation names
+    its page and no other. A kept page's ids are listed (its dataset is not missing); a page
+    the listing no longer has is dropped with its dataset missing."""
+    odd = '{"q": "a \\"b\\" \\\\ \n c", "city": "Zürich", "list": "[\\"x\\", \\"y\\"]"}'
+    pages = [{"page_key": "k1", "params": odd, "next_params": None, "total": 2, "ids": ["a"]},
+             {"page_key": "k1", "params": '{"q": "a"}', "next_params": None, "total": 2, "ids": ["b"]}]
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True, pages=pages)
+    assert rows(store, "SELECT count(*) FROM listing_pages") == [(2,)]
+    counts = store.commit_portal(stage_of(store, []), "city", T0 + timedelta(days=1), mark_deleted=True,
+                                 grace=timedelta(days=30), pages=[{"page_key": "k1", "params": odd, "kept": True}])
+    assert rows(store, "SELECT params, ids FROM listing_pages") == [(odd, ["a"])]
+    assert rows(store, "SELECT source_id FROM datasets WHERE missing_since IS NOT NULL") == [("b",)]
+    assert counts["removed"] == 0

@@ -259,6 +259,29 @@ def test_a_secret_header_does_not_follow_a_redirect_to_another_host():
         assert "X-App-Token" not in other.requests[-1][2]
 
 
+def test_a_redirect_on_the_same_host_is_followed_once_a_hop_and_a_cookie_set_is_sent_back():
+    """Requests are sent by the session's adapter without Session.request (HttpClient._send):
+    still as requests sends them: a redirect is followed, each hop asked once, the app token
+    kept on the portal's own host; a cookie the portal sets goes back with its later requests."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            if environ["PATH_INFO"] == "/moved":
+                self.requests.append(("/moved", {}, {"Cookie": environ.get("HTTP_COOKIE")}))
+                start_response("301 Moved Permanently", [("Location", "/doc"), ("Content-Length", "0"),
+                                                         ("Set-Cookie", "lb=node-2; Path=/")])
+                return [b""]
+            return super()._wsgi(environ, start_response)
+
+    with Redirecting() as origin:
+        origin.serve_json("/doc", DOC)
+        client = fast_client()
+        response = client.get_json(origin.url + "/moved", headers={"X-App-Token": "secret"})
+        assert response.data == DOC and [path for path, _, _ in origin.requests] == ["/moved", "/doc"]
+        assert origin.requests[-1][2]["X-App-Token"] == "secret"
+        client.get_json(origin.url + "/moved")
+        assert origin.requests[-2][2]["Cookie"] == "lb=node-2" and "lb=node-2" in origin.requests[-1][2]["Cookie"]
+
+
 def test_a_redirect_to_another_host_takes_that_hosts_proxy(monkeypatch):
     """The environment is read once a host, the redirect's host too: the origin is asked
     directly (NO_PROXY), the host it redirects to through the proxy."""
