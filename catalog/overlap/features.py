@@ -71,6 +71,8 @@ class Catalogue:
     # per row, the title terms it names only in a breakdown, after 'by' ('land', 'use' of 'Damage By Sandy By
     # Land Use'), none where its title has none (empty list: not read)
     breakdown_terms: list[frozenset[str]] = field(default_factory=list, repr=False)
+    # per row, the words its title negates ('general' of 'Non-General Fund Expenditures'; empty list: none read)
+    negated: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     # rows whose title was read with words of its description: term -> the title's words and where
@@ -302,7 +304,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
-        breakdown_terms=breakdown_terms,
+        breakdown_terms=breakdown_terms, negated=[text.negated_words(t) for t in read_titles],
         # (a kind read only in a description leaves the title's families to judge: Baltimore's 'Fixed Speed
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
