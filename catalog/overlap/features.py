@@ -232,7 +232,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title_weights = [[1.5 if ("_" in t or "+" in t) else form_weight if t in generic else 1.0 for t in terms]
                      for terms in title_terms]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
-    description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
+    description_terms = [text.terms(_without_caveats(d)[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
     found = [concepts.of_dataset_terms(t, d, title, publisher) for t, d, title, publisher
@@ -309,6 +309,18 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
                                     for kinds, own in found), dtype=bool, count=n))
+
+
+# a disclaimer's numbered caveats ('DATA DISCLAIMER\n1. The data provided are for informational use only and may
+# differ from official APD crime data.'): what the data may differ from, not what it holds
+CAVEATS = re.compile(r"\bdisclaimer\b[\s:.]*\n\s*1[.)]\s.*", re.IGNORECASE | re.DOTALL)
+
+
+def _without_caveats(description: str | None) -> str:
+    """A description without the numbered caveats of a data disclaimer, and all after them."""
+    if not description:
+        return ""
+    return CAVEATS.sub(" ", description) if "isclaimer" in description or "ISCLAIMER" in description else description
 
 
 STATISTICS_WORDS = frozenset({"statistic", "stat"})
