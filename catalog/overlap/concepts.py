@@ -277,6 +277,8 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     found = of_terms(title_terms, _inline(opening), context) or own
     if found and not own and not _of_title_family(found, title_terms):
         return (), True
+    if found and not own and _counted_in(opening, found):
+        found = tuple(STATISTICS_OF.get(k, k) for k in found)
     # a title that names its records by an ambiguous police word ('NYPD Complaint Data') says what
     # it is as much as the description that tells which records those are ("all valid felony,
     # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
@@ -435,6 +437,16 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tup
     if title and any(k in STATISTICS_OF for k in found) and _counts(text.words(title, glued=False)):
         found = tuple(STATISTICS_OF.get(k, k) for k in found)
     return found
+
+
+def _counted_in(opening: list[str], kinds: tuple[str, ...]) -> bool:
+    """A description that names the records of a kind right beside a word of counting ('rate of criminal
+    incidents (property and personal) on Transit property ... per 100,000 trips', 'crime rate'): its table counts
+    them, as a title that says so does."""
+    counted = [kind for kind in kinds if kind in STATISTICS_OF]
+    return any(set(opening[max(0, i - 1):i + 2]) & STATISTICS for i, term in enumerate(opening)
+               if any((kind, True) in TRIGGERS.get(term, ()) or (kind, False) in TRIGGERS.get(term, ())
+                      for kind in counted))
 
 
 def _state_wide(title: str | None) -> bool:

@@ -71,6 +71,8 @@ class Catalogue:
     # per row, the title terms it names only in a breakdown, after 'by' ('land', 'use' of 'Damage By Sandy By
     # Land Use'), none where its title has none (empty list: not read)
     breakdown_terms: list[frozenset[str]] = field(default_factory=list, repr=False)
+    # per row, the words its title negates ('general' of 'Non-General Fund Expenditures'; empty list: none read)
+    negated: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     # rows whose title was read with words of its description: term -> the title's words and where
@@ -230,7 +232,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     title_weights = [[1.5 if ("_" in t or "+" in t) else form_weight if t in generic else 1.0 for t in terms]
                      for terms in title_terms]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
-    description_terms = [text.terms((d or "")[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
+    description_terms = [text.terms(_without_caveats(d)[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
     found = [concepts.of_dataset_terms(t, d, title, publisher) for t, d, title, publisher
@@ -302,11 +304,23 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         column_names=column_names, keyword_lists=keyword_lists,
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
-        breakdown_terms=breakdown_terms,
+        breakdown_terms=breakdown_terms, negated=[text.negated_words(t) for t in read_titles],
         # (a kind read only in a description leaves the title's families to judge: Baltimore's 'Fixed Speed
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
                                     for kinds, own in found), dtype=bool, count=n))
+
+
+# a disclaimer's numbered caveats ('DATA DISCLAIMER\n1. The data provided are for informational use only and may
+# differ from official APD crime data.'): what the data may differ from, not what it holds
+CAVEATS = re.compile(r"\bdisclaimer\b[\s:.]*\n\s*1[.)]\s.*", re.IGNORECASE | re.DOTALL)
+
+
+def _without_caveats(description: str | None) -> str:
+    """A description without the numbered caveats of a data disclaimer, and all after them."""
+    if not description:
+        return ""
+    return CAVEATS.sub(" ", description) if "isclaimer" in description or "ISCLAIMER" in description else description
 
 
 STATISTICS_WORDS = frozenset({"statistic", "stat"})

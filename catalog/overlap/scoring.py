@@ -142,7 +142,20 @@ def told_apart(c: Catalogue, pairs: PairScores) -> np.ndarray:
     a, b = pairs.a, pairs.b
     return ((c.is_code_table[a] != c.is_code_table[b]) | _kinds_differ(c, a, b, pairs.signals["concept"])
             | (_records_differ(c, a, b) & ((_families(c, a) & _families(c, b)) == 0))
-            | _subject_only_a_breakdown(c, a, b, pairs.signals["concept"]))
+            | _subject_only_a_breakdown(c, a, b, pairs.signals["concept"]) | _complements(c, a, b))
+
+
+def _complements(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One title negates a word the other names: King County's 'Non-General Fund Expenditures' are those of every
+    fund but the general fund, Cook County's 'General Fund Expenditures' of that one."""
+    out = np.zeros(len(a), dtype=bool)
+    if not c.negated:
+        return out
+    negating = np.fromiter(map(bool, c.negated), dtype=bool, count=len(c.negated))
+    for i in np.flatnonzero(negating[a] | negating[b]).tolist():
+        x, y = int(a[i]), int(b[i])
+        out[i] = bool(c.negated[x] & c.title_weights(y).keys() or c.negated[y] & c.title_weights(x).keys())
+    return out
 
 
 def _subject_only_a_breakdown(c: Catalogue, a: np.ndarray, b: np.ndarray, concept: np.ndarray) -> np.ndarray:
@@ -270,16 +283,18 @@ def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, l
     held_a, held_b = (_families(c, a), _families(c, b)) if differ.any() else (None, None)
     concept = np.asarray(signals.get("concept", [np.nan] * len(a)), dtype=np.float32)
     broken = _subject_only_a_breakdown(c, a, b, concept)
+    complements = _complements(c, a, b)
     a_list, b_list = a.tolist(), b.tolist()
     return [_explain_one(c, a_list[i], b_list[i], {name: values[i] for name, values in signals.items()},
-                         (int(held_a[i]), int(held_b[i])) if differ[i] else None, bool(broken[i]))
+                         (int(held_a[i]), int(held_b[i])) if differ[i] else None, bool(broken[i]), bool(complements[i]))
             for i in range(len(a_list))]
 
 
 def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: tuple[int, int] | None,
-                 broken: bool = False) -> str:
+                 broken: bool = False, complement: bool = False) -> str:
     """`explain` of one pair; `held`: the families of records each title names, when they differ; `broken`:
-    the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use')."""
+    the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use');
+    `complement`: one title negates a word of the other ('Non-General Fund' / 'General Fund')."""
     parts = []
     phrases = shared_title_phrases(c, a, b)
     if _missing(signals, "title"):
@@ -347,6 +362,10 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
                 shared.append(surface)
         parts.append(f"but {c.uids[holder]} names {', '.join(repr(s) for s in shared[:2]) or 'them'} only as a "
                      "breakdown, a place or a body's name, not as its subject")
+    if complement:
+        holder = a if c.negated[a] & c.title_weights(b).keys() else b
+        word = sorted(c.negated[holder] & c.title_weights(a + b - holder).keys())[0]
+        parts.append(f"but {c.uids[holder]} names what is not '{word}' (non-{word}), the other '{word}'")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)

@@ -173,6 +173,15 @@ PHRASES = {
     ("zoning", "district"): "zoning",
     ("parking", "facility"): "parking_facility", ("parking", "lot"): "parking_facility",
     ("parking", "garage"): "parking_facility",
+    # what is reported and inventoried of a greenhouse gas is its emissions ('Greenhouse Gas Inventory', 'Greenhouse
+    # Gas Emissions Estimates')
+    ("greenhouse", "gas"): "greenhouse_gas", ("greenhouse", "gas", "emission"): "greenhouse_gas",
+    ("ghg",): "greenhouse_gas", ("ghg", "emission"): "greenhouse_gas",
+    # what a website's analytics count: its visits, page views and traffic ('Website Analytics', 'Website visits')
+    ("web", "analytic"): "web_analytics", ("web", "visit"): "web_analytics", ("web", "traffic"): "web_analytics",
+    ("page", "view"): "web_analytics",
+    # the law buildings are built to ('City Building Codes for Missouri'), no building; a violation of it is one
+    ("building", "code"): "building_code", ("building", "code", "violation"): "building_violation",
     # how punctual a service runs ('On Time Performance' of buses and paratransit), not how fast a crew answers
     # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
     ("on", "time"): "on_time", ("response", "time"): "response_time",
@@ -221,6 +230,8 @@ RECORD_FAMILIES = {
     # what a council passes ('Council Member Tovo Resolutions'): acts, not the members who sponsor them (not
     # 'ordinance': a 'Budget Ordinance - Appropriations' is a budget)
     "resolution": "legislation",
+    # a building code is a law, the one buildings are built to ('City Building Codes for Missouri'), no building
+    "building_code": "legislation",
 }
 FEE = "fee"
 # Words of an office whose records are of one family unless the title names which: 'Code
@@ -494,10 +505,14 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     """Like `terms`, each with the words of `text` it came from (for labels and explanations)."""
     if not text:
         return []
+    if "fy" in text.lower():
+        text = FISCAL_YEAR_INSIDE.sub(" ", text)
     raw = split_words(text, glued)
     stemmed = [_stem_word(w) for w in raw]
     if "compensation" in raw or "comp" in raw:
         stemmed = _workers_compensation(raw, stemmed)
+    if NEGATION in raw:
+        raw, stemmed = _negated(raw, stemmed)
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
     i, n, last_phrase_end = 0, len(stemmed), -1
@@ -535,6 +550,34 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     return out
 
 
+# a fiscal year written between two words of a phrase says when, and the phrase runs across it: 'Proposed FY14
+# Budget' is a proposed budget (a year is not read so: 'Payroll 2012 Qtr1', 'Raleigh Buildings 2011 Roofs' end a phrase)
+FISCAL_YEAR_INSIDE = re.compile(r"(?<=[^\W\d_]) +FY ?\d{2,4}(?:[-/]\d{2,4})? +(?=[^\W\d_])", re.IGNORECASE)
+# 'non-' makes its word the complement: a 'Non-General Fund' is every fund but the general fund
+NEGATION = "non"
+
+
+def _negated(raw: list[str], stemmed: list[str]) -> tuple[list[str], list[str]]:
+    """`raw` and `stemmed` with 'non' and the word after it one word ('nongeneral', as 'nonprofit' is written)."""
+    out_raw, out_stemmed, i = [], [], 0
+    while i < len(raw):
+        if raw[i] == NEGATION and i + 1 < len(raw) and raw[i + 1].isalpha():
+            out_raw.append(f"non-{raw[i + 1]}")
+            out_stemmed.append(NEGATION + stemmed[i + 1])
+            i += 2
+        else:
+            out_raw.append(raw[i])
+            out_stemmed.append(stemmed[i])
+            i += 1
+    return out_raw, out_stemmed
+
+
+def negated_words(text: str | None) -> frozenset[str]:
+    """The words a title negates ('general' of 'Non-General Fund Expenditures'), stemmed."""
+    raw = split_words(text) if text else []
+    return frozenset(_stem_word(w) for w, before in zip(raw[1:], raw) if before == NEGATION and w.isalpha())
+
+
 def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:
     """`stemmed` with 'workers compensation' kept in its own words, which PHRASES read as one: the insurance of
     injured workers ('Oregon Workers' Compensation System'), no employees' pay, as the synonyms would read it."""
@@ -546,9 +589,20 @@ def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:
 
 
 def _heads_a_title(stemmed: list[str], i: int, title: bool) -> bool:
-    """Whether the stopword at `i` of a title is the last noun of a phrase, after a content word."""
-    return (title and stemmed[i] in HEAD_NOUNS and i > 0 and _is_content(stemmed[i - 1])
-            and (i + 1 == len(stemmed) or (not _is_content(stemmed[i + 1]) and stemmed[i + 1] != "of")))
+    """Whether the stopword at `i` of a title is the last noun of a phrase, after a content word, or of what a
+    directory lists ('Directory of Criminal Justice Agencies', '... Child Care and Day Care Information Offices')."""
+    return (title and i > 0 and (i + 1 == len(stemmed) or (not _is_content(stemmed[i + 1]) and stemmed[i + 1] != "of"))
+            and ((stemmed[i] in HEAD_NOUNS and _is_content(stemmed[i - 1]))
+                 or (stemmed[i] in LISTED_NOUNS and _in_directory(stemmed, i))))
+
+
+# stopwords that name what a directory lists, the last of its words: offices, agencies, programs
+LISTED_NOUNS = HEAD_NOUNS | {"agency", "program"}
+
+
+def _in_directory(stemmed: list[str], i: int) -> bool:
+    """Whether word `i` follows 'directory of' ('Directory Of DCP Offices')."""
+    return any(stemmed[j] == "directory" and stemmed[j + 1] == "of" for j in range(i - 1))
 
 
 # a title's word for the whole of its own place: 'Citywide Traffic Crashes' are the city's 'Traffic Crashes'

@@ -522,3 +522,13 @@ def test_an_offender_registry_and_a_prosecutor_s_staff_are_no_crime_records():
     assert concept_of("data.baltimorecity.gov", "aivj-4x23") == ()
     assert concept_of("datacatalog.cookcountyil.gov", "xe52-c6ij") == ()
     assert concept_of("data.cityofchicago.org", "ijzp-q8t2") == ("crime_incident",)   # Crimes - 2001 to present
+
+
+def test_a_description_that_counts_the_records_it_names_holds_their_statistics():
+    """Edmonton's 'Transit System and Security', described by "rate of criminal incidents ... per 100,000 trips",
+    sat in 'Crime incidents': a rate of crimes is a figure of them, as a title that says so ('Crime Rate') is."""
+    assert concepts.of_dataset("Transit System and Security",
+                               "Overall System Ridership and rate of criminal incidents (property and personal) on "
+                               "Transit property and vehicles per 100,000 trips") == ("crime_statistics",)
+    assert concepts.of_dataset("Crimes - 2001 to present",   # its title names them: no statistics for a word after
+                               "This dataset reflects reported incidents of crime ... rate") == ("crime_incident",)

@@ -276,3 +276,20 @@ def test_the_publisher_stored_with_a_dataset_tells_whether_its_words_are_about_p
     assert c.concept_lists[c.row("b:1")] == ()
     assert c.concept_lists[c.row("c:1")] == ("crime_incident",)
     store.close()
+
+
+def test_a_data_disclaimer_s_numbered_caveats_say_nothing_of_what_the_data_holds():
+    """Austin's 'R2R 2010' (its description's own words cut to 'Respons') sat in 'Crime incidents' by its police
+    data disclaimer, "may differ from official APD crime data", and held New York's 'School Safety Report' there;
+    a description after its caveats, or under a heading that says 'Disclaimer', is read as before."""
+    caveats = ("AUSTIN POLICE DEPARTMENT DATA DISCLAIMER\n1. The data provided are for informational use only and "
+               "may differ from official APD crime data.\n2. APD's crime database is continuously updated, so "
+               "reports run at different times may produce different results.")
+    rows = {"uid": ["a:1", "a:2", "b:3"], "city": ["Austin", "Austin", "New Orleans"], "portal_id": ["a", "a", "b"],
+            "title": ["R2R 2010", "R2R 2015", "Calls for Service 2011"],
+            "description": ["Respons" + caveats, "Response to Resistance dataset for 2015.\n" + caveats,
+                            "Data Description and Disclaimer\nThis dataset reflects incidents that have been reported "
+                            "to the New Orleans Police Department in 2011."],
+            "keywords": [[]] * 3, "themes": [[]] * 3, "asset_type": ["dataset"] * 3}
+    c = features.build(rows, {}, {})
+    assert c.concept_lists == [(), ("use_of_force",), ("calls_for_service",)]

@@ -748,3 +748,89 @@ def test_a_fiscal_year_is_a_period_not_a_label_word():
     assert "fy" in text.STOPWORDS
     assert label_of([("IMLS", "IMLS Appropriations (FY 2002-2017)"),
                      ("Oakland", "City of Oakland Proposed Policy Budget FY2013-15")]) == "Budget"
+
+
+# real titles of other things, beside a few of one thing: the words those share weigh as in a catalogue
+OTHER_THINGS = [("Chicago", "Building Permits"), ("Seattle", "Seattle Police Department Police Report Incident"),
+                ("Austin", "Austin Water - Residential Water Consumption"), ("Boston", "Employee Earnings Report"),
+                ("New York", "Street Tree Census"), ("Baltimore", "Parking Citations")]
+
+
+def test_greenhouse_gas_is_its_emissions_however_a_title_says_it():
+    """The real catalogues had 'Greenhouse gas' (Oregon's reporting, San Francisco's inventory) apart from
+    'Greenhouse gas emissions' (Austin, Los Angeles, Maryland): what is reported and inventoried of a greenhouse
+    gas is its emissions."""
+    titles = [("Oregon", "Greenhouse Gas Reporting Update"),
+              ("San Francisco", "San Francisco Municipal Greenhouse Gas Inventory"),
+              ("Austin", "Travis County Community-wide Greenhouse Gas Emissions Inventory"),
+              ("Los Angeles", "Community-Wide Greenhouse Gas Emissions"), ("Maryland", "Greenhouse Gas Emissions Estimates")]
+    found = group_titles(OTHER_THINGS + titles)
+    assert list(found.values()) == [sorted(title for _, title in titles)], found
+
+
+def test_a_website_s_visits_and_page_views_are_its_web_analytics():
+    """'Web analytics' (Baton Rouge, New York, Oakland, San Francisco) and 'Website visits' (Los Angeles,
+    Washington) were two groups: the visits and page views of a site are what its analytics count."""
+    found = group_titles(OTHER_THINGS + [("Baton Rouge", "Website Analytics"), ("New York", "NYC.gov Web Analytics"),
+                                         ("Los Angeles", "ITA- # of Unique Monthly Website Visits"),
+                                         ("Washington State", "Website visits"), ("CDC", "Monthly Page Views to CDC.gov")])
+    assert len(found) == 1 and len(next(iter(found.values()))) == 5, found
+
+
+def test_a_building_code_is_no_building():
+    """Missouri's lists of the building codes its cities and counties adopted and Chicago's 'Building Code
+    Scofflaw List' were in 'Buildings' with lists of buildings: a building code is the law buildings are built
+    to, not a building."""
+    found = group_titles(OTHER_THINGS + [("Edmonton", "Historical Buildings"), ("Raleigh", "Raleigh Buildings 2011"),
+                                         ("King County", "King County buildings"),
+                                         ("Missouri", "City Building Codes for Missouri"),
+                                         ("Chicago", "Building Code Scofflaw List"),
+                                         ("Missouri", "County Building Codes for Missouri")])
+    assert found["Buildings"] == ["Historical Buildings", "King County buildings", "Raleigh Buildings 2011"], found
+    assert "building_violation" in text.terms("Building Code Violations")   # a violation of it is a violation
+
+
+def test_a_fiscal_year_inside_a_phrase_does_not_cut_it():
+    """Honolulu's 'Proposed FY14 Budget' .. 'FY17' were in 'Budget', apart from the 'Proposed budget' group of
+    King County, Raleigh and Seattle: the fiscal year between its words says when, the budget is a proposed one."""
+    found = group_titles([("Honolulu", "Proposed FY14 Budget"), ("Honolulu", "Proposed FY15 Budget"),
+                          ("Seattle", "2013 Proposed Budget Attachment A"),
+                          ("Baltimore", "Baltimore Operating Budget"), ("Hartford", "Hartford: Operating Budget"),
+                          ("Santa Rosa", "Santa Rosa Operating Budget")])
+    assert found["Proposed budget"] == ["2013 Proposed Budget Attachment A", "Proposed FY14 Budget",
+                                        "Proposed FY15 Budget"], found
+    assert "proposed+budget" in text.terms("Proposed FY 2014 Budget")
+    # a year often ends a phrase with nothing written after it: Salt Lake City's payroll is no 'payroll qtr'
+    assert "salary+qtr" not in text.terms("Payroll 2012 Qtr1")
+    assert "ems+response_time" not in text.terms("EMS - FY2016 Response Time Performance")
+
+
+def test_a_non_general_fund_is_not_the_general_fund():
+    """King County's 'Non-General Fund Expenditures 2010' and '... Revenues 2010' were in 'General fund
+    expenditures' and 'General fund revenue': 'non-' makes its word the complement, the funds that are not the
+    general fund."""
+    found = group_titles([("Cook County", "General Fund Expenditures By Category 1996 To 2012"),
+                          ("King County", "General Fund Expenditures 2010"),
+                          ("King County", "Non-General Fund Expenditures 2010")])
+    assert found == {"General fund expenditures": ["General Fund Expenditures 2010",
+                                                   "General Fund Expenditures By Category 1996 To 2012"]}, found
+    assert "general" not in text.terms("Non-General Fund Expenditures 2010")
+
+
+def test_a_directory_lists_the_last_of_its_words():
+    """New York's 'Directory Of Lead Agencies And Housing Programs' sat in 'Housing' with King County's counts of
+    housing units: a directory lists the agencies and programs its last words name ('agencies' and 'programs'
+    are stopwords elsewhere, the publisher's name: 'Department of Housing Programs')."""
+    found = group_titles(OTHER_THINGS + [("King County", "Total King County Housing, 2000 - 2010"),
+                                         ("New York", "Directory Of Lead Agencies And Housing Programs"),
+                                         ("New York", "Housing New York Units by Building")])
+    assert found == {"Housing": ["Housing New York Units by Building", "Total King County Housing, 2000 - 2010"]}, found
+    assert "agency" in text.terms("Directory of Criminal Justice Agencies")
+    assert "office" in text.terms("Directory Of Child Care and Day Care Information Offices")
+    pairs = scoring.score_pairs(c := rows_catalogue([("Cook County", "General Fund Expenditures By Category"),
+                                                      ("King County", "Non-General Fund Expenditures 2010")]),
+                                np.array([0]), np.array([1]))
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert scoring.told_apart(c, pairs).tolist() == [True]
+    assert scoring.explain(c, 0, 1, signals).endswith("but c1:d1 names what is not 'general' (non-general), "
+                                                      "the other 'general'")
