@@ -282,10 +282,10 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
     known = {p.id for p in config.portals}
-    bad = [u for u in uids if u.partition(":")[0] not in known or not u.partition(":")[2]]
+    bad = [u for u in dict.fromkeys(uids) if u.partition(":")[0] not in known or not u.partition(":")[2]]
     if bad:
-        raise click.UsageError(f"{bad[0]!r} is not portal_id:source_id of a portal in {config_path} "
-                               f"(portals: {', '.join(sorted(known))})")
+        raise click.UsageError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not "
+                               f"portal_id:source_id of a portal in {config_path} (portals: {', '.join(sorted(known))})")
     lock = writer_lock(db_path, wait)
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -293,6 +293,11 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         lock.release()
         raise
     try:
+        # a typo is bad usage, refused before a run is recorded (a failed run would alert monitoring)
+        unknown = _uids_not_in_catalogue(store.con, list(dict.fromkeys(uids)))
+        if unknown:
+            raise click.UsageError("not in the catalogue (a typo? harvest the portal first?): "
+                                   + "; ".join(f"{uid!r}{why}" for uid, why in unknown.items()))
         chosen = list(uids)
         if overlap:
             grouped = _overlap_uids(store)
@@ -326,6 +331,30 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         echo_table([[r.uid, r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}", r.path or (r.error_message or "")[:80]]
                     for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"])
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
+
+
+def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
+    """Each of `uids` that names no live dataset, with why or what it may have meant: a
+    removed dataset, the same source id on another portal, close spellings on its portal."""
+    import difflib
+
+    live = {row[0] for row in con.execute("SELECT uid FROM datasets WHERE list_contains(?, uid) AND deleted_at IS NULL",
+                                          [uids]).fetchall()}
+    unknown = {}
+    for uid in (u for u in uids if u not in live):
+        portal_id, _, source_id = uid.partition(":")
+        removed = con.execute("SELECT deleted_at FROM datasets WHERE uid = ?", [uid]).fetchone()
+        if removed:
+            unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
+            continue
+        near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
+                                          "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
+        if not near:
+            same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
+                                                     [portal_id]).fetchall()]
+            near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
+        unknown[uid] = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+    return unknown
 
 
 def _overlap_uids(store) -> list[str] | None:
