@@ -97,14 +97,57 @@ def echo_table(rows: list[list] | list[tuple], headers) -> None:
 
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object a line, for log collectors: time (UTC), level, logger, message."""
+    """One JSON object a line, for log collectors: time (UTC), level, logger, message (and
+    the exit code of an error that ended the command)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        if hasattr(record, "exit_code"):
+            line["exit_code"] = record.exit_code
         return json.dumps(line, ensure_ascii=False)
+
+
+LOG_FORMAT = "civicat.log_format"   # the --log-format of this command, in click's ctx.meta
+
+
+def echo_error(message: str, exit_code: int | None = None) -> None:
+    """An error for stderr: a JSON log line with --log-format json (a JSON log stays JSON to
+    its last line, the text as it was sent), else a plain line (see printable)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.meta.get(LOG_FORMAT) != "json":
+        click.echo(printable(message), err=True)
+        return
+    record = logging.LogRecord("civicat", logging.ERROR, __file__, 0, message, None, None)
+    if exit_code is not None:
+        record.exit_code = exit_code
+    click.echo(JsonLogFormatter().format(record), err=True)
+
+
+class Refused(click.ClickException):
+    """Exit 2, `Error: message` with no usage line: the command was refused before it began."""
+    exit_code = 2
+
+
+class CommandGroup(click.Group):
+    """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
+    a failure: exit 2 or 1) is a JSON log line too. Errors in the options before the command
+    (a --log-format that is neither plain nor json) come before the format is known: click
+    prints them as plain text."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if ctx.meta.get(LOG_FORMAT) != "json":
+                raise
+            message = exc.format_message()
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                message += f" (see: {exc.ctx.command_path} --help)"
+            echo_error(message, exc.exit_code)
+            ctx.exit(exc.exit_code)
 
 
 class PlainLogFormatter(logging.Formatter):
@@ -114,13 +157,14 @@ class PlainLogFormatter(logging.Formatter):
         return printable(super().format(record))
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 @click.version_option(__version__, prog_name="civicat")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,
               help="Logs on stderr as plain lines or one JSON object a line.")
 def cli(verbose: int, log_format: str) -> None:
     """civicat: harvest city open-data portals into one DuckDB catalogue."""
+    click.get_current_context().meta[LOG_FORMAT] = log_format
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     formatter = (JsonLogFormatter() if log_format == "json"
                  else PlainLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -139,8 +183,7 @@ def writer_lock(db_path: Path, wait: bool):
     try:
         lock.acquire()
     except CatalogueBusy as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        raise Refused(str(exc)) from None
     except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
         raise _cannot_open(db_path, exc) from None
     return lock
@@ -159,9 +202,8 @@ def open_for_writing(opener, db_path: Path, wait: bool):
                 raise _cannot_open(db_path, exc) from None
             who = _lock_holder(exc)
             if not wait:
-                click.echo(f"Error: {db_path} is open in {who}, which keeps a writer out (DuckDB allows no "
-                           "writer beside another process's connection): close it, or pass --wait", err=True)
-                sys.exit(2)
+                raise Refused(f"{db_path} is open in {who}, which keeps a writer out (DuckDB allows no writer "
+                              "beside another process's connection): close it, or pass --wait") from None
             logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
             time.sleep(2)
 
@@ -233,11 +275,11 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
                    + (["records", "rows"] if with_records else []))
         for p in report.portals:
             if p.status != "ok":
-                click.echo(f"{p.portal_id}: FAILED: {printable(p.error_message)}", err=True)
+                echo_error(f"{p.portal_id}: FAILED: {p.error_message}", 1)
     if interrupted:
         stored = sum(p.status == "ok" for p in report.portals)
-        click.echo(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
-                   "previous catalogue", err=True)
+        echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
+                   "previous catalogue", 130)
         sys.exit(130)
     sys.exit(0 if report.ok else 1)
 

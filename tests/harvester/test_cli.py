@@ -266,6 +266,33 @@ def test_logs_go_to_stderr_as_json_lines_with_log_format_json(tmp_path, portal):
     assert any(line["level"] == "info" and line["message"].startswith("city: ok: 7 seen, 7 new") for line in lines)
 
 
+def test_errors_that_end_a_command_are_json_log_lines_with_log_format_json(tmp_path, portal, monkeypatch):
+    def json_lines(result):
+        lines = [json.loads(line) for line in result.stderr.splitlines()]
+        assert lines and all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+        return lines
+
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text('[[portals]]\nid = "x"\nkind = "nope"\nurl = "http://h"\n')
+    db = str(tmp_path / "c.duckdb")
+    for args, says in ((["harvest", "--config", str(bad_config), "--db", db], "bad.toml"),   # a config at 02:15
+                       (["harvest", "--no-such-option"], "--no-such-option"),               # click's own usage error
+                       (["sql", "DELETE FROM datasets", "--db", db], "")):                  # no catalogue
+        result = CliRunner().invoke(cli, ["--log-format", "json", *args])
+        [line] = json_lines(result)
+        assert result.exit_code == 2 and (line["level"], line["exit_code"]) == ("error", 2) and says in line["message"]
+    plain = CliRunner().invoke(cli, ["harvest", "--config", str(bad_config), "--db", db])
+    assert plain.exit_code == 2 and plain.stderr.startswith("Usage:")                       # plain logs: as before
+
+    monkeypatch.setenv("CIVICAT_HTTP_MAX_ATTEMPTS", "1")
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),
+                          ("down", "dcat-us", "http://127.0.0.1:9/data.json"))
+    failed = CliRunner().invoke(cli, ["--log-format", "json", "harvest", "--config", config, "--db", db])
+    assert failed.exit_code == 1 and "city" in failed.stdout                                 # the table, on stdout
+    assert [(line["message"].split(":")[:2], line["exit_code"]) for line in json_lines(failed)] == [
+        (["down", " FAILED"], 1)]
+
+
 def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_waits(tmp_path, portal):
     import time
 
