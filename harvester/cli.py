@@ -60,6 +60,20 @@ def csv_cell(value):
     return value
 
 
+def csv_lines(rows) -> Iterator[str]:
+    """Each row as a CSV line ended by "\n" (RFC 4180 allows it; every Unix tool expects it,
+    where "\r\n" leaves a "\r" on the last value), a value holding a "\r" quoted all the
+    same: csv quotes the characters of its line ending, so it writes "\r\n" and the ending is
+    swapped."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()[:-2] + "\n"
+        buffer.seek(0)
+        buffer.truncate()
+
+
 def echo_json_streamed(head: dict, key: str, items: Iterator[dict]) -> None:
     """echo_json({**head, key: list(items)}), the same text, printed an item at a time: a list as
     long as a portal (a night's warnings) is never held whole."""
@@ -518,11 +532,7 @@ def sql(query, fmt, db_path, as_json):
     if fmt == "json":
         echo_json([dict(zip(columns, row)) for row in rows])
     elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows([csv_cell(cell) for cell in row] for row in rows)
-        click.echo(buffer.getvalue(), nl=False)
+        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False)
     else:
         echo_table(rows, columns)
 

@@ -425,6 +425,14 @@ def test_sql_csv_writes_lists_and_structs_as_json_text(empty_catalogue):
     assert row[3] == "plain"
 
 
+def test_sql_csv_ends_lines_with_a_line_feed_and_quotes_as_rfc_4180(empty_catalogue):
+    # lines ended "\r\n": $(civicat sql --format csv ...) gave "chicago:x\r"
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv",
+                                      "SELECT 'chicago:x' AS uid, 'two\nlines, \"quoted\"' AS note, 'a\rb' AS cr"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == b'uid,note,cr\nchicago:x,"two\nlines, ""quoted""","a\rb"\n'
+
+
 @pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],
                                      ["sql", "SELECT 1"], ["records", "city:x"], ["export", "--out", "OUT"],
                                      ["export", "--out", "OUT", "--format", "data.json"]])
