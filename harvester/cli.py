@@ -243,11 +243,12 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
     from harvester.mapping import workers_from_env
-    from harvester.pipeline import HarvestInterrupted
+    from harvester.pipeline import HarvestInterrupted, portals_not_in_config
     from harvester.pipeline import harvest as run_harvest
 
     try:
-        portals = load_config(config_path).select(list(portal_ids))
+        config = load_config(config_path)
+        portals = config.select(list(portal_ids))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -268,13 +269,16 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         bars: dict = {}
         progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
         try:
-            report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records,
-                                 workers=workers)
-        except HarvestInterrupted as exc:
-            report, interrupted = exc.run, True
+            try:
+                report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records,
+                                     workers=workers)
+            except HarvestInterrupted as exc:
+                report, interrupted = exc.run, True
+            finally:
+                for bar in bars.values():
+                    bar.close()
+            report.not_in_config = portals_not_in_config(store.con, [p.id for p in config.portals])
         finally:
-            for bar in bars.values():
-                bar.close()
             store.close()
     finally:
         lock.release()
@@ -290,6 +294,14 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         for p in report.portals:
             if p.status != "ok":
                 echo_error(f"{p.portal_id}: FAILED: {p.error_message}", 1)
+        for portal_id, live in report.not_in_config.items():
+            click.echo(f"{portal_id}: not in {config_path}, {counted(live, 'live dataset')} kept")
+    if report.not_in_config:
+        logging.getLogger("civicat.harvest").warning(
+            "portals in the catalogue but not in %s keep their datasets live in search, overlap and exports: %s; "
+            "if they are gone for good, `civicat retire PORTAL_ID` marks their datasets removed",
+            config_path, ", ".join(f"{portal_id} ({counted(live, 'live dataset')})"
+                                   for portal_id, live in report.not_in_config.items()))
     if interrupted:
         stored = sum(p.status == "ok" for p in report.portals)
         echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
@@ -420,6 +432,50 @@ def _overlap_uids(store) -> list[str] | None:
         return None
     uids = [r[0] for r in store.con.execute("SELECT DISTINCT uid FROM overlap_groups ORDER BY uid").fetchall()]
     return uids or None
+
+
+@cli.command()
+@click.argument("portal_id", metavar="PORTAL_ID")
+@wait_option
+@db_option
+@config_option
+@json_option
+def retire(portal_id, wait, db_path, config_path, as_json):
+    """Mark every dataset of a portal taken out of the config removed (history kept).
+
+    A portal is never dropped by a harvest (another config, or --portal, must not drop
+    it): retire it once it is gone for good. Exit 2: the portal is still in the config,
+    or the catalogue holds no live dataset of it."""
+    from catalog.store import Store
+    from harvester.pipeline import portals_not_in_config, retire_portal
+
+    try:
+        configured = [p.id for p in load_config(config_path).portals]
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if portal_id in configured:
+        raise click.UsageError(f"{portal_id!r} is still in {config_path}: take it out first (the next harvest "
+                               "would list its datasets again)")
+    if not db_path.exists():
+        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    lock = writer_lock(db_path, wait)
+    try:
+        store = open_for_writing(Store, db_path, wait)
+        try:
+            retired = portals_not_in_config(store.con, configured)
+            if portal_id not in retired:
+                raise click.UsageError(f"the catalogue holds no live dataset of a portal {portal_id!r} outside "
+                                       f"{config_path}" + (f" (those it holds: {', '.join(retired)})" if retired else ""))
+            run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
+        finally:
+            store.close()
+    finally:
+        lock.release()
+    if as_json:
+        echo_json({"run_id": run_id, "portal_id": portal_id, "removed": report.removed})
+    else:
+        click.echo(f"{portal_id}: {counted(report.removed, 'dataset')} marked removed (deleted_at), their history "
+                   f"kept (run {run_id})")
 
 
 ERRORS_SHOWN = 1000   # rows of `runs --errors` as a table
