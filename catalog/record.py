@@ -303,6 +303,17 @@ PERIODICITY_WORDS = {
     "as-needed": "irregular", "ad hoc": "irregular", "adhoc": "irregular", "other": "irregular",
     "unknown": "unknown", "never": "unknown", "not planned": "unknown", "historical": "unknown",
     "static": "unknown", "notplanned": "unknown",
+    # German, with umlauts or written out (ae, oe, ue) as Stadt Zurich's CKAN vocabulary
+    # (`updateInterval`) has them; "laufend" (ongoing) as the city's own DCAT export maps it
+    "stündlich": "R/PT1H", "stuendlich": "R/PT1H", "täglich": "R/P1D", "taeglich": "R/P1D",
+    "wöchentlich": "R/P1W", "woechentlich": "R/P1W", "vierzehntäglich": "R/P2W", "vierzehntaeglich": "R/P2W",
+    "monatlich": "R/P1M", "quartalsweise": "R/P3M", "vierteljährlich": "R/P3M", "vierteljaehrlich": "R/P3M",
+    "halbjährlich": "R/P6M", "halbjaehrlich": "R/P6M", "jährlich": "R/P1Y", "jaehrlich": "R/P1Y",
+    "alle 4 jahre": "R/P4Y", "echtzeit": "R/PT1S", "laufend": "R/PT1S", "laufende nachführung": "R/PT1S",
+    "laufende nachfuehrung": "R/PT1S", "sporadisch oder unregelmässig": "irregular",
+    "sporadisch oder unregelmaessig": "irregular", "sporadisch oder unregelmäßig": "irregular",
+    "unregelmässig": "irregular", "unregelmaessig": "irregular", "unregelmäßig": "irregular",
+    "sporadisch": "irregular", "keines": "unknown", "keine nachführung": "unknown", "keine nachfuehrung": "unknown",
 }
 _PERIODICITY_URIS = {  # Dublin Core / EU frequency vocabularies end in one of these words
     "ANNUAL": "R/P1Y", "ANNUAL_2": "R/P6M", "ANNUAL_3": "R/P4M", "BIENNIAL": "R/P2Y", "BIMONTHLY": "R/P2M",

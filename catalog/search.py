@@ -31,6 +31,7 @@ Queries and filters reach DuckDB as parameters, never as SQL text.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -52,6 +53,20 @@ if any(weight != int(weight) for weight in FIELD_WEIGHTS.values()):
     raise ValueError("the field weights must be whole numbers: the postings store weighted frequencies as integers")
 K1, B = 1.2, 0.75
 IGNORE = r"(\.|[^a-z0-9])+"   # the fts default drops digits too, and with them "311"
+# Characters that show nothing: the soft hyphen, the zero-width space, non-joiner and joiner,
+# the word joiner and the byte order mark. A portal's text keeps them (Zurich's theme
+# "Ver\xadwalt\xadung", stored as sent), the index and the filters drop them before
+# anything else, or IGNORE would cut "verwaltung" in three words no one types
+INVISIBLE = "[\u00ad\u200b-\u200d\u2060\ufeff]"
+# the tokeniser's version, ahead of the fingerprint: an index built by another (of an older
+# civicat, whose terms kept the invisible characters) is built whole again, not updated
+TOKENISER = "t2"
+
+
+def visible(text: str) -> str:
+    """`text` without INVISIBLE characters, as the index reads it."""
+    return re.sub(INVISIBLE, "", text)
+
 
 # The English stop words of DuckDB's fts extension (`stopwords = 'english'`, the 571 words
 # its create_fts_index inserts), less the 47 with an apostrophe (never a word here: IGNORE
@@ -176,7 +191,8 @@ def _piece_terms(pieces: str, term_ids: str) -> str:
     `term_ids` numbers the terms of `stems`."""
     return f"""
         WITH words AS (
-            SELECT piece, unnest(string_split_regex(regexp_replace(piece, $ignore, ' ', 'g'), '\\s+')) AS word
+            SELECT piece, unnest(string_split_regex(regexp_replace(regexp_replace(piece, $invisible, '', 'g'), $ignore,
+                                                                   ' ', 'g'), '\\s+')) AS word
             FROM (SELECT DISTINCT piece FROM ({pieces}))),
         stems AS (
             SELECT piece, stem(word, 'porter') AS term FROM words
@@ -199,8 +215,9 @@ LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM search_work.tf GROUP BY d
 def _documents(docid: str, documents: str = "") -> str:
     return f"""
         SELECT {docid} AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
-               coalesce(l.length, 0)::BIGINT AS length, lower(d.city) AS city_key,
-               list_transform(d.themes, lambda t: lower(t)) AS theme_keys, d.last_changed
+               coalesce(l.length, 0)::BIGINT AS length, lower(regexp_replace(d.city, $invisible, '', 'g')) AS city_key,
+               list_transform(d.themes, lambda t: lower(regexp_replace(t, $invisible, '', 'g'))) AS theme_keys,
+               d.last_changed
         FROM datasets d {documents} LEFT JOIN search_work.lengths l ON l.docid = {docid}
         WHERE d.deleted_at IS NULL
         ORDER BY docid"""  # a filter's join on docid then skips row groups
@@ -297,13 +314,14 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
     whether it changed. The caller's memory limit and threads hold (a build spills to disk
     past the limit). One refresh at a time per DuckDB instance (catalog.store.Store holds
     its write lock): a build attaches its working database under one name, WORK."""
-    fingerprint = con.execute(FINGERPRINT).fetchone()[0]
+    fingerprint = f"{TOKENISER}|{con.execute(FINGERPRINT).fetchone()[0]}"
     built = con.execute("SELECT fingerprint, documents, updated FROM search_state").fetchall()
     if not force and built and built[0][0] == fingerprint:
         return False
+    force = force or bool(built) and not built[0][0].startswith(f"{TOKENISER}|")
     load_fts(con)
     con.execute("SET enable_progress_bar = false")  # the harvest shows its own progress
-    params = {"ignore": IGNORE, "stop_words": list(STOP_WORDS), **PIECE_WEIGHTS,
+    params = {"ignore": IGNORE, "invisible": INVISIBLE, "stop_words": list(STOP_WORDS), **PIECE_WEIGHTS,
               "built_at": datetime.now(UTC), "fingerprint": fingerprint}
     con.execute(f"DETACH DATABASE IF EXISTS {WORK}")  # (a build cut short in this connection)
     con.execute(f"ATTACH ':memory:' AS {WORK}")
@@ -459,10 +477,11 @@ TITLE_LOOKUP = 50
 # tagged with their word or describe themselves by it again and again
 BEYOND_TITLE = FIELD_WEIGHTS["keywords"]
 
-# The words of a text (an SQL expression) as the index makes its terms from them: lower-cased,
-# accents stripped, cut by IGNORE (which leaves one space between words), stop words
+# The words of a text (an SQL expression) as the index makes its terms from them: INVISIBLE
+# characters dropped, lower-cased, accents stripped, cut by IGNORE (which leaves one space between words), stop words
 # (`stop.words`) dropped; stemmed by the caller
-WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents({text})), $ignore, ' ', 'g'), ' '), "
+WORDS = ("list_filter(string_split(regexp_replace(lower(strip_accents(regexp_replace({text}, $invisible, '', 'g'))), "
+         "$ignore, ' ', 'g'), ' '), "
          "lambda w: w <> '' AND NOT list_contains(stop.words, w))")
 
 # The title tiers. BM25 over the whole text lets a long description pull down a dataset
@@ -559,7 +578,8 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
         built = 0
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")
-    params: dict = {"text": text, "ignore": IGNORE, "limit": int(limit), "k1": K1, "b": B, "rerank": RERANK,
+    text = visible(text)   # (the filters' values too: the index's keys are read so)
+    params: dict = {"text": text, "ignore": IGNORE, "invisible": INVISIBLE, "limit": int(limit), "k1": K1, "b": B, "rerank": RERANK,
                     "title_lookup": TITLE_LOOKUP, "stop_words": " ".join(STOP_WORDS), "title_weight": FIELD_WEIGHTS["title"],
                     "beyond_title": BEYOND_TITLE}
     clauses = []
@@ -567,7 +587,7 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
         values = getattr(filters, name)
         if values:
             clauses.append(clause)
-            params[name] = [v.lower() for v in values]
+            params[name] = [visible(v).lower() for v in values]
     filter_join = f"JOIN search_documents d ON d.docid = scores.docid WHERE {' AND '.join(clauses)}" if clauses else ""
     cursor = con.execute(QUERY.format(filter_join=filter_join), params)
     columns = [d[0] for d in cursor.description]

@@ -60,6 +60,20 @@ def csv_cell(value):
     return value
 
 
+def csv_lines(rows) -> Iterator[str]:
+    """Each row as a CSV line ended by "\n" (RFC 4180 allows it; every Unix tool expects it,
+    where "\r\n" leaves a "\r" on the last value), a value holding a "\r" quoted all the
+    same: csv quotes the characters of its line ending, so it writes "\r\n" and the ending is
+    swapped."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    for row in rows:
+        writer.writerow(row)
+        yield buffer.getvalue()[:-2] + "\n"
+        buffer.seek(0)
+        buffer.truncate()
+
+
 def echo_json_streamed(head: dict, key: str, items: Iterator[dict]) -> None:
     """echo_json({**head, key: list(items)}), the same text, printed an item at a time: a list as
     long as a portal (a night's warnings) is never held whole."""
@@ -97,14 +111,57 @@ def echo_table(rows: list[list] | list[tuple], headers) -> None:
 
 
 class JsonLogFormatter(logging.Formatter):
-    """One JSON object a line, for log collectors: time (UTC), level, logger, message."""
+    """One JSON object a line, for log collectors: time (UTC), level, logger, message (and
+    the exit code of an error that ended the command)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
+        if hasattr(record, "exit_code"):
+            line["exit_code"] = record.exit_code
         return json.dumps(line, ensure_ascii=False)
+
+
+LOG_FORMAT = "civicat.log_format"   # the --log-format of this command, in click's ctx.meta
+
+
+def echo_error(message: str, exit_code: int | None = None) -> None:
+    """An error for stderr: a JSON log line with --log-format json (a JSON log stays JSON to
+    its last line, the text as it was sent), else a plain line (see printable)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.meta.get(LOG_FORMAT) != "json":
+        click.echo(printable(message), err=True)
+        return
+    record = logging.LogRecord("civicat", logging.ERROR, __file__, 0, message, None, None)
+    if exit_code is not None:
+        record.exit_code = exit_code
+    click.echo(JsonLogFormatter().format(record), err=True)
+
+
+class Refused(click.ClickException):
+    """Exit 2, `Error: message` with no usage line: the command was refused before it began."""
+    exit_code = 2
+
+
+class CommandGroup(click.Group):
+    """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
+    a failure: exit 2 or 1) is a JSON log line too. Errors in the options before the command
+    (a --log-format that is neither plain nor json) come before the format is known: click
+    prints them as plain text."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except click.ClickException as exc:
+            if ctx.meta.get(LOG_FORMAT) != "json":
+                raise
+            message = exc.format_message()
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                message += f" (see: {exc.ctx.command_path} --help)"
+            echo_error(message, exc.exit_code)
+            ctx.exit(exc.exit_code)
 
 
 class PlainLogFormatter(logging.Formatter):
@@ -114,13 +171,14 @@ class PlainLogFormatter(logging.Formatter):
         return printable(super().format(record))
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 @click.version_option(__version__, prog_name="civicat")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,
               help="Logs on stderr as plain lines or one JSON object a line.")
 def cli(verbose: int, log_format: str) -> None:
     """civicat: harvest city open-data portals into one DuckDB catalogue."""
+    click.get_current_context().meta[LOG_FORMAT] = log_format
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     formatter = (JsonLogFormatter() if log_format == "json"
                  else PlainLogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -139,8 +197,7 @@ def writer_lock(db_path: Path, wait: bool):
     try:
         lock.acquire()
     except CatalogueBusy as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        raise Refused(str(exc)) from None
     except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
         raise _cannot_open(db_path, exc) from None
     return lock
@@ -159,9 +216,8 @@ def open_for_writing(opener, db_path: Path, wait: bool):
                 raise _cannot_open(db_path, exc) from None
             who = _lock_holder(exc)
             if not wait:
-                click.echo(f"Error: {db_path} is open in {who}, which keeps a writer out (DuckDB allows no "
-                           "writer beside another process's connection): close it, or pass --wait", err=True)
-                sys.exit(2)
+                raise Refused(f"{db_path} is open in {who}, which keeps a writer out (DuckDB allows no writer "
+                              "beside another process's connection): close it, or pass --wait") from None
             logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
             time.sleep(2)
 
@@ -187,11 +243,12 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     from catalog.store import Store
     from harvester.http import HttpClient, ValidatorCache
     from harvester.mapping import workers_from_env
-    from harvester.pipeline import HarvestInterrupted
+    from harvester.pipeline import HarvestInterrupted, portals_not_in_config
     from harvester.pipeline import harvest as run_harvest
 
     try:
-        portals = load_config(config_path).select(list(portal_ids))
+        config = load_config(config_path)
+        portals = config.select(list(portal_ids))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
@@ -212,13 +269,16 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         bars: dict = {}
         progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
         try:
-            report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records,
-                                 workers=workers)
-        except HarvestInterrupted as exc:
-            report, interrupted = exc.run, True
+            try:
+                report = run_harvest(portals, store, http, on_progress=progress, full=full, records=with_records,
+                                     workers=workers)
+            except HarvestInterrupted as exc:
+                report, interrupted = exc.run, True
+            finally:
+                for bar in bars.values():
+                    bar.close()
+            report.not_in_config = portals_not_in_config(store.con, [p.id for p in config.portals])
         finally:
-            for bar in bars.values():
-                bar.close()
             store.close()
     finally:
         lock.release()
@@ -233,11 +293,19 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
                    + (["records", "rows"] if with_records else []))
         for p in report.portals:
             if p.status != "ok":
-                click.echo(f"{p.portal_id}: FAILED: {printable(p.error_message)}", err=True)
+                echo_error(f"{p.portal_id}: FAILED: {p.error_message}", 1)
+        for portal_id, live in report.not_in_config.items():
+            click.echo(f"{portal_id}: not in {config_path}, {counted(live, 'live dataset')} kept")
+    if report.not_in_config:
+        logging.getLogger("civicat.harvest").warning(
+            "portals in the catalogue but not in %s keep their datasets live in search, overlap and exports: %s; "
+            "if they are gone for good, `civicat retire PORTAL_ID` marks their datasets removed",
+            config_path, ", ".join(f"{portal_id} ({counted(live, 'live dataset')})"
+                                   for portal_id, live in report.not_in_config.items()))
     if interrupted:
         stored = sum(p.status == "ok" for p in report.portals)
-        click.echo(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
-                   "previous catalogue", err=True)
+        echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
+                   "previous catalogue", 130)
         sys.exit(130)
     sys.exit(0 if report.ok else 1)
 
@@ -282,10 +350,10 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
     known = {p.id for p in config.portals}
-    bad = [u for u in uids if u.partition(":")[0] not in known or not u.partition(":")[2]]
+    bad = [u for u in dict.fromkeys(uids) if u.partition(":")[0] not in known or not u.partition(":")[2]]
     if bad:
-        raise click.UsageError(f"{bad[0]!r} is not portal_id:source_id of a portal in {config_path} "
-                               f"(portals: {', '.join(sorted(known))})")
+        raise click.UsageError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not "
+                               f"portal_id:source_id of a portal in {config_path} (portals: {', '.join(sorted(known))})")
     lock = writer_lock(db_path, wait)
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -293,6 +361,11 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         lock.release()
         raise
     try:
+        # a typo is bad usage, refused before a run is recorded (a failed run would alert monitoring)
+        unknown = _uids_not_in_catalogue(store.con, list(dict.fromkeys(uids)))
+        if unknown:
+            raise click.UsageError("not in the catalogue (a typo? harvest the portal first?): "
+                                   + "; ".join(f"{uid!r}{why}" for uid, why in unknown.items()))
         chosen = list(uids)
         if overlap:
             grouped = _overlap_uids(store)
@@ -328,6 +401,30 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
 
 
+def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
+    """Each of `uids` that names no live dataset, with why or what it may have meant: a
+    removed dataset, the same source id on another portal, close spellings on its portal."""
+    import difflib
+
+    live = {row[0] for row in con.execute("SELECT uid FROM datasets WHERE list_contains(?, uid) AND deleted_at IS NULL",
+                                          [uids]).fetchall()}
+    unknown = {}
+    for uid in (u for u in uids if u not in live):
+        portal_id, _, source_id = uid.partition(":")
+        removed = con.execute("SELECT deleted_at FROM datasets WHERE uid = ?", [uid]).fetchone()
+        if removed:
+            unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
+            continue
+        near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
+                                          "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
+        if not near:
+            same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
+                                                     [portal_id]).fetchall()]
+            near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
+        unknown[uid] = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
+    return unknown
+
+
 def _overlap_uids(store) -> list[str] | None:
     """Every uid in an overlap group, or None when there are none (no table, or empty)."""
     exists = store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'overlap_groups'").fetchone()[0]
@@ -335,6 +432,50 @@ def _overlap_uids(store) -> list[str] | None:
         return None
     uids = [r[0] for r in store.con.execute("SELECT DISTINCT uid FROM overlap_groups ORDER BY uid").fetchall()]
     return uids or None
+
+
+@cli.command()
+@click.argument("portal_id", metavar="PORTAL_ID")
+@wait_option
+@db_option
+@config_option
+@json_option
+def retire(portal_id, wait, db_path, config_path, as_json):
+    """Mark every dataset of a portal taken out of the config removed (history kept).
+
+    A portal is never dropped by a harvest (another config, or --portal, must not drop
+    it): retire it once it is gone for good. Exit 2: the portal is still in the config,
+    or the catalogue holds no live dataset of it."""
+    from catalog.store import Store
+    from harvester.pipeline import portals_not_in_config, retire_portal
+
+    try:
+        configured = [p.id for p in load_config(config_path).portals]
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    if portal_id in configured:
+        raise click.UsageError(f"{portal_id!r} is still in {config_path}: take it out first (the next harvest "
+                               "would list its datasets again)")
+    if not db_path.exists():
+        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+    lock = writer_lock(db_path, wait)
+    try:
+        store = open_for_writing(Store, db_path, wait)
+        try:
+            retired = portals_not_in_config(store.con, configured)
+            if portal_id not in retired:
+                raise click.UsageError(f"the catalogue holds no live dataset of a portal {portal_id!r} outside "
+                                       f"{config_path}" + (f" (those it holds: {', '.join(retired)})" if retired else ""))
+            run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
+        finally:
+            store.close()
+    finally:
+        lock.release()
+    if as_json:
+        echo_json({"run_id": run_id, "portal_id": portal_id, "removed": report.removed})
+    else:
+        click.echo(f"{portal_id}: {counted(report.removed, 'dataset')} marked removed (deleted_at), their history "
+                   f"kept (run {run_id})")
 
 
 ERRORS_SHOWN = 1000   # rows of `runs --errors` as a table
@@ -447,11 +588,7 @@ def sql(query, fmt, db_path, as_json):
     if fmt == "json":
         echo_json([dict(zip(columns, row)) for row in rows])
     elif fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(columns)
-        writer.writerows([csv_cell(cell) for cell in row] for row in rows)
-        click.echo(buffer.getvalue(), nl=False)
+        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False)
     else:
         echo_table(rows, columns)
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from catalog.lazy import pandas_kept_out
 from catalog.store import Store, page_identity
+from catalog.transactions import rollback
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, OverBudget
 from harvester.mapping import Mapper, WorkerPool, mapping_namespace, relaxed_gc
@@ -58,6 +59,8 @@ class RunReport:
     run_id: str
     started_at: datetime
     portals: list[PortalReport] = field(default_factory=list)
+    # portals of the catalogue that the config no longer names: their live datasets
+    not_in_config: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -65,7 +68,45 @@ class RunReport:
 
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "started_at": self.started_at.isoformat(), "ok": self.ok,
-                "portals": [asdict(p) for p in self.portals]}
+                "portals": [asdict(p) for p in self.portals],
+                "not_in_config": [{"portal_id": portal_id, "live_datasets": live}
+                                  for portal_id, live in self.not_in_config.items()]}
+
+
+def portals_not_in_config(con, config_ids: list[str]) -> dict[str, int]:
+    """The portals whose datasets the catalogue keeps live though the config names them no
+    more, with how many: nothing removes them (another config, or --portal, must not drop a
+    portal), so they stay in search, overlap and exports until `civicat retire`."""
+    return dict(con.execute("""SELECT portal_id, count(*) FROM datasets
+                               WHERE deleted_at IS NULL AND NOT list_contains(?, portal_id)
+                               GROUP BY portal_id ORDER BY portal_id""", [config_ids]).fetchall())
+
+
+def retire_portal(store: Store, portal_id: str, now: datetime) -> tuple[str, PortalReport]:
+    """`civicat retire`: a portal gone for good leaves the catalogue as a listing that no longer
+    holds its datasets would take them out: each marked `deleted_at`, its history kept, and
+    the run recorded (harvest_runs: `removed`). Its listing's memory (listing_pages,
+    portal_listings) goes, so that a portal put back in the config is listed afresh. The
+    search index follows; the overlap groups at the next `civicat overlap`."""
+    run_id = f"{now:%Y%m%dT%H%M%SZ}-retire-{uuid.uuid4().hex[:8]}"
+    report = PortalReport(portal_id)
+    store.start_run(run_id, portal_id, now)
+    store.con.execute("BEGIN TRANSACTION")
+    try:
+        report.removed = store.con.execute("UPDATE datasets SET deleted_at = ? WHERE portal_id = ? AND deleted_at IS NULL",
+                                           [now, portal_id]).fetchone()[0]
+        for table in ("listing_pages", "portal_listings"):
+            store.con.execute(f"DELETE FROM {table} WHERE portal_id = ?", [portal_id])
+        store.con.execute("COMMIT")
+        report.status = "ok"
+    except BaseException as exc:
+        rollback(store.con)
+        report.status, report.error_type, report.error_message = "failed", type(exc).__name__, str(exc)
+        raise
+    finally:
+        store.finish_run(run_id, portal_id, {**asdict(report), "finished_at": datetime.now(UTC)})
+    store.refresh_search()
+    return run_id, report
 
 
 INTERRUPTED = "the harvest was interrupted (Ctrl-C) before this portal was stored; its previous catalogue is kept"

@@ -91,6 +91,7 @@ def _result(data: dict, url: str):
 
 class CkanAdapter(PortalAdapter):
     kind = "ckan"
+    mapping_version = 2   # 2: `updateInterval` (Stadt Zurich, in German) → accrual_periodicity
 
     def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"
@@ -175,7 +176,8 @@ class CkanAdapter(PortalAdapter):
         out["contact_name"], out["contact_email"] = _contact(entry, notes)
         out["issued"] = R.timestamp(entry.get("metadata_created"), notes, "issued")
         out["modified"] = R.timestamp(entry.get("metadata_modified"), notes, "modified")
-        out["accrual_periodicity"] = R.periodicity(extras.get("frequency") or entry.get("accrual_periodicity"), notes)
+        out["accrual_periodicity"] = R.periodicity(extras.get("frequency") or entry.get("accrual_periodicity")
+                                                   or _first(entry.get("updateInterval")), notes)
         out["license"] = R.url(entry.get("license_url")) or R.text(entry.get("license_title")) or \
             R.text(entry.get("license_id"))
         out["access_level"] = "non-public" if entry.get("private") is True else "public"
@@ -227,6 +229,14 @@ def _keywords(value) -> list[str]:
                 return R.text_list(value[language])
         return []
     return R.text_list(value)
+
+
+def _first(value):
+    """A value given as a list (Stadt Zurich's `updateInterval`: ["jaehrlich"]) by its first
+    element that holds text; any other value as it is."""
+    if isinstance(value, list):
+        return next((v for v in value if isinstance(v, str) and v.strip()), None)
+    return value
 
 
 def _publisher(value) -> str | None:

@@ -10,14 +10,19 @@ from catalog import search
 SOURCE = "search_source"
 FTS = f"fts_main_{SOURCE}"
 
+# the text without its invisible characters (search.INVISIBLE), which civicat drops before
+# the extension's rules
 SOURCE_ROWS = f"""
 CREATE OR REPLACE TABLE {SOURCE} AS
+SELECT uid, {', '.join(f"regexp_replace({field}, '{search.INVISIBLE}', '', 'g') AS {field}"
+                       for field in search.FIELD_WEIGHTS)}
+FROM (
 SELECT d.uid, d.title, d.description, array_to_string(d.keywords, ' ') AS keywords,
        c.column_names, d.city
 FROM datasets d
 LEFT JOIN (SELECT dataset_uid, string_agg(coalesce(name, field_name), ' ') AS column_names
            FROM columns GROUP BY dataset_uid) c ON c.dataset_uid = d.uid
-WHERE d.deleted_at IS NULL"""
+WHERE d.deleted_at IS NULL)"""
 
 CREATE_FTS = (f"PRAGMA create_fts_index('{SOURCE}', 'uid', {', '.join(repr(f) for f in search.FIELD_WEIGHTS)}, "
               f"stemmer = 'porter', stopwords = 'english', ignore = '{search.IGNORE}', strip_accents = 1, "

@@ -250,6 +250,35 @@ def test_filters_by_city_theme_and_type(two_cities):
     assert len(find(two_cities, "permits", limit=1)) == 1
 
 
+# Zurich's CKAN theme is "Ver\xadwalt\xadung" (soft hyphens, shown as nothing): `--theme
+# verwaltung` found nothing, and the words were cut at them ("ver", "walt", "ung")
+INVISIBLE_TEXT = [
+    entry("z-1", "Ver\xadkehrs\xadzählung", "Zählstellen des Velo\u200bverkehrs.", ("Mobi\u2060lität",),
+          theme="Ver\xadwalt\xadung"),
+    entry("z-2", "\ufeffBaum\u200d\u200ckataster", "Bäume der Stadt.", ("baum",), theme="Umwelt"),
+]
+
+
+def test_invisible_characters_are_kept_but_the_index_and_the_filters_ignore_them(store, http):
+    harvest_data_json(store, http, {"zurich": ("Zü\u200brich", INVISIBLE_TEXT)})
+    kept = store.con.execute("SELECT title, themes, city FROM datasets WHERE uid = 'zurich:z-1'").fetchone()
+    assert kept == ("Ver\xadkehrs\xadzählung", ["Ver\xadwalt\xadung"], "Zü\u200brich")   # as the portal sent them
+    for query in ("verkehrszählung", "Ver\xadkehrs\xadzählung", "veloverkehrs", "mobilitat"):
+        assert uids(find(store, query)) == ["zurich:z-1"], query
+    assert uids(find(store, "baumkataster")) == ["zurich:z-2"]
+    assert find(store, "walt") == [] and find(store, "ung") == []
+    for theme in ("verwaltung", "VERWALTUNG", "Ver\xadwalt\xadung"):
+        assert uids(find(store, "verkehrszählung", filters=search.Filters(themes=(theme,)))) == ["zurich:z-1"], theme
+    assert uids(find(store, "baum", filters=search.Filters(cities=("zürich",)))) == ["zurich:z-2"]
+    # an index of an older civicat (its keys with the soft hyphens) is built whole again, not updated
+    whole = store.con.execute("SELECT fingerprint FROM search_state").fetchone()[0]
+    store.con.execute("UPDATE search_state SET fingerprint = ?, updated = 1", [whole.partition("|")[2]])
+    store.con.execute("UPDATE search_documents SET theme_keys = ['ver\xadwalt\xadung']")
+    assert find(store, "verkehrszählung", filters=search.Filters(themes=("verwaltung",))) == []
+    assert store.refresh_search() is True and state(store) == (2, 0)
+    assert uids(find(store, "verkehrszählung", filters=search.Filters(themes=("verwaltung",)))) == ["zurich:z-1"]
+
+
 def test_input_never_reaches_sql_as_text(two_cities):
     hostile = "'); DROP TABLE datasets; --"
     assert find(two_cities, hostile) == []
@@ -478,19 +507,20 @@ AWKWARD = [  # punctuation, digits, accents, apostrophes, stop words, odd spacin
 
 def test_the_build_matches_the_fts_extensions_index(store, http):
     harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD + AWKWARD),
-                                    "shelbyville": ("Shelbyville", SHELBYVILLE)})
+                                    "shelbyville": ("Shelbyville", SHELBYVILLE),
+                                    "zurich": ("Zü\u200brich", INVISIBLE_TEXT)})   # (the reference drops them too)
     columns = [{"position": i, "name": name, "field_name": field, "type": "text", "source_type": "Text",
                 "description": None} for i, (name, field) in enumerate([("Inspector Badge", "inspector_badge"),
                                                                         (None, "zip_code"), ("Número d'été", "n")])]
     store.commit_portal(stage_of(store, [record("ab-1", "Restaurant scores", columns=columns)]), "city", T0,
                         mark_deleted=True)
     store.refresh_search()
-    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 10
+    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 12
     assert_same_index(store.con)
     # a dataset deleted (its words, "covid" among them, leave the index) and one renamed
     later = SPRINGFIELD + [entry("aw-2", "Sidewalk Cafe Permits"), AWKWARD[2]]
     harvest_data_json(store, http, {"springfield": ("Springfield", later)})
-    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 9
+    assert store.con.execute("SELECT count(*) FROM search_documents").fetchone()[0] == 11
     assert store.con.execute("SELECT count(*) FROM search_terms WHERE term = 'covid'").fetchone()[0] == 0
     assert_same_index(store.con)
 

@@ -251,6 +251,51 @@ def test_runs_a_crash_left_running_are_closed_by_the_next_harvest(tmp_path, port
     assert not (tmp_path / ".c.duckdb.staging" / "tmpdead").exists()
 
 
+def test_a_portal_out_of_the_config_is_warned_of_at_the_end_and_retired_only_when_asked(tmp_path, portal, caplog):
+    url = portal.url + "/data.json"
+    db = str(tmp_path / "c.duckdb")
+    config = write_config(tmp_path, ("city", "dcat-us", url), ("town", "dcat-us", url))
+    assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    assert json.loads(invoke("harvest", "--portal", "city", "--config", config, "--db", db, "--json").output)[
+        "not_in_config"] == []                                              # --portal drops nothing, says nothing
+    write_config(tmp_path, ("city", "dcat-us", url))                        # town taken out of the config
+    caplog.clear()
+    report = json.loads(invoke("harvest", "--config", config, "--db", db, "--json").output)
+    assert report["not_in_config"] == [{"portal_id": "town", "live_datasets": 7}]
+    [warning] = [r.getMessage() for r in caplog.records if "not in" in r.getMessage()]   # once
+    assert "town (7 live datasets)" in warning and "civicat retire" in warning
+    table = invoke("harvest", "--config", config, "--db", db).output
+    assert f"town: not in {config}, 7 live datasets kept" in table
+    assert invoke("sql", "--db", db, "--format", "csv",          # nothing removed by the harvests
+                  "SELECT count(*) FROM datasets WHERE portal_id = 'town' AND deleted_at IS NULL").output == "count_star()\n7\n"
+
+    [title] = json.loads(invoke("sql", "--db", db, "--json", "SELECT title FROM datasets LIMIT 1").output)[0].values()
+
+    def portals_found(text):
+        return {h["uid"].split(":")[0] for h in json.loads(invoke("search", "--db", db, "--json", text).output)}
+
+    assert portals_found(title) == {"city", "town"}
+    still = CliRunner().invoke(cli, ["retire", "city", "--config", config, "--db", db])
+    assert still.exit_code == 2 and "'city' is still in" in still.output
+    unknown = CliRunner().invoke(cli, ["retire", "twon", "--config", config, "--db", db])
+    assert unknown.exit_code == 2 and "those it holds: town" in unknown.output
+    retired = json.loads(invoke("retire", "town", "--config", config, "--db", db, "--json").output)
+    assert (retired["portal_id"], retired["removed"]) == ("town", 7)
+    rows = json.loads(invoke("sql", "--db", db, "--json", "SELECT count(*) AS n, count(deleted_at) AS removed, "
+                             "count(DISTINCT deleted_at) AS at FROM datasets WHERE portal_id = 'town'").output)
+    assert rows == [{"n": 7, "removed": 7, "at": 1}]                        # marked, not purged
+    [run] = [r for r in json.loads(invoke("runs", "--db", db, "--json").output) if r["run_id"] == retired["run_id"]]
+    assert (run["portal_id"], run["status"], run["removed"]) == ("town", "ok", 7)
+    assert portals_found(title) == {"city"}                                 # out of search
+    assert json.loads(invoke("harvest", "--config", config, "--db", db, "--json").output)["not_in_config"] == []
+    again = CliRunner().invoke(cli, ["retire", "town", "--config", config, "--db", db])
+    assert again.exit_code == 2 and "no live dataset" in again.output
+    write_config(tmp_path, ("city", "dcat-us", url), ("town", "dcat-us", url))   # put back: listed afresh
+    back = json.loads(invoke("harvest", "--config", config, "--db", db, "--json").output)
+    assert [(p["portal_id"], p["changed"]) for p in back["portals"]] == [("city", 0), ("town", 7)]
+    assert portals_found(title) == {"city", "town"}
+
+
 def test_logs_go_to_stderr_as_json_lines_with_log_format_json(tmp_path, portal):
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),
                           ("down", "dcat-us", "http://127.0.0.1:9/data.json"))
@@ -264,6 +309,33 @@ def test_logs_go_to_stderr_as_json_lines_with_log_format_json(tmp_path, portal):
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
     assert any(line["level"] == "error" and line["message"].startswith("down: harvest failed") for line in lines)
     assert any(line["level"] == "info" and line["message"].startswith("city: ok: 7 seen, 7 new") for line in lines)
+
+
+def test_errors_that_end_a_command_are_json_log_lines_with_log_format_json(tmp_path, portal, monkeypatch):
+    def json_lines(result):
+        lines = [json.loads(line) for line in result.stderr.splitlines()]
+        assert lines and all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+        return lines
+
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text('[[portals]]\nid = "x"\nkind = "nope"\nurl = "http://h"\n')
+    db = str(tmp_path / "c.duckdb")
+    for args, says in ((["harvest", "--config", str(bad_config), "--db", db], "bad.toml"),   # a config at 02:15
+                       (["harvest", "--no-such-option"], "--no-such-option"),               # click's own usage error
+                       (["sql", "DELETE FROM datasets", "--db", db], "")):                  # no catalogue
+        result = CliRunner().invoke(cli, ["--log-format", "json", *args])
+        [line] = json_lines(result)
+        assert result.exit_code == 2 and (line["level"], line["exit_code"]) == ("error", 2) and says in line["message"]
+    plain = CliRunner().invoke(cli, ["harvest", "--config", str(bad_config), "--db", db])
+    assert plain.exit_code == 2 and plain.stderr.startswith("Usage:")                       # plain logs: as before
+
+    monkeypatch.setenv("CIVICAT_HTTP_MAX_ATTEMPTS", "1")
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),
+                          ("down", "dcat-us", "http://127.0.0.1:9/data.json"))
+    failed = CliRunner().invoke(cli, ["--log-format", "json", "harvest", "--config", config, "--db", db])
+    assert failed.exit_code == 1 and "city" in failed.stdout                                 # the table, on stdout
+    assert [(line["message"].split(":")[:2], line["exit_code"]) for line in json_lines(failed)] == [
+        (["down", " FAILED"], 1)]
 
 
 def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_waits(tmp_path, portal):
@@ -396,6 +468,14 @@ def test_sql_csv_writes_lists_and_structs_as_json_text(empty_catalogue):
     assert header == ["keywords", "s", "none", "text"]
     assert [json.loads(cell) for cell in row[:3]] == [["a", "b's"], {"n": 1, "at": "2024-01-02"}, []]
     assert row[3] == "plain"
+
+
+def test_sql_csv_ends_lines_with_a_line_feed_and_quotes_as_rfc_4180(empty_catalogue):
+    # lines ended "\r\n": $(civicat sql --format csv ...) gave "chicago:x\r"
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv",
+                                      "SELECT 'chicago:x' AS uid, 'two\nlines, \"quoted\"' AS note, 'a\rb' AS cr"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == b'uid,note,cr\nchicago:x,"two\nlines, ""quoted""","a\rb"\n'
 
 
 @pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],

@@ -85,15 +85,25 @@ def test_records_command_pulls_named_datasets(tmp_path, portal):
     assert any(r["run_id"].split("-")[1] == "records" for r in json.loads(runs.output))
 
 
-def test_records_command_refuses_bad_uids_and_fails_on_unknown_datasets(tmp_path, portal):
+def test_records_command_refuses_bad_and_unknown_uids_before_anything_is_recorded(tmp_path, portal):
     options = setup(tmp_path, portal.url)
     for bad in ("nocolon", "other:abcd-1234", "sea:"):
         result = CliRunner().invoke(cli, ["records", bad, *options])
         assert result.exit_code == 2 and "portal_id:source_id" in result.output
+    both = CliRunner().invoke(cli, ["records", "nocolon", "other:x", *options])
+    assert both.exit_code == 2 and "'nocolon', 'other:x' are not" in both.output
     assert CliRunner().invoke(cli, ["records", *options]).exit_code == 2
-    missing = CliRunner().invoke(cli, ["records", "sea:zzzz-9999", "--json", *options])
-    assert missing.exit_code == 1
-    assert "not in the catalogue" in json.loads(missing.output)[0]["error_message"]
+    portal.requests.clear()
+    # a typo is bad usage (exit 2, each unknown uid named, near ones suggested), not a failed portal:
+    # no request, no harvest_runs row that monitoring would alert on
+    typos = CliRunner().invoke(cli, ["records", "sea:abcd-1243", "sea:zzzz-9999", "sea:abcd-1234", "--json", *options])
+    assert typos.exit_code == 2, typos.output
+    assert "not in the catalogue" in typos.output
+    assert "'sea:abcd-1243' (did you mean 'sea:abcd-1234'?)" in typos.output and "'sea:zzzz-9999'" in typos.output
+    assert portal.requests == []
+    con = duckdb.connect(options[-1])
+    assert con.execute("SELECT count(*) FROM harvest_runs WHERE run_id LIKE '%-records-%'").fetchone() == (0,)
+    con.close()
 
 
 def test_records_overlap_says_when_there_are_no_groups_and_pulls_the_grouped(tmp_path, portal):

@@ -50,6 +50,31 @@ def test_multilingual_opendata_swiss_package(adapter):
     assert rec["keywords"] == raw["keywords"]["en"]                          # English, not 63 mixed tags
 
 
+def test_zurich_update_intervals_in_german_map_to_dcat_us_periodicity(adapter):
+    # Stadt Zurich's CKAN says how often a dataset changes in `updateInterval`, in German:
+    # it was not read (every dataset's accrual_periodicity was null)
+    packages = load_json("ckan/zurich-stadt-package_search-verkehr.json")["results"] + \
+        load_json("ckan/zurich-stadt-group_show-mobilitat.json")["packages"]
+    mapped = {}
+    for raw in packages:
+        notes = Notes()
+        mapped[raw["updateInterval"][0]] = adapter.map(raw, None, notes)["accrual_periodicity"]
+        assert not [field for field, _ in notes.items if field == "accrual_periodicity"]
+    assert mapped == {"sporadisch oder unregelmaessig": "irregular", "jaehrlich": "R/P1Y",
+                      "laufend": "R/PT1S"}                     # (the city's own DCAT export: continuous)
+
+
+@pytest.mark.parametrize("interval, expected", [
+    ("taeglich", "R/P1D"), ("täglich", "R/P1D"), ("woechentlich", "R/P1W"), ("vierzehntaeglich", "R/P2W"),
+    ("monatlich", "R/P1M"), ("quartalsweise", "R/P3M"), ("halbjährlich", "R/P6M"), ("Jährlich", "R/P1Y"),
+    ("alle 4 Jahre", "R/P4Y"), ("stuendlich", "R/PT1H"), ("Echtzeit", "R/PT1S"), ("laufende Nachfuehrung", "R/PT1S"),
+    ("keines", "unknown"), ("keine Nachführung", "unknown"), ("sporadisch oder unregelmässig", "irregular"),
+    ("wird jährlich aktualisiert", "R/P1Y"), ("   ", None)])   # (Zurich's vocabulary has a blank one)
+def test_german_update_intervals(interval, expected):
+    from catalog.record import periodicity
+    assert periodicity(interval) == expected
+
+
 def test_envidat_people_given_as_json_strings(adapter):
     raw = load_json("ckan/envidat-ch-package_show.json")["result"]
     rec = adapter.map(raw, None, Notes())
