@@ -4,7 +4,8 @@ A city's requests for `--days` days (`per_day` on weekdays, fewer at weekends, m
 8:00 and 18:00), served in memory newest first by pages of P; harvester.portals.open311.Windows
 reads them all (checked: each once) and the requests it made are counted, against what
 numbered pages cost (one 90-day window paged: N/P + 1, with requests lost when one is removed
-between pages). No HTTP: the count, not the time, is the figure.
+between pages), with the page size remembered from the pull before, and for a pull cut
+short halfway then resumed. No HTTP: the count, not the time, is the figure.
 
     python -m bench.open311_windows [--days 90]
 """
@@ -44,26 +45,48 @@ def in_memory_server(moments: list[datetime], page_size: int, *, paging: bool = 
     return requests, answer
 
 
-def cost(per_day: int, page_size: int, days: int, *, paging: bool = True) -> tuple[int, int]:
-    """(requests the city made, requests the windows asked)."""
+def cost(per_day: int, page_size: int, days: int, *, paging: bool = True,
+         remembered: int | None = None) -> tuple[int, int]:
+    """(requests the city made, requests the windows asked); `remembered`: the page size as
+    the pull before learned it."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     requests, answer = in_memory_server(busy_city(per_day, days, start), page_size, paging=paging)
-    windows = Windows(answer, start, start + timedelta(days=days))
+    windows = Windows(answer, start, start + timedelta(days=days), page_size=remembered)
     read = sum(len(batch) for batch, _ in windows)
     assert read == len(requests), (read, len(requests))
     return len(requests), windows.asked
+
+
+def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
+    """The requests of a pull cut short once it has asked half of what a whole pull asks,
+    and of the next pull, which goes on from the state of its last window read."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests, answer = in_memory_server(busy_city(per_day, days, start), page_size)
+    whole = cost(per_day, page_size, days)[1]
+    first, read, state = Windows(answer, start, start + timedelta(days=days)), [], None
+    for batch, state in first:
+        read += batch
+        if first.asked >= whole // 2:
+            break
+    resumed = Windows(answer, start, start + timedelta(days=days), state)
+    read += [request for batch, _ in resumed for request in batch]
+    assert sorted(r["service_request_id"] for r in read) == sorted(r["service_request_id"] for r in requests)
+    return first.asked + resumed.asked
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90)
     args = parser.parse_args()
-    print(f"| N a day | P | requests in {args.days} days | windows asked | per N/P | numbered pages (one window each 90 days) |")
-    print("|---|---|---|---|---|---|")
+    print(f"| N a day | P | requests in {args.days} days | windows asked | per N/P | numbered pages (one window each "
+          "90 days) | P remembered from the pull before | cut short halfway, then resumed (started over: 1.5×) |")
+    print("|---|---|---|---|---|---|---|---|")
     for per_day, page_size in ((20, 50), (100, 50), (700, 50), (700, 1000), (3000, 50)):
         made, asked = cost(per_day, page_size, args.days)
         paged = sum(made * min(90, args.days - d) // args.days // page_size + 1 for d in range(0, args.days, 90))
-        print(f"| {per_day:,} | {page_size:,} | {made:,} | {asked:,} | {asked / (made / page_size):.2f} | {paged:,} |")
+        remembered = cost(per_day, page_size, args.days, remembered=page_size)[1]
+        print(f"| {per_day:,} | {page_size:,} | {made:,} | {asked:,} | {asked / (made / page_size):.2f} | {paged:,} "
+              f"| {remembered:,} | {cut_short_cost(per_day, page_size, args.days):,} |")
 
 
 if __name__ == "__main__":

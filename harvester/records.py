@@ -408,6 +408,8 @@ class RecordSource(ABC):
     fields: list[Field]
     mode: str = "full"
     expected_rows: int | None = None   # rows the portal says the pull must give, when it says
+    # the server's own page size as the pull learned it (Open311), kept with the pull for the next
+    page_size: int | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -424,6 +426,12 @@ class RecordSource(ABC):
 
     def close(self) -> None:
         """Release what the source holds (a downloaded file)."""
+
+    def resumes_at(self, state: dict) -> bool:
+        """Whether a pull cut short may go on from `state` whatever rows were added or
+        removed before it since (rows read by date window: those move no row after it).
+        False: only where the rows up to there are shown not to have moved (_continues)."""
+        return False
 
     def check_unchanged(self, staged_glob: str) -> None:
         """Once every row is staged (in the Parquet at `staged_glob`): raise SourceChanged
@@ -846,7 +854,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     layout.publish(ready, portal_id, source_id)
     shutil.rmtree(staging, ignore_errors=True)
     summary = record_pull(con, layout, uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode,
-                          watermark=watermark, run_id=run_id, now=datetime.now(UTC),
+                          watermark=watermark, page_size=source.page_size, run_id=run_id, now=datetime.now(UTC),
                           seconds=round(time.monotonic() - started, 3), measured=measured,
                           kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
     result.rows, result.columns, result.bytes = summary["rows"], summary["columns"], summary["bytes"]
@@ -865,7 +873,7 @@ def _resumed_or_new(source: RecordSource, staging: Path, uid: str, result: PullR
     tables = None
     if progress is not None and not progress["done"] and progress["parts"]:
         tables = source.batches(progress["state"])
-        if not _continues(source, tables, parts_dir / progress["parts"][-1]):
+        if not _continues(source, tables, progress["state"], parts_dir / progress["parts"][-1]):
             log.warning("%s: the rows staged by a pull cut short are not those the portal now serves before "
                         "where it stopped (rows added or removed since): the pull starts over", uid)
             progress = tables = None
@@ -921,9 +929,14 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
                  part_rows: int, tables=None) -> str | None:
     """Write the source's tables (`tables`: its batches from the progress's state, else
     asked here) into parts; each closed part is noted in progress.json with the state to
-    continue from. A part cut short by a fault is removed. Returns what pages over the
-    response cap cost the read (PagedTables; None: nothing)."""
+    continue from. A fault in reading (a host down past every retry, a kill as KeyboardInterrupt)
+    closes the part being written at the last table written whole, noted with the state after
+    it: the next pull goes on from there, not from the last part closed (an Open311 pull's
+    tables are windows of a page each, 500,000 rows thousands of requests). A part a fault cut
+    short in its write is removed. Returns what pages over the response cap cost the read
+    (PagedTables; None: nothing)."""
     writer, part_path, written, dictionary = None, None, 0, None
+    state_written, in_write = progress["state"], False   # the state after the last table written whole
     tables = source.batches(progress["state"]) if tables is None else tables
 
     def close_part(state) -> None:
@@ -945,6 +958,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
             if writer is None:
                 dictionary = dictionary_columns(table) if dictionary is None else dictionary
                 part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
+            in_write = True
             with writing(part_path):
                 if writer is None:
                     writer = pq.ParquetWriter(part_path, schema, **PART_COMPRESSION,
@@ -952,10 +966,18 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
                 writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             written += table.num_rows
             progress["rows"] += table.num_rows
+            state_written = state
             if written >= part_rows or state is None:
                 with writing(part_path):
                     close_part(state)
+            in_write = False
     except BaseException:
+        if writer is not None and written and not in_write:   # the rows read whole are kept
+            try:
+                with writing(part_path):
+                    close_part(state_written)
+            except BaseException:
+                pass   # (the part goes below: the next pull goes on from the last part closed)
         if writer is not None:  # the finished parts stay for the next attempt; this one goes
             try:
                 writer.close()
@@ -968,14 +990,17 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
     return tables.answers.cost() if isinstance(tables, PagedTables) else None
 
 
-def _continues(source: RecordSource, tables, last_part: Path) -> bool:
-    """Whether a pull may resume from its staged parts: the row just before its resume point,
+def _continues(source: RecordSource, tables, state: dict, last_part: Path) -> bool:
+    """Whether a pull may resume from its staged parts: at any state of a source whose rows
+    do not move (RecordSource.resumes_at), else where the row just before its resume point,
     asked again, is the last row staged. A row removed or added before that point since the
     parts were staged moves every row after it (offsets, object-id positions): resumed, the
     pull published the removed row and lost a row served all along, its count still met.
     Where that row cannot be asked (pages not by offset, a downloaded file) the pull starts
     over. A change both ways before the point (one row removed, one inserted) keeps the
     staged rows as they were read."""
+    if isinstance(state, dict) and source.resumes_at(state):
+        return True
     if not isinstance(tables, PagedTables):
         return False
     conversion = getattr(source, "conversion", None)

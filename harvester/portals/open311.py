@@ -174,23 +174,32 @@ class Windows:
 
     `answer(start, end, page)` is the server's answer (a list); iterating yields each
     window's requests (without those of the window before, met again at an inclusive
-    `end_date`) with the state to go on from."""
+    `end_date`) with the state to go on from (`resume`: a pull cut short goes on there).
 
-    def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None):
+    `page_size`: P as a pull before learned it (or the state's). A server may change its
+    page size between pulls: it is not trusted until an answer as large shows the server
+    still gives that many (P is at least that, so a smaller answer is not full); until then
+    P is learned as if unknown. An answer larger than P shows P grew: it is forgotten, the
+    answer not taken as whole, and P learned again."""
+
+    def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
+                 page_size: int | None = None):
         state = resume or {}
         self.answer, self.until = answer, until
         self.start = datetime.fromisoformat(state["start"]) if "start" in state else since.replace(microsecond=0)
         self.width = int(state.get("width", WINDOW.total_seconds()))   # seconds
-        self.page_size: int | None = state.get("page_size")
-        self.largest = int(state.get("largest", 0))   # the largest answer yet: P is at least that
+        self.page_size: int | None = None   # P, shown by this reading
+        self.remembered: int | None = state.get("page_size") or page_size   # P before, not yet shown again
+        self.largest = 0   # the largest answer yet: P is at least that
+        # the window before's requests (those met again at an inclusive `end_date` are dropped)
+        self.before: set[str] = set(state.get("before", ()))
         self.asked = 0   # requests made (what the reading costs)
 
     def state(self) -> dict:
-        return {"start": self.start.isoformat(), "width": self.width, "page_size": self.page_size,
-                "largest": self.largest}
+        return {"start": self.start.isoformat(), "width": self.width,
+                "page_size": self.page_size or self.remembered, "before": sorted(self.before)}
 
     def __iter__(self):
-        before: set[str] = set()
         while self.start < self.until:
             end = min(self.start + timedelta(seconds=self.width), self.until)
             requests = self._whole(self.start, end)
@@ -202,11 +211,11 @@ class Windows:
                 key = request.get("service_request_id") if isinstance(request, dict) else None
                 if key is not None:
                     key = str(key)
-                    if key in ids or key in before:
+                    if key in ids or key in self.before:
                         continue
                     ids.add(key)
                 kept.append(request)
-            before = ids
+            self.before = ids
             self._widen(len(requests), int((end - self.start).total_seconds()))
             self.start = end
             yield kept, self.state()
@@ -218,9 +227,9 @@ class Windows:
     def _widen(self, count: int, width: int) -> None:
         """The next window's width, aiming at FILL of a page where P is known (the next
         window's requests unknown: a full answer costs one request and a narrower window)."""
-        wider = 2 * width
-        if self.page_size is not None and count:
-            wider = min(wider, int(width * max(1, self.page_size * FILL) / count))
+        wider, page_size = 2 * width, self.page_size or self.remembered
+        if page_size is not None and count:
+            wider = min(wider, int(width * max(1, page_size * FILL) / count))
         self.width = max(1, min(wider, int(WINDOW.total_seconds())))
 
     def _whole(self, start: datetime, end: datetime) -> list | None:
@@ -235,7 +244,12 @@ class Windows:
             raise ResponseTooLarge(f"{cap_reason(error)}: the window at {request_text(_params(start, end))} is one "
                                    "second, which cannot be narrowed, and a records pull never skips a row: the pull "
                                    f"fails, its previous records kept ({RAISE_THE_CAP})", error.url, error.status) from None
-        count, largest = len(requests), self.largest
+        count = len(requests)
+        if count > (self.page_size or self.remembered or count):   # P grew: learned again
+            self.page_size = self.remembered = None
+        elif self.page_size is None and count == self.remembered:
+            self.page_size, self.remembered = count, None   # the server gives P still: a smaller answer is not full
+        largest = self.largest
         self.largest = max(largest, count)
         if self.page_size is not None and count < self.page_size or self.page_size is None and count < max(1, largest):
             return requests
@@ -328,6 +342,8 @@ class RequestsRecords(RecordSource):
 
     def __init__(self, adapter: Open311Adapter, previous, *, now: datetime | None = None,
                  since: datetime = EARLIEST):
+        # P as the pull before learned it; kept for the next unless this pull learns otherwise
+        self.remembered_page_size = self.page_size = getattr(previous, "page_size", None)
         self.http, self.url = adapter.http, f"{adapter.portal.url}/requests.json"
         self.fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
         self.conversion = Conversion(self.fields)
@@ -346,8 +362,19 @@ class RequestsRecords(RecordSource):
         return self.http.get_json(self.url, _params(start, end, page), expect=_requests_shape).data
 
     def batches(self, resume):
-        for requests, state in Windows(self._answer, self.since, self.until, resume):
+        for requests, state in Windows(self._answer, self.since, self.until, resume, self.remembered_page_size):
+            self.page_size = state["page_size"]   # (kept with the pull, for the next)
             yield self.conversion.table_from_rows(requests), state
+
+    def resumes_at(self, state: dict) -> bool:
+        """A pull cut short goes on after its last window read: a request added or removed
+        in a window before moves none of the windows after (a request edited there since is
+        read again by the next incremental pull, 90 days back)."""
+        try:
+            return self.since <= datetime.fromisoformat(state["start"]) <= self.until and int(state["width"]) >= 1 \
+                and isinstance(state["before"], list)
+        except (KeyError, TypeError, ValueError):   # (no state of windows, or one without the window before's)
+            return False
 
     def watermark(self, glob: str) -> str | None:
         latest = parquet_max(glob, "requested_datetime")

@@ -119,3 +119,21 @@ def test_a_count_that_changes_as_a_pull_resumes_starts_it_over(tmp_path, store, 
                                                                                         if i != 5]
     assert not result.resumed and result.rows == 99
     assert result.changed.endswith("counts 99 rows where the pull began with 100: rows were removed as it read them")
+
+
+def test_a_pull_cut_short_inside_a_part_keeps_the_pages_read(tmp_path, store):
+    """Cut short after two pages of 20, inside its first part (of 1,000 rows): the part being
+    written was removed, and the next pull read the 40 rows again. It is closed at the last
+    page read whole: the next pull asks the row before it (offset 39), then from offset 40."""
+    with FeatureServerPortal({LAYER: (layer(True), features(range(1, 101)))}) as server:
+        layout = RecordsLayout(tmp_path / "records")
+        source = FeatureServerRecords(fast_client(), server.url + LAYER)
+        cut_short_after(source, 2, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=1000)
+        server.clear_log()
+        result = pull_dataset(FeatureServerRecords(fast_client(), server.url + LAYER), layout, "city", "counts",
+                              store.con, uid="city:counts", run_id="r", part_rows=1000)
+        offsets = [int(q["resultOffset"]) for _, q, _ in server.requests if "resultOffset" in q]
+    assert result.resumed and result.rows == 100 and min(offsets) == 39 and 0 not in offsets
+    assert sorted(pq.read_table(layout.folder("city", "counts"))["OBJECTID"].to_pylist()) == list(range(1, 101))

@@ -11,7 +11,8 @@ import pytest
 
 from catalog.records import PreviousPull, RecordsLayout, previous_pull
 from harvester.portals import adapter_for
-from harvester.portals.open311 import RequestsRecords
+from harvester.portals.open311 import SECOND, RequestsRecords
+from harvester.http import TransientError
 from harvester.records import RecordsError, pull_dataset
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_open311 import JSON_SERVICES
@@ -214,3 +215,109 @@ def test_what_the_windows_cost_a_busy_city(paging):
     assert sorted(read, key=int) == [r["service_request_id"] for r in requests]
     assert windows.page_size == 50
     assert windows.asked < 2.0 * len(requests) / 50   # (1.93 N/P)
+
+
+class GoesDown(Open311Portal):
+    """Answers `up` requests for requests.json, then 503 (a host down mid-pull) until `up`
+    is None again."""
+
+    def __init__(self, up: int | None, **kwargs):
+        super().__init__(**kwargs)
+        self.up = up
+
+    def requests_page(self, query):
+        if self.up is not None:
+            if self.up <= 0:
+                return 503, [{"code": 503, "description": "down"}]
+            self.up -= 1
+        return super().requests_page(query)
+
+
+def windows_asked(portal) -> list[tuple[str, str, str]]:
+    return [(q["start_date"], q["end_date"], q["page"]) for p, q, _ in portal.requests if p == "/requests.json"]
+
+
+def pulled_into(layout, con, source):
+    return pull_dataset(source, layout, "bos311", "service-requests", con, uid="bos311:service-requests", run_id="r")
+
+
+def test_a_pull_cut_short_goes_on_after_its_last_window_read(tmp_path, store):
+    """A pull of 70 requests cut short after 40 (the host down): the next pull started over
+    from 2018 (its windows' rows were kept only in parts of 500,000, and windows could not
+    resume). The windows read are kept, and the next pull asks none of them again: every
+    request published once."""
+    layout = RecordsLayout(tmp_path / "records")
+    with GoesDown(40, services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        with pytest.raises(TransientError, match="HTTP 503"):
+            pulled_into(layout, store.con, source_for(portal))
+        first = windows_asked(portal)
+        portal.up = None
+        portal.clear_log()
+        result = pulled_into(layout, store.con, source_for(portal))
+        second = windows_asked(portal)
+    # no window read before is asked again (but the one being read when the host went down)
+    assert len(set(first) & set(second)) == 1 and len(second) < 70 - 40 + 5
+    assert result.resumed and all(start >= first[-1][0] for start, _, _ in second)
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert sorted(published) == sorted(served_ids(portal)) and result.rows == len(published) == len(set(published))
+    assert len(first) > 40 and store.con.execute("SELECT page_size FROM record_pulls").fetchone() == (50,)
+
+
+def test_a_request_met_again_at_an_inclusive_end_date_across_a_resume_is_kept_once(tmp_path):
+    """The window before's requests go with the state: a server whose `end_date` is
+    inclusive answers the request at a window's end second in the next window too, which
+    a pull resumed there kept twice."""
+    from harvester.portals.open311 import Windows
+    moments = [datetime(2020, 1, 1, tzinfo=UTC) + timedelta(seconds=s) for s in range(300)]   # one a second
+    requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat()} for n, m in enumerate(moments)]
+
+    def inclusive(start, end, page):
+        return [r for r in requests if start <= datetime.fromisoformat(r["requested_datetime"]) <= end][:50]
+
+    start, until = moments[0], moments[-1] + SECOND
+    read, state = [], None
+    for batch, state in Windows(inclusive, start, until):
+        read += [r["service_request_id"] for r in batch]
+        if len(read) >= 100:
+            break
+    assert state["start"] in {m.isoformat() for m in moments}   # (a request at the second it resumes at)
+    read += [r["service_request_id"] for batch, _ in Windows(inclusive, start, until, json.loads(json.dumps(state)))
+             for r in batch]
+    assert sorted(read, key=int) == [r["service_request_id"] for r in requests]
+
+
+def remembering(page_size: int | None) -> PreviousPull:
+    """A pull before, of the same query (its watermark before 2018), that learned `page_size`."""
+    return PreviousPull(path="x", row_count=0, watermark="2018-01-01T00:00:00+00:00",
+                        pulled_at=datetime(2018, 1, 1, tzinfo=UTC), page_size=page_size)
+
+
+def read_remembering(portal, page_size: int | None) -> tuple[list[str], RequestsRecords, int]:
+    """(the ids read, the source, the requests it made) of a pull whose pull before learned `page_size`."""
+    portal.clear_log()
+    source = RequestsRecords(adapter_for(portal_config("bos311", "open311", portal.url), fast_client()),
+                             remembering(page_size), now=datetime(2020, 3, 1, tzinfo=UTC),
+                             since=datetime(2018, 1, 1, tzinfo=UTC))
+    ids = [i for table, _ in source.batches(None) for i in table["service_request_id"].to_pylist()]
+    return ids, source, len(windows_asked(portal))
+
+
+def test_the_page_size_learned_is_kept_and_saves_the_next_pull_learning_it(tmp_path, store, boston):
+    layout = RecordsLayout(tmp_path / "records")
+    pulled_into(layout, store.con, source_for(boston))
+    assert previous_pull(store.con, "bos311:service-requests").page_size == 50
+    learned_again, _, asked_learning = read_remembering(boston, None)
+    ids, source, asked = read_remembering(boston, 50)
+    assert ids == learned_again and source.page_size == 50
+    assert asked < asked_learning
+
+
+@pytest.mark.parametrize("remembered", [25, 100], ids=["grew", "shrank"])
+def test_a_page_size_the_server_changed_since_is_learned_again_no_request_lost(boston, remembered):
+    """The server gives pages of 50 where the pull before learned `remembered`. Grown: an
+    answer of 50 (more than 25) is not taken as whole. Shrunk: an answer of 50, less than
+    100, is not taken as whole either until an answer of 100 shows the server gives that
+    many still (none does): the page size is learned again, and kept."""
+    ids, source, _ = read_remembering(boston, remembered)
+    assert sorted(ids) == sorted(served_ids(boston)) and len(ids) == len(set(ids))
+    assert source.page_size == 50

@@ -1,0 +1,13 @@
+"""bench.open311_windows counts requests (no HTTP, no time): what a remembered page size and a
+resumed pull cost a busy city, as docs/benchmarks.md gives them."""
+from bench.open311_windows import cost, cut_short_cost
+
+
+def test_a_page_size_remembered_saves_the_check_that_learns_it():
+    made, learning = cost(700, 50, 90)
+    assert cost(700, 50, 90, remembered=50) == (made, learning - 2)
+
+
+def test_a_pull_cut_short_halfway_then_resumed_asks_about_what_one_whole_pull_asks():
+    whole = cost(700, 50, 90)[1]
+    assert whole < cut_short_cost(700, 50, 90) < whole + 10   # (started over: 1.5 times as many)
