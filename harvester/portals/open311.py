@@ -278,7 +278,9 @@ class Windows:
             self.page_size = len(requests)   # it left requests out: a full page
             return False
         if low == high:
-            return low
+            # (an inclusive `end_date` puts that second in the part before it: newest first, its
+            # requests may fill that part's answer, which then shows nothing of the days before)
+            return None if any(_second(r) == low for r in answers[0] if isinstance(r, dict)) else low
         return True if all(answers) else None   # (a part with none: one removed as it was checked)
 
     def _paged(self, start: datetime, end: datetime, first: list) -> list:
