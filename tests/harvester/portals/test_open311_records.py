@@ -201,6 +201,21 @@ def test_more_requests_in_one_second_than_a_server_that_ignores_page_gives_fail_
             pulled_ids(portal)
 
 
+def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
+    """GeoReport's `end_date` is the latest moment to include, and Boston's server answers
+    newest first: a window whose newest second holds a page of requests or more answers
+    that second alone. Checked by the parts of the window before and after that second,
+    the part before, ending at it, answered that second's requests again (all in the
+    answer: nothing new), and the window was taken as that one second: the requests of
+    its earlier days were never read, the pull ok."""
+    earlier = [{"service_request_id": f"jan-{n}", "status": "open", "requested_datetime": f"2018-01-{10 + n}T08:00:00Z"}
+               for n in range(10)]
+    with Open311Portal(services=JSON_SERVICES, requests=one_second(60, "2018-02-01T00:00:00Z")[:60] + earlier,
+                       end_inclusive=True) as portal:
+        ids = pulled_ids(portal)
+    assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids)) == 70
+
+
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
 def test_what_the_windows_cost_a_busy_city(paging):
     """90 days of a city of 700 requests a day (an incremental pull), pages of 50: every
@@ -215,17 +230,3 @@ def test_what_the_windows_cost_a_busy_city(paging):
     assert windows.page_size == 50
     assert windows.asked < 2.0 * len(requests) / 50   # (1.93 N/P)
 
-
-def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
-    """GeoReport's `end_date` is the latest moment to include, and Boston's server answers
-    newest first: a window whose newest second holds a page of requests or more answers
-    that second alone. Checked by the parts of the window before and after that second,
-    the part before, ending at it, answered that second's requests again (all in the
-    answer: nothing new), and the window was taken as that one second: the requests of
-    its earlier days were never read, the pull ok."""
-    earlier = [{"service_request_id": f"jan-{n}", "status": "open", "requested_datetime": f"2018-01-{10 + n}T08:00:00Z"}
-               for n in range(10)]
-    with Open311Portal(services=JSON_SERVICES, requests=one_second(60, "2018-02-01T00:00:00Z")[:60] + earlier,
-                       end_inclusive=True) as portal:
-        ids = pulled_ids(portal)
-    assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids)) == 70
