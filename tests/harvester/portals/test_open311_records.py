@@ -229,4 +229,3 @@ def test_what_the_windows_cost_a_busy_city(paging):
     assert sorted(read, key=int) == [r["service_request_id"] for r in requests]
     assert windows.page_size == 50
     assert windows.asked < 2.0 * len(requests) / 50   # (1.93 N/P)
-
