@@ -147,6 +147,7 @@ def _second(request) -> datetime | None:
 
 
 SECOND = timedelta(seconds=1)
+SLACK = timedelta(days=1)   # how far outside its window an answer's requests may be made (Windows._made_within)
 PASSES = 3   # reads of a one-second window's pages, until two in a row agree
 # the share of a page a window aims at: 1/2 cost 2.2 N/P requests for a city of N a day with pages of P,
 # 3/4 1.9 (fewer windows, more of them full: 4/5 gained nothing more)
@@ -228,7 +229,7 @@ class Windows:
         None: narrow it."""
         one_second = end - start <= SECOND
         try:
-            requests = self._ask(start, end)
+            requests = self._made_within(start, end, self._ask(start, end))
         except ResponseTooLarge as error:
             if not one_second:
                 return None   # (narrower windows, smaller answers)
@@ -249,6 +250,20 @@ class Windows:
         elif not one_second:
             return None
         return self._paged(start, end, requests)
+
+    @staticmethod
+    def _made_within(start: datetime, end: datetime, requests: list) -> list:
+        """`requests`, the answer for [start, end); RecordsError where none of them was made
+        within a day of it (a server's clock or zone hours off is no sign): a server that
+        does not read the dates asked answers every window alike, each narrowed down to
+        one second and read page after page, without end."""
+        seconds = [moment for moment in map(_second, requests) if moment is not None]
+        if seconds and not any(start - SLACK <= moment <= end + SLACK for moment in seconds):
+            raise RecordsError(f"the window at {request_text(_params(start, end))} was answered with requests made "
+                               f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, none within a day of it: the "
+                               "server does not read start_date/end_date, and its requests cannot be read window by "
+                               "window")
+        return requests
 
     def _checked(self, start: datetime, end: datetime, requests: list) -> bool | datetime | None:
         """Whether an answer as large as the largest yet held its whole window (P unknown):

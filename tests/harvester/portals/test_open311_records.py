@@ -216,6 +216,34 @@ def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_
     assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids)) == 70
 
 
+class IgnoresDates(Open311Portal):
+    """Answers every window with the requests of June 2017, newest first, by page (a server
+    that does not read `start_date`/`end_date`); from its 300th answer on, a 400, which
+    fails the pull (it read on without end: the time of a hang)."""
+
+    def requests_page(self, query):
+        if len([p for p, _, _ in self.requests if p == "/requests.json"]) > 300:
+            return 400, [{"code": 400, "description": "too many requests"}]
+        return super().requests_page({**query, "start_date": "2017-06-01T00:00:00Z", "end_date": "2017-07-01T00:00:00Z"})
+
+
+def test_a_server_that_ignores_the_dates_asked_fails_the_pull_at_once(tmp_path):
+    """Every window answered with the same requests, made outside it: narrowed again and
+    again (each answer as full as the one before), each one-second window read page after
+    page, the requests of every page yielded again: 20,000 requests for a year's first 13
+    minutes, without end. The first answer of requests none of which was made within a day
+    of its window fails the pull, naming it."""
+    june = [{"service_request_id": f"r{n}", "status": "open",
+             "requested_datetime": f"2017-06-{1 + n % 28:02d}T08:00:{n // 28:02d}Z"} for n in range(120)]
+    with IgnoresDates(services=JSON_SERVICES, requests=june) as portal:
+        with pytest.raises(RecordsError, match=r"the window at start_date=2018-01-01T00:00:00Z, "
+                                               r"end_date=2018-04-01T00:00:00Z, page=1 was answered with requests "
+                                               r"made from 2017-06-16T08:00:02Z to 2017-06-28T08:00:03Z, none within "
+                                               r"a day of it: the server does not read start_date/end_date"):
+            pulled_ids(portal)
+        assert len([p for p, _, _ in portal.requests if p == "/requests.json"]) == 1
+
+
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
 def test_what_the_windows_cost_a_busy_city(paging):
     """90 days of a city of 700 requests a day (an incremental pull), pages of 50: every
