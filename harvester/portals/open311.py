@@ -147,7 +147,11 @@ def _second(request) -> datetime | None:
 
 
 SECOND = timedelta(seconds=1)
+SLACK = timedelta(days=1)   # how far outside its window an answer's requests may be made (Windows._made_within)
 PASSES = 3   # reads of a one-second window's pages, until two in a row agree
+# fewer requests than any server gives in one answer (GeoReport's default is 1,000, Boston's pages
+# 50): a server that ignores `page` gave all of a second that answers fewer, whatever else it gives
+SMALLEST_PAGE = 10
 # the share of a page a window aims at: 1/2 cost 2.2 N/P requests for a city of N a day with pages of P,
 # 3/4 1.9 (fewer windows, more of them full: 4/5 gained nothing more)
 FILL = 0.75
@@ -237,7 +241,7 @@ class Windows:
         None: narrow it."""
         one_second = end - start <= SECOND
         try:
-            requests = self._ask(start, end)
+            requests = self._made_within(start, end, self._ask(start, end))
         except ResponseTooLarge as error:
             if not one_second:
                 return None   # (narrower windows, smaller answers)
@@ -263,6 +267,20 @@ class Windows:
         elif not one_second:
             return None
         return self._paged(start, end, requests)
+
+    @staticmethod
+    def _made_within(start: datetime, end: datetime, requests: list) -> list:
+        """`requests`, the answer for [start, end); RecordsError where none of them was made
+        within a day of it (a server's clock or zone hours off is no sign): a server that
+        does not read the dates asked answers every window alike, each narrowed down to
+        one second and read page after page, without end."""
+        seconds = [moment for moment in map(_second, requests) if moment is not None]
+        if seconds and not any(start - SLACK <= moment <= end + SLACK for moment in seconds):
+            raise RecordsError(f"the window at {request_text(_params(start, end))} was answered with requests made "
+                               f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, none within a day of it: the "
+                               "server does not read start_date/end_date, and its requests cannot be read window by "
+                               "window")
+        return requests
 
     def _checked(self, start: datetime, end: datetime, requests: list) -> bool | datetime | None:
         """Whether an answer as large as the largest yet held its whole window (P unknown):
@@ -292,7 +310,9 @@ class Windows:
             self.page_size = len(requests)   # it left requests out: a full page
             return False
         if low == high:
-            return low
+            # (an inclusive `end_date` puts that second in the part before it: newest first, its
+            # requests may fill that part's answer, which then shows nothing of the days before)
+            return None if any(_second(r) == low for r in answers[0] if isinstance(r, dict)) else low
         return True if all(answers) else None   # (a part with none: one removed as it was checked)
 
     def _paged(self, start: datetime, end: datetime, first: list) -> list:
@@ -318,18 +338,32 @@ class Windows:
             if len(pages) == 1 and page and _ids(page) == _ids(pages[0]):
                 page = self._ask(start, end, 2)   # (a stale page is not repeated)
                 if _ids(page) == _ids(pages[0]):
-                    if self.page_size is None:
-                        return pages   # a server that ignores `page`, its cap unknown: taken whole
+                    if self.page_size is None and self._gives_more_than(len(pages[0]), start):
+                        return pages   # a server that ignores `page`, shown to give more at once: taken whole
                     raise RecordsError(
-                        f"the one second at {request_text(_params(start, end))} holds at least the {self.page_size} "
-                        "requests the server gives in one answer, and the server ignores `page`: the others cannot "
-                        "be read, and a records pull never skips a row")
+                        f"the one second at {request_text(_params(start, end))} holds at least the "
+                        f"{self.page_size or len(pages[0])} requests the server gives in one answer"
+                        f"{'' if self.page_size else ' (none of the 90 days either side gave more)'}, and the server "
+                        "ignores `page`: the others cannot be read, and a records pull never skips a row")
             if self.page_size is None and page and set(_ids(page)) - set(_ids(pages[0])):
                 self.page_size = len(pages[0])   # a page 2: the first was full
             pages.append(page)
             if len(page) < (self.page_size or len(pages[0])):
                 break
         return pages
+
+
+    def _gives_more_than(self, count: int, at: datetime) -> bool:
+        """Whether the server gives more than `count` requests in one answer (P unknown): fewer
+        than SMALLEST_PAGE, or an answer yet, else one of the 90 days before or after the
+        second `at`, larger. Where none is, an answer of `count` may be full."""
+        if count < SMALLEST_PAGE:
+            return True
+        for start, end in ((at + SECOND - WINDOW, at + SECOND), (at, at + WINDOW)):
+            if self.largest > count:
+                break
+            self.largest = max(self.largest, len(self._ask(start, end)))
+        return self.largest > count
 
 
 def _params(start: datetime, end: datetime, page: int = 1) -> dict:

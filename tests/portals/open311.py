@@ -19,12 +19,13 @@ class Open311Portal(LocalPortal):
     PAGE_SIZE = 50   # requests per page, as Boston's server gives them
 
     def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
-                 requests: list[dict] | None = None, paging: bool = True):
+                 requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
         self.service_requests = list(requests or [])   # GeoReport v2 request objects
         self.paging = paging   # False: `page` is ignored, as some servers do
+        self.end_inclusive = end_inclusive   # True: `end_date` is the latest moment included (GeoReport's words)
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
@@ -44,14 +45,15 @@ class Open311Portal(LocalPortal):
 
     def requests_page(self, query: Query) -> tuple[int, Any]:
         """``start_date``/``end_date`` (at most 90 days apart, else 400) on requested_datetime,
-        newest first, ``page`` (from 1) of PAGE_SIZE."""
+        the end excluded unless `end_inclusive`, newest first, ``page`` (from 1) of PAGE_SIZE."""
         try:
             start, end = instant(query["start_date"]), instant(query["end_date"])
         except (KeyError, ValueError):
             return 400, [{"code": 400, "description": "start_date and end_date are required"}]
         if (end - start).days > 90:
             return 400, [{"code": 400, "description": "the date window is at most 90 days"}]
-        chosen = sorted((r for r in self.service_requests if start <= instant(r["requested_datetime"]) < end),
+        chosen = sorted((r for r in self.service_requests if start <= instant(r["requested_datetime"]) < end
+                         or self.end_inclusive and instant(r["requested_datetime"]) == end),
                         key=lambda r: r["requested_datetime"], reverse=True)
         page = int(query.get("page", 1)) if self.paging else 1
         return 200, chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]

@@ -106,6 +106,12 @@ def one_second(count: int, at: str = "2020-01-08T14:23:26Z") -> list[dict]:
             for n in range(count)] + load_json(BOSTON)
 
 
+def daily(count: int, month: str) -> list[dict]:
+    """`count` requests of `month`, one a day from its first (a 29th on the 1st again, an hour later)."""
+    return [{"service_request_id": f"{month}-{n}", "status": "open",
+             "requested_datetime": f"{month}-{1 + n % 28:02d}T{8 + n // 28:02d}:00:00Z"} for n in range(count)]
+
+
 def served_ids(portal) -> set[str]:
     return {str(r["service_request_id"]) for r in portal.service_requests
             if "2018-01-01" <= r["requested_datetime"] < "2020-03-01"}
@@ -200,6 +206,71 @@ def test_more_requests_in_one_second_than_a_server_that_ignores_page_gives_fail_
                                                r"end_date=2020-01-08T14:23:27Z, page=1 holds at least the 50 requests "
                                                r"the server gives in one answer, and the server ignores `page`"):
             pulled_ids(portal)
+
+
+def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
+    """GeoReport's `end_date` is the latest moment to include, and Boston's server answers
+    newest first: a window whose newest second holds a page of requests or more answers
+    that second alone. Checked by the parts of the window before and after that second,
+    the part before, ending at it, answered that second's requests again (all in the
+    answer: nothing new), and the window was taken as that one second: the requests of
+    its earlier days were never read, the pull ok."""
+    requests = one_second(60, "2018-02-01T00:00:00Z")[:60] + daily(10, "2018-01")
+    with Open311Portal(services=JSON_SERVICES, requests=requests, end_inclusive=True) as portal:
+        ids = pulled_ids(portal)
+    assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids)) == 70
+
+
+def test_one_seconds_answer_from_a_server_that_ignores_page_is_not_taken_whole_unknown_to_be_short(tmp_path):
+    """60 requests entered in one second, the first answer of the pull, from a server that
+    ignores `page` and gives 50 at once: its cap not known yet, the 50 were taken as the
+    second's whole (10 lost, the pull ok). Neither the 90 days before nor those after give
+    more than 50 at once: the second cannot be read, the pull fails."""
+    with Open311Portal(services=JSON_SERVICES, requests=one_second(60, "2018-03-30T12:00:00Z")[:60],
+                       paging=False) as portal:
+        with pytest.raises(RecordsError, match=r"the one second at start_date=2018-03-30T12:00:00Z, "
+                                               r"end_date=2018-03-30T12:00:01Z, page=1 holds at least the 50 "
+                                               r"requests the server gives in one answer \(none of the 90 days "
+                                               r"either side gave more\), and the server ignores `page`"):
+            pulled_ids(portal)
+
+
+def test_one_seconds_answer_from_a_server_that_ignores_page_is_whole_where_it_gives_more_at_once(tmp_path):
+    """30 requests in one second, the first answer of the pull, from a server that ignores
+    `page`: the 90 days after it give 50 at once, so 30 was the second's whole."""
+    requests = one_second(30, "2018-03-30T12:00:00Z")[:30] + daily(40, "2018-04")
+    with Open311Portal(services=JSON_SERVICES, requests=requests, paging=False) as portal:
+        ids = pulled_ids(portal)
+    assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids)) == 70
+
+
+class IgnoresDates(Open311Portal):
+    """Answers every window with the requests of June 2017, newest first, by page (a server
+    that does not read `start_date`/`end_date`); from its 300th answer on, a 400, which
+    fails the pull (it read on without end: the time of a hang)."""
+
+    def requests_page(self, query):
+        if len([p for p, _, _ in self.requests if p == "/requests.json"]) > 300:
+            return 400, [{"code": 400, "description": "too many requests"}]
+        return super().requests_page({**query, "start_date": "2017-06-01T00:00:00Z",
+                                      "end_date": "2017-07-01T00:00:00Z"})
+
+
+def test_a_server_that_ignores_the_dates_asked_fails_the_pull_at_once(tmp_path):
+    """Every window answered with the same requests, made outside it: narrowed again and
+    again (each answer as full as the one before), each one-second window read page after
+    page, the requests of every page yielded again: 20,000 requests for a year's first 13
+    minutes, without end. The first answer of requests none of which was made within a day
+    of its window fails the pull, naming it."""
+    june = [{"service_request_id": f"r{n}", "status": "open",
+             "requested_datetime": f"2017-06-{1 + n % 28:02d}T08:00:{n // 28:02d}Z"} for n in range(120)]
+    with IgnoresDates(services=JSON_SERVICES, requests=june) as portal:
+        with pytest.raises(RecordsError, match=r"the window at start_date=2018-01-01T00:00:00Z, "
+                                               r"end_date=2018-04-01T00:00:00Z, page=1 was answered with requests "
+                                               r"made from 2017-06-16T08:00:02Z to 2017-06-28T08:00:03Z, none within "
+                                               r"a day of it: the server does not read start_date/end_date"):
+            pulled_ids(portal)
+        assert len([p for p, _, _ in portal.requests if p == "/requests.json"]) == 1
 
 
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
