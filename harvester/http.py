@@ -323,7 +323,8 @@ class HttpClient:
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
-        CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set."""
+        CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set;
+        a CA bundle named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE must exist."""
         # (name, type, smallest value): a negative cap would fail every portal of the night
         env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int, 1),
                "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float, 0), "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int, 1),
@@ -340,6 +341,11 @@ class HttpClient:
                     raise ValueError(f"environment variable {name}={os.environ[name]!r} must be a finite number "
                                      f"of at least {least}")
                 kwargs.setdefault(key, value)
+        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):   # (read by _environment, as requests reads them)
+            # requests raises a bare OSError at the first https request, inside the harvest
+            if os.environ.get(name) and not os.path.exists(os.environ[name]):
+                raise ValueError(f"environment variable {name}={os.environ[name]!r} names no CA bundle file "
+                                 "or folder")
         return cls(**kwargs)
 
     # -- public -------------------------------------------------------------------------

@@ -403,7 +403,10 @@ def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
                                          ("CIVICAT_HTTP_MAX_RETRY_SECONDS", "nan"),
                                          ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x"),
                                          # a traceback and exit 1 from inside the harvest; -1 was taken as 0
-                                         ("CIVICAT_MAP_WORKERS", "x"), ("CIVICAT_MAP_WORKERS", "-1")])
+                                         ("CIVICAT_MAP_WORKERS", "x"), ("CIVICAT_MAP_WORKERS", "-1"),
+                                         # a raw OSError from requests at the first https request
+                                         ("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem"),
+                                         ("CURL_CA_BUNDLE", "/nonexistent/ca.pem")])
 def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_path, portal, name, value):
     """The environment is config too: a negative size cap failed every portal of the night
     ("response is over the -1-byte cap"), and a zero attempt count was taken as one."""
