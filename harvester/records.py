@@ -684,6 +684,13 @@ class PagedTables:
             self.order["last"] = row[key][0].as_py()
         return row
 
+    def staged_before(self, rows: pa.Table) -> None:
+        """`rows` were staged just before the request this read starts at (a resumed pull's
+        last, shown unmoved): a first page that gives them again is a stale page, not the rows
+        after them (rows that carry no key: nothing else tells)."""
+        size = max(self.paginator.page_size(self.start) or 0, getattr(self.paginator, "limit", 0))
+        self.order["recent"] = rows.slice(max(0, rows.num_rows - size))
+
     def __iter__(self) -> PagedTables:
         return self
 
@@ -703,6 +710,9 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     that honours the paging answers with the page's own rows from its second on (a portal
     that ignores it, with the page again: the same rows only if they are all one row,
     which any page of that table then is). Once it has honoured it, it is not asked again.
+    So does a page that gives again the last rows read before it, fewer than a page (a stale
+    answer to a page asked in halves: rows read twice, the count met), or, in a pull resumed,
+    the rows staged before its resume point.
     Where rows come sorted by a `key` column whose values only grow (CKAN's `_id`, an
     object id), a page that starts at or before the last key read fails the pull too: it
     holds rows read already (a stale page of another offset), which no count catches.
@@ -723,7 +733,10 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
 
 def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers: OversizedAnswers, ahead: int,
                   shifted, order: dict) -> Iterator[tuple[pa.Table, dict | None]]:
-    previous, honours_paging, key = None, False, order["key"]
+    # the last page read, and the rows read just before the next page (as many as the largest
+    # page: a page asked in halves may repeat the end of a larger one; a resumed pull's, staged)
+    previous, recent = None, order.get("recent")
+    honours_paging, key = False, order["key"]
 
     def instead_of_oversized(params: dict, error: ResponseTooLarge) -> dict:
         instead = answers.smaller(params, error)
@@ -732,13 +745,15 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
         return instead
 
     for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead, oversized=instead_of_oversized):
-        if previous is not None and page.items.num_rows and page.items.equals(previous) and not honours_paging:
-            rows = page.items.num_rows
+        rows = page.items.num_rows
+        if rows and not honours_paging and _ends_with(recent, page.items):
             honours_paging = shifted is not None and rows > 1 and \
                 shifted(page.params).equals(page.items.slice(1))
             if not honours_paging:
-                raise RecordsError(f"the page at {request_text(page.params)} gave the same {rows} rows as the "
-                                   "page before: the portal repeats a page instead of paging on")
+                same = previous is not None and page.items.equals(previous)
+                again = f"the same {rows} rows as the page before" if same else f"again the last {rows} rows read before it"
+                raise RecordsError(f"the page at {request_text(page.params)} gave {again}: the portal repeats a "
+                                   "page instead of paging on")
         if key is not None and page.items.num_rows and key in page.items.column_names:
             first = page.items[key][0].as_py()
             if first is not None and order["last"] is not None and first <= order["last"]:
@@ -746,9 +761,25 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
                                    f"last row read ({key} {order['last']!r}): the portal answered rows already read; "
                                    "the next pull reads the dataset again")
             order["last"] = page.items[key][-1].as_py()
-        previous = page.items
+        previous, recent = page.items, _last_rows(recent, page.items)
         answers.read(page.params)
         yield page.items, next_params
+
+
+def _ends_with(recent: pa.Table | None, page: pa.Table) -> bool:
+    """Whether `page`'s rows are the last of `recent`, in order: an answer that repeats rows
+    read just before it (a stale page asked smaller, or the page staged before a resume point)."""
+    return recent is not None and page.num_rows <= recent.num_rows and \
+        page.equals(recent.slice(recent.num_rows - page.num_rows))
+
+
+def _last_rows(recent: pa.Table | None, page: pa.Table) -> pa.Table:
+    """The rows read up to the end of `page`: as many as the larger of `recent` and `page`."""
+    if recent is None or recent.schema != page.schema:
+        return page
+    kept = max(recent.num_rows, page.num_rows)
+    rows = pa.concat_tables([recent, page])
+    return rows.slice(rows.num_rows - kept)
 
 
 def refuse_oversized(paginator: Paginator, params: dict, error: ResponseTooLarge) -> ResponseTooLarge:
@@ -1017,9 +1048,12 @@ def _continues(source: RecordSource, tables, state: dict, last_part: Path) -> bo
     staged = pq.ParquetFile(last_part)
     group = staged.read_row_group(staged.num_row_groups - 1)
     try:
-        return group.num_rows > 0 and group.slice(group.num_rows - 1).equals(row.cast(group.schema))
+        if not (group.num_rows > 0 and group.slice(group.num_rows - 1).equals(row.cast(group.schema))):
+            return False
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):   # another shape: not that row
         return False
+    tables.staged_before(group)
+    return True
 
 
 def dictionary_columns(table: pa.Table) -> list[str]:

@@ -85,9 +85,9 @@ def datastore_portal(rows):
                       records={"res": [{"_id": row["id"], **row} for row in rows]})
 
 
-def ods_portal(rows):
-    from tests.portals.opendatasoft import OpenDataSoftPortal
-    return OpenDataSoftPortal([], records={"counts": rows})
+def ods_portal(rows, **options):
+    from tests.portals.opendatasoft import OpenDataSoftPortal, StalePagePortal
+    return (StalePagePortal if options else OpenDataSoftPortal)([], records={"counts": rows}, **options)
 
 
 @pytest.mark.parametrize("kind", ["ckan", "opendatasoft"])
@@ -119,6 +119,38 @@ def test_a_count_that_changes_as_a_pull_resumes_starts_it_over(tmp_path, store, 
                                                                                         if i != 5]
     assert not result.resumed and result.rows == 99
     assert result.changed.endswith("counts 99 rows where the pull began with 100: rows were removed as it read them")
+
+
+def test_a_resumed_pull_whose_first_page_is_the_staged_rows_again_fails_and_stages_none_twice(tmp_path, store,
+                                                                                           monkeypatch):
+    """OpenDataSoft rows carry no key. Cut short after two pages of 20, the pull resumed at
+    offset 40 (the row before it, at 39, as staged), and a stale cache answered offset 40 with
+    the page before it (offset 20): the last 20 rows staged, which no page read in this pull
+    came before to be compared with. Taken, rows 21-40 were published twice and 41-60 never,
+    the count met. It fails the pull, the staged rows as they were; the next pull publishes
+    every row once."""
+    from harvester.records import RecordsError
+    monkeypatch.setattr("harvester.portals.opendatasoft.PAGE_LIMIT", 20)
+    rows = [{"id": i, "name": f"row {i}"} for i in range(1, 101)]
+    layout = RecordsLayout(tmp_path / "records")
+
+    def pull():
+        return pull_dataset(ods_source(server), layout, "city", "counts", store.con, uid="city:counts", run_id="r",
+                            part_rows=20)
+
+    with ods_portal(rows, stale=None) as server:
+        source = ods_source(server)
+        cut_short_after(source, 2, Killed())
+        with pytest.raises(Killed):
+            pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=20)
+        server.stale = {"offset": "40", "limit": "20"}
+        with pytest.raises(RecordsError, match="offset=40, limit=20 gave again the last 20 rows read before it"):
+            pull()
+        assert server.stale is None and not layout.folder("city", "counts").exists()
+        assert pq.read_table(layout.staging("city", "counts") / "parts")["id"].to_pylist() == list(range(1, 41))
+        result = pull()
+    assert result.resumed and result.rows == 100
+    assert pq.read_table(layout.folder("city", "counts"))["id"].to_pylist() == list(range(1, 101))
 
 
 def test_a_pull_cut_short_inside_a_part_keeps_the_pages_read(tmp_path, store):

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import harvest_with_records
-from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
+from tests.portals.opendatasoft import OpenDataSoftPortal, StalePagePortal, make_ods_datasets
 
 
 def counter_rows(n):
@@ -266,3 +266,33 @@ def test_a_row_added_while_the_dataset_is_read_is_read_again_not_published_twice
                                               "'ChangedWhileRead'").fetchone()[0]
     assert message == ("the page at offset=100, limit=100 counts 251 rows where the pull began with 250: rows were "
                        "added as it read them: the pull read it again"), message
+
+
+def test_a_stale_page_of_rows_read_already_fails_the_pull_and_is_never_staged(tmp_path, monkeypatch):
+    """A page over the response cap is asked in halves; a stale cache answered the first half
+    (offset 100, limit 50) with the half page before it (offset 50): the last 50 rows of the
+    page of 100 read just before. Equal to no whole page read, it was taken: rows 50-99
+    published twice, rows 100-149 never, the count still met (seed 2 of the records chaos,
+    15 nights). It fails the pull, its rows not staged; the next pull resumes before it and
+    publishes every row once."""
+    import duckdb
+
+    from catalog.records import RecordsLayout
+    datasets = make_ods_datasets(2)
+    name = datasets[1]["dataset_id"]
+    rows = [{**row, "id": f"{row['id']}-" + "p" * 60} for row in counter_rows(200)]   # ~150 bytes a row
+    rows[120]["id"] += "w" * 20_000          # a page of 100 holding it is over the cap, one of 50 is not
+    monkeypatch.setenv("CIVICAT_HTTP_MAX_BYTES", str(20_000 + 100 * 150 * 3 // 4))
+    folder = tmp_path / "records" / "portal=paris" / f"dataset={name}"
+    with StalePagePortal(datasets, records={name: rows}, stale={"offset": "100", "limit": "50"}) as portal:
+        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        assert portal.stale is None and json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+        assert not folder.exists()
+        message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records' "
+                                                  "AND severity = 'error'").fetchone()[0]
+        assert "offset=100, limit=50 gave again the last 50 rows read before it" in message, message
+        staged = pq.read_table(RecordsLayout.beside(db).staging("paris", name) / "parts")
+        assert staged["id"].to_pylist() == [r["id"] for r in rows[:100]]
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    assert pq.read_table(folder)["id"].to_pylist() == [r["id"] for r in rows]
