@@ -285,7 +285,7 @@ def test_what_the_windows_cost_a_busy_city(paging):
     read = [r["service_request_id"] for batch, _ in windows for r in batch]
     assert sorted(read, key=int) == [r["service_request_id"] for r in requests]
     assert windows.page_size == 50
-    assert windows.asked < 2.0 * len(requests) / 50   # (1.93 N/P)
+    assert windows.asked < 2.3 * len(requests) / 50   # (2.15 N/P; 1.93 taking every answer under P as whole)
 
 
 class GoesDown(Open311Portal):
@@ -327,7 +327,7 @@ def test_a_pull_cut_short_goes_on_after_its_last_window_read(tmp_path, store):
         result = pulled_into(layout, store.con, source_for(portal))
         second = windows_asked(portal)
     # no window read before is asked again (but the one being read when the host went down)
-    assert len(set(first) & set(second)) == 1 and len(second) < 70 - 40 + 5
+    assert len(set(first) & set(second)) == 1 and len(second) < 78 - 40 + 5   # (a whole pull asks 78)
     assert result.resumed and all(start >= first[-1][0] for start, _, _ in second)
     published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
     assert sorted(published) == sorted(served_ids(portal)) and result.rows == len(published) == len(set(published))
@@ -392,3 +392,27 @@ def test_a_page_size_the_server_changed_since_is_learned_again_no_request_lost(b
     ids, source, _ = read_remembering(boston, remembered)
     assert sorted(ids) == sorted(served_ids(boston)) and len(ids) == len(set(ids))
     assert source.page_size == 50
+
+
+class DropsAfterCutting(Open311Portal):
+    """Cuts a window's requests at its page of 50, then leaves out the private ones (every
+    20th request of Boston's): a cut page answers 47 or 48, fewer than a page."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.private = {str(r["service_request_id"]) for r in self.service_requests[::20]}
+
+    def requests_page(self, query):
+        status, page = super().requests_page(query)
+        return status, [r for r in page if str(r["service_request_id"]) not in self.private] if status == 200 else page
+
+
+def test_a_server_that_drops_requests_from_a_page_after_cutting_it_loses_none(tmp_path):
+    """A window's answer was taken as whole when it held fewer requests than P: a server
+    that cuts at 50 and then leaves out private requests answers a cut window with 47, and
+    the requests past the cut were lost, unseen (92 of Boston's 900 public ones). An answer
+    within a tenth of P may be cut: its window is narrowed."""
+    with DropsAfterCutting(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        ids = pulled_ids(portal)
+        public = served_ids(portal) - portal.private
+    assert sorted(set(ids)) == sorted(public) and len(ids) == len(set(ids))
