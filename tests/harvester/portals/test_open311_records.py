@@ -13,7 +13,7 @@ from catalog.records import PreviousPull, RecordsLayout, previous_pull
 from harvester.portals import adapter_for
 from harvester.portals.open311 import SECOND, RequestsRecords
 from harvester.http import TransientError
-from harvester.records import RecordsError, pull_dataset
+from harvester.records import RecordsError, SourceChanged, pull_dataset
 from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_open311 import JSON_SERVICES
 from tests.portals.open311 import Open311Portal, instant
@@ -416,3 +416,62 @@ def test_a_server_that_drops_requests_from_a_page_after_cutting_it_loses_none(tm
         ids = pulled_ids(portal)
         public = served_ids(portal) - portal.private
     assert sorted(set(ids)) == sorted(public) and len(ids) == len(set(ids))
+
+
+class UnsettledSecond(Open311Portal):
+    """120 requests entered in one second whose pages move as they are read: the first
+    `changes` times page 2 of that second is asked, a request of its page 1 is removed."""
+
+    SECOND = ("2020-01-08T14:23:26Z", "2020-01-08T14:23:27Z")
+
+    def __init__(self, changes: int, **kwargs):
+        super().__init__(requests=one_second(120), **kwargs)
+        self.changes, self.removed = changes, []
+
+    def requests_page(self, query):
+        if (query["start_date"], query["end_date"], query.get("page")) == (*self.SECOND, "2") \
+                and len(self.removed) < self.changes:
+            first = super().requests_page({**query, "page": "1"})[1][0]
+            self.removed.append(first["service_request_id"])
+            self.service_requests.remove(first)
+        return super().requests_page(query)
+
+
+def other_windows(asked: list) -> list:
+    """The windows asked but UnsettledSecond's second, sorted; as a pull where it settles at once asks them."""
+    return sorted(window for window in asked if window[:2] != UnsettledSecond.SECOND)
+
+
+@pytest.fixture
+def settled_windows():
+    with UnsettledSecond(0, services=JSON_SERVICES) as portal:
+        pulled_ids(portal)
+        return other_windows(windows_asked(portal))
+
+
+def test_a_second_whose_pages_move_as_they_are_read_is_read_again_alone(tmp_path, store, settled_windows):
+    """Three readings of a second's pages that did not agree read the whole pull again
+    (SourceChanged): every window of two years asked twice for one second that moved. Only
+    that second is read again, until two readings agree."""
+    layout = RecordsLayout(tmp_path / "records")
+    with UnsettledSecond(3, services=JSON_SERVICES) as portal:
+        result = pulled_into(layout, store.con, source_for(portal))
+        asked = windows_asked(portal)
+        assert len(portal.removed) == 3
+    assert other_windows(asked) == settled_windows and result.changed is None
+    assert [page for *second, page in asked if tuple(second) == UnsettledSecond.SECOND].count("1") == 5
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert sorted(published) == sorted(served_ids(portal)) and len(published) == len(set(published))
+
+
+def test_a_second_whose_pages_never_settle_fails_the_pull_naming_it(tmp_path, store, settled_windows):
+    layout = RecordsLayout(tmp_path / "records")
+    with UnsettledSecond(100, services=JSON_SERVICES) as portal:
+        with pytest.raises(RecordsError, match=r"the pages of the one second at start_date=2020-01-08T14:23:26Z, "
+                                               r"end_date=2020-01-08T14:23:27Z, page=1 did not agree in any two "
+                                               r"readings of 6") as failed:
+            pulled_into(layout, store.con, source_for(portal))
+        asked = windows_asked(portal)
+    assert not isinstance(failed.value, SourceChanged)
+    assert [page for *second, page in asked if tuple(second) == UnsettledSecond.SECOND].count("1") == 6
+    assert other_windows(asked) == [window for window in settled_windows if window[0] <= UnsettledSecond.SECOND[0]]
