@@ -20,7 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,7 +28,7 @@ import orjson
 
 from catalog.files import writing
 from catalog.lazy import LazyModule
-from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
+from catalog.records import PreviousPull, RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
 
@@ -1114,6 +1114,13 @@ def stored_datasets(con, uids: list[str]) -> dict[str, StoredDataset]:
                                   columns=row[6] or [], distributions=row[7] or []) for row in rows}
 
 
+def _read_whole(previous: PreviousPull | None) -> PreviousPull | None:
+    """The pull before, as a pull that reads the dataset whole is given it: no watermark to
+    go on from, but what it learned of the server (Open311's page size, trusted only once
+    an answer shows it again) kept."""
+    return None if previous is None else replace(previous, watermark=None)
+
+
 def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, run_id: str, errors,
                  full: bool = False) -> list[PullResult]:
     """Pull the records of `datasets` (source ids) of one portal, one after the other.
@@ -1130,13 +1137,13 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             dataset = known.get(uid)
             if dataset is None:
                 raise RecordsError(f"{uid} is not in the catalogue (harvest the portal first) or was deleted")
-            previous = None if full else previous_pull(con, uid)
-            if previous is not None and not layout.folder(portal.id, source_id).is_dir():
-                previous = None   # the folder is gone: nothing to add to
+            previous = previous_pull(con, uid)
+            if full or not layout.folder(portal.id, source_id).is_dir():   # (the folder gone: nothing to add to)
+                previous = _read_whole(previous)
             source = adapter.record_source(dataset, previous)
             published = None if full else published_schema(layout, portal.id, source_id)
             if source.mode == "incremental" and _columns_of(published) != _columns_of(arrow_schema(source.fields)):
-                source = adapter.record_source(dataset, None)  # the columns changed: read it whole
+                source = adapter.record_source(dataset, _read_whole(previous))  # the columns changed: read it whole
             _check_same_table(source, published)
             result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
             for column, count in sorted(result.invalid_values.items()):

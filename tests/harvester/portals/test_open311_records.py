@@ -475,3 +475,18 @@ def test_a_second_whose_pages_never_settle_fails_the_pull_naming_it(tmp_path, st
     assert not isinstance(failed.value, SourceChanged)
     assert [page for *second, page in asked if tuple(second) == UnsettledSecond.SECOND].count("1") == 6
     assert other_windows(asked) == [window for window in settled_windows if window[0] <= UnsettledSecond.SECOND[0]]
+
+
+def test_a_full_pull_starts_from_the_page_size_learned(tmp_path, boston):
+    """`--full` reads every request again, but P is a fact about the server, not about the
+    requests read (and taken only once an answer of P shows it still holds): a full pull
+    forgot it and learned it again (133 requests, where starting from it asks 125)."""
+    db, first = harvest_with_records(tmp_path, "bos311", "open311", boston.url, ["service-requests"])
+    learning = len(windows_asked(boston))
+    boston.clear_log()
+    _, full = harvest_with_records(tmp_path, "bos311", "open311", boston.url, ["service-requests"], "--full")
+    assert first.exit_code == full.exit_code == 0, full.output
+    assert json.loads(full.output)["portals"][0]["record_rows"] == 950
+    assert len(windows_asked(boston)) < learning
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT mode, page_size FROM record_pulls").fetchall() == [("full", 50)]
