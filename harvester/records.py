@@ -709,8 +709,9 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     `shifted(params)` reads the rows of that request one row further on, which a portal
     that honours the paging answers with the page's own rows from its second on (a portal
     that ignores it, with the page again: the same rows only if they are all one row,
-    which any page of that table then is). Once it has honoured it, it is not asked again.
-    So does a page that gives again the last rows read before it, fewer than a page (a stale
+    which any page of that table then is). It is asked for each such page (a stale answer,
+    the rows of an earlier offset, is not the rows one further on): a table of repeated
+    rows costs a request more a page. So does a page that gives again the last rows read before it, fewer than a page (a stale
     answer to a page asked in halves: rows read twice, the count met), or, in a pull resumed,
     the rows staged before its resume point.
     Where rows come sorted by a `key` column whose values only grow (CKAN's `_id`, an
@@ -746,10 +747,10 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
 
     for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead, oversized=instead_of_oversized):
         rows = page.items.num_rows
-        if rows and not honours_paging and _ends_with(recent, page.items):
-            honours_paging = shifted is not None and rows > 1 and \
-                shifted(page.params).equals(page.items.slice(1))
-            if not honours_paging:
+        if rows and _ends_with(recent, page.items):
+            if shifted is not None and rows > 1:   # (each such page: a portal that pages may answer one stale)
+                honours_paging = shifted(page.params).equals(page.items.slice(1))
+            if not honours_paging:   # (a page of one row has nothing to shift by: the portal shown to page, taken)
                 same = previous is not None and page.items.equals(previous)
                 again = f"the same {rows} rows as the page before" if same else f"again the last {rows} rows read before it"
                 raise RecordsError(f"the page at {request_text(page.params)} gave {again}: the portal repeats a "
