@@ -711,9 +711,9 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     that ignores it, with the page again: the same rows only if they are all one row,
     which any page of that table then is). It is asked for each such page (a stale answer,
     the rows of an earlier offset, is not the rows one further on): a table of repeated
-    rows costs a request more a page. So does a page that gives again the last rows read before it, fewer than a page (a stale
-    answer to a page asked in halves: rows read twice, the count met), or, in a pull resumed,
-    the rows staged before its resume point.
+    rows costs a request more a page. So does a page that gives again the last rows read
+    before it, fewer than a page (a stale answer to a page asked in halves: rows read twice,
+    the count met), or, in a pull resumed, the rows staged before its resume point.
     Where rows come sorted by a `key` column whose values only grow (CKAN's `_id`, an
     object id), a page that starts at or before the last key read fails the pull too: it
     holds rows read already (a stale page of another offset), which no count catches.

@@ -337,8 +337,8 @@ class Windows:
                 return [request for page in readings[-1] for request in page]
         raise RecordsError(f"the pages of the one second at {request_text(_params(start, end))} did not agree in "
                            f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
-                           "repeating requests of the pages before it): the pull fails, its previous records kept; "
-                           "the next pull goes on from that second")
+                           "repeating requests of the pages before it): the pull fails, its previous records kept, and "
+                           "the next pull reads that second again")
 
     def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
         """One reading of a one-second window's pages, up to one short of a full page; None:
