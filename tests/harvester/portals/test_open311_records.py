@@ -407,12 +407,14 @@ class DropsAfterCutting(Open311Portal):
         return status, [r for r in page if str(r["service_request_id"]) not in self.private] if status == 200 else page
 
 
-def test_a_server_that_drops_requests_from_a_page_after_cutting_it_loses_none(tmp_path):
+@pytest.mark.parametrize("requests", [load_json, lambda _: one_second(120)], ids=["boston", "one-second"])
+def test_a_server_that_drops_requests_from_a_page_after_cutting_it_loses_none(tmp_path, requests):
     """A window's answer was taken as whole when it held fewer requests than P: a server
     that cuts at 50 and then leaves out private requests answers a cut window with 47, and
     the requests past the cut were lost, unseen (92 of Boston's 900 public ones). An answer
-    within a tenth of P may be cut: its window is narrowed."""
-    with DropsAfterCutting(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+    within a tenth of P may be cut: its window is narrowed, and the pages of one second are
+    read on past it."""
+    with DropsAfterCutting(services=JSON_SERVICES, requests=requests(BOSTON)) as portal:
         ids = pulled_ids(portal)
         public = served_ids(portal) - portal.private
     assert sorted(set(ids)) == sorted(public) and len(ids) == len(set(ids))
