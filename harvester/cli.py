@@ -208,6 +208,7 @@ def open_for_writing(opener, db_path: Path, wait: bool):
     a notebook or script with the catalogue open (even read-only) keeps a writer out."""
     import duckdb
 
+    waiting_for = None
     while True:
         try:
             return opener(db_path)
@@ -218,7 +219,9 @@ def open_for_writing(opener, db_path: Path, wait: bool):
             if not wait:
                 raise Refused(f"{db_path} is open in {who}, which keeps a writer out (DuckDB allows no writer "
                               "beside another process's connection): close it, or pass --wait") from None
-            logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
+            if who != waiting_for:   # once a holder, not every 2 seconds: a night's wait filled the cron mail
+                logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
+                waiting_for = who
             time.sleep(2)
 
 
