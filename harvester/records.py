@@ -31,6 +31,7 @@ from catalog.lazy import LazyModule
 from catalog.records import PreviousPull, RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
+from harvester.stopping import stop_requested, stopped_by
 
 log = logging.getLogger("civicat.records")
 
@@ -1223,6 +1224,14 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
             if report.records_failed:
                 report.error_type = "RecordsFailed"
                 report.error_message = f"{report.records_failed} of {len(source_ids)} records pulls failed"
+        except BaseException as exc:   # Ctrl-C or SIGTERM: its portals not begun are left for the next run
+            if not isinstance(exc, KeyboardInterrupt) and not stop_requested():   # (DuckDB's "Query interrupted")
+                raise
+            report.status, report.error_type = "failed", "Interrupted"
+            report.error_message = (f"the records pull was interrupted ({stopped_by()}): each dataset keeps its "
+                                    "previous Parquet (the pull resumes next time)")
+            errors.add(None, "records", report.error_type, report.error_message)
+            raise
         finally:
             if report.status == "running":   # harvest_records raised: the database itself, say
                 report.status, report.error_type = "failed", "RecordsFailed"
