@@ -605,6 +605,18 @@ def _in_directory(stemmed: list[str], i: int) -> bool:
     return any(stemmed[j] == "directory" and stemmed[j + 1] == "of" for j in range(i - 1))
 
 
+def bodies_listed(title: str | None) -> tuple[frozenset[str], frozenset[str]]:
+    """The bodies a directory title lists, as its last word names them ('agency' of 'Directory of Criminal Justice
+    Agencies'; none for other titles), and every body word the title names (LISTED_NOUNS), stemmed."""
+    stemmed = words(title)
+    named = frozenset(stemmed) & LISTED_NOUNS
+    if not named or "directory" not in stemmed:
+        return frozenset(), named
+    listed = frozenset(w for i, w in enumerate(stemmed) if w in LISTED_NOUNS and _heads_a_title(stemmed, i, True)
+                       and _in_directory(stemmed, i))
+    return listed, named
+
+
 # a title's word for the whole of its own place: 'Citywide Traffic Crashes' are the city's 'Traffic Crashes'
 WHOLE_PLACE = frozenset({"citywide", "countywide", "statewide"})
 

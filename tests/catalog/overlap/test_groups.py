@@ -834,3 +834,28 @@ def test_a_directory_lists_the_last_of_its_words():
     assert scoring.told_apart(c, pairs).tolist() == [True]
     assert scoring.explain(c, 0, 1, signals).endswith("but c1:d1 names what is not 'general' (non-general), "
                                                       "the other 'general'")
+
+
+def test_a_directory_of_bodies_is_no_data_of_what_they_work_on():
+    """New York State's 'Directory of Criminal Justice Agencies' and Washington's 'Criminal Justice' were a group,
+    'Criminal justice', and NYC's '... Child Care and Day Care Information Offices' held 'Child care' together: a
+    directory of agencies, offices or programs lists those bodies, which a title that names none of them does
+    not hold. Directories of such bodies stay comparable to lists of them ('Home Health Agencies')."""
+    found = group_titles(OTHER_THINGS + [("New York State", "Directory of Criminal Justice Agencies"),
+                                         ("Washington State", "Criminal Justice"),
+                                         ("New York", "Directory Of Child Care and Day Care Information Offices"),
+                                         ("New York State", "Child Care Regulated Programs"),
+                                         ("San Francisco", "Child Care Subsidies, San Francisco, CA")])
+    assert not any("Directory of Criminal Justice Agencies" in titles or "Directory Of Child Care and Day Care "
+                   "Information Offices" in titles for titles in found.values()), found
+    c = rows_catalogue([("New York State", "Directory of Criminal Justice Agencies"),
+                        ("Washington State", "Criminal Justice"),
+                        ("New York", "Directory Of Lead Agencies And Housing Programs"),
+                        ("New York State", "Weatherization Assistance Program Provider Directory"),
+                        ("Illinois", "IDPH Home Health Agencies Directory"),
+                        ("New York State", "Directory of Developmental Disabilities Service Provider Agencies")])
+    pairs = scoring.score_pairs(c, np.array([0, 2, 5]), np.array([1, 3, 4]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False, False]
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert scoring.explain(c, 0, 1, signals).endswith(
+        "but c0:d0 is a directory of agencies, which the other does not name")
