@@ -513,6 +513,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         stemmed = _workers_compensation(raw, stemmed)
     if NEGATION in raw:
         raw, stemmed = _negated(raw, stemmed)
+    if "use" in raw:
+        stemmed = [CONSUMPTION if w == "use" and i and stemmed[i - 1] in RESOURCES else w for i, w in enumerate(stemmed)]
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
     i, n, last_phrase_end = 0, len(stemmed), -1
@@ -553,6 +555,10 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
 # a fiscal year written between two words of a phrase says when, and the phrase runs across it: 'Proposed FY14
 # Budget' is a proposed budget (a year is not read so: 'Payroll 2012 Qtr1', 'Raleigh Buildings 2011 Roofs' end a phrase)
 FISCAL_YEAR_INSIDE = re.compile(r"(?<=[^\W\d_]) +FY ?\d{2,4}(?:[-/]\d{2,4})? +(?=[^\W\d_])", re.IGNORECASE)
+# the use of a resource a utility supplies is its consumption, as its usage is (SYNONYMS): 'Residential Water Use',
+# 'Residential Water Usage', 'Residential Water Consumption' ('Land Use' is none)
+RESOURCES = frozenset({"water", "energy", "electricity", "gas", "fuel", "power"})
+CONSUMPTION = SYNONYMS["usage"]
 # 'non-' makes its word the complement: a 'Non-General Fund' is every fund but the general fund
 NEGATION = "non"
 

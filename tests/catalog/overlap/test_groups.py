@@ -859,3 +859,23 @@ def test_a_directory_of_bodies_is_no_data_of_what_they_work_on():
     signals = {name: float(values[0]) for name, values in pairs.signals.items()}
     assert scoring.explain(c, 0, 1, signals).endswith(
         "but c0:d0 is a directory of agencies, which the other does not name")
+
+
+def test_the_use_of_a_resource_is_its_consumption():
+    """'Water use' (New York's 'Residential Water Use', Los Angeles' 'Energy and Water Use - Municipal Buildings')
+    and 'Water consumption' (Austin, Los Angeles' usage, New York, Salt Lake City) were two groups: the use of
+    water, energy or gas is its consumption, as its usage already read. A land use is no consumption."""
+    water = [("Austin", "Austin Water - Commercial Water Consumption"),
+             ("Austin", "Austin Water - Residential Water Consumption"),
+             ("Los Angeles", "Energy and Water Use - Municipal Buildings"),
+             ("Los Angeles", "Municipal Building Water Usage"),
+             ("Los Angeles", "Residential Water Usage by Month: 2005 to 2013"), ("New York", "Residential Water Use"),
+             ("New York", "Water Consumption In The New York City"),
+             ("Salt Lake City", "Water Consumption  (based on meter read date)")]
+    others = [t for t in OTHER_THINGS if "Water" not in t[1]] + [("Seattle", "Land Use"), ("Oakland", "Land Use Permits")]
+    found = group_titles(others + water)
+    assert len(found) == 1, found
+    assert {"Residential Water Use", "Energy and Water Use - Municipal Buildings", "Municipal Building Water Usage",
+            "Water Consumption In The New York City"} <= set(next(iter(found.values()))), found
+    assert "consumption" in text.terms("Residential Natural Gas Use per Capita (2010)")
+    assert "consumption" not in text.terms("Land Use")
