@@ -284,8 +284,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
     breakdown_terms = [_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)]
-    for row in np.flatnonzero(records_named != 0).tolist():   # records by industry are an economy's figures
-        if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS:
+    # records by industry are an economy's figures; records per a unit a rate of them
+    for row in np.flatnonzero(records_named != 0).tolist():
+        if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS or RATE.search(rows["title"][row] or ""):
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
     for row in np.flatnonzero(records_named == 0).tolist():
         if _headed_by_figures(rows["title"][row]):
@@ -353,6 +354,12 @@ def _headed_by_figures(title: str | None) -> bool:
     words = text.words(title, glued=False)
     first = next((i for i, w in enumerate(words) if w not in text.STOPWORDS and not text.YEARISH.match(w)), None)
     return first is not None and words[first] in text.FIGURE_HEADS and words[first + 1:first + 2] == ["of"]
+
+
+# records counted or paid per a unit are a rate, figures of them: 'Maryland Average Wage Per Job' (no payroll),
+# 'Medicare Hospital Spending Per Patient', 'Dog Licenses Sold per Town' (not 'Per Capita County Expenditures',
+# where nothing comes before it, nor 'One- Day- Per- Week')
+RATE = re.compile(r"\w[^\w-]+(per\s+\w+)", re.IGNORECASE)
 
 
 NO_TERMS: frozenset[str] = frozenset()

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from catalog.overlap import concepts, text
 from catalog.overlap.candidates import top_per_key
-from catalog.overlap.features import Catalogue
+from catalog.overlap.features import RATE, Catalogue
 
 SIGNALS = ("title", "description", "keywords", "columns", "values", "concept", "embedding")
 WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1, "concept": 0.3,
@@ -364,7 +364,7 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
         # the records each title names and the other does not ('Expenditures' of a budget table)
         own = [held[0] & ~held[1], held[1] & ~held[0]]
         named = [[surface for term, surface in c.title_surfaces(row).items() if text.NAMING_BITS.get(term, 0) & bits]
-                 for row, bits in zip((a, b), own)]
+                 or _rate_of(c.titles[row], bits) for row, bits in zip((a, b), own)]
         if named[0] and named[1]:
             parts.append(f"but the titles name different records ('{named[0][0]}' vs '{named[1][0]}')")
         else:
@@ -392,6 +392,13 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)
+
+
+def _rate_of(title: str | None, bits: int) -> list[str]:
+    """The words that make a title's records a rate ('per job' of 'Average Wage Per Job'), when figures are what
+    it holds of its own."""
+    found = RATE.search(title or "") if bits & text.FAMILY_BITS[text.FIGURES] else None
+    return [found.group(1).lower()] if found else []
 
 
 def _plural(word: str) -> str:

@@ -879,3 +879,24 @@ def test_the_use_of_a_resource_is_its_consumption():
             "Water Consumption In The New York City"} <= set(next(iter(found.values()))), found
     assert "consumption" in text.terms("Residential Natural Gas Use per Capita (2010)")
     assert "consumption" not in text.terms("Land Use")
+
+
+def test_records_per_a_unit_are_a_rate_not_the_records():
+    """Maryland's 'Average Wage Per Job' tables and New York's 'Average Salaries In Department Of Correction' were a
+    group, 'Average wage': a wage per job is a rate of the state's economy, not a department's pay of its staff.
+    Only a 'per' after the records makes them a rate ('Per Capita County Expenditures' names them after it)."""
+    found = group_titles(OTHER_THINGS + [("Maryland", "Maryland Average Wage Per Job (Current Dollars): 2006-2011"),
+                                         ("New York", "Average Salaries In Department Of Correction"),
+                                         ("Chicago", "Current Employee Names, Salaries, and Position Titles")])
+    assert not any("Maryland Average Wage Per Job (Current Dollars): 2006-2011" in titles
+                   for titles in found.values()), found
+    c = rows_catalogue([("Maryland", "Maryland Average Wage Per Job (Current Dollars): 2006-2011"),
+                        ("New York", "Average Salaries In Department Of Correction"),
+                        ("Connecticut", "Dog Licenses Sold per Town, by Fiscal Year"),
+                        ("Hawaii", "Per Capita County Expenditures By Category ? Fiscal Year 2010")])
+    figures = text.FAMILY_BITS[text.FIGURES]
+    assert [int(bits) & figures != 0 for bits in c.records_named] == [True, False, True, False]
+    pairs = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert scoring.told_apart(c, pairs).tolist() == [True]
+    assert scoring.explain(c, 0, 1, signals).endswith("but the titles name different records ('per job' vs 'salaries')")
