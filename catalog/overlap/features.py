@@ -613,6 +613,7 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
     *named, last = (title or "").split(" - ")
     if named and ORGANISATION & set(text.find_words(last)):   # '... Districts - Fire Department': its publisher
         title = " - ".join(named)
+    title = WITH_ATTRIBUTES.split(title or "", maxsplit=1)[0]   # 'Census Tracts with Town Names (2010)': tracts
     content = [w for w in text.words(title) if w in text.PER_AREA or w in text.HEAD_STOPWORDS or text._is_content(w)]
     while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
         content.pop()
@@ -625,6 +626,11 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
             and not any(w in text.PER_AREA for w in content[:-1])):
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
+
+
+# what each thing a title lists carries, after 'with' ('Census Tracts with Town Names', 'Parcels With Planning
+# Department Zoning'): the things are what comes before it
+WITH_ATTRIBUTES = re.compile(r"\s+with\s+", re.IGNORECASE)
 
 
 CODE_LIST_WORDS = frozenset({"codes", "lookup", "lookups"})

@@ -900,3 +900,19 @@ def test_records_per_a_unit_are_a_rate_not_the_records():
     signals = {name: float(values[0]) for name, values in pairs.signals.items()}
     assert scoring.told_apart(c, pairs).tolist() == [True]
     assert scoring.explain(c, 0, 1, signals).endswith("but the titles name different records ('per job' vs 'salaries')")
+
+
+def test_a_list_of_areas_with_what_each_carries_is_the_areas():
+    """Connecticut's 'Census Tracts with Town Names (2010)' (the state's tracts, each with its town) was grouped
+    with Oakland's 'Alameda County Census Tract Results 2010' (census figures by tract), 'Census tracts (names)',
+    apart from the other cities' tract files: what follows 'with' is what each tract carries, the title lists
+    tracts. So San Francisco's 'Parcels With Planning Department Zoning' are parcels, not the zoning."""
+    found = group_titles(OTHER_THINGS + [
+        ("Connecticut", "Census Tracts with Town Names (2010)"), ("Oakland", "Alameda County Census Tract Results 2010"),
+        ("New York", "2010 Census Tracts"), ("Baltimore", "2010 Census Tracts - Shape"),
+        ("Chicago", "Boundaries - Census Tracts - 2010"), ("San Francisco", "Parcels With Planning Department Zoning"),
+        ("Chicago", "Zoning Districts"), ("Oakland", "Zoning"), ("King County", "Parcels")])
+    assert found == {"Census tracts": ["2010 Census Tracts", "2010 Census Tracts - Shape",
+                                       "Boundaries - Census Tracts - 2010", "Census Tracts with Town Names (2010)"],
+                     "Parcels": ["Parcels", "Parcels With Planning Department Zoning"],
+                     "Zoning": ["Zoning", "Zoning Districts"]}, found
