@@ -166,6 +166,10 @@ PHRASES = {
     # a shelter's census counts the people it houses ('Daily Report of Homeless Shelter Census'): a population,
     # not the list of shelters
     ("shelter", "census"): "shelter_population",
+    # the people a jail, a prison or a detention centre holds ('Jail Population By County', 'Iowa Prison Population',
+    # 'Ethnic Distribution of Detention Population'): a population of its own, no city's residents
+    ("jail", "population"): "custody_population", ("prison", "population"): "custody_population",
+    ("inmate", "population"): "custody_population", ("detention", "population"): "custody_population",
     # a library system's branches are its libraries ('Library Branches', 'Public Libraries'); where a vehicle is
     # parked off the street, a lot or a garage ('Parking Facilities', 'Parking Garage and Lot Inventory')
     ("library", "branch"): "library",
@@ -232,6 +236,9 @@ RECORD_FAMILIES = {
     "resolution": "legislation",
     # a building code is a law, the one buildings are built to ('City Building Codes for Missouri'), no building
     "building_code": "legislation",
+    # the people a jail, a prison, a detention centre or a shelter holds, counted: no city's residents, nor the places
+    # ('Ethnic Distribution of Detention Population' / 'Racial And Ethnic Distribution By Wards')
+    "custody_population": "population", "shelter_population": "population",
 }
 FEE = "fee"
 # Words of an office whose records are of one family unless the title names which: 'Code

@@ -916,3 +916,19 @@ def test_a_list_of_areas_with_what_each_carries_is_the_areas():
                                        "Boundaries - Census Tracts - 2010", "Census Tracts with Town Names (2010)"],
                      "Parcels": ["Parcels", "Parcels With Planning Department Zoning"],
                      "Zoning": ["Zoning", "Zoning Districts"]}, found
+
+
+def test_the_people_a_jail_or_a_prison_holds_are_a_population_of_their_own():
+    """Washington's 'Ethnic Distribution of Detention Population 2004-2013' was grouped with Boston's census tables
+    of its residents by ward and council district, 'Ethnic distribution': the people detention holds are no city's
+    residents. Jail, prison, inmate and detention populations are one term, and the tables of them one group."""
+    found = group_titles(OTHER_THINGS + [
+        ("Washington State", "Ethnic Distribution of Detention Population 2004-2013"),
+        ("Boston", "Racial And Ethnic Distribution By Wards"),
+        ("Boston", "Racial And Ethnic Distribution By City Council Districts"),
+        ("Iowa", "Iowa Prison Population - Year End"), ("New York", "Average Daily Inmate Population"),
+        ("New York State", "Jail Population By County: Beginning 1997")])
+    assert not any("Ethnic Distribution of Detention Population 2004-2013" in titles
+                   and "Racial And Ethnic Distribution By Wards" in titles for titles in found.values()), found
+    assert any({"Average Daily Inmate Population", "Iowa Prison Population - Year End",
+                "Jail Population By County: Beginning 1997"} <= set(titles) for titles in found.values()), found
