@@ -932,3 +932,17 @@ def test_the_people_a_jail_or_a_prison_holds_are_a_population_of_their_own():
                    and "Racial And Ethnic Distribution By Wards" in titles for titles in found.values()), found
     assert any({"Average Daily Inmate Population", "Iowa Prison Population - Year End",
                 "Jail Population By County: Beginning 1997"} <= set(titles) for titles in found.values()), found
+
+
+def test_a_label_runs_to_the_noun_every_city_writes_one_word_further():
+    """New York's 'Privately Owned Public Spaces' and San Francisco's 'Privately Owned Public Open Space (POPOS) and
+    Public Art' were labelled 'Privately owned', a phrase with no noun: both write 'public ... space' next, one with
+    'open' between. The label is the words every city writes, as the city that writes them side by side does."""
+    assert label_of([("New York", "Privately Owned Public Spaces"),
+                     ("San Francisco", "Privately Owned Public Open Space (POPOS) and Public Art")]) == \
+        "Privately owned public spaces"
+    # two words between, or a word of another phrase, widen nothing
+    assert label_of([("New York", "Privately Owned Public Spaces"),
+                     ("San Francisco", "Privately Owned Public Open Green Space")]) == "Privately owned"
+    assert label_of([("New York", "Privately Owned Public Spaces"),
+                     ("San Francisco", "Privately Owned: Public Open Space")]) == "Privately owned"
