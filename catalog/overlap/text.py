@@ -186,6 +186,8 @@ PHRASES = {
     ("page", "view"): "web_analytics",
     # the law buildings are built to ('City Building Codes for Missouri'), no building; a violation of it is one
     ("building", "code"): "building_code", ("building", "code", "violation"): "building_violation",
+    # a city's code of laws ('Chapters of the City Code of Laws', a 'Municipal Code'): its laws, no list of codes
+    ("code", "of", "law"): "legal_code", ("municipal", "code"): "legal_code",
     # how punctual a service runs ('On Time Performance' of buses and paratransit), not how fast a crew answers
     # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
     ("on", "time"): "on_time", ("response", "time"): "response_time",
@@ -235,7 +237,7 @@ RECORD_FAMILIES = {
     # 'ordinance': a 'Budget Ordinance - Appropriations' is a budget)
     "resolution": "legislation",
     # a building code is a law, the one buildings are built to ('City Building Codes for Missouri'), no building
-    "building_code": "legislation",
+    "building_code": "legislation", "legal_code": "legislation",
     # the people a jail, a prison, a detention centre or a shelter holds, counted: no city's residents, nor the places
     # ('Ethnic Distribution of Detention Population' / 'Racial And Ethnic Distribution By Wards')
     "custody_population": "population", "shelter_population": "population",

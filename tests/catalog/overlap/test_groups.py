@@ -946,3 +946,16 @@ def test_a_label_runs_to_the_noun_every_city_writes_one_word_further():
                      ("San Francisco", "Privately Owned Public Open Green Space")]) == "Privately owned"
     assert label_of([("New York", "Privately Owned Public Spaces"),
                      ("San Francisco", "Privately Owned: Public Open Space")]) == "Privately owned"
+
+
+def test_a_city_s_code_of_laws_is_legislation():
+    """San Francisco's 'Chapters of the City Code of Laws ...' and New York's 'LAW Public Service Program' (the Law
+    Department's programme) were a group, 'Laws', on the word alone: a code of laws is legislation, as a building
+    code is, which a title that names no such records does not hold."""
+    c = rows_catalogue(OTHER_THINGS + [
+        ("San Francisco", "Chapters of the City Code of Laws of the City and County of San Francisco"),
+        ("New York", "LAW Public Service Program")])
+    pairs = scoring.score_pairs(c, np.array([len(c) - 2]), np.array([len(c) - 1]))
+    assert pairs.total[0] < scoring.DEFAULT_MIN_SCORE and scoring.told_apart(c, pairs).tolist() == [True]
+    assert text.records_named(text.terms("Chapters of the City Code of Laws")) == text.FAMILY_BITS["legislation"]
+    assert "legal_code" in text.terms("Municipal Code Chapters")
