@@ -219,6 +219,9 @@ RECORD_FAMILIES = {
     "budget": "budget", "capital_budget": "budget", "spending": "spending", "revenue": "revenue",
     "budget_revenue": "revenue", "budget_spending": "spending",   # (PHRASES: a budget's sides)
     "contract": "contract", "payment": "payment", "salary": "salary", "grant": "grant",
+    # money a programme gives its customers or applicants, as a grant does ('Electric Utility Discount Program',
+    # 'Solar Rebate Program', 'Child Care Subsidies', 'Solar Incentive Program'): no list of the utilities
+    "discount": "grant", "rebate": "grant", "subsidy": "grant", "incentive": "grant",
     "permit": "permit", "building_permit": "permit",
     "license": "license", "business_license": "license", "restaurant_license": "license",
     "inspection": "inspection", "restaurant_inspection": "inspection",

@@ -959,3 +959,16 @@ def test_a_city_s_code_of_laws_is_legislation():
     assert pairs.total[0] < scoring.DEFAULT_MIN_SCORE and scoring.told_apart(c, pairs).tolist() == [True]
     assert text.records_named(text.terms("Chapters of the City Code of Laws")) == text.FAMILY_BITS["legislation"]
     assert "legal_code" in text.terms("Municipal Code Chapters")
+
+
+def test_a_programme_s_discounts_and_rebates_are_money_given_not_the_utilities():
+    """Austin's 'Electric Utility Discount Program By Year' (bill discounts to customers) and Raleigh's 'Raleigh
+    Electric Utilities 2011' scored 0.70 on 'electric utility' and held 'Utilities' together: discounts, rebates,
+    subsidies and incentives are money a programme gives, of the family of grants."""
+    c = rows_catalogue(OTHER_THINGS + [("Austin", "Electric Utility Discount Program By Year"),
+                                       ("Raleigh", "Raleigh Electric Utilities 2011"),
+                                       ("Austin", "Solar Rebate Program"), ("Los Angeles", "LADWP Solar Incentive Program")])
+    n = len(OTHER_THINGS)
+    pairs = scoring.score_pairs(c, np.array([n, n + 2]), np.array([n + 1, n + 3]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False]   # shown as a pair, never a link
+    assert text.records_named(text.terms("Child Care Subsidies")) == text.FAMILY_BITS["grant"]
