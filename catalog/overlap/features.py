@@ -73,10 +73,8 @@ class Catalogue:
     breakdown_terms: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the words its title negates ('general' of 'Non-General Fund Expenditures'; empty list: none read)
     negated: list[frozenset[str]] = field(default_factory=list, repr=False)
-    # per row, the bodies a directory lists ('agency' of 'Directory of Criminal Justice Agencies'), and the body
-    # words (agency, office, program) its title names at all (empty lists: not read)
+    # per row, the bodies a directory lists ('agency' of 'Directory of Criminal Justice Agencies'; empty list: not read)
     bodies_listed: list[frozenset[str]] = field(default_factory=list, repr=False)
-    body_words: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     # rows whose title was read with words of its description: term -> the title's words and where
@@ -294,7 +292,6 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
             records_named[row] = text.RECORD_BITS[used[0]]
             described_surfaces.setdefault(row, {})[used[0]] = f"{rows['title'][row]} ({used[1]}, per its description)"
-    bodies = [text.bodies_listed(t) for t in read_titles]
     return Catalogue(
         uids=uids, cities=rows["city"], titles=rows["title"], asset_types=rows["asset_type"], city_ids=city_ids,
         title=title, description=description, keywords=keywords, columns=columns, column_types=column_types,
@@ -311,7 +308,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
         breakdown_terms=breakdown_terms, negated=[text.negated_words(t) for t in read_titles],
-        bodies_listed=[listed for listed, _ in bodies], body_words=[named for _, named in bodies],
+        bodies_listed=[text.bodies_listed(t) for t in read_titles],
         # (a kind read only in a description leaves the title's families to judge: Baltimore's 'Fixed Speed
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own

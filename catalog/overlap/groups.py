@@ -354,6 +354,7 @@ STARTS_ONLY = frozenset({"public", "city", "department"})   # not 'Privately own
 LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
 LABEL_WORDS = 5   # a label's most words: a name, not a title
+WORDINGS_TRIED = 8   # the words a label may run on to past one other word: the first few wordings of its spans
 TOKEN = re.compile(r"[^\W\d_]+(?:['’]s\b)?|[0-9]+")   # a word of any alphabet ('Café'), with its possessive
 OWNER_AT_END = re.compile(r"['’]s$")
 # words of one phrase ('Off- Leash', 'Park & Ride': an ampersand joins two words into one name); ':', ' - ', '('
@@ -517,16 +518,17 @@ def _widened(c: Catalogue, rows: list[int], words: list[str],
         """The spans grown to the right to words a city writes next that every other city writes too, in the
         same phrase, one word further ('Privately Owned Public Spaces' and 'Privately Owned Public Open Space':
         'privately owned public spaces'); the spans that write them side by side first."""
+        wordings: dict[tuple[str, ...], None] = {}   # each wording once, in the spans' order (a group may be large)
         for length in (1, 2):
             for span in spans:
                 bigger = span.grown(1, length)
-                if bigger is None or bigger.cut(1):
-                    continue
-                wanted = bigger.stems[span.end:bigger.end]
-                found = [other._replace(end=end) for other in spans
-                         if (end := _end_of_words_past_one(other, wanted)) is not None]
-                if {s.city for s in found} == cities and any(s.end - s.start > len(key) + length for s in found):
-                    return sorted(found, key=lambda s: s.end - s.start)
+                if bigger is not None and not bigger.cut(1):
+                    wordings.setdefault(tuple(bigger.stems[span.end:bigger.end]))
+        for wanted in list(wordings)[:WORDINGS_TRIED]:
+            found = [other._replace(end=end) for other in spans
+                     if (end := _end_of_words_past_one(other, list(wanted))) is not None]
+            if {s.city for s in found} == cities and any(s.end - s.start > len(key) + len(wanted) for s in found):
+                return sorted(found, key=lambda s: s.end - s.start)
         return None
 
     while spans[0].end - spans[0].start < LABEL_WORDS:

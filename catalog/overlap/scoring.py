@@ -151,8 +151,11 @@ def _bodies_not_named(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     State's 'Directory of Criminal Justice Agencies' lists the agencies, Washington's 'Criminal Justice' holds the
     subject's data; NYC's '... Child Care and Day Care Information Offices' lists offices, not the child care
     programs New York State regulates. Their shared words say what the bodies work on, not what either holds."""
-    return _where_either(c.bodies_listed, a, b, lambda x, y: bool(c.bodies_listed[x])
-                         and not c.bodies_listed[x] & c.body_words[y])
+    return _where_either(c.bodies_listed, a, b, lambda x, y: _lists_bodies_not_named(c, x, y))
+
+
+def _lists_bodies_not_named(c: Catalogue, x: int, y: int) -> bool:
+    return bool(c.bodies_listed[x]) and not c.bodies_listed[x] & text.body_words(c.titles[y])
 
 
 def _complements(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -386,7 +389,7 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
         word = sorted(c.negated[holder] & c.title_weights(a + b - holder).keys())[0]
         parts.append(f"but {c.uids[holder]} names what is not '{word}' (non-{word}), the other '{word}'")
     if bodies:
-        holder = a if c.bodies_listed[a] and not c.bodies_listed[a] & c.body_words[b] else b
+        holder = a if _lists_bodies_not_named(c, a, b) else b
         listed = sorted(c.bodies_listed[holder])[0]
         parts.append(f"but {c.uids[holder]} is a directory of {_plural(listed)}, which the other does not name")
     if c.asset_types[a] != c.asset_types[b]:

@@ -623,16 +623,20 @@ def _in_directory(stemmed: list[str], i: int) -> bool:
     return any(stemmed[j] == "directory" and stemmed[j + 1] == "of" for j in range(i - 1))
 
 
-def bodies_listed(title: str | None) -> tuple[frozenset[str], frozenset[str]]:
+def bodies_listed(title: str | None) -> frozenset[str]:
     """The bodies a directory title lists, as its last word names them ('agency' of 'Directory of Criminal Justice
-    Agencies'; none for other titles), and every body word the title names (LISTED_NOUNS), stemmed."""
+    Agencies'); none for other titles."""
+    if not title or "director" not in title.lower():
+        return frozenset()
     stemmed = words(title)
-    named = frozenset(stemmed) & LISTED_NOUNS
-    if not named or "directory" not in stemmed:
-        return frozenset(), named
-    listed = frozenset(w for i, w in enumerate(stemmed) if w in LISTED_NOUNS and _heads_a_title(stemmed, i, True)
-                       and _in_directory(stemmed, i))
-    return listed, named
+    return frozenset(w for i, w in enumerate(stemmed) if w in LISTED_NOUNS and _heads_a_title(stemmed, i, True)
+                     and _in_directory(stemmed, i))
+
+
+@lru_cache(maxsize=1 << 12)
+def body_words(title: str | None) -> frozenset[str]:
+    """The body words (agency, office, program, division) a title names anywhere, stemmed."""
+    return frozenset(words(title)) & LISTED_NOUNS
 
 
 # a title's word for the whole of its own place: 'Citywide Traffic Crashes' are the city's 'Traffic Crashes'
