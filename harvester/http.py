@@ -81,7 +81,22 @@ class ResponseTooLarge(PermanentError):
 
 
 class HostUnavailable(PermanentError):
-    """A host that failed request after request this run (after all retries)."""
+    """A host given up this run: it failed request after request (after all retries), or its
+    name does not resolve (HostNotFound)."""
+
+
+class HostNotFound(TransientError):
+    """The host name does not exist (the resolver's NXDOMAIN: EAI_NONAME, or EAI_NODATA, a
+    name without an address). Asked once more after the first backoff wait, never five times
+    (a resolver caches an NXDOMAIN for minutes: asked again within seconds, it answers the
+    same), then the host is given up for the run. A failing resolver (EAI_AGAIN: it timed
+    out, or the network is down) is a plain TransientError, retried as any other fault."""
+
+    ATTEMPTS = 2
+
+    def __init__(self, host: str, reason: str, url: str):
+        super().__init__(f"host name {host} does not resolve ({reason})", url)
+        self.host = host
 
 
 class Interrupted(KeyboardInterrupt):
@@ -312,6 +327,7 @@ class HttpClient:
         # hosts whose requests kept failing after every retry: asked no more this run, so a
         # FeatureServer host named by thousands of datasets cannot hold the night hostage
         self._host_failures: dict[str, int] = {}
+        self._host_given_up: dict[str, str] = {}   # why, when it says more than the failures' count
         self.host_failure_limit = host_failure_limit
         self._host_lock = threading.Lock()
         self._host_paces: dict[str, _HostPace] = {}
@@ -467,17 +483,21 @@ class HttpClient:
         full_url = _with_params(url, params)
         host = urlparse(full_url).netloc
         if self._host_failures.get(host, 0) >= self.host_failure_limit:
-            raise HostUnavailable(f"{host} failed {self._host_failures[host]} requests in a row this run; "
-                                  "not asked again", full_url)
+            raise HostUnavailable(self._host_given_up.get(host) or f"{host} failed {self._host_failures[host]} "
+                                  "requests in a row this run; not asked again", full_url)
         speculative = getattr(self._local, "speculative", False)
         try:
             response = self._retried(1 if speculative else self.max_attempts, self._get_once, full_url,
                                      {"Accept": accept, **(headers or {})}, conditional, timeout or self.timeout,
                                      expect, parse, unread)
-        except TransientError:
+        except TransientError as exc:
             if not speculative:
                 with self._host_lock:
-                    self._host_failures[host] = self._host_failures.get(host, 0) + 1
+                    if isinstance(exc, HostNotFound):   # (no later request of the run can do better)
+                        self._host_failures[host] = self.host_failure_limit
+                        self._host_given_up[host] = f"host name {exc.host} does not resolve; not asked again this run"
+                    else:
+                        self._host_failures[host] = self._host_failures.get(host, 0) + 1
             raise
         with self._host_lock:
             self._host_failures[host] = 0
@@ -509,7 +529,8 @@ class HttpClient:
         spent = time.monotonic() - started
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
-            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(self.max_retry_seconds - spent),
+            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(self.max_retry_seconds - spent)
+            | _stop_unresolved,
             wait=self._wait, before_sleep=self._before_retry, sleep=self._sleep, reraise=True)(attempt, *args)
 
     def _session(self) -> requests.Session:
@@ -833,24 +854,57 @@ def _headers_by(deadline: float) -> Iterator[_Exchange]:
 def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> TransientError:
     if exchange.headers_late:
         return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
+    unresolved = _name_not_found(exc)
+    if unresolved is not None:
+        return HostNotFound(*unresolved, url)
     return TransientError(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+
+
+_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _name_not_found(exc: BaseException) -> tuple[str, str] | None:
+    """(the host name, the resolver's reason) when `exc` (requests' error) comes of a name the
+    resolver says does not exist. The name is the one looked up: the URL's, a redirect's or a
+    proxy's host (urllib3's NameResolutionError keeps the connection it failed for)."""
+    for error in _causes(exc):
+        if isinstance(error, urllib3.exceptions.NameResolutionError):
+            reason = next((e for e in _causes(error) if isinstance(e, socket.gaierror)), None)
+            host = getattr(getattr(error, "conn", None), "host", None)
+            if reason is not None and reason.errno in _NAME_NOT_FOUND and host:
+                return host, reason.strerror
+            return None
+    return None
+
+
+def _stop_unresolved(state: tenacity.RetryCallState) -> bool:
+    """tenacity's stop for a HostNotFound: after its own ATTEMPTS, whatever the request's."""
+    failed = state.outcome.exception() if state.outcome else None
+    return isinstance(failed, HostNotFound) and state.attempt_number >= HostNotFound.ATTEMPTS
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc` and what it wraps: requests' error wraps urllib3's (args[0]), which names its cause
+    (`reason`), raised from the socket's."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        cause = getattr(exc, "reason", None)
+        exc = next((e for e in (wrapped, cause, exc.__cause__, exc.__context__) if isinstance(e, BaseException)), None)
 
 
 def _os_reason(exc: BaseException) -> str:
     """The system's reason under a requests exception (a name that does not resolve, a refused
     connection), so that an offline run says why: ": Connection refused", or "" when there is none.
     Only the error's own text is taken, never the exception's, which may name a proxy's credentials."""
-    reason, seen = "", set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, socket.gaierror):
-            reason = f": cannot resolve the host name ({exc.strerror})"
-        elif isinstance(exc, OSError) and exc.strerror:
-            reason = f": {exc.strerror}"
-        # requests wraps urllib3's error (args[0]), which names its cause (`reason`), raised from the socket's
-        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-        cause = getattr(exc, "reason", None)
-        exc = next((e for e in (wrapped, cause, exc.__cause__, exc.__context__) if isinstance(e, BaseException)), None)
+    reason = ""
+    for error in _causes(exc):
+        if isinstance(error, socket.gaierror):
+            reason = f": cannot resolve the host name ({error.strerror})"
+        elif isinstance(error, OSError) and error.strerror:
+            reason = f": {error.strerror}"
     return reason
 
 

@@ -17,8 +17,8 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (Interrupted, OverBudget, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload,
-                            ValidatorCache, _gunzip_capped)
+from harvester.http import (HostNotFound, HostUnavailable, Interrupted, OverBudget, PermanentError, ResponseTooLarge,
+                            TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
 
@@ -62,18 +62,15 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("url, reason", [
-    (f"http://127.0.0.1:{closed_port()}/doc", "Connection refused"),
-    ("http://portal.invalid/doc", "cannot resolve the host name"),   # .invalid never resolves (RFC 2606)
-])
-def test_a_connection_that_fails_says_why(tmp_path, url, reason):
+def test_a_connection_that_fails_says_why(tmp_path):
     # offline, every portal failed with "connection failed: ConnectionError": neither the
-    # name lookup nor the refused connection was named
+    # name lookup nor the refused connection was named (a name that does not resolve: below)
     client = fast_client(max_attempts=1)
-    with pytest.raises(TransientError, match=reason) as failed:
+    url = f"http://127.0.0.1:{closed_port()}/doc"
+    with pytest.raises(TransientError, match="Connection refused") as failed:
         client.get_json(url)
     assert str(failed.value).startswith("connection failed: ConnectionError: ") and url in str(failed.value)
-    with pytest.raises(TransientError, match=reason):
+    with pytest.raises(TransientError, match="Connection refused"):
         client.download(url, tmp_path / "file.csv")
 
 
@@ -452,7 +449,6 @@ def test_the_time_to_connect_does_not_count_against_the_headers_time():
         server.close()
 
 def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
-    from harvester.http import HostUnavailable
     client = fast_client(max_attempts=2, host_failure_limit=2)
     portal.inject("/doc", ("status", 503), times=100)
     for _ in range(2):
@@ -462,6 +458,89 @@ def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
     with pytest.raises(HostUnavailable, match="not asked again"):
         get(client, portal)
     assert portal.hits["/doc"] == hits == 4
+
+
+SYSTEM_RESOLVER = socket.getaddrinfo   # (taken before conftest's _loopback_only stands in for it)
+
+
+def test_an_invalid_name_resolved_by_the_system_is_a_host_not_found(monkeypatch):
+    try:
+        SYSTEM_RESOLVER("data.nowhere.invalid", 80)
+        pytest.skip("this machine's resolver resolves data.nowhere.invalid")
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"this machine's resolver answers data.nowhere.invalid with {exc} (not EAI_NONAME)")
+    monkeypatch.setattr(socket, "getaddrinfo", SYSTEM_RESOLVER)
+    client = fast_client(max_attempts=5)
+    with pytest.raises(HostNotFound, match=r"^host name data\.nowhere\.invalid does not resolve \(Name or service"):
+        client.get_json("http://data.nowhere.invalid/doc")
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+
+
+def test_a_name_that_does_not_resolve_is_asked_twice_and_its_host_given_up(tmp_path, resolver):
+    """An NXDOMAIN (EAI_NONAME) was retried five times, ~17 s
+    with the default backoff, and three requests (~50 s) before its host was given up. Now one
+    retry, then no request of the run asks that host again; the error says plainly why."""
+    client = fast_client(max_attempts=5, host_failure_limit=3)
+    url = "http://data.nowhere.invalid/api/doc"
+    with pytest.raises(HostNotFound, match=r"^host name data\.nowhere\.invalid does not resolve \(") as failed:
+        client.get_json(url)
+    assert url in str(failed.value) and "urllib3" not in str(failed.value) and "ConnectionError" not in str(failed.value)
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    assert resolver.asked["data.nowhere.invalid"] == 2
+    with pytest.raises(HostUnavailable, match=r"^host name data\.nowhere\.invalid does not resolve; not asked again"):
+        client.get_json(url + "/other")
+    assert client.stats.requests == 2 and resolver.asked["data.nowhere.invalid"] == 2
+    with pytest.raises(HostNotFound):   # a download (a records pull) is asked twice too
+        client.download(url, tmp_path / "file.csv")
+    assert resolver.asked["data.nowhere.invalid"] == 4
+
+
+def test_a_name_that_does_not_resolve_for_a_moment_is_asked_once_more(portal, resolver):
+    """The one retry is for a resolver that answers NXDOMAIN for a moment (another server of
+    its pool, a link that came up)."""
+    resolver.answers["flaky.portal.test"] = [socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+                                             "127.0.0.1"]
+    client = fast_client(max_attempts=5)
+    assert client.get_json(portal.url.replace("127.0.0.1", "flaky.portal.test") + "/doc").data == DOC
+    assert (client.stats.requests, client.stats.retries, portal.hits["/doc"]) == (2, 1, 1)
+
+
+def test_a_redirect_to_a_name_that_does_not_resolve_names_that_name(resolver):
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            self.requests.append((environ["PATH_INFO"], {}, {}))
+            start_response("301 Moved Permanently", [("Location", "http://gone.nowhere.invalid/doc"),
+                                                     ("Content-Length", "0")])
+            return [b""]
+
+    client = fast_client(max_attempts=5, host_failure_limit=3)
+    with Redirecting() as origin:
+        with pytest.raises(HostNotFound, match=r"^host name gone\.nowhere\.invalid does not resolve"):
+            client.get_json(origin.url + "/moved")
+        assert len(origin.requests) == 2 and resolver.asked["gone.nowhere.invalid"] == 2
+        with pytest.raises(HostUnavailable, match="host name gone.nowhere.invalid does not resolve"):
+            client.get_json(origin.url + "/moved")   # (the origin redirects every request there)
+        assert len(origin.requests) == 2
+
+
+def test_a_resolver_that_fails_for_a_while_keeps_the_bounded_retries(portal, resolver):
+    """EAI_AGAIN (the resolver timed out, the network is down) is no answer about the name:
+    retried as any connection fault, and the host given up only after its failures' limit."""
+    again = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    resolver.answers["slow.portal.test"] = [again, again, "127.0.0.1"]
+    client = fast_client(max_attempts=5, host_failure_limit=2)
+    url = portal.url.replace("127.0.0.1", "slow.portal.test") + "/doc"
+    assert client.get_json(url).data == DOC
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+    resolver.answers["slow.portal.test"] = [again]
+    for made in (8, 13):
+        with pytest.raises(TransientError, match=r"cannot resolve the host name \(Temporary failure") as failed:
+            client.get_json(url)
+        assert not isinstance(failed.value, HostNotFound) and client.stats.requests == made
+    with pytest.raises(HostUnavailable, match="failed 2 requests in a row"):
+        client.get_json(url)
+    assert client.stats.requests == 13
 
 
 def cached_bodies(tmp_path) -> dict[str, bytes]:
