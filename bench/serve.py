@@ -77,7 +77,8 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": unquote(path), "QUERY_STRING": query,
                    "SERVER_NAME": self.server.server_address[0], "SERVER_PORT": str(self.server.server_address[1]),
-                   "SERVER_PROTOCOL": self.request_version, "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
+                   "SERVER_PROTOCOL": self.request_version, "REMOTE_PORT": str(self.client_address[1]),
+                   "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
                    "wsgi.errors": sys.stderr, "wsgi.version": (1, 0), "wsgi.multithread": True,
                    "wsgi.multiprocess": False, "wsgi.run_once": False}
         for name, value in self.headers.items():
@@ -102,12 +103,13 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         pass
 
 
-def serve_keep_alive(app) -> ThreadingHTTPServer:
-    """`app` served on 127.0.0.1 (a free port) from a thread, connections kept alive."""
+def serve_keep_alive(app, poll_interval: float = 0.5) -> ThreadingHTTPServer:
+    """`app` served on 127.0.0.1 (a free port) from a thread, connections kept alive;
+    `shutdown` takes up to `poll_interval` seconds."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler)
     server.daemon_threads = True
     server.app = app
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True).start()
     return server
 
 

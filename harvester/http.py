@@ -257,32 +257,51 @@ class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _DeadlineHTTPSConnection
 
 
+class _PoolManager(urllib3.PoolManager):
+    """urllib3's, each pool it gives knowing the key and the context it was asked for by
+    (`asked_as`), for the adapter to ask for it by them alone: requests works them out from the
+    request's URL again for every request."""
+
+    def connection_from_pool_key(self, pool_key, request_context):
+        asked_as = (pool_key, dict(request_context))   # (a pool made takes its scheme, host and port out)
+        pool = super().connection_from_pool_key(pool_key, request_context)
+        pool.asked_as = asked_as
+        return pool
+
+
 class _Adapter(HTTPAdapter):
     """requests' adapter, its pools (a proxy's included) making _HeadersInTime connections."""
 
     POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
 
     def __init__(self, *args, **kwargs):
-        self._pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+        self._pools_asked_as: dict[tuple, tuple] = {}
         super().__init__(*args, **kwargs)
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
-        """The pool of the request's origin, kept: requests parses the URL and builds the pool's
-        key again for every request. Not through a proxy or with a client certificate (requests'
-        own lookup). A pool the pool manager closed (it keeps 16) is looked up again."""
+        """The pool of the request's origin, asked of the pool manager by the key it was made with
+        (kept here, a few hundred bytes a host). Always asked of the manager, which keeps the pools
+        of the 16 hosts used last: a pool kept here beside it outlived it, and a connection was
+        held open to every host a thread ever asked (a records pull's downloads). Not through a
+        proxy or with a client certificate (requests' own lookup)."""
         if proxies or cert is not None:
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
         scheme, _, origin, *_ = request.url.split("/", 3)
-        pool = self._pools.get((scheme, origin, verify))
-        if pool is None or pool.pool is None:
-            pool = self._pools[(scheme, origin, verify)] = super().get_connection_with_tls_context(request, verify)
+        asked_as = self._pools_asked_as.get((scheme, origin, verify))
+        if asked_as is not None:
+            pool_key, request_context = asked_as
+            return self.poolmanager.pools.get(pool_key) or \
+                self.poolmanager.connection_from_pool_key(pool_key, dict(request_context))
+        pool = super().get_connection_with_tls_context(request, verify)
+        self._pools_asked_as[(scheme, origin, verify)] = pool.asked_as
         return pool
 
     def request_url(self, request, proxies):
         return super().request_url(request, proxies) if proxies else request.path_url   # (as requests has it)
 
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(self, connections, maxsize, block=requests.adapters.DEFAULT_POOLBLOCK, **pool_kwargs):
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)   # (it keeps them, for pickling)
+        self.poolmanager = _PoolManager(num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = self.POOLS
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):

@@ -1,4 +1,5 @@
 """The HTTP layer against a local portal that really misbehaves (no mocked requests)."""
+import contextlib
 import gc
 import gzip
 import hashlib
@@ -19,6 +20,7 @@ from urllib3.response import GzipDecoder
 from harvester import __version__
 from harvester.http import (HostNotFound, HostUnavailable, Interrupted, OverBudget, PermanentError, ResponseTooLarge,
                             TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
+from bench.serve import serve_keep_alive
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
 
@@ -542,6 +544,46 @@ def test_a_resolver_that_fails_for_a_while_keeps_the_bounded_retries(portal, res
         client.get_json(url)
     assert client.stats.requests == 13
 
+
+
+@contextlib.contextmanager
+def kept_alive(portal: LocalPortal):
+    """`portal` served with its connections kept alive (as real portals do; werkzeug closes each
+    after one answer): its URL, and the set of its clients' ports (one a connection made)."""
+    ports: set[str] = set()
+
+    def counting(environ, start_response):
+        ports.add(environ["REMOTE_PORT"])
+        return portal._wsgi(environ, start_response)
+
+    server = serve_keep_alive(counting, poll_interval=0.05)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_thread_keeps_the_pools_of_the_16_hosts_it_used_last_and_no_more():
+    """The pool manager keeps the pools (and their open connections) of the 16 hosts a thread
+    used last. The adapter kept every pool it had found beside it: a thread that asked 100
+    hosts (a records pull's downloads) held a socket open to each until the run ended. Now a
+    busy host, asked between the requests to 17 others, keeps its connection throughout, and
+    the host used longest ago is let go: asked again, it is connected to anew."""
+    portal = LocalPortal()
+    portal.serve_json("/doc", DOC)
+    client = fast_client()
+    with contextlib.ExitStack() as stack:
+        (busy, busy_connections), *others = [stack.enter_context(kept_alive(portal)) for _ in range(18)]
+        client.get_json(busy + "/doc")
+        for other, _ in others:
+            client.get_json(other + "/doc")
+            client.get_json(busy + "/doc")
+        (first, first_connections), (second, second_connections) = others[:2]
+        client.get_json(first + "/doc")   # (let go as the 17th host was asked)
+        client.get_json(others[-1][0] + "/doc")   # (kept: used last but one)
+        assert portal.hits["/doc"] == 37 and len(busy_connections) == 1
+        assert len(first_connections) == 2 and all(len(connections) == 1 for _, connections in others[1:])
 
 def cached_bodies(tmp_path) -> dict[str, bytes]:
     """The cache's stored bodies by URL, read from its file as a next run would."""
