@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import ssl
 import subprocess
 import sys
 import threading
@@ -103,10 +104,12 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         pass
 
 
-def serve_keep_alive(app, poll_interval: float = 0.5) -> ThreadingHTTPServer:
-    """`app` served on 127.0.0.1 (a free port) from a thread, connections kept alive;
-    `shutdown` takes up to `poll_interval` seconds."""
+def serve_keep_alive(app, poll_interval: float = 0.5, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    """`app` served on 127.0.0.1 (a free port) from a thread, connections kept alive (over TLS
+    with `tls`, a server context); `shutdown` takes up to `poll_interval` seconds."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler)
+    if tls is not None:   # (a handshake that fails is an OSError of accept, which the server drops)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     server.app = app
     threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True).start()

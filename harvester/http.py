@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import zlib
@@ -81,22 +82,38 @@ class ResponseTooLarge(PermanentError):
 
 
 class HostUnavailable(PermanentError):
-    """A host given up this run: it failed request after request (after all retries), or its
-    name does not resolve (HostNotFound)."""
+    """A host given up this run: it failed request after request (after all retries), or it
+    answered a HostFault (its name does not resolve, its certificate is refused)."""
 
 
-class HostNotFound(TransientError):
-    """The host name does not exist (the resolver's NXDOMAIN: EAI_NONAME, or EAI_NODATA, a
-    name without an address). Asked once more after the first backoff wait, never five times
-    (a resolver caches an NXDOMAIN for minutes: asked again within seconds, it answers the
-    same), then the host is given up for the run. A failing resolver (EAI_AGAIN: it timed
-    out, or the network is down) is a plain TransientError, retried as any other fault."""
+class HostFault(TransientError):
+    """The host's own answer about itself, which asking again within seconds does not change:
+    asked once more after the first backoff wait (a moment's fault of one resolver or server
+    among several), never five times, then the host is given up for the run."""
 
     ATTEMPTS = 2
 
+    def __init__(self, host: str, problem: str, url: str):
+        super().__init__(problem, url)
+        self.host, self.problem = host, problem
+
+
+class HostNotFound(HostFault):
+    """The host name does not exist (the resolver's NXDOMAIN: EAI_NONAME, or EAI_NODATA, a name
+    without an address); a resolver caches that answer for minutes. A failing resolver
+    (EAI_AGAIN: it timed out, the network is down) is a plain TransientError, retried as any
+    other fault."""
+
     def __init__(self, host: str, reason: str, url: str):
-        super().__init__(f"host name {host} does not resolve ({reason})", url)
-        self.host = host
+        super().__init__(host, f"host name {host} does not resolve ({reason})", url)
+
+
+class CertificateRejected(HostFault):
+    """The host's TLS certificate failed verification (expired, self-signed, for another name).
+    A handshake cut short is a plain TransientError."""
+
+    def __init__(self, host: str, reason: str, url: str):
+        super().__init__(host, f"TLS certificate of {host} not accepted ({reason})", url)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -512,9 +529,9 @@ class HttpClient:
         except TransientError as exc:
             if not speculative:
                 with self._host_lock:
-                    if isinstance(exc, HostNotFound):   # (no later request of the run can do better)
+                    if isinstance(exc, HostFault):   # (no later request of the run can do better)
                         self._host_failures[host] = self.host_failure_limit
-                        self._host_given_up[host] = f"host name {exc.host} does not resolve; not asked again this run"
+                        self._host_given_up[host] = f"{exc.problem}; not asked again this run"
                     else:
                         self._host_failures[host] = self._host_failures.get(host, 0) + 1
             raise
@@ -549,7 +566,7 @@ class HttpClient:
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
             stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(self.max_retry_seconds - spent)
-            | _stop_unresolved,
+            | _stop_host_fault,
             wait=self._wait, before_sleep=self._before_retry, sleep=self._sleep, reraise=True)(attempt, *args)
 
     def _session(self) -> requests.Session:
@@ -876,6 +893,10 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
     unresolved = _name_not_found(exc)
     if unresolved is not None:
         return HostNotFound(*unresolved, url)
+    rejected = next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if rejected is not None:   # (the host of the request that failed: a redirect's too)
+        host = urlparse(getattr(getattr(exc, "request", None), "url", None) or url).hostname
+        return CertificateRejected(host, rejected.verify_message or rejected.strerror or str(rejected), url)
     return TransientError(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
 
 
@@ -896,10 +917,10 @@ def _name_not_found(exc: BaseException) -> tuple[str, str] | None:
     return None
 
 
-def _stop_unresolved(state: tenacity.RetryCallState) -> bool:
-    """tenacity's stop for a HostNotFound: after its own ATTEMPTS, whatever the request's."""
+def _stop_host_fault(state: tenacity.RetryCallState) -> bool:
+    """tenacity's stop for a HostFault: after its own ATTEMPTS, whatever the request's."""
     failed = state.outcome.exception() if state.outcome else None
-    return isinstance(failed, HostNotFound) and state.attempt_number >= HostNotFound.ATTEMPTS
+    return isinstance(failed, HostFault) and state.attempt_number >= HostFault.ATTEMPTS
 
 
 def _causes(exc: BaseException | None) -> Iterator[BaseException]:

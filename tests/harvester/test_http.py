@@ -6,9 +6,12 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 import signal
 import socket
 import sqlite3
+import ssl
+import subprocess
 import tempfile
 import threading
 import time
@@ -18,8 +21,8 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (HostNotFound, HostUnavailable, Interrupted, OverBudget, PermanentError, ResponseTooLarge,
-                            TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
+from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, Interrupted, OverBudget, PermanentError,
+                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
 from bench.serve import serve_keep_alive
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
@@ -490,7 +493,7 @@ def test_a_name_that_does_not_resolve_is_asked_twice_and_its_host_given_up(tmp_p
     assert url in str(failed.value) and "urllib3" not in str(failed.value) and "ConnectionError" not in str(failed.value)
     assert (client.stats.requests, client.stats.retries) == (2, 1)
     assert resolver.asked["data.nowhere.invalid"] == 2
-    with pytest.raises(HostUnavailable, match=r"^host name data\.nowhere\.invalid does not resolve; not asked again"):
+    with pytest.raises(HostUnavailable, match=r"^host name data\.nowhere\.invalid does not resolve \(.*\); not asked again"):
         client.get_json(url + "/other")
     assert client.stats.requests == 2 and resolver.asked["data.nowhere.invalid"] == 2
     with pytest.raises(HostNotFound):   # a download (a records pull) is asked twice too
@@ -525,6 +528,39 @@ def test_a_redirect_to_a_name_that_does_not_resolve_names_that_name(resolver):
             client.get_json(origin.url + "/moved")   # (the origin redirects every request there)
         assert len(origin.requests) == 2
 
+
+
+@pytest.fixture
+def self_signed_portal(tmp_path):
+    """The DOC portal over TLS, its certificate self-signed (made by the openssl command): its URL."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    portal = LocalPortal()
+    portal.serve_json("/doc", DOC)
+    server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=context)
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_certificate_refused_is_asked_twice_and_its_host_given_up(self_signed_portal):
+    """A certificate that fails verification (self-signed here; expired, for another name) was
+    asked five times, as a connection fault, and for three requests before its host was given
+    up; no retry within seconds mends it."""
+    client = fast_client(max_attempts=5, host_failure_limit=3)
+    with pytest.raises(CertificateRejected, match=r"^TLS certificate of 127\.0\.0\.1 not accepted \(self-signed"):
+        client.get_json(self_signed_portal + "/doc")
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    with pytest.raises(HostUnavailable, match=r"^TLS certificate of 127\.0\.0\.1 not accepted .*; not asked again"):
+        client.get_json(self_signed_portal + "/doc")
+    assert client.stats.requests == 2
 
 def test_a_resolver_that_fails_for_a_while_keeps_the_bounded_retries(portal, resolver):
     """EAI_AGAIN (the resolver timed out, the network is down) is no answer about the name:
