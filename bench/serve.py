@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -115,6 +116,19 @@ def serve_keep_alive(app, poll_interval: float = 0.5, tls: ssl.SSLContext | None
     threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True).start()
     return server
 
+
+
+def self_signed_tls(folder: Path) -> ssl.SSLContext | None:
+    """A server context whose certificate, for 127.0.0.1, is self-signed (no client accepts
+    it), made in `folder` by the openssl command; None without that command."""
+    if shutil.which("openssl") is None:
+        return None
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 def main() -> None:
     kind, count = sys.argv[1], int(sys.argv[2])

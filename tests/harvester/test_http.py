@@ -6,12 +6,9 @@ import hashlib
 import json
 import logging
 import re
-import shutil
 import signal
 import socket
 import sqlite3
-import ssl
-import subprocess
 import tempfile
 import threading
 import time
@@ -23,7 +20,7 @@ from urllib3.response import GzipDecoder
 from harvester import __version__
 from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, Interrupted, OverBudget, PermanentError,
                             ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
-from bench.serve import serve_keep_alive
+from bench.serve import self_signed_tls, serve_keep_alive
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
 
@@ -533,13 +530,9 @@ def test_a_redirect_to_a_name_that_does_not_resolve_names_that_name(resolver):
 @pytest.fixture
 def self_signed_portal(tmp_path):
     """The DOC portal over TLS, its certificate self-signed (made by the openssl command): its URL."""
-    if shutil.which("openssl") is None:
+    context = self_signed_tls(tmp_path)
+    if context is None:
         pytest.skip("the openssl command is needed to make a certificate")
-    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
     portal = LocalPortal()
     portal.serve_json("/doc", DOC)
     server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=context)
