@@ -835,8 +835,9 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
     An incremental pull's rows are merged with the published dataset by DuckDB before the
     folder is published. Nothing is published unless the pull completed."""
     try:
+        part_seconds = PART_SECONDS if part_seconds is None else part_seconds
         return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id,
-                     part_rows=part_rows or PART_ROWS, part_seconds=PART_SECONDS if part_seconds is None else part_seconds)
+                     part_rows=part_rows or PART_ROWS, part_seconds=part_seconds)
     finally:
         source.close()
 

@@ -274,7 +274,8 @@ def test_a_pull_killed_outright_keeps_the_pages_it_read_and_the_next_asks_only_t
 
     # the row before the stop, then the pages from it on (two in flight; and the empty one after the last,
     # as any pull)
-    assert asked[0] == (stop - 1, 1) and sorted(asked[1:]) == [(offset, page) for offset in range(stop, rows + page, page)]
+    assert asked[0] == (stop - 1, 1)
+    assert sorted(asked[1:]) == [(offset, page) for offset in range(stop, rows + page, page)]
     [pulled] = json.loads(second.stdout)
     assert (pulled["status"], pulled["rows"], pulled["resumed"]) == ("ok", rows, True)
     folder = tmp_path / "records" / "portal=sea" / "dataset=kill-0001"
@@ -360,7 +361,8 @@ def test_a_part_that_cannot_be_closed_at_a_fault_is_logged_and_not_resumed_from(
             pull_layer(server, layout, store, source, part_rows=1000)
         [warning] = [r.getMessage() for r in caplog.records if "could not close" in r.getMessage()]
         assert warning.startswith("could not close the records part part-00000.parquet.tmp at a fault (Killed): ")
-        assert "No space left on device" in warning and warning.endswith("the next pull goes on from the last part closed")
+        assert "No space left on device" in warning
+        assert warning.endswith("; the next pull goes on from the last part closed")
         (staging / "progress.json.tmp").unlink()
         result = pull_layer(server, layout, store, part_rows=1000)
     assert not result.resumed and result.rows == 100
