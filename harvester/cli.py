@@ -3,7 +3,9 @@
 Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad usage or
 config, or the catalogue is being written by another civicat process (nothing was requested);
 130 / 143 a command stopped by Ctrl-C / SIGTERM (harvester.stopping: nothing half-written is
-published; the portals a harvest had not stored keep their catalogue).
+published; the portals a harvest had not stored keep their catalogue); 74 (sysexits' EX_IOERR)
+the report could not be written to stdout (the disk full, `ulimit -f`, a closed pipe): what the
+command did is done, its report is lost.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import csv
 import io
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -142,6 +145,63 @@ def echo_error(message: str, exit_code: int | None = None) -> None:
     click.echo(JsonLogFormatter().format(record), err=True)
 
 
+REPORT_LOST = 74   # sysexits' EX_IOERR: apart from 1 (a portal failed) and 2 (nothing done)
+
+
+class ReportLost(Exception):
+    """stdout refused the report (not an OSError: no command's `except OSError` may take it for
+    its own work's)."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(f"could not write the report to stdout: {cause.strerror or cause}")
+
+
+class ReportStream(io.RawIOBase):
+    """fd 1, each write whole or a ReportLost. Python's unbuffered stdout (PYTHONUNBUFFERED, -u)
+    took what the kernel took of a large write and dropped the rest unsaid: under `ulimit -f` a
+    report lost its tail with exit 0. After a failure it takes everything unwritten, so that
+    Python's own flush at exit neither fails again nor turns the exit code into 120."""
+
+    def __init__(self, fd: int):
+        super().__init__()
+        self._fd, self._lost = fd, False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data) -> int:
+        if self._lost:
+            return len(data)
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            self._lost = True
+            raise ReportLost(exc) from exc
+        return len(data)
+
+
+def report_stdout(stdout):
+    """`stdout` (sys.stdout) writing through a ReportStream, its encoding and line buffering kept."""
+    return io.TextIOWrapper(io.BufferedWriter(ReportStream(stdout.fileno())), encoding=stdout.encoding,
+                            errors=stdout.errors, line_buffering=stdout.line_buffering)
+
+
+def report_lost(exc: ReportLost) -> None:
+    """Say so on stderr, if stderr takes it (`> /dev/full 2>&1`: the exit code alone says it)."""
+    try:
+        echo_error(str(exc), REPORT_LOST)
+    except OSError:
+        pass
+
+
 class Refused(click.ClickException):
     """Exit 2, `Error: message` with no usage line: the command was refused before it began."""
     exit_code = 2
@@ -159,6 +219,9 @@ class CommandGroup(click.Group):
         except click.exceptions.Exit:
             raise
         except (Exception, KeyboardInterrupt) as exc:
+            if isinstance(exc, ReportLost):
+                report_lost(exc)
+                ctx.exit(REPORT_LOST)
             # Ctrl-C or SIGTERM (click's own: "Aborted!", exit 1, as if the command had failed); in a
             # DuckDB query, DuckDB's "Query interrupted" error
             if isinstance(exc, KeyboardInterrupt) or stop_requested():
@@ -837,7 +900,13 @@ def _open(opener, db_path: Path):
 
 def main() -> None:
     stop_on_signals()
-    cli(prog_name="civicat")
+    if sys.stdout is not None:   # (None: started with stdout closed, `>&-`, where click prints nothing)
+        sys.stdout = report_stdout(sys.stdout)
+    try:
+        cli(prog_name="civicat")
+    except ReportLost as exc:   # civicat --help, --version: before any command
+        report_lost(exc)
+        sys.exit(REPORT_LOST)
 
 
 if __name__ == "__main__":

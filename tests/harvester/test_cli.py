@@ -632,3 +632,51 @@ def test_an_export_to_a_folder_that_cannot_be_made_names_that_folder(tmp_path, p
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert f"to {out}:" in result.output and "File exists" in result.output
     assert in_the_way.read_text() == "a file, not a folder\n"
+
+
+def civicat_to(stdout, *args, env=None, limit_file_bytes=None):
+    """civicat run as cron runs it, its stdout `stdout` (an open file), in a process of its own."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return subprocess.run([sys.executable, "-m", "harvester.cli", *args], stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, timeout=120, env={**os.environ, **(env or {})},
+                          preexec_fn=limited if limit_file_bytes else None)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_report_stdout_cannot_take_exits_74_saying_why_and_what_was_done_stays_done(tmp_path, portal):
+    """`civicat harvest --json > data/last-run.json` on a full disk ended in a traceback and exit
+    1, which cron reads as "a portal failed". The report is lost, not the harvest: one line on
+    stderr says why, the exit code is its own (74), and the run is stored."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = str(tmp_path / "c.duckdb")
+    commands = [["harvest", "--json", "--config", config, "--db", db], ["harvest", "--config", config, "--db", db],
+                ["runs", "--db", db], ["sql", "SELECT uid FROM datasets", "--db", db],
+                ["search", "permits", "--json", "--db", db], ["overlap", "--db", db],
+                ["export", "--out", str(tmp_path / "out"), "--config", config, "--db", db], ["--version"]]
+    with open("/dev/full", "w") as full:
+        for args in commands:
+            result = civicat_to(full, *args)
+            assert result.returncode == 74, (args, result.stderr)
+            assert result.stderr == "could not write the report to stdout: No space left on device\n", (args, result.stderr)
+        logged = civicat_to(full, "--log-format", "json", "runs", "--json", "--db", db)
+    assert logged.returncode == 74 and json.loads(logged.stderr)["exit_code"] == 74
+    runs = json.loads(invoke("runs", "--json", "--db", db).output)
+    assert [(r["status"], r["new"], r["unchanged"]) for r in runs] == [("ok", 0, 7), ("ok", 7, 0)]   # both stored
+    assert (tmp_path / "out" / "manifest.json").exists()                                             # and exported
+
+
+def test_a_report_cut_short_by_the_file_size_limit_is_said_lost_not_exit_0(tmp_path, empty_catalogue):
+    """Under `ulimit -f` the kernel takes a large write in part; Python's unbuffered stdout
+    (PYTHONUNBUFFERED=1, as containers and systemd units often set) dropped the rest without a
+    word and the command exited 0 with its report's tail missing."""
+    out = tmp_path / "report.csv"
+    with open(out, "w") as stdout:
+        result = civicat_to(stdout, "sql", "SELECT range AS n FROM range(100000)", "--format", "csv",
+                            "--db", empty_catalogue, env={"PYTHONUNBUFFERED": "1"}, limit_file_bytes=64 * 1024)
+    assert result.returncode == 74, result.stderr
+    assert result.stderr == "could not write the report to stdout: File too large\n"
+    assert out.stat().st_size == 64 * 1024

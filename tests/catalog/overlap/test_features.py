@@ -217,7 +217,7 @@ def test_an_acronym_of_a_publisher_or_in_any_alphabet_is_spelled_right():
     assert features._with_acronyms_spelled("RMS", "Records Management System incidents") \
         == "RMS (Records Management System)"
     # read for its opening only (DESCRIPTION_CHARS), whatever its length: record words past it are not
-    # the title's, and a 5 MB description costs what its opening does (bench/, not a timed assertion)
+    # the title's, and a 5 MB description costs what its opening does
     opening = "Inspections" + " " * (features.DESCRIPTION_CHARS - len("Inspections"))
     assert features._with_records_described("Inspections", opening + "Proposed Budgets") == "Inspections"
     assert features._with_records_described("Inspections", opening[:40] + "Proposed Budgets") \
