@@ -10,14 +10,17 @@ command did is done, its report is lost.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
+import math
 import os
 import re
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -262,11 +265,41 @@ def cli(verbose: int, log_format: str) -> None:
             handler.setFormatter(formatter)
 
 
-def writer_lock(db_path: Path, wait: bool):
+MAX_WAIT_MINUTES = 10080   # a week, as a portal's max_minutes
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How long a writing command waits for the catalogue (another writer, a process holding
+    the DuckDB file): `until` a time.monotonic() deadline (-inf: not at all, inf: as long as it
+    takes); `minutes` as asked with --wait-minutes."""
+    until: float
+    minutes: float | None = None
+
+
+def wait_options(command):
+    """--wait and --wait-minutes N, given to `command` as one `wait` (a Wait), its deadline
+    counted from the start: the lock and the DuckDB file share the bound."""
+    @functools.wraps(command)
+    def with_wait(*args, wait: bool, wait_minutes: float | None, **kwargs):
+        until = (time.monotonic() + wait_minutes * 60 if wait_minutes is not None
+                 else math.inf if wait else -math.inf)
+        return command(*args, wait=Wait(until, wait_minutes), **kwargs)
+
+    with_wait = click.option(
+        "--wait-minutes", type=click.FloatRange(0, MAX_WAIT_MINUTES, min_open=True), metavar="N",
+        help="Wait as --wait does, for N minutes at most (from the start), then exit 2 naming the holder.")(with_wait)
+    return click.option(
+        "--wait", is_flag=True,
+        help="If another process holds the catalogue (a civicat writer, a notebook), wait for it instead of "
+             "exiting 2, as long as it takes.")(with_wait)
+
+
+def writer_lock(db_path: Path, wait: Wait):
     """The catalogue's single-writer lock; another writer → exit 2 with who holds it."""
     from catalog.lock import CatalogueBusy, WriterLock
 
-    lock = WriterLock(db_path, wait=wait)
+    lock = WriterLock(db_path, wait_until=wait.until)
     try:
         lock.acquire()
     except CatalogueBusy as exc:
@@ -276,7 +309,7 @@ def writer_lock(db_path: Path, wait: bool):
     return lock
 
 
-def open_for_writing(opener, db_path: Path, wait: bool):
+def open_for_writing(opener, db_path: Path, wait: Wait):
     """`opener(db_path)` (a Store, a connection) once no other process holds the DuckDB file:
     a notebook or script with the catalogue open (even read-only) keeps a writer out."""
     import duckdb
@@ -289,17 +322,16 @@ def open_for_writing(opener, db_path: Path, wait: bool):
             if "lock" not in str(exc).lower():
                 raise _cannot_open(db_path, exc) from None
             who = _lock_holder(exc)
-            if not wait:
+            left = wait.until - time.monotonic()
+            if left <= 0:
                 raise Refused(f"{db_path} is open in {who}, which keeps a writer out (DuckDB allows no writer "
-                              "beside another process's connection): close it, or pass --wait") from None
+                              "beside another process's connection): "
+                              + (f"still open after --wait-minutes {wait.minutes:g}" if wait.until > -math.inf
+                                 else "close it, or pass --wait (or --wait-minutes N)")) from None
             if who != waiting_for:   # once a holder, not every 2 seconds: a night's wait filled the cron mail
                 logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
                 waiting_for = who
-            time.sleep(2)
-
-
-wait_option = click.option("--wait", is_flag=True,
-                           help="If another civicat process is writing the catalogue, wait for it instead of exiting 2.")
+            time.sleep(min(2, left))
 
 
 @cli.command()
@@ -309,7 +341,7 @@ wait_option = click.option("--wait", is_flag=True,
               help="Also pull the records of each portal's chosen datasets (config `records`).")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Portals harvested at the same time (writes to the catalogue stay one at a time).")
-@wait_option
+@wait_options
 @db_option
 @config_option
 @json_option
@@ -404,7 +436,7 @@ def _progress_bars(bars: dict):
 @click.argument("uids", nargs=-1, metavar="[UID]...")
 @click.option("--overlap", is_flag=True, help="Every dataset in an overlap group (table overlap_groups).")
 @click.option("--full", is_flag=True, help="Pull whole datasets, not only what changed since the last pull.")
-@wait_option
+@wait_options
 @db_option
 @config_option
 @json_option
@@ -513,7 +545,7 @@ def _overlap_uids(store) -> list[str] | None:
 
 @cli.command()
 @click.argument("portal_id", metavar="PORTAL_ID")
-@wait_option
+@wait_options
 @db_option
 @config_option
 @json_option
@@ -717,7 +749,7 @@ def search(text, limit, cities, themes, types, db_path, as_json):
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
               help="Add the embedding signal (needs: pip install 'civicat[embeddings]').")
-@wait_option
+@wait_options
 @db_option
 @json_option
 def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
