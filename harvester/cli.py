@@ -4,12 +4,13 @@ Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad u
 config, or the catalogue is being written by another civicat process (nothing was requested);
 130 / 143 a command stopped by Ctrl-C / SIGTERM (harvester.stopping: nothing half-written is
 published; the portals a harvest had not stored keep their catalogue); 74 (sysexits' EX_IOERR)
-the report could not be written to stdout (the disk full, `ulimit -f`, a closed pipe): what the
-command did is done, its report is lost.
+the report could not be written to stdout (the disk full, `ulimit -f`): what the command did
+is done, its report is lost; 141 (128 + SIGPIPE, no message) its reader closed the pipe early.
 """
 from __future__ import annotations
 
 import csv
+import errno
 import functools
 import io
 import json
@@ -17,6 +18,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -149,6 +151,7 @@ def echo_error(message: str, exit_code: int | None = None) -> None:
 
 
 REPORT_LOST = 74   # sysexits' EX_IOERR: apart from 1 (a portal failed) and 2 (nothing done)
+READER_GONE = 128 + signal.SIGPIPE   # 141, as a shell shows a tool that `| head` closed on
 
 
 class ReportLost(Exception):
@@ -157,6 +160,12 @@ class ReportLost(Exception):
 
     def __init__(self, cause: OSError):
         super().__init__(f"could not write the report to stdout: {cause.strerror or cause}")
+        # `civicat sql ... | head`: the reader stopped reading, by choice; no error to print
+        self.reader_gone = cause.errno == errno.EPIPE
+
+    @property
+    def exit_code(self) -> int:
+        return READER_GONE if self.reader_gone else REPORT_LOST
 
 
 class ReportStream(io.RawIOBase):
@@ -198,9 +207,12 @@ def report_stdout(stdout):
 
 
 def report_lost(exc: ReportLost) -> None:
-    """Say so on stderr, if stderr takes it (`> /dev/full 2>&1`: the exit code alone says it)."""
+    """Say so on stderr, if stderr takes it (`> /dev/full 2>&1`: the exit code alone says it),
+    unless the reader closed the pipe."""
+    if exc.reader_gone:
+        return
     try:
-        echo_error(str(exc), REPORT_LOST)
+        echo_error(str(exc), exc.exit_code)
     except OSError:
         pass
 
@@ -224,7 +236,7 @@ class CommandGroup(click.Group):
         except (Exception, KeyboardInterrupt) as exc:
             if isinstance(exc, ReportLost):
                 report_lost(exc)
-                ctx.exit(REPORT_LOST)
+                ctx.exit(exc.exit_code)
             # Ctrl-C or SIGTERM (click's own: "Aborted!", exit 1, as if the command had failed); in a
             # DuckDB query, DuckDB's "Query interrupted" error
             if isinstance(exc, KeyboardInterrupt) or stop_requested():
@@ -938,7 +950,7 @@ def main() -> None:
         cli(prog_name="civicat")
     except ReportLost as exc:   # civicat --help, --version: before any command
         report_lost(exc)
-        sys.exit(REPORT_LOST)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

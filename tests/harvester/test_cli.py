@@ -694,6 +694,19 @@ def test_a_report_stdout_cannot_take_exits_74_saying_why_and_what_was_done_stays
     assert (tmp_path / "out" / "manifest.json").exists()                                             # and exported
 
 
+def test_a_reader_that_stops_reading_is_no_error_to_print(empty_catalogue):
+    """`civicat sql ... | head`: the reader closed the pipe by choice. Nothing is printed on
+    stderr and the exit code is 141, as a shell shows a tool that a closed pipe stopped."""
+    reader = subprocess.Popen([sys.executable, "-m", "harvester.cli", "sql", "SELECT range AS n FROM range(1000000)",
+                               "--format", "csv", "--db", empty_catalogue],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout.readline() == b"n\n"
+    reader.stdout.close()
+    stderr = reader.stderr.read()
+    assert reader.wait(timeout=120) == 141
+    assert stderr == b""
+
+
 def test_a_report_cut_short_by_the_file_size_limit_is_said_lost_not_exit_0(tmp_path, empty_catalogue):
     """Under `ulimit -f` the kernel takes a large write in part; Python's unbuffered stdout
     (PYTHONUNBUFFERED=1, as containers and systemd units often set) dropped the rest without a
