@@ -39,6 +39,12 @@ from harvester.portals.base import PortalAdapter
 log = logging.getLogger("civicat.harvest")
 
 BATCH = 1000            # entries per part
+# entries whose detail lookup failed, asked for their stored versions' details at once: each
+# ask reads every stored details document of the portal (they are compressed together and a
+# batch's uids are spread over all of them), so 50,000 failed lookups in asks of 1,000 read
+# the portal's details 50 times (about 12 s); the entries and the details of an ask are held
+# meanwhile, about what the batches in flight to the workers hold
+LOOKUPS_FAILED_BATCH = 5 * BATCH
 POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches go to workers
 
 ErrorRow = tuple[str | None, str, str, str, str]   # source id, stage, error type, message, severity
@@ -350,7 +356,7 @@ class Mapper:
             self._unsettle(page_digest)
             if self.adapter.looked_up and self.stored_details is not None:
                 self.lookups_failed.append((entry, source_id, page_digest, exc))
-                if len(self.lookups_failed) >= BATCH:
+                if len(self.lookups_failed) >= LOOKUPS_FAILED_BATCH:
                     self._add_lookups_failed()
                 return
             self.on_error(source_id, "fetch", exc.error_type, str(exc))
