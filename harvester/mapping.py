@@ -271,7 +271,9 @@ class Mapper:
         # whose lookup failed where the adapter keeps what it looked up before (`looked_up`);
         # such entries wait in `lookups_failed` to be asked for a batch at a time
         self.stored_details = stored_details
-        self.lookups_failed: list[tuple[dict | bytes, str, str | None, HttpError]] = []   # (held_entry)
+        # (held_entry; the error as its type and message: the exception's traceback would keep the
+        # frames of the lookup alive, and the parsed entry in them)
+        self.lookups_failed: list[tuple[dict | bytes, str, str | None, str, str]] = []
         # uid -> raw hash of the stored datasets: an entry that hashes the same is unchanged,
         # so it is neither mapped nor staged (the listing still counts it as seen). A
         # callable is asked on the first entry read: a night whose pages are all known
@@ -371,7 +373,7 @@ class Mapper:
             # stored without its details must not look settled)
             self._unsettle(page_digest)
             if self.adapter.looked_up and self.stored_details is not None:
-                self.lookups_failed.append((held_entry(entry), source_id, page_digest, exc))
+                self.lookups_failed.append((held_entry(entry), source_id, page_digest, exc.error_type, str(exc)))
                 if len(self.lookups_failed) >= LOOKUPS_FAILED_BATCH:
                     self._add_lookups_failed()
                 return
@@ -386,17 +388,17 @@ class Mapper:
         version's details (a warning: the dataset keeps what its lookup gave before, and
         takes the entry's metadata as listed), else with none (an error: it has none)."""
         failed, self.lookups_failed = self.lookups_failed, []
-        stored = self.stored_details([f"{self.portal.id}:{source_id}" for _, source_id, _, _ in failed])
-        for held, source_id, page_digest, exc in failed:
+        stored = self.stored_details([f"{self.portal.id}:{source_id}" for _, source_id, *_ in failed])
+        for held, source_id, page_digest, error_type, message in failed:
             entry, uid = entry_back(held), f"{self.portal.id}:{source_id}"
             previous = stored.get(uid)
             details = self.adapter.details_without_lookup(entry, orjson.loads(previous) if previous else None)
             if any(key in (details or {}) for key in self.adapter.looked_up):
-                self.on_error(source_id, "fetch", exc.error_type,
-                              f"{exc}; the dataset keeps what this address gave before (its columns) and "
+                self.on_error(source_id, "fetch", error_type,
+                              f"{message}; the dataset keeps what this address gave before (its columns) and "
                               "takes the rest of its metadata as listed", "warning")
             else:
-                self.on_error(source_id, "fetch", exc.error_type, str(exc))
+                self.on_error(source_id, "fetch", error_type, message)
             self._stage(entry, source_id, details, self.known.get(uid), page_digest)
 
     def _stage(self, entry: dict, source_id: str, details: dict | None, stored: str | None,
