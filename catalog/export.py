@@ -26,7 +26,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from catalog.files import writing
+from catalog.files import exchange, writing
 from catalog.records import RecordsLayout
 from catalog.store import connect, migrate
 
@@ -169,9 +169,12 @@ def _export_parquet(db_path: str | Path, out: Path) -> dict:
             files = [_write_table(con, staging, table, existing) for table in TABLES]
             pulls = con.execute("SELECT portal_id, source_id, row_count FROM record_pulls ORDER BY portal_id, source_id"
                                 ).fetchall() if "record_pulls" in existing else []
+            # the catalogue kept open meanwhile: DuckDB admits no writer beside it, so no records pull
+            # publishes a dataset's folder as its parts are linked (the parts, the profiles and the
+            # manifest of one pull; a folder renamed away mid-copy failed the export)
+            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls)
         finally:
             con.close()
-        files += _copy_records(RecordsLayout.beside(db_path), staging, pulls)
         manifest = {
             "generator": GENERATOR,
             "schema_version": SCHEMA_VERSION,
@@ -276,8 +279,10 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
 
 
 def _publish(staging: Path, out: Path) -> None:
-    """Rename the finished export into place. The data.json of an earlier export in OUT is
-    kept (it is written on its own, `--format data.json`)."""
+    """Move the finished export into place, in one step where the system allows (Linux): a
+    front end reading OUT finds the previous export or the new one at every moment. Two
+    renames left OUT missing between them: a reader opening a file then failed. The data.json
+    of an earlier export in OUT is kept (it is written on its own, `--format data.json`)."""
     if not out.exists():
         os.rename(staging, out)
         return
@@ -285,6 +290,9 @@ def _publish(staging: Path, out: Path) -> None:
     if kept.is_file() and not (staging / "data.json").exists():
         os.link(kept, staging / "data.json")
     retired = out.parent / f".{out.name}.retired-{uuid.uuid4().hex[:12]}"
-    os.rename(out, retired)
-    os.rename(staging, out)
+    if exchange(staging, out):
+        os.rename(staging, retired)   # (the previous export; killed before this, repair_leftovers removes it)
+    else:   # (OUT missing between the two: killed there, repair_leftovers puts the previous one back)
+        os.rename(out, retired)
+        os.rename(staging, out)
     shutil.rmtree(retired, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Writing files: a write that fails names its file.
+"""Writing files: a write that fails names its file; two folders swapped in one step.
 
 Python's and Arrow's write errors say only "[Errno 28] No space left on device" (or, past a
 file-size limit, "File too large"): a nightly run that fails so must say which file, so that
@@ -6,6 +6,10 @@ its reader knows which disk is full (the catalogue's folder, the records', an ex
 temporary directory)."""
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,3 +26,29 @@ def writing(path: str | Path) -> Iterator[None]:
         named = OSError(exc.errno, f"could not write {path}: {exc.strerror or exc}")
         named.names_its_file = True
         raise named from exc
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap the paths `a` and `b` (both existing) in one step, Linux's renameat2
+    RENAME_EXCHANGE: a reader of either finds one of the two, never nothing. False where the
+    system or the file system has no such call (the caller then renames twice)."""
+    renameat2 = getattr(_libc(), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):   # (a file system without it: some FUSE, NFS)
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
+@functools.cache
+def _libc():
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:   # (no C library to load: not Linux)
+        return None

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad usage or
 config, or the catalogue is being written by another civicat process (nothing was requested);
-130 a harvest stopped by Ctrl-C (the portals it had not stored keep their catalogue).
+130 / 143 a command stopped by Ctrl-C / SIGTERM (harvester.stopping: nothing half-written is
+published; the portals a harvest had not stored keep their catalogue).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from tabulate import tabulate
 from catalog.lazy import pandas_kept_out
 from harvester import __version__
 from harvester.config import ConfigError, load_config
+from harvester.stopping import stop_on_signals, stop_requested, stopped_by, stopped_exit_code
 
 DEFAULT_DB = "data/civicat.duckdb"
 DEFAULT_CONFIG = "configs/g7.toml"
@@ -154,8 +156,16 @@ class CommandGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except click.ClickException as exc:
-            if ctx.meta.get(LOG_FORMAT) != "json":
+        except click.exceptions.Exit:
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            # Ctrl-C or SIGTERM (click's own: "Aborted!", exit 1, as if the command had failed); in a
+            # DuckDB query, DuckDB's "Query interrupted" error
+            if isinstance(exc, KeyboardInterrupt) or stop_requested():
+                echo_error(f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was "
+                           "published", stopped_exit_code())
+                ctx.exit(stopped_exit_code())
+            if not isinstance(exc, click.ClickException) or ctx.meta.get(LOG_FORMAT) != "json":
                 raise
             message = exc.format_message()
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
@@ -208,6 +218,7 @@ def open_for_writing(opener, db_path: Path, wait: bool):
     a notebook or script with the catalogue open (even read-only) keeps a writer out."""
     import duckdb
 
+    waiting_for = None
     while True:
         try:
             return opener(db_path)
@@ -218,7 +229,9 @@ def open_for_writing(opener, db_path: Path, wait: bool):
             if not wait:
                 raise Refused(f"{db_path} is open in {who}, which keeps a writer out (DuckDB allows no writer "
                               "beside another process's connection): close it, or pass --wait") from None
-            logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
+            if who != waiting_for:   # once a holder, not every 2 seconds: a night's wait filled the cron mail
+                logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
+                waiting_for = who
             time.sleep(2)
 
 
@@ -304,9 +317,9 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
                                    for portal_id, live in report.not_in_config.items()))
     if interrupted:
         stored = sum(p.status == "ok" for p in report.portals)
-        echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before Ctrl-C; the others keep their "
-                   "previous catalogue", 130)
-        sys.exit(130)
+        echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before {stopped_by()}; the others keep "
+                   "their previous catalogue", stopped_exit_code())
+        sys.exit(stopped_exit_code())
     sys.exit(0 if report.ok else 1)
 
 
@@ -332,6 +345,7 @@ def _progress_bars(bars: dict):
 @db_option
 @config_option
 @json_option
+@pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def records(uids, overlap, full, wait, db_path, config_path, as_json):
     """Pull the records of datasets (UID = portal_id:source_id) into Parquet and profiles.
 
@@ -725,6 +739,7 @@ def similar(uid, limit, db_path, as_json):
 @db_option
 @config_option
 @json_option
+@pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def export(out_dir, formats, db_path, config_path, as_json):
     """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
     import duckdb
@@ -821,6 +836,7 @@ def _open(opener, db_path: Path):
 
 
 def main() -> None:
+    stop_on_signals()
     cli(prog_name="civicat")
 
 

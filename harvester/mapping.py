@@ -158,9 +158,11 @@ GC_THRESHOLDS = (100_000, 50, 100)
 
 
 def _worker_started() -> None:
-    # Ctrl-C reaches the whole process group: the harvest stops its portals and then its
-    # workers, which would otherwise die mid-batch, each printing a traceback
+    # Ctrl-C reaches the whole process group, and so does cron's `timeout` (SIGTERM): the
+    # harvest stops its portals and then its workers, which would otherwise die mid-batch,
+    # each printing a traceback (and the harvest's mapping failing, not Interrupted)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import_arrow_without_numpy()   # it writes the parts' Parquet
     # A batch's records live until its part is written and hold no reference cycles: the
     # cyclic collector, triggered every 700 allocations, would only re-scan them (7% of

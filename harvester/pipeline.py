@@ -23,6 +23,7 @@ from harvester.mapping import Mapper, WorkerPool, mapping_namespace, relaxed_gc
 from harvester.paging import RAISE_THE_CAP
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
+from harvester.stopping import is_stop_handler, stopped_by
 
 log = logging.getLogger("civicat.harvest")
 
@@ -109,17 +110,20 @@ def retire_portal(store: Store, portal_id: str, now: datetime) -> tuple[str, Por
     return run_id, report
 
 
-INTERRUPTED = "the harvest was interrupted (Ctrl-C) before this portal was stored; its previous catalogue is kept"
-INTERRUPTED_RECORDS = ("the harvest was interrupted (Ctrl-C) while it pulled records: the catalogue was stored, "
-                       "the records keep their previous Parquet (the pull resumes next time)")
+def interrupted_message(step: str) -> str:
+    """Why a portal the harvest was stopped in failed (Ctrl-C or SIGTERM: harvester.stopping)."""
+    if step == "records":
+        return (f"the harvest was interrupted ({stopped_by()}) while it pulled records: the catalogue was stored, "
+                "the records keep their previous Parquet (the pull resumes next time)")
+    return f"the harvest was interrupted ({stopped_by()}) before this portal was stored; its previous catalogue is kept"
 
 
 class HarvestInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped the harvest: `run` holds the report of every portal it had started
+    """Ctrl-C or SIGTERM stopped the harvest: `run` holds the report of every portal it had started
     (those stored before it, and those it stopped, failed with error type Interrupted)."""
 
     def __init__(self, run: RunReport):
-        super().__init__(INTERRUPTED)
+        super().__init__(interrupted_message("list"))
         self.run = run
 
 
@@ -216,17 +220,18 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
 
 
 def _cancel_on_ctrl_c(http: HttpClient):
-    """Ctrl-C cancels the run's requests before KeyboardInterrupt unwinds the main thread: the
+    """Ctrl-C (and SIGTERM, which the command sends this way: harvester.stopping) cancels the
+    run's requests before KeyboardInterrupt unwinds the main thread: the
     main thread waits on a page read ahead in another thread, and unwinding joins that thread,
     which would otherwise go on with its retries and Retry-After waits (minutes) before the
     portal's handler could cancel them. Returns the handler it replaced (None: not replaced)."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    stop = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not is_stop_handler(stop):
         return None
 
     def on_sigint(signum, frame):
         http.cancel()
-        signal.default_int_handler(signum, frame)
+        stop(signum, frame)
 
     return signal.signal(signal.SIGINT, on_sigint)
 
@@ -329,13 +334,14 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         log.info("%s: ok: %d seen, %d new, %d changed, %d unchanged, %d removed, %d errors", portal.id,
                  report.seen, report.new, report.changed, report.unchanged, report.removed, report.errors)
     except (Exception, KeyboardInterrupt) as exc:  # the portal fails; what earlier runs stored is untouched
-        # Ctrl-C here, or Interrupted from a request; not the portal's own time budget, which ends it alone
-        interrupted = isinstance(exc, KeyboardInterrupt) and not isinstance(exc, OverBudget)
+        # Ctrl-C here, or Interrupted from a request; not the portal's own time budget, which ends it alone.
+        # (Ctrl-C in a DuckDB query is DuckDB's "Query interrupted" error: the requests were cancelled.)
+        interrupted = (isinstance(exc, KeyboardInterrupt) and not isinstance(exc, OverBudget)) or http.cancelled
         if interrupted:
             http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
         report.status = "failed"
         report.error_type = "Interrupted" if interrupted else type(exc).__name__
-        report.error_message = (INTERRUPTED_RECORDS if step == "records" else INTERRUPTED) if interrupted else str(exc)
+        report.error_message = interrupted_message(step) if interrupted else str(exc)
         errors.add(None, step, report.error_type, report.error_message)
         log.error("%s: harvest failed: %s", portal.id, str(exc) or report.error_message)
         try:

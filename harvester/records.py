@@ -20,7 +20,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,9 +28,10 @@ import orjson
 
 from catalog.files import writing
 from catalog.lazy import LazyModule
-from catalog.records import RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
+from catalog.records import PreviousPull, RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
+from harvester.stopping import stop_requested, stopped_by
 
 log = logging.getLogger("civicat.records")
 
@@ -709,10 +710,11 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     `shifted(params)` reads the rows of that request one row further on, which a portal
     that honours the paging answers with the page's own rows from its second on (a portal
     that ignores it, with the page again: the same rows only if they are all one row,
-    which any page of that table then is). Once it has honoured it, it is not asked again.
-    So does a page that gives again the last rows read before it, fewer than a page (a stale
-    answer to a page asked in halves: rows read twice, the count met), or, in a pull resumed,
-    the rows staged before its resume point.
+    which any page of that table then is). It is asked for each such page (a stale answer,
+    the rows of an earlier offset, is not the rows one further on): a table of repeated
+    rows costs a request more a page. So does a page that gives again the last rows read
+    before it, fewer than a page (a stale answer to a page asked in halves: rows read twice,
+    the count met), or, in a pull resumed, the rows staged before its resume point.
     Where rows come sorted by a `key` column whose values only grow (CKAN's `_id`, an
     object id), a page that starts at or before the last key read fails the pull too: it
     holds rows read already (a stale page of another offset), which no count catches.
@@ -746,10 +748,10 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
 
     for page, next_params in pages(fetch_page, paginator, start=resume, ahead=ahead, oversized=instead_of_oversized):
         rows = page.items.num_rows
-        if rows and not honours_paging and _ends_with(recent, page.items):
-            honours_paging = shifted is not None and rows > 1 and \
-                shifted(page.params).equals(page.items.slice(1))
-            if not honours_paging:
+        if rows and _ends_with(recent, page.items):
+            if shifted is not None and rows > 1:   # (each such page: a portal that pages may answer one stale)
+                honours_paging = shifted(page.params).equals(page.items.slice(1))
+            if not honours_paging:   # (a page of one row has nothing to shift by: the portal shown to page, taken)
                 same = previous is not None and page.items.equals(previous)
                 again = f"the same {rows} rows as the page before" if same else f"again the last {rows} rows read before it"
                 raise RecordsError(f"the page at {request_text(page.params)} gave {again}: the portal repeats a "
@@ -1114,6 +1116,13 @@ def stored_datasets(con, uids: list[str]) -> dict[str, StoredDataset]:
                                   columns=row[6] or [], distributions=row[7] or []) for row in rows}
 
 
+def _read_whole(previous: PreviousPull | None) -> PreviousPull | None:
+    """The pull before, as a pull that reads the dataset whole is given it: no watermark to
+    go on from, but what it learned of the server (Open311's page size, trusted only once
+    an answer shows it again) kept."""
+    return None if previous is None else replace(previous, watermark=None)
+
+
 def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, run_id: str, errors,
                  full: bool = False) -> list[PullResult]:
     """Pull the records of `datasets` (source ids) of one portal, one after the other.
@@ -1130,13 +1139,13 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             dataset = known.get(uid)
             if dataset is None:
                 raise RecordsError(f"{uid} is not in the catalogue (harvest the portal first) or was deleted")
-            previous = None if full else previous_pull(con, uid)
-            if previous is not None and not layout.folder(portal.id, source_id).is_dir():
-                previous = None   # the folder is gone: nothing to add to
+            previous = previous_pull(con, uid)
+            if full or not layout.folder(portal.id, source_id).is_dir():   # (the folder gone: nothing to add to)
+                previous = _read_whole(previous)
             source = adapter.record_source(dataset, previous)
             published = None if full else published_schema(layout, portal.id, source_id)
             if source.mode == "incremental" and _columns_of(published) != _columns_of(arrow_schema(source.fields)):
-                source = adapter.record_source(dataset, None)  # the columns changed: read it whole
+                source = adapter.record_source(dataset, _read_whole(previous))  # the columns changed: read it whole
             _check_same_table(source, published)
             result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
             for column, count in sorted(result.invalid_values.items()):
@@ -1215,6 +1224,14 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
             if report.records_failed:
                 report.error_type = "RecordsFailed"
                 report.error_message = f"{report.records_failed} of {len(source_ids)} records pulls failed"
+        except BaseException as exc:   # Ctrl-C or SIGTERM: its portals not begun are left for the next run
+            if not isinstance(exc, KeyboardInterrupt) and not stop_requested():   # (DuckDB's "Query interrupted")
+                raise
+            report.status, report.error_type = "failed", "Interrupted"
+            report.error_message = (f"the records pull was interrupted ({stopped_by()}): each dataset keeps its "
+                                    "previous Parquet (the pull resumes next time)")
+            errors.add(None, "records", report.error_type, report.error_message)
+            raise
         finally:
             if report.status == "running":   # harvest_records raised: the database itself, say
                 report.status, report.error_type = "failed", "RecordsFailed"

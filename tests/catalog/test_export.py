@@ -3,6 +3,8 @@ sanitised record paths, and the readers front ends and analysts use."""
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalog import export
+from catalog.files import exchange
 from catalog.records import RecordsLayout, safe_segment
 from catalog.store import Store, connect
 from harvester.cli import cli
@@ -268,6 +271,51 @@ def test_a_new_export_replaces_the_previous_whole_and_a_failed_one_leaves_it(tmp
     assert json.loads((out / "manifest.json").read_text()) == second
     assert all(f["sha256"] == export.sha256_of(out / f["path"]) for f in second["files"])
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+
+
+def whole_export(out: Path) -> bool:
+    """OUT as a front end reads it: the manifest, then every file it lists, each its digest."""
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+        return all(f["sha256"] == export.sha256_of(out / f["path"]) for f in manifest["files"])
+    except OSError:
+        return False
+
+
+def test_a_reader_finds_a_whole_export_in_out_at_every_step_of_its_replacement(tmp_path, seattle, monkeypatch):
+    """The export was published by two renames: OUT set aside, then the new one moved in.
+    Between them OUT was missing: a front end reading it then found no file."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    seen = []
+
+    def watched(step):
+        def step_then_read(*args):
+            done = step(*args)
+            seen.append((step.__name__, whole_export(out)))
+            return done
+        return step_then_read
+    monkeypatch.setattr(export.os, "rename", watched(export.os.rename))
+    monkeypatch.setattr(export, "exchange", watched(exchange), raising=False)
+    run_export(seattle, out)
+    assert seen and all(whole for _, whole in seen), seen
+
+
+def test_an_export_keeps_writers_out_while_it_links_the_records(tmp_path, seattle, monkeypatch):
+    """The catalogue was closed before the records' parts were linked: a `civicat records`
+    could publish a dataset's new folder meanwhile, its parts then exported beside the old
+    pull's profiles (or the folder renamed away under the copy, failing the export)."""
+    writer = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(seattle)!r}).close()"]   # another process
+    tried = []
+    copy_records = export._copy_records
+
+    def a_writer_tries_first(*args):
+        tried.append(subprocess.run(writer, capture_output=True, text=True))
+        return copy_records(*args)
+    monkeypatch.setattr(export, "_copy_records", a_writer_tries_first)
+    run_export(seattle, tmp_path / "export")
+    [writer] = tried
+    assert writer.returncode == 1 and "Could not set lock" in writer.stderr   # the catalogue was open in the export
 
 
 def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):

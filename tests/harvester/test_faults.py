@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -174,6 +175,27 @@ def test_a_portal_down_for_the_whole_run_fails_alone(nightly, socrata):
     assert nightly.errors(report["run_id"]) == [(None, "list", "TransientError")]
     assert "127.0.0.1" in nightly.run_row(report["run_id"], "city")["error_message"]   # says which host
 
+
+
+def test_a_portal_whose_name_no_longer_resolves_fails_at_once_alone_and_loses_nothing(nightly, socrata, resolver):
+    """A city's portal moved to another domain: its old name is NXDOMAIN. Asked twice (five
+    attempts were ~17 s with the default backoff), it fails saying so plainly, keeps its
+    catalogue, and the other portal is stored."""
+    resolver.answers["data.city.test"] = ["127.0.0.1"]
+    with DataJsonPortal(make_data_json(5)) as other:
+        nightly.add("other", "dcat-us", other.url + "/data.json")
+        nightly.add("city", "socrata", socrata.url.replace("127.0.0.1", "data.city.test"), domain=DOMAIN)
+        assert nightly.harvest()[0] == 0
+        before = nightly.catalogue()
+        resolver.answers["data.city.test"] = [socket.gaierror(socket.EAI_NONAME, "Name or service not known")]
+        code, report = nightly.harvest(attempts=5)
+    city = next(p for p in report["portals"] if p["portal_id"] == "city")
+    assert code == 1 and {p["portal_id"]: p["status"] for p in report["portals"]} == {"city": "failed", "other": "ok"}
+    assert (city["requests"], city["retries"], city["error_type"]) == (2, 1, "HostNotFound")
+    assert city["error_message"].startswith("host name data.city.test does not resolve (Name or service not known) (")
+    assert nightly.run_row(report["run_id"], "city")["error_message"] == city["error_message"]
+    assert nightly.catalogue() == before
+    assert nightly.errors(report["run_id"]) == [(None, "list", "HostNotFound")]
 
 def test_a_portal_slower_than_its_time_budget_fails_alone_and_loses_nothing(nightly, socrata):
     # every listing request answered 429 'Retry-After: 2': each one is bounded (attempts, retry time), but 50
@@ -487,27 +509,30 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
 
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
-def ctrl_c_during_listing(portal, base: list[str], env: dict, settle: float = 0.0):
-    """`civicat *base` in a process group of its own, sent SIGINT once the portal has had three listing
-    requests (and `settle` seconds more): (the process, its stdout, stderr, seconds from SIGINT to its end)."""
+def ctrl_c_during_listing(portal, base: list[str], env: dict, settle: float = 0.0, sig: int = signal.SIGINT):
+    """`civicat *base` in a process group of its own, sent SIGINT (or `sig`) once the portal has had three
+    listing requests (and `settle` seconds more): (the process, its stdout, stderr, seconds from it to its end)."""
     process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
     deadline = time.monotonic() + 60
     while sum(path == LISTING for path, _, _ in list(portal.requests)) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     time.sleep(settle)
-    os.killpg(process.pid, signal.SIGINT)
+    os.killpg(process.pid, sig)
     interrupted_at = time.monotonic()
     out, err = process.communicate(timeout=120)
     return process, out, err, time.monotonic() - interrupted_at
 
 
-@pytest.mark.parametrize("workers", ["1", "4"])
-def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly, workers):
+@pytest.mark.parametrize(("workers", "sig"), [("1", signal.SIGINT), ("4", signal.SIGINT), ("4", signal.SIGTERM)])
+def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly, workers, sig):
     """SIGINT to the process group (Ctrl-C on a terminal) while a portal is listed: the
     harvest stops within seconds (not once every portal is done), the portal being listed
     keeps its previous catalogue and is recorded failed (Interrupted) at once, the report is
-    printed, the exit code is 130, and the next run takes the lock and completes."""
+    printed, the exit code is 130, and the next run takes the lock and completes. SIGTERM
+    (cron's `timeout`, systemd) the same, exit code 143: it ended the process on the spot, no
+    report printed, the portal `running` in harvest_runs until the next harvest, its staged
+    listing left behind."""
     entries = make_socrata_entries(2_000, domain=DOMAIN)
     env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
     with SocrataPortal(entries, domain=DOMAIN) as portal, DataJsonPortal(make_data_json(5)) as small:
@@ -520,13 +545,16 @@ def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly,
         portal.entries = list(portal.entries)
         portal.clear_log()
         portal.inject(LISTING, ("slow", 1), times=10_000)   # 20 pages of a second each
-        process, out, err, stopped_after = ctrl_c_during_listing(portal, base, env)
+        process, out, err, stopped_after = ctrl_c_during_listing(portal, base, env, sig=sig)
         portal.clear_faults()
-        assert process.returncode == 130, err.decode()[-2000:]
+        assert process.returncode == 128 + sig, err.decode()[-2000:]
         assert stopped_after < 5, stopped_after
-        assert "interrupted" in err.decode().lower()
+        said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+        assert f"stored before {said}" in err.decode()
         city = next(p for p in json.loads(out)["portals"] if p["portal_id"] == "city")
         assert city["status"] == "failed" and city["error_type"] == "Interrupted"
+        assert f"interrupted ({said})" in city["error_message"]
+        assert not list(nightly.tmp_path.glob(".catalog.duckdb.staging/*"))   # what it staged is gone
         assert nightly.query("SELECT uid, title FROM datasets WHERE portal_id = 'city' ORDER BY uid") == before
         assert nightly.query("SELECT status, error_type FROM harvest_runs WHERE portal_id = 'city' "
                              "ORDER BY started_at DESC LIMIT 1") == [("failed", "Interrupted")]
@@ -556,10 +584,14 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
 # -- kill -9 inside a publish -----------------------------------------------------------------
 
 # `civicat` whose process SIGKILLs itself right after the rename named by argv[1] matches
-# (records: the published folder set aside, or the new one moved in; export: the same two)
+# (records: the published folder set aside, or the new one moved in; export: the same two, on a
+# system without renameat2 (NO_EXCHANGE), else the previous export set aside once exchanged)
 KILLED_AFTER_RENAME = """
 import os, signal, sys
 point = sys.argv.pop(1)
+if os.environ.get("NO_EXCHANGE"):
+    import catalog.export
+    catalog.export.exchange = lambda a, b: False
 rename = os.rename
 def killing_rename(source, target):
     rename(source, target)
@@ -572,8 +604,8 @@ main()
 """
 
 
-def killed_after_rename(point: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+def killed_after_rename(point: str, *args: str, exchange: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO), **({} if exchange else {"NO_EXCHANGE": "1"})}
     return subprocess.run([sys.executable, "-c", KILLED_AFTER_RENAME, point, *args], env=env, capture_output=True,
                           timeout=120)
 
@@ -618,19 +650,21 @@ def test_a_records_publish_killed_between_or_after_its_renames_is_repaired_by_th
     assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "retired-" else "removed") in said[0]
 
 
-@pytest.mark.parametrize("between", [True, False])
+@pytest.mark.parametrize(("between", "exchange"), [(True, False), (False, False), (False, True)])
 def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_export(
-        nightly, records_portal, caplog, between):
+        nightly, records_portal, caplog, between, exchange):
     """kill -9 right after `civicat export` set the previous export aside: OUT was gone, the
     previous export (its only copy) and the new one lay hidden beside it for good. Killed after
     the new one moved in, the previous one stayed beside it. The next export into OUT, even a
-    data.json one, puts the previous export back (or removes it) and the unfinished one."""
+    data.json one, puts the previous export back (or removes it) and the unfinished one.
+    (Where renameat2 swaps the two in one step, OUT is never gone: killed after the swap, the
+    previous export is left beside it.)"""
     assert nightly.harvest("--records")[0] == 0
     out = nightly.tmp_path / "export"
     export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
     assert CliRunner().invoke(cli, export).exit_code == 0
     first = json.loads((out / "manifest.json").read_text())
-    killed = killed_after_rename(".export.retired-" if between else str(out), *export)
+    killed = killed_after_rename(".export.retired-" if between or exchange else str(out), *export, exchange=exchange)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     hidden = sorted(p.name.split("-")[0] for p in nightly.tmp_path.iterdir() if p.name.startswith(".export."))
     assert hidden == ([".export.export", ".export.retired"] if between else [".export.retired"])
@@ -647,6 +681,66 @@ def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_
     assert said[0].startswith(f"export: restored {out}" if between else "export: removed")
     assert CliRunner().invoke(cli, export).exit_code == 0   # and the next Parquet export is whole
     assert json.loads((out / "manifest.json").read_text())["row_counts"]["datasets"] == 1
+
+
+# `civicat` whose process sends itself the signal argv[2] as the function argv[1] (module:name) is
+# first called: a Ctrl-C or cron's `timeout` at that point of the command
+SIGNALLED_AT = """
+import importlib, os, signal, sys
+target, name = sys.argv.pop(1), sys.argv.pop(1)
+module, _, function = target.partition(":")
+module = importlib.import_module(module)
+original = getattr(module, function)
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), getattr(signal, name))
+    return original(*args, **kwargs)
+setattr(module, function, signalled)
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+def signalled_at(target: str, sig: int, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", SIGNALLED_AT, target, signal.Signals(sig).name, *args], env=env,
+                          capture_output=True, timeout=120)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_records_stopped_by_ctrl_c_or_sigterm_say_so_and_keep_the_published_records(nightly, records_portal, sig):
+    """`civicat records` stopped as it writes its parts: Ctrl-C ended in click's "Aborted!" and
+    exit 1 (a failed pull, to cron), the run recorded RecordsFailed with no message; SIGTERM
+    ended the process on the spot, its run `running`. Now: exit 130 or 143, the message names
+    the signal, the run is failed Interrupted, the published Parquet and record_pulls stay, and
+    the next pull completes."""
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    stopped = signalled_at("harvester.records:_write_parts", sig, "records", "sea:abcd-1234", "--full",
+                           "--config", str(nightly.config), "--db", str(nightly.db))
+    said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+    assert stopped.returncode == 128 + sig, stopped.stderr.decode()[-2000:]
+    assert stopped.stderr.decode().startswith(f"Interrupted ({said}): "), stopped.stderr.decode()[-2000:]
+    [(status, error_type, message)] = nightly.query(
+        "SELECT status, error_type, error_message FROM harvest_runs WHERE run_id LIKE '%-records-%'")
+    assert (status, error_type) == ("failed", "Interrupted") and f"interrupted ({said})" in message
+    assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
+    assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
+
+
+def test_an_export_stopped_by_sigterm_keeps_the_previous_export_and_leaves_nothing_beside_it(nightly, records_portal):
+    """cron's `timeout` (SIGTERM) mid-export ended the process on the spot: exit -15, the
+    unfinished export left beside OUT until the next export. Now it stops as on Ctrl-C:
+    exit 143 naming the signal, the unfinished export removed, the previous one as it was."""
+    assert nightly.harvest("--records")[0] == 0
+    out = nightly.tmp_path / "export"
+    export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
+    assert CliRunner().invoke(cli, export).exit_code == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    stopped = signalled_at("catalog.export:_copy_records", signal.SIGTERM, *export)
+    assert stopped.returncode == 143, stopped.stderr.decode()[-2000:]
+    assert stopped.stderr.decode().startswith("Interrupted (SIGTERM): "), stopped.stderr.decode()[-2000:]
+    assert [p.name for p in nightly.tmp_path.iterdir() if p.name.startswith(".export")] == []
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
 
 
 # -- a write that fails partway (the disk full) -----------------------------------------------

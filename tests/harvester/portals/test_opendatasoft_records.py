@@ -275,24 +275,48 @@ def test_a_stale_page_of_rows_read_already_fails_the_pull_and_is_never_staged(tm
     published twice, rows 100-149 never, the count still met (seed 2 of the records chaos,
     15 nights). It fails the pull, its rows not staged; the next pull resumes before it and
     publishes every row once."""
-    import duckdb
-
     from catalog.records import RecordsLayout
     datasets = make_ods_datasets(2)
     name = datasets[1]["dataset_id"]
     rows = [{**row, "id": f"{row['id']}-" + "p" * 60} for row in counter_rows(200)]   # ~150 bytes a row
     rows[120]["id"] += "w" * 20_000          # a page of 100 holding it is over the cap, one of 50 is not
     monkeypatch.setenv("CIVICAT_HTTP_MAX_BYTES", str(20_000 + 100 * 150 * 3 // 4))
-    folder = tmp_path / "records" / "portal=paris" / f"dataset={name}"
     with StalePagePortal(datasets, records={name: rows}, stale={"offset": "100", "limit": "50"}) as portal:
-        db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
-        assert portal.stale is None and json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
-        assert not folder.exists()
-        message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records' "
-                                                  "AND severity = 'error'").fetchone()[0]
-        assert "offset=100, limit=50 gave again the last 50 rows read before it" in message, message
-        staged = pq.read_table(RecordsLayout.beside(db).staging("paris", name) / "parts")
-        assert staged["id"].to_pylist() == [r["id"] for r in rows[:100]]
-        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        def staged_before_the_stale_page(db):
+            staged = pq.read_table(RecordsLayout.beside(db).staging("paris", name) / "parts")
+            assert staged["id"].to_pylist() == [r["id"] for r in rows[:100]]
+
+        message = pulls_past_a_stale_page(tmp_path, portal, name, rows, staged_before_the_stale_page)
+    assert "offset=100, limit=50 gave again the last 50 rows read before it" in message, message
+
+
+def pulls_past_a_stale_page(tmp_path, portal: StalePagePortal, name: str, rows: list, check_failed=None) -> str:
+    """Two pulls of `name`: the first meets the stale page and fails, nothing published
+    (`check_failed(db)` then), the next publishes every row once. Returns the first's error."""
+    import duckdb
+    folder = tmp_path / "records" / "portal=paris" / f"dataset={name}"
+    db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+    assert portal.stale is None and json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert not folder.exists()
+    message = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records' "
+                                              "AND severity = 'error'").fetchone()[0]
+    if check_failed is not None:
+        check_failed(db)
+    _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     assert pq.read_table(folder)["id"].to_pylist() == [r["id"] for r in rows]
+    return message
+
+
+def test_a_stale_page_after_repeated_rows_shown_real_fails_the_pull(tmp_path):
+    """Rows carry no key: a page repeating the page before (rows 100-199 those of 0-99) is
+    shown real by the same request one row further on, and after that no page was looked
+    at again: a stale answer to offset 300 (the rows of offset 200) was taken, rows
+    200-299 published twice and 300-399 never, the count met. Every page that repeats the
+    rows before it is checked so."""
+    datasets = make_ods_datasets(2)
+    name = datasets[1]["dataset_id"]
+    rows = counter_rows(100) * 2 + counter_rows(400)[200:]
+    with StalePagePortal(datasets, records={name: rows}, stale={"offset": "300", "limit": "100"}) as portal:
+        message = pulls_past_a_stale_page(tmp_path, portal, name, rows)
+    assert "offset=300, limit=100 gave the same 100 rows as the page before" in message, message
