@@ -487,11 +487,14 @@ def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(night
 
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
-def ctrl_c_during_listing(portal, base: list[str], env: dict, settle: float = 0.0, sig: int = signal.SIGINT):
+def ctrl_c_during_listing(portal, base: list[str], env: dict, settle: float = 0.0, sig: int = signal.SIGINT,
+                          sigint_ignored: bool = False):
     """`civicat *base` in a process group of its own, sent SIGINT (or `sig`) once the portal has had three
-    listing requests (and `settle` seconds more): (the process, its stdout, stderr, seconds from it to its end)."""
+    listing requests (and `settle` seconds more): (the process, its stdout, stderr, seconds from it to its end).
+    `sigint_ignored`: started as a shell script's background job is, SIGINT ignored."""
     process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               start_new_session=True,
+                               preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None)
     deadline = time.monotonic() + 60
     while sum(path == LISTING for path, _, _ in list(portal.requests)) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -542,10 +545,13 @@ def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly,
     assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
 
 
-@pytest.mark.parametrize("workers", ["1", "4"])
-def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly, workers):
+@pytest.mark.parametrize(("workers", "sig", "sigint_ignored"), [("1", signal.SIGINT, False), ("4", signal.SIGINT, False),
+                                                             ("1", signal.SIGTERM, True), ("4", signal.SIGTERM, True)])
+def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly, workers, sig, sigint_ignored):
     """The listing's pages are fetched in a read-ahead thread: Ctrl-C reaches the main thread
-    while that thread waits out a Retry-After; the harvest must not wait for it to end."""
+    while that thread waits out a Retry-After; the harvest must not wait for it to end. So does
+    SIGTERM to a harvest started in the background by a shell script, SIGINT ignored (its
+    requests were not cancelled: the harvest waited out the Retry-After)."""
     entries = make_socrata_entries(500, domain=DOMAIN)
     env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
     with SocrataPortal(entries, domain=DOMAIN) as portal, DataJsonPortal(make_data_json(5)) as small:
@@ -553,9 +559,10 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
         base = ["harvest", "--json", "--workers", workers, "--config", str(nightly.config), "--db", str(nightly.db)]
         pass_probe_and_first_page(portal)
         portal.inject(LISTING, ("retry_after", 429, 30), times=10_000)
-        process, out, err, stopped_after = ctrl_c_during_listing(portal, base, env, settle=0.5)
+        process, out, err, stopped_after = ctrl_c_during_listing(portal, base, env, settle=0.5, sig=sig,
+                                                                 sigint_ignored=sigint_ignored)
         portal.clear_faults()
-    assert process.returncode == 130, err.decode()[-2000:]
+    assert process.returncode == 128 + sig, err.decode()[-2000:]
     assert stopped_after < 5, stopped_after
 
 
