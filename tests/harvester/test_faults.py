@@ -712,6 +712,48 @@ def test_records_stopped_by_ctrl_c_or_sigterm_say_so_and_keep_the_published_reco
     assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
 
 
+# `civicat` reading SODA's records in pages of 10 rows (not 50,000): a pull of several pages
+SMALL_RECORD_PAGES = """
+import sys
+from harvester.portals import socrata
+socrata.SodaRecords.__init__.__kwdefaults__["page"] = 10
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_records_stopped_while_a_page_read_ahead_waits_out_a_retry_ask_nothing_more(nightly, records_portal, sig):
+    """`civicat records` reads a dataset's pages ahead in other threads: stopped while they
+    wait out a Retry-After, its requests are cancelled at once. They were not (only the
+    harvest cancelled its requests): the pull went on asking until its retries ran out."""
+    assert nightly.harvest()[0] == 0
+    resource = "/resource/abcd-1234.csv"
+    records_portal.clear_log()
+    records_portal.inject(resource, ("slow", 0), times=1)   # the first page; the others wait
+    records_portal.inject(resource, ("retry_after", 429, 2), times=10_000)
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", SMALL_RECORD_PAGES, "records", "sea:abcd-1234", "--full",
+                                "--config", str(nightly.config), "--db", str(nightly.db)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+    def pages_asked() -> int:
+        return sum(path == resource for path, _, _ in list(records_portal.requests))
+    deadline = time.monotonic() + 60
+    while pages_asked() < 3 and time.monotonic() < deadline:   # the first page, and one refused
+        time.sleep(0.01)
+    os.killpg(process.pid, sig)
+    asked_before = pages_asked()
+    _, err = process.communicate(timeout=120)
+    records_portal.clear_faults()
+    assert process.returncode == 128 + sig, err.decode()[-2000:]
+    assert pages_asked() - asked_before <= 1, err.decode()[-2000:]   # (one in flight as it was stopped)
+    [(status, error_type)] = nightly.query(
+        "SELECT status, error_type FROM harvest_runs WHERE run_id LIKE '%-records-%'")
+    assert (status, error_type) == ("failed", "Interrupted")
+
+
 def test_an_export_stopped_by_sigterm_keeps_the_previous_export_and_leaves_nothing_beside_it(nightly, records_portal):
     """cron's `timeout` (SIGTERM) mid-export ended the process on the spot: exit -15, the
     unfinished export left beside OUT until the next export. Now it stops as on Ctrl-C:
