@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -77,7 +79,8 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         environ = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": unquote(path), "QUERY_STRING": query,
                    "SERVER_NAME": self.server.server_address[0], "SERVER_PORT": str(self.server.server_address[1]),
-                   "SERVER_PROTOCOL": self.request_version, "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
+                   "SERVER_PROTOCOL": self.request_version, "REMOTE_PORT": str(self.client_address[1]),
+                   "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(),
                    "wsgi.errors": sys.stderr, "wsgi.version": (1, 0), "wsgi.multithread": True,
                    "wsgi.multiprocess": False, "wsgi.run_once": False}
         for name, value in self.headers.items():
@@ -102,14 +105,30 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         pass
 
 
-def serve_keep_alive(app) -> ThreadingHTTPServer:
-    """`app` served on 127.0.0.1 (a free port) from a thread, connections kept alive."""
+def serve_keep_alive(app, poll_interval: float = 0.5, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
+    """`app` served on 127.0.0.1 (a free port) from a thread, connections kept alive (over TLS
+    with `tls`, a server context); `shutdown` takes up to `poll_interval` seconds."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAliveHandler)
+    if tls is not None:   # (a handshake that fails is an OSError of accept, which the server drops)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     server.app = app
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(poll_interval,), daemon=True).start()
     return server
 
+
+
+def self_signed_tls(folder: Path) -> ssl.SSLContext | None:
+    """A server context whose certificate, for 127.0.0.1, is self-signed (no client accepts
+    it), made in `folder` by the openssl command; None without that command."""
+    if shutil.which("openssl") is None:
+        return None
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 def main() -> None:
     kind, count = sys.argv[1], int(sys.argv[2])

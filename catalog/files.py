@@ -1,4 +1,5 @@
-"""Writing files: a write that fails names its file; two folders swapped in one step.
+"""Writing files: a write that fails names its file; two folders swapped in one step; a file
+synced to the disk.
 
 Python's and Arrow's write errors say only "[Errno 28] No space left on device" (or, past a
 file-size limit, "File too large"): a nightly run that fails so must say which file, so that
@@ -52,3 +53,14 @@ def _libc():
         return ctypes.CDLL(None, use_errno=True)
     except OSError:   # (no C library to load: not Linux)
         return None
+
+
+def sync(path: str | Path) -> None:
+    """Flush a file's bytes (or a folder's names) to the disk. A kill loses only what the
+    process held, but a reboot also loses what the kernel had not written yet: a file renamed
+    into place before its bytes reached the disk can come back empty under its new name."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import sys
 import time
@@ -37,15 +38,16 @@ def lock_path(db_path: str | Path) -> Path:
 
 
 class WriterLock:
-    """`with WriterLock(db, wait=False):` — the catalogue's single writer for the block.
+    """`with WriterLock(db):` — the catalogue's single writer for the block.
 
-    Without `wait`, raises CatalogueBusy at once when another process holds it; with
-    `wait`, blocks until it is free (polling, so Ctrl-C still works)."""
+    Raises CatalogueBusy when another process holds it: at once, or, given `wait_until` (a
+    time.monotonic() deadline; math.inf: as long as it takes), once that has passed, polling
+    meanwhile (so Ctrl-C still works)."""
 
-    def __init__(self, db_path: str | Path, *, wait: bool = False, poll_seconds: float = 0.5):
+    def __init__(self, db_path: str | Path, *, wait_until: float = -math.inf, poll_seconds: float = 0.5):
         self.db_path = Path(db_path)
         self.path = lock_path(db_path)
-        self.wait = wait
+        self.wait_until = wait_until
         self.poll_seconds = poll_seconds
         self._fd: int | None = None
 
@@ -58,9 +60,10 @@ class WriterLock:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if not self.wait:
-                        raise CatalogueBusy(self._busy_message(fd)) from None
-                    time.sleep(self.poll_seconds)
+                    left = self.wait_until - time.monotonic()
+                    if left <= 0:
+                        raise CatalogueBusy(self._busy_message(fd, waited=self.wait_until > -math.inf)) from None
+                    time.sleep(min(self.poll_seconds, left))
             holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
                       "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:500]}
             os.ftruncate(fd, 0)
@@ -70,15 +73,18 @@ class WriterLock:
             raise
         self._fd = fd
 
-    def _busy_message(self, fd: int) -> str:
+    def _busy_message(self, fd: int, waited: bool) -> str:
         try:
             holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
         except ValueError:
             holder = {}
         who = (f"process {holder.get('pid')} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
                if holder.get("pid") else "another process")
+        if waited:
+            return (f"{self.db_path} is still being written by {who} at the end of the wait asked "
+                    "(--wait-minutes): try again later")
         return (f"{self.db_path} is being written by {who}; one writer at a time: "
-                "try again later, or pass --wait to wait for it")
+                "try again later, or pass --wait (or --wait-minutes N) to wait for it")
 
     def release(self) -> None:
         if self._fd is not None:

@@ -353,7 +353,10 @@ def define_records_macro(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) 
 
 
 def write_json_atomic(path: Path, value) -> None:
+    """`path` holds the old value or the new one, after a kill or a reboot alike."""
     tmp = path.with_name(path.name + ".tmp")
-    with writing(tmp):
-        tmp.write_text(json.dumps(value))
+    with writing(tmp), open(tmp, "w") as file:
+        file.write(json.dumps(value))
+        file.flush()
+        os.fsync(file.fileno())
     os.replace(tmp, path)

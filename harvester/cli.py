@@ -3,18 +3,26 @@
 Exit codes: 0 success; 1 at least one portal failed (the others stored); 2 bad usage or
 config, or the catalogue is being written by another civicat process (nothing was requested);
 130 / 143 a command stopped by Ctrl-C / SIGTERM (harvester.stopping: nothing half-written is
-published; the portals a harvest had not stored keep their catalogue).
+published; the portals a harvest had not stored keep their catalogue); 74 (sysexits' EX_IOERR)
+the report could not be written to stdout (the disk full, `ulimit -f`): what the command did
+is done, its report is lost; 141 (128 + SIGPIPE, no message) its reader closed the pipe early.
 """
 from __future__ import annotations
 
 import csv
+import errno
+import functools
 import io
 import json
 import logging
+import math
+import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -142,6 +150,73 @@ def echo_error(message: str, exit_code: int | None = None) -> None:
     click.echo(JsonLogFormatter().format(record), err=True)
 
 
+REPORT_LOST = 74   # sysexits' EX_IOERR: apart from 1 (a portal failed) and 2 (nothing done)
+READER_GONE = 128 + signal.SIGPIPE   # 141, as a shell shows a tool that `| head` closed on
+
+
+class ReportLost(Exception):
+    """stdout refused the report (not an OSError: no command's `except OSError` may take it for
+    its own work's)."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(f"could not write the report to stdout: {cause.strerror or cause}")
+        # `civicat sql ... | head`: the reader stopped reading, by choice; no error to print
+        self.reader_gone = cause.errno == errno.EPIPE
+
+    @property
+    def exit_code(self) -> int:
+        return READER_GONE if self.reader_gone else REPORT_LOST
+
+
+class ReportStream(io.RawIOBase):
+    """fd 1, each write whole or a ReportLost. Python's unbuffered stdout (PYTHONUNBUFFERED, -u)
+    took what the kernel took of a large write and dropped the rest unsaid: under `ulimit -f` a
+    report lost its tail with exit 0. After a failure it takes everything unwritten, so that
+    Python's own flush at exit neither fails again nor turns the exit code into 120."""
+
+    def __init__(self, fd: int):
+        super().__init__()
+        self._fd, self._lost = fd, False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data) -> int:
+        if self._lost:
+            return len(data)
+        view = memoryview(data).cast("B")
+        try:
+            while view:
+                view = view[os.write(self._fd, view):]
+        except OSError as exc:
+            self._lost = True
+            raise ReportLost(exc) from exc
+        return len(data)
+
+
+def report_stdout(stdout):
+    """`stdout` (sys.stdout) writing through a ReportStream, its encoding and line buffering kept."""
+    return io.TextIOWrapper(io.BufferedWriter(ReportStream(stdout.fileno())), encoding=stdout.encoding,
+                            errors=stdout.errors, line_buffering=stdout.line_buffering)
+
+
+def report_lost(exc: ReportLost) -> None:
+    """Say so on stderr, if stderr takes it (`> /dev/full 2>&1`: the exit code alone says it),
+    unless the reader closed the pipe."""
+    if exc.reader_gone:
+        return
+    try:
+        echo_error(str(exc), exc.exit_code)
+    except OSError:
+        pass
+
+
 class Refused(click.ClickException):
     """Exit 2, `Error: message` with no usage line: the command was refused before it began."""
     exit_code = 2
@@ -159,6 +234,9 @@ class CommandGroup(click.Group):
         except click.exceptions.Exit:
             raise
         except (Exception, KeyboardInterrupt) as exc:
+            if isinstance(exc, ReportLost):
+                report_lost(exc)
+                ctx.exit(exc.exit_code)
             # Ctrl-C or SIGTERM (click's own: "Aborted!", exit 1, as if the command had failed); in a
             # DuckDB query, DuckDB's "Query interrupted" error
             if isinstance(exc, KeyboardInterrupt) or stop_requested():
@@ -199,11 +277,41 @@ def cli(verbose: int, log_format: str) -> None:
             handler.setFormatter(formatter)
 
 
-def writer_lock(db_path: Path, wait: bool):
+MAX_WAIT_MINUTES = 10080   # a week, as a portal's max_minutes
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How long a writing command waits for the catalogue (another writer, a process holding
+    the DuckDB file): `until` a time.monotonic() deadline (-inf: not at all, inf: as long as it
+    takes); `minutes` as asked with --wait-minutes."""
+    until: float
+    minutes: float | None = None
+
+
+def wait_options(command):
+    """--wait and --wait-minutes N, given to `command` as one `wait` (a Wait), its deadline
+    counted from the start: the lock and the DuckDB file share the bound."""
+    @functools.wraps(command)
+    def with_wait(*args, wait: bool, wait_minutes: float | None, **kwargs):
+        until = (time.monotonic() + wait_minutes * 60 if wait_minutes is not None
+                 else math.inf if wait else -math.inf)
+        return command(*args, wait=Wait(until, wait_minutes), **kwargs)
+
+    with_wait = click.option(
+        "--wait-minutes", type=click.FloatRange(0, MAX_WAIT_MINUTES, min_open=True), metavar="N",
+        help="Wait as --wait does, for N minutes at most (from the start), then exit 2 naming the holder.")(with_wait)
+    return click.option(
+        "--wait", is_flag=True,
+        help="If another process holds the catalogue (a civicat writer, a notebook), wait for it instead of "
+             "exiting 2, as long as it takes.")(with_wait)
+
+
+def writer_lock(db_path: Path, wait: Wait):
     """The catalogue's single-writer lock; another writer → exit 2 with who holds it."""
     from catalog.lock import CatalogueBusy, WriterLock
 
-    lock = WriterLock(db_path, wait=wait)
+    lock = WriterLock(db_path, wait_until=wait.until)
     try:
         lock.acquire()
     except CatalogueBusy as exc:
@@ -213,7 +321,7 @@ def writer_lock(db_path: Path, wait: bool):
     return lock
 
 
-def open_for_writing(opener, db_path: Path, wait: bool):
+def open_for_writing(opener, db_path: Path, wait: Wait):
     """`opener(db_path)` (a Store, a connection) once no other process holds the DuckDB file:
     a notebook or script with the catalogue open (even read-only) keeps a writer out."""
     import duckdb
@@ -226,17 +334,16 @@ def open_for_writing(opener, db_path: Path, wait: bool):
             if "lock" not in str(exc).lower():
                 raise _cannot_open(db_path, exc) from None
             who = _lock_holder(exc)
-            if not wait:
+            left = wait.until - time.monotonic()
+            if left <= 0:
                 raise Refused(f"{db_path} is open in {who}, which keeps a writer out (DuckDB allows no writer "
-                              "beside another process's connection): close it, or pass --wait") from None
+                              "beside another process's connection): "
+                              + (f"still open after --wait-minutes {wait.minutes:g}" if wait.until > -math.inf
+                                 else "close it, or pass --wait (or --wait-minutes N)")) from None
             if who != waiting_for:   # once a holder, not every 2 seconds: a night's wait filled the cron mail
                 logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
                 waiting_for = who
-            time.sleep(2)
-
-
-wait_option = click.option("--wait", is_flag=True,
-                           help="If another civicat process is writing the catalogue, wait for it instead of exiting 2.")
+            time.sleep(min(2, left))
 
 
 @cli.command()
@@ -246,7 +353,7 @@ wait_option = click.option("--wait", is_flag=True,
               help="Also pull the records of each portal's chosen datasets (config `records`).")
 @click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
               help="Portals harvested at the same time (writes to the catalogue stay one at a time).")
-@wait_option
+@wait_options
 @db_option
 @config_option
 @json_option
@@ -341,7 +448,7 @@ def _progress_bars(bars: dict):
 @click.argument("uids", nargs=-1, metavar="[UID]...")
 @click.option("--overlap", is_flag=True, help="Every dataset in an overlap group (table overlap_groups).")
 @click.option("--full", is_flag=True, help="Pull whole datasets, not only what changed since the last pull.")
-@wait_option
+@wait_options
 @db_option
 @config_option
 @json_option
@@ -450,7 +557,7 @@ def _overlap_uids(store) -> list[str] | None:
 
 @cli.command()
 @click.argument("portal_id", metavar="PORTAL_ID")
-@wait_option
+@wait_options
 @db_option
 @config_option
 @json_option
@@ -654,7 +761,7 @@ def search(text, limit, cities, themes, types, db_path, as_json):
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
               help="Add the embedding signal (needs: pip install 'civicat[embeddings]').")
-@wait_option
+@wait_options
 @db_option
 @json_option
 def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
@@ -837,7 +944,13 @@ def _open(opener, db_path: Path):
 
 def main() -> None:
     stop_on_signals()
-    cli(prog_name="civicat")
+    if sys.stdout is not None:   # (None: started with stdout closed, `>&-`, where click prints nothing)
+        sys.stdout = report_stdout(sys.stdout)
+    try:
+        cli(prog_name="civicat")
+    except ReportLost as exc:   # civicat --help, --version: before any command
+        report_lost(exc)
+        sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":

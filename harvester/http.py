@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import tempfile
 import threading
 import zlib
@@ -81,7 +82,38 @@ class ResponseTooLarge(PermanentError):
 
 
 class HostUnavailable(PermanentError):
-    """A host that failed request after request this run (after all retries)."""
+    """A host given up this run: it failed request after request (after all retries), or it
+    answered a HostFault (its name does not resolve, its certificate is refused)."""
+
+
+class HostFault(TransientError):
+    """The host's own answer about itself, which asking again within seconds does not change:
+    asked once more after the first backoff wait (a moment's fault of one resolver or server
+    among several), never five times, then the host is given up for the run."""
+
+    ATTEMPTS = 2
+
+    def __init__(self, host: str, problem: str, url: str):
+        super().__init__(problem, url)
+        self.host, self.problem = host, problem
+
+
+class HostNotFound(HostFault):
+    """The host name does not exist (the resolver's NXDOMAIN: EAI_NONAME, or EAI_NODATA, a name
+    without an address); a resolver caches that answer for minutes. A failing resolver
+    (EAI_AGAIN: it timed out, the network is down) is a plain TransientError, retried as any
+    other fault."""
+
+    def __init__(self, host: str, reason: str, url: str):
+        super().__init__(host, f"host name {host} does not resolve ({reason})", url)
+
+
+class CertificateRejected(HostFault):
+    """The host's TLS certificate failed verification (expired, self-signed, for another name).
+    A handshake cut short is a plain TransientError."""
+
+    def __init__(self, host: str, reason: str, url: str):
+        super().__init__(host, f"TLS certificate of {host} not accepted ({reason})", url)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -242,32 +274,51 @@ class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _DeadlineHTTPSConnection
 
 
+class _PoolManager(urllib3.PoolManager):
+    """urllib3's, each pool it gives knowing the key and the context it was asked for by
+    (`asked_as`), for the adapter to ask for it by them alone: requests works them out from the
+    request's URL again for every request."""
+
+    def connection_from_pool_key(self, pool_key, request_context):
+        asked_as = (pool_key, dict(request_context))   # (a pool made takes its scheme, host and port out)
+        pool = super().connection_from_pool_key(pool_key, request_context)
+        pool.asked_as = asked_as
+        return pool
+
+
 class _Adapter(HTTPAdapter):
     """requests' adapter, its pools (a proxy's included) making _HeadersInTime connections."""
 
     POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
 
     def __init__(self, *args, **kwargs):
-        self._pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+        self._pools_asked_as: dict[tuple, tuple] = {}
         super().__init__(*args, **kwargs)
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
-        """The pool of the request's origin, kept: requests parses the URL and builds the pool's
-        key again for every request. Not through a proxy or with a client certificate (requests'
-        own lookup). A pool the pool manager closed (it keeps 16) is looked up again."""
+        """The pool of the request's origin, asked of the pool manager by the key it was made with
+        (kept here, a few hundred bytes a host). Always asked of the manager, which keeps the pools
+        of the 16 hosts used last: a pool kept here beside it outlived it, and a connection was
+        held open to every host a thread ever asked (a records pull's downloads). Not through a
+        proxy or with a client certificate (requests' own lookup)."""
         if proxies or cert is not None:
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
         scheme, _, origin, *_ = request.url.split("/", 3)
-        pool = self._pools.get((scheme, origin, verify))
-        if pool is None or pool.pool is None:
-            pool = self._pools[(scheme, origin, verify)] = super().get_connection_with_tls_context(request, verify)
+        asked_as = self._pools_asked_as.get((scheme, origin, verify))
+        if asked_as is not None:
+            pool_key, request_context = asked_as
+            return self.poolmanager.pools.get(pool_key) or \
+                self.poolmanager.connection_from_pool_key(pool_key, dict(request_context))
+        pool = super().get_connection_with_tls_context(request, verify)
+        self._pools_asked_as[(scheme, origin, verify)] = pool.asked_as
         return pool
 
     def request_url(self, request, proxies):
         return super().request_url(request, proxies) if proxies else request.path_url   # (as requests has it)
 
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(self, connections, maxsize, block=requests.adapters.DEFAULT_POOLBLOCK, **pool_kwargs):
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)   # (it keeps them, for pickling)
+        self.poolmanager = _PoolManager(num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs)
         self.poolmanager.pool_classes_by_scheme = self.POOLS
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
@@ -312,6 +363,7 @@ class HttpClient:
         # hosts whose requests kept failing after every retry: asked no more this run, so a
         # FeatureServer host named by thousands of datasets cannot hold the night hostage
         self._host_failures: dict[str, int] = {}
+        self._host_given_up: dict[str, str] = {}   # why, when it says more than the failures' count
         self.host_failure_limit = host_failure_limit
         self._host_lock = threading.Lock()
         self._host_paces: dict[str, _HostPace] = {}
@@ -467,17 +519,21 @@ class HttpClient:
         full_url = _with_params(url, params)
         host = urlparse(full_url).netloc
         if self._host_failures.get(host, 0) >= self.host_failure_limit:
-            raise HostUnavailable(f"{host} failed {self._host_failures[host]} requests in a row this run; "
-                                  "not asked again", full_url)
+            raise HostUnavailable(self._host_given_up.get(host) or f"{host} failed {self._host_failures[host]} "
+                                  "requests in a row this run; not asked again", full_url)
         speculative = getattr(self._local, "speculative", False)
         try:
             response = self._retried(1 if speculative else self.max_attempts, self._get_once, full_url,
                                      {"Accept": accept, **(headers or {})}, conditional, timeout or self.timeout,
                                      expect, parse, unread)
-        except TransientError:
+        except TransientError as exc:
             if not speculative:
                 with self._host_lock:
-                    self._host_failures[host] = self._host_failures.get(host, 0) + 1
+                    if isinstance(exc, HostFault):   # (no later request of the run can do better)
+                        self._host_failures[host] = self.host_failure_limit
+                        self._host_given_up[host] = f"{exc.problem}; not asked again this run"
+                    else:
+                        self._host_failures[host] = self._host_failures.get(host, 0) + 1
             raise
         with self._host_lock:
             self._host_failures[host] = 0
@@ -509,7 +565,8 @@ class HttpClient:
         spent = time.monotonic() - started
         return tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(TransientError),
-            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(self.max_retry_seconds - spent),
+            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(self.max_retry_seconds - spent)
+            | _stop_host_fault,
             wait=self._wait, before_sleep=self._before_retry, sleep=self._sleep, reraise=True)(attempt, *args)
 
     def _session(self) -> requests.Session:
@@ -833,24 +890,61 @@ def _headers_by(deadline: float) -> Iterator[_Exchange]:
 def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> TransientError:
     if exchange.headers_late:
         return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
+    unresolved = _name_not_found(exc)
+    if unresolved is not None:
+        return HostNotFound(*unresolved, url)
+    rejected = next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if rejected is not None:   # (the host of the request that failed: a redirect's too)
+        host = urlparse(getattr(getattr(exc, "request", None), "url", None) or url).hostname
+        return CertificateRejected(host, rejected.verify_message or rejected.strerror or str(rejected), url)
     return TransientError(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+
+
+_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _name_not_found(exc: BaseException) -> tuple[str, str] | None:
+    """(the host name, the resolver's reason) when `exc` (requests' error) comes of a name the
+    resolver says does not exist. The name is the one looked up: the URL's, a redirect's or a
+    proxy's host (urllib3's NameResolutionError keeps the connection it failed for)."""
+    for error in _causes(exc):
+        if isinstance(error, urllib3.exceptions.NameResolutionError):
+            reason = next((e for e in _causes(error) if isinstance(e, socket.gaierror)), None)
+            host = getattr(getattr(error, "conn", None), "host", None)
+            if reason is not None and reason.errno in _NAME_NOT_FOUND and host:
+                return host, reason.strerror
+            return None
+    return None
+
+
+def _stop_host_fault(state: tenacity.RetryCallState) -> bool:
+    """tenacity's stop for a HostFault: after its own ATTEMPTS, whatever the request's."""
+    failed = state.outcome.exception() if state.outcome else None
+    return isinstance(failed, HostFault) and state.attempt_number >= HostFault.ATTEMPTS
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc` and what it wraps: requests' error wraps urllib3's (args[0]), which names its cause
+    (`reason`), raised from the socket's."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        cause = getattr(exc, "reason", None)
+        exc = next((e for e in (wrapped, cause, exc.__cause__, exc.__context__) if isinstance(e, BaseException)), None)
 
 
 def _os_reason(exc: BaseException) -> str:
     """The system's reason under a requests exception (a name that does not resolve, a refused
     connection), so that an offline run says why: ": Connection refused", or "" when there is none.
     Only the error's own text is taken, never the exception's, which may name a proxy's credentials."""
-    reason, seen = "", set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, socket.gaierror):
-            reason = f": cannot resolve the host name ({exc.strerror})"
-        elif isinstance(exc, OSError) and exc.strerror:
-            reason = f": {exc.strerror}"
-        # requests wraps urllib3's error (args[0]), which names its cause (`reason`), raised from the socket's
-        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-        cause = getattr(exc, "reason", None)
-        exc = next((e for e in (wrapped, cause, exc.__cause__, exc.__context__) if isinstance(e, BaseException)), None)
+    reason = ""
+    for error in _causes(exc):
+        if isinstance(error, socket.gaierror):
+            reason = f": cannot resolve the host name ({error.strerror})"
+        elif isinstance(error, OSError) and error.strerror:
+            reason = f": {error.strerror}"
     return reason
 
 

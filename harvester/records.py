@@ -13,6 +13,7 @@ import ctypes
 import functools
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from catalog.files import writing
+from catalog.files import sync, writing
 from catalog.lazy import LazyModule
 from catalog.records import PreviousPull, RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.http import ResponseTooLarge
@@ -57,6 +58,11 @@ def arrow_type(kind: str) -> pa.DataType:
 TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
+# ...or fewer: a part is also closed this long after the last, so that a pull killed outright
+# (SIGKILL, the OOM killer, a reboot) loses at most this much pulling, not 500,000 rows of a
+# slow portal's requests; such parts are joined into parts of PART_ROWS before they are
+# published (_packed). Closing one costs milliseconds (its footer, two fsyncs, progress.json).
+PART_SECONDS = 30
 # how a part is written (zstd at its fastest level: parts are written as fast as pages arrive)
 PART_COMPRESSION = {"compression": "zstd", "compression_level": 1}
 ROW_GROUP_ROWS = 128 * 1024
@@ -819,23 +825,25 @@ class PullResult:
 
 
 def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
-                 uid: str, run_id: str, part_rows: int | None = None) -> PullResult:
+                 uid: str, run_id: str, part_rows: int | None = None, part_seconds: float | None = None) -> PullResult:
     """Read `source` into the dataset's staging folder and publish it whole.
 
-    Parts are closed every `part_rows` rows (else PART_ROWS, read at each call) and noted in
-    `progress.json` with the state to continue from, so a pull cut short (killed, a fault
-    past every retry) resumes there, if the rows up to there did not move (`_continues`).
+    Parts are closed every `part_rows` rows or `part_seconds` (else PART_ROWS, PART_SECONDS,
+    read at each call) and noted in `progress.json` with the state to continue from, so a
+    pull cut short (killed, a fault past every retry) resumes there, if the rows up to there
+    did not move (`_continues`).
     An incremental pull's rows are merged with the published dataset by DuckDB before the
     folder is published. Nothing is published unless the pull completed."""
     try:
+        part_seconds = PART_SECONDS if part_seconds is None else part_seconds
         return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id,
-                     part_rows=part_rows or PART_ROWS)
+                     part_rows=part_rows or PART_ROWS, part_seconds=part_seconds)
     finally:
         source.close()
 
 
 def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
-          uid: str, run_id: str, part_rows: int) -> PullResult:
+          uid: str, run_id: str, part_rows: int, part_seconds: float) -> PullResult:
     started = time.monotonic()
     result = PullResult(uid=uid, mode=source.mode)
     if len(source.fields) > MAX_COLUMNS:
@@ -848,7 +856,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     try:
         # (the resume's own check may see the change: a count asked again that moved)
         progress, tables = _resumed_or_new(source, staging, uid, result)
-        _stage(source, schema, progress, progress_path, parts_dir, part_rows, tables, result)
+        _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), tables, result)
     except SourceChanged as changed:
         # rows added or removed while the pull read them: read again, once (a source that
         # changes all the time must not keep the night busy; the next pull tries again)
@@ -860,7 +868,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         parts_dir.mkdir(parents=True)
         progress = _new_progress(source)
         try:
-            _stage(source, schema, progress, progress_path, parts_dir, part_rows, None, result)
+            _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), None, result)
         except SourceChanged as again:
             if not again.only_added:
                 shutil.rmtree(staging, ignore_errors=True)   # (rows that moved are not resumed from)
@@ -876,9 +884,10 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         shutil.rmtree(staging, ignore_errors=True)  # an incomplete read is never resumed as if complete
         raise RecordsError(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
 
-    ready = parts_dir
     if source.mode == "incremental":
         ready = _merge(con, source, layout, portal_id, source_id, staging)
+    else:
+        ready = _packed(parts_dir, progress["parts"], staging, part_rows)
     if isinstance(getattr(source, "conversion", None), Conversion):
         result.invalid_values = dict(source.conversion.invalid)
         result.not_objects = source.conversion.not_objects
@@ -904,6 +913,10 @@ def _resumed_or_new(source: RecordSource, staging: Path, uid: str, result: PullR
     progress_path, parts_dir = staging / "progress.json", staging / "parts"
     progress = _load_progress(progress_path, source.fingerprint)
     tables = None
+    if progress is not None and not _whole(parts_dir, progress["parts"]):
+        log.warning("%s: a part the pull cut short noted is missing or unreadable (the staging folder was "
+                    "changed, or written by an older civicat before a reboot): the pull starts over", uid)
+        progress = None
     if progress is not None and not progress["done"] and progress["parts"]:
         tables = source.batches(progress["state"])
         if not _continues(source, tables, progress["state"], parts_dir / progress["parts"][-1]):
@@ -915,18 +928,31 @@ def _resumed_or_new(source: RecordSource, staging: Path, uid: str, result: PullR
         progress = _new_progress(source)
     else:
         result.resumed = True
-        for stray in parts_dir.glob("*.tmp"):
-            stray.unlink()
+        listed = set(progress["parts"])
+        for stray in parts_dir.iterdir():   # what a kill left: a part half-written, or closed but not yet listed
+            if stray.name not in listed:
+                stray.unlink()
     parts_dir.mkdir(parents=True, exist_ok=True)
     return progress, tables
 
 
+def _whole(parts_dir: Path, parts: list[str]) -> bool:
+    """Whether every part `parts` lists is a Parquet file whose footer reads."""
+    try:
+        for name in parts:
+            pq.read_metadata(parts_dir / name)
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return True
+
+
 def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-           part_rows: int, tables, result: PullResult) -> None:
-    """Read the source's rows into parts (at least one), then let it check they are still
-    what it serves (RecordSource.check_unchanged: SourceChanged if not)."""
+           part_size: tuple[int, float], tables, result: PullResult) -> None:
+    """Read the source's rows into parts (at least one) closed at `part_size` (rows, seconds),
+    then let it check they are still what it serves (RecordSource.check_unchanged:
+    SourceChanged if not)."""
     if not progress["done"]:
-        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, part_rows, tables)
+        result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, *part_size, tables)
     if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
         pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
         progress["parts"].append("part-00000.parquet")
@@ -959,58 +985,69 @@ def _keep_once(parts_dir: Path, key: str, repeated: tuple) -> int:
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-                 part_rows: int, tables=None) -> str | None:
+                 part_rows: int, part_seconds: float, tables=None) -> str | None:
     """Write the source's tables (`tables`: its batches from the progress's state, else
     asked here) into parts; each closed part is noted in progress.json with the state to
-    continue from. A fault in reading (a host down past every retry, a kill as KeyboardInterrupt)
-    closes the part being written at the last table written whole, noted with the state after
-    it: the next pull goes on from there, not from the last part closed (an Open311 pull's
-    tables are windows of a page each, 500,000 rows thousands of requests). A part a fault cut
-    short in its write is removed. Returns what pages over the response cap cost the read
-    (PagedTables; None: nothing)."""
+    continue from. A part is closed at `part_rows` rows, or once `part_seconds` have passed
+    since the last was (a kill closes nothing: it loses the rows of the part being written,
+    which on a slow portal are hours of requests at 500,000 rows). A fault in reading (a host
+    down past every retry, Ctrl-C as KeyboardInterrupt) closes the part being written at the
+    last table written whole, noted with the state after it: the next pull goes on from
+    there, not from the last part closed. A part a fault cut short in its write is removed.
+    Returns what pages over the response cap cost the read (PagedTables; None: nothing)."""
     writer, part_path, written, dictionary = None, None, 0, None
     state_written, in_write = progress["state"], False   # the state after the last table written whole
+    closed_at = time.monotonic()
     tables = source.batches(progress["state"]) if tables is None else tables
 
     def close_part(state) -> None:
-        nonlocal writer, part_path, written
+        # the part's bytes, then its name, reach the disk before progress.json lists it: after a
+        # kill or a reboot a part is listed whole or not at all (an unlisted one is removed)
+        nonlocal writer, part_path, written, closed_at
         if writer is not None:
             writer.close()
+            sync(part_path)
             final = part_path.with_suffix("")
             part_path.rename(final)
+            sync(parts_dir)
             progress["parts"].append(final.name)
             writer, part_path, written = None, None, 0
         progress["state"] = state
         progress["done"] = state is None
         write_json_atomic(progress_path, progress)
+        closed_at = time.monotonic()
 
     try:
         for table, state in tables:
             if table.schema != schema:
                 table = table.cast(schema)
-            if writer is None:
-                dictionary = dictionary_columns(table) if dictionary is None else dictionary
-                part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
             in_write = True
-            with writing(part_path):
+            if table.num_rows:   # (an empty page, an Open311 window without requests: no empty row group)
                 if writer is None:
-                    writer = pq.ParquetWriter(part_path, schema, **PART_COMPRESSION,
-                                              use_dictionary=dictionary)
-                writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            written += table.num_rows
-            progress["rows"] += table.num_rows
-            state_written = state
-            if written >= part_rows or state is None:
+                    dictionary = dictionary_columns(table) if dictionary is None else dictionary
+                    part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
                 with writing(part_path):
+                    if writer is None:
+                        writer = pq.ParquetWriter(part_path, schema, **PART_COMPRESSION,
+                                                  use_dictionary=dictionary)
+                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                written += table.num_rows
+                progress["rows"] += table.num_rows
+            state_written = state
+            if state is None or writer is not None and (written >= part_rows or
+                                                        time.monotonic() - closed_at >= part_seconds):
+                with writing(part_path or progress_path):
                     close_part(state)
             in_write = False
-    except BaseException:
+    except BaseException as fault:
         if writer is not None and written and not in_write:   # the rows read whole are kept
+            name = part_path.name
             try:
                 with writing(part_path):
                     close_part(state_written)
-            except BaseException:
-                pass   # (the part goes below: the next pull goes on from the last part closed)
+            except BaseException as failed:   # (the part goes below: the next pull goes on from the last part closed)
+                log.warning("could not close the records part %s at a fault (%s): %s; the next pull goes on from "
+                            "the last part closed", name, type(fault).__name__, failed)
         if writer is not None:  # the finished parts stay for the next attempt; this one goes
             try:
                 writer.close()
@@ -1070,6 +1107,60 @@ def dictionary_columns(table: pa.Table) -> list[str]:
             if present and pc.count_distinct(column).as_py() <= present // 4:
                 chosen.append(name)
     return chosen
+
+
+def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) -> Path:
+    """The folder a full pull publishes: its staged parts, where parts closed by time
+    (PART_SECONDS: a slow pull) are joined, row group by row group as they were written, into
+    parts of `part_rows` rows or a row group more. A front end finds the files and row groups
+    a pull never cut short by time gives, whatever the pull's pace. Written beside the staged
+    parts, which stay as they are (a publish killed while packing packs them again), a part
+    closed at its rows linked as it is; parts all full but the last are published themselves."""
+    counts = [pq.read_metadata(parts_dir / name).num_rows for name in parts]
+    if all(count >= part_rows for count in counts[:-1]):
+        return parts_dir
+    packed = staging / "packed"
+    shutil.rmtree(packed, ignore_errors=True)
+    packed.mkdir()
+    writer, written, dictionary, number = None, 0, None, 0
+
+    def close() -> None:
+        nonlocal writer, written, number
+        with writing(target):
+            writer.close()
+            sync(target)
+        writer, written, number = None, 0, number + 1
+
+    try:
+        for name, count in zip(parts, counts):
+            if writer is None and count >= part_rows:   # (closed at its rows)
+                os.link(parts_dir / name, packed / f"part-{number:05d}.parquet")
+                number += 1
+                continue
+            staged = pq.ParquetFile(parts_dir / name)
+            for group in range(staged.num_row_groups):
+                table = staged.read_row_group(group)
+                if writer is None:
+                    dictionary = dictionary_columns(table) if dictionary is None else dictionary
+                    target = packed / f"part-{number:05d}.parquet"
+                    writer = pq.ParquetWriter(target, staged.schema_arrow, **PART_COMPRESSION,
+                                              use_dictionary=dictionary)
+                with writing(target):
+                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                written += table.num_rows
+                if written >= part_rows:
+                    close()
+        if writer is not None:
+            close()
+    except BaseException:
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:   # (the disk full fails its close too; the folder goes with the staging one)
+                pass
+        raise
+    sync(packed)
+    return packed
 
 
 def _merge(con, source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, staging: Path) -> Path:

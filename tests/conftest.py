@@ -1,7 +1,9 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
 import json
 import socket
+from collections import Counter
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -55,6 +57,33 @@ def _loopback_only(monkeypatch):
         return real(host, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", guarded)
+
+
+@pytest.fixture
+def resolver(monkeypatch):
+    """The resolver of the tests (_loopback_only), but for names a test gives answers of its own:
+    a host name mapped to what getaddrinfo does for it in turn (a socket.gaierror raised, or an
+    address resolved in its place), the last one kept. Names under .invalid never resolve (RFC
+    6761), as this machine's resolver answers them: EAI_NONAME (test_http, for real). Every name asked
+    is counted. Only the resolver's answer stands in: requests, urllib3 and the sockets are real."""
+    loopback_only = socket.getaddrinfo
+    answers: dict[str, list] = {}
+    asked: Counter = Counter()
+
+    def getaddrinfo(host, *args, **kwargs):
+        name = host.decode() if isinstance(host, bytes) else host
+        asked[name] += 1
+        if name not in answers:
+            if name and name.endswith(".invalid"):
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return loopback_only(host, *args, **kwargs)
+        answer = answers[name][0] if len(answers[name]) == 1 else answers[name].pop(0)
+        if isinstance(answer, BaseException):
+            raise answer
+        return loopback_only(answer, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return SimpleNamespace(answers=answers, asked=asked)
 
 
 @pytest.fixture(autouse=True)

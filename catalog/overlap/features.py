@@ -73,6 +73,8 @@ class Catalogue:
     breakdown_terms: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the words its title negates ('general' of 'Non-General Fund Expenditures'; empty list: none read)
     negated: list[frozenset[str]] = field(default_factory=list, repr=False)
+    # per row, the bodies a directory lists ('agency' of 'Directory of Criminal Justice Agencies'; empty list: not read)
+    bodies_listed: list[frozenset[str]] = field(default_factory=list, repr=False)
     # per row, the (term, surface) pairs of the title as its publisher wrote it (labels quote these)
     title_surface_lists: list[list[tuple[str, str]]] = field(default_factory=list, repr=False)
     # rows whose title was read with words of its description: term -> the title's words and where
@@ -280,8 +282,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
     breakdown_terms = [_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)]
-    for row in np.flatnonzero(records_named != 0).tolist():   # records by industry are an economy's figures
-        if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS:
+    # records by industry are an economy's figures; records per a unit a rate of them
+    for row in np.flatnonzero(records_named != 0).tolist():
+        if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS or RATE.search(rows["title"][row] or ""):
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
     for row in np.flatnonzero(records_named == 0).tolist():
         if _headed_by_figures(rows["title"][row]):
@@ -305,6 +308,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         title_vocab=title_vocab, keyword_vocab=keyword_vocab, value_vocab=value_vocab, places=places,
         title_surface_lists=title_surface_lists, described_surfaces=described_surfaces, records_named=records_named,
         breakdown_terms=breakdown_terms, negated=[text.negated_words(t) for t in read_titles],
+        bodies_listed=[text.bodies_listed(t) for t in read_titles],
         # (a kind read only in a description leaves the title's families to judge: Baltimore's 'Fixed Speed
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
@@ -347,6 +351,12 @@ def _headed_by_figures(title: str | None) -> bool:
     words = text.words(title, glued=False)
     first = next((i for i, w in enumerate(words) if w not in text.STOPWORDS and not text.YEARISH.match(w)), None)
     return first is not None and words[first] in text.FIGURE_HEADS and words[first + 1:first + 2] == ["of"]
+
+
+# records counted or paid per a unit are a rate, figures of them: 'Maryland Average Wage Per Job' (no payroll),
+# 'Medicare Hospital Spending Per Patient', 'Dog Licenses Sold per Town' (not 'Per Capita County Expenditures',
+# where nothing comes before it, nor 'One- Day- Per- Week')
+RATE = re.compile(r"\w[^\w-]+(per\s+\w+)", re.IGNORECASE)
 
 
 NO_TERMS: frozenset[str] = frozenset()
@@ -600,6 +610,7 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
     *named, last = (title or "").split(" - ")
     if named and ORGANISATION & set(text.find_words(last)):   # '... Districts - Fire Department': its publisher
         title = " - ".join(named)
+    title = WITH_ATTRIBUTES.split(title or "", maxsplit=1)[0]   # 'Census Tracts with Town Names (2010)': tracts
     content = [w for w in text.words(title) if w in text.PER_AREA or w in text.HEAD_STOPWORDS or text._is_content(w)]
     while len(content) > 1 and content[-1] in text.SHAPE_FORMATS:
         content.pop()
@@ -612,6 +623,11 @@ def _is_boundary(title: str, title_terms: list[str], columns: list[tuple[str, st
             and not any(w in text.PER_AREA for w in content[:-1])):
         return True
     return has_shape and not has_date and len(columns) <= 12 and asset_type in ("dataset", "map", "file")
+
+
+# what each thing a title lists carries, after 'with' ('Census Tracts with Town Names', 'Parcels With Planning
+# Department Zoning'): the things are what comes before it
+WITH_ATTRIBUTES = re.compile(r"\s+with\s+", re.IGNORECASE)
 
 
 CODE_LIST_WORDS = frozenset({"codes", "lookup", "lookups"})

@@ -354,6 +354,7 @@ STARTS_ONLY = frozenset({"public", "city", "department"})   # not 'Privately own
 LABEL_WORDS_ALLOWED = ENDS_ONLY | STARTS_ONLY
 
 LABEL_WORDS = 5   # a label's most words: a name, not a title
+WORDINGS_TRIED = 8   # the words a label may run on to past one other word: the first few wordings of its spans
 TOKEN = re.compile(r"[^\W\d_]+(?:['’]s\b)?|[0-9]+")   # a word of any alphabet ('Café'), with its possessive
 OWNER_AT_END = re.compile(r"['’]s$")
 # words of one phrase ('Off- Leash', 'Park & Ride': an ampersand joins two words into one name); ':', ' - ', '('
@@ -513,9 +514,27 @@ def _widened(c: Catalogue, rows: list[int], words: list[str],
                 by_words[tuple(bigger.stems[bigger.start:bigger.end])].append(bigger)
         return next((found for found in by_words.values() if {s.city for s in found} == cities), None)
 
+    def grown_past_a_word() -> list[_Span] | None:
+        """The spans grown to the right to words a city writes next that every other city writes too, in the
+        same phrase, one word further ('Privately Owned Public Spaces' and 'Privately Owned Public Open Space':
+        'privately owned public spaces'); the spans that write them side by side first."""
+        wordings: dict[tuple[str, ...], None] = {}   # each wording once, in the spans' order (a group may be large)
+        for length in (1, 2):
+            for span in spans:
+                bigger = span.grown(1, length)
+                if bigger is not None and not bigger.cut(1):
+                    wordings.setdefault(tuple(bigger.stems[span.end:bigger.end]))
+        for wanted in list(wordings)[:WORDINGS_TRIED]:
+            found = [other._replace(end=end) for other in spans
+                     if (end := _end_of_words_past_one(other, list(wanted))) is not None]
+            if {s.city for s in found} == cities and any(s.end - s.start > len(key) + len(wanted) for s in found):
+                return sorted(found, key=lambda s: s.end - s.start)
+        return None
+
     while spans[0].end - spans[0].start < LABEL_WORDS:
         found = next((g for side in (-1, 1) for length in (1, 2, 3) if (g := grown(side, length))), None)
         if found is None:
+            spans = grown_past_a_word() or spans
             break
         spans = found
     # in the chosen wording where a city writes it so ('Trade permits', not 'Trades permits')
@@ -524,6 +543,19 @@ def _widened(c: Catalogue, rows: list[int], words: list[str],
     # words a title hyphenates stay one ('multi-use trails', 'off-leash areas')
     joined = "".join(t[0] + (t[2] if i < span.end - 1 else "") for i, t in enumerate(span.tokens) if span.start <= i < span.end)
     return joined.split(" "), all(s.cut(-1) for s in spans)
+
+
+def _end_of_words_past_one(span: _Span, wanted: list[str]) -> int | None:
+    """Where `span` ends grown by the words `wanted` in their order, with one other word at most among them,
+    all in its phrase and ending on the last of them; None when it does not write them so."""
+    at, skipped = span.end, 0
+    for word in wanted:
+        while at < len(span.stems) and span.stems[at] != word and skipped < 1:
+            at, skipped = at + 1, skipped + 1
+        if at >= len(span.stems) or span.stems[at] != word:
+            return None
+        at += 1
+    return at if span.one_phrase(span.start, at) else None
 
 
 def _as_written(c: Catalogue, rows: list[int], words: list[str],

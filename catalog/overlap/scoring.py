@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from catalog.overlap import concepts, text
 from catalog.overlap.candidates import top_per_key
-from catalog.overlap.features import Catalogue
+from catalog.overlap.features import RATE, Catalogue
 
 SIGNALS = ("title", "description", "keywords", "columns", "values", "concept", "embedding")
 WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, "values": 0.1, "concept": 0.3,
@@ -142,19 +142,38 @@ def told_apart(c: Catalogue, pairs: PairScores) -> np.ndarray:
     a, b = pairs.a, pairs.b
     return ((c.is_code_table[a] != c.is_code_table[b]) | _kinds_differ(c, a, b, pairs.signals["concept"])
             | (_records_differ(c, a, b) & ((_families(c, a) & _families(c, b)) == 0))
-            | _subject_only_a_breakdown(c, a, b, pairs.signals["concept"]) | _complements(c, a, b))
+            | _subject_only_a_breakdown(c, a, b, pairs.signals["concept"]) | _complements(c, a, b)
+            | _bodies_not_named(c, a, b))
+
+
+def _bodies_not_named(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One title is a directory of bodies (agencies, offices, programs) the other does not name: New York
+    State's 'Directory of Criminal Justice Agencies' lists the agencies, Washington's 'Criminal Justice' holds the
+    subject's data; NYC's '... Child Care and Day Care Information Offices' lists offices, not the child care
+    programs New York State regulates. Their shared words say what the bodies work on, not what either holds."""
+    return _where_either(c.bodies_listed, a, b, lambda x, y: _lists_bodies_not_named(c, x, y))
+
+
+def _lists_bodies_not_named(c: Catalogue, x: int, y: int) -> bool:
+    return bool(c.bodies_listed[x]) and not c.bodies_listed[x] & text.body_words(c.titles[y])
 
 
 def _complements(c: Catalogue, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """One title negates a word the other names: King County's 'Non-General Fund Expenditures' are those of every
     fund but the general fund, Cook County's 'General Fund Expenditures' of that one."""
+    return _where_either(c.negated, a, b, lambda x, y: bool(c.negated[x] & c.title_weights(y).keys()))
+
+
+def _where_either(per_row: list, a: np.ndarray, b: np.ndarray, holds) -> np.ndarray:
+    """Pairs where `holds(x, y)` either way round, judged only where a side has something in `per_row` (a rare
+    reading: the pairs are many)."""
     out = np.zeros(len(a), dtype=bool)
-    if not c.negated:
+    if not per_row:
         return out
-    negating = np.fromiter(map(bool, c.negated), dtype=bool, count=len(c.negated))
-    for i in np.flatnonzero(negating[a] | negating[b]).tolist():
+    present = np.fromiter(map(bool, per_row), dtype=bool, count=len(per_row))
+    for i in np.flatnonzero(present[a] | present[b]).tolist():
         x, y = int(a[i]), int(b[i])
-        out[i] = bool(c.negated[x] & c.title_weights(y).keys() or c.negated[y] & c.title_weights(x).keys())
+        out[i] = holds(x, y) or holds(y, x)
     return out
 
 
@@ -284,17 +303,20 @@ def explain_all(c: Catalogue, a: np.ndarray, b: np.ndarray, signals: dict[str, l
     concept = np.asarray(signals.get("concept", [np.nan] * len(a)), dtype=np.float32)
     broken = _subject_only_a_breakdown(c, a, b, concept)
     complements = _complements(c, a, b)
+    bodies = _bodies_not_named(c, a, b)
     a_list, b_list = a.tolist(), b.tolist()
     return [_explain_one(c, a_list[i], b_list[i], {name: values[i] for name, values in signals.items()},
-                         (int(held_a[i]), int(held_b[i])) if differ[i] else None, bool(broken[i]), bool(complements[i]))
+                         (int(held_a[i]), int(held_b[i])) if differ[i] else None, bool(broken[i]), bool(complements[i]),
+                         bool(bodies[i]))
             for i in range(len(a_list))]
 
 
 def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: tuple[int, int] | None,
-                 broken: bool = False, complement: bool = False) -> str:
+                 broken: bool = False, complement: bool = False, bodies: bool = False) -> str:
     """`explain` of one pair; `held`: the families of records each title names, when they differ; `broken`:
     the titles share only what one names as its breakdown ('Damage By Sandy By Land Use' / 'Land Use');
-    `complement`: one title negates a word of the other ('Non-General Fund' / 'General Fund')."""
+    `complement`: one title negates a word of the other ('Non-General Fund' / 'General Fund'); `bodies`: one is a
+    directory of bodies the other does not name ('Directory of Criminal Justice Agencies' / 'Criminal Justice')."""
     parts = []
     phrases = shared_title_phrases(c, a, b)
     if _missing(signals, "title"):
@@ -345,7 +367,7 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
         # the records each title names and the other does not ('Expenditures' of a budget table)
         own = [held[0] & ~held[1], held[1] & ~held[0]]
         named = [[surface for term, surface in c.title_surfaces(row).items() if text.NAMING_BITS.get(term, 0) & bits]
-                 for row, bits in zip((a, b), own)]
+                 or _rate_of(c.titles[row], bits) for row, bits in zip((a, b), own)]
         if named[0] and named[1]:
             parts.append(f"but the titles name different records ('{named[0][0]}' vs '{named[1][0]}')")
         else:
@@ -366,9 +388,24 @@ def _explain_one(c: Catalogue, a: int, b: int, signals: dict[str, float], held: 
         holder = a if c.negated[a] & c.title_weights(b).keys() else b
         word = sorted(c.negated[holder] & c.title_weights(a + b - holder).keys())[0]
         parts.append(f"but {c.uids[holder]} names what is not '{word}' (non-{word}), the other '{word}'")
+    if bodies:
+        holder = a if _lists_bodies_not_named(c, a, b) else b
+        listed = sorted(c.bodies_listed[holder])[0]
+        parts.append(f"but {c.uids[holder]} is a directory of {_plural(listed)}, which the other does not name")
     if c.asset_types[a] != c.asset_types[b]:
         parts.append(f"asset types differ ({c.asset_types[a]} vs {c.asset_types[b]})")
     return "; ".join(parts)
+
+
+def _rate_of(title: str | None, bits: int) -> list[str]:
+    """The words that make a title's records a rate ('per job' of 'Average Wage Per Job'), when figures are what
+    it holds of its own."""
+    found = RATE.search(title or "") if bits & text.FAMILY_BITS[text.FIGURES] else None
+    return [found.group(1).lower()] if found else []
+
+
+def _plural(word: str) -> str:
+    return word[:-1] + "ies" if word.endswith("y") else word + "s"
 
 
 def best_per_dataset(pairs: PairScores, k: int) -> PairScores:

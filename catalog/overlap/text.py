@@ -166,6 +166,10 @@ PHRASES = {
     # a shelter's census counts the people it houses ('Daily Report of Homeless Shelter Census'): a population,
     # not the list of shelters
     ("shelter", "census"): "shelter_population",
+    # the people a jail, a prison or a detention centre holds ('Jail Population By County', 'Iowa Prison Population',
+    # 'Ethnic Distribution of Detention Population'): a population of its own, no city's residents
+    ("jail", "population"): "custody_population", ("prison", "population"): "custody_population",
+    ("inmate", "population"): "custody_population", ("detention", "population"): "custody_population",
     # a library system's branches are its libraries ('Library Branches', 'Public Libraries'); where a vehicle is
     # parked off the street, a lot or a garage ('Parking Facilities', 'Parking Garage and Lot Inventory')
     ("library", "branch"): "library",
@@ -182,6 +186,8 @@ PHRASES = {
     ("page", "view"): "web_analytics",
     # the law buildings are built to ('City Building Codes for Missouri'), no building; a violation of it is one
     ("building", "code"): "building_code", ("building", "code", "violation"): "building_violation",
+    # a city's code of laws ('Chapters of the City Code of Laws', a 'Municipal Code'): its laws, no list of codes
+    ("code", "of", "law"): "legal_code", ("municipal", "code"): "legal_code",
     # how punctual a service runs ('On Time Performance' of buses and paratransit), not how fast a crew answers
     # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
     ("on", "time"): "on_time", ("response", "time"): "response_time",
@@ -213,6 +219,9 @@ RECORD_FAMILIES = {
     "budget": "budget", "capital_budget": "budget", "spending": "spending", "revenue": "revenue",
     "budget_revenue": "revenue", "budget_spending": "spending",   # (PHRASES: a budget's sides)
     "contract": "contract", "payment": "payment", "salary": "salary", "grant": "grant",
+    # money a programme gives its customers or applicants, as a grant does ('Electric Utility Discount Program',
+    # 'Solar Rebate Program', 'Child Care Subsidies', 'Solar Incentive Program'): no list of the utilities
+    "discount": "grant", "rebate": "grant", "subsidy": "grant", "incentive": "grant",
     "permit": "permit", "building_permit": "permit",
     "license": "license", "business_license": "license", "restaurant_license": "license",
     "inspection": "inspection", "restaurant_inspection": "inspection",
@@ -231,7 +240,10 @@ RECORD_FAMILIES = {
     # 'ordinance': a 'Budget Ordinance - Appropriations' is a budget)
     "resolution": "legislation",
     # a building code is a law, the one buildings are built to ('City Building Codes for Missouri'), no building
-    "building_code": "legislation",
+    "building_code": "legislation", "legal_code": "legislation",
+    # the people a jail, a prison, a detention centre or a shelter holds, counted: no city's residents, nor the places
+    # ('Ethnic Distribution of Detention Population' / 'Racial And Ethnic Distribution By Wards')
+    "custody_population": "population", "shelter_population": "population",
 }
 FEE = "fee"
 # Words of an office whose records are of one family unless the title names which: 'Code
@@ -513,6 +525,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         stemmed = _workers_compensation(raw, stemmed)
     if NEGATION in raw:
         raw, stemmed = _negated(raw, stemmed)
+    if "use" in raw:
+        stemmed = [CONSUMPTION if w == "use" and i and stemmed[i - 1] in RESOURCES else w for i, w in enumerate(stemmed)]
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
     i, n, last_phrase_end = 0, len(stemmed), -1
@@ -553,6 +567,10 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
 # a fiscal year written between two words of a phrase says when, and the phrase runs across it: 'Proposed FY14
 # Budget' is a proposed budget (a year is not read so: 'Payroll 2012 Qtr1', 'Raleigh Buildings 2011 Roofs' end a phrase)
 FISCAL_YEAR_INSIDE = re.compile(r"(?<=[^\W\d_]) +FY ?\d{2,4}(?:[-/]\d{2,4})? +(?=[^\W\d_])", re.IGNORECASE)
+# the use of a resource a utility supplies is its consumption, as its usage is (SYNONYMS): 'Residential Water Use',
+# 'Residential Water Usage', 'Residential Water Consumption' ('Land Use' is none)
+RESOURCES = frozenset({"water", "energy", "electricity", "gas", "fuel", "power"})
+CONSUMPTION = SYNONYMS["usage"]
 # 'non-' makes its word the complement: a 'Non-General Fund' is every fund but the general fund
 NEGATION = "non"
 
@@ -603,6 +621,22 @@ LISTED_NOUNS = HEAD_NOUNS | {"agency", "program"}
 def _in_directory(stemmed: list[str], i: int) -> bool:
     """Whether word `i` follows 'directory of' ('Directory Of DCP Offices')."""
     return any(stemmed[j] == "directory" and stemmed[j + 1] == "of" for j in range(i - 1))
+
+
+def bodies_listed(title: str | None) -> frozenset[str]:
+    """The bodies a directory title lists, as its last word names them ('agency' of 'Directory of Criminal Justice
+    Agencies'); none for other titles."""
+    if not title or "director" not in title.lower():
+        return frozenset()
+    stemmed = words(title)
+    return frozenset(w for i, w in enumerate(stemmed) if w in LISTED_NOUNS and _heads_a_title(stemmed, i, True)
+                     and _in_directory(stemmed, i))
+
+
+@lru_cache(maxsize=1 << 12)
+def body_words(title: str | None) -> frozenset[str]:
+    """The body words (agency, office, program, division) a title names anywhere, stemmed."""
+    return frozenset(words(title)) & LISTED_NOUNS
 
 
 # a title's word for the whole of its own place: 'Citywide Traffic Crashes' are the city's 'Traffic Crashes'

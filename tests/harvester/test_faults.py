@@ -10,6 +10,7 @@ import copy
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -174,6 +175,27 @@ def test_a_portal_down_for_the_whole_run_fails_alone(nightly, socrata):
     assert nightly.errors(report["run_id"]) == [(None, "list", "TransientError")]
     assert "127.0.0.1" in nightly.run_row(report["run_id"], "city")["error_message"]   # says which host
 
+
+
+def test_a_portal_whose_name_no_longer_resolves_fails_at_once_alone_and_loses_nothing(nightly, socrata, resolver):
+    """A city's portal moved to another domain: its old name is NXDOMAIN. Asked twice (five
+    attempts were ~17 s with the default backoff), it fails saying so plainly, keeps its
+    catalogue, and the other portal is stored."""
+    resolver.answers["data.city.test"] = ["127.0.0.1"]
+    with DataJsonPortal(make_data_json(5)) as other:
+        nightly.add("other", "dcat-us", other.url + "/data.json")
+        nightly.add("city", "socrata", socrata.url.replace("127.0.0.1", "data.city.test"), domain=DOMAIN)
+        assert nightly.harvest()[0] == 0
+        before = nightly.catalogue()
+        resolver.answers["data.city.test"] = [socket.gaierror(socket.EAI_NONAME, "Name or service not known")]
+        code, report = nightly.harvest(attempts=5)
+    city = next(p for p in report["portals"] if p["portal_id"] == "city")
+    assert code == 1 and {p["portal_id"]: p["status"] for p in report["portals"]} == {"city": "failed", "other": "ok"}
+    assert (city["requests"], city["retries"], city["error_type"]) == (2, 1, "HostNotFound")
+    assert city["error_message"].startswith("host name data.city.test does not resolve (Name or service not known) (")
+    assert nightly.run_row(report["run_id"], "city")["error_message"] == city["error_message"]
+    assert nightly.catalogue() == before
+    assert nightly.errors(report["run_id"]) == [(None, "list", "HostNotFound")]
 
 def test_a_portal_slower_than_its_time_budget_fails_alone_and_loses_nothing(nightly, socrata):
     # every listing request answered 429 'Retry-After: 2': each one is bounded (attempts, retry time), but 50

@@ -1,4 +1,5 @@
 """The HTTP layer against a local portal that really misbehaves (no mocked requests)."""
+import contextlib
 import gc
 import gzip
 import hashlib
@@ -17,8 +18,9 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (Interrupted, OverBudget, PermanentError, ResponseTooLarge, TransientError, UnexpectedPayload,
-                            ValidatorCache, _gunzip_capped)
+from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, Interrupted, OverBudget, PermanentError,
+                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
+from bench.serve import self_signed_tls, serve_keep_alive
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
 
@@ -62,18 +64,15 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.mark.parametrize("url, reason", [
-    (f"http://127.0.0.1:{closed_port()}/doc", "Connection refused"),
-    ("http://portal.invalid/doc", "cannot resolve the host name"),   # .invalid never resolves (RFC 2606)
-])
-def test_a_connection_that_fails_says_why(tmp_path, url, reason):
+def test_a_connection_that_fails_says_why(tmp_path):
     # offline, every portal failed with "connection failed: ConnectionError": neither the
-    # name lookup nor the refused connection was named
+    # name lookup nor the refused connection was named (a name that does not resolve: below)
     client = fast_client(max_attempts=1)
-    with pytest.raises(TransientError, match=reason) as failed:
+    url = f"http://127.0.0.1:{closed_port()}/doc"
+    with pytest.raises(TransientError, match="Connection refused") as failed:
         client.get_json(url)
     assert str(failed.value).startswith("connection failed: ConnectionError: ") and url in str(failed.value)
-    with pytest.raises(TransientError, match=reason):
+    with pytest.raises(TransientError, match="Connection refused"):
         client.download(url, tmp_path / "file.csv")
 
 
@@ -452,7 +451,6 @@ def test_the_time_to_connect_does_not_count_against_the_headers_time():
         server.close()
 
 def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
-    from harvester.http import HostUnavailable
     client = fast_client(max_attempts=2, host_failure_limit=2)
     portal.inject("/doc", ("status", 503), times=100)
     for _ in range(2):
@@ -463,6 +461,158 @@ def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
         get(client, portal)
     assert portal.hits["/doc"] == hits == 4
 
+
+SYSTEM_RESOLVER = socket.getaddrinfo   # (taken before conftest's _loopback_only stands in for it)
+
+
+def test_an_invalid_name_resolved_by_the_system_is_a_host_not_found(monkeypatch):
+    try:
+        SYSTEM_RESOLVER("data.nowhere.invalid", 80)
+        pytest.skip("this machine's resolver resolves data.nowhere.invalid")
+    except socket.gaierror as exc:
+        if exc.errno != socket.EAI_NONAME:
+            pytest.skip(f"this machine's resolver answers data.nowhere.invalid with {exc} (not EAI_NONAME)")
+    monkeypatch.setattr(socket, "getaddrinfo", SYSTEM_RESOLVER)
+    client = fast_client(max_attempts=5)
+    with pytest.raises(HostNotFound, match=r"^host name data\.nowhere\.invalid does not resolve \(Name or service"):
+        client.get_json("http://data.nowhere.invalid/doc")
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+
+
+def test_a_name_that_does_not_resolve_is_asked_twice_and_its_host_given_up(tmp_path, resolver):
+    """An NXDOMAIN (EAI_NONAME) was retried five times, ~17 s
+    with the default backoff, and three requests (~50 s) before its host was given up. Now one
+    retry, then no request of the run asks that host again; the error says plainly why."""
+    client = fast_client(max_attempts=5, host_failure_limit=3)
+    url = "http://data.nowhere.invalid/api/doc"
+    with pytest.raises(HostNotFound, match=r"^host name data\.nowhere\.invalid does not resolve \(") as failed:
+        client.get_json(url)
+    assert url in str(failed.value) and "urllib3" not in str(failed.value) and "ConnectionError" not in str(failed.value)
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    assert resolver.asked["data.nowhere.invalid"] == 2
+    with pytest.raises(HostUnavailable, match=r"^host name data\.nowhere\.invalid does not resolve \(.*\); not asked again"):
+        client.get_json(url + "/other")
+    assert client.stats.requests == 2 and resolver.asked["data.nowhere.invalid"] == 2
+    with pytest.raises(HostNotFound):   # a download (a records pull) is asked twice too
+        client.download(url, tmp_path / "file.csv")
+    assert resolver.asked["data.nowhere.invalid"] == 4
+
+
+def test_a_name_that_does_not_resolve_for_a_moment_is_asked_once_more(portal, resolver):
+    """The one retry is for a resolver that answers NXDOMAIN for a moment (another server of
+    its pool, a link that came up)."""
+    resolver.answers["flaky.portal.test"] = [socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+                                             "127.0.0.1"]
+    client = fast_client(max_attempts=5)
+    assert client.get_json(portal.url.replace("127.0.0.1", "flaky.portal.test") + "/doc").data == DOC
+    assert (client.stats.requests, client.stats.retries, portal.hits["/doc"]) == (2, 1, 1)
+
+
+def test_a_redirect_to_a_name_that_does_not_resolve_names_that_name(resolver):
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            self.requests.append((environ["PATH_INFO"], {}, {}))
+            start_response("301 Moved Permanently", [("Location", "http://gone.nowhere.invalid/doc"),
+                                                     ("Content-Length", "0")])
+            return [b""]
+
+    client = fast_client(max_attempts=5, host_failure_limit=3)
+    with Redirecting() as origin:
+        with pytest.raises(HostNotFound, match=r"^host name gone\.nowhere\.invalid does not resolve"):
+            client.get_json(origin.url + "/moved")
+        assert len(origin.requests) == 2 and resolver.asked["gone.nowhere.invalid"] == 2
+        with pytest.raises(HostUnavailable, match="host name gone.nowhere.invalid does not resolve"):
+            client.get_json(origin.url + "/moved")   # (the origin redirects every request there)
+        assert len(origin.requests) == 2
+
+
+
+@pytest.fixture
+def self_signed_portal(tmp_path):
+    """The DOC portal over TLS, its certificate self-signed (made by the openssl command): its URL."""
+    context = self_signed_tls(tmp_path)
+    if context is None:
+        pytest.skip("the openssl command is needed to make a certificate")
+    portal = LocalPortal()
+    portal.serve_json("/doc", DOC)
+    server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=context)
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_certificate_refused_is_asked_twice_and_its_host_given_up(self_signed_portal):
+    """A certificate that fails verification (self-signed here; expired, for another name) was
+    asked five times, as a connection fault, and for three requests before its host was given
+    up; no retry within seconds mends it."""
+    client = fast_client(max_attempts=5, host_failure_limit=3)
+    with pytest.raises(CertificateRejected, match=r"^TLS certificate of 127\.0\.0\.1 not accepted \(self-signed"):
+        client.get_json(self_signed_portal + "/doc")
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    with pytest.raises(HostUnavailable, match=r"^TLS certificate of 127\.0\.0\.1 not accepted .*; not asked again"):
+        client.get_json(self_signed_portal + "/doc")
+    assert client.stats.requests == 2
+
+def test_a_resolver_that_fails_for_a_while_keeps_the_bounded_retries(portal, resolver):
+    """EAI_AGAIN (the resolver timed out, the network is down) is no answer about the name:
+    retried as any connection fault, and the host given up only after its failures' limit."""
+    again = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    resolver.answers["slow.portal.test"] = [again, again, "127.0.0.1"]
+    client = fast_client(max_attempts=5, host_failure_limit=2)
+    url = portal.url.replace("127.0.0.1", "slow.portal.test") + "/doc"
+    assert client.get_json(url).data == DOC
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+    resolver.answers["slow.portal.test"] = [again]
+    for made in (8, 13):
+        with pytest.raises(TransientError, match=r"cannot resolve the host name \(Temporary failure") as failed:
+            client.get_json(url)
+        assert not isinstance(failed.value, HostNotFound) and client.stats.requests == made
+    with pytest.raises(HostUnavailable, match="failed 2 requests in a row"):
+        client.get_json(url)
+    assert client.stats.requests == 13
+
+
+
+@contextlib.contextmanager
+def kept_alive(portal: LocalPortal):
+    """`portal` served with its connections kept alive (as real portals do; werkzeug closes each
+    after one answer): its URL, and the set of its clients' ports (one a connection made)."""
+    ports: set[str] = set()
+
+    def counting(environ, start_response):
+        ports.add(environ["REMOTE_PORT"])
+        return portal._wsgi(environ, start_response)
+
+    server = serve_keep_alive(counting, poll_interval=0.05)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_thread_keeps_the_pools_of_the_16_hosts_it_used_last_and_no_more():
+    """The pool manager keeps the pools (and their open connections) of the 16 hosts a thread
+    used last. The adapter kept every pool it had found beside it: a thread that asked 100
+    hosts (a records pull's downloads) held a socket open to each until the run ended. Now a
+    busy host, asked between the requests to 17 others, keeps its connection throughout, and
+    the host used longest ago is let go: asked again, it is connected to anew."""
+    portal = LocalPortal()
+    portal.serve_json("/doc", DOC)
+    client = fast_client()
+    with contextlib.ExitStack() as stack:
+        (busy, busy_connections), *others = [stack.enter_context(kept_alive(portal)) for _ in range(18)]
+        client.get_json(busy + "/doc")
+        for other, _ in others:
+            client.get_json(other + "/doc")
+            client.get_json(busy + "/doc")
+        (first, first_connections), (second, second_connections) = others[:2]
+        client.get_json(first + "/doc")   # (let go as the 17th host was asked)
+        client.get_json(others[-1][0] + "/doc")   # (kept: used last but one)
+        assert portal.hits["/doc"] == 37 and len(busy_connections) == 1
+        assert len(first_connections) == 2 and all(len(connections) == 1 for _, connections in others[1:])
 
 def cached_bodies(tmp_path) -> dict[str, bytes]:
     """The cache's stored bodies by URL, read from its file as a next run would."""

@@ -834,3 +834,141 @@ def test_a_directory_lists_the_last_of_its_words():
     assert scoring.told_apart(c, pairs).tolist() == [True]
     assert scoring.explain(c, 0, 1, signals).endswith("but c1:d1 names what is not 'general' (non-general), "
                                                       "the other 'general'")
+
+
+def test_a_directory_of_bodies_is_no_data_of_what_they_work_on():
+    """New York State's 'Directory of Criminal Justice Agencies' and Washington's 'Criminal Justice' were a group,
+    'Criminal justice', and NYC's '... Child Care and Day Care Information Offices' held 'Child care' together: a
+    directory of agencies, offices or programs lists those bodies, which a title that names none of them does
+    not hold. Directories of such bodies stay comparable to lists of them ('Home Health Agencies')."""
+    found = group_titles(OTHER_THINGS + [("New York State", "Directory of Criminal Justice Agencies"),
+                                         ("Washington State", "Criminal Justice"),
+                                         ("New York", "Directory Of Child Care and Day Care Information Offices"),
+                                         ("New York State", "Child Care Regulated Programs"),
+                                         ("San Francisco", "Child Care Subsidies, San Francisco, CA")])
+    assert not any("Directory of Criminal Justice Agencies" in titles or "Directory Of Child Care and Day Care "
+                   "Information Offices" in titles for titles in found.values()), found
+    c = rows_catalogue([("New York State", "Directory of Criminal Justice Agencies"),
+                        ("Washington State", "Criminal Justice"),
+                        ("New York", "Directory Of Lead Agencies And Housing Programs"),
+                        ("New York State", "Weatherization Assistance Program Provider Directory"),
+                        ("Illinois", "IDPH Home Health Agencies Directory"),
+                        ("New York State", "Directory of Developmental Disabilities Service Provider Agencies")])
+    pairs = scoring.score_pairs(c, np.array([0, 2, 5]), np.array([1, 3, 4]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False, False]
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert scoring.explain(c, 0, 1, signals).endswith(
+        "but c0:d0 is a directory of agencies, which the other does not name")
+
+
+def test_the_use_of_a_resource_is_its_consumption():
+    """'Water use' (New York's 'Residential Water Use', Los Angeles' 'Energy and Water Use - Municipal Buildings')
+    and 'Water consumption' (Austin, Los Angeles' usage, New York, Salt Lake City) were two groups: the use of
+    water, energy or gas is its consumption, as its usage already read. A land use is no consumption."""
+    water = [("Austin", "Austin Water - Commercial Water Consumption"),
+             ("Austin", "Austin Water - Residential Water Consumption"),
+             ("Los Angeles", "Energy and Water Use - Municipal Buildings"),
+             ("Los Angeles", "Municipal Building Water Usage"),
+             ("Los Angeles", "Residential Water Usage by Month: 2005 to 2013"), ("New York", "Residential Water Use"),
+             ("New York", "Water Consumption In The New York City"),
+             ("Salt Lake City", "Water Consumption  (based on meter read date)")]
+    others = [t for t in OTHER_THINGS if "Water" not in t[1]] + [("Seattle", "Land Use"), ("Oakland", "Land Use Permits")]
+    found = group_titles(others + water)
+    assert len(found) == 1, found
+    assert {"Residential Water Use", "Energy and Water Use - Municipal Buildings", "Municipal Building Water Usage",
+            "Water Consumption In The New York City"} <= set(next(iter(found.values()))), found
+    assert "consumption" in text.terms("Residential Natural Gas Use per Capita (2010)")
+    assert "consumption" not in text.terms("Land Use")
+
+
+def test_records_per_a_unit_are_a_rate_not_the_records():
+    """Maryland's 'Average Wage Per Job' tables and New York's 'Average Salaries In Department Of Correction' were a
+    group, 'Average wage': a wage per job is a rate of the state's economy, not a department's pay of its staff.
+    Only a 'per' after the records makes them a rate ('Per Capita County Expenditures' names them after it)."""
+    found = group_titles(OTHER_THINGS + [("Maryland", "Maryland Average Wage Per Job (Current Dollars): 2006-2011"),
+                                         ("New York", "Average Salaries In Department Of Correction"),
+                                         ("Chicago", "Current Employee Names, Salaries, and Position Titles")])
+    assert not any("Maryland Average Wage Per Job (Current Dollars): 2006-2011" in titles
+                   for titles in found.values()), found
+    c = rows_catalogue([("Maryland", "Maryland Average Wage Per Job (Current Dollars): 2006-2011"),
+                        ("New York", "Average Salaries In Department Of Correction"),
+                        ("Connecticut", "Dog Licenses Sold per Town, by Fiscal Year"),
+                        ("Hawaii", "Per Capita County Expenditures By Category ? Fiscal Year 2010")])
+    figures = text.FAMILY_BITS[text.FIGURES]
+    assert [int(bits) & figures != 0 for bits in c.records_named] == [True, False, True, False]
+    pairs = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    signals = {name: float(values[0]) for name, values in pairs.signals.items()}
+    assert scoring.told_apart(c, pairs).tolist() == [True]
+    assert scoring.explain(c, 0, 1, signals).endswith("but the titles name different records ('per job' vs 'salaries')")
+
+
+def test_a_list_of_areas_with_what_each_carries_is_the_areas():
+    """Connecticut's 'Census Tracts with Town Names (2010)' (the state's tracts, each with its town) was grouped
+    with Oakland's 'Alameda County Census Tract Results 2010' (census figures by tract), 'Census tracts (names)',
+    apart from the other cities' tract files: what follows 'with' is what each tract carries, the title lists
+    tracts. So San Francisco's 'Parcels With Planning Department Zoning' are parcels, not the zoning."""
+    found = group_titles(OTHER_THINGS + [
+        ("Connecticut", "Census Tracts with Town Names (2010)"), ("Oakland", "Alameda County Census Tract Results 2010"),
+        ("New York", "2010 Census Tracts"), ("Baltimore", "2010 Census Tracts - Shape"),
+        ("Chicago", "Boundaries - Census Tracts - 2010"), ("San Francisco", "Parcels With Planning Department Zoning"),
+        ("Chicago", "Zoning Districts"), ("Oakland", "Zoning"), ("King County", "Parcels")])
+    assert found == {"Census tracts": ["2010 Census Tracts", "2010 Census Tracts - Shape",
+                                       "Boundaries - Census Tracts - 2010", "Census Tracts with Town Names (2010)"],
+                     "Parcels": ["Parcels", "Parcels With Planning Department Zoning"],
+                     "Zoning": ["Zoning", "Zoning Districts"]}, found
+
+
+def test_the_people_a_jail_or_a_prison_holds_are_a_population_of_their_own():
+    """Washington's 'Ethnic Distribution of Detention Population 2004-2013' was grouped with Boston's census tables
+    of its residents by ward and council district, 'Ethnic distribution': the people detention holds are no city's
+    residents. Jail, prison, inmate and detention populations are one term, and the tables of them one group."""
+    found = group_titles(OTHER_THINGS + [
+        ("Washington State", "Ethnic Distribution of Detention Population 2004-2013"),
+        ("Boston", "Racial And Ethnic Distribution By Wards"),
+        ("Boston", "Racial And Ethnic Distribution By City Council Districts"),
+        ("Iowa", "Iowa Prison Population - Year End"), ("New York", "Average Daily Inmate Population"),
+        ("New York State", "Jail Population By County: Beginning 1997")])
+    assert not any("Ethnic Distribution of Detention Population 2004-2013" in titles
+                   and "Racial And Ethnic Distribution By Wards" in titles for titles in found.values()), found
+    assert any({"Average Daily Inmate Population", "Iowa Prison Population - Year End",
+                "Jail Population By County: Beginning 1997"} <= set(titles) for titles in found.values()), found
+
+
+def test_a_label_runs_to_the_noun_every_city_writes_one_word_further():
+    """New York's 'Privately Owned Public Spaces' and San Francisco's 'Privately Owned Public Open Space (POPOS) and
+    Public Art' were labelled 'Privately owned', a phrase with no noun: both write 'public ... space' next, one with
+    'open' between. The label is the words every city writes, as the city that writes them side by side does."""
+    assert label_of([("New York", "Privately Owned Public Spaces"),
+                     ("San Francisco", "Privately Owned Public Open Space (POPOS) and Public Art")]) == \
+        "Privately owned public spaces"
+    # two words between, or a word of another phrase, widen nothing
+    assert label_of([("New York", "Privately Owned Public Spaces"),
+                     ("San Francisco", "Privately Owned Public Open Green Space")]) == "Privately owned"
+    assert label_of([("New York", "Privately Owned Public Spaces"),
+                     ("San Francisco", "Privately Owned: Public Open Space")]) == "Privately owned"
+
+
+def test_a_city_s_code_of_laws_is_legislation():
+    """San Francisco's 'Chapters of the City Code of Laws ...' and New York's 'LAW Public Service Program' (the Law
+    Department's programme) were a group, 'Laws', on the word alone: a code of laws is legislation, as a building
+    code is, which a title that names no such records does not hold."""
+    c = rows_catalogue(OTHER_THINGS + [
+        ("San Francisco", "Chapters of the City Code of Laws of the City and County of San Francisco"),
+        ("New York", "LAW Public Service Program")])
+    pairs = scoring.score_pairs(c, np.array([len(c) - 2]), np.array([len(c) - 1]))
+    assert pairs.total[0] < scoring.DEFAULT_MIN_SCORE and scoring.told_apart(c, pairs).tolist() == [True]
+    assert text.records_named(text.terms("Chapters of the City Code of Laws")) == text.FAMILY_BITS["legislation"]
+    assert "legal_code" in text.terms("Municipal Code Chapters")
+
+
+def test_a_programme_s_discounts_and_rebates_are_money_given_not_the_utilities():
+    """Austin's 'Electric Utility Discount Program By Year' (bill discounts to customers) and Raleigh's 'Raleigh
+    Electric Utilities 2011' scored 0.70 on 'electric utility' and held 'Utilities' together: discounts, rebates,
+    subsidies and incentives are money a programme gives, of the family of grants."""
+    c = rows_catalogue(OTHER_THINGS + [("Austin", "Electric Utility Discount Program By Year"),
+                                       ("Raleigh", "Raleigh Electric Utilities 2011"),
+                                       ("Austin", "Solar Rebate Program"), ("Los Angeles", "LADWP Solar Incentive Program")])
+    n = len(OTHER_THINGS)
+    pairs = scoring.score_pairs(c, np.array([n, n + 2]), np.array([n + 1, n + 3]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False]   # shown as a pair, never a link
+    assert text.records_named(text.terms("Child Care Subsidies")) == text.FAMILY_BITS["grant"]

@@ -11,7 +11,7 @@ from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
 from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
-    assert_first_10000_columns_kept, portal_config)
+    assert_first_10000_columns_kept, fast_client, portal_config)
 from tests.portals.base import LocalPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.shared_fixtures import load_json, require_fixtures
@@ -167,6 +167,22 @@ def test_a_full_harvest_whose_layer_host_is_down_keeps_the_columns(store, http):
             assert_a_full_harvest_with_its_lookup_down_keeps_the_columns(
                 store, http, portal_config("hub", "arcgis-hub", hub.url), services, "/arcgis/", stored=3)
 
+
+
+def test_layers_on_a_host_whose_name_does_not_resolve_cost_two_requests(store, resolver):
+    """20 datasets whose layers are on a FeatureServer host that does not resolve: its name is
+    asked twice, then the host is given up (it was 5 attempts for each of 3 lookups, ~50 s);
+    each dataset is stored, with an error saying why its columns are missing."""
+    layers = [f"/arcgis/rest/services/L{number}/FeatureServer/0" for number in range(20)]
+    http = fast_client(max_attempts=5)
+    with DataJsonPortal(edited_hub("https://services.nowhere.invalid", layers), path=HUB_FEED_PATH) as hub:
+        report = harvest([portal_config("hub", "arcgis-hub", hub.url)], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 20 and report.errors == 20
+    assert (report.requests, resolver.asked["services.nowhere.invalid"]) == (3, 2)   # the feed, the name twice
+    messages = [message for (message,) in store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'fetch'")
+                .fetchall()]
+    assert len(messages) == 20 and all(message.startswith("host name services.nowhere.invalid does not resolve")
+                                       for message in messages)
 
 def test_a_dataset_moved_to_another_layer_that_is_down_keeps_no_columns_of_the_old_one(store, http):
     """The stored columns are the old layer's: while the new one cannot be read the dataset
