@@ -245,6 +245,11 @@ class WorkerPool:
         spawn): map in-process from now on; the lost batches are mapped again by the caller."""
         log.warning("mapping worker processes failed (%s: %s); mapping in the harvest's process instead",
                     type(reason).__name__, reason)
+        # the others are killed, not left to concurrent.futures' SIGTERM, which they ignore
+        # (_worker_started): one mid-batch would block writing its answer, which nobody reads
+        # now, and close() would wait on it for ever
+        for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+            process.kill()
         self.close()
         self.workers = 0
 

@@ -3,10 +3,13 @@ the harvest's own process, and a pool whose workers die falls back without losin
 import logging
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -342,3 +345,28 @@ def test_an_entry_waiting_for_its_stored_details_is_not_kept_parsed(tmp_path, mo
     assert stage.parts == 1   # staged without its details (none stored)
     Store.discard(stage)
     store.close()
+
+
+def test_a_worker_dying_beside_one_mid_batch_does_not_hang_the_pool():
+    """One worker is killed (the OOM killer) while the other maps a batch whose answer is
+    larger than a pipe holds (a batch's warnings). The pool, broken, stops the survivor: its
+    workers ignore SIGTERM (the harvest's own stop, sent to the whole process group), so
+    concurrent.futures' SIGTERM left it blocked writing an answer nobody reads, and
+    `broken()` waited on it for ever."""
+    pool = WorkerPool(2)
+    executor = pool._executor_started()
+    busy = executor.submit(subprocess.check_output, ["sh", "-c", "sleep 10; head -c 1000000 /dev/zero"])
+    idle_pid = executor.submit(os.getpid).result()   # the other worker: the first is busy
+    survivors = [p for p in executor._processes.values() if p.pid != idle_pid]
+    try:
+        os.kill(idle_pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            busy.result()
+        closing = threading.Thread(target=pool.broken, args=(BrokenProcessPool("killed"),), daemon=True)
+        closing.start()
+        closing.join(60)   # (a hang guard, not a timing: killed, the survivor ends at once)
+        assert not closing.is_alive(), "the pool waits for ever on a worker that cannot be stopped"
+        assert pool.workers == 0 and not pool.started
+    finally:
+        for process in survivors:
+            process.kill()
