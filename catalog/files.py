@@ -51,7 +51,7 @@ def exchange(a: Path, b: Path) -> bool:
 def _libc():
     try:
         return ctypes.CDLL(None, use_errno=True)
-    except OSError:   # (no C library to load: not Linux)
+    except (OSError, TypeError):   # (no C library to load; Windows takes no None: not Linux)
         return None
 
 

@@ -332,8 +332,13 @@ class Store:
         the catalogue holds: one query for a batch of them. raw_records has no index (see
         migration 0005), so a batch scans the rows of raw_records within its uids' range (one
         portal's, their uids sharing its prefix): at 100,000 rows, 1,000 uids spread over all of
-        them took 0.1-0.3 s warm, 1.4-1.8 s cold, reading `details` most of it. An ART index on
-        uid would not serve it: DuckDB 1.5 scans rather than look up 1,000 values (1% of the rows)."""
+        them took 0.1-0.3 s warm, 1.4-1.8 s cold. Finding the rows is cheap (a batch's 1,000 of
+        50,000: 0.05 s); reading their `details` is not: a vector of them is decompressed whole,
+        and a batch whose uids are spread over the portal needs nearly every vector, so a batch
+        costs about what reading all the portal's details does, whatever its size (hence the
+        harvest's large batches, harvester.mapping.LOOKUPS_FAILED_BATCH). An ART index on uid
+        would not serve it: DuckDB 1.5 scans rather than look up 1,000 values (1% of the rows),
+        nor does selecting by rowid (the same scan)."""
         with self._write_lock:
             return dict(self.con.execute(
                 """SELECT d.uid, r.details FROM datasets d JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash

@@ -39,9 +39,31 @@ from harvester.portals.base import PortalAdapter
 log = logging.getLogger("civicat.harvest")
 
 BATCH = 1000            # entries per part
+# entries whose detail lookup failed, asked for their stored versions' details at once: each
+# ask reads every stored details document of the portal (they are compressed together and a
+# batch's uids are spread over all of them), so 50,000 failed lookups in asks of 1,000 read
+# the portal's details 50 times (about 12 s). The entries wait as their JSON (held_entry:
+# 5,000 of Socrata's 2.5 KB entries take 13 MB so, 53 MB parsed), an ask's stored details then
+# held with them
+LOOKUPS_FAILED_BATCH = 5 * BATCH
 POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches go to workers
 
 ErrorRow = tuple[str | None, str, str, str, str]   # source id, stage, error type, message, severity
+
+
+def held_entry(entry: dict) -> dict | bytes:
+    """An entry as it waits for a while: its compact JSON (a fifth of the parsed entry's
+    memory) when that gives the very entry back, else the entry itself (one an adapter built,
+    with dates, tuples or non-string keys, whose hash must not change). `entry_back` undoes it."""
+    try:   # (copied: orjson's own bytes keep its larger buffer, 7.8 KB for a 2.5 KB entry)
+        held = bytes(memoryview(orjson.dumps(entry)))
+    except TypeError:
+        return entry
+    return held if orjson.loads(held) == entry else entry
+
+
+def entry_back(held: dict | bytes) -> dict:
+    return orjson.loads(held) if isinstance(held, bytes) else held
 
 
 @dataclass
@@ -223,6 +245,11 @@ class WorkerPool:
         spawn): map in-process from now on; the lost batches are mapped again by the caller."""
         log.warning("mapping worker processes failed (%s: %s); mapping in the harvest's process instead",
                     type(reason).__name__, reason)
+        # the others are killed, not left to concurrent.futures' SIGTERM, which they ignore
+        # (_worker_started): one mid-batch would block writing its answer, which nobody reads
+        # now, and close() would wait on it for ever
+        for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+            process.kill()
         self.close()
         self.workers = 0
 
@@ -251,7 +278,9 @@ class Mapper:
         # whose lookup failed where the adapter keeps what it looked up before (`looked_up`);
         # such entries wait in `lookups_failed` to be asked for a batch at a time
         self.stored_details = stored_details
-        self.lookups_failed: list[tuple[dict, str, str | None, HttpError]] = []
+        # (held_entry; the error as its type and message: the exception's traceback would keep the
+        # frames of the lookup alive, and the parsed entry in them)
+        self.lookups_failed: list[tuple[dict | bytes, str, str | None, str, str]] = []
         # uid -> raw hash of the stored datasets: an entry that hashes the same is unchanged,
         # so it is neither mapped nor staged (the listing still counts it as seen). A
         # callable is asked on the first entry read: a night whose pages are all known
@@ -351,8 +380,8 @@ class Mapper:
             # stored without its details must not look settled)
             self._unsettle(page_digest)
             if self.adapter.looked_up and self.stored_details is not None:
-                self.lookups_failed.append((entry, source_id, page_digest, exc))
-                if len(self.lookups_failed) >= BATCH:
+                self.lookups_failed.append((held_entry(entry), source_id, page_digest, exc.error_type, str(exc)))
+                if len(self.lookups_failed) >= LOOKUPS_FAILED_BATCH:
                     self._add_lookups_failed()
                 return
             self.on_error(source_id, "fetch", exc.error_type, str(exc))
@@ -366,17 +395,17 @@ class Mapper:
         version's details (a warning: the dataset keeps what its lookup gave before, and
         takes the entry's metadata as listed), else with none (an error: it has none)."""
         failed, self.lookups_failed = self.lookups_failed, []
-        stored = self.stored_details([f"{self.portal.id}:{source_id}" for _, source_id, _, _ in failed])
-        for entry, source_id, page_digest, exc in failed:
-            uid = f"{self.portal.id}:{source_id}"
+        stored = self.stored_details([f"{self.portal.id}:{source_id}" for _, source_id, *_ in failed])
+        for held, source_id, page_digest, error_type, message in failed:
+            entry, uid = entry_back(held), f"{self.portal.id}:{source_id}"
             previous = stored.get(uid)
             details = self.adapter.details_without_lookup(entry, orjson.loads(previous) if previous else None)
             if any(key in (details or {}) for key in self.adapter.looked_up):
-                self.on_error(source_id, "fetch", exc.error_type,
-                              f"{exc}; the dataset keeps what this address gave before (its columns) and "
+                self.on_error(source_id, "fetch", error_type,
+                              f"{message}; the dataset keeps what this address gave before (its columns) and "
                               "takes the rest of its metadata as listed", "warning")
             else:
-                self.on_error(source_id, "fetch", exc.error_type, str(exc))
+                self.on_error(source_id, "fetch", error_type, message)
             self._stage(entry, source_id, details, self.known.get(uid), page_digest)
 
     def _stage(self, entry: dict, source_id: str, details: dict | None, stored: str | None,

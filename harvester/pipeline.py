@@ -23,7 +23,7 @@ from harvester.mapping import Mapper, WorkerPool, mapping_namespace, relaxed_gc
 from harvester.paging import RAISE_THE_CAP
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
-from harvester.stopping import is_stop_handler, stopped_by
+from harvester.stopping import cancelled_on_stop, stopped_by
 
 log = logging.getLogger("civicat.harvest")
 
@@ -189,7 +189,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
 
     previous_handler = _cancel_on_ctrl_c(http)
     try:
-        with relaxed_gc():   # process-wide, so around every portal thread
+        with cancelled_on_stop(http.cancel), relaxed_gc():   # (relaxed_gc: process-wide, so around every portal thread)
             if workers <= 1 or len(portals) <= 1:
                 for portal in portals:
                     if http.cancelled:   # Ctrl-C in the portal before
@@ -220,18 +220,19 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
 
 
 def _cancel_on_ctrl_c(http: HttpClient):
-    """Ctrl-C (and SIGTERM, which the command sends this way: harvester.stopping) cancels the
-    run's requests before KeyboardInterrupt unwinds the main thread: the
+    """Ctrl-C cancels the run's requests before KeyboardInterrupt unwinds the main thread: the
     main thread waits on a page read ahead in another thread, and unwinding joins that thread,
     which would otherwise go on with its retries and Retry-After waits (minutes) before the
-    portal's handler could cancel them. Returns the handler it replaced (None: not replaced)."""
-    stop = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not is_stop_handler(stop):
+    portal's handler could cancel them. Where Python's own handler would stop it (a harvest
+    run from Python); the command's (harvester.stopping, SIGTERM too) cancels through
+    cancelled_on_stop. Returns the handler it replaced (None: not replaced)."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return None
 
     def on_sigint(signum, frame):
         http.cancel()
-        stop(signum, frame)
+        signal.default_int_handler(signum, frame)
 
     return signal.signal(signal.SIGINT, on_sigint)
 

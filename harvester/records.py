@@ -32,7 +32,7 @@ from catalog.lazy import LazyModule
 from catalog.records import PreviousPull, RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
-from harvester.stopping import stop_requested, stopped_by
+from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
 
 log = logging.getLogger("civicat.records")
 
@@ -1309,8 +1309,9 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
         client = http.for_portal(portal)
         store.start_run(run_id, portal_id, datetime.now(UTC))
         try:
-            results += harvest_records(adapter_for(portal, client), store, run_id, errors, report,
-                                       datasets=source_ids, full=full)
+            with cancelled_on_stop(client.cancel):   # (pages read ahead in other threads: not their retries waited out)
+                results += harvest_records(adapter_for(portal, client), store, run_id, errors, report,
+                                           datasets=source_ids, full=full)
             report.status = "ok" if report.records_failed == 0 else "failed"
             if report.records_failed:
                 report.error_type = "RecordsFailed"

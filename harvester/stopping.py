@@ -11,33 +11,39 @@ RuntimeError), the KeyboardInterrupt lost: `stop_requested()` tells that error f
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 _received: list[int] = []
+_cancellers: list[Callable[[], None]] = []
 
 
 def _stop(signum, frame):
     _received.append(signum)
+    for cancel in list(_cancellers):
+        cancel()
     raise KeyboardInterrupt
 
 
+@contextmanager
+def cancelled_on_stop(cancel: Callable[[], None]) -> Iterator[None]:
+    """`cancel` (a run's requests) is called by the stop before KeyboardInterrupt unwinds the
+    main thread, whichever the signal: SIGTERM with SIGINT ignored (a shell script's background
+    job) never goes through a SIGINT handler that would cancel."""
+    _cancellers.append(cancel)
+    try:
+        yield
+    finally:
+        _cancellers.remove(cancel)
+
+
 def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM stop the command (the console command's main thread). SIGTERM goes
-    through the SIGINT handler in place: the harvest's cancels its requests first."""
-
-    def on_sigterm(signum, frame):
-        handler = signal.getsignal(signal.SIGINT)
-        # (SIGINT ignored, as in a shell script's background job: SIGTERM must still stop it)
-        (handler if callable(handler) and handler is not signal.default_int_handler else _stop)(signum, frame)
-
+    """Ctrl-C and SIGTERM stop the command (the console command's main thread), the work
+    registered with cancelled_on_stop cancelled first. SIGINT ignored (a shell script's
+    background job) stays ignored: SIGTERM still stops the command."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _stop)
-    signal.signal(signal.SIGTERM, on_sigterm)
-
-
-def is_stop_handler(handler) -> bool:
-    """Whether `handler` only stops the command (Python's own, or this module's): one that
-    wraps it may cancel work first and then call it."""
-    return handler is signal.default_int_handler or handler is _stop
+    signal.signal(signal.SIGTERM, _stop)
 
 
 def stop_requested() -> bool:

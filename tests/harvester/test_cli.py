@@ -149,6 +149,66 @@ def test_runs_json_is_a_list_and_runs_errors_json_an_object_as_the_readme_shows_
     assert list(report["errors"][0]) == list(with_errors["errors"][0])
 
 
+def documented_json_reports() -> list[list[tuple[str, str]]]:
+    """The tables of docs/harvesting.md's "The JSON reports", in order, as (key, type) rows."""
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[2] / "docs" / "harvesting.md").read_text()
+    section = re.search(r"^## The JSON reports\n(.*?)(?=^## |\Z)", text, re.S | re.M)[1]
+    tables = re.findall(r"^\| key \| type \| meaning \|\n\|[-|]+\|\n((?:\|.*\n?)+)", section, re.M)
+    return [[(row.split("|")[1].strip().strip("`"), row.split("|")[2].strip()) for row in table.strip().splitlines()]
+            for table in tables]
+
+
+def assert_as_documented(value: dict, documented: list[tuple[str, str]], what: str) -> None:
+    """`value` has exactly the documented keys, in their order, each of its documented JSON type."""
+    types = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "list": list}
+    assert list(value) == [key for key, _ in documented], what
+    for key, kind in documented:
+        allowed = kind.split(" or ")
+        item = value[key]
+        if item is None:
+            assert "null" in allowed, (what, key, kind)
+        else:   # (a JSON true is no integer)
+            assert any(isinstance(item, types[k]) and not (k in ("integer", "number") and isinstance(item, bool))
+                       for k in allowed if k != "null"), (what, key, kind, item)
+
+
+def test_the_json_reports_of_harvest_and_runs_have_exactly_the_keys_and_types_documented(tmp_path):
+    """Scripts read `harvest --json`, `runs --json` and `runs --errors --json`: docs/harvesting.md
+    lists their keys and types, and that list is what the commands print (a key added, dropped
+    or renamed fails here, as does a value of another type)."""
+    harvest_report, portal_report, run_row, error_row = documented_json_reports()
+    document = make_data_json(2)
+    document["dataset"][0]["modified"] = "R/P1D"   # a warning
+    with DataJsonPortal(document) as portal:
+        url = portal.url + "/data.json"
+        db = str(tmp_path / "c.duckdb")
+        config = write_config(tmp_path, ("city", "dcat-us", url), ("town", "dcat-us", url))
+        invoke("harvest", "--config", config, "--db", db)
+        # town taken out of the config (not_in_config), a portal that fails (its nulls filled)
+        write_config(tmp_path, ("city", "dcat-us", url), ("gone", "dcat-us", portal.url + "/no-such.json"))
+        result = invoke("harvest", "--config", config, "--db", db, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert_as_documented(report, harvest_report, "harvest --json")
+    assert [(p["portal_id"], p["status"]) for p in report["portals"]] == [("city", "ok"), ("gone", "failed")]
+    for portal_report_value in report["portals"]:
+        assert_as_documented(portal_report_value, portal_report, "harvest --json: portals[]")
+    assert report["not_in_config"] == [{"portal_id": "town", "live_datasets": 2}]
+    runs = json.loads(invoke("runs", "--db", db, "--json").output)
+    assert len(runs) == 4 and {r["listing_complete"] for r in runs} == {True, None}
+    for row in runs:
+        assert_as_documented(row, run_row, "runs --json")
+    with_errors = json.loads(invoke("runs", "--db", db, "--errors", "--json").output)
+    assert list(with_errors) == ["runs", "errors"] and with_errors["runs"] == runs
+    # the warnings, and the failed portal's error (no dataset's: source_id null)
+    assert {(e["severity"], e["source_id"] is None) for e in with_errors["errors"]} == {("error", True),
+                                                                                      ("warning", False)}
+    for row in with_errors["errors"]:
+        assert_as_documented(row, error_row, "runs --errors --json: errors[]")
+
+
 def test_runs_errors_json_lists_every_error_and_the_table_says_how_many_it_leaves_out(tmp_path):
     # a night of over 1,000 warnings: the list stopped at 1,000 without a word, so the README's
     # `runs --errors --json | jq '.errors[] | select(.severity == "error")'` could miss the errors

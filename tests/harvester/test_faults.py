@@ -520,12 +520,15 @@ def listing_requests(portal) -> int:
     return sum(path == LISTING for path, _, _ in list(portal.requests))
 
 
-def ctrl_c_during_listing(portal, base: list[str], env: dict, settle: float = 0.0, sig: int = signal.SIGINT):
+def ctrl_c_during_listing(portal, base: list[str], env: dict, settle: float = 0.0, sig: int = signal.SIGINT,
+                          sigint_ignored: bool = False):
     """`civicat *base` in a process group of its own, sent SIGINT (or `sig`) once the portal has had three
     listing requests (and `settle` seconds more): (the process, its stdout, stderr, the listing requests
-    the portal had after the signal)."""
+    the portal had after the signal). `sigint_ignored`: started as a shell script's background job is,
+    SIGINT ignored."""
     process = subprocess.Popen(civicat(*base), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               start_new_session=True)
+                               start_new_session=True,
+                               preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None)
     deadline = time.monotonic() + 60
     while listing_requests(portal) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -577,10 +580,13 @@ def test_ctrl_c_stops_the_harvest_at_once_and_keeps_what_was_not_stored(nightly,
     assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
 
 
-@pytest.mark.parametrize("workers", ["1", "4"])
-def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly, workers):
+@pytest.mark.parametrize(("workers", "sig", "sigint_ignored"), [("1", signal.SIGINT, False), ("4", signal.SIGINT, False),
+                                                             ("1", signal.SIGTERM, True), ("4", signal.SIGTERM, True)])
+def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly, workers, sig, sigint_ignored):
     """The listing's pages are fetched in a read-ahead thread: Ctrl-C reaches the main thread
-    while that thread waits out a Retry-After; the harvest must not wait for it to end."""
+    while that thread waits out a Retry-After; the harvest must not wait for it to end. So does
+    SIGTERM to a harvest started in the background by a shell script, SIGINT ignored (its
+    requests were not cancelled: the harvest waited out the Retry-After)."""
     entries = make_socrata_entries(500, domain=DOMAIN)
     env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
     with SocrataPortal(entries, domain=DOMAIN) as portal, DataJsonPortal(make_data_json(5)) as small:
@@ -588,9 +594,10 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
         base = ["harvest", "--json", "--workers", workers, "--config", str(nightly.config), "--db", str(nightly.db)]
         pass_probe_and_first_page(portal)
         portal.inject(LISTING, ("retry_after", 429, 30), times=10_000)
-        process, out, err, asked_after = ctrl_c_during_listing(portal, base, env, settle=0.5)
+        process, out, err, asked_after = ctrl_c_during_listing(portal, base, env, settle=0.5, sig=sig,
+                                                               sigint_ignored=sigint_ignored)
         portal.clear_faults()
-    assert process.returncode == 130, err.decode()[-2000:]
+    assert process.returncode == 128 + sig, err.decode()[-2000:]
     assert asked_after == 0, asked_after   # the 30 s wait was cut, not waited out and the page asked again
 
 
@@ -738,6 +745,48 @@ def test_records_stopped_by_ctrl_c_or_sigterm_say_so_and_keep_the_published_reco
     assert (status, error_type) == ("failed", "Interrupted") and f"interrupted ({said})" in message
     assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
     assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
+
+
+# `civicat` reading SODA's records in pages of 10 rows (not 50,000): a pull of several pages
+SMALL_RECORD_PAGES = """
+import sys
+from harvester.portals import socrata
+socrata.SodaRecords.__init__.__kwdefaults__["page"] = 10
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_records_stopped_while_a_page_read_ahead_waits_out_a_retry_ask_nothing_more(nightly, records_portal, sig):
+    """`civicat records` reads a dataset's pages ahead in other threads: stopped while they
+    wait out a Retry-After, its requests are cancelled at once. They were not (only the
+    harvest cancelled its requests): the pull went on asking until its retries ran out."""
+    assert nightly.harvest()[0] == 0
+    resource = "/resource/abcd-1234.csv"
+    records_portal.clear_log()
+    records_portal.inject(resource, ("slow", 0), times=1)   # the first page; the others wait
+    records_portal.inject(resource, ("retry_after", 429, 2), times=10_000)
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-c", SMALL_RECORD_PAGES, "records", "sea:abcd-1234", "--full",
+                                "--config", str(nightly.config), "--db", str(nightly.db)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+
+    def pages_asked() -> int:
+        return sum(path == resource for path, _, _ in list(records_portal.requests))
+    deadline = time.monotonic() + 60
+    while pages_asked() < 3 and time.monotonic() < deadline:   # the first page, and one refused
+        time.sleep(0.01)
+    os.killpg(process.pid, sig)
+    asked_before = pages_asked()
+    _, err = process.communicate(timeout=120)
+    records_portal.clear_faults()
+    assert process.returncode == 128 + sig, err.decode()[-2000:]
+    assert pages_asked() - asked_before <= 1, err.decode()[-2000:]   # (one in flight as it was stopped)
+    [(status, error_type)] = nightly.query(
+        "SELECT status, error_type FROM harvest_runs WHERE run_id LIKE '%-records-%'")
+    assert (status, error_type) == ("failed", "Interrupted")
 
 
 def test_an_export_stopped_by_sigterm_keeps_the_previous_export_and_leaves_nothing_beside_it(nightly, records_portal):

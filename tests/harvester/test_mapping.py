@@ -3,10 +3,13 @@ the harvest's own process, and a pool whose workers die falls back without losin
 import logging
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -286,3 +289,84 @@ def test_an_entry_nested_past_what_can_be_stored_is_rejected_alone(store, http):
                                  "WHERE severity = 'error' ORDER BY source_id").fetchall()
     assert [(stage, kind) for _, stage, kind, _ in rejected] == [("validate", "RecordRejected")] * 2
     assert all("Recursion limit reached (nested deeper than 254 levels)" in message for *_, message in rejected)
+
+
+def test_an_entry_waiting_for_its_stored_details_comes_back_the_very_same():
+    """An entry whose lookup failed waits as its JSON (a fifth of the memory) only when that
+    gives it back as it was: one an adapter built keeps its dates, tuples, non-string keys
+    (its hash would change otherwise)."""
+    from datetime import UTC, datetime
+
+    from harvester.mapping import entry_back, held_entry
+    listed = make_socrata_entries(1, domain="data.example.org")[0]
+    built = [{"modified": datetime(2024, 1, 15, tzinfo=UTC)}, {"columns": ("id", "kind")}, {1: "one"},
+             {"rows": float("nan")}, {"deep": 2**70}]
+    assert isinstance(held_entry(listed), bytes) and entry_back(held_entry(listed)) == listed
+    for entry in [listed, *built, {"float": 1.0, "int": 1, "none": None, "list": [True, "é"]}]:
+        assert repr(entry_back(held_entry(entry))) == repr(entry)
+    assert all(held_entry(entry) is entry for entry in built)
+
+
+def test_an_entry_waiting_for_its_stored_details_is_not_kept_parsed(tmp_path, monkeypatch):
+    """5,000 of them wait: each as its JSON, and its lookup's error as a type and a message
+    (the exception's traceback kept the lookup's frames, and the parsed entry in them)."""
+    import gc
+    import weakref
+
+    import orjson
+
+    from catalog.store import Store
+    from harvester.http import PermanentError
+    from harvester.mapping import Mapper
+    from harvester.portals import adapter_for
+
+    class Entry(dict):   # (a plain dict takes no weak reference)
+        pass
+
+    def lookup_fails(entry):
+        raise PermanentError("HTTP 404: no such view", "http://127.0.0.1:9/api/views/x.json", 404)
+
+    store = Store(tmp_path / "c.duckdb")
+    config = portal_config("city", "socrata", "http://127.0.0.1:9", domain=DOMAIN)
+    adapter = adapter_for(config, None)
+    monkeypatch.setattr(adapter, "fetch_details", lookup_fails)
+    stage, errors = store.new_stage(), []
+    mapper = Mapper(adapter, config, stage, lambda *args: errors.append(args), None,
+                    stored_details=store.stored_details)
+    entry = Entry(orjson.loads(orjson.dumps(make_socrata_entries(1, domain=DOMAIN)[0])))
+    parsed = weakref.ref(entry)
+    mapper.add(entry)
+    del entry
+    gc.collect()
+    assert parsed() is None and len(mapper.lookups_failed) == 1
+    mapper.finish()
+    assert [error[1:4] for error in errors] == [
+        ("fetch", "PermanentError", "HTTP 404: no such view (http://127.0.0.1:9/api/views/x.json)")]
+    assert stage.parts == 1   # staged without its details (none stored)
+    Store.discard(stage)
+    store.close()
+
+
+def test_a_worker_dying_beside_one_mid_batch_does_not_hang_the_pool():
+    """One worker is killed (the OOM killer) while the other maps a batch whose answer is
+    larger than a pipe holds (a batch's warnings). The pool, broken, stops the survivor: its
+    workers ignore SIGTERM (the harvest's own stop, sent to the whole process group), so
+    concurrent.futures' SIGTERM left it blocked writing an answer nobody reads, and
+    `broken()` waited on it for ever."""
+    pool = WorkerPool(2)
+    executor = pool._executor_started()
+    busy = executor.submit(subprocess.check_output, ["sh", "-c", "sleep 10; head -c 1000000 /dev/zero"])
+    idle_pid = executor.submit(os.getpid).result()   # the other worker: the first is busy
+    survivors = [p for p in executor._processes.values() if p.pid != idle_pid]
+    try:
+        os.kill(idle_pid, signal.SIGKILL)
+        with pytest.raises(BrokenProcessPool):
+            busy.result()
+        closing = threading.Thread(target=pool.broken, args=(BrokenProcessPool("killed"),), daemon=True)
+        closing.start()
+        closing.join(60)   # (a hang guard, not a timing: killed, the survivor ends at once)
+        assert not closing.is_alive(), "the pool waits for ever on a worker that cannot be stopped"
+        assert pool.workers == 0 and not pool.started
+    finally:
+        for process in survivors:
+            process.kill()

@@ -191,6 +191,34 @@ def test_a_failed_details_lookup_keeps_the_stored_version(store, http):
         assert count(store, columns) == 2 and store.settled_pages("city") == set()
 
 
+def test_the_stored_details_of_failed_lookups_are_asked_for_many_parts_at_once(store, http, monkeypatch):
+    """Each ask reads every stored details document of the portal, so the entries whose
+    lookup failed wait for more than one part's worth (30 here, parts of 10: one ask, not
+    three), and each keeps the columns its lookup gave before."""
+    monkeypatch.setattr(mapping, "BATCH", 10)
+    views = [{"id": f"t{i:03d}-{i:04d}", "name": f"Table {i}", "columns": [
+        {"fieldName": "id", "name": "ID", "dataTypeName": "number"},
+        {"fieldName": "kind", "name": "Kind", "dataTypeName": "text"}]} for i in range(30)]
+    entries = [discovery_entry(view, DOMAIN) for view in views]
+    for entry in entries:   # columns only in /api/views
+        for key in ("columns_field_name", "columns_name", "columns_datatype", "columns_description"):
+            del entry["resource"][key]
+    with SocrataPortal(entries, views={v["id"]: v for v in views}, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        harvest([config], store, http)
+        portal.views = {}                                                   # every lookup now fails
+        for entry in portal.entries:
+            entry["resource"]["updatedAt"] = "2024-02-01T12:00:00.000Z"      # and every entry changed
+        portal.entries = list(portal.entries)
+        asked = []
+        stored_details = store.stored_details
+        monkeypatch.setattr(store, "stored_details", lambda uids: asked.append(len(uids)) or stored_details(uids))
+        report = harvest([config], store, http).portals[0]
+    assert report.status == "ok" and report.warnings == 30 and report.errors == 0
+    assert asked == [30]
+    assert count(store, "SELECT count(*) FROM columns WHERE dataset_uid LIKE 'city:%'") == 60
+
+
 def test_a_new_dataset_whose_details_lookup_failed_is_looked_up_again_next_night(store, http):
     """Its page is not settled: the next night reads it (even answered 304) and makes the
     lookup again, so the dataset gets its columns once the portal answers."""
