@@ -51,8 +51,8 @@ from harvester.pipeline import harvest
 from harvester.portals.open311 import REQUEST_FIELDS
 from tests.conftest import portal_config
 from tests.harvester.portals.test_arcgis_records import hub_entry
-from tests.harvester.test_chaos import (FAULT_RATES, TIMEOUT, Chaos, chaos_client, chaotic, check_export, seeds,
-                                        timed_night)
+from tests.harvester.test_chaos import (FAULT_RATES, TIMEOUT, Chaos, bounded_night, chaos_client, chaotic,
+                                        check_export, seeds)
 from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
@@ -444,7 +444,6 @@ def chaos_nights(seed: int, nights: int, tmp_path: Path) -> dict:
         configs = [portal_config(name, kinds[name], urls[name], timeout=TIMEOUT,
                                  records=tuple(d.source_id for d in datasets if d.portal == name),
                                  **({"domain": DOMAIN} if name == "soc" else {})) for name in urls]
-        fault_free = None
         for night in range(nights + 1):   # the last night fault-free: it must pull everything
             for dataset in datasets:
                 if night:
@@ -455,8 +454,8 @@ def chaos_nights(seed: int, nights: int, tmp_path: Path) -> dict:
             store = Store(db)   # a process a night, as cron runs `civicat harvest --records`
             starts_over.uids.clear()
             before = {d.uid: before_night(store, layout, d) for d in datasets}
-            run, fault_free = timed_night(chaos, lambda: harvest(configs, store, chaos_client(tmp_path, max_bytes=CAP),
-                                                                 records=True, workers=3), night, nights, fault_free)
+            run = bounded_night(lambda: harvest(configs, store, chaos_client(tmp_path, max_bytes=CAP), records=True,
+                                                workers=3), night, nights)
             for dataset in datasets:
                 outcome = check_dataset(store, layout, run, dataset, before[dataset.uid], dataset.uid in starts_over.uids)
                 if night in (0, nights):
