@@ -163,12 +163,22 @@ def _worker_started() -> None:
     # each printing a traceback (and the harvest's mapping failing, not Interrupted)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # ...so a worker whose harvest was killed outright (SIGKILL, the OOM killer) would wait for
+    # work for ever, which `kill` no longer ends: it leaves when its parent is gone
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     import_arrow_without_numpy()   # it writes the parts' Parquet
     # A batch's records live until its part is written and hold no reference cycles: the
     # cyclic collector, triggered every 700 allocations, would only re-scan them (7% of
     # the mapping time).
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
+
+
+def _exit_with(parent) -> None:
+    parent.join()   # (its sentinel: a pipe the parent's death closes)
+    os._exit(1)
 
 
 _relaxed = {"users": 0, "thresholds": None}

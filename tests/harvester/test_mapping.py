@@ -370,3 +370,40 @@ def test_a_worker_dying_beside_one_mid_batch_does_not_hang_the_pool():
     finally:
         for process in survivors:
             process.kill()
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is a process that has not ended (a zombie nobody reaps has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc (Linux)")
+def test_the_workers_of_a_harvest_killed_outright_leave_with_it(tmp_path):
+    """The workers ignore SIGTERM (the harvest's own stop reaches the whole process group), so
+    when the harvest itself was killed outright (SIGKILL, the OOM killer) an idle worker waited
+    for work for ever, and `kill` no longer ended it: it leaves once its parent is gone."""
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import os, signal\n"
+        "from harvester.mapping import WorkerPool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = WorkerPool(1)\n"
+        "    print(pool._executor_started().submit(os.getpid).result(), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    harvest = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                               cwd=Path(__file__).resolve().parents[2])
+    worker = int(harvest.stdout.readline())
+    harvest.stdout.close()
+    assert harvest.wait(timeout=60) == -signal.SIGKILL
+    deadline = time.monotonic() + 60   # (a hang guard, not a timing: the worker leaves at once)
+    while _running(worker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        assert not _running(worker), "a worker outlived the harvest killed outright"
+    finally:
+        if _running(worker):
+            os.kill(worker, signal.SIGKILL)
