@@ -749,7 +749,10 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         echo_json(hits)
         return
     if not hits:
-        click.echo(f"no dataset matches {text!r}")
+        # the filters named: without them the words may well match, in other cities or types
+        filters = "".join(f" {option} {value!r}" for option, values in
+                          (("--city", cities), ("--theme", themes), ("--type", types)) for value in values)
+        click.echo(f"no dataset matches {text!r}" + (f" with{filters}" if filters else ""))
         return
     echo_table([[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or "", h["title"][:80]] for h in hits],
                ["score", "uid", "city", "type", "title"])
