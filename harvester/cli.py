@@ -763,7 +763,7 @@ def search(text, limit, cities, themes, types, db_path, as_json):
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
-              help="Add the embedding signal (needs: pip install 'civicat[embeddings]').")
+              help="Add the embedding signal (needs: pip install -e '.[embeddings]').")
 @wait_options
 @db_option
 @json_option
@@ -777,7 +777,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     if use_embeddings:
         from catalog.overlap.embeddings import available
         if not available():
-            raise click.UsageError("--embeddings needs the optional extra: pip install 'civicat[embeddings]'")
+            raise click.UsageError("--embeddings needs the optional extra: pip install -e '.[embeddings]'")
     lock = writer_lock(db_path, wait)
     try:
         con = open_for_writing(connect, db_path, wait)
