@@ -441,7 +441,7 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
         methods["embeddings"] = (f"civicat overlap + embeddings ({with_vectors.seconds['embed']:.0f} s to embed)",
                                  *detector_figures(with_vectors))
     else:
-        print("(embedding signal not measured: pip install 'civicat[embeddings]')")
+        print("(embedding signal not measured: pip install -e '.[embeddings]')")
     title_similarity = baseline_title_tfidf([catalogue.titles[r] for r in rows])
     column_sets = [{name.lower() for name, _, _ in catalogue.column_names[r]} for r in rows]
     methods["title"] = ("baseline: title TF-IDF cosine", None, title_similarity)

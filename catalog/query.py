@@ -14,6 +14,8 @@ import duckdb
 from catalog.lock import connect_read_only
 
 ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+# DuckDB parses INSTALL as a LOAD statement: name both, as the user may have written either
+STATEMENT_NAMES = {duckdb.StatementType.LOAD: "INSTALL or LOAD"}
 LOCKED_DOWN = {
     "enable_external_access": False,
     "autoinstall_known_extensions": False,
@@ -64,7 +66,9 @@ def run_query(db_path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
             raise QueryRefused(f"expected exactly one statement, got {len(statements)}")
         kind = statements[0].type
         if kind not in ALLOWED_STATEMENTS:
-            raise QueryRefused(f"only read-only queries (SELECT) are allowed; this is a {kind.name} statement")
+            name = STATEMENT_NAMES.get(kind, kind.name)
+            article = "an" if name[0] in "AEIOU" else "a"
+            raise QueryRefused(f"only read-only queries (SELECT) are allowed; this is {article} {name} statement")
         try:
             cursor = con.execute(sql)
         except QUERY_ERRORS as exc:

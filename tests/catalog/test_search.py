@@ -438,6 +438,17 @@ def test_cli_search_json_and_table(tmp_path, two_cities):
     assert result.exit_code == 0 and "no dataset matches" in result.output
     result = CliRunner().invoke(cli, ["search", "x", "--db", str(tmp_path / "missing.duckdb")])
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
+
+
+def test_cli_search_says_which_filters_left_no_hit(two_cities):
+    # "no dataset matches 'building permits'" was false: two datasets match, in other cities
+    db = two_cities.db_path
+    two_cities.close()
+    result = CliRunner().invoke(cli, ["search", "building permits", "--db", str(db), "--city", "Ogdenville",
+                                      "--type", "map"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == ("no dataset matches 'building permits' with --city 'Ogdenville' "
+                                     "--type 'map'")
     help_text = " ".join(CliRunner().invoke(cli, ["search", "--help"]).output.split())
     assert f"Among the best {search.RERANK} hits by BM25" in help_text
     assert f"the {search.TITLE_LOOKUP} shortest titles that can hold all its words" in help_text

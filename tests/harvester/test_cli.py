@@ -525,6 +525,9 @@ def empty_catalogue(tmp_path):
 # error), a refused write and a parse error 2.
 @pytest.mark.parametrize("query, said", [
     ("DROP TABLE datasets", "only read-only queries"),
+    # the statement named as it was written: INSTALL was called "a LOAD statement", ATTACH "a ATTACH"
+    ("INSTALL httpfs", "only read-only queries (SELECT) are allowed; this is an INSTALL or LOAD statement"),
+    ("ATTACH 'other.duckdb'", "only read-only queries (SELECT) are allowed; this is an ATTACH statement"),
     ("SELEC uid FROM datasets", "cannot parse the query"),
     ("SELECT * FROM no_such_table", "Table with name no_such_table does not exist"),
     ("SELECT no_such_column FROM datasets", 'Referenced column "no_such_column" not found'),

@@ -8,7 +8,7 @@ from catalog.store import Store
 from tests.catalog.overlap.test_values import CRIME_COLUMNS, add_dataset
 
 pytestmark = pytest.mark.skipif(not embeddings.available(),
-                                reason="optional extra not installed: pip install 'civicat[embeddings]'")
+                                reason="optional extra not installed: pip install -e '.[embeddings]'")
 
 
 def test_vectors_are_cached_and_make_a_signal(tmp_path):
