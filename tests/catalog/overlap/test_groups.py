@@ -972,3 +972,21 @@ def test_a_programme_s_discounts_and_rebates_are_money_given_not_the_utilities()
     pairs = scoring.score_pairs(c, np.array([n, n + 2]), np.array([n + 1, n + 3]))
     assert scoring.told_apart(c, pairs).tolist() == [True, False]   # shown as a pair, never a link
     assert text.records_named(text.terms("Child Care Subsidies")) == text.FAMILY_BITS["grant"]
+
+
+def test_tickets_counted_are_not_the_tickets():
+    """The real catalogues' 'Citations' held Cook County's 'Administrative Hearings - Ticket Summary Report' (tickets
+    issued and fines per department) and Champaign's 'Most Common Violation Tickets' (tickets per violation type
+    and year) beside police departments' tickets: a table that counts or ranks tickets is citation statistics, as
+    one counting crimes, arrests or crashes is."""
+    found = group_titles(OTHER_THINGS + [("Somerville", "Police - Motor Vehicle Citations"),
+                                         ("New York State", "Traffic Tickets Issued: Four Year Window"),
+                                         ("Austin", "Racial Profiling Dataset 2015- Citations"),
+                                         ("Cook County", "Administrative Hearings - Ticket Summary Report - "
+                                                         "September 2011 to March 2012"),
+                                         ("Illinois", "City of Champaign Most Common Violation Tickets 1999-2011")])
+    assert found["Citations"] == ["Police - Motor Vehicle Citations", "Racial Profiling Dataset 2015- Citations",
+                                  "Traffic Tickets Issued: Four Year Window"], found
+    assert found["Citation statistics"] == ["Administrative Hearings - Ticket Summary Report - September 2011 to "
+                                            "March 2012", "City of Champaign Most Common Violation Tickets 1999-2011"]
+
