@@ -990,3 +990,17 @@ def test_tickets_counted_are_not_the_tickets():
     assert found["Citation statistics"] == ["Administrative Hearings - Ticket Summary Report - September 2011 to "
                                             "March 2012", "City of Champaign Most Common Violation Tickets 1999-2011"]
 
+
+def test_a_lobbyist_s_activity_is_lobbying_activity():
+    """The real catalogues had Chicago's 'Lobbyist Data - Lobbying Activity' apart from Cook County's and San
+    Francisco's 'Lobbyist Activity' tables, in a 'Lobbying activities' group with New York State's clients'
+    sources of funding: what a lobbyist reports doing is lobbying, one term however the title says it."""
+    assert "lobbying_activity" in text.terms("Lobbyist Data - Lobbying Activity")
+    assert "lobbying_activity" in text.terms("Cook County Clerk - Lobbyist Activity")
+    found = group_titles(OTHER_THINGS + [("Chicago", "Lobbyist Data - Lobbying Activity"),
+                                         ("Cook County", "Cook County Clerk - Lobbyist Activity"),
+                                         ("San Francisco", "Lobbyist Activity Database"),
+                                         ("New York State", "Lobbying Clients Sources of Funding for Lobbying "
+                                                            "Activities: Beginning 2012")])
+    assert found["Lobbyist activity"] == ["Cook County Clerk - Lobbyist Activity", "Lobbyist Activity Database",
+                                          "Lobbyist Data - Lobbying Activity"], found
