@@ -63,6 +63,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "crime_statistics": ((), ()),
     "arrest_statistics": ((), ()),
     "crash_statistics": ((), ()),
+    "citation_statistics": ((), ()),
 }
 RECORDS_REQUEST = "records_request"
 # a concept that is a kind of another shares part of its vector with it
@@ -129,8 +130,15 @@ GROUPED_BY = frozenset({"county", "municipality", "city", "precinct", "district"
                         "type", "state", "town", "ward", "zip", "neighborhood", "region", "month", "year", "race",
                         "age", "sex", "gender", "category", "jurisdiction", "offense", "crime"})
 # the kinds of record whose counts and rates cities publish as tables of their own
-# ('Adult Arrests by County', 'County Traffic Crash Statistics', 'Intersection Collision Rate')
-STATISTICS_OF = {"crime_incident": "crime_statistics", "arrest": "arrest_statistics", "crash": "crash_statistics"}
+# ('Adult Arrests by County', 'County Traffic Crash Statistics', 'Intersection Collision Rate'; tickets counted
+# by department or ranked by violation: 'Administrative Hearings - Ticket Summary Report', 'Most Common Violation
+# Tickets', no citations to compare with a police department's)
+STATISTICS_OF = {"crime_incident": "crime_statistics", "arrest": "arrest_statistics", "crash": "crash_statistics",
+                 "citation": "citation_statistics"}
+# a description's word for records placed in an area, as it names the area: 'geocoded by Neighborhood'
+GEOCODED = frozenset({"geocoded", "geocode"})
+# a ranking counts what it ranks ('Most Common Violation Tickets', 'Most Frequent Offenses')
+RANKED = frozenset({"common", "frequent", "frequently"})
 # 'by' an agent, not a grouping ('Vehicle Collisions Investigated by State Police')
 AGENT = frozenset({"police", "patrol", "trooper", "sheriff"})
 VEHICLE = frozenset({"vehicle", "traffic", "motorist", "driver"})
@@ -261,6 +269,7 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     policing: 'Incident' and '2021Warnings' of a police department's portal are its records."""
     opening = description_terms[:DESCRIPTION_TERMS]
     strong, weak = _found(title_terms, context=opening)
+    located = _located_by(opening)
     if title and (strong or weak) and _named_only_as_breakdown(title, title_terms, opening):
         return (), True
     if len(strong) > 1 and title:
@@ -268,12 +277,13 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
         strong = _outside_unit_names(strong, title, opening)
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
-        return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title), True
+        return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title,
+                        located), True
     context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
     own = own or _own_records(title_terms, context) or _traffic_contacts(title, title_terms, opening, context)
     if not opening:
-        return _refined(own, title_terms, title), True
+        return _refined(own, title_terms, title, located), True
     found = of_terms(title_terms, _inline(opening), context) or own
     if found and not own and not _of_title_family(found, title_terms):
         return (), True
@@ -282,7 +292,8 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     # a title that names its records by an ambiguous police word ('NYPD Complaint Data') says what
     # it is as much as the description that tells which records those are ("all valid felony,
     # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
-    return _refined(found, title_terms + opening, title), bool(found) and (bool(own) or _named_by(weak, found))
+    return (_refined(found, title_terms + opening, title, located),
+            bool(found) and (bool(own) or _named_by(weak, found)))
 
 
 # a word that, as the whole of a police agency's title, names its records of one kind: a department's
@@ -421,7 +432,8 @@ def _specialised(kinds: tuple[str, ...], title_terms: list[str], opening: list[s
     return tuple(dict.fromkeys(out))
 
 
-def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tuple[str, ...]:
+def _refined(found: tuple[str, ...], terms: list[str], title: str | None,
+             located: frozenset[str] = frozenset()) -> tuple[str, ...]:
     """Calls of the fire department or EMS (no police word near) are their own kind, and so
     are the statistics of crimes, arrests and crashes: a title that counts ('Crime Rate', 'Totals')
     or groups ('by County').
@@ -434,7 +446,7 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None) -> tup
         found = tuple(dict.fromkeys("police_stop" if k in ("pedestrian_stop", "traffic_stop") else k for k in found))
     if "calls_for_service" in found and set(terms) & FIRE_EMS and not _police_context(set(terms)):
         found = tuple("fire_ems_call" if k == "calls_for_service" else k for k in found)
-    if title and any(k in STATISTICS_OF for k in found) and _counts(text.words(title, glued=False)):
+    if title and any(k in STATISTICS_OF for k in found) and _counts(text.words(title, glued=False), located):
         found = tuple(STATISTICS_OF.get(k, k) for k in found)
     return found
 
@@ -455,10 +467,19 @@ def _state_wide(title: str | None) -> bool:
     return "statewide" in words or any(pair in STATE_WIDE for pair in zip(words, words[1:]))
 
 
-def _counts(words: list[str]) -> bool:
-    """A title of a table of counts: a statistics word, or 'by' a grouping ('by County', 'by Type')."""
-    return any(w in STATISTICS or (w == "by" and any(g in GROUPED_BY for g in words[i + 1:i + 3])
+def _located_by(opening: list[str]) -> frozenset[str]:
+    """The areas a description says each record is placed in ('... geocoded by Neighborhood'): a title's 'by'
+    one of them says where its records lie, not what it counts by ('APD Traffic Citations by Neighborhood')."""
+    return frozenset(opening[i + 1] for i, term in enumerate(opening[:-1]) if term in GEOCODED)
+
+
+def _counts(words: list[str], located: frozenset[str] = frozenset()) -> bool:
+    """A title of a table of counts: a statistics word, 'by' a grouping ('by County', 'by Type') its
+    records are not geocoded by, or a ranking ('Most Common')."""
+    return any(w in STATISTICS or (w == "by" and any(g in GROUPED_BY and text.stem(g) not in located
+                                                     for g in words[i + 1:i + 3])
                                    and not (len(words) > i + 2 and words[i + 2] in AGENT))
+               or (w == "most" and words[i + 1:i + 2] and words[i + 1] in RANKED)
                for i, w in enumerate(words))
 
 
@@ -493,7 +514,7 @@ LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for s
           "police_employee": "Police employees", "custody_death": "Deaths in custody", "weapon_pointing": "Weapon pointing",
           "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
           "crime_statistics": "Crime statistics", "arrest_statistics": "Arrest statistics",
-          "crash_statistics": "Traffic crash statistics", "records_request": "Records request logs"}
+          "crash_statistics": "Traffic crash statistics", "citation_statistics": "Citation statistics", "records_request": "Records request logs"}
 
 
 def label(concept: str) -> str:

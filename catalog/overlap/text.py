@@ -197,6 +197,8 @@ PHRASES = {
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
     ("result", "posting", "schedule"): "posting_schedule", ("posting", "schedule"): "posting_schedule",
     ("result", "schedule"): "posting_schedule", ("release", "schedule"): "posting_schedule",
+    # what a lobbyist reports doing is lobbying ('Lobbyist Activity', 'Lobbyist Data - Lobbying Activity'): one term
+    ("lobbyist", "activity"): "lobbying_activity", ("lobbying", "activity"): "lobbying_activity",
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_WORDS: dict[str, set[str]] = {}   # a phrase term's words, in any of its wordings

@@ -111,6 +111,11 @@ def test_kinds_of_the_near_misses_differ():
     ("Percentage of Juvenile Arrests by Race 2002 - 2012", "arrest_statistics"),
     ("County Traffic Crash Statistics (SICL)", "crash_statistics"),
     ("Intersection Collision Summary (2010 - 2011)", "crash_statistics"),
+    # tickets counted by department or ranked by violation, apart from the tickets (the real 'Citations' group)
+    ("Administrative Hearings - Ticket Summary Report - September 2011 to March 2012", "citation_statistics"),
+    ("City of Champaign Most Common Violation Tickets 1999-2011", "citation_statistics"),
+    ("Police - Motor Vehicle Citations", "citation"),
+    ("Traffic Tickets Issued: Four Year Window", "citation"),
     ("2012 Vehicle Collisions Investigated by State Police", "crash"),   # 'by' an agent groups nothing
     ("BPD Arrests", "arrest"),
     ("Police Firearm Discharge Incidents", "officer_shooting"),   # Cincinnati: its officers' discharges
@@ -123,6 +128,19 @@ def test_kinds_of_the_near_misses_differ():
 ])
 def test_wordings_of_police_tables(title, kind):
     assert concepts.of_dataset(title, "") == (kind,)
+
+
+def test_records_geocoded_by_an_area_are_not_counted_by_it():
+    """Albany's 'APD Traffic Citations by Neighborhood' and 'APD Reported Crimes by Neighborhood' are records
+    "geocoded by Neighborhood" (one row per ticket, per crime): the 'by' says where each lies, not what a table
+    counts by. Without the description's word, 'by Neighborhood' still groups a table of counts."""
+    opening = "Dataset highlighting {} for the past year to date geocoded by Neighborhood."
+    assert concepts.of_dataset("APD Traffic Citations by Neighborhood",
+                               opening.format("traffic citations issued Albany PD Officers")) == ("citation",)
+    assert concepts.of_dataset("APD Reported Crimes by Neighborhood",
+                               opening.format("crimes reported to the Albany Police Department")) == ("crime_incident",)
+    assert concepts.of_dataset("Traffic Citations by Neighborhood", "") == ("citation_statistics",)
+    assert concepts.of_dataset("Reported Crimes by Neighborhood", "Counts by district.") == ("crime_statistics",)
 
 
 @pytest.mark.parametrize("title", [   # gunfire and ordinances, no officer's shooting (review 8, finding 4)

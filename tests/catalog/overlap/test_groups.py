@@ -972,3 +972,35 @@ def test_a_programme_s_discounts_and_rebates_are_money_given_not_the_utilities()
     pairs = scoring.score_pairs(c, np.array([n, n + 2]), np.array([n + 1, n + 3]))
     assert scoring.told_apart(c, pairs).tolist() == [True, False]   # shown as a pair, never a link
     assert text.records_named(text.terms("Child Care Subsidies")) == text.FAMILY_BITS["grant"]
+
+
+def test_tickets_counted_are_not_the_tickets():
+    """The real catalogues' 'Citations' held Cook County's 'Administrative Hearings - Ticket Summary Report' (tickets
+    issued and fines per department) and Champaign's 'Most Common Violation Tickets' (tickets per violation type
+    and year) beside police departments' tickets: a table that counts or ranks tickets is citation statistics, as
+    one counting crimes, arrests or crashes is."""
+    found = group_titles(OTHER_THINGS + [("Somerville", "Police - Motor Vehicle Citations"),
+                                         ("New York State", "Traffic Tickets Issued: Four Year Window"),
+                                         ("Austin", "Racial Profiling Dataset 2015- Citations"),
+                                         ("Cook County", "Administrative Hearings - Ticket Summary Report - "
+                                                         "September 2011 to March 2012"),
+                                         ("Illinois", "City of Champaign Most Common Violation Tickets 1999-2011")])
+    assert found["Citations"] == ["Police - Motor Vehicle Citations", "Racial Profiling Dataset 2015- Citations",
+                                  "Traffic Tickets Issued: Four Year Window"], found
+    assert found["Citation statistics"] == ["Administrative Hearings - Ticket Summary Report - September 2011 to "
+                                            "March 2012", "City of Champaign Most Common Violation Tickets 1999-2011"]
+
+
+def test_a_lobbyist_s_activity_is_lobbying_activity():
+    """The real catalogues had Chicago's 'Lobbyist Data - Lobbying Activity' apart from Cook County's and San
+    Francisco's 'Lobbyist Activity' tables, in a 'Lobbying activities' group with New York State's clients'
+    sources of funding: what a lobbyist reports doing is lobbying, one term however the title says it."""
+    assert "lobbying_activity" in text.terms("Lobbyist Data - Lobbying Activity")
+    assert "lobbying_activity" in text.terms("Cook County Clerk - Lobbyist Activity")
+    found = group_titles(OTHER_THINGS + [("Chicago", "Lobbyist Data - Lobbying Activity"),
+                                         ("Cook County", "Cook County Clerk - Lobbyist Activity"),
+                                         ("San Francisco", "Lobbyist Activity Database"),
+                                         ("New York State", "Lobbying Clients Sources of Funding for Lobbying "
+                                                            "Activities: Beginning 2012")])
+    assert found["Lobbyist activity"] == ["Cook County Clerk - Lobbyist Activity", "Lobbyist Activity Database",
+                                          "Lobbyist Data - Lobbying Activity"], found

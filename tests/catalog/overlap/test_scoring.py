@@ -297,6 +297,9 @@ OTHER_RECORDS = [
     (("Iowa", "Employee Compensation by Industry in Iowa"), ("San Francisco", "Employee Compensation")),
     (("Iowa", "Unemployment Insurance Benefit Payments by Industry"),
      ("Maryland", "State of Maryland Payments Data: FY2008 to FY2016")),
+    # ... and so are records of no family by industry: New York's procurements counted by industry, no contracts
+    # list ('Procurements' held them with New York State's procurement contracts)
+    (("New York", "Procurement By Industry"), ("New York State", "Procurement Report for State Authorities")),
 ]
 
 
