@@ -45,6 +45,7 @@ if __name__ == "__main__":
     from catalog.store import Store
     from harvester.config import PortalConfig
     from harvester.http import HttpClient, ValidatorCache
+    from harvester.mapping import WorkerPool
     from harvester.pipeline import harvest
     url, db = sys.argv[1:3]
     portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain="%s")
@@ -72,7 +73,17 @@ if __name__ == "__main__":
         return run
     # the loader thread, during the listing (its DuckDB inserts run on that thread alone)
     store.load_raw = timed("loader", store.load_raw, time.thread_time)
-    store.commit_portal = timed("merge", store.commit_portal)
+    # the listing's CPU, apart: the harvest's process (its page threads, the loader, the batches it
+    # maps itself when the workers are busy) and the mapping workers, stopped and joined by then
+    listing = {}
+    commit_portal = store.commit_portal
+    pool = WorkerPool()   # the harvest's own, passed in to count the batches it was given
+    def listing_ended(stage, *args, **kwargs):
+        own = psutil.Process().cpu_times()
+        listing.update(own=own.user + own.system - own_at_start, workers=own.children_user + own.children_system,
+                       batches=stage.parts, pooled=pool.submitted)
+        return commit_portal(stage, *args, **kwargs)
+    store.commit_portal = timed("merge", listing_ended)
     new_stage = store.new_stage
     def timed_stage():  # the merge begins by closing the stage: the loads still queued, the last raw insert
         stage = new_stage()
@@ -80,8 +91,10 @@ if __name__ == "__main__":
         return stage
     store.new_stage = timed_stage
     store.refresh_search = timed("search", store.refresh_search)
+    own_at_start = sum(psutil.Process().cpu_times()[:2])
     started = time.perf_counter()
-    report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")))
+    report = harvest([portal], store, HttpClient(cache=ValidatorCache(db + ".http_cache")), pool=pool)
+    pool.close()
     timed("close", store.close)()  # the checkpoint of the WAL
     seconds = time.perf_counter() - started
     search_seconds, search_cpu = phases.get("search", [0.0, 0.0])
@@ -89,7 +102,7 @@ if __name__ == "__main__":
     p = asdict(report.portals[0])  # every count: seen, new, changed, unchanged, requests, not_modified...
     print(json.dumps({**p, "portal_seconds": p["seconds"], "seconds": seconds, "cpu_seconds": cpu_seconds(),
                       "search_seconds": search_seconds, "search_cpu_seconds": search_cpu, "phases": phases,
-                      "open_seconds": open_seconds, "process_seconds": process_seconds,
+                      "open_seconds": open_seconds, "process_seconds": process_seconds, "listing_cpu": listing,
                       **memory.figures()}))
 """ % DOMAIN
 
@@ -194,6 +207,10 @@ def main() -> None:
               f"{name} {phases[name][0]:.1f} / {phases[name][1]:.1f} s" for name in ("merge", "search", "close"))
           + f"; the merge began with the loads left ({phases['stage close'][0]:.1f} / "
             f"{phases['stage close'][1]:.1f} s)")
+    cpu = result["listing_cpu"]
+    print(f"  listing CPU           {cpu['own'] + cpu['workers']:.1f} s: the harvest's process {cpu['own']:.1f} s "
+          f"(it mapped {cpu['batches'] - cpu['pooled']} of the {cpu['batches']} batches itself, the workers being "
+          f"busy), the mapping workers {cpu['workers']:.1f} s")
     print(f"limit: fetch + parse    {limit_seconds:.1f} s = {fetched / limit_seconds:,.0f} datasets/s"
           f"   (the best of {len(passes)}: " + ", ".join(f"{p:.1f}" for p in passes) + " s)")
     print(f"ratio to the limit      {ratio:.2f}                (target <= 3; the best harvest / the best pass; "
