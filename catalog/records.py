@@ -3,8 +3,9 @@
 Layout: `<records root>/portal=<id>/dataset=<source_id>/part-NNNNN.parquet` (Hive style),
 the records root being `records/` beside the DuckDB file. A pull writes into its own
 staging folder (`.records-staging/` beside the root, outside any glob over the root) and
-the finished folder is moved into place whole: a reader sees the previous complete
-dataset or the new complete one, never a partial one.
+the finished folder replaces the published one whole, in one step where the system swaps two
+folders (`RecordsLayout.publish`): a reader sees the previous complete dataset or the new
+complete one, never a partial one, and never none.
 
 Names from portals are percent-encoded before they reach a path (`/`, `..`, NUL and
 everything outside `[A-Za-z0-9_.-]`), and every path is checked to stay inside the root.
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from catalog.files import writing
+from catalog.files import exchange, writing
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 
@@ -100,21 +101,36 @@ class RecordsLayout:
         return self._inside(self.staging_root, self.relative(portal_id, source_id))
 
     def publish(self, ready: Path, portal_id: str, source_id: str) -> Path:
-        """Move the complete folder `ready` into place, replacing the previous one. The
-        previous one is set aside first, under `retired-<id>/` with its own relative path,
-        so that a publish killed between the two renames can be repaired (`repair`)."""
+        """Put the complete folder `ready` in place of the previous one, then remove `ready`.
+
+        Where the system swaps two folders in one step (renameat2 RENAME_EXCHANGE, `exchange`)
+        a reader of the dataset's folder finds the previous records or the new ones, never no
+        folder: a copy of `ready` made of hard links, `retired-<id>/<relative path>`, is swapped
+        with the published folder, which so lands there and is removed. `ready` itself stays a
+        staged pull until the swap is done, and the old folder never sits at a staging path a
+        resumed pull reads: killed at any step, `repair` removes the retired folder (a partial
+        copy of `ready`, or the previous records) and the next pull publishes `ready` again.
+        Elsewhere the previous folder is set aside there and `ready` renamed in: killed between
+        the two, `repair` moves the previous one back."""
         final = self.folder(portal_id, source_id)
         final.parent.mkdir(parents=True, exist_ok=True)
-        retired = None
         with _PUBLISHING:
-            if final.exists():
-                retired = self.staging_root / f"{RETIRED}{uuid.uuid4().hex}"
-                aside = self._inside(retired, self.relative(portal_id, source_id))
-                aside.parent.mkdir(parents=True)
+            if not final.exists():
+                os.rename(ready, final)
+                return final
+            retired = self.staging_root / f"{RETIRED}{uuid.uuid4().hex}"
+            aside = self._inside(retired, self.relative(portal_id, source_id))
+            aside.mkdir(parents=True)
+            for part in sorted(ready.iterdir()):   # (a pull's folder holds files only)
+                os.link(part, aside / part.name)
+            if exchange(aside, final):
+                shutil.rmtree(retired)   # the previous records (inside the lock: a repair would take them for a leftover)
+                shutil.rmtree(ready)
+            else:   # (no swap in one step on this file system: set the previous one aside, move the new one in)
+                shutil.rmtree(aside)
                 os.rename(final, aside)
-            os.rename(ready, final)
-            if retired is not None:   # (inside the lock: another portal's repair would take it for a leftover)
-                shutil.rmtree(retired, ignore_errors=True)
+                os.rename(ready, final)
+                shutil.rmtree(retired)
         return final
 
     def repair(self, pulled: list[tuple[str, str]]) -> list[str]:
@@ -134,8 +150,9 @@ class RecordsLayout:
                     final = self._inside(self.root, relative)
                     if final.exists():
                         shutil.rmtree(aside)
-                        done.append(f"removed {aside}: the previous records of {relative}, left by a publish "
-                                    "cut short after the new ones were in place")
+                        done.append(f"removed {aside}: left by a publish of {relative} cut short while that "
+                                    "folder was in place (the previous records, or a copy of the new ones, "
+                                    "which stay staged)")
                     else:
                         final.parent.mkdir(parents=True, exist_ok=True)
                         os.rename(aside, final)

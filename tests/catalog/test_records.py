@@ -1,6 +1,7 @@
 """The records folder: names from portals never leave it; publishing replaces a dataset
 whole; profiles from DuckDB over the Parquet."""
 import os
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -154,3 +155,67 @@ def test_a_repair_never_takes_a_publish_in_progress_for_a_leftover(tmp_path, mon
     assert repaired == [[]]
     assert pq.read_table(layout.folder("p", "a")).column("v").to_pylist() == [2]
     assert list(layout.staging_root.iterdir()) == []
+
+
+def _swaps_in_one_step(tmp_path) -> bool:
+    from catalog.files import exchange
+
+    a, b = tmp_path / "probe-a", tmp_path / "probe-b"
+    a.mkdir()
+    b.mkdir()
+    try:
+        return exchange(a, b)
+    finally:
+        a.rmdir()
+        b.rmdir()
+
+
+# a front end's reader: opens the dataset's folder as fast as it can until told to stop, and
+# prints how many of its looks found no folder
+POLLER = """
+import os, sys
+folder, stop = sys.argv[1], sys.argv[2]
+looks = missing = 0
+print("ready", flush=True)
+while not os.path.exists(stop):
+    looks += 1
+    try:
+        os.close(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
+    except FileNotFoundError:
+        missing += 1
+print(looks, missing)
+"""
+
+
+def test_a_reader_polling_a_dataset_through_many_publishes_never_finds_it_missing(tmp_path):
+    """The publish set the previous folder aside and moved the new one in with two renames: a
+    front end reading `records/portal=…/dataset=…/` between them found no folder. Where the
+    system swaps two folders in one step (renameat2), it never does."""
+    import subprocess
+    import sys
+
+    if not _swaps_in_one_step(tmp_path):
+        pytest.skip("no renameat2 RENAME_EXCHANGE on this system or file system: the publish renames twice")
+    layout = RecordsLayout(tmp_path / "records")
+    staged = tmp_path / ".records-staging" / "pull"
+
+    def stage(version: int) -> Path:
+        staged.mkdir(parents=True)
+        for part in range(3):
+            pq.write_table(pa.table({"v": [version]}), staged / f"part-{part:05d}.parquet")
+        return staged
+
+    layout.publish(stage(0), "p", "d")
+    stop = tmp_path / "stop"
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, str(layout.folder("p", "d")), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    assert poller.stdout.readline() == "ready\n"
+    try:
+        for version in range(1, 1001):
+            layout.publish(stage(version), "p", "d")
+    finally:
+        stop.touch()
+        looks, missing = map(int, poller.communicate(timeout=60)[0].split())
+    assert looks > 1000 and missing == 0, (looks, missing)
+    assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [1000] * 3
+    assert not staged.exists() and list(layout.staging_root.iterdir()) == []

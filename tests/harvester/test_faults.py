@@ -603,21 +603,28 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
 
 # -- kill -9 inside a publish -----------------------------------------------------------------
 
-# `civicat` whose process SIGKILLs itself right after the rename named by argv[1] matches
-# (records: the published folder set aside, or the new one moved in; export: the same two, on a
-# system without renameat2 (NO_EXCHANGE), else the previous export set aside once exchanged)
+# `civicat` whose process SIGKILLs itself right after the rename ("rename:…") or hard link
+# ("link:…") whose target contains argv[1]'s "…", or (argv[1] "exchange") right after a records
+# publish swapped its folders
+# (records, on a system without renameat2 (NO_EXCHANGE): the published folder set aside, or
+# the new one moved in; else a part linked into the copy swapped in, or the swap; export: the
+# same two renames without renameat2, else the previous export set aside once exchanged)
 KILLED_AFTER_RENAME = """
 import os, signal, sys
 point = sys.argv.pop(1)
+import catalog.export, catalog.records
 if os.environ.get("NO_EXCHANGE"):
-    import catalog.export
-    catalog.export.exchange = lambda a, b: False
-rename = os.rename
-def killing_rename(source, target):
-    rename(source, target)
-    if point in str(target):
-        os.kill(os.getpid(), signal.SIGKILL)
-os.rename = killing_rename
+    catalog.export.exchange = catalog.records.exchange = lambda a, b: False
+kind, _, name = point.partition(":")
+def killing(step, called):
+    def step_then_kill(source, target):
+        done = step(source, target)
+        if kind == called and name in str(target):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return done
+    return step_then_kill
+os.rename, os.link = killing(os.rename, "rename"), killing(os.link, "link")
+catalog.records.exchange = killing(catalog.records.exchange, "exchange")
 from harvester.cli import main
 sys.argv[0] = "civicat"
 main()
@@ -646,28 +653,38 @@ def read_records(nightly) -> int:
     return pq.read_table(nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").num_rows
 
 
-@pytest.mark.parametrize("point", ["retired-", "/records/portal="])
-def test_a_records_publish_killed_between_or_after_its_renames_is_repaired_by_the_next_pull(
-        nightly, records_portal, caplog, point):
+@pytest.mark.parametrize(("point", "exchange"), [("rename:retired-", False), ("rename:/records/portal=", False),
+                                               ("link:retired-", True), ("exchange", True)])
+def test_a_records_publish_killed_at_any_step_is_repaired_by_the_next_pull(nightly, records_portal, caplog, point,
+                                                                           exchange):
     """kill -9 right after the published folder was set aside: the dataset had no folder (the
     records gone for every reader) until the next pull of that very dataset, and the folder set
     aside stayed in `.records-staging/` forever. Killed after the new one moved in, the old
-    copy stayed there too. The next pull of the portal, even one that fails, puts it right."""
+    copy stayed there too. The next pull of the portal, even one that fails, puts it right.
+    Where the folders are swapped in one step (renameat2), killed as the copy to swap in is
+    linked or right after the swap, the dataset's folder is never missing, and the previous
+    records never lie where the next pull would resume from."""
     assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
     killed = killed_after_rename(point, "harvest", "--records", "--full", "--config", str(nightly.config),
-                                 "--db", str(nightly.db))
+                                 "--db", str(nightly.db), exchange=exchange)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     staging = nightly.tmp_path / ".records-staging"
     assert [p.name[:8] for p in staging.iterdir() if p.name.startswith("retired-")] == ["retired-"]
-    assert (nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").exists() == (point != "retired-")
+    published = nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234"
+    assert published.exists() == (point != "rename:retired-")
+    if exchange:   # the staged pull is the new one whole (its part linked once more: the copy swapped in)
+        import pyarrow.parquet as pq
+        [staged] = list((staging / "portal=sea" / "dataset=abcd-1234").glob("*/part-*.parquet"))
+        assert pq.read_metadata(staged).num_rows == 50 and staged.stat().st_nlink == 2
 
     records_portal.inject("/resource/", ("status", 500), times=100)   # this pull fails: the repair is not it
     code, report = nightly.harvest("--records", "--full", attempts=1)
     assert report["portals"][0]["records_failed"] == 1
     assert read_records(nightly) == 50     # the only good copy was put back, not deleted
     assert not any(p.name.startswith("retired-") for p in staging.iterdir())
-    said = [r.getMessage() for r in caplog.records if "a publish cut short" in r.getMessage()]
-    assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "retired-" else "removed") in said[0]
+    said = [r.getMessage() for r in caplog.records if "a publish" in r.getMessage() and "cut short" in r.getMessage()]
+    assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "rename:retired-"
+                               else "removed") in said[0]
 
 
 @pytest.mark.parametrize(("between", "exchange"), [(True, False), (False, False), (False, True)])
@@ -684,7 +701,8 @@ def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_
     export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
     assert CliRunner().invoke(cli, export).exit_code == 0
     first = json.loads((out / "manifest.json").read_text())
-    killed = killed_after_rename(".export.retired-" if between or exchange else str(out), *export, exchange=exchange)
+    killed = killed_after_rename("rename:" + (".export.retired-" if between or exchange else str(out)), *export,
+                                 exchange=exchange)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     hidden = sorted(p.name.split("-")[0] for p in nightly.tmp_path.iterdir() if p.name.startswith(".export."))
     assert hidden == ([".export.export", ".export.retired"] if between else [".export.retired"])
