@@ -209,6 +209,26 @@ def test_the_json_reports_of_harvest_and_runs_have_exactly_the_keys_and_types_do
         assert_as_documented(row, error_row, "runs --errors --json: errors[]")
 
 
+def test_runs_show_the_records_pulled_their_failures_and_rows(tmp_path):
+    """`runs --json` left out the records counts of harvest_runs (a script had to ask `civicat
+    sql`); the table shows them as `harvest --records` does, when a run pulled any."""
+    from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
+    views = [{"id": f"abcd-000{n}", "name": f"Calls {n}", "category": "Public Safety",
+              "columns": [{"fieldName": "n", "dataTypeName": "number"}]} for n in (1, 2)]
+    domain = "data.example.org"
+    with SocrataPortal([discovery_entry(v) for v in views], domain=domain,
+                       records={"abcd-0001": SodaTable.from_rows([{"n": str(i)} for i in range(30)])}) as portal:
+        config = tmp_path / "portals.toml"
+        config.write_text(f'[[portals]]\nid = "sea"\ncity = "Seattle"\nkind = "socrata"\nurl = "{portal.url}"\n'
+                          f'domain = "{domain}"\nrecords = ["abcd-0001", "abcd-0002"]\n')
+        db = str(tmp_path / "c.duckdb")
+        invoke("harvest", "--config", str(config), "--db", db, "--records")   # abcd-0002 has no records: its pull fails
+    [run] = json.loads(invoke("runs", "--db", db, "--json").output)
+    assert (run["records_pulled"], run["records_failed"], run["record_rows"]) == (1, 1, 30)
+    header, _, row = invoke("runs", "--db", db).output.splitlines()[:3]
+    assert header.split()[15:18] == ["records", "rows", "failure"] and row.split()[15:17] == ["1/2", "30"]
+
+
 def test_runs_errors_json_lists_every_error_and_the_table_says_how_many_it_leaves_out(tmp_path):
     # a night of over 1,000 warnings: the list stopped at 1,000 without a word, so the README's
     # `runs --errors --json | jq '.errors[] | select(.severity == "error")'` could miss the errors
