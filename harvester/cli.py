@@ -922,6 +922,16 @@ def _lock_holder(exc: Exception) -> str:
     return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
 
 
+def _writer_of(exc: Exception, db_path: Path) -> str | None:
+    """The civicat writer holding the DuckDB file (its command, since when) when the PID
+    DuckDB's lock error names holds the catalogue's writer lock too, else None."""
+    from catalog.lock import describe_holder, writer_holding
+
+    held = re.search(r"\(PID (\d+)\)", str(exc))
+    writer = writer_holding(db_path, int(held.group(1))) if held else None
+    return describe_holder(writer) if writer else None
+
+
 def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
     """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB, no
     permission): exit 2 naming it, before anything is done."""
@@ -943,8 +953,10 @@ def _open(opener, db_path: Path):
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise _cannot_open(db_path, exc) from None
-        raise click.ClickException(f"{db_path} is being written by {_lock_holder(exc)} (a harvest?), and DuckDB "
-                                   "lets no reader open it meanwhile: try again when it ends") from None
+        writer = _writer_of(exc, db_path)
+        who = writer or f"{_lock_holder(exc)} (a harvest?)"
+        raise click.ClickException(f"{db_path} is being written by {who}, and DuckDB lets no reader open it "
+                                   "meanwhile: try again when it ends") from None
 
 
 def main() -> None:

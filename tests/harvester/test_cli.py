@@ -488,6 +488,53 @@ def test_readers_say_clearly_that_a_harvest_holds_the_catalogue(tmp_path, portal
         writer.wait()
 
 
+# a civicat writer as a harvest holds the catalogue: the writer lock (its holder record naming
+# the command and since when), then the DuckDB file; argv[2] "stale": a holder record naming
+# this process, the lock itself not held (a writer killed outright, its PID given to another)
+CIVICAT_WRITER = """
+import json, sys, datetime, duckdb
+from catalog.lock import WriterLock, lock_path
+db, how = sys.argv[1], sys.argv[2]
+sys.argv = ["/usr/local/bin/civicat", "harvest", "--records"]
+lock = WriterLock(db)
+lock.acquire()
+if how == "stale":
+    lock.release()
+con = duckdb.connect(db)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("how", ["held", "stale"])
+def test_readers_blocked_by_a_civicat_writer_name_its_command_and_since_when(tmp_path, portal, how):
+    """A reader blocked by a harvest named DuckDB's view of the writer: the Python binary and a
+    PID. Where that PID holds the catalogue's writer lock, the message names the civicat
+    command and since when, from the lock's holder record; a record the lock no longer backs
+    is not taken for the holder."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    writer = subprocess.Popen([sys.executable, "-c", CIVICAT_WRITER, str(db), how], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo})
+    try:
+        assert writer.stdout.readline() == "open\n"
+        since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
+        for args in (["sql", "SELECT 1"], ["search", "permits"], ["export", "--out", str(tmp_path / "out")]):
+            result = CliRunner().invoke(cli, [*args, "--db", str(db)])
+            assert result.exit_code == 1, (args, result.output)
+            if how == "held":
+                assert (f"{db} is being written by process {writer.pid} (civicat harvest --records, since {since}), "
+                        "and DuckDB lets no reader open it") in result.output, (args, result.output)
+            else:
+                assert f"is being written by process {writer.pid} (" in result.output, (args, result.output)
+                assert "civicat harvest" not in result.output and "(a harvest?)" in result.output
+    finally:
+        writer.kill()
+        writer.wait()
+
+
 def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
     """A title carrying terminal escapes (clear the screen, set the window title) or a NUL is
     stored as the portal gave it, and shown escaped in every table the CLI prints."""
