@@ -765,6 +765,59 @@ def test_records_stopped_by_ctrl_c_or_sigterm_say_so_and_keep_the_published_reco
     assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
 
 
+# `civicat` that sends itself the signal argv[1] as its records pull writes its parts, then
+# argv[2] times more as the stop's cleanup writes the run's errors (before its harvest_runs row)
+SIGNALLED_AGAIN_IN_CLEANUP = """
+import os, signal, sys
+sig, again = getattr(signal, sys.argv.pop(1)), int(sys.argv.pop(1))
+import harvester.pipeline, harvester.records
+from harvester.stopping import stop_requested
+write_parts, flush = harvester.records._write_parts, harvester.pipeline.ErrorLog.flush
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), sig)
+    return write_parts(*args, **kwargs)
+def signalled_again(self):
+    if stop_requested():
+        for _ in range(again):
+            os.kill(os.getpid(), sig)
+    return flush(self)
+harvester.records._write_parts, harvester.pipeline.ErrorLog.flush = signalled, signalled_again
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("again", [1, 2])
+def test_a_second_signal_lets_the_stop_finish_its_bookkeeping_and_a_third_quits_at_once(
+        nightly, records_portal, sig, again):
+    """Ctrl-C pressed twice (or a second SIGTERM) raised again in the stop's cleanup: the run
+    was left `running` in harvest_runs until the next harvest closed it. The second now lets
+    the cleanup finish (the run failed, Interrupted), saying so in the log; a third quits at
+    once, as the log said it would, and the next harvest closes the run it left."""
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    stopped = subprocess.run([sys.executable, "-c", SIGNALLED_AGAIN_IN_CLEANUP, signal.Signals(sig).name, str(again),
+                              "harvest", "--records", "--full", "--json", "--config", str(nightly.config),
+                              "--db", str(nightly.db)], env=env, capture_output=True, timeout=120)
+    said, err = ("SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"), stopped.stderr.decode()
+    assert stopped.returncode == 128 + sig, err[-2000:]
+    [(status, error_type)] = nightly.query("SELECT status, error_type FROM harvest_runs "
+                                           "WHERE run_id <> (SELECT min(run_id) FROM harvest_runs)")
+    if again == 1:
+        assert (status, error_type) == ("failed", "Interrupted"), err[-2000:]
+        assert json.loads(stopped.stdout)["portals"][0]["error_type"] == "Interrupted"
+        assert f"stored before {said}" in err
+    else:
+        assert status == "running" and stopped.stdout == b"", err[-2000:]
+        assert f"{said} a third time: quitting at once" in err
+    assert f"{said} again: the stop is finishing its bookkeeping" in err and "a third Ctrl-C or SIGTERM quits" in err
+    assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
+    assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
+    assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
+
+
 # `civicat` reading SODA's records in pages of 10 rows (not 50,000): a pull of several pages
 SMALL_RECORD_PAGES = """
 import sys
