@@ -1,6 +1,7 @@
 """Harvested records on disk, and what the catalogue knows of them.
 
-Layout: `<records root>/portal=<id>/dataset=<source_id>/part-NNNNN.parquet` (Hive style),
+Layout: `<records root>/portal=<id>/dataset=<source_id>/part-NNNNN.parquet` (Hive style;
+past 100,000 parts, one more digit per tenfold for all of them: `part_name`),
 the records root being `records/` beside the DuckDB file. A pull writes into its own
 staging folder (`.records-staging/` beside the root, outside any glob over the root) and
 the finished folder replaces the published one whole, in one step where the system swaps two
@@ -38,6 +39,33 @@ TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
 PROFILE_COLUMNS = 250   # columns profiled by one scan
+
+
+PART_DIGITS = 5   # part-00000.parquet: the width of part names up to 100,000 parts
+
+
+def part_name(number: int, count: int = 0) -> str:
+    """The name of part `number` in a folder of `count` parts: its number zero-padded to one
+    width for the whole folder, PART_DIGITS digits up to 10**PART_DIGITS parts and one more
+    per tenfold beyond, so that the names sort as the numbers for any count (DuckDB and front
+    ends read a folder's parts in name order). Without `count`: at least PART_DIGITS digits."""
+    width = max(PART_DIGITS, len(str(max(count - 1, 0))))
+    return f"part-{number:0{width}d}.parquet"
+
+
+def part_number(path: Path | str) -> int:
+    """The number in a part's name (`part-00042.parquet` → 42)."""
+    return int(Path(path).name.removeprefix("part-").split(".")[0])
+
+
+def name_in_order(folder: Path, count: int) -> None:
+    """Rename the `count` parts of `folder`, named `part_name(number)`, to names of one width
+    (`part_name(number, count)`): past 10**PART_DIGITS parts, `part-100000` sorted between
+    `part-10000` and `part-10001`."""
+    for number in range(count):
+        short, wide = part_name(number), part_name(number, count)
+        if short != wide:
+            os.rename(folder / short, folder / wide)
 
 
 class UnsafePath(ValueError):
