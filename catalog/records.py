@@ -149,9 +149,14 @@ class RecordsLayout:
             retired = self.staging_root / f"{RETIRED}{uuid.uuid4().hex}"
             aside = self._inside(retired, self.relative(portal_id, source_id))
             aside.mkdir(parents=True)
-            for part in sorted(ready.iterdir()):   # (a pull's folder holds files only)
-                os.link(part, aside / part.name)
-            if exchange(aside, final):
+            try:
+                for part in sorted(ready.iterdir()):   # (a pull's folder holds files only)
+                    os.link(part, aside / part.name)
+                swapped = exchange(aside, final)
+            except BaseException:   # (a copy of `ready`, which stays staged; or, swapped as it was cut, the previous records)
+                shutil.rmtree(retired, ignore_errors=True)
+                raise
+            if swapped:
                 shutil.rmtree(retired)   # the previous records (inside the lock: a repair would take them for a leftover)
                 shutil.rmtree(ready)
             else:   # (no swap in one step on this file system: set the previous one aside, move the new one in)

@@ -219,3 +219,29 @@ def test_a_reader_polling_a_dataset_through_many_publishes_never_finds_it_missin
     assert looks > 1000 and missing == 0, (looks, missing)
     assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [1000] * 3
     assert not staged.exists() and list(layout.staging_root.iterdir()) == []
+
+
+def test_a_publish_whose_swap_fails_keeps_the_previous_records_and_leaves_nothing_aside(tmp_path, monkeypatch):
+    """The swap refused (EXDEV, EACCES: a mount, a permission): the publish fails naming both
+    folders, the previous records stay published, the pull's folder staged, and the copy made
+    to swap in is not left in `.records-staging/` for the next pull's repair."""
+    import errno
+
+    import catalog.records
+
+    layout = RecordsLayout(tmp_path / "records")
+    for version in (1, 2):
+        ready = tmp_path / f"ready{version}"
+        ready.mkdir()
+        pq.write_table(pa.table({"v": [version]}), ready / "part-00000.parquet")
+    layout.publish(tmp_path / "ready1", "p", "d")
+
+    def refused(a, b):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(a), None, str(b))
+
+    monkeypatch.setattr(catalog.records, "exchange", refused)
+    with pytest.raises(PermissionError, match="retired-"):
+        layout.publish(tmp_path / "ready2", "p", "d")
+    assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [1]
+    assert (tmp_path / "ready2" / "part-00000.parquet").is_file()
+    assert list(layout.staging_root.iterdir()) == []
