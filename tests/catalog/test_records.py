@@ -11,6 +11,16 @@ import pytest
 from catalog.records import RecordsLayout, UnsafePath, profile_columns, safe_segment
 
 
+def two_versions_staged(tmp_path) -> RecordsLayout:
+    """A records root in tmp_path, and two pulls of a dataset ready to publish: ready1 and
+    ready2, a part each whose `v` is 1 or 2."""
+    for version in (1, 2):
+        ready = tmp_path / f"ready{version}"
+        ready.mkdir()
+        pq.write_table(pa.table({"v": [version]}), ready / "part-00000.parquet")
+    return RecordsLayout(tmp_path / "records")
+
+
 def test_distinct_names_stay_distinct():
     names = ["a/b", "a%2Fb", "a_b", "a b", "A b", "a" * 300, "a" * 301]
     assert len({safe_segment(n) for n in names}) == len(names)
@@ -132,11 +142,7 @@ def test_a_repair_never_takes_a_publish_in_progress_for_a_leftover(tmp_path, mon
 
     import catalog.records
 
-    layout = RecordsLayout(tmp_path / "records")
-    for version in (1, 2):
-        ready = tmp_path / f"ready{version}"
-        ready.mkdir()
-        pq.write_table(pa.table({"v": [version]}), ready / "part-00000.parquet")
+    layout = two_versions_staged(tmp_path)
     layout.publish(tmp_path / "ready1", "p", "a")
     repaired: list[list[str]] = []
     others: list[threading.Thread] = []
@@ -229,11 +235,7 @@ def test_a_publish_whose_swap_fails_keeps_the_previous_records_and_leaves_nothin
 
     import catalog.records
 
-    layout = RecordsLayout(tmp_path / "records")
-    for version in (1, 2):
-        ready = tmp_path / f"ready{version}"
-        ready.mkdir()
-        pq.write_table(pa.table({"v": [version]}), ready / "part-00000.parquet")
+    layout = two_versions_staged(tmp_path)
     layout.publish(tmp_path / "ready1", "p", "d")
 
     def refused(a, b):
