@@ -37,6 +37,47 @@ def lock_path(db_path: str | Path) -> Path:
     return db_path.with_name(db_path.name + ".lock")
 
 
+def _holder_record(data: bytes) -> dict:
+    try:
+        holder = json.loads(data or b"{}")
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def describe_holder(holder: dict) -> str:
+    """The writer a holder record names, for messages: `process 4242 (civicat harvest --records,
+    since 2026-12-04T01:00:02+00:00)`."""
+    if not holder.get("pid"):
+        return "another process"
+    return f"process {holder['pid']} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
+
+
+def writer_holding(db_path: str | Path, pid: int) -> dict | None:
+    """The holder record of `<db>.lock` when process `pid` holds that lock now (a civicat
+    writer: its command and since when), else None. The record outlives its writer (a run
+    killed outright), and its PID may have been given to another process since: where Linux
+    lists its locks (/proc/locks) the lock must be held by `pid`; elsewhere the PID alone."""
+    path = lock_path(db_path)
+    try:
+        holder = _holder_record(path.read_bytes()[:4096])
+        if holder.get("pid") != pid:
+            return None
+        held = os.stat(path)
+        locks = Path("/proc/locks").read_text()
+    except FileNotFoundError as exc:
+        return holder if exc.filename == "/proc/locks" else None
+    except OSError:
+        return None
+    # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146466 0 EOF" (a waiter's line has "->" after "1:")
+    mine = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
+    for line in locks.splitlines():
+        fields = line.split()
+        if fields[1:2] == ["FLOCK"] and fields[4:6] == [str(pid), mine]:
+            return holder
+    return None
+
+
 class WriterLock:
     """`with WriterLock(db):` — the catalogue's single writer for the block.
 
@@ -74,12 +115,7 @@ class WriterLock:
         self._fd = fd
 
     def _busy_message(self, fd: int, waited: bool) -> str:
-        try:
-            holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        except ValueError:
-            holder = {}
-        who = (f"process {holder.get('pid')} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
-               if holder.get("pid") else "another process")
+        who = describe_holder(_holder_record(os.pread(fd, 4096, 0)))
         if waited:
             return (f"{self.db_path} is still being written by {who} at the end of the wait asked "
                     "(--wait-minutes): try again later")

@@ -1,10 +1,12 @@
 """Harvested records on disk, and what the catalogue knows of them.
 
-Layout: `<records root>/portal=<id>/dataset=<source_id>/part-NNNNN.parquet` (Hive style),
+Layout: `<records root>/portal=<id>/dataset=<source_id>/part-NNNNN.parquet` (Hive style;
+past 100,000 parts, one more digit per tenfold for all of them: `part_name`),
 the records root being `records/` beside the DuckDB file. A pull writes into its own
 staging folder (`.records-staging/` beside the root, outside any glob over the root) and
-the finished folder is moved into place whole: a reader sees the previous complete
-dataset or the new complete one, never a partial one.
+the finished folder replaces the published one whole, in one step where the system swaps two
+folders (`RecordsLayout.publish`): a reader sees the previous complete dataset or the new
+complete one, never a partial one, and never none.
 
 Names from portals are percent-encoded before they reach a path (`/`, `..`, NUL and
 everything outside `[A-Za-z0-9_.-]`), and every path is checked to stay inside the root.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from catalog.files import writing
+from catalog.files import exchange, writing
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 
@@ -37,6 +39,33 @@ TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
 PROFILE_COLUMNS = 250   # columns profiled by one scan
+
+
+PART_DIGITS = 5   # part-00000.parquet: the width of part names up to 100,000 parts
+
+
+def part_name(number: int, count: int = 0) -> str:
+    """The name of part `number` in a folder of `count` parts: its number zero-padded to one
+    width for the whole folder, PART_DIGITS digits up to 10**PART_DIGITS parts and one more
+    per tenfold beyond, so that the names sort as the numbers for any count (DuckDB and front
+    ends read a folder's parts in name order). Without `count`: at least PART_DIGITS digits."""
+    width = max(PART_DIGITS, len(str(max(count - 1, 0))))
+    return f"part-{number:0{width}d}.parquet"
+
+
+def part_number(path: Path | str) -> int:
+    """The number in a part's name (`part-00042.parquet` → 42)."""
+    return int(Path(path).name.removeprefix("part-").split(".")[0])
+
+
+def name_in_order(folder: Path, count: int) -> None:
+    """Rename the `count` parts of `folder`, named `part_name(number)`, to names of one width
+    (`part_name(number, count)`): past 10**PART_DIGITS parts, `part-100000` sorted between
+    `part-10000` and `part-10001`."""
+    for number in range(count):
+        short, wide = part_name(number), part_name(number, count)
+        if short != wide:
+            os.rename(folder / short, folder / wide)
 
 
 class UnsafePath(ValueError):
@@ -100,21 +129,41 @@ class RecordsLayout:
         return self._inside(self.staging_root, self.relative(portal_id, source_id))
 
     def publish(self, ready: Path, portal_id: str, source_id: str) -> Path:
-        """Move the complete folder `ready` into place, replacing the previous one. The
-        previous one is set aside first, under `retired-<id>/` with its own relative path,
-        so that a publish killed between the two renames can be repaired (`repair`)."""
+        """Put the complete folder `ready` in place of the previous one, then remove `ready`.
+
+        Where the system swaps two folders in one step (renameat2 RENAME_EXCHANGE, `exchange`)
+        a reader of the dataset's folder finds the previous records or the new ones, never no
+        folder: a copy of `ready` made of hard links, `retired-<id>/<relative path>`, is swapped
+        with the published folder, which so lands there and is removed. `ready` itself stays a
+        staged pull until the swap is done, and the old folder never sits at a staging path a
+        resumed pull reads: killed at any step, `repair` removes the retired folder (a partial
+        copy of `ready`, or the previous records) and the next pull publishes `ready` again.
+        Elsewhere the previous folder is set aside there and `ready` renamed in: killed between
+        the two, `repair` moves the previous one back."""
         final = self.folder(portal_id, source_id)
         final.parent.mkdir(parents=True, exist_ok=True)
-        retired = None
         with _PUBLISHING:
-            if final.exists():
-                retired = self.staging_root / f"{RETIRED}{uuid.uuid4().hex}"
-                aside = self._inside(retired, self.relative(portal_id, source_id))
-                aside.parent.mkdir(parents=True)
-                os.rename(final, aside)
-            os.rename(ready, final)
-            if retired is not None:   # (inside the lock: another portal's repair would take it for a leftover)
+            if not final.exists():
+                os.rename(ready, final)
+                return final
+            retired = self.staging_root / f"{RETIRED}{uuid.uuid4().hex}"
+            aside = self._inside(retired, self.relative(portal_id, source_id))
+            aside.mkdir(parents=True)
+            try:
+                for part in sorted(ready.iterdir()):   # (a pull's folder holds files only)
+                    os.link(part, aside / part.name)
+                swapped = exchange(aside, final)
+            except BaseException:   # (a copy of `ready`, which stays staged; or, swapped as it was cut, the previous records)
                 shutil.rmtree(retired, ignore_errors=True)
+                raise
+            if swapped:
+                shutil.rmtree(retired)   # the previous records (inside the lock: a repair would take them for a leftover)
+                shutil.rmtree(ready)
+            else:   # (no swap in one step on this file system: set the previous one aside, move the new one in)
+                shutil.rmtree(aside)
+                os.rename(final, aside)
+                os.rename(ready, final)
+                shutil.rmtree(retired)
         return final
 
     def repair(self, pulled: list[tuple[str, str]]) -> list[str]:
@@ -134,8 +183,9 @@ class RecordsLayout:
                     final = self._inside(self.root, relative)
                     if final.exists():
                         shutil.rmtree(aside)
-                        done.append(f"removed {aside}: the previous records of {relative}, left by a publish "
-                                    "cut short after the new ones were in place")
+                        done.append(f"removed {aside}: left by a publish of {relative} cut short while that "
+                                    "folder was in place (the previous records, or a copy of the new ones, "
+                                    "which stay staged)")
                     else:
                         final.parent.mkdir(parents=True, exist_ok=True)
                         os.rename(aside, final)

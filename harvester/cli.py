@@ -643,8 +643,8 @@ def runs(limit, show_errors, db_path, as_json):
         "SELECT run_id FROM harvest_runs GROUP BY run_id ORDER BY max(started_at) DESC LIMIT ?", [limit]).fetchall()]
     cursor = con.execute("""
         SELECT run_id, portal_id, status, started_at, seconds, seen, new, changed, unchanged, removed,
-               errors, warnings, duplicates, listing_complete, requests, retries, not_modified, bytes, error_type,
-               error_message
+               errors, warnings, duplicates, listing_complete, requests, retries, not_modified, bytes,
+               records_pulled, records_failed, record_rows, error_type, error_message
         FROM harvest_runs WHERE list_contains(?, run_id) ORDER BY started_at DESC, portal_id""", [run_ids])
     columns = [d[0] for d in cursor.description]
     rows = [dict(zip(columns, r)) for r in cursor.fetchall()]
@@ -671,12 +671,17 @@ def runs(limit, show_errors, db_path, as_json):
     if not rows:
         click.echo("no harvest runs yet")
         return
+    # records pulled (of those tried) and their rows, as `harvest --records` shows them: only when a run pulled any
+    with_records = any(r["records_pulled"] or r["records_failed"] for r in rows)
     echo_table([[r["run_id"], r["portal_id"], r["status"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
                  f"{r['seconds'] or 0:.1f}", r["seen"], r["new"], r["changed"], r["unchanged"], r["removed"],
-                 r["errors"], r["requests"], r["retries"], r["not_modified"],
-                 (f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")[:80]] for r in rows],
+                 r["errors"], r["requests"], r["retries"], r["not_modified"]]
+                + ([f"{r['records_pulled']}/{r['records_pulled'] + r['records_failed']}", r["record_rows"]]
+                   if with_records else [])
+                + [(f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")[:80]] for r in rows],
                ["run", "portal", "status", "started (UTC)", "seconds", "seen", "new", "changed", "unchanged",
-                "removed", "errors", "requests", "retries", "304s", "failure"])
+                "removed", "errors", "requests", "retries", "304s"] + (["records", "rows"] if with_records else [])
+               + ["failure"])
     if show_errors:
         click.echo()
         echo_table([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"], e["message"][:100]]
@@ -920,6 +925,16 @@ def _lock_holder(exc: Exception) -> str:
     return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
 
 
+def _writer_of(exc: Exception, db_path: Path) -> str | None:
+    """The civicat writer holding the DuckDB file (its command, since when) when the PID
+    DuckDB's lock error names holds the catalogue's writer lock too, else None."""
+    from catalog.lock import describe_holder, writer_holding
+
+    held = re.search(r"\(PID (\d+)\)", str(exc))
+    writer = writer_holding(db_path, int(held.group(1))) if held else None
+    return describe_holder(writer) if writer else None
+
+
 def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
     """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB, no
     permission): exit 2 naming it, before anything is done."""
@@ -941,8 +956,10 @@ def _open(opener, db_path: Path):
     except duckdb.IOException as exc:
         if "lock" not in str(exc).lower():
             raise _cannot_open(db_path, exc) from None
-        raise click.ClickException(f"{db_path} is being written by {_lock_holder(exc)} (a harvest?), and DuckDB "
-                                   "lets no reader open it meanwhile: try again when it ends") from None
+        writer = _writer_of(exc, db_path)
+        who = writer or f"{_lock_holder(exc)} (a harvest?)"
+        raise click.ClickException(f"{db_path} is being written by {who}, and DuckDB lets no reader open it "
+                                   "meanwhile: try again when it ends") from None
 
 
 def main() -> None:

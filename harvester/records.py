@@ -29,7 +29,8 @@ import orjson
 
 from catalog.files import sync, writing
 from catalog.lazy import LazyModule
-from catalog.records import PreviousPull, RecordsLayout, measure_folder, previous_pull, record_pull, write_json_atomic
+from catalog.records import (PreviousPull, RecordsLayout, measure_folder, name_in_order, part_name, part_number,
+                             previous_pull, record_pull, write_json_atomic)
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
@@ -954,8 +955,8 @@ def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_pat
     if not progress["done"]:
         result.smaller_pages = _write_parts(source, schema, progress, progress_path, parts_dir, *part_size, tables)
     if not progress["parts"]:  # an empty dataset is still a dataset: one part with its schema
-        pq.write_table(schema.empty_table(), parts_dir / "part-00000.parquet")
-        progress["parts"].append("part-00000.parquet")
+        pq.write_table(schema.empty_table(), parts_dir / part_name(0))
+        progress["parts"].append(part_name(0))
     source.check_unchanged(str(parts_dir / "*.parquet"))
 
 
@@ -964,7 +965,7 @@ def _keep_once(parts_dir: Path, key: str, repeated: tuple) -> int:
     reading (the latest served); only the parts holding one are written again. Returns the
     number of rows dropped."""
     wanted, kept, dropped = pa.array(sorted(repeated)), set(), 0
-    for part in sorted(parts_dir.glob("part-*.parquet"), reverse=True):
+    for part in sorted(parts_dir.glob("part-*.parquet"), key=part_number, reverse=True):
         table = pq.read_table(part)
         hits = pc.indices_nonzero(pc.fill_null(pc.is_in(table[key], value_set=wanted), False)).to_pylist()
         if not hits:
@@ -1025,7 +1026,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
             if table.num_rows:   # (an empty page, an Open311 window without requests: no empty row group)
                 if writer is None:
                     dictionary = dictionary_columns(table) if dictionary is None else dictionary
-                    part_path = parts_dir / f"part-{len(progress['parts']):05d}.parquet.tmp"
+                    part_path = parts_dir / f"{part_name(len(progress['parts']))}.tmp"
                 with writing(part_path):
                     if writer is None:
                         writer = pq.ParquetWriter(part_path, schema, **PART_COMPRESSION,
@@ -1117,11 +1118,17 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
     parts, which stay as they are (a publish killed while packing packs them again), a part
     closed at its rows linked as it is; parts all full but the last are published themselves."""
     counts = [pq.read_metadata(parts_dir / name).num_rows for name in parts]
-    if all(count >= part_rows for count in counts[:-1]):
+    whole = all(count >= part_rows for count in counts[:-1])
+    if whole and part_name(0) == part_name(0, len(parts)):   # (staged under names of one width)
         return parts_dir
     packed = staging / "packed"
     shutil.rmtree(packed, ignore_errors=True)
     packed.mkdir()
+    if whole:   # (too many to be named in order as staged: linked under names of one width)
+        for number, name in enumerate(parts):
+            os.link(parts_dir / name, packed / part_name(number, len(parts)))
+        sync(packed)
+        return packed
     writer, written, dictionary, number = None, 0, None, 0
 
     def close() -> None:
@@ -1134,7 +1141,7 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
     try:
         for name, count in zip(parts, counts):
             if writer is None and count >= part_rows:   # (closed at its rows)
-                os.link(parts_dir / name, packed / f"part-{number:05d}.parquet")
+                os.link(parts_dir / name, packed / part_name(number))
                 number += 1
                 continue
             staged = pq.ParquetFile(parts_dir / name)
@@ -1142,7 +1149,7 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
                 table = staged.read_row_group(group)
                 if writer is None:
                     dictionary = dictionary_columns(table) if dictionary is None else dictionary
-                    target = packed / f"part-{number:05d}.parquet"
+                    target = packed / part_name(number)
                     writer = pq.ParquetWriter(target, staged.schema_arrow, **PART_COMPRESSION,
                                               use_dictionary=dictionary)
                 with writing(target):
@@ -1159,6 +1166,7 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
             except OSError:   # (the disk full fails its close too; the folder goes with the staging one)
                 pass
         raise
+    name_in_order(packed, number)
     sync(packed)
     return packed
 
@@ -1168,7 +1176,7 @@ def _merge(con, source: RecordSource, layout: RecordsLayout, portal_id: str, sou
     shutil.rmtree(merged, ignore_errors=True)
     merged.mkdir()
     select = source.merge_sql(layout.glob(portal_id, source_id), str(staging / "parts" / "*.parquet"))
-    target = str(merged / "part-00000.parquet").replace("'", "''")
+    target = str(merged / part_name(0)).replace("'", "''")
     con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
     return merged
 

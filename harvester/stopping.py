@@ -7,9 +7,18 @@ printed, its runs `running` until the next harvest, its staging files left behin
 
 DuckDB turns a signal that comes during a query into its own error ("Query interrupted", a
 RuntimeError), the KeyboardInterrupt lost: `stop_requested()` tells that error from a failure.
+
+The stop then cleans up for a few seconds: the runs it stopped recorded Interrupted, staging
+removed, the report printed. A second signal (Ctrl-C pressed again, a second `kill`) raised in
+that cleanup and cut it short, its runs left `running` until the next harvest: now it only
+says in the log that the stop is finishing and that a third quits at once. The third ends
+the process on the spot (`os._exit`, 130 or 143), as kill -9 would: nothing half-written is
+published either way, and the next harvest closes what it left.
 """
 from __future__ import annotations
 
+import logging
+import os
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,11 +27,31 @@ _received: list[int] = []
 _cancellers: list[Callable[[], None]] = []
 
 
+log = logging.getLogger("civicat")
+
+
 def _stop(signum, frame):
     _received.append(signum)
-    for cancel in list(_cancellers):
-        cancel()
-    raise KeyboardInterrupt
+    said = _signal_name(signum)
+    if len(_received) == 1:
+        for cancel in list(_cancellers):
+            cancel()
+        raise KeyboardInterrupt
+    if len(_received) == 2:   # (the cleanup the first started goes on: no exception to cut it short)
+        log.warning("%s again: the stop is finishing its bookkeeping (the runs it stopped recorded Interrupted, "
+                    "what they staged removed), which takes seconds; a third Ctrl-C or SIGTERM quits at once, "
+                    "leaving that to the next harvest", said)
+        return
+    try:   # (straight to fd 2: no lock of the logging's, which the interrupted code may hold, is needed)
+        os.write(2, f"{said} a third time: quitting at once; runs left `running` are closed by the next "
+                    f"harvest, a publish cut short is repaired by the next pull or export\n".encode())
+    except OSError:
+        pass
+    os._exit(stopped_exit_code())
+
+
+def _signal_name(signum: int) -> str:
+    return "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C"
 
 
 @contextmanager
@@ -52,7 +81,7 @@ def stop_requested() -> bool:
 
 def stopped_by() -> str:
     """What stopped the command, for its messages."""
-    return "SIGTERM" if signal.SIGTERM in _received else "Ctrl-C"
+    return _signal_name(signal.SIGTERM if signal.SIGTERM in _received else signal.SIGINT)
 
 
 def stopped_exit_code() -> int:

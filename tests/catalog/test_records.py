@@ -1,6 +1,7 @@
 """The records folder: names from portals never leave it; publishing replaces a dataset
 whole; profiles from DuckDB over the Parquet."""
 import os
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -8,6 +9,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from catalog.records import RecordsLayout, UnsafePath, profile_columns, safe_segment
+
+
+def two_versions_staged(tmp_path) -> RecordsLayout:
+    """A records root in tmp_path, and two pulls of a dataset ready to publish: ready1 and
+    ready2, a part each whose `v` is 1 or 2."""
+    for version in (1, 2):
+        ready = tmp_path / f"ready{version}"
+        ready.mkdir()
+        pq.write_table(pa.table({"v": [version]}), ready / "part-00000.parquet")
+    return RecordsLayout(tmp_path / "records")
 
 
 def test_distinct_names_stay_distinct():
@@ -131,11 +142,7 @@ def test_a_repair_never_takes_a_publish_in_progress_for_a_leftover(tmp_path, mon
 
     import catalog.records
 
-    layout = RecordsLayout(tmp_path / "records")
-    for version in (1, 2):
-        ready = tmp_path / f"ready{version}"
-        ready.mkdir()
-        pq.write_table(pa.table({"v": [version]}), ready / "part-00000.parquet")
+    layout = two_versions_staged(tmp_path)
     layout.publish(tmp_path / "ready1", "p", "a")
     repaired: list[list[str]] = []
     others: list[threading.Thread] = []
@@ -153,4 +160,90 @@ def test_a_repair_never_takes_a_publish_in_progress_for_a_leftover(tmp_path, mon
     others[0].join(timeout=5)
     assert repaired == [[]]
     assert pq.read_table(layout.folder("p", "a")).column("v").to_pylist() == [2]
+    assert list(layout.staging_root.iterdir()) == []
+
+
+def _swaps_in_one_step(tmp_path) -> bool:
+    from catalog.files import exchange
+
+    a, b = tmp_path / "probe-a", tmp_path / "probe-b"
+    a.mkdir()
+    b.mkdir()
+    try:
+        return exchange(a, b)
+    finally:
+        a.rmdir()
+        b.rmdir()
+
+
+# a front end's reader: opens the dataset's folder as fast as it can until told to stop, and
+# prints how many of its looks found no folder
+POLLER = """
+import os, sys
+folder, stop = sys.argv[1], sys.argv[2]
+looks = missing = 0
+print("ready", flush=True)
+while not os.path.exists(stop):
+    looks += 1
+    try:
+        os.close(os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
+    except FileNotFoundError:
+        missing += 1
+print(looks, missing)
+"""
+
+
+def test_a_reader_polling_a_dataset_through_many_publishes_never_finds_it_missing(tmp_path):
+    """The publish set the previous folder aside and moved the new one in with two renames: a
+    front end reading `records/portal=…/dataset=…/` between them found no folder. Where the
+    system swaps two folders in one step (renameat2), it never does."""
+    import subprocess
+    import sys
+
+    if not _swaps_in_one_step(tmp_path):
+        pytest.skip("no renameat2 RENAME_EXCHANGE on this system or file system: the publish renames twice")
+    layout = RecordsLayout(tmp_path / "records")
+    staged = tmp_path / ".records-staging" / "pull"
+
+    def stage(version: int) -> Path:
+        staged.mkdir(parents=True)
+        for part in range(3):
+            pq.write_table(pa.table({"v": [version]}), staged / f"part-{part:05d}.parquet")
+        return staged
+
+    layout.publish(stage(0), "p", "d")
+    stop = tmp_path / "stop"
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, str(layout.folder("p", "d")), str(stop)],
+                              stdout=subprocess.PIPE, text=True)
+    assert poller.stdout.readline() == "ready\n"
+    try:
+        for version in range(1, 1001):
+            layout.publish(stage(version), "p", "d")
+    finally:
+        stop.touch()
+        looks, missing = map(int, poller.communicate(timeout=60)[0].split())
+    assert looks > 1000 and missing == 0, (looks, missing)
+    assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [1000] * 3
+    assert not staged.exists() and list(layout.staging_root.iterdir()) == []
+
+
+def test_a_publish_whose_swap_fails_keeps_the_previous_records_and_leaves_nothing_aside(tmp_path, monkeypatch):
+    """The swap refused (EXDEV, EACCES: a mount, a permission): the publish fails naming both
+    folders, the previous records stay published, the pull's folder staged, and the copy made
+    to swap in is not left in `.records-staging/` for the next pull's repair."""
+    import errno
+
+    import catalog.records
+
+    layout = two_versions_staged(tmp_path)
+    layout.publish(tmp_path / "ready1", "p", "d")
+
+    def refused(a, b):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(a), None, str(b))
+
+    monkeypatch.setattr(catalog.records, "exchange", refused)
+    with pytest.raises(PermissionError, match="retired-"):
+        layout.publish(tmp_path / "ready2", "p", "d")
+    assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [1]
+    assert (tmp_path / "ready2" / "part-00000.parquet").is_file()
     assert list(layout.staging_root.iterdir()) == []

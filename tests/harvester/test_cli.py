@@ -209,6 +209,26 @@ def test_the_json_reports_of_harvest_and_runs_have_exactly_the_keys_and_types_do
         assert_as_documented(row, error_row, "runs --errors --json: errors[]")
 
 
+def test_runs_show_the_records_pulled_their_failures_and_rows(tmp_path):
+    """`runs --json` left out the records counts of harvest_runs (a script had to ask `civicat
+    sql`); the table shows them as `harvest --records` does, when a run pulled any."""
+    from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
+    views = [{"id": f"abcd-000{n}", "name": f"Calls {n}", "category": "Public Safety",
+              "columns": [{"fieldName": "n", "dataTypeName": "number"}]} for n in (1, 2)]
+    domain = "data.example.org"
+    with SocrataPortal([discovery_entry(v) for v in views], domain=domain,
+                       records={"abcd-0001": SodaTable.from_rows([{"n": str(i)} for i in range(30)])}) as portal:
+        config = tmp_path / "portals.toml"
+        config.write_text(f'[[portals]]\nid = "sea"\ncity = "Seattle"\nkind = "socrata"\nurl = "{portal.url}"\n'
+                          f'domain = "{domain}"\nrecords = ["abcd-0001", "abcd-0002"]\n')
+        db = str(tmp_path / "c.duckdb")
+        invoke("harvest", "--config", str(config), "--db", db, "--records")   # abcd-0002 has no records: its pull fails
+    [run] = json.loads(invoke("runs", "--db", db, "--json").output)
+    assert (run["records_pulled"], run["records_failed"], run["record_rows"]) == (1, 1, 30)
+    header, _, row = invoke("runs", "--db", db).output.splitlines()[:3]
+    assert header.split()[15:18] == ["records", "rows", "failure"] and row.split()[15:17] == ["1/2", "30"]
+
+
 def test_runs_errors_json_lists_every_error_and_the_table_says_how_many_it_leaves_out(tmp_path):
     # a night of over 1,000 warnings: the list stopped at 1,000 without a word, so the README's
     # `runs --errors --json | jq '.errors[] | select(.severity == "error")'` could miss the errors
@@ -463,6 +483,53 @@ def test_readers_say_clearly_that_a_harvest_holds_the_catalogue(tmp_path, portal
             result = CliRunner().invoke(cli, [*args, "--db", str(db)])
             assert result.exit_code == 1, (args, result.output)
             assert f"is being written by process {writer.pid}" in result.output, (args, result.output)
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+# a civicat writer as a harvest holds the catalogue: the writer lock (its holder record naming
+# the command and since when), then the DuckDB file; argv[2] "stale": a holder record naming
+# this process, the lock itself not held (a writer killed outright, its PID given to another)
+CIVICAT_WRITER = """
+import json, sys, datetime, duckdb
+from catalog.lock import WriterLock, lock_path
+db, how = sys.argv[1], sys.argv[2]
+sys.argv = ["/usr/local/bin/civicat", "harvest", "--records"]
+lock = WriterLock(db)
+lock.acquire()
+if how == "stale":
+    lock.release()
+con = duckdb.connect(db)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("how", ["held", "stale"])
+def test_readers_blocked_by_a_civicat_writer_name_its_command_and_since_when(tmp_path, portal, how):
+    """A reader blocked by a harvest named DuckDB's view of the writer: the Python binary and a
+    PID. Where that PID holds the catalogue's writer lock, the message names the civicat
+    command and since when, from the lock's holder record; a record the lock no longer backs
+    is not taken for the holder."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    writer = subprocess.Popen([sys.executable, "-c", CIVICAT_WRITER, str(db), how], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo})
+    try:
+        assert writer.stdout.readline() == "open\n"
+        since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
+        for args in (["sql", "SELECT 1"], ["search", "permits"], ["export", "--out", str(tmp_path / "out")]):
+            result = CliRunner().invoke(cli, [*args, "--db", str(db)])
+            assert result.exit_code == 1, (args, result.output)
+            if how == "held":
+                assert (f"{db} is being written by process {writer.pid} (civicat harvest --records, since {since}), "
+                        "and DuckDB lets no reader open it") in result.output, (args, result.output)
+            else:
+                assert f"is being written by process {writer.pid} (" in result.output, (args, result.output)
+                assert "civicat harvest" not in result.output and "(a harvest?)" in result.output
     finally:
         writer.kill()
         writer.wait()

@@ -603,21 +603,28 @@ def test_ctrl_c_during_a_retry_wait_of_the_page_read_ahead_stops_at_once(nightly
 
 # -- kill -9 inside a publish -----------------------------------------------------------------
 
-# `civicat` whose process SIGKILLs itself right after the rename named by argv[1] matches
-# (records: the published folder set aside, or the new one moved in; export: the same two, on a
-# system without renameat2 (NO_EXCHANGE), else the previous export set aside once exchanged)
+# `civicat` whose process SIGKILLs itself right after the rename ("rename:…") or hard link
+# ("link:…") whose target contains argv[1]'s "…", or (argv[1] "exchange") right after a records
+# publish swapped its folders
+# (records, on a system without renameat2 (NO_EXCHANGE): the published folder set aside, or
+# the new one moved in; else a part linked into the copy swapped in, or the swap; export: the
+# same two renames without renameat2, else the previous export set aside once exchanged)
 KILLED_AFTER_RENAME = """
 import os, signal, sys
 point = sys.argv.pop(1)
+import catalog.export, catalog.records
 if os.environ.get("NO_EXCHANGE"):
-    import catalog.export
-    catalog.export.exchange = lambda a, b: False
-rename = os.rename
-def killing_rename(source, target):
-    rename(source, target)
-    if point in str(target):
-        os.kill(os.getpid(), signal.SIGKILL)
-os.rename = killing_rename
+    catalog.export.exchange = catalog.records.exchange = lambda a, b: False
+kind, _, name = point.partition(":")
+def killing(step, called):
+    def step_then_kill(source, target):
+        done = step(source, target)
+        if kind == called and name in str(target):
+            os.kill(os.getpid(), signal.SIGKILL)
+        return done
+    return step_then_kill
+os.rename, os.link = killing(os.rename, "rename"), killing(os.link, "link")
+catalog.records.exchange = killing(catalog.records.exchange, "exchange")
 from harvester.cli import main
 sys.argv[0] = "civicat"
 main()
@@ -646,28 +653,38 @@ def read_records(nightly) -> int:
     return pq.read_table(nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").num_rows
 
 
-@pytest.mark.parametrize("point", ["retired-", "/records/portal="])
-def test_a_records_publish_killed_between_or_after_its_renames_is_repaired_by_the_next_pull(
-        nightly, records_portal, caplog, point):
+@pytest.mark.parametrize(("point", "exchange"), [("rename:retired-", False), ("rename:/records/portal=", False),
+                                               ("link:retired-", True), ("exchange", True)])
+def test_a_records_publish_killed_at_any_step_is_repaired_by_the_next_pull(nightly, records_portal, caplog, point,
+                                                                           exchange):
     """kill -9 right after the published folder was set aside: the dataset had no folder (the
     records gone for every reader) until the next pull of that very dataset, and the folder set
     aside stayed in `.records-staging/` forever. Killed after the new one moved in, the old
-    copy stayed there too. The next pull of the portal, even one that fails, puts it right."""
+    copy stayed there too. The next pull of the portal, even one that fails, puts it right.
+    Where the folders are swapped in one step (renameat2), killed as the copy to swap in is
+    linked or right after the swap, the dataset's folder is never missing, and the previous
+    records never lie where the next pull would resume from."""
     assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
     killed = killed_after_rename(point, "harvest", "--records", "--full", "--config", str(nightly.config),
-                                 "--db", str(nightly.db))
+                                 "--db", str(nightly.db), exchange=exchange)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     staging = nightly.tmp_path / ".records-staging"
     assert [p.name[:8] for p in staging.iterdir() if p.name.startswith("retired-")] == ["retired-"]
-    assert (nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234").exists() == (point != "retired-")
+    published = nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234"
+    assert published.exists() == (point != "rename:retired-")
+    if exchange:   # the staged pull is the new one whole (its part linked once more: the copy swapped in)
+        import pyarrow.parquet as pq
+        [staged] = list((staging / "portal=sea" / "dataset=abcd-1234").glob("*/part-*.parquet"))
+        assert pq.read_metadata(staged).num_rows == 50 and staged.stat().st_nlink == 2
 
     records_portal.inject("/resource/", ("status", 500), times=100)   # this pull fails: the repair is not it
     code, report = nightly.harvest("--records", "--full", attempts=1)
     assert report["portals"][0]["records_failed"] == 1
     assert read_records(nightly) == 50     # the only good copy was put back, not deleted
     assert not any(p.name.startswith("retired-") for p in staging.iterdir())
-    said = [r.getMessage() for r in caplog.records if "a publish cut short" in r.getMessage()]
-    assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "retired-" else "removed") in said[0]
+    said = [r.getMessage() for r in caplog.records if "a publish" in r.getMessage() and "cut short" in r.getMessage()]
+    assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "rename:retired-"
+                               else "removed") in said[0]
 
 
 @pytest.mark.parametrize(("between", "exchange"), [(True, False), (False, False), (False, True)])
@@ -684,7 +701,8 @@ def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_
     export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
     assert CliRunner().invoke(cli, export).exit_code == 0
     first = json.loads((out / "manifest.json").read_text())
-    killed = killed_after_rename(".export.retired-" if between or exchange else str(out), *export, exchange=exchange)
+    killed = killed_after_rename("rename:" + (".export.retired-" if between or exchange else str(out)), *export,
+                                 exchange=exchange)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     hidden = sorted(p.name.split("-")[0] for p in nightly.tmp_path.iterdir() if p.name.startswith(".export."))
     assert hidden == ([".export.export", ".export.retired"] if between else [".export.retired"])
@@ -745,6 +763,59 @@ def test_records_stopped_by_ctrl_c_or_sigterm_say_so_and_keep_the_published_reco
     assert (status, error_type) == ("failed", "Interrupted") and f"interrupted ({said})" in message
     assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
     assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
+
+
+# `civicat` that sends itself the signal argv[1] as its records pull writes its parts, then
+# argv[2] times more as the stop's cleanup writes the run's errors (before its harvest_runs row)
+SIGNALLED_AGAIN_IN_CLEANUP = """
+import os, signal, sys
+sig, again = getattr(signal, sys.argv.pop(1)), int(sys.argv.pop(1))
+import harvester.pipeline, harvester.records
+from harvester.stopping import stop_requested
+write_parts, flush = harvester.records._write_parts, harvester.pipeline.ErrorLog.flush
+def signalled(*args, **kwargs):
+    os.kill(os.getpid(), sig)
+    return write_parts(*args, **kwargs)
+def signalled_again(self):
+    if stop_requested():
+        for _ in range(again):
+            os.kill(os.getpid(), sig)
+    return flush(self)
+harvester.records._write_parts, harvester.pipeline.ErrorLog.flush = signalled, signalled_again
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("again", [1, 2])
+def test_a_second_signal_lets_the_stop_finish_its_bookkeeping_and_a_third_quits_at_once(
+        nightly, records_portal, sig, again):
+    """Ctrl-C pressed twice (or a second SIGTERM) raised again in the stop's cleanup: the run
+    was left `running` in harvest_runs until the next harvest closed it. The second now lets
+    the cleanup finish (the run failed, Interrupted), saying so in the log; a third quits at
+    once, as the log said it would, and the next harvest closes the run it left."""
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    stopped = subprocess.run([sys.executable, "-c", SIGNALLED_AGAIN_IN_CLEANUP, signal.Signals(sig).name, str(again),
+                              "harvest", "--records", "--full", "--json", "--config", str(nightly.config),
+                              "--db", str(nightly.db)], env=env, capture_output=True, timeout=120)
+    said, err = ("SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"), stopped.stderr.decode()
+    assert stopped.returncode == 128 + sig, err[-2000:]
+    [(status, error_type)] = nightly.query("SELECT status, error_type FROM harvest_runs "
+                                           "ORDER BY started_at DESC LIMIT 1")   # (run ids of one second: random)
+    if again == 1:
+        assert (status, error_type) == ("failed", "Interrupted"), err[-2000:]
+        assert json.loads(stopped.stdout)["portals"][0]["error_type"] == "Interrupted"
+        assert f"stored before {said}" in err
+    else:
+        assert status == "running" and stopped.stdout == b"", err[-2000:]
+        assert f"{said} a third time: quitting at once" in err
+    assert f"{said} again: the stop is finishing its bookkeeping" in err and "a third Ctrl-C or SIGTERM quits" in err
+    assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
+    assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
+    assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
 
 
 # `civicat` reading SODA's records in pages of 10 rows (not 50,000): a pull of several pages

@@ -1,6 +1,7 @@
 """The records step: value conversion to Arrow types, and `civicat records` (one-off pulls,
 --overlap) over a local Socrata portal."""
 import json
+import os
 from datetime import UTC, date, datetime
 
 import duckdb
@@ -200,3 +201,49 @@ def test_rows_staged_twice_are_kept_once_at_their_later_reading(tmp_path):
         ("a", 1), ("b", 2), ("c", 30), ("d", 4), ("e", 5), ("f", 6), (None, 7), ("g", 8)]
     assert (tmp_path / "part-00002.parquet").read_bytes() == untouched   # (no repeated row: not written again)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(parts)   # (no temporary file left)
+
+
+def test_past_100000_parts_the_published_names_still_sort_in_their_order(tmp_path):
+    """Parts were named with 5 digits: the 100,001st, `part-100000`, sorted between `part-10000`
+    and `part-10001`, and DuckDB and front ends, which read a folder's parts in name order, read
+    the rows out of order. Past 100,000 parts every name takes the digits of the largest; up to
+    it the names stay as they were."""
+    from harvester.records import _packed
+
+    parts_dir, count = tmp_path / "parts", 100_001
+    parts_dir.mkdir()
+    marked = (0, 9_999, 10_000, 10_001, 99_999, 100_000)
+    bases = [tmp_path / f"base-{n}.parquet" for n in range(8)]   # (a file takes 65,000 links on ext4)
+    for base in bases:
+        pq.write_table(pa.table({"v": [-1]}), base)
+    parts = [f"part-{number:05d}.parquet" for number in range(count)]   # as a pull stages them
+    for number, name in enumerate(parts):
+        if number in marked:
+            pq.write_table(pa.table({"v": [number]}), parts_dir / name)
+        else:
+            os.link(bases[number % 8], parts_dir / name)   # (100,001 files written would take a minute)
+    ready = _packed(parts_dir, parts, tmp_path, part_rows=1)
+    names = sorted(os.listdir(ready))
+    assert [pq.read_table(ready / names[n])["v"][0].as_py() for n in marked] == list(marked)
+    assert len(names) == count and names[0] == "part-000000.parquet" and names[-1] == "part-100000.parquet"
+    from catalog.records import part_name   # (up to 100,000 parts, the names as they were)
+    assert [part_name(n, 100_000) for n in (0, 99_999)] == ["part-00000.parquet", "part-99999.parquet"]
+
+
+def test_parts_joined_past_the_name_width_are_named_in_their_order(tmp_path, monkeypatch):
+    """Parts closed by time are joined before the publish: past 10**PART_DIGITS joined parts
+    their names are widened together (here 1 digit, so that 12 parts go past it)."""
+    import catalog.records
+    from harvester.records import _packed
+
+    monkeypatch.setattr(catalog.records, "PART_DIGITS", 1)
+    parts_dir = tmp_path / "parts"
+    parts_dir.mkdir()
+    parts = [f"part-{number}.parquet" for number in range(24)]
+    for number, name in enumerate(parts):   # closed by time: half a part each
+        pq.write_table(pa.table({"v": [number]}), parts_dir / name)
+    ready = _packed(parts_dir, parts, tmp_path, part_rows=2)
+    assert sorted(os.listdir(ready)) == [f"part-{n:02d}.parquet" for n in range(12)]
+    with duckdb.connect(config={"threads": 1}) as con:   # (the files in the order DuckDB takes them)
+        assert [v for (v,) in con.execute(f"SELECT v FROM read_parquet('{ready}/*.parquet')").fetchall()] == \
+            list(range(24))
