@@ -69,11 +69,13 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
         return holder if exc.filename == "/proc/locks" else None
     except OSError:
         return None
-    # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146466 0 EOF" (a waiter's line has "->" after "1:")
-    mine = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
+    # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146466 0 EOF" (a waiter's line has "->" after "1:");
+    # matched on the inode number, not the device: the superblock's device listed there is not
+    # stat()'s on overlayfs over two file systems (a container's layers) or a btrfs subvolume
     for line in locks.splitlines():
         fields = line.split()
-        if fields[1:2] == ["FLOCK"] and fields[4:6] == [str(pid), mine]:
+        if fields[1:2] == ["FLOCK"] and fields[4:5] == [str(pid)] and \
+                fields[5:6] and fields[5].rpartition(":")[2] == str(held.st_ino):
             return holder
     return None
 

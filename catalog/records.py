@@ -13,6 +13,7 @@ everything outside `[A-Za-z0-9_.-]`), and every path is checked to stay inside t
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -66,6 +67,24 @@ def name_in_order(folder: Path, count: int) -> None:
         short, wide = part_name(number), part_name(number, count)
         if short != wide:
             os.rename(folder / short, folder / wide)
+
+
+# os.link's refusals on a file system without hard links (exFAT, vfat: EPERM; some FUSE and
+# network mounts: EOPNOTSUPP, ENOSYS) or for a file at its link limit (EMLINK)
+LINKS_REFUSED = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
+
+
+def _linked(folder: Path, copy: Path) -> bool:
+    """Hard-link every file of `folder` (a pull's folder holds files only) into `copy`; False
+    where the file system refuses the links (`copy` then holds some of them)."""
+    try:
+        for part in sorted(folder.iterdir()):
+            os.link(part, copy / part.name)
+    except OSError as exc:
+        if exc.errno in LINKS_REFUSED:
+            return False
+        raise
+    return True
 
 
 class UnsafePath(ValueError):
@@ -138,8 +157,9 @@ class RecordsLayout:
         staged pull until the swap is done, and the old folder never sits at a staging path a
         resumed pull reads: killed at any step, `repair` removes the retired folder (a partial
         copy of `ready`, or the previous records) and the next pull publishes `ready` again.
-        Elsewhere the previous folder is set aside there and `ready` renamed in: killed between
-        the two, `repair` moves the previous one back."""
+        Elsewhere (no such call, or a file system without hard links) the previous folder is set
+        aside there and `ready` renamed in: killed between the two, `repair` moves the previous
+        one back."""
         final = self.folder(portal_id, source_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         with _PUBLISHING:
@@ -150,16 +170,14 @@ class RecordsLayout:
             aside = self._inside(retired, self.relative(portal_id, source_id))
             aside.mkdir(parents=True)
             try:
-                for part in sorted(ready.iterdir()):   # (a pull's folder holds files only)
-                    os.link(part, aside / part.name)
-                swapped = exchange(aside, final)
+                swapped = _linked(ready, aside) and exchange(aside, final)
             except BaseException:   # (a copy of `ready`, which stays staged; or, swapped as it was cut, the previous records)
                 shutil.rmtree(retired, ignore_errors=True)
                 raise
             if swapped:
                 shutil.rmtree(retired)   # the previous records (inside the lock: a repair would take them for a leftover)
                 shutil.rmtree(ready)
-            else:   # (no swap in one step on this file system: set the previous one aside, move the new one in)
+            else:   # (no swap in one step, or no hard links, on this file system: set the previous one aside, move the new one in)
                 shutil.rmtree(aside)
                 os.rename(final, aside)
                 os.rename(ready, final)

@@ -1264,6 +1264,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                     if result.published_as_read else ""),
                            severity="warning")
         except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
+            if stop_requested():   # (DuckDB's "Query interrupted": Ctrl-C or SIGTERM in a query, no failure of this dataset)
+                raise
             result.status = "failed"
             result.error_type = type(exc).__name__
             result.error_message = str(exc)

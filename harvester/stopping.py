@@ -13,13 +13,19 @@ removed, the report printed. A second signal (Ctrl-C pressed again, a second `ki
 that cleanup and cut it short, its runs left `running` until the next harvest: now it only
 says in the log that the stop is finishing and that a third quits at once. The third ends
 the process on the spot (`os._exit`, 130 or 143), as kill -9 would: nothing half-written is
-published either way, and the next harvest closes what it left.
+published either way, and the next harvest closes what it left. Python runs a signal's handler
+only in the main thread, between two steps of Python, and DuckDB (1.5.5) now and then holds the
+main thread for good in the statement after one a signal interrupted: there a thread of its own
+counts the signals (from the bytes their C handler writes to a pipe, `signal.set_wakeup_fd`)
+and, a second after the third, quits in the handler's place.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -42,12 +48,33 @@ def _stop(signum, frame):
                     "what they staged removed), which takes seconds; a third Ctrl-C or SIGTERM quits at once, "
                     "leaving that to the next harvest", said)
         return
+    _quit(said, stopped_exit_code())
+
+
+def _quit(said: str, code: int) -> None:
     try:   # (straight to fd 2: no lock of the logging's, which the interrupted code may hold, is needed)
         os.write(2, f"{said} a third time: quitting at once; runs left `running` are closed by the next "
                     f"harvest, a publish cut short is repaired by the next pull or export\n".encode())
     except OSError:
         pass
-    os._exit(stopped_exit_code())
+    os._exit(code)
+
+
+HANDLER_GRACE_SECONDS = 1.0   # the main thread's handler quits first where it can run at all
+
+
+def _count_stop_signals(pipe: int) -> None:
+    """The counting thread: each byte of `pipe` is a signal's number, written by its C handler
+    whatever the main thread is doing; at the third stop signal, the main thread's handler not
+    having quit in HANDLER_GRACE_SECONDS, it quits."""
+    counted: list[int] = []
+    while len(counted) < 3:
+        counted += [signum for signum in os.read(pipe, 64) if signum in (signal.SIGINT, signal.SIGTERM)]
+    time.sleep(HANDLER_GRACE_SECONDS)
+    _quit(_signal_name(counted[2]), stopped_exit_code(counted))
+
+
+_counting = threading.Event()
 
 
 def _signal_name(signum: int) -> str:
@@ -73,6 +100,12 @@ def stop_on_signals() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    if not _counting.is_set():
+        _counting.set()
+        pipe, wakeup = os.pipe()
+        os.set_blocking(wakeup, False)
+        signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
+        threading.Thread(target=_count_stop_signals, args=(pipe,), name="stop-signals", daemon=True).start()
 
 
 def stop_requested() -> bool:
@@ -84,5 +117,5 @@ def stopped_by() -> str:
     return _signal_name(signal.SIGTERM if signal.SIGTERM in _received else signal.SIGINT)
 
 
-def stopped_exit_code() -> int:
-    return 128 + (signal.SIGTERM if signal.SIGTERM in _received else signal.SIGINT)
+def stopped_exit_code(received: list[int] = _received) -> int:
+    return 128 + (signal.SIGTERM if signal.SIGTERM in received else signal.SIGINT)

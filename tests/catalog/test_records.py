@@ -247,3 +247,24 @@ def test_a_publish_whose_swap_fails_keeps_the_previous_records_and_leaves_nothin
     assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [1]
     assert (tmp_path / "ready2" / "part-00000.parquet").is_file()
     assert list(layout.staging_root.iterdir()) == []
+
+
+@pytest.mark.parametrize("refusal", ["EPERM", "EOPNOTSUPP", "EMLINK"])
+def test_a_file_system_that_refuses_hard_links_still_gets_the_new_records(tmp_path, monkeypatch, refusal):
+    """The copy swapped in is made of hard links: on a file system without them (exFAT, vfat:
+    EPERM; some FUSE and network mounts: EOPNOTSUPP) or a part at its link limit (EMLINK) every
+    publish over a previous folder failed, and the dataset kept its first records for good,
+    where a rename had published them. The publish renames twice there instead."""
+    import errno
+
+    layout = two_versions_staged(tmp_path)
+    layout.publish(tmp_path / "ready1", "p", "d")
+
+    def refused(source, target, **kwargs):
+        code = getattr(errno, refusal)
+        raise OSError(code, os.strerror(code), str(source), None, str(target))
+
+    monkeypatch.setattr(os, "link", refused)
+    layout.publish(tmp_path / "ready2", "p", "d")
+    assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [2]
+    assert not (tmp_path / "ready2").exists() and list(layout.staging_root.iterdir()) == []

@@ -765,6 +765,49 @@ def test_records_stopped_by_ctrl_c_or_sigterm_say_so_and_keep_the_published_reco
     assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 50
 
 
+# `civicat` whose records pull is stopped by the signal argv[1] in a DuckDB query of its profile
+# (a large dataset's scan takes minutes): DuckDB takes the KeyboardInterrupt raised in the query
+# and raises its own error instead, as done here (a real query noticed the signal only now and
+# then, so a test of it could not fail reliably)
+SIGNALLED_IN_A_QUERY = """
+import os, signal, sys
+import harvester.records
+sig = getattr(signal, sys.argv.pop(1))
+measure = harvester.records.measure_folder
+def stopped_in_a_query(folder):
+    try:
+        os.kill(os.getpid(), sig)
+    except KeyboardInterrupt:
+        raise RuntimeError("Query interrupted") from None
+    return measure(folder)
+harvester.records.measure_folder = stopped_in_a_query
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_records_stopped_during_a_duckdb_query_are_interrupted_not_failed(nightly, records_portal, sig):
+    """DuckDB turns a signal that comes during a query into its own error ("Query interrupted"):
+    the handler of one dataset's failures took it for one, so a stop during a profile's scan or
+    an incremental pull's merge ended as a failed pull (exit 1, the run RecordsFailed, an error
+    "records pull failed: Query interrupted"), not as the stop it was."""
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    stopped = subprocess.run([sys.executable, "-c", SIGNALLED_IN_A_QUERY, signal.Signals(sig).name, "records",
+                              "sea:abcd-1234", "--full", "--config", str(nightly.config), "--db", str(nightly.db)],
+                             env=env, capture_output=True, timeout=120)
+    said, err = ("SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"), stopped.stderr.decode()
+    assert stopped.returncode == 128 + sig, err[-2000:]
+    assert err.startswith(f"Interrupted ({said}): "), err[-2000:]
+    [(status, error_type, message)] = nightly.query(
+        "SELECT status, error_type, error_message FROM harvest_runs WHERE run_id LIKE '%-records-%'")
+    assert (status, error_type) == ("failed", "Interrupted") and f"interrupted ({said})" in message
+    assert nightly.query("SELECT count(*) FROM harvest_errors WHERE message LIKE '%Query interrupted%'") == [(0,)]
+    assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
+
+
 # `civicat` that sends itself the signal argv[1] as its records pull writes its parts, then
 # argv[2] times more as the stop's cleanup writes the run's errors (before its harvest_runs row)
 SIGNALLED_AGAIN_IN_CLEANUP = """
