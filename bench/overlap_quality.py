@@ -43,7 +43,7 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from catalog import overlap  # noqa: E402
+from catalog import EMBEDDINGS_INSTALL, overlap  # noqa: E402
 from catalog.overlap import concepts, embeddings, features, scoring, text  # noqa: E402
 from catalog.store import Store  # noqa: E402
 from tests.conftest import fast_client  # noqa: E402
@@ -441,7 +441,7 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
         methods["embeddings"] = (f"civicat overlap + embeddings ({with_vectors.seconds['embed']:.0f} s to embed)",
                                  *detector_figures(with_vectors))
     else:
-        print("(embedding signal not measured: pip install -e '.[embeddings]')")
+        print(f"(embedding signal not measured: {EMBEDDINGS_INSTALL})")
     title_similarity = baseline_title_tfidf([catalogue.titles[r] for r in rows])
     column_sets = [{name.lower() for name, _, _ in catalogue.column_names[r]} for r in rows]
     methods["title"] = ("baseline: title TF-IDF cosine", None, title_similarity)

@@ -27,7 +27,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
-from catalog.records import RecordsLayout
+from catalog.records import RecordsLayout, link_or_copy
 from catalog.store import connect, migrate
 
 log = logging.getLogger("civicat.export")
@@ -288,7 +288,7 @@ def _publish(staging: Path, out: Path) -> None:
         return
     kept = out / "data.json"
     if kept.is_file() and not (staging / "data.json").exists():
-        os.link(kept, staging / "data.json")
+        link_or_copy(kept, staging / "data.json")   # (OUT keeps its own until the swap)
     retired = out.parent / f".{out.name}.retired-{uuid.uuid4().hex[:12]}"
     if exchange(staging, out):
         os.rename(staging, retired)   # (the previous export; killed before this, repair_leftovers removes it)

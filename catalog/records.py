@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from catalog.files import exchange, writing
+from catalog.files import exchange, sync, writing
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 
@@ -72,6 +72,19 @@ def name_in_order(folder: Path, count: int) -> None:
 # os.link's refusals on a file system without hard links (exFAT, vfat: EPERM; some FUSE and
 # network mounts: EOPNOTSUPP, ENOSYS) or for a file at its link limit (EMLINK)
 LINKS_REFUSED = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK)
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link `source` as `target`; a copy (its bytes synced) where the file system refuses
+    the link. A copy, not a rename: the caller's `source` may be needed again (a resume)."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in LINKS_REFUSED:
+            raise
+        with writing(target):
+            shutil.copyfile(source, target)
+            sync(target)
 
 
 def _linked(folder: Path, copy: Path) -> bool:

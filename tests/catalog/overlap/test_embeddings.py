@@ -7,10 +7,10 @@ from catalog.overlap import embeddings, features, scoring
 from catalog.store import Store
 from tests.catalog.overlap.test_values import CRIME_COLUMNS, add_dataset
 
-pytestmark = pytest.mark.skipif(not embeddings.available(),
-                                reason="optional extra not installed: pip install -e '.[embeddings]'")
+from catalog import EMBEDDINGS_INSTALL
 
 
+@pytest.mark.skipif(not embeddings.available(), reason=f"optional extra not installed: {EMBEDDINGS_INSTALL}")
 def test_vectors_are_cached_and_make_a_signal(tmp_path):
     store = Store(tmp_path / "c.duckdb")
     con = store.con
@@ -30,4 +30,15 @@ def test_vectors_are_cached_and_make_a_signal(tmp_path):
     result = overlap.detect(con, use_embeddings=True)
     overlap.save(con, result)
     assert con.execute("SELECT count(*) FROM overlap_pairs WHERE embedding_score IS NOT NULL").fetchone()[0] >= 1
+    store.close()
+
+
+def test_without_the_extra_the_signal_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(embeddings, "available", lambda: False)
+    store = Store(tmp_path / "c.duckdb")
+    add_dataset(store.con, "a:1", "A", "Crimes - 2001 to present", CRIME_COLUMNS)
+    add_dataset(store.con, "b:1", "B", "Reported offenses", CRIME_COLUMNS)
+    with pytest.raises(embeddings.EmbeddingsUnavailable) as refused:
+        overlap.detect(store.con, use_embeddings=True)
+    assert str(refused.value) == f"the embedding signal needs the optional extra: {EMBEDDINGS_INSTALL}"
     store.close()

@@ -277,6 +277,25 @@ def test_records_of_nulls_are_no_row_read_twice(tmp_path, seattle):
     assert (len(ids), ids.null_count) == (1000, 2)
 
 
+def test_rows_of_nulls_kept_from_an_earlier_pull_survive_an_incremental_merge(tmp_path, seattle):
+    # merged by `:id NOT IN (...)` alone, a previous row whose :id is null tested unknown and was
+    # dropped by every merge with changed rows: the rows of nulls vanished, the pull ok
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    table = seattle.records[ID].table
+    seattle.records[ID] = NullRecordsFirstTable(table)
+    layout = RecordsLayout(tmp_path / "records-json")
+    pull_dataset(SodaRecords(adapter, dataset, None, format="json", page=400), layout, "sea", ID, con,
+                 uid=f"sea:{ID}", run_id="r1")
+    rows = table.to_pylist()
+    rows[500][":updated_at"] = "2024-02-01T00:00:00.000Z"
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    result = pull_dataset(SodaRecords(adapter, dataset, previous_pull(con, f"sea:{ID}"), format="json", page=400),
+                          layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r2")
+    assert (result.status, result.mode) == ("ok", "incremental")
+    ids = pq.read_table(layout.folder("sea", ID), columns=[":id"])[":id"]
+    assert (len(ids), ids.null_count) == (1000, 2)   # the two rows of nulls still in place
+
+
 class OffsetIgnoringTable(SodaTable):
     """A SODA behind a broken cache: every page is the first, whatever `$offset` asks."""
 
