@@ -123,6 +123,9 @@ def quote_identifier(name: str) -> str:
 
 
 RETIRED = "retired-"   # a published folder set aside while its replacement moves in
+# a copy of the new folder made to swap in (then, swapped, the previous folder): never a
+# dataset's only copy, as the pull stays staged until the swap is done
+SWAPPING = "swapping-"
 _PUBLISHING = threading.Lock()   # portals pull in threads: a repair never runs inside a publish
 
 
@@ -165,33 +168,36 @@ class RecordsLayout:
 
         Where the system swaps two folders in one step (renameat2 RENAME_EXCHANGE, `exchange`)
         a reader of the dataset's folder finds the previous records or the new ones, never no
-        folder: a copy of `ready` made of hard links, `retired-<id>/<relative path>`, is swapped
+        folder: a copy of `ready` made of hard links, `swapping-<id>/<relative path>`, is swapped
         with the published folder, which so lands there and is removed. `ready` itself stays a
         staged pull until the swap is done, and the old folder never sits at a staging path a
-        resumed pull reads: killed at any step, `repair` removes the retired folder (a partial
+        resumed pull reads: killed at any step, `repair` removes the swapping folder (a partial
         copy of `ready`, or the previous records) and the next pull publishes `ready` again.
         Elsewhere (no such call, or a file system without hard links) the previous folder is set
-        aside there and `ready` renamed in: killed between the two, `repair` moves the previous
-        one back."""
+        aside in `retired-<id>/<relative path>` and `ready` renamed in: killed between the two,
+        `repair` moves the previous one back."""
         final = self.folder(portal_id, source_id)
         final.parent.mkdir(parents=True, exist_ok=True)
         with _PUBLISHING:
             if not final.exists():
                 os.rename(ready, final)
                 return final
-            retired = self.staging_root / f"{RETIRED}{uuid.uuid4().hex}"
-            aside = self._inside(retired, self.relative(portal_id, source_id))
-            aside.mkdir(parents=True)
+            name = uuid.uuid4().hex
+            swapping = self.staging_root / f"{SWAPPING}{name}"
+            copy = self._inside(swapping, self.relative(portal_id, source_id))
+            copy.mkdir(parents=True)
             try:
-                swapped = _linked(ready, aside) and exchange(aside, final)
+                swapped = _linked(ready, copy) and exchange(copy, final)
             except BaseException:   # (a copy of `ready`, which stays staged; or, swapped as it was cut, the previous records)
-                shutil.rmtree(retired, ignore_errors=True)
+                shutil.rmtree(swapping, ignore_errors=True)
                 raise
+            shutil.rmtree(swapping)   # swapped: the previous records (inside the lock: a repair would take them for a leftover)
             if swapped:
-                shutil.rmtree(retired)   # the previous records (inside the lock: a repair would take them for a leftover)
                 shutil.rmtree(ready)
             else:   # (no swap in one step, or no hard links, on this file system: set the previous one aside, move the new one in)
-                shutil.rmtree(aside)
+                retired = self.staging_root / f"{RETIRED}{name}"
+                aside = self._inside(retired, self.relative(portal_id, source_id))
+                aside.parent.mkdir(parents=True)
                 os.rename(final, aside)
                 os.rename(ready, final)
                 shutil.rmtree(retired)
@@ -208,6 +214,10 @@ class RecordsLayout:
         if not self.staging_root.is_dir():
             return done
         with _PUBLISHING:
+            for leftover in sorted(self.staging_root.glob(f"{SWAPPING}*")):
+                shutil.rmtree(leftover)
+                done.append(f"removed {leftover}: left by a publish cut short as it swapped in the new records "
+                            "(a copy of them, which stay staged, or the previous records they replaced)")
             for leftover in sorted(self.staging_root.glob(f"{RETIRED}*")):
                 for aside in sorted(leftover.glob("portal=*/dataset=*")):
                     relative = aside.relative_to(leftover).as_posix()

@@ -242,7 +242,7 @@ def test_a_publish_whose_swap_fails_keeps_the_previous_records_and_leaves_nothin
         raise OSError(errno.EACCES, os.strerror(errno.EACCES), str(a), None, str(b))
 
     monkeypatch.setattr(catalog.records, "exchange", refused)
-    with pytest.raises(PermissionError, match="retired-"):
+    with pytest.raises(PermissionError, match="swapping-"):
         layout.publish(tmp_path / "ready2", "p", "d")
     assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [1]
     assert (tmp_path / "ready2" / "part-00000.parquet").is_file()
@@ -268,3 +268,48 @@ def test_a_file_system_that_refuses_hard_links_still_gets_the_new_records(tmp_pa
     layout.publish(tmp_path / "ready2", "p", "d")
     assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [2]
     assert not (tmp_path / "ready2").exists() and list(layout.staging_root.iterdir()) == []
+
+
+# publishes `ready` (argv[2]) as dataset p:d of the records root argv[1], SIGKILLed right after
+# the first part is hard-linked into the copy made to swap in
+KILLED_AFTER_ONE_LINK = """
+import os, signal, sys
+from catalog.records import RecordsLayout
+link = os.link
+def link_then_kill(source, target):
+    link(source, target)
+    os.kill(os.getpid(), signal.SIGKILL)
+os.link = link_then_kill
+RecordsLayout(sys.argv[1]).publish(__import__("pathlib").Path(sys.argv[2]), "p", "d")
+"""
+
+
+def test_a_partial_copy_made_to_swap_in_is_never_restored_as_the_dataset(tmp_path):
+    """Killed as the copy of the new folder to swap in was being hard-linked, with the published
+    folder then deleted by hand: that copy lay where a publish cut short between its two renames
+    sets the previous folder aside, and `repair` moved it into place, saying it "restored" the
+    dataset — one part of two published. The copy is never the only one (the pull stays staged):
+    it is removed, and the next publish of the staged pull puts the whole dataset in place."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    if not _swaps_in_one_step(tmp_path):
+        pytest.skip("no renameat2 RENAME_EXCHANGE on this system or file system: no copy is swapped in")
+    layout = two_versions_staged(tmp_path)
+    layout.publish(tmp_path / "ready1", "p", "d")
+    ready = tmp_path / "ready2"
+    pq.write_table(pa.table({"v": [2]}), ready / "part-00001.parquet")
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ONE_LINK, str(layout.root), str(ready)],
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+                            capture_output=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    shutil.rmtree(layout.folder("p", "d"))   # (by hand)
+
+    [said] = layout.repair([("p", "d")])
+    assert said.startswith("removed ") and "restored" not in said
+    assert not layout.folder("p", "d").exists() and list(layout.staging_root.iterdir()) == []
+    assert sorted(os.listdir(ready)) == ["part-00000.parquet", "part-00001.parquet"]
+    layout.publish(ready, "p", "d")
+    assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [2, 2]

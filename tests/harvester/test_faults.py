@@ -654,7 +654,7 @@ def read_records(nightly) -> int:
 
 
 @pytest.mark.parametrize(("point", "exchange"), [("rename:retired-", False), ("rename:/records/portal=", False),
-                                               ("link:retired-", True), ("exchange", True)])
+                                               ("link:swapping-", True), ("exchange", True)])
 def test_a_records_publish_killed_at_any_step_is_repaired_by_the_next_pull(nightly, records_portal, caplog, point,
                                                                            exchange):
     """kill -9 right after the published folder was set aside: the dataset had no folder (the
@@ -669,7 +669,8 @@ def test_a_records_publish_killed_at_any_step_is_repaired_by_the_next_pull(night
                                  "--db", str(nightly.db), exchange=exchange)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     staging = nightly.tmp_path / ".records-staging"
-    assert [p.name[:8] for p in staging.iterdir() if p.name.startswith("retired-")] == ["retired-"]
+    left = "swapping-" if exchange else "retired-"   # (the copy swapped in, or the folder set aside)
+    assert [p.name[:len(left)] for p in staging.iterdir() if p.name.startswith(("retired-", "swapping-"))] == [left]
     published = nightly.tmp_path / "records" / "portal=sea" / "dataset=abcd-1234"
     assert published.exists() == (point != "rename:retired-")
     if exchange:   # the staged pull is the new one whole (its part linked once more: the copy swapped in)
@@ -681,7 +682,7 @@ def test_a_records_publish_killed_at_any_step_is_repaired_by_the_next_pull(night
     code, report = nightly.harvest("--records", "--full", attempts=1)
     assert report["portals"][0]["records_failed"] == 1
     assert read_records(nightly) == 50     # the only good copy was put back, not deleted
-    assert not any(p.name.startswith("retired-") for p in staging.iterdir())
+    assert not any(p.name.startswith(("retired-", "swapping-")) for p in staging.iterdir())
     said = [r.getMessage() for r in caplog.records if "a publish" in r.getMessage() and "cut short" in r.getMessage()]
     assert len(said) == 1 and ("restored portal=sea/dataset=abcd-1234" if point == "rename:retired-"
                                else "removed") in said[0]

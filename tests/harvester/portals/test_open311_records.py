@@ -100,6 +100,40 @@ def test_a_second_pull_merges_by_service_request_id(tmp_path, boston):
     assert table.filter(pa.compute.equal(table["service_request_id"], "101003172470"))["status"].to_pylist() == ["closed"]
 
 
+def test_requests_without_an_id_read_again_are_not_kept_twice(tmp_path):
+    """An incremental pull reads the 90 days before its watermark again, and a merge re-run after
+    a kill between the publish and `record_pulls` reads a delta the previous folder already holds:
+    a request with no `service_request_id` was kept from the previous folder and added again from
+    the delta each time. One equal to a delta row (every column, as often as the delta holds it)
+    is now kept once; one the delta does not hold (read before, gone or edited since) is kept."""
+    idless = [{"status": "open", "requested_datetime": "2020-01-10T09:00:00Z", "description": "twice"},
+              {"status": "open", "requested_datetime": "2020-01-10T09:00:00Z", "description": "twice"},
+              {"status": "open", "requested_datetime": "2020-01-11T10:00:00Z", "description": "edited"}]
+    layout = RecordsLayout(tmp_path / "records")
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    from catalog.store import migrate
+    migrate(con)
+
+    def pull(portal, previous, run_id):
+        return pull_dataset(source_for(portal, previous), layout, "bos311", "service-requests", con,
+                            uid="bos311:service-requests", run_id=run_id)
+
+    def described() -> list:
+        table = pq.read_table(layout.folder("bos311", "service-requests"))
+        return sorted((r["description"], r["status"]) for r in table.to_pylist() if r["service_request_id"] is None)
+
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON) + idless) as portal:
+        assert pull(portal, None, "r1").rows == 953
+        first = previous_pull(con, "bos311:service-requests")
+        second = pull(portal, first, "r2")
+        assert (second.mode, second.rows) == ("incremental", 953)
+        assert pull(portal, first, "r3").rows == 953   # (the merge again over the folder it published)
+        assert described() == [("edited", "open"), ("twice", "open"), ("twice", "open")]
+        portal.service_requests[-1]["status"] = "closed"   # (no id to tell it is the same request)
+        assert pull(portal, previous_pull(con, "bos311:service-requests"), "r4").rows == 954
+        assert described() == [("edited", "closed"), ("edited", "open"), ("twice", "open"), ("twice", "open")]
+
+
 def one_second(count: int, at: str = "2020-01-08T14:23:26Z") -> list[dict]:
     """`count` requests made in the same second (a batch entered at once), among others."""
     return [{"service_request_id": f"batch-{n:04d}", "status": "open", "requested_datetime": at}
