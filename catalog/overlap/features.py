@@ -282,13 +282,14 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
     breakdown_terms = [_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)]
-    # records by industry are an economy's figures, whatever records they count (a ledger lists payees, never
-    # industries: 'Procurement By Industry' too); records per a unit a rate of them
-    for row in np.flatnonzero(records_named != 0).tolist():
-        if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS or RATE.search(rows["title"][row] or ""):
+    # records by industry are an economy's figures, whatever records they count or none (a ledger lists payees,
+    # never industries: 'Procurement By Industry' too); records per a unit a rate of them
+    for row in range(n):
+        per_unit = records_named[row] and RATE.search(rows["title"][row] or "")
+        if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS or per_unit:
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
     for row in np.flatnonzero(records_named == 0).tolist():
-        if _headed_by_figures(rows["title"][row]) or breakdown_terms[row] & text.ECONOMY_BREAKDOWNS:
+        if _headed_by_figures(rows["title"][row]):
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
         elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
             records_named[row] = text.RECORD_BITS[used[0]]
