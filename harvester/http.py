@@ -86,6 +86,22 @@ class HostUnavailable(PermanentError):
     answered a HostFault (its name does not resolve, its certificate is refused)."""
 
 
+class InvalidHostName(PermanentError):
+    """A URL's host name that no resolver takes (an empty label, one over 63 characters: a typo in a
+    portal's link to a layer or a file, or in a redirect). urllib3 raised its LocationParseError for
+    it, no HttpError, which no handler of one dataset's errors took: the dataset's portal failed."""
+
+
+def _check_host_name(url: str) -> None:
+    """Raise InvalidHostName where `url`'s host name cannot be looked up, as the resolver (and
+    urllib3) encode it: idna, which refuses an empty label and one over 63 characters."""
+    host = urlparse(url).hostname or ""
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise InvalidHostName(f"host name {host} is not valid ({exc.__cause__ or exc})", url) from None
+
+
 class HostFault(TransientError):
     """The host's own answer about itself, which asking again within seconds does not change:
     asked once more after the first backoff wait (a moment's fault of one resolver or server
@@ -202,6 +218,10 @@ class _Session(requests.Session):
         if self.environment_proxies is not None:
             proxies = self.environment_proxies(prepared_request.url)
         return super().rebuild_proxies(prepared_request, proxies)
+
+    def send(self, request, **kwargs):   # (a redirect's hop: its new host checked as the first's, _send)
+        _check_host_name(request.url)
+        return super().send(request, **kwargs)
 
     def rebuild_auth(self, prepared_request, response):
         """requests drops Authorization on a redirect to another host; so do we for our
@@ -592,6 +612,7 @@ class HttpClient:
         the session's adapter, which raises requests' errors, and redirects followed by the
         session (`_Session`: proxies and secret headers). Once a portal has set a cookie,
         requests' whole path sends it back."""
+        _check_host_name(url)
         session = self._session()
         environment = self._environment(url)
         if session.cookies:

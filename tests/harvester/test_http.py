@@ -76,6 +76,31 @@ def test_a_connection_that_fails_says_why(tmp_path):
         client.download(url, tmp_path / "file.csv")
 
 
+
+@pytest.mark.parametrize("host", ["services..example.org", "a" * 64 + ".example.org"])
+def test_a_url_whose_host_name_no_resolver_takes_is_a_permanent_error_naming_it(host, tmp_path):
+    """A host name with an empty label, or a label over 63 characters (a portal's link to a layer
+    or a file), is no name DNS can hold: urllib3 raised its LocationParseError (or the resolver's
+    idna encoding a UnicodeError), no HttpError, which no handler of one dataset's errors took:
+    an ArcGIS Hub entry naming such a layer failed its whole portal. It is a PermanentError naming
+    the host, asked once, and so is a redirect to such a name."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            self.requests.append((environ["PATH_INFO"], {}, {}))
+            start_response("302 Found", [("Location", f"http://{host}/doc"), ("Content-Length", "0")])
+            return [b""]
+
+    client = fast_client(max_attempts=3)
+    with Redirecting() as origin:
+        for url in (f"http://{host}/doc", origin.url + "/moved"):
+            with pytest.raises(PermanentError, match=rf"^host name {re.escape(host)} is not valid \(") as failed:
+                client.get_json(url)
+            assert f"(http://{host}/doc)" in str(failed.value)   # (the redirect's URL: where the name is)
+            with pytest.raises(PermanentError, match=rf"^host name {re.escape(host)} is not valid"):
+                client.download(url, tmp_path / "file.csv")
+        assert len(origin.requests) == 2   # (the redirecting one: once a call, no retry)
+    assert client.stats.retries == 0
+
 def test_retry_after_is_honoured(portal):
     client = fast_client()
     portal.inject("/doc", ("retry_after", 429, 1))

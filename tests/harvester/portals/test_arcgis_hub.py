@@ -93,6 +93,19 @@ def test_bad_hub_entries_are_reported_and_the_rest_harvested(store, http):
     assert row == ("Permits", "Building permits", ["permits", "building"], None)   # HTML out of titles too
 
 
+
+def test_an_entry_whose_layer_host_name_is_malformed_is_its_own_error_and_the_portal_is_stored(store, http):
+    """A Hub entry naming its layer on a host name with an empty label ('services..arcgis.com', a
+    typo in the item's URL) raised urllib3's LocationParseError, no HttpError: the whole portal
+    failed every night on that one entry. Now that dataset is stored with an error naming the host."""
+    feed = edited_hub("https://services..arcgis.com", ["/arcgis/rest/services/A/FeatureServer/0"])
+    feed["dataset"].append({"identifier": "https://www.arcgis.com/home/item.html?id=" + "e" * 32, "title": "Trees"})
+    with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+        report = harvest([portal_config("h", "arcgis-hub", hub.url)], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 2 and report.errors == 1, report.error_message
+    [(message,)] = store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'fetch'").fetchall()
+    assert message.startswith("host name services..arcgis.com is not valid (")
+
 def test_a_layer_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store, http):
     """A FeatureServer layer listing 25,000 fields (10^6 failed the portal: its details did not
     fit DuckDB's memory): its fields are cut to 10,000 as the layer is read, with a warning
