@@ -654,6 +654,21 @@ def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_onc
     assert client.stats.requests == made + 1
 
 
+def test_refusals_further_apart_than_the_limit_are_no_run_of_them():
+    """Two refusals more than `refused_limit` apart say nothing of the port between them (it may
+    have listened): the second starts a new run, and the host is not given up for it."""
+    client = fast_client(max_attempts=1, refused_limit=0.2)
+    url = f"http://127.0.0.1:{closed_port()}/doc"
+    for _ in range(2):
+        with pytest.raises(TransientError, match="connection refused by") as failed:
+            client.get_json(url)
+        assert failed.value.host_down is None
+        time.sleep(0.3)   # (a pause, not a timed assertion: the refusals' gap)
+    with pytest.raises(TransientError, match="connection refused by"):
+        client.get_json(url)
+    assert client.stats.requests == 3
+
+
 def test_a_port_refused_for_a_moment_is_asked_again_until_it_listens():
     """A server restarting refuses connections for a moment: those refusals keep the retries.
     Here the port is bound, refusing, and listens from the third attempt on."""
