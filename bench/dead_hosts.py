@@ -5,9 +5,14 @@ retries and backoff (the defaults: 5 attempts, a first wait of 1 s).
    that does not resolve (`data.nowhere.invalid`, RFC 6761), in a process of its own as cron
    starts it: the whole command's time, and the dead portal's requests and message. First,
    what this machine's resolver answers for that name, and how fast.
+   The same beside a CKAN portal whose port refuses every connection.
 2. An ArcGIS Hub feed of 20 datasets whose FeatureServer layers are all on one host that
    cannot be reached: a name that does not resolve, a port that refuses connections, a TLS
    certificate that fails verification (self-signed; needs the openssl command).
+3. A resolver that never answers: glibc's own, in a user, network and mount namespace of its
+   own (`unshare -rnm`, where /etc/resolv.conf is bind-mounted to name three nameservers on
+   127.0.0.1-3 that drop every query: 5 s x 2 attempts x 3 servers, as a dead DNS server
+   costs); the portal beside a local one, and the hub, at a name looked up there.
 
     python -m bench.dead_hosts
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,27 +33,28 @@ from bench.serve import self_signed_tls, serve_keep_alive, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 DEAD_NAME = "data.nowhere.invalid"
+HANGING_NAME = "data.hanging.example"   # (looked up only where every query is dropped)
 LAYERS = 20
 
 
-def resolver_answer() -> str:
+def resolver_answer(name: str = DEAD_NAME) -> str:
     started = time.monotonic()
     try:
-        socket.getaddrinfo(DEAD_NAME, 443)
+        socket.getaddrinfo(name, 443)
         answer = "resolves"
     except socket.gaierror as exc:
-        name = {socket.EAI_NONAME: "EAI_NONAME", socket.EAI_AGAIN: "EAI_AGAIN"}.get(exc.errno, str(exc.errno))
-        answer = f"{name} ({exc.strerror})"
-    return f"getaddrinfo({DEAD_NAME!r}): {answer} in {(time.monotonic() - started) * 1000:.1f} ms"
+        code = {socket.EAI_NONAME: "EAI_NONAME", socket.EAI_AGAIN: "EAI_AGAIN"}.get(exc.errno, str(exc.errno))
+        answer = f"{code} ({exc.strerror})"
+    return f"getaddrinfo({name!r}): {answer} in {(time.monotonic() - started) * 1000:.1f} ms"
 
 
-def harvest_beside_a_dead_portal(tmp: Path) -> None:
+def harvest_beside_a_dead_portal(tmp: Path, dead_url: str = f"https://{DEAD_NAME}/") -> None:
     with serving("socrata", 200) as server:
         url = server.stdout.readline().strip()
         config = tmp / "portals.toml"
         config.write_text(f'[[portals]]\nid = "local"\ncity = "Local"\nkind = "socrata"\nurl = "{url}"\n'
                           f'domain = "{DOMAIN}"\n\n[[portals]]\nid = "moved"\ncity = "Moved"\nkind = "ckan"\n'
-                          f'url = "https://{DEAD_NAME}/"\n')
+                          f'url = "{dead_url}"\n')
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env = {name: value for name, value in env.items() if not name.startswith("CIVICAT_HTTP_")}   # the defaults
         started = time.monotonic()
@@ -55,7 +62,7 @@ def harvest_beside_a_dead_portal(tmp: Path) -> None:
                                "--db", str(tmp / "catalog.duckdb")], env=env, cwd=ROOT, capture_output=True, text=True)
         seconds = time.monotonic() - started
     moved = next(p for p in json.loads(done.stdout)["portals"] if p["portal_id"] == "moved")
-    print(f"civicat harvest, a local portal beside one at {DEAD_NAME}: {seconds:.1f} s (exit {done.returncode}); "
+    print(f"civicat harvest, a local portal beside one at {dead_url}: {seconds:.1f} s (exit {done.returncode}); "
           f"the dead portal {moved['seconds']:.1f} s, {moved['requests']} requests, {moved['retries']} retries, "
           f"{moved['error_type']}: {moved['error_message']}")
 
@@ -96,24 +103,73 @@ def hub_with_layers_on(services: str, tmp: Path, label: str) -> None:
           f"({report.retries} retries), {report.errors} datasets without columns; the last: {last}")
 
 
+def dropping_queries() -> list[float]:
+    """A DNS "server" on port 53 of every loopback address that reads each query and never
+    answers; the times of the queries it got."""
+    import threading
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("0.0.0.0", 53))
+    queries: list[float] = []
+
+    def drop():
+        while True:
+            sink.recvfrom(4096)
+            queries.append(time.monotonic())
+    threading.Thread(target=drop, daemon=True).start()
+    return queries
+
+
+def with_a_hanging_resolver(tmp: Path) -> None:
+    """Case 3, in a namespace of its own (this module again, `--hanging-resolver`)."""
+    if not (shutil.which("unshare") and shutil.which("ip") and shutil.which("mount")):
+        print("(no unshare, ip or mount command: the hanging resolver is left out)")
+        return
+    conf = tmp / "resolv.conf"
+    conf.write_text("".join(f"nameserver 127.0.0.{n}\n" for n in (1, 2, 3)))
+    script = f"ip link set lo up && mount --bind {conf} /etc/resolv.conf && exec {sys.executable} -m bench.dead_hosts " \
+             "--hanging-resolver"
+    done = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "--mount", "sh", "-c", script], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode:
+        print(f"(the namespace could not be made: exit {done.returncode}; the hanging resolver is left out)")
+
+
+def hanging_resolver_cases() -> None:
+    queries = dropping_queries()
+    print(resolver_answer(HANGING_NAME) + f", {len(queries)} queries dropped")
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        for case in (lambda: harvest_beside_a_dead_portal(tmp, f"https://{HANGING_NAME}/"),
+                     lambda: hub_with_layers_on(f"https://services.{HANGING_NAME.split('.', 1)[1]}", tmp,
+                                                "name's lookup hangs")):
+            before = len(queries)
+            case()
+            print(f"  ({len(queries) - before} queries dropped by then: 12 a lookup run to its end)")
+
+
 def main() -> None:
     import logging
     logging.disable(logging.WARNING)   # (a retry's warning each)
+    if sys.argv[1:] == ["--hanging-resolver"]:
+        hanging_resolver_cases()
+        return
     print(resolver_answer())
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         harvest_beside_a_dead_portal(tmp)
+        harvest_beside_a_dead_portal(tmp, f"http://127.0.0.1:{closed_port()}/")
         hub_with_layers_on(f"https://services.{DEAD_NAME.split('.', 1)[1]}", tmp, "name does not resolve")
         hub_with_layers_on(f"http://127.0.0.1:{closed_port()}", tmp, "port refuses connections")
         server = self_signed_server(tmp)
         if server is None:
             print("(no openssl command: the certificate case is left out)")
-            return
-        try:
-            hub_with_layers_on(f"https://127.0.0.1:{server.server_address[1]}", tmp, "certificate is self-signed")
-        finally:
-            server.shutdown()
-            server.server_close()
+        else:
+            try:
+                hub_with_layers_on(f"https://127.0.0.1:{server.server_address[1]}", tmp, "certificate is self-signed")
+            finally:
+                server.shutdown()
+                server.server_close()
+        with_a_hanging_resolver(tmp)
 
 
 if __name__ == "__main__":

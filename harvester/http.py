@@ -8,11 +8,13 @@ A 200 that carries HTML or broken JSON is a transient fault, never an empty answ
 from __future__ import annotations
 
 import codecs
+import concurrent.futures
 import copy
 import email.utils
 import hashlib
 import heapq
 import io
+import ipaddress
 import itertools
 import json
 import logging
@@ -39,6 +41,7 @@ import tenacity
 import urllib3
 import urllib3.connection
 import urllib3.exceptions
+import urllib3.util.connection
 from requests.adapters import HTTPAdapter
 
 from catalog.files import writing
@@ -82,8 +85,26 @@ class ResponseTooLarge(PermanentError):
 
 
 class HostUnavailable(PermanentError):
-    """A host given up this run: it failed request after request (after all retries), or it
-    answered a HostFault (its name does not resolve, its certificate is refused)."""
+    """A host given up this run: it failed request after request (after all retries), it
+    answered a HostFault (its name does not resolve, its certificate is refused), or it refused
+    connections for `refused_limit` seconds in a row (ConnectionRefused)."""
+
+
+class ConnectionRefused(TransientError):
+    """Nothing listens on the port (or a firewall rejects): a server restarting refuses for a
+    few seconds, so refusals are retried, but only while `endpoint` (host:port) has refused for
+    under `limit` seconds in a row (the client's `refused_limit`); from then on it is down."""
+
+    def __init__(self, endpoint: str, url: str, refused_for: float, limit: float):
+        super().__init__(f"connection refused by {endpoint}", url)
+        self.endpoint, self.limit = endpoint, limit
+        self.remaining = max(0.0, limit - refused_for)   # (the retry waits no longer: _wait)
+
+    @property
+    def host_down(self) -> str | None:
+        if self.remaining > 0:
+            return None
+        return f"connection refused by {self.endpoint} for {self.limit:g} s in a row; not asked again this run"
 
 
 class InvalidUrl(PermanentError):
@@ -121,15 +142,28 @@ class HostFault(TransientError):
         super().__init__(problem, url)
         self.host, self.problem = host, problem
 
+    @property
+    def host_down(self) -> str:
+        """Why the request's host is given up (_get): no later request of the run can do better."""
+        return f"{self.problem}; not asked again this run"
+
 
 class HostNotFound(HostFault):
     """The host name does not exist (the resolver's NXDOMAIN: EAI_NONAME, or EAI_NODATA, a name
     without an address); a resolver caches that answer for minutes. A failing resolver
     (EAI_AGAIN: it timed out, the network is down) is a plain TransientError, retried as any
-    other fault."""
+    other fault, and so is a lookup that did not end within the connect timeout (LookupTimedOut)."""
 
     def __init__(self, host: str, reason: str, url: str):
         super().__init__(host, f"host name {host} does not resolve ({reason})", url)
+
+
+class LookupTimedOut(TransientError):
+    """The host name was not resolved within the connect timeout (_Lookups): the resolver hangs
+    (DNS servers dropping queries), which says nothing of the name; retried like EAI_AGAIN."""
+
+    def __init__(self, host: str, seconds: float, url: str):
+        super().__init__(f"host name {host} did not resolve within {seconds:g} s", url)
 
 
 class CertificateRejected(HostFault):
@@ -244,8 +278,10 @@ class _Session(requests.Session):
 class _Exchange:
     """This thread's request (its redirects included) under way: when its headers are due."""
     deadline: float
+    refusals: "_Refusals"        # the client's: told of each connection refused or made
     connecting: float = 0.0      # seconds spent making connections (the connect timeout bounds them)
     headers_late: bool = False
+    refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
 
 
 _EXCHANGE = threading.local()   # `current`: this thread's _Exchange, while its request is made
@@ -269,6 +305,37 @@ class _HeadersInTime:
                 spent = time.monotonic() - started
                 exchange.deadline += spent
                 exchange.connecting += spent
+
+    def _new_conn(self):
+        """urllib3's, given each address of the name in turn (as it tries them), the name looked
+        up first within the connect timeout (_Lookups): getaddrinfo has no timeout of its own.
+        A refusal, or a connection made, is told to the client's _Refusals."""
+        name = self._dns_host
+        try:
+            addresses = _LOOKUPS.addresses(name, self.port, self.timeout)
+        except socket.gaierror as exc:
+            raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from exc
+        exchange = getattr(_EXCHANGE, "current", None)
+        endpoint = f"{self.host}:{self.port}"
+        failed = None
+        try:
+            for address in addresses:
+                self._dns_host = address   # (numeric: urllib3's own lookup of it asks no resolver)
+                try:
+                    sock = super()._new_conn()
+                except urllib3.exceptions.ConnectTimeoutError as exc:   # (NewConnectionError too)
+                    failed = exc
+                    continue
+                if exchange is not None:
+                    exchange.refusals.connected(endpoint)
+                return sock
+        finally:
+            self._dns_host = name
+        if failed is None:   # (getaddrinfo gives at least one address, or fails)
+            raise urllib3.exceptions.NewConnectionError(self, "the host name has no address")
+        if isinstance(failed.__cause__, ConnectionRefusedError) and exchange is not None:
+            exchange.refused = (endpoint, exchange.refusals.refused(endpoint))
+        raise failed
 
     def getresponse(self, *args, **kwargs):
         exchange = getattr(_EXCHANGE, "current", None)
@@ -374,6 +441,7 @@ class HttpClient:
         max_per_host: int = 4,
         cache: ValidatorCache | None = None,
         host_failure_limit: int = 3,
+        refused_limit: float = 10.0,
     ):
         self.timeout = timeout
         self.connect_timeout = connect_timeout
@@ -393,6 +461,7 @@ class HttpClient:
         self._host_failures: dict[str, int] = {}
         self._host_given_up: dict[str, str] = {}   # why, when it says more than the failures' count
         self.host_failure_limit = host_failure_limit
+        self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
         self._host_lock = threading.Lock()
         self._host_paces: dict[str, _HostPace] = {}
         self._environments: dict[str, dict] = {}
@@ -558,9 +627,10 @@ class HttpClient:
         except TransientError as exc:
             if not speculative:
                 with self._host_lock:
-                    if isinstance(exc, HostFault):   # (no later request of the run can do better)
+                    down = getattr(exc, "host_down", None)   # (a HostFault; a ConnectionRefused past its limit)
+                    if down:
                         self._host_failures[host] = self.host_failure_limit
-                        self._host_given_up[host] = f"{exc.problem}; not asked again this run"
+                        self._host_given_up[host] = down
                     else:
                         self._host_failures[host] = self._host_failures.get(host, 0) + 1
             raise
@@ -674,6 +744,8 @@ class HttpClient:
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
+        if isinstance(exc, ConnectionRefused):   # (the last attempt made when its host has refused for the limit)
+            return min(self.backoff(state), exc.remaining)
         return self.backoff(state)
 
     def _before_retry(self, state: tenacity.RetryCallState) -> None:
@@ -764,7 +836,7 @@ class HttpClient:
             self._check_stopped(url)
             started = time.monotonic()
             try:
-                with _headers_by(started + timeout * 2) as exchange:
+                with _headers_by(started + timeout * 2, self._refusals) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
             except requests.exceptions.Timeout as exc:
                 raise TransientError(f"timed out: {type(exc).__name__}", url) from None
@@ -821,7 +893,7 @@ class HttpClient:
             self._check_stopped(url)
             try:
                 # (not from `started`: the slot's wait)
-                with _headers_by(time.monotonic() + self.timeout * 2) as exchange:
+                with _headers_by(time.monotonic() + self.timeout * 2, self._refusals) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, self.timeout))
             except requests.exceptions.RequestException as exc:
                 raise _connection_failed(exc, url, self.timeout * 2, exchange) from None
@@ -906,10 +978,11 @@ class _SocketWatchdog(_Watchdog):
 
 
 @contextmanager
-def _headers_by(deadline: float) -> Iterator[_Exchange]:
+def _headers_by(deadline: float, refusals: "_Refusals") -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
-    `deadline` (time.monotonic), moved on by the time its connections take to make."""
-    exchange = _EXCHANGE.current = _Exchange(deadline)
+    `deadline` (time.monotonic), moved on by the time its connections take to make; the
+    connections refused or made are told to `refusals`."""
+    exchange = _EXCHANGE.current = _Exchange(deadline, refusals)
     try:
         yield exchange
     finally:
@@ -924,6 +997,12 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
     unresolved = _name_not_found(exc)
     if unresolved is not None:
         return HostNotFound(*unresolved, url)
+    late = next((e for e in _causes(exc) if isinstance(e, _LookupLate)), None)
+    if late is not None:
+        return LookupTimedOut(late.host, late.seconds, url)
+    if exchange.refused is not None:
+        endpoint, seconds = exchange.refused
+        return ConnectionRefused(endpoint, url, seconds, exchange.refusals.limit)
     rejected = next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
     if rejected is not None:   # (the host of the request that failed: a redirect's too)
         host = urlparse(getattr(getattr(exc, "request", None), "url", None) or url).hostname
@@ -949,9 +1028,97 @@ def _name_not_found(exc: BaseException) -> tuple[str, str] | None:
 
 
 def _stop_host_fault(state: tenacity.RetryCallState) -> bool:
-    """tenacity's stop for a HostFault: after its own ATTEMPTS, whatever the request's."""
+    """tenacity's stop for a HostFault: after its own ATTEMPTS, whatever the request's; for a
+    ConnectionRefused, once its host has refused for the limit."""
     failed = state.outcome.exception() if state.outcome else None
-    return isinstance(failed, HostFault) and state.attempt_number >= HostFault.ATTEMPTS
+    if isinstance(failed, HostFault):
+        return state.attempt_number >= HostFault.ATTEMPTS
+    return isinstance(failed, ConnectionRefused) and failed.host_down is not None
+
+
+class _LookupLate(socket.gaierror):
+    """A lookup still unanswered after the connect timeout (_Lookups), as urllib3 is told it:
+    a failing lookup (EAI_AGAIN), made a LookupTimedOut by _connection_failed."""
+
+    def __init__(self, host: str, seconds: float):
+        super().__init__(socket.EAI_AGAIN, f"no answer within {seconds:g} s")
+        self.host, self.seconds = host, seconds
+
+
+class _Lookups:
+    """Host names looked up by getaddrinfo in a thread of their own, waited for at most the
+    connect timeout: getaddrinfo has no timeout, and a resolver whose DNS servers drop queries
+    holds it 5 s x 2 attempts x each server (glibc's defaults: 28 s with three, measured),
+    past the connect timeout and every bound of the request. One lookup of a name at a time:
+    an attempt (a retry, another thread) wanting a name still being looked up waits for that
+    lookup, so a hanging resolver holds a thread a name, not one an attempt. Nothing is kept
+    once a lookup ends: the system's resolver caches answers, or not, as it is set up to."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[tuple, concurrent.futures.Future] = {}
+
+    def addresses(self, host: str, port: int, timeout) -> list[str]:
+        """The addresses of `host`, numeric, in the resolver's order (urllib3 tries them in turn)."""
+        try:
+            ipaddress.ip_address(host)
+            return [host]   # (an address already: no lookup, no thread)
+        except ValueError:
+            pass
+        key = (host, port, urllib3.util.connection.allowed_gai_family())
+        with self._lock:
+            lookup = self._pending.get(key)
+            if lookup is None:
+                lookup = self._pending[key] = concurrent.futures.Future()
+                threading.Thread(target=self._look_up, args=(key, lookup), name="civicat-lookup", daemon=True).start()
+        seconds = timeout if isinstance(timeout, (int, float)) else None   # (urllib3's "default" sentinel: none)
+        try:
+            return lookup.result(seconds)
+        except concurrent.futures.TimeoutError:
+            raise _LookupLate(host, seconds) from None
+
+    def _look_up(self, key: tuple, lookup: concurrent.futures.Future) -> None:
+        host, port, family = key
+        answers, failed = None, None
+        try:
+            answers = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+        except BaseException as exc:
+            failed = exc
+        with self._lock:
+            del self._pending[key]   # (whoever asks from now on starts a lookup of their own)
+        if failed is not None:
+            lookup.set_exception(failed)
+        else:
+            lookup.set_result(list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in answers)))
+
+
+_LOOKUPS = _Lookups()
+
+
+class _Refusals:
+    """How long each endpoint (host:port) has refused connections in a row: since its first
+    refusal with no connection made since and no pause over `limit` between two refusals (a
+    gap that long says nothing of the port meanwhile). Shared by the clients of a run."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._streaks: dict[str, tuple[float, float]] = {}   # endpoint: (first refusal, last refusal)
+        self._lock = threading.Lock()
+
+    def refused(self, endpoint: str) -> float:
+        """`endpoint` refused a connection: the seconds it has refused in a row (0 the first time)."""
+        now = time.monotonic()
+        with self._lock:
+            first, last = self._streaks.get(endpoint, (now, now))
+            if now - last > self.limit:
+                first = now
+            self._streaks[endpoint] = (first, now)
+        return now - first
+
+    def connected(self, endpoint: str) -> None:
+        if self._streaks:   # (most runs never meet a refusal: no lock taken)
+            with self._lock:
+                self._streaks.pop(endpoint, None)
 
 
 def _causes(exc: BaseException | None) -> Iterator[BaseException]:

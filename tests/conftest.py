@@ -1,6 +1,7 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
 import json
 import socket
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -63,9 +64,11 @@ def _loopback_only(monkeypatch):
 def resolver(monkeypatch):
     """The resolver of the tests (_loopback_only), but for names a test gives answers of its own:
     a host name mapped to what getaddrinfo does for it in turn (a socket.gaierror raised, or an
-    address resolved in its place), the last one kept. Names under .invalid never resolve (RFC
-    6761), as this machine's resolver answers them: EAI_NONAME (test_http, for real). Every name asked
-    is counted. Only the resolver's answer stands in: requests, urllib3 and the sockets are real."""
+    address resolved in its place, or a threading.Event: the lookup hangs until it is set, then fails
+    with EAI_AGAIN, as glibc's does once its DNS servers have dropped every query), the last one
+    kept. Names under .invalid never resolve (RFC 6761), as this machine's resolver answers them:
+    EAI_NONAME (test_http, for real). Every name asked is counted. Only the resolver's answer
+    stands in: requests, urllib3 and the sockets are real."""
     loopback_only = socket.getaddrinfo
     answers: dict[str, list] = {}
     asked: Counter = Counter()
@@ -78,6 +81,9 @@ def resolver(monkeypatch):
                 raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
             return loopback_only(host, *args, **kwargs)
         answer = answers[name][0] if len(answers[name]) == 1 else answers[name].pop(0)
+        if isinstance(answer, threading.Event):
+            answer.wait()
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
         if isinstance(answer, BaseException):
             raise answer
         return loopback_only(answer, *args, **kwargs)

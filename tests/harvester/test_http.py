@@ -68,11 +68,12 @@ def test_a_connection_that_fails_says_why(tmp_path):
     # offline, every portal failed with "connection failed: ConnectionError": neither the
     # name lookup nor the refused connection was named (a name that does not resolve: below)
     client = fast_client(max_attempts=1)
-    url = f"http://127.0.0.1:{closed_port()}/doc"
-    with pytest.raises(TransientError, match="Connection refused") as failed:
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}/doc"
+    with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \(") as failed:
         client.get_json(url)
-    assert str(failed.value).startswith("connection failed: ConnectionError: ") and url in str(failed.value)
-    with pytest.raises(TransientError, match="Connection refused"):
+    assert url in str(failed.value)
+    with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \("):
         client.download(url, tmp_path / "file.csv")
 
 
@@ -639,6 +640,104 @@ def test_a_resolver_that_fails_for_a_while_keeps_the_bounded_retries(portal, res
     with pytest.raises(HostUnavailable, match="failed 2 requests in a row"):
         client.get_json(url)
     assert client.stats.requests == 13
+
+
+def test_a_lookup_that_hangs_is_bounded_by_the_connect_timeout(portal, resolver):
+    """getaddrinfo has no timeout of its own: a resolver whose DNS servers drop queries holds it
+    5 s x 2 attempts x each server (glibc's defaults: 30 s with three), every attempt looked the
+    name up again, and a request was held past its connect timeout and its total bound. Each
+    attempt now waits the connect timeout for the name, failing plainly like EAI_AGAIN (retried),
+    and the lookup still hanging is the one every retry waits for (one thread a name, not one
+    an attempt). The lookup here hangs until the test ends it (the dead servers' own give-up)."""
+    dropped = threading.Event()
+    resolver.answers["slow.portal.test"] = [dropped, "127.0.0.1"]
+    client = fast_client(max_attempts=3, connect_timeout=0.2)
+    url = portal.url.replace("127.0.0.1", "slow.portal.test") + "/doc"
+    given_up = threading.Timer(30, dropped.set)   # (far beyond any load: only without the bound is it reached)
+    given_up.start()
+    try:
+        with pytest.raises(TransientError, match=r"^host name slow\.portal\.test did not resolve within 0\.2 s \(") \
+                as failed:
+            client.get_json(url)
+        assert (client.stats.requests, client.stats.retries) == (3, 2) and not isinstance(failed.value, HostNotFound)
+        assert resolver.asked["slow.portal.test"] == 1 and not dropped.is_set()
+    finally:
+        dropped.set()
+        given_up.cancel()
+    assert client.get_json(url).data == DOC   # the resolver answers again: so does the portal
+    assert portal.hits["/doc"] == 1
+
+
+def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_once(tmp_path):
+    """A port that refuses every connection was asked 5 times a request with backoff (~17 s), and
+    for 3 requests before its host was given up (~50 s). A host refusing for `refused_limit`
+    seconds in a row (10 by default; 0.3 here) is down: its request ends, and every later one
+    fails at once, naming the refused host and port."""
+    client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}/doc"
+    with cut_short_after(client):
+        with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \(") as failed:
+            client.get_json(url)
+    made = client.stats.requests
+    assert 1 < made < 10_000 and failed.value.error_type == "ConnectionRefused"
+    for later in (url, url + "/other"):
+        with pytest.raises(HostUnavailable, match=rf"^connection refused by 127\.0\.0\.1:{port} for 0\.3 s in a row; "
+                                                  "not asked again this run"):
+            client.get_json(later)
+    assert client.stats.requests == made
+    with cut_short_after(client), pytest.raises(TransientError, match="connection refused by"):
+        client.download(url, tmp_path / "file.csv")   # (a download, not given up, is asked once: it is down)
+    assert client.stats.requests == made + 1
+
+
+def test_refusals_further_apart_than_the_limit_are_no_run_of_them():
+    """Two refusals more than `refused_limit` apart say nothing of the port between them (it may
+    have listened): the second starts a new run, and the host is not given up for it."""
+    client = fast_client(max_attempts=1, refused_limit=0.2)
+    url = f"http://127.0.0.1:{closed_port()}/doc"
+    for _ in range(2):
+        with pytest.raises(TransientError, match="connection refused by") as failed:
+            client.get_json(url)
+        assert failed.value.host_down is None
+        time.sleep(0.3)   # (a pause, not a timed assertion: the refusals' gap)
+    with pytest.raises(TransientError, match="connection refused by"):
+        client.get_json(url)
+    assert client.stats.requests == 3
+
+
+def test_a_port_refused_for_a_moment_is_asked_again_until_it_listens():
+    """A server restarting refuses connections for a moment: those refusals keep the retries.
+    Here the port is bound, refusing, and listens from the third attempt on."""
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    body = json.dumps(DOC).encode()
+
+    def answer_once():
+        connection, _ = port.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    client = fast_client(max_attempts=5)
+    waits = 0
+    retry_wait = client._sleep
+
+    def restarted_after_two(seconds):
+        nonlocal waits
+        waits += 1
+        if waits == 2:
+            port.listen()
+            threading.Thread(target=answer_once, daemon=True).start()
+        retry_wait(seconds)
+
+    client._sleep = restarted_after_two
+    try:
+        assert client.get_json(f"http://127.0.0.1:{port.getsockname()[1]}/doc").data == DOC
+    finally:
+        port.close()
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
 
 
 

@@ -201,6 +201,26 @@ def test_layers_on_a_host_whose_name_does_not_resolve_cost_two_requests(store, r
     assert len(messages) == 20 and all(message.startswith("host name services.nowhere.invalid does not resolve")
                                        for message in messages)
 
+
+def test_layers_on_a_port_that_refuses_are_given_up_once_it_has_refused_for_the_limit(store):
+    """20 datasets whose layers are on a FeatureServer port nothing listens on: 5 attempts a
+    layer, for 3 layers, before the host was given up (~50 s with the default backoff). Its
+    refusals are retried until it has refused for the client's `refused_limit` (10 s by default,
+    0.3 here), then every layer fails at once; each dataset is stored, its error naming the port."""
+    from tests.harvester.test_http import closed_port
+    port = closed_port()
+    layers = [f"/arcgis/rest/services/L{number}/FeatureServer/0" for number in range(20)]
+    http = fast_client(max_attempts=10_000, refused_limit=0.3)
+    with DataJsonPortal(edited_hub(f"http://127.0.0.1:{port}", layers), path=HUB_FEED_PATH) as hub:
+        report = harvest([portal_config("hub", "arcgis-hub", hub.url)], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 20 and report.errors == 20
+    assert report.requests < 10_000   # the feed, and the first layer's attempts while the port might restart
+    messages = [message for (message,) in store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'fetch'")
+                .fetchall()]
+    assert len(messages) == 20 and all(message.startswith(f"connection refused by 127.0.0.1:{port}")
+                                       for message in messages)
+    assert sum("for 0.3 s in a row; not asked again this run" in message for message in messages) >= 19
+
 def test_a_dataset_moved_to_another_layer_that_is_down_keeps_no_columns_of_the_old_one(store, http):
     """The stored columns are the old layer's: while the new one cannot be read the dataset
     has none (an error naming the new layer), and its records are not read from the old one."""
