@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -1210,3 +1211,43 @@ def test_a_number_too_long_for_python_is_a_fault_of_the_body_whole_or_a_window_a
     monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", 1 << 20)   # (a window at a time)
     with pytest.raises(TransientError, match=r"the body is not JSON: Exceeds the limit \(4300 digits\)"):
         capped_json({"results": 8})(body, "application/json", "http://x")
+
+
+@pytest.mark.parametrize("answer", ["decoded", "kept gzip, over the cap as it came", "kept gzip, over it decoded",
+                                    "not encoded, over the cap by its Content-Length"])
+def test_an_answer_over_the_cap_keeps_the_start_of_its_body_decoded(portal, tmp_path, answer):
+    """Every way an answer is found over the cap keeps the start of its body decoded, as far as it
+    was read (ResponseTooLarge.head: up to HEAD_OF_OVERSIZED bytes, here past the 50,000-byte
+    cap), from which value_in_head reads what the body starts with."""
+    from harvester.http import HEAD_OF_OVERSIZED, value_in_head
+    filler = "ab" * 100_000 if "decoded" in answer else os.urandom(100_000).hex()   # (gzip: 2 to 1, or 1,000 to 1)
+    body = json.dumps({"results": [{"resource": {"name": "a dataset", "id": "abcd-1234", "description": filler}}],
+                       "resultSetSize": 1}).encode()
+    portal.static["/big.json"] = RawBody(body, "application/json")
+    client = fast_client(tmp_path if "kept" in answer else None, max_bytes=50_000)
+    identity = {"Accept-Encoding": "identity"} if "not encoded" in answer else None
+    with pytest.raises(ResponseTooLarge) as raised:
+        get(client, portal, "/big.json", conditional="kept" in answer, headers=identity)
+    head = raised.value.head
+    assert head == body[:len(head)] and len(head) == (50_001 if answer == "kept gzip, over it decoded" else
+                                                      HEAD_OF_OVERSIZED)
+    assert value_in_head(raised.value.head, ("results", 0, "resource", "id")) == "abcd-1234"
+    assert value_in_head(raised.value.head, ("resultSetSize",)) is None   # (after the head's end)
+
+
+@pytest.mark.parametrize("head, path, value", [
+    (b'{"results": [{"resource": {"name": "x", "id": "abcd-1234", "description": "cut', ("results", 0, "resource", "id"),
+     "abcd-1234"),
+    (b'\xef\xbb\xbf {"a": [1, {"b": [true, "x"]}, 3], "c": ', ("a", 1, "b", 1), "x"),
+    (b'{"results": [{"resource": {"name": "a name cut sh', ("results", 0, "resource", "id"), None),
+    (b'{"n": 12', ("n",), None),                   # a number the head may have cut
+    (b'{"n": 12, ', ("n",), 12),
+    (b'{"results": []}', ("results", 0), None),
+    (b'{"results": {"0": 1}}', ("results", 0), None),
+    (b'["not", "an", "object"]', ("results",), None),
+    (b'{"a": 1 "b": 2}', ("b",), None),             # no JSON
+    (b'{"name": "caf\xc3', ("name",), None),        # cut inside a character
+])
+def test_value_in_head_reads_only_what_the_start_of_a_document_holds_whole(head, path, value):
+    from harvester.http import value_in_head
+    assert value_in_head(head, path) == value
