@@ -767,8 +767,8 @@ class HttpClient:
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
                         and int(declared) > self.max_bytes:
-                    raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte cap", url,
-                                           status, head=_head_of(response))
+                    raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte "
+                                           "cap", url, status, head=_head_of(response))
                 gzipped = None
                 spool_from = STREAMED_JSON_BYTES if spool else None
                 if keep_gzip and response.headers.get("Content-Encoding", "").strip().lower() == "gzip":

@@ -802,7 +802,8 @@ class Listing:
 def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
           max_pages: int = 1_000_000, ahead: int = 1,
           fetch_guess: Callable[[dict], Page] | None = None,
-          oversized: Callable[[dict, ResponseTooLarge], dict | Page | None] | None = None) -> Iterator[tuple[Page, dict | None]]:
+          oversized: Callable[[dict, ResponseTooLarge], dict | Page | None] | None = None
+          ) -> Iterator[tuple[Page, dict | None]]:
     """Each page with the parameters of the request after it (None after the last), the
     next pages fetched in background threads while the caller works through the current
     one: up to `ahead` requests in flight, those after the first sent on the paginator's

@@ -1251,3 +1251,29 @@ def test_an_answer_over_the_cap_keeps_the_start_of_its_body_decoded(portal, tmp_
 def test_value_in_head_reads_only_what_the_start_of_a_document_holds_whole(head, path, value):
     from harvester.http import value_in_head
     assert value_in_head(head, path) == value
+
+
+def test_a_spooled_body_asked_again_before_the_cache_writes_it_is_answered_by_its_304(portal, tmp_path,
+                                                                                      streamed_from_1_mb):
+    """A body read into a temporary file goes to the cache gzip-encoded only, its entry pending
+    (the validators, no body in memory) until the writer thread has written it: asked again
+    meanwhile, its 304 found no body and the URL was asked again plainly, a full request more.
+    The 304 now waits for the write and reads the body from the cache."""
+    from harvester.http import capped_json
+    document = {"results": [{"id": i, "text": "x" * 100} for i in range(20_000)]}
+    portal.serve_json("/large", document)
+    client = fast_client(tmp_path)
+    parse = capped_json({"results": 5})
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_writer():
+        held.set()
+        release.wait(10)
+
+    client.cache._writer.submit(hold_the_writer)   # the first answer's entry is written after it
+    assert held.wait(10)
+    first = get(client, portal, "/large", conditional=True, parse=parse)
+    threading.Timer(0.3, release.set).start()   # the write goes on while the second request waits for it
+    again = get(client, portal, "/large", conditional=True, parse=parse)
+    assert again.not_modified and again.data == first.data == {"results": document["results"][:5]}
+    assert client.stats.requests == 2 and portal.hits["/large"] == 2
