@@ -172,7 +172,7 @@ def test_a_listing_remembered_from_ids_only_requests_of_another_select_never_rea
 
 def test_a_dataset_over_the_response_cap_alone_is_listed_by_id_and_deletions_marked_night_after_night(store, tmp_path):
     """A dataset grows past the response cap alone, another is deleted from the portal: the
-    large one is asked for by its id only (`select=dataset_id`), so the listing is complete,
+    large one is asked for by its id and dates only (`select=dataset_id,...`), so the listing is complete,
     the deleted one marked deleted and the large one keeps its stored version. The next
     night asks no answer over the cap; once the dataset is small again (here: the cap
     raised), its ids-only answer differs and it is asked whole, and read."""
