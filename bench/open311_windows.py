@@ -8,7 +8,7 @@ between pages), with the page size remembered from the pull before, for a pull c
 short halfway then resumed, and for a server that cuts its answer at P and then leaves out
 one request in 20 (private service types). No HTTP: the count, not the time, is the figure.
 
-    python -m bench.open311_windows [--days 90]
+    python -m bench.open311_windows [--days 90] [--thinned]
 """
 from __future__ import annotations
 
@@ -34,13 +34,19 @@ def busy_city(per_day: int, days: int, start: datetime, seed: int = 311) -> list
     return sorted(moments)
 
 
-def in_memory_server(moments: list[datetime], page_size: int, *, paging: bool = True, private: int = 0):
+def in_memory_server(moments: list[datetime], page_size: int, *, paging: bool = True, private: int = 0,
+                     thinned: float = 0.0, odd_weeks: bool = False):
     """The requests made at `moments` as requests.json answers them: (the public requests,
-    answer); `private`: every such request is left out of a page once it is cut."""
+    answer); `private`: every such request is left out of a page once it is cut; `thinned`: that
+    share of them (so many in every 20), only those of odd weeks with `odd_weeks` (a service type
+    made private for a while: the pull meets pages cut whole and pages thinned)."""
     requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat()} for n, m in enumerate(moments)]
+    hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20)
+              and not (odd_weeks and m.isocalendar()[1] % 2 == 0)}
 
     def public(request: dict) -> bool:
-        return not private or int(request["service_request_id"]) % private
+        number = int(request["service_request_id"])
+        return (not private or number % private) and number not in hidden
 
     def answer(since: datetime, until: datetime, page: int) -> list:   # newest first
         window = requests[bisect.bisect_left(moments, since):bisect.bisect_left(moments, until)][::-1]
@@ -60,6 +66,26 @@ def cost(per_day: int, page_size: int, days: int, *, paging: bool = True,
     read = sum(len(batch) for batch, _ in windows)
     assert read == len(requests), (read, len(requests))
     return len(requests), windows.asked
+
+
+def thinned_cost(per_day: int, page_size: int, days: int, thinned: float, *, odd_weeks: bool = False,
+                 pulls: int = 2) -> list[tuple[int, int]]:
+    """(requests lost, requests asked) of each of `pulls` pulls of the same days in turn, each
+    starting from what the one before learned (P, and how much the server thins a cut answer),
+    from a server that leaves out `thinned` of a page after cutting it (see in_memory_server)."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests, answer = in_memory_server(busy_city(per_day, days, start), page_size, thinned=thinned,
+                                        odd_weeks=odd_weeks)
+    learned: dict = {}
+    figures = []
+    for _ in range(pulls):
+        windows = Windows(answer, start, start + timedelta(days=days), **learned)
+        read = {request["service_request_id"] for batch, _ in windows for request in batch}
+        figures.append((len(requests) - len(read), windows.asked))
+        learned = {"page_size": windows.page_size, "thinning": getattr(windows, "thinning", None)}
+        if learned["thinning"] is None:   # (a Windows that learns no thinning)
+            del learned["thinning"]
+    return figures
 
 
 def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
@@ -82,7 +108,12 @@ def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--thinned", action="store_true",
+                        help="requests lost and asked, two pulls in turn, from servers that thin a cut page")
     args = parser.parse_args()
+    if args.thinned:
+        thinned_table(args.days)
+        return
     print(f"| N a day | P | requests in {args.days} days | windows asked | per N/P | numbered pages (one window each "
           "90 days) | P remembered from the pull before | cut short halfway, then resumed (started over: 1.5×) "
           "| 1 in 20 left out after the cut |")
@@ -94,6 +125,22 @@ def main() -> None:
         print(f"| {per_day:,} | {page_size:,} | {made:,} | {asked:,} | {asked / (made / page_size):.2f} | {paged:,} "
               f"| {remembered:,} | {cut_short_cost(per_day, page_size, args.days):,} "
               f"| {cost(per_day, page_size, args.days, private=20)[1]:,} |")
+
+
+def thinned_table(days: int) -> None:
+    shares = (0.0, 0.05, 0.2, 0.4)
+    print("| N a day | P | server | " + " | ".join(f"thins {share:.0%}: lost, asked (pull 1; pull 2)"
+                                                  for share in shares) + " |")
+    print("|---|---|---|" + "---|" * len(shares))
+    for per_day, page_size in ((100, 50), (700, 50), (700, 1000), (3000, 50)):
+        for odd_weeks in (False, True):
+            cells = []
+            for share in shares:
+                (lost, asked), (lost_again, asked_again) = thinned_cost(per_day, page_size, days, share,
+                                                                        odd_weeks=odd_weeks)
+                cells.append(f"{lost:,}, {asked:,}; {lost_again:,}, {asked_again:,}")
+            print(f"| {per_day:,} | {page_size:,} | {'odd weeks only' if odd_weeks else 'every page'} | "
+                  + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,9 @@ log = logging.getLogger("civicat.http")
 USER_AGENT = f"civicat/{__version__} (open-data catalogue harvester; python-requests)"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_DOWNLOAD_BYTES = 16 * 1024 ** 3   # a whole dataset file, streamed to disk
+# the start of a body over the response cap kept with the error (ResponseTooLarge.head): a
+# Discovery entry names its id in its first hundred bytes, before what makes it huge
+HEAD_OF_OVERSIZED = 64 * 1024
 
 
 class HttpError(Exception):
@@ -81,7 +84,12 @@ class PermanentError(HttpError):
 
 
 class ResponseTooLarge(PermanentError):
-    pass
+    """`head`: the first bytes of the body (up to HEAD_OF_OVERSIZED, decoded), as far as it was
+    read: what an entry over the cap alone starts with may name it (see value_in_head)."""
+
+    def __init__(self, message: str, url: str, status: int | None = None, head: bytes = b""):
+        super().__init__(message, url, status)
+        self.head = head
 
 
 class HostUnavailable(PermanentError):
@@ -831,11 +839,16 @@ class HttpClient:
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
                         and int(declared) > self.max_bytes:
-                    raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte cap", url, status)
+                    raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte "
+                                           "cap", url, status, head=_head_of(response))
                 gzipped = None
                 spool_from = STREAMED_JSON_BYTES if spool else None
                 if keep_gzip and response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
-                    encoded = _read_capped(response, self.max_bytes, url, started, timeout, decode=False)
+                    try:
+                        encoded = _read_capped(response, self.max_bytes, url, started, timeout, decode=False)
+                    except ResponseTooLarge as error:   # (its head as it came: gzip-encoded)
+                        error.head = _gunzip_head(error.head)
+                        raise
                     body, whole = _gunzip_capped(encoded, self.max_bytes, url, status, spool_from)
                     gzipped = encoded if whole else None
                 else:
@@ -1171,7 +1184,8 @@ def _read_capped(response: requests.Response, cap: int, url: str, started: float
                 if truncate:
                     gathered.write(chunk)
                     break
-                raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, response.status_code)
+                raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, response.status_code,
+                                       head=gathered.head(chunk))
             gathered.write(chunk)
             # read timeouts apply per socket read; this bounds a server that drips bytes
             if time.monotonic() - started > timeout * 2:
@@ -1183,6 +1197,28 @@ def _read_capped(response: requests.Response, cap: int, url: str, started: float
         gathered.discard()
         raise
     return gathered.body()
+
+
+def _head_of(response: requests.Response) -> bytes:
+    """The first HEAD_OF_OVERSIZED bytes of a body not read (over the cap by its Content-Length),
+    or what of them arrives without a fault (b"": the answer stays one over the cap)."""
+    head = b""
+    try:
+        for chunk in response.iter_content(chunk_size=HEAD_OF_OVERSIZED):
+            head += chunk
+            if len(head) >= HEAD_OF_OVERSIZED:
+                break
+    except (requests.exceptions.RequestException, OSError):
+        pass
+    return head[:HEAD_OF_OVERSIZED]
+
+
+def _gunzip_head(encoded: bytes) -> bytes:
+    """The decoded start of a gzip-encoded body's first bytes (b"" when they are no gzip)."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(encoded, HEAD_OF_OVERSIZED)
+    except zlib.error:
+        return b""
 
 
 def _encoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
@@ -1239,7 +1275,7 @@ def _gunzip_into(pieces: "_BodySink", encoded: "bytes | Iterable[bytes]", cap: i
             raise TransientError("response failed: ContentDecodingError", url) from None   # (as requests says it)
         size += len(piece)
         if size > cap:
-            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status)
+            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status, head=pieces.head(piece))
         pieces.write(piece)
         if decoder.unconsumed_tail:
             data = decoder.unconsumed_tail
@@ -1253,7 +1289,7 @@ def _gunzip_into(pieces: "_BodySink", encoded: "bytes | Iterable[bytes]", cap: i
     if not decoder.eof:   # the input ends inside a member: what zlib holds of it yet (urllib3 flushes too)
         rest = decoder.flush()
         if size + len(rest) > cap:
-            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status)
+            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status, head=pieces.head(rest))
         pieces.write(rest)
     return pieces.body(), members > 0 and decoder.eof
 
@@ -1408,6 +1444,16 @@ class _BodySink:
     def body(self) -> "bytes | _SpooledBody":
         return self.memory.getvalue() if self.memory is not None else self.spooled
 
+    def head(self, more=b"") -> bytes:
+        """The first HEAD_OF_OVERSIZED bytes written, then of `more` (bytes not written: what
+        went over the cap), no copy of the rest."""
+        if self.memory is not None:
+            with self.memory.getbuffer() as written:
+                head = bytes(written[:HEAD_OF_OVERSIZED])
+        else:
+            head = self.spooled[:HEAD_OF_OVERSIZED]
+        return head + bytes(more[:HEAD_OF_OVERSIZED - len(head)])
+
     def discard(self) -> None:
         _let_go(self.spooled)
 
@@ -1470,6 +1516,60 @@ def dropped(value) -> dict[str, int]:
     if isinstance(value, CappedList):
         return {"*": value.left_out}
     return dict(value.dropped) if isinstance(value, CappedDocument) else {}
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def value_in_head(head: bytes, path: tuple[str | int, ...]):
+    """The value at `path` (keys of objects, positions in arrays) of a JSON document of which
+    `head` is the start (ResponseTooLarge.head), when the head holds it whole and everything
+    before it: what comes before is skipped a value at a time, none of it kept. None when the
+    head is cut short before the value ends, or the document has no such value there."""
+    text = head.decode("utf-8", "replace").removeprefix("\ufeff")   # (cut mid-character: at its end only)
+    decoder = json.JSONDecoder()
+
+    def after_space(at: int) -> int:
+        return _JSON_SPACE.match(text, at).end()
+
+    def past_value(at: int) -> int:   # (raises where the head ends inside the value)
+        return after_space(decoder.raw_decode(text, at)[1])
+
+    try:
+        at = after_space(0)
+        for step in path:
+            if isinstance(step, str):
+                if text[at:at + 1] != "{":
+                    return None
+                at = after_space(at + 1)
+                while True:
+                    if text[at:at + 1] != '"':
+                        return None
+                    key, at = json.decoder.scanstring(text, at + 1)
+                    at = after_space(at)
+                    if text[at:at + 1] != ":":
+                        return None
+                    at = after_space(at + 1)
+                    if key == step:
+                        break
+                    at = past_value(at)
+                    if text[at:at + 1] != ",":
+                        return None
+                    at = after_space(at + 1)
+            else:
+                if text[at:at + 1] != "[":
+                    return None
+                at = after_space(at + 1)
+                for _ in range(step):
+                    at = past_value(at)
+                    if text[at:at + 1] != ",":
+                        return None
+                    at = after_space(at + 1)
+        value, end = decoder.raw_decode(text, at)
+        # (a number or literal that ends where the head does may be cut: something must follow)
+        return value if isinstance(value, (str, list, dict)) or after_space(end) < len(text) else None
+    except (ValueError, RecursionError):
+        return None
 
 
 def capped_json(caps: CapTree | int, *, entries: tuple[str, ...] = ()) -> Callable[[bytes, str, str], object]:

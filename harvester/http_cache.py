@@ -192,7 +192,13 @@ class ValidatorCache:
         with self._lock:
             pending, forgotten = self._pending.get(url), url in self._forgotten
         if pending is not None and pending[0] is meta:
-            return pending[1]
+            if pending[1] is not None:
+                return pending[1]
+            # a body that came spooled is held gzip-encoded by its write alone: wait for it and
+            # read it from the file (asked plainly, it cost a full request more)
+            self.flush()
+            with self._lock:
+                forgotten = url in self._forgotten
         if forgotten:
             return None
         if decode is not None:
@@ -228,11 +234,11 @@ class ValidatorCache:
         finally:
             connection.close()
 
-    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes, digest: str | None = None,
-            gzipped: bytes | None = None) -> None:
+    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes | None,
+            digest: str | None = None, gzipped: bytes | None = None) -> None:
         """`gzipped`: `body` as the portal sent it, gzip-encoded, stored as it is (compressing
         a catalogue page again cost more than fetching it); its sha256 is checked on every read
-        all the same."""
+        all the same. `body` None: a body not held in memory (spooled), given as `gzipped` only."""
         meta = {"url": url, "etag": etag, "last_modified": last_modified,
                 "sha256": digest or hashlib.sha256(body).hexdigest()}
         with self._lock:

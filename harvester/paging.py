@@ -6,7 +6,8 @@ twice (pages that shift while they are read) and tells whether the listing is co
 A page whose answer is over the response cap is asked for in smaller pages where the page
 size is a request parameter (SmallerPages; a records pull keeps the smaller size to its end),
 and an entry over it alone asked for by its id only where the API can select the fields of
-its answer (an ids-only page: the entry is known listed, so the listing stays complete), else
+its answer (an ids-only page: the entry is known listed, so the listing stays complete), or by
+the id the start of the answer over the cap names (Listing's entry_in_head: Socrata), else
 skipped where the API can skip it by offset (Listing.skipped: the listing is then partial); what
 the answers over the cap cost is a warning (OversizedAnswers.cost). The next night, a remembered
 listing asks the requests that worked around a known entry over the cap (its ids-only request,
@@ -549,13 +550,17 @@ class Listing:
     `forget(url)`: drops the body remembered for a page's address (HttpClient.forget), for
     a page refused as a repeat of the one before (PagingError.repeated): a portal that
     validates by date alone would answer that address 304 next time, and the repeat be
-    read again.
+    read again. `entry_in_head(head)`: where the API cannot select fields, the entry (as little
+    of it as names it, for `id_of`) an answer over the cap for one entry names in its first
+    bytes (ResponseTooLarge.head), else None: it is listed by its id as an ids-only page is.
     """
 
     def __init__(self, fetch_page: Callable[..., Page], paginator: Paginator,
                  id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000, skips_bodies: bool = False,
-                 cap: int | None = None, forget: Callable[[str], None] | None = None):
+                 cap: int | None = None, forget: Callable[[str], None] | None = None,
+                 entry_in_head: Callable[[bytes], object | None] | None = None):
         self.fetch_page = fetch_page
+        self.entry_in_head = entry_in_head
         self.cap = cap
         self.forget = forget
         self.paginator = paginator
@@ -616,9 +621,10 @@ class Listing:
         """Answers over the response cap."""
         return self.answers.count
 
-    def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict | None:
+    def _instead_of_oversized(self, params: dict, error: ResponseTooLarge) -> dict | Page | None:
         """What to ask instead of `params`, whose answer was over the response cap: the same
-        entries in a smaller page, else the one entry it asks for by its id only, else the
+        entries in a smaller page, else the one entry it asks for by its id only, else (an
+        `entry_in_head`) the page of that entry as the answer's head names it, else the
         request after that entry (skipped; None when that entry was the last); raises
         ResponseTooLarge when none can be asked, or once OVERSIZED_ANSWERS_MAX answers were
         over the cap. The page read before keeps the request that worked as its next, for the
@@ -632,6 +638,12 @@ class Listing:
         if instead is not None:
             self._asked_instead(params, instead)
             return instead
+        named = self.entry_in_head(error.head) if self.entry_in_head is not None else None
+        if named is not None and self.id_of(named) is not None:
+            # (no digest: not kept as a page; the next night asks the entry alone again, as a skipped one's)
+            return Page(items=[named], total=self.total, ids_only=True,
+                        reason=f"the entry asked for alone ({request_text(params)}) is over the response cap alone "
+                               f"({reason}), its id read from the start of the answer")
         if not self.paginator.skips:
             asked = f"the page at {request_text(params)}" if params else "its one document"
             raise ResponseTooLarge(f"{reason}, and this listing cannot ask for {asked} in smaller parts nor skip an "
@@ -790,7 +802,8 @@ class Listing:
 def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: dict | None = None,
           max_pages: int = 1_000_000, ahead: int = 1,
           fetch_guess: Callable[[dict], Page] | None = None,
-          oversized: Callable[[dict, ResponseTooLarge], dict | None] | None = None) -> Iterator[tuple[Page, dict | None]]:
+          oversized: Callable[[dict, ResponseTooLarge], dict | Page | None] | None = None
+          ) -> Iterator[tuple[Page, dict | None]]:
     """Each page with the parameters of the request after it (None after the last), the
     next pages fetched in background threads while the caller works through the current
     one: up to `ahead` requests in flight, those after the first sent on the paginator's
@@ -799,8 +812,9 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
     fetched (e.g. without retries); a guess that failed is fetched again with `fetch_page`
     once the page before it has confirmed it (but for an answer over the size cap: it
     would be again). `oversized(params, error)`: the request to make instead of one whose
-    answer was over the size cap (it raises to give up, None to end the listing there;
-    without it, the error stands)."""
+    answer was over the size cap, or the page that stands for its answer (its entry named by
+    the answer's head); it raises to give up, None to end the listing there; without it, the
+    error stands."""
     params: dict | None = start or paginator.first()
     count = 0
     with ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="civicat-page") as prefetch:
@@ -826,14 +840,17 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
                 except ResponseTooLarge as error:
                     if oversized is None:
                         raise
-                    params = oversized(params, error)
+                    instead = oversized(params, error)
                     while queue:   # guesses that followed the request given up
                         queue.pop()[1].cancel()
-                    if params is None:
+                    if instead is None:
                         return
-                    queue.append((params, prefetch.submit(fetch_page, params), False))
-                    fill()
-                    continue
+                    if not isinstance(instead, Page):
+                        params = instead
+                        queue.append((params, prefetch.submit(fetch_page, params), False))
+                        fill()
+                        continue
+                    page = instead
                 page.params = params
                 count += 1
                 params = paginator.next(page, params)

@@ -415,8 +415,10 @@ class RecordSource(ABC):
     fields: list[Field]
     mode: str = "full"
     expected_rows: int | None = None   # rows the portal says the pull must give, when it says
-    # the server's own page size as the pull learned it (Open311), kept with the pull for the next
+    # the server's own page size as the pull learned it (Open311), kept with the pull for the next,
+    # and how much of an answer cut at it the server leaves out (Open311: Windows.thinning)
     page_size: int | None = None
+    thinning: float | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -896,7 +898,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     layout.publish(ready, portal_id, source_id)
     shutil.rmtree(staging, ignore_errors=True)
     summary = record_pull(con, layout, uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode,
-                          watermark=watermark, page_size=source.page_size, run_id=run_id, now=datetime.now(UTC),
+                          watermark=watermark, page_size=source.page_size, thinning=source.thinning, run_id=run_id, now=datetime.now(UTC),
                           seconds=round(time.monotonic() - started, 3), measured=measured,
                           kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
     result.rows, result.columns, result.bytes = summary["rows"], summary["columns"], summary["bytes"]

@@ -159,14 +159,21 @@ SMALLEST_PAGE = 10
 # 3/4 1.9 (fewer windows, more of them full: 4/5 gained nothing more)
 FILL = 0.75
 # a server may cut a window's requests at P, then leave some out (private service types): a cut
-# answer holds fewer than P. One within this share of P is taken as possibly cut (bench/open311_windows.py)
+# answer holds fewer than P. One within this share of P is taken as possibly cut, until the
+# server's own thinning is learned (bench/open311_windows.py)
 DROPPED = 0.1
+# answers shown cut that a pull needs to have seen to say how much its server thins them
+CUTS_TO_LEARN = 3
+MARGIN_MAX = 0.5
 
 
-def _may_be_cut(count: int, page_size: int) -> bool:
-    """Whether an answer of `count` requests may be a page of `page_size` cut short, some
-    of its requests left out after the cut (DROPPED)."""
-    return count >= page_size - int(page_size * DROPPED)
+def _margin(thinning: float) -> float:
+    """The share of P an answer may fall short of it and still be taken as possibly cut, for a
+    server seen to leave out `thinning` of a cut answer at most: twice that, and 2% more. Only the
+    cut answers within the margin are seen, so the thinning seen is at most the margin it was seen
+    under: the next pull may meet pages thinned more (bench: 1.5 times lost requests of a server
+    thinning 40% still, twice lost none)."""
+    return min(MARGIN_MAX, 2 * thinning + 0.02)
 
 
 class Windows:
@@ -197,10 +204,19 @@ class Windows:
     page size between pulls: it is not trusted until an answer as large shows the server
     still gives that many (P is at least that, so a smaller answer is not full); until then
     P is learned as if unknown. An answer larger than P shows P grew: it is forgotten, the
-    answer not taken as whole, and P learned again."""
+    answer not taken as whole, and P learned again.
+
+    `thinning`: how much of a cut answer the server left out, as a pull before learned it (or
+    the state's). An answer within DROPPED of P is taken as possibly cut (a server may leave
+    requests out after cutting at P) until the server's thinning is known: then within
+    _margin(thinning), narrower for a server that leaves none out (which saves the windows
+    narrowed for nothing), wider for one that leaves out more. It is learned from the answers
+    shown cut (CUTS_TO_LEARN of them at least): a window narrowed, whose narrower windows brought
+    requests its answer lacked, a page 2 that brought some; their smallest against the largest
+    answer yet. Within a pull the margin only widens: it narrows from the next pull on."""
 
     def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
-                 page_size: int | None = None):
+                 page_size: int | None = None, thinning: float | None = None):
         state = resume or {}
         self.answer, self.until = answer, until
         self.start = datetime.fromisoformat(state["start"]) if "start" in state else since.replace(microsecond=0)
@@ -211,10 +227,50 @@ class Windows:
         # the window before's requests (those met again at an inclusive `end_date` are dropped)
         self.before: set[str] = set(state.get("before", ()))
         self.asked = 0   # requests made (what the reading costs)
+        self.remembered_thinning: float | None = state.get("thinning", thinning)
+        self.margin = DROPPED if self.remembered_thinning is None else _margin(self.remembered_thinning)
+        self.cuts: list[int] = []   # the sizes of the answers shown cut
+        # the answer of a window narrowed with P known (its end, its ids, its size), and the ids
+        # its narrower windows brought so far: whether it was cut is known once they are read
+        self.narrowed: tuple[datetime, set[str], int] | None = None
+        self.narrower: set[str] = set()
+
+    @property
+    def thinning(self) -> float | None:
+        """The share of a cut answer the server left out at most, as this reading showed it (else
+        as the pull before did; None: not known)."""
+        if len(self.cuts) < CUTS_TO_LEARN:
+            return self.remembered_thinning
+        return 1 - min(self.cuts) / max(self.largest, self.page_size or 0, *self.cuts)
+
+    def _cut(self, count: int) -> None:
+        """An answer of `count` requests was shown cut."""
+        self.cuts.append(count)
+        if len(self.cuts) >= CUTS_TO_LEARN:
+            self.margin = max(self.margin, _margin(self.thinning))
+
+    def _may_be_cut(self, count: int, page_size: int) -> bool:
+        """Whether an answer of `count` requests may be a page of `page_size` cut short, some
+        of its requests left out after the cut (within the margin)."""
+        return count >= page_size - int(page_size * self.margin)
 
     def state(self) -> dict:
         return {"start": self.start.isoformat(), "width": self.width,
-                "page_size": self.page_size or self.remembered, "before": sorted(self.before)}
+                "page_size": self.page_size or self.remembered, "before": sorted(self.before),
+                "thinning": self.thinning}
+
+    def _narrowed_read(self, end: datetime, requests: list) -> None:
+        """A window up to `end` read whole: once the narrower windows of a window narrowed are
+        read, whether its answer lacked some of their requests (it was cut)."""
+        if self.narrowed is None:
+            return
+        until, answered, count = self.narrowed
+        # (those made before its end only: a window widened since may reach past it)
+        self.narrower.update(_ids([r for r in requests if isinstance(r, dict) and (_second(r) or until) < until]))
+        if end >= until:
+            if self.narrower - answered:
+                self._cut(count)
+            self.narrowed, self.narrower = None, set()
 
     def __iter__(self):
         while self.start < self.until:
@@ -223,6 +279,7 @@ class Windows:
             if requests is None:   # a full answer: the window narrowed
                 self.width = max(1, int((end - self.start).total_seconds()) // 2)
                 continue
+            self._narrowed_read(end, requests)
             kept, ids = [], set()
             for request in requests:
                 key = request.get("service_request_id") if isinstance(request, dict) else None
@@ -268,7 +325,7 @@ class Windows:
             self.page_size, self.remembered = count, None   # the server gives P still: a smaller answer is not full
         largest = self.largest
         self.largest = max(largest, count)
-        if not _may_be_cut(count, self.page_size or max(1, largest)):
+        if not self._may_be_cut(count, self.page_size or max(1, largest)):
             return requests
         if self.page_size is None and not one_second:
             verdict = self._checked(start, end, requests)
@@ -278,6 +335,8 @@ class Windows:
                 return None
             start, end = verdict, verdict + SECOND   # every request of the window is in that second
         elif not one_second:
+            if self.narrowed is None:   # (the outermost: its narrower windows tell whether it was cut)
+                self.narrowed = (end, set(_ids(requests)), count)
             return None
         return self._paged(start, end, requests)
 
@@ -321,6 +380,7 @@ class Windows:
         known = set(_ids(requests))
         if any(set(_ids(answer)) - known for answer in answers):
             self.page_size = len(requests)   # it left requests out: a full page
+            self._cut(len(requests))
             return False
         if low == high:
             # (an inclusive `end_date` puts that second in the part before it: newest first, its
@@ -359,10 +419,12 @@ class Windows:
                         f"{self.page_size or len(pages[0])} requests the server gives in one answer"
                         f"{'' if self.page_size else ' (none of the 90 days either side gave more)'}, and the server "
                         "ignores `page`: the others cannot be read, and a records pull never skips a row")
-            if self.page_size is None and page and set(_ids(page)) - set(_ids(pages[0])):
-                self.page_size = len(pages[0])   # a page 2: the first was full
+            if page and set(_ids(page)) - {key for seen in pages for key in _ids(seen)}:
+                self._cut(len(pages[-1]))   # a page after it: it was full
+                if self.page_size is None:
+                    self.page_size = len(pages[0])
             pages.append(page)
-            if not _may_be_cut(len(page), self.page_size or len(pages[0])):
+            if not self._may_be_cut(len(page), self.page_size or len(pages[0])):
                 break
         return pages
 
@@ -390,8 +452,10 @@ class RequestsRecords(RecordSource):
 
     def __init__(self, adapter: Open311Adapter, previous, *, now: datetime | None = None,
                  since: datetime = EARLIEST):
-        # P as the pull before learned it; kept for the next unless this pull learns otherwise
+        # P and how much of a cut answer the server leaves out, as the pull before learned them;
+        # kept for the next unless this pull learns otherwise
         self.remembered_page_size = self.page_size = getattr(previous, "page_size", None)
+        self.remembered_thinning = self.thinning = getattr(previous, "thinning", None)
         self.http, self.url = adapter.http, f"{adapter.portal.url}/requests.json"
         self.fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
         self.conversion = Conversion(self.fields)
@@ -410,8 +474,9 @@ class RequestsRecords(RecordSource):
         return self.http.get_json(self.url, _params(start, end, page), expect=_requests_shape).data
 
     def batches(self, resume):
-        for requests, state in Windows(self._answer, self.since, self.until, resume, self.remembered_page_size):
-            self.page_size = state["page_size"]   # (kept with the pull, for the next)
+        for requests, state in Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
+                                       self.remembered_thinning):
+            self.page_size, self.thinning = state["page_size"], state["thinning"]   # (kept with the pull, for the next)
             yield self.conversion.table_from_rows(requests), state
 
     def resumes_at(self, state: dict) -> bool:

@@ -21,9 +21,13 @@ from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, R
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
-# a dataset over the response cap alone is listed by its id only (`select`); so is the probe
-# of the catalogue's size, which needs none of a dataset
+# the probe of the catalogue's size needs none of a dataset: its id only (`select`)
 IDS_ONLY = {"select": "dataset_id"}
+# a dataset over the response cap alone is listed by its id and the dates an edit moves (its
+# metadata's, and `modified`, which the publisher or, where the portal is so set, a data
+# update moves): an edit changes that answer, and the dataset is asked whole again (read if
+# it fits now), as CKAN's `metadata_modified` does
+ID_AND_DATES = {"select": "dataset_id,metas.default.modified,metas.default.metadata_processed"}
 OFFSET_WINDOW = 10_000
 
 # ODS field types → the shared vocabulary
@@ -72,7 +76,7 @@ class OpenDataSoftAdapter(PortalAdapter):
                                                      expect=_export_shape, parse=CATALOG_EXPORT).data, total=total)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"},
-                                    ids_only=IDS_ONLY)
+                                    ids_only=ID_AND_DATES)
         return Listing(page, paginator, self.source_id, skips_bodies=True, cap=self.http.max_bytes,
                        forget=self.http.forget)
 

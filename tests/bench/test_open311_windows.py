@@ -1,6 +1,6 @@
 """bench.open311_windows counts requests (no HTTP, no time): what a remembered page size and a
 resumed pull cost a busy city, as docs/benchmarks.md gives them."""
-from bench.open311_windows import cost, cut_short_cost
+from bench.open311_windows import cost, cut_short_cost, thinned_cost
 
 
 def test_a_page_size_remembered_saves_the_check_that_learns_it():
@@ -11,3 +11,10 @@ def test_a_page_size_remembered_saves_the_check_that_learns_it():
 def test_a_pull_cut_short_halfway_then_resumed_asks_about_what_one_whole_pull_asks():
     whole = cost(700, 50, 90)[1]
     assert whole < cut_short_cost(700, 50, 90) < whole + 10   # (started over: 1.5 times as many)
+
+
+def test_the_pull_after_one_that_learned_how_a_server_thins_cut_pages_loses_none_and_asks_fewer_of_one_that_thins_none():
+    (lost, _), (lost_again, _) = thinned_cost(100, 50, 90, 0.4)   # 8 of every 20 requests left out after the cut
+    assert lost > 0 and lost_again == 0
+    (_, asked), (_, asked_again) = thinned_cost(100, 50, 90, 0.0)
+    assert asked_again < asked

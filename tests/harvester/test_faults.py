@@ -22,6 +22,7 @@ from click.testing import CliRunner
 
 from catalog.lock import connect_read_only
 from harvester.cli import cli
+from harvester.portals import opendatasoft
 from tests.harvester.portals.test_ckan import packages
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import DataJsonPortal
@@ -371,7 +372,8 @@ def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nig
     """The same toolkit under Socrata's Discovery pages and OpenDataSoft's catalog pages (100
     a page): past the failed page, paging goes back to pages of 100. The first entry too:
     Socrata's probe of one entry that asks for the catalogue's size asks for the second
-    instead (OpenDataSoft's asks for ids only)."""
+    instead (OpenDataSoft's asks for ids only). The entry is listed by its id: OpenDataSoft asks
+    for it with its dates only, Socrata's is read from the start of its answer over the cap."""
     if kind == "socrata":
         portal = SocrataPortal(make_socrata_entries(250, domain=DOMAIN), domain=DOMAIN)
         entries, options = portal.entries, {"domain": DOMAIN}
@@ -387,17 +389,16 @@ def test_an_entry_over_the_size_cap_alone_is_skipped_by_every_offset_listing(nig
         asked = [(int(q["offset"]), int(q["limit"]), q.get("select")) for path, q, _ in portal.requests
                  if path in (LISTING, "/api/explore/v2.1/catalog/datasets")]
     city = report["portals"][0]
-    # OpenDataSoft lists it by its id only (select=dataset_id): the listing is complete; Socrata skips it
-    complete = kind == "opendatasoft"
-    assert code == 0 and (city["new"], city["errors"], city["listing_complete"]) == (249, 1, complete), city
+    assert code == 0 and (city["new"], city["errors"], city["listing_complete"]) == (249, 1, True), city
     listed = asked[asked.index((0, 100, None)):]                # (after the probe)
     assert (position, 1, None) in listed and listed[-1] == (200, 100, None) and len(set(listed)) == len(listed)
-    assert ((position, 1, "dataset_id") in listed) == complete
+    ids_only = opendatasoft.ID_AND_DATES["select"]
+    assert ((position, 1, ids_only) in listed) == (kind == "opendatasoft")
     source_id, message = nightly.query("SELECT source_id, message FROM harvest_errors "
                                        "WHERE error_type = 'ResponseTooLarge'")[0]
-    over = "over the response cap alone" if complete else "over the response cap"
-    assert f"offset={position}, limit=1) is {over} (response is over the {cap}-byte cap)" in message
-    assert source_id == (entries[position]["dataset_id"] if complete else None)
+    assert f"offset={position}, limit=1) is over the response cap alone (response is over the {cap}-byte cap)" \
+        in message
+    assert source_id == (entries[position]["dataset_id"] if kind == "opendatasoft" else huge["id"])
 
 
 # -- bad records: reported, the rest stored ---------------------------------------------------

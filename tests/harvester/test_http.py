@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import signal
 import socket
@@ -1309,3 +1310,69 @@ def test_a_number_too_long_for_python_is_a_fault_of_the_body_whole_or_a_window_a
     monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", 1 << 20)   # (a window at a time)
     with pytest.raises(TransientError, match=r"the body is not JSON: Exceeds the limit \(4300 digits\)"):
         capped_json({"results": 8})(body, "application/json", "http://x")
+
+
+@pytest.mark.parametrize("answer", ["decoded", "kept gzip, over the cap as it came", "kept gzip, over it decoded",
+                                    "not encoded, over the cap by its Content-Length"])
+def test_an_answer_over_the_cap_keeps_the_start_of_its_body_decoded(portal, tmp_path, answer):
+    """Every way an answer is found over the cap keeps the start of its body decoded, as far as it
+    was read (ResponseTooLarge.head: up to HEAD_OF_OVERSIZED bytes, here past the 50,000-byte
+    cap), from which value_in_head reads what the body starts with."""
+    from harvester.http import HEAD_OF_OVERSIZED, value_in_head
+    filler = "ab" * 100_000 if "decoded" in answer else os.urandom(100_000).hex()   # (gzip: 2 to 1, or 1,000 to 1)
+    body = json.dumps({"results": [{"resource": {"name": "a dataset", "id": "abcd-1234", "description": filler}}],
+                       "resultSetSize": 1}).encode()
+    portal.static["/big.json"] = RawBody(body, "application/json")
+    client = fast_client(tmp_path if "kept" in answer else None, max_bytes=50_000)
+    identity = {"Accept-Encoding": "identity"} if "not encoded" in answer else None
+    with pytest.raises(ResponseTooLarge) as raised:
+        get(client, portal, "/big.json", conditional="kept" in answer, headers=identity)
+    head = raised.value.head
+    assert head == body[:len(head)] and len(head) == (50_001 if answer == "kept gzip, over it decoded" else
+                                                      HEAD_OF_OVERSIZED)
+    assert value_in_head(raised.value.head, ("results", 0, "resource", "id")) == "abcd-1234"
+    assert value_in_head(raised.value.head, ("resultSetSize",)) is None   # (after the head's end)
+
+
+@pytest.mark.parametrize("head, path, value", [
+    (b'{"results": [{"resource": {"name": "x", "id": "abcd-1234", "description": "cut', ("results", 0, "resource", "id"),
+     "abcd-1234"),
+    (b'\xef\xbb\xbf {"a": [1, {"b": [true, "x"]}, 3], "c": ', ("a", 1, "b", 1), "x"),
+    (b'{"results": [{"resource": {"name": "a name cut sh', ("results", 0, "resource", "id"), None),
+    (b'{"n": 12', ("n",), None),                   # a number the head may have cut
+    (b'{"n": 12, ', ("n",), 12),
+    (b'{"results": []}', ("results", 0), None),
+    (b'{"results": {"0": 1}}', ("results", 0), None),
+    (b'["not", "an", "object"]', ("results",), None),
+    (b'{"a": 1 "b": 2}', ("b",), None),             # no JSON
+    (b'{"name": "caf\xc3', ("name",), None),        # cut inside a character
+])
+def test_value_in_head_reads_only_what_the_start_of_a_document_holds_whole(head, path, value):
+    from harvester.http import value_in_head
+    assert value_in_head(head, path) == value
+
+
+def test_a_spooled_body_asked_again_before_the_cache_writes_it_is_answered_by_its_304(portal, tmp_path,
+                                                                                      streamed_from_1_mb):
+    """A body read into a temporary file goes to the cache gzip-encoded only, its entry pending
+    (the validators, no body in memory) until the writer thread has written it: asked again
+    meanwhile, its 304 found no body and the URL was asked again plainly, a full request more.
+    The 304 now waits for the write and reads the body from the cache."""
+    from harvester.http import capped_json
+    document = {"results": [{"id": i, "text": "x" * 100} for i in range(20_000)]}
+    portal.serve_json("/large", document)
+    client = fast_client(tmp_path)
+    parse = capped_json({"results": 5})
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_writer():
+        held.set()
+        release.wait(10)
+
+    client.cache._writer.submit(hold_the_writer)   # the first answer's entry is written after it
+    assert held.wait(10)
+    first = get(client, portal, "/large", conditional=True, parse=parse)
+    threading.Timer(0.3, release.set).start()   # the write goes on while the second request waits for it
+    again = get(client, portal, "/large", conditional=True, parse=parse)
+    assert again.not_modified and again.data == first.data == {"results": document["results"][:5]}
+    assert client.stats.requests == 2 and portal.hits["/large"] == 2

@@ -53,7 +53,7 @@ def make_ods_datasets(n: int, seed: int = 0) -> list[dict]:
 
 class OpenDataSoftPortal(LocalPortal):
     """Explore v2.1: `catalog/datasets` (limit ≤ 100 else 400, offset+limit ≤ 10,000 else
-    400, `order_by=dataset_id` honoured, `select` of field names: `select=dataset_id`),
+    400, `order_by=dataset_id` honoured, `select` of field names, dotted ones nested: `select=dataset_id,metas.default.modified`),
     `catalog/exports/json` (the whole catalogue)."""
 
     MAX_LIMIT = 100
@@ -91,9 +91,23 @@ class OpenDataSoftPortal(LocalPortal):
         results = ordered[offset:offset + limit]
         if query.get("select"):   # a select clause of field names: each dataset's that it has
             fields = [name.strip() for name in query["select"].split(",")]
-            results = [{name: dataset[name] for name in fields if name in dataset} for dataset in results
-                       if isinstance(dataset, dict)]
+            results = [_selected(dataset, fields) for dataset in results if isinstance(dataset, dict)]
         return 200, {"total_count": len(ordered), "results": results}
+
+
+def _selected(dataset: dict, fields: list[str]) -> dict:
+    """The fields of `dataset` a select names, a dotted one (`metas.default.modified`) in the
+    objects that hold it."""
+    out: dict = {}
+    for name in fields:
+        *holders, last = name.split(".")
+        value, into = dataset, out
+        for key in holders:
+            value = value.get(key) if isinstance(value, dict) else None
+            into = into.setdefault(key, {})
+        if isinstance(value, dict) and last in value:
+            into[last] = value[last]
+    return out
 
 
 class StalePagePortal(OpenDataSoftPortal):

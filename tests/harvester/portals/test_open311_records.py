@@ -391,17 +391,19 @@ def test_a_request_met_again_at_an_inclusive_end_date_across_a_resume_is_kept_on
     assert sorted(read, key=int) == [r["service_request_id"] for r in requests]
 
 
-def remembering(page_size: int | None) -> PreviousPull:
-    """A pull before, of the same query (its watermark before 2018), that learned `page_size`."""
+def remembering(page_size: int | None, thinning: float | None = None) -> PreviousPull:
+    """A pull before, of the same query (its watermark before 2018), that learned `page_size`
+    (and how much the server thins a cut answer)."""
     return PreviousPull(path="x", row_count=0, watermark="2018-01-01T00:00:00+00:00",
-                        pulled_at=datetime(2018, 1, 1, tzinfo=UTC), page_size=page_size)
+                        pulled_at=datetime(2018, 1, 1, tzinfo=UTC), page_size=page_size, thinning=thinning)
 
 
-def read_remembering(portal, page_size: int | None) -> tuple[list[str], RequestsRecords, int]:
+def read_remembering(portal, page_size: int | None, thinning: float | None = None
+                     ) -> tuple[list[str], RequestsRecords, int]:
     """(the ids read, the source, the requests it made) of a pull whose pull before learned `page_size`."""
     portal.clear_log()
     source = RequestsRecords(adapter_for(portal_config("bos311", "open311", portal.url), fast_client()),
-                             remembering(page_size), now=datetime(2020, 3, 1, tzinfo=UTC),
+                             remembering(page_size, thinning), now=datetime(2020, 3, 1, tzinfo=UTC),
                              since=datetime(2018, 1, 1, tzinfo=UTC))
     ids = [i for table, _ in source.batches(None) for i in table["service_request_id"].to_pylist()]
     return ids, source, len(windows_asked(portal))
@@ -452,6 +454,53 @@ def test_a_server_that_drops_requests_from_a_page_after_cutting_it_loses_none(tm
         ids = pulled_ids(portal)
         public = served_ids(portal) - portal.private
     assert sorted(set(ids)) == sorted(public) and len(ids) == len(set(ids))
+
+
+class ThinsAfterCutting(Open311Portal):
+    """Cuts a window's requests at its page of 50, then leaves out the private ones: 8 of every
+    20 of Boston's in the order they were made (a private service type's requests come in
+    runs), so a cut page answers 26 to 34, a third to a half under P."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        made = sorted(self.service_requests, key=lambda r: r["requested_datetime"])
+        self.private = {str(r["service_request_id"]) for n, r in enumerate(made) if n % 20 < 8}
+
+    def requests_page(self, query):
+        status, page = super().requests_page(query)
+        return status, [r for r in page if str(r["service_request_id"]) not in self.private] if status == 200 else page
+
+
+def test_a_server_that_thins_cut_pages_more_than_a_tenth_loses_nothing_from_the_pull_that_learned_it(tmp_path,
+                                                                                                     store):
+    """A cut answer within a tenth of P (the largest answer yet) counted as possibly cut: one of
+    a server that leaves more out after cutting was taken as whole, the requests past the cut
+    lost unseen, night after night. How much the server thins is learned from the answers shown
+    cut (their smallest against the largest), kept with the pull (`record_pulls.thinning`), and
+    the next pull takes answers within twice that of P as possibly cut: it loses none."""
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsAfterCutting(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        public = served_ids(portal) - portal.private
+        first = pulled_into(layout, store.con, source_for(portal))
+        learned = previous_pull(store.con, "bos311:service-requests")
+        again = source_for(portal, PreviousPull(path="x", row_count=0, watermark="2018-01-01T00:00:00+00:00",
+                                                pulled_at=datetime(2018, 1, 1, tzinfo=UTC),
+                                                page_size=learned.page_size, thinning=learned.thinning))
+        ids = [i for table, _ in again.batches(None) for i in table["service_request_id"].to_pylist()]
+    assert learned.thinning > 0.1 and first.rows <= len(public)
+    assert sorted(set(ids)) == sorted(public) and len(ids) == len(set(ids))
+
+
+def test_a_server_that_thins_none_is_read_with_fewer_windows_narrowed_the_pull_after(tmp_path, store, boston):
+    """Boston's server leaves nothing out of a cut page: the pull learns so (thinning 0), and the
+    next takes an answer as possibly cut only within 2% of P, not a tenth: fewer windows narrowed
+    for nothing, every request read."""
+    pulled_into(RecordsLayout(tmp_path / "records"), store.con, source_for(boston))
+    assert previous_pull(store.con, "bos311:service-requests").thinning == 0
+    unknown, _, asked_unknown = read_remembering(boston, 50)
+    ids, source, asked = read_remembering(boston, 50, thinning=0.0)
+    assert sorted(ids) == sorted(unknown) == sorted(served_ids(boston)) and source.thinning == 0
+    assert asked < asked_unknown
 
 
 class UnsettledSecond(Open311Portal):

@@ -7,6 +7,7 @@ from catalog.record import Notes
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
+from harvester.portals import opendatasoft
 from harvester.portals.opendatasoft import OpenDataSoftAdapter
 from tests.conftest import assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config
 from tests.portals.opendatasoft import API, OpenDataSoftPortal, make_ods_datasets
@@ -121,9 +122,57 @@ def test_a_dataset_of_more_keywords_than_kept_keeps_the_first_10000(store, http)
         (datasets[1]["dataset_id"], "keyword: the catalogue entry lists 25,000 of them; the first 10,000 are kept")]
 
 
+def test_a_dataset_over_the_cap_edited_to_fit_under_the_same_cap_is_asked_whole_and_read(store, tmp_path):
+    """The ids-only request selects the dataset's modification dates with its id, so an edit
+    changes its answer: a dataset over the cap alone, edited the night after (here made small
+    again, its `modified` moved), is asked whole at once under the same cap and read; one
+    untouched is not (no answer over the cap)."""
+    datasets = sorted(make_ods_datasets(250), key=lambda d: d["dataset_id"])
+    with OpenDataSoftPortal(datasets) as portal:
+        config = portal_config("ods", "opendatasoft", portal.url)
+        cap = harvested_with_a_cap(store, tmp_path, config, datasets)
+        large = datasets[130]["metas"]["default"]
+        description = f"SELECT description FROM datasets WHERE source_id = '{datasets[130]['dataset_id']}'"
+        large["description"] = "A very long description. " * (cap // 25)
+        nights = []
+        for edit in (None, None, "Trimmed to fit."):
+            if edit:
+                large.update(description=edit, modified="2025-06-01T09:00:00+00:00")
+            portal.clear_log()
+            report = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]
+            assert report.status == "ok" and report.listing_complete and report.seen == 250, report.error_message
+            nights.append((report, count(store, description)))
+    (first, _), (second, kept), (third, read) = nights
+    assert (second.errors, second.changed) == (1, 0) and not kept.startswith("A very long")
+    assert (third.errors, third.changed) == (0, 1) and read == "Trimmed to fit."
+
+
+def test_a_listing_remembered_from_ids_only_requests_of_another_select_never_reads_them_as_datasets(
+        store, tmp_path, monkeypatch):
+    """Last night's pages held the ids-only request of an earlier civicat (`select=dataset_id`):
+    along their chain it is no ids-only request of this one, so it is never asked as it was (its
+    answer, an id alone, read as the dataset): its position is paged in the listing's own size,
+    and the dataset over the cap found again, its stored version kept."""
+    datasets = sorted(make_ods_datasets(250), key=lambda d: d["dataset_id"])
+    with OpenDataSoftPortal(datasets) as portal:
+        config = portal_config("ods", "opendatasoft", portal.url)
+        cap = harvested_with_a_cap(store, tmp_path, config, datasets)
+        datasets[130]["metas"]["default"]["description"] = "A very long description. " * (cap // 25)
+        titles = "SELECT count(*) FROM datasets WHERE title IS NOT NULL"
+        with monkeypatch.context() as earlier:
+            earlier.setattr(opendatasoft, "ID_AND_DATES", opendatasoft.IDS_ONLY)
+            assert harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0].listing_complete
+        portal.clear_log()
+        report = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]
+        selects = {q.get("select") for path, q, _ in portal.requests if path == f"{API}/datasets"}
+    assert report.status == "ok" and report.listing_complete and report.changed == 0 and report.errors == 1
+    assert selects == {None, "dataset_id", opendatasoft.ID_AND_DATES["select"]}   # (the size probe: dataset_id)
+    assert count(store, titles) == 250
+
+
 def test_a_dataset_over_the_response_cap_alone_is_listed_by_id_and_deletions_marked_night_after_night(store, tmp_path):
     """A dataset grows past the response cap alone, another is deleted from the portal: the
-    large one is asked for by its id only (`select=dataset_id`), so the listing is complete,
+    large one is asked for by its id and dates only (`select=dataset_id,...`), so the listing is complete,
     the deleted one marked deleted and the large one keeps its stored version. The next
     night asks no answer over the cap; once the dataset is small again (here: the cap
     raised), its ids-only answer differs and it is asked whole, and read."""

@@ -57,12 +57,14 @@ def test_catalogue_past_the_offset_window_is_paged_whole_by_scroll_id(store, htt
     assert orphans == 0 and count(store, "SELECT count(*) FROM datasets WHERE parent_uid IS NOT NULL") > 0
 
 
-@pytest.mark.parametrize("alone_over_the_cap", [False, True])
+@pytest.mark.parametrize("alone_over_the_cap", ["no", "named", "unnamed"])
 def test_a_scroll_page_over_the_size_cap_is_read_in_smaller_pages(store, tmp_path, monkeypatch, alone_over_the_cap):
     """scroll_id paging (a catalogue past the offset window; here a window of 100) takes a
     `limit`: a page over the response cap is read in smaller ones, after the same last id.
-    An entry over the cap alone cannot be skipped (the next scroll_id is its id): the
-    portal fails naming the request and the cap, its catalogue kept."""
+    An entry over the cap alone is listed by the id its answer starts with, and the listing
+    goes on after it; one whose answer does not start with its id (its description first)
+    cannot be skipped (the next scroll_id is its id): the portal fails naming the request and
+    the cap, its catalogue kept."""
     monkeypatch.setattr(socrata, "OFFSET_WINDOW", 100)
     entries = make_socrata_entries(250, domain=DOMAIN, seed=3)
     ordered = sorted(entries, key=lambda entry: entry["resource"]["id"])   # as scroll_id pages them
@@ -70,30 +72,39 @@ def test_a_scroll_page_over_the_size_cap_is_read_in_smaller_pages(store, tmp_pat
     with SocrataPortal(entries, domain=DOMAIN) as portal:
         config = portal_config("big", "socrata", portal.url, domain=DOMAIN)
         assert harvest([config], store, fast_client(tmp_path)).ok
-        big = ordered[130:132] if not alone_over_the_cap else ordered[130:131]
+        big = ordered[130:132] if alone_over_the_cap == "no" else ordered[130:131]
         for entry in big:   # each 0.6 of the cap, so that no page of both fits (or the whole cap: over it alone)
-            entry["resource"]["description"] = "A long description. " * (cap // (20 if alone_over_the_cap else 33))
+            entry["resource"]["description"] = "A long description. " * (cap // (33 if alone_over_the_cap == "no" else 20))
+            if alone_over_the_cap == "unnamed":
+                entry["resource"] = {"description": entry["resource"].pop("description"), **entry["resource"]}
         portal.entries = entries
         portal.clear_log()
         report = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]
         limits = [int(q["limit"]) for path, q, _ in portal.requests if path == "/api/catalog/v1" and "scroll_id" in q]
-    if alone_over_the_cap:
+    if alone_over_the_cap == "unnamed":
         assert report.status == "failed" and report.error_type == "ResponseTooLarge"
         assert f"cannot ask for the page at domains={DOMAIN}, scroll_id={ordered[129]['resource']['id']}, limit=1 in " \
                "smaller parts nor skip an entry by its position (CIVICAT_HTTP_MAX_BYTES raises the cap)" \
                in report.error_message
-        assert count(store, "SELECT count(*) FROM datasets WHERE description LIKE 'A long%'") == 0   # as it was
+    elif alone_over_the_cap == "named":
+        assert report.status == "ok" and report.listing_complete and report.seen == 250 and report.changed == 0
+        assert count(store, "SELECT max(source_id) FROM harvest_errors WHERE error_type = 'ResponseTooLarge'") == \
+            ordered[130]["resource"]["id"]
+        assert limits[-2:] == [100, 100]   # paged on after its id, in pages of 100
     else:
         assert report.status == "ok" and report.listing_complete and report.seen == 250 and report.changed == 2
         assert min(limits) < 100 and limits[-2:] == [100, 100]   # back to pages of 100 past the two
+    if alone_over_the_cap != "no":
+        assert count(store, "SELECT count(*) FROM datasets WHERE description LIKE 'A long%'") == 0   # as it was
     assert count(store) == 250
 
 
-def test_the_last_entry_of_a_catalogue_as_large_as_the_offset_window_is_skipped_over_the_cap_alone(store, tmp_path,
-                                                                                                  monkeypatch):
+def test_the_last_entry_of_a_catalogue_as_large_as_the_offset_window_is_listed_over_the_cap_alone(store, tmp_path,
+                                                                                                 monkeypatch):
     """A catalogue of exactly OFFSET_WINDOW assets (here 200) is paged by offset; its last entry,
-    over the response cap alone, is skipped and the portal harvested: the request past it
-    (offset 200) was past the API's cap of offset+limit, and failed the portal."""
+    over the response cap alone, is listed by the id its answer starts with and the portal
+    harvested: no request is made past it (offset 200 is past the API's cap of offset+limit,
+    and failed the portal)."""
     monkeypatch.setattr(socrata, "OFFSET_WINDOW", 200)
     entries = make_socrata_entries(200, domain=DOMAIN, seed=3)
     cap = 2 * len(json.dumps(entries[:100]))
@@ -102,11 +113,42 @@ def test_the_last_entry_of_a_catalogue_as_large_as_the_offset_window_is_skipped_
         config = portal_config("big", "socrata", portal.url, domain=DOMAIN)
         report = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]
         again = harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0]   # along last night's pages
+        offsets = [int(q["offset"]) for path, q, _ in portal.requests if path == "/api/catalog/v1" and "offset" in q]
     for night in (report, again):
-        assert night.status == "ok" and not night.listing_complete and night.seen == 199, night.error_message
-    assert again.not_modified > 0 and count(store) == 199
+        assert night.status == "ok" and night.listing_complete and night.seen == 200, night.error_message
+    assert again.not_modified > 0 and count(store) == 199 and max(offsets) == 199   # (never stored: never read)
     message = count(store, "SELECT max(message) FROM harvest_errors WHERE error_type = 'ResponseTooLarge'")
-    assert "offset=199, limit=1) is over the response cap" in message
+    assert "offset=199, limit=1) is over the response cap alone" in message and message.endswith(
+        "listed by its id only, never stored (CIVICAT_HTTP_MAX_BYTES raises the cap)")
+
+
+def test_an_entry_over_the_cap_alone_is_listed_by_the_id_its_answer_starts_with_and_the_listing_complete(
+        store, tmp_path):
+    """The Discovery API selects no fields, but an answer names its entry's id in its first bytes
+    (`{"results":[{"resource":{"name":…,"id":…`): the entry over the cap alone is listed by it,
+    its stored version kept, so the listing is complete and a dataset removed from the portal is
+    marked missing. The next night asks it alone at once: one answer over the cap."""
+    entries = make_socrata_entries(250, domain=DOMAIN, seed=3)
+    cap = 2 * len(json.dumps(entries[:100]))
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        config = portal_config("city", "socrata", portal.url, domain=DOMAIN)
+        assert harvest([config], store, fast_client(tmp_path)).ok
+        huge, removed = entries[130]["resource"]["id"], entries.pop(10)["resource"]["id"]
+        entries[129]["resource"]["description"] = "A very long description. " * (cap // 25)
+        portal.entries = entries
+        nights = [harvest([config], store, fast_client(tmp_path, max_bytes=cap)).portals[0] for _ in range(2)]
+    for night in nights:
+        assert night.status == "ok" and night.listing_complete and night.seen == 249, night.error_message
+    assert nights[1].not_modified > 0
+    missing = store.con.execute("SELECT source_id FROM datasets WHERE missing_since IS NOT NULL").fetchall()
+    assert missing == [(removed,)]
+    assert count(store, "SELECT count(*) FROM datasets WHERE description LIKE 'A very long%'") == 0   # as stored
+    errors = store.con.execute("SELECT source_id, message FROM harvest_errors WHERE error_type = 'ResponseTooLarge' "
+                               "ORDER BY run_id").fetchall()
+    assert [source_id for source_id, _ in errors] == [huge, huge]
+    assert "(domains=data.example.org, offset=129, limit=1) is over the response cap alone" in errors[0][1]
+    assert errors[0][1].endswith("its id read from the start of the answer: listed by its id only, its stored "
+                                 "version kept (CIVICAT_HTTP_MAX_BYTES raises the cap)")
 
 
 def test_views_fallback_and_a_404_that_does_not_fail_the_portal(store, http):
