@@ -18,9 +18,20 @@ Python runs no signal handler there.
 from __future__ import annotations
 
 import threading
+import time
 
 _MAIN = threading.main_thread().ident
-_running: list[Connection] = []    # the main thread's calls in progress, innermost last
+INTERRUPT_EVERY = 0.02   # seconds
+
+
+class _Call:
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+
+
+_running: list[_Call] = []         # the main thread's calls in progress, innermost last
 _held: list[BaseException] = []    # the stop that came during one of them
 
 
@@ -33,8 +44,21 @@ def hold(stop: BaseException) -> None:
     """Raise `stop` as the main thread's call of a Connection returns instead of inside it
     (DuckDB would drop its statement); an interruptible connection is interrupted first."""
     _held.append(stop)
-    if _running[-1].interruptible:
-        _running[-1].interrupt()
+    call = _running[-1]
+    if call.connection.interruptible:
+        threading.Thread(target=_interrupt_while_running, args=(call,), name="civicat-stop-interrupt",
+                         daemon=True).start()
+
+
+def _interrupt_while_running(call: _Call) -> None:
+    """Interrupt `call`'s connection until the call returns: DuckDB clears an interrupt as a
+    statement begins, so one alone, come before it began, would let a scan of minutes run on."""
+    while any(running is call for running in _running):
+        try:
+            call.connection.interrupt()
+        except Exception:   # (closed as the call returned)
+            return
+        time.sleep(INTERRUPT_EVERY)
 
 
 class Connection:
@@ -58,7 +82,7 @@ class Connection:
         if threading.get_ident() != _MAIN:
             result = method(*args, **kwargs)
         else:
-            _running.append(self)
+            _running.append(_Call(self))
             try:
                 result = method(*args, **kwargs)
             except BaseException as exc:
