@@ -3,17 +3,19 @@
 Python runs a signal's handler in the main thread, between two steps of Python or when C code
 asks for it; DuckDB's Python client asks between the tasks of a statement, and when the handler
 raises (KeyboardInterrupt: harvester.stopping) it drops the statement where it stands ("Query
-interrupted"), its tasks left for the connection's next statement to cancel. DuckDB 1.5.5 now
-and then hangs in that next statement, which is the stop's own bookkeeping (the runs recorded
-Interrupted): the runs stayed `running` until the next harvest.
+interrupted") without interrupting it, its tasks left for the connection's next statement to
+cancel. DuckDB 1.5.5 was seen hanging now and then in that next statement (session 21), which is
+the stop's own bookkeeping (the runs recorded Interrupted): the runs stayed `running` until the
+next harvest.
 
 A connection opened through `Connection` is never dropped so: while the main thread is in one
 of its calls, the stop handler `hold`s its KeyboardInterrupt, which the call raises as it
-returns. A catalogue's statement runs to its end (the longest take a second or two at 100,000
-datasets), so DuckDB has nothing to cancel; an `interruptible` connection (a records pull's
-scans, which may take minutes) is interrupted by DuckDB itself (`interrupt()`: the statement
-ends with its own error, cleaned up before the call returns). Other threads need neither:
-Python runs no signal handler there.
+returns. A catalogue's statement runs to its end (seconds at most for most; the update of every
+dataset of a large portal when all changed takes longer: docs/benchmarks.md), so DuckDB has
+nothing to cancel; an `interruptible` connection (a records pull's scans, which may take
+minutes) is interrupted by DuckDB itself (`interrupt()`: the statement ends with its own error,
+cleaned up before the call returns). Other threads need neither: Python runs no signal handler
+there.
 """
 from __future__ import annotations
 
