@@ -36,6 +36,7 @@ from catalog.stage import (
     content_hash,
 )
 from catalog.transactions import rollback
+from catalog.uncut import Connection
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
@@ -88,7 +89,8 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # The storage version is this DuckDB's (an older catalogue is brought up to it, and
         # only DuckDB >= 1.5 reads it then): its compression (DICT_FSST; zstd for the raw
         # JSON, migration 0013) cost a merge a quarter less CPU than FSST (docs/benchmarks.md)
-        con = duckdb.connect(config={"temp_directory": str(spill_directory(db_path))})
+        # (every statement run to its end by a stop, never dropped half-way: catalog.uncut)
+        con = Connection(duckdb.connect(config={"temp_directory": str(spill_directory(db_path))}))
         con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} "
                     f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute(f"USE {CATALOGUE}")
