@@ -122,35 +122,48 @@ def _joins_of_one_kind(c: Catalogue, find, a: np.ndarray, b: np.ndarray) -> list
     if not len(a):
         return []
     rows = np.unique(np.concatenate([a, b]))
-    root = dict(zip(rows.tolist(), (find(int(r)) for r in rows)))
-    outward: dict[int, Counter] = defaultdict(Counter)   # root -> the other roots its links run into
-    for x, y in zip(a.tolist(), b.tolist()):
-        rx, ry = root[x], root[y]
-        if rx != ry:
-            outward[rx][ry] += 1
-            outward[ry][rx] += 1
-    if not outward:
+    root_of = np.zeros(int(rows[-1]) + 1, dtype=np.int64)
+    root_of[rows] = [find(int(r)) for r in rows]
+    ra, rb = root_of[a], root_of[b]
+    across = ra != rb
+    if not across.any():
+        return []
+    # every link between two groups, from each side: (group, the group it runs into)
+    source = np.concatenate([ra[across], rb[across]])
+    target = np.concatenate([rb[across], ra[across]])
+    span = len(root_of)
+    pairs, links = np.unique(source * span + target, return_counts=True)
+    sources, targets = pairs // span, pairs % span
+    order = np.lexsort((-links, sources))   # each group's most linked target first
+    first = order[np.r_[True, sources[order[1:]] != sources[order[:-1]]]]
+    outward = np.bincount(source, minlength=span)
+    size = np.bincount(root_of[rows], minlength=span)
+    small, large = sources[first], targets[first]
+    mostly = (links[first] * 2 > outward[small]) & (size[large] > size[small])
+    small, large = small[mostly], large[mostly]
+    if not len(small):
         return []
     rows_of: dict[int, list[int]] = defaultdict(list)
-    for row, r in root.items():
-        rows_of[r].append(row)
+    wanted = set(small.tolist()) | set(large.tolist())
+    for row, r in zip(rows.tolist(), root_of[rows].tolist()):
+        if r in wanted:
+            rows_of[r].append(row)
 
     @cache
     def kinds_of(r: int) -> Counter:
         return Counter(kind for row in rows_of[r] for kind in c.concept_lists[row])
 
     joins = []
-    for small, targets in outward.items():
-        large, links = targets.most_common(1)[0]
-        kinds = kinds_of(small)
-        if links * 2 <= sum(targets.values()) or len(kinds) != 1 or len(rows_of[large]) <= len(rows_of[small]):
+    for group, into in zip(small.tolist(), large.tolist()):
+        kinds = kinds_of(group)
+        if len(kinds) != 1:
             continue
         (kind,) = kinds
-        shared, named = max(kinds_of(large).items(), key=lambda kv: (kv[1], kv[0]), default=(None, 0))
-        if shared == kind and named * 2 >= len(rows_of[large]):
-            joins.append((small, large))
-    moving = {small for small, _ in joins}
-    return [(small, large) for small, large in joins if large not in moving]
+        shared, named = max(kinds_of(into).items(), key=lambda kv: (kv[1], kv[0]), default=(None, 0))
+        if shared == kind and named * 2 >= size[into]:
+            joins.append((group, into))
+    moving = {group for group, _ in joins}
+    return [(group, into) for group, into in joins if into not in moving]
 
 
 def join_split_subjects(c: Catalogue, rows_per_group: list[list[int]], labels: list[str],
