@@ -356,11 +356,12 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
             aside.add_done_callback(on_aside_done)
             try:
                 _build_tables(con, [table for table in BUILD if table not in BESIDE], params, stop)
-            except BaseException:
+            except BaseException as exc:
                 if aside.done() and aside.exception() is not None:
                     raise aside.exception() from None  # its failure stopped ours
                 stop.set()
-                _interrupt_until(beside, aside.done)  # no use finishing its tables (nor waiting for them)
+                if not isinstance(exc, KeyboardInterrupt):   # (a stop lets its table end: catalog.uncut)
+                    _interrupt_until(beside, aside.done)  # no use finishing its tables (nor waiting for them)
                 raise
             finally:
                 ours_done.set()

@@ -14,7 +14,8 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -36,6 +37,7 @@ from catalog.stage import (
     content_hash,
 )
 from catalog.transactions import rollback
+from catalog.uncut import Connection
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
@@ -88,7 +90,8 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # The storage version is this DuckDB's (an older catalogue is brought up to it, and
         # only DuckDB >= 1.5 reads it then): its compression (DICT_FSST; zstd for the raw
         # JSON, migration 0013) cost a merge a quarter less CPU than FSST (docs/benchmarks.md)
-        con = duckdb.connect(config={"temp_directory": str(spill_directory(db_path))})
+        # (every statement run to its end by a stop, never dropped half-way: catalog.uncut)
+        con = Connection(duckdb.connect(config={"temp_directory": str(spill_directory(db_path))}))
         con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} "
                     f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute(f"USE {CATALOGUE}")
@@ -561,8 +564,9 @@ class Store:
         points at a raw version once its merge has committed. The raw and details fields
         are compact JSON written by orjson, stored as they are (migration 0012). A file is
         read by one thread (`parallel = false`): a row group of raw JSON in memory per
-        DuckDB thread did not fit MEMORY_LIMIT, and the listing keeps the cores busy anyway."""
-        with self._write_lock:
+        DuckDB thread did not fit MEMORY_LIMIT, and the listing keeps the cores busy anyway;
+        the insert runs on one DuckDB thread for the same reason (_one_thread)."""
+        with self._write_lock, self._one_thread():
             self.con.execute(f"""
                 INSERT INTO raw_records BY NAME
                 SELECT p.*, now() AS fetched_at FROM (
@@ -574,6 +578,20 @@ class Store:
                                   max_line_size = {max(int(longest_line) + 2, 1 << 21)}, parallel = false)) p
                 WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
                              {"parts": [str(file) for file in files]})
+
+    @contextmanager
+    def _one_thread(self) -> Iterator[None]:
+        """DuckDB on one thread (the write lock held): for the raw loads, which run beside the
+        listing while its page threads and mapping workers keep every core busy, a second DuckDB
+        thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md).
+        The setting is the database's, not the connection's, so the one it had is put back: the
+        merge and the search build run alone and use every core."""
+        threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
+        self.con.execute("SET threads = 1")
+        try:
+            yield
+        finally:
+            self.con.execute(f"SET threads = {threads}")
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

@@ -208,7 +208,10 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
                                        if not future.cancelled())
         if http.cancelled:
             raise HarvestInterrupted(run)
-        store.refresh_search()
+        try:
+            store.refresh_search()
+        except KeyboardInterrupt:   # (every portal stored; the next harvest builds the index)
+            raise HarvestInterrupted(run) from None
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGINT, previous_handler)

@@ -30,6 +30,7 @@ from catalog.files import sync, writing
 from catalog.lazy import LazyModule
 from catalog.records import (PreviousPull, RecordsLayout, link_or_copy, measure_folder, name_in_order, part_name,
                              part_number, previous_pull, record_pull, write_json_atomic)
+from catalog.uncut import Connection
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
@@ -531,8 +532,9 @@ class DownloadedFile(RecordSource):
             http.download(url, self.path, params)
             if fmt == "csv":
                 # spilling beside the download: an in-memory DuckDB's default is the working directory
-                self.duck = duckdb.connect(config={"memory_limit": CSV_MEMORY, "preserve_insertion_order": True,
-                                                   "temp_directory": str(self.folder / "spill")})
+                self.duck = Connection(duckdb.connect(config={"memory_limit": CSV_MEMORY, "preserve_insertion_order": True,
+                                                              "temp_directory": str(self.folder / "spill")}),
+                                       interruptible=True)   # (a stop interrupts its reading: catalog.uncut)
                 try:
                     schema = self._sniff()
                 except duckdb.OutOfMemoryException:

@@ -5,7 +5,10 @@ nothing half-written is published, and the exit code says which signal it was (1
 number: 130, 143). Left to Python's default, SIGTERM ended the process on the spot: no report
 printed, its runs `running` until the next harvest, its staging files left behind.
 
-DuckDB turns a signal that comes during a query into its own error ("Query interrupted", a
+A signal that comes while the main thread is in a DuckDB statement of the catalogue is raised
+as the statement returns, never inside it (catalog.uncut: DuckDB would drop the statement, and
+1.5.5 now and then hung in the next one, the stop's bookkeeping). A connection opened without
+catalog.uncut (a reader's) still turns it into DuckDB's own error ("Query interrupted", a
 RuntimeError), the KeyboardInterrupt lost: `stop_requested()` tells that error from a failure.
 
 The stop then cleans up for a few seconds: the runs it stopped recorded Interrupted, staging
@@ -29,6 +32,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from catalog import uncut
+
 _received: list[int] = []
 _cancellers: list[Callable[[], None]] = []
 
@@ -42,6 +47,9 @@ def _stop(signum, frame):
     if len(_received) == 1:
         for cancel in list(_cancellers):
             cancel()
+        if uncut.in_statement():   # (raised as DuckDB's call returns: not inside it, see catalog.uncut)
+            uncut.hold(KeyboardInterrupt())
+            return
         raise KeyboardInterrupt
     if len(_received) == 2:   # (the cleanup the first started goes on: no exception to cut it short)
         log.warning("%s again: the stop is finishing its bookkeeping (the runs it stopped recorded Interrupted, "

@@ -82,15 +82,20 @@ CHILDREN = {parent: frozenset(c for c, p in PARENTS.items() if p == parent) for 
 TRANSIT = frozenset({"bus", "transit", "rail", "train", "ferry", "shelter", "route"})
 JUVENILE_JUSTICE = frozenset({"juvenile_detention", "status_offense"})
 PROSECUTION = frozenset({"attorney", "prosecutor"})   # a prosecutor's office: its cases and staff, not the police's
+# an environmental citation (dumping, sanitation, a building's upkeep) is a civil notice a board or an inspector
+# issues, not a police ticket: Baltimore's 'ECB Citations', of its Environmental Control Board
+ENVIRONMENTAL = frozenset({"environmental"})
 NOT_WHEN = {"arrest": frozenset({"cardiac", "respiratory"}), "crash": frozenset({"pole", "plane", "aircraft", "cushion", "attenuator"}),
             "crime_incident": frozenset({"justice", "court", "grant", "camera", "registry", "register",
                                         "status_offense"}) | PROSECUTION,
-            "police_employee": PROSECUTION, "citation": frozenset({"event", "festival"}),
+            "police_employee": PROSECUTION, "citation": frozenset({"event", "festival"}) | ENVIRONMENTAL,
             # 'Bus Stop Terry Avenue' is no Terry stop, admissions to juvenile detention no police detention
             "police_stop": TRANSIT | JUVENILE_JUSTICE, "pedestrian_stop": TRANSIT,
             "calls_for_service": frozenset({"taxi", "taxis", "animal", "pet"}),
             # a police force's size ('Authorized Force', 'Force Strength') is its staffing, not force used
             "use_of_force": frozenset({"strength", "authorized", "staffing"})}
+# description words that rule out a kind its title names (NOT_WHEN, read in the title, holds them too)
+NOT_WHEN_DESCRIBED = {"citation": ENVIRONMENTAL}
 # title words that rule a kind out of the description only: a title of the 311 service's website or app
 # ('311 Website Availability'): the requests its description names are what they take; a title that names
 # the requests itself holds them ('311 App Service Requests')
@@ -189,7 +194,8 @@ def _found(terms: list[str], also: frozenset[str] = frozenset(),
             continue
         for concept, is_strong in TRIGGERS.get(term, ()):
             if not (blocking & NOT_WHEN.get(concept, frozenset())) and \
-                    not (also & NOT_FROM_DESCRIPTION_WHEN.get(concept, frozenset())):
+                    not (also & NOT_FROM_DESCRIPTION_WHEN.get(concept, frozenset())) and \
+                    not NOT_WHEN_DESCRIBED.get(concept, frozenset()).intersection(context):
                 found = strong if is_strong else weak
                 if concept not in found:
                     found.append(concept)

@@ -3,6 +3,7 @@ from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from catalog import record as R
@@ -458,3 +459,36 @@ def test_the_pages_a_merge_keeps_are_named_exactly_whatever_their_requests_hold(
     assert rows(store, "SELECT params, ids FROM listing_pages") == [(odd, ["a"])]
     assert rows(store, "SELECT source_id FROM datasets WHERE missing_since IS NOT NULL") == [("b",)]
     assert counts["removed"] == 0
+
+
+class _InsertsWatched:
+    """A store's connection that notes DuckDB's threads as each raw insert begins."""
+
+    def __init__(self, con):
+        self.con, self.threads = con, []
+
+    def execute(self, sql, *args):
+        if "INSERT INTO raw_records" in sql:
+            self.threads.append(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
+        return self.con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.con, name)
+
+
+def test_the_raw_loads_run_duckdb_on_one_thread_and_give_the_database_its_threads_back(store, tmp_path):
+    """The raw loads run beside the listing, whose threads and workers keep every core busy:
+    a second DuckDB thread there only added CPU. The merge and the search build, run alone
+    afterwards, get the database's threads back, after a failed load too."""
+    store.con.execute("SET threads = 3")
+    watched = store.con = _InsertsWatched(store.con)
+    stage = stage_of(store, [record("a"), record("b")])
+    stage.close()   # (its raw entries loaded)
+    assert watched.threads == [1]
+    threads = "SELECT current_setting('threads')"
+    assert rows(store, threads) == [(3,)]
+    with pytest.raises(duckdb.IOException):
+        store.load_raw([tmp_path / "no such part.tsv"], 100)
+    assert watched.threads == [1, 1] and rows(store, threads) == [(3,)]
+    assert store.commit_portal(stage, "city", T0, mark_deleted=True)["new"] == 2
+    assert rows(store, "SELECT count(*) FROM raw_records JOIN datasets USING (uid, raw_hash)") == [(2,)]

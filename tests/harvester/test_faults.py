@@ -812,6 +812,63 @@ def test_records_stopped_during_a_duckdb_query_are_interrupted_not_failed(nightl
     assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
 
 
+# `civicat` that sends itself the signal argv[2] argv[3] seconds after the function argv[1]
+# (module:Class.method) is first entered, from a thread of its own: the main thread is then in
+# that function's DuckDB statements, as when Ctrl-C or cron's `timeout` comes during a merge
+SIGNALLED_DURING = """
+import importlib, os, signal, sys, threading
+if __name__ == "__main__":   # (not in the mapping workers, which import this script as __mp_main__)
+    target, name, delay = sys.argv.pop(1), sys.argv.pop(1), float(sys.argv.pop(1))
+    module, _, qualname = target.partition(":")
+    owner, _, function = qualname.rpartition(".")
+    owner = getattr(importlib.import_module(module), owner)
+    original = getattr(owner, function)
+    def signalled(*args, **kwargs):
+        threading.Timer(delay, os.kill, [os.getpid(), getattr(signal, name)]).start()
+        setattr(owner, function, original)
+        return original(*args, **kwargs)
+    setattr(owner, function, signalled)
+    from harvester.cli import main
+    sys.argv[0] = "civicat"
+    main()
+"""
+
+
+def test_stops_during_duckdb_statements_each_end_interrupted_and_recorded(nightly):
+    """Ctrl-C or SIGTERM while the main thread is in the catalogue's DuckDB statements (a raw
+    load, the merge, the search index), many times: each stop exits 130/143 with the report,
+    its portal's run recorded (Interrupted, or ok when stored before the stop), none left
+    `running`. The handler's KeyboardInterrupt raised inside a statement made DuckDB drop it
+    ("Query interrupted"): in the search index's build that was taken for a failure of the
+    index, logged, and the harvest went on to exit 0, the stop lost; and DuckDB 1.5.5 now and
+    then hung in the statement after one it dropped, the stop's bookkeeping (catalog.uncut)."""
+    env = {**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)}
+    stops = [(target, sig, delay) for target in ("Store._load_raw", "Store._merge", "Store.refresh_search")
+             for sig, delay in ((signal.SIGINT, 0.0), (signal.SIGTERM, 0.05))]   # (each lasts 0.1 s or more)
+    with DataJsonPortal(make_data_json(2_000)) as portal:
+        nightly.add("city", "dcat-us", portal.url + "/data.json")
+        base = ["harvest", "--json", "--config", str(nightly.config), "--db", str(nightly.db)]
+        assert subprocess.run(civicat(*base), env=env, capture_output=True, timeout=120).returncode == 0
+        for version, (target, sig, delay) in enumerate(stops):
+            for dataset in portal.document["dataset"]:   # (every dataset changed: a merge of them all)
+                dataset["title"] = dataset["title"].split(" (v")[0] + f" (v{version})"
+            portal.document = dict(portal.document)
+            stopped = subprocess.run([sys.executable, "-c", SIGNALLED_DURING, f"catalog.store:{target}",
+                                      signal.Signals(sig).name, str(delay), *base],
+                                     env=env, capture_output=True, timeout=120)
+            said, err = ("SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"), stopped.stderr.decode()
+            assert stopped.returncode == 128 + sig, (target, err[-2000:])
+            assert "Query interrupted" not in err and f"stored before {said}" in err, (target, err[-2000:])
+            [city] = json.loads(stopped.stdout)["portals"]
+            [run] = nightly.query("SELECT status, error_type FROM harvest_runs ORDER BY started_at DESC LIMIT 1")
+            assert run == (city["status"], city["error_type"]), target
+            # (a stop that comes after the merge: the portal stored before it)
+            assert run in {("failed", "Interrupted"), ("ok", None)}, target
+            assert run == ("ok", None) or target != "Store.refresh_search"
+            assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)], target
+        assert subprocess.run(civicat(*base), env=env, capture_output=True, timeout=120).returncode == 0
+
+
 # `civicat` that sends itself the signal argv[1] as its records pull writes its parts, then
 # argv[2] times more as the stop's cleanup writes the run's errors (before its harvest_runs row)
 SIGNALLED_AGAIN_IN_CLEANUP = """

@@ -433,6 +433,7 @@ def test_a_harvests_process_never_imports_pandas_and_can_use_it_afterwards(tmp_p
         "print('pandas' in sys.modules)\n"
         "import pandas, pyarrow as pa\n"
         "frame = pandas.DataFrame({'n': [1, 2]})\n"
+        "store.con.register('frame', frame)\n"   # (named: a replacement scan sees catalog.uncut's frame, not this one)
         "assert store.con.execute('SELECT sum(n) FROM frame').fetchone()[0] == 3\n"
         "assert store.con.execute('SELECT count(*) FROM datasets WHERE ? IS NULL', [pandas.NA]).fetchone()[0] == 350\n"
         "assert pa.table({'n': [1]}).to_pandas().shape == (1, 1)\n"

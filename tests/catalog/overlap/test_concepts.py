@@ -83,6 +83,8 @@ def test_each_wording_of_a_kind_is_read_as_that_kind(kind, domain, source_id):
     ("data.wa.gov", "qsd2-yxis"),   # Admissions to Juvenile Detention Related to a Status Offense
     ("data.wa.gov", "w3vm-igsk"),   # ... Related to a Status Offense By Status Offender Contempt Charge
     ("data.wa.gov", "mg62-47yg"),   # ARY, CHINS, Dependency & Truancy -- Detention Admissions for Status Offenses ...
+    # the civil citations of an Environmental Control Board, no police tickets: in the real catalogues' 'Citations'
+    ("data.baltimorecity.gov", "ywty-nmtg"),   # ECB Citations
 ])
 def test_look_alike_titles_are_no_police_record(domain, source_id):
     assert concept_of(domain, source_id) == (), fixture_datasets()[(domain, source_id)][0]

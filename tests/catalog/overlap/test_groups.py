@@ -1004,3 +1004,30 @@ def test_a_lobbyist_s_activity_is_lobbying_activity():
                                                             "Activities: Beginning 2012")])
     assert found["Lobbyist activity"] == ["Cook County Clerk - Lobbyist Activity", "Lobbyist Activity Database",
                                           "Lobbyist Data - Lobbying Activity"], found
+
+
+def test_a_group_of_one_kind_whose_links_run_into_a_larger_group_of_that_kind_joins_it():
+    """The labelled set's Virginia 'community policing data' (stops, by its description) and Dumfries'
+    'Community Policing Data Report' were a group of their own: their pair (1.0) gathers them first, and their
+    centroid, of their own words, then misses that of the stops, where Virginia's one link out (0.67) points.
+    A group of another kind linking into the stops ('Traffic stops') stays apart."""
+    from catalog import overlap
+    from tests.catalog.overlap.test_features import described_catalogue
+
+    stanford = "Standardized stop data from the Stanford Open Policing Project"
+    virginia = ("Virginia Community Policing Act data. A data collection consisting of all traffic and investigatory "
+                "stops made in Virginia as aggregated by Virginia Department of State Police")
+    c = described_catalogue([
+        ("Fort Wayne", "yg821jf8611 in fort wayne 2020 04 01 csv", stanford),
+        ("Tulsa", "yg821jf8611 ok tulsa 2020 04 01 csv", stanford), ("Nashville", "Police Stops", None),
+        ("Long Beach", "police stop data ripa copy", None), ("Virginia", "community policing data", virginia),
+        ("Dumfries", "Dumfries Community Policing Data Report", None),
+        ("Albany", "Traffic Stops", None), ("Austin", "Traffic Stop Data", None)])
+    assert c.concept_lists[4] == ("police_stop",) and c.concept_lists[5] == ()
+    result = overlap.detect_in(c)
+    assert sorted((g.label, sorted(g.uids)) for g in result.groups) == [
+        ("Police stops", [f"c{i}:d{i}" for i in range(6)]), ("Traffic stops", ["c6:d6", "c7:d7"])]
+    # the kind decides: the traffic stops' links running into the stops (their centroids apart) join nothing
+    a, b = np.array([6, 0, 0, 2, 6]), np.array([7, 1, 2, 3, 0])
+    found = groups.form_groups(c, a, b, np.array([0.9, 0.9, 0.9, 0.8, 0.5], dtype=np.float32))
+    assert sorted(found) == [[0, 1, 2, 3], [6, 7]]

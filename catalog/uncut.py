@@ -1,0 +1,111 @@
+"""DuckDB statements that a Ctrl-C or SIGTERM never drops half-way.
+
+Python runs a signal's handler in the main thread, between two steps of Python or when C code
+asks for it; DuckDB's Python client asks between the tasks of a statement, and when the handler
+raises (KeyboardInterrupt: harvester.stopping) it drops the statement where it stands ("Query
+interrupted") without interrupting it, its tasks left for the connection's next statement to
+cancel. DuckDB 1.5.5 was seen hanging now and then in that next statement (session 21), which is
+the stop's own bookkeeping (the runs recorded Interrupted): the runs stayed `running` until the
+next harvest.
+
+A connection opened through `Connection` is never dropped so: while the main thread is in one
+of its calls, the stop handler `hold`s its KeyboardInterrupt, which the call raises as it
+returns. A catalogue's statement runs to its end (seconds at most for most; the update of every
+dataset of a large portal when all changed takes longer: docs/benchmarks.md), so DuckDB has
+nothing to cancel; an `interruptible` connection (a records pull's scans, which may take
+minutes) is interrupted by DuckDB itself (`interrupt()`: the statement ends with its own error,
+cleaned up before the call returns). Other threads need neither: Python runs no signal handler
+there.
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+_MAIN = threading.main_thread().ident
+INTERRUPT_EVERY = 0.02   # seconds
+
+
+class _Call:
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Connection):
+        self.connection = connection
+
+
+_running: list[_Call] = []         # the main thread's calls in progress, innermost last
+_held: list[BaseException] = []    # the stop that came during one of them
+
+
+def in_statement() -> bool:
+    """Whether the main thread is in a call of a Connection (asked by the stop's handler)."""
+    return bool(_running)
+
+
+def hold(stop: BaseException) -> None:
+    """Raise `stop` as the main thread's call of a Connection returns instead of inside it
+    (DuckDB would drop its statement); an interruptible connection is interrupted first."""
+    _held.append(stop)
+    call = _running[-1]
+    if call.connection.interruptible:
+        threading.Thread(target=_interrupt_while_running, args=(call,), name="civicat-stop-interrupt",
+                         daemon=True).start()
+
+
+def _interrupt_while_running(call: _Call) -> None:
+    """Interrupt `call`'s connection until the call returns: DuckDB clears an interrupt as a
+    statement begins, so one alone, come before it began, would let a scan of minutes run on."""
+    while any(running is call for running in _running):
+        try:
+            call.connection.interrupt()
+        except Exception:   # (closed as the call returned)
+            return
+        time.sleep(INTERRUPT_EVERY)
+
+
+class Connection:
+    """A DuckDB connection whose calls from the main thread are never cut short by a stop (see
+    the module); what it returns is as DuckDB's, a cursor one of these too. A Python object is
+    named to it with `register` (as civicat does everywhere): DuckDB's replacement scan looks
+    for a name in the frame that called it, which is now this class's."""
+
+    __slots__ = ("_con", "interruptible")
+
+    def __init__(self, con, *, interruptible: bool = False):
+        self._con, self.interruptible = con, interruptible
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._con, name)
+        if not callable(attribute):   # (description, rowcount)
+            return attribute
+        return lambda *args, **kwargs: self._call(attribute, args, kwargs)
+
+    def _call(self, method, args, kwargs):
+        if threading.get_ident() != _MAIN:
+            result = method(*args, **kwargs)
+        else:
+            _running.append(_Call(self))
+            try:
+                result = method(*args, **kwargs)
+            except BaseException as exc:
+                _running.pop()
+                if _held and not _running:
+                    raise _held.pop() from exc   # (an interrupted statement's error is the stop)
+                raise
+            _running.pop()
+            if _held and not _running:
+                raise _held.pop()
+        if result is self._con:   # (execute: for its fetchall)
+            return self
+        if isinstance(result, type(self._con)):   # (a cursor)
+            return Connection(result, interruptible=self.interruptible)
+        return result
+
+    def interrupt(self) -> None:
+        self._con.interrupt()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,77 @@
+"""catalog.uncut: a stop never drops a DuckDB statement half-way."""
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from catalog.uncut import Connection
+
+REPO = Path(__file__).resolve().parents[2]
+
+# a process with civicat's stop handler whose main thread runs a statement of a second or more on a
+# Connection (argv[1]: "interruptible" or not); a thread sends SIGINT once the main thread is in
+# it; prints what was raised, then the rows of the table the statement wrote and of a query after
+STOPPED_IN_A_STATEMENT = """
+import os, signal, sys, threading, time
+import duckdb
+from catalog import uncut
+from harvester.stopping import stop_on_signals
+stop_on_signals()
+con = uncut.Connection(duckdb.connect(), interruptible=sys.argv[1] == "interruptible")
+con.execute("SET enable_progress_bar = false")
+
+def stop_once_in_it():
+    while not uncut.in_statement():
+        time.sleep(0.001)
+    time.sleep(0.2)   # (into DuckDB's work, past the call's first steps of Python)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=stop_once_in_it).start()
+try:
+    con.execute("CREATE TABLE counted AS SELECT count(*) AS n FROM range(150000000) r(i) WHERE i % 7 = 3")
+    print("not stopped")
+except BaseException as exc:
+    print(type(exc).__name__, type(exc.__cause__).__name__)
+print(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'counted'").fetchone()[0],
+      con.execute("SELECT 42").fetchone()[0])
+"""
+
+
+@pytest.mark.parametrize("interruptible", [False, True])
+def test_a_stop_during_a_statement_is_raised_as_it_returns_never_inside_it(interruptible):
+    """The stop's KeyboardInterrupt raised inside a DuckDB statement made DuckDB drop it
+    ('Query interrupted', a RuntimeError) and leave its tasks to the connection's next
+    statement, where DuckDB 1.5.5 now and then hung. Now the statement runs to its end (the
+    table is written) and the stop is raised as it returns; an interruptible connection's
+    statement is ended by DuckDB itself (its InterruptException, nothing written). Either way
+    the connection answers the next statement."""
+    mode = "interruptible" if interruptible else "whole"
+    done = subprocess.run([sys.executable, "-c", STOPPED_IN_A_STATEMENT, mode], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    raised, after = done.stdout.splitlines()
+    assert raised == ("KeyboardInterrupt InterruptException" if interruptible else "KeyboardInterrupt NoneType")
+    assert after == ("0 42" if interruptible else "1 42")
+
+
+def test_calls_answer_as_duckdb_s_and_other_threads_pass_through():
+    """What a Connection returns is DuckDB's (the connection itself as this Connection, a cursor
+    as one); a call from another thread is not counted (no handler runs there)."""
+    con = Connection(duckdb.connect())
+    assert con.execute("SELECT 1 AS one").fetchall() == [(1,)] and con.description[0][0] == "one"
+    cursor = con.cursor()
+    assert isinstance(cursor, Connection) and cursor.execute("SELECT 2").fetchone() == (2,)
+    seen = []
+    other = threading.Thread(target=lambda: seen.append(con.cursor().execute("SELECT 3").fetchone()))
+    other.start()
+    other.join()
+    assert seen == [(3,)]
+    with con:
+        pass
+    with pytest.raises(duckdb.ConnectionException):
+        con.execute("SELECT 1")
+
