@@ -115,6 +115,30 @@ class ConnectionRefused(TransientError):
         return f"connection refused by {self.endpoint} for {self.limit:g} s in a row; not asked again this run"
 
 
+class InvalidUrl(PermanentError):
+    """A URL no request can be made to (a typo in a portal's link to a layer or a file, or in a
+    redirect): a host name with an empty label or one over 63 characters, unclosed brackets, a
+    port out of range, a space in the host. urllib3 and urlparse raised ValueErrors of their own,
+    no HttpError, which no handler of one dataset's errors took (the dataset's portal failed);
+    requests' InvalidURL was retried as a connection fault."""
+
+
+def _check_url(url: str) -> str:
+    """`url`'s host and port (netloc), or InvalidUrl where no request can be made to it: its host
+    name encoded as the resolver (and urllib3) encode it, idna, which refuses an empty label and
+    one over 63 characters."""
+    try:
+        parsed = urlparse(url)
+        host, _ = parsed.hostname or "", parsed.port
+    except ValueError as exc:
+        raise InvalidUrl(f"URL not valid ({exc})", url) from None
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise InvalidUrl(f"host name {host} is not valid ({exc.__cause__ or exc})", url) from None
+    return parsed.netloc
+
+
 class HostFault(TransientError):
     """The host's own answer about itself, which asking again within seconds does not change:
     asked once more after the first backoff wait (a moment's fault of one resolver or server
@@ -244,6 +268,10 @@ class _Session(requests.Session):
         if self.environment_proxies is not None:
             proxies = self.environment_proxies(prepared_request.url)
         return super().rebuild_proxies(prepared_request, proxies)
+
+    def send(self, request, **kwargs):   # (a redirect's hop: its URL checked as the first's, _get)
+        _check_url(request.url)
+        return super().send(request, **kwargs)
 
     def rebuild_auth(self, prepared_request, response):
         """requests drops Authorization on a redirect to another host; so do we for our
@@ -583,6 +611,7 @@ class HttpClient:
         """Stream a body (a resource file, an export) to `destination` without holding it in
         memory; retried from the start on transient faults. Bounded by `max_download_bytes`
         (16 GiB by default) and by `max_seconds` in all. Returns the number of bytes written."""
+        _check_url(_with_params(url, params))
         return self._retried(self.max_attempts, self._download_once, _with_params(url, params), Path(destination),
                              {"Accept": accept, **(headers or {})}, max_seconds)
 
@@ -594,7 +623,7 @@ class HttpClient:
 
     def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None) -> JsonResponse:
         full_url = _with_params(url, params)
-        host = urlparse(full_url).netloc
+        host = _check_url(full_url)
         if self._host_failures.get(host, 0) >= self.host_failure_limit:
             raise HostUnavailable(self._host_given_up.get(host) or f"{host} failed {self._host_failures[host]} "
                                   "requests in a row this run; not asked again", full_url)
@@ -973,7 +1002,9 @@ def _headers_by(deadline: float, refusals: "_Refusals") -> Iterator[_Exchange]:
         _EXCHANGE.current = None
 
 
-def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> TransientError:
+def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> HttpError:
+    if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks)
+        return InvalidUrl(f"URL not valid ({exc})", url)
     if exchange.headers_late:
         return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
     unresolved = _name_not_found(exc)

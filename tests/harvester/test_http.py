@@ -19,7 +19,7 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, Interrupted, OverBudget, PermanentError,
+from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, Interrupted, InvalidUrl, OverBudget, PermanentError,
                             ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
 from bench.serve import self_signed_tls, serve_keep_alive
 from tests.conftest import fast_client
@@ -77,6 +77,43 @@ def test_a_connection_that_fails_says_why(tmp_path):
     with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \("):
         client.download(url, tmp_path / "file.csv")
 
+
+
+@pytest.mark.parametrize("host", ["services..example.org", "a" * 64 + ".example.org"])
+def test_a_url_whose_host_name_no_resolver_takes_is_a_permanent_error_naming_it(host, tmp_path):
+    """A host name with an empty label, or a label over 63 characters (a portal's link to a layer
+    or a file), is no name DNS can hold: urllib3 raised its LocationParseError (or the resolver's
+    idna encoding a UnicodeError), no HttpError, which no handler of one dataset's errors took:
+    an ArcGIS Hub entry naming such a layer failed its whole portal. It is an InvalidUrl naming
+    the host, never asked, and so is a redirect to such a name (its URL named: where the name is)."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            self.requests.append((environ["PATH_INFO"], {}, {}))
+            start_response("302 Found", [("Location", f"http://{host}/doc"), ("Content-Length", "0")])
+            return [b""]
+
+    client = fast_client(max_attempts=3)
+    with Redirecting() as origin:
+        for url in (f"http://{host}/doc", origin.url + "/moved"):
+            with pytest.raises(InvalidUrl, match=rf"^host name {re.escape(host)} is not valid \(.*\(http://{host}/doc\)$"):
+                client.get_json(url)
+            with pytest.raises(InvalidUrl, match=rf"^host name {re.escape(host)} is not valid"):
+                client.download(url, tmp_path / "file.csv")
+        assert len(origin.requests) == 2   # (the redirecting one: once a call, no retry)
+    assert client.stats.retries == 0
+
+
+@pytest.mark.parametrize("url", ["http://[::1/doc", "http://127.0.0.1:99999/doc", "http://ex ample.org/doc"])
+def test_a_url_no_request_can_be_made_to_is_a_permanent_error_asked_never(url, tmp_path):
+    """Unclosed brackets raised urlparse's ValueError, no HttpError (a portal's link so written failed
+    its portal); a port out of range or a space in the host was requests' InvalidURL, retried as a
+    connection fault and counted against the host. Each is an InvalidUrl, at once."""
+    client = fast_client(max_attempts=3)
+    for call in (lambda: client.get_json(url), lambda: client.download(url, tmp_path / "file.csv")):
+        with pytest.raises(InvalidUrl, match=r"^URL not valid \(") as failed:
+            call()
+        assert url in str(failed.value)
+    assert client.stats.retries == 0
 
 def test_retry_after_is_honoured(portal):
     client = fast_client()

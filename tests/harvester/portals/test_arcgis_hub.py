@@ -93,6 +93,23 @@ def test_bad_hub_entries_are_reported_and_the_rest_harvested(store, http):
     assert row == ("Permits", "Building permits", ["permits", "building"], None)   # HTML out of titles too
 
 
+
+def test_entries_whose_layer_urls_are_malformed_are_their_own_errors_and_the_portal_is_stored(store, http):
+    """A Hub entry naming its layer on a host name with an empty label ('services..arcgis.com', a
+    typo in the item's URL) raised urllib3's LocationParseError, one with unclosed brackets
+    urlparse's ValueError, no HttpError: the whole portal failed every night on that one entry.
+    Now each such dataset is stored with an error saying what is wrong with its link."""
+    feed = edited_hub("https://services..arcgis.com", ["/arcgis/rest/services/A/FeatureServer/0"])
+    feed["dataset"] += edited_hub("https://[services", ["/arcgis/rest/services/B/FeatureServer/0"])["dataset"]
+    feed["dataset"][1]["identifier"] = "https://www.arcgis.com/home/item.html?id=" + "f" * 32
+    feed["dataset"].append({"identifier": "https://www.arcgis.com/home/item.html?id=" + "e" * 32, "title": "Trees"})
+    with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+        report = harvest([portal_config("h", "arcgis-hub", hub.url)], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 3 and report.errors == 2, report.error_message
+    messages = sorted(m for (m,) in store.con.execute("SELECT message FROM harvest_errors WHERE stage = 'fetch'").fetchall())
+    assert messages[0].startswith("URL not valid (") and messages[1].startswith("host name services..arcgis.com is not valid (")
+
+
 def test_a_layer_of_more_fields_than_a_pull_takes_keeps_the_first_10000(store, http):
     """A FeatureServer layer listing 25,000 fields (10^6 failed the portal: its details did not
     fit DuckDB's memory): its fields are cut to 10,000 as the layer is read, with a warning
