@@ -480,13 +480,15 @@ class HttpClient:
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
-        CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES and CIVICAT_HTTP_MAX_RETRY_SECONDS when set;
+        CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES, CIVICAT_HTTP_MAX_RETRY_SECONDS and
+        CIVICAT_HTTP_REFUSED_SECONDS (how long a port may refuse in a row: refused_limit) when set;
         a CA bundle named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE must exist."""
         # (name, type, smallest value): a negative cap would fail every portal of the night
         env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int, 1),
                "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float, 0), "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int, 1),
                "max_retry_seconds": ("CIVICAT_HTTP_MAX_RETRY_SECONDS", float, 0),
-               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int, 1)}
+               "max_download_bytes": ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", int, 1),
+               "refused_limit": ("CIVICAT_HTTP_REFUSED_SECONDS", float, 0)}
         for key, (name, kind, least) in env.items():
             if os.environ.get(name):
                 try:

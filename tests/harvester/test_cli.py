@@ -557,6 +557,7 @@ def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
                                          ("CIVICAT_HTTP_MAX_ATTEMPTS", "0"), ("CIVICAT_HTTP_BACKOFF", "-1"),
                                          ("CIVICAT_HTTP_MAX_RETRY_SECONDS", "nan"),
                                          ("CIVICAT_HTTP_MAX_DOWNLOAD_BYTES", "-1"), ("CIVICAT_HTTP_MAX_ATTEMPTS", "x"),
+                                         ("CIVICAT_HTTP_REFUSED_SECONDS", "-1"),
                                          # a traceback and exit 1 from inside the harvest; -1 was taken as 0
                                          ("CIVICAT_MAP_WORKERS", "x"), ("CIVICAT_MAP_WORKERS", "-1"),
                                          # a raw OSError from requests at the first https request

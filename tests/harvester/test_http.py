@@ -19,7 +19,7 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, Interrupted, InvalidUrl, OverBudget, PermanentError,
+from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, HttpClient, Interrupted, InvalidUrl, OverBudget, PermanentError,
                             ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
 from bench.serve import self_signed_tls, serve_keep_alive
 from tests.conftest import fast_client
@@ -690,6 +690,19 @@ def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_onc
     with cut_short_after(client), pytest.raises(TransientError, match="connection refused by"):
         client.download(url, tmp_path / "file.csv")   # (a download, not given up, is asked once: it is down)
     assert client.stats.requests == made + 1
+
+
+def test_the_refusal_limit_is_set_by_the_environment(monkeypatch):
+    """A portal served directly (no proxy answering 502 meanwhile) that takes longer than 10 s
+    to restart would fail for the night: CIVICAT_HTTP_REFUSED_SECONDS sets how long a port may
+    refuse in a row before its host is given up."""
+    monkeypatch.setenv("CIVICAT_HTTP_REFUSED_SECONDS", "0.2")
+    client = HttpClient.from_env(backoff_initial=0.01, backoff_max=0.05, max_attempts=10_000)
+    url = f"http://127.0.0.1:{closed_port()}/doc"
+    with cut_short_after(client), pytest.raises(TransientError, match="connection refused by"):
+        client.get_json(url)
+    with pytest.raises(HostUnavailable, match=r"for 0\.2 s in a row; not asked again this run"):
+        client.get_json(url)
 
 
 def test_refusals_further_apart_than_the_limit_are_no_run_of_them():
