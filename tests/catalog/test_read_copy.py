@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from catalog.read_copy import as_of, publish, read_copy_path
 
@@ -115,3 +116,27 @@ def test_a_catalogue_with_a_write_ahead_log_is_not_copied(tmp_path, caplog):
         assert publish(db) is None
     assert "write-ahead log not checkpointed" in caplog.text
     assert count(read_copy_path(db)) == 10
+
+
+def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path, monkeypatch, caplog):
+    """A killed writer's WAL that a read-only open cannot replay, while a writer holds the lock
+    to recover it (catalog.lock.connect_read_only raises CatalogueBusy): the copy, said so;
+    without a copy, the error as before."""
+    import catalog.query as query
+    from catalog.lock import CatalogueBusy
+
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+
+    def being_recovered(path, config=None):
+        raise CatalogueBusy(f"{path}: its last write was cut short and a harvest is writing it now")
+
+    monkeypatch.setattr(query, "connect_read_only", being_recovered)
+    with pytest.raises(CatalogueBusy, match="cut short"):
+        query.read_only_connection(db)
+    publish(db)
+    with caplog.at_level(logging.WARNING):
+        con = query.read_only_connection(db)
+    assert con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 10
+    con.close()
+    assert f"{db} is being recovered by a writer: reading its read copy {read_copy_path(db)}" in caplog.text
