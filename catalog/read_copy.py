@@ -58,7 +58,7 @@ def publish(db_path: str | Path) -> Published | None:
     db_path = Path(db_path)
     copy = read_copy_path(db_path)
     wal = db_path.with_name(db_path.name + ".wal")
-    if wal.exists():   # (a copy without the WAL's commits would say it is later than what it holds)
+    if wal.exists() and wal.stat().st_size:   # (a copy without its commits would say it is later than it is)
         log.warning("the read copy %s was not refreshed: %s has a write-ahead log not checkpointed; "
                     "it is refreshed when the next writer ends", copy, db_path)
         return None
