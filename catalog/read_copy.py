@@ -10,7 +10,8 @@ written to a hidden temporary name, flushed to the disk, and renamed over the pr
 copy: a reader opening it finds the previous copy or the new one, never half of one; a
 reader that has the previous one open keeps reading it (its inode lives while it is open);
 a crash or a full disk mid-copy leaves the previous copy. The copy's modification time is
-set to the catalogue's at the copy, the time of the last write it holds.
+set to the catalogue's at the copy, the time of the last write it holds; its permissions are
+the catalogue's.
 
 Why a copy rather than readers beside the writer: DuckDB has no such mode across processes
 (a read-only open, `ATTACH ... (READ_ONLY)` included, is refused while another process writes
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,7 +69,9 @@ def publish(db_path: str | Path) -> Published | None:
     try:
         with writing(unfinished):
             size = _copy_file(db_path, unfinished)
-            os.utime(unfinished, ns=(time.time_ns(), os.stat(db_path).st_mtime_ns))
+            catalogue = os.stat(db_path)
+            os.chmod(unfinished, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
+            os.utime(unfinished, ns=(time.time_ns(), catalogue.st_mtime_ns))
             sync(unfinished)
         os.rename(unfinished, copy)
         sync(copy.parent)

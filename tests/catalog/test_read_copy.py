@@ -29,6 +29,7 @@ def count(path: Path) -> int:
 def test_the_copy_holds_what_the_catalogue_held_and_says_when_it_was_written(tmp_path):
     db = tmp_path / "civicat.duckdb"
     write_rows(db, 1000)
+    db.chmod(0o640)   # (a catalogue its owner keeps from other users)
     published = publish(db)
     assert published.path == read_copy_path(db) == tmp_path / "civicat.read.duckdb"
     assert published.bytes == db.stat().st_size == published.path.stat().st_size
@@ -36,6 +37,7 @@ def test_the_copy_holds_what_the_catalogue_held_and_says_when_it_was_written(tmp
     # its time is the catalogue's last write, not the copy's own
     assert published.path.stat().st_mtime_ns == db.stat().st_mtime_ns
     assert as_of(db).endswith("+00:00")
+    assert published.path.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["civicat.duckdb", "civicat.read.duckdb"]
 
 
