@@ -12,6 +12,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -78,6 +79,26 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
                 fields[5:6] and fields[5].rpartition(":")[2] == str(held.st_ino):
             return holder
     return None
+
+
+def file_locked(exc: Exception) -> bool:
+    """DuckDB refused to open the file because another process holds it (its lock error)."""
+    return "lock" in str(exc).lower()
+
+
+def file_holder(exc: Exception) -> str:
+    """Who holds the DuckDB file, from DuckDB's lock error."""
+    held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
+    return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
+
+
+def file_writer(exc: Exception, db_path: str | Path) -> str:
+    """Who writes the DuckDB file, for messages: the civicat writer (its command, since when)
+    when the PID DuckDB's lock error names holds the catalogue's writer lock too, else
+    DuckDB's words."""
+    held = re.search(r"\(PID (\d+)\)", str(exc))
+    writer = writer_holding(db_path, int(held.group(1))) if held else None
+    return describe_holder(writer) if writer else f"{file_holder(exc)} (a harvest?)"
 
 
 class WriterLock:

@@ -6,12 +6,16 @@ disabled with the configuration locked, so no statement can turn it back on.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
-from catalog.lock import connect_read_only
+from catalog.lock import CatalogueBusy, connect_read_only, file_locked, file_writer
+from catalog.read_copy import as_of, read_copy_path
+
+log = logging.getLogger("civicat.read")
 
 ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 # DuckDB parses INSTALL as a LOAD statement: name both, as the user may have written either
@@ -45,12 +49,33 @@ def read_only_connection(db_path: str | Path, *,
         raise FileNotFoundError(f"no catalogue at {db_path}: run `civicat harvest` first")
     config = LOCKED_DOWN if before_lock is None else {k: v for k, v in LOCKED_DOWN.items()
                                                       if k != "enable_external_access"}
-    con = connect_read_only(db_path, config)
+    con = _catalogue_or_read_copy(db_path, config)
     if before_lock is not None:
         before_lock(con)
         con.execute("SET enable_external_access = false")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET lock_configuration = true")  # from here on no statement can re-open file access
+    return con
+
+
+def _catalogue_or_read_copy(db_path: Path, config: dict) -> duckdb.DuckDBPyConnection:
+    """The catalogue; while a writer holds it, its read copy (catalog.read_copy), saying so on
+    stderr with the time it is from. Without a copy, the catalogue's own error."""
+    copy = read_copy_path(db_path)
+    try:
+        return connect_read_only(db_path, config)
+    except duckdb.IOException as exc:
+        if not file_locked(exc) or not copy.exists():
+            raise
+        writer = f"is being written by {file_writer(exc, db_path)}"
+    except CatalogueBusy:   # (its WAL to replay, and a writer holding the lock)
+        if not copy.exists():
+            raise
+        writer = "is being recovered by a writer"
+    written = as_of(db_path)   # (before the open: a copy published meanwhile is newer, never older)
+    con = duckdb.connect(str(copy), read_only=True, config=config)
+    log.warning("%s %s: reading its read copy %s, the catalogue as of %s (when the last writer ended)",
+                db_path, writer, copy, written)
     return con
 
 

@@ -327,14 +327,16 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
     a notebook or script with the catalogue open (even read-only) keeps a writer out."""
     import duckdb
 
+    from catalog.lock import file_holder, file_locked
+
     waiting_for = None
     while True:
         try:
             return opener(db_path)
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            if not file_locked(exc):
                 raise _cannot_open(db_path, exc) from None
-            who = _lock_holder(exc)
+            who = file_holder(exc)
             left = wait.until - time.monotonic()
             if left <= 0:
                 raise Refused(f"{db_path} is open in {who}, which keeps a writer out (DuckDB allows no writer "
@@ -345,6 +347,19 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
                 logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
                 waiting_for = who
             time.sleep(min(2, left))
+
+
+def publish_read_copy(db_path: Path) -> None:
+    """After a writer has closed the catalogue, still under its lock: the read copy that readers
+    open while the next writer holds the file (catalog.read_copy). Not after a stop (Ctrl-C,
+    SIGTERM), whose cleanup stays short: the copy stays the previous writer's until the next."""
+    from catalog.read_copy import publish
+
+    if not stop_requested():
+        published = publish(db_path)
+        if published:
+            logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes) in %.2f s",
+                                                        published.path, published.bytes, published.seconds)
 
 
 @cli.command()
@@ -401,6 +416,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             report.not_in_config = portals_not_in_config(store.con, [p.id for p in config.portals])
         finally:
             store.close()
+        publish_read_copy(db_path)
     finally:
         lock.release()
 
@@ -511,6 +527,8 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         except ValueError as exc:
             raise click.UsageError(str(exc)) from None
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
+        store.close()
+        publish_read_copy(db_path)
     finally:
         store.close()
         lock.release()
@@ -591,6 +609,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
             run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
         finally:
             store.close()
+        publish_read_copy(db_path)
     finally:
         lock.release()
     if as_json:
@@ -795,6 +814,8 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
                                  use_embeddings=use_embeddings)
         detector.save(con, result)
         pairs = result.pair_rows() if show_pairs else []
+        con.close()
+        publish_read_copy(db_path)
     finally:
         con.close()
         lock.release()
@@ -920,22 +941,6 @@ def export(out_dir, formats, db_path, config_path, as_json):
             click.echo(f"  {count}: {reason}")
 
 
-def _lock_holder(exc: Exception) -> str:
-    """Who holds the DuckDB file, from DuckDB's lock error."""
-    held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
-    return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
-
-
-def _writer_of(exc: Exception, db_path: Path) -> str | None:
-    """The civicat writer holding the DuckDB file (its command, since when) when the PID
-    DuckDB's lock error names holds the catalogue's writer lock too, else None."""
-    from catalog.lock import describe_holder, writer_holding
-
-    held = re.search(r"\(PID (\d+)\)", str(exc))
-    writer = writer_holding(db_path, int(held.group(1))) if held else None
-    return describe_holder(writer) if writer else None
-
-
 def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
     """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB, no
     permission): exit 2 naming it, before anything is done."""
@@ -946,7 +951,7 @@ def _open(opener, db_path: Path):
     """A reader's connection; exit 2 without a catalogue, 1 while another process writes it."""
     import duckdb
 
-    from catalog.lock import CatalogueBusy
+    from catalog.lock import CatalogueBusy, file_locked, file_writer
 
     try:
         return opener(db_path)
@@ -955,12 +960,10 @@ def _open(opener, db_path: Path):
     except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only)
         raise click.ClickException(str(exc)) from None
     except duckdb.IOException as exc:
-        if "lock" not in str(exc).lower():
+        if not file_locked(exc):
             raise _cannot_open(db_path, exc) from None
-        writer = _writer_of(exc, db_path)
-        who = writer or f"{_lock_holder(exc)} (a harvest?)"
-        raise click.ClickException(f"{db_path} is being written by {who}, and DuckDB lets no reader open it "
-                                   "meanwhile: try again when it ends") from None
+        raise click.ClickException(f"{db_path} is being written by {file_writer(exc, db_path)}, and DuckDB lets no "
+                                   "reader open it meanwhile: try again when it ends") from None
 
 
 def main() -> None:

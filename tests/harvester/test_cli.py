@@ -4,13 +4,18 @@ import os
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
 
+from catalog.read_copy import read_copy_path
 from harvester.cli import cli
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.synth import make_data_json
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture
@@ -55,6 +60,7 @@ def test_a_harvest_writes_only_beside_the_catalogue(tmp_path, portal, monkeypatc
     assert invoke("search", "--db", str(data / "civicat.duckdb"), "permits").exit_code == 0
     assert list(elsewhere.iterdir()) == []
     assert {path.name for path in data.iterdir()} <= {"civicat.duckdb", "civicat.duckdb.wal", "civicat.duckdb.lock",
+                                                     "civicat.read.duckdb",
                                                      ".civicat.duckdb.staging", "civicat.duckdb.tmp", "http_cache"}
 
 
@@ -473,6 +479,7 @@ def test_readers_say_clearly_that_a_harvest_holds_the_catalogue(tmp_path, portal
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     db = tmp_path / "c.duckdb"
     assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    read_copy_path(db).unlink()   # no read copy yet (a catalogue last written by an older civicat)
     writer = subprocess.Popen([sys.executable, "-c", "import duckdb, sys\n"
                                f"con = duckdb.connect({str(db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -515,9 +522,9 @@ def test_readers_blocked_by_a_civicat_writer_name_its_command_and_since_when(tmp
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     db = tmp_path / "c.duckdb"
     assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    read_copy_path(db).unlink()   # no read copy yet
     writer = subprocess.Popen([sys.executable, "-c", CIVICAT_WRITER, str(db), how], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": repo})
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
         assert writer.stdout.readline() == "open\n"
         since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
@@ -533,6 +540,81 @@ def test_readers_blocked_by_a_civicat_writer_name_its_command_and_since_when(tmp
     finally:
         writer.kill()
         writer.wait()
+
+
+# a harvest under way: the writer lock and the DuckDB file held, a portal's merge committed
+# (every dataset marked removed) since the last writer ended
+HARVEST_UNDER_WAY = """
+import sys, duckdb
+from catalog.lock import WriterLock
+db = sys.argv[1]
+sys.argv = ["/usr/local/bin/civicat", "harvest"]
+WriterLock(db).acquire()
+con = duckdb.connect(db)
+con.execute("UPDATE datasets SET deleted_at = now()")
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(tmp_path, portal, caplog):
+    """DuckDB lets no reader open the file a harvest writes: the readers open the read copy the
+    last writer published, and say so on stderr, naming the writer and the copy's time."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    copy = read_copy_path(db)
+    as_of = datetime.fromtimestamp(copy.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    [uid] = json.loads(invoke("sql", "--db", str(db), "--json", "SELECT min(uid) AS uid FROM datasets").output)[0].values()
+    live = "SELECT count(*) AS live FROM datasets WHERE deleted_at IS NULL"
+    writer = subprocess.Popen([sys.executable, "-c", HARVEST_UNDER_WAY, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        assert writer.stdout.readline() == "open\n"
+        since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
+        said = (f"{db} is being written by process {writer.pid} (civicat harvest, since {since}): reading its read "
+                f"copy {copy}, the catalogue as of {as_of} (when the last writer ended)")
+        reader = subprocess.run([sys.executable, "-m", "harvester.cli", "sql", "--db", str(db), "--json", live],
+                                capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+        assert reader.returncode == 0, reader.stderr
+        assert json.loads(reader.stdout) == [{"live": 7}]   # the last committed catalogue, not the merge under way
+        assert said in reader.stderr
+        for args in (["runs", "--json"], ["search", "--json", "permits"], ["similar", "--json", uid]):
+            caplog.clear()
+            result = CliRunner().invoke(cli, [*args, "--db", str(db)])
+            assert result.exit_code == 0, (args, result.output)
+            assert json.loads(result.stdout) is not None and said in caplog.text, (args, caplog.text)
+        assert len(json.loads(invoke("runs", "--db", str(db), "--json").stdout)) == 1
+        # the export copies record folders a records pull may be replacing meanwhile: it waits for the writer
+        exported = CliRunner().invoke(cli, ["export", "--out", str(tmp_path / "out"), "--db", str(db)])
+        assert exported.exit_code == 1 and f"is being written by process {writer.pid}" in exported.output
+    finally:
+        writer.kill()
+        writer.wait()
+
+
+def test_every_writer_publishes_the_read_copy_when_it_ends(tmp_path, portal):
+    url = portal.url + "/data.json"
+    db = tmp_path / "c.duckdb"
+    config = write_config(tmp_path, ("city", "dcat-us", url), ("town", "dcat-us", url))
+    copy = read_copy_path(db)
+
+    def in_copy(sql):
+        import duckdb
+        with duckdb.connect(str(copy), read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    assert in_copy("SELECT portal_id, count(*) FROM datasets GROUP BY ALL ORDER BY 1") == [("city", 7), ("town", 7)]
+    assert invoke("overlap", "--db", str(db)).exit_code == 0
+    assert in_copy("SELECT count(*) > 0 FROM overlap_pairs") == [(True,)]
+    write_config(tmp_path, ("city", "dcat-us", url))
+    assert invoke("retire", "town", "--config", config, "--db", str(db)).exit_code == 0
+    assert in_copy("SELECT count(deleted_at) FROM datasets WHERE portal_id = 'town'") == [(7,)]
+    published = copy.stat().st_mtime_ns
+    assert CliRunner().invoke(cli, ["records", "city:nope", "--config", config, "--db", str(db)]).exit_code == 2
+    assert copy.stat().st_mtime_ns == published   # refused before any write: nothing to publish
+    assert [p.name for p in tmp_path.iterdir() if "publishing" in p.name] == []
 
 
 def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):

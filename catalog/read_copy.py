@@ -1,0 +1,111 @@
+"""The read copy: the last committed catalogue, for readers while a writer holds the file.
+
+DuckDB lets no other process open a database file that one process has open for writing,
+so a harvest of hours kept `civicat runs`, `sql`, `search`, `similar` and analysts' notebooks
+out of the catalogue. Each writing command, once it has closed the catalogue (DuckDB
+checkpoints it on close: the file then holds every commit and there is no WAL), publishes a
+byte copy of the file beside it, `<stem>.read<suffix>` (`civicat.read.duckdb`), while it
+still holds the writer lock (no other writer can change the file meanwhile). The copy is
+written to a hidden temporary name, flushed to the disk, and renamed over the previous
+copy: a reader opening it finds the previous copy or the new one, never half of one; a
+reader that has the previous one open keeps reading it (its inode lives while it is open);
+a crash or a full disk mid-copy leaves the previous copy. The copy's modification time is
+set to the catalogue's at the copy, the time of the last write it holds; its permissions are
+the catalogue's.
+
+Why a copy rather than readers beside the writer: DuckDB has no such mode across processes
+(a read-only open, `ATTACH ... (READ_ONLY)` included, is refused while another process writes
+the file); and a writer that opened the file only for its merges would be stalled by any
+notebook left open on it. docs/harvesting.md ("The read copy") says what readers see.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from catalog.files import sync, writing
+
+log = logging.getLogger("civicat.read_copy")
+
+_CHUNK = 1 << 30   # bytes per copy_file_range call (the kernel copies them, no user-space buffer)
+
+
+def read_copy_path(db_path: str | Path) -> Path:
+    """`data/civicat.duckdb` → `data/civicat.read.duckdb`."""
+    db_path = Path(db_path)
+    return db_path.with_name(f"{db_path.stem}.read{db_path.suffix}")
+
+
+def _unfinished_path(copy: Path) -> Path:
+    return copy.with_name(f".{copy.name}.publishing")
+
+
+@dataclass(frozen=True)
+class Published:
+    path: Path
+    bytes: int
+    seconds: float
+
+
+def publish(db_path: str | Path) -> Published | None:
+    """Publish the read copy of the closed catalogue at `db_path`. The caller holds the writer
+    lock and has closed its connection. Never raises for the copy's sake: a copy that cannot
+    be made (the disk full, a WAL left by a failed checkpoint) is a warning, the previous copy
+    kept, and the writer's own work stands; returns None then."""
+    db_path = Path(db_path)
+    copy = read_copy_path(db_path)
+    wal = db_path.with_name(db_path.name + ".wal")
+    if wal.exists() and wal.stat().st_size:   # (a copy without its commits would say it is later than it is)
+        log.warning("the read copy %s was not refreshed: %s has a write-ahead log not checkpointed; "
+                    "it is refreshed when the next writer ends", copy, db_path)
+        return None
+    unfinished = _unfinished_path(copy)
+    started = time.perf_counter()
+    try:
+        with writing(unfinished):
+            size = _copy_file(db_path, unfinished)
+            catalogue = os.stat(db_path)
+            os.chmod(unfinished, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
+            os.utime(unfinished, ns=(time.time_ns(), catalogue.st_mtime_ns))
+            sync(unfinished)
+        os.rename(unfinished, copy)
+        sync(copy.parent)
+    except OSError as exc:
+        unfinished.unlink(missing_ok=True)
+        log.warning("the read copy %s was not refreshed (%s): readers while a writer holds the catalogue "
+                    "read the previous copy", copy, exc)
+        return None
+    return Published(copy, size, time.perf_counter() - started)
+
+
+def _copy_file(source: Path, target: Path) -> int:
+    """Copy in the kernel (copy_file_range: a reflink, no data written, on btrfs or XFS)."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        size = os.fstat(src.fileno()).st_size
+        done = 0
+        while done < size:
+            try:
+                copied = os.copy_file_range(src.fileno(), dst.fileno(), min(_CHUNK, size - done))
+            except OSError:   # (file systems without it, across devices on older kernels)
+                copied = 0
+            if copied == 0:
+                break
+            done += copied
+        if done < size:   # the rest by reads and writes
+            src.seek(done)
+            dst.seek(done)
+            while block := src.read(1 << 20):
+                dst.write(block)
+                done += len(block)
+    return done
+
+
+def as_of(db_path: str | Path) -> str:
+    """The time of the last write the read copy holds (UTC, ISO 8601, to the second)."""
+    mtime = os.stat(read_copy_path(db_path)).st_mtime
+    return datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds")

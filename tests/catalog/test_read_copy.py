@@ -1,0 +1,144 @@
+"""The read copy: published whole or not at all, replaced in one step, a reader of the
+previous one undisturbed."""
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from catalog.read_copy import as_of, publish, read_copy_path
+
+REPO = str(Path(__file__).resolve().parents[2])
+
+
+def write_rows(db: Path, n: int) -> None:
+    """The catalogue as a writer leaves it: n rows committed, the file closed (checkpointed)."""
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE OR REPLACE TABLE datasets AS SELECT range AS n, repeat('x', 200) AS title FROM range(?)",
+                    [n])
+
+
+def count(path: Path) -> int:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM datasets").fetchone()[0]
+
+
+def test_the_copy_holds_what_the_catalogue_held_and_says_when_it_was_written(tmp_path):
+    db = tmp_path / "civicat.duckdb"
+    write_rows(db, 1000)
+    db.chmod(0o640)   # (a catalogue its owner keeps from other users)
+    published = publish(db)
+    assert published.path == read_copy_path(db) == tmp_path / "civicat.read.duckdb"
+    assert published.bytes == db.stat().st_size == published.path.stat().st_size
+    assert published.path.read_bytes() == db.read_bytes() and count(published.path) == 1000
+    # its time is the catalogue's last write, not the copy's own
+    assert published.path.stat().st_mtime_ns == db.stat().st_mtime_ns
+    assert as_of(db).endswith("+00:00")
+    assert published.path.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["civicat.duckdb", "civicat.read.duckdb"]
+
+
+def test_a_reader_of_the_previous_copy_keeps_reading_it_while_the_new_one_replaces_it(tmp_path):
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    copy = read_copy_path(db)
+    # an analyst's notebook, opened on the copy before the next writer ended
+    reader = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys\n"
+         f"con = duckdb.connect({str(copy)!r}, read_only=True)\n"
+         "for line in sys.stdin:\n"
+         "    print(con.execute('SELECT count(*), sum(n) FROM datasets').fetchone(), flush=True)\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        reader.stdin.write("read\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline() == "(10, 45)\n"
+        old_inode = copy.stat().st_ino
+        write_rows(db, 20000)
+        publish(db)
+        assert copy.stat().st_ino != old_inode and count(copy) == 20000   # renamed into place, whole
+        reader.stdin.write("read again\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline() == "(10, 45)\n"   # still the copy it opened, readable
+    finally:
+        reader.stdin.close()
+        assert reader.wait(30) == 0
+
+
+# a copy cut short by a full disk: the copy's writes limited to fewer bytes than the catalogue
+# holds (SIGXFSZ ignored: the write fails with EFBIG, "File too large", as on a full disk)
+FULL_DISK = """
+import logging, resource, signal, sys
+from catalog.read_copy import publish
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+logging.basicConfig()
+print(publish(sys.argv[1]))
+"""
+
+
+def test_a_copy_that_cannot_be_written_leaves_the_previous_one_and_no_leftover(tmp_path):
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    previous = read_copy_path(db).read_bytes()
+    write_rows(db, 50000)
+    failed = subprocess.run([sys.executable, "-c", FULL_DISK, str(db), str(db.stat().st_size // 2)],
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, timeout=60)
+    assert failed.returncode == 0 and failed.stdout == "None\n", failed.stderr   # the writer's work stands
+    assert "the read copy" in failed.stderr and "was not refreshed" in failed.stderr and "File too large" in failed.stderr
+    assert read_copy_path(db).read_bytes() == previous and count(read_copy_path(db)) == 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.duckdb", "c.read.duckdb"]
+
+
+def test_a_copy_killed_half_way_is_replaced_by_the_next_writer_s_and_never_read(tmp_path):
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    unfinished = tmp_path / ".c.read.duckdb.publishing"
+    unfinished.write_bytes(db.read_bytes()[:4096])   # kill -9 mid-copy
+    assert count(read_copy_path(db)) == 10           # readers open the previous copy
+    write_rows(db, 30)
+    publish(db)
+    assert count(read_copy_path(db)) == 30 and not unfinished.exists()
+
+
+def test_a_catalogue_with_a_write_ahead_log_is_not_copied(tmp_path, caplog):
+    """The copy is of the file alone: commits still in the WAL would be missing from a copy
+    that says it is of the catalogue's last write."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    Path(f"{db}.wal").write_bytes(b"a checkpoint that failed")
+    with caplog.at_level(logging.WARNING):
+        assert publish(db) is None
+    assert "write-ahead log not checkpointed" in caplog.text
+    assert count(read_copy_path(db)) == 10
+
+
+def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path, monkeypatch, caplog):
+    """A killed writer's WAL that a read-only open cannot replay, while a writer holds the lock
+    to recover it (catalog.lock.connect_read_only raises CatalogueBusy): the copy, said so;
+    without a copy, the error as before."""
+    import catalog.query as query
+    from catalog.lock import CatalogueBusy
+
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+
+    def being_recovered(path, config=None):
+        raise CatalogueBusy(f"{path}: its last write was cut short and a harvest is writing it now")
+
+    monkeypatch.setattr(query, "connect_read_only", being_recovered)
+    with pytest.raises(CatalogueBusy, match="cut short"):
+        query.read_only_connection(db)
+    publish(db)
+    with caplog.at_level(logging.WARNING):
+        con = query.read_only_connection(db)
+    assert con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 10
+    con.close()
+    assert f"{db} is being recovered by a writer: reading its read copy {read_copy_path(db)}" in caplog.text
