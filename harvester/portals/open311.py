@@ -17,11 +17,10 @@ from datetime import UTC, datetime, timedelta
 
 from catalog import record as R
 from catalog.record import Notes
-from catalog.records import quote_identifier
 from harvester.http import PermanentError, ResponseTooLarge, capped_json, dropped
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
-from harvester.records import Conversion, Field, RecordsError, RecordSource, parquet_max, read_parquet_sql
+from harvester.records import Conversion, Field, RecordsError, RecordSource, merged_by_key_sql, parquet_max
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -595,15 +594,6 @@ class RequestsRecords(RecordSource):
         return (latest if latest.tzinfo else latest.replace(tzinfo=UTC)).isoformat()
 
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
-        """The previous requests the delta does not hold again, then the delta's. A request
-        with no `service_request_id` has nothing else to be known by: one equal to a delta row
-        in every column is that row read again (the 90 days before the watermark, or a merge
-        re-run over the folder it published), kept once; as many as the delta holds of it, so
-        that two alike stay two. One edited since differs from its new reading: both are kept."""
-        previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
-        columns = ", ".join(quote_identifier(field.name) for field in self.fields)
-        return (f"SELECT * FROM {previous} WHERE service_request_id NOT IN "
-                f"(SELECT service_request_id FROM {delta} WHERE service_request_id IS NOT NULL) "
-                f"UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE service_request_id IS NULL "
-                f"EXCEPT ALL SELECT {columns} FROM {delta} WHERE service_request_id IS NULL) "
-                f"UNION ALL BY NAME SELECT * FROM {delta}")
+        """Merged by `service_request_id` (merged_by_key_sql: a request without one equal to a
+        delta row in every column is that row read again, kept once)."""
+        return merged_by_key_sql(previous_glob, delta_glob, "service_request_id", self.fields)
