@@ -74,8 +74,9 @@ ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_
                           ("message", _string), ("occurred_at", pa.timestamp("us", tz="UTC"))])
 
 
-def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the catalogue; a writable open brings the schema up to date first."""
+def connect(db_path: str | Path, *, read_only: bool = False) -> Connection | duckdb.DuckDBPyConnection:
+    """Open the catalogue; a writable open brings the schema up to date first. Writable, a
+    catalog.uncut.Connection (DuckDB's, its calls never cut short by a stop); read-only, DuckDB's."""
     db_path = Path(db_path)
     if read_only:
         if not db_path.exists():
