@@ -36,6 +36,7 @@ from catalog import uncut
 
 _received: list[int] = []
 _cancellers: list[Callable[[], None]] = []
+_counted_stop = threading.Event()   # the counting thread saw a stop signal (the handler may not have run yet)
 
 
 log = logging.getLogger("civicat")
@@ -79,7 +80,13 @@ def _count_stop_signals(pipe: int) -> None:
     counted: list[int] = []
     while len(counted) < 3:
         came = [signum for signum in os.read(pipe, 64) if signum in (signal.SIGINT, signal.SIGTERM)]
-        if came and not counted:   # (the handler may wait for DuckDB's task to end: see catalog.uncut)
+        if came and not counted:
+            # the main thread's handler runs only once its C call returns (DuckDB's task, a parse
+            # under load): meanwhile the run's requests are cancelled and its statement interrupted
+            # from here, or page threads read ahead went on asking (17 pages where 4 were in flight)
+            _counted_stop.set()
+            for cancel in list(_cancellers):
+                cancel()
             uncut.interrupt_running()
         counted += came
     time.sleep(HANDLER_GRACE_SECONDS)
@@ -121,7 +128,7 @@ def stop_on_signals() -> None:
 
 
 def stop_requested() -> bool:
-    return bool(_received)
+    return bool(_received) or _counted_stop.is_set()
 
 
 def stopped_by() -> str:

@@ -49,3 +49,50 @@ def test_a_third_signal_quits_while_the_main_thread_is_held_in_c_code(sig):
     said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert held.returncode == 128 + sig, err.decode()[-2000:]
     assert f"{said} a third time: quitting at once" in err.decode()
+
+
+# a command whose requests run in other threads and whose main thread is held in C code where no
+# Python signal handler runs (a long C call under load: the main thread's handler runs only when
+# it returns): signals blocked in the main thread, as above
+CANCEL_WHILE_HELD = """
+import ctypes, signal, sys, threading, time
+from harvester.stopping import cancelled_on_stop, stop_on_signals, stop_requested
+stop_on_signals()
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+cancelled, sleep, main = threading.Event(), ctypes.CDLL(None).sleep, threading.main_thread().ident
+
+def watch():
+    while sys._current_frames()[main].f_code.co_name != "held":
+        time.sleep(0.01)
+    time.sleep(0.2)   # (inside the C call by now: a signal before it would run the handler in the main thread)
+    print("held", flush=True)
+    deadline = time.monotonic() + 30
+    while not cancelled.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    print("cancelled" if cancelled.is_set() else "not cancelled", stop_requested(), flush=True)
+
+def held():
+    sleep(600)
+
+with cancelled_on_stop(cancelled.set):
+    threading.Thread(target=watch, daemon=True).start()
+    held()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_the_first_signal_cancels_the_requests_while_the_main_thread_is_held_in_c_code(sig):
+    """The run's requests were cancelled by the main thread's Python handler only: while the main
+    thread was held in a C call (a harvest at load 11), the listing's page threads went on asking
+    for every page (17 after Ctrl-C where at most the 4 in flight were allowed). The thread that
+    counts the signals cancels them at the first, and the stop is requested from then on."""
+    held = subprocess.Popen([sys.executable, "-c", CANCEL_WHILE_HELD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert held.stdout.readline() == b"held\n"
+        held.send_signal(sig)
+        said = held.stdout.readline()
+    finally:
+        held.kill()
+        _, err = held.communicate()
+    assert said == b"cancelled True\n", (held.returncode, err.decode()[-2000:])
