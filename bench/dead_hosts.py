@@ -12,7 +12,8 @@ retries and backoff (the defaults: 5 attempts, a first wait of 1 s).
 3. A resolver that never answers: glibc's own, in a user, network and mount namespace of its
    own (`unshare -rnm`, where /etc/resolv.conf is bind-mounted to name three nameservers on
    127.0.0.1-3 that drop every query: 5 s x 2 attempts x 3 servers, as a dead DNS server
-   costs); the portal beside a local one, and the hub, at a name looked up there.
+   costs); the portal beside a local one, and the hub, at a name looked up there; then 30
+   portals, each at a name of its own, beside a local one (`civicat harvest`'s 4 at a time).
 
     python -m bench.dead_hosts
 """
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from bench.harvest_catalog import DOMAIN
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEAD_NAME = "data.nowhere.invalid"
 HANGING_NAME = "data.hanging.example"   # (looked up only where every query is dropped)
 LAYERS = 20
+PORTALS = 30   # (a night's config, each portal at a name of its own, where the resolver never answers)
 
 
 def resolver_answer(name: str = DEAD_NAME) -> str:
@@ -48,23 +51,37 @@ def resolver_answer(name: str = DEAD_NAME) -> str:
     return f"getaddrinfo({name!r}): {answer} in {(time.monotonic() - started) * 1000:.1f} ms"
 
 
-def harvest_beside_a_dead_portal(tmp: Path, dead_url: str = f"https://{DEAD_NAME}/") -> None:
+def harvest_beside_a_dead_portal(tmp: Path, dead_url: str = f"https://{DEAD_NAME}/", more: int = 0) -> None:
+    """`more`: as many portals again, each at a name of its own (dead_url's first label numbered)."""
+    scheme, _, rest = dead_url.partition("://")
+    label, _, domain = rest.partition(".")
+    dead_urls = [dead_url] + [f"{scheme}://{label}{number}.{domain}" for number in range(1, more + 1)]
     with serving("socrata", 200) as server:
         url = server.stdout.readline().strip()
         config = tmp / "portals.toml"
         config.write_text(f'[[portals]]\nid = "local"\ncity = "Local"\nkind = "socrata"\nurl = "{url}"\n'
-                          f'domain = "{DOMAIN}"\n\n[[portals]]\nid = "moved"\ncity = "Moved"\nkind = "ckan"\n'
-                          f'url = "{dead_url}"\n')
+                          f'domain = "{DOMAIN}"\n' + "".join(
+                              f'\n[[portals]]\nid = "moved{number or ""}"\ncity = "Moved"\nkind = "ckan"\n'
+                              f'url = "{dead}"\n' for number, dead in enumerate(dead_urls)))
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env = {name: value for name, value in env.items() if not name.startswith("CIVICAT_HTTP_")}   # the defaults
         started = time.monotonic()
         done = subprocess.run([sys.executable, "-m", "harvester.cli", "harvest", "--json", "--config", str(config),
                                "--db", str(tmp / "catalog.duckdb")], env=env, cwd=ROOT, capture_output=True, text=True)
         seconds = time.monotonic() - started
-    moved = next(p for p in json.loads(done.stdout)["portals"] if p["portal_id"] == "moved")
-    print(f"civicat harvest, a local portal beside one at {dead_url}: {seconds:.1f} s (exit {done.returncode}); "
-          f"the dead portal {moved['seconds']:.1f} s, {moved['requests']} requests, {moved['retries']} retries, "
-          f"{moved['error_type']}: {moved['error_message']}")
+    moved = [p for p in json.loads(done.stdout)["portals"] if p["portal_id"].startswith("moved")]
+    if not more:
+        print(f"civicat harvest, a local portal beside one at {dead_url}: {seconds:.1f} s (exit {done.returncode}); "
+              f"the dead portal {moved[0]['seconds']:.1f} s, {moved[0]['requests']} requests, {moved[0]['retries']} "
+              f"retries, {moved[0]['error_type']}: {moved[0]['error_message']}")
+        return
+    kinds = Counter(p["error_type"] for p in moved)
+    last = max(moved, key=lambda p: p["seconds"])
+    print(f"civicat harvest, a local portal beside {len(moved)} at {scheme}://{label}N.{domain}: {seconds:.1f} s "
+          f"(exit {done.returncode}); the dead portals {sum(p['seconds'] for p in moved):.1f} s in all, the longest "
+          f"{last['seconds']:.1f} s, {sum(p['requests'] for p in moved)} requests, "
+          f"{', '.join(f'{count} {kind}' for kind, count in kinds.most_common())}; the last one's: "
+          f"{moved[-1]['error_message']}")
 
 
 def self_signed_server(tmp: Path):
@@ -141,7 +158,8 @@ def hanging_resolver_cases() -> None:
         tmp = Path(folder)
         for case in (lambda: harvest_beside_a_dead_portal(tmp, f"https://{HANGING_NAME}/"),
                      lambda: hub_with_layers_on(f"https://services.{HANGING_NAME.split('.', 1)[1]}", tmp,
-                                                "name's lookup hangs")):
+                                                "name's lookup hangs"),
+                     lambda: harvest_beside_a_dead_portal(tmp, f"https://{HANGING_NAME}/", more=PORTALS - 1)):
             before = len(queries)
             case()
             print(f"  ({len(queries) - before} queries dropped by then: 12 a lookup run to its end)")

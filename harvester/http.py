@@ -158,20 +158,54 @@ class HostFault(TransientError):
 
 class HostNotFound(HostFault):
     """The host name does not exist (the resolver's NXDOMAIN: EAI_NONAME, or EAI_NODATA, a name
-    without an address); a resolver caches that answer for minutes. A failing resolver
-    (EAI_AGAIN: it timed out, the network is down) is a plain TransientError, retried as any
-    other fault, and so is a lookup that did not end within the connect timeout (LookupTimedOut)."""
+    without an address); a resolver caches that answer for minutes. A resolver that gives no
+    answer (EAI_AGAIN: it timed out, the network is down; or a lookup not ended within the
+    connect timeout) says nothing of the name: LookupUnanswered."""
 
     def __init__(self, host: str, reason: str, url: str):
         super().__init__(host, f"host name {host} does not resolve ({reason})", url)
 
 
-class LookupTimedOut(TransientError):
-    """The host name was not resolved within the connect timeout (_Lookups): the resolver hangs
-    (DNS servers dropping queries), which says nothing of the name; retried like EAI_AGAIN."""
+class LookupUnanswered(TransientError):
+    """The resolver gave no answer about the host name: its lookup failed with EAI_AGAIN (the
+    resolver timed out, the network is down) or did not end within the connect timeout
+    (LookupTimedOut). That says nothing of the name, so it is retried, but only while the name
+    has gone unanswered for under `limit` seconds in a row (twice the connect timeout:
+    _ResolverWatch); from then on its host is down for the run."""
 
-    def __init__(self, host: str, seconds: float, url: str):
-        super().__init__(f"host name {host} did not resolve within {seconds:g} s", url)
+    def __init__(self, host: str, problem: str, url: str, unanswered_for: float, limit: float):
+        super().__init__(problem, url)
+        self.host, self.unanswered_for, self.limit = host, unanswered_for, limit
+
+    @property
+    def host_down(self) -> str | None:
+        return self.down_for(self.host, self.limit) if self.unanswered_for >= self.limit else None
+
+    @staticmethod
+    def down_for(host: str, limit: float) -> str:
+        return f"host name {host} went unanswered by the resolver for {limit:g} s in a row; not asked again this run"
+
+
+class LookupTimedOut(LookupUnanswered):
+    """The host name was not resolved within the connect timeout (_Lookups): the resolver hangs
+    (DNS servers dropping queries)."""
+
+    def __init__(self, host: str, seconds: float, url: str, unanswered_for: float, limit: float):
+        super().__init__(host, f"host name {host} did not resolve within {seconds:g} s", url, unanswered_for, limit)
+
+
+class ResolverDown(TransientError):
+    """Lookups of several different host names went unanswered and none answered since: the
+    resolver is down, not the names (its DNS servers drop every query, the network is down).
+    Until a lookup answers again (one at a time runs meanwhile to find out: _ResolverWatch), no
+    request waits for the resolver: each fails at once, is not retried, and is not held against
+    its host (a resolver back within the run serves it)."""
+
+    def __init__(self, host: str, names: list[str], silent_for: float, url: str):
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        super().__init__(f"the resolver has answered no lookup for {silent_for:.0f} s ({len(names)} host names "
+                         f"unanswered: {listed}); host name {host} not waited for until it answers again", url)
+        self.host = host
 
 
 class CertificateRejected(HostFault):
@@ -287,6 +321,7 @@ class _Exchange:
     """This thread's request (its redirects included) under way: when its headers are due."""
     deadline: float
     refusals: "_Refusals"        # the client's: told of each connection refused or made
+    resolver: "_ResolverWatch"   # the client's: told of each lookup answered or not
     connecting: float = 0.0      # seconds spent making connections (the connect timeout bounds them)
     headers_late: bool = False
     refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
@@ -319,11 +354,12 @@ class _HeadersInTime:
         up first within the connect timeout (_Lookups): getaddrinfo has no timeout of its own.
         A refusal, or a connection made, is told to the client's _Refusals."""
         name = self._dns_host
+        exchange = getattr(_EXCHANGE, "current", None)
         try:
-            addresses = _LOOKUPS.addresses(name, self.port, self.timeout)
+            addresses = _LOOKUPS.addresses(name, self.port, self.timeout,
+                                           exchange.resolver if exchange is not None else _ResolverWatch())
         except socket.gaierror as exc:
             raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from exc
-        exchange = getattr(_EXCHANGE, "current", None)
         endpoint = f"{self.host}:{self.port}"
         failed = None
         try:
@@ -470,6 +506,7 @@ class HttpClient:
         self._host_given_up: dict[str, str] = {}   # why, when it says more than the failures' count
         self.host_failure_limit = host_failure_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
+        self._resolver = _ResolverWatch()   # (a name unanswered that long is down, and so is a silent resolver)
         self._host_lock = threading.Lock()
         self._host_paces: dict[str, _HostPace] = {}
         self._environments: dict[str, dict] = {}
@@ -635,7 +672,7 @@ class HttpClient:
                                      {"Accept": accept, **(headers or {})}, conditional, timeout or self.timeout,
                                      expect, parse, unread)
         except TransientError as exc:
-            if not speculative:
+            if not speculative and not isinstance(exc, ResolverDown):   # (the resolver's fault, not the host's)
                 with self._host_lock:
                     down = getattr(exc, "host_down", None)   # (a HostFault; a ConnectionRefused past its limit)
                     if down:
@@ -846,7 +883,7 @@ class HttpClient:
             self._check_stopped(url)
             started = time.monotonic()
             try:
-                with _headers_by(started + timeout * 2, self._refusals) as exchange:
+                with _headers_by(started + timeout * 2, self._refusals, self._resolver) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
             except requests.exceptions.Timeout as exc:
                 raise TransientError(f"timed out: {type(exc).__name__}", url) from None
@@ -908,7 +945,7 @@ class HttpClient:
             self._check_stopped(url)
             try:
                 # (not from `started`: the slot's wait)
-                with _headers_by(time.monotonic() + self.timeout * 2, self._refusals) as exchange:
+                with _headers_by(time.monotonic() + self.timeout * 2, self._refusals, self._resolver) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, self.timeout))
             except requests.exceptions.RequestException as exc:
                 raise _connection_failed(exc, url, self.timeout * 2, exchange) from None
@@ -993,11 +1030,11 @@ class _SocketWatchdog(_Watchdog):
 
 
 @contextmanager
-def _headers_by(deadline: float, refusals: "_Refusals") -> Iterator[_Exchange]:
+def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch") -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
     `deadline` (time.monotonic), moved on by the time its connections take to make; the
-    connections refused or made are told to `refusals`."""
-    exchange = _EXCHANGE.current = _Exchange(deadline, refusals)
+    connections refused or made are told to `refusals`, the lookups to `resolver`."""
+    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver)
     try:
         yield exchange
     finally:
@@ -1012,9 +1049,9 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
     unresolved = _name_not_found(exc)
     if unresolved is not None:
         return HostNotFound(*unresolved, url)
-    late = next((e for e in _causes(exc) if isinstance(e, _LookupLate)), None)
-    if late is not None:
-        return LookupTimedOut(late.host, late.seconds, url)
+    unanswered = next((e for e in _causes(exc) if isinstance(e, _LookupFault)), None)
+    if unanswered is not None:
+        return unanswered.error(url)
     if exchange.refused is not None:
         endpoint, seconds = exchange.refused
         return ConnectionRefused(endpoint, url, seconds, exchange.refusals.limit)
@@ -1044,56 +1081,189 @@ def _name_not_found(exc: BaseException) -> tuple[str, str] | None:
 
 def _stop_host_fault(state: tenacity.RetryCallState) -> bool:
     """tenacity's stop for a HostFault: after its own ATTEMPTS, whatever the request's; for a
-    ConnectionRefused, once its host has refused for the limit."""
+    ConnectionRefused or a LookupUnanswered, once its host is down; for ResolverDown, at once."""
     failed = state.outcome.exception() if state.outcome else None
     if isinstance(failed, HostFault):
         return state.attempt_number >= HostFault.ATTEMPTS
-    return isinstance(failed, ConnectionRefused) and failed.host_down is not None
+    if isinstance(failed, (ConnectionRefused, LookupUnanswered)):
+        return failed.host_down is not None
+    return isinstance(failed, ResolverDown)
 
 
-class _LookupLate(socket.gaierror):
-    """A lookup still unanswered after the connect timeout (_Lookups), as urllib3 is told it:
-    a failing lookup (EAI_AGAIN), made a LookupTimedOut by _connection_failed."""
+class _LookupFault(socket.gaierror):
+    """A lookup that came to no answer (_Lookups), as urllib3 is told it: a failing lookup
+    (EAI_AGAIN). `error(url)` is the request's HttpError (_connection_failed)."""
 
-    def __init__(self, host: str, seconds: float):
-        super().__init__(socket.EAI_AGAIN, f"no answer within {seconds:g} s")
-        self.host, self.seconds = host, seconds
+    def __init__(self, error: Callable[[str], HttpError]):
+        super().__init__(socket.EAI_AGAIN, "no answer from the resolver")
+        self.error = error
+
+
+class _ResolverWatch:
+    """What a run has seen of the resolver (shared by its clients, like _Refusals). A name that
+    has gone unanswered in a row (its lookups timed out or failed with EAI_AGAIN, none answered
+    since, no pause over the limit between two) for twice the connect timeout is down for the run
+    (LookupUnanswered.host_down): its later lookups fail at once. Once DOWN_AFTER different names,
+    each looked up since a lookup last answered, have gone unanswered, the resolver is down:
+    no request waits for it (ResolverDown), and one lookup at a time runs, waited for by none,
+    to tell when it answers again. Each change is said once in the log."""
+
+    DOWN_AFTER = 3
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streaks: dict[str, tuple[float, float]] = {}   # name: (its first unanswered lookup's start, last seen)
+        self._given_up: dict[str, tuple[float, float]] = {}   # names down for the run: (unanswered for, the limit)
+        self._answered_at = float("-inf")   # when a lookup last answered
+        self._silent: dict[str, float] = {}   # names unanswered since then: when each one's lookup began
+        self._down = False
+        self._probing = False
+
+    def refusal(self, host: str) -> tuple[Callable[[str], HttpError] | None, bool]:
+        """Before `host` is looked up: the error that ends its attempt at once (the name down for
+        the run, or the resolver down), or None; and whether to start its lookup all the same,
+        waited for by none (the resolver's probe, one at a time: `probed` once it has ended)."""
+        with self._lock:
+            if host in self._given_up:
+                unanswered_for, limit = self._given_up[host]
+                return (lambda url: LookupUnanswered(host, LookupUnanswered.down_for(host, limit), url,
+                                                     unanswered_for, limit)), False
+            if not self._down:
+                return None, False
+            error = self._resolver_down(host)
+            probe, self._probing = not self._probing, True
+        return error, probe
+
+    def probed(self, _ended=None) -> None:
+        with self._lock:
+            self._probing = False
+
+    def _resolver_down(self, host: str) -> Callable[[str], HttpError]:
+        names, silent_for = list(self._silent), time.monotonic() - min(self._silent.values())
+        return lambda url: ResolverDown(host, names, silent_for, url)
+
+    def answered(self, host: str) -> None:
+        with self._lock:
+            self._streaks.pop(host, None)
+            self._answered_at = time.monotonic()
+            self._silent.clear()
+            was_down, self._down = self._down, False
+        if was_down:
+            log.warning("the resolver answers again: host names are looked up again")
+
+    def unanswered(self, host: str, began: float, limit: float,
+                   error: Callable[[str, float], LookupUnanswered]) -> _LookupFault:
+        """`host`'s lookup, begun at `began`, went unanswered: the attempt's fault, `error(url,
+        unanswered_for)` (a LookupUnanswered, down for the run past `limit`), or ResolverDown
+        when this makes the resolver down."""
+        now = time.monotonic()
+        with self._lock:
+            first, last = self._streaks.get(host, (began, now))
+            if now - last > limit:   # (a gap that long says nothing of the name meanwhile)
+                first = began
+            self._streaks[host] = (first, now)
+            if began >= self._answered_at:
+                self._silent.setdefault(host, began)
+            went_down = not self._down and len(self._silent) >= self.DOWN_AFTER
+            self._down = down = self._down or went_down
+            if down:
+                resolver_down, silent = self._resolver_down(host), list(self._silent)
+            elif now - first >= limit:
+                self._given_up[host] = (now - first, limit)
+        if went_down:
+            log.warning("the resolver has answered no lookup of %d host names (%s): no request waits for it until "
+                        "it answers again", len(silent), ", ".join(silent))
+        if down:
+            return _LookupFault(resolver_down)
+        return _LookupFault(lambda url: error(url, now - first))
+
+    def ended(self, host: str, limit: float, lookup: concurrent.futures.Future) -> None:
+        """A lookup of `host` has ended, waited for or not (any longer)."""
+        failed = lookup.exception()
+        if isinstance(failed, socket.gaierror) and failed.errno == socket.EAI_AGAIN:
+            self.unanswered(host, lookup.began, limit, lambda url, unanswered_for: None)   # (no attempt to fail)
+        else:
+            self.answered(host)   # (an address, an NXDOMAIN)
 
 
 class _Lookups:
     """Host names looked up by getaddrinfo in a thread of their own, waited for at most the
     connect timeout: getaddrinfo has no timeout, and a resolver whose DNS servers drop queries
-    holds it 5 s x 2 attempts x each server (glibc's defaults: 28 s with three, measured),
-    past the connect timeout and every bound of the request. One lookup of a name at a time:
-    an attempt (a retry, another thread) wanting a name still being looked up waits for that
-    lookup, so a hanging resolver holds a thread a name, not one an attempt. Nothing is kept
-    once a lookup ends: the system's resolver caches answers, or not, as it is set up to."""
+    holds it 5 s x 2 attempts x each server (glibc's defaults: 28 s with three), past the
+    connect timeout and every bound of the request. One lookup of a name at a time: an attempt
+    (a retry, another thread) wanting a name still being looked up waits for that lookup, so a
+    hanging resolver holds a thread a name, not one an attempt; and at most AT_ONCE lookups at a
+    time in the process (another name waits for a place within its connect timeout), so a
+    resolver that never answers holds AT_ONCE threads at most, however many names a harvest asks.
+    Nothing is kept once a lookup ends: the system's resolver caches answers, or not, as it is
+    set up to. What each lookup came to is told to the run's _ResolverWatch."""
+
+    AT_ONCE = 8
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._ended = threading.Condition(self._lock)
         self._pending: dict[tuple, concurrent.futures.Future] = {}
 
-    def addresses(self, host: str, port: int, timeout) -> list[str]:
+    def addresses(self, host: str, port: int, timeout, resolver: _ResolverWatch) -> list[str]:
         """The addresses of `host`, numeric, in the resolver's order (urllib3 tries them in turn)."""
         try:
             ipaddress.ip_address(host)
             return [host]   # (an address already: no lookup, no thread)
         except ValueError:
             pass
-        key = (host, port, urllib3.util.connection.allowed_gai_family())
+        asked = time.monotonic()
+        seconds = timeout if isinstance(timeout, (int, float)) else None   # (urllib3's "default" sentinel: none)
+        limit = 2 * seconds if seconds is not None else float("inf")   # (how long a name may go unanswered in a row)
+        refused, probe = resolver.refusal(host)
+        if refused is not None:
+            if probe:
+                lookup = self._lookup(host, port, 0, resolver, limit)
+                if lookup is None:
+                    resolver.probed()
+                else:
+                    lookup.add_done_callback(resolver.probed)
+            raise _LookupFault(refused)
+
+        def timed_out(url: str, unanswered_for: float) -> LookupUnanswered:
+            return LookupTimedOut(host, seconds, url, unanswered_for, limit)
+
+        lookup = self._lookup(host, port, seconds, resolver, limit)
+        if lookup is None:   # (no place for it: the lookups of AT_ONCE other names are unanswered)
+            raise resolver.unanswered(host, asked, limit, timed_out)
+        try:
+            addresses = lookup.result(None if seconds is None else max(0.0, asked + seconds - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            raise resolver.unanswered(host, lookup.began, limit, timed_out) from None
+        except socket.gaierror as exc:
+            if exc.errno != socket.EAI_AGAIN:
+                resolver.answered(host)   # (an NXDOMAIN is an answer)
+                raise
+            problem = f"the resolver gave no answer for host name {host} ({exc.strerror})"
+            raise resolver.unanswered(host, lookup.began, limit, lambda url, unanswered_for: LookupUnanswered(
+                host, problem, url, unanswered_for, limit)) from exc
+        resolver.answered(host)
+        return addresses
+
+    def _lookup(self, host: str, port: int, wait: float | None, resolver: _ResolverWatch,
+                limit: float) -> concurrent.futures.Future | None:
+        """The lookup of `host` under way, or one started, its end told to `resolver`; None when
+        none could start within `wait` seconds (AT_ONCE lookups under way)."""
+        key = (host, urllib3.util.connection.allowed_gai_family())
         with self._lock:
+            if not self._ended.wait_for(lambda: key in self._pending or len(self._pending) < self.AT_ONCE, wait):
+                return None
             lookup = self._pending.get(key)
             if lookup is None:
                 lookup = self._pending[key] = concurrent.futures.Future()
-                threading.Thread(target=self._look_up, args=(key, lookup), name="civicat-lookup", daemon=True).start()
-        seconds = timeout if isinstance(timeout, (int, float)) else None   # (urllib3's "default" sentinel: none)
-        try:
-            return lookup.result(seconds)
-        except concurrent.futures.TimeoutError:
-            raise _LookupLate(host, seconds) from None
+                lookup.began = time.monotonic()
+                threading.Thread(target=self._look_up, args=(key, port, lookup), name="civicat-lookup",
+                                 daemon=True).start()
+        lookup.add_done_callback(lambda done: resolver.ended(host, limit, done))
+        return lookup
 
-    def _look_up(self, key: tuple, lookup: concurrent.futures.Future) -> None:
-        host, port, family = key
+    def _look_up(self, key: tuple, port: int, lookup: concurrent.futures.Future) -> None:
+        host, family = key
         answers, failed = None, None
         try:
             answers = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
@@ -1101,6 +1271,7 @@ class _Lookups:
             failed = exc
         with self._lock:
             del self._pending[key]   # (whoever asks from now on starts a lookup of their own)
+            self._ended.notify_all()
         if failed is not None:
             lookup.set_exception(failed)
         else:

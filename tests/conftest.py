@@ -2,6 +2,7 @@
 import json
 import socket
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -65,8 +66,9 @@ def resolver(monkeypatch):
     """The resolver of the tests (_loopback_only), but for names a test gives answers of its own:
     a host name mapped to what getaddrinfo does for it in turn (a socket.gaierror raised, or an
     address resolved in its place, or a threading.Event: the lookup hangs until it is set, then fails
-    with EAI_AGAIN, as glibc's does once its DNS servers have dropped every query), the last one
-    kept. Names under .invalid never resolve (RFC 6761), as this machine's resolver answers them:
+    with EAI_AGAIN, as glibc's does once its DNS servers have dropped every query; or (an Event or
+    seconds, an address): a slow answer, the address resolved once the Event is set or the seconds
+    have passed), the last one kept. Names under .invalid never resolve (RFC 6761), as this machine's resolver answers them:
     EAI_NONAME (test_http, for real). Every name asked is counted. Only the resolver's answer
     stands in: requests, urllib3 and the sockets are real."""
     loopback_only = socket.getaddrinfo
@@ -84,6 +86,9 @@ def resolver(monkeypatch):
         if isinstance(answer, threading.Event):
             answer.wait()
             raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        if isinstance(answer, tuple):
+            delay, answer = answer
+            delay.wait() if isinstance(delay, threading.Event) else time.sleep(delay)
         if isinstance(answer, BaseException):
             raise answer
         return loopback_only(answer, *args, **kwargs)

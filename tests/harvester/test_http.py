@@ -1,4 +1,5 @@
 """The HTTP layer against a local portal that really misbehaves (no mocked requests)."""
+import concurrent.futures
 import contextlib
 import gc
 import gzip
@@ -19,8 +20,10 @@ import requests
 from urllib3.response import GzipDecoder
 
 from harvester import __version__
-from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, HttpClient, Interrupted, InvalidUrl, OverBudget, PermanentError,
-                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
+from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, HttpClient, Interrupted, InvalidUrl,
+                            LookupTimedOut, LookupUnanswered, OverBudget, PermanentError, ResolverDown,
+                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped,
+                            _Lookups)
 from bench.serve import self_signed_tls, serve_keep_alive
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
@@ -635,38 +638,132 @@ def test_a_resolver_that_fails_for_a_while_keeps_the_bounded_retries(portal, res
     assert (client.stats.requests, client.stats.retries) == (3, 2)
     resolver.answers["slow.portal.test"] = [again]
     for made in (8, 13):
-        with pytest.raises(TransientError, match=r"cannot resolve the host name \(Temporary failure") as failed:
+        with pytest.raises(LookupUnanswered, match=r"^the resolver gave no answer for host name slow\.portal\.test "
+                                                   r"\(Temporary failure in name resolution\)") as failed:
             client.get_json(url)
-        assert not isinstance(failed.value, HostNotFound) and client.stats.requests == made
+        assert failed.value.host_down is None and client.stats.requests == made
     with pytest.raises(HostUnavailable, match="failed 2 requests in a row"):
         client.get_json(url)
     assert client.stats.requests == 13
 
 
-def test_a_lookup_that_hangs_is_bounded_by_the_connect_timeout(portal, resolver):
-    """getaddrinfo has no timeout of its own: a resolver whose DNS servers drop queries holds it
-    5 s x 2 attempts x each server (glibc's defaults: 30 s with three), every attempt looked the
-    name up again, and a request was held past its connect timeout and its total bound. Each
-    attempt now waits the connect timeout for the name, failing plainly like EAI_AGAIN (retried),
-    and the lookup still hanging is the one every retry waits for (one thread a name, not one
-    an attempt). The lookup here hangs until the test ends it (the dead servers' own give-up)."""
+def test_a_lookup_that_hangs_is_bounded_and_a_name_unanswered_for_two_connect_timeouts_is_given_up(
+        portal, resolver, tmp_path):
+    """getaddrinfo has no timeout of its own: each attempt waits the connect timeout for the name,
+    and the lookup still hanging is the one every retry waits for (one thread a name, not one an
+    attempt). A request was then asked 5 times, ~61 s with a hanging resolver, and 3 requests
+    before its host was given up (~183 s for a hub's layers): a name unanswered for twice the
+    connect timeout in a row is now down for the run, as a port refused for its limit. The
+    lookup here hangs until the test ends it (the dead servers' own give-up)."""
     dropped = threading.Event()
-    resolver.answers["slow.portal.test"] = [dropped, "127.0.0.1"]
-    client = fast_client(max_attempts=3, connect_timeout=0.2)
-    url = portal.url.replace("127.0.0.1", "slow.portal.test") + "/doc"
-    given_up = threading.Timer(30, dropped.set)   # (far beyond any load: only without the bound is it reached)
-    given_up.start()
+    resolver.answers["slow.portal.test"] = [dropped]
+    client = fast_client(max_attempts=5, connect_timeout=0.2, host_failure_limit=3)
+    url = portal.url.replace("127.0.0.1", "slow.portal.test")
     try:
-        with pytest.raises(TransientError, match=r"^host name slow\.portal\.test did not resolve within 0\.2 s \(") \
-                as failed:
-            client.get_json(url)
-        assert (client.stats.requests, client.stats.retries) == (3, 2) and not isinstance(failed.value, HostNotFound)
+        with cut_short_after(client), pytest.raises(
+                LookupTimedOut, match=r"^host name slow\.portal\.test did not resolve within 0\.2 s \(") as failed:
+            client.get_json(url + "/doc")
+        assert (client.stats.requests, client.stats.retries) == (2, 1)   # two connect timeouts, then down
+        assert failed.value.host_down == ("host name slow.portal.test went unanswered by the resolver for 0.4 s "
+                                          "in a row; not asked again this run")
+        for later in ("/doc", "/other"):
+            with pytest.raises(HostUnavailable, match=r"^host name slow\.portal\.test went unanswered by the resolver "
+                                                      r"for 0\.4 s in a row; not asked again this run \("):
+                client.get_json(url + later)
+        assert client.stats.requests == 2
+        with pytest.raises(LookupUnanswered, match="went unanswered by the resolver"):
+            client.download(url + "/doc", tmp_path / "file.csv")   # (a download: asked once, not waited for)
+        assert client.stats.requests == 3
         assert resolver.asked["slow.portal.test"] == 1 and not dropped.is_set()
     finally:
         dropped.set()
-        given_up.cancel()
-    assert client.get_json(url).data == DOC   # the resolver answers again: so does the portal
-    assert portal.hits["/doc"] == 1
+
+
+def test_a_resolver_that_answers_slowly_is_waited_for_and_a_late_answer_taken_by_the_retry(portal, resolver):
+    """A resolver that answers within the connect timeout, however slowly, serves every request,
+    names looked up in parallel too; one that answers a moment past it answers the retry, which
+    waits for the same lookup (a transient miss is retried)."""
+    for number in range(6):
+        resolver.answers[f"slow{number}.portal.test"] = [(0.15, "127.0.0.1")]
+    client = fast_client(max_attempts=5, connect_timeout=5.0)
+    urls = [portal.url.replace("127.0.0.1", f"slow{number}.portal.test") + "/doc" for number in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(6) as threads:
+        assert [response.data for response in threads.map(client.get_json, urls)] == [DOC] * 6
+    assert (client.stats.requests, client.stats.retries) == (6, 0)
+
+    answered = threading.Event()
+    resolver.answers["late.portal.test"] = [(answered, "127.0.0.1")]
+    client = fast_client(max_attempts=5, connect_timeout=0.2)
+    retry_wait = client._sleep
+
+    def answered_in_the_first_retry_wait(seconds):
+        answered.set()
+        retry_wait(seconds)
+
+    client._sleep = answered_in_the_first_retry_wait
+    assert client.get_json(portal.url.replace("127.0.0.1", "late.portal.test") + "/doc").data == DOC
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+
+
+def test_a_resolver_that_answers_no_name_is_down_and_no_request_waits_for_it(portal, resolver, caplog):
+    """Lookups of 3 different names unanswered, none answered since: the resolver is down, said
+    once. Every later request fails at once (not retried, its host not held to blame), one
+    lookup at a time runs meanwhile, and the first that answers brings the resolver back."""
+    dropped, answers_again = threading.Event(), threading.Event()
+    for name in ("a", "b", "c"):
+        resolver.answers[f"{name}.dead.test"] = [dropped]
+    for number in range(20):
+        resolver.answers[f"d{number}.portal.test"] = [(answers_again, "127.0.0.1")]
+    client = fast_client(max_attempts=5, connect_timeout=0.1, host_failure_limit=1)
+    port = portal.url.rsplit(":", 1)[1]
+    try:
+        with caplog.at_level(logging.WARNING, logger="civicat.http"), cut_short_after(client):
+            for name in ("a", "b"):
+                with pytest.raises(LookupTimedOut):
+                    client.get_json(f"http://{name}.dead.test:{port}/doc")
+            assert client.stats.requests == 4
+            with pytest.raises(ResolverDown, match=r"^the resolver has answered no lookup for \d+ s \(3 host names "
+                                                   r"unanswered: a\.dead\.test, b\.dead\.test, c\.dead\.test\); host "
+                                                   r"name c\.dead\.test not waited for until it answers again \("):
+                client.get_json(f"http://c.dead.test:{port}/doc")
+            assert client.stats.requests == 5   # (c: one attempt)
+            for number in range(20):
+                with pytest.raises(ResolverDown, match=rf"host name d{number}\.portal\.test not waited for"):
+                    client.get_json(f"http://d{number}.portal.test:{port}/doc")
+            assert client.stats.requests == 25   # one attempt each, none waited for
+            assert sum(resolver.asked[f"d{number}.portal.test"] for number in range(20)) <= 1   # the one probe
+            said = [record.getMessage() for record in caplog.records if "resolver" in record.getMessage()]
+            assert said == ["the resolver has answered no lookup of 3 host names (a.dead.test, b.dead.test, "
+                            "c.dead.test): no request waits for it until it answers again"]
+            answers_again.set()
+            for _ in range(1000):   # (the probe's answer, told from its thread)
+                if not client._resolver._down:
+                    break
+                time.sleep(0.01)
+            assert client.get_json(f"http://d7.portal.test:{port}/doc").data == DOC   # (d7 was not given up)
+            assert caplog.records[-1].getMessage() == "the resolver answers again: host names are looked up again"
+    finally:
+        dropped.set()
+        answers_again.set()
+
+
+def test_a_resolver_that_never_answers_holds_a_few_lookup_threads_however_many_names_are_asked(resolver):
+    """A lookup that never ends holds its thread for good: a thread a name, every name a harvest
+    asked (or a process's runs, each a client). At most _Lookups.AT_ONCE lookups run at a time; a
+    name beyond them waits for a place within its connect timeout, and is unanswered."""
+    dropped = threading.Event()
+    names = [f"host{number}.hanging.test" for number in range(30)]
+    for name in names:
+        resolver.answers[name] = [dropped]
+    try:
+        for name in names:   # (a run each: none has seen the resolver down)
+            with pytest.raises(LookupTimedOut, match=rf"^host name {re.escape(name)} did not resolve within 0\.05 s"):
+                fast_client(max_attempts=1, connect_timeout=0.05).get_json(f"http://{name}/doc")
+        lookups = [thread for thread in threading.enumerate() if thread.name == "civicat-lookup"]
+        assert len(lookups) <= _Lookups.AT_ONCE == 8
+        assert len([name for name in names if resolver.asked[name]]) <= 8
+    finally:
+        dropped.set()
 
 
 def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_once(tmp_path):
