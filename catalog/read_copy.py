@@ -105,6 +105,16 @@ def _copy_file(source: Path, target: Path) -> int:
     return done
 
 
+def is_current(db_path: str | Path) -> bool:
+    """Whether the read copy holds the catalogue's last write: its time and size the catalogue's
+    (a writer stopped, killed or whose copy failed ended without publishing it)."""
+    try:
+        copy, catalogue = os.stat(read_copy_path(db_path)), os.stat(db_path)
+    except FileNotFoundError:
+        return False
+    return (copy.st_mtime_ns, copy.st_size) == (catalogue.st_mtime_ns, catalogue.st_size)
+
+
 def as_of(db_path: str | Path) -> str:
     """The time of the last write the read copy holds (UTC, ISO 8601, to the second)."""
     mtime = os.stat(read_copy_path(db_path)).st_mtime

@@ -9,7 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from catalog.read_copy import as_of, publish, read_copy_path
+from catalog.read_copy import as_of, is_current, publish, read_copy_path
 
 REPO = str(Path(__file__).resolve().parents[2])
 
@@ -103,8 +103,9 @@ def test_a_copy_killed_half_way_is_replaced_by_the_next_writer_s_and_never_read(
     unfinished.write_bytes(db.read_bytes()[:4096])   # kill -9 mid-copy
     assert count(read_copy_path(db)) == 10           # readers open the previous copy
     write_rows(db, 30)
+    assert not is_current(db)   # (the next writer publishes it as it starts: harvester.cli.open_for_writing)
     publish(db)
-    assert count(read_copy_path(db)) == 30 and not unfinished.exists()
+    assert count(read_copy_path(db)) == 30 and not unfinished.exists() and is_current(db)
 
 
 def test_a_catalogue_with_a_write_ahead_log_is_not_copied(tmp_path, caplog):
