@@ -196,7 +196,7 @@ class LookupTimedOut(LookupUnanswered):
 
 class ResolverDown(TransientError):
     """Lookups of several different host names went unanswered and none answered since, the first
-    for twice the connect timeout: the resolver is down, not the names (its DNS servers drop every
+    for the connect timeout: the resolver is down, not the names (its DNS servers drop every
     query, the network is down).
     Until a lookup answers again (one at a time runs meanwhile to find out: _ResolverWatch), no
     request waits for the resolver: each fails at once, is not retried, and is not held against
@@ -1106,7 +1106,7 @@ class _ResolverWatch:
     since, no pause over the limit between two) for twice the connect timeout is down for the run
     (LookupUnanswered.host_down): its later lookups fail at once. Once DOWN_AFTER different names,
     each looked up since a lookup last answered, have gone unanswered, the first of them for the
-    name's limit (a moment's failure fails every lookup under way at once), the resolver is down:
+    connect timeout (a moment's failure fails every lookup under way at once), the resolver is down:
     no request waits for it (ResolverDown), and one lookup at a time runs, waited for by none,
     to tell when it answers again. Each change is said once in the log."""
 
@@ -1166,10 +1166,10 @@ class _ResolverWatch:
             self._streaks[host] = (first, now)
             if began >= self._answered_at:
                 self._silent.setdefault(host, began)
-            # (and for as long as a name may go unanswered: a moment's failure of the resolver fails
-            # every lookup under way at once, which their retries get past)
+            # (and for a connect timeout, half a name's limit: a moment's failure of the resolver
+            # fails every lookup under way at once, which their retries get past)
             went_down = not self._down and len(self._silent) >= self.DOWN_AFTER and \
-                now - min(self._silent.values()) >= limit
+                now - min(self._silent.values()) >= limit / 2
             self._down = down = self._down or went_down
             if down:
                 resolver_down, silent = self._resolver_down(host), list(self._silent)
