@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.records import RecordsLayout, link_or_copy
+from catalog import uncut
 from catalog.store import connect, migrate
 
 log = logging.getLogger("civicat.export")
@@ -234,7 +235,7 @@ def _source(con: duckdb.DuckDBPyConnection, table: str, existing: set[str]) -> s
 
 def _contract_types(table: str) -> list[tuple[str, str]]:
     """The table's columns and types as the migrations define them (names are constants)."""
-    with duckdb.connect() as scratch:
+    with uncut.connect() as scratch:   # (held: a stop lets its few statements end, see catalog.uncut)
         migrate(scratch)
         return [(name, sql_type) for name, sql_type, *_ in scratch.execute(f"DESCRIBE {table}").fetchall()]
 

@@ -160,7 +160,8 @@ class WriterLock:
 
 
 def connect_read_only(db_path: str | Path, config: dict | None = None):
-    """A read-only DuckDB connection to the catalogue, recovering it first when needed.
+    """A read-only DuckDB connection to the catalogue, recovering it first when needed; a stop
+    interrupts its statement (catalog.uncut: a reader has nothing to finish).
 
     A writer killed at the wrong moment (SIGKILL, power loss) can leave a WAL that a
     read-only open cannot replay ("Failure while replaying WAL ... Could not write file"):
@@ -169,17 +170,19 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
     checkpointed by a writable open), so `civicat sql` and the exports work after a crash."""
     import duckdb
 
+    from catalog import uncut
+
     try:
-        return duckdb.connect(str(db_path), read_only=True, config=config or {})
+        return uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
     except duckdb.IOException as exc:
         if "replaying WAL" not in str(exc):
             raise
         try:
             with WriterLock(db_path):
                 # in the catalogue's format: the WAL may hold what only it can store
-                with duckdb.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
+                with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
                     writer.execute("CHECKPOINT")
         except CatalogueBusy:
             raise CatalogueBusy(f"{db_path}: its last write was cut short and a harvest is writing it now "
                                 "(it recovers the catalogue); try again when it ends") from exc
-    return duckdb.connect(str(db_path), read_only=True, config=config or {})
+    return uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from catalog.files import exchange, sync, writing
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
-from catalog.uncut import Connection
+from catalog import uncut
 
 duckdb = LazyModule("duckdb")  # imported on first use: the catalogue's mapping workers import this module
 pa = LazyModule("pyarrow")
@@ -369,8 +369,8 @@ def scratch_duckdb(memory: str):
     after it: the scan must not lift the pull's peak (the catalogue's connection would keep
     what it took). It spills to a directory of its own: an in-memory DuckDB's default is the
     working directory."""
-    with tempfile.TemporaryDirectory(prefix="civicat-scan-") as spill, Connection(duckdb.connect(
-            config={"memory_limit": memory, "threads": 2, "temp_directory": spill}), interruptible=True) as con:
+    with tempfile.TemporaryDirectory(prefix="civicat-scan-") as spill, uncut.connect(
+            config={"memory_limit": memory, "threads": 2, "temp_directory": spill}, interruptible=True) as con:
         yield con   # (a stop interrupts a scan, which may take minutes, through DuckDB: catalog.uncut)
 
 

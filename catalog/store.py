@@ -37,7 +37,7 @@ from catalog.stage import (
     content_hash,
 )
 from catalog.transactions import rollback
-from catalog.uncut import Connection
+from catalog import uncut
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
@@ -91,7 +91,7 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyC
         # only DuckDB >= 1.5 reads it then): its compression (DICT_FSST; zstd for the raw
         # JSON, migration 0013) cost a merge a quarter less CPU than FSST (docs/benchmarks.md)
         # (every statement run to its end by a stop, never dropped half-way: catalog.uncut)
-        con = Connection(duckdb.connect(config={"temp_directory": str(spill_directory(db_path))}))
+        con = uncut.connect(config={"temp_directory": str(spill_directory(db_path))})
         con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} "
                     f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
         con.execute(f"USE {CATALOGUE}")
@@ -455,6 +455,10 @@ class Store:
             staged = "read_parquet($staged)"
             merged = {"staged": stage.records_files()}
             cur.execute("BEGIN TRANSACTION")
+            # a stop ends the merge's statements at once (the UPDATE of every dataset of a large
+            # portal took 20 s and more), DuckDB interrupting them: rolled back below, the portal
+            # keeps its previous catalogue. The COMMIT and the ROLLBACK run to their end.
+            cur.interruptible = True
             try:
                 cur.execute(f"""
                     CREATE OR REPLACE TEMP TABLE _status AS
@@ -501,8 +505,10 @@ class Store:
                     cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
                     cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
                     cur.unregister("_pages")
+                cur.interruptible = False
                 cur.execute("COMMIT")
             except BaseException:
+                cur.interruptible = False
                 rollback(cur)
                 raise
             finally:

@@ -10,12 +10,19 @@ next harvest.
 
 A connection opened through `Connection` is never dropped so: while the main thread is in one
 of its calls, the stop handler `hold`s its KeyboardInterrupt, which the call raises as it
-returns. A catalogue's statement runs to its end (seconds at most for most; the update of every
-dataset of a large portal when all changed takes longer: docs/benchmarks.md), so DuckDB has
-nothing to cancel; an `interruptible` connection (a records pull's scans, which may take
-minutes) is interrupted by DuckDB itself (`interrupt()`: the statement ends with its own error,
-cleaned up before the call returns). Other threads need neither: Python runs no signal handler
-there.
+returns. A held statement runs to its end, so DuckDB has nothing to cancel; an `interruptible`
+connection's (or cursor's: the attribute may be set for a few statements) is interrupted by
+DuckDB itself (`interrupt()`: the statement ends with its own error, cleaned up before the call
+returns). Other threads need neither: Python runs no signal handler there.
+
+Every DuckDB connection civicat opens is one (`connect`, the one place that opens them). Held:
+a writer's statements (seconds at most), its COMMITs and ROLLBACKs among them. Interruptible: what a
+stop may throw away, which may take minutes: a reader's statements (catalog.lock.
+connect_read_only: `civicat sql`'s query, an export's COPY), a records pull's scans and merge
+COPY (staging only), a harvest's merge inside its transaction, rolled back after (the UPDATE of
+every dataset of a large portal when all changed: docs/benchmarks.md). A reader's statement
+dropped hung for good in its close (`civicat sql` stopped in a long query: no exit until a
+third signal).
 """
 from __future__ import annotations
 
@@ -24,6 +31,13 @@ import time
 
 _MAIN = threading.main_thread().ident
 INTERRUPT_EVERY = 0.02   # seconds
+
+
+def connect(database: str = ":memory:", *, interruptible: bool = False, **options) -> Connection:
+    """`duckdb.connect(database, **options)` as a Connection: held, or `interruptible`."""
+    import duckdb   # (here: the mapping workers import this module, and not DuckDB)
+
+    return Connection(duckdb.connect(database, **options), interruptible=interruptible)
 
 
 class _Call:

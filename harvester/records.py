@@ -30,7 +30,7 @@ from catalog.files import sync, writing
 from catalog.lazy import LazyModule
 from catalog.records import (PreviousPull, RecordsLayout, link_or_copy, measure_folder, name_in_order, part_name,
                              part_number, previous_pull, record_pull, write_json_atomic)
-from catalog.uncut import Connection
+from catalog import uncut
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
@@ -532,9 +532,9 @@ class DownloadedFile(RecordSource):
             http.download(url, self.path, params)
             if fmt == "csv":
                 # spilling beside the download: an in-memory DuckDB's default is the working directory
-                self.duck = Connection(duckdb.connect(config={"memory_limit": CSV_MEMORY, "preserve_insertion_order": True,
-                                                              "temp_directory": str(self.folder / "spill")}),
-                                       interruptible=True)   # (a stop interrupts its reading: catalog.uncut)
+                self.duck = uncut.connect(config={"memory_limit": CSV_MEMORY, "preserve_insertion_order": True,
+                                                  "temp_directory": str(self.folder / "spill")},
+                                          interruptible=True)   # (a stop interrupts its reading: catalog.uncut)
                 try:
                     schema = self._sniff()
                 except duckdb.OutOfMemoryException:
@@ -1181,7 +1181,11 @@ def _merge(con, source: RecordSource, layout: RecordsLayout, portal_id: str, sou
     merged.mkdir()
     select = source.merge_sql(layout.glob(portal_id, source_id), str(staging / "parts" / "*.parquet"))
     target = str(merged / part_name(0)).replace("'", "''")
-    con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
+    with con.cursor() as merging:
+        # it writes staging only: a stop ends it at once (DuckDB interrupting it: catalog.uncut),
+        # not after the minutes it takes at millions of rows (docs/benchmarks.md)
+        merging.interruptible = True
+        merging.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
     return merged
 
 

@@ -75,3 +75,12 @@ def test_calls_answer_as_duckdb_s_and_other_threads_pass_through():
     with pytest.raises(duckdb.ConnectionException):
         con.execute("SELECT 1")
 
+
+
+def test_every_duckdb_connection_civicat_opens_is_opened_through_uncut():
+    """A connection opened with duckdb.connect itself has its statements dropped by a stop: a
+    reader's (`civicat sql`, the exports) then hung for good in its close."""
+    opened = [f"{path.relative_to(REPO)}:{number}" for package in ("catalog", "harvester")
+              for path in sorted((REPO / package).rglob("*.py")) if path.name != "uncut.py"
+              for number, line in enumerate(path.read_text().splitlines(), 1) if "duckdb.connect(" in line]
+    assert opened == []

@@ -980,6 +980,148 @@ def test_an_export_stopped_by_sigterm_keeps_the_previous_export_and_leaves_nothi
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
 
 
+LONG_QUERY = "SELECT count(*) AS n FROM range(20000000000) r(i) WHERE i % 7 = 3"   # (minutes)
+
+# `civicat` whose statement of argv[1] reads $LONG_QUERY too, as one of a large catalogue or dataset
+# would take minutes ("sql": its query, given; "export": the COPYs and data.json's SELECT;
+# "records": an incremental pull's merge COPY; "merge": a statement of a harvest's merge, read alone),
+# touching the file $IN_STATEMENT as that statement (or the one before it) begins
+IN_A_LONG_STATEMENT = """
+import os, sys
+from pathlib import Path
+if __name__ == "__main__":   # (not in the mapping workers, which import this script as __mp_main__)
+    which = sys.argv.pop(1)
+    import catalog.datajson, catalog.export, catalog.query, catalog.store
+    from harvester.portals.socrata import SodaRecords
+    def announced(function):
+        def announcing(*args, **kwargs):
+            Path(os.environ["IN_STATEMENT"]).touch()
+            return function(*args, **kwargs)
+        return announcing
+    def long(source):
+        return f"(SELECT s.* FROM {source} s, ({os.environ['LONG_QUERY']}) long)"
+    if which == "sql":
+        opened = catalog.query.read_only_connection
+        class Announcing:   # the connection, saying when the query's statement begins
+            def __init__(self, con):
+                self.con, self.execute = con, announced(con.execute)
+            def __getattr__(self, name):
+                return getattr(self.con, name)
+        catalog.query.read_only_connection = lambda *args, **kwargs: Announcing(opened(*args, **kwargs))
+    elif which == "export":
+        source = catalog.export._source
+        catalog.export._source = announced(lambda *args: long(source(*args)))
+        catalog.datajson.catalogue_entries = announced(catalog.datajson.catalogue_entries)
+        catalog.datajson.DATASETS = "SELECT * FROM " + long(f"({catalog.datajson.DATASETS})")
+    elif which == "records":
+        merge_sql = SodaRecords.merge_sql
+        SodaRecords.merge_sql = announced(lambda *args: "SELECT * FROM " + long(f"({merge_sql(*args)})"))
+    else:
+        track_missing = catalog.store._track_missing
+        def long_merge(cur, *args):
+            cur.execute(os.environ["LONG_QUERY"])
+            return track_missing(cur, *args)
+        catalog.store._track_missing = announced(long_merge)
+    from harvester.cli import main
+    sys.argv[0] = "civicat"
+    main()
+"""
+
+
+def stopped_in_a_long_statement(which: str, sig: int, tmp_path: Path, *args: str) -> tuple[int | None, str]:
+    """`civicat *args` with IN_A_LONG_STATEMENT, sent `sig` (to its process group, as Ctrl-C is)
+    a second into the long statement: (its exit code, None if it had not ended 30 s on; stderr)."""
+    began = tmp_path / "in-statement"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "IN_STATEMENT": str(began), "LONG_QUERY": LONG_QUERY}
+    process = subprocess.Popen([sys.executable, "-c", IN_A_LONG_STATEMENT, which, *args], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not began.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(1)
+    os.killpg(process.pid, sig)
+    try:
+        _, err = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:   # (the statement's minutes waited for, or DuckDB hung)
+        process.kill()
+        _, err = process.communicate()
+        return None, err.decode()
+    return process.returncode, err.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_long_query_stopped_ends_at_once(nightly, sig):
+    """`civicat sql` stopped in a query of minutes: DuckDB dropped the statement ("Query
+    interrupted") and hung in the connection's next call (its close), for good: no exit, no
+    message, until a third signal. Now DuckDB interrupts the query itself: exit 130/143 within
+    seconds, the message naming the signal."""
+    from catalog.store import connect
+    connect(nightly.db).close()
+    code, err = stopped_in_a_long_statement("sql", sig, nightly.tmp_path, "sql", LONG_QUERY, "--db", str(nightly.db))
+    said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+    assert code == 128 + sig, err[-2000:]
+    assert err.startswith(f"Interrupted ({said}): ") and "Query interrupted" not in err, err[-2000:]
+
+
+@pytest.mark.parametrize(("fmt", "sig"), [("parquet", signal.SIGTERM), ("data.json", signal.SIGINT)])
+def test_an_export_stopped_in_a_long_statement_ends_at_once_and_keeps_the_previous_export(
+        nightly, records_portal, fmt, sig):
+    """`civicat export` stopped in a statement of minutes (a large catalogue's COPY, data.json's
+    SELECT): DuckDB dropped the statement ("Query interrupted"), and after data.json's hung in
+    the connection's next call (its close), for good. Now DuckDB interrupts the statement
+    itself: exit 130/143 within seconds naming the signal, what the export had written removed,
+    the previous export as it was."""
+    assert nightly.harvest("--records")[0] == 0
+    out = nightly.tmp_path / "export"
+    export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
+    assert CliRunner().invoke(cli, [*export, "--format", "parquet", "--format", "data.json"]).exit_code == 0
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, err = stopped_in_a_long_statement("export", sig, nightly.tmp_path, *export, "--format", fmt)
+    said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+    assert code == 128 + sig, err[-2000:]
+    assert err.startswith(f"Interrupted ({said}): ") and "Query interrupted" not in err, err[-2000:]
+    assert [p.name for p in nightly.tmp_path.iterdir() if p.name.startswith(".export")] == []
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files   # (no data.json's .tmp either)
+
+
+def test_records_stopped_in_a_long_merge_end_at_once_and_keep_the_published_records(nightly, records_portal):
+    """An incremental pull stopped in its merge of the published rows with the new ones (minutes at
+    millions of rows): the stop waited for the COPY's end. Now DuckDB interrupts it: exit 143
+    within seconds, the run Interrupted, the published records as they were."""
+    from tests.portals.socrata import SodaTable
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    records_portal.records["abcd-1234"] = SodaTable.from_rows(
+        [{"n": str(i)} for i in range(50)] + [{"n": "50", ":updated_at": "2024-02-01T00:00:00.000Z"}])
+    code, err = stopped_in_a_long_statement("records", signal.SIGTERM, nightly.tmp_path, "records", "sea:abcd-1234",
+                                            "--config", str(nightly.config), "--db", str(nightly.db))
+    assert code == 143 and err.startswith("Interrupted (SIGTERM): "), err[-2000:]
+    [(status, error_type, mode)] = nightly.query("SELECT h.status, h.error_type, p.mode FROM harvest_runs h, "
+                                                 "record_pulls p WHERE h.run_id LIKE '%-records-%'")
+    assert (status, error_type, mode) == ("failed", "Interrupted", "full")
+    assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
+
+
+def test_a_harvest_stopped_in_a_long_merge_ends_at_once_and_keeps_the_previous_catalogue(nightly):
+    """A harvest stopped in its merge of a portal (the UPDATE of every dataset of a large portal
+    that all changed took 20 s and more): the stop waited for the statement's end. Now DuckDB
+    interrupts it, the merge's transaction rolled back: exit 130 within seconds, the portal's
+    previous catalogue whole (never a merge half-applied), its run Interrupted."""
+    with DataJsonPortal(make_data_json(20)) as portal:
+        nightly.add("city", "dcat-us", portal.url + "/data.json")
+        assert nightly.harvest()[0] == 0
+        before = nightly.catalogue()
+        for dataset in portal.document["dataset"]:
+            dataset["title"] += " (v2)"
+        portal.document = dict(portal.document)
+        code, err = stopped_in_a_long_statement("merge", signal.SIGINT, nightly.tmp_path, "harvest", "--config",
+                                                str(nightly.config), "--db", str(nightly.db))
+    assert code == 130 and "stored before Ctrl-C" in err and "Query interrupted" not in err, err[-2000:]
+    assert nightly.catalogue() == before
+    assert nightly.query("SELECT status, error_type FROM harvest_runs ORDER BY started_at DESC LIMIT 1") == [
+        ("failed", "Interrupted")]
+    assert nightly.query("SELECT count(*) FROM harvest_runs WHERE status = 'running'") == [(0,)]
+
+
 # -- a write that fails partway (the disk full) -----------------------------------------------
 
 def civicat_limited(max_file_bytes: int, *args: str) -> subprocess.CompletedProcess:

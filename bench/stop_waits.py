@@ -1,0 +1,171 @@
+"""Benchmark: how long a Ctrl-C or SIGTERM waits for the DuckDB statement it comes in (not a
+speed target: docs/harvesting.md's stop section, docs/benchmarks.md "Stops during DuckDB
+statements").
+
+A stop that comes while the main thread is in a held statement of the catalogue's connection
+(catalog.uncut) takes effect as the statement returns. Measured at the benches' largest sizes:
+  - catalogue: `harvest --full` of bench.harvest_catalog's 100,000 Socrata datasets, every one
+    changed since the first harvest: the main thread's longest calls of the catalogue's
+    connection; then the same sent SIGINT 2 s into its UPDATE, and how long the UPDATE took
+    to return after it;
+  - records: an incremental pull's merge COPY of bench.harvest_records' 5,000,000 rows with
+    a delta of 1% changed and 1% new rows, on a connection as the pull's.
+
+    python -m bench.stop_waits [--datasets 100000] [--rows 5000000] [--only catalogue|records]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from bench.serve import serving
+
+DOMAIN = "data.example.org"
+SHOWN = 6
+
+
+class CallTimes:
+    """The main thread's calls of every catalog.uncut Connection while it is installed: their
+    seconds and the first words of their SQL. Given `stop_in` (words a call's SQL begins with)
+    and `after`, the process sends itself SIGINT `after` seconds into the first such call;
+    `stop_waited`: the seconds from the signal to that call's return."""
+
+    def __init__(self, stop_in: str | None = None, after: float = 2.0):
+        from catalog import uncut
+        self.calls: list[tuple[float, str]] = []
+        self.stop_waited: float | None = None
+        self._uncut, self._call = uncut, uncut.Connection._call
+        timed_call = self._call
+        signalled: list[float] = []
+
+        def signal_now() -> None:
+            signalled.append(time.perf_counter())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        def call(connection, method, args, kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                return timed_call(connection, method, args, kwargs)
+            said = " ".join(str(args[0]).split())[:70] if args else method.__name__
+            stopping = stop_in is not None and not signalled and said.startswith(stop_in)
+            if stopping:
+                threading.Timer(after, signal_now).start()
+            began = time.perf_counter()
+            try:
+                return timed_call(connection, method, args, kwargs)
+            finally:
+                ended = time.perf_counter()
+                self.calls.append((ended - began, said))
+                if stopping and signalled:
+                    self.stop_waited = ended - signalled[0]
+        uncut.Connection._call = call
+
+    def longest(self, count: int = SHOWN) -> list[tuple[float, str]]:
+        return sorted(self.calls, reverse=True)[:count]
+
+    def close(self) -> None:
+        self._uncut.Connection._call = self._call
+
+
+def catalogue_waits(datasets: int) -> None:
+    from catalog.store import Store, connect
+    from harvester.config import PortalConfig
+    from harvester.http import HttpClient
+    from harvester.mapping import WorkerPool
+    from harvester.pipeline import harvest
+
+    with serving("socrata", datasets) as server, tempfile.TemporaryDirectory() as tmp:
+        url = server.stdout.readline().strip()
+        portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain=DOMAIN)
+        db = Path(tmp) / "catalog.duckdb"
+        pool = WorkerPool()
+        for full, stopped in ((False, False), (True, False), (True, True)):
+            if full:   # every dataset changed since (its stored raw hash no longer the portal's)
+                with connect(db) as con:
+                    con.execute("UPDATE datasets SET raw_hash = 'stale'")
+            store = Store(db)
+            times = CallTimes(stop_in="UPDATE datasets SET portal_id" if stopped else None)
+            started = time.perf_counter()
+            try:
+                [result] = harvest([portal], store, HttpClient(), pool=pool, full=full).portals
+            except KeyboardInterrupt:
+                result = None
+            store.close()
+            times.close()
+            took = time.perf_counter() - started
+            if stopped:
+                print(f"--full, every dataset changed, SIGINT 2 s into the UPDATE: it returned "
+                      f"{times.stop_waited:.2f} s after the signal; "
+                      + (f"the harvest ended {result.status} {result.error_type}" if result else "KeyboardInterrupt")
+                      + f" ({took:.1f} s in all)")
+                continue
+            print(f"{'--full, every dataset changed' if full else 'first harvest'}: {result.status}, "
+                  f"{result.new} new, {result.changed} changed in {took:.1f} s; "
+                  f"{len(times.calls)} calls of the catalogue's connection in the main thread, the longest:")
+            for seconds, said in times.longest():
+                print(f"  {seconds:6.2f} s  {said}")
+        pool.close()
+
+
+def records_waits(rows: int) -> None:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from bench.records_data import build_table
+    from catalog.records import scratch_duckdb
+    from catalog.store import connect
+    from harvester.portals.socrata import SodaRecords
+
+    with tempfile.TemporaryDirectory() as tmp:
+        previous, delta = Path(tmp) / "previous", Path(tmp) / "delta"
+        previous.mkdir()
+        delta.mkdir()
+        table = build_table(rows)
+        pq.write_table(table, previous / "part-00000.parquet", row_group_size=131_072, compression="zstd")
+        changed = table.slice(rows - rows // 100)   # the last 1% edited, and 1% new rows
+        added = build_table(rows // 100, seed=6)
+        added = added.set_column(0, ":id", pc.binary_join_element_wise("new-", added[":id"], ""))
+        for number, part in enumerate((changed, added)):
+            pq.write_table(part, delta / f"part-{number:05d}.parquet", compression="zstd")
+        select = SodaRecords.merge_sql(None, str(previous / "*.parquet"), str(delta / "*.parquet"))
+        copy = "COPY ({}) TO '{}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)"
+        print(f"records: merge of {rows:,} rows with a delta of {len(changed) + len(added):,}")
+        with connect(Path(tmp) / "catalog.duckdb") as con:   # the pull's: the catalogue's connection
+            for attempt in range(2):
+                began = time.perf_counter()
+                con.execute(copy.format(select, Path(tmp) / f"merged-{attempt}.parquet"))
+                print(f"  the catalogue's connection: {time.perf_counter() - began:.2f} s")
+        with scratch_duckdb("256MB") as con:
+            began = time.perf_counter()
+            stop = threading.Timer(1.0, con.interrupt)
+            stop.start()
+            try:
+                con.execute(copy.format(select, Path(tmp) / "merged-interrupted.parquet"))
+                print("  not interrupted")
+            except Exception as exc:
+                print(f"  interrupted 1 s in, ended {time.perf_counter() - began - 1.0:.2f} s later "
+                      f"({type(exc).__name__})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    parser.add_argument("--only", choices=("catalogue", "records"))
+    args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    from harvester.stopping import stop_on_signals
+    stop_on_signals()   # (as civicat's: a stop in a statement held or interrupted, catalog.uncut)
+    if args.only != "records":
+        catalogue_waits(args.datasets)
+    if args.only != "catalogue":
+        records_waits(args.rows)
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
