@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 
+from catalog import uncut
 from catalog.lock import CatalogueBusy, connect_read_only, file_locked, file_writer
 from catalog.read_copy import as_of, read_copy_path
 
@@ -73,7 +74,7 @@ def _catalogue_or_read_copy(db_path: Path, config: dict) -> duckdb.DuckDBPyConne
             raise
         writer = "is being recovered by a writer"
     written = as_of(db_path)   # (before the open: a copy published meanwhile is newer, never older)
-    con = duckdb.connect(str(copy), read_only=True, config=config)
+    con = uncut.connect(str(copy), read_only=True, config=config, interruptible=True)   # (as the catalogue's)
     log.warning("%s %s: reading its read copy %s, the catalogue as of %s (when the last writer ended)",
                 db_path, writer, copy, written)
     return con
