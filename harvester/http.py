@@ -197,10 +197,9 @@ class LookupTimedOut(LookupUnanswered):
 class ResolverDown(TransientError):
     """Lookups of several different host names went unanswered and none answered since, the first
     for the connect timeout: the resolver is down, not the names (its DNS servers drop every
-    query, the network is down).
-    Until a lookup answers again (one at a time runs meanwhile to find out: _ResolverWatch), no
-    request waits for the resolver: each fails at once, is not retried, and is not held against
-    its host (a resolver back within the run serves it)."""
+    query, the network is down). Until a lookup answers again (one at a time runs meanwhile to find out: _ResolverWatch), no
+    request waits for the resolver but on a lookup already under way: each fails at once, is not
+    retried, and is not held against its host (a resolver back within the run serves it)."""
 
     def __init__(self, host: str, names: list[str], silent_for: float, url: str):
         listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
@@ -1106,9 +1105,11 @@ class _ResolverWatch:
     since, no pause over the limit between two) for twice the connect timeout is down for the run
     (LookupUnanswered.host_down): its later lookups fail at once. Once DOWN_AFTER different names,
     each looked up since a lookup last answered, have gone unanswered, the first of them for the
-    connect timeout (a moment's failure fails every lookup under way at once), the resolver is down:
-    no request waits for it (ResolverDown), and one lookup at a time runs, waited for by none,
-    to tell when it answers again. Each change is said once in the log."""
+    connect timeout (a moment's failure fails every lookup under way at once), the resolver is
+    down: no lookup starts (ResolverDown), but one at a time, waited for by none, to tell when it
+    answers again; a lookup already under way is still waited for (a resolver slower than the connect
+    timeout for a moment answers the retries of the names it was asked). Each change is said
+    once in the log."""
 
     DOWN_AFTER = 3
 
@@ -1121,28 +1122,25 @@ class _ResolverWatch:
         self._down = False
         self._probing = False
 
-    def refusal(self, host: str) -> tuple[Callable[[str], HttpError] | None, bool]:
-        """Before `host` is looked up: the error that ends its attempt at once (the name down for
-        the run, or the resolver down), or None; and whether to start its lookup all the same,
-        waited for by none (the resolver's probe, one at a time: `probed` once it has ended)."""
+    def refusal(self, host: str, under_way: bool) -> tuple[Callable[[str], HttpError] | None, bool]:
+        """Before `host` is looked up (`under_way`: a lookup of it is): the error that ends its
+        attempt at once (the name down for the run, or the resolver down), or None; and whether
+        to start its lookup all the same, waited for by none (the resolver's probe, one at a
+        time: `probed` once it has ended)."""
         with self._lock:
             if host in self._given_up:
                 unanswered_for, limit = self._given_up[host]
                 return (lambda url: LookupUnanswered(host, LookupUnanswered.down_for(host, limit), url,
                                                      unanswered_for, limit)), False
-            if not self._down:
+            if not self._down or under_way:
                 return None, False
-            error = self._resolver_down(host)
+            names, silent_for = list(self._silent), time.monotonic() - min(self._silent.values())
             probe, self._probing = not self._probing, True
-        return error, probe
+        return (lambda url: ResolverDown(host, names, silent_for, url)), probe
 
     def probed(self, _ended=None) -> None:
         with self._lock:
             self._probing = False
-
-    def _resolver_down(self, host: str) -> Callable[[str], HttpError]:
-        names, silent_for = list(self._silent), time.monotonic() - min(self._silent.values())
-        return lambda url: ResolverDown(host, names, silent_for, url)
 
     def answered(self, host: str) -> None:
         with self._lock:
@@ -1156,8 +1154,7 @@ class _ResolverWatch:
     def unanswered(self, host: str, began: float, limit: float,
                    error: Callable[[str, float], LookupUnanswered]) -> _LookupFault:
         """`host`'s lookup, begun at `began`, went unanswered: the attempt's fault, `error(url,
-        unanswered_for)` (a LookupUnanswered, down for the run past `limit`), or ResolverDown
-        when this makes the resolver down."""
+        unanswered_for)` (a LookupUnanswered, down for the run past `limit`)."""
         now = time.monotonic()
         with self._lock:
             first, last = self._streaks.get(host, (began, now))
@@ -1166,20 +1163,17 @@ class _ResolverWatch:
             self._streaks[host] = (first, now)
             if began >= self._answered_at:
                 self._silent.setdefault(host, began)
-            # (and for a connect timeout, half a name's limit: a moment's failure of the resolver
-            # fails every lookup under way at once, which their retries get past)
+            # (and the first for a connect timeout, half a name's limit: a moment's failure of the
+            # resolver fails every lookup under way at once, which their retries get past)
             went_down = not self._down and len(self._silent) >= self.DOWN_AFTER and \
                 now - min(self._silent.values()) >= limit / 2
-            self._down = down = self._down or went_down
-            if down:
-                resolver_down, silent = self._resolver_down(host), list(self._silent)
-            elif now - first >= limit:
+            self._down = self._down or went_down
+            silent = list(self._silent)
+            if now - first >= limit:
                 self._given_up[host] = (now - first, limit)
         if went_down:
-            log.warning("the resolver has answered no lookup of %d host names (%s): no request waits for it until "
-                        "it answers again", len(silent), ", ".join(silent))
-        if down:
-            return _LookupFault(resolver_down)
+            log.warning("the resolver has answered no lookup of %d host names (%s): no lookup starts until it "
+                        "answers again", len(silent), ", ".join(silent))
         return _LookupFault(lambda url: error(url, now - first))
 
     def ended(self, host: str, limit: float, lookup: concurrent.futures.Future) -> None:
@@ -1220,7 +1214,8 @@ class _Lookups:
         asked = time.monotonic()
         seconds = timeout if isinstance(timeout, (int, float)) else None   # (urllib3's "default" sentinel: none)
         limit = 2 * seconds if seconds is not None else float("inf")   # (how long a name may go unanswered in a row)
-        refused, probe = resolver.refusal(host)
+        key = (host, urllib3.util.connection.allowed_gai_family())
+        refused, probe = resolver.refusal(host, key in self._pending)   # (a glance, no lock: at worst one more lookup)
         if refused is not None:
             if probe:
                 lookup = self._lookup(host, port, 0, resolver, limit)
@@ -1254,12 +1249,12 @@ class _Lookups:
                 limit: float) -> concurrent.futures.Future | None:
         """The lookup of `host` under way, or one started, its end told to `resolver`; None when
         none could start within `wait` seconds (AT_ONCE lookups under way)."""
-        key = (host, urllib3.util.connection.allowed_gai_family())
+        key = (host, urllib3.util.connection.allowed_gai_family())   # (as addresses has it)
         with self._lock:
             if not self._ended.wait_for(lambda: key in self._pending or len(self._pending) < self.AT_ONCE, wait):
                 return None
             lookup = self._pending.get(key)
-            if lookup is None:
+            if lookup is None or lookup.done():   # (one ended, its end being told: a retry asks again)
                 lookup = self._pending[key] = concurrent.futures.Future()
                 lookup.began = time.monotonic()
                 threading.Thread(target=self._look_up, args=(key, port, lookup), name="civicat-lookup",
@@ -1274,13 +1269,16 @@ class _Lookups:
             answers = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
         except BaseException as exc:
             failed = exc
-        with self._lock:
-            del self._pending[key]   # (whoever asks from now on starts a lookup of their own)
-            self._ended.notify_all()
+        # its end told first (to the runs' _ResolverWatch, in its callbacks), then it is no longer under
+        # way: a request that finds no lookup of its name finds the resolver's state after it
         if failed is not None:
             lookup.set_exception(failed)
         else:
             lookup.set_result(list(dict.fromkeys(str(sockaddr[0]) for *_, sockaddr in answers)))
+        with self._lock:
+            if self._pending.get(key) is lookup:   # (whoever asks from now on starts a lookup of their own)
+                del self._pending[key]
+            self._ended.notify_all()
 
 
 _LOOKUPS = _Lookups()

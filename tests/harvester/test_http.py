@@ -679,36 +679,49 @@ def test_a_lookup_that_hangs_is_bounded_and_a_name_unanswered_for_two_connect_ti
         dropped.set()
 
 
-def test_a_resolver_that_answers_slowly_is_waited_for_and_a_late_answer_taken_by_the_retry(portal, resolver):
+def test_a_resolver_that_answers_slowly_is_waited_for_and_a_late_answer_taken_by_the_retry(portal, resolver, caplog):
     """A resolver that answers within the connect timeout, however slowly, serves every request,
-    names looked up in parallel too; one that answers a moment past it answers the retry, which
-    waits for the same lookup (a transient miss is retried)."""
-    for number in range(6):
-        resolver.answers[f"slow{number}.portal.test"] = [(0.15, "127.0.0.1")]
+    names looked up in parallel too. One that answers a moment past it (6 names unanswered at
+    once: the resolver taken for down) answers the retries, which wait for the lookups under
+    way (a transient miss is retried)."""
+    names = [f"slow{number}.portal.test" for number in range(6)]
+    urls = [portal.url.replace("127.0.0.1", name) + "/doc" for name in names]
+    for name in names:
+        resolver.answers[name] = [(0.15, "127.0.0.1")]
     client = fast_client(max_attempts=5, connect_timeout=5.0)
-    urls = [portal.url.replace("127.0.0.1", f"slow{number}.portal.test") + "/doc" for number in range(6)]
     with concurrent.futures.ThreadPoolExecutor(6) as threads:
         assert [response.data for response in threads.map(client.get_json, urls)] == [DOC] * 6
     assert (client.stats.requests, client.stats.retries) == (6, 0)
 
-    answered = threading.Event()
-    resolver.answers["late.portal.test"] = [(answered, "127.0.0.1")]
-    client = fast_client(max_attempts=5, connect_timeout=0.2)
+    answered, waits = threading.Event(), []
+    for name in names:
+        resolver.answers[name] = [(answered, "127.0.0.1")]
+    client = fast_client(max_attempts=5, connect_timeout=1.0)
     retry_wait = client._sleep
 
-    def answered_in_the_first_retry_wait(seconds):
-        answered.set()
+    def answered_once_every_name_went_unanswered(seconds):
+        waits.append(seconds)
+        if len(waits) == len(names):   # (each thread's first retry wait: each name's lookup timed out)
+            answered.set()
         retry_wait(seconds)
 
-    client._sleep = answered_in_the_first_retry_wait
-    assert client.get_json(portal.url.replace("127.0.0.1", "late.portal.test") + "/doc").data == DOC
-    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    client._sleep = answered_once_every_name_went_unanswered
+    try:
+        with caplog.at_level(logging.WARNING, logger="civicat.http"), \
+                concurrent.futures.ThreadPoolExecutor(6) as threads:
+            assert [response.data for response in threads.map(client.get_json, urls)] == [DOC] * 6
+    finally:
+        answered.set()
+    assert (client.stats.requests, client.stats.retries) == (12, 6)
+    said = [record.getMessage() for record in caplog.records if "resolver" in record.getMessage()]
+    assert said[0].startswith("the resolver has answered no lookup of ") and len(said) == 2
 
 
 def test_a_resolver_that_answers_no_name_is_down_and_no_request_waits_for_it(portal, resolver, caplog):
     """Lookups of 3 different names unanswered, none answered since: the resolver is down, said
     once. Every later request fails at once (not retried, its host not held to blame), one
-    lookup at a time runs meanwhile, and the first that answers brings the resolver back."""
+    lookup at a time runs meanwhile, and the first that answers brings the resolver back. (A
+    request waited 2 connect timeouts a name, and 5 attempts.)"""
     dropped, answers_again = threading.Event(), threading.Event()
     for name in ("a", "b", "c"):
         resolver.answers[f"{name}.dead.test"] = [dropped]
@@ -718,23 +731,23 @@ def test_a_resolver_that_answers_no_name_is_down_and_no_request_waits_for_it(por
     port = portal.url.rsplit(":", 1)[1]
     try:
         with caplog.at_level(logging.WARNING, logger="civicat.http"), cut_short_after(client):
-            for name in ("a", "b"):
-                with pytest.raises(LookupTimedOut):
+            for name in ("a", "b", "c"):   # (c's lookup, under way, is waited for by its retry)
+                with pytest.raises(LookupTimedOut) as failed:
                     client.get_json(f"http://{name}.dead.test:{port}/doc")
-            assert client.stats.requests == 4
+                assert failed.value.host_down is not None   # (2 attempts: 2 connect timeouts)
+            assert client.stats.requests == 6
             with pytest.raises(ResolverDown, match=r"^the resolver has answered no lookup for \d+ s \(3 host names "
                                                    r"unanswered: a\.dead\.test, b\.dead\.test, c\.dead\.test\); host "
-                                                   r"name c\.dead\.test not waited for until it answers again \("):
-                client.get_json(f"http://c.dead.test:{port}/doc")
-            assert client.stats.requests == 5   # (c: one attempt)
-            for number in range(20):
+                                                   r"name d0\.portal\.test not waited for until it answers again \("):
+                client.get_json(f"http://d0.portal.test:{port}/doc")
+            for number in range(1, 20):
                 with pytest.raises(ResolverDown, match=rf"host name d{number}\.portal\.test not waited for"):
                     client.get_json(f"http://d{number}.portal.test:{port}/doc")
-            assert client.stats.requests == 25   # one attempt each, none waited for
+            assert client.stats.requests == 26   # one attempt each, none waited for
             assert sum(resolver.asked[f"d{number}.portal.test"] for number in range(20)) <= 1   # the one probe
             said = [record.getMessage() for record in caplog.records if "resolver" in record.getMessage()]
             assert said == ["the resolver has answered no lookup of 3 host names (a.dead.test, b.dead.test, "
-                            "c.dead.test): no request waits for it until it answers again"]
+                            "c.dead.test): no lookup starts until it answers again"]
             answers_again.set()
             for _ in range(1000):   # (the probe's answer, told from its thread)
                 if not client._resolver._down:
