@@ -20,6 +20,7 @@ notebook left open on it. docs/harvesting.md ("The read copy") says what readers
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import stat
@@ -84,24 +85,38 @@ def publish(db_path: str | Path) -> Published | None:
 
 
 def _copy_file(source: Path, target: Path) -> int:
-    """Copy in the kernel (copy_file_range: a reflink, no data written, on btrfs or XFS)."""
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        size = os.fstat(src.fileno()).st_size
-        done = 0
-        while done < size:
-            try:
-                copied = os.copy_file_range(src.fileno(), dst.fileno(), min(_CHUNK, size - done))
-            except OSError:   # (file systems without it, across devices on older kernels)
-                copied = 0
-            if copied == 0:
-                break
-            done += copied
-        if done < size:   # the rest by reads and writes
-            src.seek(done)
-            dst.seek(done)
-            while block := src.read(1 << 20):
-                dst.write(block)
-                done += len(block)
+    """Copy in the kernel (copy_file_range: a reflink, no data written, on btrfs or XFS), under
+    a shared lock on the catalogue, DuckDB's own (fcntl): refused while another process has it
+    open for writing (a notebook's writable connection takes no writer lock, and may be writing
+    it: a torn copy), and keeping one from opening it until the copy is made. The copy is
+    readable by its owner alone until it is whole (then the catalogue's permissions)."""
+    with open(source, "rb") as src:
+        try:
+            fcntl.lockf(src.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise OSError(exc.errno, f"{source} is open for writing in another process") from None
+        target.unlink(missing_ok=True)   # (a copy killed half-way: its permissions are not ours to keep)
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
+            return _copy_bytes(src, dst)
+
+
+def _copy_bytes(src, dst) -> int:
+    size = os.fstat(src.fileno()).st_size
+    done = 0
+    while done < size:
+        try:
+            copied = os.copy_file_range(src.fileno(), dst.fileno(), min(_CHUNK, size - done))
+        except OSError:   # (file systems without it, across devices on older kernels)
+            copied = 0
+        if copied == 0:
+            break
+        done += copied
+    if done < size:   # the rest by reads and writes
+        src.seek(done)
+        dst.seek(done)
+        while block := src.read(1 << 20):
+            dst.write(block)
+            done += len(block)
     return done
 
 

@@ -143,3 +143,51 @@ def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path,
     assert con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 10
     con.close()
     assert f"{db} is being recovered by a writer: reading its read copy {read_copy_path(db)}" in caplog.text
+
+
+def test_a_catalogue_open_for_writing_in_another_process_is_not_copied(tmp_path, caplog):
+    """A process that opened the catalogue for writing without civicat's writer lock (a notebook's
+    `duckdb.connect(path)`) may be writing it while the bytes are copied: a torn copy would be
+    published whole. The copy is made under a shared lock on the file, DuckDB's own: refused
+    while a writer has it (r23), and keeping one out until the copy is made."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    write_rows(db, 20)
+    notebook = subprocess.Popen([sys.executable, "-c", "import duckdb, sys\n"
+                                 f"con = duckdb.connect({str(db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert notebook.stdout.readline() == "open\n"
+        with caplog.at_level(logging.WARNING):
+            assert publish(db) is None
+        assert f"{db} is open for writing in another process" in caplog.text
+        assert count(read_copy_path(db)) == 10
+    finally:
+        notebook.stdin.close()
+        assert notebook.wait(30) == 0
+    assert publish(db) is not None and count(read_copy_path(db)) == 20
+
+
+def test_the_copy_under_way_is_readable_by_no_one_but_its_owner(tmp_path, monkeypatch):
+    """The hidden copy under way was made as the umask allows (0644), left so by a copy killed,
+    and given the catalogue's permissions only once whole: a catalogue kept from other users
+    was readable by them while it was copied (r23)."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    db.chmod(0o600)
+    (tmp_path / ".c.read.duckdb.publishing").write_bytes(b"a copy killed half-way")
+    (tmp_path / ".c.read.duckdb.publishing").chmod(0o644)
+    modes, copy_file_range = [], os.copy_file_range
+
+    def copying(src, dst, count, *args):
+        modes.append(os.fstat(dst).st_mode & 0o777)
+        return copy_file_range(src, dst, count, *args)
+
+    monkeypatch.setattr(os, "copy_file_range", copying)
+    umask = os.umask(0o022)
+    try:
+        assert publish(db) is not None
+    finally:
+        os.umask(umask)
+    assert modes and set(modes) == {0o600} and read_copy_path(db).stat().st_mode & 0o777 == 0o600
