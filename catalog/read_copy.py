@@ -76,8 +76,10 @@ def publish(db_path: str | Path) -> Published | None:
             sync(unfinished)
         os.rename(unfinished, copy)
         sync(copy.parent)
-    except OSError as exc:
-        unfinished.unlink(missing_ok=True)
+    except BaseException as exc:
+        unfinished.unlink(missing_ok=True)   # (a stop mid-copy too)
+        if not isinstance(exc, OSError):
+            raise
         log.warning("the read copy %s was not refreshed (%s): readers while a writer holds the catalogue "
                     "read the previous copy", copy, exc)
         return None
@@ -94,7 +96,9 @@ def _copy_file(source: Path, target: Path) -> int:
         try:
             fcntl.lockf(src.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except OSError as exc:
-            raise OSError(exc.errno, f"{source} is open for writing in another process") from None
+            held = OSError(exc.errno, f"{source} is open for writing in another process")
+            held.names_its_file = True   # (catalog.files.writing: not the copy's write that failed)
+            raise held from None
         target.unlink(missing_ok=True)   # (a copy killed half-way: its permissions are not ours to keep)
         with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
             return _copy_bytes(src, dst)

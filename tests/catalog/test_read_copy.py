@@ -191,3 +191,21 @@ def test_the_copy_under_way_is_readable_by_no_one_but_its_owner(tmp_path, monkey
     finally:
         os.umask(umask)
     assert modes and set(modes) == {0o600} and read_copy_path(db).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_stop_during_the_copy_leaves_no_unfinished_copy(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the bytes are copied (a writer's start or end): the stop goes on,
+    the previous copy stays, and no hidden copy is left beside the catalogue."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    write_rows(db, 20)
+
+    def stopped(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "copy_file_range", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        publish(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.duckdb", "c.read.duckdb"]
+    assert count(read_copy_path(db)) == 10
