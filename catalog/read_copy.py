@@ -9,7 +9,8 @@ still holds the writer lock (no other writer can change the file meanwhile). The
 written to a hidden temporary name, flushed to the disk, and renamed over the previous
 copy: a reader opening it finds the previous copy or the new one, never half of one; a
 reader that has the previous one open keeps reading it (its inode lives while it is open);
-a crash or a full disk mid-copy leaves the previous copy. The copy's modification time is
+a crash or a full disk mid-copy leaves the previous copy, and so does a catalogue that does
+not open (damaged) or that another process has open for writing. The copy's modification time is
 set to the catalogue's at the copy, the time of the last write it holds; its permissions are
 the catalogue's.
 
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.files import sync, writing
+from catalog.lock import file_locked
 
 log = logging.getLogger("civicat.read_copy")
 
@@ -65,8 +67,14 @@ def publish(db_path: str | Path) -> Published | None:
         log.warning("the read copy %s was not refreshed: %s has a write-ahead log not checkpointed; "
                     "it is refreshed when the next writer ends", copy, db_path)
         return None
-    unfinished = _unfinished_path(copy)
     started = time.perf_counter()
+    unopened = _unopened(db_path)
+    if unopened is not None:   # (damaged: the copy may be the last good catalogue there is)
+        why = "is open for writing in another process" if file_locked(unopened) else "does not open"
+        log.warning("the read copy %s was not refreshed: %s %s (%s); the previous copy is kept",
+                    copy, db_path, why, unopened)
+        return None
+    unfinished = _unfinished_path(copy)
     try:
         with writing(unfinished):
             size = _copy_file(db_path, unfinished)
@@ -84,6 +92,20 @@ def publish(db_path: str | Path) -> Published | None:
                     "read the previous copy", copy, exc)
         return None
     return Published(copy, size, time.perf_counter() - started)
+
+
+def _unopened(db_path: Path) -> Exception | None:
+    """Why DuckDB cannot open the catalogue (its header and metadata read, their checksums
+    checked), or None."""
+    import duckdb
+
+    from catalog import uncut
+
+    try:
+        uncut.connect(str(db_path), read_only=True).close()
+    except duckdb.Error as exc:
+        return exc
+    return None
 
 
 def _copy_file(source: Path, target: Path) -> int:

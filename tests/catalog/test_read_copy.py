@@ -9,6 +9,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from catalog import read_copy
 from catalog.read_copy import as_of, is_current, publish, read_copy_path
 
 REPO = str(Path(__file__).resolve().parents[2])
@@ -145,7 +146,8 @@ def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path,
     assert f"{db} is being recovered by a writer: reading its read copy {read_copy_path(db)}" in caplog.text
 
 
-def test_a_catalogue_open_for_writing_in_another_process_is_not_copied(tmp_path, caplog):
+@pytest.mark.parametrize("opened_first", [True, False], ids=["checked-by-opening", "opened-after-the-check"])
+def test_a_catalogue_open_for_writing_in_another_process_is_not_copied(tmp_path, caplog, monkeypatch, opened_first):
     """A process that opened the catalogue for writing without civicat's writer lock (a notebook's
     `duckdb.connect(path)`) may be writing it while the bytes are copied: a torn copy would be
     published whole. The copy is made under a shared lock on the file, DuckDB's own: refused
@@ -159,6 +161,8 @@ def test_a_catalogue_open_for_writing_in_another_process_is_not_copied(tmp_path,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert notebook.stdout.readline() == "open\n"
+        if not opened_first:   # (the notebook opened it between the check that the catalogue opens and the copy)
+            monkeypatch.setattr(read_copy, "_unopened", lambda path: None)
         with caplog.at_level(logging.WARNING):
             assert publish(db) is None
         assert f"{db} is open for writing in another process" in caplog.text
@@ -166,6 +170,7 @@ def test_a_catalogue_open_for_writing_in_another_process_is_not_copied(tmp_path,
     finally:
         notebook.stdin.close()
         assert notebook.wait(30) == 0
+    monkeypatch.undo()
     assert publish(db) is not None and count(read_copy_path(db)) == 20
 
 
@@ -208,4 +213,20 @@ def test_a_stop_during_the_copy_leaves_no_unfinished_copy(tmp_path, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         publish(db)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.duckdb", "c.read.duckdb"]
+    assert count(read_copy_path(db)) == 10
+
+
+def test_a_catalogue_duckdb_cannot_open_does_not_replace_the_last_good_copy(tmp_path, caplog):
+    """A catalogue damaged since the copy (a checkpoint cut short by a power loss) was copied as
+    any other by the next writer, as it started (it fails to open it after): the last good
+    catalogue, the copy, replaced by the damage (r23). The copy is of a catalogue that opens."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    damaged = bytearray(db.read_bytes())
+    damaged[3 * 4096:3 * 4096 + 8] = bytes(range(1, 9))   # (the first block's checksum)
+    db.write_bytes(damaged)
+    with caplog.at_level(logging.WARNING):
+        assert publish(db) is None
+    assert "Corrupt database file" in caplog.text and "was not refreshed" in caplog.text
     assert count(read_copy_path(db)) == 10

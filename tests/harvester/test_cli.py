@@ -638,6 +638,26 @@ def test_a_writer_that_ended_without_its_copy_leaves_the_next_writer_s_readers_t
         assert writer.wait(30) == 0
 
 
+def test_a_damaged_catalogue_is_said_so_not_taken_for_one_a_process_writes(tmp_path, portal):
+    """DuckDB's error for a damaged file ("Corrupt database file: computed checksum ... in block
+    at location ...") has "lock" in it (b-l-o-c-k): it was taken for another process's lock on
+    the file. A writer waited for that process as long as it was let (`--wait`: for good), then
+    named it; a reader read the read copy, saying a harvest was writing the catalogue (r23). Both
+    now name the damage, at once."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    damaged = bytearray(db.read_bytes())
+    damaged[3 * 4096:3 * 4096 + 8] = bytes(range(1, 9))   # (the first block's checksum)
+    db.write_bytes(damaged)
+    writer = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(db), "--wait-minutes", "0.05"])
+    assert writer.exit_code == 2 and "Corrupt database file" in writer.output, writer.output
+    assert "open in" not in writer.output and "waiting" not in writer.output
+    reader = CliRunner().invoke(cli, ["sql", "--db", str(db), "SELECT count(*) FROM datasets"])
+    assert reader.exit_code == 2 and "Corrupt database file" in reader.output, reader.output
+    assert "read copy" not in reader.output
+
+
 def test_every_writer_publishes_the_read_copy_when_it_ends(tmp_path, portal):
     url = portal.url + "/data.json"
     db = tmp_path / "c.duckdb"
