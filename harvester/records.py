@@ -1181,10 +1181,10 @@ def _merge(con, source: RecordSource, layout: RecordsLayout, portal_id: str, sou
     merged.mkdir()
     select = source.merge_sql(layout.glob(portal_id, source_id), str(staging / "parts" / "*.parquet"))
     target = str(merged / part_name(0)).replace("'", "''")
-    with con.cursor() as merging:
-        # it writes staging only: a stop ends it at once (DuckDB interrupting it: catalog.uncut),
-        # not after the minutes it takes at millions of rows (docs/benchmarks.md)
-        merging.interruptible = True
+    # it writes staging only: a stop ends it at once (DuckDB interrupting it: catalog.uncut), not
+    # after the seconds it takes at millions of rows (docs/benchmarks.md)
+    with uncut.interruptible_cursor(con) as merging:
+        merging.execute("SET TimeZone = 'UTC'")   # (as the connection's: a cursor has settings of its own)
         merging.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
     return merged
 

@@ -73,11 +73,15 @@ HANDLER_GRACE_SECONDS = 1.0   # the main thread's handler quits first where it c
 
 def _count_stop_signals(pipe: int) -> None:
     """The counting thread: each byte of `pipe` is a signal's number, written by its C handler
-    whatever the main thread is doing; at the third stop signal, the main thread's handler not
-    having quit in HANDLER_GRACE_SECONDS, it quits."""
+    whatever the main thread is doing; at the first stop signal it interrupts the main thread's
+    interruptible DuckDB statement, at the third, the main thread's handler not having quit in
+    HANDLER_GRACE_SECONDS, it quits."""
     counted: list[int] = []
     while len(counted) < 3:
-        counted += [signum for signum in os.read(pipe, 64) if signum in (signal.SIGINT, signal.SIGTERM)]
+        came = [signum for signum in os.read(pipe, 64) if signum in (signal.SIGINT, signal.SIGTERM)]
+        if came and not counted:   # (the handler may wait for DuckDB's task to end: see catalog.uncut)
+            uncut.interrupt_running()
+        counted += came
     time.sleep(HANDLER_GRACE_SECONDS)
     _quit(_signal_name(counted[2]), stopped_exit_code(counted))
 

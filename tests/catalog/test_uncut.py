@@ -58,6 +58,49 @@ def test_a_stop_during_a_statement_is_raised_as_it_returns_never_inside_it(inter
     assert after == ("0 42" if interruptible else "1 42")
 
 
+# civicat's stop handler installed, then SIGTERM's handler in Python replaced by one that does
+# nothing: as when DuckDB does not ask Python to run it during a long task of its own (a merge's
+# UPDATE of 100,000 datasets ran 30 s so); a thread sends SIGTERM once the main thread is in a
+# statement of minutes on an interruptible Connection; prints what the statement raised
+HANDLER_NOT_RUN = """
+import os, signal, threading, time
+import duckdb
+from catalog import uncut
+from harvester.stopping import stop_on_signals
+stop_on_signals()
+signal.signal(signal.SIGTERM, lambda signum, frame: None)
+con = uncut.Connection(duckdb.connect(), interruptible=True)
+
+def stop_once_in_it():
+    while not uncut.in_statement():
+        time.sleep(0.001)
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=stop_once_in_it).start()
+try:
+    con.execute("SELECT count(*) FROM range(20000000000) r(i) WHERE i % 7 = 3")
+    print("not stopped")
+except duckdb.InterruptException:
+    print("interrupted")
+print(con.execute("SELECT 42").fetchone()[0])
+"""
+
+
+def test_a_stop_interrupts_a_statement_even_where_duckdb_runs_no_python_handler_during_it():
+    """The stop's handler interrupted an interruptible statement, but Python runs the handler in
+    the main thread only when DuckDB asks between its tasks: a merge's UPDATE of 100,000 datasets
+    asked after 30 s, and the stop waited for it. The thread that counts the stop signals, to
+    which their C handler writes whatever the main thread does, interrupts it as the first comes."""
+    try:
+        done = subprocess.run([sys.executable, "-c", HANDLER_NOT_RUN], capture_output=True, text=True, timeout=30,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    except subprocess.TimeoutExpired:
+        pytest.fail("the statement was not interrupted: it ran on")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["interrupted", "42"]
+
+
 def test_calls_answer_as_duckdb_s_and_other_threads_pass_through():
     """What a Connection returns is DuckDB's (the connection itself as this Connection, a cursor
     as one); a call from another thread is not counted (no handler runs there)."""
