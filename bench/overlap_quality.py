@@ -362,16 +362,20 @@ def recall_lost_by_class(uids: list[str], cluster_of: dict, label_of: dict, city
     return rows
 
 
-def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict) -> float:
+def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict,
+                           cluster_of: dict | None = None) -> float:
+    """MAP of each dataset's list of other cities' labelled datasets, ordered as `civicat similar` orders
+    them: by score, those of its group first when the method groups (`cluster_of`)."""
     labels = np.array([label_of[u] for u in uids])
     cities = np.array([city_of[u] for u in uids])
+    clusters = np.array([cluster_of[u] if cluster_of else u for u in uids], dtype=object)
     aps = []
     for i in range(len(uids)):
         other = cities != cities[i]
         relevant = other & (labels == labels[i])
         if not relevant.any():
             continue
-        order = np.flatnonzero(other)[np.argsort(-similarity[i, other], kind="stable")]
+        order = np.flatnonzero(other)[overlap.similar_order(similarity[i, other], clusters[other] == clusters[i])]
         hits = relevant[order]
         precision_at = np.cumsum(hits) / np.arange(1, len(hits) + 1)
         aps.append(float(precision_at[hits].mean()))
@@ -488,7 +492,7 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
             else:
                 threshold, scores = best_threshold_scores(similarity, members, label_of, city_of)
                 title = f"{title} (best t={threshold:.2f})"
-            scores["map"] = mean_average_precision(similarity, members, label_of, city_of)
+            scores["map"] = mean_average_precision(similarity, members, label_of, city_of, clusters)
             figures[name] = scores
             print(f"{title:52} {scores['b3_p']:6.3f} {scores['b3_r']:6.3f} {scores['b3_f1']:6.3f} "
                   f"{scores['pair_p']:7.3f} {scores['pair_r']:7.3f} {scores['pair_f1']:7.3f} {scores['map']:6.3f}")

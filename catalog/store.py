@@ -74,8 +74,10 @@ ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_
                           ("message", _string), ("occurred_at", pa.timestamp("us", tz="UTC"))])
 
 
-def connect(db_path: str | Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open the catalogue; a writable open brings the schema up to date first."""
+def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection:
+    """Open the catalogue; a writable open brings the schema up to date first. A
+    catalog.uncut.Connection (DuckDB's, as a stop leaves it): writable, its calls never cut short
+    by a stop; read-only, its statements interrupted by one (a reader has nothing to finish)."""
     db_path = Path(db_path)
     if read_only:
         if not db_path.exists():

@@ -199,6 +199,11 @@ PHRASES = {
     ("result", "schedule"): "posting_schedule", ("release", "schedule"): "posting_schedule",
     # what a lobbyist reports doing is lobbying ('Lobbyist Activity', 'Lobbyist Data - Lobbying Activity'): one term
     ("lobbyist", "activity"): "lobbying_activity", ("lobbying", "activity"): "lobbying_activity",
+    # a building, place or district kept for its history is a heritage listing ('Historical Buildings', 'Historic
+    # Landmarks', 'National Register of Historic Places'); 'historic' before any other word, or after, says when
+    # ('Historic Zoning Districts', 'Historic Secured Property Tax Rolls', 'Lobbyist Data - Historical'): a stopword
+    **{(historic, heritage): "heritage" for historic in ("historic", "historical")
+       for heritage in ("building", "structure", "landmark", "location", "site", "district", "property", "resource")},
 }
 PHRASE_LENGTHS = sorted({len(p) for p in PHRASES}, reverse=True)
 PHRASE_WORDS: dict[str, set[str]] = {}   # a phrase term's words, in any of its wordings

@@ -9,15 +9,18 @@ records harvest's business.
 """
 from __future__ import annotations
 
+import json
+from array import array
+from bisect import bisect_left
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from catalog import record as R
 from catalog.record import Notes
-from catalog.records import quote_identifier
 from harvester.http import PermanentError, ResponseTooLarge, capped_json, dropped
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
-from harvester.records import Conversion, Field, RecordsError, RecordSource, parquet_max, read_parquet_sql
+from harvester.records import Conversion, Field, RecordsError, RecordSource, merged_by_key_sql, parquet_max
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -178,6 +181,28 @@ def _margin(thinning: float) -> float:
     return min(MARGIN_MAX, max(DROPPED, 2 * thinning + 0.02))
 
 
+def _request_key(request) -> int:
+    """What a request is known by in a reading (its id, else all it holds), hashed: 8 bytes a
+    request kept for the windows that may be read again."""
+    key = request.get("service_request_id") if isinstance(request, dict) else None
+    return hash(("id", str(key)) if key is not None else ("row", json.dumps(request, sort_keys=True, default=str)))
+
+
+@dataclass
+class Taken:
+    """A window taken as whole because its answer (`count` requests, or its last page's) was
+    under P by more than the margin then: read again, split, if the margin widens past it.
+    `read`: the keys of the requests read in it or at its start (sorted arrays), so that
+    reading it again yields only those its answer lacked."""
+    start: datetime
+    end: datetime
+    count: int
+    read: tuple[array, ...]
+
+    def has(self, key: int) -> bool:
+        return any((i := bisect_left(keys, key)) < len(keys) and keys[i] == key for keys in self.read)
+
+
 class Windows:
     """The requests from `since` to `until`, window after window, each read in ONE answer.
 
@@ -215,10 +240,15 @@ class Windows:
     that thins none today may tomorrow, unseen under a narrower margin). It is learned from the answers
     shown cut (CUTS_TO_LEARN of them at least): a window narrowed, whose narrower windows brought
     requests its answer lacked, a page 2 that brought some; their smallest against the largest
-    answer yet. Within a pull the margin only widens; the next pull starts from the thinning learned."""
+    answer yet. Within a pull the margin only widens; the next pull starts from the thinning learned.
+    The windows taken whole under a narrower margin (`Taken`) that the wider one would not take
+    are read again, split (a Windows of their own), and the requests their answers lacked yielded,
+    before the reading goes on: the pull that learns the thinning loses none either.
+
+    `known`: the keys of requests read already around the span (a window read again's own)."""
 
     def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
-                 page_size: int | None = None, thinning: float | None = None):
+                 page_size: int | None = None, thinning: float | None = None, known: tuple[array, ...] = ()):
         state = resume or {}
         self.answer, self.until = answer, until
         self.start = datetime.fromisoformat(state["start"]) if "start" in state else since.replace(microsecond=0)
@@ -236,6 +266,12 @@ class Windows:
         # its narrower windows brought so far: whether it was cut is known once they are read
         self.narrowed: tuple[datetime, set[str], int] | None = None
         self.narrower: set[str] = set()
+        # the windows taken whole that a wider margin would not take; what decided the last one
+        # (its answer's size, or its last page's; None: shown whole, not by the margin)
+        self.taken: list[Taken] = []
+        self.taken_at: int | None = None
+        self.known = known
+        self.ends_with: array = array("q")   # the keys of the window before's requests at its end
 
     @property
     def thinning(self) -> float | None:
@@ -277,11 +313,15 @@ class Windows:
     def __iter__(self):
         while self.start < self.until:
             end = min(self.start + timedelta(seconds=self.width), self.until)
+            margin, self.taken_at = self.margin, None
             requests = self._whole(self.start, end)
             if requests is None:   # a full answer: the window narrowed
                 self.width = max(1, int((end - self.start).total_seconds()) // 2)
+                if self.margin > margin:
+                    yield from self._read_again()
                 continue
             self._narrowed_read(end, requests)
+            self._keep_taken(end, requests, margin)
             kept, ids = [], set()
             for request in requests:
                 key = request.get("service_request_id") if isinstance(request, dict) else None
@@ -295,6 +335,59 @@ class Windows:
             self._widen(len(requests), int((end - self.start).total_seconds()))
             self.start = end
             yield kept, self.state()
+            if self.margin > margin:
+                yield from self._read_again()
+
+    def _reference(self) -> int:
+        """P, or while it is not shown, the largest answer yet: what an answer is judged against."""
+        return self.page_size or max(1, self.largest)
+
+    def _keep_taken(self, end: datetime, requests: list, margin: float) -> None:
+        """Keeps the window just read, up to `end`, if it was taken whole by `margin` (the margin
+        as it was read: what it showed may have widened it since) and a wider one would not take
+        it (the keys of its answer and of the window before's requests at its start, which an
+        inclusive `end_date` gave that window)."""
+        reference = self._reference()
+        if self.taken_at is not None and margin < MARGIN_MAX \
+                and self.taken_at >= reference - int(reference * MARGIN_MAX):
+            keys = array("q", sorted(map(_request_key, requests)))
+            self.taken.append(Taken(self.start, end, self.taken_at, (*self.known, keys, self.ends_with)))
+        self.ends_with = array("q", sorted(_request_key(r) for r in requests
+                                           if not isinstance(r, dict) or (_second(r) or end) >= end))
+
+    def _read_again(self):
+        """The windows taken whole that the margin, widened, would not take, read again split:
+        the requests made in each that it did not yield (a cut answer thinned under the margin
+        then). Reading them may widen the margin further, and more are read again."""
+        while True:
+            reference = self._reference()
+            due = [w for w in self.taken if self._may_be_cut(w.count, reference)]
+            if not due:
+                break
+            self.taken = [] if self.margin >= MARGIN_MAX else [w for w in self.taken if w not in due]
+            for window in due:
+                yield from self._read_split(window)
+
+    def _read_split(self, window: Taken):
+        half = max(1, int((window.end - window.start).total_seconds()) // 2)
+        again = Windows(self.answer, window.start, window.end, {"start": window.start.isoformat(), "width": half},
+                        thinning=self.thinning, known=window.read)
+        again.page_size, again.remembered, again.largest, again.margin = \
+            self.page_size, self.remembered, self.largest, self.margin
+        try:
+            for requests, _ in again:
+                new = [r for r in requests if not window.has(_request_key(r))
+                       and window.start <= (_second(r) or window.start) < window.end]
+                yield new, self.state()
+        finally:
+            self.asked += again.asked
+        self.largest = max(self.largest, again.largest)
+        self.page_size = self.page_size or again.page_size
+        for count in again.cuts:
+            self._cut(count)
+        self.margin = max(self.margin, again.margin)
+        if self.margin < MARGIN_MAX:
+            self.taken += again.taken
 
     def _ask(self, start: datetime, end: datetime, page: int = 1) -> list:
         self.asked += 1
@@ -328,6 +421,7 @@ class Windows:
         largest = self.largest
         self.largest = max(largest, count)
         if not self._may_be_cut(count, self.page_size or max(1, largest)):
+            self.taken_at = count
             return requests
         if self.page_size is None and not one_second:
             verdict = self._checked(start, end, requests)
@@ -406,6 +500,7 @@ class Windows:
     def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
         """One reading of a one-second window's pages, up to one short of a full page; None:
         a later page of requests all on its earlier pages (a stale or repeated page)."""
+        self.taken_at = None
         pages = [self._ask(start, end) if first is None else first]
         while pages[-1]:
             page = self._ask(start, end, len(pages) + 1)
@@ -427,6 +522,7 @@ class Windows:
                     self.page_size = len(pages[0])
             pages.append(page)
             if not self._may_be_cut(len(page), self.page_size or len(pages[0])):
+                self.taken_at = len(page) or None   # (an empty page: the end, whatever the margin)
                 break
         return pages
 
@@ -498,15 +594,6 @@ class RequestsRecords(RecordSource):
         return (latest if latest.tzinfo else latest.replace(tzinfo=UTC)).isoformat()
 
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
-        """The previous requests the delta does not hold again, then the delta's. A request
-        with no `service_request_id` has nothing else to be known by: one equal to a delta row
-        in every column is that row read again (the 90 days before the watermark, or a merge
-        re-run over the folder it published), kept once; as many as the delta holds of it, so
-        that two alike stay two. One edited since differs from its new reading: both are kept."""
-        previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
-        columns = ", ".join(quote_identifier(field.name) for field in self.fields)
-        return (f"SELECT * FROM {previous} WHERE service_request_id NOT IN "
-                f"(SELECT service_request_id FROM {delta} WHERE service_request_id IS NOT NULL) "
-                f"UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE service_request_id IS NULL "
-                f"EXCEPT ALL SELECT {columns} FROM {delta} WHERE service_request_id IS NULL) "
-                f"UNION ALL BY NAME SELECT * FROM {delta}")
+        """Merged by `service_request_id` (merged_by_key_sql: a request without one equal to a
+        delta row in every column is that row read again, kept once)."""
+        return merged_by_key_sql(previous_glob, delta_glob, "service_request_id", self.fields)

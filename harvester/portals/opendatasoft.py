@@ -26,8 +26,9 @@ IDS_ONLY = {"select": "dataset_id"}
 # a dataset over the response cap alone is listed by its id and the dates an edit moves (its
 # metadata's, and `modified`, which the publisher or, where the portal is so set, a data
 # update moves): an edit changes that answer, and the dataset is asked whole again (read if
-# it fits now), as CKAN's `metadata_modified` does
-ID_AND_DATES = {"select": "dataset_id,metas.default.modified,metas.default.metadata_processed"}
+# it fits now), as CKAN's `metadata_modified` does. Metadata in a catalogue query are field
+# literals `<template>.<name>` (Explore's catalogue docs), not the answer's `metas.default.…` path
+ID_AND_DATES = {"select": "dataset_id,default.modified,default.metadata_processed"}
 OFFSET_WINDOW = 10_000
 
 # ODS field types → the shared vocabulary

@@ -21,7 +21,8 @@ from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, re
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SourceChanged,
-                               csv_page, paged_tables, parquet_max, read_parquet_sql, unique_fields)
+                               csv_page, merged_by_key_sql, paged_tables, parquet_max, read_parquet_sql,
+                               unique_fields)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -469,12 +470,9 @@ class SodaRecords(RecordSource):
         return latest.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] if latest else None
 
     def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
-        previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
-        # (a record that was no object is a row of nulls: its null :id makes NOT IN unknown, so the
-        # previous rows of nulls are kept by name, and the delta's nulls left out of the list, where
-        # one null made the test unknown for every previous row, which all went)
-        return (f"SELECT * FROM {previous} WHERE \":id\" IS NULL OR \":id\" NOT IN "
-                f"(SELECT \":id\" FROM {delta} WHERE \":id\" IS NOT NULL) UNION ALL BY NAME SELECT * FROM {delta}")
+        # (a record that was no object is a row of nulls, its :id null: kept unless the delta holds
+        # it again, as Open311 keeps a request without an id, not added again by every delta)
+        return merged_by_key_sql(previous_glob, delta_glob, ":id", self.fields)
 
 
 def _record_kind(column: dict) -> str:

@@ -13,8 +13,10 @@ def test_a_pull_cut_short_halfway_then_resumed_asks_about_what_one_whole_pull_as
     assert whole < cut_short_cost(700, 50, 90) < whole + 10   # (started over: 1.5 times as many)
 
 
-def test_the_pull_after_one_that_learned_how_a_server_thins_cut_pages_loses_none_and_asks_fewer_of_one_that_thins_none():
-    (lost, _), (lost_again, _) = thinned_cost(100, 50, 90, 0.4)   # 8 of every 20 requests left out after the cut
-    assert lost > 0 and lost_again == 0
+def test_the_pull_that_learns_how_a_server_thins_cut_pages_loses_none_and_the_next_asks_fewer_of_one_that_thins_none():
+    # 8 of every 20 requests left out after the cut, on every page or in odd weeks only: the windows
+    # taken whole before the margin widened are read again (the first pull lost 1,457 and 1,038)
+    assert [lost for lost, _ in thinned_cost(100, 50, 90, 0.4)] == [0, 0]
+    assert [lost for lost, _ in thinned_cost(100, 50, 90, 0.4, odd_weeks=True)] == [0, 0]
     (_, asked), (_, asked_again) = thinned_cost(100, 50, 90, 0.0)
     assert asked_again < asked

@@ -1,4 +1,5 @@
 """The quality bench's catalogue entries: what it reads of a labelled dataset's own naming."""
+import numpy as np
 import pytest
 
 import bench.overlap_quality as quality
@@ -126,3 +127,17 @@ def test_recall_lost_to_a_dataset_left_alone_counts_its_grouped_peers_loss_too()
     assert rows["nothing"]["own_loss"] == pytest.approx(0.75 / 7)
     assert rows["nothing"]["cumulative"]["b3_r"] == pytest.approx(1.0)
     assert rows["nothing"]["cumulative"]["b3_p"] == pytest.approx(1.0)
+
+
+def test_map_ranks_a_dataset_s_group_first_as_similar_lists_it():
+    """'a' scores 'c' (another label) above 'b' (its own), but 'b' is in its group: ranked as `civicat similar`
+    lists them, 'b' comes first (AP 1); by score alone it comes second (AP 1/2). A method without groups ranks
+    by score."""
+    uids = ["a", "b", "c"]
+    label = {"a": "x", "b": "x", "c": "y"}
+    city = {u: u for u in uids}
+    similarity = np.array([[0, 0.4, 0.6], [0.4, 0, 0.1], [0.6, 0.1, 0]])
+    grouped = {"a": 1, "b": 1, "c": "single:c"}
+    # 'c' has no peer of its label and is not counted; 'b' ranks 'a' first either way
+    assert quality.mean_average_precision(similarity, uids, label, city, grouped) == pytest.approx(1.0)
+    assert quality.mean_average_precision(similarity, uids, label, city) == pytest.approx((0.5 + 1) / 2)

@@ -14,8 +14,9 @@ from tests.shared_fixtures import require_fixtures
 
 
 @pytest.fixture(scope="session")
-def real_catalogue(tmp_path_factory):
-    """The path of a closed catalogue holding both real catalogues (about 10,600 datasets)."""
+def real_catalogue_path(tmp_path_factory):
+    """The path of a closed catalogue holding both real catalogues (about 10,600 datasets); named apart from
+    `real_catalogue` so that the overlap tests, whose own `real_catalogue` is a small selection, reach it."""
     require_fixtures()
     db = tmp_path_factory.mktemp("real") / "catalog.duckdb"
     store = Store(db)
@@ -28,10 +29,15 @@ def real_catalogue(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def real_catalogue_with_overlap(real_catalogue, tmp_path_factory):
+def real_catalogue(real_catalogue_path):
+    return real_catalogue_path
+
+
+@pytest.fixture(scope="session")
+def real_catalogue_with_overlap(real_catalogue_path, tmp_path_factory):
     """A copy of the real catalogues with `civicat overlap` run on it."""
     db = tmp_path_factory.mktemp("real-overlap") / "catalog.duckdb"
-    shutil.copy(real_catalogue, db)
+    shutil.copy(real_catalogue_path, db)
     con = connect(db)
     try:
         overlap.save(con, overlap.detect(con))

@@ -53,7 +53,10 @@ def make_ods_datasets(n: int, seed: int = 0) -> list[dict]:
 
 class OpenDataSoftPortal(LocalPortal):
     """Explore v2.1: `catalog/datasets` (limit ≤ 100 else 400, offset+limit ≤ 10,000 else
-    400, `order_by=dataset_id` honoured, `select` of field names, dotted ones nested: `select=dataset_id,metas.default.modified`),
+    400, `order_by=dataset_id` honoured, `select` of field literals: a dataset's own fields, and its
+    metadata as `<template>.<name>` (`default.modified`; the `default.` prefix optional), each
+    answered where the dataset holds it (`metas.default.modified`), another literal a 400 ODSQL
+    error as ODS answers an unknown field),
     `catalog/exports/json` (the whole catalogue)."""
 
     MAX_LIMIT = 100
@@ -89,18 +92,37 @@ class OpenDataSoftPortal(LocalPortal):
         if query.get("order_by") == "dataset_id":
             ordered = sorted(ordered, key=lambda d: str(d.get("dataset_id")) if isinstance(d, dict) else "")
         results = ordered[offset:offset + limit]
-        if query.get("select"):   # a select clause of field names: each dataset's that it has
-            fields = [name.strip() for name in query["select"].split(",")]
-            results = [_selected(dataset, fields) for dataset in results if isinstance(dataset, dict)]
+        if query.get("select"):   # a select clause of field literals: each dataset's that it has
+            literals = [name.strip() for name in query["select"].split(",")]
+            unknown = [name for name in literals if _path(name) is None]
+            if unknown:
+                return 400, {"error_code": "ODSQLError", "message": f"Unknown field: {unknown[0]}"}
+            results = [_selected(dataset, literals) for dataset in results if isinstance(dataset, dict)]
         return 200, {"total_count": len(ordered), "results": results}
 
 
-def _selected(dataset: dict, fields: list[str]) -> dict:
-    """The fields of `dataset` a select names, a dotted one (`metas.default.modified`) in the
-    objects that hold it."""
+# a catalogue entry's own fields (ODS's "technical fields"), and its metadata templates
+TECHNICAL_FIELDS = {"dataset_id", "dataset_uid", "has_records", "features", "visibility", "fields", "attachments",
+                    "data_visible", "metas"}
+TEMPLATES = {"default", "dcat", "dcat_ap", "explore", "inspire", "semantic", "visualization", "custom"}
+
+
+def _path(literal: str) -> tuple[str, ...] | None:
+    """Where a catalogue field literal is in a dataset: a technical field, `<template>.<name>`
+    in `metas`, a bare name in `metas.default` (Explore's catalogue docs: the prefix is optional
+    for basic metadata); None: not a field literal (`metas.default.modified` among them)."""
+    parts = literal.split(".")
+    if len(parts) == 1:
+        return (literal,) if literal in TECHNICAL_FIELDS else ("metas", "default", literal)
+    return ("metas", *parts) if len(parts) == 2 and parts[0] in TEMPLATES else None
+
+
+def _selected(dataset: dict, literals: list[str]) -> dict:
+    """The fields of `dataset` a select names, each where the dataset holds it (nested: the
+    shape of a whole entry; that of a real answer to a select of metadata is not known)."""
     out: dict = {}
-    for name in fields:
-        *holders, last = name.split(".")
+    for literal in literals:
+        *holders, last = _path(literal)
         value, into = dataset, out
         for key in holders:
             value = value.get(key) if isinstance(value, dict) else None

@@ -1031,3 +1031,28 @@ def test_a_group_of_one_kind_whose_links_run_into_a_larger_group_of_that_kind_jo
     a, b = np.array([6, 0, 0, 2, 6]), np.array([7, 1, 2, 3, 0])
     found = groups.form_groups(c, a, b, np.array([0.9, 0.9, 0.9, 0.8, 0.5], dtype=np.float32))
     assert sorted(found) == [[0, 1, 2, 3], [6, 7]]
+
+
+# Groups of the whole real catalogues that a selection does not reproduce: which pairs win depends on every other
+# dataset's words
+EDMONTON_HISTORICAL_BUILDINGS = "pod-data-edmonton-ca:prfy-5m97"   # "List of all historical buildings in Edmonton"
+RALEIGH_BUILDINGS = "pod-data-raleighnc-gov:46tk-23jt"             # "A GIS map of buildings"
+STATE_HISTORIC_SITES = "data-ny-gov:m384-u5q6"                     # New York State's historic sites
+
+
+def group_of(con, uid: str) -> set[str]:
+    return {u for (u,) in con.execute("""SELECT other.uid FROM overlap_groups own JOIN overlap_groups other
+                                         USING (group_id) WHERE own.uid = ?""", [uid]).fetchall()}
+
+
+def test_historical_buildings_are_grouped_with_heritage_sites_not_with_a_map_of_buildings(real_catalogue_with_overlap):
+    from catalog.store import connect
+
+    con = connect(real_catalogue_with_overlap, read_only=True)
+    try:
+        heritage = group_of(con, EDMONTON_HISTORICAL_BUILDINGS)
+        buildings = group_of(con, RALEIGH_BUILDINGS)
+    finally:
+        con.close()
+    assert STATE_HISTORIC_SITES in heritage and RALEIGH_BUILDINGS not in heritage
+    assert buildings and EDMONTON_HISTORICAL_BUILDINGS not in buildings

@@ -223,3 +223,15 @@ def test_a_council_s_resolutions_are_records_of_their_own_not_its_members():
     assert text.records_named(text.terms("Council Members")) == 0
     # a budget enacted as an ordinance is a budget
     assert text.records_named(text.terms("Budget - 2016 Budget Ordinance - Appropriations")) == text.FAMILY_BITS["budget"]
+
+
+def test_a_building_or_place_kept_for_its_history_is_heritage_and_historic_alone_says_when():
+    """Real titles: a heritage listing is one term however it is worded; 'historic' before another word, or
+    after the subject, dates the records ('Historic Zoning Districts' are past zoning maps) and stays a stopword."""
+    for title in ("Historical Buildings", "State Historic Sites", "Historic Resources", "Historic Landmarks – CHAP",
+                  "National Register of Historic Places", "SSMMA Blue Island Historic Properties"):
+        assert "heritage" in text.terms(title), title
+    for title in ("Historic Zoning Districts - 2012", "Historic Secured Property Tax Rolls",
+                  "Lobbyist Data - Historical - Lobbyist Registry - 2010", "NYPD Complaint Data Historic",
+                  "Enrollment Capacity And Utilization Reports - Historical by Building"):
+        assert not any("heritage" in term or "histor" in term for term in text.terms(title)), title

@@ -254,6 +254,26 @@ def test_a_record_of_nulls_among_the_changed_rows_keeps_every_row_of_the_previou
     assert pc.count(merged[":id"]).as_py() == 1000
 
 
+def test_a_record_of_nulls_read_again_by_the_next_delta_is_kept_once(tmp_path, seattle):
+    # the previous rows of nulls were all kept and the delta's added: a delta that gave the same
+    # non-object again (here every page of changed rows has one) added a row of nulls every pull.
+    # Open311's rule: the previous rows without a key the delta does not hold again (EXCEPT ALL)
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    layout = RecordsLayout(tmp_path / "records-json")
+    pull_dataset(SodaRecords(adapter, dataset, None, format="json", page=400), layout, "sea", ID, con,
+                 uid=f"sea:{ID}", run_id="r1")
+    schema = seattle.records[ID].table.schema
+    rows = seattle.records[ID].table.to_pylist()
+    for run, changed in (("r2", 3), ("r3", 7)):
+        rows[changed][":updated_at"] = f"2024-02-0{changed // 3}T00:00:00.000Z"
+        seattle.records[ID] = NullRowTable(pa.Table.from_pylist(rows, schema=schema))
+        result = pull_dataset(SodaRecords(adapter, dataset, previous_pull(con, f"sea:{ID}"), format="json",
+                                          page=400), layout, "sea", ID, con, uid=f"sea:{ID}", run_id=run)
+        assert (result.status, result.mode, result.not_objects) == ("ok", "incremental", 1)
+        ids = pq.read_table(layout.folder("sea", ID), columns=[":id"])[":id"]
+        assert (len(ids), ids.null_count) == (1001, 1)   # the 1,000 rows and the row of nulls, once
+
+
 class NullRecordsFirstTable(SodaTable):
     """A SODA whose first JSON page of a full pull gives two `null` records in place of its first two."""
 
