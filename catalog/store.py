@@ -76,8 +76,8 @@ ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_
 
 def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection:
     """Open the catalogue; a writable open brings the schema up to date first. A
-    catalog.uncut.Connection (DuckDB's, as a stop leaves it): writable, its calls never cut short
-    by a stop; read-only, its statements interrupted by one (a reader has nothing to finish)."""
+    catalog.uncut.Connection (DuckDB's): writable, its calls never cut short by a stop;
+    read-only, its statements interrupted by one (a reader has nothing to finish)."""
     db_path = Path(db_path)
     if read_only:
         if not db_path.exists():
@@ -227,6 +227,54 @@ def _mark_remapped_rows(cur: duckdb.DuckDBPyConnection, staged: str, params: dic
                          OR coalesce(t.hashes, 0) <> coalesce(list_sum(list_transform(s.{table}, lambda item: {item_hash})), 0))
                  ) remapped
             WHERE _status.uid = remapped.uid""", params)
+
+
+def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: datetime,
+                  rewrite: bool) -> dict[str, int]:
+    """The staged records parts (`staged_files`, at least one) into the catalogue, in the
+    merge's transaction: new ones inserted, changed ones rewritten with their distributions
+    and columns; returns how many were new, changed and unchanged."""
+    fields = ", ".join(DATASET_FIELDS)
+    select_fields = ", ".join(
+        f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
+    )
+    assignments = ", ".join(f"{f} = u.{f}" for f in DATASET_FIELDS if f != "uid")
+    staged = "read_parquet($staged)"
+    merged = {"staged": staged_files}
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _status AS
+        SELECT s.uid,
+               CASE WHEN d.uid IS NULL THEN 'new'
+                    WHEN d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
+                    WHEN $rewrite AND ({REMAPPED_FIELDS}) THEN 'changed'
+                    ELSE 'unchanged' END AS status
+        FROM {staged} s LEFT JOIN datasets d ON d.uid = s.uid""", {**merged, "rewrite": rewrite})
+    if rewrite:
+        _mark_remapped_rows(cur, staged, merged)
+    cur.execute(f"""
+        INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
+        SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash
+        FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
+                {**merged, "now": now})
+    cur.execute(f"""
+        UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
+                            last_changed = $now, deleted_at = NULL, missing_since = NULL
+        FROM (SELECT {select_fields}, s.raw_hash FROM {staged} s
+              JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
+        WHERE datasets.uid = u.uid""", {**merged, "now": now})
+    touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
+    for table in ("distributions", "columns"):
+        cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
+        # a join, not `uid IN (...)`: DuckDB ran the insert behind that semi-join
+        # on one thread (1.6 s for 1.15 million columns, against 0.8 s on two)
+        cur.execute(f"""
+            INSERT INTO {table} BY NAME
+            SELECT dataset_uid, unnest(item, recursive := true) FROM (
+                SELECT s.uid AS dataset_uid, unnest(s.{table}) AS item FROM {staged} s
+                JOIN _status st ON st.uid = s.uid WHERE st.status <> 'unchanged')""", merged)
+    counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
+    cur.execute("DROP TABLE _status")
+    return counts
 
 
 def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str, now: datetime,
@@ -447,56 +495,19 @@ class Store:
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                rewrite: bool, grace: timedelta, pages: list[dict]) -> dict[str, int]:
-        fields = ", ".join(DATASET_FIELDS)
-        select_fields = ", ".join(
-            f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
-        )
-        assignments = ", ".join(f"{f} = u.{f}" for f in DATASET_FIELDS if f != "uid")
         with self._write_lock:
             cur = self.cursor()
-            staged = "read_parquet($staged)"
-            merged = {"staged": stage.records_files()}
+            staged_files = stage.records_files()
             cur.execute("BEGIN TRANSACTION")
             # a stop ends the merge's statements at once (the UPDATE of every dataset of a large
             # portal took 20 s and more), DuckDB interrupting them: rolled back below, the portal
             # keeps its previous catalogue. The COMMIT and the ROLLBACK run to their end.
             cur.interruptible = True
             try:
-                cur.execute(f"""
-                    CREATE OR REPLACE TEMP TABLE _status AS
-                    SELECT s.uid,
-                           CASE WHEN d.uid IS NULL THEN 'new'
-                                WHEN d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
-                                WHEN $rewrite AND ({REMAPPED_FIELDS}) THEN 'changed'
-                                ELSE 'unchanged' END AS status
-                    FROM {staged} s LEFT JOIN datasets d ON d.uid = s.uid""", {**merged, "rewrite": rewrite})
-                if rewrite:
-                    _mark_remapped_rows(cur, staged, merged)
-                cur.execute(f"""
-                    INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
-                    SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash
-                    FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
-                            {**merged, "now": now})
-                cur.execute(f"""
-                    UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
-                                        last_changed = $now, deleted_at = NULL, missing_since = NULL
-                    FROM (SELECT {select_fields}, s.raw_hash FROM {staged} s
-                          JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
-                    WHERE datasets.uid = u.uid""", {**merged, "now": now})
-                touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
-                for table in ("distributions", "columns"):
-                    cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
-                    # a join, not `uid IN (...)`: DuckDB ran the insert behind that semi-join
-                    # on one thread (1.6 s for 1.15 million columns, against 0.8 s on two)
-                    cur.execute(f"""
-                        INSERT INTO {table} BY NAME
-                        SELECT dataset_uid, unnest(item, recursive := true) FROM (
-                            SELECT s.uid AS dataset_uid, unnest(s.{table}) AS item FROM {staged} s
-                            JOIN _status st ON st.uid = s.uid WHERE st.status <> 'unchanged')""", merged)
+                # no part: nothing new, changed or re-mapped was staged (an unchanged night)
+                counts = _merge_staged(cur, staged_files, now, rewrite) if staged_files else {}
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                 removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
-                counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
-                cur.execute("DROP TABLE _status")
                 if counts.get("new") or counts.get("changed"):  # versions superseded by this merge (else none is)
                     cur.execute(PRUNE_RAW, {"portal": portal_id})
                 cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "

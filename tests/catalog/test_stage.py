@@ -30,6 +30,18 @@ def test_raw_entries_are_handed_over_a_row_group_at_a_time_and_the_rest_at_close
     assert not any(raw_part(tmp_path, n).exists() for n in range(6))  # copied into the batches
 
 
+def test_a_stage_with_nothing_staged_writes_no_part_and_loads_nothing(tmp_path):
+    """An unchanged night: ids seen, no record staged. No empty part is written (nor Parquet's
+    writer imported for it): the merge finds no part and skips the staged records."""
+    loads = []
+    stage = Stage(tmp_path, lambda files, longest: loads.append(files), raw_rows=5)
+    stage.mark_seen("city:a")
+    stage.close()
+    assert stage.records_files() == [] and loads == [] and stage.parts == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["seen.jsonl"]
+    assert (tmp_path / "seen.jsonl").read_bytes() == b'{"uids":["city:a"]}\n'
+
+
 def test_a_part_larger_than_a_row_group_fills_several(tmp_path, monkeypatch):
     monkeypatch.setattr(Stage, "BATCH", 7)
     loads = []

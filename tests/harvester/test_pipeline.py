@@ -67,6 +67,36 @@ def test_unchanged_second_run_rewrites_nothing(store, http, socrata):
     assert snapshot(store) == before[0]
 
 
+def test_an_unchanged_night_stages_no_file_and_writes_nothing_but_its_run(store, http, socrata, monkeypatch):
+    """Nothing new or changed: the stage holds no records part (no empty Parquet written),
+    the merge skips the staged records' statements, and every stored table but the runs and
+    the portal's listing time is as the night before left it."""
+    tables = ("datasets", "distributions", "columns", "raw_records", "listing_pages")
+
+    def stored():
+        return {table: store.con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in tables}
+
+    harvest([socrata.config], store, http)
+    before, staged = stored(), []
+    merge = store._merge
+
+    def merged(stage, *args, **kwargs):   # the stage as the merge finds it, closed
+        staged.append(sorted(path.name for path in stage.directory.iterdir()))
+        return merge(stage, *args, **kwargs)
+
+    monkeypatch.setattr(store, "_merge", merged)
+    listed_before = store.con.execute("SELECT listed_at FROM portal_listings").fetchone()[0]
+    report = harvest([socrata.config], store, http).portals[0]
+    assert (report.new, report.changed, report.unchanged, report.removed) == (0, 0, 350, 0)
+    assert report.not_modified == report.requests > 0
+    assert staged == [["seen.jsonl"]]
+    assert stored() == before
+    assert store.con.execute("SELECT datasets, listed_at > ? FROM portal_listings", [listed_before]).fetchall() == [
+        (350, True)]
+    assert store.con.execute("SELECT status, new, changed, unchanged FROM harvest_runs ORDER BY started_at").fetchall(
+        ) == [("ok", 350, 0, 0), ("ok", 0, 0, 350)]
+
+
 def test_entries_of_a_page_the_catalogue_holds_are_not_even_hashed(store, http, socrata, monkeypatch):
     """A listing page answered as last night (a 304, or the same body) holds entries the
     catalogue stores as they are on it: they are unchanged without hashing each one. A
