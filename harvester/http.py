@@ -94,8 +94,9 @@ class ResponseTooLarge(PermanentError):
 
 class HostUnavailable(PermanentError):
     """A host given up this run: it failed request after request (after all retries), it
-    answered a HostFault (its name does not resolve, its certificate is refused), or it refused
-    connections for `refused_limit` seconds in a row (ConnectionRefused)."""
+    answered a HostFault (its name does not resolve, its certificate is refused), it refused
+    connections for `refused_limit` seconds in a row (ConnectionRefused), or the resolver left
+    its name unanswered for twice the connect timeout in a row (LookupUnanswered)."""
 
 
 class ConnectionRefused(TransientError):
