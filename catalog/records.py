@@ -21,9 +21,12 @@ import re
 import shutil
 import tempfile
 import threading
+import logging
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +35,8 @@ from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 from catalog import uncut
 
+log = logging.getLogger("civicat.records")
+T = TypeVar("T")
 duckdb = LazyModule("duckdb")  # imported on first use: the catalogue's mapping workers import this module
 pa = LazyModule("pyarrow")
 
@@ -40,6 +45,12 @@ MAX_SEGMENT = 120
 TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
+MERGE_MEMORY = "128MB"
+# a scan that does not fit its memory is run once more on one thread with this: each DuckDB
+# thread holds a row group of the Parquet it reads (and writes), whose size is its rows' width
+# times 131,072 (300,000 rows of 12 distinct 16-character texts did not fit a merge in 128 MB
+# on two threads; 1,000,000 rows of 30 needed 512 MB on one; docs/records.md)
+SCAN_MEMORY_RETRY = "1GB"
 PROFILE_COLUMNS = 250   # columns profiled by one scan
 
 
@@ -364,14 +375,27 @@ class Measured:
 
 
 @contextmanager
-def scratch_duckdb(memory: str):
+def scratch_duckdb(memory: str, threads: int = 2):
     """A DuckDB of its own for a scan of a pull's Parquet, with a small memory limit, closed
     after it: the scan must not lift the pull's peak (the catalogue's connection would keep
     what it took). It spills to a directory of its own: an in-memory DuckDB's default is the
     working directory."""
     with tempfile.TemporaryDirectory(prefix="civicat-scan-") as spill, uncut.connect(
-            config={"memory_limit": memory, "threads": 2, "temp_directory": spill}, interruptible=True) as con:
+            config={"memory_limit": memory, "threads": threads, "temp_directory": spill}, interruptible=True) as con:
         yield con   # (a stop interrupts a scan, which may take minutes, through DuckDB: catalog.uncut)
+
+
+def fitted_scan(scan: Callable[[object], T], memory: str, threads: int = 2, what: str = "a scan") -> T:
+    """`scan(con)` on a scratch DuckDB of `memory`; where it does not fit, once more on one
+    thread with SCAN_MEMORY_RETRY (a warning says so), rather than fail the pull every night."""
+    try:
+        with scratch_duckdb(memory, threads) as con:
+            return scan(con)
+    except duckdb.OutOfMemoryException as exc:
+        log.warning("%s did not fit in %s (%s); trying again on one thread with %s", what, memory,
+                    str(exc).splitlines()[0], SCAN_MEMORY_RETRY)
+    with scratch_duckdb(SCAN_MEMORY_RETRY, threads=1) as con:
+        return scan(con)
 
 
 def measure_folder(folder: Path) -> Measured:
@@ -379,10 +403,13 @@ def measure_folder(folder: Path) -> Measured:
     that fails (out of memory, say) leaves the previous dataset in place, as every other
     failure of a pull does."""
     glob = str(folder / "*.parquet")
-    with scratch_duckdb(PROFILE_MEMORY) as profiler:
+
+    def measure(profiler) -> tuple[list[dict], int]:
         profiles = profile_columns(profiler, glob)
-        rows = profiles[0]["row_count"] if profiles else profiler.execute(
+        return profiles, profiles[0]["row_count"] if profiles else profiler.execute(
             "SELECT count(*) FROM read_parquet(?, hive_partitioning = false)", [glob]).fetchone()[0]
+
+    profiles, rows = fitted_scan(measure, PROFILE_MEMORY, what=f"the profile of {folder.name}")
     return Measured(profiles, rows, sum(p.stat().st_size for p in folder.glob("*.parquet")))
 
 

@@ -28,8 +28,9 @@ import orjson
 
 from catalog.files import sync, writing
 from catalog.lazy import LazyModule
-from catalog.records import (PreviousPull, RecordsLayout, link_or_copy, measure_folder, name_in_order, part_name,
-                             part_number, previous_pull, quote_identifier, record_pull, write_json_atomic)
+from catalog.records import (MERGE_MEMORY, PreviousPull, RecordsLayout, fitted_scan, link_or_copy, measure_folder,
+                             name_in_order, part_name, part_number, previous_pull, quote_identifier, record_pull,
+                             write_json_atomic)
 from catalog import uncut
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
@@ -905,7 +906,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         raise RecordsError(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
 
     if source.mode == "incremental":
-        ready = _merge(con, source, layout, portal_id, source_id, staging)
+        ready = _merge(source, layout, portal_id, source_id, staging)
     else:
         ready = _packed(parts_dir, progress["parts"], staging, part_rows)
     if isinstance(getattr(source, "conversion", None), Conversion):
@@ -1191,17 +1192,21 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
     return packed
 
 
-def _merge(con, source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, staging: Path) -> Path:
+def _merge(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, staging: Path) -> Path:
     merged = staging / "merged"
     shutil.rmtree(merged, ignore_errors=True)
     merged.mkdir()
     select = source.merge_sql(layout.glob(portal_id, source_id), str(staging / "parts" / "*.parquet"))
     target = str(merged / part_name(0)).replace("'", "''")
-    # it writes staging only: a stop ends it at once (DuckDB interrupting it: catalog.uncut), not
-    # after the seconds it takes at millions of rows (docs/benchmarks.md)
-    with uncut.interruptible_cursor(con) as merging:
-        merging.execute("SET TimeZone = 'UTC'")   # (as the connection's: a cursor has settings of its own)
-        merging.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
+
+    def merge(con) -> None:
+        con.execute("SET TimeZone = 'UTC'")   # (as the catalogue's)
+        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
+
+    # on a DuckDB of its own, on one thread: the catalogue's connection (128 MB, every core)
+    # failed the merge of 300,000 rows of 12 distinct texts, every night (docs/records.md). It
+    # writes staging only: a stop ends it at once (DuckDB interrupting it: catalog.uncut)
+    fitted_scan(merge, MERGE_MEMORY, threads=1, what=f"the merge of {source_id}")
     return merged
 
 

@@ -313,3 +313,19 @@ def test_a_partial_copy_made_to_swap_in_is_never_restored_as_the_dataset(tmp_pat
     assert sorted(os.listdir(ready)) == ["part-00000.parquet", "part-00001.parquet"]
     layout.publish(ready, "p", "d")
     assert pq.read_table(layout.folder("p", "d"))["v"].to_pylist() == [2, 2]
+
+
+def test_a_profile_that_does_not_fit_its_memory_is_run_again_on_one_thread_with_more(tmp_path, monkeypatch, caplog):
+    """A profile that did not fit failed its pull every night: each DuckDB thread holds a row
+    group of the Parquet it reads, whose size is its rows' width (1,000,000 rows of 30 distinct
+    16-character texts did not fit 128 MB). It is run once more, saying so."""
+    import catalog.records
+    from catalog.records import measure_folder
+
+    pq.write_table(pa.table({"id": list(range(1000)), "name": [f"n{i}" for i in range(1000)]}), tmp_path / "part-00000.parquet")
+    monkeypatch.setattr(catalog.records, "PROFILE_MEMORY", "1KB")   # (nothing fits it)
+    with caplog.at_level("WARNING", logger="civicat.records"):
+        measured = measure_folder(tmp_path)
+    assert measured.rows == 1000
+    assert [p["column_name"] for p in measured.profiles] == ["id", "name"]
+    assert "did not fit in 1KB" in caplog.text and "trying again on one thread with 1GB" in caplog.text

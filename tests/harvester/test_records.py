@@ -284,3 +284,42 @@ def test_parts_are_packed_on_a_file_system_that_refuses_hard_links(tmp_path, mon
                      else [f"part-{n:02d}.parquet" for n in range(11)])
     assert [v for name in names for v in pq.read_table(ready / name)["v"].to_pylist()] == list(range(first))
     assert {name: (parts_dir / name).read_bytes() for name in parts} == staged
+
+
+def _distinct_texts(path, first: int, last: int, salt: str) -> None:
+    """Rows `first`..`last` - 1 of 12 distinct 16-character texts (nothing for Parquet to
+    share by dictionary), keyed by `:id`, written as a pull writes its parts."""
+    columns = ", ".join(f"md5('{salt}' || (i * {k + 1})::VARCHAR)[:16] AS c{k}" for k in range(12))
+    with duckdb.connect() as con:
+        con.execute(f"""COPY (SELECT 'row-' || i AS ":id", {columns} FROM range({first}, {last}) t(i))
+                        TO '{path}' (FORMAT parquet, ROW_GROUP_SIZE 131072)""")
+
+
+def test_an_incremental_merge_of_300000_rows_of_distinct_texts_fits_and_keeps_each_row_once(tmp_path, caplog):
+    """The merge ran on the catalogue's connection (128 MB, every core): two DuckDB threads each
+    holding a row group of the previous records did not fit, and such a dataset's incremental
+    pull failed every night ('Out of Memory Error')."""
+    from types import SimpleNamespace
+
+    from catalog.records import RecordsLayout
+    from harvester.records import _merge, merged_by_key_sql
+
+    layout = RecordsLayout(tmp_path / "records")
+    previous = layout.folder("city", "abcd-1234")
+    previous.mkdir(parents=True)
+    _distinct_texts(previous / "part-00000.parquet", 0, 300_000, "before")
+    staging = tmp_path / "staging"
+    (staging / "parts").mkdir(parents=True)
+    _distinct_texts(staging / "parts" / "part-00000.parquet", 297_000, 303_000, "after")   # 3,000 edited, 3,000 new
+    fields = [Field(":id", "text")] + [Field(f"c{k}", "text") for k in range(12)]
+    source = SimpleNamespace(merge_sql=lambda before, delta: merged_by_key_sql(before, delta, ":id", fields))
+
+    merged = _merge(source, layout, "city", "abcd-1234", staging)
+
+    glob = str(merged / "*.parquet")
+    with duckdb.connect() as con:
+        rows, ids, edited = con.execute(f"""SELECT count(*), count(DISTINCT ":id"),
+                                                   count(*) FILTER (WHERE c0 = md5('after' || (split_part(":id", '-', 2)::INT)::VARCHAR)[:16])
+                                            FROM read_parquet('{glob}')""").fetchone()
+    assert (rows, ids) == (303_000, 303_000)
+    assert edited == 6_000   # the delta's rows, edited ones in their new reading

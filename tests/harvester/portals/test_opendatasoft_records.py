@@ -132,7 +132,8 @@ def test_a_profile_that_fails_keeps_the_previous_dataset(tmp_path, monkeypatch):
         db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
         assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
         portal.records[dataset_id] = counter_rows(300)
-        monkeypatch.setattr(catalog.records, "PROFILE_MEMORY", "1KB")   # no profile fits
+        monkeypatch.setattr(catalog.records, "PROFILE_MEMORY", "1KB")   # no profile fits,
+        monkeypatch.setattr(catalog.records, "SCAN_MEMORY_RETRY", "1KB")   # nor tried again
         db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
     assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
     assert pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset_id}").num_rows == 250
