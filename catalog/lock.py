@@ -82,8 +82,10 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
 
 
 def file_locked(exc: Exception) -> bool:
-    """DuckDB refused to open the file because another process holds it (its lock error)."""
-    return "lock" in str(exc).lower()
+    """DuckDB refused to open the file because another process holds it (its lock error: "Could
+    not set lock on file ...: Conflicting lock is held in ..."). Not any error saying "lock": a
+    damaged file's ("... in block at location ...") was taken for one, and waited for."""
+    return "could not set lock on file" in str(exc).lower()
 
 
 def file_holder(exc: Exception) -> str:

@@ -59,7 +59,7 @@ def read_only_connection(db_path: str | Path, *,
     return con
 
 
-def _catalogue_or_read_copy(db_path: Path, config: dict) -> uncut.Connection:
+def _catalogue_or_read_copy(db_path: Path, config: dict) -> duckdb.DuckDBPyConnection:
     """The catalogue; while a writer holds it, its read copy (catalog.read_copy), saying so on
     stderr with the time it is from. Without a copy, the catalogue's own error."""
     copy = read_copy_path(db_path)
@@ -74,7 +74,7 @@ def _catalogue_or_read_copy(db_path: Path, config: dict) -> uncut.Connection:
             raise
         writer = "is being recovered by a writer"
     written = as_of(db_path)   # (before the open: a copy published meanwhile is newer, never older)
-    con = uncut.connect(str(copy), read_only=True, config=config, interruptible=True)   # (as connect_read_only's)
+    con = uncut.connect(str(copy), read_only=True, config=config, interruptible=True)   # (as the catalogue's)
     log.warning("%s %s: reading its read copy %s, the catalogue as of %s (when the last writer ended)",
                 db_path, writer, copy, written)
     return con

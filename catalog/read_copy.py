@@ -9,7 +9,8 @@ still holds the writer lock (no other writer can change the file meanwhile). The
 written to a hidden temporary name, flushed to the disk, and renamed over the previous
 copy: a reader opening it finds the previous copy or the new one, never half of one; a
 reader that has the previous one open keeps reading it (its inode lives while it is open);
-a crash or a full disk mid-copy leaves the previous copy. The copy's modification time is
+a crash or a full disk mid-copy leaves the previous copy, and so does a catalogue that does
+not open (damaged) or that another process has open for writing. The copy's modification time is
 set to the catalogue's at the copy, the time of the last write it holds; its permissions are
 the catalogue's.
 
@@ -20,6 +21,7 @@ notebook left open on it. docs/harvesting.md ("The read copy") says what readers
 """
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import stat
@@ -29,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from catalog.files import sync, writing
+from catalog.lock import file_locked
 
 log = logging.getLogger("civicat.read_copy")
 
@@ -64,8 +67,14 @@ def publish(db_path: str | Path) -> Published | None:
         log.warning("the read copy %s was not refreshed: %s has a write-ahead log not checkpointed; "
                     "it is refreshed when the next writer ends", copy, db_path)
         return None
-    unfinished = _unfinished_path(copy)
     started = time.perf_counter()
+    unopened = _unopened(db_path)
+    if unopened is not None:   # (damaged: the copy may be the last good catalogue there is)
+        why = "is open for writing in another process" if file_locked(unopened) else "does not open"
+        log.warning("the read copy %s was not refreshed: %s %s (%s); the previous copy is kept",
+                    copy, db_path, why, unopened)
+        return None
+    unfinished = _unfinished_path(copy)
     try:
         with writing(unfinished):
             size = _copy_file(db_path, unfinished)
@@ -75,34 +84,76 @@ def publish(db_path: str | Path) -> Published | None:
             sync(unfinished)
         os.rename(unfinished, copy)
         sync(copy.parent)
-    except OSError as exc:
-        unfinished.unlink(missing_ok=True)
+    except BaseException as exc:
+        unfinished.unlink(missing_ok=True)   # (a stop mid-copy too)
+        if not isinstance(exc, OSError):
+            raise
         log.warning("the read copy %s was not refreshed (%s): readers while a writer holds the catalogue "
                     "read the previous copy", copy, exc)
         return None
     return Published(copy, size, time.perf_counter() - started)
 
 
+def _unopened(db_path: Path) -> Exception | None:
+    """Why DuckDB cannot open the catalogue (its header and metadata read, their checksums
+    checked), or None."""
+    import duckdb
+
+    from catalog import uncut
+
+    try:
+        uncut.connect(str(db_path), read_only=True).close()
+    except duckdb.Error as exc:
+        return exc
+    return None
+
+
 def _copy_file(source: Path, target: Path) -> int:
-    """Copy in the kernel (copy_file_range: a reflink, no data written, on btrfs or XFS)."""
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        size = os.fstat(src.fileno()).st_size
-        done = 0
-        while done < size:
-            try:
-                copied = os.copy_file_range(src.fileno(), dst.fileno(), min(_CHUNK, size - done))
-            except OSError:   # (file systems without it, across devices on older kernels)
-                copied = 0
-            if copied == 0:
-                break
-            done += copied
-        if done < size:   # the rest by reads and writes
-            src.seek(done)
-            dst.seek(done)
-            while block := src.read(1 << 20):
-                dst.write(block)
-                done += len(block)
+    """Copy in the kernel (copy_file_range: a reflink, no data written, on btrfs or XFS), under
+    a shared lock on the catalogue, DuckDB's own (fcntl): refused while another process has it
+    open for writing (a notebook's writable connection takes no writer lock, and may be writing
+    it: a torn copy), and keeping one from opening it until the copy is made. The copy is
+    readable by its owner alone until it is whole (then the catalogue's permissions)."""
+    with open(source, "rb") as src:
+        try:
+            fcntl.lockf(src.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            held = OSError(exc.errno, f"{source} is open for writing in another process")
+            held.names_its_file = True   # (catalog.files.writing: not the copy's write that failed)
+            raise held from None
+        target.unlink(missing_ok=True)   # (a copy killed half-way: its permissions are not ours to keep)
+        with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
+            return _copy_bytes(src, dst)
+
+
+def _copy_bytes(src, dst) -> int:
+    size = os.fstat(src.fileno()).st_size
+    done = 0
+    while done < size:
+        try:
+            copied = os.copy_file_range(src.fileno(), dst.fileno(), min(_CHUNK, size - done))
+        except OSError:   # (file systems without it, across devices on older kernels)
+            copied = 0
+        if copied == 0:
+            break
+        done += copied
+    if done < size:   # the rest by reads and writes
+        src.seek(done)
+        dst.seek(done)
+        while block := src.read(1 << 20):
+            dst.write(block)
+            done += len(block)
     return done
+
+
+def is_current(db_path: str | Path) -> bool:
+    """Whether the read copy holds the catalogue's last write: its time and size the catalogue's
+    (a writer stopped, killed or whose copy failed ended without publishing it)."""
+    try:
+        copy, catalogue = os.stat(read_copy_path(db_path)), os.stat(db_path)
+    except FileNotFoundError:
+        return False
+    return (copy.st_mtime_ns, copy.st_size) == (catalogue.st_mtime_ns, catalogue.st_size)
 
 
 def as_of(db_path: str | Path) -> str:

@@ -329,6 +329,8 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
 
     from catalog.lock import file_holder, file_locked
 
+    if db_path.exists():   # (the last writer's copy missing: its readers would read one from before it)
+        publish_read_copy(db_path, if_stale=True)
     waiting_for = None
     while True:
         try:
@@ -349,13 +351,14 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
             time.sleep(min(2, left))
 
 
-def publish_read_copy(db_path: Path) -> None:
+def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> None:
     """After a writer has closed the catalogue, still under its lock: the read copy that readers
     open while the next writer holds the file (catalog.read_copy). Not after a stop (Ctrl-C,
-    SIGTERM), whose cleanup stays short: the copy stays the previous writer's until the next."""
-    from catalog.read_copy import publish
+    SIGTERM), whose cleanup stays short: the next writer publishes it before it opens the
+    catalogue (`if_stale`: when the copy is not of the catalogue's last write)."""
+    from catalog.read_copy import is_current, publish
 
-    if not stop_requested():
+    if not stop_requested() and not (if_stale and is_current(db_path)):
         published = publish(db_path)
         if published:
             logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes) in %.2f s",

@@ -196,9 +196,9 @@ class LookupTimedOut(LookupUnanswered):
 
 
 class ResolverDown(TransientError):
-    """Lookups of several different host names went unanswered and none answered since: the
-    resolver is down, not the names (its DNS servers drop every query, the network is down).
-    Until a lookup answers again (one at a time runs meanwhile to find out: _ResolverWatch), no
+    """Lookups of several different host names went unanswered and none answered since, the first
+    for the connect timeout: the resolver is down, not the names (its DNS servers drop every
+    query, the network is down). Until a lookup answers again (one at a time runs meanwhile to find out: _ResolverWatch), no
     request waits for the resolver but on a lookup already under way: each fails at once, is not
     retried, and is not held against its host (a resolver back within the run serves it)."""
 
@@ -1105,9 +1105,10 @@ class _ResolverWatch:
     has gone unanswered in a row (its lookups timed out or failed with EAI_AGAIN, none answered
     since, no pause over the limit between two) for twice the connect timeout is down for the run
     (LookupUnanswered.host_down): its later lookups fail at once. Once DOWN_AFTER different names,
-    each looked up since a lookup last answered, have gone unanswered, the resolver is down: no
-    lookup starts (ResolverDown), but one at a time, waited for by none, to tell when it answers
-    again; a lookup already under way is still waited for (a resolver slower than the connect
+    each looked up since a lookup last answered, have gone unanswered, the first of them for the
+    connect timeout (a moment's failure fails every lookup under way at once), the resolver is
+    down: no lookup starts (ResolverDown), but one at a time, waited for by none, to tell when it
+    answers again; a lookup already under way is still waited for (a resolver slower than the connect
     timeout for a moment answers the retries of the names it was asked). Each change is said
     once in the log."""
 
@@ -1163,7 +1164,10 @@ class _ResolverWatch:
             self._streaks[host] = (first, now)
             if began >= self._answered_at:
                 self._silent.setdefault(host, began)
-            went_down = not self._down and len(self._silent) >= self.DOWN_AFTER
+            # (and the first for a connect timeout, half a name's limit: a moment's failure of the
+            # resolver fails every lookup under way at once, which their retries get past)
+            went_down = not self._down and len(self._silent) >= self.DOWN_AFTER and \
+                now - min(self._silent.values()) >= limit / 2
             self._down = self._down or went_down
             silent = list(self._silent)
             if now - first >= limit:

@@ -9,7 +9,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from catalog.read_copy import as_of, publish, read_copy_path
+from catalog import read_copy
+from catalog.read_copy import as_of, is_current, publish, read_copy_path
 
 REPO = str(Path(__file__).resolve().parents[2])
 
@@ -103,8 +104,9 @@ def test_a_copy_killed_half_way_is_replaced_by_the_next_writer_s_and_never_read(
     unfinished.write_bytes(db.read_bytes()[:4096])   # kill -9 mid-copy
     assert count(read_copy_path(db)) == 10           # readers open the previous copy
     write_rows(db, 30)
+    assert not is_current(db)   # (the next writer publishes it as it starts: harvester.cli.open_for_writing)
     publish(db)
-    assert count(read_copy_path(db)) == 30 and not unfinished.exists()
+    assert count(read_copy_path(db)) == 30 and not unfinished.exists() and is_current(db)
 
 
 def test_a_catalogue_with_a_write_ahead_log_is_not_copied(tmp_path, caplog):
@@ -142,3 +144,89 @@ def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path,
     assert con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 10
     con.close()
     assert f"{db} is being recovered by a writer: reading its read copy {read_copy_path(db)}" in caplog.text
+
+
+@pytest.mark.parametrize("opened_first", [True, False], ids=["checked-by-opening", "opened-after-the-check"])
+def test_a_catalogue_open_for_writing_in_another_process_is_not_copied(tmp_path, caplog, monkeypatch, opened_first):
+    """A process that opened the catalogue for writing without civicat's writer lock (a notebook's
+    `duckdb.connect(path)`) may be writing it while the bytes are copied: a torn copy would be
+    published whole. The copy is made under a shared lock on the file, DuckDB's own: refused
+    while a writer has it (r23), and keeping one out until the copy is made."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    write_rows(db, 20)
+    notebook = subprocess.Popen([sys.executable, "-c", "import duckdb, sys\n"
+                                 f"con = duckdb.connect({str(db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert notebook.stdout.readline() == "open\n"
+        if not opened_first:   # (the notebook opened it between the check that the catalogue opens and the copy)
+            monkeypatch.setattr(read_copy, "_unopened", lambda path: None)
+        with caplog.at_level(logging.WARNING):
+            assert publish(db) is None
+        assert f"{db} is open for writing in another process" in caplog.text
+        assert count(read_copy_path(db)) == 10
+    finally:
+        notebook.stdin.close()
+        assert notebook.wait(30) == 0
+    monkeypatch.undo()
+    assert publish(db) is not None and count(read_copy_path(db)) == 20
+
+
+def test_the_copy_under_way_is_readable_by_no_one_but_its_owner(tmp_path, monkeypatch):
+    """The hidden copy under way was made as the umask allows (0644), left so by a copy killed,
+    and given the catalogue's permissions only once whole: a catalogue kept from other users
+    was readable by them while it was copied (r23)."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    db.chmod(0o600)
+    (tmp_path / ".c.read.duckdb.publishing").write_bytes(b"a copy killed half-way")
+    (tmp_path / ".c.read.duckdb.publishing").chmod(0o644)
+    modes, copy_file_range = [], os.copy_file_range
+
+    def copying(src, dst, count, *args):
+        modes.append(os.fstat(dst).st_mode & 0o777)
+        return copy_file_range(src, dst, count, *args)
+
+    monkeypatch.setattr(os, "copy_file_range", copying)
+    umask = os.umask(0o022)
+    try:
+        assert publish(db) is not None
+    finally:
+        os.umask(umask)
+    assert modes and set(modes) == {0o600} and read_copy_path(db).stat().st_mode & 0o777 == 0o600
+
+
+def test_a_stop_during_the_copy_leaves_no_unfinished_copy(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the bytes are copied (a writer's start or end): the stop goes on,
+    the previous copy stays, and no hidden copy is left beside the catalogue."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    write_rows(db, 20)
+
+    def stopped(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "copy_file_range", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        publish(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.duckdb", "c.read.duckdb"]
+    assert count(read_copy_path(db)) == 10
+
+
+def test_a_catalogue_duckdb_cannot_open_does_not_replace_the_last_good_copy(tmp_path, caplog):
+    """A catalogue damaged since the copy (a checkpoint cut short by a power loss) was copied as
+    any other by the next writer, as it started (it fails to open it after): the last good
+    catalogue, the copy, replaced by the damage (r23). The copy is of a catalogue that opens."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    damaged = bytearray(db.read_bytes())
+    damaged[3 * 4096:3 * 4096 + 8] = bytes(range(1, 9))   # (the first block's checksum)
+    db.write_bytes(damaged)
+    with caplog.at_level(logging.WARNING):
+        assert publish(db) is None
+    assert "Corrupt database file" in caplog.text and "was not refreshed" in caplog.text
+    assert count(read_copy_path(db)) == 10

@@ -593,6 +593,71 @@ def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(
         writer.wait()
 
 
+# a civicat writer (harvest, records, retire, overlap) started: its lock taken, the catalogue
+# opened as they open it, held until stdin closes
+WRITER_STARTED = """
+import math, sys
+from pathlib import Path
+from catalog.store import Store
+from harvester.cli import Wait, open_for_writing, writer_lock
+db = Path(sys.argv[1])
+sys.argv = ["/usr/local/bin/civicat", "harvest"]
+lock = writer_lock(db, Wait(-math.inf))
+store = open_for_writing(Store, db, Wait(-math.inf))
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_writer_that_ended_without_its_copy_leaves_the_next_writer_s_readers_the_catalogue_as_it_is(
+        tmp_path, portal):
+    """A writer stopped (Ctrl-C, SIGTERM: no copy after a stop), killed, or whose copy failed (the
+    disk full) ended without publishing the read copy: the next writer's readers read the copy of
+    the writer before it, a catalogue that goes back in time (r23: the portals the stopped harvest
+    stored, gone). The next writer brings the copy up to date before it opens the catalogue."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    import duckdb
+    with duckdb.connect(str(db)) as con:   # a writer that ended without publishing the copy
+        con.execute("UPDATE datasets SET deleted_at = now()")
+    live = "SELECT count(*) AS live FROM datasets WHERE deleted_at IS NULL"
+    assert json.loads(invoke("sql", "--db", str(db), "--json", live).stdout) == [{"live": 0}]
+    written = datetime.fromtimestamp(db.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER_STARTED, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        assert writer.stdout.readline() == "open\n"
+        reader = subprocess.run([sys.executable, "-m", "harvester.cli", "sql", "--db", str(db), "--json", live],
+                                capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+        assert reader.returncode == 0, reader.stderr
+        assert "reading its read copy" in reader.stderr and f"the catalogue as of {written}" in reader.stderr
+        assert json.loads(reader.stdout) == [{"live": 0}]   # as the catalogue is, not as it was before that writer
+    finally:
+        writer.stdin.close()
+        assert writer.wait(30) == 0
+
+
+def test_a_damaged_catalogue_is_said_so_not_taken_for_one_a_process_writes(tmp_path, portal):
+    """DuckDB's error for a damaged file ("Corrupt database file: computed checksum ... in block
+    at location ...") has "lock" in it (b-l-o-c-k): it was taken for another process's lock on
+    the file. A writer waited for that process as long as it was let (`--wait`: for good), then
+    named it; a reader read the read copy, saying a harvest was writing the catalogue (r23). Both
+    now name the damage, at once."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    damaged = bytearray(db.read_bytes())
+    damaged[3 * 4096:3 * 4096 + 8] = bytes(range(1, 9))   # (the first block's checksum)
+    db.write_bytes(damaged)
+    writer = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(db), "--wait-minutes", "0.05"])
+    assert writer.exit_code == 2 and "Corrupt database file" in writer.output, writer.output
+    assert "open in" not in writer.output and "waiting" not in writer.output
+    reader = CliRunner().invoke(cli, ["sql", "--db", str(db), "SELECT count(*) FROM datasets"])
+    assert reader.exit_code == 2 and "Corrupt database file" in reader.output, reader.output
+    assert "read copy" not in reader.output
+
+
 def test_every_writer_publishes_the_read_copy_when_it_ends(tmp_path, portal):
     url = portal.url + "/data.json"
     db = tmp_path / "c.duckdb"

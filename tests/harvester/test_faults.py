@@ -1063,6 +1063,28 @@ def test_a_long_query_stopped_ends_at_once(nightly, sig):
     assert err.startswith(f"Interrupted ({said}): ") and "Query interrupted" not in err, err[-2000:]
 
 
+def test_a_long_query_of_the_read_copy_stopped_ends_at_once(nightly):
+    """`civicat sql` while a writer holds the catalogue reads the read copy (catalog.query): that
+    connection, opened by duckdb.connect itself, had its statement dropped by a stop and hung in
+    its close as the catalogue's did (r23: o23's copy beside u23's uncut connections)."""
+    from catalog.read_copy import publish
+    from catalog.store import connect
+    connect(nightly.db).close()
+    assert publish(nightly.db) is not None
+    writer = subprocess.Popen([sys.executable, "-c", "import duckdb, sys\n"
+                               f"con = duckdb.connect({str(nightly.db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "open\n"
+        code, err = stopped_in_a_long_statement("sql", signal.SIGINT, nightly.tmp_path, "sql", LONG_QUERY, "--db",
+                                                str(nightly.db))
+    finally:
+        writer.stdin.close()
+        writer.wait()
+    assert "reading its read copy" in err, err[-2000:]
+    assert code == 130 and "Interrupted (Ctrl-C): " in err and "Query interrupted" not in err, err[-2000:]
+
+
 @pytest.mark.parametrize(("fmt", "sig"), [("parquet", signal.SIGTERM), ("data.json", signal.SIGINT)])
 def test_an_export_stopped_in_a_long_statement_ends_at_once_and_keeps_the_previous_export(
         nightly, records_portal, fmt, sig):

@@ -760,6 +760,28 @@ def test_a_resolver_that_answers_no_name_is_down_and_no_request_waits_for_it(por
         answers_again.set()
 
 
+def test_a_moment_s_failure_of_the_resolver_for_names_asked_at_once_is_retried(portal, resolver):
+    """A resolver that fails for a moment (restarted, the network blinking) fails with EAI_AGAIN
+    every lookup under way: three portals' names asked at once, none answered. That is not a
+    resolver down: their retries, once it answers again, serve every request (r23: the three
+    made it down at once, and each request failed without a retry, its portal for the night)."""
+    blinking = threading.Event()
+    names = [f"p{number}.portal.test" for number in range(3)]
+    for name in names:
+        resolver.answers[name] = [(blinking, socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")),
+                                  "127.0.0.1"]
+    client = fast_client(max_attempts=5, connect_timeout=5.0)
+    port = portal.url.rsplit(":", 1)[1]
+    with cut_short_after(client), concurrent.futures.ThreadPoolExecutor(3) as threads:
+        fetched = [threads.submit(client.get_json, f"http://{name}:{port}/doc") for name in names]
+        while not all(resolver.asked[name] for name in names):   # (all three lookups under way)
+            time.sleep(0.01)
+        blinking.set()
+        assert [future.result().data for future in fetched] == [DOC] * 3
+    assert (client.stats.requests, client.stats.retries) == (6, 3)
+    assert not client._resolver._down
+
+
 def test_a_resolver_that_never_answers_holds_a_few_lookup_threads_however_many_names_are_asked(resolver):
     """A lookup that never ends holds its thread for good: a thread a name, every name a harvest
     asked (or a process's runs, each a client). At most _Lookups.AT_ONCE lookups run at a time; a
