@@ -74,8 +74,8 @@ HANDLER_GRACE_SECONDS = 1.0   # the main thread's handler quits first where it c
 
 def _count_stop_signals(pipe: int) -> None:
     """The counting thread: each byte of `pipe` is a signal's number, written by its C handler
-    whatever the main thread is doing; at the first stop signal it interrupts the main thread's
-    interruptible DuckDB statement, at the third, the main thread's handler not having quit in
+    whatever the main thread is doing; at the first stop signal it cancels the run's requests
+    (cancelled_on_stop) and interrupts the main thread's interruptible DuckDB statement, at the third, the main thread's handler not having quit in
     HANDLER_GRACE_SECONDS, it quits."""
     counted: list[int] = []
     while len(counted) < 3:
