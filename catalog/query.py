@@ -14,7 +14,7 @@ import duckdb
 
 from catalog import uncut
 from catalog.lock import CatalogueBusy, connect_read_only, file_locked, file_writer
-from catalog.read_copy import as_of, read_copy_path
+from catalog.read_copy import as_of, has_wal, is_current, read_copy_path
 
 log = logging.getLogger("civicat.read")
 
@@ -59,10 +59,17 @@ def read_only_connection(db_path: str | Path, *,
     return con
 
 
-def _catalogue_or_read_copy(db_path: Path, config: dict) -> duckdb.DuckDBPyConnection:
-    """The catalogue; while a writer holds it, its read copy (catalog.read_copy), saying so on
+def _catalogue_or_read_copy(db_path: Path, config: dict) -> uncut.Connection:
+    """The read copy where it holds the catalogue's last write (a reader of the catalogue itself
+    kept the next writer out: a long `civicat sql` at 01:00 made the cron harvest exit 2); else
+    the catalogue; while a writer holds it, its read copy (catalog.read_copy), saying so on
     stderr with the time it is from. Without a copy, the catalogue's own error."""
     copy = read_copy_path(db_path)
+    if is_current(db_path) and not has_wal(db_path):   # (a WAL: commits the file does not hold yet)
+        try:
+            return uncut.connect(str(copy), read_only=True, config=config, interruptible=True)
+        except duckdb.Error:   # (replaced or removed meanwhile: the catalogue, as below)
+            pass
     try:
         return connect_read_only(db_path, config)
     except duckdb.IOException as exc:

@@ -62,8 +62,7 @@ def publish(db_path: str | Path) -> Published | None:
     kept, and the writer's own work stands; returns None then."""
     db_path = Path(db_path)
     copy = read_copy_path(db_path)
-    wal = db_path.with_name(db_path.name + ".wal")
-    if wal.exists() and wal.stat().st_size:   # (a copy without its commits would say it is later than it is)
+    if has_wal(db_path):   # (a copy without its commits would say it is later than it is)
         log.warning("the read copy %s was not refreshed: %s has a write-ahead log not checkpointed; "
                     "it is refreshed when the next writer ends", copy, db_path)
         return None
@@ -144,6 +143,12 @@ def _copy_bytes(src, dst) -> int:
             dst.write(block)
             done += len(block)
     return done
+
+
+def has_wal(db_path: str | Path) -> bool:
+    """Whether the catalogue has commits its file does not hold yet (a write-ahead log)."""
+    wal = Path(db_path).with_name(Path(db_path).name + ".wal")
+    return wal.exists() and wal.stat().st_size > 0
 
 
 def is_current(db_path: str | Path) -> bool:

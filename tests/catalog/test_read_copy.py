@@ -139,6 +139,7 @@ def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path,
     with pytest.raises(CatalogueBusy, match="cut short"):
         query.read_only_connection(db)
     publish(db)
+    (tmp_path / "c.duckdb.wal").write_bytes(b"the killed writer's commits")   # (a current copy is read at once)
     with caplog.at_level(logging.WARNING):
         con = query.read_only_connection(db)
     assert con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 10
@@ -230,3 +231,28 @@ def test_a_catalogue_duckdb_cannot_open_does_not_replace_the_last_good_copy(tmp_
         assert publish(db) is None
     assert "Corrupt database file" in caplog.text and "was not refreshed" in caplog.text
     assert count(read_copy_path(db)) == 10
+
+
+def test_a_reader_reads_the_copy_when_it_is_current_and_keeps_no_writer_out(tmp_path):
+    """civicat's readers opened the catalogue itself whenever no writer held it: a long `civicat
+    sql` at 01:00 kept the cron harvest out (exit 2). A copy of the catalogue's last write, no WAL
+    beside it, is the same catalogue: it is read instead, and a writer opens the file meanwhile."""
+    from catalog.query import read_only_connection
+
+    db = tmp_path / "civicat.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    con = read_only_connection(db)
+    try:
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (10,)
+        writer = subprocess.run([sys.executable, "-c", "import duckdb, sys\n"
+                                 "with duckdb.connect(sys.argv[1]) as con:\n"
+                                 "    con.execute('INSERT INTO datasets SELECT 10, 1')\n", str(db)],
+                                capture_output=True, text=True, timeout=60)
+        assert writer.returncode == 0, writer.stderr
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (10,)   # (its snapshot)
+    finally:
+        con.close()
+    assert not is_current(db)   # the writer wrote: the next reader opens the catalogue itself, 11 rows
+    with read_only_connection(db) as fresh:
+        assert fresh.execute("SELECT count(*) FROM datasets").fetchone() == (11,)
