@@ -447,8 +447,8 @@ class Windows:
             start, end = verdict, verdict + SECOND   # every request of the window is in that second
         elif not one_second:
             if self.narrowed is None:   # (the outermost: its narrower windows tell whether it was cut)
-                self.narrowed = (end, set(_ids(requests)), count)
-                self._pages_cut(start, end, requests, first_shown=False)
+                if not self._pages_cut(start, end, requests, first_shown=False):   # (else counted cut)
+                    self.narrowed = (end, set(_ids(requests)), count)
             return None
         return self._paged(start, end, requests)
 
@@ -501,7 +501,7 @@ class Windows:
             return None if any(_second(r) == low for r in answers[0] if isinstance(r, dict)) else low
         return True if all(answers) else None   # (a part with none: one removed as it was checked)
 
-    def _pages_cut(self, start: datetime, end: datetime, first: list, first_shown: bool) -> None:
+    def _pages_cut(self, start: datetime, end: datetime, first: list, first_shown: bool) -> bool:
         """While the server's thinning is not known: the next pages of [start, end), whose answer
         `first` may be a cut page (`first_shown`: shown cut, and counted), asked for their sizes
         only (their requests are read in narrower windows), until CUTS_TO_LEARN cut answers are
@@ -509,21 +509,23 @@ class Windows:
         least its size. Without them, a server that thins learned P from a thinned answer (a
         city whose requests start after empty windows: its first window's) and took its cut
         answers, thinned as much, as whole, never seeing them cut, so never learning the
-        thinning: 100 a day for 30 days, 40% left out, lost 1,740 of 1,766 every pull."""
+        thinning: 100 a day for 30 days, 40% left out, lost 1,740 of 1,766 every pull. True:
+        `first` was shown cut here."""
         page, seen = first, set(_ids(first))
         for number in range(2, CUTS_TO_LEARN + 2):
             if self.remembered_thinning is not None or self.ignores_page or len(self.cuts) >= CUTS_TO_LEARN:
-                return
+                break
             following = self._ask(start, end, number)
             if not set(_ids(following)) - seen:
                 # (the window's last page; a server that ignores `page` repeats the first: not asked again)
                 self.ignores_page = number == 2 and bool(following) and _ids(following) == _ids(first)
-                return
+                break
             if page is not first or not first_shown:
                 self._cut(len(page))
                 self.page_size = max(self.page_size or 0, len(page))
             page = following
             seen.update(_ids(page))
+        return page is not first and not first_shown
 
     def _paged(self, start: datetime, end: datetime, first: list) -> list:
         """A one-second window whose answer may be a full page: its pages, read until two
