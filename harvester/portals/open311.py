@@ -515,7 +515,10 @@ class Windows:
         for number in range(2, CUTS_TO_LEARN + 2):
             if self.remembered_thinning is not None or self.ignores_page or len(self.cuts) >= CUTS_TO_LEARN:
                 break
-            following = self._ask(start, end, number)
+            try:
+                following = self._ask(start, end, number)
+            except ResponseTooLarge:
+                break   # (its requests are read in narrower windows, as any answer over the cap)
             if not set(_ids(following)) - seen:
                 # (the window's last page; a server that ignores `page` repeats the first: not asked again)
                 self.ignores_page = number == 2 and bool(following) and _ids(following) == _ids(first)
