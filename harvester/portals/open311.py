@@ -239,8 +239,9 @@ class Windows:
     _margin(thinning), wider for one that leaves out more than that (never narrower: a server
     that thins none today may tomorrow, unseen under a narrower margin). It is learned from the answers
     shown cut (CUTS_TO_LEARN of them at least): a window narrowed, whose narrower windows brought
-    requests its answer lacked, a page 2 that brought some; their smallest against the largest
-    answer yet. Within a pull the margin only widens; the next pull starts from the thinning learned.
+    requests its answer lacked, a page 2 that brought some, and the next pages of a window whose
+    answer may be cut (_pages_cut); their smallest against the largest answer yet. Within a pull
+    the margin only widens; the next pull starts from the thinning learned.
     The windows taken whole under a narrower margin (`Taken`) that the wider one would not take
     are read again, split (a Windows of their own), and the requests their answers lacked yielded,
     before the reading goes on: the pull that learns the thinning loses none either.
@@ -262,6 +263,7 @@ class Windows:
         self.remembered_thinning: float | None = state.get("thinning", thinning)
         self.margin = DROPPED if self.remembered_thinning is None else _margin(self.remembered_thinning)
         self.cuts: list[int] = []   # the sizes of the answers shown cut
+        self.ignores_page = False   # a page 2 asked was the first again (_pages_cut)
         # the answer of a window narrowed with P known (its end, its ids, its size), and the ids
         # its narrower windows brought so far: whether it was cut is known once they are read
         self.narrowed: tuple[datetime, set[str], int] | None = None
@@ -445,7 +447,8 @@ class Windows:
             start, end = verdict, verdict + SECOND   # every request of the window is in that second
         elif not one_second:
             if self.narrowed is None:   # (the outermost: its narrower windows tell whether it was cut)
-                self.narrowed = (end, set(_ids(requests)), count)
+                if not self._pages_cut(start, end, requests, first_shown=False):   # (else counted cut)
+                    self.narrowed = (end, set(_ids(requests)), count)
             return None
         return self._paged(start, end, requests)
 
@@ -490,12 +493,42 @@ class Windows:
         if any(set(_ids(answer)) - known for answer in answers):
             self.page_size = len(requests)   # it left requests out: a full page
             self._cut(len(requests))
+            self._pages_cut(start, end, requests, first_shown=True)
             return False
         if low == high:
             # (an inclusive `end_date` puts that second in the part before it: newest first, its
             # requests may fill that part's answer, which then shows nothing of the days before)
             return None if any(_second(r) == low for r in answers[0] if isinstance(r, dict)) else low
         return True if all(answers) else None   # (a part with none: one removed as it was checked)
+
+    def _pages_cut(self, start: datetime, end: datetime, first: list, first_shown: bool) -> bool:
+        """While the server's thinning is not known: the next pages of [start, end), whose answer
+        `first` may be a cut page (`first_shown`: shown cut, and counted), asked for their sizes
+        only (their requests are read in narrower windows), until CUTS_TO_LEARN cut answers are
+        seen: each page followed by one that brings requests was cut. A cut page shows P is at
+        least its size. Without them, a server that thins learned P from a thinned answer (a
+        city whose requests start after empty windows: its first window's) and took its cut
+        answers, thinned as much, as whole, never seeing them cut, so never learning the
+        thinning: 100 a day for 30 days, 40% left out, lost 1,740 of 1,766 every pull. True:
+        `first` was shown cut here."""
+        page, seen = first, set(_ids(first))
+        for number in range(2, CUTS_TO_LEARN + 2):
+            if self.remembered_thinning is not None or self.ignores_page or len(self.cuts) >= CUTS_TO_LEARN:
+                break
+            try:
+                following = self._ask(start, end, number)
+            except ResponseTooLarge:
+                break   # (its requests are read in narrower windows, as any answer over the cap)
+            if not set(_ids(following)) - seen:
+                # (the window's last page; a server that ignores `page` repeats the first: not asked again)
+                self.ignores_page = number == 2 and bool(following) and _ids(following) == _ids(first)
+                break
+            if page is not first or not first_shown:
+                self._cut(len(page))
+                self.page_size = max(self.page_size or 0, len(page))
+            page = following
+            seen.update(_ids(page))
+        return page is not first and not first_shown
 
     def _paged(self, start: datetime, end: datetime, first: list) -> list:
         """A one-second window whose answer may be a full page: its pages, read until two
