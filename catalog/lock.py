@@ -181,10 +181,18 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
             raise
         try:
             with WriterLock(db_path):
-                # in the catalogue's format: the WAL may hold what only it can store
-                with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
-                    writer.execute("CHECKPOINT")
+                checkpoint_wal(db_path)
         except CatalogueBusy:
             raise CatalogueBusy(f"{db_path}: its last write was cut short and a harvest is writing it now "
                                 "(it recovers the catalogue); try again when it ends") from exc
     return uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+
+
+def checkpoint_wal(db_path: str | Path) -> None:
+    """Replay the WAL a writer killed after its commits left, and write them into the file (a
+    writable open, then a checkpoint). The caller holds the writer lock. In the catalogue's
+    format: the WAL may hold what only it can store."""
+    from catalog import uncut
+
+    with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
+        writer.execute("CHECKPOINT")

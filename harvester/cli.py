@@ -329,11 +329,11 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
 
     from catalog.lock import file_holder, file_locked
 
-    if db_path.exists():   # (the last writer's copy missing: its readers would read one from before it)
-        publish_read_copy(db_path, if_stale=True)
-    waiting_for = None
+    waiting_for, copy_done = None, False
     while True:
         try:
+            if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
+                copy_done = bring_read_copy_up_to_date(db_path)
             return opener(db_path)
         except duckdb.IOException as exc:
             if not file_locked(exc):
@@ -349,6 +349,29 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
                 logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
                 waiting_for = who
             time.sleep(min(2, left))
+
+
+def bring_read_copy_up_to_date(db_path: Path) -> bool:
+    """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
+    write, for the readers while it writes. The last writer's copy is missing when it was stopped
+    or killed, or its copy failed; a writer killed after its commits left them in the WAL alone,
+    which the opener would replay: the copy, made of the file without them, went back to the
+    writer before it. So a WAL is checkpointed into the file first. False when another process
+    has the file open for writing (DuckDB's lock): the caller waits for it, and calls again."""
+    import duckdb
+
+    from catalog.lock import checkpoint_wal, file_locked
+    from catalog.read_copy import has_wal
+
+    if has_wal(db_path):
+        try:
+            checkpoint_wal(db_path)
+        except duckdb.IOException as exc:
+            if file_locked(exc):
+                return False
+            raise _cannot_open(db_path, exc) from None
+    publish_read_copy(db_path, if_stale=True)
+    return True
 
 
 def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> None:
