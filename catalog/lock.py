@@ -81,6 +81,24 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     return None
 
 
+def current_writer(db_path: str | Path) -> dict | None:
+    """The holder record of the civicat writer that holds the catalogue's lock now, or None (no
+    writer, or a process holding the DuckDB file without civicat's lock: a notebook)."""
+    try:
+        pid = _holder_record(lock_path(db_path).read_bytes()[:4096]).get("pid")
+    except OSError:
+        return None
+    return writer_holding(db_path, pid) if isinstance(pid, int) else None
+
+
+def pulls_records(holder: dict) -> bool:
+    """Whether the writer a holder record names pulls records (`civicat records`, `civicat
+    harvest --records`): the one writer that replaces records folders as it runs. A command the
+    record does not give is taken for one (an older civicat's record)."""
+    words = str(holder.get("command") or "records").split()[1:]
+    return "records" in words or "--records" in words
+
+
 def file_locked(exc: Exception) -> bool:
     """DuckDB refused to open the file because another process holds it (its lock error: "Could
     not set lock on file ...: Conflicting lock is held in ..."). Not any error saying "lock": a

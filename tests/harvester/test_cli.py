@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from catalog.read_copy import read_copy_path
 from harvester.cli import cli
+from tests.conftest import writer_under_way
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.synth import make_data_json
 
@@ -542,21 +543,6 @@ def test_readers_blocked_by_a_civicat_writer_name_its_command_and_since_when(tmp
         writer.wait()
 
 
-# a harvest under way: the writer lock and the DuckDB file held, a portal's merge committed
-# (every dataset marked removed) since the last writer ended
-HARVEST_UNDER_WAY = """
-import sys, duckdb
-from catalog.lock import WriterLock
-db = sys.argv[1]
-sys.argv = ["/usr/local/bin/civicat", "harvest"]
-WriterLock(db).acquire()
-con = duckdb.connect(db)
-con.execute("UPDATE datasets SET deleted_at = now()")
-print("open", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(tmp_path, portal, caplog):
     """DuckDB lets no reader open the file a harvest writes: the readers open the read copy the
     last writer published, and say so on stderr, naming the writer and the copy's time."""
@@ -567,10 +553,7 @@ def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(
     as_of = datetime.fromtimestamp(copy.stat().st_mtime, UTC).isoformat(timespec="seconds")
     [uid] = json.loads(invoke("sql", "--db", str(db), "--json", "SELECT min(uid) AS uid FROM datasets").output)[0].values()
     live = "SELECT count(*) AS live FROM datasets WHERE deleted_at IS NULL"
-    writer = subprocess.Popen([sys.executable, "-c", HARVEST_UNDER_WAY, str(db)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
-    try:
-        assert writer.stdout.readline() == "open\n"
+    with writer_under_way(db, "harvest") as writer:
         since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
         said = (f"{db} is being written by process {writer.pid} (civicat harvest, since {since}): reading its read "
                 f"copy {copy}, the catalogue as of {as_of} (when the last writer ended)")
@@ -585,12 +568,6 @@ def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(
             assert result.exit_code == 0, (args, result.output)
             assert json.loads(result.stdout) is not None and said in caplog.text, (args, caplog.text)
         assert len(json.loads(invoke("runs", "--db", str(db), "--json").stdout)) == 1
-        # the export copies record folders a records pull may be replacing meanwhile: it waits for the writer
-        exported = CliRunner().invoke(cli, ["export", "--out", str(tmp_path / "out"), "--db", str(db)])
-        assert exported.exit_code == 1 and f"is being written by process {writer.pid}" in exported.output
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 # a civicat writer (harvest, records, retire, overlap) started: its lock taken, the catalogue
