@@ -95,7 +95,7 @@ def pulls_records(holder: dict) -> bool:
     """Whether the writer a holder record names pulls records (`civicat records`, `civicat
     harvest --records`): the one writer that replaces records folders as it runs. A command the
     record does not give is taken for one (an older civicat's record)."""
-    words = str(holder.get("command") or "records").split()[1:]
+    words = str(holder.get("command") or "civicat records").split()[1:]
     return "records" in words or "--records" in words
 
 
