@@ -20,6 +20,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +28,8 @@ import duckdb
 import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
+from catalog.lock import pulls_records
+from catalog.read_copy import catalogue_or_read_copy
 from catalog.records import RecordsLayout, link_or_copy
 from catalog import uncut
 from catalog.store import connect, migrate
@@ -61,6 +64,20 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
 
 class ExportRefused(Exception):
     pass
+
+
+class RecordsChanged(Exception):
+    """A records folder is not the pull the read copy describes: a records pull replaced it
+    after the copy was published (it started while the export ran, or the copy is older than
+    the folder). The export is not published: it would mix two pulls."""
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The catalogue an export reads: the catalogue itself, or its read copy while a writer
+    holds it (`open_for_export`)."""
+    con: duckdb.DuckDBPyConnection
+    read_copy: bool
 
 
 def sha256_of(path: Path) -> str:
@@ -152,30 +169,53 @@ def open_catalogue(db_path: str | Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def export_parquet(db_path: str | Path, out: str | Path) -> dict:
-    """Write the Parquet export of the catalogue at `db_path` to `out`; returns the manifest."""
+def open_for_export(db_path: str | Path) -> Opened:
+    """The catalogue; while a writer holds it, its read copy (saying so on stderr), unless that
+    writer pulls records. The exported records folders are the live ones, beside the catalogue:
+    a harvest, a retire or an overlap run leaves them as the copy describes them, while a
+    records pull replaces them one by one as it runs (an export of the copy would name the
+    previous pull's rows, profiles and sizes beside the new pull's files). So a records pull
+    keeps the export out, as any writer did (exit 1: the previous export stands); cron tries
+    again after it."""
+    db_path = Path(db_path)
+    con, read_copy = catalogue_or_read_copy(db_path, open_catalogue, reading="exporting", refuse=_records_pull)
+    return Opened(con, read_copy)
+
+
+def _records_pull(writer: dict | None) -> str | None:
+    if writer is None or not pulls_records(writer):
+        return None
+    return ("a records pull replaces records folders as it runs, and an export of the catalogue as of the last "
+            "writer (its read copy) beside them would mix two pulls: try again when it ends")
+
+
+def export_parquet(db_path: str | Path, out: str | Path, *, opened: Opened | None = None) -> dict:
+    """Write the Parquet export of the catalogue at `db_path` to `out` (read through `opened`,
+    else the catalogue itself); returns the manifest."""
     out = Path(out).absolute()
     with export_folder(out):
         check_target(out)
-        return _export_parquet(db_path, out)
+        return _export_parquet(db_path, out, opened)
 
 
-def _export_parquet(db_path: str | Path, out: Path) -> dict:
+def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> dict:
     staging = out.parent / f".{out.name}.export-{uuid.uuid4().hex[:12]}"
     staging.mkdir()
     try:
-        con = open_catalogue(db_path)
+        con = opened.con if opened else open_catalogue(db_path)
         try:
             existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             files = [_write_table(con, staging, table, existing) for table in TABLES]
-            pulls = con.execute("SELECT portal_id, source_id, row_count FROM record_pulls ORDER BY portal_id, source_id"
-                                ).fetchall() if "record_pulls" in existing else []
+            pulls = _pulls(con, existing)
             # the catalogue kept open meanwhile: DuckDB admits no writer beside it, so no records pull
             # publishes a dataset's folder as its parts are linked (the parts, the profiles and the
-            # manifest of one pull; a folder renamed away mid-copy failed the export)
-            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls)
+            # manifest of one pull; a folder renamed away mid-copy failed the export). Its read copy
+            # keeps no writer out: each folder is checked to be the pull the copy describes
+            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls,
+                                   opened is not None and opened.read_copy)
         finally:
-            con.close()
+            if opened is None:
+                con.close()
         manifest = {
             "generator": GENERATOR,
             "schema_version": SCHEMA_VERSION,
@@ -250,14 +290,26 @@ def _file_entry(folder: Path, path: Path) -> dict:
             "bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
 
-def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, str, int]]) -> list[dict]:
+def _pulls(con: duckdb.DuckDBPyConnection, existing: set[str]) -> list[tuple[str, str, int, int | None]]:
+    """Each pulled dataset: its ids, rows and bytes (None: a table from before 0004 had them)."""
+    if "record_pulls" not in existing:
+        return []
+    has_bytes = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'record_pulls' "
+                            "AND column_name = 'bytes'").fetchone()[0]
+    return con.execute(f"SELECT portal_id, source_id, row_count, {'bytes' if has_bytes else 'NULL'} "
+                       "FROM record_pulls ORDER BY portal_id, source_id").fetchall()
+
+
+def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, str, int, int | None]],
+                  checked: bool = False) -> list[dict]:
     """Each pulled dataset's parts, into the same Hive layout under `records/`. Paths are
     rebuilt from the ids through the records layout (sanitised, checked to stay inside),
     never taken from a stored path. Hard links where the file system allows: a pull
-    replaces a folder by renaming, never writes into a published part."""
+    replaces a folder by renaming, never writes into a published part. `checked`: the parts
+    linked must be the pull the catalogue describes, its rows and bytes (RecordsChanged)."""
     target = RecordsLayout(staging / RECORDS)
     entries = []
-    for portal_id, source_id, rows in pulls:
+    for portal_id, source_id, rows, size in pulls:
         source = layout.folder(portal_id, source_id)
         parts = sorted(source.glob("part-*.parquet"))
         if not parts:
@@ -268,15 +320,28 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
             continue
         destination = target.folder(portal_id, source_id)
         destination.mkdir(parents=True, exist_ok=True)
-        for part in parts:
-            copy = destination / part.name
-            try:
-                os.link(part, copy)
-            except OSError:
-                with writing(copy):
-                    shutil.copy2(part, copy)
-            entries.append(_file_entry(staging, copy))
+        try:
+            linked = [_link_part(part, destination / part.name, staging) for part in parts]
+        except FileNotFoundError:
+            if not checked:
+                raise
+            linked = None   # (its folder replaced as its parts were linked)
+        if checked and (linked is None or sum(e["rows"] for e in linked) != rows
+                        or (size is not None and sum(e["bytes"] for e in linked) != size)):
+            raise RecordsChanged(f"the records of {portal_id}:{source_id} in {source} are not the pull the read "
+                                 f"copy describes ({rows} rows, {size} bytes): a records pull replaced them since; "
+                                 "export again when it ends")
+        entries += linked
     return entries
+
+
+def _link_part(part: Path, copy: Path, staging: Path) -> dict:
+    try:
+        os.link(part, copy)
+    except OSError:   # (a part gone: the copy's FileNotFoundError too)
+        with writing(copy):
+            shutil.copy2(part, copy)
+    return _file_entry(staging, copy)
 
 
 def _publish(staging: Path, out: Path) -> None:

@@ -81,6 +81,24 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     return None
 
 
+def current_writer(db_path: str | Path) -> dict | None:
+    """The holder record of the civicat writer that holds the catalogue's lock now, or None (no
+    writer, or a process holding the DuckDB file without civicat's lock: a notebook)."""
+    try:
+        pid = _holder_record(lock_path(db_path).read_bytes()[:4096]).get("pid")
+    except OSError:
+        return None
+    return writer_holding(db_path, pid) if isinstance(pid, int) else None
+
+
+def pulls_records(holder: dict) -> bool:
+    """Whether the writer a holder record names pulls records (`civicat records`, `civicat
+    harvest --records`): the one writer that replaces records folders as it runs. A command the
+    record does not give is taken for one (an older civicat's record)."""
+    words = str(holder.get("command") or "civicat records").split()[1:]
+    return "records" in words or "--records" in words
+
+
 def file_locked(exc: Exception) -> bool:
     """DuckDB refused to open the file because another process holds it (its lock error: "Could
     not set lock on file ...: Conflicting lock is held in ..."). Not any error saying "lock": a
@@ -181,10 +199,18 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
             raise
         try:
             with WriterLock(db_path):
-                # in the catalogue's format: the WAL may hold what only it can store
-                with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
-                    writer.execute("CHECKPOINT")
+                checkpoint_wal(db_path)
         except CatalogueBusy:
             raise CatalogueBusy(f"{db_path}: its last write was cut short and a harvest is writing it now "
                                 "(it recovers the catalogue); try again when it ends") from exc
     return uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+
+
+def checkpoint_wal(db_path: str | Path) -> None:
+    """Replay the WAL a writer killed after its commits left, and write them into the file (a
+    writable open, then a checkpoint). The caller holds the writer lock. In the catalogue's
+    format: the WAL may hold what only it can store."""
+    from catalog import uncut
+
+    with uncut.connect(str(db_path), config={"storage_compatibility_version": STORAGE_VERSION}) as writer:
+        writer.execute("CHECKPOINT")

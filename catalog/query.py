@@ -6,17 +6,14 @@ disabled with the configuration locked, so no statement can turn it back on.
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 
 from catalog import uncut
-from catalog.lock import CatalogueBusy, connect_read_only, file_locked, file_writer
-from catalog.read_copy import as_of, has_wal, is_current, read_copy_path
-
-log = logging.getLogger("civicat.read")
+from catalog.lock import connect_read_only
+from catalog.read_copy import catalogue_or_read_copy, has_wal, is_current, read_copy_path
 
 ALLOWED_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 # DuckDB parses INSTALL as a LOAD statement: name both, as the user may have written either
@@ -62,29 +59,16 @@ def read_only_connection(db_path: str | Path, *,
 def _catalogue_or_read_copy(db_path: Path, config: dict) -> uncut.Connection:
     """The read copy where it holds the catalogue's last write (a reader of the catalogue itself
     kept the next writer out: a long `civicat sql` at 01:00 made the cron harvest exit 2); else
-    the catalogue; while a writer holds it, its read copy (catalog.read_copy), saying so on
-    stderr with the time it is from. Without a copy, the catalogue's own error."""
-    copy = read_copy_path(db_path)
+    the catalogue, or its read copy while a writer holds it (`catalogue_or_read_copy`)."""
+    def open_db(path: Path) -> uncut.Connection:   # (the copy as the catalogue: it never has a WAL)
+        return connect_read_only(path, config)
+
     if is_current(db_path) and not has_wal(db_path):   # (a WAL: commits the file does not hold yet)
         try:
-            return uncut.connect(str(copy), read_only=True, config=config, interruptible=True)
+            return open_db(read_copy_path(db_path))
         except duckdb.Error:   # (replaced or removed meanwhile: the catalogue, as below)
             pass
-    try:
-        return connect_read_only(db_path, config)
-    except duckdb.IOException as exc:
-        if not file_locked(exc) or not copy.exists():
-            raise
-        writer = f"is being written by {file_writer(exc, db_path)}"
-    except CatalogueBusy:   # (its WAL to replay, and a writer holding the lock)
-        if not copy.exists():
-            raise
-        writer = "is being recovered by a writer"
-    written = as_of(db_path)   # (before the open: a copy published meanwhile is newer, never older)
-    con = uncut.connect(str(copy), read_only=True, config=config, interruptible=True)   # (as the catalogue's)
-    log.warning("%s %s: reading its read copy %s, the catalogue as of %s (when the last writer ended)",
-                db_path, writer, copy, written)
-    return con
+    return catalogue_or_read_copy(db_path, open_db)[0]
 
 
 def run_query(db_path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:

@@ -26,14 +26,17 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from catalog.files import sync, writing
-from catalog.lock import file_locked
+from catalog.lock import CatalogueBusy, current_writer, file_locked, file_writer
 
 log = logging.getLogger("civicat.read_copy")
+read_log = logging.getLogger("civicat.read")   # (the readers' words)
 
 _CHUNK = 1 << 30   # bytes per copy_file_range call (the kernel copies them, no user-space buffer)
 
@@ -165,3 +168,34 @@ def as_of(db_path: str | Path) -> str:
     """The time of the last write the read copy holds (UTC, ISO 8601, to the second)."""
     mtime = os.stat(read_copy_path(db_path)).st_mtime
     return datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds")
+
+
+def catalogue_or_read_copy(db_path: Path, open_db: Callable[[Path], Any], *,
+                           reading: str = "reading", refuse: Callable[[dict | None], str | None] | None = None
+                           ) -> tuple[Any, bool]:
+    """`open_db(db_path)`, the catalogue; while a writer holds it, `open_db` of its read copy,
+    saying so on stderr with the time it is from (`reading`: what the reader does with it); and
+    whether it is the copy. Without a copy, the catalogue's own error. `refuse`, given the holder record of the
+    civicat writer (None: no civicat writer's), says why the copy may not stand in for the
+    catalogue while that one writes, raised as CatalogueBusy; None: it may."""
+    import duckdb
+
+    copy = read_copy_path(db_path)
+    try:
+        return open_db(db_path), False
+    except duckdb.IOException as exc:
+        if not file_locked(exc) or not copy.exists():
+            raise
+        writer = f"is being written by {file_writer(exc, db_path)}"
+    except CatalogueBusy:   # (its WAL to replay, and a writer holding the lock)
+        if not copy.exists():
+            raise
+        writer = "is being recovered by a writer"
+    why_not = refuse(current_writer(db_path)) if refuse else None
+    if why_not:
+        raise CatalogueBusy(f"{db_path} {writer}: {why_not}")
+    written = as_of(db_path)   # (before the open: a copy published meanwhile is newer, never older)
+    con = open_db(copy)
+    read_log.warning("%s %s: %s its read copy %s, the catalogue as of %s (when the last writer ended)",
+                     db_path, writer, reading, copy, written)
+    return con, True

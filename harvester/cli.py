@@ -329,11 +329,11 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
 
     from catalog.lock import file_holder, file_locked
 
-    if db_path.exists():   # (the last writer's copy missing: its readers would read one from before it)
-        publish_read_copy(db_path, if_stale=True)
-    waiting_for = None
+    waiting_for, copy_done = None, False
     while True:
         try:
+            if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
+                copy_done = bring_read_copy_up_to_date(db_path)
             return opener(db_path)
         except duckdb.IOException as exc:
             if not file_locked(exc):
@@ -349,6 +349,29 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
                 logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
                 waiting_for = who
             time.sleep(min(2, left))
+
+
+def bring_read_copy_up_to_date(db_path: Path) -> bool:
+    """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
+    write, for the readers while it writes. The last writer's copy is missing when it was stopped
+    or killed, or its copy failed; a writer killed after its commits left them in the WAL alone,
+    which the opener would replay: the copy, made of the file without them, went back to the
+    writer before it. So a WAL is checkpointed into the file first. False when another process
+    has the file open for writing (DuckDB's lock): the caller waits for it, and calls again."""
+    import duckdb
+
+    from catalog.lock import checkpoint_wal, file_locked
+    from catalog.read_copy import has_wal
+
+    if has_wal(db_path):
+        try:
+            checkpoint_wal(db_path)
+        except duckdb.IOException as exc:
+            if file_locked(exc):
+                return False
+            raise _cannot_open(db_path, exc) from None
+    publish_read_copy(db_path, if_stale=True)
+    return True
 
 
 def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> None:
@@ -882,52 +905,17 @@ def similar(uid, limit, db_path, as_json):
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def export(out_dir, formats, db_path, config_path, as_json):
     """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
-    import duckdb
-
-    from catalog.datajson import PortalDefaults, write_data_json
-    from catalog.export import ExportRefused, export_parquet, open_catalogue
-    from catalog.lock import CatalogueBusy
+    from catalog.export import open_for_export
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
-    # a --db that is no DuckDB catalogue exits 2, as for every command; a harvest holding the file, 1
-    _open(open_catalogue, db_path).close()
-    defaults = {}
-    if "data.json" in formats:
-        if config_path.exists():
-            try:
-                defaults = {p.id: PortalDefaults(p.publisher or p.city, p.contact_name, p.contact_email)
-                            for p in load_config(config_path).portals}
-            except ConfigError as exc:
-                raise click.UsageError(str(exc)) from None
-        else:
-            click.echo(f"no config at {config_path}: publishers fall back to each dataset's city, "
-                       "and no contact is taken from the config", err=True)
-    result: dict = {"out": str(out_dir)}
-    if "parquet" in formats:
-        try:
-            manifest = export_parquet(db_path, out_dir)
-        except ExportRefused as exc:
-            raise click.UsageError(str(exc)) from None
-        except (duckdb.Error, CatalogueBusy, OSError) as exc:
-            # a harvest holding the file, the disk full: the previous export is untouched
-            raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
-        result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
-    if "data.json" in formats:
-        try:
-            con = open_catalogue(db_path)
-        except (duckdb.Error, CatalogueBusy) as exc:
-            raise click.ClickException(f"cannot export {db_path}: {exc}") from None
-        try:
-            report = write_data_json(con, out_dir, defaults)
-        except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
-            raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
-        finally:
-            con.close()
-        result["data.json"] = {"path": report.path, "datasets": report.written, "left_out": len(report.left_out),
-                               "left_out_reasons": report.reasons()}
-        if as_json:
-            result["data.json"]["left_out_datasets"] = report.left_out
+    # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
+    # the file, 1; any other writer, its read copy is exported (catalog.export.open_for_export)
+    opened = _open(open_for_export, db_path)
+    try:
+        result = _export(opened, out_dir, formats, db_path, config_path, with_left_out=as_json)
+    finally:
+        opened.con.close()
     if as_json:
         echo_json(result)
         return
@@ -942,6 +930,47 @@ def export(out_dir, formats, db_path, config_path, as_json):
                    + (" (--json lists them):" if d["left_out"] else ""))
         for reason, count in d["left_out_reasons"].items():
             click.echo(f"  {count}: {reason}")
+
+
+def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *, with_left_out: bool) -> dict:
+    """The formats asked, from the catalogue `opened` (both from the same one); what was written."""
+    import duckdb
+
+    from catalog.datajson import PortalDefaults, write_data_json
+    from catalog.export import ExportRefused, RecordsChanged, export_parquet
+    from catalog.lock import CatalogueBusy
+
+    defaults = {}
+    if "data.json" in formats:
+        if config_path.exists():
+            try:
+                defaults = {p.id: PortalDefaults(p.publisher or p.city, p.contact_name, p.contact_email)
+                            for p in load_config(config_path).portals}
+            except ConfigError as exc:
+                raise click.UsageError(str(exc)) from None
+        else:
+            click.echo(f"no config at {config_path}: publishers fall back to each dataset's city, "
+                       "and no contact is taken from the config", err=True)
+    result: dict = {"out": str(out_dir)}
+    if "parquet" in formats:
+        try:
+            manifest = export_parquet(db_path, out_dir, opened=opened)
+        except ExportRefused as exc:
+            raise click.UsageError(str(exc)) from None
+        except (duckdb.Error, CatalogueBusy, RecordsChanged, OSError) as exc:
+            # the disk full, a records pull started meanwhile: the previous export is untouched
+            raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
+        result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
+    if "data.json" in formats:
+        try:
+            report = write_data_json(opened.con, out_dir, defaults)
+        except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
+            raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
+        result["data.json"] = {"path": report.path, "datasets": report.written, "left_out": len(report.left_out),
+                               "left_out_reasons": report.reasons()}
+        if with_left_out:
+            result["data.json"]["left_out_datasets"] = report.left_out
+    return result
 
 
 def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
@@ -960,7 +989,7 @@ def _open(opener, db_path: Path):
         return opener(db_path)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
-    except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only)
+    except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull
         raise click.ClickException(str(exc)) from None
     except duckdb.IOException as exc:
         if not file_locked(exc):

@@ -1,10 +1,15 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +26,38 @@ def fast_client(tmp_path=None, **overrides) -> HttpClient:
         options["cache"] = ValidatorCache(tmp_path / "http_cache")
     options.update(overrides)
     return HttpClient(**options)
+
+
+REPO = str(Path(__file__).resolve().parents[1])
+
+# a civicat writer under way in another process: the writer lock taken (its holder record
+# naming the command, argv[2:]), the DuckDB file held, every dataset marked removed and
+# committed since the last writer ended (its read copy has them live)
+WRITER_UNDER_WAY = """
+import sys, duckdb
+from catalog.lock import WriterLock
+db = sys.argv[1]
+sys.argv = ["/usr/local/bin/civicat", *sys.argv[2:]]
+WriterLock(db).acquire()
+con = duckdb.connect(db)
+con.execute("UPDATE datasets SET deleted_at = now()")
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextmanager
+def writer_under_way(db, *command: str):
+    """`with writer_under_way(db, "harvest") as writer:` the catalogue held by `civicat <command>`
+    (WRITER_UNDER_WAY) for the block; `writer` is its process."""
+    writer = subprocess.Popen([sys.executable, "-c", WRITER_UNDER_WAY, str(db), *command], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        assert writer.stdout.readline() == "open\n"
+        yield writer
+    finally:
+        writer.kill()
+        writer.wait()
 
 
 def harvested_with_a_cap(store, tmp_path, config: PortalConfig, entries: list) -> int:

@@ -20,10 +20,11 @@ from click.testing import CliRunner
 
 from catalog import export
 from catalog.files import exchange
+from catalog.read_copy import read_copy_path
 from catalog.records import RecordsLayout, safe_segment
 from catalog.store import Store, connect
 from harvester.cli import cli
-from tests.conftest import harvest_with_records
+from tests.conftest import harvest_with_records, writer_under_way
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
 
@@ -408,3 +409,80 @@ def test_the_manifest_counts_the_record_datasets_it_holds_not_pulls_whose_folder
     run_export(db, tmp_path / "export")
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
     assert manifest["records"] == {"datasets": 1, "rows": 3}
+
+
+def exported(out: Path) -> dict:
+    """What an export holds, its time aside: each file's rows and digest."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {f["path"]: (f["rows"], f["sha256"]) for f in manifest["files"]}
+
+
+def test_an_export_while_a_harvest_writes_is_the_export_of_the_read_copy(tmp_path, seattle, caplog):
+    """`civicat export` exited 1 while any writer held the catalogue: a harvest of hours kept
+    the front ends' cron export out. A harvest (a retire, an overlap run) leaves the records
+    folders as its read copy describes them: the export is of the copy, said so on stderr; the
+    same export as before the writer, its merge under way left out."""
+    before = tmp_path / "before"
+    run_export(seattle, before, "--format", "parquet", "--format", "data.json")
+    for command in (["harvest"], ["retire", "sea"], ["overlap"]):
+        out = tmp_path / command[0]
+        with writer_under_way(seattle, *command) as writer:
+            caplog.clear()
+            summary = run_export(seattle, out, "--format", "parquet", "--format", "data.json")
+        assert exported(out) == exported(before), command
+        assert (out / "data.json").read_bytes() == (before / "data.json").read_bytes()
+        assert summary["parquet"]["records"] == {"datasets": 1, "rows": 1000}
+        assert (f"{seattle} is being written by process {writer.pid} (civicat {' '.join(command)}, since "
+                in caplog.text and f"exporting its read copy {read_copy_path(seattle)}" in caplog.text), caplog.text
+
+
+@pytest.mark.parametrize("command", [["harvest", "--records"], ["records", f"sea:{ID}"]])
+def test_an_export_during_a_records_pull_is_refused_and_leaves_the_previous_one(tmp_path, seattle, command):
+    """A records pull replaces records folders as it runs: the read copy beside them would name
+    the previous pull's rows and profiles beside the new pull's files. Exit 1, as for any writer
+    before; the previous export stands (cron exports again after the pull)."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    with writer_under_way(seattle, *command) as writer:
+        result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"is being written by process {writer.pid} (civicat {' '.join(command)}, since " in result.output
+    assert "a records pull replaces records folders as it runs" in result.output
+    assert exported(out) == previous
+
+
+@pytest.mark.parametrize("replaced", ["before", "as-it-is-linked"])
+def test_records_replaced_since_the_read_copy_fail_its_export_never_mixed_with_it(tmp_path, seattle, monkeypatch,
+                                                                                   replaced):
+    """The export of the read copy links the live records folders: a records pull that started
+    as a harvest ended (its copy published) may replace one as it is linked; a copy that failed
+    (the disk full) is older than the folders. Their parts would be exported beside the copy's
+    record_pulls and profiles of another pull: each folder is checked to be the pull the copy
+    describes (rows and bytes), else the export fails and the previous one stands."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    folder = RecordsLayout.beside(seattle).folder("sea", ID)
+    [part] = folder.glob("part-*.parquet")
+
+    def replace_the_folder():   # the next pull's folder: the rows the portal serves now
+        with duckdb.connect() as con:
+            con.execute(f"COPY (SELECT * FROM read_parquet('{part}') LIMIT 990) TO '{folder}/next.parquet'")
+        if replaced == "before":
+            os.replace(folder / "next.parquet", part)
+        else:   # (parts named otherwise: the one listed is gone)
+            os.replace(folder / "next.parquet", folder / "part-00001.parquet")
+            part.unlink()
+
+    if replaced == "before":
+        replace_the_folder()
+    else:   # after its parts were listed
+        link = os.link
+        monkeypatch.setattr(export.os, "link", lambda *args: (replace_the_folder(), link(*args)))
+    with writer_under_way(seattle, "harvest"):
+        result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"the records of sea:{ID} in {folder} are not the pull the read copy describes (1000 rows" in result.output
+    assert exported(out) == previous
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []

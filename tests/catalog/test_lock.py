@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from catalog.lock import WriterLock, lock_path, writer_holding
+from catalog.lock import WriterLock, lock_path, pulls_records, writer_holding
 
 
 def test_the_writer_is_named_where_stat_gives_another_device_than_the_kernel_s_lock_list(tmp_path, monkeypatch):
@@ -33,3 +33,18 @@ def test_the_writer_is_named_where_stat_gives_another_device_than_the_kernel_s_l
     assert holder is not None and holder["pid"] == os.getpid() and holder["command"]
     monkeypatch.undo()
     assert writer_holding(db, os.getpid()) is None   # (released: the record no lock backs)
+
+
+@pytest.mark.parametrize("command, pulls", [
+    ("civicat records sea:3k2p-39jp", True),
+    ("civicat --log-format json harvest --records --wait", True),
+    ("civicat harvest --portal records --db /data/records/civicat.duckdb", True),   # (a portal so named: taken for one)
+    ("civicat harvest --db /data/records.duckdb", False),
+    ("civicat retire sea", False),
+    ("civicat overlap", False),
+    (None, True),   # (a record that names no command: taken for one)
+])
+def test_a_records_pull_is_told_from_the_other_writers_by_its_command(command, pulls):
+    """A records pull replaces records folders as it runs, the one writer that does: an export
+    beside it is refused (catalog.export.open_for_export); beside any other, it is of the copy."""
+    assert pulls_records({"pid": 4242, "command": command}) is pulls

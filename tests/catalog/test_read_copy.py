@@ -132,8 +132,12 @@ def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path,
     db = tmp_path / "c.duckdb"
     write_rows(db, 10)
 
-    def being_recovered(path, config=None):
-        raise CatalogueBusy(f"{path}: its last write was cut short and a harvest is writing it now")
+    connect_read_only = query.connect_read_only
+
+    def being_recovered(path, config=None):   # (the copy opens: it has no WAL)
+        if Path(path) == db:
+            raise CatalogueBusy(f"{path}: its last write was cut short and a harvest is writing it now")
+        return connect_read_only(path, config)
 
     monkeypatch.setattr(query, "connect_read_only", being_recovered)
     with pytest.raises(CatalogueBusy, match="cut short"):

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from catalog.read_copy import read_copy_path
 from harvester.cli import cli
+from tests.conftest import writer_under_way
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.synth import make_data_json
 
@@ -542,21 +543,6 @@ def test_readers_blocked_by_a_civicat_writer_name_its_command_and_since_when(tmp
         writer.wait()
 
 
-# a harvest under way: the writer lock and the DuckDB file held, a portal's merge committed
-# (every dataset marked removed) since the last writer ended
-HARVEST_UNDER_WAY = """
-import sys, duckdb
-from catalog.lock import WriterLock
-db = sys.argv[1]
-sys.argv = ["/usr/local/bin/civicat", "harvest"]
-WriterLock(db).acquire()
-con = duckdb.connect(db)
-con.execute("UPDATE datasets SET deleted_at = now()")
-print("open", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(tmp_path, portal, caplog):
     """DuckDB lets no reader open the file a harvest writes: the readers open the read copy the
     last writer published, and say so on stderr, naming the writer and the copy's time."""
@@ -567,10 +553,7 @@ def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(
     as_of = datetime.fromtimestamp(copy.stat().st_mtime, UTC).isoformat(timespec="seconds")
     [uid] = json.loads(invoke("sql", "--db", str(db), "--json", "SELECT min(uid) AS uid FROM datasets").output)[0].values()
     live = "SELECT count(*) AS live FROM datasets WHERE deleted_at IS NULL"
-    writer = subprocess.Popen([sys.executable, "-c", HARVEST_UNDER_WAY, str(db)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
-    try:
-        assert writer.stdout.readline() == "open\n"
+    with writer_under_way(db, "harvest") as writer:
         since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
         said = (f"{db} is being written by process {writer.pid} (civicat harvest, since {since}): reading its read "
                 f"copy {copy}, the catalogue as of {as_of} (when the last writer ended)")
@@ -585,25 +568,23 @@ def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(
             assert result.exit_code == 0, (args, result.output)
             assert json.loads(result.stdout) is not None and said in caplog.text, (args, caplog.text)
         assert len(json.loads(invoke("runs", "--db", str(db), "--json").stdout)) == 1
-        # the export copies record folders a records pull may be replacing meanwhile: it waits for the writer
-        exported = CliRunner().invoke(cli, ["export", "--out", str(tmp_path / "out"), "--db", str(db)])
-        assert exported.exit_code == 1 and f"is being written by process {writer.pid}" in exported.output
-    finally:
-        writer.kill()
-        writer.wait()
 
 
 # a civicat writer (harvest, records, retire, overlap) started: its lock taken, the catalogue
-# opened as they open it, held until stdin closes
+# opened as they open it, held until stdin closes; argv[2] "killed": every dataset marked
+# removed and committed (into the WAL alone: the checkpoint threshold is 1 GB), then kill -9
 WRITER_STARTED = """
-import math, sys
+import math, os, signal, sys
 from pathlib import Path
 from catalog.store import Store
 from harvester.cli import Wait, open_for_writing, writer_lock
-db = Path(sys.argv[1])
+db, killed = Path(sys.argv[1]), sys.argv[2:] == ["killed"]
 sys.argv = ["/usr/local/bin/civicat", "harvest"]
 lock = writer_lock(db, Wait(-math.inf))
 store = open_for_writing(Store, db, Wait(-math.inf))
+if killed:
+    store.con.execute("UPDATE datasets SET deleted_at = now()")
+    os.kill(os.getpid(), signal.SIGKILL)
 print("open", flush=True)
 sys.stdin.read()
 """
@@ -639,6 +620,35 @@ def test_a_writer_that_ended_without_its_copy_leaves_the_next_writer_s_readers_t
     finally:
         writer.stdin.close()
         assert writer.wait(30) == 0
+
+
+def test_the_commits_of_a_writer_killed_with_its_wal_are_in_the_copy_the_next_writer_s_readers_read(
+        tmp_path, portal):
+    """A writer killed after commits leaves them in the WAL (`civicat.duckdb.wal`), not in the
+    file: the copy is not refreshed from a file with a WAL, and the next writer replays it as it
+    opens the catalogue. Its readers read the copy: they must find those commits, which are the
+    catalogue's (r24: the copy of the writer before the killed one was read, as of its time)."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    env = {**os.environ, "PYTHONPATH": REPO}
+    killed = subprocess.run([sys.executable, "-c", WRITER_STARTED, str(db), "killed"], capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert killed.returncode == -9, killed.stderr
+    assert (tmp_path / "c.duckdb.wal").stat().st_size > 0   # its commit, in the WAL alone
+    live = "SELECT count(*) AS live FROM datasets WHERE deleted_at IS NULL"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER_STARTED, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert writer.stdout.readline() == "open\n"
+        reader = subprocess.run([sys.executable, "-m", "harvester.cli", "sql", "--db", str(db), "--json", live],
+                                capture_output=True, text=True, timeout=60, env=env)
+        assert reader.returncode == 0, reader.stderr
+        assert json.loads(reader.stdout) == [{"live": 0}], reader.stderr   # the killed writer's commit, read
+    finally:
+        writer.stdin.close()
+        assert writer.wait(30) == 0
+    assert json.loads(invoke("sql", "--db", str(db), "--json", live).stdout) == [{"live": 0}]
 
 
 def test_a_damaged_catalogue_is_said_so_not_taken_for_one_a_process_writes(tmp_path, portal):
@@ -999,3 +1009,4 @@ def test_a_report_cut_short_by_the_file_size_limit_is_said_lost_not_exit_0(tmp_p
     assert result.returncode == 74, result.stderr
     assert result.stderr == "could not write the report to stdout: File too large\n"
     assert out.stat().st_size == 64 * 1024
+
