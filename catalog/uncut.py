@@ -54,6 +54,12 @@ class _Call:
 
 _running: list[_Call] = []         # the main thread's calls in progress, innermost last
 _held: list[BaseException] = []    # the stop that came during one of them
+# held to interrupt a call, and by the main thread to end one: no interrupt is sent once its call
+# has returned. (One sent as the statement ended - the look at `_running` before, the interrupt
+# after - landed on the next statement, a held ROLLBACK or what followed: DuckDB failed it and now
+# and then left its transaction open, on a connection used on.) One sent before the call returned
+# but after DuckDB's statement ended waits in DuckDB, which clears it as its next statement begins.
+_interrupting = threading.Lock()
 
 
 def in_statement() -> bool:
@@ -87,11 +93,14 @@ def interrupt_running() -> None:
 def _interrupt_while_running(call: _Call) -> None:
     """Interrupt `call`'s connection until the call returns: DuckDB clears an interrupt as a
     statement begins, so one alone, come before it began, would let a scan of minutes run on."""
-    while any(running is call for running in _running):
-        try:
-            call.connection.interrupt()
-        except Exception:   # (closed as the call returned)
-            return
+    while True:
+        with _interrupting:
+            if not any(running is call for running in _running):
+                return
+            try:
+                call.connection.interrupt()
+            except Exception:   # (closed meanwhile)
+                return
         time.sleep(INTERRUPT_EVERY)
 
 
@@ -120,11 +129,13 @@ class Connection:
             try:
                 result = method(*args, **kwargs)
             except BaseException as exc:
-                _running.pop()
+                with _interrupting:
+                    _running.pop()
                 if _held and not _running:
                     raise _held.pop() from exc   # (an interrupted statement's error is the stop)
                 raise
-            _running.pop()
+            with _interrupting:
+                _running.pop()
             if _held and not _running:
                 raise _held.pop()
         if result is self._con:   # (execute: for its fetchall)
