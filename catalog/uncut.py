@@ -20,7 +20,8 @@ a writer's statements (seconds at most), its COMMITs and ROLLBACKs among them. I
 stop may throw away, which may take minutes: a reader's statements (catalog.lock.
 connect_read_only: `civicat sql`'s query, an export's COPY), a records pull's scans and merge
 COPY (staging only), a harvest's merge inside its transaction, rolled back after (the UPDATE of
-every dataset of a large portal when all changed: docs/benchmarks.md). A reader's statement
+every dataset of a large portal when all changed: docs/benchmarks.md), the search index's build
+(tables of its own until one short transaction swaps them in: catalog.search). A reader's statement
 dropped hung for good in its close (`civicat sql` stopped in a long query: no exit until a
 third signal).
 """
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _MAIN = threading.main_thread().ident
 INTERRUPT_EVERY = 0.02   # seconds
@@ -38,6 +41,20 @@ def connect(database: str = ":memory:", *, interruptible: bool = False, **option
     import duckdb   # (here: the mapping workers import this module, and not DuckDB)
 
     return Connection(duckdb.connect(database, **options), interruptible=interruptible)
+
+
+@contextmanager
+def interruptible(con) -> Iterator[None]:
+    """`con`'s statements, in the block, interrupted by a stop: what they write is thrown away
+    after one (a Connection; DuckDB's own as it is)."""
+    if not isinstance(con, Connection):
+        yield
+        return
+    was, con.interruptible = con.interruptible, True
+    try:
+        yield
+    finally:
+        con.interruptible = was
 
 
 def interruptible_cursor(con) -> Connection:
