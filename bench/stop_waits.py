@@ -13,10 +13,12 @@ A stop that comes while the main thread is in a held statement of the catalogue'
   - search: the first harvest sent SIGTERM 1 s into the search index build's longest statement
     (its term frequencies), how long that statement took to return after it, and whether the
     next harvest (nothing changed) builds the index;
+  - commit: what the merge's COMMIT spends on, a table shaped as `datasets` every row of which
+    is updated, with its key a PRIMARY KEY as the catalogue's and without;
   - records: an incremental pull's merge COPY of bench.harvest_records' 5,000,000 rows with
     a delta of 1% changed and 1% new rows, on a connection as the pull's.
 
-    python -m bench.stop_waits [--datasets 100000] [--rows 5000000] [--only catalogue|stopped|search|records]
+    python -m bench.stop_waits [--datasets 100000] [--rows 5000000] [--only catalogue|stopped|search|commit|records]
 """
 from __future__ import annotations
 
@@ -189,6 +191,43 @@ def search_waits(datasets: int) -> None:
         pool.close()
 
 
+def commit_parts(datasets: int) -> None:
+    """What the merge's COMMIT spends on: a table shaped as `datasets` (a VARCHAR key, texts,
+    lists) of `datasets` rows, every row updated in one transaction as the merge does (UPDATE
+    ... FROM), with the key a PRIMARY KEY as the catalogue's and without: the UPDATE's and the
+    COMMIT's seconds, the COMMIT's growth of the WAL, a CHECKPOINT after."""
+    from catalog import uncut
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("PRIMARY KEY", ""):
+            db = Path(tmp) / f"commit{len(key)}.duckdb"
+            with uncut.connect(config={"memory_limit": "1GB", "checkpoint_threshold": "1GB"}) as con:
+                con.execute(f"ATTACH '{db}' AS c (ROW_GROUP_SIZE 16384)")
+                con.execute("USE c")
+                con.execute(f"""CREATE TABLE d (uid VARCHAR {key}, title VARCHAR, description VARCHAR, keywords VARCHAR[],
+                                themes VARCHAR[], modified TIMESTAMPTZ, raw_hash VARCHAR)""")
+                con.execute("""INSERT INTO d SELECT 'p:' || i, 'title ' || i, repeat('words ', 60) || i, ['a', 'b' || i],
+                               ['t'], now(), md5(i::VARCHAR) FROM range($n) r(i)""", {"n": datasets})
+                con.execute("CHECKPOINT")
+                con.execute("BEGIN TRANSACTION")
+                began = time.perf_counter()
+                con.execute("""UPDATE d SET title = u.title, description = u.description, keywords = u.keywords,
+                               raw_hash = u.raw_hash
+                               FROM (SELECT uid, title || 'x' AS title, description || 'y' AS description,
+                                            keywords || ['z'] AS keywords, md5(raw_hash) AS raw_hash FROM d) u
+                               WHERE d.uid = u.uid""")
+                updated = time.perf_counter() - began
+                wal = db.with_name(db.name + ".wal")
+                before, began = wal_size(wal), time.perf_counter()
+                con.execute("COMMIT")
+                committed, grown = time.perf_counter() - began, wal_size(wal) - before
+                began = time.perf_counter()
+                con.execute("CHECKPOINT")
+                print(f"{datasets:,} rows updated, the key {key or 'not a primary key'}: UPDATE {updated:.2f} s, "
+                      f"COMMIT {committed:.2f} s (the WAL +{grown / 1e6:.1f} MB), a CHECKPOINT after "
+                      f"{time.perf_counter() - began:.2f} s")
+
+
 def records_waits(rows: int) -> None:
     import duckdb
     import pyarrow.compute as pc
@@ -244,7 +283,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", type=int, default=100_000)
     parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--only", choices=("catalogue", "stopped", "search", "records"),
+    parser.add_argument("--only", choices=("catalogue", "stopped", "search", "commit", "records"),
                         help="stopped: the catalogue's first harvest and the --full stopped, no other")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -254,6 +293,8 @@ def main() -> None:
         catalogue_waits(args.datasets, unstopped=args.only != "stopped")
     if args.only in (None, "search"):
         search_waits(args.datasets)
+    if args.only in (None, "commit"):
+        commit_parts(args.datasets)
     if args.only in (None, "records"):
         records_waits(args.rows)
     print(f"load average {os.getloadavg()[0]:.1f}")
