@@ -376,17 +376,19 @@ def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-search") as pool:
             aside = pool.submit(_build_tables, beside, BESIDE, params, stop)
             aside.add_done_callback(on_aside_done)
+            ours_failed = True
             try:
                 _build_tables(con, [table for table in BUILD if table not in BESIDE], params, stop)
+                ours_failed = False
             except BaseException:
                 if aside.done() and aside.exception() is not None:
                     raise aside.exception() from None  # its failure stopped ours
-                stop.set()
-                # no use finishing its tables (nor waiting for them), a stop's or a failure's
-                _interrupt_until(beside, aside.done)
                 raise
             finally:
                 ours_done.set()
+                if ours_failed:   # (a stop or a failure: no use finishing its tables, nor waiting for them)
+                    stop.set()
+                    _interrupt_until(beside, aside.done)
                 wait([aside])   # (interrupted when ours failed: then ours is the error raised)
                 if watcher.ident is not None:
                     watcher.join()
