@@ -8,7 +8,7 @@ between pages), with the page size remembered from the pull before, for a pull c
 short halfway then resumed, and for a server that cuts its answer at P and then leaves out
 one request in 20 (private service types). No HTTP: the count, not the time, is the figure.
 
-    python -m bench.open311_windows [--days 90] [--thinned]
+    python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]]
 """
 from __future__ import annotations
 
@@ -69,13 +69,13 @@ def cost(per_day: int, page_size: int, days: int, *, paging: bool = True,
 
 
 def thinned_cost(per_day: int, page_size: int, days: int, thinned: float, *, odd_weeks: bool = False,
-                 pulls: int = 2) -> list[tuple[int, int]]:
+                 paging: bool = True, pulls: int = 2) -> list[tuple[int, int]]:
     """(requests lost, requests asked) of each of `pulls` pulls of the same days in turn, each
     starting from what the one before learned (P, and how much the server thins a cut answer),
     from a server that leaves out `thinned` of a page after cutting it (see in_memory_server)."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     requests, answer = in_memory_server(busy_city(per_day, days, start), page_size, thinned=thinned,
-                                        odd_weeks=odd_weeks)
+                                        odd_weeks=odd_weeks, paging=paging)
     learned: dict = {}
     figures = []
     for _ in range(pulls):
@@ -108,11 +108,12 @@ def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--per-day", type=int, help="--thinned: only a city of so many requests a day, pages of 50")
     parser.add_argument("--thinned", action="store_true",
                         help="requests lost and asked, two pulls in turn, from servers that thin a cut page")
     args = parser.parse_args()
     if args.thinned:
-        thinned_table(args.days)
+        thinned_table(args.days, args.per_day)
         return
     print(f"| N a day | P | requests in {args.days} days | windows asked | per N/P | numbered pages (one window each "
           "90 days) | P remembered from the pull before | cut short halfway, then resumed (started over: 1.5×) "
@@ -127,20 +128,21 @@ def main() -> None:
               f"| {cost(per_day, page_size, args.days, private=20)[1]:,} |")
 
 
-def thinned_table(days: int) -> None:
+def thinned_table(days: int, per_day: int | None = None) -> None:
     shares = (0.0, 0.05, 0.2, 0.4)
     print("| N a day | P | server | " + " | ".join(f"thins {share:.0%}: lost, asked (pull 1; pull 2)"
                                                   for share in shares) + " |")
     print("|---|---|---|" + "---|" * len(shares))
-    for per_day, page_size in ((100, 50), (700, 50), (700, 1000), (3000, 50)):
-        for odd_weeks in (False, True):
+    cities = ((per_day, 50),) if per_day else ((100, 50), (700, 50), (700, 1000), (3000, 50))
+    for per_day, page_size in cities:
+        for server, odd_weeks, paging in (("every page", False, True), ("odd weeks only", True, True),
+                                          ("every page, ignores `page`", False, False)):
             cells = []
             for share in shares:
                 (lost, asked), (lost_again, asked_again) = thinned_cost(per_day, page_size, days, share,
-                                                                        odd_weeks=odd_weeks)
+                                                                        odd_weeks=odd_weeks, paging=paging)
                 cells.append(f"{lost:,}, {asked:,}; {lost_again:,}, {asked_again:,}")
-            print(f"| {per_day:,} | {page_size:,} | {'odd weeks only' if odd_weeks else 'every page'} | "
-                  + " | ".join(cells) + " |")
+            print(f"| {per_day:,} | {page_size:,} | {server} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -95,6 +95,12 @@ class SourceChanged(RecordsError):
         self.key, self.repeated = key, tuple(repeated)
 
 
+class StartsOver(RecordsError):
+    """A pull gone on from where one cut short stopped learned that rows read before that point
+    must be read again, which its state does not allow (Open311's windows taken whole, due under
+    a wider margin): the pull starts over (pull_dataset), the reason logged."""
+
+
 @dataclass(frozen=True)
 class Field:
     name: str      # the column's name in the Parquet: the portal's field name, made unique and printable
@@ -443,6 +449,11 @@ class RecordSource(ABC):
         removed before it since (rows read by date window: those move no row after it).
         False: only where the rows up to there are shown not to have moved (_continues)."""
         return False
+
+    def starts_over_from(self, state) -> str | None:
+        """Why a pull cut short at `state` must start over whatever rows moved, for a reason of
+        the source's own (logged); None: none (it goes on where `_continues` allows)."""
+        return None
 
     def check_unchanged(self, staged_glob: str) -> None:
         """Once every row is staged (in the Parquet at `staged_glob`): raise SourceChanged
@@ -877,17 +888,18 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     try:
         # (the resume's own check may see the change: a count asked again that moved)
         progress, tables = _resumed_or_new(source, staging, uid, result)
-        _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), tables, result)
+        try:
+            _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), tables, result)
+        except StartsOver as reason:   # (only a pull gone on from a state raises it: not the one started over)
+            log.warning("%s: gone on from where a pull cut short stopped: %s: the pull starts over", uid, reason)
+            progress = _started_over(source, staging, result)
+            _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), None, result)
     except SourceChanged as changed:
         # rows added or removed while the pull read them: read again, once (a source that
         # changes all the time must not keep the night busy; the next pull tries again)
-        shutil.rmtree(staging, ignore_errors=True)
         log.warning("%s: %s: the pull reads it again", uid, changed)
-        result.changed, result.resumed = str(changed), False
-        if isinstance(getattr(source, "conversion", None), Conversion):   # (counted again as read again)
-            source.conversion.invalid, source.conversion.not_objects = Counter(), 0
-        parts_dir.mkdir(parents=True)
-        progress = _new_progress(source)
+        progress = _started_over(source, staging, result)
+        result.changed = str(changed)
         try:
             _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), None, result)
         except SourceChanged as again:
@@ -926,6 +938,16 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     return result
 
 
+def _started_over(source: RecordSource, staging: Path, result: PullResult) -> dict:
+    """The progress of a pull read again from its start, in an empty staging folder."""
+    shutil.rmtree(staging, ignore_errors=True)
+    result.resumed = False
+    if isinstance(getattr(source, "conversion", None), Conversion):   # (counted again as read again)
+        source.conversion.invalid, source.conversion.not_objects = Counter(), 0
+    (staging / "parts").mkdir(parents=True)
+    return _new_progress(source)
+
+
 def _resumed_or_new(source: RecordSource, staging: Path, uid: str, result: PullResult) -> tuple[dict, Iterator | None]:
     """The progress a pull starts from, and the tables it reads on (None: from `progress`'s
     state): a pull cut short resumes where its rows up to there did not move (`_continues`),
@@ -937,6 +959,10 @@ def _resumed_or_new(source: RecordSource, staging: Path, uid: str, result: PullR
     if progress is not None and not _whole(parts_dir, progress["parts"]):
         log.warning("%s: a part the pull cut short noted is missing or unreadable (the staging folder was "
                     "changed, or written by an older civicat before a reboot): the pull starts over", uid)
+        progress = None
+    if progress is not None and not progress["done"] and progress["parts"] \
+            and (reason := source.starts_over_from(progress["state"])):
+        log.warning("%s: a pull cut short cannot go on from where it stopped (%s): the pull starts over", uid, reason)
         progress = None
     if progress is not None and not progress["done"] and progress["parts"]:
         tables = source.batches(progress["state"])
