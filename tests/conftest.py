@@ -84,6 +84,20 @@ def store(tmp_path):
     s.close()
 
 
+@pytest.fixture(scope="session")
+def real_selection_path(tmp_path_factory):
+    """The path of a closed catalogue of the overlap tests' real selection, harvested once per
+    session: a module that writes to it (overlap results) takes a file copy of its own."""
+    from tests.catalog.overlap.conftest import harvest_selection
+    path = tmp_path_factory.mktemp("real-selection") / "catalog.duckdb"
+    selection = Store(path)
+    try:
+        harvest_selection(selection)
+    finally:
+        selection.close()
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch):
     """Tests talk to their own portals on 127.0.0.1, never to the network: a URL left

@@ -1,20 +1,17 @@
 """`civicat overlap` and `civicat similar` through click's CliRunner, on a real selection."""
 import json
+import shutil
 
 import pytest
 from click.testing import CliRunner
 
-from catalog.store import Store
 from harvester.cli import cli
-from tests.catalog.overlap.conftest import harvest_selection
 
 
 @pytest.fixture(scope="module")
-def db(tmp_path_factory):
+def db(real_selection_path, tmp_path_factory):
     path = tmp_path_factory.mktemp("cli-overlap") / "catalog.duckdb"
-    store = Store(path)
-    harvest_selection(store)
-    store.close()
+    shutil.copy(real_selection_path, path)   # (`overlap` saves its results in it)
     return str(path)
 
 

@@ -2,6 +2,7 @@
 Socrata domains (real titles, descriptions, tags and columns) and of the 2013 city
 data.json catalogues, harvested through local portals once per module."""
 import json
+import shutil
 
 import pytest
 
@@ -78,10 +79,10 @@ def harvest_selection(store: Store, socrata: dict = SOCRATA, pod_2013: dict = PO
 
 
 @pytest.fixture(scope="module")
-def real_store(tmp_path_factory):
-    require_fixtures()
-    store = Store(tmp_path_factory.mktemp("overlap") / "catalog.duckdb")
-    harvest_selection(store)
+def real_store(real_selection_path, tmp_path_factory):
+    db = tmp_path_factory.mktemp("overlap") / "catalog.duckdb"
+    shutil.copy(real_selection_path, db)   # (a module's overlap results stay its own)
+    store = Store(db)
     yield store
     store.close()
 
