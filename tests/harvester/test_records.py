@@ -370,3 +370,15 @@ def test_a_wide_dataset_is_pulled_merged_and_profiled_in_128_mb(tmp_path, monkey
     for path in published:
         metadata = pq.read_metadata(path)
         assert all(metadata.row_group(g).total_byte_size <= ROW_GROUP_BYTES for g in range(metadata.num_row_groups))
+
+
+def test_row_groups_are_cut_even_within_the_byte_budget(monkeypatch):
+    import harvester.records
+    from harvester.records import row_group_rows
+
+    monkeypatch.setattr(harvester.records, "ROW_GROUP_BYTES", 1_000_000)
+    page = pa.table({"t": ["x" * 246] * 10_000})   # 250 bytes a row (with its offset): 2.5 MB
+    assert row_group_rows(page) == 3_334   # three groups of at most 1 MB, even (not 4,000, 4,000 and 2,000)
+    assert row_group_rows(pa.table({"n": list(range(500_000))})) == 125_000   # 4 MB: at most ROW_GROUP_ROWS
+    assert row_group_rows(pa.table({"t": ["x" * 2_000_000]})) == 1   # a row over the budget: a group of its own
+    assert row_group_rows(page.slice(0, 0)) == 131_072
