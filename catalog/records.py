@@ -47,9 +47,10 @@ LOW_CARDINALITY = 500  # text columns with at most this many distinct values get
 PROFILE_MEMORY = "128MB"
 MERGE_MEMORY = "128MB"
 # a scan that does not fit its memory is run once more on one thread with this: each DuckDB
-# thread holds a row group of the Parquet it reads (and writes), whose size is its rows' width
-# times 131,072 (300,000 rows of 12 distinct 16-character texts did not fit a merge in 128 MB
-# on two threads; 1,000,000 rows of 30 needed 512 MB on one; docs/records.md)
+# thread holds a row group of the Parquet it reads (and writes), bounded by bytes since session
+# 24 (harvester.records.ROW_GROUP_BYTES; before, 131,072 rows whatever their width: 1,000,000
+# rows of 30 distinct 16-character texts needed 512 MB), and some buffers for each column it
+# reads: a merge of 1,000 text columns still needs 256 MB however few its rows (docs/records.md)
 SCAN_MEMORY_RETRY = "1GB"
 PROFILE_COLUMNS = 250   # columns profiled by one scan
 

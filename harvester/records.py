@@ -68,6 +68,12 @@ PART_SECONDS = 30
 # how a part is written (zstd at its fastest level: parts are written as fast as pages arrive)
 PART_COMPRESSION = {"compression": "zstd", "compression_level": 1}
 ROW_GROUP_ROWS = 128 * 1024
+# ...or fewer, so that a row group holds about this many bytes (as Arrow holds them; DuckDB's
+# merge counts its own, larger, measure): each DuckDB thread that reads a part (a merge, a
+# profile, a front end) holds two to three times a row group of the columns it reads. 131,072
+# rows of 30 distinct 16-character texts (63 MB) did not fit a 128 MB profile even on one
+# thread, nor did row groups of 16 MB of 200 40-character texts on two; 8 MB did (docs/records.md)
+ROW_GROUP_BYTES = 8 * 2**20
 # columns a pull takes: wide census tables run to a few thousand; a portal listing 10^6
 # fields would hold the run for days (the profile's cost grows with the square of them:
 # 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
@@ -1026,7 +1032,7 @@ def _keep_once(parts_dir: Path, key: str, repeated: tuple) -> int:
         temporary = part.with_name(part.name + ".tmp")
         with writing(temporary):
             pq.write_table(table, temporary, **PART_COMPRESSION, use_dictionary=dictionary_columns(table),
-                           row_group_size=ROW_GROUP_ROWS)
+                           row_group_size=row_group_rows(table))
         temporary.replace(part)
     return dropped
 
@@ -1077,7 +1083,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
                     if writer is None:
                         writer = pq.ParquetWriter(part_path, schema, **PART_COMPRESSION,
                                                   use_dictionary=dictionary)
-                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                    writer.write_table(table, row_group_size=row_group_rows(table))
                 written += table.num_rows
                 progress["rows"] += table.num_rows
             state_written = state
@@ -1142,6 +1148,18 @@ def _continues(source: RecordSource, tables, state: dict, last_part: Path) -> bo
     return True
 
 
+def row_group_rows(table: pa.Table) -> int:
+    """Rows a row group of `table`'s rows holds: at most ROW_GROUP_ROWS, and as many as fit
+    ROW_GROUP_BYTES at the table's mean width (at least one), the table cut into groups of
+    even rows (a page of 50,000 rows of 10 MB: two of 25,000, not 41,943 and 8,057)."""
+    rows = table.num_rows
+    if not rows:
+        return ROW_GROUP_ROWS
+    most = max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES * rows // max(table.nbytes, 1)))
+    groups = -(-rows // most)
+    return -(-rows // groups)
+
+
 def dictionary_columns(table: pa.Table) -> list[str]:
     """Text columns worth dictionary-encoding, judged on the first table: few distinct
     values. Trying it on every column (Arrow's default) doubled the write's CPU time on
@@ -1200,7 +1218,7 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
                     writer = pq.ParquetWriter(target, staged.schema_arrow, **PART_COMPRESSION,
                                               use_dictionary=dictionary)
                 with writing(target):
-                    writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+                    writer.write_table(table, row_group_size=row_group_rows(table))
                 written += table.num_rows
                 if written >= part_rows:
                     close()
@@ -1227,7 +1245,12 @@ def _merge(source: RecordSource, layout: RecordsLayout, portal_id: str, source_i
 
     def merge(con) -> None:
         con.execute("SET TimeZone = 'UTC'")   # (as the catalogue's)
-        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)")
+        # row groups bounded by bytes too (ROW_GROUP_BYTES), which DuckDB does only where it need
+        # not keep the rows' order: nothing relies on a merged dataset's order (the previous rows
+        # the delta does not hold, then the delta's; on one thread DuckDB keeps it all the same)
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, "
+                    f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, ROW_GROUP_SIZE_BYTES {ROW_GROUP_BYTES})")
 
     # on a DuckDB of its own, on one thread: the catalogue's connection (128 MB, every core)
     # failed the merge of 300,000 rows of 12 distinct texts, every night (docs/records.md). It

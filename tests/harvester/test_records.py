@@ -6,12 +6,14 @@ from datetime import UTC, date, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
 from harvester.records import Conversion, Field, _keep_once, csv_page, point_wkt, unique_fields
+from tests.conftest import harvest_with_records
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 
 VIEW = {"id": "abcd-1234", "name": "Calls", "columns": [
@@ -323,3 +325,60 @@ def test_an_incremental_merge_of_300000_rows_of_distinct_texts_fits_and_keeps_ea
                                             FROM read_parquet('{glob}')""").fetchone()
     assert (rows, ids) == (303_000, 303_000)
     assert edited == 6_000   # the delta's rows, edited ones in their new reading
+
+
+def _wide_table(first: int, last: int, columns: int, width: int, salt: str, updated_at: str) -> pa.Table:
+    """SODA rows `first`..`last` - 1 of `columns` distinct `width`-character texts."""
+    texts = ", ".join(f"repeat(md5('{salt}' || (i * {k + 1})::VARCHAR), 2)[:{width}] AS c{k}" for k in range(columns))
+    with duckdb.connect() as con:
+        return con.execute(f"""SELECT 'row-' || lpad(i::VARCHAR, 8, '0') AS ":id", '{updated_at}' AS ":updated_at",
+                                      {texts} FROM range({first}, {last}) t(i)""").to_arrow_table()
+
+
+@pytest.mark.parametrize("rows, columns, width", [(140_000, 30, 16), (20_000, 200, 40)])
+def test_a_wide_dataset_is_pulled_merged_and_profiled_in_128_mb(tmp_path, monkeypatch, rows, columns, width):
+    """Row groups were 131,072 rows whatever their width, and each DuckDB thread that reads a
+    part holds about twice one: a pull of 1,000,000 rows of 30 distinct 16-character texts
+    (63 MB a row group) fitted neither its merge nor its profile in 128 MB, and one of 200
+    40-character texts (a page of 20,000 rows: 176 MB) not even the 1 GB retry. Row groups
+    are bounded by bytes now (ROW_GROUP_BYTES): both pulls, full and incremental, fit 128 MB."""
+    import catalog.records
+
+    monkeypatch.setattr(catalog.records, "SCAN_MEMORY_RETRY", "1MB")   # (no retry: a scan fits 128 MB or fails)
+    view = {"id": "wide-0001", "name": "Wide", "columns": [{"fieldName": f"c{k}", "dataTypeName": "text"}
+                                                           for k in range(columns)]}
+    before = _wide_table(0, rows, columns, width, "before", "2024-01-15T12:00:00.000Z")
+    with SocrataPortal([discovery_entry(view)], records={"wide-0001": SodaTable(before)}) as portal:
+        db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, ["wide-0001"],
+                                          extra='domain = "data.example.org"\n')
+        assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+        edited = _wide_table(rows - 1_000, rows + 1_000, columns, width, "after", "2024-02-01T00:00:00.000Z")
+        portal.records["wide-0001"] = SodaTable(pa.concat_tables([before.slice(0, rows - 1_000), edited]))
+        db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, ["wide-0001"],
+                                          extra='domain = "data.example.org"\n')
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT mode, row_count, column_count FROM record_pulls").fetchone() == \
+            ("incremental", rows + 1_000, columns + 2)
+        assert con.execute("SELECT count(*), min(row_count) FROM column_profiles").fetchone() == (columns + 2, rows + 1_000)
+    published = list((tmp_path / "records" / "portal=sea" / "dataset=wide-0001").glob("*.parquet"))
+    table = pq.read_table(published)
+    assert table.num_rows == rows + 1_000 and pc.count_distinct(table[":id"]).as_py() == rows + 1_000
+    assert table.filter(pc.equal(table[":id"], f"row-{rows - 1:08d}"))["c0"].to_pylist() == \
+        edited.filter(pc.equal(edited[":id"], f"row-{rows - 1:08d}"))["c0"].to_pylist()   # its new reading
+    from harvester.records import ROW_GROUP_BYTES
+    for path in published:
+        metadata = pq.read_metadata(path)
+        assert all(metadata.row_group(g).total_byte_size <= ROW_GROUP_BYTES for g in range(metadata.num_row_groups))
+
+
+def test_row_groups_are_cut_even_within_the_byte_budget(monkeypatch):
+    import harvester.records
+    from harvester.records import row_group_rows
+
+    monkeypatch.setattr(harvester.records, "ROW_GROUP_BYTES", 1_000_000)
+    page = pa.table({"t": ["x" * 246] * 10_000})   # 250 bytes a row (with its offset): 2.5 MB
+    assert row_group_rows(page) == 3_334   # three groups of at most 1 MB, even (not 4,000, 4,000 and 2,000)
+    assert row_group_rows(pa.table({"n": list(range(500_000))})) == 125_000   # 4 MB: at most ROW_GROUP_ROWS
+    assert row_group_rows(pa.table({"t": ["x" * 2_000_000]})) == 1   # a row over the budget: a group of its own
+    assert row_group_rows(page.slice(0, 0)) == 131_072

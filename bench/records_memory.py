@@ -1,0 +1,155 @@
+"""Benchmark: the memory of a wide dataset's incremental merge and profile, run as a records
+pull runs them (a DuckDB of their own at 128 MB, once more on one thread with 1 GB where that
+does not fit: catalog.records.fitted_scan), with row groups bounded by bytes
+(harvester.records.ROW_GROUP_BYTES) and, with `--before`, by rows only as before session 24.
+
+For each shape (rows x columns x characters of distinct texts, nothing Parquet can share by
+dictionary): the previous records written by the pull's writer in pages of 10,000 rows, a
+delta of 1% edited and 1% new rows staged the same way, merged (`_merge`), the merged folder
+profiled (`measure_folder`); the build, the merge and the profile each in a process of its own,
+so each peak RSS is that step's. Prints seconds and CPU seconds (the machine's load stretches
+the first), peak RSS, the row groups, and whether the 1 GB retry ran (or failed even so).
+
+    python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40] [--before]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = 10_000
+PORTAL, DATASET = "city", "wide-0001"
+
+
+def _pages(first: int, last: int, columns: int, width: int, salt: str):
+    """(table, state) pages of rows `first`..`last` - 1 as a source gives them, the last state None."""
+    import duckdb
+
+    texts = ", ".join(f"repeat(md5('{salt}' || (i * {k + 1})::VARCHAR), 2)[:{width}] AS c{k}" for k in range(columns))
+    with duckdb.connect(config={"threads": 1}) as con:
+        for start in range(first, last, PAGE):
+            end = min(last, start + PAGE)
+            table = con.execute(f"""SELECT 'row-' || lpad(i::VARCHAR, 9, '0') AS ":id", {texts}
+                                    FROM range({start}, {end}) t(i)""").to_arrow_table()
+            yield table, (None if end == last else {"offset": end})
+
+
+def _write(folder: Path, pages) -> None:
+    """The pages written into parts of `folder` by the pull's own writer (_write_parts)."""
+    from harvester.records import PART_ROWS, _write_parts
+
+    folder.mkdir(parents=True)
+    first, state = next(pages)
+    progress = {"parts": [], "rows": 0, "state": None, "done": False}
+    _write_parts(None, first.schema, progress, folder.parent / f"{folder.name}.json", folder, PART_ROWS, 3600.0,
+                 iter([(first, state), *pages]))
+
+
+def build(work: Path, rows: int, columns: int, width: int) -> None:
+    from catalog.records import RecordsLayout
+
+    layout = RecordsLayout(work / "records")
+    _write(layout.folder(PORTAL, DATASET), _pages(0, rows, columns, width, "before"))
+    _write(work / "staging" / "parts", _pages(rows - rows // 100, rows + rows // 100, columns, width, "after"))
+
+
+def merge(work: Path, columns: int) -> None:
+    from types import SimpleNamespace
+
+    from catalog.records import RecordsLayout
+    from harvester.records import Field, _merge, merged_by_key_sql
+
+    fields = [Field(":id", "text")] + [Field(f"c{k}", "text") for k in range(columns)]
+    source = SimpleNamespace(merge_sql=lambda previous, delta: merged_by_key_sql(previous, delta, ":id", fields))
+    _merge(source, RecordsLayout(work / "records"), PORTAL, DATASET, work / "staging")
+
+
+def profile(work: Path) -> None:
+    from catalog.records import measure_folder
+
+    measure_folder(work / "staging" / "merged")
+
+
+def row_groups(folder: Path) -> str:
+    import pyarrow.parquet as pq
+
+    files = [pq.read_metadata(path) for path in sorted(folder.glob("*.parquet"))]
+    sizes = [f.row_group(g) for f in files for g in range(f.num_row_groups)]
+    return (f"{len(sizes)} row groups of {min(s.num_rows for s in sizes):,}-{max(s.num_rows for s in sizes):,} rows, "
+            f"up to {max(s.total_byte_size for s in sizes) / 2**20:.1f} MB")
+
+
+def child(step: str, work: Path, shape: tuple[int, int, int], before: bool) -> None:
+    """One step in this process: prints its seconds, peak RSS and whether the retry ran, as JSON."""
+    from bench.rss import PeakRss
+
+    if before:   # row groups by rows only: the byte bound out of reach
+        import harvester.records
+        harvester.records.ROW_GROUP_BYTES = 2**62
+    retried = []
+    handler = logging.Handler()
+    handler.emit = lambda record: retried.append(record.getMessage())
+    logging.getLogger("civicat.records").addHandler(handler)
+    memory, began, cpu, failed = PeakRss(), time.perf_counter(), time.process_time(), None
+    rows, columns, width = shape
+    try:
+        {"build": lambda: build(work, rows, columns, width), "merge": lambda: merge(work, columns),
+         "profile": lambda: profile(work)}[step]()
+    except Exception as exc:   # (the retry did not fit either)
+        failed = str(exc).splitlines()[0]
+    print(json.dumps({"seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu,
+                      "peak_rss_mb": memory.stop(),
+                      "retried": bool(retried), "failed": failed}))
+
+
+def run(step: str, work: Path, shape: str, before: bool) -> dict:
+    out = subprocess.run([sys.executable, "-m", "bench.records_memory", "--child", step, str(work), shape,
+                          *(["--before"] if before else [])], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shapes", default="300000x12x16,1000000x30x16,50000x200x40",
+                        help="rows x columns x characters, comma-separated")
+    parser.add_argument("--before", action="store_true", help="row groups by rows only, as before session 24")
+    parser.add_argument("--child", nargs=3, metavar=("STEP", "WORK", "SHAPE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        step, work, shape = args.child
+        child(step, Path(work), tuple(int(n) for n in shape.split("x")), args.before)
+        return
+    print(f"row groups bounded by {'rows only (before session 24)' if args.before else 'bytes and rows'}; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    for shape in args.shapes.split(","):
+        with tempfile.TemporaryDirectory(prefix="civicat-bench-") as tmp:
+            work = Path(tmp)
+            run("build", work, shape, args.before)
+            said = []
+            for step in ("merge", "profile"):
+                result = run(step, work, shape, args.before)
+                outcome = (f"FAILED ({result['failed']})" if result["failed"] else
+                           "did not fit 128 MB: retried with 1 GB" if result["retried"] else "fitted 128 MB")
+                said.append(f"{step} {result['seconds']:.1f} s (CPU {result.get('cpu_seconds', 0):.1f} s), peak RSS {result['peak_rss_mb']:.0f} MB, {outcome}")
+                if result["failed"]:
+                    break
+            print(f"{shape}: " + "; ".join(said), flush=True)
+            print(f"  previous: {row_groups(work / 'records' / f'portal={PORTAL}' / f'dataset={DATASET}')}")
+            if (work / "staging" / "merged").is_dir() and any((work / "staging" / "merged").glob("*.parquet")):
+                print(f"  merged: {row_groups(work / 'staging' / 'merged')}")
+    print(f"load average {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
