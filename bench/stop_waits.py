@@ -8,10 +8,17 @@ A stop that comes while the main thread is in a held statement of the catalogue'
     changed since the first harvest: the main thread's longest calls of the catalogue's
     connection; then the same sent SIGTERM 2 s into its UPDATE, and how long the UPDATE took
     to return after it;
+    and each COMMIT's growth of the WAL (what it wrote there), against a plain write and fsync
+    of as many bytes beside the catalogue;
+  - search: the first harvest sent SIGTERM 1 s into the search index build's longest statement
+    (its term frequencies), how long that statement took to return after it, and whether the
+    next harvest (nothing changed) builds the index;
+  - commit: what the merge's COMMIT spends on, a table shaped as `datasets` every row of which
+    is updated, with its key a PRIMARY KEY as the catalogue's and without;
   - records: an incremental pull's merge COPY of bench.harvest_records' 5,000,000 rows with
     a delta of 1% changed and 1% new rows, on a connection as the pull's.
 
-    python -m bench.stop_waits [--datasets 100000] [--rows 5000000] [--only catalogue|stopped|records]
+    python -m bench.stop_waits [--datasets 100000] [--rows 5000000] [--only catalogue|stopped|search|commit|records]
 """
 from __future__ import annotations
 
@@ -36,9 +43,10 @@ class CallTimes:
     SIGINT: a shell's background job ignores it, and so does civicat's stop then);
     `stop_waited`: the seconds from the signal to that call's return."""
 
-    def __init__(self, stop_in: str | None = None, after: float = 2.0):
+    def __init__(self, stop_in: str | None = None, after: float = 2.0, wal: Path | None = None):
         from catalog import uncut
         self.calls: list[tuple[float, str]] = []
+        self.commits: list[tuple[float, int]] = []   # each COMMIT's seconds and growth of the WAL `wal`
         self.stop_waited: float | None = None
         self._uncut, self._call = uncut, uncut.Connection._call
         timed_call = self._call
@@ -55,12 +63,16 @@ class CallTimes:
             stopping = stop_in is not None and not signalled and said.startswith(stop_in)
             if stopping:
                 threading.Timer(after, signal_now).start()
+            committing = wal is not None and said.startswith("COMMIT")
+            wal_before = wal_size(wal) if committing else 0
             began = time.perf_counter()
             try:
                 return timed_call(connection, method, args, kwargs)
             finally:
                 ended = time.perf_counter()
                 self.calls.append((ended - began, said))
+                if committing:
+                    self.commits.append((ended - began, wal_size(wal) - wal_before))
                 if stopping and signalled:
                     self.stop_waited = ended - signalled[0]
         uncut.Connection._call = call
@@ -70,6 +82,25 @@ class CallTimes:
 
     def close(self) -> None:
         self._uncut.Connection._call = self._call
+
+
+def wal_size(wal: Path) -> int:
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def write_seconds(directory: Path, size: int) -> float:
+    """The seconds a plain write of `size` bytes and its fsync take in `directory`."""
+    block = os.urandom(1 << 20)
+    path = directory / "write-speed.bin"
+    began = time.perf_counter()
+    with open(path, "wb") as out:
+        for _ in range(max(1, size >> 20)):
+            out.write(block)
+        out.flush()
+        os.fsync(out.fileno())
+    took = time.perf_counter() - began
+    path.unlink()
+    return took
 
 
 def catalogue_waits(datasets: int, *, unstopped: bool = True) -> None:
@@ -89,7 +120,8 @@ def catalogue_waits(datasets: int, *, unstopped: bool = True) -> None:
                 with connect(db) as con:
                     con.execute("UPDATE datasets SET raw_hash = 'stale'")
             store = Store(db)
-            times = CallTimes(stop_in="UPDATE datasets SET portal_id" if stopped else None)
+            times = CallTimes(stop_in="UPDATE datasets SET portal_id" if stopped else None,
+                              wal=db.with_name(db.name + ".wal"))
             started = time.perf_counter()
             try:
                 [result] = harvest([portal], store, HttpClient(), pool=pool, full=full).portals
@@ -109,7 +141,91 @@ def catalogue_waits(datasets: int, *, unstopped: bool = True) -> None:
                   f"{len(times.calls)} calls of the catalogue's connection in the main thread, the longest:")
             for seconds, said in times.longest():
                 print(f"  {seconds:6.2f} s  {said}")
+            for seconds, grown in sorted(times.commits, reverse=True)[:2]:
+                print(f"  a COMMIT of {seconds:.2f} s wrote {grown / 1e6:.0f} MB to the WAL; a plain write and "
+                      f"fsync of as many bytes there {write_seconds(db.parent, grown):.2f} s")
         pool.close()
+
+
+def search_waits(datasets: int) -> None:
+    """The first harvest stopped 1 s (less below 100,000 datasets) into the search build's term
+    frequencies; then harvested again."""
+    from catalog.store import Store, connect
+    from harvester.config import PortalConfig
+    from harvester.http import HttpClient
+    from harvester.mapping import WorkerPool
+    from harvester.pipeline import harvest
+
+    with serving("socrata", datasets) as server, tempfile.TemporaryDirectory() as tmp:
+        url = server.stdout.readline().strip()
+        portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain=DOMAIN)
+        db = Path(tmp) / "catalog.duckdb"
+        pool = WorkerPool()
+        for stopped in (True, False):
+            store = Store(db)
+            times = CallTimes(stop_in="CREATE OR REPLACE TABLE search_work.tf" if stopped else None,
+                              after=min(1.0, datasets / 100_000))   # (the statement's seconds grow with them)
+            started = time.perf_counter()
+            try:
+                [result] = harvest([portal], store, HttpClient(), pool=pool).portals
+                ended = f"{result.status}, {result.new} new"
+            except KeyboardInterrupt as stop:
+                ended = type(stop).__name__
+            store.close()
+            times.close()
+            with connect(db, read_only=True) as con:
+                state = con.execute("SELECT count(*), max(documents) FROM search_state").fetchone()
+                leftovers = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%_next'"
+                                        ).fetchone()[0]
+            index = f"index of {state[1]:,} documents" if state[0] else "no index"
+            search = sum(seconds for seconds, said in times.calls if "search" in said)
+            if stopped:
+                waited = "(the signal came after it)" if times.stop_waited is None else \
+                    f"{times.stop_waited:.2f} s after the signal"
+                print(f"first harvest, SIGTERM {min(1.0, datasets / 100_000):g} s into the search build's term "
+                      f"frequencies: the statement returned {waited}; the harvest ended {ended} in "
+                      f"{time.perf_counter() - started:.1f} s; {index}, {leftovers} tables left over")
+            else:
+                print(f"the next harvest, nothing changed: {ended} in {time.perf_counter() - started:.1f} s, of which "
+                      f"{search:.1f} s in the search build's statements; {index}, {leftovers} tables left over")
+        pool.close()
+
+
+def commit_parts(datasets: int) -> None:
+    """What the merge's COMMIT spends on: a table shaped as `datasets` (a VARCHAR key, texts,
+    lists) of `datasets` rows, every row updated in one transaction as the merge does (UPDATE
+    ... FROM), with the key a PRIMARY KEY as the catalogue's and without: the UPDATE's and the
+    COMMIT's seconds, the COMMIT's growth of the WAL, a CHECKPOINT after."""
+    from catalog import uncut
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for key in ("PRIMARY KEY", ""):
+            db = Path(tmp) / f"commit{len(key)}.duckdb"
+            with uncut.connect(config={"memory_limit": "1GB", "checkpoint_threshold": "1GB"}) as con:
+                con.execute(f"ATTACH '{db}' AS c (ROW_GROUP_SIZE 16384)")
+                con.execute("USE c")
+                con.execute(f"""CREATE TABLE d (uid VARCHAR {key}, title VARCHAR, description VARCHAR, keywords VARCHAR[],
+                                themes VARCHAR[], modified TIMESTAMPTZ, raw_hash VARCHAR)""")
+                con.execute("""INSERT INTO d SELECT 'p:' || i, 'title ' || i, repeat('words ', 60) || i, ['a', 'b' || i],
+                               ['t'], now(), md5(i::VARCHAR) FROM range($n) r(i)""", {"n": datasets})
+                con.execute("CHECKPOINT")
+                con.execute("BEGIN TRANSACTION")
+                began = time.perf_counter()
+                con.execute("""UPDATE d SET title = u.title, description = u.description, keywords = u.keywords,
+                               raw_hash = u.raw_hash
+                               FROM (SELECT uid, title || 'x' AS title, description || 'y' AS description,
+                                            keywords || ['z'] AS keywords, md5(raw_hash) AS raw_hash FROM d) u
+                               WHERE d.uid = u.uid""")
+                updated = time.perf_counter() - began
+                wal = db.with_name(db.name + ".wal")
+                before, began = wal_size(wal), time.perf_counter()
+                con.execute("COMMIT")
+                committed, grown = time.perf_counter() - began, wal_size(wal) - before
+                began = time.perf_counter()
+                con.execute("CHECKPOINT")
+                print(f"{datasets:,} rows updated, the key {key or 'not a primary key'}: UPDATE {updated:.2f} s, "
+                      f"COMMIT {committed:.2f} s (the WAL +{grown / 1e6:.1f} MB), a CHECKPOINT after "
+                      f"{time.perf_counter() - began:.2f} s")
 
 
 def records_waits(rows: int) -> None:
@@ -167,14 +283,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", type=int, default=100_000)
     parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--only", choices=("catalogue", "stopped", "records"),
+    parser.add_argument("--only", choices=("catalogue", "stopped", "search", "commit", "records"),
                         help="stopped: the catalogue's first harvest and the --full stopped, no other")
     args = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
     from harvester.stopping import stop_on_signals
     stop_on_signals()   # (as civicat's: a stop in a statement held or interrupted, catalog.uncut)
-    if args.only != "records":
+    if args.only in (None, "catalogue", "stopped"):
         catalogue_waits(args.datasets, unstopped=args.only != "stopped")
+    if args.only in (None, "search"):
+        search_waits(args.datasets)
+    if args.only in (None, "commit"):
+        commit_parts(args.datasets)
     if args.only in (None, "records"):
         records_waits(args.rows)
     print(f"load average {os.getloadavg()[0]:.1f}")

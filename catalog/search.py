@@ -42,6 +42,7 @@ from pathlib import Path
 
 import duckdb
 
+from catalog import uncut
 from catalog.lock import NO_ARROW_LAMBDAS
 from catalog.transactions import rollback
 
@@ -329,13 +330,34 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
         if force or not built or not _update(con, params, documents=built[0][1], updated=built[0][2]):
             _build(con, params)
     finally:
-        _drop_leftovers(con)
+        _drop_leftovers(con)   # (held, as every COMMIT and ROLLBACK here: a stop waits for them alone)
     return True
 
 
 def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
-    for name, select in STEPS.items():
-        _create(con, f"TABLE {name}", select, params)
+    # a stop interrupts the build's statements (3-8 s each at 100,000 datasets under load): what
+    # they write is thrown away (WORK, `_next` tables), the previous index kept until the swap
+    with uncut.interruptible(con):
+        for name, select in STEPS.items():
+            _create(con, f"TABLE {name}", select, params)
+        _build_next(con, params)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in BUILD:
+            con.execute(f"DROP TABLE {table}")
+            con.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
+        # the hits of a query are looked up by document id, not found by a scan of all
+        con.execute("CREATE UNIQUE INDEX search_documents_docid ON search_documents (docid)")
+        con.execute("DELETE FROM search_state")
+        con.execute(STATE, {**_only(STATE, params), "updated": 0})
+        con.execute("COMMIT")
+    except BaseException:
+        rollback(con)
+        raise
+
+
+def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:
+    """The BUILD tables as `_next` tables, on two cursors."""
     beside = con.cursor()   # (it starts in the connection's default database)
     stop = threading.Event()     # one side failed: the other starts no further table
     ours_done = threading.Event()
@@ -354,36 +376,25 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="civicat-search") as pool:
             aside = pool.submit(_build_tables, beside, BESIDE, params, stop)
             aside.add_done_callback(on_aside_done)
+            ours_failed = True
             try:
                 _build_tables(con, [table for table in BUILD if table not in BESIDE], params, stop)
-            except BaseException as exc:
+                ours_failed = False
+            except BaseException:
                 if aside.done() and aside.exception() is not None:
                     raise aside.exception() from None  # its failure stopped ours
-                stop.set()
-                if not isinstance(exc, KeyboardInterrupt):   # (a stop lets its table end: catalog.uncut)
-                    _interrupt_until(beside, aside.done)  # no use finishing its tables (nor waiting for them)
                 raise
             finally:
                 ours_done.set()
+                if ours_failed:   # (a stop or a failure: no use finishing its tables, nor waiting for them)
+                    stop.set()
+                    _interrupt_until(beside, aside.done)
                 wait([aside])   # (interrupted when ours failed: then ours is the error raised)
                 if watcher.ident is not None:
                     watcher.join()
             aside.result()
     finally:
         beside.close()
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table in BUILD:
-            con.execute(f"DROP TABLE {table}")
-            con.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
-        # the hits of a query are looked up by document id, not found by a scan of all
-        con.execute("CREATE UNIQUE INDEX search_documents_docid ON search_documents (docid)")
-        con.execute("DELETE FROM search_state")
-        con.execute(STATE, {**_only(STATE, params), "updated": 0})
-        con.execute("COMMIT")
-    except BaseException:
-        rollback(con)
-        raise
 
 
 class _Stopped(Exception):
@@ -408,21 +419,23 @@ def _interrupt_until(con: duckdb.DuckDBPyConnection, finished) -> None:
 
 def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, updated: int) -> bool:
     """Index only the datasets changed since the index was built, if they are few (see
-    UPDATE_SHARE); returns whether it did."""
-    for name, select in CHANGES.items():
-        _create(con, f"TABLE {name}", select, params)
-    changed = con.execute("SELECT (SELECT count(*) FROM search_work.gone) + (SELECT count(*) FROM search_work.changed)"
-                          ).fetchone()[0]
-    if updated + changed > UPDATE_SHARE * documents:
-        return False
-    for name, select in UPDATE_STEPS.items():
-        _create(con, f"TABLE {name}", select, params)
+    UPDATE_SHARE); returns whether it did. A stop interrupts it but for the COMMIT (as a build)."""
+    with uncut.interruptible(con):
+        for name, select in CHANGES.items():
+            _create(con, f"TABLE {name}", select, params)
+        changed = con.execute("SELECT (SELECT count(*) FROM search_work.gone) + "
+                              "(SELECT count(*) FROM search_work.changed)").fetchone()[0]
+        if updated + changed > UPDATE_SHARE * documents:
+            return False
+        for name, select in UPDATE_STEPS.items():
+            _create(con, f"TABLE {name}", select, params)
     con.execute("BEGIN TRANSACTION")
     try:
-        for statement in UPDATE:
-            con.execute(statement, _only(statement, params))
-        con.execute("DELETE FROM search_state")
-        con.execute(STATE, {**_only(STATE, params), "updated": updated + changed})
+        with uncut.interruptible(con):   # (rolled back below)
+            for statement in UPDATE:
+                con.execute(statement, _only(statement, params))
+            con.execute("DELETE FROM search_state")
+            con.execute(STATE, {**_only(STATE, params), "updated": updated + changed})
         con.execute("COMMIT")
     except BaseException:
         rollback(con)

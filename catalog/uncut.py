@@ -20,7 +20,8 @@ a writer's statements (seconds at most), its COMMITs and ROLLBACKs among them. I
 stop may throw away, which may take minutes: a reader's statements (catalog.lock.
 connect_read_only: `civicat sql`'s query, an export's COPY), a records pull's scans and merge
 COPY (staging only), a harvest's merge inside its transaction, rolled back after (the UPDATE of
-every dataset of a large portal when all changed: docs/benchmarks.md). A reader's statement
+every dataset of a large portal when all changed: docs/benchmarks.md), the search index's build
+(tables of its own until one short transaction swaps them in: catalog.search). A reader's statement
 dropped hung for good in its close (`civicat sql` stopped in a long query: no exit until a
 third signal).
 """
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 _MAIN = threading.main_thread().ident
 INTERRUPT_EVERY = 0.02   # seconds
@@ -38,6 +41,20 @@ def connect(database: str = ":memory:", *, interruptible: bool = False, **option
     import duckdb   # (here: the mapping workers import this module, and not DuckDB)
 
     return Connection(duckdb.connect(database, **options), interruptible=interruptible)
+
+
+@contextmanager
+def interruptible(con) -> Iterator[None]:
+    """`con`'s statements, in the block, interrupted by a stop: what they write is thrown away
+    after one (a Connection; DuckDB's own as it is)."""
+    if not isinstance(con, Connection):
+        yield
+        return
+    was, con.interruptible = con.interruptible, True
+    try:
+        yield
+    finally:
+        con.interruptible = was
 
 
 def interruptible_cursor(con) -> Connection:
@@ -54,6 +71,12 @@ class _Call:
 
 _running: list[_Call] = []         # the main thread's calls in progress, innermost last
 _held: list[BaseException] = []    # the stop that came during one of them
+# held to interrupt a call, and by the main thread to end one: no interrupt is sent once its call
+# has returned. (One sent as the statement ended - the look at `_running` before, the interrupt
+# after - landed on the next statement, a held ROLLBACK or what followed: DuckDB failed it and now
+# and then left its transaction open, on a connection used on.) One sent before the call returned
+# but after DuckDB's statement ended waits in DuckDB, which clears it as its next statement begins.
+_interrupting = threading.Lock()
 
 
 def in_statement() -> bool:
@@ -87,11 +110,14 @@ def interrupt_running() -> None:
 def _interrupt_while_running(call: _Call) -> None:
     """Interrupt `call`'s connection until the call returns: DuckDB clears an interrupt as a
     statement begins, so one alone, come before it began, would let a scan of minutes run on."""
-    while any(running is call for running in _running):
-        try:
-            call.connection.interrupt()
-        except Exception:   # (closed as the call returned)
-            return
+    while True:
+        with _interrupting:
+            if not any(running is call for running in _running):
+                return
+            try:
+                call.connection.interrupt()
+            except Exception:   # (closed meanwhile)
+                return
         time.sleep(INTERRUPT_EVERY)
 
 
@@ -120,11 +146,13 @@ class Connection:
             try:
                 result = method(*args, **kwargs)
             except BaseException as exc:
-                _running.pop()
+                with _interrupting:
+                    _running.pop()
                 if _held and not _running:
                     raise _held.pop() from exc   # (an interrupted statement's error is the stop)
                 raise
-            _running.pop()
+            with _interrupting:
+                _running.pop()
             if _held and not _running:
                 raise _held.pop()
         if result is self._con:   # (execute: for its fetchall)

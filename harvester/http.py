@@ -8,6 +8,7 @@ A 200 that carries HTML or broken JSON is a transient fault, never an empty answ
 from __future__ import annotations
 
 import codecs
+import collections
 import concurrent.futures
 import copy
 import email.utils
@@ -1193,10 +1194,14 @@ class _Lookups:
     connect timeout and every bound of the request. One lookup of a name at a time: an attempt
     (a retry, another thread) wanting a name still being looked up waits for that lookup, so a
     hanging resolver holds a thread a name, not one an attempt; and at most AT_ONCE lookups at a
-    time in the process (another name waits for a place within its connect timeout), so a
-    resolver that never answers holds AT_ONCE threads at most, however many names a harvest asks.
-    Nothing is kept once a lookup ends: the system's resolver caches answers, or not, as it is
-    set up to. What each lookup came to is told to the run's _ResolverWatch."""
+    time in the process, so a resolver that never answers holds AT_ONCE threads at most, however
+    many names a harvest asks. Another name waits for a place in turn (first come, first placed),
+    for as long as lookups keep being answered: it gives up only once the resolver has answered
+    none for its connect timeout, the lookups under way hanging. (A name that waited the connect
+    timeout for a place was counted unanswered, and given up after two such waits, though a slow
+    resolver was answering every name ahead of it.) Nothing is kept once a lookup ends: the
+    system's resolver caches answers, or not, as it is set up to. What each lookup came to is
+    told to the run's _ResolverWatch."""
 
     AT_ONCE = 8
 
@@ -1204,6 +1209,8 @@ class _Lookups:
         self._lock = threading.Lock()
         self._ended = threading.Condition(self._lock)
         self._pending: dict[tuple, concurrent.futures.Future] = {}
+        self._queue: collections.deque[object] = collections.deque()   # the names waiting for a place, in turn
+        self._answered_at = float("-inf")   # when a lookup last came to an answer (not EAI_AGAIN)
 
     def addresses(self, host: str, port: int, timeout, resolver: _ResolverWatch) -> list[str]:
         """The addresses of `host`, numeric, in the resolver's order (urllib3 tries them in turn)."""
@@ -1230,10 +1237,10 @@ class _Lookups:
             return LookupTimedOut(host, seconds, url, unanswered_for, limit)
 
         lookup = self._lookup(host, port, seconds, resolver, limit)
-        if lookup is None:   # (no place for it: the lookups of AT_ONCE other names are unanswered)
-            raise resolver.unanswered(host, asked, limit, timed_out)
-        try:
-            addresses = lookup.result(None if seconds is None else max(0.0, asked + seconds - time.monotonic()))
+        if lookup is None:   # (no place for it: the resolver has answered none of the AT_ONCE lookups under way)
+            raise resolver.unanswered(host, max(asked, self._answered_at), limit, timed_out)
+        try:   # (the connect timeout for the lookup itself: a place waited for is not its time)
+            addresses = lookup.result(seconds)
         except concurrent.futures.TimeoutError:
             raise resolver.unanswered(host, lookup.began, limit, timed_out) from None
         except socket.gaierror as exc:
@@ -1249,11 +1256,21 @@ class _Lookups:
     def _lookup(self, host: str, port: int, wait: float | None, resolver: _ResolverWatch,
                 limit: float) -> concurrent.futures.Future | None:
         """The lookup of `host` under way, or one started, its end told to `resolver`; None when
-        none could start within `wait` seconds (AT_ONCE lookups under way)."""
+        none could start, AT_ONCE lookups under way, and none of them answered for `wait` seconds."""
         key = (host, urllib3.util.connection.allowed_gai_family())   # (as addresses has it)
+        asked, turn = time.monotonic(), object()
         with self._lock:
-            if not self._ended.wait_for(lambda: key in self._pending or len(self._pending) < self.AT_ONCE, wait):
-                return None
+            self._queue.append(turn)
+            try:
+                while not (key in self._pending or len(self._pending) < self.AT_ONCE and self._queue[0] is turn):
+                    # (an answer is no silence of the resolver: the wait starts again from it)
+                    left = None if wait is None else max(asked, self._answered_at) + wait - time.monotonic()
+                    if left is not None and left <= 0:
+                        return None
+                    self._ended.wait(left)
+            finally:
+                self._queue.remove(turn)
+                self._ended.notify_all()   # (the next in turn may take a place)
             lookup = self._pending.get(key)
             if lookup is None or lookup.done():   # (one ended, its end being told: a retry asks again)
                 lookup = self._pending[key] = concurrent.futures.Future()
@@ -1279,6 +1296,8 @@ class _Lookups:
         with self._lock:
             if self._pending.get(key) is lookup:   # (whoever asks from now on starts a lookup of their own)
                 del self._pending[key]
+            if not (isinstance(failed, socket.gaierror) and failed.errno == socket.EAI_AGAIN):   # (as ended has it)
+                self._answered_at = time.monotonic()
             self._ended.notify_all()
 
 

@@ -1,5 +1,6 @@
 """Full-text search: ranking, filters, refresh after each harvest, parameterised queries."""
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -326,8 +327,6 @@ def test_a_table_that_fails_stops_the_other_cursors_at_once_with_its_own_error(t
                                                                               slow, late):
     """`late`: the slow table's query starts only after the other side has failed (as under
     load): an interrupt sent before a query starts is lost, so one alone let it run on."""
-    import time
-
     import duckdb
     endless = "(SELECT count(*) FROM range(20000000000) r WHERE hash(r.range) % 7 = 3) >= 0"  # minutes
     monkeypatch.setattr(search, "BUILD", {**search.BUILD, failing: "SELECT no_such_column FROM datasets",
@@ -353,6 +352,74 @@ def test_a_table_that_fails_stops_the_other_cursors_at_once_with_its_own_error(t
     monkeypatch.undo()
     assert uids(find(two_cities, "permits"))  # the previous index, and the next build works
     assert search.refresh(two_cities.con, force=True)
+
+
+@pytest.mark.parametrize("stopped_in", ["search_work.tf", "search_postings_next"])
+def test_a_stop_during_a_build_is_not_waited_for_and_the_previous_index_is_kept(two_cities, monkeypatch, stopped_in):
+    """The build's statements ran to their end when a stop came (held, catalog.uncut: 3-8 s each
+    at 100,000 datasets under load). What they write is thrown away by a stop (their own
+    in-memory database, `_next` tables dropped after), so they are interrupted now: the stop is
+    raised at once, both cursors' statements ended (the second cursor's documents, beside the
+    postings, too), the previous index kept whole and the next refresh builds. Each statement
+    stopped here would take minutes; a statement left running is ended after 60 s by the test,
+    which then fails."""
+    import threading
+
+    from catalog import uncut
+
+    before = find(two_cities, "building permits")
+    state = two_cities.con.execute("SELECT * FROM search_state").fetchall()
+    endless = "(SELECT count(*) FROM range(20000000000) r WHERE hash(r.range) % 7 = 3) >= 0"  # minutes
+    slow = {table: f"SELECT * FROM ({select}) WHERE {endless}"
+            for table, select in {**search.STEPS, **search.BUILD}.items() if table in (stopped_in.removesuffix("_next"),
+                                                                                  "search_documents")}
+    monkeypatch.setattr(search, "STEPS", {**search.STEPS, **{t: q for t, q in slow.items() if t in search.STEPS}})
+    monkeypatch.setattr(search, "BUILD", {**search.BUILD, **{t: q for t, q in slow.items() if t in search.BUILD}})
+    create, started, ended = search._create, threading.Event(), {}
+
+    def recorded(con, what, select, params):
+        if what == f"TABLE {stopped_in}":
+            started.set()
+        try:
+            create(con, what, select, params)
+        except BaseException as exc:   # (the stop, raised from the statement's own error: catalog.uncut)
+            ended[what] = " from ".join(type(e).__name__ for e in (exc, exc.__cause__) if e is not None)
+            raise
+        ended[what] = "finished"
+    monkeypatch.setattr(search, "_create", recorded)
+
+    def stop_in_it():   # (as Ctrl-C's handler, run while DuckDB's statement is under way)
+        started.wait()
+        time.sleep(0.3)
+        uncut.hold(KeyboardInterrupt())
+
+    def end_what_runs_on():
+        if not stopped.wait(60):
+            left_running.append(True)
+            two_cities.con.interrupt()
+    stopped, left_running = threading.Event(), []
+    threads = [threading.Thread(target=stop_in_it), threading.Thread(target=end_what_runs_on)]
+    for thread in threads:
+        thread.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            search.refresh(two_cities.con, force=True)
+    finally:
+        stopped.set()
+        for thread in threads:
+            thread.join()
+    assert left_running == []
+    assert ended[f"TABLE {stopped_in}"] == "KeyboardInterrupt from InterruptException"
+    if stopped_in == "search_postings_next":   # the other cursor's documents, under way beside
+        assert ended.get("TABLE search_documents_next") in (None, "InterruptException")
+    assert two_cities.con.execute("SELECT * FROM search_state").fetchall() == state
+    assert find(two_cities, "building permits") == before
+    assert two_cities.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%_next'"
+                                  ).fetchone()[0] == 0
+    monkeypatch.undo()
+    assert search.refresh(two_cities.con) is False   # (nothing changed since the index that was kept)
+    assert search.refresh(two_cities.con, force=True)
+    assert find(two_cities, "building permits") == before
 
 
 def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):

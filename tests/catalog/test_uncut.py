@@ -3,11 +3,13 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from catalog import uncut
 from catalog.uncut import Connection
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,6 +123,69 @@ def test_calls_answer_as_duckdb_s_and_other_threads_pass_through():
     with pytest.raises(duckdb.ConnectionException):
         con.execute("SELECT 1")
 
+
+
+class _LateInterrupts:
+    """A DuckDB connection whose interrupt comes LATE seconds after it is asked for: the thread
+    that interrupts held up between its look at the running call and its interrupt (as the
+    scheduler may hold it, under load)."""
+    LATE = 0.1
+
+    def __init__(self, con):
+        self._con = con
+
+    def interrupt(self) -> None:
+        time.sleep(self.LATE)
+        self._con.interrupt()
+
+    def __getattr__(self, name: str):
+        return getattr(self._con, name)
+
+
+def test_an_interrupt_meant_for_a_statement_never_lands_on_the_statements_after_it():
+    """A stop interrupts the main thread's interruptible statement until it returns; an interrupt
+    sent as the statement ended (its look at the call made before, its interrupt after) landed
+    on the next statement, a held ROLLBACK or what followed it: DuckDB failed it ("Interrupted!")
+    and left the transaction open now and then (4 ROLLBACKs in 20), on a connection used on (the
+    search index build's), the stop's KeyboardInterrupt replaced by that error. Now no interrupt
+    is sent once its call has returned. Rounds of a statement that ends of itself while its
+    interrupt is late."""
+    con = Connection(_LateInterrupts(duckdb.connect()), interruptible=True)
+    con.execute("SET enable_progress_bar = false")
+    con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 40) AS s FROM range(200000)")
+
+    def stop_once_in_a_statement():
+        while not uncut.in_statement():
+            time.sleep(0.0005)
+        uncut.interrupt_running()   # (as the thread that counts the stop signals does)
+
+    failed = []
+    for _ in range(10):
+        con.interruptible = True
+        con.execute("BEGIN TRANSACTION")
+        stopping = threading.Thread(target=stop_once_in_a_statement)
+        stopping.start()
+        try:
+            con.execute("UPDATE t SET s = s || 'y' WHERE i % 2 = 0")   # (tens of ms: it ends before the late interrupt)
+        except duckdb.InterruptException:
+            pass
+        con.interruptible = False   # what follows is held: never interrupted
+        try:
+            con.execute("ROLLBACK")
+            con.execute("SELECT count(*) FROM t a JOIN t b USING (i) JOIN t c USING (i)").fetchone()
+        except duckdb.Error as exc:
+            failed.append(str(exc))
+        stopping.join()
+        for thread in threading.enumerate():
+            if thread.name == "civicat-stop-interrupt":
+                thread.join()
+        try:
+            con.execute("ROLLBACK")   # (a transaction left open by a ROLLBACK interrupted)
+            failed.append("a transaction left open")
+        except duckdb.TransactionException:
+            pass
+    assert failed == []
+    assert con.execute("SELECT count(*) FROM t WHERE s LIKE '%y'").fetchone()[0] == 0
 
 
 def test_every_duckdb_connection_civicat_opens_is_opened_through_uncut():

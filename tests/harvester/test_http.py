@@ -801,6 +801,25 @@ def test_a_resolver_that_never_answers_holds_a_few_lookup_threads_however_many_n
         dropped.set()
 
 
+def test_names_queued_behind_a_slow_resolver_s_lookups_wait_their_turn_and_are_not_given_up(portal, resolver):
+    """A resolver that answers every name, slowly (0.3 s a name), asked 40 names at once: 8 are
+    looked up at a time and the rest wait for a place. A place freed by an answer is no silence
+    of the resolver: a name waited for one within its connect timeout, was counted unanswered,
+    and after two such waits (twice the connect timeout) given up for the run, its portal failed
+    though the resolver answered it and every other. Now a name waits for its place in turn for
+    as long as the resolver answers (it is silent only when none of the lookups under way ends)."""
+    names = [f"queued{number}.portal.test" for number in range(40)]
+    for name in names:
+        resolver.answers[name] = [(0.3, "127.0.0.1")]
+    port = portal.url.rsplit(":", 1)[1]
+    client = fast_client(max_attempts=5, connect_timeout=0.6)
+    with cut_short_after(client), concurrent.futures.ThreadPoolExecutor(len(names)) as threads:
+        fetched = list(threads.map(lambda name: client.get_json(f"http://{name}:{port}/doc").data, names))
+    assert fetched == [DOC] * len(names)
+    assert (client.stats.requests, client.stats.retries) == (40, 0)   # each name looked up once, in its turn
+    assert all(resolver.asked[name] == 1 for name in names)
+
+
 def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_once(tmp_path):
     """A port that refuses every connection was asked 5 times a request with backoff (~17 s), and
     for 3 requests before its host was given up (~50 s). A host refusing for `refused_limit`
