@@ -520,12 +520,12 @@ def test_records_replaced_since_the_read_copy_by_a_pull_of_as_many_rows_and_byte
     values = table[column].to_pylist()
     edited = next(i for i, value in enumerate(values) if value)
     values[edited] = "X" * len(values[edited])
-    next_pull = folder.with_name(folder.name + ".next")   # published as a pull publishes: a folder of its own
-    next_pull.mkdir()
+    layout = RecordsLayout.beside(seattle)
+    ready = layout.staging("sea", ID) / "ready"   # the next pull, published as a pull publishes it
+    ready.mkdir(parents=True)
     _written_as_large_as(table.set_column(table.schema.get_field_index(column), column, pa.array(values)),
-                         part.stat().st_size, next_pull / part.name)
-    folder.rename(folder.with_name(folder.name + ".retired"))
-    next_pull.rename(folder)
+                         part.stat().st_size, ready / part.name)
+    layout.publish(ready, "sea", ID)
     assert pq.read_metadata(folder / part.name).num_rows == 1000   # as many rows and bytes as the copy names
     with writer_under_way(seattle, "harvest"):
         result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out)])
