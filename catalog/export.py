@@ -75,9 +75,9 @@ class RecordsChanged(Exception):
 @dataclass(frozen=True)
 class Opened:
     """The catalogue an export reads: the catalogue itself, or its read copy while a writer
-    holds it (`open_for_export`)."""
+    holds it (`open_for_export`), as of `copy_written` (the time of the last write it holds, ns)."""
     con: duckdb.DuckDBPyConnection
-    read_copy: bool
+    copy_written: int | None
 
 
 def sha256_of(path: Path) -> str:
@@ -178,8 +178,7 @@ def open_for_export(db_path: str | Path) -> Opened:
     keeps the export out, as any writer did (exit 1: the previous export stands); cron tries
     again after it."""
     db_path = Path(db_path)
-    con, read_copy = catalogue_or_read_copy(db_path, open_catalogue, reading="exporting", refuse=_records_pull)
-    return Opened(con, read_copy)
+    return Opened(*catalogue_or_read_copy(db_path, open_catalogue, reading="exporting", refuse=_records_pull))
 
 
 def _records_pull(writer: dict | None) -> str | None:
@@ -211,8 +210,7 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
             # publishes a dataset's folder as its parts are linked (the parts, the profiles and the
             # manifest of one pull; a folder renamed away mid-copy failed the export). Its read copy
             # keeps no writer out: each folder is checked to be the pull the copy describes
-            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls,
-                                   opened is not None and opened.read_copy)
+            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls, opened and opened.copy_written)
         finally:
             if opened is None:
                 con.close()
@@ -301,12 +299,18 @@ def _pulls(con: duckdb.DuckDBPyConnection, existing: set[str]) -> list[tuple[str
 
 
 def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, str, int, int | None]],
-                  checked: bool = False) -> list[dict]:
+                  copy_written: int | None = None) -> list[dict]:
     """Each pulled dataset's parts, into the same Hive layout under `records/`. Paths are
     rebuilt from the ids through the records layout (sanitised, checked to stay inside),
     never taken from a stored path. Hard links where the file system allows: a pull
-    replaces a folder by renaming, never writes into a published part. `checked`: the parts
-    linked must be the pull the catalogue describes, its rows and bytes (RecordsChanged)."""
+    replaces a folder by renaming, never writes into a published part. `copy_written`: the
+    pulls are the read copy's, as of that time (ns): the parts linked must be the pull it
+    describes (else RecordsChanged), their rows and bytes, and their folder published before
+    it. Rows and bytes alone do not tell two pulls apart (a value edited in place may keep
+    the bytes), but a folder published since the copy is another pull: a pull publishes a
+    folder made as it publishes (or as it wrote it), and the catalogue's last write, the
+    copy's time, comes after every publish of the pulls it records."""
+    checked = copy_written is not None
     target = RecordsLayout(staging / RECORDS)
     entries = []
     for portal_id, source_id, rows, size in pulls:
@@ -326,13 +330,22 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
             if not checked:
                 raise
             linked = None   # (its folder replaced as its parts were linked)
+        # (the folder's time looked at once its parts are linked: replaced before or meanwhile, it is the new one's)
         if checked and (linked is None or sum(e["rows"] for e in linked) != rows
-                        or (size is not None and sum(e["bytes"] for e in linked) != size)):
+                        or (size is not None and sum(e["bytes"] for e in linked) != size)
+                        or _modified(source) > copy_written):
             raise RecordsChanged(f"the records of {portal_id}:{source_id} in {source} are not the pull the read "
                                  f"copy describes ({rows} rows, {size} bytes): a records pull replaced them since; "
                                  "export again when it ends")
         entries += linked
     return entries
+
+
+def _modified(folder: Path) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except FileNotFoundError:   # (being replaced, where folders are not swapped in one step)
+        return 2**63
 
 
 def _link_part(part: Path, copy: Path, staging: Path) -> dict:

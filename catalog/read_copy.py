@@ -166,23 +166,26 @@ def is_current(db_path: str | Path) -> bool:
 
 def as_of(db_path: str | Path) -> str:
     """The time of the last write the read copy holds (UTC, ISO 8601, to the second)."""
-    mtime = os.stat(read_copy_path(db_path)).st_mtime
-    return datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds")
+    return _iso(os.stat(read_copy_path(db_path)).st_mtime_ns)
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds")
 
 
 def catalogue_or_read_copy(db_path: Path, open_db: Callable[[Path], Any], *,
                            reading: str = "reading", refuse: Callable[[dict | None], str | None] | None = None
-                           ) -> tuple[Any, bool]:
+                           ) -> tuple[Any, int | None]:
     """`open_db(db_path)`, the catalogue; while a writer holds it, `open_db` of its read copy,
-    saying so on stderr with the time it is from (`reading`: what the reader does with it); and
-    whether it is the copy. Without a copy, the catalogue's own error. `refuse`, given the holder record of the
+    saying so on stderr with the time it is from (`reading`: what the reader does with it); and,
+    when it is the copy, that time (its modification time, ns; None: the catalogue). Without a copy, the catalogue's own error. `refuse`, given the holder record of the
     civicat writer (None: no civicat writer's), says why the copy may not stand in for the
     catalogue while that one writes, raised as CatalogueBusy; None: it may."""
     import duckdb
 
     copy = read_copy_path(db_path)
     try:
-        return open_db(db_path), False
+        return open_db(db_path), None
     except duckdb.IOException as exc:
         if not file_locked(exc) or not copy.exists():
             raise
@@ -194,8 +197,8 @@ def catalogue_or_read_copy(db_path: Path, open_db: Callable[[Path], Any], *,
     why_not = refuse(current_writer(db_path)) if refuse else None
     if why_not:
         raise CatalogueBusy(f"{db_path} {writer}: {why_not}")
-    written = as_of(db_path)   # (before the open: a copy published meanwhile is newer, never older)
+    written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer, never older)
     con = open_db(copy)
     read_log.warning("%s %s: %s its read copy %s, the catalogue as of %s (when the last writer ended)",
-                     db_path, writer, reading, copy, written)
-    return con, True
+                     db_path, writer, reading, copy, _iso(written))
+    return con, written

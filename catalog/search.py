@@ -386,15 +386,25 @@ def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:
                 raise
             finally:
                 ours_done.set()
-                if ours_failed:   # (a stop or a failure: no use finishing its tables, nor waiting for them)
-                    stop.set()
-                    _interrupt_until(beside, aside.done)
-                wait([aside])   # (interrupted when ours failed: then ours is the error raised)
-                if watcher.ident is not None:
-                    watcher.join()
+                try:
+                    if ours_failed:   # (a stop or a failure: no use finishing its tables, nor waiting for them)
+                        _stop_aside(stop, beside, aside)
+                    wait([aside])   # (interrupted when ours failed: then ours is the error raised)
+                except BaseException:   # (a stop as we wait for it, outside any statement: likewise)
+                    _stop_aside(stop, beside, aside)
+                    raise
+                finally:
+                    if watcher.ident is not None:
+                        watcher.join()
             aside.result()
     finally:
         beside.close()
+
+
+def _stop_aside(stop: threading.Event, beside: duckdb.DuckDBPyConnection, aside) -> None:
+    """The other cursor's build given up: no further table started, the one under way interrupted."""
+    stop.set()
+    _interrupt_until(beside, aside.done)
 
 
 class _Stopped(Exception):

@@ -333,7 +333,8 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
     while True:
         try:
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
-                copy_done = bring_read_copy_up_to_date(db_path)
+                bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
+                copy_done = True
             return opener(db_path)
         except duckdb.IOException as exc:
             if not file_locked(exc):
@@ -351,27 +352,21 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
             time.sleep(min(2, left))
 
 
-def bring_read_copy_up_to_date(db_path: Path) -> bool:
+def bring_read_copy_up_to_date(db_path: Path) -> None:
     """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
     write, for the readers while it writes. The last writer's copy is missing when it was stopped
     or killed, or its copy failed; a writer killed after its commits left them in the WAL alone,
     which the opener would replay: the copy, made of the file without them, went back to the
-    writer before it. So a WAL is checkpointed into the file first. False when another process
-    has the file open for writing (DuckDB's lock): the caller waits for it, and calls again."""
-    import duckdb
-
-    from catalog.lock import checkpoint_wal, file_locked
+    writer before it. So a WAL is checkpointed into the file first. DuckDB's lock error when
+    another process has the file open for writing: the caller waits for it, and calls again
+    (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy left
+    behind it)."""
+    from catalog.lock import checkpoint_wal
     from catalog.read_copy import has_wal
 
     if has_wal(db_path):
-        try:
-            checkpoint_wal(db_path)
-        except duckdb.IOException as exc:
-            if file_locked(exc):
-                return False
-            raise _cannot_open(db_path, exc) from None
+        checkpoint_wal(db_path)
     publish_read_copy(db_path, if_stale=True)
-    return True
 
 
 def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> None:

@@ -486,3 +486,49 @@ def test_records_replaced_since_the_read_copy_fail_its_export_never_mixed_with_i
     assert f"the records of sea:{ID} in {folder} are not the pull the read copy describes (1000 rows" in result.output
     assert exported(out) == previous
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+
+
+def _written_as_large_as(table: pa.Table, size: int, path: Path) -> None:
+    """`table` as Parquet at `path`, `size` bytes: smaller than a pull writes it (zstd at its
+    slowest level, no statistics), then padded in its footer's key-value metadata."""
+    from harvester.records import dictionary_columns
+
+    pad = 0
+    for _ in range(10):
+        with pq.ParquetWriter(path, table.schema, compression="zstd", compression_level=22, store_schema=False,
+                              use_dictionary=dictionary_columns(table), write_statistics=False) as writer:
+            writer.write_table(table)
+            writer.add_key_value_metadata({"pad": "x" * pad})
+        if path.stat().st_size == size:
+            return
+        pad = max(0, pad + size - path.stat().st_size)
+    raise AssertionError(f"{path} not written in {size} bytes")
+
+
+def test_records_replaced_since_the_read_copy_by_a_pull_of_as_many_rows_and_bytes_fail_its_export(tmp_path, seattle):
+    """Rows and bytes do not tell two pulls apart: the next pull of a dataset whose rows were
+    edited in place ('OPEN' to 'SHUT') may write as many bytes. A folder published since the read
+    copy was made is not the pull the copy describes, whatever its size: the export fails, the
+    previous one stands. (r24: exported, its parts beside the copy's profiles of the pull before.)"""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    folder = RecordsLayout.beside(seattle).folder("sea", ID)
+    [part] = folder.glob("part-*.parquet")
+    table = pq.read_table(part)
+    column = next(field.name for field in table.schema if pa.types.is_string(field.type) and field.name != ":id")
+    values = table[column].to_pylist()
+    edited = next(i for i, value in enumerate(values) if value)
+    values[edited] = "X" * len(values[edited])
+    layout = RecordsLayout.beside(seattle)
+    ready = layout.staging("sea", ID) / "ready"   # the next pull, published as a pull publishes it
+    ready.mkdir(parents=True)
+    _written_as_large_as(table.set_column(table.schema.get_field_index(column), column, pa.array(values)),
+                         part.stat().st_size, ready / part.name)
+    layout.publish(ready, "sea", ID)
+    assert pq.read_metadata(folder / part.name).num_rows == 1000   # as many rows and bytes as the copy names
+    with writer_under_way(seattle, "harvest"):
+        result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"the records of sea:{ID} in {folder} are not the pull the read copy describes" in result.output
+    assert exported(out) == previous

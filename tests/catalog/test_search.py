@@ -422,6 +422,54 @@ def test_a_stop_during_a_build_is_not_waited_for_and_the_previous_index_is_kept(
     assert find(two_cities, "building permits") == before
 
 
+def test_a_stop_while_the_build_waits_for_the_other_cursor_interrupts_its_tables(two_cities, monkeypatch):
+    """Our cursor's tables built, the build waits for the other cursor's (its documents): a stop
+    then comes outside any statement (Ctrl-C's handler raises it where Python is, the wait), and
+    the other cursor's statements are of no use either: interrupted, the stop raised at once,
+    the previous index kept. (r24: only a failure or stop of our tables interrupted them; here
+    the documents' statement ran to its end, seconds at 100,000 datasets, before the stop left.)"""
+    import signal
+    import threading
+
+    before = find(two_cities, "building permits")
+    state = two_cities.con.execute("SELECT * FROM search_state").fetchall()
+    slow = "(SELECT count(*) FROM range(3000000000) r WHERE hash(r.range) % 7 = 3) >= 0"   # a minute or more
+    monkeypatch.setattr(search, "BUILD", {**search.BUILD,
+                                          "search_documents": f"SELECT * FROM ({search.BUILD['search_documents']}) "
+                                                              f"WHERE {slow}"})
+    ours = [table for table in search.BUILD if table not in search.BESIDE]
+    create, ours_built, ended = search._create, threading.Event(), {}
+
+    def recorded(con, what, select, params):
+        try:
+            create(con, what, select, params)
+        except BaseException as exc:
+            ended[what] = type(exc).__name__
+            raise
+        ended[what] = "finished"
+        if all(ended.get(f"TABLE {table}_next") == "finished" for table in ours):
+            ours_built.set()
+    monkeypatch.setattr(search, "_create", recorded)
+
+    def stop_while_it_waits():   # (as Ctrl-C: a signal to the main thread, waiting for the other cursor)
+        if ours_built.wait(120):
+            time.sleep(0.3)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    stopper = threading.Thread(target=stop_while_it_waits)
+    stopper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            search.refresh(two_cities.con, force=True)
+    finally:
+        ours_built.set()
+        stopper.join()
+    assert ended["TABLE search_documents_next"] == "InterruptException"   # not run to its end
+    assert two_cities.con.execute("SELECT * FROM search_state").fetchall() == state
+    assert find(two_cities, "building permits") == before
+    assert two_cities.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%_next'"
+                                  ).fetchone()[0] == 0
+
+
 def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
     import duckdb
     db = tmp_path / "old.duckdb"

@@ -651,6 +651,48 @@ def test_the_commits_of_a_writer_killed_with_its_wal_are_in_the_copy_the_next_wr
     assert json.loads(invoke("sql", "--db", str(db), "--json", live).stdout) == [{"live": 0}]
 
 
+def test_a_writer_that_waited_for_a_process_holding_the_file_brings_the_copy_up_to_date_all_the_same(
+        tmp_path, portal, monkeypatch):
+    """The killed writer's WAL cannot be checkpointed while another process (a notebook) has the
+    file open for writing: the writer waits for it, then checkpoints and brings the copy up to date
+    before it opens the catalogue. (r24: the notebook closing between the two, the writer opened
+    the catalogue at once, replaying the WAL, and left the copy without the killed writer's
+    commits for its readers.)"""
+    import math
+    import time
+
+    import duckdb
+
+    import catalog.lock
+    from catalog.store import Store
+    from harvester.cli import Wait, open_for_writing, writer_lock
+
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    killed = subprocess.run([sys.executable, "-c", WRITER_STARTED, str(db), "killed"], capture_output=True, text=True,
+                            timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+    assert killed.returncode == -9, killed.stderr
+    checkpoint_wal, refused = catalog.lock.checkpoint_wal, []
+
+    def held_by_a_notebook_that_closes_now(path):
+        if not refused:
+            refused.append(path)
+            raise duckdb.IOException(f'IO Error: Could not set lock on file "{path}": Conflicting lock is held in '
+                                     "/usr/bin/python3 (PID 4242). See also https://duckdb.org/docs/connect/concurrency")
+        checkpoint_wal(path)
+
+    monkeypatch.setattr(catalog.lock, "checkpoint_wal", held_by_a_notebook_that_closes_now)
+    lock = writer_lock(db, Wait(-math.inf))
+    try:
+        open_for_writing(Store, db, Wait(time.monotonic() + 60, 1)).close()
+    finally:
+        lock.release()
+    assert refused == [db]
+    with duckdb.connect(str(read_copy_path(db)), read_only=True) as copy:   # the killed writer's commit, in the copy
+        assert copy.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone() == (0,)
+
+
 def test_a_damaged_catalogue_is_said_so_not_taken_for_one_a_process_writes(tmp_path, portal):
     """DuckDB's error for a damaged file ("Corrupt database file: computed checksum ... in block
     at location ...") has "lock" in it (b-l-o-c-k): it was taken for another process's lock on
