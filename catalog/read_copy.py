@@ -32,14 +32,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from catalog.files import sync, writing
+from catalog.files import copy_bytes, sync, writing
 from catalog.lock import CatalogueBusy, current_writer, file_locked, file_writer
 
 log = logging.getLogger("civicat.read_copy")
 read_log = logging.getLogger("civicat.read")   # (the readers' words)
-
-_CHUNK = 1 << 30   # bytes per copy_file_range call (the kernel copies them, no user-space buffer)
-
 
 def read_copy_path(db_path: str | Path) -> Path:
     """`data/civicat.duckdb` → `data/civicat.read.duckdb`."""
@@ -125,27 +122,7 @@ def _copy_file(source: Path, target: Path) -> int:
             raise held from None
         target.unlink(missing_ok=True)   # (a copy killed half-way: its permissions are not ours to keep)
         with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
-            return _copy_bytes(src, dst)
-
-
-def _copy_bytes(src, dst) -> int:
-    size = os.fstat(src.fileno()).st_size
-    done = 0
-    while done < size:
-        try:
-            copied = os.copy_file_range(src.fileno(), dst.fileno(), min(_CHUNK, size - done))
-        except OSError:   # (file systems without it, across devices on older kernels)
-            copied = 0
-        if copied == 0:
-            break
-        done += copied
-    if done < size:   # the rest by reads and writes
-        src.seek(done)
-        dst.seek(done)
-        while block := src.read(1 << 20):
-            dst.write(block)
-            done += len(block)
-    return done
+            return copy_bytes(src.fileno(), dst.fileno())
 
 
 def has_wal(db_path: str | Path) -> bool:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import orjson
 
-from catalog.files import writing
+from catalog.files import copy_bytes, writing
 from catalog.lazy import LazyModule
 
 pa = LazyModule("pyarrow")
@@ -258,21 +258,27 @@ class Stage:
         with self._lock:
             return next(self._numbers)
 
-    def part_written(self, number: int, longest: int) -> None:
+    def part_written(self, number: int, longest: int, lines: int | None = None) -> None:
+        """Part `number` is written, its longest raw line `longest` bytes; `lines`: its raw
+        lines, when known (a part that fits the batch file whole is then copied in the kernel,
+        never read here)."""
         self.parts += 1
         self.longest = max(self.longest, longest)
         # queued, not waited for: a row group of raw entries takes ~0.5 s to insert, which
         # held up whoever wrote the next part (the listing's thread) when it waited
         while self._loading and (self._loading[0].done() or len(self._loading) >= self.LOADS_QUEUED):
             self._loading.popleft().result()  # a failed load surfaces here
-        self._loading.append(self._loader.submit(self._load, number, longest))
+        self._loading.append(self._loader.submit(self._load, number, longest, lines))
 
-    def _load(self, number: int, longest: int) -> None:
+    def _load(self, number: int, longest: int, lines: int | None = None) -> None:
         part = raw_part(self.directory, number)
+        self._raw_longest = max(self._raw_longest, longest)
+        if lines is not None and self._append_whole(part, lines):
+            part.unlink()
+            return
         data, start = part.read_bytes(), 0
         if data == b"\n":  # an empty batch's part
             data = b""
-        self._raw_longest = max(self._raw_longest, longest)
         while start < len(data):
             # the part's lines into the batch file, up to raw_rows in all (a row group): an
             # insert of whole row groups only, as a partial row group between full ones made
@@ -308,6 +314,28 @@ class Stage:
                 self._load_waiting_raw()
         part.unlink()
 
+    def _append_whole(self, part: Path, lines: int) -> bool:
+        """A part of `lines` lines appended whole to the batch file when all of it fits there
+        (most parts: a row group holds 16 and more), copied in the kernel (a part's read, its
+        lines counted and its write cost the harvest's process ~0.4 s of CPU at 100,000
+        entries); the batch file loaded if that fills it. False when it does not fit."""
+        if lines == 0:   # (an empty batch's part: a newline alone)
+            return True
+        if lines > self.raw_rows - self._raw_rows:
+            return False
+        if self.raw_bytes is not None and part.stat().st_size > \
+                self.raw_bytes - (self._raw_file.tell() if self._raw_file is not None else 0):
+            return False
+        if self._raw_file is None:
+            self._raw_file = open(self.path(f"raw-batch-{next(self._raw_files):06d}", ".tsv"), "wb")  # noqa: SIM115
+        with writing(self._raw_file.name), open(part, "rb") as source:
+            self._raw_file.flush()
+            copy_bytes(source.fileno(), self._raw_file.fileno())
+        self._raw_rows += lines
+        if self._raw_rows >= self.raw_rows:
+            self._load_waiting_raw()
+        return True
+
     def _load_waiting_raw(self) -> None:
         """The batch file as it is, into the catalogue."""
         if self._raw_file is not None:
@@ -326,7 +354,7 @@ class Stage:
     def write_batch(self, batch: RecordBatch) -> None:
         number = self.new_part()
         batch.write(self.directory, number)
-        self.part_written(number, batch.longest)
+        self.part_written(number, batch.longest, len(batch))
 
     def add(self, record: dict, raw_json: str | bytes, details_json: str | bytes | None, raw_hash: str) -> None:
         """Stage one record here, in this process (worker processes write whole batches)."""

@@ -508,7 +508,11 @@ class Store:
                 counts = _merge_staged(cur, staged_files, now, rewrite) if staged_files else {}
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                 removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
-                if counts.get("new") or counts.get("changed"):  # versions superseded by this merge (else none is)
+                # the versions this merge superseded: a changed dataset's previous one. A new
+                # dataset supersedes none (its uid had no row, and a failed run's raw versions
+                # were pruned as this run began): a portal's first harvest skips the scan of
+                # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
+                if counts.get("changed"):
                     cur.execute(PRUNE_RAW, {"portal": portal_id})
                 cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
                             f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})

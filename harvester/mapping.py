@@ -484,7 +484,7 @@ class Mapper:
             self.on_error(source_id, stage, error_type, message, severity)
             if severity == "error":  # rejected: the catalogue keeps another version, or none
                 self._unsettle(pages.get(source_id))
-        self.stage.part_written(result.number, result.longest)
+        self.stage.part_written(result.number, result.longest, result.staged)
 
     def finish(self) -> None:
         """Map what is left and wait for every batch: the stage is then complete. The

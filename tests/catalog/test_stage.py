@@ -30,6 +30,33 @@ def test_raw_entries_are_handed_over_a_row_group_at_a_time_and_the_rest_at_close
     assert not any(raw_part(tmp_path, n).exists() for n in range(6))  # copied into the batches
 
 
+def test_whole_parts_are_copied_into_the_batch_file_in_the_kernel(tmp_path, monkeypatch):
+    """A part that fits the batch file whole is copied there by copy_file_range, never read by
+    the loader thread; a part that straddles two row groups is cut between its lines as before."""
+    import os
+
+    monkeypatch.setattr(Stage, "BATCH", 2)  # parts of 2 entries, row groups of 5
+    copied, copy_file_range = [], os.copy_file_range
+
+    def copying(source, target, count, *args):
+        done = copy_file_range(source, target, count, *args)
+        copied.append(done)
+        return done
+
+    monkeypatch.setattr(os, "copy_file_range", copying)
+    loads = []
+    stage = Stage(tmp_path, lambda files, longest: loads.append(files[0].read_bytes().splitlines()), raw_rows=5)
+    raws = staged_raw(stage, 11)
+    stage.close()
+    assert [len(lines) for lines in loads] == [5, 5, 1]
+    assert [line.split(b"\t")[1] for lines in loads for line in lines] == raws  # each once, in order
+    # parts 0 and 1 whole; part 2 cut (the first row group full after its first line); parts 3
+    # and 4 whole; the last entry's part, written as the stage closes, whole
+    lines = [line for batch in loads for line in batch]
+    assert copied == [sum(len(lines[i]) + 1 for i in part) for part in ([0, 1], [2, 3], [6, 7], [8, 9], [10])]
+    assert not any(raw_part(tmp_path, n).exists() for n in range(6))
+
+
 def test_a_stage_with_nothing_staged_writes_no_part_and_loads_nothing(tmp_path):
     """An unchanged night: ids seen, no record staged. No empty part is written (nor Parquet's
     writer imported for it): the merge finds no part and skips the staged records."""

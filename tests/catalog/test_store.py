@@ -194,6 +194,20 @@ def test_listed_but_invalid_entries_are_not_marked_deleted(store):
     assert counts["removed"] == 0
 
 
+def test_a_merge_that_only_adds_datasets_scans_no_raw_version_and_one_that_changes_prunes(store):
+    """A new dataset supersedes no raw version, so a merge of new datasets alone skips the
+    prune's scan of every raw version (a portal's first harvest); a changed one's previous
+    version goes. A version no dataset points at is put here by hand, as no harvest leaves one
+    (a failed run's are pruned as the next begins): the first merge keeps it, the second not."""
+    store.con.execute("""INSERT INTO raw_records VALUES ('city:gone', 'h', 'city', 'gone', '{"id":"gone"}', NULL, now())""")
+    assert store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)["new"] == 1
+    assert rows(store, "SELECT uid FROM raw_records ORDER BY uid") == [("city:a",), ("city:gone",)]
+    counts = store.commit_portal(stage_of(store, [record("a", title="Permits")]), "city", T0 + timedelta(days=1),
+                                 mark_deleted=True)
+    assert counts["changed"] == 1
+    assert rows(store, "SELECT uid, raw->>'title' FROM raw_records ORDER BY uid") == [("city:a", "Permits")]
+
+
 def test_deletion_is_scoped_to_the_portal(store):
     store.commit_portal(stage_of(store, [record("a", portal="one")]), "one", T0, mark_deleted=True)
     store.commit_portal(stage_of(store, [record("z", portal="two")]), "two", T0, mark_deleted=True)
