@@ -354,6 +354,14 @@ def test_a_table_that_fails_stops_the_other_cursors_at_once_with_its_own_error(t
     assert search.refresh(two_cities.con, force=True)
 
 
+def assert_previous_index_kept(catalogue, state, before) -> None:
+    """After a stopped build: the index as it was (its state, a query's hits), no `_next` table left."""
+    assert catalogue.con.execute("SELECT * FROM search_state").fetchall() == state
+    assert find(catalogue, "building permits") == before
+    assert catalogue.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%_next'"
+                                 ).fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("stopped_in", ["search_work.tf", "search_postings_next"])
 def test_a_stop_during_a_build_is_not_waited_for_and_the_previous_index_is_kept(two_cities, monkeypatch, stopped_in):
     """The build's statements ran to their end when a stop came (held, catalog.uncut: 3-8 s each
@@ -412,10 +420,7 @@ def test_a_stop_during_a_build_is_not_waited_for_and_the_previous_index_is_kept(
     assert ended[f"TABLE {stopped_in}"] == "KeyboardInterrupt from InterruptException"
     if stopped_in == "search_postings_next":   # the other cursor's documents, under way beside
         assert ended.get("TABLE search_documents_next") in (None, "InterruptException")
-    assert two_cities.con.execute("SELECT * FROM search_state").fetchall() == state
-    assert find(two_cities, "building permits") == before
-    assert two_cities.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%_next'"
-                                  ).fetchone()[0] == 0
+    assert_previous_index_kept(two_cities, state, before)
     monkeypatch.undo()
     assert search.refresh(two_cities.con) is False   # (nothing changed since the index that was kept)
     assert search.refresh(two_cities.con, force=True)
@@ -464,10 +469,7 @@ def test_a_stop_while_the_build_waits_for_the_other_cursor_interrupts_its_tables
         ours_built.set()
         stopper.join()
     assert ended["TABLE search_documents_next"] == "InterruptException"   # not run to its end
-    assert two_cities.con.execute("SELECT * FROM search_state").fetchall() == state
-    assert find(two_cities, "building permits") == before
-    assert two_cities.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%_next'"
-                                  ).fetchone()[0] == 0
+    assert_previous_index_kept(two_cities, state, before)
 
 
 def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
