@@ -661,7 +661,9 @@ class ThinsAndGoesDown(GoesDown, ThinsAfterCutting):
          "to be read again, split, under the wider margin learned since"),
     *[(up, "a pull cut short cannot go on from where it stopped (windows taken whole were being read again, split)")
       for up in (20, 60)]],
-    ids=["thinning-unlearned", "windows-due", "reading-again"])
+    # cut at the 11th request: three cuts thinned alike read as a thinning of none, the margin a tenth, the
+    # pull gone on from there widens it later; at the 21st and 61st: early and late in the reading again
+    ids=["margin-widens-after-the-cut", "reading-again-early", "reading-again-late"])
 def test_a_pull_cut_short_while_windows_may_be_read_again_loses_none_of_them(tmp_path, store, caplog, up, why):
     """The pull that learns a server's thinning reads again, split, the windows it took whole
     under the narrower margin (c23). Those windows are in no state: a pull cut short (its host
