@@ -1114,7 +1114,7 @@ class _ResolverWatch:
     down: no lookup starts (ResolverDown), but one at a time, waited for by none, to tell when it
     answers again; a lookup already under way is still waited for (a resolver slower than the connect
     timeout for a moment answers the retries of the names it was asked). Each change is said
-    once in the log. `stop`: the run's (HttpClient.cancel): once set, no lookup of the run starts."""
+    once in the log. `stop`: the run's (HttpClient.cancel): once set, its lookups queued are dropped."""
 
     DOWN_AFTER = 3
 
@@ -1203,8 +1203,8 @@ class _Lookups:
     for as long as lookups keep being answered: it gives up only once the resolver has answered
     none for its connect timeout, the lookups under way hanging. (A name that waited the connect
     timeout for a place was counted unanswered, and given up after two such waits, though a slow
-    resolver was answering every name ahead of it.) A run stopped starts no lookup: the names it
-    has queued are dropped (each ran in its turn, holding the stop as long as the resolver took).
+    resolver was answering every name ahead of it.) The names a stopped run has queued are
+    dropped (each ran in its turn, holding the stop as long as the resolver took).
     Nothing is kept once a lookup ends: the
     system's resolver caches answers, or not, as it is set up to. What each lookup came to is
     told to the run's _ResolverWatch."""
@@ -1269,13 +1269,13 @@ class _Lookups:
             self._queue.append(turn)
             try:
                 while not (key in self._pending or len(self._pending) < self.AT_ONCE and self._queue[0] is turn):
-                    if resolver.stop.is_set():
-                        raise _LookupFault(lambda url: Interrupted(
-                            f"the harvest was interrupted; host name {host} not looked up: {url}"))
                     # (an answer is no silence of the resolver: the wait starts again from it)
                     left = None if wait is None else max(asked, self._answered_at) + wait - time.monotonic()
                     if left is not None and left <= 0:
-                        return None
+                        return None   # (a probe, waiting for none, ends here stopped or not: probed)
+                    if resolver.stop.is_set():   # (its run stopped: a queued lookup is dropped, not run in turn)
+                        raise _LookupFault(lambda url: Interrupted(
+                            f"the harvest was interrupted; host name {host} not looked up: {url}"))
                     self._ended.wait(left)
             finally:
                 self._queue.remove(turn)
