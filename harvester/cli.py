@@ -355,17 +355,14 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
 def bring_read_copy_up_to_date(db_path: Path) -> None:
     """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
     write, for the readers while it writes. The last writer's copy is missing when it was stopped
-    or killed, or its copy failed; a writer killed after its commits left them in the WAL alone,
-    which the opener would replay: the copy, made of the file without them, went back to the
-    writer before it. So a WAL is checkpointed into the file first. DuckDB's lock error when
-    another process has the file open for writing: the caller waits for it, and calls again
-    (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy left
-    behind it)."""
-    from catalog.lock import checkpoint_wal
-    from catalog.read_copy import has_wal
+    or killed, or its copy failed; what a writer killed at the wrong moment left is put right
+    first (catalog.read_copy.put_right: its WAL, its records pulls not recorded). DuckDB's lock
+    error when another process has the file open for writing: the caller waits for it, and calls
+    again (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy
+    left behind it)."""
+    from catalog.read_copy import put_right
 
-    if has_wal(db_path):
-        checkpoint_wal(db_path)
+    put_right(db_path)
     publish_read_copy(db_path, if_stale=True)
 
 
