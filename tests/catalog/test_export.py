@@ -472,6 +472,30 @@ def test_an_export_during_a_records_pull_is_refused_and_leaves_the_previous_one(
     assert exported(out) == previous
 
 
+def test_export_wait_waits_out_a_records_pull_and_exits_1_naming_it_when_the_wait_runs_out(tmp_path, seattle):
+    """`civicat export --wait [SECONDS]`: a records pull keeps an export out (exit 1 at once);
+    with --wait the export says once that it waits for that pull, and exports once it ends; a
+    pull still running at the end of the wait: exit 1 naming it, the previous export kept."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    export_command = [sys.executable, "-m", "harvester.cli", "export", "--db", str(seattle), "--out", str(out)]
+    with writer_under_way(seattle, "records", f"sea:{ID}") as writer:
+        ran_out = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--wait", "0.5"])
+        waiting = subprocess.Popen([*export_command, "--wait"], stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": REPO})
+        said = waiting.stderr.readline()
+    assert ran_out.exit_code == 1, ran_out.output
+    assert (f"is being written by process {writer.pid} (civicat records sea:{ID}, since " in ran_out.output
+            and "a records pull replaces records folders as it runs" in ran_out.output
+            and ran_out.output.rstrip().endswith("(still so at the end of --wait 0.5)")), ran_out.output
+    assert exported(out) == previous
+    assert f"process {writer.pid} (civicat records sea:{ID}" in said and "waiting for it to end (--wait: " in said, said
+    assert waiting.wait(timeout=300) == 0, waiting.stderr.read()   # (the pull ended: the writer killed)
+    assert waiting.stderr.read().count("waiting for it to end") == 0   # (said once)
+    assert json.loads((out / "manifest.json").read_text())["records"] == {"datasets": 1, "rows": 1000}
+
+
 @pytest.mark.parametrize("replaced", ["before", "as-it-is-linked"])
 def test_records_replaced_since_the_read_copy_fail_its_export_never_mixed_with_it(tmp_path, seattle, monkeypatch,
                                                                                    replaced):
