@@ -186,12 +186,14 @@ def open_for_export(db_path: str | Path) -> Opened:
     why_not = _records_pull(writer)
     if why_not:
         raise CatalogueBusy(f"{db_path} is being written by {describe_holder(writer)}: {why_not}")
-    if is_current(db_path) and not has_wal(db_path):
-        copy = read_copy_path(db_path)
-        written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer, never older)
+    # (a writer as it starts, the copy not current yet: the copy all the same, or the writer's
+    # open of the catalogue would find it held by the export)
+    copy = read_copy_path(db_path)
+    if (writer is not None and copy.exists()) or (is_current(db_path) and not has_wal(db_path)):
         try:
+            written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer)
             con = open_catalogue(copy)
-        except duckdb.Error:   # (replaced or removed meanwhile: as below)
+        except (OSError, duckdb.Error):   # (replaced or removed meanwhile: as below)
             pass
         else:
             if writer:

@@ -94,7 +94,10 @@ def current_writer(db_path: str | Path) -> dict | None:
 def pulls_records(holder: dict) -> bool:
     """Whether the writer a holder record names pulls records (`civicat records`, `civicat
     harvest --records`): the one writer that replaces records folders as it runs. A command the
-    record does not give is taken for one (an older civicat's record)."""
+    record does not give is taken for one (an older civicat's record). A brief holder (an export
+    making the read copy current) pulls none, whatever its arguments say (`--out records`)."""
+    if holder.get("brief") is True:
+        return False
     words = str(holder.get("command") or "civicat records").split()[1:]
     return "records" in words or "--records" in words
 

@@ -361,6 +361,32 @@ def test_a_writer_that_starts_during_an_export_runs_and_the_export_is_the_catalo
     assert json.loads((out / "manifest.json").read_text())["row_counts"]["datasets"] == 1
 
 
+def test_an_export_as_a_writer_starts_reads_the_copy_and_keeps_the_writer_s_open_free(tmp_path, seattle, monkeypatch):
+    """A writer that has taken the lock and not yet opened the catalogue (making its read copy
+    current as it starts): the export opened the catalogue itself (the copy was not current),
+    and the writer's open then found it held (exit 2). The export reads the copy, as it will
+    be while the writer writes."""
+    from catalog.lock import WriterLock
+
+    before = tmp_path / "before"
+    run_export(seattle, before)
+    os.utime(seattle)   # (the copy no longer current: a writer killed since, say)
+    opened = []
+    copy_records = export._copy_records
+
+    def the_writer_opens(*args):
+        opened.append(subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(seattle)!r}).close()"],
+                                     capture_output=True, text=True))
+        return copy_records(*args)
+    monkeypatch.setattr(export, "_copy_records", the_writer_opens)
+    with WriterLock(seattle):   # (this process's own: a writer at its start)
+        out = tmp_path / "export"
+        run_export(seattle, out)
+    [writer] = opened
+    assert writer.returncode == 0, writer.stderr
+    assert exported(out) == exported(before)
+
+
 def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))

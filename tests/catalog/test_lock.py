@@ -50,6 +50,10 @@ def test_a_records_pull_is_told_from_the_other_writers_by_its_command(command, p
     assert pulls_records({"pid": 4242, "command": command}) is pulls
 
 
+def test_an_export_holding_the_lock_briefly_is_no_records_pull_whatever_its_folder_is_named():
+    assert pulls_records({"pid": 4242, "command": "civicat export --out records", "brief": True}) is False
+
+
 @pytest.mark.parametrize("brief", [True, False])
 def test_a_writer_waits_unasked_for_a_brief_holder_only(tmp_path, brief):
     """An export whose read copy is stale makes it current under the writer lock (seconds):
