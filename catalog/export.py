@@ -28,8 +28,9 @@ import duckdb
 import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
-from catalog.lock import pulls_records
-from catalog.read_copy import catalogue_or_read_copy
+from catalog.lock import CatalogueBusy, WriterLock, current_writer, describe_holder, pulls_records
+from catalog.read_copy import (as_of, catalogue_or_read_copy, has_wal, is_current, publish, put_right, read_copy_path,
+                               read_log)
 from catalog.records import RecordsLayout, link_or_copy
 from catalog import uncut
 from catalog.store import connect, migrate
@@ -170,15 +171,59 @@ def open_catalogue(db_path: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 def open_for_export(db_path: str | Path) -> Opened:
-    """The catalogue; while a writer holds it, its read copy (saying so on stderr), unless that
-    writer pulls records. The exported records folders are the live ones, beside the catalogue:
-    a harvest, a retire or an overlap run leaves them as the copy describes them, while a
-    records pull replaces them one by one as it runs (an export of the copy would name the
-    previous pull's rows, profiles and sizes beside the new pull's files). So a records pull
-    keeps the export out, as any writer did (exit 1: the previous export stands); cron tries
-    again after it."""
+    """The catalogue's read copy, as every reader reads it: a harvest, a retire or an overlap run
+    that starts meanwhile writes the catalogue beside it (an export that opened the catalogue
+    itself kept them out: exit 2 when the nightly harvest and a front end's export collided). A
+    copy not of the catalogue's last write (its writer stopped or killed, a records pull killed
+    before it recorded what it published) is made current first when no writer runs
+    (`_copy_made_current`). While a records pull runs, which replaces records folders as it
+    goes, the export is refused (CatalogueBusy, naming it): the copy beside its folders would mix
+    two pulls; cron tries again after it. A copy that cannot be made current (the disk full, a
+    notebook holding the catalogue) leaves the catalogue itself to open."""
     db_path = Path(db_path)
+    _copy_made_current(db_path)
+    writer = current_writer(db_path)
+    why_not = _records_pull(writer)
+    if why_not:
+        raise CatalogueBusy(f"{db_path} is being written by {describe_holder(writer)}: {why_not}")
+    # (a writer as it starts, the copy not current yet: the copy all the same, or the writer's
+    # open of the catalogue would find it held by the export)
+    copy = read_copy_path(db_path)
+    if (writer is not None and copy.exists()) or (is_current(db_path) and not has_wal(db_path)):
+        try:
+            written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer)
+            con = open_catalogue(copy)
+        except (OSError, duckdb.Error):   # (replaced or removed meanwhile: as below)
+            pass
+        else:
+            if writer:
+                read_log.warning("%s is being written by %s: exporting its read copy %s, the catalogue as of %s "
+                                 "(when the last writer ended)", db_path, describe_holder(writer), copy, as_of(db_path))
+            return Opened(con, written)
     return Opened(*catalogue_or_read_copy(db_path, open_catalogue, reading="exporting", refuse=_records_pull))
+
+
+def _copy_made_current(db_path: Path) -> None:
+    """When the read copy is not of the catalogue's last write, or a records pull was killed
+    before it recorded a folder it published, and no writer runs: what was left put right and
+    the copy published (catalog.read_copy.put_right, publish), as a writer does as it starts,
+    under the writer lock held `brief` (a writer starting meanwhile waits for it). A writer
+    running puts them right itself as it started or ends."""
+    if is_current(db_path) and not has_wal(db_path) and not RecordsLayout.beside(db_path).unrecorded():
+        return
+    try:
+        lock = WriterLock(db_path, brief=True)
+        lock.acquire()
+    except (CatalogueBusy, OSError):   # (a writer; a catalogue's folder we may not write: read as it is)
+        return
+    try:
+        put_right(db_path)
+        if not is_current(db_path):
+            publish(db_path)   # (a copy that cannot be made is a warning: the catalogue itself is read)
+    except duckdb.Error as exc:   # (a notebook holding the file: the copy as it is, or the catalogue)
+        log.warning("export: the read copy of %s was not made current (%s)", db_path, exc)
+    finally:
+        lock.release()
 
 
 def _records_pull(writer: dict | None) -> str | None:
@@ -206,10 +251,10 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
             existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             files = [_write_table(con, staging, table, existing) for table in TABLES]
             pulls = _pulls(con, existing)
-            # the catalogue kept open meanwhile: DuckDB admits no writer beside it, so no records pull
-            # publishes a dataset's folder as its parts are linked (the parts, the profiles and the
-            # manifest of one pull; a folder renamed away mid-copy failed the export). Its read copy
-            # keeps no writer out: each folder is checked to be the pull the copy describes
+            # the read copy keeps no writer out: a records pull that started since may publish a
+            # dataset's folder as its parts are linked, so each folder is checked to be the pull the
+            # copy describes (the parts, the profiles and the manifest of one pull). The catalogue
+            # itself, kept open meanwhile, admits no writer beside it
             files += _copy_records(RecordsLayout.beside(db_path), staging, pulls, opened and opened.copy_written)
         finally:
             if opened is None:

@@ -94,7 +94,10 @@ def current_writer(db_path: str | Path) -> dict | None:
 def pulls_records(holder: dict) -> bool:
     """Whether the writer a holder record names pulls records (`civicat records`, `civicat
     harvest --records`): the one writer that replaces records folders as it runs. A command the
-    record does not give is taken for one (an older civicat's record)."""
+    record does not give is taken for one (an older civicat's record). A brief holder (an export
+    making the read copy current) pulls none, whatever its arguments say (`--out records`)."""
+    if holder.get("brief") is True:
+        return False
     words = str(holder.get("command") or "civicat records").split()[1:]
     return "records" in words or "--records" in words
 
@@ -121,35 +124,53 @@ def file_writer(exc: Exception, db_path: str | Path) -> str:
     return describe_holder(writer) if writer else f"{file_holder(exc)} (a harvest?)"
 
 
+# how long a writer waits, unasked, for a brief holder of the lock (`WriterLock(brief=True)`: an
+# export making the read copy current, which takes a catalogue's copy time, seconds to a minute)
+BRIEF_HOLD_SECONDS = 300
+
+
 class WriterLock:
     """`with WriterLock(db):` — the catalogue's single writer for the block.
 
     Raises CatalogueBusy when another process holds it: at once, or, given `wait_until` (a
     time.monotonic() deadline; math.inf: as long as it takes), once that has passed, polling
-    meanwhile (so Ctrl-C still works)."""
+    meanwhile (so Ctrl-C still works). A holder that took it `brief` (a reader that puts the
+    catalogue right and publishes its read copy, then lets go: an export) is waited for up to
+    BRIEF_HOLD_SECONDS whatever `wait_until` says: a nightly harvest starting then must not fail."""
 
-    def __init__(self, db_path: str | Path, *, wait_until: float = -math.inf, poll_seconds: float = 0.5):
+    def __init__(self, db_path: str | Path, *, wait_until: float = -math.inf, poll_seconds: float = 0.5,
+                 brief: bool = False):
         self.db_path = Path(db_path)
         self.path = lock_path(db_path)
         self.wait_until = wait_until
         self.poll_seconds = poll_seconds
+        self.brief = brief
         self._fd: int | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            blocked = None
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    left = self.wait_until - time.monotonic()
+                    blocked = blocked or time.monotonic()
+                    # a brief holder (a reader putting the catalogue right) is waited for unasked
+                    # (its record is written just after it took the lock: read once more a moment later)
+                    brief = _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
+                    if not brief and time.monotonic() - blocked < 0.1:
+                        time.sleep(0.05)
+                        continue
+                    left = max(self.wait_until, blocked + BRIEF_HOLD_SECONDS if brief else -math.inf) - time.monotonic()
                     if left <= 0:
                         raise CatalogueBusy(self._busy_message(fd, waited=self.wait_until > -math.inf)) from None
                     time.sleep(min(self.poll_seconds, left))
             holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
-                      "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:500]}
+                      "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:500],
+                      **({"brief": True} if self.brief else {})}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
         except BaseException:

@@ -93,6 +93,26 @@ def publish(db_path: str | Path) -> Published | None:
     return Published(copy, size, time.perf_counter() - started)
 
 
+def put_right(db_path: str | Path) -> None:
+    """What a writer killed at the wrong moment left, put right before a read copy is made of the
+    catalogue; the caller holds the writer lock. Commits in a WAL alone are written into the file
+    (a copy of the file without them went back to the writer before); records pulls killed after
+    their publish and before their record in record_pulls are recorded (their folders and the
+    catalogue disagreed: exports refused the folders, queries gave the pull before's rows)."""
+    from catalog.lock import checkpoint_wal
+    from catalog.records import RecordsLayout, record_unrecorded
+
+    if has_wal(db_path):
+        checkpoint_wal(db_path)
+    layout = RecordsLayout.beside(db_path)
+    if layout.unrecorded():
+        from catalog.store import connect
+
+        with connect(db_path) as con:
+            for done in record_unrecorded(con, layout):
+                log.warning("records: %s", done)
+
+
 def _unopened(db_path: Path) -> Exception | None:
     """Why DuckDB cannot open the catalogue (its header and metadata read, their checksums
     checked), or None."""

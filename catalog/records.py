@@ -25,7 +25,7 @@ import logging
 import uuid
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TypeVar
 from datetime import datetime
 from pathlib import Path
@@ -139,6 +139,9 @@ RETIRED = "retired-"   # a published folder set aside while its replacement move
 # a copy of the new folder made to swap in (then, swapped, the previous folder): never a
 # dataset's only copy, as the pull stays staged until the swap is done
 SWAPPING = "swapping-"
+# what a publish is to record in record_pulls, written before its swap and removed once recorded
+# (`intend_record`): a pull killed between the two is recorded by the next writer's start
+RECORDING = "recording-"
 _PUBLISHING = threading.Lock()   # portals pull in threads: a repair never runs inside a publish
 
 
@@ -261,6 +264,17 @@ class RecordsLayout:
 
     def glob(self, portal_id: str, source_id: str) -> str:
         return str(self.folder(portal_id, source_id) / "*.parquet")
+
+    def recording(self, portal_id: str, source_id: str) -> Path:
+        """The file that says what a publish of the dataset is to record (`intend_record`): one
+        per dataset, named by a hash of its path (outside the staging folders, which a pull
+        removes as it publishes)."""
+        digest = hashlib.sha256(self.relative(portal_id, source_id).encode()).hexdigest()[:32]
+        return self.staging_root / f"{RECORDING}{digest}.json"
+
+    def unrecorded(self) -> list[Path]:
+        """The records of publishes whose pull was killed before it recorded them."""
+        return sorted(self.staging_root.glob(f"{RECORDING}*.json")) if self.staging_root.is_dir() else []
 
 
 def parquet_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[tuple[str, str]]:
@@ -449,6 +463,64 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
         raise
     define_records_macro(con, layout)
     return {"rows": rows, "columns": len(profiles), "bytes": size}
+
+
+def parts_identity(folder: Path) -> dict[str, list[int]]:
+    """A folder's parts as files (name: inode, bytes): a publish moves or hard-links the parts
+    it puts in place, so the published folder is the one made by a pull while they are the same."""
+    try:
+        return {part.name: [(st := part.stat()).st_ino, st.st_size] for part in sorted(folder.glob("*.parquet"))}
+    except FileNotFoundError:   # (a part renamed away meanwhile: not that folder)
+        return {}
+
+
+def intend_record(layout: RecordsLayout, ready: Path, **pull) -> Path:
+    """Before `ready` is published: what `record_pull(con, layout, **pull)` is to write of it,
+    and its parts (`parts_identity`), in the dataset's `recording` file (synced, renamed into
+    place). Removed once record_pulls holds the pull (`recorded`); a pull killed between its
+    publish and that commit left the folder and the catalogue disagreeing (exports refused the
+    folder, queries gave the previous pull's rows and profiles) until the next pull of that very
+    dataset: `record_unrecorded`, at the next writer's start, writes the row from this file."""
+    path = layout.recording(pull["portal_id"], pull["source_id"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, {**pull, "now": pull["now"].isoformat(), "measured": asdict(pull["measured"]),
+                             "parts": parts_identity(ready)})
+    return path
+
+
+def recorded(intent: Path) -> None:
+    """The pull `intend_record` wrote `intent` for is in record_pulls."""
+    intent.unlink(missing_ok=True)
+
+
+def record_unrecorded(con: duckdb.DuckDBPyConnection, layout: RecordsLayout) -> list[str]:
+    """Record in record_pulls each pull killed after its publish and before its record (its
+    `recording` file), when its folder is the one it published; returns what was done, one
+    sentence each. A folder that is not (killed before the swap: the pull stays staged and the
+    next pull publishes it) has its file removed. The caller writes the catalogue alone (at a
+    writer's start, under the writer lock)."""
+    done: list[str] = []
+    for leftover in layout.staging_root.glob(f"{RECORDING}*.json.tmp") if layout.staging_root.is_dir() else ():
+        leftover.unlink()   # (killed as it was written: before its publish)
+    for intent in layout.unrecorded():
+        try:
+            pull = json.loads(intent.read_text())
+            parts = pull.pop("parts")
+            folder = layout.folder(pull["portal_id"], pull["source_id"])
+        except (ValueError, KeyError, TypeError, UnsafePath) as exc:
+            done.append(f"removed {intent}: not a record of a publish ({exc!r})")
+            intent.unlink()
+            continue
+        if parts and parts_identity(folder) == parts:
+            record_pull(con, layout, **{**pull, "now": datetime.fromisoformat(pull["now"]),
+                                        "measured": Measured(**pull["measured"])})
+            done.append(f"recorded the pull of {pull['uid']} (run {pull['run_id']}, {pull['measured']['rows']} rows) "
+                        f"in record_pulls: killed after it published {folder} and before it recorded it")
+        else:
+            done.append(f"removed {intent}: a pull of {pull['uid']} killed before its records were published "
+                        "(they stay staged; its next pull publishes them)")
+        recorded(intent)
+    return done
 
 
 _MACRO_LOCK = threading.Lock()

@@ -224,6 +224,11 @@ class Refused(click.ClickException):
     exit_code = 2
 
 
+class KeptOut(click.ClickException):
+    """Exit 1: a reader kept out of the catalogue by a writer, for now (a records pull keeps an
+    export out); `export --wait` waits it out."""
+
+
 class CommandGroup(click.Group):
     """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
     a failure: exit 2 or 1; one not expected: exit 1, its traceback in `exception`) is a JSON
@@ -361,17 +366,14 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
 def bring_read_copy_up_to_date(db_path: Path) -> None:
     """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
     write, for the readers while it writes. The last writer's copy is missing when it was stopped
-    or killed, or its copy failed; a writer killed after its commits left them in the WAL alone,
-    which the opener would replay: the copy, made of the file without them, went back to the
-    writer before it. So a WAL is checkpointed into the file first. DuckDB's lock error when
-    another process has the file open for writing: the caller waits for it, and calls again
-    (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy left
-    behind it)."""
-    from catalog.lock import checkpoint_wal
-    from catalog.read_copy import has_wal
+    or killed, or its copy failed; what a writer killed at the wrong moment left is put right
+    first (catalog.read_copy.put_right: its WAL, its records pulls not recorded). DuckDB's lock
+    error when another process has the file open for writing: the caller waits for it, and calls
+    again (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy
+    left behind it)."""
+    from catalog.read_copy import put_right
 
-    if has_wal(db_path):
-        checkpoint_wal(db_path)
+    put_right(db_path)
     publish_read_copy(db_path, if_stale=True)
 
 
@@ -895,28 +897,51 @@ def similar(uid, limit, db_path, as_json):
                ["score", "uid", "city", "title", "why"])
 
 
+EXPORT_WAIT_SECONDS = 3600   # `export --wait` without SECONDS: a records pull of an hour
+
+
 @cli.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the export (replaced whole by a Parquet export).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["parquet", "data.json"]),
               default=("parquet",), show_default=True, help="What to write (repeatable for both).")
+@click.option("--wait", "wait_seconds", type=click.FloatRange(0, MAX_WAIT_MINUTES * 60), is_flag=False,
+              flag_value=EXPORT_WAIT_SECONDS, default=None, metavar="[SECONDS]",
+              help=f"During a records pull (which keeps an export out), wait for it to end, SECONDS at most "
+                   f"(default {EXPORT_WAIT_SECONDS}), then exit 1 naming it.")
 @db_option
 @config_option
 @json_option
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
-def export(out_dir, formats, db_path, config_path, as_json):
+def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
     """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
     from catalog.export import open_for_export
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
     # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
-    # the file, 1; any other writer, its read copy is exported (catalog.export.open_for_export)
-    opened = _open(open_for_export, db_path)
-    try:
-        result = _export(opened, out_dir, formats, db_path, config_path, with_left_out=as_json)
-    finally:
-        opened.con.close()
+    # the file, 1 (or waited for); else its read copy is exported (catalog.export.open_for_export)
+    until = time.monotonic() + wait_seconds if wait_seconds is not None else -math.inf
+    waiting_for = None
+    while True:
+        try:
+            opened = _open(open_for_export, db_path)
+            try:
+                result = _export(opened, out_dir, formats, db_path, config_path, with_left_out=as_json)
+            finally:
+                opened.con.close()
+            break
+        except KeptOut as exc:
+            left = until - time.monotonic()
+            if left <= 0:
+                if wait_seconds is not None:
+                    exc.message += f" (still so at the end of --wait {wait_seconds:g})"
+                raise
+            if exc.message != waiting_for:   # once a reason, not every 2 seconds
+                logging.getLogger("civicat").warning("%s; waiting for it to end (--wait: %.0f s left)", exc.message,
+                                                     left)
+                waiting_for = exc.message
+            time.sleep(min(2, left))
     if as_json:
         echo_json(result)
         return
@@ -958,8 +983,10 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             manifest = export_parquet(db_path, out_dir, opened=opened)
         except ExportRefused as exc:
             raise click.UsageError(str(exc)) from None
-        except (duckdb.Error, CatalogueBusy, RecordsChanged, OSError) as exc:
-            # the disk full, a records pull started meanwhile: the previous export is untouched
+        except (CatalogueBusy, RecordsChanged) as exc:   # a records pull started meanwhile
+            raise KeptOut(f"cannot export {db_path} to {out_dir}: {exc}") from None
+        except (duckdb.Error, OSError) as exc:
+            # the disk full: the previous export is untouched
             raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
@@ -991,12 +1018,12 @@ def _open(opener, db_path: Path):
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
     except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull
-        raise click.ClickException(str(exc)) from None
+        raise KeptOut(str(exc)) from None
     except duckdb.IOException as exc:
         if not file_locked(exc):
             raise _cannot_open(db_path, exc) from None
-        raise click.ClickException(f"{db_path} is being written by {file_writer(exc, db_path)}, and DuckDB lets no "
-                                   "reader open it meanwhile: try again when it ends") from None
+        raise KeptOut(f"{db_path} is being written by {file_writer(exc, db_path)}, and DuckDB lets no "
+                      "reader open it meanwhile: try again when it ends") from None
 
 
 def main() -> None:

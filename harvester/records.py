@@ -28,9 +28,9 @@ import orjson
 
 from catalog.files import sync, writing
 from catalog.lazy import LazyModule
-from catalog.records import (MERGE_MEMORY, PreviousPull, RecordsLayout, fitted_scan, link_or_copy, measure_folder,
-                             name_in_order, part_name, part_number, previous_pull, quote_identifier, record_pull,
-                             write_json_atomic)
+from catalog.records import (MERGE_MEMORY, PreviousPull, RecordsLayout, fitted_scan, intend_record, link_or_copy,
+                             measure_folder, name_in_order, part_name, part_number, previous_pull, quote_identifier,
+                             record_pull, recorded, write_json_atomic)
 from catalog import uncut
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
@@ -932,12 +932,15 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         result.not_objects = source.conversion.not_objects
     measured = measure_folder(ready)   # (before the publish: a profile that fails keeps the previous dataset)
     watermark = source.watermark(str(ready / "*.parquet"))
+    pull = dict(uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode, watermark=watermark,
+                page_size=source.page_size, thinning=source.thinning, run_id=run_id, now=datetime.now(UTC),
+                seconds=round(time.monotonic() - started, 3), measured=measured,
+                kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
+    intent = intend_record(layout, ready, **pull)   # (killed after the publish, the next writer records it)
     layout.publish(ready, portal_id, source_id)
     shutil.rmtree(staging, ignore_errors=True)
-    summary = record_pull(con, layout, uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode,
-                          watermark=watermark, page_size=source.page_size, thinning=source.thinning, run_id=run_id, now=datetime.now(UTC),
-                          seconds=round(time.monotonic() - started, 3), measured=measured,
-                          kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
+    summary = record_pull(con, layout, **pull)
+    recorded(intent)
     result.rows, result.columns, result.bytes = summary["rows"], summary["columns"], summary["bytes"]
     result.path = layout.relative(portal_id, source_id)
     result.seconds = round(time.monotonic() - started, 3)

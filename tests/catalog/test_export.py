@@ -24,7 +24,7 @@ from catalog.read_copy import read_copy_path
 from catalog.records import RecordsLayout, safe_segment
 from catalog.store import Store, connect
 from harvester.cli import cli
-from tests.conftest import harvest_with_records, writer_under_way
+from tests.conftest import REPO, harvest_with_records, writer_under_way
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
 
@@ -197,8 +197,9 @@ def test_names_from_portals_are_sanitised_in_record_paths(tmp_path):
         folder.mkdir(parents=True)
         pq.write_table(pa.table({"n": [1, 2]}), folder / "part-00000.parquet")
         store.con.execute("INSERT INTO record_pulls (dataset_uid, portal_id, source_id, path, row_count, "
-                          "column_count, bytes, mode, pulled_at) VALUES (?, ?, ?, ?, 2, 1, 0, 'full', now())",
-                          [f"{portal_id}:{source_id}", portal_id, source_id, layout.relative(portal_id, source_id)])
+                          "column_count, bytes, mode, pulled_at) VALUES (?, ?, ?, ?, 2, 1, ?, 'full', now())",
+                          [f"{portal_id}:{source_id}", portal_id, source_id, layout.relative(portal_id, source_id),
+                           (folder / "part-00000.parquet").stat().st_size])
     store.close()
     out = tmp_path / "export"
     run_export(db, out)
@@ -326,21 +327,64 @@ def test_a_reader_finds_a_whole_export_in_out_at_every_step_of_its_replacement(t
     assert seen and all(whole for _, whole in seen), seen
 
 
-def test_an_export_keeps_writers_out_while_it_links_the_records(tmp_path, seattle, monkeypatch):
-    """The catalogue was closed before the records' parts were linked: a `civicat records`
-    could publish a dataset's new folder meanwhile, its parts then exported beside the old
-    pull's profiles (or the folder renamed away under the copy, failing the export)."""
-    writer = [sys.executable, "-c", f"import duckdb; duckdb.connect({str(seattle)!r}).close()"]   # another process
-    tried = []
+@pytest.mark.parametrize("copy", ["current", "missing"])
+def test_a_writer_that_starts_during_an_export_runs_and_the_export_is_the_catalogue_as_it_began(
+        tmp_path, seattle, monkeypatch, copy):
+    """With no writer running, the export opened the catalogue itself and kept it open to the
+    end: a harvest (here a retire) that started meanwhile exited 2 ("open in process …"),
+    the nightly cron harvest lost to a front end's export. The export reads the read copy, as
+    the other readers do (made current first when its last writer was killed, under the writer
+    lock held briefly); a writer starting as it links the records runs, and the export is the
+    catalogue as it was when the export began."""
+    before = tmp_path / "before"
+    run_export(seattle, before)
+    if copy == "missing":   # (its last writer killed before it published it)
+        read_copy_path(seattle).unlink()
+    config = tmp_path / "without-sea.toml"   # (sea taken out of the config: retired)
+    config.write_text('[[portals]]\nid = "other"\ncity = "Other"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
+    writer = [sys.executable, "-m", "harvester.cli", "retire", "sea", "--db", str(seattle), "--config", str(config)]
+    ran = []
     copy_records = export._copy_records
 
-    def a_writer_tries_first(*args):
-        tried.append(subprocess.run(writer, capture_output=True, text=True))
+    def a_writer_starts(*args):
+        ran.append(subprocess.run(writer, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO},
+                                  timeout=300))
         return copy_records(*args)
-    monkeypatch.setattr(export, "_copy_records", a_writer_tries_first)
-    run_export(seattle, tmp_path / "export")
-    [writer] = tried
-    assert writer.returncode == 1 and "Could not set lock" in writer.stderr   # the catalogue was open in the export
+    monkeypatch.setattr(export, "_copy_records", a_writer_starts)
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    [writer] = ran
+    assert writer.returncode == 0, writer.stderr
+    assert exported(out) == exported(before)
+    with connect(seattle, read_only=True) as con:   # (what the writer wrote, which the export began without)
+        assert con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone() == (0,)
+    assert json.loads((out / "manifest.json").read_text())["row_counts"]["datasets"] == 1
+
+
+def test_an_export_as_a_writer_starts_reads_the_copy_and_keeps_the_writer_s_open_free(tmp_path, seattle, monkeypatch):
+    """A writer that has taken the lock and not yet opened the catalogue (making its read copy
+    current as it starts): the export opened the catalogue itself (the copy was not current),
+    and the writer's open then found it held (exit 2). The export reads the copy, as it will
+    be while the writer writes."""
+    from catalog.lock import WriterLock
+
+    before = tmp_path / "before"
+    run_export(seattle, before)
+    os.utime(seattle)   # (the copy no longer current: a writer killed since, say)
+    opened = []
+    copy_records = export._copy_records
+
+    def the_writer_opens(*args):
+        opened.append(subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(seattle)!r}).close()"],
+                                     capture_output=True, text=True))
+        return copy_records(*args)
+    monkeypatch.setattr(export, "_copy_records", the_writer_opens)
+    with WriterLock(seattle):   # (this process's own: a writer at its start)
+        out = tmp_path / "export"
+        run_export(seattle, out)
+    [writer] = opened
+    assert writer.returncode == 0, writer.stderr
+    assert exported(out) == exported(before)
 
 
 def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):
@@ -399,12 +443,14 @@ def test_the_manifest_counts_the_record_datasets_it_holds_not_pulls_whose_folder
     store = Store(db)
     layout = RecordsLayout.beside(db)
     for source_id, kept in [("aaaa-1111", True), ("bbbb-2222", False)]:
+        part = layout.folder("sea", source_id) / "part-00000.parquet"
         if kept:
-            layout.folder("sea", source_id).mkdir(parents=True)
-            pq.write_table(pa.table({"n": [1, 2, 3]}), layout.folder("sea", source_id) / "part-00000.parquet")
+            part.parent.mkdir(parents=True)
+            pq.write_table(pa.table({"n": [1, 2, 3]}), part)
         store.con.execute("INSERT INTO record_pulls (dataset_uid, portal_id, source_id, path, row_count, "
-                          "column_count, bytes, mode, pulled_at) VALUES (?, 'sea', ?, ?, 3, 1, 0, 'full', now())",
-                          [f"sea:{source_id}", source_id, layout.relative("sea", source_id)])
+                          "column_count, bytes, mode, pulled_at) VALUES (?, 'sea', ?, ?, 3, 1, ?, 'full', now())",
+                          [f"sea:{source_id}", source_id, layout.relative("sea", source_id),
+                           part.stat().st_size if kept else 0])
     store.close()
     run_export(db, tmp_path / "export")
     manifest = json.loads((tmp_path / "export" / "manifest.json").read_text())
@@ -450,6 +496,30 @@ def test_an_export_during_a_records_pull_is_refused_and_leaves_the_previous_one(
     assert f"is being written by process {writer.pid} (civicat {' '.join(command)}, since " in result.output
     assert "a records pull replaces records folders as it runs" in result.output
     assert exported(out) == previous
+
+
+def test_export_wait_waits_out_a_records_pull_and_exits_1_naming_it_when_the_wait_runs_out(tmp_path, seattle):
+    """`civicat export --wait [SECONDS]`: a records pull keeps an export out (exit 1 at once);
+    with --wait the export says once that it waits for that pull, and exports once it ends; a
+    pull still running at the end of the wait: exit 1 naming it, the previous export kept."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    export_command = [sys.executable, "-m", "harvester.cli", "export", "--db", str(seattle), "--out", str(out)]
+    with writer_under_way(seattle, "records", f"sea:{ID}") as writer:
+        ran_out = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--wait", "0.5"])
+        waiting = subprocess.Popen([*export_command, "--wait"], stderr=subprocess.PIPE, text=True,
+                                   env={**os.environ, "PYTHONPATH": REPO})
+        said = waiting.stderr.readline()
+    assert ran_out.exit_code == 1, ran_out.output
+    assert (f"is being written by process {writer.pid} (civicat records sea:{ID}, since " in ran_out.output
+            and "a records pull replaces records folders as it runs" in ran_out.output
+            and ran_out.output.rstrip().endswith("(still so at the end of --wait 0.5)")), ran_out.output
+    assert exported(out) == previous
+    assert f"process {writer.pid} (civicat records sea:{ID}" in said and "waiting for it to end (--wait: " in said, said
+    assert waiting.wait(timeout=300) == 0, waiting.stderr.read()   # (the pull ended: the writer killed)
+    assert waiting.stderr.read().count("waiting for it to end") == 0   # (said once)
+    assert json.loads((out / "manifest.json").read_text())["records"] == {"datasets": 1, "rows": 1000}
 
 
 @pytest.mark.parametrize("replaced", ["before", "as-it-is-linked"])

@@ -48,3 +48,34 @@ def test_a_records_pull_is_told_from_the_other_writers_by_its_command(command, p
     """A records pull replaces records folders as it runs, the one writer that does: an export
     beside it is refused (catalog.export.open_for_export); beside any other, it is of the copy."""
     assert pulls_records({"pid": 4242, "command": command}) is pulls
+
+
+def test_an_export_holding_the_lock_briefly_is_no_records_pull_whatever_its_folder_is_named():
+    assert pulls_records({"pid": 4242, "command": "civicat export --out records", "brief": True}) is False
+
+
+@pytest.mark.parametrize("brief", [True, False])
+def test_a_writer_waits_unasked_for_a_brief_holder_only(tmp_path, brief):
+    """An export whose read copy is stale makes it current under the writer lock (seconds):
+    a harvest started then exited 2 at once, naming the export. A holder that took the lock
+    `brief` is waited for (up to BRIEF_HOLD_SECONDS) by a writer that asked no wait; any other
+    holder is not."""
+    import threading
+
+    from catalog.lock import CatalogueBusy
+
+    db = tmp_path / "c.duckdb"
+    holder = WriterLock(db, brief=brief, poll_seconds=0.01)
+    holder.acquire()
+    assert writer_holding(db, os.getpid()).get("brief", False) is brief   # (its record says so)
+    releasing = threading.Timer(1.0, holder.release)
+    releasing.start()
+    try:
+        if brief:   # (held when asked: taken only by waiting for it)
+            with WriterLock(db, poll_seconds=0.05):
+                assert writer_holding(db, os.getpid()).get("brief") is None
+        else:
+            with pytest.raises(CatalogueBusy, match="is being written by process"):
+                WriterLock(db).acquire()
+    finally:
+        releasing.join()

@@ -691,6 +691,63 @@ def test_a_records_publish_killed_at_any_step_is_repaired_by_the_next_pull(night
                                else "removed") in said[0]
 
 
+# `civicat` whose process SIGKILLs itself as a records pull publishes a dataset's folder: right
+# before (argv[1] "before") or right after it (argv[1] "after"), before record_pulls holds it
+KILLED_AT_PUBLISH = """
+import os, signal, sys
+when = sys.argv.pop(1)
+from catalog.records import RecordsLayout
+publish = RecordsLayout.publish
+def publish_and_kill(self, *args):
+    if when == "after":
+        publish(self, *args)
+    os.kill(os.getpid(), signal.SIGKILL)
+RecordsLayout.publish = publish_and_kill
+from harvester.cli import main
+sys.argv[0] = "civicat"
+main()
+"""
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+@pytest.mark.parametrize("next_writer", ["harvest", "export"])
+def test_a_records_pull_killed_as_it_publishes_is_recorded_by_the_next_start(nightly, records_portal, caplog, when,
+                                                                             next_writer):
+    """`civicat records` killed right after it swapped a dataset's new folder in, before
+    record_pulls held it: the folder had the new pull's rows, the catalogue the previous pull's
+    rows, bytes and profiles, until the next pull of that very dataset; every export exited 1
+    (the folder is not the pull the read copy describes). The next start of a writer (a harvest
+    without --records), or an export when none runs, records it from what the pull wrote before
+    its swap; killed before the swap, the previous pull stands and the staged one is published
+    by the next pull."""
+    from tests.portals.socrata import SodaTable
+
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
+    records_portal.records["abcd-1234"] = SodaTable.from_rows([{"n": str(i)} for i in range(60)])
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_PUBLISH, when, "records", "sea:abcd-1234", "--full",
+                             "--config", str(nightly.config), "--db", str(nightly.db)],
+                            env={**os.environ, "CIVICAT_HTTP_BACKOFF": "0.01", "PYTHONPATH": str(REPO)},
+                            capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    rows = 60 if when == "after" else 50
+    assert read_records(nightly) == rows
+
+    out = nightly.tmp_path / "export"
+    export = ["export", "--json", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
+    if next_writer == "harvest":
+        assert nightly.harvest()[0] == 0
+    result = CliRunner().invoke(cli, export)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["parquet"]["records"] == {"datasets": 1, "rows": rows}
+    assert nightly.query("SELECT row_count FROM record_pulls") == [(rows,)]
+    assert nightly.query("SELECT row_count FROM column_profiles WHERE column_name = 'n'") == [(rows,)]
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("records: ")]
+    assert len(said) == 1 and ("recorded the pull of sea:abcd-1234" if when == "after" else "removed") in said[0]
+    assert not list((nightly.tmp_path / ".records-staging").glob("recording-*"))
+    assert nightly.harvest("--records", "--full")[0] == 0 and read_records(nightly) == 60   # the next pull goes on
+    assert nightly.query("SELECT row_count FROM record_pulls") == [(60,)]
+
+
 @pytest.mark.parametrize(("between", "exchange"), [(True, False), (False, False), (False, True)])
 def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_export(
         nightly, records_portal, caplog, between, exchange):
