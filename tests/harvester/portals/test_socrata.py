@@ -504,3 +504,21 @@ def test_a_result_orjson_refuses_alone_is_read_where_it_is_mapped_as_the_page_re
     adapter = socrata.SocrataAdapter(portal_config("city", "socrata", "http://x", domain=DOMAIN), None)
     assert isinstance(narrow[0], EntryAsSent) and adapter.read_as_sent(narrow[0].body) == whole[0]
     assert whole[0]["resource"]["n"] == float("inf")
+
+
+def test_an_entry_parsed_where_it_is_mapped_that_cannot_be_stored_is_rejected_and_the_rest_harvested(store, http):
+    """An entry left as sent by its page's reader is parsed where it is mapped: one nested deeper
+    than orjson writes (254 levels; it reads 1,024) is rejected there, as the harvest's process
+    rejected it, and the rest of the portal is harvested."""
+    entries = make_socrata_entries(5, domain=DOMAIN, seed=4)
+    deep = 0
+    for _ in range(300):
+        deep = [deep]
+    entries[2]["resource"]["extra"] = deep
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http).portals[0]
+    assert report.status == "ok" and report.new == 4 and report.errors == 1
+    rejected = store.con.execute("SELECT source_id, stage, error_type, message FROM harvest_errors "
+                                 "WHERE severity = 'error'").fetchall()
+    assert [row[:3] for row in rejected] == [(entries[2]["resource"]["id"], "validate", "RecordRejected")]
+    assert "Recursion limit reached (nested deeper than 254 levels)" in rejected[0][3]
