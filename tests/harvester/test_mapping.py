@@ -407,3 +407,41 @@ def test_the_workers_of_a_harvest_killed_outright_leave_with_it(tmp_path):
     finally:
         if _running(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def entries_as_sent(count: int) -> list[tuple[dict, bytes]]:
+    """Socrata entries with the bytes a portal may send for each: indented, its text escaped."""
+    import json
+
+    return [(entry, json.dumps(entry, indent=1).encode()) for entry in make_socrata_entries(count, domain=DOMAIN, seed=11)]
+
+
+def test_an_entry_as_sent_is_staged_as_its_compact_json_is(tmp_path):
+    """An entry its page's reader left unparsed (EntryAsSent) crosses to the worker as the bytes
+    the portal sent; the worker parses it and stores its compact JSON: the part it writes is the
+    one the entry's compact JSON gives (the raw record, its hash, the mapped record)."""
+    import orjson
+    import pyarrow.parquet as pq
+
+    config = portal_config("city", "socrata", "http://127.0.0.1:9", domain=DOMAIN)
+    sent = entries_as_sent(3)
+    as_sent, compact = tmp_path / "as_sent", tmp_path / "compact"
+    for directory in (as_sent, compact):
+        directory.mkdir()
+    mapping.map_batch(Batch(config, str(as_sent), 0, [(body, None, entry["resource"]["id"]) for entry, body in sent]))
+    mapping.map_batch(Batch(config, str(compact), 0, [(orjson.dumps(entry), None) for entry, _ in sent]))
+    assert raw_part(as_sent, 0).read_bytes() == raw_part(compact, 0).read_bytes()
+    assert b'\n ' not in raw_part(as_sent, 0).read_bytes()   # (the indented bytes are not what is stored)
+    assert pq.read_table(records_part(as_sent, 0)).equals(pq.read_table(records_part(compact, 0)))
+
+
+def test_an_entry_whose_listed_id_is_not_its_id_parsed_whole_is_not_stored_under_either(tmp_path):
+    """The id its page's narrow read listed an entry under is the one the stage marked seen; an
+    entry that reads otherwise when parsed whole is an error, never a record of another id."""
+    config = portal_config("city", "socrata", "http://127.0.0.1:9", domain=DOMAIN)
+    (first, first_body), (second, second_body) = entries_as_sent(2)
+    result = mapping.map_batch(Batch(config, str(tmp_path), 0, [(first_body, None, "othr-id00"),
+                                                                (second_body, None, second["resource"]["id"])]))
+    assert result.staged == 1
+    assert result.errors == [("othr-id00", "map", "RecordRejected", f"the entry listed as 'othr-id00' reads as "
+                              f"{first['resource']['id']!r} when parsed whole; not stored", "error")]

@@ -435,3 +435,90 @@ def test_a_table_whose_catalogue_columns_were_cut_keeps_no_count_when_its_views_
         report = harvest([config], store, http).portals[0]
         assert report.status == "ok" and report.errors == 1 and report.changed == 1
         assert store.con.execute(details, [f"city:{source_id}"]).fetchone()[0] is None
+
+
+def read_both_ways(body: bytes) -> tuple[list, list]:
+    """A Discovery page's results as the harvest reads them (narrowly) and as read whole."""
+    return (socrata.discovery_page(body, "application/json", "http://x")["results"],
+            socrata.DISCOVERY_PAGE(body, "application/json", "http://x")["results"])
+
+
+def test_a_discovery_page_read_narrowly_gives_each_entry_its_whole_read_gives():
+    """The harvest's process reads a Discovery page narrowly: most results are left as the bytes
+    the portal sent (EntryAsSent: their id read, parsed once where they are mapped), each the
+    entry the page read whole gives. Parsed at once, as before: a table listed without columns
+    (its views lookup), an entry whose lists may be over their caps, and bad entries among good
+    ones (not an object, no resource, no id)."""
+    from harvester.http import dropped
+    from harvester.portals.base import EntryAsSent
+
+    good = make_socrata_entries(12, domain=DOMAIN, seed=5)
+    no_columns = copy.deepcopy(good[0])
+    no_columns["resource"].update(id="noco-lumn", type="dataset", columns_field_name=[])
+    tagged = copy.deepcopy(good[1])   # (over the cap of kept tags: cut, and its details say so)
+    tagged["resource"]["id"] = "many-tags"
+    tagged["classification"]["tags"] = [f"t{n}" for n in range(socrata.MAX_ITEMS + 5)]
+    no_id, blank_id = copy.deepcopy(good[2]), copy.deepcopy(good[3])
+    no_id["resource"]["id"], blank_id["resource"]["id"] = None, "   "
+    bad = [no_columns, tagged, no_id, blank_id, [1, 2], "text", {"metadata": {}}, {"resource": ["abcd-1234"]}]
+    narrow, whole = read_both_ways(json.dumps({"resultSetSize": 20, "results": good + bad}, indent=1).encode())
+    adapter = socrata.SocrataAdapter(portal_config("city", "socrata", "http://x", domain=DOMAIN), None)
+    assert [isinstance(entry, EntryAsSent) for entry in narrow] == [True] * len(good) + [False] * len(bad)
+    for listed, parsed in zip(narrow[:len(good)], whole):
+        assert adapter.read_as_sent(listed.body) == parsed and listed.source_id == adapter.source_id(parsed)
+        assert adapter.fetch_details(parsed) is None   # (none was needed: the harvest asks none)
+    assert narrow[len(good):] == whole[len(good):]
+    assert dropped(narrow[len(good) + 1]["classification"]) == dropped(whole[len(good) + 1]["classification"]) == \
+        {"tags": 5}
+
+
+@pytest.mark.parametrize("body", [
+    b'{"resultSetSize": 1, "results": [{"resource": {"id": "abcd-1234", "row_count": 12345678901234567890123}}]}',
+    b'{"resultSetSize": 1, "results": [{"resource": {"id": "abcd-1234", "name": "\\ud83d"}}]}',
+    b'{"resultSetSize": 1, "results": [{"resource": {"id": "abcd-1234", "name": "caf\xe9"}}]}',   # (Latin-1)
+    b'{"resultSetSize": 1, "results": [{"resource": {"id": "abcd-1234"}},]}',
+    b'{"resultSetSize": 1, "results": [{"resource": {"id": "abcd-1234"}}',
+    b'{"resultSetSize": 1, "results": null}',
+    b'[{"resource": {"id": "abcd-1234"}}]',
+    b'<html>Maintenance</html>',
+])
+def test_a_discovery_page_the_narrow_read_cannot_vouch_for_is_read_whole_as_before(body):
+    """A page orjson may not read as it reads each result apart (a long integer, a lone surrogate,
+    bytes not UTF-8), or one the narrow read refuses, is read whole: the same entries, or the
+    same fault, as before."""
+    def read(parse):
+        try:
+            return parse(body, "application/json", "http://x")
+        except Exception as fault:
+            return type(fault), str(fault)
+
+    assert read(socrata.discovery_page) == read(socrata.DISCOVERY_PAGE)
+
+
+def test_a_result_orjson_refuses_alone_is_read_where_it_is_mapped_as_the_page_read_it():
+    """A number past a double (1e400) is no fault of the page: orjson refuses it and json reads
+    it, the page whole as each result apart."""
+    from harvester.portals.base import EntryAsSent
+
+    narrow, whole = read_both_ways(b'{"resultSetSize": 1, "results": [{"resource": {"id": "abcd-1234", "n": 1e400}}]}')
+    adapter = socrata.SocrataAdapter(portal_config("city", "socrata", "http://x", domain=DOMAIN), None)
+    assert isinstance(narrow[0], EntryAsSent) and adapter.read_as_sent(narrow[0].body) == whole[0]
+    assert whole[0]["resource"]["n"] == float("inf")
+
+
+def test_an_entry_parsed_where_it_is_mapped_that_cannot_be_stored_is_rejected_and_the_rest_harvested(store, http):
+    """An entry left as sent by its page's reader is parsed where it is mapped: one nested deeper
+    than orjson writes (254 levels; it reads 1,024) is rejected there, as the harvest's process
+    rejected it, and the rest of the portal is harvested."""
+    entries = make_socrata_entries(5, domain=DOMAIN, seed=4)
+    deep = 0
+    for _ in range(300):
+        deep = [deep]
+    entries[2]["resource"]["extra"] = deep
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http).portals[0]
+    assert report.status == "ok" and report.new == 4 and report.errors == 1
+    rejected = store.con.execute("SELECT source_id, stage, error_type, message FROM harvest_errors "
+                                 "WHERE severity = 'error'").fetchall()
+    assert [row[:3] for row in rejected] == [(entries[2]["resource"]["id"], "validate", "RecordRejected")]
+    assert "Recursion limit reached (nested deeper than 254 levels)" in rejected[0][3]
