@@ -573,7 +573,7 @@ def test_a_full_night_and_an_ordinary_one_leave_the_tables_the_update_left_and_t
     column = city[0]["columns"][0]
     remapped = [_entry("d0"), _entry("d1", title="Permits (issued)"), _entry("d2", keywords=["permits", "new"]),
                 _entry("d3", themes=[]), _entry("d4", modified=None), _entry("d5", columns=[{**column, "type": "other"}]),
-                _entry("d6", distributions=[]), _entry("d7", description="Issued permits."), _entry("d8")]
+                _entry("d6", distributions=[]), _entry("d8")]   # d7 gone: deleted in the same transaction
     full = first + [(remapped, "city", T0 + timedelta(days=3), True)]
     few = first + [([_entry("d1", title="Permits (issued)"), *city[2:], _entry("d8")], "city",
                      T0 + timedelta(days=3), False)] + [([_entry(f"y{n}", portal="other") for n in range(30)],
@@ -589,9 +589,10 @@ def test_a_full_night_and_an_ordinary_one_leave_the_tables_the_update_left_and_t
             assert tables[table] == expected[table], (name, table)
     store = Store(tmp_path / "full.duckdb")
     assert store.con.execute("""SELECT uid FROM datasets WHERE first_seen = ? AND last_changed = ? ORDER BY uid""",
-                             [T0, T0 + timedelta(days=3)]).fetchall() == [(f"city:d{n}",) for n in range(8)]
-    assert rows(store, "SELECT uid, deleted_at, missing_since FROM datasets WHERE uid = 'city:d0'") == [
-        ("city:d0", None, None)]   # back, the deletion undone
+                             [T0, T0 + timedelta(days=3)]).fetchall() == [(f"city:d{n}",) for n in range(7)]
+    assert rows(store, "SELECT uid, deleted_at, missing_since FROM datasets WHERE uid IN ('city:d0', 'city:d7') "
+                       "ORDER BY uid") == [("city:d0", None, None), ("city:d7", T0 + timedelta(days=3),
+                                                                      T0 + timedelta(days=3))]
     store.close()
 
 
@@ -619,6 +620,7 @@ def test_a_full_night_failing_after_the_datasets_table_was_rebuilt_leaves_the_pr
     assert counts["changed"] == 4
     assert rows(store, "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'datasets'") != table
     assert rows(store, "SELECT title, first_seen FROM datasets ORDER BY uid") == [(f"Permits {i}", T0) for i in ids]
+    assert rows(store, "SELECT count(*) FROM open311_services") == [(0,)]   # (the view reads the new table)
 
 
 @pytest.mark.parametrize("stored", [False, True], ids=["new", "changed"])
