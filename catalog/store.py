@@ -229,21 +229,31 @@ def _mark_remapped_rows(cur: duckdb.DuckDBPyConnection, staged: str, params: dic
             WHERE _status.uid = remapped.uid""", params)
 
 
+# A merge that rewrites at least this share of the catalogue's datasets builds the table
+# anew rather than deleting and inserting them again: each rewritten row costs uid's
+# PRIMARY KEY (its ART index) a delete and an insert, most of it paid in the COMMIT. At
+# 100,000 datasets all rewritten (a `--full` night) the rebuild's datasets step and COMMIT
+# took 4.8 s (COMMIT 0.8 s), the delete and insert 15.5 s (COMMIT 8.1 s); at 30% of them
+# both ~4.8 s, at 10% the delete and insert half the rebuild's (docs/benchmarks.md)
+REBUILD_SHARE = 0.25
+
+
 def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: datetime,
                   rewrite: bool) -> dict[str, int]:
     """The staged records parts (`staged_files`, at least one) into the catalogue, in the
-    merge's transaction: new ones inserted, changed ones rewritten with their distributions
-    and columns; returns how many were new, changed and unchanged."""
-    fields = ", ".join(DATASET_FIELDS)
-    select_fields = ", ".join(
-        f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
-    )
-    assignments = ", ".join(f"{f} = u.{f}" for f in DATASET_FIELDS if f != "uid")
+    merge's transaction: new ones inserted, changed ones written again (first_seen kept)
+    with their distributions and columns; returns how many were new, changed and unchanged.
+
+    A changed dataset is deleted and inserted again, never UPDATEd: DuckDB runs an UPDATE
+    of its list columns (keywords, themes) as a delete and an insert anyway, and that
+    UPDATE of 100,000 datasets took 30 s and its COMMIT 6 s with 1 GB, and did not fit the
+    harvest's 128 MB (docs/benchmarks.md). A uid staged twice is refused by the key, new or
+    changed (an UPDATE took either copy, and both copies' distributions and columns)."""
     staged = "read_parquet($staged)"
     merged = {"staged": staged_files}
     cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE _status AS
-        SELECT s.uid,
+        SELECT s.uid, d.first_seen,
                CASE WHEN d.uid IS NULL THEN 'new'
                     WHEN d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
                     WHEN $rewrite AND ({REMAPPED_FIELDS}) THEN 'changed'
@@ -251,17 +261,9 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
         FROM {staged} s LEFT JOIN datasets d ON d.uid = s.uid""", {**merged, "rewrite": rewrite})
     if rewrite:
         _mark_remapped_rows(cur, staged, merged)
-    cur.execute(f"""
-        INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
-        SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash
-        FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""",
-                {**merged, "now": now})
-    cur.execute(f"""
-        UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
-                            last_changed = $now, deleted_at = NULL, missing_since = NULL
-        FROM (SELECT {select_fields}, s.raw_hash FROM {staged} s
-              JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
-        WHERE datasets.uid = u.uid""", {**merged, "now": now})
+    counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
+    if counts.get("new") or counts.get("changed"):
+        _write_datasets(cur, staged, {**merged, "now": now}, counts.get("changed", 0))
     touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
     for table in ("distributions", "columns"):
         cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
@@ -272,9 +274,44 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
             SELECT dataset_uid, unnest(item, recursive := true) FROM (
                 SELECT s.uid AS dataset_uid, unnest(s.{table}) AS item FROM {staged} s
                 JOIN _status st ON st.uid = s.uid WHERE st.status <> 'unchanged')""", merged)
-    counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
     cur.execute("DROP TABLE _status")
     return counts
+
+
+def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, rewritten: int) -> None:
+    """The new and changed datasets of `_status` (`rewritten` changed) written from `staged`:
+    every column as the staged record and this merge give it, but a changed one's first_seen,
+    kept. Deleted and inserted again, or the table rebuilt when they are many (REBUILD_SHARE)."""
+    select_fields = ", ".join(
+        f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}" for f in DATASET_FIELDS
+    )
+    written = f"""
+        SELECT {select_fields}, coalesce(st.first_seen, $now) AS first_seen, $now AS last_seen,
+               $now AS last_changed, NULL::TIMESTAMPTZ AS deleted_at, s.raw_hash, NULL::TIMESTAMPTZ AS missing_since
+        FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status <> 'unchanged'"""
+    changed = "(SELECT uid FROM _status WHERE status = 'changed')"
+    if rewritten and rewritten >= REBUILD_SHARE * cur.execute("SELECT count(*) FROM datasets").fetchone()[0]:
+        _rebuild_datasets(cur, f"SELECT * FROM datasets WHERE uid NOT IN {changed} UNION ALL BY NAME {written}",
+                          params)
+        return
+    if rewritten:
+        cur.execute(f"DELETE FROM datasets WHERE uid IN {changed}")
+    cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
+
+
+def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict) -> None:
+    """`datasets` replaced, in the merge's transaction, by a table of the same definition
+    (its key, NOT NULLs and column order: the catalogue's own DDL) holding `rows`: the key's
+    index built once over them. A view reads the table by name (open311_services)."""
+    ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
+                         AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
+    prefix = "CREATE TABLE datasets("
+    if not ddl.startswith(prefix):
+        raise RuntimeError(f"the datasets table's definition is not as expected: {ddl[:80]!r}")
+    cur.execute("CREATE TABLE datasets_next(" + ddl[len(prefix):])
+    cur.execute(f"INSERT INTO datasets_next BY NAME {rows}", params)
+    cur.execute("DROP TABLE datasets")
+    cur.execute("ALTER TABLE datasets_next RENAME TO datasets")
 
 
 def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str, now: datetime,
@@ -499,8 +536,8 @@ class Store:
             cur = self.cursor()
             staged_files = stage.records_files()
             cur.execute("BEGIN TRANSACTION")
-            # a stop ends the merge's statements at once (the UPDATE of every dataset of a large
-            # portal took 20 s and more), DuckDB interrupting them: rolled back below, the portal
+            # a stop ends the merge's statements at once (a large portal's, every dataset written
+            # again, take 15 s and more), DuckDB interrupting them: rolled back below, the portal
             # keeps its previous catalogue. The COMMIT and the ROLLBACK run to their end.
             cur.interruptible = True
             try:

@@ -19,8 +19,8 @@ Every DuckDB connection civicat opens is one (`connect`, the one place that open
 a writer's statements (seconds at most), its COMMITs and ROLLBACKs among them. Interruptible: what a
 stop may throw away, which may take minutes: a reader's statements (catalog.lock.
 connect_read_only: `civicat sql`'s query, an export's COPY), a records pull's scans and merge
-COPY (staging only), a harvest's merge inside its transaction, rolled back after (the UPDATE of
-every dataset of a large portal when all changed: docs/benchmarks.md), the search index's build
+COPY (staging only), a harvest's merge inside its transaction, rolled back after (every dataset of
+a large portal written again when all changed: docs/benchmarks.md), the search index's build
 (tables of its own until one short transaction swaps them in: catalog.search). A reader's statement
 dropped hung for good in its close (`civicat sql` stopped in a long query: no exit until a
 third signal).

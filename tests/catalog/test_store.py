@@ -506,3 +506,134 @@ def test_the_raw_loads_run_duckdb_on_one_thread_and_give_the_database_its_thread
     assert watched.threads == [1, 1] and rows(store, threads) == [(3,)]
     assert store.commit_portal(stage, "city", T0, mark_deleted=True)["new"] == 2
     assert rows(store, "SELECT count(*) FROM raw_records JOIN datasets USING (uid, raw_hash)") == [(2,)]
+
+
+def _datasets_written_as_before_session_25(cur, staged, params, rewritten):
+    """The reference: how the merge wrote datasets until session 25, an INSERT of the new
+    ones and an UPDATE of every column of the changed ones (kept here to compare with)."""
+    from catalog.stage import DATASET_FIELDS, TIMESTAMP_FIELDS
+    fields = ", ".join(DATASET_FIELDS)
+    select_fields = ", ".join(f"CAST(s.{f} AS TIMESTAMPTZ) AS {f}" if f in TIMESTAMP_FIELDS else f"s.{f}"
+                              for f in DATASET_FIELDS)
+    assignments = ", ".join(f"{f} = u.{f}" for f in DATASET_FIELDS if f != "uid")
+    cur.execute(f"""
+        INSERT INTO datasets ({fields}, first_seen, last_seen, last_changed, deleted_at, raw_hash)
+        SELECT {select_fields}, $now, $now, $now, NULL, s.raw_hash
+        FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status = 'new'""", params)
+    cur.execute(f"""
+        UPDATE datasets SET {assignments}, raw_hash = u.raw_hash, last_seen = $now,
+                            last_changed = $now, deleted_at = NULL, missing_since = NULL
+        FROM (SELECT {select_fields}, s.raw_hash FROM {staged} s
+              JOIN _status st ON st.uid = s.uid WHERE st.status = 'changed') u
+        WHERE datasets.uid = u.uid""", params)
+
+
+CATALOGUE_TABLES = {   # every table a merge writes, in an order that makes each comparable row for row
+    "datasets": "SELECT * FROM datasets ORDER BY uid",
+    "distributions": "SELECT * FROM distributions ORDER BY ALL",
+    "columns": "SELECT * FROM columns ORDER BY ALL",
+    "raw_records": "SELECT * EXCLUDE (fetched_at) FROM raw_records ORDER BY ALL",
+    "portal_listings": "SELECT * FROM portal_listings ORDER BY ALL",
+    "listing_pages": "SELECT * FROM listing_pages ORDER BY ALL",
+}
+
+
+def _entry(source_id, portal="city", **fields):
+    return record(source_id, portal=portal, **{"modified": "2021-05-06T07:08:09Z", "themes": ["Housing"], **fields})
+
+
+def _tables_after(db, nights, monkeypatch, reference):
+    """The catalogue's tables after the merges `nights` ((records, portal, now, rewrite) each),
+    datasets written as the merge does, or as `reference` did; and whether the last merge
+    rebuilt the datasets table."""
+    import catalog.store as store_module
+    with monkeypatch.context() as patched:
+        if reference:
+            patched.setattr(store_module, "_write_datasets", _datasets_written_as_before_session_25)
+        store = Store(db)
+        for records, portal, now, rewrite in nights:
+            table = rows(store, "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'datasets'")
+            store.commit_portal(remapped_stage(store, records), portal, now, mark_deleted=True, rewrite=rewrite,
+                                grace=timedelta(0))
+        rebuilt = rows(store, "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'datasets'") != table
+        assert rows(store, "SELECT constraint_column_names FROM duckdb_constraints() WHERE table_name = 'datasets' "
+                           "AND constraint_type = 'PRIMARY KEY'") == [(["uid"],)]
+        tables = {name: rows(store, sql) for name, sql in CATALOGUE_TABLES.items()}
+        store.close()
+    return tables, rebuilt
+
+
+def test_a_full_night_and_an_ordinary_one_leave_the_tables_the_update_left_and_the_key(tmp_path, monkeypatch):
+    """Changed datasets are deleted and inserted again, or the whole table rebuilt when most
+    changed (a `--full` night), not UPDATEd (uid's primary key made that UPDATE and its COMMIT
+    slow): every table is as the UPDATE left it, first_seen kept, and uid still the key."""
+    city = [_entry(f"d{n}") for n in range(8)]
+    first = [(city, "city", T0, False), ([_entry("z", portal="other")], "other", T0, False),
+             (city[1:], "city", T0 + timedelta(days=2), False)]   # d0 deleted
+    column = city[0]["columns"][0]
+    remapped = [_entry("d0"), _entry("d1", title="Permits (issued)"), _entry("d2", keywords=["permits", "new"]),
+                _entry("d3", themes=[]), _entry("d4", modified=None), _entry("d5", columns=[{**column, "type": "other"}]),
+                _entry("d6", distributions=[]), _entry("d8")]   # d7 gone: deleted in the same transaction
+    full = first + [(remapped, "city", T0 + timedelta(days=3), True)]
+    few = first + [([_entry("d1", title="Permits (issued)"), *city[2:], _entry("d8")], "city",
+                     T0 + timedelta(days=3), False)] + [([_entry(f"y{n}", portal="other") for n in range(30)],
+                                                         "other", T0 + timedelta(days=4), False),
+                                                        ([_entry("y1", portal="other", title="Y"), *(
+                                                            _entry(f"y{n}", portal="other") for n in range(30))],
+                                                         "other", T0 + timedelta(days=5), False)]
+    for name, nights, route in (("full", full, True), ("few", few, False)):
+        tables, rebuilt = _tables_after(tmp_path / f"{name}.duckdb", nights, monkeypatch, reference=False)
+        expected, _ = _tables_after(tmp_path / f"{name}-reference.duckdb", nights, monkeypatch, reference=True)
+        assert rebuilt is route, name
+        for table in CATALOGUE_TABLES:
+            assert tables[table] == expected[table], (name, table)
+    store = Store(tmp_path / "full.duckdb")
+    assert store.con.execute("""SELECT uid FROM datasets WHERE first_seen = ? AND last_changed = ? ORDER BY uid""",
+                             [T0, T0 + timedelta(days=3)]).fetchall() == [(f"city:d{n}",) for n in range(7)]
+    assert rows(store, "SELECT uid, deleted_at, missing_since FROM datasets WHERE uid IN ('city:d0', 'city:d7') "
+                       "ORDER BY uid") == [("city:d0", None, None), ("city:d7", T0 + timedelta(days=3),
+                                                                      T0 + timedelta(days=3))]
+    store.close()
+
+
+def test_a_full_night_failing_after_the_datasets_table_was_rebuilt_leaves_the_previous_one(store):
+    """The rebuild (most datasets changed) runs in the merge's transaction: a failure after it
+    leaves the previous table, its rows, its key and the view that reads it."""
+    ids = [f"d{n}" for n in range(4)]
+    store.commit_portal(remapped_stage(store, [_entry(i) for i in ids]), "city", T0, mark_deleted=True)
+    before = {name: rows(store, sql) for name, sql in CATALOGUE_TABLES.items()}
+    table = rows(store, "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'datasets'")
+    stage = remapped_stage(store, [_entry(i, title=f"Permits {i}") for i in ids])
+    stage.close()
+    Path(stage.path("seen")).write_bytes(b"not parquet")  # the merge breaks after datasets were written
+    with pytest.raises(duckdb.Error):
+        store.commit_portal(stage, "city", T0 + timedelta(days=1), mark_deleted=True, rewrite=True)
+    assert {name: rows(store, sql) for name, sql in CATALOGUE_TABLES.items()} == before
+    assert rows(store, "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'datasets'") == table
+    assert rows(store, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'datasets_next'") == [(0,)]
+    assert rows(store, "SELECT constraint_type FROM duckdb_constraints() WHERE table_name = 'datasets' "
+                       "AND constraint_type = 'PRIMARY KEY'") == [("PRIMARY KEY",)]
+    assert rows(store, "SELECT count(*) FROM open311_services") == [(0,)]
+    # and the same merge, whole, rebuilds it
+    counts = store.commit_portal(remapped_stage(store, [_entry(i, title=f"Permits {i}") for i in ids]), "city",
+                                 T0 + timedelta(days=1), mark_deleted=True, rewrite=True)
+    assert counts["changed"] == 4
+    assert rows(store, "SELECT table_oid FROM duckdb_tables() WHERE table_name = 'datasets'") != table
+    assert rows(store, "SELECT title, first_seen FROM datasets ORDER BY uid") == [(f"Permits {i}", T0) for i in ids]
+    assert rows(store, "SELECT count(*) FROM open311_services") == [(0,)]   # (the view reads the new table)
+
+
+@pytest.mark.parametrize("stored", [False, True], ids=["new", "changed"])
+def test_a_uid_staged_twice_is_refused_and_nothing_written(store, stored):
+    """The key refuses a uid staged twice, a new dataset's or a changed one's: the UPDATE the
+    merge ran before took either copy for a changed one, and stored both copies' distributions
+    and columns (a dataset of one distribution with four)."""
+    if stored:
+        store.commit_portal(stage_of(store, [record("a"), *(record(f"x{n}") for n in range(9))]), "city", T0,
+                            mark_deleted=True)
+    before = {name: rows(store, sql) for name, sql in CATALOGUE_TABLES.items()}
+    with pytest.raises(duckdb.ConstraintException, match='duplicate key "city:a"'):
+        store.commit_portal(stage_of(store, [record("a", title="x"), record("a", title="y")]), "city",
+                            T0 + timedelta(days=1), mark_deleted=False)
+    after = {name: rows(store, sql) for name, sql in CATALOGUE_TABLES.items()}
+    assert {**after, "raw_records": None} == {**before, "raw_records": None}   # (the raw loads are not the merge's)
