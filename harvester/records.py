@@ -33,7 +33,7 @@ from catalog.records import (MERGE_MEMORY, PreviousPull, RecordsLayout, fitted_s
                              write_json_atomic)
 from catalog import uncut
 from harvester.http import ResponseTooLarge
-from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
+from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
 
 log = logging.getLogger("civicat.records")
@@ -74,6 +74,12 @@ ROW_GROUP_ROWS = 128 * 1024
 # rows of 30 distinct 16-character texts (63 MB) did not fit a 128 MB profile even on one
 # thread, nor did row groups of 16 MB of 200 40-character texts on two; 8 MB did (docs/records.md)
 ROW_GROUP_BYTES = 8 * 2**20
+# ...and a page asks, from the first one read, as many rows as fit about this many bytes (as
+# Arrow holds them): a pull holds a page or two whole, besides the one it writes, and SODA's
+# 50,000 rows of 1,000 text columns are ~1 GB, asked by halving down from the response cap
+# (256 MiB) and read on at its size. Two row groups: a narrow dataset's pages of 50,000 rows
+# (SPD 911: ~10 MB) are asked as they were
+PAGE_BYTES = 2 * ROW_GROUP_BYTES
 # columns a pull takes: wide census tables run to a few thousand; a portal listing 10^6
 # fields would hold the run for days (the profile's cost grows with the square of them:
 # 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
@@ -768,12 +774,20 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     the rest of the pull in the size that fitted (unlike a listing's: the rows of a table
     are alike, see SmallerPages.keep); the state after each page is the exact request that
     follows it. A row over the cap alone fails the pull (see `refuse_oversized`): a pull
-    never skips a row."""
+    never skips a row. There, from the first page read, a page asks as many rows as fit
+    about PAGE_BYTES (SmallerPages.fit), whatever the cap allows."""
     if paginator.sizes is not None:
         paginator.sizes.keep = True
+        paginator.sizes.target = PAGE_BYTES
+
+    def sized(params: dict) -> Page:   # (pages sized by the bytes of those read: SmallerPages.fit)
+        page = fetch_page(params)
+        page.bytes = page.items.nbytes
+        return page
+
     answers = OversizedAnswers(paginator, "the pull")
     tables = PagedTables(None, answers, fetch_page, paginator, resume, key)
-    tables.tables = _paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, tables.order)
+    tables.tables = _paged_tables(sized, paginator, resume, answers, ahead, shifted, tables.order)
     return tables
 
 
