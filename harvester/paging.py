@@ -210,13 +210,14 @@ class SmallerPages:
 
     With a `target` (bytes), pages are sized by bytes too: from the first page read, no page
     asks more rows than fit about `target` at the width of the rows read (`fit`), whatever
-    the cap allows."""
+    the cap allows; before it, no more than `fitted` if set (a bound from the row's columns)."""
 
     def __init__(self, size: int, *, keep: bool = False):
         self.full = self.size = size
         self.keep = keep
         self.target: int | None = None   # the bytes a page is sized to, where it is
-        self.fitted: int | None = None   # the rows of about `target` bytes, once a page was read
+        self.fitted: int | None = None   # the rows of about `target` bytes (a page's at most)
+        self.measured = False   # whether `fitted` comes from a page read
         # the pages over the cap whose entries are being asked for in smaller pages, the
         # innermost last (each lies inside the one before it)
         self.windows: list[_Window] = []
@@ -245,7 +246,7 @@ class SmallerPages:
         """Whether the size of the pages to come is known: pages are not sized by bytes, or a
         page was read to size them by (no request is guessed before: at its own size, a
         page of wide rows would be asked for a read of up to the response cap, then dropped)."""
-        return self.target is None or self.fitted is not None
+        return self.target is None or self.measured
 
     def _fitted(self, size: int) -> int:
         return size if self.fitted is None else min(size, self.fitted)
@@ -257,8 +258,8 @@ class SmallerPages:
         if self.target is None or not rows:
             return
         fitted = max(1, min(self.full, self.target * rows // max(size_bytes, 1)))
-        if self.fitted is None or not self.fitted // 2 <= fitted <= 2 * self.fitted:
-            self.fitted = fitted
+        if not self.measured or not self.fitted // 2 <= fitted <= 2 * self.fitted:
+            self.fitted, self.measured = fitted, True
 
     def halve(self, position: int, size: int) -> int | None:
         """The size to ask the `size` entries from `position` in, whose page was over the
