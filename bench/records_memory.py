@@ -121,9 +121,10 @@ def pull(work: Path) -> dict:
     store = Store(work / "pull.duckdb")
     harvest([portal], store, HttpClient())   # the catalogue: the dataset's entry
     report = harvest([portal], store, HttpClient(), records=True, full=True).portals[0]
+    errors = store.con.execute("SELECT error_type || ': ' || message FROM harvest_errors WHERE severity = 'error'").fetchall()
     store.close()
     if report.records_pulled != 1:
-        raise RuntimeError(f"the pull failed: {report}")
+        raise RuntimeError(f"the pull failed after {report.requests} requests: {errors}")
     return {"requests": report.requests, "rows": report.record_rows}
 
 
