@@ -76,9 +76,9 @@ ROW_GROUP_ROWS = 128 * 1024
 ROW_GROUP_BYTES = 8 * 2**20
 # ...and a page asks, from the first one read, as many rows as fit about this many bytes (as
 # Arrow holds them): a pull holds a page or two whole, besides the one it writes, and SODA's
-# 50,000 rows of 1,000 text columns are ~1 GB, asked by halving down from the response cap
-# (256 MiB) and read on at its size. Two row groups: a narrow dataset's pages of 50,000 rows
-# (SPD 911: ~10 MB) are asked as they were
+# 50,000 rows of 1,000 text columns are ~1 GB (they were asked by halving down from the
+# response cap, 256 MiB, then read on in pages of ~212 MB). Two row groups: a narrow dataset's
+# pages of 50,000 rows (SPD 911: ~10 MB) are asked as they were
 PAGE_BYTES = 2 * ROW_GROUP_BYTES
 # ...and the first page, whose rows' width is not known yet, no more rows than PAGE_BYTES holds
 # at this many bytes a column (an Arrow text value's offset and a few characters): SODA's
