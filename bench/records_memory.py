@@ -120,7 +120,9 @@ def pull(work: Path) -> dict:
                           domain="data.example.org", records=(DATASET,))
     store = Store(work / "pull.duckdb")
     harvest([portal], store, HttpClient())   # the catalogue: the dataset's entry
-    report = harvest([portal], store, HttpClient(), records=True, full=True).portals[0]
+    # (the local server builds each answer whole before it sends a byte: 500 MB of CSV took
+    # longer than the default read timeout on a loaded machine)
+    report = harvest([portal], store, HttpClient(timeout=600), records=True, full=True).portals[0]
     errors = store.con.execute("SELECT error_type || ': ' || message FROM harvest_errors WHERE severity = 'error'").fetchall()
     store.close()
     if report.records_pulled != 1:
