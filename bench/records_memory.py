@@ -10,7 +10,13 @@ profiled (`measure_folder`); the build, the merge and the profile each in a proc
 so each peak RSS is that step's. Prints seconds and CPU seconds (the machine's load stretches
 the first), peak RSS, the row groups, and whether the 1 GB retry ran (or failed even so).
 
-    python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40] [--before]
+`--pull SHAPES`: a full pull of each such shape through SODA CSV (`civicat harvest --records`
+in a process of its own, the portal served by another: bench.serve soda-wide), its peak RSS and
+requests; with `--before`, its pages sized by rows only (50,000, cut by the response cap), as
+before session 25 (harvester.records.PAGE_BYTES).
+
+    python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16]
+                                   [--before] [--pull 40000x1000x16]
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench.serve import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = 10_000
@@ -87,27 +95,62 @@ def row_groups(folder: Path) -> str:
             f"up to {max(s.total_byte_size for s in sizes) / 2**20:.1f} MB")
 
 
+def wide_portal_parts(shape: str, domain: str) -> tuple[list[dict], dict]:
+    """A SODA portal's parts (bench.serve soda-wide): one dataset of `shape`'s distinct texts."""
+    import pyarrow as pa
+
+    from tests.portals.socrata import SodaTable, discovery_entry
+
+    rows, columns, width = (int(n) for n in shape.split("x"))
+    table = pa.concat_tables(page for page, _ in _pages(0, rows, columns, width, "before"))
+    table = table.append_column(":updated_at", pa.array(["2024-01-15T12:00:00.000Z"] * rows))
+    view = {"id": DATASET, "name": "Wide", "columns": [{"fieldName": f"c{k}", "dataTypeName": "text"}
+                                                        for k in range(columns)]}
+    return [discovery_entry(view, domain)], {DATASET: SodaTable(table)}
+
+
+def pull(work: Path) -> dict:
+    """A full pull of the served dataset (its URL in `work`/url) as `civicat harvest --records` runs it."""
+    from catalog.store import Store
+    from harvester.config import PortalConfig
+    from harvester.http import HttpClient
+    from harvester.pipeline import harvest
+
+    portal = PortalConfig(id=PORTAL, city="Bench City", kind="socrata", url=(work / "url").read_text(),
+                          domain="data.example.org", records=(DATASET,))
+    store = Store(work / "pull.duckdb")
+    harvest([portal], store, HttpClient())   # the catalogue: the dataset's entry
+    # (the local server builds each answer whole before it sends a byte: 500 MB of CSV took
+    # longer than the default read timeout on a loaded machine)
+    report = harvest([portal], store, HttpClient(timeout=600), records=True, full=True).portals[0]
+    errors = store.con.execute("SELECT error_type || ': ' || message FROM harvest_errors WHERE severity = 'error'").fetchall()
+    store.close()
+    if report.records_pulled != 1:
+        raise RuntimeError(f"the pull failed after {report.requests} requests: {errors}")
+    return {"requests": report.requests, "rows": report.record_rows}
+
+
 def child(step: str, work: Path, shape: tuple[int, int, int], before: bool) -> None:
     """One step in this process: prints its seconds, peak RSS and whether the retry ran, as JSON."""
     from bench.rss import PeakRss
 
-    if before:   # row groups by rows only: the byte bound out of reach
+    if before:   # row groups and pages by rows only: the byte bounds out of reach
         import harvester.records
-        harvester.records.ROW_GROUP_BYTES = 2**62
+        harvester.records.ROW_GROUP_BYTES = harvester.records.PAGE_BYTES = 2**62
     retried = []
     handler = logging.Handler()
     handler.emit = lambda record: retried.append(record.getMessage())
     logging.getLogger("civicat.records").addHandler(handler)
-    memory, began, cpu, failed = PeakRss(), time.perf_counter(), time.process_time(), None
+    memory, began, cpu, failed, pulled = PeakRss(), time.perf_counter(), time.process_time(), None, {}
     rows, columns, width = shape
     try:
-        {"build": lambda: build(work, rows, columns, width), "merge": lambda: merge(work, columns),
-         "profile": lambda: profile(work)}[step]()
+        pulled = {"build": lambda: build(work, rows, columns, width), "merge": lambda: merge(work, columns),
+                  "profile": lambda: profile(work), "pull": lambda: pull(work)}[step]() or {}
     except Exception as exc:   # (the retry did not fit either)
         failed = str(exc).splitlines()[0]
     print(json.dumps({"seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu,
                       "peak_rss_mb": memory.stop(),
-                      "retried": bool(retried), "failed": failed}))
+                      "retried": bool(retried), "failed": failed, **pulled}))
 
 
 def run(step: str, work: Path, shape: str, before: bool) -> dict:
@@ -121,18 +164,27 @@ def run(step: str, work: Path, shape: str, before: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shapes", default="300000x12x16,1000000x30x16,50000x200x40",
-                        help="rows x columns x characters, comma-separated")
-    parser.add_argument("--before", action="store_true", help="row groups by rows only, as before session 24")
+    parser.add_argument("--shapes", default="300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16",
+                        help="rows x columns x characters, comma-separated ('' for none)")
+    parser.add_argument("--pull", default="", help="shapes to pull through SODA, comma-separated")
+    parser.add_argument("--before", action="store_true",
+                        help="row groups by rows only, as before session 24, and pages as before session 25")
     parser.add_argument("--child", nargs=3, metavar=("STEP", "WORK", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         step, work, shape = args.child
         child(step, Path(work), tuple(int(n) for n in shape.split("x")), args.before)
         return
-    print(f"row groups bounded by {'rows only (before session 24)' if args.before else 'bytes and rows'}; "
+    print(f"row groups and pages sized by {'rows only (before sessions 24, 25)' if args.before else 'bytes and rows'}; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    for shape in args.shapes.split(","):
+    for shape in filter(None, args.pull.split(",")):
+        with tempfile.TemporaryDirectory(prefix="civicat-bench-") as tmp, serving("soda-wide", shape) as server:
+            (Path(tmp) / "url").write_text(server.stdout.readline().strip())
+            result = run("pull", Path(tmp), shape, args.before)
+            failed = f", FAILED ({result['failed']})" if result["failed"] else ""
+            print(f"{shape} pulled: {result['seconds']:.1f} s (CPU {result['cpu_seconds']:.1f} s), peak RSS "
+                  f"{result['peak_rss_mb']:.0f} MB, {result.get('requests')} requests{failed}", flush=True)
+    for shape in filter(None, args.shapes.split(",")):
         with tempfile.TemporaryDirectory(prefix="civicat-bench-") as tmp:
             work = Path(tmp)
             run("build", work, shape, args.before)

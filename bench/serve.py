@@ -3,6 +3,7 @@ and not the server sharing its interpreter.
 
     python -m bench.serve socrata 100000     # prints the base URL, serves until stdin closes
     python -m bench.serve soda-records 5000000   # one dataset of that many rows (and its first tenth)
+    python -m bench.serve soda-wide 20000x1000x16   # one dataset of rows x distinct texts (bench.records_memory)
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
-def serving(kind: str, count: int) -> Iterator[subprocess.Popen]:
+def serving(kind: str, count: int | str) -> Iterator[subprocess.Popen]:
     """This module in a process of its own; read what it prints from `.stdout` (the URL
     last). It stops when the block ends."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -131,7 +132,7 @@ def self_signed_tls(folder: Path) -> ssl.SSLContext | None:
     return context
 
 def main() -> None:
-    kind, count = sys.argv[1], int(sys.argv[2])
+    kind, count = sys.argv[1], (int(sys.argv[2]) if sys.argv[2].isdigit() else 0)
     if kind == "socrata":
         portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)
     elif kind == "soda-records":
@@ -140,6 +141,11 @@ def main() -> None:
         entries, records = records_portal_parts(count, DOMAIN)
         portal = CachedSocrataPortal(entries, domain=DOMAIN, records=records)
         print(SMALL_ID, records[SMALL_ID].table.num_rows, flush=True)
+    elif kind == "soda-wide":   # `count`: rows x columns x characters (bench.records_memory's shapes)
+        from bench.records_memory import wide_portal_parts
+
+        entries, records = wide_portal_parts(sys.argv[2], DOMAIN)
+        portal = SocrataPortal(entries, domain=DOMAIN, records=records)   # (answers of ~1 GB: none kept)
     else:
         raise SystemExit(f"unknown portal kind {kind!r}")
     if kind == "socrata":  # (the records benchmark's figures were taken on werkzeug's server)

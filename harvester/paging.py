@@ -65,6 +65,9 @@ class Page:
     # are listed, not read; `reason` says why (set by Listing)
     ids_only: bool = False
     reason: str | None = None
+    # what the page's items take in memory, where pages are sized by it (a records pull's
+    # table: PagedTables; SmallerPages.fit)
+    bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -203,11 +206,18 @@ class SmallerPages:
     There, a page over the cap inside smaller pages makes the rest of the page holding it
     asked in its halves too, and past the entries of the outermost page over the cap, the
     pull goes on in the size they were last asked in: pages twice too big cost one answer
-    over the cap in all (four times: two; eight times: four), not as many a page."""
+    over the cap in all (four times: two; eight times: four), not as many a page.
+
+    With a `target` (bytes), pages are sized by bytes too: from the first page read, no page
+    asks more rows than fit about `target` at the width of the rows read (`fit`), whatever
+    the cap allows; before it, no more than `fitted` if set (a bound from the row's columns)."""
 
     def __init__(self, size: int, *, keep: bool = False):
         self.full = self.size = size
         self.keep = keep
+        self.target: int | None = None   # the bytes a page is sized to, where it is
+        self.fitted: int | None = None   # the rows of about `target` bytes (a page's at most)
+        self.measured = False   # whether `fitted` comes from a page read
         # the pages over the cap whose entries are being asked for in smaller pages, the
         # innermost last (each lies inside the one before it)
         self.windows: list[_Window] = []
@@ -219,17 +229,37 @@ class SmallerPages:
             if self.keep and not self.windows:
                 self.size = closed.size
         if not self.windows:
-            return self.size
+            return self._fitted(self.size)
         window = self.windows[-1]
-        return min(window.size, window.end - position)
+        return self._fitted(min(window.size, window.end - position))
 
     def peek(self, position: int) -> int:
         """The size `at(position)` gives, the windows left as they are (a request further on,
         guessed before the entries before it are read)."""
         for window in reversed(self.windows):
             if position < window.end:
-                return min(window.size, window.end - position)
-        return self.size
+                return self._fitted(min(window.size, window.end - position))
+        return self._fitted(self.size)
+
+    @property
+    def fitting(self) -> bool:
+        """Whether the size of the pages to come is known: pages are not sized by bytes, or a
+        page was read to size them by (no request is guessed before: at its own size, a
+        page of wide rows would be asked for a read of up to the response cap, then dropped)."""
+        return self.target is None or self.measured
+
+    def _fitted(self, size: int) -> int:
+        return size if self.fitted is None else min(size, self.fitted)
+
+    def fit(self, rows: int, size_bytes: int) -> None:
+        """A page of `rows` entries took `size_bytes`: pages of about `target` bytes from now
+        on. Changed only when the rows' width moved the fit past half or twice the one in use:
+        a fit that moved with every page would make every request sent ahead a wrong guess."""
+        if self.target is None or not rows:
+            return
+        fitted = max(1, min(self.full, self.target * rows // max(size_bytes, 1)))
+        if not self.measured or not self.fitted // 2 <= fitted <= 2 * self.fitted:
+            self.fitted, self.measured = fitted, True
 
     def halve(self, position: int, size: int) -> int | None:
         """The size to ask the `size` entries from `position` in, whose page was over the
@@ -329,7 +359,7 @@ class OffsetPaginator(Paginator):
     def guess(self, params: dict) -> dict | None:
         # (the size `params` asks: a records pull resumed from a page asked smaller asks fewer)
         offset = params[self.offset_param] + params[self.limit_param]
-        if self.total is None or offset >= self.total or self.sizes.windows or \
+        if self.total is None or offset >= self.total or self.sizes.windows or not self.sizes.fitting or \
                 (self.max_window is not None and offset + self.limit > self.max_window):
             return None
         return self._params(offset)
@@ -853,6 +883,8 @@ def pages(fetch_page: Callable[[dict], Page], paginator: Paginator, *, start: di
                     page = instead
                 page.params = params
                 count += 1
+                if page.bytes is not None and paginator.sizes is not None:
+                    paginator.sizes.fit(len(page.items), page.bytes)
                 params = paginator.next(page, params)
                 if params is not None and count >= max_pages:
                     raise PagingError(f"paging did not end after {max_pages} pages")

@@ -33,7 +33,7 @@ from catalog.records import (MERGE_MEMORY, PreviousPull, RecordsLayout, fitted_s
                              record_pull, recorded, write_json_atomic)
 from catalog import uncut
 from harvester.http import ResponseTooLarge
-from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Paginator, cap_reason, pages, request_text
+from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
 
 log = logging.getLogger("civicat.records")
@@ -74,6 +74,17 @@ ROW_GROUP_ROWS = 128 * 1024
 # rows of 30 distinct 16-character texts (63 MB) did not fit a 128 MB profile even on one
 # thread, nor did row groups of 16 MB of 200 40-character texts on two; 8 MB did (docs/records.md)
 ROW_GROUP_BYTES = 8 * 2**20
+# ...and a page asks, from the first one read, as many rows as fit about this many bytes (as
+# Arrow holds them): a pull holds a page or two whole, besides the one it writes, and SODA's
+# 50,000 rows of 1,000 text columns are ~1 GB (they were asked by halving down from the
+# response cap, 256 MiB, then read on in pages of ~212 MB). Two row groups: a narrow dataset's
+# pages of 50,000 rows (SPD 911: ~10 MB) are asked as they were
+PAGE_BYTES = 2 * ROW_GROUP_BYTES
+# ...and the first page, whose rows' width is not known yet, no more rows than PAGE_BYTES holds
+# at this many bytes a column (an Arrow text value's offset and a few characters): SODA's
+# 50,000 rows for up to ~40 columns, ~2,000 rows of 1,000 (not halved down from the response
+# cap, each answer over it a read of up to 256 MiB, to 12,500 rows of 212 MB)
+FIRST_PAGE_COLUMN_BYTES = 8
 # columns a pull takes: wide census tables run to a few thousand; a portal listing 10^6
 # fields would hold the run for days (the profile's cost grows with the square of them:
 # 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
@@ -744,7 +755,7 @@ class PagedTables:
 
 
 def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead: int = 1,
-                 shifted=None, key: str | None = None) -> PagedTables:
+                 shifted=None, key: str | None = None, columns: int | None = None) -> PagedTables:
     """Pages whose `items` are tables, with the parameters of the next request as state.
 
     A page that gives the very rows of the page before fails the pull: the portal ignores
@@ -768,12 +779,23 @@ def paged_tables(fetch_page, paginator: Paginator, resume: dict | None, *, ahead
     the rest of the pull in the size that fitted (unlike a listing's: the rows of a table
     are alike, see SmallerPages.keep); the state after each page is the exact request that
     follows it. A row over the cap alone fails the pull (see `refuse_oversized`): a pull
-    never skips a row."""
+    never skips a row. There, from the first page read, a page asks as many rows as fit
+    about PAGE_BYTES (SmallerPages.fit), whatever the cap allows; the first page, with the
+    table's `columns`, no more than PAGE_BYTES holds at FIRST_PAGE_COLUMN_BYTES a column."""
     if paginator.sizes is not None:
         paginator.sizes.keep = True
+        paginator.sizes.target = PAGE_BYTES
+        if columns:
+            paginator.sizes.fitted = max(1, PAGE_BYTES // (columns * FIRST_PAGE_COLUMN_BYTES))
+
+    def sized(params: dict) -> Page:   # (pages sized by the bytes of those read: SmallerPages.fit)
+        page = fetch_page(params)
+        page.bytes = page.items.nbytes
+        return page
+
     answers = OversizedAnswers(paginator, "the pull")
     tables = PagedTables(None, answers, fetch_page, paginator, resume, key)
-    tables.tables = _paged_tables(fetch_page, paginator, resume, answers, ahead, shifted, tables.order)
+    tables.tables = _paged_tables(sized, paginator, resume, answers, ahead, shifted, tables.order)
     return tables
 
 

@@ -236,7 +236,7 @@ class FeatureServerRecords(RecordSource):
                                                limit_param="resultRecordCount",
                                                extra={**common, "orderByFields": self.object_id})
             return paged_tables(lambda params: self._page(self._query(params), params), paginator, resume,
-                                key=self.order_key)
+                                key=self.order_key, columns=len(self.fields))
         if not self.object_id:
             raise RecordsError(f"the layer {self.url} supports neither pagination nor object ids")
         ids = self._query({"where": "1=1", "returnIdsOnly": "true"}).get("objectIds") or []
@@ -253,7 +253,7 @@ class FeatureServerRecords(RecordSource):
 
         if resume is not None and "batch" in resume:   # a pull cut short when batches were numbered
             resume = {"ids_from": resume["batch"] * self.batch, "ids": self.batch}
-        return paged_tables(fetch, IdBatchPaginator(self.batch, len(ids)), resume)
+        return paged_tables(fetch, IdBatchPaginator(self.batch, len(ids)), resume, columns=len(self.fields))
 
     def check_unchanged(self, staged_glob: str) -> None:
         """resultOffset pages: features added take new object ids, after every feature, and are

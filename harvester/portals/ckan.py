@@ -354,4 +354,4 @@ class DatastoreRecords(RecordSource):
 
     def batches(self, resume):
         paginator = OffsetPaginator(RECORD_ROWS, extra={"resource_id": self.resource_id, "sort": "_id asc"})
-        return paged_tables(self._page, paginator, resume, key="_id")
+        return paged_tables(self._page, paginator, resume, key="_id", columns=len(self.fields))

@@ -207,7 +207,7 @@ class OdsRecords(RecordSource):
         if self.export is not None:
             return self.export.batches(resume)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, total=self.expected_rows)
-        return paged_tables(self._page, paginator, resume, shifted=self._shifted)
+        return paged_tables(self._page, paginator, resume, shifted=self._shifted, columns=len(self.fields))
 
     def close(self) -> None:
         if self.export is not None:

@@ -488,7 +488,8 @@ class SodaRecords(RecordSource):
                                     extra={"$select": ":id,:updated_at,*", "$order": ":id", "$where": self.where})
         # CSV: two pages in flight, the server working on the next while this one is parsed and
         # written; JSON pages, as Python objects, are ten times larger in memory: one
-        return paged_tables(self._fetch, paginator, resume, ahead=2 if self.format == "csv" else 1)
+        return paged_tables(self._fetch, paginator, resume, ahead=2 if self.format == "csv" else 1,
+                            columns=len(self.fields))
 
     def check_unchanged(self, staged_glob: str) -> None:
         """Pages are offsets into the rows in `:id` order, and an `:id` (`row-ab3x.k9q2_mz7e`)

@@ -114,6 +114,28 @@ def test_pages_ahead_guesses_full_pages_and_drops_wrong_guesses():
     assert seen == items and 13 in asked
 
 
+def test_pages_sized_by_bytes_ask_the_rows_of_the_target_and_change_only_when_the_width_doubles_or_halves():
+    """Rows of 100 bytes, then of 180, then of 1,000, against pages of 10,000 bytes: the pages
+    after the first ask 100 rows; rows of 180 bytes (a fit of 55, within half of 100) leave
+    it, so that requests sent ahead stay right guesses; rows of 1,000 bytes make it 10. No
+    request is guessed before the first page is read: at its own size, a page of wide rows
+    would be asked for a read of up to the response cap, then dropped."""
+    widths = [100] * 400 + [180] * 400 + [1_000] * 400
+    asked = []
+
+    def fetch(params):
+        asked.append((params["offset"], params["limit"]))
+        rows = widths[params["offset"]:params["offset"] + params["limit"]]
+        return Page(items=rows, bytes=sum(rows))
+
+    paginator = OffsetPaginator(400, total=len(widths))
+    paginator.sizes.target = 10_000
+    assert [row for page, _ in pages(fetch, paginator, ahead=2) for row in page.items] == widths
+    assert asked[:3] == [(0, 400), (400, 100), (500, 100)], asked
+    assert [limit for offset, limit in asked if offset < 800] == [400] + [100] * 4, asked
+    assert {limit for offset, limit in asked if offset >= 800} == {100, 10} and asked[-1][1] == 10, asked
+
+
 def test_pages_resume_from_given_parameters():
     from harvester.paging import OffsetPaginator, Page, pages
 

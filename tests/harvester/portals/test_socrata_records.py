@@ -106,6 +106,47 @@ def test_small_pages_give_exact_rows_in_order(tmp_path, seattle):
     assert ids == sorted(ids) and len(set(ids)) == 1000
 
 
+def test_pages_are_sized_by_the_bytes_of_the_rows_read_and_a_resumed_pull_keeps_to_it(tmp_path, seattle, monkeypatch):
+    """A page asked 50,000 rows whatever their width: 1,000 text columns made a page of ~1 GB,
+    cut only by the response cap (read on in pages of up to 256 MiB). From the first page
+    read, a page asks as many rows as fit about PAGE_BYTES at the width of the rows read (the
+    first, as many as fit at FIRST_PAGE_COLUMN_BYTES a column); a pull cut short resumes at
+    the request it had next, then sizes its pages the same way."""
+    import harvester.records
+
+    monkeypatch.setattr(harvester.records, "PAGE_BYTES", 64 * 1024)   # (the 1,000 rows' pages: ~240 rows)
+    monkeypatch.setattr(harvester.records, "FIRST_PAGE_COLUMN_BYTES", 16)
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    layout = RecordsLayout(tmp_path / "records")
+    seattle.clear_log()
+    source = SodaRecords(adapter, dataset, None, page=300)
+    first = 64 * 1024 // (len(source.fields) * 16)   # (21 columns: 195 rows)
+    result = pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r", part_rows=200)
+    assert result.rows == 1000
+    table = pq.read_table(layout.folder("sea", ID))
+    fitted = 64 * 1024 * 1000 // table.nbytes   # rows of 64 KiB at the dataset's width
+    limits = [int(q["$limit"]) for p, q, _ in seattle.requests if p.endswith(".csv")]
+    assert limits[0] == first < 300 and len(set(limits[1:])) == 1, limits   # the first page, then one fitted size
+    assert 0.75 * fitted <= limits[1] <= 1.25 * fitted < 300, (limits, fitted)
+    rest = 1000 - first
+    assert len(limits) == 1 + -(-rest // limits[1]) + (rest % limits[1] == 0)   # up to an empty page if the last is full
+
+    layout = RecordsLayout(tmp_path / "again")
+    source = SodaRecords(adapter, dataset, None, page=300)
+    cut_short_after(source, 3, Interrupted("killed"))
+    with pytest.raises(Interrupted):
+        pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r", part_rows=200)
+    seattle.clear_log()
+    result = pull_dataset(SodaRecords(adapter, dataset, None, page=300), layout, "sea", ID, con,
+                          uid=f"sea:{ID}", run_id="r", part_rows=200)
+    assert result.resumed and result.rows == 1000
+    asked = [(int(q["$offset"]), int(q["$limit"])) for p, q, _ in seattle.requests if p.endswith(".csv")]
+    resumed_at = asked[1][0]   # (after the row before it, asked alone)
+    assert asked[0] == (resumed_at - 1, 1) and resumed_at == first + 2 * limits[1], asked
+    assert {limit for _, limit in asked[1:]} == {limits[1]}, asked   # the state's size, and the fit again
+    assert pq.read_table(layout.folder("sea", ID)).sort_by(":id").equals(table.sort_by(":id"))
+
+
 def test_json_format_gives_the_same_table(tmp_path, seattle):
     con, adapter, dataset = pull_alone(tmp_path, seattle.url)
     tables = {}
