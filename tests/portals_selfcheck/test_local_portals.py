@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import re
+import socket
 import time
 from datetime import datetime, timezone
 
@@ -312,6 +314,18 @@ def test_request_log_hits_prefix_and_static_routes(socrata_portal_factory):
 
 
 # -- DCAT-US data.json ---------------------------------------------------------------
+
+
+def test_a_refusing_port_refuses_and_no_other_server_takes_it_meanwhile(refusing_port):
+    """Under pytest-xdist another worker starts portals meanwhile: a port let go as soon as it was
+    found free could become one of theirs (binding, as werkzeug and http.server do, with
+    SO_REUSEADDR), and the test meant to be refused would be answered."""
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", refusing_port), timeout=5)
+    with socket.socket() as other, pytest.raises(OSError) as taken:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", refusing_port))
+    assert taken.value.errno == errno.EADDRINUSE
 
 
 def test_data_json_portal_serves_catalog_and_faults(data_json_portal):
