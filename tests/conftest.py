@@ -84,6 +84,16 @@ def store(tmp_path):
     s.close()
 
 
+@pytest.fixture
+def refusing_port():
+    """A port of 127.0.0.1 that refuses every connection: bound, never listening, and held for the
+    test. A port bound and let go at once could be taken meanwhile by a portal of another process
+    (another pytest-xdist worker's): the test then found it answering."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def real_selection_path(tmp_path_factory):
     """The path of a closed catalogue of the overlap tests' real selection, harvested once per

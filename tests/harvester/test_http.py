@@ -61,18 +61,11 @@ def test_persistent_faults_fail_after_bounded_attempts(portal, fault, message):
     assert portal.hits["/doc"] == 3
 
 
-def closed_port() -> int:
-    """A port of 127.0.0.1 nothing listens on: connecting to it is refused."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_a_connection_that_fails_says_why(tmp_path):
+def test_a_connection_that_fails_says_why(tmp_path, refusing_port):
     # offline, every portal failed with "connection failed: ConnectionError": neither the
     # name lookup nor the refused connection was named (a name that does not resolve: below)
     client = fast_client(max_attempts=1)
-    port = closed_port()
+    port = refusing_port
     url = f"http://127.0.0.1:{port}/doc"
     with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \(") as failed:
         client.get_json(url)
@@ -852,13 +845,13 @@ def test_a_stop_drops_the_lookups_queued_behind_a_slow_resolver_s(portal, resolv
     assert {name for name in names if resolver.asked[name]} == under_way
 
 
-def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_once(tmp_path):
+def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_once(tmp_path, refusing_port):
     """A port that refuses every connection was asked 5 times a request with backoff (~17 s), and
     for 3 requests before its host was given up (~50 s). A host refusing for `refused_limit`
     seconds in a row (10 by default; 0.3 here) is down: its request ends, and every later one
     fails at once, naming the refused host and port."""
     client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
-    port = closed_port()
+    port = refusing_port
     url = f"http://127.0.0.1:{port}/doc"
     with cut_short_after(client):
         with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \(") as failed:
@@ -875,24 +868,24 @@ def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_onc
     assert client.stats.requests == made + 1
 
 
-def test_the_refusal_limit_is_set_by_the_environment(monkeypatch):
+def test_the_refusal_limit_is_set_by_the_environment(monkeypatch, refusing_port):
     """A portal served directly (no proxy answering 502 meanwhile) that takes longer than 10 s
     to restart would fail for the night: CIVICAT_HTTP_REFUSED_SECONDS sets how long a port may
     refuse in a row before its host is given up."""
     monkeypatch.setenv("CIVICAT_HTTP_REFUSED_SECONDS", "0.2")
     client = HttpClient.from_env(backoff_initial=0.01, backoff_max=0.05, max_attempts=10_000)
-    url = f"http://127.0.0.1:{closed_port()}/doc"
+    url = f"http://127.0.0.1:{refusing_port}/doc"
     with cut_short_after(client), pytest.raises(TransientError, match="connection refused by"):
         client.get_json(url)
     with pytest.raises(HostUnavailable, match=r"for 0\.2 s in a row; not asked again this run"):
         client.get_json(url)
 
 
-def test_refusals_further_apart_than_the_limit_are_no_run_of_them():
+def test_refusals_further_apart_than_the_limit_are_no_run_of_them(refusing_port):
     """Two refusals more than `refused_limit` apart say nothing of the port between them (it may
     have listened): the second starts a new run, and the host is not given up for it."""
     client = fast_client(max_attempts=1, refused_limit=0.2)
-    url = f"http://127.0.0.1:{closed_port()}/doc"
+    url = f"http://127.0.0.1:{refusing_port}/doc"
     for _ in range(2):
         with pytest.raises(TransientError, match="connection refused by") as failed:
             client.get_json(url)

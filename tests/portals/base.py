@@ -274,27 +274,30 @@ class LocalPortal:
         return since is not None and self.last_modified.replace(microsecond=0) <= since
 
 
+# a folder served as `python -m http.server` serves it, on a port the server binds itself and prints
+SERVE_FOLDER = """
+import functools, http.server, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
 @contextmanager
 def files_served_apart(folder: Path) -> Iterator[str]:
-    """`folder` served by `python -m http.server` on 127.0.0.1, in a process of its own: its URL.
+    """`folder` served over HTTP on 127.0.0.1, in a process of its own: its URL.
     For tests that measure what the client allocates (tracemalloc counts every thread of the
     process, and a LocalPortal's thread answering a large body allocates up to its size again
-    now and then: a bound on the client's memory flaked under load)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                               "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    now and then: a bound on the client's memory flaked under load). The server picks its port
+    as it binds: a port found free here and let go could be taken by another process (another
+    pytest-xdist worker's portal) before the server bound it, and the URL then named theirs."""
+    server = subprocess.Popen([sys.executable, "-c", SERVE_FOLDER, str(folder)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
     try:
-        deadline = time.monotonic() + 20
-        while True:   # (until it listens)
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.05)
+        port = server.stdout.readline().strip()   # (printed once it listens)
+        if not port.isdigit():
+            raise RuntimeError(f"the file server for {folder} did not start (exit status {server.wait()})")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import re
+import socket
+import subprocess
 import time
 from datetime import datetime, timezone
 
@@ -312,6 +315,39 @@ def test_request_log_hits_prefix_and_static_routes(socrata_portal_factory):
 
 
 # -- DCAT-US data.json ---------------------------------------------------------------
+
+
+def test_a_refusing_port_refuses_and_no_other_server_takes_it_meanwhile(refusing_port):
+    """Under pytest-xdist another worker starts portals meanwhile: a port let go as soon as it was
+    found free could become one of theirs (binding, as werkzeug and http.server do, with
+    SO_REUSEADDR), and the test meant to be refused would be answered."""
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", refusing_port), timeout=5)
+    with socket.socket() as other, pytest.raises(OSError) as taken:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", refusing_port))
+    assert taken.value.errno == errno.EADDRINUSE
+
+
+def test_a_folder_served_apart_is_what_its_url_answers_though_another_process_takes_ports(tmp_path, monkeypatch):
+    """files_served_apart found a free port, let it go and named it to its server: another process
+    (another pytest-xdist worker's portal) could bind it first, the server then failed to start, and
+    the URL named a port of theirs. Here every port named to a process is taken before it starts."""
+    from tests.portals.base import files_served_apart
+    (tmp_path / "doc.json").write_text('{"served": true}')
+    taken, start = [], subprocess.Popen
+
+    def ports_taken_first(argv, *args, **kwargs):
+        taken.extend(socket.create_server(("127.0.0.1", int(arg))) for arg in argv if arg.isdigit())
+        return start(argv, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", ports_taken_first)
+    try:
+        with files_served_apart(tmp_path) as url:
+            assert requests.get(url + "/doc.json", timeout=5).json() == {"served": True}
+    finally:
+        for other in taken:
+            other.close()
 
 
 def test_data_json_portal_serves_catalog_and_faults(data_json_portal):

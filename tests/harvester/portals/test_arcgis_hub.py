@@ -202,13 +202,12 @@ def test_layers_on_a_host_whose_name_does_not_resolve_cost_two_requests(store, r
                                        for message in messages)
 
 
-def test_layers_on_a_port_that_refuses_are_given_up_once_it_has_refused_for_the_limit(store):
+def test_layers_on_a_port_that_refuses_are_given_up_once_it_has_refused_for_the_limit(store, refusing_port):
     """20 datasets whose layers are on a FeatureServer port nothing listens on: 5 attempts a
     layer, for 3 layers, before the host was given up (~50 s with the default backoff). Its
     refusals are retried until it has refused for the client's `refused_limit` (10 s by default,
     0.3 here), then every layer fails at once; each dataset is stored, its error naming the port."""
-    from tests.harvester.test_http import closed_port
-    port = closed_port()
+    port = refusing_port
     layers = [f"/arcgis/rest/services/L{number}/FeatureServer/0" for number in range(20)]
     http = fast_client(max_attempts=10_000, refused_limit=0.3)
     with DataJsonPortal(edited_hub(f"http://127.0.0.1:{port}", layers), path=HUB_FEED_PATH) as hub:
