@@ -755,7 +755,9 @@ def sql(query, fmt, db_path, as_json):
     if fmt == "json":
         echo_json([dict(zip(columns, row)) for row in rows])
     elif fmt == "csv":
-        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False)
+        # color=True: click takes ANSI sequences out of text bound for no terminal, values included
+        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False,
+                   color=True)
     else:
         echo_table(rows, columns)
 

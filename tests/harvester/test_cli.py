@@ -842,6 +842,15 @@ def test_sql_csv_ends_lines_with_a_line_feed_and_quotes_as_rfc_4180(empty_catalo
     assert result.stdout_bytes == b'uid,note,cr\nchicago:x,"two\nlines, ""quoted""","a\rb"\n'
 
 
+
+def test_sql_csv_writes_a_portals_escape_sequences_as_they_are_also_into_a_file(empty_catalogue):
+    """Text as the portal sent it (the README: escaped in tables only): click, writing to no
+    terminal, took `\x1b[31m` out of every value, and `--format csv > file` held other text."""
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv",
+                                      "SELECT 'Evil ' || chr(27) || '[31mRED' || chr(27) || '[0m' AS title"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == b"title\nEvil \x1b[31mRED\x1b[0m\n"
+
 @pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],
                                      ["sql", "SELECT 1"], ["records", "city:x"], ["export", "--out", "OUT"],
                                      ["export", "--out", "OUT", "--format", "data.json"]])
