@@ -237,6 +237,12 @@ def export_parquet(db_path: str | Path, out: str | Path, *, opened: Opened | Non
     """Write the Parquet export of the catalogue at `db_path` to `out` (read through `opened`,
     else the catalogue itself); returns the manifest."""
     out = Path(out).absolute()
+    # the catalogue's records folder, even before a pull makes it: the pulls would write into
+    # the export, and the next export, replacing it whole, delete them
+    records = RecordsLayout.beside(db_path).root
+    if out.resolve().is_relative_to(records):
+        raise ExportRefused(f"{out} is the records folder of the catalogue ({records}) or inside it: choose "
+                            "another folder (an export replaces its folder whole)")
     with export_folder(out):
         check_target(out)
         return _export_parquet(db_path, out, opened)

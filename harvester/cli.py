@@ -63,11 +63,23 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def json_safe(value):
+    """NaN and ±Infinity as None, in lists and structs too: JSON has no word for them (Python
+    writes `NaN`, which JavaScript's, Go's and orjson's parsers refuse)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    return value
+
+
 def csv_cell(value):
     """A list, struct or map as JSON text (`["a", "b"]`, which a reader can parse; Python's
     repr, `['a', 'b']`, is no JSON); any other value as csv writes it."""
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=_json_default, ensure_ascii=False)
+        return json.dumps(json_safe(value), default=_json_default, ensure_ascii=False)
     return value
 
 
@@ -761,9 +773,11 @@ def sql(query, fmt, db_path, as_json):
     except Exception as exc:  # duckdb errors: the message says what was wrong
         raise click.ClickException(str(exc)) from None
     if fmt == "json":
-        echo_json([dict(zip(columns, row)) for row in rows])
+        echo_json([dict(zip(columns, map(json_safe, row))) for row in rows])
     elif fmt == "csv":
-        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False)
+        # color=True: click takes ANSI sequences out of text bound for no terminal, values included
+        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False,
+                   color=True)
     else:
         echo_table(rows, columns)
 

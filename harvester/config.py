@@ -5,6 +5,7 @@ offending value named: a nightly job must fail loudly on a typo, not harvest hal
 """
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -122,7 +123,9 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
 
     unknown = sorted(set(entry) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
     if unknown:
-        raise fail(unknown[0], f"unknown key (allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})")
+        near = difflib.get_close_matches(unknown[0], REQUIRED_KEYS + OPTIONAL_KEYS, n=1)
+        guess = f"did you mean {near[0]!r}? " if near else ""
+        raise fail(unknown[0], f"unknown key ({guess}allowed: {', '.join(REQUIRED_KEYS + OPTIONAL_KEYS)})")
     for key in REQUIRED_KEYS:
         if key not in entry:
             raise fail(key, "missing required key")

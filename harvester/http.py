@@ -907,7 +907,7 @@ class HttpClient:
                     raise PermanentError(f"HTTP {status}: {snippet[:300].decode('utf-8', 'replace').strip()}", url, status)
                 if status == 304:  # no body; read to its end all the same, or closing drops the connection
                     _read_capped(response, 0, url, started, timeout, truncate=True)
-                    return status, dict(response.headers), b"", None
+                    return status, response.headers, b"", None
                 declared = response.headers.get("Content-Length")
                 if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
                         and int(declared) > self.max_bytes:
@@ -926,7 +926,8 @@ class HttpClient:
                 else:
                     body = _read_capped(response, self.max_bytes, url, started, timeout, spool_from=spool_from)
                 self.stats.add(bytes=len(body))
-                return status, dict(response.headers), body, gzipped
+                # requests' own mapping: header names are case-insensitive (a Go server sends `Etag`)
+                return status, response.headers, body, gzipped
             except TransientError:
                 raise
             except requests.exceptions.RequestException as exc:

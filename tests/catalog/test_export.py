@@ -235,6 +235,21 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, seattle):
     assert result.exit_code == 2 and (tmp_path / "file").read_text() == "x"
 
 
+
+def test_the_catalogues_own_records_folder_is_never_an_export(tmp_path):
+    """`--out data/records` before any pull was an empty folder: the export took it, the pulls
+    then wrote their folders into it, and the next export into it deleted them all (an export
+    replaces its folder whole) while `record_pulls` still named them."""
+    view = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
+    with SocrataPortal([discovery_entry(view)]) as portal:
+        db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, [ID], with_records=False,
+                                          extra='domain = "data.example.org"\n')
+    assert result.exit_code == 0, result.output
+    for out in (tmp_path / "records", tmp_path / "records" / "portal=sea"):
+        result = CliRunner().invoke(cli, ["export", "--db", str(db), "--out", str(out)])
+        assert result.exit_code == 2 and "records folder" in result.output, result.output
+        assert not (tmp_path / "records").exists()
+
 def test_a_folder_holding_only_an_earlier_data_json_export_takes_the_parquet_export_beside_it(tmp_path, seattle):
     """`export --out DIR --format data.json`, then `export --out DIR`: the second was refused
     (exit 2, "not empty and holds no civicat manifest.json") though DIR held nothing but the

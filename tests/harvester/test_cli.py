@@ -868,6 +868,27 @@ def test_sql_csv_ends_lines_with_a_line_feed_and_quotes_as_rfc_4180(empty_catalo
     assert result.stdout_bytes == b'uid,note,cr\nchicago:x,"two\nlines, ""quoted""","a\rb"\n'
 
 
+
+
+def test_sql_json_writes_nan_and_infinity_as_null_so_that_strict_parsers_read_it(empty_catalogue):
+    """`sum(errors) / sum(seen)` of a failed portal is NaN or Infinity: printed bare, as Python's
+    json does, the document was no JSON (RFC 8259) and JavaScript's, Go's or orjson's parser refused it."""
+    import orjson
+    query = "SELECT 'nan'::DOUBLE AS a, 1 / 0 AS b, ['-inf'::DOUBLE, 1.5] AS l, {'x': 'nan'::FLOAT} AS s"
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "json", query])
+    assert result.exit_code == 0, result.output
+    assert orjson.loads(result.output) == [{"a": None, "b": None, "l": [None, 1.5], "s": {"x": None}}]
+    csv_out = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv", query]).output
+    assert csv_out.splitlines()[1] == 'nan,inf,"[null, 1.5]","{""x"": null}"'   # a cell of JSON text is JSON too
+
+def test_sql_csv_writes_a_portals_escape_sequences_as_they_are_also_into_a_file(empty_catalogue):
+    """Text as the portal sent it (the README: escaped in tables only): click, writing to no
+    terminal, took `\x1b[31m` out of every value, and `--format csv > file` held other text."""
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv",
+                                      "SELECT 'Evil ' || chr(27) || '[31mRED' || chr(27) || '[0m' AS title"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == b"title\nEvil \x1b[31mRED\x1b[0m\n"
+
 @pytest.mark.parametrize("command", [["harvest"], ["runs"], ["search", "permits"], ["similar", "city:x"], ["overlap"],
                                      ["sql", "SELECT 1"], ["records", "city:x"], ["export", "--out", "OUT"],
                                      ["export", "--out", "OUT", "--format", "data.json"]])

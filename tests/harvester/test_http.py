@@ -256,6 +256,33 @@ def test_conditional_requests_reuse_the_remembered_body(portal, tmp_path):
     assert get(client, portal, conditional=True).data == DOC2
 
 
+
+class HeaderNamesInOtherCase(LocalPortal):
+    """Sends each header name as Go's net/http writes it (`Etag`, `Content-type`...):
+    names are case-insensitive (RFC 9110, 5.1), and servers and proxies vary."""
+
+    def _wsgi(self, environ, start_response):
+        def renamed(status, headers, exc_info=None):
+            return start_response(status, [(name.capitalize(), value) for name, value in headers], exc_info)
+        return super()._wsgi(environ, renamed)
+
+
+def test_validators_and_content_type_are_read_whatever_the_case_of_their_names(tmp_path):
+    """`Etag` and `Last-modified` were not read (a dict of the headers, case-sensitive): no
+    request to such a server was ever conditional, every unchanged night read in full."""
+    with HeaderNamesInOtherCase() as portal:
+        portal.serve_json("/doc", DOC)
+        client = fast_client(tmp_path)
+        get(client, portal, conditional=True)
+        client.cache.flush()
+        again = get(fast_client(tmp_path), portal, conditional=True)
+        assert again.not_modified and again.data == DOC
+        assert portal.requests[-1][2].get("If-None-Match", "").startswith('"')
+        portal.static["/page"] = RawBody(b"<p>down</p>", "text/html")
+        with pytest.raises(TransientError, match=r"HTML page instead of JSON \(Content-Type text/html\)"):
+            get(fast_client(max_attempts=1), portal, "/page")
+
+
 def seconds_for_requests_together(client, portal, count: int) -> float:
     threads = [threading.Thread(target=get, args=(client, portal)) for _ in range(count)]
     started = time.monotonic()
