@@ -8,7 +8,9 @@ between pages), with the page size remembered from the pull before, for a pull c
 short halfway then resumed, and for a server that cuts its answer at P and then leaves out
 one request in 20 (private service types). No HTTP: the count, not the time, is the figure.
 
-    python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]]
+    python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300]
+
+`--bursts N`: N seeded cities of bursts (requests lost and asked, two pulls in turn, summed).
 """
 from __future__ import annotations
 
@@ -88,6 +90,40 @@ def thinned_cost(per_day: int, page_size: int, days: int, thinned: float, *, odd
     return figures
 
 
+def bursty_city(seed: int, start: datetime) -> tuple[list[datetime], float, bool]:
+    """A city of 1 to 4 bursts (20 to 120 requests within an hour, a day or five) and 0 to 200
+    requests spread over 90 days, and its server's thinning and whether it reads `page` (seeded)."""
+    draw = random.Random(seed)
+    moments = []
+    for _ in range(draw.randint(1, 4)):
+        at = start + timedelta(days=draw.uniform(0, 80))
+        moments += [at + timedelta(seconds=draw.uniform(0, draw.choice([3600, 86400, 5 * 86400])))
+                    for _ in range(draw.randint(20, 120))]
+    moments += [start + timedelta(days=draw.uniform(0, 90)) for _ in range(draw.randint(0, 200))]
+    return sorted(moments), draw.choice([0.0, 0.2, 0.4]), draw.choice([True, False])
+
+
+def bursts_cost(count: int) -> None:
+    """Requests lost and asked by two pulls in turn (the second from what the first learned) of
+    `count` bursty cities, summed, and the cities that lost any."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    lost, asked, cities = [0, 0], [0, 0], 0
+    for seed in range(count):
+        moments, share, paging = bursty_city(seed, start)
+        requests, answer = in_memory_server(moments, 50, thinned=share, paging=paging)
+        public, learned, lost_here = {r["service_request_id"] for r in requests}, {}, False
+        for pull in range(2):
+            windows = Windows(answer, start, start + timedelta(days=90), **learned)
+            missing = public - {r["service_request_id"] for batch, _ in windows for r in batch}
+            lost[pull] += len(missing)
+            asked[pull] += windows.asked
+            lost_here = lost_here or bool(missing)
+            learned = {"page_size": windows.page_size, "thinning": windows.thinning}
+        cities += lost_here
+    print(f"{count} bursty cities: lost {lost[0]:,}; {lost[1]:,} (pull 1; pull 2), in {cities} cities; "
+          f"asked {asked[0]:,}; {asked[1]:,}")
+
+
 def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
     """The requests of a pull cut short once it has asked half of what a whole pull asks,
     and of the next pull, which goes on from the state of its last window read."""
@@ -111,7 +147,11 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, help="--thinned: only a city of so many requests a day, pages of 50")
     parser.add_argument("--thinned", action="store_true",
                         help="requests lost and asked, two pulls in turn, from servers that thin a cut page")
+    parser.add_argument("--bursts", type=int, metavar="N", help="requests lost and asked of N bursty cities")
     args = parser.parse_args()
+    if args.bursts:
+        bursts_cost(args.bursts)
+        return
     if args.thinned:
         thinned_table(args.days, args.per_day)
         return

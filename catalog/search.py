@@ -380,9 +380,10 @@ def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:
             try:
                 _build_tables(con, [table for table in BUILD if table not in BESIDE], params, stop)
                 ours_failed = False
-            except BaseException:
-                if aside.done() and aside.exception() is not None:
-                    raise aside.exception() from None  # its failure stopped ours
+            except BaseException as ours:
+                # its failure stopped ours; but a stop stays a stop, whatever the other side did meanwhile
+                if not isinstance(ours, KeyboardInterrupt) and aside.done() and aside.exception() is not None:
+                    raise aside.exception() from None
                 raise
             finally:
                 ours_done.set()

@@ -138,14 +138,15 @@ class JsonLogFormatter(logging.Formatter):
 LOG_FORMAT = "civicat.log_format"   # the --log-format of this command, in click's ctx.meta
 
 
-def echo_error(message: str, exit_code: int | None = None) -> None:
+def echo_error(message: str, exit_code: int | None = None, exc_info=None) -> None:
     """An error for stderr: a JSON log line with --log-format json (a JSON log stays JSON to
-    its last line, the text as it was sent), else a plain line (see printable)."""
+    its last line, the text as it was sent; `exc_info`'s traceback in it), else a plain line
+    (see printable)."""
     ctx = click.get_current_context(silent=True)
     if ctx is None or ctx.meta.get(LOG_FORMAT) != "json":
         click.echo(printable(message), err=True)
         return
-    record = logging.LogRecord("civicat", logging.ERROR, __file__, 0, message, None, None)
+    record = logging.LogRecord("civicat", logging.ERROR, __file__, 0, message, None, exc_info)
     if exit_code is not None:
         record.exit_code = exit_code
     click.echo(JsonLogFormatter().format(record), err=True)
@@ -230,7 +231,8 @@ class KeptOut(click.ClickException):
 
 class CommandGroup(click.Group):
     """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
-    a failure: exit 2 or 1) is a JSON log line too. Errors in the options before the command
+    a failure: exit 2 or 1; one not expected: exit 1, its traceback in `exception`) is a JSON
+    log line too. Errors in the options before the command
     (a --log-format that is neither plain nor json) come before the format is known: click
     prints them as plain text."""
 
@@ -249,8 +251,12 @@ class CommandGroup(click.Group):
                 echo_error(f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was "
                            "published", stopped_exit_code())
                 ctx.exit(stopped_exit_code())
-            if not isinstance(exc, click.ClickException) or ctx.meta.get(LOG_FORMAT) != "json":
+            if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
+            if not isinstance(exc, click.ClickException):   # (a bug, the disk full: Python's traceback was plain text)
+                echo_error(f"{ctx.invoked_subcommand} failed on an error civicat did not expect: "
+                           f"{type(exc).__name__}: {exc}", 1, (type(exc), exc, exc.__traceback__))
+                ctx.exit(1)
             message = exc.format_message()
             if isinstance(exc, click.UsageError) and exc.ctx is not None:
                 message += f" (see: {exc.ctx.command_path} --help)"

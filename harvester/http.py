@@ -508,11 +508,12 @@ class HttpClient:
         self._host_given_up: dict[str, str] = {}   # why, when it says more than the failures' count
         self.host_failure_limit = host_failure_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
-        self._resolver = _ResolverWatch()   # (a name unanswered that long is down, and so is a silent resolver)
+        self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
+        # (a name unanswered that long is down, and so is a silent resolver; a stop drops the lookups queued)
+        self._resolver = _ResolverWatch(self._stop)
         self._host_lock = threading.Lock()
         self._host_paces: dict[str, _HostPace] = {}
         self._environments: dict[str, dict] = {}
-        self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
         self._deadline: float | None = None   # of one portal's client (limit_to)
         self._budget_minutes = 0.0
 
@@ -574,8 +575,9 @@ class HttpClient:
 
     def cancel(self) -> None:
         """Stop the run's requests: from now on, every request of every thread (and every
-        retry waiting its turn) raises Interrupted at once."""
+        retry waiting its turn, and every lookup waiting for a place: _Lookups) raises Interrupted at once."""
         self._stop.set()
+        _LOOKUPS.wake()
 
     @property
     def cancelled(self) -> bool:
@@ -1094,9 +1096,10 @@ def _stop_host_fault(state: tenacity.RetryCallState) -> bool:
 
 class _LookupFault(socket.gaierror):
     """A lookup that came to no answer (_Lookups), as urllib3 is told it: a failing lookup
-    (EAI_AGAIN). `error(url)` is the request's HttpError (_connection_failed)."""
+    (EAI_AGAIN). `error(url)` is the request's HttpError (_connection_failed), or Interrupted where
+    a stop dropped the lookup."""
 
-    def __init__(self, error: Callable[[str], HttpError]):
+    def __init__(self, error: Callable[[str], HttpError | Interrupted]):
         super().__init__(socket.EAI_AGAIN, "no answer from the resolver")
         self.error = error
 
@@ -1111,11 +1114,12 @@ class _ResolverWatch:
     down: no lookup starts (ResolverDown), but one at a time, waited for by none, to tell when it
     answers again; a lookup already under way is still waited for (a resolver slower than the connect
     timeout for a moment answers the retries of the names it was asked). Each change is said
-    once in the log."""
+    once in the log. `stop`: the run's (HttpClient.cancel): once set, its lookups queued are dropped."""
 
     DOWN_AFTER = 3
 
-    def __init__(self) -> None:
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
         self._lock = threading.Lock()
         self._streaks: dict[str, tuple[float, float]] = {}   # name: (its first unanswered lookup's start, last seen)
         self._given_up: dict[str, tuple[float, float]] = {}   # names down for the run: (unanswered for, the limit)
@@ -1199,7 +1203,9 @@ class _Lookups:
     for as long as lookups keep being answered: it gives up only once the resolver has answered
     none for its connect timeout, the lookups under way hanging. (A name that waited the connect
     timeout for a place was counted unanswered, and given up after two such waits, though a slow
-    resolver was answering every name ahead of it.) Nothing is kept once a lookup ends: the
+    resolver was answering every name ahead of it.) The names a stopped run has queued are
+    dropped (each ran in its turn, holding the stop as long as the resolver took).
+    Nothing is kept once a lookup ends: the
     system's resolver caches answers, or not, as it is set up to. What each lookup came to is
     told to the run's _ResolverWatch."""
 
@@ -1266,7 +1272,10 @@ class _Lookups:
                     # (an answer is no silence of the resolver: the wait starts again from it)
                     left = None if wait is None else max(asked, self._answered_at) + wait - time.monotonic()
                     if left is not None and left <= 0:
-                        return None
+                        return None   # (a probe, waiting for none, ends here stopped or not: probed)
+                    if resolver.stop.is_set():   # (its run stopped: a queued lookup is dropped, not run in turn)
+                        raise _LookupFault(lambda url: Interrupted(
+                            f"the harvest was interrupted; host name {host} not looked up: {url}"))
                     self._ended.wait(left)
             finally:
                 self._queue.remove(turn)
@@ -1279,6 +1288,11 @@ class _Lookups:
                                  daemon=True).start()
         lookup.add_done_callback(lambda done: resolver.ended(host, limit, done))
         return lookup
+
+    def wake(self) -> None:
+        """The names waiting for a place look again (a run stopped: its own are dropped)."""
+        with self._lock:
+            self._ended.notify_all()
 
     def _look_up(self, key: tuple, port: int, lookup: concurrent.futures.Future) -> None:
         host, family = key

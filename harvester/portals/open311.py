@@ -504,12 +504,17 @@ class Windows:
         True; False: it did not (P learned); None: cannot tell here (narrow the window); a
         second: every request of the window is in that one second.
 
-        The window is cut inside the span of the answer's requests, at least a second from
-        both ends (an `end_date` may be inclusive), so that each part holds some of them. An
-        answer is the first P requests of its window in the server's order: were it full,
-        a part that brings nothing it lacks would be full too, with P of its requests, all
-        of them, leaving the other part's requests in it none; so two parts that bring
-        nothing new and some requests each show it held the whole window."""
+        The window is cut inside the span of the answer's requests, so that each part holds
+        some of them. An answer is the first P requests of its window in the server's order:
+        were it full, a part that brings nothing it lacks would be full too, with P of its
+        requests, all of them, leaving the other part's requests in it none; so two parts that
+        bring nothing new and some requests each show it held the whole window. The cut is next
+        to the end the answer stops at (a second after its oldest request, newest first; at its
+        newest, oldest first; the middle where it is in no order): were it full, the part beyond
+        brings nearly P requests it lacks, too many for a server that leaves some out after
+        cutting to leave out all. (Cut in the middle, a part of mostly the answer's requests
+        brought only the few just beyond it, all private now and then: a full answer taken as
+        whole, 36 of 70 public requests lost every pull.)"""
         seconds = [_second(r) if isinstance(r, dict) else None for r in requests]
         if None in seconds or not start <= min(seconds) <= max(seconds) < end:
             return None   # (no usable `requested_datetime` to cut by)
@@ -519,7 +524,12 @@ class Windows:
         elif high - low < 2 * SECOND:
             return None
         else:
-            cut = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
+            if seconds == sorted(seconds, reverse=True):
+                cut = low + SECOND
+            elif seconds == sorted(seconds):
+                cut = high
+            else:
+                cut = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
             parts = [(start, cut), (cut, end)]
         answers = [self._ask(a, b) if a < b else [] for a, b in parts]
         known = set(_ids(requests))

@@ -362,6 +362,22 @@ def assert_previous_index_kept(catalogue, state, before) -> None:
                                  ).fetchone()[0] == 0
 
 
+def refresh_stopped(catalogue, stop, *released) -> None:
+    """A forced build that `stop` (run in a thread of its own) stops: KeyboardInterrupt is raised;
+    the `released` events are set after, so that the thread ends whatever happened."""
+    import threading
+
+    stopper = threading.Thread(target=stop)
+    stopper.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            search.refresh(catalogue.con, force=True)
+    finally:
+        for event in released:
+            event.set()
+        stopper.join()
+
+
 @pytest.mark.parametrize("stopped_in", ["search_work.tf", "search_postings_next"])
 def test_a_stop_during_a_build_is_not_waited_for_and_the_previous_index_is_kept(two_cities, monkeypatch, stopped_in):
     """The build's statements ran to their end when a stop came (held, catalog.uncut: 3-8 s each
@@ -460,15 +476,49 @@ def test_a_stop_while_the_build_waits_for_the_other_cursor_interrupts_its_tables
         if ours_built.wait(120):
             time.sleep(0.3)
             signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-    stopper = threading.Thread(target=stop_while_it_waits)
-    stopper.start()
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            search.refresh(two_cities.con, force=True)
-    finally:
-        ours_built.set()
-        stopper.join()
+    refresh_stopped(two_cities, stop_while_it_waits, ours_built)
     assert ended["TABLE search_documents_next"] == "InterruptException"   # not run to its end
+    assert_previous_index_kept(two_cities, state, before)
+
+
+def test_a_stop_stays_a_stop_when_the_other_cursor_fails_as_it_comes(two_cities, monkeypatch):
+    """A stop interrupts our cursor's table as the other cursor's fails with an error of its
+    own: the other cursor's error was raised in the stop's place (c24), which the harvest logs
+    and exits 0 after, as if nothing had stopped it. The stop is raised (exit 130 or 143), the
+    previous index kept."""
+    import threading
+
+    from catalog import uncut
+
+    before = find(two_cities, "building permits")
+    state = two_cities.con.execute("SELECT * FROM search_state").fetchall()
+    endless = "(SELECT count(*) FROM range(20000000000) r WHERE hash(r.range) % 7 = 3) >= 0"  # minutes
+    monkeypatch.setattr(search, "BUILD", {**search.BUILD, "search_postings": f"SELECT * FROM "
+                                          f"({search.BUILD['search_postings']}) WHERE {endless}"})
+    create, ours_started, held, aside_failed = search._create, threading.Event(), threading.Event(), threading.Event()
+
+    def recorded(con, what, select, params):
+        if what == "TABLE search_documents_next":   # the other cursor's: fails as the stop comes
+            held.wait(60)
+            aside_failed.set()
+            raise RuntimeError("the other cursor's own failure")
+        if what == "TABLE search_postings_next":
+            ours_started.set()
+            try:
+                create(con, what, select, params)
+            finally:   # (the other cursor's failure done before ours is looked at)
+                aside_failed.wait(60)
+                time.sleep(0.3)
+            return
+        create(con, what, select, params)
+    monkeypatch.setattr(search, "_create", recorded)
+
+    def stop_in_it():   # (as Ctrl-C's handler, run while our statement is under way)
+        ours_started.wait(60)
+        time.sleep(0.3)
+        uncut.hold(KeyboardInterrupt())
+        held.set()
+    refresh_stopped(two_cities, stop_in_it, ours_started, held)
     assert_previous_index_kept(two_cities, state, before)
 
 

@@ -449,6 +449,30 @@ def test_errors_that_end_a_command_are_json_log_lines_with_log_format_json(tmp_p
         (["down", " FAILED"], 1)]
 
 
+def test_an_error_of_a_command_s_own_is_a_json_log_line_and_exit_1_with_log_format_json(tmp_path, monkeypatch):
+    """An error no handler expects (a bug, the catalogue's disk full) ended the command with
+    Python's traceback, plain text in a JSON log, which a log collector took for as many
+    lines; exit 1, as README says. With --log-format json it is one JSON line, the traceback
+    in `exception`; plain logs keep the traceback."""
+    import catalog.overlap
+
+    from catalog.store import Store
+    db = tmp_path / "c.duckdb"
+    Store(db).close()
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("an error of its own")
+    monkeypatch.setattr(catalog.overlap, "detect", fails)
+    result = CliRunner().invoke(cli, ["--log-format", "json", "overlap", "--db", str(db)])
+    assert result.exit_code == 1, result.stderr
+    [line] = [json.loads(line) for line in result.stderr.splitlines()]
+    assert (line["level"], line["exit_code"]) == ("error", 1)
+    assert line["message"] == "overlap failed on an error civicat did not expect: RuntimeError: an error of its own"
+    assert line["exception"].startswith("Traceback") and "RuntimeError: an error of its own" in line["exception"]
+    plain = CliRunner().invoke(cli, ["overlap", "--db", str(db)])
+    assert plain.exit_code == 1 and isinstance(plain.exception, RuntimeError)   # (raised: Python prints it)
+
+
 def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_waits(tmp_path, portal, caplog):
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     db = tmp_path / "c.duckdb"

@@ -820,6 +820,38 @@ def test_names_queued_behind_a_slow_resolver_s_lookups_wait_their_turn_and_are_n
     assert all(resolver.asked[name] == 1 for name in names)
 
 
+def test_a_stop_drops_the_lookups_queued_behind_a_slow_resolver_s(portal, resolver):
+    """20 names asked at once of a resolver that answers none yet: 8 looked up, 12 queued for a
+    place. After Ctrl-C (the run's requests cancelled) each queued lookup still ran in its turn,
+    as the ones under way ended, holding the stop for as long as the resolver took. The queued
+    ones are dropped: their requests end Interrupted at once, their names never looked up."""
+    answers = threading.Event()
+    names = [f"stopped{number}.portal.test" for number in range(20)]
+    for name in names:
+        resolver.answers[name] = [(answers, "127.0.0.1")]
+    port = portal.url.rsplit(":", 1)[1]
+    client = fast_client(max_attempts=1, connect_timeout=60.0)
+    threads = concurrent.futures.ThreadPoolExecutor(len(names))
+    try:
+        fetched = [threads.submit(client.get_json, f"http://{name}:{port}/doc") for name in names]
+        while sum(resolver.asked[name] for name in names) < _Lookups.AT_ONCE:   # (8 under way, 12 queued)
+            time.sleep(0.01)
+        time.sleep(0.2)
+        client.cancel()
+        under_way = {name for name in names if resolver.asked[name]}
+        queued = [future for name, future in zip(names, fetched) if name not in under_way]
+        concurrent.futures.wait(queued, timeout=30)   # (the lookups under way still hang)
+        assert len(queued) == len(names) - _Lookups.AT_ONCE and all(future.done() for future in queued)
+        for future in queued:
+            with pytest.raises(Interrupted, match=r"^the harvest was interrupted; host name stopped\d+\.portal\.test "
+                                                  r"not looked up: http://"):
+                future.result()
+    finally:
+        answers.set()
+        threads.shutdown()
+    assert {name for name in names if resolver.asked[name]} == under_way
+
+
 def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_once(tmp_path):
     """A port that refuses every connection was asked 5 times a request with backoff (~17 s), and
     for 3 requests before its host was given up (~50 s). A host refusing for `refused_limit`

@@ -548,6 +548,29 @@ def test_a_small_city_after_empty_windows_whose_page_size_is_learned_from_a_thin
     assert first.thinning > 0.1 and first.page_size >= 34 and pulls[1].thinning > 0.1
 
 
+def test_a_thinned_cut_answer_is_not_taken_whole_when_the_part_checked_beyond_it_brings_only_private_ones(
+        tmp_path):
+    """113 requests a minute apart one morning, then 5 over the next weeks, newest first from a
+    server that leaves out 8 of every 20 after cutting at 50. The first answer (34 of the 60
+    days' 50 newest), P not known, was checked by two windows cut in the middle of its span: the
+    older one's 50 newest were the morning's in the answer and the 4 just before them, all
+    private, so it brought nothing new and the answer was taken as the whole window: 36 of the 70
+    public requests lost, every pull, in 3 requests. The answer is cut a second after its oldest
+    request (newest first): the part before brings nearly a page it lacks, too many to be all
+    private, were it cut."""
+    start = datetime(2019, 6, 1, tzinfo=UTC)
+    made = [start + timedelta(days=10, minutes=m) for m in range(113)] + \
+           [start + timedelta(days=day, hours=9) for day in (20, 25, 30, 35, 40)]
+    city = [{"service_request_id": str(n), "status": "open", "requested_datetime": moment.isoformat()}
+            for n, moment in enumerate(made)]
+    with ThinsAfterCutting(services=JSON_SERVICES, requests=city) as portal:
+        public = {r["service_request_id"] for r in city} - portal.private
+        source = RequestsRecords(adapter_for(portal_config("bos311", "open311", portal.url), fast_client()), None,
+                                 now=start + timedelta(days=60), since=start)
+        ids = [i for table, _ in source.batches(None) for i in table["service_request_id"].to_pylist()]
+    assert len(public) == 70 and sorted(ids) == sorted(public)
+
+
 class StartsThinning(Open311Portal):
     """Leaves nothing out of a cut page until `private` is set (a private service type added
     later, or one made private): then leaves those requests out after cutting."""
@@ -661,7 +684,9 @@ class ThinsAndGoesDown(GoesDown, ThinsAfterCutting):
          "to be read again, split, under the wider margin learned since"),
     *[(up, "a pull cut short cannot go on from where it stopped (windows taken whole were being read again, split)")
       for up in (20, 60)]],
-    ids=["thinning-unlearned", "windows-due", "reading-again"])
+    # cut at the 11th request: three cuts thinned alike read as a thinning of none, the margin a tenth, the
+    # pull gone on from there widens it later; at the 21st and 61st: early and late in the reading again
+    ids=["margin-widens-after-the-cut", "reading-again-early", "reading-again-late"])
 def test_a_pull_cut_short_while_windows_may_be_read_again_loses_none_of_them(tmp_path, store, caplog, up, why):
     """The pull that learns a server's thinning reads again, split, the windows it took whole
     under the narrower margin (c23). Those windows are in no state: a pull cut short (its host
