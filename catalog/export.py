@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.lock import CatalogueBusy, WriterLock, current_writer, describe_holder, pulls_records
-from catalog.read_copy import (as_of, catalogue_or_read_copy, has_wal, is_current, publish, put_right, read_copy_path,
-                               read_log)
+from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, publish, put_right,
+                               read_copy_path, read_log)
 from catalog.records import RecordsLayout, link_or_copy
 from catalog import uncut
 from catalog.store import connect, migrate
@@ -208,8 +208,11 @@ def _copy_made_current(db_path: Path) -> None:
     before it recorded a folder it published, and no writer runs: what was left put right and
     the copy published (catalog.read_copy.put_right, publish), as a writer does as it starts,
     under the writer lock held `brief` (a writer starting meanwhile waits for it). A writer
-    running puts them right itself as it started or ends."""
-    if is_current(db_path) and not has_wal(db_path) and not RecordsLayout.beside(db_path).unrecorded():
+    running puts them right itself as it started or ends. Not for a read copy given as the
+    catalogue: its lock is no writer's, and the records folders beside it are its catalogue's
+    (a pull under way there would be put right from here, and the copy copied again)."""
+    if catalogue_of(db_path) is not None or (
+            is_current(db_path) and not has_wal(db_path) and not RecordsLayout.beside(db_path).unrecorded()):
         return
     try:
         lock = WriterLock(db_path, brief=True)

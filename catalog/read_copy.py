@@ -44,6 +44,16 @@ def read_copy_path(db_path: str | Path) -> Path:
     return db_path.with_name(f"{db_path.stem}.read{db_path.suffix}")
 
 
+def catalogue_of(path: str | Path) -> Path | None:
+    """The catalogue whose read copy `path` is (`data/civicat.read.duckdb` beside
+    `data/civicat.duckdb`), or None: a reader given the copy itself reads it as it is."""
+    path = Path(path)
+    if not path.stem.endswith(".read"):
+        return None
+    catalogue = path.with_name(path.stem.removesuffix(".read") + path.suffix)
+    return catalogue if catalogue.exists() else None
+
+
 def _unfinished_path(copy: Path) -> Path:
     return copy.with_name(f".{copy.name}.publishing")
 

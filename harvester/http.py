@@ -1213,7 +1213,9 @@ class _Lookups:
     AT_ONCE = 8
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # reentrant: a stop's handler wakes the waiting names (wake) from whatever the main thread
+        # was doing, in this lock too (a plain lock left the main thread waiting for itself)
+        self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
         self._pending: dict[tuple, concurrent.futures.Future] = {}
         self._queue: collections.deque[object] = collections.deque()   # the names waiting for a place, in turn

@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -535,6 +535,32 @@ def test_export_wait_waits_out_a_records_pull_and_exits_1_naming_it_when_the_wai
     assert waiting.wait(timeout=300) == 0, waiting.stderr.read()   # (the pull ended: the writer killed)
     assert waiting.stderr.read().count("waiting for it to end") == 0   # (said once)
     assert json.loads((out / "manifest.json").read_text())["records"] == {"datasets": 1, "rows": 1000}
+
+
+def test_an_export_of_the_read_copy_itself_writes_nothing_beside_it_nor_puts_a_pull_under_way_right(
+        tmp_path, seattle):
+    """`export --db data/civicat.read.duckdb` (the copy analysts are told to open) took it for a
+    catalogue whose own read copy was stale: under the copy's lock, which no writer holds, it
+    wrote a copy of it (`civicat.read.read.duckdb`), and put right the records pull under way
+    on the catalogue (the records folders are shared): the pull's record of the publish it
+    was making was removed (killed then, the folder and the catalogue disagreed again), or
+    written into the read copy by a writable open. The read copy is read as it is."""
+    from catalog.records import Measured, intend_record
+
+    copy = read_copy_path(seattle)
+    copy_bytes = copy.read_bytes()
+    layout = RecordsLayout.beside(seattle)
+    ready = layout.staging_root / "a-pull-under-way"
+    ready.mkdir(parents=True)
+    pq.write_table(pa.table({"n": [1, 2, 3]}), ready / "part-00000.parquet")
+    with writer_under_way(seattle, "records", f"sea:{ID}"):
+        intent = intend_record(layout, ready, uid=f"sea:{ID}", portal_id="sea", source_id=ID, mode="full",
+                               watermark=None, page_size=None, thinning=None, run_id="r", now=datetime.now(UTC),
+                               seconds=1.0, measured=Measured([], 3, 100), kinds={})   # (it publishes next)
+        run_export(copy, tmp_path / "export")
+        assert intent.exists()
+    assert copy.read_bytes() == copy_bytes
+    assert list(seattle.parent.glob(f"{copy.stem}*")) == [copy]   # (no copy of it, its lock, its WAL)
 
 
 @pytest.mark.parametrize("replaced", ["before", "as-it-is-linked"])

@@ -840,6 +840,36 @@ def test_names_queued_behind_a_slow_resolver_s_lookups_wait_their_turn_and_are_n
     assert all(resolver.asked[name] == 1 for name in names)
 
 
+# the stop's handler (harvester.stopping) runs in the main thread wherever it is, here with the lock of
+# the lookups held (as when a request of the main thread's looks up a host name)
+STOP_UNDER_THE_LOOKUPS_LOCK = """
+import signal, time
+from harvester.http import _LOOKUPS, HttpClient
+client = HttpClient()
+signal.signal(signal.SIGALRM, lambda signum, frame: client.cancel())
+with _LOOKUPS._lock:
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    time.sleep(0.5)
+print("cancelled")
+"""
+
+
+def test_a_stop_that_comes_while_its_thread_holds_the_lookups_lock_cancels_and_goes_on():
+    """A stop wakes the lookups waiting for a place (HttpClient.cancel), under their lock. Its
+    handler runs in the main thread between any two steps of it, one inside that lock too (the
+    main thread's request looking up a name): a lock it could not take again left the main
+    thread waiting for itself, and the thread that counts the signals waiting behind it in its
+    own cancel, so a third Ctrl-C did not quit either (SIGKILL only)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    ran = subprocess.run([sys.executable, "-c", STOP_UNDER_THE_LOOKUPS_LOCK], capture_output=True, text=True,
+                         timeout=30, env={**os.environ, "PYTHONPATH": REPO})
+    assert (ran.returncode, ran.stdout) == (0, "cancelled\n"), ran.stderr
+
+
 def test_a_stop_drops_the_lookups_queued_behind_a_slow_resolver_s(portal, resolver):
     """20 names asked at once of a resolver that answers none yet: 8 looked up, 12 queued for a
     place. After Ctrl-C (the run's requests cancelled) each queued lookup still ran in its turn,
