@@ -2196,20 +2196,6 @@ def _has_long_digits(body: bytes) -> bool:
                for start in range(0, len(body), _DIGIT_SCAN_BYTES))
 
 
-def read_whole_by_orjson(body) -> bool:
-    """Whether parse_json_body (and capped_json) would read `body` with orjson alone, the
-    same as it reads each of its values apart: a body held whole (not spooled), under
-    STREAMED_JSON_BYTES, valid UTF-8, without a lone surrogate's escape or a long integer.
-    (A body for which this is False may still be JSON: it is read the way it always was.)"""
-    if not isinstance(body, bytes) or len(body) >= STREAMED_JSON_BYTES:
-        return False
-    try:
-        body.decode("utf-8")   # (orjson refuses a body that is not; a decoder that skips values may not)
-    except UnicodeDecodeError:
-        return False
-    return not _has_long_digits(body) and _SURROGATE_ESCAPE.search(body) is None
-
-
 def _json_loads(body: bytes, content_type: str, url: str) -> object:
     if not _has_long_digits(body):
         try:

@@ -4,10 +4,8 @@ The harvest itself lists entries and fetches their details (the requests); mappi
 validation, hashing and writing the Parquet parts are pure CPU work on the entries, so a
 large portal's batches go to worker processes, using every core while the next pages
 are fetched. Entries cross to a worker as compact JSON, which is also the raw record
-stored (keys in the portal's order), so nothing is serialised twice; an entry its page's reader
-left unparsed (EntryAsSent: most of a Socrata listing) crosses as the bytes the portal sent, and
-the worker parses it and writes its compact JSON, so it is parsed once. Small portals are mapped
-in-process: they never pay for starting workers.
+stored (keys in the portal's order), so nothing is serialised twice. Small portals are mapped in-process: they
+never pay for starting workers.
 """
 from __future__ import annotations
 
@@ -36,7 +34,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpError
 from harvester.paging import KnownPage, PageRead
 from harvester.portals import adapter_for
-from harvester.portals.base import EntryAsSent, PortalAdapter
+from harvester.portals.base import PortalAdapter
 
 log = logging.getLogger("civicat.harvest")
 
@@ -73,8 +71,7 @@ class Batch:
     portal: PortalConfig
     directory: str
     number: int
-    # compact JSON: entry, details; or an EntryAsSent's bytes as sent, None and its source id
-    entries: list[tuple[bytes, bytes | None] | tuple[bytes, None, str]] = field(default_factory=list)
+    entries: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # compact JSON: entry, details
 
 
 @dataclass
@@ -89,29 +86,16 @@ def map_batch(batch: Batch) -> BatchResult:
     """Map, validate and hash a batch, and write it as one stage part (runs in a worker)."""
     adapter = _adapter(batch.portal)
     rows, errors = RecordBatch(), []
-    for entry_json, details_json, *as_sent in batch.entries:
-        map_entry(adapter, batch.portal, entry_json, details_json, rows, errors, *as_sent)
+    for entry_json, details_json in batch.entries:
+        map_entry(adapter, batch.portal, entry_json, details_json, rows, errors)
     rows.write(Path(batch.directory), batch.number)
     return BatchResult(batch.number, len(rows), errors, rows.longest)
 
 
 def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, details_json: bytes | None,
-              rows: RecordBatch, errors: list[ErrorRow], listed_id: str | None = None) -> None:
-    """One entry: a validated record added to `rows`, or the reason it was not, in `errors`.
-    `listed_id`: `entry_json` is an EntryAsSent's bytes as sent, listed under that id."""
-    if listed_id is None:
-        entry = orjson.loads(entry_json)
-    else:
-        entry = adapter.read_as_sent(entry_json)
-        if adapter.source_id(entry) != listed_id:   # (its page's narrow read was wrong: never stored as another)
-            errors.append((listed_id, "map", "RecordRejected", f"the entry listed as {listed_id!r} reads as "
-                           f"{adapter.source_id(entry)!r} when parsed whole; not stored", "error"))
-            return
-        try:
-            entry_json = compact_json_bytes(entry)
-        except orjson.JSONEncodeError as exc:
-            errors.append((listed_id, "validate", "RecordRejected", unstorable(exc), "error"))
-            return
+              rows: RecordBatch, errors: list[ErrorRow]) -> None:
+    """One entry: a validated record added to `rows`, or the reason it was not, in `errors`."""
+    entry = orjson.loads(entry_json)
     details = orjson.loads(details_json) if details_json is not None else None
     source_id = adapter.source_id(entry)
     notes = Notes()
@@ -131,11 +115,6 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
     # (the record is made: the entry and details are needed no more, the hash view may cut them)
     rows.add(record, entry_json, details_json, raw_hash(adapter, entry, details, True))
-
-
-def unstorable(exc: orjson.JSONEncodeError) -> str:
-    """Why an entry orjson read cannot be stored: it writes 254 levels of nesting, reads 1,024."""
-    return f"entry cannot be stored as JSON: {exc} (nested deeper than 254 levels)"
 
 
 def raw_hash(adapter: PortalAdapter, entry: dict, details: dict | None, owned: bool = False) -> str:
@@ -394,9 +373,6 @@ class Mapper:
         source_id = self.adapter.source_id(entry)
         if source_id:
             self.stage.mark_seen(f"{self.portal.id}:{source_id}")
-        if isinstance(entry, EntryAsSent):   # (an id, and no details to look up: its page's reader saw to both)
-            self._stage(entry, source_id, None, self.known.get(f"{self.portal.id}:{source_id}"), page_digest)
-            return
         if not isinstance(entry, dict) or not source_id:
             reason = (f"entry is a {type(entry).__name__}, not an object" if not isinstance(entry, dict)
                       else "entry has no source id")
@@ -442,29 +418,25 @@ class Mapper:
                 self.on_error(source_id, "fetch", error_type, message)
             self._stage(entry, source_id, details, self.known.get(uid), page_digest)
 
-    def _stage(self, entry: dict | EntryAsSent, source_id: str, details: dict | None, stored: str | None,
+    def _stage(self, entry: dict, source_id: str, details: dict | None, stored: str | None,
                page_digest: str | None) -> None:
         """An entry and its details to the batch, unless they are the stored version."""
         try:
-            if stored is not None:
-                settled = details is None and page_digest is not None and \
-                    self.page_key(page_digest) in self.settled_pages
-                if not settled and isinstance(entry, EntryAsSent):   # (its stored hash is of the entry parsed)
-                    entry = self.adapter.read_as_sent(entry.body)
-                if settled or stored == raw_hash(self.adapter, entry, details):
-                    self.unchanged += 1
-                    return
-            if isinstance(entry, EntryAsSent):
-                item = (entry.body, None, source_id)   # (parsed, and written compact, where it is mapped)
-            else:
-                item = (compact_json_bytes(entry), compact_json_bytes(details) if details is not None else None)
-        except orjson.JSONEncodeError as exc:
+            if stored is not None and (
+                    (details is None and page_digest is not None and self.page_key(page_digest) in self.settled_pages)
+                    or stored == raw_hash(self.adapter, entry, details)):
+                self.unchanged += 1
+                return
+            entry_json = compact_json_bytes(entry)
+            details_json = compact_json_bytes(details) if details is not None else None
+        except orjson.JSONEncodeError as exc:   # orjson reads 1,024 levels of nesting, but writes 254
             self._unsettle(page_digest)
-            self.on_error(source_id, "validate", "RecordRejected", unstorable(exc))
+            self.on_error(source_id, "validate", "RecordRejected",
+                          f"entry cannot be stored as JSON: {exc} (nested deeper than 254 levels)")
             return
         if page_digest is not None:
             self._batch_pages[source_id] = page_digest
-        self.batch.entries.append(item)
+        self.batch.entries.append((entry_json, details_json))
         self.listed += 1
         if len(self.batch.entries) >= BATCH:
             self._dispatch()

@@ -6,7 +6,6 @@ for what the listing entry lacks, and `map()`s the pair to a normalised record.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import ClassVar
 
 from catalog.record import Notes
@@ -21,16 +20,6 @@ from harvester.records import MAX_COLUMNS, RecordsError
 # cut as its page is read (harvester.http.capped_json), with a warning (one dataset of 10^6
 # distributions failed its whole portal: its raw entry did not fit DuckDB's memory)
 MAX_ITEMS = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class EntryAsSent:
-    """A listed entry left unparsed by the harvest's process: its bytes as the portal sent them,
-    parsed once, where it is mapped (PortalAdapter.read_as_sent). Its page's reader made it
-    only for an entry it knew, from a narrow read of those bytes, to have `source_id` and to
-    need no details: nothing else of it is asked before it is mapped."""
-    body: bytes
-    source_id: str
 
 
 class PortalAdapter(ABC):
@@ -72,10 +61,6 @@ class PortalAdapter(ABC):
         none) kept."""
         kept = {key: stored[key] for key in self.looked_up if key in (stored or {})}
         return {**(self.entry_details(entry) or {}), **kept} or None
-
-    def read_as_sent(self, body: bytes) -> dict:
-        """An EntryAsSent's entry, as its page's reader would have given it parsed."""
-        raise NotImplementedError(f"{self.kind} listings give no entries as sent")
 
     @abstractmethod
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:

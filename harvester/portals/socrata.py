@@ -10,19 +10,16 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any
 
 from urllib.parse import urlparse
-
-import msgspec
 
 from catalog import record as R
 from catalog.record import Notes
 from catalog.records import scratch_duckdb
-from harvester.http import capped_json, dropped, read_whole_by_orjson, value_in_head
+from harvester.http import capped_json, dropped, value_in_head
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, reported_total
-from harvester.portals.base import (MAX_ITEMS, EntryAsSent, PortalAdapter, lists_cut, note_columns_cut,
-                                    note_lists_cut, refuse_cut_columns)
+from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
+                                    refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SourceChanged,
                                csv_page, merged_by_key_sql, paged_tables, parquet_max, read_parquet_sql,
                                unique_fields)
@@ -47,12 +44,9 @@ ASSET_TYPES = {
 TABULAR = ("dataset", "filtered_view")
 # a Discovery result's parallel lists of its columns, each cut to MAX_COLUMNS as the page is read
 COLUMN_LISTS = ("columns_name", "columns_field_name", "columns_datatype", "columns_description", "columns_format")
-ENTRY_CAPS = {"resource": dict.fromkeys(COLUMN_LISTS, MAX_COLUMNS),
-              "classification": dict.fromkeys(("tags", "domain_tags", "categories"), MAX_ITEMS)}
-DISCOVERY_PAGE = capped_json({"results": {"*": ENTRY_CAPS}})
-DISCOVERY_ENTRY = capped_json(ENTRY_CAPS)   # one result of a page, read apart (as DISCOVERY_PAGE reads it)
-# an entry of at most this many bytes holds no list over a cap (each item takes a byte and a comma)
-UNCUT_ENTRY_BYTES = 2 * min(MAX_COLUMNS, MAX_ITEMS)
+DISCOVERY_PAGE = capped_json({"results": {"*": {
+    "resource": dict.fromkeys(COLUMN_LISTS, MAX_COLUMNS),
+    "classification": dict.fromkeys(("tags", "domain_tags", "categories"), MAX_ITEMS)}}})
 VIEWS_DOCUMENT = capped_json({"columns": MAX_COLUMNS})
 
 # Socrata column types (Discovery display names and views-API dataTypeName alike,
@@ -81,60 +75,6 @@ def _entry_in_head(head: bytes) -> dict | None:
     there: the entry is then skipped."""
     source_id = value_in_head(head, ("results", 0, "resource", "id"))
     return {"resource": {"id": source_id}} if isinstance(source_id, str) and FOUR_BY_FOUR.match(source_id) else None
-
-
-class _ListedResource(msgspec.Struct):
-    id: Any = None
-    type: Any = None
-    columns_field_name: Any = None
-
-
-class _ListedEntry(msgspec.Struct):
-    resource: _ListedResource
-
-
-class _ListedPage(msgspec.Struct):
-    results: list[msgspec.Raw]
-    resultSetSize: Any = None
-
-
-_LISTED_PAGE = msgspec.json.Decoder(_ListedPage)
-_LISTED_ENTRY = msgspec.json.Decoder(_ListedEntry)
-
-
-def discovery_page(body, content_type: str, url: str) -> object:
-    """A Discovery page as DISCOVERY_PAGE reads it, but its results left unparsed where a narrow
-    read of them is enough for the harvest's process (each an EntryAsSent, parsed once, by
-    whoever maps it): each result's id, type and column names, from a page that orjson reads
-    whole as it reads each result apart (read_whole_by_orjson). A result that may have a list
-    over its cap, that needs a details lookup (a table listed without columns), or whose narrow
-    read fails or names no id, is parsed here as before (DISCOVERY_ENTRY); a page the narrow
-    read refuses, whole (DISCOVERY_PAGE: its faults said as always)."""
-    if read_whole_by_orjson(body):
-        try:
-            page = _LISTED_PAGE.decode(body)
-            results = [_as_listed(bytes(result), content_type, url) for result in page.results]
-        except Exception:   # (a fault of the page or of a result: read whole, it is said as always)
-            pass
-        else:
-            return {"results": results, "resultSetSize": page.resultSetSize}
-    return DISCOVERY_PAGE(body, content_type, url)
-
-
-discovery_page.reads_spooled = True   # (as DISCOVERY_PAGE: a large body is read from its temporary file)
-
-
-def _as_listed(result: bytes, content_type: str, url: str) -> "EntryAsSent | object":
-    if len(result) <= UNCUT_ENTRY_BYTES:
-        try:
-            resource = _LISTED_ENTRY.decode(result).resource
-        except msgspec.DecodeError:   # (not an object, nor its resource: parsed, the mapping says why)
-            resource = None
-        source_id = R.text(resource.id) if resource is not None else None
-        if source_id and (resource.columns_field_name or _asset_type(
-                {"type": resource.type, "columns_field_name": resource.columns_field_name}) not in TABULAR):
-            return EntryAsSent(result, source_id)
-    return DISCOVERY_ENTRY(result, content_type, url)
 
 
 def _catalog_shape(data) -> str | None:
@@ -166,7 +106,7 @@ class SocrataAdapter(PortalAdapter):
 
     def _page(self, params: dict, unread: str | None = None) -> Page:
         response = self.http.get_json(f"{self.portal.url}/api/catalog/v1", params, headers=self.headers,
-                                      conditional=True, expect=_catalog_shape, unread=unread, parse=discovery_page)
+                                      conditional=True, expect=_catalog_shape, unread=unread, parse=DISCOVERY_PAGE)
         data = response.data
         if data is None:  # the very body `unread` names: the listing knows what is on it
             return Page(items=None, digest=response.digest)
@@ -186,8 +126,6 @@ class SocrataAdapter(PortalAdapter):
                        entry_in_head=_entry_in_head)
 
     def source_id(self, entry) -> str | None:
-        if isinstance(entry, EntryAsSent):
-            return entry.source_id
         resource = entry.get("resource") if isinstance(entry, dict) else None
         return R.text(resource.get("id")) if isinstance(resource, dict) else None
 
@@ -220,9 +158,6 @@ class SocrataAdapter(PortalAdapter):
                                       parse=VIEWS_DOCUMENT)
         left_out = dropped(response.data).get("columns")
         return {**cut, "views": response.data, **({"columns_left_out": left_out} if left_out else {})}
-
-    def read_as_sent(self, body: bytes) -> dict:
-        return DISCOVERY_ENTRY(body, "application/json", f"{self.portal.url}/api/catalog/v1")
 
     # -- records --------------------------------------------------------------------
 

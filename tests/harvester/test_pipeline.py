@@ -357,13 +357,11 @@ LISTING = "/api/catalog/v1"
 def test_a_known_page_answered_304_is_neither_read_nor_parsed_and_its_datasets_are_seen(store, http, socrata,
                                                                                            monkeypatch):
     from harvester import http as http_module
-    from harvester.portals import socrata as socrata_module
     harvest([socrata.config], store, http)
     bodies, parsed = [], []
-    real_body, real_parse = http_module.ValidatorCache.body, socrata_module.discovery_page
+    real_body, real_parse = http_module.ValidatorCache.body, http_module.parse_json_body
     monkeypatch.setattr(http_module.ValidatorCache, "body", lambda self, *a: bodies.append(1) or real_body(self, *a))
-    # (a Discovery page's reader: most of its entries left unparsed, by msgspec, not parse_json_body)
-    monkeypatch.setattr(socrata_module, "discovery_page", lambda *a: parsed.append(1) or real_parse(*a))
+    monkeypatch.setattr(http_module, "parse_json_body", lambda *a: parsed.append(1) or real_parse(*a))
     socrata.requests.clear()
     report = harvest([socrata.config], store, http).portals[0]
     assert (report.new, report.changed, report.unchanged, report.removed) == (0, 0, 350, 0)
