@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
+import pandas as pd
+import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
@@ -189,6 +191,21 @@ def as_dicts(nights: Nights, sql: str) -> list[dict]:
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
 
+def readme_questions() -> list[str]:
+    """The README's three questions an analyst asks, as its SQL block gives them."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("Three questions an analyst asks", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    queries = [q.split("\n", 1)[1].strip() for q in block.split("-- ")[1:]]
+    assert len(queries) == 3, block
+    return queries
+
+
+def ask(nights: Nights, sql: str) -> list[dict]:
+    result = nights.cli("sql", "--db", str(nights.db), "--format", "json", sql)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def check_read_copy(nights: Nights) -> None:
     for pid in nights.portal_ids:
         assert nights.rows_of(pid, nights.read_copy) == nights.rows_of(pid), f"read copy of {pid} differs"
@@ -260,6 +277,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     hub.document = copy.deepcopy(hub.document)
     kept = {pid: nights.rows_of(pid) for pid in ("ck", "dj", "ods")}
     code, report, started, finished = nights.harvest()
+    nights.night_2_began = started
     check_runs(nights, report, code, {**all_ok, "ck": ("failed", "TransientError"), "dj": ("failed", "TransientError"),
                                       "ods": ("failed", "TransientError")})
     why = {p["portal_id"]: p["error_message"] for p in report["portals"]}
@@ -352,6 +370,10 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     assert {p: len(p.requests) for p in asked} == asked
     check_counts(report, {"soc": {"removed": 1}})
     assert {pid: nights.rows_of(pid) for pid in kept} == kept
+    # "which portal failed last night, and why": each portal's last harvest, tonight's only Socrata's
+    last_harvests = ask(nights, readme_questions()[2])
+    assert {r["portal_id"]: (r["status"], (r["error_message"] or "")[:25]) for r in last_harvests} == {
+        **{pid: ("ok", "") for pid in nights.portal_ids}, "o311": ("failed", "HTML page instead of JSON")}
     assert uid("soc", gone_again["resource"]["id"]) not in search_uids(nights, gone_again["resource"]["name"])
     fourth = nights.datasets()
     check_timestamps(nights, third, fourth, started, finished, changed=set(), new=set(),
@@ -359,6 +381,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
                      untouched_portals=set(nights.portal_ids) - {"soc"})
     check_read_copy(nights)
 
+    night_2_began = nights.night_2_began
     # Night 5: `--full`: every dataset re-mapped, none rewritten; CKAN's newcomer of night 3 listed now
     code, report, started, finished = nights.harvest("--full")
     check_runs(nights, report, code, all_ok)
@@ -403,3 +426,21 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
 
     assert sorted(d["identifier"] for d in catalog["dataset"]) == sorted(
         r["identifier"] for u, r in live.items() if u not in left_out)
+
+    # the analyst's week: what changed since night 2 began, and what is removed, by the README's queries
+    # through `civicat sql`, then from the export with polars and pandas
+    changed_since = readme_questions()[0].replace("TIMESTAMPTZ '2026-11-30 00:00:00+00'",
+                                                  f"TIMESTAMPTZ '{night_2_began.isoformat()}'")
+    changed = {r["uid"]: r["new"] for r in ask(nights, changed_since)}
+    assert changed == {uid("soc", "zzzz-2026"): True, uid("ck", newcomer["id"]): True,
+                       **dict.fromkeys([uid("soc", soc_ids[0]), uid("hub", moved_sid), uid("soc", removed["resource"]["id"]),
+                                        uid("dj", quiet["identifier"]), uid("hub", hub_source_id(layered)),
+                                        uid("ods", ods_portal.datasets[0]["dataset_id"]),
+                                        uid("o311", "service-requests")], False)}
+    removals = {r["uid"] for r in ask(nights, readme_questions()[1])}
+    assert removals == {gone_uid, uid("ck", withdrawn["id"]), uid("ods", ods_gone["dataset_id"])}
+    exported = pl.read_parquet(out / "datasets.parquet")
+    assert set(exported.filter(pl.col("deleted_at").is_null() & (pl.col("last_changed") >= night_2_began))["uid"]) \
+        == set(changed)
+    frame = pd.read_parquet(out / "datasets.parquet")
+    assert set(frame.loc[frame["deleted_at"].notna(), "uid"]) == removals
