@@ -457,3 +457,21 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
         == set(changed)
     frame = pd.read_parquet(out / "datasets.parquet")
     assert set(frame.loc[frame["deleted_at"].notna(), "uid"]) == removals
+
+
+def test_an_id_listed_twice_every_night_keeps_a_paged_listing_incomplete(tmp_path):
+    """docs/harvesting.md (Reading the report): a paged listing cannot tell an id listed twice
+    every night from a shift, so nothing of it is marked missing; one data.json document can."""
+    require_fixtures()
+    entries = socrata_entries()
+    legacy = load_json("dcat-us/socrata-pod-2013-08-28/data.nola.gov.json")
+    with SocrataPortal([*entries, copy.deepcopy(entries[3])], domain=CHICAGO) as soc, \
+            DataJsonPortal([*legacy, copy.deepcopy(legacy[5])]) as dj:
+        nights = Nights(tmp_path, {"soc": ("socrata", soc.url, f'domain = "{CHICAGO}"'),
+                                   "dj": ("dcat-us", dj.url + "/data.json", "")})
+        nights.harvest()
+        soc.entries.pop(0)
+        dj.document = legacy[1:] + [copy.deepcopy(legacy[5])]
+        code, report, _, _ = nights.harvest()
+    got = {p["portal_id"]: (p["duplicates"], p["listing_complete"], p["removed"]) for p in report["portals"]}
+    assert code == 0 and got == {"soc": (1, False, 0), "dj": (1, True, 1)}
