@@ -123,7 +123,7 @@ def hub_source_id(entry: dict) -> str:
 
 def check_timestamps(nights: Nights, before: dict[str, dict], after: dict[str, dict], started: datetime,
                      finished: datetime, changed: set[str], new: set[str], gone: set[str], back: set[str],
-                     untouched_portals: set[str]) -> None:
+                     untouched_portals: set[str], missing: frozenset[str] = frozenset()) -> None:
     """Each dataset's timestamp columns say what this night did to it, and nothing is purged."""
     assert set(before) <= set(after), f"purged: {set(before) - set(after)}"
     assert new <= set(after), f"not stored: {new - set(after)}"
@@ -139,6 +139,9 @@ def check_timestamps(nights: Nights, before: dict[str, dict], after: dict[str, d
         if uid in gone:
             assert old["deleted_at"] is None and during(row["deleted_at"]), uid
             assert row["raw_hash"] == old["raw_hash"] and row["last_changed"] == old["last_changed"], uid
+            assert row["last_seen"] == nights.listed_before[row["portal_id"]], f"{uid}: last_seen not its last listing"
+        elif uid in missing:   # gone from a complete listing, within its portal's grace: still live
+            assert old["missing_since"] is None and during(row["missing_since"]) and row["deleted_at"] is None, uid
             assert row["last_seen"] == nights.listed_before[row["portal_id"]], f"{uid}: last_seen not its last listing"
         elif uid in back:
             assert old["deleted_at"] is not None and row["deleted_at"] is None, uid
@@ -244,7 +247,7 @@ def test_six_nights_of_one_catalogue(tmp_path, small_ckan_pages):
                 OpenDataSoftPortal(copy.deepcopy(ods)) as ods_portal, Open311Portal(services_xml=sf311) as o311:
             nights = Nights(tmp_path, {"soc": ("socrata", soc.url, f'domain = "{CHICAGO}"'), "ck": ("ckan", ck.url, ""),
                                        "dj": ("dcat-us", dj.url + "/data.json", ""), "hub": ("arcgis-hub", hub.url, ""),
-                                       "ods": ("opendatasoft", ods_portal.url, ""), "o311": ("open311", o311.url, "")})
+                                       "ods": ("opendatasoft", ods_portal.url, "deletion_grace_days = 3"), "o311": ("open311", o311.url, "")})
             hub.services = services
             run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, legacy)
 
@@ -353,7 +356,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
                         " AND stage <> 'fetch'",
                         [report["run_id"]]) == [("list", "DuplicateId", "warning"),
                                                 ("list", "PartialListing", "warning")]
-    check_counts(report, {"soc": {"changed": 1}, "ck": {}, "dj": {"changed": 1}, "ods": {"changed": 1, "removed": 1},
+    check_counts(report, {"soc": {"changed": 1}, "ck": {}, "dj": {"changed": 1}, "ods": {"changed": 1},
                           "hub": {"changed": 1}})
     assert nights.query("SELECT list(field_name ORDER BY position) FROM columns WHERE dataset_uid = ?",
                         [uid("hub", hub_source_id(layered))])[0][0][-1] == "capacity"
@@ -362,7 +365,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     check_timestamps(nights, second, third, started, finished,
                      changed={uid("dj", quiet["identifier"]), uid("hub", hub_source_id(layered)),
                               uid("ods", ods_portal.datasets[0]["dataset_id"])},
-                     new=set(), gone={uid("ods", ods_gone["dataset_id"])}, back={uid("soc", removed["resource"]["id"])},
+                     new=set(), gone=set(), missing={uid("ods", ods_gone["dataset_id"])}, back={uid("soc", removed["resource"]["id"])},
                      untouched_portals={"o311"})
     assert third[uid("dj", quiet["identifier"])]["modified"] == second[uid("dj", quiet["identifier"])]["modified"]
     assert nights.rows_of("o311") == kept["o311"]
@@ -451,7 +454,12 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
                                         uid("ods", ods_portal.datasets[0]["dataset_id"]),
                                         uid("o311", "service-requests")], False)}
     removals = {r["uid"] for r in ask(nights, readme_questions()[1])}
-    assert removals == {gone_uid, uid("ck", withdrawn["id"]), uid("ods", ods_gone["dataset_id"])}
+    assert removals == {gone_uid, uid("ck", withdrawn["id"])}
+    # ODS's dataset gone since night 3 is missing, not removed: its portal's grace is 3 days
+    assert ask(nights, "SELECT uid FROM datasets WHERE missing_since IS NOT NULL AND deleted_at IS NULL") == [
+        {"uid": uid("ods", ods_gone["dataset_id"])}]
+    assert sixth[uid("ods", ods_gone["dataset_id"])]["missing_since"] == third[uid("ods", ods_gone["dataset_id"])][
+        "missing_since"] is not None
     exported = pl.read_parquet(out / "datasets.parquet")
     assert set(exported.filter(pl.col("deleted_at").is_null() & (pl.col("last_changed") >= night_2_began))["uid"]) \
         == set(changed)
