@@ -12,6 +12,7 @@ copy, `civicat runs`, and (the last night) the Parquet export and data.json.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -418,6 +419,10 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     check_timestamps(nights, fifth, sixth, started, finished, {uid("o311", "service-requests")}, set(), set(), set(),
                      set())
     assert ("Cans left out (24x7)",) in nights.query("SELECT service_name FROM open311_services")
+    # the cron's second line: overlap, then the export
+    overlap = nights.cli("overlap", "--db", str(nights.db))
+    assert overlap.exit_code == 0, overlap.output
+    assert not nights.query("SELECT uid FROM overlap_groups JOIN datasets USING (uid) WHERE deleted_at IS NOT NULL")
     out = nights.db.parent / "export"
     exported = nights.cli("export", "--db", str(nights.db), "--config", str(nights.config), "--out", str(out),
                           "--format", "parquet", "--format", "data.json")
@@ -431,6 +436,11 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     for name in ("distributions", "columns"):
         assert sorted(map(str, pq.read_table(out / f"{name}.parquet").to_pylist())) == sorted(
             map(str, as_dicts(nights, f"SELECT * FROM {name}"))), name
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["row_counts"] == {name: nights.query(f"SELECT count(*) FROM {name}")[0][0]
+                                      for name in manifest["row_counts"]}
+    for file in manifest["files"]:
+        assert hashlib.sha256((out / file["path"]).read_bytes()).hexdigest() == file["sha256"], file["path"]
     catalog = json.loads((out / "data.json").read_text())
     live = {u: r for u, r in sixth.items() if r["deleted_at"] is None}
     gone_uid = uid("soc", gone_again["resource"]["id"])
