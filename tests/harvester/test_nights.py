@@ -205,7 +205,14 @@ def readme_questions() -> list[str]:
     """The README's three questions an analyst asks, as its SQL block gives them."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     block = readme.split("Three questions an analyst asks", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
-    queries = [q.split("\n", 1)[1].strip() for q in block.split("-- ")[1:]]
+    queries: list[list[str]] = []
+    for line in block.splitlines():
+        if line.startswith("--"):
+            if not queries or queries[-1]:
+                queries.append([])   # a comment after a query begins the next one
+        else:
+            queries[-1].append(line)
+    queries = ["\n".join(lines) for lines in queries]
     assert len(queries) == 3, block
     return queries
 
