@@ -2,6 +2,8 @@
 another host, ArcGIS's errors behind a 200."""
 import json
 
+import pytest
+
 
 from catalog.record import Notes
 from harvester.config import PortalConfig
@@ -238,3 +240,27 @@ def test_a_dataset_moved_to_another_layer_that_is_down_keeps_no_columns_of_the_o
     [(severity, message)] = store.con.execute("SELECT severity, message FROM harvest_errors WHERE run_id = ? AND "
                                               "stage = 'fetch'", [run.run_id]).fetchall()
     assert severity == "error" and new_layer in message
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "design: a Hub entry whose identifier and landing page both become slug URLs (…/datasets/<org>::<slug>) "
+    "keeps its item id only in its distributions (…/api/download/v1/items/<id>/csv?layers=5); the source id "
+    "falls back to the identifier URL, so the dataset gets a new uid (first_seen lost) and the old is marked "
+    "deleted. Matching on the distributions' item id would change the uid of entries keyed by a slug today: "
+    "the lead's call (u26's report)"))
+def test_a_hub_dataset_whose_identifier_and_landing_page_become_slugs_keeps_its_uid(store, http):
+    require_fixtures()
+    with LocalPortal() as services:
+        feed = evian_feed(services.url)
+        with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+            config = portal_config("evian", "arcgis-hub", hub.url)
+            assert harvest([config], store, http).ok
+            first_seen = store.con.execute("SELECT first_seen FROM datasets WHERE source_id = ?",
+                                           ["f6565516d1354383b25793e630cf3f2b_5"]).fetchone()[0]
+            slug = "https://ville-d-evian-opendata-ville-evian.hub.arcgis.com/datasets/sigevian::stationnement-velos"
+            hub.document = json.loads(json.dumps(feed))
+            hub.document["dataset"][0].update(identifier=slug, landingPage=slug)
+            report = harvest([config], store, http).portals[0]
+    assert (report.new, report.changed, report.removed) == (0, 1, 0)
+    assert store.con.execute("SELECT first_seen, identifier, deleted_at FROM datasets WHERE source_id = ?",
+                             ["f6565516d1354383b25793e630cf3f2b_5"]).fetchone() == (first_seen, slug, None)
