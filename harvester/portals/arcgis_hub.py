@@ -3,8 +3,10 @@
 its distribution names (`…/FeatureServer/<layer>?f=json`, often on another host such as
 services.arcgis.com) for the columns.
 
-The feed's identifiers are item URLs that change with the site's address; the source id
-is the Hub item id (`<item>_<layer>`), the URL kept as `identifier`. ArcGIS answers
+The feed's identifiers are item URLs that change with the site's address (or become the
+item's slug URL, `…/datasets/<org>::<slug>`); the source id is the Hub item id
+(`<item>_<layer>`) from the identifier, else the landing page, else the item's own download
+links, the URL kept as `identifier`. ArcGIS answers
 errors with HTTP 200 and an `{"error": {...}}` body: those are errors too.
 """
 from __future__ import annotations
@@ -16,7 +18,7 @@ from catalog import record as R
 from catalog.record import Notes
 from harvester.http import PermanentError, capped_json, dropped
 from harvester.paging import OffsetPaginator, Page, request_text
-from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id
+from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id, arcgis_item_of_downloads
 from harvester.portals.base import note_columns_cut, refuse_cut_columns
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys,
                                SourceChanged, pa, paged_tables, unique_fields)
@@ -62,7 +64,8 @@ class ArcgisHubAdapter(DcatUsAdapter):
         if not isinstance(entry, dict):
             return None
         identifier = R.text(entry.get("identifier"))
-        return arcgis_item_id(identifier, R.text(entry.get("landingPage"))) or identifier
+        return (arcgis_item_id(identifier, R.text(entry.get("landingPage")))
+                or arcgis_item_of_downloads(entry.get("distribution")) or identifier)
 
     looked_up = ("layer_url", "layer", "columns_left_out")   # all the layer's
 

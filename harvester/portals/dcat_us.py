@@ -21,7 +21,8 @@ from harvester.records import DownloadedFile, RecordsError, csv_distribution
 
 # Hub identifiers are item URLs that change with the site's address; the item id does not.
 _HUB_ITEM = re.compile(r"^[0-9a-f]{32}$")
-_HUB_LANDING = re.compile(r"/(?:datasets|maps|documents|apps|content)/([0-9a-f]{32})(?:_(\d+))?(?:[/?#]|$)")
+_HUB_LANDING = re.compile(r"/(?:datasets|maps|documents|apps|content)/([0-9a-f]{32})(?:_(\d+))?(?:\.\w+)?(?:[/?#]|$)")
+_HUB_DOWNLOAD = re.compile(r"/(?:api/download/v1|sharing/rest/content)/items/([0-9a-fA-F]{32})(?:/|$)")
 
 
 def arcgis_item_id(identifier: str | None, landing_page: str | None = None) -> str | None:
@@ -39,6 +40,29 @@ def arcgis_item_id(identifier: str | None, landing_page: str | None = None) -> s
         if match:
             return f"{match.group(1)}_{match.group(2)}" if match.group(2) else match.group(1)
     return None
+
+
+def arcgis_item_of_downloads(distributions) -> str | None:
+    """'<item id>' or '<item id>_<layer>' from the links Hub generates for an item's own
+    downloads (`…/api/download/v1/items/<item>/csv?layers=5`, the older
+    `…/datasets/<item>_5.csv`, `…/sharing/rest/content/items/<item>/data`) or its pages: a
+    feed whose identifier and landing page are the item's slug URL (`…/datasets/<org>::<slug>`)
+    names the item only there. None unless every such link names the same one."""
+    found = set()
+    for dist in distributions if isinstance(distributions, list) else []:
+        for key in ("downloadURL", "accessURL"):
+            url = R.text(dist.get(key)) if isinstance(dist, dict) else None
+            if not url or not url.startswith(("http://", "https://")):
+                continue
+            parsed = urlparse(url)
+            match = _HUB_DOWNLOAD.search(parsed.path)
+            if match:
+                layer = (parse_qs(parsed.query).get("layers") or [""])[0]
+                found.add(f"{match.group(1).lower()}_{layer}" if layer.isdigit() else match.group(1).lower())
+            else:
+                found.add(arcgis_item_id(url))
+    found.discard(None)
+    return found.pop() if len(found) == 1 else None
 
 
 # each dataset's lists cut as the document is read, in a catalog object or a bare array; in a

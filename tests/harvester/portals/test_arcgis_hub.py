@@ -242,12 +242,6 @@ def test_a_dataset_moved_to_another_layer_that_is_down_keeps_no_columns_of_the_o
     assert severity == "error" and new_layer in message
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "design: a Hub entry whose identifier and landing page both become slug URLs (…/datasets/<org>::<slug>) "
-    "keeps its item id only in its distributions (…/api/download/v1/items/<id>/csv?layers=5); the source id "
-    "falls back to the identifier URL, so the dataset gets a new uid (first_seen lost) and the old is marked "
-    "deleted. Matching on the distributions' item id would change the uid of entries keyed by a slug today: "
-    "the lead's call (u26's report)"))
 def test_a_hub_dataset_whose_identifier_and_landing_page_become_slugs_keeps_its_uid(store, http):
     require_fixtures()
     with LocalPortal() as services:
@@ -264,3 +258,47 @@ def test_a_hub_dataset_whose_identifier_and_landing_page_become_slugs_keeps_its_
     assert (report.new, report.changed, report.removed) == (0, 1, 0)
     assert store.con.execute("SELECT first_seen, identifier, deleted_at FROM datasets WHERE source_id = ?",
                              ["f6565516d1354383b25793e630cf3f2b_5"]).fetchone() == (first_seen, slug, None)
+SLUG = "https://ville-d-evian-opendata-ville-evian.hub.arcgis.com/datasets/sigevian::stationnement-velos"
+
+
+def hub_adapter():
+    return ArcgisHubAdapter(PortalConfig(id="h", city="H", kind="arcgis-hub", url="https://hub.example.org"), HttpClient())
+
+
+@pytest.mark.parametrize("position", range(5))
+def test_a_real_entry_whose_identifier_and_landing_page_become_slugs_keeps_its_source_id(position):
+    require_fixtures()
+    entry = load_json("dcat-us/evian-fr-arcgis-hub-data.json")["dataset"][position]
+    adapter = hub_adapter()
+    before = adapter.source_id(entry)
+    assert before.endswith(entry["identifier"].rsplit("=", 1)[1])   # '<item>_<sublayer>'
+    entry.update(identifier=SLUG, landingPage=SLUG)
+    entry["distribution"] = [d for d in entry["distribution"] if "/maps/" not in d.get("accessURL", "")]
+    assert adapter.source_id(entry) == before   # from …/api/download/v1/items/<item>/csv?layers=<n>
+
+
+ITEM, OTHER = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+
+
+@pytest.mark.parametrize("links, expected", [
+    ([f"https://opendata.arcgis.com/datasets/{ITEM}_3.csv", f"https://opendata.arcgis.com/datasets/{ITEM}_3.geojson"],
+     f"{ITEM}_3"),
+    ([f"https://www.arcgis.com/sharing/rest/content/items/{ITEM}/data"], ITEM),
+    ([f"https://hub.example.org/api/download/v1/items/{ITEM.upper()}/shapefile?layers=0"], f"{ITEM}_0"),
+    ([f"https://hub.example.org/api/download/v1/items/{ITEM}/csv?layers=1",
+      f"https://hub.example.org/api/download/v1/items/{OTHER}/csv?layers=1"], SLUG),   # two items: none trusted
+    (["https://services.arcgis.com/x/arcgis/rest/services/velos/FeatureServer/5"], SLUG),   # no item id there
+])
+def test_a_slug_identifiers_source_id_comes_from_its_own_download_links(links, expected):
+    entry = {"identifier": SLUG, "landingPage": SLUG, "title": "Stationnement vélos",
+             "distribution": [{"downloadURL": link} for link in links]}
+    assert hub_adapter().source_id(entry) == expected
+
+
+def test_a_plain_data_json_entry_linking_a_hub_download_keeps_its_own_identifier():
+    from harvester.portals.dcat_us import DcatUsAdapter
+    entry = {"identifier": "https://data.state.example/datasets/county-parcels", "title": "County parcels",
+             "distribution": [{"downloadURL": f"https://hub.example.org/api/download/v1/items/{ITEM}/csv?layers=0"}]}
+    adapter = DcatUsAdapter(PortalConfig(id="s", city="S", kind="dcat-us", url="https://data.state.example/data.json"),
+                            HttpClient())
+    assert adapter.source_id(entry) == "https://data.state.example/datasets/county-parcels"
