@@ -263,7 +263,9 @@ class Windows:
     from every window narrowed, not the outermost only; then at the margin learned.
     The windows taken whole under a narrower margin (`Taken`) that the wider one would not take
     are read again, split (a Windows of their own), and the requests their answers lacked yielded,
-    before the reading goes on: the pull that learns the thinning loses none either.
+    before the reading goes on: the pull that learns the thinning loses none either. Some of the
+    windows taken whole outside the margin are checked (_audit): the cut answers a margin too
+    narrow takes whole are seen, and widen it.
 
     `known`: the keys of requests read already around the span (a window read again's own)."""
 
