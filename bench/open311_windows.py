@@ -6,7 +6,9 @@ reads them all (checked: each once) and the requests it made are counted, agains
 numbered pages cost (one 90-day window paged: N/P + 1, with requests lost when one is removed
 between pages), with the page size remembered from the pull before, for a pull cut
 short halfway then resumed, and for a server that cuts its answer at P and then leaves out
-one request in 20 (private service types). No HTTP: the count, not the time, is the figure.
+one request in 20 (private service types); then three pulls in turn of a small city whose server
+thins every cut answer and ignores `page` (its real P never shows). No HTTP: the count, not the
+time, is the figure.
 
     python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300]
 
@@ -166,6 +168,15 @@ def main() -> None:
         print(f"| {per_day:,} | {page_size:,} | {made:,} | {asked:,} | {asked / (made / page_size):.2f} | {paged:,} "
               f"| {remembered:,} | {cut_short_cost(per_day, page_size, args.days):,} "
               f"| {cost(per_day, page_size, args.days, private=20)[1]:,} |")
+    small_thinned_city()
+
+
+def small_thinned_city() -> None:
+    """30 requests a day for 10 days, 8 of every 20 left out after a cut at 50, a server that
+    ignores `page`: every cut answer thinned, P learned from one (34, not 50)."""
+    figures = thinned_cost(30, 50, 10, 0.4, paging=False, pulls=3)
+    print("\n30 a day for 10 days, 40% thinned, ignores `page`: lost, asked (pulls 1; 2; 3): "
+          + "; ".join(f"{lost:,}, {asked:,}" for lost, asked in figures))
 
 
 def thinned_table(days: int, per_day: int | None = None) -> None:

@@ -169,6 +169,12 @@ DROPPED = 0.1
 # answers shown cut that a pull needs to have seen to say how much its server thins them
 CUTS_TO_LEARN = 3
 MARGIN_MAX = 0.5
+# of the windows taken whole outside the margin (but within MARGIN_MAX of P), a pull checks one in
+# AUDIT_EVERY, and the first AUDITS too where its server is not seen to thin none, again from the
+# first once one is shown cut: the cuts it sees otherwise are only those within the margin
+# (Windows._audit; bench/open311_windows.py)
+AUDITS = 10
+AUDIT_EVERY = 20
 
 
 def _margin(thinning: float) -> float:
@@ -257,7 +263,9 @@ class Windows:
     from every window narrowed, not the outermost only; then at the margin learned.
     The windows taken whole under a narrower margin (`Taken`) that the wider one would not take
     are read again, split (a Windows of their own), and the requests their answers lacked yielded,
-    before the reading goes on: the pull that learns the thinning loses none either.
+    before the reading goes on: the pull that learns the thinning loses none either. Some of the
+    windows taken whole outside the margin are checked (_audit): the cut answers a margin too
+    narrow takes whole are seen, and widen it.
 
     `known`: the keys of requests read already around the span (a window read again's own)."""
 
@@ -291,14 +299,22 @@ class Windows:
         # (a pull cut short), which it does not hold: a wider margin that would not take it starts
         # the pull over (_going_on_from)
         self.unheld: int | None = state.get("unheld")
+        # windows taken whole outside the margin since one checked was shown cut (_audit)
+        self.audited: int = state.get("audited", 0)
+        self.auditing = True
+        self.audited_thinning: float | None = None   # the thinning that a cut answer an audit found shows
 
     @property
     def thinning(self) -> float | None:
         """The share of a cut answer the server left out at most, as this reading showed it (else
         as the pull before did; None: not known)."""
         if len(self.cuts) < CUTS_TO_LEARN:
-            return self.remembered_thinning
-        return 1 - min(self.cuts) / max(self.largest, self.page_size or 0, *self.cuts)
+            learned = self.remembered_thinning
+        else:
+            learned = 1 - min(self.cuts) / max(self.largest, self.page_size or 0, *self.cuts)
+        if self.audited_thinning is None:
+            return learned
+        return max(learned or 0.0, self.audited_thinning)
 
     def _cut(self, count: int) -> None:
         """An answer of `count` requests was shown cut."""
@@ -315,7 +331,7 @@ class Windows:
     def state(self) -> dict:
         return {"start": self.start.isoformat(), "width": self.width,
                 "page_size": self.page_size or self.remembered, "before": sorted(self.before),
-                "thinning": self.thinning}
+                "thinning": self.thinning, "audited": self.audited}
 
     def _narrowed_read(self, end: datetime, requests: list) -> None:
         """A window up to `end` read whole: once the narrower windows of a window narrowed are
@@ -340,7 +356,10 @@ class Windows:
                     yield from self._read_again()
                 continue
             self._narrowed_read(end, requests)
-            self._keep_taken(end, requests, margin)
+            if self._keep_taken(end, requests, margin) and self.auditing and end - self.start > SECOND:
+                self.audited += 1
+                if self.audited % AUDIT_EVERY == 1 or self.audited <= AUDITS and self.thinning != 0:
+                    self._audit(self.start, end, requests)
             kept, ids = [], set()
             for request in requests:
                 key = request.get("service_request_id") if isinstance(request, dict) else None
@@ -387,14 +406,55 @@ class Windows:
         """Keeps the window just read, up to `end`, if it was taken whole by `margin` (the margin
         as it was read: what it showed may have widened it since) and a wider one would not take
         it (the keys of its answer and of the window before's requests at its start, which an
-        inclusive `end_date` gave that window)."""
+        inclusive `end_date` gave that window). True: kept."""
         reference = self._reference()
-        if self.taken_at is not None and margin < MARGIN_MAX \
-                and self.taken_at >= reference - int(reference * MARGIN_MAX):
+        kept = self.taken_at is not None and margin < MARGIN_MAX \
+            and self.taken_at >= reference - int(reference * MARGIN_MAX)
+        if kept:
             keys = array("q", sorted(map(_request_key, requests)))
             self.taken.append(Taken(self.start, end, self.taken_at, (*self.known, keys, self.ends_with)))
         self.ends_with = array("q", sorted(_request_key(r) for r in requests
                                            if not isinstance(r, dict) or (_second(r) or end) >= end))
+        return kept
+
+    def _audit(self, start: datetime, end: datetime, requests: list) -> None:
+        """Checks a window taken whole by the margin, outside it but within MARGIN_MAX of P (kept
+        in `taken`), as an answer is checked while P is not known (_checked): the part beyond the
+        end its answer stops at is asked (a second after its oldest request, newest first; both
+        halves where it is in no order). Requests it lacks show it cut: the margin widens past
+        its size (the window is then read again, split, with any other it would not take), the
+        thinning kept with the pull is at least what it shows, and the first AUDITS windows are
+        checked again.
+
+        Without it a pull saw only the cut answers within its margin, so a thinning learned from
+        a few answers thinned alike, against a P itself learned from a thinned answer (a server
+        that thins every cut answer never shows its real P), was never corrected: 30 requests a
+        day, 8 of every 20 left out after a cut at 50, a server that ignores `page`: P 34 and a
+        thinning of 6% (cuts of 32 to 34), the cut answers of 26 taken whole, 22 of 168 lost
+        every pull; a server that reads `page`, P 29 learned from one thinned cut, the margin a
+        tenth: 24 of 53. A check costs one request (two in no order)."""
+        seconds = [_second(r) if isinstance(r, dict) else None for r in requests]
+        if not requests or None in seconds:
+            return   # (nothing to cut it by)
+        low, high = min(seconds), max(seconds)
+        if seconds == sorted(seconds, reverse=True):
+            parts = [(start, min(low + SECOND, end))]
+        elif seconds == sorted(seconds):
+            parts = [(high, end)]
+        else:
+            middle = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
+            parts = [(start, middle), (middle, end)]
+        known, reference, count = set(_ids(requests)), self._reference(), self.taken_at
+        for part_start, part_end in parts:
+            try:
+                shown = part_start < part_end and set(_ids(self._ask(part_start, part_end))) - known
+            except ResponseTooLarge:
+                shown = False   # (what it holds is not known: the window counts as checked)
+            if shown:
+                self.audited, self.audited_thinning = 0, max(self.audited_thinning or 0.0, 1 - count / reference)
+                self._cut(count)
+                self.margin = max(self.margin, _margin(self.audited_thinning))
+                return
 
     def _read_again(self):
         """The windows taken whole that the margin, widened, would not take, read again split:
@@ -418,6 +478,7 @@ class Windows:
                         thinning=self.thinning, known=window.read)
         again.page_size, again.remembered, again.largest, again.margin, again.unlearned = \
             self.page_size, self.remembered, self.largest, self.margin, self.unlearned
+        again.auditing = False   # (its windows taken whole join this reading's: the checks go on here)
         try:
             for requests, _ in again:
                 new = [r for r in requests if not window.has(_request_key(r))

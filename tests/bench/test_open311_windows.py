@@ -20,3 +20,9 @@ def test_the_pull_that_learns_how_a_server_thins_cut_pages_loses_none_and_the_ne
     assert [lost for lost, _ in thinned_cost(100, 50, 90, 0.4, odd_weeks=True)] == [0, 0]
     (_, asked), (_, asked_again) = thinned_cost(100, 50, 90, 0.0)
     assert asked_again < asked
+
+
+def test_a_small_city_whose_server_thins_every_cut_answer_and_ignores_page_loses_none_in_three_pulls():
+    # its real P (50) never shows: P is learned from a thinned answer (34), and the pulls after the
+    # first lost 22 of 168 each (cut answers of 26 taken whole) until windows taken whole were checked
+    assert [lost for lost, _ in thinned_cost(30, 50, 10, 0.4, paging=False, pulls=3)] == [0, 0, 0]

@@ -360,6 +360,8 @@ def test_a_pull_cut_short_goes_on_after_its_last_window_read(tmp_path, store):
     resume). The windows read are kept, and the next pull asks none of them again: every
     request published once."""
     layout = RecordsLayout(tmp_path / "records")
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        whole = sum(table.num_rows for table, _ in source_for(portal).batches(None)), len(windows_asked(portal))
     with GoesDown(40, services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
         with pytest.raises(TransientError, match="HTTP 503"):
             pulled_into(layout, store.con, source_for(portal))
@@ -369,7 +371,7 @@ def test_a_pull_cut_short_goes_on_after_its_last_window_read(tmp_path, store):
         result = pulled_into(layout, store.con, source_for(portal))
         second = windows_asked(portal)
     # no window read before is asked again (but the one being read when the host went down)
-    assert len(set(first) & set(second)) == 1 and len(second) < 78 - 40 + 5   # (a whole pull asks 78)
+    assert whole[0] == 950 and len(set(first) & set(second)) == 1 and len(second) < whole[1] - 40 + 5
     assert result.resumed and all(start >= first[-1][0] for start, _, _ in second)
     published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
     assert sorted(published) == sorted(served_ids(portal)) and result.rows == len(published) == len(set(published))
@@ -679,15 +681,16 @@ class ThinsAndGoesDown(GoesDown, ThinsAfterCutting):
     """Thins cut pages (ThinsAfterCutting), and goes down after `up` requests (GoesDown)."""
 
 
-@pytest.mark.parametrize("up, why", [
-    (10, "gone on from where a pull cut short stopped: windows taken whole before that point, in no state, are due "
-         "to be read again, split, under the wider margin learned since"),
-    *[(up, "a pull cut short cannot go on from where it stopped (windows taken whole were being read again, split)")
-      for up in (20, 60)]],
-    # cut at the 11th request: three cuts thinned alike read as a thinning of none, the margin a tenth, the
-    # pull gone on from there widens it later; at the 21st and 61st: early and late in the reading again
+@pytest.mark.parametrize("up, days, why", [
+    (30, 20, "gone on from where a pull cut short stopped: windows taken whole before that point, in no state, are "
+             "due to be read again, split, under the wider margin learned since"),
+    *[(up, 14, "a pull cut short cannot go on from where it stopped (windows taken whole were being read again, "
+               "split)") for up in (20, 60)]],
+    # cut at the 31st request of 20 days: three cuts thinned alike read as a thinning of none, the margin a tenth,
+    # the pull gone on from there widens it later (14 days: a window taken whole is checked and shown cut before
+    # the 11th); at the 21st and 61st of 14 days: early and late in the reading again
     ids=["margin-widens-after-the-cut", "reading-again-early", "reading-again-late"])
-def test_a_pull_cut_short_while_windows_may_be_read_again_loses_none_of_them(tmp_path, store, caplog, up, why):
+def test_a_pull_cut_short_while_windows_may_be_read_again_loses_none_of_them(tmp_path, store, caplog, up, days, why):
     """The pull that learns a server's thinning reads again, split, the windows it took whole
     under the narrower margin (c23). Those windows are in no state: a pull cut short (its host
     down) while they could still be read again, and gone on from its last state, read none of
@@ -699,12 +702,12 @@ def test_a_pull_cut_short_while_windows_may_be_read_again_loses_none_of_them(tmp
     from bench.open311_windows import busy_city
     start = datetime(2019, 6, 1, tzinfo=UTC)
     city = [{"service_request_id": str(n), "status": "open", "requested_datetime": moment.isoformat()}
-            for n, moment in enumerate(busy_city(200, 14, start))]
+            for n, moment in enumerate(busy_city(200, days, start))]
     layout = RecordsLayout(tmp_path / "records")
 
     def source(portal):
         return RequestsRecords(adapter_for(portal_config("bos311", "open311", portal.url), fast_client(max_attempts=1)),
-                               None, now=start + timedelta(days=14), since=start)
+                               None, now=start + timedelta(days=days), since=start)
 
     with ThinsAndGoesDown(up, services=JSON_SERVICES, requests=city) as portal:
         public = served_ids(portal) - portal.private
@@ -764,3 +767,51 @@ def test_a_server_that_ignores_page_and_thins_none_is_not_read_at_a_wide_margin_
             asked[paging] = len(windows_asked(portal))
         assert sorted(ids) == sorted(r["service_request_id"] for r in city) and source.thinning == 0
     assert asked[False] <= 1.25 * asked[True], asked
+
+
+def pulls_of(portal, start: datetime, days: int, pulls: int = 2) -> list[list[str]]:
+    """The ids each of `pulls` pulls of the same `days` in turn read, each from what the pull
+    before learned (P and the thinning, as `record_pulls` keeps them)."""
+    previous, read = None, []
+    for _ in range(pulls):
+        source = RequestsRecords(adapter_for(portal_config("bos311", "open311", portal.url), fast_client()),
+                                 previous, now=start + timedelta(days=days), since=start)
+        read.append([i for table, _ in source.batches(None) for i in table["service_request_id"].to_pylist()])
+        previous = PreviousPull(path="x", row_count=0, watermark=None, pulled_at=start,
+                                page_size=source.page_size, thinning=source.thinning)
+    return read
+
+
+def test_a_server_that_thins_every_cut_answer_and_ignores_page_loses_none_on_the_next_pull(tmp_path):
+    """30 requests a day for 10 days, 8 of every 20 left out after a cut at 50, a server that
+    ignores `page`: every cut answer is thinned, so its P of 50 never shows. The first pull learned
+    P = 34 (a thinned answer) and a thinning of 6% from three cuts of 32 to 34, so the next pulls
+    took the cut answers of 24 to 26 whole: 22 of 168 lost every pull. A window taken whole outside
+    the margin is checked (the part beyond its answer's end): one shown cut widens the margin."""
+    from bench.open311_windows import busy_city
+    start = datetime(2024, 1, 1, tzinfo=UTC)   # (the bench's city: bench/open311_windows.py)
+    city = [{"service_request_id": str(n), "status": "open", "requested_datetime": moment.isoformat()}
+            for n, moment in enumerate(busy_city(30, 10, start))]
+    with ThinsAfterCutting(services=JSON_SERVICES, requests=city, paging=False) as portal:
+        public = {r["service_request_id"] for r in city} - portal.private
+        pulls = pulls_of(portal, start, 10, pulls=3)
+    assert len(public) == 168
+    assert [sorted(ids) for ids in pulls] == [sorted(public)] * 3
+
+
+def test_a_page_size_learned_from_a_thinned_answer_with_no_thinning_shown_loses_none(tmp_path):
+    """Bursts of requests a minute to a day apart (the bench's bursty city 56: 93 requests, 53 public),
+    from a server that reads `page` and leaves out 8 of every 20 after a cut at 50: P was learned
+    from a thinned answer (29), one cut only was seen, so the margin stayed a tenth, and a cut answer
+    of 26 (45 days wide) was taken whole: 24 of 53 lost every pull."""
+    from bench.open311_windows import bursty_city
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    moments, share, paging = bursty_city(56, start)
+    assert (share, paging) == (0.4, True)
+    city = [{"service_request_id": str(n), "status": "open", "requested_datetime": moment.isoformat()}
+            for n, moment in enumerate(moments)]
+    with ThinsAfterCutting(services=JSON_SERVICES, requests=city) as portal:
+        public = {r["service_request_id"] for r in city} - portal.private
+        pulls = pulls_of(portal, start, 90)
+    assert len(public) == 53
+    assert [sorted(ids) for ids in pulls] == [sorted(public)] * 2
