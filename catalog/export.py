@@ -219,10 +219,10 @@ def _copy_made_current(db_path: Path) -> None:
         lock.acquire()
     except (CatalogueBusy, OSError):   # (a writer; a catalogue's folder we may not write: read as it is)
         return
-    try:
-        put_right(db_path)
+    try:   # (its steps shown: a writer waits for it as long as it gets on, catalog.lock.BRIEF_HOLD_SECONDS)
+        put_right(db_path, lock.progressed)
         if not is_current(db_path):
-            publish(db_path)   # (a copy that cannot be made is a warning: the catalogue itself is read)
+            publish(db_path, lock.progressed)   # (a copy that cannot be made is a warning: the catalogue itself is read)
     except duckdb.Error as exc:   # (a notebook holding the file: the copy as it is, or the catalogue)
         log.warning("export: the read copy of %s was not made current (%s)", db_path, exc)
     finally:

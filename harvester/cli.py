@@ -331,11 +331,12 @@ def wait_options(command):
              "exiting 2, as long as it takes.")(with_wait)
 
 
-def writer_lock(db_path: Path, wait: Wait):
-    """The catalogue's single-writer lock; another writer → exit 2 with who holds it."""
+def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
+    """The catalogue's single-writer lock; another writer → exit 2 with who holds it.
+    `pulls_records`: the writer replaces records folders (an export waits for it, or refuses)."""
     from catalog.lock import CatalogueBusy, WriterLock
 
-    lock = WriterLock(db_path, wait_until=wait.until)
+    lock = WriterLock(db_path, wait_until=wait.until, pulls_records=pulls_records)
     try:
         lock.acquire()
     except CatalogueBusy as exc:
@@ -434,7 +435,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    lock = writer_lock(db_path, wait)
+    lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals))
     interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -533,7 +534,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if bad:
         raise click.UsageError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not "
                                f"portal_id:source_id of a portal in {config_path} (portals: {', '.join(sorted(known))})")
-    lock = writer_lock(db_path, wait)
+    lock = writer_lock(db_path, wait, pulls_records=True)
     try:
         store = open_for_writing(Store, db_path, wait)
     except BaseException:

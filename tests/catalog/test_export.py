@@ -402,6 +402,45 @@ def test_an_export_as_a_writer_starts_reads_the_copy_and_keeps_the_writer_s_open
     assert exported(out) == exported(before)
 
 
+def test_a_writer_starting_while_an_export_makes_a_slow_copy_current_waits_for_it_to_the_end(tmp_path, seattle,
+                                                                                              monkeypatch):
+    """An export whose read copy is stale makes it current under the writer lock, held briefly: a
+    writer starting then waited BRIEF_HOLD_SECONDS in all, and exited 2 behind a copy of many GB
+    that was getting on. It waits as long as the copy shows progress (here a copy four times
+    as long as the bound, a step at each of its chunks)."""
+    import threading
+    import time
+
+    from catalog import files, lock
+
+    monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
+    os.utime(seattle)   # (the copy no longer current: its last writer killed, say)
+    size = seattle.stat().st_size
+    monkeypatch.setattr(files, "_COPY_CHUNK", size // 20 + 1)
+    waited, copy_file_range = [], os.copy_file_range
+
+    def a_writer_waits():
+        try:
+            with lock.WriterLock(seattle, poll_seconds=0.02):
+                waited.append(("took it", time.monotonic()))
+        except lock.CatalogueBusy as exc:
+            waited.append((str(exc), time.monotonic()))
+    writer = threading.Thread(target=a_writer_waits)
+
+    def a_slow_copy(*args):   # (a disk of 20 chunks in 2 s)
+        if not writer.is_alive() and not waited:
+            writer.start()
+        time.sleep(0.1)
+        return copy_file_range(*args)
+    monkeypatch.setattr(os, "copy_file_range", a_slow_copy)
+    run_export(seattle, tmp_path / "export")
+    copied = time.monotonic()
+    writer.join()
+    [(outcome, at)] = waited
+    assert outcome == "took it" and at <= copied
+    assert read_copy_path(seattle).read_bytes() == seattle.read_bytes()
+
+
 def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))

@@ -763,6 +763,32 @@ def test_every_writer_publishes_the_read_copy_when_it_ends(tmp_path, portal):
     assert [p.name for p in tmp_path.iterdir() if "publishing" in p.name] == []
 
 
+@pytest.mark.parametrize("options, chosen, pulls", [
+    (["--portal", "records"], ["ds-1"], False),
+    (["--records"], [], False),   # (no dataset chosen: none pulled)
+    (["--records"], ["ds-1"], True),
+])
+def test_a_harvest_s_lock_says_whether_it_pulls_records_whatever_its_words(tmp_path, portal, monkeypatch, options,
+                                                                          chosen, pulls):
+    """An export waits for a records pull (or refuses): judged by the writer's words, `harvest
+    --portal records --config records.toml` was one. The writer says what it is."""
+    import harvester.pipeline
+    from catalog.lock import lock_path
+
+    config = tmp_path / "records.toml"
+    config.write_text(f'[[portals]]\nid = "records"\ncity = "Records"\nkind = "dcat-us"\n'
+                      f'url = "{portal.url}/data.json"\nrecords = {json.dumps(chosen)}\n')
+    db = tmp_path / "c.duckdb"
+    held, harvest = [], harvester.pipeline.harvest
+
+    def harvest_seeing_the_lock(*args, **kwargs):
+        held.append(json.loads(lock_path(db).read_text()))
+        return harvest(*args, **kwargs)
+    monkeypatch.setattr(harvester.pipeline, "harvest", harvest_seeing_the_lock)
+    invoke("harvest", *options, "--config", str(config), "--db", str(db))
+    assert [holder.get("pulls_records") for holder in held] == [pulls]
+
+
 def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
     """A title carrying terminal escapes (clear the screen, set the window title) or a NUL is
     stored as the portal gave it, and shown escaped in every table the CLI prints."""
