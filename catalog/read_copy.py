@@ -184,10 +184,10 @@ def is_current(db_path: str | Path) -> bool:
 
 def as_of(db_path: str | Path) -> str:
     """The time of the last write the read copy holds (UTC, ISO 8601, to the second)."""
-    return _iso(os.stat(read_copy_path(db_path)).st_mtime_ns)
+    return iso_utc(os.stat(read_copy_path(db_path)).st_mtime_ns)
 
 
-def _iso(ns: int) -> str:
+def iso_utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds")
 
 
@@ -218,5 +218,5 @@ def catalogue_or_read_copy(db_path: Path, open_db: Callable[[Path], Any], *,
     written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer, never older)
     con = open_db(copy)
     read_log.warning("%s %s: %s its read copy %s, the catalogue as of %s (when the last writer ended)",
-                     db_path, writer, reading, copy, _iso(written))
+                     db_path, writer, reading, copy, iso_utc(written))
     return con, written

@@ -241,6 +241,15 @@ class KeptOut(click.ClickException):
     export out); `export --wait` waits it out."""
 
 
+class RecordsNotThePull(KeptOut):
+    """Exit 1: a records folder is not the pull the catalogue read describes (catalog.export's
+    RecordsChanged): a records pull replaced it, or it was changed by hand. `uid`: its dataset."""
+
+    def __init__(self, message: str, uid: str):
+        super().__init__(message)
+        self.uid = uid
+
+
 class CommandGroup(click.Group):
     """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
     a failure: exit 2 or 1; one not expected: exit 1, its traceback in `exception`) is a JSON
@@ -913,6 +922,10 @@ def similar(uid, limit, db_path, as_json):
 
 
 EXPORT_WAIT_SECONDS = 3600   # `export --wait` without SECONDS: a records pull of an hour
+# exports that found a records folder not the pull the read copy describes with no records pull
+# running, before `export --wait` gives up: a pull that ended as the export began is exported by the
+# next try; a folder changed by hand, by no try (the wait ran to its hour before)
+RECORDS_CHANGED_TRIES = 3
 
 
 @cli.command()
@@ -930,14 +943,14 @@ EXPORT_WAIT_SECONDS = 3600   # `export --wait` without SECONDS: a records pull o
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
     """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
-    from catalog.export import open_for_export
+    from catalog.export import open_for_export, records_pull_running
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
     # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
     # the file, 1 (or waited for); else its read copy is exported (catalog.export.open_for_export)
     until = time.monotonic() + wait_seconds if wait_seconds is not None else -math.inf
-    waiting_for = None
+    waiting_for, changed_tries = None, 0
     while True:
         try:
             opened = _open(open_for_export, db_path)
@@ -948,13 +961,26 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
             break
         except KeptOut as exc:
             left = until - time.monotonic()
+            if isinstance(exc, RecordsNotThePull):   # (no pull running: one that just ended, or a hand's)
+                pulling = records_pull_running(db_path)
+                changed_tries = 0 if pulling else changed_tries + 1
+                if not pulling and (left <= 0 or changed_tries >= RECORDS_CHANGED_TRIES):
+                    exc.message += ("; no records pull is running" + (f" ({changed_tries} tries)" if changed_tries > 1
+                                                                      else "")
+                                    + ": the folder was changed outside civicat? Pull the dataset again (civicat "
+                                      f"records {exc.uid} --full), or put its folder back")
+                    raise
+                exc.message += "; a records pull replaced them since: export again when it ends" if pulling else ""
+            else:
+                changed_tries = 0
             if left <= 0:
                 if wait_seconds is not None:
                     exc.message += f" (still so at the end of --wait {wait_seconds:g})"
                 raise
             if exc.message != waiting_for:   # once a reason, not every 2 seconds
-                logging.getLogger("civicat").warning("%s; waiting for it to end (--wait: %.0f s left)", exc.message,
-                                                     left)
+                logging.getLogger("civicat").warning(
+                    "%s; %s (--wait: %.0f s left)", exc.message,
+                    "waiting for it to end" if not changed_tries else "trying again", left)
                 waiting_for = exc.message
             time.sleep(min(2, left))
     if as_json:
@@ -998,8 +1024,10 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             manifest = export_parquet(db_path, out_dir, opened=opened)
         except ExportRefused as exc:
             raise click.UsageError(str(exc)) from None
-        except (CatalogueBusy, RecordsChanged) as exc:   # a records pull started meanwhile
+        except CatalogueBusy as exc:   # a records pull started meanwhile
             raise KeptOut(f"cannot export {db_path} to {out_dir}: {exc}") from None
+        except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it
+            raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
         except (duckdb.Error, OSError) as exc:
             # the disk full: the previous export is untouched
             raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
