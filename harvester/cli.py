@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tabulate import tabulate
@@ -250,12 +251,27 @@ class RecordsNotThePull(KeptOut):
         self.uid = uid
 
 
+def stopped() -> NoReturn:
+    """A command stopped by Ctrl-C or SIGTERM: said, and exit 130 / 143."""
+    echo_error(f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was published",
+               stopped_exit_code())
+    sys.exit(stopped_exit_code())
+
+
 class CommandGroup(click.Group):
     """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
     a failure: exit 2 or 1; one not expected: exit 1, its traceback in `exception`) is a JSON
     log line too. Errors in the options before the command
     (a --log-format that is neither plain nor json) come before the format is known: click
     prints them as plain text."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        """The group's options read (before any command): a stop then is a stop as everywhere
+        (click's own "Aborted!" and exit 1 said the command had failed)."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:
+            stopped()
 
     def invoke(self, ctx: click.Context):
         try:
@@ -269,9 +285,7 @@ class CommandGroup(click.Group):
             # Ctrl-C or SIGTERM (click's own: "Aborted!", exit 1, as if the command had failed); in a
             # DuckDB query, DuckDB's "Query interrupted" error
             if isinstance(exc, KeyboardInterrupt) or stop_requested():
-                echo_error(f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was "
-                           "published", stopped_exit_code())
-                ctx.exit(stopped_exit_code())
+                stopped()
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
             if not isinstance(exc, click.ClickException):   # (a bug, the disk full: Python's traceback was plain text)
@@ -821,6 +835,8 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
     except catalogue_search.SearchIndexMissing as exc:
         raise click.UsageError(str(exc)) from None
+    except catalogue_search.UnknownAssetType as exc:
+        raise click.BadParameter(str(exc), param_hint="'--type'") from None
     finally:
         con.close()
     if as_json:
@@ -1037,7 +1053,9 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
-        result["data.json"] = {"path": report.path, "datasets": report.written, "left_out": len(report.left_out),
+        # (named as the folder was given, as "out" is: not in full)
+        result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
+                               "left_out": len(report.left_out),
                                "left_out_reasons": report.reasons()}
         if with_left_out:
             result["data.json"]["left_out_datasets"] = report.left_out
