@@ -283,8 +283,9 @@ def test_invisible_characters_are_kept_but_the_index_and_the_filters_ignore_them
 def test_input_never_reaches_sql_as_text(two_cities):
     hostile = "'); DROP TABLE datasets; --"
     assert find(two_cities, hostile) == []
-    assert find(two_cities, "permits", filters=search.Filters(cities=(hostile,), themes=(hostile,),
-                                                             types=(hostile,))) == []
+    assert find(two_cities, "permits", filters=search.Filters(cities=(hostile,), themes=(hostile,))) == []
+    with pytest.raises(search.UnknownAssetType, match="DROP TABLE"):   # (no asset type: refused, named)
+        find(two_cities, "permits", filters=search.Filters(types=(hostile,)))
     assert two_cities.con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 6
 
 
