@@ -29,8 +29,8 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.lock import CatalogueBusy, WriterLock, current_writer, describe_holder, pulls_records
-from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, publish, put_right,
-                               read_copy_path, read_log)
+from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
+                               put_right, read_copy_path, read_log)
 from catalog.records import RecordsLayout, link_or_copy
 from catalog import uncut
 from catalog.store import connect, migrate
@@ -70,7 +70,12 @@ class ExportRefused(Exception):
 class RecordsChanged(Exception):
     """A records folder is not the pull the read copy describes: a records pull replaced it
     after the copy was published (it started while the export ran, or the copy is older than
-    the folder). The export is not published: it would mix two pulls."""
+    the folder), or it was changed by hand. The export is not published: it would mix two
+    pulls. `uid`: the dataset's."""
+
+    def __init__(self, message: str, uid: str):
+        super().__init__(message)
+        self.uid = uid
 
 
 @dataclass(frozen=True)
@@ -179,8 +184,13 @@ def open_for_export(db_path: str | Path) -> Opened:
     (`_copy_made_current`). While a records pull runs, which replaces records folders as it
     goes, the export is refused (CatalogueBusy, naming it): the copy beside its folders would mix
     two pulls; cron tries again after it. A copy that cannot be made current (the disk full, a
-    notebook holding the catalogue) leaves the catalogue itself to open."""
+    notebook holding the catalogue) leaves the catalogue itself to open. The read copy given as
+    the catalogue (`--db data/civicat.read.duckdb`) is read as it is, beside the same records
+    folders: refused as well during a records pull of its catalogue, and its folders checked."""
     db_path = Path(db_path)
+    catalogue = catalogue_of(db_path)
+    if catalogue is not None:
+        return _read_copy_itself(db_path, catalogue)
     _copy_made_current(db_path)
     writer = current_writer(db_path)
     why_not = _records_pull(writer)
@@ -203,26 +213,39 @@ def open_for_export(db_path: str | Path) -> Opened:
     return Opened(*catalogue_or_read_copy(db_path, open_catalogue, reading="exporting", refuse=_records_pull))
 
 
+def _read_copy_itself(copy: Path, catalogue: Path) -> Opened:
+    """The read copy `copy` of `catalogue`, given as the catalogue to export: as it is (nothing
+    is put right or written beside it: its lock is no writer's), unless a records pull writes
+    its catalogue (CatalogueBusy), and as of its time, so that each records folder is checked to
+    be the pull it describes (catalog.export._copy_records)."""
+    writer = current_writer(catalogue)
+    why_not = _records_pull(writer)
+    if why_not:
+        raise CatalogueBusy(f"{copy} is the read copy of {catalogue}, which is being written by "
+                            f"{describe_holder(writer)}: {why_not}")
+    written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer, never older)
+    return Opened(open_catalogue(copy), written)
+
+
 def _copy_made_current(db_path: Path) -> None:
     """When the read copy is not of the catalogue's last write, or a records pull was killed
     before it recorded a folder it published, and no writer runs: what was left put right and
     the copy published (catalog.read_copy.put_right, publish), as a writer does as it starts,
     under the writer lock held `brief` (a writer starting meanwhile waits for it). A writer
     running puts them right itself as it started or ends. Not for a read copy given as the
-    catalogue: its lock is no writer's, and the records folders beside it are its catalogue's
-    (a pull under way there would be put right from here, and the copy copied again)."""
-    if catalogue_of(db_path) is not None or (
-            is_current(db_path) and not has_wal(db_path) and not RecordsLayout.beside(db_path).unrecorded()):
+    catalogue (_read_copy_itself): its lock is no writer's, and the records folders beside it are
+    its catalogue's (a pull under way there would be put right from here, and the copy copied again)."""
+    if is_current(db_path) and not has_wal(db_path) and not RecordsLayout.beside(db_path).unrecorded():
         return
     try:
         lock = WriterLock(db_path, brief=True)
         lock.acquire()
     except (CatalogueBusy, OSError):   # (a writer; a catalogue's folder we may not write: read as it is)
         return
-    try:
-        put_right(db_path)
+    try:   # (its steps shown: a writer waits for it as long as it gets on, catalog.lock.BRIEF_HOLD_SECONDS)
+        put_right(db_path, lock.progressed)
         if not is_current(db_path):
-            publish(db_path)   # (a copy that cannot be made is a warning: the catalogue itself is read)
+            publish(db_path, lock.progressed)   # (a copy that cannot be made is a warning: the catalogue itself is read)
     except duckdb.Error as exc:   # (a notebook holding the file: the copy as it is, or the catalogue)
         log.warning("export: the read copy of %s was not made current (%s)", db_path, exc)
     finally:
@@ -385,21 +408,43 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
                 raise
             linked = None   # (its folder replaced as its parts were linked)
         # (the folder's time looked at once its parts are linked: replaced before or meanwhile, it is the new one's)
-        if checked and (linked is None or sum(e["rows"] for e in linked) != rows
-                        or (size is not None and sum(e["bytes"] for e in linked) != size)
-                        or _modified(source) > copy_written):
+        mismatch = checked and _mismatch(linked, rows, size, _modified(source), copy_written)
+        if mismatch:
             raise RecordsChanged(f"the records of {portal_id}:{source_id} in {source} are not the pull the read "
-                                 f"copy describes ({rows} rows, {size} bytes): a records pull replaced them since; "
-                                 "export again when it ends")
+                                 f"copy describes ({rows} rows, {size} bytes): {mismatch}", f"{portal_id}:{source_id}")
         entries += linked
     return entries
+
+
+def _mismatch(linked: list[dict] | None, rows: int, size: int | None, modified: int, copy_written: int) -> str | None:
+    """What of a records folder's parts (`linked`, None: they went as they were linked) is not
+    the pull record_pulls gives (`rows`, `size`) as of the read copy's time, in words; None: it is."""
+    if linked is None:
+        return "its parts were replaced as they were linked"
+    found = [f"{what} {sum(e[what] for e in linked)}" for what, expected in (("rows", rows), ("bytes", size))
+             if expected is not None and sum(e[what] for e in linked) != expected]
+    if found:
+        return f"its parts hold {' and '.join(found)}"
+    if modified > copy_written:
+        when = "as it was linked" if modified == _BEING_REPLACED else f"at {iso_utc(modified)}"
+        return f"the folder was changed {when}, after the read copy's time ({iso_utc(copy_written)})"
+    return None
+
+
+def records_pull_running(db_path: str | Path) -> bool:
+    """Whether a records pull holds the catalogue at `db_path` (that of the read copy given as one)."""
+    writer = current_writer(catalogue_of(db_path) or db_path)
+    return writer is not None and pulls_records(writer)
 
 
 def _modified(folder: Path) -> int:
     try:
         return folder.stat().st_mtime_ns
     except FileNotFoundError:   # (being replaced, where folders are not swapped in one step)
-        return 2**63
+        return _BEING_REPLACED
+
+
+_BEING_REPLACED = 2**63
 
 
 def _link_part(part: Path, copy: Path, staging: Path) -> dict:

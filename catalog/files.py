@@ -11,7 +11,7 @@ import ctypes
 import errno
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,16 +29,17 @@ def writing(path: str | Path) -> Iterator[None]:
         raise named from exc
 
 
-_COPY_CHUNK = 1 << 30   # bytes per copy_file_range call
+_COPY_CHUNK = 64 << 20   # bytes per copy_file_range call, and between two calls of copy_bytes' `step`
 
 
-def copy_bytes(source: int, target: int) -> int:
+def copy_bytes(source: int, target: int, step: Callable[[], None] | None = None) -> int:
     """The rest of file descriptor `source` (from its offset to its end) written at `target`'s
     offset, both offsets moved past it; returns the bytes copied. In the kernel where it can
     (copy_file_range: no user-space buffer; a reflink, no data written, on btrfs or XFS), else
-    by reads and writes (file systems without it, across devices on older kernels)."""
+    by reads and writes (file systems without it, across devices on older kernels). `step()`
+    after each _COPY_CHUNK bytes (a copy of many GB shows it is getting on)."""
     left = os.fstat(source).st_size - os.lseek(source, 0, os.SEEK_CUR)
-    done = 0
+    done = stepped = 0
     while done < left:
         try:
             copied = os.copy_file_range(source, target, min(_COPY_CHUNK, left - done))
@@ -47,11 +48,17 @@ def copy_bytes(source: int, target: int) -> int:
         if copied == 0:
             break
         done += copied
-    while done < left and (block := os.read(source, min(1 << 20, left - done))):
+        if step and done - stepped >= _COPY_CHUNK:
+            step()
+            stepped = done
+    while done < left and (block := os.read(source, min(1 << 20, _COPY_CHUNK, left - done))):
         view = memoryview(block)
         while view:
             view = view[os.write(target, view):]
         done += len(block)
+        if step and done - stepped >= _COPY_CHUNK:
+            step()
+            stepped = done
     return done
 
 

@@ -93,11 +93,15 @@ def current_writer(db_path: str | Path) -> dict | None:
 
 def pulls_records(holder: dict) -> bool:
     """Whether the writer a holder record names pulls records (`civicat records`, `civicat
-    harvest --records`): the one writer that replaces records folders as it runs. A command the
-    record does not give is taken for one (an older civicat's record). A brief holder (an export
-    making the read copy current) pulls none, whatever its arguments say (`--out records`)."""
+    harvest --records`): the one writer that replaces records folders as it runs. The writer
+    says so itself (`"pulls_records"`, WriterLock's); a record without it, an older civicat's, is
+    judged by its command's words (`harvest --portal records` read as a pull there), and one that
+    gives no command is taken for one. A brief holder (an export making the read copy current)
+    pulls none."""
     if holder.get("brief") is True:
         return False
+    if "pulls_records" in holder:
+        return holder["pulls_records"] is True
     words = str(holder.get("command") or "civicat records").split()[1:]
     return "records" in words or "--records" in words
 
@@ -125,7 +129,11 @@ def file_writer(exc: Exception, db_path: str | Path) -> str:
 
 
 # how long a writer waits, unasked, for a brief holder of the lock (`WriterLock(brief=True)`: an
-# export making the read copy current, which takes a catalogue's copy time, seconds to a minute)
+# export making the read copy current) that shows no progress: the holder sets the lock file's time
+# at each step (`WriterLock.progressed`: each 64 MiB of the copy, each step of putting the catalogue
+# right), so a copy of many GB is waited for to its end, and a hung holder 5 minutes after its last
+# step. The longest step without a sign is the copy's last flush to the disk, bounded by a flush every
+# 64 MiB (catalog.read_copy); docs/harvesting.md ("Locks in full") gives a copy's time
 BRIEF_HOLD_SECONDS = 300
 
 
@@ -135,16 +143,20 @@ class WriterLock:
     Raises CatalogueBusy when another process holds it: at once, or, given `wait_until` (a
     time.monotonic() deadline; math.inf: as long as it takes), once that has passed, polling
     meanwhile (so Ctrl-C still works). A holder that took it `brief` (a reader that puts the
-    catalogue right and publishes its read copy, then lets go: an export) is waited for up to
-    BRIEF_HOLD_SECONDS whatever `wait_until` says: a nightly harvest starting then must not fail."""
+    catalogue right and publishes its read copy, then lets go: an export) is waited for whatever
+    `wait_until` says, as long as it shows progress (its `progressed()`), and BRIEF_HOLD_SECONDS
+    past the last it showed: a nightly harvest starting then must not fail behind a slow copy, nor
+    wait for ever behind a hung one. `pulls_records`: the holder replaces records folders as it
+    runs (a records pull), said in its record for the exports (catalog.lock.pulls_records)."""
 
     def __init__(self, db_path: str | Path, *, wait_until: float = -math.inf, poll_seconds: float = 0.5,
-                 brief: bool = False):
+                 brief: bool = False, pulls_records: bool = False):
         self.db_path = Path(db_path)
         self.path = lock_path(db_path)
         self.wait_until = wait_until
         self.poll_seconds = poll_seconds
         self.brief = brief
+        self.pulls_records = pulls_records
         self._fd: int | None = None
 
     def acquire(self) -> None:
@@ -152,25 +164,31 @@ class WriterLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             blocked = None
+            step, stepped = None, None   # the brief holder's last sign of progress, and when it was seen
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    blocked = blocked or time.monotonic()
+                    now = time.monotonic()
+                    blocked = blocked or now
                     # a brief holder (a reader putting the catalogue right) is waited for unasked
                     # (its record is written just after it took the lock: read once more a moment later)
                     brief = _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
-                    if not brief and time.monotonic() - blocked < 0.1:
+                    if not brief and now - blocked < 0.1:
                         time.sleep(0.05)
                         continue
-                    left = max(self.wait_until, blocked + BRIEF_HOLD_SECONDS if brief else -math.inf) - time.monotonic()
+                    if brief and os.fstat(fd).st_mtime_ns != step:   # (its record, or a step since)
+                        step, stepped = os.fstat(fd).st_mtime_ns, now
+                    left = max(self.wait_until, stepped + BRIEF_HOLD_SECONDS if brief else -math.inf) - now
                     if left <= 0:
-                        raise CatalogueBusy(self._busy_message(fd, waited=self.wait_until > -math.inf)) from None
+                        hung = brief and stepped + BRIEF_HOLD_SECONDS >= self.wait_until
+                        raise CatalogueBusy(self._busy_message(fd, waited=self.wait_until > -math.inf, hung=hung)) \
+                            from None
                     time.sleep(min(self.poll_seconds, left))
             holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
                       "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:500],
-                      **({"brief": True} if self.brief else {})}
+                      "pulls_records": self.pulls_records, **({"brief": True} if self.brief else {})}
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
         except BaseException:
@@ -178,13 +196,22 @@ class WriterLock:
             raise
         self._fd = fd
 
-    def _busy_message(self, fd: int, waited: bool) -> str:
+    def _busy_message(self, fd: int, waited: bool, hung: bool = False) -> str:
         who = describe_holder(_holder_record(os.pread(fd, 4096, 0)))
+        if hung:
+            return (f"{self.db_path} is held by {who}, which has shown no progress for {BRIEF_HOLD_SECONDS:g} s "
+                    "(hung?): try again later, or end that process")
         if waited:
             return (f"{self.db_path} is still being written by {who} at the end of the wait asked "
                     "(--wait-minutes): try again later")
         return (f"{self.db_path} is being written by {who}; one writer at a time: "
                 "try again later, or pass --wait (or --wait-minutes N) to wait for it")
+
+    def progressed(self) -> None:
+        """A brief holder's sign that it is getting on (the lock file's time set to now), which
+        writers waiting for it watch (see BRIEF_HOLD_SECONDS)."""
+        if self._fd is not None:
+            os.utime(self._fd)
 
     def release(self) -> None:
         if self._fd is not None:

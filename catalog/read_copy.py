@@ -65,11 +65,12 @@ class Published:
     seconds: float
 
 
-def publish(db_path: str | Path) -> Published | None:
+def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -> Published | None:
     """Publish the read copy of the closed catalogue at `db_path`. The caller holds the writer
     lock and has closed its connection. Never raises for the copy's sake: a copy that cannot
     be made (the disk full, a WAL left by a failed checkpoint) is a warning, the previous copy
-    kept, and the writer's own work stands; returns None then."""
+    kept, and the writer's own work stands; returns None then. `progressed()` after each 64 MiB
+    copied and flushed (a brief holder's sign of life: catalog.lock.BRIEF_HOLD_SECONDS)."""
     db_path = Path(db_path)
     copy = read_copy_path(db_path)
     if has_wal(db_path):   # (a copy without its commits would say it is later than it is)
@@ -86,7 +87,7 @@ def publish(db_path: str | Path) -> Published | None:
     unfinished = _unfinished_path(copy)
     try:
         with writing(unfinished):
-            size = _copy_file(db_path, unfinished)
+            size = _copy_file(db_path, unfinished, progressed)
             catalogue = os.stat(db_path)
             os.chmod(unfinished, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
             os.utime(unfinished, ns=(time.time_ns(), catalogue.st_mtime_ns))
@@ -103,24 +104,28 @@ def publish(db_path: str | Path) -> Published | None:
     return Published(copy, size, time.perf_counter() - started)
 
 
-def put_right(db_path: str | Path) -> None:
+def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None) -> None:
     """What a writer killed at the wrong moment left, put right before a read copy is made of the
     catalogue; the caller holds the writer lock. Commits in a WAL alone are written into the file
     (a copy of the file without them went back to the writer before); records pulls killed after
     their publish and before their record in record_pulls are recorded (their folders and the
-    catalogue disagreed: exports refused the folders, queries gave the pull before's rows)."""
+    catalogue disagreed: exports refused the folders, queries gave the pull before's rows).
+    `progressed()` after each step."""
     from catalog.lock import checkpoint_wal
     from catalog.records import RecordsLayout, record_unrecorded
 
     if has_wal(db_path):
         checkpoint_wal(db_path)
+        progressed()
     layout = RecordsLayout.beside(db_path)
     if layout.unrecorded():
         from catalog.store import connect
 
         with connect(db_path) as con:
+            progressed()   # (migrated)
             for done in record_unrecorded(con, layout):
                 log.warning("records: %s", done)
+                progressed()
 
 
 def _unopened(db_path: Path) -> Exception | None:
@@ -137,12 +142,14 @@ def _unopened(db_path: Path) -> Exception | None:
     return None
 
 
-def _copy_file(source: Path, target: Path) -> int:
+def _copy_file(source: Path, target: Path, progressed: Callable[[], None] | None = None) -> int:
     """Copy in the kernel (copy_file_range: a reflink, no data written, on btrfs or XFS), under
     a shared lock on the catalogue, DuckDB's own (fcntl): refused while another process has it
     open for writing (a notebook's writable connection takes no writer lock, and may be writing
     it: a torn copy), and keeping one from opening it until the copy is made. The copy is
-    readable by its owner alone until it is whole (then the catalogue's permissions)."""
+    readable by its owner alone until it is whole (then the catalogue's permissions). Flushed to
+    the disk 64 MiB at a time, then `progressed()`: the flush at its end, which its caller makes,
+    is of 64 MiB at most, not of GBs (no step of a brief holder is long without a sign)."""
     with open(source, "rb") as src:
         try:
             fcntl.lockf(src.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -152,7 +159,11 @@ def _copy_file(source: Path, target: Path) -> int:
             raise held from None
         target.unlink(missing_ok=True)   # (a copy killed half-way: its permissions are not ours to keep)
         with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
-            return copy_bytes(src.fileno(), dst.fileno())
+            def flushed() -> None:
+                os.fdatasync(dst.fileno())
+                if progressed:
+                    progressed()
+            return copy_bytes(src.fileno(), dst.fileno(), flushed)
 
 
 def has_wal(db_path: str | Path) -> bool:
@@ -173,10 +184,10 @@ def is_current(db_path: str | Path) -> bool:
 
 def as_of(db_path: str | Path) -> str:
     """The time of the last write the read copy holds (UTC, ISO 8601, to the second)."""
-    return _iso(os.stat(read_copy_path(db_path)).st_mtime_ns)
+    return iso_utc(os.stat(read_copy_path(db_path)).st_mtime_ns)
 
 
-def _iso(ns: int) -> str:
+def iso_utc(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, UTC).isoformat(timespec="seconds")
 
 
@@ -207,5 +218,5 @@ def catalogue_or_read_copy(db_path: Path, open_db: Callable[[Path], Any], *,
     written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer, never older)
     con = open_db(copy)
     read_log.warning("%s %s: %s its read copy %s, the catalogue as of %s (when the last writer ended)",
-                     db_path, writer, reading, copy, _iso(written))
+                     db_path, writer, reading, copy, iso_utc(written))
     return con, written

@@ -116,6 +116,18 @@ class SearchIndexMissing(LookupError):
     pass
 
 
+class UnknownAssetType(ValueError):
+    """A `types` filter names an asset type that is neither civicat's nor a portal's in the index
+    (a typo: it matched none, said as "no match")."""
+
+
+# the asset types civicat's mappers give (harvester.portals: Socrata's, data.json's `catalog` ...),
+# known to the `types` filter whether the catalogue has one or not; a portal's own (a CKAN package
+# type) is known once the index has one
+ASSET_TYPES = ("calendar", "catalog", "chart", "dataset", "file", "filtered_view", "form", "link", "map", "measure",
+               "service", "story")
+
+
 def fts_extension_path() -> Path:
     """The fts extension shipped by the `duckdb-extension-fts` wheel of this DuckDB version."""
     try:
@@ -604,6 +616,13 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")
     text = visible(text)   # (the filters' values too: the index's keys are read so)
+    if filters.types:
+        known = sorted({*ASSET_TYPES, *(row[0] for row in con.execute(
+            "SELECT DISTINCT asset_type FROM search_documents WHERE asset_type IS NOT NULL").fetchall())})
+        unknown = [t for t in filters.types if visible(t).lower() not in known]
+        if unknown:
+            raise UnknownAssetType(f"{', '.join(map(repr, unknown))} {'is no' if len(unknown) == 1 else 'are no'} "
+                                   f"asset type civicat or the catalogue knows (those known: {', '.join(known)})")
     params: dict = {"text": text, "ignore": IGNORE, "invisible": INVISIBLE, "limit": int(limit), "k1": K1, "b": B, "rerank": RERANK,
                     "title_lookup": TITLE_LOOKUP, "stop_words": " ".join(STOP_WORDS), "title_weight": FIELD_WEIGHTS["title"],
                     "beyond_title": BEYOND_TITLE}

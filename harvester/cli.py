@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from tabulate import tabulate
@@ -241,12 +242,36 @@ class KeptOut(click.ClickException):
     export out); `export --wait` waits it out."""
 
 
+class RecordsNotThePull(KeptOut):
+    """Exit 1: a records folder is not the pull the catalogue read describes (catalog.export's
+    RecordsChanged): a records pull replaced it, or it was changed by hand. `uid`: its dataset."""
+
+    def __init__(self, message: str, uid: str):
+        super().__init__(message)
+        self.uid = uid
+
+
+def stopped() -> NoReturn:
+    """A command stopped by Ctrl-C or SIGTERM: said, and exit 130 / 143."""
+    echo_error(f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was published",
+               stopped_exit_code())
+    sys.exit(stopped_exit_code())
+
+
 class CommandGroup(click.Group):
     """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
     a failure: exit 2 or 1; one not expected: exit 1, its traceback in `exception`) is a JSON
     log line too. Errors in the options before the command
     (a --log-format that is neither plain nor json) come before the format is known: click
     prints them as plain text."""
+
+    def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
+        """The group's options read (before any command): a stop then is a stop as everywhere
+        (click's own "Aborted!" and exit 1 said the command had failed)."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except KeyboardInterrupt:
+            stopped()
 
     def invoke(self, ctx: click.Context):
         try:
@@ -260,9 +285,7 @@ class CommandGroup(click.Group):
             # Ctrl-C or SIGTERM (click's own: "Aborted!", exit 1, as if the command had failed); in a
             # DuckDB query, DuckDB's "Query interrupted" error
             if isinstance(exc, KeyboardInterrupt) or stop_requested():
-                echo_error(f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was "
-                           "published", stopped_exit_code())
-                ctx.exit(stopped_exit_code())
+                stopped()
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
             if not isinstance(exc, click.ClickException):   # (a bug, the disk full: Python's traceback was plain text)
@@ -331,11 +354,12 @@ def wait_options(command):
              "exiting 2, as long as it takes.")(with_wait)
 
 
-def writer_lock(db_path: Path, wait: Wait):
-    """The catalogue's single-writer lock; another writer → exit 2 with who holds it."""
+def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
+    """The catalogue's single-writer lock; another writer → exit 2 with who holds it.
+    `pulls_records`: the writer replaces records folders (an export waits for it, or refuses)."""
     from catalog.lock import CatalogueBusy, WriterLock
 
-    lock = WriterLock(db_path, wait_until=wait.until)
+    lock = WriterLock(db_path, wait_until=wait.until, pulls_records=pulls_records)
     try:
         lock.acquire()
     except CatalogueBusy as exc:
@@ -434,7 +458,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    lock = writer_lock(db_path, wait)
+    lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals))
     interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -533,7 +557,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if bad:
         raise click.UsageError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not "
                                f"portal_id:source_id of a portal in {config_path} (portals: {', '.join(sorted(known))})")
-    lock = writer_lock(db_path, wait)
+    lock = writer_lock(db_path, wait, pulls_records=True)
     try:
         store = open_for_writing(Store, db_path, wait)
     except BaseException:
@@ -811,6 +835,8 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
     except catalogue_search.SearchIndexMissing as exc:
         raise click.UsageError(str(exc)) from None
+    except catalogue_search.UnknownAssetType as exc:
+        raise click.BadParameter(str(exc), param_hint="'--type'") from None
     finally:
         con.close()
     if as_json:
@@ -912,6 +938,10 @@ def similar(uid, limit, db_path, as_json):
 
 
 EXPORT_WAIT_SECONDS = 3600   # `export --wait` without SECONDS: a records pull of an hour
+# exports that found a records folder not the pull the read copy describes with no records pull
+# running, before `export --wait` gives up: a pull that ended as the export began is exported by the
+# next try; a folder changed by hand, by no try (the wait ran to its hour before)
+RECORDS_CHANGED_TRIES = 3
 
 
 @cli.command()
@@ -929,14 +959,14 @@ EXPORT_WAIT_SECONDS = 3600   # `export --wait` without SECONDS: a records pull o
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
     """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
-    from catalog.export import open_for_export
+    from catalog.export import open_for_export, records_pull_running
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
     # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
     # the file, 1 (or waited for); else its read copy is exported (catalog.export.open_for_export)
     until = time.monotonic() + wait_seconds if wait_seconds is not None else -math.inf
-    waiting_for = None
+    waiting_for, changed_tries = None, 0
     while True:
         try:
             opened = _open(open_for_export, db_path)
@@ -947,13 +977,26 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
             break
         except KeptOut as exc:
             left = until - time.monotonic()
+            if isinstance(exc, RecordsNotThePull):   # (no pull running: one that just ended, or a hand's)
+                pulling = records_pull_running(db_path)
+                changed_tries = 0 if pulling else changed_tries + 1
+                if not pulling and (left <= 0 or changed_tries >= RECORDS_CHANGED_TRIES):
+                    exc.message += ("; no records pull is running" + (f" ({changed_tries} tries)" if changed_tries > 1
+                                                                      else "")
+                                    + ": the folder was changed outside civicat? Pull the dataset again (civicat "
+                                      f"records {exc.uid} --full), or put its folder back")
+                    raise
+                exc.message += "; a records pull replaced them since: export again when it ends" if pulling else ""
+            else:
+                changed_tries = 0
             if left <= 0:
                 if wait_seconds is not None:
                     exc.message += f" (still so at the end of --wait {wait_seconds:g})"
                 raise
             if exc.message != waiting_for:   # once a reason, not every 2 seconds
-                logging.getLogger("civicat").warning("%s; waiting for it to end (--wait: %.0f s left)", exc.message,
-                                                     left)
+                logging.getLogger("civicat").warning(
+                    "%s; %s (--wait: %.0f s left)", exc.message,
+                    "waiting for it to end" if not changed_tries else "trying again", left)
                 waiting_for = exc.message
             time.sleep(min(2, left))
     if as_json:
@@ -997,8 +1040,10 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             manifest = export_parquet(db_path, out_dir, opened=opened)
         except ExportRefused as exc:
             raise click.UsageError(str(exc)) from None
-        except (CatalogueBusy, RecordsChanged) as exc:   # a records pull started meanwhile
+        except CatalogueBusy as exc:   # a records pull started meanwhile
             raise KeptOut(f"cannot export {db_path} to {out_dir}: {exc}") from None
+        except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it
+            raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
         except (duckdb.Error, OSError) as exc:
             # the disk full: the previous export is untouched
             raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
@@ -1008,7 +1053,9 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
-        result["data.json"] = {"path": report.path, "datasets": report.written, "left_out": len(report.left_out),
+        # (named as the folder was given, as "out" is: not in full)
+        result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
+                               "left_out": len(report.left_out),
                                "left_out_reasons": report.reasons()}
         if with_left_out:
             result["data.json"]["left_out_datasets"] = report.left_out

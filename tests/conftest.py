@@ -38,7 +38,7 @@ import sys, duckdb
 from catalog.lock import WriterLock
 db = sys.argv[1]
 sys.argv = ["/usr/local/bin/civicat", *sys.argv[2:]]
-WriterLock(db).acquire()
+WriterLock(db, pulls_records=sys.argv[1] == "records" or "--records" in sys.argv).acquire()   # (as the CLI's)
 con = duckdb.connect(db)
 con.execute("UPDATE datasets SET deleted_at = now()")
 print("open", flush=True)

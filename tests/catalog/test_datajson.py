@@ -185,3 +185,19 @@ def test_cli_writes_both_formats_and_lists_what_was_left_out(tmp_path, store, ht
                                       "--format", "data.json"])
     assert result.exit_code == 0 and "4 datasets; 1 left out" in result.output and "no modified date" in result.output
     assert (out / "manifest.json").exists()  # a data.json export leaves the Parquet files alone
+
+
+def test_export_names_its_files_as_the_folder_was_given(tmp_path, store, http, monkeypatch):
+    """`--out data/export` printed `data/export: Parquet export ...` and then data.json's path in
+    full (`/srv/civicat/data/export/data.json: ...`). Both as given, in the table and in --json."""
+    harvest_data_json(store, http, {"springfield": ("Springfield", SPRINGFIELD)})
+    store.close()
+    monkeypatch.chdir(tmp_path)
+    both = ["export", "--db", str(store.db_path), "--out", "data/export", "--format", "parquet", "--format", "data.json"]
+    result = CliRunner().invoke(cli, both)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("data/export: Parquet export, schema "), result.stdout
+    assert [line for line in lines if "data.json" in line][0].startswith("data/export/data.json: "), result.stdout
+    summary = json.loads(CliRunner().invoke(cli, [*both, "--json"]).stdout)
+    assert (summary["out"], summary["data.json"]["path"]) == ("data/export", "data/export/data.json")

@@ -402,6 +402,45 @@ def test_an_export_as_a_writer_starts_reads_the_copy_and_keeps_the_writer_s_open
     assert exported(out) == exported(before)
 
 
+def test_a_writer_starting_while_an_export_makes_a_slow_copy_current_waits_for_it_to_the_end(tmp_path, seattle,
+                                                                                              monkeypatch):
+    """An export whose read copy is stale makes it current under the writer lock, held briefly: a
+    writer starting then waited BRIEF_HOLD_SECONDS in all, and exited 2 behind a copy of many GB
+    that was getting on. It waits as long as the copy shows progress (here a copy four times
+    as long as the bound, a step at each of its chunks)."""
+    import threading
+    import time
+
+    from catalog import files, lock
+
+    monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
+    os.utime(seattle)   # (the copy no longer current: its last writer killed, say)
+    size = seattle.stat().st_size
+    monkeypatch.setattr(files, "_COPY_CHUNK", size // 20 + 1)
+    waited, copy_file_range = [], os.copy_file_range
+
+    def a_writer_waits():
+        try:
+            with lock.WriterLock(seattle, poll_seconds=0.02):
+                waited.append(("took it", time.monotonic()))
+        except lock.CatalogueBusy as exc:
+            waited.append((str(exc), time.monotonic()))
+    writer = threading.Thread(target=a_writer_waits)
+
+    def a_slow_copy(*args):   # (a disk of 20 chunks in 2 s)
+        if not writer.is_alive() and not waited:
+            writer.start()
+        time.sleep(0.1)
+        return copy_file_range(*args)
+    monkeypatch.setattr(os, "copy_file_range", a_slow_copy)
+    run_export(seattle, tmp_path / "export")
+    copied = time.monotonic()
+    writer.join()
+    [(outcome, at)] = waited
+    assert outcome == "took it" and at <= copied
+    assert read_copy_path(seattle).read_bytes() == seattle.read_bytes()
+
+
 def test_a_catalogue_without_overlap_tables_exports_them_empty(tmp_path):
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
@@ -557,10 +596,41 @@ def test_an_export_of_the_read_copy_itself_writes_nothing_beside_it_nor_puts_a_p
         intent = intend_record(layout, ready, uid=f"sea:{ID}", portal_id="sea", source_id=ID, mode="full",
                                watermark=None, page_size=None, thinning=None, run_id="r", now=datetime.now(UTC),
                                seconds=1.0, measured=Measured([], 3, 100), kinds={})   # (it publishes next)
-        run_export(copy, tmp_path / "export")
-        assert intent.exists()
+        refused = CliRunner().invoke(cli, ["export", "--db", str(copy), "--out", str(tmp_path / "export")])
+        assert refused.exit_code == 1 and intent.exists(), refused.output   # (during the pull: below)
+    run_export(copy, tmp_path / "export")   # (the pull killed as it published: its intent left for a writer)
+    assert intent.exists()
     assert copy.read_bytes() == copy_bytes
     assert list(seattle.parent.glob(f"{copy.stem}*")) == [copy]   # (no copy of it, its lock, its WAL)
+
+
+def test_an_export_of_the_read_copy_itself_during_a_records_pull_of_its_catalogue_is_refused_or_waits(
+        tmp_path, seattle):
+    """`export --db data/civicat.read.duckdb` read the copy as it is, beside the records folders
+    a pull of its catalogue was replacing: not refused, its folders not checked (a new pull's
+    parts beside the copy's profiles). Refused as an export of the catalogue is (exit 1, naming
+    the pull; `--wait` waits for it), and its folders are checked to be the pulls it describes."""
+    copy = read_copy_path(seattle)
+    out = tmp_path / "export"
+    run_export(copy, out)
+    previous = exported(out)
+    with writer_under_way(seattle, "records", f"sea:{ID}") as writer:
+        refused = CliRunner().invoke(cli, ["export", "--db", str(copy), "--out", str(out)])
+        waited = CliRunner().invoke(cli, ["export", "--db", str(copy), "--out", str(out), "--wait", "0.5"])
+    for result in (refused, waited):
+        assert result.exit_code == 1, result.output
+        assert (f"{copy} is the read copy of {seattle}, which is being written by process {writer.pid} (civicat "
+                f"records sea:{ID}, since " in result.output), result.output
+        assert "a records pull replaces records folders as it runs" in result.output
+    assert waited.output.rstrip().endswith("(still so at the end of --wait 0.5)")
+    assert exported(out) == previous
+    # a pull that replaced a folder since the copy (the copy not published after it: the disk full)
+    folder = RecordsLayout.beside(seattle).folder("sea", ID)
+    os.utime(folder, ns=(copy.stat().st_mtime_ns + 10**9,) * 2)
+    changed = CliRunner().invoke(cli, ["export", "--db", str(copy), "--out", str(out)])
+    assert changed.exit_code == 1 and f"the records of sea:{ID} in {folder} are not the pull" in changed.output, \
+        changed.output
+    assert exported(out) == previous
 
 
 @pytest.mark.parametrize("replaced", ["before", "as-it-is-linked"])
@@ -597,6 +667,33 @@ def test_records_replaced_since_the_read_copy_fail_its_export_never_mixed_with_i
     assert f"the records of sea:{ID} in {folder} are not the pull the read copy describes (1000 rows" in result.output
     assert exported(out) == previous
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+
+
+def test_a_records_folder_changed_by_hand_fails_the_export_naming_what_does_not_match_and_ends_a_wait(tmp_path,
+                                                                                                       seattle):
+    """A records folder edited by hand, no writer running: `export --wait` took it for a pull
+    under way and tried again every 2 seconds to the end of its wait (an hour by default). A
+    few tries, then exit 1 naming the folder and what does not match; at once without --wait."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    folder = RecordsLayout.beside(seattle).folder("sea", ID)
+    [part] = folder.glob("part-*.parquet")
+    expected_bytes = part.stat().st_size
+    with duckdb.connect() as con:   # (990 of its 1000 rows kept)
+        con.execute(f"COPY (SELECT * FROM read_parquet('{part}') LIMIT 990) TO '{folder}/edited.parquet'")
+    os.replace(folder / "edited.parquet", part)
+    at_once = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out)])
+    waited = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--wait", "30"])
+    for result in (at_once, waited):
+        assert result.exit_code == 1, result.output
+        assert (f"the records of sea:{ID} in {folder} are not the pull the read copy describes (1000 rows, "
+                f"{expected_bytes} bytes): its parts hold rows 990 and bytes {part.stat().st_size}; no records pull "
+                "is running") in result.output, result.output
+        assert (f"the folder was changed outside civicat? Pull the dataset again (civicat records sea:{ID} --full), "
+                "or put its folder back") in result.output
+    assert "(3 tries)" in waited.output and "still so at the end of --wait" not in waited.output, waited.output
+    assert exported(out) == previous
 
 
 def _written_as_large_as(table: pa.Table, size: int, path: Path) -> None:

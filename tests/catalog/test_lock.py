@@ -50,6 +50,28 @@ def test_a_records_pull_is_told_from_the_other_writers_by_its_command(command, p
     assert pulls_records({"pid": 4242, "command": command}) is pulls
 
 
+@pytest.mark.parametrize("command, pulls", [
+    ("civicat harvest --portal records", False),
+    ("civicat harvest --config /etc/civicat/records.toml", False),
+    ("civicat --log-format json harvest --records", True),
+    ("civicat records sea:3k2p-39jp", True),
+    ("python -m pytest tests/", True),   # (a host process: its words say nothing)
+])
+def test_a_writer_that_says_whether_it_pulls_records_is_taken_at_its_word(command, pulls):
+    """Judged by its command's words, `civicat harvest --portal records` (or `--config
+    records.toml`) was a records pull, and an export waited for it (or refused). A writer's
+    record says what it is."""
+    assert pulls_records({"pid": 4242, "command": command, "pulls_records": pulls}) is pulls
+
+
+@pytest.mark.parametrize("pulls", [True, False])
+def test_the_writer_lock_records_whether_its_holder_pulls_records(tmp_path, pulls):
+    db = tmp_path / "c.duckdb"
+    with WriterLock(db, pulls_records=pulls):
+        holder = writer_holding(db, os.getpid())
+        assert holder["pulls_records"] is pulls and pulls_records(holder) is pulls
+
+
 def test_an_export_holding_the_lock_briefly_is_no_records_pull_whatever_its_folder_is_named():
     assert pulls_records({"pid": 4242, "command": "civicat export --out records", "brief": True}) is False
 
@@ -79,3 +101,55 @@ def test_a_writer_waits_unasked_for_a_brief_holder_only(tmp_path, brief):
                 WriterLock(db).acquire()
     finally:
         releasing.join()
+
+
+def test_a_writer_waits_for_a_brief_holder_as_long_as_it_shows_progress(tmp_path, monkeypatch):
+    """An export making a read copy of many GB current held the lock longer than the writer's
+    unasked wait (BRIEF_HOLD_SECONDS): the nightly harvest exited 2 behind a copy that was getting
+    on. The wait follows the holder's progress: here for 4 times the bound, a step every fifth."""
+    import threading
+    import time
+
+    from catalog import lock
+
+    monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
+    db = tmp_path / "c.duckdb"
+    holder = WriterLock(db, brief=True)
+    holder.acquire()
+
+    def copying():   # (a step every 0.1 s, then done)
+        for _ in range(20):
+            time.sleep(0.1)
+            holder.progressed()
+        holder.release()
+    copy = threading.Thread(target=copying)
+    started = time.monotonic()
+    copy.start()
+    try:
+        with WriterLock(db, poll_seconds=0.02):
+            assert time.monotonic() - started >= 2.0   # (taken once the holder let go, not before)
+            assert writer_holding(db, os.getpid()).get("brief") is None
+    finally:
+        copy.join()
+
+
+def test_a_brief_holder_that_shows_no_progress_is_waited_for_a_bounded_time_and_named(tmp_path, monkeypatch):
+    """A hung export (its disk gone, a stopped process) holding the lock briefly: the writer waits
+    BRIEF_HOLD_SECONDS past its last sign of progress, then exits naming it and why."""
+    import time
+
+    from catalog import lock
+    from catalog.lock import CatalogueBusy
+
+    monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
+    db = tmp_path / "c.duckdb"
+    with WriterLock(db, brief=True) as holder:
+        time.sleep(0.3)
+        holder.progressed()   # (its last step)
+        started = time.monotonic()
+        with pytest.raises(CatalogueBusy) as refused:
+            WriterLock(db, poll_seconds=0.02).acquire()
+        waited = time.monotonic() - started
+    assert 0.1 <= waited < 5, waited   # (from its last step as the writer first saw it: not at once, not for ever)
+    assert f"is held by process {os.getpid()} (" in str(refused.value)
+    assert "which has shown no progress for 0.5 s (hung?)" in str(refused.value)

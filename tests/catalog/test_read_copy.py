@@ -203,6 +203,33 @@ def test_the_copy_under_way_is_readable_by_no_one_but_its_owner(tmp_path, monkey
     assert modes and set(modes) == {0o600} and read_copy_path(db).stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize("kernel_copy", [True, False])
+def test_a_copy_is_flushed_and_shows_its_progress_as_it_goes(tmp_path, monkeypatch, kernel_copy):
+    """A copy of many GB was flushed to the disk in one step at its end (minutes on a slow
+    disk) and showed nothing meanwhile: a writer waiting for an export making it (a brief holder
+    of the lock) could not tell it from a hung one. Each 64 MiB (here 64 KiB) is flushed, then
+    said, by the kernel's copy and by reads and writes (a file system without it)."""
+    from catalog import files
+
+    monkeypatch.setattr(files, "_COPY_CHUNK", 64 << 10)
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 20_000)
+    if not kernel_copy:
+        monkeypatch.setattr(os, "copy_file_range", lambda *args: 0)
+    unfinished = tmp_path / ".c.read.duckdb.publishing"
+    events, fdatasync = [], os.fdatasync
+
+    def flushing(fd):
+        events.append(("flushed", os.fstat(fd).st_size))
+        fdatasync(fd)
+    monkeypatch.setattr(os, "fdatasync", flushing)
+    published = publish(db, lambda: events.append(("progressed", unfinished.stat().st_size)))
+    steps = published.bytes // (64 << 10)
+    assert steps >= 4 and len(events) == 2 * steps, events
+    assert events == [(what, (i // 2 + 1) * (64 << 10)) for i, what in enumerate(["flushed", "progressed"] * steps)]
+    assert published.path.read_bytes() == db.read_bytes()
+
+
 def test_a_stop_during_the_copy_leaves_no_unfinished_copy(tmp_path, monkeypatch):
     """Ctrl-C or SIGTERM while the bytes are copied (a writer's start or end): the stop goes on,
     the previous copy stays, and no hidden copy is left beside the catalogue."""

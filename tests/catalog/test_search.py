@@ -283,8 +283,9 @@ def test_invisible_characters_are_kept_but_the_index_and_the_filters_ignore_them
 def test_input_never_reaches_sql_as_text(two_cities):
     hostile = "'); DROP TABLE datasets; --"
     assert find(two_cities, hostile) == []
-    assert find(two_cities, "permits", filters=search.Filters(cities=(hostile,), themes=(hostile,),
-                                                             types=(hostile,))) == []
+    assert find(two_cities, "permits", filters=search.Filters(cities=(hostile,), themes=(hostile,))) == []
+    with pytest.raises(search.UnknownAssetType, match="DROP TABLE"):   # (no asset type: refused, named)
+        find(two_cities, "permits", filters=search.Filters(types=(hostile,)))
     assert two_cities.con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 6
 
 
@@ -619,6 +620,27 @@ def test_cli_search_says_which_filters_left_no_hit(two_cities):
     help_text = " ".join(CliRunner().invoke(cli, ["search", "--help"]).output.split())
     assert f"Among the best {search.RERANK} hits by BM25" in help_text
     assert f"the {search.TITLE_LOOKUP} shortest titles that can hold all its words" in help_text
+
+
+def test_cli_search_refuses_an_asset_type_it_does_not_know_listing_those_it_knows(two_cities):
+    """`--type nonsense` answered "no dataset matches ... with --type 'nonsense'", as if the words
+    matched nothing of that type. Exit 2, naming it and the types known: civicat's, and a
+    portal's own that the catalogue holds; a type known but absent is "no match" as before."""
+    from harvester.portals.socrata import ASSET_TYPES
+
+    assert set(search.ASSET_TYPES) == {*ASSET_TYPES.values(), "catalog"}   # (civicat's: the mappers')
+    two_cities.con.execute("UPDATE search_documents SET asset_type = 'showcase' WHERE uid = 'springfield:sp-4'")
+    db = two_cities.db_path
+    two_cities.close()
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--type", "dataset", "--type", "nonsense"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--type': 'nonsense' is no asset type civicat or the catalogue knows (those known: "
+            "calendar, catalog, chart, dataset, file, filtered_view, form, link, map, measure, service, showcase, "
+            "story)") in " ".join(result.output.split())
+    for known in ("Map", "showcase"):
+        result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--type", known])
+        assert result.exit_code == 0 and result.output.startswith("no dataset matches 'permits' with --type"), \
+            result.output
 
 
 def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(real_catalogue):

@@ -1,6 +1,7 @@
 """The CLI through click's CliRunner: exit codes, summary, JSON, runs, sql."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -528,7 +529,7 @@ import json, sys, datetime, duckdb
 from catalog.lock import WriterLock, lock_path
 db, how = sys.argv[1], sys.argv[2]
 sys.argv = ["/usr/local/bin/civicat", "harvest", "--records"]
-lock = WriterLock(db)
+lock = WriterLock(db, pulls_records=True)   # (as the CLI takes it for harvest --records)
 lock.acquire()
 if how == "stale":
     lock.release()
@@ -761,6 +762,32 @@ def test_every_writer_publishes_the_read_copy_when_it_ends(tmp_path, portal):
     assert CliRunner().invoke(cli, ["records", "city:nope", "--config", config, "--db", str(db)]).exit_code == 2
     assert copy.stat().st_mtime_ns == published   # refused before any write: nothing to publish
     assert [p.name for p in tmp_path.iterdir() if "publishing" in p.name] == []
+
+
+@pytest.mark.parametrize("options, chosen, pulls", [
+    (["--portal", "records"], ["ds-1"], False),
+    (["--records"], [], False),   # (no dataset chosen: none pulled)
+    (["--records"], ["ds-1"], True),
+])
+def test_a_harvest_s_lock_says_whether_it_pulls_records_whatever_its_words(tmp_path, portal, monkeypatch, options,
+                                                                          chosen, pulls):
+    """An export waits for a records pull (or refuses): judged by the writer's words, `harvest
+    --portal records --config records.toml` was one. The writer says what it is."""
+    import harvester.pipeline
+    from catalog.lock import lock_path
+
+    config = tmp_path / "records.toml"
+    config.write_text(f'[[portals]]\nid = "records"\ncity = "Records"\nkind = "dcat-us"\n'
+                      f'url = "{portal.url}/data.json"\nrecords = {json.dumps(chosen)}\n')
+    db = tmp_path / "c.duckdb"
+    held, harvest = [], harvester.pipeline.harvest
+
+    def harvest_seeing_the_lock(*args, **kwargs):
+        held.append(json.loads(lock_path(db).read_text()))
+        return harvest(*args, **kwargs)
+    monkeypatch.setattr(harvester.pipeline, "harvest", harvest_seeing_the_lock)
+    invoke("harvest", *options, "--config", str(config), "--db", str(db))
+    assert [holder.get("pulls_records") for holder in held] == [pulls]
 
 
 def test_control_characters_from_a_portal_never_reach_the_terminal(tmp_path):
@@ -1099,3 +1126,40 @@ def test_a_report_cut_short_by_the_file_size_limit_is_said_lost_not_exit_0(tmp_p
     assert result.stderr == "could not write the report to stdout: File too large\n"
     assert out.stat().st_size == 64 * 1024
 
+
+
+# `civicat runs`, its options parsed slowly (by click: before the command's body), the group's or
+# the command's: a stop signal lands there
+PARSING_SLOWLY = """
+import sys, time
+from harvester import cli
+where = cli.cli if sys.argv[2] == "group" else cli.runs
+parse_args = where.parse_args
+def parsing_slowly(ctx, args):
+    print("parsing", flush=True)
+    time.sleep(60)
+    return parse_args(ctx, args)
+where.parse_args = parsing_slowly
+sys.argv = ["civicat", "runs", "--db", sys.argv[1]]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("options", ["group", "command"])
+def test_a_stop_while_click_parses_the_options_exits_as_every_stop_does(tmp_path, options, sig):
+    """Ctrl-C (or SIGTERM) as click read the group's options, before any command began: click's
+    own "Aborted!" and exit 1, as if the command had failed. 130 / 143, as every stop."""
+    parsing = subprocess.Popen([sys.executable, "-c", PARSING_SLOWLY, str(tmp_path / "c.duckdb"), options],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ,
+                                                                                               "PYTHONPATH": REPO})
+    try:
+        assert parsing.stdout.readline() == "parsing\n"
+        parsing.send_signal(sig)
+        _, err = parsing.communicate(timeout=60)
+    finally:
+        parsing.kill()
+        parsing.wait()
+    said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
+    assert parsing.returncode == 128 + sig, err
+    assert err == f"Interrupted ({said}): stopped before its end; nothing half-written was published\n", err
