@@ -73,10 +73,10 @@ def merge(work: Path, columns: int) -> None:
     from types import SimpleNamespace
 
     from catalog.records import RecordsLayout
-    from harvester.records import Field, _merge, merged_by_key_sql
+    from harvester.records import Field, _merge
 
     fields = [Field(":id", "text")] + [Field(f"c{k}", "text") for k in range(columns)]
-    source = SimpleNamespace(merge_sql=lambda previous, delta: merged_by_key_sql(previous, delta, ":id", fields))
+    source = SimpleNamespace(merge_key=":id", fields=fields)   # (as SODA's: SodaRecords.merge_key)
     _merge(source, RecordsLayout(work / "records"), PORTAL, DATASET, work / "staging")
 
 
