@@ -51,8 +51,8 @@ def merge_by_key(previous: list[Path], delta: list[Path], key: str, schema: pa.S
     groups = _RowGroups(row_group_rows, row_group_bytes, parts.write)
     try:
         for path in previous:
-            for table in _batches(path, schema, row_group_bytes):
-                groups.add(_kept(table, key, replaced, keyless))
+            for table, found in _batches(path, schema, row_group_bytes, (key, replaced)):
+                groups.add(_kept(table, found, key, keyless))
         for path in delta:
             for table in _batches(path, schema, row_group_bytes):
                 groups.add(table)
@@ -127,22 +127,56 @@ def _shown(schema: pa.Schema) -> str:
     return shown + (f", ... ({len(schema)} columns)" if len(schema) > 5 else "")
 
 
-def _batches(path: Path, schema: pa.Schema, row_group_bytes: int):
+def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, replaced=None):
     """A part's rows a row group at a time, a row group over twice `row_group_bytes` in batches
     of about that (one read whole held 425 MB of Parquet written before session 24, its row
     groups of 131,072 rows whatever their width). Arrow's batch reader holds buffers for each
-    column: 110 MB for 1,000 text columns, where reading a row group whole holds 11 MB."""
+    column: 110 MB for 1,000 text columns, where reading a row group whole holds 11 MB. With
+    `replaced` (key, keys): (rows, which of them have one of the keys), else the rows alone."""
     parquet = _parquet(path, schema)
     metadata = parquet.metadata
+    masks = _replaced_masks(path, parquet, *replaced) if replaced else None
     for group in range(metadata.num_row_groups):
         rows, size = metadata.row_group(group).num_rows, metadata.row_group(group).total_byte_size
+        mask = next(masks) if masks else None
         if size <= 2 * row_group_bytes:
-            yield _read(path, "part", lambda: parquet.read_row_group(group, use_threads=False)).cast(schema)
+            table = _read(path, "part", lambda: parquet.read_row_group(group, use_threads=False)).cast(schema)
+            yield (table, mask) if masks else table
             continue
         batches = parquet.iter_batches(batch_size=max(1, rows * row_group_bytes // size), row_groups=[group],
                                        use_threads=False)
+        done = 0
         while (batch := _read(path, "part", lambda: next(batches, None))) is not None:
-            yield pa.Table.from_batches([batch]).cast(schema)
+            table = pa.Table.from_batches([batch]).cast(schema)
+            yield (table, mask.slice(done, table.num_rows)) if masks else table
+            done += table.num_rows
+
+
+# the previous rows whose keys are looked up in the delta's at once, at least: a lookup builds a
+# hash table of the delta's keys each time (1M keys: ~0.2 s), so looking up a row group at a time
+# cost a delta of a whole dataset's keys minutes; the rows' keys are read alone (that column only)
+KEYS_AT_ONCE = 131_072
+
+
+def _replaced_masks(path: Path, parquet: pq.ParquetFile, key: str, keys: pa.Array):
+    """For each row group of `parquet` in turn: which of its rows have a key among `keys`,
+    looked up for as many rows at once as the delta has keys (KEYS_AT_ONCE at least)."""
+    metadata, at_once = parquet.metadata, max(KEYS_AT_ONCE, len(keys))
+    group = 0
+    while group < metadata.num_row_groups:
+        groups = [group]
+        rows = metadata.row_group(group).num_rows
+        while groups[-1] + 1 < metadata.num_row_groups and rows + metadata.row_group(groups[-1] + 1).num_rows <= at_once:
+            groups.append(groups[-1] + 1)
+            rows += metadata.row_group(groups[-1]).num_rows
+        column = _read(path, "part", lambda: parquet.read_row_groups(groups, columns=[key], use_threads=False))[key]
+        found = pc.is_in(column, value_set=keys)   # (a null key is in no value set)
+        done = 0
+        for number in groups:
+            count = metadata.row_group(number).num_rows
+            yield found.slice(done, count)
+            done += count
+        group = groups[-1] + 1
 
 
 def _delta_keys(delta: list[Path], key: str, schema: pa.Schema, row_group_bytes: int) -> tuple[pa.Array, Counter]:
@@ -158,11 +192,12 @@ def _delta_keys(delta: list[Path], key: str, schema: pa.Schema, row_group_bytes:
     return replaced, keyless
 
 
-def _kept(table: pa.Table, key: str, replaced: pa.Array, keyless: Counter) -> pa.Table:
-    """The previous rows of `table` the delta does not replace (`keyless`: the delta's keyless
-    rows not yet matched, each previous keyless row equal to one taking it)."""
+def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless: Counter) -> pa.Table:
+    """The previous rows of `table` the delta does not replace: those whose key it holds
+    (`replaced`), and each keyless row equal to one of the delta's keyless rows not yet matched
+    (`keyless`, counted down)."""
+    kept = pc.invert(replaced.combine_chunks() if isinstance(replaced, pa.ChunkedArray) else replaced)
     keys = table[key]
-    kept = pc.invert(pc.is_in(keys, value_set=replaced))   # (a null key is in no value set: kept here)
     if keys.null_count and keyless:
         keep = kept.to_pylist()
         positions = pc.indices_nonzero(pc.is_null(keys)).to_pylist()

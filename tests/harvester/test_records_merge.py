@@ -112,15 +112,7 @@ def test_the_merge_gives_the_rows_duckdbs_merge_gave_with_its_columns_and_types(
 
     merged = _merge(source_of(key, fields), layout, PORTAL, DATASET, staging)
 
-    expected = tmp_path / "duckdb-merge.parquet"
-    with duckdb.connect() as con:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"COPY ({duckdb_merge_sql(str(layout.glob(PORTAL, DATASET)), str(staging / 'parts' / '*.parquet'), key, fields)}) "
-                    f"TO '{expected}' (FORMAT parquet)")
-        got, want = f"read_parquet('{merged}/*.parquet')", f"read_parquet('{expected}')"
-        assert con.execute(f"SELECT count(*) FROM {got}").fetchone() == con.execute(f"SELECT count(*) FROM {want}").fetchone()
-        assert con.execute(f"SELECT count(*) FROM (FROM {got} EXCEPT ALL FROM {want})").fetchone() == (0,)
-        assert con.execute(f"SELECT count(*) FROM (FROM {want} EXCEPT ALL FROM {got})").fetchone() == (0,)
+    expected = same_rows_as_duckdbs(merged, layout, staging, key, fields)
     merged_rows = read_folder(merged).to_pylist()
     for row in edited(rows, 700, 900, key):   # (each edit in its new reading)
         if row is not None and str(row.get("description", row.get("event_clearance_group"))).startswith("edited"):
@@ -137,6 +129,45 @@ def test_the_merge_gives_the_rows_duckdbs_merge_gave_with_its_columns_and_types(
         assert polars.read_parquet_schema(path) == polars.read_parquet_schema(expected)
     assert read_folder(merged).schema.names == [f.name for f in fields]
     assert polars.read_parquet(merged / "*.parquet").height == read_folder(merged).to_pandas().shape[0]
+
+
+def same_rows_as_duckdbs(merged, layout, staging, key: str, fields: list[Field]):
+    """Asserts the merged folder holds the rows DuckDB's merge gives (EXCEPT ALL both ways);
+    returns the file DuckDB wrote."""
+    expected = staging.parent / "duckdb-merge.parquet"
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"COPY ({duckdb_merge_sql(str(layout.glob(PORTAL, DATASET)), str(staging / 'parts' / '*.parquet'), key, fields)}) "
+                    f"TO '{expected}' (FORMAT parquet)")
+        got, want = f"read_parquet('{merged}/*.parquet')", f"read_parquet('{expected}')"
+        assert con.execute(f"SELECT count(*) FROM {got}").fetchone() == con.execute(f"SELECT count(*) FROM {want}").fetchone()
+        assert con.execute(f"SELECT count(*) FROM (FROM {got} EXCEPT ALL FROM {want})").fetchone() == (0,)
+        assert con.execute(f"SELECT count(*) FROM (FROM {want} EXCEPT ALL FROM {got})").fetchone() == (0,)
+    return expected
+
+
+@pytest.mark.parametrize("real", [soda_911, boston_requests], ids=["socrata", "open311"])
+def test_row_groups_read_in_batches_and_keys_looked_up_a_few_groups_at_once_give_duckdbs_rows(
+        tmp_path, monkeypatch, real):
+    """A row group over twice ROW_GROUP_BYTES (Parquet of an earlier civicat) is read in batches,
+    and the previous rows' keys are looked up KEYS_AT_ONCE rows (or the delta's keys) at a time:
+    the masks they give must fall on the rows they were asked for."""
+    import harvester.records
+    import harvester.records_merge
+
+    monkeypatch.setattr(harvester.records, "ROW_GROUP_BYTES", 20_000)
+    monkeypatch.setattr(harvester.records_merge, "KEYS_AT_ONCE", 500)
+    key, fields, rows = real()
+    table = Conversion(fields).table_from_rows
+    layout, staging = staged(tmp_path, [table(rows[:450]), table(rows[450:800])],
+                             [table(edited(rows, 100, 300, key)), table(rows[800:])])
+
+    merged = _merge(source_of(key, fields), layout, PORTAL, DATASET, staging)
+
+    same_rows_as_duckdbs(merged, layout, staging, key, fields)
+    groups = [pq.read_metadata(path).row_group(g) for path in sorted(merged.glob("*.parquet"))
+              for g in range(pq.read_metadata(path).num_row_groups)]
+    assert len(groups) > 10 and all(group.total_byte_size <= 20_000 for group in groups)
 
 
 def test_a_delta_replaces_adds_and_keeps_rows_in_order(tmp_path):
