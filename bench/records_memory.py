@@ -97,7 +97,7 @@ DUCKDB_MERGE = """COPY (SELECT * FROM {previous} WHERE ":id" NOT IN (SELECT ":id
 def merge(work: Path, columns: int, duckdb_merge: bool) -> None:
     from types import SimpleNamespace
 
-    from catalog.records import MERGE_MEMORY, RecordsLayout, fitted_scan
+    from catalog.records import RecordsLayout, fitted_scan
 
     layout = RecordsLayout(work / "records")
     names = pq_names(next(layout.folder(PORTAL, DATASET).glob("*.parquet")))
@@ -124,7 +124,7 @@ def merge(work: Path, columns: int, duckdb_merge: bool) -> None:
         con.execute("SET preserve_insertion_order = false")
         con.execute(statement)
 
-    fitted_scan(copy, MERGE_MEMORY, threads=1, what="the merge")
+    fitted_scan(copy, "128MB", threads=1, what="the merge")   # (catalog.records.MERGE_MEMORY, before session 26)
 
 
 def pq_schema(path: Path):

@@ -68,8 +68,8 @@ PART_SECONDS = 30
 # how a part is written (zstd at its fastest level: parts are written as fast as pages arrive)
 PART_COMPRESSION = {"compression": "zstd", "compression_level": 1}
 ROW_GROUP_ROWS = 128 * 1024
-# ...or fewer, so that a row group holds about this many bytes (as Arrow holds them; DuckDB's
-# merge counts its own, larger, measure): each DuckDB thread that reads a part (a merge, a
+# ...or fewer, so that a row group holds about this many bytes (as Arrow holds them; the merge,
+# harvester.records_merge, gathers its rows alike): each DuckDB thread that reads a part (a
 # profile, a front end) holds two to three times a row group of the columns it reads. 131,072
 # rows of 30 distinct 16-character texts (63 MB) did not fit a 128 MB profile even on one
 # thread, nor did row groups of 16 MB of 200 40-character texts on two; 8 MB did (docs/records.md)
@@ -144,7 +144,7 @@ PARTITION_KEYS = ("portal", "dataset")   # the records folders' Hive keys (catal
 def unique_fields(fields: list[Field]) -> list[Field]:
     """Each column once, with a printable name (portals do list a field twice: the second
     becomes `name_2`, read from the same source field), of a known kind (else `other`).
-    Names are unique whatever their case (DuckDB, which profiles and merges the Parquet,
+    Names are unique whatever their case (DuckDB, which profiles the Parquet,
     reads `ID` and `id` as one name), and a name the portal gave is kept before a name made
     unique: `a`, `a<NUL>`, `a_2` become `a`, `a_3`, `a_2`, never two columns `a_2`. The
     folders' Hive keys are taken: a `dataset` column read Hive-style (DuckDB, polars and
@@ -875,7 +875,7 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
     read at each call) and noted in `progress.json` with the state to continue from, so a
     pull cut short (killed, a fault past every retry) resumes there, if the rows up to there
     did not move (`_continues`).
-    An incremental pull's rows are merged with the published dataset by DuckDB before the
+    An incremental pull's rows are merged with the published dataset (_merge) before the
     folder is published. Nothing is published unless the pull completed."""
     try:
         part_seconds = PART_SECONDS if part_seconds is None else part_seconds
