@@ -47,7 +47,7 @@ def merge_by_key(previous: list[Path], delta: list[Path], key: str, schema: pa.S
     `row_group_rows` rows and about `row_group_bytes` (as Arrow holds them). The same parts give
     the same bytes. MergeError names a part that does not read as `schema`."""
     replaced, keyless = _delta_keys(delta, key, schema, row_group_bytes)
-    parts = _Parts(folder, schema, part_rows, _dictionary_columns(previous + delta, schema))
+    parts = _Parts(folder, schema, part_rows, _dictionary_columns(previous + delta, schema, row_group_bytes))
     groups = _RowGroups(row_group_rows, row_group_bytes, parts.write)
     try:
         for path in previous:
@@ -153,8 +153,8 @@ def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, replaced=None)
 
 
 # the previous rows whose keys are looked up in the delta's at once, at least: a lookup builds a
-# hash table of the delta's keys each time (1M keys: ~0.2 s), so looking up a row group at a time
-# cost a delta of a whole dataset's keys minutes; the rows' keys are read alone (that column only)
+# hash table of the delta's keys each time, so a row group at a time a delta of every one of
+# 1,000,000 rows cost CPU 12.1 s and 665 MB (3.2 s, 270 MB so); their keys are read alone
 KEYS_AT_ONCE = 131_072
 
 
@@ -222,15 +222,15 @@ def _comparable(value):
     return value
 
 
-def _dictionary_columns(parts: list[Path], schema: pa.Schema) -> list[str]:
+def _dictionary_columns(parts: list[Path], schema: pa.Schema, row_group_bytes: int) -> list[str]:
     """Text columns worth a dictionary, judged as the pull's writer judges them
-    (harvester.records.dictionary_columns) on the first row group of the first part."""
+    (harvester.records.dictionary_columns) on the first rows the merge reads (a row group, or a
+    batch of a larger one)."""
     from harvester.records import dictionary_columns
 
     for path in parts:
-        parquet = _parquet(path, schema)
-        if parquet.metadata.num_row_groups:
-            return dictionary_columns(_read(path, "part", lambda: parquet.read_row_group(0, use_threads=False)))
+        for table in _batches(path, schema, row_group_bytes):
+            return dictionary_columns(table)
     return []
 
 
