@@ -1,14 +1,17 @@
 """Benchmark: the memory of a wide dataset's incremental merge and profile, run as a records
-pull runs them (a DuckDB of their own at 128 MB, once more on one thread with 1 GB where that
-does not fit: catalog.records.fitted_scan), with row groups bounded by bytes
-(harvester.records.ROW_GROUP_BYTES) and, with `--before`, by rows only as before session 24.
+pull runs them (the merge streamed with Arrow: harvester.records_merge; the profile in a DuckDB
+of its own at 128 MB, once more on one thread with 1 GB where that does not fit:
+catalog.records.fitted_scan), with row groups bounded by bytes (harvester.records.ROW_GROUP_BYTES)
+and, with `--before`, by rows only as before session 24. `--duckdb`: the merge as before session
+26, one DuckDB COPY at 128 MB with the 1 GB retry (the baseline, its statement kept here).
 
 For each shape (rows x columns x characters of distinct texts, nothing Parquet can share by
-dictionary): the previous records written by the pull's writer in pages of 10,000 rows, a
+dictionary; or `ROWSxspd911`, bench.records_data's SPD 911 shape): the previous records written by the pull's writer in pages of 10,000 rows, a
 delta of 1% edited and 1% new rows staged the same way, merged (`_merge`), the merged folder
 profiled (`measure_folder`); the build, the merge and the profile each in a process of its own,
 so each peak RSS is that step's. Prints seconds and CPU seconds (the machine's load stretches
-the first), peak RSS, the row groups, and whether the 1 GB retry ran (or failed even so).
+the first), peak RSS, the row groups, the merged bytes, and whether the 1 GB retry ran (or failed
+even so).
 
 `--pull SHAPES`: a full pull of each such shape through SODA CSV (`civicat harvest --records`
 in a process of its own, the portal served by another: bench.serve soda-wide), its peak RSS and
@@ -16,11 +19,12 @@ requests; with `--before`, its pages sized by rows only (50,000, cut by the resp
 before session 25 (harvester.records.PAGE_BYTES).
 
     python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16]
-                                   [--before] [--pull 40000x1000x16]
+                                   [--before] [--duckdb] [--pull 40000x1000x16]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -61,23 +65,76 @@ def _write(folder: Path, pages) -> None:
                  iter([(first, state), *pages]))
 
 
+def _spd_pages(first: int, last: int, salt: str):
+    """(table, state) pages of SPD 911's shape (bench.records_data: 12 columns, most of few
+    distinct values, as texts), the rows from `salt` "after" edited (other values drawn)."""
+    from bench.records_data import build_table
+
+    table = build_table(last, seed=5 if salt == "before" else 6).slice(first)
+    for start in range(0, table.num_rows, PAGE):
+        yield table.slice(start, PAGE), (None if start + PAGE >= table.num_rows else {"offset": start + PAGE})
+
+
 def build(work: Path, rows: int, columns: int, width: int) -> None:
     from catalog.records import RecordsLayout
 
     layout = RecordsLayout(work / "records")
-    _write(layout.folder(PORTAL, DATASET), _pages(0, rows, columns, width, "before"))
-    _write(work / "staging" / "parts", _pages(rows - rows // 100, rows + rows // 100, columns, width, "after"))
+    pages = functools.partial(_pages, columns=columns, width=width) if columns else _spd_pages
+    _write(layout.folder(PORTAL, DATASET), pages(0, rows, salt="before"))
+    _write(work / "staging" / "parts", pages(rows - rows // 100, rows + rows // 100, salt="after"))
 
 
-def merge(work: Path, columns: int) -> None:
+# the merge as it ran before session 26 (`--duckdb`): one DuckDB COPY of "the previous rows
+# the delta does not hold again by :id, the previous keyless rows EXCEPT ALL the delta's, then
+# the delta's", on a DuckDB of its own on one thread with 128 MB, once more with 1 GB
+DUCKDB_MERGE = """COPY (SELECT * FROM {previous} WHERE ":id" NOT IN (SELECT ":id" FROM {delta} WHERE ":id" IS NOT NULL)
+    UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE ":id" IS NULL EXCEPT ALL SELECT {columns} FROM {delta}
+                       WHERE ":id" IS NULL)
+    UNION ALL BY NAME SELECT * FROM {delta})
+    TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072, ROW_GROUP_SIZE_BYTES 8388608)"""
+
+
+def merge(work: Path, columns: int, duckdb_merge: bool) -> None:
     from types import SimpleNamespace
 
-    from catalog.records import RecordsLayout
-    from harvester.records import Field, _merge, merged_by_key_sql
+    from catalog.records import RecordsLayout, fitted_scan
 
-    fields = [Field(":id", "text")] + [Field(f"c{k}", "text") for k in range(columns)]
-    source = SimpleNamespace(merge_sql=lambda previous, delta: merged_by_key_sql(previous, delta, ":id", fields))
-    _merge(source, RecordsLayout(work / "records"), PORTAL, DATASET, work / "staging")
+    layout = RecordsLayout(work / "records")
+    names = pq_names(next(layout.folder(PORTAL, DATASET).glob("*.parquet")))
+    if not duckdb_merge:
+        from harvester.records import Field, _merge, kind_of
+
+        schema = pq_schema(next(layout.folder(PORTAL, DATASET).glob("*.parquet")))
+        fields = [Field(f.name, kind_of(f.type)) for f in schema]
+        _merge(SimpleNamespace(merge_key=":id", fields=fields), layout, PORTAL, DATASET, work / "staging")  # (as SODA's)
+        return
+    merged = work / "staging" / "merged"
+    merged.mkdir()
+
+    def read(glob: Path) -> str:
+        return f"read_parquet('{glob}', hive_partitioning = false)"
+
+    statement = DUCKDB_MERGE.format(previous=read(layout.glob(PORTAL, DATASET)),
+                                    delta=read(work / "staging" / "parts" / "*.parquet"),
+                                    columns=", ".join('"' + name + '"' for name in names),
+                                    target=merged / "part-00000.parquet")
+
+    def copy(con) -> None:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(statement)
+
+    fitted_scan(copy, "128MB", threads=1, what="the merge")   # (catalog.records.MERGE_MEMORY, before session 26)
+
+
+def pq_schema(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_schema(path)
+
+
+def pq_names(path: Path) -> list[str]:
+    return pq_schema(path).names
 
 
 def profile(work: Path) -> None:
@@ -130,7 +187,13 @@ def pull(work: Path) -> dict:
     return {"requests": report.requests, "rows": report.record_rows}
 
 
-def child(step: str, work: Path, shape: tuple[int, int, int], before: bool) -> None:
+def shape_of(text: str) -> tuple[int, int, int]:
+    """`ROWSxCOLUMNSxCHARACTERS`, or `ROWSxspd911` (columns 0: bench.records_data's shape)."""
+    rows, _, rest = text.partition("x")
+    return (int(rows), 0, 0) if rest == "spd911" else tuple(int(n) for n in text.split("x"))
+
+
+def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duckdb_merge: bool) -> None:
     """One step in this process: prints its seconds, peak RSS and whether the retry ran, as JSON."""
     from bench.rss import PeakRss
 
@@ -144,7 +207,8 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool) -> N
     memory, began, cpu, failed, pulled = PeakRss(), time.perf_counter(), time.process_time(), None, {}
     rows, columns, width = shape
     try:
-        pulled = {"build": lambda: build(work, rows, columns, width), "merge": lambda: merge(work, columns),
+        pulled = {"build": lambda: build(work, rows, columns, width),
+                  "merge": lambda: merge(work, columns, duckdb_merge),
                   "profile": lambda: profile(work), "pull": lambda: pull(work)}[step]() or {}
     except Exception as exc:   # (the retry did not fit either)
         failed = str(exc).splitlines()[0]
@@ -153,9 +217,10 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool) -> N
                       "retried": bool(retried), "failed": failed, **pulled}))
 
 
-def run(step: str, work: Path, shape: str, before: bool) -> dict:
+def run(step: str, work: Path, shape: str, before: bool, duckdb_merge: bool = False) -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.records_memory", "--child", step, str(work), shape,
-                          *(["--before"] if before else [])], cwd=ROOT, capture_output=True, text=True,
+                          *(["--before"] if before else []), *(["--duckdb"] if duckdb_merge else [])],
+                         cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:
         raise SystemExit(out.stderr[-3000:])
@@ -165,18 +230,21 @@ def run(step: str, work: Path, shape: str, before: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", default="300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16",
-                        help="rows x columns x characters, comma-separated ('' for none)")
+                        help="rows x columns x characters (or ROWSxspd911: SPD 911's 12 columns), comma-separated "
+                             "('' for none)")
     parser.add_argument("--pull", default="", help="shapes to pull through SODA, comma-separated")
     parser.add_argument("--before", action="store_true",
                         help="row groups by rows only, as before session 24, and pages as before session 25")
+    parser.add_argument("--duckdb", action="store_true",
+                        help="merge by DuckDB's COPY (128 MB, the 1 GB retry), as before session 26")
     parser.add_argument("--child", nargs=3, metavar=("STEP", "WORK", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         step, work, shape = args.child
-        child(step, Path(work), tuple(int(n) for n in shape.split("x")), args.before)
+        child(step, Path(work), shape_of(shape), args.before, args.duckdb)
         return
     print(f"row groups and pages sized by {'rows only (before sessions 24, 25)' if args.before else 'bytes and rows'}; "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"merged by {'DuckDB (before session 26)' if args.duckdb else 'Arrow'}; load average {os.getloadavg()[0]:.1f}", flush=True)
     for shape in filter(None, args.pull.split(",")):
         with tempfile.TemporaryDirectory(prefix="civicat-bench-") as tmp, serving("soda-wide", shape) as server:
             (Path(tmp) / "url").write_text(server.stdout.readline().strip())
@@ -190,16 +258,19 @@ def main() -> None:
             run("build", work, shape, args.before)
             said = []
             for step in ("merge", "profile"):
-                result = run(step, work, shape, args.before)
+                result = run(step, work, shape, args.before, args.duckdb and step == "merge")
                 outcome = (f"FAILED ({result['failed']})" if result["failed"] else
-                           "did not fit 128 MB: retried with 1 GB" if result["retried"] else "fitted 128 MB")
+                           "did not fit 128 MB: retried with 1 GB" if result["retried"] else
+                           "no retry" if step == "merge" and not args.duckdb else "fitted 128 MB")
                 said.append(f"{step} {result['seconds']:.1f} s (CPU {result.get('cpu_seconds', 0):.1f} s), peak RSS {result['peak_rss_mb']:.0f} MB, {outcome}")
                 if result["failed"]:
                     break
             print(f"{shape}: " + "; ".join(said), flush=True)
             print(f"  previous: {row_groups(work / 'records' / f'portal={PORTAL}' / f'dataset={DATASET}')}")
             if (work / "staging" / "merged").is_dir() and any((work / "staging" / "merged").glob("*.parquet")):
-                print(f"  merged: {row_groups(work / 'staging' / 'merged')}")
+                merged = sorted((work / "staging" / "merged").glob("*.parquet"))
+                print(f"  merged: {row_groups(work / 'staging' / 'merged')}, {len(merged)} parts, "
+                      f"{sum(path.stat().st_size for path in merged) / 2**20:.1f} MB")
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 

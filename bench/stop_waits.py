@@ -17,8 +17,9 @@ A stop that comes while the main thread is in a held statement of the catalogue'
   - commit: what the merge's COMMIT spends on, a table shaped as `datasets` every row of which
     is written again (an UPDATE, a delete and insert, the table rebuilt), with its key a PRIMARY
     KEY as the catalogue's, and the UPDATE without;
-  - records: an incremental pull's merge COPY of bench.harvest_records' 5,000,000 rows with
-    a delta of 1% changed and 1% new rows, on a connection as the pull's.
+  - records: an incremental pull's merge (harvester.records_merge: Arrow, no DuckDB statement
+    since session 26) of bench.harvest_records' 5,000,000 rows with a delta of 1% changed and 1%
+    new rows, and the same stopped by Ctrl-C 1 s in.
 
     python -m bench.stop_waits [--datasets 100000] [--rows 5000000] [--only catalogue|stopped|search|commit|records]
 """
@@ -263,14 +264,12 @@ def commit_parts(datasets: int) -> None:
 
 
 def records_waits(rows: int) -> None:
-    import duckdb
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from bench.records_data import build_table
-    from catalog.records import MERGE_MEMORY, fitted_scan, scratch_duckdb
-    from catalog.store import MEMORY_LIMIT, connect
-    from harvester.records import Field, merged_by_key_sql
+    from harvester.records import PART_ROWS, ROW_GROUP_BYTES, ROW_GROUP_ROWS, Field, arrow_schema
+    from harvester.records_merge import merge_by_key
 
     with tempfile.TemporaryDirectory() as tmp:
         previous, delta = Path(tmp) / "previous", Path(tmp) / "delta"
@@ -283,34 +282,26 @@ def records_waits(rows: int) -> None:
         added = added.set_column(0, ":id", pc.binary_join_element_wise("new-", added[":id"], ""))
         for number, part in enumerate((changed, added)):
             pq.write_table(part, delta / f"part-{number:05d}.parquet", compression="zstd")
-        fields = [Field(name, "text") for name in table.column_names]   # (as SODA's merge: SodaRecords.merge_sql)
-        select = merged_by_key_sql(str(previous / "*.parquet"), str(delta / "*.parquet"), ":id", fields)
-        copy = "COPY ({}) TO '{}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072)"
+        schema = arrow_schema([Field(name, "text") for name in table.column_names])   # (as SODA's: by :id)
         print(f"records: merge of {rows:,} rows with a delta of {len(changed) + len(added):,}")
-        with connect(Path(tmp) / "catalog.duckdb") as con:   # where the pull merged before session 23
-            began = time.perf_counter()
-            try:
-                con.execute(copy.format(select, Path(tmp) / "merged.parquet"))
-                print(f"  on the catalogue's connection (before session 23): {time.perf_counter() - began:.2f} s")
-            except duckdb.OutOfMemoryException:
-                print(f"  on the catalogue's connection (before session 23): out of memory ({MEMORY_LIMIT}) after "
-                      f"{time.perf_counter() - began:.2f} s")
+
+        def merge(into: str) -> None:   # as the pull merges (harvester.records._merge)
+            (Path(tmp) / into).mkdir()
+            merge_by_key(sorted(previous.glob("*.parquet")), sorted(delta.glob("*.parquet")), ":id", schema,
+                         Path(tmp) / into, part_rows=PART_ROWS, row_group_rows=ROW_GROUP_ROWS,
+                         row_group_bytes=ROW_GROUP_BYTES)
+
+        began, cpu = time.perf_counter(), time.process_time()
+        merge("merged")
+        print(f"  as the pull merges (Arrow, a row group at a time): {time.perf_counter() - began:.2f} s, "
+              f"CPU {time.process_time() - cpu:.2f} s")
         began = time.perf_counter()
-        fitted_scan(lambda con: con.execute(copy.format(select, Path(tmp) / "merged-pull.parquet")), MERGE_MEMORY,
-                    threads=1, what="the merge")
-        print(f"  as the pull merges (a DuckDB of its own, one thread, {MERGE_MEMORY}; 1 GB where that does not fit): "
-              f"{time.perf_counter() - began:.2f} s")
-        with scratch_duckdb("1GB") as con:
-            began = time.perf_counter()
-            con.execute(copy.format(select, Path(tmp) / "merged-1gb.parquet"))
-            print(f"  on a connection of its own, 1 GB: {time.perf_counter() - began:.2f} s")
-            began = time.perf_counter()
-            threading.Timer(1.0, con.interrupt).start()
-            try:
-                con.execute(copy.format(select, Path(tmp) / "merged-interrupted.parquet"))
-                print("  not interrupted")
-            except duckdb.InterruptException:
-                print(f"  the same interrupted 1 s in: ended {time.perf_counter() - began - 1.0:.2f} s after")
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        try:
+            merge("merged-stopped")
+            print("  not stopped")
+        except KeyboardInterrupt:   # (between two of Arrow's calls: a row group read, filtered or written)
+            print(f"  the same, Ctrl-C 1 s in: ended {time.perf_counter() - began - 1.0:.2f} s after")
 
 
 def main() -> None:

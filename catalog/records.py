@@ -45,12 +45,12 @@ MAX_SEGMENT = 120
 TOP_VALUES = 50         # as many as the overlap value signal reads per column
 LOW_CARDINALITY = 500  # text columns with at most this many distinct values get top values
 PROFILE_MEMORY = "128MB"
-MERGE_MEMORY = "128MB"
 # a scan that does not fit its memory is run once more on one thread with this: each DuckDB
-# thread holds a row group of the Parquet it reads (and writes), bounded by bytes since session
-# 24 (harvester.records.ROW_GROUP_BYTES; before, 131,072 rows whatever their width: 1,000,000
-# rows of 30 distinct 16-character texts needed 512 MB), and some buffers for each column it
-# reads: a merge of 1,000 text columns still needs 256 MB however few its rows (docs/records.md)
+# thread holds a row group of the Parquet it reads, bounded by bytes since session 24
+# (harvester.records.ROW_GROUP_BYTES; before, 131,072 rows whatever their width: 1,000,000 rows
+# of 30 distinct 16-character texts needed 512 MB), and some buffers for each column it reads
+# (DuckDB's merge of 1,000 text columns needed 541 MB; the merge is Arrow's since session 26:
+# harvester.records_merge, docs/records.md)
 SCAN_MEMORY_RETRY = "1GB"
 PROFILE_COLUMNS = 250   # columns profiled by one scan
 

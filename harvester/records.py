@@ -28,12 +28,12 @@ import orjson
 
 from catalog.files import sync, writing
 from catalog.lazy import LazyModule
-from catalog.records import (MERGE_MEMORY, PreviousPull, RecordsLayout, fitted_scan, intend_record, link_or_copy,
-                             measure_folder, name_in_order, part_name, part_number, previous_pull, quote_identifier,
-                             record_pull, recorded, write_json_atomic)
+from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or_copy, measure_folder, name_in_order,
+                             part_name, part_number, previous_pull, record_pull, recorded, write_json_atomic)
 from catalog import uncut
 from harvester.http import ResponseTooLarge
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
+from harvester.records_merge import MergeError, merge_by_key
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
 
 log = logging.getLogger("civicat.records")
@@ -68,8 +68,8 @@ PART_SECONDS = 30
 # how a part is written (zstd at its fastest level: parts are written as fast as pages arrive)
 PART_COMPRESSION = {"compression": "zstd", "compression_level": 1}
 ROW_GROUP_ROWS = 128 * 1024
-# ...or fewer, so that a row group holds about this many bytes (as Arrow holds them; DuckDB's
-# merge counts its own, larger, measure): each DuckDB thread that reads a part (a merge, a
+# ...or fewer, so that a row group holds about this many bytes (as Arrow holds them; the merge,
+# harvester.records_merge, gathers its rows alike): each DuckDB thread that reads a part (a
 # profile, a front end) holds two to three times a row group of the columns it reads. 131,072
 # rows of 30 distinct 16-character texts (63 MB) did not fit a 128 MB profile even on one
 # thread, nor did row groups of 16 MB of 200 40-character texts on two; 8 MB did (docs/records.md)
@@ -144,7 +144,7 @@ PARTITION_KEYS = ("portal", "dataset")   # the records folders' Hive keys (catal
 def unique_fields(fields: list[Field]) -> list[Field]:
     """Each column once, with a printable name (portals do list a field twice: the second
     becomes `name_2`, read from the same source field), of a known kind (else `other`).
-    Names are unique whatever their case (DuckDB, which profiles and merges the Parquet,
+    Names are unique whatever their case (DuckDB, which profiles the Parquet,
     reads `ID` and `id` as one name), and a name the portal gave is kept before a name made
     unique: `a`, `a<NUL>`, `a_2` become `a`, `a_3`, `a_2`, never two columns `a_2`. The
     folders' Hive keys are taken: a `dataset` column read Hive-style (DuckDB, polars and
@@ -476,10 +476,9 @@ class RecordSource(ABC):
         """Once every row is staged (in the Parquet at `staged_glob`): raise SourceChanged
         where they show the dataset changed while it was read."""
 
-    def merge_sql(self, previous_glob: str, delta_glob: str) -> str | None:
-        """For an incremental pull: the SELECT that merges the previous dataset with the
-        rows just read (None: the rows read are the whole dataset)."""
-        return None
+    # for an incremental pull: the column by which the rows read replace the previous ones
+    # (harvester.records_merge: a row without one replaces its equal in every column)
+    merge_key: str | None = None
 
 
 def parquet_max(glob: str, column: str):
@@ -503,22 +502,6 @@ def read_parquet_sql(glob: str) -> str:
     """A Parquet glob as a DuckDB table expression: without Hive partition detection, which
     would add the folder's `portal` and `dataset` as columns."""
     return f"read_parquet('{glob.replace(chr(39), chr(39) * 2)}', hive_partitioning = false)"
-
-
-def merged_by_key_sql(previous_glob: str, delta_glob: str, key: str, fields: list[Field]) -> str:
-    """The previous rows the delta does not hold again by `key`, then the delta's. A row with
-    no key (Open311's request without `service_request_id`, a record that was no JSON object,
-    stored as a row of nulls) has nothing else to be known by: one equal to a delta row in every
-    column is that row read again (the days an incremental pull reads again, or a merge re-run
-    over the folder it published), kept once; as many as the delta holds of it (EXCEPT ALL), so
-    that two alike stay two. One edited since differs from its new reading: both are kept. (The
-    key's null is left out of the NOT IN list: one null made the test unknown for every row.)"""
-    previous, delta = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob)
-    column, columns = quote_identifier(key), ", ".join(quote_identifier(f.name) for f in fields)
-    return (f"SELECT * FROM {previous} WHERE {column} NOT IN (SELECT {column} FROM {delta} WHERE {column} IS NOT NULL) "
-            f"UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE {column} IS NULL "
-            f"EXCEPT ALL SELECT {columns} FROM {delta} WHERE {column} IS NULL) "
-            f"UNION ALL BY NAME SELECT * FROM {delta}")
 
 
 def _columns_of(schema: pa.Schema | None) -> list | None:
@@ -892,7 +875,7 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
     read at each call) and noted in `progress.json` with the state to continue from, so a
     pull cut short (killed, a fault past every retry) resumes there, if the rows up to there
     did not move (`_continues`).
-    An incremental pull's rows are merged with the published dataset by DuckDB before the
+    An incremental pull's rows are merged with the published dataset (_merge) before the
     folder is published. Nothing is published unless the pull completed."""
     try:
         part_seconds = PART_SECONDS if part_seconds is None else part_seconds
@@ -1262,25 +1245,19 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
 
 
 def _merge(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, staging: Path) -> Path:
+    """The folder an incremental pull publishes: the previous folder's rows the delta does not
+    replace by the source's key, then the delta's (harvester.records_merge), in parts of PART_ROWS."""
     merged = staging / "merged"
     shutil.rmtree(merged, ignore_errors=True)
     merged.mkdir()
-    select = source.merge_sql(layout.glob(portal_id, source_id), str(staging / "parts" / "*.parquet"))
-    target = str(merged / part_name(0)).replace("'", "''")
-
-    def merge(con) -> None:
-        con.execute("SET TimeZone = 'UTC'")   # (as the catalogue's)
-        # row groups bounded by bytes too (ROW_GROUP_BYTES), which DuckDB does only where it need
-        # not keep the rows' order: nothing relies on a merged dataset's order (the previous rows
-        # the delta does not hold, then the delta's; on one thread DuckDB keeps it all the same)
-        con.execute("SET preserve_insertion_order = false")
-        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, "
-                    f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, ROW_GROUP_SIZE_BYTES {ROW_GROUP_BYTES})")
-
-    # on a DuckDB of its own, on one thread: the catalogue's connection (128 MB, every core)
-    # failed the merge of 300,000 rows of 12 distinct texts, every night (docs/records.md). It
-    # writes staging only: a stop ends it at once (DuckDB interrupting it: catalog.uncut)
-    fitted_scan(merge, MERGE_MEMORY, threads=1, what=f"the merge of {source_id}")
+    previous = sorted(layout.folder(portal_id, source_id).glob("*.parquet"))
+    delta = sorted((staging / "parts").glob("*.parquet"), key=part_number)
+    try:
+        merge_by_key(previous, delta, source.merge_key, arrow_schema(source.fields), merged, part_rows=PART_ROWS,
+                     row_group_rows=ROW_GROUP_ROWS, row_group_bytes=ROW_GROUP_BYTES)
+    except MergeError as exc:
+        raise RecordsError(f"the merge of the rows read with the published records failed: {exc}; the previous "
+                           "records are kept (a full pull, --full, writes them again)") from None
     return merged
 
 

@@ -20,8 +20,7 @@ from catalog.record import Notes
 from harvester.http import PermanentError, ResponseTooLarge, capped_json, dropped
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
-from harvester.records import (Conversion, Field, RecordsError, RecordSource, StartsOver, merged_by_key_sql,
-                               parquet_max)
+from harvester.records import (Conversion, Field, RecordsError, RecordSource, StartsOver, parquet_max)
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -753,7 +752,5 @@ class RequestsRecords(RecordSource):
             return None
         return (latest if latest.tzinfo else latest.replace(tzinfo=UTC)).isoformat()
 
-    def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
-        """Merged by `service_request_id` (merged_by_key_sql: a request without one equal to a
-        delta row in every column is that row read again, kept once)."""
-        return merged_by_key_sql(previous_glob, delta_glob, "service_request_id", self.fields)
+    # (a request without one equal to a delta row in every column is that row read again, kept once)
+    merge_key = "service_request_id"

@@ -21,7 +21,7 @@ from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, re
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SourceChanged,
-                               csv_page, merged_by_key_sql, paged_tables, parquet_max, read_parquet_sql,
+                               csv_page, paged_tables, parquet_max, read_parquet_sql,
                                unique_fields)
 
 log = logging.getLogger("civicat.socrata")
@@ -470,10 +470,9 @@ class SodaRecords(RecordSource):
         latest = parquet_max(glob, ":updated_at")
         return latest.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] if latest else None
 
-    def merge_sql(self, previous_glob: str, delta_glob: str) -> str:
-        # (a record that was no object is a row of nulls, its :id null: kept unless the delta holds
-        # it again, as Open311 keeps a request without an id, not added again by every delta)
-        return merged_by_key_sql(previous_glob, delta_glob, ":id", self.fields)
+    # (a record that was no object is a row of nulls, its :id null: kept unless the delta holds
+    # it again, as Open311 keeps a request without an id, not added again by every delta)
+    merge_key = ":id"
 
 
 def _record_kind(column: dict) -> str:

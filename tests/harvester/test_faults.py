@@ -1041,7 +1041,7 @@ LONG_QUERY = "SELECT count(*) AS n FROM range(20000000000) r(i) WHERE i % 7 = 3"
 
 # `civicat` whose statement of argv[1] reads $LONG_QUERY too, as one of a large catalogue or dataset
 # would take minutes ("sql": its query, given; "export": the COPYs and data.json's SELECT;
-# "records": an incremental pull's merge COPY; "merge": a statement of a harvest's merge, read alone),
+# "merge": a statement of a harvest's merge, read alone),
 # touching the file $IN_STATEMENT as that statement (or the one before it) begins
 IN_A_LONG_STATEMENT = """
 import os, sys
@@ -1049,7 +1049,6 @@ from pathlib import Path
 if __name__ == "__main__":   # (not in the mapping workers, which import this script as __mp_main__)
     which = sys.argv.pop(1)
     import catalog.datajson, catalog.export, catalog.query, catalog.store
-    from harvester.portals.socrata import SodaRecords
     def announced(function):
         def announcing(*args, **kwargs):
             Path(os.environ["IN_STATEMENT"]).touch()
@@ -1070,9 +1069,6 @@ if __name__ == "__main__":   # (not in the mapping workers, which import this sc
         catalog.export._source = announced(lambda *args: long(source(*args)))
         catalog.datajson.catalogue_entries = announced(catalog.datajson.catalogue_entries)
         catalog.datajson.DATASETS = "SELECT * FROM " + long(f"({catalog.datajson.DATASETS})")
-    elif which == "records":
-        merge_sql = SodaRecords.merge_sql
-        SodaRecords.merge_sql = announced(lambda *args: "SELECT * FROM " + long(f"({merge_sql(*args)})"))
     else:
         track_missing = catalog.store._track_missing
         def long_merge(cur, *args):
@@ -1164,21 +1160,25 @@ def test_an_export_stopped_in_a_long_statement_ends_at_once_and_keeps_the_previo
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files   # (no data.json's .tmp either)
 
 
-def test_records_stopped_in_a_long_merge_end_at_once_and_keep_the_published_records(nightly, records_portal):
+def test_records_stopped_in_their_merge_end_at_once_and_keep_the_published_records(nightly, records_portal):
     """An incremental pull stopped in its merge of the published rows with the new ones (minutes at
-    millions of rows): the stop waited for the COPY's end. Now DuckDB interrupts it: exit 143
-    within seconds, the run Interrupted, the published records as they were."""
+    millions of rows): the merge, Arrow's since session 26 (DuckDB's COPY, interrupted by DuckDB,
+    before), ends at its next row group: exit 143, the run Interrupted, the published records as
+    they were, and the next pull merges."""
     from tests.portals.socrata import SodaTable
     assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 50
     records_portal.records["abcd-1234"] = SodaTable.from_rows(
         [{"n": str(i)} for i in range(50)] + [{"n": "50", ":updated_at": "2024-02-01T00:00:00.000Z"}])
-    code, err = stopped_in_a_long_statement("records", signal.SIGTERM, nightly.tmp_path, "records", "sea:abcd-1234",
-                                            "--config", str(nightly.config), "--db", str(nightly.db))
-    assert code == 143 and err.startswith("Interrupted (SIGTERM): "), err[-2000:]
+    stopped = signalled_at("harvester.records_merge:_kept", signal.SIGTERM, "records", "sea:abcd-1234",
+                           "--config", str(nightly.config), "--db", str(nightly.db))
+    err = stopped.stderr.decode()
+    assert stopped.returncode == 143 and err.startswith("Interrupted (SIGTERM): "), err[-2000:]
     [(status, error_type, mode)] = nightly.query("SELECT h.status, h.error_type, p.mode FROM harvest_runs h, "
                                                  "record_pulls p WHERE h.run_id LIKE '%-records-%'")
     assert (status, error_type, mode) == ("failed", "Interrupted", "full")
     assert read_records(nightly) == 50 and nightly.query("SELECT row_count FROM record_pulls") == [(50,)]
+    assert nightly.harvest("--records")[0] == 0 and read_records(nightly) == 51
+    assert nightly.query("SELECT mode, row_count FROM record_pulls") == [("incremental", 51)]
 
 
 def test_a_harvest_stopped_in_a_long_merge_ends_at_once_and_keeps_the_previous_catalogue(nightly):

@@ -304,7 +304,7 @@ def test_an_incremental_merge_of_300000_rows_of_distinct_texts_fits_and_keeps_ea
     from types import SimpleNamespace
 
     from catalog.records import RecordsLayout
-    from harvester.records import _merge, merged_by_key_sql
+    from harvester.records import _merge
 
     layout = RecordsLayout(tmp_path / "records")
     previous = layout.folder("city", "abcd-1234")
@@ -314,7 +314,7 @@ def test_an_incremental_merge_of_300000_rows_of_distinct_texts_fits_and_keeps_ea
     (staging / "parts").mkdir(parents=True)
     _distinct_texts(staging / "parts" / "part-00000.parquet", 297_000, 303_000, "after")   # 3,000 edited, 3,000 new
     fields = [Field(":id", "text")] + [Field(f"c{k}", "text") for k in range(12)]
-    source = SimpleNamespace(merge_sql=lambda before, delta: merged_by_key_sql(before, delta, ":id", fields))
+    source = SimpleNamespace(merge_key=":id", fields=fields)
 
     merged = _merge(source, layout, "city", "abcd-1234", staging)
 

@@ -357,6 +357,22 @@ def test_rows_of_nulls_kept_from_an_earlier_pull_survive_an_incremental_merge(tm
     assert (len(ids), ids.null_count) == (1000, 2)   # the two rows of nulls still in place
 
 
+def test_rows_of_nulls_are_kept_once_by_an_incremental_pull_that_reads_nothing_new(tmp_path, seattle):
+    # merged by DuckDB, `:id NOT IN (<no rows>)` held for a null :id too: a pull with nothing
+    # updated since (an empty delta) kept each row of nulls twice, and doubled them every night
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    seattle.records[ID] = NullRecordsFirstTable(seattle.records[ID].table)
+    layout = RecordsLayout(tmp_path / "records-json")
+    pull_dataset(SodaRecords(adapter, dataset, None, format="json", page=400), layout, "sea", ID, con,
+                 uid=f"sea:{ID}", run_id="r1")
+    for run in ("r2", "r3"):
+        result = pull_dataset(SodaRecords(adapter, dataset, previous_pull(con, f"sea:{ID}"), format="json", page=400),
+                              layout, "sea", ID, con, uid=f"sea:{ID}", run_id=run)
+        assert (result.status, result.mode) == ("ok", "incremental")
+        ids = pq.read_table(layout.folder("sea", ID), columns=[":id"])[":id"]
+        assert (len(ids), ids.null_count) == (1000, 2)
+
+
 class OffsetIgnoringTable(SodaTable):
     """A SODA behind a broken cache: every page is the first, whatever `$offset` asks."""
 

@@ -1,0 +1,260 @@
+"""An incremental pull's merge (harvester.records_merge through harvester.records._merge),
+checked against the DuckDB statement that merged before session 26, on real records."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import duckdb
+import polars
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from catalog.records import RecordsLayout
+from harvester.portals.open311 import REQUEST_FIELDS, RequestsRecords
+from harvester.portals.socrata import SodaRecords
+from harvester.records import Conversion, Field, RecordsError, _merge
+from tests.shared_fixtures import load_json
+
+PORTAL, DATASET = "city", "abcd-1234"
+
+
+def duckdb_merge_sql(previous_glob: str, delta_glob: str, key: str, fields: list[Field]) -> str:
+    """The merge as DuckDB's COPY ran it before session 26: the previous rows whose key the
+    delta does not hold, the previous keyless rows EXCEPT ALL the delta's, then the delta's."""
+    def read(glob):
+        return f"read_parquet('{glob}', hive_partitioning = false)"
+
+    def quoted(name):
+        return '"' + name.replace('"', '""') + '"'
+
+    previous, delta, column = read(previous_glob), read(delta_glob), quoted(key)
+    columns = ", ".join(quoted(f.name) for f in fields)
+    return (f"SELECT * FROM {previous} WHERE {column} NOT IN (SELECT {column} FROM {delta} WHERE {column} IS NOT NULL) "
+            f"UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE {column} IS NULL "
+            f"EXCEPT ALL SELECT {columns} FROM {delta} WHERE {column} IS NULL) "
+            f"UNION ALL BY NAME SELECT * FROM {delta}")
+
+
+def source_of(key: str, fields: list[Field]):
+    # (merge_sql: what main's _merge ran, so that these tests run against it too)
+    return SimpleNamespace(merge_key=key, fields=fields,
+                           merge_sql=lambda before, delta: duckdb_merge_sql(before, delta, key, fields))
+
+
+def staged(tmp_path, previous: list[pa.Table], delta: list[pa.Table]):
+    """The previous folder's parts and the delta's staged parts, written as a pull writes them."""
+    layout = RecordsLayout(tmp_path / "records")
+    folder = layout.folder(PORTAL, DATASET)
+    folder.mkdir(parents=True)
+    for number, table in enumerate(previous):
+        pq.write_table(table, folder / f"part-{number:05d}.parquet", compression="zstd", row_group_size=300)
+    parts = tmp_path / "staging" / "parts"
+    parts.mkdir(parents=True)
+    for number, table in enumerate(delta):
+        pq.write_table(table, parts / f"part-{number:05d}.parquet", compression="zstd", row_group_size=300)
+    return layout, tmp_path / "staging"
+
+
+def read_folder(folder) -> pa.Table:
+    return pq.read_table(sorted(folder.glob("*.parquet")))
+
+
+def soda_911() -> tuple[str, list[Field], list]:
+    """SPD 911's records (Seattle, recorded) as SODA gives them, keyed by `:id`; records that
+    were no JSON object among them (rows of nulls: no key)."""
+    records = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
+    kinds = {"event_clearance_date": "datetime", "incident_location": "point", "longitude": "number",
+             "latitude": "number", "cad_cdw_id": "integer"}
+    names = list(dict.fromkeys(name for record in records for name in record))
+    fields = [Field(":id", "text"), Field(":updated_at", "datetime_utc")] + [Field(n, kinds.get(n, "text"))
+                                                                             for n in names]
+    rows = [{**record, ":id": f"row-{i:05d}", ":updated_at": "2024-01-15T12:00:00.000Z"}
+            for i, record in enumerate(records)]
+    for i in (10, 11, 500, 990):
+        rows[i] = None
+    return SodaRecords.merge_key, fields, rows
+
+
+def boston_requests() -> tuple[str, list[Field], list]:
+    """Boston's Open311 requests (recorded), keyed by `service_request_id`; some without one."""
+    requests = load_json("open311/boston-mayors24-requests-abandoned-vehicle-merged-pages.json")
+    fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
+    rows = [dict(request) for request in requests]
+    for i in (3, 4, 600, 601, 950):
+        rows[i].pop("service_request_id")
+    rows[601] = dict(rows[600])   # two alike without an id: both kept
+    return RequestsRecords.merge_key, fields, rows
+
+
+def edited(rows: list, first: int, last: int, key: str) -> list:
+    """Rows `first`..`last` - 1 read again: every fourth edited (a keyless one then differs from
+    its earlier reading: both kept), the others as they were."""
+    out = []
+    for i, row in enumerate(rows[first:last], first):
+        if row is not None and i % 4 == 0:
+            row = {**row, "description" if key != ":id" else "event_clearance_group": f"edited {i}"}
+        out.append(row)
+    return out
+
+
+@pytest.mark.parametrize("real", [soda_911, boston_requests], ids=["socrata", "open311"])
+def test_the_merge_gives_the_rows_duckdbs_merge_gave_with_its_columns_and_types(tmp_path, real):
+    key, fields, rows = real()
+    table = Conversion(fields).table_from_rows
+    # previous: rows 0-799 in two parts; the delta: 700-899 read again (some edited), 900-999 new,
+    # and a keyless row of the previous read again twice (one more than the previous holds)
+    keyless = next(row for row in rows[:700] if row is None or key not in row)
+    previous = [table(rows[:400]), table(rows[400:800])]
+    delta = [table(edited(rows, 700, 900, key)), table(rows[900:] + [keyless, keyless])]
+    layout, staging = staged(tmp_path, previous, delta)
+    delta_rows = pa.concat_tables(delta).to_pylist()
+
+    merged = _merge(source_of(key, fields), layout, PORTAL, DATASET, staging)
+
+    expected = same_rows_as_duckdbs(merged, layout, staging, key, fields)
+    merged_rows = read_folder(merged).to_pylist()
+    for row in edited(rows, 700, 900, key):   # (each edit in its new reading)
+        if row is not None and str(row.get("description", row.get("event_clearance_group"))).startswith("edited"):
+            assert sum(r[key] == row.get(key) for r in merged_rows) == sum(r.get(key) == row.get(key) for r in delta_rows)
+    # the same columns, in order, of the same Parquet types, read as the same types by DuckDB, Arrow
+    # and polars (an INT64 is written without DuckDB's Int(64) annotation, as a full pull writes it)
+    theirs = pq.read_metadata(expected).schema
+    for path in sorted(merged.glob("*.parquet")):
+        ours = pq.read_metadata(path).schema
+        assert [(c.name, c.physical_type) for c in ours] == [(c.name, c.physical_type) for c in theirs]
+        with duckdb.connect() as con:
+            assert con.execute(f"DESCRIBE FROM '{path}'").fetchall() == con.execute(f"DESCRIBE FROM '{expected}'").fetchall()
+        assert pq.read_schema(path).remove_metadata() == pq.read_schema(expected)
+        assert polars.read_parquet_schema(path) == polars.read_parquet_schema(expected)
+    assert read_folder(merged).schema.names == [f.name for f in fields]
+    assert polars.read_parquet(merged / "*.parquet").height == read_folder(merged).to_pandas().shape[0]
+
+
+def same_rows_as_duckdbs(merged, layout, staging, key: str, fields: list[Field]):
+    """Asserts the merged folder holds the rows DuckDB's merge gives (EXCEPT ALL both ways);
+    returns the file DuckDB wrote."""
+    expected = staging.parent / "duckdb-merge.parquet"
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"COPY ({duckdb_merge_sql(str(layout.glob(PORTAL, DATASET)), str(staging / 'parts' / '*.parquet'), key, fields)}) "
+                    f"TO '{expected}' (FORMAT parquet)")
+        got, want = f"read_parquet('{merged}/*.parquet')", f"read_parquet('{expected}')"
+        assert con.execute(f"SELECT count(*) FROM {got}").fetchone() == con.execute(f"SELECT count(*) FROM {want}").fetchone()
+        assert con.execute(f"SELECT count(*) FROM (FROM {got} EXCEPT ALL FROM {want})").fetchone() == (0,)
+        assert con.execute(f"SELECT count(*) FROM (FROM {want} EXCEPT ALL FROM {got})").fetchone() == (0,)
+    return expected
+
+
+@pytest.mark.parametrize("real", [soda_911, boston_requests], ids=["socrata", "open311"])
+def test_row_groups_read_in_batches_and_keys_looked_up_a_few_groups_at_once_give_duckdbs_rows(
+        tmp_path, monkeypatch, real):
+    """A row group over twice ROW_GROUP_BYTES (Parquet of an earlier civicat) is read in batches,
+    and the previous rows' keys are looked up KEYS_AT_ONCE rows (or the delta's keys) at a time:
+    the masks they give must fall on the rows they were asked for."""
+    import harvester.records
+    import harvester.records_merge
+
+    monkeypatch.setattr(harvester.records, "ROW_GROUP_BYTES", 20_000)
+    monkeypatch.setattr(harvester.records_merge, "KEYS_AT_ONCE", 500)
+    key, fields, rows = real()
+    table = Conversion(fields).table_from_rows
+    layout, staging = staged(tmp_path, [table(rows[:450]), table(rows[450:800])],
+                             [table(edited(rows, 100, 300, key)), table(rows[800:])])
+
+    merged = _merge(source_of(key, fields), layout, PORTAL, DATASET, staging)
+
+    same_rows_as_duckdbs(merged, layout, staging, key, fields)
+    groups = [pq.read_metadata(path).row_group(g) for path in sorted(merged.glob("*.parquet"))
+              for g in range(pq.read_metadata(path).num_row_groups)]
+    assert len(groups) > 10 and all(group.total_byte_size <= 20_000 for group in groups)
+
+
+def test_a_delta_replaces_adds_and_keeps_rows_in_order(tmp_path):
+    fields = [Field("id", "text"), Field("v", "integer")]
+    schema = Conversion(fields).schema
+    previous = pa.table({"id": ["a", "b", None, None, "c", None], "v": [1, 2, 3, 3, 4, 5]}, schema=schema)
+    delta = pa.table({"id": ["b", "d", None, None], "v": [20, 40, 3, 6]}, schema=schema)
+    layout, staging = staged(tmp_path, [previous], [delta])
+
+    merged = read_folder(_merge(source_of("id", fields), layout, PORTAL, DATASET, staging))
+
+    # b replaced, d added; of the two keyless (None, 3) one is read again: one kept, then the delta's
+    assert sorted(zip(merged["id"].to_pylist(), merged["v"].to_pylist()), key=repr) == sorted(
+        [("a", 1), (None, 3), ("c", 4), (None, 5), ("b", 20), ("d", 40), (None, 3), (None, 6)], key=repr)
+    assert merged["id"].to_pylist()[-4:] == ["b", "d", None, None]   # the delta's rows after the previous ones
+
+
+@pytest.mark.parametrize("empty", ["delta", "previous"])
+def test_an_empty_side_gives_the_other_whole(tmp_path, empty):
+    fields = [Field("id", "text"), Field("when", "datetime_utc")]
+    schema = Conversion(fields).schema
+    rows = pa.table({"id": ["a", "b", None], "when": pa.array([0, 1, 2], pa.timestamp("us", tz="UTC"))}, schema=schema)
+    none = schema.empty_table()
+    layout, staging = staged(tmp_path, [none if empty == "previous" else rows], [none if empty == "delta" else rows])
+
+    merged = read_folder(_merge(source_of("id", fields), layout, PORTAL, DATASET, staging))
+
+    assert merged.equals(rows)
+
+
+def test_the_same_parts_give_the_same_bytes(tmp_path):
+    key, fields, rows = boston_requests()
+    table = Conversion(fields).table_from_rows
+    layout, staging = staged(tmp_path, [table(rows[:800])], [table(edited(rows, 700, 1000, key))])
+    source = source_of(key, fields)
+
+    first = {path.name: path.read_bytes() for path in _merge(source, layout, PORTAL, DATASET, staging).iterdir()}
+    second = {path.name: path.read_bytes() for path in _merge(source, layout, PORTAL, DATASET, staging).iterdir()}
+
+    assert first and first == second
+
+
+def test_merges_night_after_night_leave_no_small_row_groups_and_parts_of_their_rows(tmp_path, monkeypatch):
+    """Each row group written as it came, every merge added a row group of its delta (a few rows
+    a night) and left the previous ones thinned. The merged folder is in parts of PART_ROWS, as
+    a full pull's, in the rows' order."""
+    import harvester.records
+
+    monkeypatch.setattr(harvester.records, "ROW_GROUP_ROWS", 100)
+    monkeypatch.setattr(harvester.records, "PART_ROWS", 450)
+    fields = [Field("id", "integer"), Field("t", "text")]
+    schema = Conversion(fields).schema
+    first = pa.table({"id": range(1000), "t": [f"first {i}" for i in range(1000)]}, schema=schema)
+    layout, staging = staged(tmp_path, [first], [])
+    source = source_of("id", fields)
+    for night in range(10):   # each night, 3 rows edited and 2 added
+        ids = [night, 300 + night, 600 + night, 1000 + 2 * night, 1001 + 2 * night]
+        delta = pa.table({"id": ids, "t": [f"night {night}"] * 5}, schema=schema)
+        pq.write_table(delta, staging / "parts" / "part-00000.parquet")
+        merged = _merge(source, layout, PORTAL, DATASET, staging)
+        folder = layout.folder(PORTAL, DATASET)
+        for path in folder.iterdir():
+            path.unlink()
+        for path in merged.iterdir():
+            path.rename(folder / path.name)
+
+    names = sorted(path.name for path in layout.folder(PORTAL, DATASET).iterdir())
+    assert names == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    groups = [pq.ParquetFile(layout.folder(PORTAL, DATASET) / name).metadata for name in names]
+    rows = [m.row_group(g).num_rows for m in groups for g in range(m.num_row_groups)]
+    assert rows == [100] * 10 + [20]
+    merged = read_folder(layout.folder(PORTAL, DATASET))
+    assert sorted(merged["id"].to_pylist()) == list(range(1020))
+    assert merged.slice(1000)["t"].to_pylist()[-5:] == ["night 9"] * 5   # the last night's delta last
+
+
+def test_a_previous_part_that_does_not_read_fails_the_merge_naming_it(tmp_path):
+    fields = [Field("id", "text"), Field("v", "integer")]
+    schema = Conversion(fields).schema
+    rows = pa.table({"id": ["a", "b"], "v": [1, 2]}, schema=schema)
+    layout, staging = staged(tmp_path, [rows, rows], [rows])
+    damaged = layout.folder(PORTAL, DATASET) / "part-00001.parquet"
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    kept = {path.name: path.read_bytes() for path in layout.folder(PORTAL, DATASET).iterdir()}
+
+    with pytest.raises(RecordsError, match=r"the merge .* failed: part part-00001\.parquet does not read: .*the "
+                                           r"previous records are kept \(a full pull, --full"):
+        _merge(source_of("id", fields), layout, PORTAL, DATASET, staging)
+
+    assert {path.name: path.read_bytes() for path in layout.folder(PORTAL, DATASET).iterdir()} == kept
