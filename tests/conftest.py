@@ -33,6 +33,18 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# session fixtures that harvest real catalogues through local portals (tens of seconds under load)
+BUILT_ONCE = {"real_catalogue_path", "real_selection_path"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """On two workers (`-n 2 --dist loadgroup`) each builds the session fixtures its own tests use:
+    the tests of the real catalogues go to one worker, which builds each once."""
+    for item in items:
+        if BUILT_ONCE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("real_catalogues"))
+
+
 def fast_client(tmp_path=None, **overrides) -> HttpClient:
     """The production client with test-sized waits (backoff in milliseconds)."""
     options = dict(backoff_initial=0.01, backoff_max=0.05, max_retry_after=2.0, timeout=5.0)
