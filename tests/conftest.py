@@ -1,6 +1,7 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,31 @@ import pytest
 from catalog.store import Store
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, ValidatorCache
+
+
+def pytest_configure(config):
+    """The tests of a stop send SIGINT as Ctrl-C does, to the suite's own process or to a civicat it
+    starts, and expect Python's default handler (KeyboardInterrupt) or civicat's. A shell script's
+    background job (`pytest > log &`, `nohup pytest &`) starts with SIGINT ignored, which each
+    process it starts inherits and civicat's stop keeps (harvester.stopping): 19 of those tests
+    then failed, most after waiting out the statement the stop was to end ("DID NOT RAISE
+    KeyboardInterrupt", exit 0 where 130 was due). The suite takes SIGINT as a terminal's
+    foreground process does, however it was started; the tests of an ignored SIGINT ignore it in
+    the process they start."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# session fixtures that harvest real catalogues through local portals (tens of seconds under load)
+BUILT_ONCE = {"real_catalogue_path", "real_selection_path"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """On two workers (`-n 2 --dist loadgroup`) each builds the session fixtures its own tests use:
+    the tests of the real catalogues go to one worker, which builds each once."""
+    for item in items:
+        if BUILT_ONCE & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group("real_catalogues"))
 
 
 def fast_client(tmp_path=None, **overrides) -> HttpClient:
