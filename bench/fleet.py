@@ -45,17 +45,17 @@ class FleetPortal:
                 "datasets": 1 if self.kind == "open311" else len(self.entries)}
 
 
-def sizes(portals: int, datasets: int, seed: int = 0) -> list[int]:
+def sizes(portals: int, datasets: int, seed: int = 0, largest: int = LARGE) -> list[int]:
     """Datasets per portal: `portals` sizes summing to about `datasets`, half of them in the
-    large portals (one per hundred portals, LARGE each at most), the rest spread over the
-    small ones, a few hundred each, unevenly (a long tail)."""
+    large portals (one per hundred portals, `largest` each at most), the rest spread over the
+    small ones, a few hundred each, unevenly (a long tail; none larger than the large ones)."""
     rng = random.Random(seed)
     large = max(1, portals // 100) if portals >= 10 else 0
-    large_size = min(LARGE, datasets // 2 // max(large, 1))
+    large_size = min(largest, datasets // 2 // max(large, 1))
     rest = max(datasets - large * large_size, portals - large)
     weights = [rng.paretovariate(1.5) for _ in range(portals - large)]
     scale = rest / sum(weights) if weights else 0
-    return [large_size] * large + [min(max(1, round(w * scale)), large_size or LARGE) for w in weights]
+    return [large_size] * large + [min(max(1, round(w * scale)), large_size or largest) for w in weights]
 
 
 def ckan_packages(n: int, seed: int, site: str) -> list[dict]:
@@ -117,10 +117,10 @@ def _socrata(pid: str, n: int, seed: int) -> FleetPortal:
     return FleetPortal(pid, "socrata", portal, portal.entries, seed, {"domain": domain})
 
 
-def build(portals: int, datasets: int, seed: int = 0) -> list[FleetPortal]:
+def build(portals: int, datasets: int, seed: int = 0, largest: int = LARGE) -> list[FleetPortal]:
     """The fleet, not started."""
     fleet = []
-    counts = sizes(portals, datasets, seed)
+    counts = sizes(portals, datasets, seed, largest)
     large = sum(1 for c in counts if c == counts[0]) if portals >= 10 else 0
     for index, n in enumerate(counts):
         kind = LARGE_KINDS[index % len(LARGE_KINDS)] if index < large else KINDS[index % len(KINDS)]

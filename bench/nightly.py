@@ -20,7 +20,7 @@ night 1 read, nothing else, as many at a time as the harvest's portals), a naive
 changes the server made, the failing portals' rows are night 2's exactly, `civicat runs
 --errors` names both failures.
 
-    python -m bench.nightly [--portals 300] [--datasets 300000] [--workers 4]
+    python -m bench.nightly [--portals 300] [--datasets 300000] [--largest 50000] [--workers 4] [--civicat CHECKOUT]
     python -m bench.nightly --portals 30 --datasets 10000      # about a minute
 """
 from __future__ import annotations
@@ -222,6 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--portals", type=int, default=300)
     parser.add_argument("--datasets", type=int, default=300_000)
+    parser.add_argument("--largest", type=int, default=50_000, help="datasets of the large portals, at most")
     parser.add_argument("--workers", type=int, default=4, help="civicat harvest --workers")
     parser.add_argument("--naive", type=int, default=5_000, help="datasets for the naive baseline")
     parser.add_argument("--keep", type=Path, help="leave the catalogue in this (new) folder")
@@ -232,7 +233,7 @@ def main() -> None:
 
     print(f"building and serving {args.portals} portals, ~{args.datasets:,} datasets ({load()}) ...", flush=True)
     building = time.perf_counter()
-    with serving("nightly", f"{args.portals}x{args.datasets}") as server, tempfile.TemporaryDirectory() as tmp:
+    with serving("nightly", f"{args.portals}x{args.datasets}x{args.largest}") as server, tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         portals = json.loads(server.stdout.readline())

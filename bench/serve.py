@@ -164,7 +164,7 @@ def self_signed_tls(folder: Path) -> ssl.SSLContext | None:
     return context
 
 def serve_fleet(spec: str) -> None:
-    """bench.fleet's portals, `PORTALSxDATASETS`, each on a port of its own; prints them as a JSON
+    """bench.fleet's portals, `PORTALSxDATASETS[xLARGEST]`, each on a port of its own; prints them as a JSON
     line, then answers commands read from stdin, one a line, each with a JSON line: `asked` (the
     unconditional requests since the last `asked`, as URLs: the limit pass replays them),
     `change` (bench.fleet.change: what the harvest should find), `cpu` (this process's CPU
@@ -173,8 +173,8 @@ def serve_fleet(spec: str) -> None:
     import psutil
     from bench.fleet import build, change, point_layers_at
 
-    portals, datasets = (int(part) for part in spec.split("x"))
-    fleet = build(portals, datasets)
+    portals, datasets, *largest = (int(part) for part in spec.split("x"))
+    fleet = build(portals, datasets, largest=largest[0]) if largest else build(portals, datasets)
     caches: list[dict] = []
     asked: dict[str, list] = {}
     servers = []
