@@ -38,6 +38,7 @@ class FleetPortal:
     entries: list            # the list the portal serves (changed in place)
     seed: int
     extra: dict = field(default_factory=dict)   # config keys besides id, city, kind, url
+    layer_host: str = "{host}"   # where its Hub entries' layers are (known once it is served)
 
     def describe(self) -> dict:
         url = self.portal.url + ("/data.json" if self.kind == "dcat-us" else "")
@@ -152,8 +153,13 @@ def build(portals: int, datasets: int, seed: int = 0, largest: int = LARGE) -> l
 def point_layers_at(member: FleetPortal) -> None:
     """A Hub's distributions name its layers on its own port (known once started); a
     data.json's name a host nobody asks (dcat-us reads no layer)."""
-    host = member.portal.url.removeprefix("http://") if member.kind == "arcgis-hub" else "services.example.org"
-    for dataset in member.entries:
+    member.layer_host = member.portal.url.removeprefix("http://") if member.kind == "arcgis-hub" \
+        else "services.example.org"
+    _point_at(member.entries, member.layer_host)
+
+
+def _point_at(datasets: list, host: str) -> None:
+    for dataset in datasets:
         for distribution in dataset["distribution"]:
             distribution["accessURL"] = distribution["accessURL"].replace("{host}", host)
 
@@ -194,7 +200,7 @@ def _new_entries(member: FleetPortal, n: int) -> list:
             entry["dataset_uid"] += "-added"
         return added
     added = make_data_json(n, seed=seed, services_url="http://{host}/services/rest")["dataset"]
-    point_layers_at(FleetPortal(member.id, member.kind, member.portal, added, seed))
+    _point_at(added, member.layer_host)
     return added
 
 
