@@ -224,7 +224,7 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=300_000)
     parser.add_argument("--largest", type=int, default=50_000, help="datasets of the large portals, at most")
     parser.add_argument("--workers", type=int, default=4, help="civicat harvest --workers")
-    parser.add_argument("--naive", type=int, default=5_000, help="datasets for the naive baseline")
+    parser.add_argument("--naive", type=int, default=2_000, help="datasets for the naive baseline")
     parser.add_argument("--keep", type=Path, help="leave the catalogue in this (new) folder")
     parser.add_argument("--civicat", type=Path, default=ROOT,
                         help="the checkout whose civicat harvests (another branch's, to compare; default this one)")
@@ -258,8 +258,9 @@ def main() -> None:
             result = harvest_night(config, db, args.workers, args.civicat)
             result.update(server_cpu=ask(server, "cpu") - server_cpu, load=at)
             nights.append(result)
-            print(f"night {night}: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, exit {result['exit']} "
-                  f"({at})", flush=True)
+            print(f"night {night}: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, exit {result['exit']}, "
+                  f"largest process {result['max_rss_mb']:.0f} MB, tree {result['tree_rss_mb']:.0f} MB, "
+                  f"{result['retried']} writes retried with 1 GB ({at})", flush=True)
             if night == 1:   # (before the changing night: night 1's answers)
                 urls = ask(server, "asked")
                 limit_seconds, limit_bytes, limit_entries = limit_pass(urls, args.workers)
