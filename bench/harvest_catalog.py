@@ -85,8 +85,8 @@ if __name__ == "__main__":
         return commit_portal(stage, *args, **kwargs)
     store.commit_portal = timed("merge", listing_ended)
     new_stage = store.new_stage
-    def timed_stage():  # the merge begins by closing the stage: the loads still queued, the last raw insert
-        stage = new_stage()
+    def timed_stage(*args, **kwargs):  # the merge begins by closing the stage: the loads still queued, the last raw insert
+        stage = new_stage(*args, **kwargs)
         stage.close = timed("stage close", stage.close)
         return stage
     store.new_stage = timed_stage

@@ -4,6 +4,8 @@ and not the server sharing its interpreter.
     python -m bench.serve socrata 100000     # prints the base URL, serves until stdin closes
     python -m bench.serve soda-records 5000000   # one dataset of that many rows (and its first tenth)
     python -m bench.serve soda-wide 20000x1000x16   # one dataset of rows x distinct texts (bench.records_memory)
+    python -m bench.serve nightly 300x300000    # portals x datasets of every kind (bench.fleet), one port
+                                                # each; prints them as a JSON line; commands on stdin
 """
 from __future__ import annotations
 
@@ -64,6 +66,36 @@ class CachedSocrataPortal(SocrataPortal):
             answer = self._answers[key] = (captured["status"], captured["headers"], body)
         start_response(answer[0], answer[1])
         return answer[2]
+
+
+def answered_from_memory(app, answers: dict, asked: list | None = None):
+    """`app` (a portal's WSGI app) answering each distinct request from `answers` after its first
+    time (clear `answers` when the portal changes), but while the portal has faults queued; with
+    `asked`, the path and query of every request that asked without a condition are appended."""
+    portal = getattr(app, "__self__", None)
+
+    def answer(environ, start_response):
+        if portal is not None and portal._faults:
+            return app(environ, start_response)
+        query = "&".join(sorted(environ.get("QUERY_STRING", "").split("&")))  # the same request in any order
+        conditional = environ.get("HTTP_IF_NONE_MATCH", "") or environ.get("HTTP_IF_MODIFIED_SINCE", "")
+        if asked is not None and not conditional:
+            asked.append(f"{environ.get('PATH_INFO')}?{environ.get('QUERY_STRING', '')}")
+        key = (f"{environ.get('PATH_INFO')}?{query}|{environ.get('HTTP_ACCEPT_ENCODING', '')}"
+               f"|{environ.get('HTTP_IF_NONE_MATCH', '')}|{environ.get('HTTP_IF_MODIFIED_SINCE', '')}")  # 304s too
+        cached = answers.get(key)
+        if cached is None:
+            captured = {}
+
+            def capture(status, headers, exc_info=None):
+                captured.update(status=status, headers=headers)
+
+            body = list(app(environ, capture))
+            cached = answers[key] = (captured["status"], captured["headers"], body)
+        start_response(cached[0], cached[1])
+        return cached[2]
+
+    return answer
 
 
 class _KeepAliveHandler(BaseHTTPRequestHandler):
@@ -131,8 +163,60 @@ def self_signed_tls(folder: Path) -> ssl.SSLContext | None:
     context.load_cert_chain(cert, key)
     return context
 
+def serve_fleet(spec: str) -> None:
+    """bench.fleet's portals, `PORTALSxDATASETS[xLARGEST]`, each on a port of its own; prints them as a JSON
+    line, then answers commands read from stdin, one a line, each with a JSON line: `asked` (the
+    unconditional requests since the last `asked`, as URLs: the limit pass replays them),
+    `change` (bench.fleet.change: what the harvest should find), `cpu` (this process's CPU
+    seconds); until stdin closes."""
+    import json
+    import psutil
+    from bench.fleet import build, change, point_layers_at
+
+    portals, datasets, *largest = (int(part) for part in spec.split("x"))
+    fleet = build(portals, datasets, largest=largest[0]) if largest else build(portals, datasets)
+    caches: list[dict] = []
+    asked: dict[str, list] = {}
+    servers = []
+    for member in fleet:
+        caches.append({})
+        asked[member.id] = []
+        server = serve_keep_alive(answered_from_memory(member.portal._wsgi, caches[-1], asked[member.id]))
+        server.handle_error = lambda request, address: None   # (a client that hung up: no traceback)
+        member.portal._server = server   # (its url: HTTPServer's server_port)
+        servers.append(server)
+        if member.kind in ("arcgis-hub", "dcat-us"):
+            point_layers_at(member)
+    print(json.dumps([member.describe() for member in fleet]), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "asked":
+            urls = [f"http://127.0.0.1:{member.portal._server.server_port}{path}" for member in fleet for path in asked[member.id]]
+            for member in fleet:
+                asked[member.id].clear()
+            print(json.dumps(urls), flush=True)
+        elif command == "change":
+            found = change(fleet)
+            for cache in caches:
+                cache.clear()
+            print(json.dumps(found), flush=True)
+        elif command == "cpu":
+            times = psutil.Process().cpu_times()
+            print(json.dumps(times.user + times.system), flush=True)
+        else:
+            print(json.dumps({"error": f"unknown command {command!r}"}), flush=True)
+    stopping = [threading.Thread(target=server.shutdown) for server in servers]   # (each takes a poll interval)
+    for thread in stopping:
+        thread.start()
+    for thread in stopping:
+        thread.join()
+
+
 def main() -> None:
     kind, count = sys.argv[1], (int(sys.argv[2]) if sys.argv[2].isdigit() else 0)
+    if kind == "nightly":
+        serve_fleet(sys.argv[2])
+        return
     if kind == "socrata":
         portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)
     elif kind == "soda-records":

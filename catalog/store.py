@@ -56,6 +56,12 @@ ROW_GROUP_ROWS = 16_384
 # a smaller one goes through the WAL as before (entries of more than 4 KB on average)
 RAW_INSERT_BYTES = 64 << 20
 MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with this
+# A portal's merge that leaves the write-ahead log past this checkpoints the catalogue: what
+# the log holds stays in DuckDB's memory too until a checkpoint (DuckDB's own comes at 1 GB,
+# see connect), and a night of 300 portals that kept it all (676 MB of log) left no room for
+# the merges past the 120th (each retried with MERGE_MEMORY_LIMIT), the search index nor the
+# close's checkpoint (docs/benchmarks.md, Nightly). Between portals, never during a listing's loads.
+CHECKPOINT_WAL_BYTES = 64 << 20
 _string = pa.string()
 
 
@@ -378,6 +384,11 @@ class Store:
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
 
     def close(self) -> None:
+        """Checkpoint, then close: DuckDB's own checkpoint as it closes fails in silence when it
+        does not fit the memory limit (the log left for the next open to replay, and no read
+        copy published); this one is retried with MERGE_MEMORY_LIMIT, or logged."""
+        if self.wal_bytes():
+            self.checkpoint("the checkpoint as the catalogue closes")
         self.con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -389,11 +400,13 @@ class Store:
 
     # -- staging --------------------------------------------------------------------
 
-    def new_stage(self) -> Stage:
+    def new_stage(self, portal_id: str | None = None) -> Stage:
+        """A stage for one portal's records; with `portal_id` (the portal whose entries it
+        holds, all of them), its raw loads compare them with that portal's datasets alone."""
         root = self.db_path.parent / f".{self.db_path.name}.staging"
         root.mkdir(parents=True, exist_ok=True)
-        return Stage(Path(tempfile.mkdtemp(dir=root)), self.load_raw, ROW_GROUP_ROWS,
-                     RAW_INSERT_BYTES)
+        load = self.load_raw if portal_id is None else functools.partial(self.load_raw, portal_id=portal_id)
+        return Stage(Path(tempfile.mkdtemp(dir=root)), load, ROW_GROUP_ROWS, RAW_INSERT_BYTES)
 
     @staticmethod
     def discard(stage: Stage) -> None:
@@ -489,9 +502,33 @@ class Store:
         """
         stage.close()
         return_freed_memory()
-        return self._with_room(f"{portal_id}: the merge",
-                               lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
-                                                   grace=grace, pages=pages or []))
+        counts = self._with_room(f"{portal_id}: the merge",
+                                 lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
+                                                     grace=grace, pages=pages or []))
+        if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
+            self.checkpoint(f"{portal_id}: the checkpoint after its merge")
+        return counts
+
+    def wal_bytes(self) -> int:
+        """The size of the catalogue's write-ahead log (what is committed and not checkpointed)."""
+        try:
+            return self.db_path.with_name(self.db_path.name + ".wal").stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def checkpoint(self, what: str) -> bool:
+        """Write what the log holds into the file, and free the memory it held (with the
+        MERGE_MEMORY_LIMIT retry). A failure is logged, not raised: what it would have written
+        is committed, in the log; returns whether it was written."""
+        def checkpoint() -> None:
+            with self._write_lock:
+                self.con.execute("CHECKPOINT")
+        try:
+            self._with_room(what, checkpoint)
+            return True
+        except duckdb.Error as exc:
+            log.warning("%s failed (%s): the log is kept, and checkpointed later", what, exc)
+            return False
 
     def _with_room(self, what: str, write: Callable[[], T]) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot
@@ -614,14 +651,18 @@ class Store:
             self.con.execute(f"UPDATE harvest_runs SET {assignments} WHERE run_id = ? AND portal_id = ?",
                              [report[c] for c in columns] + [run_id, portal_id])
 
-    def load_raw(self, files: list[Path], longest_line: int) -> None:
+    def load_raw(self, files: list[Path], longest_line: int, portal_id: str | None = None) -> None:
         """Staged raw entries into `raw_records`, in one insert: a row group's worth during
-        the listing (see ROW_GROUP_ROWS); the whole portal at once took 5x longer at 128 MB."""
-        self._with_room(f"loading {', '.join(f.name for f in files)}", lambda: self._load_raw(files, longest_line))
+        the listing (see ROW_GROUP_ROWS); the whole portal at once took 5x longer at 128 MB.
+        `portal_id`: the portal whose entries they all are (see _load_raw)."""
+        self._with_room(f"loading {', '.join(f.name for f in files)}",
+                        lambda: self._load_raw(files, longest_line, portal_id))
 
-    def _load_raw(self, files: list[Path], longest_line: int) -> None:
+    def _load_raw(self, files: list[Path], longest_line: int, portal_id: str | None) -> None:
         """A version a dataset already carries is not written again; the catalogue only
-        points at a raw version once its merge has committed. The raw and details fields
+        points at a raw version once its merge has committed; with `portal_id`, only that
+        portal's datasets are looked at (DuckDB reads the whole table for the anti-join
+        otherwise: a night of 300 portals read the catalogue once per load). The raw and details fields
         are compact JSON written by orjson, stored as they are (migration 0012). A file is
         read by one thread (`parallel = false`): a row group of raw JSON in memory per
         DuckDB thread did not fit MEMORY_LIMIT, and the listing keeps the cores busy anyway;
@@ -636,8 +677,10 @@ class Store:
                     FROM read_csv($parts, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
                                   columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
                                   max_line_size = {max(int(longest_line) + 2, 1 << 21)}, parallel = false)) p
-                WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash)""",
-                             {"parts": [str(file) for file in files]})
+                WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash
+                                  {"AND d.portal_id = $portal" if portal_id is not None else ""})""",
+                             {"parts": [str(file) for file in files],
+                              **({"portal": portal_id} if portal_id is not None else {})})
 
     @contextmanager
     def _one_thread(self) -> Iterator[None]:

@@ -40,7 +40,11 @@ def connect(database: str = ":memory:", *, interruptible: bool = False, **option
     """`duckdb.connect(database, **options)` as a Connection: held, or `interruptible`."""
     import duckdb   # (here: the mapping workers import this module, and not DuckDB)
 
-    return Connection(duckdb.connect(database, **options), interruptible=interruptible)
+    con = duckdb.connect(database, **options)
+    # DuckDB prints a progress bar on stdout for a statement past 2 s, terminal or not (into
+    # `--json` reports); its cursors start without it, a connection with it
+    con.execute("SET enable_progress_bar = false")
+    return Connection(con, interruptible=interruptible)
 
 
 @contextmanager

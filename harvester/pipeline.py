@@ -269,7 +269,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     try:
         store.start_run(run_id, portal.id, datetime.now(UTC))
         store.prune_raw(portal.id, unless_after=run_id)  # what a run that failed and could not clean up left
-        stage = store.new_stage()
+        stage = store.new_stage(portal.id)
         adapter = adapter_for(portal, client)
         # unchanged entries are recognised by their raw hash (or their page's) before mapping;
         # --full rewrites all

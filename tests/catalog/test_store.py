@@ -637,3 +637,124 @@ def test_a_uid_staged_twice_is_refused_and_nothing_written(store, stored):
                             T0 + timedelta(days=1), mark_deleted=False)
     after = {name: rows(store, sql) for name, sql in CATALOGUE_TABLES.items()}
     assert {**after, "raw_records": None} == {**before, "raw_records": None}   # (the raw loads are not the merge's)
+
+
+class Profiled:
+    """A DuckDB connection (or cursor) whose statements are profiled: for each, the rows its
+    scans of the catalogue's large tables read, appended to `scans` as (statement, table, rows)."""
+
+    TABLES = ("datasets", "distributions", "columns", "raw_records")
+
+    def __init__(self, con, scans: list):
+        object.__setattr__(self, "_con", con)
+        object.__setattr__(self, "_scans", scans)
+        con.execute("SET enable_profiling = 'no_output'")
+        con.execute("SET profiling_coverage = 'ALL'")   # (writes too, not only SELECTs)
+
+    def execute(self, sql, *args, **kwargs):
+        result = self._con.execute(sql, *args, **kwargs)
+        import json
+
+        def walk(node):
+            table = (node.get("extra_info") or {}).get("Table", "")
+            read = (node.get("extra_info") or {}).get("Projections")   # ('': count(*), from the row counts)
+            if node.get("operator_type") == "TABLE_SCAN" and table.rsplit(".", 1)[-1] in self.TABLES and read:
+                self._scans.append((" ".join(sql.split())[:70], table.rsplit(".", 1)[-1],
+                                    node.get("operator_rows_scanned", 0)))
+            for child in node.get("children", []):
+                walk(child)
+        walk(json.loads(self._con.get_profiling_information(format="json")))
+        return result
+
+    def cursor(self):
+        return Profiled(self._con.cursor(), self._scans)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._con, name, value)
+
+
+def test_a_portals_merge_reads_its_own_rows_not_the_whole_catalogue(tmp_path):
+    """A night of 300 portals merges each in turn: a merge that read every portal's rows of
+    datasets, distributions, columns and raw_records cost the night the square of the
+    catalogue. A small portal beside a large one reads about its own rows (DuckDB skips the
+    segments whose portal_id or uid range excludes it), nights 1 and 2 alike."""
+    from harvester.http import HttpClient
+    from harvester.pipeline import harvest
+    from tests.conftest import portal_config
+    from tests.portals.socrata import SocrataPortal
+    from tests.portals.synth import make_socrata_entries
+
+    large = 100_000
+    store = Store(tmp_path / "c.duckdb")
+    try:   # another portal's rows, as its harvest would have left them (one insert each)
+        store.con.execute(f"""INSERT INTO datasets BY NAME SELECT 'large:' || i AS uid, 'large' AS portal_id,
+                                  'socrata' AS portal_kind, i::VARCHAR AS source_id, 'Filler ' || i AS title,
+                                  now() AS first_seen, now() AS last_seen, now() AS last_changed, 'h' AS raw_hash
+                              FROM range({large}) r(i)""")
+        store.con.execute(f"""INSERT INTO raw_records BY NAME SELECT 'large:' || i AS uid, 'h' AS raw_hash,
+                                  'large' AS portal_id, i::VARCHAR AS source_id, '{{}}' AS raw, now() AS fetched_at
+                              FROM range({large}) r(i)""")
+        for table, more in (("distributions", ""), ("columns", ", 'text' AS type")):
+            store.con.execute(f"""INSERT INTO {table} BY NAME SELECT 'large:' || (i // 2) AS dataset_uid,
+                                      i % 2 AS position{more} FROM range({2 * large}) r(i)""")
+        store.con.execute("CHECKPOINT")
+        scans = []
+        store.con = Profiled(store.con, scans)
+        store.refresh_search = lambda: False   # (the index reads the catalogue: once a night, not a portal)
+        entries = make_socrata_entries(40, domain="small.example.org")
+        with SocrataPortal(entries, domain="small.example.org") as portal:
+            config = portal_config("small", "socrata", portal.url, domain="small.example.org")
+            assert harvest([config], store, HttpClient()).ok
+            entries[0]["resource"]["name"] += " (revised)"   # night 2: one changed, one gone
+            portal.entries = entries[:-1]
+            night = harvest([config], store, HttpClient())
+        assert night.ok and (night.portals[0].changed, night.portals[0].removed) == (1, 1)
+    finally:
+        store.close()
+    assert scans, "no scan profiled"
+    whole = [(sql, table, rows) for sql, table, rows in scans if rows >= large // 2]
+    assert not whole, "statements that read the other portal's rows:\n" + "\n".join(map(str, whole))
+
+
+def test_a_night_of_many_portals_writes_its_merges_into_the_file_as_it_goes(tmp_path, monkeypatch):
+    """What a merge commits stays in the write-ahead log, and in DuckDB's memory, until a
+    checkpoint; DuckDB's own comes at 1 GB of log (see connect), so a night of 300 portals
+    kept every portal's writes until the harvest closed the catalogue: past ~120 portals each
+    merge no longer fit the memory limit (retried with 1 GB), the search index's update failed,
+    and the close's checkpoint did not happen (no read copy; the next open replayed 676 MB of
+    log). Once a merge leaves the log past CHECKPOINT_WAL_BYTES, the catalogue is checkpointed."""
+    from catalog import store as store_module
+    from harvester.http import HttpClient
+    from harvester.pipeline import harvest
+    from tests.conftest import portal_config
+    from tests.portals.socrata import SocrataPortal
+    from tests.portals.synth import make_socrata_entries
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_WAL_BYTES", 256 << 10, raising=False)
+    db = tmp_path / "c.duckdb"
+    wal = tmp_path / "c.duckdb.wal"
+    store = Store(db)
+    logs = []   # the log's size after each portal's merge
+    commit = store.commit_portal
+
+    def commit_and_measure(*args, **kwargs):
+        counts = commit(*args, **kwargs)
+        logs.append(wal.stat().st_size if wal.exists() else 0)
+        return counts
+    store.commit_portal = commit_and_measure
+    portals = [SocrataPortal(make_socrata_entries(300, domain=f"p{i}.example.org", seed=i),
+                             domain=f"p{i}.example.org").start() for i in range(6)]
+    try:
+        configs = [portal_config(f"p{i}", "socrata", p.url, domain=f"p{i}.example.org") for i, p in enumerate(portals)]
+        report = harvest(configs, store, HttpClient())
+        assert report.ok
+        live = store.con.execute("SELECT count(*) FROM datasets").fetchone()[0]
+    finally:
+        for portal in portals:
+            portal.stop()
+        store.close()
+    assert live == 1800
+    assert len(logs) == 6 and max(logs) < 256 << 10, f"the log after each portal's merge: {logs}"

@@ -195,3 +195,24 @@ def test_every_duckdb_connection_civicat_opens_is_opened_through_uncut():
               for path in sorted((REPO / package).rglob("*.py")) if path.name != "uncut.py"
               for number, line in enumerate(path.read_text().splitlines(), 1) if "duckdb.connect(" in line]
     assert opened == []
+
+
+SETTINGS_SHOWN = """
+from catalog import uncut
+con = uncut.connect()
+opened = [con, con.cursor(), uncut.interruptible_cursor(con), con.cursor().cursor()]
+print([c.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] for c in opened])
+"""
+
+
+def test_no_connection_nor_cursor_prints_duckdbs_progress_bar():
+    """DuckDB prints a progress bar on stdout for a statement past 2 s, a terminal or not: a
+    300-portal night's checkpoint under load wrote one into `civicat harvest --json`'s report
+    (its reader could not parse it). Every connection civicat opens, and each cursor, has it off.
+    (In a process of its own: under pytest's captured output DuckDB starts with it off.)"""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    shown = subprocess.run([sys.executable, "-c", SETTINGS_SHOWN], cwd=root, capture_output=True, text=True,
+                           check=True, env={**os.environ, "PYTHONPATH": str(root)}).stdout.strip()
+    assert shown == "[False, False, False, False]"
