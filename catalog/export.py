@@ -437,6 +437,17 @@ def records_pull_running(db_path: str | Path) -> bool:
     return writer is not None and pulls_records(writer)
 
 
+def copy_published_since(db_path: str | Path, copy_written: int | None) -> bool:
+    """Whether a writer published the read copy of the catalogue at `db_path` (the read copy
+    itself, given as one) since the copy of `copy_written` an export read: one that ended as the
+    export ran (a records pull that replaced a folder then is described by the copy now)."""
+    copy = Path(db_path) if catalogue_of(db_path) is not None else read_copy_path(db_path)
+    try:
+        return copy_written is not None and os.stat(copy).st_mtime_ns != copy_written
+    except FileNotFoundError:
+        return False
+
+
 def _modified(folder: Path) -> int:
     try:
         return folder.stat().st_mtime_ns

@@ -959,7 +959,7 @@ RECORDS_CHANGED_TRIES = 3
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
     """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
-    from catalog.export import open_for_export, records_pull_running
+    from catalog.export import copy_published_since, open_for_export, records_pull_running
 
     if not db_path.exists():
         raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
@@ -979,14 +979,17 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
             left = until - time.monotonic()
             if isinstance(exc, RecordsNotThePull):   # (no pull running: one that just ended, or a hand's)
                 pulling = records_pull_running(db_path)
-                changed_tries = 0 if pulling else changed_tries + 1
-                if not pulling and (left <= 0 or changed_tries >= RECORDS_CHANGED_TRIES):
+                # (a read copy published since the one read: a writer, the pull, ended as the export ran)
+                ended = not pulling and copy_published_since(db_path, opened.copy_written)
+                changed_tries = 0 if pulling or ended else changed_tries + 1
+                if not (pulling or ended) and (left <= 0 or changed_tries >= RECORDS_CHANGED_TRIES):
                     exc.message += ("; no records pull is running" + (f" ({changed_tries} tries)" if changed_tries > 1
                                                                       else "")
                                     + ": the folder was changed outside civicat? Pull the dataset again (civicat "
                                       f"records {exc.uid} --full), or put its folder back")
                     raise
-                exc.message += "; a records pull replaced them since: export again when it ends" if pulling else ""
+                exc.message += ("; a records pull replaced them since: export again when it ends" if pulling else
+                                "; a records pull replaced them as the export ran, and has ended: export again")
             else:
                 changed_tries = 0
             if left <= 0:

@@ -669,6 +669,36 @@ def test_records_replaced_since_the_read_copy_fail_its_export_never_mixed_with_i
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
 
 
+def test_a_records_pull_that_ended_as_the_export_ran_is_said_so_not_taken_for_a_hand_s_change(tmp_path, seattle,
+                                                                                               monkeypatch):
+    """A records pull that replaced a folder while the export linked it, and ended (its read copy
+    published) before the export looked for one running: the export told to pull the dataset
+    again with --full, or to put the folder back, as if a hand had changed it. A read copy
+    published since the one the export read says a writer ended meanwhile: export again."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    folder = RecordsLayout.beside(seattle).folder("sea", ID)
+    [part] = folder.glob("part-*.parquet")
+    copy = read_copy_path(seattle)
+
+    def a_pull_replaces_the_folder_and_ends():
+        with duckdb.connect() as con:
+            con.execute(f"COPY (SELECT * FROM read_parquet('{part}') LIMIT 990) TO '{folder}/next.parquet'")
+        os.replace(folder / "next.parquet", part)
+        later = copy.stat().st_mtime_ns + 10**9
+        os.utime(copy, ns=(later, later))   # (its writer's read copy, published as it ended)
+    link = os.link
+    monkeypatch.setattr(export.os, "link", lambda *args: (a_pull_replaces_the_folder_and_ends(), link(*args)))
+    result = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert f"the records of sea:{ID} in {folder} are not the pull the read copy describes (1000 rows" in said, said
+    assert "a records pull replaced them as the export ran, and has ended: export again" in said, said
+    assert "changed outside civicat" not in said and "--full" not in said, said
+    assert exported(out) == previous
+
+
 def test_a_records_folder_changed_by_hand_fails_the_export_naming_what_does_not_match_and_ends_a_wait(tmp_path,
                                                                                                        seattle):
     """A records folder edited by hand, no writer running: `export --wait` took it for a pull
