@@ -13,10 +13,8 @@ import concurrent.futures
 import copy
 import email.utils
 import hashlib
-import heapq
 import io
 import ipaddress
-import itertools
 import json
 import logging
 import os
@@ -47,6 +45,7 @@ from requests.adapters import HTTPAdapter
 
 from catalog.files import writing
 from harvester import __version__
+from harvester.http.deadlines import _SocketWatchdog, _Watchdog
 from harvester.http.errors import (CertificateRejected, ConnectionRefused, HostFault, HostNotFound, HostUnavailable,
                                    HttpError, Interrupted, InvalidUrl, LookupTimedOut, LookupUnanswered, OverBudget,
                                    PermanentError, ResolverDown, ResponseTooLarge, TransientError, UnexpectedPayload)
@@ -828,54 +827,6 @@ class HttpClient:
                     raise TransientError(f"download took over {max_seconds:.0f}s", url)
 
 
-class _Watchdog:
-    """Shuts the socket of a response still arriving after `seconds`: read timeouts apply
-    per socket read, so a server dripping a byte at a time would otherwise never end.
-    Every request's watchdog is kept by one shared thread (`_DEADLINES`), not a timer
-    thread of its own: starting a thread per request cost more than a 304 itself."""
-
-    def __init__(self, response: requests.Response, seconds: float):
-        self.response = response
-        self.fired = False
-        self.cancelled = False
-        self.deadline = time.monotonic() + seconds
-        _DEADLINES.watch(self)
-
-    def _fire(self) -> None:
-        self.fired = True
-        raw = self.response.raw
-        sock = getattr(getattr(raw, "connection", None), "sock", None)
-        if sock is None:  # once the body is being read, http.client holds the socket
-            sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)
-        try:
-            if sock is not None:
-                sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def cancel(self) -> None:
-        """After this returns the watchdog never fires (`fired` tells whether it did)."""
-        _DEADLINES.cancel(self)
-
-
-class _SocketWatchdog(_Watchdog):
-    """Shuts a bare socket at an absolute deadline (the headers' time, _HeadersInTime)."""
-
-    def __init__(self, sock: socket.socket, deadline: float):
-        self.sock = sock
-        self.fired = False
-        self.cancelled = False
-        self.deadline = deadline
-        _DEADLINES.watch(self)
-
-    def _fire(self) -> None:
-        self.fired = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
 @contextmanager
 def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch") -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
@@ -1212,48 +1163,6 @@ def _os_reason(exc: BaseException) -> str:
         elif isinstance(error, OSError) and error.strerror:
             reason = f": {error.strerror}"
     return reason
-
-
-class _Deadlines:
-    """The watchdogs of the process, fired by one daemon thread in deadline order."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._heap: list[tuple[float, int, _Watchdog]] = []
-        self._order = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def watch(self, watchdog: _Watchdog) -> None:
-        with self._condition:
-            heapq.heappush(self._heap, (watchdog.deadline, next(self._order), watchdog))
-            if self._thread is None or not self._thread.is_alive():  # (not inherited by a forked child)
-                self._thread = threading.Thread(target=self._run, name="civicat-watchdog", daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is watchdog:  # sooner than the one the thread waits for
-                self._condition.notify()
-
-    def cancel(self, watchdog: _Watchdog) -> None:
-        with self._condition:
-            watchdog.cancelled = True  # left in the heap, dropped when it comes up
-            watchdog.response = None   # (without holding on to the response until then)
-
-    def _run(self) -> None:
-        with self._condition:
-            while True:
-                while self._heap and self._heap[0][2].cancelled:
-                    heapq.heappop(self._heap)
-                if not self._heap:
-                    self._condition.wait()
-                    continue
-                wait = self._heap[0][0] - time.monotonic()
-                if wait > 0:
-                    self._condition.wait(wait)
-                    continue
-                watchdog = heapq.heappop(self._heap)[2]
-                watchdog._fire()   # under the lock: a cancel() never races a firing
-
-
-_DEADLINES = _Deadlines()
 
 
 def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,
