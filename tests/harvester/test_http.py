@@ -22,8 +22,8 @@ from urllib3.response import GzipDecoder
 from harvester import __version__
 from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, HttpClient, Interrupted, InvalidUrl,
                             LookupTimedOut, LookupUnanswered, OverBudget, PermanentError, ResolverDown,
-                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped,
-                            _Lookups)
+                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
+from harvester.http.resolver import _Lookups
 from bench.serve import self_signed_tls, serve_keep_alive
 from tests.conftest import fast_client
 from tests.portals.base import LocalPortal, RawBody
