@@ -1086,7 +1086,7 @@ LONG = b"".join(hashlib.sha256(str(i).encode()).hexdigest().encode() for i in ra
 ])
 @pytest.mark.parametrize("piece", [1 << 20, 7])   # (7: members and faults across the pieces fed)
 def test_a_kept_gzip_body_is_decoded_as_urllib3_decodes_it(encoded, whole, piece, monkeypatch):
-    monkeypatch.setattr("harvester.http.GZIP_PIECE_BYTES", piece)
+    monkeypatch.setattr("harvester.http.bodies.GZIP_PIECE_BYTES", piece)
     urllib3_decoder = GzipDecoder()
     expected = urllib3_decoder.decompress(encoded) + urllib3_decoder.flush()
     decoded, was_whole = _gunzip_capped(encoded, 1 << 20, "http://x", 200)
@@ -1377,14 +1377,14 @@ def test_a_large_body_is_never_held_while_it_is_read(tmp_path, streamed_from_1_m
 def spooled_bodies(monkeypatch):
     """Every body spooled to a temporary file, recorded (its file closed or not); with
     `interrupt_at` set, a KeyboardInterrupt raised as a body reaches that size."""
-    import harvester.http
+    import harvester.http.bodies
 
     class Made(list):
         interrupt_at = None
 
     made = Made()
 
-    class Recorded(harvester.http._SpooledBody):
+    class Recorded(harvester.http.bodies._SpooledBody):
         def __init__(self):
             super().__init__()
             made.append(self)
@@ -1394,7 +1394,7 @@ def spooled_bodies(monkeypatch):
             if made.interrupt_at is not None and self.size >= made.interrupt_at:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(harvester.http, "_SpooledBody", Recorded)
+    monkeypatch.setattr(harvester.http.bodies, "_SpooledBody", Recorded)
     return made
 
 
@@ -1457,7 +1457,8 @@ def test_a_spooled_body_is_read_as_its_bytes_and_cached_gzip_encoded(portal, tmp
     """A spooled body reads as the bytes it holds (a byte, slices from either end); a body sent
     without gzip goes to the validator cache gzip-encoded from the file, its digest the body's,
     and a 304 gives back the same document."""
-    from harvester.http import _SpooledBody, capped_json
+    from harvester.http import capped_json
+    from harvester.http.bodies import _SpooledBody
     body = json.dumps({"results": [{"id": i, "text": "é" * 30} for i in range(30_000)]}, ensure_ascii=False).encode()
     spooled = _SpooledBody()
     for start in range(0, len(body), 100_000):
@@ -1601,7 +1602,8 @@ def test_an_answer_over_the_cap_keeps_the_start_of_its_body_decoded(portal, tmp_
     """Every way an answer is found over the cap keeps the start of its body decoded, as far as it
     was read (ResponseTooLarge.head: up to HEAD_OF_OVERSIZED bytes, here past the 50,000-byte
     cap), from which value_in_head reads what the body starts with."""
-    from harvester.http import HEAD_OF_OVERSIZED, value_in_head
+    from harvester.http import value_in_head
+    from harvester.http.bodies import HEAD_OF_OVERSIZED
     filler = "ab" * 100_000 if "decoded" in answer else os.urandom(100_000).hex()   # (gzip: 2 to 1, or 1,000 to 1)
     body = json.dumps({"results": [{"resource": {"name": "a dataset", "id": "abcd-1234", "description": filler}}],
                        "resultSetSize": 1}).encode()
