@@ -1217,13 +1217,14 @@ def test_a_cache_found_damaged_while_in_use_is_started_afresh(portal, tmp_path, 
 @pytest.fixture
 def streamed_from_1_mb(monkeypatch):
     """Documents of 1 MB and more read a value at a time (in place of 16 MB): test bodies stay small."""
-    monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
+    monkeypatch.setattr("harvester.http.json_parsing.STREAMED_JSON_BYTES", 1 << 20)
 
 
 def test_a_capped_json_list_is_the_document_cut_and_faults_stay_faults(streamed_from_1_mb):
     """Small documents are parsed whole and cut, large ones read an item at a time: both give
     json.loads' document with the list cut; a body cut short, extra data or an HTML page fail."""
-    from harvester.http import STREAMED_JSON_BYTES, capped_json
+    from harvester.http import capped_json
+    from harvester.http.json_parsing import STREAMED_JSON_BYTES
     from tests.portals.base import MAINTENANCE_PAGE
     parse = capped_json({"columns": 3})
     items = [{"n": i, "tags": ["a", {"b": None}], "text": "é ü"} for i in range(STREAMED_JSON_BYTES // 40)]
@@ -1248,7 +1249,8 @@ def test_a_large_capped_json_list_is_read_as_a_small_one_is(streamed_from_1_mb):
     """parse_json_body takes a body that starts with a UTF-8 byte order mark (json's own
     reading does) and refuses a trailing comma (orjson and json do): the item-at-a-time reading
     of a large body refused the mark and took the comma."""
-    from harvester.http import STREAMED_JSON_BYTES, capped_json
+    from harvester.http import capped_json
+    from harvester.http.json_parsing import STREAMED_JSON_BYTES
     parse = capped_json({"columns": 3})
     for items in ([{"n": 1}] * 5, [{"n": i, "text": "x" * 40} for i in range(STREAMED_JSON_BYTES // 40)]):
         body = json.dumps({"columns": items, "id": "abcd-1234"}).encode()
@@ -1265,7 +1267,8 @@ def test_capped_json_cuts_the_lists_it_names_inside_lists_and_objects(streamed_f
     data.json dataset's `distribution`, in a catalog object or a bare array) are cut the same
     way in a small body, parsed whole, and a large one, read an item at a time; the objects
     that held them say how many items each lost, the others are plain dicts."""
-    from harvester.http import STREAMED_JSON_BYTES, CappedDocument, capped_json, dropped
+    from harvester.http import CappedDocument, capped_json, dropped
+    from harvester.http.json_parsing import STREAMED_JSON_BYTES
     wide = [f"column {i}" for i in range(STREAMED_JSON_BYTES // 10)]
     page = {"results": [{"resource": {"id": "narr-0001", "columns_name": ["a"], "n": 1}, "link": "x"},
                         {"resource": {"columns_name": wide, "columns_datatype": wide[:4], "id": "wide-0001",
@@ -1304,7 +1307,7 @@ def test_a_listings_entries_in_a_large_body_are_read_again_one_at_a_time(monkeyp
     as the body parsed whole gives it (cut, a lone surrogate made safe, long integers exact,
     past a byte order mark, the last of a repeated key); a body broken past the last entry
     fails when it is read, before any entry is handed out."""
-    import harvester.http
+    import harvester.http.json_parsing
     from harvester.http import Entries, capped_json, dropped
     datasets = [{"identifier": f"id-{i}", "title": "Café \ud83d ✓" if i == 7 else f"Dataset {i}",
                  "keyword": ["a", "b", "c"] if i % 2 else ["a"], "n": 12345678901234567890123} for i in range(30_000)]
@@ -1315,9 +1318,9 @@ def test_a_listings_entries_in_a_large_body_are_read_again_one_at_a_time(monkeyp
               ('{"dataset": ' + listed + ', "dataset": [{"identifier": "last"}]}').encode()]
     for body in bodies:
         assert len(body) > 1 << 20
-        monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", len(body) + 1)
+        monkeypatch.setattr(harvester.http.json_parsing, "STREAMED_JSON_BYTES", len(body) + 1)
         whole = parse(body, "application/json", "http://x")
-        monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", 1 << 20)
+        monkeypatch.setattr(harvester.http.json_parsing, "STREAMED_JSON_BYTES", 1 << 20)
         read = parse(body, "application/json", "http://x")
         entries = read if isinstance(read, Entries) else read["dataset"]
         expected = whole if isinstance(whole, list) else whole["dataset"]
@@ -1335,7 +1338,8 @@ def test_a_repeated_key_of_a_capped_list_is_its_last_value_in_a_large_body_too(s
     """JSON's last value of a repeated key stands (orjson, json): a large body read a value at
     a time said its first value's list was cut when the last one was not, so the dataset got
     a false warning and its records pull was refused."""
-    from harvester.http import STREAMED_JSON_BYTES, capped_json, dropped
+    from harvester.http import capped_json, dropped
+    from harvester.http.json_parsing import STREAMED_JSON_BYTES
     wide = json.dumps(list(range(STREAMED_JSON_BYTES // 5)))
     parse = capped_json({"columns": 3})
     for last in ("[1]", "null", '{"a": 1}'):
@@ -1355,9 +1359,10 @@ def test_a_large_body_is_never_held_while_it_is_read(tmp_path, streamed_from_1_m
     size again now and then, counted by tracemalloc with the client's; the bound of 1.5 times
     the body, which the client held whole, flaked under load.)"""
     import tracemalloc
-    from harvester.http import STREAMED_JSON_BYTES, capped_json, dropped
+    from harvester.http import capped_json, dropped
+    from harvester.http.json_parsing import STREAMED_JSON_BYTES
     from tests.portals.base import files_served_apart
-    monkeypatch.setattr("harvester.http.TEXT_WINDOW_BYTES", 1 << 16, raising=False)   # (small beside the body)
+    monkeypatch.setattr("harvester.http.json_parsing.TEXT_WINDOW_BYTES", 1 << 16)   # (small beside the body)
     services = [{"service_code": f"{i:07d}", "service_name": "Pothole \U0001F6A7", "description": "x" * 80}
                 for i in range(8 * STREAMED_JSON_BYTES // 140)]
     body = json.dumps(services, ensure_ascii=False).encode()
@@ -1512,7 +1517,7 @@ def test_a_body_that_is_not_json_is_the_same_fault_read_whole_or_a_window_at_a_t
     """Each fault of a body behind a 200 is a TransientError (never an empty catalogue) saying
     what and at which byte, for its URL, the same whether the body is parsed whole (under 16 MB)
     or read a window at a time: the latter said "string index out of range" of a body cut short."""
-    import harvester.http
+    import harvester.http.json_parsing
     from harvester.http import capped_json
     from tests.portals.base import MAINTENANCE_PAGE
     items = ",".join(json.dumps({"n": i, "name": f"data ✓ {i}", "size": 12.5}, ensure_ascii=False) for i in range(60_000))
@@ -1542,8 +1547,8 @@ def test_a_body_that_is_not_json_is_the_same_fault_read_whole_or_a_window_at_a_t
         messages = []
         assert len(broken) > 1 << 20
         for streamed_from in (len(broken) + 1, 1 << 20):   # parsed whole, then a window at a time
-            monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", streamed_from)
-            monkeypatch.setattr(harvester.http, "TEXT_WINDOW_BYTES", 4096, raising=False)   # (many windows)
+            monkeypatch.setattr(harvester.http.json_parsing, "STREAMED_JSON_BYTES", streamed_from)
+            monkeypatch.setattr(harvester.http.json_parsing, "TEXT_WINDOW_BYTES", 4096)   # (many windows)
             with pytest.raises(TransientError) as fault:
                 parse(broken, "application/json", "http://portal.test/api")
             messages.append(str(fault.value))
@@ -1556,13 +1561,13 @@ def test_a_body_that_is_not_json_is_the_same_fault_read_whole_or_a_window_at_a_t
 def test_an_integer_past_64_bits_is_read_exactly_whole_or_a_window_at_a_time(monkeypatch):
     """orjson reads 12345678901234567890123 as 1.2345678901234568e+22 (it does not raise): an id
     that large lost its digits in a body under 16 MB, and kept them in a larger one."""
-    import harvester.http
+    import harvester.http.json_parsing
     from harvester.http import capped_json
     long_ids = [12345678901234567890123, 18446744073709551616, -9223372036854775809, 2 ** 64 - 1]
     document = {"results": [{"id": n, "text": "x" * 100} for n in long_ids * 5000], "count": 20000}
     body = json.dumps(document).encode()
     for streamed_from in (len(body) + 1, 1 << 20):
-        monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", streamed_from)
+        monkeypatch.setattr(harvester.http.json_parsing, "STREAMED_JSON_BYTES", streamed_from)
         parsed = capped_json({"results": 8})(body, "application/json", "http://x")
         assert [item["id"] for item in parsed["results"]] == long_ids * 2
         assert all(type(item["id"]) is int for item in parsed["results"])
@@ -1571,7 +1576,8 @@ def test_an_integer_past_64_bits_is_read_exactly_whole_or_a_window_at_a_time(mon
 def test_an_integer_past_64_bits_is_found_across_the_scan_pieces_and_a_shorter_run_is_not():
     """The scan for 19 digits reads the body a megabyte at a time: a run across two pieces is
     found (read exactly), 18 digits are not (orjson's fast parse keeps them)."""
-    from harvester.http import _DIGIT_SCAN_BYTES, parse_json_body
+    from harvester.http import parse_json_body
+    from harvester.http.json_parsing import _DIGIT_SCAN_BYTES
     before_the_run = len(b'{"text": "' + b'", "id": ')
     for run in (b"12345678901234567890123", b"1" * 19, b"1" * 18):
         for starts_at in (_DIGIT_SCAN_BYTES - 5, _DIGIT_SCAN_BYTES - len(run) + 1, _DIGIT_SCAN_BYTES, 40):
@@ -1585,13 +1591,13 @@ def test_a_number_too_long_for_python_is_a_fault_of_the_body_whole_or_a_window_a
     """Python reads no integer of more than 4,300 digits: its ValueError escaped as no HttpError,
     so a dataset's details lookup holding one failed its whole portal (orjson, before integers
     past 64 bits were read by json, refused it as invalid JSON)."""
-    import harvester.http
+    import harvester.http.json_parsing
     from harvester.http import capped_json
     body = b'{"results": [{"id": ' + b"9" * 5000 + b', "text": "' + b"x" * 2_000_000 + b'"}], "count": 1}'
     portal.static["/long"] = RawBody(body, "application/json")
     with pytest.raises(TransientError, match=r"the body is not JSON: Exceeds the limit \(4300 digits\)"):
         get(fast_client(max_attempts=1), portal, "/long")
-    monkeypatch.setattr(harvester.http, "STREAMED_JSON_BYTES", 1 << 20)   # (a window at a time)
+    monkeypatch.setattr(harvester.http.json_parsing, "STREAMED_JSON_BYTES", 1 << 20)   # (a window at a time)
     with pytest.raises(TransientError, match=r"the body is not JSON: Exceeds the limit \(4300 digits\)"):
         capped_json({"results": 8})(body, "application/json", "http://x")
 
