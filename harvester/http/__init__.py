@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
-import defusedxml
-import defusedxml.ElementTree as defused_etree
 import requests
 import tenacity
 
@@ -37,6 +35,7 @@ from harvester.http.errors import (CertificateRejected, ConnectionRefused, HostF
                                    PermanentError, ResolverDown, ResponseTooLarge, TransientError, UnexpectedPayload)
 from harvester.http.json_parsing import CappedDocument, Entries, capped_json, dropped, parse_json_body, value_in_head
 from harvester.http.resolver import _LOOKUPS, _ResolverWatch
+from harvester.http.xml_parsing import parse_xml_body
 from harvester.http_cache import ValidatorCache
 
 # what the rest of civicat imports from here (the modules' other names are imported from them)
@@ -632,31 +631,6 @@ def _stop_host_fault(state: tenacity.RetryCallState) -> bool:
     if isinstance(failed, (ConnectionRefused, LookupUnanswered)):
         return failed.host_down is not None
     return isinstance(failed, ResolverDown)
-
-
-def parse_xml_body(body: bytes, content_type: str, url: str):
-    """An XML element from a 200, parsed safely: a document declaring entities or a DTD
-    (the billion-laughs bomb) is refused outright; a broken one is transient, like JSON.
-    As for JSON, the body decides whether it is an HTML page, the label only when it does
-    not parse."""
-    html = TransientError(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
-    labelled_html = "html" in content_type.lower()
-    if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
-        raise html
-    try:
-        root = defused_etree.fromstring(body)
-    except (defusedxml.DTDForbidden, defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden) as exc:
-        if labelled_html:   # (an XHTML page declares its DTD)
-            raise html from None
-        raise PermanentError(f"XML refused: {type(exc).__name__} (entity or DTD declarations are not accepted)",
-                             url, 200) from None
-    except defused_etree.ParseError as exc:
-        if labelled_html:
-            raise html from None
-        raise TransientError(f"invalid or truncated XML: {exc}", url, 200) from None
-    if root.tag.rpartition("}")[2].lower() == "html":
-        raise html
-    return root
 
 
 def _retry_after(value: str | None) -> float | None:
