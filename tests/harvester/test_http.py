@@ -22,7 +22,8 @@ from urllib3.response import GzipDecoder
 from harvester import __version__
 from harvester.http import (CertificateRejected, HostNotFound, HostUnavailable, HttpClient, Interrupted, InvalidUrl,
                             LookupTimedOut, LookupUnanswered, OverBudget, PermanentError, ResolverDown,
-                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache, _gunzip_capped)
+                            ResponseTooLarge, TransientError, UnexpectedPayload, ValidatorCache)
+from harvester.http.bodies import _gunzip_capped
 from harvester.http.resolver import _Lookups
 from bench.serve import self_signed_tls, serve_keep_alive
 from tests.conftest import fast_client
@@ -324,7 +325,7 @@ def test_a_retry_after_holds_back_every_request_to_that_host(portal):
 
 
 def test_retry_after_http_date():
-    from harvester.http import _retry_after
+    from harvester.http.client import _retry_after
     assert _retry_after("5") == 5.0
     assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
     assert _retry_after("soon") is None
@@ -844,7 +845,8 @@ def test_names_queued_behind_a_slow_resolver_s_lookups_wait_their_turn_and_are_n
 # the lookups held (as when a request of the main thread's looks up a host name)
 STOP_UNDER_THE_LOOKUPS_LOCK = """
 import signal, time
-from harvester.http import _LOOKUPS, HttpClient
+from harvester.http import HttpClient
+from harvester.http.resolver import _LOOKUPS
 client = HttpClient()
 signal.signal(signal.SIGALRM, lambda signum, frame: client.cancel())
 with _LOOKUPS._lock:
