@@ -4,7 +4,7 @@ Every test runs the real command (click's CliRunner, or a subprocess for kill -9
 local portals on 127.0.0.1 and asserts three things: nothing stored is lost, the fault is
 recorded (harvest_runs, harvest_errors), and the exit code (0: every portal ok; 1: a
 portal failed, the others stored). The HTTP client's own behaviour per fault (attempt
-counts, caps, Retry-After parsing) is unit-tested in test_http.py.
+counts, caps, Retry-After parsing) is unit-tested in http/ (test_client.py and its neighbours).
 """
 import copy
 import json

@@ -1,5 +1,5 @@
 """ValidatorCache on its own: its file, shared with other runs and processes, and its faults
-(the cache through HttpClient's conditional requests: test_http.py)."""
+(the cache through HttpClient's conditional requests: http/test_client.py)."""
 import gzip
 import hashlib
 import logging

@@ -5,7 +5,7 @@ import sys
 
 import orjson
 
-from harvester import http
+from harvester.http import json_parsing
 from harvester.portals.socrata import DISCOVERY_PAGE
 from tests.portals.synth import make_socrata_entries
 
@@ -30,5 +30,5 @@ def test_a_discovery_page_under_its_caps_is_checked_in_a_call_per_capped_object(
     list under its cap costs no call of its own (8 a result, 800 a page, before)."""
     body = orjson.dumps({"results": make_socrata_entries(100, seed=5), "resultSetSize": 100})
     page = {}
-    assert calls_of(http._cut, lambda: page.update(DISCOVERY_PAGE(body, "application/json", "u"))) == 2 + 3 * 100
-    assert page["results"] == orjson.loads(body)["results"] and not http.dropped(page["results"][0]["resource"])
+    assert calls_of(json_parsing._cut, lambda: page.update(DISCOVERY_PAGE(body, "application/json", "u"))) == 2 + 3 * 100
+    assert page["results"] == orjson.loads(body)["results"] and not json_parsing.dropped(page["results"][0]["resource"])

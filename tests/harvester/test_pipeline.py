@@ -356,12 +356,13 @@ LISTING = "/api/catalog/v1"
 
 def test_a_known_page_answered_304_is_neither_read_nor_parsed_and_its_datasets_are_seen(store, http, socrata,
                                                                                            monkeypatch):
-    from harvester import http as http_module
+    from harvester.http import ValidatorCache
+    from harvester.http import json_parsing   # (where the listing's parse, capped_json, reads parse_json_body)
     harvest([socrata.config], store, http)
     bodies, parsed = [], []
-    real_body, real_parse = http_module.ValidatorCache.body, http_module.parse_json_body
-    monkeypatch.setattr(http_module.ValidatorCache, "body", lambda self, *a: bodies.append(1) or real_body(self, *a))
-    monkeypatch.setattr(http_module, "parse_json_body", lambda *a: parsed.append(1) or real_parse(*a))
+    real_body, real_parse = ValidatorCache.body, json_parsing.parse_json_body
+    monkeypatch.setattr(ValidatorCache, "body", lambda self, *a: bodies.append(1) or real_body(self, *a))
+    monkeypatch.setattr(json_parsing, "parse_json_body", lambda *a: parsed.append(1) or real_parse(*a))
     socrata.requests.clear()
     report = harvest([socrata.config], store, http).portals[0]
     assert (report.new, report.changed, report.unchanged, report.removed) == (0, 0, 350, 0)

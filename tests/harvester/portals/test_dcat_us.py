@@ -67,7 +67,7 @@ def test_a_document_that_is_not_data_json_fails_the_portal(store, http, document
 @pytest.fixture
 def streamed_from_1_mb(monkeypatch):
     """Documents of 1 MB and more read a value at a time (in place of 16 MB): test bodies stay small."""
-    monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
+    monkeypatch.setattr("harvester.http.json_parsing.STREAMED_JSON_BYTES", 1 << 20)
 
 
 @pytest.mark.parametrize("legacy", [False, True])
@@ -80,7 +80,7 @@ def test_a_dataset_of_more_distributions_and_keywords_than_kept_keeps_the_first_
     a time (this one wider than the window of text read at a time), with a warning naming the
     dataset for each; the other datasets are stored."""
     if streamed:
-        monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
+        monkeypatch.setattr("harvester.http.json_parsing.STREAMED_JSON_BYTES", 1 << 20)
     datasets = [{"identifier": f"id-{i}", "title": f"Dataset {i}", "keyword": ["k"],
                  "distribution": [{"downloadURL": "https://x.org/a.csv", "mediaType": "text/csv"}]} for i in range(3)]
     datasets[1].update(keyword=[f"keyword {j}" for j in range(25_000)],

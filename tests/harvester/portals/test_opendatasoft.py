@@ -50,7 +50,7 @@ def test_offset_paging_within_the_caps(store, http):
 def test_past_the_window_the_catalog_export_is_used(store, http, streamed, monkeypatch):
     """The export parsed whole, or (a large one) its datasets read from it a batch at a time."""
     if streamed:
-        monkeypatch.setattr("harvester.http.STREAMED_JSON_BYTES", 1 << 20)
+        monkeypatch.setattr("harvester.http.json_parsing.STREAMED_JSON_BYTES", 1 << 20)
     with OpenDataSoftPortal(make_ods_datasets(10_050)) as portal:
         report = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
         paths = [path for path, _, _ in portal.requests]

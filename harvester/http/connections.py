@@ -1,0 +1,320 @@
+"""How a request's connections are made, and their failures named: requests' session and adapter
+with urllib3 connections whose headers must arrive by the request's deadline (_HeadersInTime),
+whose host names are looked up with a bound (resolver.py), and whose refusals are counted per
+port (_Refusals); a URL no request can be made to refused first (_check_url); what a failed
+connection came of said as the HttpError its retries go by (_connection_failed)."""
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlparse
+
+import requests
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from harvester.http.deadlines import _SocketWatchdog
+from harvester.http.errors import (CertificateRejected, ConnectionRefused, HostNotFound, HttpError, InvalidUrl,
+                                   TransientError)
+from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
+
+
+def _check_url(url: str) -> str:
+    """`url`'s host and port (netloc), or InvalidUrl where no request can be made to it: its host
+    name encoded as the resolver (and urllib3) encode it, idna, which refuses an empty label and
+    one over 63 characters."""
+    try:
+        parsed = urlparse(url)
+        host, _ = parsed.hostname or "", parsed.port
+    except ValueError as exc:
+        raise InvalidUrl(f"URL not valid ({exc})", url) from None
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        raise InvalidUrl(f"host name {host} is not valid ({exc.__cause__ or exc})", url) from None
+    return parsed.netloc
+
+
+SECRET_HEADERS = ("X-App-Token",)
+
+
+class _Session(requests.Session):
+    # the proxies the environment names for a URL (HttpClient._environment); requests'
+    # own lookup is off (trust_env), so a redirect must ask for its new host's
+    environment_proxies: Callable[[str], dict] | None = None
+
+    def rebuild_proxies(self, prepared_request, proxies):
+        if self.environment_proxies is not None:
+            proxies = self.environment_proxies(prepared_request.url)
+        return super().rebuild_proxies(prepared_request, proxies)
+
+    def send(self, request, **kwargs):   # (a redirect's hop: its URL checked as the first's, _get)
+        _check_url(request.url)
+        return super().send(request, **kwargs)
+
+    def rebuild_auth(self, prepared_request, response):
+        """requests drops Authorization on a redirect to another host; so do we for our
+        secret headers (a portal's app token must never reach a host it redirects to)."""
+        super().rebuild_auth(prepared_request, response)
+        if urlparse(prepared_request.url).netloc != urlparse(response.request.url).netloc:
+            for name in SECRET_HEADERS:
+                prepared_request.headers.pop(name, None)
+
+
+@dataclass
+class _Exchange:
+    """This thread's request (its redirects included) under way: when its headers are due."""
+    deadline: float
+    refusals: "_Refusals"        # the client's: told of each connection refused or made
+    resolver: "_ResolverWatch"   # the client's: told of each lookup answered or not
+    connecting: float = 0.0      # seconds spent making connections (the connect timeout bounds them)
+    headers_late: bool = False
+    refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
+
+
+_EXCHANGE = threading.local()   # `current`: this thread's _Exchange, while its request is made
+
+
+class _HeadersInTime:
+    """A connection whose response status line and headers must arrive by the deadline the
+    request set (`_EXCHANGE.current`): read timeouts apply per socket read, and http.client
+    reads up to 100 header lines of 64 KB, so a server dripping them could hold a request
+    for hours before the body's watchdog (`_Watchdog`) ever started. The time spent
+    connecting moves the deadline: it has a timeout of its own, and a slow connect (a SYN
+    sent again after 1 s) would otherwise leave a short timeout no time for the headers."""
+
+    def connect(self):
+        exchange = getattr(_EXCHANGE, "current", None)
+        started = time.monotonic()
+        try:
+            return super().connect()
+        finally:
+            if exchange is not None:
+                spent = time.monotonic() - started
+                exchange.deadline += spent
+                exchange.connecting += spent
+
+    def _new_conn(self):
+        """urllib3's, given each address of the name in turn (as it tries them), the name looked
+        up first within the connect timeout (_Lookups): getaddrinfo has no timeout of its own.
+        A refusal, or a connection made, is told to the client's _Refusals."""
+        name = self._dns_host
+        exchange = getattr(_EXCHANGE, "current", None)
+        try:
+            addresses = _LOOKUPS.addresses(name, self.port, self.timeout,
+                                           exchange.resolver if exchange is not None else _ResolverWatch())
+        except socket.gaierror as exc:
+            raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from exc
+        endpoint = f"{self.host}:{self.port}"
+        failed = None
+        try:
+            for address in addresses:
+                self._dns_host = address   # (numeric: urllib3's own lookup of it asks no resolver)
+                try:
+                    sock = super()._new_conn()
+                except urllib3.exceptions.ConnectTimeoutError as exc:   # (NewConnectionError too)
+                    failed = exc
+                    continue
+                if exchange is not None:
+                    exchange.refusals.connected(endpoint)
+                return sock
+        finally:
+            self._dns_host = name
+        if failed is None:   # (getaddrinfo gives at least one address, or fails)
+            raise urllib3.exceptions.NewConnectionError(self, "the host name has no address")
+        if isinstance(failed.__cause__, ConnectionRefusedError) and exchange is not None:
+            exchange.refused = (endpoint, exchange.refusals.refused(endpoint))
+        raise failed
+
+    def getresponse(self, *args, **kwargs):
+        exchange = getattr(_EXCHANGE, "current", None)
+        if exchange is None or self.sock is None:
+            return super().getresponse(*args, **kwargs)
+        guard = _SocketWatchdog(self.sock, exchange.deadline)
+        try:
+            response = super().getresponse(*args, **kwargs)
+        finally:
+            guard.cancel()
+            exchange.headers_late = guard.fired
+        if guard.fired:   # (the socket shut mid-headers reads as their end: never a response)
+            response.close()
+            raise ConnectionAbortedError("the response headers were late")
+        return response
+
+
+class _DeadlineHTTPConnection(_HeadersInTime, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_HeadersInTime, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _DeadlineHTTPConnection
+
+
+class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _PoolManager(urllib3.PoolManager):
+    """urllib3's, each pool it gives knowing the key and the context it was asked for by
+    (`asked_as`), for the adapter to ask for it by them alone: requests works them out from the
+    request's URL again for every request."""
+
+    def connection_from_pool_key(self, pool_key, request_context):
+        asked_as = (pool_key, dict(request_context))   # (a pool made takes its scheme, host and port out)
+        pool = super().connection_from_pool_key(pool_key, request_context)
+        pool.asked_as = asked_as
+        return pool
+
+
+class _Adapter(HTTPAdapter):
+    """requests' adapter, its pools (a proxy's included) making _HeadersInTime connections."""
+
+    POOLS = {"http": _DeadlineHTTPPool, "https": _DeadlineHTTPSPool}
+
+    def __init__(self, *args, **kwargs):
+        self._pools_asked_as: dict[tuple, tuple] = {}
+        super().__init__(*args, **kwargs)
+
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
+        """The pool of the request's origin, asked of the pool manager by the key it was made with
+        (kept here, a few hundred bytes a host). Always asked of the manager, which keeps the pools
+        of the 16 hosts used last: a pool kept here beside it outlived it, and a connection was
+        held open to every host a thread ever asked (a records pull's downloads). Not through a
+        proxy or with a client certificate (requests' own lookup)."""
+        if proxies or cert is not None:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        scheme, _, origin, *_ = request.url.split("/", 3)
+        asked_as = self._pools_asked_as.get((scheme, origin, verify))
+        if asked_as is not None:
+            pool_key, request_context = asked_as
+            return self.poolmanager.pools.get(pool_key) or \
+                self.poolmanager.connection_from_pool_key(pool_key, dict(request_context))
+        pool = super().get_connection_with_tls_context(request, verify)
+        self._pools_asked_as[(scheme, origin, verify)] = pool.asked_as
+        return pool
+
+    def request_url(self, request, proxies):
+        return super().request_url(request, proxies) if proxies else request.path_url   # (as requests has it)
+
+    def init_poolmanager(self, connections, maxsize, block=requests.adapters.DEFAULT_POOLBLOCK, **pool_kwargs):
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)   # (it keeps them, for pickling)
+        self.poolmanager = _PoolManager(num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = self.POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):   # (SOCKS has connection classes of its own)
+            manager.pool_classes_by_scheme = self.POOLS
+        return manager
+
+
+@contextmanager
+def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch") -> Iterator[_Exchange]:
+    """The responses of this thread's request (its redirects too) must have their headers by
+    `deadline` (time.monotonic), moved on by the time its connections take to make; the
+    connections refused or made are told to `refusals`, the lookups to `resolver`."""
+    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver)
+    try:
+        yield exchange
+    finally:
+        _EXCHANGE.current = None
+
+
+def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> HttpError:
+    if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks)
+        return InvalidUrl(f"URL not valid ({exc})", url)
+    if exchange.headers_late:
+        return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
+    unresolved = _name_not_found(exc)
+    if unresolved is not None:
+        return HostNotFound(*unresolved, url)
+    unanswered = next((e for e in _causes(exc) if isinstance(e, _LookupFault)), None)
+    if unanswered is not None:
+        return unanswered.error(url)
+    if exchange.refused is not None:
+        endpoint, seconds = exchange.refused
+        return ConnectionRefused(endpoint, url, seconds, exchange.refusals.limit)
+    rejected = next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
+    if rejected is not None:   # (the host of the request that failed: a redirect's too)
+        host = urlparse(getattr(getattr(exc, "request", None), "url", None) or url).hostname
+        return CertificateRejected(host, rejected.verify_message or rejected.strerror or str(rejected), url)
+    return TransientError(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+
+
+_NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}
+
+
+def _name_not_found(exc: BaseException) -> tuple[str, str] | None:
+    """(the host name, the resolver's reason) when `exc` (requests' error) comes of a name the
+    resolver says does not exist. The name is the one looked up: the URL's, a redirect's or a
+    proxy's host (urllib3's NameResolutionError keeps the connection it failed for)."""
+    for error in _causes(exc):
+        if isinstance(error, urllib3.exceptions.NameResolutionError):
+            reason = next((e for e in _causes(error) if isinstance(e, socket.gaierror)), None)
+            host = getattr(getattr(error, "conn", None), "host", None)
+            if reason is not None and reason.errno in _NAME_NOT_FOUND and host:
+                return host, reason.strerror
+            return None
+    return None
+
+
+class _Refusals:
+    """How long each endpoint (host:port) has refused connections in a row: since its first
+    refusal with no connection made since and no pause over `limit` between two refusals (a
+    gap that long says nothing of the port meanwhile). Shared by the clients of a run."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self._streaks: dict[str, tuple[float, float]] = {}   # endpoint: (first refusal, last refusal)
+        self._lock = threading.Lock()
+
+    def refused(self, endpoint: str) -> float:
+        """`endpoint` refused a connection: the seconds it has refused in a row (0 the first time)."""
+        now = time.monotonic()
+        with self._lock:
+            first, last = self._streaks.get(endpoint, (now, now))
+            if now - last > self.limit:
+                first = now
+            self._streaks[endpoint] = (first, now)
+        return now - first
+
+    def connected(self, endpoint: str) -> None:
+        if self._streaks:   # (most runs never meet a refusal: no lock taken)
+            with self._lock:
+                self._streaks.pop(endpoint, None)
+
+
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """`exc` and what it wraps: requests' error wraps urllib3's (args[0]), which names its cause
+    (`reason`), raised from the socket's."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        wrapped = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        cause = getattr(exc, "reason", None)
+        exc = next((e for e in (wrapped, cause, exc.__cause__, exc.__context__) if isinstance(e, BaseException)), None)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The system's reason under a requests exception (a name that does not resolve, a refused
+    connection), so that an offline run says why: ": Connection refused", or "" when there is none.
+    Only the error's own text is taken, never the exception's, which may name a proxy's credentials."""
+    reason = ""
+    for error in _causes(exc):
+        if isinstance(error, socket.gaierror):
+            reason = f": cannot resolve the host name ({error.strerror})"
+        elif isinstance(error, OSError) and error.strerror:
+            reason = f": {error.strerror}"
+    return reason

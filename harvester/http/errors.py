@@ -1,0 +1,165 @@
+"""The errors of the HTTP layer: what a request that gave no usable answer raises, each saying
+whether asking again may help (TransientError) or not (PermanentError), and the two stops of a
+run (Interrupted, OverBudget), which no handler of one dataset's errors may take for one more."""
+from __future__ import annotations
+
+
+class HttpError(Exception):
+    """A request that did not give a usable answer. `url` never carries secrets."""
+
+    def __init__(self, message: str, url: str, status: int | None = None):
+        super().__init__(f"{message} ({url})")
+        self.url = url
+        self.status = status
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+
+class TransientError(HttpError):
+    """Worth retrying: 429, 5xx, connection faults, timeouts, HTML or broken JSON behind a 200."""
+
+    def __init__(self, message: str, url: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, url, status)
+        self.retry_after = retry_after
+
+
+class PermanentError(HttpError):
+    """Not worth retrying: 4xx other than 408/429, or a response over the size cap."""
+
+
+class ResponseTooLarge(PermanentError):
+    """`head`: the first bytes of the body (up to HEAD_OF_OVERSIZED, decoded), as far as it was
+    read: what an entry over the cap alone starts with may name it (see value_in_head)."""
+
+    def __init__(self, message: str, url: str, status: int | None = None, head: bytes = b""):
+        super().__init__(message, url, status)
+        self.head = head
+
+
+class HostUnavailable(PermanentError):
+    """A host given up this run: it failed request after request (after all retries), it
+    answered a HostFault (its name does not resolve, its certificate is refused), it refused
+    connections for `refused_limit` seconds in a row (ConnectionRefused), or the resolver left
+    its name unanswered for twice the connect timeout in a row (LookupUnanswered)."""
+
+
+class ConnectionRefused(TransientError):
+    """Nothing listens on the port (or a firewall rejects): a server restarting refuses for a
+    few seconds, so refusals are retried, but only while `endpoint` (host:port) has refused for
+    under `limit` seconds in a row (the client's `refused_limit`); from then on it is down."""
+
+    def __init__(self, endpoint: str, url: str, refused_for: float, limit: float):
+        super().__init__(f"connection refused by {endpoint}", url)
+        self.endpoint, self.limit = endpoint, limit
+        self.remaining = max(0.0, limit - refused_for)   # (the retry waits no longer: _wait)
+
+    @property
+    def host_down(self) -> str | None:
+        if self.remaining > 0:
+            return None
+        return f"connection refused by {self.endpoint} for {self.limit:g} s in a row; not asked again this run"
+
+
+class InvalidUrl(PermanentError):
+    """A URL no request can be made to (a typo in a portal's link to a layer or a file, or in a
+    redirect): a host name with an empty label or one over 63 characters, unclosed brackets, a
+    port out of range, a space in the host. urllib3 and urlparse raised ValueErrors of their own,
+    no HttpError, which no handler of one dataset's errors took (the dataset's portal failed);
+    requests' InvalidURL was retried as a connection fault."""
+
+
+class HostFault(TransientError):
+    """The host's own answer about itself, which asking again within seconds does not change:
+    asked once more after the first backoff wait (a moment's fault of one resolver or server
+    among several), never five times, then the host is given up for the run."""
+
+    ATTEMPTS = 2
+
+    def __init__(self, host: str, problem: str, url: str):
+        super().__init__(problem, url)
+        self.host, self.problem = host, problem
+
+    @property
+    def host_down(self) -> str:
+        """Why the request's host is given up (_get): no later request of the run can do better."""
+        return f"{self.problem}; not asked again this run"
+
+
+class HostNotFound(HostFault):
+    """The host name does not exist (the resolver's NXDOMAIN: EAI_NONAME, or EAI_NODATA, a name
+    without an address); a resolver caches that answer for minutes. A resolver that gives no
+    answer (EAI_AGAIN: it timed out, the network is down; or a lookup not ended within the
+    connect timeout) says nothing of the name: LookupUnanswered."""
+
+    def __init__(self, host: str, reason: str, url: str):
+        super().__init__(host, f"host name {host} does not resolve ({reason})", url)
+
+
+class LookupUnanswered(TransientError):
+    """The resolver gave no answer about the host name: its lookup failed with EAI_AGAIN (the
+    resolver timed out, the network is down) or did not end within the connect timeout
+    (LookupTimedOut). That says nothing of the name, so it is retried, but only while the name
+    has gone unanswered for under `limit` seconds in a row (twice the connect timeout:
+    _ResolverWatch); from then on its host is down for the run."""
+
+    def __init__(self, host: str, problem: str, url: str, unanswered_for: float, limit: float):
+        super().__init__(problem, url)
+        self.host, self.unanswered_for, self.limit = host, unanswered_for, limit
+
+    @property
+    def host_down(self) -> str | None:
+        return self.down_for(self.host, self.limit) if self.unanswered_for >= self.limit else None
+
+    @staticmethod
+    def down_for(host: str, limit: float) -> str:
+        return f"host name {host} went unanswered by the resolver for {limit:g} s in a row; not asked again this run"
+
+
+class LookupTimedOut(LookupUnanswered):
+    """The host name was not resolved within the connect timeout (_Lookups): the resolver hangs
+    (DNS servers dropping queries)."""
+
+    def __init__(self, host: str, seconds: float, url: str, unanswered_for: float, limit: float):
+        super().__init__(host, f"host name {host} did not resolve within {seconds:g} s", url, unanswered_for, limit)
+
+
+class ResolverDown(TransientError):
+    """Lookups of several different host names went unanswered and none answered since, the first
+    for the connect timeout: the resolver is down, not the names (its DNS servers drop every
+    query, the network is down). Until a lookup answers again (one at a time runs meanwhile to find out: _ResolverWatch), no
+    request waits for the resolver but on a lookup already under way: each fails at once, is not
+    retried, and is not held against its host (a resolver back within the run serves it)."""
+
+    def __init__(self, host: str, names: list[str], silent_for: float, url: str):
+        listed = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        super().__init__(f"the resolver has answered no lookup for {silent_for:.0f} s ({len(names)} host names "
+                         f"unanswered: {listed}); host name {host} not waited for until it answers again", url)
+        self.host = host
+
+
+class CertificateRejected(HostFault):
+    """The host's TLS certificate failed verification (expired, self-signed, for another name).
+    A handshake cut short is a plain TransientError."""
+
+    def __init__(self, host: str, reason: str, url: str):
+        super().__init__(host, f"TLS certificate of {host} not accepted ({reason})", url)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C): every request asked after HttpClient.cancel(), in
+    any thread, raises this instead of being made. A KeyboardInterrupt, so that no handler
+    of one dataset's or one request's errors (`except Exception`) takes it for one more."""
+
+
+class OverBudget(KeyboardInterrupt):
+    """A portal's catalogue harvest outlasted its budget (`max_minutes`): every request of its
+    client after the deadline raises this instead of being made. A KeyboardInterrupt for the
+    reason Interrupted is one: no handler of one dataset's errors may take it for one more
+    (a column lookup failed), which would store the portal with its lookups cut short."""
+
+
+class UnexpectedPayload(TransientError):
+    """Valid JSON of the wrong shape (an error object where a listing was expected);
+    retried like broken JSON, since caches and gateways serve such bodies briefly."""

@@ -1,0 +1,64 @@
+"""What the tests of harvester/http/ share: the local portal, its client calls, large-body settings."""
+import contextlib
+import threading
+
+import pytest
+
+from tests.portals.base import LocalPortal
+
+DOC = {"results": [{"id": i, "name": f"dataset {i}"} for i in range(200)], "resultSetSize": 200}
+
+
+@pytest.fixture
+def portal():
+    with LocalPortal() as p:
+        p.serve_json("/doc", DOC)
+        yield p
+
+
+def get(client, portal, path="/doc", **kw):
+    return client.get_json(portal.url + path, **kw)
+
+
+@contextlib.contextmanager
+def cut_short_after(client, seconds=60):
+    """Waits the test expects to end in well under a second, ended after `seconds` (far beyond
+    any load) by cancelling the run: a test that then sees Interrupted, not the outcome it
+    expects, waited where it should not have (no elapsed time is asserted)."""
+    timer = threading.Timer(seconds, client.cancel)
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+@pytest.fixture
+def streamed_from_1_mb(monkeypatch):
+    """Documents of 1 MB and more read a value at a time (in place of 16 MB): test bodies stay small."""
+    monkeypatch.setattr("harvester.http.json_parsing.STREAMED_JSON_BYTES", 1 << 20)
+
+
+@pytest.fixture
+def spooled_bodies(monkeypatch):
+    """Every body spooled to a temporary file, recorded (its file closed or not); with
+    `interrupt_at` set, a KeyboardInterrupt raised as a body reaches that size."""
+    import harvester.http.bodies
+
+    class Made(list):
+        interrupt_at = None
+
+    made = Made()
+
+    class Recorded(harvester.http.bodies._SpooledBody):
+        def __init__(self):
+            super().__init__()
+            made.append(self)
+
+        def write(self, data):
+            super().write(data)
+            if made.interrupt_at is not None and self.size >= made.interrupt_at:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(harvester.http.bodies, "_SpooledBody", Recorded)
+    return made

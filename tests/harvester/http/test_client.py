@@ -1,0 +1,465 @@
+"""HttpClient against a local portal that really misbehaves (no mocked requests): retries, Retry-After,
+budgets, pace, conditional requests and the validator cache."""
+import gc
+import gzip
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+
+import pytest
+import requests
+
+from harvester import __version__
+from harvester.http import (HostUnavailable, Interrupted, OverBudget, PermanentError, TransientError,
+                            UnexpectedPayload, ValidatorCache)
+from tests.conftest import fast_client
+from tests.harvester.http.conftest import DOC, cut_short_after, get
+from tests.portals.base import LocalPortal, RawBody
+
+
+@pytest.mark.parametrize("fault", [("status", 503), ("status", 500), ("status", 502), "reset", "html",
+                                   "html_as_json", "truncated", "truncated_json", "invalid_json"])
+def test_transient_faults_are_retried_then_succeed(portal, fault):
+    client = fast_client()
+    portal.inject("/doc", fault, times=2)
+    assert get(client, portal).data == DOC
+    assert client.stats.retries == 2 and client.stats.requests == 3
+
+
+@pytest.mark.parametrize("fault, message", [("html", "HTML page instead of JSON"), ("invalid_json", "invalid or truncated JSON"),
+                                            (("status", 503), "HTTP 503"), ("truncated", "cut short")])
+def test_persistent_faults_fail_after_bounded_attempts(portal, fault, message):
+    client = fast_client(max_attempts=3)
+    portal.inject("/doc", fault, times=10)
+    with pytest.raises(TransientError, match=message):
+        get(client, portal)
+    assert portal.hits["/doc"] == 3
+
+
+def test_retry_after_is_honoured(portal):
+    client = fast_client()
+    portal.inject("/doc", ("retry_after", 429, 1))
+    started = time.monotonic()
+    assert get(client, portal).data == DOC
+    assert time.monotonic() - started >= 0.95
+    assert client.stats.retries == 1
+
+
+def outcome(call, *args, **kwargs):
+    """What `call` raised, or None. Interrupted and OverBudget are KeyboardInterrupts: caught
+    here, where pytest would stop the whole session on one."""
+    try:
+        call(*args, **kwargs)
+    except (Exception, KeyboardInterrupt) as exc:
+        return exc
+    return None
+
+
+def test_retry_after_is_capped(portal, caplog):
+    client = fast_client(max_retry_after=0.2)
+    portal.inject("/doc", ("retry_after", 429, 3600))
+    with caplog.at_level(logging.WARNING, logger="civicat.http"), cut_short_after(client):
+        assert outcome(get, client, portal) is None   # neither the retry nor the host's hold waited the hour
+    assert "retrying in 0.2s after attempt 1" in caplog.text and portal.hits["/doc"] == 2
+
+
+def test_a_cancelled_client_stops_a_retry_wait_and_makes_no_more_requests(portal):
+    """Ctrl-C (HttpClient.cancel, from another thread): a request waiting out a long
+    Retry-After gives up at once, and no request of any portal's client is made after."""
+    client = fast_client(max_retry_after=60)
+    other_portal = client.for_portal(type("P", (), {"host": "127.0.0.1:1", "timeout": 5.0, "max_concurrency": 1})())
+    portal.inject("/doc", ("retry_after", 503, 60), times=10)
+    portal.on_request = lambda path, query: threading.Timer(0.3, client.cancel).start()
+    failures = []
+    waiting = threading.Thread(target=lambda: failures.append(outcome(get, client, portal)))
+    waiting.start()
+    waiting.join(60)   # the portal's 60 s wait was cut short (a failure ends here after 60 s)
+    assert not waiting.is_alive() and isinstance(failures[0], Interrupted), failures
+    assert "interrupted" in str(failures[0]) and portal.hits["/doc"] == 1
+    portal.on_request = None
+    with pytest.raises(Interrupted):
+        get(other_portal, portal)
+    assert portal.hits["/doc"] == 1 and client.cancelled
+
+
+def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_that_portal_alone(portal):
+    """max_minutes (HttpClient.limit_to): a wait between attempts ends with the budget, no request of that
+    portal's client is made after it, and the run's other clients go on (no Ctrl-C)."""
+    client = fast_client(max_attempts=10, backoff_initial=3600, backoff_max=3600)
+    limited = client.for_portal(type("P", (), {"host": portal.url.split("//")[1], "timeout": 5.0,
+                                               "max_concurrency": 1})())
+    limited.limit_to(0.01)   # 0.6 s
+    portal.inject("/doc", ("status", 503), times=1)
+    started = time.monotonic()
+    with cut_short_after(client):   # a wait of the hour's backoff would end Interrupted
+        stopped = outcome(get, limited, portal)
+    assert isinstance(stopped, OverBudget), stopped
+    assert re.search(r"over 0\.01 minutes \(its max_minutes\); not requested: .*/doc", str(stopped))
+    assert time.monotonic() - started > 0.5 and portal.hits["/doc"] == 1   # (the budget was waited for)
+    assert get(client, portal).data == DOC and not client.cancelled      # the others' requests are made
+    limited.limit_to(None)
+    assert get(limited, portal).data == DOC                              # lifted (a records pull's own bounds)
+    assert portal.hits["/doc"] == 3
+
+
+def test_a_retry_after_hold_on_the_host_ends_with_the_portal_s_time_budget(portal):
+    """A 429's Retry-After holds back every request to its host (another portal's on the same
+    host, another thread's of the same portal): a request of a portal whose budget ends
+    during the hold fails OverBudget when it ends, not after the hold (up to 120 s more)."""
+    client = fast_client(max_attempts=1, max_retry_after=3600)
+    limited = client.for_portal(type("P", (), {"host": portal.url.split("//")[1], "timeout": 5.0,
+                                               "max_concurrency": 1})())
+    portal.inject("/doc", ("retry_after", 429, 3600))
+    with pytest.raises(TransientError, match="HTTP 429"):
+        get(client, portal)                     # the host is held for an hour
+    limited.limit_to(0.01)                      # 0.6 s
+    with cut_short_after(client):               # a wait out of the hold would end Interrupted
+        stopped = outcome(get, limited, portal)
+    assert isinstance(stopped, OverBudget) and "max_minutes" in str(stopped), stopped
+    assert portal.hits["/doc"] == 1
+
+def test_total_retry_time_is_bounded(portal):
+    client = fast_client(max_attempts=100, max_retry_seconds=0.5, backoff_initial=0.2, backoff_max=0.2)
+    portal.inject("/doc", ("status", 503), times=100)
+    with pytest.raises(TransientError, match="HTTP 503"):
+        get(client, portal)
+    # waits of at least 0.2 s between attempts leave room for 4 in 0.5 s (fewer under load), not 100
+    assert portal.hits["/doc"] <= 4, portal.hits["/doc"]
+
+
+def test_client_errors_are_not_retried(portal):
+    client = fast_client()
+    with pytest.raises(PermanentError) as info:
+        get(client, portal, "/missing")
+    assert info.value.status == 404 and portal.hits["/missing"] == 1
+
+
+def test_slow_response_times_out(portal):
+    client = fast_client(timeout=0.3, max_attempts=2)
+    portal.inject("/doc", ("slow", 1.0), times=2)
+    with pytest.raises(TransientError, match="timed out"):
+        get(client, portal)
+
+
+def test_unexpected_shape_is_retried_then_raised(portal):
+    client = fast_client(max_attempts=2)
+    with pytest.raises(UnexpectedPayload, match="needs a list"):
+        get(client, portal, expect=lambda d: None if isinstance(d, list) else "needs a list")
+    assert portal.hits["/doc"] == 2
+
+
+def test_headers_user_agent_and_gzip(portal):
+    client = fast_client()
+    get(client, portal, headers={"X-App-Token": "secret"})
+    headers = portal.requests[-1][2]
+    assert headers["User-Agent"].startswith(f"civicat/{__version__}")
+    assert "gzip" in headers["Accept-Encoding"] and headers["X-App-Token"] == "secret"
+
+
+def test_conditional_requests_reuse_the_remembered_body(portal, tmp_path):
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    client.cache.flush()                                            # as a run ends
+    second = get(fast_client(tmp_path), portal, conditional=True)  # a later run, same cache
+    assert not first.not_modified and second.not_modified and second.data == DOC
+    assert "If-None-Match" in portal.requests[-1][2]
+    DOC2 = {**DOC, "resultSetSize": 201}
+    portal.serve_json("/doc", DOC2)
+    assert get(client, portal, conditional=True).data == DOC2
+
+
+
+class HeaderNamesInOtherCase(LocalPortal):
+    """Sends each header name as Go's net/http writes it (`Etag`, `Content-type`...):
+    names are case-insensitive (RFC 9110, 5.1), and servers and proxies vary."""
+
+    def _wsgi(self, environ, start_response):
+        def renamed(status, headers, exc_info=None):
+            return start_response(status, [(name.capitalize(), value) for name, value in headers], exc_info)
+        return super()._wsgi(environ, renamed)
+
+
+def test_validators_and_content_type_are_read_whatever_the_case_of_their_names(tmp_path):
+    """`Etag` and `Last-modified` were not read (a dict of the headers, case-sensitive): no
+    request to such a server was ever conditional, every unchanged night read in full."""
+    with HeaderNamesInOtherCase() as portal:
+        portal.serve_json("/doc", DOC)
+        client = fast_client(tmp_path)
+        get(client, portal, conditional=True)
+        client.cache.flush()
+        again = get(fast_client(tmp_path), portal, conditional=True)
+        assert again.not_modified and again.data == DOC
+        assert portal.requests[-1][2].get("If-None-Match", "").startswith('"')
+        portal.static["/page"] = RawBody(b"<p>down</p>", "text/html")
+        with pytest.raises(TransientError, match=r"HTML page instead of JSON \(Content-Type text/html\)"):
+            get(fast_client(max_attempts=1), portal, "/page")
+
+
+def seconds_for_requests_together(client, portal, count: int) -> float:
+    threads = [threading.Thread(target=get, args=(client, portal)) for _ in range(count)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.monotonic() - started
+
+
+def test_per_host_concurrency_limit(portal):
+    client = fast_client()
+    client.set_host_limit(portal.url.split("//")[1], 1)
+    portal.inject("/doc", ("slow", 0.3), times=3)
+    assert seconds_for_requests_together(client, portal, 3) >= 0.85  # served one after another
+
+
+def test_the_portals_requests_per_second_are_kept_by_every_thread(portal):
+    from tests.conftest import portal_config
+
+    client = fast_client().for_portal(portal_config("city", "dcat-us", portal.url, requests_per_second=20))
+    elapsed = seconds_for_requests_together(client, portal, 8)
+    assert portal.hits["/doc"] == 8 and elapsed >= 7 / 20 - 0.02   # 20 a second, not 8 at once
+
+
+def test_a_retry_after_holds_back_every_request_to_that_host(portal):
+    client = fast_client(max_retry_after=5)
+    portal.inject("/doc", ("retry_after", 429, 1))
+    first = threading.Thread(target=get, args=(client, portal))
+    first.start()
+    while not portal.hits["/doc"]:
+        time.sleep(0.005)
+    time.sleep(0.1)                     # the 429 has been answered; another thread asks the same host
+    started = time.monotonic()
+    assert get(client, portal).data == DOC
+    assert time.monotonic() - started >= 0.8   # it waited for the portal's Retry-After too
+    first.join()
+    assert client.stats.retries == 1
+
+
+def test_retry_after_http_date():
+    from harvester.http.client import _retry_after
+    assert _retry_after("5") == 5.0
+    assert 0 <= _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert _retry_after("soon") is None
+
+
+def test_a_redirect_on_the_same_host_is_followed_once_a_hop_and_a_cookie_set_is_sent_back():
+    """Requests are sent by the session's adapter without Session.request (HttpClient._send):
+    still as requests sends them: a redirect is followed, each hop asked once, the app token
+    kept on the portal's own host; a cookie the portal sets goes back with its later requests."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            if environ["PATH_INFO"] == "/moved":
+                self.requests.append(("/moved", {}, {"Cookie": environ.get("HTTP_COOKIE")}))
+                start_response("301 Moved Permanently", [("Location", "/doc"), ("Content-Length", "0"),
+                                                         ("Set-Cookie", "lb=node-2; Path=/")])
+                return [b""]
+            return super()._wsgi(environ, start_response)
+
+    with Redirecting() as origin:
+        origin.serve_json("/doc", DOC)
+        client = fast_client()
+        response = client.get_json(origin.url + "/moved", headers={"X-App-Token": "secret"})
+        assert response.data == DOC and [path for path, _, _ in origin.requests] == ["/moved", "/doc"]
+        assert origin.requests[-1][2]["X-App-Token"] == "secret"
+        client.get_json(origin.url + "/moved")
+        assert origin.requests[-2][2]["Cookie"] == "lb=node-2" and "lb=node-2" in origin.requests[-1][2]["Cookie"]
+
+
+def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
+    client = fast_client(max_attempts=2, host_failure_limit=2)
+    portal.inject("/doc", ("status", 503), times=100)
+    for _ in range(2):
+        with pytest.raises(TransientError):
+            get(client, portal)
+    hits = portal.hits["/doc"]
+    with pytest.raises(HostUnavailable, match="not asked again"):
+        get(client, portal)
+    assert portal.hits["/doc"] == hits == 4
+
+
+def cached_bodies(tmp_path) -> dict[str, bytes]:
+    """The cache's stored bodies by URL, read from its file as a next run would."""
+    with sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE) as connection:
+        return {json.loads(meta)["url"]: body for meta, body in connection.execute("SELECT meta, body FROM validators")}
+
+
+def set_cached_body(tmp_path, body: bytes) -> None:
+    connection = sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE)
+    with connection:
+        connection.execute("UPDATE validators SET body = ?", (body,))
+    connection.close()
+
+
+def test_the_cache_keeps_the_gzip_body_the_portal_sent(portal, tmp_path):
+    """Not compressed a second time: the file is the portal's own gzip stream, and a 304
+    on the next run is answered from it."""
+    sent = requests.get(portal.url + "/doc", headers={"Accept-Encoding": "gzip"}, stream=True)
+    assert sent.headers["Content-Encoding"] == "gzip"
+    sent_gzip = sent.raw.read(decode_content=False)
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    assert first.data == DOC and first.digest == hashlib.sha256(gzip.decompress(sent_gzip)).hexdigest()
+    client.cache.flush()
+    assert cached_bodies(tmp_path) == {portal.url + "/doc": sent_gzip}
+    again = get(fast_client(tmp_path), portal, conditional=True)
+    assert again.not_modified and again.data == DOC and again.digest == first.digest
+
+
+def test_a_damaged_cached_body_is_asked_for_plainly(portal, tmp_path):
+    """A deflate stream damaged on disk (zlib's error, not a CRC mismatch) is no body: the
+    page is fetched again rather than the portal failing every night on its 304."""
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    client.cache.flush()
+    [stored] = cached_bodies(tmp_path).values()
+    damaged = bytearray(stored)
+    damaged[12] ^= 0xFF
+    set_cached_body(tmp_path, bytes(damaged))
+    again = get(fast_client(tmp_path), portal, conditional=True)
+    assert again.data == DOC and again.digest == first.digest
+
+
+def test_a_304_for_a_body_the_caller_holds_is_answered_without_reading_it(portal, tmp_path):
+    client = fast_client(tmp_path)
+    first = get(client, portal, conditional=True)
+    client.cache.flush()
+    set_cached_body(tmp_path, b"")          # the remembered body is gone: only its validators are left
+    unread = get(client, portal, conditional=True, unread=first.digest)
+    assert unread.not_modified and unread.data is None and unread.digest == first.digest
+    assert client.stats.requests == 2
+    again = get(client, portal, conditional=True)   # the body needed, and not there: asked plainly
+    assert not again.not_modified and again.data == DOC and client.stats.requests == 4
+    assert "If-None-Match" in portal.requests[-2][2] and "If-None-Match" not in portal.requests[-1][2]
+
+
+def test_a_speculative_request_is_made_once_and_not_held_against_the_host(portal):
+    client = fast_client(max_attempts=3, host_failure_limit=1)
+    portal.inject("/doc", ("status", 503), times=1)
+    with client.speculative(), pytest.raises(TransientError, match="HTTP 503"):
+        get(client, portal)
+    assert client.stats.requests == 1 and client.stats.retries == 0
+    assert get(client, portal).data == DOC           # the host is still asked
+
+
+def test_the_proxy_of_the_environment_is_used(portal, monkeypatch):
+    """Read once a host (not from the whole environment on every request), but read."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", portal.url)
+    client = fast_client()
+    assert client.get_json("http://portal.invalid/doc").data == DOC   # asked of the proxy, never resolved
+    assert portal.requests[-1][0] == "/doc"
+
+
+def test_a_cache_file_that_is_no_database_is_started_afresh(portal, tmp_path, caplog):
+    (tmp_path / "http_cache").mkdir()
+    (tmp_path / "http_cache" / ValidatorCache.CACHE_FILE).write_bytes(b"<html>not a cache</html>" * 200)
+    client = fast_client(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        assert get(client, portal, conditional=True).data == DOC
+    client.cache.flush()
+    assert "damaged" in caplog.text and list(cached_bodies(tmp_path)) == [portal.url + "/doc"]
+    assert get(fast_client(tmp_path), portal, conditional=True).not_modified   # and used by the next run
+
+
+def test_a_cache_that_cannot_be_opened_warns_once_and_loses_nothing(portal, tmp_path, caplog):
+    """A path the cache cannot open (here a folder in its file's place) is not removed, and
+    every page is still fetched: one warning for reading and one for writing, not one a page."""
+    (tmp_path / "http_cache" / ValidatorCache.CACHE_FILE).mkdir(parents=True)
+    client = fast_client(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        for path in ("/doc", "/doc?page=2", "/doc?page=3"):
+            assert get(client, portal, path, conditional=True).data == DOC
+        client.cache.flush()
+    assert (tmp_path / "http_cache" / ValidatorCache.CACHE_FILE).is_dir()
+    assert caplog.text.count("could not read the HTTP cache") == 1
+    assert caplog.text.count("could not write the HTTP cache") == 1
+
+
+def damage_pages(path, pages) -> None:
+    """Pages of the file overwritten with garbage (a bad sector), the header page left whole:
+    the file still opens, and the damage shows only when a row on those pages is read or written."""
+    connection = sqlite3.connect(path)
+    page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+    connection.close()
+    with open(path, "r+b") as file:
+        for page in pages:
+            file.seek((page - 1) * page_size)
+            file.write(b"\xff" * page_size)
+
+
+def test_a_cache_found_damaged_while_in_use_is_started_afresh(portal, tmp_path, caplog):
+    """Damage past the first page is met by a query, not when the file is opened: the cache
+    is started afresh then too, not left to cost full requests night after night."""
+    cache = ValidatorCache(tmp_path / "http_cache")
+    for i in range(200):
+        cache.put(f"https://example.org/page/{i}", f'"e{i}"', None, bytes(3000))
+    cache.flush()
+    del cache   # (closed as a run's end closes it: the WAL is checkpointed into the file)
+    gc.collect()
+    damage_pages(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE, (2, 3))
+    client = fast_client(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        assert get(client, portal, conditional=True).data == DOC
+        client.cache.flush()
+    assert "damaged" in caplog.text
+    assert list(cached_bodies(tmp_path)) == [portal.url + "/doc"]
+    assert get(fast_client(tmp_path), portal, conditional=True).not_modified   # the next run asks conditionally
+
+
+@pytest.mark.parametrize("damage", ["another body", "cut short", "no gzip"])
+def test_a_large_body_answered_304_is_decoded_from_the_cache_into_a_temporary_file_or_refused(
+        portal, tmp_path, streamed_from_1_mb, spooled_bodies, damage):
+    """A large body answered 304 was read whole from the cache and decompressed whole (a 33 MB
+    data.json listed at 2.6 times its size): it is now decoded from the stored gzip as it is read,
+    into a temporary file, closed once read. A stored body that is not the one its digest names
+    (another body, a gzip cut short, no gzip) is refused, and the page asked again plainly."""
+    from harvester.http import capped_json
+    body = json.dumps({"results": [{"id": i, "text": "x" * 60} for i in range(30_000)]}).encode()
+    assert len(body) > 2 << 20
+    portal.static["/big.json"] = RawBody(body, "application/json")
+    parse, plain = capped_json({"results": 5}), {"Accept-Encoding": "identity"}
+    tonight = fast_client(tmp_path)
+    first = get(tonight, portal, "/big.json", parse=parse, conditional=True, headers=plain)
+    tonight.cache.flush()
+    again = get(fast_client(tmp_path), portal, "/big.json", parse=parse, conditional=True, headers=plain)
+    assert again.not_modified and again.data == first.data and again.digest == first.digest
+    assert len(spooled_bodies) == 2 and all(spooled.closed for spooled in spooled_bodies)   # (the 200's, the 304's)
+    stored = gzip.compress(body, compresslevel=1)
+    set_cached_body(tmp_path, {"another body": gzip.compress(body.replace(b'"id": 7,', b'"id": 8,')),
+                               "cut short": stored[:len(stored) // 2], "no gzip": body}[damage])
+    client = fast_client(tmp_path)
+    asked = get(client, portal, "/big.json", parse=parse, conditional=True, headers=plain)
+    assert not asked.not_modified and asked.data == first.data and client.stats.requests == 2
+    assert "If-None-Match" in portal.requests[-2][2] and "If-None-Match" not in portal.requests[-1][2]
+    assert all(spooled.closed for spooled in spooled_bodies)
+
+
+def test_a_spooled_body_asked_again_before_the_cache_writes_it_is_answered_by_its_304(portal, tmp_path,
+                                                                                      streamed_from_1_mb):
+    """A body read into a temporary file goes to the cache gzip-encoded only, its entry pending
+    (the validators, no body in memory) until the writer thread has written it: asked again
+    meanwhile, its 304 found no body and the URL was asked again plainly, a full request more.
+    The 304 now waits for the write and reads the body from the cache."""
+    from harvester.http import capped_json
+    document = {"results": [{"id": i, "text": "x" * 100} for i in range(20_000)]}
+    portal.serve_json("/large", document)
+    client = fast_client(tmp_path)
+    parse = capped_json({"results": 5})
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_writer():
+        held.set()
+        release.wait(10)
+
+    client.cache._writer.submit(hold_the_writer)   # the first answer's entry is written after it
+    assert held.wait(10)
+    first = get(client, portal, "/large", conditional=True, parse=parse)
+    threading.Timer(0.3, release.set).start()   # the write goes on while the second request waits for it
+    again = get(client, portal, "/large", conditional=True, parse=parse)
+    assert again.not_modified and again.data == first.data == {"results": document["results"][:5]}
+    assert client.stats.requests == 2 and portal.hits["/large"] == 2

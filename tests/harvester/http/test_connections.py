@@ -1,0 +1,339 @@
+"""Connections against local servers (no mocked requests): URLs refused before any request, redirects,
+headers that must arrive in time, refused ports, certificates, pools kept."""
+import contextlib
+import json
+import re
+import socket
+import threading
+import time
+
+import pytest
+
+from bench.serve import self_signed_tls, serve_keep_alive
+from harvester.http import CertificateRejected, HostUnavailable, HttpClient, InvalidUrl, TransientError
+from tests.conftest import fast_client
+from tests.harvester.http.conftest import DOC, cut_short_after
+from tests.portals.base import LocalPortal
+
+
+def test_a_connection_that_fails_says_why(tmp_path, refusing_port):
+    # offline, every portal failed with "connection failed: ConnectionError": neither the
+    # name lookup nor the refused connection was named (a name that does not resolve: below)
+    client = fast_client(max_attempts=1)
+    port = refusing_port
+    url = f"http://127.0.0.1:{port}/doc"
+    with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \(") as failed:
+        client.get_json(url)
+    assert url in str(failed.value)
+    with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \("):
+        client.download(url, tmp_path / "file.csv")
+
+
+
+@pytest.mark.parametrize("host", ["services..example.org", "a" * 64 + ".example.org"])
+def test_a_url_whose_host_name_no_resolver_takes_is_a_permanent_error_naming_it(host, tmp_path):
+    """A host name with an empty label, or a label over 63 characters (a portal's link to a layer
+    or a file), is no name DNS can hold: urllib3 raised its LocationParseError (or the resolver's
+    idna encoding a UnicodeError), no HttpError, which no handler of one dataset's errors took:
+    an ArcGIS Hub entry naming such a layer failed its whole portal. It is an InvalidUrl naming
+    the host, never asked, and so is a redirect to such a name (its URL named: where the name is)."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            self.requests.append((environ["PATH_INFO"], {}, {}))
+            start_response("302 Found", [("Location", f"http://{host}/doc"), ("Content-Length", "0")])
+            return [b""]
+
+    client = fast_client(max_attempts=3)
+    with Redirecting() as origin:
+        for url in (f"http://{host}/doc", origin.url + "/moved"):
+            with pytest.raises(InvalidUrl, match=rf"^host name {re.escape(host)} is not valid \(.*\(http://{host}/doc\)$"):
+                client.get_json(url)
+            with pytest.raises(InvalidUrl, match=rf"^host name {re.escape(host)} is not valid"):
+                client.download(url, tmp_path / "file.csv")
+        assert len(origin.requests) == 2   # (the redirecting one: once a call, no retry)
+    assert client.stats.retries == 0
+
+
+@pytest.mark.parametrize("url", ["http://[::1/doc", "http://127.0.0.1:99999/doc", "http://ex ample.org/doc"])
+def test_a_url_no_request_can_be_made_to_is_a_permanent_error_asked_never(url, tmp_path):
+    """Unclosed brackets raised urlparse's ValueError, no HttpError (a portal's link so written failed
+    its portal); a port out of range or a space in the host was requests' InvalidURL, retried as a
+    connection fault and counted against the host. Each is an InvalidUrl, at once."""
+    client = fast_client(max_attempts=3)
+    for call in (lambda: client.get_json(url), lambda: client.download(url, tmp_path / "file.csv")):
+        with pytest.raises(InvalidUrl, match=r"^URL not valid \(") as failed:
+            call()
+        assert url in str(failed.value)
+    assert client.stats.retries == 0
+
+
+def test_a_secret_header_does_not_follow_a_redirect_to_another_host():
+    class Redirecting(LocalPortal):
+        target = ""
+
+        def _wsgi(self, environ, start_response):
+            if environ["PATH_INFO"] == "/moved":
+                self.requests.append(("/moved", {}, {}))
+                start_response("302 Found", [("Location", self.target), ("Content-Length", "0")])
+                return [b""]
+            return super()._wsgi(environ, start_response)
+
+    with LocalPortal() as other, Redirecting() as origin:
+        other.serve_json("/doc", DOC)
+        origin.target = other.url + "/doc"
+        assert fast_client().get_json(origin.url + "/moved", headers={"X-App-Token": "secret"}).data == DOC
+        assert "X-App-Token" not in other.requests[-1][2]
+
+
+def test_a_redirect_to_another_host_takes_that_hosts_proxy(monkeypatch):
+    """The environment is read once a host, the redirect's host too: the origin is asked
+    directly (NO_PROXY), the host it redirects to through the proxy."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            self.requests.append((environ["PATH_INFO"], {}, {}))
+            start_response("302 Found", [("Location", "http://elsewhere.invalid/doc"), ("Content-Length", "0")])
+            return [b""]
+
+    for name in ("no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with LocalPortal() as proxy, Redirecting() as origin:
+        proxy.serve_json("/doc", DOC)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        assert fast_client().get_json(origin.url + "/moved").data == DOC   # never resolved: asked of the proxy
+        assert origin.requests[-1][0] == "/moved" and proxy.requests[-1][0] == "/doc"
+
+
+def test_a_server_dripping_its_headers_is_cut_off_at_the_total_time_bound():
+    """Read timeouts apply per socket read, and the body's watchdog starts once the headers
+    are in: a server (or a broken proxy) sending a header line every so often, each well
+    inside the read timeout, held the request as long as it liked (http.client reads up to
+    100 header lines of 64 KB, a byte at a time if they come so)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():
+        connection, _ = server.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):
+                try:
+                    connection.sendall(b"X-Drip: a\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    client = fast_client(timeout=0.4, max_attempts=1)
+    try:
+        # cut off at 2 x 0.4 s: a client that waited would fail otherwise, after 100 lines of
+        # 0.2 s (http.client's "got more than 100 headers")
+        with pytest.raises(TransientError, match="response headers took over 1s to arrive"):
+            client.get_json(f"http://127.0.0.1:{server.getsockname()[1]}/slow")
+    finally:
+        stop.set()
+        server.close()
+
+
+def test_the_time_to_connect_does_not_count_against_the_headers_time():
+    """The status line and headers are due twice the (read) timeout after the connection is
+    made, not after the request started: a connect that took a second (a SYN dropped by a
+    full accept queue is sent again after 1 s) failed a healthy server at once when the
+    timeout was under a second, the connect having its own timeout."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(3):   # fill the accept queue: the client's first SYN is dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        fillers.append(filler)
+    time.sleep(0.1)
+    body = json.dumps(DOC).encode()
+
+    def answer(connection):
+        with connection:
+            connection.settimeout(5)
+            try:
+                if connection.recv(65536):
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                       b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+
+    def serve():
+        time.sleep(0.3)
+        for filler in fillers:
+            filler.close()
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    client = fast_client(timeout=0.4, connect_timeout=5, max_attempts=1)
+    started = time.monotonic()
+    try:
+        assert client.get_json(f"http://127.0.0.1:{port}/doc").data == DOC
+        assert time.monotonic() - started > 0.8    # the connect alone took longer than 2 x 0.4 s
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def self_signed_portal(tmp_path):
+    """The DOC portal over TLS, its certificate self-signed (made by the openssl command): its URL."""
+    context = self_signed_tls(tmp_path)
+    if context is None:
+        pytest.skip("the openssl command is needed to make a certificate")
+    portal = LocalPortal()
+    portal.serve_json("/doc", DOC)
+    server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=context)
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_certificate_refused_is_asked_twice_and_its_host_given_up(self_signed_portal):
+    """A certificate that fails verification (self-signed here; expired, for another name) was
+    asked five times, as a connection fault, and for three requests before its host was given
+    up; no retry within seconds mends it."""
+    client = fast_client(max_attempts=5, host_failure_limit=3)
+    with pytest.raises(CertificateRejected, match=r"^TLS certificate of 127\.0\.0\.1 not accepted \(self-signed"):
+        client.get_json(self_signed_portal + "/doc")
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+    with pytest.raises(HostUnavailable, match=r"^TLS certificate of 127\.0\.0\.1 not accepted .*; not asked again"):
+        client.get_json(self_signed_portal + "/doc")
+    assert client.stats.requests == 2
+
+
+def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_once(tmp_path, refusing_port):
+    """A port that refuses every connection was asked 5 times a request with backoff (~17 s), and
+    for 3 requests before its host was given up (~50 s). A host refusing for `refused_limit`
+    seconds in a row (10 by default; 0.3 here) is down: its request ends, and every later one
+    fails at once, naming the refused host and port."""
+    client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
+    port = refusing_port
+    url = f"http://127.0.0.1:{port}/doc"
+    with cut_short_after(client):
+        with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \(") as failed:
+            client.get_json(url)
+    made = client.stats.requests
+    assert 1 < made < 10_000 and failed.value.error_type == "ConnectionRefused"
+    for later in (url, url + "/other"):
+        with pytest.raises(HostUnavailable, match=rf"^connection refused by 127\.0\.0\.1:{port} for 0\.3 s in a row; "
+                                                  "not asked again this run"):
+            client.get_json(later)
+    assert client.stats.requests == made
+    with cut_short_after(client), pytest.raises(TransientError, match="connection refused by"):
+        client.download(url, tmp_path / "file.csv")   # (a download, not given up, is asked once: it is down)
+    assert client.stats.requests == made + 1
+
+
+def test_the_refusal_limit_is_set_by_the_environment(monkeypatch, refusing_port):
+    """A portal served directly (no proxy answering 502 meanwhile) that takes longer than 10 s
+    to restart would fail for the night: CIVICAT_HTTP_REFUSED_SECONDS sets how long a port may
+    refuse in a row before its host is given up."""
+    monkeypatch.setenv("CIVICAT_HTTP_REFUSED_SECONDS", "0.2")
+    client = HttpClient.from_env(backoff_initial=0.01, backoff_max=0.05, max_attempts=10_000)
+    url = f"http://127.0.0.1:{refusing_port}/doc"
+    with cut_short_after(client), pytest.raises(TransientError, match="connection refused by"):
+        client.get_json(url)
+    with pytest.raises(HostUnavailable, match=r"for 0\.2 s in a row; not asked again this run"):
+        client.get_json(url)
+
+
+def test_refusals_further_apart_than_the_limit_are_no_run_of_them(refusing_port):
+    """Two refusals more than `refused_limit` apart say nothing of the port between them (it may
+    have listened): the second starts a new run, and the host is not given up for it."""
+    client = fast_client(max_attempts=1, refused_limit=0.2)
+    url = f"http://127.0.0.1:{refusing_port}/doc"
+    for _ in range(2):
+        with pytest.raises(TransientError, match="connection refused by") as failed:
+            client.get_json(url)
+        assert failed.value.host_down is None
+        time.sleep(0.3)   # (a pause, not a timed assertion: the refusals' gap)
+    with pytest.raises(TransientError, match="connection refused by"):
+        client.get_json(url)
+    assert client.stats.requests == 3
+
+
+def test_a_port_refused_for_a_moment_is_asked_again_until_it_listens():
+    """A server restarting refuses connections for a moment: those refusals keep the retries.
+    Here the port is bound, refusing, and listens from the third attempt on."""
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    body = json.dumps(DOC).encode()
+
+    def answer_once():
+        connection, _ = port.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    client = fast_client(max_attempts=5)
+    waits = 0
+    retry_wait = client._sleep
+
+    def restarted_after_two(seconds):
+        nonlocal waits
+        waits += 1
+        if waits == 2:
+            port.listen()
+            threading.Thread(target=answer_once, daemon=True).start()
+        retry_wait(seconds)
+
+    client._sleep = restarted_after_two
+    try:
+        assert client.get_json(f"http://127.0.0.1:{port.getsockname()[1]}/doc").data == DOC
+    finally:
+        port.close()
+    assert (client.stats.requests, client.stats.retries) == (3, 2)
+
+
+
+@contextlib.contextmanager
+def kept_alive(portal: LocalPortal):
+    """`portal` served with its connections kept alive (as real portals do; werkzeug closes each
+    after one answer): its URL, and the set of its clients' ports (one a connection made)."""
+    ports: set[str] = set()
+
+    def counting(environ, start_response):
+        ports.add(environ["REMOTE_PORT"])
+        return portal._wsgi(environ, start_response)
+
+    server = serve_keep_alive(counting, poll_interval=0.05)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", ports
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_thread_keeps_the_pools_of_the_16_hosts_it_used_last_and_no_more():
+    """The pool manager keeps the pools (and their open connections) of the 16 hosts a thread
+    used last. The adapter kept every pool it had found beside it: a thread that asked 100
+    hosts (a records pull's downloads) held a socket open to each until the run ended. Now a
+    busy host, asked between the requests to 17 others, keeps its connection throughout, and
+    the host used longest ago is let go: asked again, it is connected to anew."""
+    portal = LocalPortal()
+    portal.serve_json("/doc", DOC)
+    client = fast_client()
+    with contextlib.ExitStack() as stack:
+        (busy, busy_connections), *others = [stack.enter_context(kept_alive(portal)) for _ in range(18)]
+        client.get_json(busy + "/doc")
+        for other, _ in others:
+            client.get_json(other + "/doc")
+            client.get_json(busy + "/doc")
+        (first, first_connections), (second, second_connections) = others[:2]
+        client.get_json(first + "/doc")   # (let go as the 17th host was asked)
+        client.get_json(others[-1][0] + "/doc")   # (kept: used last but one)
+        assert portal.hits["/doc"] == 37 and len(busy_connections) == 1
+        assert len(first_connections) == 2 and all(len(connections) == 1 for _, connections in others[1:])
