@@ -21,8 +21,11 @@ from harvester.records import DownloadedFile, RecordsError, csv_distribution
 
 # Hub identifiers are item URLs that change with the site's address; the item id does not.
 _HUB_ITEM = re.compile(r"^[0-9a-f]{32}$")
-_HUB_LANDING = re.compile(r"/(?:datasets|maps|documents|apps|content)/([0-9a-f]{32})(?:_(\d+))?(?:\.\w+)?(?:[/?#]|$)")
+_HUB_LANDING = re.compile(r"/(?:datasets|maps|documents|apps|content)/([0-9a-f]{32})(?:_(\d+))?(?:[/?#]|$)")
+# an item's own download links (arcgis_item_of_downloads only: an identifier or landing page
+# of this form is read as before, its URL the source id)
 _HUB_DOWNLOAD = re.compile(r"/(?:api/download/v1|sharing/rest/content)/items/([0-9a-fA-F]{32})(?:/|$)")
+_HUB_FILE = re.compile(r"/datasets/([0-9a-f]{32})(?:_(\d+))?\.\w+$")
 
 
 def arcgis_item_id(identifier: str | None, landing_page: str | None = None) -> str | None:
@@ -55,10 +58,11 @@ def arcgis_item_of_downloads(distributions) -> str | None:
             if not url or not url.startswith(("http://", "https://")):
                 continue
             parsed = urlparse(url)
-            match = _HUB_DOWNLOAD.search(parsed.path)
-            if match:
+            if match := _HUB_DOWNLOAD.search(parsed.path):
                 layer = (parse_qs(parsed.query).get("layers") or [""])[0]
                 found.add(f"{match.group(1).lower()}_{layer}" if layer.isdigit() else match.group(1).lower())
+            elif match := _HUB_FILE.search(parsed.path):
+                found.add(f"{match.group(1)}_{match.group(2)}" if match.group(2) else match.group(1))
             else:
                 found.add(arcgis_item_id(url))
     found.discard(None)

@@ -101,3 +101,10 @@ def test_legacy_self_description_is_kept_as_a_catalog_asset(adapter):
 ])
 def test_arcgis_item_id(identifier, landing, expected):
     assert arcgis_item_id(identifier, landing) == expected
+
+
+def test_a_download_file_url_as_identifier_stays_the_source_id():
+    # (the item id is read from such a link only among a Hub entry's own downloads: an identifier of
+    # this form keeps the key it had, the URL)
+    url = "https://opendata.arcgis.com/datasets/0123456789abcdef0123456789abcdef_3.csv"
+    assert arcgis_item_id(url, None) is None
