@@ -489,6 +489,19 @@ def test_a_download_answered_429_holds_back_every_request_to_that_host(portal, t
     assert asked_at - refused_at >= 1.99, asked_at - refused_at
 
 
+def test_a_download_s_time_bound_counts_from_its_request_not_from_the_host_s_hold(portal, tmp_path):
+    """`max_seconds` counted from before the wait for the host's slot and pace: a download held
+    back by a Retry-After (up to 120 s) longer than its bound failed at its first bytes."""
+    portal.static["/file.csv"] = RawBody(CSV)
+    client = fast_client(max_attempts=1, max_retry_after=5)
+    portal.inject("/doc", ("retry_after", 429, 2))
+    with pytest.raises(TransientError, match="HTTP 429"):
+        get(client, portal)                   # the host is held for 2 s
+    with cut_short_after(client):
+        assert client.download(portal.url + "/file.csv", tmp_path / "file.csv", max_seconds=1.5) == len(CSV)
+    assert (tmp_path / "file.csv").read_bytes() == CSV
+
+
 def test_a_download_that_times_out_says_it_timed_out(portal, tmp_path):
     portal.static["/file.csv"] = RawBody(CSV)
     client = fast_client(timeout=0.3, max_attempts=1)
