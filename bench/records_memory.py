@@ -84,14 +84,21 @@ def build(work: Path, rows: int, columns: int, width: int) -> None:
     _write(work / "staging" / "parts", pages(rows - rows // 100, rows + rows // 100, salt="after"))
 
 
-# the merge as it ran before session 26 (`--duckdb`): one DuckDB COPY of "the previous rows
-# the delta does not hold again by :id, the previous keyless rows EXCEPT ALL the delta's, then
-# the delta's", on a DuckDB of its own on one thread with 128 MB, once more with 1 GB
-DUCKDB_MERGE = """COPY (SELECT * FROM {previous} WHERE ":id" NOT IN (SELECT ":id" FROM {delta} WHERE ":id" IS NOT NULL)
-    UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE ":id" IS NULL EXCEPT ALL SELECT {columns} FROM {delta}
-                       WHERE ":id" IS NULL)
-    UNION ALL BY NAME SELECT * FROM {delta})
-    TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072, ROW_GROUP_SIZE_BYTES 8388608)"""
+def duckdb_merge_sql(previous_glob: str, delta_glob: str, key: str, names: list[str]) -> str:
+    """The merge as DuckDB's COPY ran it before session 26 (`--duckdb`; the reference of
+    tests/harvester/test_records_merge.py): the previous rows whose key the delta does not hold,
+    the previous keyless rows EXCEPT ALL the delta's, then the delta's."""
+    from harvester.records import read_parquet_sql
+
+    def quoted(name):
+        return '"' + name.replace('"', '""') + '"'
+
+    previous, delta, column = read_parquet_sql(previous_glob), read_parquet_sql(delta_glob), quoted(key)
+    columns = ", ".join(quoted(name) for name in names)
+    return (f"SELECT * FROM {previous} WHERE {column} NOT IN (SELECT {column} FROM {delta} WHERE {column} IS NOT NULL) "
+            f"UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE {column} IS NULL "
+            f"EXCEPT ALL SELECT {columns} FROM {delta} WHERE {column} IS NULL) "
+            f"UNION ALL BY NAME SELECT * FROM {delta}")
 
 
 def merge(work: Path, columns: int, duckdb_merge: bool) -> None:
@@ -110,14 +117,10 @@ def merge(work: Path, columns: int, duckdb_merge: bool) -> None:
         return
     merged = work / "staging" / "merged"
     merged.mkdir()
-
-    def read(glob: Path) -> str:
-        return f"read_parquet('{glob}', hive_partitioning = false)"
-
-    statement = DUCKDB_MERGE.format(previous=read(layout.glob(PORTAL, DATASET)),
-                                    delta=read(work / "staging" / "parts" / "*.parquet"),
-                                    columns=", ".join('"' + name + '"' for name in names),
-                                    target=merged / "part-00000.parquet")
+    # on a DuckDB of its own on one thread with 128 MB, once more with 1 GB (fitted_scan)
+    statement = (f"COPY ({duckdb_merge_sql(str(layout.glob(PORTAL, DATASET)), str(work / 'staging' / 'parts' / '*.parquet'), ':id', names)}) "
+                 f"TO '{merged / 'part-00000.parquet'}' "
+                 "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 131072, ROW_GROUP_SIZE_BYTES 8388608)")
 
     def copy(con) -> None:
         con.execute("SET TimeZone = 'UTC'")

@@ -208,7 +208,8 @@ class _SpooledBody:
             read += more
         return read
 
-    def pieces(self, size: int = GZIP_PIECE_BYTES) -> Iterator[bytes]:
+    def pieces(self, size: int | None = None) -> Iterator[bytes]:
+        size = size or GZIP_PIECE_BYTES   # (read here, not bound as the default: the module's, as it is now)
         for start in range(0, self.size, size):
             yield self[start:start + size]
 

@@ -282,11 +282,13 @@ class HttpClient:
     def download(self, url: str, destination: str | Path, params: dict | None = None, *,
                  headers: dict | None = None, max_seconds: float = 3600.0, accept: str = "*/*") -> int:
         """Stream a body (a resource file, an export) to `destination` without holding it in
-        memory; retried from the start on transient faults. Bounded by `max_download_bytes`
-        (16 GiB by default) and by `max_seconds` in all. Returns the number of bytes written."""
-        _check_url(_with_params(url, params))
-        return self._retried(self.max_attempts, self._download_once, _with_params(url, params), Path(destination),
-                             {"Accept": accept, **(headers or {})}, max_seconds)
+        memory; retried from the start on transient faults. Made as every other request is
+        (_request: its host's pace and Retry-After, the hosts given up), but bounded by
+        `max_download_bytes` (16 GiB by default) and by `max_seconds` an attempt, from its
+        request. Returns the number of bytes written."""
+        full_url = _with_params(url, params)
+        return self._asked_of_host(full_url, self._download_once, full_url, Path(destination),
+                                   {"Accept": accept, **(headers or {})}, max_seconds)
 
     def get_xml(self, url: str, params: dict | None = None, *, headers: dict | None = None,
                 conditional: bool = False, timeout: float | None = None) -> JsonResponse:
@@ -296,15 +298,20 @@ class HttpClient:
 
     def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None) -> JsonResponse:
         full_url = _with_params(url, params)
-        host = _check_url(full_url)
+        return self._asked_of_host(full_url, self._get_once, full_url, {"Accept": accept, **(headers or {})},
+                                   conditional, timeout or self.timeout, expect, parse, unread)
+
+    def _asked_of_host(self, url: str, call: Callable, *args):
+        """`call(*args)` (one attempt at `url`) retried, unless `url`'s host is given up this run;
+        a failure after every retry counted against the host, a success clearing its count. A
+        speculative request is made once, its failure not counted."""
+        host = _check_url(url)
         if self._host_failures.get(host, 0) >= self.host_failure_limit:
             raise HostUnavailable(self._host_given_up.get(host) or f"{host} failed {self._host_failures[host]} "
-                                  "requests in a row this run; not asked again", full_url)
+                                  "requests in a row this run; not asked again", url)
         speculative = getattr(self._local, "speculative", False)
         try:
-            response = self._retried(1 if speculative else self.max_attempts, self._get_once, full_url,
-                                     {"Accept": accept, **(headers or {})}, conditional, timeout or self.timeout,
-                                     expect, parse, unread)
+            response = self._retried(1 if speculative else self.max_attempts, call, *args)
         except TransientError as exc:
             if not speculative and not isinstance(exc, ResolverDown):   # (the resolver's fault, not the host's)
                 with self._host_lock:
@@ -507,6 +514,22 @@ class HttpClient:
         when it is nothing but whole gzip members; otherwise that last item is None. With
         `spool`, a body of STREAMED_JSON_BYTES or more is written to a temporary file as it
         arrives (a _SpooledBody, for a parse that reads one: `reads_spooled`)."""
+        return self._request(url, headers, timeout, timeout * 2, "response", self._read_into_memory,
+                             timeout, keep_gzip, spool)
+
+    def _download_once(self, url: str, destination: Path, headers: dict, max_seconds: float) -> int:
+        return self._request(url, headers, self.timeout, max_seconds, "download", self._stream_to_file,
+                             destination, max_seconds)
+
+    def _request(self, url: str, headers: dict, timeout: float, seconds: float, what: str,
+                 read_body: Callable, *body_args):
+        """One request, every kind made alike: the stops checked, a slot of its host taken and
+        its pace waited for, the headers due within twice `timeout` (its connections' time
+        left out), a 429/408/5xx a TransientError whose Retry-After holds back the host, a
+        4xx a PermanentError saying the start of its body, and the rest of the answer due
+        within `seconds` (the watchdog). The body of any other answer is
+        `read_body(response, url, started, *body_args)`'s to read and give back, within its
+        own bounds; `what` names the answer in the errors ("response", "download")."""
         self._check_stopped(url)
         self.stats.add(requests=1)
         log.debug("GET %s", url)
@@ -515,7 +538,7 @@ class HttpClient:
         with self._slot(host):
             pace.wait(self._stop, self._deadline)
             self._check_stopped(url)
-            started = time.monotonic()
+            started = time.monotonic()   # (not before the slot's wait: a long Retry-After hold would use it up)
             try:
                 with _headers_by(started + timeout * 2, self._refusals, self._resolver) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
@@ -524,7 +547,7 @@ class HttpClient:
             except requests.exceptions.RequestException as exc:
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None
             started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
-            watchdog = _Watchdog(response, timeout * 2)
+            watchdog = _Watchdog(response, seconds)
             try:
                 status = response.status_code
                 if status == 429 or status == 408 or status >= 500:
@@ -535,85 +558,64 @@ class HttpClient:
                 if status >= 400:
                     snippet = _read_capped(response, 2048, url, started, timeout, truncate=True)
                     raise PermanentError(f"HTTP {status}: {snippet[:300].decode('utf-8', 'replace').strip()}", url, status)
-                if status == 304:  # no body; read to its end all the same, or closing drops the connection
-                    _read_capped(response, 0, url, started, timeout, truncate=True)
-                    return status, response.headers, b"", None
-                declared = response.headers.get("Content-Length")
-                if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
-                        and int(declared) > self.max_bytes:
-                    raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte "
-                                           "cap", url, status, head=_head_of(response))
-                gzipped = None
-                spool_from = json_parsing.STREAMED_JSON_BYTES if spool else None
-                if keep_gzip and response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
-                    try:
-                        encoded = _read_capped(response, self.max_bytes, url, started, timeout, decode=False)
-                    except ResponseTooLarge as error:   # (its head as it came: gzip-encoded)
-                        error.head = _gunzip_head(error.head)
-                        raise
-                    body, whole = _gunzip_capped(encoded, self.max_bytes, url, status, spool_from)
-                    gzipped = encoded if whole else None
-                else:
-                    body = _read_capped(response, self.max_bytes, url, started, timeout, spool_from=spool_from)
-                self.stats.add(bytes=len(body))
-                # requests' own mapping: header names are case-insensitive (a Go server sends `Etag`)
-                return status, response.headers, body, gzipped
-            except TransientError:
+                return read_body(response, url, started, *body_args)
+            except requests.exceptions.RequestException as exc:
+                raise TransientError(f"{what} failed: {type(exc).__name__}", url) from None
+            finally:
+                watchdog.cancel()
+                response.close()
+                if watchdog.fired:
+                    raise TransientError(f"{what} took over {seconds:.0f}s to arrive", url)
+
+    def _read_into_memory(self, response: requests.Response, url: str, started: float, timeout: float,
+                          keep_gzip: bool, spool: bool) -> tuple[int, dict, "bytes | _SpooledBody", bytes | None]:
+        """_fetch's body: read whole under the response cap and twice `timeout` from `started`."""
+        status = response.status_code
+        if status == 304:  # no body; read to its end all the same, or closing drops the connection
+            _read_capped(response, 0, url, started, timeout, truncate=True)
+            return status, response.headers, b"", None
+        declared = response.headers.get("Content-Length")
+        if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
+                and int(declared) > self.max_bytes:
+            raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte "
+                                   "cap", url, status, head=_head_of(response))
+        gzipped = None
+        spool_from = json_parsing.STREAMED_JSON_BYTES if spool else None
+        if keep_gzip and response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
+            try:
+                encoded = _read_capped(response, self.max_bytes, url, started, timeout, decode=False)
+            except ResponseTooLarge as error:   # (its head as it came: gzip-encoded)
+                error.head = _gunzip_head(error.head)
                 raise
-            except requests.exceptions.RequestException as exc:
-                raise TransientError(f"response failed: {type(exc).__name__}", url) from None
-            finally:
-                watchdog.cancel()
-                if watchdog.fired:
-                    response.close()
-                    raise TransientError(f"response took over {timeout * 2:.0f}s to arrive", url)
-                response.close()
+            body, whole = _gunzip_capped(encoded, self.max_bytes, url, status, spool_from)
+            gzipped = encoded if whole else None
+        else:
+            body = _read_capped(response, self.max_bytes, url, started, timeout, spool_from=spool_from)
+        self.stats.add(bytes=len(body))
+        # requests' own mapping: header names are case-insensitive (a Go server sends `Etag`)
+        return status, response.headers, body, gzipped
 
-
-    def _download_once(self, url: str, destination: Path, headers: dict, max_seconds: float) -> int:
-        self._check_stopped(url)
-        self.stats.add(requests=1)
-        started = time.monotonic()
-        host = urlparse(url).netloc
-        with self._slot(host):
-            self._pace(host).wait(self._stop, self._deadline)
-            self._check_stopped(url)
-            try:
-                # (not from `started`: the slot's wait)
-                with _headers_by(time.monotonic() + self.timeout * 2, self._refusals, self._resolver) as exchange:
-                    response = self._send(url, headers, (self.connect_timeout, self.timeout))
-            except requests.exceptions.RequestException as exc:
-                raise _connection_failed(exc, url, self.timeout * 2, exchange) from None
-            watchdog = _Watchdog(response, max_seconds)
-            try:
-                status = response.status_code
-                if status == 429 or status == 408 or status >= 500:
-                    raise TransientError(f"HTTP {status}", url, status,
-                                         retry_after=_retry_after(response.headers.get("Retry-After")))
-                if status >= 400:
-                    raise PermanentError(f"HTTP {status}", url, status)
-                size = 0
-                with writing(destination), open(destination, "wb") as out:
-                    for chunk in response.iter_content(chunk_size=1024 * 1024):
-                        if size == 0:
-                            parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
-                        size += len(chunk)
-                        if size > self.max_download_bytes:
-                            raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap", url,
-                                                   status)
-                        if time.monotonic() - started > max_seconds:
-                            raise TransientError(f"download took over {max_seconds:.0f}s", url, status)
-                        self._check_stopped(url)   # a 16 GiB download is no reason to stay
-                        out.write(chunk)
-                self.stats.add(bytes=size)
-                return size
-            except requests.exceptions.RequestException as exc:
-                raise TransientError(f"download cut short: {type(exc).__name__}", url) from None
-            finally:
-                watchdog.cancel()
-                response.close()
-                if watchdog.fired:
-                    raise TransientError(f"download took over {max_seconds:.0f}s", url)
+    def _stream_to_file(self, response: requests.Response, url: str, started: float, destination: Path,
+                        max_seconds: float) -> int:
+        """download()'s body: written to `destination` as it arrives, under the download cap and
+        `max_seconds` from `started`; an HTML page in its place refused by its first bytes."""
+        status, size = response.status_code, 0
+        try:
+            with writing(destination), open(destination, "wb") as out:
+                for chunk in response.iter_content(chunk_size=1024 * 1024):
+                    if size == 0:
+                        parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
+                    size += len(chunk)
+                    if size > self.max_download_bytes:
+                        raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap", url, status)
+                    if time.monotonic() - started > max_seconds:
+                        raise TransientError(f"download took over {max_seconds:.0f}s to arrive", url, status)
+                    self._check_stopped(url)   # a 16 GiB download is no reason to stay
+                    out.write(chunk)
+        except requests.exceptions.RequestException as exc:
+            raise TransientError(f"download cut short: {type(exc).__name__}", url) from None
+        self.stats.add(bytes=size)
+        return size
 
 
 def _stop_host_fault(state: tenacity.RetryCallState) -> bool:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 
 import orjson
 
-from harvester.http.bodies import GZIP_PIECE_BYTES, _let_go, _SpooledBody
+from harvester.http import bodies
+from harvester.http.bodies import _let_go, _SpooledBody
 from harvester.http.errors import TransientError
 
 
@@ -74,9 +75,6 @@ def dropped(value) -> dict[str, int]:
     if isinstance(value, CappedList):
         return {"*": value.left_out}
     return dict(value.dropped) if isinstance(value, CappedDocument) else {}
-
-
-_JSON_SPACE = re.compile(r"[ \t\n\r]*")
 
 
 def value_in_head(head: bytes, path: tuple[str | int, ...]):
@@ -168,9 +166,8 @@ def capped_json(caps: CapTree | int, *, entries: tuple[str, ...] = ()) -> Callab
 def _has_surrogate_escape(body: "bytes | _SpooledBody") -> bool:
     if not isinstance(body, _SpooledBody):
         return _SURROGATE_ESCAPE.search(body) is not None
-    overlap = 3   # (an escape across two pieces: its first 3 bytes end the one before)
-    return any(_SURROGATE_ESCAPE.search(body[start:start + GZIP_PIECE_BYTES + overlap])
-               for start in range(0, len(body), GZIP_PIECE_BYTES))
+    overlap, piece = 3, bodies.GZIP_PIECE_BYTES   # (an escape across two pieces: its first 3 bytes end the one before)
+    return any(_SURROGATE_ESCAPE.search(body[start:start + piece + overlap]) for start in range(0, len(body), piece))
 
 
 def _cut(value, caps: "CapTree | int"):

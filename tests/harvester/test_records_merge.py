@@ -1,5 +1,6 @@
 """An incremental pull's merge (harvester.records_merge through harvester.records._merge),
-checked against the DuckDB statement that merged before session 26, on real records."""
+checked against the DuckDB statement that merged before session 26 (bench.records_memory's
+baseline), on real records."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bench.records_memory import duckdb_merge_sql
 from catalog.records import RecordsLayout
 from harvester.portals.open311 import REQUEST_FIELDS, RequestsRecords
 from harvester.portals.socrata import SodaRecords
@@ -19,27 +21,8 @@ from tests.shared_fixtures import load_json
 PORTAL, DATASET = "city", "abcd-1234"
 
 
-def duckdb_merge_sql(previous_glob: str, delta_glob: str, key: str, fields: list[Field]) -> str:
-    """The merge as DuckDB's COPY ran it before session 26: the previous rows whose key the
-    delta does not hold, the previous keyless rows EXCEPT ALL the delta's, then the delta's."""
-    def read(glob):
-        return f"read_parquet('{glob}', hive_partitioning = false)"
-
-    def quoted(name):
-        return '"' + name.replace('"', '""') + '"'
-
-    previous, delta, column = read(previous_glob), read(delta_glob), quoted(key)
-    columns = ", ".join(quoted(f.name) for f in fields)
-    return (f"SELECT * FROM {previous} WHERE {column} NOT IN (SELECT {column} FROM {delta} WHERE {column} IS NOT NULL) "
-            f"UNION ALL BY NAME (SELECT {columns} FROM {previous} WHERE {column} IS NULL "
-            f"EXCEPT ALL SELECT {columns} FROM {delta} WHERE {column} IS NULL) "
-            f"UNION ALL BY NAME SELECT * FROM {delta}")
-
-
 def source_of(key: str, fields: list[Field]):
-    # (merge_sql: what main's _merge ran, so that these tests run against it too)
-    return SimpleNamespace(merge_key=key, fields=fields,
-                           merge_sql=lambda before, delta: duckdb_merge_sql(before, delta, key, fields))
+    return SimpleNamespace(merge_key=key, fields=fields)
 
 
 def staged(tmp_path, previous: list[pa.Table], delta: list[pa.Table]):
@@ -137,7 +120,7 @@ def same_rows_as_duckdbs(merged, layout, staging, key: str, fields: list[Field])
     expected = staging.parent / "duckdb-merge.parquet"
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
-        con.execute(f"COPY ({duckdb_merge_sql(str(layout.glob(PORTAL, DATASET)), str(staging / 'parts' / '*.parquet'), key, fields)}) "
+        con.execute(f"COPY ({duckdb_merge_sql(str(layout.glob(PORTAL, DATASET)), str(staging / 'parts' / '*.parquet'), key, [f.name for f in fields])}) "
                     f"TO '{expected}' (FORMAT parquet)")
         got, want = f"read_parquet('{merged}/*.parquet')", f"read_parquet('{expected}')"
         assert con.execute(f"SELECT count(*) FROM {got}").fetchone() == con.execute(f"SELECT count(*) FROM {want}").fetchone()

@@ -42,6 +42,30 @@ def test_a_kept_gzip_body_is_decoded_as_urllib3_decodes_it(encoded, whole, piece
     assert len(decoded) > 6000 or whole or len(encoded) < 100
 
 
+class ReadsRecorded:
+    """A spooled body whose reads from its file are recorded (their lengths)."""
+
+    def __init__(self, body: bytes):
+        from harvester.http.bodies import _SpooledBody
+        self.spooled, self.reads = _SpooledBody(), []
+        self.spooled.write(body)
+        read = self.spooled._read
+        self.spooled._read = lambda start, length: self.reads.append(length) or read(start, length)
+
+
+def test_a_spooled_body_is_read_in_pieces_of_the_size_the_module_sets(monkeypatch):
+    """GZIP_PIECE_BYTES was bound as the default of _SpooledBody.pieces and imported by name in
+    json_parsing: setting the module's constant reached neither. Both read it where they use it."""
+    from harvester.http.json_parsing import _has_surrogate_escape
+    monkeypatch.setattr("harvester.http.bodies.GZIP_PIECE_BYTES", 7)
+    body = ReadsRecorded(b'{"a": "' + b"x" * 40 + b'\\ud800"}')
+    assert b"".join(body.spooled.pieces()) == body.spooled[:] and max(body.reads[:-1]) == 7
+    body.reads.clear()
+    assert _has_surrogate_escape(body.spooled)   # (an escape across two pieces: found by their overlap)
+    assert body.reads and max(body.reads) == 7 + 3
+    body.spooled.close()
+
+
 def test_a_kept_gzip_body_is_decoded_into_its_one_copy():
     """Decoded in one call, a kept gzip body was held twice, its bytes and their copy gathered:
     a 33 MB data.json served gzipped peaked at 2.5 times its size while it was listed."""

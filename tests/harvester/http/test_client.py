@@ -463,3 +463,86 @@ def test_a_spooled_body_asked_again_before_the_cache_writes_it_is_answered_by_it
     again = get(client, portal, "/large", conditional=True, parse=parse)
     assert again.not_modified and again.data == first.data == {"results": document["results"][:5]}
     assert client.stats.requests == 2 and portal.hits["/large"] == 2
+
+
+# -- downloads: the request path every other request takes ------------------------------------
+
+CSV = b"id,name\n1,a\n2,b\n"
+
+
+def test_a_download_answered_429_holds_back_every_request_to_that_host(portal, tmp_path):
+    """A download's Retry-After was its own retry's wait only: the run's other requests to that
+    host went on while the portal asked to wait. It holds the host as a page's 429 does; the
+    request asked meanwhile reaches the server when the hold ends (the server's clock)."""
+    portal.static["/file.csv"] = RawBody(CSV)
+    arrived = []
+    portal.on_request = lambda path, query: arrived.append((path, time.monotonic()))
+    client = fast_client(max_attempts=1, max_retry_after=5)
+    portal.inject("/file.csv", ("retry_after", 429, 2))
+    with pytest.raises(TransientError, match="HTTP 429") as refused:
+        client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    assert refused.value.retry_after == 2
+    with cut_short_after(client):
+        assert get(client, portal).data == DOC
+    [(_, refused_at)], [(_, asked_at)] = ([hit for hit in arrived if hit[0] == path] for path in ("/file.csv", "/doc"))
+    # (the hold starts once the 429 is read, after the server saw its request: 2 s at least between)
+    assert asked_at - refused_at >= 1.99, asked_at - refused_at
+
+
+def test_a_download_s_time_bound_counts_from_its_request_not_from_the_host_s_hold(portal, tmp_path):
+    """`max_seconds` counted from before the wait for the host's slot and pace: a download held
+    back by a Retry-After (up to 120 s) longer than its bound failed at its first bytes."""
+    portal.static["/file.csv"] = RawBody(CSV)
+    client = fast_client(max_attempts=1, max_retry_after=5)
+    portal.inject("/doc", ("retry_after", 429, 3))
+    with pytest.raises(TransientError, match="HTTP 429"):
+        get(client, portal)                   # the host is held for 3 s
+    with cut_short_after(client):             # (2 s for a 16-byte file: room for any load)
+        assert client.download(portal.url + "/file.csv", tmp_path / "file.csv", max_seconds=2) == len(CSV)
+    assert (tmp_path / "file.csv").read_bytes() == CSV
+
+
+def test_a_download_that_times_out_says_it_timed_out(portal, tmp_path):
+    portal.static["/file.csv"] = RawBody(CSV)
+    client = fast_client(timeout=0.3, max_attempts=1)
+    portal.inject("/file.csv", ("slow", 1.0))
+    with pytest.raises(TransientError, match=r"^timed out: ReadTimeout \("):
+        client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+
+
+def test_a_download_to_a_host_given_up_is_refused_unasked(portal, tmp_path):
+    """Downloads did not consult the hosts given up: a records pull asked a host the run knew
+    down again, file after file, each with all its retries."""
+    client = fast_client(max_attempts=1, host_failure_limit=2)
+    portal.inject("/doc", ("status", 503), times=2)
+    for _ in range(2):
+        with pytest.raises(TransientError, match="HTTP 503"):
+            get(client, portal)
+    with pytest.raises(HostUnavailable, match=r"^127\.0\.0\.1:\d+ failed 2 requests in a row this run; not asked again"):
+        client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    assert portal.hits["/file.csv"] == 0 and client.stats.requests == 2
+    assert not (tmp_path / "file.csv").exists()
+
+
+def test_downloads_that_keep_failing_give_their_host_up_and_one_that_succeeds_clears_its_count(portal, tmp_path):
+    portal.static["/file.csv"] = RawBody(CSV)
+    client = fast_client(max_attempts=1, host_failure_limit=2)
+    portal.inject("/file.csv", ("status", 503), times=1)
+    with pytest.raises(TransientError, match="HTTP 503"):
+        client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV)   # (the count cleared)
+    portal.inject("/file.csv", ("status", 503), times=2)
+    for _ in range(2):
+        with pytest.raises(TransientError, match="HTTP 503"):
+            client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    with pytest.raises(HostUnavailable, match="failed 2 requests in a row this run; not asked again"):
+        get(client, portal)
+    assert portal.hits["/doc"] == 0 and portal.hits["/file.csv"] == 4
+
+
+def test_a_download_s_client_error_says_what_the_server_said(portal, tmp_path):
+    client = fast_client()
+    with pytest.raises(PermanentError, match=r'^HTTP 404: \{"code": "not_found", .*"No route for /missing\.csv"') as failed:
+        client.download(portal.url + "/missing.csv", tmp_path / "file.csv")
+    assert failed.value.status == 404 and portal.hits["/missing.csv"] == 1
+    assert not (tmp_path / "file.csv").exists()
