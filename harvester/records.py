@@ -60,12 +60,12 @@ def arrow_type(kind: str) -> pa.DataType:
 TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
-# ...or fewer, so that a part's footer stays small: it holds about 1 KB for each column of each
-# row group (offsets, sizes, encodings, statistics), and whatever opens a part (the merge, the
-# profile, export, an analyst's DuckDB or pandas) reads it whole, as the part's writer holds it
-# until it closes. 500,000 rows of 1,000 16-character texts are ~1,250 row groups of 8 MB: a footer
-# of ~1.3 GB. A part closes once its row groups times its columns reach this (~16 MB of footer;
-# at least a row group: `part_full`)
+# ...or fewer, so that a part's footer stays small: it holds ~100 bytes for each column of each row
+# group (offsets, sizes, encodings, statistics), ~1 KB once read, and whatever opens a part (the
+# merge, the profile, export, an analyst's DuckDB or pandas) reads it whole, as the part's writer
+# holds it until it closes. 500,000 rows of 1,000 16-character texts are ~1,250 row groups of 8 MB:
+# a footer of ~1.3 GB read. A part closes once its row groups times its columns reach this (~16 MB
+# read; at least a row group: `part_full`)
 PART_COLUMN_CHUNKS = 16_384
 # ...or fewer: a part is also closed this long after the last, so that a pull killed outright
 # (SIGKILL, the OOM killer, a reboot) loses at most this much pulling, not 500,000 rows of a

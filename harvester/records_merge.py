@@ -5,8 +5,10 @@ then the delta's rows, written to one Parquet file streamed a bounded batch at a
 Arrow. DuckDB's `COPY` of the same rows did not fit 128 MB at 1,000 text columns or more
 (each column a vector of 2,048 values in each operator, and a string dictionary of up to
 1 MB in the writer) and ran again with 1 GB every night (docs/records.md). Here the merge
-holds the delta's keys, a batch of about ROW_GROUP_BYTES of the rows read and one row group
-being written: its memory does not grow with the width.
+holds the delta's keys (a slice of DELTA_KEY_BYTES at a time, what each found kept on disk),
+a batch of about ROW_GROUP_BYTES of the rows read and one row group being written, and the
+footers of two parts (bounded by harvester.records.PART_COLUMN_CHUNKS): its memory grows with
+neither the width nor the delta's length (its keyless rows' digests aside).
 
 A row with no key (Open311's request without `service_request_id`, a record that was no JSON
 object, stored as a row of nulls) has nothing else to be known by: one equal to a delta row in
@@ -193,8 +195,9 @@ KEYS_AT_ONCE = 131_072
 # the delta's keys looked up at once, at most (their bytes, as Arrow holds them: about 20 a SODA
 # `:id`): a larger delta's keys are looked up in slices of this, and the previous parts' keys read
 # once for each slice; its memory (the slice, and the hash table each lookup builds of it) then
-# does not grow with the delta (DELTA_KEY_BYTES: docs/records.md, The merge)
-DELTA_KEY_BYTES = 32 * 2**20
+# does not grow with the delta (4,000,000 keys: a peak of 336 MB, 593-612 MB held whole; the
+# same CPU: docs/benchmarks.md, Records memory)
+DELTA_KEY_BYTES = 16 * 2**20
 
 
 def _replaced_masks(path: Path, parquet: pq.ParquetFile, key: str, keys: pa.Array):
