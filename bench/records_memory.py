@@ -9,7 +9,8 @@ For each shape (rows x columns x characters of distinct texts, nothing Parquet c
 dictionary; or `ROWSxspd911`, bench.records_data's SPD 911 shape): the previous records written by the pull's writer in pages of 10,000 rows, a
 delta of 1% edited and 1% new rows staged the same way, merged (`_merge`), the merged folder
 profiled (`measure_folder`); the build, the merge and the profile each in a process of its own,
-so each peak RSS is that step's. Prints seconds and CPU seconds (the machine's load stretches
+so each peak RSS is that step's (`--open`: then the merged parts' footers opened, one column read
+by pandas, and by DuckDB). Prints seconds and CPU seconds (the machine's load stretches
 the first), peak RSS, the row groups, the merged bytes, and whether the 1 GB retry ran (or failed
 even so).
 
@@ -19,7 +20,7 @@ requests; with `--before`, its pages sized by rows only (50,000, cut by the resp
 before session 25 (harvester.records.PAGE_BYTES).
 
     python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16]
-                                   [--before] [--duckdb] [--pull 40000x1000x16]
+                                   [--before] [--duckdb] [--open] [--pull 40000x1000x16]
 """
 from __future__ import annotations
 
@@ -146,6 +147,38 @@ def profile(work: Path) -> None:
     measure_folder(work / "staging" / "merged")
 
 
+def footer(work: Path) -> None:
+    """Every merged part's footer opened, as any reader of a part first does (`--open`)."""
+    import pyarrow.parquet as pq
+
+    for path in sorted((work / "staging" / "merged").glob("*.parquet")):
+        pq.ParquetFile(path).metadata
+
+
+def pandas_column(work: Path) -> None:
+    """One column of the merged folder read by pandas, as an analyst would (`--open`)."""
+    import pandas
+
+    pandas.read_parquet(work / "staging" / "merged", columns=["c0"])
+
+
+def duckdb_column(work: Path) -> None:
+    """One column of the merged folder scanned by DuckDB with its defaults (`--open`)."""
+    import duckdb
+
+    with duckdb.connect() as con:
+        con.execute("SELECT count(*), min(c0) FROM read_parquet(?)",
+                    [str(work / "staging" / "merged" / "*.parquet")]).fetchone()
+
+
+def footers(folder: Path) -> str:
+    """The largest footer of `folder`'s parts (what opening one reads whole), and their count."""
+    import pyarrow.parquet as pq
+
+    sizes = [pq.read_metadata(path).serialized_size for path in sorted(folder.glob("*.parquet"))]
+    return f"footers up to {max(sizes) / 2**20:.1f} MB ({len(sizes)} parts)"
+
+
 def row_groups(folder: Path) -> str:
     import pyarrow.parquet as pq
 
@@ -212,7 +245,8 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duck
     try:
         pulled = {"build": lambda: build(work, rows, columns, width),
                   "merge": lambda: merge(work, columns, duckdb_merge),
-                  "profile": lambda: profile(work), "pull": lambda: pull(work)}[step]() or {}
+                  "profile": lambda: profile(work), "pull": lambda: pull(work), "footer": lambda: footer(work),
+                  "pandas": lambda: pandas_column(work), "duckdb": lambda: duckdb_column(work)}[step]() or {}
     except Exception as exc:   # (the retry did not fit either)
         failed = str(exc).splitlines()[0]
     print(json.dumps({"seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu,
@@ -240,6 +274,8 @@ def main() -> None:
                         help="row groups by rows only, as before session 24, and pages as before session 25")
     parser.add_argument("--duckdb", action="store_true",
                         help="merge by DuckDB's COPY (128 MB, the 1 GB retry), as before session 26")
+    parser.add_argument("--open", action="store_true",
+                        help="also open the merged parts' footers, and read one column with pandas and DuckDB")
     parser.add_argument("--child", nargs=3, metavar=("STEP", "WORK", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -260,20 +296,22 @@ def main() -> None:
             work = Path(tmp)
             run("build", work, shape, args.before)
             said = []
-            for step in ("merge", "profile"):
+            for step in ("merge", "profile") + (("footer", "pandas", "duckdb") if args.open else ()):
                 result = run(step, work, shape, args.before, args.duckdb and step == "merge")
                 outcome = (f"FAILED ({result['failed']})" if result["failed"] else
                            "did not fit 128 MB: retried with 1 GB" if result["retried"] else
-                           "no retry" if step == "merge" and not args.duckdb else "fitted 128 MB")
+                           "no retry" if step == "merge" and not args.duckdb else
+                           "fitted 128 MB" if step == "profile" else "read")
                 said.append(f"{step} {result['seconds']:.1f} s (CPU {result.get('cpu_seconds', 0):.1f} s), peak RSS {result['peak_rss_mb']:.0f} MB, {outcome}")
                 if result["failed"]:
                     break
             print(f"{shape}: " + "; ".join(said), flush=True)
-            print(f"  previous: {row_groups(work / 'records' / f'portal={PORTAL}' / f'dataset={DATASET}')}")
+            previous = work / "records" / f"portal={PORTAL}" / f"dataset={DATASET}"
+            print(f"  previous: {row_groups(previous)}, {footers(previous)}")
             if (work / "staging" / "merged").is_dir() and any((work / "staging" / "merged").glob("*.parquet")):
                 merged = sorted((work / "staging" / "merged").glob("*.parquet"))
                 print(f"  merged: {row_groups(work / 'staging' / 'merged')}, {len(merged)} parts, "
-                      f"{sum(path.stat().st_size for path in merged) / 2**20:.1f} MB")
+                      f"{sum(path.stat().st_size for path in merged) / 2**20:.1f} MB, {footers(work / 'staging' / 'merged')}")
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 

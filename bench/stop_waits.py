@@ -268,7 +268,7 @@ def records_waits(rows: int) -> None:
     import pyarrow.parquet as pq
 
     from bench.records_data import build_table
-    from harvester.records import PART_ROWS, ROW_GROUP_BYTES, ROW_GROUP_ROWS, Field, arrow_schema
+    from harvester.records import PART_COLUMN_CHUNKS, PART_ROWS, ROW_GROUP_BYTES, ROW_GROUP_ROWS, Field, arrow_schema
     from harvester.records_merge import merge_by_key
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -288,7 +288,8 @@ def records_waits(rows: int) -> None:
         def merge(into: str) -> None:   # as the pull merges (harvester.records._merge)
             (Path(tmp) / into).mkdir()
             merge_by_key(sorted(previous.glob("*.parquet")), sorted(delta.glob("*.parquet")), ":id", schema,
-                         Path(tmp) / into, part_rows=PART_ROWS, row_group_rows=ROW_GROUP_ROWS,
+                         Path(tmp) / into, part_rows=PART_ROWS, part_column_chunks=PART_COLUMN_CHUNKS,
+                         row_group_rows=ROW_GROUP_ROWS,
                          row_group_bytes=ROW_GROUP_BYTES)
 
         began, cpu = time.perf_counter(), time.process_time()

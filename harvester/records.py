@@ -60,6 +60,13 @@ def arrow_type(kind: str) -> pa.DataType:
 TEXT_KINDS = ("text", "url", "other", "point", "geometry")
 CSV_TYPED = ("integer", "number", "boolean", "datetime", "datetime_utc")   # Arrow's CSV reader parses these itself
 PART_ROWS = 500_000   # rows per Parquet part: the unit a cut-short pull resumes from
+# ...or fewer, so that a part's footer stays small: it holds ~100 bytes for each column of each row
+# group (offsets, sizes, encodings, statistics), ~1 KB once read, and whatever opens a part (the
+# merge, the profile, export, an analyst's DuckDB or pandas) reads it whole, as the part's writer
+# holds it until it closes. 500,000 rows of 1,000 16-character texts are ~1,250 row groups of 8 MB:
+# a footer of ~1.3 GB read. A part closes once its row groups times its columns reach this (~16 MB
+# read; at least a row group: `part_full`)
+PART_COLUMN_CHUNKS = 16_384
 # ...or fewer: a part is also closed this long after the last, so that a pull killed outright
 # (SIGKILL, the OOM killer, a reboot) loses at most this much pulling, not 500,000 rows of a
 # slow portal's requests; such parts are joined into parts of PART_ROWS before they are
@@ -1049,14 +1056,14 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
                  part_rows: int, part_seconds: float, tables=None) -> str | None:
     """Write the source's tables (`tables`: its batches from the progress's state, else
     asked here) into parts; each closed part is noted in progress.json with the state to
-    continue from. A part is closed at `part_rows` rows, or once `part_seconds` have passed
-    since the last was (a kill closes nothing: it loses the rows of the part being written,
+    continue from. A part is closed at `part_rows` rows (or fewer, a wide dataset's: `part_full`),
+    or once `part_seconds` have passed since the last was (a kill closes nothing: it loses the rows of the part being written,
     which on a slow portal are hours of requests at 500,000 rows). A fault in reading (a host
     down past every retry, Ctrl-C as KeyboardInterrupt) closes the part being written at the
     last table written whole, noted with the state after it: the next pull goes on from
     there, not from the last part closed. A part a fault cut short in its write is removed.
     Returns what pages over the response cap cost the read (PagedTables; None: nothing)."""
-    writer, part_path, written, dictionary = None, None, 0, None
+    writer, part_path, written, groups, dictionary = None, None, 0, 0, None
     state_written, in_write = progress["state"], False   # the state after the last table written whole
     closed_at = time.monotonic()
     tables = source.batches(progress["state"]) if tables is None else tables
@@ -1064,7 +1071,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
     def close_part(state) -> None:
         # the part's bytes, then its name, reach the disk before progress.json lists it: after a
         # kill or a reboot a part is listed whole or not at all (an unlisted one is removed)
-        nonlocal writer, part_path, written, closed_at
+        nonlocal writer, part_path, written, groups, closed_at
         if writer is not None:
             writer.close()
             sync(part_path)
@@ -1072,7 +1079,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
             part_path.rename(final)
             sync(parts_dir)
             progress["parts"].append(final.name)
-            writer, part_path, written = None, None, 0
+            writer, part_path, written, groups = None, None, 0, 0
         progress["state"] = state
         progress["done"] = state is None
         write_json_atomic(progress_path, progress)
@@ -1093,9 +1100,10 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
                                                   use_dictionary=dictionary)
                     writer.write_table(table, row_group_size=row_group_rows(table))
                 written += table.num_rows
+                groups += _row_groups(table)
                 progress["rows"] += table.num_rows
             state_written = state
-            if state is None or writer is not None and (written >= part_rows or
+            if state is None or writer is not None and (part_full(written, groups, len(schema), part_rows) or
                                                         time.monotonic() - closed_at >= part_seconds):
                 with writing(part_path or progress_path):
                     close_part(state)
@@ -1156,6 +1164,18 @@ def _continues(source: RecordSource, tables, state: dict, last_part: Path) -> bo
     return True
 
 
+def part_full(rows: int, row_groups: int, columns: int, part_rows: int) -> bool:
+    """Whether a part of `rows` rows in `row_groups` row groups of `columns` columns is full: at
+    `part_rows` rows, or at PART_COLUMN_CHUNKS column chunks (row groups times columns; read at
+    each call), whichever comes first."""
+    return rows >= part_rows or row_groups * max(columns, 1) >= PART_COLUMN_CHUNKS
+
+
+def _row_groups(table: pa.Table) -> int:
+    """The row groups a writer makes of `table`, cut at row_group_rows(table)."""
+    return -(-table.num_rows // row_group_rows(table))
+
+
 def row_group_rows(table: pa.Table) -> int:
     """Rows a row group of `table`'s rows holds: at most ROW_GROUP_ROWS, and as many as fit
     ROW_GROUP_BYTES at the table's mean width (at least one), the table cut into groups of
@@ -1186,12 +1206,15 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
     """The folder a full pull publishes: its staged parts, where parts closed by time
     (PART_SECONDS: a slow pull) are joined, row group by row group as they were written, into
     parts of `part_rows` rows or a row group more. A front end finds the files and row groups
-    a pull never cut short by time gives, whatever the pull's pace. Written beside the staged
+    a pull never cut short by time gives, whatever the pull's pace (a part full at `part_rows` rows
+    or at PART_COLUMN_CHUNKS: `part_full`). Written beside the staged
     parts, which stay as they are (a publish killed while packing packs them again), a part
     closed at its rows linked as it is (copied where the file system has no hard links); parts all
     full but the last are published themselves."""
-    counts = [pq.read_metadata(parts_dir / name).num_rows for name in parts]
-    whole = all(count >= part_rows for count in counts[:-1])
+    footers = [pq.read_metadata(parts_dir / name) for name in parts]
+    full = [part_full(f.num_rows, f.num_row_groups, f.num_columns, part_rows) for f in footers]
+    del footers   # (each up to ~16 MB: PART_COLUMN_CHUNKS)
+    whole = all(full[:-1])
     if whole and part_name(0) == part_name(0, len(parts)):   # (staged under names of one width)
         return parts_dir
     packed = staging / "packed"
@@ -1202,18 +1225,18 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
             link_or_copy(parts_dir / name, packed / part_name(number, len(parts)))
         sync(packed)
         return packed
-    writer, written, dictionary, number = None, 0, None, 0
+    writer, written, groups, dictionary, number = None, 0, 0, None, 0
 
     def close() -> None:
-        nonlocal writer, written, number
+        nonlocal writer, written, groups, number
         with writing(target):
             writer.close()
             sync(target)
-        writer, written, number = None, 0, number + 1
+        writer, written, groups, number = None, 0, 0, number + 1
 
     try:
-        for name, count in zip(parts, counts):
-            if writer is None and count >= part_rows:   # (closed at its rows)
+        for name, closed_full in zip(parts, full):
+            if writer is None and closed_full:   # (closed at its rows, or its column chunks)
                 link_or_copy(parts_dir / name, packed / part_name(number))
                 number += 1
                 continue
@@ -1228,7 +1251,8 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
                 with writing(target):
                     writer.write_table(table, row_group_size=row_group_rows(table))
                 written += table.num_rows
-                if written >= part_rows:
+                groups += _row_groups(table)
+                if part_full(written, groups, table.num_columns, part_rows):
                     close()
         if writer is not None:
             close()
@@ -1246,7 +1270,8 @@ def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) ->
 
 def _merge(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, staging: Path) -> Path:
     """The folder an incremental pull publishes: the previous folder's rows the delta does not
-    replace by the source's key, then the delta's (harvester.records_merge), in parts of PART_ROWS."""
+    replace by the source's key, then the delta's (harvester.records_merge), in parts of PART_ROWS
+    (or fewer: PART_COLUMN_CHUNKS)."""
     merged = staging / "merged"
     shutil.rmtree(merged, ignore_errors=True)
     merged.mkdir()
@@ -1254,7 +1279,8 @@ def _merge(source: RecordSource, layout: RecordsLayout, portal_id: str, source_i
     delta = sorted((staging / "parts").glob("*.parquet"), key=part_number)
     try:
         merge_by_key(previous, delta, source.merge_key, arrow_schema(source.fields), merged, part_rows=PART_ROWS,
-                     row_group_rows=ROW_GROUP_ROWS, row_group_bytes=ROW_GROUP_BYTES)
+                     part_column_chunks=PART_COLUMN_CHUNKS, row_group_rows=ROW_GROUP_ROWS,
+                     row_group_bytes=ROW_GROUP_BYTES)
     except MergeError as exc:
         raise RecordsError(f"the merge of the rows read with the published records failed: {exc}; the previous "
                            "records are kept (a full pull, --full, writes them again)") from None

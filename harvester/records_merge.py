@@ -5,8 +5,10 @@ then the delta's rows, written to one Parquet file streamed a bounded batch at a
 Arrow. DuckDB's `COPY` of the same rows did not fit 128 MB at 1,000 text columns or more
 (each column a vector of 2,048 values in each operator, and a string dictionary of up to
 1 MB in the writer) and ran again with 1 GB every night (docs/records.md). Here the merge
-holds the delta's keys, a batch of about ROW_GROUP_BYTES of the rows read and one row group
-being written: its memory does not grow with the width.
+holds the delta's keys (a slice of DELTA_KEY_BYTES at a time, what each found kept on disk),
+a batch of about ROW_GROUP_BYTES of the rows read and one row group being written, and the
+footers of two parts (bounded by harvester.records.PART_COLUMN_CHUNKS): its memory grows with
+neither the width nor the delta's length (its keyless rows' digests aside).
 
 A row with no key (Open311's request without `service_request_id`, a record that was no JSON
 object, stored as a row of nulls) has nothing else to be known by: one equal to a delta row in
@@ -16,8 +18,12 @@ alike stay two. One edited since differs from its new reading: both are kept.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+import itertools
 import math
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -39,19 +45,42 @@ class MergeError(Exception):
 
 
 def merge_by_key(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema, folder: Path, *,
-                 part_rows: int, row_group_rows: int, row_group_bytes: int) -> int:
+                 part_rows: int, part_column_chunks: int, row_group_rows: int, row_group_bytes: int) -> int:
     """Write into `folder` the rows of the `previous` parts whose `key` the `delta` parts do not
     hold again (a keyless row: unless the delta holds it again, as many times as it does), then
     every delta row, in the parts' order; returns the rows written. Parts of `part_rows` rows
-    (or a row group more) as a full pull publishes them, named in order; row groups of at most
+    (or a row group more), or fewer at `part_column_chunks` row groups times columns (a footer of
+    ~1 KB each), as a full pull publishes them, named in order; row groups of at most
     `row_group_rows` rows and about `row_group_bytes` (as Arrow holds them). The same parts give
     the same bytes. MergeError names a part that does not read as `schema`."""
-    replaced, keyless = _delta_keys(delta, key, schema, row_group_bytes)
-    parts = _Parts(folder, schema, part_rows, _dictionary_columns(previous + delta, schema, row_group_bytes))
+    spill = folder.with_name(f"{folder.name}-found")   # (what slices of the delta's keys found: below)
+    shutil.rmtree(spill, ignore_errors=True)
+    try:
+        return _merge(previous, delta, key, schema, folder, spill, part_rows=part_rows,
+                      part_column_chunks=part_column_chunks, row_group_rows=row_group_rows,
+                      row_group_bytes=row_group_bytes)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema, folder: Path, spill: Path, *,
+           part_rows: int, part_column_chunks: int, row_group_rows: int, row_group_bytes: int) -> int:
+    with_nulls: set[Path] = set()
+    slices = _key_slices(delta, key, schema, DELTA_KEY_BYTES, with_nulls)
+    first, second = next(slices), next(slices, None)
+    if second is None:   # (a night's delta: its keys at once, looked up as the previous parts are read)
+        masks = functools.partial(_replaced_masks, key=key, keys=first)
+    else:
+        spilled = _found_on_disk(previous, key, schema, itertools.chain([first, second], slices), spill)
+        masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
+    del first, second
+    keyless = _delta_keyless([path for path in delta if path in with_nulls], key, schema, row_group_bytes)
+    parts = _Parts(folder, schema, part_rows, part_column_chunks,
+                   _dictionary_columns(previous + delta, schema, row_group_bytes))
     groups = _RowGroups(row_group_rows, row_group_bytes, parts.write)
     try:
         for path in previous:
-            for table, found in _batches(path, schema, row_group_bytes, (key, replaced)):
+            for table, found in _batches(path, schema, row_group_bytes, masks):
                 groups.add(_kept(table, found, key, keyless))
         for path in delta:
             for table in _batches(path, schema, row_group_bytes):
@@ -67,12 +96,15 @@ def merge_by_key(previous: list[Path], delta: list[Path], key: str, schema: pa.S
 
 
 class _Parts:
-    """The merged folder's parts, each closed (and synced) at `part_rows` rows."""
+    """The merged folder's parts, each closed (and synced) at `part_rows` rows, or at
+    `column_chunks` row groups times columns (its footer: ~1 KB each)."""
 
-    def __init__(self, folder: Path, schema: pa.Schema, part_rows: int, dictionary: list[str]):
+    def __init__(self, folder: Path, schema: pa.Schema, part_rows: int, column_chunks: int, dictionary: list[str]):
         self.folder, self.schema, self.part_rows, self.dictionary = folder, schema, part_rows, dictionary
+        # (a row group at least)
+        self.groups_per_part = max(1, -(-column_chunks // max(len(schema), 1)))
         self.writer, self.path = None, None
-        self.count = self.rows = self.in_part = 0
+        self.count = self.rows = self.in_part = self.groups = 0
 
     def write(self, table: pa.Table) -> None:
         """`table` as one row group."""
@@ -86,7 +118,8 @@ class _Parts:
             self.writer.write_table(table, row_group_size=table.num_rows)
         self.rows += table.num_rows
         self.in_part += table.num_rows
-        if self.in_part >= self.part_rows:
+        self.groups += 1
+        if self.in_part >= self.part_rows or self.groups >= self.groups_per_part:
             self.close()
 
     def close(self) -> None:
@@ -96,7 +129,7 @@ class _Parts:
             with writing(self.path):
                 self.writer.close()
                 sync(self.path)
-            self.writer, self.count, self.in_part = None, self.count + 1, 0
+            self.writer, self.count, self.in_part, self.groups = None, self.count + 1, 0, 0
 
     def abandon(self) -> None:
         if self.writer is not None:
@@ -127,15 +160,16 @@ def _shown(schema: pa.Schema) -> str:
     return shown + (f", ... ({len(schema)} columns)" if len(schema) > 5 else "")
 
 
-def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, replaced=None):
+def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, masks=None):
     """A part's rows a row group at a time, a row group over twice `row_group_bytes` in batches
     of about that (one read whole held 425 MB of Parquet written before session 24, its row
     groups of 131,072 rows whatever their width). Arrow's batch reader holds buffers for each
     column: 110 MB for 1,000 text columns, where reading a row group whole holds 11 MB. With
-    `replaced` (key, keys): (rows, which of them have one of the keys), else the rows alone."""
+    `masks` (path, parquet → which rows of each row group the delta replaces): (rows, which of
+    them it replaces), else the rows alone."""
     parquet = _parquet(path, schema)
     metadata = parquet.metadata
-    masks = _replaced_masks(path, parquet, *replaced) if replaced else None
+    masks = masks(path, parquet) if masks else None
     for group in range(metadata.num_row_groups):
         rows, size = metadata.row_group(group).num_rows, metadata.row_group(group).total_byte_size
         mask = next(masks) if masks else None
@@ -158,9 +192,17 @@ def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, replaced=None)
 KEYS_AT_ONCE = 131_072
 
 
+# the delta's keys looked up at once, at most (their bytes, as Arrow holds them: about 20 a SODA
+# `:id`): a larger delta's keys are looked up in slices of this, and the previous parts' keys read
+# once for each slice; its memory (the slice, and the hash table each lookup builds of it) then
+# does not grow with the delta (4,000,000 keys: a peak of 336 MB, 593-612 MB held whole; the
+# same CPU: docs/benchmarks.md, Records memory)
+DELTA_KEY_BYTES = 16 * 2**20
+
+
 def _replaced_masks(path: Path, parquet: pq.ParquetFile, key: str, keys: pa.Array):
     """For each row group of `parquet` in turn: which of its rows have a key among `keys`,
-    looked up for as many rows at once as the delta has keys (KEYS_AT_ONCE at least)."""
+    looked up for as many rows at once as `keys` holds (KEYS_AT_ONCE at least)."""
     metadata, at_once = parquet.metadata, max(KEYS_AT_ONCE, len(keys))
     group = 0
     while group < metadata.num_row_groups:
@@ -179,17 +221,74 @@ def _replaced_masks(path: Path, parquet: pq.ParquetFile, key: str, keys: pa.Arra
         group = groups[-1] + 1
 
 
-def _delta_keys(delta: list[Path], key: str, schema: pa.Schema, row_group_bytes: int) -> tuple[pa.Array, Counter]:
-    """The delta's keys (each once), and its keyless rows counted by their values."""
-    keys, keyless = [], Counter()
+def _key_slices(delta: list[Path], key: str, schema: pa.Schema, most_bytes: int, with_nulls: set[Path]):
+    """The delta's keys in slices of about `most_bytes` (at least one slice, and one key; each key
+    once within its slice), read a row group at a time; the parts that hold a row without a key are
+    added to `with_nulls`."""
+    kind = schema.field(key).type
+    pending, size, given = [], 0, False
     for path in delta:
-        column = _read(path, "part", lambda: _parquet(path, schema).read(columns=[key], use_threads=False))[key]
-        keys.append(column.drop_null())
-        if column.null_count:
-            for batch in _batches(path, schema, row_group_bytes):
-                keyless.update(_row_digests(batch.filter(pc.is_null(batch[key]))))
-    replaced = pa.chunked_array(keys, schema.field(key).type).unique() if keys else pa.array([], schema.field(key).type)
-    return replaced, keyless
+        parquet = _parquet(path, schema)
+        for group in range(parquet.metadata.num_row_groups):
+            column = _read(path, "part", lambda: parquet.read_row_group(group, columns=[key], use_threads=False))[key]
+            if column.null_count:
+                with_nulls.add(path)
+            pending.append(column.drop_null())
+            size += pending[-1].nbytes
+            while size >= most_bytes:   # (as many keys as fit, at their mean width; one at least)
+                keys = pa.chunked_array(pending, kind)
+                taken = max(1, len(keys) * most_bytes // size)
+                yield keys.slice(0, taken).unique()
+                rest = keys.slice(taken)
+                pending, size, given = ([rest] if len(rest) else []), rest.nbytes, True
+    if pending or not given:
+        yield pa.chunked_array(pending, kind).unique() if pending else pa.array([], kind)
+
+
+# (a bit for each previous row: whether a slice of the delta's keys held its key so far)
+_FOUND = pa.schema([("found", pa.bool_())])
+
+
+def _found_on_disk(previous: list[Path], key: str, schema: pa.Schema, slices, spill: Path) -> dict[Path, Path]:
+    """For each previous part, a file in `spill` of which of its rows have a key among the
+    delta's (a batch a row group), the delta's keys looked up one slice after another (`slices`),
+    each slice's finds added to the last's: a bit a previous row on disk, not the delta's keys in
+    memory."""
+    spill.mkdir()
+    files: dict[Path, Path] = {}
+    for number, keys in enumerate(slices):
+        for index, path in enumerate(previous):
+            target, earlier = spill / f"{index}.{number % 2}.arrow", files.get(path)
+            masks = _replaced_masks(path, _parquet(path, schema), key, keys)
+            with contextlib.ExitStack() as files_open:
+                before = None if earlier is None else pa.ipc.open_file(
+                    files_open.enter_context(pa.memory_map(str(earlier))))
+                writer = pa.ipc.new_file(files_open.enter_context(pa.OSFile(str(target), "wb")), _FOUND)
+                files_open.callback(writer.close)
+                for group, found in enumerate(masks):
+                    found = found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
+                    if before is not None:
+                        found = pc.or_(found, before.get_batch(group).column(0))
+                    writer.write_batch(pa.record_batch([found], schema=_FOUND))
+            files[path] = target
+    return files
+
+
+def _spilled_masks(path: Path):
+    """The masks `_found_on_disk` wrote for a previous part, a row group at a time."""
+    with pa.memory_map(str(path)) as source:
+        found = pa.ipc.open_file(source)
+        for group in range(found.num_record_batches):
+            yield found.get_batch(group).column(0)
+
+
+def _delta_keyless(parts: list[Path], key: str, schema: pa.Schema, row_group_bytes: int) -> Counter:
+    """The keyless rows of the delta's `parts` (those that hold any), counted by their values."""
+    keyless = Counter()
+    for path in parts:
+        for batch in _batches(path, schema, row_group_bytes):
+            keyless.update(_row_digests(batch.filter(pc.is_null(batch[key]))))
+    return keyless
 
 
 def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless: Counter) -> pa.Table:

@@ -770,3 +770,38 @@ def test_records_replaced_since_the_read_copy_by_a_pull_of_as_many_rows_and_byte
     assert result.exit_code == 1, result.output
     assert f"the records of sea:{ID} in {folder} are not the pull the read copy describes" in result.output
     assert exported(out) == previous
+
+
+def test_records_copied_where_hard_links_are_refused_are_not_taken_for_a_change_after_the_read_copy(
+        tmp_path, monkeypatch):
+    """On a file system without hard links (exFAT, vfat: EPERM) a pull copies what it would link
+    (`link_or_copy`: parts packed; `_linked`: the folder to swap in), and a copy takes the time it
+    was made. The export's check compares the records folder's time (not its files') with the read
+    copy's, and a pull writes the folder it publishes, copies included, before the catalogue
+    records it: the export of the read copy passes, full pull and incremental alike."""
+    import errno
+
+    import harvester.records
+
+    def refused(source, target, **kwargs):
+        raise OSError(errno.EPERM, os.strerror(errno.EPERM), str(source), None, str(target))
+
+    monkeypatch.setattr(os, "link", refused)
+    monkeypatch.setattr(harvester.records, "PART_ROWS", 300)   # (parts closed at their rows: copied as packed,
+    monkeypatch.setattr(harvester.records, "PART_SECONDS", 0)  # between parts closed by time: joined)
+    view = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
+    rows = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
+    folder = RecordsLayout(tmp_path / "records").folder("sea", ID)
+    with SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
+        for pull in ("full", "incremental"):
+            db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, [ID],
+                                              extra='domain = "data.example.org"\n')
+            assert result.exit_code == 0, result.output
+            assert all(part.stat().st_nlink == 1 for part in folder.glob("*.parquet"))   # (copies, not links)
+            with duckdb.connect(str(db), read_only=True) as con:
+                assert con.execute("SELECT mode, row_count FROM record_pulls").fetchone() == (pull, 1000)
+            summary = run_export(db, tmp_path / f"export-{pull}")   # (the read copy, as a front end's cron reads it)
+            assert summary["parquet"]["records"] == {"datasets": 1, "rows": 1000}
+    with writer_under_way(db, "harvest"):   # (and beside a writer: its stand-in marks every dataset deleted)
+        summary = run_export(db, tmp_path / "export-beside-a-writer")
+    assert summary["parquet"]["records"] == {"datasets": 1, "rows": 1000}

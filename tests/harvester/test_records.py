@@ -382,3 +382,74 @@ def test_row_groups_are_cut_even_within_the_byte_budget(monkeypatch):
     assert row_group_rows(pa.table({"n": list(range(500_000))})) == 125_000   # 4 MB: at most ROW_GROUP_ROWS
     assert row_group_rows(pa.table({"t": ["x" * 2_000_000]})) == 1   # a row over the budget: a group of its own
     assert row_group_rows(page.slice(0, 0)) == 131_072
+
+
+def _chunks(path) -> int:
+    """A part's column chunks (row groups times columns): its footer holds ~1 KB for each."""
+    metadata = pq.read_metadata(path)
+    return metadata.num_row_groups * metadata.num_columns
+
+
+def test_a_wide_dataset_is_published_in_parts_whose_footers_stay_small(tmp_path, monkeypatch):
+    """A part held 500,000 rows whatever its width: with row groups bounded by bytes, a part of
+    1,000 text columns had hundreds of row groups, and its footer (~1 KB a column of each row
+    group: ~1.3 GB at 500,000 rows) was read whole by whatever opened it, the next night's merge
+    and profile among them. A part now closes at PART_COLUMN_CHUNKS row groups times columns
+    too: a full pull's parts (here 42 columns, 4 row groups a part) and the merge's alike, in
+    the rows' order, each row once."""
+    import harvester.records
+
+    monkeypatch.setattr(harvester.records, "ROW_GROUP_BYTES", 40_000)   # (~500 rows a row group)
+    monkeypatch.setattr(harvester.records, "PAGE_BYTES", 80_000)
+    monkeypatch.setattr(harvester.records, "PART_COLUMN_CHUNKS", 4 * 42)
+    rows, columns = 6_000, 40
+    view = {"id": "wide-0001", "name": "Wide", "columns": [{"fieldName": f"c{k}", "dataTypeName": "text"}
+                                                           for k in range(columns)]}
+    before = _wide_table(0, rows, columns, 16, "before", "2024-01-15T12:00:00.000Z")
+    folder = tmp_path / "records" / "portal=sea" / "dataset=wide-0001"
+    with SocrataPortal([discovery_entry(view)], records={"wide-0001": SodaTable(before)}) as portal:
+        db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, ["wide-0001"],
+                                          extra='domain = "data.example.org"\n')
+        assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+        full = sorted(folder.glob("*.parquet"))
+        # (closed at the page that reaches 4 row groups: a page is cut in a few, ~32 rows each here)
+        assert len(full) > 3 and all(4 * 42 <= _chunks(path) <= 10 * 42 for path in full[:-1])
+        assert [path.name for path in full] == [f"part-{n:05d}.parquet" for n in range(len(full))]
+        names = [":id"] + [f"c{k}" for k in range(columns)]
+        assert pq.read_table(full).select(names).equals(before.select(names))
+        edited = _wide_table(rows - 100, rows + 100, columns, 16, "after", "2024-02-01T00:00:00.000Z")
+        portal.records["wide-0001"] = SodaTable(pa.concat_tables([before.slice(0, rows - 100), edited]))
+        db, result = harvest_with_records(tmp_path, "sea", "socrata", portal.url, ["wide-0001"],
+                                          extra='domain = "data.example.org"\n')
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    with duckdb.connect(str(db)) as con:
+        assert con.execute("SELECT mode, row_count FROM record_pulls").fetchone() == ("incremental", rows + 100)
+    merged = sorted(folder.glob("*.parquet"))
+    assert len(merged) > 3 and all(_chunks(path) <= 4 * 42 for path in merged)
+    assert [path.name for path in merged] == [f"part-{n:05d}.parquet" for n in range(len(merged))]
+    expected = pa.concat_tables([before.slice(0, rows - 100), edited])
+    assert pq.read_table(merged).select(names).equals(expected.select(names))
+
+
+def test_parts_closed_at_their_column_chunks_are_not_joined_with_those_closed_by_time(tmp_path, monkeypatch):
+    """A slow pull's parts closed by time are joined before the publish into parts of
+    PART_ROWS rows, and now of PART_COLUMN_CHUNKS at most: a part closed at its column chunks
+    is linked as it is, and those closed by time are joined up to the same bound."""
+    import harvester.records
+    from harvester.records import _packed
+
+    monkeypatch.setattr(harvester.records, "PART_COLUMN_CHUNKS", 3 * 2)   # (2 columns: 3 row groups a part)
+    parts_dir = tmp_path / "parts"
+    parts_dir.mkdir()
+    groups = [3, 1, 1, 1, 1, 1]   # the first closed at its chunks, the rest by time
+    parts, first = [], 0
+    for number, count in enumerate(groups):
+        parts.append(f"part-{number:05d}.parquet")
+        pq.write_table(pa.table({"v": range(first, first + 2 * count), "w": ["x"] * 2 * count}),
+                       parts_dir / parts[-1], row_group_size=2)
+        first += 2 * count
+    ready = _packed(parts_dir, parts, tmp_path, part_rows=500_000)
+    names = sorted(os.listdir(ready))
+    assert [pq.read_metadata(ready / name).num_row_groups for name in names] == [3, 3, 2]
+    assert (ready / names[0]).read_bytes() == (parts_dir / parts[0]).read_bytes()
+    assert [v for name in names for v in pq.read_table(ready / name)["v"].to_pylist()] == list(range(first))

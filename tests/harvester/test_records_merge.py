@@ -153,6 +153,37 @@ def test_row_groups_read_in_batches_and_keys_looked_up_a_few_groups_at_once_give
     assert len(groups) > 10 and all(group.total_byte_size <= 20_000 for group in groups)
 
 
+@pytest.mark.parametrize("real", [soda_911, boston_requests], ids=["socrata", "open311"])
+def test_a_delta_whose_keys_are_looked_up_in_slices_gives_the_bytes_of_one_looked_up_at_once(
+        tmp_path, monkeypatch, real):
+    """The delta's keys were held whole (about 20 bytes a SODA `:id`: 1 GB for 50 million): past
+    DELTA_KEY_BYTES they are looked up a slice at a time, what each slice found kept on disk. Here
+    slices of a few keys (the previous parts' row groups of 300 rows, read once a slice): the
+    same bytes as the delta's keys at once, DuckDB's rows, and no file left of the slices."""
+    import harvester.records_merge
+
+    key, fields, rows = real()
+    table = Conversion(fields).table_from_rows
+    keyless = next(row for row in rows[:700] if row is None or key not in row)
+    layout, staging = staged(tmp_path, [table(rows[:400]), table(rows[400:800])],
+                             [table(edited(rows, 100, 300, key)), table(edited(rows, 700, 900, key) + [keyless]),
+                              table(rows[900:])])
+    source = source_of(key, fields)
+    at_once = {path.name: path.read_bytes() for path in _merge(source, layout, PORTAL, DATASET, staging).iterdir()}
+    slices = []
+    real_slices = harvester.records_merge._key_slices
+    monkeypatch.setattr(harvester.records_merge, "_key_slices",
+                        lambda *args: (slices.append(len(keys)) or keys for keys in real_slices(*args)))
+    monkeypatch.setattr(harvester.records_merge, "DELTA_KEY_BYTES", 200)
+
+    merged = _merge(source, layout, PORTAL, DATASET, staging)
+
+    assert len(slices) > 20 and max(slices) < 20   # (the keys of a few rows a slice)
+    assert {path.name: path.read_bytes() for path in merged.iterdir()} == at_once
+    same_rows_as_duckdbs(merged, layout, staging, key, fields)
+    assert sorted(path.name for path in staging.iterdir()) == ["merged", "parts"]
+
+
 def test_a_delta_replaces_adds_and_keeps_rows_in_order(tmp_path):
     fields = [Field("id", "text"), Field("v", "integer")]
     schema = Conversion(fields).schema
