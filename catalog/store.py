@@ -447,6 +447,22 @@ class Store:
                 """SELECT d.uid, r.details FROM datasets d JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash
                    WHERE d.uid IN (SELECT unnest($uids::VARCHAR[]))""", {"uids": uids}).fetchall())
 
+    def failed_lookups(self, portal_id: str, since: datetime, error_types: tuple[str, ...]) -> dict[str, str]:
+        """uid -> the details (compact JSON) of the stored version of each of the portal's live
+        datasets whose details record a failed lookup (`lookup_failed`) of `error_types` that a
+        `fetch` error of harvest_errors reported since `since`: the lookups not asked again
+        (harvester.mapping.SETTLED_LOOKUP_FAILURES). The error rows are found first (few), so
+        only their datasets' details are read."""
+        with self._write_lock:
+            return dict(self.con.execute(
+                """SELECT d.uid, r.details FROM datasets d JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash
+                   WHERE d.portal_id = $portal AND d.deleted_at IS NULL
+                     AND d.source_id IN (SELECT source_id FROM harvest_errors
+                                         WHERE portal_id = $portal AND stage = 'fetch' AND occurred_at >= $since
+                                           AND list_contains($types, error_type))
+                     AND list_contains($types, json_extract_string(r.details, '$.lookup_failed.error_type'))""",
+                {"portal": portal_id, "since": since, "types": list(error_types)}).fetchall())
+
     def settled_pages(self, portal_id: str) -> set[str]:
         """The pages of the portal's latest committed listing (see migration 0009)."""
         with self._write_lock:
