@@ -49,10 +49,9 @@ LOOKUPS_FAILED_BATCH = 5 * BATCH
 POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches go to workers
 # a detail lookup that answered one of these is settled until its entry changes: the address does
 # not exist (404, 410), the portal answers an error of its own (an ArcGIS layer that cannot be
-# read), the entry's link is no URL. Its dataset, left without what the lookup gives (a dataset
-# keeping what an earlier lookup gave is asked every night), has details recording it
-# (`lookup_failed`), and while
-# its entry is listed as stored, it is not asked again, nor reported again, for
+# read), the entry's link is no URL. Its dataset, left without what the lookup gives (one keeping
+# what an earlier lookup gave is asked every night), has details recording it (`lookup_failed`);
+# while its entry is listed as stored, it is not asked, nor reported, again for
 # LOOKUP_ASKED_AGAIN_DAYS after the night it was (a portal may mend a DataStore or a layer without
 # touching the entry that names it: a week bounds how long that goes unseen); a changed entry and
 # `harvest --full` ask at once. Faults of the moment (5xx, timeouts, a host down) are asked every night.
