@@ -47,6 +47,16 @@ BATCH = 1000            # entries per part
 # held with them
 LOOKUPS_FAILED_BATCH = 5 * BATCH
 POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches go to workers
+# a detail lookup that answered one of these is settled until its entry changes: the address does
+# not exist (404, 410), the portal answers an error of its own (an ArcGIS layer that cannot be
+# read), the entry's link is no URL. Its dataset, left without what the lookup gives (one keeping
+# what an earlier lookup gave is asked every night), has details recording it (`lookup_failed`);
+# while its entry is listed as stored, it is not asked, nor reported, again for
+# LOOKUP_ASKED_AGAIN_DAYS after the night it was (a portal may mend a DataStore or a layer without
+# touching the entry that names it: a week bounds how long that goes unseen); a changed entry and
+# `harvest --full` ask at once. Faults of the moment (5xx, timeouts, a host down) are asked every night.
+SETTLED_LOOKUP_FAILURES = ("NotFound", "PortalError", "InvalidUrl")
+LOOKUP_ASKED_AGAIN_DAYS = 7
 
 ErrorRow = tuple[str | None, str, str, str, str]   # source id, stage, error type, message, severity
 
@@ -282,8 +292,13 @@ class Mapper:
     def __init__(self, adapter: PortalAdapter, portal: PortalConfig, stage: Stage, on_error, pool: WorkerPool | None,
                  known: dict[str, str] | Callable[[], dict[str, str]] | None = None,
                  settled_pages: set[str] | frozenset[str] = frozenset(),
-                 stored_details: Callable[[list[str]], dict[str, str | None]] | None = None):
+                 stored_details: Callable[[list[str]], dict[str, str | None]] | None = None,
+                 failed_lookups: Callable[[], dict[str, str]] | None = None):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
+        # uid -> the stored details of datasets whose stored version's lookup failed for good
+        # within LOOKUP_ASKED_AGAIN_DAYS (Store.failed_lookups), asked for on the first entry
+        # read: such an entry listed as stored is not looked up again
+        self._failed_lookups = failed_lookups or {}
         # uids -> the details of their stored versions (Store.stored_details), for entries
         # whose lookup failed where the adapter keeps what it looked up before (`looked_up`);
         # such entries wait in `lookups_failed` to be asked for a batch at a time
@@ -322,6 +337,12 @@ class Mapper:
         if callable(self._known):
             self._known = self._known()
         return self._known
+
+    @property
+    def failed_lookups(self) -> dict[str, str]:
+        if callable(self._failed_lookups):
+            self._failed_lookups = self._failed_lookups()
+        return self._failed_lookups
 
     def expect(self, total: int | None) -> None:
         """The size the listing reports, once its first page is read: when every entry of
@@ -380,6 +401,11 @@ class Mapper:
             self.on_error(source_id, "validate", "RecordRejected", reason)
             return
         stored = self.known.get(f"{self.portal.id}:{source_id}")
+        if stored is not None and self._lookup_failed_as_stored(entry, source_id, stored):
+            self.unchanged += 1
+            if page_digest is not None:   # (read every night: the lookup is asked again in a while)
+                self.detailed.add(page_digest)
+            return
         details = None
         try:
             details = self.adapter.fetch_details(entry)
@@ -400,6 +426,13 @@ class Mapper:
                 return
         self._stage(entry, source_id, details, stored, page_digest)
 
+    def _lookup_failed_as_stored(self, entry: dict, source_id: str, stored: str) -> bool:
+        """The entry is its stored version's, whose lookup failed for good lately
+        (SETTLED_LOOKUP_FAILURES): that version's details, recording the failure, hash with it
+        to the stored hash."""
+        details = self.failed_lookups.get(f"{self.portal.id}:{source_id}")
+        return details is not None and stored == raw_hash(self.adapter, entry, orjson.loads(details))
+
     def _add_lookups_failed(self) -> None:
         """The entries whose lookup failed, each with the looked-up parts of its stored
         version's details (a warning: the dataset keeps what its lookup gave before, and
@@ -411,11 +444,14 @@ class Mapper:
             previous = stored.get(uid)
             details = self.adapter.details_without_lookup(entry, orjson.loads(previous) if previous else None)
             if any(key in (details or {}) for key in self.adapter.looked_up):
+                # (asked every night: the columns it keeps may be stale, and the warning says so)
                 self.on_error(source_id, "fetch", error_type,
                               f"{message}; the dataset keeps what this address gave before (its columns) and "
                               "takes the rest of its metadata as listed", "warning")
             else:
                 self.on_error(source_id, "fetch", error_type, message)
+                if error_type in SETTLED_LOOKUP_FAILURES:   # (not asked again while the entry stays: see there)
+                    details = {**(details or {}), "lookup_failed": {"error_type": error_type}}
             self._stage(entry, source_id, details, self.known.get(uid), page_digest)
 
     def _stage(self, entry: dict, source_id: str, details: dict | None, stored: str | None,

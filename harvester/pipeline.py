@@ -18,8 +18,9 @@ from catalog.lazy import pandas_kept_out
 from catalog.store import Store, page_identity
 from catalog.transactions import rollback
 from harvester.config import PortalConfig
-from harvester.http import HttpClient, OverBudget
-from harvester.mapping import Mapper, WorkerPool, mapping_namespace, relaxed_gc
+from harvester.http import HttpClient, OverBudget, error_type
+from harvester.mapping import (LOOKUP_ASKED_AGAIN_DAYS, SETTLED_LOOKUP_FAILURES, Mapper, WorkerPool, mapping_namespace,
+                               relaxed_gc)
 from harvester.paging import RAISE_THE_CAP
 from harvester.portals import adapter_for
 from harvester.records import harvest_records
@@ -102,7 +103,7 @@ def retire_portal(store: Store, portal_id: str, now: datetime) -> tuple[str, Por
         report.status = "ok"
     except BaseException as exc:
         rollback(store.con)
-        report.status, report.error_type, report.error_message = "failed", type(exc).__name__, str(exc)
+        report.status, report.error_type, report.error_message = "failed", error_type(exc), str(exc)
         raise
     finally:
         store.finish_run(run_id, portal_id, {**asdict(report), "finished_at": datetime.now(UTC)})
@@ -275,7 +276,10 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         # --full rewrites all
         mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else lambda: store.raw_hashes(portal.id),
                         settled_pages=set() if full else store.settled_pages(portal.id),
-                        stored_details=store.stored_details)
+                        stored_details=store.stored_details,
+                        failed_lookups=None if full or not adapter.looked_up else lambda: store.failed_lookups(
+                            portal.id, datetime.now(UTC) - timedelta(days=LOOKUP_ASKED_AGAIN_DAYS),
+                            SETTLED_LOOKUP_FAILURES))
         listing = adapter.listing()
         if not full:  # last night's pages: asked along their chain, and those answered the same, not read
             listing.remember(mapper.known_pages(store.known_pages(portal.id, mapping_namespace(adapter))),
@@ -344,7 +348,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         if interrupted:
             http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
         report.status = "failed"
-        report.error_type = "Interrupted" if interrupted else type(exc).__name__
+        report.error_type = "Interrupted" if interrupted else error_type(exc)
         report.error_message = interrupted_message(step) if interrupted else str(exc)
         errors.add(None, step, report.error_type, report.error_message)
         log.error("%s: harvest failed: %s", portal.id, str(exc) or report.error_message)

@@ -31,7 +31,7 @@ from catalog.lazy import LazyModule
 from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or_copy, measure_folder, name_in_order,
                              part_name, part_number, previous_pull, record_pull, recorded, write_json_atomic)
 from catalog import uncut
-from harvester.http import ResponseTooLarge
+from harvester.http import ResponseTooLarge, error_type
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
 from harvester.records_merge import MergeError, merge_by_key
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
@@ -1373,7 +1373,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             if stop_requested():   # (DuckDB's "Query interrupted": Ctrl-C or SIGTERM in a query, no failure of this dataset)
                 raise
             result.status = "failed"
-            result.error_type = type(exc).__name__
+            result.error_type = error_type(exc)
             result.error_message = str(exc)
             result.seconds = round(time.monotonic() - started, 3)
             errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {exc}")

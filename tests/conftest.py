@@ -9,7 +9,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -265,6 +265,63 @@ def assert_a_full_harvest_with_its_lookup_down_keeps_the_columns(store, http, co
     report = harvest([config], store, http, full=True).portals[0]
     assert report.status == "ok" and (report.changed, report.unchanged) == (0, 1)
     assert len(before) == stored and store.con.execute(columns).fetchall() == before
+
+
+def assert_a_lookup_refused_for_good_is_asked_again_only_when_due(store, http, config, lookups, failing, working,
+                                                                   edit, mend) -> None:
+    """Nights of a portal of two datasets whose columns come from a details lookup (requests
+    to the portal `lookups`), one of which (the requests `failing(path, query)` is true of) is
+    refused for good (a 404, an ArcGIS error), the other's (`working`) answering. Night 1 reports the refusal, a
+    NotFound or PortalError error of the fetch stage; an unchanged night 2 neither asks
+    `failing` again nor reports it (the other lookup is asked as every night); `edit()` changes
+    the failing dataset's entry: night 3 asks again (and reports again); `harvest --full` asks
+    again; a week after its last error row it is asked again, and, `mend()`ed meanwhile, it
+    gives the dataset its columns."""
+    from harvester.mapping import LOOKUP_ASKED_AGAIN_DAYS
+    from harvester.pipeline import harvest
+
+    def night(**options):
+        lookups.clear_log()
+        run = harvest([config], store, http, **options)
+        report = run.portals[0]
+        assert report.status == "ok", report.error_message
+        asked = {which: sum(which(path, query) for path, query, _ in lookups.requests) for which in (failing, working)}
+        errors = store.con.execute("SELECT stage, error_type, severity FROM harvest_errors WHERE run_id = ?",
+                                   [run.run_id]).fetchall()
+        return report, asked[failing], asked[working], errors
+
+    report, asked, other, errors = night()
+    assert (report.new, report.errors, asked, other) == (2, 1, 1, 1)
+    [(stage, refused_as, severity)] = errors
+    assert (stage, severity) == ("fetch", "error") and refused_as in ("NotFound", "PortalError")
+    without_columns = "SELECT count(*) FROM datasets d WHERE NOT EXISTS (SELECT 1 FROM columns WHERE dataset_uid = d.uid)"
+    assert store.con.execute(without_columns).fetchone()[0] == 1
+    recorded = store.con.execute("SELECT json_extract_string(details, '$.lookup_failed.error_type') AS why "
+                                 "FROM raw_records WHERE why IS NOT NULL").fetchall()
+    assert recorded == [(refused_as,)]   # why it has none, beside the night's error row
+
+    report, asked, other, errors = night()   # unchanged: the refusal is not asked again, nor reported
+    assert (report.unchanged, report.changed, report.errors, asked, other, errors) == (2, 0, 0, 0, 1, [])
+
+    edit()
+    report, asked, other, errors = night()   # its entry changed: asked again
+    assert (report.changed, report.unchanged, report.errors, asked, errors) == (
+        1, 1, 1, 1, [("fetch", refused_as, "error")])
+    report, asked, other, errors = night()
+    assert (report.unchanged, report.errors, asked, errors) == (2, 0, 0, [])
+
+    report, asked, other, errors = night(full=True)   # --full asks every lookup
+    assert (report.changed, report.unchanged, report.errors, asked) == (0, 2, 1, 1)
+
+    # a week later: the error rows made as old as that, and the portal mended meanwhile
+    store.con.execute("UPDATE harvest_errors SET occurred_at = occurred_at - ?",
+                      [timedelta(days=LOOKUP_ASKED_AGAIN_DAYS, minutes=1)])
+    mend()
+    report, asked, other, errors = night()
+    assert (report.changed, report.unchanged, report.errors, asked, errors) == (1, 1, 0, 1, [])
+    assert store.con.execute(without_columns).fetchone()[0] == 0
+    report, asked, other, errors = night()   # answered again: asked every night, as every lookup
+    assert (report.unchanged, asked, other) == (2, 1, 1)
 
 
 def cut_short_after(source, batches: int, error: Exception) -> None:

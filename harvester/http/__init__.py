@@ -19,13 +19,15 @@ This module only re-exports what the rest of civicat imports; a test patching a 
 patches the module that reads it (harvester.http.json_parsing.STREAMED_JSON_BYTES), not this one.
 """
 from harvester.http.client import HttpClient
-from harvester.http.errors import (CertificateRejected, HostNotFound, HostUnavailable, HttpError, Interrupted,
-                                   InvalidUrl, LookupTimedOut, LookupUnanswered, OverBudget, PermanentError,
-                                   ResolverDown, ResponseTooLarge, TransientError, UnexpectedPayload)
+from harvester.http.errors import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable,
+                                   HtmlInsteadOfData, HttpError, Interrupted, InvalidBody, InvalidUrl, LookupTimedOut,
+                                   LookupUnanswered, OverBudget, PermanentError, PortalError, ResolverDown,
+                                   ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload, UnsafeXml, error_type)
 from harvester.http.json_parsing import CappedDocument, Entries, capped_json, dropped, parse_json_body, value_in_head
 from harvester.http_cache import ValidatorCache
 
-__all__ = ["CappedDocument", "CertificateRejected", "Entries", "HostNotFound", "HostUnavailable", "HttpClient",
-           "HttpError", "Interrupted", "InvalidUrl", "LookupTimedOut", "LookupUnanswered", "OverBudget",
-           "PermanentError", "ResolverDown", "ResponseTooLarge", "TransientError", "UnexpectedPayload",
-           "ValidatorCache", "capped_json", "dropped", "parse_json_body", "value_in_head"]
+__all__ = ["CappedDocument", "CertificateRejected", "ConnectionFailed", "Entries", "HostNotFound", "HostUnavailable",
+           "HtmlInsteadOfData", "HttpClient", "HttpError", "Interrupted", "InvalidBody", "InvalidUrl", "LookupTimedOut",
+           "LookupUnanswered", "OverBudget", "PermanentError", "PortalError", "ResolverDown", "ResponseTooLarge",
+           "TimedOut", "TransientError", "UnexpectedPayload", "UnsafeXml", "ValidatorCache", "capped_json", "dropped",
+           "error_type", "parse_json_body", "value_in_head"]

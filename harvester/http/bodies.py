@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import requests
 import urllib3.exceptions
 
-from harvester.http.errors import ResponseTooLarge, TransientError
+from harvester.http.errors import ConnectionFailed, HtmlInsteadOfData, InvalidBody, ResponseTooLarge, TimedOut
 
 log = logging.getLogger("civicat.http")
 
@@ -47,10 +47,10 @@ def _read_capped(response: requests.Response, cap: int, url: str, started: float
             gathered.write(chunk)
             # read timeouts apply per socket read; this bounds a server that drips bytes
             if time.monotonic() - started > timeout * 2:
-                raise TransientError(f"response took over {timeout * 2:.0f}s to arrive", url, response.status_code)
+                raise TimedOut(f"response took over {timeout * 2:.0f}s to arrive", url, response.status_code)
     except requests.exceptions.RequestException as exc:
         gathered.discard()
-        raise TransientError(f"response body cut short: {type(exc).__name__}", url, response.status_code) from None
+        raise ConnectionFailed(f"response body cut short: {type(exc).__name__}", url, response.status_code) from None
     except BaseException:
         gathered.discard()
         raise
@@ -130,7 +130,7 @@ def _gunzip_into(pieces: "_BodySink", encoded: "bytes | Iterable[bytes]", cap: i
         except zlib.error:
             if members:   # garbage after a whole member
                 return pieces.body(), False
-            raise TransientError("response failed: ContentDecodingError", url) from None   # (as requests says it)
+            raise InvalidBody("response failed: ContentDecodingError", url) from None   # (as requests says it)
         size += len(piece)
         if size > cap:
             raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status, head=pieces.head(piece))
@@ -323,5 +323,5 @@ def parse_data_body(body: bytes, content_type: str, url: str) -> bytes:
     JSON line begins with a tag, where an HTML page does (labelled so, any tag or comment)."""
     head = body[:512].removeprefix(b"\xef\xbb\xbf").lstrip().lower()
     if head.startswith((b"<!doctype", b"<html")) or ("html" in content_type.lower() and head.startswith(b"<")):
-        raise TransientError(f"HTML page instead of data (Content-Type {content_type or 'none'})", url, 200)
+        raise HtmlInsteadOfData(f"HTML page instead of data (Content-Type {content_type or 'none'})", url, 200)
     return body

@@ -28,9 +28,9 @@ from harvester.http.bodies import (_BodySink, _gunzip_capped, _gunzip_head, _gun
                                    _read_capped, _SpooledBody, parse_data_body)
 from harvester.http.connections import _Adapter, _check_url, _connection_failed, _headers_by, _Refusals, _Session
 from harvester.http.deadlines import _Watchdog
-from harvester.http.errors import (ConnectionRefused, HostFault, HostUnavailable, Interrupted, LookupUnanswered,
-                                   OverBudget, PermanentError, ResolverDown, ResponseTooLarge, TransientError,
-                                   UnexpectedPayload)
+from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, Interrupted,
+                                   InvalidBody, LookupUnanswered, OverBudget, PermanentError, ResolverDown,
+                                   ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload)
 from harvester.http.json_parsing import parse_json_body
 from harvester.http.resolver import _LOOKUPS, _ResolverWatch
 from harvester.http.xml_parsing import parse_xml_body
@@ -276,7 +276,7 @@ class HttpClient:
             try:
                 return parse(parse_data_body(body, content_type, url))
             except ValueError as exc:
-                raise TransientError(f"unreadable data: {exc}", url, 200) from None
+                raise InvalidBody(f"unreadable data: {exc}", url, 200) from None
         return self._get(url, params, headers, False, timeout, None, checked, accept).data
 
     def download(self, url: str, destination: str | Path, params: dict | None = None, *,
@@ -543,7 +543,7 @@ class HttpClient:
                 with _headers_by(started + timeout * 2, self._refusals, self._resolver) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
             except requests.exceptions.Timeout as exc:
-                raise TransientError(f"timed out: {type(exc).__name__}", url) from None
+                raise TimedOut(f"timed out: {type(exc).__name__}", url) from None
             except requests.exceptions.RequestException as exc:
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None
             started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
@@ -560,12 +560,12 @@ class HttpClient:
                     raise PermanentError(f"HTTP {status}: {snippet[:300].decode('utf-8', 'replace').strip()}", url, status)
                 return read_body(response, url, started, *body_args)
             except requests.exceptions.RequestException as exc:
-                raise TransientError(f"{what} failed: {type(exc).__name__}", url) from None
+                raise ConnectionFailed(f"{what} failed: {type(exc).__name__}", url) from None
             finally:
                 watchdog.cancel()
                 response.close()
                 if watchdog.fired:
-                    raise TransientError(f"{what} took over {seconds:.0f}s to arrive", url)
+                    raise TimedOut(f"{what} took over {seconds:.0f}s to arrive", url)
 
     def _read_into_memory(self, response: requests.Response, url: str, started: float, timeout: float,
                           keep_gzip: bool, spool: bool) -> tuple[int, dict, "bytes | _SpooledBody", bytes | None]:
@@ -609,11 +609,11 @@ class HttpClient:
                     if size > self.max_download_bytes:
                         raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap", url, status)
                     if time.monotonic() - started > max_seconds:
-                        raise TransientError(f"download took over {max_seconds:.0f}s to arrive", url, status)
+                        raise TimedOut(f"download took over {max_seconds:.0f}s to arrive", url, status)
                     self._check_stopped(url)   # a 16 GiB download is no reason to stay
                     out.write(chunk)
         except requests.exceptions.RequestException as exc:
-            raise TransientError(f"download cut short: {type(exc).__name__}", url) from None
+            raise ConnectionFailed(f"download cut short: {type(exc).__name__}", url) from None
         self.stats.add(bytes=size)
         return size
 

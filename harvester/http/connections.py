@@ -21,8 +21,8 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from harvester.http.deadlines import _SocketWatchdog
-from harvester.http.errors import (CertificateRejected, ConnectionRefused, HostNotFound, HttpError, InvalidUrl,
-                                   TransientError)
+from harvester.http.errors import (CertificateRejected, ConnectionFailed, ConnectionRefused, HostNotFound, HttpError,
+                                   InvalidUrl, TimedOut)
 from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
 
 
@@ -235,7 +235,7 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
     if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks)
         return InvalidUrl(f"URL not valid ({exc})", url)
     if exchange.headers_late:
-        return TransientError(f"response headers took over {seconds:.0f}s to arrive", url)
+        return TimedOut(f"response headers took over {seconds:.0f}s to arrive", url)
     unresolved = _name_not_found(exc)
     if unresolved is not None:
         return HostNotFound(*unresolved, url)
@@ -249,7 +249,7 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
     if rejected is not None:   # (the host of the request that failed: a redirect's too)
         host = urlparse(getattr(getattr(exc, "request", None), "url", None) or url).hostname
         return CertificateRejected(host, rejected.verify_message or rejected.strerror or str(rejected), url)
-    return TransientError(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+    return ConnectionFailed(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
 
 
 _NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}

@@ -1,7 +1,35 @@
 """The errors of the HTTP layer: what a request that gave no usable answer raises, each saying
 whether asking again may help (TransientError) or not (PermanentError), and the two stops of a
-run (Interrupted, OverBudget), which no handler of one dataset's errors may take for one more."""
+run (Interrupted, OverBudget), which no handler of one dataset's errors may take for one more.
+
+Each error's `error_type` is what `harvest_errors.error_type` and `harvest_runs.error_type`
+store, the vocabulary a reader filters on (docs/harvesting.md, "Error types"): the name of its
+class, and for an HTTP status answered past every retry (raised as a plain TransientError or
+PermanentError with its status), the name of the status's kind (STATUS_TYPES). A plain
+TransientError or PermanentError without a status keeps its class's name, as every failed
+request had before session 27."""
 from __future__ import annotations
+
+
+def status_type(status: int) -> str | None:
+    """The error type of an HTTP status that is an error (None for one that is not)."""
+    if status in STATUS_TYPES:
+        return STATUS_TYPES[status]
+    if 500 <= status < 600:
+        return "ServerError"
+    if 400 <= status < 500:
+        return "ClientError"
+    return "UnexpectedStatus" if status != 200 else None
+
+
+STATUS_TYPES = {404: "NotFound", 410: "NotFound", 401: "AccessDenied", 403: "AccessDenied", 429: "RateLimited",
+                408: "TimedOut"}
+
+
+def error_type(exc: BaseException) -> str:
+    """What harvest_runs, harvest_errors and record_pulls store as an exception's type: a
+    failed request's error_type, else its class's name."""
+    return exc.error_type if isinstance(exc, HttpError) else type(exc).__name__
 
 
 class HttpError(Exception):
@@ -14,6 +42,8 @@ class HttpError(Exception):
 
     @property
     def error_type(self) -> str:
+        if type(self) in (TransientError, PermanentError) and self.status is not None:
+            return status_type(self.status) or type(self).__name__
         return type(self).__name__
 
 
@@ -163,3 +193,33 @@ class OverBudget(KeyboardInterrupt):
 class UnexpectedPayload(TransientError):
     """Valid JSON of the wrong shape (an error object where a listing was expected);
     retried like broken JSON, since caches and gateways serve such bodies briefly."""
+
+
+class HtmlInsteadOfData(TransientError):
+    """An HTML page where JSON, XML or data was asked for (a maintenance page, a login wall,
+    a CDN's error page), whatever its status said."""
+
+
+class InvalidBody(TransientError):
+    """A whole answer whose body is not what it claims: JSON or XML invalid or ending inside a
+    value, an empty body, gzip that does not decode, a data page a parser refuses."""
+
+
+class TimedOut(TransientError):
+    """No answer in time: the connection or a read timed out, the headers or the body took
+    longer than their bound, a download outlasted its `max_seconds`."""
+
+
+class ConnectionFailed(TransientError):
+    """The connection failed or dropped before the answer was whole (reset, aborted, a body
+    cut short of its length); a refused connection and a name that does not resolve have
+    types of their own (ConnectionRefused, HostNotFound...)."""
+
+
+class PortalError(PermanentError):
+    """The portal answered with an error of its own in a body its API calls an answer (CKAN's
+    `"success": false`, ArcGIS's 200 with an `error` object), not an HTTP status."""
+
+
+class UnsafeXml(PermanentError):
+    """An XML document declaring entities or a DTD (the billion-laughs bomb): refused outright."""

@@ -14,7 +14,7 @@ import orjson
 
 from harvester.http import bodies
 from harvester.http.bodies import _let_go, _SpooledBody
-from harvester.http.errors import TransientError
+from harvester.http.errors import HtmlInsteadOfData, InvalidBody, TransientError
 
 
 def parse_json_body(body: bytes, content_type: str, url: str) -> object:
@@ -28,9 +28,9 @@ def parse_json_body(body: bytes, content_type: str, url: str) -> object:
 def _refuse_html_or_empty(body: bytes, content_type: str, url: str) -> None:
     head = body[:512].lstrip()
     if head.startswith(b"<"):
-        raise TransientError(f"HTML page instead of JSON (Content-Type {content_type or 'none'})", url, 200)
+        raise HtmlInsteadOfData(f"HTML page instead of JSON (Content-Type {content_type or 'none'})", url, 200)
     if not head:
-        raise TransientError("empty body instead of JSON", url, 200)
+        raise InvalidBody("empty body instead of JSON", url, 200)
 
 
 # capped_json: a smaller document is parsed whole by orjson, then cut (its lists cannot be very
@@ -224,12 +224,12 @@ def _not_json(fault: _NotJson, body: bytes, content_type: str, url: str) -> Tran
     """The fault of a 200 whose body is not JSON, or not all of it: said alike whether the body
     was parsed whole or a window at a time, with the byte where it shows."""
     if "html" in content_type.lower():
-        return TransientError(f"HTML page instead of JSON (Content-Type {content_type})", url, 200)
+        return HtmlInsteadOfData(f"HTML page instead of JSON (Content-Type {content_type})", url, 200)
     if fault.cut_short:
-        return TransientError(f"invalid or truncated JSON: the body is not complete JSON, it ends inside a value "
+        return InvalidBody(f"invalid or truncated JSON: the body is not complete JSON, it ends inside a value "
                               f"at byte {len(body)} (after {body[-40:]!r})", url, 200)
     where = "" if fault.at is None else f" at byte {fault.at} (after {body[max(0, fault.at - 40):fault.at]!r})"
-    return TransientError(f"invalid or truncated JSON: the body is not JSON: {fault.reason}{where}", url, 200)
+    return InvalidBody(f"invalid or truncated JSON: the body is not JSON: {fault.reason}{where}", url, 200)
 
 
 # what is left of a text where json stops reading, when it ends inside a literal or a number

@@ -5,7 +5,7 @@ from __future__ import annotations
 import defusedxml
 import defusedxml.ElementTree as defused_etree
 
-from harvester.http.errors import PermanentError, TransientError
+from harvester.http.errors import HtmlInsteadOfData, InvalidBody, UnsafeXml
 
 
 def parse_xml_body(body: bytes, content_type: str, url: str):
@@ -13,7 +13,7 @@ def parse_xml_body(body: bytes, content_type: str, url: str):
     (the billion-laughs bomb) is refused outright; a broken one is transient, like JSON.
     As for JSON, the body decides whether it is an HTML page, the label only when it does
     not parse."""
-    html = TransientError(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
+    html = HtmlInsteadOfData(f"HTML page instead of XML (Content-Type {content_type or 'none'})", url, 200)
     labelled_html = "html" in content_type.lower()
     if body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html")):
         raise html
@@ -22,12 +22,12 @@ def parse_xml_body(body: bytes, content_type: str, url: str):
     except (defusedxml.DTDForbidden, defusedxml.EntitiesForbidden, defusedxml.ExternalReferenceForbidden) as exc:
         if labelled_html:   # (an XHTML page declares its DTD)
             raise html from None
-        raise PermanentError(f"XML refused: {type(exc).__name__} (entity or DTD declarations are not accepted)",
+        raise UnsafeXml(f"XML refused: {type(exc).__name__} (entity or DTD declarations are not accepted)",
                              url, 200) from None
     except defused_etree.ParseError as exc:
         if labelled_html:
             raise html from None
-        raise TransientError(f"invalid or truncated XML: {exc}", url, 200) from None
+        raise InvalidBody(f"invalid or truncated XML: {exc}", url, 200) from None
     if root.tag.rpartition("}")[2].lower() == "html":
         raise html
     return root

@@ -16,7 +16,7 @@ import re
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError, capped_json, dropped
+from harvester.http import PortalError, capped_json, dropped
 from harvester.paging import OffsetPaginator, Page, request_text
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id, arcgis_item_of_downloads
 from harvester.portals.base import note_columns_cut, refuse_cut_columns
@@ -86,7 +86,7 @@ class ArcgisHubAdapter(DcatUsAdapter):
         layer = self.http.get_json(url, {"f": "json"}, conditional=True, parse=LAYER_DOCUMENT).data
         if not isinstance(layer, dict) or "error" in layer:
             error = layer.get("error") if isinstance(layer, dict) else layer
-            raise PermanentError(f"ArcGIS error: {error}", url)
+            raise PortalError(f"ArcGIS error: {error}", url)
         left_out = dropped(layer).get("fields")
         return {**(cut or {}), "layer_url": url, "layer": layer,
                 **({"columns_left_out": left_out} if left_out else {})}

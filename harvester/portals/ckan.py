@@ -16,7 +16,7 @@ import orjson
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError, capped_json, dropped
+from harvester.http import PermanentError, PortalError, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
@@ -85,7 +85,7 @@ def _result(data: dict, url: str):
         error = data.get("error") or {}
         message = error.get("message") if isinstance(error, dict) else error
         kind = error.get("__type") if isinstance(error, dict) else None
-        raise PermanentError(f"CKAN error{f' ({kind})' if kind else ''}: {message or error}", url)
+        raise PortalError(f"CKAN error{f' ({kind})' if kind else ''}: {message or error}", url)
     return data.get("result")
 
 

@@ -97,10 +97,10 @@ def test_runs_and_sql(tmp_path, portal):
     # the bytes received, as the README promises `runs --json` gives them
     assert runs[0]["bytes"] > 0 and runs[1]["bytes"] > 0
     table = invoke("runs", "--db", db, "--errors").output
-    assert "failed" in table and "TransientError" in table
+    assert "failed" in table and "HtmlInsteadOfData" in table
     header, _, failed = table.splitlines()[:3]
     assert header.split()[-5:] == ["errors", "requests", "retries", "304s", "failure"]
-    assert failed.split()[12:16] == ["5", "4", "0", "TransientError:"]
+    assert failed.split()[12:16] == ["5", "4", "0", "HtmlInsteadOfData:"]
     csv_out = invoke("sql", "--db", db, "SELECT source_id FROM datasets ORDER BY 1 LIMIT 2", "--format", "csv").output
     assert csv_out.splitlines()[0] == "source_id" and len(csv_out.splitlines()) == 3
     refused = CliRunner().invoke(cli, ["sql", "--db", db, "DROP TABLE datasets"])

@@ -140,12 +140,28 @@ def test_a_response_slower_than_the_timeout_is_retried(nightly, socrata):
 
 # -- faults that outlast the retries: the portal fails, its catalogue untouched ---------------
 
+# each fault's error type: what `harvest_runs` and `harvest_errors` store, for a reader to filter on
+# (docs/harvesting.md, "Error types"); the retried ones
 @pytest.mark.parametrize("fault, error_type", [
-    (("status", 500), "TransientError"), (("status", 503), "TransientError"), ("reset", "TransientError"),
-    ("truncated", "TransientError"), ("html", "TransientError"), ("invalid_json", "TransientError"),
-    (("retry_after", 429, 0), "TransientError"), (("slow", 3), "TransientError"),
+    (("status", 500), "ServerError"), (("status", 503), "ServerError"), ("reset", "ConnectionFailed"),
+    ("truncated", "ConnectionFailed"), ("html", "HtmlInsteadOfData"), ("html_as_json", "HtmlInsteadOfData"),
+    ("invalid_json", "InvalidBody"), ("truncated_json", "InvalidBody"),
+    (("retry_after", 429, 0), "RateLimited"), (("slow", 3), "TimedOut"), (("status", 408), "TimedOut"),
 ])
 def test_a_fault_that_persists_fails_the_portal_and_loses_nothing(nightly, socrata, fault, error_type):
+    fails_the_portal_and_loses_nothing(nightly, socrata, fault, error_type, retries=2)
+
+
+# and those not asked again: the portal's answer says asking again would not help
+@pytest.mark.parametrize("fault, error_type", [
+    (("status", 404), "NotFound"), (("status", 410), "NotFound"), (("status", 403), "AccessDenied"),
+    (("status", 401), "AccessDenied"), (("status", 400), "ClientError"),
+])
+def test_a_refusal_fails_the_portal_at_once_typed_by_its_status(nightly, socrata, fault, error_type):
+    fails_the_portal_and_loses_nothing(nightly, socrata, fault, error_type, retries=0)
+
+
+def fails_the_portal_and_loses_nothing(nightly, socrata, fault, error_type: str, retries: int):
     before = harvested(nightly, socrata, timeout=0.5)
     socrata.entries.pop(0)                     # a complete listing would mark it deleted
     for entry in socrata.entries[:20]:
@@ -155,7 +171,8 @@ def test_a_fault_that_persists_fails_the_portal_and_loses_nothing(nightly, socra
     socrata.inject(LISTING, fault, times=10)
     code, report = nightly.harvest()
     city = report["portals"][0]
-    assert code == 1 and city["status"] == "failed" and city["retries"] == 2
+    assert code == 1 and city["status"] == "failed" and city["retries"] == retries
+    assert city["error_type"] == error_type
     assert nightly.catalogue() == before                                     # nothing lost, nothing half-written
     row = nightly.run_row(report["run_id"], "city")
     assert (row["status"], row["error_type"]) == ("failed", error_type) and row["error_message"]

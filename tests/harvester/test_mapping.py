@@ -341,7 +341,7 @@ def test_an_entry_waiting_for_its_stored_details_is_not_kept_parsed(tmp_path, mo
     assert parsed() is None and len(mapper.lookups_failed) == 1
     mapper.finish()
     assert [error[1:4] for error in errors] == [
-        ("fetch", "PermanentError", "HTTP 404: no such view (http://127.0.0.1:9/api/views/x.json)")]
+        ("fetch", "NotFound", "HTTP 404: no such view (http://127.0.0.1:9/api/views/x.json)")]
     assert stage.parts == 1   # staged without its details (none stored)
     Store.discard(stage)
     store.close()

@@ -180,6 +180,19 @@ def check_runs(nights: Nights, report: dict, exit_code: int, expected: dict[str,
     assert {e["portal_id"] for e in errors["errors"] if e["stage"] == "list" and e["severity"] == "error"} == failed
 
 
+def datastore_ids(ck: CkanPortal) -> set[str]:
+    """The CKAN packages naming a DataStore resource (the local portal has none: each answers 404)."""
+    return {p["id"] for p in ck.packages if any(r.get("datastore_active") is True for r in p.get("resources") or [])}
+
+
+def lookups_refused(nights: Nights, report: dict) -> set[str]:
+    """The source ids of the night's CKAN errors of the fetch stage, each checked a NotFound."""
+    rows = nights.query("SELECT source_id, error_type, severity FROM harvest_errors WHERE run_id = ? "
+                        "AND portal_id = 'ck' AND stage = 'fetch'", [report["run_id"]])
+    assert all((error_type, severity) == ("NotFound", "error") for _, error_type, severity in rows), rows
+    return {source_id for source_id, _, _ in rows}
+
+
 def check_counts(report: dict, expected: dict[str, dict]) -> None:
     """The report's counts of the portals named: {portal: {"new": 1, ...}} (unnamed counts: 0)."""
     keys = ("new", "changed", "removed")
@@ -274,6 +287,8 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     assert per_portal == {"soc": 10, "ck": 10, "dj": len([e for e in legacy if e.get("identifier")]), "hub": 8,
                           "ods": 6, "o311": 1}, per_portal
     check_timestamps(nights, {}, first, started, finished, set(), set(first), set(), set(), set())
+    # Birmingham's packages whose DataStore resource answers 404: an error each, typed NotFound
+    assert lookups_refused(nights, report) == datastore_ids(ck) != set()
     check_read_copy(nights)
 
     # Night 2: Socrata edits one dataset (title, columns, updatedAt), drops one, adds one; CKAN answers
@@ -298,8 +313,8 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     kept = {pid: nights.rows_of(pid) for pid in ("ck", "dj", "ods")}
     code, report, started, finished = nights.harvest()
     nights.night_2_began = started
-    check_runs(nights, report, code, {**all_ok, "ck": ("failed", "TransientError"), "dj": ("failed", "TransientError"),
-                                      "ods": ("failed", "TransientError")})
+    check_runs(nights, report, code, {**all_ok, "ck": ("failed", "ServerError"), "dj": ("failed", "HtmlInsteadOfData"),
+                                      "ods": ("failed", "InvalidBody")})
     why = {p["portal_id"]: p["error_message"] for p in report["portals"]}
     assert why["ck"].startswith("HTTP 500") and why["dj"].startswith("HTML page instead of JSON")
     assert why["ods"].startswith("invalid or truncated JSON")
@@ -356,10 +371,12 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     ods_gone = ods_portal.datasets.pop(3)
     kept = {"o311": nights.rows_of("o311")}
     code, report, started, finished = nights.harvest()
-    check_runs(nights, report, code, {**all_ok, "o311": ("failed", "TransientError")})
+    check_runs(nights, report, code, {**all_ok, "o311": ("failed", "HtmlInsteadOfData")})
     third = nights.datasets()
     ck_report = next(p for p in report["portals"] if p["portal_id"] == "ck")
     assert (ck_report["duplicates"], ck_report["listing_complete"]) == (1, False)
+    # the packages listed as stored whose DataStore answered 404 on night 1: not asked, not reported again
+    assert lookups_refused(nights, report) == set() and ck_report["errors"] == 0
     assert nights.query("SELECT stage, error_type, severity FROM harvest_errors WHERE run_id = ? AND portal_id = 'ck'"
                         " AND stage <> 'fetch'",
                         [report["run_id"]]) == [("list", "DuplicateId", "warning"),
@@ -410,6 +427,8 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     assert {p["portal_id"]: p["not_modified"] for p in report["portals"]} == dict.fromkeys(nights.portal_ids, 0)
     fifth = nights.datasets()
     check_counts(report, {"ck": {"new": 1, "removed": 1}})
+    # --full asks every DataStore again: each package naming one reports its 404 again
+    assert lookups_refused(nights, report) == datastore_ids(ck) != set()
     check_timestamps(nights, fourth, fifth, started, finished, set(), {uid("ck", newcomer["id"])},
                      {uid("ck", withdrawn["id"])}, set(), set())
     check_read_copy(nights)
@@ -417,9 +436,12 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     # Night 6: Open311 renames a service; then the export: Parquet follows the catalogue (deleted rows
     # too, marked), data.json holds the live datasets only
     o311.services_xml = o311.services_xml.replace(b"Cans_Left_Out_24x7", b"Cans left out (24x7)")
+    ck.clear_log()
     code, report, started, finished = nights.harvest()
     check_runs(nights, report, code, all_ok)
     check_counts(report, {pid: {"changed": 1} if pid == "o311" else {} for pid in nights.portal_ids})
+    assert lookups_refused(nights, report) == set() and not ck.hits["/api/3/action/datastore_search"]
+    assert {p["portal_id"]: p["errors"] for p in report["portals"]} == dict.fromkeys(nights.portal_ids, 0)
     # an unchanged listing is answered 304, page by page
     assert all(p["not_modified"] == p["requests"] for p in report["portals"] if p["portal_id"] in ("soc", "dj", "ods"))
     sixth = nights.datasets()

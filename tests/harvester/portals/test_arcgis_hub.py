@@ -11,7 +11,7 @@ from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
 from tests.conftest import (
-    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns,
+    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
     assert_first_10000_columns_kept, fast_client, portal_config)
 from tests.portals.base import LocalPortal
@@ -302,3 +302,22 @@ def test_a_plain_data_json_entry_linking_a_hub_download_keeps_its_own_identifier
     adapter = DcatUsAdapter(PortalConfig(id="s", city="S", kind="dcat-us", url="https://data.state.example/data.json"),
                             HttpClient())
     assert adapter.source_id(entry) == "https://data.state.example/datasets/county-parcels"
+
+
+def test_a_layer_that_cannot_be_read_is_not_asked_again_while_its_feed_entry_is_unchanged(store, http):
+    """A layer answering ArcGIS's error behind a 200 (a layer deleted or made private): reported
+    the night it happens, not asked (nor reported) again every night after."""
+    layers = ["/arcgis/rest/services/A/FeatureServer/0", "/arcgis/rest/services/B/FeatureServer/0"]
+    with LocalPortal() as services:
+        services.serve_json(layers[0], layer_fields("id", "name"))
+        services.serve_json(layers[1], {"error": {"code": 400, "message": "Invalid URL", "details": []}})
+        with DataJsonPortal(edited_hub(services.url, layers), path=HUB_FEED_PATH) as hub:
+            def edit():
+                hub.document = edited_hub(services.url, layers)
+                hub.document["dataset"][1].update(title="Layer 1, renamed", modified="2024-02-01")
+
+            def mend():
+                services.serve_json(layers[1], layer_fields("id", "name"))
+            assert_a_lookup_refused_for_good_is_asked_again_only_when_due(
+                store, http, portal_config("hub", "arcgis-hub", hub.url), services,
+                lambda path, query: path == layers[1], lambda path, query: path == layers[0], edit, mend)

@@ -6,7 +6,7 @@ import uuid
 
 from harvester.pipeline import harvest
 from tests.conftest import (
-    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns,
+    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
     assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config)
 from tests.portals.ckan import CkanPortal
@@ -322,3 +322,22 @@ def test_a_package_whose_datastore_moved_to_a_resource_that_is_down_keeps_no_col
         report = harvest([config], store, http).portals[0]
     assert report.status == "ok" and report.changed == 1 and (report.errors, report.warnings) == (1, 0)
     assert count(store, "SELECT count(*) FROM columns") == 0
+
+
+def test_a_datastore_lookup_that_answers_404_is_not_asked_again_while_its_package_is_unchanged(store, http):
+    """Birmingham's packages name DataStore resources whose datastore_search answers 404:
+    reported the night it happens, not asked (nor reported) again every night after."""
+    listed, fields = datastore_packages(2)
+    missing = fields.pop("res-1")
+    with CkanPortal(listed, datastore=fields) as portal:
+        def edit():
+            edited = copy.deepcopy(listed[1])
+            edited.update(title=f"{listed[1]['title']}, renamed", metadata_modified="2024-02-01T00:00:00")
+            portal.packages = [listed[0], edited]
+
+        def mend():
+            portal.datastore["res-1"] = missing
+        assert_a_lookup_refused_for_good_is_asked_again_only_when_due(
+            store, http, portal_config("c", "ckan", portal.url), portal,
+            lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-1",
+            lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-0", edit, mend)

@@ -142,7 +142,7 @@ def test_a_large_data_json_broken_after_1000_of_5000_datasets_fails_and_keeps_th
         assert harvest([config], store, http).ok and count(store) == 5000
         portal.document = RawBody(broken, "application/json")
         report = harvest([config], store, http).portals[0]
-        assert report.status == "failed" and report.error_type == "TransientError"
+        assert report.status == "failed" and report.error_type == "InvalidBody"
         assert ("ends inside a value" if fault == "cut short" else "the body is not JSON") in report.error_message
         assert portal.hits["/data.json"] == 1 + http.max_attempts   # (retried, as any broken body)
         assert count(store, "SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") == 5000

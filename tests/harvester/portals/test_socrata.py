@@ -10,7 +10,7 @@ import pytest
 from harvester.pipeline import harvest
 from harvester.portals import socrata
 from tests.conftest import (
-    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns,
+    assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
     assert_first_10000_columns_kept, fast_client, portal_config)
 from tests.portals.socrata import SocrataPortal, discovery_entry
@@ -169,7 +169,7 @@ def test_views_fallback_and_a_404_that_does_not_fail_the_portal(store, http):
     assert count(store, f"SELECT row_count FROM datasets WHERE uid = '{with_views}'") == 1257418
     assert count(store, f"SELECT count(*) FROM columns WHERE dataset_uid = '{missing}'") == 0
     error = store.con.execute("SELECT source_id, stage, error_type, message FROM harvest_errors").fetchone()
-    assert error[:3] == (missing.split(":")[1], "fetch", "PermanentError") and "404" in error[3]
+    assert error[:3] == (missing.split(":")[1], "fetch", "NotFound") and "404" in error[3]
 
 
 def test_every_recorded_discovery_page_is_stored(store, http):
@@ -435,3 +435,22 @@ def test_a_table_whose_catalogue_columns_were_cut_keeps_no_count_when_its_views_
         report = harvest([config], store, http).portals[0]
         assert report.status == "ok" and report.errors == 1 and report.changed == 1
         assert store.con.execute(details, [f"city:{source_id}"]).fetchone()[0] is None
+
+
+def test_a_views_lookup_that_answers_404_is_not_asked_again_while_its_entry_is_unchanged(store, http):
+    """A table the catalogue lists without columns whose /api/views document answers 404:
+    reported the night it happens, not asked (nor reported) again every night after."""
+    views, entries = views_tables(2)
+    missing = views.pop("tabl-0001")
+    with SocrataPortal(entries, views=views, domain=DOMAIN) as portal:
+        def edit():
+            edited = copy.deepcopy(entries[1])
+            edited["resource"].update(name="Table 1, renamed", updatedAt="2024-02-01T00:00:00.000Z")
+            portal.entries = [entries[0], edited]
+
+        def mend():
+            portal.views["tabl-0001"] = missing
+        assert_a_lookup_refused_for_good_is_asked_again_only_when_due(
+            store, http, portal_config("city", "socrata", portal.url, domain=DOMAIN), portal,
+            lambda path, query: path == "/api/views/tabl-0001.json", lambda path, query: path == "/api/views/tabl-0000.json",
+            edit, mend)

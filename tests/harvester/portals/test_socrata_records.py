@@ -211,7 +211,7 @@ def test_a_failing_pull_keeps_the_previous_parquet_and_records_the_error(tmp_pat
     assert sorted(p.read_bytes() for p in folder.iterdir()) == before
     con = duckdb.connect(str(db))
     stage, kind, message = con.execute("SELECT stage, error_type, message FROM harvest_errors").fetchone()
-    assert (stage, kind) == ("records", "TransientError") and "503" in message
+    assert (stage, kind) == ("records", "ServerError") and "503" in message
 
 
 class ServesFewerThanItCounts(SodaTable):

@@ -1,0 +1,26 @@
+"""Error types a reader filters harvest_errors on (harvester/http/errors.py), over real HTTP:
+those the fault suite (tests/harvester/test_faults.py) does not reach through a portal."""
+import pytest
+
+from harvester.http import PermanentError, TransientError
+from tests.conftest import fast_client
+from tests.harvester.http.conftest import get
+from tests.portals.base import RawBody
+
+XML_BOMB = b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]><services><service>&lol;</service></services>'
+
+
+def test_a_304_to_an_unconditional_request_is_an_unexpected_status_retried(portal):
+    client = fast_client(max_attempts=3)
+    portal.inject("/doc", ("status", 304), times=10)
+    with pytest.raises(TransientError, match="304 Not Modified to an unconditional request") as failed:
+        get(client, portal)
+    assert failed.value.error_type == "UnexpectedStatus" and portal.hits["/doc"] == 3
+
+
+def test_an_xml_document_declaring_entities_is_refused_as_unsafe_and_not_asked_again(portal):
+    client = fast_client(max_attempts=3)
+    portal.serve_json("/services.xml", RawBody(XML_BOMB, "application/xml"))
+    with pytest.raises(PermanentError, match="XML refused") as refused:
+        client.get_xml(portal.url + "/services.xml")
+    assert refused.value.error_type == "UnsafeXml" and portal.hits["/services.xml"] == 1
