@@ -1,0 +1,99 @@
+"""dataset_events: what each run did to each dataset (migration 0017).
+
+A portal's merge (catalog.store) writes them in its own transaction, set-wise: `compare`
+once it knows which staged datasets are new or changed and before it writes them (the
+stored row is still there to compare with), `record` once the missing ones are tracked. A
+run that changes nothing, a failed merge (rolled back) and a portal not harvested write none.
+
+Events: new; changed (a stored live dataset written again); back (a removed one listed
+again); listed_again (one missing within its portal's grace listed again, changed or not);
+missing (not named by a complete listing, within the grace); removed (deleted_at set: the
+grace ran out, or `civicat retire`).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import duckdb
+
+from catalog.stage import COLUMN_FIELDS, DATASET_FIELDS, DISTRIBUTION_FIELDS, TIMESTAMP_FIELDS
+
+# the datasets columns whose mapped values are compared (not the keys, nor the merge's own)
+COMPARED_FIELDS = tuple(f for f in DATASET_FIELDS if f not in ("uid", "portal_id", "source_id"))
+ROW_TABLES = {"distributions": DISTRIBUTION_FIELDS, "columns": COLUMN_FIELDS}
+
+
+def _field_changed(field: str) -> str:
+    """The stored row `d` and the staged record `s` differ in `field` (timestamps are staged as text)."""
+    staged = f"CAST(s.{field} AS TIMESTAMPTZ)" if field in TIMESTAMP_FIELDS else f"s.{field}"
+    return f"CASE WHEN d.{field} IS DISTINCT FROM {staged} THEN '{field}' END"
+
+
+def _rows_changed(table: str) -> str:
+    """The stored rows of `table` (their count and hash sum, `{table}_stored`) and the staged list
+    `s.{table}` differ: compared as multisets, each row holding its position (as the merge's
+    rewrite compares them, catalog.store._mark_remapped_rows)."""
+    fields = ROW_TABLES[table]
+    item_hash = f"hash({', '.join(f'item.{f}' for f in fields)})::HUGEINT"
+    return (f"CASE WHEN coalesce({table}_stored.n, 0) <> coalesce(len(s.{table}), 0) OR coalesce({table}_stored.hashes, 0)"
+            f" <> coalesce(list_sum(list_transform(s.{table}, lambda item: {item_hash})), 0) THEN '{table}' END")
+
+
+def _stored_rows(table: str) -> str:
+    """Per changed dataset, its stored rows of `table`: how many, and the sum of their hashes."""
+    row_hash = f"hash({', '.join(ROW_TABLES[table])})::HUGEINT"
+    return f"""LEFT JOIN (SELECT dataset_uid, count(*) AS n, sum({row_hash}) AS hashes FROM {table}
+                          JOIN _status ON _status.uid = dataset_uid WHERE _status.status = 'changed'
+                          GROUP BY dataset_uid) {table}_stored ON {table}_stored.dataset_uid = st.uid"""
+
+
+def compare(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, changed: int) -> None:
+    """`_changes`: the new and changed datasets of the merge's `_status` (`changed` of them
+    changed), each with its event, raw hashes and changed fields; called before the merge
+    writes them. Only the datasets written are compared: a row each, not the catalogue."""
+    fields = [_field_changed(f) for f in COMPARED_FIELDS]
+    joins = ""
+    if changed:   # (a merge of new datasets alone reads no stored distribution nor column)
+        fields += [_rows_changed(table) for table in ROW_TABLES]
+        joins = "\n".join(_stored_rows(table) for table in ROW_TABLES)
+    cur.execute(f"""
+        CREATE OR REPLACE TEMP TABLE _changes AS
+        SELECT st.uid,
+               CASE WHEN d.uid IS NULL THEN 'new' WHEN d.deleted_at IS NOT NULL THEN 'back'
+                    WHEN d.missing_since IS NOT NULL THEN 'listed_again' ELSE 'changed' END AS event,
+               d.raw_hash AS raw_hash_before, s.raw_hash AS raw_hash_after,
+               CASE WHEN d.uid IS NOT NULL
+                    THEN list_filter([{', '.join(fields)}], lambda f: f IS NOT NULL) END AS changed_fields
+        FROM _status st JOIN {staged} s ON s.uid = st.uid LEFT JOIN datasets d ON d.uid = st.uid
+        {joins}
+        WHERE st.status <> 'unchanged'""", params)
+
+
+def record(cur: duckdb.DuckDBPyConnection, run_id: str | None, portal_id: str, now: datetime, *,
+           compared: bool) -> None:
+    """Write the merge's events (at `now`, the time it gave the rows it wrote): those `compare`
+    found (`compared`: it ran), and the portal's datasets this merge marked missing or removed
+    (missing_since or deleted_at = `now`) or listed again unchanged after going missing (their
+    last_seen moved to `now`, not their last_changed). Then `_changes` goes."""
+    params = {"run": run_id, "portal": portal_id, "now": now}
+    listed = """SELECT uid, event, raw_hash_before, raw_hash_after, changed_fields FROM _changes
+                UNION ALL BY NAME """ if compared else ""
+    cur.execute(f"""
+        INSERT INTO dataset_events BY NAME
+        SELECT $run AS run_id, $portal AS portal_id, $now AS occurred_at, e.* FROM (
+            {listed}
+            SELECT uid, CASE WHEN deleted_at = $now THEN 'removed' WHEN missing_since = $now THEN 'missing'
+                             ELSE 'listed_again' END AS event,
+                   raw_hash AS raw_hash_before, raw_hash AS raw_hash_after,
+                   CASE WHEN deleted_at = $now OR missing_since = $now THEN NULL ELSE []::VARCHAR[] END
+                       AS changed_fields
+            FROM datasets WHERE portal_id = $portal
+              AND (deleted_at = $now OR missing_since = $now OR (last_seen = $now AND last_changed <> $now))) e""",
+                params)
+    if compared:
+        cur.execute("DROP TABLE _changes")
+
+
+def record_retired(con: duckdb.DuckDBPyConnection, run_id: str, portal_id: str, now: datetime) -> None:
+    """`civicat retire`: its datasets marked deleted at `now` are removed (in its transaction)."""
+    record(con, run_id, portal_id, now, compared=False)
