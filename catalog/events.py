@@ -21,6 +21,9 @@ from catalog.stage import COLUMN_FIELDS, DATASET_FIELDS, DISTRIBUTION_FIELDS, TI
 # the datasets columns whose mapped values are compared (not the keys, nor the merge's own)
 COMPARED_FIELDS = tuple(f for f in DATASET_FIELDS if f not in ("uid", "portal_id", "source_id"))
 ROW_TABLES = {"distributions": DISTRIBUTION_FIELDS, "columns": COLUMN_FIELDS}
+# `_changes`' fields, and the row tables whose rows differ after them
+ROWS_CHANGED = "CASE WHEN changed_fields IS NOT NULL THEN list_concat(changed_fields, " + ", ".join(
+    f"CASE WHEN {table}_changed THEN ['{table}'] ELSE []::VARCHAR[] END" for table in ROW_TABLES) + ") END"
 
 
 def _field_changed(field: str) -> str:
@@ -29,44 +32,41 @@ def _field_changed(field: str) -> str:
     return f"CASE WHEN d.{field} IS DISTINCT FROM {staged} THEN '{field}' END"
 
 
-def _rows_changed(table: str) -> str:
-    """The stored rows of `table` (their count and hash sum, `{table}_stored`) and the staged list
-    `s.{table}` differ: compared as multisets, each row holding its position (as the merge's
-    rewrite compares them, catalog.store._mark_remapped_rows)."""
-    fields = ROW_TABLES[table]
-    item_hash = f"hash({', '.join(f'item.{f}' for f in fields)})::HUGEINT"
-    return (f"CASE WHEN coalesce({table}_stored.n, 0) <> coalesce(len(s.{table}), 0) OR coalesce({table}_stored.hashes, 0)"
-            f" <> coalesce(list_sum(list_transform(s.{table}, lambda item: {item_hash})), 0) THEN '{table}' END")
-
-
-def _stored_rows(table: str) -> str:
-    """Per changed dataset, its stored rows of `table`: how many, and the sum of their hashes."""
-    row_hash = f"hash({', '.join(ROW_TABLES[table])})::HUGEINT"
-    return f"""LEFT JOIN (SELECT dataset_uid, count(*) AS n, sum({row_hash}) AS hashes FROM {table}
-                          JOIN _status ON _status.uid = dataset_uid WHERE _status.status = 'changed'
-                          GROUP BY dataset_uid) {table}_stored ON {table}_stored.dataset_uid = st.uid"""
-
-
 def compare(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, changed: int) -> None:
     """`_changes`: the new and changed datasets of the merge's `_status` (`changed` of them
     changed), each with its event, raw hashes and changed fields; called before the merge
-    writes them. Only the datasets written are compared: a row each, not the catalogue."""
-    fields = [_field_changed(f) for f in COMPARED_FIELDS]
-    joins = ""
-    if changed:   # (a merge of new datasets alone reads no stored distribution nor column)
-        fields += [_rows_changed(table) for table in ROW_TABLES]
-        joins = "\n".join(_stored_rows(table) for table in ROW_TABLES)
+    writes them. Only the datasets written are compared: a row each, not the catalogue. A
+    statement per table, each with one join (the three joined at once did not fit MEMORY_LIMIT
+    for 100,000 datasets changed: a --full night after a mapping upgrade)."""
+    fields = ", ".join(_field_changed(f) for f in COMPARED_FIELDS)
     cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE _changes AS
         SELECT st.uid,
                CASE WHEN d.uid IS NULL THEN 'new' WHEN d.deleted_at IS NOT NULL THEN 'back'
                     WHEN d.missing_since IS NOT NULL THEN 'listed_again' ELSE 'changed' END AS event,
                d.raw_hash AS raw_hash_before, s.raw_hash AS raw_hash_after,
-               CASE WHEN d.uid IS NOT NULL
-                    THEN list_filter([{', '.join(fields)}], lambda f: f IS NOT NULL) END AS changed_fields
+               CASE WHEN d.uid IS NOT NULL THEN list_filter([{fields}], lambda f: f IS NOT NULL) END AS changed_fields,
+               false AS distributions_changed, false AS columns_changed
         FROM _status st JOIN {staged} s ON s.uid = st.uid LEFT JOIN datasets d ON d.uid = st.uid
-        {joins}
         WHERE st.status <> 'unchanged'""", params)
+    if not changed:   # (a merge of new datasets alone reads no stored distribution nor column)
+        return
+    for table, row_fields in ROW_TABLES.items():
+        # as the merge's rewrite compares them (catalog.store._mark_remapped_rows): as multisets,
+        # their number and the sum of their hashes, each row holding its position
+        row_hash = f"hash({', '.join(row_fields)})::HUGEINT"
+        item_hash = f"hash({', '.join(f'item.{f}' for f in row_fields)})::HUGEINT"
+        cur.execute(f"""
+            UPDATE _changes SET {table}_changed = true
+            FROM (SELECT c.uid FROM _changes c JOIN {staged} s ON s.uid = c.uid
+                  LEFT JOIN (SELECT dataset_uid, count(*) AS n, sum({row_hash}) AS hashes FROM {table}
+                             JOIN _status ON _status.uid = dataset_uid WHERE _status.status = 'changed'
+                             GROUP BY dataset_uid) t ON t.dataset_uid = c.uid
+                  WHERE c.event <> 'new'
+                    AND (coalesce(t.n, 0) <> coalesce(len(s.{table}), 0)
+                         OR coalesce(t.hashes, 0) <> coalesce(list_sum(list_transform(s.{table}, lambda item: {item_hash})), 0))
+                 ) differ
+            WHERE _changes.uid = differ.uid""", params)
 
 
 def record(cur: duckdb.DuckDBPyConnection, run_id: str | None, portal_id: str, now: datetime, *,
@@ -76,8 +76,8 @@ def record(cur: duckdb.DuckDBPyConnection, run_id: str | None, portal_id: str, n
     (missing_since or deleted_at = `now`) or listed again unchanged after going missing (their
     last_seen moved to `now`, not their last_changed). Then `_changes` goes."""
     params = {"run": run_id, "portal": portal_id, "now": now}
-    listed = """SELECT uid, event, raw_hash_before, raw_hash_after, changed_fields FROM _changes
-                UNION ALL BY NAME """ if compared else ""
+    listed = f"""SELECT uid, event, raw_hash_before, raw_hash_after, {ROWS_CHANGED} AS changed_fields
+                 FROM _changes UNION ALL BY NAME """ if compared else ""
     cur.execute(f"""
         INSERT INTO dataset_events BY NAME
         SELECT $run AS run_id, $portal AS portal_id, $now AS occurred_at, e.* FROM (
