@@ -137,12 +137,16 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
     with duckdb.connect(str(db), read_only=True) as con:   # (the catalogue itself: its copy may be late)
         runs, errors = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("harvest_runs", "harvest_errors"))
         live = con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]
+        # the night's dataset_events and all of them (none: a checkout from before migration 0017)
+        events = con.execute("""SELECT count(*) FILTER (WHERE run_id = $run), count(*) FROM dataset_events""",
+                             {"run": report["run_id"]}).fetchone() if con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'dataset_events'").fetchone()[0] else (None, None)
     return {"exit": child.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
             "max_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": memory.peak / 2**20,
             "main_rss_mb": memory.peak_main / 2**20, "report": report, **total,
             "failed": {p["portal_id"]: p["error_type"] for p in portals if p["status"] != "ok"},
             "db_mb": db.stat().st_size / 2**20, "copy_mb": copy.stat().st_size / 2**20,
-            "harvest_runs": runs, "harvest_errors": errors, "live": live, "wal_mb": wal_mb, "copy_current": current,
+            "harvest_runs": runs, "harvest_errors": errors, "live": live, "events": events, "wal_mb": wal_mb, "copy_current": current,
             "retried": sum("did not fit in" in line for line in stderr_lines),
             "search_failed": sum("search index was not rebuilt" in line for line in stderr_lines)}
 
@@ -282,7 +286,8 @@ def main() -> None:
               f"{n['errors']:7,} {n['db_mb']:7.1f} MB {n['copy_mb']:7.1f} MB {n['harvest_runs']:10,} "
               f"{n['harvest_errors']:11,}   ({n['load']})")
         print(f"{'':>5}  writes retried with 1 GB: {n['retried']}; search index failed: {n['search_failed']}; "
-              f"log left {n['wal_mb']:.1f} MB; read copy current: {n['copy_current']}")
+              f"log left {n['wal_mb']:.1f} MB; read copy current: {n['copy_current']}; dataset_events written "
+              f"{n['events'][0]} ({n['events'][1]} in all)")
     first = nights[0]
     print(f"limit (fetch + parse night 1's {len(urls):,} answers, {limit_bytes / 2**20:.0f} MB, {args.workers} hosts "
           f"at a time): {limit_seconds:.1f} s; night 1 / limit = {first['wall'] / limit_seconds:.2f}; "

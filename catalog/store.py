@@ -37,7 +37,7 @@ from catalog.stage import (
     content_hash,
 )
 from catalog.transactions import rollback
-from catalog import uncut
+from catalog import events, uncut
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
 
@@ -268,6 +268,7 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
     if rewrite:
         _mark_remapped_rows(cur, staged, merged)
     counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
+    events.compare(cur, staged, merged, counts.get("changed", 0))   # (the stored rows, before they are written)
     if counts.get("new") or counts.get("changed"):
         _write_datasets(cur, staged, {**merged, "now": now}, counts.get("changed", 0))
     touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
@@ -508,7 +509,7 @@ class Store:
 
     def commit_portal(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                       rewrite: bool = False, grace: timedelta = timedelta(0),
-                      pages: list[dict] | None = None) -> dict[str, int]:
+                      pages: list[dict] | None = None, run_id: str | None = None) -> dict[str, int]:
         """Merge a closed stage into the catalogue in one transaction.
 
         new: never stored; changed: raw hash differs, or it was marked deleted and is back
@@ -518,13 +519,14 @@ class Store:
         complete listing), the portal's stored datasets that were not listed become
         missing, and get deleted_at once missing for `grace`; none is purged. `pages`: the
         listing's pages whose every entry this merge leaves stored as it is on the page;
-        they replace the portal's previous ones.
+        they replace the portal's previous ones. What it did to each dataset goes into
+        dataset_events under `run_id` (catalog.events).
         """
         stage.close()
         return_freed_memory()
         counts = self._with_room(f"{portal_id}: the merge",
                                  lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
-                                                     grace=grace, pages=pages or []))
+                                                     grace=grace, pages=pages or [], run_id=run_id))
         if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
             self.checkpoint(f"{portal_id}: the checkpoint after its merge")
         return counts
@@ -588,7 +590,7 @@ class Store:
                     self.con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
-               rewrite: bool, grace: timedelta, pages: list[dict]) -> dict[str, int]:
+               rewrite: bool, grace: timedelta, pages: list[dict], run_id: str | None) -> dict[str, int]:
         with self._write_lock:
             cur = self.cursor()
             staged_files = stage.records_files()
@@ -602,6 +604,7 @@ class Store:
                 counts = _merge_staged(cur, staged_files, now, rewrite) if staged_files else {}
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                 removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
+                events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
                 # the versions this merge superseded: a changed dataset's previous one. A new
                 # dataset supersedes none (its uid had no row, and a failed run's raw versions
                 # were pruned as this run began): a portal's first harvest skips the scan of

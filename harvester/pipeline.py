@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from catalog import events
 from catalog.lazy import pandas_kept_out
 from catalog.store import Store, page_identity
 from catalog.transactions import rollback
@@ -97,6 +98,7 @@ def retire_portal(store: Store, portal_id: str, now: datetime) -> tuple[str, Por
     try:
         report.removed = store.con.execute("UPDATE datasets SET deleted_at = ? WHERE portal_id = ? AND deleted_at IS NULL",
                                            [now, portal_id]).fetchone()[0]
+        events.record_retired(store.con, run_id, portal_id, now)
         for table in ("listing_pages", "portal_listings"):
             store.con.execute(f"DELETE FROM {table} WHERE portal_id = ?", [portal_id])
         store.con.execute("COMMIT")
@@ -328,7 +330,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                        f"{store.active_count(portal.id)} stored ones are kept, none marked deleted", severity="warning")
         step = "store"
         counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
-                                     rewrite=full, grace=timedelta(days=portal.deletion_grace_days),
+                                     rewrite=full, grace=timedelta(days=portal.deletion_grace_days), run_id=run_id,
                                      # an id listed twice: which copy was stored depends on the order
                                      pages=[] if listing.duplicates else mapper.page_rows(listing.pages_read))
         for key, value in counts.items():

@@ -56,7 +56,7 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     con = connect(tmp_path / "c.duckdb")
     shipped = sorted(int(p.name.split("_")[0]) for p in resources.files("catalog").joinpath("migrations").iterdir()
                      if p.name.endswith(".sql"))
-    assert shipped == list(range(1, 17))
+    assert shipped == list(range(1, 18))
     applied = [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
     assert migrate(con) == [] and applied == shipped
     con.close()
@@ -643,7 +643,7 @@ class Profiled:
     """A DuckDB connection (or cursor) whose statements are profiled: for each, the rows its
     scans of the catalogue's large tables read, appended to `scans` as (statement, table, rows)."""
 
-    TABLES = ("datasets", "distributions", "columns", "raw_records")
+    TABLES = ("datasets", "distributions", "columns", "raw_records", "dataset_events")
 
     def __init__(self, con, scans: list):
         object.__setattr__(self, "_con", con)
@@ -680,7 +680,8 @@ def test_a_portals_merge_reads_its_own_rows_not_the_whole_catalogue(tmp_path):
     """A night of 300 portals merges each in turn: a merge that read every portal's rows of
     datasets, distributions, columns and raw_records cost the night the square of the
     catalogue. A small portal beside a large one reads about its own rows (DuckDB skips the
-    segments whose portal_id or uid range excludes it), nights 1 and 2 alike."""
+    segments whose portal_id or uid range excludes it), nights 1 and 2 alike; dataset_events,
+    which only grows, not at all."""
     from harvester.http import HttpClient
     from harvester.pipeline import harvest
     from tests.conftest import portal_config
@@ -697,6 +698,8 @@ def test_a_portals_merge_reads_its_own_rows_not_the_whole_catalogue(tmp_path):
         store.con.execute(f"""INSERT INTO raw_records BY NAME SELECT 'large:' || i AS uid, 'h' AS raw_hash,
                                   'large' AS portal_id, i::VARCHAR AS source_id, '{{}}' AS raw, now() AS fetched_at
                               FROM range({large}) r(i)""")
+        store.con.execute(f"""INSERT INTO dataset_events BY NAME SELECT 'large:' || i AS uid, 'large' AS portal_id,
+                                  now() AS occurred_at, 'new' AS event, 'h' AS raw_hash_after FROM range({large}) r(i)""")
         for table, more in (("distributions", ""), ("columns", ", 'text' AS type")):
             store.con.execute(f"""INSERT INTO {table} BY NAME SELECT 'large:' || (i // 2) AS dataset_uid,
                                       i % 2 AS position{more} FROM range({2 * large}) r(i)""")

@@ -396,6 +396,10 @@ def test_a_portal_out_of_the_config_is_warned_of_at_the_end_and_retired_only_whe
     rows = json.loads(invoke("sql", "--db", db, "--json", "SELECT count(*) AS n, count(deleted_at) AS removed, "
                              "count(DISTINCT deleted_at) AS at FROM datasets WHERE portal_id = 'town'").output)
     assert rows == [{"n": 7, "removed": 7, "at": 1}]                        # marked, not purged
+    events = "SELECT run_id, event, count(*) AS n FROM dataset_events WHERE portal_id = 'town' GROUP BY ALL ORDER BY ALL"
+    first_run = json.loads(invoke("sql", "--db", db, "--json", "SELECT min(run_id) AS r FROM harvest_runs").output)[0]["r"]
+    assert json.loads(invoke("sql", "--db", db, "--json", events).output) == [   # its events: new once, removed
+        {"run_id": first_run, "event": "new", "n": 7}, {"run_id": retired["run_id"], "event": "removed", "n": 7}]
     [run] = [r for r in json.loads(invoke("runs", "--db", db, "--json").output) if r["run_id"] == retired["run_id"]]
     assert (run["portal_id"], run["status"], run["removed"]) == ("town", "ok", 7)
     assert portals_found(title) == {"city"}                                 # out of search
@@ -405,6 +409,8 @@ def test_a_portal_out_of_the_config_is_warned_of_at_the_end_and_retired_only_whe
     write_config(tmp_path, ("city", "dcat-us", url), ("town", "dcat-us", url))   # put back: listed afresh
     back = json.loads(invoke("harvest", "--config", config, "--db", db, "--json").output)
     assert [(p["portal_id"], p["changed"]) for p in back["portals"]] == [("city", 0), ("town", 7)]
+    assert json.loads(invoke("sql", "--db", db, "--json", events).output)[-1] == {
+        "run_id": back["run_id"], "event": "back", "n": 7}
     assert portals_found(title) == {"city", "town"}
 
 

@@ -201,6 +201,32 @@ def check_counts(report: dict, expected: dict[str, dict]) -> None:
         assert {k: got[k] for k in keys} == {k: counts.get(k, 0) for k in keys}, (pid, got)
 
 
+WRITTEN = ("new", "changed", "back", "listed_again")   # events of a dataset the merge wrote (or listed again)
+
+
+def check_events(nights: Nights, report: dict, before: dict[str, dict], after: dict[str, dict],
+                 expected: dict[str, tuple[str, list[str] | None]]) -> None:
+    """The night's dataset_events are `expected` (uid -> (event, changed fields)), no more: each
+    with the raw hashes the dataset had before and after the night, at the time its row says, and
+    as many as the report counts (changed: a dataset written again, back or listed again changed)."""
+    got = as_dicts(nights, f"SELECT * FROM dataset_events WHERE run_id = '{report['run_id']}'")
+    assert len({e["uid"] for e in got}) == len(got), "a dataset twice in one night"
+    assert {e["uid"]: (e["event"], e["changed_fields"]) for e in got} == expected
+    for e in got:
+        row, old = after[e["uid"]], before.get(e["uid"])
+        assert e["portal_id"] == row["portal_id"]
+        assert (e["raw_hash_before"], e["raw_hash_after"]) == (old and old["raw_hash"], row["raw_hash"]), e
+        written = row["last_changed"] if e["raw_hash_before"] != e["raw_hash_after"] else row["last_seen"]
+        assert e["occurred_at"] == {"removed": row["deleted_at"], "missing": row["missing_since"]}.get(
+            e["event"], written), e
+    for portal in report["portals"]:
+        mine = [e for e in got if e["portal_id"] == portal["portal_id"]]
+        count = lambda *kinds: sum(1 for e in mine if e["event"] in kinds)   # noqa: E731
+        assert (portal["new"], portal["removed"]) == (count("new"), count("removed")), portal["portal_id"]
+        assert portal["changed"] == count("changed", "back") + sum(
+            1 for e in mine if e["event"] == "listed_again" and e["raw_hash_before"] != e["raw_hash_after"])
+
+
 def search_uids(nights: Nights, text: str) -> set[str]:
     result = nights.cli("search", "--db", str(nights.db), "--json", "--limit", "50", text)
     assert result.exit_code == 0, result.output
@@ -215,9 +241,9 @@ def as_dicts(nights: Nights, sql: str) -> list[dict]:
 
 
 def readme_questions() -> list[str]:
-    """The README's three questions an analyst asks, as its SQL block gives them."""
+    """The README's four questions an analyst asks, as its SQL block gives them."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("Three questions an analyst asks", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    block = readme.split("Four questions an analyst asks", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
     queries: list[list[str]] = []
     for line in block.splitlines():
         if line.startswith("--"):
@@ -226,7 +252,7 @@ def readme_questions() -> list[str]:
         else:
             queries[-1].append(line)
     queries = ["\n".join(lines) for lines in queries]
-    assert len(queries) == 3, block
+    assert len(queries) == 4, block
     return queries
 
 
@@ -289,6 +315,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     check_timestamps(nights, {}, first, started, finished, set(), set(first), set(), set(), set())
     # Birmingham's packages whose DataStore resource answers 404: an error each, typed NotFound
     assert lookups_refused(nights, report) == datastore_ids(ck) != set()
+    check_events(nights, report, {}, first, {u: ("new", None) for u in first})
     check_read_copy(nights)
 
     # Night 2: Socrata edits one dataset (title, columns, updatedAt), drops one, adds one; CKAN answers
@@ -323,6 +350,10 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
                      changed={uid("soc", soc_ids[0]), uid("hub", moved_sid)}, new={uid("soc", "zzzz-2026")},
                      gone={uid("soc", removed["resource"]["id"])}, back=set(), untouched_portals={"ck", "dj", "ods"})
     assert second[uid("hub", moved_sid)]["identifier"] == moved["identifier"]
+    # what changed, and what: the failed portals and the unchanged one wrote no event
+    check_events(nights, report, first, second, {
+        uid("soc", soc_ids[0]): ("changed", ["title", "modified", "columns"]), uid("soc", "zzzz-2026"): ("new", None),
+        uid("soc", removed["resource"]["id"]): ("removed", None), uid("hub", moved_sid): ("changed", ["identifier"])})
     check_counts(report, {"soc": {"new": 1, "changed": 1, "removed": 1}, "hub": {"changed": 1}, "o311": {}})
     table = nights.cli("runs", "--db", str(nights.db), "--limit", "1").stdout
     assert any(line.split()[1:2] == ["ck"] and "failed" in line and "HTTP 500" in line for line in table.splitlines()), table
@@ -393,6 +424,11 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
                      new=set(), gone=set(), missing={uid("ods", ods_gone["dataset_id"])}, back={uid("soc", removed["resource"]["id"])},
                      untouched_portals={"o311"})
     assert third[uid("dj", quiet["identifier"])]["modified"] == second[uid("dj", quiet["identifier"])]["modified"]
+    check_events(nights, report, second, third, {
+        uid("soc", removed["resource"]["id"]): ("back", []), uid("dj", quiet["identifier"]): ("changed", ["description"]),
+        uid("hub", hub_source_id(layered)): ("changed", ["columns"]),
+        uid("ods", ods_portal.datasets[0]["dataset_id"]): ("changed", ["title"]),
+        uid("ods", ods_gone["dataset_id"]): ("missing", None)})   # (CKAN's partial listing: nothing)
     assert nights.rows_of("o311") == kept["o311"]
     assert third[uid("ck", withdrawn["id"])]["deleted_at"] is None
     check_read_copy(nights)
@@ -409,7 +445,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     check_counts(report, {"soc": {"removed": 1}})
     assert {pid: nights.rows_of(pid) for pid in kept} == kept
     # "which portal failed last night, and why": each portal's last harvest, tonight's only Socrata's
-    last_harvests = ask(nights, readme_questions()[2])
+    last_harvests = ask(nights, readme_questions()[3])
     assert {r["portal_id"]: (r["status"], (r["error_message"] or "")[:25]) for r in last_harvests} == {
         **{pid: ("ok", "") for pid in nights.portal_ids}, "o311": ("failed", "HTML page instead of JSON")}
     assert uid("soc", gone_again["resource"]["id"]) not in search_uids(nights, gone_again["resource"]["name"])
@@ -417,6 +453,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     check_timestamps(nights, third, fourth, started, finished, changed=set(), new=set(),
                      gone={uid("soc", gone_again["resource"]["id"])}, back=set(),
                      untouched_portals=set(nights.portal_ids) - {"soc"})
+    check_events(nights, report, third, fourth, {uid("soc", gone_again["resource"]["id"]): ("removed", None)})
     check_read_copy(nights)
 
     night_2_began = nights.night_2_began
@@ -431,6 +468,9 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     assert lookups_refused(nights, report) == datastore_ids(ck) != set()
     check_timestamps(nights, fourth, fifth, started, finished, set(), {uid("ck", newcomer["id"])},
                      {uid("ck", withdrawn["id"])}, set(), set())
+    # every dataset re-mapped, none changed: only the night's real news
+    check_events(nights, report, fourth, fifth, {uid("ck", newcomer["id"]): ("new", None),
+                                                 uid("ck", withdrawn["id"]): ("removed", None)})
     check_read_copy(nights)
 
     # Night 6: Open311 renames a service; then the export: Parquet follows the catalogue (deleted rows
@@ -448,6 +488,7 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     check_timestamps(nights, fifth, sixth, started, finished, {uid("o311", "service-requests")}, set(), set(), set(),
                      set())
     assert ("Cans left out (24x7)",) in nights.query("SELECT service_name FROM open311_services")
+    check_events(nights, report, fifth, sixth, {uid("o311", "service-requests"): ("changed", ["description", "keywords"])})
     # the cron's second line: overlap, then the export
     overlap = nights.cli("overlap", "--db", str(nights.db))
     assert overlap.exit_code == 0, overlap.output
@@ -482,16 +523,22 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     assert sorted(d["identifier"] for d in catalog["dataset"]) == sorted(
         r["identifier"] for u, r in live.items() if u not in left_out)
 
-    # the analyst's week: what changed since night 2 began, and what is removed, by the README's queries
-    # through `civicat sql`, then from the export with polars and pandas
-    changed_since = readme_questions()[0].replace("TIMESTAMPTZ '2026-11-30 00:00:00+00'",
-                                                  f"TIMESTAMPTZ '{night_2_began.isoformat()}'")
-    changed = {r["uid"]: r["new"] for r in ask(nights, changed_since)}
-    assert changed == {uid("soc", "zzzz-2026"): True, uid("ck", newcomer["id"]): True,
-                       **dict.fromkeys([uid("soc", soc_ids[0]), uid("hub", moved_sid), uid("soc", removed["resource"]["id"]),
-                                        uid("dj", quiet["identifier"]), uid("hub", hub_source_id(layered)),
-                                        uid("ods", ods_portal.datasets[0]["dataset_id"]),
-                                        uid("o311", "service-requests")], False)}
+    # the analyst's week: what changed since night 2 began and what, what is removed, what was removed and
+    # is back, by the README's queries through `civicat sql`, then from the export with polars and pandas
+    since_night_2 = [query.replace("TIMESTAMPTZ '2026-11-30 00:00:00+00'", f"TIMESTAMPTZ '{night_2_began.isoformat()}'")
+                     for query in readme_questions()]
+    week = {r["uid"]: (r["events"], r["fields"]) for r in ask(nights, since_night_2[0])}
+    assert week == {uid("soc", soc_ids[0]): (["changed"], ["columns", "modified", "title"]),
+                    uid("soc", "zzzz-2026"): (["new"], []), uid("hub", moved_sid): (["changed"], ["identifier"]),
+                    uid("soc", removed["resource"]["id"]): (["removed", "back"], []),
+                    uid("dj", quiet["identifier"]): (["changed"], ["description"]),
+                    uid("hub", hub_source_id(layered)): (["changed"], ["columns"]),
+                    uid("ods", ods_portal.datasets[0]["dataset_id"]): (["changed"], ["title"]),
+                    uid("ods", ods_gone["dataset_id"]): (["missing"], []), gone_uid: (["removed"], []),
+                    uid("ck", newcomer["id"]): (["new"], []), uid("ck", withdrawn["id"]): (["removed"], []),
+                    uid("o311", "service-requests"): (["changed"], ["description", "keywords"])}
+    assert [r["uid"] for r in ask(nights, since_night_2[2])] == [uid("soc", removed["resource"]["id"])]
+    changed = {u for u, (events, _) in week.items() if {"new", "changed", "back"} & set(events) and u in live}
     removals = {r["uid"] for r in ask(nights, readme_questions()[1])}
     assert removals == {gone_uid, uid("ck", withdrawn["id"])}
     # ODS's dataset gone since night 3 is missing, not removed: its portal's grace is 3 days
