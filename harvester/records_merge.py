@@ -245,10 +245,6 @@ def _key_slices(delta: list[Path], key: str, schema: pa.Schema, most_bytes: int,
         yield pa.chunked_array(pending, kind).unique() if pending else pa.array([], kind)
 
 
-# (a bit for each previous row: whether a slice of the delta's keys held its key so far)
-_FOUND = pa.schema([("found", pa.bool_())])
-
-
 def _found_on_disk(previous: list[Path], key: str, schema: pa.Schema, slices, spill: Path) -> dict[Path, Path]:
     """For each previous part, a file in `spill` of which of its rows have a key among the
     delta's (a batch a row group), the delta's keys looked up one slice after another (`slices`),
@@ -256,6 +252,10 @@ def _found_on_disk(previous: list[Path], key: str, schema: pa.Schema, slices, sp
     memory."""
     spill.mkdir()
     files: dict[Path, Path] = {}
+    # a bit for each previous row: whether a slice of the delta's keys held its key so far (built
+    # here, not as the module is imported: a mapping worker imports it before pyarrow, which it
+    # imports without numpy, catalog.stage.import_arrow_without_numpy)
+    found_schema = pa.schema([("found", pa.bool_())])
     for number, keys in enumerate(slices):
         for index, path in enumerate(previous):
             target, earlier = spill / f"{index}.{number % 2}.arrow", files.get(path)
@@ -263,13 +263,13 @@ def _found_on_disk(previous: list[Path], key: str, schema: pa.Schema, slices, sp
             with contextlib.ExitStack() as files_open:
                 before = None if earlier is None else pa.ipc.open_file(
                     files_open.enter_context(pa.memory_map(str(earlier))))
-                writer = pa.ipc.new_file(files_open.enter_context(pa.OSFile(str(target), "wb")), _FOUND)
+                writer = pa.ipc.new_file(files_open.enter_context(pa.OSFile(str(target), "wb")), found_schema)
                 files_open.callback(writer.close)
                 for group, found in enumerate(masks):
                     found = found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
                     if before is not None:
                         found = pc.or_(found, before.get_batch(group).column(0))
-                    writer.write_batch(pa.record_batch([found], schema=_FOUND))
+                    writer.write_batch(pa.record_batch([found], schema=found_schema))
             files[path] = target
     return files
 
