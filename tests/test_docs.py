@@ -1,9 +1,8 @@
 """README.md and docs/ link each other section by section: every relative link must reach a file
 and, when it names one, a heading there (GitHub's anchors), or a reader following it lands nowhere."""
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.docs_text import ROOT, prose
 
 
 def anchor(heading: str) -> str:
@@ -11,16 +10,12 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def prose(path: Path) -> str:
-    return re.sub(r"```.*?```", "", path.read_text(), flags=re.S)   # no links or headings in code
-
-
 def test_every_relative_link_of_the_readme_and_docs_reaches_its_file_and_heading():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    headings = {page: {anchor(h) for h in re.findall(r"^#+ (.*)$", prose(page), re.M)} for page in pages}
+    headings = {page: {anchor(h) for h in re.findall(r"^#+ (.*)$", prose(page.read_text()), re.M)} for page in pages}
     broken = []
     for page in pages:
-        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page)):
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page.read_text())):
             if re.match(r"[a-z]+:", target):
                 continue   # a web address
             path, _, fragment = target.partition("#")
