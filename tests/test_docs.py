@@ -2,7 +2,7 @@
 and, when it names one, a heading there (GitHub's anchors), or a reader following it lands nowhere."""
 import re
 
-from tests.docs_text import ROOT, prose
+from tests.docs_text import README, ROOT, markdown_table, prose, section
 
 
 def anchor(heading: str) -> str:
@@ -25,3 +25,33 @@ def test_every_relative_link_of_the_readme_and_docs_reaches_its_file_and_heading
             elif fragment and dest in headings and fragment not in headings[dest]:
                 broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def benchmark_sections() -> dict[str, str]:
+    """docs/benchmarks.md's `## ` sections by heading."""
+    parts = re.split(r"^(## .*)$", (ROOT / "docs" / "benchmarks.md").read_text(), flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_every_benchmark_has_a_readme_row_as_recent_as_its_section_of_docs_benchmarks():
+    """Each runnable bench module (bench.serve serves, it measures nothing) has a row of the README's
+    Benchmarks table and a section of docs/benchmarks.md, and the row's figures are of a session no
+    older than the section's latest **Session N** paragraph."""
+    runnable = {path.stem for path in (ROOT / "bench").glob("*.py")
+                if "__main__" in path.read_text() and path.stem != "serve"}
+    rows = {re.search(r"bench\.(\w+)", cells[0]).group(1): cells[3]
+            for cells in markdown_table(section(README.read_text(), "## Benchmarks"))}
+    assert set(rows) == runnable, (f"benchmarks without a README row: {sorted(runnable - set(rows))}; "
+                                   f"rows of no benchmark: {sorted(set(rows) - runnable)}")
+    sections = benchmark_sections()
+    stale = []
+    for name, latest in rows.items():
+        own = [body for heading, body in sections.items() if f"bench.{name}`" in heading] or \
+              [body for heading, body in sections.items() if f"`python -m bench.{name}`" in body and "in brief" not in heading]
+        assert own, f"bench.{name} has no section of docs/benchmarks.md"
+        newest = max((int(n) for body in own for n in re.findall(r"^\*\*Session (\d+)", body, re.M)), default=0)
+        said = max((int(n) for n in re.findall(r"[Ss]ession (\d+)", latest)), default=0)
+        if said < newest:
+            stale.append(f"bench.{name}: the README's latest figures are of session {said}, "
+                         f"docs/benchmarks.md has session {newest}'s")
+    assert not stale, "\n".join(stale)
