@@ -48,13 +48,15 @@ def test_every_command_has_a_section_of_the_readme_cli_and_every_section_a_comma
 
 
 @pytest.mark.parametrize("name", sorted(cli.commands))
-def test_each_synopsis_names_exactly_the_options_of_its_command(name):
+def test_each_synopsis_names_exactly_the_options_of_its_command_and_an_example_follows(name):
     command = cli.commands[name]
     documented = named_options(synopsis(name))
     actual = options_of(command) - set(COMMON)
     assert documented == actual, (
         f"civicat {name}: options missing from the README's synopsis: {sorted(actual - documented)}; "
         f"named there but not options of the command: {sorted(documented - actual)}")
+    examples = invocations(section(readme_cli(), f"### {name}"))
+    assert any(args[:1] == [name] for args in examples), f"README's '### {name}' has no example to copy"
 
 
 def test_the_common_options_name_the_commands_that_take_them():
