@@ -148,3 +148,21 @@ def test_the_spec_config_keys_are_keys_the_loader_accepts():
     block = code_blocks(section(SPEC.read_text(), "## Config (TOML)"))[0]
     keys = set(re.findall(r"(?:^|[#,:]\s*)([a-z_]+)\s*=", block, re.M))
     assert keys and keys <= set(REQUIRED_KEYS) | set(OPTIONAL_KEYS), sorted(keys - set(REQUIRED_KEYS + OPTIONAL_KEYS))
+
+
+def config_blocks(text: str) -> list[str]:
+    return re.findall(r"^```toml\n(.*?)^```", text, re.S | re.M)
+
+
+def test_every_config_example_of_the_readme_and_docs_loads(tmp_path):
+    """A reader copies them (docs/portals.md has an entry of each kind): each one loads."""
+    refused = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for number, block in enumerate(config_blocks(page.read_text()), 1):
+            path = tmp_path / f"{page.stem}-{number}.toml"
+            path.write_text(block)
+            try:
+                load_config(path)
+            except ConfigError as exc:
+                refused.append(f"{page.relative_to(ROOT)}, config example {number}: {exc}")
+    assert not refused, "\n".join(refused)
