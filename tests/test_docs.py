@@ -1,9 +1,8 @@
 """README.md and docs/ link each other section by section: every relative link must reach a file
 and, when it names one, a heading there (GitHub's anchors), or a reader following it lands nowhere."""
 import re
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.docs_text import README, ROOT, markdown_table, prose, section
 
 
 def anchor(heading: str) -> str:
@@ -11,16 +10,12 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def prose(path: Path) -> str:
-    return re.sub(r"```.*?```", "", path.read_text(), flags=re.S)   # no links or headings in code
-
-
 def test_every_relative_link_of_the_readme_and_docs_reaches_its_file_and_heading():
     pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    headings = {page: {anchor(h) for h in re.findall(r"^#+ (.*)$", prose(page), re.M)} for page in pages}
+    headings = {page: {anchor(h) for h in re.findall(r"^#+ (.*)$", prose(page.read_text()), re.M)} for page in pages}
     broken = []
     for page in pages:
-        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page)):
+        for target in re.findall(r"\]\(([^)\s]+)\)", prose(page.read_text())):
             if re.match(r"[a-z]+:", target):
                 continue   # a web address
             path, _, fragment = target.partition("#")
@@ -30,3 +25,33 @@ def test_every_relative_link_of_the_readme_and_docs_reaches_its_file_and_heading
             elif fragment and dest in headings and fragment not in headings[dest]:
                 broken.append(f"{page.relative_to(ROOT)}: {target} (no such heading)")
     assert not broken, "\n".join(broken)
+
+
+def benchmark_sections() -> dict[str, str]:
+    """docs/benchmarks.md's `## ` sections by heading."""
+    parts = re.split(r"^(## .*)$", (ROOT / "docs" / "benchmarks.md").read_text(), flags=re.M)
+    return dict(zip(parts[1::2], parts[2::2]))
+
+
+def test_every_benchmark_has_a_readme_row_as_recent_as_its_section_of_docs_benchmarks():
+    """Each runnable bench module (bench.serve serves, it measures nothing) has a row of the README's
+    Benchmarks table and a section of docs/benchmarks.md, and the row's figures are of a session no
+    older than the section's latest **Session N** paragraph."""
+    runnable = {path.stem for path in (ROOT / "bench").glob("*.py")
+                if "__main__" in path.read_text() and path.stem != "serve"}
+    rows = {re.search(r"bench\.(\w+)", cells[0]).group(1): cells[3]
+            for cells in markdown_table(section(README.read_text(), "## Benchmarks"))}
+    assert set(rows) == runnable, (f"benchmarks without a README row: {sorted(runnable - set(rows))}; "
+                                   f"rows of no benchmark: {sorted(set(rows) - runnable)}")
+    sections = benchmark_sections()
+    stale = []
+    for name, latest in rows.items():
+        own = [body for heading, body in sections.items() if f"bench.{name}`" in heading] or \
+              [body for heading, body in sections.items() if f"`python -m bench.{name}`" in body and "in brief" not in heading]
+        assert own, f"bench.{name} has no section of docs/benchmarks.md"
+        newest = max((int(n) for body in own for n in re.findall(r"^\*\*Session (\d+)", body, re.M)), default=0)
+        said = max((int(n) for n in re.findall(r"[Ss]ession (\d+)", latest)), default=0)
+        if said < newest:
+            stale.append(f"bench.{name}: the README's latest figures are of session {said}, "
+                         f"docs/benchmarks.md has session {newest}'s")
+    assert not stale, "\n".join(stale)

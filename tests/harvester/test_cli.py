@@ -117,25 +117,6 @@ def readme_json_examples(after: str) -> list:
     return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", readme[readme.index(after):], re.S)]
 
 
-def test_the_readme_has_a_section_per_command_naming_its_every_option_with_an_example():
-    """The README's CLI is where a user looks a command up: each command has a `### name` section whose
-    synopsis names every option `--help` shows (--db, --config and --help are said once for all), and an
-    example to copy. A command or option added without a word in the README fails here."""
-    import re
-    from pathlib import Path
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    sections = dict(re.findall(r"^### (\S+)\n(.*?)(?=^##)", readme, re.S | re.M))
-    for name, command in cli.commands.items():
-        assert name in sections, f"README has no section for `civicat {name}`"
-        synopsis = re.match(r"\s*`(civicat [^`]*)`", sections[name])
-        assert synopsis and synopsis[1].split()[:2] == ["civicat", name], f"{name}: no synopsis first"
-        options = {opt for param in command.params for opt in param.opts if opt.startswith("--")}
-        named = set(re.findall(r"--[a-z-]+", synopsis[1]))
-        assert options - {"--db", "--config"} <= named, f"{name}: {sorted(options - {'--db', '--config'} - named)}"
-        examples = re.findall(r"```sh\n(.*?)```", sections[name], re.S)
-        assert any(line.startswith(f"civicat {name}") for block in examples for line in block.splitlines()), name
-
-
 def test_runs_json_is_a_list_and_runs_errors_json_an_object_as_the_readme_shows_them(tmp_path):
     """Two shapes, each relied on by scripts (`runs --errors --json | jq '.errors[]'`): the README
     states both, and its examples have the keys the commands print."""
