@@ -29,10 +29,14 @@ def documented() -> dict[str, set[str] | None]:
     """{table: the columns its README row lists, its key's among them} (None: the row sends the
     reader elsewhere for them)."""
     tables = {}
-    for cells in markdown_table(section(README.read_text(), "## The catalogue (DuckDB)")):
+    rows = markdown_table(section(README.read_text(), "## The catalogue (DuckDB)"))
+    # (a key's cell may name another table beside its columns: raw_records' sends the reader
+    # to dataset_events for what a change changed)
+    named = {name for cells in rows for name in backticked_names(without_parentheses(cells[0]))}
+    for cells in rows:
         names, columns = backticked_names(without_parentheses(cells[0])), cells[2]
         listed = None if re.search(r"\]\([^)]*\.md[^)]*\)", columns) and len(names) > 1 else \
-            set(backticked_names(without_parentheses(columns))) | set(backticked_names(cells[1]))
+            set(backticked_names(without_parentheses(columns))) | (set(backticked_names(cells[1])) - named)
         tables.update({name: listed for name in names})
     for cells in markdown_table(section((ROOT / "docs" / "search.md").read_text(), "## The index tables")):
         # one part per table, in the first cell's order: "document per dataset (`docid`, ...); stemmed term (...)"
