@@ -689,7 +689,11 @@ class Store:
         are compact JSON written by orjson, stored as they are (migration 0012). A file is
         read by one thread (`parallel = false`): a row group of raw JSON in memory per
         DuckDB thread did not fit MEMORY_LIMIT, and the listing keeps the cores busy anyway;
-        the insert runs on one DuckDB thread for the same reason (_one_thread)."""
+        the insert runs on one DuckDB thread for the same reason (_one_thread). An ANTI JOIN, not
+        NOT EXISTS: given the portal's filter, DuckDB ran NOT EXISTS as a delim join, which held the
+        staged rows, raw JSON and all, in memory (+41 MB at a load of 16,384 Socrata entries, the
+        harvest's peak: docs/benchmarks.md, session 27)."""
+        known = "datasets" if portal_id is None else "(SELECT uid, raw_hash FROM datasets WHERE portal_id = $portal)"
         with self._write_lock, self._one_thread():
             self.con.execute(f"""
                 INSERT INTO raw_records BY NAME
@@ -700,8 +704,7 @@ class Store:
                     FROM read_csv($parts, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
                                   columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
                                   max_line_size = {max(int(longest_line) + 2, 1 << 21)}, parallel = false)) p
-                WHERE NOT EXISTS (SELECT 1 FROM datasets d WHERE d.uid = p.uid AND d.raw_hash = p.raw_hash
-                                  {"AND d.portal_id = $portal" if portal_id is not None else ""})""",
+                ANTI JOIN {known} d ON d.uid = p.uid AND d.raw_hash = p.raw_hash""",
                              {"parts": [str(file) for file in files],
                               **({"portal": portal_id} if portal_id is not None else {})})
 

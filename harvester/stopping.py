@@ -136,5 +136,10 @@ def stopped_by() -> str:
     return _signal_name(signal.SIGTERM if signal.SIGTERM in _received else signal.SIGINT)
 
 
+def stop_message() -> str:
+    """What a command stopped says, wherever the stop found it."""
+    return f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was published"
+
+
 def stopped_exit_code(received: list[int] = _received) -> int:
     return 128 + (signal.SIGTERM if signal.SIGTERM in received else signal.SIGINT)

@@ -86,6 +86,21 @@ def writer_under_way(db, *command: str):
         writer.wait()
 
 
+def stopped_at_its_first_line(script: str, sig: int, first_line: str, *args: str) -> subprocess.Popen:
+    """`python -c script *args` (the repository's code), sent `sig` once it has printed
+    `first_line`; returns the process ended, its `out` and `err` the rest of its output."""
+    process = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    try:
+        assert process.stdout.readline() == first_line
+        process.send_signal(sig)
+        process.out, process.err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    return process
+
+
 def harvested_with_a_cap(store, tmp_path, config: PortalConfig, entries: list) -> int:
     """A first harvest of `config` without a response cap; returns a cap that a page of 100
     of `entries` fits in twice over (an entry made as large as half of it is over it alone)."""
