@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -127,6 +128,26 @@ def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
     con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} "
                 f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
     con.execute(f"USE {CATALOGUE}")
+
+
+# how long attaching the catalogue again (Store._reattach) waits for the statements of other
+# cursors that still hold its file: a records pull's (its profile reads Parquet for minutes on
+# a large dataset), in another portal's thread; DuckDB lets the DETACH pass beside them and
+# refuses the ATTACH until they end ("Unique file handle conflict")
+REATTACH_WAIT_SECONDS = 600.0
+
+
+def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    """_attach, tried again while another cursor's statement still holds the detached
+    catalogue's file, for REATTACH_WAIT_SECONDS at most."""
+    deadline = time.monotonic() + REATTACH_WAIT_SECONDS
+    while True:
+        try:
+            return _attach(con, db_path)
+        except duckdb.Error as exc:
+            if "Unique file handle conflict" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -584,14 +605,14 @@ class Store:
             side.execute(f"DETACH {CATALOGUE}")
         finally:
             side.close()
-        _attach(self.con, self.db_path)
+        _attach_when_let_go(self.con, self.db_path)
         self._invalidated = False
 
     def _with_room(self, what: str, write: Callable[[], T], *, afresh: bool = False) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot
         spill to disk, a long staged line needs a large read buffer), run it once more
         with MERGE_MEMORY_LIMIT rather than fail the portal every night. A failed write is
-        rolled back, so nothing is half-written. `afresh` (a write that deletes rows): the
+        rolled back, so nothing is half-written. `afresh` (the search index's update, whose DELETE can run out of memory half-way): the
         catalogue is attached again before the retry: a DELETE that ran out of memory half-way
         leaves the rows it had reached marked by its transaction, rolled back, and DuckDB 1.5.5
         then refuses to delete them again ("Conflict on tuple deletion!", the search index's

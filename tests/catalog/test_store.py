@@ -882,3 +882,42 @@ def test_a_search_index_update_that_ran_out_of_memory_half_way_is_retried(store,
             assert rows(store, "SELECT updated > 0 FROM search_state") == [(True,)]   # updated, not rebuilt
     assert "the search index did not fit in" in caplog.text, "no round ran out of memory"
     assert "was not rebuilt" not in caplog.text
+
+
+def test_a_retry_on_the_catalogue_attached_again_waits_for_a_statement_of_another_cursor(store, monkeypatch):
+    """A records pull runs its statements on a cursor of its own (harvest_records), in its portal's
+    thread, while the night's other writes run. A write retried on the catalogue attached again
+    (the search index's, after running out of memory) detaches it; while another cursor's
+    statement held the catalogue, DuckDB let the DETACH pass and refused the ATTACH ("Unique file
+    handle conflict"): the store was left without its catalogue, every later statement failing
+    ('Catalog "catalogue" does not exist'). The ATTACH waits until that statement lets the file go."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    reader = store.cursor()   # (a records pull's: its statement under way as the write is retried)
+    reader.execute("BEGIN TRANSACTION")
+    assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    attach, attempts = store_module._attach, []
+
+    def attach_then_the_reader_ends(con, db_path):
+        attempts.append(db_path)
+        try:
+            attach(con, db_path)
+        finally:
+            if len(attempts) == 1:
+                reader.execute("COMMIT")
+
+    failed = []
+
+    def out_of_memory_once():
+        if not failed:
+            failed.append(True)
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        return store.con.execute("SELECT count(*) FROM datasets").fetchone()
+
+    monkeypatch.setattr(store_module, "_attach", attach_then_the_reader_ends)
+    assert store._with_room("the search index", out_of_memory_once, afresh=True) == (1,)
+    assert failed and len(attempts) >= 2, attempts   # (retried, the first ATTACH refused while the reader held it)
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0 + timedelta(days=1), mark_deleted=True)
+    assert rows(store, "SELECT uid FROM datasets ORDER BY uid") == [("city:a",), ("city:b",)]
+    reader.close()
