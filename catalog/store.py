@@ -14,6 +14,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -100,9 +101,7 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection
         # JSON, migration 0013) cost a merge a quarter less CPU than FSST (docs/benchmarks.md)
         # (every statement run to its end by a stop, never dropped half-way: catalog.uncut)
         con = uncut.connect(config={"temp_directory": str(spill_directory(db_path))})
-        con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} "
-                    f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
-        con.execute(f"USE {CATALOGUE}")
+        _attach(con, db_path)
     con.execute("SET TimeZone = 'UTC'")
     con.execute(NO_ARROW_LAMBDAS)
     if not read_only:
@@ -122,6 +121,33 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection
         with pandas_kept_out():   # (bound parameters: DuckDB would import it, see there)
             _migrate_with_room(con)
     return con
+
+
+def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    """The catalogue attached to a writable connection, and made its current database."""
+    con.execute(f"ATTACH '{_sql_literal(db_path)}' AS {CATALOGUE} "
+                f"(ROW_GROUP_SIZE {ROW_GROUP_ROWS}, STORAGE_VERSION '{STORAGE_VERSION}')")
+    con.execute(f"USE {CATALOGUE}")
+
+
+# how long attaching the catalogue again (Store._reattach) waits for the statements of other
+# cursors that still hold its file: a records pull's (its profile reads Parquet for minutes on
+# a large dataset), in another portal's thread; DuckDB lets the DETACH pass beside them and
+# refuses the ATTACH until they end ("Unique file handle conflict")
+REATTACH_WAIT_SECONDS = 600.0
+
+
+def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+    """_attach, tried again while another cursor's statement still holds the detached
+    catalogue's file, for REATTACH_WAIT_SECONDS at most."""
+    deadline = time.monotonic() + REATTACH_WAIT_SECONDS
+    while True:
+        try:
+            return _attach(con, db_path)
+        except duckdb.Error as exc:
+            if "Unique file handle conflict" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.05)
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -156,7 +182,15 @@ def _out_of_memory(exc: duckdb.Error) -> bool:
     autocommitted insert of strings too large to spill: DuckDB keeps those of the last
     checkpoint's rows in memory)."""
     return isinstance(exc, duckdb.OutOfMemoryException) or (
-        "Failed to commit" in str(exc) and ("failed to pin block" in str(exc) or "Out of Memory" in str(exc)))
+        ("Failed to commit" in str(exc) or _invalidated_by_checkpoint(exc)) and any(
+            why in str(exc) for why in ("failed to pin block", "could not allocate block", "Out of Memory")))
+
+
+def _invalidated_by_checkpoint(exc: duckdb.Error) -> bool:
+    """A CHECKPOINT failed (out of memory as it wrote, an IO Error): DuckDB then refuses every
+    statement on the database until it is detached and attached again (which replays the log:
+    nothing committed is lost)."""
+    return "has been invalidated" in str(exc) and "heckpoint" in str(exc)
 
 
 @functools.cache
@@ -383,6 +417,7 @@ class Store:
         self.con = connect(self.db_path)
         self._write_lock = threading.Lock()
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
+        self._invalidated = False   # by a checkpoint that failed: attached again before any use
 
     def close(self) -> None:
         """Checkpoint, then close: DuckDB's own checkpoint as it closes fails in silence when it
@@ -544,19 +579,45 @@ class Store:
         is committed, in the log; returns whether it was written."""
         def checkpoint() -> None:
             with self._write_lock:
-                self.con.execute("CHECKPOINT")
+                if self._invalidated:   # (the retry: attached again with MERGE_MEMORY_LIMIT's room)
+                    self._reattach()
+                try:
+                    self.con.execute("CHECKPOINT")
+                except duckdb.Error as exc:
+                    self._invalidated = _invalidated_by_checkpoint(exc)
+                    raise
         try:
             self._with_room(what, checkpoint)
             return True
         except duckdb.Error as exc:
             log.warning("%s failed (%s): the log is kept, and checkpointed later", what, exc)
             return False
+        finally:
+            if self._invalidated:   # (the catalogue usable again, its log replayed)
+                with self._write_lock:
+                    self._reattach()
 
-    def _with_room(self, what: str, write: Callable[[], T]) -> T:
+    def _reattach(self) -> None:
+        """The catalogue detached and attached again (the write lock held; see _with_room and
+        checkpoint); the connection and its settings stay."""
+        side = self.con.cursor()   # (in the in-memory database: the connection's USE fails on it)
+        try:
+            side.execute(f"DETACH {CATALOGUE}")
+        finally:
+            side.close()
+        _attach_when_let_go(self.con, self.db_path)
+        self._invalidated = False
+
+    def _with_room(self, what: str, write: Callable[[], T], *, afresh: bool = False) -> T:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot
         spill to disk, a long staged line needs a large read buffer), run it once more
         with MERGE_MEMORY_LIMIT rather than fail the portal every night. A failed write is
-        rolled back, so nothing is half-written."""
+        rolled back, so nothing is half-written. `afresh` (the search index's update, whose DELETE can run out of memory half-way): the
+        catalogue is attached again before the retry: a DELETE that ran out of memory half-way
+        leaves the rows it had reached marked by its transaction, rolled back, and DuckDB 1.5.5
+        then refuses to delete them again ("Conflict on tuple deletion!", the search index's
+        retry at 300 portals) until the database is attached again (replaying the log: at most
+        about CHECKPOINT_WAL_BYTES)."""
         try:
             return write()
         except duckdb.Error as exc:
@@ -567,6 +628,9 @@ class Store:
             self._large_writes += 1
             self.con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
         try:
+            if afresh:
+                with self._write_lock:
+                    self._reattach()
             return write()
         finally:
             with self._write_lock:
@@ -643,7 +707,7 @@ class Store:
                 return_freed_memory()   # (what the merges freed)
                 return search.refresh(self.con)
         try:
-            return self._with_room("the search index", rebuild)
+            return self._with_room("the search index", rebuild, afresh=True)
         except Exception as exc:
             log.error("the search index was not rebuilt (search answers from the previous one): %s", exc)
             return False

@@ -810,3 +810,126 @@ def test_a_portals_raw_load_holds_no_more_than_a_load_of_every_portal(tmp_path):
 
     every_portal, one_portal = growth_mb(""), growth_mb("city")
     assert one_portal <= every_portal + 15, (one_portal, every_portal)
+
+
+def test_a_checkpoint_that_does_not_fit_is_retried_and_leaves_the_catalogue_usable(store, monkeypatch, caplog):
+    """A CHECKPOINT that cannot pin a block under the memory limit fails with an IO error
+    (not an out-of-memory one) and invalidates the database: every statement after it failed
+    ("Detach and reattach it before using it again"), and the harvest's close left the log and
+    no read copy. It is retried with MERGE_MEMORY_LIMIT on the catalogue attached again."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200)
+                                         for i in range(3_000)]), "city", T0, mark_deleted=True)
+    assert store.wal_bytes() > 0
+    # the tightest limit DuckDB accepts with what the merge left held (4 MB before dataset_events,
+    # 5 MB with them): the checkpoint cannot pin its blocks under it
+    limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
+    small = rows(store, "SELECT current_setting('memory_limit')")
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)
+    with caplog.at_level("WARNING", logger="civicat.store"):
+        assert store.checkpoint("the checkpoint as the catalogue closes")
+    assert f"the checkpoint as the catalogue closes did not fit in {limit}" in caplog.text
+    assert store.wal_bytes() == 0
+    assert rows(store, "SELECT count(*) FROM datasets") == [(3_000,)]
+    assert rows(store, "SELECT current_setting('memory_limit')") == small  # back to the small limit
+    store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1), mark_deleted=False)
+    assert rows(store, "SELECT count(*) FROM datasets") == [(3_001,)]
+
+
+def _accepted(store, limit: str) -> bool:
+    """Whether DuckDB takes `limit` as its memory limit (it refuses one it cannot free down to)."""
+    try:
+        store.con.execute(f"SET memory_limit = '{limit}'")
+        return True
+    except duckdb.OutOfMemoryException:
+        return False
+
+
+class _SqueezedBeforeDelete:
+    """A connection whose memory limit drops to `limit` just before the first statement that
+    starts with `statement` (once): that DELETE runs out of memory half-way."""
+
+    def __init__(self, con, statement: str, limit: str):
+        self._con, self._statement, self._limit, self.squeezed = con, statement, limit, False
+
+    def execute(self, sql, *args, **kwargs):
+        if not self.squeezed and sql.lstrip().startswith(self._statement):
+            self.squeezed = True
+            try:
+                self._con.execute(f"SET memory_limit = '{self._limit}'")
+            except duckdb.OutOfMemoryException:   # (it does not go that low now: this round fits)
+                pass
+        return self._con.execute(sql, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_a_search_index_update_that_ran_out_of_memory_half_way_is_retried(store, caplog):
+    """The update's DELETE of the changed documents' postings, out of memory half-way, leaves
+    their rows marked by its rolled-back transaction; its retry with more memory on the same
+    database failed with "Conflict on tuple deletion!" (at 300 portals: search answered from
+    the night before). Several limits, as where the DELETE breaks varies with them."""
+    from catalog.search import search
+
+    words = "permits crime salaries budget trees parking water housing".split()
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"{words[i % 8]} {words[i // 8 % 8]} {i} "
+                                                + " ".join(f"w{i * j % 997}" for j in range(20)))
+                                         for i in range(3_000)]), "city", T0, mark_deleted=True)
+    assert store.refresh_search()
+    store.con.execute("CHECKPOINT")
+    real = store.con
+    with caplog.at_level("WARNING", logger="civicat.store"):
+        for round, limit in enumerate(("8MB", "10MB", "8MB", "12MB", "8MB")):
+            changed = range(round * 50, round * 50 + 50)
+            store.con = real
+            store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"quokka{round} {i}") for i in changed]),
+                                "city", datetime.now(UTC), mark_deleted=False)   # (after the index's build)
+            store.con = _SqueezedBeforeDelete(real, "DELETE FROM search_postings", limit)
+            assert store.refresh_search(), caplog.text
+            store.con = real
+            assert sorted(hit["uid"] for hit in search(real, f"quokka{round}", limit=200)) == [
+                f"city:d{i:05d}" for i in changed]
+            assert rows(store, "SELECT updated > 0 FROM search_state") == [(True,)]   # updated, not rebuilt
+    assert "the search index did not fit in" in caplog.text, "no round ran out of memory"
+    assert "was not rebuilt" not in caplog.text
+
+
+def test_a_retry_on_the_catalogue_attached_again_waits_for_a_statement_of_another_cursor(store, monkeypatch):
+    """A records pull runs its statements on a cursor of its own (harvest_records), in its portal's
+    thread, while the night's other writes run. A write retried on the catalogue attached again
+    (the search index's, after running out of memory) detaches it; while another cursor's
+    statement held the catalogue, DuckDB let the DETACH pass and refused the ATTACH ("Unique file
+    handle conflict"): the store was left without its catalogue, every later statement failing
+    ('Catalog "catalogue" does not exist'). The ATTACH waits until that statement lets the file go."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    reader = store.cursor()   # (a records pull's: its statement under way as the write is retried)
+    reader.execute("BEGIN TRANSACTION")
+    assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    attach, attempts = store_module._attach, []
+
+    def attach_then_the_reader_ends(con, db_path):
+        attempts.append(db_path)
+        try:
+            attach(con, db_path)
+        finally:
+            if len(attempts) == 1:
+                reader.execute("COMMIT")
+
+    failed = []
+
+    def out_of_memory_once():
+        if not failed:
+            failed.append(True)
+            raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        return store.con.execute("SELECT count(*) FROM datasets").fetchone()
+
+    monkeypatch.setattr(store_module, "_attach", attach_then_the_reader_ends)
+    assert store._with_room("the search index", out_of_memory_once, afresh=True) == (1,)
+    assert failed and len(attempts) >= 2, attempts   # (retried, the first ATTACH refused while the reader held it)
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0 + timedelta(days=1), mark_deleted=True)
+    assert rows(store, "SELECT uid FROM datasets ORDER BY uid") == [("city:a",), ("city:b",)]
+    reader.close()
