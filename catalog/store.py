@@ -612,7 +612,7 @@ class Store:
         """Run a write; if it does not fit in the memory limit (uncommitted rows cannot
         spill to disk, a long staged line needs a large read buffer), run it once more
         with MERGE_MEMORY_LIMIT rather than fail the portal every night. A failed write is
-        rolled back, so nothing is half-written. `afresh` (the search index's update, whose DELETE can run out of memory half-way): the
+        rolled back, so nothing is half-written. `afresh` (the search index's update): the
         catalogue is attached again before the retry: a DELETE that ran out of memory half-way
         leaves the rows it had reached marked by its transaction, rolled back, and DuckDB 1.5.5
         then refuses to delete them again ("Conflict on tuple deletion!", the search index's
