@@ -341,11 +341,13 @@ def largest_group_of_label(uids: list[str], cluster_of: dict, label_of: dict) ->
 
 
 def recall_lost_by_class(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict, class_of: dict,
-                         classes: list[str]) -> list[dict]:
+                         classes: list[str], half_of: dict | None = None) -> list[dict]:
     """Where B-cubed recall is lost: the datasets outside their label's largest group, by class (`class_of`,
     e.g. whether their text says anything), and the figures if a class joined that group, alone and after the
     classes before it. A dataset left alone loses its peers' share of its own recall and costs each grouped peer
-    its share too, so a class's gain is about twice its `own_loss` (the mean of what its datasets lose)."""
+    its share too, so a class's gain is about twice its `own_loss` (the mean of what its datasets lose).
+    `half_of` (dataset -> 0 or 1): each class's datasets counted per half of the jurisdictions ('per_half'), since
+    reading one jurisdiction's datasets better moves its own half's figure only."""
     largest = largest_group_of_label(uids, cluster_of, label_of)
     outside = [u for u in uids if cluster_of[u] != largest[label_of[u]]]
     per_dataset = clustering_scores(uids, cluster_of, label_of, city_of, per_dataset=True)["recall_of"]
@@ -356,10 +358,28 @@ def recall_lost_by_class(uids: list[str], cluster_of: dict, label_of: dict, city
         for u in moved:
             alone[u] = cumulative[u] = largest[label_of[u]]
         rows.append({"class": name, "datasets": len(moved),
+                     "per_half": [sum(1 for u in moved if half_of[u] == h) for h in (0, 1)] if half_of else None,
                      "own_loss": sum(1 - per_dataset[u] for u in moved) / len(uids),
                      "alone": clustering_scores(uids, alone, label_of, city_of),
                      "cumulative": clustering_scores(uids, dict(cumulative), label_of, city_of)})
     return rows
+
+
+def precision_lost_by_group(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict,
+                            group_labels: dict) -> list[tuple[str, str, float]]:
+    """Where B-cubed precision is lost: (the group's label, the datasets' label, their loss) for each label in
+    each group whose datasets meet other cities' datasets of another label there, worst first; a loss is the
+    datasets' wrong share of their group, over all datasets, so the rows sum to 1 - B-cubed precision."""
+    by_cluster: dict[object, list[str]] = defaultdict(list)
+    for u in uids:
+        by_cluster[cluster_of[u]].append(u)
+    lost: dict[tuple[str, str], float] = defaultdict(float)
+    for u in uids:
+        peers = [v for v in by_cluster[cluster_of[u]] if v != u and city_of[v] != city_of[u]]
+        wrong = sum(label_of[v] != label_of[u] for v in peers)
+        if wrong:
+            lost[(group_labels.get(cluster_of[u], str(cluster_of[u])), label_of[u])] += wrong / (1 + len(peers)) / len(uids)
+    return sorted(((group, label, loss) for (group, label), loss in lost.items()), key=lambda row: -row[2])
 
 
 def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict,
@@ -522,7 +542,9 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
                   f"in one group, whatever their words; {conflicting} share their kind with another label's): "
                   f"B-cubed F1 {kinds['b3_f1']:.3f} (P {kinds['b3_p']:.3f} / R {kinds['b3_r']:.3f}); "
                   f"the detector reaches {detector['b3_f1'] / kinds['b3_f1']:.1%} of it")
-            print_recall_lost(members, cluster_of, label_of, city_of, strict_of, detector)
+            print_recall_lost(members, cluster_of, label_of, city_of, strict_of, detector, half)
+            print_precision_lost(members, cluster_of, label_of, city_of, detector,
+                                 {g.group_id: g.label for g in result.groups})
         if subset is informative:  # labels that cut where the text does not (the same file labelled two ways)
             ceiling, conflicting = text_ceiling(members, {u: text_signature(
                 catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u]) for u in members},
@@ -553,9 +575,10 @@ RECALL_CLASSES = {"informative": "whose text says what they are",
 
 
 def print_recall_lost(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, strict_of: dict,
-                      detector: dict) -> None:
-    """The datasets outside their label's largest group, by what their text lets a reader do, and the
-    B-cubed figures if each class of them joined that group (counting what their grouped peers lose too)."""
+                      detector: dict, half_of: dict) -> None:
+    """The datasets outside their label's largest group, by what their text lets a reader do (and how many in each
+    half of the jurisdictions), and the B-cubed figures if each class of them joined that group (counting what
+    their grouped peers lose too)."""
     labels_of_text: dict[tuple, set] = defaultdict(set)
     for u in members:
         if strict_of[u] is not None:
@@ -564,11 +587,21 @@ def print_recall_lost(members: list[str], cluster_of: dict, label_of: dict, city
                 else "informative" for u in members}
     print(f"where B-cubed recall is lost ({1 - detector['b3_r']:.3f} in all): the datasets outside their label's "
           f"largest group, and the figures if each class joined it (alone; after the classes above):")
-    for row in recall_lost_by_class(members, cluster_of, label_of, city_of, class_of, list(RECALL_CLASSES)):
+    for row in recall_lost_by_class(members, cluster_of, label_of, city_of, class_of, list(RECALL_CLASSES), half_of):
         alone, cumulative = row["alone"], row["cumulative"]
-        print(f"  {row['datasets']:4} {RECALL_CLASSES[row['class']]}: recall +{alone['b3_r'] - detector['b3_r']:.3f} "
+        print(f"  {row['datasets']:4} ({row['per_half'][0]} of half A, {row['per_half'][1]} of B) "
+              f"{RECALL_CLASSES[row['class']]}: recall +{alone['b3_r'] - detector['b3_r']:.3f} "
               f"(their own loss {row['own_loss']:.3f}), F1 {alone['b3_f1']:.3f}; after those above: "
               f"F1 {cumulative['b3_f1']:.3f} (P {cumulative['b3_p']:.3f} / R {cumulative['b3_r']:.3f})")
+
+
+def print_precision_lost(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, detector: dict,
+                         group_labels: dict, shown: int = 8) -> None:
+    """Where B-cubed precision is lost: the groups that hold datasets of several labels, by label, worst first."""
+    print(f"where B-cubed precision is lost ({1 - detector['b3_p']:.3f} in all), by group and the label of its "
+          f"datasets that meet other labels' there:")
+    for group, label, loss in precision_lost_by_group(members, cluster_of, label_of, city_of, group_labels)[:shown]:
+        print(f"  {loss:.4f} {label} in {group!r}")
 
 
 def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, cluster_of: dict,

@@ -141,3 +141,29 @@ def test_map_ranks_a_dataset_s_group_first_as_similar_lists_it():
     # 'c' has no peer of its label and is not counted; 'b' ranks 'a' first either way
     assert quality.mean_average_precision(similarity, uids, label, city, grouped) == pytest.approx(1.0)
     assert quality.mean_average_precision(similarity, uids, label, city) == pytest.approx((0.5 + 1) / 2)
+
+
+def test_precision_lost_is_counted_by_group_and_label_and_sums_to_the_b_cubed_loss():
+    """'Police stops' holds 'a' and 'b' (stops, of one city) with 'c' (traffic stops, of another, as the Stanford
+    files labelled so): 'a' and 'b' each have one other-city peer, of another label (1/2 lost each), 'c' two of two
+    (2/3 lost); 'd' and 'e', alone, lose nothing. Each (group, label) row carries its datasets' loss over all the
+    datasets, worst first, and the rows sum to 1 - B-cubed precision."""
+    label = {"a": "stops", "b": "stops", "c": "traffic", "d": "traffic", "e": "arrests"}
+    cluster = {"a": 1, "b": 1, "c": 1, "d": "single:d", "e": "single:e"}
+    city = {"a": "x", "b": "x", "c": "y", "d": "z", "e": "w"}
+    rows = quality.precision_lost_by_group(list(label), cluster, label, city, {1: "Police stops"})
+    assert rows == [("Police stops", "stops", pytest.approx((1 / 2 + 1 / 2) / 5)),
+                    ("Police stops", "traffic", pytest.approx((2 / 3) / 5))]
+    precision = quality.clustering_scores(list(label), cluster, label, city)["b3_p"]
+    assert sum(loss for _, _, loss in rows) == pytest.approx(1 - precision)
+
+
+def test_recall_lost_by_class_says_which_half_of_the_jurisdictions_each_dataset_is_in():
+    """A dataset moved into its label's group moves only its own half's figure (the halves split jurisdictions):
+    the rows count each class's datasets per half."""
+    label = {"a": "x", "b": "x", "c": "x"}
+    cluster = {"a": 1, "b": 1, "c": "single:c"}
+    city = {u: u for u in label}
+    half = {"a": 0, "b": 1, "c": 1}
+    (row,) = quality.recall_lost_by_class(list(label), cluster, label, city, {"c": "nothing"}, ["nothing"], half)
+    assert row["per_half"] == [0, 1]
