@@ -275,8 +275,9 @@ class SmallerPages:
 
 
 def cap_reason(error: ResponseTooLarge) -> str:
-    """An answer-over-the-cap error's message without its URL (a message names it once)."""
-    return str(error).removesuffix(f" ({error.url})")
+    """An answer-over-the-cap error's message without its URL nor what raises the cap (a message
+    names each once)."""
+    return str(error).removesuffix(f" ({error.url})").removesuffix(f"; {RAISE_THE_CAP}")
 
 
 class OversizedAnswers:

@@ -9,16 +9,18 @@ import re
 import sqlite3
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
 
 from harvester import __version__
-from harvester.http import (HostUnavailable, Interrupted, OverBudget, PermanentError, TransientError,
-                            UnexpectedPayload, ValidatorCache)
+from harvester.http import (HostUnavailable, HttpError, Interrupted, OverBudget, PermanentError, ResponseTooLarge,
+                            TransientError, UnexpectedPayload, ValidatorCache)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import DOC, cut_short_after, get
-from tests.portals.base import LocalPortal, RawBody
+from tests.portals.base import MAINTENANCE_PAGE, LocalPortal, RawBody
 
 
 @pytest.mark.parametrize("fault", [("status", 503), ("status", 500), ("status", 502), "reset", "html",
@@ -546,3 +548,179 @@ def test_a_download_s_client_error_says_what_the_server_said(portal, tmp_path):
         client.download(portal.url + "/missing.csv", tmp_path / "file.csv")
     assert failed.value.status == 404 and portal.hits["/missing.csv"] == 1
     assert not (tmp_path / "file.csv").exists()
+
+
+# -- what counts against a host: its own faults, not one file's ----------------------------------
+
+class BodiesByHand(LocalPortal):
+    """Answers the paths of `bodies` with their headers at once, then their body as `chunks`
+    gives it (waiting, dripping), counting the bytes handed to the server to send (`handed`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: dict[str, tuple[list, Callable[[], Iterator[bytes]]]] = {}
+        self.handed: Counter = Counter()
+
+    def _wsgi(self, environ, start_response):
+        path = environ["PATH_INFO"]
+        if path not in self.bodies:
+            return super()._wsgi(environ, start_response)
+        with self._lock:
+            self.hits[path] += 1
+        headers, chunks = self.bodies[path]
+        start_response("200 OK", headers)
+
+        def body():
+            yield b""   # (werkzeug sends the headers at the first write)
+            for chunk in chunks():
+                self.handed[path] += len(chunk)
+                yield chunk
+        return body()
+
+
+def dripping(seconds: float, chunks: int = 20) -> Callable[[], Iterator[bytes]]:
+    """A CSV body a line every `seconds`: a slow host, alive all along."""
+    def lines():
+        yield b"id,name\n"
+        for i in range(chunks):
+            time.sleep(seconds)
+            yield b"%d,row\n" % i
+    return lines
+
+
+@pytest.mark.parametrize("fault", ["HTML page", "over the cap", "over max_seconds", "not found"])
+def test_three_bad_files_of_a_host_leave_it_asked_and_its_next_file_fetched(tmp_path, fault):
+    """A file's own faults (an HTML page in its place, a body over the cap, a slow but live
+    download over its `max_seconds`, a 404) said nothing of its host, but the first three
+    counted toward giving it up: three in a row stopped every later file of that portal."""
+    with BodiesByHand() as portal:
+        portal.static["/good.csv"] = RawBody(CSV)
+        portal.static["/page.html"] = RawBody(MAINTENANCE_PAGE, "text/html")
+        portal.static["/big.csv"] = RawBody(CSV * 100)
+        portal.bodies["/slow.csv"] = ([("Content-Type", "text/csv")], dripping(0.5))
+        path = {"HTML page": "/page.html", "over the cap": "/big.csv", "over max_seconds": "/slow.csv",
+                "not found": "/missing.csv"}[fault]
+        client = fast_client(max_attempts=1, host_failure_limit=3, max_download_bytes=len(CSV) * 10)
+        for _ in range(3):
+            with pytest.raises(HttpError) as failed:
+                client.download(portal.url + path, tmp_path / "file.csv", max_seconds=0.2)
+            assert not isinstance(failed.value, HostUnavailable), failed.value
+        assert client.download(portal.url + "/good.csv", tmp_path / "file.csv") == len(CSV)
+        assert (tmp_path / "file.csv").read_bytes() == CSV and portal.hits[path] == 3
+
+
+@pytest.mark.parametrize("fault", ["html", "invalid_json", "truncated_json"])
+def test_three_bad_pages_of_a_host_leave_it_asked(portal, fault):
+    """Pages follow the rule downloads do: a body that is not what was asked is the address's
+    fault, not its host's."""
+    client = fast_client(max_attempts=1, host_failure_limit=3)
+    portal.serve_json("/other", DOC)
+    portal.inject("/doc", fault, times=3)
+    for _ in range(3):
+        with pytest.raises(TransientError) as failed:
+            get(client, portal)
+        assert not isinstance(failed.value, HostUnavailable), failed.value
+    assert get(client, portal, "/other").data == DOC
+
+
+@pytest.mark.parametrize("fault", ["reset", ("status", 503), ("slow", 1.0)])
+def test_three_faults_of_the_host_give_it_up_for_downloads_and_pages_alike(portal, tmp_path, fault):
+    """A reset connection, a 5xx, headers later than the timeout: the host's own faults, three
+    in a row (downloads and pages mixed) give it up."""
+    portal.static["/file.csv"] = RawBody(CSV)
+    client = fast_client(timeout=0.3, max_attempts=1, host_failure_limit=3)
+    portal.inject("/", fault, times=3)
+    for asked in ("download", "page", "download"):
+        with pytest.raises(TransientError):
+            if asked == "page":
+                get(client, portal)
+            else:
+                client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    with pytest.raises(HostUnavailable, match="failed 3 requests in a row this run; not asked again"):
+        client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    assert portal.hits["/file.csv"] == 2 and portal.hits["/doc"] == 1
+
+
+# -- an answer over its cap by its Content-Length: refused at its headers ------------------------
+
+def held_back(released: threading.Event, size: int) -> Callable[[], Iterator[bytes]]:
+    """A body of `size` bytes sent only once `released` (a client that waits for it waits
+    until its read timeout)."""
+    def pieces():
+        if not released.wait(60):
+            return
+        for start in range(0, size, 64 * 1024):
+            yield b"x" * min(64 * 1024, size - start)
+    return pieces
+
+
+def test_a_download_over_its_cap_by_its_content_length_is_refused_before_any_of_its_body(tmp_path):
+    """It was read to the cap (16 GiB by default) before being refused."""
+    released = threading.Event()
+    with BodiesByHand() as portal:
+        portal.bodies["/huge.csv"] = ([("Content-Type", "text/csv"), ("Content-Length", "5000000")],
+                                      held_back(released, 5_000_000))
+        client, url = fast_client(max_attempts=1, max_download_bytes=1_000_000), portal.url + "/huge.csv"
+        try:
+            with pytest.raises(ResponseTooLarge) as refused:
+                client.download(url, tmp_path / "huge.csv")
+            handed = portal.handed["/huge.csv"]
+        finally:
+            released.set()
+    assert handed == 0 and not (tmp_path / "huge.csv").exists()
+    assert str(refused.value) == ("download of 5000000 bytes (its Content-Length) is over the 1000000-byte cap; "
+                                  f"CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap ({url})")
+    assert client.stats.requests == 1
+
+
+def test_a_download_without_a_content_length_still_stops_at_its_cap(tmp_path):
+    with BodiesByHand() as portal:
+        portal.bodies["/endless.csv"] = ([("Content-Type", "text/csv")],
+                                         lambda: (b"1,row\n" * 10_000 for _ in range(10_000)))
+        client = fast_client(max_attempts=1, max_download_bytes=1_000_000)
+        with pytest.raises(ResponseTooLarge, match=r"^download is over the 1000000-byte cap; "
+                                                   r"CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap \("):
+            client.download(portal.url + "/endless.csv", tmp_path / "endless.csv")
+        assert portal.handed["/endless.csv"] < 60_000_000   # (the 60 MB it would send, not read to their end)
+
+
+def test_a_gzip_page_over_the_cap_by_its_content_length_is_refused_at_its_head(tmp_path):
+    """The check of a page's Content-Length left out gzip-encoded answers, which were read to
+    the cap (256 MiB by default). Its head is still read (an entry over the cap may name
+    itself there: value_in_head), no more."""
+    import os as _os
+    encoded = gzip.compress(json.dumps({"results": [{"id": "abcd-1234", "blob": _os.urandom(600_000).hex()}]})
+                            .encode(), compresslevel=1)
+    released = threading.Event()
+
+    def head_then_held():
+        yield encoded[:256 * 1024]
+        if released.wait(60):
+            yield encoded[256 * 1024:]
+
+    with BodiesByHand() as portal:
+        portal.bodies["/big.json"] = ([("Content-Type", "application/json"), ("Content-Encoding", "gzip"),
+                                       ("Content-Length", str(len(encoded)))], head_then_held)
+        client = fast_client(tmp_path, max_attempts=1, max_bytes=len(encoded) - 1)
+        try:
+            for conditional in (False, True):   # (read decoded; read as it came, for the cache)
+                with pytest.raises(ResponseTooLarge) as refused:
+                    get(client, portal, "/big.json", conditional=conditional)
+                assert str(refused.value) == (
+                    f"response of {len(encoded)} bytes (its Content-Length, gzip-encoded) is over the "
+                    f"{len(encoded) - 1}-byte cap; CIVICAT_HTTP_MAX_BYTES raises the cap ({portal.url}/big.json)")
+                assert refused.value.head.startswith(b'{"results": [{"id": "abcd-1234"')
+        finally:
+            released.set()
+
+
+def test_a_download_cut_short_is_a_connection_fault_retried_not_a_file_that_could_not_be_written(portal, tmp_path):
+    """requests' errors are OSErrors: the one of a body cut short went through `writing`,
+    which made it "could not write <the temporary file>: ...", an OSError no retry took."""
+    portal.static["/file.csv"] = RawBody(CSV * 1000)
+    portal.inject("/file.csv", "truncated", times=2)
+    with pytest.raises(TransientError, match=r"^download cut short: \w+ \("):
+        fast_client(max_attempts=1).download(portal.url + "/file.csv", tmp_path / "file.csv")
+    client = fast_client(max_attempts=2)
+    assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV) * 1000
+    assert portal.hits["/file.csv"] == 3 and client.stats.retries == 1
