@@ -42,13 +42,32 @@ def test_persistent_faults_fail_after_bounded_attempts(portal, fault, message):
     assert portal.hits["/doc"] == 3
 
 
-def test_retry_after_is_honoured(portal):
+def waits_asked(client, monkeypatch) -> list[float]:
+    """The waits `client` (and its portals' clients) asks for, each still waited: all go
+    through the run's stop event (the host's pace and Retry-After hold, the retries' backoff),
+    which ends them when the run stops."""
+    asked, wait = [], client._stop.wait
+
+    def recorded(seconds=None):
+        asked.append(seconds)
+        return wait(seconds)
+    monkeypatch.setattr(client._stop, "wait", recorded)
+    return asked
+
+
+def stopped_pace_clock(client, portal) -> None:
+    """The pace of `portal`'s host read a clock that stands still: each request's turn is then
+    exactly `interval` after the one before it (or the end of a hold), not less the time the
+    machine took between them (which varies with its load), and the waits asked are exact."""
+    client._pace(portal.url.split("//")[1]).clock = lambda: 0.0
+
+
+def test_retry_after_is_honoured(portal, monkeypatch):
     client = fast_client()
+    waits = waits_asked(client, monkeypatch)
     portal.inject("/doc", ("retry_after", 429, 1))
-    started = time.monotonic()
     assert get(client, portal).data == DOC
-    assert time.monotonic() - started >= 0.95
-    assert client.stats.retries == 1
+    assert waits[0] == 1.0 and client.stats.retries == 1   # the second asked, not the backoff's 0.01-0.05
 
 
 def outcome(call, *args, **kwargs):
@@ -88,7 +107,7 @@ def test_a_cancelled_client_stops_a_retry_wait_and_makes_no_more_requests(portal
     assert portal.hits["/doc"] == 1 and client.cancelled
 
 
-def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_that_portal_alone(portal):
+def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_that_portal_alone(portal, monkeypatch):
     """max_minutes (HttpClient.limit_to): a wait between attempts ends with the budget, no request of that
     portal's client is made after it, and the run's other clients go on (no Ctrl-C)."""
     client = fast_client(max_attempts=10, backoff_initial=3600, backoff_max=3600)
@@ -96,12 +115,12 @@ def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_th
                                                "max_concurrency": 1})())
     limited.limit_to(0.01)   # 0.6 s
     portal.inject("/doc", ("status", 503), times=1)
-    started = time.monotonic()
+    waits = waits_asked(client, monkeypatch)
     with cut_short_after(client):   # a wait of the hour's backoff would end Interrupted
         stopped = outcome(get, limited, portal)
     assert isinstance(stopped, OverBudget), stopped
     assert re.search(r"over 0\.01 minutes \(its max_minutes\); not requested: .*/doc", str(stopped))
-    assert time.monotonic() - started > 0.5 and portal.hits["/doc"] == 1   # (the budget was waited for)
+    assert len(waits) == 1 and 0 <= waits[0] <= 0.6 and portal.hits["/doc"] == 1   # the backoff cut to the budget
     assert get(client, portal).data == DOC and not client.cancelled      # the others' requests are made
     limited.limit_to(None)
     assert get(limited, portal).data == DOC                              # lifted (a records pull's own bounds)
@@ -201,44 +220,67 @@ def test_validators_and_content_type_are_read_whatever_the_case_of_their_names(t
             get(fast_client(max_attempts=1), portal, "/page")
 
 
-def seconds_for_requests_together(client, portal, count: int) -> float:
-    threads = [threading.Thread(target=get, args=(client, portal)) for _ in range(count)]
-    started = time.monotonic()
+def requests_together(client, portal, count: int) -> list:
+    """`count` GETs of the portal's document, each in a thread of its own: what each gave."""
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(outcome(get, client, portal))) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    return time.monotonic() - started
+        t.join(60)
+    return answers
 
 
-def test_per_host_concurrency_limit(portal):
-    client = fast_client()
-    client.set_host_limit(portal.url.split("//")[1], 1)
-    portal.inject("/doc", ("slow", 0.3), times=3)
-    assert seconds_for_requests_together(client, portal, 3) >= 0.85  # served one after another
+class InFlight(LocalPortal):
+    """Counts the requests it is answering at once (`most`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answering = self.most = 0
+
+    def _wsgi(self, environ, start_response):
+        with self._lock:
+            self.answering += 1
+            self.most = max(self.most, self.answering)
+        try:
+            return super()._wsgi(environ, start_response)
+        finally:
+            with self._lock:
+                self.answering -= 1
 
 
-def test_the_portals_requests_per_second_are_kept_by_every_thread(portal):
+def test_per_host_concurrency_limit():
+    with InFlight() as portal:
+        portal.serve_json("/doc", DOC)
+        client = fast_client()
+        client.set_host_limit(portal.url.split("//")[1], 1)
+        portal.inject("/doc", ("slow", 0.3), times=3)
+        assert requests_together(client, portal, 3) == [None] * 3
+        assert portal.most == 1 and portal.hits["/doc"] == 3   # served one after another
+
+
+def test_the_portals_requests_per_second_are_kept_by_every_thread(portal, monkeypatch):
     from tests.conftest import portal_config
 
     client = fast_client().for_portal(portal_config("city", "dcat-us", portal.url, requests_per_second=20))
-    elapsed = seconds_for_requests_together(client, portal, 8)
-    assert portal.hits["/doc"] == 8 and elapsed >= 7 / 20 - 0.02   # 20 a second, not 8 at once
+    stopped_pace_clock(client, portal)
+    waits = waits_asked(client, monkeypatch)
+    assert requests_together(client, portal, 8) == [None] * 8 and portal.hits["/doc"] == 8
+    # 20 a second, not 8 at once: the first at once, each other one a twentieth of a second after the one before
+    assert sorted(waits) == pytest.approx([k / 20 for k in range(1, 8)])
 
 
-def test_a_retry_after_holds_back_every_request_to_that_host(portal):
-    client = fast_client(max_retry_after=5)
+def test_a_retry_after_holds_back_every_request_to_that_host(portal, monkeypatch):
+    """Not only the retry of the request that met it: another thread's request to the host
+    waits out the portal's Retry-After too."""
+    client = fast_client(max_attempts=1, max_retry_after=5)
+    stopped_pace_clock(client, portal)
+    waits = waits_asked(client, monkeypatch)
     portal.inject("/doc", ("retry_after", 429, 1))
-    first = threading.Thread(target=get, args=(client, portal))
-    first.start()
-    while not portal.hits["/doc"]:
-        time.sleep(0.005)
-    time.sleep(0.1)                     # the 429 has been answered; another thread asks the same host
-    started = time.monotonic()
-    assert get(client, portal).data == DOC
-    assert time.monotonic() - started >= 0.8   # it waited for the portal's Retry-After too
-    first.join()
-    assert client.stats.retries == 1
+    with pytest.raises(TransientError, match="HTTP 429"):
+        get(client, portal)                  # (not retried: the hold alone is left of it)
+    assert waits == [] and requests_together(client, portal, 1) == [None]
+    assert waits == [1.0] and portal.hits["/doc"] == 2
 
 
 def test_retry_after_http_date():
@@ -472,23 +514,21 @@ def test_a_spooled_body_asked_again_before_the_cache_writes_it_is_answered_by_it
 CSV = b"id,name\n1,a\n2,b\n"
 
 
-def test_a_download_answered_429_holds_back_every_request_to_that_host(portal, tmp_path):
+def test_a_download_answered_429_holds_back_every_request_to_that_host(portal, tmp_path, monkeypatch):
     """A download's Retry-After was its own retry's wait only: the run's other requests to that
-    host went on while the portal asked to wait. It holds the host as a page's 429 does; the
-    request asked meanwhile reaches the server when the hold ends (the server's clock)."""
+    host went on while the portal asked to wait. It holds the host as a page's 429 does: the
+    request asked meanwhile waits the 2 s the portal asked for."""
     portal.static["/file.csv"] = RawBody(CSV)
-    arrived = []
-    portal.on_request = lambda path, query: arrived.append((path, time.monotonic()))
     client = fast_client(max_attempts=1, max_retry_after=5)
+    stopped_pace_clock(client, portal)
+    waits = waits_asked(client, monkeypatch)
     portal.inject("/file.csv", ("retry_after", 429, 2))
     with pytest.raises(TransientError, match="HTTP 429") as refused:
         client.download(portal.url + "/file.csv", tmp_path / "file.csv")
-    assert refused.value.retry_after == 2
+    assert refused.value.retry_after == 2 and waits == []
     with cut_short_after(client):
         assert get(client, portal).data == DOC
-    [(_, refused_at)], [(_, asked_at)] = ([hit for hit in arrived if hit[0] == path] for path in ("/file.csv", "/doc"))
-    # (the hold starts once the 429 is read, after the server saw its request: 2 s at least between)
-    assert asked_at - refused_at >= 1.99, asked_at - refused_at
+    assert waits == [2.0] and portal.hits["/doc"] == 1
 
 
 def test_a_download_s_time_bound_counts_from_its_request_not_from_the_host_s_hold(portal, tmp_path):
