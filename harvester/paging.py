@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from harvester.http import ResponseTooLarge
+from harvester.http.client import RAISES_THE_CAP as RAISE_THE_CAP
 
 log = logging.getLogger("civicat.paging")
 
@@ -36,7 +37,6 @@ ENTRIES_AT_A_TIME = 1_000
 # answers over the response cap a listing may get before its portal fails: each may cost a
 # read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
 OVERSIZED_ANSWERS_MAX = 50
-RAISE_THE_CAP = "CIVICAT_HTTP_MAX_BYTES raises the cap"
 
 
 class PagingError(Exception):

@@ -41,7 +41,7 @@ log = logging.getLogger("civicat.http")
 USER_AGENT = f"civicat/{__version__} (open-data catalogue harvester; python-requests)"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_DOWNLOAD_BYTES = 16 * 1024 ** 3   # a whole dataset file, streamed to disk
-# what an answer refused for its size says (HttpClient.from_env reads them)
+# what raises each cap (a variable from_env reads), said by an answer refused for its size
 RAISES_THE_CAP = "CIVICAT_HTTP_MAX_BYTES raises the cap"
 RAISES_THE_DOWNLOAD_CAP = "CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap"
 
