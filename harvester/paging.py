@@ -27,6 +27,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 from harvester.http import ResponseTooLarge
+from harvester.http.client import RAISES_THE_CAP as RAISE_THE_CAP
 
 log = logging.getLogger("civicat.paging")
 
@@ -36,7 +37,6 @@ ENTRIES_AT_A_TIME = 1_000
 # answers over the response cap a listing may get before its portal fails: each may cost a
 # read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
 OVERSIZED_ANSWERS_MAX = 50
-RAISE_THE_CAP = "CIVICAT_HTTP_MAX_BYTES raises the cap"
 
 
 class PagingError(Exception):
@@ -275,8 +275,9 @@ class SmallerPages:
 
 
 def cap_reason(error: ResponseTooLarge) -> str:
-    """An answer-over-the-cap error's message without its URL (a message names it once)."""
-    return str(error).removesuffix(f" ({error.url})")
+    """An answer-over-the-cap error's message without its URL nor what raises the cap (a message
+    names each once)."""
+    return str(error).removesuffix(f" ({error.url})").removesuffix(f"; {RAISE_THE_CAP}")
 
 
 class OversizedAnswers:

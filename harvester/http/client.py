@@ -28,9 +28,9 @@ from harvester.http.bodies import (_BodySink, _gunzip_capped, _gunzip_head, _gun
                                    _read_capped, _SpooledBody, parse_data_body)
 from harvester.http.connections import _Adapter, _check_url, _connection_failed, _headers_by, _Refusals, _Session
 from harvester.http.deadlines import _Watchdog
-from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, Interrupted,
-                                   InvalidBody, LookupUnanswered, OverBudget, PermanentError, ResolverDown,
-                                   ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload)
+from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, HttpError,
+                                   Interrupted, InvalidBody, LookupUnanswered, OverBudget, PermanentError,
+                                   ResolverDown, ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload)
 from harvester.http.json_parsing import parse_json_body
 from harvester.http.resolver import _LOOKUPS, _ResolverWatch
 from harvester.http.xml_parsing import parse_xml_body
@@ -41,6 +41,9 @@ log = logging.getLogger("civicat.http")
 USER_AGENT = f"civicat/{__version__} (open-data catalogue harvester; python-requests)"
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_DOWNLOAD_BYTES = 16 * 1024 ** 3   # a whole dataset file, streamed to disk
+# what raises each cap (a variable from_env reads), said by an answer refused for its size
+RAISES_THE_CAP = "CIVICAT_HTTP_MAX_BYTES raises the cap"
+RAISES_THE_DOWNLOAD_CAP = "CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap"
 
 
 @dataclass
@@ -82,11 +85,12 @@ class _HostPace:
         self.interval = 0.0
         self.next_at = 0.0
         self._lock = threading.Lock()
+        self.clock = time.monotonic   # (a test's own: the waits asked, whatever the machine's load)
 
     def wait(self, stop: threading.Event, deadline: float | None = None) -> None:
         """Until this request's turn, or the run stops, or `deadline` (its portal's budget)."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             start = max(now, self.next_at)
             self.next_at = start + self.interval
         if deadline is not None:
@@ -96,7 +100,7 @@ class _HostPace:
 
     def hold(self, seconds: float) -> None:
         with self._lock:
-            self.next_at = max(self.next_at, time.monotonic() + seconds)
+            self.next_at = max(self.next_at, self.clock() + seconds)
 
 
 class HttpClient:
@@ -303,7 +307,8 @@ class HttpClient:
 
     def _asked_of_host(self, url: str, call: Callable, *args):
         """`call(*args)` (one attempt at `url`) retried, unless `url`'s host is given up this run;
-        a failure after every retry counted against the host, a success clearing its count. A
+        a failure after every retry counted against the host if it is the host's fault
+        (HttpError.counts_against_host: not one address's), a success clearing its count. A
         speculative request is made once, its failure not counted."""
         host = _check_url(url)
         if self._host_failures.get(host, 0) >= self.host_failure_limit:
@@ -312,8 +317,8 @@ class HttpClient:
         speculative = getattr(self._local, "speculative", False)
         try:
             response = self._retried(1 if speculative else self.max_attempts, call, *args)
-        except TransientError as exc:
-            if not speculative and not isinstance(exc, ResolverDown):   # (the resolver's fault, not the host's)
+        except HttpError as exc:
+            if not speculative and exc.counts_against_host:
                 with self._host_lock:
                     down = getattr(exc, "host_down", None)   # (a HostFault; a ConnectionRefused past its limit)
                     if down:
@@ -564,8 +569,8 @@ class HttpClient:
             finally:
                 watchdog.cancel()
                 response.close()
-                if watchdog.fired:
-                    raise TimedOut(f"{what} took over {seconds:.0f}s to arrive", url)
+                if watchdog.fired:   # (its status: the headers came, a body slower than its bound)
+                    raise TimedOut(f"{what} took over {seconds:.0f}s to arrive", url, response.status_code)
 
     def _read_into_memory(self, response: requests.Response, url: str, started: float, timeout: float,
                           keep_gzip: bool, spool: bool) -> tuple[int, dict, "bytes | _SpooledBody", bytes | None]:
@@ -574,11 +579,10 @@ class HttpClient:
         if status == 304:  # no body; read to its end all the same, or closing drops the connection
             _read_capped(response, 0, url, started, timeout, truncate=True)
             return status, response.headers, b"", None
-        declared = response.headers.get("Content-Length")
-        if declared and declared.isdigit() and "Content-Encoding" not in response.headers \
-                and int(declared) > self.max_bytes:
-            raise ResponseTooLarge(f"response of {int(declared)} bytes is over the {self.max_bytes}-byte "
-                                   "cap", url, status, head=_head_of(response))
+        declared = _declared_length(response)
+        if declared is not None and declared > self.max_bytes:   # (its head read: it may name the entry, value_in_head)
+            raise ResponseTooLarge(f"response of {declared} bytes ({_by_content_length(response)}) is over the "
+                                   f"{self.max_bytes}-byte cap; {RAISES_THE_CAP}", url, status, head=_head_of(response))
         gzipped = None
         spool_from = json_parsing.STREAMED_JSON_BYTES if spool else None
         if keep_gzip and response.headers.get("Content-Encoding", "").strip().lower() == "gzip":
@@ -598,24 +602,50 @@ class HttpClient:
     def _stream_to_file(self, response: requests.Response, url: str, started: float, destination: Path,
                         max_seconds: float) -> int:
         """download()'s body: written to `destination` as it arrives, under the download cap and
-        `max_seconds` from `started`; an HTML page in its place refused by its first bytes."""
+        `max_seconds` from `started`; refused unread when its Content-Length is over the cap,
+        and an HTML page in its place refused by its first bytes."""
         status, size = response.status_code, 0
-        try:
-            with writing(destination), open(destination, "wb") as out:
-                for chunk in response.iter_content(chunk_size=1024 * 1024):
-                    if size == 0:
-                        parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
-                    size += len(chunk)
-                    if size > self.max_download_bytes:
-                        raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap", url, status)
-                    if time.monotonic() - started > max_seconds:
-                        raise TimedOut(f"download took over {max_seconds:.0f}s to arrive", url, status)
-                    self._check_stopped(url)   # a 16 GiB download is no reason to stay
-                    out.write(chunk)
-        except requests.exceptions.RequestException as exc:
-            raise ConnectionFailed(f"download cut short: {type(exc).__name__}", url) from None
+        declared = _declared_length(response)
+        if declared is not None and declared > self.max_download_bytes:
+            raise ResponseTooLarge(f"download of {declared} bytes ({_by_content_length(response)}) is over the "
+                                   f"{self.max_download_bytes}-byte cap; {RAISES_THE_DOWNLOAD_CAP}", url, status)
+        with writing(destination), open(destination, "wb") as out:
+            for chunk in _received(response, url):
+                if size == 0:
+                    parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
+                size += len(chunk)
+                if size > self.max_download_bytes:
+                    raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap; "
+                                           f"{RAISES_THE_DOWNLOAD_CAP}", url, status)
+                if time.monotonic() - started > max_seconds:
+                    raise TimedOut(f"download took over {max_seconds:.0f}s to arrive", url, status)
+                self._check_stopped(url)   # a 16 GiB download is no reason to stay
+                out.write(chunk)
         self.stats.add(bytes=size)
         return size
+
+
+def _received(response: requests.Response, url: str) -> Iterator[bytes]:
+    """A download's body as it arrives, requests' errors raised as ConnectionFailed: they are
+    OSErrors, which `writing` took for the file's ("could not write ..."), never retried."""
+    try:
+        yield from response.iter_content(chunk_size=1024 * 1024)
+    except requests.exceptions.RequestException as exc:
+        raise ConnectionFailed(f"download cut short: {type(exc).__name__}", url) from None
+
+
+def _declared_length(response: requests.Response) -> int | None:
+    """The length of the body as its Content-Length says it is sent (content-encoded, then),
+    None when it says none (chunked: Transfer-Encoding overrides it)."""
+    declared = response.headers.get("Content-Length", "").strip()
+    if not declared.isdigit() or "Transfer-Encoding" in response.headers:
+        return None
+    return int(declared)
+
+
+def _by_content_length(response: requests.Response) -> str:
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    return f"its Content-Length, {encoding}-encoded" if encoding and encoding != "identity" else "its Content-Length"
 
 
 def _stop_host_fault(state: tenacity.RetryCallState) -> bool:

@@ -46,6 +46,16 @@ class HttpError(Exception):
             return status_type(self.status) or type(self).__name__
         return type(self).__name__
 
+    @property
+    def counts_against_host(self) -> bool:
+        """Whether this failure, past every retry, counts toward giving its host up for the run
+        (docs/harvesting.md, "Error types"): the host's own faults do (no answer: a connection
+        refused, reset or cut short, a lookup unanswered, no headers in time; or a status
+        saying it is failing: 5xx, 429, 408); the faults of one address do not (a 4xx, a body
+        that is not what was asked, over its cap, or slower than its bound once its headers
+        came): three bad files in a row on a big portal would stop every later file of it."""
+        return self.status is None or self.status in (408, 429) or self.status >= 500
+
 
 class TransientError(HttpError):
     """Worth retrying: 429, 5xx, connection faults, timeouts, HTML or broken JSON behind a 200."""
@@ -57,6 +67,8 @@ class TransientError(HttpError):
 
 class PermanentError(HttpError):
     """Not worth retrying: 4xx other than 408/429, or a response over the size cap."""
+
+    counts_against_host = False   # (the host answered, about this address)
 
 
 class ResponseTooLarge(PermanentError):
@@ -168,6 +180,8 @@ class ResolverDown(TransientError):
                          f"unanswered: {listed}); host name {host} not waited for until it answers again", url)
         self.host = host
 
+    counts_against_host = False   # (the resolver's fault, not the host's: one back within the run serves it)
+
 
 class CertificateRejected(HostFault):
     """The host's TLS certificate failed verification (expired, self-signed, for another name).
@@ -194,26 +208,40 @@ class UnexpectedPayload(TransientError):
     """Valid JSON of the wrong shape (an error object where a listing was expected);
     retried like broken JSON, since caches and gateways serve such bodies briefly."""
 
+    counts_against_host = False   # (what one address answered: another may be whole)
+
 
 class HtmlInsteadOfData(TransientError):
     """An HTML page where JSON, XML or data was asked for (a maintenance page, a login wall,
     a CDN's error page), whatever its status said."""
+
+    counts_against_host = False   # (what one address answered: another may be whole)
 
 
 class InvalidBody(TransientError):
     """A whole answer whose body is not what it claims: JSON or XML invalid or ending inside a
     value, an empty body, gzip that does not decode, a data page a parser refuses."""
 
+    counts_against_host = False   # (what one address answered: another may be whole)
+
 
 class TimedOut(TransientError):
     """No answer in time: the connection or a read timed out, the headers or the body took
-    longer than their bound, a download outlasted its `max_seconds`."""
+    longer than their bound, a download outlasted its `max_seconds`. Raised with the answer's
+    status once its headers came: a body slower than its bound, from a host that answered
+    (a large file of a slow host), is that body's fault, not counted against its host."""
+
+    @property
+    def counts_against_host(self) -> bool:
+        return self.status is None
 
 
 class ConnectionFailed(TransientError):
     """The connection failed or dropped before the answer was whole (reset, aborted, a body
     cut short of its length); a refused connection and a name that does not resolve have
     types of their own (ConnectionRefused, HostNotFound...)."""
+
+    counts_against_host = True   # (a body cut short too: the connection's fault, whatever the status said)
 
 
 class PortalError(PermanentError):

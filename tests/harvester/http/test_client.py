@@ -9,16 +9,18 @@ import re
 import sqlite3
 import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 import requests
 
 from harvester import __version__
-from harvester.http import (HostUnavailable, Interrupted, OverBudget, PermanentError, TransientError,
-                            UnexpectedPayload, ValidatorCache)
+from harvester.http import (HostUnavailable, HttpError, Interrupted, OverBudget, PermanentError, ResponseTooLarge,
+                            TransientError, UnexpectedPayload, ValidatorCache)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import DOC, cut_short_after, get
-from tests.portals.base import LocalPortal, RawBody
+from tests.portals.base import MAINTENANCE_PAGE, LocalPortal, RawBody
 
 
 @pytest.mark.parametrize("fault", [("status", 503), ("status", 500), ("status", 502), "reset", "html",
@@ -40,13 +42,32 @@ def test_persistent_faults_fail_after_bounded_attempts(portal, fault, message):
     assert portal.hits["/doc"] == 3
 
 
-def test_retry_after_is_honoured(portal):
+def waits_asked(client, monkeypatch) -> list[float]:
+    """The waits `client` (and its portals' clients) asks for, each still waited: all go
+    through the run's stop event (the host's pace and Retry-After hold, the retries' backoff),
+    which ends them when the run stops."""
+    asked, wait = [], client._stop.wait
+
+    def recorded(seconds=None):
+        asked.append(seconds)
+        return wait(seconds)
+    monkeypatch.setattr(client._stop, "wait", recorded)
+    return asked
+
+
+def stopped_pace_clock(client, portal) -> None:
+    """The pace of `portal`'s host read a clock that stands still: each request's turn is then
+    exactly `interval` after the one before it (or the end of a hold), not less the time the
+    machine took between them (which varies with its load), and the waits asked are exact."""
+    client._pace(portal.url.split("//")[1]).clock = lambda: 0.0
+
+
+def test_retry_after_is_honoured(portal, monkeypatch):
     client = fast_client()
+    waits = waits_asked(client, monkeypatch)
     portal.inject("/doc", ("retry_after", 429, 1))
-    started = time.monotonic()
     assert get(client, portal).data == DOC
-    assert time.monotonic() - started >= 0.95
-    assert client.stats.retries == 1
+    assert waits[0] == 1.0 and client.stats.retries == 1   # the second asked, not the backoff's 0.01-0.05
 
 
 def outcome(call, *args, **kwargs):
@@ -86,7 +107,7 @@ def test_a_cancelled_client_stops_a_retry_wait_and_makes_no_more_requests(portal
     assert portal.hits["/doc"] == 1 and client.cancelled
 
 
-def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_that_portal_alone(portal):
+def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_that_portal_alone(portal, monkeypatch):
     """max_minutes (HttpClient.limit_to): a wait between attempts ends with the budget, no request of that
     portal's client is made after it, and the run's other clients go on (no Ctrl-C)."""
     client = fast_client(max_attempts=10, backoff_initial=3600, backoff_max=3600)
@@ -94,12 +115,12 @@ def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_th
                                                "max_concurrency": 1})())
     limited.limit_to(0.01)   # 0.6 s
     portal.inject("/doc", ("status", 503), times=1)
-    started = time.monotonic()
+    waits = waits_asked(client, monkeypatch)
     with cut_short_after(client):   # a wait of the hour's backoff would end Interrupted
         stopped = outcome(get, limited, portal)
     assert isinstance(stopped, OverBudget), stopped
     assert re.search(r"over 0\.01 minutes \(its max_minutes\); not requested: .*/doc", str(stopped))
-    assert time.monotonic() - started > 0.5 and portal.hits["/doc"] == 1   # (the budget was waited for)
+    assert len(waits) == 1 and 0 <= waits[0] <= 0.6 and portal.hits["/doc"] == 1   # the backoff cut to the budget
     assert get(client, portal).data == DOC and not client.cancelled      # the others' requests are made
     limited.limit_to(None)
     assert get(limited, portal).data == DOC                              # lifted (a records pull's own bounds)
@@ -199,44 +220,67 @@ def test_validators_and_content_type_are_read_whatever_the_case_of_their_names(t
             get(fast_client(max_attempts=1), portal, "/page")
 
 
-def seconds_for_requests_together(client, portal, count: int) -> float:
-    threads = [threading.Thread(target=get, args=(client, portal)) for _ in range(count)]
-    started = time.monotonic()
+def requests_together(client, portal, count: int) -> list:
+    """`count` GETs of the portal's document, each in a thread of its own: what each gave."""
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(outcome(get, client, portal))) for _ in range(count)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    return time.monotonic() - started
+        t.join(60)
+    return answers
 
 
-def test_per_host_concurrency_limit(portal):
-    client = fast_client()
-    client.set_host_limit(portal.url.split("//")[1], 1)
-    portal.inject("/doc", ("slow", 0.3), times=3)
-    assert seconds_for_requests_together(client, portal, 3) >= 0.85  # served one after another
+class InFlight(LocalPortal):
+    """Counts the requests it is answering at once (`most`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answering = self.most = 0
+
+    def _wsgi(self, environ, start_response):
+        with self._lock:
+            self.answering += 1
+            self.most = max(self.most, self.answering)
+        try:
+            return super()._wsgi(environ, start_response)
+        finally:
+            with self._lock:
+                self.answering -= 1
 
 
-def test_the_portals_requests_per_second_are_kept_by_every_thread(portal):
+def test_per_host_concurrency_limit():
+    with InFlight() as portal:
+        portal.serve_json("/doc", DOC)
+        client = fast_client()
+        client.set_host_limit(portal.url.split("//")[1], 1)
+        portal.inject("/doc", ("slow", 0.3), times=3)
+        assert requests_together(client, portal, 3) == [None] * 3
+        assert portal.most == 1 and portal.hits["/doc"] == 3   # served one after another
+
+
+def test_the_portals_requests_per_second_are_kept_by_every_thread(portal, monkeypatch):
     from tests.conftest import portal_config
 
     client = fast_client().for_portal(portal_config("city", "dcat-us", portal.url, requests_per_second=20))
-    elapsed = seconds_for_requests_together(client, portal, 8)
-    assert portal.hits["/doc"] == 8 and elapsed >= 7 / 20 - 0.02   # 20 a second, not 8 at once
+    stopped_pace_clock(client, portal)
+    waits = waits_asked(client, monkeypatch)
+    assert requests_together(client, portal, 8) == [None] * 8 and portal.hits["/doc"] == 8
+    # 20 a second, not 8 at once: the first at once, each other one a twentieth of a second after the one before
+    assert sorted(waits) == pytest.approx([k / 20 for k in range(1, 8)])
 
 
-def test_a_retry_after_holds_back_every_request_to_that_host(portal):
-    client = fast_client(max_retry_after=5)
+def test_a_retry_after_holds_back_every_request_to_that_host(portal, monkeypatch):
+    """Not only the retry of the request that met it: another thread's request to the host
+    waits out the portal's Retry-After too."""
+    client = fast_client(max_attempts=1, max_retry_after=5)
+    stopped_pace_clock(client, portal)
+    waits = waits_asked(client, monkeypatch)
     portal.inject("/doc", ("retry_after", 429, 1))
-    first = threading.Thread(target=get, args=(client, portal))
-    first.start()
-    while not portal.hits["/doc"]:
-        time.sleep(0.005)
-    time.sleep(0.1)                     # the 429 has been answered; another thread asks the same host
-    started = time.monotonic()
-    assert get(client, portal).data == DOC
-    assert time.monotonic() - started >= 0.8   # it waited for the portal's Retry-After too
-    first.join()
-    assert client.stats.retries == 1
+    with pytest.raises(TransientError, match="HTTP 429"):
+        get(client, portal)                  # (not retried: the hold alone is left of it)
+    assert waits == [] and requests_together(client, portal, 1) == [None]
+    assert waits == [1.0] and portal.hits["/doc"] == 2
 
 
 def test_retry_after_http_date():
@@ -470,23 +514,21 @@ def test_a_spooled_body_asked_again_before_the_cache_writes_it_is_answered_by_it
 CSV = b"id,name\n1,a\n2,b\n"
 
 
-def test_a_download_answered_429_holds_back_every_request_to_that_host(portal, tmp_path):
+def test_a_download_answered_429_holds_back_every_request_to_that_host(portal, tmp_path, monkeypatch):
     """A download's Retry-After was its own retry's wait only: the run's other requests to that
-    host went on while the portal asked to wait. It holds the host as a page's 429 does; the
-    request asked meanwhile reaches the server when the hold ends (the server's clock)."""
+    host went on while the portal asked to wait. It holds the host as a page's 429 does: the
+    request asked meanwhile waits the 2 s the portal asked for."""
     portal.static["/file.csv"] = RawBody(CSV)
-    arrived = []
-    portal.on_request = lambda path, query: arrived.append((path, time.monotonic()))
     client = fast_client(max_attempts=1, max_retry_after=5)
+    stopped_pace_clock(client, portal)
+    waits = waits_asked(client, monkeypatch)
     portal.inject("/file.csv", ("retry_after", 429, 2))
     with pytest.raises(TransientError, match="HTTP 429") as refused:
         client.download(portal.url + "/file.csv", tmp_path / "file.csv")
-    assert refused.value.retry_after == 2
+    assert refused.value.retry_after == 2 and waits == []
     with cut_short_after(client):
         assert get(client, portal).data == DOC
-    [(_, refused_at)], [(_, asked_at)] = ([hit for hit in arrived if hit[0] == path] for path in ("/file.csv", "/doc"))
-    # (the hold starts once the 429 is read, after the server saw its request: 2 s at least between)
-    assert asked_at - refused_at >= 1.99, asked_at - refused_at
+    assert waits == [2.0] and portal.hits["/doc"] == 1
 
 
 def test_a_download_s_time_bound_counts_from_its_request_not_from_the_host_s_hold(portal, tmp_path):
@@ -546,3 +588,179 @@ def test_a_download_s_client_error_says_what_the_server_said(portal, tmp_path):
         client.download(portal.url + "/missing.csv", tmp_path / "file.csv")
     assert failed.value.status == 404 and portal.hits["/missing.csv"] == 1
     assert not (tmp_path / "file.csv").exists()
+
+
+# -- what counts against a host: its own faults, not one file's ----------------------------------
+
+class BodiesByHand(LocalPortal):
+    """Answers the paths of `bodies` with their headers at once, then their body as `chunks`
+    gives it (waiting, dripping), counting the bytes handed to the server to send (`handed`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: dict[str, tuple[list, Callable[[], Iterator[bytes]]]] = {}
+        self.handed: Counter = Counter()
+
+    def _wsgi(self, environ, start_response):
+        path = environ["PATH_INFO"]
+        if path not in self.bodies:
+            return super()._wsgi(environ, start_response)
+        with self._lock:
+            self.hits[path] += 1
+        headers, chunks = self.bodies[path]
+        start_response("200 OK", headers)
+
+        def body():
+            yield b""   # (werkzeug sends the headers at the first write)
+            for chunk in chunks():
+                self.handed[path] += len(chunk)
+                yield chunk
+        return body()
+
+
+def dripping(seconds: float, chunks: int = 20) -> Callable[[], Iterator[bytes]]:
+    """A CSV body a line every `seconds`: a slow host, alive all along."""
+    def lines():
+        yield b"id,name\n"
+        for i in range(chunks):
+            time.sleep(seconds)
+            yield b"%d,row\n" % i
+    return lines
+
+
+@pytest.mark.parametrize("fault", ["HTML page", "over the cap", "over max_seconds", "not found"])
+def test_three_bad_files_of_a_host_leave_it_asked_and_its_next_file_fetched(tmp_path, fault):
+    """A file's own faults (an HTML page in its place, a body over the cap, a slow but live
+    download over its `max_seconds`, a 404) said nothing of its host, but the first three
+    counted toward giving it up: three in a row stopped every later file of that portal."""
+    with BodiesByHand() as portal:
+        portal.static["/good.csv"] = RawBody(CSV)
+        portal.static["/page.html"] = RawBody(MAINTENANCE_PAGE, "text/html")
+        portal.static["/big.csv"] = RawBody(CSV * 100)
+        portal.bodies["/slow.csv"] = ([("Content-Type", "text/csv")], dripping(0.5))
+        path = {"HTML page": "/page.html", "over the cap": "/big.csv", "over max_seconds": "/slow.csv",
+                "not found": "/missing.csv"}[fault]
+        client = fast_client(max_attempts=1, host_failure_limit=3, max_download_bytes=len(CSV) * 10)
+        for _ in range(3):
+            with pytest.raises(HttpError) as failed:
+                client.download(portal.url + path, tmp_path / "file.csv", max_seconds=0.2)
+            assert not isinstance(failed.value, HostUnavailable), failed.value
+        assert client.download(portal.url + "/good.csv", tmp_path / "file.csv") == len(CSV)
+        assert (tmp_path / "file.csv").read_bytes() == CSV and portal.hits[path] == 3
+
+
+@pytest.mark.parametrize("fault", ["html", "invalid_json", "truncated_json"])
+def test_three_bad_pages_of_a_host_leave_it_asked(portal, fault):
+    """Pages follow the rule downloads do: a body that is not what was asked is the address's
+    fault, not its host's."""
+    client = fast_client(max_attempts=1, host_failure_limit=3)
+    portal.serve_json("/other", DOC)
+    portal.inject("/doc", fault, times=3)
+    for _ in range(3):
+        with pytest.raises(TransientError) as failed:
+            get(client, portal)
+        assert not isinstance(failed.value, HostUnavailable), failed.value
+    assert get(client, portal, "/other").data == DOC
+
+
+@pytest.mark.parametrize("fault", ["reset", ("status", 503), ("slow", 1.0)])
+def test_three_faults_of_the_host_give_it_up_for_downloads_and_pages_alike(portal, tmp_path, fault):
+    """A reset connection, a 5xx, headers later than the timeout: the host's own faults, three
+    in a row (downloads and pages mixed) give it up."""
+    portal.static["/file.csv"] = RawBody(CSV)
+    client = fast_client(timeout=0.3, max_attempts=1, host_failure_limit=3)
+    portal.inject("/", fault, times=3)
+    for asked in ("download", "page", "download"):
+        with pytest.raises(TransientError):
+            if asked == "page":
+                get(client, portal)
+            else:
+                client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    with pytest.raises(HostUnavailable, match="failed 3 requests in a row this run; not asked again"):
+        client.download(portal.url + "/file.csv", tmp_path / "file.csv")
+    assert portal.hits["/file.csv"] == 2 and portal.hits["/doc"] == 1
+
+
+# -- an answer over its cap by its Content-Length: refused at its headers ------------------------
+
+def held_back(released: threading.Event, size: int) -> Callable[[], Iterator[bytes]]:
+    """A body of `size` bytes sent only once `released` (a client that waits for it waits
+    until its read timeout)."""
+    def pieces():
+        if not released.wait(60):
+            return
+        for start in range(0, size, 64 * 1024):
+            yield b"x" * min(64 * 1024, size - start)
+    return pieces
+
+
+def test_a_download_over_its_cap_by_its_content_length_is_refused_before_any_of_its_body(tmp_path):
+    """It was read to the cap (16 GiB by default) before being refused."""
+    released = threading.Event()
+    with BodiesByHand() as portal:
+        portal.bodies["/huge.csv"] = ([("Content-Type", "text/csv"), ("Content-Length", "5000000")],
+                                      held_back(released, 5_000_000))
+        client, url = fast_client(max_attempts=1, max_download_bytes=1_000_000), portal.url + "/huge.csv"
+        try:
+            with pytest.raises(ResponseTooLarge) as refused:
+                client.download(url, tmp_path / "huge.csv")
+            handed = portal.handed["/huge.csv"]
+        finally:
+            released.set()
+    assert handed == 0 and not (tmp_path / "huge.csv").exists()
+    assert str(refused.value) == ("download of 5000000 bytes (its Content-Length) is over the 1000000-byte cap; "
+                                  f"CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap ({url})")
+    assert client.stats.requests == 1
+
+
+def test_a_download_without_a_content_length_still_stops_at_its_cap(tmp_path):
+    with BodiesByHand() as portal:
+        portal.bodies["/endless.csv"] = ([("Content-Type", "text/csv")],
+                                         lambda: (b"1,row\n" * 10_000 for _ in range(10_000)))
+        client = fast_client(max_attempts=1, max_download_bytes=1_000_000)
+        with pytest.raises(ResponseTooLarge, match=r"^download is over the 1000000-byte cap; "
+                                                   r"CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap \("):
+            client.download(portal.url + "/endless.csv", tmp_path / "endless.csv")
+        assert portal.handed["/endless.csv"] < 60_000_000   # (the 60 MB it would send, not read to their end)
+
+
+def test_a_gzip_page_over_the_cap_by_its_content_length_is_refused_at_its_head(tmp_path):
+    """The check of a page's Content-Length left out gzip-encoded answers, which were read to
+    the cap (256 MiB by default). Its head is still read (an entry over the cap may name
+    itself there: value_in_head), no more."""
+    import os as _os
+    encoded = gzip.compress(json.dumps({"results": [{"id": "abcd-1234", "blob": _os.urandom(600_000).hex()}]})
+                            .encode(), compresslevel=1)
+    released = threading.Event()
+
+    def head_then_held():
+        yield encoded[:256 * 1024]
+        if released.wait(60):
+            yield encoded[256 * 1024:]
+
+    with BodiesByHand() as portal:
+        portal.bodies["/big.json"] = ([("Content-Type", "application/json"), ("Content-Encoding", "gzip"),
+                                       ("Content-Length", str(len(encoded)))], head_then_held)
+        client = fast_client(tmp_path, max_attempts=1, max_bytes=len(encoded) - 1)
+        try:
+            for conditional in (False, True):   # (read decoded; read as it came, for the cache)
+                with pytest.raises(ResponseTooLarge) as refused:
+                    get(client, portal, "/big.json", conditional=conditional)
+                assert str(refused.value) == (
+                    f"response of {len(encoded)} bytes (its Content-Length, gzip-encoded) is over the "
+                    f"{len(encoded) - 1}-byte cap; CIVICAT_HTTP_MAX_BYTES raises the cap ({portal.url}/big.json)")
+                assert refused.value.head.startswith(b'{"results": [{"id": "abcd-1234"')
+        finally:
+            released.set()
+
+
+def test_a_download_cut_short_is_a_connection_fault_retried_not_a_file_that_could_not_be_written(portal, tmp_path):
+    """requests' errors are OSErrors: the one of a body cut short went through `writing`,
+    which made it "could not write <the temporary file>: ...", an OSError no retry took."""
+    portal.static["/file.csv"] = RawBody(CSV * 1000)
+    portal.inject("/file.csv", "truncated", times=2)
+    with pytest.raises(TransientError, match=r"^download cut short: \w+ \("):
+        fast_client(max_attempts=1).download(portal.url + "/file.csv", tmp_path / "file.csv")
+    client = fast_client(max_attempts=2)
+    assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV) * 1000
+    assert portal.hits["/file.csv"] == 3 and client.stats.retries == 1
