@@ -151,6 +151,28 @@ def test_a_portal_that_repeats_its_first_page_fails_at_once_and_loses_nothing(st
     assert store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall() == before
 
 
+def test_a_search_answer_without_its_results_list_fails_the_portal_as_unexpected_result(store, http):
+    """A package_search that says it succeeded but gives no `results` list (a plugin or proxy
+    that changed CKAN's answer): the portal fails, typed UnexpectedResult (not the bare
+    PermanentError it was), asked once as before, and keeps what it had."""
+    catalogue = packages(3)
+    with CkanPortal(catalogue) as portal:
+        config = portal_config("c", "ckan", portal.url)
+        assert harvest([config], store, http).ok
+        before = store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall()
+        portal.serve_json("/api/3/action/package_search", {"success": True, "result": {"count": 3, "rows": []}})
+        portal.clear_log()
+        run = harvest([config], store, http)
+        searches = portal.hits["/api/3/action/package_search"]
+    report = run.portals[0]
+    assert (report.status, report.error_type) == ("failed", "UnexpectedResult")
+    assert "package_search gave no 'results' list" in report.error_message
+    assert searches == 1   # not retried, as before
+    assert store.con.execute("SELECT error_type FROM harvest_runs WHERE run_id = ?", [run.run_id]).fetchall() == [
+        ("UnexpectedResult",)]
+    assert store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall() == before
+
+
 class UndercountingCkan(CkanPortal):
     """A CKAN whose search index is being rebuilt: full pages, and a count far below them."""
 
