@@ -260,9 +260,9 @@ def _mark_remapped_rows(cur: duckdb.DuckDBPyConnection, staged: str, params: dic
             UPDATE _status SET status = 'changed'
             FROM (SELECT st.uid FROM _status st JOIN {staged} s ON s.uid = st.uid
                   LEFT JOIN (SELECT dataset_uid, count(*) AS n, sum({row_hash}) AS hashes FROM {table}
-                             JOIN _status ON _status.uid = dataset_uid WHERE _status.status = 'unchanged'
+                             JOIN _status ON _status.uid = dataset_uid WHERE _status.status IN ('unchanged', 'restamped')
                              GROUP BY dataset_uid) t ON t.dataset_uid = st.uid
-                  WHERE st.status = 'unchanged'
+                  WHERE st.status IN ('unchanged', 'restamped')
                     AND (coalesce(t.n, 0) <> coalesce(len(s.{table}), 0)
                          OR coalesce(t.hashes, 0) <> coalesce(list_sum(list_transform(s.{table}, lambda item: {item_hash})), 0))
                  ) remapped
@@ -279,7 +279,7 @@ REBUILD_SHARE = 0.25
 
 
 def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: datetime,
-                  rewrite: bool) -> dict[str, int]:
+                  rewrite: bool, restamped: set[str] = frozenset()) -> dict[str, int]:
     """The staged records parts (`staged_files`, at least one) into the catalogue, in the
     merge's transaction: new ones inserted, changed ones written again (first_seen kept)
     with their distributions and columns; returns how many were new, changed and unchanged.
@@ -288,24 +288,36 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
     of its list columns (keywords, themes) as a delete and an insert anyway, and that
     UPDATE of 100,000 datasets took 30 s and its COMMIT 6 s with 1 GB, and did not fit the
     harvest's 128 MB (docs/benchmarks.md). A uid staged twice is refused by the key, new or
-    changed (an UPDATE took either copy, and both copies' distributions and columns)."""
+    changed (an UPDATE took either copy, and both copies' distributions and columns).
+
+    `restamped`: uids whose staged version differs from the stored one only in civicat's own
+    record of a lookup refused for good (harvester.mapping.Mapper._only_marked): unless marked
+    deleted or re-mapped otherwise, each is counted unchanged, its stored row points at the
+    staged raw version (its raw_hash), and nothing else of it is written, nor any event."""
     staged = "read_parquet($staged)"
     merged = {"staged": staged_files}
     cur.execute(f"""
         CREATE OR REPLACE TEMP TABLE _status AS
         SELECT s.uid, d.first_seen,
                CASE WHEN d.uid IS NULL THEN 'new'
-                    WHEN d.raw_hash <> s.raw_hash OR d.deleted_at IS NOT NULL THEN 'changed'
+                    WHEN d.deleted_at IS NOT NULL THEN 'changed'
+                    WHEN d.raw_hash <> s.raw_hash AND NOT list_contains({RESTAMPED}, s.uid) THEN 'changed'
                     WHEN $rewrite AND ({REMAPPED_FIELDS}) THEN 'changed'
+                    WHEN d.raw_hash <> s.raw_hash THEN 'restamped'
                     ELSE 'unchanged' END AS status
-        FROM {staged} s LEFT JOIN datasets d ON d.uid = s.uid""", {**merged, "rewrite": rewrite})
+        FROM {staged} s LEFT JOIN datasets d ON d.uid = s.uid""",
+                {**merged, "rewrite": rewrite, "restamped": json.dumps(sorted(restamped))})
     if rewrite:
         _mark_remapped_rows(cur, staged, merged)
     counts = dict(cur.execute("SELECT status, count(*) FROM _status GROUP BY status").fetchall())
     events.compare(cur, staged, merged, counts.get("changed", 0))   # (the stored rows, before they are written)
     if counts.get("new") or counts.get("changed"):
         _write_datasets(cur, staged, {**merged, "now": now}, counts.get("changed", 0))
-    touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
+    if counts.get("restamped"):
+        cur.execute(f"""UPDATE datasets SET raw_hash = r.raw_hash
+                        FROM (SELECT s.uid, s.raw_hash FROM {staged} s JOIN _status st ON st.uid = s.uid
+                              WHERE st.status = 'restamped') r WHERE datasets.uid = r.uid""", merged)
+    touched = "(SELECT uid FROM _status WHERE status IN ('new', 'changed'))"
     for table in ("distributions", "columns"):
         cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
         # a join, not `uid IN (...)`: DuckDB ran the insert behind that semi-join
@@ -314,7 +326,7 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
             INSERT INTO {table} BY NAME
             SELECT dataset_uid, unnest(item, recursive := true) FROM (
                 SELECT s.uid AS dataset_uid, unnest(s.{table}) AS item FROM {staged} s
-                JOIN _status st ON st.uid = s.uid WHERE st.status <> 'unchanged')""", merged)
+                JOIN _status st ON st.uid = s.uid WHERE st.status IN ('new', 'changed'))""", merged)
     cur.execute("DROP TABLE _status")
     return counts
 
@@ -329,7 +341,7 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
     written = f"""
         SELECT {select_fields}, coalesce(st.first_seen, $now) AS first_seen, $now AS last_seen,
                $now AS last_changed, NULL::TIMESTAMPTZ AS deleted_at, s.raw_hash, NULL::TIMESTAMPTZ AS missing_since
-        FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status <> 'unchanged'"""
+        FROM {staged} s JOIN _status st ON st.uid = s.uid WHERE st.status IN ('new', 'changed')"""
     changed = "(SELECT uid FROM _status WHERE status = 'changed')"
     if rewritten and rewritten >= REBUILD_SHARE * cur.execute("SELECT count(*) FROM datasets").fetchone()[0]:
         _rebuild_datasets(cur, f"SELECT * FROM datasets WHERE uid NOT IN {changed} UNION ALL BY NAME {written}",
@@ -401,6 +413,8 @@ PAGE_IDENTITY = "page_key || chr(10) || coalesce(params, '')"
 # parameter a value at a time, trying each against pandas (an import tried and refused per
 # value in a harvest, catalog.lazy): 13-30 ms a statement for an unchanged night's 1,001 pages
 KEPT_PAGES = "from_json($kept, '[\"VARCHAR\"]')"
+# the uids a merge restamps (see _merge_staged), given as one JSON text, for the same reason
+RESTAMPED = "from_json($restamped, '[\"VARCHAR\"]')"
 PAGE_SCHEMA = pa.schema([("portal_id", _string), ("page_key", _string), ("params", _string),
                          ("next_params", _string), ("total", pa.int64()), ("ids", pa.list_(_string))])
 
@@ -544,7 +558,8 @@ class Store:
 
     def commit_portal(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                       rewrite: bool = False, grace: timedelta = timedelta(0),
-                      pages: list[dict] | None = None, run_id: str | None = None) -> dict[str, int]:
+                      pages: list[dict] | None = None, run_id: str | None = None,
+                      restamped: set[str] = frozenset()) -> dict[str, int]:
         """Merge a closed stage into the catalogue in one transaction.
 
         new: never stored; changed: raw hash differs, or it was marked deleted and is back
@@ -555,13 +570,15 @@ class Store:
         missing, and get deleted_at once missing for `grace`; none is purged. `pages`: the
         listing's pages whose every entry this merge leaves stored as it is on the page;
         they replace the portal's previous ones. What it did to each dataset goes into
-        dataset_events under `run_id` (catalog.events).
+        dataset_events under `run_id` (catalog.events). `restamped`: uids whose staged
+        version differs only in civicat's record of a refused lookup (see _merge_staged).
         """
         stage.close()
         return_freed_memory()
         counts = self._with_room(f"{portal_id}: the merge",
                                  lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
-                                                     grace=grace, pages=pages or [], run_id=run_id))
+                                                     grace=grace, pages=pages or [], run_id=run_id,
+                                                     restamped=restamped))
         if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
             self.checkpoint(f"{portal_id}: the checkpoint after its merge")
         return counts
@@ -654,7 +671,8 @@ class Store:
                     self.con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
-               rewrite: bool, grace: timedelta, pages: list[dict], run_id: str | None) -> dict[str, int]:
+               rewrite: bool, grace: timedelta, pages: list[dict], run_id: str | None,
+               restamped: set[str]) -> dict[str, int]:
         with self._write_lock:
             cur = self.cursor()
             staged_files = stage.records_files()
@@ -665,7 +683,7 @@ class Store:
             cur.interruptible = True
             try:
                 # no part: nothing new, changed or re-mapped was staged (an unchanged night)
-                counts = _merge_staged(cur, staged_files, now, rewrite) if staged_files else {}
+                counts = _merge_staged(cur, staged_files, now, rewrite, restamped) if staged_files else {}
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                 removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
                 events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
@@ -673,7 +691,7 @@ class Store:
                 # dataset supersedes none (its uid had no row, and a failed run's raw versions
                 # were pruned as this run began): a portal's first harvest skips the scan of
                 # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
-                if counts.get("changed"):
+                if counts.get("changed") or counts.get("restamped"):
                     cur.execute(PRUNE_RAW, {"portal": portal_id})
                 cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
                             f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
@@ -692,7 +710,7 @@ class Store:
             finally:
                 cur.close()
         return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
-                "unchanged": counts.get("unchanged", 0), "removed": removed}
+                "unchanged": counts.get("unchanged", 0) + counts.get("restamped", 0), "removed": removed}
 
     # -- search ---------------------------------------------------------------------
 

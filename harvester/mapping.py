@@ -322,6 +322,9 @@ class Mapper:
         self.detailed: set[str] = set()
         self._batch_pages: dict[str, str] = {}   # source id -> page digest, of the batch being filled
         self.unchanged = 0
+        # uids staged whose stored version differs from the listed one only in not recording a
+        # lookup refused for good (stored before session 27): written, but not changed (_stage)
+        self.restamped: set[str] = set()
         self.pool = pool if pool is not None and pool.workers > 0 else None
         self.max_in_flight = 2 * (self.pool.workers if self.pool else 1)
         self.batch = self._new_batch()
@@ -441,8 +444,8 @@ class Mapper:
         stored = self.stored_details([f"{self.portal.id}:{source_id}" for _, source_id, *_ in failed])
         for held, source_id, page_digest, error_type, message in failed:
             entry, uid = entry_back(held), f"{self.portal.id}:{source_id}"
-            previous = stored.get(uid)
-            details = self.adapter.details_without_lookup(entry, orjson.loads(previous) if previous else None)
+            previous = orjson.loads(stored[uid]) if stored.get(uid) else None
+            details = self.adapter.details_without_lookup(entry, previous)
             if any(key in (details or {}) for key in self.adapter.looked_up):
                 # (asked every night: the columns it keeps may be stale, and the warning says so)
                 self.on_error(source_id, "fetch", error_type,
@@ -452,7 +455,17 @@ class Mapper:
                 self.on_error(source_id, "fetch", error_type, message)
                 if error_type in SETTLED_LOOKUP_FAILURES:   # (not asked again while the entry stays: see there)
                     details = {**(details or {}), "lookup_failed": {"error_type": error_type}}
+                elif "lookup_failed" in (previous or {}):
+                    details = self._still_refused(entry, details, previous["lookup_failed"], self.known.get(uid))
             self._stage(entry, source_id, details, self.known.get(uid), page_digest)
+
+    def _still_refused(self, entry: dict, details: dict | None, refused: dict, stored: str | None) -> dict | None:
+        """The details of a dataset whose lookup, refused for good when last answered (`refused`,
+        its stored record), meets a fault of the moment (a 5xx, a timeout): that says nothing new
+        of the lookup, so, the entry as stored, the record stays and the dataset is unchanged
+        (dropping it counted the dataset changed that night, and again on the next refusal)."""
+        marked = {**(details or {}), "lookup_failed": refused}
+        return marked if stored == raw_hash(self.adapter, entry, marked) else details
 
     def _stage(self, entry: dict, source_id: str, details: dict | None, stored: str | None,
                page_digest: str | None) -> None:
@@ -463,6 +476,8 @@ class Mapper:
                     or stored == raw_hash(self.adapter, entry, details)):
                 self.unchanged += 1
                 return
+            if stored is not None and self._only_marked(entry, details, stored):
+                self.restamped.add(f"{self.portal.id}:{source_id}")
             entry_json = compact_json_bytes(entry)
             details_json = compact_json_bytes(details) if details is not None else None
         except orjson.JSONEncodeError as exc:   # orjson reads 1,024 levels of nesting, but writes 254
@@ -476,6 +491,15 @@ class Mapper:
         self.listed += 1
         if len(self.batch.entries) >= BATCH:
             self._dispatch()
+
+    def _only_marked(self, entry: dict, details: dict | None, stored: str) -> bool:
+        """`details` record a lookup refused for good (`lookup_failed`), and without that record
+        they and the entry hash to the stored version: a dataset stored before session 27 (which
+        recorded none), whose only difference is civicat's own note, not the portal's change."""
+        if not details or "lookup_failed" not in details:
+            return False
+        unmarked = {key: value for key, value in details.items() if key != "lookup_failed"} or None
+        return stored == raw_hash(self.adapter, entry, unmarked)
 
     def _unsettle(self, page_digest: str | None) -> None:
         if page_digest is not None:

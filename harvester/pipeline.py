@@ -331,6 +331,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         step = "store"
         counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
                                      rewrite=full, grace=timedelta(days=portal.deletion_grace_days), run_id=run_id,
+                                     restamped=mapper.restamped,
                                      # an id listed twice: which copy was stored depends on the order
                                      pages=[] if listing.duplicates else mapper.page_rows(listing.pages_read))
         for key, value in counts.items():

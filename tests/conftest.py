@@ -339,6 +339,95 @@ def assert_a_lookup_refused_for_good_is_asked_again_only_when_due(store, http, c
     assert (report.unchanged, asked, other) == (2, 1, 1)
 
 
+def as_before_the_lookup_marker(store, config) -> list[str]:
+    """The catalogue as session 26's code left it: each dataset of `config`'s portal whose stored
+    details record a lookup refused for good (`lookup_failed`, session 27's) stored without that
+    record, under the hash of its entry and details without it, its error rows typed as they
+    were then (PermanentError). Returns the uids it touched."""
+    from harvester.http import HttpClient
+    from harvester.mapping import raw_hash
+    from harvester.portals import adapter_for
+    adapter = adapter_for(config, HttpClient())
+    marked = store.con.execute(
+        """SELECT d.uid, r.raw, r.details FROM datasets d JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash
+           WHERE d.portal_id = ? AND json_extract_string(r.details, '$.lookup_failed') IS NOT NULL""",
+        [config.id]).fetchall()
+    for uid, raw, details in marked:
+        unmarked = {key: value for key, value in json.loads(details).items() if key != "lookup_failed"} or None
+        before = raw_hash(adapter, json.loads(raw), unmarked)
+        store.con.execute("UPDATE raw_records SET details = ?, raw_hash = ? WHERE uid = ? AND raw_hash = "
+                          "(SELECT raw_hash FROM datasets WHERE uid = ?)",
+                          [json.dumps(unmarked) if unmarked is not None else None, before, uid, uid])
+        store.con.execute("UPDATE datasets SET raw_hash = ? WHERE uid = ?", [before, uid])
+    store.con.execute("UPDATE harvest_errors SET error_type = 'PermanentError' WHERE portal_id = ? AND stage = 'fetch'",
+                      [config.id])
+    return [uid for uid, _, _ in marked]
+
+
+def assert_the_first_night_after_the_upgrade_changes_nothing(store, http, config, lookups, failing) -> None:
+    """A portal of datasets whose columns come from a details lookup (requests to the portal
+    `lookups`), one refused for good (the requests `failing(path, query)` is true of), first
+    harvested by session 26's code (as_before_the_lookup_marker): the night after the upgrade
+    asks that lookup once more and records its refusal in the dataset's details, but counts no
+    dataset changed and writes no `changed` event (nothing of the portal's changed), and
+    last_changed stays; the night after, the lookup is not asked again."""
+    from harvester.pipeline import harvest
+    assert harvest([config], store, http).ok
+    [uid] = as_before_the_lookup_marker(store, config)
+    stored = "SELECT uid, raw_hash, last_changed FROM datasets ORDER BY uid"
+    before = store.con.execute(stored).fetchall()
+
+    lookups.clear_log()
+    run = harvest([config], store, http)
+    report = run.portals[0]
+    assert report.status == "ok", report.error_message
+    assert (report.new, report.changed, report.unchanged, report.errors) == (0, 0, len(before), 1)
+    assert sum(failing(path, query) for path, query, _ in lookups.requests) == 1
+    assert store.con.execute("SELECT event, uid FROM dataset_events WHERE run_id = ?", [run.run_id]).fetchall() == []
+    after = store.con.execute(stored).fetchall()
+    assert [(u, changed) for u, _, changed in after] == [(u, changed) for u, _, changed in before]
+    refused_as = store.con.execute("SELECT error_type FROM harvest_errors WHERE run_id = ?", [run.run_id]).fetchone()[0]
+    assert store.con.execute(   # the stored version records the refusal, as a night of session 27's code leaves it
+        """SELECT json_extract_string(r.details, '$.lookup_failed.error_type') FROM datasets d
+           JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash WHERE d.uid = ?""", [uid]).fetchall() == [
+        (refused_as,)]
+    assert store.con.execute("SELECT count(*) FROM raw_records WHERE uid = ?", [uid]).fetchone()[0] == 1
+
+    lookups.clear_log()
+    run = harvest([config], store, http)
+    report = run.portals[0]
+    assert (report.changed, report.unchanged, report.errors) == (0, len(before), 0)
+    assert sum(failing(path, query) for path, query, _ in lookups.requests) == 0
+
+
+def assert_a_refused_lookup_down_for_a_night_changes_nothing(store, http, config, lookups, path_prefix: str,
+                                                             failing) -> None:
+    """A dataset whose details lookup (the requests to `lookups` that `failing(path, query)` is
+    true of) is refused for good, asked again a week later when it answers 503 (a fault of the
+    moment: under `path_prefix`), then refused again: neither night counts it changed nor writes
+    an event (the record of the refusal stays as it was: the 503 says nothing new of it)."""
+    from harvester.mapping import LOOKUP_ASKED_AGAIN_DAYS
+    from harvester.pipeline import harvest
+    assert harvest([config], store, http).ok
+    refused = "SELECT json_extract_string(details, '$.lookup_failed.error_type') AS why FROM raw_records " \
+              "WHERE why IS NOT NULL"
+    [(refused_as,)] = store.con.execute(refused).fetchall()
+    for fault in (("status", 503), None):
+        store.con.execute("UPDATE harvest_errors SET occurred_at = occurred_at - ?",
+                          [timedelta(days=LOOKUP_ASKED_AGAIN_DAYS, minutes=1)])
+        lookups.clear_log()
+        if fault:
+            lookups.inject(path_prefix, fault, times=1000)
+        run = harvest([config], store, http)
+        lookups.clear_faults()
+        report = run.portals[0]
+        assert report.status == "ok", report.error_message
+        assert (report.changed, report.errors) == (0, 1), fault
+        assert sum(failing(path, query) for path, query, _ in lookups.requests) >= 1
+        assert store.con.execute("SELECT event FROM dataset_events WHERE run_id = ?", [run.run_id]).fetchall() == []
+        assert store.con.execute(refused).fetchall() == [(refused_as,)]
+
+
 def cut_short_after(source, batches: int, error: Exception) -> None:
     """Make a RecordSource's pull fail with `error` (a kill, as the test shows it) once it
     has given `batches` tables."""

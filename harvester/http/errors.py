@@ -249,5 +249,11 @@ class PortalError(PermanentError):
     `"success": false`, ArcGIS's 200 with an `error` object), not an HTTP status."""
 
 
+class UnexpectedResult(PermanentError):
+    """An answer the portal's API calls a success whose result lacks what that API always gives
+    (CKAN's package_search without its `results` list): found once the answer is read, by the
+    adapter, so not asked again, as before it had a type of its own."""
+
+
 class UnsafeXml(PermanentError):
     """An XML document declaring entities or a DTD (the billion-laughs bomb): refused outright."""

@@ -16,7 +16,7 @@ import orjson
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PermanentError, PortalError, capped_json, dropped
+from harvester.http import PortalError, UnexpectedResult, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
@@ -105,7 +105,7 @@ class CkanAdapter(PortalAdapter):
             return Page(items=None, digest=response.digest)
         result = _result(response.data, url)
         if not isinstance(result, dict) or not isinstance(result.get("results"), list):
-            raise PermanentError("package_search gave no 'results' list", self.portal.url)
+            raise UnexpectedResult("package_search gave no 'results' list", url)
         count = result.get("count")
         return Page(items=result["results"], total=count if isinstance(count, int) else None, digest=response.digest,
                     url=response.url)

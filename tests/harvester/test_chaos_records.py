@@ -51,8 +51,8 @@ from harvester.pipeline import harvest
 from harvester.portals.open311 import REQUEST_FIELDS
 from tests.conftest import portal_config
 from tests.harvester.portals.test_arcgis_records import hub_entry
-from tests.harvester.test_chaos import (FAULT_RATES, TIMEOUT, Chaos, bounded_night, chaos_client, chaotic,
-                                        check_export, seeds)
+from tests.harvester.test_chaos import (FAULT_FREE_TIMEOUT, FAULT_RATES, TIMEOUT, Chaos, bounded_night, chaos_client,
+                                        chaotic, check_export, seeds)
 from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
@@ -441,9 +441,10 @@ def chaos_nights(seed: int, nights: int, tmp_path: Path) -> dict:
             dataset.rows = {key: Row() for key in sorted(keys)}
         urls = {"soc": soc.url, "ck": ckan.url, "hub": hub.url, "ods": ods.url, "o311": o311.url}
         kinds = {"soc": "socrata", "ck": "ckan", "hub": "arcgis-hub", "ods": "opendatasoft", "o311": "open311"}
-        configs = [portal_config(name, kinds[name], urls[name], timeout=TIMEOUT,
-                                 records=tuple(d.source_id for d in datasets if d.portal == name),
-                                 **({"domain": DOMAIN} if name == "soc" else {})) for name in urls]
+        def configs(timeout: float) -> list:
+            return [portal_config(name, kinds[name], urls[name], timeout=timeout,
+                                  records=tuple(d.source_id for d in datasets if d.portal == name),
+                                  **({"domain": DOMAIN} if name == "soc" else {})) for name in urls]
         for night in range(nights + 1):   # the last night fault-free: it must pull everything
             for dataset in datasets:
                 if night:
@@ -454,8 +455,10 @@ def chaos_nights(seed: int, nights: int, tmp_path: Path) -> dict:
             store = Store(db)   # a process a night, as cron runs `civicat harvest --records`
             starts_over.uids.clear()
             before = {d.uid: before_night(store, layout, d) for d in datasets}
-            run = bounded_night(lambda: harvest(configs, store, chaos_client(tmp_path, max_bytes=CAP), records=True,
-                                                workers=3), night, nights)
+            timeout = FAULT_FREE_TIMEOUT if night in (0, nights) else TIMEOUT   # (see there)
+            run = bounded_night(lambda: harvest(configs(timeout), store, chaos_client(tmp_path, max_bytes=CAP,
+                                                                                      timeout=timeout),
+                                                records=True, workers=3), night, nights)
             for dataset in datasets:
                 outcome = check_dataset(store, layout, run, dataset, before[dataset.uid], dataset.uid in starts_over.uids)
                 if night in (0, nights):

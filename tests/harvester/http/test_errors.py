@@ -1,5 +1,8 @@
 """Error types a reader filters harvest_errors on (harvester/http/errors.py), over real HTTP:
 those the fault suite (tests/harvester/test_faults.py) does not reach through a portal."""
+import ast
+from pathlib import Path
+
 import pytest
 
 from harvester.http import PermanentError, TransientError
@@ -24,3 +27,18 @@ def test_an_xml_document_declaring_entities_is_refused_as_unsafe_and_not_asked_a
     with pytest.raises(PermanentError, match="XML refused") as refused:
         client.get_xml(portal.url + "/services.xml")
     assert refused.value.error_type == "UnsafeXml" and portal.hits["/services.xml"] == 1
+
+
+def test_no_code_raises_a_failed_request_without_a_type_of_its_own():
+    """A plain TransientError or PermanentError is typed by its HTTP status alone: one made
+    without a status (an adapter's check of an answer's shape, say) is stored as the bare
+    class name, which tells a reader nothing. Every such construction in the packages gives one."""
+    root = Path(__file__).resolve().parents[3]
+    untyped = []
+    for path in sorted([*(root / "harvester").rglob("*.py"), *(root / "catalog").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) in (
+                    "TransientError", "PermanentError") \
+                    and len(node.args) < 3 and not any(k.arg == "status" for k in node.keywords):
+                untyped.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert untyped == []

@@ -1,6 +1,7 @@
 """The ArcGIS Hub adapter: the site's DCAT-US feed, columns from FeatureServer layers on
 another host, ArcGIS's errors behind a 200."""
 import json
+from contextlib import contextmanager
 
 import pytest
 
@@ -13,6 +14,7 @@ from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
 from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
+    assert_a_refused_lookup_down_for_a_night_changes_nothing, assert_the_first_night_after_the_upgrade_changes_nothing,
     assert_first_10000_columns_kept, fast_client, portal_config)
 from tests.portals.base import LocalPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
@@ -321,3 +323,35 @@ def test_a_layer_that_cannot_be_read_is_not_asked_again_while_its_feed_entry_is_
             assert_a_lookup_refused_for_good_is_asked_again_only_when_due(
                 store, http, portal_config("hub", "arcgis-hub", hub.url), services,
                 lambda path, query: path == layers[1], lambda path, query: path == layers[0], edit, mend)
+
+
+
+UNREADABLE_LAYERS = ["/arcgis/rest/services/A/FeatureServer/0", "/arcgis/rest/services/B/FeatureServer/0"]
+
+
+@contextmanager
+def hub_with_an_unreadable_layer():
+    """(services, hub): a Hub feed of two layers' datasets, the second's layer answering ArcGIS's
+    error behind a 200 (deleted or made private)."""
+    with LocalPortal() as services:
+        services.serve_json(UNREADABLE_LAYERS[0], layer_fields("id", "name"))
+        services.serve_json(UNREADABLE_LAYERS[1], {"error": {"code": 400, "message": "Invalid URL", "details": []}})
+        with DataJsonPortal(edited_hub(services.url, UNREADABLE_LAYERS), path=HUB_FEED_PATH) as hub:
+            yield services, hub
+
+
+def test_the_first_night_after_the_upgrade_counts_no_dataset_changed_for_its_unreadable_layer(store, http):
+    """A catalogue session 26 harvested, one of whose layers answers ArcGIS's error behind a
+    200: the night after the upgrade records that refusal in its details, and counts it
+    changed no more than it is."""
+    with hub_with_an_unreadable_layer() as (services, hub):
+        assert_the_first_night_after_the_upgrade_changes_nothing(
+            store, http, portal_config("hub", "arcgis-hub", hub.url), services,
+            lambda path, query: path == UNREADABLE_LAYERS[1])
+
+
+def test_an_unreadable_layer_that_answers_503_for_a_night_counts_its_dataset_changed_on_no_night(store, http):
+    with hub_with_an_unreadable_layer() as (services, hub):
+        assert_a_refused_lookup_down_for_a_night_changes_nothing(
+            store, http, portal_config("hub", "arcgis-hub", hub.url), services, UNREADABLE_LAYERS[1],
+            lambda path, query: path == UNREADABLE_LAYERS[1])

@@ -8,6 +8,7 @@ from harvester.pipeline import harvest
 from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
+    assert_a_refused_lookup_down_for_a_night_changes_nothing, assert_the_first_night_after_the_upgrade_changes_nothing,
     assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config)
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import FIXTURES, require_fixtures
@@ -148,6 +149,28 @@ def test_a_portal_that_repeats_its_first_page_fails_at_once_and_loses_nothing(st
     # the page after the repeated one may already be asked (paging reads one page ahead) before
     # the repeat is judged: a race under load, so at most one request more
     assert searches in (2, 3)
+    assert store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall() == before
+
+
+def test_a_search_answer_without_its_results_list_fails_the_portal_as_unexpected_result(store, http):
+    """A package_search that says it succeeded but gives no `results` list (a plugin or proxy
+    that changed CKAN's answer): the portal fails, typed UnexpectedResult (not the bare
+    PermanentError it was), asked once as before, and keeps what it had."""
+    catalogue = packages(3)
+    with CkanPortal(catalogue) as portal:
+        config = portal_config("c", "ckan", portal.url)
+        assert harvest([config], store, http).ok
+        before = store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall()
+        portal.serve_json("/api/3/action/package_search", {"success": True, "result": {"count": 3, "rows": []}})
+        portal.clear_log()
+        run = harvest([config], store, http)
+        searches = portal.hits["/api/3/action/package_search"]
+    report = run.portals[0]
+    assert (report.status, report.error_type) == ("failed", "UnexpectedResult")
+    assert "package_search gave no 'results' list" in report.error_message
+    assert searches == 1   # not retried, as before
+    assert store.con.execute("SELECT error_type FROM harvest_runs WHERE run_id = ?", [run.run_id]).fetchall() == [
+        ("UnexpectedResult",)]
     assert store.con.execute("SELECT uid, title, deleted_at FROM datasets ORDER BY uid").fetchall() == before
 
 
@@ -341,3 +364,23 @@ def test_a_datastore_lookup_that_answers_404_is_not_asked_again_while_its_packag
             store, http, portal_config("c", "ckan", portal.url), portal,
             lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-1",
             lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-0", edit, mend)
+
+
+def test_the_first_night_after_the_upgrade_counts_no_package_changed_for_its_404_datastore(store, http):
+    """A catalogue session 26 harvested, whose package's DataStore answers 404: the night after
+    the upgrade records that refusal in its details, and counts it changed no more than it is."""
+    listed, fields = datastore_packages(2)
+    fields.pop("res-1")
+    with CkanPortal(listed, datastore=fields) as portal:
+        assert_the_first_night_after_the_upgrade_changes_nothing(
+            store, http, portal_config("c", "ckan", portal.url), portal,
+            lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-1")
+
+
+def test_a_404_datastore_that_answers_503_for_a_night_counts_its_package_changed_on_no_night(store, http):
+    listed, fields = datastore_packages(2)
+    fields.pop("res-1")
+    with CkanPortal(listed, datastore=fields) as portal:
+        assert_a_refused_lookup_down_for_a_night_changes_nothing(
+            store, http, portal_config("c", "ckan", portal.url), portal, "/api/3/action/datastore_search",
+            lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-1")
