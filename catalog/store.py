@@ -118,8 +118,12 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection
         # a large insert writes each row group as it fills, not five at a time (the default:
         # five row groups of raw JSON did not fit MEMORY_LIMIT)
         con.execute("SET write_buffer_row_group_count = 1")
-        with pandas_kept_out():   # (bound parameters: DuckDB would import it, see there)
-            _migrate_with_room(con)
+        try:
+            with pandas_kept_out():   # (bound parameters: DuckDB would import it, see there)
+                _migrate_with_room(con)
+        except CatalogueTooNew:
+            con.close()   # (the file let go: the caller exits, or a reader opens it)
+            raise
     return con
 
 
@@ -216,21 +220,40 @@ def _sql_literal(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+def _current_path(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The file of the connection's current database (None: in memory)."""
+    return con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+
+
+class CatalogueTooNew(Exception):
+    """The catalogue holds migrations this civicat does not ship: a newer civicat wrote it."""
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply, in order and each in its own transaction, the migrations not yet applied."""
+    """Apply, in order and each in its own transaction, the migrations not yet applied.
+    CatalogueTooNew, nothing applied, when the catalogue holds one this civicat does not know:
+    it would write a schema whose meaning it does not know (a newer civicat's)."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-    applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
-    done = []
-    for script in sorted(resources.files("catalog").joinpath("migrations").iterdir(), key=lambda p: p.name):
+    applied = dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
+    scripts = {}
+    for script in resources.files("catalog").joinpath("migrations").iterdir():
         match = re.match(r"^(\d+)_(\w+)\.sql$", script.name)
-        if not match or int(match.group(1)) in applied:
-            continue
-        version = int(match.group(1))
+        if match:
+            scripts[int(match.group(1))] = (script, match.group(2))
+    unknown = sorted(set(applied) - set(scripts))
+    if unknown:
+        names = ", ".join(f"{version:04d}_{applied[version]}" for version in unknown)
+        raise CatalogueTooNew(f"{_current_path(con) or 'the catalogue'} was migrated by a newer civicat ({names}; "
+                              f"this one knows up to {max(scripts):04d}): run that civicat, or upgrade this one; "
+                              "nothing was written")
+    done = []
+    for version in sorted(set(scripts) - set(applied)):
+        script, name = scripts[version]
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(script.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, match.group(2)])
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
             con.execute("COMMIT")
         except Exception:
             rollback(con)

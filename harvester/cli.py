@@ -385,6 +385,7 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
     import duckdb
 
     from catalog.lock import file_holder, file_locked
+    from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done = None, False
     while True:
@@ -393,6 +394,8 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
             return opener(db_path)
+        except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
+            raise _cannot_open(db_path, exc) from None
         except duckdb.IOException as exc:
             if not file_locked(exc):
                 raise _cannot_open(db_path, exc) from None
