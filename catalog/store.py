@@ -10,7 +10,6 @@ import ctypes
 import functools
 import json
 import logging
-import re
 import shutil
 import tempfile
 import threading
@@ -18,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +25,7 @@ import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
+from catalog.versions import newer_migrations, shipped_migrations
 from catalog.stage import (
     COLUMN_FIELDS,
     DATASET_FIELDS,
@@ -236,20 +235,14 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
     applied = dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
-    scripts = {}
-    for script in resources.files("catalog").joinpath("migrations").iterdir():
-        match = re.match(r"^(\d+)_(\w+)\.sql$", script.name)
-        if match:
-            scripts[int(match.group(1))] = (script, match.group(2))
-    unknown = sorted(set(applied) - set(scripts))
-    if unknown:
-        names = ", ".join(f"{version:04d}_{applied[version]}" for version in unknown)
-        raise CatalogueTooNew(f"{_current_path(con) or 'the catalogue'} was migrated by a newer civicat ({names}; "
-                              f"this one knows up to {max(scripts):04d}): run that civicat, or upgrade this one; "
-                              "nothing was written")
+    newer = newer_migrations(applied)
+    if newer:
+        raise CatalogueTooNew(f"{_current_path(con) or 'the catalogue'} was migrated by a newer civicat ({newer}): "
+                              "run that civicat, or upgrade this one; nothing was written")
     done = []
-    for version in sorted(set(scripts) - set(applied)):
-        script, name = scripts[version]
+    for version, (script, name) in sorted(shipped_migrations().items()):
+        if version in applied:
+            continue
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(script.read_text())
