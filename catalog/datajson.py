@@ -61,6 +61,12 @@ class PortalDefaults:
     publisher: str | None = None
     contact_name: str | None = None
     contact_email: str | None = None
+    in_config: bool = True   # False: a portal the config no longer names (its defaults unknown)
+
+
+# the reasons a dataset is left out for want of a contact, as the config names its portal or not
+NO_CONTACT = "no contact email (none harvested, no config contact_email)"
+NO_CONTACT_OUT_OF_CONFIG = "no contact email (none harvested; its portal is not in the config)"
 
 
 @dataclass
@@ -153,7 +159,7 @@ def dataset_entry(row: dict, defaults: PortalDefaults) -> tuple[dict | None, lis
         reasons.append("no access level")
     contact = _contact(row, defaults, publisher or None)
     if contact is None:
-        reasons.append("no contact email (none harvested, no config contact_email)")
+        reasons.append(NO_CONTACT if defaults.in_config else NO_CONTACT_OUT_OF_CONFIG)
     if reasons:
         return None, reasons
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
 import re
@@ -241,7 +242,7 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
     from catalog import uncut
 
     try:
-        return uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+        con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
     except duckdb.IOException as exc:
         if "replaying WAL" not in str(exc):
             raise
@@ -251,7 +252,29 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
         except CatalogueBusy:
             raise CatalogueBusy(f"{db_path}: its last write was cut short and a harvest is writing it now "
                                 "(it recovers the catalogue); try again when it ends") from exc
-    return uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+        con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+    _say_if_newer(con, db_path)
+    return con
+
+
+_said_newer: set[str] = set()
+
+
+def _say_if_newer(con, db_path: str | Path) -> None:
+    """A warning, once a catalogue, when a newer civicat migrated it: read as this civicat knows it
+    (a table or column it added is not read; one it changed may fail a query)."""
+    import duckdb
+
+    from catalog.versions import newer_migrations
+
+    try:
+        newer = newer_migrations(dict(con.execute("SELECT version, name FROM schema_migrations").fetchall()))
+    except duckdb.CatalogException:   # (no catalogue of civicat's: the caller finds what is missing)
+        return
+    if newer and str(db_path) not in _said_newer:
+        _said_newer.add(str(db_path))
+        logging.getLogger("civicat.read").warning("%s was migrated by a newer civicat (%s): read as this one knows it",
+                                                  db_path, newer)
 
 
 def checkpoint_wal(db_path: str | Path) -> None:

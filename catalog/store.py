@@ -10,7 +10,6 @@ import ctypes
 import functools
 import json
 import logging
-import re
 import shutil
 import tempfile
 import threading
@@ -18,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from importlib import resources
 from pathlib import Path
 from typing import TypeVar
 
@@ -27,6 +25,7 @@ import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
+from catalog.versions import newer_migrations, shipped_migrations
 from catalog.stage import (
     COLUMN_FIELDS,
     DATASET_FIELDS,
@@ -118,8 +117,12 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection
         # a large insert writes each row group as it fills, not five at a time (the default:
         # five row groups of raw JSON did not fit MEMORY_LIMIT)
         con.execute("SET write_buffer_row_group_count = 1")
-        with pandas_kept_out():   # (bound parameters: DuckDB would import it, see there)
-            _migrate_with_room(con)
+        try:
+            with pandas_kept_out():   # (bound parameters: DuckDB would import it, see there)
+                _migrate_with_room(con)
+        except CatalogueTooNew:
+            con.close()   # (the file let go: the caller exits, or a reader opens it)
+            raise
     return con
 
 
@@ -216,21 +219,34 @@ def _sql_literal(path: Path) -> str:
     return str(path).replace("'", "''")
 
 
+def _current_path(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The file of the connection's current database (None: in memory)."""
+    return con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
+
+
+class CatalogueTooNew(Exception):
+    """The catalogue holds migrations this civicat does not ship: a newer civicat wrote it."""
+
+
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply, in order and each in its own transaction, the migrations not yet applied."""
+    """Apply, in order and each in its own transaction, the migrations not yet applied.
+    CatalogueTooNew, nothing applied, when the catalogue holds one this civicat does not know:
+    it would write a schema whose meaning it does not know (a newer civicat's)."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                 "name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
-    applied = {row[0] for row in con.execute("SELECT version FROM schema_migrations").fetchall()}
+    applied = dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
+    newer = newer_migrations(applied)
+    if newer:
+        raise CatalogueTooNew(f"{_current_path(con) or 'the catalogue'} was migrated by a newer civicat ({newer}): "
+                              "run that civicat, or upgrade this one; nothing was written")
     done = []
-    for script in sorted(resources.files("catalog").joinpath("migrations").iterdir(), key=lambda p: p.name):
-        match = re.match(r"^(\d+)_(\w+)\.sql$", script.name)
-        if not match or int(match.group(1)) in applied:
+    for version, (script, name) in sorted(shipped_migrations().items()):
+        if version in applied:
             continue
-        version = int(match.group(1))
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(script.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, match.group(2)])
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
             con.execute("COMMIT")
         except Exception:
             rollback(con)

@@ -21,6 +21,7 @@ import re
 import signal
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -385,6 +386,7 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
     import duckdb
 
     from catalog.lock import file_holder, file_locked
+    from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done = None, False
     while True:
@@ -393,6 +395,8 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
             return opener(db_path)
+        except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
+            raise _cannot_open(db_path, exc) from None
         except duckdb.IOException as exc:
             if not file_locked(exc):
                 raise _cannot_open(db_path, exc) from None
@@ -1033,6 +1037,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
     from catalog.datajson import PortalDefaults, write_data_json
     from catalog.export import ExportRefused, RecordsChanged, export_parquet
     from catalog.lock import CatalogueBusy
+    from harvester.pipeline import portals_not_in_config
 
     defaults = {}
     if "data.json" in formats:
@@ -1058,9 +1063,13 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
+            if defaults:   # portals taken out of the config keep their datasets live, without its defaults
+                defaults |= {portal_id: PortalDefaults(in_config=False)
+                             for portal_id in portals_not_in_config(opened.con, list(defaults))}
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
+        _name_portals_out_of_config(report, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
                                "left_out": len(report.left_out),
@@ -1068,6 +1077,19 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         if with_left_out:
             result["data.json"]["left_out_datasets"] = report.left_out
     return result
+
+
+def _name_portals_out_of_config(report, config_path: Path) -> None:
+    """On stderr, the portals whose datasets data.json left out for want of the contact or
+    publisher their config entry gave: taken out of the config, their datasets stay live."""
+    from catalog.datajson import NO_CONTACT_OUT_OF_CONFIG
+
+    left_out = Counter(item["uid"].split(":", 1)[0] for item in report.left_out
+                       if NO_CONTACT_OUT_OF_CONFIG in item["reasons"])
+    if left_out:
+        named = ", ".join(f"{portal_id} ({count} left out)" for portal_id, count in sorted(left_out.items()))
+        click.echo(f"data.json: {named}: not in {config_path}, so without the contact its entry "
+                   "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
 
 
 def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:

@@ -11,7 +11,7 @@ from referencing import Registry, Resource
 from catalog.datajson import PortalDefaults, dataset_entry, uri, write_data_json
 from catalog.export import open_catalogue
 from harvester.cli import cli
-from tests.catalog.test_search import SPRINGFIELD, entry
+from tests.catalog.test_search import SHELBYVILLE, SPRINGFIELD, entry
 from tests.portals.catalogues import harvest_data_json
 from tests.shared_fixtures import FIXTURES, require_fixtures
 
@@ -201,3 +201,41 @@ def test_export_names_its_files_as_the_folder_was_given(tmp_path, store, http, m
     assert [line for line in lines if "data.json" in line][0].startswith("data/export/data.json: "), result.stdout
     summary = json.loads(CliRunner().invoke(cli, [*both, "--json"]).stdout)
     assert (summary["out"], summary["data.json"]["path"]) == ("data/export", "data/export/data.json")
+
+
+def test_a_portal_out_of_the_config_is_named_when_its_datasets_miss_the_config_contact(tmp_path):
+    """A portal taken out of the config keeps its datasets live, in exports too; but data.json
+    takes a portal's contact and publisher from the config as it exports, so the datasets of
+    one out of it that name no contact themselves are left out: the export says why, naming it."""
+    from tests.portals.dcat import DataJsonPortal
+
+    no_contact = [{k: v for k, v in e.items() if k != "contactPoint"} for e in SPRINGFIELD]
+    db, out = tmp_path / "c.duckdb", tmp_path / "out"
+
+    def config(*portals):
+        path = tmp_path / "c.toml"
+        path.write_text("".join(f'[[portals]]\nid = "{pid}"\ncity = "{pid.title()}"\nkind = "dcat-us"\n'
+                                f'url = "{url}/data.json"\ncontact_email = "data@{pid}.gov"\n\n' for pid, url in portals))
+        return str(path)
+
+    def export(config_path):
+        result = CliRunner().invoke(cli, ["export", "--db", str(db), "--config", config_path, "--out", str(out),
+                                          "--format", "data.json", "--json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)["data.json"], result.stderr
+
+    with DataJsonPortal({"dataset": no_contact}) as springfield, DataJsonPortal({"dataset": SHELBYVILLE}) as shelbyville:
+        both = config(("springfield", springfield.url), ("shelbyville", shelbyville.url))
+        assert CliRunner().invoke(cli, ["harvest", "--config", both, "--db", str(db)]).exit_code == 0
+        written, warned = export(both)
+        assert (written["datasets"], written["left_out"], warned) == (6, 0, "")
+        without = config(("shelbyville", shelbyville.url))   # springfield taken out, not retired
+        assert CliRunner().invoke(cli, ["harvest", "--config", without, "--db", str(db)]).exit_code == 0
+        written, warned = export(without)
+    assert (written["datasets"], written["left_out"]) == (2, 4)
+    reason = "no contact email (none harvested; its portal is not in the config)"
+    assert written["left_out_datasets"] == [{"uid": f"springfield:sp-{n}", "reasons": [reason]} for n in range(1, 5)]
+    assert f"springfield (4 left out): not in {without}" in warned and "civicat retire" in warned
+    assert CliRunner().invoke(cli, ["retire", "springfield", "--config", without, "--db", str(db)]).exit_code == 0
+    written, warned = export(without)   # retired: removed, no longer in data.json, and nothing to say
+    assert (written["datasets"], written["left_out"], warned) == (2, 0, "")

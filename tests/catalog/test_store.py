@@ -62,6 +62,23 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     con.close()
 
 
+def test_a_catalogue_a_newer_civicat_migrated_is_refused_before_any_write(tmp_path):
+    # an older civicat (a rollback, a second install) must not write a schema it does not know
+    from catalog.store import CatalogueTooNew
+    db = tmp_path / "c.duckdb"
+    Store(db).close()
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (99, 'datasets_region')")
+        con.execute("ALTER TABLE datasets ADD COLUMN region VARCHAR")
+        before = con.execute("SELECT * FROM schema_migrations ORDER BY version").fetchall()
+    with pytest.raises(CatalogueTooNew) as refused:
+        Store(db)
+    assert str(db) in str(refused.value) and "0099_datasets_region" in str(refused.value)
+    assert "0017" in str(refused.value) and "newer civicat" in str(refused.value)
+    with duckdb.connect(str(db)) as con:   # (the refused open let the file go)
+        assert con.execute("SELECT * FROM schema_migrations ORDER BY version").fetchall() == before
+
+
 def test_an_older_catalogue_is_brought_to_the_storage_version_and_its_raw_json_compressed_with_zstd(tmp_path):
     import duckdb
     db = tmp_path / "old.duckdb"
