@@ -66,7 +66,7 @@ def harvest_beside_a_dead_portal(tmp: Path, dead_url: str = f"https://{DEAD_NAME
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env = {name: value for name, value in env.items() if not name.startswith("CIVICAT_HTTP_")}   # the defaults
         started = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "harvester.cli", "harvest", "--json", "--config", str(config),
+        done = subprocess.run([sys.executable, "-m", "harvester", "harvest", "--json", "--config", str(config),
                                "--db", str(tmp / "catalog.duckdb")], env=env, cwd=ROOT, capture_output=True, text=True)
         seconds = time.monotonic() - started
     moved = [p for p in json.loads(done.stdout)["portals"] if p["portal_id"].startswith("moved")]

@@ -43,7 +43,8 @@ import requests
 from bench.serve import serving
 
 ROOT = Path(__file__).resolve().parents[1]
-CIVICAT = [sys.executable, "-c", "from harvester.cli import main; main()"]
+# as the `civicat` script starts it (the stop handlers first); runs the checkouts of --civicat back to session 27
+CIVICAT = [sys.executable, "-c", "import sys; from harvester.command import main; sys.exit(main())"]
 # a portal's rows, for comparing nights (the read copy: as the night left the catalogue)
 PORTAL_ROWS = {
     "datasets": "SELECT md5(string_agg(t::VARCHAR, '' ORDER BY uid)) FROM datasets t WHERE portal_id = $p",

@@ -75,7 +75,7 @@ def main() -> None:
         report("unchanged night", db, second, publishes(db, args.rounds))
         if args.overlap:
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "harvester.cli", "overlap", "--db", db], cwd=ROOT, env=env,
+            subprocess.run([sys.executable, "-m", "harvester", "overlap", "--db", db], cwd=ROOT, env=env,
                            check=True, capture_output=True)
             report("overlap", db, time.perf_counter() - started, publishes(db, args.rounds))
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

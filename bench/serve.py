@@ -29,10 +29,15 @@ DOMAIN = "data.example.org"
 ROOT = Path(__file__).resolve().parents[1]
 
 
+STOP_SECONDS = 60   # the server's own stop (a fleet's 300 servers, each a poll interval): then it is killed
+
+
 @contextmanager
 def serving(kind: str, count: int | str) -> Iterator[subprocess.Popen]:
     """This module in a process of its own; read what it prints from `.stdout` (the URL
-    last). It stops when the block ends."""
+    last). It stops when the block ends; one that has not stopped STOP_SECONDS later (a
+    machine at load 50 and more) is killed, with a message, never an exception: the block's
+    measurements are done, and the benchmark goes on to print them."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     server = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(count)], cwd=ROOT, env=env,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -40,7 +45,13 @@ def serving(kind: str, count: int | str) -> Iterator[subprocess.Popen]:
         yield server
     finally:
         server.stdin.close()
-        server.wait(timeout=60)
+        try:
+            server.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            print(f"bench.serve: the {kind} server did not stop within {STOP_SECONDS} s (load "
+                  f"{os.getloadavg()[0]:.1f}): killed", file=sys.stderr, flush=True)
+            server.kill()
+            server.wait()
 
 
 class CachedSocrataPortal(SocrataPortal):

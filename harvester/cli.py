@@ -9,6 +9,12 @@ is done, its report is lost; 141 (128 + SIGPIPE, no message) its reader closed t
 """
 from __future__ import annotations
 
+if __name__ == "__main__":   # `python -m harvester.cli`: the stop handlers before the imports below (harvester.command)
+    from harvester.command import main as _command
+
+    _command()
+    raise SystemExit(0)
+
 import csv
 import errno
 import functools
@@ -1126,7 +1132,3 @@ def main() -> None:
     except ReportLost as exc:   # civicat --help, --version: before any command
         report_lost(exc)
         sys.exit(exc.exit_code)
-
-
-if __name__ == "__main__":
-    main()

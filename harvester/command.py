@@ -1,4 +1,5 @@
-"""The `civicat` console command's entry point (pyproject.toml): the stop handlers first.
+"""The `civicat` console command's entry point (pyproject.toml): the stop handlers first. `python -m
+harvester` (harvester/__main__.py) and `python -m harvester.cli` start here too.
 
 Every call imports the command layer (harvester.cli: click and what it imports) before it does
 anything, a tenth of a second of CPU and more than a second of wall time on a loaded machine. A

@@ -192,7 +192,8 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
 
     previous_handler = _cancel_on_ctrl_c(http)
     try:
-        with cancelled_on_stop(http.cancel), relaxed_gc():   # (relaxed_gc: process-wide, so around every portal thread)
+        # (relaxed_gc: process-wide, so around every portal thread; what each portal reads first, read at once)
+        with cancelled_on_stop(http.cancel), relaxed_gc(), store.remembered([p.id for p in portals]):
             if workers <= 1 or len(portals) <= 1:
                 for portal in portals:
                     if http.cancelled:   # Ctrl-C in the portal before

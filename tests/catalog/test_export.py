@@ -357,7 +357,7 @@ def test_a_writer_that_starts_during_an_export_runs_and_the_export_is_the_catalo
         read_copy_path(seattle).unlink()
     config = tmp_path / "without-sea.toml"   # (sea taken out of the config: retired)
     config.write_text('[[portals]]\nid = "other"\ncity = "Other"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
-    writer = [sys.executable, "-m", "harvester.cli", "retire", "sea", "--db", str(seattle), "--config", str(config)]
+    writer = [sys.executable, "-m", "harvester", "retire", "sea", "--db", str(seattle), "--config", str(config)]
     ran = []
     copy_records = export._copy_records
 
@@ -559,7 +559,7 @@ def test_export_wait_waits_out_a_records_pull_and_exits_1_naming_it_when_the_wai
     out = tmp_path / "export"
     run_export(seattle, out)
     previous = exported(out)
-    export_command = [sys.executable, "-m", "harvester.cli", "export", "--db", str(seattle), "--out", str(out)]
+    export_command = [sys.executable, "-m", "harvester", "export", "--db", str(seattle), "--out", str(out)]
     with writer_under_way(seattle, "records", f"sea:{ID}") as writer:
         ran_out = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--wait", "0.5"])
         waiting = subprocess.Popen([*export_command, "--wait"], stderr=subprocess.PIPE, text=True,

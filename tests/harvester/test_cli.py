@@ -434,7 +434,7 @@ def test_a_portal_out_of_the_config_is_warned_of_at_the_end_and_retired_only_whe
 def test_logs_go_to_stderr_as_json_lines_with_log_format_json(tmp_path, portal):
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),
                           ("down", "dcat-us", "http://127.0.0.1:9/data.json"))
-    result = subprocess.run([sys.executable, "-m", "harvester.cli", "--log-format", "json", "-v", "harvest", "--json",
+    result = subprocess.run([sys.executable, "-m", "harvester", "--log-format", "json", "-v", "harvest", "--json",
                              "--config", config, "--db", str(tmp_path / "c.duckdb")],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
     assert result.returncode == 1
@@ -607,7 +607,7 @@ def test_readers_read_the_copy_the_last_writer_published_while_a_harvest_writes(
         since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
         said = (f"{db} is being written by process {writer.pid} (civicat harvest, since {since}): reading its read "
                 f"copy {copy}, the catalogue as of {as_of} (when the last writer ended)")
-        reader = subprocess.run([sys.executable, "-m", "harvester.cli", "sql", "--db", str(db), "--json", live],
+        reader = subprocess.run([sys.executable, "-m", "harvester", "sql", "--db", str(db), "--json", live],
                                 capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": REPO})
         assert reader.returncode == 0, reader.stderr
         assert json.loads(reader.stdout) == [{"live": 7}]   # the last committed catalogue, not the merge under way
@@ -659,7 +659,7 @@ def test_a_writer_that_ended_without_its_copy_leaves_the_next_writer_s_readers_t
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
         assert writer.stdout.readline() == "open\n"
-        reader = subprocess.run([sys.executable, "-m", "harvester.cli", "sql", "--db", str(db), "--json", live],
+        reader = subprocess.run([sys.executable, "-m", "harvester", "sql", "--db", str(db), "--json", live],
                                 capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": REPO})
         assert reader.returncode == 0, reader.stderr
         assert json.loads(reader.stdout) == [{"live": 0}]   # as the catalogue is, not as it was before that writer
@@ -691,7 +691,7 @@ def test_the_commits_of_a_writer_killed_with_its_wal_are_in_the_copy_the_next_wr
                               stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert writer.stdout.readline() == "open\n"
-        reader = subprocess.run([sys.executable, "-m", "harvester.cli", "sql", "--db", str(db), "--json", live],
+        reader = subprocess.run([sys.executable, "-m", "harvester", "sql", "--db", str(db), "--json", live],
                                 capture_output=True, text=True, timeout=60, env=env)
         assert reader.returncode == 0, reader.stderr
         assert json.loads(reader.stdout) == [{"live": 0}], reader.stderr   # the killed writer's commit, read
@@ -968,7 +968,7 @@ def test_control_characters_in_a_portals_error_never_reach_the_terminal_through_
         portal.serve_json("/api/3/action/package_search", {"success": False, "error": {
             "__type": "Authorization Error", "message": "denied\x1b]0;owned\x07\x1b[2J"}})
         config = write_config(tmp_path, ("city", "ckan", portal.url))
-        result = subprocess.run([sys.executable, "-m", "harvester.cli", "harvest", "--config", config,
+        result = subprocess.run([sys.executable, "-m", "harvester", "harvest", "--config", config,
                                  "--db", str(tmp_path / "c.duckdb")], capture_output=True, text=True, timeout=120,
                                 env={**os.environ, "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
     assert result.returncode == 1
@@ -1003,7 +1003,7 @@ def test_runs_errors_json_holds_no_more_than_a_batch_of_errors_in_memory(tmp_pat
     out = tmp_path / "runs.json"
     measure = ("import resource, subprocess, sys\n"
                f"with open({str(out)!r}, 'wb') as out:\n"
-               "    subprocess.run([sys.executable, '-m', 'harvester.cli', 'runs', '--errors', '--json', '--db', "
+               "    subprocess.run([sys.executable, '-m', 'harvester', 'runs', '--errors', '--json', '--db', "
                f"{str(db)!r}], stdout=out, check=True)\n"
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)")
     peak_mb = int(subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True,
@@ -1048,7 +1048,7 @@ def test_civicat_harvest_never_imports_pandas(tmp_path, portal):
     """The harvest's whole process, from opening the catalogue (its migrations, the runs an
     earlier harvest left) to the search index, keeps pandas out (catalog.lazy.pandas_kept_out)."""
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harvester.cli", "harvest", "--json",
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harvester", "harvest", "--json",
                              "--config", config, "--db", str(tmp_path / "c.duckdb")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -1067,7 +1067,7 @@ def test_commands_that_never_hand_duckdb_a_dataframe_never_import_pandas(tmp_pat
     db = str(tmp_path / "c.duckdb")
     assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
     without_it = write_config(tmp_path, ("other", "dcat-us", portal.url + "/data.json"))
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harvester.cli", *command, "--db", db,
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harvester", *command, "--db", db,
                              *(["--config", without_it] if command[0] == "retire" else [])],
                             capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": REPO})
     assert result.returncode == 0, result.stderr
@@ -1114,7 +1114,7 @@ def civicat_to(stdout, *args, env=None, limit_file_bytes=None):
     def limited():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
 
-    return subprocess.run([sys.executable, "-m", "harvester.cli", *args], stdout=stdout, stderr=subprocess.PIPE,
+    return subprocess.run([sys.executable, "-m", "harvester", *args], stdout=stdout, stderr=subprocess.PIPE,
                           text=True, timeout=120, env={**os.environ, **(env or {})},
                           preexec_fn=limited if limit_file_bytes else None)
 
@@ -1145,7 +1145,7 @@ def test_a_report_stdout_cannot_take_exits_74_saying_why_and_what_was_done_stays
 def test_a_reader_that_stops_reading_is_no_error_to_print(empty_catalogue):
     """`civicat sql ... | head`: the reader closed the pipe by choice. Nothing is printed on
     stderr and the exit code is 141, as a shell shows a tool that a closed pipe stopped."""
-    reader = subprocess.Popen([sys.executable, "-m", "harvester.cli", "sql", "SELECT range AS n FROM range(1000000)",
+    reader = subprocess.Popen([sys.executable, "-m", "harvester", "sql", "SELECT range AS n FROM range(1000000)",
                                "--format", "csv", "--db", empty_catalogue],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert reader.stdout.readline() == b"n\n"

@@ -66,3 +66,27 @@ def test_help_imports_none_of_what_the_commands_use():
     unneeded = imported & {"tabulate", "tomllib", "duckdb", "pyarrow", "pandas", "requests", "jsonschema",
                            "catalog.store", "harvester.http"}
     assert not unneeded, sorted(unneeded)
+
+
+# `python -m MODULE`, as runpy runs it (what `-m` does), after the slow import is set up
+AS_MODULE = "import runpy\nrunpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+
+
+@pytest.mark.parametrize("module", ["harvester", "harvester.cli"])
+def test_a_stop_while_python_m_imports_exits_as_every_stop_does(module):
+    """`python -m harvester.cli` (the tests' and benches' way) imported click and the command layer
+    before its handlers: a SIGTERM there ended the process without a word (-15); `python -m harvester`
+    did not exist. Both now take the console command's path: the handlers first."""
+    importing = stopped_at_its_first_line(IMPORTING_SLOWLY + AS_MODULE.format(module=module), signal.SIGTERM,
+                                          "importing\n")
+    assert importing.returncode == 143, importing.err
+    assert importing.err == "Interrupted (SIGTERM): stopped before its end; nothing half-written was published\n"
+    assert importing.out == ""
+
+
+@pytest.mark.parametrize("module", ["harvester", "harvester.cli"])
+def test_python_m_runs_the_command(module):
+    result = subprocess.run([sys.executable, "-m", module, "--version"], cwd=REPO, capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("civicat, version ")

@@ -472,7 +472,7 @@ def test_a_failed_portal_leaves_raw_records_as_they_were(nightly):
 # -- kill -9 ---------------------------------------------------------------------------------
 
 def civicat(*args: str) -> list[str]:
-    return [sys.executable, "-m", "harvester.cli", *args]
+    return [sys.executable, "-m", "harvester", *args]
 
 
 def test_kill_9_at_any_point_keeps_earlier_data_and_the_next_run_completes(nightly):
@@ -645,7 +645,7 @@ def killing(step, called):
     return step_then_kill
 os.rename, os.link = killing(os.rename, "rename"), killing(os.link, "link")
 catalog.records.exchange = killing(catalog.records.exchange, "exchange")
-from harvester.cli import main
+from harvester.command import main
 sys.argv[0] = "civicat"
 main()
 """
@@ -720,7 +720,7 @@ def publish_and_kill(self, *args):
         publish(self, *args)
     os.kill(os.getpid(), signal.SIGKILL)
 RecordsLayout.publish = publish_and_kill
-from harvester.cli import main
+from harvester.command import main
 sys.argv[0] = "civicat"
 main()
 """
@@ -811,7 +811,7 @@ def signalled(*args, **kwargs):
     os.kill(os.getpid(), getattr(signal, name))
     return original(*args, **kwargs)
 setattr(module, function, signalled)
-from harvester.cli import main
+from harvester.command import main
 sys.argv[0] = "civicat"
 main()
 """
@@ -859,7 +859,7 @@ def stopped_in_a_query(folder):
         raise RuntimeError("Query interrupted") from None
     return measure(folder)
 harvester.records.measure_folder = stopped_in_a_query
-from harvester.cli import main
+from harvester.command import main
 sys.argv[0] = "civicat"
 main()
 """
@@ -902,7 +902,7 @@ if __name__ == "__main__":   # (not in the mapping workers, which import this sc
         setattr(owner, function, original)
         return original(*args, **kwargs)
     setattr(owner, function, signalled)
-    from harvester.cli import main
+    from harvester.command import main
     sys.argv[0] = "civicat"
     main()
 """
@@ -960,7 +960,7 @@ def signalled_again(self):
             os.kill(os.getpid(), sig)
     return flush(self)
 harvester.records._write_parts, harvester.pipeline.ErrorLog.flush = signalled, signalled_again
-from harvester.cli import main
+from harvester.command import main
 sys.argv[0] = "civicat"
 main()
 """
@@ -1001,7 +1001,7 @@ SMALL_RECORD_PAGES = """
 import sys
 from harvester.portals import socrata
 socrata.SodaRecords.__init__.__kwdefaults__["page"] = 10
-from harvester.cli import main
+from harvester.command import main
 sys.argv[0] = "civicat"
 main()
 """
@@ -1092,7 +1092,7 @@ if __name__ == "__main__":   # (not in the mapping workers, which import this sc
             cur.execute(os.environ["LONG_QUERY"])
             return track_missing(cur, *args)
         catalog.store._track_missing = announced(long_merge)
-    from harvester.cli import main
+    from harvester.command import main
     sys.argv[0] = "civicat"
     main()
 """

@@ -97,6 +97,56 @@ def test_an_unchanged_night_stages_no_file_and_writes_nothing_but_its_run(store,
         ) == [("ok", 350, 0, 0), ("ok", 0, 0, 350)]
 
 
+
+def test_an_unchanged_portal_costs_the_catalogue_few_statements(store, http, socrata, monkeypatch):
+    """What an unchanged portal pays the catalogue for (a night of 300 portals, docs/benchmarks.md,
+    session 28): the last listing's pages (listing_pages, whose list of ids DuckDB reads whole for
+    any of its rows, every portal's: 3 ms a query at 100 portals, O(portals) each) read once for
+    the run, not once a portal; no dataset_events statement when nothing happened to a dataset; the
+    listing's time an UPDATE of its row. Recorded as before: the runs, the listing's time."""
+    from catalog import uncut
+    with SocrataPortal(make_socrata_entries(120, domain=DOMAIN, seed=7), domain=DOMAIN) as other:
+        portals = [socrata.config, portal_config("town", "socrata", other.url, domain=DOMAIN)]
+        assert harvest(portals, store, http).ok
+        listed_before = dict(store.con.execute("SELECT portal_id, listed_at FROM portal_listings").fetchall())
+        statements, call = [], uncut.Connection._call
+
+        def recorded(self, method, args, kwargs):
+            if method.__name__ == "execute":
+                statements.append(" ".join(str(args[0]).split()))
+            return call(self, method, args, kwargs)
+
+        monkeypatch.setattr(uncut.Connection, "_call", recorded)
+        run = harvest(portals, store, http, workers=2)
+    assert [(p.new, p.changed, p.unchanged, p.removed) for p in run.portals] == [(0, 0, 350, 0), (0, 0, 120, 0)]
+    assert sum("len(ids)" in sql for sql in statements) == 1   # (was one a portal)
+    assert sum("FROM harvest_runs" in sql and "ORDER BY started_at DESC LIMIT 1" in sql for sql in statements) == 0
+    assert not [sql for sql in statements if "dataset_events" in sql]
+    assert not [sql for sql in statements if "INSERT OR REPLACE INTO portal_listings" in sql]
+    listed = dict(store.con.execute("SELECT portal_id, listed_at FROM portal_listings").fetchall())
+    assert listed.keys() == {"city", "town"} and all(listed[p] > listed_before[p] for p in listed)
+    assert store.con.execute("SELECT portal_id, count(*) FROM harvest_runs WHERE status = 'ok' GROUP BY ALL ORDER BY 1"
+                             ).fetchall() == [("city", 2), ("town", 2)]
+    assert store.con.execute("SELECT count(*) FROM dataset_events").fetchone()[0] == 470   # (night 1's: new)
+
+
+
+def test_what_a_failed_run_left_unpointed_is_pruned_as_the_next_harvest_begins(store, http, socrata):
+    """The portals' last runs are read once for the harvest: a portal whose last run failed
+    (and could not clean up) has its raw versions no dataset points at pruned; one whose last
+    run ended ok is not scanned for them."""
+    with SocrataPortal(make_socrata_entries(120, domain=DOMAIN, seed=7), domain=DOMAIN) as other:
+        portals = [socrata.config, portal_config("town", "socrata", other.url, domain=DOMAIN)]
+        assert harvest(portals, store, http).ok
+        for portal_id in ("city", "town"):   # a raw version no dataset points at (put by hand)
+            store.con.execute("INSERT INTO raw_records VALUES (?, 'h', ?, 'gone', '{}', NULL, now())",
+                              [f"{portal_id}:gone", portal_id])
+        store.con.execute("""INSERT INTO harvest_runs (run_id, portal_id, started_at, status)
+                             VALUES ('failed-run', 'city', now(), 'failed')""")
+        assert harvest(portals, store, http).ok
+    assert store.con.execute("SELECT uid FROM raw_records WHERE source_id = 'gone'").fetchall() == [("town:gone",)]
+
+
 def test_entries_of_a_page_the_catalogue_holds_are_not_even_hashed(store, http, socrata, monkeypatch):
     """A listing page answered as last night (a 304, or the same body) holds entries the
     catalogue stores as they are on it: they are unchanged without hashing each one. A
