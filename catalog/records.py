@@ -285,23 +285,18 @@ NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "U
            "FLOAT", "DOUBLE", "DECIMAL")
 
 
-def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
+def profile_columns(con: duckdb.DuckDBPyConnection, glob: str, statistics=None) -> list[dict]:
     """Per column of the Parquet at `glob`: type, rows, nulls, approximate distinct count,
     min, max, and the most frequent values of low-cardinality text columns.
 
     Rows, nulls, min and max come from the Parquet statistics (`parquet_metadata`, no data
     read) where every row group has exact ones; a scan per PROFILE_COLUMNS columns gives the
-    distinct estimates (and min/max/nulls of any column without statistics)."""
+    distinct estimates (and min/max/nulls of any column without statistics). `statistics`:
+    how they are read (`part_statistics`, or a function of the same arguments and answer)."""
     columns = parquet_columns(con, glob)
     if not columns:
         return []
-    stats = {row[0]: row[1:] for row in con.execute("""
-        SELECT path_in_schema, sum(row_group_num_rows), sum(stats_null_count),
-               bool_and(stats_null_count IS NOT NULL AND (stats_null_count = row_group_num_rows OR
-                        (stats_min_value IS NOT NULL AND coalesce(min_is_exact, true) AND coalesce(max_is_exact, true)))),
-               list(stats_min_value) FILTER (WHERE stats_min_value IS NOT NULL),
-               list(stats_max_value) FILTER (WHERE stats_max_value IS NOT NULL)
-        FROM parquet_metadata(?) GROUP BY path_in_schema""", [glob]).fetchall()}
+    stats = (statistics or part_statistics)(con, glob, dict(columns))
     scanned: dict[str, tuple] = {}   # column → (distinct, non-null, min, max) from a scan
     total = None
     # a few hundred columns a scan: each approx_count_distinct holds a HyperLogLog per thread,
@@ -313,7 +308,7 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
             column = quote_identifier(name)
             parts.append(f"approx_count_distinct({column})")
             scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
-            if not (stats.get(name) and stats[name][2]):
+            if not (stats.get(name) and stats[name][1]):
                 parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
                           f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
         row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)",
@@ -321,7 +316,7 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
         total, values = row[0], iter(row[1:])
         for name, _ in chunk:
             distinct = next(values)
-            exact = stats.get(name) and stats[name][2]
+            exact = stats.get(name) and stats[name][1]
             scanned[name] = (distinct,) if exact else (distinct, next(values), next(values), next(values))
     profiles = []
     for name, kind in columns:
@@ -329,11 +324,8 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
         if measured:
             non_null, low, high = measured
         else:
-            _, nulls, _, lows, highs = stats[name]
+            nulls, _, low, high = stats[name]
             non_null = total - nulls
-            number = (lambda v: float(v)) if kind.startswith(NUMERIC) else (lambda v: v)
-            low = min(lows, key=number) if lows else None
-            high = max(highs, key=number) if highs else None
         top = None
         if kind == "VARCHAR" and 0 < distinct <= LOW_CARDINALITY:
             column = quote_identifier(name)
@@ -344,6 +336,42 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
                          "distinct_count": min(distinct, non_null),  # the estimate can overshoot
                          "min_value": low, "max_value": high, "top_values": top})
     return profiles
+
+
+# a row group's statistics (of a column, a path in the Parquet schema) exact enough to stand for
+# a scan: a null count, and min and max unless every value is null
+EXACT_STATISTICS = """stats_null_count IS NOT NULL AND (stats_null_count = row_group_num_rows OR
+    (stats_min_value IS NOT NULL AND coalesce(min_is_exact, true) AND coalesce(max_is_exact, true)))"""
+
+
+def part_statistics(con: duckdb.DuckDBPyConnection, glob: str, kinds: dict[str, str]) -> dict[str, list]:
+    """Per column (its path in the Parquet schema) of the Parquet at `glob`: [nulls, whether
+    every row group has exact statistics, min, max] (min and max as DuckDB shows them, numbers
+    compared as numbers: `kinds`, column → DuckDB type), from the parts' footers read one part
+    at a time and folded into these running figures. All of them at once (one
+    `parquet_metadata` of the folder) held every column chunk's: 510 MB for 100,000 rows of
+    1,000 columns, growing with the rows (docs/benchmarks.md, Records memory)."""
+    folded: dict[str, list] = {}
+    for (path,) in con.execute("SELECT file FROM glob(?) ORDER BY file", [glob]).fetchall():
+        for name, nulls, exact, lows, highs in con.execute(f"""
+                SELECT path_in_schema, sum(stats_null_count), bool_and({EXACT_STATISTICS}),
+                       list(stats_min_value ORDER BY row_group_id) FILTER (WHERE stats_min_value IS NOT NULL),
+                       list(stats_max_value ORDER BY row_group_id) FILTER (WHERE stats_max_value IS NOT NULL)
+                FROM parquet_metadata(?) GROUP BY path_in_schema""", [path]).fetchall():
+            number = float if kinds.get(name, "").startswith(NUMERIC) else None
+            running = folded.setdefault(name, [None, True, None, None])
+            running[0] = nulls if running[0] is None else running[0] + (nulls or 0)
+            running[1] = running[1] and exact
+            running[2] = _least(running[2], lows, number, min)
+            running[3] = _least(running[3], highs, number, max)
+    return folded
+
+
+def _least(running, values: list, number, least):
+    """`least` (min or max) of `running` (None: none yet) and `values`, by `number` (or as they
+    are): the first of equals kept, as one `min` over them all in order would."""
+    candidates = ([running] if running is not None else []) + (values or [])
+    return least(candidates, key=number) if candidates else None
 
 
 def _profile_schema():
