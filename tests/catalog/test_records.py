@@ -131,6 +131,19 @@ def test_statistics_read_a_part_at_a_time_give_the_profiles_read_all_at_once_gav
     assert any(p["min_value"] is not None and p["null_count"] for p in profiles)
 
 
+def test_a_scan_of_a_pull_s_parquet_keeps_none_of_it_in_duckdb_s_cache(tmp_path):
+    """DuckDB caches the files it reads (its external file cache), which a scan of a pull's
+    Parquet never reads twice: a profile of 1,000 columns (a scan a PROFILE_COLUMNS of them)
+    took its process to 493 MB with the cache, 261 MB without."""
+    from catalog.records import scratch_duckdb
+
+    pq.write_table(pa.table({"t": [f"value {i}" for i in range(20_000)]}), tmp_path / "part-00000.parquet")
+    with scratch_duckdb("128MB") as con:
+        assert con.execute("SELECT count(DISTINCT t) FROM read_parquet(?)", [str(tmp_path / "*.parquet")]).fetchone() == (20_000,)
+        assert con.execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory() "
+                           "WHERE tag = 'EXTERNAL_FILE_CACHE'").fetchone() == (0,)
+
+
 def test_parquet_types_in_the_shared_vocabulary():
     from catalog.records import vocabulary_type
 
