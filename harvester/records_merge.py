@@ -341,12 +341,12 @@ class _CountedKeyless:
     def __init__(self, counts: Counter):
         self.counts = counts
 
-    def dropped(self, rows: pa.Table) -> list[bool]:
-        """Of the next previous keyless `rows`, which the delta reads again."""
+    def dropped(self, table: pa.Table, positions: pa.Array) -> list[bool]:
+        """Of the next previous keyless rows (`table`'s at `positions`), which the delta reads again."""
         if not self.counts:
-            return [False] * rows.num_rows
+            return [False] * len(positions)
         out = []
-        for digest in _row_digests(rows):
+        for digest in _row_digests(table.take(positions)):
             out.append(self.counts[digest] > 0)   # (that row read again: the delta's reading is kept)
             if out[-1]:
                 self.counts[digest] -= 1
@@ -376,10 +376,10 @@ class _SpilledKeyless:
                 _match(delta, buckets.close(), 1, bits)
         self.bits, self.row, self.byte = open(marks, "rb"), 0, 0
 
-    def dropped(self, rows: pa.Table) -> list[bool]:
-        """Of the next previous keyless `rows`, which the delta reads again."""
+    def dropped(self, table: pa.Table, positions: pa.Array) -> list[bool]:
+        """Of the next previous keyless rows (`table`'s at `positions`), which the delta reads again."""
         out = []
-        for _ in range(rows.num_rows):
+        for _ in range(len(positions)):
             if self.row % 8 == 0:
                 self.byte = self.bits.read(1)[0]
             out.append(bool(self.byte >> (self.row % 8) & 1))
@@ -468,7 +468,7 @@ def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless) -> pa.T
     keys = table[key]
     if keys.null_count:
         positions = pc.indices_nonzero(pc.is_null(keys))
-        dropped = keyless.dropped(table.take(positions))
+        dropped = keyless.dropped(table, positions)
         if any(dropped):
             keep = kept.to_pylist()
             for position, drop in zip(positions.to_pylist(), dropped):
