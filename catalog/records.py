@@ -53,6 +53,7 @@ PROFILE_MEMORY = "128MB"
 # harvester.records_merge, docs/records.md)
 SCAN_MEMORY_RETRY = "1GB"
 PROFILE_COLUMNS = 250   # columns profiled by one scan
+STATISTICS_AT_ONCE = 4096   # column chunks' statistics fetched from DuckDB at once
 
 
 PART_DIGITS = 5   # part-00000.parquet: the width of part names up to 100,000 parts
@@ -353,25 +354,28 @@ def part_statistics(con: duckdb.DuckDBPyConnection, glob: str, kinds: dict[str, 
     1,000 columns, growing with the rows (docs/benchmarks.md, Records memory)."""
     folded: dict[str, list] = {}
     for (path,) in con.execute("SELECT file FROM glob(?) ORDER BY file", [glob]).fetchall():
-        for name, nulls, exact, lows, highs in con.execute(f"""
-                SELECT path_in_schema, sum(stats_null_count), bool_and({EXACT_STATISTICS}),
-                       list(stats_min_value ORDER BY row_group_id) FILTER (WHERE stats_min_value IS NOT NULL),
-                       list(stats_max_value ORDER BY row_group_id) FILTER (WHERE stats_max_value IS NOT NULL)
-                FROM parquet_metadata(?) GROUP BY path_in_schema""", [path]).fetchall():
-            number = float if kinds.get(name, "").startswith(NUMERIC) else None
-            running = folded.setdefault(name, [None, True, None, None])
-            running[0] = nulls if running[0] is None else running[0] + (nulls or 0)
-            running[1] = running[1] and exact
-            running[2] = _least(running[2], lows, number, min)
-            running[3] = _least(running[3], highs, number, max)
+        # each row group's, in the part's order (a GROUP BY with its lists ordered took the
+        # process from 147 to 312 MB at 1,000 columns, this 192 MB)
+        rows = con.execute(f"""SELECT path_in_schema, stats_null_count, {EXACT_STATISTICS}, stats_min_value,
+                                      stats_max_value FROM parquet_metadata(?)""", [path])
+        while chunk := rows.fetchmany(STATISTICS_AT_ONCE):
+            for name, nulls, exact, low, high in chunk:
+                number = float if kinds.get(name, "").startswith(NUMERIC) else None
+                running = folded.setdefault(name, [None, True, None, None])
+                if nulls is not None:   # (as SQL's sum: the nulls counted, none if none are)
+                    running[0] = (running[0] or 0) + nulls
+                running[1] = running[1] and exact
+                running[2] = _least(running[2], low, number, min)
+                running[3] = _least(running[3], high, number, max)
     return folded
 
 
-def _least(running, values: list, number, least):
-    """`least` (min or max) of `running` (None: none yet) and `values`, by `number` (or as they
-    are): the first of equals kept, as one `min` over them all in order would."""
-    candidates = ([running] if running is not None else []) + (values or [])
-    return least(candidates, key=number) if candidates else None
+def _least(running, value, number, least):
+    """`least` (min or max) of `running` and `value` (either None: none yet), compared by `number`
+    (or as they are): `running` where they are equal, as one `min` over them all in order would."""
+    if value is None or running is None:
+        return running if value is None else value
+    return least(running, value, key=number)
 
 
 def _profile_schema():
