@@ -53,6 +53,7 @@ PROFILE_MEMORY = "128MB"
 # harvester.records_merge, docs/records.md)
 SCAN_MEMORY_RETRY = "1GB"
 PROFILE_COLUMNS = 250   # columns profiled by one scan
+STATISTICS_AT_ONCE = 4096   # column chunks' statistics fetched from DuckDB at once
 
 
 PART_DIGITS = 5   # part-00000.parquet: the width of part names up to 100,000 parts
@@ -285,23 +286,18 @@ NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "U
            "FLOAT", "DOUBLE", "DECIMAL")
 
 
-def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
+def profile_columns(con: duckdb.DuckDBPyConnection, glob: str, statistics=None) -> list[dict]:
     """Per column of the Parquet at `glob`: type, rows, nulls, approximate distinct count,
     min, max, and the most frequent values of low-cardinality text columns.
 
     Rows, nulls, min and max come from the Parquet statistics (`parquet_metadata`, no data
     read) where every row group has exact ones; a scan per PROFILE_COLUMNS columns gives the
-    distinct estimates (and min/max/nulls of any column without statistics)."""
+    distinct estimates (and min/max/nulls of any column without statistics). `statistics`:
+    how they are read (`part_statistics`, or a function of the same arguments and answer)."""
     columns = parquet_columns(con, glob)
     if not columns:
         return []
-    stats = {row[0]: row[1:] for row in con.execute("""
-        SELECT path_in_schema, sum(row_group_num_rows), sum(stats_null_count),
-               bool_and(stats_null_count IS NOT NULL AND (stats_null_count = row_group_num_rows OR
-                        (stats_min_value IS NOT NULL AND coalesce(min_is_exact, true) AND coalesce(max_is_exact, true)))),
-               list(stats_min_value) FILTER (WHERE stats_min_value IS NOT NULL),
-               list(stats_max_value) FILTER (WHERE stats_max_value IS NOT NULL)
-        FROM parquet_metadata(?) GROUP BY path_in_schema""", [glob]).fetchall()}
+    stats = (statistics or part_statistics)(con, glob, dict(columns))
     scanned: dict[str, tuple] = {}   # column → (distinct, non-null, min, max) from a scan
     total = None
     # a few hundred columns a scan: each approx_count_distinct holds a HyperLogLog per thread,
@@ -313,7 +309,7 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
             column = quote_identifier(name)
             parts.append(f"approx_count_distinct({column})")
             scalar = not kind.endswith("]") and not kind.startswith(("STRUCT", "MAP", "UNION"))
-            if not (stats.get(name) and stats[name][2]):
+            if not (stats.get(name) and stats[name][1]):
                 parts += [f"count({column})", f"CAST(min({column}) AS VARCHAR)" if scalar else "NULL",
                           f"CAST(max({column}) AS VARCHAR)" if scalar else "NULL"]
         row = con.execute(f"SELECT {', '.join(parts)} FROM read_parquet(?, hive_partitioning = false)",
@@ -321,7 +317,7 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
         total, values = row[0], iter(row[1:])
         for name, _ in chunk:
             distinct = next(values)
-            exact = stats.get(name) and stats[name][2]
+            exact = stats.get(name) and stats[name][1]
             scanned[name] = (distinct,) if exact else (distinct, next(values), next(values), next(values))
     profiles = []
     for name, kind in columns:
@@ -329,11 +325,8 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
         if measured:
             non_null, low, high = measured
         else:
-            _, nulls, _, lows, highs = stats[name]
+            nulls, _, low, high = stats[name]
             non_null = total - nulls
-            number = (lambda v: float(v)) if kind.startswith(NUMERIC) else (lambda v: v)
-            low = min(lows, key=number) if lows else None
-            high = max(highs, key=number) if highs else None
         top = None
         if kind == "VARCHAR" and 0 < distinct <= LOW_CARDINALITY:
             column = quote_identifier(name)
@@ -344,6 +337,45 @@ def profile_columns(con: duckdb.DuckDBPyConnection, glob: str) -> list[dict]:
                          "distinct_count": min(distinct, non_null),  # the estimate can overshoot
                          "min_value": low, "max_value": high, "top_values": top})
     return profiles
+
+
+# a row group's statistics (of a column, a path in the Parquet schema) exact enough to stand for
+# a scan: a null count, and min and max unless every value is null
+EXACT_STATISTICS = """stats_null_count IS NOT NULL AND (stats_null_count = row_group_num_rows OR
+    (stats_min_value IS NOT NULL AND coalesce(min_is_exact, true) AND coalesce(max_is_exact, true)))"""
+
+
+def part_statistics(con: duckdb.DuckDBPyConnection, glob: str, kinds: dict[str, str]) -> dict[str, list]:
+    """Per column (its path in the Parquet schema) of the Parquet at `glob`: [nulls, whether
+    every row group has exact statistics, min, max] (min and max as DuckDB shows them, numbers
+    compared as numbers: `kinds`, column → DuckDB type), from the parts' footers read one part
+    at a time and folded into these running figures. All of them at once (one
+    `parquet_metadata` of the folder) held every column chunk's: 510 MB for 100,000 rows of
+    1,000 columns, growing with the rows (docs/benchmarks.md, Records memory)."""
+    folded: dict[str, list] = {}
+    for (path,) in con.execute("SELECT file FROM glob(?) ORDER BY file", [glob]).fetchall():
+        # each row group's, in the part's order (a GROUP BY with its lists ordered took the
+        # process from 147 to 312 MB at 1,000 columns, this 192 MB)
+        rows = con.execute(f"""SELECT path_in_schema, stats_null_count, {EXACT_STATISTICS}, stats_min_value,
+                                      stats_max_value FROM parquet_metadata(?)""", [path])
+        while chunk := rows.fetchmany(STATISTICS_AT_ONCE):
+            for name, nulls, exact, low, high in chunk:
+                number = float if kinds.get(name, "").startswith(NUMERIC) else None
+                running = folded.setdefault(name, [None, True, None, None])
+                if nulls is not None:   # (as SQL's sum: the nulls counted, none if none are)
+                    running[0] = (running[0] or 0) + nulls
+                running[1] = running[1] and exact
+                running[2] = _least(running[2], low, number, min)
+                running[3] = _least(running[3], high, number, max)
+    return folded
+
+
+def _least(running, value, number, least):
+    """`least` (min or max) of `running` and `value` (either None: none yet), compared by `number`
+    (or as they are): `running` where they are equal, as one `min` over them all in order would."""
+    if value is None or running is None:
+        return running if value is None else value
+    return least(running, value, key=number)
 
 
 def _profile_schema():
@@ -394,9 +426,12 @@ def scratch_duckdb(memory: str, threads: int = 2):
     """A DuckDB of its own for a scan of a pull's Parquet, with a small memory limit, closed
     after it: the scan must not lift the pull's peak (the catalogue's connection would keep
     what it took). It spills to a directory of its own: an in-memory DuckDB's default is the
-    working directory."""
+    working directory. Without DuckDB's cache of the files it reads (a scan reads each once): a
+    profile of 1,000 columns, a scan a PROFILE_COLUMNS of them, took the process from 147 to
+    493 MB with it, 261 MB without (docs/benchmarks.md, Records memory)."""
     with tempfile.TemporaryDirectory(prefix="civicat-scan-") as spill, uncut.connect(
-            config={"memory_limit": memory, "threads": threads, "temp_directory": spill}, interruptible=True) as con:
+            config={"memory_limit": memory, "threads": threads, "temp_directory": spill,
+                    "enable_external_file_cache": False}, interruptible=True) as con:
         yield con   # (a stop interrupts a scan, which may take minutes, through DuckDB: catalog.uncut)
 
 

@@ -7,14 +7,19 @@ Arrow. DuckDB's `COPY` of the same rows did not fit 128 MB at 1,000 text columns
 1 MB in the writer) and ran again with 1 GB every night (docs/records.md). Here the merge
 holds the delta's keys (a slice of DELTA_KEY_BYTES at a time, what each found kept on disk),
 a batch of about ROW_GROUP_BYTES of the rows read and one row group being written, and the
-footers of two parts (bounded by harvester.records.PART_COLUMN_CHUNKS): its memory grows with
-neither the width nor the delta's length (its keyless rows' digests aside).
+footers of two parts (bounded by harvester.records.PART_COLUMN_CHUNKS), and of the delta's
+keyless rows (below) at most KEYLESS_DIGESTS digests: its memory grows with neither the width nor
+the delta's length.
 
 A row with no key (Open311's request without `service_request_id`, a record that was no JSON
 object, stored as a row of nulls) has nothing else to be known by: one equal to a delta row in
 every column is that row read again (the days an incremental pull reads again, or a merge
 re-run over the folder it published), kept once; as many as the delta holds of it, so that two
-alike stay two. One edited since differs from its new reading: both are kept.
+alike stay two. One edited since differs from its new reading: both are kept. The delta's keyless
+rows are counted by a digest of their values; past KEYLESS_DIGESTS distinct ones, the counts go to
+disk in buckets by their digests' first byte, with the previous keyless rows' digests, and are
+matched a bucket at a time into a bit a previous keyless row (which the merge drops), a bucket
+still too large split again by the next byte.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import functools
 import hashlib
 import itertools
 import math
+import mmap
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -74,22 +80,23 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
         spilled = _found_on_disk(previous, key, schema, itertools.chain([first, second], slices), spill)
         masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
     del first, second
-    keyless = _delta_keyless([path for path in delta if path in with_nulls], key, schema, row_group_bytes)
-    parts = _Parts(folder, schema, part_rows, part_column_chunks,
-                   _dictionary_columns(previous + delta, schema, row_group_bytes))
-    groups = _RowGroups(row_group_rows, row_group_bytes, parts.write)
-    try:
-        for path in previous:
-            for table, found in _batches(path, schema, row_group_bytes, masks):
-                groups.add(_kept(table, found, key, keyless))
-        for path in delta:
-            for table in _batches(path, schema, row_group_bytes):
-                groups.add(table)
-        groups.flush()
-        parts.close()
-    except BaseException:
-        parts.abandon()
-        raise
+    with contextlib.closing(_keyless_matches(previous, [path for path in delta if path in with_nulls], key, schema,
+                                             row_group_bytes, spill)) as keyless:
+        parts = _Parts(folder, schema, part_rows, part_column_chunks,
+                       _dictionary_columns(previous + delta, schema, row_group_bytes))
+        groups = _RowGroups(row_group_rows, row_group_bytes, parts.write)
+        try:
+            for path in previous:
+                for table, found in _batches(path, schema, row_group_bytes, masks):
+                    groups.add(_kept(table, found, key, keyless))
+            for path in delta:
+                for table in _batches(path, schema, row_group_bytes):
+                    groups.add(table)
+            groups.flush()
+            parts.close()
+        except BaseException:
+            parts.abandon()
+            raise
     name_in_order(folder, parts.count)
     sync(folder)
     return parts.rows
@@ -160,17 +167,17 @@ def _shown(schema: pa.Schema) -> str:
     return shown + (f", ... ({len(schema)} columns)" if len(schema) > 5 else "")
 
 
-def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, masks=None):
+def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, masks=None, groups=None):
     """A part's rows a row group at a time, a row group over twice `row_group_bytes` in batches
     of about that (one read whole held 425 MB of Parquet written before session 24, its row
     groups of 131,072 rows whatever their width). Arrow's batch reader holds buffers for each
     column: 110 MB for 1,000 text columns, where reading a row group whole holds 11 MB. With
     `masks` (path, parquet → which rows of each row group the delta replaces): (rows, which of
-    them it replaces), else the rows alone."""
+    them it replaces), else the rows alone; with `groups`, only those row groups (without `masks`)."""
     parquet = _parquet(path, schema)
     metadata = parquet.metadata
     masks = masks(path, parquet) if masks else None
-    for group in range(metadata.num_row_groups):
+    for group in range(metadata.num_row_groups) if groups is None else groups:
         rows, size = metadata.row_group(group).num_rows, metadata.row_group(group).total_byte_size
         mask = next(masks) if masks else None
         if size <= 2 * row_group_bytes:
@@ -282,29 +289,191 @@ def _spilled_masks(path: Path):
             yield found.get_batch(group).column(0)
 
 
-def _delta_keyless(parts: list[Path], key: str, schema: pa.Schema, row_group_bytes: int) -> Counter:
-    """The keyless rows of the delta's `parts` (those that hold any), counted by their values."""
-    keyless = Counter()
+# the delta's keyless rows' digests counted in memory at most (distinct ones: ~100 bytes each in a
+# Counter, 13 MB): past it they are counted on disk, a bucket of them at a time (_SpilledKeyless)
+KEYLESS_DIGESTS = 131_072
+DIGEST_BYTES = 16
+# a record of a bucket: a digest, then a count (the delta's) or a row's number (the previous keyless
+# rows', in the merge's order); 256 buckets, each a buffer of this many bytes before its file
+RECORD_BYTES = DIGEST_BYTES + 8
+BUCKET_BUFFER = 16 * 1024
+
+
+def _keyless_matches(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema, row_group_bytes: int,
+                     spill: Path):
+    """Which previous keyless rows the delta's keyless rows (those of its `delta` parts that hold
+    any) read again: a `_CountedKeyless`, or past KEYLESS_DIGESTS a `_SpilledKeyless` (in `spill`)."""
+    counts, buckets = Counter(), None
+    for digest in _keyless_digests(delta, key, schema, row_group_bytes):
+        counts[digest] += 1
+        if len(counts) > KEYLESS_DIGESTS:
+            buckets = buckets or _Buckets(_made(spill / "delta"), 0)
+            buckets.add_counts(counts)
+            counts.clear()
+    if buckets is None:
+        return _CountedKeyless(counts)
+    buckets.add_counts(counts)
+    del counts
+    return _SpilledKeyless(previous, buckets.close(), key, schema, row_group_bytes, spill)
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _keyless_digests(parts: list[Path], key: str, schema: pa.Schema, row_group_bytes: int):
+    """The digest of each keyless row of `parts`, in the merge's order (a row group read whole
+    only where its key column holds a null)."""
     for path in parts:
-        for batch in _batches(path, schema, row_group_bytes):
-            keyless.update(_row_digests(batch.filter(pc.is_null(batch[key]))))
-    return keyless
+        parquet = _parquet(path, schema)
+        with_nulls = [group for group in range(parquet.metadata.num_row_groups)
+                      if _read(path, "part", lambda: parquet.read_row_group(group, columns=[key], use_threads=False))
+                      [key].null_count]
+        for table in _batches(path, schema, row_group_bytes, groups=with_nulls):
+            yield from _row_digests(table.filter(pc.is_null(table[key])))
 
 
-def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless: Counter) -> pa.Table:
+class _CountedKeyless:
+    """The delta's keyless rows counted in memory by their digests: each previous keyless row
+    equal to one not yet matched is dropped (and counted down)."""
+
+    def __init__(self, counts: Counter):
+        self.counts = counts
+
+    def dropped(self, table: pa.Table, positions: pa.Array) -> list[bool]:
+        """Of the next previous keyless rows (`table`'s at `positions`), which the delta reads again."""
+        if not self.counts:
+            return [False] * len(positions)
+        out = []
+        for digest in _row_digests(table.take(positions)):
+            out.append(self.counts[digest] > 0)   # (that row read again: the delta's reading is kept)
+            if out[-1]:
+                self.counts[digest] -= 1
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class _SpilledKeyless:
+    """The previous keyless rows the delta reads again as a bit each in a file, made by matching
+    the delta's counts (`delta`: bucket → file) with the previous keyless rows' digests a bucket
+    at a time, a bucket of over KEYLESS_DIGESTS distinct digests split by the next byte of them;
+    read in the merge's order as it reads the previous rows."""
+
+    def __init__(self, previous: list[Path], delta: dict[int, Path], key: str, schema: pa.Schema,
+                 row_group_bytes: int, spill: Path):
+        buckets, rows = _Buckets(_made(spill / "previous"), 0), 0
+        for rows, digest in enumerate(_keyless_digests(previous, key, schema, row_group_bytes), 1):
+            if digest[0] in delta:   # (a digest no delta row has is never dropped)
+                buckets.add(digest + (rows - 1).to_bytes(8, "little"))
+        marks = spill / "dropped.bits"
+        with open(marks, "wb") as out:
+            out.truncate(-(-rows // 8))
+        if rows:
+            with open(marks, "r+b") as out, mmap.mmap(out.fileno(), 0) as bits:
+                _match(delta, buckets.close(), 1, bits)
+        self.bits, self.row, self.byte = open(marks, "rb"), 0, 0
+
+    def dropped(self, table: pa.Table, positions: pa.Array) -> list[bool]:
+        """Of the next previous keyless rows (`table`'s at `positions`), which the delta reads again."""
+        out = []
+        for _ in range(len(positions)):
+            if self.row % 8 == 0:
+                self.byte = self.bits.read(1)[0]
+            out.append(bool(self.byte >> (self.row % 8) & 1))
+            self.row += 1
+        return out
+
+    def close(self) -> None:
+        self.bits.close()
+
+
+def _match(delta: dict[int, Path], previous: dict[int, Path], depth: int, bits: mmap.mmap) -> None:
+    """Set the bit of each previous keyless row (`previous`: bucket → its records, in the merge's
+    order) equal to one of the delta's (`delta`: bucket → counts) not yet matched, a bucket at a
+    time; one of more than KEYLESS_DIGESTS distinct digests split by their byte `depth` first."""
+    for bucket, counts_file in sorted(delta.items()):
+        rows_file = previous.get(bucket)
+        if rows_file is None:
+            continue
+        counts = Counter()
+        for record in _records(counts_file):
+            counts[record[:DIGEST_BYTES]] += int.from_bytes(record[DIGEST_BYTES:], "little")
+            if len(counts) > KEYLESS_DIGESTS and depth < DIGEST_BYTES:
+                break
+        else:
+            for record in _records(rows_file):
+                digest = record[:DIGEST_BYTES]
+                if counts.get(digest, 0) > 0:
+                    counts[digest] -= 1
+                    row = int.from_bytes(record[DIGEST_BYTES:], "little")
+                    bits[row // 8] |= 1 << (row % 8)
+            continue
+        del counts
+        _match(_split(counts_file, depth), _split(rows_file, depth), depth + 1, bits)
+
+
+def _split(records: Path, depth: int) -> dict[int, Path]:
+    """`records` (removed) in buckets by their digests' byte `depth`, in a folder beside it."""
+    buckets = _Buckets(_made(records.with_name(f"{records.name}.{depth}")), depth)
+    for record in _records(records):
+        buckets.add(record)
+    records.unlink()
+    return buckets.close()
+
+
+def _records(path: Path):
+    with open(path, "rb") as records:
+        while chunk := records.read(RECORD_BYTES * 4096):
+            for start in range(0, len(chunk), RECORD_BYTES):
+                yield chunk[start:start + RECORD_BYTES]
+
+
+class _Buckets:
+    """Records in files of `folder` by their digests' byte `depth`, each file's records in the order
+    they came, a buffer of BUCKET_BUFFER bytes a file (256 at most, appended to as each fills)."""
+
+    def __init__(self, folder: Path, depth: int):
+        self.folder, self.depth = folder, depth
+        self.buffers: dict[int, bytearray] = {}
+
+    def add(self, record: bytes) -> None:
+        buffer = self.buffers.setdefault(record[self.depth], bytearray())
+        buffer += record
+        if len(buffer) >= BUCKET_BUFFER:
+            self._flush(record[self.depth])
+
+    def add_counts(self, counts: Counter) -> None:
+        for digest, count in counts.items():
+            self.add(digest + count.to_bytes(8, "little"))
+
+    def _flush(self, bucket: int) -> None:
+        with open(self.folder / str(bucket), "ab") as out:
+            out.write(self.buffers[bucket])
+        self.buffers[bucket] = bytearray()
+
+    def close(self) -> dict[int, Path]:
+        """Each bucket's file."""
+        for bucket in list(self.buffers):
+            self._flush(bucket)
+        return {bucket: self.folder / str(bucket) for bucket in self.buffers}
+
+
+def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless) -> pa.Table:
     """The previous rows of `table` the delta does not replace: those whose key it holds
-    (`replaced`), and each keyless row equal to one of the delta's keyless rows not yet matched
-    (`keyless`, counted down)."""
+    (`replaced`), and the keyless rows it reads again (`keyless`, asked for them in order)."""
     kept = pc.invert(replaced.combine_chunks() if isinstance(replaced, pa.ChunkedArray) else replaced)
     keys = table[key]
-    if keys.null_count and keyless:
-        keep = kept.to_pylist()
-        positions = pc.indices_nonzero(pc.is_null(keys)).to_pylist()
-        for position, digest in zip(positions, _row_digests(table.take(positions))):
-            if keyless[digest] > 0:   # (that row read again: the delta's reading is kept)
-                keyless[digest] -= 1
-                keep[position] = False
-        kept = pa.array(keep, pa.bool_())
+    if keys.null_count:
+        positions = pc.indices_nonzero(pc.is_null(keys))
+        dropped = keyless.dropped(table, positions)
+        if any(dropped):
+            keep = kept.to_pylist()
+            for position, drop in zip(positions.to_pylist(), dropped):
+                keep[position] = keep[position] and not drop
+            kept = pa.array(keep, pa.bool_())
     return table.filter(kept)
 
 

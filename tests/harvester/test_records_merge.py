@@ -13,10 +13,8 @@ import pytest
 
 from bench.records_memory import duckdb_merge_sql
 from catalog.records import RecordsLayout
-from harvester.portals.open311 import REQUEST_FIELDS, RequestsRecords
-from harvester.portals.socrata import SodaRecords
 from harvester.records import Conversion, Field, RecordsError, _merge
-from tests.shared_fixtures import load_json
+from tests.real_records import boston_requests, soda_911
 
 PORTAL, DATASET = "city", "abcd-1234"
 
@@ -41,33 +39,6 @@ def staged(tmp_path, previous: list[pa.Table], delta: list[pa.Table]):
 
 def read_folder(folder) -> pa.Table:
     return pq.read_table(sorted(folder.glob("*.parquet")))
-
-
-def soda_911() -> tuple[str, list[Field], list]:
-    """SPD 911's records (Seattle, recorded) as SODA gives them, keyed by `:id`; records that
-    were no JSON object among them (rows of nulls: no key)."""
-    records = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
-    kinds = {"event_clearance_date": "datetime", "incident_location": "point", "longitude": "number",
-             "latitude": "number", "cad_cdw_id": "integer"}
-    names = list(dict.fromkeys(name for record in records for name in record))
-    fields = [Field(":id", "text"), Field(":updated_at", "datetime_utc")] + [Field(n, kinds.get(n, "text"))
-                                                                             for n in names]
-    rows = [{**record, ":id": f"row-{i:05d}", ":updated_at": "2024-01-15T12:00:00.000Z"}
-            for i, record in enumerate(records)]
-    for i in (10, 11, 500, 990):
-        rows[i] = None
-    return SodaRecords.merge_key, fields, rows
-
-
-def boston_requests() -> tuple[str, list[Field], list]:
-    """Boston's Open311 requests (recorded), keyed by `service_request_id`; some without one."""
-    requests = load_json("open311/boston-mayors24-requests-abandoned-vehicle-merged-pages.json")
-    fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
-    rows = [dict(request) for request in requests]
-    for i in (3, 4, 600, 601, 950):
-        rows[i].pop("service_request_id")
-    rows[601] = dict(rows[600])   # two alike without an id: both kept
-    return RequestsRecords.merge_key, fields, rows
 
 
 def edited(rows: list, first: int, last: int, key: str) -> list:
@@ -272,3 +243,55 @@ def test_a_previous_part_that_does_not_read_fails_the_merge_naming_it(tmp_path):
         _merge(source_of("id", fields), layout, PORTAL, DATASET, staging)
 
     assert {path.name: path.read_bytes() for path in layout.folder(PORTAL, DATASET).iterdir()} == kept
+
+
+def keyless_read_again(key: str, rows: list) -> tuple[list, list]:
+    """Previous and delta rows with many keyless ones (every third row's key gone), some alike:
+    in the previous, a row thrice (the delta reads it twice: its first two go), one once (read
+    three times: it goes), one twice (not read again: both stay), each copy among other rows; the
+    delta reads again rows 600-799 of the previous, every fourth edited (then both kept)."""
+    rows = [None if row is None else ({k: v for k, v in row.items() if k != key} if i % 3 == 0 else row)
+            for i, row in enumerate(rows)]
+    thrice, once, twice = rows[30], rows[60], rows[90]
+    assert all(row is None or key not in row for row in (thrice, once, twice))
+    previous = rows[:800]
+    for at, row in ((100, thrice), (350, thrice), (420, twice), (700, thrice), (760, twice)):
+        previous.insert(at, row)
+    delta = edited(previous, 600, len(previous), key) + rows[800:] + [thrice, once, thrice, once, once]
+    return previous, delta
+
+
+@pytest.mark.parametrize("real", [soda_911, boston_requests], ids=["socrata", "open311"])
+def test_keyless_rows_counted_on_disk_a_bucket_at_a_time_give_the_bytes_of_those_counted_in_memory(
+        tmp_path, monkeypatch, real):
+    """The delta's keyless rows were counted whole in memory (~100 bytes a row). Past
+    KEYLESS_DIGESTS distinct ones they are counted on disk in buckets by their digests' first
+    byte, matched a bucket at a time with the previous keyless rows', a bucket of more split by
+    the next byte: here at most two in memory (every bucket of more split again), the same bytes
+    as all of them counted in memory, DuckDB's rows, and no file of the buckets left."""
+    import harvester.records_merge
+
+    key, fields, rows = real()
+    table = Conversion(fields).table_from_rows
+    previous, delta = keyless_read_again(key, rows)
+    layout, staging = staged(tmp_path, [table(previous[:450]), table(previous[450:])],
+                             [table(delta[:150]), table(delta[150:])])
+    source = source_of(key, fields)
+    in_memory = {path.name: path.read_bytes() for path in _merge(source, layout, PORTAL, DATASET, staging).iterdir()}
+    depths = []
+    real_match = harvester.records_merge._match
+    monkeypatch.setattr(harvester.records_merge, "_match",
+                        lambda delta, previous, depth, bits: depths.append(depth) or real_match(delta, previous,
+                                                                                              depth, bits))
+    monkeypatch.setattr(harvester.records_merge, "KEYLESS_DIGESTS", 2)
+    monkeypatch.setattr(harvester.records_merge, "BUCKET_BUFFER", 100)   # (buffers appended to their files)
+
+    merged = _merge(source, layout, PORTAL, DATASET, staging)
+
+    assert depths[0] == 1 and max(depths) >= 2   # (buckets counted on disk, some split again)
+    assert {path.name: path.read_bytes() for path in merged.iterdir()} == in_memory
+    same_rows_as_duckdbs(merged, layout, staging, key, fields)
+    keyless = [sum(r[key] is None for r in t.to_pylist()) for t in (read_folder(layout.folder(PORTAL, DATASET)),
+                                                                    read_folder(staging / "parts"), read_folder(merged))]
+    assert keyless[0] > 250 and keyless[1] > 100 and keyless[2] < keyless[0] + keyless[1]   # (some read again)
+    assert sorted(path.name for path in staging.iterdir()) == ["merged", "parts"]
