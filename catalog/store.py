@@ -63,6 +63,19 @@ MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with 
 # the merges past the 120th (each retried with MERGE_MEMORY_LIMIT), the search index nor the
 # close's checkpoint (docs/benchmarks.md, Nightly). Between portals, never during a listing's loads.
 CHECKPOINT_WAL_BYTES = 64 << 20
+# A row group with deleted rows costs DuckDB 1.5 memory it never evicts nor frees, checkpointed
+# or not, until the catalogue is detached: its vectors' version info (16 KiB a vector of 2,048
+# rows, in blocks of 256 KiB: one block a row group of ROW_GROUP_ROWS), and a scan of a row
+# group whose deletes were checkpointed reads it back. A night that changes a few percent of
+# every portal deletes rows in nearly every row group of distributions and columns (a changed
+# dataset's are deleted and inserted again), which the merges scan whole: at 300 portals the
+# memory held grew through night 3 until no merge fitted (52 retried with MERGE_MEMORY_LIMIT;
+# docs/benchmarks.md, Nightly). So once the row groups of those tables that the merges since
+# their last rebuild deleted rows from would hold this much, they are rebuilt (VACUUMED_TABLES):
+# a table written anew has no deletes, and dropping the old one frees what it held.
+VACUUM_BYTES = 16 << 20
+ROW_GROUP_DELETES_BYTES = 256 << 10   # what one row group with deletes holds, at least
+VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' are a row each per dataset: far fewer)
 _string = pa.string()
 
 
@@ -279,10 +292,12 @@ REBUILD_SHARE = 0.25
 
 
 def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: datetime,
-                  rewrite: bool) -> dict[str, int]:
+                  rewrite: bool, deleted_groups: dict[str, set[int]] | None = None) -> dict[str, int]:
     """The staged records parts (`staged_files`, at least one) into the catalogue, in the
     merge's transaction: new ones inserted, changed ones written again (first_seen kept)
     with their distributions and columns; returns how many were new, changed and unchanged.
+    `deleted_groups`: the row groups of distributions and columns it deletes rows from are
+    added to it, by table (see VACUUM_BYTES).
 
     A changed dataset is deleted and inserted again, never UPDATEd: DuckDB runs an UPDATE
     of its list columns (keywords, themes) as a delete and an insert anyway, and that
@@ -307,6 +322,9 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
         _write_datasets(cur, staged, {**merged, "now": now}, counts.get("changed", 0))
     touched = "(SELECT uid FROM _status WHERE status <> 'unchanged')"
     for table in ("distributions", "columns"):
+        if counts.get("changed") and deleted_groups is not None:   # (new datasets have no rows to delete)
+            deleted_groups.setdefault(table, set()).update(row[0] for row in cur.execute(
+                f"SELECT DISTINCT rowid // {ROW_GROUP_ROWS} FROM {table} WHERE dataset_uid IN {touched}").fetchall())
         cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
         # a join, not `uid IN (...)`: DuckDB ran the insert behind that semi-join
         # on one thread (1.6 s for 1.15 million columns, against 0.8 s on two)
@@ -342,17 +360,23 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
 
 def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict) -> None:
     """`datasets` replaced, in the merge's transaction, by a table of the same definition
-    (its key, NOT NULLs and column order: the catalogue's own DDL) holding `rows`: the key's
-    index built once over them. A view reads the table by name (open311_services)."""
+    holding `rows`: the key's index built once over them (see _rebuild_table)."""
+    _rebuild_table(cur, "datasets", rows, params)
+
+
+def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str, params: dict) -> None:
+    """`table` (a constant of this module) replaced, in the caller's transaction, by a table of
+    the same definition (its key, NOT NULLs and column order: the catalogue's own DDL) holding
+    `rows`. A view reads a table by name (open311_services)."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
-                         AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
-    prefix = "CREATE TABLE datasets("
-    if not ddl.startswith(prefix):
-        raise RuntimeError(f"the datasets table's definition is not as expected: {ddl[:80]!r}")
-    cur.execute("CREATE TABLE datasets_next(" + ddl[len(prefix):])
-    cur.execute(f"INSERT INTO datasets_next BY NAME {rows}", params)
-    cur.execute("DROP TABLE datasets")
-    cur.execute("ALTER TABLE datasets_next RENAME TO datasets")
+                         AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
+    prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
+    if prefix is None:
+        raise RuntimeError(f"the {table} table's definition is not as expected: {ddl[:80]!r}")
+    cur.execute(f"CREATE TABLE {table}_next(" + ddl[len(prefix):])
+    cur.execute(f"INSERT INTO {table}_next BY NAME {rows}", params)
+    cur.execute(f"DROP TABLE {table}")
+    cur.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
 
 
 def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str, now: datetime,
@@ -418,6 +442,9 @@ class Store:
         self._write_lock = threading.Lock()
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
         self._invalidated = False   # by a checkpoint that failed: attached again before any use
+        # VACUUMED_TABLES' row groups that merges deleted rows from since the table was last
+        # rebuilt (by rowid // ROW_GROUP_ROWS: an estimate, as a checkpoint may merge groups)
+        self._deleted_groups: dict[str, set[int]] = {}
 
     def close(self) -> None:
         """Checkpoint, then close: DuckDB's own checkpoint as it closes fails in silence when it
@@ -562,9 +589,40 @@ class Store:
         counts = self._with_room(f"{portal_id}: the merge",
                                  lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
                                                      grace=grace, pages=pages or [], run_id=run_id))
+        if self.deletes_held() >= VACUUM_BYTES:
+            self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
         if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
             self.checkpoint(f"{portal_id}: the checkpoint after its merge")
         return counts
+
+    def deletes_held(self) -> int:
+        """About how much memory DuckDB holds for VACUUMED_TABLES' row groups with deletes (see
+        VACUUM_BYTES): those the merges of this store deleted rows from since their last rebuild."""
+        return ROW_GROUP_DELETES_BYTES * sum(len(groups) for groups in self._deleted_groups.values())
+
+    def vacuum(self, what: str) -> None:
+        """VACUUMED_TABLES that merges deleted rows from written anew, each in a transaction of its
+        own (with the MERGE_MEMORY_LIMIT retry), freeing what DuckDB held for their deletes. A
+        failure is logged, not raised: the table is as it was, and rebuilt after a later merge."""
+        for table in [t for t in VACUUMED_TABLES if self._deleted_groups.get(t)]:
+            def rebuild(table: str = table) -> None:
+                with self._write_lock:
+                    cur = self.cursor()
+                    try:
+                        cur.execute("BEGIN TRANSACTION")
+                        _rebuild_table(cur, table, f"SELECT * FROM {table}", {})
+                        cur.execute("COMMIT")
+                    except BaseException:
+                        rollback(cur)
+                        raise
+                    finally:
+                        cur.close()
+            try:
+                self._with_room(f"{what} ({table})", rebuild)
+            except duckdb.Error as exc:
+                log.warning("%s (%s) failed (%s): the table is kept as it was", what, table, exc)
+                continue
+            self._deleted_groups.pop(table, None)
 
     def wal_bytes(self) -> int:
         """The size of the catalogue's write-ahead log (what is committed and not checkpointed)."""
@@ -665,7 +723,8 @@ class Store:
             cur.interruptible = True
             try:
                 # no part: nothing new, changed or re-mapped was staged (an unchanged night)
-                counts = _merge_staged(cur, staged_files, now, rewrite) if staged_files else {}
+                deleted_groups: dict[str, set[int]] = {}
+                counts = _merge_staged(cur, staged_files, now, rewrite, deleted_groups) if staged_files else {}
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                 removed = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
                 events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
@@ -685,6 +744,8 @@ class Store:
                     cur.unregister("_pages")
                 cur.interruptible = False
                 cur.execute("COMMIT")
+                for table, groups in deleted_groups.items():
+                    self._deleted_groups.setdefault(table, set()).update(groups)
             except BaseException:
                 cur.interruptible = False
                 rollback(cur)

@@ -7,7 +7,7 @@ import duckdb
 import pytest
 
 from catalog import record as R
-from catalog.store import Store, canonical_json, connect, content_hash
+from catalog.store import MEMORY_LIMIT, Store, canonical_json, connect, content_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -933,3 +933,47 @@ def test_a_retry_on_the_catalogue_attached_again_waits_for_a_statement_of_anothe
     store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0 + timedelta(days=1), mark_deleted=True)
     assert rows(store, "SELECT uid FROM datasets ORDER BY uid") == [("city:a",), ("city:b",)]
     reader.close()
+
+
+def _memory_held(store) -> int:
+    """The tightest memory limit DuckDB accepts, in MB: what it holds and cannot evict (it
+    refuses a limit it cannot free down to); the store's limit is put back after."""
+    low, high = 1, 128
+    while low < high:
+        middle = (low + high) // 2
+        if _accepted(store, f"{middle}MB"):
+            high = middle
+        else:
+            low = middle + 1
+    store.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    return low
+
+
+def test_a_merge_whose_deletes_duckdb_would_hold_rebuilds_the_tables_it_deleted_from(store, monkeypatch):
+    """DuckDB 1.5 holds, for every row group with deleted rows, their version info, and neither
+    a checkpoint nor its buffer manager frees it: at 300 portals, night 3 (a few percent of every
+    portal changed: a changed dataset's distributions and columns deleted and inserted again, in
+    nearly every row group) it filled the memory limit until every merge was retried with 1 GB.
+    Past VACUUM_BYTES of them the tables are rebuilt, without deletes, their rows unchanged."""
+    import catalog.store as store_module
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(200)]
+    night1 = [record(f"d{i:05d}", columns=columns) for i in range(3_000)]   # (600,000 columns: 37 row groups)
+    store.commit_portal(stage_of(store, night1), "city", T0, mark_deleted=True)
+    store.checkpoint("the test's checkpoint")
+    before = _memory_held(store)
+    expected = rows(store, "SELECT dataset_uid, position, name FROM columns WHERE dataset_uid NOT LIKE '%0' "
+                           "ORDER BY ALL")
+    monkeypatch.setattr(store_module, "VACUUM_BYTES", 2 * store_module.ROW_GROUP_DELETES_BYTES)
+    # every tenth dataset changed (its title), spread over every row group of columns
+    changed = [record(f"d{i:05d}", title="Building permits, corrected", columns=columns) for i in range(0, 3_000, 10)]
+    counts = store.commit_portal(stage_of(store, changed, seen_extra=[r["uid"] for r in night1]), "city",
+                                 T0 + timedelta(days=1), mark_deleted=True)
+    assert counts["changed"] == 300
+    assert _memory_held(store) <= before + 2   # (the uid index's changes: 1 MB; without the rebuild 13)
+    assert store.deletes_held() == 0
+    assert rows(store, "SELECT dataset_uid, position, name FROM columns WHERE dataset_uid NOT LIKE '%0' "
+                       "ORDER BY ALL") == expected
+    assert rows(store, "SELECT count(*), count(DISTINCT dataset_uid) FROM columns") == [(600_000, 3_000)]
+    assert rows(store, "SELECT count(*) FROM distributions") == [(3_000,)]
