@@ -150,9 +150,19 @@ def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
 REATTACH_WAIT_SECONDS = 600.0
 
 
-def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+class CatalogueDetached(duckdb.Error):
+    """The catalogue was detached to be attached again (Store._reattach) and could not be: every
+    use of the store says so, rather than fail on a missing catalogue. What was committed is
+    whole in its file and log (the next open replays the log)."""
+
+
+class AttachStopped(KeyboardInterrupt):
+    """A stop (Ctrl-C, SIGTERM: Store.stop_waiting) ended a wait to attach the catalogue again."""
+
+
+def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path, stop: threading.Event | None = None) -> None:
     """_attach, tried again while another cursor's statement still holds the detached
-    catalogue's file, for REATTACH_WAIT_SECONDS at most."""
+    catalogue's file, for REATTACH_WAIT_SECONDS at most, or until `stop` is set."""
     deadline = time.monotonic() + REATTACH_WAIT_SECONDS
     while True:
         try:
@@ -160,7 +170,12 @@ def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
         except duckdb.Error as exc:
             if "Unique file handle conflict" not in str(exc) or time.monotonic() >= deadline:
                 raise
-        time.sleep(0.05)
+            if stop is not None and stop.is_set():
+                raise AttachStopped(f"stopped while another statement held the catalogue ({exc})") from exc
+        if stop is not None:
+            stop.wait(0.05)
+        else:
+            time.sleep(0.05)
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -438,21 +453,44 @@ class Store:
 
     def __init__(self, db_path: str | Path):
         self.db_path = Path(db_path)
-        self.con = connect(self.db_path)
+        self._con = connect(self.db_path)
         self._write_lock = threading.Lock()
+        # taken to detach and attach the catalogue again, and by a use that finds it detached
+        self._attach_lock = threading.Lock()
+        self._detached: str | None = None   # why, while it is (see _reattach)
+        self._stop = threading.Event()   # a stop: no wait for the catalogue's file goes on (stop_waiting)
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
         self._invalidated = False   # by a checkpoint that failed: attached again before any use
         # VACUUMED_TABLES' row groups that merges deleted rows from since the table was last
         # rebuilt (by rowid // ROW_GROUP_ROWS: an estimate, as a checkpoint may merge groups)
         self._deleted_groups: dict[str, set[int]] = {}
 
+    @property
+    def con(self) -> uncut.Connection:
+        """The writable connection, the catalogue its current database. Found detached (attaching
+        it again failed, or a stop ended the wait for it), it is attached first; CatalogueDetached
+        if it cannot be."""
+        if self._detached is not None:
+            self._attach_again()
+        return self._con
+
+    @con.setter
+    def con(self, con: uncut.Connection) -> None:
+        self._con = con
+
+    def stop_waiting(self) -> None:
+        """A stop: a wait for another statement to let the catalogue's file go ends (AttachStopped)."""
+        self._stop.set()
+
     def close(self) -> None:
         """Checkpoint, then close: DuckDB's own checkpoint as it closes fails in silence when it
         does not fit the memory limit (the log left for the next open to replay, and no read
         copy published); this one is retried with MERGE_MEMORY_LIMIT, or logged."""
-        if self.wal_bytes():
-            self.checkpoint("the checkpoint as the catalogue closes")
-        self.con.close()
+        try:
+            if self.wal_bytes():
+                self.checkpoint("the checkpoint as the catalogue closes")
+        finally:
+            self._con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()
@@ -653,17 +691,48 @@ class Store:
         finally:
             if self._invalidated:   # (the catalogue usable again, its log replayed)
                 with self._write_lock:
-                    self._reattach()
+                    try:
+                        self._reattach()
+                    except duckdb.Error as exc:   # (the next use tries again, or says so: see con)
+                        log.error("the catalogue could not be attached again after %s: %s", what, exc)
 
     def _reattach(self) -> None:
         """The catalogue detached and attached again (the write lock held; see _with_room and
-        checkpoint); the connection and its settings stay."""
-        side = self.con.cursor()   # (in the in-memory database: the connection's USE fails on it)
+        checkpoint); the connection and its settings stay. Should the attach fail, or a stop end
+        its wait, the store knows it detached: its next use attaches it or fails (see con)."""
+        with self._attach_lock:
+            side = self._con.cursor()   # (in the in-memory database: the connection's USE fails on it)
+            try:
+                side.execute(f"DETACH DATABASE IF EXISTS {CATALOGUE}")   # (already, by a failed attempt)
+            finally:
+                side.close()
+            self._detached = "to be attached again after a checkpoint or a write that did not fit"
+            self._attach_with_room()
+
+    def _attach_again(self) -> None:
+        """The catalogue, found detached, attached (waiting for another statement to let its file
+        go, unless the harvest was stopped), or CatalogueDetached."""
+        with self._attach_lock:
+            if self._detached is None:   # (by another thread meanwhile)
+                return
+            try:
+                self._attach_with_room()
+            except (duckdb.Error, AttachStopped) as exc:
+                raise CatalogueDetached(
+                    f"the catalogue {self.db_path} was detached {self._detached} and could not be attached "
+                    f"again ({exc}); nothing it committed is lost: its next open replays its log") from exc
+
+    def _attach_with_room(self) -> None:
+        """The detached catalogue attached (the attach lock held) with MERGE_MEMORY_LIMIT: the ATTACH
+        replays its log (up to CHECKPOINT_WAL_BYTES, or what a failed checkpoint left), which did not
+        fit the small limit (the attach after a checkpoint's retry, with that limit back)."""
+        self._con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
         try:
-            side.execute(f"DETACH {CATALOGUE}")
+            _attach_when_let_go(self._con, self.db_path, self._stop)
         finally:
-            side.close()
-        _attach_when_let_go(self.con, self.db_path)
+            if not self._large_writes:   # (a write retried with room still runs: it puts the limit back)
+                self._restore_memory_limit()
+        self._detached = None
         self._invalidated = False
 
     def _with_room(self, what: str, write: Callable[[], T], *, afresh: bool = False) -> T:
@@ -684,7 +753,7 @@ class Store:
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
         with self._write_lock:  # the limit is the database's: parallel portals count their retries
             self._large_writes += 1
-            self.con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
+            self._con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")   # (a setting: attached or not)
         try:
             if afresh:
                 with self._write_lock:
@@ -703,13 +772,13 @@ class Store:
         checkpoint and try once more (a failure here is only a warning)."""
         for attempt in range(2):
             try:
-                self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+                self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
                 return
             except duckdb.OutOfMemoryException as exc:
                 if attempt:
                     log.warning("memory limit left at %s: %s", MERGE_MEMORY_LIMIT, exc)
                 else:
-                    self.con.execute("CHECKPOINT")
+                    self._con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                rewrite: bool, grace: timedelta, pages: list[dict], run_id: str | None) -> dict[str, int]:
