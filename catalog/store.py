@@ -642,9 +642,11 @@ class Store:
         """VACUUMED_TABLES that merges deleted rows from written anew, each in a transaction of its
         own (with the MERGE_MEMORY_LIMIT retry), freeing what DuckDB held for their deletes. A
         failure is logged, not raised: the table is as it was, and rebuilt after a later merge."""
-        for table in [t for t in VACUUMED_TABLES if self._deleted_groups.get(t)]:
+        for table in VACUUMED_TABLES:
             def rebuild(table: str = table) -> None:
-                with self._write_lock:
+                with self._write_lock:   # (the groups, read and reset under it: portals merge in threads)
+                    if not self._deleted_groups.get(table):   # (none, or rebuilt by another portal's thread)
+                        return
                     cur = self.cursor()
                     try:
                         cur.execute("BEGIN TRANSACTION")
@@ -655,12 +657,11 @@ class Store:
                         raise
                     finally:
                         cur.close()
+                    del self._deleted_groups[table]
             try:
                 self._with_room(f"{what} ({table})", rebuild)
             except duckdb.Error as exc:
                 log.warning("%s (%s) failed (%s): the table is kept as it was", what, table, exc)
-                continue
-            self._deleted_groups.pop(table, None)
 
     def wal_bytes(self) -> int:
         """The size of the catalogue's write-ahead log (what is committed and not checkpointed)."""
