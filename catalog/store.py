@@ -62,6 +62,19 @@ MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with 
 # the merges past the 120th (each retried with MERGE_MEMORY_LIMIT), the search index nor the
 # close's checkpoint (docs/benchmarks.md, Nightly). Between portals, never during a listing's loads.
 CHECKPOINT_WAL_BYTES = 64 << 20
+# A row group with deleted rows costs DuckDB 1.5 memory it never evicts nor frees, checkpointed
+# or not, until the catalogue is detached: its vectors' version info (16 KiB a vector of 2,048
+# rows, in blocks of 256 KiB: one block a row group of ROW_GROUP_ROWS), and a scan of a row
+# group whose deletes were checkpointed reads it back. A night that changes a few percent of
+# every portal deletes rows in nearly every row group of distributions and columns (a changed
+# dataset's are deleted and inserted again), which the merges scan whole: at 300 portals the
+# memory held grew through night 3 until no merge fitted (52 retried with MERGE_MEMORY_LIMIT;
+# docs/benchmarks.md, Nightly). So once the row groups of those tables that the merges since
+# their last rebuild deleted rows from would hold this much, they are rebuilt (VACUUMED_TABLES):
+# a table written anew has no deletes, and dropping the old one frees what it held.
+VACUUM_BYTES = 16 << 20
+ROW_GROUP_DELETES_BYTES = 256 << 10   # what one row group with deletes holds, at least
+VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' are a row each per dataset: far fewer)
 _string = pa.string()
 
 
@@ -140,9 +153,19 @@ def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
 REATTACH_WAIT_SECONDS = 600.0
 
 
-def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
+class CatalogueDetached(duckdb.Error):
+    """The catalogue was detached to be attached again (Store._reattach) and could not be: every
+    use of the store says so, rather than fail on a missing catalogue. What was committed is
+    whole in its file and log (the next open replays the log)."""
+
+
+class AttachStopped(KeyboardInterrupt):
+    """A stop (Ctrl-C, SIGTERM: Store.stop_waiting) ended a wait to attach the catalogue again."""
+
+
+def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path, stop: threading.Event | None = None) -> None:
     """_attach, tried again while another cursor's statement still holds the detached
-    catalogue's file, for REATTACH_WAIT_SECONDS at most."""
+    catalogue's file, for REATTACH_WAIT_SECONDS at most, or until `stop` is set."""
     deadline = time.monotonic() + REATTACH_WAIT_SECONDS
     while True:
         try:
@@ -150,7 +173,12 @@ def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
         except duckdb.Error as exc:
             if "Unique file handle conflict" not in str(exc) or time.monotonic() >= deadline:
                 raise
-        time.sleep(0.05)
+            if stop is not None and stop.is_set():
+                raise AttachStopped(f"stopped while another statement held the catalogue ({exc})") from exc
+        if stop is not None:
+            stop.wait(0.05)
+        else:
+            time.sleep(0.05)
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -295,10 +323,13 @@ REBUILD_SHARE = 0.25
 
 
 def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: datetime,
-                  rewrite: bool, restamped: set[str] = frozenset()) -> dict[str, int]:
+                  rewrite: bool, restamped: set[str] = frozenset(),
+                  deleted_groups: dict[str, set[int]] | None = None) -> dict[str, int]:
     """The staged records parts (`staged_files`, at least one) into the catalogue, in the
     merge's transaction: new ones inserted, changed ones written again (first_seen kept)
     with their distributions and columns; returns how many were new, changed and unchanged.
+    `deleted_groups`: the row groups of distributions and columns it deletes rows from are
+    added to it, by table (see VACUUM_BYTES).
 
     A changed dataset is deleted and inserted again, never UPDATEd: DuckDB runs an UPDATE
     of its list columns (keywords, themes) as a delete and an insert anyway, and that
@@ -335,6 +366,9 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
                               WHERE st.status = 'restamped') r WHERE datasets.uid = r.uid""", merged)
     touched = "(SELECT uid FROM _status WHERE status IN ('new', 'changed'))"
     for table in ("distributions", "columns"):
+        if counts.get("changed") and deleted_groups is not None:   # (new datasets have no rows to delete)
+            deleted_groups.setdefault(table, set()).update(row[0] for row in cur.execute(
+                f"SELECT DISTINCT rowid // {ROW_GROUP_ROWS} FROM {table} WHERE dataset_uid IN {touched}").fetchall())
         cur.execute(f"DELETE FROM {table} WHERE dataset_uid IN {touched}")
         # a join, not `uid IN (...)`: DuckDB ran the insert behind that semi-join
         # on one thread (1.6 s for 1.15 million columns, against 0.8 s on two)
@@ -370,17 +404,23 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
 
 def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict) -> None:
     """`datasets` replaced, in the merge's transaction, by a table of the same definition
-    (its key, NOT NULLs and column order: the catalogue's own DDL) holding `rows`: the key's
-    index built once over them. A view reads the table by name (open311_services)."""
+    holding `rows`: the key's index built once over them (see _rebuild_table)."""
+    _rebuild_table(cur, "datasets", rows, params)
+
+
+def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str, params: dict) -> None:
+    """`table` (a constant of this module) replaced, in the caller's transaction, by a table of
+    the same definition (its key, NOT NULLs and column order: the catalogue's own DDL) holding
+    `rows`. A view reads a table by name (open311_services)."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
-                         AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
-    prefix = "CREATE TABLE datasets("
-    if not ddl.startswith(prefix):
-        raise RuntimeError(f"the datasets table's definition is not as expected: {ddl[:80]!r}")
-    cur.execute("CREATE TABLE datasets_next(" + ddl[len(prefix):])
-    cur.execute(f"INSERT INTO datasets_next BY NAME {rows}", params)
-    cur.execute("DROP TABLE datasets")
-    cur.execute("ALTER TABLE datasets_next RENAME TO datasets")
+                         AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
+    prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
+    if prefix is None:
+        raise RuntimeError(f"the {table} table's definition is not as expected: {ddl[:80]!r}")
+    cur.execute(f"CREATE TABLE {table}_next(" + ddl[len(prefix):])
+    cur.execute(f"INSERT INTO {table}_next BY NAME {rows}", params)
+    cur.execute(f"DROP TABLE {table}")
+    cur.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
 
 
 def _track_missing(cur: duckdb.DuckDBPyConnection, stage: Stage, portal_id: str, now: datetime,
@@ -458,8 +498,12 @@ class Store:
 
     def __init__(self, db_path: str | Path):
         self.db_path = Path(db_path)
-        self.con = connect(self.db_path)
+        self._con = connect(self.db_path)
         self._write_lock = threading.Lock()
+        # taken to detach and attach the catalogue again, and by a use that finds it detached
+        self._attach_lock = threading.Lock()
+        self._detached: str | None = None   # why, while it is (see _reattach)
+        self._stop = threading.Event()   # a stop: no wait for the catalogue's file goes on (stop_waiting)
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
         self._invalidated = False   # by a checkpoint that failed: attached again before any use
         # portal -> its listing_pages rows (page_key, params, next_params, total, number of ids), and
@@ -467,14 +511,36 @@ class Store:
         # (remembered); a portal's listing until its merge, its last run's until its own begins
         self._listings: dict[str, list[tuple]] = {}
         self._last_runs: dict[str, str | None] = {}
+        # VACUUMED_TABLES' row groups that merges deleted rows from since the table was last
+        # rebuilt (by rowid // ROW_GROUP_ROWS: an estimate, as a checkpoint may merge groups)
+        self._deleted_groups: dict[str, set[int]] = {}
+
+    @property
+    def con(self) -> uncut.Connection:
+        """The writable connection, the catalogue its current database. Found detached (attaching
+        it again failed, or a stop ended the wait for it), it is attached first; CatalogueDetached
+        if it cannot be."""
+        if self._detached is not None:
+            self._attach_again()
+        return self._con
+
+    @con.setter
+    def con(self, con: uncut.Connection) -> None:
+        self._con = con
+
+    def stop_waiting(self) -> None:
+        """A stop: a wait for another statement to let the catalogue's file go ends (AttachStopped)."""
+        self._stop.set()
 
     def close(self) -> None:
         """Checkpoint, then close: DuckDB's own checkpoint as it closes fails in silence when it
         does not fit the memory limit (the log left for the next open to replay, and no read
         copy published); this one is retried with MERGE_MEMORY_LIMIT, or logged."""
-        if self.wal_bytes():
-            self.checkpoint("the checkpoint as the catalogue closes")
-        self.con.close()
+        try:
+            if self.wal_bytes():
+                self.checkpoint("the checkpoint as the catalogue closes")
+        finally:
+            self._con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self.con.cursor()
@@ -651,9 +717,41 @@ class Store:
                                  lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
                                                      grace=grace, pages=pages or [], run_id=run_id,
                                                      restamped=restamped))
+        if self.deletes_held() >= VACUUM_BYTES:
+            self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
         if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
             self.checkpoint(f"{portal_id}: the checkpoint after its merge")
         return counts
+
+    def deletes_held(self) -> int:
+        """About how much memory DuckDB holds for VACUUMED_TABLES' row groups with deletes (see
+        VACUUM_BYTES): those the merges of this store deleted rows from since their last rebuild."""
+        return ROW_GROUP_DELETES_BYTES * sum(len(groups) for groups in self._deleted_groups.values())
+
+    def vacuum(self, what: str) -> None:
+        """VACUUMED_TABLES that merges deleted rows from written anew, each in a transaction of its
+        own (with the MERGE_MEMORY_LIMIT retry), freeing what DuckDB held for their deletes. A
+        failure is logged, not raised: the table is as it was, and rebuilt after a later merge."""
+        for table in VACUUMED_TABLES:
+            def rebuild(table: str = table) -> None:
+                with self._write_lock:   # (the groups, read and reset under it: portals merge in threads)
+                    if not self._deleted_groups.get(table):   # (none, or rebuilt by another portal's thread)
+                        return
+                    cur = self.cursor()
+                    try:
+                        cur.execute("BEGIN TRANSACTION")
+                        _rebuild_table(cur, table, f"SELECT * FROM {table}", {})
+                        cur.execute("COMMIT")
+                    except BaseException:
+                        rollback(cur)
+                        raise
+                    finally:
+                        cur.close()
+                    del self._deleted_groups[table]
+            try:
+                self._with_room(f"{what} ({table})", rebuild)
+            except duckdb.Error as exc:
+                log.warning("%s (%s) failed (%s): the table is kept as it was", what, table, exc)
 
     def wal_bytes(self) -> int:
         """The size of the catalogue's write-ahead log (what is committed and not checkpointed)."""
@@ -684,17 +782,48 @@ class Store:
         finally:
             if self._invalidated:   # (the catalogue usable again, its log replayed)
                 with self._write_lock:
-                    self._reattach()
+                    try:
+                        self._reattach()
+                    except duckdb.Error as exc:   # (the next use tries again, or says so: see con)
+                        log.error("the catalogue could not be attached again after %s: %s", what, exc)
 
     def _reattach(self) -> None:
         """The catalogue detached and attached again (the write lock held; see _with_room and
-        checkpoint); the connection and its settings stay."""
-        side = self.con.cursor()   # (in the in-memory database: the connection's USE fails on it)
+        checkpoint); the connection and its settings stay. Should the attach fail, or a stop end
+        its wait, the store knows it detached: its next use attaches it or fails (see con)."""
+        with self._attach_lock:
+            side = self._con.cursor()   # (in the in-memory database: the connection's USE fails on it)
+            try:
+                side.execute(f"DETACH DATABASE IF EXISTS {CATALOGUE}")   # (already, by a failed attempt)
+            finally:
+                side.close()
+            self._detached = "to be attached again after a checkpoint or a write that did not fit"
+            self._attach_with_room()
+
+    def _attach_again(self) -> None:
+        """The catalogue, found detached, attached (waiting for another statement to let its file
+        go, unless the harvest was stopped), or CatalogueDetached."""
+        with self._attach_lock:
+            if self._detached is None:   # (by another thread meanwhile)
+                return
+            try:
+                self._attach_with_room()
+            except (duckdb.Error, AttachStopped) as exc:
+                raise CatalogueDetached(
+                    f"the catalogue {self.db_path} was detached {self._detached} and could not be attached "
+                    f"again ({exc}); nothing it committed is lost: its next open replays its log") from exc
+
+    def _attach_with_room(self) -> None:
+        """The detached catalogue attached (the attach lock held) with MERGE_MEMORY_LIMIT: the ATTACH
+        replays its log (up to CHECKPOINT_WAL_BYTES, or what a failed checkpoint left), which did not
+        fit the small limit (the attach after a checkpoint's retry, with that limit back)."""
+        self._con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
         try:
-            side.execute(f"DETACH {CATALOGUE}")
+            _attach_when_let_go(self._con, self.db_path, self._stop)
         finally:
-            side.close()
-        _attach_when_let_go(self.con, self.db_path)
+            if not self._large_writes:   # (a write retried with room still runs: it puts the limit back)
+                self._restore_memory_limit()
+        self._detached = None
         self._invalidated = False
 
     def _with_room(self, what: str, write: Callable[[], T], *, afresh: bool = False) -> T:
@@ -715,7 +844,7 @@ class Store:
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
         with self._write_lock:  # the limit is the database's: parallel portals count their retries
             self._large_writes += 1
-            self.con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")
+            self._con.execute(f"SET memory_limit = '{MERGE_MEMORY_LIMIT}'")   # (a setting: attached or not)
         try:
             if afresh:
                 with self._write_lock:
@@ -734,13 +863,13 @@ class Store:
         checkpoint and try once more (a failure here is only a warning)."""
         for attempt in range(2):
             try:
-                self.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+                self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
                 return
             except duckdb.OutOfMemoryException as exc:
                 if attempt:
                     log.warning("memory limit left at %s: %s", MERGE_MEMORY_LIMIT, exc)
                 else:
-                    self.con.execute("CHECKPOINT")
+                    self._con.execute("CHECKPOINT")
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                rewrite: bool, grace: timedelta, pages: list[dict], run_id: str | None,
@@ -755,7 +884,8 @@ class Store:
             cur.interruptible = True
             try:
                 # no part: nothing new, changed or re-mapped was staged (an unchanged night)
-                counts = _merge_staged(cur, staged_files, now, rewrite, restamped) if staged_files else {}
+                deleted_groups: dict[str, set[int]] = {}
+                counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                 removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept)
                 if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
@@ -776,6 +906,8 @@ class Store:
                     cur.unregister("_pages")
                 cur.interruptible = False
                 cur.execute("COMMIT")
+                for table, groups in deleted_groups.items():
+                    self._deleted_groups.setdefault(table, set()).update(groups)
             except BaseException:
                 cur.interruptible = False
                 rollback(cur)

@@ -190,10 +190,12 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             for _ in range(taken):
                 free.release()
 
-    previous_handler = _cancel_on_ctrl_c(http)
+    previous_handler = _cancel_on_ctrl_c(http, store)
     try:
-        # (relaxed_gc: process-wide, so around every portal thread; what each portal reads first, read at once)
-        with cancelled_on_stop(http.cancel), relaxed_gc(), store.remembered([p.id for p in portals]):
+        # (relaxed_gc: process-wide, so around every portal thread; what each portal reads first, read at once;
+        # the store's waits too: a portal thread's wait for the catalogue's file, see Store._reattach)
+        with cancelled_on_stop(http.cancel), cancelled_on_stop(store.stop_waiting), relaxed_gc(), \
+                store.remembered([p.id for p in portals]):
             if workers <= 1 or len(portals) <= 1:
                 for portal in portals:
                     if http.cancelled:   # Ctrl-C in the portal before
@@ -226,7 +228,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
     return run
 
 
-def _cancel_on_ctrl_c(http: HttpClient):
+def _cancel_on_ctrl_c(http: HttpClient, store: Store):
     """Ctrl-C cancels the run's requests before KeyboardInterrupt unwinds the main thread: the
     main thread waits on a page read ahead in another thread, and unwinding joins that thread,
     which would otherwise go on with its retries and Retry-After waits (minutes) before the
@@ -239,6 +241,7 @@ def _cancel_on_ctrl_c(http: HttpClient):
 
     def on_sigint(signum, frame):
         http.cancel()
+        store.stop_waiting()
         signal.default_int_handler(signum, frame)
 
     return signal.signal(signal.SIGINT, on_sigint)

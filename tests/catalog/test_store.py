@@ -1,4 +1,6 @@
 import os
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -7,7 +9,7 @@ import duckdb
 import pytest
 
 from catalog import record as R
-from catalog.store import Store, canonical_json, connect, content_hash
+from catalog.store import MEMORY_LIMIT, Store, canonical_json, connect, content_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -394,6 +396,8 @@ def test_a_wal_left_by_a_killed_run_is_replayed_with_its_spill_beside_the_catalo
     db = tmp_path / "c.duckdb"
     writer = f"""
 import os
+import threading
+import time
 from catalog.store import connect
 con = connect({str(db)!r})
 con.execute("SET memory_limit = '2GB'")  # DuckDB holds these strings in memory until a checkpoint
@@ -950,3 +954,129 @@ def test_a_retry_on_the_catalogue_attached_again_waits_for_a_statement_of_anothe
     store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0 + timedelta(days=1), mark_deleted=True)
     assert rows(store, "SELECT uid FROM datasets ORDER BY uid") == [("city:a",), ("city:b",)]
     reader.close()
+
+
+def _memory_held(store) -> int:
+    """The tightest memory limit DuckDB accepts, in MB: what it holds and cannot evict (it
+    refuses a limit it cannot free down to); the store's limit is put back after."""
+    low, high = 1, 128
+    while low < high:
+        middle = (low + high) // 2
+        if _accepted(store, f"{middle}MB"):
+            high = middle
+        else:
+            low = middle + 1
+    store.con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    return low
+
+
+def test_a_merge_whose_deletes_duckdb_would_hold_rebuilds_the_tables_it_deleted_from(store, monkeypatch):
+    """DuckDB 1.5 holds, for every row group with deleted rows, their version info, and neither
+    a checkpoint nor its buffer manager frees it: at 300 portals, night 3 (a few percent of every
+    portal changed: a changed dataset's distributions and columns deleted and inserted again, in
+    nearly every row group) it filled the memory limit until every merge was retried with 1 GB.
+    Past VACUUM_BYTES of them the tables are rebuilt, without deletes, their rows unchanged."""
+    import catalog.store as store_module
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(200)]
+    night1 = [record(f"d{i:05d}", columns=columns) for i in range(3_000)]   # (600,000 columns: 37 row groups)
+    store.commit_portal(stage_of(store, night1), "city", T0, mark_deleted=True)
+    store.checkpoint("the test's checkpoint")
+    before = _memory_held(store)
+    expected = rows(store, "SELECT dataset_uid, position, name FROM columns WHERE dataset_uid NOT LIKE '%0' "
+                           "ORDER BY ALL")
+    monkeypatch.setattr(store_module, "VACUUM_BYTES", 2 * store_module.ROW_GROUP_DELETES_BYTES)
+    # every tenth dataset changed (its title), spread over every row group of columns
+    changed = [record(f"d{i:05d}", title="Building permits, corrected", columns=columns) for i in range(0, 3_000, 10)]
+    counts = store.commit_portal(stage_of(store, changed, seen_extra=[r["uid"] for r in night1]), "city",
+                                 T0 + timedelta(days=1), mark_deleted=True)
+    assert counts["changed"] == 300
+    assert _memory_held(store) <= before + 2   # (the uid index's changes: 1 MB; without the rebuild 13)
+    assert store.deletes_held() == 0
+    assert rows(store, "SELECT dataset_uid, position, name FROM columns WHERE dataset_uid NOT LIKE '%0' "
+                       "ORDER BY ALL") == expected
+    assert rows(store, "SELECT count(*), count(DISTINCT dataset_uid) FROM columns") == [(600_000, 3_000)]
+    assert rows(store, "SELECT count(*) FROM distributions") == [(3_000,)]
+
+
+def test_a_catalogue_that_could_not_be_attached_again_is_attached_by_the_next_use_or_refused_clearly(
+        store, monkeypatch, caplog):
+    """A checkpoint that fails for want of memory invalidates the catalogue, which is detached and
+    attached again. When that ATTACH failed, the catalogue was left detached: the checkpoint
+    raised from its `finally` and every later statement failed on a missing catalogue. Now the
+    failure is logged, and the next use attaches it, or says clearly that it cannot, nothing lost."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200)
+                                         for i in range(3_000)]), "city", T0, mark_deleted=True)
+    limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
+    small = store_module.MEMORY_LIMIT
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
+    attach, refused = store_module._attach, []
+
+    def refusing(con, db_path):
+        refused.append(db_path)
+        raise duckdb.IOException("IO Error: Could not set lock on file (the test's)")
+
+    monkeypatch.setattr(store_module, "_attach", refusing)
+    with caplog.at_level("WARNING", logger="civicat.store"):
+        assert not store.checkpoint("the checkpoint as the catalogue closes")
+    assert "could not be attached again" in caplog.text
+    assert len(refused) == 2   # (the retry's, then the one that leaves it usable)
+    with pytest.raises(store_module.CatalogueDetached, match="nothing it committed is lost") as refusal:
+        store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1), mark_deleted=False)
+    assert str(store.db_path) in str(refusal.value) and "Could not set lock" in str(refusal.value)
+    monkeypatch.setattr(store_module, "_attach", attach)   # (the file let go)
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", small)
+    assert rows(store, "SELECT count(*) FROM datasets") == [(3_000,)]
+    assert rows(store, "SELECT current_setting('memory_limit')") == [("122.0 MiB",)]
+    store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1), mark_deleted=False)
+    assert rows(store, "SELECT count(*) FROM datasets") == [(3_001,)]
+
+
+def test_a_stop_ends_the_wait_for_another_cursors_statement_to_let_the_catalogue_go(store, monkeypatch):
+    """Attaching the catalogue again waits for a statement of another cursor (a records pull's,
+    in its portal's thread) that holds its file, REATTACH_WAIT_SECONDS at most (600 s): a Ctrl-C
+    or SIGTERM did not end that wait, and the harvest's portal threads are joined before it
+    exits. The stop (Store.stop_waiting, registered by the harvest) ends it; the catalogue is
+    attached by its next use once the file is let go."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 300.0)
+    reader = store.cursor()
+    reader.execute("BEGIN TRANSACTION")
+    assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    attach, attempts = store_module._attach, []
+
+    def counted(con, db_path):
+        attempts.append(db_path)
+        attach(con, db_path)
+
+    monkeypatch.setattr(store_module, "_attach", counted)
+    ended: list[BaseException] = []
+
+    def retried_write():
+        failed = []
+
+        def out_of_memory_once():
+            if not failed:
+                failed.append(True)
+                raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
+        try:
+            store._with_room("the search index", out_of_memory_once, afresh=True)
+        except BaseException as exc:
+            ended.append(exc)
+
+    waiting = threading.Thread(target=retried_write)
+    waiting.start()
+    while len(attempts) < 2 and waiting.is_alive():   # (refused at least once: the reader holds the file)
+        time.sleep(0.01)
+    store.stop_waiting()
+    waiting.join(60)
+    assert not waiting.is_alive(), "the stop did not end the wait"
+    assert len(ended) == 1 and isinstance(ended[0], store_module.AttachStopped), ended
+    reader.execute("COMMIT")
+    reader.close()
+    assert rows(store, "SELECT count(*) FROM datasets") == [(1,)]   # (attached by this use)
