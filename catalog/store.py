@@ -726,7 +726,9 @@ class Store:
     def deletes_held(self) -> int:
         """About how much memory DuckDB holds for VACUUMED_TABLES' row groups with deletes (see
         VACUUM_BYTES): those the merges of this store deleted rows from since their last rebuild."""
-        return ROW_GROUP_DELETES_BYTES * sum(len(groups) for groups in self._deleted_groups.values())
+        # (read without the write lock, while another portal's thread may take a rebuilt table out
+        # under it: the values listed at once, not iterated as the dict changes)
+        return ROW_GROUP_DELETES_BYTES * sum(map(len, list(self._deleted_groups.values())))
 
     def vacuum(self, what: str) -> None:
         """VACUUMED_TABLES that merges deleted rows from written anew, each in a transaction of its

@@ -1080,3 +1080,41 @@ def test_a_stop_ends_the_wait_for_another_cursors_statement_to_let_the_catalogue
     reader.execute("COMMIT")
     reader.close()
     assert rows(store, "SELECT count(*) FROM datasets") == [(1,)]   # (attached by this use)
+
+
+
+def test_the_deletes_held_are_counted_while_another_portal_s_thread_resets_a_rebuilt_table(store):
+    """commit_portal asks how much the deletes hold outside the write lock, while another portal's
+    thread may be taking a rebuilt table out of the deleted row groups (vacuum, under the lock): the
+    count iterated the dict as it changed, and its RuntimeError ('dictionary keys changed during
+    iteration') came out of a merge already committed, failing that portal. Thread switches are
+    forced as often as the interpreter allows, so that the two meet."""
+    import sys
+
+    from catalog.store import ROW_GROUP_DELETES_BYTES
+
+    store._deleted_groups = {"distributions": {1}, "columns": {2, 3}}
+    done, failed, counts = threading.Event(), [], set()
+
+    def counting():
+        while not done.is_set():
+            try:
+                counts.add(store.deletes_held() // ROW_GROUP_DELETES_BYTES)
+            except RuntimeError as exc:
+                failed.append(exc)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    counter = threading.Thread(target=counting)
+    try:
+        counter.start()
+        for _ in range(500_000):   # (vacuum's reset of a table, then the next merge's groups)
+            store._deleted_groups.pop("columns", None)
+            store._deleted_groups.setdefault("columns", set()).update({2, 3})
+    finally:
+        done.set()
+        counter.join()
+        sys.setswitchinterval(interval)
+    assert failed == []
+    assert counts <= {1, 3} and 3 in counts   # (a table's groups counted whole, or not at all)
