@@ -121,6 +121,7 @@ class HttpClient:
         max_per_host: int = 4,
         cache: ValidatorCache | None = None,
         host_failure_limit: int = 3,
+        address_fault_limit: int = 10,
         refused_limit: float = 10.0,
     ):
         self.timeout = timeout
@@ -141,6 +142,11 @@ class HttpClient:
         self._host_failures: dict[str, int] = {}
         self._host_given_up: dict[str, str] = {}   # why, when it says more than the failures' count
         self.host_failure_limit = host_failure_limit
+        # a host whose addresses, one after another, each answer what was not asked (an HTML page,
+        # a broken body: each one address's fault, retried) is given up too, past this many in a row:
+        # a login wall or maintenance page at every address otherwise costs each request its retries
+        self._address_faults: dict[str, int] = {}
+        self.address_fault_limit = address_fault_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
         self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
         # (a name unanswered that long is down, and so is a silent resolver; a stop drops the lookups queued)
@@ -326,9 +332,16 @@ class HttpClient:
                         self._host_given_up[host] = down
                     else:
                         self._host_failures[host] = self._host_failures.get(host, 0) + 1
+            elif not speculative and isinstance(exc, TransientError) and not isinstance(exc, ResolverDown):
+                with self._host_lock:   # (one address's fault, retried: see address_fault_limit)
+                    faults = self._address_faults[host] = self._address_faults.get(host, 0) + 1
+                    if faults >= self.address_fault_limit:
+                        self._host_failures[host] = self.host_failure_limit
+                        self._host_given_up[host] = (f"{host} answered {faults} addresses in a row with no usable "
+                                                     f"answer (the last: {exc.error_type}) this run; not asked again")
             raise
         with self._host_lock:
-            self._host_failures[host] = 0
+            self._host_failures[host] = self._address_faults[host] = 0
         return response
 
     # -- internals ----------------------------------------------------------------------

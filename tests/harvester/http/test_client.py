@@ -681,6 +681,33 @@ def test_three_faults_of_the_host_give_it_up_for_downloads_and_pages_alike(porta
     assert portal.hits["/file.csv"] == 2 and portal.hits["/doc"] == 1
 
 
+def test_a_host_answering_an_html_page_at_every_address_is_given_up_after_a_bounded_number(portal):
+    """One address's HTML page is that address's fault (three in a row leave the host asked), but a
+    host answering one at every address (a login wall, a maintenance page served with a 200) is down
+    for the run: a Hub's thousands of FeatureServer lookups would each be retried with backoff (about
+    15 s apiece at the defaults: hours of the night). address_fault_limit addresses in a row answered
+    so, none well, give the host up; a good answer between them starts the count again."""
+    client = fast_client(max_attempts=2, host_failure_limit=3, address_fault_limit=5)
+    paths = [f"/layer/{i}" for i in range(8)]
+    for path in [*paths, "/good"]:
+        portal.serve_json(path, DOC)
+    portal.inject("/layer/", "html", times=1_000)
+    failed = []
+    for path in paths[:4]:   # four in a row, then a good answer: the count starts again
+        with pytest.raises(HttpError) as error:
+            get(client, portal, path)
+        failed.append(error.value)
+    assert get(client, portal, "/good").data == DOC
+    for path in paths[4:] + paths[:4]:
+        with pytest.raises(HttpError) as error:
+            get(client, portal, path)
+        failed.append(error.value)
+    assert [type(f).__name__ for f in failed] == ["HtmlInsteadOfData"] * 9 + ["HostUnavailable"] * 3
+    assert re.search(r"answered 5 addresses in a row with no usable answer \(the last: HtmlInsteadOfData\)",
+                     str(failed[-1])), failed[-1]
+    assert sum(portal.hits[p] for p in paths) == 9 * 2   # (each asked with its retries, then not at all)
+
+
 # -- an answer over its cap by its Content-Length: refused at its headers ------------------------
 
 def held_back(released: threading.Event, size: int) -> Callable[[], Iterator[bytes]]:
