@@ -229,8 +229,9 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
 
 
 def _cancel_on_ctrl_c(http: HttpClient, store: Store):
-    """Ctrl-C cancels the run's requests before KeyboardInterrupt unwinds the main thread: the
-    main thread waits on a page read ahead in another thread, and unwinding joins that thread,
+    """Ctrl-C cancels the run's requests, and ends a portal thread's wait for the catalogue's
+    file (Store.stop_waiting), before KeyboardInterrupt unwinds the main thread: the main
+    thread waits on a page read ahead in another thread, and unwinding joins that thread,
     which would otherwise go on with its retries and Retry-After waits (minutes) before the
     portal's handler could cancel them. Where Python's own handler would stop it (a harvest
     run from Python); the command's (harvester.stopping, SIGTERM too) cancels through
