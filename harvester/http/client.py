@@ -24,8 +24,8 @@ import tenacity
 from catalog.files import writing
 from harvester import __version__
 from harvester.http import json_parsing
-from harvester.http.bodies import (_BodySink, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of, _parsing,
-                                   _read_capped, _SpooledBody, parse_data_body)
+from harvester.http.bodies import (_BodySink, _decoded_chunks, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of,
+                                   _parsing, _read_capped, _SpooledBody, parse_data_body)
 from harvester.http.connections import _Adapter, _check_url, _connection_failed, _headers_by, _Refusals, _Session
 from harvester.http.deadlines import _Watchdog
 from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, HttpError,
@@ -642,7 +642,7 @@ def _received(response: requests.Response, url: str) -> Iterator[bytes]:
     """A download's body as it arrives, requests' errors raised as ConnectionFailed: they are
     OSErrors, which `writing` took for the file's ("could not write ..."), never retried."""
     try:
-        yield from response.iter_content(chunk_size=1024 * 1024)
+        yield from _decoded_chunks(response, 1024 * 1024)
     except requests.exceptions.RequestException as exc:
         raise ConnectionFailed(f"download cut short: {type(exc).__name__}", url) from None
 

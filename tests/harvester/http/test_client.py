@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -791,3 +792,63 @@ def test_a_download_cut_short_is_a_connection_fault_retried_not_a_file_that_coul
     client = fast_client(max_attempts=2)
     assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV) * 1000
     assert portal.hits["/file.csv"] == 3 and client.stats.retries == 1
+
+
+# -- a gzip bomb: capped as it is decoded, its decoded bytes never held --------------------------
+
+# 512 MiB of zeros in members of 256 KiB each, 594 KB as sent: urllib3 (2.8) decoded a member that
+# ends where a read's length ends, then fed the rest to a decoder already at its end, whose
+# leftover doubled at each read (the body read twice over, ever faster: GBs held)
+BOMB_MEMBER = gzip.compress(b"0" * (256 << 10), compresslevel=9, mtime=0)
+BOMB = BOMB_MEMBER * 2048
+
+
+def sent_in_pieces(body: bytes) -> Callable[[], Iterator[bytes]]:
+    return lambda: (body[at:at + 64 * 1024] for at in range(0, len(body), 64 * 1024))
+
+
+@pytest.mark.parametrize("asked", ["page", "page for the cache", "download"])
+def test_a_gzip_bomb_is_refused_at_its_cap_decoded_holding_no_more_than_the_cap(tmp_path, asked):
+    """A small gzip body that inflates past the cap is refused as over the cap (its decoded bytes
+    counted, not the 594 KB sent), for a page (decoded as it is read, or kept gzip-encoded for the
+    validator cache) and a download alike, and the client holds about the cap meanwhile: a
+    page read decoded held GBs before it was refused."""
+    import tracemalloc
+    cap = 8 << 20
+    with BodiesByHand() as portal:
+        for path, kind in (("/bomb.json", "application/json"), ("/bomb.csv", "text/csv")):
+            portal.bodies[path] = ([("Content-Type", kind), ("Content-Encoding", "gzip"),
+                                    ("Content-Length", str(len(BOMB)))], sent_in_pieces(BOMB))
+        client = fast_client(tmp_path, max_attempts=1, max_bytes=cap, max_download_bytes=cap)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLarge) as refused:
+                if asked == "download":
+                    client.download(portal.url + "/bomb.csv", tmp_path / "bomb.csv")
+                else:
+                    get(client, portal, "/bomb.json", conditional=asked == "page for the cache")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    cap_said = (f"download is over the {cap}-byte cap; CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap"
+                if asked == "download" else f"response is over the {cap}-byte cap")
+    assert str(refused.value).startswith(cap_said + " ("), refused.value
+    assert peak < 3 * cap, f"held {peak / 1e6:.0f} MB decoding a body capped at {cap / 1e6:.0f} MB"
+
+
+def test_a_gzip_body_in_members_is_read_whole_once(tmp_path):
+    """Members whose ends fall where a read's length ends (256 KiB, 1 MiB): urllib3 gave the
+    body's bytes again after such a member, a page or a file read longer than it is (each of
+    these members decoded twice and more, the document or the CSV no longer the one sent)."""
+    page = json.dumps({"results": [os.urandom(64).hex() for _ in range(12_000)]}).encode()
+    csv = b"id,value\n" + b"".join(b"%d,%s\n" % (i, os.urandom(32).hex().encode()) for i in range(45_000))
+    with BodiesByHand() as portal:
+        for path, body, kind in (("/page.json", page, "application/json"), ("/file.csv", csv, "text/csv")):
+            piece = 256 << 10 if path == "/page.json" else 1 << 20
+            encoded = b"".join(gzip.compress(body[at:at + piece], mtime=0) for at in range(0, len(body), piece))
+            portal.bodies[path] = ([("Content-Type", kind), ("Content-Encoding", "gzip"),
+                                    ("Content-Length", str(len(encoded)))], sent_in_pieces(encoded))
+        client = fast_client(tmp_path, max_attempts=1)
+        assert get(client, portal, "/page.json").data == json.loads(page)
+        assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(csv)
+    assert (tmp_path / "file.csv").read_bytes() == csv
