@@ -852,3 +852,51 @@ def test_a_gzip_body_in_members_is_read_whole_once(tmp_path):
         assert get(client, portal, "/page.json").data == json.loads(page)
         assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(csv)
     assert (tmp_path / "file.csv").read_bytes() == csv
+
+
+# -- a download refused as it streams: nothing partial left where it was going ---------------------
+
+@pytest.mark.parametrize("refusal", ["over the cap", "cut short", "an HTML page", "the run stopped"])
+def test_a_download_refused_while_streaming_leaves_the_file_it_would_replace_whole(tmp_path, refusal):
+    """The body was written at its destination as it came: refused (over the cap past its first
+    bytes, the connection cut, an HTML page in its place, the run stopped), the part written stayed
+    there, and a file already there (the previous download) was emptied as the refused one began.
+    Now it is written beside it and renamed into place only once whole; the previous file stays."""
+    previous = b"id,name\n1,the previous file\n"
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "data.csv").write_bytes(previous)
+    released = threading.Event()
+
+    def body():
+        yield b"id,name\n" + b"2,row\n" * 300_000   # (1.8 MB arrives, then the refusal)
+        if refusal == "over the cap":
+            yield b"3,row\n" * 400_000
+        elif refusal == "the run stopped":
+            client.cancel()
+            released.wait(10)
+            yield b"4,row\n" * 10
+    with BodiesByHand() as portal:
+        length = [("Content-Length", str(2_500_000))] if refusal == "cut short" else []   # (more than it sends)
+        if refusal == "an HTML page":
+            portal.inject("/data.csv", "html", times=1)
+            portal.static["/data.csv"] = RawBody(b"id,name\n1,x\n")
+        else:
+            portal.bodies["/data.csv"] = ([("Content-Type", "text/csv"), *length], body)
+        client = fast_client(max_attempts=1, max_download_bytes=3_000_000)
+        try:
+            failed = outcome(client.download, portal.url + "/data.csv", folder / "data.csv")
+        finally:
+            released.set()
+    expected = {"over the cap": ResponseTooLarge, "cut short": TransientError, "an HTML page": TransientError,
+                "the run stopped": Interrupted}[refusal]
+    assert isinstance(failed, expected), failed
+    assert (folder / "data.csv").read_bytes() == previous
+    assert sorted(p.name for p in folder.iterdir()) == ["data.csv"]
+
+
+def test_a_download_replaces_the_previous_file_once_whole(portal, tmp_path):
+    (tmp_path / "file.csv").write_bytes(b"id,name\n1,the previous file\n")
+    portal.static["/file.csv"] = RawBody(CSV)
+    assert fast_client().download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV)
+    assert (tmp_path / "file.csv").read_bytes() == CSV and [p.name for p in tmp_path.iterdir()] == ["file.csv"]
