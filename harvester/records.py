@@ -1033,23 +1033,51 @@ def _keep_once(parts_dir: Path, key: str, repeated: tuple) -> int:
     number of rows dropped."""
     wanted, kept, dropped = pa.array(sorted(repeated)), set(), 0
     for part in sorted(parts_dir.glob("part-*.parquet"), key=part_number, reverse=True):
-        table = pq.read_table(part)
-        hits = pc.indices_nonzero(pc.fill_null(pc.is_in(table[key], value_set=wanted), False)).to_pylist()
+        keys = pq.read_table(part, columns=[key])[key]   # (that column alone: the rows are read a group at a time)
+        hits = pc.indices_nonzero(pc.fill_null(pc.is_in(keys, value_set=wanted), False)).to_pylist()
         if not hits:
             continue
-        keep = [True] * table.num_rows
+        keep = [True] * len(keys)
         for index in reversed(hits):
-            value = table[key][index].as_py()
+            value = keys[index].as_py()
             keep[index] = value not in kept
             kept.add(value)
-        table = table.filter(pa.array(keep))
         dropped += keep.count(False)
         temporary = part.with_name(part.name + ".tmp")
         with writing(temporary):
-            pq.write_table(table, temporary, **PART_COMPRESSION, use_dictionary=dictionary_columns(table),
-                           row_group_size=row_group_rows(table))
+            _write_kept(part, temporary, pa.array(keep))
         temporary.replace(part)
     return dropped
+
+
+def _write_kept(part: Path, target: Path, keep: pa.Array) -> None:
+    """`part`'s rows where `keep` holds, written to `target` as the part read whole and filtered
+    would be written (its row groups at row_group_rows of those rows, dictionary_columns of them:
+    the same bytes), holding a row group or two and one column at a time, not the part twice
+    (500,000 rows, or 16,384 column chunks: ~130 MB of 1,000 text columns, read and filtered)."""
+    source = pq.ParquetFile(part)
+    groups, at = [], 0
+    for group in range(source.num_row_groups):
+        rows = source.metadata.row_group(group).num_rows
+        groups.append(keep.slice(at, rows))
+        at += rows
+    rows, nbytes = pc.sum(keep).as_py() or 0, 0
+    for group, kept in enumerate(groups):   # (the width row_group_rows judges, as the part filtered whole has it)
+        nbytes += source.read_row_group(group).filter(kept).nbytes
+    dictionary = [field.name for field in source.schema_arrow   # (dictionary_columns, a column at a time)
+                  if pa.types.is_string(field.type) and _few_distinct(source.read(columns=[field.name])[0].filter(keep))]
+    group_rows = _group_rows(rows, nbytes)
+    pending: list[pa.Table] = []
+    with pq.ParquetWriter(target, source.schema_arrow, **PART_COMPRESSION, use_dictionary=dictionary) as writer:
+        for group, kept in enumerate(groups):
+            pending.append(source.read_row_group(group).filter(kept))
+            held = pa.concat_tables(pending)
+            while held.num_rows >= group_rows:
+                writer.write_table(held.slice(0, group_rows), row_group_size=group_rows)
+                held = held.slice(group_rows)
+            pending = [held]
+        if pending and (pending[0].num_rows or not rows):   # (no row kept: one empty row group, as written whole)
+            writer.write_table(pending[0], row_group_size=group_rows)
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
@@ -1180,10 +1208,14 @@ def row_group_rows(table: pa.Table) -> int:
     """Rows a row group of `table`'s rows holds: at most ROW_GROUP_ROWS, and as many as fit
     ROW_GROUP_BYTES at the table's mean width (at least one), the table cut into groups of
     even rows (a page of 50,000 rows of 10 MB: two of 25,000, not 41,943 and 8,057)."""
-    rows = table.num_rows
+    return _group_rows(table.num_rows, table.nbytes)
+
+
+def _group_rows(rows: int, nbytes: int) -> int:
+    """row_group_rows of `rows` rows of `nbytes` bytes (as Arrow holds them)."""
     if not rows:
         return ROW_GROUP_ROWS
-    most = max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES * rows // max(table.nbytes, 1)))
+    most = max(1, min(ROW_GROUP_ROWS, ROW_GROUP_BYTES * rows // max(nbytes, 1)))
     groups = -(-rows // most)
     return -(-rows // groups)
 
@@ -1192,14 +1224,15 @@ def dictionary_columns(table: pa.Table) -> list[str]:
     """Text columns worth dictionary-encoding, judged on the first table: few distinct
     values. Trying it on every column (Arrow's default) doubled the write's CPU time on
     the SPD-911-shaped benchmark, for larger files."""
-    chosen = []
-    for name in table.column_names:
-        column = table[name]
-        if pa.types.is_string(column.type):
-            present = len(column) - column.null_count
-            if present and pc.count_distinct(column).as_py() <= present // 4:
-                chosen.append(name)
-    return chosen
+    return [name for name in table.column_names if _few_distinct(table[name])]
+
+
+def _few_distinct(column) -> bool:
+    """Whether a column is text of few distinct values (dictionary_columns)."""
+    if not pa.types.is_string(column.type):
+        return False
+    present = len(column) - column.null_count
+    return bool(present) and pc.count_distinct(column).as_py() <= present // 4
 
 
 def _packed(parts_dir: Path, parts: list[str], staging: Path, part_rows: int) -> Path:

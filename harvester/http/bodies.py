@@ -36,7 +36,7 @@ def _read_capped(response: requests.Response, cap: int, url: str, started: float
     gathered = _BodySink(spool_from)
     size = 0
     try:
-        for chunk in response.iter_content(chunk_size=256 * 1024) if decode else _encoded_chunks(response, 256 * 1024):
+        for chunk in _decoded_chunks(response, 256 * 1024) if decode else _encoded_chunks(response, 256 * 1024):
             size += len(chunk)
             if size > cap:
                 if truncate:
@@ -62,7 +62,7 @@ def _head_of(response: requests.Response) -> bytes:
     or what of them arrives without a fault (b"": the answer stays one over the cap)."""
     head = b""
     try:
-        for chunk in response.iter_content(chunk_size=HEAD_OF_OVERSIZED):
+        for chunk in _decoded_chunks(response, HEAD_OF_OVERSIZED):
             head += chunk
             if len(head) >= HEAD_OF_OVERSIZED:
                 break
@@ -115,41 +115,76 @@ def _gunzip_capped(encoded: "bytes | Iterable[bytes]", cap: int, url: str, statu
 
 def _gunzip_into(pieces: "_BodySink", encoded: "bytes | Iterable[bytes]", cap: int, url: str,
                  status: int) -> tuple["bytes | _SpooledBody", bool]:
-    size, members = 0, 0
-    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    fed, data = iter(_pieces_of(encoded) if isinstance(encoded, bytes) else encoded), b""
-    while True:
-        if not data:
-            data = next(fed, None)
-            if data is None:
-                break
-            if decoder.eof:   # (the next member begins with this piece)
-                decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            piece = decoder.decompress(data, min(cap + 1 - size, GZIP_PIECE_BYTES))
-        except zlib.error:
-            if members:   # garbage after a whole member
-                return pieces.body(), False
-            raise InvalidBody("response failed: ContentDecodingError", url) from None   # (as requests says it)
-        size += len(piece)
-        if size > cap:
-            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status, head=pieces.head(piece))
-        pieces.write(piece)
-        if decoder.unconsumed_tail:
-            data = decoder.unconsumed_tail
-        elif decoder.eof:
-            members += 1
-            data = decoder.unused_data
-            if data:
-                decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        else:
-            data = b""   # (this piece consumed: the next)
-    if not decoder.eof:   # the input ends inside a member: what zlib holds of it yet (urllib3 flushes too)
-        rest = decoder.flush()
-        if size + len(rest) > cap:
-            raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status, head=pieces.head(rest))
-        pieces.write(rest)
-    return pieces.body(), members > 0 and decoder.eof
+    size, decoded = 0, _Gunzipped(_pieces_of(encoded) if isinstance(encoded, bytes) else encoded)
+    decoded.piece = min(cap + 1, GZIP_PIECE_BYTES)   # (never decoded past the cap's first byte)
+    try:
+        for piece in decoded:
+            size += len(piece)
+            if size > cap:
+                raise ResponseTooLarge(f"response is over the {cap}-byte cap", url, status, head=pieces.head(piece))
+            pieces.write(piece)
+            decoded.piece = min(cap + 1 - size, GZIP_PIECE_BYTES)
+    except requests.exceptions.ContentDecodingError:
+        raise InvalidBody("response failed: ContentDecodingError", url) from None   # (as requests says it)
+    return pieces.body(), decoded.whole
+
+
+class _Gunzipped:
+    """The pieces (`piece` bytes at most each, else GZIP_PIECE_BYTES) of a gzip stream given in pieces,
+    decoded as urllib3 decodes it: members one after another; what follows a first whole member
+    and is not gzip is dropped; a stream cut short gives what it holds; no gzip at all raises
+    requests' ContentDecodingError. `whole` once read: the stream was nothing but whole members.
+    Decoded here, not by urllib3 (2.8), which fed what follows a member ending where a read's length
+    ends to a decoder already at its end, whose leftover then held it twice: the body's bytes given
+    again and again, doubling at each read (a 594 KB gzip bomb held GBs before any cap saw them)."""
+
+    def __init__(self, encoded: Iterable[bytes], piece: int | None = None) -> None:
+        self.encoded, self.piece, self.whole = encoded, piece, False
+
+    def __iter__(self) -> Iterator[bytes]:
+        members = 0
+        decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        fed, data = iter(self.encoded), b""
+        while True:
+            if not data:
+                data = next(fed, None)
+                if data is None:
+                    break
+                if decoder.eof:   # (the next member begins with this piece)
+                    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            try:
+                # (`piece` read at each call: a caller may narrow it; GZIP_PIECE_BYTES the module's, as it is now)
+                piece = decoder.decompress(data, self.piece or GZIP_PIECE_BYTES)
+            except zlib.error:
+                if members:   # garbage after a whole member
+                    return
+                raise requests.exceptions.ContentDecodingError("the body is not gzip as its Content-Encoding "
+                                                               "says") from None
+            if piece:
+                yield piece
+            if decoder.unconsumed_tail:
+                data = decoder.unconsumed_tail
+            elif decoder.eof:
+                members += 1
+                data = decoder.unused_data
+                if data:
+                    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            else:
+                data = b""   # (this piece consumed: the next)
+        if not decoder.eof:   # the input ends inside a member: what zlib holds of it yet (urllib3 flushes too)
+            rest = decoder.flush()
+            if rest:
+                yield rest
+        self.whole = members > 0 and decoder.eof
+
+
+def _decoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
+    """`response.iter_content(size)`, a gzip-encoded body decoded here (_Gunzipped) in pieces of
+    at most `size`; other encodings (deflate) by urllib3."""
+    if response.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip"):
+        yield from _Gunzipped(_encoded_chunks(response, size), size)
+    else:
+        yield from response.iter_content(chunk_size=size)
 
 
 def _pieces_of(encoded: bytes) -> Iterator[memoryview]:

@@ -24,8 +24,8 @@ import tenacity
 from catalog.files import writing
 from harvester import __version__
 from harvester.http import json_parsing
-from harvester.http.bodies import (_BodySink, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of, _parsing,
-                                   _read_capped, _SpooledBody, parse_data_body)
+from harvester.http.bodies import (_BodySink, _decoded_chunks, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of,
+                                   _parsing, _read_capped, _SpooledBody, parse_data_body)
 from harvester.http.connections import _Adapter, _check_url, _connection_failed, _headers_by, _Refusals, _Session
 from harvester.http.deadlines import _Watchdog
 from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, HttpError,
@@ -614,26 +614,36 @@ class HttpClient:
 
     def _stream_to_file(self, response: requests.Response, url: str, started: float, destination: Path,
                         max_seconds: float) -> int:
-        """download()'s body: written to `destination` as it arrives, under the download cap and
-        `max_seconds` from `started`; refused unread when its Content-Length is over the cap,
-        and an HTML page in its place refused by its first bytes."""
+        """download()'s body: written beside `destination` as it arrives, under the download cap
+        and `max_seconds` from `started`, and renamed to it once whole; refused unread when its
+        Content-Length is over the cap, and an HTML page in its place refused by its first bytes.
+        A download refused as it streams (over the cap, cut short, the run stopped) leaves nothing
+        written and a file already at `destination` (the previous download) as it was: written in
+        place, it left the part read there, and emptied the previous file as it began."""
         status, size = response.status_code, 0
         declared = _declared_length(response)
         if declared is not None and declared > self.max_download_bytes:
             raise ResponseTooLarge(f"download of {declared} bytes ({_by_content_length(response)}) is over the "
                                    f"{self.max_download_bytes}-byte cap; {RAISES_THE_DOWNLOAD_CAP}", url, status)
-        with writing(destination), open(destination, "wb") as out:
-            for chunk in _received(response, url):
-                if size == 0:
-                    parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
-                size += len(chunk)
-                if size > self.max_download_bytes:
-                    raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap; "
-                                           f"{RAISES_THE_DOWNLOAD_CAP}", url, status)
-                if time.monotonic() - started > max_seconds:
-                    raise TimedOut(f"download took over {max_seconds:.0f}s to arrive", url, status)
-                self._check_stopped(url)   # a 16 GiB download is no reason to stay
-                out.write(chunk)
+        partial = destination.with_name(f".{destination.name}.{os.getpid()}-{threading.get_ident()}.partial")
+        try:
+            with writing(partial), open(partial, "wb") as out:
+                for chunk in _received(response, url):
+                    if size == 0:
+                        parse_data_body(chunk, response.headers.get("Content-Type", ""), url)
+                    size += len(chunk)
+                    if size > self.max_download_bytes:
+                        raise ResponseTooLarge(f"download is over the {self.max_download_bytes}-byte cap; "
+                                               f"{RAISES_THE_DOWNLOAD_CAP}", url, status)
+                    if time.monotonic() - started > max_seconds:
+                        raise TimedOut(f"download took over {max_seconds:.0f}s to arrive", url, status)
+                    self._check_stopped(url)   # a 16 GiB download is no reason to stay
+                    out.write(chunk)
+            with writing(destination):
+                os.replace(partial, destination)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         self.stats.add(bytes=size)
         return size
 
@@ -642,7 +652,7 @@ def _received(response: requests.Response, url: str) -> Iterator[bytes]:
     """A download's body as it arrives, requests' errors raised as ConnectionFailed: they are
     OSErrors, which `writing` took for the file's ("could not write ..."), never retried."""
     try:
-        yield from response.iter_content(chunk_size=1024 * 1024)
+        yield from _decoded_chunks(response, 1024 * 1024)
     except requests.exceptions.RequestException as exc:
         raise ConnectionFailed(f"download cut short: {type(exc).__name__}", url) from None
 

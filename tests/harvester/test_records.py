@@ -205,6 +205,37 @@ def test_rows_staged_twice_are_kept_once_at_their_later_reading(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(parts)   # (no temporary file left)
 
 
+@pytest.mark.parametrize("dropped", ["scattered rows", "a whole row group", "every row"])
+def test_a_part_whose_repeated_rows_are_dropped_is_written_as_if_read_whole(tmp_path, monkeypatch, dropped):
+    """_keep_once read a part whole and wrote it filtered (a part of 500,000 rows, or of 16,384
+    column chunks of 1,000 text columns: ~130 MB, held twice); it now reads it a row group at a
+    time and writes the same bytes: row groups cut at row_group_rows of the rows kept, the text
+    columns of few values dictionary-encoded as dictionary_columns judges them on those rows."""
+    import harvester.records as records
+    monkeypatch.setattr(records, "ROW_GROUP_BYTES", 96 * 1024)   # (row groups of a few thousand rows)
+    rows = 40_000
+    table = pa.table({":id": [f"row-{i:06d}" for i in range(rows)],
+                      "status": [("open", "closed", None, "pending")[i % 4] for i in range(rows)],
+                      "note": [f"note {i * 7919 % 100_003}" if i % 5 else None for i in range(rows)],
+                      "amount": [i * 1.5 if i % 3 else None for i in range(rows)]})
+    part = tmp_path / "part-00000.parquet"
+    with pq.ParquetWriter(part, table.schema, **records.PART_COMPRESSION, use_dictionary=["status"]) as writer:
+        for start in range(0, rows, 3_000):   # (pages cut into row groups, as the pull's writer cuts them)
+            page = table.slice(start, 3_000)
+            writer.write_table(page, row_group_size=records.row_group_rows(page))
+    assert pq.ParquetFile(part).num_row_groups > 10
+    keep = {"scattered rows": [i % 11 != 3 for i in range(rows)],
+            "a whole row group": [not 3_000 <= i < 6_000 for i in range(rows)],
+            "every row": [False] * rows}[dropped]
+    whole = pq.read_table(part).filter(pa.array(keep))   # (what _keep_once wrote before: the part read whole)
+    expected = tmp_path / "expected.parquet"
+    pq.write_table(whole, expected, **records.PART_COMPRESSION, use_dictionary=records.dictionary_columns(whole),
+                   row_group_size=records.row_group_rows(whole))
+    records._write_kept(part, tmp_path / "written.parquet", pa.array(keep))
+    assert (tmp_path / "written.parquet").read_bytes() == expected.read_bytes()
+    assert pq.read_table(tmp_path / "written.parquet").equals(whole)
+
+
 def test_past_100000_parts_the_published_names_still_sort_in_their_order(tmp_path):
     """Parts were named with 5 digits: the 100,001st, `part-100000`, sorted between `part-10000`
     and `part-10001`, and DuckDB and front ends, which read a folder's parts in name order, read

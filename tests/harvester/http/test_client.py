@@ -5,6 +5,7 @@ import gzip
 import hashlib
 import json
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -791,3 +792,111 @@ def test_a_download_cut_short_is_a_connection_fault_retried_not_a_file_that_coul
     client = fast_client(max_attempts=2)
     assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV) * 1000
     assert portal.hits["/file.csv"] == 3 and client.stats.retries == 1
+
+
+# -- a gzip bomb: capped as it is decoded, its decoded bytes never held --------------------------
+
+# 512 MiB of zeros in members of 256 KiB each, 594 KB as sent: urllib3 (2.8) decoded a member that
+# ends where a read's length ends, then fed the rest to a decoder already at its end, whose
+# leftover doubled at each read (the body read twice over, ever faster: GBs held)
+BOMB_MEMBER = gzip.compress(b"0" * (256 << 10), compresslevel=9, mtime=0)
+BOMB = BOMB_MEMBER * 2048
+
+
+def sent_in_pieces(body: bytes) -> Callable[[], Iterator[bytes]]:
+    return lambda: (body[at:at + 64 * 1024] for at in range(0, len(body), 64 * 1024))
+
+
+@pytest.mark.parametrize("asked", ["page", "page for the cache", "download"])
+def test_a_gzip_bomb_is_refused_at_its_cap_decoded_holding_no_more_than_the_cap(tmp_path, asked):
+    """A small gzip body that inflates past the cap is refused as over the cap (its decoded bytes
+    counted, not the 594 KB sent), for a page (decoded as it is read, or kept gzip-encoded for the
+    validator cache) and a download alike, and the client holds about the cap meanwhile: a
+    page read decoded held GBs before it was refused."""
+    import tracemalloc
+    cap = 8 << 20
+    with BodiesByHand() as portal:
+        for path, kind in (("/bomb.json", "application/json"), ("/bomb.csv", "text/csv")):
+            portal.bodies[path] = ([("Content-Type", kind), ("Content-Encoding", "gzip"),
+                                    ("Content-Length", str(len(BOMB)))], sent_in_pieces(BOMB))
+        client = fast_client(tmp_path, max_attempts=1, max_bytes=cap, max_download_bytes=cap)
+        tracemalloc.start()
+        try:
+            with pytest.raises(ResponseTooLarge) as refused:
+                if asked == "download":
+                    client.download(portal.url + "/bomb.csv", tmp_path / "bomb.csv")
+                else:
+                    get(client, portal, "/bomb.json", conditional=asked == "page for the cache")
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    cap_said = (f"download is over the {cap}-byte cap; CIVICAT_HTTP_MAX_DOWNLOAD_BYTES raises the cap"
+                if asked == "download" else f"response is over the {cap}-byte cap")
+    assert str(refused.value).startswith(cap_said + " ("), refused.value
+    assert peak < 3 * cap, f"held {peak / 1e6:.0f} MB decoding a body capped at {cap / 1e6:.0f} MB"
+
+
+def test_a_gzip_body_in_members_is_read_whole_once(tmp_path):
+    """Members whose ends fall where a read's length ends (256 KiB, 1 MiB): urllib3 gave the
+    body's bytes again after such a member, a page or a file read longer than it is (each of
+    these members decoded twice and more, the document or the CSV no longer the one sent)."""
+    page = json.dumps({"results": [os.urandom(64).hex() for _ in range(12_000)]}).encode()
+    csv = b"id,value\n" + b"".join(b"%d,%s\n" % (i, os.urandom(32).hex().encode()) for i in range(45_000))
+    with BodiesByHand() as portal:
+        for path, body, kind in (("/page.json", page, "application/json"), ("/file.csv", csv, "text/csv")):
+            piece = 256 << 10 if path == "/page.json" else 1 << 20
+            encoded = b"".join(gzip.compress(body[at:at + piece], mtime=0) for at in range(0, len(body), piece))
+            portal.bodies[path] = ([("Content-Type", kind), ("Content-Encoding", "gzip"),
+                                    ("Content-Length", str(len(encoded)))], sent_in_pieces(encoded))
+        client = fast_client(tmp_path, max_attempts=1)
+        assert get(client, portal, "/page.json").data == json.loads(page)
+        assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(csv)
+    assert (tmp_path / "file.csv").read_bytes() == csv
+
+
+# -- a download refused as it streams: nothing partial left where it was going ---------------------
+
+@pytest.mark.parametrize("refusal", ["over the cap", "cut short", "an HTML page", "the run stopped"])
+def test_a_download_refused_while_streaming_leaves_the_file_it_would_replace_whole(tmp_path, refusal):
+    """The body was written at its destination as it came: refused (over the cap past its first
+    bytes, the connection cut, an HTML page in its place, the run stopped), the part written stayed
+    there, and a file already there (the previous download) was emptied as the refused one began.
+    Now it is written beside it and renamed into place only once whole; the previous file stays."""
+    previous = b"id,name\n1,the previous file\n"
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    (folder / "data.csv").write_bytes(previous)
+    released = threading.Event()
+
+    def body():
+        yield b"id,name\n" + b"2,row\n" * 300_000   # (1.8 MB arrives, then the refusal)
+        if refusal == "over the cap":
+            yield b"3,row\n" * 400_000
+        elif refusal == "the run stopped":
+            client.cancel()
+            released.wait(10)
+            yield b"4,row\n" * 10
+    with BodiesByHand() as portal:
+        length = [("Content-Length", str(2_500_000))] if refusal == "cut short" else []   # (more than it sends)
+        if refusal == "an HTML page":
+            portal.inject("/data.csv", "html", times=1)
+            portal.static["/data.csv"] = RawBody(b"id,name\n1,x\n")
+        else:
+            portal.bodies["/data.csv"] = ([("Content-Type", "text/csv"), *length], body)
+        client = fast_client(max_attempts=1, max_download_bytes=3_000_000)
+        try:
+            failed = outcome(client.download, portal.url + "/data.csv", folder / "data.csv")
+        finally:
+            released.set()
+    expected = {"over the cap": ResponseTooLarge, "cut short": TransientError, "an HTML page": TransientError,
+                "the run stopped": Interrupted}[refusal]
+    assert isinstance(failed, expected), failed
+    assert (folder / "data.csv").read_bytes() == previous
+    assert sorted(p.name for p in folder.iterdir()) == ["data.csv"]
+
+
+def test_a_download_replaces_the_previous_file_once_whole(portal, tmp_path):
+    (tmp_path / "file.csv").write_bytes(b"id,name\n1,the previous file\n")
+    portal.static["/file.csv"] = RawBody(CSV)
+    assert fast_client().download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV)
+    assert (tmp_path / "file.csv").read_bytes() == CSV and [p.name for p in tmp_path.iterdir()] == ["file.csv"]
