@@ -3,8 +3,9 @@ export"), for portal front ends and analysts.
 
 Layout of OUT: `manifest.json`, one file per table, harvested records under
 `records/portal=<id>/dataset=<source_id>/part-*.parquet`. The export is written into a
-temporary folder beside OUT and renamed into place, so a reader finds the previous
-complete export or the new one, never a half-written one. The columns and types of every
+temporary folder beside OUT, which becomes that export's own folder, and OUT a link to it
+replaced in one step: a reader finds the previous complete export or the new one, never a
+half-written one, and one that resolves OUT once reads one export, never two mixed. The columns and types of every
 file are the contract of SCHEMA_VERSION (docs/export.md, pinned by a test): a change to
 them is a new schema version.
 """
@@ -40,6 +41,7 @@ log = logging.getLogger("civicat.export")
 SCHEMA_VERSION = "1.1"
 GENERATOR = "civicat"
 MANIFEST = "manifest.json"
+VERSION = ".v-"   # an export's own folder beside OUT: `.OUT.v-<created_at>-<random>`
 RECORDS = "records"
 EXPORT_MEMORY = "512MB"
 
@@ -142,10 +144,14 @@ def repair_leftovers(out: Path) -> list[str]:
     """What an export into OUT cut short (kill -9, power loss) left beside it or in it; returns
     what was done, one sentence each. Killed between the two renames of `_publish`, OUT is
     gone and the previous export, set aside, is its only copy: it is moved back. A previous
-    export set aside while OUT is in place, an unfinished export and a data.json not renamed
-    into place are removed."""
+    export set aside while OUT is in place, an unfinished export, a link not put in place, a
+    version folder OUT does not name (but the one before it) and a data.json not renamed into
+    place are removed."""
     done: list[str] = []
     pattern = glob.escape(f".{out.name}")
+    if out.is_symlink() and not out.exists():   # (its version folder deleted by hand)
+        out.unlink()
+        done.append(f"removed {out}: a link to an export folder that is gone")
     retired = sorted(out.parent.glob(f"{pattern}.retired-*"), key=lambda p: p.stat().st_mtime)
     if not out.exists():
         exports = [folder for folder in retired if is_export(folder)]
@@ -154,6 +160,9 @@ def repair_leftovers(out: Path) -> list[str]:
             retired.remove(exports[-1])
             done.append(f"restored {out} from {exports[-1].name}: an export cut short between its two renames "
                         "had left the previous export aside")
+    for link in sorted(out.parent.glob(f"{pattern}.link-*")):
+        link.unlink()
+        done.append(f"removed {link}: a link to an export not put in place, left by an export cut short")
     if is_export(out):   # (not a folder made since: the one set aside would be the only copy)
         for folder in retired:
             shutil.rmtree(folder)
@@ -165,6 +174,8 @@ def repair_leftovers(out: Path) -> list[str]:
     for unfinished in sorted(out.parent.glob(f"{pattern}.export-*")):
         shutil.rmtree(unfinished)
         done.append(f"removed {unfinished}: an unfinished export, left by an export cut short")
+    for version in prune_versions(out):
+        done.append(f"removed {version}: an export no link names, left by an export cut short")
     return done
 
 
@@ -303,7 +314,7 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
         }
         with writing(staging / MANIFEST):
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        _publish(staging, out)
+        _publish(staging, out, manifest["created_at"])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -467,21 +478,54 @@ def _link_part(part: Path, copy: Path, staging: Path) -> dict:
     return _file_entry(staging, copy)
 
 
-def _publish(staging: Path, out: Path) -> None:
-    """Move the finished export into place, in one step where the system allows (Linux): a
-    front end reading OUT finds the previous export or the new one at every moment. Two
-    renames left OUT missing between them: a reader opening a file then failed. The data.json
-    of an earlier export in OUT is kept (it is written on its own, `--format data.json`)."""
-    if not out.exists():
-        os.rename(staging, out)
-        return
+def _publish(staging: Path, out: Path, created_at: str) -> None:
+    """Put the finished export in place: it becomes a version folder of its own beside OUT
+    (`.OUT.v-<created_at>-…`) and OUT a symbolic link naming it, replaced in one step (a
+    rename). A reader that resolves OUT once reads one export whole, never two mixed (its
+    files were swapped into OUT itself: a reader of the manifest then the files it lists could
+    get some of each), and its folder stays until the export after next lands (`prune_versions`).
+    OUT as a folder of its own (an export before versions, or a `--format data.json` one) is
+    swapped with the link in one step where the system allows (Linux), two renames elsewhere.
+    The data.json of an earlier export in OUT is kept (it is written on its own)."""
     kept = out / "data.json"
     if kept.is_file() and not (staging / "data.json").exists():
         link_or_copy(kept, staging / "data.json")   # (OUT keeps its own until the swap)
-    retired = out.parent / f".{out.name}.retired-{uuid.uuid4().hex[:12]}"
-    if exchange(staging, out):
-        os.rename(staging, retired)   # (the previous export; killed before this, repair_leftovers removes it)
-    else:   # (OUT missing between the two: killed there, repair_leftovers puts the previous one back)
-        os.rename(out, retired)
-        os.rename(staging, out)
-    shutil.rmtree(retired, ignore_errors=True)
+    stamp = datetime.fromisoformat(created_at).strftime("%Y%m%dT%H%M%S%fZ")
+    version = out.parent / f".{out.name}{VERSION}{stamp}-{uuid.uuid4().hex[:8]}"
+    os.rename(staging, version)   # (killed after this, the next export removes it: no link names it)
+    link = out.parent / f".{out.name}.link-{uuid.uuid4().hex[:12]}"
+    os.symlink(version.name, link)   # (relative: the folder that holds both can move)
+    if out.is_symlink() or not out.exists():
+        os.rename(link, out)
+    else:   # OUT a folder of its own
+        retired = out.parent / f".{out.name}.retired-{uuid.uuid4().hex[:12]}"
+        if exchange(link, out):
+            os.rename(link, retired)   # (the previous export; killed before this, repair_leftovers removes it)
+        else:   # (OUT missing between the two: killed there, repair_leftovers puts the previous one back)
+            os.rename(out, retired)
+            os.rename(link, out)
+        shutil.rmtree(retired, ignore_errors=True)
+    prune_versions(out)
+
+
+def versions(out: Path) -> list[Path]:
+    """The version folders of OUT's exports, oldest first."""
+    return sorted(out.parent.glob(f"{glob.escape('.' + out.name)}{VERSION}*"))
+
+
+def stale_versions(out: Path) -> list[Path]:
+    """The version folders beside OUT but the one OUT names and the one before it (a reader
+    that resolved OUT before the last export landed reads it to its end). A version newer than
+    OUT's is an export killed before its link was put in place."""
+    current = out.resolve() if out.is_symlink() else None
+    older = [v for v in versions(out) if current is not None and v.name < current.name]
+    keep = {current, older[-1] if older else None}
+    return [v for v in versions(out) if v not in keep]
+
+
+def prune_versions(out: Path) -> list[Path]:
+    """Remove `stale_versions(out)`; returns them."""
+    removed = stale_versions(out)
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed

@@ -30,6 +30,7 @@ Queries and filters reach DuckDB as parameters, never as SQL text.
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import threading
@@ -114,6 +115,14 @@ STOP_WORDS = tuple("""
 
 class SearchIndexMissing(LookupError):
     pass
+
+
+class UnknownCity(ValueError):
+    """A `cities` filter names neither a city nor a portal id of the indexed datasets (a typo:
+    it matched none, said as "no match", as if the city had no such dataset)."""
+
+
+CITIES_LISTED = 20   # an unknown city's message lists the known ones up to this many, else the nearest
 
 
 class UnknownAssetType(ValueError):
@@ -616,6 +625,8 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
     if not built:
         raise SearchIndexMissing("the search index is not built yet: run `civicat harvest` (it builds it)")
     text = visible(text)   # (the filters' values too: the index's keys are read so)
+    if filters.cities:
+        _check_cities(con, filters.cities)
     if filters.types:
         known = sorted({*ASSET_TYPES, *(row[0] for row in con.execute(
             "SELECT DISTINCT asset_type FROM search_documents WHERE asset_type IS NOT NULL").fetchall())})
@@ -636,6 +647,22 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
     cursor = con.execute(QUERY.format(filter_join=filter_join), params)
     columns = [d[0] for d in cursor.description]
     return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+
+def _check_cities(con: duckdb.DuckDBPyConnection, cities: tuple[str, ...]) -> None:
+    """Raise UnknownCity for a city that is neither a city (any case) nor a portal id of the index."""
+    known = sorted({key for row in con.execute("SELECT DISTINCT city_key, portal_id FROM search_documents").fetchall()
+                    for key in row if key})
+    unknown = [c for c in cities if visible(c).lower() not in known]
+    if not unknown:
+        return
+    if len(known) <= CITIES_LISTED:
+        listed = ", ".join(known)
+    else:
+        nearest = sorted({m for c in unknown for m in difflib.get_close_matches(visible(c).lower(), known, n=5)})
+        listed = f"{len(known)}; the nearest: {', '.join(nearest) or 'none'}"
+    raise UnknownCity(f"{', '.join(map(repr, unknown))} {'is no' if len(unknown) == 1 else 'are no'} city or "
+                      f"portal id of the catalogue's datasets (those known: {listed})")
 
 
 def open_for_search(db_path: str | Path) -> duckdb.DuckDBPyConnection:

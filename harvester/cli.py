@@ -855,6 +855,8 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         raise click.UsageError(str(exc)) from None
     except catalogue_search.UnknownAssetType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
+    except catalogue_search.UnknownCity as exc:
+        raise click.BadParameter(str(exc), param_hint="'--city'") from None
     finally:
         con.close()
     if as_json:

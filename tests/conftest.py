@@ -205,6 +205,15 @@ def _fast_cli_retries(monkeypatch):
     monkeypatch.setenv("CIVICAT_HTTP_BACKOFF", "0.01")
 
 
+def left_beside(out) -> list[str]:
+    """What exports into OUT left beside it but the version folders kept: OUT's own and the
+    one before it (catalog.export.stale_versions)."""
+    from catalog.export import stale_versions, versions
+
+    kept = set(versions(out)) - set(stale_versions(out))
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.") and p not in kept)
+
+
 def harvest_with_records(tmp_path, portal_id, kind, url, records, *options, extra="", with_records=True):
     """`civicat harvest [--records] --json` over a one-portal config; returns (db path, result)."""
     import json

@@ -24,7 +24,7 @@ from catalog.read_copy import read_copy_path
 from catalog.records import RecordsLayout, safe_segment
 from catalog.store import Store, connect
 from harvester.cli import cli
-from tests.conftest import REPO, harvest_with_records, writer_under_way
+from tests.conftest import REPO, harvest_with_records, left_beside, writer_under_way
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
 
@@ -102,8 +102,9 @@ def test_layout_and_manifest(tmp_path, seattle):
     assert manifest["records"] == {"datasets": 1, "rows": 1000}
     con.close()
     assert summary["parquet"]["row_counts"] == manifest["row_counts"]
-    # nothing left beside the export
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export")) == []
+    # nothing left beside the export but its own folder, which OUT names
+    assert out.is_symlink() and os.readlink(out) == out.resolve().name
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export")) == [out.resolve().name]
 
 
 def test_every_file_matches_the_pinned_and_documented_contract(tmp_path, seattle):
@@ -311,7 +312,7 @@ def test_a_new_export_replaces_the_previous_whole_and_a_failed_one_leaves_it(tmp
         export.export_parquet(seattle, out)
     assert json.loads((out / "manifest.json").read_text()) == second
     assert all(f["sha256"] == export.sha256_of(out / f["path"]) for f in second["files"])
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+    assert left_beside(out) == [] and export.versions(out)[-1] == out.resolve()
 
 
 def whole_export(out: Path) -> bool:
@@ -340,6 +341,68 @@ def test_a_reader_finds_a_whole_export_in_out_at_every_step_of_its_replacement(t
     monkeypatch.setattr(export, "exchange", watched(exchange), raising=False)
     run_export(seattle, out)
     assert seen and all(whole for _, whole in seen), seen
+
+
+def read_resolved(out: Path) -> tuple[dict, bool]:
+    """OUT as a front end that reads several files reads it (docs/export.md): resolved once,
+    then the manifest and every file it lists; (the manifest, whether each file is the one
+    it lists and the manifest is unchanged at the end)."""
+    folder = out.resolve()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    whole = all(f["sha256"] == export.sha256_of(folder / f["path"]) for f in manifest["files"])
+    return manifest, whole and json.loads((folder / "manifest.json").read_text()) == manifest
+
+
+def test_a_reader_of_several_files_reads_one_export_while_the_next_lands(tmp_path, seattle):
+    """A front end reads the manifest, then the files it lists, while the night's export lands.
+    Exports were swapped into OUT itself and the previous one deleted: a reader whose reads
+    straddled the swap got the new manifest, or the new files against the old manifest (or no
+    file). Each export is now a folder of its own that OUT names: the folder OUT resolved to
+    stays whole and unchanged until the export after next lands."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    folder = out.resolve()
+    first = json.loads((folder / "manifest.json").read_text())
+    run_export(seattle, out)                  # lands while the reader reads `folder`
+    assert read_resolved(out)[0]["created_at"] > first["created_at"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest == first                  # the reader's export, as it began to read it
+    assert all(f["sha256"] == export.sha256_of(folder / f["path"]) for f in first["files"])
+    assert read_records_of(folder) == 1000
+    second = out.resolve()
+    run_export(seattle, out)                  # the export after next: the first one's folder goes
+    assert not folder.exists() and second.is_dir() and read_resolved(out)[1]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export.")) == \
+        sorted([second.name, out.resolve().name])
+
+
+def read_records_of(folder: Path) -> int:
+    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{folder}/records/*/*/*.parquet')").fetchone()[0]
+
+
+def test_readers_racing_exports_never_mix_two(tmp_path, seattle):
+    """Readers in a loop while exports land one after another: each read, resolved once, is one
+    whole export."""
+    import threading
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    reads, done = [], threading.Event()
+
+    def reader():
+        while not done.is_set():
+            try:
+                reads.append(read_resolved(out))
+            except (OSError, ValueError) as exc:   # a file gone, a manifest cut: no whole export either
+                reads.append(({"error": repr(exc)}, False))
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(3):
+            run_export(seattle, out)
+    finally:
+        done.set()
+        thread.join()
+    assert reads and all(whole for _, whole in reads), [m for m, whole in reads if not whole][:3]
 
 
 @pytest.mark.parametrize("copy", ["current", "missing"])
@@ -666,7 +729,7 @@ def test_records_replaced_since_the_read_copy_fail_its_export_never_mixed_with_i
     assert result.exit_code == 1, result.output
     assert f"the records of sea:{ID} in {folder} are not the pull the read copy describes (1000 rows" in result.output
     assert exported(out) == previous
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+    assert left_beside(out) == []
 
 
 def test_a_records_pull_that_ended_as_the_export_ran_is_said_so_not_taken_for_a_hand_s_change(tmp_path, seattle,

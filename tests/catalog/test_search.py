@@ -283,7 +283,9 @@ def test_invisible_characters_are_kept_but_the_index_and_the_filters_ignore_them
 def test_input_never_reaches_sql_as_text(two_cities):
     hostile = "'); DROP TABLE datasets; --"
     assert find(two_cities, hostile) == []
-    assert find(two_cities, "permits", filters=search.Filters(cities=(hostile,), themes=(hostile,))) == []
+    assert find(two_cities, "permits", filters=search.Filters(themes=(hostile,))) == []
+    with pytest.raises(search.UnknownCity, match="DROP TABLE"):   # (no city: refused, named)
+        find(two_cities, "permits", filters=search.Filters(cities=(hostile,)))
     with pytest.raises(search.UnknownAssetType, match="DROP TABLE"):   # (no asset type: refused, named)
         find(two_cities, "permits", filters=search.Filters(types=(hostile,)))
     assert two_cities.con.execute("SELECT count(*) FROM datasets").fetchone()[0] == 6
@@ -612,10 +614,10 @@ def test_cli_search_says_which_filters_left_no_hit(two_cities):
     # "no dataset matches 'building permits'" was false: two datasets match, in other cities
     db = two_cities.db_path
     two_cities.close()
-    result = CliRunner().invoke(cli, ["search", "building permits", "--db", str(db), "--city", "Ogdenville",
+    result = CliRunner().invoke(cli, ["search", "building permits", "--db", str(db), "--city", "Shelbyville",
                                       "--type", "map"])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == ("no dataset matches 'building permits' with --city 'Ogdenville' "
+    assert result.output.strip() == ("no dataset matches 'building permits' with --city 'Shelbyville' "
                                      "--type 'map'")
     help_text = " ".join(CliRunner().invoke(cli, ["search", "--help"]).output.split())
     assert f"Among the best {search.RERANK} hits by BM25" in help_text
@@ -641,6 +643,28 @@ def test_cli_search_refuses_an_asset_type_it_does_not_know_listing_those_it_know
         result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--type", known])
         assert result.exit_code == 0 and result.output.startswith("no dataset matches 'permits' with --type"), \
             result.output
+
+
+def test_cli_search_refuses_a_city_the_catalogue_does_not_hold_naming_those_it_holds(two_cities):
+    """`--city Springfeld` (a typo) answered "no dataset matches 'permits' with --city
+    'Springfeld'", exit 0: an analyst read that the city has no such dataset. Exit 2, naming it
+    and the cities and portal ids the catalogue's datasets have (or, past 20, how many and the
+    nearest); a city it holds, in any case, is searched as before."""
+    db = two_cities.db_path
+    two_cities.close()
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--city", "Springfeld"])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert "Invalid value for '--city': 'Springfeld' is no city or portal id of the catalogue's datasets" in said
+    assert "(those known: " in said and "springfield" in said.split("(those known: ")[1], said
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--city", "SPRINGFIELD", "--json"])
+    assert result.exit_code == 0 and {h["city"] for h in json.loads(result.output)} == {"Springfield"}, result.output
+
+
+def test_a_city_filter_past_the_listed_many_names_the_nearest(two_cities, monkeypatch):
+    monkeypatch.setattr(search, "CITIES_LISTED", 1)
+    with pytest.raises(search.UnknownCity, match=r"'Sprngfield' is no city .*known: \d+; the nearest: springfield\)"):
+        search.search(two_cities.con, "permits", filters=search.Filters(cities=("springfield", "Sprngfield")))
 
 
 def test_building_permits_ranks_permit_datasets_first_on_the_real_catalogues(real_catalogue):

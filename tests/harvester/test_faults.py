@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from catalog.lock import connect_read_only
 from harvester.cli import cli
 from harvester.portals import opendatasoft
+from tests.conftest import left_beside
 from tests.harvester.portals.test_ckan import packages
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import DataJsonPortal
@@ -765,38 +766,47 @@ def test_a_records_pull_killed_as_it_publishes_is_recorded_by_the_next_start(nig
     assert nightly.query("SELECT row_count FROM record_pulls") == [(60,)]
 
 
-@pytest.mark.parametrize(("between", "exchange"), [(True, False), (False, False), (False, True)])
-def test_an_export_killed_between_or_after_its_renames_is_put_right_by_the_next_export(
-        nightly, records_portal, caplog, between, exchange):
-    """kill -9 right after `civicat export` set the previous export aside: OUT was gone, the
-    previous export (its only copy) and the new one lay hidden beside it for good. Killed after
-    the new one moved in, the previous one stayed beside it. The next export into OUT, even a
-    data.json one, puts the previous export back (or removes it) and the unfinished one.
-    (Where renameat2 swaps the two in one step, OUT is never gone: killed after the swap, the
-    previous export is left beside it.)"""
+@pytest.mark.parametrize(("point", "legacy", "exchange"), [
+    ("version", False, True), ("link", False, True), ("retired", True, False), ("retired", True, True)])
+def test_an_export_killed_at_any_step_of_its_publish_is_put_right_by_the_next_export(
+        nightly, records_portal, caplog, point, legacy, exchange):
+    """kill -9 right after a step of `civicat export`'s publish. Each export is a folder of its
+    own beside OUT, OUT a link to it: killed after the export became its folder and before the
+    link names it, the folder stays beside OUT, and the next export (even a data.json one)
+    removes it; killed after the link, OUT is the new export. OUT a folder of its own (an
+    export before versions; `legacy`) is set aside: without renameat2 (`exchange` False) OUT
+    was gone, the previous export its only copy, and the next export puts it back; with it, the
+    previous one is left beside OUT and removed."""
     assert nightly.harvest("--records")[0] == 0
     out = nightly.tmp_path / "export"
     export = ["export", "--out", str(out), "--db", str(nightly.db), "--config", str(nightly.config)]
     assert CliRunner().invoke(cli, export).exit_code == 0
     first = json.loads((out / "manifest.json").read_text())
-    killed = killed_after_rename("rename:" + (".export.retired-" if between or exchange else str(out)), *export,
-                                 exchange=exchange)
+    if legacy:   # OUT as an export before versions left it: a folder of its own
+        folder = out.resolve()
+        out.unlink()
+        folder.rename(out)
+    target = {"version": ".export.v-", "link": str(out), "retired": ".export.retired-"}[point]
+    killed = killed_after_rename("rename:" + target, *export, exchange=exchange)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    hidden = sorted(p.name.split("-")[0] for p in nightly.tmp_path.iterdir() if p.name.startswith(".export."))
-    assert hidden == ([".export.export", ".export.retired"] if between else [".export.retired"])
+    between = legacy and not exchange
     assert out.exists() != between
+    assert len(left_beside(out)) == (3 if between else 0 if point == "link" else 1)   # (between: the link and
+    # the new export's folder too)
 
     result = CliRunner().invoke(cli, [*export, "--format", "data.json"])
     assert result.exit_code == 0, result.output
-    assert not any(p.name.startswith(".export.") for p in nightly.tmp_path.iterdir())
+    assert left_beside(out) == []
     manifest = json.loads((out / "manifest.json").read_text())
-    assert (manifest["created_at"] == first["created_at"]) == between   # the previous one, put back
+    assert (manifest["created_at"] == first["created_at"]) == (between or point == "version")   # the previous one
     assert (out / "data.json").is_file() and (out / "records" / "portal=sea" / "dataset=abcd-1234").is_dir()
     said = [r.getMessage() for r in caplog.records if "an export cut short" in r.getMessage()]
-    assert len(said) == (2 if between else 1)
-    assert said[0].startswith(f"export: restored {out}" if between else "export: removed")
+    assert len(said) == {"version": 1, "link": 0, "retired": 3 if between else 1}[point], said
+    if said:
+        assert said[0].startswith(f"export: restored {out}" if between else "export: removed")
     assert CliRunner().invoke(cli, export).exit_code == 0   # and the next Parquet export is whole
     assert json.loads((out / "manifest.json").read_text())["row_counts"]["datasets"] == 1
+    assert out.is_symlink() and left_beside(out) == []
 
 
 # `civicat` whose process sends itself the signal argv[2] as the function argv[1] (module:name) is
@@ -1050,7 +1060,7 @@ def test_an_export_stopped_by_sigterm_keeps_the_previous_export_and_leaves_nothi
     stopped = signalled_at("catalog.export:_copy_records", signal.SIGTERM, *export)
     assert stopped.returncode == 143, stopped.stderr.decode()[-2000:]
     assert stopped.stderr.decode().startswith("Interrupted (SIGTERM): "), stopped.stderr.decode()[-2000:]
-    assert [p.name for p in nightly.tmp_path.iterdir() if p.name.startswith(".export")] == []
+    assert left_beside(out) == []
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
 
 
@@ -1173,7 +1183,7 @@ def test_an_export_stopped_in_a_long_statement_ends_at_once_and_keeps_the_previo
     said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert code == 128 + sig, err[-2000:]
     assert err.startswith(f"Interrupted ({said}): ") and "Query interrupted" not in err, err[-2000:]
-    assert [p.name for p in nightly.tmp_path.iterdir() if p.name.startswith(".export")] == []
+    assert left_beside(out) == []
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files   # (no data.json's .tmp either)
 
 
