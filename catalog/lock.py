@@ -262,19 +262,23 @@ _said_newer: set[str] = set()
 
 def _say_if_newer(con, db_path: str | Path) -> None:
     """A warning, once a catalogue, when a newer civicat migrated it: read as this civicat knows it
-    (a table or column it added is not read; one it changed may fail a query)."""
+    (a table or column it added is not read; one it changed may fail a query). Named as the user
+    knows it: the catalogue, where `db_path` is its read copy (what readers open; the copy's
+    name, `civicat.read.duckdb`, is no file the user gave)."""
     import duckdb
 
+    from catalog.read_copy import catalogue_of
     from catalog.versions import newer_migrations
 
     try:
         newer = newer_migrations(dict(con.execute("SELECT version, name FROM schema_migrations").fetchall()))
     except duckdb.CatalogException:   # (no catalogue of civicat's: the caller finds what is missing)
         return
-    if newer and str(db_path) not in _said_newer:
-        _said_newer.add(str(db_path))
+    named = str(catalogue_of(db_path) or db_path)
+    if newer and named not in _said_newer:
+        _said_newer.add(named)
         logging.getLogger("civicat.read").warning("%s was migrated by a newer civicat (%s): read as this one knows it",
-                                                  db_path, newer)
+                                                  named, newer)
 
 
 def checkpoint_wal(db_path: str | Path) -> None:

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
-from catalog.versions import newer_migrations, shipped_migrations
+from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
     COLUMN_FIELDS,
     DATASET_FIELDS,
@@ -250,10 +250,6 @@ def _sql_literal(path: Path) -> str:
 def _current_path(con: duckdb.DuckDBPyConnection) -> str | None:
     """The file of the connection's current database (None: in memory)."""
     return con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
-
-
-class CatalogueTooNew(Exception):
-    """The catalogue holds migrations this civicat does not ship: a newer civicat wrote it."""
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:

@@ -53,14 +53,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def read_config(config_path: Path):
-    """The portal list, a bad one a usage error (exit 2) naming what is wrong. (harvester.config
+    """The portal list, a bad one refused (exit 2) naming what is wrong, with no usage line: the
+    command line was right, the file is not (a cron mail's "Try --help" was noise). (harvester.config
     imported here: TOML's reader is for the commands that read a config, not every call.)"""
     from harvester.config import ConfigError, load_config
 
     try:
         return load_config(config_path)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise Refused(str(exc)) from None
 
 
 def _json_default(value):
@@ -477,8 +478,8 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     try:
         workers_from_env()
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValueError as exc:   # (a CIVICAT_* variable: not the command line's)
+        raise Refused(str(exc)) from None
     lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals))
     interrupted = False
     try:
@@ -607,8 +608,8 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
             return
         try:
             http = HttpClient.from_env()
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
+        except ValueError as exc:   # (a CIVICAT_* variable: not the command line's)
+            raise Refused(str(exc)) from None
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
         publish_read_copy(db_path)
@@ -1098,10 +1099,10 @@ def _name_portals_out_of_config(report, config_path: Path) -> None:
                    "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
 
 
-def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
-    """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB, no
-    permission): exit 2 naming it, before anything is done."""
-    return click.UsageError(f"cannot open the catalogue {db_path}: {exc}")
+def _cannot_open(db_path: Path, exc: Exception) -> click.ClickException:
+    """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB or civicat, no
+    permission): exit 2 naming it, before anything is done; no usage line (the file is wrong)."""
+    return Refused(f"cannot open the catalogue {db_path}: {exc}")
 
 
 def _open(opener, db_path: Path):
@@ -1109,11 +1110,14 @@ def _open(opener, db_path: Path):
     import duckdb
 
     from catalog.lock import CatalogueBusy, file_locked, file_writer
+    from catalog.versions import CatalogueTooNew
 
     try:
         return opener(db_path)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
+    except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
+        raise _cannot_open(db_path, exc) from None
     except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull
         raise KeptOut(str(exc)) from None
     except duckdb.IOException as exc:
