@@ -387,6 +387,14 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
     return lock
 
 
+def note_crash(lock, exc: Exception) -> None:
+    """An error civicat did not expect ends a writer (the catalogue's disk full, a bug): said in
+    its lock's record, so that the next harvest closes the runs it left unfinished naming it
+    (catalog.lock.WriterLock.note_crash). A refusal of click's is no crash."""
+    if not isinstance(exc, click.ClickException):
+        lock.note_crash(exc)
+
+
 def open_for_writing(opener, db_path: Path, wait: Wait):
     """`opener(db_path)` (a Store, a connection) once no other process holds the DuckDB file:
     a notebook or script with the catalogue open (even read-only) keeps a writer out."""
@@ -484,11 +492,16 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
-        unfinished = store.close_interrupted_runs(datetime.now(UTC))
-        if unfinished:
+        unfinished = store.close_interrupted_runs(datetime.now(UTC), lock.crash)
+        if unfinished.get("Crashed"):
             logging.getLogger("civicat.harvest").warning(
-                "%d portal run(s) of an earlier harvest never finished (killed?): marked failed (Interrupted)",
-                unfinished)
+                "%d portal run(s) of an earlier harvest never finished: it ended on an error (%s): marked failed "
+                "(Crashed)", unfinished["Crashed"], lock.crash.get("error"))
+        if unfinished.get("Interrupted"):
+            logging.getLogger("civicat.harvest").warning(
+                "%d portal run(s) of an earlier harvest never finished: its process ended without a word (killed, or "
+                "the machine stopped): marked failed (Interrupted)", unfinished["Interrupted"])
+        lock.crash_read()
         bars: dict = {}
         progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
         try:
@@ -504,6 +517,9 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         finally:
             store.close()
         publish_read_copy(db_path)
+    except Exception as exc:
+        note_crash(lock, exc)
+        raise
     finally:
         lock.release()
 
@@ -613,6 +629,9 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
         publish_read_copy(db_path)
+    except Exception as exc:
+        note_crash(lock, exc)
+        raise
     finally:
         store.close()
         lock.release()

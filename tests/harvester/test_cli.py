@@ -439,6 +439,50 @@ def test_runs_a_crash_left_running_are_closed_by_the_next_harvest(tmp_path, port
     assert not (tmp_path / ".c.duckdb.staging" / "tmpdead").exists()
 
 
+def test_runs_a_harvest_that_crashed_on_an_error_left_running_are_closed_naming_it_not_as_killed(
+        tmp_path, portal, monkeypatch, caplog):
+    """A harvest whose catalogue's disk filled as it recorded a portal's end ended on DuckDB's
+    error, its run left 'running'; the next harvest closed it as `Interrupted`, "(killed?)",
+    though nothing was killed and the error was known. The crashed harvest says it in its lock's
+    record (the catalogue takes no more writes): the next one closes its runs `Crashed`, naming it."""
+    import duckdb
+
+    from catalog.store import Store
+
+    db = tmp_path / "c.duckdb"
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    full = f'IO Error: Could not write file "{db}.wal": No space left on device'
+
+    def disk_full(self, run_id, portal_id, report):
+        raise duckdb.IOException(full)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Store, "finish_run", disk_full)
+        crashed = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(db)])
+    assert crashed.exit_code == 1 and isinstance(crashed.exception, duckdb.IOException), crashed.output
+    caplog.clear()
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    said = " ".join(r.getMessage() for r in caplog.records if "never finished" in r.getMessage())
+    assert "1 portal run(s) of an earlier harvest never finished: it ended on an error (IOException: " in said, said
+    assert "No space left on device" in said and "killed" not in said
+    runs = json.loads(invoke("runs", "--db", str(db), "--json").output)
+    [closed] = [r for r in runs if r["error_type"] is not None]
+    assert (closed["status"], closed["error_type"]) == ("failed", "Crashed")
+    assert "the run did not finish: its harvest (process " in closed["error_message"]
+    assert "ended on an error it could not record in the catalogue: IOException: " + full in closed["error_message"]
+    caplog.clear()   # said once: the next harvest finds nothing to close, and a kill later is no crash
+    store = Store(db)
+    store.start_run("20990101T000000Z-dead", "city", datetime(2099, 1, 1, tzinfo=UTC))   # then: kill -9
+    store.close()
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    said = [r.getMessage() for r in caplog.records if "never finished" in r.getMessage()]
+    assert len(said) == 1 and "ended without a word (killed, or the machine stopped)" in said[0], said
+    dead = next(r for r in json.loads(invoke("runs", "--db", str(db), "--json").output)
+                if r["run_id"] == "20990101T000000Z-dead")
+    assert dead["error_type"] == "Interrupted"
+
+
 def test_a_portal_out_of_the_config_is_warned_of_at_the_end_and_retired_only_when_asked(tmp_path, portal, caplog):
     url = portal.url + "/data.json"
     db = str(tmp_path / "c.duckdb")
