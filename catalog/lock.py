@@ -159,6 +159,8 @@ class WriterLock:
         self.brief = brief
         self.pulls_records = pulls_records
         self._fd: int | None = None
+        self.holder: dict = {}
+        self.crash: dict | None = None   # the crash note of a harvest before (note_crash), read at acquire
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,15 +189,50 @@ class WriterLock:
                         raise CatalogueBusy(self._busy_message(fd, waited=self.wait_until > -math.inf, hung=hung)) \
                             from None
                     time.sleep(min(self.poll_seconds, left))
-            holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
-                      "command": " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))[:500],
-                      "pulls_records": self.pulls_records, **({"brief": True} if self.brief else {})}
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+            previous = _holder_record(os.pread(fd, 4096, 0))
+            # a harvest that crashed said so here (`crashed`): kept until a harvest has read it
+            self.crash = previous.get("crashed") if isinstance(previous.get("crashed"), dict) else None
+            self.holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "command": " ".join(os.path.basename(a) if i == 0 else a
+                                               for i, a in enumerate(sys.argv))[:500],
+                           "pulls_records": self.pulls_records, **({"brief": True} if self.brief else {}),
+                           **({"crashed": self.crash} if self.crash else {})}
+            self._write_record(fd)
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
+
+    def _write_record(self, fd: int) -> None:
+        """The holder record, in place: written over the one before, then cut to its length (the
+        file's block is there already, so a disk full since can still take a record of up to 4 KiB)."""
+        record = json.dumps(self.holder).encode() + b"\n"
+        os.pwrite(fd, record, 0)
+        os.ftruncate(fd, len(record))
+
+    def note_crash(self, exc: BaseException) -> None:
+        """In the holder record, that this writer ends on an error it did not expect (the
+        catalogue's disk full, a bug), and which: the runs it leaves unfinished in the catalogue
+        (which may take no more writes) are then closed by the next harvest naming that error,
+        not as a process killed without a word. Best effort: the record cannot always be written."""
+        if self._fd is None:
+            return
+        said = f"{type(exc).__name__}: {exc}"
+        self.holder["crashed"] = {"pid": self.holder["pid"], "since": self.holder["since"],
+                                  "at": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "error": said if len(said) <= 1500 else said[:1500] + "…"}
+        try:
+            self._write_record(self._fd)
+        except OSError:
+            pass
+
+    def crash_read(self) -> None:
+        """The crash note read (a harvest closed the runs it left): not said again."""
+        if self._fd is not None and self.holder.pop("crashed", None) is not None:
+            try:
+                self._write_record(self._fd)
+            except OSError:
+                pass
 
     def _busy_message(self, fd: int, waited: bool, hung: bool = False) -> str:
         who = describe_holder(_holder_record(os.pread(fd, 4096, 0)))
@@ -262,19 +299,23 @@ _said_newer: set[str] = set()
 
 def _say_if_newer(con, db_path: str | Path) -> None:
     """A warning, once a catalogue, when a newer civicat migrated it: read as this civicat knows it
-    (a table or column it added is not read; one it changed may fail a query)."""
+    (a table or column it added is not read; one it changed may fail a query). Named as the user
+    knows it: the catalogue, where `db_path` is its read copy (what readers open; the copy's
+    name, `civicat.read.duckdb`, is no file the user gave)."""
     import duckdb
 
+    from catalog.read_copy import catalogue_of
     from catalog.versions import newer_migrations
 
     try:
         newer = newer_migrations(dict(con.execute("SELECT version, name FROM schema_migrations").fetchall()))
     except duckdb.CatalogException:   # (no catalogue of civicat's: the caller finds what is missing)
         return
-    if newer and str(db_path) not in _said_newer:
-        _said_newer.add(str(db_path))
+    named = str(catalogue_of(db_path) or db_path)
+    if newer and named not in _said_newer:
+        _said_newer.add(named)
         logging.getLogger("civicat.read").warning("%s was migrated by a newer civicat (%s): read as this one knows it",
-                                                  db_path, newer)
+                                                  named, newer)
 
 
 def checkpoint_wal(db_path: str | Path) -> None:

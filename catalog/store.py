@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
-from catalog.versions import newer_migrations, shipped_migrations
+from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
     COLUMN_FIELDS,
     DATASET_FIELDS,
@@ -250,10 +250,6 @@ def _sql_literal(path: Path) -> str:
 def _current_path(con: duckdb.DuckDBPyConnection) -> str | None:
     """The file of the connection's current database (None: in memory)."""
     return con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
-
-
-class CatalogueTooNew(Exception):
-    """The catalogue holds migrations this civicat does not ship: a newer civicat wrote it."""
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
@@ -939,17 +935,32 @@ class Store:
 
     # -- runs and errors ------------------------------------------------------------
 
-    def close_interrupted_runs(self, now: datetime) -> int:
-        """Runs left 'running' by a process that died (SIGKILL, power loss) become failed,
-        and their staging folders go. Call only as the catalogue's single writer (a
-        catalog.lock.WriterLock), never beside a live harvest."""
+    def close_interrupted_runs(self, now: datetime, crash: dict | None = None) -> dict[str, int]:
+        """Runs left 'running' by a process that ended before it recorded their end become
+        failed, and their staging folders go; returns how many, by error type. `crash`: the
+        note a harvest that ended on an error left (catalog.lock.WriterLock.note_crash): its
+        runs (started since it did) are `Crashed`, naming the error; others `Interrupted`, the
+        process having ended without a word (SIGKILL, the machine stopped). Call only as the
+        catalogue's single writer (a catalog.lock.WriterLock), never beside a live harvest."""
         shutil.rmtree(self.db_path.parent / f".{self.db_path.name}.staging", ignore_errors=True)
+        crashed_since = datetime.fromisoformat(crash["since"]) if crash and crash.get("since") else None
+        closed = {}
         with self._write_lock:
-            return self.con.execute("""UPDATE harvest_runs SET status = 'failed', finished_at = $now,
-                                           error_type = 'Interrupted',
-                                           error_message = 'the run stopped before it finished (killed or crashed); '
-                                                           || 'nothing it had not committed was kept'
-                                       WHERE status = 'running'""", {"now": now}).fetchone()[0]
+            if crashed_since is not None:
+                closed["Crashed"] = self.con.execute(
+                    """UPDATE harvest_runs SET status = 'failed', finished_at = $now, error_type = 'Crashed',
+                              error_message = 'the run did not finish: its harvest (process ' || $pid || ') ended on '
+                                              || 'an error it could not record in the catalogue: ' || $error
+                                              || '; nothing it had not committed was kept'
+                       WHERE status = 'running' AND started_at >= $since""",
+                    {"now": now, "since": crashed_since, "pid": str(crash.get("pid")),
+                     "error": str(crash.get("error"))}).fetchone()[0]
+            closed["Interrupted"] = self.con.execute(
+                """UPDATE harvest_runs SET status = 'failed', finished_at = $now, error_type = 'Interrupted',
+                          error_message = 'the run did not finish: its process ended without recording why '
+                                          || '(killed, or the machine stopped); nothing it had not committed was kept'
+                   WHERE status = 'running'""", {"now": now}).fetchone()[0]
+        return {kind: count for kind, count in closed.items() if count}
 
     def start_run(self, run_id: str, portal_id: str, started_at: datetime) -> None:
         with self._write_lock:

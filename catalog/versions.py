@@ -11,6 +11,12 @@ from importlib.resources.abc import Traversable
 MIGRATION_FILE = re.compile(r"^(\d+)_(\w+)\.sql$")
 
 
+class CatalogueTooNew(Exception):
+    """The catalogue holds migrations this civicat does not ship: a newer civicat wrote it
+    (raised by catalog.store.migrate; here, where a command's reader catches it without
+    importing the store)."""
+
+
 @functools.cache
 def shipped_migrations() -> dict[int, tuple[Traversable, str]]:
     """version -> (its script, its name), of catalog/migrations/."""

@@ -53,14 +53,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def read_config(config_path: Path):
-    """The portal list, a bad one a usage error (exit 2) naming what is wrong. (harvester.config
+    """The portal list, a bad one refused (exit 2) naming what is wrong, with no usage line: the
+    command line was right, the file is not (a cron mail's "Try --help" was noise). (harvester.config
     imported here: TOML's reader is for the commands that read a config, not every call.)"""
     from harvester.config import ConfigError, load_config
 
     try:
         return load_config(config_path)
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise Refused(str(exc)) from None
 
 
 def _json_default(value):
@@ -386,6 +387,14 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
     return lock
 
 
+def note_crash(lock, exc: Exception) -> None:
+    """An error civicat did not expect ends a writer (the catalogue's disk full, a bug): said in
+    its lock's record, so that the next harvest closes the runs it left unfinished naming it
+    (catalog.lock.WriterLock.note_crash). A refusal of click's is no crash."""
+    if not isinstance(exc, click.ClickException):
+        lock.note_crash(exc)
+
+
 def open_for_writing(opener, db_path: Path, wait: Wait):
     """`opener(db_path)` (a Store, a connection) once no other process holds the DuckDB file:
     a notebook or script with the catalogue open (even read-only) keeps a writer out."""
@@ -477,17 +486,22 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     try:
         workers_from_env()
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
-    except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+    except ValueError as exc:   # (a CIVICAT_* variable: not the command line's)
+        raise Refused(str(exc)) from None
     lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals))
     interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
-        unfinished = store.close_interrupted_runs(datetime.now(UTC))
-        if unfinished:
+        unfinished = store.close_interrupted_runs(datetime.now(UTC), lock.crash)
+        if unfinished.get("Crashed"):
             logging.getLogger("civicat.harvest").warning(
-                "%d portal run(s) of an earlier harvest never finished (killed?): marked failed (Interrupted)",
-                unfinished)
+                "%d portal run(s) of an earlier harvest never finished: it ended on an error (%s): marked failed "
+                "(Crashed)", unfinished["Crashed"], lock.crash.get("error"))
+        if unfinished.get("Interrupted"):
+            logging.getLogger("civicat.harvest").warning(
+                "%d portal run(s) of an earlier harvest never finished: its process ended without a word (killed, or "
+                "the machine stopped): marked failed (Interrupted)", unfinished["Interrupted"])
+        lock.crash_read()
         bars: dict = {}
         progress = _progress_bars(bars) if sys.stderr.isatty() and not as_json else None
         try:
@@ -503,6 +517,9 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         finally:
             store.close()
         publish_read_copy(db_path)
+    except Exception as exc:
+        note_crash(lock, exc)
+        raise
     finally:
         lock.release()
 
@@ -607,11 +624,14 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
             return
         try:
             http = HttpClient.from_env()
-        except ValueError as exc:
-            raise click.UsageError(str(exc)) from None
+        except ValueError as exc:   # (a CIVICAT_* variable: not the command line's)
+            raise Refused(str(exc)) from None
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
         publish_read_copy(db_path)
+    except Exception as exc:
+        note_crash(lock, exc)
+        raise
     finally:
         store.close()
         lock.release()
@@ -1100,10 +1120,10 @@ def _name_portals_out_of_config(report, config_path: Path) -> None:
                    "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
 
 
-def _cannot_open(db_path: Path, exc: Exception) -> click.UsageError:
-    """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB, no
-    permission): exit 2 naming it, before anything is done."""
-    return click.UsageError(f"cannot open the catalogue {db_path}: {exc}")
+def _cannot_open(db_path: Path, exc: Exception) -> click.ClickException:
+    """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB or civicat, no
+    permission): exit 2 naming it, before anything is done; no usage line (the file is wrong)."""
+    return Refused(f"cannot open the catalogue {db_path}: {exc}")
 
 
 def _open(opener, db_path: Path):
@@ -1111,11 +1131,14 @@ def _open(opener, db_path: Path):
     import duckdb
 
     from catalog.lock import CatalogueBusy, file_locked, file_writer
+    from catalog.versions import CatalogueTooNew
 
     try:
         return opener(db_path)
     except FileNotFoundError as exc:
         raise click.UsageError(str(exc)) from None
+    except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
+        raise _cannot_open(db_path, exc) from None
     except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull
         raise KeptOut(str(exc)) from None
     except duckdb.IOException as exc:

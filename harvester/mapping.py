@@ -49,13 +49,14 @@ LOOKUPS_FAILED_BATCH = 5 * BATCH
 POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches go to workers
 # a detail lookup that answered one of these is settled until its entry changes: the address does
 # not exist (404, 410), the portal answers an error of its own (an ArcGIS layer that cannot be
-# read), the entry's link is no URL. Its dataset, left without what the lookup gives (one keeping
+# read) or an answer that is no layer (a JSON list: UnexpectedResult), the entry's link is no URL.
+# Its dataset, left without what the lookup gives (one keeping
 # what an earlier lookup gave is asked every night), has details recording it (`lookup_failed`);
 # while its entry is listed as stored, it is not asked, nor reported, again for
 # LOOKUP_ASKED_AGAIN_DAYS after the night it was (a portal may mend a DataStore or a layer without
 # touching the entry that names it: a week bounds how long that goes unseen); a changed entry and
 # `harvest --full` ask at once. Faults of the moment (5xx, timeouts, a host down) are asked every night.
-SETTLED_LOOKUP_FAILURES = ("NotFound", "PortalError", "InvalidUrl")
+SETTLED_LOOKUP_FAILURES = ("NotFound", "PortalError", "UnexpectedResult", "InvalidUrl")
 LOOKUP_ASKED_AGAIN_DAYS = 7
 
 ErrorRow = tuple[str | None, str, str, str, str]   # source id, stage, error type, message, severity
@@ -119,7 +120,8 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
         errors.append((source_id, "validate", "RecordRejected", str(exc), "error"))
         return
     except Exception as exc:  # a payload the mapping did not foresee must not stop the portal
-        errors.append((source_id, "map", type(exc).__name__, f"mapping failed: {exc}", "error"))
+        # (typed as what happened, not by Python's name for it: the message keeps that)
+        errors.append((source_id, "map", "MappingFailed", f"mapping failed: {type(exc).__name__}: {exc}", "error"))
         return
     for field_name, message in notes.items:
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
@@ -293,8 +295,11 @@ class Mapper:
                  known: dict[str, str] | Callable[[], dict[str, str]] | None = None,
                  settled_pages: set[str] | frozenset[str] = frozenset(),
                  stored_details: Callable[[list[str]], dict[str, str | None]] | None = None,
-                 failed_lookups: Callable[[], dict[str, str]] | None = None):
+                 failed_lookups: Callable[[], dict[str, str]] | None = None, rewrite: bool = False):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
+        # `harvest --full`: every entry is mapped and staged again, `known` read only to tell a
+        # dataset restamped (_stage): its only difference civicat's own record of a refused lookup
+        self.rewrite = rewrite
         # uid -> the stored details of datasets whose stored version's lookup failed for good
         # within LOOKUP_ASKED_AGAIN_DAYS (Store.failed_lookups), asked for on the first entry
         # read: such an entry listed as stored is not looked up again
@@ -403,7 +408,7 @@ class Mapper:
             self._unsettle(page_digest)
             self.on_error(source_id, "validate", "RecordRejected", reason)
             return
-        stored = self.known.get(f"{self.portal.id}:{source_id}")
+        stored = None if self.rewrite else self.known.get(f"{self.portal.id}:{source_id}")
         if stored is not None and self._lookup_failed_as_stored(entry, source_id, stored):
             self.unchanged += 1
             if page_digest is not None:   # (read every night: the lookup is asked again in a while)
@@ -457,7 +462,7 @@ class Mapper:
                     details = {**(details or {}), "lookup_failed": {"error_type": error_type}}
                 elif "lookup_failed" in (previous or {}):
                     details = self._still_refused(entry, details, previous["lookup_failed"], self.known.get(uid))
-            self._stage(entry, source_id, details, self.known.get(uid), page_digest)
+            self._stage(entry, source_id, details, None if self.rewrite else self.known.get(uid), page_digest)
 
     def _still_refused(self, entry: dict, details: dict | None, refused: dict, stored: str | None) -> dict | None:
         """The details of a dataset whose lookup, refused for good when last answered (`refused`,
@@ -476,7 +481,8 @@ class Mapper:
                     or stored == raw_hash(self.adapter, entry, details)):
                 self.unchanged += 1
                 return
-            if stored is not None and self._only_marked(entry, details, stored):
+            marked_against = self.known.get(f"{self.portal.id}:{source_id}") if self.rewrite else stored
+            if marked_against is not None and self._only_marked(entry, details, marked_against):
                 self.restamped.add(f"{self.portal.id}:{source_id}")
             entry_json = compact_json_bytes(entry)
             details_json = compact_json_bytes(details) if details is not None else None

@@ -281,7 +281,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         adapter = adapter_for(portal, client)
         # unchanged entries are recognised by their raw hash (or their page's) before mapping;
         # --full rewrites all
-        mapper = Mapper(adapter, portal, stage, errors.add, pool, known=None if full else lambda: store.raw_hashes(portal.id),
+        mapper = Mapper(adapter, portal, stage, errors.add, pool, known=lambda: store.raw_hashes(portal.id), rewrite=full,
                         settled_pages=set() if full else store.settled_pages(portal.id),
                         stored_details=store.stored_details,
                         failed_lookups=None if full or not adapter.looked_up else lambda: store.failed_lookups(

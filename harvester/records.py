@@ -100,7 +100,51 @@ CSV_MEMORY, WIDE_CSV_MEMORY = "256MB", "1GB"   # DuckDB's for a downloaded CSV; 
 
 
 class RecordsError(Exception):
-    """A dataset whose records cannot be pulled (unsupported, incomplete, inconsistent)."""
+    """A dataset whose records cannot be pulled. Its `error_type`, what record_pulls and
+    harvest_errors store (docs/harvesting.md, "Error types"), is its class's name: each
+    subclass says what happened, a reader's filter (a plain RecordsError is raised nowhere)."""
+
+    @property
+    def error_type(self) -> str:
+        return type(self).__name__
+
+
+class NotPullable(RecordsError):
+    """What the catalogue holds of the dataset gives a pull nothing to read: no CSV, DataStore or
+    layer, not a table, no columns, more than MAX_COLUMNS, or no such dataset."""
+
+
+class RecordsAnswerUnexpected(RecordsError):
+    """An answer the portal's API calls a success that lacks what that API always gives (a
+    DataStore without fields, a query answer without its features list)."""
+
+    error_type = "UnexpectedResult"
+
+
+class PagesDisagree(RecordsError):
+    """The pages of a pull repeat or contradict each other (a page starting behind the last row
+    read, a batch answering rows it was not asked for, one second's pages never read alike)."""
+
+    error_type = "PagingError"
+
+
+class RowsMissing(RecordsError):
+    """The pull gave fewer rows than the portal counted, or a row the portal lists was never given."""
+
+
+class NotTheDataset(RecordsError):
+    """What was read has none of the published dataset's columns (a server's error text behind a 200)."""
+
+
+class MergeFailed(RecordsError):
+    """An incremental pull's rows could not be merged with the published records (a part that does not read)."""
+
+
+class ChangedAsRead(RecordsError):
+    """The dataset changed while it was read in a way a second reading does not mend (its columns
+    changed; or it changed again as it was read again): the next pull reads it again."""
+
+    error_type = "SourceChanged"
 
 
 class SourceChanged(RecordsError):
@@ -531,7 +575,7 @@ def _check_same_table(source: RecordSource, published: pa.Schema | None) -> None
     if not {n.lower() for n in names} & {n.lower() for n in published.names}:
         shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
         source.close()
-        raise RecordsError(f"none of its columns ({shown}) is one of the {len(published.names)} the published "
+        raise NotTheDataset(f"none of its columns ({shown}) is one of the {len(published.names)} the published "
                            f"dataset has ({', '.join(published.names[:5])}{', ...' if len(published.names) > 5 else ''}): "
                            "not this dataset (an error text?); the previous records are kept, a full pull "
                            "(--full) takes a file that is another table now")
@@ -660,9 +704,9 @@ class SameColumns:
 
 
 def columns_changed(params: dict | None, count: int, new: list, gone: list, first: int) -> RecordsError:
-    return RecordsError(f"the columns changed while the dataset was read: the page at {request_text(params)} "
-                        f"names {count} columns (new: {new[:5]}, gone: {gone[:5]}) where the first named {first}; "
-                        "the next pull reads it again")
+    return ChangedAsRead(f"the columns changed while the dataset was read: the page at {request_text(params)} "
+                         f"names {count} columns (new: {new[:5]}, gone: {gone[:5]}) where the first named {first}; "
+                         "the next pull reads it again")
 
 
 def count_changed(params: dict | None, counted: int, first: int) -> SourceChanged:
@@ -810,12 +854,12 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
             if not honours_paging:   # (a page of one row has nothing to shift by: the portal shown to page, taken)
                 same = previous is not None and page.items.equals(previous)
                 again = f"the same {rows} rows as the page before" if same else f"again the last {rows} rows read before it"
-                raise RecordsError(f"the page at {request_text(page.params)} gave {again}: the portal repeats a "
+                raise PagesDisagree(f"the page at {request_text(page.params)} gave {again}: the portal repeats a "
                                    "page instead of paging on")
         if key is not None and page.items.num_rows and key in page.items.column_names:
             first = page.items[key][0].as_py()
             if first is not None and order["last"] is not None and first <= order["last"]:
-                raise RecordsError(f"the page at {request_text(page.params)} starts at {key} {first!r}, not past the "
+                raise PagesDisagree(f"the page at {request_text(page.params)} starts at {key} {first!r}, not past the "
                                    f"last row read ({key} {order['last']!r}): the portal answered rows already read; "
                                    "the next pull reads the dataset again")
             order["last"] = page.items[key][-1].as_py()
@@ -897,7 +941,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     started = time.monotonic()
     result = PullResult(uid=uid, mode=source.mode)
     if len(source.fields) > MAX_COLUMNS:
-        raise RecordsError(f"the dataset has {len(source.fields)} columns, more than the {MAX_COLUMNS:,} a records "
+        raise NotPullable(f"the dataset has {len(source.fields)} columns, more than the {MAX_COLUMNS:,} a records "
                            "pull takes")
     staging = layout.staging(portal_id, source_id)
     progress_path = staging / "progress.json"
@@ -923,7 +967,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         except SourceChanged as again:
             if not again.only_added:
                 shutil.rmtree(staging, ignore_errors=True)   # (rows that moved are not resumed from)
-                raise RecordsError(f"the dataset changed while it was read, twice: first {changed}; read again, "
+                raise ChangedAsRead(f"the dataset changed while it was read, twice: first {changed}; read again, "
                                    f"{again}; the previous records are kept and the next pull reads it again") from None
             log.warning("%s: read again, %s: published as read", uid, again)
             result.changed = f"{changed}; read again, {again}"
@@ -933,7 +977,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     # (published as read: rows added to pages read already are missing, which the count says)
     if source.expected_rows is not None and progress["rows"] < source.expected_rows and not result.published_as_read:
         shutil.rmtree(staging, ignore_errors=True)  # an incomplete read is never resumed as if complete
-        raise RecordsError(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
+        raise RowsMissing(f"the portal reported {source.expected_rows} rows but the pull gave {progress['rows']}")
 
     if source.mode == "incremental":
         ready = _merge(source, layout, portal_id, source_id, staging)
@@ -1315,7 +1359,7 @@ def _merge(source: RecordSource, layout: RecordsLayout, portal_id: str, source_i
                      part_column_chunks=PART_COLUMN_CHUNKS, row_group_rows=ROW_GROUP_ROWS,
                      row_group_bytes=ROW_GROUP_BYTES)
     except MergeError as exc:
-        raise RecordsError(f"the merge of the rows read with the published records failed: {exc}; the previous "
+        raise MergeFailed(f"the merge of the rows read with the published records failed: {exc}; the previous "
                            "records are kept (a full pull, --full, writes them again)") from None
     return merged
 
@@ -1376,7 +1420,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
         try:
             dataset = known.get(uid)
             if dataset is None:
-                raise RecordsError(f"{uid} is not in the catalogue (harvest the portal first) or was deleted")
+                raise NotPullable(f"{uid} is not in the catalogue (harvest the portal first) or was deleted")
             previous = previous_pull(con, uid)
             if full or not layout.folder(portal.id, source_id).is_dir():   # (the folder gone: nothing to add to)
                 previous = _read_whole(previous)

@@ -27,9 +27,11 @@ STATUS_TYPES = {404: "NotFound", 410: "NotFound", 401: "AccessDenied", 403: "Acc
 
 
 def error_type(exc: BaseException) -> str:
-    """What harvest_runs, harvest_errors and record_pulls store as an exception's type: a
-    failed request's error_type, else its class's name."""
-    return exc.error_type if isinstance(exc, HttpError) else type(exc).__name__
+    """What harvest_runs, harvest_errors and record_pulls store as an exception's type: its
+    `error_type` where it says one (a failed request's, a records pull's: harvester.records.
+    RecordsError), else its class's name."""
+    typed = getattr(exc, "error_type", None)
+    return typed if isinstance(typed, str) else type(exc).__name__
 
 
 class HttpError(Exception):

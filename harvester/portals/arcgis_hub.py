@@ -16,12 +16,12 @@ import re
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import PortalError, capped_json, dropped
+from harvester.http import PortalError, UnexpectedResult, capped_json, dropped
 from harvester.paging import OffsetPaginator, Page, request_text
 from harvester.portals.dcat_us import DcatUsAdapter, arcgis_item_id, arcgis_item_of_downloads
 from harvester.portals.base import note_columns_cut, refuse_cut_columns
-from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SameKeys,
-                               SourceChanged, pa, paged_tables, unique_fields)
+from harvester.records import (MAX_COLUMNS, Conversion, Field, NotPullable, PagesDisagree, RecordsAnswerUnexpected,
+                               RecordSource, RowsMissing, SameColumns, SameKeys, SourceChanged, pa, paged_tables, unique_fields)
 
 log = logging.getLogger("civicat.arcgis")
 
@@ -84,9 +84,10 @@ class ArcgisHubAdapter(DcatUsAdapter):
         if url is None:
             return cut  # documents, web maps, apps: no layer to read columns from
         layer = self.http.get_json(url, {"f": "json"}, conditional=True, parse=LAYER_DOCUMENT).data
-        if not isinstance(layer, dict) or "error" in layer:
-            error = layer.get("error") if isinstance(layer, dict) else layer
-            raise PortalError(f"ArcGIS error: {error}", url)
+        if not isinstance(layer, dict):   # (valid JSON, but no layer: not the portal saying error)
+            raise UnexpectedResult(f"the layer's answer is a JSON {_json_kind(layer)}, not the layer's object", url)
+        if "error" in layer:
+            raise PortalError(f"ArcGIS error: {layer['error']}", url)
         left_out = dropped(layer).get("fields")
         return {**(cut or {}), "layer_url": url, "layer": layer,
                 **({"columns_left_out": left_out} if left_out else {})}
@@ -97,7 +98,7 @@ class ArcgisHubAdapter(DcatUsAdapter):
             {"distribution": [{"accessURL": d.get("access_url"), "downloadURL": d.get("download_url")}
                               for d in dataset.distributions]})
         if not url:
-            raise RecordsError(f"{dataset.uid} names no FeatureServer or MapServer layer")
+            raise NotPullable(f"{dataset.uid} names no FeatureServer or MapServer layer")
         return FeatureServerRecords(self.http, url)
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
@@ -109,6 +110,11 @@ class ArcgisHubAdapter(DcatUsAdapter):
             if layer.get("type") == "Table":
                 out["asset_type"] = "dataset"
         return out
+
+
+def _json_kind(value) -> str:
+    """What a JSON value that is no object is, in JSON's words (for messages)."""
+    return {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def _layer_columns(layer: dict) -> list[dict]:
@@ -194,7 +200,7 @@ class FeatureServerRecords(RecordSource):
         if self.geometry_type:
             fields.append(Field("geometry", "point" if self.geometry_type == "esriGeometryPoint" else "geometry"))
         if not fields:
-            raise RecordsError(f"the layer {url} lists no fields")
+            raise RecordsAnswerUnexpected(f"the layer {url} lists no fields")
         self.fields = unique_fields(fields)
         # the object id's column, where resultOffset pages come ordered by it (`orderByFields`):
         # its values then only grow along the pull, and a page that starts at or before the last
@@ -213,7 +219,7 @@ class FeatureServerRecords(RecordSource):
     def _page(self, data: dict, params: dict) -> Page:
         features = data.get("features")
         if not isinstance(features, list):
-            raise RecordsError(f"a query answer of {self.url} has no features list")
+            raise RecordsAnswerUnexpected(f"a query answer of {self.url} has no features list")
         if isinstance(data.get("fields"), list):
             self.answer_fields.check([str(f.get("name")) for f in data["fields"] if isinstance(f, dict)], params)
         elif isinstance(data.get("fieldAliases"), dict):   # (MapServer answers: Cook County's)
@@ -241,7 +247,7 @@ class FeatureServerRecords(RecordSource):
             return paged_tables(lambda params: self._page(self._query(params), params), paginator, resume,
                                 key=self.order_key, columns=len(self.fields))
         if not self.object_id:
-            raise RecordsError(f"the layer {self.url} supports neither pagination nor object ids")
+            raise NotPullable(f"the layer {self.url} supports neither pagination nor object ids")
         ids = self._query({"where": "1=1", "returnIdsOnly": "true"}).get("objectIds") or []
         ids = sorted(i for i in ids if isinstance(i, int))
         id_column = next((f.name for f in self.fields if f.key == self.object_id), None)
@@ -286,9 +292,9 @@ class FeatureServerRecords(RecordSource):
             answered = page.items[id_column].to_pylist()
             strays = [i for i in answered if i not in wanted]
             if strays or len(set(answered)) < len(answered):
-                raise RecordsError(f"the objectIds batch at {request_text(params)} of {self.url} answered features "
-                                   f"it did not ask for, or twice (object ids {strays[:5] or 'repeated'}): the server "
-                                   "does not select by objectIds, and those rows would be published twice")
+                raise PagesDisagree(f"the objectIds batch at {request_text(params)} of {self.url} answered features "
+                                  f"it did not ask for, or twice (object ids {strays[:5] or 'repeated'}): the server "
+                                  "does not select by objectIds, and those rows would be published twice")
             tables.append(page.items)
             wanted.difference_update(answered)
             asked = sorted(wanted) if answered else []
@@ -297,8 +303,8 @@ class FeatureServerRecords(RecordSource):
                                   "returnIdsOnly": "true"}).get("objectIds") or []
             kept = sorted(wanted.intersection(listed))
             if kept:
-                raise RecordsError(f"the objectIds batch at {request_text(params)} of {self.url} answered no feature "
-                                   f"for object ids the layer still lists ({kept[:5]}): those rows would be lost")
+                raise RowsMissing(f"the objectIds batch at {request_text(params)} of {self.url} answered no feature "
+                              f"for object ids the layer still lists ({kept[:5]}): those rows would be lost")
             log.info("%s: %d features listed by returnIdsOnly were deleted before their batch was read (object ids "
                      "%s)", self.url, len(wanted), sorted(wanted)[:5])
             if self.expected_rows is not None:

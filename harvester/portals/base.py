@@ -13,7 +13,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.http import dropped
 from harvester.paging import Listing
-from harvester.records import MAX_COLUMNS, RecordsError
+from harvester.records import MAX_COLUMNS, NotPullable
 
 
 # a dataset's distributions (CKAN resources) and keywords kept at most: the rest of such a list is
@@ -89,11 +89,11 @@ def note_columns_cut(notes: Notes, listed_by: str, details: dict | None, kept: i
 
 def refuse_cut_columns(dataset) -> None:
     """A records pull of a dataset whose columns were cut would read the ones kept and drop
-    the others unsaid: refused (RecordsError), naming how many it has."""
+    the others unsaid: refused (NotPullable), naming how many it has."""
     left_out = (dataset.details or {}).get("columns_left_out")
     if left_out:
-        raise RecordsError(f"the dataset has {len(dataset.columns) + left_out} columns, more than the "
-                           f"{MAX_COLUMNS:,} a records pull takes")
+        raise NotPullable(f"the dataset has {len(dataset.columns) + left_out} columns, more than the "
+                          f"{MAX_COLUMNS:,} a records pull takes")
 
 
 def lists_cut(entry) -> dict | None:

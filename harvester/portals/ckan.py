@@ -20,8 +20,8 @@ from harvester.http import PortalError, UnexpectedResult, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
-from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameColumns,
-                               count_changed, csv_distribution, paged_tables, unique_fields)
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, RecordsAnswerUnexpected,
+                               RecordSource, SameColumns, count_changed, csv_distribution, paged_tables, unique_fields)
 
 ROWS = 1000  # CKAN's default ckan.search.rows_max
 # a package over the response cap alone is listed by these fields only (package_search's `fl`, the
@@ -151,7 +151,7 @@ class CkanAdapter(PortalAdapter):
             return DatastoreRecords(self, str(resource["id"]))
         url = csv_distribution(dataset)
         if url is None:
-            raise RecordsError(f"{dataset.uid} has no DataStore resource and no CSV resource")
+            raise NotPullable(f"{dataset.uid} has no DataStore resource and no CSV resource")
         return DownloadedFile(self.http, url)
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
@@ -327,7 +327,7 @@ class DatastoreRecords(RecordSource):
         self.fields = unique_fields([Field(f["id"], R.column_type(R.text(f.get("type")), COLUMN_TYPES)) for f in fields
                                      if not str(f["id"]).startswith("_full_text")])
         if not self.fields:
-            raise RecordsError(f"the DataStore of resource {resource_id} lists no fields")
+            raise RecordsAnswerUnexpected(f"the DataStore of resource {resource_id} lists no fields")
         self.conversion = Conversion(self.fields)
         self.field_ids = SameColumns(_field_ids(first))
         total = first.get("total")
@@ -341,7 +341,7 @@ class DatastoreRecords(RecordSource):
         result = R.obj(self.adapter._action("datastore_search", params, conditional=False))
         records = result.get("records")
         if not isinstance(records, list):
-            raise RecordsError(f"datastore_search of {self.resource_id} gave no records list")
+            raise RecordsAnswerUnexpected(f"datastore_search of {self.resource_id} gave no records list")
         if "fields" in result:
             self.field_ids.check(_field_ids(result), params)
         total = result.get("total")

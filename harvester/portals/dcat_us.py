@@ -17,7 +17,7 @@ from catalog.record import Notes
 from harvester.http import Entries, capped_json
 from harvester.paging import Listing, Page, SinglePage
 from harvester.portals.base import MAX_ITEMS, PortalAdapter, lists_cut, note_lists_cut
-from harvester.records import DownloadedFile, RecordsError, csv_distribution
+from harvester.records import DownloadedFile, NotPullable, csv_distribution
 
 # Hub identifiers are item URLs that change with the site's address; the item id does not.
 _HUB_ITEM = re.compile(r"^[0-9a-f]{32}$")
@@ -114,7 +114,7 @@ class DcatUsAdapter(PortalAdapter):
         """The first CSV distribution, downloaded whole, its types sniffed from the file."""
         url = csv_distribution(dataset)
         if url is None:
-            raise RecordsError(f"{dataset.uid} has no CSV distribution to download")
+            raise NotPullable(f"{dataset.uid} has no CSV distribution to download")
         return DownloadedFile(self.http, url)
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:

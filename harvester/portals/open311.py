@@ -20,7 +20,7 @@ from catalog.record import Notes
 from harvester.http import PermanentError, ResponseTooLarge, capped_json, dropped
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
-from harvester.records import (Conversion, Field, RecordsError, RecordSource, StartsOver, parquet_max)
+from harvester.records import (Conversion, Field, NotPullable, PagesDisagree, RecordSource, StartsOver, parquet_max)
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -94,7 +94,7 @@ class Open311Adapter(PortalAdapter):
 
     def record_source(self, dataset, previous) -> "RequestsRecords":
         if dataset.source_id != SOURCE_ID:
-            raise RecordsError(f"an Open311 endpoint has one dataset, {SOURCE_ID!r}, not {dataset.source_id!r}")
+            raise NotPullable(f"an Open311 endpoint has one dataset, {SOURCE_ID!r}, not {dataset.source_id!r}")
         return RequestsRecords(self, previous)
 
     def map(self, entry: dict, details: dict | None, notes: Notes) -> dict:
@@ -233,7 +233,7 @@ class Windows:
     some): requests they bring that the answer lacks show it was full (P is its size);
     none shows it held the whole window. A window of one second cannot be narrowed (many
     requests at one timestamp): its pages are read, and read again until two readings
-    agree page by page (RecordsError after PASSES: only that second is read again, not
+    agree page by page (PagesDisagree after PASSES: only that second is read again, not
     the whole pull as SourceChanged would). Window widths adapt to aim at FILL of
     a page (doubling at most from one window to the next, within GeoReport's 90 days): a
     city of N requests a day costs about 2 N/P requests a day read, where numbered pages
@@ -547,16 +547,16 @@ class Windows:
 
     @staticmethod
     def _made_within(start: datetime, end: datetime, requests: list) -> list:
-        """`requests`, the answer for [start, end); RecordsError where none of them was made
+        """`requests`, the answer for [start, end); NotPullable where none of them was made
         within a day of it (a server's clock or zone hours off is no sign): a server that
         does not read the dates asked answers every window alike, each narrowed down to
         one second and read page after page, without end."""
         seconds = [moment for moment in map(_second, requests) if moment is not None]
         if seconds and not any(start - SLACK <= moment <= end + SLACK for moment in seconds):
-            raise RecordsError(f"the window at {request_text(_params(start, end))} was answered with requests made "
-                               f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, none within a day of it: the "
-                               "server does not read start_date/end_date, and its requests cannot be read window by "
-                               "window")
+            raise NotPullable(f"the window at {request_text(_params(start, end))} was answered with requests made "
+                              f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, none within a day of it: the "
+                              "server does not read start_date/end_date, and its requests cannot be read window by "
+                              "window")
         return requests
 
     def _checked(self, start: datetime, end: datetime, requests: list) -> bool | datetime | None:
@@ -643,10 +643,10 @@ class Windows:
             readings.append(self._reading(start, end))
             if None not in readings[-2:] and [_ids(p) for p in readings[-1]] == [_ids(p) for p in readings[-2]]:
                 return [request for page in readings[-1] for request in page]
-        raise RecordsError(f"the pages of the one second at {request_text(_params(start, end))} did not agree in "
-                           f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
-                           "repeating requests of the pages before it): the pull fails, its previous records kept, and "
-                           "the next pull reads that second again")
+        raise PagesDisagree(f"the pages of the one second at {request_text(_params(start, end))} did not agree in "
+                            f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
+                            "repeating requests of the pages before it): the pull fails, its previous records kept, and "
+                            "the next pull reads that second again")
 
     def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
         """One reading of a one-second window's pages, up to one short of a full page; None:
@@ -662,7 +662,7 @@ class Windows:
                 if _ids(page) == _ids(pages[0]):
                     if self.page_size is None and self._gives_more_than(len(pages[0]), start):
                         return pages   # a server that ignores `page`, shown to give more at once: taken whole
-                    raise RecordsError(
+                    raise NotPullable(
                         f"the one second at {request_text(_params(start, end))} holds at least the "
                         f"{self.page_size or len(pages[0])} requests the server gives in one answer"
                         f"{'' if self.page_size else ' (none of the 90 days either side gave more)'}, and the server "

@@ -16,7 +16,7 @@ from harvester.http import Entries, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
-from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, RecordsError, RecordSource, SameKeys,
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, RecordSource, SameKeys,
                                count_changed, paged_tables, unique_fields)
 
 API = "/api/explore/v2.1"
@@ -169,7 +169,7 @@ class OdsRecords(RecordSource):
     def __init__(self, adapter: OpenDataSoftAdapter, dataset):
         columns = [c for c in dataset.columns if c.get("field_name")]
         if not columns:
-            raise RecordsError(f"{dataset.uid} has no fields in the catalogue")
+            raise NotPullable(f"{dataset.uid} has no fields in the catalogue")
         self.http = adapter.http
         self.base = f"{adapter.portal.url}{API}/catalog/datasets/{quote(dataset.source_id, safe='')}"
         self.fields = unique_fields([Field(c["field_name"], "datetime_utc" if c.get("type") == "datetime"

@@ -20,7 +20,7 @@ from harvester.http import capped_json, dropped, value_in_head
 from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
-from harvester.records import (MAX_COLUMNS, Conversion, Field, RecordsError, RecordSource, SameColumns, SourceChanged,
+from harvester.records import (MAX_COLUMNS, Conversion, Field, NotPullable, RecordSource, SameColumns, SourceChanged,
                                csv_page, paged_tables, parquet_max, read_parquet_sql,
                                unique_fields)
 
@@ -364,12 +364,12 @@ class SodaRecords(RecordSource):
 
     def __init__(self, adapter: SocrataAdapter, dataset, previous, *, format: str = "csv", page: int = RECORD_PAGE):
         if not FOUR_BY_FOUR.match(dataset.source_id):
-            raise RecordsError(f"{dataset.source_id!r} is not a Socrata id")
+            raise NotPullable(f"{dataset.source_id!r} is not a Socrata id")
         if dataset.asset_type not in TABULAR:
-            raise RecordsError(f"{dataset.uid} is a {dataset.asset_type}, not a table")
+            raise NotPullable(f"{dataset.uid} is a {dataset.asset_type}, not a table")
         columns = [c for c in dataset.columns if c.get("field_name")]
         if not columns:
-            raise RecordsError(f"{dataset.uid} has no columns in the catalogue")
+            raise NotPullable(f"{dataset.uid} has no columns in the catalogue")
         refuse_cut_columns(dataset)
         self.http, self.headers, self.format, self.page = adapter.http, adapter.headers, format, page
         self.url = f"{adapter.portal.url}/resource/{dataset.source_id}"

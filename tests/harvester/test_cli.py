@@ -356,6 +356,69 @@ def test_a_catalogue_of_a_newer_civicat_keeps_every_writer_out_before_any_reques
     [said] = [r.getMessage() for r in caplog.records if "newer civicat" in r.getMessage()]
     assert "was migrated by a newer civicat (0018_datasets_region; this one knows up to 00" in said
     assert said.endswith("read as this one knows it")
+    assert said.startswith(f"{db} was migrated")   # the file the user gave, not its read copy's
+
+
+def test_an_export_that_would_put_right_a_newer_civicats_catalogue_is_refused_without_a_traceback(tmp_path, portal):
+    """An export puts right what a records pull killed between its publish and its record left
+    (catalog.export._copy_made_current), a write: on a catalogue a newer civicat migrated it
+    ended in CatalogueTooNew's traceback (exit 1). It is the writers' refusal: exit 2 naming
+    the catalogue and the migration, nothing written, no export."""
+    import duckdb
+
+    from catalog.records import RECORDING, RecordsLayout
+
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(db)]).exit_code == 0
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')")
+    layout = RecordsLayout.beside(db)
+    layout.staging_root.mkdir(parents=True, exist_ok=True)
+    intent = layout.staging_root / f"{RECORDING}city-x.json"   # a pull killed before its record
+    intent.write_text("{}")
+    out = tmp_path / "export"
+    refused = CliRunner().invoke(cli, ["export", "--out", str(out), "--db", str(db), "--config", config])
+    assert refused.exit_code == 2, refused.output
+    assert refused.exception is None or isinstance(refused.exception, SystemExit), refused.exception
+    assert refused.stderr.startswith(f"Error: cannot open the catalogue {db}: {db} was migrated by a newer civicat "
+                                     "(9999_from_the_future"), refused.stderr
+    assert "Traceback" not in refused.output and not out.exists() and intent.exists()
+
+
+def test_errors_not_about_the_command_line_give_no_usage_hint(tmp_path, portal):
+    """A bad config, a catalogue held by another writer, or one a newer civicat migrated, each
+    exit 2 with click's usage line and "Try '... harvest --help' for help." before the
+    error: noise in a cron mail, whose command line was right. A usage error keeps them."""
+    import duckdb
+
+    from catalog.lock import WriterLock
+
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    db = tmp_path / "c.duckdb"
+    assert CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(db)]).exit_code == 0
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text('[[portals]]\nid = "x"\nkind = "nope"\nurl = "http://h"\n')
+
+    def refused(*args: str, env: dict | None = None) -> str:
+        result = CliRunner().invoke(cli, list(args), env=env)
+        assert result.exit_code == 2, result.output
+        return result.stderr
+
+    said = refused("harvest", "--config", str(bad_config), "--db", str(db))
+    assert said.startswith("Error: ") and "bad.toml" in said and "city: missing" in said and "--help" not in said, said
+    said = refused("harvest", "--config", config, "--db", str(db), env={"CIVICAT_HTTP_MAX_ATTEMPTS": "many"})
+    assert said.startswith("Error: ") and "CIVICAT_HTTP_MAX_ATTEMPTS" in said and "--help" not in said, said
+    with WriterLock(db):
+        said = refused("harvest", "--config", config, "--db", str(db))
+    assert said.startswith("Error: ") and "being written by" in said and "--help" not in said, said
+    with duckdb.connect(str(db)) as con:
+        con.execute("INSERT INTO schema_migrations (version, name) VALUES (9999, 'from_the_future')")
+    said = refused("harvest", "--config", config, "--db", str(db))
+    assert said.startswith(f"Error: cannot open the catalogue {db}") and "newer civicat" in said, said
+    assert "--help" not in said and "Usage:" not in said
+    said = refused("harvest", "--no-such-option")   # the command line's own error keeps its hint
+    assert said.startswith("Usage: ") and "harvest --help' for help." in said
 
 
 def test_runs_a_crash_left_running_are_closed_by_the_next_harvest(tmp_path, portal):
@@ -374,6 +437,50 @@ def test_runs_a_crash_left_running_are_closed_by_the_next_harvest(tmp_path, port
     dead = next(r for r in runs if r["run_id"] == "20260101T000000Z-dead")
     assert (dead["status"], dead["error_type"]) == ("failed", "Interrupted") and "killed" in dead["error_message"]
     assert not (tmp_path / ".c.duckdb.staging" / "tmpdead").exists()
+
+
+def test_runs_a_harvest_that_crashed_on_an_error_left_running_are_closed_naming_it_not_as_killed(
+        tmp_path, portal, monkeypatch, caplog):
+    """A harvest whose catalogue's disk filled as it recorded a portal's end ended on DuckDB's
+    error, its run left 'running'; the next harvest closed it as `Interrupted`, "(killed?)",
+    though nothing was killed and the error was known. The crashed harvest says it in its lock's
+    record (the catalogue takes no more writes): the next one closes its runs `Crashed`, naming it."""
+    import duckdb
+
+    from catalog.store import Store
+
+    db = tmp_path / "c.duckdb"
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    full = f'IO Error: Could not write file "{db}.wal": No space left on device'
+
+    def disk_full(self, run_id, portal_id, report):
+        raise duckdb.IOException(full)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Store, "finish_run", disk_full)
+        crashed = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(db)])
+    assert crashed.exit_code == 1 and isinstance(crashed.exception, duckdb.IOException), crashed.output
+    caplog.clear()
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    said = " ".join(r.getMessage() for r in caplog.records if "never finished" in r.getMessage())
+    assert "1 portal run(s) of an earlier harvest never finished: it ended on an error (IOException: " in said, said
+    assert "No space left on device" in said and "killed" not in said
+    runs = json.loads(invoke("runs", "--db", str(db), "--json").output)
+    [closed] = [r for r in runs if r["error_type"] is not None]
+    assert (closed["status"], closed["error_type"]) == ("failed", "Crashed")
+    assert "the run did not finish: its harvest (process " in closed["error_message"]
+    assert "ended on an error it could not record in the catalogue: IOException: " + full in closed["error_message"]
+    caplog.clear()   # said once: the next harvest finds nothing to close, and a kill later is no crash
+    store = Store(db)
+    store.start_run("20990101T000000Z-dead", "city", datetime(2099, 1, 1, tzinfo=UTC))   # then: kill -9
+    store.close()
+    assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
+    said = [r.getMessage() for r in caplog.records if "never finished" in r.getMessage()]
+    assert len(said) == 1 and "ended without a word (killed, or the machine stopped)" in said[0], said
+    dead = next(r for r in json.loads(invoke("runs", "--db", str(db), "--json").output)
+                if r["run_id"] == "20990101T000000Z-dead")
+    assert dead["error_type"] == "Interrupted"
 
 
 def test_a_portal_out_of_the_config_is_warned_of_at_the_end_and_retired_only_when_asked(tmp_path, portal, caplog):
@@ -462,7 +569,7 @@ def test_errors_that_end_a_command_are_json_log_lines_with_log_format_json(tmp_p
         [line] = json_lines(result)
         assert result.exit_code == 2 and (line["level"], line["exit_code"]) == ("error", 2) and says in line["message"]
     plain = CliRunner().invoke(cli, ["harvest", "--config", str(bad_config), "--db", db])
-    assert plain.exit_code == 2 and plain.stderr.startswith("Usage:")                       # plain logs: as before
+    assert plain.exit_code == 2 and plain.stderr.startswith("Error: ")                      # plain logs: as before
 
     monkeypatch.setenv("CIVICAT_HTTP_MAX_ATTEMPTS", "1")
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),

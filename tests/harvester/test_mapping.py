@@ -407,3 +407,27 @@ def test_the_workers_of_a_harvest_killed_outright_leave_with_it(tmp_path):
     finally:
         if _running(worker):
             os.kill(worker, signal.SIGKILL)
+
+
+def test_an_entry_the_mapping_fails_on_is_stored_as_mapping_failed_not_under_pythons_name(store, monkeypatch):
+    """An entry whose shape the mapping did not foresee (a field where it expects another)
+    was stored under the name of the Python exception it raised (`KeyError`, `TypeError`):
+    a filter had to know every such name. It is `MappingFailed`, the exception in the message."""
+    from harvester.portals.socrata import SocrataAdapter
+
+    entries = make_socrata_entries(20, domain="data.example.org")
+    odd = entries[7]["resource"]["id"]
+    real_map = SocrataAdapter.map
+
+    def mapping_that_did_not_foresee_it(self, entry, details, notes):
+        if entry["resource"]["id"] == odd:
+            return {}["columns_field_name"]   # a KeyError, as a mapping reading a missing key raises
+        return real_map(self, entry, details, notes)
+
+    monkeypatch.setattr(SocrataAdapter, "map", mapping_that_did_not_foresee_it)
+    with SocrataPortal(entries, domain="data.example.org") as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain="data.example.org")], store,
+                         fast_client()).portals[0]
+    assert report.status == "ok" and report.new == 19 and report.errors == 1
+    assert store.con.execute("SELECT source_id, stage, error_type, message FROM harvest_errors").fetchall() == [
+        (odd, "map", "MappingFailed", "mapping failed: KeyError: 'columns_field_name'")]

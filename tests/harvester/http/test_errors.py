@@ -42,3 +42,15 @@ def test_no_code_raises_a_failed_request_without_a_type_of_its_own():
                     and len(node.args) < 3 and not any(k.arg == "status" for k in node.keywords):
                 untyped.append(f"{path.relative_to(root)}:{node.lineno}")
     assert untyped == []
+
+
+def test_no_code_raises_a_records_error_without_a_type_of_its_own():
+    """A plain RecordsError was stored as `RecordsError` whatever had happened (a DataStore
+    without fields, a dataset with nothing to pull, pages that repeat): each raise names the
+    subclass that says which (harvester.records)."""
+    root = Path(__file__).resolve().parents[3]
+    plain = [f"{path.relative_to(root)}:{node.lineno}"
+             for path in sorted([*(root / "harvester").rglob("*.py"), *(root / "catalog").rglob("*.py")])
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "RecordsError"]
+    assert plain == []

@@ -340,14 +340,15 @@ def hub_with_an_unreadable_layer():
             yield services, hub
 
 
-def test_the_first_night_after_the_upgrade_counts_no_dataset_changed_for_its_unreadable_layer(store, http):
+@pytest.mark.parametrize("full", [False, True], ids=["night", "full"])
+def test_the_first_night_after_the_upgrade_counts_no_dataset_changed_for_its_unreadable_layer(store, http, full):
     """A catalogue session 26 harvested, one of whose layers answers ArcGIS's error behind a
     200: the night after the upgrade records that refusal in its details, and counts it
     changed no more than it is."""
     with hub_with_an_unreadable_layer() as (services, hub):
         assert_the_first_night_after_the_upgrade_changes_nothing(
             store, http, portal_config("hub", "arcgis-hub", hub.url), services,
-            lambda path, query: path == UNREADABLE_LAYERS[1])
+            lambda path, query: path == UNREADABLE_LAYERS[1], full=full)
 
 
 def test_an_unreadable_layer_that_answers_503_for_a_night_counts_its_dataset_changed_on_no_night(store, http):
@@ -355,3 +356,26 @@ def test_an_unreadable_layer_that_answers_503_for_a_night_counts_its_dataset_cha
         assert_a_refused_lookup_down_for_a_night_changes_nothing(
             store, http, portal_config("hub", "arcgis-hub", hub.url), services, UNREADABLE_LAYERS[1],
             lambda path, query: path == UNREADABLE_LAYERS[1])
+
+
+def test_a_layer_answering_a_json_list_is_an_unexpected_result_settled_like_an_arcgis_error(store, http):
+    """A layer's address answering valid JSON that is no object (a list, a string) was stored as
+    `PortalError`, which says the portal answered an error of its own: nothing said error. It is
+    `UnexpectedResult`, not asked again (as before), and settled like an ArcGIS error: not asked
+    again the next night while its feed entry is unchanged."""
+    with LocalPortal() as services:
+        services.serve_json(UNREADABLE_LAYERS[0], layer_fields("id", "name"))
+        services.serve_json(UNREADABLE_LAYERS[1], [{"name": "L"}])
+        with DataJsonPortal(edited_hub(services.url, UNREADABLE_LAYERS), path=HUB_FEED_PATH) as hub:
+            config = portal_config("hub", "arcgis-hub", hub.url)
+            first = harvest([config], store, http)
+            assert first.portals[0].status == "ok" and first.portals[0].errors == 1
+            [(kind, message)] = store.con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'fetch' "
+                                                  "AND run_id = ?", [first.run_id]).fetchall()
+            assert kind == "UnexpectedResult" and "the layer's answer is a JSON list, not the layer's object" in message
+            assert UNREADABLE_LAYERS[1] in message
+            asked = services.hits[UNREADABLE_LAYERS[1]]
+            assert asked == 1   # not retried
+            second = harvest([config], store, fast_client())
+            assert (second.portals[0].errors, second.portals[0].changed) == (0, 0)
+            assert services.hits[UNREADABLE_LAYERS[1]] == asked   # settled: not asked the next night

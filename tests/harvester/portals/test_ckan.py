@@ -3,6 +3,7 @@ import copy
 import json
 import uuid
 
+import pytest
 
 from harvester.pipeline import harvest
 from tests.conftest import (
@@ -366,7 +367,8 @@ def test_a_datastore_lookup_that_answers_404_is_not_asked_again_while_its_packag
             lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-0", edit, mend)
 
 
-def test_the_first_night_after_the_upgrade_counts_no_package_changed_for_its_404_datastore(store, http):
+@pytest.mark.parametrize("full", [False, True], ids=["night", "full"])
+def test_the_first_night_after_the_upgrade_counts_no_package_changed_for_its_404_datastore(store, http, full):
     """A catalogue session 26 harvested, whose package's DataStore answers 404: the night after
     the upgrade records that refusal in its details, and counts it changed no more than it is."""
     listed, fields = datastore_packages(2)
@@ -374,7 +376,7 @@ def test_the_first_night_after_the_upgrade_counts_no_package_changed_for_its_404
     with CkanPortal(listed, datastore=fields) as portal:
         assert_the_first_night_after_the_upgrade_changes_nothing(
             store, http, portal_config("c", "ckan", portal.url), portal,
-            lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-1")
+            lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-1", full=full)
 
 
 def test_a_404_datastore_that_answers_503_for_a_night_counts_its_package_changed_on_no_night(store, http):

@@ -260,3 +260,29 @@ def test_a_row_removed_while_the_datastore_is_read_is_read_again_not_a_failed_pu
     assert kind == "ChangedWhileRead" and message.endswith(
         "offset=300, limit=100 counts 999 rows where the pull began with 1000: rows were removed as it read them: "
         "the pull read it again"), message
+
+
+def test_each_failed_pull_is_stored_under_the_type_that_says_what_happened(tmp_path, ckan):
+    """A records pull that failed for its dataset's own reason was stored as `RecordsError`
+    (Python's name), whatever the reason: a DataStore answering no fields (the portal's API
+    changed), a package with nothing to pull, a source id the catalogue does not hold, a file
+    that is not the dataset (an error text behind a 200) all looked alike to a filter."""
+    portal, _ = ckan
+    nothing_id, typo_id = "00000000-0000-0000-0000-0000000000c3", "00000000-0000-0000-0000-0000000000ff"
+    portal.packages.append({"id": nothing_id, "name": "a-report", "title": "A report", "resources": [
+        {"id": "res-pdf", "name": "report.pdf", "format": "PDF", "url": f"{portal.url}/files/report.pdf"}]})
+    portal.datastore["res-store"] = []   # a DataStore table always has fields (_id at least)
+    pulled = [STORE_ID, FILE_ID, nothing_id, typo_id]
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, pulled)
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 3, result.output
+    portal.serve_json("/files/payments.csv", RawBody(b"Service Unavailable", "text/plain"))
+    db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [FILE_ID])
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    stored = duckdb.connect(str(db)).execute(
+        "SELECT source_id, error_type, message FROM harvest_errors WHERE stage = 'records' ORDER BY run_id, source_id"
+    ).fetchall()
+    assert [(source_id, kind) for source_id, kind, _ in stored] == [
+        (STORE_ID, "UnexpectedResult"), (nothing_id, "NotPullable"), (typo_id, "NotPullable"),
+        (FILE_ID, "NotTheDataset")], stored
+    assert "lists no fields" in stored[0][2] and "no DataStore resource and no CSV resource" in stored[1][2]
+    assert "is not in the catalogue" in stored[2][2] and "none of its columns" in stored[3][2]
