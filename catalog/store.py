@@ -956,6 +956,20 @@ class Store:
             self.con.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES (?, ?, ?, 'running')",
                              [run_id, portal_id, started_at])
 
+    def lookups_kept_since(self, portal_id: str) -> tuple[datetime | None, set[str]]:
+        """When the portal's last run that succeeded with its listing complete began (None: none
+        did), and the source ids whose details lookup failed since (a `fetch` error or warning:
+        their stored details may be stale): what harvester.mapping's kept lookups go by."""
+        with self._write_lock:
+            since = self.con.execute("""SELECT max(started_at) FROM harvest_runs WHERE portal_id = $portal
+                                        AND status = 'ok' AND listing_complete""", {"portal": portal_id}).fetchone()[0]
+            if since is None:
+                return None, set()
+            return since, {row[0] for row in self.con.execute(
+                """SELECT DISTINCT source_id FROM harvest_errors WHERE portal_id = $portal AND stage = 'fetch'
+                   AND occurred_at >= $since AND source_id IS NOT NULL""",
+                {"portal": portal_id, "since": since}).fetchall()}
+
     def finish_run(self, run_id: str, portal_id: str, report: dict) -> None:
         columns = [k for k in report if k not in ("run_id", "portal_id")]
         assignments = ", ".join(f"{c} = ?" for c in columns)
