@@ -424,7 +424,7 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str, params
     cur.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
 
 
-def fresh_pages(pages: list[dict]) -> bool:
+def _fresh_pages(pages: list[dict]) -> bool:
     return any(not page.get("kept") for page in pages)
 
 
@@ -928,7 +928,7 @@ class Store:
                 deleted_groups: dict[str, set[int]] = {}
                 counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
                 kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
-                listed = None if staged_files or fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
+                listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
                 removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
                                                   listed)
                 if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
