@@ -143,6 +143,7 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
                              {"run": report["run_id"]}).fetchone() if con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'dataset_events'").fetchone()[0] else (None, None)
     return {"exit": child.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "written_mb": usage.ru_oublock * 512 / 2**20,   # (the harvest's own writes, the read copy's among them)
             "max_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": memory.peak / 2**20,
             "main_rss_mb": memory.peak_main / 2**20, "report": report, **total,
             "failed": {p["portal_id"]: p["error_type"] for p in portals if p["status"] != "ok"},
@@ -264,6 +265,7 @@ def main() -> None:
             result.update(server_cpu=ask(server, "cpu") - server_cpu, load=at)
             nights.append(result)
             print(f"night {night}: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, exit {result['exit']}, "
+                  f"{result['requests']:,} requests, {result['written_mb']:.0f} MB written, "
                   f"largest process {result['max_rss_mb']:.0f} MB, tree {result['tree_rss_mb']:.0f} MB, "
                   f"{result['retried']} writes retried with 1 GB ({at})", flush=True)
             if night == 1:   # (before the changing night: night 1's answers)

@@ -17,12 +17,14 @@ import multiprocessing
 import os
 import signal
 import threading
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -58,6 +60,22 @@ POOL_AFTER = 3 * BATCH  # entries a portal must have listed before its batches g
 # `harvest --full` ask at once. Faults of the moment (5xx, timeouts, a host down) are asked every night.
 SETTLED_LOOKUP_FAILURES = ("NotFound", "PortalError", "UnexpectedResult", "InvalidUrl")
 LOOKUP_ASKED_AGAIN_DAYS = 7
+
+
+def lookup_due(uid: str, since: datetime | None, now: datetime, days: int) -> bool:
+    """Whether a stored dataset's details lookup, kept while its entry is listed as stored
+    (PortalAdapter.lookup_kept_days), is asked in a run that began at `now`, the portal's last
+    run that listed it whole having begun at `since` (None: none did). Each uid has a day of its
+    own in every `days` (UTC days, by a hash of the uid), so a nightly harvest asks a `days`-th of
+    them each night, not all of them on one night; a lookup is due when its day came after
+    `since`'s day and by `now`'s: on any schedule of runs, asked at least once in `days` days."""
+    if since is None:
+        return True
+    first, last = since.astimezone(UTC).toordinal(), now.astimezone(UTC).toordinal()
+    if last - first >= days:
+        return True
+    own = zlib.crc32(uid.encode("utf-8", "surrogatepass")) % days
+    return any(day % days == own for day in range(first + 1, last + 1))
 
 ErrorRow = tuple[str | None, str, str, str, str]   # source id, stage, error type, message, severity
 
@@ -295,11 +313,18 @@ class Mapper:
                  known: dict[str, str] | Callable[[], dict[str, str]] | None = None,
                  settled_pages: set[str] | frozenset[str] = frozenset(),
                  stored_details: Callable[[list[str]], dict[str, str | None]] | None = None,
-                 failed_lookups: Callable[[], dict[str, str]] | None = None, rewrite: bool = False):
+                 failed_lookups: Callable[[], dict[str, str]] | None = None,
+                 lookups_since: Callable[[], tuple[datetime | None, set[str]]] | None = None,
+                 now: datetime | None = None, rewrite: bool = False):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
         # `harvest --full`: every entry is mapped and staged again, `known` read only to tell a
         # dataset restamped (_stage): its only difference civicat's own record of a refused lookup
         self.rewrite = rewrite
+        # the kept lookups (adapter.lookup_kept_days): the start of the portal's last run that
+        # listed it whole and the source ids whose lookups failed since (Store.lookups_kept_since,
+        # asked on the first entry whose lookup may be kept), and this run's start; without them
+        # every lookup is asked
+        self._lookups_since, self._since_read, self.now = lookups_since, False, now
         # uid -> the stored details of datasets whose stored version's lookup failed for good
         # within LOOKUP_ASKED_AGAIN_DAYS (Store.failed_lookups), asked for on the first entry
         # read: such an entry listed as stored is not looked up again
@@ -311,6 +336,9 @@ class Mapper:
         # (held_entry; the error as its type and message: the exception's traceback would keep the
         # frames of the lookup alive, and the parsed entry in them)
         self.lookups_failed: list[tuple[dict | bytes, str, str | None, str, str]] = []
+        # stored entries whose lookups are not due (_lookup_may_be_kept), with their page digest and
+        # stored hash: whether each is as stored is asked of their stored details a batch at a time
+        self.lookups_kept: list[tuple[dict | bytes, str, str | None, str]] = []
         # uid -> raw hash of the stored datasets: an entry that hashes the same is unchanged,
         # so it is neither mapped nor staged (the listing still counts it as seen). A
         # callable is asked on the first entry read: a night whose pages are all known
@@ -410,10 +438,23 @@ class Mapper:
             return
         stored = None if self.rewrite else self.known.get(f"{self.portal.id}:{source_id}")
         if stored is not None and self._lookup_failed_as_stored(entry, source_id, stored):
-            self.unchanged += 1
-            if page_digest is not None:   # (read every night: the lookup is asked again in a while)
-                self.detailed.add(page_digest)
+            self._unchanged_unasked(page_digest)
             return
+        if stored is not None and self._lookup_may_be_kept(source_id):
+            # (as stored? its stored details say, asked for a batch of such entries at once)
+            self.lookups_kept.append((held_entry(entry), source_id, page_digest, stored))
+            if len(self.lookups_kept) >= LOOKUPS_FAILED_BATCH:
+                self._add_lookups_kept()
+            return
+        self._look_up(entry, source_id, stored, page_digest)
+
+    def _unchanged_unasked(self, page_digest: str | None) -> None:
+        self.unchanged += 1
+        if page_digest is not None:   # (read every night: the lookup is asked again in a while)
+            self.detailed.add(page_digest)
+
+    def _look_up(self, entry: dict, source_id: str, stored: str | None, page_digest: str | None) -> None:
+        """The entry's details asked (adapter.fetch_details), and the entry staged with them."""
         details = None
         try:
             details = self.adapter.fetch_details(entry)
@@ -440,6 +481,34 @@ class Mapper:
         to the stored hash."""
         details = self.failed_lookups.get(f"{self.portal.id}:{source_id}")
         return details is not None and stored == raw_hash(self.adapter, entry, orjson.loads(details))
+
+    def _lookup_may_be_kept(self, source_id: str) -> bool:
+        """The stored dataset's lookup is not due tonight (adapter.lookup_kept_days, lookup_due),
+        nor failed since the last run that listed the portal whole (what it keeps may be stale):
+        its entry, if as stored, keeps what the lookup gave before."""
+        days = self.adapter.lookup_kept_days
+        if not days or self.now is None or self._lookups_since is None or self.stored_details is None:
+            return False
+        if not self._since_read:
+            (self._since, self._failed_since), self._since_read = self._lookups_since(), True
+        return source_id not in self._failed_since and \
+            not lookup_due(f"{self.portal.id}:{source_id}", self._since, self.now, days)
+
+    def _add_lookups_kept(self) -> None:
+        """The entries whose lookups are not due: one that hashes with its stored version's
+        details to the stored version is that version (unchanged, not asked); any other (its
+        entry changed, or its lookup refused when last asked: asked again in its own time,
+        SETTLED_LOOKUP_FAILURES) has its lookup asked now."""
+        waiting, self.lookups_kept = self.lookups_kept, []
+        stored_details = self.stored_details([f"{self.portal.id}:{source_id}" for _, source_id, *_ in waiting])
+        for held, source_id, page_digest, stored in waiting:
+            entry, details = entry_back(held), stored_details.get(f"{self.portal.id}:{source_id}")
+            previous = orjson.loads(details) if details else None
+            if previous is not None and "lookup_failed" not in previous \
+                    and stored == raw_hash(self.adapter, entry, previous):
+                self._unchanged_unasked(page_digest)
+            else:
+                self._look_up(entry, source_id, stored, page_digest)
 
     def _add_lookups_failed(self) -> None:
         """The entries whose lookup failed, each with the looked-up parts of its stored
@@ -556,6 +625,8 @@ class Mapper:
         """Map what is left and wait for every batch: the stage is then complete. The
         workers are stopped, so they hold no memory during the portal's merge (the next
         large portal starts them again, in about a second)."""
+        if self.lookups_kept:   # (first: an entry of theirs that changed is looked up, and may fail)
+            self._add_lookups_kept()
         if self.lookups_failed:
             self._add_lookups_failed()
         if self.batch.entries:
@@ -569,6 +640,7 @@ class Mapper:
         """The portal failed: cancel what has not started, wait for what has (so no part
         is written into a stage being removed), and ignore their results."""
         self.lookups_failed.clear()
+        self.lookups_kept.clear()
         for _, future, _ in self.in_flight:
             future.cancel()
         for _, future, _ in self.in_flight:

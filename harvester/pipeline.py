@@ -263,6 +263,12 @@ def _listed_over_the_cap(entry, reason: str, adapter, portal: PortalConfig, stag
                f"{'its stored version kept' if stored else 'never stored'} ({RAISE_THE_CAP})")
 
 
+def run_began() -> datetime:
+    """When a portal's run begins: its harvest_runs.started_at, the night its kept lookups are
+    asked by (harvester.mapping.lookup_due)."""
+    return datetime.now(UTC)
+
+
 def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id: str,
                    on_progress: Progress | None = None, *, full: bool = False, records: bool = False,
                    pool: WorkerPool | None = None) -> PortalReport:
@@ -275,7 +281,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     step = "list"
     log.info("%s: harvest started (%s, %s)", portal.id, portal.kind, portal.url)
     try:
-        store.start_run(run_id, portal.id, datetime.now(UTC))
+        began = run_began()
+        store.start_run(run_id, portal.id, began)
         store.prune_raw(portal.id, unless_after=run_id)  # what a run that failed and could not clean up left
         stage = store.new_stage(portal.id)
         adapter = adapter_for(portal, client)
@@ -286,7 +293,10 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                         stored_details=store.stored_details,
                         failed_lookups=None if full or not adapter.looked_up else lambda: store.failed_lookups(
                             portal.id, datetime.now(UTC) - timedelta(days=LOOKUP_ASKED_AGAIN_DAYS),
-                            SETTLED_LOOKUP_FAILURES))
+                            SETTLED_LOOKUP_FAILURES),
+                        # (the lookups kept while their entries are as stored: asked on their day)
+                        lookups_since=None if full or not adapter.lookup_kept_days
+                        else lambda: store.lookups_kept_since(portal.id), now=began)
         listing = adapter.listing()
         if not full:  # last night's pages: asked along their chain, and those answered the same, not read
             listing.remember(mapper.known_pages(store.known_pages(portal.id, mapping_namespace(adapter))),

@@ -45,6 +45,11 @@ class PortalAdapter(ABC):
     # (details_without_lookup). Empty: the kind does not tell them apart, and such a dataset
     # keeps its stored version whole.
     looked_up: ClassVar[tuple[str, ...]] = ()
+    # Days a stored dataset's details lookup may go unasked while its entry is listed as stored
+    # (the entry and its stored details hash to its stored version): each dataset's lookup is
+    # asked on a day of its own in every such period (harvester.mapping.lookup_due). 0: asked
+    # every night.
+    lookup_kept_days: ClassVar[int] = 0
 
     def fetch_details(self, entry: dict) -> dict | None:
         """Fetch: what the entry lacks (e.g. columns), or None. May raise HttpError: the

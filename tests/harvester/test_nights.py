@@ -390,7 +390,10 @@ def run_the_nights(nights, soc, ck, dj, hub, ods_portal, o311, soc_entries, lega
     quiet["description"] = (quiet.get("description") or "") + " Now with 2026 data."
     dj.document = copy.deepcopy(dj.document)
     o311.inject("/services", "html", times=100)
-    # the Hub: a layer gains a field while its feed entry stays as it was
+    # the Hub: a layer gains a field while its feed entry stays as it was, and the Hub's last runs
+    # are a week old (an entry listed as stored keeps its layer until the layer's night of the week)
+    with duckdb.connect(str(nights.db)) as con:
+        con.execute("UPDATE harvest_runs SET started_at = started_at - INTERVAL 7 DAY WHERE portal_id = 'hub'")
     from harvester.portals.arcgis_hub import layer_url
     layered = hub.document["dataset"][1]
     layer_path = layer_url(layered).split(services_url(hub, layered), 1)[1]

@@ -2,6 +2,7 @@
 another host, ArcGIS's errors behind a 200."""
 import json
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -166,7 +167,8 @@ def test_an_edited_dataset_whose_layer_is_down_takes_the_feed_and_keeps_its_colu
                 hub.document["dataset"][0].update(title="Layer 0, renamed", keyword=["new"], modified="2024-02-01")
             assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns(
                 store, http, config, services, "/arcgis/", edit,
-                {f"{i:032x}_0": services.url + path for i, path in enumerate(layers)})
+                {f"{i:032x}_0": services.url + path for i, path in enumerate(layers)},
+                asked={f"{0:032x}_0"})   # (the other's entry as stored: its layer kept, not asked tonight)
 
             services.clear_faults()
             services.serve_json(layers[0], layer_fields("id", "name", "ward"))
@@ -322,7 +324,7 @@ def test_a_layer_that_cannot_be_read_is_not_asked_again_while_its_feed_entry_is_
                 services.serve_json(layers[1], layer_fields("id", "name"))
             assert_a_lookup_refused_for_good_is_asked_again_only_when_due(
                 store, http, portal_config("hub", "arcgis-hub", hub.url), services,
-                lambda path, query: path == layers[1], lambda path, query: path == layers[0], edit, mend)
+                lambda path, query: path == layers[1], lambda path, query: path == layers[0], edit, mend, kept=True)
 
 
 
@@ -379,3 +381,58 @@ def test_a_layer_answering_a_json_list_is_an_unexpected_result_settled_like_an_a
             second = harvest([config], store, fast_client())
             assert (second.portals[0].errors, second.portals[0].changed) == (0, 0)
             assert services.hits[UNREADABLE_LAYERS[1]] == asked   # settled: not asked the next night
+
+
+SEVEN_LAYERS = [f"/arcgis/rest/services/L{i}/FeatureServer/0" for i in range(7)]
+
+
+def test_an_unchanged_datasets_layer_is_asked_once_a_week_on_a_night_of_its_own(store, http, monkeypatch):
+    """Layers change apart from the feed, but rarely: a dataset whose feed entry is as stored
+    keeps its layer's columns, its layer asked on one night of every seven (each its own, so a
+    nightly harvest asks a seventh of them a night): a layer whose fields change while the feed
+    does not (its item's `modified` the same) is stored as it is by the night its layer is asked,
+    within the week. A dataset whose entry changes has its layer asked that night."""
+    import harvester.pipeline as pipeline
+
+    nights = iter(datetime(2026, 3, 1, 2, 0, tzinfo=UTC) + timedelta(days=n) for n in range(20))
+
+    def columns(i: int) -> list:
+        return store.con.execute("SELECT list(field_name ORDER BY position) FROM columns WHERE dataset_uid = ?",
+                                 [f"hub:{i:032x}_0"]).fetchone()[0]
+
+    with LocalPortal() as services:
+        for path in SEVEN_LAYERS:
+            services.serve_json(path, layer_fields("id", "name"))
+        with DataJsonPortal(edited_hub(services.url, SEVEN_LAYERS), path=HUB_FEED_PATH) as hub:
+            config = portal_config("hub", "arcgis-hub", hub.url)
+
+            def night() -> tuple[list[int], object]:
+                services.clear_log()
+                report = harvest([config], store, http).portals[0]
+                assert report.status == "ok", report.error_message
+                return sorted(SEVEN_LAYERS.index(path) for path, _, _ in services.requests), report
+
+            monkeypatch.setattr(pipeline, "run_began", lambda: next(nights))   # each harvest a night later
+            asked, report = night()
+            assert asked == list(range(7)) and report.new == 7
+            # the fields of layer 0 change, its feed entry does not
+            services.serve_json(SEVEN_LAYERS[0], layer_fields("id", "name", "ward"))
+            asked_in_the_week = []
+            for _ in range(7):
+                asked, report = night()
+                assert (report.unchanged + report.changed, report.errors) == (7, 0)
+                assert report.changed == (0 in asked)   # (its night: the new fields stored)
+                assert columns(0) == (["id", "name", "ward", None] if 0 in asked_in_the_week + asked
+                                      else ["id", "name", None])
+                asked_in_the_week += asked
+            assert sorted(asked_in_the_week) == list(range(7))   # each once in the seven nights
+            assert columns(0) == ["id", "name", "ward", None]
+
+            # an edited entry (its item's modified moved, its layer changed): its layer asked at once
+            hub.document = edited_hub(services.url, SEVEN_LAYERS)
+            for entry in hub.document["dataset"]:
+                entry["modified"] = "2024-01-01"
+            hub.document["dataset"][3]["modified"] = "2024-05-01"
+            services.serve_json(SEVEN_LAYERS[3], layer_fields("id", "name", "status"))
+            asked, report = night()
+            assert 3 in asked and report.changed == 1 and columns(3) == ["id", "name", "status", None]
