@@ -12,7 +12,8 @@ in a process of its own as cron starts it:
            answering 500 and one a maintenance page behind a 200 (exit code 1).
 
 Prints per night: wall and CPU seconds (the harvest and its mapping workers), peak memory
-(the largest process, exact: the kernel's; the process tree's RSS summed, sampled), the
+(the largest process: the harvest's high-water mark, exact, or a mapping worker's, sampled; the
+process tree's RSS summed, sampled), the
 requests and bytes, what was written, the exit code, the sizes of the catalogue and its read
 copy and of harvest_runs / harvest_errors. Then the limit (fetching and parsing every answer
 night 1 read, nothing else, as many at a time as the harvest's portals), a naive baseline
@@ -65,11 +66,50 @@ def write_config(portals: list[dict], path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
+# The harvest's own peak memory: its high-water mark (/proc/self/status's VmHWM, the kernel's
+# exact figure) written as it exits, to the file this variable names. Not wait4's ru_maxrss: a
+# process Python starts (vfork, then exec) keeps its parent's high-water mark in it, so that
+# figure was never below the bench's own peak (`python -c pass` started by a process of 500 MB:
+# 511 MB), which made night 2's "largest process" the bench's ~540 MB
+PEAK_FILE = "CIVICAT_BENCH_PEAK_FILE"
+MEASURED = ("import atexit, os, sys; atexit.register(lambda: open(os.environ['" + PEAK_FILE + "'], 'w').write("
+            "open('/proc/self/status').read())); ")
+
+
+def own_peak_mb(status: str) -> float | None:
+    """VmHWM of a /proc/<pid>/status text, in MB."""
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+def run_measured(command: list[str], **popen) -> tuple[subprocess.Popen, bytes, os.struct_rusage, dict]:
+    """`command` (a `python -c CODE` line) run with its peak memory measured: its own high-water
+    mark, exact (see PEAK_FILE; None if it died before writing it), and its descendants' (the
+    mapping workers'), sampled. Returns the process, its stdout, its rusage and the figures."""
+    python, flag, code, *args = command
+    with tempfile.NamedTemporaryFile(suffix=".status") as peak:
+        env = {**popen.pop("env", os.environ), PEAK_FILE: peak.name}
+        child = subprocess.Popen([python, flag, MEASURED + code, *args], env=env, stdout=subprocess.PIPE, **popen)
+        memory = TreeMemory(child.pid)
+        out = child.stdout.read()
+        _, status, usage = os.wait4(child.pid, 0)
+        child.returncode = os.waitstatus_to_exitcode(status)
+        memory.stop()
+        own = own_peak_mb(Path(peak.name).read_text())
+    figures = {"own_peak_mb": own, "descendants_peak_mb": memory.peak_descendant / 2**20,
+               "tree_rss_mb": memory.peak / 2**20, "main_rss_mb": memory.peak_main / 2**20}
+    figures["max_rss_mb"] = max(own or memory.peak_main / 2**20, figures["descendants_peak_mb"])
+    return child, out, usage, figures
+
+
 class TreeMemory:
-    """The summed RSS of a process and its descendants, sampled from a thread."""
+    """The summed RSS of a process and its descendants, and the largest high-water mark (VmHWM)
+    of a descendant, sampled from a thread."""
 
     def __init__(self, pid: int, interval: float = 0.1):
-        self.peak = self.peak_main = 0
+        self.peak = self.peak_main = self.peak_descendant = 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, args=(pid, interval), daemon=True)
         self._thread.start()
@@ -95,13 +135,20 @@ class TreeMemory:
             for child in children:
                 try:
                     total += child.memory_info().rss
-                except psutil.Error:
+                    self.peak_descendant = max(self.peak_descendant, _high_water(child.pid))
+                except (psutil.Error, OSError):
                     pass
             self.peak, self.peak_main = max(self.peak, total), max(self.peak_main, own)
 
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
+
+
+def _high_water(pid: int) -> int:
+    """A process's VmHWM in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        return int((own_peak_mb(status.read()) or 0) * 2**20)
 
 
 def ask(server, command: str):
@@ -117,14 +164,9 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
 
     started = time.perf_counter()
     with open(db.parent / "stderr.log", "ab") as stderr:
-        child = subprocess.Popen([*CIVICAT, "harvest", "--config", str(config), "--db", str(db), "--json",
-                                  "--workers", str(workers)], cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
-                                 stdout=subprocess.PIPE, stderr=stderr)
-        memory = TreeMemory(child.pid)
-        out = child.stdout.read()
-        _, status, usage = os.wait4(child.pid, 0)
-        child.returncode = os.waitstatus_to_exitcode(status)
-    memory.stop()
+        child, out, usage, memory = run_measured(
+            [*CIVICAT, "harvest", "--config", str(config), "--db", str(db), "--json", "--workers", str(workers)],
+            cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, stderr=stderr)
     wall = time.perf_counter() - started
     report = json.loads(out)
     portals = report["portals"]
@@ -142,10 +184,9 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
         events = con.execute("""SELECT count(*) FILTER (WHERE run_id = $run), count(*) FROM dataset_events""",
                              {"run": report["run_id"]}).fetchone() if con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'dataset_events'").fetchone()[0] else (None, None)
-    return {"exit": child.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+    return {"exit": child.returncode, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime, **memory,
             "written_mb": usage.ru_oublock * 512 / 2**20,   # (the harvest's own writes, the read copy's among them)
-            "max_rss_mb": usage.ru_maxrss / 1024, "tree_rss_mb": memory.peak / 2**20,
-            "main_rss_mb": memory.peak_main / 2**20, "report": report, **total,
+            "report": report, **total,
             "failed": {p["portal_id"]: p["error_type"] for p in portals if p["status"] != "ok"},
             "db_mb": db.stat().st_size / 2**20, "copy_mb": copy.stat().st_size / 2**20,
             "harvest_runs": runs, "harvest_errors": errors, "live": live, "events": events, "wal_mb": wal_mb, "copy_current": current,
@@ -266,7 +307,8 @@ def main() -> None:
             nights.append(result)
             print(f"night {night}: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, exit {result['exit']}, "
                   f"{result['requests']:,} requests, {result['written_mb']:.0f} MB written, "
-                  f"largest process {result['max_rss_mb']:.0f} MB, tree {result['tree_rss_mb']:.0f} MB, "
+                  f"largest process {result['max_rss_mb']:.0f} MB (the harvest {result['own_peak_mb'] or 0:.0f}, "
+                  f"a mapping worker {result['descendants_peak_mb']:.0f}), tree {result['tree_rss_mb']:.0f} MB, "
                   f"{result['retried']} writes retried with 1 GB ({at})", flush=True)
             if night == 1:   # (before the changing night: night 1's answers)
                 urls = ask(server, "asked")

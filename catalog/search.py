@@ -7,7 +7,8 @@ datasets, where the fts extension's `match_bm25` macro took 270-540 ms; bench/se
 and a title word can count more than a description word (BM25F-style field weights).
 BM25's length normalisation (by the average document length) is applied at query time,
 so that when few datasets changed the index is updated in place, only they tokenised
-(`refresh`: a tenth of the whole build's CPU for 200 changes of 100,000). Titles that are
+(`refresh`: 2.3-2.7 s of CPU against the whole build's 9.3 s for 4% of 282,000 datasets changed;
+the postings are written anew, see UPDATED_POSTINGS). Titles that are
 the query, then titles that hold all its words, come first among the best RERANK hits, and
 titles that are the query past them too (of the TITLE_LOOKUP shortest titles that can hold
 its words): worked out at query time from those hits' titles (see QUERY), the index unchanged.
@@ -163,7 +164,7 @@ FINGERPRINT = """SELECT concat_ws('|', count(*), max(last_changed), max(deleted_
 
 # Up to this share of the documents changed since the last whole build (summed over the
 # updates since), the index is updated in place: only the changed datasets are tokenised.
-# Past it a whole build is cheaper, and it sorts the postings that updates appended.
+# Past it a whole build is cheaper.
 UPDATE_SHARE = 0.2
 
 # BM25's saturated, length-normalised term frequency of a posting `p`, given the average
@@ -302,14 +303,27 @@ UPDATE_STEPS = {
     "search_work.tf": _term_frequencies(CHANGED_PIECES),
     "search_work.lengths": LENGTHS,
 }
-# in one transaction: the old versions leave (their postings, and their terms' counts),
-# the new ones come in; a term no document holds any more leaves the dictionary
+# The postings an update leaves: those of the documents kept, and the new ones, written as a
+# table of their own (committed: it spills) that replaces the old in the update's transaction,
+# sorted by term as a whole build's. Not a DELETE of the old versions' postings: those are
+# spread over every row group of the table (it is sorted by term), and DuckDB 1.5 holds the
+# version info of each row group with a delete in memory it cannot evict (catalog.store,
+# VACUUM_BYTES): at 300 portals that DELETE of ~11,000 documents' postings among 5.9 million
+# did not fit the harvest's 128 MB (retried with 1 GB every night; docs/benchmarks.md, Nightly)
+UPDATED_POSTINGS = f"""
+    SELECT termid, docid, tf, length FROM (
+        SELECT termid, docid, tf, length FROM search_postings WHERE docid NOT IN (SELECT docid FROM search_work.gone)
+        UNION ALL
+        SELECT termid, docid, tf, length FROM ({POSTINGS}))
+    ORDER BY termid, docid"""
+# in one transaction: the old versions leave (their documents, and their terms' counts),
+# the new ones come in, the postings are swapped for UPDATED_POSTINGS; a term no document
+# holds any more leaves the dictionary
 UPDATE = (
     """UPDATE search_terms SET df = df - g.n
        FROM (SELECT termid, count(*) AS n FROM search_postings WHERE docid IN (SELECT docid FROM search_work.gone)
              GROUP BY termid) g
        WHERE search_terms.termid = g.termid""",
-    "DELETE FROM search_postings WHERE docid IN (SELECT docid FROM search_work.gone)",
     "DELETE FROM search_documents WHERE docid IN (SELECT docid FROM search_work.gone)",
     """INSERT INTO search_terms
        SELECT DISTINCT termid, term, 0 FROM search_work.piece_terms
@@ -318,7 +332,8 @@ UPDATE = (
        FROM (SELECT termid, count(*) AS n FROM search_work.tf GROUP BY termid) g
        WHERE search_terms.termid = g.termid""",
     "DELETE FROM search_terms WHERE df = 0",
-    f"INSERT INTO search_postings BY NAME {POSTINGS}",
+    "DROP TABLE search_postings",
+    "ALTER TABLE search_postings_next RENAME TO search_postings",
     f"INSERT INTO search_documents BY NAME {_documents('x.docid', 'JOIN search_work.changed x ON x.uid = d.uid')}",
 )
 # the average length counts documents without a word too
@@ -461,6 +476,7 @@ def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, upd
             return False
         for name, select in UPDATE_STEPS.items():
             _create(con, f"TABLE {name}", select, params)
+        _create(con, "TABLE search_postings_next", UPDATED_POSTINGS, params)
     con.execute("BEGIN TRANSACTION")
     try:
         with uncut.interruptible(con):   # (rolled back below)

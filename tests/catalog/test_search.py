@@ -755,6 +755,10 @@ def test_the_build_matches_the_fts_extensions_index(store, http):
     assert_same_index(store.con)
 
 
+def rows(store, sql):
+    return store.con.execute(sql).fetchall()
+
+
 def state(store):
     return store.con.execute("SELECT documents, updated FROM search_state").fetchone()
 
@@ -891,3 +895,47 @@ def test_civicats_sql_writes_lambdas_with_the_keyword_its_connections_refuse_the
                                                                                  "Über-Straße Café Permits"]
     finally:
         con.close()
+
+
+def test_an_update_deletes_no_posting_and_fits_where_deleting_the_old_ones_did_not(tmp_path, monkeypatch):
+    """The update's old versions' postings are spread over every row group of search_postings
+    (sorted by term), and DuckDB 1.5 holds each row group with a delete in memory it cannot
+    evict: at 300 portals main's `DELETE FROM search_postings` did not fit 128 MB (retried with
+    1 GB every night). The update writes the postings it keeps and the new ones as a table of
+    their own instead, sorted by term, and answers as a whole build. Row groups of DuckDB's
+    smallest size (2,048 rows: each with a delete holds 256 KiB, as one of 16,384 does) let
+    370,000 postings show what 5.9 million did; main's update failed under 48 MB."""
+    import catalog.store as store_module
+
+    monkeypatch.setattr(store_module, "ROW_GROUP_ROWS", 2_048)
+    monkeypatch.setattr(search, "UPDATE_SHARE", 0.5)
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        words = "permits crime salaries budget trees parking water housing".split()
+
+        def titled(i, first):
+            return record(f"d{i:05d}", f"{first} {words[i // 8 % 8]} {i} " + " ".join(f"w{i * j % 4999}" for j in range(20)))
+        store.commit_portal(stage_of(store, [titled(i, words[i % 8]) for i in range(15_000)]), "city", T0,
+                            mark_deleted=True)
+        assert store.refresh_search()
+        store.con.execute("CHECKPOINT")
+        assert rows(store, "SELECT count(*) FROM search_postings")[0][0] > 300_000
+        # one dataset in 25 changed, all over the catalogue (a night's changes)
+        store.commit_portal(stage_of(store, [titled(i, "quokka") for i in range(0, 15_000, 25)]), "city",
+                            T0 + timedelta(days=1), mark_deleted=False)
+        store.con.execute("SET memory_limit = '48MB'")
+        assert search.refresh(store.con)   # (not the store's retry with 1 GB)
+        store.con.execute(f"SET memory_limit = '{store_module.MEMORY_LIMIT}'")
+        assert state(store) == (15_000, 1_200)   # updated in place: 600 versions out, 600 in
+        assert sorted(uids(find(store, "quokka", limit=1_000))) == [f"city:d{i:05d}" for i in range(0, 15_000, 25)]
+        # sorted by term, as a whole build leaves them: a query reads its terms' row groups
+        assert rows(store, """SELECT count(*) FROM (SELECT termid, lag(termid) OVER (ORDER BY rowid) AS before
+                              FROM search_postings) WHERE termid < before""") == [(0,)]
+        queries = ["quokka", "permits crime", "w17 w4998", "salaries 1234", "housing"]
+        updated = scores(store, queries), rows(store, "SELECT count(*) FROM search_postings")
+        search.refresh(store.con, force=True)
+        assert state(store) == (15_000, 0)
+        assert_same_scores(scores(store, queries), updated[0])
+        assert rows(store, "SELECT count(*) FROM search_postings") == updated[1]
+    finally:
+        store.close()

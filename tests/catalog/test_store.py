@@ -888,8 +888,9 @@ class _SqueezedBeforeDelete:
 
 
 def test_a_search_index_update_that_ran_out_of_memory_half_way_is_retried(store, caplog):
-    """The update's DELETE of the changed documents' postings, out of memory half-way, leaves
-    their rows marked by its rolled-back transaction; its retry with more memory on the same
+    """The update's DELETE of the changed documents (of their postings too, until the postings
+    were written anew instead), out of memory half-way, leaves their rows marked by its
+    rolled-back transaction; its retry with more memory on the same
     database failed with "Conflict on tuple deletion!" (at 300 portals: search answered from
     the night before). Several limits, as where the DELETE breaks varies with them."""
     from catalog.search import search
@@ -907,7 +908,7 @@ def test_a_search_index_update_that_ran_out_of_memory_half_way_is_retried(store,
             store.con = real
             store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"quokka{round} {i}") for i in changed]),
                                 "city", datetime.now(UTC), mark_deleted=False)   # (after the index's build)
-            store.con = _SqueezedBeforeDelete(real, "DELETE FROM search_postings", limit)
+            store.con = _SqueezedBeforeDelete(real, "DELETE FROM search_documents", limit)
             assert store.refresh_search(), caplog.text
             store.con = real
             assert sorted(hit["uid"] for hit in search(real, f"quokka{round}", limit=200)) == [
