@@ -6,6 +6,7 @@ completed: a portal that fails mid-way never touches what earlier runs stored.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import json
@@ -160,6 +161,16 @@ class CatalogueDetached(duckdb.Error):
     whole in its file and log (the next open replays the log)."""
 
 
+class StoppedAfterStoring(KeyboardInterrupt):
+    """A stop (Ctrl-C, SIGTERM) came after a portal's merge had committed, in the upkeep that
+    follows it (Store.commit_portal): the portal is stored, `counts` as its merge gave them;
+    `left` says what was not done, and when it will be."""
+
+    def __init__(self, counts: dict[str, int], left: str):
+        super().__init__(f"stopped after the portal was stored: {left}")
+        self.counts, self.left = counts, left
+
+
 class AttachStopped(KeyboardInterrupt):
     """A stop (Ctrl-C, SIGTERM: Store.stop_waiting) ended a wait to attach the catalogue again."""
 
@@ -180,6 +191,155 @@ def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path, stop: thr
             stop.wait(0.05)
         else:
             time.sleep(0.05)
+
+
+class CatalogueBusy(duckdb.Error):
+    """Statements of the store's other cursors kept the catalogue past REATTACH_WAIT_SECONDS: it
+    was not detached (the write that wanted it attached again fails, and is tried another night)."""
+
+
+class _Gate:
+    """What the statements of the store's cursors (Store.cursor) pass through, so that none meets
+    the catalogue detached, or invalidated by a failed CHECKPOINT, while it is attached again: a
+    statement holds the gate shared while it runs, a transaction from its BEGIN to its COMMIT or
+    ROLLBACK; detaching and attaching the catalogue again, and a CHECKPOINT (which may make that
+    needed), hold it exclusive: that waits for the statements and transactions running, and holds
+    new ones until it is done. Before it, such statements (a records pull's, in another portal's
+    thread) failed in the window ('Catalog "catalogue" does not exist!').
+
+    The exclusive hold is taken with the store's write lock held, and only by its holder, so a
+    statement run under the write lock never waits on it; a transaction of a store cursor must
+    therefore not wait for the write lock before it ends (none does: record_pull's)."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._shared = 0
+        self._owner: int | None = None   # the thread holding it exclusive (it may nest)
+        self._depth = 0
+        self._wanted = 0   # exclusive holds waiting: new shared ones wait behind them
+
+    @contextmanager
+    def exclusive(self, stop: threading.Event | None) -> Iterator[None]:
+        """Held once every statement and transaction running has ended, REATTACH_WAIT_SECONDS at
+        most (CatalogueBusy), or until `stop` is set (AttachStopped): either way nothing was done."""
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner != me:
+                deadline = time.monotonic() + REATTACH_WAIT_SECONDS
+                self._wanted += 1
+                try:
+                    while self._owner is not None or self._shared:
+                        if stop is not None and stop.is_set():
+                            raise AttachStopped("stopped while another cursor's statement used the catalogue")
+                        left = deadline - time.monotonic()
+                        if left <= 0:
+                            raise CatalogueBusy(f"statements of another cursor used the catalogue for "
+                                                f"{REATTACH_WAIT_SECONDS:.0f} s: it was not attached again")
+                        self._changed.wait(min(left, 0.05))
+                finally:
+                    self._wanted -= 1
+                    self._changed.notify_all()   # (given up: the shared holds waiting go on)
+                self._owner = me
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._depth -= 1
+                if not self._depth:
+                    self._owner = None
+                    self._changed.notify_all()
+
+    def hold_shared(self) -> bool:
+        """Held shared (True), once no exclusive hold is held or waiting; False, nothing held: this
+        thread holds it exclusive (its own statements go on)."""
+        me = threading.get_ident()
+        with self._changed:
+            if self._owner == me:
+                return False
+            while self._owner is not None or self._wanted:
+                self._changed.wait(1.0)
+            self._shared += 1
+            return True
+
+    def release_shared(self) -> None:
+        with self._changed:
+            self._shared -= 1
+            if not self._shared:
+                self._changed.notify_all()
+
+
+_TRANSACTION_BEGINS = ("BEGIN", "START")
+_TRANSACTION_ENDS = ("COMMIT", "ROLLBACK", "ABORT", "END")   # (a COMMIT that fails ends it too: catalog.transactions)
+
+
+class _GatedCursor(uncut.Connection):
+    """A cursor of the store (Store.cursor) whose every call passes its _Gate: a call holds it
+    shared while it runs, a transaction from its BEGIN to its end (or the cursor's close). A
+    catalogue found detached meanwhile (attaching it again failed) is attached first, or
+    CatalogueDetached, as Store.con does. A statement's rows are read whole as it runs, under the
+    same hold, and handed out from here (fetchone, fetchmany, fetchall): a result left half-read
+    holds the file of the catalogue it was read from, which the re-attach then waited for while
+    its cursor waited for the gate."""
+
+    __slots__ = ("_store", "_transaction", "_rows")
+
+    def __init__(self, con, store: Store, *, interruptible: bool = False):
+        super().__init__(con, interruptible=interruptible)
+        self._store, self._transaction, self._rows = store, False, None
+
+    def fetchone(self):
+        if self._rows is None:   # (no statement ran: DuckDB's own error)
+            return self.__getattr__("fetchone")()
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int = 1):
+        if self._rows is None:
+            return self.__getattr__("fetchmany")(size)
+        return [self._rows.popleft() for _ in range(min(size, len(self._rows)))]
+
+    def fetchall(self):
+        if self._rows is None:
+            return self.__getattr__("fetchall")()
+        rows, self._rows = list(self._rows), collections.deque()
+        return rows
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._con, name)
+        if not callable(attribute):
+            return attribute
+        return lambda *args, **kwargs: self._gated(name, attribute, args, kwargs)
+
+    def _read_whole(self, name: str, result):
+        if name in ("execute", "executemany") and result is self:
+            self._rows = collections.deque(self._call(self._con.fetchall, (), {})
+                                           if self._con.description is not None else ())
+        return result
+
+    def _gated(self, name: str, method, args, kwargs):
+        self._rows = None   # (a new statement's, or a call that ends the result)
+        first_word = (args[0].lstrip().split(None, 1) or [""])[0].rstrip(";").upper() \
+            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else ""
+        if self._transaction:   # (held since its BEGIN)
+            try:
+                return self._read_whole(name, self._call(method, args, kwargs))
+            finally:
+                if first_word in _TRANSACTION_ENDS or name == "close":
+                    self._transaction = False
+                    self._store._gate.release_shared()
+        held = self._store._gate.hold_shared()
+        begun = False
+        try:
+            if self._store._detached is not None and name != "close":
+                self._store._attach_again()
+            result = self._read_whole(name, self._call(method, args, kwargs))
+            begun = held and first_word in _TRANSACTION_BEGINS
+            return result
+        finally:
+            if begun:
+                self._transaction = True
+            elif held:
+                self._store._gate.release_shared()
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -534,7 +694,9 @@ class Store:
     def __init__(self, db_path: str | Path):
         self.db_path = Path(db_path)
         self._con = connect(self.db_path)
-        self._write_lock = threading.Lock()
+        # (reentrant: a checkpoint holds it from its CHECKPOINT to the re-attach its failure needs)
+        self._write_lock = threading.RLock()
+        self._gate = _Gate()   # the statements of its cursors, against a re-attach (see _Gate)
         # taken to detach and attach the catalogue again, and by a use that finds it detached
         self._attach_lock = threading.Lock()
         self._detached: str | None = None   # why, while it is (see _reattach)
@@ -578,7 +740,8 @@ class Store:
             self._con.close()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        cur = self.con.cursor()
+        """A cursor on the catalogue, its statements never meeting it detached (see _Gate)."""
+        cur = _GatedCursor(self.con.cursor()._con, self)
         cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
         cur.execute("SET TimeZone = 'UTC'")
         cur.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
@@ -752,10 +915,19 @@ class Store:
                                  lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
                                                      grace=grace, pages=pages or [], run_id=run_id,
                                                      restamped=restamped, stored_pages=stored_pages))
-        if self.deletes_held() >= VACUUM_BYTES:
-            self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
-        if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
-            self.checkpoint(f"{portal_id}: the checkpoint after its merge")
+        left = ""
+        try:   # (the portal is stored: a stop from here on leaves only this upkeep undone)
+            if self.deletes_held() >= VACUUM_BYTES:
+                left = (f"the rebuild of {' and '.join(VACUUMED_TABLES)} that frees the memory DuckDB holds for the "
+                        "rows merges deleted was not done (nothing of the catalogue is missing); a later harvest "
+                        "rebuilds them once its merges have deleted as much again")
+                self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
+            if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
+                left = ("the checkpoint after its merge was not done (nothing is lost: the catalogue's close, or "
+                        "its next open, writes the log into the file)")
+                self.checkpoint(f"{portal_id}: the checkpoint after its merge")
+        except KeyboardInterrupt as stop:
+            raise StoppedAfterStoring(counts, left) from stop
         return counts
 
     def deletes_held(self) -> int:
@@ -777,9 +949,15 @@ class Store:
                     cur = self.cursor()
                     try:
                         cur.execute("BEGIN TRANSACTION")
-                        _rebuild_table(cur, table, f"SELECT * FROM {table}", {})
+                        cur.interruptible = True   # (a stop ends the copy at once: rolled back, the table as it was)
+                        # in the order of their dataset: a portal's rows together, in as few row groups as
+                        # its share (in DuckDB's threads' order, each rebuild spread them over more, until
+                        # every merge deleted rows from nearly all and each was followed by a rebuild)
+                        _rebuild_table(cur, table, f"SELECT * FROM {table} ORDER BY dataset_uid", {})
+                        cur.interruptible = False
                         cur.execute("COMMIT")
                     except BaseException:
+                        cur.interruptible = False
                         rollback(cur)
                         raise
                     finally:
@@ -800,7 +978,8 @@ class Store:
     def checkpoint(self, what: str) -> bool:
         """Write what the log holds into the file, and free the memory it held (with the
         MERGE_MEMORY_LIMIT retry). A failure is logged, not raised: what it would have written
-        is committed, in the log; returns whether it was written."""
+        is committed, in the log; returns whether it was written. The store's cursors wait from
+        the CHECKPOINT to the re-attach a failed one needs (_Gate)."""
         def checkpoint() -> None:
             with self._write_lock:
                 if self._invalidated:   # (the retry: attached again with MERGE_MEMORY_LIMIT's room)
@@ -810,25 +989,28 @@ class Store:
                 except duckdb.Error as exc:
                     self._invalidated = _invalidated_by_checkpoint(exc)
                     raise
-        try:
-            self._with_room(what, checkpoint)
-            return True
-        except duckdb.Error as exc:
-            log.warning("%s failed (%s): the log is kept, and checkpointed later", what, exc)
-            return False
-        finally:
-            if self._invalidated:   # (the catalogue usable again, its log replayed)
-                with self._write_lock:
+        with self._write_lock:
+            try:
+                with self._gate.exclusive(self._stop):
                     try:
-                        self._reattach()
-                    except duckdb.Error as exc:   # (the next use tries again, or says so: see con)
-                        log.error("the catalogue could not be attached again after %s: %s", what, exc)
+                        self._with_room(what, checkpoint)
+                    finally:
+                        if self._invalidated:   # (the catalogue usable again, its log replayed)
+                            try:
+                                self._reattach()
+                            except duckdb.Error as exc:   # (the next use tries again, or says so: see con)
+                                log.error("the catalogue could not be attached again after %s: %s", what, exc)
+                return True
+            except duckdb.Error as exc:
+                log.warning("%s failed (%s): the log is kept, and checkpointed later", what, exc)
+                return False
 
     def _reattach(self) -> None:
         """The catalogue detached and attached again (the write lock held; see _with_room and
         checkpoint); the connection and its settings stay. Should the attach fail, or a stop end
-        its wait, the store knows it detached: its next use attaches it or fails (see con)."""
-        with self._attach_lock:
+        its wait, the store knows it detached: its next use attaches it or fails (see con). The
+        statements of the store's cursors wait meanwhile, and it waits for theirs (_Gate)."""
+        with self._gate.exclusive(self._stop), self._attach_lock:
             side = self._con.cursor()   # (in the in-memory database: the connection's USE fails on it)
             try:
                 side.execute(f"DETACH DATABASE IF EXISTS {CATALOGUE}")   # (already, by a failed attempt)

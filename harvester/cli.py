@@ -534,6 +534,8 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         for p in report.portals:
             if p.status != "ok":
                 echo_error(f"{p.portal_id}: FAILED: {p.error_message}", 1)
+            elif p.error_message:   # (stored, then stopped in the upkeep after its merge)
+                click.echo(f"{p.portal_id}: {p.error_message}", err=True)
         for portal_id, live in report.not_in_config.items():
             click.echo(f"{portal_id}: not in {config_path}, {counted(live, 'live dataset')} kept")
     if report.not_in_config:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from catalog import events
 from catalog.lazy import pandas_kept_out
-from catalog.store import Store, page_identity
+from catalog.store import Store, StoppedAfterStoring, page_identity
 from catalog.transactions import rollback
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, OverBudget, error_type
@@ -119,6 +119,11 @@ def interrupted_message(step: str) -> str:
         return (f"the harvest was interrupted ({stopped_by()}) while it pulled records: the catalogue was stored, "
                 "the records keep their previous Parquet (the pull resumes next time)")
     return f"the harvest was interrupted ({stopped_by()}) before this portal was stored; its previous catalogue is kept"
+
+
+def stored_then_stopped_message(left: str) -> str:
+    """What a portal stored before the harvest was stopped in the upkeep after its merge says."""
+    return f"stored; the harvest was interrupted ({stopped_by()}) just after: {left}"
 
 
 class HarvestInterrupted(KeyboardInterrupt):
@@ -344,11 +349,17 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             errors.add(None, "list", "EmptyListing", "the portal listed no datasets; the "
                        f"{store.active_count(portal.id)} stored ones are kept, none marked deleted", severity="warning")
         step = "store"
-        counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
-                                     rewrite=full, grace=timedelta(days=portal.deletion_grace_days), run_id=run_id,
-                                     restamped=mapper.restamped,
-                                     # an id listed twice: which copy was stored depends on the order
-                                     pages=[] if listing.duplicates else mapper.page_rows(listing.pages_read))
+        try:
+            counts = store.commit_portal(stage, portal.id, datetime.now(UTC), mark_deleted=report.listing_complete,
+                                         rewrite=full, grace=timedelta(days=portal.deletion_grace_days), run_id=run_id,
+                                         restamped=mapper.restamped,
+                                         # an id listed twice: which copy was stored depends on the order
+                                         pages=[] if listing.duplicates else mapper.page_rows(listing.pages_read))
+        except StoppedAfterStoring as stop:   # stored: the run says so, and the harvest stops all the same
+            http.cancel()
+            counts, records = stop.counts, False
+            report.error_message = stored_then_stopped_message(stop.left)
+            errors.add(None, "store", "Interrupted", report.error_message, severity="warning")
         for key, value in counts.items():
             setattr(report, key, value)
         report.unchanged += mapper.unchanged   # recognised before mapping, never staged

@@ -9,7 +9,8 @@ import duckdb
 import pytest
 
 from catalog import record as R
-from catalog.store import MEMORY_LIMIT, Store, canonical_json, connect, content_hash
+from catalog.store import MEMORY_LIMIT, Store, _out_of_memory, canonical_json, connect, content_hash
+from catalog.transactions import rollback
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -924,11 +925,13 @@ def test_a_retry_on_the_catalogue_attached_again_waits_for_a_statement_of_anothe
     (the search index's, after running out of memory) detaches it; while another cursor's
     statement held the catalogue, DuckDB let the DETACH pass and refused the ATTACH ("Unique file
     handle conflict"): the store was left without its catalogue, every later statement failing
-    ('Catalog "catalogue" does not exist'). The ATTACH waits until that statement lets the file go."""
+    ('Catalog "catalogue" does not exist'). The ATTACH waits until that statement lets the file go.
+    (The store's own cursors wait for the re-attach now, and it for their transactions: _Gate; a
+    cursor of the connection made otherwise does not.)"""
     import catalog.store as store_module
 
     store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
-    reader = store.cursor()   # (a records pull's: its statement under way as the write is retried)
+    reader = _cursor_outside_the_gate(store)   # (its statement under way as the write is retried)
     reader.execute("BEGIN TRANSACTION")
     assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
     attach, attempts = store_module._attach, []
@@ -941,6 +944,18 @@ def test_a_retry_on_the_catalogue_attached_again_waits_for_a_statement_of_anothe
             if len(attempts) == 1:
                 reader.execute("COMMIT")
 
+    failed, out_of_memory_once = _a_count_out_of_memory_once(store)
+    monkeypatch.setattr(store_module, "_attach", attach_then_the_reader_ends)
+    assert store._with_room("the search index", out_of_memory_once, afresh=True) == (1,)
+    assert failed and len(attempts) >= 2, attempts   # (retried, the first ATTACH refused while the reader held it)
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0 + timedelta(days=1), mark_deleted=True)
+    assert rows(store, "SELECT uid FROM datasets ORDER BY uid") == [("city:a",), ("city:b",)]
+    reader.close()
+
+
+def _a_count_out_of_memory_once(store):
+    """A write for Store._with_room that runs out of memory the first time (its retry attaches
+    the catalogue again when `afresh`), then counts the datasets: (its failures, the write)."""
     failed = []
 
     def out_of_memory_once():
@@ -948,13 +963,15 @@ def test_a_retry_on_the_catalogue_attached_again_waits_for_a_statement_of_anothe
             failed.append(True)
             raise duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block of size 256.0 KiB")
         return store.con.execute("SELECT count(*) FROM datasets").fetchone()
+    return failed, out_of_memory_once
 
-    monkeypatch.setattr(store_module, "_attach", attach_then_the_reader_ends)
-    assert store._with_room("the search index", out_of_memory_once, afresh=True) == (1,)
-    assert failed and len(attempts) >= 2, attempts   # (retried, the first ATTACH refused while the reader held it)
-    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0 + timedelta(days=1), mark_deleted=True)
-    assert rows(store, "SELECT uid FROM datasets ORDER BY uid") == [("city:a",), ("city:b",)]
-    reader.close()
+
+def _cursor_outside_the_gate(store):
+    """A cursor of the store's connection on the catalogue, not made by Store.cursor: its
+    statements do not pass the store's _Gate."""
+    reader = store.con.cursor()
+    reader.execute("USE catalogue")
+    return reader
 
 
 def _memory_held(store) -> int:
@@ -1046,7 +1063,7 @@ def test_a_stop_ends_the_wait_for_another_cursors_statement_to_let_the_catalogue
 
     store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
     monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 300.0)
-    reader = store.cursor()
+    reader = _cursor_outside_the_gate(store)
     reader.execute("BEGIN TRANSACTION")
     assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
     attach, attempts = store_module._attach, []
@@ -1119,3 +1136,179 @@ def test_the_deletes_held_are_counted_while_another_portal_s_thread_resets_a_reb
         sys.setswitchinterval(interval)
     assert failed == []
     assert counts <= {1, 3} and 3 in counts   # (a table's groups counted whole, or not at all)
+
+
+def _another_cursor_at_work(store, expected_datasets: int):
+    """A records pull's cursor (Store.cursor) in a thread of its own, as a portal harvested with
+    --workers does beside the others' writes: a read of portal `city`, then a transaction that
+    writes (record_pull's shape), over and over until `done` is set or a statement fails. Returns
+    (done, thread, rounds run, errors)."""
+    reader = store.cursor()
+    done, ran, errors = threading.Event(), [0], []
+
+    def work():
+        try:
+            while not done.is_set():
+                try:
+                    assert reader.execute("SELECT count(*) FROM datasets WHERE portal_id = 'city'").fetchone() == (
+                        expected_datasets,)
+                    reader.execute("BEGIN TRANSACTION")
+                    reader.execute("DELETE FROM harvest_errors WHERE run_id = 'the reader'")
+                    reader.execute("INSERT INTO harvest_errors (run_id, portal_id, stage, error_type, severity, message, "
+                                   "occurred_at) VALUES ('the reader', 'city', 'records', 'Test', 'error', 'x', now())")
+                    reader.execute("COMMIT")
+                    ran[0] += 1
+                except duckdb.Error as exc:
+                    if _out_of_memory(exc):   # (a limit squeezed by the test: not what it looks for)
+                        rollback(reader)
+                        continue
+                    errors.append(f"{type(exc).__name__}: {exc}")   # (the first is enough: others follow it)
+                    return
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    return done, thread, ran, errors
+
+
+def test_another_cursors_statements_never_meet_the_catalogue_detached_for_a_retry(store, caplog):
+    """The search index's retry attaches the catalogue again (see _with_room's `afresh`): the
+    statements another cursor ran meanwhile (a records pull's, in its portal's thread) failed
+    ('Catalog "catalogue" does not exist!', between the DETACH and the ATTACH). They wait for the
+    catalogue now, and the re-attach waits for a transaction of theirs to end."""
+    store.commit_portal(stage_of(store, [record(f"d{i}") for i in range(50)]), "city", T0, mark_deleted=True)
+    done, thread, ran, errors = _another_cursor_at_work(store, 50)
+    try:
+        for attempt in range(30):
+            failed, out_of_memory_once = _a_count_out_of_memory_once(store)
+            with caplog.at_level("ERROR"):
+                assert store._with_room("the search index", out_of_memory_once, afresh=True) == (50,)
+            assert failed
+            time.sleep(0.005)   # (the reader's turn)
+    finally:
+        done.set()
+        thread.join(60)
+    assert errors == []
+    assert ran[0] > 0
+    assert rows(store, "SELECT count(*) FROM harvest_errors WHERE run_id = 'the reader'") == [(1,)]
+
+
+def test_another_cursors_statements_never_meet_the_catalogue_a_failed_checkpoint_invalidated(store, monkeypatch):
+    """A CHECKPOINT that does not fit invalidates the catalogue until it is attached again (see
+    test_a_checkpoint_that_does_not_fit_is_retried_and_leaves_the_catalogue_usable): another
+    cursor's statements failed in between ('has been invalidated', then 'does not exist'). They
+    wait until the checkpoint and its re-attach are done, and run on the catalogue attached again."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200)
+                                         for i in range(3_000)]), "city", T0, mark_deleted=True)
+    done, thread, ran, errors = _another_cursor_at_work(store, 3_000)
+    try:
+        while not ran[0] and thread.is_alive():
+            time.sleep(0.001)
+        limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
+        monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
+        assert store.checkpoint("the checkpoint as the catalogue closes")
+        assert store.wal_bytes() == 0
+        ran_before = ran[0]
+        while ran[0] == ran_before and thread.is_alive():   # (a round of the reader's on the catalogue attached again)
+            time.sleep(0.001)
+    finally:
+        done.set()
+        thread.join(60)
+    assert errors == []
+    assert ran[0] > ran_before
+    assert rows(store, "SELECT count(*) FROM datasets WHERE portal_id = 'city'") == [(3_000,)]
+
+
+def test_a_stop_ends_the_wait_for_another_cursors_transaction_and_nothing_is_detached(store, monkeypatch):
+    """A re-attach waits for a transaction of another store cursor to end (_Gate), as long as
+    REATTACH_WAIT_SECONDS; a stop ends that wait (AttachStopped), the catalogue left attached, the
+    transaction and the store going on."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 300.0)
+    reader = store.cursor()
+    reader.execute("BEGIN TRANSACTION")
+    assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    ended: list[BaseException] = []
+
+    def reattach():
+        try:
+            with store._write_lock:
+                store._reattach()
+        except BaseException as exc:
+            ended.append(exc)
+
+    waiting = threading.Thread(target=reattach)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive(), ended   # (waiting for the reader's transaction)
+    store.stop_waiting()
+    waiting.join(60)
+    assert not waiting.is_alive(), "the stop did not end the wait"
+    assert len(ended) == 1 and isinstance(ended[0], store_module.AttachStopped), ended
+    assert store._detached is None
+    reader.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
+    reader.execute("COMMIT")
+    reader.close()
+    assert rows(store, "SELECT count(*) FROM harvest_runs WHERE run_id = 'r'") == [(1,)]
+
+
+def test_a_re_attach_waits_for_another_cursors_transaction_to_end(store):
+    """A transaction of another store cursor (record_pull's) runs whole on the catalogue it began
+    on: the re-attach waits for its COMMIT (before, its statements after the DETACH failed)."""
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    reader = store.cursor()
+    reader.execute("BEGIN TRANSACTION")
+    assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    reattached = threading.Event()
+
+    def reattach():
+        with store._write_lock:
+            store._reattach()
+        reattached.set()
+
+    waiting = threading.Thread(target=reattach)
+    waiting.start()
+    assert not reattached.wait(0.3)
+    reader.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
+    reader.execute("COMMIT")
+    waiting.join(60)
+    assert reattached.is_set()
+    assert reader.execute("SELECT count(*) FROM harvest_runs WHERE run_id = 'r'").fetchone() == (1,)   # (attached again)
+    reader.close()
+
+
+def test_a_rebuild_keeps_each_portals_rows_together_so_that_a_merge_touches_few_row_groups(store, monkeypatch):
+    """A rebuild of `columns` (Store.vacuum) copied the rows in whatever order DuckDB's threads gave
+    them, and each rebuild spread a portal's rows over more of the table's row groups: after a dozen
+    nights at 10 portals every portal's columns lay in 121 of 123 row groups, so that every merge
+    deleted rows from nearly all of them and the tables were rebuilt after every merge (10 a night,
+    the night's CPU 5 -> 16 s). The rebuild writes them in the order of their dataset (a portal's
+    uids together): a portal's rows lie in as few row groups as its share of the table."""
+    import random
+
+    import catalog.store as store_module
+    from catalog.store import ROW_GROUP_ROWS
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(40)]
+    portals = ("a", "b", "c", "d")
+    for portal in portals:   # (4 x 2,000 x 40 = 320,000 columns: 20 row groups, 5 a portal)
+        store.commit_portal(stage_of(store, [record(f"d{i:05d}", portal=portal, columns=columns) for i in range(2_000)]),
+                            portal, T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "VACUUM_BYTES", 3 * store_module.ROW_GROUP_DELETES_BYTES)
+    chosen = random.Random(29)
+    for night in range(1, 4):
+        for portal in portals:
+            changed = [record(f"d{i:05d}", portal=portal, title=f"Permits v{night}", columns=columns)
+                       for i in chosen.sample(range(2_000), 100)]
+            store.commit_portal(stage_of(store, changed, seen_extra=[f"{portal}:d{i:05d}" for i in range(2_000)]),
+                                portal, T0 + timedelta(days=night), mark_deleted=True)
+    store.vacuum("the test's rebuild")
+    spread = dict(rows(store, f"""SELECT split_part(dataset_uid, ':', 1), count(DISTINCT rowid // {ROW_GROUP_ROWS})
+                                  FROM columns GROUP BY ALL"""))
+    assert max(spread.values()) <= 6, spread   # (5 a portal, and a row group two portals share)

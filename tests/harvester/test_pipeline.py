@@ -546,3 +546,35 @@ def test_a_harvests_process_never_imports_pandas_and_can_use_it_afterwards(tmp_p
                             cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_a_stop_during_the_rebuild_after_a_merge_reports_the_portal_stored(store, http, socrata, monkeypatch):
+    """A stop (Ctrl-C, SIGTERM) as the tables a merge left holding deletes are rebuilt, after the
+    portal's merge committed: the portal was reported failed, Interrupted, 'before this portal was
+    stored; its previous catalogue is kept', though its changes were stored. It is reported
+    stored (ok, its counts), saying what was not done and when it will be; the harvest stops."""
+    import catalog.store as store_module
+    from harvester.pipeline import HarvestInterrupted
+
+    assert harvest([socrata.config], store, http).ok
+    for entry in socrata.entries[:20]:
+        entry["resource"]["name"] += " (v2)"
+        entry["resource"]["updatedAt"] = "2026-02-01T00:00:00.000Z"
+    rebuild = store_module._rebuild_table
+
+    def stopped_after_the_copy(cur, table, rows, params):
+        rebuild(cur, table, rows, params)
+        if table in store_module.VACUUMED_TABLES:   # (a held stop is raised as its statement returns)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_module, "_rebuild_table", stopped_after_the_copy)
+    monkeypatch.setattr(store_module, "VACUUM_BYTES", 1)
+    with pytest.raises(HarvestInterrupted) as stopped:
+        harvest([socrata.config], store, http)
+    city = stopped.value.run.portals[0]
+    assert (city.status, city.error_type, city.changed) == ("ok", None, 20), city
+    assert city.error_message.startswith("stored; the harvest was interrupted") and "rebuild" in city.error_message
+    assert count(store, "SELECT count(*) FROM datasets WHERE title LIKE '% (v2)'") == 20
+    assert store.con.execute("SELECT status, changed, error_message FROM harvest_runs ORDER BY started_at DESC "
+                             "LIMIT 1").fetchone() == ("ok", 20, city.error_message)
+    assert store.deletes_held() > 0   # (the rebuild rolled back: left for later)
