@@ -1209,8 +1209,11 @@ def test_another_cursors_statements_never_meet_the_catalogue_a_failed_checkpoint
             time.sleep(0.001)
         limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
         monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
+        logged = store.wal_bytes()
+        assert logged > 500_000   # (the 3,000 datasets' merge)
         assert store.checkpoint("the checkpoint as the catalogue closes")
-        assert store.wal_bytes() == 0
+        # the log written into the file: what is left is the reader's rounds since (a few hundred bytes each)
+        assert store.wal_bytes() < logged // 10
         ran_before = ran[0]
         while ran[0] == ran_before and thread.is_alive():   # (a round of the reader's on the catalogue attached again)
             time.sleep(0.001)
