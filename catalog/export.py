@@ -11,6 +11,7 @@ them is a new schema version.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import glob
 import hashlib
@@ -42,6 +43,8 @@ SCHEMA_VERSION = "1.1"
 GENERATOR = "civicat"
 MANIFEST = "manifest.json"
 VERSION = ".v-"   # an export's own folder beside OUT: `.OUT.v-<created_at>-<random>`
+# what symlink(2) answers on a file system that makes no symbolic links (exFAT, vfat: EPERM)
+NO_SYMLINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)
 RECORDS = "records"
 EXPORT_MEMORY = "512MB"
 
@@ -494,7 +497,15 @@ def _publish(staging: Path, out: Path, created_at: str) -> None:
     version = out.parent / f".{out.name}{VERSION}{stamp}-{uuid.uuid4().hex[:8]}"
     os.rename(staging, version)   # (killed after this, the next export removes it: no link names it)
     link = out.parent / f".{out.name}.link-{uuid.uuid4().hex[:12]}"
-    os.symlink(version.name, link)   # (relative: the folder that holds both can move)
+    try:
+        os.symlink(version.name, link)   # (relative: the folder that holds both can move)
+    except OSError as exc:
+        if exc.errno not in NO_SYMLINKS:
+            raise
+        # exFAT, vfat, some FUSE and SMB mounts make none: the export swapped into OUT itself
+        log.warning("export: the file system of %s makes no symbolic links (%s): the export is put in its place "
+                    "whole, and a reader of several files may get some of two exports (docs/export.md)", out, exc)
+        link = version
     if out.is_symlink() or not out.exists():
         os.rename(link, out)
     else:   # OUT a folder of its own

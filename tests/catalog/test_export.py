@@ -1,5 +1,6 @@
 """The Parquet export: layout, manifest, pinned column contract, atomic replacement,
 sanitised record paths, and the readers front ends and analysts use."""
+import errno
 import hashlib
 import json
 import os
@@ -868,3 +869,23 @@ def test_records_copied_where_hard_links_are_refused_are_not_taken_for_a_change_
     with writer_under_way(db, "harvest"):   # (and beside a writer: its stand-in marks every dataset deleted)
         summary = run_export(db, tmp_path / "export-beside-a-writer")
     assert summary["parquet"]["records"] == {"datasets": 1, "rows": 1000}
+
+
+def test_an_export_onto_a_file_system_without_symbolic_links_is_swapped_into_out(tmp_path, seattle, monkeypatch,
+                                                                                  caplog):
+    """OUT on a file system that makes no symbolic links (exFAT, vfat, some FUSE and SMB mounts:
+    symlink(2) answers EPERM) cannot be a link to its export's own folder: every export there
+    failed, its version folder left beside OUT. The export is swapped into OUT itself, as before
+    version folders (a reader of several files may then mix two exports: said in a warning)."""
+    def refused(source, target, *args, **kwargs):
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(target))
+    monkeypatch.setattr(os, "symlink", refused)
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    first = json.loads((out / "manifest.json").read_text())
+    run_export(seattle, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not out.is_symlink() and out.is_dir() and manifest["created_at"] > first["created_at"]
+    assert all(f["sha256"] == export.sha256_of(out / f["path"]) for f in manifest["files"])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export")) == []
+    assert any("no symbolic links" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
