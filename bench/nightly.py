@@ -191,6 +191,9 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
             "db_mb": db.stat().st_size / 2**20, "copy_mb": copy.stat().st_size / 2**20,
             "harvest_runs": runs, "harvest_errors": errors, "live": live, "events": events, "wal_mb": wal_mb, "copy_current": current,
             "retried": sum("did not fit in" in line for line in stderr_lines),
+            # (which: the log line's subject, e.g. "p012-ckan: the merge", "the search index's update")
+            "retried_what": [line[:line.index(" did not fit in")].split("WARNING", 1)[-1].strip(" :]")
+                             for line in stderr_lines if "did not fit in" in line],
             "search_failed": sum("search index was not rebuilt" in line for line in stderr_lines)}
 
 
@@ -333,6 +336,8 @@ def main() -> None:
         print(f"{'':>5}  writes retried with 1 GB: {n['retried']}; search index failed: {n['search_failed']}; "
               f"log left {n['wal_mb']:.1f} MB; read copy current: {n['copy_current']}; dataset_events written "
               f"{n['events'][0]} ({n['events'][1]} in all)")
+        if n["retried_what"]:
+            print(f"{'':>5}  retried with 1 GB: {'; '.join(n['retried_what'])}")
     first = nights[0]
     print(f"limit (fetch + parse night 1's {len(urls):,} answers, {limit_bytes / 2**20:.0f} MB, {args.workers} hosts "
           f"at a time): {limit_seconds:.1f} s; night 1 / limit = {first['wall'] / limit_seconds:.2f}; "
