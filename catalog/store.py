@@ -38,7 +38,7 @@ from catalog.stage import (
     canonical_json,
     content_hash,
 )
-from catalog.transactions import rollback
+from catalog.transactions import rollback, stoppable_transaction
 from catalog import events, uncut
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
@@ -948,18 +948,11 @@ class Store:
                         return
                     cur = self.cursor()
                     try:
-                        cur.execute("BEGIN TRANSACTION")
-                        cur.interruptible = True   # (a stop ends the copy at once: rolled back, the table as it was)
-                        # in the order of their dataset: a portal's rows together, in as few row groups as
-                        # its share (in DuckDB's threads' order, each rebuild spread them over more, until
-                        # every merge deleted rows from nearly all and each was followed by a rebuild)
-                        _rebuild_table(cur, table, f"SELECT * FROM {table} ORDER BY dataset_uid", {})
-                        cur.interruptible = False
-                        cur.execute("COMMIT")
-                    except BaseException:
-                        cur.interruptible = False
-                        rollback(cur)
-                        raise
+                        with stoppable_transaction(cur):   # (a stop ends the copy: the table as it was)
+                            # in the order of their dataset: a portal's rows together, in as few row groups as
+                            # its share (in DuckDB's threads' order, each rebuild spread them over more, until
+                            # every merge deleted rows from nearly all and each was followed by a rebuild)
+                            _rebuild_table(cur, table, f"SELECT * FROM {table} ORDER BY dataset_uid", {})
                     finally:
                         cur.close()
                     del self._deleted_groups[table]
@@ -1096,43 +1089,35 @@ class Store:
         with self._write_lock:
             cur = self.cursor()
             staged_files = stage.records_files()
-            cur.execute("BEGIN TRANSACTION")
-            # a stop ends the merge's statements at once (a large portal's, every dataset written
-            # again, take 15 s and more), DuckDB interrupting them: rolled back below, the portal
-            # keeps its previous catalogue. The COMMIT and the ROLLBACK run to their end.
-            cur.interruptible = True
             try:
-                # no part: nothing new, changed or re-mapped was staged (an unchanged night)
-                deleted_groups: dict[str, set[int]] = {}
-                counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
-                kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
-                listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
-                removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
-                                                  listed)
-                if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
-                    events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
-                # the versions this merge superseded: a changed dataset's previous one. A new
-                # dataset supersedes none (its uid had no row, and a failed run's raw versions
-                # were pruned as this run began): a portal's first harvest skips the scan of
-                # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
-                if counts.get("changed") or counts.get("restamped"):
-                    cur.execute(PRUNE_RAW, {"portal": portal_id})
-                cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
-                            f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
-                fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
-                         for p in pages if not p.get("kept")]
-                if fresh:
-                    cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
-                    cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
-                    cur.unregister("_pages")
-                cur.interruptible = False
-                cur.execute("COMMIT")
+                # a stop ends the merge's statements at once (a large portal's, every dataset written
+                # again, take 15 s and more): rolled back, the portal keeps its previous catalogue
+                with stoppable_transaction(cur):
+                    # no part: nothing new, changed or re-mapped was staged (an unchanged night)
+                    deleted_groups: dict[str, set[int]] = {}
+                    counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
+                    kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
+                    listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
+                    removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
+                                                      listed)
+                    if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
+                        events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
+                    # the versions this merge superseded: a changed dataset's previous one. A new
+                    # dataset supersedes none (its uid had no row, and a failed run's raw versions
+                    # were pruned as this run began): a portal's first harvest skips the scan of
+                    # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
+                    if counts.get("changed") or counts.get("restamped"):
+                        cur.execute(PRUNE_RAW, {"portal": portal_id})
+                    cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
+                                f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
+                    fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
+                             for p in pages if not p.get("kept")]
+                    if fresh:
+                        cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
+                        cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
+                        cur.unregister("_pages")
                 for table, groups in deleted_groups.items():
                     self._deleted_groups.setdefault(table, set()).update(groups)
-            except BaseException:
-                cur.interruptible = False
-                rollback(cur)
-                raise
             finally:
                 cur.close()
         return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),

@@ -1,7 +1,8 @@
 import duckdb
 import pytest
 
-from catalog.transactions import rollback
+from catalog import uncut
+from catalog.transactions import rollback, stoppable_transaction
 
 
 def test_a_commit_that_ran_out_of_memory_keeps_its_own_error(tmp_path):
@@ -30,3 +31,23 @@ def test_a_rollback_still_rolls_back_an_open_transaction(tmp_path):
     rollback(con)
     assert con.execute("SELECT count(*) FROM t").fetchone()[0] == 0
     rollback(con)  # nothing open: not an error
+
+
+def test_a_stoppable_transaction_commits_and_a_stop_inside_rolls_it_back(tmp_path):
+    """The merge's and the rebuild's transaction: its statements interruptible while it runs,
+    committed at its end; a stop inside (KeyboardInterrupt) rolls it back and goes on; the
+    COMMIT and the ROLLBACK are never interruptible."""
+    cur = uncut.Connection(duckdb.connect(str(tmp_path / "c.duckdb")))
+    cur.execute("CREATE TABLE t (n INTEGER)")
+    with stoppable_transaction(cur):
+        assert cur.interruptible
+        cur.execute("INSERT INTO t VALUES (1)")
+    assert not cur.interruptible
+    with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+        with stoppable_transaction(cur):
+            cur.execute("INSERT INTO t VALUES (2)")
+            raise KeyboardInterrupt
+    assert not cur.interruptible
+    assert cur.execute("SELECT list(n) FROM t").fetchone()[0] == [1]
+    cur.execute("INSERT INTO t VALUES (3)")   # (no transaction left open)
+    assert cur.execute("SELECT list(n ORDER BY n) FROM t").fetchone()[0] == [1, 3]
