@@ -37,6 +37,7 @@ from catalog import uncut
 _received: list[int] = []
 _cancellers: list[Callable[[], None]] = []
 _counted_stop = threading.Event()   # the counting thread saw a stop signal (the handler may not have run yet)
+_counted: list[int] = []   # the stop signals the counting thread saw, in order (read before the handler has run)
 
 
 log = logging.getLogger("civicat")
@@ -77,10 +78,12 @@ def _count_stop_signals(pipe: int) -> None:
     whatever the main thread is doing; at the first stop signal it cancels the run's requests
     (cancelled_on_stop) and interrupts the main thread's interruptible DuckDB statement, at the third, the main thread's handler not having quit in
     HANDLER_GRACE_SECONDS, it quits."""
-    counted: list[int] = []
+    counted = _counted
     while len(counted) < 3:
         came = [signum for signum in os.read(pipe, 64) if signum in (signal.SIGINT, signal.SIGTERM)]
-        if came and not counted:
+        first = came and not counted
+        counted += came   # (before the cancels: a portal thread they stop names the signal from it)
+        if first:
             # the main thread's handler runs only once its C call returns (DuckDB's task, a parse
             # under load): meanwhile the run's requests are cancelled and its statement interrupted
             # from here, or page threads read ahead went on asking (17 pages where 4 were in flight)
@@ -88,7 +91,6 @@ def _count_stop_signals(pipe: int) -> None:
             for cancel in list(_cancellers):
                 cancel()
             uncut.interrupt_running()
-        counted += came
     time.sleep(HANDLER_GRACE_SECONDS)
     _quit(_signal_name(counted[2]), stopped_exit_code(counted))
 
@@ -133,7 +135,9 @@ def stop_requested() -> bool:
 
 def stopped_by() -> str:
     """What stopped the command, for its messages."""
-    return _signal_name(signal.SIGTERM if signal.SIGTERM in _received else signal.SIGINT)
+    # (the counting thread's too: a portal thread stopped by its cancel records its message
+    # while the main thread, in a C call, has not run the handler yet: SIGTERM was said Ctrl-C)
+    return _signal_name(signal.SIGTERM if signal.SIGTERM in _received + _counted else signal.SIGINT)
 
 
 def stop_message() -> str:
@@ -141,5 +145,6 @@ def stop_message() -> str:
     return f"Interrupted ({stopped_by()}): stopped before its end; nothing half-written was published"
 
 
-def stopped_exit_code(received: list[int] = _received) -> int:
+def stopped_exit_code(received: list[int] | None = None) -> int:
+    received = _received + _counted if received is None else received
     return 128 + (signal.SIGTERM if signal.SIGTERM in received else signal.SIGINT)
