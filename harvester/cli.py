@@ -588,7 +588,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         raise click.UsageError("name at least one dataset UID (portal_id:source_id) or give --overlap")
     config = read_config(config_path)
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     known = {p.id for p in config.portals}
     bad = [u for u in dict.fromkeys(uids) if u.partition(":")[0] not in known or not u.partition(":")[2]]
     if bad:
@@ -700,7 +700,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
         raise click.UsageError(f"{portal_id!r} is still in {config_path}: take it out first (the next harvest "
                                "would list its datasets again)")
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     lock = writer_lock(db_path, wait)
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -874,11 +874,13 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         hits = catalogue_search.search(con, text, limit=limit,
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
     except catalogue_search.SearchIndexMissing as exc:
-        raise click.UsageError(str(exc)) from None
+        raise Refused(str(exc)) from None
     except catalogue_search.UnknownAssetType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
     except catalogue_search.UnknownCity as exc:
         raise click.BadParameter(str(exc), param_hint="'--city'") from None
+    except catalogue_search.UnknownTheme as exc:
+        raise click.BadParameter(str(exc), param_hint="'--theme'") from None
     finally:
         con.close()
     if as_json:
@@ -909,7 +911,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     from catalog.store import connect
 
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     if use_embeddings:
         from catalog.overlap.embeddings import available
         if not available():
@@ -1004,7 +1006,7 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
     from catalog.export import copy_published_since, open_for_export, records_pull_running
 
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
     # the file, 1 (or waited for); else its read copy is exported (catalog.export.open_for_export)
     until = time.monotonic() + wait_seconds if wait_seconds is not None else -math.inf
@@ -1137,8 +1139,8 @@ def _open(opener, db_path: Path):
 
     try:
         return opener(db_path)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
+    except FileNotFoundError as exc:   # (no usage line: nothing was mistyped)
+        raise Refused(str(exc)) from None
     except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
         raise _cannot_open(db_path, exc) from None
     except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull

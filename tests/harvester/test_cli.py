@@ -1302,3 +1302,22 @@ def test_a_stop_while_click_parses_the_options_exits_as_every_stop_does(tmp_path
     said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert parsing.returncode == 128 + sig, parsing.err
     assert parsing.err == f"Interrupted ({said}): stopped before its end; nothing half-written was published\n"
+
+
+@pytest.mark.parametrize("command", [["runs"], ["sql", "SELECT 1"], ["search", "permits"], ["similar", "city:d1"],
+                                     ["overlap"], ["export", "--out", "{tmp}/out"], ["records", "city:d1"],
+                                     ["retire", "gone"]])
+def test_no_catalogue_exits_2_saying_what_to_do_without_a_usage_hint(tmp_path, command):
+    """"no catalogue at ...": exit 2 as before, but click's usage line and "Try 'civicat ...
+    --help' for help." came with it, as if the command had been mistyped; nothing was."""
+    config = write_config(tmp_path, ("city", "dcat-us", "http://127.0.0.1:9/data.json"))
+    db = tmp_path / "none.duckdb"
+    args = [a.format(tmp=tmp_path) for a in command] + ["--db", str(db)]
+    if command[0] in ("export", "records", "retire"):
+        args += ["--config", config]
+    for log_format in ("plain", "json"):
+        result = CliRunner().invoke(cli, ["--log-format", log_format, *args])
+        assert result.exit_code == 2, result.output
+        assert f"no catalogue at {db}: run `civicat harvest` first" in result.output, result.output
+        assert "--help" not in result.output and "Usage:" not in result.output, result.output
+    assert not db.exists()
