@@ -15,6 +15,7 @@ if __name__ == "__main__":   # `python -m harvester.cli`: the stop handlers befo
     _command()
     raise SystemExit(0)
 
+import base64
 import csv
 import errno
 import functools
@@ -30,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
@@ -82,22 +83,61 @@ def counted(n: int, noun: str) -> str:
 
 
 def json_safe(value):
-    """NaN and ±Infinity as None, in lists and structs too: JSON has no word for them (Python
-    writes `NaN`, which JavaScript's, Go's and orjson's parsers refuse)."""
+    """A value DuckDB gives as JSON a front end reads, in lists, structs and maps too: NaN and
+    ±Infinity as None (JSON has no word for them: Python writes `NaN`, which JavaScript's, Go's
+    and orjson's parsers refuse); BLOB as base64 text and INTERVAL as an ISO 8601 duration
+    (Python's `b'...'` and `1 day, 2:00:00` were no text a reader could parse); DECIMAL as a
+    number; a MAP's keys that are not text (an integer, a date, a BLOB) as their JSON text."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, timedelta):
+        return iso_duration(value)
+    if isinstance(value, Decimal):
+        return json_safe(float(value))
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
+        return {key if isinstance(key, str) else _json_key(json_safe(key)): json_safe(item)
+                for key, item in value.items()}
     return value
+
+
+def _json_key(key) -> str:
+    """A MAP key made JSON (json_safe) as an object's key: text as it is, a number as JSON writes it."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return _json_default(key)
+
+
+def iso_duration(interval: timedelta) -> str:
+    """An INTERVAL as DuckDB gives it to Python (a timedelta: a month counted as 30 days) in ISO 8601:
+    `P423DT4H5M6.5S`, `-P1D`, `PT0S`; days never folded into months or years, which have no fixed length."""
+    sign = "-" if interval < timedelta(0) else ""
+    interval = abs(interval)
+    hours, rest = divmod(interval.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    second_part = f"{seconds}.{interval.microseconds:06d}".rstrip("0") if interval.microseconds else str(seconds)
+    time_part = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n)
+    if seconds or interval.microseconds:
+        time_part += f"{second_part}S"
+    days = f"{interval.days}D" if interval.days else ""
+    if not days and not time_part:
+        return "PT0S"
+    return f"{sign}P{days}" + (f"T{time_part}" if time_part else "")
 
 
 def csv_cell(value):
     """A list, struct or map as JSON text (`["a", "b"]`, which a reader can parse; Python's
-    repr, `['a', 'b']`, is no JSON); any other value as csv writes it."""
+    repr, `['a', 'b']`, is no JSON); a BLOB and an INTERVAL as in JSON (base64, ISO 8601); any
+    other value as csv writes it."""
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(json_safe(value), default=_json_default, ensure_ascii=False)
+    if isinstance(value, (bytes, bytearray, memoryview, timedelta)):
+        return json_safe(value)
     return value
 
 
