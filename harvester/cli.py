@@ -39,6 +39,7 @@ from typing import NoReturn
 import click
 
 from catalog import EMBEDDINGS_INSTALL
+from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
 from harvester import __version__
 from harvester.stopping import stop_message, stop_on_signals, stop_requested, stopped_by, stopped_exit_code
@@ -46,8 +47,10 @@ from harvester.stopping import stop_message, stop_on_signals, stop_requested, st
 DEFAULT_DB = "data/civicat.duckdb"
 DEFAULT_CONFIG = "configs/g7.toml"
 
+DB_PATH = "civicat.db_path"   # (ctx.meta, shared by the group and its command: for CommandGroup.invoke)
 db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
-                         type=click.Path(dir_okay=False, path_type=Path), help="DuckDB catalogue file.")
+                         type=click.Path(dir_okay=False, path_type=Path), help="DuckDB catalogue file.",
+                         callback=lambda ctx, param, value: ctx.meta.setdefault(DB_PATH, value))
 config_option = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
                              type=click.Path(dir_okay=False, path_type=Path), help="Portal list (TOML).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -344,9 +347,13 @@ class CommandGroup(click.Group):
             # DuckDB query, DuckDB's "Query interrupted" error
             if isinstance(exc, KeyboardInterrupt) or stop_requested():
                 stopped()
+            full = None if isinstance(exc, click.ClickException) else disk_full(exc, ctx.meta.get(DB_PATH))
+            if full is not None:   # (no bug: said as a failure, which file system and how much free, no traceback)
+                echo_error(f"{ctx.invoked_subcommand} failed: {full}", 1)
+                ctx.exit(1)
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
-            if not isinstance(exc, click.ClickException):   # (a bug, the disk full: Python's traceback was plain text)
+            if not isinstance(exc, click.ClickException):   # (a bug: Python's traceback was plain text)
                 echo_error(f"{ctx.invoked_subcommand} failed on an error civicat did not expect: "
                            f"{type(exc).__name__}: {exc}", 1, (type(exc), exc, exc.__traceback__))
                 ctx.exit(1)
@@ -1130,8 +1137,8 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it
             raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
         except (duckdb.Error, OSError) as exc:
-            # the disk full: the previous export is untouched
-            raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
+            # the disk full (which file system, how much free): the previous export is untouched
+            raise click.ClickException(f"cannot export {db_path} to {out_dir}: {disk_full(exc, db_path) or exc}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
@@ -1140,7 +1147,8 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
                              for portal_id in portals_not_in_config(opened.con, list(defaults))}
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
-            raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
+            raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: "
+                                       f"{disk_full(exc, db_path) or exc}") from None
         _name_portals_out_of_config(report, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,

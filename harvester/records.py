@@ -26,6 +26,7 @@ from pathlib import Path
 
 import orjson
 
+from catalog.disk import disk_full
 from catalog.files import sync, writing
 from catalog.scratch import ScratchFolder, remove_left_over
 from catalog.lazy import LazyModule
@@ -1450,6 +1451,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             if stop_requested():   # (DuckDB's "Query interrupted": Ctrl-C or SIGTERM in a query, no failure of this dataset)
                 raise
             result.status = "failed"
+            exc = disk_full(exc, records=layout.root) or exc   # (which file, which file system, how much free)
             result.error_type = error_type(exc)
             result.error_message = str(exc)
             result.seconds = round(time.monotonic() - started, 3)

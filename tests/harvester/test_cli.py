@@ -604,6 +604,31 @@ def test_an_error_of_a_command_s_own_is_a_json_log_line_and_exit_1_with_log_form
     assert plain.exit_code == 1 and isinstance(plain.exception, RuntimeError)   # (raised: Python prints it)
 
 
+def test_a_command_out_of_room_says_which_file_without_a_traceback(tmp_path, monkeypatch):
+    """A command whose write found its disk full ended in Python's traceback (plain logs) or "failed on
+    an error civicat did not expect" (JSON logs), in DuckDB's words: a full disk is no bug. Exit 1,
+    one line naming the file as what it is, its file system's free space, and DuckDB's words."""
+    import duckdb
+
+    import catalog.overlap
+    from catalog.store import Store
+    db = tmp_path / "c.duckdb"
+    Store(db).close()
+
+    def fails(*args, **kwargs):
+        raise duckdb.TransactionException(f'TransactionContext Error: Failed to commit: Could not write file "{db}.wal": '
+                                          "No space left on device")
+    monkeypatch.setattr(catalog.overlap, "detect", fails)
+    for log_format in ("plain", "json"):
+        result = CliRunner().invoke(cli, ["--log-format", log_format, "overlap", "--db", str(db)])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.stderr
+        said = result.stderr if log_format == "plain" else json.loads(result.stderr)["message"] + "\n"
+        assert said.startswith(f"overlap failed: no room to write the catalogue's write-ahead log ({db}.wal): its "
+                               "file system is full; "), said
+        assert " MB free of " in said and said.endswith('Could not write file "%s.wal": No space left on device)\n' % db)
+        assert "Traceback" not in result.stderr
+
+
 def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_waits(tmp_path, portal, caplog):
     config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
     db = tmp_path / "c.duckdb"

@@ -1302,3 +1302,55 @@ def test_an_export_that_cannot_be_written_names_its_file_and_keeps_the_previous_
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
     assert CliRunner().invoke(cli, [*export, "--format", "parquet", "--format", "data.json"]).exit_code == 0
     assert json.loads((out / "data.json").read_text())["dataset"]
+
+
+# a harvest under a file size limit (`ulimit -f`): its writes past it fail with EFBIG, "File too
+# large", as on a full disk (SIGXFSZ is ignored by Python); no tmpfs needed (mounting one takes root)
+UNDER_A_FILE_SIZE_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from harvester.cli import cli
+cli(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("limit, where", [(3_000_000, "the harvest's staging"),
+                                          (6_000_000, "the catalogue's write-ahead log")])
+def test_a_harvest_out_of_room_says_which_file_and_loses_nothing(tmp_path, limit, where):
+    """A portal whose harvest found no room recorded `OSError` ("[Errno 27] could not write
+    .../raw-batch-000000.tsv: File too large") or DuckDB's `TransactionException` ("Failed to
+    commit: Could not write file \\".../c.duckdb.wal\\""): words a data team reads as a bug. It
+    records `DiskFull`, naming the file as what it is (the staging, the catalogue's log) and what
+    to do; the catalogue stays as it was, and the next harvest with room stores everything."""
+    with DataJsonPortal(make_data_json(50)) as small, DataJsonPortal(make_data_json(3000)) as big:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "small"\ncity = "S"\nkind = "dcat-us"\nurl = "{small.url}/data.json"\n\n'
+                          f'[[portals]]\nid = "big"\ncity = "B"\nkind = "dcat-us"\nurl = "{big.url}/data.json"\n')
+        db = tmp_path / "c.duckdb"
+        args = ["harvest", "--config", str(config), "--db", str(db), "--json"]
+        assert CliRunner().invoke(cli, [*args, "--portal", "small"]).exit_code == 0
+        limited = subprocess.run([sys.executable, "-c", UNDER_A_FILE_SIZE_LIMIT, str(limit), *args, "--portal", "big"],
+                                 capture_output=True, text=True, timeout=300,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert limited.returncode == 1, limited.stderr[-3000:]
+        [failed] = json.loads(limited.stdout)["portals"]
+        assert (failed["status"], failed["error_type"]) == ("failed", "DiskFull"), failed
+        assert failed["error_message"].startswith(f"no room to write {where} ({tmp_path}/"), failed["error_message"]
+        assert ("it would grow past the process's file size limit (`ulimit -f`) or the largest file its file system "
+                "takes. Nothing written is lost") in failed["error_message"]
+        assert "Traceback" not in limited.stderr
+        con = connect_read_only(db)
+        try:
+            assert con.execute("SELECT portal_id, count(*) FROM datasets GROUP BY ALL").fetchall() == [("small", 50)]
+            assert con.execute("SELECT error_type, message FROM harvest_errors WHERE portal_id = 'big'").fetchall() == [
+                ("DiskFull", failed["error_message"])]
+        finally:
+            con.close()
+        again = CliRunner().invoke(cli, [*args, "--portal", "big"])
+        assert again.exit_code == 0, again.output
+    con = connect_read_only(db)
+    try:
+        assert con.execute("SELECT portal_id, count(*) FROM datasets GROUP BY ALL ORDER BY 1").fetchall() == [
+            ("big", 3000), ("small", 50)]
+    finally:
+        con.close()
