@@ -34,10 +34,11 @@ class DiskFull(OSError):
         return self.strerror
 
 
-def disk_full(exc: BaseException, db_path: str | Path | None = None, records: str | Path | None = None) -> DiskFull | None:
+def disk_full(exc: BaseException, db_path: str | Path | None = None, records: str | Path | None = None,
+              export: str | Path | None = None) -> DiskFull | None:
     """`exc` (or an error it was raised from) as a DiskFull when it is a write refused for want of
-    space; the file named as what it is to a catalogue at `db_path` (and records at `records`, else
-    beside it). None otherwise."""
+    space; the file named as what it is to a catalogue at `db_path` (records at `records`, else
+    beside it; an export into `export`). None otherwise."""
     for error in _chain(exc):
         if isinstance(error, DiskFull):
             return error
@@ -45,11 +46,11 @@ def disk_full(exc: BaseException, db_path: str | Path | None = None, records: st
         if code is None:
             continue
         path = _path_of(error)
-        where = f"{what_is(path, db_path, records)} ({path})" if path else "a file civicat writes (not named)"
+        where = f"{what_is(path, db_path, records, export)} ({path})" if path else "a file civicat writes (not named)"
         message = f"no room to write {where}: {NO_ROOM[code][0]}"
         if path and code != errno.EFBIG:
             message += f"; {free_space(path)}"
-        message += f". Nothing written is lost: what was committed before stays ({type(error).__name__}: {error})"
+        message += f". Nothing is lost: what was written before stays whole ({type(error).__name__}: {error})"
         found = DiskFull(code, message)
         found.filename = None
         found.path = path
@@ -86,10 +87,17 @@ def _path_of(error: BaseException) -> Path | None:
     return None
 
 
-def what_is(path: Path, db_path: str | Path | None, records: str | Path | None = None) -> str:
+def what_is(path: Path, db_path: str | Path | None, records: str | Path | None = None,
+            export: str | Path | None = None) -> str:
     """What `path` is to a catalogue at `db_path`: its file, its WAL, its staging, its records ..."""
     path = Path(os.path.abspath(path))
     places: list[tuple[Path, str, bool]] = []   # (path, what, whether what is under it counts)
+    if export is not None:   # (OUT, and its version and unfinished folders beside it: `.OUT.…`)
+        out = Path(os.path.abspath(export))
+        if path == out or out in path.parents or path.parent == out.parent and path.name.startswith(f".{out.name}."):
+            return "the export"
+        if any(p.parent == out.parent and p.name.startswith(f".{out.name}.") for p in path.parents):
+            return "the export"
     if records is not None:
         root = Path(os.path.abspath(records))
         places += [(root, "the records", True), (root.parent / f".{root.name}-staging", "the records pull's staging", True)]

@@ -1138,7 +1138,8 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
         except (duckdb.Error, OSError) as exc:
             # the disk full (which file system, how much free): the previous export is untouched
-            raise click.ClickException(f"cannot export {db_path} to {out_dir}: {disk_full(exc, db_path) or exc}") from None
+            raise click.ClickException(f"cannot export {db_path} to {out_dir}: "
+                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
@@ -1148,7 +1149,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: "
-                                       f"{disk_full(exc, db_path) or exc}") from None
+                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
         _name_portals_out_of_config(report, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
