@@ -16,7 +16,7 @@ from pathlib import Path
 
 # errno → what it says of the file system, and the words Python, Arrow and DuckDB write for it
 NO_ROOM = {
-    errno.ENOSPC: ("its file system is full", ("No space left on device", "database or disk is full")),   # (SQLite's)
+    errno.ENOSPC: ("its file system is full", ("No space left on device",)),
     errno.EDQUOT: ("the user's disk quota on its file system is spent", ("Disk quota exceeded",)),
     errno.EFBIG: ("it would grow past the process's file size limit (`ulimit -f`) or the largest file its file "
                   "system takes", ("File too large",)),

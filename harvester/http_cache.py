@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, suppress
 from pathlib import Path
 
-from catalog.disk import disk_full, free_space
-
 log = logging.getLogger("civicat.http")
 
 
@@ -145,8 +143,6 @@ class ValidatorCache:
         """One warning a run for each of reading and writing: a full disk must not log every page."""
         if what not in self._warned:
             self._warned.add(what)
-            if disk_full(exc) is not None:   # (SQLite's "database or disk is full": how much its file system has free)
-                exc = f"{exc}; {free_space(self.path)}"
             log.warning("could not %s the HTTP cache %s (%s): its entries cost a full request", what, self.path, exc)
 
     def _read(self, sql: str, url: str):
