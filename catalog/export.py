@@ -42,7 +42,7 @@ log = logging.getLogger("civicat.export")
 SCHEMA_VERSION = "1.1"
 GENERATOR = "civicat"
 MANIFEST = "manifest.json"
-VERSION = ".v-"   # an export's own folder beside OUT: `.OUT.v-<created_at>-<random>`
+VERSION = ".v-"   # an export's own folder beside OUT: `.OUT.v-<number>-<created_at>-<random>` (versions)
 # what symlink(2) answers on a file system that makes no symbolic links (exFAT, vfat: EPERM)
 NO_SYMLINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS)
 RECORDS = "records"
@@ -494,7 +494,8 @@ def _publish(staging: Path, out: Path, created_at: str) -> None:
     if kept.is_file() and not (staging / "data.json").exists():
         link_or_copy(kept, staging / "data.json")   # (OUT keeps its own until the swap)
     stamp = datetime.fromisoformat(created_at).strftime("%Y%m%dT%H%M%S%fZ")
-    version = out.parent / f".{out.name}{VERSION}{stamp}-{uuid.uuid4().hex[:8]}"
+    number = max((version_number(v) for v in versions(out)), default=0) + 1
+    version = out.parent / f".{out.name}{VERSION}{number:06d}-{stamp}-{uuid.uuid4().hex[:8]}"
     os.rename(staging, version)   # (killed after this, the next export removes it: no link names it)
     link = out.parent / f".{out.name}.link-{uuid.uuid4().hex[:12]}"
     try:
@@ -520,8 +521,19 @@ def _publish(staging: Path, out: Path, created_at: str) -> None:
 
 
 def versions(out: Path) -> list[Path]:
-    """The version folders of OUT's exports, oldest first."""
-    return sorted(out.parent.glob(f"{glob.escape('.' + out.name)}{VERSION}*"))
+    """The version folders of OUT's exports, oldest first: by their number, which each export
+    takes one above the highest beside OUT. By their names' time they were ordered by the clock,
+    which can step back (NTP, a VM restored): an export after a step back more than the time between
+    two exports took the one before it for older than the previous one, and pruned the folder a
+    reader had just resolved."""
+    return sorted(out.parent.glob(f"{glob.escape('.' + out.name)}{VERSION}*"), key=lambda v: (version_number(v), v.name))
+
+
+def version_number(version: Path) -> int:
+    """A version folder's number; 0 for one an export before session 30 named by its time alone
+    (`.OUT.v-<created_at>-…`): older than every numbered one."""
+    number = version.name.rpartition(VERSION)[2].split("-", 1)[0]
+    return int(number) if number.isdigit() else 0   # (a time, `20261205T230539123157Z`: no number)
 
 
 def stale_versions(out: Path) -> list[Path]:
@@ -529,9 +541,10 @@ def stale_versions(out: Path) -> list[Path]:
     that resolved OUT before the last export landed reads it to its end). A version newer than
     OUT's is an export killed before its link was put in place."""
     current = out.resolve() if out.is_symlink() else None
-    older = [v for v in versions(out) if current is not None and v.name < current.name]
+    every = versions(out)
+    older = every[:every.index(current)] if current in every else []
     keep = {current, older[-1] if older else None}
-    return [v for v in versions(out) if v not in keep]
+    return [v for v in every if v not in keep]
 
 
 def prune_versions(out: Path) -> list[Path]:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import threading
 import logging
 import uuid
@@ -31,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 
 from catalog.files import exchange, sync, writing
+from catalog.scratch import ScratchFolder
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 from catalog import uncut
@@ -429,8 +429,8 @@ def scratch_duckdb(memory: str, threads: int = 2):
     working directory. Without DuckDB's cache of the files it reads (a scan reads each once): a
     profile of 1,000 columns, a scan a PROFILE_COLUMNS of them, took the process from 147 to
     493 MB with it, 261 MB without (docs/benchmarks.md, Records memory)."""
-    with tempfile.TemporaryDirectory(prefix="civicat-scan-") as spill, uncut.connect(
-            config={"memory_limit": memory, "threads": threads, "temp_directory": spill,
+    with ScratchFolder("scan") as spill, uncut.connect(   # (left by a kill -9: the next pull removes it)
+            config={"memory_limit": memory, "threads": threads, "temp_directory": str(spill),
                     "enable_external_file_cache": False}, interruptible=True) as con:
         yield con   # (a stop interrupts a scan, which may take minutes, through DuckDB: catalog.uncut)
 

@@ -123,7 +123,12 @@ class UnknownCity(ValueError):
     it matched none, said as "no match", as if the city had no such dataset)."""
 
 
-CITIES_LISTED = 20   # an unknown city's message lists the known ones up to this many, else the nearest
+CITIES_LISTED = 20   # an unknown city's or theme's message lists the known ones up to this many, else the nearest
+
+
+class UnknownTheme(ValueError):
+    """A `themes` filter names no theme of the indexed datasets (a typo: it matched none, said as
+    "no dataset matches", exit 0, as if no dataset of that theme had the words)."""
 
 
 class UnknownAssetType(ValueError):
@@ -643,6 +648,8 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
     text = visible(text)   # (the filters' values too: the index's keys are read so)
     if filters.cities:
         _check_cities(con, filters.cities)
+    if filters.themes:
+        _check_themes(con, filters.themes)
     if filters.types:
         known = sorted({*ASSET_TYPES, *(row[0] for row in con.execute(
             "SELECT DISTINCT asset_type FROM search_documents WHERE asset_type IS NOT NULL").fetchall())})
@@ -667,18 +674,32 @@ def search(con: duckdb.DuckDBPyConnection, text: str, *, limit: int = 20,
 
 def _check_cities(con: duckdb.DuckDBPyConnection, cities: tuple[str, ...]) -> None:
     """Raise UnknownCity for a city that is neither a city (any case) nor a portal id of the index."""
-    known = sorted({key for row in con.execute("SELECT DISTINCT city_key, portal_id FROM search_documents").fetchall()
-                    for key in row if key})
-    unknown = [c for c in cities if visible(c).lower() not in known]
+    known = {key for row in con.execute("SELECT DISTINCT city_key, portal_id FROM search_documents").fetchall()
+             for key in row if key}
+    _check_known(cities, known, UnknownCity, "city or portal id")
+
+
+def _check_themes(con: duckdb.DuckDBPyConnection, themes: tuple[str, ...]) -> None:
+    """Raise UnknownTheme for a theme (any case) that no dataset of the index has. (Its keys read
+    as visible(): an index an older civicat built keyed them with soft hyphens until rebuilt.)"""
+    known = {visible(row[0]) for row in con.execute(
+        "SELECT DISTINCT unnest(theme_keys) FROM search_documents").fetchall() if row[0]}
+    _check_known(themes, known, UnknownTheme, "theme")
+
+
+def _check_known(values: tuple[str, ...], known: set[str], error: type[ValueError], what: str) -> None:
+    """Raise `error` naming the values not in `known` (read as the index keys them: visible, lower
+    case) and those known: all up to CITIES_LISTED, else how many and the nearest."""
+    unknown = [v for v in values if visible(v).lower() not in known]
     if not unknown:
         return
     if len(known) <= CITIES_LISTED:
-        listed = ", ".join(known)
+        listed = ", ".join(sorted(known)) or "none"
     else:
-        nearest = sorted({m for c in unknown for m in difflib.get_close_matches(visible(c).lower(), known, n=5)})
+        nearest = sorted({m for v in unknown for m in difflib.get_close_matches(visible(v).lower(), known, n=5)})
         listed = f"{len(known)}; the nearest: {', '.join(nearest) or 'none'}"
-    raise UnknownCity(f"{', '.join(map(repr, unknown))} {'is no' if len(unknown) == 1 else 'are no'} city or "
-                      f"portal id of the catalogue's datasets (those known: {listed})")
+    raise error(f"{', '.join(map(repr, unknown))} {'is no' if len(unknown) == 1 else 'are no'} {what} of the "
+                f"catalogue's datasets (those known: {listed})")
 
 
 def open_for_search(db_path: str | Path) -> duckdb.DuckDBPyConnection:

@@ -15,6 +15,7 @@ if __name__ == "__main__":   # `python -m harvester.cli`: the stop handlers befo
     _command()
     raise SystemExit(0)
 
+import base64
 import csv
 import errno
 import functools
@@ -30,7 +31,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import NoReturn
@@ -38,6 +39,7 @@ from typing import NoReturn
 import click
 
 from catalog import EMBEDDINGS_INSTALL
+from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
 from harvester import __version__
 from harvester.stopping import stop_message, stop_on_signals, stop_requested, stopped_by, stopped_exit_code
@@ -45,8 +47,10 @@ from harvester.stopping import stop_message, stop_on_signals, stop_requested, st
 DEFAULT_DB = "data/civicat.duckdb"
 DEFAULT_CONFIG = "configs/g7.toml"
 
+DB_PATH = "civicat.db_path"   # (ctx.meta, shared by the group and its command: for CommandGroup.invoke)
 db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
-                         type=click.Path(dir_okay=False, path_type=Path), help="DuckDB catalogue file.")
+                         type=click.Path(dir_okay=False, path_type=Path), help="DuckDB catalogue file.",
+                         callback=lambda ctx, param, value: ctx.meta.setdefault(DB_PATH, value))
 config_option = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
                              type=click.Path(dir_okay=False, path_type=Path), help="Portal list (TOML).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -82,22 +86,61 @@ def counted(n: int, noun: str) -> str:
 
 
 def json_safe(value):
-    """NaN and ±Infinity as None, in lists and structs too: JSON has no word for them (Python
-    writes `NaN`, which JavaScript's, Go's and orjson's parsers refuse)."""
+    """A value DuckDB gives as JSON a front end reads, in lists, structs and maps too: NaN and
+    ±Infinity as None (JSON has no word for them: Python writes `NaN`, which JavaScript's, Go's
+    and orjson's parsers refuse); BLOB as base64 text and INTERVAL as an ISO 8601 duration
+    (Python's `b'...'` and `1 day, 2:00:00` were no text a reader could parse); DECIMAL as a
+    number; a MAP's keys that are not text (an integer, a date, a BLOB) as their JSON text."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, timedelta):
+        return iso_duration(value)
+    if isinstance(value, Decimal):
+        return json_safe(float(value))
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
+        return {key if isinstance(key, str) else _json_key(json_safe(key)): json_safe(item)
+                for key, item in value.items()}
     return value
+
+
+def _json_key(key) -> str:
+    """A MAP key made JSON (json_safe) as an object's key: text as it is, a number as JSON writes it."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (bool, int, float)):
+        return json.dumps(key)
+    return _json_default(key)
+
+
+def iso_duration(interval: timedelta) -> str:
+    """An INTERVAL as DuckDB gives it to Python (a timedelta: a month counted as 30 days) in ISO 8601:
+    `P423DT4H5M6.5S`, `-P1D`, `PT0S`; days never folded into months or years, which have no fixed length."""
+    sign = "-" if interval < timedelta(0) else ""
+    interval = abs(interval)
+    hours, rest = divmod(interval.seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    second_part = f"{seconds}.{interval.microseconds:06d}".rstrip("0") if interval.microseconds else str(seconds)
+    time_part = "".join(f"{n}{unit}" for n, unit in ((hours, "H"), (minutes, "M")) if n)
+    if seconds or interval.microseconds:
+        time_part += f"{second_part}S"
+    days = f"{interval.days}D" if interval.days else ""
+    if not days and not time_part:
+        return "PT0S"
+    return f"{sign}P{days}" + (f"T{time_part}" if time_part else "")
 
 
 def csv_cell(value):
     """A list, struct or map as JSON text (`["a", "b"]`, which a reader can parse; Python's
-    repr, `['a', 'b']`, is no JSON); any other value as csv writes it."""
+    repr, `['a', 'b']`, is no JSON); a BLOB and an INTERVAL as in JSON (base64, ISO 8601); any
+    other value as csv writes it."""
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(json_safe(value), default=_json_default, ensure_ascii=False)
+    if isinstance(value, (bytes, bytearray, memoryview, timedelta)):
+        return json_safe(value)
     return value
 
 
@@ -304,9 +347,13 @@ class CommandGroup(click.Group):
             # DuckDB query, DuckDB's "Query interrupted" error
             if isinstance(exc, KeyboardInterrupt) or stop_requested():
                 stopped()
+            full = None if isinstance(exc, click.ClickException) else disk_full(exc, ctx.meta.get(DB_PATH))
+            if full is not None:   # (no bug: said as a failure, which file system and how much free, no traceback)
+                echo_error(f"{ctx.invoked_subcommand} failed: {full}", 1)
+                ctx.exit(1)
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
-            if not isinstance(exc, click.ClickException):   # (a bug, the disk full: Python's traceback was plain text)
+            if not isinstance(exc, click.ClickException):   # (a bug: Python's traceback was plain text)
                 echo_error(f"{ctx.invoked_subcommand} failed on an error civicat did not expect: "
                            f"{type(exc).__name__}: {exc}", 1, (type(exc), exc, exc.__traceback__))
                 ctx.exit(1)
@@ -588,7 +635,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         raise click.UsageError("name at least one dataset UID (portal_id:source_id) or give --overlap")
     config = read_config(config_path)
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     known = {p.id for p in config.portals}
     bad = [u for u in dict.fromkeys(uids) if u.partition(":")[0] not in known or not u.partition(":")[2]]
     if bad:
@@ -700,7 +747,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
         raise click.UsageError(f"{portal_id!r} is still in {config_path}: take it out first (the next harvest "
                                "would list its datasets again)")
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     lock = writer_lock(db_path, wait)
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -874,11 +921,13 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         hits = catalogue_search.search(con, text, limit=limit,
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
     except catalogue_search.SearchIndexMissing as exc:
-        raise click.UsageError(str(exc)) from None
+        raise Refused(str(exc)) from None
     except catalogue_search.UnknownAssetType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
     except catalogue_search.UnknownCity as exc:
         raise click.BadParameter(str(exc), param_hint="'--city'") from None
+    except catalogue_search.UnknownTheme as exc:
+        raise click.BadParameter(str(exc), param_hint="'--theme'") from None
     finally:
         con.close()
     if as_json:
@@ -909,7 +958,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     from catalog.store import connect
 
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     if use_embeddings:
         from catalog.overlap.embeddings import available
         if not available():
@@ -1004,7 +1053,7 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
     from catalog.export import copy_published_since, open_for_export, records_pull_running
 
     if not db_path.exists():
-        raise click.UsageError(f"no catalogue at {db_path}: run `civicat harvest` first")
+        raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
     # the file, 1 (or waited for); else its read copy is exported (catalog.export.open_for_export)
     until = time.monotonic() + wait_seconds if wait_seconds is not None else -math.inf
@@ -1088,8 +1137,9 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it
             raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
         except (duckdb.Error, OSError) as exc:
-            # the disk full: the previous export is untouched
-            raise click.ClickException(f"cannot export {db_path} to {out_dir}: {exc}") from None
+            # the disk full (which file system, how much free): the previous export is untouched
+            raise click.ClickException(f"cannot export {db_path} to {out_dir}: "
+                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
@@ -1098,7 +1148,8 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
                              for portal_id in portals_not_in_config(opened.con, list(defaults))}
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
-            raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: {exc}") from None
+            raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: "
+                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
         _name_portals_out_of_config(report, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
@@ -1137,8 +1188,8 @@ def _open(opener, db_path: Path):
 
     try:
         return opener(db_path)
-    except FileNotFoundError as exc:
-        raise click.UsageError(str(exc)) from None
+    except FileNotFoundError as exc:   # (no usage line: nothing was mistyped)
+        raise Refused(str(exc)) from None
     except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
         raise _cannot_open(db_path, exc) from None
     except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull

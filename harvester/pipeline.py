@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from catalog import events
+from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
 from catalog.store import Store, StoppedAfterStoring, page_identity
 from catalog.transactions import rollback
@@ -105,6 +106,7 @@ def retire_portal(store: Store, portal_id: str, now: datetime) -> tuple[str, Por
         report.status = "ok"
     except BaseException as exc:
         rollback(store.con)
+        exc = disk_full(exc, store.db_path) or exc
         report.status, report.error_type, report.error_message = "failed", error_type(exc), str(exc)
         raise
     finally:
@@ -377,6 +379,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         if interrupted:
             http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
         report.status = "failed"
+        exc = disk_full(exc, store.db_path) or exc   # (which file, which file system, how much free)
         report.error_type = "Interrupted" if interrupted else error_type(exc)
         report.error_message = interrupted_message(step) if interrupted else str(exc)
         errors.add(None, step, report.error_type, report.error_message)

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import orjson
 
+from catalog.disk import disk_full
 from catalog.files import sync, writing
+from catalog.scratch import ScratchFolder, remove_left_over
 from catalog.lazy import LazyModule
 from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or_copy, measure_folder, name_in_order,
                              part_name, part_number, previous_pull, record_pull, recorded, write_json_atomic)
@@ -598,13 +600,12 @@ class DownloadedFile(RecordSource):
 
     def __init__(self, http, url: str, *, fmt: str = "csv", fields: list[Field] | None = None,
                  params: dict | None = None, expected_rows: int | None = None):
-        import tempfile
-
         import duckdb
 
         self.url, self.fmt = url, fmt
         self.duck = None
-        self.folder = Path(tempfile.mkdtemp(prefix="civicat-download-"))
+        self.scratch = ScratchFolder("download")   # (one a kill -9 left, the next pull removes: catalog.scratch)
+        self.folder = self.scratch.path
         self.path = self.folder / f"data.{fmt}"
         self.expected_rows = expected_rows
         try:
@@ -670,7 +671,7 @@ class DownloadedFile(RecordSource):
     def close(self) -> None:
         if self.duck is not None:
             self.duck.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        self.scratch.remove()
 
 
 def csv_distribution(dataset: StoredDataset) -> str | None:
@@ -1450,6 +1451,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             if stop_requested():   # (DuckDB's "Query interrupted": Ctrl-C or SIGTERM in a query, no failure of this dataset)
                 raise
             result.status = "failed"
+            exc = disk_full(exc, records=layout.root) or exc   # (which file, which file system, how much free)
             result.error_type = error_type(exc)
             result.error_message = str(exc)
             result.seconds = round(time.monotonic() - started, 3)
@@ -1471,6 +1473,8 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
     con = store.cursor()
     try:
         for done in layout.repair(con.execute("SELECT portal_id, source_id FROM record_pulls").fetchall()):
+            log.warning("records: %s", done)
+        for done in remove_left_over():   # (downloads and spills of a pull killed: in /tmp, until the OS cleans it)
             log.warning("records: %s", done)
         results = pull_records(adapter, datasets, con, layout, run_id=run_id, errors=errors, full=full)
     finally:

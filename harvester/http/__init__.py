@@ -11,7 +11,7 @@ A 200 that carries HTML or broken JSON is a transient fault, never an empty answ
   connection failures named
 - resolver.py: host names looked up with a bound, and the run's watch of the resolver
 - deadlines.py: the watchdogs of a response's total time
-- bodies.py: a body read under its cap, gzip-decoded, spooled to a temporary file
+- bodies.py: a body read under its cap, gzip- and deflate-decoded, spooled to a temporary file
 - json_parsing.py: JSON from a body, whole or with its long lists cut (capped_json, Entries)
 - xml_parsing.py: XML from a body (defusedxml)
 

@@ -1,5 +1,5 @@
 """Reading a response's body: under the size cap and the total-time bound (_read_capped),
-gzip-decoded a piece at a time and capped as it is decoded (_gunzip_capped), gathered in memory
+gzip- and deflate-decoded a piece at a time and capped as it is decoded (_gunzip_capped, _decoded_chunks), gathered in memory
 or, from a size on, in a temporary file read back like bytes (_BodySink, _SpooledBody); and
 a data body (CSV, JSON lines) refused when an HTML page stands in its place (parse_data_body)."""
 from __future__ import annotations
@@ -179,12 +179,60 @@ class _Gunzipped:
 
 
 def _decoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
-    """`response.iter_content(size)`, a gzip-encoded body decoded here (_Gunzipped) in pieces of
-    at most `size`; other encodings (deflate) by urllib3."""
-    if response.headers.get("Content-Encoding", "").strip().lower() in ("gzip", "x-gzip"):
-        yield from _Gunzipped(_encoded_chunks(response, size), size)
-    else:
+    """`response.iter_content(size)`, a body encoded by gzip, deflate or both, one layer over another
+    ("gzip, gzip"), decoded here in pieces of at most `size`, each layer a piece at a time (_Gunzipped,
+    _Inflated); other encodings (none, or one urllib3 leaves as it came: br without brotli) by urllib3.
+    Stacked encodings went to urllib3's MultiDecoder, whose gzip decoder a gzip bomb under a second
+    gzip layer still doubled (1.7 GB held for a body capped at 8 MB)."""
+    layers = _content_codings(response.headers.get("Content-Encoding", ""))
+    if layers is None:
         yield from response.iter_content(chunk_size=size)
+        return
+    pieces: Iterable[bytes] = _encoded_chunks(response, size)
+    for coding in reversed(layers):   # (the last coding listed was applied last: undone first)
+        pieces = _Gunzipped(pieces, size) if coding in ("gzip", "x-gzip") else _Inflated(pieces, size)
+    yield from pieces
+
+
+def _content_codings(header: str) -> list[str] | None:
+    """The codings a Content-Encoding lists (identity left out) when each is gzip or deflate and
+    there is one at least; else None (urllib3 decodes the body, or leaves it as it came)."""
+    codings = [c.strip().lower() for c in header.split(",") if c.strip().lower() not in ("", "identity")]
+    if codings and all(c in ("gzip", "x-gzip", "deflate") for c in codings):
+        return codings
+    return None
+
+
+class _Inflated:
+    """The pieces (`piece` bytes at most each) of a deflate-encoded stream given in pieces, decoded
+    as urllib3 decodes it: zlib-wrapped, else raw deflate (servers send either under "deflate");
+    what follows the end of the stream is dropped; a stream that is neither raises requests'
+    ContentDecodingError."""
+
+    def __init__(self, encoded: Iterable[bytes], piece: int) -> None:
+        self.encoded, self.piece = encoded, piece
+
+    def __iter__(self) -> Iterator[bytes]:
+        decoder, first, wrapped = zlib.decompressobj(zlib.MAX_WBITS), True, True
+        for data in self.encoded:
+            while data and not decoder.eof:
+                try:
+                    piece = decoder.decompress(data, self.piece)
+                except zlib.error:
+                    if not (first and wrapped):
+                        raise requests.exceptions.ContentDecodingError("the body is not deflate as its "
+                                                                       "Content-Encoding says") from None
+                    decoder, wrapped = zlib.decompressobj(-zlib.MAX_WBITS), False   # (raw deflate: tried again)
+                    continue
+                first = False
+                if piece:
+                    yield piece
+                data = decoder.unconsumed_tail
+            if decoder.eof:
+                return
+        rest = decoder.flush()   # (the input ends inside the stream: what zlib holds of it yet)
+        if rest:
+            yield rest
 
 
 def _pieces_of(encoded: bytes) -> Iterator[memoryview]:

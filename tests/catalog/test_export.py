@@ -7,7 +7,7 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -889,3 +889,39 @@ def test_an_export_onto_a_file_system_without_symbolic_links_is_swapped_into_out
     assert all(f["sha256"] == export.sha256_of(out / f["path"]) for f in manifest["files"])
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".export")) == []
     assert any("no symbolic links" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
+
+
+def test_a_clock_stepping_back_between_exports_never_prunes_the_export_a_reader_resolved(tmp_path, seattle,
+                                                                                        monkeypatch):
+    """Version folders were ordered by the time in their names: after the clock stepped back (NTP,
+    a VM restored) by more than the time between two exports, the new export was taken for the
+    oldest and the one just before it, which a reader may have resolved, was pruned as it landed.
+    Ordered by a number each export takes above the highest beside OUT, whatever the clock says,
+    the previous export stays until the one after next, and an export of an older civicat (named
+    by its time alone) counts as older than every numbered one."""
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    first = out.resolve()
+    old_style = first.with_name(f".export{export.VERSION}20991231T235959000000Z-0123abcd")   # (an older civicat's)
+    first.rename(old_style)
+    (tmp_path / "export").unlink()
+    (tmp_path / "export").symlink_to(old_style.name)
+    now = datetime.now(UTC)
+
+    class SteppingBack(datetime):
+        back = 0
+
+        @classmethod
+        def now(cls, tz=None):
+            return now - timedelta(hours=cls.back)
+    monkeypatch.setattr(export, "datetime", SteppingBack)
+    resolved = [old_style]
+    for back in (1, 5, 3, 24):   # hours back from now: each export's clock earlier than the one before
+        SteppingBack.back = back
+        run_export(seattle, out)
+        resolved.append(out.resolve())
+        assert resolved[-1] != resolved[-2] and whole_export(resolved[-2]), back   # the reader's, kept whole
+        assert export.versions(out) == resolved[-2:] and left_beside(out) == [], back
+        assert json.loads((out / "manifest.json").read_text())["created_at"].startswith(
+            (now - timedelta(hours=back)).strftime("%Y-%m-%dT%H"))
+    assert [export.version_number(v) for v in resolved] == [0, 1, 2, 3, 4]

@@ -283,7 +283,8 @@ def test_invisible_characters_are_kept_but_the_index_and_the_filters_ignore_them
 def test_input_never_reaches_sql_as_text(two_cities):
     hostile = "'); DROP TABLE datasets; --"
     assert find(two_cities, hostile) == []
-    assert find(two_cities, "permits", filters=search.Filters(themes=(hostile,))) == []
+    with pytest.raises(search.UnknownTheme, match="DROP TABLE"):   # (no theme: refused, named; since session 30)
+        find(two_cities, "permits", filters=search.Filters(themes=(hostile,)))
     with pytest.raises(search.UnknownCity, match="DROP TABLE"):   # (no city: refused, named)
         find(two_cities, "permits", filters=search.Filters(cities=(hostile,)))
     with pytest.raises(search.UnknownAssetType, match="DROP TABLE"):   # (no asset type: refused, named)
@@ -659,6 +660,43 @@ def test_cli_search_refuses_a_city_the_catalogue_does_not_hold_naming_those_it_h
     assert "(those known: " in said and "springfield" in said.split("(those known: ")[1], said
     result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--city", "SPRINGFIELD", "--json"])
     assert result.exit_code == 0 and {h["city"] for h in json.loads(result.output)} == {"Springfield"}, result.output
+
+
+def test_cli_search_refuses_a_theme_no_dataset_has_naming_those_they_have(two_cities, monkeypatch):
+    """`--theme Housng` (a typo) answered "no dataset matches 'permits' with --theme 'Housng'",
+    exit 0, as if no housing dataset had the words. Exit 2, naming it and the themes the
+    catalogue's datasets have (past 20, how many and the nearest); a theme held, in any case,
+    is searched as before."""
+    db = two_cities.db_path
+    two_cities.close()
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--theme", "Housng"])
+    assert result.exit_code == 2, result.output
+    assert ("Invalid value for '--theme': 'Housng' is no theme of the catalogue's datasets (those known: "
+            "environment, housing, public safety, services)") in " ".join(result.output.split())
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--theme", "HOUSING", "--json"])
+    assert result.exit_code == 0 and {h["uid"] for h in json.loads(result.output)} == {
+        "springfield:sp-1", "shelbyville:sh-1"}, result.output
+    monkeypatch.setattr(search, "CITIES_LISTED", 2)
+    con = search.open_for_search(db)
+    try:
+        with pytest.raises(search.UnknownTheme, match=r"^'Public Safty', 'zz' are no theme of the catalogue's "
+                                                      r"datasets \(those known: 4; the nearest: public safety\)$"):
+            search.search(con, "permits", filters=search.Filters(themes=("housing", "Public Safty", "zz")))
+    finally:
+        con.close()
+
+
+def test_cli_search_without_its_index_or_catalogue_says_so_without_a_usage_hint(tmp_path):
+    """No catalogue, or one whose index is not built: exit 2 with what to do, and no "Try
+    'civicat search --help'" line, since nothing was mistyped."""
+    store = Store(tmp_path / "c.duckdb")
+    store.close()
+    for db, said in ((tmp_path / "c.duckdb", "Error: the search index is not built yet: run `civicat harvest`"),
+                     (tmp_path / "none.duckdb", f"Error: no catalogue at {tmp_path / 'none.duckdb'}: run "
+                                                "`civicat harvest` first")):
+        result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
+        assert result.exit_code == 2 and result.output.startswith(said), result.output
+        assert "--help" not in result.output and "Usage:" not in result.output, result.output
 
 
 def test_a_city_filter_past_the_listed_many_names_the_nearest(two_cities, monkeypatch):

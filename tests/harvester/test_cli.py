@@ -460,7 +460,9 @@ def test_runs_a_harvest_that_crashed_on_an_error_left_running_are_closed_naming_
     with monkeypatch.context() as patched:
         patched.setattr(Store, "finish_run", disk_full)
         crashed = CliRunner().invoke(cli, ["harvest", "--config", config, "--db", str(db)])
-    assert crashed.exit_code == 1 and isinstance(crashed.exception, duckdb.IOException), crashed.output
+    # (a disk full is said in one line, no traceback, since session 30: the lock's record keeps DuckDB's words)
+    assert crashed.exit_code == 1 and isinstance(crashed.exception, SystemExit), crashed.output
+    assert crashed.stderr.startswith("harvest failed: no room to write the catalogue's write-ahead log ("), crashed.stderr
     caplog.clear()
     assert invoke("harvest", "--config", config, "--db", str(db)).exit_code == 0
     said = " ".join(r.getMessage() for r in caplog.records if "never finished" in r.getMessage())
@@ -602,6 +604,31 @@ def test_an_error_of_a_command_s_own_is_a_json_log_line_and_exit_1_with_log_form
     assert line["exception"].startswith("Traceback") and "RuntimeError: an error of its own" in line["exception"]
     plain = CliRunner().invoke(cli, ["overlap", "--db", str(db)])
     assert plain.exit_code == 1 and isinstance(plain.exception, RuntimeError)   # (raised: Python prints it)
+
+
+def test_a_command_out_of_room_says_which_file_without_a_traceback(tmp_path, monkeypatch):
+    """A command whose write found its disk full ended in Python's traceback (plain logs) or "failed on
+    an error civicat did not expect" (JSON logs), in DuckDB's words: a full disk is no bug. Exit 1,
+    one line naming the file as what it is, its file system's free space, and DuckDB's words."""
+    import duckdb
+
+    import catalog.overlap
+    from catalog.store import Store
+    db = tmp_path / "c.duckdb"
+    Store(db).close()
+
+    def fails(*args, **kwargs):
+        raise duckdb.TransactionException(f'TransactionContext Error: Failed to commit: Could not write file "{db}.wal": '
+                                          "No space left on device")
+    monkeypatch.setattr(catalog.overlap, "detect", fails)
+    for log_format in ("plain", "json"):
+        result = CliRunner().invoke(cli, ["--log-format", log_format, "overlap", "--db", str(db)])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.stderr
+        said = result.stderr if log_format == "plain" else json.loads(result.stderr)["message"] + "\n"
+        assert said.startswith(f"overlap failed: no room to write the catalogue's write-ahead log ({db}.wal): its "
+                               "file system is full; "), said
+        assert " MB free of " in said and said.endswith('Could not write file "%s.wal": No space left on device)\n' % db)
+        assert "Traceback" not in result.stderr
 
 
 def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_waits(tmp_path, portal, caplog):
@@ -1038,6 +1065,53 @@ def test_sql_json_writes_nan_and_infinity_as_null_so_that_strict_parsers_read_it
     csv_out = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv", query]).output
     assert csv_out.splitlines()[1] == 'nan,inf,"[null, 1.5]","{""x"": null}"'   # a cell of JSON text is JSON too
 
+# every DuckDB type a query can give, and what `sql --json` writes of it
+SQL_TYPES = {
+    "blob": ("'ab\\x00\\xFF'::BLOB", "YWIA/w=="),   # base64
+    "interval": ("INTERVAL '1 year 2 months 3 days 04:05:06.5'", "P423DT4H5M6.5S"),   # (a month: 30 days)
+    "negative_interval": ("INTERVAL '-1 day'", "-P1D"),
+    "no_interval": ("INTERVAL '0 seconds'", "PT0S"),
+    "decimal": ("1.25::DECIMAL(18,3)", 1.25),
+    "hugeint": ("123456789012345678901234567890::HUGEINT", 123456789012345678901234567890),
+    "ubigint": ("18446744073709551615::UBIGINT", 18446744073709551615),
+    "uuid": ("'0b5a0c48-2b35-4b5e-8f7e-3f1e9a2d7c11'::UUID", "0b5a0c48-2b35-4b5e-8f7e-3f1e9a2d7c11"),
+    "time": ("TIME '12:34:56.789'", "12:34:56.789000"),
+    "timetz": ("TIMETZ '12:00:00+02'", "12:00:00+02:00"),
+    "timestamptz": ("TIMESTAMPTZ '2024-01-02 03:04:05+02'", "2024-01-02T01:04:05+00:00"),
+    "timestamp_ns": ("TIMESTAMP_NS '2024-01-01 00:00:00.123456789'", "2024-01-01T00:00:00.123456"),
+    "date": ("DATE '2024-01-02'", "2024-01-02"),
+    "list": ("['x'::BLOB, NULL]", ["eA==", None]),
+    "array": ("[1.5::DOUBLE, 'nan'::DOUBLE]::DOUBLE[2]", [1.5, None]),
+    "struct": ("{'a': 'inf'::DOUBLE, 'b': [INTERVAL 1 hour], 'c': 2.5::DECIMAL(4,1)}", {"a": None, "b": ["PT1H"], "c": 2.5}),
+    "map": ("MAP {'k': 'v'}", {"k": "v"}),
+    "map_of_others": ("MAP {DATE '2024-01-01': 'x'::BLOB, DATE '2024-01-02': NULL}", {"2024-01-01": "eA==", "2024-01-02": None}),
+    "map_of_blobs": ("MAP {'a'::BLOB: 1}", {"YQ==": 1}),
+    "map_of_numbers": ("MAP {1: true}", {"1": True}),
+    "nan": ("'nan'::DOUBLE", None),
+    "minus_inf": ("'-inf'::FLOAT", None),
+    "enum": ("'a'::ENUM('a', 'b')", "a"),
+    "bits": ("'101'::BIT", "101"),
+    "union": ("union_value(k := 7)", 7),
+    "json": ("'{\"a\": 1}'::JSON", '{"a": 1}'),
+}
+
+
+def test_sql_json_writes_every_duckdb_type_as_json_a_front_end_reads(empty_catalogue):
+    """BLOB came out as Python's `"b'ab\\x00\\xff'"` and INTERVAL as `"423 days, 4:05:06.500000"`
+    (a BLOB or an INTERVAL in a map's key failed the command with a TypeError): BLOB is base64,
+    INTERVAL an ISO 8601 duration, in lists, structs and maps too, and every type DuckDB gives is JSON
+    a strict parser reads. CSV writes a BLOB and an INTERVAL the same way."""
+    import orjson
+    query = "SELECT " + ", ".join(f"{sql} AS {name}" for name, (sql, _) in SQL_TYPES.items())
+    result = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--json", query])
+    assert result.exit_code == 0, result.output
+    orjson.loads(result.output)   # (strict: NaN, a bare word, would fail it; it reads a HUGEINT as a float)
+    assert json.loads(result.output) == [{name: value for name, (_, value) in SQL_TYPES.items()}]
+    csv_out = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv",
+                                       "SELECT 'ab\\x00\\xFF'::BLOB AS b, INTERVAL '-36 hours' AS i"]).output
+    assert csv_out == "b,i\nYWIA/w==,-P1DT12H\n"
+
+
 def test_sql_csv_writes_a_portals_escape_sequences_as_they_are_also_into_a_file(empty_catalogue):
     """Text as the portal sent it (the README: escaped in tables only): click, writing to no
     terminal, took `\x1b[31m` out of every value, and `--format csv > file` held other text."""
@@ -1302,3 +1376,22 @@ def test_a_stop_while_click_parses_the_options_exits_as_every_stop_does(tmp_path
     said = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert parsing.returncode == 128 + sig, parsing.err
     assert parsing.err == f"Interrupted ({said}): stopped before its end; nothing half-written was published\n"
+
+
+@pytest.mark.parametrize("command", [["runs"], ["sql", "SELECT 1"], ["search", "permits"], ["similar", "city:d1"],
+                                     ["overlap"], ["export", "--out", "{tmp}/out"], ["records", "city:d1"],
+                                     ["retire", "gone"]])
+def test_no_catalogue_exits_2_saying_what_to_do_without_a_usage_hint(tmp_path, command):
+    """"no catalogue at ...": exit 2 as before, but click's usage line and "Try 'civicat ...
+    --help' for help." came with it, as if the command had been mistyped; nothing was."""
+    config = write_config(tmp_path, ("city", "dcat-us", "http://127.0.0.1:9/data.json"))
+    db = tmp_path / "none.duckdb"
+    args = [a.format(tmp=tmp_path) for a in command] + ["--db", str(db)]
+    if command[0] in ("export", "records", "retire"):
+        args += ["--config", config]
+    for log_format in ("plain", "json"):
+        result = CliRunner().invoke(cli, ["--log-format", log_format, *args])
+        assert result.exit_code == 2, result.output
+        assert f"no catalogue at {db}: run `civicat harvest` first" in result.output, result.output
+        assert "--help" not in result.output and "Usage:" not in result.output, result.output
+    assert not db.exists()

@@ -25,6 +25,7 @@ from harvester.cli import cli
 from harvester.portals import opendatasoft
 from tests.conftest import left_beside
 from tests.harvester.portals.test_ckan import packages
+from tests.portals.base import RawBody
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
@@ -1302,3 +1303,96 @@ def test_an_export_that_cannot_be_written_names_its_file_and_keeps_the_previous_
         assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
     assert CliRunner().invoke(cli, [*export, "--format", "parquet", "--format", "data.json"]).exit_code == 0
     assert json.loads((out / "data.json").read_text())["dataset"]
+
+
+# a harvest under a file size limit (`ulimit -f`): its writes past it fail with EFBIG, "File too
+# large", as on a full disk (SIGXFSZ is ignored by Python); no tmpfs needed (mounting one takes root)
+UNDER_A_FILE_SIZE_LIMIT = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+from harvester.cli import cli
+cli(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("limit, where", [(3_000_000, "the harvest's staging"),
+                                          (6_000_000, "the catalogue's write-ahead log")])
+def test_a_harvest_out_of_room_says_which_file_and_loses_nothing(tmp_path, limit, where):
+    """A portal whose harvest found no room recorded `OSError` ("[Errno 27] could not write
+    .../raw-batch-000000.tsv: File too large") or DuckDB's `TransactionException` ("Failed to
+    commit: Could not write file \\".../c.duckdb.wal\\""): words a data team reads as a bug. It
+    records `DiskFull`, naming the file as what it is (the staging, the catalogue's log) and what
+    to do; the catalogue stays as it was, and the next harvest with room stores everything."""
+    with DataJsonPortal(make_data_json(50)) as small, DataJsonPortal(make_data_json(3000)) as big:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "small"\ncity = "S"\nkind = "dcat-us"\nurl = "{small.url}/data.json"\n\n'
+                          f'[[portals]]\nid = "big"\ncity = "B"\nkind = "dcat-us"\nurl = "{big.url}/data.json"\n')
+        db = tmp_path / "c.duckdb"
+        args = ["harvest", "--config", str(config), "--db", str(db), "--json"]
+        assert CliRunner().invoke(cli, [*args, "--portal", "small"]).exit_code == 0
+        limited = subprocess.run([sys.executable, "-c", UNDER_A_FILE_SIZE_LIMIT, str(limit), *args, "--portal", "big"],
+                                 capture_output=True, text=True, timeout=300,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert limited.returncode == 1, limited.stderr[-3000:]
+        [failed] = json.loads(limited.stdout)["portals"]
+        assert (failed["status"], failed["error_type"]) == ("failed", "DiskFull"), failed
+        assert failed["error_message"].startswith(f"no room to write {where} ({tmp_path}/"), failed["error_message"]
+        assert ("it would grow past the process's file size limit (`ulimit -f`) or the largest file its file system "
+                "takes. Nothing is lost") in failed["error_message"]
+        assert "Traceback" not in limited.stderr
+        con = connect_read_only(db)
+        try:
+            assert con.execute("SELECT portal_id, count(*) FROM datasets GROUP BY ALL").fetchall() == [("small", 50)]
+            assert con.execute("SELECT error_type, message FROM harvest_errors WHERE portal_id = 'big'").fetchall() == [
+                ("DiskFull", failed["error_message"])]
+        finally:
+            con.close()
+        again = CliRunner().invoke(cli, [*args, "--portal", "big"])
+        assert again.exit_code == 0, again.output
+    con = connect_read_only(db)
+    try:
+        assert con.execute("SELECT portal_id, count(*) FROM datasets GROUP BY ALL ORDER BY 1").fetchall() == [
+            ("big", 3000), ("small", 50)]
+    finally:
+        con.close()
+
+
+def test_an_export_and_a_records_pull_out_of_room_say_which_file(tmp_path):
+    """An export past `ulimit -f` said DuckDB's "IO Error: Could not write file ..." or Python's
+    "[Errno 27] ...", and a records pull's download "OSError": each says `no room to write` the
+    export or a temporary file (TMPDIR), what to do, and keeps what was there."""
+    rows = "n,name\n" + "".join(f"{i},row {i}\n" for i in range(20_000))
+    with DataJsonPortal({"dataset": []}) as portal:
+        document = make_data_json(300)
+        document["dataset"][0]["distribution"] = [{"mediaType": "text/csv", "downloadURL": f"{portal.url}/rows.csv"}]
+        document["dataset"][0]["identifier"] = "rows"
+        portal.document = document
+        portal.serve_json("/rows.csv", RawBody(rows.encode()))
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        db, out = tmp_path / "c.duckdb", tmp_path / "out"
+        assert CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", str(db)]).exit_code == 0
+        assert CliRunner().invoke(cli, ["export", "--db", str(db), "--out", str(out), "--config", str(config),
+                                        "--format", "parquet", "--format", "data.json"]).exit_code == 0
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        temporary = tmp_path / "tmp"
+        temporary.mkdir()
+        env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(temporary)}
+
+        def limited(*args):
+            return subprocess.run([sys.executable, "-c", UNDER_A_FILE_SIZE_LIMIT, "20000", *args, "--db", str(db),
+                                   "--config", str(config)], capture_output=True, text=True, timeout=300, env=env)
+        for fmt in ("parquet", "data.json"):
+            failed = limited("export", "--out", str(out), "--format", fmt)
+            assert failed.returncode == 1, failed.stderr[-2000:]
+            assert failed.stderr.startswith(f"Error: cannot export {db}{' as data.json' if fmt == 'data.json' else ''}"
+                                            f" to {out}: no room to write the export ({tmp_path}/"), failed.stderr
+            assert "file size limit (`ulimit -f`)" in failed.stderr and "Traceback" not in failed.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before   # the previous export, whole
+        pulled = limited("records", "city:rows", "--json")
+        assert pulled.returncode == 1, pulled.stderr[-2000:]
+    [result] = json.loads(pulled.stdout)
+    assert result["error_type"] == "DiskFull", result
+    assert result["error_message"].startswith(f"no room to write a temporary file (TMPDIR) ({temporary}/civicat-download-"), \
+        result["error_message"]
+    assert list(temporary.iterdir()) == []

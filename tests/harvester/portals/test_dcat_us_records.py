@@ -1,6 +1,7 @@
 """DCAT-US records: the first CSV distribution, downloaded whole and typed by DuckDB's
 sniffer, over HTTP against the local data.json portal."""
 import json
+import threading
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -90,3 +91,98 @@ def test_a_csv_labelled_html_is_read_and_an_html_page_still_fails(tmp_path):
     import duckdb
     [message] = duckdb.connect(str(db)).execute("SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()
     assert "HTML page instead of data (Content-Type text/html)" in message
+
+
+class HangingDownload(DataJsonPortal):
+    """Serves /big.csv a megabyte at a time; while `hang` is set, the first megabyte only, then
+    holds the download open (`sent` set) until `release`."""
+
+    def __init__(self, document):
+        super().__init__(document)
+        self.hang, self.sent, self.release = threading.Event(), threading.Event(), threading.Event()
+
+    def _wsgi(self, environ, start_response):
+        if environ["PATH_INFO"] != "/big.csv":
+            return super()._wsgi(environ, start_response)
+        start_response("200 OK", [("Content-Type", "text/csv")])
+        hang = self.hang.is_set()
+
+        def body():
+            yield b"n,name\n"
+            for chunk in range(4):
+                yield "".join(f"{chunk * 40_000 + i},row {i}\n" for i in range(40_000)).encode()
+                if hang:
+                    self.sent.set()
+                    self.release.wait(60)
+                    return
+        return body()
+
+
+def downloaded(temporary) -> int:
+    """The bytes in the scratch folders of `temporary`."""
+    return sum(f.stat().st_size for f in temporary.glob("civicat-download-*/*") if f.is_file())
+
+
+KILLED_CHILD = "import sys\nfrom harvester.cli import cli\ncli(sys.argv[1:])\n"
+
+
+def test_a_download_left_by_a_pull_killed_outright_is_removed_by_the_next_pull(tmp_path, monkeypatch, caplog):
+    """`civicat records` SIGKILLed while it downloads a CSV (the OOM killer, `timeout -s KILL`):
+    its folder in the temporary directory, the part downloaded in it, stayed there until the OS
+    cleaned /tmp (a reboot, or days). The next pull removes it, saying so; a folder of a process
+    still alive (this one's) is kept."""
+    import logging
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+    import time
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from catalog.scratch import ScratchFolder
+    from harvester.cli import cli
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    with HangingDownload({"dataset": []}) as portal:
+        portal.document = {"dataset": [
+            {"identifier": "big", "title": "Big", "description": "x",
+             "distribution": [{"mediaType": "text/csv", "downloadURL": f"{portal.url}/big.csv"}]}]}
+        db, result = harvest_with_records(tmp_path, "dj", "dcat-us", f"{portal.url}/data.json", ["big"],
+                                          with_records=False)
+        assert result.exit_code == 0, result.output
+        config = str(tmp_path / "c.toml")
+        env = {**os.environ, "TMPDIR": str(temporary), "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+        portal.hang.set()
+        child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, "records", "dj:big", "--config", config,
+                                  "--db", str(db)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert portal.sent.wait(120), "the download never began" + (
+                f": {child.stderr.read().decode()[-2000:]}" if child.poll() is not None else "")
+            deadline = time.monotonic() + 120   # (what was sent, written by the child: a loaded machine may be late)
+            while not downloaded(temporary) and time.monotonic() < deadline and child.poll() is None:
+                time.sleep(0.05)
+            child.send_signal(signal.SIGKILL)
+            assert child.wait(60) == -signal.SIGKILL
+        finally:
+            child.kill()
+            portal.release.set()
+        [left] = temporary.iterdir()
+        assert left.name.startswith(f"civicat-download-{child.pid}-")
+        assert downloaded(temporary) > 0   # (the part downloaded: the kill left it)
+        portal.hang.clear()
+        monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+        alive = ScratchFolder("scan")   # (this process's, in use: kept)
+        try:
+            with caplog.at_level(logging.WARNING, logger="civicat.records"):
+                result = CliRunner().invoke(cli, ["records", "dj:big", "--config", config, "--db", str(db), "--json"])
+            assert result.exit_code == 0, result.output
+            assert [p.name for p in temporary.iterdir()] == [alive.path.name]
+        finally:
+            alive.remove()
+    assert json.loads(result.stdout)[0]["rows"] == 160_000
+    assert any(f"removed {left} (" in r.getMessage() and f"left by process {child.pid}, which ended without "
+               "removing it" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]

@@ -1,0 +1,47 @@
+"""A write refused for want of space, said with its file, what it is, and its file system's free space
+(catalog.disk)."""
+import errno
+import os
+
+import duckdb
+import pytest
+
+from catalog.disk import DiskFull, disk_full
+from catalog.files import writing
+
+
+def test_python_s_and_duckdb_s_words_become_a_disk_full_naming_the_file_and_what_it_is(tmp_path):
+    db = tmp_path / "c.duckdb"
+    staged = tmp_path / ".c.duckdb.staging" / "tmp1" / "seen.jsonl"
+    with pytest.raises(OSError) as python_s:
+        with writing(staged):
+            raise OSError(errno.ENOSPC, "No space left on device")
+    duckdb_s = duckdb.TransactionException(f'TransactionContext Error: Failed to commit: Could not write file "{db}.wal": '
+                                           "No space left on device")
+    cases = [(python_s.value, "the harvest's staging", staged, errno.ENOSPC),
+             (duckdb_s, "the catalogue's write-ahead log", f"{db}.wal", errno.ENOSPC),
+             (OSError(errno.EFBIG, "File too large", str(tmp_path / "records" / "portal=a" / "x.parquet")),
+              "the records", tmp_path / "records" / "portal=a" / "x.parquet", errno.EFBIG),
+             (OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp_path / "http_cache" / "cache.sqlite")),
+              "the HTTP cache", tmp_path / "http_cache" / "cache.sqlite", errno.EDQUOT)]
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize / 1e6
+    for error, what, path, code in cases:
+        full = disk_full(error, db)
+        assert isinstance(full, DiskFull) and full.errno == code and full.error_type == "DiskFull", error
+        assert str(full).startswith(f"no room to write {what} ({path}): "), str(full)
+        assert f"({type(error).__name__}: {error})" in str(full)   # (their words kept, at the end)
+        if code == errno.EFBIG:
+            assert "file size limit (`ulimit -f`)" in str(full) and "MB free" not in str(full)
+        else:
+            said_free = float(str(full).split("; ")[1].split(" MB free")[0])
+            assert abs(said_free - free) < 50 and " on /" in str(full), str(full)
+    assert disk_full(RuntimeError("wrapped"), db) is None
+    try:
+        try:
+            raise duckdb_s
+        except duckdb.Error as exc:
+            raise RuntimeError("a step failed") from exc
+    except RuntimeError as wrapped:
+        assert str(disk_full(wrapped, db)).startswith("no room to write the catalogue's write-ahead log")
+    assert disk_full(OSError(errno.EACCES, "Permission denied", str(db)), db) is None
+    assert disk_full(duckdb.IOException("Could not write file: Bad file descriptor"), db) is None
