@@ -538,6 +538,23 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
     return counts
 
 
+def _row_groups_with_deletes(cur: duckdb.DuckDBPyConnection, table: str) -> set[int]:
+    """The row groups of `table` (a constant of this module) with deleted rows, as the merges count
+    them (rowid // ROW_GROUP_ROWS), read from DuckDB's storage: those a row group holds (its
+    table's rows, deleted ones included: duckdb_tables' estimated_size) and those a scan sees. What
+    earlier harvests left: a stop after a merge, or a harvest whose merges deleted less than
+    VACUUM_BYTES, left them unrebuilt, and counted by the process alone a catalogue stopped or
+    harvested often was never rebuilt. The rows this transaction inserted (rowids past the table's
+    rows) are left out."""
+    total = cur.execute("""SELECT estimated_size FROM duckdb_tables() WHERE database_name = current_database()
+                           AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
+    return {row[0] for row in cur.execute(f"""
+        SELECT g.range FROM range(({total} + {ROW_GROUP_ROWS} - 1) // {ROW_GROUP_ROWS}) g
+        LEFT JOIN (SELECT rowid // {ROW_GROUP_ROWS} AS g, count(*) AS seen FROM {table} WHERE rowid < {total}
+                   GROUP BY ALL) s ON s.g = g.range
+        WHERE coalesce(s.seen, 0) < least({ROW_GROUP_ROWS}, {total} - g.range * {ROW_GROUP_ROWS})""").fetchall()}
+
+
 def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, rewritten: int) -> None:
     """The new and changed datasets of `_status` (`rewritten` changed) written from `staged`:
     every column as the staged record and this merge give it, but a changed one's first_seen,
@@ -709,8 +726,10 @@ class Store:
         self._listings: dict[str, list[tuple]] = {}
         self._last_runs: dict[str, str | None] = {}
         # VACUUMED_TABLES' row groups that merges deleted rows from since the table was last
-        # rebuilt (by rowid // ROW_GROUP_ROWS: an estimate, as a checkpoint may merge groups)
+        # rebuilt (by rowid // ROW_GROUP_ROWS: an estimate, as a checkpoint may merge groups), those
+        # earlier harvests left among them once read (_merge: the first merge that deletes reads them)
         self._deleted_groups: dict[str, set[int]] = {}
+        self._earlier_deletes_read = False
 
     @property
     def con(self) -> uncut.Connection:
@@ -1096,6 +1115,10 @@ class Store:
                     # no part: nothing new, changed or re-mapped was staged (an unchanged night)
                     deleted_groups: dict[str, set[int]] = {}
                     counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
+                    earlier = not self._earlier_deletes_read and any(deleted_groups.values())
+                    if earlier:   # (its deletes read those row groups anyway: the scan costs no memory more)
+                        for table in VACUUMED_TABLES:
+                            deleted_groups.setdefault(table, set()).update(_row_groups_with_deletes(cur, table))
                     kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
                     listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
                     removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
@@ -1118,6 +1141,7 @@ class Store:
                         cur.unregister("_pages")
                 for table, groups in deleted_groups.items():
                     self._deleted_groups.setdefault(table, set()).update(groups)
+                self._earlier_deletes_read |= earlier
             finally:
                 cur.close()
         return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),

@@ -1315,3 +1315,74 @@ def test_a_rebuild_keeps_each_portals_rows_together_so_that_a_merge_touches_few_
     spread = dict(rows(store, f"""SELECT split_part(dataset_uid, ':', 1), count(DISTINCT rowid // {ROW_GROUP_ROWS})
                                   FROM columns GROUP BY ALL"""))
     assert max(spread.values()) <= 6, spread   # (5 a portal, and a row group two portals share)
+
+
+def test_the_row_groups_earlier_harvests_left_with_deletes_count_towards_the_rebuild(tmp_path, monkeypatch):
+    """The row groups of distributions and columns holding deletes were counted by the process
+    alone: a harvest whose merges deleted less than VACUUM_BYTES, or one stopped before its rebuild,
+    left them uncounted by the next, and a catalogue harvested (or stopped) often was never
+    rebuilt. The first merge that deletes reads those earlier harvests left from DuckDB's storage."""
+    import catalog.store as store_module
+    from catalog.store import ROW_GROUP_DELETES_BYTES, ROW_GROUP_ROWS
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(200)]
+    night1 = [record(f"d{i:05d}", columns=columns) for i in range(3_000)]   # (600,000 columns: 37 row groups)
+    seen = [r["uid"] for r in night1]
+    first = Store(tmp_path / "c.duckdb")
+    first.commit_portal(stage_of(first, night1), "city", T0, mark_deleted=True)
+    changed = [record(f"d{i:05d}", title="Permits, corrected", columns=columns) for i in range(0, 3_000, 500)]
+    first.commit_portal(stage_of(first, changed, seen_extra=seen), "city", T0 + timedelta(days=1), mark_deleted=True)
+    left = {table: set(groups) for table, groups in first._deleted_groups.items()}
+    assert len(left["columns"]) >= 2, left
+    first.close()   # (the harvest ends: a stop, or its merges deleted less than VACUUM_BYTES)
+
+    second = Store(tmp_path / "c.duckdb")
+    try:
+        untouched = second.con.execute(
+            f"SELECT dataset_uid FROM columns WHERE NOT list_contains($left, rowid // {ROW_GROUP_ROWS}) "
+            "ORDER BY dataset_uid LIMIT 1", {"left": sorted(left["columns"])}).fetchone()[0]
+        expected = rows(second, "SELECT dataset_uid, position, name FROM columns ORDER BY ALL")
+        # (more than the second harvest's own merge deletes from, at most what both did)
+        monkeypatch.setattr(store_module, "VACUUM_BYTES", ROW_GROUP_DELETES_BYTES * (sum(map(len, left.values())) + 1))
+        source_id = untouched.split(":", 1)[1]
+        counts = second.commit_portal(stage_of(second, [record(source_id, title="Permits, corrected again",
+                                                               columns=columns)], seen_extra=seen),
+                                      "city", T0 + timedelta(days=2), mark_deleted=True)
+        assert counts["changed"] == 1
+        assert second.deletes_held() == 0, second._deleted_groups   # (rebuilt: the first harvest's groups counted)
+        assert rows(second, "SELECT dataset_uid, position, name FROM columns ORDER BY ALL") == expected
+        from catalog.store import _row_groups_with_deletes
+        cur = second.cursor()
+        try:
+            assert {table: _row_groups_with_deletes(cur, table) for table in left} == {"distributions": set(),
+                                                                                     "columns": set()}
+        finally:
+            cur.close()
+    finally:
+        second.close()
+
+
+def test_the_row_groups_with_deletes_read_from_storage_are_those_the_merges_counted(store):
+    """What _row_groups_with_deletes reads from DuckDB's storage is what the merges counted (the
+    same numbering), and rows a transaction inserted are not taken for deleted ones."""
+    from catalog.store import _row_groups_with_deletes
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(50)]
+    night1 = [record(f"d{i:05d}", columns=columns) for i in range(2_000)]   # (100,000 columns: 7 row groups)
+    store.commit_portal(stage_of(store, night1), "city", T0, mark_deleted=True)
+    cur = store.cursor()
+    try:
+        assert _row_groups_with_deletes(cur, "columns") == set()
+        changed = [record(f"d{i:05d}", title="Permits, corrected", columns=columns) for i in (0, 1_999)]
+        store.commit_portal(stage_of(store, changed, seen_extra=[r["uid"] for r in night1]), "city",
+                            T0 + timedelta(days=1), mark_deleted=True)
+        assert _row_groups_with_deletes(cur, "columns") == store._deleted_groups["columns"] != set()
+        assert _row_groups_with_deletes(cur, "distributions") == store._deleted_groups["distributions"] == {0}
+        cur.execute("BEGIN TRANSACTION")
+        cur.execute("INSERT INTO columns (dataset_uid, position, name, type) SELECT 'city:x', range, 'x', 'text' FROM range(20000)")
+        assert _row_groups_with_deletes(cur, "columns") == store._deleted_groups["columns"]
+        cur.execute("ROLLBACK")
+    finally:
+        cur.close()
