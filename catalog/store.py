@@ -38,7 +38,7 @@ from catalog.stage import (
     canonical_json,
     content_hash,
 )
-from catalog.transactions import rollback, stoppable_transaction
+from catalog.transactions import StoppedAfterCommit, rollback, stoppable_transaction
 from catalog import events, uncut
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
@@ -930,24 +930,46 @@ class Store:
         stage.close()
         return_freed_memory()
         stored_pages = self._listings.pop(portal_id, None)   # (replaced by this merge's pages)
-        counts = self._with_room(f"{portal_id}: the merge",
-                                 lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
-                                                     grace=grace, pages=pages or [], run_id=run_id,
-                                                     restamped=restamped, stored_pages=stored_pages))
-        left = ""
+        try:
+            counts = self._with_room(f"{portal_id}: the merge",
+                                     lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
+                                                         grace=grace, pages=pages or [], run_id=run_id,
+                                                         restamped=restamped, stored_pages=stored_pages))
+        except StoppedAfterStoring as stop:   # (as its COMMIT ran: stored, and no upkeep begun)
+            raise StoppedAfterStoring(stop.counts, self._left_by_stop(["its merge's COMMIT"])) from stop
+        done: list[str] = []   # the upkeep's steps finished (a stop held through their last statement)
         try:   # (the portal is stored: a stop from here on leaves only this upkeep undone)
             if self.deletes_held() >= VACUUM_BYTES:
-                left = (f"the rebuild of {' and '.join(VACUUMED_TABLES)} that frees the memory DuckDB holds for the "
-                        "rows merges deleted was not done (nothing of the catalogue is missing); a later harvest "
-                        "rebuilds them once its merges have deleted as much again")
-                self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
-            if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
-                left = ("the checkpoint after its merge was not done (nothing is lost: the catalogue's close, or "
-                        "its next open, writes the log into the file)")
-                self.checkpoint(f"{portal_id}: the checkpoint after its merge")
+                pending = [table for table in VACUUMED_TABLES if self._deleted_groups.get(table)]
+                try:
+                    self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
+                finally:
+                    done += [f"the rebuild of {table}" for table in pending if not self._deleted_groups.get(table)]
+            logged = self.wal_bytes()
+            if logged >= CHECKPOINT_WAL_BYTES:
+                try:
+                    self.checkpoint(f"{portal_id}: the checkpoint after its merge")
+                finally:
+                    if self.wal_bytes() < logged:   # (written into the file, whatever came after)
+                        done.append("the checkpoint after its merge")
         except KeyboardInterrupt as stop:
-            raise StoppedAfterStoring(counts, left) from stop
+            raise StoppedAfterStoring(counts, self._left_by_stop(done)) from stop
         return counts
+
+    def _left_by_stop(self, done: list[str]) -> str:
+        """What a stop after a portal's merge committed left of the upkeep that follows it
+        (commit_portal), said for the portal's run; `done`: the steps that finished all the same."""
+        left = []
+        pending = [table for table in VACUUMED_TABLES if self._deleted_groups.get(table)]
+        if pending and self.deletes_held() >= VACUUM_BYTES:
+            left.append(f"the rebuild of {' and '.join(pending)} that frees the memory DuckDB holds for the rows "
+                        "merges deleted was not done (nothing of the catalogue is missing); a later harvest rebuilds "
+                        "them after its first merge that deletes rows")
+        if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
+            left.append("the checkpoint after its merge was not done (nothing is lost: the catalogue's close, or its "
+                        "next open, writes the log into the file)")
+        said = "; ".join(left) or "nothing was left undone"
+        return f"{said} ({' and '.join(done)} finished before the stop took effect)" if done else said
 
     def deletes_held(self) -> int:
         """About how much memory DuckDB holds for VACUUMED_TABLES' row groups with deletes (see
@@ -972,6 +994,9 @@ class Store:
                             # its share (in DuckDB's threads' order, each rebuild spread them over more, until
                             # every merge deleted rows from nearly all and each was followed by a rebuild)
                             _rebuild_table(cur, table, f"SELECT * FROM {table} ORDER BY dataset_uid", {})
+                    except StoppedAfterCommit:   # (rebuilt all the same)
+                        del self._deleted_groups[table]
+                        raise
                     finally:
                         cur.close()
                     del self._deleted_groups[table]
@@ -1108,44 +1133,51 @@ class Store:
         with self._write_lock:
             cur = self.cursor()
             staged_files = stage.records_files()
+            stopped = None
             try:
                 # a stop ends the merge's statements at once (a large portal's, every dataset written
                 # again, take 15 s and more): rolled back, the portal keeps its previous catalogue
-                with stoppable_transaction(cur):
-                    # no part: nothing new, changed or re-mapped was staged (an unchanged night)
-                    deleted_groups: dict[str, set[int]] = {}
-                    counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
-                    earlier = not self._earlier_deletes_read and any(deleted_groups.values())
-                    if earlier:   # (its deletes read those row groups anyway: the scan costs no memory more)
-                        for table in VACUUMED_TABLES:
-                            deleted_groups.setdefault(table, set()).update(_row_groups_with_deletes(cur, table))
-                    kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
-                    listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
-                    removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
-                                                      listed)
-                    if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
-                        events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
-                    # the versions this merge superseded: a changed dataset's previous one. A new
-                    # dataset supersedes none (its uid had no row, and a failed run's raw versions
-                    # were pruned as this run began): a portal's first harvest skips the scan of
-                    # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
-                    if counts.get("changed") or counts.get("restamped"):
-                        cur.execute(PRUNE_RAW, {"portal": portal_id})
-                    cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
-                                f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
-                    fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
-                             for p in pages if not p.get("kept")]
-                    if fresh:
-                        cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
-                        cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
-                        cur.unregister("_pages")
+                try:
+                    with stoppable_transaction(cur):
+                        # no part: nothing new, changed or re-mapped was staged (an unchanged night)
+                        deleted_groups: dict[str, set[int]] = {}
+                        counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
+                        earlier = not self._earlier_deletes_read and any(deleted_groups.values())
+                        if earlier:   # (its deletes read those row groups anyway: the scan costs no memory more)
+                            for table in VACUUMED_TABLES:
+                                deleted_groups.setdefault(table, set()).update(_row_groups_with_deletes(cur, table))
+                        kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
+                        listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
+                        removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
+                                                          listed)
+                        if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
+                            events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
+                        # the versions this merge superseded: a changed dataset's previous one. A new
+                        # dataset supersedes none (its uid had no row, and a failed run's raw versions
+                        # were pruned as this run began): a portal's first harvest skips the scan of
+                        # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
+                        if counts.get("changed") or counts.get("restamped"):
+                            cur.execute(PRUNE_RAW, {"portal": portal_id})
+                        cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
+                                    f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
+                        fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
+                                 for p in pages if not p.get("kept")]
+                        if fresh:
+                            cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
+                            cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
+                            cur.unregister("_pages")
+                except StoppedAfterCommit as stop:   # (as its COMMIT ran: committed, the stop goes on after)
+                    stopped = stop
                 for table, groups in deleted_groups.items():
                     self._deleted_groups.setdefault(table, set()).update(groups)
                 self._earlier_deletes_read |= earlier
             finally:
                 cur.close()
-        return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
-                "unchanged": counts.get("unchanged", 0) + counts.get("restamped", 0), "removed": removed}
+        counts = {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
+                  "unchanged": counts.get("unchanged", 0) + counts.get("restamped", 0), "removed": removed}
+        if stopped is not None:
+            raise StoppedAfterStoring(counts, "") from stopped   # (commit_portal says what it left)
+        return counts
 
     # -- search ---------------------------------------------------------------------
 

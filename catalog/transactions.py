@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from catalog import uncut
 from catalog.lazy import LazyModule
 
 duckdb = LazyModule("duckdb")  # as in catalog.records, whose module the mapping workers import
@@ -21,18 +22,28 @@ def rollback(con) -> None:
             raise
 
 
+class StoppedAfterCommit(KeyboardInterrupt):
+    """A stop (Ctrl-C, SIGTERM) came during a stoppable_transaction's COMMIT, which ran to its end:
+    the transaction is committed, and the stop goes on from there."""
+
+
 @contextmanager
 def stoppable_transaction(cur) -> Iterator[None]:
     """BEGIN ... COMMIT on `cur` (an uncut.Connection), whose statements a stop ends at once,
     DuckDB interrupting them (a large portal's merge or a table's rebuild takes 15 s and more):
-    rolled back, the tables as they were. The COMMIT and the ROLLBACK run to their end."""
+    rolled back, the tables as they were. The COMMIT and the ROLLBACK run to their end: a stop
+    held through the COMMIT is raised as StoppedAfterCommit (it was said rolled back)."""
     cur.execute("BEGIN TRANSACTION")
     cur.interruptible = True
+    committing = False
     try:
         yield
         cur.interruptible = False
+        committing = True
         cur.execute("COMMIT")
-    except BaseException:
+    except BaseException as exc:
         cur.interruptible = False
+        if committing and uncut.held_to_its_end(exc):
+            raise StoppedAfterCommit(f"stopped as the transaction committed ({exc!r})") from exc
         rollback(cur)
         raise

@@ -1386,3 +1386,93 @@ def test_the_row_groups_with_deletes_read_from_storage_are_those_the_merges_coun
         cur.execute("ROLLBACK")
     finally:
         cur.close()
+
+
+class _StopHeldThrough:
+    """A DuckDB connection (a cursor's, or the store's own) on which a stop (Ctrl-C, SIGTERM) comes
+    during the first statement that starts with `statement` and is held until it returns, as
+    catalog.uncut holds one through every statement it does not interrupt (a COMMIT, a CHECKPOINT)."""
+
+    def __init__(self, con, statement: str):
+        self._con, self._statement, self.held = con, statement, False
+
+    def execute(self, sql, *args, **kwargs):
+        from catalog import uncut
+
+        result = self._con.execute(sql, *args, **kwargs)
+        if not self.held and sql.lstrip().upper().startswith(self._statement):
+            self.held = True
+            uncut.hold(KeyboardInterrupt())
+        return self if result is self._con else result
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+@pytest.mark.parametrize("during", ["the merge's COMMIT", "the rebuild's COMMIT", "the checkpoint"])
+def test_a_stop_held_through_a_commit_or_checkpoint_says_that_step_was_done(store, monkeypatch, during):
+    """A stop that came during a COMMIT or a CHECKPOINT (never interrupted: held until it returns)
+    was said to have left that step undone: the merge's ('before this portal was stored; its previous
+    catalogue is kept', the portal stored), the rebuild's of distributions ('the rebuild of
+    distributions and columns was not done'), the checkpoint's ('was not done', the log written).
+    What it says now is what happened."""
+    import catalog.store as store_module
+    from catalog.store import StoppedAfterStoring
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(20)]
+    night1 = [record(f"d{i:04d}", columns=columns) for i in range(500)]
+    store.commit_portal(stage_of(store, night1), "city", T0, mark_deleted=True)
+    store.checkpoint("the test's checkpoint")
+    stopped_in = {"the merge's COMMIT": "_merge", "the rebuild's COMMIT": "vacuum", "the checkpoint": "checkpoint"}[during]
+    if during == "the rebuild's COMMIT":
+        monkeypatch.setattr(store_module, "VACUUM_BYTES", 1)
+    if during == "the checkpoint":
+        monkeypatch.setattr(store_module, "CHECKPOINT_WAL_BYTES", 1)
+    cursor, method, held = store.cursor, getattr(store, stopped_in), []
+
+    def holding_cursor():   # (the merge's and the rebuild's transaction: on a cursor of their own)
+        cur = cursor()
+        if not held:
+            cur._con = _StopHeldThrough(cur._con, "COMMIT")
+            held.append(cur._con)
+        return cur
+
+    def stopped_during(*args, **kwargs):
+        if held:   # (once)
+            return method(*args, **kwargs)
+        if during == "the checkpoint":   # (on the store's connection)
+            raw = store._con._con
+            store._con._con = _StopHeldThrough(raw, "CHECKPOINT")
+            held.append(store._con._con)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                store._con._con = raw
+        monkeypatch.setattr(store, "cursor", holding_cursor)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(store, "cursor", cursor)
+
+    monkeypatch.setattr(store, stopped_in, stopped_during)
+    changed = [record(f"d{i:04d}", title="Permits, corrected", columns=columns) for i in range(0, 500, 50)]
+    with pytest.raises(StoppedAfterStoring) as stopped:
+        store.commit_portal(stage_of(store, changed, seen_extra=[r["uid"] for r in night1]), "city",
+                            T0 + timedelta(days=1), mark_deleted=True)
+    assert held and held[0].held, "no stop was held"
+    assert stopped.value.counts["changed"] == 10
+    assert rows(store, "SELECT count(*) FROM datasets WHERE title = 'Permits, corrected'") == [(10,)]
+    if during == "the merge's COMMIT":
+        assert stopped.value.left == "nothing was left undone (its merge's COMMIT finished before the stop took effect)"
+    elif during == "the rebuild's COMMIT":   # (distributions rebuilt; columns, after it, not begun)
+        assert stopped.value.left.startswith("the rebuild of columns that frees the memory"), stopped.value.left
+        assert stopped.value.left.endswith("(the rebuild of distributions finished before the stop took effect)")
+        assert set(store._deleted_groups) == {"columns"}
+    else:
+        assert store.wal_bytes() == 0
+        assert stopped.value.left == ("nothing was left undone (the checkpoint after its merge finished before the "
+                                      "stop took effect)")
+    store.commit_portal(stage_of(store, [record("e0001")], seen_extra=[r["uid"] for r in night1]), "city",
+                        T0 + timedelta(days=2), mark_deleted=False)   # (the store goes on)
+    assert rows(store, "SELECT count(*) FROM datasets") == [(501,)]
