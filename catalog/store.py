@@ -198,6 +198,13 @@ class CatalogueBusy(duckdb.Error):
     was not detached (the write that wanted it attached again fails, and is tried another night)."""
 
 
+class StoreCursorMisuse(RuntimeError):
+    """A store cursor (Store.cursor) used in a way its _Gate cannot serve, refused at once: its result
+    read other than whole, a relation (its query run when it is read, outside the gate), or a second
+    store cursor, or a checkpoint, in a thread inside a store cursor's transaction (either waited
+    for a checkpoint or re-attach that waits for that transaction: REATTACH_WAIT_SECONDS)."""
+
+
 class _Gate:
     """What the statements of the store's cursors (Store.cursor) pass through, so that none meets
     the catalogue detached, or invalidated by a failed CHECKPOINT, while it is attached again: a
@@ -217,12 +224,17 @@ class _Gate:
         self._owner: int | None = None   # the thread holding it exclusive (it may nest)
         self._depth = 0
         self._wanted = 0   # exclusive holds waiting: new shared ones wait behind them
+        self._transactions: dict[int, int] = {}   # thread -> its store cursors' transactions open (shared holds)
 
     @contextmanager
     def exclusive(self, stop: threading.Event | None) -> Iterator[None]:
         """Held once every statement and transaction running has ended, REATTACH_WAIT_SECONDS at
         most (CatalogueBusy), or until `stop` is set (AttachStopped): either way nothing was done."""
         me = threading.get_ident()
+        if self._owner != me and self.in_transaction(me):
+            raise StoreCursorMisuse("a checkpoint or a re-attach of the catalogue asked in a thread inside a store "
+                                    "cursor's transaction: it waits for every transaction to end, that one too; end "
+                                    "the transaction first")
         with self._changed:
             if self._owner != me:
                 deadline = time.monotonic() + REATTACH_WAIT_SECONDS
@@ -268,9 +280,32 @@ class _Gate:
             if not self._shared:
                 self._changed.notify_all()
 
+    def transaction_begun(self, thread: int) -> None:
+        """A store cursor's BEGIN in `thread`, holding it shared (hold_shared) until its end."""
+        with self._changed:
+            self._transactions[thread] = self._transactions.get(thread, 0) + 1
+
+    def transaction_ended(self, thread: int) -> None:
+        with self._changed:
+            self._transactions[thread] -= 1
+            if not self._transactions[thread]:
+                del self._transactions[thread]
+        self.release_shared()
+
+    def in_transaction(self, thread: int) -> bool:
+        """Whether a store cursor's transaction begun in `thread` is open: that thread's other uses of
+        the gate would wait for an exclusive hold that waits for it."""
+        return thread in self._transactions
+
 
 _TRANSACTION_BEGINS = ("BEGIN", "START")
 _TRANSACTION_ENDS = ("COMMIT", "ROLLBACK", "ABORT", "END")   # (a COMMIT that fails ends it too: catalog.transactions)
+
+
+# DuckDB's calls that read a statement's result other than as rows (the rows are read whole as it runs)
+_RESULT_READERS = frozenset({"arrow", "df", "fetch_arrow_table", "fetch_df", "fetch_df_chunk", "fetch_record_batch",
+                             "fetchdf", "fetchnumpy", "pl", "tf", "torch", "to_arrow_reader", "to_arrow_table"})
+_METHOD_WORDS = {"begin": "BEGIN", "commit": "COMMIT", "rollback": "ROLLBACK"}   # (a transaction's, as calls)
 
 
 class _GatedCursor(uncut.Connection):
@@ -280,13 +315,17 @@ class _GatedCursor(uncut.Connection):
     CatalogueDetached, as Store.con does. A statement's rows are read whole as it runs, under the
     same hold, and handed out from here (fetchone, fetchmany, fetchall): a result left half-read
     holds the file of the catalogue it was read from, which the re-attach then waited for while
-    its cursor waited for the gate."""
+    its cursor waited for the gate. What cannot be served so is refused at once (StoreCursorMisuse):
+    .df(), .fetch_arrow_table() and DuckDB's other readers of a result (it was read: they met "no
+    open result set"), a relation, and a statement of a second store cursor in a thread inside this
+    one's transaction."""
 
     __slots__ = ("_store", "_transaction", "_rows")
 
     def __init__(self, con, store: Store, *, interruptible: bool = False):
         super().__init__(con, interruptible=interruptible)
-        self._store, self._transaction, self._rows = store, False, None
+        self._store, self._rows = store, None
+        self._transaction: int | None = None   # the thread whose BEGIN holds the gate, until its end
 
     def fetchone(self):
         if self._rows is None:   # (no statement ran: DuckDB's own error)
@@ -308,26 +347,42 @@ class _GatedCursor(uncut.Connection):
         attribute = getattr(self._con, name)
         if not callable(attribute):
             return attribute
+        if name in _RESULT_READERS:
+            raise StoreCursorMisuse(f"{name}() on a store cursor: its statements' rows are read whole as each runs, "
+                                    "so that no result left open holds the catalogue's file; read them with "
+                                    "fetchone(), fetchmany() or fetchall(), or query through a connection of your own")
         return lambda *args, **kwargs: self._gated(name, attribute, args, kwargs)
 
     def _read_whole(self, name: str, result):
         if name in ("execute", "executemany") and result is self:
             self._rows = collections.deque(self._call(self._con.fetchall, (), {})
                                            if self._con.description is not None else ())
+        elif isinstance(result, duckdb.DuckDBPyRelation):
+            raise StoreCursorMisuse(f"{name}() on a store cursor gave a relation, whose query would run when it is "
+                                    "read, outside the store's gate (and could meet the catalogue detached): run it "
+                                    "with execute() and fetch its rows")
         return result
 
     def _gated(self, name: str, method, args, kwargs):
         self._rows = None   # (a new statement's, or a call that ends the result)
         first_word = (args[0].lstrip().split(None, 1) or [""])[0].rstrip(";").upper() \
-            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else ""
-        if self._transaction:   # (held since its BEGIN)
+            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else _METHOD_WORDS.get(name, "")
+        gate = self._store._gate
+        if self._transaction is not None:   # (held since its BEGIN)
             try:
                 return self._read_whole(name, self._call(method, args, kwargs))
             finally:
                 if first_word in _TRANSACTION_ENDS or name == "close":
-                    self._transaction = False
-                    self._store._gate.release_shared()
-        held = self._store._gate.hold_shared()
+                    gate.transaction_ended(self._transaction)
+                    self._transaction = None
+        me = threading.get_ident()
+        if name != "close" and gate.in_transaction(me):
+            raise StoreCursorMisuse(
+                "a statement on a store cursor in a thread inside another store cursor's transaction (begun in this "
+                "thread and not yet ended): a checkpoint or a re-attach of the catalogue waits for that transaction, "
+                f"and would hold this statement, and so the transaction, for {REATTACH_WAIT_SECONDS:.0f} s; run it on "
+                "the transaction's own cursor, or after its end")
+        held = gate.hold_shared()
         begun = False
         try:
             if self._store._detached is not None and name != "close":
@@ -337,9 +392,10 @@ class _GatedCursor(uncut.Connection):
             return result
         finally:
             if begun:
-                self._transaction = True
+                self._transaction = me
+                gate.transaction_begun(me)
             elif held:
-                self._store._gate.release_shared()
+                gate.release_shared()
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -761,9 +817,13 @@ class Store:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the catalogue, its statements never meeting it detached (see _Gate)."""
         cur = _GatedCursor(self.con.cursor()._con, self)
-        cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
-        cur.execute("SET TimeZone = 'UTC'")
-        cur.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
+        try:
+            cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
+            cur.execute("SET TimeZone = 'UTC'")
+            cur.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
+        except BaseException:   # (StoreCursorMisuse, say: not left open)
+            cur.close()
+            raise
         return cur
 
     # -- staging --------------------------------------------------------------------

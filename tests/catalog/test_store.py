@@ -1260,13 +1260,31 @@ def test_a_stop_ends_the_wait_for_another_cursors_transaction_and_nothing_is_det
     assert rows(store, "SELECT count(*) FROM harvest_runs WHERE run_id = 'r'") == [(1,)]
 
 
-def test_a_re_attach_waits_for_another_cursors_transaction_to_end(store):
+@pytest.mark.parametrize("begun_by", ["statements", "calls"])
+def test_a_re_attach_waits_for_another_cursors_transaction_to_end(store, monkeypatch, begun_by):
     """A transaction of another store cursor (record_pull's) runs whole on the catalogue it began
-    on: the re-attach waits for its COMMIT (before, its statements after the DETACH failed)."""
+    on: the re-attach waits for its COMMIT (before, its statements after the DETACH failed). So too
+    for one begun and committed by the cursor's calls, begin() and commit(), which the gate did not
+    see: its statement after the DETACH failed (its attach waited for the transaction's file)."""
+    import catalog.store as store_module
+
     store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 30.0)
     reader = store.cursor()
-    reader.execute("BEGIN TRANSACTION")
+    reader.execute("BEGIN TRANSACTION") if begun_by == "statements" else reader.begin()
     assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    waiting, reattached = _reattach_in_a_thread(store)
+    assert not reattached.wait(0.3)
+    reader.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
+    reader.execute("COMMIT") if begun_by == "statements" else reader.commit()
+    waiting.join(60)
+    assert reattached.is_set()
+    assert reader.execute("SELECT count(*) FROM harvest_runs WHERE run_id = 'r'").fetchone() == (1,)   # (attached again)
+    reader.close()
+
+
+def _reattach_in_a_thread(store):
+    """Store._reattach (the write lock held) started in a thread of its own: (the thread, done)."""
     reattached = threading.Event()
 
     def reattach():
@@ -1276,13 +1294,7 @@ def test_a_re_attach_waits_for_another_cursors_transaction_to_end(store):
 
     waiting = threading.Thread(target=reattach)
     waiting.start()
-    assert not reattached.wait(0.3)
-    reader.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
-    reader.execute("COMMIT")
-    waiting.join(60)
-    assert reattached.is_set()
-    assert reader.execute("SELECT count(*) FROM harvest_runs WHERE run_id = 'r'").fetchone() == (1,)   # (attached again)
-    reader.close()
+    return waiting, reattached
 
 
 def test_a_rebuild_keeps_each_portals_rows_together_so_that_a_merge_touches_few_row_groups(store, monkeypatch):
@@ -1476,3 +1488,97 @@ def test_a_stop_held_through_a_commit_or_checkpoint_says_that_step_was_done(stor
     store.commit_portal(stage_of(store, [record("e0001")], seen_extra=[r["uid"] for r in night1]), "city",
                         T0 + timedelta(days=2), mark_deleted=False)   # (the store goes on)
     assert rows(store, "SELECT count(*) FROM datasets") == [(501,)]
+
+
+@pytest.mark.parametrize("reader", ["df", "fetch_arrow_table", "arrow", "fetchnumpy", "pl"])
+def test_a_store_cursors_result_read_other_than_as_rows_is_refused_at_once(store, reader):
+    """A store cursor reads a statement's rows whole as it runs (so that no result left open holds
+    the catalogue's file): .df(), .fetch_arrow_table() and the like then met DuckDB's 'no open
+    result set'. They are refused at once, naming what to use; the cursor goes on."""
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True)
+    cur = store.cursor()
+    try:
+        cur.execute("SELECT uid FROM datasets ORDER BY uid")
+        with pytest.raises(StoreCursorMisuse, match=rf"^{reader}\(\) on a store cursor: .* fetchall\(\)"):
+            getattr(cur, reader)()
+        assert cur.fetchall() == [("city:a",), ("city:b",)]
+        assert store._gate._shared == 0
+    finally:
+        cur.close()
+
+
+def test_a_relation_from_a_store_cursor_is_refused_at_once(store):
+    """A relation (cursor.sql('SELECT ...')) runs its query when it is read, outside the store's
+    gate, where it could meet the catalogue detached for a re-attach: refused at once."""
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    cur = store.cursor()
+    try:
+        with pytest.raises(StoreCursorMisuse, match=r"^sql\(\) on a store cursor gave a relation"):
+            cur.sql("SELECT uid FROM datasets")
+        cur.sql("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
+        assert cur.execute("SELECT count(*) FROM harvest_runs").fetchone() == (1,)
+    finally:
+        cur.close()
+
+
+def test_a_second_store_cursor_in_a_thread_inside_a_transaction_is_refused_at_once(store, monkeypatch):
+    """A thread inside a store cursor's transaction that used a second store cursor waited, once a
+    checkpoint or a re-attach wanted the gate (it waits for that transaction), REATTACH_WAIT_SECONDS
+    (600 s), the transaction held up meanwhile. The second cursor's statement is refused at once,
+    naming the misuse, whether or not anything waits, and so is a checkpoint asked in that thread;
+    the transaction goes on and commits, and the re-attach then runs."""
+    import catalog.store as store_module
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 30.0)
+    first, second = store.cursor(), store.cursor()
+    begun = threading.Event()
+    outcomes: list = []
+
+    def in_a_transaction():   # (a records pull's thread, say)
+        try:
+            first.execute("BEGIN TRANSACTION")
+            try:
+                second.execute("SELECT count(*) FROM datasets")   # (nothing waits for the gate yet)
+            except BaseException as exc:
+                outcomes.append(exc)
+            try:
+                store.checkpoint("the test's checkpoint")
+            except BaseException as exc:
+                outcomes.append(exc)
+            begun.set()
+            while not store._gate._wanted:   # (the re-attach waits for the transaction)
+                time.sleep(0.001)
+            try:
+                second.execute("SELECT count(*) FROM datasets")
+            except BaseException as exc:
+                outcomes.append(exc)
+            first.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) "
+                          "VALUES ('r', 'city', now(), 'ok')")
+            first.execute("COMMIT")
+        except BaseException as exc:
+            outcomes.append(exc)
+            begun.set()
+
+    transaction = threading.Thread(target=in_a_transaction)
+    try:
+        transaction.start()
+        assert begun.wait(60)
+        waiting, reattached = _reattach_in_a_thread(store)
+        transaction.join(60)
+        assert not transaction.is_alive(), "the second cursor's statement waited for the re-attach"
+        assert [type(exc) for exc in outcomes] == [StoreCursorMisuse] * 3, outcomes
+        assert "inside another store cursor's transaction" in str(outcomes[0]) == str(outcomes[2])
+        assert "end the transaction first" in str(outcomes[1])
+        waiting.join(60)
+        assert reattached.is_set()
+        assert second.execute("SELECT count(*) FROM harvest_runs WHERE run_id = 'r'").fetchone() == (1,)
+    finally:
+        first.close()
+        second.close()
+
