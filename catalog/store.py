@@ -161,6 +161,14 @@ class CatalogueDetached(duckdb.Error):
     whole in its file and log (the next open replays the log)."""
 
 
+class CatalogueInvalidated(duckdb.Error):
+    """A checkpoint that failed invalidated the catalogue (DuckDB refuses every statement on it until
+    it is detached and attached again), and it could not be attached again (the store's other
+    cursors kept it, a stop, the ATTACH refused): every use of the store tries again, or says so,
+    naming that checkpoint's error. What was committed is whole in its file and log (the next open
+    replays the log)."""
+
+
 class StoppedAfterStoring(KeyboardInterrupt):
     """A stop (Ctrl-C, SIGTERM) came after a portal's merge had committed, in the upkeep that
     follows it (Store.commit_portal): the portal is stored, `counts` as its merge gave them;
@@ -193,9 +201,11 @@ def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path, stop: thr
             time.sleep(0.05)
 
 
-class CatalogueBusy(duckdb.Error):
-    """Statements of the store's other cursors kept the catalogue past REATTACH_WAIT_SECONDS: it
-    was not detached (the write that wanted it attached again fails, and is tried another night)."""
+class OtherCursorsKeptTheCatalogue(duckdb.Error):
+    """Statements or transactions of the store's other cursors (a records pull's, in another
+    portal's thread) used the catalogue for REATTACH_WAIT_SECONDS: what waited for them (a
+    checkpoint, or attaching the catalogue again for a retry) was not done, nothing of it begun.
+    (Not catalog.lock.CatalogueBeingWritten: another process writing the catalogue.)"""
 
 
 class StoreCursorMisuse(RuntimeError):
@@ -227,9 +237,9 @@ class _Gate:
         self._transactions: dict[int, int] = {}   # thread -> its store cursors' transactions open (shared holds)
 
     @contextmanager
-    def exclusive(self, stop: threading.Event | None) -> Iterator[None]:
+    def exclusive(self, stop: threading.Event | None, done: str) -> Iterator[None]:
         """Held once every statement and transaction running has ended, REATTACH_WAIT_SECONDS at
-        most (CatalogueBusy), or until `stop` is set (AttachStopped): either way nothing was done."""
+        most (OtherCursorsKeptTheCatalogue), or until `stop` is set (AttachStopped): either way nothing was done."""
         me = threading.get_ident()
         if self._owner != me and self.in_transaction(me):
             raise StoreCursorMisuse("a checkpoint or a re-attach of the catalogue asked in a thread inside a store "
@@ -245,8 +255,9 @@ class _Gate:
                             raise AttachStopped("stopped while another cursor's statement used the catalogue")
                         left = deadline - time.monotonic()
                         if left <= 0:
-                            raise CatalogueBusy(f"statements of another cursor used the catalogue for "
-                                                f"{REATTACH_WAIT_SECONDS:.0f} s: it was not attached again")
+                            raise OtherCursorsKeptTheCatalogue(
+                                f"statements of the store's other cursors (a records pull's, say) used the catalogue "
+                                f"for {REATTACH_WAIT_SECONDS:.0f} s: it was not {done}")
                         self._changed.wait(min(left, 0.05))
                 finally:
                     self._wanted -= 1
@@ -382,6 +393,8 @@ class _GatedCursor(uncut.Connection):
                 "thread and not yet ended): a checkpoint or a re-attach of the catalogue waits for that transaction, "
                 f"and would hold this statement, and so the transaction, for {REATTACH_WAIT_SECONDS:.0f} s; run it on "
                 "the transaction's own cursor, or after its end")
+        if self._store._invalidated and self._store._detached is None and name != "close":
+            self._store._attach_invalidated()   # (before its hold: the re-attach waits for every hold)
         held = gate.hold_shared()
         begun = False
         try:
@@ -776,6 +789,7 @@ class Store:
         self._stop = threading.Event()   # a stop: no wait for the catalogue's file goes on (stop_waiting)
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
         self._invalidated = False   # by a checkpoint that failed: attached again before any use
+        self._invalidated_by = ""   # that checkpoint's error
         # portal -> its listing_pages rows (page_key, params, next_params, total, number of ids), and
         # portal -> the status of its last run (None: none), read for a whole harvest at once
         # (remembered); a portal's listing until its merge, its last run's until its own begins
@@ -791,9 +805,12 @@ class Store:
     def con(self) -> uncut.Connection:
         """The writable connection, the catalogue its current database. Found detached (attaching
         it again failed, or a stop ended the wait for it), it is attached first; CatalogueDetached
-        if it cannot be."""
+        if it cannot be. Found invalidated by a failed checkpoint, it is detached and attached again
+        first; CatalogueInvalidated if it cannot be."""
         if self._detached is not None:
             self._attach_again()
+        elif self._invalidated:   # (detached, it is no longer: attaching replays its log)
+            self._attach_invalidated()
         return self._con
 
     @con.setter
@@ -1084,11 +1101,11 @@ class Store:
                 try:
                     self.con.execute("CHECKPOINT")
                 except duckdb.Error as exc:
-                    self._invalidated = _invalidated_by_checkpoint(exc)
+                    self._note_invalidated(exc)
                     raise
         with self._write_lock:
             try:
-                with self._gate.exclusive(self._stop):
+                with self._gate.exclusive(self._stop, "checkpointed"):
                     try:
                         self._with_room(what, checkpoint)
                     finally:
@@ -1107,7 +1124,7 @@ class Store:
         checkpoint); the connection and its settings stay. Should the attach fail, or a stop end
         its wait, the store knows it detached: its next use attaches it or fails (see con). The
         statements of the store's cursors wait meanwhile, and it waits for theirs (_Gate)."""
-        with self._gate.exclusive(self._stop), self._attach_lock:
+        with self._gate.exclusive(self._stop, "detached and attached again"), self._attach_lock:
             side = self._con.cursor()   # (in the in-memory database: the connection's USE fails on it)
             try:
                 side.execute(f"DETACH DATABASE IF EXISTS {CATALOGUE}")   # (already, by a failed attempt)
@@ -1115,6 +1132,30 @@ class Store:
                 side.close()
             self._detached = "to be attached again after a checkpoint or a write that did not fit"
             self._attach_with_room()
+
+    def _note_invalidated(self, exc: duckdb.Error) -> None:
+        """A failed checkpoint's error (`exc`, any DuckDB error a use met) invalidated the catalogue:
+        the store's next use attaches it again first (con, Store.cursor's cursors). A CHECKPOINT not
+        run by checkpoint() (_restore_memory_limit's, DuckDB's own after a COMMIT) left it so unseen:
+        every statement after it failed, the harvest's and the store's other cursors' alike."""
+        if _invalidated_by_checkpoint(exc):
+            self._invalidated, self._invalidated_by = True, str(exc)
+
+    def _attach_invalidated(self) -> None:
+        """The catalogue a failed checkpoint invalidated, detached and attached again (once the store's
+        other cursors' statements and transactions have ended: _Gate), or CatalogueInvalidated."""
+        with self._write_lock:
+            if not self._invalidated:   # (by another thread meanwhile)
+                return
+            try:
+                self._reattach()
+            except (duckdb.Error, AttachStopped) as exc:
+                why = f"was invalidated by a checkpoint that failed ({self._invalidated_by})"
+                raise self._not_attached(CatalogueInvalidated, why, exc) from exc
+
+    def _not_attached(self, error: type[duckdb.Error], why: str, exc: BaseException) -> duckdb.Error:
+        return error(f"the catalogue {self.db_path} {why} and could not be attached again ({exc}); nothing it "
+                     "committed is lost: its next open replays its log")
 
     def _attach_again(self) -> None:
         """The catalogue, found detached, attached (waiting for another statement to let its file
@@ -1125,9 +1166,7 @@ class Store:
             try:
                 self._attach_with_room()
             except (duckdb.Error, AttachStopped) as exc:
-                raise CatalogueDetached(
-                    f"the catalogue {self.db_path} was detached {self._detached} and could not be attached "
-                    f"again ({exc}); nothing it committed is lost: its next open replays its log") from exc
+                raise self._not_attached(CatalogueDetached, f"was detached {self._detached}", exc) from exc
 
     def _attach_with_room(self) -> None:
         """The detached catalogue attached (the attach lock held) with MERGE_MEMORY_LIMIT: the ATTACH
@@ -1155,6 +1194,7 @@ class Store:
         try:
             return write()
         except duckdb.Error as exc:
+            self._note_invalidated(exc)   # (the retry, or the next use, attaches it again first)
             if not _out_of_memory(exc):
                 raise
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
@@ -1184,8 +1224,14 @@ class Store:
             except duckdb.OutOfMemoryException as exc:
                 if attempt:
                     log.warning("memory limit left at %s: %s", MERGE_MEMORY_LIMIT, exc)
-                else:
+                    return
+                try:
                     self._con.execute("CHECKPOINT")
+                except duckdb.Error as failed:
+                    self._note_invalidated(failed)
+                    log.warning("memory limit left at %s: %s (and the checkpoint after: %s)", MERGE_MEMORY_LIMIT, exc,
+                                failed)
+                    return
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                rewrite: bool, grace: timedelta, pages: list[dict], run_id: str | None,

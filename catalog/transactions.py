@@ -14,11 +14,13 @@ def rollback(con) -> None:
     """Roll back the connection's transaction, unless DuckDB already has: a COMMIT that
     fails (out of memory while it writes) ends its transaction, and a ROLLBACK then raises
     "no transaction is active" in place of the commit's own error, which is the one to
-    report (and the one a retry with more memory looks for)."""
+    report (and the one a retry with more memory looks for). So too on a database a failed
+    checkpoint invalidated (DuckDB refuses every statement there, a ROLLBACK too, until it is
+    attached again: nothing of the transaction can be written)."""
     try:
         con.execute("ROLLBACK")
-    except duckdb.TransactionException as exc:
-        if "no transaction is active" not in str(exc):
+    except duckdb.Error as exc:
+        if "no transaction is active" not in str(exc) and "has been invalidated" not in str(exc):
             raise
 
 

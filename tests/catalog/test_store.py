@@ -1582,3 +1582,108 @@ def test_a_second_store_cursor_in_a_thread_inside_a_transaction_is_refused_at_on
         first.close()
         second.close()
 
+
+
+def test_a_catalogue_invalidated_where_no_gate_was_held_is_attached_again_or_refused_naming_why(tmp_path, monkeypatch):
+    """A CHECKPOINT that fails invalidates the catalogue: DuckDB refuses every statement on it until it
+    is detached and attached again. checkpoint() does so (its gate held throughout), but a checkpoint
+    run elsewhere (_restore_memory_limit's, DuckDB's own after a COMMIT) left it invalidated unseen:
+    a retry with more memory ran on it and failed, and so did every statement after it, the run's
+    and the next portals'. Now any write that meets it notes it: the retry, and every later use,
+    attach it again first, waiting for the store's other cursors (here a transaction outlasting
+    REATTACH_WAIT_SECONDS) or failing with CatalogueInvalidated naming the checkpoint's error and
+    why; once that transaction ends the store goes on, nothing lost, and the next open is whole."""
+    import catalog.store as store_module
+    from catalog.store import CatalogueInvalidated
+
+    store = Store(tmp_path / "c.duckdb")
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200)
+                                         for i in range(3_000)]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 1.0)
+    reader = store.cursor()   # (a records pull's, in its portal's thread)
+    begun, release, seen = threading.Event(), threading.Event(), []
+
+    def a_transaction():
+        try:
+            reader.execute("BEGIN TRANSACTION")
+            seen.append(reader.execute("SELECT count(*) FROM datasets").fetchone()[0])
+            begun.set()
+            release.wait(60)
+            try:
+                reader.execute("SELECT count(*) FROM datasets")
+            except duckdb.Error as exc:   # (invalidated under it: its statements fail, as any would)
+                seen.append(type(exc).__name__)
+            rollback(reader)   # (refused on the invalidated catalogue too: nothing to roll back)
+        except BaseException as exc:
+            seen.append(exc)
+        finally:
+            begun.set()
+
+    transaction = threading.Thread(target=a_transaction)
+    transaction.start()
+    try:
+        assert begun.wait(60) and seen == [3_000], seen
+        limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
+        small = store_module.MEMORY_LIMIT
+        monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
+        with pytest.raises(CatalogueInvalidated) as refused:   # (its retry, after more memory)
+            store._with_room("a write whose checkpoint fails", lambda: store.con.execute("CHECKPOINT"))
+        message = str(refused.value)
+        assert message.startswith(f"the catalogue {store.db_path} was invalidated by a checkpoint that failed (")
+        assert "used the catalogue for 1 s: it was not detached and attached again" in message
+        assert message.endswith("nothing it committed is lost: its next open replays its log")
+        monkeypatch.setattr(store_module, "MEMORY_LIMIT", small)
+        with pytest.raises(CatalogueInvalidated):   # (the next use: the transaction still open)
+            store.con.execute("SELECT count(*) FROM datasets")
+        release.set()
+        transaction.join(60)
+        assert seen[1:] == ["IOException"], seen
+        assert rows(store, "SELECT count(*) FROM datasets") == [(3_000,)]   # (attached again by this use)
+        assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (3_000,)
+        store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1), mark_deleted=False)
+    finally:
+        release.set()
+        transaction.join(60)
+        reader.close()
+        store.close()
+    reopened = Store(tmp_path / "c.duckdb")
+    try:
+        assert rows(reopened, "SELECT count(*) FROM datasets") == [(3_001,)]
+    finally:
+        reopened.close()
+
+
+def test_a_checkpoint_kept_waiting_by_another_cursors_transaction_says_it_was_not_checkpointed(store, monkeypatch,
+                                                                                               caplog):
+    """A checkpoint waits for the store's other cursors' transactions (_Gate), REATTACH_WAIT_SECONDS at
+    most: then nothing is done, the log kept. Its warning said 'it was not attached again' (the
+    re-attach's words), under a class named as catalog.lock's (another process writing): it says
+    the catalogue was not checkpointed, OtherCursorsKeptTheCatalogue."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 1.0)
+    logged = store.wal_bytes()
+    reader, begun, release = store.cursor(), threading.Event(), threading.Event()
+
+    def a_transaction():
+        reader.execute("BEGIN TRANSACTION")
+        reader.execute("SELECT count(*) FROM datasets")
+        begun.set()
+        release.wait(60)
+        reader.execute("COMMIT")
+
+    transaction = threading.Thread(target=a_transaction)
+    transaction.start()
+    try:
+        assert begun.wait(60)
+        with caplog.at_level("WARNING", logger="civicat.store"):
+            assert not store.checkpoint("the checkpoint after its merge")
+    finally:
+        release.set()
+        transaction.join(60)
+        reader.close()
+    assert ("the checkpoint after its merge failed (statements of the store's other cursors (a records pull's, say) "
+            "used the catalogue for 1 s: it was not checkpointed): the log is kept") in caplog.text
+    assert [r.exc_info for r in caplog.records] == [None] and store.wal_bytes() == logged > 0
+    assert store.checkpoint("the checkpoint after its merge") and store.wal_bytes() == 0
