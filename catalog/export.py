@@ -30,7 +30,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
-from catalog.lock import CatalogueBusy, WriterLock, current_writer, describe_holder, pulls_records
+from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
 from catalog.records import RecordsLayout, link_or_copy
@@ -196,7 +196,7 @@ def open_for_export(db_path: str | Path) -> Opened:
     copy not of the catalogue's last write (its writer stopped or killed, a records pull killed
     before it recorded what it published) is made current first when no writer runs
     (`_copy_made_current`). While a records pull runs, which replaces records folders as it
-    goes, the export is refused (CatalogueBusy, naming it): the copy beside its folders would mix
+    goes, the export is refused (CatalogueBeingWritten, naming it): the copy beside its folders would mix
     two pulls; cron tries again after it. A copy that cannot be made current (the disk full, a
     notebook holding the catalogue) leaves the catalogue itself to open. The read copy given as
     the catalogue (`--db data/civicat.read.duckdb`) is read as it is, beside the same records
@@ -209,7 +209,7 @@ def open_for_export(db_path: str | Path) -> Opened:
     writer = current_writer(db_path)
     why_not = _records_pull(writer)
     if why_not:
-        raise CatalogueBusy(f"{db_path} is being written by {describe_holder(writer)}: {why_not}")
+        raise CatalogueBeingWritten(f"{db_path} is being written by {describe_holder(writer)}: {why_not}")
     # (a writer as it starts, the copy not current yet: the copy all the same, or the writer's
     # open of the catalogue would find it held by the export)
     copy = read_copy_path(db_path)
@@ -230,12 +230,12 @@ def open_for_export(db_path: str | Path) -> Opened:
 def _read_copy_itself(copy: Path, catalogue: Path) -> Opened:
     """The read copy `copy` of `catalogue`, given as the catalogue to export: as it is (nothing
     is put right or written beside it: its lock is no writer's), unless a records pull writes
-    its catalogue (CatalogueBusy), and as of its time, so that each records folder is checked to
+    its catalogue (CatalogueBeingWritten), and as of its time, so that each records folder is checked to
     be the pull it describes (catalog.export._copy_records)."""
     writer = current_writer(catalogue)
     why_not = _records_pull(writer)
     if why_not:
-        raise CatalogueBusy(f"{copy} is the read copy of {catalogue}, which is being written by "
+        raise CatalogueBeingWritten(f"{copy} is the read copy of {catalogue}, which is being written by "
                             f"{describe_holder(writer)}: {why_not}")
     written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer, never older)
     return Opened(open_catalogue(copy), written)
@@ -254,7 +254,7 @@ def _copy_made_current(db_path: Path) -> None:
     try:
         lock = WriterLock(db_path, brief=True)
         lock.acquire()
-    except (CatalogueBusy, OSError):   # (a writer; a catalogue's folder we may not write: read as it is)
+    except (CatalogueBeingWritten, OSError):   # (a writer; a catalogue's folder we may not write: read as it is)
         return
     try:   # (its steps shown: a writer waits for it as long as it gets on, catalog.lock.BRIEF_HOLD_SECONDS)
         put_right(db_path, lock.progressed)

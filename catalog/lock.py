@@ -30,8 +30,10 @@ STORAGE_VERSION = "v1.5.0"
 NO_ARROW_LAMBDAS = "SET lambda_syntax = 'DISABLE_SINGLE_ARROW'"
 
 
-class CatalogueBusy(Exception):
-    """Another process is writing the catalogue."""
+class CatalogueBeingWritten(Exception):
+    """Another process is writing the catalogue (it holds the writer lock, WriterLock), so this
+    one may not, or may not yet read it (a log to replay first: connect_read_only); the message
+    names that process. (Not catalog.store.OtherCursorsKeptTheCatalogue: within one writer.)"""
 
 
 def lock_path(db_path: str | Path) -> Path:
@@ -141,7 +143,7 @@ BRIEF_HOLD_SECONDS = 300
 class WriterLock:
     """`with WriterLock(db):` — the catalogue's single writer for the block.
 
-    Raises CatalogueBusy when another process holds it: at once, or, given `wait_until` (a
+    Raises CatalogueBeingWritten when another process holds it: at once, or, given `wait_until` (a
     time.monotonic() deadline; math.inf: as long as it takes), once that has passed, polling
     meanwhile (so Ctrl-C still works). A holder that took it `brief` (a reader that puts the
     catalogue right and publishes its read copy, then lets go: an export) is waited for whatever
@@ -186,7 +188,7 @@ class WriterLock:
                     left = max(self.wait_until, stepped + BRIEF_HOLD_SECONDS if brief else -math.inf) - now
                     if left <= 0:
                         hung = brief and stepped + BRIEF_HOLD_SECONDS >= self.wait_until
-                        raise CatalogueBusy(self._busy_message(fd, waited=self.wait_until > -math.inf, hung=hung)) \
+                        raise CatalogueBeingWritten(self._busy_message(fd, waited=self.wait_until > -math.inf, hung=hung)) \
                             from None
                     time.sleep(min(self.poll_seconds, left))
             previous = _holder_record(os.pread(fd, 4096, 0))
@@ -286,8 +288,8 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
         try:
             with WriterLock(db_path):
                 checkpoint_wal(db_path)
-        except CatalogueBusy:
-            raise CatalogueBusy(f"{db_path}: its last write was cut short and a harvest is writing it now "
+        except CatalogueBeingWritten:
+            raise CatalogueBeingWritten(f"{db_path}: its last write was cut short and a harvest is writing it now "
                                 "(it recovers the catalogue); try again when it ends") from exc
         con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
     _say_if_newer(con, db_path)

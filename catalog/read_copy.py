@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog.files import copy_bytes, sync, writing
-from catalog.lock import CatalogueBusy, current_writer, file_locked, file_writer
+from catalog.lock import CatalogueBeingWritten, current_writer, file_locked, file_writer
 
 log = logging.getLogger("civicat.read_copy")
 read_log = logging.getLogger("civicat.read")   # (the readers' words)
@@ -198,7 +198,7 @@ def catalogue_or_read_copy(db_path: Path, open_db: Callable[[Path], Any], *,
     saying so on stderr with the time it is from (`reading`: what the reader does with it); and,
     when it is the copy, that time (its modification time, ns; None: the catalogue). Without a copy, the catalogue's own error. `refuse`, given the holder record of the
     civicat writer (None: no civicat writer's), says why the copy may not stand in for the
-    catalogue while that one writes, raised as CatalogueBusy; None: it may."""
+    catalogue while that one writes, raised as CatalogueBeingWritten; None: it may."""
     import duckdb
 
     copy = read_copy_path(db_path)
@@ -208,13 +208,13 @@ def catalogue_or_read_copy(db_path: Path, open_db: Callable[[Path], Any], *,
         if not file_locked(exc) or not copy.exists():
             raise
         writer = f"is being written by {file_writer(exc, db_path)}"
-    except CatalogueBusy:   # (its WAL to replay, and a writer holding the lock)
+    except CatalogueBeingWritten:   # (its WAL to replay, and a writer holding the lock)
         if not copy.exists():
             raise
         writer = "is being recovered by a writer"
     why_not = refuse(current_writer(db_path)) if refuse else None
     if why_not:
-        raise CatalogueBusy(f"{db_path} {writer}: {why_not}")
+        raise CatalogueBeingWritten(f"{db_path} {writer}: {why_not}")
     written = os.stat(copy).st_mtime_ns   # (before the open: a copy published meanwhile is newer, never older)
     con = open_db(copy)
     read_log.warning("%s %s: %s its read copy %s, the catalogue as of %s (when the last writer ended)",

@@ -38,7 +38,7 @@ from catalog.stage import (
     canonical_json,
     content_hash,
 )
-from catalog.transactions import rollback, stoppable_transaction
+from catalog.transactions import StoppedAfterCommit, rollback, stoppable_transaction
 from catalog import events, uncut
 
 __all__ = ["Stage", "Store", "canonical_json", "connect", "content_hash", "migrate"]
@@ -161,6 +161,14 @@ class CatalogueDetached(duckdb.Error):
     whole in its file and log (the next open replays the log)."""
 
 
+class CatalogueInvalidated(duckdb.Error):
+    """A checkpoint that failed invalidated the catalogue (DuckDB refuses every statement on it until
+    it is detached and attached again), and it could not be attached again (the store's other
+    cursors kept it, a stop, the ATTACH refused): every use of the store tries again, or says so,
+    naming that checkpoint's error. What was committed is whole in its file and log (the next open
+    replays the log)."""
+
+
 class StoppedAfterStoring(KeyboardInterrupt):
     """A stop (Ctrl-C, SIGTERM) came after a portal's merge had committed, in the upkeep that
     follows it (Store.commit_portal): the portal is stored, `counts` as its merge gave them;
@@ -193,9 +201,18 @@ def _attach_when_let_go(con: duckdb.DuckDBPyConnection, db_path: Path, stop: thr
             time.sleep(0.05)
 
 
-class CatalogueBusy(duckdb.Error):
-    """Statements of the store's other cursors kept the catalogue past REATTACH_WAIT_SECONDS: it
-    was not detached (the write that wanted it attached again fails, and is tried another night)."""
+class OtherCursorsKeptTheCatalogue(duckdb.Error):
+    """Statements or transactions of the store's other cursors (a records pull's, in another
+    portal's thread) used the catalogue for REATTACH_WAIT_SECONDS: what waited for them (a
+    checkpoint, or attaching the catalogue again for a retry) was not done, nothing of it begun.
+    (Not catalog.lock.CatalogueBeingWritten: another process writing the catalogue.)"""
+
+
+class StoreCursorMisuse(RuntimeError):
+    """A store cursor (Store.cursor) used in a way its _Gate cannot serve, refused at once: its result
+    read other than whole, a relation (its query run when it is read, outside the gate), or a second
+    store cursor, or a checkpoint, in a thread inside a store cursor's transaction (either waited
+    for a checkpoint or re-attach that waits for that transaction: REATTACH_WAIT_SECONDS)."""
 
 
 class _Gate:
@@ -217,12 +234,17 @@ class _Gate:
         self._owner: int | None = None   # the thread holding it exclusive (it may nest)
         self._depth = 0
         self._wanted = 0   # exclusive holds waiting: new shared ones wait behind them
+        self._transactions: dict[int, int] = {}   # thread -> its store cursors' transactions open (shared holds)
 
     @contextmanager
-    def exclusive(self, stop: threading.Event | None) -> Iterator[None]:
+    def exclusive(self, stop: threading.Event | None, done: str) -> Iterator[None]:
         """Held once every statement and transaction running has ended, REATTACH_WAIT_SECONDS at
-        most (CatalogueBusy), or until `stop` is set (AttachStopped): either way nothing was done."""
+        most (OtherCursorsKeptTheCatalogue), or until `stop` is set (AttachStopped): either way nothing was done."""
         me = threading.get_ident()
+        if self._owner != me and self.in_transaction(me):
+            raise StoreCursorMisuse("a checkpoint or a re-attach of the catalogue asked in a thread inside a store "
+                                    "cursor's transaction: it waits for every transaction to end, that one too; end "
+                                    "the transaction first")
         with self._changed:
             if self._owner != me:
                 deadline = time.monotonic() + REATTACH_WAIT_SECONDS
@@ -233,8 +255,9 @@ class _Gate:
                             raise AttachStopped("stopped while another cursor's statement used the catalogue")
                         left = deadline - time.monotonic()
                         if left <= 0:
-                            raise CatalogueBusy(f"statements of another cursor used the catalogue for "
-                                                f"{REATTACH_WAIT_SECONDS:.0f} s: it was not attached again")
+                            raise OtherCursorsKeptTheCatalogue(
+                                f"statements of the store's other cursors (a records pull's, say) used the catalogue "
+                                f"for {REATTACH_WAIT_SECONDS:.0f} s: it was not {done}")
                         self._changed.wait(min(left, 0.05))
                 finally:
                     self._wanted -= 1
@@ -268,9 +291,32 @@ class _Gate:
             if not self._shared:
                 self._changed.notify_all()
 
+    def transaction_begun(self, thread: int) -> None:
+        """A store cursor's BEGIN in `thread`, holding it shared (hold_shared) until its end."""
+        with self._changed:
+            self._transactions[thread] = self._transactions.get(thread, 0) + 1
+
+    def transaction_ended(self, thread: int) -> None:
+        with self._changed:
+            self._transactions[thread] -= 1
+            if not self._transactions[thread]:
+                del self._transactions[thread]
+        self.release_shared()
+
+    def in_transaction(self, thread: int) -> bool:
+        """Whether a store cursor's transaction begun in `thread` is open: that thread's other uses of
+        the gate would wait for an exclusive hold that waits for it."""
+        return thread in self._transactions
+
 
 _TRANSACTION_BEGINS = ("BEGIN", "START")
 _TRANSACTION_ENDS = ("COMMIT", "ROLLBACK", "ABORT", "END")   # (a COMMIT that fails ends it too: catalog.transactions)
+
+
+# DuckDB's calls that read a statement's result other than as rows (the rows are read whole as it runs)
+_RESULT_READERS = frozenset({"arrow", "df", "fetch_arrow_table", "fetch_df", "fetch_df_chunk", "fetch_record_batch",
+                             "fetchdf", "fetchnumpy", "pl", "tf", "torch", "to_arrow_reader", "to_arrow_table"})
+_METHOD_WORDS = {"begin": "BEGIN", "commit": "COMMIT", "rollback": "ROLLBACK"}   # (a transaction's, as calls)
 
 
 class _GatedCursor(uncut.Connection):
@@ -280,13 +326,17 @@ class _GatedCursor(uncut.Connection):
     CatalogueDetached, as Store.con does. A statement's rows are read whole as it runs, under the
     same hold, and handed out from here (fetchone, fetchmany, fetchall): a result left half-read
     holds the file of the catalogue it was read from, which the re-attach then waited for while
-    its cursor waited for the gate."""
+    its cursor waited for the gate. What cannot be served so is refused at once (StoreCursorMisuse):
+    .df(), .fetch_arrow_table() and DuckDB's other readers of a result (it was read: they met "no
+    open result set"), a relation, and a statement of a second store cursor in a thread inside this
+    one's transaction."""
 
     __slots__ = ("_store", "_transaction", "_rows")
 
     def __init__(self, con, store: Store, *, interruptible: bool = False):
         super().__init__(con, interruptible=interruptible)
-        self._store, self._transaction, self._rows = store, False, None
+        self._store, self._rows = store, None
+        self._transaction: int | None = None   # the thread whose BEGIN holds the gate, until its end
 
     def fetchone(self):
         if self._rows is None:   # (no statement ran: DuckDB's own error)
@@ -308,26 +358,44 @@ class _GatedCursor(uncut.Connection):
         attribute = getattr(self._con, name)
         if not callable(attribute):
             return attribute
+        if name in _RESULT_READERS:
+            raise StoreCursorMisuse(f"{name}() on a store cursor: its statements' rows are read whole as each runs, "
+                                    "so that no result left open holds the catalogue's file; read them with "
+                                    "fetchone(), fetchmany() or fetchall(), or query through a connection of your own")
         return lambda *args, **kwargs: self._gated(name, attribute, args, kwargs)
 
     def _read_whole(self, name: str, result):
         if name in ("execute", "executemany") and result is self:
             self._rows = collections.deque(self._call(self._con.fetchall, (), {})
                                            if self._con.description is not None else ())
+        elif isinstance(result, duckdb.DuckDBPyRelation):
+            raise StoreCursorMisuse(f"{name}() on a store cursor gave a relation, whose query would run when it is "
+                                    "read, outside the store's gate (and could meet the catalogue detached): run it "
+                                    "with execute() and fetch its rows")
         return result
 
     def _gated(self, name: str, method, args, kwargs):
         self._rows = None   # (a new statement's, or a call that ends the result)
         first_word = (args[0].lstrip().split(None, 1) or [""])[0].rstrip(";").upper() \
-            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else ""
-        if self._transaction:   # (held since its BEGIN)
+            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else _METHOD_WORDS.get(name, "")
+        gate = self._store._gate
+        if self._transaction is not None:   # (held since its BEGIN)
             try:
                 return self._read_whole(name, self._call(method, args, kwargs))
             finally:
                 if first_word in _TRANSACTION_ENDS or name == "close":
-                    self._transaction = False
-                    self._store._gate.release_shared()
-        held = self._store._gate.hold_shared()
+                    gate.transaction_ended(self._transaction)
+                    self._transaction = None
+        me = threading.get_ident()
+        if name != "close" and gate.in_transaction(me):
+            raise StoreCursorMisuse(
+                "a statement on a store cursor in a thread inside another store cursor's transaction (begun in this "
+                "thread and not yet ended): a checkpoint or a re-attach of the catalogue waits for that transaction, "
+                f"and would hold this statement, and so the transaction, for {REATTACH_WAIT_SECONDS:.0f} s; run it on "
+                "the transaction's own cursor, or after its end")
+        if self._store._invalidated and self._store._detached is None and name != "close":
+            self._store._attach_invalidated()   # (before its hold: the re-attach waits for every hold)
+        held = gate.hold_shared()
         begun = False
         try:
             if self._store._detached is not None and name != "close":
@@ -337,9 +405,10 @@ class _GatedCursor(uncut.Connection):
             return result
         finally:
             if begun:
-                self._transaction = True
+                self._transaction = me
+                gate.transaction_begun(me)
             elif held:
-                self._store._gate.release_shared()
+                gate.release_shared()
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -538,6 +607,27 @@ def _merge_staged(cur: duckdb.DuckDBPyConnection, staged_files: list[str], now: 
     return counts
 
 
+def _row_groups_with_deletes(cur: duckdb.DuckDBPyConnection, table: str) -> set[int]:
+    """The row groups of `table` (a constant of this module) with deleted rows, as the merges count
+    them (rowid // ROW_GROUP_ROWS), read from DuckDB's storage: those a row group holds (its
+    table's rows, deleted ones included: duckdb_tables' estimated_size) and those a scan sees. What
+    earlier harvests left: a stop after a merge, or a harvest whose merges deleted less than
+    VACUUM_BYTES, left them unrebuilt, and counted by the process alone a catalogue stopped or
+    harvested often was never rebuilt. The rows this transaction inserted (rowids past the table's
+    rows) are left out. Read once a harvest, by its first merge that deletes: the scan reads every
+    row group's version info, which DuckDB then holds (a merge's own scans read its portal's row
+    groups only): 0.27-0.30 s of CPU and 27 MiB for 110 row groups with deletes in 1.8 million
+    columns, freed by the rebuild that follows; below VACUUM_BYTES, at most that is held for the
+    rest of the harvest (docs/benchmarks.md, session 30)."""
+    total = cur.execute("""SELECT estimated_size FROM duckdb_tables() WHERE database_name = current_database()
+                           AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
+    return {row[0] for row in cur.execute(f"""
+        SELECT g.range FROM range(({total} + {ROW_GROUP_ROWS} - 1) // {ROW_GROUP_ROWS}) g
+        LEFT JOIN (SELECT rowid // {ROW_GROUP_ROWS} AS g, count(*) AS seen FROM {table} WHERE rowid < {total}
+                   GROUP BY ALL) s ON s.g = g.range
+        WHERE coalesce(s.seen, 0) < least({ROW_GROUP_ROWS}, {total} - g.range * {ROW_GROUP_ROWS})""").fetchall()}
+
+
 def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, rewritten: int) -> None:
     """The new and changed datasets of `_status` (`rewritten` changed) written from `staged`:
     every column as the staged record and this merge give it, but a changed one's first_seen,
@@ -703,22 +793,28 @@ class Store:
         self._stop = threading.Event()   # a stop: no wait for the catalogue's file goes on (stop_waiting)
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
         self._invalidated = False   # by a checkpoint that failed: attached again before any use
+        self._invalidated_by = ""   # that checkpoint's error
         # portal -> its listing_pages rows (page_key, params, next_params, total, number of ids), and
         # portal -> the status of its last run (None: none), read for a whole harvest at once
         # (remembered); a portal's listing until its merge, its last run's until its own begins
         self._listings: dict[str, list[tuple]] = {}
         self._last_runs: dict[str, str | None] = {}
         # VACUUMED_TABLES' row groups that merges deleted rows from since the table was last
-        # rebuilt (by rowid // ROW_GROUP_ROWS: an estimate, as a checkpoint may merge groups)
+        # rebuilt (by rowid // ROW_GROUP_ROWS: an estimate, as a checkpoint may merge groups), those
+        # earlier harvests left among them once read (_merge: the first merge that deletes reads them)
         self._deleted_groups: dict[str, set[int]] = {}
+        self._earlier_deletes_read = False
 
     @property
     def con(self) -> uncut.Connection:
         """The writable connection, the catalogue its current database. Found detached (attaching
         it again failed, or a stop ended the wait for it), it is attached first; CatalogueDetached
-        if it cannot be."""
+        if it cannot be. Found invalidated by a failed checkpoint, it is detached and attached again
+        first; CatalogueInvalidated if it cannot be."""
         if self._detached is not None:
             self._attach_again()
+        elif self._invalidated:   # (detached, it is no longer: attaching replays its log)
+            self._attach_invalidated()
         return self._con
 
     @con.setter
@@ -742,9 +838,13 @@ class Store:
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor on the catalogue, its statements never meeting it detached (see _Gate)."""
         cur = _GatedCursor(self.con.cursor()._con, self)
-        cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
-        cur.execute("SET TimeZone = 'UTC'")
-        cur.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
+        try:
+            cur.execute(f"USE {CATALOGUE}")  # a cursor starts in the connection's in-memory database
+            cur.execute("SET TimeZone = 'UTC'")
+            cur.execute(NO_ARROW_LAMBDAS)   # (a cursor has settings of its own)
+        except BaseException:   # (StoreCursorMisuse, say: not left open)
+            cur.close()
+            raise
         return cur
 
     # -- staging --------------------------------------------------------------------
@@ -911,24 +1011,46 @@ class Store:
         stage.close()
         return_freed_memory()
         stored_pages = self._listings.pop(portal_id, None)   # (replaced by this merge's pages)
-        counts = self._with_room(f"{portal_id}: the merge",
-                                 lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
-                                                     grace=grace, pages=pages or [], run_id=run_id,
-                                                     restamped=restamped, stored_pages=stored_pages))
-        left = ""
+        try:
+            counts = self._with_room(f"{portal_id}: the merge",
+                                     lambda: self._merge(stage, portal_id, now, mark_deleted=mark_deleted, rewrite=rewrite,
+                                                         grace=grace, pages=pages or [], run_id=run_id,
+                                                         restamped=restamped, stored_pages=stored_pages))
+        except StoppedAfterStoring as stop:   # (as its COMMIT ran: stored, and no upkeep begun)
+            raise StoppedAfterStoring(stop.counts, self._left_by_stop(["its merge's COMMIT"])) from stop
+        done: list[str] = []   # the upkeep's steps finished (a stop held through their last statement)
         try:   # (the portal is stored: a stop from here on leaves only this upkeep undone)
             if self.deletes_held() >= VACUUM_BYTES:
-                left = (f"the rebuild of {' and '.join(VACUUMED_TABLES)} that frees the memory DuckDB holds for the "
-                        "rows merges deleted was not done (nothing of the catalogue is missing); a later harvest "
-                        "rebuilds them once its merges have deleted as much again")
-                self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
-            if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
-                left = ("the checkpoint after its merge was not done (nothing is lost: the catalogue's close, or "
-                        "its next open, writes the log into the file)")
-                self.checkpoint(f"{portal_id}: the checkpoint after its merge")
+                pending = [table for table in VACUUMED_TABLES if self._deleted_groups.get(table)]
+                try:
+                    self.vacuum(f"{portal_id}: the rebuild of the tables its merge left holding deletes")
+                finally:
+                    done += [f"the rebuild of {table}" for table in pending if not self._deleted_groups.get(table)]
+            logged = self.wal_bytes()
+            if logged >= CHECKPOINT_WAL_BYTES:
+                try:
+                    self.checkpoint(f"{portal_id}: the checkpoint after its merge")
+                finally:
+                    if self.wal_bytes() < logged:   # (written into the file, whatever came after)
+                        done.append("the checkpoint after its merge")
         except KeyboardInterrupt as stop:
-            raise StoppedAfterStoring(counts, left) from stop
+            raise StoppedAfterStoring(counts, self._left_by_stop(done)) from stop
         return counts
+
+    def _left_by_stop(self, done: list[str]) -> str:
+        """What a stop after a portal's merge committed left of the upkeep that follows it
+        (commit_portal), said for the portal's run; `done`: the steps that finished all the same."""
+        left = []
+        pending = [table for table in VACUUMED_TABLES if self._deleted_groups.get(table)]
+        if pending and self.deletes_held() >= VACUUM_BYTES:
+            left.append(f"the rebuild of {' and '.join(pending)} that frees the memory DuckDB holds for the rows "
+                        "merges deleted was not done (nothing of the catalogue is missing); a later harvest rebuilds "
+                        "them after its first merge that deletes rows")
+        if self.wal_bytes() >= CHECKPOINT_WAL_BYTES:
+            left.append("the checkpoint after its merge was not done (nothing is lost: the catalogue's close, or its "
+                        "next open, writes the log into the file)")
+        said = "; ".join(left) or "nothing was left undone"
+        return f"{said} ({' and '.join(done)} finished before the stop took effect)" if done else said
 
     def deletes_held(self) -> int:
         """About how much memory DuckDB holds for VACUUMED_TABLES' row groups with deletes (see
@@ -953,6 +1075,9 @@ class Store:
                             # its share (in DuckDB's threads' order, each rebuild spread them over more, until
                             # every merge deleted rows from nearly all and each was followed by a rebuild)
                             _rebuild_table(cur, table, f"SELECT * FROM {table} ORDER BY dataset_uid", {})
+                    except StoppedAfterCommit:   # (rebuilt all the same)
+                        del self._deleted_groups[table]
+                        raise
                     finally:
                         cur.close()
                     del self._deleted_groups[table]
@@ -980,11 +1105,11 @@ class Store:
                 try:
                     self.con.execute("CHECKPOINT")
                 except duckdb.Error as exc:
-                    self._invalidated = _invalidated_by_checkpoint(exc)
+                    self._note_invalidated(exc)
                     raise
         with self._write_lock:
             try:
-                with self._gate.exclusive(self._stop):
+                with self._gate.exclusive(self._stop, "checkpointed"):
                     try:
                         self._with_room(what, checkpoint)
                     finally:
@@ -1003,7 +1128,7 @@ class Store:
         checkpoint); the connection and its settings stay. Should the attach fail, or a stop end
         its wait, the store knows it detached: its next use attaches it or fails (see con). The
         statements of the store's cursors wait meanwhile, and it waits for theirs (_Gate)."""
-        with self._gate.exclusive(self._stop), self._attach_lock:
+        with self._gate.exclusive(self._stop, "detached and attached again"), self._attach_lock:
             side = self._con.cursor()   # (in the in-memory database: the connection's USE fails on it)
             try:
                 side.execute(f"DETACH DATABASE IF EXISTS {CATALOGUE}")   # (already, by a failed attempt)
@@ -1011,6 +1136,30 @@ class Store:
                 side.close()
             self._detached = "to be attached again after a checkpoint or a write that did not fit"
             self._attach_with_room()
+
+    def _note_invalidated(self, exc: duckdb.Error) -> None:
+        """A failed checkpoint's error (`exc`, any DuckDB error a use met) invalidated the catalogue:
+        the store's next use attaches it again first (con, Store.cursor's cursors). A CHECKPOINT not
+        run by checkpoint() (_restore_memory_limit's, DuckDB's own after a COMMIT) left it so unseen:
+        every statement after it failed, the harvest's and the store's other cursors' alike."""
+        if _invalidated_by_checkpoint(exc):
+            self._invalidated, self._invalidated_by = True, str(exc)
+
+    def _attach_invalidated(self) -> None:
+        """The catalogue a failed checkpoint invalidated, detached and attached again (once the store's
+        other cursors' statements and transactions have ended: _Gate), or CatalogueInvalidated."""
+        with self._write_lock:
+            if not self._invalidated:   # (by another thread meanwhile)
+                return
+            try:
+                self._reattach()
+            except (duckdb.Error, AttachStopped) as exc:
+                why = f"was invalidated by a checkpoint that failed ({self._invalidated_by})"
+                raise self._not_attached(CatalogueInvalidated, why, exc) from exc
+
+    def _not_attached(self, error: type[duckdb.Error], why: str, exc: BaseException) -> duckdb.Error:
+        return error(f"the catalogue {self.db_path} {why} and could not be attached again ({exc}); nothing it "
+                     "committed is lost: its next open replays its log")
 
     def _attach_again(self) -> None:
         """The catalogue, found detached, attached (waiting for another statement to let its file
@@ -1021,9 +1170,7 @@ class Store:
             try:
                 self._attach_with_room()
             except (duckdb.Error, AttachStopped) as exc:
-                raise CatalogueDetached(
-                    f"the catalogue {self.db_path} was detached {self._detached} and could not be attached "
-                    f"again ({exc}); nothing it committed is lost: its next open replays its log") from exc
+                raise self._not_attached(CatalogueDetached, f"was detached {self._detached}", exc) from exc
 
     def _attach_with_room(self) -> None:
         """The detached catalogue attached (the attach lock held) with MERGE_MEMORY_LIMIT: the ATTACH
@@ -1051,6 +1198,7 @@ class Store:
         try:
             return write()
         except duckdb.Error as exc:
+            self._note_invalidated(exc)   # (the retry, or the next use, attaches it again first)
             if not _out_of_memory(exc):
                 raise
             log.warning("%s did not fit in %s (%s); trying again with %s", what, MEMORY_LIMIT, exc, MERGE_MEMORY_LIMIT)
@@ -1080,8 +1228,14 @@ class Store:
             except duckdb.OutOfMemoryException as exc:
                 if attempt:
                     log.warning("memory limit left at %s: %s", MERGE_MEMORY_LIMIT, exc)
-                else:
+                    return
+                try:
                     self._con.execute("CHECKPOINT")
+                except duckdb.Error as failed:
+                    self._note_invalidated(failed)
+                    log.warning("memory limit left at %s: %s (and the checkpoint after: %s)", MERGE_MEMORY_LIMIT, exc,
+                                failed)
+                    return
 
     def _merge(self, stage: Stage, portal_id: str, now: datetime, *, mark_deleted: bool,
                rewrite: bool, grace: timedelta, pages: list[dict], run_id: str | None,
@@ -1089,39 +1243,51 @@ class Store:
         with self._write_lock:
             cur = self.cursor()
             staged_files = stage.records_files()
+            stopped = None
             try:
                 # a stop ends the merge's statements at once (a large portal's, every dataset written
                 # again, take 15 s and more): rolled back, the portal keeps its previous catalogue
-                with stoppable_transaction(cur):
-                    # no part: nothing new, changed or re-mapped was staged (an unchanged night)
-                    deleted_groups: dict[str, set[int]] = {}
-                    counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
-                    kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
-                    listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
-                    removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
-                                                      listed)
-                    if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
-                        events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
-                    # the versions this merge superseded: a changed dataset's previous one. A new
-                    # dataset supersedes none (its uid had no row, and a failed run's raw versions
-                    # were pruned as this run began): a portal's first harvest skips the scan of
-                    # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
-                    if counts.get("changed") or counts.get("restamped"):
-                        cur.execute(PRUNE_RAW, {"portal": portal_id})
-                    cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
-                                f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
-                    fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
-                             for p in pages if not p.get("kept")]
-                    if fresh:
-                        cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
-                        cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
-                        cur.unregister("_pages")
+                try:
+                    with stoppable_transaction(cur):
+                        # no part: nothing new, changed or re-mapped was staged (an unchanged night)
+                        deleted_groups: dict[str, set[int]] = {}
+                        counts = _merge_staged(cur, staged_files, now, rewrite, restamped, deleted_groups) if staged_files else {}
+                        earlier = not self._earlier_deletes_read and any(deleted_groups.values())
+                        if earlier:   # (once a harvest: see _row_groups_with_deletes for what it costs)
+                            for table in VACUUMED_TABLES:
+                                deleted_groups.setdefault(table, set()).update(_row_groups_with_deletes(cur, table))
+                        kept = [page_identity(p["page_key"], p["params"]) for p in pages if p.get("kept")]
+                        listed = None if staged_files or _fresh_pages(pages) else _listed_as_stored(stage, kept, stored_pages)
+                        removed, touched = _track_missing(cur, stage, portal_id, now, grace if mark_deleted else None, kept,
+                                                          listed)
+                        if staged_files or touched:   # (else no dataset has an event: nothing staged, none missing or back)
+                            events.record(cur, run_id, portal_id, now, compared=bool(staged_files))
+                        # the versions this merge superseded: a changed dataset's previous one. A new
+                        # dataset supersedes none (its uid had no row, and a failed run's raw versions
+                        # were pruned as this run began): a portal's first harvest skips the scan of
+                        # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
+                        if counts.get("changed") or counts.get("restamped"):
+                            cur.execute(PRUNE_RAW, {"portal": portal_id})
+                        cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
+                                    f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
+                        fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
+                                 for p in pages if not p.get("kept")]
+                        if fresh:
+                            cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
+                            cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
+                            cur.unregister("_pages")
+                except StoppedAfterCommit as stop:   # (as its COMMIT ran: committed, the stop goes on after)
+                    stopped = stop
                 for table, groups in deleted_groups.items():
                     self._deleted_groups.setdefault(table, set()).update(groups)
+                self._earlier_deletes_read |= earlier
             finally:
                 cur.close()
-        return {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
-                "unchanged": counts.get("unchanged", 0) + counts.get("restamped", 0), "removed": removed}
+        counts = {"new": counts.get("new", 0), "changed": counts.get("changed", 0),
+                  "unchanged": counts.get("unchanged", 0) + counts.get("restamped", 0), "removed": removed}
+        if stopped is not None:
+            raise StoppedAfterStoring(counts, "") from stopped   # (commit_portal says what it left)
+        return counts
 
     # -- search ---------------------------------------------------------------------
 

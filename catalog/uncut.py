@@ -88,6 +88,18 @@ def in_statement() -> bool:
     return bool(_running)
 
 
+def _held_to_its_end(stop: BaseException) -> BaseException:
+    stop.held_to_its_end = True
+    return stop
+
+
+def held_to_its_end(stop: BaseException) -> bool:
+    """Whether `stop` came during a call of a Connection and was held until the call returned: that
+    call's statement ran to its end (a COMMIT committed, a CHECKPOINT wrote the log). Not so for a
+    stop raised in Python before the call, or as an interrupted or failed statement returned."""
+    return getattr(stop, "held_to_its_end", False)
+
+
 def hold(stop: BaseException) -> None:
     """Raise `stop` as the main thread's call of a Connection returns instead of inside it
     (DuckDB would drop its statement); an interruptible connection is interrupted first."""
@@ -158,7 +170,7 @@ class Connection:
             with _interrupting:
                 _running.pop()
             if _held and not _running:
-                raise _held.pop()
+                raise _held_to_its_end(_held.pop())
         if result is self._con:   # (execute: for its fetchall)
             return self
         if isinstance(result, type(self._con)):   # (a cursor)

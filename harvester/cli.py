@@ -422,12 +422,12 @@ def wait_options(command):
 def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
     """The catalogue's single-writer lock; another writer → exit 2 with who holds it.
     `pulls_records`: the writer replaces records folders (an export waits for it, or refuses)."""
-    from catalog.lock import CatalogueBusy, WriterLock
+    from catalog.lock import CatalogueBeingWritten, WriterLock
 
     lock = WriterLock(db_path, wait_until=wait.until, pulls_records=pulls_records)
     try:
         lock.acquire()
-    except CatalogueBusy as exc:
+    except CatalogueBeingWritten as exc:
         raise Refused(str(exc)) from None
     except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
         raise _cannot_open(db_path, exc) from None
@@ -1115,7 +1115,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
 
     from catalog.datajson import PortalDefaults, write_data_json
     from catalog.export import ExportRefused, RecordsChanged, export_parquet
-    from catalog.lock import CatalogueBusy
+    from catalog.lock import CatalogueBeingWritten
     from harvester.pipeline import portals_not_in_config
 
     defaults = {}
@@ -1132,7 +1132,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             manifest = export_parquet(db_path, out_dir, opened=opened)
         except ExportRefused as exc:
             raise click.UsageError(str(exc)) from None
-        except CatalogueBusy as exc:   # a records pull started meanwhile
+        except CatalogueBeingWritten as exc:   # a records pull started meanwhile
             raise KeptOut(f"cannot export {db_path} to {out_dir}: {exc}") from None
         except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it
             raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
@@ -1183,7 +1183,7 @@ def _open(opener, db_path: Path):
     """A reader's connection; exit 2 without a catalogue, 1 while another process writes it."""
     import duckdb
 
-    from catalog.lock import CatalogueBusy, file_locked, file_writer
+    from catalog.lock import CatalogueBeingWritten, file_locked, file_writer
     from catalog.versions import CatalogueTooNew
 
     try:
@@ -1192,7 +1192,7 @@ def _open(opener, db_path: Path):
         raise Refused(str(exc)) from None
     except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
         raise _cannot_open(db_path, exc) from None
-    except CatalogueBusy as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull
+    except CatalogueBeingWritten as exc:  # a WAL to replay while a harvest writes (catalog.lock.connect_read_only); export: a records pull
         raise KeptOut(str(exc)) from None
     except duckdb.IOException as exc:
         if not file_locked(exc):

@@ -487,7 +487,7 @@ def test_a_writer_starting_while_an_export_makes_a_slow_copy_current_waits_for_i
         try:
             with lock.WriterLock(seattle, poll_seconds=0.02):
                 waited.append(("took it", time.monotonic()))
-        except lock.CatalogueBusy as exc:
+        except lock.CatalogueBeingWritten as exc:
             waited.append((str(exc), time.monotonic()))
     writer = threading.Thread(target=a_writer_waits)
 

@@ -84,7 +84,7 @@ def test_a_writer_waits_unasked_for_a_brief_holder_only(tmp_path, brief):
     holder is not."""
     import threading
 
-    from catalog.lock import CatalogueBusy
+    from catalog.lock import CatalogueBeingWritten
 
     db = tmp_path / "c.duckdb"
     holder = WriterLock(db, brief=brief, poll_seconds=0.01)
@@ -97,7 +97,7 @@ def test_a_writer_waits_unasked_for_a_brief_holder_only(tmp_path, brief):
             with WriterLock(db, poll_seconds=0.05):
                 assert writer_holding(db, os.getpid()).get("brief") is None
         else:
-            with pytest.raises(CatalogueBusy, match="is being written by process"):
+            with pytest.raises(CatalogueBeingWritten, match="is being written by process"):
                 WriterLock(db).acquire()
     finally:
         releasing.join()
@@ -139,7 +139,7 @@ def test_a_brief_holder_that_shows_no_progress_is_waited_for_a_bounded_time_and_
     import time
 
     from catalog import lock
-    from catalog.lock import CatalogueBusy
+    from catalog.lock import CatalogueBeingWritten
 
     monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
     db = tmp_path / "c.duckdb"
@@ -147,7 +147,7 @@ def test_a_brief_holder_that_shows_no_progress_is_waited_for_a_bounded_time_and_
         time.sleep(0.3)
         holder.progressed()   # (its last step)
         started = time.monotonic()
-        with pytest.raises(CatalogueBusy) as refused:
+        with pytest.raises(CatalogueBeingWritten) as refused:
             WriterLock(db, poll_seconds=0.02).acquire()
         waited = time.monotonic() - started
     assert 0.1 <= waited < 5, waited   # (from its last step as the writer first saw it: not at once, not for ever)

@@ -124,10 +124,10 @@ def test_a_catalogue_with_a_write_ahead_log_is_not_copied(tmp_path, caplog):
 
 def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path, monkeypatch, caplog):
     """A killed writer's WAL that a read-only open cannot replay, while a writer holds the lock
-    to recover it (catalog.lock.connect_read_only raises CatalogueBusy): the copy, said so;
+    to recover it (catalog.lock.connect_read_only raises CatalogueBeingWritten): the copy, said so;
     without a copy, the error as before."""
     import catalog.query as query
-    from catalog.lock import CatalogueBusy
+    from catalog.lock import CatalogueBeingWritten
 
     db = tmp_path / "c.duckdb"
     write_rows(db, 10)
@@ -136,11 +136,11 @@ def test_a_catalogue_being_recovered_by_a_writer_is_read_from_the_copy(tmp_path,
 
     def being_recovered(path, config=None):   # (the copy opens: it has no WAL)
         if Path(path) == db:
-            raise CatalogueBusy(f"{path}: its last write was cut short and a harvest is writing it now")
+            raise CatalogueBeingWritten(f"{path}: its last write was cut short and a harvest is writing it now")
         return connect_read_only(path, config)
 
     monkeypatch.setattr(query, "connect_read_only", being_recovered)
-    with pytest.raises(CatalogueBusy, match="cut short"):
+    with pytest.raises(CatalogueBeingWritten, match="cut short"):
         query.read_only_connection(db)
     publish(db)
     (tmp_path / "c.duckdb.wal").write_bytes(b"the killed writer's commits")   # (a current copy is read at once)

@@ -1260,13 +1260,31 @@ def test_a_stop_ends_the_wait_for_another_cursors_transaction_and_nothing_is_det
     assert rows(store, "SELECT count(*) FROM harvest_runs WHERE run_id = 'r'") == [(1,)]
 
 
-def test_a_re_attach_waits_for_another_cursors_transaction_to_end(store):
+@pytest.mark.parametrize("begun_by", ["statements", "calls"])
+def test_a_re_attach_waits_for_another_cursors_transaction_to_end(store, monkeypatch, begun_by):
     """A transaction of another store cursor (record_pull's) runs whole on the catalogue it began
-    on: the re-attach waits for its COMMIT (before, its statements after the DETACH failed)."""
+    on: the re-attach waits for its COMMIT (before, its statements after the DETACH failed). So too
+    for one begun and committed by the cursor's calls, begin() and commit(), which the gate did not
+    see: its statement after the DETACH failed (its attach waited for the transaction's file)."""
+    import catalog.store as store_module
+
     store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 30.0)
     reader = store.cursor()
-    reader.execute("BEGIN TRANSACTION")
+    reader.execute("BEGIN TRANSACTION") if begun_by == "statements" else reader.begin()
     assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    waiting, reattached = _reattach_in_a_thread(store)
+    assert not reattached.wait(0.3)
+    reader.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
+    reader.execute("COMMIT") if begun_by == "statements" else reader.commit()
+    waiting.join(60)
+    assert reattached.is_set()
+    assert reader.execute("SELECT count(*) FROM harvest_runs WHERE run_id = 'r'").fetchone() == (1,)   # (attached again)
+    reader.close()
+
+
+def _reattach_in_a_thread(store):
+    """Store._reattach (the write lock held) started in a thread of its own: (the thread, done)."""
     reattached = threading.Event()
 
     def reattach():
@@ -1276,13 +1294,7 @@ def test_a_re_attach_waits_for_another_cursors_transaction_to_end(store):
 
     waiting = threading.Thread(target=reattach)
     waiting.start()
-    assert not reattached.wait(0.3)
-    reader.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
-    reader.execute("COMMIT")
-    waiting.join(60)
-    assert reattached.is_set()
-    assert reader.execute("SELECT count(*) FROM harvest_runs WHERE run_id = 'r'").fetchone() == (1,)   # (attached again)
-    reader.close()
+    return waiting, reattached
 
 
 def test_a_rebuild_keeps_each_portals_rows_together_so_that_a_merge_touches_few_row_groups(store, monkeypatch):
@@ -1315,3 +1327,363 @@ def test_a_rebuild_keeps_each_portals_rows_together_so_that_a_merge_touches_few_
     spread = dict(rows(store, f"""SELECT split_part(dataset_uid, ':', 1), count(DISTINCT rowid // {ROW_GROUP_ROWS})
                                   FROM columns GROUP BY ALL"""))
     assert max(spread.values()) <= 6, spread   # (5 a portal, and a row group two portals share)
+
+
+def test_the_row_groups_earlier_harvests_left_with_deletes_count_towards_the_rebuild(tmp_path, monkeypatch):
+    """The row groups of distributions and columns holding deletes were counted by the process
+    alone: a harvest whose merges deleted less than VACUUM_BYTES, or one stopped before its rebuild,
+    left them uncounted by the next, and a catalogue harvested (or stopped) often was never
+    rebuilt. The first merge that deletes reads those earlier harvests left from DuckDB's storage."""
+    import catalog.store as store_module
+    from catalog.store import ROW_GROUP_DELETES_BYTES, ROW_GROUP_ROWS
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(200)]
+    night1 = [record(f"d{i:05d}", columns=columns) for i in range(3_000)]   # (600,000 columns: 37 row groups)
+    seen = [r["uid"] for r in night1]
+    first = Store(tmp_path / "c.duckdb")
+    first.commit_portal(stage_of(first, night1), "city", T0, mark_deleted=True)
+    changed = [record(f"d{i:05d}", title="Permits, corrected", columns=columns) for i in range(0, 3_000, 500)]
+    first.commit_portal(stage_of(first, changed, seen_extra=seen), "city", T0 + timedelta(days=1), mark_deleted=True)
+    left = {table: set(groups) for table, groups in first._deleted_groups.items()}
+    assert len(left["columns"]) >= 2, left
+    first.close()   # (the harvest ends: a stop, or its merges deleted less than VACUUM_BYTES)
+
+    second = Store(tmp_path / "c.duckdb")
+    try:
+        untouched = second.con.execute(
+            f"SELECT dataset_uid FROM columns WHERE NOT list_contains($left, rowid // {ROW_GROUP_ROWS}) "
+            "ORDER BY dataset_uid LIMIT 1", {"left": sorted(left["columns"])}).fetchone()[0]
+        expected = rows(second, "SELECT dataset_uid, position, name FROM columns ORDER BY ALL")
+        # (more than the second harvest's own merge deletes from, at most what both did)
+        monkeypatch.setattr(store_module, "VACUUM_BYTES", ROW_GROUP_DELETES_BYTES * (sum(map(len, left.values())) + 1))
+        source_id = untouched.split(":", 1)[1]
+        counts = second.commit_portal(stage_of(second, [record(source_id, title="Permits, corrected again",
+                                                               columns=columns)], seen_extra=seen),
+                                      "city", T0 + timedelta(days=2), mark_deleted=True)
+        assert counts["changed"] == 1
+        assert second.deletes_held() == 0, second._deleted_groups   # (rebuilt: the first harvest's groups counted)
+        assert rows(second, "SELECT dataset_uid, position, name FROM columns ORDER BY ALL") == expected
+        from catalog.store import _row_groups_with_deletes
+        cur = second.cursor()
+        try:
+            assert {table: _row_groups_with_deletes(cur, table) for table in left} == {"distributions": set(),
+                                                                                     "columns": set()}
+        finally:
+            cur.close()
+    finally:
+        second.close()
+
+
+def test_the_row_groups_with_deletes_read_from_storage_are_those_the_merges_counted(store):
+    """What _row_groups_with_deletes reads from DuckDB's storage is what the merges counted (the
+    same numbering), and rows a transaction inserted are not taken for deleted ones."""
+    from catalog.store import _row_groups_with_deletes
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(50)]
+    night1 = [record(f"d{i:05d}", columns=columns) for i in range(2_000)]   # (100,000 columns: 7 row groups)
+    store.commit_portal(stage_of(store, night1), "city", T0, mark_deleted=True)
+    cur = store.cursor()
+    try:
+        assert _row_groups_with_deletes(cur, "columns") == set()
+        changed = [record(f"d{i:05d}", title="Permits, corrected", columns=columns) for i in (0, 1_999)]
+        store.commit_portal(stage_of(store, changed, seen_extra=[r["uid"] for r in night1]), "city",
+                            T0 + timedelta(days=1), mark_deleted=True)
+        assert _row_groups_with_deletes(cur, "columns") == store._deleted_groups["columns"] != set()
+        assert _row_groups_with_deletes(cur, "distributions") == store._deleted_groups["distributions"] == {0}
+        cur.execute("BEGIN TRANSACTION")
+        cur.execute("INSERT INTO columns (dataset_uid, position, name, type) SELECT 'city:x', range, 'x', 'text' FROM range(20000)")
+        assert _row_groups_with_deletes(cur, "columns") == store._deleted_groups["columns"]
+        cur.execute("ROLLBACK")
+    finally:
+        cur.close()
+
+
+class _StopHeldThrough:
+    """A DuckDB connection (a cursor's, or the store's own) on which a stop (Ctrl-C, SIGTERM) comes
+    during the first statement that starts with `statement` and is held until it returns, as
+    catalog.uncut holds one through every statement it does not interrupt (a COMMIT, a CHECKPOINT)."""
+
+    def __init__(self, con, statement: str):
+        self._con, self._statement, self.held = con, statement, False
+
+    def execute(self, sql, *args, **kwargs):
+        from catalog import uncut
+
+        result = self._con.execute(sql, *args, **kwargs)
+        if not self.held and sql.lstrip().upper().startswith(self._statement):
+            self.held = True
+            uncut.hold(KeyboardInterrupt())
+        return self if result is self._con else result
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+@pytest.mark.parametrize("during", ["the merge's COMMIT", "the rebuild's COMMIT", "the checkpoint"])
+def test_a_stop_held_through_a_commit_or_checkpoint_says_that_step_was_done(store, monkeypatch, during):
+    """A stop that came during a COMMIT or a CHECKPOINT (never interrupted: held until it returns)
+    was said to have left that step undone: the merge's ('before this portal was stored; its previous
+    catalogue is kept', the portal stored), the rebuild's of distributions ('the rebuild of
+    distributions and columns was not done'), the checkpoint's ('was not done', the log written).
+    What it says now is what happened."""
+    import catalog.store as store_module
+    from catalog.store import StoppedAfterStoring
+
+    columns = [{"position": i, "name": f"Column {i}", "field_name": f"column_{i}", "type": "text",
+                "source_type": "Text", "description": None} for i in range(20)]
+    night1 = [record(f"d{i:04d}", columns=columns) for i in range(500)]
+    store.commit_portal(stage_of(store, night1), "city", T0, mark_deleted=True)
+    store.checkpoint("the test's checkpoint")
+    stopped_in = {"the merge's COMMIT": "_merge", "the rebuild's COMMIT": "vacuum", "the checkpoint": "checkpoint"}[during]
+    if during == "the rebuild's COMMIT":
+        monkeypatch.setattr(store_module, "VACUUM_BYTES", 1)
+    if during == "the checkpoint":
+        monkeypatch.setattr(store_module, "CHECKPOINT_WAL_BYTES", 1)
+    cursor, method, held = store.cursor, getattr(store, stopped_in), []
+
+    def holding_cursor():   # (the merge's and the rebuild's transaction: on a cursor of their own)
+        cur = cursor()
+        if not held:
+            cur._con = _StopHeldThrough(cur._con, "COMMIT")
+            held.append(cur._con)
+        return cur
+
+    def stopped_during(*args, **kwargs):
+        if held:   # (once)
+            return method(*args, **kwargs)
+        if during == "the checkpoint":   # (on the store's connection)
+            raw = store._con._con
+            store._con._con = _StopHeldThrough(raw, "CHECKPOINT")
+            held.append(store._con._con)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                store._con._con = raw
+        monkeypatch.setattr(store, "cursor", holding_cursor)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            monkeypatch.setattr(store, "cursor", cursor)
+
+    monkeypatch.setattr(store, stopped_in, stopped_during)
+    changed = [record(f"d{i:04d}", title="Permits, corrected", columns=columns) for i in range(0, 500, 50)]
+    with pytest.raises(StoppedAfterStoring) as stopped:
+        store.commit_portal(stage_of(store, changed, seen_extra=[r["uid"] for r in night1]), "city",
+                            T0 + timedelta(days=1), mark_deleted=True)
+    assert held and held[0].held, "no stop was held"
+    assert stopped.value.counts["changed"] == 10
+    assert rows(store, "SELECT count(*) FROM datasets WHERE title = 'Permits, corrected'") == [(10,)]
+    if during == "the merge's COMMIT":
+        assert stopped.value.left == "nothing was left undone (its merge's COMMIT finished before the stop took effect)"
+    elif during == "the rebuild's COMMIT":   # (distributions rebuilt; columns, after it, not begun)
+        assert stopped.value.left.startswith("the rebuild of columns that frees the memory"), stopped.value.left
+        assert stopped.value.left.endswith("(the rebuild of distributions finished before the stop took effect)")
+        assert set(store._deleted_groups) == {"columns"}
+    else:
+        assert store.wal_bytes() == 0
+        assert stopped.value.left == ("nothing was left undone (the checkpoint after its merge finished before the "
+                                      "stop took effect)")
+    store.commit_portal(stage_of(store, [record("e0001")], seen_extra=[r["uid"] for r in night1]), "city",
+                        T0 + timedelta(days=2), mark_deleted=False)   # (the store goes on)
+    assert rows(store, "SELECT count(*) FROM datasets") == [(501,)]
+
+
+@pytest.mark.parametrize("reader", ["df", "fetch_arrow_table", "arrow", "fetchnumpy", "pl"])
+def test_a_store_cursors_result_read_other_than_as_rows_is_refused_at_once(store, reader):
+    """A store cursor reads a statement's rows whole as it runs (so that no result left open holds
+    the catalogue's file): .df(), .fetch_arrow_table() and the like then met DuckDB's 'no open
+    result set'. They are refused at once, naming what to use; the cursor goes on."""
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True)
+    cur = store.cursor()
+    try:
+        cur.execute("SELECT uid FROM datasets ORDER BY uid")
+        with pytest.raises(StoreCursorMisuse, match=rf"^{reader}\(\) on a store cursor: .* fetchall\(\)"):
+            getattr(cur, reader)()
+        assert cur.fetchall() == [("city:a",), ("city:b",)]
+        assert store._gate._shared == 0
+    finally:
+        cur.close()
+
+
+def test_a_relation_from_a_store_cursor_is_refused_at_once(store):
+    """A relation (cursor.sql('SELECT ...')) runs its query when it is read, outside the store's
+    gate, where it could meet the catalogue detached for a re-attach: refused at once."""
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    cur = store.cursor()
+    try:
+        with pytest.raises(StoreCursorMisuse, match=r"^sql\(\) on a store cursor gave a relation"):
+            cur.sql("SELECT uid FROM datasets")
+        cur.sql("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) VALUES ('r', 'city', now(), 'ok')")
+        assert cur.execute("SELECT count(*) FROM harvest_runs").fetchone() == (1,)
+    finally:
+        cur.close()
+
+
+def test_a_second_store_cursor_in_a_thread_inside_a_transaction_is_refused_at_once(store, monkeypatch):
+    """A thread inside a store cursor's transaction that used a second store cursor waited, once a
+    checkpoint or a re-attach wanted the gate (it waits for that transaction), REATTACH_WAIT_SECONDS
+    (600 s), the transaction held up meanwhile. The second cursor's statement is refused at once,
+    naming the misuse, whether or not anything waits, and so is a checkpoint asked in that thread;
+    the transaction goes on and commits, and the re-attach then runs."""
+    import catalog.store as store_module
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 30.0)
+    first, second = store.cursor(), store.cursor()
+    begun = threading.Event()
+    outcomes: list = []
+
+    def in_a_transaction():   # (a records pull's thread, say)
+        try:
+            first.execute("BEGIN TRANSACTION")
+            try:
+                second.execute("SELECT count(*) FROM datasets")   # (nothing waits for the gate yet)
+            except BaseException as exc:
+                outcomes.append(exc)
+            try:
+                store.checkpoint("the test's checkpoint")
+            except BaseException as exc:
+                outcomes.append(exc)
+            begun.set()
+            while not store._gate._wanted:   # (the re-attach waits for the transaction)
+                time.sleep(0.001)
+            try:
+                second.execute("SELECT count(*) FROM datasets")
+            except BaseException as exc:
+                outcomes.append(exc)
+            first.execute("INSERT INTO harvest_runs (run_id, portal_id, started_at, status) "
+                          "VALUES ('r', 'city', now(), 'ok')")
+            first.execute("COMMIT")
+        except BaseException as exc:
+            outcomes.append(exc)
+            begun.set()
+
+    transaction = threading.Thread(target=in_a_transaction)
+    try:
+        transaction.start()
+        assert begun.wait(60)
+        waiting, reattached = _reattach_in_a_thread(store)
+        transaction.join(60)
+        assert not transaction.is_alive(), "the second cursor's statement waited for the re-attach"
+        assert [type(exc) for exc in outcomes] == [StoreCursorMisuse] * 3, outcomes
+        assert "inside another store cursor's transaction" in str(outcomes[0]) == str(outcomes[2])
+        assert "end the transaction first" in str(outcomes[1])
+        waiting.join(60)
+        assert reattached.is_set()
+        assert second.execute("SELECT count(*) FROM harvest_runs WHERE run_id = 'r'").fetchone() == (1,)
+    finally:
+        first.close()
+        second.close()
+
+
+
+def test_a_catalogue_invalidated_where_no_gate_was_held_is_attached_again_or_refused_naming_why(tmp_path, monkeypatch):
+    """A CHECKPOINT that fails invalidates the catalogue: DuckDB refuses every statement on it until it
+    is detached and attached again. checkpoint() does so (its gate held throughout), but a checkpoint
+    run elsewhere (_restore_memory_limit's, DuckDB's own after a COMMIT) left it invalidated unseen:
+    a retry with more memory ran on it and failed, and so did every statement after it, the run's
+    and the next portals'. Now any write that meets it notes it: the retry, and every later use,
+    attach it again first, waiting for the store's other cursors (here a transaction outlasting
+    REATTACH_WAIT_SECONDS) or failing with CatalogueInvalidated naming the checkpoint's error and
+    why; once that transaction ends the store goes on, nothing lost, and the next open is whole."""
+    import catalog.store as store_module
+    from catalog.store import CatalogueInvalidated
+
+    store = Store(tmp_path / "c.duckdb")
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200)
+                                         for i in range(3_000)]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 1.0)
+    reader = store.cursor()   # (a records pull's, in its portal's thread)
+    begun, release, seen = threading.Event(), threading.Event(), []
+
+    def a_transaction():
+        try:
+            reader.execute("BEGIN TRANSACTION")
+            seen.append(reader.execute("SELECT count(*) FROM datasets").fetchone()[0])
+            begun.set()
+            release.wait(60)
+            try:
+                reader.execute("SELECT count(*) FROM datasets")
+            except duckdb.Error as exc:   # (invalidated under it: its statements fail, as any would)
+                seen.append(type(exc).__name__)
+            rollback(reader)   # (refused on the invalidated catalogue too: nothing to roll back)
+        except BaseException as exc:
+            seen.append(exc)
+        finally:
+            begun.set()
+
+    transaction = threading.Thread(target=a_transaction)
+    transaction.start()
+    try:
+        assert begun.wait(60) and seen == [3_000], seen
+        limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
+        small = store_module.MEMORY_LIMIT
+        monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
+        with pytest.raises(CatalogueInvalidated) as refused:   # (its retry, after more memory)
+            store._with_room("a write whose checkpoint fails", lambda: store.con.execute("CHECKPOINT"))
+        message = str(refused.value)
+        assert message.startswith(f"the catalogue {store.db_path} was invalidated by a checkpoint that failed (")
+        assert "used the catalogue for 1 s: it was not detached and attached again" in message
+        assert message.endswith("nothing it committed is lost: its next open replays its log")
+        monkeypatch.setattr(store_module, "MEMORY_LIMIT", small)
+        with pytest.raises(CatalogueInvalidated):   # (the next use: the transaction still open)
+            store.con.execute("SELECT count(*) FROM datasets")
+        release.set()
+        transaction.join(60)
+        assert seen[1:] == ["IOException"], seen
+        assert rows(store, "SELECT count(*) FROM datasets") == [(3_000,)]   # (attached again by this use)
+        assert reader.execute("SELECT count(*) FROM datasets").fetchone() == (3_000,)
+        store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1), mark_deleted=False)
+    finally:
+        release.set()
+        transaction.join(60)
+        reader.close()
+        store.close()
+    reopened = Store(tmp_path / "c.duckdb")
+    try:
+        assert rows(reopened, "SELECT count(*) FROM datasets") == [(3_001,)]
+    finally:
+        reopened.close()
+
+
+def test_a_checkpoint_kept_waiting_by_another_cursors_transaction_says_it_was_not_checkpointed(store, monkeypatch,
+                                                                                               caplog):
+    """A checkpoint waits for the store's other cursors' transactions (_Gate), REATTACH_WAIT_SECONDS at
+    most: then nothing is done, the log kept. Its warning said 'it was not attached again' (the
+    re-attach's words), under a class named as catalog.lock's (another process writing): it says
+    the catalogue was not checkpointed, OtherCursorsKeptTheCatalogue."""
+    import catalog.store as store_module
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 1.0)
+    logged = store.wal_bytes()
+    reader, begun, release = store.cursor(), threading.Event(), threading.Event()
+
+    def a_transaction():
+        reader.execute("BEGIN TRANSACTION")
+        reader.execute("SELECT count(*) FROM datasets")
+        begun.set()
+        release.wait(60)
+        reader.execute("COMMIT")
+
+    transaction = threading.Thread(target=a_transaction)
+    transaction.start()
+    try:
+        assert begun.wait(60)
+        with caplog.at_level("WARNING", logger="civicat.store"):
+            assert not store.checkpoint("the checkpoint after its merge")
+    finally:
+        release.set()
+        transaction.join(60)
+        reader.close()
+    assert ("the checkpoint after its merge failed (statements of the store's other cursors (a records pull's, say) "
+            "used the catalogue for 1 s: it was not checkpointed): the log is kept") in caplog.text
+    assert [r.exc_info for r in caplog.records] == [None] and store.wal_bytes() == logged > 0
+    assert store.checkpoint("the checkpoint after its merge") and store.wal_bytes() == 0
