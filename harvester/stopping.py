@@ -38,6 +38,11 @@ _received: list[int] = []
 _cancellers: list[Callable[[], None]] = []
 _counted_stop = threading.Event()   # the counting thread saw a stop signal (the handler may not have run yet)
 _counted: list[int] = []   # the stop signals the counting thread saw, in order (read before the handler has run)
+# the first stop's cancels and interrupt, by the main thread's handler or the counting thread,
+# whichever takes it first: the counting thread, late under load, once interrupted the statement
+# the main thread ran after the handler had already stopped it (the stop's own bookkeeping)
+_first_stop = threading.Lock()
+_handled: list[int] = []   # the main thread's handler has run (the stop is raised or held there)
 
 
 log = logging.getLogger("civicat")
@@ -47,6 +52,8 @@ def _stop(signum, frame):
     _received.append(signum)
     said = _signal_name(signum)
     if len(_received) == 1:
+        with _first_stop:   # (held by the counting thread only for its cancels: never by this thread)
+            _handled.append(signum)
         for cancel in list(_cancellers):
             cancel()
         if uncut.in_statement():   # (raised as DuckDB's call returns: not inside it, see catalog.uncut)
@@ -88,9 +95,11 @@ def _count_stop_signals(pipe: int) -> None:
             # under load): meanwhile the run's requests are cancelled and its statement interrupted
             # from here, or page threads read ahead went on asking (17 pages where 4 were in flight)
             _counted_stop.set()
-            for cancel in list(_cancellers):
-                cancel()
-            uncut.interrupt_running()
+            with _first_stop:
+                if not _handled:   # (else the main thread is past the statement it was in: leave its next alone)
+                    for cancel in list(_cancellers):
+                        cancel()
+                    uncut.interrupt_running()
     time.sleep(HANDLER_GRACE_SECONDS)
     _quit(_signal_name(counted[2]), stopped_exit_code(counted))
 
