@@ -192,24 +192,6 @@ def test_entries_of_a_page_the_catalogue_holds_are_not_even_hashed(store, http, 
     assert store.settled_pages("city") != pages and len(store.settled_pages("city")) == 4
 
 
-def test_pages_answered_200_with_the_very_bodies_stored_are_not_parsed(store, http, socrata, monkeypatch):
-    """A portal sending a new ETag for the same bytes (or none): each page comes whole, and a page
-    whose body is the one the catalogue holds (its digest) is known as a 304's is: not parsed, none
-    of its entries checked. A page that changed is read."""
-    socrata.validators = "changing"
-    listed = []
-    add = mapping.Mapper.add
-    monkeypatch.setattr(mapping.Mapper, "add", lambda self, *args: listed.append(1) or add(self, *args))
-    assert harvest([socrata.config], store, http).ok and len(listed) == 350
-    listed.clear()
-    report = harvest([socrata.config], store, http).portals[0]
-    assert (report.unchanged, report.not_modified, listed) == (350, 0, [])
-    socrata.entries[120]["resource"]["name"] = "Renamed dataset"   # on the second page
-    socrata.entries = list(socrata.entries)
-    report = harvest([socrata.config], store, http).portals[0]
-    assert (report.changed, report.unchanged, len(listed)) == (1, 349, 100)
-
-
 def test_a_city_renamed_in_the_config_remaps_every_dataset_once(store, http, socrata):
     harvest([socrata.config], store, http)
     renamed = portal_config("city", "socrata", socrata.url, domain=DOMAIN, city="Renamed City")
