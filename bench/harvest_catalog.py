@@ -48,7 +48,21 @@ if __name__ == "__main__":
     from harvester.mapping import WorkerPool
     from harvester.pipeline import harvest
     url, db = sys.argv[1:3]
-    portal = PortalConfig(id="bench", city="Bench City", kind="socrata", url=url, domain="%s")
+    # (BENCH_KIND: bench.incremental's data.json and Hub nights; socrata by default)
+    portal = PortalConfig(id="bench", city="Bench City", kind=os.environ.get("BENCH_KIND", "socrata"), url=url,
+                          domain="%s")
+    # what the night read entry by entry: the entries the listing handed out (each a source id and
+    # a check), and the raw hashes this process took (a batch mapped in a worker hashes there too)
+    import harvester.mapping as mapping
+    checked = {"entries": 0, "hashed": 0}
+    add, raw_hash = mapping.Mapper.add, mapping.raw_hash
+    def counted_add(self, *args, **kwargs):
+        checked["entries"] += 1
+        return add(self, *args, **kwargs)
+    def counted_hash(*args, **kwargs):
+        checked["hashed"] += 1
+        return raw_hash(*args, **kwargs)
+    mapping.Mapper.add, mapping.raw_hash = counted_add, counted_hash
     def cpu_seconds():  # the workers are counted once they have been joined
         own = psutil.Process().cpu_times()
         return own.user + own.system + own.children_user + own.children_system
@@ -103,6 +117,7 @@ if __name__ == "__main__":
     print(json.dumps({**p, "portal_seconds": p["seconds"], "seconds": seconds, "cpu_seconds": cpu_seconds(),
                       "search_seconds": search_seconds, "search_cpu_seconds": search_cpu, "phases": phases,
                       "open_seconds": open_seconds, "process_seconds": process_seconds, "listing_cpu": listing,
+                      "checked": checked, "written_bytes": psutil.Process().io_counters().write_bytes,
                       **memory.figures()}))
 """ % DOMAIN
 

@@ -6,6 +6,8 @@ and not the server sharing its interpreter.
     python -m bench.serve soda-wide 20000x1000x16   # one dataset of rows x distinct texts (bench.records_memory)
     python -m bench.serve nightly 300x300000    # portals x datasets of every kind (bench.fleet), one port
                                                 # each; prints them as a JSON line; commands on stdin
+    python -m bench.serve data.json 50000:none  # one data.json (or `hub`: a Hub feed and its layers),
+                                                # its validators stable, none or changing
 """
 from __future__ import annotations
 
@@ -223,10 +225,38 @@ def serve_fleet(spec: str) -> None:
         thread.join()
 
 
+def serve_data_json(kind: str, spec: str) -> None:
+    """One data.json document (`data.json`) or ArcGIS Hub site (`hub`: its feed, and the
+    FeatureServer layers its feed names, on the same port) of `DATASETS[:VALIDATORS]` datasets,
+    VALIDATORS as LocalPortal.validators says (stable, none, changing); prints the URL the
+    config names, serves until stdin closes. The document is serialised once (its gzip is made
+    at every answer: a 79 MB body at level 1, the server's CPU, not the harvest's)."""
+    import json
+    from bench.fleet import HubPortal
+    from tests.portals.base import RawBody
+    from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    count, _, validators = spec.partition(":")
+    portal = HubPortal({}, path=HUB_FEED_PATH) if kind == "hub" else DataJsonPortal({})
+    portal.validators = validators or "stable"
+    server = serve_keep_alive(portal._wsgi)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    document = make_data_json(int(count), services_url=f"http://{host}/services/rest")
+    portal.document = RawBody(json.dumps(document).encode(), "application/json")
+    del document
+    print(f"http://{host}" + ("" if kind == "hub" else "/data.json"), flush=True)
+    sys.stdin.read()
+    server.shutdown()
+
+
 def main() -> None:
     kind, count = sys.argv[1], (int(sys.argv[2]) if sys.argv[2].isdigit() else 0)
     if kind == "nightly":
         serve_fleet(sys.argv[2])
+        return
+    if kind in ("data.json", "hub"):
+        serve_data_json(kind, sys.argv[2])
         return
     if kind == "socrata":
         portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)

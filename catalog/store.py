@@ -916,6 +916,18 @@ class Store:
         return {uid: details for uid, details in stored.items()
                 if details and json.loads(details).get("lookup_failed", {}).get("error_type") in error_types}
 
+    def refused_lookups(self, portal_id: str, error_types: tuple[str, ...]) -> set[str]:
+        """The source ids a `fetch` error of `error_types` was ever reported for in the portal: every
+        dataset whose stored details record a lookup refused for good (`lookup_failed`, added only
+        on the night such an error is reported) is among them. One scan of the error rows, no
+        details read (harvester.mapping.Mapper: a Hub entry on a page held as it is, its lookup not
+        due, is its stored version unless it is one of these)."""
+        with self._write_lock:
+            return {row[0] for row in self.con.execute(
+                """SELECT DISTINCT source_id FROM harvest_errors WHERE portal_id = $portal AND stage = 'fetch'
+                   AND list_contains($types, error_type) AND source_id IS NOT NULL""",
+                {"portal": portal_id, "types": list(error_types)}).fetchall()}
+
     @contextmanager
     def remembered(self, portal_ids: list[str]) -> Iterator[None]:
         """What each portal's harvest reads before it starts, read for all of `portal_ids` in two

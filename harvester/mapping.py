@@ -315,6 +315,7 @@ class Mapper:
                  stored_details: Callable[[list[str]], dict[str, str | None]] | None = None,
                  failed_lookups: Callable[[], dict[str, str]] | None = None,
                  lookups_since: Callable[[], tuple[datetime | None, set[str]]] | None = None,
+                 refused_lookups: Callable[[], set[str]] | None = None,
                  now: datetime | None = None, rewrite: bool = False):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
         # `harvest --full`: every entry is mapped and staged again, `known` read only to tell a
@@ -325,6 +326,9 @@ class Mapper:
         # asked on the first entry whose lookup may be kept), and this run's start; without them
         # every lookup is asked
         self._lookups_since, self._since_read, self.now = lookups_since, False, now
+        # source ids whose stored details may record a lookup refused for good (Store.refused_lookups),
+        # asked for on the first entry whose kept lookup is taken as stored (_kept_as_stored)
+        self._refused_lookups = refused_lookups
         # uid -> the stored details of datasets whose stored version's lookup failed for good
         # within LOOKUP_ASKED_AGAIN_DAYS (Store.failed_lookups), asked for on the first entry
         # read: such an entry listed as stored is not looked up again
@@ -441,6 +445,9 @@ class Mapper:
             self._unchanged_unasked(page_digest)
             return
         if stored is not None and self._lookup_may_be_kept(source_id):
+            if self._kept_as_stored(source_id, page_digest):
+                self._unchanged_unasked(page_digest)
+                return
             # (as stored? its stored details say, asked for a batch of such entries at once)
             self.lookups_kept.append((held_entry(entry), source_id, page_digest, stored))
             if len(self.lookups_kept) >= LOOKUPS_FAILED_BATCH:
@@ -493,6 +500,19 @@ class Mapper:
             (self._since, self._failed_since), self._since_read = self._lookups_since(), True
         return source_id not in self._failed_since and \
             not lookup_due(f"{self.portal.id}:{source_id}", self._since, self.now, days)
+
+    def _kept_as_stored(self, source_id: str, page_digest: str | None) -> bool:
+        """An entry whose lookup is kept tonight, listed on a page the catalogue holds as it is
+        (settled_pages: its body's digest, under this mapping; every entry on it is stored with
+        it, with what its lookup gave or kept), is its stored version, its stored details unread
+        and nothing hashed: an unchanged Hub feed (a 304, or the same bytes) costs its parse and
+        the lookups due tonight. Not one whose stored details may record a lookup refused for
+        good (refused_lookups): once its week is over, it is asked (_add_lookups_kept)."""
+        if page_digest is None or self._refused_lookups is None or self.page_key(page_digest) not in self.settled_pages:
+            return False
+        if callable(self._refused_lookups):
+            self._refused_lookups = self._refused_lookups()
+        return source_id not in self._refused_lookups
 
     def _add_lookups_kept(self) -> None:
         """The entries whose lookups are not due: one that hashes with its stored version's

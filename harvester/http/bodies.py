@@ -29,11 +29,13 @@ HEAD_OF_OVERSIZED = 64 * 1024
 
 
 def _read_capped(response: requests.Response, cap: int, url: str, started: float, timeout: float,
-                 truncate: bool = False, decode: bool = True, spool_from: int | None = None) -> "bytes | _SpooledBody":
+                 truncate: bool = False, decode: bool = True, spool_from: int | None = None,
+                 hashed: bool = False) -> "bytes | _SpooledBody":
     """The body, up to `cap` bytes; `decode=False`: as it came, still content-encoded. Gathered
     in a BytesIO, whose value is its buffer (not a copy): a list of chunks joined at the end
-    held a large body twice over; from `spool_from` bytes on, in a temporary file (_BodySink)."""
-    gathered = _BodySink(spool_from)
+    held a large body twice over; from `spool_from` bytes on, in a temporary file (_BodySink),
+    hashed as it is written with `hashed`."""
+    gathered = _BodySink(spool_from, spool_hashed=hashed)
     size = 0
     try:
         for chunk in _decoded_chunks(response, 256 * 1024) if decode else _encoded_chunks(response, 256 * 1024):
@@ -96,7 +98,7 @@ def _encoded_chunks(response: requests.Response, size: int) -> Iterator[bytes]:
 
 
 def _gunzip_capped(encoded: "bytes | Iterable[bytes]", cap: int, url: str, status: int,
-                   spool_from: int | None = None) -> tuple["bytes | _SpooledBody", bool]:
+                   spool_from: int | None = None, hashed: bool = False) -> tuple["bytes | _SpooledBody", bool]:
     """A gzip-encoded body decoded as urllib3 decodes it (members one after another; what
     follows a first whole member and is not gzip is dropped; a stream cut short gives what
     it holds), never more than `cap` bytes (a gzip bomb). Also whether `encoded` was nothing
@@ -104,8 +106,9 @@ def _gunzip_capped(encoded: "bytes | Iterable[bytes]", cap: int, url: str, statu
     time (GZIP_PIECE_BYTES in, and out of each): decoded in one call, the body was held twice,
     the bytes decoded and their copy gathered (a 33 MB data.json peaked at 2.5 times its size).
     From `spool_from` bytes on, the body is decoded into a temporary file (_BodySink). `encoded`
-    may also be given in pieces as they are read (the validator cache's stored gzip)."""
-    pieces = _BodySink(spool_from)   # (a BytesIO whose value is its buffer: joined pieces held the body twice)
+    may also be given in pieces as they are read (the validator cache's stored gzip). `hashed`: a
+    body spooled is hashed as it is written (_SpooledBody.sha256)."""
+    pieces = _BodySink(spool_from, spool_hashed=hashed)   # (a BytesIO whose value is its buffer: joined pieces held the body twice)
     try:
         return _gunzip_into(pieces, encoded, cap, url, status)
     except BaseException:
@@ -254,10 +257,12 @@ class _SpooledBody:
     the request that read it, unless Entries read from it (`kept`): then by them (close),
     and in any case once it is garbage."""
 
-    def __init__(self) -> None:
+    def __init__(self, hashed: bool = False) -> None:
         # unbuffered: what a write that failed (the disk full) left in the file is what it said it wrote
         self.file = tempfile.TemporaryFile(prefix="civicat-body-", buffering=0)
         self.size = 0
+        # `hashed`: its sha256 taken as it is written (a page's digest without reading the file again)
+        self._digest = hashlib.sha256() if hashed else None
         self.kept = False
         self._close = weakref.finalize(self, self.file.close)
 
@@ -266,6 +271,8 @@ class _SpooledBody:
         while view:   # (a raw file may take part of it: the disk filling)
             written = self.file.write(view)
             self.size += written
+            if self._digest is not None:
+                self._digest.update(view[:written])
             view = view[written:]
 
     def __len__(self) -> int:
@@ -297,6 +304,8 @@ class _SpooledBody:
             yield self[start:start + size]
 
     def sha256(self) -> str:
+        if self._digest is not None:
+            return self._digest.hexdigest()
         digest = hashlib.sha256()
         for piece in self.pieces():
             digest.update(piece)
@@ -341,12 +350,14 @@ def _parsing(body) -> Iterator[None]:
 class _BodySink:
     """Where a body is gathered as it arrives: a BytesIO (its value is its buffer, not a copy)
     up to `spool_from` bytes (None: no bound), then a _SpooledBody, what came before copied in.
-    `hashed`: its sha256 taken as it is written (`digest`)."""
+    `hashed`: its sha256 taken as it is written (`digest`); `spool_hashed`: a body spooled takes
+    its own as it is written (_SpooledBody.sha256), one held in memory none."""
 
-    def __init__(self, spool_from: int | None, hashed: bool = False) -> None:
+    def __init__(self, spool_from: int | None, hashed: bool = False, spool_hashed: bool = False) -> None:
         self.memory: io.BytesIO | None = io.BytesIO()
         self.spooled: _SpooledBody | None = None
         self.spool_from = spool_from
+        self.spool_hashed = spool_hashed
         self.size = 0
         self.digest = hashlib.sha256() if hashed else None
 
@@ -357,7 +368,7 @@ class _BodySink:
         if self.memory is not None and self.spool_from is not None and self.size >= self.spool_from:
             self.spool_from = None   # (tried once a body)
             try:
-                self.spooled = _SpooledBody()
+                self.spooled = _SpooledBody(self.spool_hashed)
                 with self.memory.getbuffer() as before:
                     self.spooled.write(before)
                 self.memory = None

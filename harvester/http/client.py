@@ -25,7 +25,7 @@ from catalog.files import writing
 from harvester import __version__
 from harvester.http import json_parsing
 from harvester.http.bodies import (_BodySink, _decoded_chunks, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of,
-                                   _parsing, _read_capped, _SpooledBody, parse_data_body)
+                                   _let_go, _parsing, _read_capped, _SpooledBody, parse_data_body)
 from harvester.http.connections import _Adapter, _check_url, _connection_failed, _headers_by, _Refusals, _Session
 from harvester.http.deadlines import _Watchdog
 from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, HttpError,
@@ -257,6 +257,7 @@ class HttpClient:
         timeout: float | None = None,
         expect: Callable[[object], str | None] | None = None,
         unread: str | None = None,
+        unread_200: bool = False,
         parse: Callable[[bytes, str, str], object] | None = None,
     ) -> JsonResponse:
         """GET a JSON document, retried on transient faults.
@@ -265,11 +266,14 @@ class HttpClient:
         URL are sent, and a 304 gives back the body remembered then. `expect` checks the
         document's shape (returns a problem or None); a bad shape is retried, then raised.
         `unread`: the digest of a body the caller already holds all it needs of; a 304 for
-        that very body answers `data=None`, the body neither read nor parsed. `parse`: in
+        that very body answers `data=None`, the body neither read nor parsed. `unread_200`: so
+        does a 200 of that very body (read, to be hashed, but not parsed): for a listing served
+        as one document (data.json), whose pages cannot repeat one another (a paged listing
+        parses such a page, whose entries tell a portal repeating a page, PagingError). `parse`: in
         place of parse_json_body (`capped_json`).
         """
         return self._get(url, params, headers, conditional, timeout, expect, parse or parse_json_body,
-                         "application/json", unread)
+                         "application/json", unread, unread_200)
 
     def forget(self, url: str) -> None:
         """Drop what the validator cache remembers for `url` (JsonResponse.url): a body its
@@ -306,10 +310,11 @@ class HttpClient:
         return self._get(url, params, headers, conditional, timeout, None, parse_xml_body,
                          "application/xml, text/xml")
 
-    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None) -> JsonResponse:
+    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None,
+             unread_200=False) -> JsonResponse:
         full_url = _with_params(url, params)
         return self._asked_of_host(full_url, self._get_once, full_url, {"Accept": accept, **(headers or {})},
-                                   conditional, timeout or self.timeout, expect, parse, unread)
+                                   conditional, timeout or self.timeout, expect, parse, unread, unread_200)
 
     def _asked_of_host(self, url: str, call: Callable, *args):
         """`call(*args)` (one attempt at `url`) retried, unless `url`'s host is given up this run;
@@ -460,7 +465,8 @@ class HttpClient:
         log.warning("retrying in %.1fs after attempt %d: %s", state.upcoming_sleep, state.attempt_number, exc)
 
     def _get_once(self, url: str, headers: dict, conditional: bool, timeout: float,
-                  expect: Callable[[object], str | None] | None, parse, unread: str | None = None) -> JsonResponse:
+                  expect: Callable[[object], str | None] | None, parse, unread: str | None = None,
+                  unread_200: bool = False) -> JsonResponse:
         meta = self.cache.validators(url) if (conditional and self.cache) else None
         request_headers = dict(headers)
         if meta:
@@ -488,24 +494,35 @@ class HttpClient:
                 with _parsing(remembered):
                     return JsonResponse(parse(remembered, "", url), status, url, not_modified=True, digest=digest)
 
+        # (a spooled body was hashed as it was written: no second reading of its file)
+        digest = (body.sha256() if isinstance(body, _SpooledBody) else hashlib.sha256(body).hexdigest()) \
+            if conditional and self.cache else None
+        if unread_200 and unread is not None and digest == unread:
+            # the very body the caller holds all it needs of, answered 200 (a portal sending no
+            # validators, or a new ETag for the same bytes): neither parsed nor checked, as a 304's
+            self._remember(url, response_headers, body, digest, gzipped)
+            _let_go(body)
+            return JsonResponse(None, status, url, digest=digest)
         with _parsing(body):
             data = parse(body, response_headers.get("Content-Type", ""), url)
             problem = expect(data) if expect else None
             if problem:
                 raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
-            digest = None
-            if conditional and self.cache:
-                spooled = isinstance(body, _SpooledBody)
-                digest = body.sha256() if spooled else hashlib.sha256(body).hexdigest()
-                etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
-                if etag or last_modified:
-                    # a spooled body goes to the cache gzip-encoded only (as it came, or encoded
-                    # here a piece at a time): the cache holds no copy of it while it is written
-                    if spooled:
-                        self.cache.put(url, etag, last_modified, None, digest, gzipped or body.gzipped())
-                    else:
-                        self.cache.put(url, etag, last_modified, body, digest, gzipped)
+            if digest is not None:
+                self._remember(url, response_headers, body, digest, gzipped)
         return JsonResponse(data, status, url, digest=digest)
+
+    def _remember(self, url: str, response_headers, body: "bytes | _SpooledBody", digest: str,
+                  gzipped: bytes | None) -> None:
+        """A 200's body put in the validator cache under its validators (none sent: not put)."""
+        etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
+        if etag or last_modified:
+            # a spooled body goes to the cache gzip-encoded only (as it came, or encoded
+            # here a piece at a time): the cache holds no copy of it while it is written
+            if isinstance(body, _SpooledBody):
+                self.cache.put(url, etag, last_modified, None, digest, gzipped or body.gzipped())
+            else:
+                self.cache.put(url, etag, last_modified, body, digest, gzipped)
 
     def _gunzip_stored(self, pieces: Iterator[bytes], sha256: str | None) -> "bytes | _SpooledBody | None":
         """A body the validator cache holds gzip-encoded, decoded as its pieces are read, as a 200's
@@ -604,10 +621,11 @@ class HttpClient:
             except ResponseTooLarge as error:   # (its head as it came: gzip-encoded)
                 error.head = _gunzip_head(error.head)
                 raise
-            body, whole = _gunzip_capped(encoded, self.max_bytes, url, status, spool_from)
+            body, whole = _gunzip_capped(encoded, self.max_bytes, url, status, spool_from, hashed=keep_gzip)
             gzipped = encoded if whole else None
         else:
-            body = _read_capped(response, self.max_bytes, url, started, timeout, spool_from=spool_from)
+            body = _read_capped(response, self.max_bytes, url, started, timeout, spool_from=spool_from,
+                                hashed=keep_gzip)
         self.stats.add(bytes=len(body))
         # requests' own mapping: header names are case-insensitive (a Go server sends `Etag`)
         return status, response.headers, body, gzipped

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import socket
 import struct
@@ -114,6 +115,11 @@ class LocalPortal:
         # False: Last-Modified alone, no ETag (a portal whose date is its catalogue's last
         # change, so any answer since then is "not modified", whatever URL asked)
         self.etags = True
+        # "stable": the validators above; "none": no ETag nor Last-Modified, never a 304 (a server
+        # that sends no validators); "changing": an ETag of its own for every answer, the same bytes
+        # included, never a 304 (servers behind a balancer, each node its own ETag)
+        self.validators = "stable"
+        self._answers_sent = itertools.count()
         # on_request(path, query) runs before each answer, e.g. to change the catalogue.
         self.on_request: Callable[[str, Query], None] | None = None
         self.static: dict[str, Any] = {}
@@ -252,7 +258,9 @@ class LocalPortal:
         Last-Modified (``validators``), 304 on a matching condition
         (``conditional``), gzip when accepted, always a Content-Length."""
         headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding"), *headers]
-        if validators:
+        if validators and self.validators == "changing":
+            headers.append(("ETag", '"%s-%d"' % (hashlib.sha1(body).hexdigest(), next(self._answers_sent))))
+        elif validators and self.validators == "stable":
             etag = '"%s"' % hashlib.sha1(body).hexdigest()  # strong: hash of the JSON bytes
             validator_headers = [("ETag", etag)] if self.etags else []
             validator_headers.append(("Last-Modified", http_date(self.last_modified)))

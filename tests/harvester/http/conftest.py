@@ -51,8 +51,8 @@ def spooled_bodies(monkeypatch):
     made = Made()
 
     class Recorded(harvester.http.bodies._SpooledBody):
-        def __init__(self):
-            super().__init__()
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
             made.append(self)
 
         def write(self, data):

@@ -485,6 +485,40 @@ def test_a_large_body_answered_304_is_decoded_from_the_cache_into_a_temporary_fi
     assert all(spooled.closed for spooled in spooled_bodies)
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "identity"])
+def test_a_large_bodys_digest_is_taken_as_it_is_written_not_read_again(portal, tmp_path, streamed_from_1_mb,
+                                                                       spooled_bodies, monkeypatch, encoding):
+    """A large body (a data.json of 100 MB and more) is written to a temporary file as it arrives;
+    its digest, which tells the next night the same document, is taken as it is written: the file
+    is not read through once more to hash it. Unchanged, the same body answered 200 to a caller
+    holding that digest (`unread_200`: a listing of one document) is neither parsed nor checked."""
+    import harvester.http.bodies
+    from harvester.http import capped_json
+    body = json.dumps({"results": [{"id": i, "text": "x" * 60} for i in range(30_000)]}).encode()
+    assert len(body) > 2 << 20
+    portal.static["/big.json"] = RawBody(body, "application/json")
+    portal.validators = "none"
+    read_whole = []
+    pieces = harvester.http.bodies._SpooledBody.pieces
+    monkeypatch.setattr(harvester.http.bodies._SpooledBody, "pieces",
+                        lambda self, *args: read_whole.append(1) or pieces(self, *args))
+    parsed = []
+    parse = capped_json({"results": 5})
+    counted = lambda *args: parsed.append(1) or parse(*args)   # noqa: E731
+    counted.reads_spooled = True
+    client = fast_client(tmp_path)
+    first = get(client, portal, "/big.json", parse=counted, conditional=True, headers={"Accept-Encoding": encoding})
+    assert first.digest == hashlib.sha256(body).hexdigest() and len(spooled_bodies) == 1 and read_whole == []
+    again = client.get_json(portal.url + "/big.json", parse=counted, conditional=True, unread=first.digest,
+                            unread_200=True, headers={"Accept-Encoding": encoding})
+    assert (again.status, again.data, again.digest, len(parsed)) == (200, None, first.digest, 1)
+    assert read_whole == [] and all(spooled.closed for spooled in spooled_bodies)
+    portal.static["/big.json"] = RawBody(body.replace(b'"id": 7,', b'"id": 8,'), "application/json")
+    changed = client.get_json(portal.url + "/big.json", parse=counted, conditional=True, unread=first.digest,
+                              unread_200=True)
+    assert changed.data is not None and changed.digest != first.digest and len(parsed) == 2
+
+
 def test_a_spooled_body_asked_again_before_the_cache_writes_it_is_answered_by_its_304(portal, tmp_path,
                                                                                       streamed_from_1_mb):
     """A body read into a temporary file goes to the cache gzip-encoded only, its entry pending

@@ -436,3 +436,75 @@ def test_an_unchanged_datasets_layer_is_asked_once_a_week_on_a_night_of_its_own(
             services.serve_json(SEVEN_LAYERS[3], layer_fields("id", "name", "status"))
             asked, report = night()
             assert 3 in asked and report.changed == 1 and columns(3) == ["id", "name", "status", None]
+
+
+@pytest.mark.parametrize("validators", ["stable", "none"])
+def test_an_unchanged_hub_feed_costs_the_nights_due_layers_alone(store, http, monkeypatch, validators):
+    """A Hub feed the catalogue holds as it is (a 304, or the same bytes again: its digest): each
+    dataset whose layer is not due tonight is its stored version, its stored details not read and
+    nothing hashed (each such dataset's stored details were read and hashed with its entry every
+    night); the layers due tonight are asked, and their datasets alone checked. The catalogue is
+    as the night before left it."""
+    import harvester.pipeline as pipeline
+    from harvester import mapping
+
+    nights = iter(datetime(2026, 3, 1, 2, 0, tzinfo=UTC) + timedelta(days=n) for n in range(20))
+    monkeypatch.setattr(pipeline, "run_began", lambda: next(nights))   # each harvest a night later
+    hashed, details_read = [], []
+    raw_hash, stored_details = mapping.raw_hash, store.stored_details
+    monkeypatch.setattr(mapping, "raw_hash", lambda *args: hashed.append(1) or raw_hash(*args))
+    monkeypatch.setattr(store, "stored_details", lambda uids: details_read.extend(uids) or stored_details(uids))
+    tables = ("datasets", "distributions", "columns", "raw_records")
+    with LocalPortal() as services:
+        for path in SEVEN_LAYERS:
+            services.serve_json(path, layer_fields("id", "name"))
+        with DataJsonPortal(edited_hub(services.url, SEVEN_LAYERS), path=HUB_FEED_PATH) as hub:
+            hub.validators = validators
+            config = portal_config("hub", "arcgis-hub", hub.url)
+            assert harvest([config], store, http).portals[0].new == 7
+            before = {table: store.con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in tables}
+            asked_in_the_week = []
+            for _ in range(7):
+                services.clear_log()
+                hashed.clear(), details_read.clear()
+                report = harvest([config], store, http).portals[0]
+                asked = [path for path, _, _ in services.requests]
+                assert (report.status, report.unchanged, report.errors) == ("ok", 7, 0)
+                assert (len(hashed), details_read) == (len(asked), [])   # the due layers' datasets alone
+                assert {table: store.con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+                        for table in tables} == before
+                asked_in_the_week += asked
+            assert sorted(asked_in_the_week) == sorted(SEVEN_LAYERS)   # each layer asked once in the week
+
+
+def test_a_refused_layer_on_a_feed_held_as_it_is_is_asked_again_once_its_week_is_over(store, http, monkeypatch):
+    """A dataset whose layer was refused for good keeps that refusal in its stored details, and
+    is asked again once LOOKUP_ASKED_AGAIN_DAYS have passed since it was reported, on any night,
+    its feed unchanged: an unchanged feed's datasets are taken as stored unread (their stored
+    details not read), but not one whose lookup a refusal was ever reported for."""
+    import harvester.pipeline as pipeline
+    from harvester.mapping import LOOKUP_ASKED_AGAIN_DAYS
+
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    nights = iter(day + timedelta(minutes=n) for n in range(10))
+    monkeypatch.setattr(pipeline, "run_began", lambda: next(nights))   # (nights of one day: no layer is due)
+    with hub_with_an_unreadable_layer() as (services, hub):
+        config = portal_config("hub", "arcgis-hub", hub.url)
+
+        def night():
+            services.clear_log()
+            report = harvest([config], store, http).portals[0]
+            assert report.status == "ok", report.error_message
+            return sorted(path for path, _, _ in services.requests), report
+
+        asked, report = night()
+        assert asked == UNREADABLE_LAYERS and (report.new, report.errors) == (2, 1)
+        asked, report = night()   # the refusal settled, the other layer kept: the feed as stored
+        assert asked == [] and (report.unchanged, report.errors) == (2, 0)
+        assert len(store.settled_pages("hub")) == 1
+        asked, report = night()
+        assert asked == [] and (report.unchanged, report.errors) == (2, 0)
+        store.con.execute("UPDATE harvest_errors SET occurred_at = occurred_at - ?",
+                          [timedelta(days=LOOKUP_ASKED_AGAIN_DAYS, minutes=1)])
+        asked, report = night()
+        assert asked == [UNREADABLE_LAYERS[1]] and (report.unchanged, report.errors) == (2, 1)

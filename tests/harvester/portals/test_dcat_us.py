@@ -154,17 +154,20 @@ def test_a_large_data_json_broken_after_1000_of_5000_datasets_fails_and_keeps_th
 
 def test_a_large_data_json_answered_304_is_read_again_from_the_cache(store, http, streamed_from_1_mb):
     """The validator cache gives back a large data.json's body on a 304: its datasets are read
-    from it a batch at a time, as from a 200 (here, with a lone surrogate to make UTF-8-safe)."""
-    document = make_data_json(3000)
+    from it a batch at a time, as from a 200 (here, with a lone surrogate to make UTF-8-safe).
+    (A document the catalogue holds as it is is not read at all: this one holds a dataset
+    without a title, rejected, and reported again each night it is there.)"""
+    document = make_data_json(3001)
     document["dataset"][2500]["title"] = "Lone \ud83d surrogate"
+    document["dataset"][3000]["title"] = None
     body = json.dumps(document).encode().replace(b"Lone \\\\ud83d", b"Lone \\ud83d")
     assert b"Lone \\ud83d surrogate" in body and len(body) > 1 << 20
     with DataJsonPortal(RawBody(body, "application/json")) as portal:
         config = portal_config("city", "dcat-us", portal.url + "/data.json")
         first = harvest([config], store, http).portals[0]
         second = harvest([config], store, http).portals[0]
-    assert (first.status, first.new) == ("ok", 3000)
-    assert (second.status, second.not_modified, second.unchanged, second.new) == ("ok", 1, 3000, 0)
+    assert (first.status, first.new, first.errors) == ("ok", 3000, 1)
+    assert (second.status, second.not_modified, second.unchanged, second.new, second.errors) == ("ok", 1, 3000, 0, 1)
     assert count(store, "SELECT count(*) FROM datasets WHERE title = 'Lone \ufffd surrogate'") == 1
 
 
@@ -231,7 +234,9 @@ def test_a_large_data_json_s_temporary_file_is_gone_after_success_a_body_cut_sho
     short (its portal failed), and after a listing stopped midway by an exception. It never has
     a name in the folder."""
     from harvester.portals import adapter_for
-    body = json.dumps(make_data_json(3000)).encode()
+    document = make_data_json(3001)
+    document["dataset"][3000]["title"] = None   # (rejected: the document is read again each night, 304 or not)
+    body = json.dumps(document).encode()
     assert len(body) > 1 << 20
     with DataJsonPortal(RawBody(body, "application/json")) as portal:
         config = portal_config("city", "dcat-us", portal.url + "/data.json")
@@ -256,3 +261,56 @@ def test_a_large_data_json_s_temporary_file_is_gone_after_success_a_body_cut_sho
         assert report.status == "failed" and "ends inside a value" in report.error_message
     assert _open_spooled_bodies(spool_folder) == [] and list(spool_folder.iterdir()) == []
 
+
+
+TABLES = ("datasets", "distributions", "columns", "raw_records", "listing_pages")
+
+
+def stored_tables(store) -> dict:
+    return {table: store.con.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall() for table in TABLES}
+
+
+@pytest.mark.parametrize("validators", ["none", "changing"])
+@pytest.mark.parametrize("size", [300, 1500], ids=["parsed whole", "streamed"])
+def test_an_unchanged_data_json_is_neither_parsed_nor_mapped_whatever_its_validators(
+        store, http, monkeypatch, streamed_from_1_mb, validators, size):
+    """A data.json served without validators (or with a new ETag for the same bytes, as servers
+    behind a balancer do) came whole every night, and each of its datasets was listed, checked
+    and hashed again (50,000 of them: 3.8 s of CPU, docs/benchmarks.md). Its body's digest, taken
+    as it arrives, now tells the document the catalogue holds: nothing is parsed, mapped nor
+    written, every dataset unchanged. A document one byte different is read, and its changed
+    dataset alone mapped; `--full` maps them all."""
+    from harvester import mapping
+    monkeypatch.setenv("CIVICAT_MAP_WORKERS", "0")   # (every batch mapped here, where it is counted)
+    listed, mapped = [], []
+    add, map_entry = mapping.Mapper.add, mapping.map_entry
+    monkeypatch.setattr(mapping.Mapper, "add", lambda self, *args: listed.append(1) or add(self, *args))
+    monkeypatch.setattr(mapping, "map_entry", lambda *args: mapped.append(1) or map_entry(*args))
+    document = make_data_json(size)
+    body = json.dumps(document).encode()
+    assert (len(body) > 1 << 20) == (size == 1500)   # (streamed: read a value at a time from a temporary file)
+    with DataJsonPortal(RawBody(body, "application/json")) as portal:
+        portal.validators = validators
+        config = portal_config("city", "dcat-us", portal.url + "/data.json")
+        first = harvest([config], store, http).portals[0]
+        assert (first.status, first.new, len(listed), len(mapped)) == ("ok", size, size, size)
+        before = stored_tables(store)
+        listed.clear(), mapped.clear()
+
+        second = harvest([config], store, http).portals[0]
+        assert (second.status, second.new, second.changed, second.unchanged, second.removed) == ("ok", 0, 0, size, 0)
+        assert (second.requests, second.not_modified, second.seen) == (1, 0, size)   # the whole body came
+        assert (listed, mapped) == ([], [])                  # and not one dataset was read from it
+        assert stored_tables(store) == before
+
+        edited = body.replace(document["dataset"][size // 2]["title"].encode(),
+                              document["dataset"][size // 2]["title"][:-1].encode() + b"!", 1)
+        assert len(edited) == len(body) and edited != body
+        portal.document = RawBody(edited, "application/json")
+        third = harvest([config], store, http).portals[0]
+        assert (third.status, third.changed, third.unchanged, len(listed), len(mapped)) == ("ok", 1, size - 1, size, 1)
+        assert store.con.execute("SELECT count(*) FROM datasets WHERE title LIKE '%!'").fetchone()[0] == 1
+        listed.clear(), mapped.clear()
+
+        full = harvest([config], store, http, full=True).portals[0]
+        assert (full.status, full.changed, full.unchanged, len(listed), len(mapped)) == ("ok", 0, size, size, size)
