@@ -152,6 +152,9 @@ def _second(request) -> datetime | None:
 
 SECOND = timedelta(seconds=1)
 SLACK = timedelta(days=1)   # how far outside its window an answer's requests may be made (Windows._made_within)
+# how much further apart than its window is wide an answer's requests may be made: a server that
+# reads the dates asked in its local time spans two hours with the hour a clock goes back
+SPREAD = timedelta(hours=1)
 # reads of a one-second window's pages, until two in a row agree: that second alone is read again
 # (what reading the whole pull again, on SourceChanged, gave it), then the pull fails, naming it
 PASSES = 6
@@ -550,13 +553,23 @@ class Windows:
         """`requests`, the answer for [start, end); NotPullable where none of them was made
         within a day of it (a server's clock or zone hours off is no sign): a server that
         does not read the dates asked answers every window alike, each narrowed down to
-        one second and read page after page, without end."""
+        one second and read page after page, without end. NotPullable too where they were
+        made further apart than the window is wide (by more than SPREAD): a server that reads
+        the days of the dates asked but not their times (uReport chopped them, its issue #285)
+        answered each one-second window with a whole day's requests, read one second after
+        another, each yielded again: 53,678 rows of 386 requests for 40 days of Boston's,
+        without end."""
         seconds = [moment for moment in map(_second, requests) if moment is not None]
         if seconds and not any(start - SLACK <= moment <= end + SLACK for moment in seconds):
             raise NotPullable(f"the window at {request_text(_params(start, end))} was answered with requests made "
                               f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, none within a day of it: the "
                               "server does not read start_date/end_date, and its requests cannot be read window by "
                               "window")
+        if seconds and max(seconds) - min(seconds) > end - start + SPREAD:
+            raise NotPullable(f"the window at {request_text(_params(start, end))} was answered with requests made "
+                              f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, further apart than the window "
+                              "is wide: the server does not read the times of start_date/end_date (whole days, or "
+                              "another date than requested_datetime), and its requests cannot be read window by window")
         return requests
 
     def _checked(self, start: datetime, end: datetime, requests: list) -> bool | datetime | None:

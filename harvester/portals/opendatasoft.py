@@ -1,7 +1,7 @@
 """OpenDataSoft portals through the Explore API v2.1.
 
 Endpoints: `{url}/api/explore/v2.1/catalog/datasets?limit=100&offset=…&order_by=dataset_id`
-(limit ≤ 100, offset+limit ≤ 10,000); a catalogue larger than that window is read whole
+(limit ≤ 100, offset+limit ≤ 10,000); a catalogue counted at that window or more is read whole
 from the catalog export `{url}/api/explore/v2.1/catalog/exports/json` instead, never
 mixed with offset pages. `metas.default` holds the DCAT-like metadata, `fields` the
 columns; distributions are the dataset's own export endpoints.
@@ -30,6 +30,8 @@ IDS_ONLY = {"select": "dataset_id"}
 # literals `<template>.<name>` (Explore's catalogue docs), not the answer's `metas.default.…` path
 ID_AND_DATES = {"select": "dataset_id,default.modified,default.metadata_processed"}
 OFFSET_WINDOW = 10_000
+# a `total_count` of the window's 10,000 may be a count that stops there (a search index's default:
+# "total is max 10000", data-fair#89): read as "at least", so that count too is read from the export
 
 # ODS field types → the shared vocabulary
 COLUMN_TYPES = {
@@ -71,10 +73,11 @@ class OpenDataSoftAdapter(PortalAdapter):
                         digest=response.digest, url=response.url)
 
         total = reported_total(page, lambda offset: {**IDS_ONLY, "limit": 1, "offset": offset})
-        if total is not None and total > OFFSET_WINDOW:
+        if total is not None and total >= OFFSET_WINDOW:
             def export(_params: dict) -> Page:
                 return Page(items=self.http.get_json(f"{base}/exports/json", conditional=True,
-                                                     expect=_export_shape, parse=CATALOG_EXPORT).data, total=total)
+                                                     expect=_export_shape, parse=CATALOG_EXPORT).data,
+                            total=total if total > OFFSET_WINDOW else None)   # (10,000: "at least", no count)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"},
                                     ids_only=ID_AND_DATES)
@@ -162,8 +165,8 @@ def _records_shape(data) -> str | None:
 
 
 class OdsRecords(RecordSource):
-    """A dataset's records: `/records` pages of 100 while the dataset fits the 10,000-row
-    offset window, else the whole `/exports/jsonl` file, downloaded and read line by line.
+    """A dataset's records: `/records` pages of 100 while the dataset is counted under the
+    10,000-row offset window, else the whole `/exports/jsonl` file, downloaded and read line by line.
     Typed from the catalogue's fields (ODS datetimes carry their offset: instants)."""
 
     def __init__(self, adapter: OpenDataSoftAdapter, dataset):
@@ -178,7 +181,7 @@ class OdsRecords(RecordSource):
         self.row_keys = SameKeys([f.key for f in self.fields])   # a records page names its columns by them
         self.expected_rows = self._get({"limit": 0})["total_count"]
         self.export = None
-        if self.expected_rows > OFFSET_WINDOW:
+        if self.expected_rows >= OFFSET_WINDOW:
             self.export = DownloadedFile(self.http, f"{self.base}/exports/jsonl", fmt="jsonl", fields=self.fields)
             self.conversion = self.export.conversion
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .base import LocalPortal, Query, json_error
@@ -19,13 +19,17 @@ class Open311Portal(LocalPortal):
     PAGE_SIZE = 50   # requests per page, as Boston's server gives them
 
     def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
-                 requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False):
+                 requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False,
+                 whole_days: bool = False):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
         self.service_requests = list(requests or [])   # GeoReport v2 request objects
         self.paging = paging   # False: `page` is ignored, as some servers do
         self.end_inclusive = end_inclusive   # True: `end_date` is the latest moment included (GeoReport's words)
+        # True: the times of `start_date`/`end_date` are dropped, their days read whole (uReport did so
+        # until its issue #285: "TicketTable is chopping off the time portion when doing queries")
+        self.whole_days = whole_days
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
@@ -45,13 +49,16 @@ class Open311Portal(LocalPortal):
 
     def requests_page(self, query: Query) -> tuple[int, Any]:
         """``start_date``/``end_date`` (at most 90 days apart, else 400) on requested_datetime,
-        the end excluded unless `end_inclusive`, newest first, ``page`` (from 1) of PAGE_SIZE."""
+        the end excluded unless `end_inclusive` (their days whole with `whole_days`), newest first, ``page`` (from 1) of PAGE_SIZE."""
         try:
             start, end = instant(query["start_date"]), instant(query["end_date"])
         except (KeyError, ValueError):
             return 400, [{"code": 400, "description": "start_date and end_date are required"}]
         if (end - start).days > 90:
             return 400, [{"code": 400, "description": "the date window is at most 90 days"}]
+        if self.whole_days:
+            start = start.replace(hour=0, minute=0, second=0, microsecond=0)
+            end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         chosen = sorted((r for r in self.service_requests if start <= instant(r["requested_datetime"]) < end
                          or self.end_inclusive and instant(r["requested_datetime"]) == end),
                         key=lambda r: r["requested_datetime"], reverse=True)

@@ -62,10 +62,17 @@ class OpenDataSoftPortal(LocalPortal):
     MAX_LIMIT = 100
     MAX_WINDOW = 10_000
 
-    def __init__(self, datasets: Iterable[dict], prefix: str = "", records: dict[str, list[dict]] | None = None) -> None:
+    def __init__(self, datasets: Iterable[dict], prefix: str = "", records: dict[str, list[dict]] | None = None,
+                 count_cap: int | None = None) -> None:
         super().__init__(prefix)
         self.datasets = list(datasets)
         self.records = dict(records or {})  # dataset id → its records (flat objects)
+        # `total_count` said as at most this many, as a search index's default count stops at 10,000
+        # ("For datasets list, total is max 10000": data-fair/data-fair#89; data.gouv.fr#753)
+        self.count_cap = count_cap
+
+    def _count(self, rows: list) -> int:
+        return len(rows) if self.count_cap is None else min(len(rows), self.count_cap)
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         for dataset_id, rows in self.records.items():
@@ -78,7 +85,7 @@ class OpenDataSoftPortal(LocalPortal):
                     return 400, ods_error(f"Invalid value for limit API parameter: {limit}")
                 if offset + limit > self.MAX_WINDOW:
                     return 400, ods_error("Invalid value for offset API parameter: offset + limit must be <= 10000.")
-                return 200, {"total_count": len(rows), "results": rows[offset:offset + limit]}
+                return 200, {"total_count": self._count(rows), "results": rows[offset:offset + limit]}
         if path == f"{API}/exports/json":
             return 200, self.datasets
         if path != f"{API}/datasets":
@@ -98,7 +105,7 @@ class OpenDataSoftPortal(LocalPortal):
             if unknown:
                 return 400, {"error_code": "ODSQLError", "message": f"Unknown field: {unknown[0]}"}
             results = [_selected(dataset, literals) for dataset in results if isinstance(dataset, dict)]
-        return 200, {"total_count": len(ordered), "results": results}
+        return 200, {"total_count": self._count(ordered), "results": results}
 
 
 # a catalogue entry's own fields (ODS's "technical fields"), and its metadata templates

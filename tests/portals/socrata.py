@@ -3,11 +3,13 @@ with the real paging caps and scroll_id ordering."""
 
 from __future__ import annotations
 
+import json
 import re
 from bisect import bisect_right
 from typing import Any, Callable, Iterable
 
 import orjson
+from werkzeug.wrappers import Request
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
@@ -152,6 +154,9 @@ class SocrataPortal(LocalPortal):
     - ``portal.entries`` may be mutated or replaced between requests (e.g.
       ``insert(0, new)``, also from ``portal.on_request``); entries are served live,
       but changing an entry's id in place needs a list operation to be noticed.
+    - ``throttle_every=N``: every Nth request without ``app_token`` in its ``X-App-Token``
+      header is answered 429 with a Retry-After, as Socrata throttles requests that carry
+      no app token (``throttled`` counts them).
     """
 
     DEFAULT_LIMIT = 10
@@ -160,8 +165,11 @@ class SocrataPortal(LocalPortal):
 
     def __init__(self, entries: Iterable[dict], views: dict[str, Any] | None = None,
                  domain: str = "data.example.org", other_domain_entries: Iterable[dict] = (),
-                 prefix: str = "", records: dict[str, SodaTable] | None = None) -> None:
+                 prefix: str = "", records: dict[str, SodaTable] | None = None, app_token: str | None = None,
+                 throttle_every: int | None = None) -> None:
         super().__init__(prefix)
+        self.app_token, self.throttle_every = app_token, throttle_every
+        self.tokenless = self.throttled = 0
         self.records = dict(records or {})
         self.domain = domain
         self._listings: dict[tuple, tuple[list, list]] = {}
@@ -187,6 +195,19 @@ class SocrataPortal(LocalPortal):
     def other_domain_entries(self, value: Iterable[dict]) -> None:
         self._others = TrackedList(value)
         self._listings = {}
+
+    def _wsgi(self, environ, start_response):
+        if self.throttle_every and (self.app_token is None or environ.get("HTTP_X_APP_TOKEN") != self.app_token):
+            with self._lock:
+                self.tokenless += 1
+                throttled = self.tokenless % self.throttle_every == 0
+                self.throttled += throttled
+            if throttled:
+                status, headers, body = self._encode(Request(environ), 429, json.dumps(json_error(429)).encode(),
+                                                     headers=[("Retry-After", "1")])
+                start_response("429 Too Many Requests", headers)
+                return [body]
+        return super()._wsgi(environ, start_response)
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/api/catalog/v1":

@@ -11,7 +11,7 @@ import pytest
 
 from catalog.records import PreviousPull, RecordsLayout, previous_pull
 from harvester.portals import adapter_for
-from harvester.portals.open311 import SECOND, RequestsRecords
+from harvester.portals.open311 import SECOND, RequestsRecords, _stamp
 from harvester.http import TransientError
 from harvester.records import RecordsError, SourceChanged, pull_dataset
 from tests.conftest import fast_client, harvest_with_records, portal_config
@@ -313,6 +313,46 @@ def test_a_server_that_ignores_the_dates_asked_fails_the_pull_at_once(tmp_path):
                                                r"a day of it: the server does not read start_date/end_date"):
             pulled_ids(portal)
         assert len([p for p, _, _ in portal.requests if p == "/requests.json"]) == 1
+
+
+class ReadsWholeDays(Open311Portal):
+    """Reads the days of `start_date`/`end_date` whole, their times dropped (uReport did); from
+    its 300th answer on, a 400, which fails the pull (it read on without end)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(whole_days=True, **kwargs)
+
+    def requests_page(self, query):
+        if len([p for p, _, _ in self.requests if p == "/requests.json"]) > 300:
+            return 400, [{"code": 400, "description": "too many requests"}]
+        return super().requests_page(query)
+
+
+def test_a_server_that_reads_the_days_asked_but_not_their_times_fails_the_pull_naming_it(tmp_path):
+    """Each window narrowed to one second was answered with its whole day's requests, read one
+    second after another, each yielded again (53,678 rows of 386 of Boston's requests, 40 days
+    read, without end). An answer whose requests were made further apart than its window is
+    wide (by more than an hour: a clock put back) fails the pull, naming the window."""
+    with ReadsWholeDays(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        with pytest.raises(RecordsError, match=r"the window at start_date=\S+, end_date=\S+, page=1 was answered "
+                                               r"with requests made from \S+ to \S+, further apart than the window "
+                                               r"is wide: the server does not read the times of start_date/end_date"):
+            pulled_ids(portal)
+        assert len([p for p, _, _ in portal.requests if p == "/requests.json"]) < 300
+
+
+def test_a_server_that_reads_the_dates_asked_in_its_own_zone_loses_and_doubles_none(tmp_path):
+    """A server that reads `…Z` dates as its local time (five hours behind) answers each window
+    five hours late: the windows still tile, and every request is read once."""
+    class LocalTime(Open311Portal):
+        def requests_page(self, query):
+            shifted = {key: _stamp(instant(query[key]) + timedelta(hours=5)) for key in ("start_date", "end_date")}
+            return super().requests_page({**query, **shifted})
+
+    with LocalTime(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
+        ids = pulled_ids(portal)
+    assert len(ids) == len(set(ids)) == len({r["service_request_id"] for r in load_json(BOSTON)
+                                             if r["requested_datetime"] >= "2018"})
 
 
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])

@@ -60,6 +60,17 @@ def test_past_the_window_the_catalog_export_is_used(store, http, streamed, monke
     assert paths.count(f"{API}/datasets") == 1          # only the size probe
 
 
+def test_a_catalogue_counted_at_the_window_s_10000_is_read_from_the_export(store, http):
+    """A count of exactly 10,000 may be one that stops there (a search index's default): the
+    offset pages ended at the 10,000th dataset, 50 of 10,050 lost unsaid, the listing complete."""
+    with OpenDataSoftPortal(make_ods_datasets(10_050), count_cap=10_000) as portal:
+        report = harvest([portal_config("ods", "opendatasoft", portal.url)], store, http).portals[0]
+        paths = [path for path, _, _ in portal.requests]
+    assert report.status == "ok", report.error_message
+    assert report.listing_complete and report.seen == 10_050 and count(store) == 10_050
+    assert paths.count(f"{API}/exports/json") == 1 and paths.count(f"{API}/datasets") == 1
+
+
 def test_bad_entries_and_an_error_answer(store, http):
     datasets = make_ods_datasets(4)
     broken = copy.deepcopy(datasets[1])

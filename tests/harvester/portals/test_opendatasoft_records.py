@@ -44,6 +44,19 @@ def test_records_pages_and_export(tmp_path, ods):
     assert not any(p.endswith(f"{large}/records") and q.get("limit") != "0" for p, q, _ in portal.requests)
 
 
+def test_a_dataset_counted_at_the_window_s_10000_rows_is_read_from_the_export(tmp_path):
+    """A `total_count` of exactly 10,000 may be one that stops there: 100 pages read 10,000 rows
+    of 10,050, the pull whole by its count, 50 lost unsaid. Such a dataset is read from its export."""
+    datasets = make_ods_datasets(2)
+    large = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={large: counter_rows(10_050)}, count_cap=10_000) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [large])
+        assert result.exit_code == 0, result.output
+        assert any(p.endswith(f"{large}/exports/jsonl") for p, _, _ in portal.requests)
+    table = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={large}")
+    assert table.num_rows == len(set(table["id"].to_pylist())) == 10_050
+
+
 class OffsetIgnoringPortal(OpenDataSoftPortal):
     """An ODS behind a broken cache: every records page is the first, whatever `offset` asks."""
 

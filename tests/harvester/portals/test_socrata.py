@@ -454,3 +454,31 @@ def test_a_views_lookup_that_answers_404_is_not_asked_again_while_its_entry_is_u
             store, http, portal_config("city", "socrata", portal.url, domain=DOMAIN), portal,
             lambda path, query: path == "/api/views/tabl-0001.json", lambda path, query: path == "/api/views/tabl-0000.json",
             edit, mend)
+
+
+def test_the_app_token_named_by_the_config_is_sent_on_every_request_and_never_throttled(store, http, monkeypatch):
+    """Socrata throttles requests that carry no app token: the token, read from the environment
+    variable `app_token_env` names, goes in the X-App-Token header of every request (never in a
+    URL), and a portal that throttles tokenless requests throttles none."""
+    monkeypatch.setenv("CIVICAT_TEST_SOCRATA_TOKEN", "token-o30")
+    entries = make_socrata_entries(250, domain=DOMAIN)
+    with SocrataPortal(entries, domain=DOMAIN, app_token="token-o30", throttle_every=1) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN,
+                                        app_token_env="CIVICAT_TEST_SOCRATA_TOKEN")], store, http).portals[0]
+        asked = list(portal.requests)
+    assert report.status == "ok" and count(store) == 250 and portal.throttled == 0
+    assert asked and all(headers.get("X-App-Token") == "token-o30" for _, _, headers in asked)
+    assert not any("token-o30" in json.dumps(query) for _, query, _ in asked)
+
+
+def test_without_an_app_token_throttled_requests_are_retried_after_the_wait_asked(store, http, monkeypatch, caplog):
+    """The variable `app_token_env` names unset: a warning names it, and the requests Socrata
+    throttles (429 with a Retry-After) are asked again after it, the catalogue stored whole."""
+    monkeypatch.delenv("CIVICAT_TEST_SOCRATA_TOKEN", raising=False)
+    entries = make_socrata_entries(250, domain=DOMAIN)
+    with SocrataPortal(entries, domain=DOMAIN, app_token="token-o30", throttle_every=2) as portal:
+        report = harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN,
+                                        app_token_env="CIVICAT_TEST_SOCRATA_TOKEN")], store, http).portals[0]
+    assert report.status == "ok" and count(store) == 250 and report.listing_complete
+    assert portal.throttled >= 1
+    assert "CIVICAT_TEST_SOCRATA_TOKEN is not set" in caplog.text
