@@ -88,17 +88,40 @@ def writer_under_way(db, *command: str):
 
 def stopped_at_its_first_line(script: str, sig: int, first_line: str, *args: str) -> subprocess.Popen:
     """`python -c script *args` (the repository's code), sent `sig` once it has printed
-    `first_line`; returns the process ended, its `out` and `err` the rest of its output."""
+    `first_line`; returns the process ended, its `out` and `err` the rest of its output. The script's
+    slow step after that line is short sleeps, as Python's work looks for signals at every step: in
+    one sleep of 60 s, a signal taken by another thread, or handled by C just before the sleep began,
+    is run by Python only when it ends (one run in 8 under load: exit after the test's 60 s)."""
     process = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
         assert process.stdout.readline() == first_line
         process.send_signal(sig)
-        process.out, process.err = process.communicate(timeout=60)
+        try:
+            process.out, process.err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            said = signal.Signals(sig).name
+            raise AssertionError(f"not ended 60 s after {said}: {threads_of(process.pid)}") from None
     finally:
         process.kill()
         process.wait()
     return process
+
+
+def threads_of(pid: int) -> list[dict]:
+    """What each thread of process `pid` is doing and which signals wait (/proc): for the message
+    of a process that did not end when told to."""
+    threads = []
+    for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as status:
+                fields = dict(line.split(":\t", 1) for line in status.read().splitlines() if ":\t" in line)
+            with open(f"/proc/{pid}/task/{tid}/wchan") as wchan:
+                fields["wchan"] = wchan.read()
+        except OSError:   # (ended meanwhile)
+            continue
+        threads.append({key: fields.get(key) for key in ("Name", "State", "SigPnd", "ShdPnd", "SigBlk", "wchan")})
+    return threads
 
 
 def harvested_with_a_cap(store, tmp_path, config: PortalConfig, entries: list) -> int:

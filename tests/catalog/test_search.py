@@ -366,6 +366,18 @@ def assert_previous_index_kept(catalogue, state, before) -> None:
                                  ).fetchone()[0] == 0
 
 
+def in_the_statement(started) -> None:
+    """Wait until the main thread, which set `started` just before its statement, is in it: a
+    stop held before then interrupts nothing (uncut.hold finds no call running) and the statement
+    of minutes runs to its end. The main thread may come seconds late on a loaded machine."""
+    from catalog import uncut
+
+    deadline = time.monotonic() + 60
+    started.wait(60)
+    while not uncut.in_statement() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def refresh_stopped(catalogue, stop, *released) -> None:
     """A forced build that `stop` (run in a thread of its own) stops: KeyboardInterrupt is raised;
     the `released` events are set after, so that the thread ends whatever happened."""
@@ -417,7 +429,7 @@ def test_a_stop_during_a_build_is_not_waited_for_and_the_previous_index_is_kept(
     monkeypatch.setattr(search, "_create", recorded)
 
     def stop_in_it():   # (as Ctrl-C's handler, run while DuckDB's statement is under way)
-        started.wait()
+        in_the_statement(started)
         time.sleep(0.3)
         uncut.hold(KeyboardInterrupt())
 
@@ -518,7 +530,7 @@ def test_a_stop_stays_a_stop_when_the_other_cursor_fails_as_it_comes(two_cities,
     monkeypatch.setattr(search, "_create", recorded)
 
     def stop_in_it():   # (as Ctrl-C's handler, run while our statement is under way)
-        ours_started.wait(60)
+        in_the_statement(ours_started)
         time.sleep(0.3)
         uncut.hold(KeyboardInterrupt())
         held.set()

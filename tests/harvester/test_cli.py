@@ -1351,7 +1351,7 @@ def test_a_report_cut_short_by_the_file_size_limit_is_said_lost_not_exit_0(tmp_p
 
 
 # `civicat runs`, its options parsed slowly (by click: before the command's body), the group's or
-# the command's: a stop signal lands there
+# the command's: a stop signal lands there (in steps: see tests.conftest.stopped_at_its_first_line)
 PARSING_SLOWLY = """
 import sys, time
 from harvester import cli
@@ -1359,7 +1359,8 @@ where = cli.cli if sys.argv[2] == "group" else cli.runs
 parse_args = where.parse_args
 def parsing_slowly(ctx, args):
     print("parsing", flush=True)
-    time.sleep(60)
+    for _ in range(600):
+        time.sleep(0.1)
     return parse_args(ctx, args)
 where.parse_args = parsing_slowly
 sys.argv = ["civicat", "runs", "--db", sys.argv[1]]

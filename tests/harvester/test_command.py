@@ -20,7 +20,8 @@ def console_script() -> str:
 
 
 # click's import (harvester.cli's first) made slow: a stop signal lands while the command imports
-# what it runs (tenths of a second on a loaded machine, every call)
+# what it runs (tenths of a second on a loaded machine, every call); slow as Python's work is, which
+# looks for signals at every step (see tests.conftest.stopped_at_its_first_line)
 IMPORTING_SLOWLY = """
 import sys, time
 
@@ -28,7 +29,8 @@ class SlowClick:
     def find_spec(self, name, path=None, target=None):
         if name == "click":
             print("importing", flush=True)
-            time.sleep(60)
+            for _ in range(600):
+                time.sleep(0.1)
         return None
 
 sys.meta_path.insert(0, SlowClick())

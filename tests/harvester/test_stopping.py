@@ -30,6 +30,26 @@ while True:
 """
 
 
+def pending(pid: int, sig: int) -> bool:
+    """Whether `sig`, sent to process `pid`, waits for one of its threads to take it (/proc)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            waiting = next(line for line in status if line.startswith("ShdPnd:")).split()[1]
+    except (FileNotFoundError, ProcessLookupError):   # (ended)
+        return False
+    return bool(int(waiting, 16) >> (sig - 1) & 1)
+
+
+def sent_once_taken(process: subprocess.Popen, sig: int) -> None:
+    """`sig` sent to `process`, then waited for until one of its threads has taken it: a signal
+    sent while one of its kind waits is merged with it (a pause of 0.2 s was not enough on a loaded
+    machine, where the thread that takes them may wait longer for a core: two signals counted, no quit)."""
+    process.send_signal(sig)
+    deadline = time.monotonic() + 30
+    while pending(process.pid, sig) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_third_signal_quits_while_the_main_thread_is_held_in_c_code(sig):
     """The third signal's quit ran in the main thread's Python handler: with the main thread held
@@ -40,8 +60,7 @@ def test_a_third_signal_quits_while_the_main_thread_is_held_in_c_code(sig):
     try:
         assert held.stdout.readline() == b"held\n"
         for _ in range(3):
-            held.send_signal(sig)
-            time.sleep(0.2)   # (pacing, not a measure: a signal sent while the one before is pending is merged with it)
+            sent_once_taken(held, sig)
         _, err = held.communicate(timeout=30)
     finally:
         held.kill()
@@ -53,26 +72,36 @@ def test_a_third_signal_quits_while_the_main_thread_is_held_in_c_code(sig):
 
 # a command whose requests run in other threads and whose main thread is held in C code where no
 # Python signal handler runs (a long C call under load: the main thread's handler runs only when
-# it returns): signals blocked in the main thread, as above
+# it returns): signals blocked in the main thread, as above, which waits in C for a lock (argv[1])
+# taken for good; "held" once its wait shows in /proc/locks (a thread's look at the main thread's
+# frame, 0.2 s before, found it late on a loaded machine: in Python still, where the handler ran)
 CANCEL_WHILE_HELD = """
-import ctypes, signal, sys, threading, time
+import ctypes, fcntl, os, signal, sys, threading, time
 from harvester.stopping import cancelled_on_stop, stop_on_signals, stop_requested, stopped_by
 stop_on_signals()
 signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-cancelled, sleep, main = threading.Event(), ctypes.CDLL(None).sleep, threading.main_thread().ident
+cancelled, flock = threading.Event(), ctypes.CDLL(None).flock
+taken = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(taken, fcntl.LOCK_EX)
+inode = os.fstat(taken).st_ino
+
+def main_thread_waits_for_the_lock():   # (a request waiting: "N: -> FLOCK ADVISORY WRITE pid dev:inode ...")
+    with open("/proc/locks") as locks:
+        return any(f[1] == "->" and f[5] == str(os.getpid()) and f[6].endswith(f":{inode}")
+                   for f in (line.split() for line in locks) if len(f) > 6)
 
 def watch():
-    while sys._current_frames()[main].f_code.co_name != "held":
+    deadline = time.monotonic() + 60
+    while not main_thread_waits_for_the_lock() and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(0.2)   # (inside the C call by now: a signal before it would run the handler in the main thread)
-    print("held", flush=True)
+    print("held" if main_thread_waits_for_the_lock() else "not held", flush=True)
     deadline = time.monotonic() + 30
     while not cancelled.is_set() and time.monotonic() < deadline:
         time.sleep(0.05)
     print("cancelled" if cancelled.is_set() else "not cancelled", stop_requested(), stopped_by(), flush=True)
 
 def held():
-    sleep(600)
+    flock(os.open(sys.argv[1], os.O_RDWR), fcntl.LOCK_EX)
 
 with cancelled_on_stop(cancelled.set):
     threading.Thread(target=watch, daemon=True).start()
@@ -81,15 +110,17 @@ with cancelled_on_stop(cancelled.set):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_the_first_signal_cancels_the_requests_while_the_main_thread_is_held_in_c_code(sig):
+def test_the_first_signal_cancels_the_requests_while_the_main_thread_is_held_in_c_code(sig, tmp_path):
     """The run's requests were cancelled by the main thread's Python handler only: while the main
     thread was held in a C call (a harvest at load 11), the listing's page threads went on asking
     for every page (17 after Ctrl-C where at most the 4 in flight were allowed). The thread that
     counts the signals cancels them at the first, and the stop is requested from then on. A portal
     thread so stopped names the signal before the handler has run: SIGTERM was said "Ctrl-C" (its
     run's message, in CI)."""
-    held = subprocess.Popen([sys.executable, "-c", CANCEL_WHILE_HELD], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    lock = tmp_path / "held.lock"
+    lock.touch()
+    held = subprocess.Popen([sys.executable, "-c", CANCEL_WHILE_HELD, str(lock)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert held.stdout.readline() == b"held\n"
         held.send_signal(sig)
