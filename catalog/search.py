@@ -178,24 +178,27 @@ UPDATE_SHARE = 0.2
 TF_WEIGHT = "p.tf * ($k1 + 1) / (p.tf + $k1 * (1 - $b + $b * p.length / {avgdl}))"
 
 
-def _pieces(docid: str, documents: str = "") -> str:
+def _pieces(docid: str, documents: str = "", within: str = "") -> str:
     """Every piece of text between spaces of the datasets not deleted (joined with
     `documents`), lower-cased and accents stripped as the whole text (both are per
     character), with its field's weight and its document `docid`; the columns are read
-    from their own table, one name at a time (the same pieces as the names joined by spaces)."""
+    from their own table, one name at a time (the same pieces as the names joined by spaces);
+    `within`: a condition on the dataset `d` (AND ...)."""
     return f"""
     SELECT docid, weight, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
     FROM (SELECT {docid} AS docid, unnest($weights) AS weight,
                  unnest([d.title, array_to_string(d.keywords, ' '), d.description, d.city]) AS text
-          FROM datasets d {documents} WHERE d.deleted_at IS NULL)
+          FROM datasets d {documents} WHERE d.deleted_at IS NULL {within})
     UNION ALL
     SELECT {docid}, $column_weight, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
     FROM columns c JOIN datasets d ON d.uid = c.dataset_uid {documents}
-    WHERE d.deleted_at IS NULL"""
+    WHERE d.deleted_at IS NULL {within}"""
 
 
-# A whole build: a document's id is its dataset's row id (no numbering pass)
-PIECES = _pieces("d.rowid")
+# A whole build: a document's id is its dataset's row id (no numbering pass); the pieces of
+# the documents of a range of them (see RANGED)
+WITHIN_RANGE = "AND d.rowid >= $low AND d.rowid < $high"
+RANGE_PIECES = _pieces("d.rowid", within=WITHIN_RANGE)
 # the same pieces, without documents: what the dictionary is made of (the pieces of a
 # deleted dataset only add terms no document holds, dropped with their df of 0); a column
 # name is split once, not once per dataset that has it (1,155,370 columns, 73 names in the
@@ -237,17 +240,23 @@ def _term_frequencies(pieces: str) -> str:
         GROUP BY termid, docid"""
 
 
+# A whole build counts the term frequencies of this many documents at a time (a range of row
+# ids: the ranges' (term, document) groups are apart): one hash aggregate of every document's
+# pieces (5.9 million groups at 300 portals) needed more than 80 MB, beyond what 128 MB left
+# beside the harvest's own at night 1's end (docs/benchmarks.md, Nightly)
+TF_BATCH_DOCUMENTS = 50_000
+
 LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM search_work.tf GROUP BY docid"
 
 
-def _documents(docid: str, documents: str = "") -> str:
+def _documents(docid: str, documents: str = "", within: str = "") -> str:
     return f"""
         SELECT {docid} AS docid, d.uid, d.portal_id, d.city, d.themes, d.asset_type, d.title,
                coalesce(l.length, 0)::BIGINT AS length, lower(regexp_replace(d.city, $invisible, '', 'g')) AS city_key,
                list_transform(d.themes, lambda t: lower(regexp_replace(t, $invisible, '', 'g'))) AS theme_keys,
                d.last_changed
         FROM datasets d {documents} LEFT JOIN search_work.lengths l ON l.docid = {docid}
-        WHERE d.deleted_at IS NULL
+        WHERE d.deleted_at IS NULL {within}
         ORDER BY docid"""  # a filter's join on docid then skips row groups
 
 
@@ -256,8 +265,19 @@ def _documents(docid: str, documents: str = "") -> str:
 # quarter of the postings' CPU (0.9 s against 0.7 s at 100,000 datasets)
 POSTINGS = """
     SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid, t.tf::INTEGER AS tf, l.length::INTEGER AS length
-    FROM search_work.tf t JOIN search_work.lengths l USING (docid)
+    FROM search_work.tf t JOIN search_work.lengths l USING (docid) {terms}
     ORDER BY t.termid, t.docid"""
+# A whole build writes the postings a range of terms at a time, each range about this many
+# postings, sorted, the ranges in term order: the same table as one sort of them all, whose
+# join and sort of 5.9 million postings (300 portals) did not fit the harvest's 128 MB on one
+# thread, nor beside what the harvest held at night 1's end (retried with 1 GB; docs/benchmarks.md)
+POSTINGS_BATCH = 1 << 20
+# the first term of each range
+POSTINGS_RANGES = """
+    SELECT min(termid) AS first FROM (
+        SELECT termid, sum(n) OVER (ORDER BY termid) AS upto
+        FROM (SELECT termid, count(*) AS n FROM search_work.tf GROUP BY termid))
+    GROUP BY upto // $batch ORDER BY first"""
 
 # the in-memory database of a build's or an update's intermediate tables (named in the SQL
 # above and below): attached while it runs, detached after
@@ -267,7 +287,7 @@ WORK = "search_work"
 STEPS = {
     "search_work.piece_terms": _piece_terms(ALL_PIECES, "SELECT row_number() OVER (ORDER BY term) - 1 AS termid, term "
                                                     "FROM (SELECT DISTINCT term FROM stems)"),
-    "search_work.tf": _term_frequencies(PIECES),
+    "search_work.tf": _term_frequencies(RANGE_PIECES),
     "search_work.lengths": LENGTHS,
 }
 
@@ -277,13 +297,16 @@ STEPS = {
 # the postings' writes ran on one core each: 0.5 s and 0.8-0.9 s at 100,000 datasets)
 BESIDE = ("search_documents", "search_terms")
 BUILD = {
-    "search_documents": _documents("d.rowid"),
+    "search_documents": _documents("d.rowid", within=WITHIN_RANGE),
     "search_terms": """
         SELECT termid::BIGINT AS termid, term, df
         FROM (SELECT DISTINCT termid, term FROM search_work.piece_terms)
         JOIN (SELECT termid, count(*) AS df FROM search_work.tf GROUP BY termid) USING (termid)""",
-    "search_postings": POSTINGS,
+    "search_postings": POSTINGS.format(terms="WHERE t.termid >= $low AND t.termid < $high"),
 }
+# The tables of a whole build written a range at a time, the ranges in order (their SELECTs take
+# $low and $high): of documents, by their dataset's row id (TF_BATCH_DOCUMENTS), or of terms (POSTINGS_BATCH)
+RANGED = {"search_work.tf": "documents", "search_documents": "documents", "search_postings": "terms"}
 
 # the intermediate tables of an update, in this order: the documents whose dataset is
 # deleted or changed since they were indexed, the datasets to index (again), then their
@@ -319,7 +342,7 @@ UPDATED_POSTINGS = f"""
     SELECT termid, docid, tf, length FROM (
         SELECT termid, docid, tf, length FROM search_postings WHERE docid NOT IN (SELECT docid FROM search_work.gone)
         UNION ALL
-        SELECT termid, docid, tf, length FROM ({POSTINGS}))
+        SELECT termid, docid, tf, length FROM ({POSTINGS.format(terms="")}))
     ORDER BY termid, docid"""
 # in one transaction: the old versions leave (their documents, and their terms' counts),
 # the new ones come in, the postings are swapped for UPDATED_POSTINGS; a term no document
@@ -380,7 +403,7 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     # they write is thrown away (WORK, `_next` tables), the previous index kept until the swap
     with uncut.interruptible(con):
         for name, select in STEPS.items():
-            _create(con, f"TABLE {name}", select, params)
+            _create_in_ranges(con, name, name, select, params)
         _build_next(con, params)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -395,6 +418,28 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     except BaseException:
         rollback(con)
         raise
+
+
+def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, select: str, params: dict,
+                      stop: threading.Event | None = None) -> None:
+    """Table `name` created from `select`, a range at a time if `table` is RANGED (each range's
+    rows inserted after the previous range's), else at once."""
+    if table not in RANGED:
+        return _create(con, f"TABLE {name}", select, params)
+    if RANGED[table] == "documents":
+        last = con.execute("SELECT coalesce(max(rowid), -1) FROM datasets").fetchone()[0]
+        ranges = [(low, low + TF_BATCH_DOCUMENTS) for low in range(0, last + 1, TF_BATCH_DOCUMENTS)]
+    else:
+        firsts = [row[0] for row in con.execute(POSTINGS_RANGES, {"batch": POSTINGS_BATCH}).fetchall()]
+        ranges = list(zip(firsts, [*firsts[1:], 1 << 62]))
+    for number, (low, high) in enumerate(ranges or [(0, 0)]):   # (none: the table, empty)
+        bounded = {**params, "low": low, "high": high}
+        if not number:
+            _create(con, f"TABLE {name}", select, bounded)
+            continue
+        if stop is not None and stop.is_set():
+            raise _Stopped(table)
+        con.execute(f"INSERT INTO {name} {select}", _only(select, bounded))
 
 
 def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:
@@ -457,7 +502,7 @@ def _build_tables(con: duckdb.DuckDBPyConnection, tables, params: dict, stop: th
     for table in tables:
         if stop.is_set():
             raise _Stopped(table)
-        _create(con, f"TABLE {table}_next", BUILD[table], params)
+        _create_in_ranges(con, table, f"{table}_next", BUILD[table], params, stop)
 
 
 def _interrupt_until(con: duckdb.DuckDBPyConnection, finished) -> None:

@@ -57,6 +57,11 @@ ROW_GROUP_ROWS = 16_384
 # ... unless their raw JSON is larger than this: an insert keeps a row group in memory, and
 # a smaller one goes through the WAL as before (entries of more than 4 KB on average)
 RAW_INSERT_BYTES = 64 << 20
+# The raw loads' CSV read buffer, in longest lines (at least 2 MiB each): DuckDB's default, 16,
+# kept two buffers of 32 MiB in memory beside the row group being inserted (43 MB of Socrata
+# entries needed 80 MB; the large portals' loads of a 300-portal night 1 were retried with
+# MERGE_MEMORY_LIMIT); with 2 the load fits 48 MB (docs/benchmarks.md, Nightly)
+RAW_READ_BUFFER_LINES = 2
 MERGE_MEMORY_LIMIT = "1GB"  # a merge that does not fit is tried once more with this
 # A portal's merge that leaves the write-ahead log past this checkpoints the catalogue: what
 # the log holds stays in DuckDB's memory too until a checkpoint (DuckDB's own comes at 1 GB,
@@ -655,19 +660,59 @@ def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict) -
     _rebuild_table(cur, "datasets", rows, params)
 
 
-def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str, params: dict) -> None:
+def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[tuple[str, dict]],
+                   params: dict) -> None:
     """`table` (a constant of this module) replaced, in the caller's transaction, by a table of
     the same definition (its key, NOT NULLs and column order: the catalogue's own DDL) holding
-    `rows`. A view reads a table by name (open311_services)."""
+    `rows` (a SELECT with `params`, or several SELECTs with parameters of their own, inserted one
+    after the other). A view reads a table by name (open311_services)."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
                          AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
     prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
     if prefix is None:
         raise RuntimeError(f"the {table} table's definition is not as expected: {ddl[:80]!r}")
     cur.execute(f"CREATE TABLE {table}_next(" + ddl[len(prefix):])
-    cur.execute(f"INSERT INTO {table}_next BY NAME {rows}", params)
+    for select, select_params in [(rows, params)] if isinstance(rows, str) else rows:
+        cur.execute(f"INSERT INTO {table}_next BY NAME {select}", select_params)
     cur.execute(f"DROP TABLE {table}")
     cur.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
+
+
+# The most rows of a table that the rebuild of VACUUMED_TABLES sorts at once (Store.vacuum): a
+# portal's rows together needs no sort of the whole table (one of 576,636 distributions did not
+# fit MEMORY_LIMIT at 300 portals, night 3's rebuild retried with MERGE_MEMORY_LIMIT)
+REBUILD_BATCH_ROWS = 2 * ROW_GROUP_ROWS
+
+
+def _in_portal_batches(cur: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, dict]]:
+    """`table`'s rows (a table of VACUUMED_TABLES, keyed by dataset_uid) as SELECTs (with their
+    parameters) of about REBUILD_BATCH_ROWS rows each, each a range of dataset_uid, one after the
+    other in the order of dataset_uid: a portal's rows together, as a sort of the whole table
+    gives them, but sorted a batch at a time. A batch is whole portals, cut at the uid prefix
+    `portal_id:` that starts its range (the ranges between the cuts cover every string: every
+    row is in exactly one batch, whatever its uid holds); a portal larger than a batch is one
+    alone, not sorted (its rows are together whatever their order)."""
+    portals = cur.execute(f"""SELECT split_part(dataset_uid, ':', 1) || ':' AS prefix, count(*) FROM {table}
+                              GROUP BY prefix ORDER BY prefix""").fetchall()
+    starts, rows = [], 0   # each batch's first portal (its index)
+    for number, (_, count) in enumerate(portals):
+        if not starts or rows and rows + count > REBUILD_BATCH_ROWS:
+            starts.append(number)
+            rows = 0
+        rows += count
+    selects = []
+    for first, end in zip(starts, [*starts[1:], len(portals)]):
+        conditions, params = [], {}
+        if first:
+            conditions.append("dataset_uid >= $low")
+            params["low"] = portals[first][0]
+        if end < len(portals):
+            conditions.append("dataset_uid < $high")
+            params["high"] = portals[end][0]
+        selects.append((f"SELECT * FROM {table}" + "".join(f" {word} {condition}" for word, condition
+                                                          in zip(("WHERE", "AND"), conditions))
+                        + (" ORDER BY dataset_uid" if end - first > 1 else ""), params))
+    return selects or [(f"SELECT * FROM {table}", {})]
 
 
 def _fresh_pages(pages: list[dict]) -> bool:
@@ -1086,7 +1131,7 @@ class Store:
                             # in the order of their dataset: a portal's rows together, in as few row groups as
                             # its share (in DuckDB's threads' order, each rebuild spread them over more, until
                             # every merge deleted rows from nearly all and each was followed by a rebuild)
-                            _rebuild_table(cur, table, f"SELECT * FROM {table} ORDER BY dataset_uid", {})
+                            _rebuild_table(cur, table, _in_portal_batches(cur, table), {})
                     except StoppedAfterCommit:   # (rebuilt all the same)
                         del self._deleted_groups[table]
                         raise
@@ -1393,6 +1438,7 @@ class Store:
         NOT EXISTS: given the portal's filter, DuckDB ran NOT EXISTS as a delim join, which held the
         staged rows, raw JSON and all, in memory (+41 MB at a load of 16,384 Socrata entries, the
         harvest's peak: docs/benchmarks.md, session 27)."""
+        line = max(int(longest_line) + 2, 1 << 21)
         known = "datasets" if portal_id is None else "(SELECT uid, raw_hash FROM datasets WHERE portal_id = $portal)"
         with self._write_lock, self._one_thread():
             self.con.execute(f"""
@@ -1403,7 +1449,7 @@ class Store:
                            raw, details
                     FROM read_csv($parts, delim = '\t', quote = '', escape = '', header = false, auto_detect = false,
                                   columns = {{'key': 'VARCHAR', 'raw': 'VARCHAR', 'details': 'VARCHAR'}},
-                                  max_line_size = {max(int(longest_line) + 2, 1 << 21)}, parallel = false)) p
+                                  max_line_size = {line}, buffer_size = {RAW_READ_BUFFER_LINES * line}, parallel = false)) p
                 ANTI JOIN {known} d ON d.uid = p.uid AND d.raw_hash = p.raw_hash""",
                              {"parts": [str(file) for file in files],
                               **({"portal": portal_id} if portal_id is not None else {})})

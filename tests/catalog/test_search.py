@@ -989,3 +989,53 @@ def test_an_update_deletes_no_posting_and_fits_where_deleting_the_old_ones_did_n
         assert rows(store, "SELECT count(*) FROM search_postings") == updated[1]
     finally:
         store.close()
+
+
+def test_a_whole_build_writes_its_tables_a_range_at_a_time_and_fits_where_one_pass_did_not(tmp_path, monkeypatch):
+    """A whole build counted every document's term frequencies in one hash aggregate, and sorted
+    every posting (joined with its document's length) in one sort: at 300 portals (5.9 million
+    postings) it did not fit 128 MB beside what the harvest held at night 1's end, and was retried
+    with 1 GB. It writes the term frequencies and the documents a range of documents at a time,
+    the postings a range of terms at a time, each range sorted and the ranges in order: the same
+    tables, in a memory the catalogue's size does not set. Ranges smaller than the harvest's let
+    40,000 datasets show it: main's build did not fit 40 MB (it needed 48-64), this one fits 32."""
+    import random
+
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        words = random.Random(30)
+        vocabulary = ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(4, 9)))
+                      for _ in range(20_000)]
+
+        def columns():
+            return [{"position": k, "name": f"{words.choice(vocabulary)} {words.choice(vocabulary)}",
+                     "field_name": f"c{k}", "type": "text", "source_type": "Text", "description": None}
+                    for k in range(10)]
+        for portal in ("p0", "p1", "p2", "p3"):
+            store.commit_portal(stage_of(store, [
+                record(f"d{i:05d}", " ".join(words.choices(vocabulary, k=8)), portal=portal, columns=columns(),
+                       description=" ".join(words.choices(vocabulary, k=60))) for i in range(10_000)]),
+                portal, T0, mark_deleted=True)
+        store.checkpoint("the test's checkpoint")   # (the merges' log rows out of memory: the build's own need)
+        monkeypatch.setattr(search, "TF_BATCH_DOCUMENTS", 4_000, raising=False)
+        monkeypatch.setattr(search, "POSTINGS_BATCH", 200_000, raising=False)
+        store.con.execute("SET memory_limit = '40MB'")
+        assert search.refresh(store.con, force=True)   # (not the store's retry with 1 GB)
+        store.con.execute("SET memory_limit = '1GB'")
+        # (the postings and documents in the order they lie, which queries rely on; the terms in any)
+        tables = {"search_postings": "termid, docid, tf, length, rowid", "search_documents": "docid, uid, length, rowid",
+                  "search_terms": "termid, term, df"}
+
+        def contents():
+            return {table: rows(store, f"SELECT count(*), sum(hash({fields})::HUGEINT) FROM {table}")
+                    for table, fields in tables.items()}
+        ranged = contents()
+        assert ranged["search_postings"][0][0] > 3_000_000
+        assert rows(store, """SELECT count(*) FROM (SELECT termid, lag(termid) OVER (ORDER BY rowid) AS before
+                              FROM search_postings) WHERE termid < before""") == [(0,)]
+        monkeypatch.setattr(search, "TF_BATCH_DOCUMENTS", 1 << 40, raising=False)   # (one range each)
+        monkeypatch.setattr(search, "POSTINGS_BATCH", 1 << 40, raising=False)
+        search.refresh(store.con, force=True)
+        assert contents() == ranged
+    finally:
+        store.close()

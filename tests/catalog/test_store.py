@@ -1687,3 +1687,66 @@ def test_a_checkpoint_kept_waiting_by_another_cursors_transaction_says_it_was_no
             "used the catalogue for 1 s: it was not checkpointed): the log is kept") in caplog.text
     assert [r.exc_info for r in caplog.records] == [None] and store.wal_bytes() == logged > 0
     assert store.checkpoint("the checkpoint after its merge") and store.wal_bytes() == 0
+def test_the_rebuild_sorts_a_few_portals_at_a_time_and_fits_where_a_sort_of_the_whole_table_did_not(
+        store, monkeypatch, caplog):
+    """The rebuild wrote the table sorted by dataset as a whole (ORDER BY dataset_uid), a sort whose
+    memory grows with the table: at 300 portals night 3's rebuild of distributions (570,939 rows)
+    did not fit 128 MB beside what the harvest held, and was retried with 1 GB. It sorts a batch
+    of whole portals at a time (REBUILD_BATCH_ROWS), the batches one after the other in the order
+    of their uids: the same rows, each portal's together, in a memory the table's size does not set."""
+    import catalog.store as store_module
+    from catalog.store import ROW_GROUP_ROWS
+
+    portals = [f"p{n:02d}" for n in range(12)]
+    for portal in portals:   # (12 x 250 x 100 = 300,000 distributions of ~300 bytes)
+        store.commit_portal(stage_of(store, [record(f"d{i:04d}", portal=portal, distributions=[
+            {"title": f"File {k}", "format": "CSV", "media_type": "text/csv", "access_url": None,
+             "download_url": f"https://data.{portal}.example.org/api/views/d{i:04d}/rows.csv?part={k}&" + "q" * 200}
+            for k in range(100)]) for i in range(250)]), portal, T0, mark_deleted=True)
+    expected = rows(store, "SELECT dataset_uid, download_url FROM distributions ORDER BY ALL")
+    store.checkpoint("the test's checkpoint")
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", "40MB")
+    store.con.execute("SET memory_limit = '40MB'")
+    store._deleted_groups = {"distributions": {0}}   # (as a merge's deletes leave them)
+    with caplog.at_level("WARNING", logger="civicat.store"):
+        store.vacuum("the test's rebuild")
+    assert "did not fit" not in caplog.text and "failed" not in caplog.text
+    assert store.deletes_held() == 0
+    store.con.execute("SET memory_limit = '1GB'")   # (the comparison's own sort)
+    assert rows(store, "SELECT dataset_uid, download_url FROM distributions ORDER BY ALL") == expected
+    spread = dict(rows(store, f"""SELECT split_part(dataset_uid, ':', 1), count(DISTINCT rowid // {ROW_GROUP_ROWS})
+                                  FROM distributions GROUP BY ALL"""))
+    assert max(spread.values()) <= 3, spread   # (25,000 rows: 2 row groups, and one two portals share)
+
+
+def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path, monkeypatch, caplog):
+    """A raw load read its file through DuckDB's default CSV buffers (16 longest lines of at
+    least 2 MiB: two buffers of 32 MiB held) beside the row group it inserts: a row group of
+    Socrata entries (43 MB) needed 80 MB, and the 50,000-dataset portals' loads of a 300-portal
+    night 1 were retried with 1 GB. Its buffer is 2 lines now: it fits 64 MB, as the row group
+    does with room to spare (48 MB did)."""
+    import random
+
+    import catalog.store as store_module
+    from catalog.stage import RecordBatch, raw_part
+    from catalog.store import ROW_GROUP_ROWS
+
+    words = random.Random(30)
+    vocabulary = ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(3, 9)))
+                  for _ in range(5_000)]
+    batch = RecordBatch()
+    for n in range(ROW_GROUP_ROWS):   # (entries of ~2.7 KB, as the large Socrata portal's)
+        raw = canonical_json({"id": f"id{n}", "description": " ".join(words.choices(vocabulary, k=400))})
+        batch.add(record(f"id{n}"), raw.encode(), None, content_hash(raw))
+    batch.write(tmp_path, 0)
+    assert raw_part(tmp_path, 0).stat().st_size > 40 << 20
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        monkeypatch.setattr(store_module, "MEMORY_LIMIT", "64MB")
+        store.con.execute("SET memory_limit = '64MB'")
+        with caplog.at_level("WARNING", logger="civicat.store"):
+            store.load_raw([raw_part(tmp_path, 0)], batch.longest, "city")
+        assert "did not fit" not in caplog.text
+        assert rows(store, "SELECT count(*), min(strlen(raw)) > 2_000 FROM raw_records") == [(ROW_GROUP_ROWS, True)]
+    finally:
+        store.close()
