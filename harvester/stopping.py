@@ -38,9 +38,10 @@ _received: list[int] = []
 _cancellers: list[Callable[[], None]] = []
 _counted_stop = threading.Event()   # the counting thread saw a stop signal (the handler may not have run yet)
 _counted: list[int] = []   # the stop signals the counting thread saw, in order (read before the handler has run)
-# the first stop's cancels and interrupt, by the main thread's handler or the counting thread,
-# whichever takes it first: the counting thread, late under load, once interrupted the statement
-# the main thread ran after the handler had already stopped it (the stop's own bookkeeping)
+# the first stop's interrupt, by the main thread's handler or the counting thread, whichever takes it
+# first: the counting thread, late under load, once interrupted the statement the main thread ran after
+# the handler had already stopped it (the stop's own bookkeeping). Held for that decision only, never
+# across a cancel, which may wait for a lock the main thread holds (the resolver's): its handler waits here
 _first_stop = threading.Lock()
 _handled: list[int] = []   # the main thread's handler has run (the stop is raised or held there)
 
@@ -96,10 +97,14 @@ def _count_stop_signals(pipe: int) -> None:
             # from here, or page threads read ahead went on asking (17 pages where 4 were in flight)
             _counted_stop.set()
             with _first_stop:
-                if not _handled:   # (else the main thread is past the statement it was in: leave its next alone)
-                    for cancel in list(_cancellers):
-                        cancel()
-                    uncut.interrupt_running()
+                mine = not _handled
+            if mine:   # (outside the lock: a cancel may wait for a lock the main thread holds, whose
+                # handler would wait for this one; cancelled twice is no harm)
+                for cancel in list(_cancellers):
+                    cancel()
+                with _first_stop:
+                    if not _handled:   # (else the main thread is past the statement it was in: leave its next alone)
+                        uncut.interrupt_running()
     time.sleep(HANDLER_GRACE_SECONDS)
     _quit(_signal_name(counted[2]), stopped_exit_code(counted))
 

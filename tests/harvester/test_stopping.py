@@ -190,3 +190,41 @@ def test_a_late_counting_thread_leaves_the_statements_after_the_stop_alone():
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines() == ["stopped", "0 True"], done.stdout
+
+
+# a command whose main thread holds a lock that a canceller takes (as the run's http.cancel takes
+# the resolver's, held by the main thread across a lookup thread's start) while it waits in C, and
+# the first stop taken by the counting thread (signals blocked in the main thread)
+CANCEL_NEEDS_A_LOCK_THE_MAIN_THREAD_HOLDS = """
+import ctypes, os, signal, threading, time
+from harvester import stopping
+stopping.stop_on_signals()
+held, inside = threading.RLock(), threading.Event()
+stopping._cancellers.append(lambda: (held.acquire(), held.release()))
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+def stop_once_inside():
+    inside.wait()
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+threading.Thread(target=stop_once_inside, daemon=True).start()
+try:
+    with held:
+        inside.set()
+        ctypes.CDLL(None).usleep(1_500_000)
+    print("not stopped", flush=True)
+except KeyboardInterrupt:
+    print("stopped", stopping.stopped_by(), flush=True)
+"""
+
+
+def test_a_stop_whose_cancel_waits_for_a_lock_the_main_thread_holds_ends_the_command():
+    """The counting thread made the first stop's cancels holding the lock that decides which of it
+    and the main thread's handler does them: a cancel waiting for a lock the main thread held (the
+    resolver's, across a lookup thread's start) then kept the counting thread, and the handler waited
+    for the counting thread: one SIGTERM (systemd, `timeout`) and the command never ended. The
+    cancels are made outside that lock."""
+    done = subprocess.run([sys.executable, "-c", CANCEL_NEEDS_A_LOCK_THE_MAIN_THREAD_HOLDS], capture_output=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert (done.returncode, done.stdout) == (0, b"stopped SIGTERM\n"), done.stderr.decode()[-2000:]
