@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -69,11 +70,21 @@ def _chain(exc: BaseException):
 def _no_room(error: BaseException) -> int | None:
     if isinstance(error, OSError) and error.errno in NO_ROOM:
         return error.errno
+    if not _of_a_write_here(error):   # (a portal's answer may quote its own disk full: its failure, not ours)
+        return None
     text = str(error)
     for code, (_, words) in NO_ROOM.items():
         if any(w.lower() in text.lower() for w in words) or f"errno {code}]" in text:
             return code
     return None
+
+
+def _of_a_write_here(error: BaseException) -> bool:
+    """Whether `error` is one of those a write of this process raises (Python's, Arrow's: OSError;
+    DuckDB's), whose words may say its file system is full: not an HTTP error, whose words may be
+    a portal's own (CKAN's success=false naming Solr's full disk, a 4xx page)."""
+    duckdb = sys.modules.get("duckdb")   # (not imported: no DuckDB error can have been raised)
+    return isinstance(error, OSError) or (duckdb is not None and isinstance(error, duckdb.Error))
 
 
 def _path_of(error: BaseException) -> Path | None:

@@ -45,3 +45,37 @@ def test_python_s_and_duckdb_s_words_become_a_disk_full_naming_the_file_and_what
         assert str(disk_full(wrapped, db)).startswith("no room to write the catalogue's write-ahead log")
     assert disk_full(OSError(errno.EACCES, "Permission denied", str(db)), db) is None
     assert disk_full(duckdb.IOException("Could not write file: Bad file descriptor"), db) is None
+
+
+def test_a_portals_own_words_of_a_full_disk_are_not_civicats_disk_full(tmp_path):
+    """A portal whose own disk is full says so in its answer (CKAN's `"success": false` naming Solr's
+    IOException, a 4xx page reading "File too large"): that is the portal's failure, kept in its words,
+    not a DiskFull sending the data team to free space on a file system of theirs that has room. The
+    words count only in an error of a write of this process (Python's, DuckDB's)."""
+    from harvester.http.errors import PermanentError, PortalError, TransientError
+
+    db = tmp_path / "c.duckdb"
+    portal_s = [PortalError("the portal answered success=false: Solr: java.io.IOException: No space left on device",
+                            "https://data.example.org/api/3/action/package_search", 200),
+                PermanentError("HTTP 413: File too large", "https://data.example.org/api/explore/v2.1/exports/jsonl",
+                               413),
+                PermanentError("HTTP 507: database or disk is full", "https://data.example.org/data.json", 507)]
+    for error in portal_s:
+        assert disk_full(error, db) is None, error
+        try:
+            try:
+                raise error
+            except PermanentError as exc:
+                raise TransientError("the listing failed", "https://data.example.org/", None) from exc
+        except TransientError as wrapped:
+            assert disk_full(wrapped, db) is None, error
+    # a write of ours failing under a portal's error is still ours
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "tmp" / "civicat-body-1"))
+        except OSError as exc:
+            raise PermanentError("the body could not be kept", "https://data.example.org/data.json", 200) from exc
+    except PermanentError as wrapped:
+        assert str(disk_full(wrapped, db)).startswith("no room to write ")
+    assert disk_full(duckdb.IOException(f'Could not write file "{db}.wal": No space left on device'), db).errno \
+        == errno.ENOSPC
