@@ -33,8 +33,11 @@ def test_a_server_dripping_bytes_is_cut_off_at_the_total_time_bound():
 
 def test_one_watchdog_thread_serves_every_request(portal):
     client = fast_client()
-    before = threading.active_count()
+    before = set(threading.enumerate())
     for _ in range(20):
         get(client, portal)
     watchdogs = [t for t in threading.enumerate() if t.name == "civicat-watchdog"]
-    assert len(watchdogs) == 1 and threading.active_count() <= before + 1
+    # (the threads the client started: not the local portal's, one a connection, alive or not as the
+    # server gets to it; counting every thread of the process failed by chance, 5 where 4 were allowed)
+    started = {t.name for t in threading.enumerate() if t not in before and not t.name.endswith("(process_request_thread)")}
+    assert len(watchdogs) == 1 and started <= {"civicat-watchdog"}, started
