@@ -302,6 +302,7 @@ PERIODICITY_WORDS = {
     "irregular": "irregular", "irregularly": "irregular", "as needed": "irregular",
     "as-needed": "irregular", "ad hoc": "irregular", "adhoc": "irregular", "other": "irregular",
     "unknown": "unknown", "never": "unknown", "not planned": "unknown", "historical": "unknown",
+    "not updated": "unknown", "semi-annually": "R/P6M",
     "static": "unknown", "notplanned": "unknown",
     # German, with umlauts or written out (ae, oe, ue) as Stadt Zurich's CKAN vocabulary
     # (`updateInterval`) has them; "laufend" (ongoing) as the city's own DCAT export maps it
@@ -325,32 +326,43 @@ _PERIODICITY_URIS = {  # Dublin Core / EU frequency vocabularies end in one of t
 
 
 def periodicity(value, notes: Notes | None = None, field_name: str = "accrual_periodicity") -> str | None:
-    """An ISO 8601 repeating duration, 'irregular' or 'unknown'; None when absent.
-    Free text such as 'Data are updated daily' is read for its frequency word."""
+    """An ISO 8601 repeating duration, 'irregular' or 'unknown' (the portal says so: unknown,
+    never, not planned); None when absent or not read, as every value that does not parse
+    (SPEC), with a warning. Free text such as 'Data are updated daily' is read for its
+    frequency word."""
     value = text(value)
     if not value:
         return None
-    result, recognised = _periodicity(value)
-    if not recognised and notes is not None:
-        notes.warn(field_name, f"unrecognised update frequency {value[:80]!r}; stored as 'unknown'")
+    result = _periodicity(value)
+    if result is None and notes is not None:
+        notes.warn(field_name, f"unrecognised update frequency {value[:80]!r}; stored as null")
     return result
 
 
 @lru_cache(maxsize=4096)   # a portal words its frequencies in a handful of ways
-def _periodicity(value: str) -> tuple[str, bool]:
+def _periodicity(value: str) -> str | None:
     if _ISO_PERIODICITY.match(value) and not value.endswith(("P", "T")):
-        return value, True
+        return value
     tail = value.rstrip("/").rsplit("/", 1)[-1].upper()
     if tail in _PERIODICITY_URIS:
-        return _PERIODICITY_URIS[tail], True
+        return _PERIODICITY_URIS[tail]
     lowered = value.lower().strip()
     if lowered in PERIODICITY_WORDS:
-        return PERIODICITY_WORDS[lowered], True
-    words = re.findall(r"[a-z]+(?:[- ][a-z]+)?", lowered)
-    for phrase in words + lowered.split():
+        return PERIODICITY_WORDS[lowered]
+    every = _EVERY.search(lowered)   # "Data is updated every 15 minutes"
+    if every:
+        count, unit = every.group(1) or "1", every.group(2)
+        return f"R/PT{count}{unit[0].upper()}" if unit in ("minute", "hour") else f"R/P{count}{unit[0].upper()}"
+    # each word and each two words in a row ("as needed", "semi-annually", "not updated"), punctuation aside
+    words = re.findall(r"[^\W\d_]+", lowered)
+    pairs = [f"{a}{joint}{b}" for a, b in zip(words, words[1:]) for joint in (" ", "-")]
+    for phrase in pairs + words:
         if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
-            return PERIODICITY_WORDS[phrase], True
-    return "unknown", False
+            return PERIODICITY_WORDS[phrase]
+    return None
+
+
+_EVERY = re.compile(r"\bevery (?:(\d+) )?(minute|hour|day|week|month|year)s?\b")
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")

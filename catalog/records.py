@@ -365,9 +365,15 @@ def part_statistics(con: duckdb.DuckDBPyConnection, glob: str, kinds: dict[str, 
                 if nulls is not None:   # (as SQL's sum: the nulls counted, none if none are)
                     running[0] = (running[0] or 0) + nulls
                 running[1] = running[1] and exact
-                running[2] = _least(running[2], low, number, min)
-                running[3] = _least(running[3], high, number, max)
+                running[2] = _least(running[2], _unsigned_zero(low, number), number, min)
+                running[3] = _least(running[3], _unsigned_zero(high, number), number, max)
     return folded
+
+
+def _unsigned_zero(value: str | None, number) -> str | None:
+    """A zero as "0.0": the statistics write a least 0.0 as -0.0 (Parquet asks it of writers:
+    a zero's sign is not kept there), which no row of a column of 0, 1/3, ... holds."""
+    return value[1:] if number and value and value.startswith("-0") and float(value) == 0 else value
 
 
 def _least(running, value, number, least):

@@ -26,6 +26,7 @@ import math
 import os
 import re
 import signal
+import shutil
 import sys
 import time
 from collections import Counter
@@ -602,10 +603,21 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
 def _progress_bars(bars: dict):
     from tqdm import tqdm
 
+    # stderr's size, as tqdm reads it; a terminal that says none (0 x 0: script(1), a container's
+    # tty before its first resize) got no bar from tqdm, each beyond a height of 0 rows: then
+    # $COLUMNS and $LINES, else 80 x 24 (shutil)
+    try:
+        columns, lines = os.get_terminal_size(sys.stderr.fileno())
+    except (OSError, ValueError):
+        columns = lines = 0
+    fallback = shutil.get_terminal_size()
+    columns, lines = columns or fallback.columns, lines or fallback.lines
+
     def update(portal_id: str, done: int, total: int | None) -> None:
         bar = bars.get(portal_id)
         if bar is None:
-            bar = bars[portal_id] = tqdm(desc=portal_id, unit=" datasets", file=sys.stderr, leave=True)
+            bar = bars[portal_id] = tqdm(desc=portal_id, unit=" datasets", file=sys.stderr, leave=True,
+                                         ncols=columns, nrows=lines)
         if total is not None and bar.total != total:
             bar.total = total
         bar.update(done - bar.n)

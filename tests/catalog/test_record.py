@@ -112,10 +112,25 @@ def test_text_list_splits_keywords_but_not_categories():
     ("Data are updated daily", "R/P1D"), ("Annually", "R/P1Y"), ("irregular", "irregular"),
     ("http://purl.org/cld/freq/monthly", "R/P1M"),
     ("http://publications.europa.eu/resource/authority/frequency/IRREG", "irregular"),
-    ("whenever we feel like it", "unknown"), (None, None),
+    ("unknown", "unknown"), ("Not planned", "unknown"), ("whenever we feel like it", None), (None, None),
+    # as real Socrata portals word them (../shared/fixtures): punctuation, two words, "every N units"
+    ("Data are updated daily.", "R/P1D"), ("Data are updated as needed", "irregular"), ("Semi-annually", "R/P6M"),
+    ("Not updated (historical data)", "unknown"), ("Data is updated every 15 minutes", "R/PT15M"),
+    ("Every 2 Minutes", "R/PT2M"), ("Updated every month", "R/P1M"), ("Bi-Weekly", "R/P2W"),
+    ("sporadisch oder unregelmaessig", "irregular"), ("Daily beginning 7/1/19; twice weekly previously", "R/P1D"),
 ])
 def test_periodicity(value, expected):
     assert R.periodicity(value) == expected
+
+
+def test_an_update_frequency_that_does_not_parse_is_null_with_a_warning_not_taken_for_unknown():
+    """SPEC: a value that does not parse as its type is stored as null with a warning, the raw
+    record keeping it; `unknown` is what a portal says (unknown, never, not planned), not a
+    word civicat could not read."""
+    notes = Notes()
+    assert R.periodicity("whenever we feel like it", notes) is None
+    assert notes.items == [("accrual_periodicity", "unrecognised update frequency 'whenever we feel like it'; "
+                                                   "stored as null")]
 
 
 def test_temporal_interval():

@@ -69,6 +69,15 @@ def test_profile_min_max_compare_numbers_as_numbers(tmp_path):
     assert (profile["min_value"], profile["max_value"]) == ("-5", "100")
 
 
+def test_a_zero_the_parquet_statistics_write_as_minus_zero_is_profiled_as_the_zero_the_rows_hold(tmp_path):
+    """Parquet writers store a least value of 0.0 as -0.0 in the statistics (the format asks it,
+    the sign of a zero being unknown there): a rate of 0, 1/3, ... was profiled from -0.0."""
+    pq.write_table(pa.table({"rate": [0.0, 1 / 3, 2.5], "low": [-1.5, -0.25, 0.0]}), tmp_path / "a.parquet")
+    profiles = {p["column_name"]: p for p in profile_columns(duckdb.connect(), str(tmp_path / "*.parquet"))}
+    assert (profiles["rate"]["min_value"], profiles["rate"]["max_value"]) == ("0.0", "2.5")
+    assert (profiles["low"]["min_value"], profiles["low"]["max_value"]) == ("-1.5", "0.0")
+
+
 def whole_folder_statistics(con, glob: str, kinds: dict[str, str]) -> dict[str, list]:
     """The profile's statistics as read before session 28 (`catalog.records.part_statistics`
     reads them a part at a time): one `parquet_metadata` of the whole folder, every column
