@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import functools
+import itertools
 import json
 import logging
 import os
@@ -235,7 +236,13 @@ class _Gate:
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._shared = 0
+        self._holds: set[int] = set()   # the shared holds running (statements, transactions), by serial
+        self._serials = itertools.count(1)
+        # the shared holds an exclusive one waited REATTACH_WAIT_SECONDS for in vain: while one of them
+        # runs on, the next exclusive hold fails at once (each use of an invalidated catalogue, each
+        # portal's checkpoint, waited the whole REATTACH_WAIT_SECONDS again for the same transaction)
+        self._outlasted: set[int] = set()
+        self._waited = 0.0   # (that wait's seconds)
         self._owner: int | None = None   # the thread holding it exclusive (it may nest)
         self._depth = 0
         self._wanted = 0   # exclusive holds waiting: new shared ones wait behind them
@@ -252,14 +259,20 @@ class _Gate:
                                     "the transaction first")
         with self._changed:
             if self._owner != me:
+                if self._outlasted & self._holds:   # (waited for once already, in vain: not again)
+                    raise OtherCursorsKeptTheCatalogue(
+                        f"a statement or transaction of the store's other cursors (a records pull's, say) that kept "
+                        f"the catalogue past an earlier wait of {self._waited:.0f} s still uses it: it was "
+                        f"not {done} (not waited for again)")
                 deadline = time.monotonic() + REATTACH_WAIT_SECONDS
                 self._wanted += 1
                 try:
-                    while self._owner is not None or self._shared:
+                    while self._owner is not None or self._holds:
                         if stop is not None and stop.is_set():
                             raise AttachStopped("stopped while another cursor's statement used the catalogue")
                         left = deadline - time.monotonic()
                         if left <= 0:
+                            self._outlasted, self._waited = set(self._holds), REATTACH_WAIT_SECONDS
                             raise OtherCursorsKeptTheCatalogue(
                                 f"statements of the store's other cursors (a records pull's, say) used the catalogue "
                                 f"for {REATTACH_WAIT_SECONDS:.0f} s: it was not {done}")
@@ -278,22 +291,28 @@ class _Gate:
                     self._owner = None
                     self._changed.notify_all()
 
-    def hold_shared(self) -> bool:
-        """Held shared (True), once no exclusive hold is held or waiting; False, nothing held: this
-        thread holds it exclusive (its own statements go on)."""
+    @property
+    def _shared(self) -> int:   # (how many shared holds run)
+        return len(self._holds)
+
+    def hold_shared(self) -> int | None:
+        """Held shared (the hold's serial, for release_shared), once no exclusive hold is held or
+        waiting; None, nothing held: this thread holds it exclusive (its own statements go on)."""
         me = threading.get_ident()
         with self._changed:
             if self._owner == me:
-                return False
+                return None
             while self._owner is not None or self._wanted:
                 self._changed.wait(1.0)
-            self._shared += 1
-            return True
+            hold = next(self._serials)
+            self._holds.add(hold)
+            return hold
 
-    def release_shared(self) -> None:
+    def release_shared(self, hold: int) -> None:
         with self._changed:
-            self._shared -= 1
-            if not self._shared:
+            self._holds.discard(hold)
+            self._outlasted.discard(hold)
+            if not self._holds:
                 self._changed.notify_all()
 
     def transaction_begun(self, thread: int) -> None:
@@ -301,12 +320,12 @@ class _Gate:
         with self._changed:
             self._transactions[thread] = self._transactions.get(thread, 0) + 1
 
-    def transaction_ended(self, thread: int) -> None:
+    def transaction_ended(self, thread: int, hold: int) -> None:
         with self._changed:
             self._transactions[thread] -= 1
             if not self._transactions[thread]:
                 del self._transactions[thread]
-        self.release_shared()
+        self.release_shared(hold)
 
     def in_transaction(self, thread: int) -> bool:
         """Whether a store cursor's transaction begun in `thread` is open: that thread's other uses of
@@ -341,7 +360,8 @@ class _GatedCursor(uncut.Connection):
     def __init__(self, con, store: Store, *, interruptible: bool = False):
         super().__init__(con, interruptible=interruptible)
         self._store, self._rows = store, None
-        self._transaction: int | None = None   # the thread whose BEGIN holds the gate, until its end
+        # the thread whose BEGIN holds the gate until its end, and that hold's serial
+        self._transaction: tuple[int, int] | None = None
 
     def fetchone(self):
         if self._rows is None:   # (no statement ran: DuckDB's own error)
@@ -389,7 +409,7 @@ class _GatedCursor(uncut.Connection):
                 return self._read_whole(name, self._call(method, args, kwargs))
             finally:
                 if first_word in _TRANSACTION_ENDS or name == "close":
-                    gate.transaction_ended(self._transaction)
+                    gate.transaction_ended(*self._transaction)
                     self._transaction = None
         me = threading.get_ident()
         if name != "close" and gate.in_transaction(me):
@@ -406,14 +426,14 @@ class _GatedCursor(uncut.Connection):
             if self._store._detached is not None and name != "close":
                 self._store._attach_again()
             result = self._read_whole(name, self._call(method, args, kwargs))
-            begun = held and first_word in _TRANSACTION_BEGINS
+            begun = held is not None and first_word in _TRANSACTION_BEGINS
             return result
         finally:
             if begun:
-                self._transaction = me
+                self._transaction = (me, held)
                 gate.transaction_begun(me)
-            elif held:
-                gate.release_shared()
+            elif held is not None:
+                gate.release_shared(held)
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
