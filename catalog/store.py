@@ -216,7 +216,8 @@ class OtherCursorsKeptTheCatalogue(duckdb.Error):
 
 class StoreCursorMisuse(RuntimeError):
     """A store cursor (Store.cursor) used in a way its _Gate cannot serve, refused at once: its result
-    read other than whole, a relation (its query run when it is read, outside the gate), or a second
+    read other than whole, a relation (its query run when it is read, outside the gate), a checkpoint
+    (Store.checkpoint holds the gate exclusive, and attaches the catalogue again if it fails), or a second
     store cursor, or a checkpoint, in a thread inside a store cursor's transaction (either waited
     for a checkpoint or re-attach that waits for that transaction: REATTACH_WAIT_SECONDS)."""
 
@@ -403,6 +404,12 @@ class _GatedCursor(uncut.Connection):
         self._rows = None   # (a new statement's, or a call that ends the result)
         first_word = (args[0].lstrip().split(None, 1) or [""])[0].rstrip(";").upper() \
             if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else _METHOD_WORDS.get(name, "")
+        if name == "checkpoint" or first_word in ("CHECKPOINT", "FORCE") or (
+                first_word in ("CALL", "PRAGMA") and "checkpoint" in args[0].lower()):
+            raise StoreCursorMisuse(
+                "a checkpoint on a store cursor: it would run beside the other cursors' statements and transactions "
+                "(a statement's shared hold of the gate), and one that fails invalidates the catalogue under them; "
+                "use Store.checkpoint(what), which waits for them and attaches the catalogue again if it fails")
         gate = self._store._gate
         if self._transaction is not None:   # (held since its BEGIN)
             try:

@@ -1525,6 +1525,27 @@ def test_a_relation_from_a_store_cursor_is_refused_at_once(store):
         cur.close()
 
 
+@pytest.mark.parametrize("asked", ["checkpoint()", "CHECKPOINT", "force checkpoint;", "CALL checkpoint()"])
+def test_a_checkpoint_on_a_store_cursor_is_refused_at_once(store, asked):
+    """A checkpoint asked on a store cursor ran under the shared hold of any statement, beside the
+    other cursors' statements and transactions, and one that failed invalidated the catalogue under
+    them with no re-attach after it. It is refused at once, naming Store.checkpoint (which holds
+    the gate exclusive); nothing is held, the log is as it was, and the cursor goes on."""
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    logged = store.wal_bytes()
+    cur = store.cursor()
+    try:
+        with pytest.raises(StoreCursorMisuse, match=r"^a checkpoint on a store cursor: .* use Store\.checkpoint"):
+            cur.checkpoint() if asked == "checkpoint()" else cur.execute(asked)
+        assert store._gate._shared == 0 and store.wal_bytes() == logged > 0
+        assert cur.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    finally:
+        cur.close()
+    assert store.checkpoint("the test's checkpoint") and store.wal_bytes() == 0
+
+
 def test_a_second_store_cursor_in_a_thread_inside_a_transaction_is_refused_at_once(store, monkeypatch):
     """A thread inside a store cursor's transaction that used a second store cursor waited, once a
     checkpoint or a re-attach wanted the gate (it waits for that transaction), REATTACH_WAIT_SECONDS
