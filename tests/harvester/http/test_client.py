@@ -915,6 +915,24 @@ def test_a_body_deflated_or_in_stacked_codings_is_read_as_sent(tmp_path, coding)
     assert (tmp_path / "file.csv").read_bytes() == csv and not (tmp_path / "not.csv").exists()
 
 
+@pytest.mark.parametrize("coding", ["deflate", "deflate (raw)"])
+@pytest.mark.parametrize("first", [1, 2, 3])
+def test_a_deflate_body_whose_first_piece_is_a_byte_or_two_is_read_as_sent(tmp_path, coding, first):
+    """Whether a deflate body is zlib-wrapped or raw is fixed by its first two bytes (zlib's header,
+    which no raw stream an encoder writes begins with: see _Inflated), so the raw fallback is tried
+    on them alone, never on a later piece; but a server sending its first byte in a piece of its own
+    (chunked) had the zlib decoder take that byte without a word, and the raw body then failed on
+    the next piece ('not deflate as its Content-Encoding says')."""
+    csv = b"id,value\n" + b"".join(b"%d,%s\n" % (i, os.urandom(32).hex().encode()) for i in range(20_000))
+    encoded = ENCODED[coding](csv)
+    with BodiesByHand() as portal:   # (no Content-Length: chunked, each piece a chunk of its own)
+        portal.bodies["/file.csv"] = ([("Content-Type", "text/csv"), ("Content-Encoding", "deflate")],
+                                      lambda: iter([encoded[:first], encoded[first:first + 1], encoded[first + 1:]]))
+        client = fast_client(tmp_path, max_attempts=1)
+        assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(csv)
+    assert (tmp_path / "file.csv").read_bytes() == csv
+
+
 def test_a_gzip_body_in_members_is_read_whole_once(tmp_path):
     """Members whose ends fall where a read's length ends (256 KiB, 1 MiB): urllib3 gave the
     body's bytes again after such a member, a page or a file read longer than it is (each of
