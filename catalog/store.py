@@ -846,6 +846,14 @@ PAGE_SCHEMA = pa.schema([("portal_id", _string), ("page_key", _string), ("params
                          ("next_params", _string), ("total", pa.int64()), ("ids", pa.list_(_string))])
 
 
+# a portal's merge notes in its run's row, in its own transaction, that it committed (what the
+# catalogue holds then says so, whenever a stop comes: Store.merged_in_run); listing_complete,
+# NULL from the run's start, is set, and the counts (the run's end writes them again, with its own)
+MERGE_OF_THE_RUN = """UPDATE harvest_runs SET listing_complete = $complete, new = $new, changed = $changed,
+                             unchanged = $unchanged + $restamped, removed = $removed
+                      WHERE run_id = $run AND portal_id = $portal"""
+
+
 def page_identity(page_key: str, params: str | None) -> str:
     return f"{page_key}\n{params or ''}"
 
@@ -1101,7 +1109,7 @@ class Store:
                                                          grace=grace, pages=pages or [], run_id=run_id,
                                                          restamped=restamped, stored_pages=stored_pages))
         except StoppedAfterStoring as stop:   # (as its COMMIT ran: stored, and no upkeep begun)
-            raise StoppedAfterStoring(stop.counts, self._left_by_stop(["its merge's COMMIT"])) from stop
+            raise StoppedAfterStoring(stop.counts, self.left_by_stop(["its merge's COMMIT"])) from stop
         done: list[str] = []   # the upkeep's steps finished (a stop held through their last statement)
         try:   # (the portal is stored: a stop from here on leaves only this upkeep undone)
             if self.deletes_held() >= VACUUM_BYTES:
@@ -1118,10 +1126,24 @@ class Store:
                     if self.wal_bytes() < logged:   # (written into the file, whatever came after)
                         done.append("the checkpoint after its merge")
         except KeyboardInterrupt as stop:
-            raise StoppedAfterStoring(counts, self._left_by_stop(done)) from stop
+            raise StoppedAfterStoring(counts, self.left_by_stop(done)) from stop
         return counts
 
-    def _left_by_stop(self, done: list[str]) -> str:
+    def merged_in_run(self, run_id: str, portal_id: str) -> dict[str, int] | None:
+        """The counts of the portal's merge in run `run_id` if it committed (as commit_portal gave them),
+        read from the catalogue: a stop that came just after its COMMIT returned, before civicat noted it
+        (no StoppedAfterStoring), left it so. None: the merge did not commit (or the catalogue cannot say)."""
+        try:
+            with self._write_lock:
+                row = self.con.execute("""SELECT new, changed, unchanged, removed FROM harvest_runs
+                                          WHERE run_id = $run AND portal_id = $portal AND listing_complete IS NOT NULL""",
+                                       {"run": run_id, "portal": portal_id}).fetchone()
+        except duckdb.Error as exc:
+            log.warning("%s: whether its merge committed before the stop could not be read: %s", portal_id, exc)
+            return None
+        return None if row is None else dict(zip(("new", "changed", "unchanged", "removed"), row))
+
+    def left_by_stop(self, done: list[str]) -> str:
         """What a stop after a portal's merge committed left of the upkeep that follows it
         (commit_portal), said for the portal's run; `done`: the steps that finished all the same."""
         left = []
@@ -1360,6 +1382,10 @@ class Store:
                             cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
                             cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
                             cur.unregister("_pages")
+                        if run_id is not None:   # (the run's row says the merge committed: merged_in_run)
+                            cur.execute(MERGE_OF_THE_RUN, {"run": run_id, "portal": portal_id, "complete": mark_deleted,
+                                                           "removed": removed, **{key: counts.get(key, 0) for key in
+                                                                                  ("new", "changed", "unchanged", "restamped")}})
                 except StoppedAfterCommit as stop:   # (as its COMMIT ran: committed, the stop goes on after)
                     stopped = stop
                 for table, groups in deleted_groups.items():
