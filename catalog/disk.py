@@ -60,11 +60,13 @@ def disk_full(exc: BaseException, db_path: str | Path | None = None, records: st
 
 
 def _chain(exc: BaseException):
+    """`exc` and the errors it was raised from or during, as Python's traceback shows them: not the
+    context an error raised `from None` hides (its author said it was not that error's)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ if exc.__cause__ is not None else None if exc.__suppress_context__ else exc.__context__
 
 
 def _no_room(error: BaseException) -> int | None:
