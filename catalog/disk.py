@@ -48,15 +48,20 @@ def disk_full(exc: BaseException, db_path: str | Path | None = None, records: st
             continue
         path = _path_of(error)
         where = f"{what_is(path, db_path, records, export)} ({path})" if path else "a file civicat writes (not named)"
-        message = f"no room to write {where}: {NO_ROOM[code][0]}"
-        if path and code != errno.EFBIG:
-            message += f"; {free_space(path)}"
-        message += f". Nothing is lost: what was written before stays whole ({type(error).__name__}: {error})"
+        message = f"{no_room_to_write(where, code, path)}. Nothing is lost: what was written before stays whole " \
+                  f"({type(error).__name__}: {error})"
         found = DiskFull(code, message)
         found.filename = None
         found.path = path
         return found
     return None
+
+
+def no_room_to_write(where: str, code: int, path: Path | None) -> str:
+    """`no room to write WHERE: why` (NO_ROOM[code]), and the free space of `path`'s file system
+    when it is full (not a file size limit's)."""
+    said = f"no room to write {where}: {NO_ROOM[code][0]}"
+    return f"{said}; {free_space(path)}" if path and code != errno.EFBIG else said
 
 
 def _chain(exc: BaseException):
