@@ -48,10 +48,8 @@ def disk_full(exc: BaseException, db_path: str | Path | None = None, records: st
             continue
         path = _path_of(error)
         where = f"{what_is(path, db_path, records, export)} ({path})" if path else "a file civicat writes (not named)"
-        message = f"no room to write {where}: {NO_ROOM[code][0]}"
-        if path and code != errno.EFBIG:
-            message += f"; {free_space(path)}"
-        message += f". Nothing is lost: what was written before stays whole ({type(error).__name__}: {error})"
+        message = f"{no_room_to_write(where, code, path)}. Nothing is lost: what was written before stays whole " \
+                  f"({type(error).__name__}: {error})"
         found = DiskFull(code, message)
         found.filename = None
         found.path = path
@@ -59,12 +57,21 @@ def disk_full(exc: BaseException, db_path: str | Path | None = None, records: st
     return None
 
 
+def no_room_to_write(where: str, code: int, path: Path | None) -> str:
+    """`no room to write WHERE: why` (NO_ROOM[code]), and the free space of `path`'s file system
+    when it is full (not a file size limit's)."""
+    said = f"no room to write {where}: {NO_ROOM[code][0]}"
+    return f"{said}; {free_space(path)}" if path and code != errno.EFBIG else said
+
+
 def _chain(exc: BaseException):
+    """`exc` and the errors it was raised from or during, as Python's traceback shows them: not the
+    context an error raised `from None` hides (its author said it was not that error's)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ if exc.__cause__ is not None else None if exc.__suppress_context__ else exc.__context__
 
 
 def _no_room(error: BaseException) -> int | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import functools
+import itertools
 import json
 import logging
 import os
@@ -215,7 +216,8 @@ class OtherCursorsKeptTheCatalogue(duckdb.Error):
 
 class StoreCursorMisuse(RuntimeError):
     """A store cursor (Store.cursor) used in a way its _Gate cannot serve, refused at once: its result
-    read other than whole, a relation (its query run when it is read, outside the gate), or a second
+    read other than whole, a relation (its query run when it is read, outside the gate), a checkpoint
+    (Store.checkpoint holds the gate exclusive, and attaches the catalogue again if it fails), or a second
     store cursor, or a checkpoint, in a thread inside a store cursor's transaction (either waited
     for a checkpoint or re-attach that waits for that transaction: REATTACH_WAIT_SECONDS)."""
 
@@ -235,7 +237,13 @@ class _Gate:
 
     def __init__(self):
         self._changed = threading.Condition()
-        self._shared = 0
+        self._holds: set[int] = set()   # the shared holds running (statements, transactions), by serial
+        self._serials = itertools.count(1)
+        # the shared holds an exclusive one waited REATTACH_WAIT_SECONDS for in vain: while one of them
+        # runs on, the next exclusive hold fails at once (each use of an invalidated catalogue, each
+        # portal's checkpoint, waited the whole REATTACH_WAIT_SECONDS again for the same transaction)
+        self._outlasted: set[int] = set()
+        self._waited = 0.0   # (that wait's seconds)
         self._owner: int | None = None   # the thread holding it exclusive (it may nest)
         self._depth = 0
         self._wanted = 0   # exclusive holds waiting: new shared ones wait behind them
@@ -252,14 +260,20 @@ class _Gate:
                                     "the transaction first")
         with self._changed:
             if self._owner != me:
+                if self._outlasted & self._holds:   # (waited for once already, in vain: not again)
+                    raise OtherCursorsKeptTheCatalogue(
+                        f"a statement or transaction of the store's other cursors (a records pull's, say) that kept "
+                        f"the catalogue past an earlier wait of {self._waited:.0f} s still uses it: it was "
+                        f"not {done} (not waited for again)")
                 deadline = time.monotonic() + REATTACH_WAIT_SECONDS
                 self._wanted += 1
                 try:
-                    while self._owner is not None or self._shared:
+                    while self._owner is not None or self._holds:
                         if stop is not None and stop.is_set():
                             raise AttachStopped("stopped while another cursor's statement used the catalogue")
                         left = deadline - time.monotonic()
                         if left <= 0:
+                            self._outlasted, self._waited = set(self._holds), REATTACH_WAIT_SECONDS
                             raise OtherCursorsKeptTheCatalogue(
                                 f"statements of the store's other cursors (a records pull's, say) used the catalogue "
                                 f"for {REATTACH_WAIT_SECONDS:.0f} s: it was not {done}")
@@ -278,22 +292,28 @@ class _Gate:
                     self._owner = None
                     self._changed.notify_all()
 
-    def hold_shared(self) -> bool:
-        """Held shared (True), once no exclusive hold is held or waiting; False, nothing held: this
-        thread holds it exclusive (its own statements go on)."""
+    @property
+    def _shared(self) -> int:   # (how many shared holds run)
+        return len(self._holds)
+
+    def hold_shared(self) -> int | None:
+        """Held shared (the hold's serial, for release_shared), once no exclusive hold is held or
+        waiting; None, nothing held: this thread holds it exclusive (its own statements go on)."""
         me = threading.get_ident()
         with self._changed:
             if self._owner == me:
-                return False
+                return None
             while self._owner is not None or self._wanted:
                 self._changed.wait(1.0)
-            self._shared += 1
-            return True
+            hold = next(self._serials)
+            self._holds.add(hold)
+            return hold
 
-    def release_shared(self) -> None:
+    def release_shared(self, hold: int) -> None:
         with self._changed:
-            self._shared -= 1
-            if not self._shared:
+            self._holds.discard(hold)
+            self._outlasted.discard(hold)
+            if not self._holds:
                 self._changed.notify_all()
 
     def transaction_begun(self, thread: int) -> None:
@@ -301,12 +321,12 @@ class _Gate:
         with self._changed:
             self._transactions[thread] = self._transactions.get(thread, 0) + 1
 
-    def transaction_ended(self, thread: int) -> None:
+    def transaction_ended(self, thread: int, hold: int) -> None:
         with self._changed:
             self._transactions[thread] -= 1
             if not self._transactions[thread]:
                 del self._transactions[thread]
-        self.release_shared()
+        self.release_shared(hold)
 
     def in_transaction(self, thread: int) -> bool:
         """Whether a store cursor's transaction begun in `thread` is open: that thread's other uses of
@@ -341,7 +361,8 @@ class _GatedCursor(uncut.Connection):
     def __init__(self, con, store: Store, *, interruptible: bool = False):
         super().__init__(con, interruptible=interruptible)
         self._store, self._rows = store, None
-        self._transaction: int | None = None   # the thread whose BEGIN holds the gate, until its end
+        # the thread whose BEGIN holds the gate until its end, and that hold's serial
+        self._transaction: tuple[int, int] | None = None
 
     def fetchone(self):
         if self._rows is None:   # (no statement ran: DuckDB's own error)
@@ -383,13 +404,19 @@ class _GatedCursor(uncut.Connection):
         self._rows = None   # (a new statement's, or a call that ends the result)
         first_word = (args[0].lstrip().split(None, 1) or [""])[0].rstrip(";").upper() \
             if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else _METHOD_WORDS.get(name, "")
+        if name == "checkpoint" or first_word in ("CHECKPOINT", "FORCE") or (
+                first_word in ("CALL", "PRAGMA") and "checkpoint" in args[0].lower()):
+            raise StoreCursorMisuse(
+                "a checkpoint on a store cursor: it would run beside the other cursors' statements and transactions "
+                "(a statement's shared hold of the gate), and one that fails invalidates the catalogue under them; "
+                "use Store.checkpoint(what), which waits for them and attaches the catalogue again if it fails")
         gate = self._store._gate
         if self._transaction is not None:   # (held since its BEGIN)
             try:
                 return self._read_whole(name, self._call(method, args, kwargs))
             finally:
                 if first_word in _TRANSACTION_ENDS or name == "close":
-                    gate.transaction_ended(self._transaction)
+                    gate.transaction_ended(*self._transaction)
                     self._transaction = None
         me = threading.get_ident()
         if name != "close" and gate.in_transaction(me):
@@ -406,14 +433,14 @@ class _GatedCursor(uncut.Connection):
             if self._store._detached is not None and name != "close":
                 self._store._attach_again()
             result = self._read_whole(name, self._call(method, args, kwargs))
-            begun = held and first_word in _TRANSACTION_BEGINS
+            begun = held is not None and first_word in _TRANSACTION_BEGINS
             return result
         finally:
             if begun:
-                self._transaction = me
+                self._transaction = (me, held)
                 gate.transaction_begun(me)
-            elif held:
-                gate.release_shared()
+            elif held is not None:
+                gate.release_shared(held)
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -819,6 +846,14 @@ PAGE_SCHEMA = pa.schema([("portal_id", _string), ("page_key", _string), ("params
                          ("next_params", _string), ("total", pa.int64()), ("ids", pa.list_(_string))])
 
 
+# a portal's merge notes in its run's row, in its own transaction, that it committed (what the
+# catalogue holds then says so, whenever a stop comes: Store.merged_in_run); listing_complete,
+# NULL from the run's start, is set, and the counts (the run's end writes them again, with its own)
+MERGE_OF_THE_RUN = """UPDATE harvest_runs SET listing_complete = $complete, new = $new, changed = $changed,
+                             unchanged = $unchanged + $restamped, removed = $removed
+                      WHERE run_id = $run AND portal_id = $portal"""
+
+
 def page_identity(page_key: str, params: str | None) -> str:
     return f"{page_key}\n{params or ''}"
 
@@ -1074,7 +1109,7 @@ class Store:
                                                          grace=grace, pages=pages or [], run_id=run_id,
                                                          restamped=restamped, stored_pages=stored_pages))
         except StoppedAfterStoring as stop:   # (as its COMMIT ran: stored, and no upkeep begun)
-            raise StoppedAfterStoring(stop.counts, self._left_by_stop(["its merge's COMMIT"])) from stop
+            raise StoppedAfterStoring(stop.counts, self.left_by_stop(["its merge's COMMIT"])) from stop
         done: list[str] = []   # the upkeep's steps finished (a stop held through their last statement)
         try:   # (the portal is stored: a stop from here on leaves only this upkeep undone)
             if self.deletes_held() >= VACUUM_BYTES:
@@ -1091,10 +1126,24 @@ class Store:
                     if self.wal_bytes() < logged:   # (written into the file, whatever came after)
                         done.append("the checkpoint after its merge")
         except KeyboardInterrupt as stop:
-            raise StoppedAfterStoring(counts, self._left_by_stop(done)) from stop
+            raise StoppedAfterStoring(counts, self.left_by_stop(done)) from stop
         return counts
 
-    def _left_by_stop(self, done: list[str]) -> str:
+    def merged_in_run(self, run_id: str, portal_id: str) -> dict[str, int] | None:
+        """The counts of the portal's merge in run `run_id` if it committed (as commit_portal gave them),
+        read from the catalogue: a stop that came just after its COMMIT returned, before civicat noted it
+        (no StoppedAfterStoring), left it so. None: the merge did not commit (or the catalogue cannot say)."""
+        try:
+            with self._write_lock:
+                row = self.con.execute("""SELECT new, changed, unchanged, removed FROM harvest_runs
+                                          WHERE run_id = $run AND portal_id = $portal AND listing_complete IS NOT NULL""",
+                                       {"run": run_id, "portal": portal_id}).fetchone()
+        except duckdb.Error as exc:
+            log.warning("%s: whether its merge committed before the stop could not be read: %s", portal_id, exc)
+            return None
+        return None if row is None else dict(zip(("new", "changed", "unchanged", "removed"), row))
+
+    def left_by_stop(self, done: list[str]) -> str:
         """What a stop after a portal's merge committed left of the upkeep that follows it
         (commit_portal), said for the portal's run; `done`: the steps that finished all the same."""
         left = []
@@ -1333,6 +1382,10 @@ class Store:
                             cur.register("_pages", pa.Table.from_pylist(fresh, PAGE_SCHEMA))
                             cur.execute("INSERT INTO listing_pages BY NAME SELECT * FROM _pages")
                             cur.unregister("_pages")
+                        if run_id is not None:   # (the run's row says the merge committed: merged_in_run)
+                            cur.execute(MERGE_OF_THE_RUN, {"run": run_id, "portal": portal_id, "complete": mark_deleted,
+                                                           "removed": removed, **{key: counts.get(key, 0) for key in
+                                                                                  ("new", "changed", "unchanged", "restamped")}})
                 except StoppedAfterCommit as stop:   # (as its COMMIT ran: committed, the stop goes on after)
                     stopped = stop
                 for table, groups in deleted_groups.items():

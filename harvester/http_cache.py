@@ -2,11 +2,13 @@
 validate, for conditional requests (see ValidatorCache)."""
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
 import logging
 import re
+import resource
 import sqlite3
 import threading
 import time
@@ -15,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterator
 from contextlib import closing, suppress
 from pathlib import Path
+
+from catalog.disk import NO_ROOM, no_room_to_write
 
 log = logging.getLogger("civicat.http")
 
@@ -139,11 +143,34 @@ class ValidatorCache:
                     raise
                 time.sleep(0.01)
 
-    def _warn_once(self, what: str, exc: Exception) -> None:
-        """One warning a run for each of reading and writing: a full disk must not log every page."""
+    def _warn_once(self, what: str, exc: Exception, written: int = 0) -> None:
+        """One warning a run for each of reading and writing: a full disk must not log every page.
+        A write of `written` bytes refused for want of room says so in civicat's words (_no_room)."""
         if what not in self._warned:
             self._warned.add(what)
+            code = self._no_room(exc, written) if what == "write" else None
+            if code is not None:
+                log.warning("could not write the HTTP cache: %s (%s: %s); its entries cost a full request",
+                            no_room_to_write(f"the HTTP cache ({self.path})", code, self.path), type(exc).__name__, exc)
+                return
             log.warning("could not %s the HTTP cache %s (%s): its entries cost a full request", what, self.path, exc)
+
+    def _no_room(self, exc: Exception, written: int) -> int | None:
+        """The errno of a write of `written` bytes refused for want of room, else None. SQLite says
+        ENOSPC as SQLITE_FULL ("database or disk is full"), but EFBIG (past `ulimit -f`) and EDQUOT
+        as SQLITE_IOERR_WRITE ("disk I/O error"), as it says a failing disk: that is taken for the
+        file size limit only when the cache's files, with the write, reach it."""
+        if isinstance(exc, OSError) and exc.errno in NO_ROOM:
+            return exc.errno
+        if self._error_is(exc, "SQLITE_FULL"):
+            return errno.ENOSPC
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if self._error_is(exc, "SQLITE_IOERR_WRITE") and limit != resource.RLIM_INFINITY:
+            files = (self.path, self.path.with_name(self.path.name + "-wal"))
+            largest = max((path.stat().st_size for path in files if path.exists()), default=0)
+            if largest + written + (1 << 20) >= limit:   # (and a few pages of SQLite's own)
+                return errno.EFBIG
+        return None
 
     def _read(self, sql: str, url: str):
         with self._read_lock:
@@ -281,7 +308,7 @@ class ValidatorCache:
                         # another process holds the file (stopped mid-write?): waiting again
                         # for every entry would hold the harvest's end for hours
                         self._writes_stopped = True
-                    self._warn_once("write", exc)
+                    self._warn_once("write", exc, len(row[-1]) if meta is not None else 0)
                     return
         finally:
             with self._lock:

@@ -255,6 +255,17 @@ def _cancel_on_ctrl_c(http: HttpClient, store: Store):
     return signal.signal(signal.SIGINT, on_sigint)
 
 
+def _stored_then_stopped(report: PortalReport, errors: ErrorLog, counts: dict[str, int], left: str) -> None:
+    """A portal whose merge committed before a stop that its COMMIT's return did not note (the stop
+    came just after it): reported stored, as a StoppedAfterStoring would have it."""
+    for key, value in counts.items():
+        setattr(report, key, value)
+    report.status, report.error_type = "ok", None
+    report.error_message = stored_then_stopped_message(left)
+    errors.add(None, "store", "Interrupted", report.error_message, severity="warning")
+    log.warning("%s: %s", report.portal_id, report.error_message)
+
+
 def _listed_over_the_cap(entry, reason: str, adapter, portal: PortalConfig, stage, mapper: Mapper,
                         errors: ErrorLog) -> None:
     """An entry listed by its id only, over the response cap alone (Page.ids_only, `reason`
@@ -379,12 +390,13 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         interrupted = (isinstance(exc, KeyboardInterrupt) and not isinstance(exc, OverBudget)) or http.cancelled
         if interrupted:
             http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
+        # a stop just after the merge's COMMIT returned, before civicat noted it: what the catalogue holds says
+        stored = store.merged_in_run(run_id, portal.id) if interrupted and step == "store" else None
+        if stored is not None:
+            _stored_then_stopped(report, errors, {**stored, "unchanged": stored["unchanged"] + mapper.unchanged},
+                                 store.left_by_stop([]))
+            return report   # (its run recorded by the finally below)
         report.status = "failed"
-        exc = disk_full(exc, store.db_path) or exc   # (which file, which file system, how much free)
-        report.error_type = "Interrupted" if interrupted else error_type(exc)
-        report.error_message = interrupted_message(step) if interrupted else str(exc)
-        errors.add(None, step, report.error_type, report.error_message)
-        log.error("%s: harvest failed: %s", portal.id, str(exc) or report.error_message)
         try:
             if mapper is not None:
                 mapper.abandon()        # first: no part may be written, no raw part loaded, after the prune
@@ -393,6 +405,14 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             store.prune_raw(portal.id)  # raw versions this run wrote, that no dataset points at
         except Exception as prune_error:  # the failure above may be the database itself
             log.error("%s: could not prune raw records: %s", portal.id, prune_error)
+        finally:
+            # (which file, which file system, how much free: measured once the staging is discarded, the
+            # room the user will find)
+            exc = disk_full(exc, store.db_path) or exc
+            report.error_type = "Interrupted" if interrupted else error_type(exc)
+            report.error_message = interrupted_message(step) if interrupted else str(exc)
+            errors.add(None, step, report.error_type, report.error_message)
+            log.error("%s: harvest failed: %s", portal.id, str(exc) or report.error_message)
     finally:
         if stage is not None:
             Store.discard(stage)

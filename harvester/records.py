@@ -1407,10 +1407,11 @@ def _read_whole(previous: PreviousPull | None) -> PreviousPull | None:
 
 
 def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, run_id: str, errors,
-                 full: bool = False) -> list[PullResult]:
+                 full: bool = False, db_path: Path | None = None) -> list[PullResult]:
     """Pull the records of `datasets` (source ids) of one portal, one after the other.
     A dataset that fails is reported in `errors` (stage "records") and keeps its previous
-    complete Parquet; the others go on."""
+    complete Parquet; the others go on. `db_path`: the catalogue `con` writes (a failure for want
+    of room in it, or its log, names it)."""
     portal = adapter.portal
     uids = [f"{portal.id}:{source_id}" for source_id in datasets]
     known = stored_datasets(con, uids)
@@ -1451,7 +1452,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             if stop_requested():   # (DuckDB's "Query interrupted": Ctrl-C or SIGTERM in a query, no failure of this dataset)
                 raise
             result.status = "failed"
-            exc = disk_full(exc, records=layout.root) or exc   # (which file, which file system, how much free)
+            exc = disk_full(exc, db_path, records=layout.root) or exc   # (which file, which file system, how much free)
             result.error_type = error_type(exc)
             result.error_message = str(exc)
             result.seconds = round(time.monotonic() - started, 3)
@@ -1476,7 +1477,8 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
             log.warning("records: %s", done)
         for done in remove_left_over():   # (downloads and spills of a pull killed: in /tmp, until the OS cleans it)
             log.warning("records: %s", done)
-        results = pull_records(adapter, datasets, con, layout, run_id=run_id, errors=errors, full=full)
+        results = pull_records(adapter, datasets, con, layout, run_id=run_id, errors=errors, full=full,
+                               db_path=store.db_path)
     finally:
         con.close()
     report.records_pulled += sum(r.status == "ok" for r in results)

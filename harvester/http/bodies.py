@@ -210,14 +210,27 @@ class _Inflated:
     """The pieces (`piece` bytes at most each) of a deflate-encoded stream given in pieces, decoded
     as urllib3 decodes it: zlib-wrapped, else raw deflate (servers send either under "deflate");
     what follows the end of the stream is dropped; a stream that is neither raises requests'
-    ContentDecodingError."""
+    ContentDecodingError.
+
+    Which of the two it is, the first two bytes say: zlib checks its header (CM 8 in the low four
+    bits, the pair a multiple of 31) as soon as it has them, and no raw stream an encoder writes
+    begins with such a byte (a block's first three bits are 000 only for a stored block, whose
+    padding bits after them are 0, so the low four bits are never 8). So the raw fallback is tried
+    on the first call alone, given two bytes at least (gathered first: a server's first chunk may be
+    one byte, which zlib took without a word), and no later piece can need it."""
 
     def __init__(self, encoded: Iterable[bytes], piece: int) -> None:
         self.encoded, self.piece = encoded, piece
 
     def __iter__(self) -> Iterator[bytes]:
         decoder, first, wrapped = zlib.decompressobj(zlib.MAX_WBITS), True, True
+        head = b""   # (the first bytes, until there are two)
         for data in self.encoded:
+            if first and len(head) + len(data) < 2:
+                head += bytes(data)
+                continue
+            if head:
+                data, head = head + bytes(data), b""
             while data and not decoder.eof:
                 try:
                     piece = decoder.decompress(data, self.piece)
@@ -233,6 +246,7 @@ class _Inflated:
                 data = decoder.unconsumed_tail
             if decoder.eof:
                 return
+        # (a body of one byte, left in `head`, gives nothing, as a stream cut short before its first byte out)
         rest = decoder.flush()   # (the input ends inside the stream: what zlib holds of it yet)
         if rest:
             yield rest

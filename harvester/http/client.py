@@ -149,6 +149,9 @@ class HttpClient:
         self.address_fault_limit = address_fault_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
         self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
+        # the answers being read (shared too): a stop shuts their sockets (cancel). A set, no lock:
+        # cancel runs in a signal's handler, which a lock the interrupted main thread held would hang
+        self._in_flight: set[_Watchdog] = set()
         # (a name unanswered that long is down, and so is a silent resolver; a stop drops the lookups queued)
         self._resolver = _ResolverWatch(self._stop)
         self._host_lock = threading.Lock()
@@ -218,6 +221,8 @@ class HttpClient:
         retry waiting its turn, and every lookup waiting for a place: _Lookups) raises Interrupted at once."""
         self._stop.set()
         _LOOKUPS.wake()
+        for watchdog in list(self._in_flight):   # (a body stalled mid-way ends now, not at its read timeout)
+            watchdog.stop()
 
     @property
     def cancelled(self) -> bool:
@@ -583,6 +588,9 @@ class HttpClient:
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None
             started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
             watchdog = _Watchdog(response, seconds)
+            self._in_flight.add(watchdog)
+            if self._stop.is_set():   # (a cancel that came before it was listed: shut it here)
+                watchdog.stop()
             try:
                 status = response.status_code
                 if status == 429 or status == 408 or status >= 500:
@@ -597,8 +605,11 @@ class HttpClient:
             except requests.exceptions.RequestException as exc:
                 raise ConnectionFailed(f"{what} failed: {type(exc).__name__}", url) from None
             finally:
+                self._in_flight.discard(watchdog)
                 watchdog.cancel()
                 response.close()
+                if watchdog.stopped:   # (its socket shut by the stop: what was read may look whole)
+                    raise Interrupted(f"the harvest was interrupted while the {what} arrived: {url}")
                 if watchdog.fired:   # (its status: the headers came, a body slower than its bound)
                     raise TimedOut(f"{what} took over {seconds:.0f}s to arrive", url, response.status_code)
 
@@ -657,6 +668,8 @@ class HttpClient:
                         raise TimedOut(f"download took over {max_seconds:.0f}s to arrive", url, status)
                     self._check_stopped(url)   # a 16 GiB download is no reason to stay
                     out.write(chunk)
+            if self._stop.is_set():   # (a stop shuts the socket: a body without a length then ends there, cut short)
+                raise Interrupted(f"the harvest was interrupted while the download arrived: {url}")
             with writing(destination):
                 os.replace(partial, destination)
         except BaseException:

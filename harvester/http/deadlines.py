@@ -21,13 +21,27 @@ class _Watchdog:
     def __init__(self, response: requests.Response, seconds: float):
         self.response = response
         self.fired = False
+        self.stopped = False   # (shut by a stop of the run: HttpClient.cancel)
         self.cancelled = False
         self.deadline = time.monotonic() + seconds
         _DEADLINES.watch(self)
 
     def _fire(self) -> None:
         self.fired = True
-        raw = self.response.raw
+        self._shut()
+
+    def stop(self) -> None:
+        """Shut the socket now, the run stopped: a read waiting on a stalled server ends at once
+        (the stop is otherwise seen between reads, after up to a read timeout). Never blocks nor
+        raises: called from a signal's handler too."""
+        self.stopped = True
+        self._shut()
+
+    def _shut(self) -> None:
+        response = self.response   # (None once cancelled: the answer read, nothing to shut)
+        if response is None:
+            return
+        raw = response.raw
         sock = getattr(getattr(raw, "connection", None), "sock", None)
         if sock is None:  # once the body is being read, http.client holds the socket
             sock = getattr(getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None), "_sock", None)

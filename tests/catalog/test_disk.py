@@ -79,3 +79,29 @@ def test_a_portals_own_words_of_a_full_disk_are_not_civicats_disk_full(tmp_path)
         assert str(disk_full(wrapped, db)).startswith("no room to write ")
     assert disk_full(duckdb.IOException(f'Could not write file "{db}.wal": No space left on device'), db).errno \
         == errno.ENOSPC
+
+
+def test_an_error_raised_from_none_hides_the_full_disk_it_was_raised_in(tmp_path):
+    """`raise X from None` hides the error being handled (Python's traceback does not show it):
+    disk_full followed it all the same (`__context__`), and an error whose author said it was not
+    the disk's (a body refused, raised while the disk-full error was handled) became a DiskFull.
+    The chain is followed as Python shows it; one raised `from` the disk-full error still is one."""
+    db = tmp_path / "c.duckdb"
+    no_room = OSError(errno.ENOSPC, "No space left on device", f"{db}.wal")
+    for hidden in (True, False):
+        try:
+            try:
+                raise no_room
+            except OSError:
+                if hidden:
+                    raise ValueError("the body is not what its Content-Type says") from None
+                raise ValueError("the body could not be stored")
+        except ValueError as exc:
+            assert (disk_full(exc, db) is None) == hidden, (hidden, disk_full(exc, db))
+    try:
+        try:
+            raise no_room
+        except OSError as cause:
+            raise ValueError("stored in part") from cause
+    except ValueError as exc:
+        assert str(disk_full(exc, db)).startswith("no room to write the catalogue's write-ahead log")

@@ -1525,6 +1525,27 @@ def test_a_relation_from_a_store_cursor_is_refused_at_once(store):
         cur.close()
 
 
+@pytest.mark.parametrize("asked", ["checkpoint()", "CHECKPOINT", "force checkpoint;", "CALL checkpoint()"])
+def test_a_checkpoint_on_a_store_cursor_is_refused_at_once(store, asked):
+    """A checkpoint asked on a store cursor ran under the shared hold of any statement, beside the
+    other cursors' statements and transactions, and one that failed invalidated the catalogue under
+    them with no re-attach after it. It is refused at once, naming Store.checkpoint (which holds
+    the gate exclusive); nothing is held, the log is as it was, and the cursor goes on."""
+    from catalog.store import StoreCursorMisuse
+
+    store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+    logged = store.wal_bytes()
+    cur = store.cursor()
+    try:
+        with pytest.raises(StoreCursorMisuse, match=r"^a checkpoint on a store cursor: .* use Store\.checkpoint"):
+            cur.checkpoint() if asked == "checkpoint()" else cur.execute(asked)
+        assert store._gate._shared == 0 and store.wal_bytes() == logged > 0
+        assert cur.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+    finally:
+        cur.close()
+    assert store.checkpoint("the test's checkpoint") and store.wal_bytes() == 0
+
+
 def test_a_second_store_cursor_in_a_thread_inside_a_transaction_is_refused_at_once(store, monkeypatch):
     """A thread inside a store cursor's transaction that used a second store cursor waited, once a
     checkpoint or a re-attach wanted the gate (it waits for that transaction), REATTACH_WAIT_SECONDS
@@ -1608,7 +1629,7 @@ def test_a_catalogue_invalidated_where_no_gate_was_held_is_attached_again_or_ref
             reader.execute("BEGIN TRANSACTION")
             seen.append(reader.execute("SELECT count(*) FROM datasets").fetchone()[0])
             begun.set()
-            release.wait(60)
+            release.wait(300)   # (past the uses that must not wait for it)
             try:
                 reader.execute("SELECT count(*) FROM datasets")
             except duckdb.Error as exc:   # (invalidated under it: its statements fail, as any would)
@@ -1633,8 +1654,26 @@ def test_a_catalogue_invalidated_where_no_gate_was_held_is_attached_again_or_ref
         assert "used the catalogue for 1 s: it was not detached and attached again" in message
         assert message.endswith("nothing it committed is lost: its next open replays its log")
         monkeypatch.setattr(store_module, "MEMORY_LIMIT", small)
-        with pytest.raises(CatalogueInvalidated):   # (the next use: the transaction still open)
-            store.con.execute("SELECT count(*) FROM datasets")
+        # the next uses, the transaction still open: that transaction outlasted a whole wait, so they fail at
+        # once (each waited REATTACH_WAIT_SECONDS again: 600 s for each portal's use, here an hour)
+        monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 3_600.0)
+        for _ in range(2):
+            again: list = []
+
+            def use_it():
+                try:
+                    store.con.execute("SELECT count(*) FROM datasets")
+                except BaseException as exc:
+                    again.append(exc)
+
+            use = threading.Thread(target=use_it)
+            use.start()
+            use.join(60)
+            assert not use.is_alive(), "a use waited again for the transaction that outlasted a wait"
+            assert isinstance(again[0], CatalogueInvalidated), again
+            assert str(again[0]).startswith(f"the catalogue {store.db_path} was invalidated by a checkpoint that failed (")
+            assert ("kept the catalogue past an earlier wait of 1 s still uses it: it was not detached and attached "
+                    "again (not waited for again)") in str(again[0])
         release.set()
         transaction.join(60)
         assert seen[1:] == ["IOException"], seen

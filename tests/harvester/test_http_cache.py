@@ -1,6 +1,7 @@
 """ValidatorCache on its own: its file, shared with other runs and processes, and its faults
 (the cache through HttpClient's conditional requests: http/test_client.py)."""
 import gzip
+import os
 import hashlib
 import logging
 import sqlite3
@@ -205,3 +206,37 @@ def test_a_spooled_entry_written_leaves_a_later_one_of_its_url_pending(tmp_path)
     cache.flush()
     assert cache.validators(url)["etag"] == '"b"'
     assert cache.body(url, cache.validators(url)) == second
+
+
+# a cache written under a file size limit (`ulimit -f`): SQLite says "disk I/O error" for its write past it
+CACHE_UNDER_A_FILE_SIZE_LIMIT = """
+import logging, os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
+from harvester.http_cache import ValidatorCache
+cache = ValidatorCache(sys.argv[1])
+cache.flush()   # (its file made before the limit)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+for i in range(40):
+    cache.put(f"https://data.example.org/page/{i}", f'"{i}"', None, os.urandom(50_000))
+cache.flush()
+"""
+
+
+def test_a_cache_write_past_the_file_size_limit_is_said_as_no_room_naming_the_cache(tmp_path):
+    """SQLite says a write past `ulimit -f` (and a spent quota, and a failing disk) as "disk I/O
+    error": the cache's warning said that, in SQLite's words. A write refused for want of room is
+    said in civicat's, as any other (catalog.disk): the cache's file, why; once a run."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    limited = subprocess.run([sys.executable, "-c", CACHE_UNDER_A_FILE_SIZE_LIMIT, str(tmp_path / "cache"), "600000"],
+                             capture_output=True, text=True, timeout=300, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO})
+    assert limited.returncode == 0, limited.stderr[-2000:]
+    path = tmp_path / "cache" / ValidatorCache.CACHE_FILE
+    assert limited.stdout.splitlines() == [
+        f"could not write the HTTP cache: no room to write the HTTP cache ({path}): it would grow past the process's "
+        "file size limit (`ulimit -f`) or the largest file its file system takes (OperationalError: disk I/O error); "
+        "its entries cost a full request"], limited.stdout

@@ -578,3 +578,94 @@ def test_a_stop_during_the_rebuild_after_a_merge_reports_the_portal_stored(store
     assert store.con.execute("SELECT status, changed, error_message FROM harvest_runs ORDER BY started_at DESC "
                              "LIMIT 1").fetchone() == ("ok", 20, city.error_message)
     assert store.deletes_held() > 0   # (the rebuild rolled back: left for later)
+
+
+@pytest.mark.parametrize("when", ["as the COMMIT returned", "as commit_portal returned"])
+def test_a_stop_just_after_the_merge_committed_reports_the_portal_stored(store, http, socrata, monkeypatch, when):
+    """A stop (Ctrl-C, SIGTERM) that came just after the merge's COMMIT returned, before civicat
+    noted it (not held through the COMMIT: no StoppedAfterStoring), reported the portal failed,
+    'before this portal was stored; its previous catalogue is kept', though the catalogue held its
+    changes. What is said follows what the catalogue holds: stored (ok, its counts), the harvest
+    stopped all the same; and a stop before the COMMIT still says it was not stored."""
+    from contextlib import contextmanager
+
+    import catalog.store as store_module
+    from harvester.pipeline import HarvestInterrupted
+
+    assert harvest([socrata.config], store, http).ok
+    for entry in socrata.entries[:20]:
+        entry["resource"]["name"] += " (v2)"
+        entry["resource"]["updatedAt"] = "2026-02-01T00:00:00.000Z"
+    committed = store_module.stoppable_transaction
+    commit_portal = store.commit_portal
+
+    @contextmanager
+    def stopped_as_the_commit_returned(cur):
+        with committed(cur):
+            yield
+        raise KeyboardInterrupt   # (the stop's handler, run at the first step of Python after the COMMIT)
+
+    def stopped_as_commit_portal_returned(*args, **kwargs):
+        commit_portal(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    if when == "as the COMMIT returned":
+        monkeypatch.setattr(store_module, "stoppable_transaction", stopped_as_the_commit_returned)
+    else:
+        monkeypatch.setattr(store, "commit_portal", stopped_as_commit_portal_returned)
+    with pytest.raises(HarvestInterrupted) as stopped:
+        harvest([socrata.config], store, http)
+    city = stopped.value.run.portals[0]
+    assert (city.status, city.error_type, city.changed, city.new) == ("ok", None, 20, 0), city
+    assert city.unchanged == 330 and city.seen == 350, city
+    assert city.error_message.startswith("stored; the harvest was interrupted") and "just after" in city.error_message
+    assert count(store, "SELECT count(*) FROM datasets WHERE title LIKE '% (v2)'") == 20
+    assert store.con.execute("SELECT status, changed, unchanged, error_message FROM harvest_runs ORDER BY started_at "
+                             "DESC LIMIT 1").fetchone() == ("ok", 20, 330, city.error_message)
+    monkeypatch.undo()
+
+    @contextmanager
+    def stopped_before_the_commit(cur):   # (the merge rolled back: not stored, as it says)
+        with committed(cur):
+            yield
+            raise KeyboardInterrupt
+
+    for entry in socrata.entries[:10]:
+        entry["resource"]["name"] += " (v3)"
+        entry["resource"]["updatedAt"] = "2026-03-01T00:00:00.000Z"
+    monkeypatch.setattr(store_module, "stoppable_transaction", stopped_before_the_commit)
+    with pytest.raises(HarvestInterrupted) as stopped:
+        harvest([socrata.config], store, fast_client())   # (the first client's run was stopped)
+    city = stopped.value.run.portals[0]
+    assert (city.status, city.error_type) == ("failed", "Interrupted"), city
+    assert "before this portal was stored; its previous catalogue is kept" in city.error_message
+    assert count(store, "SELECT count(*) FROM datasets WHERE title LIKE '% (v3)'") == 0
+
+
+def test_a_portal_out_of_room_measures_the_free_space_once_its_staging_is_discarded(store, http, socrata, monkeypatch):
+    """A portal that found no room (ENOSPC) said its file system's free space as it was before its
+    staging (the listing's batches, what it had mapped) was discarded: less than the user then
+    finds. It is measured after."""
+    import errno
+
+    import catalog.disk as disk
+
+    staging = store.db_path.parent / f".{store.db_path.name}.staging"
+    staged_when_measured: list[list[str]] = []
+    measure = disk.free_space
+
+    def measured(path):
+        staged_when_measured.append(sorted(p.name for p in staging.rglob("*") if p.is_file()))
+        return measure(path)
+
+    def no_room(stage, portal_id, *args, **kwargs):
+        assert [p for p in staging.rglob("*") if p.is_file()], "nothing staged to discard"
+        raise OSError(errno.ENOSPC, "No space left on device", str(store.db_path) + ".wal")
+
+    monkeypatch.setattr(disk, "free_space", measured)
+    monkeypatch.setattr(store, "commit_portal", no_room)
+    city = harvest([socrata.config], store, http).portals[0]
+    assert (city.status, city.error_type) == ("failed", "DiskFull"), city
+    assert city.error_message.startswith(f"no room to write the catalogue's write-ahead log ({store.db_path}.wal): "
+                                         "its file system is full; ") and " MB free of " in city.error_message
+    assert staged_when_measured == [[]], staged_when_measured

@@ -88,6 +88,30 @@ def test_records_command_pulls_named_datasets(tmp_path, portal):
     assert any(r["run_id"].split("-")[1] == "records" for r in json.loads(runs.output))
 
 
+def test_a_records_pull_whose_catalogue_log_is_out_of_room_names_that_file(tmp_path, portal, monkeypatch):
+    """A records pull records itself in the catalogue (record_pulls): a COMMIT there that found no room
+    in the catalogue's write-ahead log said 'no room to write a file civicat writes', the pull knowing
+    the records' folder only. It names the catalogue's write-ahead log."""
+    import duckdb
+
+    import harvester.records as records_module
+
+    options = setup(tmp_path, portal.url)
+    wal = tmp_path / "c.duckdb.wal"
+
+    def no_room_in_the_log(*args, **kwargs):
+        raise duckdb.TransactionException(f'TransactionContext Error: Failed to commit: Could not write file "{wal}": '
+                                          "No space left on device")
+
+    monkeypatch.setattr(records_module, "pull_dataset", no_room_in_the_log)
+    result = CliRunner().invoke(cli, ["records", "sea:abcd-1234", "--json", *options])
+    assert result.exit_code == 1, result.output
+    [failed] = json.loads(result.output)
+    assert failed["error_type"] == "DiskFull", failed
+    assert failed["error_message"].startswith(f"no room to write the catalogue's write-ahead log ({wal}): its file "
+                                              "system is full; "), failed["error_message"]
+
+
 def test_records_command_refuses_bad_and_unknown_uids_before_anything_is_recorded(tmp_path, portal):
     options = setup(tmp_path, portal.url)
     for bad in ("nocolon", "other:abcd-1234", "sea:"):

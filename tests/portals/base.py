@@ -107,6 +107,8 @@ class LocalPortal:
     are relative to the portal root, i.e. without ``prefix``.
     """
 
+    handler = _Handler   # (a subclass setting protocol_version "HTTP/1.0" sends bodies to the close)
+
     def __init__(self, prefix: str = "") -> None:
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.requests: list[tuple[str, Query, dict[str, str]]] = []
@@ -131,7 +133,7 @@ class LocalPortal:
     # -- lifecycle ---------------------------------------------------------
 
     def start(self):
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_Handler)
+        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=self.handler)
         # A short poll interval keeps stop() (and so each test's teardown) quick.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()

@@ -22,7 +22,7 @@ from harvester.http import (HostUnavailable, HttpError, Interrupted, OverBudget,
                             TransientError, UnexpectedPayload, ValidatorCache)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import DOC, cut_short_after, get
-from tests.portals.base import MAINTENANCE_PAGE, LocalPortal, RawBody
+from tests.portals.base import MAINTENANCE_PAGE, LocalPortal, RawBody, _Handler
 
 
 @pytest.mark.parametrize("fault", [("status", 503), ("status", 500), ("status", 502), "reset", "html",
@@ -654,6 +654,16 @@ class BodiesByHand(LocalPortal):
         return body()
 
 
+class _Http10(_Handler):
+    protocol_version = "HTTP/1.0"
+
+
+class BodiesToTheClose(BodiesByHand):
+    """BodiesByHand answering in HTTP/1.0: a body without a Content-Length ends as its socket closes."""
+
+    handler = _Http10
+
+
 def dripping(seconds: float, chunks: int = 20) -> Callable[[], Iterator[bytes]]:
     """A CSV body a line every `seconds`: a slow host, alive all along."""
     def lines():
@@ -915,6 +925,24 @@ def test_a_body_deflated_or_in_stacked_codings_is_read_as_sent(tmp_path, coding)
     assert (tmp_path / "file.csv").read_bytes() == csv and not (tmp_path / "not.csv").exists()
 
 
+@pytest.mark.parametrize("coding", ["deflate", "deflate (raw)"])
+@pytest.mark.parametrize("first", [1, 2, 3])
+def test_a_deflate_body_whose_first_piece_is_a_byte_or_two_is_read_as_sent(tmp_path, coding, first):
+    """Whether a deflate body is zlib-wrapped or raw is fixed by its first two bytes (zlib's header,
+    which no raw stream an encoder writes begins with: see _Inflated), so the raw fallback is tried
+    on them alone, never on a later piece; but a server sending its first byte in a piece of its own
+    (chunked) had the zlib decoder take that byte without a word, and the raw body then failed on
+    the next piece ('not deflate as its Content-Encoding says')."""
+    csv = b"id,value\n" + b"".join(b"%d,%s\n" % (i, os.urandom(32).hex().encode()) for i in range(20_000))
+    encoded = ENCODED[coding](csv)
+    with BodiesByHand() as portal:   # (no Content-Length: chunked, each piece a chunk of its own)
+        portal.bodies["/file.csv"] = ([("Content-Type", "text/csv"), ("Content-Encoding", "deflate")],
+                                      lambda: iter([encoded[:first], encoded[first:first + 1], encoded[first + 1:]]))
+        client = fast_client(tmp_path, max_attempts=1)
+        assert client.download(portal.url + "/file.csv", tmp_path / "file.csv") == len(csv)
+    assert (tmp_path / "file.csv").read_bytes() == csv
+
+
 def test_a_gzip_body_in_members_is_read_whole_once(tmp_path):
     """Members whose ends fall where a read's length ends (256 KiB, 1 MiB): urllib3 gave the
     body's bytes again after such a member, a page or a file read longer than it is (each of
@@ -975,6 +1003,56 @@ def test_a_download_refused_while_streaming_leaves_the_file_it_would_replace_who
     assert isinstance(failed, expected), failed
     assert (folder / "data.csv").read_bytes() == previous
     assert sorted(p.name for p in folder.iterdir()) == ["data.csv"]
+
+
+@pytest.mark.parametrize("asked", ["download", "page"])
+@pytest.mark.parametrize("length", ["Content-Length", "chunked", "to the close"])
+def test_a_stop_ends_a_body_stalled_mid_way_at_once(tmp_path, asked, length):
+    """A stop was seen between two reads of a body: a server stalled mid-body held the request (and
+    the harvest's end) for its read timeout (60 s by default; here 300 s). The stop shuts the socket
+    of every answer being read: the request ends at once with Interrupted, and a download leaves
+    nothing written and the previous file whole, however its body was to end (a body read to the
+    close would otherwise end at the shut socket looking whole)."""
+    previous = b"id,name\n1,the previous file\n"
+    (tmp_path / "data.csv").write_bytes(previous)
+    sent, released = threading.Event(), threading.Event()
+    head = b"id,name\n" + b"2,row\n" * 1_000 if asked == "download" else b'{"results": [' + b'"row", ' * 1_000
+
+    def stalled():
+        yield head
+        sent.set()
+        released.wait(300)   # (stalled until the test ends)
+        yield b"3,row\n" if asked == "download" else b'"row"]}'
+    with (BodiesToTheClose if length == "to the close" else BodiesByHand)() as portal:
+        kind = "text/csv" if asked == "download" else "application/json"
+        declared = [("Content-Length", str(len(head) + 100))] if length == "Content-Length" else []
+        portal.bodies["/data"] = ([("Content-Type", kind), *declared], stalled)
+        client = fast_client(max_attempts=1, timeout=300.0)
+        outcomes: list = []
+
+        def ask():
+            try:
+                if asked == "download":
+                    outcomes.append(client.download(portal.url + "/data", tmp_path / "data.csv"))
+                else:
+                    outcomes.append(client.get_json(portal.url + "/data"))
+            except BaseException as exc:
+                outcomes.append(exc)
+
+        asking = threading.Thread(target=ask)
+        try:
+            asking.start()
+            assert sent.wait(60), "the server never sent the body's start"
+            time.sleep(0.2)   # (the client most likely waiting in its read by now; if not, the stop is seen next)
+            client.cancel()
+            asking.join(60)   # (far beyond any load; the read timeout is 300 s)
+            assert not asking.is_alive(), "the stalled read waited for its timeout after the stop"
+        finally:
+            released.set()
+            asking.join(60)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data.csv"]
+    assert (tmp_path / "data.csv").read_bytes() == previous
 
 
 def test_a_download_replaces_the_previous_file_once_whole(portal, tmp_path):
