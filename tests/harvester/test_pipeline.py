@@ -518,6 +518,32 @@ def test_a_page_that_repeats_the_one_before_is_not_replayed_the_next_night(store
         assert report.duplicates == 0 and report.not_modified >= 3
 
 
+@pytest.mark.parametrize("same_bytes", [True, False], ids=["same-bytes", "other-bytes"])
+def test_a_page_read_that_repeats_a_page_answered_as_last_nights_fails_the_listing(store, http, socrata, same_bytes):
+    """The page at offset 100 is answered 304 (its entries not read), and the page at 200 gives
+    that page's entries again (a portal ignoring the paging parameters from there on): every
+    entry it gives is listed already, on the page left unread. It is a repeat, as it would be
+    after a page read (PagingError), not 100 duplicates of a listing left incomplete; its body
+    is not kept for its address."""
+    assert harvest([socrata.config], store, http).ok
+    paging_on = socrata.route
+
+    def third_page_repeats_the_second(path, query):
+        if query.get("offset") != "200":
+            return paging_on(path, query)
+        status, body = paging_on(path, {**query, "offset": "100"})
+        return status, body if same_bytes else {**body, "timings": {"serviceMillis": 7}}
+
+    socrata.route = third_page_repeats_the_second
+    failed = harvest([socrata.config], store, http).portals[0]
+    assert failed.status == "failed" and failed.error_type == "PagingError", failed
+    assert "offset=200" in failed.error_message and "repeats a page" in failed.error_message
+    assert failed.not_modified >= 2 and failed.removed == 0
+    socrata.route = paging_on   # paged right again: the page at 200 is asked plainly, and read
+    report = harvest([socrata.config], store, http).portals[0]
+    assert report.status == "ok" and report.listing_complete and report.seen == 350 and report.duplicates == 0
+
+
 def test_a_harvests_process_never_imports_pandas_and_can_use_it_afterwards(tmp_path, socrata):
     """DuckDB imports pandas on a statement's first bound parameter, pyarrow on the first
     pa.array (~42 MB of RSS for the life of the process): a fresh process that opens a
