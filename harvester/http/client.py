@@ -257,7 +257,6 @@ class HttpClient:
         timeout: float | None = None,
         expect: Callable[[object], str | None] | None = None,
         unread: str | None = None,
-        unread_200: bool = False,
         parse: Callable[[bytes, str, str], object] | None = None,
     ) -> JsonResponse:
         """GET a JSON document, retried on transient faults.
@@ -266,14 +265,12 @@ class HttpClient:
         URL are sent, and a 304 gives back the body remembered then. `expect` checks the
         document's shape (returns a problem or None); a bad shape is retried, then raised.
         `unread`: the digest of a body the caller already holds all it needs of; a 304 for
-        that very body answers `data=None`, the body neither read nor parsed. `unread_200`: so
-        does a 200 of that very body (read, to be hashed, but not parsed): for a listing served
-        as one document (data.json), whose pages cannot repeat one another (a paged listing
-        parses such a page, whose entries tell a portal repeating a page, PagingError). `parse`: in
-        place of parse_json_body (`capped_json`).
+        that very body answers `data=None`, the body neither read nor parsed, and so does a 200
+        of that very body (read, to be hashed, but not parsed: a portal sending no validators,
+        or a new ETag for the same bytes). `parse`: in place of parse_json_body (`capped_json`).
         """
         return self._get(url, params, headers, conditional, timeout, expect, parse or parse_json_body,
-                         "application/json", unread, unread_200)
+                         "application/json", unread)
 
     def forget(self, url: str) -> None:
         """Drop what the validator cache remembers for `url` (JsonResponse.url): a body its
@@ -310,11 +307,10 @@ class HttpClient:
         return self._get(url, params, headers, conditional, timeout, None, parse_xml_body,
                          "application/xml, text/xml")
 
-    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None,
-             unread_200=False) -> JsonResponse:
+    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None) -> JsonResponse:
         full_url = _with_params(url, params)
         return self._asked_of_host(full_url, self._get_once, full_url, {"Accept": accept, **(headers or {})},
-                                   conditional, timeout or self.timeout, expect, parse, unread, unread_200)
+                                   conditional, timeout or self.timeout, expect, parse, unread)
 
     def _asked_of_host(self, url: str, call: Callable, *args):
         """`call(*args)` (one attempt at `url`) retried, unless `url`'s host is given up this run;
@@ -465,8 +461,7 @@ class HttpClient:
         log.warning("retrying in %.1fs after attempt %d: %s", state.upcoming_sleep, state.attempt_number, exc)
 
     def _get_once(self, url: str, headers: dict, conditional: bool, timeout: float,
-                  expect: Callable[[object], str | None] | None, parse, unread: str | None = None,
-                  unread_200: bool = False) -> JsonResponse:
+                  expect: Callable[[object], str | None] | None, parse, unread: str | None = None) -> JsonResponse:
         meta = self.cache.validators(url) if (conditional and self.cache) else None
         request_headers = dict(headers)
         if meta:
@@ -497,7 +492,7 @@ class HttpClient:
         # (a spooled body was hashed as it was written: no second reading of its file)
         digest = (body.sha256() if isinstance(body, _SpooledBody) else hashlib.sha256(body).hexdigest()) \
             if conditional and self.cache else None
-        if unread_200 and unread is not None and digest == unread:
+        if unread is not None and digest == unread:
             # the very body the caller holds all it needs of, answered 200 (a portal sending no
             # validators, or a new ETag for the same bytes): neither parsed nor checked, as a 304's
             self._remember(url, response_headers, body, digest, gzipped)

@@ -604,3 +604,56 @@ def test_a_stop_during_the_rebuild_after_a_merge_reports_the_portal_stored(store
     assert store.con.execute("SELECT status, changed, error_message FROM harvest_runs ORDER BY started_at DESC "
                              "LIMIT 1").fetchone() == ("ok", 20, city.error_message)
     assert store.deletes_held() > 0   # (the rebuild rolled back: left for later)
+
+
+def paged_portal(kind: str, monkeypatch):
+    """A local portal of a paged kind, of several pages, and its config."""
+    from harvester.portals import ckan as ckan_adapter
+    from tests.harvester.portals.test_ckan import packages
+    from tests.portals.ckan import CkanPortal
+    from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
+
+    if kind == "socrata":
+        portal = SocrataPortal(make_socrata_entries(350, domain=DOMAIN), domain=DOMAIN)
+        return portal, {"domain": DOMAIN}
+    if kind == "ckan":
+        monkeypatch.setattr(ckan_adapter, "ROWS", 40)
+        return CkanPortal(packages(130)), {}
+    return OpenDataSoftPortal(make_ods_datasets(250)), {}
+
+
+def entries_checked(monkeypatch) -> list:
+    """The entries the listing hands the mapper one by one (a page read), appended as they come."""
+    checked, add = [], mapping.Mapper.add
+
+    def counted(self, entry, page_digest=None):
+        checked.append(entry)
+        return add(self, entry, page_digest)
+
+    monkeypatch.setattr(mapping.Mapper, "add", counted)
+    return checked
+
+
+@pytest.mark.parametrize("validators", ["none", "changing"])
+@pytest.mark.parametrize("kind", ["socrata", "ckan", "opendatasoft"])
+def test_a_paged_listings_page_answered_200_with_its_known_bytes_is_not_read(store, http, monkeypatch, kind,
+                                                                             validators):
+    """A portal that sends no validators (or a new ETag for the same bytes) answers every page
+    200 every night: a page whose body is the one its request gave last night (its digest) is
+    known, its entries not parsed nor handed out; the listing is complete and counts them all.
+    A page that changed is read, the pages after it shifted too; `--full` reads every page."""
+    portal, options = paged_portal(kind, monkeypatch)
+    with portal:
+        portal.validators = validators
+        config = portal_config("city", kind, portal.url, **options)
+        assert harvest([config], store, http).ok
+        total = count(store)
+        checked = entries_checked(monkeypatch)
+        report = harvest([config], store, http).portals[0]
+        assert (report.status, report.listing_complete, report.seen, report.unchanged) == ("ok", True, total, total)
+        assert report.not_modified == 0 and checked == []
+        assert store.settled_pages("city")   # (kept for the next night)
+
+        report = harvest([config], store, http, full=True).portals[0]
+        assert report.status == "ok" and len(checked) == total and report.seen == total
+
