@@ -482,6 +482,7 @@ class HttpClient:
                 return JsonResponse(None, status, url, not_modified=True, digest=digest)
             remembered = self.cache.body(url, meta, self._gunzip_stored if spool else None)
             if remembered is None:  # validators without their body (a cache cut short): ask plainly
+                meta = None   # (and put its body whole, whatever its digest)
                 status, response_headers, body, gzipped = self._fetch(url, dict(headers), timeout, keep_gzip, spool)
                 if status == 304:
                     raise TransientError("304 Not Modified to an unconditional request", url, status)
@@ -495,7 +496,7 @@ class HttpClient:
         if unread is not None and digest == unread:
             # the very body the caller holds all it needs of, answered 200 (a portal sending no
             # validators, or a new ETag for the same bytes): neither parsed nor checked, as a 304's
-            self._remember(url, response_headers, body, digest, gzipped)
+            self._remember(url, response_headers, body, digest, gzipped, meta)
             _let_go(body)
             return JsonResponse(None, status, url, digest=digest)
         with _parsing(body):
@@ -504,14 +505,20 @@ class HttpClient:
             if problem:
                 raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
             if digest is not None:
-                self._remember(url, response_headers, body, digest, gzipped)
+                self._remember(url, response_headers, body, digest, gzipped, meta)
         return JsonResponse(data, status, url, digest=digest)
 
     def _remember(self, url: str, response_headers, body: "bytes | _SpooledBody", digest: str,
-                  gzipped: bytes | None) -> None:
-        """A 200's body put in the validator cache under its validators (none sent: not put)."""
+                  gzipped: bytes | None, held: dict | None) -> None:
+        """A 200's body put in the validator cache under its validators (none sent: not put). The
+        body the cache holds already (`held`: its entry's validators, its digest this one's) is not
+        written again: new validators for it (a new ETag for the same bytes) are written alone,
+        and the same ones not at all."""
         etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
-        if etag or last_modified:
+        if (etag or last_modified) and held is not None and held.get("sha256") == digest:
+            if (etag, last_modified) != (held.get("etag"), held.get("last_modified")):
+                self.cache.revalidate(url, etag, last_modified, digest)
+        elif etag or last_modified:
             # a spooled body goes to the cache gzip-encoded only (as it came, or encoded
             # here a piece at a time): the cache holds no copy of it while it is written
             if isinstance(body, _SpooledBody):

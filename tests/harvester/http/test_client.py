@@ -330,13 +330,14 @@ def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
 def cached_bodies(tmp_path) -> dict[str, bytes]:
     """The cache's stored bodies by URL, read from its file as a next run would."""
     with sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE) as connection:
-        return {json.loads(meta)["url"]: body for meta, body in connection.execute("SELECT meta, body FROM validators")}
+        return {json.loads(meta)["url"]: body for meta, body in connection.execute(
+            "SELECT meta, body FROM entries JOIN bodies USING (url_key)")}
 
 
 def set_cached_body(tmp_path, body: bytes) -> None:
     connection = sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE)
     with connection:
-        connection.execute("UPDATE validators SET body = ?", (body,))
+        connection.execute("UPDATE bodies SET body = ?", (body,))
     connection.close()
 
 
