@@ -687,3 +687,21 @@ def test_a_new_etag_for_the_same_bytes_writes_the_validators_not_the_body(store,
     assert json.loads(meta_after)["etag"] != json.loads(meta)["etag"]    # the validators the portal sent last
     assert json.loads(meta_after)["sha256"] == json.loads(meta)["sha256"] and body_after == body
     assert len(body) > 100_000 and logged < len(body) / 4, (logged, len(body))
+
+
+def test_a_page_holding_a_rejected_entry_is_read_every_night_whatever_its_bytes(store, http, socrata, monkeypatch):
+    """Sent without validators, a page of the same bytes is known unread only when the catalogue
+    holds every entry on it as it is: the page holding an entry rejected (no title) is read again
+    each night, and the rejection reported each night it lasts; the other pages are not read."""
+    socrata.validators = "none"
+    rejected = socrata.entries[150]
+    rejected["resource"]["name"] = None
+    socrata.entries = list(socrata.entries)
+    first = harvest([socrata.config], store, http).portals[0]
+    assert first.status == "ok" and first.errors == 1
+    checked = entries_checked(monkeypatch)
+    report = harvest([socrata.config], store, http).portals[0]
+    assert report.status == "ok" and report.errors == 1 and report.unchanged == 349 and report.seen == 350
+    assert len(checked) == 100 and rejected in checked   # its page alone
+    assert store.con.execute("SELECT count(DISTINCT run_id) FROM harvest_errors WHERE error_type = 'RecordRejected' "
+                             "AND source_id = ?", [rejected["resource"]["id"]]).fetchone()[0] == 2
