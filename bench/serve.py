@@ -2,6 +2,7 @@
 and not the server sharing its interpreter.
 
     python -m bench.serve socrata 100000     # prints the base URL, serves until stdin closes
+    python -m bench.serve socrata 100000:none   # its validators stable, none or changing (as data.json's)
     python -m bench.serve soda-records 5000000   # one dataset of that many rows (and its first tenth)
     python -m bench.serve soda-wide 20000x1000x16   # one dataset of rows x distinct texts (bench.records_memory)
     python -m bench.serve nightly 300x300000    # portals x datasets of every kind (bench.fleet), one port
@@ -252,6 +253,9 @@ def serve_data_json(kind: str, spec: str) -> None:
 
 def main() -> None:
     kind, count = sys.argv[1], (int(sys.argv[2]) if sys.argv[2].isdigit() else 0)
+    validators = "stable"
+    if kind == "socrata" and ":" in sys.argv[2]:   # `socrata 100000:none`: as a data.json's validators
+        count, validators = int(sys.argv[2].partition(":")[0]), sys.argv[2].partition(":")[2]
     if kind == "nightly":
         serve_fleet(sys.argv[2])
         return
@@ -260,6 +264,7 @@ def main() -> None:
         return
     if kind == "socrata":
         portal = CachedSocrataPortal(make_socrata_entries(count, domain=DOMAIN), domain=DOMAIN)
+        portal.validators = validators
     elif kind == "soda-records":
         from bench.records_data import SMALL_ID, records_portal_parts
 

@@ -26,9 +26,12 @@ log = logging.getLogger("civicat.http")
 class ValidatorCache:
     """ETag / Last-Modified per URL, with the body they validate, for conditional requests.
 
-    One SQLite file in `directory` (CACHE_FILE): a row per URL, keyed by a hash of the URL
-    (nothing from a portal reaches a path or an SQL string), holding the validators and the
-    body gzip-encoded, written whole or not at all. One file, not two per URL: creating a
+    One SQLite file in `directory` (CACHE_FILE): per URL, keyed by a hash of the URL (nothing
+    from a portal reaches a path or an SQL string), a row of its validators (`entries`) and
+    one of the body gzip-encoded (`bodies`), written together or not at all. Apart, so that new
+    validators for the same bytes (a new ETag, a portal's balancer) are written without the body
+    (`revalidate`): SQLite rewrites a whole row, its body too, when a value in it changes length
+    (16 MB a night for a 50,000-dataset data.json). One file, not two per URL: creating a
     file cost 0.5-0.7 ms of CPU on this machine's ext4 (it drifts with the machine), 1-3 s
     a night for a 1,000-page catalogue; a row costs ~0.3 ms. The cache is disposable: a damaged
     file is started afresh, and a lost entry costs one full request the next night.
@@ -122,11 +125,31 @@ class ValidatorCache:
         try:
             self._switch_to_wal(connection, busy_timeout)   # readers never wait for the writer
             connection.execute("PRAGMA synchronous=NORMAL")  # a crash may lose the last entries: a request each
-            connection.execute("CREATE TABLE IF NOT EXISTS validators (url_key TEXT PRIMARY KEY, "
-                               "meta TEXT NOT NULL, body BLOB NOT NULL)")   # meta first: read without the body
+            connection.execute("CREATE TABLE IF NOT EXISTS entries (url_key TEXT PRIMARY KEY, meta TEXT NOT NULL)")
+            connection.execute("CREATE TABLE IF NOT EXISTS bodies (url_key TEXT PRIMARY KEY, body BLOB NOT NULL)")
+            self._carry_over(connection)
             return connection
         except BaseException:
             connection.close()
+            raise
+
+    @staticmethod
+    def _carry_over(connection: sqlite3.Connection) -> None:
+        """The entries of the layout before session 31 (one table, `validators`, each row its meta
+        and body) moved to this one once, in one transaction (dropped, they cost a full request
+        each the next night: a whole catalogue's)."""
+        if connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'validators'").fetchone() \
+                is None:
+            return
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'validators'").fetchone() is not None:
+                connection.execute("INSERT OR IGNORE INTO entries SELECT url_key, meta FROM validators")
+                connection.execute("INSERT OR IGNORE INTO bodies SELECT url_key, body FROM validators")
+                connection.execute("DROP TABLE validators")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
             raise
 
     def _switch_to_wal(self, connection: sqlite3.Connection, busy_timeout: float) -> None:
@@ -203,7 +226,7 @@ class ValidatorCache:
             return pending[0]
         if forgotten:
             return None
-        row = self._read("SELECT meta FROM validators WHERE url_key = ?", url)
+        row = self._read("SELECT meta FROM entries WHERE url_key = ?", url)
         try:
             meta = json.loads(row[0]) if row else None
         except ValueError:
@@ -231,7 +254,7 @@ class ValidatorCache:
         if decode is not None:
             with closing(self._stored_pieces(url)) as pieces:
                 return decode(pieces, meta.get("sha256"))
-        row = self._read("SELECT body FROM validators WHERE url_key = ?", url)
+        row = self._read("SELECT body FROM bodies WHERE url_key = ?", url)
         try:
             body = gzip.decompress(row[0]) if row else None
         except (OSError, ValueError, EOFError, zlib.error, TypeError):  # damaged: asked plainly instead
@@ -250,10 +273,10 @@ class ValidatorCache:
             self._warn_once("read", exc)
             return
         try:
-            row = connection.execute("SELECT rowid FROM validators WHERE url_key = ?", (self._key(url),)).fetchone()
+            row = connection.execute("SELECT rowid FROM bodies WHERE url_key = ?", (self._key(url),)).fetchone()
             if row is not None:
                 # (the blob handle reads one snapshot: a write of the entry meanwhile is not seen)
-                with connection.blobopen("validators", "body", row[0], readonly=True) as blob:
+                with connection.blobopen("bodies", "body", row[0], readonly=True) as blob:
                     while piece := blob.read(self.STORED_PIECE_BYTES):
                         yield piece
         except (sqlite3.Error, OSError) as exc:
@@ -272,6 +295,14 @@ class ValidatorCache:
             self._pending[url] = (meta, body)
         self._writer.submit(self._write, url, meta, body, gzipped)
 
+    def revalidate(self, url: str, etag: str | None, last_modified: str | None, digest: str) -> None:
+        """New validators for the body already held for `url` (its digest `digest`): only they are
+        written, the stored body kept as it is."""
+        meta = {"url": url, "etag": etag, "last_modified": last_modified, "sha256": digest}
+        with self._lock:
+            self._pending[url] = (meta, None)   # (its body read from the file: see body())
+        self._writer.submit(self._write, url, meta, None, None, True)
+
     def forget(self, url: str) -> None:
         """The entry of `url` removed (after any write of it already asked: one writer thread)."""
         with self._lock:
@@ -283,22 +314,27 @@ class ValidatorCache:
         """Wait until every entry put so far is on disk."""
         self._writer.submit(lambda: None).result()
 
-    def _write(self, url: str, meta: dict | None, body: bytes, gzipped: bytes | None = None) -> None:
-        """The entry of `url` written (`meta` None: removed)."""
+    def _write(self, url: str, meta: dict | None, body: bytes | None, gzipped: bytes | None = None,
+               meta_only: bool = False) -> None:
+        """The entry of `url` written (`meta` None: removed; `meta_only`: its validators alone)."""
         try:
             if self._writes_stopped:
                 return
+            key = self._key(url)
             if meta is None:
-                sql, row = "DELETE FROM validators WHERE url_key = ?", (self._key(url),)
+                statements = [("DELETE FROM bodies WHERE url_key = ?", (key,)),
+                              ("DELETE FROM entries WHERE url_key = ?", (key,))]
             else:
-                sql = "INSERT OR REPLACE INTO validators (url_key, meta, body) VALUES (?, ?, ?)"
-                row = (self._key(url), json.dumps(meta),
-                       gzipped if gzipped is not None else gzip.compress(body, compresslevel=1))
+                statements = [] if meta_only else [
+                    ("INSERT OR REPLACE INTO bodies (url_key, body) VALUES (?, ?)",
+                     (key, gzipped if gzipped is not None else gzip.compress(body, compresslevel=1)))]
+                statements.append(("INSERT OR REPLACE INTO entries (url_key, meta) VALUES (?, ?)",
+                                   (key, json.dumps(meta))))
             for attempt in (1, 2):   # a second time only on a file started afresh
                 try:
                     self._writer_connection, self._writer_generation = self._current(
                         self._writer_connection, self._writer_generation, self.BUSY_TIMEOUT)
-                    self._writer_connection.execute(sql, row)
+                    self._in_one_transaction(self._writer_connection, statements)
                     return
                 except (sqlite3.Error, OSError) as exc:  # a cache that cannot be written costs a full request next run
                     if attempt == 1 and self._writer_connection is not None and self._damaged(exc):
@@ -320,6 +356,21 @@ class ValidatorCache:
                     self._forgotten[url] -= 1
                     if not self._forgotten[url]:
                         del self._forgotten[url]
+
+    @staticmethod
+    def _in_one_transaction(connection: sqlite3.Connection, statements: list[tuple[str, tuple]]) -> None:
+        if len(statements) == 1:
+            connection.execute(*statements[0])
+            return
+        connection.execute("BEGIN")   # (deferred: the first write waits for the file, as a lone statement does)
+        try:
+            for statement in statements:
+                connection.execute(*statement)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
 
     def _remove_old_layout(self) -> None:
         """The files of civicat's earlier cache layout (two per URL, in folders named by the

@@ -115,6 +115,7 @@ class PageRead:
     total: int | None
     ids: list[str] | None          # None: a known page (its ids are those stored)
     known: KnownPage | None = None
+    url: str | None = None         # the address it was read from (forgotten when it is refused as a repeat)
 
 
 class Paginator(ABC):
@@ -751,6 +752,18 @@ class Listing:
             unique.append(item)
         return unique, ids, repeated
 
+    def _refuse_repeats(self, twice: set[str]) -> None:
+        """A page read (not the last) every entry of which was listed already, some on a known page
+        left unread (`twice`: the ids listed on a page read and on a known one), repeats a page as one
+        whose entries were all on pages read does (PagingError, in _read): known pages' ids are not
+        held while the pages are read, so this is told once the listing is read, from the one
+        query of the ids on the known pages (`overlap`)."""
+        for read in self.pages_read:
+            if read.known is None and read.ids and read.next_params is not None and twice.issuperset(read.ids):
+                raise PagingError(f"the page at {request_text(read.params)} gave {len(read.ids)} entries, every one "
+                                  "already listed (on a page answered as the last listing's): the portal repeats a "
+                                  "page instead of paging on", repeated=Page(items=None, url=read.url))
+
     def _in_batches(self, page: Page, next_params: dict | None, seen: set[str]) -> Iterator[Page]:
         """A page whose items are parsed as they are read (harvester.http.Entries: a listing
         served as one large document), its unique items handed out ENTRIES_AT_A_TIME at a time,
@@ -820,11 +833,12 @@ class Listing:
                 self.digests.append(page.digest)
                 # (an ids-only page is read every night: its entry is told of, or asked whole again)
                 self.pages_read.append(PageRead(page.digest, page.params, next_params, page.total,
-                                                None if page.ids_only else ids))
+                                                None if page.ids_only else ids, url=page.url))
             page.items = unique
             yield page
         if known_read and seen and self.overlap is not None:
             twice = self.overlap(seen, known_read)   # listed on a page read and on a known one
+            self._refuse_repeats(twice)
             self.duplicates.extend(sorted(twice))
             self.unique -= len(twice)
         self.finished = True

@@ -97,7 +97,7 @@ def test_the_app_token_is_sent_as_a_header_and_never_stored_logged_or_printed(tm
     runs = CliRunner().invoke(cli, ["runs", "--db", str(db), "--errors", "--json"])
     assert runs.exit_code == 0 and TOKEN not in runs.output
     with sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE) as cache:
-        assert cache.execute("SELECT count(*) FROM validators").fetchone()[0] > 0
+        assert cache.execute("SELECT count(*) FROM entries").fetchone()[0] > 0
     assert any((tmp_path / "records").rglob("*.parquet"))
     for path in tmp_path.rglob("*"):   # the catalogue, its WAL, the HTTP cache, the records Parquet
         if path.is_file():

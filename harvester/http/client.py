@@ -262,7 +262,6 @@ class HttpClient:
         timeout: float | None = None,
         expect: Callable[[object], str | None] | None = None,
         unread: str | None = None,
-        unread_200: bool = False,
         parse: Callable[[bytes, str, str], object] | None = None,
     ) -> JsonResponse:
         """GET a JSON document, retried on transient faults.
@@ -271,14 +270,12 @@ class HttpClient:
         URL are sent, and a 304 gives back the body remembered then. `expect` checks the
         document's shape (returns a problem or None); a bad shape is retried, then raised.
         `unread`: the digest of a body the caller already holds all it needs of; a 304 for
-        that very body answers `data=None`, the body neither read nor parsed. `unread_200`: so
-        does a 200 of that very body (read, to be hashed, but not parsed): for a listing served
-        as one document (data.json), whose pages cannot repeat one another (a paged listing
-        parses such a page, whose entries tell a portal repeating a page, PagingError). `parse`: in
-        place of parse_json_body (`capped_json`).
+        that very body answers `data=None`, the body neither read nor parsed, and so does a 200
+        of that very body (read, to be hashed, but not parsed: a portal sending no validators,
+        or a new ETag for the same bytes). `parse`: in place of parse_json_body (`capped_json`).
         """
         return self._get(url, params, headers, conditional, timeout, expect, parse or parse_json_body,
-                         "application/json", unread, unread_200)
+                         "application/json", unread)
 
     def forget(self, url: str) -> None:
         """Drop what the validator cache remembers for `url` (JsonResponse.url): a body its
@@ -315,11 +312,10 @@ class HttpClient:
         return self._get(url, params, headers, conditional, timeout, None, parse_xml_body,
                          "application/xml, text/xml")
 
-    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None,
-             unread_200=False) -> JsonResponse:
+    def _get(self, url, params, headers, conditional, timeout, expect, parse, accept, unread=None) -> JsonResponse:
         full_url = _with_params(url, params)
         return self._asked_of_host(full_url, self._get_once, full_url, {"Accept": accept, **(headers or {})},
-                                   conditional, timeout or self.timeout, expect, parse, unread, unread_200)
+                                   conditional, timeout or self.timeout, expect, parse, unread)
 
     def _asked_of_host(self, url: str, call: Callable, *args):
         """`call(*args)` (one attempt at `url`) retried, unless `url`'s host is given up this run;
@@ -470,8 +466,7 @@ class HttpClient:
         log.warning("retrying in %.1fs after attempt %d: %s", state.upcoming_sleep, state.attempt_number, exc)
 
     def _get_once(self, url: str, headers: dict, conditional: bool, timeout: float,
-                  expect: Callable[[object], str | None] | None, parse, unread: str | None = None,
-                  unread_200: bool = False) -> JsonResponse:
+                  expect: Callable[[object], str | None] | None, parse, unread: str | None = None) -> JsonResponse:
         meta = self.cache.validators(url) if (conditional and self.cache) else None
         request_headers = dict(headers)
         if meta:
@@ -492,6 +487,7 @@ class HttpClient:
                 return JsonResponse(None, status, url, not_modified=True, digest=digest)
             remembered = self.cache.body(url, meta, self._gunzip_stored if spool else None)
             if remembered is None:  # validators without their body (a cache cut short): ask plainly
+                meta = None   # (and put its body whole, whatever its digest)
                 status, response_headers, body, gzipped = self._fetch(url, dict(headers), timeout, keep_gzip, spool)
                 if status == 304:
                     raise TransientError("304 Not Modified to an unconditional request", url, status)
@@ -502,10 +498,10 @@ class HttpClient:
         # (a spooled body was hashed as it was written: no second reading of its file)
         digest = (body.sha256() if isinstance(body, _SpooledBody) else hashlib.sha256(body).hexdigest()) \
             if conditional and self.cache else None
-        if unread_200 and unread is not None and digest == unread:
+        if unread is not None and digest == unread:
             # the very body the caller holds all it needs of, answered 200 (a portal sending no
             # validators, or a new ETag for the same bytes): neither parsed nor checked, as a 304's
-            self._remember(url, response_headers, body, digest, gzipped)
+            self._remember(url, response_headers, body, digest, gzipped, meta)
             _let_go(body)
             return JsonResponse(None, status, url, digest=digest)
         with _parsing(body):
@@ -514,14 +510,20 @@ class HttpClient:
             if problem:
                 raise UnexpectedPayload(f"unexpected JSON: {problem}", url, status)
             if digest is not None:
-                self._remember(url, response_headers, body, digest, gzipped)
+                self._remember(url, response_headers, body, digest, gzipped, meta)
         return JsonResponse(data, status, url, digest=digest)
 
     def _remember(self, url: str, response_headers, body: "bytes | _SpooledBody", digest: str,
-                  gzipped: bytes | None) -> None:
-        """A 200's body put in the validator cache under its validators (none sent: not put)."""
+                  gzipped: bytes | None, held: dict | None) -> None:
+        """A 200's body put in the validator cache under its validators (none sent: not put). The
+        body the cache holds already (`held`: its entry's validators, its digest this one's) is not
+        written again: new validators for it (a new ETag for the same bytes) are written alone,
+        and the same ones not at all."""
         etag, last_modified = response_headers.get("ETag"), response_headers.get("Last-Modified")
-        if etag or last_modified:
+        if (etag or last_modified) and held is not None and held.get("sha256") == digest:
+            if (etag, last_modified) != (held.get("etag"), held.get("last_modified")):
+                self.cache.revalidate(url, etag, last_modified, digest)
+        elif etag or last_modified:
             # a spooled body goes to the cache gzip-encoded only (as it came, or encoded
             # here a piece at a time): the cache holds no copy of it while it is written
             if isinstance(body, _SpooledBody):

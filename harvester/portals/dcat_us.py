@@ -93,7 +93,7 @@ class DcatUsAdapter(PortalAdapter):
     def listing(self) -> Listing:
         def fetch(_params: dict, unread: str | None = None) -> Page:
             response = self.http.get_json(self.feed_url, conditional=True, expect=_document_shape, parse=DOCUMENT,
-                                          unread=unread, unread_200=True)
+                                          unread=unread)
             if response.data is None:   # the very body `unread` names (a 304, or a 200 of the same bytes)
                 return Page(items=None, digest=response.digest)
             document = response.data

@@ -3,6 +3,7 @@
 import gzip
 import os
 import hashlib
+import json
 import logging
 import sqlite3
 import threading
@@ -61,6 +62,30 @@ def test_readers_see_entries_while_the_writer_adds_more(tmp_path):
                                    "sha256": hashlib.sha256(f"body {i}".encode()).hexdigest()}, f"body {i}".encode())
                for i, url in enumerate(urls))
 
+
+
+def test_a_cache_of_the_one_table_layout_is_carried_over(tmp_path):
+    """Before session 31 a row held an entry's validators and its body together (`validators`):
+    such a file's entries are moved to the tables of validators and bodies once, and answered."""
+    folder = tmp_path / "http_cache"
+    folder.mkdir()
+    url, body = "https://example.org/page", b'{"results": []}'
+    meta = {"url": url, "etag": '"e1"', "last_modified": None, "sha256": hashlib.sha256(body).hexdigest()}
+    with sqlite3.connect(folder / ValidatorCache.CACHE_FILE) as old:
+        old.execute("CREATE TABLE validators (url_key TEXT PRIMARY KEY, meta TEXT NOT NULL, body BLOB NOT NULL)")
+        old.execute("INSERT INTO validators VALUES (?, ?, ?)",
+                    (hashlib.sha256(url.encode()).hexdigest(), json.dumps(meta), gzip.compress(body)))
+    old.close()
+    cache = ValidatorCache(folder)
+    assert cache.get(url) == (meta, body)
+    cache.revalidate(url, '"e2"', None, meta["sha256"])   # new validators, the body kept
+    cache.flush()
+    again = ValidatorCache(folder)
+    assert again.get(url) == ({**meta, "etag": '"e2"'}, body)
+    with sqlite3.connect(folder / ValidatorCache.CACHE_FILE) as check:
+        tables = {row[0] for row in check.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    check.close()
+    assert tables == {"entries", "bodies"}
 
 def test_a_file_held_by_another_process_costs_one_wait_not_one_a_page(tmp_path, monkeypatch, caplog):
     """Another harvest on the same data/ folder stopped inside its write (Ctrl-Z): the writer
@@ -199,7 +224,7 @@ def test_a_spooled_entry_written_leaves_a_later_one_of_its_url_pending(tmp_path)
     cache.put(url, '"b"', None, None, hashlib.sha256(second).hexdigest(), gzip.compress(second))
     before_first.set()
     deadline = time.monotonic() + 10
-    while cache._read("SELECT meta FROM validators WHERE url_key = ?", url) is None and time.monotonic() < deadline:
+    while cache._read("SELECT meta FROM entries WHERE url_key = ?", url) is None and time.monotonic() < deadline:
         time.sleep(0.01)
     assert cache.validators(url)["etag"] == '"b"'    # still the later one, though the earlier is on disk
     before_second.set()

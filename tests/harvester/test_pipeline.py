@@ -2,6 +2,8 @@
 period), an unchanged catalogue is not rewritten, portals run side by side. What a harvest
 does under faults is in test_faults.py."""
 import copy
+import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -518,6 +520,32 @@ def test_a_page_that_repeats_the_one_before_is_not_replayed_the_next_night(store
         assert report.duplicates == 0 and report.not_modified >= 3
 
 
+@pytest.mark.parametrize("same_bytes", [True, False], ids=["same-bytes", "other-bytes"])
+def test_a_page_read_that_repeats_a_page_answered_as_last_nights_fails_the_listing(store, http, socrata, same_bytes):
+    """The page at offset 100 is answered 304 (its entries not read), and the page at 200 gives
+    that page's entries again (a portal ignoring the paging parameters from there on): every
+    entry it gives is listed already, on the page left unread. It is a repeat, as it would be
+    after a page read (PagingError), not 100 duplicates of a listing left incomplete; its body
+    is not kept for its address."""
+    assert harvest([socrata.config], store, http).ok
+    paging_on = socrata.route
+
+    def third_page_repeats_the_second(path, query):
+        if query.get("offset") != "200":
+            return paging_on(path, query)
+        status, body = paging_on(path, {**query, "offset": "100"})
+        return status, body if same_bytes else {**body, "timings": {"serviceMillis": 7}}
+
+    socrata.route = third_page_repeats_the_second
+    failed = harvest([socrata.config], store, http).portals[0]
+    assert failed.status == "failed" and failed.error_type == "PagingError", failed
+    assert "offset=200" in failed.error_message and "repeats a page" in failed.error_message
+    assert failed.not_modified >= 2 and failed.removed == 0
+    socrata.route = paging_on   # paged right again: the page at 200 is asked plainly, and read
+    report = harvest([socrata.config], store, http).portals[0]
+    assert report.status == "ok" and report.listing_complete and report.seen == 350 and report.duplicates == 0
+
+
 def test_a_harvests_process_never_imports_pandas_and_can_use_it_afterwards(tmp_path, socrata):
     """DuckDB imports pandas on a statement's first bound parameter, pyarrow on the first
     pa.array (~42 MB of RSS for the life of the process): a fresh process that opens a
@@ -669,3 +697,102 @@ def test_a_portal_out_of_room_measures_the_free_space_once_its_staging_is_discar
     assert city.error_message.startswith(f"no room to write the catalogue's write-ahead log ({store.db_path}.wal): "
                                          "its file system is full; ") and " MB free of " in city.error_message
     assert staged_when_measured == [[]], staged_when_measured
+
+
+def paged_portal(kind: str, monkeypatch):
+    """A local portal of a paged kind, of several pages, and its config."""
+    from harvester.portals import ckan as ckan_adapter
+    from tests.harvester.portals.test_ckan import packages
+    from tests.portals.ckan import CkanPortal
+    from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
+
+    if kind == "socrata":
+        portal = SocrataPortal(make_socrata_entries(350, domain=DOMAIN), domain=DOMAIN)
+        return portal, {"domain": DOMAIN}
+    if kind == "ckan":
+        monkeypatch.setattr(ckan_adapter, "ROWS", 40)
+        return CkanPortal(packages(130)), {}
+    return OpenDataSoftPortal(make_ods_datasets(250)), {}
+
+
+def entries_checked(monkeypatch) -> list:
+    """The entries the listing hands the mapper one by one (a page read), appended as they come."""
+    checked, add = [], mapping.Mapper.add
+
+    def counted(self, entry, page_digest=None):
+        checked.append(entry)
+        return add(self, entry, page_digest)
+
+    monkeypatch.setattr(mapping.Mapper, "add", counted)
+    return checked
+
+
+@pytest.mark.parametrize("validators", ["none", "changing"])
+@pytest.mark.parametrize("kind", ["socrata", "ckan", "opendatasoft"])
+def test_a_paged_listings_page_answered_200_with_its_known_bytes_is_not_read(store, http, monkeypatch, kind,
+                                                                             validators):
+    """A portal that sends no validators (or a new ETag for the same bytes) answers every page
+    200 every night: a page whose body is the one its request gave last night (its digest) is
+    known, its entries not parsed nor handed out; the listing is complete and counts them all.
+    A page that changed is read, the pages after it shifted too; `--full` reads every page."""
+    portal, options = paged_portal(kind, monkeypatch)
+    with portal:
+        portal.validators = validators
+        config = portal_config("city", kind, portal.url, **options)
+        assert harvest([config], store, http).ok
+        total = count(store)
+        checked = entries_checked(monkeypatch)
+        report = harvest([config], store, http).portals[0]
+        assert (report.status, report.listing_complete, report.seen, report.unchanged) == ("ok", True, total, total)
+        assert report.not_modified == 0 and checked == []
+        assert store.settled_pages("city")   # (kept for the next night)
+
+        report = harvest([config], store, http, full=True).portals[0]
+        assert report.status == "ok" and len(checked) == total and report.seen == total
+
+
+def test_a_new_etag_for_the_same_bytes_writes_the_validators_not_the_body(store, http, tmp_path):
+    """A portal whose every answer carries an ETag of its own (servers behind a balancer) sends
+    the same data.json each night: the validator cache keeps the body it holds (its gzip: 16 MB
+    at 50,000 datasets) and writes the new validators alone. Counted in the bytes SQLite logs:
+    the write-ahead log, emptied before the second night and held by a connection of the
+    test's own (the cache's connections do not delete it), holds that night's writes."""
+    with DataJsonPortal(make_data_json(2000)) as portal:
+        portal.validators = "changing"
+        config = portal_config("city", "dcat-us", portal.url + "/data.json")
+        assert harvest([config], store, http).ok
+        http.cache.flush()
+        cache_file = tmp_path / "http_cache" / http.cache.CACHE_FILE
+        watcher = sqlite3.connect(cache_file, isolation_level=None)
+        try:
+            assert watcher.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0   # (not busy)
+            (meta, body), = watcher.execute("SELECT meta, body FROM entries JOIN bodies USING (url_key)").fetchall()
+            report = harvest([config], store, http).portals[0]
+            http.cache.flush()
+            assert report.status == "ok" and report.unchanged == 2000 and report.bytes > len(body)
+            logged = Path(f"{cache_file}-wal").stat().st_size
+            (meta_after, body_after), = watcher.execute(
+                "SELECT meta, body FROM entries JOIN bodies USING (url_key)").fetchall()
+        finally:
+            watcher.close()
+    assert json.loads(meta_after)["etag"] != json.loads(meta)["etag"]    # the validators the portal sent last
+    assert json.loads(meta_after)["sha256"] == json.loads(meta)["sha256"] and body_after == body
+    assert len(body) > 100_000 and logged < len(body) / 4, (logged, len(body))
+
+
+def test_a_page_holding_a_rejected_entry_is_read_every_night_whatever_its_bytes(store, http, socrata, monkeypatch):
+    """Sent without validators, a page of the same bytes is known unread only when the catalogue
+    holds every entry on it as it is: the page holding an entry rejected (no title) is read again
+    each night, and the rejection reported each night it lasts; the other pages are not read."""
+    socrata.validators = "none"
+    rejected = socrata.entries[150]
+    rejected["resource"]["name"] = None
+    socrata.entries = list(socrata.entries)
+    first = harvest([socrata.config], store, http).portals[0]
+    assert first.status == "ok" and first.errors == 1
+    checked = entries_checked(monkeypatch)
+    report = harvest([socrata.config], store, http).portals[0]
+    assert report.status == "ok" and report.errors == 1 and report.unchanged == 349 and report.seen == 350
+    assert len(checked) == 100 and rejected in checked   # its page alone
+    assert store.con.execute("SELECT count(DISTINCT run_id) FROM harvest_errors WHERE error_type = 'RecordRejected' "
+                             "AND source_id = ?", [rejected["resource"]["id"]]).fetchone()[0] == 2

@@ -330,13 +330,14 @@ def test_a_host_that_keeps_failing_is_not_asked_again_this_run(portal):
 def cached_bodies(tmp_path) -> dict[str, bytes]:
     """The cache's stored bodies by URL, read from its file as a next run would."""
     with sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE) as connection:
-        return {json.loads(meta)["url"]: body for meta, body in connection.execute("SELECT meta, body FROM validators")}
+        return {json.loads(meta)["url"]: body for meta, body in connection.execute(
+            "SELECT meta, body FROM entries JOIN bodies USING (url_key)")}
 
 
 def set_cached_body(tmp_path, body: bytes) -> None:
     connection = sqlite3.connect(tmp_path / "http_cache" / ValidatorCache.CACHE_FILE)
     with connection:
-        connection.execute("UPDATE validators SET body = ?", (body,))
+        connection.execute("UPDATE bodies SET body = ?", (body,))
     connection.close()
 
 
@@ -491,7 +492,7 @@ def test_a_large_bodys_digest_is_taken_as_it_is_written_not_read_again(portal, t
     """A large body (a data.json of 100 MB and more) is written to a temporary file as it arrives;
     its digest, which tells the next night the same document, is taken as it is written: the file
     is not read through once more to hash it. Unchanged, the same body answered 200 to a caller
-    holding that digest (`unread_200`: a listing of one document) is neither parsed nor checked."""
+    holding that digest (`unread`) is neither parsed nor checked."""
     import harvester.http.bodies
     from harvester.http import capped_json
     body = json.dumps({"results": [{"id": i, "text": "x" * 60} for i in range(30_000)]}).encode()
@@ -510,12 +511,11 @@ def test_a_large_bodys_digest_is_taken_as_it_is_written_not_read_again(portal, t
     first = get(client, portal, "/big.json", parse=counted, conditional=True, headers={"Accept-Encoding": encoding})
     assert first.digest == hashlib.sha256(body).hexdigest() and len(spooled_bodies) == 1 and read_whole == []
     again = client.get_json(portal.url + "/big.json", parse=counted, conditional=True, unread=first.digest,
-                            unread_200=True, headers={"Accept-Encoding": encoding})
+                            headers={"Accept-Encoding": encoding})
     assert (again.status, again.data, again.digest, len(parsed)) == (200, None, first.digest, 1)
     assert read_whole == [] and all(spooled.closed for spooled in spooled_bodies)
     portal.static["/big.json"] = RawBody(body.replace(b'"id": 7,', b'"id": 8,'), "application/json")
-    changed = client.get_json(portal.url + "/big.json", parse=counted, conditional=True, unread=first.digest,
-                              unread_200=True)
+    changed = client.get_json(portal.url + "/big.json", parse=counted, conditional=True, unread=first.digest)
     assert changed.data is not None and changed.digest != first.digest and len(parsed) == 2
 
 
