@@ -344,7 +344,8 @@ class ValidatorCache:
                         # another process holds the file (stopped mid-write?): waiting again
                         # for every entry would hold the harvest's end for hours
                         self._writes_stopped = True
-                    self._warn_once("write", exc, len(row[-1]) if meta is not None else 0)
+                    written = sum(len(value) for _, values in statements for value in values if isinstance(value, bytes))
+                    self._warn_once("write", exc, written)
                     return
         finally:
             with self._lock:
