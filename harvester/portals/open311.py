@@ -367,10 +367,13 @@ class Windows:
                 key = request.get("service_request_id") if isinstance(request, dict) else None
                 if key is not None:
                     key = str(key)
-                    if key in ids or key in self.before:
-                        continue
+                    seen = key in ids or key in self.before
                     ids.add(key)
+                    if seen:
+                        continue
                 kept.append(request)
+            # every id of this answer, yielded now or in the window before: a request met in three
+            # windows in a row (a server that reads the dates asked to the minute) was yielded again
             self.before = ids
             self._widen(len(requests), int((end - self.start).total_seconds()))
             self.start = end

@@ -355,6 +355,30 @@ def test_a_server_that_reads_the_dates_asked_in_its_own_zone_loses_and_doubles_n
                                              if r["requested_datetime"] >= "2018"})
 
 
+class ReadsMinutes(Open311Portal):
+    """Reads `start_date`/`end_date` to the minute, their seconds dropped, the end's minute
+    included: every window within one minute is answered with that whole minute."""
+
+    def requests_page(self, query):
+        def minute(key: str) -> datetime:
+            return instant(query[key]).replace(second=0)
+        return super().requests_page({**query, "start_date": _stamp(minute("start_date")),
+                                      "end_date": _stamp(minute("end_date") + timedelta(minutes=1))})
+
+
+def test_a_request_met_in_three_windows_in_a_row_is_yielded_once(tmp_path):
+    """20 requests in one second, a server that reads the dates asked to the minute: the
+    one-second windows narrowed around them, and those after them within that minute, are
+    each answered with all 20. The window before's ids were those it yielded only, none in a
+    window that met them all again: every other window yielded them again (600 rows of 20)."""
+    with ReadsMinutes(services=JSON_SERVICES, requests=one_second(20)[:20]) as portal:
+        ids = pulled_ids(portal)
+        answers = [q for p, q, _ in portal.requests if p == "/requests.json"]
+    assert sorted(ids) == sorted(served_ids(portal)) == [f"batch-{n:04d}" for n in range(20)]
+    # (the 20 were met in more than three windows in a row: one-second windows within their minute)
+    assert len({(q["start_date"], q["end_date"]) for q in answers if q["start_date"].startswith("2020-01-08T14:23")}) > 3
+
+
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
 def test_what_the_windows_cost_a_busy_city(paging):
     """90 days of a city of 700 requests a day (an incremental pull), pages of 50: every
