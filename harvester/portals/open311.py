@@ -539,7 +539,7 @@ class Windows:
                 return requests
             if verdict is None or isinstance(verdict, bool):
                 return None
-            start, end = verdict, verdict + SECOND   # every request of the window is in that second
+            window, (start, end) = (start, end), (verdict, verdict + SECOND)   # every request of the window is in that second
         elif not one_second:
             # the outermost: its narrower windows tell whether it was cut; and each within it of a server
             # that ignores `page`, whose pages show nothing: its thinning was learned from the few
@@ -549,7 +549,9 @@ class Windows:
                 if not self._pages_cut(start, end, requests, first_shown=False):   # (else counted cut)
                     self.narrowed.append(Narrowed(end, set(_ids(requests)), count))
             return None
-        return self._paged(start, end, requests)
+        else:
+            window = None
+        return self._paged(start, end, requests, window)
 
     @staticmethod
     def _made_within(start: datetime, end: datetime, requests: list) -> list:
@@ -651,18 +653,40 @@ class Windows:
             seen.update(_ids(page))
         return page is not first and not first_shown
 
-    def _paged(self, start: datetime, end: datetime, first: list) -> list:
+    def _paged(self, start: datetime, end: datetime, first: list, window: tuple[datetime, datetime] | None = None
+               ) -> list:
         """A one-second window whose answer may be a full page: its pages, read until two
-        readings agree page by page (a request removed between pages moves the rest)."""
+        readings agree page by page (a request removed between pages moves the rest). `first`:
+        its page 1, or the answer of the wider `window` whose requests were all made in it."""
         readings = [self._reading(start, end, first)]
         while len(readings) < PASSES:
             readings.append(self._reading(start, end))
             if None not in readings[-2:] and [_ids(p) for p in readings[-1]] == [_ids(p) for p in readings[-2]]:
-                return [request for page in readings[-1] for request in page]
+                requests = [request for page in readings[-1] for request in page]
+                if window is not None:
+                    self._second_answered(start, end, window, set(_ids(first)) - set(_ids(requests)))
+                return requests
         raise PagesDisagree(f"the pages of the one second at {request_text(_params(start, end))} did not agree in "
                             f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
                             "repeating requests of the pages before it): the pull fails, its previous records kept, and "
                             "the next pull reads that second again")
+
+    def _second_answered(self, start: datetime, end: datetime, window: tuple[datetime, datetime],
+                         lacked: set[str]) -> None:
+        """NotPullable where the wider `window`, asked again, still gives requests made in the second
+        [start, end) that the second's own answers `lacked`: gone from both, they were removed as it
+        was read. A server that reads the days of the dates asked, the end's day excluded (a date
+        chopped to midnight, `<=`), answers a window within one day with nothing: the one request of
+        a window of Boston's, made in one second, was lost unsaid (every other window's requests came
+        in the next window to cross a midnight)."""
+        if not lacked:
+            return
+        still = lacked & set(_ids(self._ask(*window)))
+        if still:
+            raise NotPullable(f"the window at {request_text(_params(*window))} gives {len(still)} request(s) made in the "
+                              f"one second at {request_text(_params(start, end))} (e.g. {sorted(still)[0]!r}), which "
+                              "that second's own answers lack: the server does not read the times of start_date/end_date "
+                              "(whole days, the end's excluded), and its requests cannot be read window by window")
 
     def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
         """One reading of a one-second window's pages, up to one short of a full page; None:

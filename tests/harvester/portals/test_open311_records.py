@@ -316,11 +316,12 @@ def test_a_server_that_ignores_the_dates_asked_fails_the_pull_at_once(tmp_path):
 
 
 class ReadsWholeDays(Open311Portal):
-    """Reads the days of `start_date`/`end_date` whole, their times dropped (uReport did); from
-    its 300th answer on, a 400, which fails the pull (it read on without end)."""
+    """Reads the days of `start_date`/`end_date` whole, their times dropped (uReport did), the
+    end's day included; from its 300th answer on, a 400, which fails the pull (it read on
+    without end)."""
 
     def __init__(self, **kwargs):
-        super().__init__(whole_days=True, **kwargs)
+        super().__init__(whole_days=True, end_inclusive=True, **kwargs)
 
     def requests_page(self, query):
         if len([p for p, _, _ in self.requests if p == "/requests.json"]) > 300:
@@ -339,6 +340,24 @@ def test_a_server_that_reads_the_days_asked_but_not_their_times_fails_the_pull_n
                                                r"is wide: the server does not read the times of start_date/end_date"):
             pulled_ids(portal)
         assert len([p for p, _, _ in portal.requests if p == "/requests.json"]) < 300
+
+
+@pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
+def test_a_server_that_reads_the_days_asked_without_the_ends_fails_the_pull_not_losing_a_request(tmp_path, paging):
+    """A server that reads the days of `start_date`/`end_date` but not their times, the end's
+    day excluded (`<=` a date chopped to midnight), cut at 1,000: no answer is full and none
+    spread wider than its window, each window's requests come in the next to cross a midnight,
+    but the one second a window's only request was made in answers nothing: the pull published
+    949 of Boston's 950 requests, reported ok. The window, asked again, still gives that request:
+    the pull fails, naming both."""
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON), whole_days=True, paging=paging) as portal:
+        portal.PAGE_SIZE = 1000
+        with pytest.raises(RecordsError, match=r"the window at start_date=2018-04-01T00:00:00Z, "
+                                               r"end_date=2018-06-30T00:00:00Z, page=1 gives 1 request\(s\) made in "
+                                               r"the one second at start_date=2018-06-19T20:00:45Z, "
+                                               r"end_date=2018-06-19T20:00:46Z, page=1 \(e.g. '101002530219'\), which "
+                                               r"that second's own answers lack: the server does not read the times"):
+            pulled_ids(portal)
 
 
 def test_a_server_that_reads_the_dates_asked_in_its_own_zone_loses_and_doubles_none(tmp_path):
