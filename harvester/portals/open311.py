@@ -13,7 +13,8 @@ import json
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from catalog import record as R
 from catalog.record import Notes
@@ -136,8 +137,33 @@ def _ids(requests: list) -> list[str]:
     return [str(r.get("service_request_id")) for r in requests if isinstance(r, dict)]
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(moment: datetime, zone: tzinfo = UTC) -> str:
+    """A W3C datetime: in UTC `…Z`; in a portal's `timezone`, its local time with the offset (a
+    server that reads the offset gets the instant, one that drops it the local time it keeps)."""
+    if zone is UTC:
+        return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+DATETIME_FIELDS = tuple(name for name, kind, _ in REQUEST_FIELDS if kind == "datetime")
+
+
+def _zoned(requests: list, zone: tzinfo) -> list:
+    """`requests` with their zone-less datetimes given `zone` (the portal's `timezone`): real
+    servers give their local time without an offset, which read as UTC is hours off, in the
+    windows and in the records stored."""
+    for request in requests:
+        if not isinstance(request, dict):
+            continue
+        for name in DATETIME_FIELDS:
+            value = request.get(name)
+            try:
+                moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                continue   # (the conversion nulls it, with a warning)
+            if moment is not None and moment.tzinfo is None:
+                request[name] = moment.replace(tzinfo=zone).isoformat()
+    return requests
 
 
 def _second(request) -> datetime | None:
@@ -731,8 +757,8 @@ class Windows:
         return self.largest > count
 
 
-def _params(start: datetime, end: datetime, page: int = 1) -> dict:
-    return {"start_date": _stamp(start), "end_date": _stamp(end), "page": page}
+def _params(start: datetime, end: datetime, page: int = 1, zone: tzinfo = UTC) -> dict:
+    return {"start_date": _stamp(start, zone), "end_date": _stamp(end, zone), "page": page}
 
 
 class RequestsRecords(RecordSource):
@@ -746,6 +772,8 @@ class RequestsRecords(RecordSource):
         self.remembered_page_size = self.page_size = getattr(previous, "page_size", None)
         self.remembered_thinning = self.thinning = getattr(previous, "thinning", None)
         self.http, self.url = adapter.http, f"{adapter.portal.url}/requests.json"
+        timezone = getattr(adapter.portal, "timezone", None)
+        self.zone: tzinfo = ZoneInfo(timezone) if timezone else UTC   # (validated with the config)
         self.fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
         self.conversion = Conversion(self.fields)
         self.until = now or datetime.now(UTC).replace(microsecond=0)
@@ -757,10 +785,13 @@ class RequestsRecords(RecordSource):
 
     @property
     def fingerprint(self) -> str:
-        return f"{super().fingerprint}|{self.url}|{_stamp(self.since)}"
+        # (a pull cut short goes on only in the zone its rows staged were read in)
+        zone = "" if self.zone is UTC else f"|{self.zone}"
+        return f"{super().fingerprint}|{self.url}|{_stamp(self.since)}{zone}"
 
     def _answer(self, start: datetime, end: datetime, page: int) -> list:
-        return self.http.get_json(self.url, _params(start, end, page), expect=_requests_shape).data
+        requests = self.http.get_json(self.url, _params(start, end, page, self.zone), expect=_requests_shape).data
+        return requests if self.zone is UTC else _zoned(requests, self.zone)
 
     def batches(self, resume):
         for requests, state in Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .base import LocalPortal, Query, json_error
 
@@ -20,7 +21,7 @@ class Open311Portal(LocalPortal):
 
     def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
                  requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False,
-                 whole_days: bool = False):
+                 whole_days: bool = False, local_zone: str | None = None):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
@@ -32,6 +33,9 @@ class Open311Portal(LocalPortal):
         # to the end's, the end's day included only with `end_inclusive` (`<=` a date chopped to midnight
         # excludes it)
         self.whole_days = whole_days
+        # a zone name: the server keeps its times as local times without an offset (as real ones do), gives
+        # them so, and reads the dates asked as local times, any offset or `Z` dropped
+        self.local_zone = ZoneInfo(local_zone) if local_zone else None
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
@@ -59,6 +63,8 @@ class Open311Portal(LocalPortal):
             return 400, [{"code": 400, "description": "start_date and end_date are required"}]
         if (end - start).days > 90:
             return 400, [{"code": 400, "description": "the date window is at most 90 days"}]
+        if self.local_zone is not None:
+            start, end = (moment.replace(tzinfo=self.local_zone) for moment in (start, end))
         inclusive = self.end_inclusive
         if self.whole_days:
             start = start.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -68,4 +74,11 @@ class Open311Portal(LocalPortal):
                          or inclusive and instant(r["requested_datetime"]) == end),
                         key=lambda r: r["requested_datetime"], reverse=True)
         page = int(query.get("page", 1)) if self.paging else 1
-        return 200, chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]
+        return 200, [self._local(r) for r in chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]]
+
+    def _local(self, request: dict) -> dict:
+        if self.local_zone is None:
+            return request
+        return {key: instant(value).astimezone(self.local_zone).replace(tzinfo=None).isoformat()
+                if key.endswith("_datetime") and isinstance(value, str) and value[:1].isdigit() else value
+                for key, value in request.items()}

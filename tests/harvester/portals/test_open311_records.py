@@ -398,6 +398,27 @@ def test_a_request_met_in_three_windows_in_a_row_is_yielded_once(tmp_path):
     assert len({(q["start_date"], q["end_date"]) for q in answers if q["start_date"].startswith("2020-01-08T14:23")}) > 3
 
 
+def test_a_servers_local_times_without_an_offset_are_read_in_the_portals_time_zone(tmp_path):
+    """A server that keeps Boston's times as local times without an offset (as real servers
+    give them) and reads the dates asked as local times: taken as UTC, every stored instant was
+    4 or 5 hours off (and each window asked 4 or 5 hours late). With the portal's `timezone`,
+    the dates asked carry its offset and the times given are read in it: each stored instant
+    is the request's own."""
+    truth = {r["service_request_id"]: (datetime.fromisoformat(r["requested_datetime"]),
+                                       datetime.fromisoformat(r["updated_datetime"]))
+             for r in load_json(BOSTON) if r["requested_datetime"] >= "2018"}
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON), local_zone="America/New_York") as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url, timezone="America/New_York"),
+                              fast_client())
+        source = RequestsRecords(adapter, None, now=datetime(2020, 3, 1, tzinfo=UTC),
+                                 since=datetime(2018, 1, 1, tzinfo=UTC))
+        rows = [row for table, _ in source.batches(None) for row in table.to_pylist()]
+        first = next(q for p, q, _ in portal.requests if p == "/requests.json")
+    assert first["start_date"] == "2017-12-31T19:00:00-05:00" and first["end_date"] == "2018-03-31T20:00:00-04:00"
+    assert sorted(row["service_request_id"] for row in rows) == sorted(truth)
+    assert all((row["requested_datetime"], row["updated_datetime"]) == truth[row["service_request_id"]] for row in rows)
+
+
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
 def test_what_the_windows_cost_a_busy_city(paging):
     """90 days of a city of 700 requests a day (an incremental pull), pages of 50: every
