@@ -636,6 +636,7 @@ class Windows:
                 cut = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
             parts = [(start, cut), (cut, end)]
         answers = [self._ask(a, b) if a < b else [] for a, b in parts]
+        self._apart(parts, answers)
         known = set(_ids(requests))
         if any(set(_ids(answer)) - known for answer in answers):
             self.page_size = len(requests)   # it left requests out: a full page
@@ -647,6 +648,23 @@ class Windows:
             # requests may fill that part's answer, which then shows nothing of the days before)
             return None if any(_second(r) == low for r in answers[0] if isinstance(r, dict)) else low
         return True if all(answers) else None   # (a part with none: one removed as it was checked)
+
+    @staticmethod
+    def _apart(parts: list[tuple[datetime, datetime]], answers: list[list]) -> None:
+        """NotPullable where two windows side by side both gave requests made in more than one
+        second: only the second at their edge is in both (an inclusive `end_date`, read in any
+        zone). A server that reads the days asked, the end's included, and ignores `page` gave
+        both parts of a full answer its first page again: nothing new, so the answer was taken
+        as its window's whole (1,995 of 2,045 requests of 20 days lost unsaid)."""
+        both = set(_ids(answers[0])) & set(_ids(answers[1]))
+        seconds = {_second(r) for r in answers[1] if isinstance(r, dict) and str(r.get("service_request_id")) in both}
+        if len(seconds - {None}) > 1:
+            (start, cut), (_, end) = parts
+            raise NotPullable(f"the windows at {request_text(_params(start, cut))} and {request_text(_params(cut, end))} "
+                              f"both gave {len(both)} requests made from {_stamp(min(seconds - {None}))} to "
+                              f"{_stamp(max(seconds - {None}))}: the server does not read the times of "
+                              "start_date/end_date (whole days, or another date than requested_datetime), and its "
+                              "requests cannot be read window by window")
 
     def _pages_cut(self, start: datetime, end: datetime, first: list, first_shown: bool) -> bool:
         """While the server's thinning is not known: the next pages of [start, end), whose answer

@@ -335,11 +335,33 @@ def test_a_server_that_reads_the_days_asked_but_not_their_times_fails_the_pull_n
     read, without end). An answer whose requests were made further apart than its window is
     wide (by more than an hour: a clock put back) fails the pull, naming the window."""
     with ReadsWholeDays(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
-        with pytest.raises(RecordsError, match=r"the window at start_date=\S+, end_date=\S+, page=1 was answered "
-                                               r"with requests made from \S+ to \S+, further apart than the window "
-                                               r"is wide: the server does not read the times of start_date/end_date"):
+        # (two windows side by side that both gave its requests, a day apart, show it first)
+        with pytest.raises(RecordsError, match=r"the windows? at start_date=\S+, end_date=\S+, page=1 (and \S+, \S+, "
+                                               r"page=1 both gave \d+ requests|was answered with requests) made from "
+                                               r"\S+ to \S+(, further apart than the window is wide)?: the server does "
+                                               r"not read the times of start_date/end_date"):
             pulled_ids(portal)
         assert len([p for p, _, _ in portal.requests if p == "/requests.json"]) < 300
+
+
+def test_a_server_that_reads_whole_days_and_ignores_page_fails_the_pull_not_losing_a_request(tmp_path):
+    """A server that reads the days asked (the end's included) and ignores `page` answers both
+    parts a full answer is checked by with its first page again: nothing new, so that answer was
+    taken as its window's whole, 50 of 20 days' 2,000 requests published, reported ok. Two windows
+    side by side that both give requests made in more than one second fail the pull, naming them."""
+    requests = [{"service_request_id": f"d{day}-{n}", "status": "open",
+                 "requested_datetime": f"2018-02-{1 + day:02d}T{8 + n // 12:02d}:{n % 12 * 5:02d}:00Z"}
+                for day in range(20) for n in range(100)]
+    server = Open311Portal(services=JSON_SERVICES, requests=requests, whole_days=True, end_inclusive=True, paging=False)
+    fails_naming(server, r"the windows at start_date=2018-01-01T00:00:00Z, end_date=\S+, page=1 and start_date=\S+, "
+                         r"end_date=2018-04-01T00:00:00Z, page=1 both gave 50 requests made from 2018-02-20T\S+ to "
+                         r"2018-02-20T\S+: the server does not read the times")
+
+
+def fails_naming(server: Open311Portal, message: str) -> None:
+    """The pull from `server` fails, its error matching `message`."""
+    with server as portal, pytest.raises(RecordsError, match=message):
+        pulled_ids(portal)
 
 
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
