@@ -181,6 +181,9 @@ SLACK = timedelta(days=1)   # how far outside its window an answer's requests ma
 # how much further apart than its window is wide an answer's requests may be made: a server that
 # reads the dates asked in its local time spans two hours with the hour a clock goes back
 SPREAD = timedelta(hours=1)
+# how long windows in a row may go on giving one request (Windows._given_on): a server that reads the
+# dates asked to the minute gives it for a minute; one that reads whole days, all day
+RUN = timedelta(minutes=2)
 # reads of a one-second window's pages, until two in a row agree: that second alone is read again
 # (what reading the whole pull again, on SourceChanged, gave it), then the pull fails, naming it
 PASSES = 6
@@ -308,6 +311,9 @@ class Windows:
         self.largest = 0   # the largest answer yet: P is at least that
         # the window before's requests (those met again at an inclusive `end_date` are dropped)
         self.before: set[str] = set(state.get("before", ()))
+        # the ids of the window before's answer: (the end of the first of the windows in a row that gave
+        # each, how many) (_given_on)
+        self.met: dict[str, tuple[datetime, int]] = {}
         self.asked = 0   # requests made (what the reading costs)
         self.remembered_thinning: float | None = state.get("thinning", thinning)
         self.margin = DROPPED if self.remembered_thinning is None else _margin(self.remembered_thinning)
@@ -401,11 +407,28 @@ class Windows:
             # every id of this answer, yielded now or in the window before: a request met in three
             # windows in a row (a server that reads the dates asked to the minute) was yielded again
             self.before = ids
+            self._given_on(ids, end)
             self._widen(len(requests), int((end - self.start).total_seconds()))
             self.start = end
             yield kept, self._going_on_from()
             if self.margin > margin:
                 yield from self._read_again()
+
+    def _given_on(self, ids: set[str], end: datetime) -> None:
+        """NotPullable where a request has been given by window after window for longer than RUN:
+        windows side by side share at most the second at their edge, so a request in three in a row
+        was given for a span it was not made in (a server reading the dates to the minute: for a
+        minute). One reading whole days gave each one-second window of a day the same requests (2
+        or 20 made in one second, the city's only ones), read one second after another: 5,000
+        requests asked for 16 minutes of that day, without end."""
+        met = {key: self.met.get(key, (end, 0)) for key in ids}
+        self.met = {key: (first_end, run + 1) for key, (first_end, run) in met.items()}
+        key, (first_end, run) = max(self.met.items(), key=lambda item: item[1][1], default=(None, (end, 0)))
+        if run >= 3 and self.start - first_end > RUN:
+            raise NotPullable(f"request {key!r} was given by every window from {_stamp(first_end)} to {_stamp(end)}, "
+                              f"{run} in a row (windows side by side share at most the second at their edge): the "
+                              "server does not read the times of start_date/end_date (whole days, or another date "
+                              "than requested_datetime), and its requests cannot be read window by window")
 
     def _going_on_from(self, reading_again: bool = False) -> dict:
         """The state a pull cut short goes on from. Windows taken whole are in no state: a pull

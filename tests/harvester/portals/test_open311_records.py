@@ -317,14 +317,15 @@ def test_a_server_that_ignores_the_dates_asked_fails_the_pull_at_once(tmp_path):
 
 class ReadsWholeDays(Open311Portal):
     """Reads the days of `start_date`/`end_date` whole, their times dropped (uReport did), the
-    end's day included; from its 300th answer on, a 400, which fails the pull (it read on
+    end's day included; from its `limit`th answer on, a 400, which fails the pull (it read on
     without end)."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, limit: int = 300, **kwargs):
         super().__init__(whole_days=True, end_inclusive=True, **kwargs)
+        self.limit = limit
 
     def requests_page(self, query):
-        if len([p for p, _, _ in self.requests if p == "/requests.json"]) > 300:
+        if len([p for p, _, _ in self.requests if p == "/requests.json"]) > self.limit:
             return 400, [{"code": 400, "description": "too many requests"}]
         return super().requests_page(query)
 
@@ -356,6 +357,20 @@ def test_a_server_that_reads_whole_days_and_ignores_page_fails_the_pull_not_losi
     fails_naming(server, r"the windows at start_date=2018-01-01T00:00:00Z, end_date=\S+, page=1 and start_date=\S+, "
                          r"end_date=2018-04-01T00:00:00Z, page=1 both gave 50 requests made from 2018-02-20T\S+ to "
                          r"2018-02-20T\S+: the server does not read the times")
+
+
+@pytest.mark.parametrize("burst", [2, 20])
+def test_a_server_that_reads_whole_days_giving_one_seconds_requests_to_every_second_fails_the_pull(tmp_path, burst):
+    """A city's only requests made in one second, a server that reads the days asked (the end's
+    included): every one-second window of that day was answered with them, as many as any answer
+    yet, read one second after another (5,000 requests asked for 16 minutes of the day, its
+    86,400 seconds ahead). A request given by window after window for more than two minutes
+    fails the pull, naming it."""
+    server = ReadsWholeDays(services=JSON_SERVICES, requests=one_second(burst, "2018-02-10T09:09:35Z")[:burst],
+                            limit=1000)
+    fails_naming(server, r"request 'batch-\d+' was given by every window from 2018-02-10T00:00:00Z to "
+                         r"2018-02-10T00:02:\d\dZ, \d+ in a row \(windows side by side share at most the second at "
+                         r"their edge\): the server does not read the times")
 
 
 def fails_naming(server: Open311Portal, message: str) -> None:
