@@ -11,6 +11,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -22,8 +23,10 @@ REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
     "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second", "max_minutes",
+    "timezone",
 )
 SOCRATA_ONLY_KEYS = ("domain", "app_token_env")
+OPEN311_ONLY_KEYS = ("timezone",)
 
 
 class ConfigError(Exception):
@@ -50,6 +53,8 @@ class PortalConfig:
     # request is bounded, but a portal answering each one slowly (a Retry-After hold before every page)
     # must not hold the night's cron job for days
     max_minutes: float = 360.0
+    # open311: the zone of the server's times that carry none (an IANA name), and of the dates civicat sends
+    timezone: str | None = None
 
     @property
     def host(self) -> str:
@@ -151,6 +156,9 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     for key in SOCRATA_ONLY_KEYS:
         if key in entry and entry["kind"] != "socrata":
             raise fail(key, f"applies to kind socrata only (this portal's kind is {entry['kind']})")
+    for key in OPEN311_ONLY_KEYS:
+        if key in entry and entry["kind"] != "open311":
+            raise fail(key, f"applies to kind open311 only (this portal's kind is {entry['kind']})")
 
     options: dict = {}
     if "app_token_env" in entry:
@@ -193,6 +201,8 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         if not isinstance(value, str) or not DOMAIN_PATTERN.fullmatch(value):
             raise fail("domain", f"must be a host name such as data.cityofchicago.org, got {value!r}")
         options["domain"] = value
+    if "timezone" in entry:
+        options["timezone"] = _zone_name(entry["timezone"], fail)
     for key in ("publisher", "contact_name", "contact_email"):
         if key in entry:
             value = entry[key]
@@ -205,3 +215,15 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     return PortalConfig(
         id=entry["id"], city=entry["city"].strip(), kind=entry["kind"], url=url.rstrip("/"), **options
     )
+
+
+def _zone_name(value: object, fail) -> str:
+    """An IANA time zone name that zoneinfo knows (`America/Chicago`), else the key refused."""
+    if not isinstance(value, str) or not value.strip():
+        raise fail("timezone", f"must be an IANA time zone name such as 'America/Chicago', got {value!r}")
+    try:
+        ZoneInfo(value.strip())
+    except (ZoneInfoNotFoundError, ValueError):   # (ValueError: no zone key at all, e.g. a path)
+        raise fail("timezone", f"{value!r} is no time zone zoneinfo knows (an IANA name such as "
+                               "'America/Chicago')") from None
+    return value.strip()

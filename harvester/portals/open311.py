@@ -13,7 +13,8 @@ import json
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
 from catalog import record as R
 from catalog.record import Notes
@@ -136,8 +137,33 @@ def _ids(requests: list) -> list[str]:
     return [str(r.get("service_request_id")) for r in requests if isinstance(r, dict)]
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def _stamp(moment: datetime, zone: tzinfo = UTC) -> str:
+    """A W3C datetime: in UTC `…Z`; in a portal's `timezone`, its local time with the offset (a
+    server that reads the offset gets the instant, one that drops it the local time it keeps)."""
+    if zone is UTC:
+        return (moment.astimezone(UTC) if moment.tzinfo else moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+DATETIME_FIELDS = tuple(name for name, kind, _ in REQUEST_FIELDS if kind == "datetime")
+
+
+def _zoned(requests: list, zone: tzinfo) -> list:
+    """`requests` with their zone-less datetimes given `zone` (the portal's `timezone`): real
+    servers give their local time without an offset, which read as UTC is hours off, in the
+    windows and in the records stored."""
+    for request in requests:
+        if not isinstance(request, dict):
+            continue
+        for name in DATETIME_FIELDS:
+            value = request.get(name)
+            try:
+                moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+            except ValueError:
+                continue   # (the conversion nulls it, with a warning)
+            if moment is not None and moment.tzinfo is None:
+                request[name] = moment.replace(tzinfo=zone).isoformat()
+    return requests
 
 
 def _second(request) -> datetime | None:
@@ -155,6 +181,9 @@ SLACK = timedelta(days=1)   # how far outside its window an answer's requests ma
 # how much further apart than its window is wide an answer's requests may be made: a server that
 # reads the dates asked in its local time spans two hours with the hour a clock goes back
 SPREAD = timedelta(hours=1)
+# how long windows in a row may go on giving one request (Windows._given_on): a server that reads the
+# dates asked to the minute gives it for a minute; one that reads whole days, all day
+RUN = timedelta(minutes=2)
 # reads of a one-second window's pages, until two in a row agree: that second alone is read again
 # (what reading the whole pull again, on SourceChanged, gave it), then the pull fails, naming it
 PASSES = 6
@@ -282,6 +311,9 @@ class Windows:
         self.largest = 0   # the largest answer yet: P is at least that
         # the window before's requests (those met again at an inclusive `end_date` are dropped)
         self.before: set[str] = set(state.get("before", ()))
+        # the ids of the window before's answer: (the end of the first of the windows in a row that gave
+        # each, how many) (_given_on)
+        self.met: dict[str, tuple[datetime, int]] = {}
         self.asked = 0   # requests made (what the reading costs)
         self.remembered_thinning: float | None = state.get("thinning", thinning)
         self.margin = DROPPED if self.remembered_thinning is None else _margin(self.remembered_thinning)
@@ -367,16 +399,36 @@ class Windows:
                 key = request.get("service_request_id") if isinstance(request, dict) else None
                 if key is not None:
                     key = str(key)
-                    if key in ids or key in self.before:
-                        continue
+                    seen = key in ids or key in self.before
                     ids.add(key)
+                    if seen:
+                        continue
                 kept.append(request)
+            # every id of this answer, yielded now or in the window before: a request met in three
+            # windows in a row (a server that reads the dates asked to the minute) was yielded again
             self.before = ids
+            self._given_on(ids, end)
             self._widen(len(requests), int((end - self.start).total_seconds()))
             self.start = end
             yield kept, self._going_on_from()
             if self.margin > margin:
                 yield from self._read_again()
+
+    def _given_on(self, ids: set[str], end: datetime) -> None:
+        """NotPullable where a request has been given by window after window for longer than RUN:
+        windows side by side share at most the second at their edge, so a request in three in a row
+        was given for a span it was not made in (a server reading the dates to the minute: for a
+        minute). One reading whole days gave each one-second window of a day the same requests (2
+        or 20 made in one second, the city's only ones), read one second after another: 5,000
+        requests asked for 16 minutes of that day, without end."""
+        met = {key: self.met.get(key, (end, 0)) for key in ids}
+        self.met = {key: (first_end, run + 1) for key, (first_end, run) in met.items()}
+        key, (first_end, run) = max(self.met.items(), key=lambda item: item[1][1], default=(None, (end, 0)))
+        if run >= 3 and self.start - first_end > RUN:
+            raise NotPullable(f"request {key!r} was given by every window from {_stamp(first_end)} to {_stamp(end)}, "
+                              f"{run} in a row (windows side by side share at most the second at their edge): the "
+                              "server does not read the times of start_date/end_date (whole days, or another date "
+                              "than requested_datetime), and its requests cannot be read window by window")
 
     def _going_on_from(self, reading_again: bool = False) -> dict:
         """The state a pull cut short goes on from. Windows taken whole are in no state: a pull
@@ -536,7 +588,7 @@ class Windows:
                 return requests
             if verdict is None or isinstance(verdict, bool):
                 return None
-            start, end = verdict, verdict + SECOND   # every request of the window is in that second
+            window, (start, end) = (start, end), (verdict, verdict + SECOND)   # every request of the window is in that second
         elif not one_second:
             # the outermost: its narrower windows tell whether it was cut; and each within it of a server
             # that ignores `page`, whose pages show nothing: its thinning was learned from the few
@@ -546,7 +598,9 @@ class Windows:
                 if not self._pages_cut(start, end, requests, first_shown=False):   # (else counted cut)
                     self.narrowed.append(Narrowed(end, set(_ids(requests)), count))
             return None
-        return self._paged(start, end, requests)
+        else:
+            window = None
+        return self._paged(start, end, requests, window)
 
     @staticmethod
     def _made_within(start: datetime, end: datetime, requests: list) -> list:
@@ -605,6 +659,7 @@ class Windows:
                 cut = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
             parts = [(start, cut), (cut, end)]
         answers = [self._ask(a, b) if a < b else [] for a, b in parts]
+        self._apart(parts, answers)
         known = set(_ids(requests))
         if any(set(_ids(answer)) - known for answer in answers):
             self.page_size = len(requests)   # it left requests out: a full page
@@ -616,6 +671,23 @@ class Windows:
             # requests may fill that part's answer, which then shows nothing of the days before)
             return None if any(_second(r) == low for r in answers[0] if isinstance(r, dict)) else low
         return True if all(answers) else None   # (a part with none: one removed as it was checked)
+
+    @staticmethod
+    def _apart(parts: list[tuple[datetime, datetime]], answers: list[list]) -> None:
+        """NotPullable where two windows side by side both gave requests made in more than one
+        second: only the second at their edge is in both (an inclusive `end_date`, read in any
+        zone). A server that reads the days asked, the end's included, and ignores `page` gave
+        both parts of a full answer its first page again: nothing new, so the answer was taken
+        as its window's whole (1,995 of 2,045 requests of 20 days lost unsaid)."""
+        both = set(_ids(answers[0])) & set(_ids(answers[1]))
+        seconds = {_second(r) for r in answers[1] if isinstance(r, dict) and str(r.get("service_request_id")) in both}
+        if len(seconds - {None}) > 1:
+            (start, cut), (_, end) = parts
+            raise NotPullable(f"the windows at {request_text(_params(start, cut))} and {request_text(_params(cut, end))} "
+                              f"both gave {len(both)} requests made from {_stamp(min(seconds - {None}))} to "
+                              f"{_stamp(max(seconds - {None}))}: the server does not read the times of "
+                              "start_date/end_date (whole days, or another date than requested_datetime), and its "
+                              "requests cannot be read window by window")
 
     def _pages_cut(self, start: datetime, end: datetime, first: list, first_shown: bool) -> bool:
         """While the server's thinning is not known: the next pages of [start, end), whose answer
@@ -648,18 +720,40 @@ class Windows:
             seen.update(_ids(page))
         return page is not first and not first_shown
 
-    def _paged(self, start: datetime, end: datetime, first: list) -> list:
+    def _paged(self, start: datetime, end: datetime, first: list, window: tuple[datetime, datetime] | None = None
+               ) -> list:
         """A one-second window whose answer may be a full page: its pages, read until two
-        readings agree page by page (a request removed between pages moves the rest)."""
+        readings agree page by page (a request removed between pages moves the rest). `first`:
+        its page 1, or the answer of the wider `window` whose requests were all made in it."""
         readings = [self._reading(start, end, first)]
         while len(readings) < PASSES:
             readings.append(self._reading(start, end))
             if None not in readings[-2:] and [_ids(p) for p in readings[-1]] == [_ids(p) for p in readings[-2]]:
-                return [request for page in readings[-1] for request in page]
+                requests = [request for page in readings[-1] for request in page]
+                if window is not None:
+                    self._second_answered(start, end, window, set(_ids(first)) - set(_ids(requests)))
+                return requests
         raise PagesDisagree(f"the pages of the one second at {request_text(_params(start, end))} did not agree in "
                             f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
                             "repeating requests of the pages before it): the pull fails, its previous records kept, and "
                             "the next pull reads that second again")
+
+    def _second_answered(self, start: datetime, end: datetime, window: tuple[datetime, datetime],
+                         lacked: set[str]) -> None:
+        """NotPullable where the wider `window`, asked again, still gives requests made in the second
+        [start, end) that the second's own answers `lacked`: gone from both, they were removed as it
+        was read. A server that reads the days of the dates asked, the end's day excluded (a date
+        chopped to midnight, `<=`), answers a window within one day with nothing: the one request of
+        a window of Boston's, made in one second, was lost unsaid (every other window's requests came
+        in the next window to cross a midnight)."""
+        if not lacked:
+            return
+        still = lacked & set(_ids(self._ask(*window)))
+        if still:
+            raise NotPullable(f"the window at {request_text(_params(*window))} gives {len(still)} request(s) made in the "
+                              f"one second at {request_text(_params(start, end))} (e.g. {sorted(still)[0]!r}), which "
+                              "that second's own answers lack: the server does not read the times of start_date/end_date "
+                              "(whole days, the end's excluded), and its requests cannot be read window by window")
 
     def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
         """One reading of a one-second window's pages, up to one short of a full page; None:
@@ -704,8 +798,8 @@ class Windows:
         return self.largest > count
 
 
-def _params(start: datetime, end: datetime, page: int = 1) -> dict:
-    return {"start_date": _stamp(start), "end_date": _stamp(end), "page": page}
+def _params(start: datetime, end: datetime, page: int = 1, zone: tzinfo = UTC) -> dict:
+    return {"start_date": _stamp(start, zone), "end_date": _stamp(end, zone), "page": page}
 
 
 class RequestsRecords(RecordSource):
@@ -719,6 +813,8 @@ class RequestsRecords(RecordSource):
         self.remembered_page_size = self.page_size = getattr(previous, "page_size", None)
         self.remembered_thinning = self.thinning = getattr(previous, "thinning", None)
         self.http, self.url = adapter.http, f"{adapter.portal.url}/requests.json"
+        timezone = getattr(adapter.portal, "timezone", None)
+        self.zone: tzinfo = ZoneInfo(timezone) if timezone else UTC   # (validated with the config)
         self.fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
         self.conversion = Conversion(self.fields)
         self.until = now or datetime.now(UTC).replace(microsecond=0)
@@ -730,10 +826,13 @@ class RequestsRecords(RecordSource):
 
     @property
     def fingerprint(self) -> str:
-        return f"{super().fingerprint}|{self.url}|{_stamp(self.since)}"
+        # (a pull cut short goes on only in the zone its rows staged were read in)
+        zone = "" if self.zone is UTC else f"|{self.zone}"
+        return f"{super().fingerprint}|{self.url}|{_stamp(self.since)}{zone}"
 
     def _answer(self, start: datetime, end: datetime, page: int) -> list:
-        return self.http.get_json(self.url, _params(start, end, page), expect=_requests_shape).data
+        requests = self.http.get_json(self.url, _params(start, end, page, self.zone), expect=_requests_shape).data
+        return requests if self.zone is UTC else _zoned(requests, self.zone)
 
     def batches(self, resume):
         for requests, state in Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from catalog import record as R
 from catalog.record import Notes
-from harvester.http import Entries, capped_json, dropped
+from harvester.http import Entries, PermanentError, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
@@ -30,6 +30,11 @@ IDS_ONLY = {"select": "dataset_id"}
 # literals `<template>.<name>` (Explore's catalogue docs), not the answer's `metas.default.…` path
 ID_AND_DATES = {"select": "dataset_id,default.modified,default.metadata_processed"}
 OFFSET_WINDOW = 10_000
+# records pages by offset need one order: without it a search index's replicas each break ties their
+# own way, and rows are skipped or read twice, the count unchanged (rows carry no key to tell). The
+# dataset queries' technical field `recordid` ("Unique identifier of the record", Explore v2 docs,
+# `_dataset.md`) is one; a portal that refuses it is read from the export instead
+RECORD_ORDER = {"order_by": "recordid"}
 # a `total_count` of the window's 10,000 may be a count that stops there (a search index's default:
 # "total is max 10000", data-fair#89): read as "at least", so that count too is read from the export
 
@@ -165,8 +170,9 @@ def _records_shape(data) -> str | None:
 
 
 class OdsRecords(RecordSource):
-    """A dataset's records: `/records` pages of 100 while the dataset is counted under the
-    10,000-row offset window, else the whole `/exports/jsonl` file, downloaded and read line by line.
+    """A dataset's records: `/records` pages of 100 in the order of their record ids while the
+    dataset is counted under the 10,000-row offset window, else (or where the portal refuses that
+    order) the whole `/exports/jsonl` file, downloaded and read line by line.
     Typed from the catalogue's fields (ODS datetimes carry their offset: instants)."""
 
     def __init__(self, adapter: OpenDataSoftAdapter, dataset):
@@ -179,18 +185,25 @@ class OdsRecords(RecordSource):
                                            else c.get("type") or "other") for c in columns])
         self.conversion = Conversion(self.fields)
         self.row_keys = SameKeys([f.key for f in self.fields])   # a records page names its columns by them
-        self.expected_rows = self._get({"limit": 0})["total_count"]
+        self.order = RECORD_ORDER
+        try:   # (the order asked with the count: refused, it is known before any row is read)
+            self.expected_rows = self._get({"limit": 0})["total_count"]
+        except PermanentError as error:
+            if error.status != 400:
+                raise
+            self.order = {}
+            self.expected_rows = self._get({"limit": 0})["total_count"]
         self.export = None
-        if self.expected_rows >= OFFSET_WINDOW:
+        if self.expected_rows >= OFFSET_WINDOW or not self.order:
             self.export = DownloadedFile(self.http, f"{self.base}/exports/jsonl", fmt="jsonl", fields=self.fields)
             self.conversion = self.export.conversion
 
     @property
     def fingerprint(self) -> str:
-        return f"{super().fingerprint}|{self.base}|{'export' if self.export else 'records'}"
+        return f"{super().fingerprint}|{self.base}|{'export' if self.export else 'records by recordid'}"
 
     def _get(self, params: dict) -> dict:
-        return self.http.get_json(f"{self.base}/records", params, expect=_records_shape).data
+        return self.http.get_json(f"{self.base}/records", {**params, **self.order}, expect=_records_shape).data
 
     def _page(self, params: dict, conversion: Conversion | None = None) -> Page:
         data = self._get(params)

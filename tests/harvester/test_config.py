@@ -101,6 +101,20 @@ def test_missing_file_and_unknown_portal(tmp_path):
 
 
 DC_URL = 'url = "https://opendata.dc.gov/api/feed/dcat-us/1.1.json"'
+OPEN311 = """
+[[portals]]
+id = "chi311"
+city = "Chicago"
+kind = "open311"
+url = "https://311api.cityofchicago.org/open311/v2"
+timezone = "America/Chicago"
+"""
+
+
+def test_an_open311_portal_takes_a_time_zone(tmp_path):
+    chicago, = load_config(write(tmp_path, OPEN311)).portals
+    assert chicago.timezone == "America/Chicago"
+    assert load_config(write(tmp_path, GOOD)).portals[0].timezone is None   # (UTC, as GeoReport's `…Z` dates)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -112,6 +126,12 @@ DC_URL = 'url = "https://opendata.dc.gov/api/feed/dcat-us/1.1.json"'
     # keys only the socrata adapter reads were taken and ignored on any other kind
     (GOOD.replace(DC_URL, DC_URL + '\ndomain = "opendata.dc.gov"'), ["portals[1] (id 'dc').domain", "socrata"]),
     (GOOD.replace(DC_URL, DC_URL + '\napp_token_env = "DC_TOKEN"'), ["portals[1] (id 'dc').app_token_env", "socrata"]),
+    # the zone of an Open311 server's times: a name zoneinfo does not know would fail the pull, not the config
+    (GOOD.replace(DC_URL, DC_URL + '\ntimezone = "America/New_York"'), ["portals[1] (id 'dc').timezone", "open311"]),
+    (OPEN311.replace("America/Chicago", "America/Chicgo"),
+     ["portals[0] (id 'chi311').timezone", "'America/Chicgo' is no time zone", "IANA"]),
+    (OPEN311.replace('"America/Chicago"', '"../../etc/passwd"'), ["portals[0] (id 'chi311').timezone", "'../../etc/passwd'"]),
+    (OPEN311.replace('"America/Chicago"', "-6"), ["portals[0] (id 'chi311').timezone", "-6"]),
     ('portals = "chicago"\n', ["portals", "'chicago'", "[[portals]]"]),
 ])
 def test_a_config_value_no_request_could_use_is_refused_before_any(tmp_path, text, expected):

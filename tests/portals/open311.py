@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from .base import LocalPortal, Query, json_error
 
@@ -20,16 +21,21 @@ class Open311Portal(LocalPortal):
 
     def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
                  requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False,
-                 whole_days: bool = False):
+                 whole_days: bool = False, local_zone: str | None = None):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
         self.service_requests = list(requests or [])   # GeoReport v2 request objects
         self.paging = paging   # False: `page` is ignored, as some servers do
         self.end_inclusive = end_inclusive   # True: `end_date` is the latest moment included (GeoReport's words)
-        # True: the times of `start_date`/`end_date` are dropped, their days read whole (uReport did so
-        # until its issue #285: "TicketTable is chopping off the time portion when doing queries")
+        # True: the times of `start_date`/`end_date` are dropped (uReport did so until its issue #285:
+        # "TicketTable is chopping off the time portion when doing queries"): from the start's midnight
+        # to the end's, the end's day included only with `end_inclusive` (`<=` a date chopped to midnight
+        # excludes it)
         self.whole_days = whole_days
+        # a zone name: the server keeps its times as local times without an offset (as real ones do), gives
+        # them so, and reads the dates asked as local times, any offset or `Z` dropped
+        self.local_zone = ZoneInfo(local_zone) if local_zone else None
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
@@ -49,18 +55,30 @@ class Open311Portal(LocalPortal):
 
     def requests_page(self, query: Query) -> tuple[int, Any]:
         """``start_date``/``end_date`` (at most 90 days apart, else 400) on requested_datetime,
-        the end excluded unless `end_inclusive` (their days whole with `whole_days`), newest first, ``page`` (from 1) of PAGE_SIZE."""
+        the end excluded unless `end_inclusive` (their times dropped with `whole_days`), newest first,
+        ``page`` (from 1) of PAGE_SIZE."""
         try:
             start, end = instant(query["start_date"]), instant(query["end_date"])
         except (KeyError, ValueError):
             return 400, [{"code": 400, "description": "start_date and end_date are required"}]
         if (end - start).days > 90:
             return 400, [{"code": 400, "description": "the date window is at most 90 days"}]
+        if self.local_zone is not None:
+            start, end = (moment.replace(tzinfo=self.local_zone) for moment in (start, end))
+        inclusive = self.end_inclusive
         if self.whole_days:
             start = start.replace(hour=0, minute=0, second=0, microsecond=0)
-            end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+            end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1 if inclusive else 0)
+            inclusive = False
         chosen = sorted((r for r in self.service_requests if start <= instant(r["requested_datetime"]) < end
-                         or self.end_inclusive and instant(r["requested_datetime"]) == end),
+                         or inclusive and instant(r["requested_datetime"]) == end),
                         key=lambda r: r["requested_datetime"], reverse=True)
         page = int(query.get("page", 1)) if self.paging else 1
-        return 200, chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]
+        return 200, [self._local(r) for r in chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]]
+
+    def _local(self, request: dict) -> dict:
+        if self.local_zone is None:
+            return request
+        return {key: instant(value).astimezone(self.local_zone).replace(tzinfo=None).isoformat()
+                if key.endswith("_datetime") and isinstance(value, str) and value[:1].isdigit() else value
+                for key, value in request.items()}

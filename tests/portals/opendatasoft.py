@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import itertools
 import json
+import random
 
 from .base import LocalPortal, Query, RawBody
 
@@ -63,13 +65,32 @@ class OpenDataSoftPortal(LocalPortal):
     MAX_WINDOW = 10_000
 
     def __init__(self, datasets: Iterable[dict], prefix: str = "", records: dict[str, list[dict]] | None = None,
-                 count_cap: int | None = None) -> None:
+                 count_cap: int | None = None, replicas: int = 1, record_order: bool = True) -> None:
         super().__init__(prefix)
         self.datasets = list(datasets)
         self.records = dict(records or {})  # dataset id → its records (flat objects)
         # `total_count` said as at most this many, as a search index's default count stops at 10,000
         # ("For datasets list, total is max 10000": data-fair/data-fair#89; data.gouv.fr#753)
         self.count_cap = count_cap
+        # records pages without `order_by` come in each replica's own order, the replicas answering in
+        # turn (a search index's replicas break ties each their own way); with `order_by=recordid`
+        # (the technical field "Unique identifier of the record"), in that order on every replica
+        self.replicas = replicas
+        self._answers = itertools.count()
+        # False: `order_by=recordid` refused (a 400 ODSQL error, as for a field the portal does not know)
+        self.record_order = record_order
+
+    def _records_in_order(self, rows: list, query: Query) -> list | tuple[int, dict]:
+        order = query.get("order_by")
+        if order is not None:
+            if order != "recordid" or not self.record_order:
+                return 400, {"error_code": "ODSQLError", "message": f"Unknown field: {order}"}
+            return rows   # (record ids given in the order the rows were loaded)
+        replica = next(self._answers) % self.replicas
+        if replica:
+            rows = list(rows)
+            random.Random(replica).shuffle(rows)
+        return rows
 
     def _count(self, rows: list) -> int:
         return len(rows) if self.count_cap is None else min(len(rows), self.count_cap)
@@ -85,7 +106,10 @@ class OpenDataSoftPortal(LocalPortal):
                     return 400, ods_error(f"Invalid value for limit API parameter: {limit}")
                 if offset + limit > self.MAX_WINDOW:
                     return 400, ods_error("Invalid value for offset API parameter: offset + limit must be <= 10000.")
-                return 200, {"total_count": self._count(rows), "results": rows[offset:offset + limit]}
+                ordered = self._records_in_order(rows, query)
+                if isinstance(ordered, tuple):
+                    return ordered
+                return 200, {"total_count": self._count(rows), "results": ordered[offset:offset + limit]}
         if path == f"{API}/exports/json":
             return 200, self.datasets
         if path != f"{API}/datasets":

@@ -316,14 +316,16 @@ def test_a_server_that_ignores_the_dates_asked_fails_the_pull_at_once(tmp_path):
 
 
 class ReadsWholeDays(Open311Portal):
-    """Reads the days of `start_date`/`end_date` whole, their times dropped (uReport did); from
-    its 300th answer on, a 400, which fails the pull (it read on without end)."""
+    """Reads the days of `start_date`/`end_date` whole, their times dropped (uReport did), the
+    end's day included; from its `limit`th answer on, a 400, which fails the pull (it read on
+    without end)."""
 
-    def __init__(self, **kwargs):
-        super().__init__(whole_days=True, **kwargs)
+    def __init__(self, limit: int = 300, **kwargs):
+        super().__init__(whole_days=True, end_inclusive=True, **kwargs)
+        self.limit = limit
 
     def requests_page(self, query):
-        if len([p for p, _, _ in self.requests if p == "/requests.json"]) > 300:
+        if len([p for p, _, _ in self.requests if p == "/requests.json"]) > self.limit:
             return 400, [{"code": 400, "description": "too many requests"}]
         return super().requests_page(query)
 
@@ -334,11 +336,65 @@ def test_a_server_that_reads_the_days_asked_but_not_their_times_fails_the_pull_n
     read, without end). An answer whose requests were made further apart than its window is
     wide (by more than an hour: a clock put back) fails the pull, naming the window."""
     with ReadsWholeDays(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
-        with pytest.raises(RecordsError, match=r"the window at start_date=\S+, end_date=\S+, page=1 was answered "
-                                               r"with requests made from \S+ to \S+, further apart than the window "
-                                               r"is wide: the server does not read the times of start_date/end_date"):
+        # (two windows side by side that both gave its requests, a day apart, show it first)
+        with pytest.raises(RecordsError, match=r"the windows? at start_date=\S+, end_date=\S+, page=1 (and \S+, \S+, "
+                                               r"page=1 both gave \d+ requests|was answered with requests) made from "
+                                               r"\S+ to \S+(, further apart than the window is wide)?: the server does "
+                                               r"not read the times of start_date/end_date"):
             pulled_ids(portal)
         assert len([p for p, _, _ in portal.requests if p == "/requests.json"]) < 300
+
+
+def test_a_server_that_reads_whole_days_and_ignores_page_fails_the_pull_not_losing_a_request(tmp_path):
+    """A server that reads the days asked (the end's included) and ignores `page` answers both
+    parts a full answer is checked by with its first page again: nothing new, so that answer was
+    taken as its window's whole, 50 of 20 days' 2,000 requests published, reported ok. Two windows
+    side by side that both give requests made in more than one second fail the pull, naming them."""
+    requests = [{"service_request_id": f"d{day}-{n}", "status": "open",
+                 "requested_datetime": f"2018-02-{1 + day:02d}T{8 + n // 12:02d}:{n % 12 * 5:02d}:00Z"}
+                for day in range(20) for n in range(100)]
+    server = Open311Portal(services=JSON_SERVICES, requests=requests, whole_days=True, end_inclusive=True, paging=False)
+    fails_naming(server, r"the windows at start_date=2018-01-01T00:00:00Z, end_date=\S+, page=1 and start_date=\S+, "
+                         r"end_date=2018-04-01T00:00:00Z, page=1 both gave 50 requests made from 2018-02-20T\S+ to "
+                         r"2018-02-20T\S+: the server does not read the times")
+
+
+@pytest.mark.parametrize("burst", [2, 20])
+def test_a_server_that_reads_whole_days_giving_one_seconds_requests_to_every_second_fails_the_pull(tmp_path, burst):
+    """A city's only requests made in one second, a server that reads the days asked (the end's
+    included): every one-second window of that day was answered with them, as many as any answer
+    yet, read one second after another (5,000 requests asked for 16 minutes of the day, its
+    86,400 seconds ahead). A request given by window after window for more than two minutes
+    fails the pull, naming it."""
+    server = ReadsWholeDays(services=JSON_SERVICES, requests=one_second(burst, "2018-02-10T09:09:35Z")[:burst],
+                            limit=1000)
+    fails_naming(server, r"request 'batch-\d+' was given by every window from 2018-02-10T00:00:00Z to "
+                         r"2018-02-10T00:02:\d\dZ, \d+ in a row \(windows side by side share at most the second at "
+                         r"their edge\): the server does not read the times")
+
+
+def fails_naming(server: Open311Portal, message: str) -> None:
+    """The pull from `server` fails, its error matching `message`."""
+    with server as portal, pytest.raises(RecordsError, match=message):
+        pulled_ids(portal)
+
+
+@pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
+def test_a_server_that_reads_the_days_asked_without_the_ends_fails_the_pull_not_losing_a_request(tmp_path, paging):
+    """A server that reads the days of `start_date`/`end_date` but not their times, the end's
+    day excluded (`<=` a date chopped to midnight), cut at 1,000: no answer is full and none
+    spread wider than its window, each window's requests come in the next to cross a midnight,
+    but the one second a window's only request was made in answers nothing: the pull published
+    949 of Boston's 950 requests, reported ok. The window, asked again, still gives that request:
+    the pull fails, naming both."""
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON), whole_days=True, paging=paging) as portal:
+        portal.PAGE_SIZE = 1000
+        with pytest.raises(RecordsError, match=r"the window at start_date=2018-04-01T00:00:00Z, "
+                                               r"end_date=2018-06-30T00:00:00Z, page=1 gives 1 request\(s\) made in "
+                                               r"the one second at start_date=2018-06-19T20:00:45Z, "
+                                               r"end_date=2018-06-19T20:00:46Z, page=1 \(e.g. '101002530219'\), which "
+                                               r"that second's own answers lack: the server does not read the times"):
+            pulled_ids(portal)
 
 
 def test_a_server_that_reads_the_dates_asked_in_its_own_zone_loses_and_doubles_none(tmp_path):
@@ -353,6 +409,51 @@ def test_a_server_that_reads_the_dates_asked_in_its_own_zone_loses_and_doubles_n
         ids = pulled_ids(portal)
     assert len(ids) == len(set(ids)) == len({r["service_request_id"] for r in load_json(BOSTON)
                                              if r["requested_datetime"] >= "2018"})
+
+
+class ReadsMinutes(Open311Portal):
+    """Reads `start_date`/`end_date` to the minute, their seconds dropped, the end's minute
+    included: every window within one minute is answered with that whole minute."""
+
+    def requests_page(self, query):
+        def minute(key: str) -> datetime:
+            return instant(query[key]).replace(second=0)
+        return super().requests_page({**query, "start_date": _stamp(minute("start_date")),
+                                      "end_date": _stamp(minute("end_date") + timedelta(minutes=1))})
+
+
+def test_a_request_met_in_three_windows_in_a_row_is_yielded_once(tmp_path):
+    """20 requests in one second, a server that reads the dates asked to the minute: the
+    one-second windows narrowed around them, and those after them within that minute, are
+    each answered with all 20. The window before's ids were those it yielded only, none in a
+    window that met them all again: every other window yielded them again (600 rows of 20)."""
+    with ReadsMinutes(services=JSON_SERVICES, requests=one_second(20)[:20]) as portal:
+        ids = pulled_ids(portal)
+        answers = [q for p, q, _ in portal.requests if p == "/requests.json"]
+    assert sorted(ids) == sorted(served_ids(portal)) == [f"batch-{n:04d}" for n in range(20)]
+    # (the 20 were met in more than three windows in a row: one-second windows within their minute)
+    assert len({(q["start_date"], q["end_date"]) for q in answers if q["start_date"].startswith("2020-01-08T14:23")}) > 3
+
+
+def test_a_servers_local_times_without_an_offset_are_read_in_the_portals_time_zone(tmp_path):
+    """A server that keeps Boston's times as local times without an offset (as real servers
+    give them) and reads the dates asked as local times: taken as UTC, every stored instant was
+    4 or 5 hours off (and each window asked 4 or 5 hours late). With the portal's `timezone`,
+    the dates asked carry its offset and the times given are read in it: each stored instant
+    is the request's own."""
+    truth = {r["service_request_id"]: (datetime.fromisoformat(r["requested_datetime"]),
+                                       datetime.fromisoformat(r["updated_datetime"]))
+             for r in load_json(BOSTON) if r["requested_datetime"] >= "2018"}
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON), local_zone="America/New_York") as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url, timezone="America/New_York"),
+                              fast_client())
+        source = RequestsRecords(adapter, None, now=datetime(2020, 3, 1, tzinfo=UTC),
+                                 since=datetime(2018, 1, 1, tzinfo=UTC))
+        rows = [row for table, _ in source.batches(None) for row in table.to_pylist()]
+        first = next(q for p, q, _ in portal.requests if p == "/requests.json")
+    assert first["start_date"] == "2017-12-31T19:00:00-05:00" and first["end_date"] == "2018-03-31T20:00:00-04:00"
+    assert sorted(row["service_request_id"] for row in rows) == sorted(truth)
+    assert all((row["requested_datetime"], row["updated_datetime"]) == truth[row["service_request_id"]] for row in rows)
 
 
 @pytest.mark.parametrize("paging", [True, False], ids=["page", "page-ignored"])
