@@ -181,12 +181,12 @@ def test_pulls_of_portals_harvested_in_parallel_record_themselves_without_confli
                 failures.append(exc)
         cursor.close()
 
-    threads = [threading.Thread(target=pull_all, args=(portal,)) for portal in ("a", "b", "c", "d")]
+    threads = [threading.Thread(target=pull_all, args=(portal,), daemon=True) for portal in ("a", "b", "c", "d")]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert failures == []
+        thread.join(120)   # (a deadline: pulls that wait for each other fail the test, not hang the suite)
+    assert not any(thread.is_alive() for thread in threads) and failures == []
     assert store.con.execute("SELECT count(*), sum(row_count) FROM record_pulls").fetchone() == (32, 64)
     assert store.con.execute("SELECT sum(v) FROM records('c', 'd7')").fetchone() == (15,)
     store.close()
