@@ -471,13 +471,17 @@ def test_a_writer_starting_while_an_export_makes_a_slow_copy_current_waits_for_i
     """An export whose read copy is stale makes it current under the writer lock, held briefly: a
     writer starting then waited BRIEF_HOLD_SECONDS in all, and exited 2 behind a copy of many GB
     that was getting on. It waits as long as the copy shows progress (here a copy four times
-    as long as the bound, a step at each of its chunks)."""
+    as long as the bound, a step at each of its chunks, of the lock's clock, which the chunks move:
+    a copy's thread late by 0.5 s under load was a hung copy to a waiter of real time)."""
     import threading
     import time
 
     from catalog import files, lock
+    from tests.catalog.test_lock import LockClock
 
     monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
+    clock = LockClock(sleeps_pass_time=False)
+    monkeypatch.setattr(lock, "time", clock)
     os.utime(seattle)   # (the copy no longer current: its last writer killed, say)
     size = seattle.stat().st_size
     monkeypatch.setattr(files, "_COPY_CHUNK", size // 20 + 1)
@@ -491,17 +495,19 @@ def test_a_writer_starting_while_an_export_makes_a_slow_copy_current_waits_for_i
             waited.append((str(exc), time.monotonic()))
     writer = threading.Thread(target=a_writer_waits)
 
-    def a_slow_copy(*args):   # (a disk of 20 chunks in 2 s)
+    def a_slow_copy(*args):   # (a disk of 20 chunks in 2 s of the lock's clock)
         if not writer.is_alive() and not waited:
             writer.start()
-        time.sleep(0.1)
+        time.sleep(0.02)   # (real: each chunk's step a new time on the lock file)
+        clock.passes(0.1)
         return copy_file_range(*args)
     monkeypatch.setattr(os, "copy_file_range", a_slow_copy)
     run_export(seattle, tmp_path / "export")
     copied = time.monotonic()
-    writer.join()
+    writer.join(60)
     [(outcome, at)] = waited
     assert outcome == "took it" and at <= copied
+    assert clock.now == pytest.approx(2.0)   # (the 20 chunks waited for)
     assert read_copy_path(seattle).read_bytes() == seattle.read_bytes()
 
 

@@ -1,10 +1,44 @@
 """The catalogue's writer lock: who holds it, as readers' messages name it."""
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from catalog.lock import WriterLock, lock_path, pulls_records, writer_holding
+
+
+class LockClock:
+    """catalog.lock's clock (`monkeypatch.setattr(lock, "time", clock)`), moved by the test: by a
+    holder's steps (`passes`), and by the waiter's own sleeps if `sleeps_pass_time`; otherwise those
+    sleep 5 ms of real time, for the holder's thread to go on. What the lock decides from how long a
+    holder showed no progress is then what the test's steps say, however late a loaded machine runs
+    either thread (a step 0.1 s apart against a bound of 0.5 s: a holder's thread late by 0.5 s
+    would be taken for hung)."""
+
+    def __init__(self, *, sleeps_pass_time: bool):
+        self.now, self.sleeps_pass_time = 0.0, sleeps_pass_time
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if self.sleeps_pass_time:
+            self.now += seconds
+        else:
+            time.sleep(min(seconds, 0.005))
+
+    def passes(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def a_step(holder: WriterLock, clock: LockClock, seconds: float) -> None:
+    """A brief holder's step, `seconds` of the lock's clock after the one before: the lock file's
+    time set anew (20 ms of real time first: two steps in one tick of the file system's clock,
+    4-10 ms, would leave it as it was)."""
+    time.sleep(0.02)
+    clock.passes(seconds)
+    holder.progressed()
 
 
 def test_the_writer_is_named_where_stat_gives_another_device_than_the_kernel_s_lock_list(tmp_path, monkeypatch):
@@ -90,15 +124,18 @@ def test_a_writer_waits_unasked_for_a_brief_holder_only(tmp_path, brief):
     holder = WriterLock(db, brief=brief, poll_seconds=0.01)
     holder.acquire()
     assert writer_holding(db, os.getpid()).get("brief", False) is brief   # (its record says so)
-    releasing = threading.Timer(1.0, holder.release)
-    releasing.start()
-    try:
-        if brief:   # (held when asked: taken only by waiting for it)
-            with WriterLock(db, poll_seconds=0.05):
-                assert writer_holding(db, os.getpid()).get("brief") is None
-        else:
+    if not brief:   # (held throughout: a release on a timer could come before a late main thread asked)
+        try:
             with pytest.raises(CatalogueBeingWritten, match="is being written by process"):
                 WriterLock(db).acquire()
+        finally:
+            holder.release()
+        return
+    releasing = threading.Timer(1.0, holder.release)
+    releasing.start()
+    try:   # (held when asked: taken only by waiting for it)
+        with WriterLock(db, poll_seconds=0.05):
+            assert writer_holding(db, os.getpid()).get("brief") is None
     finally:
         releasing.join()
 
@@ -106,50 +143,50 @@ def test_a_writer_waits_unasked_for_a_brief_holder_only(tmp_path, brief):
 def test_a_writer_waits_for_a_brief_holder_as_long_as_it_shows_progress(tmp_path, monkeypatch):
     """An export making a read copy of many GB current held the lock longer than the writer's
     unasked wait (BRIEF_HOLD_SECONDS): the nightly harvest exited 2 behind a copy that was getting
-    on. The wait follows the holder's progress: here for 4 times the bound, a step every fifth."""
+    on. The wait follows the holder's progress: here for 4 times the bound, a step every fifth
+    (of the lock's clock, which the steps move: LockClock)."""
     import threading
-    import time
 
     from catalog import lock
 
     monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
+    clock = LockClock(sleeps_pass_time=False)
+    monkeypatch.setattr(lock, "time", clock)
     db = tmp_path / "c.duckdb"
     holder = WriterLock(db, brief=True)
     holder.acquire()
 
     def copying():   # (a step every 0.1 s, then done)
         for _ in range(20):
-            time.sleep(0.1)
-            holder.progressed()
+            a_step(holder, clock, 0.1)
         holder.release()
     copy = threading.Thread(target=copying)
-    started = time.monotonic()
     copy.start()
     try:
         with WriterLock(db, poll_seconds=0.02):
-            assert time.monotonic() - started >= 2.0   # (taken once the holder let go, not before)
+            assert clock.now == pytest.approx(2.0)   # (taken once the holder let go, not before)
             assert writer_holding(db, os.getpid()).get("brief") is None
     finally:
-        copy.join()
+        copy.join(60)
 
 
 def test_a_brief_holder_that_shows_no_progress_is_waited_for_a_bounded_time_and_named(tmp_path, monkeypatch):
     """A hung export (its disk gone, a stopped process) holding the lock briefly: the writer waits
-    BRIEF_HOLD_SECONDS past its last sign of progress, then exits naming it and why."""
-    import time
-
+    BRIEF_HOLD_SECONDS past its last sign of progress, then exits naming it and why (the lock's
+    clock moved by the writer's own waits: LockClock)."""
     from catalog import lock
     from catalog.lock import CatalogueBeingWritten
 
     monkeypatch.setattr(lock, "BRIEF_HOLD_SECONDS", 0.5)
+    clock = LockClock(sleeps_pass_time=True)
+    monkeypatch.setattr(lock, "time", clock)
     db = tmp_path / "c.duckdb"
     with WriterLock(db, brief=True) as holder:
-        time.sleep(0.3)
-        holder.progressed()   # (its last step)
-        started = time.monotonic()
+        a_step(holder, clock, 0.3)   # (its last step)
+        started = clock.now
         with pytest.raises(CatalogueBeingWritten) as refused:
             WriterLock(db, poll_seconds=0.02).acquire()
-        waited = time.monotonic() - started
-    assert 0.1 <= waited < 5, waited   # (from its last step as the writer first saw it: not at once, not for ever)
+        waited = clock.now - started
+    assert waited == pytest.approx(0.5), waited   # (from its last step as the writer first saw it: the bound, no more)
     assert f"is held by process {os.getpid()} (" in str(refused.value)
     assert "which has shown no progress for 0.5 s (hung?)" in str(refused.value)

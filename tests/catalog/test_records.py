@@ -190,12 +190,12 @@ def test_pulls_of_portals_harvested_in_parallel_record_themselves_without_confli
                 failures.append(exc)
         cursor.close()
 
-    threads = [threading.Thread(target=pull_all, args=(portal,)) for portal in ("a", "b", "c", "d")]
+    threads = [threading.Thread(target=pull_all, args=(portal,), daemon=True) for portal in ("a", "b", "c", "d")]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join()
-    assert failures == []
+        thread.join(120)   # (a deadline: pulls that wait for each other fail the test, not hang the suite)
+    assert not any(thread.is_alive() for thread in threads) and failures == []
     assert store.con.execute("SELECT count(*), sum(row_count) FROM record_pulls").fetchone() == (32, 64)
     assert store.con.execute("SELECT sum(v) FROM records('c', 'd7')").fetchone() == (15,)
     store.close()
@@ -244,8 +244,8 @@ def test_a_repair_never_takes_a_publish_in_progress_for_a_leftover(tmp_path, mon
 
     monkeypatch.setattr(catalog.records.shutil, "rmtree", rmtree_while_another_portal_repairs)
     layout.publish(tmp_path / "ready2", "p", "a")
-    others[0].join(timeout=5)
-    assert repaired == [[]]
+    others[0].join(timeout=60)   # (a deadline, not a wait: the repair ends as the publish lets go)
+    assert not others[0].is_alive() and repaired == [[]]
     assert pq.read_table(layout.folder("p", "a")).column("v").to_pylist() == [2]
     assert list(layout.staging_root.iterdir()) == []
 

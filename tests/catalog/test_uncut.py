@@ -15,10 +15,11 @@ from catalog.uncut import Connection
 REPO = Path(__file__).resolve().parents[2]
 
 # a process with civicat's stop handler whose main thread runs a statement of a second or more on a
-# Connection (argv[1]: "interruptible" or not; argv[2] rows: one that DuckDB interrupts takes minutes,
-# or it could end before the stop came, as 150,000,000 rows did in 0.2 s on a quiet machine); a thread
-# sends SIGINT once the main thread is in it; prints what was raised, then the rows of the table the
-# statement wrote and of a query after
+# Connection (argv[1]: "interruptible" or not; argv[2] rows: one that DuckDB interrupts takes minutes);
+# a thread sends SIGINT 0.2 s after the main thread is in it, if it still is; prints what was raised
+# and whether it was held to the statement's end, then the rows of the table the statement wrote and
+# of a query after. The thread is joined inside the `try`: a stop sent as the statement ended is
+# raised there, said "not held" (a statement that ended before the stop proves nothing: one larger)
 STOPPED_IN_A_STATEMENT = """
 import os, signal, sys, threading, time
 import duckdb
@@ -27,22 +28,40 @@ from harvester.stopping import stop_on_signals
 stop_on_signals()
 con = uncut.Connection(duckdb.connect(), interruptible=sys.argv[1] == "interruptible")
 con.execute("SET enable_progress_bar = false")
+ended = threading.Event()
 
 def stop_once_in_it():
     while not uncut.in_statement():
-        time.sleep(0.001)
+        if ended.wait(0.001):   # (it ended before this thread looked)
+            return
     time.sleep(0.2)   # (into DuckDB's work, past the call's first steps of Python)
-    os.kill(os.getpid(), signal.SIGINT)
+    if uncut.in_statement():
+        os.kill(os.getpid(), signal.SIGINT)
 
-threading.Thread(target=stop_once_in_it).start()
+stopping = threading.Thread(target=stop_once_in_it)
+stopping.start()
 try:
-    con.execute(f"CREATE TABLE counted AS SELECT count(*) AS n FROM range({int(sys.argv[2])}) r(i) WHERE i % 7 = 3")
-    print("not stopped")
+    try:
+        con.execute(f"CREATE TABLE counted AS SELECT count(*) AS n FROM range({int(sys.argv[2])}) r(i) WHERE i % 7 = 3")
+    finally:
+        ended.set()
+        stopping.join()
+    print("not stopped", "-")
 except BaseException as exc:   # (what it was raised in: its cause, held; its context, the handler run after)
-    print(type(exc).__name__, type(exc.__cause__ or exc.__context__).__name__)
+    print(type(exc).__name__, type(exc.__cause__ or exc.__context__).__name__,
+          "held" if uncut.held_to_its_end(exc) else "not-held")
 print(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'counted'").fetchone()[0],
       con.execute("SELECT 42").fetchone()[0])
 """
+
+
+def stopped_in_a_statement(mode: str, rows: int) -> tuple[str, str]:
+    """STOPPED_IN_A_STATEMENT's two lines: what was raised, the rows after."""
+    done = subprocess.run([sys.executable, "-c", STOPPED_IN_A_STATEMENT, mode, str(rows)], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    raised, after = done.stdout.splitlines()
+    return raised, after
 
 
 @pytest.mark.parametrize("interruptible", [False, True])
@@ -52,17 +71,20 @@ def test_a_stop_during_a_statement_is_raised_as_it_returns_never_inside_it(inter
     statement, where DuckDB 1.5.5 now and then hung. Now the statement runs to its end (the
     table is written) and the stop is raised as it returns; an interruptible connection's
     statement is ended by DuckDB itself (its InterruptException, nothing written). Either way
-    the connection answers the next statement."""
-    mode = "interruptible" if interruptible else "whole"
-    rows = 20_000_000_000 if interruptible else 150_000_000
-    done = subprocess.run([sys.executable, "-c", STOPPED_IN_A_STATEMENT, mode, str(rows)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr[-2000:]
-    raised, after = done.stdout.splitlines()
-    assert raised == ("KeyboardInterrupt InterruptException" if interruptible else "KeyboardInterrupt NoneType")
-    assert after == ("0 42" if interruptible else "1 42")
-
-
+    the connection answers the next statement. The whole statement (150,000,000 rows: ~0.5 s
+    here) could end before its stop on a machine three times faster, or before a stopping thread
+    late under load: it is made four times larger until the stop comes inside it."""
+    if interruptible:
+        raised, after = stopped_in_a_statement("interruptible", 20_000_000_000)
+        assert (raised, after) == ("KeyboardInterrupt InterruptException not-held", "0 42")
+        return
+    outcomes = []
+    for rows in (150_000_000, 600_000_000, 2_400_000_000):
+        raised, after = stopped_in_a_statement("whole", rows)
+        outcomes.append((rows, raised, after))
+        if raised.endswith(" held"):
+            break
+    assert (raised, after) == ("KeyboardInterrupt NoneType held", "1 42"), outcomes
 # civicat's stop handler installed, then SIGTERM's handler in Python replaced by one that does
 # nothing: as when DuckDB does not ask Python to run it during a long task of its own (a merge's
 # UPDATE of 100,000 datasets ran 30 s so); a thread sends SIGTERM once the main thread is in a
@@ -154,17 +176,24 @@ def test_an_interrupt_meant_for_a_statement_never_lands_on_the_statements_after_
     con.execute("SET enable_progress_bar = false")
     con.execute("CREATE TABLE t AS SELECT range AS i, repeat('x', 40) AS s FROM range(200000)")
 
+    looking, statements_run = threading.Event(), threading.Event()
+
     def stop_once_in_a_statement():
+        looking.set()
         while not uncut.in_statement():
-            time.sleep(0.0005)
+            if statements_run.wait(0.0005):   # (late under load: it missed them, and is not waited for without end)
+                return
         uncut.interrupt_running()   # (as the thread that counts the stop signals does)
 
     failed = []
     for _ in range(10):
         con.interruptible = True
         con.execute("BEGIN TRANSACTION")
+        looking.clear()
+        statements_run.clear()
         stopping = threading.Thread(target=stop_once_in_a_statement)
         stopping.start()
+        assert looking.wait(60)
         try:
             con.execute("UPDATE t SET s = s || 'y' WHERE i % 2 = 0")   # (tens of ms: it ends before the late interrupt)
         except duckdb.InterruptException:
@@ -175,7 +204,8 @@ def test_an_interrupt_meant_for_a_statement_never_lands_on_the_statements_after_
             con.execute("SELECT count(*) FROM t a JOIN t b USING (i) JOIN t c USING (i)").fetchone()
         except duckdb.Error as exc:
             failed.append(str(exc))
-        stopping.join()
+        statements_run.set()
+        stopping.join(60)
         for thread in threading.enumerate():
             if thread.name == "civicat-stop-interrupt":
                 thread.join()

@@ -260,31 +260,36 @@ def test_a_part_whose_repeated_rows_are_dropped_is_written_as_if_read_whole(tmp_
     assert pq.read_table(tmp_path / "written.parquet").equals(whole)
 
 
-def test_past_100000_parts_the_published_names_still_sort_in_their_order(tmp_path):
+def test_past_100000_parts_the_published_names_still_sort_in_their_order(tmp_path, monkeypatch):
     """Parts were named with 5 digits: the 100,001st, `part-100000`, sorted between `part-10000`
     and `part-10001`, and DuckDB and front ends, which read a folder's parts in name order, read
     the rows out of order. Past 100,000 parts every name takes the digits of the largest; up to
-    it the names stay as they were."""
+    it the names stay as they were. (The folder packed past 10**PART_DIGITS parts with 2 digits,
+    101 parts: with 5, 100,001 parts' footers were read, 12 s of the suite, for the same path.)"""
+    import catalog.records
+    from catalog.records import part_name
     from harvester.records import _packed
 
-    parts_dir, count = tmp_path / "parts", 100_001
+    assert [part_name(n, 100_000) for n in (0, 99_999)] == ["part-00000.parquet", "part-99999.parquet"]
+    assert [part_name(n, 100_001) for n in (0, 99_999, 100_000)] == [
+        "part-000000.parquet", "part-099999.parquet", "part-100000.parquet"]
+    monkeypatch.setattr(catalog.records, "PART_DIGITS", 2)
+    parts_dir, count = tmp_path / "parts", 101
     parts_dir.mkdir()
-    marked = (0, 9_999, 10_000, 10_001, 99_999, 100_000)
-    bases = [tmp_path / f"base-{n}.parquet" for n in range(8)]   # (a file takes 65,000 links on ext4)
-    for base in bases:
-        pq.write_table(pa.table({"v": [-1]}), base)
-    parts = [f"part-{number:05d}.parquet" for number in range(count)]   # as a pull stages them
+    marked = (0, 9, 10, 11, 99, 100)
+    base = tmp_path / "base.parquet"
+    pq.write_table(pa.table({"v": [-1]}), base)
+    parts = [f"part-{number:02d}.parquet" for number in range(count)]   # as a pull stages them
     for number, name in enumerate(parts):
         if number in marked:
             pq.write_table(pa.table({"v": [number]}), parts_dir / name)
         else:
-            os.link(bases[number % 8], parts_dir / name)   # (100,001 files written would take a minute)
+            os.link(base, parts_dir / name)
     ready = _packed(parts_dir, parts, tmp_path, part_rows=1)
     names = sorted(os.listdir(ready))
     assert [pq.read_table(ready / names[n])["v"][0].as_py() for n in marked] == list(marked)
-    assert len(names) == count and names[0] == "part-000000.parquet" and names[-1] == "part-100000.parquet"
-    from catalog.records import part_name   # (up to 100,000 parts, the names as they were)
-    assert [part_name(n, 100_000) for n in (0, 99_999)] == ["part-00000.parquet", "part-99999.parquet"]
+    assert len(names) == count and names[0] == "part-000.parquet" and names[-1] == "part-100.parquet"
+    assert ready != parts_dir   # (linked under names of one width, not published as staged)
 
 
 def test_parts_joined_past_the_name_width_are_named_in_their_order(tmp_path, monkeypatch):
