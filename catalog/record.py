@@ -296,13 +296,14 @@ PERIODICITY_WORDS = {
     "nightly": "R/P1D", "weekly": "R/P1W", "week": "R/P1W", "biweekly": "R/P2W", "bi-weekly": "R/P2W",
     "fortnightly": "R/P2W", "semimonthly": "R/P0.5M", "monthly": "R/P1M", "month": "R/P1M",
     "bimonthly": "R/P2M", "bi-monthly": "R/P2M", "quarterly": "R/P3M", "quarter": "R/P3M",
-    "semiannual": "R/P6M", "semi-annual": "R/P6M", "semiannually": "R/P6M", "biannually": "R/P6M",
+    "semiannual": "R/P6M", "semi-annual": "R/P6M", "semiannually": "R/P6M", "semi-annually": "R/P6M",
+    "biannually": "R/P6M",
     "annual": "R/P1Y", "annually": "R/P1Y", "yearly": "R/P1Y", "year": "R/P1Y", "biennial": "R/P2Y",
     "biennially": "R/P2Y", "triennial": "R/P3Y", "decennial": "R/P10Y",
     "irregular": "irregular", "irregularly": "irregular", "as needed": "irregular",
     "as-needed": "irregular", "ad hoc": "irregular", "adhoc": "irregular", "other": "irregular",
     "unknown": "unknown", "never": "unknown", "not planned": "unknown", "historical": "unknown",
-    "static": "unknown", "notplanned": "unknown",
+    "static": "unknown", "notplanned": "unknown", "none": "unknown",
     # German, with umlauts or written out (ae, oe, ue) as Stadt Zurich's CKAN vocabulary
     # (`updateInterval`) has them; "laufend" (ongoing) as the city's own DCAT export maps it
     "stündlich": "R/PT1H", "stuendlich": "R/PT1H", "täglich": "R/P1D", "taeglich": "R/P1D",
@@ -346,11 +347,22 @@ def _periodicity(value: str) -> tuple[str, bool]:
     lowered = value.lower().strip()
     if lowered in PERIODICITY_WORDS:
         return PERIODICITY_WORDS[lowered], True
-    words = re.findall(r"[a-z]+(?:[- ][a-z]+)?", lowered)
-    for phrase in words + lowered.split():
-        if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
-            return PERIODICITY_WORDS[phrase], True
+    every = _EVERY.search(lowered)   # "Every 2 Minutes", "every 15 minutes"
+    if every:
+        number, unit = every.groups()
+        return (f"R/PT{int(number)}{unit[0].upper()}" if unit in ("minute", "hour", "second")
+                else f"R/P{int(number)}{unit[0].upper()}"), True
+    # each word (hyphenated ones whole), each with the word after it first: "updated as needed",
+    # "updated daily.", "Semi-annually" (read in pairs that did not overlap, "as needed" was never one)
+    words = re.findall(r"[a-z]+(?:-[a-z]+)*", lowered)
+    for number, word in enumerate(words):
+        for phrase in ((f"{word} {words[number + 1]}",) if number + 1 < len(words) else ()) + (word,):
+            if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
+                return PERIODICITY_WORDS[phrase], True
     return "unknown", False
+
+
+_EVERY = re.compile(r"\bevery (\d{1,4}) (second|minute|hour|day|week|month|year)s?\b")
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
