@@ -356,7 +356,8 @@ def _views_columns(views: dict) -> tuple[list[dict], int | None]:
         })
         cached = column.get("cachedContents")
         if row_count is None and isinstance(cached, dict):
-            counts = [cached.get("non_null"), cached.get("null")]
+            # (numbers in 2015's documents, text in today's: {"non_null": "59", "null": "0"})
+            counts = [R.integer(cached.get("non_null")), R.integer(cached.get("null"))]
             if all(isinstance(c, int) for c in counts):
                 row_count = sum(counts)
     return columns, row_count
@@ -482,10 +483,15 @@ class SodaRecords(RecordSource):
     merge_key = ":id"
 
 
+# Socrata's fixed timestamps, sent as UTC ('…Z'): `fixed_timestamp`, and the views API's older name
+# for it, `date` (Discovery's "Date"; `calendar_date` is the floating one)
+FIXED_TIMESTAMPS = ("fixed_timestamp", "date")
+
+
 def _record_kind(column: dict) -> str:
     """The shared type of a column, with Socrata's fixed timestamps kept as instants."""
     source = (column.get("source_type") or "").lower().replace(" ", "_")
-    return "datetime_utc" if source == "fixed_timestamp" else column.get("type") or "other"
+    return "datetime_utc" if source in FIXED_TIMESTAMPS else column.get("type") or "other"
 
 
 def _count_shape(data) -> str | None:

@@ -534,3 +534,17 @@ def test_contact_coverage_and_period_from_the_domains_common_core_metadata(store
     assert stored["kwxv-fwze"]["contact_name"] == "Open Data NY"
     assert stored["btc8-9kef"]["spatial"] is None      # Geospatial-Information_Dataset-contains-geospatial-information: No
     assert stored["6qat-uaei"]["spatial"] is None      # Additional-Information_Geographic-Unit: Latitude/Longitude
+
+
+def test_a_views_document_counting_its_rows_in_text_gives_the_row_count(store, http):
+    """Today's views documents give cachedContents' counts as text ("59"), 2015's as numbers."""
+    require_fixtures()
+    view = load_json("socrata-views/chicago-zidz-sdfj-landmark-districts.json")
+    assert view["columns"][0]["cachedContents"]["non_null"] == "59"
+    entry = discovery_entry(view, DOMAIN)
+    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+        entry["resource"][key] = []   # the catalogue gave none: the views document is asked
+    with SocrataPortal([entry], views={"zidz-sdfj": view}, domain=DOMAIN) as portal:
+        assert harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http).ok
+    assert count(store, "SELECT row_count FROM datasets WHERE uid = 'city:zidz-sdfj'") == 59
+    assert count(store, "SELECT count(*) FROM columns WHERE dataset_uid = 'city:zidz-sdfj'") == 2
