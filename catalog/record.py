@@ -354,7 +354,7 @@ def _periodicity(value: str) -> tuple[str, bool]:
                 else f"R/P{int(number)}{unit[0].upper()}"), True
     # each word (hyphenated ones whole), each with the word after it first: "updated as needed",
     # "updated daily.", "Semi-annually" (read in pairs that did not overlap, "as needed" was never one)
-    words = re.findall(r"[a-z]+(?:-[a-z]+)*", lowered)
+    words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", lowered)   # (letters of any language: "jährlich")
     for number, word in enumerate(words):
         for phrase in ((f"{word} {words[number + 1]}",) if number + 1 < len(words) else ()) + (word,):
             if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
