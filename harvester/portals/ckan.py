@@ -46,7 +46,7 @@ COLUMN_TYPES = {
 }
 # DCAT extras (ckanext-dcat and data.json harvests) → record fields
 EXTRA_KEYS = {
-    "spatial": ("spatial", "spatial_text", "geographic_coverage"),
+    "spatial": ("spatial", "spatial_text", "geographic_coverage", "spatialRelationship"),   # (the last: Stadt Zürich's)
     "frequency": ("frequency", "accrual_periodicity", "accrualPeriodicity", "update_frequency"),
     "temporal": ("temporal",),
     "temporal_start": ("temporal_start", "temporal_coverage_from", "temporal-extent-begin"),
@@ -94,7 +94,8 @@ def _result(data: dict, url: str):
 class CkanAdapter(PortalAdapter):
     kind = "ckan"
     # 2: `updateInterval` (Stadt Zurich, in German) → accrual_periodicity; 3: the dataset's own DCAT
-    # issued/modified and `temporals` (opendata.swiss); update frequencies read whole (catalog.record)
+    # issued/modified and `temporals` (opendata.swiss), Stadt Zürich's `spatialRelationship`; update
+    # frequencies read whole (catalog.record)
     mapping_version = 3
 
     def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):

@@ -405,3 +405,15 @@ def test_a_dcat_ap_package_gives_its_own_dates_and_period(store, http):
                                     "1981-06-14T00:00:00+00:00", "2026-06-14T00:00:00+00:00"]
     assert rows[cantonal["id"]] == ["2021-11-17T08:31:54.925969+00:00", "2026-06-15T08:00:17.608779+00:00",
                                     "2019-02-10T00:00:00+00:00", "2026-06-14T23:59:59.999999+00:00"]
+
+
+def test_stadt_zurichs_spatial_relationship_is_the_coverage(store, http):
+    """Stadt Zürich's CKAN names each dataset's area in `spatialRelationship` (its own schema's key for
+    DCAT's spatial coverage): "Stadt Zürich", "Kanton Zürich"."""
+    require_fixtures()
+    packages = load_json("ckan/zurich-stadt-package_search-verkehr.json")["results"]
+    with CkanPortal(packages) as portal:
+        assert harvest([portal_config("zh", "ckan", portal.url)], store, http).ok
+    stored = dict(store.con.execute("SELECT source_id, spatial FROM datasets").fetchall())
+    assert stored == {p["id"]: p["spatialRelationship"] for p in packages}
+    assert sorted(set(stored.values())) == ["Kanton Zürich", "Stadt Zürich"]
