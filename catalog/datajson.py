@@ -124,7 +124,9 @@ def _contact(row: dict, defaults: PortalDefaults, publisher: str | None) -> dict
 def _distribution(item: dict) -> dict | None:
     out: dict = {"@type": "dcat:Distribution"}
     download, access = uri(item["download_url"]), uri(item["access_url"])
-    media_type = (item["media_type"] or "").strip()
+    # the type without its parameters ("application/zip; charset=binary", as Socrata gave them): the
+    # schema's pattern has none, and a download without a media type could only be written as a way in
+    media_type = (item["media_type"] or "").split(";")[0].strip()
     if download and MEDIA_TYPE.match(media_type):
         out["downloadURL"], out["mediaType"] = download, media_type
     else:  # the schema requires a media type beside a download URL: then it is a way in

@@ -296,14 +296,15 @@ PERIODICITY_WORDS = {
     "nightly": "R/P1D", "weekly": "R/P1W", "week": "R/P1W", "biweekly": "R/P2W", "bi-weekly": "R/P2W",
     "fortnightly": "R/P2W", "semimonthly": "R/P0.5M", "monthly": "R/P1M", "month": "R/P1M",
     "bimonthly": "R/P2M", "bi-monthly": "R/P2M", "quarterly": "R/P3M", "quarter": "R/P3M",
-    "semiannual": "R/P6M", "semi-annual": "R/P6M", "semiannually": "R/P6M", "biannually": "R/P6M",
+    "semiannual": "R/P6M", "semi-annual": "R/P6M", "semiannually": "R/P6M", "semi-annually": "R/P6M",
+    "biannually": "R/P6M",
     "annual": "R/P1Y", "annually": "R/P1Y", "yearly": "R/P1Y", "year": "R/P1Y", "biennial": "R/P2Y",
     "biennially": "R/P2Y", "triennial": "R/P3Y", "decennial": "R/P10Y",
     "irregular": "irregular", "irregularly": "irregular", "as needed": "irregular",
     "as-needed": "irregular", "ad hoc": "irregular", "adhoc": "irregular", "other": "irregular",
     "unknown": "unknown", "never": "unknown", "not planned": "unknown", "historical": "unknown",
-    "not updated": "unknown", "semi-annually": "R/P6M",
-    "static": "unknown", "notplanned": "unknown",
+    "not updated": "unknown",
+    "static": "unknown", "notplanned": "unknown", "none": "unknown",
     # German, with umlauts or written out (ae, oe, ue) as Stadt Zurich's CKAN vocabulary
     # (`updateInterval`) has them; "laufend" (ongoing) as the city's own DCAT export maps it
     "stündlich": "R/PT1H", "stuendlich": "R/PT1H", "täglich": "R/P1D", "taeglich": "R/P1D",
@@ -349,12 +350,13 @@ def _periodicity(value: str) -> str | None:
     lowered = value.lower().strip()
     if lowered in PERIODICITY_WORDS:
         return PERIODICITY_WORDS[lowered]
-    every = _EVERY.search(lowered)   # "Data is updated every 15 minutes"
+    every = _EVERY.search(lowered)   # "Every 2 Minutes", "Data is updated every 15 minutes", "every hour"
     if every:
-        count, unit = every.group(1) or "1", every.group(2)
-        return f"R/PT{count}{unit[0].upper()}" if unit in ("minute", "hour") else f"R/P{count}{unit[0].upper()}"
-    # each word and each two words in a row ("as needed", "semi-annually", "not updated"), punctuation aside
-    words = re.findall(r"[^\W\d_]+", lowered)
+        count, unit = int(every.group(1) or 1), every.group(2)
+        return f"R/PT{count}{unit[0].upper()}" if unit in ("second", "minute", "hour") else f"R/P{count}{unit[0].upper()}"
+    # each word (hyphenated ones whole; letters of any language: "jährlich") and each two words in a
+    # row ("as needed", "semi annually", "not updated"), punctuation aside ("updated daily.")
+    words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", lowered)
     pairs = [f"{a}{joint}{b}" for a, b in zip(words, words[1:]) for joint in (" ", "-")]
     for phrase in pairs + words:
         if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
@@ -362,7 +364,7 @@ def _periodicity(value: str) -> str | None:
     return None
 
 
-_EVERY = re.compile(r"\bevery (?:(\d+) )?(minute|hour|day|week|month|year)s?\b")
+_EVERY = re.compile(r"\bevery (?:(\d{1,4}) )?(second|minute|hour|day|week|month|year)s?\b")
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 
 from catalog import record as R
 from catalog.record import Notes
@@ -214,6 +215,7 @@ class FeatureServerRecords(RecordSource):
         self.order_key = next((f.name for f in self.fields if f.key == self.object_id and f.kind == "integer"), None) \
             if capabilities.get("supportsOrderBy") is not False else None
         self.conversion = Conversion(self.fields)
+        self.date_keys = [f.key for f in self.fields if f.kind == "datetime_utc"]
         self.answer_fields = SameColumns()   # the fields each query answer names
         self.attribute_keys = SameKeys([f.key for f in self.fields])   # where an answer names none
         count = self._query({"where": "1=1", "returnCountOnly": "true"}).get("count")
@@ -238,6 +240,9 @@ class FeatureServerRecords(RecordSource):
                 rows.append(None)   # a row of nulls, counted (Conversion.table_from_rows)
                 continue
             row = dict(feature.get("attributes") or {})
+            for key in self.date_keys:
+                if type(row.get(key)) is str:
+                    row[key] = esri_text_date(row[key])
             if self.geometry_type:
                 row["geometry"] = esri_wkt(feature.get("geometry"))
             rows.append(row)
@@ -316,6 +321,23 @@ class FeatureServerRecords(RecordSource):
             if self.expected_rows is not None:
                 self.expected_rows -= len(wanted)
         return Page(items=pa.concat_tables(tables) if len(tables) > 1 else tables[0])
+
+
+# a date as ArcGIS Server 10.0 writes one in JSON (Cook County's MapServer: "12/23/2005 12:00:00 AM");
+# later servers write epoch milliseconds
+ESRI_TEXT_DATE = re.compile(r"^\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2} [AP]M$")
+
+
+def esri_text_date(value: str) -> int | str:
+    """ArcGIS's text date as the epoch milliseconds (UTC, as ArcGIS keeps dates) later servers give;
+    any other text as it is (its conversion then says it did not parse)."""
+    if not ESRI_TEXT_DATE.match(value.strip()):
+        return value
+    try:
+        moment = datetime.strptime(value.strip(), "%m/%d/%Y %I:%M:%S %p").replace(tzinfo=UTC)
+    except ValueError:
+        return value
+    return int(moment.timestamp()) * 1000
 
 
 def esri_wkt(geometry) -> str | None:

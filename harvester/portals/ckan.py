@@ -46,12 +46,14 @@ COLUMN_TYPES = {
 }
 # DCAT extras (ckanext-dcat and data.json harvests) → record fields
 EXTRA_KEYS = {
-    "spatial": ("spatial", "spatial_text", "geographic_coverage"),
+    "spatial": ("spatial", "spatial_text", "geographic_coverage", "spatialRelationship"),   # (the last: Stadt Zürich's)
     "frequency": ("frequency", "accrual_periodicity", "accrualPeriodicity", "update_frequency"),
     "temporal": ("temporal",),
     "temporal_start": ("temporal_start", "temporal_coverage_from", "temporal-extent-begin"),
     "temporal_end": ("temporal_end", "temporal_coverage_to", "temporal-extent-end"),
     "identifier": ("identifier", "dcat_identifier", "guid"),
+    "issued": ("issued",),
+    "modified": ("modified",),
 }
 _MARKDOWN = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),             # images → alt text
@@ -91,7 +93,10 @@ def _result(data: dict, url: str):
 
 class CkanAdapter(PortalAdapter):
     kind = "ckan"
-    mapping_version = 2   # 2: `updateInterval` (Stadt Zurich, in German) → accrual_periodicity
+    # 2: `updateInterval` (Stadt Zurich, in German) → accrual_periodicity; 3: the dataset's own DCAT
+    # issued/modified and `temporals` (opendata.swiss), Stadt Zürich's `spatialRelationship`; update
+    # frequencies read whole (catalog.record)
+    mapping_version = 3
 
     def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"
@@ -174,8 +179,9 @@ class CkanAdapter(PortalAdapter):
         out["publisher"] = R.text(organization.get("title")) or \
             _publisher(entry.get("publisher"))
         out["contact_name"], out["contact_email"] = _contact(entry, notes)
-        out["issued"] = R.timestamp(entry.get("metadata_created"), notes, "issued")
-        out["modified"] = R.timestamp(entry.get("metadata_modified"), notes, "modified")
+        # the dataset's own DCAT dates (ckanext-dcat, opendata.swiss), else CKAN's record's
+        out["issued"] = R.timestamp(extras.get("issued") or entry.get("metadata_created"), notes, "issued")
+        out["modified"] = R.timestamp(extras.get("modified") or entry.get("metadata_modified"), notes, "modified")
         out["accrual_periodicity"] = R.periodicity(extras.get("frequency") or entry.get("accrual_periodicity")
                                                    or _first(entry.get("updateInterval")), notes)
         out["license"] = R.url(entry.get("license_url")) or R.text(entry.get("license_title")) or \
@@ -184,8 +190,12 @@ class CkanAdapter(PortalAdapter):
         out["landing_page"] = f"{self.portal.url}/dataset/{name}" if name else R.url(entry.get("url"))
         out["spatial"] = R.text(extras.get("spatial") if not isinstance(extras.get("spatial"), (dict, list))
                                 else orjson.dumps(extras["spatial"]).decode())
+        periods = [p for p in R.items(entry.get("temporals")) if isinstance(p, dict)]   # opendata.swiss
         if extras.get("temporal"):
             out["temporal_start"], out["temporal_end"] = R.temporal(extras["temporal"], notes)
+        elif periods:
+            out["temporal_start"] = R.timestamp(periods[0].get("start_date"), notes, "temporal_start")
+            out["temporal_end"] = R.timestamp(periods[0].get("end_date"), notes, "temporal_end")
         else:
             out["temporal_start"] = R.timestamp(extras.get("temporal_start"), notes, "temporal_start")
             out["temporal_end"] = R.timestamp(extras.get("temporal_end"), notes, "temporal_end")

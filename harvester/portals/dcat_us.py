@@ -85,6 +85,8 @@ def _document_shape(data) -> str | None:
 
 class DcatUsAdapter(PortalAdapter):
     kind = "dcat-us"
+    # 2: a Hub template's placeholder is no `spatial`; update frequencies read whole (catalog.record)
+    mapping_version = 2
 
     @property
     def feed_url(self) -> str:
@@ -148,13 +150,25 @@ class DcatUsAdapter(PortalAdapter):
         out["license"] = R.plain_text(entry.get("license"), notes, "license")
         out["access_level"] = R.access_level(entry.get("accessLevel"), notes)
         out["landing_page"] = R.url(entry.get("landingPage"), notes, "landing_page")
-        out["spatial"] = R.text(entry.get("spatial")) if not isinstance(entry.get("spatial"), (dict, list)) \
-            else R.text(str(entry.get("spatial")))
+        out["spatial"] = _rendered(R.text(entry.get("spatial")), notes, "spatial") \
+            if not isinstance(entry.get("spatial"), (dict, list)) else R.text(str(entry.get("spatial")))
         out["temporal_start"], out["temporal_end"] = R.temporal(entry.get("temporal"), notes)
         out["asset_type"] = "catalog" if _describes_data_json(entry) else "dataset"
         out["distributions"] = _distributions(entry, notes)
         note_lists_cut(notes, details)
         return out
+
+
+# a placeholder of ArcGIS Hub's feed template left as it is, the item having no value for it (the
+# real Evian feed's `"spatial": "{{extent:computeSpatialProperty}}"` for items without an extent)
+_PLACEHOLDER = re.compile(r"^\{\{[^{}]*\}\}$")
+
+
+def _rendered(value: str | None, notes: Notes, field_name: str) -> str | None:
+    if value is not None and _PLACEHOLDER.match(value):
+        notes.warn(field_name, f"an unrendered template placeholder {value[:80]!r}; stored as null")
+        return None
+    return value
 
 
 def _describes_data_json(entry: dict) -> bool:

@@ -89,6 +89,9 @@ def _views_shape(data) -> str | None:
 
 class SocrataAdapter(PortalAdapter):
     kind = "socrata"
+    # 2: contact name, coverage and period from the domain's Common Core metadata (a field saying
+    # whether the data is geospatial, or its unit, is no coverage); update frequencies read whole
+    mapping_version = 2
 
     def __init__(self, portal, http):
         super().__init__(portal, http)
@@ -186,6 +189,7 @@ class SocrataAdapter(PortalAdapter):
                                      notes, "themes", split=None)
         note_lists_cut(notes, details)
         out["publisher"] = R.text(resource.get("attribution"), notes, "publisher")
+        out["contact_name"] = R.text(_first(domain_metadata, "contact-name"), notes, "contact_name")
         out["contact_email"] = R.email(resource.get("contact_email") or _first(domain_metadata, "email"), notes)
         out["issued"] = R.timestamp(resource.get("createdAt"), notes, "issued")
         out["modified"] = _latest(notes, resource.get("data_updated_at"), resource.get("metadata_updated_at"),
@@ -194,7 +198,10 @@ class SocrataAdapter(PortalAdapter):
         out["license"] = R.text(metadata.get("license"), notes, "license")
         out["access_level"] = "public"  # the Discovery API lists public assets only
         out["landing_page"] = R.url(entry.get("permalink") or entry.get("link"), notes, "landing_page")
-        out["spatial"] = R.text(_first(domain_metadata, "geographic") or _first(domain_metadata, "spatial"))
+        out["spatial"] = R.text(_first(domain_metadata, "geographic-coverage") or _first(domain_metadata, "_spatial"))
+        temporal = _first(domain_metadata, "temporal-applicability")   # DCAT-US `temporal`, an ISO 8601 interval
+        if temporal:
+            out["temporal_start"], out["temporal_end"] = R.temporal(temporal, notes)
         out["asset_type"] = asset_type
         parents = resource.get("parent_fxf")
         parents = [parents] if isinstance(parents, str) else R.items(parents)
@@ -349,7 +356,8 @@ def _views_columns(views: dict) -> tuple[list[dict], int | None]:
         })
         cached = column.get("cachedContents")
         if row_count is None and isinstance(cached, dict):
-            counts = [cached.get("non_null"), cached.get("null")]
+            # (numbers in 2015's documents, text in today's: {"non_null": "59", "null": "0"})
+            counts = [R.integer(cached.get("non_null")), R.integer(cached.get("null"))]
             if all(isinstance(c, int) for c in counts):
                 row_count = sum(counts)
     return columns, row_count
@@ -475,10 +483,15 @@ class SodaRecords(RecordSource):
     merge_key = ":id"
 
 
+# Socrata's fixed timestamps, sent as UTC ('…Z'): `fixed_timestamp`, and the views API's older name
+# for it, `date` (Discovery's "Date"; `calendar_date` is the floating one)
+FIXED_TIMESTAMPS = ("fixed_timestamp", "date")
+
+
 def _record_kind(column: dict) -> str:
     """The shared type of a column, with Socrata's fixed timestamps kept as instants."""
     source = (column.get("source_type") or "").lower().replace(" ", "_")
-    return "datetime_utc" if source == "fixed_timestamp" else column.get("type") or "other"
+    return "datetime_utc" if source in FIXED_TIMESTAMPS else column.get("type") or "other"
 
 
 def _count_shape(data) -> str | None:

@@ -3,6 +3,7 @@ checks included), required fields are derived as documented, nothing is invented
 import json
 from datetime import UTC, datetime
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 from jsonschema import Draft202012Validator, FormatChecker
@@ -239,3 +240,53 @@ def test_a_portal_out_of_the_config_is_named_when_its_datasets_miss_the_config_c
     assert CliRunner().invoke(cli, ["retire", "springfield", "--config", without, "--db", str(db)]).exit_code == 0
     written, warned = export(without)   # retired: removed, no longer in data.json, and nothing to say
     assert (written["datasets"], written["left_out"], warned) == (2, 0, "")
+
+
+def test_an_exported_data_json_harvested_again_gives_the_same_datasets(tmp_path, http):
+    """The round trip: a real Hub feed (Evian) and a real 2013 data.json (Salt Lake City), harvested,
+    exported, and the export harvested by civicat's own dcat-us adapter: every dataset written comes
+    back with its title, description, keywords, themes, dates, licence, landing page, coverage, period
+    and distributions (a media type with parameters, "application/zip; charset=binary", is written as
+    its type, so a download stays a download). What the export adds is the documented defaults only."""
+    from catalog.store import Store
+    from harvester.pipeline import harvest
+    from tests.conftest import portal_config
+    from tests.portals.dcat import DataJsonPortal
+    require_fixtures()
+    first = Store(tmp_path / "first.duckdb")
+    with DataJsonPortal([], path="/unused") as portal:
+        for name, path in (("evian", "dcat-us/evian-fr-arcgis-hub-data.json"),
+                           ("slc", "dcat-us/socrata-pod-2013-08-28/data.slcgov.com.json")):
+            portal.serve_json(f"/{name}/data.json", json.loads((FIXTURES / path).read_text()))
+        assert harvest([portal_config(name, "dcat-us", f"{portal.url}/{name}/data.json", city="Evian" if
+                                      name == "evian" else "Salt Lake City") for name in ("evian", "slc")],
+                       first, http).ok
+    first.close()
+    defaults = {"evian": PortalDefaults(contact_email="sig@example.org"),
+                "slc": PortalDefaults(contact_name="Open Data Team", contact_email="opendata@example.org")}
+    report = export_data_json(tmp_path / "first.duckdb", tmp_path / "out", defaults)
+    document = json.loads((tmp_path / "out" / "data.json").read_text())
+    assert report.written == len(document["dataset"]) == 8 + 25
+    again = Store(tmp_path / "again.duckdb")
+    with DataJsonPortal(document) as portal:
+        assert harvest([portal_config("again", "dcat-us", f"{portal.url}/data.json")], again, http).ok
+    fields = ("identifier, title, description, keywords, themes, issued, modified, accrual_periodicity, license, "
+              "access_level, landing_page, spatial, temporal_start, temporal_end")
+    distributions = ("(SELECT list((x.title, x.format, x.media_type, x.download_url, x.access_url) ORDER BY x.position) "
+                     "FROM distributions x WHERE x.dataset_uid = d.uid)")
+    before = {r[0]: r for r in duckdb.connect(str(tmp_path / "first.duckdb"), read_only=True).execute(
+        f"SELECT {fields}, {distributions}, publisher, portal_id FROM datasets d").fetchall()}
+    after = {r[0]: r for r in again.con.execute(f"SELECT {fields}, {distributions}, publisher, contact_email "
+                                                 "FROM datasets d").fetchall()}
+    again.close()
+    assert len(after) == report.written and set(after) <= set(before)
+    for identifier, back in after.items():
+        was = before[identifier]
+        assert back[:2] + back[3:8] + back[9:-3] == was[:2] + was[3:8] + was[9:-3], identifier   # as the record had
+        assert back[2] == (was[2] or was[1])                          # a description, else the title
+        assert back[8] == (was[8] if was[8] and was[8].startswith("https://") else None)   # a licence given as a URL
+        assert back[-3] == [(t, f, m.split(";")[0] if m else m, d, a) for t, f, m, d, a in was[-3] or []] or None
+        assert back[-2] == (was[-2] or "Salt Lake City")              # the city where none was published
+        assert back[-1] == ("sig@example.org" if was[-1] == "evian" else "opendata@example.org")
+    parameters = [m for r in before.values() for _, _, m, d, _ in r[-3] or [] if m and ";" in m and d]
+    assert parameters                                                 # (the case is in the fixture)

@@ -12,6 +12,7 @@ from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
+from harvester.portals.dcat_us import arcgis_item_id
 from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
@@ -508,3 +509,21 @@ def test_a_refused_layer_on_a_feed_held_as_it_is_is_asked_again_once_its_week_is
                           [timedelta(days=LOOKUP_ASKED_AGAIN_DAYS, minutes=1)])
         asked, report = night()
         assert asked == [UNREADABLE_LAYERS[1]] and (report.unchanged, report.errors) == (2, 1)
+
+
+def test_a_hub_template_left_unrendered_is_no_coverage(store, http):
+    """Hub's feed template fills `spatial` from the item's extent; for an item without one the real
+    Evian feed gives the placeholder itself ("{{extent:computeSpatialProperty}}"), which is no place:
+    stored as null with a warning naming it, the bounding boxes of the others kept as given."""
+    require_fixtures()
+    feed = load_json("dcat-us/evian-fr-arcgis-hub-data.json")
+    spatial = {arcgis_item_id(e["identifier"], e.get("landingPage")): e["spatial"] for e in feed["dataset"]}
+    placeholders = {item for item, value in spatial.items() if value == "{{extent:computeSpatialProperty}}"}
+    assert len(placeholders) == 3
+    with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+        assert harvest([portal_config("evian", "arcgis-hub", hub.url)], store, http).ok
+    stored = dict(store.con.execute("SELECT source_id, spatial FROM datasets").fetchall())
+    assert stored == {item: None if item in placeholders else value for item, value in spatial.items()}
+    warned = store.con.execute("SELECT source_id, message FROM harvest_errors WHERE severity = 'warning'").fetchall()
+    assert sorted(warned) == sorted((item, "spatial: an unrendered template placeholder "
+                                           "'{{extent:computeSpatialProperty}}'; stored as null") for item in placeholders)

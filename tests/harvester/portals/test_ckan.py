@@ -12,7 +12,7 @@ from tests.conftest import (
     assert_a_refused_lookup_down_for_a_night_changes_nothing, assert_the_first_night_after_the_upgrade_changes_nothing,
     assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config)
 from tests.portals.ckan import CkanPortal
-from tests.shared_fixtures import FIXTURES, require_fixtures
+from tests.shared_fixtures import FIXTURES, load_json, require_fixtures
 
 
 def count(store, sql="SELECT count(*) FROM datasets"):
@@ -386,3 +386,34 @@ def test_a_404_datastore_that_answers_503_for_a_night_counts_its_package_changed
         assert_a_refused_lookup_down_for_a_night_changes_nothing(
             store, http, portal_config("c", "ckan", portal.url), portal, "/api/3/action/datastore_search",
             lambda path, query: path.endswith("/datastore_search") and query.get("resource_id") == "res-1")
+
+
+def test_a_dcat_ap_package_gives_its_own_dates_and_period(store, http):
+    """opendata.swiss (ckanext-dcat) packages carry the dataset's DCAT `issued`/`modified` beside CKAN's
+    record dates (metadata_created: when the record was made, not when the data was issued) and its
+    period as `temporals`: the dataset's own are stored, CKAN's only where it gives none."""
+    require_fixtures()
+    national = load_json("ckan/opendata-swiss-package_show-bfs-national-votes.json")["result"]
+    cantonal = load_json("ckan/opendata-swiss-package_show-bfs-cantonal-votes.json")["result"]
+    assert (national["issued"], national["metadata_created"][:10]) == ("2026-02-16T00:00:00", "2019-02-04")
+    assert "issued" not in cantonal or cantonal["issued"] is None
+    with CkanPortal([national, cantonal]) as portal:
+        assert harvest([portal_config("ch", "ckan", portal.url)], store, http).ok
+    rows = {r[0]: [v.isoformat() if v else None for v in r[1:]] for r in store.con.execute(
+        "SELECT source_id, issued, modified, temporal_start, temporal_end FROM datasets").fetchall()}
+    assert rows[national["id"]] == ["2026-02-16T00:00:00+00:00", "2026-05-11T00:00:00+00:00",
+                                    "1981-06-14T00:00:00+00:00", "2026-06-14T00:00:00+00:00"]
+    assert rows[cantonal["id"]] == ["2021-11-17T08:31:54.925969+00:00", "2026-06-15T08:00:17.608779+00:00",
+                                    "2019-02-10T00:00:00+00:00", "2026-06-14T23:59:59.999999+00:00"]
+
+
+def test_stadt_zurichs_spatial_relationship_is_the_coverage(store, http):
+    """Stadt Zürich's CKAN names each dataset's area in `spatialRelationship` (its own schema's key for
+    DCAT's spatial coverage): "Stadt Zürich", "Kanton Zürich"."""
+    require_fixtures()
+    packages = load_json("ckan/zurich-stadt-package_search-verkehr.json")["results"]
+    with CkanPortal(packages) as portal:
+        assert harvest([portal_config("zh", "ckan", portal.url)], store, http).ok
+    stored = dict(store.con.execute("SELECT source_id, spatial FROM datasets").fetchall())
+    assert stored == {p["id"]: p["spatialRelationship"] for p in packages}
+    assert sorted(set(stored.values())) == ["Kanton Zürich", "Stadt Zürich"]

@@ -482,3 +482,69 @@ def test_without_an_app_token_throttled_requests_are_retried_after_the_wait_aske
     assert report.status == "ok" and count(store) == 250 and report.listing_complete
     assert portal.throttled >= 1
     assert "CIVICAT_TEST_SOCRATA_TOKEN is not set" in caplog.text
+
+
+def recorded_entry(source_id: str) -> dict:
+    """A real Discovery entry, by its id, from whichever recorded page holds it."""
+    for path in socrata_catalog_files():
+        for entry in json.loads(path.read_text())["results"]:
+            if entry["resource"]["id"] == source_id:
+                return entry
+    raise KeyError(source_id)
+
+
+def harvested_by_domain(store, http, ids: list[str]) -> dict[str, dict]:
+    """The real entries `ids`, each harvested as its own domain's portal: their stored rows by id."""
+    entries = [recorded_entry(source_id) for source_id in ids]
+    domains = sorted({e["metadata"]["domain"] for e in entries})
+    with SocrataPortal(entries, domain="unused.example.org") as portal:
+        configs = [portal_config(f"d{number}", "socrata", portal.url, domain=domain)
+                   for number, domain in enumerate(domains)]
+        assert harvest(configs, store, http).ok
+    cursor = store.con.execute("SELECT * FROM datasets")
+    names = [d[0] for d in cursor.description]
+    return {row["source_id"]: row for row in (dict(zip(names, values)) for values in cursor.fetchall())}
+
+
+def test_update_frequencies_worded_as_real_portals_word_them(store, http):
+    """Words the phrase reading missed (session 31's field-by-field check): a full stop after the word,
+    a two-word phrase across the pairs the words were read in, a hyphenated word, "every N <unit>"."""
+    require_fixtures()
+    stored = harvested_by_domain(store, http, ["ijzp-q8t2", "s6ha-ppgi", "6qat-uaei", "9fxf-t2tr", "q5as-kyim"])
+    assert stored["ijzp-q8t2"]["accrual_periodicity"] == "R/P1D"        # "Data are updated daily."
+    assert stored["s6ha-ppgi"]["accrual_periodicity"] == "irregular"    # "Data are updated as needed"
+    assert stored["6qat-uaei"]["accrual_periodicity"] == "R/P6M"        # "Semi-annually"
+    assert stored["9fxf-t2tr"]["accrual_periodicity"] == "R/PT2M"       # "Every 2 Minutes"
+    assert stored["q5as-kyim"]["accrual_periodicity"] == "unknown"      # "Not updated (historical data)"
+    warned = [r[0] for r in store.con.execute(
+        "SELECT source_id FROM harvest_errors WHERE message LIKE 'accrual_periodicity:%'").fetchall()]
+    assert warned == []                                                 # each one read, none guessed
+
+
+def test_contact_coverage_and_period_from_the_domains_common_core_metadata(store, http):
+    """Socrata's DCAT-US ("Common Core") domain metadata names the contact, the geographic coverage
+    and the period; a field that is no coverage ("contains geospatial information: No", a unit) is none."""
+    require_fixtures()
+    stored = harvested_by_domain(store, http, ["9bhg-hcku", "kwxv-fwze", "btc8-9kef", "6qat-uaei"])
+    cdc = stored["9bhg-hcku"]
+    assert (cdc["contact_name"], cdc["contact_email"]) == ("National Center for Health Statistics", "cdcinfo@cdc.gov")
+    assert cdc["spatial"] == "United States, Puerto Rico"                      # Common-Core_Geographic-Coverage
+    assert (cdc["temporal_start"].isoformat(), cdc["temporal_end"].isoformat()) == (
+        "2020-01-01T00:00:00+00:00", "2023-07-29T00:00:00+00:00")               # Common-Core_Temporal-Applicability
+    assert stored["kwxv-fwze"]["contact_name"] == "Open Data NY"
+    assert stored["btc8-9kef"]["spatial"] is None      # Geospatial-Information_Dataset-contains-geospatial-information: No
+    assert stored["6qat-uaei"]["spatial"] is None      # Additional-Information_Geographic-Unit: Latitude/Longitude
+
+
+def test_a_views_document_counting_its_rows_in_text_gives_the_row_count(store, http):
+    """Today's views documents give cachedContents' counts as text ("59"), 2015's as numbers."""
+    require_fixtures()
+    view = load_json("socrata-views/chicago-zidz-sdfj-landmark-districts.json")
+    assert view["columns"][0]["cachedContents"]["non_null"] == "59"
+    entry = discovery_entry(view, DOMAIN)
+    for key in ("columns_name", "columns_field_name", "columns_datatype", "columns_description"):
+        entry["resource"][key] = []   # the catalogue gave none: the views document is asked
+    with SocrataPortal([entry], views={"zidz-sdfj": view}, domain=DOMAIN) as portal:
+        assert harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http).ok
+    assert count(store, "SELECT row_count FROM datasets WHERE uid = 'city:zidz-sdfj'") == 59
+    assert count(store, "SELECT count(*) FROM columns WHERE dataset_uid = 'city:zidz-sdfj'") == 2

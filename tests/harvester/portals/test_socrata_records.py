@@ -639,3 +639,20 @@ def test_a_short_page_that_is_not_the_count_asks_the_count_again(tmp_path, seatt
     assert result.exit_code == 0, result.output
     assert soda_requests(seattle) == ["count", "page", "count"]
     assert json.loads(result.output)["portals"][0]["record_rows"] == 1001
+
+
+def test_a_date_column_of_instants_keeps_its_zone(tmp_path):
+    """The views API's `date` (Discovery's "Date") is a fixed timestamp, sent as UTC ('…Z'): its rows
+    are instants, stored with their zone as `:updated_at` is, not as wall-clock times without one."""
+    view = load_json("socrata-views/chicago-zidz-sdfj-landmark-districts.json")
+    rows = load_json("socrata-records/chicago-zidz-sdfj-landmark-districts-limit10.json")
+    assert [c["dataTypeName"] for c in view["columns"]] == ["text", "date"]
+    assert rows[0]["designation_date"] == "1977-09-28T07:00:00.000Z"
+    with SocrataPortal([discovery_entry(view)], records={"zidz-sdfj": SodaTable.from_rows(rows)}) as portal:
+        db, result = harvest_with_records(tmp_path, "chi", "socrata", portal.url, ["zidz-sdfj"],
+                                          extra='domain = "data.example.org"\n')
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "records" / "portal=chi" / "dataset=zidz-sdfj").sort_by(":id")
+    assert table.schema.field("designation_date").type == pa.timestamp("us", tz="UTC")
+    assert table["designation_date"][0].as_py().isoformat() == "1977-09-28T07:00:00+00:00"
+    assert table.column("district_name").to_pylist() == [row["district_name"] for row in rows]
