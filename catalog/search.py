@@ -243,8 +243,10 @@ def _term_frequencies(pieces: str) -> str:
 # A whole build counts the term frequencies of this many documents at a time (a range of row
 # ids: the ranges' (term, document) groups are apart): one hash aggregate of every document's
 # pieces (5.9 million groups at 300 portals) needed more than 80 MB, beyond what 128 MB left
-# beside the harvest's own at night 1's end (docs/benchmarks.md, Nightly)
-TF_BATCH_DOCUMENTS = 50_000
+# beside the harvest's own at night 1's end (docs/benchmarks.md, Nightly). With POSTINGS_BATCH, the
+# whole build of night 1's catalogue at 300 portals fits 64 MB (ranges twice as large: 80), for
+# ~1 s more CPU (of 8-9)
+TF_BATCH_DOCUMENTS = 25_000
 
 LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM search_work.tf GROUP BY docid"
 
@@ -273,7 +275,7 @@ IN_RANGE = "WHERE t.termid >= $low AND t.termid < $high"
 # postings, sorted, the ranges in term order: the same table as one sort of them all, whose
 # join and sort of 5.9 million postings (300 portals) did not fit the harvest's 128 MB on one
 # thread, nor beside what the harvest held at night 1's end (retried with 1 GB; docs/benchmarks.md)
-POSTINGS_BATCH = 1 << 20
+POSTINGS_BATCH = 1 << 19
 
 
 def _term_ranges(counts: str) -> str:
