@@ -244,7 +244,7 @@ def _term_frequencies(pieces: str) -> str:
 # ids: the ranges' (term, document) groups are apart): one hash aggregate of every document's
 # pieces (5.9 million groups at 300 portals) needed more than 80 MB, beyond what 128 MB left
 # beside the harvest's own at night 1's end (docs/benchmarks.md, Nightly). With POSTINGS_BATCH, the
-# whole build of night 1's catalogue at 300 portals fits 64 MB (ranges twice as large: 80), for
+# whole build of night 1's catalogue at 300 portals fits 64 MB (ranges twice as large did not: 80), for
 # ~1 s more CPU (of 8-9)
 TF_BATCH_DOCUMENTS = 25_000
 
