@@ -243,8 +243,10 @@ def _term_frequencies(pieces: str) -> str:
 # A whole build counts the term frequencies of this many documents at a time (a range of row
 # ids: the ranges' (term, document) groups are apart): one hash aggregate of every document's
 # pieces (5.9 million groups at 300 portals) needed more than 80 MB, beyond what 128 MB left
-# beside the harvest's own at night 1's end (docs/benchmarks.md, Nightly)
-TF_BATCH_DOCUMENTS = 50_000
+# beside the harvest's own at night 1's end (docs/benchmarks.md, Nightly). With POSTINGS_BATCH, the
+# whole build of night 1's catalogue at 300 portals fits 64 MB (ranges twice as large did not: 80), for
+# ~1 s more CPU (of 8-9)
+TF_BATCH_DOCUMENTS = 25_000
 
 LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM search_work.tf GROUP BY docid"
 
@@ -267,17 +269,31 @@ POSTINGS = """
     SELECT t.termid::BIGINT AS termid, t.docid::BIGINT AS docid, t.tf::INTEGER AS tf, l.length::INTEGER AS length
     FROM search_work.tf t JOIN search_work.lengths l USING (docid) {terms}
     ORDER BY t.termid, t.docid"""
+# the postings of a range of terms
+IN_RANGE = "WHERE t.termid >= $low AND t.termid < $high"
 # A whole build writes the postings a range of terms at a time, each range about this many
 # postings, sorted, the ranges in term order: the same table as one sort of them all, whose
 # join and sort of 5.9 million postings (300 portals) did not fit the harvest's 128 MB on one
 # thread, nor beside what the harvest held at night 1's end (retried with 1 GB; docs/benchmarks.md)
-POSTINGS_BATCH = 1 << 20
-# the first term of each range
-POSTINGS_RANGES = """
-    SELECT min(termid) AS first FROM (
-        SELECT termid, sum(n) OVER (ORDER BY termid) AS upto
-        FROM (SELECT termid, count(*) AS n FROM search_work.tf GROUP BY termid))
-    GROUP BY upto // $batch ORDER BY first"""
+POSTINGS_BATCH = 1 << 19
+
+
+def _term_ranges(counts: str) -> str:
+    """The first term of each range of about $batch postings, given `counts` (termid, n: a
+    term's postings)."""
+    return f"""
+        SELECT min(termid) AS first FROM (
+            SELECT termid, sum(n) OVER (ORDER BY termid) AS upto FROM ({counts}))
+        GROUP BY upto // $batch ORDER BY first"""
+
+
+# of a whole build: the postings counted in its term frequencies
+POSTINGS_RANGES = _term_ranges("SELECT termid, count(*) AS n FROM search_work.tf GROUP BY termid")
+# of an update: the stored postings (a term's df is its postings) and the new ones, a new term's among them
+UPDATED_RANGES = _term_ranges("""
+    SELECT termid, sum(n) AS n FROM (SELECT termid, df AS n FROM search_terms
+                                     UNION ALL SELECT termid, count(*) FROM search_work.tf GROUP BY termid)
+    GROUP BY termid""")
 
 # the in-memory database of a build's or an update's intermediate tables (named in the SQL
 # above and below): attached while it runs, detached after
@@ -302,11 +318,13 @@ BUILD = {
         SELECT termid::BIGINT AS termid, term, df
         FROM (SELECT DISTINCT termid, term FROM search_work.piece_terms)
         JOIN (SELECT termid, count(*) AS df FROM search_work.tf GROUP BY termid) USING (termid)""",
-    "search_postings": POSTINGS.format(terms="WHERE t.termid >= $low AND t.termid < $high"),
+    "search_postings": POSTINGS.format(terms=IN_RANGE),
 }
-# The tables of a whole build written a range at a time, the ranges in order (their SELECTs take
-# $low and $high): of documents, by their dataset's row id (TF_BATCH_DOCUMENTS), or of terms (POSTINGS_BATCH)
-RANGED = {"search_work.tf": "documents", "search_documents": "documents", "search_postings": "terms"}
+# The tables written a range at a time, the ranges in order (their SELECTs take $low and $high):
+# of documents, by their dataset's row id (TF_BATCH_DOCUMENTS), or of terms (POSTINGS_BATCH), cut by
+# the query named; a whole build's, and an update's postings (see UPDATED_POSTINGS)
+RANGED = {"search_work.tf": "documents", "search_documents": "documents", "search_postings": POSTINGS_RANGES,
+          "search_postings_update": UPDATED_RANGES}
 
 # the intermediate tables of an update, in this order: the documents whose dataset is
 # deleted or changed since they were indexed, the datasets to index (again), then their
@@ -337,12 +355,15 @@ UPDATE_STEPS = {
 # spread over every row group of the table (it is sorted by term), and DuckDB 1.5 holds the
 # version info of each row group with a delete in memory it cannot evict (catalog.store,
 # VACUUM_BYTES): at 300 portals that DELETE of ~11,000 documents' postings among 5.9 million
-# did not fit the harvest's 128 MB (retried with 1 GB every night; docs/benchmarks.md, Nightly)
+# did not fit the harvest's 128 MB (retried with 1 GB every night; docs/benchmarks.md, Nightly).
+# Written a range of terms at a time (a range of the stored table is a few of its row groups,
+# itself sorted by term): one sort of every posting grew with the catalogue (docs/benchmarks.md)
 UPDATED_POSTINGS = f"""
     SELECT termid, docid, tf, length FROM (
-        SELECT termid, docid, tf, length FROM search_postings WHERE docid NOT IN (SELECT docid FROM search_work.gone)
+        SELECT termid, docid, tf, length FROM search_postings t
+        {IN_RANGE} AND docid NOT IN (SELECT docid FROM search_work.gone)
         UNION ALL
-        SELECT termid, docid, tf, length FROM ({POSTINGS.format(terms="")}))
+        SELECT termid, docid, tf, length FROM ({POSTINGS.format(terms=IN_RANGE)}))
     ORDER BY termid, docid"""
 # in one transaction: the old versions leave (their documents, and their terms' counts),
 # the new ones come in, the postings are swapped for UPDATED_POSTINGS; a term no document
@@ -429,9 +450,9 @@ def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, sel
     if RANGED[table] == "documents":
         last = con.execute("SELECT coalesce(max(rowid), -1) FROM datasets").fetchone()[0]
         ranges = [(low, low + TF_BATCH_DOCUMENTS) for low in range(0, last + 1, TF_BATCH_DOCUMENTS)]
-    else:
-        firsts = [row[0] for row in con.execute(POSTINGS_RANGES, {"batch": POSTINGS_BATCH}).fetchall()]
-        ranges = list(zip(firsts, [*firsts[1:], 1 << 62]))
+    else:   # (the first range from the lowest term: a term id is never negative)
+        firsts = [row[0] for row in con.execute(RANGED[table], {"batch": POSTINGS_BATCH}).fetchall()]
+        ranges = list(zip([0, *firsts[1:]], [*firsts[1:], 1 << 62]))
     for number, (low, high) in enumerate(ranges or [(0, 0)]):   # (none: the table, empty)
         bounded = {**params, "low": low, "high": high}
         if not number:
@@ -526,7 +547,7 @@ def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, upd
             return False
         for name, select in UPDATE_STEPS.items():
             _create(con, f"TABLE {name}", select, params)
-        _create(con, "TABLE search_postings_next", UPDATED_POSTINGS, params)
+        _create_in_ranges(con, "search_postings_update", "search_postings_next", UPDATED_POSTINGS, params)
     con.execute("BEGIN TRANSACTION")
     try:
         with uncut.interruptible(con):   # (rolled back below)

@@ -505,6 +505,32 @@ def return_freed_memory() -> None:
         trim(0)
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
+# The C heap's arenas: glibc gives each thread that allocates one of its own (up to 8 a core), and
+# what a thread frees stays in its arena for it. The harvest's threads (portals, pages read ahead,
+# DuckDB's) each left their own high-water mark of freed memory, so the more arenas a night's large
+# listings had passed through, the higher the process stood (docs/benchmarks.md, Nightly)
+MALLOC_ARENAS = 2
+# Blocks this large and larger are mapped on their own and unmapped as they are freed. glibc's
+# default threshold rises to the largest block freed (up to 32 MB): after the first large answer
+# body, every later one came out of the arenas and was kept there once freed
+MALLOC_MMAP_BYTES = 1 << 20
+
+
+@functools.cache
+def bound_the_c_heap() -> bool:
+    """At most MALLOC_ARENAS arenas from now on (those already made stay), and blocks of
+    MALLOC_MMAP_BYTES mapped on their own: settings of the process, made once (before the
+    harvest's threads start). False where malloc is not glibc's."""
+    try:   # (another malloc's mallopt, if any, numbers its parameters otherwise)
+        glibc = "glibc" in (os.confstr("CS_GNU_LIBC_VERSION") or "")
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, ValueError, OSError):
+        return False
+    return glibc and bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS)) & bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES))
+
+
 def _sql_literal(path: Path) -> str:
     return str(path).replace("'", "''")
 

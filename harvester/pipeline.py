@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from catalog import events
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
-from catalog.store import Store, StoppedAfterStoring, page_identity
+from catalog.store import Store, StoppedAfterStoring, bound_the_c_heap, page_identity
 from catalog.transactions import rollback
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, OverBudget, error_type
@@ -178,6 +178,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
     none is stored after it, the portals not started are not, and HarvestInterrupted is
     raised with the run's report; the search index is refreshed by the next harvest."""
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
+    bound_the_c_heap()   # (before the portal threads start)
     shared = pool or WorkerPool()
 
     def one(portal: PortalConfig, portal_pool: WorkerPool) -> PortalReport:

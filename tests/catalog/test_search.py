@@ -1,5 +1,6 @@
 """Full-text search: ranking, filters, refresh after each harvest, parameterised queries."""
 import json
+import random
 import time
 from datetime import timedelta
 
@@ -989,6 +990,62 @@ def test_an_update_deletes_no_posting_and_fits_where_deleting_the_old_ones_did_n
         assert rows(store, "SELECT count(*) FROM search_postings") == updated[1]
     finally:
         store.close()
+
+
+def test_an_update_writes_the_postings_a_range_of_terms_at_a_time_and_spills_nothing(tmp_path, monkeypatch):
+    """An update wrote the postings it keeps and the new ones in one sort of them all, which
+    grows with the catalogue (5.9 million at 300 portals) and spilled to disk once past the
+    memory limit. It writes them a range of terms at a time, as a whole build does: the same
+    table, each range a few of the stored table's row groups. 700,000 postings in ranges of
+    100,000 at 32 MB: main's update spilled (the store's spill folder made), this one spills
+    nothing, and its tables are those of one range."""
+    import shutil
+
+    from catalog.store import spill_directory
+
+    words = random.Random(31)
+    vocabulary = ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(4, 9)))
+                  for _ in range(20_000)]
+
+    def datasets(portal, step, first=""):
+        return [record(f"d{i:05d}", first + " ".join(words.choices(vocabulary, k=8)), portal=portal,
+                       description=" ".join(words.choices(vocabulary, k=60))) for i in range(0, 2_500, step)]
+    ours, one_range = tmp_path / "ours" / "c.duckdb", tmp_path / "one" / "c.duckdb"
+    store = Store(ours)
+    try:
+        for portal in ("p0", "p1", "p2", "p3"):
+            store.commit_portal(stage_of(store, datasets(portal, 1)), portal, T0, mark_deleted=True)
+        assert store.refresh_search()
+        for portal in ("p0", "p1", "p2", "p3"):   # (one dataset in 25 changed)
+            store.commit_portal(stage_of(store, datasets(portal, 25, "quokka ")), portal, T0 + timedelta(days=1),
+                                mark_deleted=False)
+    finally:
+        store.close()
+    shutil.rmtree(spill_directory(ours), ignore_errors=True)
+    one_range.parent.mkdir()
+    shutil.copy(ours, one_range)
+    tables = {"search_postings": "termid, docid, tf, length, rowid", "search_documents": "docid, uid, length, rowid",
+              "search_terms": "termid, term, df"}
+    contents = {}
+    for path, batch in ((ours, 100_000), (one_range, 1 << 40)):
+        monkeypatch.setattr(search, "POSTINGS_BATCH", batch)
+        store = Store(path)
+        try:
+            assert rows(store, "SELECT count(*) FROM search_postings")[0][0] > 600_000
+            store.con.execute("SET memory_limit = '32MB'")
+            assert search.refresh(store.con)   # (not the store's retry with 1 GB)
+            store.con.execute("SET memory_limit = '1GB'")
+            assert state(store) == (10_000, 800)   # updated in place: 400 versions out, 400 in
+            contents[batch] = {table: rows(store, f"SELECT count(*), sum(hash({fields})::HUGEINT) FROM {table}")
+                               for table, fields in tables.items()}
+            if batch == 100_000:
+                assert not spill_directory(path).exists()
+                assert len(find(store, "quokka", limit=1_000)) == 400
+                assert rows(store, """SELECT count(*) FROM (SELECT termid, lag(termid) OVER (ORDER BY rowid) AS before
+                                      FROM search_postings) WHERE termid < before""") == [(0,)]
+        finally:
+            store.close()
+    assert contents[100_000] == contents[1 << 40]
 
 
 def test_a_whole_build_writes_its_tables_a_range_at_a_time_and_fits_where_one_pass_did_not(tmp_path, monkeypatch):
