@@ -19,6 +19,7 @@ retries and backoff (the defaults: 5 attempts, a first wait of 1 s).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -167,8 +168,12 @@ def hanging_resolver_cases() -> None:
 
 def main() -> None:
     import logging
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # (case 3 runs this module again inside the namespace it makes)
+    parser.add_argument("--hanging-resolver", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
     logging.disable(logging.WARNING)   # (a retry's warning each)
-    if sys.argv[1:] == ["--hanging-resolver"]:
+    if args.hanging_resolver:
         hanging_resolver_cases()
         return
     print(resolver_answer())

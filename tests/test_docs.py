@@ -1,6 +1,10 @@
 """README.md and docs/ link each other section by section: every relative link must reach a file
 and, when it names one, a heading there (GitHub's anchors), or a reader following it lands nowhere."""
+import os
 import re
+import signal
+import subprocess
+import sys
 
 from tests.docs_text import README, ROOT, markdown_table, prose, section
 
@@ -55,3 +59,36 @@ def test_every_benchmark_has_a_readme_row_as_recent_as_its_section_of_docs_bench
             stale.append(f"bench.{name}: the README's latest figures are of session {said}, "
                          f"docs/benchmarks.md has session {newest}'s")
     assert not stale, "\n".join(stale)
+
+
+def usage_of(module: str, deadline: float = 120.0) -> tuple[int | None, str]:
+    """(exit code, stdout) of `python -m <module> --help`, run from the repository root; (None, what it
+    printed) when it is still running past the deadline: it ran instead of answering, and its process
+    group is killed (a benchmark starts servers and harvests of its own)."""
+    process = subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = process.communicate(timeout=deadline)
+        return process.returncode, out
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, _ = process.communicate()
+        return None, out
+
+
+def test_each_benchmark_row_runs_with_help_and_takes_the_options_it_shows():
+    """The README's Benchmarks rows show how to run each (`python -m bench.nightly [--portals N]
+    [--datasets N]`): `--help` answers with the usage, naming each option shown, and runs nothing.
+    (Before session 32 `bench.dead_hosts --help` ran the whole benchmark: minutes.)"""
+    wrong = []
+    for cells in markdown_table(section(README.read_text(), "## Benchmarks")):
+        command = re.search(r"`python -m (bench\.\w+)([^`]*)`", cells[0])
+        module, shown = command.group(1), re.findall(r"--[a-z][\w-]*", command.group(2))
+        code, out = usage_of(module)
+        if code != 0 or not out.startswith("usage:"):
+            wrong.append(f"{module} --help: exit {code}, not a usage: {out[:200]!r}")
+            continue
+        missing = [option for option in shown if option not in out]
+        if missing:
+            wrong.append(f"{module}: the README's row shows {missing}, which its --help does not name")
+    assert not wrong, "\n".join(wrong)
