@@ -92,6 +92,9 @@ def text(value, notes: Notes | None = None, field_name: str = "") -> str | None:
     if isinstance(value, dict):
         if "en" in value and text(value["en"]):
             return text(value["en"])
+        for key, candidate in value.items():   # English by another name: "EN", "en-GB", "en_US", "eng"
+            if is_english(key) and isinstance(candidate, str) and candidate.strip():
+                return candidate.strip()
         for candidate in value.values():
             if isinstance(candidate, str) and candidate.strip():
                 return candidate.strip()
@@ -99,6 +102,15 @@ def text(value, notes: Notes | None = None, field_name: str = "") -> str | None:
     if notes is not None:
         notes.warn(field_name, f"expected text, got {type(value).__name__}")
     return None
+
+
+# a language key that names English: "en" or ISO 639-2's "eng", any case, alone or with a region or
+# script ("en-GB", "en_US")
+_ENGLISH = re.compile(r"^eng?(?:[-_][A-Za-z0-9]+)*$", re.IGNORECASE)
+
+
+def is_english(key) -> bool:
+    return type(key) is str and _ENGLISH.match(key) is not None
 
 
 def plain_text(value, notes: Notes | None = None, field_name: str = "") -> str | None:
@@ -110,28 +122,72 @@ def plain_text(value, notes: Notes | None = None, field_name: str = "") -> str |
 
 
 class _TextExtractor(HTMLParser):
+    """The text of HTML markup, each link's address kept after its text as "text (url)", as CKAN's
+    Markdown links are (`[text](url)`): "see <a href=…>here</a>" lost the document it named."""
+
     BLOCKS = {"p", "div", "br", "li", "ul", "ol", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "section"}
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skip = 0
+        self._links: list[tuple[str | None, int]] = []   # open <a>: its address, where its text starts
 
     def handle_starttag(self, tag, attrs):
         if tag in ("script", "style"):
             self._skip += 1
+        elif tag == "a":
+            self._links.append((_link_address(dict(attrs).get("href")), len(self.parts)))
         elif tag in self.BLOCKS:
             self.parts.append("\n")
 
     def handle_endtag(self, tag):
         if tag in ("script", "style"):
             self._skip = max(0, self._skip - 1)
+        elif tag == "a":
+            if self._links:
+                self._link_ends(*self._links.pop())
         elif tag in self.BLOCKS:
             self.parts.append("\n")
+
+    def close(self):
+        super().close()
+        while self._links:   # an <a> never closed: its address after the text that follows it
+            self._link_ends(*self._links.pop())
+
+    def _link_ends(self, address: str | None, start: int) -> None:
+        if address is None:
+            return
+        shown = " ".join("".join(self.parts[start:]).split())
+        if not shown:
+            self.parts.append(f" {address} ")
+        elif _link_key(address) not in _link_key(shown):   # (a link whose text is its address: once)
+            self.parts.append(f" ({address})")
 
     def handle_data(self, data):
         if not self._skip:
             self.parts.append(data)
+
+
+_LINK_SCHEMES = re.compile(r"^(?:https?://|ftp://|mailto:)\S", re.IGNORECASE)
+
+
+def _link_address(href) -> str | None:
+    """A link's address as kept in text: absolute (http, https, ftp, mailto: a page-relative one
+    names nothing without the page), its spaces encoded (a PDF's name as published: "…/Crash
+    Report SR 1050.pdf"), a mailto: as the address alone. None for any other."""
+    href = (href or "").strip()
+    if not _LINK_SCHEMES.match(href):
+        return None
+    href = re.sub(r"\s", lambda space: "%20" if space.group() == " " else "", href)
+    return href[7:] if href[:7].lower() == "mailto:" else href
+
+
+def _link_key(value: str) -> str:
+    """An address or a link's text as compared: "https://www.Example.org/" and "example.org" alike."""
+    value = value.strip().lower()
+    value = re.sub(r"^(?:https?://|ftp://|mailto:)", "", value)
+    return value.removeprefix("www.").rstrip("/")
 
 
 def html_to_text(markup: str) -> str:

@@ -350,11 +350,24 @@ def _as_text(value, kind: str) -> str | None:
         return value
     if kind == "point":
         return point_wkt(value)
-    if kind == "url" and isinstance(value, dict) and "url" in value:
-        return value.get("url")
+    if kind == "url" and isinstance(value, dict) and ("url" in value or "description" in value):
+        return url_cell(value)
     if isinstance(value, (dict, list)):
         return json_text(value)
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def url_cell(value: dict) -> str | None:
+    """A Socrata URL cell ({"url": …, "description": …}) as text: "description (url)", as a link
+    is kept in a description's text (catalog.record.html_to_text); the URL alone when it has no
+    description of its own (the description was dropped: "Socrata" of "http://www.socrata.com")."""
+    address = value.get("url")
+    address = address.strip() if isinstance(address, str) else None
+    described = value.get("description")
+    described = described.strip() if isinstance(described, str) else None
+    if not described or described == address:
+        return address or None
+    return f"{described} ({address})" if address else described
 
 
 def json_text(value) -> str:

@@ -479,3 +479,35 @@ def cut_short_after(source, batches: int, error: Exception) -> None:
             yield item
 
     source.batches = cut_short
+
+
+def assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once(store, http, config, adapter_class,
+                                                                   version_before: int) -> None:
+    """A catalogue stored by civicat before session 31 (its kind's mapping `version_before`), which
+    stored an update frequency it could not read as 'unknown' (what a portal says of itself): the
+    first night after the upgrade re-maps every dataset once (its frequency now null, with a
+    warning); the night after finds each unchanged again. Every dataset of `config`'s portal has
+    such a frequency."""
+    from catalog import record as R
+    from harvester.pipeline import harvest
+
+    def as_before(value, notes=None, field_name="accrual_periodicity"):
+        value = R.text(value)
+        return (R._periodicity(value) or "unknown") if value else None
+
+    frequencies = "SELECT DISTINCT accrual_periodicity FROM datasets"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adapter_class, "mapping_version", version_before)
+        patch.setattr(R, "periodicity", as_before)
+        first = harvest([config], store, http).portals[0]
+    assert first.status == "ok" and first.new > 0 and store.con.execute(frequencies).fetchall() == [("unknown",)]
+
+    upgraded = harvest([config], store, http).portals[0]
+    assert (upgraded.status, upgraded.changed, upgraded.unchanged) == ("ok", first.new, 0)
+    assert store.con.execute(frequencies).fetchall() == [(None,)]
+    warned = store.con.execute("SELECT count(DISTINCT source_id) FROM harvest_errors WHERE severity = 'warning' AND "
+                               "message LIKE 'accrual_periodicity: unrecognised update frequency%'").fetchone()[0]
+    assert warned == first.new
+
+    after = harvest([config], store, http).portals[0]
+    assert (after.changed, after.unchanged) == (0, first.new)

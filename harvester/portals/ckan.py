@@ -95,8 +95,10 @@ class CkanAdapter(PortalAdapter):
     kind = "ckan"
     # 2: `updateInterval` (Stadt Zurich, in German) → accrual_periodicity; 3: the dataset's own DCAT
     # issued/modified and `temporals` (opendata.swiss), Stadt Zürich's `spatialRelationship`; update
-    # frequencies read whole (catalog.record)
-    mapping_version = 3
+    # frequencies read whole (catalog.record); 4: EnviDat's `date` (its collection period) → temporal,
+    # its DOI → identifier, opendata.swiss's `contact_points` → contact; a link in HTML notes keeps its
+    # address; English by any of its language keys ("en-GB", "EN")
+    mapping_version = 4
 
     def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"
@@ -164,9 +166,12 @@ class CkanAdapter(PortalAdapter):
         out = R.blank_record()
         out["source_id"] = R.text(entry.get("id"))
         name = R.text(entry.get("name"))
-        out["identifier"] = R.text(extras.get("identifier") or entry.get("identifier")) or \
+        out["identifier"] = R.text(extras.get("identifier") or entry.get("identifier")) or _doi(entry.get("doi")) or \
             (f"{self.portal.url}/dataset/{name}" if name else None)
-        out["title"] = R.plain_text(entry.get("title"), notes, "title") or name
+        out["title"] = R.plain_text(entry.get("title"), notes, "title")
+        if out["title"] is None and name:   # (CKAN's form leaves a title out; its URL name is required)
+            out["title"] = name
+            notes.warn("title", f"the package has no title; its name {name[:80]!r} is stored as its title")
         out["description"] = markdown_to_text(R.text(entry.get("notes") or entry.get("description"), notes, "description"))
         if isinstance(entry.get("keywords"), dict):  # multilingual portals: one language, not all mixed
             out["keywords"] = _keywords(entry["keywords"])
@@ -191,11 +196,14 @@ class CkanAdapter(PortalAdapter):
         out["spatial"] = R.text(extras.get("spatial") if not isinstance(extras.get("spatial"), (dict, list))
                                 else orjson.dumps(extras["spatial"]).decode())
         periods = [p for p in R.items(entry.get("temporals")) if isinstance(p, dict)]   # opendata.swiss
+        collected = _collected(entry.get("date"))   # EnviDat
         if extras.get("temporal"):
             out["temporal_start"], out["temporal_end"] = R.temporal(extras["temporal"], notes)
         elif periods:
             out["temporal_start"] = R.timestamp(periods[0].get("start_date"), notes, "temporal_start")
             out["temporal_end"] = R.timestamp(periods[0].get("end_date"), notes, "temporal_end")
+        elif collected:
+            out["temporal_start"], out["temporal_end"] = _period(collected, notes)
         else:
             out["temporal_start"] = R.timestamp(extras.get("temporal_start"), notes, "temporal_start")
             out["temporal_end"] = R.timestamp(extras.get("temporal_end"), notes, "temporal_end")
@@ -232,13 +240,46 @@ def _extras(entry: dict) -> dict:
 
 
 def _keywords(value) -> list[str]:
-    """opendata.swiss style: {"en": [...], "de": [...]} → English, else the first language."""
+    """opendata.swiss style: {"en": [...], "de": [...]} → English (by any of its keys: "en-GB"),
+    else the first language."""
     if isinstance(value, dict):
-        for language in ["en", *value]:
+        for language in ["en", *(key for key in value if R.is_english(key)), *value]:
             if value.get(language):
                 return R.text_list(value[language])
         return []
     return R.text_list(value)
+
+
+_DOI = re.compile(r"^10\.\d{4,9}/\S+$")
+
+
+def _doi(value) -> str | None:
+    """EnviDat's `doi` ("10.16904/envidat.412"; empty while unpublished) as its resolver URL, the
+    dataset's persistent identifier; None for anything that is no DOI."""
+    value = R.text(value)
+    if not value:
+        return None
+    value = re.sub(r"^(?:doi:|https?://(?:dx\.)?doi\.org/)", "", value, flags=re.IGNORECASE)
+    return f"https://doi.org/{value}" if _DOI.match(value) else None
+
+
+def _collected(value) -> list[dict]:
+    """EnviDat's `date` (a JSON list, in a string: [{"date", "date_type", "end_date"}]): the
+    entries of type "collected", when the data were collected, the period its data cover.
+    ("created", when the dataset was made, is no coverage and is not read.)"""
+    value = _maybe_json(value)
+    return [d for d in R.items(value) if isinstance(d, dict) and R.text(d.get("date_type")) == "collected"
+            and R.text(d.get("date"))]
+
+
+def _period(collected: list[dict], notes: Notes) -> tuple[str | None, str | None]:
+    """The span of the collection periods: the first start, the last end (a date given alone is
+    its own end, as a single DCAT temporal is)."""
+    starts = [R.timestamp(d.get("date"), notes, "temporal_start") for d in collected]
+    ends = [R.timestamp(d.get("end_date"), notes, "temporal_end") if R.text(d.get("end_date")) else start
+            for d, start in zip(collected, starts)]
+    starts, ends = [s for s in starts if s], [e for e in ends if e]
+    return (min(starts) if starts else None, max(ends) if ends else None)
 
 
 def _first(value):
@@ -281,13 +322,18 @@ def _person(value) -> tuple[str | None, str | None]:
 
 
 def _contact(entry: dict, notes: Notes) -> tuple[str | None, str | None]:
+    """The DCAT contact point (opendata.swiss's `contact_points`: [{"name", "email"}]), else the
+    maintainer, else the author. A contact point named by its address alone has no name of its own."""
     name, email = None, None
+    point = next((p for p in R.items(entry.get("contact_points")) if isinstance(p, dict)), {})
+    point_name, point_email = _person(point.get("name"))
+    name, email = point_name, R.email(point.get("email")) or R.email(point_email)
     for person_key, email_key in (("maintainer", "maintainer_email"), ("author", "author_email")):
         person_name, person_email = _person(entry.get(person_key))
         name = name or person_name
         email = email or R.email(entry.get(email_key)) or R.email(person_email)
-    if email is None and (entry.get("maintainer_email") or entry.get("author_email")):
-        R.email(entry.get("maintainer_email") or entry.get("author_email"), notes)  # leaves the warning
+    if email is None and (point.get("email") or entry.get("maintainer_email") or entry.get("author_email")):
+        R.email(point.get("email") or entry.get("maintainer_email") or entry.get("author_email"), notes)  # the warning
     return name, email
 
 

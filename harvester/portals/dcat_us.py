@@ -85,8 +85,11 @@ def _document_shape(data) -> str | None:
 
 class DcatUsAdapter(PortalAdapter):
     kind = "dcat-us"
-    # 2: a Hub template's placeholder is no `spatial`; update frequencies read whole (catalog.record)
-    mapping_version = 2
+    # 2: a Hub template's placeholder is no `spatial`; update frequencies read whole (catalog.record);
+    # 3: a link in a description keeps its address (catalog.record.html_to_text); English by any of its
+    # language keys ("en-GB"); the legacy `created` (as issued, where releaseDate is absent) and `feed`
+    # (an RSS distribution) read. ArcGIS Hub maps as this kind does, and shares its version
+    mapping_version = 3
 
     @property
     def feed_url(self) -> str:
@@ -144,7 +147,10 @@ class DcatUsAdapter(PortalAdapter):
         else:  # legacy: contactPoint is the name, mbox the address
             out["contact_name"] = R.text(contact, notes, "contact_name")
             out["contact_email"] = R.email(entry.get("mbox"), notes)
-        out["issued"] = R.timestamp(entry.get("issued") or entry.get("releaseDate"), notes, "issued")
+        # (legacy: releaseDate; Socrata's 2013 documents add `created`, the asset's creation, the same
+        # day as its releaseDate in each of their 3,453 recorded entries: read where that is absent)
+        out["issued"] = R.timestamp(entry.get("issued") or entry.get("releaseDate") or entry.get("created"),
+                                    notes, "issued")
         out["modified"] = R.timestamp(entry.get("modified"), notes, "modified")
         out["accrual_periodicity"] = R.periodicity(entry.get("accrualPeriodicity") or entry.get("frequency"), notes)
         out["license"] = R.plain_text(entry.get("license"), notes, "license")
@@ -212,4 +218,7 @@ def _distributions(entry: dict, notes: Notes) -> list[dict]:
     if entry.get("webService"):
         out.append({"title": None, "format": "API", "media_type": None, "download_url": None,
                     "access_url": R.url(entry.get("webService"), notes, "distributions.access_url")})
+    if entry.get("feed"):   # legacy (Socrata, 2013): the rows as an RSS feed (`…/rows.rss`), a file of the data
+        out.append({"title": None, "format": "RSS", "media_type": "application/rss+xml",
+                    "download_url": R.url(entry.get("feed"), notes, "distributions.download_url"), "access_url": None})
     return out

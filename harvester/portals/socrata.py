@@ -90,8 +90,9 @@ def _views_shape(data) -> str | None:
 class SocrataAdapter(PortalAdapter):
     kind = "socrata"
     # 2: contact name, coverage and period from the domain's Common Core metadata (a field saying
-    # whether the data is geospatial, or its unit, is no coverage); update frequencies read whole
-    mapping_version = 2
+    # whether the data is geospatial, or its unit, is no coverage); update frequencies read whole;
+    # 3: a link in a description keeps its address ("here (https://…)", catalog.record.html_to_text)
+    mapping_version = 3
 
     def __init__(self, portal, http):
         super().__init__(portal, http)

@@ -76,6 +76,31 @@ def test_html_description_becomes_plain_text():
     assert R.plain_text(markup) == "Emplacement des vélos\n\nLine 2"
 
 
+@pytest.mark.parametrize("markup, expected", [
+    ('Write to <a href="mailto:open@example.org">the team</a>', "Write to the team (open@example.org)"),
+    ('Write to <a href="MAILTO:open@example.org">open@example.org</a>', "Write to open@example.org"),
+    ('See <a href="https://www.example.org/">example.org</a>.', "See example.org."),     # its own address, once
+    ('See <a href="https://example.org/a"></a> now', "See https://example.org/a now"),     # no text: the address
+    ('See <a href="/d/abcd-1234">that</a>, <a href="javascript:x()">this</a>', "See that, this"),   # none to keep
+    ('An <a href="https://example.org/x">open link', "An open link (https://example.org/x)"),   # never closed
+    ('<a href="https://e.org/1"><b>One</b></a> and <a href="https://e.org/2">two</a>',
+     "One (https://e.org/1) and two (https://e.org/2)"),
+])
+def test_a_link_keeps_its_address_after_its_text(markup, expected):
+    assert R.plain_text(markup) == expected
+
+
+@pytest.mark.parametrize("value", [{"de": "Abstimmung", "en-GB": "Vote"}, {"fr": "Votation", "EN": "Vote"},
+                                   {"de": "Abstimmung", "en_US": "Vote", "en": ""}, {"it": "Voto", "En-gb": "Vote"},
+                                   {"fr": "Votation", "eng": "Vote"}])
+def test_english_is_read_by_any_of_its_language_keys(value):
+    """English named with its region, in capitals, with an underscore ("en-GB", "EN", "en_US", as
+    CKAN's locales are) or by its three letters (ISO 639-2 "eng", as INSPIRE metadata names it) was
+    taken for another language: the first language given was stored."""
+    assert R.text(value) == "Vote"
+    assert R.text({"de": "Abstimmung", "es": "Votación"}) == "Abstimmung"   # no English: the first language
+
+
 def test_text_list_of_a_huge_keyword_list_takes_linear_time():
     """A dataset (or an Open311 endpoint's service names) with 200,000 keywords: each was
     looked for in the list kept so far, 200,000^2 / 2 comparisons (10^5 took a minute and a

@@ -17,7 +17,8 @@ from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
     assert_a_refused_lookup_down_for_a_night_changes_nothing, assert_the_first_night_after_the_upgrade_changes_nothing,
-    assert_first_10000_columns_kept, fast_client, portal_config)
+    assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once, assert_first_10000_columns_kept, fast_client,
+    portal_config)
 from tests.portals.base import LocalPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.shared_fixtures import load_json, require_fixtures
@@ -527,3 +528,20 @@ def test_a_hub_template_left_unrendered_is_no_coverage(store, http):
     warned = store.con.execute("SELECT source_id, message FROM harvest_errors WHERE severity = 'warning'").fetchall()
     assert sorted(warned) == sorted((item, "spatial: an unrendered template placeholder "
                                            "'{{extent:computeSpatialProperty}}'; stored as null") for item in placeholders)
+
+
+def test_a_frequency_stored_as_unknown_before_session_31_is_re_mapped_by_the_first_night_after_it(store, http):
+    """The real Evian feed, each entry given a frequency civicat cannot read, its layers served:
+    Hub maps as DCAT-US does and shares its mapping version, which session 31 moved from 1 to 2,
+    so a dataset stored before is re-mapped the first night after (its layer's columns read
+    again, not kept: they are hashed with the entry under the new mapping)."""
+    require_fixtures()
+    with LocalPortal() as services:
+        feed = evian_feed(services.url)
+        for number, url in enumerate(url for url in (layer_url(entry) for entry in feed["dataset"]) if url):
+            services.serve_json(url.split(services.url, 1)[1], load_json(f"arcgis-featureserver/{LAYERS[number]}"))
+        for entry in feed["dataset"]:
+            entry["accrualPeriodicity"] = "variable"
+        with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
+            assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once(
+                store, http, portal_config("evian", "arcgis-hub", hub.url), ArcgisHubAdapter, 1)

@@ -417,3 +417,79 @@ def test_stadt_zurichs_spatial_relationship_is_the_coverage(store, http):
     stored = dict(store.con.execute("SELECT source_id, spatial FROM datasets").fetchall())
     assert stored == {p["id"]: p["spatialRelationship"] for p in packages}
     assert sorted(set(stored.values())) == ["Kanton Zürich", "Stadt Zürich"]
+
+
+def stored_rows(store, columns: str) -> dict[str, dict]:
+    cursor = store.con.execute(f"SELECT source_id, {columns} FROM datasets")
+    names = [d[0] for d in cursor.description]
+    return {row[0]: dict(zip(names[1:], row[1:])) for row in cursor.fetchall()}
+
+
+def test_envidat_s_collection_period_and_doi_are_stored(store, http):
+    """EnviDat (WSL) gives a dataset's dates in `date`, a JSON list in a string, each typed: "collected"
+    (when its data were collected: the period they cover) and "created"; and its DOI in `doi`.
+    Neither was read: no period, and an identifier built from the portal's URL."""
+    require_fixtures()
+    shown = load_json("ckan/envidat-ch-package_show.json")["result"]
+    searched = load_json("ckan/envidat-ch-package_search.json")["result"]["results"]
+    assert [json.loads(p["date"]) for p in searched][1] == [
+        {"date_type": "created", "date": "2024-04-01", "end_date": "2026-07-22"},
+        {"date_type": "collected", "date": "2024-04-01", "end_date": "2024-09-30"}]
+    with CkanPortal([shown, *searched]) as portal:
+        assert harvest([portal_config("envidat", "ckan", portal.url)], store, http).ok
+    stored = stored_rows(store, "identifier, temporal_start, temporal_end")
+    as_text = {source_id: (row["identifier"], *(v.isoformat()[:10] if v else None
+                                                for v in (row["temporal_start"], row["temporal_end"])))
+               for source_id, row in stored.items()}
+    assert as_text == {
+        shown["id"]: ("https://doi.org/10.16904/envidat.412", "2023-06-09", "2023-06-09"),   # collected that day
+        searched[0]["id"]: ("https://doi.org/10.16904/envidat.792", "2000-06-20", "2017-01-01"),
+        searched[1]["id"]: ("https://doi.org/10.16904/envidat.790", "2024-04-01", "2024-09-30"),   # not "created"
+    }
+
+
+def test_opendata_swiss_s_contact_point_is_the_contact(store, http):
+    """opendata.swiss (DCAT-AP CH) names a dataset's contact in `contact_points` ([{"name", "email"}]),
+    which was not read: a package whose maintainer is not given (the recorded package, its maintainer
+    left out) was stored without a contact address, its author holding none. A contact point named by
+    its address alone (as both recorded ones are) gives no name: the author's stays."""
+    require_fixtures()
+    national = load_json("ckan/opendata-swiss-package_show-bfs-national-votes.json")["result"]
+    cantonal = load_json("ckan/opendata-swiss-package_show-bfs-cantonal-votes.json")["result"]
+    assert national["contact_points"] == [{"email": "poku@bfs.admin.ch", "name": "poku@bfs.admin.ch"}]
+    del cantonal["maintainer"]
+    with CkanPortal([national, cantonal]) as portal:
+        assert harvest([portal_config("ch", "ckan", portal.url)], store, http).ok
+    stored = stored_rows(store, "contact_name, contact_email")
+    author = "Bundesamt für Statistik BFS, Office fédéral de la statistique OFS, Ufficio federale di statistica UST"
+    assert stored == {package["id"]: {"contact_name": author, "contact_email": "poku@bfs.admin.ch"}
+                      for package in (national, cantonal)}
+
+
+def test_a_package_without_a_title_takes_its_name_with_a_warning(store, http):
+    """CKAN requires a package's URL name, not its title: one left without is stored under its name
+    (SPEC rejects a record without a title), and a warning says so."""
+    require_fixtures()
+    package = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][0]
+    package["title"] = ""
+    with CkanPortal([package]) as portal:
+        assert harvest([portal_config("bham", "ckan", portal.url)], store, http).ok
+    assert store.con.execute("SELECT title FROM datasets").fetchall() == [(package["name"],)]
+    assert store.con.execute("SELECT source_id, severity, message FROM harvest_errors WHERE stage = 'map'").fetchall() \
+        == [(package["id"], "warning", f"title: the package has no title; its name {package['name']!r} is stored as "
+                                       "its title")]
+
+
+def test_english_named_with_its_region_is_read_as_english(store, http):
+    """The recorded multilingual package, its English keyed "en-GB" (CKAN locales name a region):
+    its German (the first language given) was stored."""
+    require_fixtures()
+    package = load_json("ckan/opendata-swiss-package_show-bfs-national-votes.json")["result"]
+    for key in ("title", "description", "keywords"):
+        package[key] = {("en-GB" if language == "en" else language): value for language, value in package[key].items()}
+    with CkanPortal([package]) as portal:
+        assert harvest([portal_config("ch", "ckan", portal.url)], store, http).ok
+    [(title, description, keywords)] = store.con.execute("SELECT title, description, keywords FROM datasets").fetchall()
+    assert title == "Real-time data on federal popular votes"
+    assert description.startswith("Web service for real-time results on voting Sunday")
+    assert keywords == package["keywords"]["en-GB"]

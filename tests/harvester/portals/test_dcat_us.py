@@ -10,7 +10,7 @@ from tests.conftest import fast_client, portal_config
 from tests.portals.base import RawBody, files_served_apart
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.portals.synth import make_data_json
-from tests.shared_fixtures import dcat_us_files, require_fixtures
+from tests.shared_fixtures import dcat_us_files, load_json, require_fixtures
 
 
 def count(store, sql="SELECT count(*) FROM datasets"):
@@ -314,3 +314,24 @@ def test_an_unchanged_data_json_is_neither_parsed_nor_mapped_whatever_its_valida
 
         full = harvest([config], store, http, full=True).portals[0]
         assert (full.status, full.changed, full.unchanged, len(listed), len(mapped)) == ("ok", 0, size, size, size)
+
+
+def test_the_2013_legacy_feed_and_created_fields_are_read(store, http):
+    """Socrata's 2013 data.json documents (pre-1.1) give each dataset's rows as an RSS feed (`feed`,
+    `…/rows.rss`) and its creation day (`created`) beside `releaseDate`: the feed was dropped (no
+    distribution had it), and an entry without a releaseDate was stored without an issued date."""
+    require_fixtures()
+    document = load_json("dcat-us/socrata-pod-2013-08-28/data.seattle.gov.json")
+    feeds = {entry["identifier"]: entry["feed"] for entry in document if entry.get("feed")}
+    assert len(feeds) == 147 and all(feed.endswith("/rows.rss") for feed in feeds.values())
+    crime = next(entry for entry in document if entry["identifier"] == "e3zj-s4zh")
+    assert (crime["created"], crime["releaseDate"]) == ("2009-11-23", "2009-11-23")
+    del crime["releaseDate"]
+    with DataJsonPortal(document) as portal:
+        assert harvest([portal_config("sea", "dcat-us", f"{portal.url}/data.json")], store, http).ok
+    rss = dict(store.con.execute("""SELECT d.source_id, x.download_url FROM datasets d JOIN distributions x
+                                    ON x.dataset_uid = d.uid WHERE x.format = 'RSS'
+                                    AND x.media_type = 'application/rss+xml'""").fetchall())
+    assert rss == feeds
+    issued = store.con.execute("SELECT issued FROM datasets WHERE source_id = 'e3zj-s4zh'").fetchone()[0]
+    assert issued.isoformat() == "2009-11-23T00:00:00+00:00"

@@ -52,7 +52,9 @@ def test_philadelphia_contact_point_and_null_fields(adapter):
 
 
 def legacy_to_v11(entry):
-    """The official POD 1.0 → 1.1 field mapping, applied by hand."""
+    """The official POD 1.0 → 1.1 field mapping, applied by hand; Socrata's own `feed` (no POD 1.0
+    field) as the distribution civicat reads it as, and its `created` left out (each the day of the
+    entry's releaseDate)."""
     v11 = {k: v for k, v in entry.items()
            if k not in ("accessURL", "format", "webService", "keyword", "keywords", "releaseDate", "distribution",
                         "created", "feed", "frequency")}
@@ -63,6 +65,8 @@ def legacy_to_v11(entry):
                             "format": d["formats"][0]["label"]} for d in entry["distribution"]]
     if "webService" in entry:
         v11["distribution"].append({"accessURL": entry["webService"], "format": "API"})
+    if "feed" in entry:
+        v11["distribution"].append({"downloadURL": entry["feed"], "mediaType": "application/rss+xml", "format": "RSS"})
     return v11
 
 
@@ -82,7 +86,9 @@ def test_legacy_and_v11_forms_give_the_same_record(adapter):
     assert sample["distributions"][0] == {
         "title": None, "format": "CSV", "media_type": "text/csv", "access_url": None,
         "download_url": "https://data.seattle.gov/api/views/e3zj-s4zh/rows.csv?accessType=DOWNLOAD"}
-    assert sample["distributions"][-1]["access_url"] == "https://data.seattle.gov/resource/e3zj-s4zh"
+    assert [(d["format"], d["access_url"], d["download_url"]) for d in sample["distributions"][-2:]] == [
+        ("API", "https://data.seattle.gov/resource/e3zj-s4zh", None),
+        ("RSS", None, "https://data.seattle.gov/api/views/e3zj-s4zh/rows.rss")]
 
 
 def test_legacy_self_description_is_kept_as_a_catalog_asset(adapter):

@@ -9,7 +9,8 @@ from harvester.http import HttpClient
 from harvester.pipeline import harvest
 from harvester.portals import opendatasoft
 from harvester.portals.opendatasoft import OpenDataSoftAdapter
-from tests.conftest import assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config
+from tests.conftest import (assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once, assert_first_10000_columns_kept,
+                            fast_client, harvested_with_a_cap, portal_config)
 from tests.portals.opendatasoft import API, OpenDataSoftPortal, make_ods_datasets
 
 
@@ -221,3 +222,14 @@ def test_a_dataset_over_the_response_cap_alone_is_listed_by_id_and_deletions_mar
     assert source_id == large["dataset_id"] and message.startswith(
         "ods: the entry asked for alone (order_by=dataset_id, offset=129, limit=1) is over the response cap alone when "
         f"last asked whole (a {cap}-byte cap): listed by its id only, its stored version kept")
+
+
+def test_a_frequency_stored_as_unknown_before_session_31_is_re_mapped_by_the_first_night_after_it(store, http):
+    """Session 31 made an update frequency civicat cannot read null with a warning, not 'unknown',
+    without a new OpenDataSoft mapping: a dataset stored before kept 'unknown' until `--full`."""
+    datasets = make_ods_datasets(5)
+    for dataset in datasets:
+        dataset["metas"]["dcat"]["accrualperiodicity"] = "variable"
+    with OpenDataSoftPortal(datasets) as portal:
+        assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once(
+            store, http, portal_config("ods", "opendatasoft", portal.url), OpenDataSoftAdapter, 1)

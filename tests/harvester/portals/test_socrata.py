@@ -548,3 +548,23 @@ def test_a_views_document_counting_its_rows_in_text_gives_the_row_count(store, h
         assert harvest([portal_config("city", "socrata", portal.url, domain=DOMAIN)], store, http).ok
     assert count(store, "SELECT row_count FROM datasets WHERE uid = 'city:zidz-sdfj'") == 59
     assert count(store, "SELECT count(*) FROM columns WHERE dataset_uid = 'city:zidz-sdfj'") == 2
+
+
+def test_a_link_in_a_description_keeps_its_address_after_its_text(store, http):
+    """Socrata descriptions are HTML: "available <a href=…>here</a>" kept "available here", the
+    manual it named lost (CKAN's Markdown links keep theirs as "text (url)"). Each link's address
+    follows its text, its spaces encoded; a link whose text is its address is written once."""
+    require_fixtures()
+    stored = harvested_by_domain(store, http, ["85ca-t3if", "btc8-9kef", "ic3t-wcy2"])
+    manual = ("https://idot.illinois.gov/Assets/uploads/files/Transportation-System/Manuals-Guides-&-Handbooks/Safety/"
+              "Illinois%20Traffic%20Crash%20Report%20SR%201050%20Instruction%20Manual%202019.pdf")
+    assert f"instructions manual with detailed information on each data elements is available here ({manual}).\n" \
+        in stored["85ca-t3if"]["description"]
+    calgary = stored["btc8-9kef"]["description"]
+    assert "To see the most recent reports, visit Calgary.ca/citizensatisfaction.\n" in calgary   # its own address
+    metadata = ("https://data.calgary.ca/api/views/btc8-9kef/files/8edca0d5-637f-4333-aaf1-f00a61a1fc11?download=true"
+                "&filename=Variable-metadata%202018-2021.xlsx")
+    assert f"see the variable metadata ({metadata})." in calgary
+    assert f"The variable metadata ({metadata}) contains detailed information" in calgary
+    assert "See the DOB NOW: Build – Job Application Filings (https://data.cityofnewyork.us/d/w9ak-ipjd) dataset" \
+        in stored["ic3t-wcy2"]["description"]
