@@ -506,7 +506,7 @@ def return_freed_memory() -> None:
 
 
 # glibc's mallopt parameters (malloc.h)
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
+_M_MMAP_THRESHOLD, _M_ARENA_MAX = -3, -8
 # The C heap's arenas: glibc gives each thread that allocates one of its own (up to 8 a core), and
 # what a thread frees stays in its arena for it. The harvest's threads (portals, pages read ahead,
 # DuckDB's) each left their own high-water mark of freed memory, so the more arenas a night's large
@@ -514,31 +514,21 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 MALLOC_ARENAS = 2
 # Blocks this large and larger are mapped on their own and unmapped as they are freed. glibc's
 # default threshold rises to the largest block freed (up to 32 MB): after the first large answer
-# body, every later one came out of the arenas and was kept there once freed. Not lower: what
-# each listing page asks for and frees again (orjson's buffer for a page of 100 Discovery
-# entries, 2-4 MB; a batch pickled for a mapping worker, ~3 MB) would be mapped afresh every
-# time, its pages faulted in and zeroed: at 1 MiB, twice the page's parse time and ~8% of a
-# large harvest's CPU (docs/benchmarks.md, Catalogue harvest, session 32)
-MALLOC_MMAP_BYTES = 4 << 20
-# Free memory at the top of an arena past this is handed back at once. Fixing the mmap threshold
-# leaves glibc's own rule (twice the threshold) off, and its 128 KiB default handed back, to be
-# faulted in again, the blocks under the threshold that each page frees
-MALLOC_TRIM_BYTES = 2 * MALLOC_MMAP_BYTES
+# body, every later one came out of the arenas and was kept there once freed
+MALLOC_MMAP_BYTES = 1 << 20
 
 
 @functools.cache
 def bound_the_c_heap() -> bool:
-    """At most MALLOC_ARENAS arenas from now on (those already made stay), blocks of
-    MALLOC_MMAP_BYTES mapped on their own, and an arena's top handed back past
-    MALLOC_TRIM_BYTES: settings of the process, made once (before the harvest's threads
-    start). False where malloc is not glibc's."""
+    """At most MALLOC_ARENAS arenas from now on (those already made stay), and blocks of
+    MALLOC_MMAP_BYTES mapped on their own: settings of the process, made once (before the
+    harvest's threads start). False where malloc is not glibc's."""
     try:   # (another malloc's mallopt, if any, numbers its parameters otherwise)
         glibc = "glibc" in (os.confstr("CS_GNU_LIBC_VERSION") or "")
         mallopt = ctypes.CDLL(None).mallopt
     except (AttributeError, ValueError, OSError):
         return False
-    return glibc and all([mallopt(_M_ARENA_MAX, MALLOC_ARENAS), mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES),
-                          mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_BYTES)])
+    return glibc and bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS)) & bool(mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_BYTES))
 
 
 def _sql_literal(path: Path) -> str:
