@@ -159,6 +159,9 @@ def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
 # a large dataset), in another portal's thread; DuckDB lets the DETACH pass beside them and
 # refuses the ATTACH until they end ("Unique file handle conflict")
 REATTACH_WAIT_SECONDS = 600.0
+# how long a stopped portal waits to read whether its merge committed (Store.merged_in_run) while a
+# checkpoint or a re-attach holds the catalogue (seconds; minutes at a large catalogue: then unknown)
+MERGED_READ_WAIT_SECONDS = 30.0
 
 
 class CatalogueDetached(duckdb.Error):
@@ -212,6 +215,16 @@ class OtherCursorsKeptTheCatalogue(duckdb.Error):
     portal's thread) used the catalogue for REATTACH_WAIT_SECONDS: what waited for them (a
     checkpoint, or attaching the catalogue again for a retry) was not done, nothing of it begun.
     (Not catalog.lock.CatalogueBeingWritten: another process writing the catalogue.)"""
+
+
+class CatalogueHeldExclusive(duckdb.Error):
+    """A read that waits a bounded time (Store.merged_in_run's) found the catalogue held by a
+    checkpoint or a re-attach (the store's _Gate held exclusive) for the whole of it: not read."""
+
+
+class MergeOutcomeUnknown(Exception):
+    """Whether a portal's merge committed could not be read (Store.merged_in_run): the reason, to be
+    said as it is, neither "stored" nor "not stored"."""
 
 
 class StoreCursorMisuse(RuntimeError):
@@ -296,15 +309,21 @@ class _Gate:
     def _shared(self) -> int:   # (how many shared holds run)
         return len(self._holds)
 
-    def hold_shared(self) -> int | None:
+    def hold_shared(self, wait: float | None = None) -> int | None:
         """Held shared (the hold's serial, for release_shared), once no exclusive hold is held or
-        waiting; None, nothing held: this thread holds it exclusive (its own statements go on)."""
+        waiting, `wait` seconds at most (CatalogueHeldExclusive); None, nothing held: this thread
+        holds it exclusive (its own statements go on)."""
         me = threading.get_ident()
+        deadline = None if wait is None else time.monotonic() + wait
         with self._changed:
             if self._owner == me:
                 return None
             while self._owner is not None or self._wanted:
-                self._changed.wait(1.0)
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise CatalogueHeldExclusive(f"a checkpoint or a re-attach of the catalogue held it for the "
+                                                 f"{wait:g} s the read could wait")
+                self._changed.wait(min(left, 1.0))
             hold = next(self._serials)
             self._holds.add(hold)
             return hold
@@ -1158,15 +1177,35 @@ class Store:
     def merged_in_run(self, run_id: str, portal_id: str) -> dict[str, int] | None:
         """The counts of the portal's merge in run `run_id` if it committed (as commit_portal gave them),
         read from the catalogue: a stop that came just after its COMMIT returned, before civicat noted it
-        (no StoppedAfterStoring), left it so. None: the merge did not commit (or the catalogue cannot say)."""
+        (no StoppedAfterStoring), left it so. None: the merge did not commit. MergeOutcomeUnknown: the
+        catalogue could not say (the read failed, or waited MERGED_READ_WAIT_SECONDS in vain).
+
+        Read on a cursor of its own, not under the write lock: with --workers above 1 another portal's
+        merge holds that lock as long as it runs (a portal thread's merge runs to its end after a stop),
+        and the stop's cleanup waited for it; DuckDB shows the cursor what has committed. The cursor
+        passes the store's gate, whose exclusive holder (a checkpoint, a re-attach) it waits for a
+        bounded time."""
         try:
-            with self._write_lock:
-                row = self.con.execute("""SELECT new, changed, unchanged, removed FROM harvest_runs
+            hold = self._gate.hold_shared(MERGED_READ_WAIT_SECONDS)
+            try:   # (the catalogue cannot be detached nor invalidated while the hold lasts)
+                if self._detached is not None:
+                    raise CatalogueDetached(f"the catalogue was detached {self._detached} and is not attached yet")
+                if self._invalidated:
+                    raise CatalogueInvalidated(f"the catalogue was invalidated by a checkpoint that failed "
+                                               f"({self._invalidated_by}) and is not attached again yet")
+                side = self._con.cursor()   # (created, used and closed within the hold)
+                try:
+                    side.execute(f"USE {CATALOGUE}")
+                    row = side.execute("""SELECT new, changed, unchanged, removed FROM harvest_runs
                                           WHERE run_id = $run AND portal_id = $portal AND listing_complete IS NOT NULL""",
                                        {"run": run_id, "portal": portal_id}).fetchone()
+                finally:
+                    side.close()
+            finally:
+                if hold is not None:
+                    self._gate.release_shared(hold)
         except duckdb.Error as exc:
-            log.warning("%s: whether its merge committed before the stop could not be read: %s", portal_id, exc)
-            return None
+            raise MergeOutcomeUnknown(str(exc)) from exc
         return None if row is None else dict(zip(("new", "changed", "unchanged", "removed"), row))
 
     def left_by_stop(self, done: list[str]) -> str:
