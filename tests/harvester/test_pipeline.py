@@ -800,6 +800,36 @@ def test_a_stopped_portal_reads_whether_its_merge_committed_while_another_portal
         == [(city.status, city.error_message)]
 
 
+def test_a_library_caller_s_ctrl_c_as_a_merge_s_statement_takes_the_gate_leaves_no_hold(store, socrata, monkeypatch):
+    """A harvest run from Python (Python's own SIGINT handler) and stopped by Ctrl-C as a statement of
+    the merge had taken its hold of the store's gate, before the `try` that gives it back: the hold
+    was kept for good, and every later checkpoint of the catalogue (each portal's after its merge,
+    the close's) waited REATTACH_WAIT_SECONDS (600 s) and failed. The stop leaves the gate free."""
+    import catalog.store as store_module
+    from catalog.store import _Gate
+    from harvester.pipeline import HarvestInterrupted
+    from tests.catalog.test_store import sigint_in_main_thread_when
+
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 5.0)   # (a hold kept: the checkpoint fails after it)
+    merging = []
+    commit_portal = store.commit_portal
+
+    def noted(*args, **kwargs):
+        merging.append(True)
+        return commit_portal(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit_portal", noted)
+    with sigint_in_main_thread_when(_Gate.hold_shared, lambda frame: merging and frame.f_locals["self"]._shared) \
+            as sent, pytest.raises(HarvestInterrupted) as stopped:
+        harvest([socrata.config], store, fast_client())
+    assert sent == [True]
+    city = stopped.value.run.portals[0]
+    assert (city.status, city.error_type) == ("failed", "Interrupted"), city
+    assert store._gate._shared == 0
+    assert harvest([socrata.config], store, fast_client()).ok
+    assert count(store) == 350 and store.checkpoint("the test's checkpoint") is True
+
+
 def test_a_portal_out_of_room_measures_the_free_space_once_its_staging_is_discarded(store, http, socrata, monkeypatch):
     """A portal that found no room (ENOSPC) said its file system's free space as it was before its
     staging (the listing's batches, what it had mapped) was discarded: less than the user then
