@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from tests.children import run
 
 import duckdb
 import pytest
@@ -392,7 +393,6 @@ def test_a_portal_of_very_large_raw_entries_is_stored_whole(tmp_path, caplog):
 
 
 def test_a_wal_left_by_a_killed_run_is_replayed_with_its_spill_beside_the_catalogue(tmp_path, monkeypatch):
-    import subprocess
     import sys
 
     import duckdb
@@ -410,7 +410,7 @@ for _ in range(3):
     con.execute("INSERT INTO big SELECT repeat('x', 60000) || range FROM range(1000)")
 os._exit(9)  # killed: the inserts are in the WAL only
 """
-    subprocess.run([sys.executable, "-c", writer], check=False, cwd=Path(__file__).parents[2])
+    run([sys.executable, "-c", writer], 600, check=False, cwd=Path(__file__).parents[2])
     assert Path(f"{db}.wal").stat().st_size > 150_000_000
     # the replay runs as ATTACH opens it, before any SET: on a machine whose memory is
     # smaller than the WAL it spills, from cron's working directory too
