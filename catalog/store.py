@@ -411,9 +411,11 @@ class _GatedCursor(uncut.Connection):
 
     def _gated(self, name: str, method, args, kwargs):
         self._rows = None   # (a new statement's, or a call that ends the result)
-        first_word = (args[0].lstrip().split(None, 1) or [""])[0].rstrip(";").upper() \
-            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else _METHOD_WORDS.get(name, "")
-        if name == "checkpoint" or first_word in ("CHECKPOINT", "FORCE") or (
+        words = [word.rstrip(";").upper() for word in args[0].split(None, 2)[:2]] \
+            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else [_METHOD_WORDS.get(name, "")]
+        first_word = (words or [""])[0]
+        # (FORCE CHECKPOINT, not FORCE INSTALL)
+        if name == "checkpoint" or words[:1] == ["CHECKPOINT"] or words == ["FORCE", "CHECKPOINT"] or (
                 first_word in ("CALL", "PRAGMA") and "checkpoint" in args[0].lower()):
             raise StoreCursorMisuse(
                 "a checkpoint on a store cursor: it would run beside the other cursors' statements and transactions "

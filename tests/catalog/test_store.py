@@ -1532,7 +1532,8 @@ def test_a_relation_from_a_store_cursor_is_refused_at_once(store):
         cur.close()
 
 
-@pytest.mark.parametrize("asked", ["checkpoint()", "CHECKPOINT", "force checkpoint;", "CALL checkpoint()"])
+@pytest.mark.parametrize("asked", ["checkpoint()", "CHECKPOINT", "force checkpoint;", "FORCE\n  CHECKPOINT catalogue",
+                                   "CALL checkpoint()"])
 def test_a_checkpoint_on_a_store_cursor_is_refused_at_once(store, asked):
     """A checkpoint asked on a store cursor ran under the shared hold of any statement, beside the
     other cursors' statements and transactions, and one that failed invalidated the catalogue under
@@ -1551,6 +1552,24 @@ def test_a_checkpoint_on_a_store_cursor_is_refused_at_once(store, asked):
     finally:
         cur.close()
     assert store.checkpoint("the test's checkpoint") and store.wal_bytes() == 0
+
+
+def test_a_force_statement_other_than_a_checkpoint_is_run_on_a_store_cursor(store, tmp_path):
+    """Every statement on a store cursor whose first word was FORCE was refused as a checkpoint:
+    FORCE INSTALL (an extension, from a file here) too. Only FORCE CHECKPOINT is; the other runs
+    as DuckDB has it (here its own error: no such file), and nothing is held."""
+    from catalog.store import StoreCursorMisuse
+
+    missing = tmp_path / "missing.duckdb_extension"
+    cur = store.cursor()
+    try:
+        with pytest.raises(duckdb.Error) as failed:
+            cur.execute(f"FORCE INSTALL '{missing}'")
+        assert not isinstance(failed.value, StoreCursorMisuse) and str(missing) in str(failed.value), failed.value
+        assert store._gate._shared == 0
+        assert cur.execute("SELECT 42").fetchone() == (42,)
+    finally:
+        cur.close()
 
 
 def test_a_second_store_cursor_in_a_thread_inside_a_transaction_is_refused_at_once(store, monkeypatch):
