@@ -9,7 +9,6 @@ from __future__ import annotations
 import collections
 import ctypes
 import functools
-import itertools
 import json
 import logging
 import os
@@ -159,6 +158,9 @@ def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
 # a large dataset), in another portal's thread; DuckDB lets the DETACH pass beside them and
 # refuses the ATTACH until they end ("Unique file handle conflict")
 REATTACH_WAIT_SECONDS = 600.0
+# how long a stopped portal waits to read whether its merge committed (Store.merged_in_run) while a
+# checkpoint or a re-attach holds the catalogue (seconds; minutes at a large catalogue: then unknown)
+MERGED_READ_WAIT_SECONDS = 30.0
 
 
 class CatalogueDetached(duckdb.Error):
@@ -214,6 +216,16 @@ class OtherCursorsKeptTheCatalogue(duckdb.Error):
     (Not catalog.lock.CatalogueBeingWritten: another process writing the catalogue.)"""
 
 
+class CatalogueHeldExclusive(duckdb.Error):
+    """A read that waits a bounded time (Store.merged_in_run's) found the catalogue held by a
+    checkpoint or a re-attach (the store's _Gate held exclusive) for the whole of it: not read."""
+
+
+class MergeOutcomeUnknown(Exception):
+    """Whether a portal's merge committed could not be read (Store.merged_in_run): the reason, to be
+    said as it is, neither "stored" nor "not stored"."""
+
+
 class StoreCursorMisuse(RuntimeError):
     """A store cursor (Store.cursor) used in a way its _Gate cannot serve, refused at once: its result
     read other than whole, a relation (its query run when it is read, outside the gate), a checkpoint
@@ -233,21 +245,29 @@ class _Gate:
 
     The exclusive hold is taken with the store's write lock held, and only by its holder, so a
     statement run under the write lock never waits on it; a transaction of a store cursor must
-    therefore not wait for the write lock before it ends (none does: record_pull's)."""
+    therefore not wait for the write lock before it ends (none does: record_pull's).
+
+    A hold is taken inside the `try` whose `finally` gives it back, that `finally`'s first call
+    (a dict's `pop`, in C) giving back a shared one, and the gate's own lock is a plain Lock, entered
+    and left in C: Python's own SIGINT handler (civicat used as a library) raises KeyboardInterrupt
+    at the next step of Python, and one raised between a hold taken and its `try` kept it for good
+    (a shared one: every later checkpoint or re-attach waited REATTACH_WAIT_SECONDS and failed; an
+    exclusive one: every other thread's statement waited for good)."""
 
     def __init__(self):
-        self._changed = threading.Condition()
-        self._holds: set[int] = set()   # the shared holds running (statements, transactions), by serial
-        self._serials = itertools.count(1)
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        # the shared holds running, by their token (any object, the caller's): a statement's None, a
+        # transaction's the thread it was begun in. Given back by `holds.pop(hold, None)` (see above)
+        self.holds: dict[object, int | None] = {}
         # the shared holds an exclusive one waited REATTACH_WAIT_SECONDS for in vain: while one of them
         # runs on, the next exclusive hold fails at once (each use of an invalidated catalogue, each
         # portal's checkpoint, waited the whole REATTACH_WAIT_SECONDS again for the same transaction)
-        self._outlasted: set[int] = set()
+        self._outlasted: set[object] = set()
         self._waited = 0.0   # (that wait's seconds)
         self._owner: int | None = None   # the thread holding it exclusive (it may nest)
         self._depth = 0
         self._wanted = 0   # exclusive holds waiting: new shared ones wait behind them
-        self._transactions: dict[int, int] = {}   # thread -> its store cursors' transactions open (shared holds)
 
     @contextmanager
     def exclusive(self, stop: threading.Event | None, done: str) -> Iterator[None]:
@@ -258,80 +278,70 @@ class _Gate:
             raise StoreCursorMisuse("a checkpoint or a re-attach of the catalogue asked in a thread inside a store "
                                     "cursor's transaction: it waits for every transaction to end, that one too; end "
                                     "the transaction first")
-        with self._changed:
-            if self._owner != me:
-                if self._outlasted & self._holds:   # (waited for once already, in vain: not again)
-                    raise OtherCursorsKeptTheCatalogue(
-                        f"a statement or transaction of the store's other cursors (a records pull's, say) that kept "
-                        f"the catalogue past an earlier wait of {self._waited:.0f} s still uses it: it was "
-                        f"not {done} (not waited for again)")
-                deadline = time.monotonic() + REATTACH_WAIT_SECONDS
-                self._wanted += 1
-                try:
-                    while self._owner is not None or self._holds:
-                        if stop is not None and stop.is_set():
-                            raise AttachStopped("stopped while another cursor's statement used the catalogue")
-                        left = deadline - time.monotonic()
-                        if left <= 0:
-                            self._outlasted, self._waited = set(self._holds), REATTACH_WAIT_SECONDS
-                            raise OtherCursorsKeptTheCatalogue(
-                                f"statements of the store's other cursors (a records pull's, say) used the catalogue "
-                                f"for {REATTACH_WAIT_SECONDS:.0f} s: it was not {done}")
-                        self._changed.wait(min(left, 0.05))
-                finally:
-                    self._wanted -= 1
-                    self._changed.notify_all()   # (given up: the shared holds waiting go on)
-                self._owner = me
-            self._depth += 1
+        taken = False
         try:
+            with self._lock:
+                if self._owner != me:
+                    self._outlasted = {hold for hold in self._outlasted if hold in self.holds}   # (those still held)
+                    if self._outlasted:   # (waited for once already, in vain: not again)
+                        raise OtherCursorsKeptTheCatalogue(
+                            f"a statement or transaction of the store's other cursors (a records pull's, say) that "
+                            f"kept the catalogue past an earlier wait of {self._waited:.0f} s still uses it: it was "
+                            f"not {done} (not waited for again)")
+                    deadline = time.monotonic() + REATTACH_WAIT_SECONDS
+                    self._wanted += 1
+                    try:
+                        while self._owner is not None or self.holds:
+                            if stop is not None and stop.is_set():
+                                raise AttachStopped("stopped while another cursor's statement used the catalogue")
+                            left = deadline - time.monotonic()
+                            if left <= 0:
+                                self._outlasted, self._waited = set(self.holds), REATTACH_WAIT_SECONDS
+                                raise OtherCursorsKeptTheCatalogue(
+                                    f"statements of the store's other cursors (a records pull's, say) used the "
+                                    f"catalogue for {REATTACH_WAIT_SECONDS:.0f} s: it was not {done}")
+                            self._changed.wait(min(left, 0.05))   # (polled: a shared hold is given back unsaid)
+                    finally:
+                        self._wanted -= 1
+                        self._changed.notify_all()   # (given up: the shared holds waiting go on)
+                # (one statement, no call in it: no KeyboardInterrupt between the hold and `taken`)
+                self._owner, self._depth, taken = me, self._depth + 1, True
             yield
         finally:
-            with self._changed:
+            if taken:   # (this thread's own fields, changed before any call; the others read them under the lock)
                 self._depth -= 1
                 if not self._depth:
                     self._owner = None
-                    self._changed.notify_all()
+                    with self._lock:
+                        self._changed.notify_all()
 
     @property
     def _shared(self) -> int:   # (how many shared holds run)
-        return len(self._holds)
+        return len(self.holds)
 
-    def hold_shared(self) -> int | None:
-        """Held shared (the hold's serial, for release_shared), once no exclusive hold is held or
-        waiting; None, nothing held: this thread holds it exclusive (its own statements go on)."""
+    def hold_shared(self, hold: object, wait: float | None = None) -> bool:
+        """`hold` (the caller's token, given back by `holds.pop(hold, None)`) held shared, once no
+        exclusive hold is held or waiting, `wait` seconds at most (CatalogueHeldExclusive); False,
+        nothing held: this thread holds it exclusive (its own statements go on)."""
         me = threading.get_ident()
-        with self._changed:
+        deadline = None if wait is None else time.monotonic() + wait
+        with self._lock:
             if self._owner == me:
-                return None
+                return False
             while self._owner is not None or self._wanted:
-                self._changed.wait(1.0)
-            hold = next(self._serials)
-            self._holds.add(hold)
-            return hold
-
-    def release_shared(self, hold: int) -> None:
-        with self._changed:
-            self._holds.discard(hold)
-            self._outlasted.discard(hold)
-            if not self._holds:
-                self._changed.notify_all()
-
-    def transaction_begun(self, thread: int) -> None:
-        """A store cursor's BEGIN in `thread`, holding it shared (hold_shared) until its end."""
-        with self._changed:
-            self._transactions[thread] = self._transactions.get(thread, 0) + 1
-
-    def transaction_ended(self, thread: int, hold: int) -> None:
-        with self._changed:
-            self._transactions[thread] -= 1
-            if not self._transactions[thread]:
-                del self._transactions[thread]
-        self.release_shared(hold)
+                left = 1.0 if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise CatalogueHeldExclusive(f"a checkpoint or a re-attach of the catalogue held it for the "
+                                                 f"{wait:g} s the read could wait")
+                self._changed.wait(min(left, 1.0))
+            self.holds[hold] = None
+            return True
 
     def in_transaction(self, thread: int) -> bool:
         """Whether a store cursor's transaction begun in `thread` is open: that thread's other uses of
         the gate would wait for an exclusive hold that waits for it."""
-        return thread in self._transactions
+        with self._lock:
+            return thread in self.holds.values()
 
 
 _TRANSACTION_BEGINS = ("BEGIN", "START")
@@ -361,8 +371,7 @@ class _GatedCursor(uncut.Connection):
     def __init__(self, con, store: Store, *, interruptible: bool = False):
         super().__init__(con, interruptible=interruptible)
         self._store, self._rows = store, None
-        # the thread whose BEGIN holds the gate until its end, and that hold's serial
-        self._transaction: tuple[int, int] | None = None
+        self._transaction: object | None = None   # the hold of the gate its BEGIN took, until its end
 
     def fetchone(self):
         if self._rows is None:   # (no statement ran: DuckDB's own error)
@@ -402,9 +411,11 @@ class _GatedCursor(uncut.Connection):
 
     def _gated(self, name: str, method, args, kwargs):
         self._rows = None   # (a new statement's, or a call that ends the result)
-        first_word = (args[0].lstrip().split(None, 1) or [""])[0].rstrip(";").upper() \
-            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else _METHOD_WORDS.get(name, "")
-        if name == "checkpoint" or first_word in ("CHECKPOINT", "FORCE") or (
+        words = [word.rstrip(";").upper() for word in args[0].split(None, 2)[:2]] \
+            if name in ("execute", "sql", "query") and args and isinstance(args[0], str) else [_METHOD_WORDS.get(name, "")]
+        first_word = (words or [""])[0]
+        # (FORCE CHECKPOINT, not FORCE INSTALL)
+        if name == "checkpoint" or words[:1] == ["CHECKPOINT"] or words == ["FORCE", "CHECKPOINT"] or (
                 first_word in ("CALL", "PRAGMA") and "checkpoint" in args[0].lower()):
             raise StoreCursorMisuse(
                 "a checkpoint on a store cursor: it would run beside the other cursors' statements and transactions "
@@ -415,9 +426,9 @@ class _GatedCursor(uncut.Connection):
             try:
                 return self._read_whole(name, self._call(method, args, kwargs))
             finally:
-                if first_word in _TRANSACTION_ENDS or name == "close":
-                    gate.transaction_ended(*self._transaction)
-                    self._transaction = None
+                if first_word in _TRANSACTION_ENDS or name == "close":   # (given back first: see _Gate)
+                    hold, self._transaction = self._transaction, None
+                    gate.holds.pop(hold, None)
         me = threading.get_ident()
         if name != "close" and gate.in_transaction(me):
             raise StoreCursorMisuse(
@@ -427,20 +438,19 @@ class _GatedCursor(uncut.Connection):
                 "the transaction's own cursor, or after its end")
         if self._store._invalidated and self._store._detached is None and name != "close":
             self._store._attach_invalidated()   # (before its hold: the re-attach waits for every hold)
-        held = gate.hold_shared()
-        begun = False
-        try:
+        hold, begun = object(), False
+        try:   # (the hold taken inside the `try` that gives it back: see _Gate)
+            held = gate.hold_shared(hold)
             if self._store._detached is not None and name != "close":
                 self._store._attach_again()
             result = self._read_whole(name, self._call(method, args, kwargs))
-            begun = held is not None and first_word in _TRANSACTION_BEGINS
+            begun = held and first_word in _TRANSACTION_BEGINS
             return result
         finally:
-            if begun:
-                self._transaction = (me, held)
-                gate.transaction_begun(me)
-            elif held is not None:
-                gate.release_shared(held)
+            if begun:   # (held on to its end, as this thread's transaction's)
+                gate.holds[hold], self._transaction = me, hold
+            else:
+                gate.holds.pop(hold, None)
 
 
 def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
@@ -1158,15 +1168,35 @@ class Store:
     def merged_in_run(self, run_id: str, portal_id: str) -> dict[str, int] | None:
         """The counts of the portal's merge in run `run_id` if it committed (as commit_portal gave them),
         read from the catalogue: a stop that came just after its COMMIT returned, before civicat noted it
-        (no StoppedAfterStoring), left it so. None: the merge did not commit (or the catalogue cannot say)."""
+        (no StoppedAfterStoring), left it so. None: the merge did not commit. MergeOutcomeUnknown: the
+        catalogue could not say (the read failed, or waited MERGED_READ_WAIT_SECONDS in vain).
+
+        Read on a cursor of its own, not under the write lock: with --workers above 1 another portal's
+        merge holds that lock as long as it runs (a portal thread's merge runs to its end after a stop),
+        and the stop's cleanup waited for it; DuckDB shows the cursor what has committed. The cursor
+        passes the store's gate, whose exclusive holder (a checkpoint, a re-attach) it waits for a
+        bounded time."""
+        hold = object()
         try:
-            with self._write_lock:
-                row = self.con.execute("""SELECT new, changed, unchanged, removed FROM harvest_runs
+            try:   # (the catalogue cannot be detached nor invalidated while the hold lasts; taken inside: _Gate)
+                self._gate.hold_shared(hold, MERGED_READ_WAIT_SECONDS)
+                if self._detached is not None:
+                    raise CatalogueDetached(f"the catalogue was detached {self._detached} and is not attached yet")
+                if self._invalidated:
+                    raise CatalogueInvalidated(f"the catalogue was invalidated by a checkpoint that failed "
+                                               f"({self._invalidated_by}) and is not attached again yet")
+                side = self._con.cursor()   # (created, used and closed within the hold)
+                try:
+                    side.execute(f"USE {CATALOGUE}")
+                    row = side.execute("""SELECT new, changed, unchanged, removed FROM harvest_runs
                                           WHERE run_id = $run AND portal_id = $portal AND listing_complete IS NOT NULL""",
                                        {"run": run_id, "portal": portal_id}).fetchone()
+                finally:
+                    side.close()
+            finally:
+                self._gate.holds.pop(hold, None)
         except duckdb.Error as exc:
-            log.warning("%s: whether its merge committed before the stop could not be read: %s", portal_id, exc)
-            return None
+            raise MergeOutcomeUnknown(str(exc)) from exc
         return None if row is None else dict(zip(("new", "changed", "unchanged", "removed"), row))
 
     def left_by_stop(self, done: list[str]) -> str:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from catalog import events
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
-from catalog.store import Store, StoppedAfterStoring, bound_the_c_heap, page_identity
+from catalog.store import MergeOutcomeUnknown, Store, StoppedAfterStoring, bound_the_c_heap, page_identity
 from catalog.transactions import rollback
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, OverBudget, error_type
@@ -121,6 +121,14 @@ def interrupted_message(step: str) -> str:
         return (f"the harvest was interrupted ({stopped_by()}) while it pulled records: the catalogue was stored, "
                 "the records keep their previous Parquet (the pull resumes next time)")
     return f"the harvest was interrupted ({stopped_by()}) before this portal was stored; its previous catalogue is kept"
+
+
+def unknown_if_stored_message(why: str) -> str:
+    """What a portal stopped as it was stored says when the catalogue could not tell whether its
+    merge committed (Store.merged_in_run): neither stored nor kept, which either may be false."""
+    return (f"stored or not, unknown: the harvest was interrupted ({stopped_by()}) while this portal was being "
+            f"stored, and whether its merge committed could not be read ({why}); either way the portal is as one "
+            "transaction left it, and the next harvest brings it up to date")
 
 
 def stored_then_stopped_message(left: str) -> str:
@@ -392,7 +400,11 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
         if interrupted:
             http.cancel()   # (in the main thread: the requests of the threads listing ahead stop too)
         # a stop just after the merge's COMMIT returned, before civicat noted it: what the catalogue holds says
-        stored = store.merged_in_run(run_id, portal.id) if interrupted and step == "store" else None
+        unknown = None
+        try:
+            stored = store.merged_in_run(run_id, portal.id) if interrupted and step == "store" else None
+        except MergeOutcomeUnknown as why:
+            stored, unknown = None, why
         if stored is not None:
             _stored_then_stopped(report, errors, {**stored, "unchanged": stored["unchanged"] + mapper.unchanged},
                                  store.left_by_stop([]))
@@ -411,7 +423,8 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             # room the user will find)
             exc = disk_full(exc, store.db_path) or exc
             report.error_type = "Interrupted" if interrupted else error_type(exc)
-            report.error_message = interrupted_message(step) if interrupted else str(exc)
+            report.error_message = (unknown_if_stored_message(str(unknown)) if unknown is not None else
+                                    interrupted_message(step) if interrupted else str(exc))
             errors.add(None, step, report.error_type, report.error_message)
             log.error("%s: harvest failed: %s", portal.id, str(exc) or report.error_message)
     finally:

@@ -18,6 +18,7 @@ import pytest
 from catalog.store import Store
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, ValidatorCache
+from tests.children import line_of
 
 
 def pytest_configure(config):
@@ -79,7 +80,7 @@ def writer_under_way(db, *command: str):
     writer = subprocess.Popen([sys.executable, "-c", WRITER_UNDER_WAY, str(db), *command], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
-        assert writer.stdout.readline() == "open\n"
+        assert line_of(writer) == "open\n"
         yield writer
     finally:
         writer.kill()
@@ -95,7 +96,7 @@ def stopped_at_its_first_line(script: str, sig: int, first_line: str, *args: str
     process = subprocess.Popen([sys.executable, "-c", script, *args], cwd=REPO, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
-        assert process.stdout.readline() == first_line
+        assert line_of(process) == first_line
         process.send_signal(sig)
         try:
             process.out, process.err = process.communicate(timeout=60)

@@ -149,7 +149,7 @@ class HttpClient:
         self.address_fault_limit = address_fault_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
         self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
-        # the answers being read (shared too): a stop shuts their sockets (cancel). A set, no lock:
+        # the answers being read and awaited (shared too): a stop shuts their sockets (cancel). A set, no lock:
         # cancel runs in a signal's handler, which a lock the interrupted main thread held would hang
         self._in_flight: set[_Watchdog] = set()
         # (a name unanswered that long is down, and so is a silent resolver; a stop drops the lookups queued)
@@ -221,7 +221,7 @@ class HttpClient:
         retry waiting its turn, and every lookup waiting for a place: _Lookups) raises Interrupted at once."""
         self._stop.set()
         _LOOKUPS.wake()
-        for watchdog in list(self._in_flight):   # (a body stalled mid-way ends now, not at its read timeout)
+        for watchdog in list(self._in_flight):   # (a body or headers stalled end now, not at a timeout)
             watchdog.stop()
 
     @property
@@ -582,11 +582,15 @@ class HttpClient:
             self._check_stopped(url)
             started = time.monotonic()   # (not before the slot's wait: a long Retry-After hold would use it up)
             try:
-                with _headers_by(started + timeout * 2, self._refusals, self._resolver) as exchange:
+                with _headers_by(started + timeout * 2, self._refusals, self._resolver, self._stop,
+                                 self._in_flight) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
-            except requests.exceptions.Timeout as exc:
-                raise TimedOut(f"timed out: {type(exc).__name__}", url) from None
             except requests.exceptions.RequestException as exc:
+                if exchange.stopped:   # (its socket shut by the stop: the server had not answered yet)
+                    raise Interrupted(f"the harvest was interrupted while waiting for the {what}'s headers: "
+                                      f"{url}") from None
+                if isinstance(exc, requests.exceptions.Timeout):
+                    raise TimedOut(f"timed out: {type(exc).__name__}", url) from None
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None
             started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
             watchdog = _Watchdog(response, seconds)

@@ -74,8 +74,12 @@ class _Exchange:
     deadline: float
     refusals: "_Refusals"        # the client's: told of each connection refused or made
     resolver: "_ResolverWatch"   # the client's: told of each lookup answered or not
+    # the client's stop and the watchdogs it shuts (HttpClient.cancel): a wait for headers is one
+    stop: threading.Event | None = None
+    in_flight: set | None = None
     connecting: float = 0.0      # seconds spent making connections (the connect timeout bounds them)
     headers_late: bool = False
+    stopped: bool = False        # a wait for headers ended by the stop
     refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
 
 
@@ -138,14 +142,21 @@ class _HeadersInTime:
         if exchange is None or self.sock is None:
             return super().getresponse(*args, **kwargs)
         guard = _SocketWatchdog(self.sock, exchange.deadline)
+        if exchange.in_flight is not None:   # (a stop shuts it too: a stalled server held it to the deadline)
+            exchange.in_flight.add(guard)
+            if exchange.stop.is_set():   # (a cancel that came before it was listed: shut it here)
+                guard.stop()
         try:
             response = super().getresponse(*args, **kwargs)
         finally:
+            if exchange.in_flight is not None:
+                exchange.in_flight.discard(guard)
             guard.cancel()
             exchange.headers_late = guard.fired
-        if guard.fired:   # (the socket shut mid-headers reads as their end: never a response)
+            exchange.stopped = guard.stopped
+        if guard.fired or guard.stopped:   # (the socket shut mid-headers reads as their end: never a response)
             response.close()
-            raise ConnectionAbortedError("the response headers were late")
+            raise ConnectionAbortedError("the run was stopped" if guard.stopped else "the response headers were late")
         return response
 
 
@@ -220,11 +231,13 @@ class _Adapter(HTTPAdapter):
 
 
 @contextmanager
-def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch") -> Iterator[_Exchange]:
+def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch", stop: threading.Event,
+                in_flight: set) -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
-    `deadline` (time.monotonic), moved on by the time its connections take to make; the
+    `deadline` (time.monotonic), moved on by the time its connections take to make, or by `stop`
+    (their waits' watchdogs listed in `in_flight` meanwhile, for the stop to shut); the
     connections refused or made are told to `refusals`, the lookups to `resolver`."""
-    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver)
+    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver, stop, in_flight)
     try:
         yield exchange
     finally:

@@ -57,21 +57,29 @@ class _Watchdog:
 
 
 class _SocketWatchdog(_Watchdog):
-    """Shuts a bare socket at an absolute deadline (the headers' time, _HeadersInTime)."""
+    """Shuts a bare socket at an absolute deadline (the headers' time, _HeadersInTime), or at
+    once when the run stops (stop)."""
 
     def __init__(self, sock: socket.socket, deadline: float):
         self.sock = sock
+        self.response = None
         self.fired = False
+        self.stopped = False
         self.cancelled = False
         self.deadline = deadline
         _DEADLINES.watch(self)
 
-    def _fire(self) -> None:
-        self.fired = True
+    def _shut(self) -> None:
+        sock = self.sock   # (None once cancelled: the headers in, the socket the body's to read)
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
+            if sock is not None:
+                sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+
+    def cancel(self) -> None:
+        super().cancel()
+        self.sock = None
 
 
 class _Deadlines:

@@ -6,6 +6,7 @@ import psutil
 
 import bench.serve
 from bench.serve import serving
+from tests.children import line_of
 
 
 def test_a_server_slow_to_stop_is_stopped_without_losing_the_benchmark(monkeypatch, capfd):
@@ -15,7 +16,7 @@ def test_a_server_slow_to_stop_is_stopped_without_losing_the_benchmark(monkeypat
     monkeypatch.setattr(bench.serve, "STOP_SECONDS", 1, raising=False)
     figures = []
     with serving("socrata", 10) as server:
-        assert server.stdout.readline().startswith("http://127.0.0.1:")
+        assert line_of(server).startswith("http://127.0.0.1:")
         os.kill(server.pid, signal.SIGSTOP)   # (a server that cannot stop in time, as on a machine at load 60)
         figures.append("measured")
     figures.append("printed")
@@ -27,5 +28,5 @@ def test_a_server_slow_to_stop_is_stopped_without_losing_the_benchmark(monkeypat
 
 def test_a_server_stops_when_the_block_ends():
     with serving("socrata", 10) as server:
-        assert server.stdout.readline().startswith("http://127.0.0.1:")
+        assert line_of(server).startswith("http://127.0.0.1:")
     assert server.returncode == 0

@@ -28,6 +28,7 @@ from harvester.cli import cli
 from tests.conftest import REPO, harvest_with_records, left_beside, writer_under_way
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
+from tests.children import ended, line_of, run
 
 DOCS = Path(__file__).parents[2] / "docs" / "export.md"
 S, I32, I64, F64, TS, LIST = ("string", "int32", "int64", "double", "timestamp[us, tz=UTC]",
@@ -454,8 +455,8 @@ def test_an_export_as_a_writer_starts_reads_the_copy_and_keeps_the_writer_s_open
     copy_records = export._copy_records
 
     def the_writer_opens(*args):
-        opened.append(subprocess.run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(seattle)!r}).close()"],
-                                     capture_output=True, text=True))
+        opened.append(run([sys.executable, "-c", f"import duckdb; duckdb.connect({str(seattle)!r}).close()"],
+                          capture_output=True, text=True))
         return copy_records(*args)
     monkeypatch.setattr(export, "_copy_records", the_writer_opens)
     with WriterLock(seattle):   # (this process's own: a writer at its start)
@@ -634,14 +635,14 @@ def test_export_wait_waits_out_a_records_pull_and_exits_1_naming_it_when_the_wai
         ran_out = CliRunner().invoke(cli, ["export", "--db", str(seattle), "--out", str(out), "--wait", "0.5"])
         waiting = subprocess.Popen([*export_command, "--wait"], stderr=subprocess.PIPE, text=True,
                                    env={**os.environ, "PYTHONPATH": REPO})
-        said = waiting.stderr.readline()
+        said = line_of(waiting, "stderr")
     assert ran_out.exit_code == 1, ran_out.output
     assert (f"is being written by process {writer.pid} (civicat records sea:{ID}, since " in ran_out.output
             and "a records pull replaces records folders as it runs" in ran_out.output
             and ran_out.output.rstrip().endswith("(still so at the end of --wait 0.5)")), ran_out.output
     assert exported(out) == previous
     assert f"process {writer.pid} (civicat records sea:{ID}" in said and "waiting for it to end (--wait: " in said, said
-    assert waiting.wait(timeout=300) == 0, waiting.stderr.read()   # (the pull ended: the writer killed)
+    assert ended(waiting, 300) == 0, waiting.stderr.read()   # (the pull ended: the writer killed)
     assert waiting.stderr.read().count("waiting for it to end") == 0   # (said once)
     assert json.loads((out / "manifest.json").read_text())["records"] == {"datasets": 1, "rows": 1000}
 

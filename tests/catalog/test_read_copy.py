@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from tests.children import line_of
 
 import duckdb
 import pytest
@@ -57,14 +58,14 @@ def test_a_reader_of_the_previous_copy_keeps_reading_it_while_the_new_one_replac
     try:
         reader.stdin.write("read\n")
         reader.stdin.flush()
-        assert reader.stdout.readline() == "(10, 45)\n"
+        assert line_of(reader) == "(10, 45)\n"
         old_inode = copy.stat().st_ino
         write_rows(db, 20000)
         publish(db)
         assert copy.stat().st_ino != old_inode and count(copy) == 20000   # renamed into place, whole
         reader.stdin.write("read again\n")
         reader.stdin.flush()
-        assert reader.stdout.readline() == "(10, 45)\n"   # still the copy it opened, readable
+        assert line_of(reader) == "(10, 45)\n"   # still the copy it opened, readable
     finally:
         reader.stdin.close()
         assert reader.wait(30) == 0
@@ -165,7 +166,7 @@ def test_a_catalogue_open_for_writing_in_another_process_is_not_copied(tmp_path,
                                  f"con = duckdb.connect({str(db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert notebook.stdout.readline() == "open\n"
+        assert line_of(notebook) == "open\n"
         if not opened_first:   # (the notebook opened it between the check that the catalogue opens and the copy)
             monkeypatch.setattr(read_copy, "_unopened", lambda path: None)
         with caplog.at_level(logging.WARNING):

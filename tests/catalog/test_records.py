@@ -3,6 +3,7 @@ whole; profiles from DuckDB over the Parquet (checked against the statistics rea
 session 28, on real records and a wide dataset)."""
 import os
 from pathlib import Path
+from tests.children import line_of, run
 
 import duckdb
 import pyarrow as pa
@@ -302,7 +303,7 @@ def test_a_reader_polling_a_dataset_through_many_publishes_never_finds_it_missin
     stop = tmp_path / "stop"
     poller = subprocess.Popen([sys.executable, "-c", POLLER, str(layout.folder("p", "d")), str(stop)],
                               stdout=subprocess.PIPE, text=True)
-    assert poller.stdout.readline() == "ready\n"
+    assert line_of(poller) == "ready\n"
     try:
         for version in range(1, 1001):
             layout.publish(stage(version), "p", "d")
@@ -379,7 +380,6 @@ def test_a_partial_copy_made_to_swap_in_is_never_restored_as_the_dataset(tmp_pat
     it is removed, and the next publish of the staged pull puts the whole dataset in place."""
     import shutil
     import signal
-    import subprocess
     import sys
 
     if not _swaps_in_one_step(tmp_path):
@@ -388,7 +388,7 @@ def test_a_partial_copy_made_to_swap_in_is_never_restored_as_the_dataset(tmp_pat
     layout.publish(tmp_path / "ready1", "p", "d")
     ready = tmp_path / "ready2"
     pq.write_table(pa.table({"v": [2]}), ready / "part-00001.parquet")
-    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_ONE_LINK, str(layout.root), str(ready)],
+    killed = run([sys.executable, "-c", KILLED_AFTER_ONE_LINK, str(layout.root), str(ready)],
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
                             capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]

@@ -3,11 +3,12 @@ import subprocess
 import sys
 
 from catalog.scratch import ScratchFolder, remove_left_over
+from tests.children import ended
 
 
 def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
-    child.wait()
+    ended(child)
     return child.pid
 
 

@@ -1,9 +1,13 @@
+import contextlib
 import os
+import signal
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from tests.children import run
 
 import duckdb
 import pytest
@@ -389,7 +393,6 @@ def test_a_portal_of_very_large_raw_entries_is_stored_whole(tmp_path, caplog):
 
 
 def test_a_wal_left_by_a_killed_run_is_replayed_with_its_spill_beside_the_catalogue(tmp_path, monkeypatch):
-    import subprocess
     import sys
 
     import duckdb
@@ -407,7 +410,7 @@ for _ in range(3):
     con.execute("INSERT INTO big SELECT repeat('x', 60000) || range FROM range(1000)")
 os._exit(9)  # killed: the inserts are in the WAL only
 """
-    subprocess.run([sys.executable, "-c", writer], check=False, cwd=Path(__file__).parents[2])
+    run([sys.executable, "-c", writer], 600, check=False, cwd=Path(__file__).parents[2])
     assert Path(f"{db}.wal").stat().st_size > 150_000_000
     # the replay runs as ATTACH opens it, before any SET: on a machine whose memory is
     # smaller than the WAL it spills, from cron's working directory too
@@ -1529,7 +1532,8 @@ def test_a_relation_from_a_store_cursor_is_refused_at_once(store):
         cur.close()
 
 
-@pytest.mark.parametrize("asked", ["checkpoint()", "CHECKPOINT", "force checkpoint;", "CALL checkpoint()"])
+@pytest.mark.parametrize("asked", ["checkpoint()", "CHECKPOINT", "force checkpoint;", "FORCE\n  CHECKPOINT catalogue",
+                                   "CALL checkpoint()"])
 def test_a_checkpoint_on_a_store_cursor_is_refused_at_once(store, asked):
     """A checkpoint asked on a store cursor ran under the shared hold of any statement, beside the
     other cursors' statements and transactions, and one that failed invalidated the catalogue under
@@ -1548,6 +1552,24 @@ def test_a_checkpoint_on_a_store_cursor_is_refused_at_once(store, asked):
     finally:
         cur.close()
     assert store.checkpoint("the test's checkpoint") and store.wal_bytes() == 0
+
+
+def test_a_force_statement_other_than_a_checkpoint_is_run_on_a_store_cursor(store, tmp_path):
+    """Every statement on a store cursor whose first word was FORCE was refused as a checkpoint:
+    FORCE INSTALL (an extension, from a file here) too. Only FORCE CHECKPOINT is; the other runs
+    as DuckDB has it (here its own error: no such file), and nothing is held."""
+    from catalog.store import StoreCursorMisuse
+
+    missing = tmp_path / "missing.duckdb_extension"
+    cur = store.cursor()
+    try:
+        with pytest.raises(duckdb.Error) as failed:
+            cur.execute(f"FORCE INSTALL '{missing}'")
+        assert not isinstance(failed.value, StoreCursorMisuse) and str(missing) in str(failed.value), failed.value
+        assert store._gate._shared == 0
+        assert cur.execute("SELECT 42").fetchone() == (42,)
+    finally:
+        cur.close()
 
 
 def test_a_second_store_cursor_in_a_thread_inside_a_transaction_is_refused_at_once(store, monkeypatch):
@@ -1794,5 +1816,88 @@ def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path,
             store.load_raw([raw_part(tmp_path, 0)], batch.longest, "city")
         assert "did not fit" not in caplog.text
         assert rows(store, "SELECT count(*), min(strlen(raw)) > 2_000 FROM raw_records") == [(ROW_GROUP_ROWS, True)]
+    finally:
+        store.close()
+
+
+# -- a KeyboardInterrupt from Python's own SIGINT handler (civicat used as a library) --------------
+
+@contextlib.contextmanager
+def sigint_in_main_thread_when(function, reached):
+    """A real SIGINT, taken by Python's own handler (signal.default_int_handler: a library caller's,
+    not the command's), sent once the main thread, in `function`, has `reached(frame)`: at the next
+    step where Python runs a handler (a C call's return, a Python function's start: sys.setprofile's
+    `c_return`, `call`), where the KeyboardInterrupt is raised, as the handler would raise it there.
+    Yields the list that says whether it was sent."""
+    code = getattr(function, "__wrapped__", function).__code__
+    sent: list[bool] = []
+
+    def profiled(frame, event, arg):
+        caller = frame.f_back if event == "call" else frame
+        if event in ("call", "c_return") and not sent and caller is not None and caller.f_code is code \
+                and reached(caller):
+            sent.append(True)
+            signal.raise_signal(signal.SIGINT)   # (the handler runs as this returns: raised here)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sys.setprofile(profiled)
+    try:
+        yield sent
+    finally:
+        sys.setprofile(None)
+        signal.signal(signal.SIGINT, previous)
+
+
+def _statement_of_another_thread(store) -> list:
+    """`SELECT 42` on a store cursor in a thread of its own, awaited 60 s at most (far beyond any
+    load): what it gave, or [] if it was still waiting for the gate."""
+    answered: list = []
+
+    def ask():
+        cur = store.cursor()
+        try:
+            answered.append(cur.execute("SELECT 42").fetchone()[0])
+        finally:
+            cur.close()
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(60)
+    return answered
+
+
+@pytest.mark.parametrize("where", ["a cursor's statement", "merged_in_run", "a checkpoint"])
+def test_a_keyboard_interrupt_of_python_s_own_handler_leaves_no_hold_of_the_gate(tmp_path, monkeypatch, where):
+    """civicat used as a library: Python's own SIGINT handler raises KeyboardInterrupt at whatever
+    step of Python the main thread is at. One raised as a store cursor's statement had taken its
+    shared hold of the gate, before the `try` that gives it back, kept that hold for good: every
+    later checkpoint or re-attach waited REATTACH_WAIT_SECONDS (600 s) and failed, each one after it
+    at once. One raised as a checkpoint had taken the gate exclusive, before its `try`, kept it so:
+    every other thread's statement on a store cursor waited for good. Now the hold is taken inside
+    the `try` whose end gives it back."""
+    import catalog.store as store_module
+    from catalog.store import _Gate
+
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 5.0)   # (a hold kept: the checkpoint fails after it)
+    store = Store(tmp_path / "catalog.duckdb")
+    try:
+        store.commit_portal(stage_of(store, [record("a")]), "city", T0, mark_deleted=True)
+        me = threading.get_ident()
+        if where == "a checkpoint":   # (once its exclusive hold is taken)
+            injected = sigint_in_main_thread_when(_Gate.exclusive, lambda frame: frame.f_locals["self"]._owner == me)
+        else:   # (once its shared hold is taken)
+            injected = sigint_in_main_thread_when(_Gate.hold_shared, lambda frame: frame.f_locals["self"]._shared)
+        with injected as sent, pytest.raises(KeyboardInterrupt):
+            if where == "a cursor's statement":
+                store.cursor().close()
+            elif where == "merged_in_run":
+                store.merged_in_run("run", "city")
+            else:
+                store.checkpoint("the test's checkpoint")
+        assert sent == [True]
+        assert store._gate._shared == 0 and store._gate._owner is None, (store._gate._shared, store._gate._owner)
+        assert _statement_of_another_thread(store) == [42], "another thread's statement waited for a hold kept"
+        store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True)
+        assert store.checkpoint("the checkpoint after") is True
     finally:
         store.close()

@@ -5,6 +5,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from tests.children import run
 
 import duckdb
 import pytest
@@ -243,6 +244,6 @@ def test_no_connection_nor_cursor_prints_duckdbs_progress_bar():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    shown = subprocess.run([sys.executable, "-c", SETTINGS_SHOWN], cwd=root, capture_output=True, text=True,
-                           check=True, env={**os.environ, "PYTHONPATH": str(root)}).stdout.strip()
+    shown = run([sys.executable, "-c", SETTINGS_SHOWN], cwd=root, capture_output=True, text=True,
+                check=True, env={**os.environ, "PYTHONPATH": str(root)}).stdout.strip()
     assert shown == "[False, False, False, False]"

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 from catalog.read_copy import read_copy_path
 from harvester.cli import cli
+from tests.children import line_of, output_of, run
 from tests.conftest import stopped_at_its_first_line, writer_under_way
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.synth import make_data_json
@@ -640,7 +641,7 @@ def test_a_catalogue_open_in_another_process_keeps_the_harvest_out_clearly_or_wa
                                  f"con = duckdb.connect({str(db)!r}, read_only=True)\nprint('open', flush=True)\n"
                                  "sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert notebook.stdout.readline() == "open\n"              # an analyst's notebook, read-only
+        assert line_of(notebook) == "open\n"              # an analyst's notebook, read-only
         busy = CliRunner().invoke(cli, args)
         assert busy.exit_code == 2 and f"is open in process {notebook.pid}" in busy.output and "--wait" in busy.output
         given_up = CliRunner().invoke(cli, ["harvest", "--wait-minutes", "0.05", *args[1:]])   # 3 s
@@ -667,7 +668,7 @@ def test_readers_say_clearly_that_a_harvest_holds_the_catalogue(tmp_path, portal
                                f"con = duckdb.connect({str(db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert writer.stdout.readline() == "open\n"   # a harvest writing the catalogue
+        assert line_of(writer) == "open\n"   # a harvest writing the catalogue
         for args in (["runs"], ["sql", "SELECT 1"], ["search", "permits"], ["similar", "city:x"],
                      ["export", "--out", str(tmp_path / "out")]):
             result = CliRunner().invoke(cli, [*args, "--db", str(db)])
@@ -709,7 +710,7 @@ def test_readers_blocked_by_a_civicat_writer_name_its_command_and_since_when(tmp
     writer = subprocess.Popen([sys.executable, "-c", CIVICAT_WRITER, str(db), how], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
-        assert writer.stdout.readline() == "open\n"
+        assert line_of(writer) == "open\n"
         since = json.loads((tmp_path / "c.duckdb.lock").read_text())["since"]
         for args in (["sql", "SELECT 1"], ["search", "permits"], ["export", "--out", str(tmp_path / "out")]):
             result = CliRunner().invoke(cli, [*args, "--db", str(db)])
@@ -792,7 +793,7 @@ def test_a_writer_that_ended_without_its_copy_leaves_the_next_writer_s_readers_t
     writer = subprocess.Popen([sys.executable, "-c", WRITER_STARTED, str(db)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
     try:
-        assert writer.stdout.readline() == "open\n"
+        assert line_of(writer) == "open\n"
         reader = subprocess.run([sys.executable, "-m", "harvester", "sql", "--db", str(db), "--json", live],
                                 capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": REPO})
         assert reader.returncode == 0, reader.stderr
@@ -824,7 +825,7 @@ def test_the_commits_of_a_writer_killed_with_its_wal_are_in_the_copy_the_next_wr
     writer = subprocess.Popen([sys.executable, "-c", WRITER_STARTED, str(db)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True, env=env)
     try:
-        assert writer.stdout.readline() == "open\n"
+        assert line_of(writer) == "open\n"
         reader = subprocess.run([sys.executable, "-m", "harvester", "sql", "--db", str(db), "--json", live],
                                 capture_output=True, text=True, timeout=60, env=env)
         assert reader.returncode == 0, reader.stderr
@@ -1187,8 +1188,7 @@ def test_runs_errors_json_holds_no_more_than_a_batch_of_errors_in_memory(tmp_pat
                "    subprocess.run([sys.executable, '-m', 'harvester', 'runs', '--errors', '--json', '--db', "
                f"{str(db)!r}], stdout=out, check=True)\n"
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)")
-    peak_mb = int(subprocess.run([sys.executable, "-c", measure], capture_output=True, text=True,
-                                 check=True).stdout)
+    peak_mb = int(run([sys.executable, "-c", measure], capture_output=True, text=True, check=True).stdout)
     with open(out, "rb") as listed:
         sources = [line.strip() for line in listed if line.strip().startswith(b'"source_id": ')]
     assert len(sources) == 300000 and sources[:2] == [b'"source_id": "dataset-0",', b'"source_id": "dataset-1",']
@@ -1329,10 +1329,10 @@ def test_a_reader_that_stops_reading_is_no_error_to_print(empty_catalogue):
     reader = subprocess.Popen([sys.executable, "-m", "harvester", "sql", "SELECT range AS n FROM range(1000000)",
                                "--format", "csv", "--db", empty_catalogue],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert reader.stdout.readline() == b"n\n"
+    assert line_of(reader) == b"n\n"
     reader.stdout.close()
-    stderr = reader.stderr.read()
-    assert reader.wait(timeout=120) == 141
+    _, stderr = output_of(reader)
+    assert reader.returncode == 141
     assert stderr == b""
 
 

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from catalog.lock import connect_read_only
 from harvester.cli import cli
 from harvester.portals import opendatasoft
+from tests.children import ended, line_of, output_of
 from tests.conftest import left_beside
 from tests.harvester.portals.test_ckan import packages
 from tests.portals.base import RawBody
@@ -1125,7 +1126,7 @@ def stopped_in_a_long_statement(which: str, sig: int, tmp_path: Path, *args: str
         _, err = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:   # (the statement's minutes waited for, or DuckDB hung)
         process.kill()
-        _, err = process.communicate()
+        _, err = output_of(process, 30)
         return None, err.decode()
     return process.returncode, err.decode()
 
@@ -1156,12 +1157,12 @@ def test_a_long_query_of_the_read_copy_stopped_ends_at_once(nightly):
                                f"con = duckdb.connect({str(nightly.db)!r})\nprint('open', flush=True)\nsys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        assert writer.stdout.readline() == "open\n"
+        assert line_of(writer) == "open\n"
         code, err = stopped_in_a_long_statement("sql", signal.SIGINT, nightly.tmp_path, "sql", LONG_QUERY, "--db",
                                                 str(nightly.db))
     finally:
         writer.stdin.close()
-        writer.wait()
+        ended(writer)
     # (the copy holds the catalogue's last write, the writer having written nothing: it is read
     # without a word, as the catalogue itself would be; the catalogue is the writer's)
     assert code == 130 and "Interrupted (Ctrl-C): " in err and "Query interrupted" not in err, err[-2000:]

@@ -18,6 +18,7 @@ from harvester import mapping
 from harvester.mapping import Batch, WorkerPool
 from catalog.stage import raw_part, records_part
 from harvester.pipeline import harvest
+from tests.children import line_of
 from tests.conftest import fast_client, portal_config
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_socrata_entries
@@ -396,7 +397,7 @@ def test_the_workers_of_a_harvest_killed_outright_leave_with_it(tmp_path):
         "    os.kill(os.getpid(), signal.SIGKILL)\n")
     harvest = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
                                cwd=Path(__file__).resolve().parents[2])
-    worker = int(harvest.stdout.readline())
+    worker = int(line_of(harvest))
     harvest.stdout.close()
     assert harvest.wait(timeout=60) == -signal.SIGKILL
     deadline = time.monotonic() + 60   # (a hang guard, not a timing: the worker leaves at once)

@@ -730,6 +730,106 @@ def test_a_stop_just_after_the_merge_committed_reports_the_portal_stored(store, 
     assert count(store, "SELECT count(*) FROM datasets WHERE title LIKE '% (v3)'") == 0
 
 
+@pytest.mark.parametrize("gate", ["free", "held by a checkpoint"])
+def test_a_stopped_portal_reads_whether_its_merge_committed_while_another_portal_holds_the_write_lock(
+        store, http, socrata, monkeypatch, gate):
+    """With --workers above 1, a portal stopped just after its merge committed asked the catalogue
+    whether it had, under the store's write lock, which another portal's merge (run to its end in its
+    thread after a stop) held as long as it ran: the stop's cleanup waited for it. The answer is read
+    beside that merge, without the write lock; and where the catalogue is held for longer than the
+    read may wait (a checkpoint, a re-attach), the portal says so ("stored or not, unknown"),
+    neither "stored" nor "its previous catalogue is kept"."""
+    import threading
+    from contextlib import nullcontext
+
+    import catalog.store as store_module
+    from harvester.pipeline import HarvestInterrupted
+
+    monkeypatch.setattr(store_module, "MERGED_READ_WAIT_SECONDS", 0.5, raising=False)
+    merged, holding, answered, released = (threading.Event() for _ in range(4))
+    answers: list = []
+    commit_portal, merged_in_run = store.commit_portal, store.merged_in_run
+
+    def merged_then_stopped(stage, portal_id, *args, **kwargs):
+        if portal_id == "town":   # (another portal's merge, holding the write lock)
+            assert merged.wait(60), "city never merged"
+            held = store._gate.exclusive(None, "held by the test") if gate == "held by a checkpoint" else nullcontext()
+            with store._write_lock, held:
+                holding.set()
+                answered.wait(60)   # (until city has its answer, or 60 s: main's code waited for this lock)
+            released.set()
+            return commit_portal(stage, portal_id, *args, **kwargs)
+        commit_portal(stage, portal_id, *args, **kwargs)
+        merged.set()
+        assert holding.wait(60), "town never took the write lock"
+        http.cancel()
+        raise KeyboardInterrupt   # (a stop just after the COMMIT returned, before civicat noted it)
+
+    def answered_while_held(run_id, portal_id):
+        try:
+            answers.append(merged_in_run(run_id, portal_id))
+        except Exception as exc:
+            answers.append(exc)
+        finally:
+            answers.append(released.is_set())
+            answered.set()
+        if isinstance(answers[0], Exception):
+            raise answers[0]
+        return answers[0]
+
+    monkeypatch.setattr(store, "commit_portal", merged_then_stopped)
+    monkeypatch.setattr(store, "merged_in_run", answered_while_held)
+    with SocrataPortal(make_socrata_entries(120, domain=DOMAIN, seed=7), domain=DOMAIN) as other:
+        portals = [socrata.config, portal_config("town", "socrata", other.url, domain=DOMAIN)]
+        with pytest.raises(HarvestInterrupted) as stopped:
+            harvest(portals, store, http, workers=2)
+    city = stopped.value.run.portals[0]
+    assert answers[1] is False, "city's answer waited for town's hold of the write lock to end"
+    assert count(store, "SELECT count(*) FROM datasets WHERE portal_id = 'city'") == 350   # (it did commit)
+    if gate == "free":
+        assert answers[0] == {"new": 350, "changed": 0, "unchanged": 0, "removed": 0}, answers
+        assert (city.status, city.error_type, city.new) == ("ok", None, 350), city
+        assert city.error_message.startswith("stored; the harvest was interrupted"), city.error_message
+    else:
+        assert type(answers[0]).__name__ == "MergeOutcomeUnknown", answers
+        assert (city.status, city.error_type) == ("failed", "Interrupted"), city
+        assert city.error_message.startswith("stored or not, unknown: the harvest was interrupted (Ctrl-C) while this "
+                                             "portal was being stored"), city.error_message
+        assert "0.5 s" in city.error_message and "its previous catalogue is kept" not in city.error_message
+    assert store.con.execute("SELECT status, error_message FROM harvest_runs WHERE portal_id = 'city'").fetchall() \
+        == [(city.status, city.error_message)]
+
+
+def test_a_library_caller_s_ctrl_c_as_a_merge_s_statement_takes_the_gate_leaves_no_hold(store, socrata, monkeypatch):
+    """A harvest run from Python (Python's own SIGINT handler) and stopped by Ctrl-C as a statement of
+    the merge had taken its hold of the store's gate, before the `try` that gives it back: the hold
+    was kept for good, and every later checkpoint of the catalogue (each portal's after its merge,
+    the close's) waited REATTACH_WAIT_SECONDS (600 s) and failed. The stop leaves the gate free."""
+    import catalog.store as store_module
+    from catalog.store import _Gate
+    from harvester.pipeline import HarvestInterrupted
+    from tests.catalog.test_store import sigint_in_main_thread_when
+
+    monkeypatch.setattr(store_module, "REATTACH_WAIT_SECONDS", 5.0)   # (a hold kept: the checkpoint fails after it)
+    merging = []
+    commit_portal = store.commit_portal
+
+    def noted(*args, **kwargs):
+        merging.append(True)
+        return commit_portal(*args, **kwargs)
+
+    monkeypatch.setattr(store, "commit_portal", noted)
+    with sigint_in_main_thread_when(_Gate.hold_shared, lambda frame: merging and frame.f_locals["self"]._shared) \
+            as sent, pytest.raises(HarvestInterrupted) as stopped:
+        harvest([socrata.config], store, fast_client())
+    assert sent == [True]
+    city = stopped.value.run.portals[0]
+    assert (city.status, city.error_type) == ("failed", "Interrupted"), city
+    assert store._gate._shared == 0
+    assert harvest([socrata.config], store, fast_client()).ok
+    assert count(store) == 350 and store.checkpoint("the test's checkpoint") is True
+
+
 def test_a_portal_out_of_room_measures_the_free_space_once_its_staging_is_discarded(store, http, socrata, monkeypatch):
     """A portal that found no room (ENOSPC) said its file system's free space as it was before its
     staging (the listing's batches, what it had mapped) was discarded: less than the user then

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.children import line_of, output_of
+
 REPO = Path(__file__).resolve().parents[2]
 
 # a command whose main thread is held in C code where no Python signal handler runs, as DuckDB
@@ -58,7 +60,7 @@ def test_a_third_signal_quits_while_the_main_thread_is_held_in_c_code(sig):
     held = subprocess.Popen([sys.executable, "-c", HELD_IN_C], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        assert held.stdout.readline() == b"held\n"
+        assert line_of(held) == b"held\n"
         for _ in range(3):
             sent_once_taken(held, sig)
         _, err = held.communicate(timeout=30)
@@ -122,12 +124,12 @@ def test_the_first_signal_cancels_the_requests_while_the_main_thread_is_held_in_
     held = subprocess.Popen([sys.executable, "-c", CANCEL_WHILE_HELD, str(lock)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
-        assert held.stdout.readline() == b"held\n"
+        assert line_of(held) == b"held\n"
         held.send_signal(sig)
-        said = held.stdout.readline()
+        said = line_of(held)
     finally:
         held.kill()
-        _, err = held.communicate()
+        _, err = output_of(held, 30)
     name = "SIGTERM" if sig == signal.SIGTERM else "Ctrl-C"
     assert said == f"cancelled True {name}\n".encode(), (held.returncode, err.decode()[-2000:])
 

@@ -29,6 +29,8 @@ from werkzeug.http import HTTP_STATUS_CODES, http_date
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request
 
+from tests.children import ended, line_of
+
 Query = dict[str, str]
 JSON_TYPE = "application/json; charset=utf-8"
 
@@ -305,10 +307,14 @@ def files_served_apart(folder: Path) -> Iterator[str]:
     server = subprocess.Popen([sys.executable, "-c", SERVE_FOLDER, str(folder)], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
     try:
-        port = server.stdout.readline().strip()   # (printed once it listens)
+        port = line_of(server).strip()   # (printed once it listens)
         if not port.isdigit():
-            raise RuntimeError(f"the file server for {folder} did not start (exit status {server.wait()})")
+            raise RuntimeError(f"the file server for {folder} did not start (exit status {ended(server, 30)})")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
-        server.wait()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

@@ -33,6 +33,25 @@ def cut_short_after(client, seconds=60):
         timer.cancel()
 
 
+def asked_in_a_thread(client, asked: str, url: str, destination) -> tuple[threading.Thread, list]:
+    """`url` asked by `client` in a thread started here, as a page (get_json) or a "download" to
+    `destination`: the thread, and the list that gets what the call gave back or raised."""
+    outcomes: list = []
+
+    def ask():
+        try:
+            if asked == "download":
+                outcomes.append(client.download(url, destination))
+            else:
+                outcomes.append(client.get_json(url))
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    return asking, outcomes
+
+
 @pytest.fixture
 def streamed_from_1_mb(monkeypatch):
     """Documents of 1 MB and more read a value at a time (in place of 16 MB): test bodies stay small."""

@@ -21,7 +21,7 @@ from harvester import __version__
 from harvester.http import (HostUnavailable, HttpError, Interrupted, OverBudget, PermanentError, ResponseTooLarge,
                             TransientError, UnexpectedPayload, ValidatorCache)
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import DOC, cut_short_after, get
+from tests.harvester.http.conftest import DOC, asked_in_a_thread, cut_short_after, get
 from tests.portals.base import MAINTENANCE_PAGE, LocalPortal, RawBody, _Handler
 
 
@@ -1028,20 +1028,8 @@ def test_a_stop_ends_a_body_stalled_mid_way_at_once(tmp_path, asked, length):
         declared = [("Content-Length", str(len(head) + 100))] if length == "Content-Length" else []
         portal.bodies["/data"] = ([("Content-Type", kind), *declared], stalled)
         client = fast_client(max_attempts=1, timeout=300.0)
-        outcomes: list = []
-
-        def ask():
-            try:
-                if asked == "download":
-                    outcomes.append(client.download(portal.url + "/data", tmp_path / "data.csv"))
-                else:
-                    outcomes.append(client.get_json(portal.url + "/data"))
-            except BaseException as exc:
-                outcomes.append(exc)
-
-        asking = threading.Thread(target=ask)
+        asking, outcomes = asked_in_a_thread(client, asked, portal.url + "/data", tmp_path / "data.csv")
         try:
-            asking.start()
             assert sent.wait(60), "the server never sent the body's start"
             time.sleep(0.2)   # (the client most likely waiting in its read by now; if not, the stop is seen next)
             client.cancel()

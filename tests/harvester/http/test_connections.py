@@ -10,9 +10,9 @@ import time
 import pytest
 
 from bench.serve import self_signed_tls, serve_keep_alive
-from harvester.http import CertificateRejected, HostUnavailable, HttpClient, InvalidUrl, TransientError
+from harvester.http import CertificateRejected, HostUnavailable, HttpClient, Interrupted, InvalidUrl, TransientError
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import DOC, cut_short_after
+from tests.harvester.http.conftest import DOC, asked_in_a_thread, cut_short_after
 from tests.portals.base import LocalPortal
 
 
@@ -133,6 +133,45 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_total_time_bound():
     finally:
         stop.set()
         server.close()
+
+
+@pytest.mark.parametrize("asked", ["page", "download"])
+def test_a_stop_ends_a_wait_for_response_headers_at_once(tmp_path, asked):
+    """A stop shut the sockets of bodies being read, but a request still waiting for its status
+    line and headers (a server that accepts and never answers) waited for the headers' deadline:
+    twice the read timeout, 600 s here (120 s by default). The stop shuts the socket of every
+    request in flight: it ends at once with Interrupted, and a download leaves nothing written."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = threading.Event()
+    held = []
+
+    def accept_and_never_answer():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:   # (closed: the test is over)
+                return
+            held.append(connection)
+            accepted.set()
+
+    threading.Thread(target=accept_and_never_answer, daemon=True).start()
+    client = fast_client(max_attempts=1, timeout=300.0)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/data"
+    asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
+    try:
+        assert accepted.wait(60), "the client never connected"
+        time.sleep(0.2)   # (the client most likely waiting for the headers by now; if not, the stop is seen next)
+        client.cancel()
+        asking.join(60)   # (far beyond any load; the headers are due in 600 s)
+        assert not asking.is_alive(), "the wait for the headers went on after the stop"
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+        asking.join(60)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
+    assert "interrupted" in str(outcomes[0]) and url in str(outcomes[0])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_time_to_connect_does_not_count_against_the_headers_time():
