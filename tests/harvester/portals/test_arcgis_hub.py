@@ -647,11 +647,13 @@ def test_a_due_layer_that_fails_on_a_kept_feeds_night_has_the_feed_read_the_next
     holding an entry whose lookup failed is), that layer asked again."""
     with hub_nights(store, http, monkeypatch) as night:
         assert night()[0].new == 8
-        while True:   # (the first night a layer is due: one of the first seven)
+        for _ in range(7):   # (the first night a layer is due: one of the first seven)
             night.services.inject("/arcgis/", ("status", 503), times=1000)
             report, parsed, handed, asked = night()
             if asked:
                 break
+        else:
+            pytest.fail("no layer was due in seven nights")
         night.services.clear_faults()
         assert (parsed, report.unchanged, report.changed) == (0, 8, 0)
         warned = night.store.con.execute("SELECT source_id FROM harvest_errors WHERE severity = 'warning' "
@@ -717,3 +719,24 @@ def test_a_kept_hub_feed_stored_before_migration_0018_is_read_once_then_kept(tmp
             assert (parsed, report.unchanged) == (0, 8)
     finally:
         store.close()
+
+
+def test_a_due_layers_stored_entry_gone_has_the_kept_feed_read_the_next_night(store, http, monkeypatch, caplog):
+    """The catalogue no longer holding the stored entry of a kept feed's due dataset (it cannot
+    stand in for the feed): the dataset stays as stored, a warning says so, and the feed is read
+    the next night."""
+    with hub_nights(store, http, monkeypatch) as night:
+        assert night()[0].new == 8
+        stored_entries = store.stored_entries
+        monkeypatch.setattr(store, "stored_entries", lambda uids: {})
+        for _ in range(7):   # (until a layer is due: one of the first seven nights)
+            report, parsed, handed, asked = night()
+            if any("on a listing page kept unread, is gone" in r.getMessage() for r in caplog.records):
+                break
+            assert (parsed, handed, asked) == (0, [], [])   # (no layer due that night)
+        else:
+            pytest.fail("no layer was due in seven nights")
+        assert (parsed, handed, asked, report.unchanged, report.removed) == (0, [], [], 8, 0)
+        monkeypatch.setattr(store, "stored_entries", stored_entries)
+        report, parsed, handed, asked = night()
+        assert (parsed, report.unchanged, report.removed) == (1, 8, 0)
