@@ -59,7 +59,7 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     con = connect(tmp_path / "c.duckdb")
     shipped = sorted(int(p.name.split("_")[0]) for p in resources.files("catalog").joinpath("migrations").iterdir()
                      if p.name.endswith(".sql"))
-    assert shipped == list(range(1, 18))
+    assert shipped == list(range(1, len(shipped) + 1))   # (numbered without a gap)
     applied = [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
     assert migrate(con) == [] and applied == shipped
     con.close()
