@@ -879,7 +879,8 @@ KEPT_PAGES = "from_json($kept, '[\"VARCHAR\"]')"
 # the uids a merge restamps (see _merge_staged), given as one JSON text, for the same reason
 RESTAMPED = "from_json($restamped, '[\"VARCHAR\"]')"
 PAGE_SCHEMA = pa.schema([("portal_id", _string), ("page_key", _string), ("params", _string),
-                         ("next_params", _string), ("total", pa.int64()), ("ids", pa.list_(_string))])
+                         ("next_params", _string), ("total", pa.int64()), ("ids", pa.list_(_string)),
+                         ("lookups", pa.list_(_string))])
 
 
 # a portal's merge notes in its run's row, in its own transaction, that it committed (what the
@@ -1092,6 +1093,23 @@ class Store:
         return [(key[len(prefix):], params, *rest) for key, params, *rest in self._listing(portal_id)
                 if key.startswith(prefix) and params is not None]
 
+    def page_lookups(self, portal_id: str, page: str) -> list[str]:
+        """The source ids on a stored listing page (page_identity) whose entries need a details
+        lookup kept while they are listed as stored (listing_pages.lookups, migration 0018)."""
+        with self._write_lock:
+            row = self.con.execute(f"""SELECT lookups FROM listing_pages WHERE portal_id = $portal
+                                       AND {PAGE_IDENTITY} = $page""", {"portal": portal_id, "page": page}).fetchone()
+        return list(row[0] or []) if row else []
+
+    def stored_entries(self, uids: list[str]) -> dict[str, str]:
+        """uid -> the raw entry (compact JSON) of the stored version of each of `uids` the
+        catalogue holds: one query for a batch of them, which costs what `stored_details` does
+        (a scan of the portal's raw versions within the uids' range)."""
+        with self._write_lock:
+            return dict(self.con.execute(
+                """SELECT d.uid, r.raw FROM datasets d JOIN raw_records r ON r.uid = d.uid AND r.raw_hash = d.raw_hash
+                   WHERE d.uid IN (SELECT unnest($uids::VARCHAR[]))""", {"uids": uids}).fetchall())
+
     def listed_on(self, portal_id: str, pages: list[str], ids: set[str]) -> set[str]:
         """Which of `ids` the stored listing pages `pages` (page_identity) list."""
         with self._write_lock:
@@ -1132,7 +1150,8 @@ class Store:
         complete listing), the portal's stored datasets that were not listed become
         missing, and get deleted_at once missing for `grace`; none is purged. `pages`: the
         listing's pages whose every entry this merge leaves stored as it is on the page;
-        they replace the portal's previous ones. What it did to each dataset goes into
+        they replace the portal's previous ones (a page `kept` unread that has `forget`: its
+        ids listed all the same, its row dropped). What it did to each dataset goes into
         dataset_events under `run_id` (catalog.events). `restamped`: uids whose staged
         version differs only in civicat's record of a refused lookup (see _merge_staged).
         """
@@ -1430,8 +1449,11 @@ class Store:
                         # every raw version it loaded (0.14-0.24 s of CPU at 100,000 datasets)
                         if counts.get("changed") or counts.get("restamped"):
                             cur.execute(PRUNE_RAW, {"portal": portal_id})
+                        # (a page kept unread but `forget`: its ids listed tonight, its body read the next night)
+                        retained = [page_identity(p["page_key"], p["params"]) for p in pages
+                                    if p.get("kept") and not p.get("forget")]
                         cur.execute(f"DELETE FROM listing_pages WHERE portal_id = $portal AND NOT list_contains({KEPT_PAGES}, "
-                                    f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(kept)})
+                                    f"{PAGE_IDENTITY})", {"portal": portal_id, "kept": json.dumps(retained)})
                         fresh = [{**{k: p.get(k) for k in PAGE_SCHEMA.names}, "portal_id": portal_id}
                                  for p in pages if not p.get("kept")]
                         if fresh:

@@ -33,7 +33,7 @@ from catalog.record import Notes, RecordRejected, validate
 from catalog.stage import (RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash,
                            import_arrow_without_numpy)
 from harvester.config import PortalConfig
-from harvester.http import HttpError
+from harvester.http import HttpError, dropped
 from harvester.paging import KnownPage, PageRead
 from harvester.portals import adapter_for
 from harvester.portals.base import PortalAdapter
@@ -316,6 +316,8 @@ class Mapper:
                  failed_lookups: Callable[[], dict[str, str]] | None = None,
                  lookups_since: Callable[[], tuple[datetime | None, set[str]]] | None = None,
                  refused_lookups: Callable[[], set[str]] | None = None,
+                 page_lookups: Callable[[str, str | None], list[str]] | None = None,
+                 stored_entries: Callable[[list[str]], dict[str, str]] | None = None,
                  now: datetime | None = None, rewrite: bool = False):
         self.adapter, self.portal, self.stage, self.on_error = adapter, portal, stage, on_error
         # `harvest --full`: every entry is mapped and staged again, `known` read only to tell a
@@ -329,6 +331,10 @@ class Mapper:
         # source ids whose stored details may record a lookup refused for good (Store.refused_lookups),
         # asked for on the first entry whose kept lookup is taken as stored (_kept_as_stored)
         self._refused_lookups = refused_lookups
+        # the source ids of a known page whose lookups are kept (Store.page_lookups: by the page's
+        # key and request), and uids -> the raw entries of their stored versions (Store.stored_entries):
+        # a known page's entries whose lookups are due tonight, read in place of the page (add_known)
+        self._page_lookups, self._stored_entries = page_lookups, stored_entries
         # uid -> the stored details of datasets whose stored version's lookup failed for good
         # within LOOKUP_ASKED_AGAIN_DAYS (Store.failed_lookups), asked for on the first entry
         # read: such an entry listed as stored is not looked up again
@@ -357,6 +363,10 @@ class Mapper:
         # digests of this listing's pages holding an entry that needed a details lookup: such
         # a page is read every night (the lookups may have changed), never known unread
         self.detailed: set[str] = set()
+        # page digest -> the source ids on it whose lookups are kept while their entries are as
+        # stored (adapter.lookup_kept_days): such a page is kept with its ids and these, and not
+        # read when it comes back the same; its entries due a lookup are read from the catalogue
+        self.lookups: dict[str, list[str]] = {}
         self._batch_pages: dict[str, str] = {}   # source id -> page digest, of the batch being filled
         self.unchanged = 0
         # uids staged whose stored version differs from the listed one only in not recording a
@@ -410,8 +420,43 @@ class Mapper:
 
     def add_known(self, page: KnownPage) -> None:
         """A known page answered with its very body: every entry on it is unchanged (and
-        counted seen by the merge, from the page's stored ids)."""
-        self.unchanged += page.size
+        counted seen by the merge, from the page's stored ids), but those whose kept lookups
+        are due tonight (a Hub feed's layers, `lookups`): each is checked as a listed entry is
+        (`add`: looked up, staged if its details changed), its entry read from its stored
+        version, which is the one on the page (every entry of a kept page is stored as it is on
+        it), so the page is not parsed. An entry the catalogue no longer holds has the page read
+        the next night (it is forgotten)."""
+        due = self._lookups_due(page)
+        self.unchanged += page.size - len(due)
+        for start in range(0, len(due), LOOKUPS_FAILED_BATCH):
+            uids = [f"{self.portal.id}:{source_id}" for source_id in due[start:start + LOOKUPS_FAILED_BATCH]]
+            entries = self._stored_entries(uids)
+            for uid in uids:
+                if uid in entries:
+                    self.add(orjson.loads(entries.pop(uid)), page.digest)
+                    continue
+                log.warning("%s: the stored entry of %s, on a listing page kept unread, is gone; the page is read "
+                            "the next night", self.portal.id, uid)
+                self.unchanged += 1
+                self._unsettle(page.digest)
+
+    def _lookups_due(self, page: KnownPage) -> list[str]:
+        """The source ids on a known page whose kept lookups are not kept tonight: due
+        (lookup_due), failed since the last complete run, or refused for good once (those are
+        asked once their week is over: `add` tells)."""
+        if not self.adapter.lookup_kept_days or self._page_lookups is None or self._stored_entries is None:
+            return []
+        ids = self._page_lookups(self.page_key(page.digest), page.ref)
+        if ids and self._refused_lookups is None:
+            return ids
+        return [source_id for source_id in ids
+                if not self._lookup_may_be_kept(source_id) or source_id in self.refused_lookups]
+
+    @property
+    def refused_lookups(self) -> set[str]:
+        if callable(self._refused_lookups):
+            self._refused_lookups = self._refused_lookups()
+        return self._refused_lookups
 
     def page_rows(self, pages: list[PageRead]) -> list[dict]:
         """The listing's pages whose every entry the merge leaves stored as it is on the
@@ -420,13 +465,16 @@ class Mapper:
         rows = []
         for page in pages:
             key = self.page_key(page.digest)
-            if page.known is not None:
-                rows.append({"page_key": key, "params": page.known.ref, "kept": True})
+            if page.known is not None:   # (its ids listed; forgotten when an entry of it was not stored as it is)
+                rows.append({"page_key": key, "params": page.known.ref, "kept": True,
+                             "forget": page.digest in self.unsettled})
             elif page.digest not in self.unsettled:
+                nightly = page.digest in self.detailed
                 rows.append({"page_key": key, "params": orjson.dumps(page.params, default=str).decode(),
                              "next_params": orjson.dumps(page.next_params, default=str).decode()
                              if page.next_params is not None else None,
-                             "total": page.total, "ids": None if page.digest in self.detailed else page.ids})
+                             "total": page.total, "ids": None if nightly else page.ids,
+                             "lookups": None if nightly else self.lookups.get(page.digest)})
         return rows
 
     def add(self, entry, page_digest: str | None = None) -> None:
@@ -442,11 +490,11 @@ class Mapper:
             return
         stored = None if self.rewrite else self.known.get(f"{self.portal.id}:{source_id}")
         if stored is not None and self._lookup_failed_as_stored(entry, source_id, stored):
-            self._unchanged_unasked(page_digest)
+            self._unchanged_unasked(entry, source_id, page_digest)
             return
         if stored is not None and self._lookup_may_be_kept(source_id):
             if self._kept_as_stored(source_id, page_digest):
-                self._unchanged_unasked(page_digest)
+                self._unchanged_unasked(entry, source_id, page_digest)
                 return
             # (as stored? its stored details say, asked for a batch of such entries at once)
             self.lookups_kept.append((held_entry(entry), source_id, page_digest, stored))
@@ -455,18 +503,30 @@ class Mapper:
             return
         self._look_up(entry, source_id, stored, page_digest)
 
-    def _unchanged_unasked(self, page_digest: str | None) -> None:
+    def _unchanged_unasked(self, entry: dict, source_id: str, page_digest: str | None) -> None:
         self.unchanged += 1
-        if page_digest is not None:   # (read every night: the lookup is asked again in a while)
+        self._detailed(entry, source_id, page_digest)   # (the lookup is asked again in a while)
+
+    def _detailed(self, entry: dict, source_id: str, page_digest: str | None) -> None:
+        """The entry's details needed a lookup (asked, or kept): its page is read every night,
+        or, where lookups are kept while entries are as stored (adapter.lookup_kept_days), its
+        id is kept with the page's (`lookups`), its stored entry read the nights its lookup is
+        due (add_known). An entry whose lists were cut as its page was read (its details say
+        how many items each lost, which its stored entry cannot tell) has its page read."""
+        if page_digest is None:
+            return
+        if not self.adapter.lookup_kept_days or dropped(entry):
             self.detailed.add(page_digest)
+        elif self.adapter.needs_lookup(entry):
+            self.lookups.setdefault(page_digest, []).append(source_id)
 
     def _look_up(self, entry: dict, source_id: str, stored: str | None, page_digest: str | None) -> None:
         """The entry's details asked (adapter.fetch_details), and the entry staged with them."""
         details = None
         try:
             details = self.adapter.fetch_details(entry)
-            if details is not None and page_digest is not None:
-                self.detailed.add(page_digest)
+            if details is not None:
+                self._detailed(entry, source_id, page_digest)
         except HttpError as exc:  # one dataset's lookup: recorded; a stored dataset keeps what it looked up
             # the page is read again next night, so the lookup is made again (a new dataset
             # stored without its details must not look settled)
@@ -510,9 +570,7 @@ class Mapper:
         good (refused_lookups): once its week is over, it is asked (_add_lookups_kept)."""
         if page_digest is None or self._refused_lookups is None or self.page_key(page_digest) not in self.settled_pages:
             return False
-        if callable(self._refused_lookups):
-            self._refused_lookups = self._refused_lookups()
-        return source_id not in self._refused_lookups
+        return source_id not in self.refused_lookups
 
     def _add_lookups_kept(self) -> None:
         """The entries whose lookups are not due: one that hashes with its stored version's
@@ -526,7 +584,7 @@ class Mapper:
             previous = orjson.loads(details) if details else None
             if previous is not None and "lookup_failed" not in previous \
                     and stored == raw_hash(self.adapter, entry, previous):
-                self._unchanged_unasked(page_digest)
+                self._unchanged_unasked(entry, source_id, page_digest)
             else:
                 self._look_up(entry, source_id, stored, page_digest)
 

@@ -324,7 +324,10 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                         # (the lookups kept while their entries are as stored: asked on their day)
                         lookups_since=None if full or not adapter.lookup_kept_days
                         else lambda: store.lookups_kept_since(portal.id),
-                        refused_lookups=lambda: store.refused_lookups(portal.id, SETTLED_LOOKUP_FAILURES), now=began)
+                        refused_lookups=lambda: store.refused_lookups(portal.id, SETTLED_LOOKUP_FAILURES),
+                        # (a known page's entries whose kept lookups are due: from their stored versions)
+                        page_lookups=lambda key, ref: store.page_lookups(portal.id, page_identity(key, ref)),
+                        stored_entries=store.stored_entries, now=began)
         listing = adapter.listing()
         if not full:  # last night's pages: asked along their chain, and those answered the same, not read
             listing.remember(mapper.known_pages(store.known_pages(portal.id, mapping_namespace(adapter))),

@@ -79,6 +79,9 @@ class ArcgisHubAdapter(DcatUsAdapter):
     def entry_details(self, entry: dict) -> dict | None:
         return super().fetch_details(entry)   # the feed's lists cut as it was read
 
+    def needs_lookup(self, entry: dict) -> bool:
+        return layer_url(entry) is not None   # (documents, web maps, apps: none)
+
     def details_without_lookup(self, entry: dict, stored: dict | None) -> dict | None:
         """The stored layer is kept only while the feed names that layer: another one's
         columns are not this dataset's (nor its records' address)."""

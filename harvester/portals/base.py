@@ -60,6 +60,11 @@ class PortalAdapter(ABC):
         """The part of fetch_details' answer that needs no request (see `looked_up`)."""
         return None
 
+    def needs_lookup(self, entry: dict) -> bool:
+        """Whether fetch_details makes a request for this entry (its kept lookup: see
+        `lookup_kept_days`)."""
+        return bool(self.looked_up)
+
     def details_without_lookup(self, entry: dict, stored: dict | None) -> dict | None:
         """The details of an entry whose lookup failed: entry_details, with the `looked_up`
         parts of `stored` (the details of the dataset's stored version, None when it has

@@ -545,3 +545,216 @@ def test_a_frequency_stored_as_unknown_before_session_31_is_re_mapped_by_the_fir
         with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
             assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once(
                 store, http, portal_config("evian", "arcgis-hub", hub.url), ArcgisHubAdapter, 1)
+
+
+class HubNights:
+    """Harvests of a Hub feed of SEVEN_LAYERS' datasets and one document (no layer), each a night
+    after the one before, each saying what it cost: the feed bodies parsed, the source ids the
+    harvest handed to its mapper (listed, or read from the catalogue for a kept feed's due
+    layers) and the layers asked (by their positions in SEVEN_LAYERS)."""
+
+    DOCUMENT_ID = f"{7:032x}"
+
+    def __init__(self, store, http, monkeypatch, services, hub):
+        import functools
+
+        import harvester.pipeline as pipeline
+        from harvester import mapping
+        from harvester.portals import dcat_us
+
+        self.store, self.http, self.services, self.hub = store, http, services, hub
+        self.config = portal_config("hub", "arcgis-hub", hub.url)
+        nights = iter(datetime(2026, 3, 1, 2, 0, tzinfo=UTC) + timedelta(days=n) for n in range(40))
+        monkeypatch.setattr(pipeline, "run_began", lambda: next(nights))
+        self.parsed, self.handed = [], []
+        document, add = dcat_us.DOCUMENT, mapping.Mapper.add
+
+        @functools.wraps(document)   # (its attributes too: how the client hands it a body)
+        def counted_document(*args, **kwargs):
+            self.parsed.append(1)
+            return document(*args, **kwargs)
+
+        def counted_add(mapper, entry, *args):
+            self.handed.append(mapper.adapter.source_id(entry))
+            return add(mapper, entry, *args)
+        monkeypatch.setattr(dcat_us, "DOCUMENT", counted_document)
+        monkeypatch.setattr(mapping.Mapper, "add", counted_add)
+
+    @staticmethod
+    def feed(services_url: str) -> dict:
+        feed = edited_hub(services_url, SEVEN_LAYERS)
+        feed["dataset"].append({"identifier": f"https://www.arcgis.com/home/item.html?id={HubNights.DOCUMENT_ID}",
+                                "title": "A document", "modified": "2024-01-01",
+                                "distribution": [{"downloadURL": "https://example.org/report.pdf"}]})
+        return feed
+
+    def __call__(self, *, full: bool = False):
+        """(report, feed bodies parsed, positions of the datasets handed out, of the layers asked)."""
+        self.parsed.clear(), self.handed.clear(), self.services.clear_log()
+        report = harvest([self.config], self.store, self.http, full=full).portals[0]
+        assert report.status == "ok", report.error_message
+        handed = sorted(int(source_id[:32], 16) for source_id in self.handed if source_id)
+        return report, len(self.parsed), handed, sorted(SEVEN_LAYERS.index(path) for path, _, _ in self.services.requests)
+
+    def columns(self, position: int) -> list:
+        return self.store.con.execute("SELECT list(field_name ORDER BY position) FROM columns WHERE dataset_uid = ?",
+                                      [f"hub:{position:032x}_0"]).fetchone()[0]
+
+
+@contextmanager
+def hub_nights(store, http, monkeypatch, validators="stable"):
+    with LocalPortal() as services:
+        for path in SEVEN_LAYERS:
+            services.serve_json(path, layer_fields("id", "name"))
+        with DataJsonPortal(HubNights.feed(services.url), path=HUB_FEED_PATH) as hub:
+            hub.validators = validators
+            yield HubNights(store, http, monkeypatch, services, hub)
+
+
+@pytest.mark.parametrize("validators", ["stable", "none"])
+def test_an_unchanged_hub_feed_is_not_parsed_and_its_due_layers_are_asked_with_their_stored_entries(
+        store, http, monkeypatch, validators):
+    """A Hub feed the catalogue holds as it is (a 304, or a 200 of the same bytes) is not parsed:
+    its ids are kept with those whose layers need asking, and the nights a layer is due, its
+    dataset's entry is read from the catalogue (the stored version's is the feed's) and checked as
+    a listed one is: the layer asked, its new fields stored. The document (no layer) is never
+    handed out again; each layer is asked once in the week."""
+    with hub_nights(store, http, monkeypatch, validators) as night:
+        report, parsed, handed, asked = night()
+        assert (report.new, parsed, handed, asked) == (8, 1, list(range(8)), list(range(7)))
+        # the fields of layer 0 change, the feed does not (its item's `modified` the same)
+        night.services.serve_json(SEVEN_LAYERS[0], layer_fields("id", "name", "ward"))
+        asked_in_the_week = []
+        for _ in range(7):
+            report, parsed, handed, asked = night()
+            assert parsed == 0   # (main parsed the feed every night)
+            assert handed == asked   # the due layers' datasets alone, from their stored entries
+            assert (report.unchanged + report.changed, report.changed, report.errors) == (8, int(0 in asked), 0)
+            assert night.columns(0) == (["id", "name", "ward", None] if 0 in asked_in_the_week + asked
+                                        else ["id", "name", None])
+            asked_in_the_week += asked
+        assert sorted(asked_in_the_week) == list(range(7))   # each once in the seven nights
+        assert night.columns(0) == ["id", "name", "ward", None]
+
+
+def test_a_hub_feed_that_changes_or_loses_a_dataset_is_parsed_that_night_and_kept_the_next(store, http, monkeypatch):
+    with hub_nights(store, http, monkeypatch) as night:
+        assert night()[0].new == 8
+        report, parsed, handed, asked = night()
+        assert (parsed, report.unchanged) == (0, 8)
+        night.hub.document = HubNights.feed(night.services.url)
+        night.hub.document["dataset"][2]["title"] = "Layer 2, renamed"
+        report, parsed, handed, asked = night()
+        assert (parsed, handed, report.changed, report.unchanged) == (1, list(range(8)), 1, 7)
+        assert night.store.con.execute("SELECT title FROM datasets WHERE uid = ?",
+                                       [f"hub:{2:032x}_0"]).fetchone()[0] == "Layer 2, renamed"
+        report, parsed, handed, asked = night()
+        assert (parsed, report.changed, report.unchanged) == (0, 0, 8)
+        del night.hub.document["dataset"][5]
+        report, parsed, handed, asked = night()
+        assert (parsed, len(handed), report.removed, report.unchanged) == (1, 7, 1, 7)
+        assert night.store.con.execute("SELECT deleted_at IS NOT NULL FROM datasets WHERE uid = ?",
+                                       [f"hub:{5:032x}_0"]).fetchone()[0]
+        report, parsed, handed, asked = night()
+        assert (parsed, report.seen, report.unchanged, report.removed) == (0, 7, 7, 0)
+
+
+def test_a_due_layer_that_fails_on_a_kept_feeds_night_has_the_feed_read_the_next(store, http, monkeypatch):
+    """A due layer answering 503 on a night the feed is kept unread: the dataset keeps its columns
+    with a warning, as on a night the feed is read, and the feed is read the next night (as a page
+    holding an entry whose lookup failed is), that layer asked again."""
+    with hub_nights(store, http, monkeypatch) as night:
+        assert night()[0].new == 8
+        for _ in range(7):   # (the first night a layer is due: one of the first seven)
+            night.services.inject("/arcgis/", ("status", 503), times=1000)
+            report, parsed, handed, asked = night()
+            if asked:
+                break
+        else:
+            pytest.fail("no layer was due in seven nights")
+        night.services.clear_faults()
+        assert (parsed, report.unchanged, report.changed) == (0, 8, 0)
+        warned = night.store.con.execute("SELECT source_id FROM harvest_errors WHERE severity = 'warning' "
+                                         "AND stage = 'fetch'").fetchall()
+        assert sorted(int(source_id[:32], 16) for source_id, in warned) == handed
+        assert all(night.columns(position) == ["id", "name", None] for position in handed)
+        failed = handed
+        report, parsed, handed, asked = night()
+        assert (parsed, report.unchanged, report.errors) == (1, 8, 0)
+        assert set(failed) <= set(asked)   # (failed since the last complete run: asked at once)
+        report, parsed, handed, asked = night()
+        assert (parsed, report.unchanged) == (0, 8)
+
+
+def test_a_hub_feed_holding_a_rejected_entry_is_parsed_every_night(store, http, monkeypatch):
+    """The rejection is reported every night it lasts: the feed holding it is never kept unread."""
+    with hub_nights(store, http, monkeypatch) as night:
+        night.hub.document["dataset"].append("not an entry")
+        for _ in range(3):
+            report, parsed, handed, asked = night()
+            assert (parsed, report.errors) == (1, 1)
+
+
+def test_a_full_harvest_or_a_new_mapping_reads_a_kept_hub_feed(store, http, monkeypatch):
+    from harvester.portals.arcgis_hub import ArcgisHubAdapter
+    with hub_nights(store, http, monkeypatch) as night:
+        assert night()[0].new == 8
+        assert night()[1] == 0
+        report, parsed, handed, asked = night(full=True)
+        assert (parsed, handed, asked) == (1, list(range(8)), list(range(7)))
+        assert night()[1] == 0
+        monkeypatch.setattr(ArcgisHubAdapter, "mapping_version", ArcgisHubAdapter.mapping_version + 1)
+        report, parsed, handed, asked = night()
+        assert (parsed, handed, report.changed + report.unchanged) == (1, list(range(8)), 8)
+        report, parsed, handed, asked = night()
+        assert (parsed, report.unchanged) == (0, 8)
+
+
+def test_a_kept_hub_feed_stored_before_migration_0018_is_read_once_then_kept(tmp_path, http, monkeypatch):
+    """A catalogue whose Hub feed page was stored by the civicat before migration 0018 (no ids:
+    read every night): the migration runs on it, the next night reads the feed once more and
+    keeps it with its ids and lookups, and the night after does not parse it."""
+    from catalog.store import Store
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    try:
+        with hub_nights(store, http, monkeypatch) as night:
+            assert night()[0].new == 8
+            store.con.execute("UPDATE listing_pages SET ids = NULL")   # (as such a page was stored)
+            store.con.execute("ALTER TABLE listing_pages DROP COLUMN lookups")
+            store.con.execute("DELETE FROM schema_migrations WHERE version = 18")
+            before = store.con.execute("SELECT * FROM datasets ORDER BY uid").fetchall()
+            store.close()
+            store = night.store = Store(db)
+            assert store.con.execute("SELECT lookups FROM listing_pages").fetchall() == [(None,)]
+            assert store.con.execute("SELECT * FROM datasets ORDER BY uid").fetchall() == before
+            report, parsed, handed, asked = night()
+            assert (parsed, report.unchanged) == (1, 8)
+            [(ids, lookups)] = store.con.execute("SELECT ids, lookups FROM listing_pages").fetchall()
+            assert sorted(ids) == sorted([f"{i:032x}_0" for i in range(7)] + [HubNights.DOCUMENT_ID])
+            assert sorted(lookups) == [f"{i:032x}_0" for i in range(7)]   # (not the document's)
+            report, parsed, handed, asked = night()
+            assert (parsed, report.unchanged) == (0, 8)
+    finally:
+        store.close()
+
+
+def test_a_due_layers_stored_entry_gone_has_the_kept_feed_read_the_next_night(store, http, monkeypatch, caplog):
+    """The catalogue no longer holding the stored entry of a kept feed's due dataset (it cannot
+    stand in for the feed): the dataset stays as stored, a warning says so, and the feed is read
+    the next night."""
+    with hub_nights(store, http, monkeypatch) as night:
+        assert night()[0].new == 8
+        stored_entries = store.stored_entries
+        monkeypatch.setattr(store, "stored_entries", lambda uids: {})
+        for _ in range(7):   # (until a layer is due: one of the first seven nights)
+            report, parsed, handed, asked = night()
+            if any("on a listing page kept unread, is gone" in r.getMessage() for r in caplog.records):
+                break
+            assert (parsed, handed, asked) == (0, [], [])   # (no layer due that night)
+        else:
+            pytest.fail("no layer was due in seven nights")
+        assert (parsed, handed, asked, report.unchanged, report.removed) == (0, [], [], 8, 0)
+        monkeypatch.setattr(store, "stored_entries", stored_entries)
+        report, parsed, handed, asked = night()
+        assert (parsed, report.unchanged, report.removed) == (1, 8, 0)
