@@ -166,9 +166,10 @@ class SourceChanged(RecordsError):
 
 
 class StartsOver(RecordsError):
-    """A pull gone on from where one cut short stopped learned that rows read before that point
-    must be read again, which its state does not allow (Open311's windows taken whole, due under
-    a wider margin): the pull starts over (pull_dataset), the reason logged."""
+    """A pull learned that rows read before that point must be read again, which its state does
+    not allow (Open311's windows taken whole, due under a wider margin, by a pull gone on from where
+    one cut short stopped; a server shown not to read the times asked, read again by whole days):
+    the pull starts over (pull_dataset), the reason logged."""
 
 
 @dataclass(frozen=True)
@@ -953,8 +954,8 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         progress, tables = _resumed_or_new(source, staging, uid, result)
         try:
             _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), tables, result)
-        except StartsOver as reason:   # (only a pull gone on from a state raises it: not the one started over)
-            log.warning("%s: gone on from where a pull cut short stopped: %s: the pull starts over", uid, reason)
+        except StartsOver as reason:   # (once: the pull started over does not raise it again)
+            log.warning("%s: %s: the pull starts over", uid, reason)
             progress = _started_over(source, staging, result)
             _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), None, result)
     except SourceChanged as changed:
