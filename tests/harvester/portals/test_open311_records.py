@@ -565,6 +565,32 @@ def test_a_pull_cut_short_goes_on_after_its_last_window_read(tmp_path, store):
     assert len(first) > 40 and store.con.execute("SELECT page_size FROM record_pulls").fetchone() == (50,)
 
 
+@pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
+def test_a_pull_by_whole_days_cut_short_goes_on_by_whole_days(tmp_path, store, inclusive):
+    """A pull gone to whole days (a server shown not to read the times asked) and cut short there
+    (the host down) goes on by whole days from its last window read, each request published once,
+    none of its windows asked again, the check that showed it not met again."""
+    layout = RecordsLayout(tmp_path / "records")
+    options = dict(services=JSON_SERVICES, requests=load_json(BOSTON), whole_days=True, end_inclusive=inclusive)
+    with Open311Portal(**options) as portal:
+        pulled_ids(portal)
+        by_days = read_by_days(windows_asked(portal))
+        restart = len(windows_asked(portal)) - len(by_days)
+    with GoesDown(restart + len(by_days) // 2, **options) as portal:
+        with pytest.raises(TransientError, match="HTTP 503"):
+            pulled_into(layout, store.con, source_for(portal))
+        first = windows_asked(portal)
+        portal.up = None
+        portal.clear_log()
+        result = pulled_into(layout, store.con, source_for(portal))
+        second = windows_asked(portal)
+    assert result.resumed and len(second) < len(by_days)   # (and none before the window being read, below)
+    assert all(start[11:19] == "00:00:00" and start >= first[-1][0] for start, _, _ in second)
+    assert {end[11:19] for _, end, _ in second} == {"23:59:59" if inclusive else "00:00:00"}
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert served_ids(portal) <= set(published) and result.rows == len(published) == len(set(published))
+
+
 def test_a_request_met_again_at_an_inclusive_end_date_across_a_resume_is_kept_once(tmp_path):
     """The window before's requests go with the state: a server whose `end_date` is
     inclusive answers the request at a window's end second in the next window too, which
