@@ -308,7 +308,14 @@ class Windows:
     windows taken whole outside the margin are checked (_audit): the cut answers a margin too
     narrow takes whole are seen, and widen it.
 
-    `known`: the keys of requests read already around the span (a window read again's own)."""
+    `known`: the keys of requests read already around the span (a window read again's own).
+
+    `zone`: the portal's `timezone`, in which errors name the windows as sent. `days`: the server
+    was shown not to read the times asked (IgnoresTimes, raised by the checks that show it): each
+    window is whole days, from a midnight of `zone` to a midnight, one day at the narrowest (read
+    as a one-second window is: its pages until two readings agree); a server seen to include the
+    end's day (two windows in a row gave one request) is asked to a second before each midnight.
+    None of those checks is made then, nor are windows taken whole checked (_audit)."""
 
     def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
                  page_size: int | None = None, thinning: float | None = None, known: tuple[array, ...] = (),
