@@ -23,7 +23,7 @@ REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
     "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second", "max_minutes",
-    "timezone",
+    "records_max_minutes", "timezone",
 )
 SOCRATA_ONLY_KEYS = ("domain", "app_token_env")
 OPEN311_ONLY_KEYS = ("timezone",)
@@ -53,6 +53,8 @@ class PortalConfig:
     # request is bounded, but a portal answering each one slowly (a Retry-After hold before every page)
     # must not hold the night's cron job for days
     max_minutes: float = 360.0
+    # each records pull of the portal fails past this (a server trickling its pages), its previous records kept
+    records_max_minutes: float = 360.0
     # open311: the zone of the server's times that carry none (an IANA name), and of the dates civicat sends
     timezone: str | None = None
 
@@ -191,11 +193,12 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
             raise fail("requests_per_second", f"must be a number in (0, 1000], got {value!r}")
         options["requests_per_second"] = float(value)
-    if "max_minutes" in entry:
-        value = entry["max_minutes"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10080:
-            raise fail("max_minutes", f"must be a number of minutes in (0, 10080], got {value!r}")
-        options["max_minutes"] = float(value)
+    for key in ("max_minutes", "records_max_minutes"):
+        if key in entry:
+            value = entry[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10080:
+                raise fail(key, f"must be a number of minutes in (0, 10080], got {value!r}")
+            options[key] = float(value)
     if "domain" in entry:
         value = entry["domain"]
         if not isinstance(value, str) or not DOMAIN_PATTERN.fullmatch(value):

@@ -302,7 +302,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     report = PortalReport(portal.id)
     errors = ErrorLog(store, run_id, portal.id, report)
     client = http.for_portal(portal)
-    client.limit_to(portal.max_minutes)   # the catalogue's harvest; a records pull has its own bounds
+    client.limit_to(portal.max_minutes)   # the catalogue's harvest; a records pull has its own (records_max_minutes)
     started = time.monotonic()
     stage = mapper = None
     step = "list"

@@ -33,7 +33,7 @@ from catalog.lazy import LazyModule
 from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or_copy, measure_folder, name_in_order,
                              part_name, part_number, previous_pull, record_pull, recorded, write_json_atomic)
 from catalog import uncut
-from harvester.http import ResponseTooLarge, error_type
+from harvester.http import OverBudget, ResponseTooLarge, error_type
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
 from harvester.records_merge import MergeError, merge_by_key
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
@@ -96,7 +96,8 @@ PAGE_BYTES = 2 * ROW_GROUP_BYTES
 FIRST_PAGE_COLUMN_BYTES = 8
 # columns a pull takes: wide census tables run to a few thousand; a portal listing 10^6
 # fields would hold the run for days (the profile's cost grows with the square of them:
-# 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes
+# 100,000 took 7 minutes), and records pulls are outside the portal's max_minutes (each has its
+# records_max_minutes, checked at its requests only)
 MAX_COLUMNS = 10_000
 CSV_MEMORY, WIDE_CSV_MEMORY = "256MB", "1GB"   # DuckDB's for a downloaded CSV; the second for a wide one
 
@@ -166,9 +167,10 @@ class SourceChanged(RecordsError):
 
 
 class StartsOver(RecordsError):
-    """A pull gone on from where one cut short stopped learned that rows read before that point
-    must be read again, which its state does not allow (Open311's windows taken whole, due under
-    a wider margin): the pull starts over (pull_dataset), the reason logged."""
+    """A pull learned that rows read before that point must be read again, which its state does
+    not allow (Open311's windows taken whole, due under a wider margin, by a pull gone on from where
+    one cut short stopped; a server shown not to read the times asked, read again by whole days):
+    the pull starts over (pull_dataset), the reason logged."""
 
 
 @dataclass(frozen=True)
@@ -966,8 +968,8 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         progress, tables = _resumed_or_new(source, staging, uid, result)
         try:
             _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), tables, result)
-        except StartsOver as reason:   # (only a pull gone on from a state raises it: not the one started over)
-            log.warning("%s: gone on from where a pull cut short stopped: %s: the pull starts over", uid, reason)
+        except StartsOver as reason:   # (once: the pull started over does not raise it again)
+            log.warning("%s: %s: the pull starts over", uid, reason)
             progress = _started_over(source, staging, result)
             _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), None, result)
     except SourceChanged as changed:
@@ -1423,7 +1425,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                  full: bool = False, db_path: Path | None = None) -> list[PullResult]:
     """Pull the records of `datasets` (source ids) of one portal, one after the other.
     A dataset that fails is reported in `errors` (stage "records") and keeps its previous
-    complete Parquet; the others go on. `db_path`: the catalogue `con` writes (a failure for want
+    complete Parquet; the others go on. Each pull's requests end past the portal's
+    `records_max_minutes` (OverBudget: it fails, what it staged resumed by the next pull where it can). `db_path`: the catalogue `con` writes (a failure for want
     of room in it, or its log, names it)."""
     portal = adapter.portal
     uids = [f"{portal.id}:{source_id}" for source_id in datasets]
@@ -1444,7 +1447,11 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             if source.mode == "incremental" and _columns_of(published) != _columns_of(arrow_schema(source.fields)):
                 source = adapter.record_source(dataset, _read_whole(previous))  # the columns changed: read it whole
             _check_same_table(source, published)
-            result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
+            adapter.http.limit_to(portal.records_max_minutes, f"the records pull of {uid}", "portal's records_max_minutes")
+            try:
+                result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
+            finally:
+                adapter.http.limit_to(None)
             for column, count in sorted(result.invalid_values.items()):
                 errors.add(source_id, "records", "InvalidValue",
                            f"{count} values of column {column!r} did not parse as its type; stored as null",
@@ -1461,16 +1468,17 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                     "twice is kept once, at its later reading; a row added may be missing until the next full pull)"
                     if result.published_as_read else ""),
                            severity="warning")
-        except Exception as exc:  # one dataset's failure: recorded, its previous Parquet kept
+        except (Exception, OverBudget) as exc:  # one dataset's failure: recorded, its previous Parquet kept
             if stop_requested():   # (DuckDB's "Query interrupted": Ctrl-C or SIGTERM in a query, no failure of this dataset)
                 raise
             result.status = "failed"
             exc = disk_full(exc, db_path, records=layout.root) or exc   # (which file, which file system, how much free)
             result.error_type = error_type(exc)
-            result.error_message = str(exc)
+            result.error_message = str(exc) + (": the pull fails, the previous records are kept"
+                                               if isinstance(exc, OverBudget) else "")
             result.seconds = round(time.monotonic() - started, 3)
-            errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {exc}")
-            log.error("%s: records pull failed: %s", uid, exc)
+            errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {result.error_message}")
+            log.error("%s: records pull failed: %s", uid, result.error_message)
         results.append(result)
     return results
 

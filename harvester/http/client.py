@@ -228,18 +228,20 @@ class HttpClient:
     def cancelled(self) -> bool:
         return self._stop.is_set()
 
-    def limit_to(self, minutes: float | None) -> None:
+    def limit_to(self, minutes: float | None, what: str = "the portal's catalogue harvest",
+                 key: str = "max_minutes") -> None:
         """From now on, this (portal's) client's requests raise OverBudget once `minutes` have
-        passed; None lifts the limit."""
+        passed (`what` took over them, past its config `key`); None lifts the limit."""
         self._deadline = None if minutes is None else time.monotonic() + minutes * 60
         self._budget_minutes = minutes or 0.0
+        self._budget_of = (what, key)
 
     def _check_stopped(self, url: str) -> None:
         if self._stop.is_set():
             raise Interrupted(f"the harvest was interrupted; not requested: {url}")
         if self._deadline is not None and time.monotonic() > self._deadline:
-            raise OverBudget(f"the portal's catalogue harvest took over {self._budget_minutes:g} minutes (its "
-                             f"max_minutes); not requested: {url}")
+            what, key = self._budget_of
+            raise OverBudget(f"{what} took over {self._budget_minutes:g} minutes (its {key}); not requested: {url}")
 
     def _sleep(self, seconds: float) -> None:
         """tenacity's wait between attempts, cut short when the run stops or the budget ends."""

@@ -13,7 +13,7 @@ import json
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from catalog import record as R
@@ -177,6 +177,7 @@ def _second(request) -> datetime | None:
 
 
 SECOND = timedelta(seconds=1)
+DAY = 86_400   # seconds: the width of a window of a server read by whole days (Windows.days)
 SLACK = timedelta(days=1)   # how far outside its window an answer's requests may be made (Windows._made_within)
 # how much further apart than its window is wide an answer's requests may be made: a server that
 # reads the dates asked in its local time spans two hours with the hour a clock goes back
@@ -224,6 +225,15 @@ def _request_key(request) -> int:
     request kept for the windows that may be read again."""
     key = request.get("service_request_id") if isinstance(request, dict) else None
     return hash(("id", str(key)) if key is not None else ("row", json.dumps(request, sort_keys=True, default=str)))
+
+
+IGNORES_TIMES = "the server does not read the times of start_date/end_date (whole days, or another date than " \
+                "requested_datetime)"
+
+
+class IgnoresTimes(NotPullable):
+    """The server was shown not to read the times of start_date/end_date (whole days, or another
+    date than requested_datetime): its windows are read again by whole days (Windows.days)."""
 
 
 @dataclass
@@ -298,13 +308,27 @@ class Windows:
     windows taken whole outside the margin are checked (_audit): the cut answers a margin too
     narrow takes whole are seen, and widen it.
 
-    `known`: the keys of requests read already around the span (a window read again's own)."""
+    `known`: the keys of requests read already around the span (a window read again's own).
+
+    `zone`: the portal's `timezone`, in which errors name the windows as sent. `days`: the server
+    was shown not to read the times asked (IgnoresTimes, raised by the checks that show it): each
+    window is whole days, from a midnight of `zone` to a midnight, one day at the narrowest (read
+    as a one-second window is: its pages until two readings agree); a server seen to include the
+    end's day (two windows in a row gave one request) is asked to a second before each midnight.
+    None of those checks is made then, nor are windows taken whole checked (_audit)."""
 
     def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
-                 page_size: int | None = None, thinning: float | None = None, known: tuple[array, ...] = ()):
+                 page_size: int | None = None, thinning: float | None = None, known: tuple[array, ...] = (),
+                 zone: tzinfo = UTC, days: bool = False):
         state = resume or {}
-        self.answer, self.until = answer, until
+        self.answer, self.until, self.zone = answer, until, zone
+        # whole days: windows from a midnight of `zone` to a midnight, one day at the narrowest (a server
+        # shown not to read the times asked); `inclusive`: it is seen to include the end's day, whose
+        # windows then end a second before midnight
+        self.days, self.inclusive = bool(state.get("days", days)), bool(state.get("inclusive", False))
         self.start = datetime.fromisoformat(state["start"]) if "start" in state else since.replace(microsecond=0)
+        if self.days and "start" not in state:
+            self.start = self._midnight(self.start)
         self.width = int(state.get("width", WINDOW.total_seconds()))   # seconds
         self.page_size: int | None = None   # P, shown by this reading
         self.remembered: int | None = state.get("page_size") or page_size   # P before, not yet shown again
@@ -363,9 +387,10 @@ class Windows:
         return count >= page_size - int(page_size * self.margin)
 
     def state(self) -> dict:
+        days = {"days": True, "inclusive": self.inclusive} if self.days else {}
         return {"start": self.start.isoformat(), "width": self.width,
                 "page_size": self.page_size or self.remembered, "before": sorted(self.before),
-                "thinning": self.thinning, "audited": self.audited}
+                "thinning": self.thinning, "audited": self.audited, **days}
 
     def _narrowed_read(self, end: datetime, requests: list) -> None:
         """A window up to `end` read whole: once the narrower windows of a window narrowed are
@@ -381,16 +406,24 @@ class Windows:
 
     def __iter__(self):
         while self.start < self.until:
-            end = min(self.start + timedelta(seconds=self.width), self.until)
+            if self.days:   # (the last may end past `until`: a day is read whole, today's requests too)
+                end = self._midnight(self.start, self._days(self.width))
+            else:
+                end = min(self.start + timedelta(seconds=self.width), self.until)
             margin, self.taken_at = self.margin, None
             requests = self._whole(self.start, end)
             if requests is None:   # a full answer: the window narrowed
-                self.width = max(1, int((end - self.start).total_seconds()) // 2)
+                if self.days:
+                    self.width = max(1, self._days(int((end - self.start).total_seconds())) // 2) * DAY
+                else:
+                    self.width = max(1, int((end - self.start).total_seconds()) // 2)
                 if self.margin > margin:
                     yield from self._read_again()
                 continue
             self._narrowed_read(end, requests)
-            if self._keep_taken(end, requests, margin) and self.auditing and end - self.start > SECOND:
+            # (no audit of whole days: the part it asks, cut at a request's second, is read as whole days)
+            if self._keep_taken(end, requests, margin) and self.auditing and end - self.start > SECOND \
+                    and not self.days:
                 self.audited += 1
                 if self.audited % AUDIT_EVERY == 1 or self.audited <= AUDITS and self.thinning != 0:
                     self._audit(self.start, end, requests)
@@ -404,10 +437,13 @@ class Windows:
                     if seen:
                         continue
                 kept.append(request)
+            if self.days and ids & self.before:
+                self.inclusive = True   # it gave the end's day, given again now: the next windows end before it
             # every id of this answer, yielded now or in the window before: a request met in three
             # windows in a row (a server that reads the dates asked to the minute) was yielded again
             self.before = ids
-            self._given_on(ids, end)
+            if not self.days:   # (whole days: windows side by side share the end's day until `inclusive`)
+                self._given_on(ids, end)
             self._widen(len(requests), int((end - self.start).total_seconds()))
             self.start = end
             yield kept, self._going_on_from()
@@ -425,10 +461,9 @@ class Windows:
         self.met = {key: (first_end, run + 1) for key, (first_end, run) in met.items()}
         key, (first_end, run) = max(self.met.items(), key=lambda item: item[1][1], default=(None, (end, 0)))
         if run >= 3 and self.start - first_end > RUN:
-            raise NotPullable(f"request {key!r} was given by every window from {_stamp(first_end)} to {_stamp(end)}, "
-                              f"{run} in a row (windows side by side share at most the second at their edge): the "
-                              "server does not read the times of start_date/end_date (whole days, or another date "
-                              "than requested_datetime), and its requests cannot be read window by window")
+            raise IgnoresTimes(f"request {key!r} was given by every window from {_stamp(first_end, self.zone)} to "
+                               f"{_stamp(end, self.zone)}, {run} in a row (windows side by side share at most the "
+                               f"second at their edge): {IGNORES_TIMES}")
 
     def _going_on_from(self, reading_again: bool = False) -> dict:
         """The state a pull cut short goes on from. Windows taken whole are in no state: a pull
@@ -517,7 +552,8 @@ class Windows:
         while True:
             reference = self._reference()
             if self.unheld is not None and self._may_be_cut(self.unheld, self.page_size or self.remembered or reference):
-                raise StartsOver("windows taken whole before that point, in no state, are due to be read again, "
+                raise StartsOver("gone on from where a pull cut short stopped: windows taken whole before that "
+                                 "point, in no state, are due to be read again, "
                                  "split, under the wider margin learned since")
             due = [w for w in self.taken if self._may_be_cut(w.count, reference)]
             if not due:
@@ -528,8 +564,11 @@ class Windows:
 
     def _read_split(self, window: Taken):
         half = max(1, int((window.end - window.start).total_seconds()) // 2)
+        if self.days:
+            half = max(1, self._days(half) // 2 * DAY)   # (whole days: halved in days)
         again = Windows(self.answer, window.start, window.end, {"start": window.start.isoformat(), "width": half},
-                        thinning=self.thinning, known=window.read)
+                        thinning=self.thinning, known=window.read, zone=self.zone, days=self.days)
+        again.inclusive = self.inclusive
         again.page_size, again.remembered, again.largest, again.margin, again.unlearned = \
             self.page_size, self.remembered, self.largest, self.margin, self.unlearned
         again.auditing = False   # (its windows taken whole join this reading's: the checks go on here)
@@ -550,7 +589,34 @@ class Windows:
 
     def _ask(self, start: datetime, end: datetime, page: int = 1) -> list:
         self.asked += 1
-        return self.answer(start, end, page)
+        return self.answer(start, self._end_asked(end), page)
+
+    def _end_asked(self, end: datetime) -> datetime:
+        """The `end_date` asked for a window up to `end`: a second before it where whole days are
+        read from a server seen to include the end's day (else that day is read twice)."""
+        return end - SECOND if self.days and self.inclusive else end
+
+    def _sent(self, start: datetime, end: datetime, page: int = 1) -> str:
+        """The window [start, end) as its request says it (in the portal's zone, with the offset)."""
+        return request_text(_params(start, self._end_asked(end), page, self.zone))
+
+    def _midnight(self, moment: datetime, days: int = 0) -> datetime:
+        """The midnight of the zone's day of `moment` (in UTC), `days` days later."""
+        day = moment.astimezone(self.zone).date() + timedelta(days=days)
+        return datetime.combine(day, time(), tzinfo=self.zone).astimezone(UTC)
+
+    @staticmethod
+    def _days(seconds: int) -> int:
+        """Whole days in a width of `seconds` (a day of a clock changed is 23 or 25 hours)."""
+        return max(1, round(seconds / DAY))
+
+    def _narrowest(self, start: datetime, end: datetime) -> bool:
+        """Whether [start, end) cannot be narrowed: one second, or one day where whole days are read."""
+        return end - start <= (timedelta(hours=25) if self.days else SECOND)
+
+    @property
+    def _unit(self) -> str:
+        return "one day" if self.days else "one second"
 
     def _widen(self, count: int, width: int) -> None:
         """The next window's width, aiming at FILL of a page where P is known (the next
@@ -563,14 +629,14 @@ class Windows:
     def _whole(self, start: datetime, end: datetime) -> list | None:
         """The requests of [start, end) when they can be known whole without narrowing it;
         None: narrow it."""
-        one_second = end - start <= SECOND
+        one_second = self._narrowest(start, end)   # (or one day, whole days read)
         try:
             requests = self._made_within(start, end, self._ask(start, end))
         except ResponseTooLarge as error:
             if not one_second:
                 return None   # (narrower windows, smaller answers)
-            raise ResponseTooLarge(f"{cap_reason(error)}: the window at {request_text(_params(start, end))} is one "
-                                   "second, which cannot be narrowed, and a records pull never skips a row: the pull "
+            raise ResponseTooLarge(f"{cap_reason(error)}: the window at {self._sent(start, end)} is {self._unit}, "
+                                   "which cannot be narrowed, and a records pull never skips a row: the pull "
                                    f"fails, its previous records kept ({RAISE_THE_CAP})", error.url, error.status) from None
         count = len(requests)
         if count > (self.page_size or self.remembered or count):   # P grew: learned again
@@ -582,7 +648,7 @@ class Windows:
         if not self._may_be_cut(count, self.page_size or max(1, largest)):
             self.taken_at = count
             return requests
-        if self.page_size is None and not one_second:
+        if self.page_size is None and not one_second and not self.days:   # (whole days: narrowed, a day paged)
             verdict = self._checked(start, end, requests)
             if verdict is True:
                 return requests
@@ -602,8 +668,7 @@ class Windows:
             window = None
         return self._paged(start, end, requests, window)
 
-    @staticmethod
-    def _made_within(start: datetime, end: datetime, requests: list) -> list:
+    def _made_within(self, start: datetime, end: datetime, requests: list) -> list:
         """`requests`, the answer for [start, end); NotPullable where none of them was made
         within a day of it (a server's clock or zone hours off is no sign): a server that
         does not read the dates asked answers every window alike, each narrowed down to
@@ -612,18 +677,19 @@ class Windows:
         the days of the dates asked but not their times (uReport chopped them, its issue #285)
         answered each one-second window with a whole day's requests, read one second after
         another, each yielded again: 53,678 rows of 386 requests for 40 days of Boston's,
-        without end."""
+        without end (IgnoresTimes: read again by whole days, which a server including the end's
+        day answers with two until that is seen)."""
         seconds = [moment for moment in map(_second, requests) if moment is not None]
         if seconds and not any(start - SLACK <= moment <= end + SLACK for moment in seconds):
-            raise NotPullable(f"the window at {request_text(_params(start, end))} was answered with requests made "
-                              f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, none within a day of it: the "
+            raise NotPullable(f"the window at {self._sent(start, end)} was answered with requests made from "
+                              f"{_stamp(min(seconds), self.zone)} to {_stamp(max(seconds), self.zone)}, none within a "
+                              "day of it: the "
                               "server does not read start_date/end_date, and its requests cannot be read window by "
                               "window")
-        if seconds and max(seconds) - min(seconds) > end - start + SPREAD:
-            raise NotPullable(f"the window at {request_text(_params(start, end))} was answered with requests made "
-                              f"from {_stamp(min(seconds))} to {_stamp(max(seconds))}, further apart than the window "
-                              "is wide: the server does not read the times of start_date/end_date (whole days, or "
-                              "another date than requested_datetime), and its requests cannot be read window by window")
+        if seconds and max(seconds) - min(seconds) > end - start + SPREAD and not self.days:
+            raise IgnoresTimes(f"the window at {self._sent(start, end)} was answered with requests made from "
+                               f"{_stamp(min(seconds), self.zone)} to {_stamp(max(seconds), self.zone)}, further apart "
+                               f"than the window is wide: {IGNORES_TIMES}")
         return requests
 
     def _checked(self, start: datetime, end: datetime, requests: list) -> bool | datetime | None:
@@ -672,8 +738,7 @@ class Windows:
             return None if any(_second(r) == low for r in answers[0] if isinstance(r, dict)) else low
         return True if all(answers) else None   # (a part with none: one removed as it was checked)
 
-    @staticmethod
-    def _apart(parts: list[tuple[datetime, datetime]], answers: list[list]) -> None:
+    def _apart(self, parts: list[tuple[datetime, datetime]], answers: list[list]) -> None:
         """NotPullable where two windows side by side both gave requests made in more than one
         second: only the second at their edge is in both (an inclusive `end_date`, read in any
         zone). A server that reads the days asked, the end's included, and ignores `page` gave
@@ -683,11 +748,9 @@ class Windows:
         seconds = {_second(r) for r in answers[1] if isinstance(r, dict) and str(r.get("service_request_id")) in both}
         if len(seconds - {None}) > 1:
             (start, cut), (_, end) = parts
-            raise NotPullable(f"the windows at {request_text(_params(start, cut))} and {request_text(_params(cut, end))} "
-                              f"both gave {len(both)} requests made from {_stamp(min(seconds - {None}))} to "
-                              f"{_stamp(max(seconds - {None}))}: the server does not read the times of "
-                              "start_date/end_date (whole days, or another date than requested_datetime), and its "
-                              "requests cannot be read window by window")
+            raise IgnoresTimes(f"the windows at {self._sent(start, cut)} and {self._sent(cut, end)} both gave "
+                               f"{len(both)} requests made from {_stamp(min(seconds - {None}), self.zone)} to "
+                               f"{_stamp(max(seconds - {None}), self.zone)}: {IGNORES_TIMES}")
 
     def _pages_cut(self, start: datetime, end: datetime, first: list, first_shown: bool) -> bool:
         """While the server's thinning is not known: the next pages of [start, end), whose answer
@@ -733,10 +796,10 @@ class Windows:
                 if window is not None:
                     self._second_answered(start, end, window, set(_ids(first)) - set(_ids(requests)))
                 return requests
-        raise PagesDisagree(f"the pages of the one second at {request_text(_params(start, end))} did not agree in "
+        raise PagesDisagree(f"the pages of the {self._unit} at {self._sent(start, end)} did not agree in "
                             f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
                             "repeating requests of the pages before it): the pull fails, its previous records kept, and "
-                            "the next pull reads that second again")
+                            f"the next pull reads that {self._unit[4:]} again")
 
     def _second_answered(self, start: datetime, end: datetime, window: tuple[datetime, datetime],
                          lacked: set[str]) -> None:
@@ -750,10 +813,9 @@ class Windows:
             return
         still = lacked & set(_ids(self._ask(*window)))
         if still:
-            raise NotPullable(f"the window at {request_text(_params(*window))} gives {len(still)} request(s) made in the "
-                              f"one second at {request_text(_params(start, end))} (e.g. {sorted(still)[0]!r}), which "
-                              "that second's own answers lack: the server does not read the times of start_date/end_date "
-                              "(whole days, the end's excluded), and its requests cannot be read window by window")
+            raise IgnoresTimes(f"the window at {self._sent(*window)} gives {len(still)} request(s) made in the one "
+                               f"second at {self._sent(start, end)} (e.g. {sorted(still)[0]!r}), which that second's "
+                               f"own answers lack: {IGNORES_TIMES}")
 
     def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
         """One reading of a one-second window's pages, up to one short of a full page; None:
@@ -770,7 +832,7 @@ class Windows:
                     if self.page_size is None and self._gives_more_than(len(pages[0]), start):
                         return pages   # a server that ignores `page`, shown to give more at once: taken whole
                     raise NotPullable(
-                        f"the one second at {request_text(_params(start, end))} holds at least the "
+                        f"the {self._unit} at {self._sent(start, end)} holds at least the "
                         f"{self.page_size or len(pages[0])} requests the server gives in one answer"
                         f"{'' if self.page_size else ' (none of the 90 days either side gave more)'}, and the server "
                         "ignores `page`: the others cannot be read, and a records pull never skips a row")
@@ -819,6 +881,7 @@ class RequestsRecords(RecordSource):
         self.conversion = Conversion(self.fields)
         self.until = now or datetime.now(UTC).replace(microsecond=0)
         self.since = since
+        self.whole_days = False   # the server was shown not to read the times asked: windows of whole days
         if previous is not None and previous.watermark:
             self.mode = "incremental"
             latest = datetime.fromisoformat(previous.watermark)
@@ -835,10 +898,18 @@ class RequestsRecords(RecordSource):
         return requests if self.zone is UTC else _zoned(requests, self.zone)
 
     def batches(self, resume):
-        for requests, state in Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
-                                       self.remembered_thinning):
-            self.page_size, self.thinning = state["page_size"], state["thinning"]   # (kept with the pull, for the next)
-            yield self.conversion.table_from_rows(requests), state
+        windows = Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
+                          self.remembered_thinning, zone=self.zone, days=self.whole_days)
+        try:
+            for requests, state in windows:
+                self.page_size, self.thinning = state["page_size"], state["thinning"]   # (kept with the pull, for the next)
+                yield self.conversion.table_from_rows(requests), state
+        except IgnoresTimes as error:
+            if windows.days:
+                raise
+            # (what was read so far was read by windows the server did not read as asked: none of it is kept)
+            self.whole_days = True
+            raise StartsOver(f"{error}: reading whole days from midnight ({self.zone}) instead") from None
 
     def resumes_at(self, state: dict) -> bool:
         """A pull cut short goes on after its last window read: a request added or removed

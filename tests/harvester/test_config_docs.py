@@ -94,7 +94,8 @@ def test_each_bound_the_readme_states_is_the_loaders(tmp_path):
             wrong.append(f"{key}: the README says at most {most:g}")
         if least is not None and (not loads(key, cast(least)) or loads(key, cast(least - step))):
             wrong.append(f"{key}: the README says at least {least:g}")
-    assert {"timeout", "max_concurrency", "max_minutes", "deletion_grace_days", "requests_per_second"} <= set(checked)
+    assert {"timeout", "max_concurrency", "max_minutes", "records_max_minutes", "deletion_grace_days",
+            "requests_per_second"} <= set(checked)
     assert not wrong, "\n".join(wrong)
 
 

@@ -513,3 +513,35 @@ def test_parts_closed_at_their_column_chunks_are_not_joined_with_those_closed_by
     assert [pq.read_metadata(ready / name).num_row_groups for name in names] == [3, 3, 2]
     assert (ready / names[0]).read_bytes() == (parts_dir / parts[0]).read_bytes()
     assert [v for name in names for v in pq.read_table(ready / name)["v"].to_pylist()] == list(range(first))
+
+
+def test_a_records_pull_past_its_portals_records_max_minutes_fails_keeping_the_previous_records(tmp_path):
+    """A server that trickles its pages (each answered within its timeout, a second after it was
+    asked) held a records pull as long as it liked: `max_minutes` bounds the catalogue harvest
+    only. Past the portal's `records_max_minutes` the pull makes no more requests and fails
+    (OverBudget), saying so; the records it published before are kept."""
+    from tests.harvester.portals.test_open311 import JSON_SERVICES
+    from tests.portals.open311 import Open311Portal
+    from tests.shared_fixtures import load_json
+
+    folder = tmp_path / "records" / "portal=bos311" / "dataset=service-requests"
+    requests = load_json("open311/boston-mayors24-requests-abandoned-vehicle-merged-pages.json")
+    with Open311Portal(services=JSON_SERVICES, requests=requests) as portal:
+        db, first = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+        published = pq.read_table(folder)
+        portal.clear_log()
+        # (each request slower than the whole budget: on a loaded machine too, the pull cannot end within it)
+        portal.inject("/requests.json", ("slow", 1.0), times=10_000)
+        _, second = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"],
+                                         extra="records_max_minutes = 0.01\n")
+        asked = portal.hits["/requests.json"]
+    assert first.exit_code == 0, first.output
+    report = json.loads(second.output)["portals"][0]
+    assert (report["records_pulled"], report["records_failed"]) == (0, 1), second.output
+    assert asked <= 2
+    con = duckdb.connect(str(db))
+    (kind, message), = con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+    assert kind == "OverBudget" and "the records pull of bos311:service-requests took over 0.01 minutes (its portal's " \
+        "records_max_minutes); not requested: " in message and "the previous records are kept" in message, message
+    assert con.execute("SELECT count(*) FROM record_pulls").fetchone() == (1,)
+    assert pq.read_table(folder).equals(published) and published.num_rows == 950
