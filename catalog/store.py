@@ -733,7 +733,10 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[
 
 # The most rows of a table that the rebuild of VACUUMED_TABLES sorts at once (Store.vacuum): a
 # portal's rows together needs no sort of the whole table (one of 576,636 distributions did not
-# fit MEMORY_LIMIT at 300 portals, night 3's rebuild retried with MERGE_MEMORY_LIMIT)
+# fit MEMORY_LIMIT at 300 portals, night 3's rebuild retried with MERGE_MEMORY_LIMIT). The batches
+# are inserted on one DuckDB thread: an insert on several writes row groups of its own and leaves
+# its last one part-filled, one per batch (200,000 rows in 10 batches made 15 row groups, not 13:
+# the file ~10 MB larger at 10 portals), where one thread's inserts fill the last row group first
 REBUILD_BATCH_ROWS = 2 * ROW_GROUP_ROWS
 
 
@@ -1202,7 +1205,8 @@ class Store:
                         return
                     cur = self.cursor()
                     try:
-                        with stoppable_transaction(cur):   # (a stop ends the copy: the table as it was)
+                        # (a stop ends the copy: the table as it was; on one DuckDB thread, see REBUILD_BATCH_ROWS)
+                        with self._one_thread(), stoppable_transaction(cur):
                             # in the order of their dataset: a portal's rows together, in as few row groups as
                             # its share (in DuckDB's threads' order, each rebuild spread them over more, until
                             # every merge deleted rows from nearly all and each was followed by a rebuild)
@@ -1537,7 +1541,8 @@ class Store:
     def _one_thread(self) -> Iterator[None]:
         """DuckDB on one thread (the write lock held): for the raw loads, which run beside the
         listing while its page threads and mapping workers keep every core busy, a second DuckDB
-        thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md).
+        thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md); and for
+        the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS).
         The setting is the database's, not the connection's, so the one it had is put back: the
         merge and the search build run alone and use every core."""
         threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])

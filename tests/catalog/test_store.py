@@ -1765,6 +1765,36 @@ def test_the_rebuild_sorts_a_few_portals_at_a_time_and_fits_where_a_sort_of_the_
     assert max(spread.values()) <= 3, spread   # (25,000 rows: 2 row groups, and one two portals share)
 
 
+def test_the_rebuild_fills_every_row_group_but_the_last(store, monkeypatch):
+    """The rebuild inserts its batches one after the other (REBUILD_BATCH_ROWS), and an insert on
+    DuckDB's threads writes row groups of its own, leaving its last one part-filled: 200,000 rows
+    in 10 batches made 15 row groups where one insert makes 13, the file ~10 MB larger at 10
+    portals. Its inserts run on one DuckDB thread, which fills the last row group before it starts
+    another. 4 portals of 20,000 distributions (a batch each): main made 6 row groups (16,384, 7,232, ...), 5 now."""
+    import catalog.store as store_module
+    from catalog.store import ROW_GROUP_ROWS
+
+    portals = ("a", "b", "c", "d")
+    for portal in portals:
+        store.commit_portal(stage_of(store, [record(f"d{i:04d}", portal=portal, distributions=[
+            {"title": f"File {k}", "format": "CSV", "media_type": "text/csv", "access_url": None,
+             "download_url": f"https://x.org/{portal}/d{i:04d}/{k}.csv"} for k in range(20)]) for i in range(1_000)]),
+            portal, T0, mark_deleted=True)
+    expected = rows(store, "SELECT dataset_uid, download_url FROM distributions ORDER BY ALL")
+    threads = rows(store, "SELECT current_setting('threads')")
+    assert int(threads[0][0]) > 1 and len(store_module._in_portal_batches(store.con, "distributions")) == 4
+    store._deleted_groups = {"distributions": {0}}   # (as a merge's deletes leave them)
+    store.vacuum("the test's rebuild")
+    assert store.deletes_held() == 0
+    store.con.execute("CHECKPOINT")
+    groups = [n for (n,) in rows(store, """SELECT max(start + count) - min(start) FROM pragma_storage_info('distributions')
+                                             WHERE column_id = 0 GROUP BY row_group_id ORDER BY row_group_id""")]
+    assert sum(groups) == 80_000
+    assert groups == [ROW_GROUP_ROWS] * 4 + [80_000 - 4 * ROW_GROUP_ROWS], groups
+    assert rows(store, "SELECT dataset_uid, download_url FROM distributions ORDER BY ALL") == expected
+    assert rows(store, "SELECT current_setting('threads')") == threads   # (put back)
+
+
 def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path, monkeypatch, caplog):
     """A raw load read its file through DuckDB's default CSV buffers (16 longest lines of at
     least 2 MiB: two buffers of 32 MiB held) beside the row group it inserts: a row group of
