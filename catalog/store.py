@@ -83,6 +83,12 @@ CHECKPOINT_WAL_BYTES = 64 << 20
 VACUUM_BYTES = 16 << 20
 ROW_GROUP_DELETES_BYTES = 256 << 10   # what one row group with deletes holds, at least
 VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' are a row each per dataset: far fewer)
+# The rows of `datasets` that merges delete (a changed dataset's old version, deleted and inserted
+# again) stay in its row groups, in the file and in every scan: DuckDB's checkpoint vacuums no
+# table with an index (uid's PRIMARY KEY), so that 3% of a catalogue changed a night left 3% more of
+# the table dead, without bound (21% after 10 nights; docs/benchmarks.md, Nightly). Past this share
+# of the rows it holds, dead, the table is written anew at the harvest's end (Store.reclaim_datasets).
+RECLAIM_SHARE = 0.2
 _string = pa.string()
 
 
@@ -1221,6 +1227,29 @@ class Store:
                 self._with_room(f"{what} ({table})", rebuild)
             except duckdb.Error as exc:
                 log.warning("%s (%s) failed (%s): the table is kept as it was", what, table, exc)
+
+    def reclaim_datasets(self) -> bool:
+        """`datasets` written anew if more than RECLAIM_SHARE of the rows it holds are deleted ones
+        (in a transaction of its own, with the MERGE_MEMORY_LIMIT retry); returns whether it was. A
+        failure is logged, not raised: the table is as it was, and reclaimed by a later harvest."""
+        def rebuild() -> bool:
+            with self._write_lock:
+                cur = self.cursor()
+                try:
+                    held = cur.execute("""SELECT estimated_size FROM duckdb_tables() WHERE database_name =
+                                          current_database() AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
+                    if held - cur.execute("SELECT count(*) FROM datasets").fetchone()[0] <= RECLAIM_SHARE * held:
+                        return False
+                    with stoppable_transaction(cur):   # (a stop ends the copy: the table as it was)
+                        _rebuild_datasets(cur, "SELECT * FROM datasets", {})   # (in the order they lie)
+                    return True
+                finally:
+                    cur.close()
+        try:
+            return self._with_room("the rebuild of datasets' deleted rows", rebuild)
+        except duckdb.Error as exc:
+            log.warning("the rebuild of datasets' deleted rows failed (%s): the table is kept as it was", exc)
+            return False
 
     def wal_bytes(self) -> int:
         """The size of the catalogue's write-ahead log (what is committed and not checkpointed)."""
