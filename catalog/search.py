@@ -240,15 +240,39 @@ def _term_frequencies(pieces: str) -> str:
         GROUP BY termid, docid"""
 
 
-# A whole build counts the term frequencies of this many documents at a time (a range of row
-# ids: the ranges' (term, document) groups are apart): one hash aggregate of every document's
-# pieces (5.9 million groups at 300 portals) needed more than 80 MB, beyond what 128 MB left
-# beside the harvest's own at night 1's end (docs/benchmarks.md, Nightly). With POSTINGS_BATCH, the
-# whole build of night 1's catalogue at 300 portals fits 64 MB (ranges twice as large did not: 80), for
-# ~1 s more CPU (of 8-9)
+# A whole build writes the documents this many at a time (a range of row ids), and counts the
+# term frequencies of at most this many at a time too (the ranges' (term, document) groups are
+# apart): one hash aggregate of every document's pieces (5.9 million groups at 300 portals) needed
+# more than 80 MB, beyond what 128 MB left beside the harvest's own at night 1's end
+# (docs/benchmarks.md, Nightly). With POSTINGS_BATCH, the whole build of night 1's catalogue at 300
+# portals fits 64 MB (ranges twice as large did not: 80), for ~1 s more CPU (of 8-9)
 TF_BATCH_DOCUMENTS = 25_000
+# ... and of at most this many bytes of text (TEXT_BYTES): a range's groups are its documents'
+# words, so that ranges counted in documents alone grew with the descriptions' length (12,000
+# datasets of 250-word descriptions, 3 million postings in one range, did not fit 128 MB;
+# docs/benchmarks.md, Search)
+TF_BATCH_BYTES = 4 << 20
 
 LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM search_work.tf GROUP BY docid"
+
+# The first document of each run of about $batch bytes of text (what _pieces cuts into words: a
+# dataset's title, keywords, description and city, its columns' names) among the datasets of a
+# range of row ids ($low, $high): a dataset's column names summed first, by the range's datasets
+# alone (a join of every column with every dataset grows with the catalogue)
+TEXT_BYTES = "coalesce(strlen({text}), 0)"
+TEXT_RANGES = f"""
+    SELECT min(docid) AS first FROM (
+        SELECT docid, sum(bytes) OVER (ORDER BY docid) AS upto FROM (
+            SELECT docid, sum(bytes) AS bytes FROM (
+                SELECT d.rowid AS docid, {TEXT_BYTES.format(text="d.title")} + {TEXT_BYTES.format(
+                    text="array_to_string(d.keywords, ' ')")} + {TEXT_BYTES.format(text="d.description")}
+                       + {TEXT_BYTES.format(text="d.city")} AS bytes
+                FROM datasets d WHERE d.deleted_at IS NULL {WITHIN_RANGE}
+                UNION ALL
+                SELECT d.rowid, {TEXT_BYTES.format(text="coalesce(c.name, c.field_name)")} + 1
+                FROM columns c JOIN datasets d ON d.uid = c.dataset_uid WHERE d.deleted_at IS NULL {WITHIN_RANGE})
+            GROUP BY docid))
+    GROUP BY upto // $batch ORDER BY first"""
 
 
 def _documents(docid: str, documents: str = "", within: str = "") -> str:
@@ -321,9 +345,10 @@ BUILD = {
     "search_postings": POSTINGS.format(terms=IN_RANGE),
 }
 # The tables written a range at a time, the ranges in order (their SELECTs take $low and $high):
-# of documents, by their dataset's row id (TF_BATCH_DOCUMENTS), or of terms (POSTINGS_BATCH), cut by
-# the query named; a whole build's, and an update's postings (see UPDATED_POSTINGS)
-RANGED = {"search_work.tf": "documents", "search_documents": "documents", "search_postings": POSTINGS_RANGES,
+# of documents, by their dataset's row id (TF_BATCH_DOCUMENTS; "text": each cut again by
+# TF_BATCH_BYTES of text), or of terms (POSTINGS_BATCH), cut by the query named; a whole build's,
+# and an update's postings (see UPDATED_POSTINGS)
+RANGED = {"search_work.tf": "text", "search_documents": "documents", "search_postings": POSTINGS_RANGES,
           "search_postings_update": UPDATED_RANGES}
 
 # the intermediate tables of an update, in this order: the documents whose dataset is
@@ -447,9 +472,11 @@ def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, sel
     rows inserted after the previous range's), else at once."""
     if table not in RANGED:
         return _create(con, f"TABLE {name}", select, params)
-    if RANGED[table] == "documents":
+    if RANGED[table] in ("documents", "text"):
         last = con.execute("SELECT coalesce(max(rowid), -1) FROM datasets").fetchone()[0]
         ranges = [(low, low + TF_BATCH_DOCUMENTS) for low in range(0, last + 1, TF_BATCH_DOCUMENTS)]
+        if RANGED[table] == "text":
+            ranges = [cut for low, high in ranges for cut in _cut_by_text(con, low, high)]
     else:   # (the first range from the lowest term: a term id is never negative)
         firsts = [row[0] for row in con.execute(RANGED[table], {"batch": POSTINGS_BATCH}).fetchall()]
         ranges = list(zip([0, *firsts[1:]], [*firsts[1:], 1 << 62]))
@@ -461,6 +488,14 @@ def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, sel
         if stop is not None and stop.is_set():
             raise _Stopped(table)
         con.execute(f"INSERT INTO {name} {select}", _only(select, bounded))
+
+
+def _cut_by_text(con: duckdb.DuckDBPyConnection, low: int, high: int) -> list[tuple[int, int]]:
+    """The range of row ids [low, high) cut into ranges of about TF_BATCH_BYTES of text each (see
+    TEXT_RANGES): a dataset of more text than that, a range alone."""
+    firsts = [row[0] for row in con.execute(TEXT_RANGES, {"low": low, "high": high, "batch": TF_BATCH_BYTES}).fetchall()]
+    cuts = [low, *firsts[1:], high]
+    return list(zip(cuts, cuts[1:]))
 
 
 def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:

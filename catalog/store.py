@@ -82,6 +82,12 @@ CHECKPOINT_WAL_BYTES = 64 << 20
 VACUUM_BYTES = 16 << 20
 ROW_GROUP_DELETES_BYTES = 256 << 10   # what one row group with deletes holds, at least
 VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' are a row each per dataset: far fewer)
+# The rows of `datasets` that merges delete (a changed dataset's old version, deleted and inserted
+# again) stay in its row groups, in the file and in every scan: DuckDB's checkpoint vacuums no
+# table with an index (uid's PRIMARY KEY), so that 3% of a catalogue changed a night left 3% more of
+# the table dead, without bound (21% after 10 nights; docs/benchmarks.md, Nightly). Past this share
+# of the rows it holds, dead, the table is written anew at the harvest's end (Store.reclaim_datasets).
+RECLAIM_SHARE = 0.2
 _string = pa.string()
 
 
@@ -743,7 +749,10 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[
 
 # The most rows of a table that the rebuild of VACUUMED_TABLES sorts at once (Store.vacuum): a
 # portal's rows together needs no sort of the whole table (one of 576,636 distributions did not
-# fit MEMORY_LIMIT at 300 portals, night 3's rebuild retried with MERGE_MEMORY_LIMIT)
+# fit MEMORY_LIMIT at 300 portals, night 3's rebuild retried with MERGE_MEMORY_LIMIT). The batches
+# are inserted on one DuckDB thread: an insert on several writes row groups of its own and leaves
+# its last one part-filled, one per batch (200,000 rows in 10 batches made 15 row groups, not 13:
+# the file ~10 MB larger at 10 portals), where one thread's inserts fill the last row group first
 REBUILD_BATCH_ROWS = 2 * ROW_GROUP_ROWS
 
 
@@ -1251,7 +1260,8 @@ class Store:
                         return
                     cur = self.cursor()
                     try:
-                        with stoppable_transaction(cur):   # (a stop ends the copy: the table as it was)
+                        # (a stop ends the copy: the table as it was; on one DuckDB thread, see REBUILD_BATCH_ROWS)
+                        with self._one_thread(), stoppable_transaction(cur):
                             # in the order of their dataset: a portal's rows together, in as few row groups as
                             # its share (in DuckDB's threads' order, each rebuild spread them over more, until
                             # every merge deleted rows from nearly all and each was followed by a rebuild)
@@ -1266,6 +1276,29 @@ class Store:
                 self._with_room(f"{what} ({table})", rebuild)
             except duckdb.Error as exc:
                 log.warning("%s (%s) failed (%s): the table is kept as it was", what, table, exc)
+
+    def reclaim_datasets(self) -> bool:
+        """`datasets` written anew if more than RECLAIM_SHARE of the rows it holds are deleted ones
+        (in a transaction of its own, with the MERGE_MEMORY_LIMIT retry); returns whether it was. A
+        failure is logged, not raised: the table is as it was, and reclaimed by a later harvest."""
+        def rebuild() -> bool:
+            with self._write_lock:
+                cur = self.cursor()
+                try:
+                    held = cur.execute("""SELECT estimated_size FROM duckdb_tables() WHERE database_name =
+                                          current_database() AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
+                    if held - cur.execute("SELECT count(*) FROM datasets").fetchone()[0] <= RECLAIM_SHARE * held:
+                        return False
+                    with stoppable_transaction(cur):   # (a stop ends the copy: the table as it was)
+                        _rebuild_datasets(cur, "SELECT * FROM datasets", {})   # (in the order they lie)
+                    return True
+                finally:
+                    cur.close()
+        try:
+            return self._with_room("the rebuild of datasets' deleted rows", rebuild)
+        except duckdb.Error as exc:
+            log.warning("the rebuild of datasets' deleted rows failed (%s): the table is kept as it was", exc)
+            return False
 
     def wal_bytes(self) -> int:
         """The size of the catalogue's write-ahead log (what is committed and not checkpointed)."""
@@ -1589,7 +1622,8 @@ class Store:
     def _one_thread(self) -> Iterator[None]:
         """DuckDB on one thread (the write lock held): for the raw loads, which run beside the
         listing while its page threads and mapping workers keep every core busy, a second DuckDB
-        thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md).
+        thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md); and for
+        the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS).
         The setting is the database's, not the connection's, so the one it had is put back: the
         merge and the search build run alone and use every core."""
         threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])

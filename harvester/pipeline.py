@@ -232,6 +232,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             raise HarvestInterrupted(run)
         try:
             store.refresh_search()
+            store.reclaim_datasets()   # (after the search build: its count reads the deletes of every row group, then held)
         except KeyboardInterrupt:   # (every portal stored; the next harvest builds the index)
             raise HarvestInterrupted(run) from None
     finally:

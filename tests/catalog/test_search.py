@@ -814,6 +814,22 @@ def state(store):
     return store.con.execute("SELECT documents, updated FROM search_state").fetchone()
 
 
+# the index's tables as counts and hashes of their rows: the postings and the documents in the
+# order they lie (which queries rely on), the terms in any
+INDEX_ROWS = {"search_postings": "termid, docid, tf, length, rowid", "search_documents": "docid, uid, length, rowid",
+              "search_terms": "termid, term, df"}
+
+
+def index_contents(store):
+    return {table: rows(store, f"SELECT count(*), sum(hash({fields})::HUGEINT) FROM {table}")
+            for table, fields in INDEX_ROWS.items()}
+
+
+def random_words(words, n=20_000):
+    """`n` made-up words of 4 to 9 letters, drawn from `words` (a random.Random)."""
+    return ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(4, 9))) for _ in range(n)]
+
+
 def scores(store, queries):
     return {q: {h["uid"]: h["score"] for h in find(store, q, limit=100)} for q in queries}
 
@@ -1004,8 +1020,7 @@ def test_an_update_writes_the_postings_a_range_of_terms_at_a_time_and_spills_not
     from catalog.store import spill_directory
 
     words = random.Random(31)
-    vocabulary = ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(4, 9)))
-                  for _ in range(20_000)]
+    vocabulary = random_words(words)
 
     def datasets(portal, step, first=""):
         return [record(f"d{i:05d}", first + " ".join(words.choices(vocabulary, k=8)), portal=portal,
@@ -1024,8 +1039,6 @@ def test_an_update_writes_the_postings_a_range_of_terms_at_a_time_and_spills_not
     shutil.rmtree(spill_directory(ours), ignore_errors=True)
     one_range.parent.mkdir()
     shutil.copy(ours, one_range)
-    tables = {"search_postings": "termid, docid, tf, length, rowid", "search_documents": "docid, uid, length, rowid",
-              "search_terms": "termid, term, df"}
     contents = {}
     for path, batch in ((ours, 100_000), (one_range, 1 << 40)):
         monkeypatch.setattr(search, "POSTINGS_BATCH", batch)
@@ -1036,8 +1049,7 @@ def test_an_update_writes_the_postings_a_range_of_terms_at_a_time_and_spills_not
             assert search.refresh(store.con)   # (not the store's retry with 1 GB)
             store.con.execute("SET memory_limit = '1GB'")
             assert state(store) == (10_000, 800)   # updated in place: 400 versions out, 400 in
-            contents[batch] = {table: rows(store, f"SELECT count(*), sum(hash({fields})::HUGEINT) FROM {table}")
-                               for table, fields in tables.items()}
+            contents[batch] = index_contents(store)
             if batch == 100_000:
                 assert not spill_directory(path).exists()
                 assert len(find(store, "quokka", limit=1_000)) == 400
@@ -1061,8 +1073,7 @@ def test_a_whole_build_writes_its_tables_a_range_at_a_time_and_fits_where_one_pa
     store = Store(tmp_path / "c.duckdb")
     try:
         words = random.Random(30)
-        vocabulary = ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(4, 9)))
-                      for _ in range(20_000)]
+        vocabulary = random_words(words)
 
         def columns():
             return [{"position": k, "name": f"{words.choice(vocabulary)} {words.choice(vocabulary)}",
@@ -1080,20 +1091,45 @@ def test_a_whole_build_writes_its_tables_a_range_at_a_time_and_fits_where_one_pa
         store.con.execute("SET memory_limit = '40MB'")
         assert search.refresh(store.con, force=True)   # (not the store's retry with 1 GB)
         store.con.execute("SET memory_limit = '1GB'")
-        # (the postings and documents in the order they lie, which queries rely on; the terms in any)
-        tables = {"search_postings": "termid, docid, tf, length, rowid", "search_documents": "docid, uid, length, rowid",
-                  "search_terms": "termid, term, df"}
-
-        def contents():
-            return {table: rows(store, f"SELECT count(*), sum(hash({fields})::HUGEINT) FROM {table}")
-                    for table, fields in tables.items()}
-        ranged = contents()
+        ranged = index_contents(store)
         assert ranged["search_postings"][0][0] > 3_000_000
         assert rows(store, """SELECT count(*) FROM (SELECT termid, lag(termid) OVER (ORDER BY rowid) AS before
                               FROM search_postings) WHERE termid < before""") == [(0,)]
         monkeypatch.setattr(search, "TF_BATCH_DOCUMENTS", 1 << 40, raising=False)   # (one range each)
+        monkeypatch.setattr(search, "TF_BATCH_BYTES", 1 << 40, raising=False)
         monkeypatch.setattr(search, "POSTINGS_BATCH", 1 << 40, raising=False)
         search.refresh(store.con, force=True)
-        assert contents() == ranged
+        assert index_contents(store) == ranged
+    finally:
+        store.close()
+
+
+def test_a_whole_build_counts_its_term_frequencies_by_their_text_so_long_descriptions_fit(tmp_path, monkeypatch):
+    """The whole build counted its term frequencies a range of TF_BATCH_DOCUMENTS documents at a
+    time: a range's (term, document) groups are its documents' words, so its memory grew with the
+    descriptions' length (12,000 datasets of 250-word descriptions did not fit 128 MB). Its ranges
+    are cut by TF_BATCH_BYTES of text too. 6,000 datasets of 250 words (1.5 million postings, one
+    range of documents), the harvest's ranges, at 64 MB: main's build ran out of memory in the term
+    frequencies (at 56, 64, 80 and 96 MB alike); this one needs about 48 (not 40), and its tables are
+    those of a build in one range."""
+    words = random.Random(32)
+    vocabulary = random_words(words)
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        for portal in ("p0", "p1"):
+            store.commit_portal(stage_of(store, [
+                record(f"d{i:05d}", " ".join(words.choices(vocabulary, k=8)), portal=portal,
+                       description=" ".join(words.choices(vocabulary, k=250))) for i in range(3_000)]),
+                portal, T0, mark_deleted=True)
+        store.checkpoint("the test's checkpoint")   # (the merges' log rows out of memory: the build's own need)
+        store.con.execute("SET memory_limit = '64MB'")
+        assert search.refresh(store.con, force=True)   # (not the store's retry with 1 GB)
+        store.con.execute("SET memory_limit = '1GB'")
+        ranged = index_contents(store)
+        assert ranged["search_postings"][0][0] > 1_400_000
+        assert len(find(store, vocabulary[7], limit=10_000)) > 50
+        monkeypatch.setattr(search, "TF_BATCH_BYTES", 1 << 40, raising=False)   # (one range)
+        search.refresh(store.con, force=True)
+        assert index_contents(store) == ranged
     finally:
         store.close()

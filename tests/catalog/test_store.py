@@ -1788,6 +1788,69 @@ def test_the_rebuild_sorts_a_few_portals_at_a_time_and_fits_where_a_sort_of_the_
     assert max(spread.values()) <= 3, spread   # (25,000 rows: 2 row groups, and one two portals share)
 
 
+def test_the_rebuild_fills_every_row_group_but_the_last(store, monkeypatch):
+    """The rebuild inserts its batches one after the other (REBUILD_BATCH_ROWS), and an insert on
+    DuckDB's threads writes row groups of its own, leaving its last one part-filled: 200,000 rows
+    in 10 batches made 15 row groups where one insert makes 13, the file ~10 MB larger at 10
+    portals. Its inserts run on one DuckDB thread, which fills the last row group before it starts
+    another. 4 portals of 20,000 distributions (a batch each): main made 6 row groups (16,384, 7,232, ...), 5 now."""
+    import catalog.store as store_module
+    from catalog.store import ROW_GROUP_ROWS
+
+    portals = ("a", "b", "c", "d")
+    for portal in portals:
+        store.commit_portal(stage_of(store, [record(f"d{i:04d}", portal=portal, distributions=[
+            {"title": f"File {k}", "format": "CSV", "media_type": "text/csv", "access_url": None,
+             "download_url": f"https://x.org/{portal}/d{i:04d}/{k}.csv"} for k in range(20)]) for i in range(1_000)]),
+            portal, T0, mark_deleted=True)
+    expected = rows(store, "SELECT dataset_uid, download_url FROM distributions ORDER BY ALL")
+    threads = rows(store, "SELECT current_setting('threads')")
+    assert int(threads[0][0]) > 1 and len(store_module._in_portal_batches(store.con, "distributions")) == 4
+    store._deleted_groups = {"distributions": {0}}   # (as a merge's deletes leave them)
+    store.vacuum("the test's rebuild")
+    assert store.deletes_held() == 0
+    store.con.execute("CHECKPOINT")
+    groups = [n for (n,) in rows(store, """SELECT max(start + count) - min(start) FROM pragma_storage_info('distributions')
+                                             WHERE column_id = 0 GROUP BY row_group_id ORDER BY row_group_id""")]
+    assert sum(groups) == 80_000
+    assert groups == [ROW_GROUP_ROWS] * 4 + [80_000 - 4 * ROW_GROUP_ROWS], groups
+    assert rows(store, "SELECT dataset_uid, download_url FROM distributions ORDER BY ALL") == expected
+    assert rows(store, "SELECT current_setting('threads')") == threads   # (put back)
+
+
+def test_datasets_deleted_rows_are_reclaimed_once_they_pass_a_share_of_the_table(store):
+    """A changed dataset's old version is deleted from `datasets` and stays in its row groups: DuckDB's
+    checkpoint vacuums no table with an index (uid's key), so that every night's changes left more
+    of the table dead, without bound (3% of the catalogue a night: 21% after 10 nights). Past
+    RECLAIM_SHARE of the rows it holds, the table is written anew (Store.reclaim_datasets, at a
+    harvest's end): 10% of 2,000 datasets changed a night, dead 200, 400, then 600 of 2,600 (23%)
+    reclaimed to none, the rows and the key as they were."""
+    from catalog.store import RECLAIM_SHARE
+
+    def dead_and_held():
+        held = rows(store, """SELECT estimated_size FROM duckdb_tables() WHERE database_name = current_database()
+                              AND table_name = 'datasets'""")[0][0]
+        return held - rows(store, "SELECT count(*) FROM datasets")[0][0], held
+
+    store.commit_portal(stage_of(store, [record(f"d{i:04d}") for i in range(2_000)]), "city", T0, mark_deleted=True)
+    seen = [f"city:d{i:04d}" for i in range(2_000)]
+    found = []
+    for night in range(1, 5):
+        changed = [record(f"d{i:04d}", title=f"Permits v{night}") for i in range(night, 2_000, 10)]
+        store.commit_portal(stage_of(store, changed, seen_extra=seen), "city", T0 + timedelta(days=night),
+                            mark_deleted=True)
+        store.checkpoint("the night's close")
+        before = dead_and_held()
+        expected = rows(store, "SELECT uid, title, first_seen, last_changed FROM datasets ORDER BY uid")
+        found.append((before, store.reclaim_datasets(), dead_and_held()[0]))
+        assert rows(store, "SELECT uid, title, first_seen, last_changed FROM datasets ORDER BY uid") == expected
+    assert found == [((200, 2_200), False, 200), ((400, 2_400), False, 400), ((600, 2_600), True, 0),
+                     ((200, 2_200), False, 200)]
+    assert 600 > RECLAIM_SHARE * 2_600 and 400 <= RECLAIM_SHARE * 2_400
+    with pytest.raises(duckdb.ConstraintException):   # (the table's key, as it was)
+        store.con.execute("INSERT INTO datasets SELECT * FROM datasets LIMIT 1")
+
+
 def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path, monkeypatch, caplog):
     """A raw load read its file through DuckDB's default CSV buffers (16 longest lines of at
     least 2 MiB: two buffers of 32 MiB held) beside the row group it inserts: a row group of
