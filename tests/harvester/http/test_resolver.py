@@ -197,7 +197,10 @@ def test_a_resolver_that_answers_no_name_is_down_and_no_request_waits_for_it(por
                 with pytest.raises(LookupTimedOut) as failed:
                     client.get_json(f"http://{name}.dead.test:{port}/doc")
                 assert failed.value.host_down is not None   # (2 attempts: 2 connect timeouts)
-            assert client.stats.requests == 6
+            # (or 1, when a loaded machine woke the attempt past the name's limit of 2 connect
+            # timeouts, 0.2 s here: its first lookup's 0.1 s and a tenth late; seen in session 32)
+            dead_names_asked = client.stats.requests
+            assert 3 <= dead_names_asked <= 6
             with pytest.raises(ResolverDown, match=r"^the resolver has answered no lookup for \d+ s \(3 host names "
                                                    r"unanswered: a\.dead\.test, b\.dead\.test, c\.dead\.test\); host "
                                                    r"name d0\.portal\.test not waited for until it answers again \("):
@@ -205,7 +208,7 @@ def test_a_resolver_that_answers_no_name_is_down_and_no_request_waits_for_it(por
             for number in range(1, 20):
                 with pytest.raises(ResolverDown, match=rf"host name d{number}\.portal\.test not waited for"):
                     client.get_json(f"http://d{number}.portal.test:{port}/doc")
-            assert client.stats.requests == 26   # one attempt each, none waited for
+            assert client.stats.requests == dead_names_asked + 20   # one attempt each, none waited for
             assert sum(resolver.asked[f"d{number}.portal.test"] for number in range(20)) <= 1   # the one probe
             said = [record.getMessage() for record in caplog.records if "resolver" in record.getMessage()]
             assert said == ["the resolver has answered no lookup of 3 host names (a.dead.test, b.dead.test, "
