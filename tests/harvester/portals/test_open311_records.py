@@ -541,6 +541,18 @@ def pulled_into(layout, con, source):
     return pull_dataset(source, layout, "bos311", "service-requests", con, uid="bos311:service-requests", run_id="r")
 
 
+def cut_short_then_resumed(layout, con, portal: "GoesDown"):
+    """A pull of `portal` until its host goes down (HTTP 503), then the next pull with it up:
+    the windows the first asked, those the second asked, and the second's result."""
+    with pytest.raises(TransientError, match="HTTP 503"):
+        pulled_into(layout, con, source_for(portal))
+    first = windows_asked(portal)
+    portal.up = None
+    portal.clear_log()
+    result = pulled_into(layout, con, source_for(portal))
+    return first, windows_asked(portal), result
+
+
 def test_a_pull_cut_short_goes_on_after_its_last_window_read(tmp_path, store):
     """A pull of 70 requests cut short after 40 (the host down): the next pull started over
     from 2018 (its windows' rows were kept only in parts of 500,000, and windows could not
@@ -550,13 +562,7 @@ def test_a_pull_cut_short_goes_on_after_its_last_window_read(tmp_path, store):
     with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
         whole = sum(table.num_rows for table, _ in source_for(portal).batches(None)), len(windows_asked(portal))
     with GoesDown(40, services=JSON_SERVICES, requests=load_json(BOSTON)) as portal:
-        with pytest.raises(TransientError, match="HTTP 503"):
-            pulled_into(layout, store.con, source_for(portal))
-        first = windows_asked(portal)
-        portal.up = None
-        portal.clear_log()
-        result = pulled_into(layout, store.con, source_for(portal))
-        second = windows_asked(portal)
+        first, second, result = cut_short_then_resumed(layout, store.con, portal)
     # no window read before is asked again (but the one being read when the host went down)
     assert whole[0] == 950 and len(set(first) & set(second)) == 1 and len(second) < whole[1] - 40 + 5
     assert result.resumed and all(start >= first[-1][0] for start, _, _ in second)
@@ -577,13 +583,7 @@ def test_a_pull_by_whole_days_cut_short_goes_on_by_whole_days(tmp_path, store, i
         by_days = read_by_days(windows_asked(portal))
         restart = len(windows_asked(portal)) - len(by_days)
     with GoesDown(restart + len(by_days) // 2, **options) as portal:
-        with pytest.raises(TransientError, match="HTTP 503"):
-            pulled_into(layout, store.con, source_for(portal))
-        first = windows_asked(portal)
-        portal.up = None
-        portal.clear_log()
-        result = pulled_into(layout, store.con, source_for(portal))
-        second = windows_asked(portal)
+        first, second, result = cut_short_then_resumed(layout, store.con, portal)
     assert result.resumed and len(second) < len(by_days)   # (and none before the window being read, below)
     assert all(start[11:19] == "00:00:00" and start >= first[-1][0] for start, _, _ in second)
     assert {end[11:19] for _, end, _ in second} == {"23:59:59" if inclusive else "00:00:00"}
