@@ -69,8 +69,9 @@ class OpenDataSoftAdapter(PortalAdapter):
     kind = "opendatasoft"
     # 2: an update frequency civicat cannot read is null with a warning, not "unknown" (session 31
     # changed that in catalog.record without a new version here: such datasets kept "unknown" until
-    # `harvest --full`); a link in a description keeps its address; English by any of its language keys
-    mapping_version = 2
+    # `harvest --full`); a link in a description keeps its address; English by any of its language keys;
+    # 3: French update frequencies ("Quotidienne", "Temps réel", "Ponctuelle") read, stored null before
+    mapping_version = 3
 
     def listing(self) -> Listing:
         base = f"{self.portal.url}{API}/catalog"
