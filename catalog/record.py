@@ -372,6 +372,25 @@ PERIODICITY_WORDS = {
     "sporadisch oder unregelmaessig": "irregular", "sporadisch oder unregelmäßig": "irregular",
     "unregelmässig": "irregular", "unregelmaessig": "irregular", "unregelmäßig": "irregular",
     "sporadisch": "irregular", "keines": "unknown", "keine nachführung": "unknown", "keine nachfuehrung": "unknown",
+    # French, as French portals word them (OpenDataSoft's free-text `accrualperiodicity`, data.gouv.fr's
+    # labels: "Quotidienne", "Temps réel", "Ponctuelle"), in either gender, with or without accents;
+    # bimensuel is twice a month, bimestriel every two months, bihebdomadaire twice a week (dictionary
+    # senses, as the EU vocabulary's MONTHLY_2, BIMONTHLY, WEEKLY_2); ponctuel (now and then) is "as needed".
+    # ("continue" alone is not read: English text continues too)
+    "temps réel": "R/PT1S", "temps reel": "R/PT1S", "en continu": "R/PT1S",
+    "toutes les heures": "R/PT1H", "deux fois par jour": "R/PT12H", "quotidienne": "R/P1D", "quotidien": "R/P1D",
+    "journalière": "R/P1D", "journalier": "R/P1D", "journaliere": "R/P1D", "trois fois par semaine": "R/P2D",
+    "deux fois par semaine": "R/P3D", "bihebdomadaire": "R/P3D", "hebdomadaire": "R/P1W",
+    "trois fois par mois": "R/P10D", "deux fois par mois": "R/P0.5M", "bimensuelle": "R/P0.5M",
+    "bimensuel": "R/P0.5M", "mensuelle": "R/P1M", "mensuel": "R/P1M", "bimestrielle": "R/P2M",
+    "bimestriel": "R/P2M", "trimestrielle": "R/P3M", "trimestriel": "R/P3M", "trois fois par an": "R/P4M",
+    "semestrielle": "R/P6M", "semestriel": "R/P6M", "deux fois par an": "R/P6M", "annuelle": "R/P1Y",
+    "annuel": "R/P1Y", "biennale": "R/P2Y", "biennal": "R/P2Y", "triennale": "R/P3Y", "triennal": "R/P3Y",
+    "quinquennale": "R/P5Y", "quinquennal": "R/P5Y", "décennale": "R/P10Y", "décennal": "R/P10Y",
+    "ponctuelle": "irregular", "ponctuel": "irregular", "irrégulière": "irregular", "irrégulier": "irregular",
+    "irreguliere": "irregular", "irregulier": "irregular", "irrégulièrement": "irregular", "inconnue": "unknown",
+    "inconnu": "unknown", "jamais": "unknown", "aucune": "unknown", "non planifiée": "unknown",
+    "non planifié": "unknown",
 }
 _PERIODICITY_URIS = {  # Dublin Core / EU frequency vocabularies end in one of these words
     "ANNUAL": "R/P1Y", "ANNUAL_2": "R/P6M", "ANNUAL_3": "R/P4M", "BIENNIAL": "R/P2Y", "BIMONTHLY": "R/P2M",

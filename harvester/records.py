@@ -372,6 +372,18 @@ def url_cell(value: dict) -> str | None:
     return f"{described} ({address})" if address else described
 
 
+def url_cells_of_csv(cells: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A URL column as SODA's CSV writes it, "description (url)", the URL or the description alone
+    (soda-fountain's CsvColumnRep.UrlRep): already as `url_cell` stores the JSON's cells, but for a
+    description that is its own URL, written twice ("u (u)": stored "u", as `url_cell` stores it)
+    and spaces around a cell (trimmed, as `url_cell` trims)."""
+    text = pc.utf8_trim_whitespace(cells)
+    first = pc.list_element(pc.split_pattern(text, " (", max_splits=1), 0)
+    twice = pc.fill_null(pc.equal(pc.binary_join_element_wise(first, " (", first, ")", ""), text), False)
+    text = pc.if_else(twice, first, text)
+    return pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+
+
 def json_text(value) -> str:
     """A value as compact JSON text. orjson writes 254 levels of nesting, where the page's
     parser read up to 1,024: deeper values are written by the json module, and a value

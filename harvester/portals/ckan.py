@@ -97,8 +97,9 @@ class CkanAdapter(PortalAdapter):
     # issued/modified and `temporals` (opendata.swiss), Stadt Zürich's `spatialRelationship`; update
     # frequencies read whole (catalog.record); 4: EnviDat's `date` (its collection period) → temporal,
     # its DOI → identifier, opendata.swiss's `contact_points` → contact; a link in HTML notes keeps its
-    # address; English by any of its language keys ("en-GB", "EN")
-    mapping_version = 4
+    # address; English by any of its language keys ("en-GB", "EN"); 5: EnviDat's year of publication
+    # → issued where the record was created in another year
+    mapping_version = 5
 
     def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"
@@ -185,7 +186,7 @@ class CkanAdapter(PortalAdapter):
             _publisher(entry.get("publisher"))
         out["contact_name"], out["contact_email"] = _contact(entry, notes)
         # the dataset's own DCAT dates (ckanext-dcat, opendata.swiss), else CKAN's record's
-        out["issued"] = R.timestamp(extras.get("issued") or entry.get("metadata_created"), notes, "issued")
+        out["issued"] = _issued(entry, extras, notes)
         out["modified"] = R.timestamp(extras.get("modified") or entry.get("metadata_modified"), notes, "modified")
         out["accrual_periodicity"] = R.periodicity(extras.get("frequency") or entry.get("accrual_periodicity")
                                                    or _first(entry.get("updateInterval")), notes)
@@ -215,6 +216,25 @@ class CkanAdapter(PortalAdapter):
             out["columns"] = _datastore_columns(R.items(details["datastore"].get("fields")))
             note_columns_cut(notes, "the DataStore", details, len(R.items(details["datastore"].get("fields"))))
         return out
+
+
+def _issued(entry: dict, extras: dict, notes: Notes) -> str | None:
+    """The dataset's own DCAT issued; else when CKAN's record was created, unless the publisher
+    names another year of publication (EnviDat's `publication`, a JSON object in a string:
+    {"publication_year": "2023", "publisher": "EnviDat"}, the year of its DOI): a record created in
+    another year (a catalogue migrated, a draft published a year later) was not issued then, and
+    that year is stored, as its first instant. A record created in that year keeps its day."""
+    if extras.get("issued"):
+        return R.timestamp(extras["issued"], notes, "issued")
+    created = R.timestamp(entry.get("metadata_created"), notes, "issued")
+    publication = _maybe_json(entry.get("publication"))
+    year = R.text(publication.get("publication_year")) if isinstance(publication, dict) else None
+    if year is None or (created or "").startswith(f"{year}-"):
+        return created
+    if not re.fullmatch(r"\d{4}", year):
+        notes.warn("issued", f"not a year of publication: {year[:80]!r}")
+        return created
+    return R.timestamp(year, notes, "issued")   # ("2023": 2023-01-01T00:00:00Z)
 
 
 def _datastore_resource(entry: dict) -> dict | None:

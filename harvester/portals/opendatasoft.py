@@ -32,9 +32,12 @@ ID_AND_DATES = {"select": "dataset_id,default.modified,default.metadata_processe
 OFFSET_WINDOW = 10_000
 # records pages by offset need one order: without it a search index's replicas each break ties their
 # own way, and rows are skipped or read twice, the count unchanged (rows carry no key to tell). The
-# dataset queries' technical field `recordid` ("Unique identifier of the record", Explore v2 docs,
-# `_dataset.md`) is one; a portal that refuses it is read from the export instead
-RECORD_ORDER = {"order_by": "recordid"}
+# record's unique id is one: Explore v2.1 names it `_id` (its OpenAPI document's `record` schema:
+# `_id`, `_timestamp`, `_size`, the v2.0 technical fields `recordid`, `record_timestamp`,
+# `record_size` of ods-documentation-explore-api's `_dataset.md`, renamed as records were made
+# flat). v2.0's name is asked next, for a portal that still knows it only; a portal that refuses
+# both (a 400 to the count, before any row is read) is read from the export instead
+RECORD_ORDERS = ({"order_by": "_id"}, {"order_by": "recordid"})
 # a `total_count` of the window's 10,000 may be a count that stops there (a search index's default:
 # "total is max 10000", data-fair#89): read as "at least", so that count too is read from the export
 
@@ -66,8 +69,9 @@ class OpenDataSoftAdapter(PortalAdapter):
     kind = "opendatasoft"
     # 2: an update frequency civicat cannot read is null with a warning, not "unknown" (session 31
     # changed that in catalog.record without a new version here: such datasets kept "unknown" until
-    # `harvest --full`); a link in a description keeps its address; English by any of its language keys
-    mapping_version = 2
+    # `harvest --full`); a link in a description keeps its address; English by any of its language keys;
+    # 3: French update frequencies ("Quotidienne", "Temps réel", "Ponctuelle") read, stored null before
+    mapping_version = 3
 
     def listing(self) -> Listing:
         base = f"{self.portal.url}{API}/catalog"
@@ -174,9 +178,9 @@ def _records_shape(data) -> str | None:
 
 
 class OdsRecords(RecordSource):
-    """A dataset's records: `/records` pages of 100 in the order of their record ids while the
-    dataset is counted under the 10,000-row offset window, else (or where the portal refuses that
-    order) the whole `/exports/jsonl` file, downloaded and read line by line.
+    """A dataset's records: `/records` pages of 100 in the order of their record ids (`_id`, else
+    v2.0's `recordid`) while the dataset is counted under the 10,000-row offset window, else (or
+    where the portal refuses both orders) the whole `/exports/jsonl` file, downloaded and read line by line.
     Typed from the catalogue's fields (ODS datetimes carry their offset: instants)."""
 
     def __init__(self, adapter: OpenDataSoftAdapter, dataset):
@@ -189,22 +193,26 @@ class OdsRecords(RecordSource):
                                            else c.get("type") or "other") for c in columns])
         self.conversion = Conversion(self.fields)
         self.row_keys = SameKeys([f.key for f in self.fields])   # a records page names its columns by them
-        self.order = RECORD_ORDER
-        try:   # (the order asked with the count: refused, it is known before any row is read)
-            self.expected_rows = self._get({"limit": 0})["total_count"]
-        except PermanentError as error:
-            if error.status != 400:
-                raise
-            self.order = {}
-            self.expected_rows = self._get({"limit": 0})["total_count"]
+        self.expected_rows = self._ordered_count()
         self.export = None
         if self.expected_rows >= OFFSET_WINDOW or not self.order:
             self.export = DownloadedFile(self.http, f"{self.base}/exports/jsonl", fmt="jsonl", fields=self.fields)
             self.conversion = self.export.conversion
 
+    def _ordered_count(self) -> int:
+        """The row count, asked with the first record order the portal accepts (`self.order`;
+        refused, it is known before any row is read); with none ({}) where it refuses each."""
+        for self.order in (*RECORD_ORDERS, {}):
+            try:
+                return self._get({"limit": 0})["total_count"]
+            except PermanentError as error:
+                if error.status != 400 or not self.order:
+                    raise
+
     @property
     def fingerprint(self) -> str:
-        return f"{super().fingerprint}|{self.base}|{'export' if self.export else 'records by recordid'}"
+        read = "export" if self.export else f"records by {self.order['order_by']}"
+        return f"{super().fingerprint}|{self.base}|{read}"
 
     def _get(self, params: dict) -> dict:
         return self.http.get_json(f"{self.base}/records", {**params, **self.order}, expect=_records_shape).data

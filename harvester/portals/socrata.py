@@ -22,7 +22,7 @@ from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_co
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, NotPullable, RecordSource, SameColumns, SourceChanged,
                                csv_page, paged_tables, parquet_max, read_parquet_sql,
-                               unique_fields)
+                               unique_fields, url_cells_of_csv)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -384,6 +384,7 @@ class SodaRecords(RecordSource):
         self.url = f"{adapter.portal.url}/resource/{dataset.source_id}"
         self.fields = unique_fields(SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns])
         self.conversion = Conversion(self.fields)
+        self.url_keys = [f.key for f in self.fields if f.kind == "url"]
         self.header = SameColumns()   # of the CSV pages (JSON rows leave out their null values)
         self.pages_read: list[tuple] = []
         self.where = None
@@ -414,7 +415,11 @@ class SodaRecords(RecordSource):
         if table.num_rows == 0:
             return Page(items=self.conversion.schema.empty_table())
         self.header.check(table.column_names, params)
-        return Page(items=self.conversion.table({name: table[name] for name in table.column_names}, table.num_rows))
+        columns = {name: table[name] for name in table.column_names}
+        for key in self.url_keys:   # (stored as the JSON's URL cells are)
+            if key in columns:
+                columns[key] = url_cells_of_csv(columns[key])
+        return Page(items=self.conversion.table(columns, table.num_rows))
 
     def _read_in_one_answer(self) -> bool:
         """Whether this read was one page from the first row, short of its limit, with the rows

@@ -65,7 +65,7 @@ class OpenDataSoftPortal(LocalPortal):
     MAX_WINDOW = 10_000
 
     def __init__(self, datasets: Iterable[dict], prefix: str = "", records: dict[str, list[dict]] | None = None,
-                 count_cap: int | None = None, replicas: int = 1, record_order: bool = True) -> None:
+                 count_cap: int | None = None, replicas: int = 1, record_orders: tuple[str, ...] = ("_id",)) -> None:
         super().__init__(prefix)
         self.datasets = list(datasets)
         self.records = dict(records or {})  # dataset id → its records (flat objects)
@@ -73,17 +73,19 @@ class OpenDataSoftPortal(LocalPortal):
         # ("For datasets list, total is max 10000": data-fair/data-fair#89; data.gouv.fr#753)
         self.count_cap = count_cap
         # records pages without `order_by` come in each replica's own order, the replicas answering in
-        # turn (a search index's replicas break ties each their own way); with `order_by=recordid`
-        # (the technical field "Unique identifier of the record"), in that order on every replica
+        # turn (a search index's replicas break ties each their own way); ordered by the record's id,
+        # in that order on every replica
         self.replicas = replicas
         self._answers = itertools.count()
-        # False: `order_by=recordid` refused (a 400 ODSQL error, as for a field the portal does not know)
-        self.record_order = record_order
+        # the names of the record's id an `order_by` may use: v2.1's `_id` (its OpenAPI `record` schema);
+        # v2.0's technical field `recordid` is not one of v2.1's record fields, so it is refused as any
+        # field the portal does not know (a 400 ODSQL error); () refuses both
+        self.record_orders = record_orders
 
     def _records_in_order(self, rows: list, query: Query) -> list | tuple[int, dict]:
         order = query.get("order_by")
         if order is not None:
-            if order != "recordid" or not self.record_order:
+            if order not in self.record_orders:
                 return 400, {"error_code": "ODSQLError", "message": f"Unknown field: {order}"}
             return rows   # (record ids given in the order the rows were loaded)
         replica = next(self._answers) % self.replicas

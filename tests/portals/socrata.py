@@ -7,6 +7,7 @@ import json
 import re
 from bisect import bisect_right
 from typing import Any, Callable, Iterable
+from urllib.parse import urlencode
 
 import orjson
 from werkzeug.wrappers import Request
@@ -96,17 +97,32 @@ class SodaTable:
 
 
 def csv_bytes(table: pa.Table) -> bytes:
-    """SODA's CSV: a header of field names, locations as WKT points."""
+    """SODA's CSV: a header of field names, locations as WKT points, URL cells ({"url", "description"})
+    and documents ({"file_id", "filename", "content_type"}) as soda-fountain's CsvColumnRep writes
+    them: "description (url)", else the URL, else the description; "file_id?filename=…&content_type=…"."""
     columns = []
     for name in table.column_names:
         column = table[name]
-        if pa.types.is_struct(column.type):
+        if pa.types.is_struct(column.type) and column.type.get_field_index("file_id") >= 0:
+            column = pa.array([None if cell is None else _document(cell) for cell in column.to_pylist()], pa.string())
+        elif pa.types.is_struct(column.type) and column.type.get_field_index("url") >= 0:
+            url = pc.struct_field(column, "url")
+            described = (pc.struct_field(column, "description") if column.type.get_field_index("description") >= 0
+                         else pa.nulls(len(column), pa.string()))
+            both = pc.binary_join_element_wise(described, " (", url, ")", "")
+            column = pc.coalesce(both, url, described)
+        elif pa.types.is_struct(column.type):
             column = pc.binary_join_element_wise("POINT (", pc.struct_field(column, "longitude"), " ",
                                                  pc.struct_field(column, "latitude"), ")", "")
         columns.append(column)
     sink = pa.BufferOutputStream()
     pacsv.write_csv(pa.table(columns, names=table.column_names), sink)
     return sink.getvalue().to_pybytes()
+
+
+def _document(cell: dict) -> str:
+    query = urlencode({key: cell[key] for key in ("filename", "content_type") if cell.get(key)})
+    return f"{cell['file_id']}?{query}" if query else cell["file_id"]
 
 
 class TrackedList(list):

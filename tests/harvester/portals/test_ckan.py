@@ -448,6 +448,29 @@ def test_envidat_s_collection_period_and_doi_are_stored(store, http):
     }
 
 
+def test_envidat_s_year_of_publication_is_issued_where_the_record_was_created_in_another(store, http):
+    """EnviDat names a dataset's year of publication (the year of its DOI) in `publication`, a JSON
+    object in a string, which was not read: issued was when CKAN's record was created. Each of the
+    five recorded packages was created in its year of publication and keeps that day; the recorded
+    package as a catalogue migrated in 2025 holds it (its record created then) is issued in 2023,
+    not 2025; a year that is none is warned of, the record's day kept."""
+    require_fixtures()
+    shown = load_json("ckan/envidat-ch-package_show.json")["result"]
+    recorded = [shown, *load_json("ckan/envidat-ch-package_search.json")["result"]["results"],
+                *load_json("ckan/envidat-ch-organization_show.json")["result"]["packages"]]
+    assert json.loads(shown["publication"]) == {"publication_year": "2023", "publisher": "EnviDat"}
+    migrated = {**shown, "id": str(uuid.uuid4()), "name": "migrated", "metadata_created": "2025-03-04T10:00:00.000000"}
+    garbled = {**shown, "id": str(uuid.uuid4()), "name": "garbled", "metadata_created": "2025-03-04T10:00:00.000000",
+               "publication": '{"publication_year": "n/a"}'}
+    with CkanPortal([*recorded, migrated, garbled]) as portal:
+        assert harvest([portal_config("envidat", "ckan", portal.url)], store, http).ok
+    issued = {source_id: row["issued"].isoformat()[:19] for source_id, row in stored_rows(store, "issued").items()}
+    assert {p["id"]: issued[p["id"]] for p in recorded} == {p["id"]: p["metadata_created"][:19] for p in recorded}
+    assert (issued[migrated["id"]], issued[garbled["id"]]) == ("2023-01-01T00:00:00", "2025-03-04T10:00:00")
+    warned = store.con.execute("SELECT source_id, message FROM harvest_errors WHERE message LIKE 'issued%'").fetchall()
+    assert warned == [(garbled["id"], "issued: not a year of publication: 'n/a'")]
+
+
 def test_opendata_swiss_s_contact_point_is_the_contact(store, http):
     """opendata.swiss (DCAT-AP CH) names a dataset's contact in `contact_points` ([{"name", "email"}]),
     which was not read: a package whose maintainer is not given (the recorded package, its maintainer

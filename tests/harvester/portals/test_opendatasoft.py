@@ -233,3 +233,35 @@ def test_a_frequency_stored_as_unknown_before_session_31_is_re_mapped_by_the_fir
     with OpenDataSoftPortal(datasets) as portal:
         assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once(
             store, http, portal_config("ods", "opendatasoft", portal.url), OpenDataSoftAdapter, 1)
+
+
+# French portals' update frequencies as they word them (OpenDataSoft's `accrualperiodicity` is free
+# text; data.gouv.fr's labels), each to the frequency its English word maps to
+FRENCH_FREQUENCIES = {
+    "Quotidienne": "R/P1D", "Hebdomadaire": "R/P1W", "Mensuelle": "R/P1M", "Trimestrielle": "R/P3M",
+    "Semestrielle": "R/P6M", "Annuelle": "R/P1Y", "Temps réel": "R/PT1S", "Ponctuelle": "irregular",
+    "Irrégulière": "irregular", "Mise à jour quotidienne": "R/P1D",
+}
+
+
+def test_french_update_frequencies_are_read_and_stored_ones_re_mapped_once(store, http):
+    """French portals' frequencies ("Quotidienne", "Temps réel", "Ponctuelle"...) were stored null,
+    each with an 'unrecognised update frequency' warning. They map as their English words do; a
+    catalogue stored by mapping 2 (null) is re-mapped once, the first night after."""
+    datasets = make_ods_datasets(len(FRENCH_FREQUENCIES))
+    for dataset, said in zip(datasets, FRENCH_FREQUENCIES):
+        dataset["metas"]["dcat"]["accrualperiodicity"] = said
+    expected = {d["dataset_id"]: FRENCH_FREQUENCIES[d["metas"]["dcat"]["accrualperiodicity"]] for d in datasets}
+    with OpenDataSoftPortal(datasets) as portal:
+        config = portal_config("ods", "opendatasoft", portal.url)
+        with pytest.MonkeyPatch.context() as patch:   # the catalogue as mapping 2 stored it
+            patch.setattr(OpenDataSoftAdapter, "mapping_version", 2)
+            patch.setattr(opendatasoft.R, "periodicity", lambda value, notes=None, field_name="": None)
+            before = harvest([config], store, http).portals[0]
+        assert before.new == len(datasets) and count(store, "SELECT count(accrual_periodicity) FROM datasets") == 0
+        upgraded = harvest([config], store, http).portals[0]
+        after = harvest([config], store, http).portals[0]
+    assert (upgraded.changed, after.changed, after.unchanged) == (len(datasets), 0, len(datasets))
+    stored = dict(store.con.execute("SELECT source_id, accrual_periodicity FROM datasets").fetchall())
+    assert stored == expected
+    assert count(store, "SELECT count(*) FROM harvest_errors WHERE message LIKE 'accrual_periodicity%'") == 0

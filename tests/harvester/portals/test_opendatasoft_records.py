@@ -60,8 +60,8 @@ def test_a_dataset_counted_at_the_window_s_10000_rows_is_read_from_the_export(tm
 def test_records_pages_come_in_the_order_of_their_record_ids_whatever_replica_answers(tmp_path):
     """Pages read by offset from replicas each in its own order (a search index's, ties broken
     its own way), the count unchanged: rows were skipped and others read twice, with nothing to
-    tell (rows carry no key, no page was the page before). Each page asks `order_by=recordid`,
-    one order whichever replica answers."""
+    tell (rows carry no key, no page was the page before). Each page asks `order_by=_id` (the
+    record's id in Explore v2.1), one order whichever replica answers."""
     datasets = make_ods_datasets(2)
     dataset_id = datasets[1]["dataset_id"]
     with OpenDataSoftPortal(datasets, records={dataset_id: counter_rows(450)}, replicas=2) as portal:
@@ -70,23 +70,46 @@ def test_records_pages_come_in_the_order_of_their_record_ids_whatever_replica_an
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset_id}")["id"].to_pylist()
     assert sorted(ids) == sorted(r["id"] for r in counter_rows(450))
-    assert len(pages) == 5 and all(q["order_by"] == "recordid" for q in pages)
+    assert len(pages) == 5 and all(q["order_by"] == "_id" for q in pages)
 
 
 def test_a_portal_that_refuses_the_record_id_order_is_read_from_the_export(tmp_path):
-    """Offset pages in no order asked may skip rows unseen: where `order_by=recordid` is refused
+    """Offset pages in no order asked may skip rows unseen: where the record id's orders are refused
     (asked with the count, before any row), the dataset is read from its export, as one past
     the 10,000-row window is, never by unordered pages."""
     datasets = make_ods_datasets(2)
     dataset_id = datasets[1]["dataset_id"]
     with OpenDataSoftPortal(datasets, records={dataset_id: counter_rows(450)}, replicas=2,
-                            record_order=False) as portal:
+                            record_orders=()) as portal:
         _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
         asked = [(p.rsplit("/", 1)[-1], q) for p, q, _ in portal.requests if dataset_id in p]
     assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
     ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset_id}")["id"].to_pylist()
     assert sorted(ids) == sorted(r["id"] for r in counter_rows(450))
     assert [name for name, q in asked if name != "records" or q.get("limit") != "0"] == ["jsonl"]
+
+
+@pytest.mark.parametrize("accepted", [("_id",), ("recordid",)])
+def test_records_are_paged_by_the_record_id_order_the_portal_knows(tmp_path, accepted):
+    """Explore v2.1 names the record's id `_id` (its OpenAPI `record` schema; v2.0's technical
+    field was `recordid`). civicat asked `order_by=recordid` alone: a v2.1 portal answers an
+    unknown field with a 400, and every dataset under 10,000 rows was downloaded whole from its
+    export instead of paged. `_id` is asked first, `recordid` next (a portal that knows only
+    it), each refusal known from the count, before any row."""
+    datasets = make_ods_datasets(2)
+    dataset_id = datasets[1]["dataset_id"]
+    with OpenDataSoftPortal(datasets, records={dataset_id: counter_rows(250)}, replicas=2,
+                            record_orders=accepted) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [dataset_id])
+        asked = [(p.rsplit("/", 1)[-1], q) for p, q, _ in portal.requests if dataset_id in p]
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    pages = [q for name, q in asked if name == "records" and q.get("limit") != "0"]
+    assert [q["offset"] for q in pages] == ["0", "100", "200"] and {q["order_by"] for q in pages} == set(accepted)
+    assert not any(name == "jsonl" for name, _ in asked)
+    counts = [q["order_by"] for name, q in asked if name == "records" and q.get("limit") == "0"]
+    assert counts == (["_id"] if accepted == ("_id",) else ["_id", "recordid"])
+    ids = pq.read_table(tmp_path / "records" / "portal=paris" / f"dataset={dataset_id}")["id"].to_pylist()
+    assert sorted(ids) == sorted(r["id"] for r in counter_rows(250))
 
 
 class OffsetIgnoringPortal(OpenDataSoftPortal):

@@ -658,15 +658,22 @@ def test_a_date_column_of_instants_keeps_its_zone(tmp_path):
     assert table.column("district_name").to_pylist() == [row["district_name"] for row in rows]
 
 
-def test_a_url_cell_keeps_its_description_beside_its_address(tmp_path):
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_a_url_cell_keeps_its_description_beside_its_address(tmp_path, fmt):
     """SODA's JSON gives a URL column's cell as {"url": …, "description": …} (the recorded
     all-datatypes dataset: "Socrata", http://www.socrata.com): it was stored as the URL alone, its
-    description dropped. It is "description (url)", as a link is kept in a description's text."""
+    description dropped. It is "description (url)", as a link is kept in a description's text.
+    SODA's CSV writes the cell so already (soda-fountain's CsvColumnRep.UrlRep: "description (url)",
+    else the URL, else the description), but for a description that is its own URL, written twice
+    ("u (u)", where the JSON path stores "u"): the two pulls store the same cells."""
     view = load_json("socrata-views/soda-demo-2asz-g9qq-all-datatypes.json")
     rows = load_json("socrata-records/soda-demo-2asz-g9qq-all-datatypes.json")
     assert rows[0]["website_url_column"] == {"url": "http://www.socrata.com", "description": "Socrata"}
-    bare = {**rows[0], "website_url_column": {"url": "http://www.socrata.com"}}   # a URL without a description
-    with SocrataPortal([discovery_entry(view)], records={"2asz-g9qq": SodaTable.from_rows([rows[0], bare])}) as portal:
+    cells = [{"url": "http://www.socrata.com"},   # a URL without a description
+             {"url": "https://x.org/a", "description": "https://x.org/a"},   # a description that is its URL
+             {"description": "a link to come"}, None]
+    table = SodaTable.from_rows([rows[0]] + [{**rows[0], "website_url_column": cell} for cell in cells])
+    with SocrataPortal([discovery_entry(view)], records={"2asz-g9qq": table}) as portal:
         db, result = harvest_with_records(tmp_path, "demo", "socrata", portal.url, [], extra='domain = "data.example.org"\n',
                                           with_records=False)
         assert result.exit_code == 0, result.output
@@ -674,7 +681,8 @@ def test_a_url_cell_keeps_its_description_beside_its_address(tmp_path):
         adapter = adapter_for(portal_config("demo", "socrata", portal.url, domain="data.example.org"), fast_client())
         dataset = stored_datasets(con, ["demo:2asz-g9qq"])["demo:2asz-g9qq"]
         layout = RecordsLayout(tmp_path / "records")
-        pull_dataset(SodaRecords(adapter, dataset, None, format="json"), layout, "demo", "2asz-g9qq", con,
+        pull_dataset(SodaRecords(adapter, dataset, None, format=fmt), layout, "demo", "2asz-g9qq", con,
                      uid="demo:2asz-g9qq", run_id="r")
     table = pq.read_table(layout.folder("demo", "2asz-g9qq")).sort_by(":id")
-    assert table["website_url_column"].to_pylist() == ["Socrata (http://www.socrata.com)", "http://www.socrata.com"]
+    assert table["website_url_column"].to_pylist() == [
+        "Socrata (http://www.socrata.com)", "http://www.socrata.com", "https://x.org/a", "a link to come", None]
