@@ -19,17 +19,16 @@ def main(argv=None) -> int:
                         help="write the demo's config (TOML) there; without it, it is printed on stdout")
     parser.add_argument("--port", type=int, default=0, help="the port on 127.0.0.1 (default: a free one)")
     args = parser.parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        parser.error(f"--port: {args.port} is not a port (0 to 65535)")
     if not FIXTURES.is_dir():
         print(f"python -m tests.portals: no recorded payloads to serve: {FIXTURES} is not there "
               f"(the demo serves ../shared/fixtures, beside the repository)", file=sys.stderr)
         return 2
-    from tests.portals.demo import config_text, serve   # (once the fixtures are known to be there)
+    from tests.portals.demo import OnePort, config_text, mount_demo   # (once the fixtures are known to be there)
 
-    try:
-        server, entries = serve(args.port)
-    except OSError as exc:
-        print(f"python -m tests.portals: cannot serve on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
-        return 2
+    server = OnePort().start(args.port)   # (a port taken: werkzeug says so, exit 1)
+    entries = mount_demo(server)
     config = config_text(entries, server.url)
     if args.write_config:
         args.write_config.parent.mkdir(parents=True, exist_ok=True)

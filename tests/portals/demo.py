@@ -86,9 +86,8 @@ class Entry:
         return "\n".join(lines) + "\n"
 
 
-def serve(port: int = 0) -> tuple[OnePort, list[Entry]]:
-    """The demo's portals started on 127.0.0.1:`port` (0: any free port), and its config."""
-    server = OnePort().start(port)
+def mount_demo(server: OnePort) -> list[Entry]:
+    """The demo's portals mounted on `server` (started): its config's entries."""
     entries: list[Entry] = []
 
     socrata_entries = [e for domain in SOCRATA_CITIES.values()
@@ -124,7 +123,7 @@ def serve(port: int = 0) -> tuple[OnePort, list[Entry]]:
     url = server.mount(OpenDataSoftPortal(make_ods_datasets(7), prefix="/ods"))
     entries.append(Entry("exemple", "Exemple (synthetic)", "opendatasoft", url,
                          note="synthetic: no OpenDataSoft payload is recorded"))
-    return server, entries
+    return entries
 
 
 def config_text(entries: list[Entry], url: str) -> str:

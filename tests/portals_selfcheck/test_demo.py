@@ -3,6 +3,7 @@ started as a user starts it, its config harvested with the CLI, then overlap, se
 import json
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,17 @@ def test_without_the_recorded_payloads_beside_the_repository_the_demo_refuses_sa
     assert demo.returncode == 2 and out == ""
     assert err == (f"python -m tests.portals: no recorded payloads to serve: {tmp_path / 'shared' / 'fixtures'} is "
                    f"not there (the demo serves ../shared/fixtures, beside the repository)\n")
+
+
+def test_a_port_taken_or_out_of_range_is_refused_naming_it():
+    require_fixtures()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for asked, code, said in ((port, 1, f"Port {port} is in use by another program"),
+                                  (70000, 2, "--port: 70000 is not a port (0 to 65535)")):
+            demo = subprocess.Popen([sys.executable, "-m", "tests.portals", "--port", str(asked)], cwd=REPO,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = output_of(demo)
+            assert demo.returncode == code and out == "" and said in err, err
