@@ -7,7 +7,8 @@ What each portal serves (every kind a city runs; ../shared/fixtures/SOURCES.md s
 each file was recorded):
 - socrata: the 2017 catalogues of the five G7 cities on Socrata (the Discovery entries,
   with columns, of flattened-catalog/spellarbot-2018), one Socrata portal, one entry per
-  domain, as configs/g7.toml has them;
+  domain, as configs/g7.toml has them; and the 1,000 rows recorded of Seattle's SPD 911
+  (socrata-records), the `records` of its entry;
 - dcat-us: Philadelphia's data.json (v1.1) and Boston's of 2013 (the legacy array);
 - arcgis-hub: Evian's Hub feed; its FeatureServer layers were not recorded, so recorded
   layers of other ArcGIS servers stand in for them (as tests/harvester/portals/test_arcgis_hub.py does);
@@ -19,7 +20,7 @@ each file was recorded):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tests.portals.base import LocalPortal
 from tests.portals.catalogues import PLACES, evian_feed, serve_hub_layers
@@ -27,9 +28,10 @@ from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.portals.open311 import Open311Portal
 from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
-from tests.portals.socrata import SocrataPortal
+from tests.portals.socrata import SocrataPortal, SodaTable
 from tests.shared_fixtures import FIXTURES, load_json
 
+SPD_911 = "3k2p-39jp"   # Seattle's 911 incident responses: 1,000 of their rows recorded (2015)
 # the G7 cities on Socrata: configs/g7.toml's id of each, and its domain
 SOCRATA_CITIES = {"sf": "data.sfgov.org", "nyc": "data.cityofnewyork.us", "seattle": "data.seattle.gov",
                   "la": "data.lacity.org", "chicago": "data.cityofchicago.org"}
@@ -77,12 +79,15 @@ class Entry:
     url: str
     domain: str | None = None
     note: str = ""
+    records: list[str] = field(default_factory=list)
 
     def toml(self) -> str:
         lines = [f"[[portals]]{'   # ' + self.note if self.note else ''}", f'id   = "{self.id}"',
                  f"city = {json.dumps(self.city, ensure_ascii=False)}", f'kind = "{self.kind}"', f'url  = "{self.url}"']
         if self.domain:
             lines.append(f'domain = "{self.domain}"')
+        if self.records:
+            lines.append(f"records = {json.dumps(self.records)}")
         return "\n".join(lines) + "\n"
 
 
@@ -92,8 +97,10 @@ def mount_demo(server: OnePort) -> list[Entry]:
 
     socrata_entries = [e for domain in SOCRATA_CITIES.values()
                        for e in load_json(f"flattened-catalog/spellarbot-2018/{domain}.json")]
-    url = server.mount(SocrataPortal(socrata_entries, domain="unused.example.org", prefix="/socrata"))
-    entries += [Entry(pid, PLACES[domain], "socrata", url, domain, f"{domain} in 2017")
+    records = {SPD_911: SodaTable.from_rows(load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json"))}
+    url = server.mount(SocrataPortal(socrata_entries, domain="unused.example.org", prefix="/socrata", records=records))
+    entries += [Entry(pid, PLACES[domain], "socrata", url, domain, f"{domain} in 2017",
+                      records=[SPD_911] if pid == "seattle" else [])
                 for pid, domain in SOCRATA_CITIES.items()]
 
     documents = DataJsonPortal([], path="/unused", prefix="/dcat-us")

@@ -61,6 +61,8 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     report = json.loads(civicat("runs", "--db", db, "--json"))
     assert {run["portal_id"]: (run["status"], run["new"]) for run in report} == {
         pid: ("ok", n) for pid, n in DATASETS.items()}
+    assert {run["portal_id"]: (run["records_pulled"], run["record_rows"]) for run in report
+            if run["records_pulled"]} == {"seattle": (1, 1000)}   # (SPD 911's recorded rows)
     # the errors: Birmingham's 4 DataStore tables, whose fields were not recorded
     assert {run["portal_id"]: run["errors"] for run in report if run["errors"]} == {"birmingham": 4}
     counted = json.loads(civicat("sql", "--db", db, "--format", "json",
@@ -80,6 +82,7 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     hits = json.loads(civicat("search", "building permits", "--db", db, "--limit", "3", "--json"))
     assert {hit["uid"] for hit in hits[:2]} == {"sf:i98e-djp9", "chicago:ydr8-5enu"}
     assert pq.read_metadata(tmp_path / "demo-export" / "datasets.parquet").num_rows == sum(DATASETS.values())
+    assert pq.read_table(tmp_path / "demo-export" / "records" / "portal=seattle" / "dataset=3k2p-39jp").num_rows == 1000
 
 
 def test_without_the_recorded_payloads_beside_the_repository_the_demo_refuses_saying_where_it_looked(tmp_path):
