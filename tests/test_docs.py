@@ -5,6 +5,9 @@ import re
 import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 from tests.docs_text import README, ROOT, markdown_table, prose, section
 
@@ -61,19 +64,44 @@ def test_every_benchmark_has_a_readme_row_as_recent_as_its_section_of_docs_bench
     assert not stale, "\n".join(stale)
 
 
-def usage_of(module: str, deadline: float = 120.0) -> tuple[int | None, str]:
+def usage_of(module: str, deadline: float = 120.0, cwd=ROOT, after_kill: float = 30.0) -> tuple[int | None, str]:
     """(exit code, stdout) of `python -m <module> --help`, run from the repository root; (None, what it
     printed) when it is still running past the deadline: it ran instead of answering, and its process
-    group is killed (a benchmark starts servers and harvests of its own)."""
-    process = subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
+    group is killed (a benchmark starts servers and harvests of its own). Its output is then read for
+    `after_kill` seconds at most: a process it started in a session of its own, not killed, may hold
+    the pipe open (the test then fails, saying what it printed)."""
+    process = subprocess.Popen([sys.executable, "-m", module, "--help"], cwd=cwd, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         out, _ = process.communicate(timeout=deadline)
         return process.returncode, out
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
-        out, _ = process.communicate()
+        try:
+            out, _ = process.communicate(timeout=after_kill)
+        except subprocess.TimeoutExpired as held:
+            pytest.fail(f"python -m {module} --help ran past {deadline:g} s, and a process it started out of its "
+                        f"group holds its output open; it printed: {(held.output or b'').decode(errors='replace')!r}")
         return None, out
+
+
+def test_a_help_that_runs_and_leaves_a_process_holding_its_output_fails_within_its_bounds(tmp_path):
+    """A module whose `--help` runs on and starts a process in a session of its own (out of reach of
+    the kill of its group) that keeps its stdout: usage_of fails the test once the bounds are past
+    (before session 33 it waited for that process to end, for good if it never did)."""
+    (tmp_path / "runs_on.py").write_text(
+        "import subprocess, sys, time\n"
+        "holder = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'], start_new_session=True)\n"
+        "open('holder.pid', 'w').write(str(holder.pid))\n"
+        "print('running, not answering', flush=True)\n"
+        "time.sleep(120)\n")
+    started = time.monotonic()
+    try:
+        with pytest.raises(pytest.fail.Exception, match="running, not answering"):
+            usage_of("runs_on", deadline=3, cwd=tmp_path, after_kill=1)
+        assert time.monotonic() - started < 60
+    finally:
+        os.kill(int((tmp_path / "holder.pid").read_text()), signal.SIGKILL)
 
 
 def test_each_benchmark_row_runs_with_help_and_takes_the_options_it_shows():

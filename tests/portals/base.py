@@ -134,8 +134,9 @@ class LocalPortal:
 
     # -- lifecycle ---------------------------------------------------------
 
-    def start(self):
-        self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=self.handler)
+    def start(self, port: int = 0):
+        """Serve on 127.0.0.1:`port` (0: a free port the server binds)."""
+        self._server = make_server("127.0.0.1", port, self._wsgi, threaded=True, request_handler=self.handler)
         # A short poll interval keeps stop() (and so each test's teardown) quick.
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()

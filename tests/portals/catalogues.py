@@ -4,7 +4,8 @@ for the overlap detector's tests and its quality benchmark.
 - the 33 Socrata domains of 2017 (flattened-catalog/spellarbot-2018, with columns), one
   portal per domain, served by one local Socrata portal;
 - the 16 city data.json catalogues of 2013 (dcat-us/socrata-pod-2013-08-28), one dcat-us
-  portal per city.
+  portal per city;
+- Evian's ArcGIS Hub feed, its FeatureServer layers answered by recorded layers of other servers.
 """
 from __future__ import annotations
 
@@ -16,10 +17,12 @@ from pathlib import Path
 from catalog.store import Store
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
+from harvester.portals.arcgis_hub import layer_url
 from tests.conftest import portal_config
+from tests.portals.base import LocalPortal
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal
-from tests.shared_fixtures import FIXTURES, require_fixtures, spellarbot_domain_files
+from tests.shared_fixtures import FIXTURES, load_json, require_fixtures, spellarbot_domain_files
 
 
 # The place each real catalogue serves, as its portal names it (Socrata's attribution 'City of Chicago',
@@ -124,3 +127,24 @@ def fixture_datasets() -> dict[tuple[str, str], tuple[str, str]]:
             if isinstance(e, dict) and e.get("identifier"):
                 out.setdefault((path.stem, e["identifier"]), (e.get("title"), e.get("description") or ""))
     return out
+
+
+# recorded layers of other ArcGIS servers: Evian's own were not recorded
+HUB_LAYERS = ["cook-county-poi-layer-metadata.json", "chicago-census-places-layer-metadata.json",
+              "esri-test-layer-metadata.json", "columbia-mo-layer-metadata.json", "polk-fl-addresses-layer-metadata.json"]
+
+
+def evian_feed(services_url: str) -> dict:
+    """The real Evian Hub feed, its FeatureServer links pointed at the local services host."""
+    text = json.dumps(load_json("dcat-us/evian-fr-arcgis-hub-data.json"))
+    return json.loads(text.replace("https://services.arcgis.com", services_url))
+
+
+def serve_hub_layers(feed: dict, services: LocalPortal, services_url: str) -> list[str]:
+    """Each layer `feed` names at `services_url` (where `services` answers) served by a recorded
+    layer, HUB_LAYERS in turn: their paths on `services`, in the feed's order."""
+    paths = [url.split(services_url, 1)[1] for url in map(layer_url, feed["dataset"])
+             if url and url.startswith(services_url)]
+    for number, path in enumerate(paths):
+        services.serve_json(path, load_json(f"arcgis-featureserver/{HUB_LAYERS[number % len(HUB_LAYERS)]}"))
+    return paths

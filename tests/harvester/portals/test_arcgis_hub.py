@@ -11,7 +11,7 @@ from catalog.record import Notes
 from harvester.config import PortalConfig
 from harvester.http import HttpClient
 from harvester.pipeline import harvest
-from harvester.portals.arcgis_hub import ArcgisHubAdapter, layer_url
+from harvester.portals.arcgis_hub import ArcgisHubAdapter
 from harvester.portals.dcat_us import arcgis_item_id
 from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
@@ -20,17 +20,10 @@ from tests.conftest import (
     assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once, assert_first_10000_columns_kept, fast_client,
     portal_config)
 from tests.portals.base import LocalPortal
+from tests.portals.catalogues import HUB_LAYERS, evian_feed, serve_hub_layers
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.shared_fixtures import load_json, require_fixtures
 
-LAYERS = ["cook-county-poi-layer-metadata.json", "chicago-census-places-layer-metadata.json",
-          "esri-test-layer-metadata.json", "columbia-mo-layer-metadata.json", "polk-fl-addresses-layer-metadata.json"]
-
-
-def evian_feed(services_url):
-    """The real Evian Hub feed, its FeatureServer links pointed at the local services host."""
-    text = json.dumps(load_json("dcat-us/evian-fr-arcgis-hub-data.json"))
-    return json.loads(text.replace("https://services.arcgis.com", services_url))
 
 
 def count(store, sql="SELECT count(*) FROM datasets"):
@@ -41,13 +34,9 @@ def test_hub_feed_with_layer_columns_from_another_host(store, http):
     require_fixtures()
     with LocalPortal() as services:
         feed = evian_feed(services.url)
-        layers = [url for url in (layer_url(entry) for entry in feed["dataset"]) if url]
+        layers = serve_hub_layers(feed, services, services.url)
         assert len(layers) == 5  # the other 3 entries (a link, two web maps) name no layer
-        for number, url in enumerate(layers):
-            if number == len(layers) - 1:
-                services.serve_json(url.split(services.url, 1)[1], {"error": {"code": 499, "message": "Token Required"}})
-            else:
-                services.serve_json(url.split(services.url, 1)[1], load_json(f"arcgis-featureserver/{LAYERS[number % 5]}"))
+        services.serve_json(layers[-1], {"error": {"code": 499, "message": "Token Required"}})
         with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:
             report = harvest([portal_config("evian", "arcgis-hub", hub.url)], store, http).portals[0]
         assert all(query == {"f": "json"} for _, query, _ in services.requests) and len(services.requests) == 5
@@ -67,7 +56,7 @@ def test_esri_field_types_map_to_the_vocabulary():
                                HttpClient())
     assert adapter.feed_url == "https://hub.example.org/api/feed/dcat-us/1.1.json"
     entry = load_json("dcat-us/evian-fr-arcgis-hub-data.json")["dataset"][0]
-    for name in LAYERS:
+    for name in HUB_LAYERS:
         layer = load_json(f"arcgis-featureserver/{name}")
         columns = adapter.map(entry, {"layer": layer}, Notes())["columns"]
         assert "other" not in {c["type"] for c in columns}, name
@@ -538,8 +527,7 @@ def test_a_frequency_stored_as_unknown_before_session_31_is_re_mapped_by_the_fir
     require_fixtures()
     with LocalPortal() as services:
         feed = evian_feed(services.url)
-        for number, url in enumerate(url for url in (layer_url(entry) for entry in feed["dataset"]) if url):
-            services.serve_json(url.split(services.url, 1)[1], load_json(f"arcgis-featureserver/{LAYERS[number]}"))
+        serve_hub_layers(feed, services, services.url)
         for entry in feed["dataset"]:
             entry["accrualPeriodicity"] = "variable"
         with DataJsonPortal(feed, path=HUB_FEED_PATH) as hub:

@@ -1,0 +1,139 @@
+"""A demo of civicat that runs offline: the payloads recorded from real portals in
+../shared/fixtures served by the local portal servers of this package, all on one port of
+127.0.0.1, and a config (TOML) to harvest them (`python -m tests.portals`, README "Try it
+offline").
+
+What each portal serves (every kind a city runs; ../shared/fixtures/SOURCES.md says where
+each file was recorded):
+- socrata: the 2017 catalogues of the five G7 cities on Socrata (the Discovery entries,
+  with columns, of flattened-catalog/spellarbot-2018), one Socrata portal, one entry per
+  domain, as configs/g7.toml has them; and the 1,000 rows recorded of Seattle's SPD 911
+  (socrata-records), the `records` of its entry;
+- dcat-us: Philadelphia's data.json (v1.1) and Boston's of 2013 (the legacy array);
+- arcgis-hub: Evian's Hub feed; its FeatureServer layers were not recorded, so recorded
+  layers of other ArcGIS servers stand in for them (as tests/harvester/portals/test_arcgis_hub.py does);
+- ckan: the package_search pages recorded of Stadt Zürich, Birmingham and EnviDat;
+- open311: San Francisco's and Giessen's services.xml;
+- opendatasoft: nothing recorded, so a synthetic catalogue (make_ods_datasets), its city
+  named as such.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from tests.portals.base import LocalPortal
+from tests.portals.catalogues import PLACES, evian_feed, serve_hub_layers
+from tests.portals.ckan import CkanPortal
+from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+from tests.portals.open311 import Open311Portal
+from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
+from tests.portals.socrata import SocrataPortal, SodaTable
+from tests.shared_fixtures import FIXTURES, load_json
+
+SPD_911 = "3k2p-39jp"   # Seattle's 911 incident responses: 1,000 of their rows recorded (2015)
+# the G7 cities on Socrata: configs/g7.toml's id of each, and its domain
+SOCRATA_CITIES = {"sf": "data.sfgov.org", "nyc": "data.cityofnewyork.us", "seattle": "data.seattle.gov",
+                  "la": "data.lacity.org", "chicago": "data.cityofchicago.org"}
+CKAN_SITES = {   # id: (city, the package_search pages recorded of it)
+    "zurich": ("Zürich", ["zurich-stadt-package_search-verkehr.json"]),
+    "birmingham": ("Birmingham", ["birmingham-uk-package_search-purchase-card.json"]),
+    "envidat": ("EnviDat (Switzerland)", ["envidat-ch-package_search.json"]),
+}
+DATA_JSON = {   # id: (city, the data.json recorded)
+    "philadelphia": ("Philadelphia", "philadelphia-opendataphilly-data.json"),
+    "boston-2013": ("Boston", "socrata-pod-2013-08-28/data.cityofboston.gov.json"),
+}
+OPEN311 = {"sf-311": ("San Francisco", "sf-sf311v2-services.xml"), "giessen-311": ("Giessen", "giessen-de-services.xml")}
+
+
+class OnePort(LocalPortal):
+    """Local portals sharing one server: each answers the requests under its own `prefix`
+    (a portal here is never started itself)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mounted: list[LocalPortal] = []
+
+    def mount(self, portal: LocalPortal) -> str:
+        """`portal` served under its prefix: its URL."""
+        if not portal.prefix:
+            raise ValueError("a mounted portal needs a prefix of its own")
+        self.mounted.append(portal)
+        return self.url + portal.prefix
+
+    def _wsgi(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        for portal in self.mounted:
+            if path == portal.prefix or path.startswith(portal.prefix + "/"):
+                return portal._wsgi(environ, start_response)
+        return super()._wsgi(environ, start_response)   # (404, naming the path)
+
+
+@dataclass
+class Entry:
+    """One portal of the demo's config."""
+    id: str
+    city: str
+    kind: str
+    url: str
+    domain: str | None = None
+    note: str = ""
+    records: list[str] = field(default_factory=list)
+
+    def toml(self) -> str:
+        lines = [f"[[portals]]{'   # ' + self.note if self.note else ''}", f'id   = "{self.id}"',
+                 f"city = {json.dumps(self.city, ensure_ascii=False)}", f'kind = "{self.kind}"', f'url  = "{self.url}"']
+        if self.domain:
+            lines.append(f'domain = "{self.domain}"')
+        if self.records:
+            lines.append(f"records = {json.dumps(self.records)}")
+        return "\n".join(lines) + "\n"
+
+
+def mount_demo(server: OnePort) -> list[Entry]:
+    """The demo's portals mounted on `server` (started): its config's entries."""
+    entries: list[Entry] = []
+
+    socrata_entries = [e for domain in SOCRATA_CITIES.values()
+                       for e in load_json(f"flattened-catalog/spellarbot-2018/{domain}.json")]
+    records = {SPD_911: SodaTable.from_rows(load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json"))}
+    url = server.mount(SocrataPortal(socrata_entries, domain="unused.example.org", prefix="/socrata", records=records))
+    entries += [Entry(pid, PLACES[domain], "socrata", url, domain, f"{domain} in 2017",
+                      records=[SPD_911] if pid == "seattle" else [])
+                for pid, domain in SOCRATA_CITIES.items()]
+
+    documents = DataJsonPortal([], path="/unused", prefix="/dcat-us")
+    url = server.mount(documents)
+    for pid, (city, name) in DATA_JSON.items():
+        documents.serve_json(f"/{pid}/data.json", load_json(f"dcat-us/{name}"))
+        entries.append(Entry(pid, city, "dcat-us", f"{url}/{pid}/data.json"))
+
+    layers = LocalPortal(prefix="/arcgis")
+    feed = evian_feed(server.mount(layers))
+    serve_hub_layers(feed, layers, server.url + layers.prefix)
+    url = server.mount(DataJsonPortal(feed, path=HUB_FEED_PATH, prefix="/hub/evian"))
+    entries.append(Entry("evian", "Évian-les-Bains", "arcgis-hub", url,
+                         note="its layers: recorded ones of other ArcGIS servers"))
+
+    for pid, (city, names) in CKAN_SITES.items():
+        searches = [load_json(f"ckan/{name}") for name in names]   # (some recorded with the envelope, some without)
+        packages = {p["id"]: p for search in searches for p in search.get("result", search)["results"]}
+        url = server.mount(CkanPortal(list(packages.values()), prefix=f"/ckan/{pid}"))
+        entries.append(Entry(pid, city, "ckan", url))
+
+    for pid, (city, name) in OPEN311.items():
+        url = server.mount(Open311Portal(services_xml=(FIXTURES / "open311" / name).read_bytes(),
+                                         prefix=f"/open311/{pid}"))
+        entries.append(Entry(pid, city, "open311", url))
+
+    url = server.mount(OpenDataSoftPortal(make_ods_datasets(7), prefix="/ods"))
+    entries.append(Entry("exemple", "Exemple (synthetic)", "opendatasoft", url,
+                         note="synthetic: no OpenDataSoft payload is recorded"))
+    return entries
+
+
+def config_text(entries: list[Entry], url: str) -> str:
+    return (f"# civicat's offline demo: recorded payloads of real portals served on {url}\n"
+            f"# by `python -m tests.portals` (README \"Try it offline\"); it holds while that runs.\n\n"
+            + "\n".join(entry.toml() for entry in entries))

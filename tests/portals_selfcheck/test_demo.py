@@ -1,0 +1,111 @@
+"""`python -m tests.portals`, the offline demo: README's "Try it offline" run as written (the demo
+started as a user starts it, its config harvested with the CLI, then overlap, search, export)."""
+import json
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from click.testing import CliRunner
+
+from harvester.cli import cli
+from tests.children import ended, line_of, output_of
+from tests.conftest import REPO
+from tests.docs_text import README, code_blocks, section
+from tests.shared_fixtures import require_fixtures
+
+# what the recorded payloads hold, per portal (tests/portals/demo.py serves them)
+DATASETS = {"sf": 326, "nyc": 1055, "seattle": 246, "la": 214, "chicago": 370,         # Socrata, 2017
+            "philadelphia": 402, "boston-2013": 292,                                   # data.json
+            "evian": 8, "zurich": 3, "birmingham": 10, "envidat": 2,                   # Hub feed, CKAN searches
+            "sf-311": 1, "giessen-311": 1, "exemple": 7}                               # Open311, synthetic ODS
+KINDS = {"socrata": 2211, "dcat-us": 694, "arcgis-hub": 8, "ckan": 15, "open311": 2, "opendatasoft": 7}
+
+
+def civicat(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 0, f"civicat {shlex.join(args)}: exit {result.exit_code}: {result.output}"
+    return result.output
+
+
+def readme_commands(data: Path) -> list[list[str]]:
+    """The command lines of README's "Try it offline", their `data/` paths in `data`."""
+    text = section(README.read_text(), "### Try it offline")
+    lines = [shlex.split(line, comments=True) for block in code_blocks(text) for line in block.splitlines()]
+    return [[str(data / arg.removeprefix("data/")) if arg.startswith("data/") else arg for arg in line]
+            for line in lines if line]
+
+
+def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overlapping_across_cities(tmp_path):
+    require_fixtures()
+    serve, *commands = readme_commands(tmp_path)
+    assert serve[:3] == ["python", "-m", "tests.portals"] and [c[:2] for c in commands] == [
+        ["civicat", "harvest"], ["civicat", "overlap"], ["civicat", "search"], ["civicat", "export"]]
+    config = Path(serve[serve.index("--write-config") + 1])
+    db = commands[0][commands[0].index("--db") + 1]
+    demo = subprocess.Popen([sys.executable, *serve[1:]], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        ready = line_of(demo, "stderr")
+        assert ready.startswith("serving 14 portals on http://127.0.0.1:") and str(config) in ready, ready
+        for command in commands:
+            civicat(*command[1:])
+    finally:
+        demo.stdin.close()   # (the demo's stop, when its stdin is a pipe)
+        code = ended(demo)
+    assert code == 0, demo.stderr.read()
+
+    report = json.loads(civicat("runs", "--db", db, "--json"))
+    assert {run["portal_id"]: (run["status"], run["new"]) for run in report} == {
+        pid: ("ok", n) for pid, n in DATASETS.items()}
+    assert {run["portal_id"]: (run["records_pulled"], run["record_rows"]) for run in report
+            if run["records_pulled"]} == {"seattle": (1, 1000)}   # (SPD 911's recorded rows)
+    # the errors: Birmingham's 4 DataStore tables, whose fields were not recorded
+    assert {run["portal_id"]: run["errors"] for run in report if run["errors"]} == {"birmingham": 4}
+    counted = json.loads(civicat("sql", "--db", db, "--format", "json",
+                                 "SELECT portal_kind, count(*) AS n FROM datasets GROUP BY ALL"))
+    assert {row["portal_kind"]: row["n"] for row in counted} == KINDS
+    assert sum(KINDS.values()) == 2937   # (as the README says)
+    # Evian's five layers (recorded ones of other servers) give their datasets columns
+    layered = json.loads(civicat("sql", "--db", db, "--format", "json",
+                                 "SELECT count(DISTINCT dataset_uid) AS n FROM columns WHERE dataset_uid LIKE 'evian:%'"))
+    assert layered == [{"n": 5}]
+
+    groups = json.loads(civicat("overlap", "--db", db, "--json"))["groups"]
+    assert len(groups) >= 30 and max(len(g["cities"]) for g in groups) >= 5
+    permits = next(g for g in groups if "sf:i98e-djp9" in {m["uid"] for m in g["members"]})
+    assert {"chicago:ydr8-5enu", "boston-2013:msk6-43c6"} <= {m["uid"] for m in permits["members"]}
+    assert {"San Francisco", "Chicago", "Boston", "Seattle"} <= set(permits["cities"])
+    hits = json.loads(civicat("search", "building permits", "--db", db, "--limit", "3", "--json"))
+    assert {hit["uid"] for hit in hits[:2]} == {"sf:i98e-djp9", "chicago:ydr8-5enu"}
+    assert pq.read_metadata(tmp_path / "demo-export" / "datasets.parquet").num_rows == sum(DATASETS.values())
+    assert pq.read_table(tmp_path / "demo-export" / "records" / "portal=seattle" / "dataset=3k2p-39jp").num_rows == 1000
+
+
+def test_without_the_recorded_payloads_beside_the_repository_the_demo_refuses_saying_where_it_looked(tmp_path):
+    clone = tmp_path / "civicat"   # (../shared beside it is missing)
+    for package in ("tests", "harvester", "catalog"):
+        shutil.copytree(Path(REPO) / package, clone / package, ignore=shutil.ignore_patterns("__pycache__"))
+    demo = subprocess.Popen([sys.executable, "-m", "tests.portals"], cwd=clone, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = output_of(demo)
+    assert demo.returncode == 2 and out == ""
+    assert err == (f"python -m tests.portals: no recorded payloads to serve: {tmp_path / 'shared' / 'fixtures'} is "
+                   f"not there (the demo serves ../shared/fixtures, beside the repository)\n")
+
+
+def test_a_port_taken_or_out_of_range_is_refused_naming_it():
+    require_fixtures()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for asked, code, said in ((port, 1, f"Port {port} is in use by another program"),
+                                  (70000, 2, "--port: 70000 is not a port (0 to 65535)")):
+            demo = subprocess.Popen([sys.executable, "-m", "tests.portals", "--port", str(asked)], cwd=REPO,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            out, err = output_of(demo)
+            assert demo.returncode == code and out == "" and said in err, err
