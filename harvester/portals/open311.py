@@ -10,6 +10,7 @@ records harvest's business.
 from __future__ import annotations
 
 import json
+import logging
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from harvester.http import PermanentError, ResponseTooLarge, capped_json, droppe
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
 from harvester.records import (Conversion, Field, NotPullable, PagesDisagree, RecordSource, StartsOver, parquet_max)
+
+log = logging.getLogger("civicat.open311")
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -315,17 +318,24 @@ class Windows:
     window is whole days, from a midnight of `zone` to a midnight, one day at the narrowest (read
     as a one-second window is: its pages until two readings agree); a server seen to include the
     end's day (two windows in a row gave one request) is asked to a second before each midnight.
-    None of those checks is made then, nor are windows taken whole checked (_audit)."""
+    None of those checks is made then, nor are windows taken whole checked (_audit). `days_remembered`:
+    whole days because the pull before read them (record_pulls.whole_days), not shown by this reading:
+    checked once (_reads_times; not by a pull gone on from one cut short), and a server fixed since is
+    read by times from there on."""
 
     def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
                  page_size: int | None = None, thinning: float | None = None, known: tuple[array, ...] = (),
-                 zone: tzinfo = UTC, days: bool = False):
+                 zone: tzinfo = UTC, days: bool = False, days_remembered: bool = False):
         state = resume or {}
         self.answer, self.until, self.zone = answer, until, zone
         # whole days: windows from a midnight of `zone` to a midnight, one day at the narrowest (a server
         # shown not to read the times asked); `inclusive`: it is seen to include the end's day, whose
         # windows then end a second before midnight
-        self.days, self.inclusive = bool(state.get("days", days)), bool(state.get("inclusive", False))
+        # (a state says how its windows were read: one without `days` was read by times)
+        self.days = bool(state.get("days", False)) if "start" in state else days
+        self.inclusive = bool(state.get("inclusive", False))
+        # (_reads_times; not where a pull cut short goes on: the next pull checks)
+        self.days_unchecked = self.days and days_remembered and "start" not in state
         self.start = datetime.fromisoformat(state["start"]) if "start" in state else since.replace(microsecond=0)
         if self.days and "start" not in state:
             self.start = self._midnight(self.start)
@@ -445,10 +455,31 @@ class Windows:
             if not self.days:   # (whole days: windows side by side share the end's day until `inclusive`)
                 self._given_on(ids, end)
             self._widen(len(requests), int((end - self.start).total_seconds()))
+            if self.days_unchecked and self._reads_times(end, requests):
+                log.warning("the server reads the times of start_date/end_date again (the pull before read it by "
+                            "whole days): read by times from %s on", _stamp(end, self.zone))
+                self.days = self.inclusive = False
             self.start = end
             yield kept, self._going_on_from()
             if self.margin > margin:
                 yield from self._read_again()
+
+    def _reads_times(self, end: datetime, requests: list) -> bool:
+        """Whether a server read by whole days because the pull before was (record_pulls.whole_days)
+        now reads the times asked (one fixed since), checked once, at the first window answered
+        whole whose requests were all made in it, the newest more than a second before its end:
+        the rest of the window after that request is asked. A server reading times answers it with
+        nothing; one reading whole days, with that request's day at least (the end's day left out or
+        not). One request a pull. A request made since in that span, or a server whose days are not
+        the portal's `timezone`'s answering a request's day without it, reads as whole days still
+        (or as times: the pull meets the check that shows it otherwise, and starts over by whole
+        days): what a wrong verdict costs is requests, none lost."""
+        seconds = [_second(r) if isinstance(r, dict) else None for r in requests]
+        if not seconds or None in seconds or min(seconds) < self.start \
+                or max(seconds) + SECOND >= self._end_asked(end):
+            return False
+        self.days_unchecked = False
+        return not self._ask(max(seconds) + SECOND, end)
 
     def _given_on(self, ids: set[str], end: datetime) -> None:
         """NotPullable where a request has been given by window after window for longer than RUN:
@@ -881,7 +912,10 @@ class RequestsRecords(RecordSource):
         self.conversion = Conversion(self.fields)
         self.until = now or datetime.now(UTC).replace(microsecond=0)
         self.since = since
-        self.whole_days = False   # the server was shown not to read the times asked: windows of whole days
+        # the server was shown not to read the times asked (by the pull before, or this one): windows of
+        # whole days; kept with the pull for the next (`shown`: by this pull, whose start over read them)
+        self.whole_days = bool(getattr(previous, "whole_days", False))
+        self.days_shown = False
         if previous is not None and previous.watermark:
             self.mode = "incremental"
             latest = datetime.fromisoformat(previous.watermark)
@@ -899,16 +933,18 @@ class RequestsRecords(RecordSource):
 
     def batches(self, resume):
         windows = Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
-                          self.remembered_thinning, zone=self.zone, days=self.whole_days)
+                          self.remembered_thinning, zone=self.zone, days=self.whole_days,
+                          days_remembered=not self.days_shown)
         try:
             for requests, state in windows:
-                self.page_size, self.thinning = state["page_size"], state["thinning"]   # (kept with the pull, for the next)
+                # (kept with the pull, for the next)
+                self.page_size, self.thinning, self.whole_days = state["page_size"], state["thinning"], windows.days
                 yield self.conversion.table_from_rows(requests), state
         except IgnoresTimes as error:
             if windows.days:
                 raise
             # (what was read so far was read by windows the server did not read as asked: none of it is kept)
-            self.whole_days = True
+            self.whole_days = self.days_shown = True
             raise StartsOver(f"{error}: reading whole days from midnight ({self.zone}) instead") from None
 
     def resumes_at(self, state: dict) -> bool:

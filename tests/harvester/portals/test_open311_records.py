@@ -2,6 +2,7 @@
 endpoint serving Boston's recorded requests (1,000 objects of which 950 distinct: the
 recording merged overlapping pages)."""
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -375,6 +376,49 @@ def test_a_server_that_reads_whole_days_is_read_again_by_whole_days_from_midnigh
         and "reading whole days from midnight" in started_over[0], started_over
     assert {end[11:19] for _, end, _ in by_days} == ({"00:00:00", "23:59:59"} if inclusive else {"00:00:00"})
     assert len(by_days) < 150
+
+
+@pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
+def test_a_server_read_by_whole_days_is_read_so_by_the_next_pull_from_its_start_until_it_reads_times(
+        tmp_path, store, caplog, inclusive):
+    """Nothing remembered that a server reads whole days (w32): every pull met the check that shows
+    it, read by times until then, and started over. The pull keeps it (record_pulls.whole_days): the
+    next reads whole days from its start, no start over, each window asked once but for one check
+    that the server still ignores the times (the rest of a window after its newest request: a
+    whole day's requests). Fixed since, the server answers that check with nothing: the pull reads
+    by times from there on, and the next from its start."""
+    layout, uid = RecordsLayout(tmp_path / "records"), "bos311:service-requests"
+
+    def pull(portal) -> list[tuple[str, str, str]]:
+        portal.clear_log()
+        caplog.clear()
+        previous = previous_pull(store.con, uid)
+        pulled_into(layout, store.con, source_for(portal, previous and replace(previous, watermark=None)))
+        published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+        assert sorted(published) == sorted(served_ids(portal)), "each request published once"
+        return windows_asked(portal)
+
+    def starts_over() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "starts over" in r.getMessage()]
+
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(BOSTON), whole_days=True,
+                       end_inclusive=inclusive) as portal:
+        by_days = read_by_days(pull(portal))
+        assert len(starts_over()) == 1 and previous_pull(store.con, uid).whole_days is True
+        again = pull(portal)
+        assert not starts_over() and previous_pull(store.con, uid).whole_days is True
+        checked = [window for window in again if window[0][11:19] != "00:00:00"]
+        assert len(checked) == 1 and len(again) == len(set(again)) <= len(by_days) + 1, again
+        assert again[0][0] == by_days[0][0]   # (from the start's midnight)
+        portal.whole_days = False   # fixed: it reads the times asked
+        fixed = pull(portal)
+        assert not starts_over() and previous_pull(store.con, uid).whole_days is False
+        assert any("reads the times of start_date/end_date again" in r.getMessage() for r in caplog.records)
+        assert any(instant(end) - instant(start) < timedelta(days=1) for start, end, _ in fixed)
+        by_times = pull(portal)
+    assert not caplog.records and previous_pull(store.con, uid).whole_days is False   # (no start over, no check)
+    # by times from the start: the first full window narrowed at a request's second, not at a midnight
+    assert any(end[11:19] not in ("00:00:00", "23:59:59") for _, end, _ in by_times[:3]), by_times[:3]
 
 
 def read_by_days(asked: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
