@@ -533,7 +533,7 @@ def test_a_records_pull_past_its_portals_records_max_minutes_fails_keeping_the_p
         # (each request slower than the whole budget: on a loaded machine too, the pull cannot end within it)
         portal.inject("/requests.json", ("slow", 1.0), times=10_000)
         _, second = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"],
-                                         extra="records_max_minutes = 0.02\n")
+                                         extra="records_max_minutes = 0.01\n")
         asked = portal.hits["/requests.json"]
     assert first.exit_code == 0, first.output
     report = json.loads(second.output)["portals"][0]
