@@ -10,18 +10,24 @@ one request in 20 (private service types); then three pulls in turn of a small c
 thins every cut answer and ignores `page` (its real P never shows). No HTTP: the count, not the
 time, is the figure.
 
-    python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300]
+    python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300] [--whole-days 200]
 
 `--bursts N`: N seeded cities of bursts (requests lost and asked, two pulls in turn, summed).
+`--whole-days N`: N seeded cities from servers that read whole days (a zone of their own or the
+portal's; the end's day left out or included; cut pages thinned in odd weeks), read by whole days:
+requests lost, published twice, asked, and the pulls that failed, summed.
 """
 from __future__ import annotations
 
 import argparse
 import bisect
 import random
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from harvester.portals.open311 import Windows
+from harvester.records import RecordsError
 
 HOURS = [0.2] * 7 + [1.0, 1.8, 2.0, 2.0, 1.8, 1.6, 1.8, 1.8, 1.6, 1.4, 1.0] + [0.6] * 6   # each hour's share
 
@@ -126,6 +132,63 @@ def bursts_cost(count: int) -> None:
           f"asked {asked[0]:,}; {asked[1]:,}")
 
 
+def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float, inclusive: bool, days_in,
+                      paging: bool = True):
+    """A server that reads the days of the dates asked in its zone `days_in`, their times dropped (the
+    end's day `inclusive` or not), newest first by pages of P, leaving out `thinned` of every 20 requests
+    made in odd weeks once a page is cut: (the public requests, answer)."""
+    requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat()} for n, m in enumerate(moments)]
+    hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20) and m.isocalendar()[1] % 2}
+
+    def midnight(moment: datetime) -> datetime:
+        return datetime.combine(moment.astimezone(days_in).date(), time(), tzinfo=days_in).astimezone(UTC)
+
+    def answer(since: datetime, until: datetime, page: int) -> list:
+        end = midnight(until) + (timedelta(days=1) if inclusive else timedelta(0))
+        window = requests[bisect.bisect_left(moments, midnight(since)):bisect.bisect_left(moments, end)][::-1]
+        page = page if paging else 1
+        return [r for r in window[(page - 1) * page_size:page * page_size] if int(r["service_request_id"]) not in hidden]
+
+    return [r for n, r in enumerate(requests) if n not in hidden], answer
+
+
+def whole_days_cost(count: int) -> None:
+    """Requests lost (made before the pull's last day: a server leaving out the end's day gives that
+    day's to the next pull), published twice and asked of `count` seeded cities (20 to 400 requests a
+    day for 10 to 40 days, pages of 50, `page` read, 0, 20% or 40% left out in odd weeks) read by whole
+    days of the portal's zone from a server reading days of its own, summed, and the pulls that failed."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    zones = {"UTC": UTC, "New York": ZoneInfo("America/New_York"), "Tokyo": ZoneInfo("Asia/Tokyo")}
+    print("| portal's zone | server's days | end's day | lost | twice | asked | failed |")
+    print("|---|---|---|---|---|---|---|")
+    for zone, days_in in (("UTC", "UTC"), ("New York", "New York"), ("New York", "UTC"), ("UTC", "New York"),
+                          ("Tokyo", "UTC")):
+        for inclusive in (False, True):
+            lost = twice = asked = failed = 0
+            for seed in range(count):
+                draw = random.Random(seed)
+                per_day, days = draw.randint(20, 400), draw.randint(10, 40)
+                moments = sorted(start + timedelta(seconds=draw.randrange(days * 86_400)) for _ in range(per_day * days))
+                public, answer = whole_days_server(moments, 50, thinned=draw.choice([0.0, 0.2, 0.4]),
+                                                   inclusive=inclusive, days_in=zones[days_in])
+                windows = Windows(answer, start, start + timedelta(days=days), zone=zones[zone], days=True)
+                read = Counter()
+                try:
+                    for batch, _ in windows:
+                        read.update(r["service_request_id"] for r in batch)
+                except RecordsError:
+                    failed += 1
+                    continue
+                finally:
+                    asked += windows.asked
+                last_day = start + timedelta(days=days - 1)
+                lost += sum(1 for r in public if r["service_request_id"] not in read
+                            and datetime.fromisoformat(r["requested_datetime"]) < last_day)
+                twice += sum(1 for n in read.values() if n > 1)
+            print(f"| {zone} | {days_in} | {'included' if inclusive else 'left out'} | {lost:,} | {twice:,} | "
+                  f"{asked:,} | {failed} |")
+
+
 def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
     """The requests of a pull cut short once it has asked half of what a whole pull asks,
     and of the next pull, which goes on from the state of its last window read."""
@@ -150,7 +213,12 @@ def main() -> None:
     parser.add_argument("--thinned", action="store_true",
                         help="requests lost and asked, two pulls in turn, from servers that thin a cut page")
     parser.add_argument("--bursts", type=int, metavar="N", help="requests lost and asked of N bursty cities")
+    parser.add_argument("--whole-days", type=int, metavar="N",
+                        help="requests lost, twice, asked of N cities from servers reading whole days")
     args = parser.parse_args()
+    if args.whole_days:
+        whole_days_cost(args.whole_days)
+        return
     if args.bursts:
         bursts_cost(args.bursts)
         return

@@ -400,10 +400,11 @@ class PreviousPull:
     pulled_at: datetime
     page_size: int | None = None   # the server's own, as the pull learned it (Open311)
     thinning: float | None = None  # the share of an answer cut at it the server left out (Open311)
+    whole_days: bool | None = None  # the server was read by whole days: it ignores the times asked (Open311)
 
 
 def previous_pull(con: duckdb.DuckDBPyConnection, uid: str) -> PreviousPull | None:
-    row = con.execute("SELECT path, row_count, watermark, pulled_at, page_size, thinning FROM record_pulls "
+    row = con.execute("SELECT path, row_count, watermark, pulled_at, page_size, thinning, whole_days FROM record_pulls "
                       "WHERE dataset_uid = ?", [uid]).fetchone()
     return PreviousPull(*row) if row else None
 
@@ -472,7 +473,7 @@ def measure_folder(folder: Path) -> Measured:
 def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: str, portal_id: str,
                 source_id: str, mode: str, watermark: str | None, run_id: str, now: datetime,
                 seconds: float, kinds: dict[str, str] | None = None, measured: Measured | None = None,
-                page_size: int | None = None, thinning: float | None = None) -> dict:
+                page_size: int | None = None, thinning: float | None = None, whole_days: bool | None = None) -> dict:
     """After a publish: the dataset's pull row and its column profiles, in one transaction.
     A profile's `type` is the column's type in the shared vocabulary, as in `columns`:
     `kinds` (column → type, from the pull), else derived from the Parquet type. `measured`:
@@ -483,10 +484,10 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
     try:
         con.execute("DELETE FROM record_pulls WHERE dataset_uid = ?", [uid])
         con.execute("INSERT INTO record_pulls (dataset_uid, portal_id, source_id, path, row_count, column_count, "
-                    "bytes, mode, watermark, run_id, pulled_at, seconds, page_size, thinning) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "bytes, mode, watermark, run_id, pulled_at, seconds, page_size, thinning, whole_days) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [uid, portal_id, source_id, layout.relative(portal_id, source_id), rows, len(profiles), size,
-                     mode, watermark, run_id, now, seconds, page_size, thinning])
+                     mode, watermark, run_id, now, seconds, page_size, thinning, whole_days])
         con.execute("DELETE FROM column_profiles WHERE dataset_uid = ?", [uid])
         if profiles:
             # one insert of them all: a row at a time, each insert kept blocks of its own in the

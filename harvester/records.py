@@ -524,6 +524,7 @@ class RecordSource(ABC):
     # and how much of an answer cut at it the server leaves out (Open311: Windows.thinning)
     page_size: int | None = None
     thinning: float | None = None
+    whole_days: bool | None = None   # (Open311: the server read by whole days, as it ignores the times asked)
 
     @property
     def fingerprint(self) -> str:
@@ -1017,8 +1018,8 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     measured = measure_folder(ready)   # (before the publish: a profile that fails keeps the previous dataset)
     watermark = source.watermark(str(ready / "*.parquet"))
     pull = dict(uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode, watermark=watermark,
-                page_size=source.page_size, thinning=source.thinning, run_id=run_id, now=datetime.now(UTC),
-                seconds=round(time.monotonic() - started, 3), measured=measured,
+                page_size=source.page_size, thinning=source.thinning, whole_days=source.whole_days, run_id=run_id,
+                now=datetime.now(UTC), seconds=round(time.monotonic() - started, 3), measured=measured,
                 kinds={f.name: "datetime" if f.kind == "datetime_utc" else f.kind for f in source.fields})
     intent = intend_record(layout, ready, **pull)   # (killed after the publish, the next writer records it)
     layout.publish(ready, portal_id, source_id)

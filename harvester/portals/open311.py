@@ -10,6 +10,7 @@ records harvest's business.
 from __future__ import annotations
 
 import json
+import logging
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from harvester.http import PermanentError, ResponseTooLarge, capped_json, droppe
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
 from harvester.records import (Conversion, Field, NotPullable, PagesDisagree, RecordSource, StartsOver, parquet_max)
+
+log = logging.getLogger("civicat.open311")
 
 SOURCE_ID = "service-requests"
 WINDOW = timedelta(days=90)             # the widest date window GeoReport v2 servers accept
@@ -315,17 +318,25 @@ class Windows:
     window is whole days, from a midnight of `zone` to a midnight, one day at the narrowest (read
     as a one-second window is: its pages until two readings agree); a server seen to include the
     end's day (two windows in a row gave one request) is asked to a second before each midnight.
-    None of those checks is made then, nor are windows taken whole checked (_audit)."""
+    None of those checks is made then; windows taken whole are checked by pages and days
+    (_audited_days). `days_remembered`:
+    whole days because the pull before read them (record_pulls.whole_days), not shown by this reading:
+    checked once (_reads_times; not by a pull gone on from one cut short), and a server fixed since is
+    read by times from there on."""
 
     def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
                  page_size: int | None = None, thinning: float | None = None, known: tuple[array, ...] = (),
-                 zone: tzinfo = UTC, days: bool = False):
+                 zone: tzinfo = UTC, days: bool = False, days_remembered: bool = False):
         state = resume or {}
         self.answer, self.until, self.zone = answer, until, zone
         # whole days: windows from a midnight of `zone` to a midnight, one day at the narrowest (a server
         # shown not to read the times asked); `inclusive`: it is seen to include the end's day, whose
         # windows then end a second before midnight
-        self.days, self.inclusive = bool(state.get("days", days)), bool(state.get("inclusive", False))
+        # (a state says how its windows were read: one without `days` was read by times)
+        self.days = bool(state.get("days", False)) if "start" in state else days
+        self.inclusive = bool(state.get("inclusive", False))
+        # (_reads_times; not where a pull cut short goes on: the next pull checks)
+        self.days_unchecked = self.days and days_remembered and "start" not in state
         self.start = datetime.fromisoformat(state["start"]) if "start" in state else since.replace(microsecond=0)
         if self.days and "start" not in state:
             self.start = self._midnight(self.start)
@@ -351,7 +362,12 @@ class Windows:
         # (its answer's size, or its last page's; None: shown whole, not by the margin)
         self.taken: list[Taken] = []
         self.taken_at: int | None = None
+        self.taken_pages = 1   # the pages read of the window taken whole (a day's, by whole days)
+        self.following_page: list = []   # what _audit asked last
         self.known = known
+        # by whole days: the keys of the requests windows read again yielded, which a window side by side
+        # (sharing a day with it, the server's days not the zone's) may give again
+        self.read_again: set[int] = set()
         self.ends_with: array = array("q")   # the keys of the window before's requests at its end
         # the largest answer of the windows taken whole before the state this reading went on from
         # (a pull cut short), which it does not hold: a wider margin that would not take it starts
@@ -406,8 +422,8 @@ class Windows:
 
     def __iter__(self):
         while self.start < self.until:
-            if self.days:   # (the last may end past `until`: a day is read whole, today's requests too)
-                end = self._midnight(self.start, self._days(self.width))
+            if self.days:   # (the last may end past `until`, at the midnight after it: a day is read whole)
+                end = min(self._midnight(self.start, self._days(self.width)), self._midnight_after(self.until))
             else:
                 end = min(self.start + timedelta(seconds=self.width), self.until)
             margin, self.taken_at = self.margin, None
@@ -421,9 +437,7 @@ class Windows:
                     yield from self._read_again()
                 continue
             self._narrowed_read(end, requests)
-            # (no audit of whole days: the part it asks, cut at a request's second, is read as whole days)
-            if self._keep_taken(end, requests, margin) and self.auditing and end - self.start > SECOND \
-                    and not self.days:
+            if self._keep_taken(end, requests, margin) and self.auditing and (self.days or end - self.start > SECOND):
                 self.audited += 1
                 if self.audited % AUDIT_EVERY == 1 or self.audited <= AUDITS and self.thinning != 0:
                     self._audit(self.start, end, requests)
@@ -436,6 +450,8 @@ class Windows:
                     ids.add(key)
                     if seen:
                         continue
+                if self.read_again and _request_key(request) in self.read_again:
+                    continue
                 kept.append(request)
             if self.days and ids & self.before:
                 self.inclusive = True   # it gave the end's day, given again now: the next windows end before it
@@ -445,10 +461,31 @@ class Windows:
             if not self.days:   # (whole days: windows side by side share the end's day until `inclusive`)
                 self._given_on(ids, end)
             self._widen(len(requests), int((end - self.start).total_seconds()))
+            if self.days_unchecked and self._reads_times(end, requests):
+                log.warning("the server reads the times of start_date/end_date again (the pull before read it by "
+                            "whole days): read by times from %s on", _stamp(end, self.zone))
+                self.days = self.inclusive = False
             self.start = end
             yield kept, self._going_on_from()
             if self.margin > margin:
                 yield from self._read_again()
+
+    def _reads_times(self, end: datetime, requests: list) -> bool:
+        """Whether a server read by whole days because the pull before was (record_pulls.whole_days)
+        now reads the times asked (one fixed since), checked once, at the first window answered
+        whole whose requests were all made in it, the newest more than a second before its end:
+        the rest of the window after that request is asked. A server reading times answers it with
+        nothing; one reading whole days, with that request's day at least (the end's day left out or
+        not). One request a pull. A request made since in that span, or a server whose days are not
+        the portal's `timezone`'s answering a request's day without it, reads as whole days still
+        (or as times: the pull meets the check that shows it otherwise, and starts over by whole
+        days): what a wrong verdict costs is requests, none lost."""
+        seconds = [_second(r) if isinstance(r, dict) else None for r in requests]
+        if not seconds or None in seconds or min(seconds) < self.start \
+                or max(seconds) + SECOND >= self._end_asked(end):
+            return False
+        self.days_unchecked = False
+        return not self._ask(max(seconds) + SECOND, end)
 
     def _given_on(self, ids: set[str], end: datetime) -> None:
         """NotPullable where a request has been given by window after window for longer than RUN:
@@ -495,15 +532,19 @@ class Windows:
         """Keeps the window just read, up to `end`, if it was taken whole by `margin` (the margin
         as it was read: what it showed may have widened it since) and a wider one would not take
         it (the keys of its answer and of the window before's requests at its start, which an
-        inclusive `end_date` gave that window). True: kept."""
+        inclusive `end_date` gave that window; by whole days, the window before's and after's whole
+        answers, with which it may share a day). True: kept."""
         reference = self._reference()
         kept = self.taken_at is not None and margin < MARGIN_MAX \
             and self.taken_at >= reference - int(reference * MARGIN_MAX)
+        keys = array("q", sorted(map(_request_key, requests)))
+        if self.days and self.taken and self.taken[-1].end == self.start:
+            self.taken[-1].read += (keys,)   # (by whole days: the window after's, which may share a day with it)
         if kept:
-            keys = array("q", sorted(map(_request_key, requests)))
             self.taken.append(Taken(self.start, end, self.taken_at, (*self.known, keys, self.ends_with)))
-        self.ends_with = array("q", sorted(_request_key(r) for r in requests
-                                           if not isinstance(r, dict) or (_second(r) or end) >= end))
+        # by whole days, all of them: the server's day at the edge may not be the zone's, and hold any
+        self.ends_with = keys if self.days else array("q", sorted(
+            _request_key(r) for r in requests if not isinstance(r, dict) or (_second(r) or end) >= end))
         return kept
 
     def _audit(self, start: datetime, end: datetime, requests: list) -> None:
@@ -534,9 +575,11 @@ class Windows:
             middle = low + timedelta(seconds=int((high - low).total_seconds()) // 2)
             parts = [(start, middle), (middle, end)]
         known, reference, count = set(_ids(requests)), self._reference(), self.taken_at
-        for part_start, part_end in parts:
+        for part_start, part_end, page in self._audited_days(start, end, requests, parts) if self.days else \
+                [(a, b, 1) for a, b in parts]:
             try:
-                shown = part_start < part_end and set(_ids(self._ask(part_start, part_end))) - known
+                self.following_page = self._ask(part_start, part_end, page) if part_start < part_end else []
+                shown = set(_ids(self.following_page)) - known
             except ResponseTooLarge:
                 shown = False   # (what it holds is not known: the window counts as checked)
             if shown:
@@ -544,6 +587,26 @@ class Windows:
                 self._cut(count)
                 self.margin = max(self.margin, _margin(self.audited_thinning))
                 return
+
+    def _audited_days(self, start: datetime, end: datetime, requests: list, parts: list):
+        """By whole days, what _audit asks of a window taken whole (a part cut at a request's second is
+        read as whole days, and tells nothing): the page after the last it read, which brings requests
+        where the last was cut (a day read by pages, thinned under the margin, was taken as the day's
+        end: 768 of 2,224 requests of 200 a day lost every pull, 40% left out in odd weeks only). A
+        server that ignores `page` answers it with the first page again: then the days of `parts`, a
+        midnight before or after the request each is cut at, where they are narrower than the window
+        (one day cannot be checked)."""
+        page = self.taken_pages + 1
+        yield start, end, page
+        if page > 2 or _ids(self.following_page) != _ids(requests):
+            return
+        for part_start, part_end in parts:
+            if part_start == start:   # (the days up to the request it is cut at, that day's whole)
+                part_end = self._midnight(part_end - SECOND, 1)
+            else:
+                part_start = self._midnight(part_start)
+            if start < part_end < end or start < part_start < end:
+                yield max(start, part_start), min(end, part_end), 1
 
     def _read_again(self):
         """The windows taken whole that the margin, widened, would not take, read again split:
@@ -566,16 +629,21 @@ class Windows:
         half = max(1, int((window.end - window.start).total_seconds()) // 2)
         if self.days:
             half = max(1, self._days(half) // 2 * DAY)   # (whole days: halved in days)
-        again = Windows(self.answer, window.start, window.end, {"start": window.start.isoformat(), "width": half},
-                        thinning=self.thinning, known=window.read, zone=self.zone, days=self.days)
-        again.inclusive = self.inclusive
+        again = Windows(self.answer, window.start, window.end, {"start": window.start.isoformat(), "width": half,
+                                                                "days": self.days, "inclusive": self.inclusive},
+                        thinning=self.thinning, known=window.read, zone=self.zone)
         again.page_size, again.remembered, again.largest, again.margin, again.unlearned = \
             self.page_size, self.remembered, self.largest, self.margin, self.unlearned
         again.auditing = False   # (its windows taken whole join this reading's: the checks go on here)
         try:
             for requests, _ in again:
+                # (by whole days, the requests the server gives for its days, made when they were: a server
+                # whose days are not the zone's gives some made hours outside it, in no other window)
                 new = [r for r in requests if not window.has(_request_key(r))
-                       and window.start <= (_second(r) or window.start) < window.end]
+                       and (self.days or window.start <= (_second(r) or window.start) < window.end)]
+                if self.days:
+                    new = [r for r in new if _request_key(r) not in self.read_again]
+                    self.read_again.update(map(_request_key, new))
                 yield new, self._going_on_from(reading_again=True)
         finally:
             self.asked += again.asked
@@ -604,6 +672,11 @@ class Windows:
         """The midnight of the zone's day of `moment` (in UTC), `days` days later."""
         day = moment.astimezone(self.zone).date() + timedelta(days=days)
         return datetime.combine(day, time(), tzinfo=self.zone).astimezone(UTC)
+
+    def _midnight_after(self, moment: datetime) -> datetime:
+        """The first midnight of the zone at or after `moment` (a window read again ends at its own)."""
+        midnight = self._midnight(moment)
+        return midnight if midnight == moment else self._midnight(moment, 1)
 
     @staticmethod
     def _days(seconds: int) -> int:
@@ -646,7 +719,7 @@ class Windows:
         largest = self.largest
         self.largest = max(largest, count)
         if not self._may_be_cut(count, self.page_size or max(1, largest)):
-            self.taken_at = count
+            self.taken_at, self.taken_pages = count, 1
             return requests
         if self.page_size is None and not one_second and not self.days:   # (whole days: narrowed, a day paged)
             verdict = self._checked(start, end, requests)
@@ -843,6 +916,7 @@ class Windows:
             pages.append(page)
             if not self._may_be_cut(len(page), self.page_size or len(pages[0])):
                 self.taken_at = len(page) or None   # (an empty page: the end, whatever the margin)
+                self.taken_pages = len(pages)
                 break
         return pages
 
@@ -881,7 +955,10 @@ class RequestsRecords(RecordSource):
         self.conversion = Conversion(self.fields)
         self.until = now or datetime.now(UTC).replace(microsecond=0)
         self.since = since
-        self.whole_days = False   # the server was shown not to read the times asked: windows of whole days
+        # the server was shown not to read the times asked (by the pull before, or this one): windows of
+        # whole days; kept with the pull for the next (`shown`: by this pull, whose start over read them)
+        self.whole_days = bool(getattr(previous, "whole_days", False))
+        self.days_shown = False
         if previous is not None and previous.watermark:
             self.mode = "incremental"
             latest = datetime.fromisoformat(previous.watermark)
@@ -899,16 +976,18 @@ class RequestsRecords(RecordSource):
 
     def batches(self, resume):
         windows = Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
-                          self.remembered_thinning, zone=self.zone, days=self.whole_days)
+                          self.remembered_thinning, zone=self.zone, days=self.whole_days,
+                          days_remembered=not self.days_shown)
         try:
             for requests, state in windows:
-                self.page_size, self.thinning = state["page_size"], state["thinning"]   # (kept with the pull, for the next)
+                # (kept with the pull, for the next)
+                self.page_size, self.thinning, self.whole_days = state["page_size"], state["thinning"], windows.days
                 yield self.conversion.table_from_rows(requests), state
         except IgnoresTimes as error:
             if windows.days:
                 raise
             # (what was read so far was read by windows the server did not read as asked: none of it is kept)
-            self.whole_days = True
+            self.whole_days = self.days_shown = True
             raise StartsOver(f"{error}: reading whole days from midnight ({self.zone}) instead") from None
 
     def resumes_at(self, state: dict) -> bool:

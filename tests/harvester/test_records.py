@@ -545,3 +545,77 @@ def test_a_records_pull_past_its_portals_records_max_minutes_fails_keeping_the_p
         "records_max_minutes); not requested: " in message and "the previous records are kept" in message, message
     assert con.execute("SELECT count(*) FROM record_pulls").fetchone() == (1,)
     assert pq.read_table(folder).equals(published) and published.num_rows == 950
+
+
+def test_a_records_pull_past_its_budget_in_a_page_read_ahead_fails_keeping_the_previous_records(tmp_path,
+                                                                                              monkeypatch):
+    """The budget (`records_max_minutes`) is checked at each request, and a SODA pull's pages are
+    asked in other threads, two in flight: the OverBudget a page read ahead raises there fails the
+    pull as one in the pull's own thread does: the message names the budget, the published records
+    and record_pulls are kept, the parts it closed are gone on from by the next pull (it asks none
+    of their pages again), and no page is asked once the budget is out but those in flight."""
+    import threading
+    import time
+
+    from harvester.http import OverBudget
+    from harvester.http.client import HttpClient
+    from harvester.portals.socrata import SodaRecords
+    from tests.shared_fixtures import load_json
+
+    ID = "3k2p-39jp"
+    monkeypatch.setattr(SodaRecords.__init__, "__kwdefaults__", {"format": "csv", "page": 100})   # 10 pages
+    view = load_json("socrata-views/seattle-3k2p-39jp-spd-911.json")
+    rows = load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json")
+    folder = tmp_path / "records" / "portal=sea" / f"dataset={ID}"
+    raised_in: list[str] = []   # the threads OverBudget was raised in
+    check = HttpClient._check_stopped
+
+    def checked(client, url):
+        try:
+            check(client, url)
+        except OverBudget:
+            raised_in.append(threading.current_thread().name)
+            raise
+
+    monkeypatch.setattr(HttpClient, "_check_stopped", checked)
+
+    def harvest(*options, extra=""):
+        return harvest_with_records(tmp_path, "sea", "socrata", portal.url, [ID], *options,
+                                    extra='domain = "data.example.org"\n' + extra)
+
+    def slow_from_the_4th_page(path, query):   # (each past the budget whatever the machine's load)
+        if path.endswith(".csv") and int(query.get("$offset", 0)) >= 300:
+            time.sleep(2.0)
+
+    with SocrataPortal([discovery_entry(view)], records={ID: SodaTable.from_rows(rows)}) as portal:
+        db, first = harvest()
+        published = pq.read_table(folder)
+        portal.clear_log()
+        portal.on_request = slow_from_the_4th_page
+        _, second = harvest("--full", extra="records_max_minutes = 0.02\n")
+        offsets = [int(q.get("$offset", 0)) for p, q, _ in portal.requests if p.endswith(".csv")]
+        staged = sorted(p.name for p in (tmp_path / ".records-staging").rglob("part-*.parquet"))
+        portal.on_request = None
+        portal.clear_log()
+        _, third = harvest("--full")
+        resumed_at = sorted(int(q.get("$offset", 0)) for p, q, _ in portal.requests if p.endswith(".csv"))
+    assert first.exit_code == 0 and second.exit_code == 0, (first.output, second.output)
+    report = json.loads(second.output)["portals"][0]
+    assert (report["records_pulled"], report["records_failed"]) == (0, 1), second.output
+    con = duckdb.connect(str(db))
+    (kind, message), = con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+    assert kind == "OverBudget" and "the records pull of sea:3k2p-39jp took over 0.02 minutes (its portal's " \
+        "records_max_minutes); not requested: " in message and "the previous records are kept" in message, message
+    assert con.execute("SELECT row_count FROM record_pulls").fetchall() == [(1000,)]
+    assert pq.read_table(folder).equals(published) and published.num_rows == 1000
+    con.close()
+    # the budget ran out in a page read ahead (the pages are asked in the pool's threads), pages 0-200
+    # read and staged; asked past them, only those in flight as it ran out (two at a time)
+    assert raised_in and all(name.startswith("civicat-page") for name in raised_in), raised_in
+    assert sorted(offsets) == [0, 100, 200, 300, 400], offsets
+    assert staged, "the parts closed as the pull failed are kept for the next"
+    report = json.loads(third.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"]) == (1, 1000), third.output
+    assert 0 not in resumed_at and 100 not in resumed_at, resumed_at   # (gone on from its parts)
+    ids = pq.read_table(folder, columns=[":id"])[":id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 1000
