@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -88,6 +89,11 @@ VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' a
 # the table dead, without bound (21% after 10 nights; docs/benchmarks.md, Nightly). Past this share
 # of the rows it holds, dead, the table is written anew at the harvest's end (Store.reclaim_datasets).
 RECLAIM_SHARE = 0.2
+# The columns whose compression a migration declares (USING COMPRESSION): DuckDB keeps it with the
+# table but leaves it out of the definition duckdb_tables() gives, so that a table rebuilt from that
+# definition (_rebuild_table) would compress them as it chooses (raw_records' raw JSON: FSST, not
+# migration 0013's zstd). A migration that declares one names it here too (a test reads them).
+DECLARED_COMPRESSION = {"raw_records": {"raw": "zstd", "details": "zstd"}}
 _string = pa.string()
 
 
@@ -732,7 +738,7 @@ def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict) -
 def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[tuple[str, dict]],
                    params: dict) -> None:
     """`table` (a constant of this module) replaced, in the caller's transaction, by a table of
-    the same definition (its key, NOT NULLs and column order: the catalogue's own DDL) holding
+    the same definition (its key, NOT NULLs, column order and DECLARED_COMPRESSION) holding
     `rows` (a SELECT with `params`, or several SELECTs with parameters of their own, inserted one
     after the other). A view reads a table by name (open311_services)."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
@@ -740,7 +746,12 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[
     prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
     if prefix is None:
         raise RuntimeError(f"the {table} table's definition is not as expected: {ddl[:80]!r}")
-    cur.execute(f"CREATE TABLE {table}_next(" + ddl[len(prefix):])
+    columns = ddl[len(prefix):]
+    for column, method in DECLARED_COMPRESSION.get(table, {}).items():   # (after the column's type)
+        columns, found = re.subn(rf'(^|, )("?{column}"? \w+)', rf"\1\2 USING COMPRESSION {method}", columns, count=1)
+        if not found:
+            raise RuntimeError(f"the {table} table's definition has no column {column!r}: {ddl[:200]!r}")
+    cur.execute(f"CREATE TABLE {table}_next(" + columns)
     for select, select_params in [(rows, params)] if isinstance(rows, str) else rows:
         cur.execute(f"INSERT INTO {table}_next BY NAME {select}", select_params)
     cur.execute(f"DROP TABLE {table}")
