@@ -740,7 +740,10 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[
     """`table` (a constant of this module) replaced, in the caller's transaction, by a table of
     the same definition (its key, NOT NULLs, column order and DECLARED_COMPRESSION) holding
     `rows` (a SELECT with `params`, or several SELECTs with parameters of their own, inserted one
-    after the other). A view reads a table by name (open311_services)."""
+    after the other). A view reads a table by name (open311_services). The key's index is built
+    once the rows are in, not grown row by row as they come: at 300 portals the rebuild of 284,799
+    datasets grew it past 48 MB (main needed 64; docs/benchmarks.md, Nightly); built after, on one
+    DuckDB thread, the rebuild fits 32 MB."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
                          AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
     prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
@@ -751,9 +754,19 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[
         columns, found = re.subn(rf'(^|, )("?{column}"? \w+)', rf"\1\2 USING COMPRESSION {method}", columns, count=1)
         if not found:
             raise RuntimeError(f"the {table} table's definition has no column {column!r}: {ddl[:200]!r}")
+    key = cur.execute("""SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = current_database()
+                         AND schema_name = 'main' AND table_name = $table AND constraint_type = 'PRIMARY KEY'""",
+                      {"table": table}).fetchone()
+    if key:   # (made once the rows are in: see the docstring)
+        columns, found = re.subn(r" PRIMARY KEY(?=[,)])|, PRIMARY KEY\([^)]*\)", "", columns)
+        if found != 1:
+            raise RuntimeError(f"the {table} table's definition does not name its key once: {ddl[:200]!r}")
     cur.execute(f"CREATE TABLE {table}_next(" + columns)
     for select, select_params in [(rows, params)] if isinstance(rows, str) else rows:
         cur.execute(f"INSERT INTO {table}_next BY NAME {select}", select_params)
+    if key:
+        names = ", ".join(f'"{name}"' for name in key[0])   # (the catalogue's own column names)
+        cur.execute(f"ALTER TABLE {table}_next ADD PRIMARY KEY ({names})")
     cur.execute(f"DROP TABLE {table}")
     cur.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
 
@@ -1300,7 +1313,9 @@ class Store:
                                           current_database() AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
                     if held - cur.execute("SELECT count(*) FROM datasets").fetchone()[0] <= RECLAIM_SHARE * held:
                         return False
-                    with stoppable_transaction(cur):   # (a stop ends the copy: the table as it was)
+                    # (a stop ends the copy: the table as it was; on one DuckDB thread, whose insert fits
+                    # 32 MB where two did not fit 48: each thread a row group of its own in memory)
+                    with self._one_thread(), stoppable_transaction(cur):
                         _rebuild_datasets(cur, "SELECT * FROM datasets", {})   # (in the order they lie)
                     return True
                 finally:

@@ -1891,6 +1891,47 @@ def test_datasets_deleted_rows_are_reclaimed_once_they_pass_a_share_of_the_table
         store.con.execute("INSERT INTO datasets SELECT * FROM datasets LIMIT 1")
 
 
+def test_the_reclaim_of_datasets_builds_its_key_once_the_rows_are_in_and_fits_32_mb(tmp_path, monkeypatch, caplog):
+    """The rebuild of `datasets` grew its key's index row by row as the copy inserted them, on DuckDB's
+    threads (a row group in memory each): at 300 portals (284,799 datasets, 22% dead) it did not fit
+    48 MB and was retried with 1 GB. The index is built once the rows are in, and the reclaim's copy
+    runs on one thread: 50,000 datasets, 30% of them deleted and inserted again as a merge's changes
+    leave them, reclaimed at 32 MB (main: not within 40 MB, retried with 1 GB; now it fits 24), the rows,
+    the key and its NOT NULL as they were."""
+    import catalog.store as store_module
+
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    store.commit_portal(stage_of(store, [record(f"d{i:06d}", description="Permits issued by the city. " * 5)
+                                         for i in range(50_000)]), "city", T0, mark_deleted=True)
+    store.con.execute("BEGIN")
+    store.con.execute("CREATE TEMP TABLE changed AS SELECT * FROM datasets WHERE hash(uid) % 100 < 30")
+    store.con.execute("DELETE FROM datasets WHERE uid IN (SELECT uid FROM changed)")
+    store.con.execute("INSERT INTO datasets SELECT * FROM changed")
+    store.con.execute("COMMIT")
+    store.close()
+    contents = "SELECT count(*), sum(hash(d)::HUGEINT) FROM datasets d"
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", "32MB")
+    store = Store(db)
+    try:
+        (held,), = rows(store, "SELECT estimated_size FROM duckdb_tables() WHERE table_name = 'datasets'")
+        expected = rows(store, contents)
+        assert held - expected[0][0] > 0.2 * held
+        with caplog.at_level("WARNING", logger="civicat.store"):
+            assert store.reclaim_datasets()
+        assert "did not fit" not in caplog.text and "failed" not in caplog.text
+        assert rows(store, "SELECT estimated_size FROM duckdb_tables() WHERE table_name = 'datasets'") == [(50_000,)]
+        assert rows(store, contents) == expected
+        assert rows(store, """SELECT constraint_type, constraint_column_names FROM duckdb_constraints()
+                              WHERE table_name = 'datasets' AND 'uid' IN constraint_column_names ORDER BY ALL""") == [
+            ("NOT NULL", ["uid"]), ("PRIMARY KEY", ["uid"])]
+        with pytest.raises(duckdb.ConstraintException):
+            store.con.execute("INSERT INTO datasets SELECT * FROM datasets LIMIT 1")
+        assert rows(store, "SELECT current_setting('threads')")[0][0] != "1"   # (put back)
+    finally:
+        store.close()
+
+
 def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path, monkeypatch, caplog):
     """A raw load read its file through DuckDB's default CSV buffers (16 longest lines of at
     least 2 MiB: two buffers of 32 MiB held) beside the row group it inserts: a row group of
