@@ -458,8 +458,9 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     # a stop interrupts the build's statements (3-8 s each at 100,000 datasets under load): what
     # they write is thrown away (WORK, `_next` tables), the previous index kept until the swap
     with uncut.interruptible(con):
+        text_cuts: list[tuple[int, int]] = []   # (the pieces' and the term frequencies' alike: cut once)
         for name, select in STEPS.items():
-            _create_in_ranges(con, name, name, select, params)
+            _create_in_ranges(con, name, name, select, params, text_cuts=text_cuts)
         _build_next(con, params)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -477,16 +478,21 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
 
 
 def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, select: str, params: dict,
-                      stop: threading.Event | None = None) -> None:
+                      stop: threading.Event | None = None, text_cuts: list[tuple[int, int]] | None = None) -> None:
     """Table `name` created from `select`, a range at a time if `table` is RANGED (each range's
-    rows inserted after the previous range's), else at once."""
+    rows inserted after the previous range's), else at once. `text_cuts`: the ranges of text
+    (filled by the first table cut by its text, read by the next)."""
     if table not in RANGED:
         return _create(con, f"TABLE {name}", select, params)
-    if RANGED[table] in ("documents", "text"):
+    if RANGED[table] == "text" and text_cuts:
+        ranges = text_cuts
+    elif RANGED[table] in ("documents", "text"):
         last = con.execute("SELECT coalesce(max(rowid), -1) FROM datasets").fetchone()[0]
         ranges = [(low, low + TF_BATCH_DOCUMENTS) for low in range(0, last + 1, TF_BATCH_DOCUMENTS)]
         if RANGED[table] == "text":
             ranges = [cut for low, high in ranges for cut in _cut_by_text(con, low, high)]
+            if text_cuts is not None:
+                text_cuts.extend(ranges)
     else:   # (the first range from the lowest term: a term id is never negative)
         firsts = [row[0] for row in con.execute(RANGED[table], {"batch": POSTINGS_BATCH}).fetchall()]
         ranges = list(zip([0, *firsts[1:]], [*firsts[1:], 1 << 62]))
