@@ -358,8 +358,8 @@ BUILD = {
 # of documents, by their dataset's row id (TF_BATCH_DOCUMENTS; "text": each cut again by
 # TF_BATCH_BYTES of text), or of terms (POSTINGS_BATCH), cut by the query named; a whole build's,
 # and an update's postings (see UPDATED_POSTINGS)
-RANGED = {"search_work.pieces": "text", "search_work.tf": "text", "search_documents": "documents", "search_postings": POSTINGS_RANGES,
-          "search_postings_update": UPDATED_RANGES}
+RANGED = {"search_work.pieces": "text", "search_work.tf": "text", "search_documents": "documents",
+          "search_postings": POSTINGS_RANGES, "search_postings_update": UPDATED_RANGES}
 
 # the intermediate tables of an update, in this order: the documents whose dataset is
 # deleted or changed since they were indexed, the datasets to index (again), then their

@@ -742,8 +742,8 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[
     `rows` (a SELECT with `params`, or several SELECTs with parameters of their own, inserted one
     after the other). A view reads a table by name (open311_services). The key's index is built
     once the rows are in, not grown row by row as they come: at 300 portals the rebuild of 284,799
-    datasets grew it past 48 MB (main needed 64; docs/benchmarks.md, Nightly); built after, on one
-    DuckDB thread, the rebuild fits 32 MB."""
+    datasets grew it past 48 MB (main needed 64; docs/benchmarks.md, Nightly); built after, and the
+    copy on one DuckDB thread (Store.reclaim_datasets), it fits 40 MB."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
                          AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
     prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
@@ -1313,8 +1313,8 @@ class Store:
                                           current_database() AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
                     if held - cur.execute("SELECT count(*) FROM datasets").fetchone()[0] <= RECLAIM_SHARE * held:
                         return False
-                    # (a stop ends the copy: the table as it was; on one DuckDB thread, whose insert fits
-                    # 32 MB where two did not fit 48: each thread a row group of its own in memory)
+                    # (a stop ends the copy: the table as it was; on one DuckDB thread: on two, each with a
+                    # row group of its own in memory, the copy did not fit 48 MB at 300 portals)
                     with self._one_thread(), stoppable_transaction(cur):
                         _rebuild_datasets(cur, "SELECT * FROM datasets", {})   # (in the order they lie)
                     return True
