@@ -729,21 +729,23 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
     cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
 
 
-def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict) -> None:
+def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict, *, key_after: bool = False) -> None:
     """`datasets` replaced, in the merge's transaction, by a table of the same definition
     holding `rows`: the key's index built once over them (see _rebuild_table)."""
-    _rebuild_table(cur, "datasets", rows, params)
+    _rebuild_table(cur, "datasets", rows, params, key_after=key_after)
 
 
 def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[tuple[str, dict]],
-                   params: dict) -> None:
+                   params: dict, *, key_after: bool = False) -> None:
     """`table` (a constant of this module) replaced, in the caller's transaction, by a table of
     the same definition (its key, NOT NULLs, column order and DECLARED_COMPRESSION) holding
     `rows` (a SELECT with `params`, or several SELECTs with parameters of their own, inserted one
-    after the other). A view reads a table by name (open311_services). The key's index is built
-    once the rows are in, not grown row by row as they come: at 300 portals the rebuild of 284,799
-    datasets grew it past 48 MB (main needed 64; docs/benchmarks.md, Nightly); built after, and the
-    copy on one DuckDB thread (Store.reclaim_datasets), it fits 40 MB."""
+    after the other). A view reads a table by name (open311_services). With `key_after`, the key's
+    index is built once the rows are in, not grown row by row as they come: at 300 portals the
+    reclaim of 284,799 datasets grew it past 48 MB (main needed 64; docs/benchmarks.md, Nightly);
+    built after, and the copy on one DuckDB thread (Store.reclaim_datasets), it fits 40 MB. Only for
+    rows that cannot repeat a key: DuckDB's refusal of a duplicate then names no value, where the
+    key refuses a merge's uid staged twice by name."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
                          AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
     prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
@@ -756,7 +758,7 @@ def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[
             raise RuntimeError(f"the {table} table's definition has no column {column!r}: {ddl[:200]!r}")
     key = cur.execute("""SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = current_database()
                          AND schema_name = 'main' AND table_name = $table AND constraint_type = 'PRIMARY KEY'""",
-                      {"table": table}).fetchone()
+                      {"table": table}).fetchone() if key_after else None
     if key:   # (made once the rows are in: see the docstring)
         columns, found = re.subn(r" PRIMARY KEY(?=[,)])|, PRIMARY KEY\([^)]*\)", "", columns)
         if found != 1:
@@ -1316,7 +1318,7 @@ class Store:
                     # (a stop ends the copy: the table as it was; on one DuckDB thread: on two, each with a
                     # row group of its own in memory, the copy did not fit 48 MB at 300 portals)
                     with self._one_thread(), stoppable_transaction(cur):
-                        _rebuild_datasets(cur, "SELECT * FROM datasets", {})   # (in the order they lie)
+                        _rebuild_datasets(cur, "SELECT * FROM datasets", {}, key_after=True)   # (in the order they lie)
                     return True
                 finally:
                     cur.close()
