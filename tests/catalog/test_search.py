@@ -1,6 +1,7 @@
 """Full-text search: ranking, filters, refresh after each harvest, parameterised queries."""
 import json
 import random
+import shutil
 import time
 from datetime import timedelta
 
@@ -1163,3 +1164,4 @@ def test_the_dictionary_of_long_descriptions_is_made_a_range_at_a_time_and_fits_
         assert index_contents(store) == ranged
     finally:
         store.close()
+        shutil.rmtree(tmp_path)   # (47 MB: pytest keeps its last temporary folders)

@@ -1,5 +1,6 @@
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -1930,6 +1931,7 @@ def test_the_reclaim_of_datasets_builds_its_key_once_the_rows_are_in_and_fits_32
         assert rows(store, "SELECT current_setting('threads')")[0][0] != "1"   # (put back)
     finally:
         store.close()
+        shutil.rmtree(tmp_path)   # (51 MB: pytest keeps its last temporary folders)
 
 
 def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path, monkeypatch, caplog):
