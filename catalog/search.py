@@ -178,17 +178,22 @@ UPDATE_SHARE = 0.2
 TF_WEIGHT = "p.tf * ($k1 + 1) / (p.tf + $k1 * (1 - $b + $b * p.length / {avgdl}))"
 
 
-def _pieces(docid: str, documents: str = "", within: str = "") -> str:
+def _text_pieces(docid: str, documents: str = "", within: str = "") -> str:
     """Every piece of text between spaces of the datasets not deleted (joined with
     `documents`), lower-cased and accents stripped as the whole text (both are per
-    character), with its field's weight and its document `docid`; the columns are read
-    from their own table, one name at a time (the same pieces as the names joined by spaces);
-    `within`: a condition on the dataset `d` (AND ...)."""
+    character), with its field's weight and its document `docid`; `within`: a condition on
+    the dataset `d` (AND ...)."""
     return f"""
     SELECT docid, weight, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
     FROM (SELECT {docid} AS docid, unnest($weights) AS weight,
                  unnest([d.title, array_to_string(d.keywords, ' '), d.description, d.city]) AS text
-          FROM datasets d {documents} WHERE d.deleted_at IS NULL {within})
+          FROM datasets d {documents} WHERE d.deleted_at IS NULL {within})"""
+
+
+def _pieces(docid: str, documents: str = "", within: str = "") -> str:
+    """_text_pieces, and those of the datasets' columns, read from their own table, one name at a
+    time (the same pieces as the names joined by spaces)."""
+    return _text_pieces(docid, documents, within) + f"""
     UNION ALL
     SELECT {docid}, $column_weight, unnest(string_split(lower(strip_accents(coalesce(c.name, c.field_name))), ' '))
     FROM columns c JOIN datasets d ON d.uid = c.dataset_uid {documents}
@@ -199,13 +204,17 @@ def _pieces(docid: str, documents: str = "", within: str = "") -> str:
 # the documents of a range of them (see RANGED)
 WITHIN_RANGE = "AND d.rowid >= $low AND d.rowid < $high"
 RANGE_PIECES = _pieces("d.rowid", within=WITHIN_RANGE)
-# the same pieces, without documents: what the dictionary is made of (the pieces of a
-# deleted dataset only add terms no document holds, dropped with their df of 0); a column
+# the same pieces, without documents: what the dictionary is made of. The datasets' own text
+# a range at a time, as the term frequencies (RANGED "text": TF_BATCH_BYTES of text), each
+# range's distinct pieces kept (search_work.pieces): DuckDB reads a vector of 2,048 datasets at
+# once, its text all in memory, so that the dictionary's one step over every dataset needed more
+# than 48 MB for datasets of 800 words and more (1,200 of 2,000 words: a DISTINCT of their
+# descriptions' first 10 letters alone did not fit 48 MB; docs/benchmarks.md, Search). A column
 # name is split once, not once per dataset that has it (1,155,370 columns, 73 names in the
 # synthetic catalogue: the dictionary's step took half the CPU)
+RANGE_TEXT_PIECES = f"SELECT DISTINCT piece FROM ({_text_pieces('d.rowid', within=WITHIN_RANGE)})"
 ALL_PIECES = """
-    SELECT unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
-    FROM (SELECT unnest([title, array_to_string(keywords, ' '), description, city]) AS text FROM datasets)
+    SELECT piece FROM search_work.pieces
     UNION ALL
     SELECT unnest(string_split(lower(strip_accents(name)), ' '))
     FROM (SELECT DISTINCT coalesce(name, field_name) AS name FROM columns)"""
@@ -325,6 +334,7 @@ WORK = "search_work"
 
 # the intermediate tables of a whole build, built in this order
 STEPS = {
+    "search_work.pieces": RANGE_TEXT_PIECES,
     "search_work.piece_terms": _piece_terms(ALL_PIECES, "SELECT row_number() OVER (ORDER BY term) - 1 AS termid, term "
                                                     "FROM (SELECT DISTINCT term FROM stems)"),
     "search_work.tf": _term_frequencies(RANGE_PIECES),
@@ -348,8 +358,8 @@ BUILD = {
 # of documents, by their dataset's row id (TF_BATCH_DOCUMENTS; "text": each cut again by
 # TF_BATCH_BYTES of text), or of terms (POSTINGS_BATCH), cut by the query named; a whole build's,
 # and an update's postings (see UPDATED_POSTINGS)
-RANGED = {"search_work.tf": "text", "search_documents": "documents", "search_postings": POSTINGS_RANGES,
-          "search_postings_update": UPDATED_RANGES}
+RANGED = {"search_work.pieces": "text", "search_work.tf": "text", "search_documents": "documents",
+          "search_postings": POSTINGS_RANGES, "search_postings_update": UPDATED_RANGES}
 
 # the intermediate tables of an update, in this order: the documents whose dataset is
 # deleted or changed since they were indexed, the datasets to index (again), then their
@@ -448,8 +458,9 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     # a stop interrupts the build's statements (3-8 s each at 100,000 datasets under load): what
     # they write is thrown away (WORK, `_next` tables), the previous index kept until the swap
     with uncut.interruptible(con):
+        text_cuts: list[tuple[int, int]] = []   # (the pieces' and the term frequencies' alike: cut once)
         for name, select in STEPS.items():
-            _create_in_ranges(con, name, name, select, params)
+            _create_in_ranges(con, name, name, select, params, text_cuts=text_cuts)
         _build_next(con, params)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -467,16 +478,21 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
 
 
 def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, select: str, params: dict,
-                      stop: threading.Event | None = None) -> None:
+                      stop: threading.Event | None = None, text_cuts: list[tuple[int, int]] | None = None) -> None:
     """Table `name` created from `select`, a range at a time if `table` is RANGED (each range's
-    rows inserted after the previous range's), else at once."""
+    rows inserted after the previous range's), else at once. `text_cuts`: the ranges of text
+    (filled by the first table cut by its text, read by the next)."""
     if table not in RANGED:
         return _create(con, f"TABLE {name}", select, params)
-    if RANGED[table] in ("documents", "text"):
+    if RANGED[table] == "text" and text_cuts:
+        ranges = text_cuts
+    elif RANGED[table] in ("documents", "text"):
         last = con.execute("SELECT coalesce(max(rowid), -1) FROM datasets").fetchone()[0]
         ranges = [(low, low + TF_BATCH_DOCUMENTS) for low in range(0, last + 1, TF_BATCH_DOCUMENTS)]
         if RANGED[table] == "text":
             ranges = [cut for low, high in ranges for cut in _cut_by_text(con, low, high)]
+            if text_cuts is not None:
+                text_cuts.extend(ranges)
     else:   # (the first range from the lowest term: a term id is never negative)
         firsts = [row[0] for row in con.execute(RANGED[table], {"batch": POSTINGS_BATCH}).fetchall()]
         ranges = list(zip([0, *firsts[1:]], [*firsts[1:], 1 << 62]))

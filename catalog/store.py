@@ -12,6 +12,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -88,6 +89,11 @@ VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' a
 # the table dead, without bound (21% after 10 nights; docs/benchmarks.md, Nightly). Past this share
 # of the rows it holds, dead, the table is written anew at the harvest's end (Store.reclaim_datasets).
 RECLAIM_SHARE = 0.2
+# The columns whose compression a migration declares (USING COMPRESSION): DuckDB keeps it with the
+# table but leaves it out of the definition duckdb_tables() gives, so that a table rebuilt from that
+# definition (_rebuild_table) would compress them as it chooses (raw_records' raw JSON: FSST, not
+# migration 0013's zstd). A migration that declares one names it here too (a test reads them).
+DECLARED_COMPRESSION = {"raw_records": {"raw": "zstd", "details": "zstd"}}
 _string = pa.string()
 
 
@@ -723,26 +729,46 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
     cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
 
 
-def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict) -> None:
+def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict, *, key_after: bool = False) -> None:
     """`datasets` replaced, in the merge's transaction, by a table of the same definition
     holding `rows`: the key's index built once over them (see _rebuild_table)."""
-    _rebuild_table(cur, "datasets", rows, params)
+    _rebuild_table(cur, "datasets", rows, params, key_after=key_after)
 
 
 def _rebuild_table(cur: duckdb.DuckDBPyConnection, table: str, rows: str | list[tuple[str, dict]],
-                   params: dict) -> None:
+                   params: dict, *, key_after: bool = False) -> None:
     """`table` (a constant of this module) replaced, in the caller's transaction, by a table of
-    the same definition (its key, NOT NULLs and column order: the catalogue's own DDL) holding
+    the same definition (its key, NOT NULLs, column order and DECLARED_COMPRESSION) holding
     `rows` (a SELECT with `params`, or several SELECTs with parameters of their own, inserted one
-    after the other). A view reads a table by name (open311_services)."""
+    after the other). A view reads a table by name (open311_services). With `key_after`, the key's
+    index is built once the rows are in, not grown row by row as they come: at 300 portals the
+    reclaim of 284,799 datasets grew it past 48 MB (main needed 64; docs/benchmarks.md, Nightly);
+    built after, and the copy on one DuckDB thread (Store.reclaim_datasets), it fits 40 MB. Only for
+    rows that cannot repeat a key: DuckDB's refusal of a duplicate then names no value, where the
+    key refuses a merge's uid staged twice by name."""
     ddl = cur.execute("""SELECT sql FROM duckdb_tables() WHERE database_name = current_database()
                          AND schema_name = 'main' AND table_name = $table""", {"table": table}).fetchone()[0]
     prefix = next((p for p in (f"CREATE TABLE {table}(", f'CREATE TABLE "{table}"(') if ddl.startswith(p)), None)
     if prefix is None:
         raise RuntimeError(f"the {table} table's definition is not as expected: {ddl[:80]!r}")
-    cur.execute(f"CREATE TABLE {table}_next(" + ddl[len(prefix):])
+    columns = ddl[len(prefix):]
+    for column, method in DECLARED_COMPRESSION.get(table, {}).items():   # (after the column's type)
+        columns, found = re.subn(rf'(^|, )("?{column}"? \w+)', rf"\1\2 USING COMPRESSION {method}", columns, count=1)
+        if not found:
+            raise RuntimeError(f"the {table} table's definition has no column {column!r}: {ddl[:200]!r}")
+    key = cur.execute("""SELECT constraint_column_names FROM duckdb_constraints() WHERE database_name = current_database()
+                         AND schema_name = 'main' AND table_name = $table AND constraint_type = 'PRIMARY KEY'""",
+                      {"table": table}).fetchone() if key_after else None
+    if key:   # (made once the rows are in: see the docstring)
+        columns, found = re.subn(r" PRIMARY KEY(?=[,)])|, PRIMARY KEY\([^)]*\)", "", columns)
+        if found != 1:
+            raise RuntimeError(f"the {table} table's definition does not name its key once: {ddl[:200]!r}")
+    cur.execute(f"CREATE TABLE {table}_next(" + columns)
     for select, select_params in [(rows, params)] if isinstance(rows, str) else rows:
         cur.execute(f"INSERT INTO {table}_next BY NAME {select}", select_params)
+    if key:
+        names = ", ".join(f'"{name}"' for name in key[0])   # (the catalogue's own column names)
+        cur.execute(f"ALTER TABLE {table}_next ADD PRIMARY KEY ({names})")
     cur.execute(f"DROP TABLE {table}")
     cur.execute(f"ALTER TABLE {table}_next RENAME TO {table}")
 
@@ -1289,8 +1315,10 @@ class Store:
                                           current_database() AND schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
                     if held - cur.execute("SELECT count(*) FROM datasets").fetchone()[0] <= RECLAIM_SHARE * held:
                         return False
-                    with stoppable_transaction(cur):   # (a stop ends the copy: the table as it was)
-                        _rebuild_datasets(cur, "SELECT * FROM datasets", {})   # (in the order they lie)
+                    # (a stop ends the copy: the table as it was; on one DuckDB thread: on two, each with a
+                    # row group of its own in memory, the copy did not fit 48 MB at 300 portals)
+                    with self._one_thread(), stoppable_transaction(cur):
+                        _rebuild_datasets(cur, "SELECT * FROM datasets", {}, key_after=True)   # (in the order they lie)
                     return True
                 finally:
                     cur.close()

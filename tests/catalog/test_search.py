@@ -1,6 +1,7 @@
 """Full-text search: ranking, filters, refresh after each harvest, parameterised queries."""
 import json
 import random
+import shutil
 import time
 from datetime import timedelta
 
@@ -1133,3 +1134,34 @@ def test_a_whole_build_counts_its_term_frequencies_by_their_text_so_long_descrip
         assert index_contents(store) == ranged
     finally:
         store.close()
+
+
+def test_the_dictionary_of_long_descriptions_is_made_a_range_at_a_time_and_fits_48_mb(tmp_path, monkeypatch):
+    """The whole build made its dictionary (every distinct piece of text) in one step over every dataset,
+    and DuckDB reads a vector of 2,048 datasets at once, their text all in memory: past ~800 words a
+    description it needed more than 48 MB whatever the catalogue's size (1,200 datasets of 2,000 words,
+    18 MB of text: main ran out of memory at 48 MB in that step). Their pieces are now taken a range of
+    TF_BATCH_BYTES of text at a time, as the term frequencies: the build fits 48 MB (40 too), and its
+    tables are those of a build in one range."""
+    words = random.Random(33)
+    vocabulary = random_words(words)
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        store.commit_portal(stage_of(store, [
+            record(f"d{i:05d}", " ".join(words.choices(vocabulary, k=6)),
+                   description=" ".join(words.choices(vocabulary, k=2_000))) for i in range(1_200)]),
+            "city", T0, mark_deleted=True)
+        store.checkpoint("the test's checkpoint")   # (the merge's log rows out of memory: the build's own need)
+        store.con.execute("SET memory_limit = '48MB'")
+        assert search.refresh(store.con, force=True)   # (not the store's retry with 1 GB)
+        store.con.execute("SET memory_limit = '1GB'")
+        ranged = index_contents(store)
+        assert ranged["search_documents"][0][0] == 1_200 and ranged["search_postings"][0][0] > 1_200_000
+        last = store.con.execute("SELECT description FROM datasets WHERE uid = 'city:d00007'").fetchone()[0].split()[-1]
+        assert "city:d00007" in uids(find(store, last, limit=10_000))   # (a description's 2,000th word)
+        monkeypatch.setattr(search, "TF_BATCH_BYTES", 1 << 40)   # (one range)
+        search.refresh(store.con, force=True)
+        assert index_contents(store) == ranged
+    finally:
+        store.close()
+        shutil.rmtree(tmp_path)   # (47 MB: pytest keeps its last temporary folders)

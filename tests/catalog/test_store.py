@@ -1,5 +1,6 @@
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -103,6 +104,46 @@ def test_an_older_catalogue_is_brought_to_the_storage_version_and_its_raw_json_c
                           WHERE column_name = 'raw' AND segment_type = 'VARCHAR'""") == [("ZSTD",)]
     assert rows(store, "SELECT count(*), count(*) FILTER (raw->>'name' = 'Building permits') FROM raw_records") == [
         (20003, 20000)]   # the staged three and these, read back
+    store.close()
+
+
+def test_a_rebuilt_table_keeps_the_compression_its_migration_declared(tmp_path):
+    """DuckDB leaves a column's declared compression (USING COMPRESSION) out of the table definition that
+    _rebuild_table copies: raw_records rebuilt from it held its raw JSON in FSST, not migration 0013's zstd,
+    and so did every entry loaded after it (main: DICT_FSST). The declared columns keep it now, through
+    the rebuild and a reopen; every USING COMPRESSION of the migrations is in DECLARED_COMPRESSION."""
+    import re
+
+    from catalog.store import DECLARED_COMPRESSION, _rebuild_table
+
+    declared = {(column, method.lower()) for migration in resources.files("catalog").joinpath("migrations").iterdir()
+                if migration.name.endswith(".sql")
+                for column, method in re.findall(r"^\s*(\w+)\s[^,\n]*USING COMPRESSION (\w+)", migration.read_text(), re.M)}
+    assert declared and declared == {(column, method) for columns in DECLARED_COMPRESSION.values()
+                                     for column, method in columns.items()}
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    raw = '{"name": "Building permits", "description": "%s"}' % ("Permits issued by the city. " * 40)
+    load = "INSERT INTO raw_records SELECT 'city:x' || range, 'h', 'city', 'x', $raw, $raw, now() FROM range(20000)"
+    store.con.execute(load, {"raw": raw})
+    cur = store.cursor()
+    cur.execute("BEGIN")
+    _rebuild_table(cur, "raw_records", "SELECT * FROM raw_records", {})
+    cur.execute("COMMIT")
+    cur.close()
+    store.con.execute("CHECKPOINT")
+    compression = """SELECT column_name, list(DISTINCT compression) FROM pragma_storage_info('raw_records')
+                     WHERE column_name IN ('raw', 'details') AND segment_type = 'VARCHAR' GROUP BY ALL ORDER BY ALL"""
+    assert rows(store, compression) == [("details", ["ZSTD"]), ("raw", ["ZSTD"])]
+    with pytest.raises(duckdb.ConstraintException):   # (its NOT NULLs, as they were)
+        store.con.execute("INSERT INTO raw_records VALUES ('city:y', 'h', 'city', 'y', NULL, NULL, now())")
+    store.close()
+    store = Store(db)   # (declared in the catalogue's own definition: the entries loaded later too)
+    store.con.execute(load.replace("'city:x'", "'city:z'"), {"raw": raw})
+    store.con.execute("CHECKPOINT")
+    assert rows(store, compression) == [("details", ["ZSTD"]), ("raw", ["ZSTD"])]
+    assert rows(store, "SELECT count(*), count(*) FILTER (raw = $raw AND details = $raw) FROM raw_records".replace(
+        "$raw", "'" + raw.replace("'", "''") + "'")) == [(40_000, 40_000)]
     store.close()
 
 
@@ -1849,6 +1890,48 @@ def test_datasets_deleted_rows_are_reclaimed_once_they_pass_a_share_of_the_table
     assert 600 > RECLAIM_SHARE * 2_600 and 400 <= RECLAIM_SHARE * 2_400
     with pytest.raises(duckdb.ConstraintException):   # (the table's key, as it was)
         store.con.execute("INSERT INTO datasets SELECT * FROM datasets LIMIT 1")
+
+
+def test_the_reclaim_of_datasets_builds_its_key_once_the_rows_are_in_and_fits_32_mb(tmp_path, monkeypatch, caplog):
+    """The rebuild of `datasets` grew its key's index row by row as the copy inserted them, on DuckDB's
+    threads (a row group in memory each): at 300 portals (284,799 datasets, 22% dead) it did not fit
+    48 MB and was retried with 1 GB. The index is built once the rows are in, and the reclaim's copy
+    runs on one thread: 50,000 datasets, 30% of them deleted and inserted again as a merge's changes
+    leave them, reclaimed at 32 MB (main: not within 40 MB, retried with 1 GB; now it fits 24), the rows,
+    the key and its NOT NULL as they were."""
+    import catalog.store as store_module
+
+    db = tmp_path / "c.duckdb"
+    store = Store(db)
+    store.commit_portal(stage_of(store, [record(f"d{i:06d}", description="Permits issued by the city. " * 5)
+                                         for i in range(50_000)]), "city", T0, mark_deleted=True)
+    store.con.execute("BEGIN")
+    store.con.execute("CREATE TEMP TABLE changed AS SELECT * FROM datasets WHERE hash(uid) % 100 < 30")
+    store.con.execute("DELETE FROM datasets WHERE uid IN (SELECT uid FROM changed)")
+    store.con.execute("INSERT INTO datasets SELECT * FROM changed")
+    store.con.execute("COMMIT")
+    store.close()
+    contents = "SELECT count(*), sum(hash(d)::HUGEINT) FROM datasets d"
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", "32MB")
+    store = Store(db)
+    try:
+        (held,), = rows(store, "SELECT estimated_size FROM duckdb_tables() WHERE table_name = 'datasets'")
+        expected = rows(store, contents)
+        assert held - expected[0][0] > 0.2 * held
+        with caplog.at_level("WARNING", logger="civicat.store"):
+            assert store.reclaim_datasets()
+        assert "did not fit" not in caplog.text and "failed" not in caplog.text
+        assert rows(store, "SELECT estimated_size FROM duckdb_tables() WHERE table_name = 'datasets'") == [(50_000,)]
+        assert rows(store, contents) == expected
+        assert rows(store, """SELECT constraint_type, constraint_column_names FROM duckdb_constraints()
+                              WHERE table_name = 'datasets' AND 'uid' IN constraint_column_names ORDER BY ALL""") == [
+            ("NOT NULL", ["uid"]), ("PRIMARY KEY", ["uid"])]
+        with pytest.raises(duckdb.ConstraintException):
+            store.con.execute("INSERT INTO datasets SELECT * FROM datasets LIMIT 1")
+        assert rows(store, "SELECT current_setting('threads')")[0][0] != "1"   # (put back)
+    finally:
+        store.close()
+        shutil.rmtree(tmp_path)   # (51 MB: pytest keeps its last temporary folders)
 
 
 def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path, monkeypatch, caplog):
