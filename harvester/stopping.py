@@ -57,10 +57,8 @@ def _stop(signum, frame):
             _handled.append(signum)
         for cancel in list(_cancellers):
             cancel()
-        if uncut.in_statement():   # (raised as DuckDB's call returns: not inside it, see catalog.uncut)
-            uncut.hold(KeyboardInterrupt())
-            return
-        raise KeyboardInterrupt
+        uncut.raise_or_hold(KeyboardInterrupt())   # (in a DuckDB call: as it returns, see catalog.uncut)
+        return
     if len(_received) == 2:   # (the cleanup the first started goes on: no exception to cut it short)
         log.warning("%s again: the stop is finishing its bookkeeping (the runs it stopped recorded Interrupted, "
                     "what they staged removed), which takes seconds; a third Ctrl-C or SIGTERM quits at once, "
@@ -132,7 +130,7 @@ def stop_on_signals() -> None:
     """Ctrl-C and SIGTERM stop the command (the console command's main thread), the work
     registered with cancelled_on_stop cancelled first. SIGINT ignored (a shell script's
     background job) stays ignored: SIGTERM still stops the command."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if uncut.pythons_own(signal.getsignal(signal.SIGINT)):
         signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if not _counting.is_set():
