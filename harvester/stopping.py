@@ -24,6 +24,7 @@ and, a second after the third, quits in the handler's place.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -50,8 +51,11 @@ log = logging.getLogger("civicat")
 
 
 def _stop(signum, frame):
-    _received.append(signum)
     said = _signal_name(signum)
+    if _finished.is_set():   # (not counted: the counting thread's third still quits at once)
+        log.warning("%s after the command had finished: nothing left to stop, its report and exit code stand", said)
+        return
+    _received.append(signum)
     if len(_received) == 1:
         with _first_stop:   # (held by the counting thread only for its cancels: never by this thread)
             _handled.append(signum)
@@ -139,6 +143,30 @@ def stop_on_signals() -> None:
         os.set_blocking(wakeup, False)
         signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
         threading.Thread(target=_count_stop_signals, args=(pipe,), name="stop-signals", daemon=True).start()
+
+
+_finished = threading.Event()
+
+
+def finished() -> None:
+    """The command has done its work (a harvest: stored, published, its lock released), what is left
+    is its report and exit: a Ctrl-C or SIGTERM from now on changes neither, said in the log (one
+    as a harvest printed its report made it exit 143, "Interrupted …: stopped before its end", and
+    one as the interpreter ended, past its handlers, killed it: a cron job done, mailed as failed).
+    A report held by a stdout nobody reads is ended by a third (quit at once, 130 / 143). From the
+    interpreter's last steps on (the last of its exit functions: a Python handler no longer runs)
+    both are ignored. Not after a stop: its cleanup goes on as after one (a second signal logged,
+    a third quits)."""
+    if stop_requested() or _finished.is_set():
+        return
+    _finished.set()
+    atexit.register(_ignored_from_here)
+
+
+def _ignored_from_here() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is _stop:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def stop_requested() -> bool:

@@ -312,3 +312,33 @@ def test_a_library_caller_s_ctrl_c_during_duckdb_statements_stops_the_harvest_cl
             assert run in {("failed", "Interrupted"), ("ok", None)}, (target, run)
             assert run == ("ok", None) or target != "Store.refresh_search", (target, run)
             assert lines[0] == f"interrupted [\"{run[0]}\"]", (target, lines, run)
+
+
+# -- a signal after the command finished ------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("after", [0.0, 0.1])
+def test_a_signal_after_the_harvest_printed_its_report_leaves_its_exit_code(tmp_path, sig, after):
+    """A SIGTERM (cron's `timeout`, systemd) or Ctrl-C that came after `civicat harvest` had stored
+    everything and printed its report made it exit 143 / 130 saying "Interrupted (…): stopped before
+    its end" (in the report's print or the exit's unwinding), or, in the interpreter's last steps,
+    past its handlers, killed it (-15 / -2): a night's harvest done and stored, mailed as failed. The
+    command's own exit code stands (0 here); nothing says it was interrupted."""
+    from catalog.lock import connect_read_only
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    config, db = tmp_path / "portals.toml", tmp_path / "catalog.duckdb"
+    with DataJsonPortal(make_data_json(200)) as portal:
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        harvest = subprocess.Popen([sys.executable, "-m", "harvester", "harvest", "--json", "--config", str(config),
+                                    "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert line_of(harvest) == b"{\n"   # (the report's first line: the command has done its work)
+        time.sleep(after)
+        harvest.send_signal(sig)
+        _, err = output_of(harvest)
+    assert harvest.returncode == 0, (harvest.returncode, err.decode()[-2000:])
+    assert b"Interrupted" not in err, err.decode()[-2000:]
+    with connect_read_only(db) as con:
+        assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]
