@@ -43,7 +43,7 @@ from catalog import EMBEDDINGS_INSTALL
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
 from harvester import __version__
-from harvester.stopping import stop_message, stop_on_signals, stop_requested, stopped_by, stopped_exit_code
+from harvester.stopping import finished, stop_message, stop_on_signals, stop_requested, stopped_by, stopped_exit_code
 
 DEFAULT_DB = "data/civicat.duckdb"
 DEFAULT_CONFIG = "configs/g7.toml"
@@ -571,6 +571,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     finally:
         lock.release()
 
+    finished()   # (stored and published: a stop from here on changes neither the report nor the exit code)
     if as_json:
         echo_json(report.as_dict())
     else:
@@ -1219,6 +1220,9 @@ def main() -> None:
         sys.stdout = report_stdout(sys.stdout)
     try:
         cli(prog_name="civicat")
+    except SystemExit:   # (click's, every command's end: its report printed, its exit code decided)
+        finished()
+        raise
     except ReportLost as exc:   # civicat --help, --version: before any command
         report_lost(exc)
         sys.exit(exc.exit_code)

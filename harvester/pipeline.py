@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from catalog import events
+from catalog import events, uncut
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
 from catalog.store import MergeOutcomeUnknown, Store, StoppedAfterStoring, bound_the_c_heap, page_identity
@@ -254,13 +254,13 @@ def _cancel_on_ctrl_c(http: HttpClient, store: Store):
     run from Python); the command's (harvester.stopping, SIGTERM too) cancels through
     cancelled_on_stop. Returns the handler it replaced (None: not replaced)."""
     if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            not uncut.pythons_own(signal.getsignal(signal.SIGINT)):
         return None
 
     def on_sigint(signum, frame):
         http.cancel()
         store.stop_waiting()
-        signal.default_int_handler(signum, frame)
+        uncut.raise_or_hold(KeyboardInterrupt())   # (as Python's would, but never inside a DuckDB statement)
 
     return signal.signal(signal.SIGINT, on_sigint)
 

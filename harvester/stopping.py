@@ -24,6 +24,7 @@ and, a second after the third, quits in the handler's place.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -50,17 +51,18 @@ log = logging.getLogger("civicat")
 
 
 def _stop(signum, frame):
-    _received.append(signum)
     said = _signal_name(signum)
+    if _finished.is_set():   # (not counted: the counting thread's third still quits at once)
+        log.warning("%s after the command had finished: nothing left to stop, its report and exit code stand", said)
+        return
+    _received.append(signum)
     if len(_received) == 1:
         with _first_stop:   # (held by the counting thread only for its cancels: never by this thread)
             _handled.append(signum)
         for cancel in list(_cancellers):
             cancel()
-        if uncut.in_statement():   # (raised as DuckDB's call returns: not inside it, see catalog.uncut)
-            uncut.hold(KeyboardInterrupt())
-            return
-        raise KeyboardInterrupt
+        uncut.raise_or_hold(KeyboardInterrupt())   # (in a DuckDB call: as it returns, see catalog.uncut)
+        return
     if len(_received) == 2:   # (the cleanup the first started goes on: no exception to cut it short)
         log.warning("%s again: the stop is finishing its bookkeeping (the runs it stopped recorded Interrupted, "
                     "what they staged removed), which takes seconds; a third Ctrl-C or SIGTERM quits at once, "
@@ -132,7 +134,7 @@ def stop_on_signals() -> None:
     """Ctrl-C and SIGTERM stop the command (the console command's main thread), the work
     registered with cancelled_on_stop cancelled first. SIGINT ignored (a shell script's
     background job) stays ignored: SIGTERM still stops the command."""
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    if uncut.pythons_own(signal.getsignal(signal.SIGINT)):
         signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if not _counting.is_set():
@@ -141,6 +143,30 @@ def stop_on_signals() -> None:
         os.set_blocking(wakeup, False)
         signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
         threading.Thread(target=_count_stop_signals, args=(pipe,), name="stop-signals", daemon=True).start()
+
+
+_finished = threading.Event()
+
+
+def finished() -> None:
+    """The command has done its work (a harvest: stored, published, its lock released), what is left
+    is its report and exit: a Ctrl-C or SIGTERM from now on changes neither, said in the log (one
+    as a harvest printed its report made it exit 143, "Interrupted …: stopped before its end", and
+    one as the interpreter ended, past its handlers, killed it: a cron job done, mailed as failed).
+    A report held by a stdout nobody reads is ended by a third (quit at once, 130 / 143). From the
+    interpreter's last steps on (the last of its exit functions: a Python handler no longer runs)
+    both are ignored. Not after a stop: its cleanup goes on as after one (a second signal logged,
+    a third quits)."""
+    if stop_requested() or _finished.is_set():
+        return
+    _finished.set()
+    atexit.register(_ignored_from_here)
+
+
+def _ignored_from_here() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is _stop:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def stop_requested() -> bool:

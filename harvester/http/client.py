@@ -221,7 +221,7 @@ class HttpClient:
         retry waiting its turn, and every lookup waiting for a place: _Lookups) raises Interrupted at once."""
         self._stop.set()
         _LOOKUPS.wake()
-        for watchdog in list(self._in_flight):   # (a body or headers stalled end now, not at a timeout)
+        for watchdog in list(self._in_flight):   # (a connect, a body or headers stalled end now, not at a timeout)
             watchdog.stop()
 
     @property
@@ -589,8 +589,8 @@ class HttpClient:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
             except requests.exceptions.RequestException as exc:
                 if exchange.stopped:   # (its socket shut by the stop: the server had not answered yet)
-                    raise Interrupted(f"the harvest was interrupted while waiting for the {what}'s headers: "
-                                      f"{url}") from None
+                    waited = "connecting" if exchange.stopped == "connect" else f"waiting for the {what}'s headers"
+                    raise Interrupted(f"the harvest was interrupted while {waited}: {url}") from None
                 if isinstance(exc, requests.exceptions.Timeout):
                     raise TimedOut(f"timed out: {type(exc).__name__}", url) from None
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None

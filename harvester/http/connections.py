@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -79,7 +80,7 @@ class _Exchange:
     in_flight: set | None = None
     connecting: float = 0.0      # seconds spent making connections (the connect timeout bounds them)
     headers_late: bool = False
-    stopped: bool = False        # a wait for headers ended by the stop
+    stopped: str | None = None   # what the stop ended: "connect" (a TCP connect, a TLS handshake), "headers"
     refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
 
 
@@ -94,9 +95,16 @@ class _HeadersInTime:
     connecting moves the deadline: it has a timeout of its own, and a slow connect (a SYN
     sent again after 1 s) would otherwise leave a short timeout no time for the headers."""
 
+    _connecting: _Connecting | None = None
+
     def connect(self):
         exchange = getattr(_EXCHANGE, "current", None)
         started = time.monotonic()
+        if exchange is not None and exchange.in_flight is not None:   # (a stop shuts it: see _Connecting)
+            self._connecting = _Connecting()
+            exchange.in_flight.add(self._connecting)
+            if exchange.stop.is_set():   # (a cancel that came before it was listed)
+                self._connecting.stop()
         try:
             return super().connect()
         finally:
@@ -104,6 +112,12 @@ class _HeadersInTime:
                 spent = time.monotonic() - started
                 exchange.deadline += spent
                 exchange.connecting += spent
+            if self._connecting is not None:
+                exchange.in_flight.discard(self._connecting)
+                self._connecting.close()
+                if self._connecting.stopped and self._connecting.held:   # (else the lookup's stop says so)
+                    exchange.stopped = "connect"
+                self._connecting = None
 
     def _new_conn(self):
         """urllib3's, given each address of the name in turn (as it tries them), the name looked
@@ -122,7 +136,7 @@ class _HeadersInTime:
             for address in addresses:
                 self._dns_host = address   # (numeric: urllib3's own lookup of it asks no resolver)
                 try:
-                    sock = super()._new_conn()
+                    sock = super()._new_conn() if self._connecting is None else self._connected_to(address)
                 except urllib3.exceptions.ConnectTimeoutError as exc:   # (NewConnectionError too)
                     failed = exc
                     continue
@@ -136,6 +150,34 @@ class _HeadersInTime:
         if isinstance(failed.__cause__, ConnectionRefusedError) and exchange is not None:
             exchange.refused = (endpoint, exchange.refusals.refused(endpoint))
         raise failed
+
+    def _connected_to(self, address: str) -> socket.socket:
+        """urllib3's _new_conn to one numeric address (its create_connection holds the socket out of
+        reach until it is connected), the socket given to `_connecting` before its connect."""
+        sock = None
+        try:
+            family, kind, proto, _, where = socket.getaddrinfo(address, self.port, type=socket.SOCK_STREAM,
+                                                               flags=socket.AI_NUMERICHOST)[0]
+            sock = socket.socket(family, kind, proto)
+            for option in self.socket_options or ():
+                sock.setsockopt(*option)
+            if self.timeout is None or isinstance(self.timeout, (int, float)):   # (not urllib3's "default")
+                sock.settimeout(self.timeout)
+            if self.source_address:
+                sock.bind(self.source_address)
+            self._connecting.holds(sock)
+            if self._connecting.stopped:   # (a shut before the connect does not end it: left only the moment to it)
+                raise ConnectionAbortedError("the run was stopped")
+            sock.connect(where)
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            if isinstance(exc, TimeoutError):
+                raise urllib3.exceptions.ConnectTimeoutError(
+                    self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
+            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
 
     def getresponse(self, *args, **kwargs):
         exchange = getattr(_EXCHANGE, "current", None)
@@ -153,11 +195,50 @@ class _HeadersInTime:
                 exchange.in_flight.discard(guard)
             guard.cancel()
             exchange.headers_late = guard.fired
-            exchange.stopped = guard.stopped
+            exchange.stopped = "headers" if guard.stopped else exchange.stopped
         if guard.fired or guard.stopped:   # (the socket shut mid-headers reads as their end: never a response)
             response.close()
             raise ConnectionAbortedError("the run was stopped" if guard.stopped else "the response headers were late")
         return response
+
+
+class _Connecting:
+    """A connection being made, its TCP connect or TLS handshake, which only the connect timeout
+    bounded: a stop of the run (HttpClient.cancel: `stop`) shuts its socket, and the connect or
+    the handshake fails at once (a server whose accept queue is full, one that accepts and never
+    answers the handshake). What it shuts is a duplicate of the socket, its own until `close`: the
+    handshake runs on an SSLSocket that took over the socket's descriptor, and a descriptor closed
+    by a failed connect may be another socket's by the time a stop comes. `stop` never blocks (a
+    signal's handler calls it): where `holds` or `close` has the lock, `holds` looks again after."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.held = False   # (a socket was given: before, the stop ended the name's lookup, if any)
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def holds(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock, self.held = sock.dup(), True
+        if self.stopped:
+            self.stop()
+
+    def stop(self) -> None:
+        self.stopped = True
+        if self._lock.acquire(blocking=False):
+            try:
+                if self._sock is not None:
+                    self._sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            finally:
+                self._lock.release()
+
+    def close(self) -> None:
+        with self._lock:
+            sock, self._sock = self._sock, None
+        if sock is not None:
+            sock.close()
 
 
 class _DeadlineHTTPConnection(_HeadersInTime, urllib3.connection.HTTPConnection):

@@ -2054,3 +2054,31 @@ def test_a_keyboard_interrupt_of_python_s_own_handler_leaves_no_hold_of_the_gate
         assert store.checkpoint("the checkpoint after") is True
     finally:
         store.close()
+
+
+# -- whether a stopped portal's merge committed (Store.merged_in_run) ------------------------------
+
+def test_whether_a_merge_committed_is_unknown_where_its_read_fails(store):
+    """A portal stopped as it was stored asks the catalogue whether its merge committed. Where the
+    read fails (here the runs table is not there: any DuckDB error) the answer is MergeOutcomeUnknown
+    naming the error, neither None ("not stored": its previous catalogue said kept) nor a count, and
+    the read leaves nothing held: the store's gate free, the next read answers."""
+    from catalog.store import MergeOutcomeUnknown
+
+    store.start_run("run", "city", T0)
+    assert store.merged_in_run("run", "city") is None   # (not merged yet)
+    counts = store.commit_portal(stage_of(store, [record("a"), record("b")]), "city", T0, mark_deleted=True,
+                                 run_id="run")
+    merged = {key: counts[key] for key in ("new", "changed", "unchanged", "removed")}
+    assert merged == {"new": 2, "changed": 0, "unchanged": 0, "removed": 0}
+    assert store.merged_in_run("run", "city") == merged
+    store.con.execute("ALTER TABLE harvest_runs RENAME TO harvest_runs_moved")
+    try:
+        with pytest.raises(MergeOutcomeUnknown, match="harvest_runs") as unknown:
+            store.merged_in_run("run", "city")
+        assert isinstance(unknown.value.__cause__, duckdb.Error)
+        assert store._gate._shared == 0 and not store._gate.holds
+    finally:
+        store.con.execute("ALTER TABLE harvest_runs_moved RENAME TO harvest_runs")
+    assert store.merged_in_run("run", "city") == merged
+    assert store.checkpoint("the checkpoint after") is True

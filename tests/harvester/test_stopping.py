@@ -230,3 +230,115 @@ def test_a_stop_whose_cancel_waits_for_a_lock_the_main_thread_holds_ends_the_com
     done = subprocess.run([sys.executable, "-c", CANCEL_NEEDS_A_LOCK_THE_MAIN_THREAD_HOLDS], capture_output=True,
                           timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert (done.returncode, done.stdout) == (0, b"stopped SIGTERM\n"), done.stderr.decode()[-2000:]
+
+
+# -- civicat used as a library: Python's own SIGINT handler, no stop_on_signals() -------------
+
+# a program that harvests with harvester.pipeline's harvest, Python's SIGINT handler left in place,
+# and sends itself SIGINT from a thread argv[2] seconds after the function argv[1] (module:Class.method,
+# or "none") is first entered; then argv[3] (the config), argv[4] (the catalogue). Prints how the
+# harvest ended, then a statement's answer after it, then that the store closed
+LIBRARY_CTRL_C_DURING = """
+import importlib, json, logging, os, signal, sys, threading
+if __name__ == "__main__":   # (not in the mapping workers, which import this script as __mp_main__)
+    target, delay, config, db = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+    logging.basicConfig(level=logging.WARNING)
+    if target != "none":
+        module, _, qualname = target.partition(":")
+        owner, _, function = qualname.rpartition(".")
+        owner = getattr(importlib.import_module(module), owner)
+        original = getattr(owner, function)
+        def signalled(*args, **kwargs):
+            threading.Timer(delay, os.kill, [os.getpid(), signal.SIGINT]).start()
+            setattr(owner, function, original)
+            return original(*args, **kwargs)
+        setattr(owner, function, signalled)
+    from catalog.store import Store
+    from harvester.config import load_config
+    from harvester.http import HttpClient
+    from harvester.pipeline import HarvestInterrupted, harvest
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    store = Store(db)
+    try:
+        try:
+            report = harvest(load_config(config).portals, store, HttpClient(backoff_initial=0.01))
+            print("returned", json.dumps([p.status for p in report.portals]), flush=True)
+        except HarvestInterrupted as stopped:
+            print("interrupted", json.dumps([p.status for p in stopped.run.portals]), flush=True)
+        print(store.con.execute("SELECT 42").fetchone()[0], flush=True)
+    finally:
+        store.close()
+    print("closed", flush=True)
+"""
+
+
+def library_harvest(target: str, delay: float, config: Path, db: Path) -> tuple[list[str], str]:
+    """LIBRARY_CTRL_C_DURING's lines and stderr; it must end within 120 s (a hang fails)."""
+    child = subprocess.Popen([sys.executable, "-c", LIBRARY_CTRL_C_DURING, target, str(delay), str(config), str(db)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)})
+    out, err = output_of(child)
+    assert child.returncode == 0, err[-2000:]
+    return out.splitlines(), err
+
+
+def test_a_library_caller_s_ctrl_c_during_duckdb_statements_stops_the_harvest_cleanly(tmp_path):
+    """A program that harvests with harvester.pipeline.harvest and keeps Python's own SIGINT handler
+    (no stop_on_signals()): a Ctrl-C during a DuckDB statement in the main thread was DuckDB's ("Query
+    interrupted", the statement dropped): in the search index's build it was logged and the harvest
+    returned as if never stopped, and a statement after one dropped could hang (session 32's review).
+    Now it is held as the command's is (catalog.uncut): the harvest raises HarvestInterrupted, its run
+    recorded Interrupted (or ok, stored before the stop), none left `running`, and the catalogue
+    answers and closes."""
+    from catalog.lock import connect_read_only
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    config, db = tmp_path / "portals.toml", tmp_path / "catalog.duckdb"
+    with DataJsonPortal(make_data_json(2_000)) as portal:
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        assert library_harvest("none", 0, config, db)[0] == ["returned [\"ok\"]", "42", "closed"]
+        for version, (target, delay) in enumerate([("Store._load_raw", 0.0), ("Store._merge", 0.05),
+                                                    ("Store.refresh_search", 0.0), ("Store.refresh_search", 0.05)]):
+            for dataset in portal.document["dataset"]:   # (every dataset changed: a merge of them all)
+                dataset["title"] = dataset["title"].split(" (v")[0] + f" (v{version})"
+            portal.document = dict(portal.document)
+            lines, err = library_harvest(f"catalog.store:{target}", delay, config, db)
+            assert "Query interrupted" not in err, (target, err[-2000:])
+            assert lines[0].startswith("interrupted ") and lines[1:] == ["42", "closed"], (target, lines, err[-2000:])
+            with connect_read_only(db) as con:
+                run = con.execute("SELECT status, error_type FROM harvest_runs ORDER BY started_at DESC LIMIT 1").fetchone()
+                assert con.execute("SELECT count(*) FROM harvest_runs WHERE status = 'running'").fetchone() == (0,)
+            assert run in {("failed", "Interrupted"), ("ok", None)}, (target, run)
+            assert run == ("ok", None) or target != "Store.refresh_search", (target, run)
+            assert lines[0] == f"interrupted [\"{run[0]}\"]", (target, lines, run)
+
+
+# -- a signal after the command finished ------------------------------------------------------
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("after", [0.0, 0.1])
+def test_a_signal_after_the_harvest_printed_its_report_leaves_its_exit_code(tmp_path, sig, after):
+    """A SIGTERM (cron's `timeout`, systemd) or Ctrl-C that came after `civicat harvest` had stored
+    everything and printed its report made it exit 143 / 130 saying "Interrupted (…): stopped before
+    its end" (in the report's print or the exit's unwinding), or, in the interpreter's last steps,
+    past its handlers, killed it (-15 / -2): a night's harvest done and stored, mailed as failed. The
+    command's own exit code stands (0 here); nothing says it was interrupted."""
+    from catalog.lock import connect_read_only
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    config, db = tmp_path / "portals.toml", tmp_path / "catalog.duckdb"
+    with DataJsonPortal(make_data_json(200)) as portal:
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        harvest = subprocess.Popen([sys.executable, "-m", "harvester", "harvest", "--json", "--config", str(config),
+                                    "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert line_of(harvest) == b"{\n"   # (the report's first line: the command has done its work)
+        time.sleep(after)
+        harvest.send_signal(sig)
+        _, err = output_of(harvest)
+    assert harvest.returncode == 0, (harvest.returncode, err.decode()[-2000:])
+    assert b"Interrupted" not in err, err.decode()[-2000:]
+    with connect_read_only(db) as con:
+        assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]

@@ -157,21 +157,35 @@ def test_a_stop_ends_a_wait_for_response_headers_at_once(tmp_path, asked):
     threading.Thread(target=accept_and_never_answer, daemon=True).start()
     client = fast_client(max_attempts=1, timeout=300.0)
     url = f"http://127.0.0.1:{server.getsockname()[1]}/data"
-    asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
-    try:
+
+    def waiting_for_the_headers():
         assert accepted.wait(60), "the client never connected"
         time.sleep(0.2)   # (the client most likely waiting for the headers by now; if not, the stop is seen next)
+
+    stopped = stopped_while(client, asked, url, tmp_path, waiting_for_the_headers, "the wait for the headers",
+                            server, held)
+    assert "interrupted" in str(stopped) and url in str(stopped)
+
+
+def stopped_while(client, asked: str, url: str, tmp_path, waiting, what: str, server, held: list) -> Interrupted:
+    """`url` asked by `client` in a thread (asked_in_a_thread, a download to tmp_path) and the client
+    cancelled once `waiting()` has returned: the request must end at once (60 s: far beyond any load,
+    its timeouts are minutes) with Interrupted, which is returned, and write nothing. `server` and the
+    sockets `held` closed after."""
+    asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
+    try:
+        waiting()
         client.cancel()
-        asking.join(60)   # (far beyond any load; the headers are due in 600 s)
-        assert not asking.is_alive(), "the wait for the headers went on after the stop"
+        asking.join(60)
+        assert not asking.is_alive(), f"{what} went on after the stop"
     finally:
         server.close()
         for connection in held:
             connection.close()
         asking.join(60)
     assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
-    assert "interrupted" in str(outcomes[0]) and url in str(outcomes[0])
     assert list(tmp_path.iterdir()) == []
+    return outcomes[0]
 
 
 def test_the_time_to_connect_does_not_count_against_the_headers_time():
@@ -375,3 +389,56 @@ def test_a_thread_keeps_the_pools_of_the_16_hosts_it_used_last_and_no_more():
         client.get_json(others[-1][0] + "/doc")   # (kept: used last but one)
         assert portal.hits["/doc"] == 37 and len(busy_connections) == 1
         assert len(first_connections) == 2 and all(len(connections) == 1 for _, connections in others[1:])
+
+
+def _connecting_to(port: int) -> int:
+    """How many sockets of this machine wait in SYN_SENT for 127.0.0.1:`port` (/proc/net/tcp)."""
+    with open("/proc/net/tcp") as table:
+        return sum(fields[2] == f"0100007F:{port:04X}" and fields[3] == "02"
+                   for fields in (line.split() for line in list(table)[1:]))
+
+
+@pytest.mark.parametrize("asked", ["page", "download"])
+@pytest.mark.parametrize("server", ["an accept queue full", "a TLS handshake never answered"])
+def test_a_stop_ends_a_connect_or_a_tls_handshake_at_once(tmp_path, asked, server):
+    """A stop shut the sockets of requests waiting for headers or reading a body, but not of one
+    still connecting: a server whose accept queue is full (its SYNs dropped), or one that accepts
+    and never answers the TLS handshake, held the request until the connect timeout (300 s here,
+    10 s by default, each retry again). The stop shuts the socket being connected: the request
+    ends at once with Interrupted, and a download leaves nothing written."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(0)
+    port = listening.getsockname()[1]
+    held, hello = [], threading.Event()
+    if server == "an accept queue full":
+        for _ in range(3):   # (the queue of a backlog of 0 holds one or two: the client's SYNs dropped)
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            held.append(filler)
+        time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/data"
+    else:
+        def accept_and_never_answer():
+            try:
+                connection, _ = listening.accept()
+            except OSError:   # (closed: the test is over)
+                return
+            held.append(connection)
+            if connection.recv(1):   # (the client's hello: it now waits for the server's)
+                hello.set()
+
+        threading.Thread(target=accept_and_never_answer, daemon=True).start()
+        url = f"https://127.0.0.1:{port}/data"
+    fillers_connecting = _connecting_to(port)   # (those the queue did not take: the client's is one more)
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
+
+    def connecting():
+        deadline = time.monotonic() + 60
+        while not (hello.is_set() or _connecting_to(port) > fillers_connecting) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert hello.is_set() or _connecting_to(port) > fillers_connecting, "the client never began to connect"
+
+    stopped = stopped_while(client, asked, url, tmp_path, connecting, "the connect", listening, held)
+    assert str(stopped) == f"the harvest was interrupted while connecting: {url}"
