@@ -154,8 +154,9 @@ def finished() -> None:
     as a harvest printed its report made it exit 143, "Interrupted …: stopped before its end", and
     one as the interpreter ended, past its handlers, killed it: a cron job done, mailed as failed).
     A report held by a stdout nobody reads is ended by a third (quit at once, 130 / 143). From the
-    interpreter's last steps on (the last of its exit functions: a Python handler no longer runs)
-    both are ignored. Not after a stop: its cleanup goes on as after one (a second signal logged,
+    interpreter's exit functions on both are ignored (a Python handler no longer runs in its last
+    steps): registered as the command finishes, this runs before those registered earlier
+    (logging's flush among them), so a hang in them needs SIGKILL (r33). Not after a stop: its cleanup goes on as after one (a second signal logged,
     a third quits)."""
     if stop_requested() or _finished.is_set():
         return
