@@ -156,8 +156,8 @@ def finished() -> None:
     A report held by a stdout nobody reads is ended by a third (quit at once, 130 / 143). From the
     interpreter's exit functions on both are ignored (a Python handler no longer runs in its last
     steps): registered as the command finishes, this runs before those registered earlier
-    (logging's flush among them), so a hang in them needs SIGKILL (r33). Not after a stop: its cleanup goes on as after one (a second signal logged,
-    a third quits)."""
+    (logging's flush among them), so a hang in them needs SIGKILL. Not after a stop: its cleanup
+    goes on as after one (a second signal logged, a third quits)."""
     if stop_requested() or _finished.is_set():
         return
     _finished.set()
