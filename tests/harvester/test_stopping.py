@@ -342,3 +342,50 @@ def test_a_signal_after_the_harvest_printed_its_report_leaves_its_exit_code(tmp_
     assert b"Interrupted" not in err, err.decode()[-2000:]
     with connect_read_only(db) as con:
         assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]
+
+
+# the harvest of `sys.argv[1:]`, its report's print failing (not as stdout refusing it: ReportLost)
+# once a signal sent after the command finished has been seen by the thread that counts them
+REPORT_FAILS_AFTER_A_SIGNAL = """
+import sys, time
+import harvester.cli, harvester.stopping
+from harvester.command import main
+
+def report_fails(value):
+    print("finished", flush=True)
+    deadline = time.monotonic() + 60
+    while not harvester.stopping._counted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    harvester.stopping._counted_stop.wait(1)   # (set just after, where it is set at all)
+    raise RuntimeError("the report could not be made")
+
+harvester.cli.echo_json = report_fails
+sys.argv = ["civicat", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_report_failing_after_a_late_signal_exits_as_it_would_without_it(tmp_path, sig):
+    """A signal after the harvest had finished (stored, published) made a report that then failed on
+    an error of its own (a bug, stderr gone: not stdout refusing it) exit 143 / 130, "Interrupted …:
+    stopped before its end": the thread that counts the signals took it for a stop. The signal changes
+    nothing: the exit is the error's own, 1 with its traceback, as without it; the harvest stored."""
+    from catalog.lock import connect_read_only
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    config, db = tmp_path / "portals.toml", tmp_path / "catalog.duckdb"
+    with DataJsonPortal(make_data_json(20)) as portal:
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        harvest = subprocess.Popen([sys.executable, "-c", REPORT_FAILS_AFTER_A_SIGNAL, "harvest", "--json", "--config",
+                                    str(config), "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert line_of(harvest) == b"finished\n"
+        harvest.send_signal(sig)
+        _, err = output_of(harvest)
+    assert harvest.returncode == 1, (harvest.returncode, err.decode()[-2000:])
+    assert b"RuntimeError: the report could not be made" in err, err.decode()[-2000:]
+    assert b"Interrupted" not in err, err.decode()[-2000:]
+    with connect_read_only(db) as con:
+        assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]
