@@ -149,6 +149,13 @@ def stop_on_signals() -> None:
         os.set_blocking(wakeup, False)
         signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
         threading.Thread(target=_count_stop_signals, args=(pipe,), name="stop-signals", daemon=True).start()
+        # the interpreter's exit functions run last registered first: the signals are ignored at the
+        # last of them, before logging's (registered as this module imported logging: here again after
+        # it), so that one blocked (logging's, waiting for a handler's lock that a thread stuck writing
+        # to a full stderr holds) is ended by a third signal; they were ignored through all of them
+        atexit.unregister(logging.shutdown)
+        atexit.register(_ignored_from_here)
+        atexit.register(logging.shutdown)
 
 
 _finished = threading.Event()
@@ -160,19 +167,23 @@ def finished() -> None:
     as a harvest printed its report made it exit 143, "Interrupted …: stopped before its end", and
     one as the interpreter ended, past its handlers, killed it: a cron job done, mailed as failed);
     nor is it a stop to the thread that counts them (a report failing after it exited 143, not 1).
-    A report held by a stdout nobody reads is ended by a third (quit at once, 130 / 143). From the
-    interpreter's exit functions on both are ignored (a Python handler no longer runs in its last
-    steps): registered as the command finishes, this runs before those registered earlier
-    (logging's flush among them), so a hang in them needs SIGKILL. Not after a stop: its cleanup
-    goes on as after one (a second signal logged, a third quits)."""
+    A report held by a stdout nobody reads, or an exit function of the interpreter's that hangs
+    (logging's, waiting for a handler held by a thread stuck writing to a full stderr), is ended by
+    a third (quit at once, 130 / 143). After the last exit function (_ignored_from_here) both are
+    ignored: a Python handler no longer runs in the interpreter's last steps, and there Python's
+    default for SIGTERM killed it (-15). Not after a stop: its cleanup goes on as after one (a
+    second signal logged, a third quits)."""
     with _first_stop:
         if stop_requested() or _finished.is_set():
             return
         _finished.set()
-    atexit.register(_ignored_from_here)
 
 
 def _ignored_from_here() -> None:
+    """The last exit function (stop_on_signals): the command finished, Ctrl-C and SIGTERM ignored
+    for the interpreter's last steps, where no handler of Python's runs and no thread counts them."""
+    if not _finished.is_set():
+        return
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) is _stop:
             signal.signal(signum, signal.SIG_IGN)

@@ -389,3 +389,68 @@ def test_a_report_failing_after_a_late_signal_exits_as_it_would_without_it(tmp_p
     assert b"Interrupted" not in err, err.decode()[-2000:]
     with connect_read_only(db) as con:
         assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]
+
+
+# the harvest of `sys.argv[1:]`, logging's exit function held, as by a thread stuck writing a log line
+# to a full stderr: a thread holds every handler's lock from the command's finish on
+EXIT_FUNCTION_HELD = """
+import atexit, logging, os, sys, threading
+import harvester.cli
+from harvester.command import main
+
+held = threading.Event()
+
+def hold_the_handlers():
+    for handler in logging.getLogger().handlers:
+        handler.acquire()
+    held.set()
+    threading.Event().wait()
+
+finish = harvester.cli.finished
+
+def finished():
+    finish()
+    threading.Thread(target=hold_the_handlers, daemon=True).start()
+
+shutdown = logging.shutdown
+
+def logging_shutdown():   # (logging's own, saying first that the exit functions have come to it)
+    held.wait(60)
+    os.write(1, b"logging's exit function\\n")
+    shutdown()
+
+atexit.unregister(logging.shutdown)
+logging.shutdown = logging_shutdown
+atexit.register(logging_shutdown)
+harvester.cli.finished = finished
+sys.argv = ["civicat", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_third_signal_quits_an_exit_function_that_hangs(tmp_path, sig):
+    """Once the command had finished, Ctrl-C and SIGTERM were ignored from its first exit function
+    on, before logging's (registered earlier): logging's waits for each handler's lock, which a thread
+    stuck writing to a full stderr holds for good, and no number of signals ended it (kill -9 did).
+    They are ignored from the last exit function on, after logging's: a third quits at once."""
+    from catalog.lock import connect_read_only
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    config, db = tmp_path / "portals.toml", tmp_path / "catalog.duckdb"
+    with DataJsonPortal(make_data_json(20)) as portal:
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        harvest = subprocess.Popen([sys.executable, "-c", EXIT_FUNCTION_HELD, "harvest", "--json", "--config",
+                                    str(config), "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+        while (line := line_of(harvest)) not in (b"logging's exit function\n", b""):
+            pass   # (the report)
+        assert line, "the harvest ended before logging's exit function"
+        for _ in range(3):
+            sent_once_taken(harvest, sig)
+        _, err = output_of(harvest, 60)
+    assert harvest.returncode == 128 + sig, (harvest.returncode, err.decode()[-2000:])
+    assert b"a third time: quitting at once" in err, err.decode()[-2000:]
+    with connect_read_only(db) as con:
+        assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]
