@@ -42,8 +42,10 @@ _counted: list[int] = []   # the stop signals the counting thread saw, in order 
 # the first stop's interrupt, by the main thread's handler or the counting thread, whichever takes it
 # first: the counting thread, late under load, once interrupted the statement the main thread ran after
 # the handler had already stopped it (the stop's own bookkeeping). Held for that decision only, never
-# across a cancel, which may wait for a lock the main thread holds (the resolver's): its handler waits here
-_first_stop = threading.Lock()
+# across a cancel, which may wait for a lock the main thread holds (the resolver's): its handler waits here.
+# finished() decides under it too, so that a signal is a stop or comes after the finish for both threads
+# alike (re-entrant: the main thread's handler may run inside finished()'s hold)
+_first_stop = threading.RLock()
 _handled: list[int] = []   # the main thread's handler has run (the stop is raised or held there)
 
 
@@ -96,10 +98,14 @@ def _count_stop_signals(pipe: int) -> None:
         if first:
             # the main thread's handler runs only once its C call returns (DuckDB's task, a parse
             # under load): meanwhile the run's requests are cancelled and its statement interrupted
-            # from here, or page threads read ahead went on asking (17 pages where 4 were in flight)
-            _counted_stop.set()
+            # from here, or page threads read ahead went on asking (17 pages where 4 were in flight).
+            # Not once the command has finished: no stop then (a report that failed after such a
+            # signal exited 143), only counted, for the third's quit
             with _first_stop:
-                mine = not _handled
+                stop = not _finished.is_set()
+                if stop:
+                    _counted_stop.set()
+                mine = stop and not _handled
             if mine:   # (outside the lock: a cancel may wait for a lock the main thread holds, whose
                 # handler would wait for this one; cancelled twice is no harm)
                 for cancel in list(_cancellers):
@@ -143,6 +149,13 @@ def stop_on_signals() -> None:
         os.set_blocking(wakeup, False)
         signal.set_wakeup_fd(wakeup, warn_on_full_buffer=False)
         threading.Thread(target=_count_stop_signals, args=(pipe,), name="stop-signals", daemon=True).start()
+        # the interpreter's exit functions run last registered first: the signals are ignored at the
+        # last of them, before logging's (registered as this module imported logging: here again after
+        # it), so that one blocked (logging's, waiting for a handler's lock that a thread stuck writing
+        # to a full stderr holds) is ended by a third signal; they were ignored through all of them
+        atexit.unregister(logging.shutdown)
+        atexit.register(_ignored_from_here)
+        atexit.register(logging.shutdown)
 
 
 _finished = threading.Event()
@@ -152,19 +165,25 @@ def finished() -> None:
     """The command has done its work (a harvest: stored, published, its lock released), what is left
     is its report and exit: a Ctrl-C or SIGTERM from now on changes neither, said in the log (one
     as a harvest printed its report made it exit 143, "Interrupted …: stopped before its end", and
-    one as the interpreter ended, past its handlers, killed it: a cron job done, mailed as failed).
-    A report held by a stdout nobody reads is ended by a third (quit at once, 130 / 143). From the
-    interpreter's exit functions on both are ignored (a Python handler no longer runs in its last
-    steps): registered as the command finishes, this runs before those registered earlier
-    (logging's flush among them), so a hang in them needs SIGKILL. Not after a stop: its cleanup
-    goes on as after one (a second signal logged, a third quits)."""
-    if stop_requested() or _finished.is_set():
-        return
-    _finished.set()
-    atexit.register(_ignored_from_here)
+    one as the interpreter ended, past its handlers, killed it: a cron job done, mailed as failed);
+    nor is it a stop to the thread that counts them (a report failing after it exited 143, not 1).
+    A report held by a stdout nobody reads, or an exit function of the interpreter's that hangs
+    (logging's, waiting for a handler held by a thread stuck writing to a full stderr), is ended by
+    a third (quit at once, 130 / 143). After the last exit function (_ignored_from_here) both are
+    ignored: a Python handler no longer runs in the interpreter's last steps, and there Python's
+    default for SIGTERM killed it (-15). Not after a stop: its cleanup goes on as after one (a
+    second signal logged, a third quits)."""
+    with _first_stop:
+        if stop_requested() or _finished.is_set():
+            return
+        _finished.set()
 
 
 def _ignored_from_here() -> None:
+    """The last exit function (stop_on_signals): the command finished, Ctrl-C and SIGTERM ignored
+    for the interpreter's last steps, where no handler of Python's runs and no thread counts them."""
+    if not _finished.is_set():
+        return
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) is _stop:
             signal.signal(signum, signal.SIG_IGN)

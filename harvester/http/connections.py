@@ -5,6 +5,9 @@ port (_Refusals); a URL no request can be made to refused first (_check_url); wh
 connection came of said as the HttpError its retries go by (_connection_failed)."""
 from __future__ import annotations
 
+import errno
+import os
+import select
 import socket
 import ssl
 import sys
@@ -166,9 +169,7 @@ class _HeadersInTime:
             if self.source_address:
                 sock.bind(self.source_address)
             self._connecting.holds(sock)
-            if self._connecting.stopped:   # (a shut before the connect does not end it: left only the moment to it)
-                raise ConnectionAbortedError("the run was stopped")
-            sock.connect(where)
+            _connect_unless_stopped(sock, where, self._connecting)
         except OSError as exc:
             if sock is not None:
                 sock.close()
@@ -200,6 +201,29 @@ class _HeadersInTime:
             response.close()
             raise ConnectionAbortedError("the run was stopped" if guard.stopped else "the response headers were late")
         return response
+
+
+def _connect_unless_stopped(sock: socket.socket, where, connecting: "_Connecting") -> None:
+    """`sock` connected to `where` within its timeout, or ended by the stop at once. A shut before
+    the connect has begun is lost on it (the socket connects all the same, for the connect timeout):
+    so the connect is begun first, without waiting, and the stop looked at after. A stop before that
+    look is seen by it, one after shuts a socket already connecting, which ends its connect."""
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    failed = sock.connect_ex(where)
+    if connecting.stopped:
+        raise ConnectionAbortedError("the run was stopped")
+    if failed in (errno.EINPROGRESS, errno.EINTR):   # (EINTR: it goes on all the same, POSIX's connect)
+        waiting = select.poll()
+        waiting.register(sock, select.POLLOUT)
+        if not waiting.poll(None if timeout is None else timeout * 1000):
+            raise TimeoutError("timed out")
+        failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if connecting.stopped:
+        raise ConnectionAbortedError("the run was stopped")
+    if failed:
+        raise OSError(failed, os.strerror(failed))   # (ConnectionRefusedError and the like, by its number)
+    sock.settimeout(timeout)
 
 
 class _Connecting:

@@ -1,9 +1,11 @@
 """How a command is stopped: a third Ctrl-C or SIGTERM quits at once."""
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -316,6 +318,23 @@ def test_a_library_caller_s_ctrl_c_during_duckdb_statements_stops_the_harvest_cl
 
 # -- a signal after the command finished ------------------------------------------------------
 
+@contextlib.contextmanager
+def one_portal_harvested(tmp_path, start: list[str], datasets: int = 20) -> Iterator[subprocess.Popen]:
+    """`civicat harvest --json` of one portal of `datasets` datasets (served meanwhile), started as
+    `start` (["-m", "harvester"], ["-c", SCRIPT]): the process; its one run then stored, `ok`."""
+    from catalog.lock import connect_read_only
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    config, db = tmp_path / "portals.toml", tmp_path / "catalog.duckdb"
+    with DataJsonPortal(make_data_json(datasets)) as portal:
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        yield subprocess.Popen([sys.executable, *start, "harvest", "--json", "--config", str(config), "--db", str(db)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(REPO)})
+    with connect_read_only(db) as con:
+        assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.parametrize("after", [0.0, 0.1])
 def test_a_signal_after_the_harvest_printed_its_report_leaves_its_exit_code(tmp_path, sig, after):
@@ -324,21 +343,100 @@ def test_a_signal_after_the_harvest_printed_its_report_leaves_its_exit_code(tmp_
     its end" (in the report's print or the exit's unwinding), or, in the interpreter's last steps,
     past its handlers, killed it (-15 / -2): a night's harvest done and stored, mailed as failed. The
     command's own exit code stands (0 here); nothing says it was interrupted."""
-    from catalog.lock import connect_read_only
-    from tests.portals.dcat import DataJsonPortal
-    from tests.portals.synth import make_data_json
-
-    config, db = tmp_path / "portals.toml", tmp_path / "catalog.duckdb"
-    with DataJsonPortal(make_data_json(200)) as portal:
-        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
-        harvest = subprocess.Popen([sys.executable, "-m", "harvester", "harvest", "--json", "--config", str(config),
-                                    "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    with one_portal_harvested(tmp_path, ["-m", "harvester"], datasets=200) as harvest:
         assert line_of(harvest) == b"{\n"   # (the report's first line: the command has done its work)
         time.sleep(after)
         harvest.send_signal(sig)
         _, err = output_of(harvest)
     assert harvest.returncode == 0, (harvest.returncode, err.decode()[-2000:])
     assert b"Interrupted" not in err, err.decode()[-2000:]
-    with connect_read_only(db) as con:
-        assert con.execute("SELECT status FROM harvest_runs").fetchall() == [("ok",)]
+
+
+# the harvest of `sys.argv[1:]`, its report's print failing (not as stdout refusing it: ReportLost)
+# once a signal sent after the command finished has been seen by the thread that counts them
+REPORT_FAILS_AFTER_A_SIGNAL = """
+import sys, time
+import harvester.cli, harvester.stopping
+from harvester.command import main
+
+def report_fails(value):
+    print("finished", flush=True)
+    deadline = time.monotonic() + 60
+    while not harvester.stopping._counted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    harvester.stopping._counted_stop.wait(1)   # (set just after, where it is set at all)
+    raise RuntimeError("the report could not be made")
+
+harvester.cli.echo_json = report_fails
+sys.argv = ["civicat", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_report_failing_after_a_late_signal_exits_as_it_would_without_it(tmp_path, sig):
+    """A signal after the harvest had finished (stored, published) made a report that then failed on
+    an error of its own (a bug, stderr gone: not stdout refusing it) exit 143 / 130, "Interrupted …:
+    stopped before its end": the thread that counts the signals took it for a stop. The signal changes
+    nothing: the exit is the error's own, 1 with its traceback, as without it; the harvest stored."""
+    with one_portal_harvested(tmp_path, ["-c", REPORT_FAILS_AFTER_A_SIGNAL]) as harvest:
+        assert line_of(harvest) == b"finished\n"
+        harvest.send_signal(sig)
+        _, err = output_of(harvest)
+    assert harvest.returncode == 1, (harvest.returncode, err.decode()[-2000:])
+    assert b"RuntimeError: the report could not be made" in err, err.decode()[-2000:]
+    assert b"Interrupted" not in err, err.decode()[-2000:]
+
+
+# the harvest of `sys.argv[1:]`, logging's exit function held, as by a thread stuck writing a log line
+# to a full stderr: a thread holds every handler's lock from the command's finish on
+EXIT_FUNCTION_HELD = """
+import atexit, logging, os, sys, threading
+import harvester.cli
+from harvester.command import main
+
+held = threading.Event()
+
+def hold_the_handlers():
+    for handler in logging.getLogger().handlers:
+        handler.acquire()
+    held.set()
+    threading.Event().wait()
+
+finish = harvester.cli.finished
+
+def finished():
+    finish()
+    threading.Thread(target=hold_the_handlers, daemon=True).start()
+
+shutdown = logging.shutdown
+
+def logging_shutdown():   # (logging's own, saying first that the exit functions have come to it)
+    held.wait(60)
+    os.write(1, b"logging's exit function\\n")
+    shutdown()
+
+atexit.unregister(logging.shutdown)
+logging.shutdown = logging_shutdown
+atexit.register(logging_shutdown)
+harvester.cli.finished = finished
+sys.argv = ["civicat", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_third_signal_quits_an_exit_function_that_hangs(tmp_path, sig):
+    """Once the command had finished, Ctrl-C and SIGTERM were ignored from its first exit function
+    on, before logging's (registered earlier): logging's waits for each handler's lock, which a thread
+    stuck writing to a full stderr holds for good, and no number of signals ended it (kill -9 did).
+    They are ignored from the last exit function on, after logging's: a third quits at once."""
+    with one_portal_harvested(tmp_path, ["-c", EXIT_FUNCTION_HELD]) as harvest:
+        while (line := line_of(harvest)) not in (b"logging's exit function\n", b""):
+            pass   # (the report)
+        assert line, "the harvest ended before logging's exit function"
+        for _ in range(3):
+            sent_once_taken(harvest, sig)
+        _, err = output_of(harvest, 60)
+    assert harvest.returncode == 128 + sig, (harvest.returncode, err.decode()[-2000:])
+    assert b"a third time: quitting at once" in err, err.decode()[-2000:]

@@ -442,3 +442,53 @@ def test_a_stop_ends_a_connect_or_a_tls_handshake_at_once(tmp_path, asked, serve
 
     stopped = stopped_while(client, asked, url, tmp_path, connecting, "the connect", listening, held)
     assert str(stopped) == f"the harvest was interrupted while connecting: {url}"
+
+
+@pytest.mark.parametrize("asked", ["page", "download"])
+def test_a_stop_in_the_instant_before_the_connect_ends_it_at_once(tmp_path, asked, monkeypatch):
+    """The socket being connected was given to the stop before its connect, and the stop looked at
+    once more before it: a stop that came between that look and the connect shut a socket not yet
+    connecting, which the connect does not see, and the request waited for the connect timeout (300 s
+    here, 10 s by default). The stop is made here at that instant, as the connect is called."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(0)
+    port = listening.getsockname()[1]
+    held = []
+    for _ in range(3):   # (the queue of a backlog of 0 holds one or two: the client's SYNs dropped)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        held.append(filler)
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
+    stops = []
+
+    class StoppedAsItConnects(socket.socket):
+        def connect(self, address):
+            self._stop_now(address)
+            return super().connect(address)
+
+        def connect_ex(self, address):
+            self._stop_now(address)
+            return super().connect_ex(address)
+
+        def _stop_now(self, address):
+            if address[1] == port and not stops:
+                stops.append(address)
+                client.cancel()
+
+    monkeypatch.setattr(socket, "socket", StoppedAsItConnects)
+    url = f"http://127.0.0.1:{port}/data"
+    asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
+    try:
+        asking.join(60)   # (far beyond any load: the connect timeout is 300 s)
+        assert not asking.is_alive(), "the connect went on after the stop"
+    finally:
+        listening.close()   # (the connect then refused: the thread ends)
+        for connection in held:
+            connection.close()
+        asking.join(60)
+    assert stops, "the stop was never made as the connect was called"
+    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
+    assert str(outcomes[0]) == f"the harvest was interrupted while connecting: {url}"
+    assert list(tmp_path.iterdir()) == []
