@@ -243,7 +243,9 @@ class _Connecting:
 
     def holds(self, sock: socket.socket) -> None:
         with self._lock:
-            self._sock, self.held = sock.dup(), True
+            replaced, self._sock, self.held = self._sock, sock.dup(), True
+        if replaced is not None:   # the copy of an address tried before: left to the collector, a ResourceWarning
+            replaced.close()
         if self.stopped:
             self.stop()
 

@@ -492,3 +492,22 @@ def test_a_stop_in_the_instant_before_the_connect_ends_it_at_once(tmp_path, aske
     assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
     assert str(outcomes[0]) == f"the harvest was interrupted while connecting: {url}"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_connection_tried_at_a_second_address_closes_its_copy_of_the_first():
+    """A host of several addresses is connected to one after another, each socket handed to the
+    run's stop in turn: the copy kept of the address given up is closed then, not left to the
+    garbage collector (a ResourceWarning, a descriptor held meanwhile)."""
+    from harvester.http.connections import _Connecting
+
+    connecting = _Connecting()
+    first, first_peer = socket.socketpair()
+    second, second_peer = socket.socketpair()
+    with first, first_peer, second, second_peer:
+        connecting.holds(first)
+        copy_of_first = connecting._sock
+        connecting.holds(second)
+        assert copy_of_first.fileno() == -1
+        assert connecting._sock.fileno() != -1
+        connecting.close()
+        assert connecting._sock is None
