@@ -21,7 +21,7 @@ from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, re
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, NotPullable, RecordSource, SameColumns, SourceChanged,
-                               csv_page, paged_tables, parquet_max, read_parquet_sql,
+                               csv_page, paged_tables, parquet_max, point_cells_of_csv, read_parquet_sql,
                                unique_fields, url_cells_of_csv)
 
 log = logging.getLogger("civicat.socrata")
@@ -385,6 +385,7 @@ class SodaRecords(RecordSource):
         self.fields = unique_fields(SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns])
         self.conversion = Conversion(self.fields)
         self.url_keys = [f.key for f in self.fields if f.kind == "url"]
+        self.point_keys = [f.key for f in self.fields if f.kind == "point"]   # point and legacy location columns
         self.header = SameColumns()   # of the CSV pages (JSON rows leave out their null values)
         self.pages_read: list[tuple] = []
         self.where = None
@@ -416,9 +417,10 @@ class SodaRecords(RecordSource):
             return Page(items=self.conversion.schema.empty_table())
         self.header.check(table.column_names, params)
         columns = {name: table[name] for name in table.column_names}
-        for key in self.url_keys:   # (stored as the JSON's URL cells are)
-            if key in columns:
-                columns[key] = url_cells_of_csv(columns[key])
+        for keys, as_json_stores in ((self.url_keys, url_cells_of_csv), (self.point_keys, point_cells_of_csv)):
+            for key in keys:   # (stored as the JSON's cells are)
+                if key in columns:
+                    columns[key] = as_json_stores(columns[key])
         return Page(items=self.conversion.table(columns, table.num_rows))
 
     def _read_in_one_answer(self) -> bool:
