@@ -265,3 +265,40 @@ def test_french_update_frequencies_are_read_and_stored_ones_re_mapped_once(store
     stored = dict(store.con.execute("SELECT source_id, accrual_periodicity FROM datasets").fetchall())
     assert stored == expected
     assert count(store, "SELECT count(*) FROM harvest_errors WHERE message LIKE 'accrual_periodicity%'") == 0
+
+
+# more French frequencies (session 34): udata's labels, the EU vocabulary's and ISO 19115's, portals' own
+FRENCH_FREQUENCIES_34 = {
+    "Au fil de l'eau": "R/PT1S", "Au fil de l’eau": "R/PT1S", "Plusieurs fois par jour": "R/PT12H",
+    "Mise à jour plusieurs fois par jour": "R/PT12H", "Quatre fois par jour": "R/PT6H",
+    "Trois fois par jour": "R/PT8H", "Quatre fois par semaine": "R/P2D", "Toutes les deux semaines": "R/P2W",
+    "Tous les 15 jours": "R/P2W", "Toutes les 15 minutes": "R/PT15M", "Tous les deux ans": "R/P2Y",
+    "Sans régularité": "irregular", "Quand nécessaire": "irregular", "Mise à jour continue": "R/PT1S",
+    "Autre": "irregular",
+}
+
+
+def test_more_french_update_frequencies_are_read_and_stored_ones_re_mapped_once(store, http):
+    """Session 33 read "Quotidienne", "Temps réel"…; "Au fil de l'eau", "Plusieurs fois par jour", udata's
+    "Quatre fois par jour", "Sans régularité", "Toutes les 15 minutes"… were still stored null, each with
+    an 'unrecognised update frequency' warning. They are read; a catalogue stored by mapping 3 is re-mapped
+    once, the first night after. Words that say other things in a sentence are not read from one."""
+    datasets = make_ods_datasets(len(FRENCH_FREQUENCIES_34))
+    for dataset, said in zip(datasets, FRENCH_FREQUENCIES_34):
+        dataset["metas"]["dcat"]["accrualperiodicity"] = said
+    with OpenDataSoftPortal(datasets) as portal:
+        config = portal_config("ods", "opendatasoft", portal.url)
+        with pytest.MonkeyPatch.context() as patch:   # the catalogue as mapping 3 stored it
+            patch.setattr(OpenDataSoftAdapter, "mapping_version", 3)
+            patch.setattr(opendatasoft.R, "periodicity", lambda value, notes=None, field_name="": None)
+            before = harvest([config], store, http).portals[0]
+        assert before.new == len(datasets)
+        upgraded = harvest([config], store, http).portals[0]
+        after = harvest([config], store, http).portals[0]
+    assert (upgraded.changed, after.changed, after.unchanged) == (len(datasets), 0, len(datasets))
+    stored = dict(store.con.execute("SELECT source_id, accrual_periodicity FROM datasets").fetchall())
+    assert stored == {d["dataset_id"]: FRENCH_FREQUENCIES_34[d["metas"]["dcat"]["accrualperiodicity"]]
+                      for d in datasets}
+    assert count(store, "SELECT count(*) FROM harvest_errors WHERE message LIKE 'accrual_periodicity%'") == 0
+    for sentence in ("Mise à jour par une autre direction", "La série continue"):
+        assert opendatasoft.R.periodicity(sentence) is None
