@@ -404,6 +404,12 @@ PERIODICITY_WORDS = {
     "sans periodicite": "irregular", "au besoin": "irregular", "selon les besoins": "irregular",
     "quand nécessaire": "irregular", "quand necessaire": "irregular", "si nécessaire": "irregular",
     "autre": "irregular", "non planifiee": "unknown", "non planifie": "unknown",
+    # Catalan and Italian, as Socrata's Generalitat de Catalunya and Italian domains word them (recorded:
+    # "Diària", "Diari", "Anual", "Dades estàtiques", "Giornaliera"), with their neighbours in those lists
+    "diària": "R/P1D", "diaria": "R/P1D", "diari": "R/P1D", "setmanal": "R/P1W", "mensual": "R/P1M",
+    "trimestral": "R/P3M", "semestral": "R/P6M", "anual": "R/P1Y", "dades estàtiques": "unknown",
+    "giornaliera": "R/P1D", "giornaliero": "R/P1D", "quotidiana": "R/P1D", "settimanale": "R/P1W",
+    "mensile": "R/P1M", "trimestrale": "R/P3M", "semestrale": "R/P6M", "annuale": "R/P1Y",
 }
 # words read only as a whole value: in a sentence they say other things ("une autre direction", "la
 # série continue"), as "day" or "other" do in English

@@ -91,8 +91,11 @@ class SocrataAdapter(PortalAdapter):
     kind = "socrata"
     # 2: contact name, coverage and period from the domain's Common Core metadata (a field saying
     # whether the data is geospatial, or its unit, is no coverage); update frequencies read whole;
-    # 3: a link in a description keeps its address ("here (https://…)", catalog.record.html_to_text)
-    mapping_version = 3
+    # 3: a link in a description keeps its address ("here (https://…)", catalog.record.html_to_text);
+    # 4: license, update frequency and spatial coverage from the domain's own metadata fields in other
+    # words ("License-URL", Dutch "Licentie", Catalan "Freqüència d'actualització", "Àmbit geogràfic",
+    # Italian "Frequenza"), and Catalan and Italian frequency words ("Diària", "Giornaliera")
+    mapping_version = 4
 
     def __init__(self, portal, http):
         super().__init__(portal, http)
@@ -195,11 +198,13 @@ class SocrataAdapter(PortalAdapter):
         out["issued"] = R.timestamp(resource.get("createdAt"), notes, "issued")
         out["modified"] = _latest(notes, resource.get("data_updated_at"), resource.get("metadata_updated_at"),
                                   resource.get("updatedAt"))
-        out["accrual_periodicity"] = R.periodicity(_first(domain_metadata, "frequency"), notes)
-        out["license"] = R.text(metadata.get("license"), notes, "license")
+        out["accrual_periodicity"] = R.periodicity(
+            _first(domain_metadata, "frequency") or _field(domain_metadata, FREQUENCY_FIELDS), notes)
+        out["license"] = _license(metadata, domain_metadata, notes)
         out["access_level"] = "public"  # the Discovery API lists public assets only
         out["landing_page"] = R.url(entry.get("permalink") or entry.get("link"), notes, "landing_page")
-        out["spatial"] = R.text(_first(domain_metadata, "geographic-coverage") or _first(domain_metadata, "_spatial"))
+        out["spatial"] = R.text(_first(domain_metadata, "geographic-coverage") or _first(domain_metadata, "_spatial")
+                                or _field(domain_metadata, SPATIAL_FIELDS))
         temporal = _first(domain_metadata, "temporal-applicability")   # DCAT-US `temporal`, an ISO 8601 interval
         if temporal:
             out["temporal_start"], out["temporal_end"] = R.temporal(temporal, notes)
@@ -260,6 +265,35 @@ def _first(domain_metadata: dict, word: str):
         if word in key and value:
             return value
     return None
+
+
+# a domain's own metadata fields (`<section>_<field>`, lowercased) in other words, read by the field's
+# name (a section's name says nothing of its fields': "Frequenza_di_aggiornamento_Data-ultima-modifica")
+FREQUENCY_FIELDS = ("freqüència", "frequenza", "periodicitat", "frecuencia", "periodicidad")
+SPATIAL_FIELDS = ("àmbit-geogràfic", "ámbito-geográfico")
+LICENSE_FIELDS = ("licen", "llicència")
+# what a Socrata portal's license says when the license is elsewhere (its terms of use, a domain field)
+UNNAMED_LICENSES = ("see terms of use",)
+
+
+def _field(domain_metadata: dict, words: tuple[str, ...]):
+    for key, value in domain_metadata.items():
+        if value and any(word in key.rpartition("_")[2] for word in words):
+            return value
+    return None
+
+
+def _license(metadata: dict, domain_metadata: dict, notes: Notes) -> str | None:
+    """A license address the domain's metadata gives ("License/Attribution_License-URL": Calgary's),
+    else the catalogue's license name, unless it only points elsewhere ("See Terms of Use"), else a
+    license the domain's metadata names ("Licentie_Licentie": RDW's "Creative Commons 0 (CC0)")."""
+    address = R.url(_field(domain_metadata, ("license-url", "licence-url")))
+    if address:
+        return address
+    named = R.text(metadata.get("license"), notes, "license")
+    if named and named.lower() not in UNNAMED_LICENSES:
+        return named
+    return R.text(_field(domain_metadata, LICENSE_FIELDS)) or named
 
 
 def _latest(notes: Notes, *values) -> str | None:
