@@ -376,7 +376,7 @@ PERIODICITY_WORDS = {
     # labels: "Quotidienne", "Temps réel", "Ponctuelle"), in either gender, with or without accents;
     # bimensuel is twice a month, bimestriel every two months, bihebdomadaire twice a week (dictionary
     # senses, as the EU vocabulary's MONTHLY_2, BIMONTHLY, WEEKLY_2); ponctuel (now and then) is "as needed".
-    # ("continue" alone is not read: English text continues too)
+    # ("continue" is read only as the whole value: English text continues too)
     "temps réel": "R/PT1S", "temps reel": "R/PT1S", "en continu": "R/PT1S",
     "toutes les heures": "R/PT1H", "deux fois par jour": "R/PT12H", "quotidienne": "R/P1D", "quotidien": "R/P1D",
     "journalière": "R/P1D", "journalier": "R/P1D", "journaliere": "R/P1D", "trois fois par semaine": "R/P2D",
@@ -391,7 +391,29 @@ PERIODICITY_WORDS = {
     "irreguliere": "irregular", "irregulier": "irregular", "irrégulièrement": "irregular", "inconnue": "unknown",
     "inconnu": "unknown", "jamais": "unknown", "aucune": "unknown", "non planifiée": "unknown",
     "non planifié": "unknown",
+    # more French (session 34): udata's labels (data.gouv.fr: "Quatre fois par jour", "Sans régularité",
+    # "Toutes les deux semaines"; its newer "Plusieurs fois par jour", at least twice a day, the period it
+    # promises), the EU vocabulary's and ISO 19115's ("mise à jour continue", "au besoin", "quand
+    # nécessaire"), portals' own "au fil de l'eau" (as it comes: continuously). Four and five times a week
+    # round to whole days as the EU's WEEKLY_2/WEEKLY_3 do. ("tous les N jours…": _every_in_french)
+    "au fil de l'eau": "R/PT1S", "mise à jour continue": "R/PT1S", "mise a jour continue": "R/PT1S",
+    "continue": "R/PT1S", "en continue": "R/PT1S", "plusieurs fois par jour": "R/PT12H",
+    "quatre fois par jour": "R/PT6H", "trois fois par jour": "R/PT8H", "cinq fois par semaine": "R/P1D",
+    "quatre fois par semaine": "R/P2D", "decennale": "R/P10Y", "decennal": "R/P10Y",
+    "sans régularité": "irregular", "sans regularite": "irregular", "sans périodicité": "irregular",
+    "sans periodicite": "irregular", "au besoin": "irregular", "selon les besoins": "irregular",
+    "quand nécessaire": "irregular", "quand necessaire": "irregular", "si nécessaire": "irregular",
+    "autre": "irregular", "non planifiee": "unknown", "non planifie": "unknown",
+    # Catalan and Italian, as Socrata's Generalitat de Catalunya and Italian domains word them (recorded:
+    # "Diària", "Diari", "Anual", "Dades estàtiques", "Giornaliera"), with their neighbours in those lists
+    "diària": "R/P1D", "diaria": "R/P1D", "diari": "R/P1D", "setmanal": "R/P1W", "mensual": "R/P1M",
+    "trimestral": "R/P3M", "semestral": "R/P6M", "anual": "R/P1Y", "dades estàtiques": "unknown",
+    "giornaliera": "R/P1D", "giornaliero": "R/P1D", "quotidiana": "R/P1D", "settimanale": "R/P1W",
+    "mensile": "R/P1M", "trimestrale": "R/P3M", "semestrale": "R/P6M", "annuale": "R/P1Y",
 }
+# words read only as a whole value: in a sentence they say other things ("une autre direction", "la
+# série continue"), as "day" or "other" do in English
+WHOLE_VALUE_ONLY = ("day", "week", "month", "year", "quarter", "other", "autre", "continue")
 _PERIODICITY_URIS = {  # Dublin Core / EU frequency vocabularies end in one of these words
     "ANNUAL": "R/P1Y", "ANNUAL_2": "R/P6M", "ANNUAL_3": "R/P4M", "BIENNIAL": "R/P2Y", "BIMONTHLY": "R/P2M",
     "BIWEEKLY": "R/P2W", "CONT": "R/PT1S", "DAILY": "R/P1D", "DAILY_2": "R/PT12H", "HOURLY": "R/PT1H",
@@ -422,7 +444,7 @@ def _periodicity(value: str) -> str | None:
     tail = value.rstrip("/").rsplit("/", 1)[-1].upper()
     if tail in _PERIODICITY_URIS:
         return _PERIODICITY_URIS[tail]
-    lowered = value.lower().strip()
+    lowered = value.lower().strip().replace("\u2019", "'")   # (l’eau: a curly apostrophe)
     if lowered in PERIODICITY_WORDS:
         return PERIODICITY_WORDS[lowered]
     every = _EVERY.search(lowered)   # "Every 2 Minutes", "Data is updated every 15 minutes", "every hour"
@@ -434,8 +456,41 @@ def _periodicity(value: str) -> str | None:
     words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", lowered)
     pairs = [f"{a}{joint}{b}" for a, b in zip(words, words[1:]) for joint in (" ", "-")]
     for phrase in pairs + words:
-        if phrase in PERIODICITY_WORDS and phrase not in ("day", "week", "month", "year", "quarter", "other"):
+        if phrase in PERIODICITY_WORDS and phrase not in WHOLE_VALUE_ONLY:
             return PERIODICITY_WORDS[phrase]
+    return _every_in_french(lowered) or _longer_phrase(lowered)
+
+
+_FRENCH_COUNTS = {"deux": 2, "trois": 3, "quatre": 4, "cinq": 5, "six": 6, "dix": 10, "douze": 12, "quinze": 15,
+                  "trente": 30}
+_FRENCH_UNITS = {"minute": "TM", "heure": "TH", "jour": "D", "semaine": "W", "mois": "M", "an": "Y", "année": "Y",
+                 "annee": "Y"}
+_EVERY_FR = re.compile(rf"\btou(?:te)?s les (?:(\d{{1,4}}|{'|'.join(_FRENCH_COUNTS)}) )?"
+                       rf"(minute|heure|jour|semaine|mois|année|annee|an)s?\b")
+
+
+def _every_in_french(lowered: str) -> str | None:
+    """"toutes les 15 minutes", "tous les deux ans", "tous les jours" (EU labels: "toutes les deux
+    heures"); "tous les quinze jours" is the French fortnight."""
+    every = _EVERY_FR.search(lowered)
+    if not every:
+        return None
+    count, unit = every.group(1), _FRENCH_UNITS[every.group(2)]
+    count = int(_FRENCH_COUNTS.get(count, count or 1))
+    if unit == "D" and count == 15:
+        return "R/P2W"
+    return f"R/PT{count}{unit[1]}" if unit.startswith("T") else f"R/P{count}{unit}"
+
+
+def _longer_phrase(lowered: str) -> str | None:
+    """A phrase of three to five words in free text ("mise à jour plusieurs fois par jour", "au fil
+    de l'eau" with its apostrophe, straight or curly), when no word or pair of words said one."""
+    words = re.findall(r"[^\W\d_]+(?:['-][^\W\d_]+)*", lowered.replace("\u2019", "'"))
+    for size in (5, 4, 3):
+        for start in range(len(words) - size + 1):
+            phrase = " ".join(words[start:start + size])
+            if phrase in PERIODICITY_WORDS:
+                return PERIODICITY_WORDS[phrase]
     return None
 
 

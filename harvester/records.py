@@ -399,7 +399,8 @@ def json_text(value) -> str:
 
 def point_wkt(value) -> str | None:
     """A point as WKT `POINT (lon lat)`: from Socrata locations ({latitude, longitude}),
-    GeoJSON points, Esri points ({x, y}); other shapes are kept as JSON text."""
+    GeoJSON points, Esri points ({x, y}); a Socrata location without coordinates as its address
+    (soda_address); other shapes are kept as JSON text."""
     if isinstance(value, dict):
         if value.get("type") == "Point" and isinstance(value.get("coordinates"), list) \
                 and len(value["coordinates"]) >= 2:
@@ -410,13 +411,82 @@ def point_wkt(value) -> str | None:
             x, y = value.get("x"), value.get("y")
         elif "lon" in value and "lat" in value:   # OpenDataSoft geo_point_2d
             x, y = value.get("lon"), value.get("lat")
+        elif "human_address" in value:
+            return soda_address(value["human_address"])
         else:
             return json_text(value)
+        if x in (None, "") or y in (None, ""):
+            return soda_address(value["human_address"]) if "human_address" in value else None
         try:
-            return f"POINT ({float(x)!r} {float(y)!r})" if x not in (None, "") and y not in (None, "") else None
+            return f"POINT ({float(x)!r} {float(y)!r})"
         except (TypeError, ValueError):
             return json_text(value)
     return value if isinstance(value, str) or value is None else json_text(value)
+
+
+# a Socrata location's address parts as SODA's CSV writes them, each followed by its separator
+# (soda-fountain's CsvColumnRep.LocationRep: "address\ncity, state zip", then "\n(lat, lng)")
+SODA_ADDRESS_PARTS = (("address", "\n"), ("city", ", "), ("state", " "), ("zip", ""))
+
+
+def soda_address(human_address) -> str | None:
+    """A Socrata location's `human_address` (JSON text of {address, city, state, zip}) as the
+    address lines SODA's CSV gives for it, trimmed, so that a location without coordinates
+    is stored alike from either format (point_cells_of_csv); None for parts all empty
+    ("\n,  "). Text that is no such object is kept as it is."""
+    parts = human_address
+    if isinstance(parts, str):
+        try:
+            parts = orjson.loads(parts)
+        except orjson.JSONDecodeError:
+            return human_address.strip() or None
+    if not isinstance(parts, dict):
+        return None if parts is None else json_text(parts)
+    text = "".join(parts[key] + separator for key, separator in SODA_ADDRESS_PARTS
+                   if isinstance(parts.get(key), str)).strip()
+    return text if any(c.isalnum() for c in text) else None
+
+
+_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d{1,3})?"
+# the two ways SODA's CSV writes a point (soda-fountain's CsvColumnRep): a `point` column as
+# WKT (GeometryLikeRep), a legacy `location` as "(lat, lng)" after its address lines (LocationRep)
+SODA_CSV_POINTS = (rf"^POINT \((?P<x>{_NUMBER}) (?P<y>{_NUMBER})\)$",
+                   rf"(?:^|\n)\((?P<y>{_NUMBER}), (?P<x>{_NUMBER})\)$")
+
+
+def point_cells_of_csv(cells: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A Socrata point or location column as SODA's CSV writes it, stored as point_wkt stores
+    the JSON's cells: WKT `POINT (lon lat)` with the coordinates written alike (a location's
+    address lines beside its coordinates are left out, as from the JSON); a location with
+    no coordinates as its address lines (soda_address); any other text as it is."""
+    text = pc.utf8_trim_whitespace(cells)
+    x = y = None
+    for pattern in SODA_CSV_POINTS:
+        found = pc.extract_regex(text, pattern)
+        x = pc.struct_field(found, "x") if x is None else pc.coalesce(x, pc.struct_field(found, "x"))
+        y = pc.struct_field(found, "y") if y is None else pc.coalesce(y, pc.struct_field(found, "y"))
+    wkt = pc.binary_join_element_wise("POINT (", coordinate_texts(pc.cast(x, pa.float64())), " ",
+                                      coordinate_texts(pc.cast(y, pa.float64())), ")", "")
+    rest = pc.if_else(pc.match_substring_regex(text, r"[\pL\pN]"), text, pa.scalar(None, pa.string()))
+    return pc.coalesce(wkt, rest)
+
+
+def coordinate_texts(values: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """Numbers as point_wkt writes them (Python's repr: the shortest text that reads back as the
+    same number): Arrow's own text is that for 0 and magnitudes from 1e-4 to 1e9 but for a
+    whole number's ".0"; the others (never a coordinate of Earth but 0.00001°) by Python."""
+    values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    text = pc.cast(values, pa.string())
+    text = pc.if_else(pc.match_substring(text, "."), text, pc.binary_join_element_wise(text, ".0", ""))
+    size = pc.abs(values)
+    plain = pc.or_kleene(pc.equal(size, 0), pc.and_(pc.greater_equal(size, 1e-4), pc.less(size, 1e9)))
+    others = pc.indices_nonzero(pc.invert(pc.fill_null(plain, True))).to_pylist()
+    if not others:
+        return text
+    cells = text.to_pylist()
+    for i in others:
+        cells[i] = repr(values[i].as_py())
+    return pa.array(cells, pa.string())
 
 
 def _boolean(value) -> bool:
@@ -492,9 +562,13 @@ def csv_page(body: bytes, fields: list[Field] | None = None) -> pa.Table:
 
 
 def _read_csv_page(body: bytes, types: dict) -> pa.Table:
-    return pacsv.read_csv(pa.BufferReader(body), convert_options=pacsv.ConvertOptions(
-        column_types=types, strings_can_be_null=True, null_values=[""], quoted_strings_can_be_null=True,
-        true_values=["true", "True", "TRUE", "1"], false_values=["false", "False", "FALSE", "0"]))
+    # (quoted line breaks in values: a Socrata location's address lines; without the option, Arrow's
+    # reader splits a page of over a block, 1 MB, at any line break, and "got out of sync" with them)
+    return pacsv.read_csv(pa.BufferReader(body), parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                          convert_options=pacsv.ConvertOptions(
+                              column_types=types, strings_can_be_null=True, null_values=[""],
+                              quoted_strings_can_be_null=True, true_values=["true", "True", "TRUE", "1"],
+                              false_values=["false", "False", "FALSE", "0"]))
 
 
 # -- what each kind implements --------------------------------------------------------------

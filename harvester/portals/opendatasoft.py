@@ -70,8 +70,9 @@ class OpenDataSoftAdapter(PortalAdapter):
     # 2: an update frequency civicat cannot read is null with a warning, not "unknown" (session 31
     # changed that in catalog.record without a new version here: such datasets kept "unknown" until
     # `harvest --full`); a link in a description keeps its address; English by any of its language keys;
-    # 3: French update frequencies ("Quotidienne", "Temps réel", "Ponctuelle") read, stored null before
-    mapping_version = 3
+    # 3: French update frequencies ("Quotidienne", "Temps réel", "Ponctuelle") read, stored null before;
+    # 4: more French frequencies ("Au fil de l'eau", "Plusieurs fois par jour", "Toutes les 15 minutes")
+    mapping_version = 4
 
     def listing(self) -> Listing:
         base = f"{self.portal.url}{API}/catalog"

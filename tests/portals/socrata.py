@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import ROUND_HALF_EVEN, Decimal
 from bisect import bisect_right
 from typing import Any, Callable, Iterable
 from urllib.parse import urlencode
@@ -97,9 +98,11 @@ class SodaTable:
 
 
 def csv_bytes(table: pa.Table) -> bytes:
-    """SODA's CSV: a header of field names, locations as WKT points, URL cells ({"url", "description"})
-    and documents ({"file_id", "filename", "content_type"}) as soda-fountain's CsvColumnRep writes
-    them: "description (url)", else the URL, else the description; "file_id?filename=…&content_type=…"."""
+    """SODA's CSV: a header of field names, cells as soda-fountain's CsvColumnRep writes them:
+    URL cells ({"url", "description"}) "description (url)", else the URL, else the description;
+    documents ({"file_id", "filename", "content_type"}) "file_id?filename=…&content_type=…";
+    legacy locations ({latitude, longitude, human_address}) as address lines then "(lat, lng)"
+    (LocationRep); GeoJSON geometries (a `point` column's) as WKT (GeometryLikeRep)."""
     columns = []
     for name in table.column_names:
         column = table[name]
@@ -111,9 +114,10 @@ def csv_bytes(table: pa.Table) -> bytes:
                          else pa.nulls(len(column), pa.string()))
             both = pc.binary_join_element_wise(described, " (", url, ")", "")
             column = pc.coalesce(both, url, described)
+        elif pa.types.is_struct(column.type) and column.type.get_field_index("coordinates") >= 0:
+            column = pa.array([None if cell is None else _wkt(cell) for cell in column.to_pylist()], pa.string())
         elif pa.types.is_struct(column.type):
-            column = pc.binary_join_element_wise("POINT (", pc.struct_field(column, "longitude"), " ",
-                                                 pc.struct_field(column, "latitude"), ")", "")
+            column = pa.array([None if cell is None else _location(cell) for cell in column.to_pylist()], pa.string())
         columns.append(column)
     sink = pa.BufferOutputStream()
     pacsv.write_csv(pa.table(columns, names=table.column_names), sink)
@@ -123,6 +127,41 @@ def csv_bytes(table: pa.Table) -> bytes:
 def _document(cell: dict) -> str:
     query = urlencode({key: cell[key] for key in ("filename", "content_type") if cell.get(key)})
     return f"{cell['file_id']}?{query}" if query else cell["file_id"]
+
+
+def _location(cell: dict) -> str | None:
+    """LocationRep: "address\ncity, state zip" (each part given, with its separator), then, with
+    both coordinates, "(lat, lng)" on a line of its own; null when that leaves nothing."""
+    text = ""
+    try:
+        address = json.loads(cell.get("human_address") or "null")
+    except ValueError:
+        address = None
+    if isinstance(address, dict):
+        for key, separator in (("address", "\n"), ("city", ", "), ("state", " "), ("zip", "")):
+            if isinstance(address.get(key), str):
+                text += address[key] + separator
+    if cell.get("latitude") is not None and cell.get("longitude") is not None:
+        text += ("\n" if text else "") + f"({cell['latitude']}, {cell['longitude']})"
+    return text or None
+
+
+def _wkt(geometry: dict) -> str:
+    """GeometryLikeRep: JTS's WKT, each number (its shortest digits, as Java's DecimalFormat takes them)
+    with at most 16 decimals and no trailing zeros ("-87", not "-87.0")."""
+    def number(value: float) -> str:
+        text = f"{Decimal(repr(value)).quantize(Decimal('1e-16'), ROUND_HALF_EVEN):f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+
+    def points(coordinates, depth: int) -> str:
+        if depth == 0:
+            return " ".join(number(v) for v in coordinates[:2])
+        return "(" + ", ".join(points(c, depth - 1) for c in coordinates) + ")"
+
+    depths = {"Point": 0, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
+    kind = geometry["type"]
+    text = points(geometry["coordinates"], depths[kind])
+    return f"{kind.upper()} ({text})" if kind == "Point" else f"{kind.upper()} {text}"
 
 
 class TrackedList(list):

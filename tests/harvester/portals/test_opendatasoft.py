@@ -248,14 +248,20 @@ def test_french_update_frequencies_are_read_and_stored_ones_re_mapped_once(store
     """French portals' frequencies ("Quotidienne", "Temps réel", "Ponctuelle"...) were stored null,
     each with an 'unrecognised update frequency' warning. They map as their English words do; a
     catalogue stored by mapping 2 (null) is re-mapped once, the first night after."""
-    datasets = make_ods_datasets(len(FRENCH_FREQUENCIES))
-    for dataset, said in zip(datasets, FRENCH_FREQUENCIES):
+    assert_frequencies_read_and_re_mapped_once(store, http, FRENCH_FREQUENCIES, stored_by=2)
+
+
+def assert_frequencies_read_and_re_mapped_once(store, http, frequencies: dict, stored_by: int) -> None:
+    """Datasets saying each of `frequencies`, stored by mapping `stored_by` (null), are re-mapped
+    once, the first night after, to the frequency each maps to, with no warning."""
+    datasets = make_ods_datasets(len(frequencies))
+    for dataset, said in zip(datasets, frequencies):
         dataset["metas"]["dcat"]["accrualperiodicity"] = said
-    expected = {d["dataset_id"]: FRENCH_FREQUENCIES[d["metas"]["dcat"]["accrualperiodicity"]] for d in datasets}
+    expected = {d["dataset_id"]: frequencies[d["metas"]["dcat"]["accrualperiodicity"]] for d in datasets}
     with OpenDataSoftPortal(datasets) as portal:
         config = portal_config("ods", "opendatasoft", portal.url)
-        with pytest.MonkeyPatch.context() as patch:   # the catalogue as mapping 2 stored it
-            patch.setattr(OpenDataSoftAdapter, "mapping_version", 2)
+        with pytest.MonkeyPatch.context() as patch:   # the catalogue as that mapping stored it
+            patch.setattr(OpenDataSoftAdapter, "mapping_version", stored_by)
             patch.setattr(opendatasoft.R, "periodicity", lambda value, notes=None, field_name="": None)
             before = harvest([config], store, http).portals[0]
         assert before.new == len(datasets) and count(store, "SELECT count(accrual_periodicity) FROM datasets") == 0
@@ -265,3 +271,24 @@ def test_french_update_frequencies_are_read_and_stored_ones_re_mapped_once(store
     stored = dict(store.con.execute("SELECT source_id, accrual_periodicity FROM datasets").fetchall())
     assert stored == expected
     assert count(store, "SELECT count(*) FROM harvest_errors WHERE message LIKE 'accrual_periodicity%'") == 0
+
+
+# more French frequencies (session 34): udata's labels, the EU vocabulary's and ISO 19115's, portals' own
+FRENCH_FREQUENCIES_34 = {
+    "Au fil de l'eau": "R/PT1S", "Au fil de l’eau": "R/PT1S", "Plusieurs fois par jour": "R/PT12H",
+    "Mise à jour plusieurs fois par jour": "R/PT12H", "Quatre fois par jour": "R/PT6H",
+    "Trois fois par jour": "R/PT8H", "Quatre fois par semaine": "R/P2D", "Toutes les deux semaines": "R/P2W",
+    "Tous les 15 jours": "R/P2W", "Toutes les 15 minutes": "R/PT15M", "Tous les deux ans": "R/P2Y",
+    "Sans régularité": "irregular", "Quand nécessaire": "irregular", "Mise à jour continue": "R/PT1S",
+    "Autre": "irregular",
+}
+
+
+def test_more_french_update_frequencies_are_read_and_stored_ones_re_mapped_once(store, http):
+    """Session 33 read "Quotidienne", "Temps réel"…; "Au fil de l'eau", "Plusieurs fois par jour", udata's
+    "Quatre fois par jour", "Sans régularité", "Toutes les 15 minutes"… were still stored null, each with
+    an 'unrecognised update frequency' warning. They are read; a catalogue stored by mapping 3 is re-mapped
+    once, the first night after. Words that say other things in a sentence are not read from one."""
+    assert_frequencies_read_and_re_mapped_once(store, http, FRENCH_FREQUENCIES_34, stored_by=3)
+    for sentence in ("Mise à jour par une autre direction", "La série continue"):
+        assert opendatasoft.R.periodicity(sentence) is None

@@ -686,3 +686,50 @@ def test_a_url_cell_keeps_its_description_beside_its_address(tmp_path, fmt):
     table = pq.read_table(layout.folder("demo", "2asz-g9qq")).sort_by(":id")
     assert table["website_url_column"].to_pylist() == [
         "Socrata (http://www.socrata.com)", "http://www.socrata.com", "https://x.org/a", "a link to come", None]
+
+
+DEMO = "2asz-g9qq"   # soda.demo.socrata.com's dataset of every column type (recorded: its views document, one row)
+
+
+def test_location_and_point_cells_are_stored_alike_from_csv_and_json(tmp_path):
+    """SODA's CSV writes a legacy `location` as its address lines, then "(lat, lng)" on a line of
+    its own (soda-fountain's CsvColumnRep.LocationRep), a `point` as WKT with "-87" for -87.0,
+    where the JSON gives objects: the CSV's cells were stored as written ("(41.0, -87)", the
+    address lines with them), the JSON's as WKT `POINT (lon lat)`; and a page of over a block
+    (1 MB) with a line break in a value failed to parse ("CSV parser got out of sync"), the pull
+    with it. Each cell is now stored alike from either: a point as the JSON's WKT, a location
+    without coordinates as its address lines, one with neither as null."""
+    view = load_json("socrata-views/soda-demo-2asz-g9qq-all-datatypes.json")
+    view["columns"].append({"fieldName": "spot", "name": "Spot", "dataTypeName": "point", "position": 99})
+    recorded = load_json("socrata-records/soda-demo-2asz-g9qq-all-datatypes.json")[0]
+    located = recorded["location_column"]   # (address, city, state, zip "" as recorded; the coordinates as text)
+    locations = [located, {"human_address": located["human_address"]}, {"latitude": "41.0", "longitude": "-87"},
+                 {"human_address": '{"address": "", "city": "", "state": "", "zip": ""}'}, None]
+    spots = [{"type": "Point", "coordinates": [-87.0, 41.881944]}, {"type": "Point", "coordinates": [0.00001, -0.5]},
+             None]
+    rows = [{**recorded, "plain_text_column": f"row {i}", "location_column": locations[i % 5], "spot": spots[i % 3]}
+            for i in range(15_000)]   # (CSV pages of ~6 MB)
+    with SocrataPortal([discovery_entry(view)], records={DEMO: SodaTable.from_rows(rows)}) as portal:
+        db, result = harvest_with_records(tmp_path, "demo", "socrata", portal.url, [DEMO],
+                                          extra='domain = "data.example.org"\n', with_records=False)
+        assert result.exit_code == 0, result.output
+        con = duckdb.connect(str(db))
+        adapter = adapter_for(portal_config("demo", "socrata", portal.url, domain="data.example.org"), fast_client())
+        dataset = stored_datasets(con, [f"demo:{DEMO}"])[f"demo:{DEMO}"]
+        tables = {}
+        for fmt in ("csv", "json"):
+            layout = RecordsLayout(tmp_path / f"records-{fmt}")
+            outcome = pull_dataset(SodaRecords(adapter, dataset, None, format=fmt), layout, "demo", DEMO, con,
+                                   uid=f"demo:{DEMO}", run_id=fmt)
+            assert (outcome.status, outcome.rows) == ("ok", 15_000), outcome
+            tables[fmt] = pq.read_table(layout.folder("demo", DEMO)).sort_by(":id")
+        csv_pages = [q for p, q, _ in portal.requests if p == f"/resource/{DEMO}.csv" and "$offset" in q]
+    assert csv_pages == [{"$select": ":id,:updated_at,*", "$order": ":id", "$limit": "50000", "$offset": "0"}]
+    first_page = portal.records[DEMO].answer("csv", {"$limit": "3"})[1].body.decode()
+    assert '"83 South King Street\nSeattle, WA \n(47.5982815480005, -122.33477954499972)"' in first_page
+    assert '"POINT (-87 41.881944)"' in first_page and ',"(41.0, -87)",' in first_page
+    stored = {fmt: (table["location_column"].to_pylist(), table["spot"].to_pylist()) for fmt, table in tables.items()}
+    assert stored["csv"] == stored["json"]
+    assert stored["csv"][0][:5] == ["POINT (-122.33477954499972 47.5982815480005)", "83 South King Street\nSeattle, WA",
+                                    "POINT (-87.0 41.0)", None, None]
+    assert stored["csv"][1][:3] == ["POINT (-87.0 41.881944)", "POINT (1e-05 -0.5)", None]
