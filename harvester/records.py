@@ -13,6 +13,7 @@ import ctypes
 import functools
 import json
 import logging
+import re
 import shutil
 import threading
 import time
@@ -352,6 +353,8 @@ def _as_text(value, kind: str) -> str | None:
         return value
     if kind == "point":
         return point_wkt(value)
+    if kind == "geometry" and isinstance(value, dict):
+        return geometry_wkt(value)
     if kind == "url" and isinstance(value, dict) and ("url" in value or "description" in value):
         return url_cell(value)
     if isinstance(value, (dict, list)):
@@ -422,6 +425,64 @@ def point_wkt(value) -> str | None:
         except (TypeError, ValueError):
             return json_text(value)
     return value if isinstance(value, str) or value is None else json_text(value)
+
+
+# GeoJSON's geometry types, each with the depth of its coordinates' nesting
+GEOJSON_DEPTHS = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
+
+
+def geometry_wkt(value: dict) -> str | None:
+    """A GeoJSON geometry (or a Feature holding one: OpenDataSoft's geo_shape) as WKT, its numbers
+    written as point_wkt writes them (x y; a third coordinate left out, as from ArcGIS): the
+    geometry type the other kinds store (ArcGIS's esri_wkt, SODA's CSV). A shape that is not
+    GeoJSON is kept as JSON text, as before."""
+    geometry = value.get("geometry") if value.get("type") == "Feature" else value
+    if not isinstance(geometry, dict):
+        return None if geometry is None else json_text(value)
+
+    def text(coordinates, depth: int) -> str:
+        if depth == 0:
+            x, y = coordinates[:2]
+            return f"{float(x)!r} {float(y)!r}"
+        inner = (f"({text(c, 0)})" if depth == 1 and kind == "MultiPoint" else text(c, depth - 1) for c in coordinates)
+        return "(" + ", ".join(inner) + ")"
+
+    kind = geometry.get("type")
+    try:
+        if kind == "GeometryCollection":
+            parts = [geometry_wkt(part) for part in geometry["geometries"]]
+            if any(part is None or not part[:1].isalpha() for part in parts):
+                return json_text(value)
+            return f"GEOMETRYCOLLECTION ({', '.join(parts)})" if parts else "GEOMETRYCOLLECTION EMPTY"
+        coordinates = geometry["coordinates"]
+        if not coordinates:
+            return f"{kind.upper()} EMPTY" if kind in GEOJSON_DEPTHS else json_text(value)
+        body = text(coordinates, GEOJSON_DEPTHS[kind])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return json_text(value)
+    return f"POINT ({body})" if kind == "Point" else f"{kind.upper()} {body}"
+
+
+def geometry_cells_of_csv(cells: pa.ChunkedArray | pa.Array) -> pa.Array:
+    """A Socrata geometry column as SODA's CSV writes it (JTS's WKT: soda-fountain's
+    CsvColumnRep.GeometryLikeRep, "-87" for -87.0), stored as geometry_wkt stores the JSON's
+    GeoJSON: each whole number written with ".0", as Python writes a float (twice: a number's
+    separator before it is the one after the number before); the cells with a number under 1e-4,
+    which JTS writes "0.00001" and Python "1e-05", number by number in Python."""
+    text = pc.utf8_trim_whitespace(cells)
+    for _ in range(2):
+        text = pc.replace_substring_regex(text, r"(^|[ (,])(-?[0-9]+)([ ),]|$)", r"\1\2.0\3")
+    text = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+    tiny = pc.indices_nonzero(pc.fill_null(pc.match_substring_regex(text, r"(^|[ (,])-?0\.0000"), False)).to_pylist()
+    if not tiny:
+        return text
+    written = text.to_pylist()
+    for i in tiny:
+        written[i] = WKT_NUMBER.sub(lambda number: repr(float(number.group())), written[i])
+    return pa.array(written, pa.string())
+
+
+WKT_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 
 
 # a Socrata location's address parts as SODA's CSV writes them, each followed by its separator

@@ -21,8 +21,8 @@ from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, re
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, NotPullable, RecordSource, SameColumns, SourceChanged,
-                               csv_page, paged_tables, parquet_max, point_cells_of_csv, read_parquet_sql,
-                               unique_fields, url_cells_of_csv)
+                               csv_page, geometry_cells_of_csv, paged_tables, parquet_max, point_cells_of_csv,
+                               read_parquet_sql, unique_fields, url_cells_of_csv)
 
 log = logging.getLogger("civicat.socrata")
 
@@ -436,6 +436,7 @@ class SodaRecords(RecordSource):
         self.conversion = Conversion(self.fields)
         self.url_keys = [f.key for f in self.fields if f.kind == "url"]
         self.point_keys = [f.key for f in self.fields if f.kind == "point"]   # point and legacy location columns
+        self.geometry_keys = [f.key for f in self.fields if f.kind == "geometry"]   # lines, polygons, multi-*
         self.header = SameColumns()   # of the CSV pages (JSON rows leave out their null values)
         self.pages_read: list[tuple] = []
         self.where = None
@@ -467,7 +468,8 @@ class SodaRecords(RecordSource):
             return Page(items=self.conversion.schema.empty_table())
         self.header.check(table.column_names, params)
         columns = {name: table[name] for name in table.column_names}
-        for keys, as_json_stores in ((self.url_keys, url_cells_of_csv), (self.point_keys, point_cells_of_csv)):
+        for keys, as_json_stores in ((self.url_keys, url_cells_of_csv), (self.point_keys, point_cells_of_csv),
+                                      (self.geometry_keys, geometry_cells_of_csv)):
             for key in keys:   # (stored as the JSON's cells are)
                 if key in columns:
                     columns[key] = as_json_stores(columns[key])

@@ -156,9 +156,11 @@ def _wkt(geometry: dict) -> str:
     def points(coordinates, depth: int) -> str:
         if depth == 0:
             return " ".join(number(v) for v in coordinates[:2])
+        if depth == 1 and kind == "MultiPoint":   # (JTS 1.13's WKTWriter: each point in brackets)
+            return "(" + ", ".join(f"({points(c, 0)})" for c in coordinates) + ")"
         return "(" + ", ".join(points(c, depth - 1) for c in coordinates) + ")"
 
-    depths = {"Point": 0, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
+    depths = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
     kind = geometry["type"]
     text = points(geometry["coordinates"], depths[kind])
     return f"{kind.upper()} ({text})" if kind == "Point" else f"{kind.upper()} {text}"

@@ -733,3 +733,45 @@ def test_location_and_point_cells_are_stored_alike_from_csv_and_json(tmp_path):
     assert stored["csv"][0][:5] == ["POINT (-122.33477954499972 47.5982815480005)", "83 South King Street\nSeattle, WA",
                                     "POINT (-87.0 41.0)", None, None]
     assert stored["csv"][1][:3] == ["POINT (-87.0 41.881944)", "POINT (1e-05 -0.5)", None]
+
+
+def test_geometry_cells_are_stored_alike_from_csv_and_json(tmp_path):
+    """Socrata's line, polygon and multi-* columns: the JSON gives GeoJSON, stored as its JSON text,
+    where SODA's CSV writes WKT (JTS's, "-87" for -87.0: soda-fountain's GeometryLikeRep), stored as
+    written: one column, two forms, by the pull's format. Both are now WKT as the point columns' and
+    ArcGIS's shapes are stored (each number as Python writes a float), alike from either."""
+    view = load_json("socrata-views/soda-demo-2asz-g9qq-all-datatypes.json")
+    view["columns"] += [{"fieldName": "route", "name": "Route", "dataTypeName": "line", "position": 98},
+                        {"fieldName": "ward", "name": "Ward", "dataTypeName": "multipolygon", "position": 99},
+                        {"fieldName": "stops", "name": "Stops", "dataTypeName": "multipoint", "position": 100}]
+    recorded = load_json("socrata-records/soda-demo-2asz-g9qq-all-datatypes.json")[0]
+    routes = [{"type": "LineString", "coordinates": [[-87, 41.881944], [-87.5, 42]]}, None]
+    wards = [{"type": "MultiPolygon", "coordinates": [[[[-87.6, 41.8], [-87, 41.8], [-87, 42], [-87.6, 41.8]]],
+                                                      [[[1e-05, 0], [0.5, 0], [0.5, 0.5], [1e-05, 0]]]]}, None, None]
+    stops = [{"type": "MultiPoint", "coordinates": [[-87, 41], [-87.25, 41.5]]}]
+    rows = [{**recorded, "plain_text_column": f"row {i}", "route": routes[i % 2], "ward": wards[i % 3],
+             "stops": stops[0]} for i in range(30)]
+    with SocrataPortal([discovery_entry(view)], records={DEMO: SodaTable.from_rows(rows)}) as portal:
+        db, result = harvest_with_records(tmp_path, "demo", "socrata", portal.url, [DEMO],
+                                          extra='domain = "data.example.org"\n', with_records=False)
+        assert result.exit_code == 0, result.output
+        con = duckdb.connect(str(db))
+        adapter = adapter_for(portal_config("demo", "socrata", portal.url, domain="data.example.org"), fast_client())
+        dataset = stored_datasets(con, [f"demo:{DEMO}"])[f"demo:{DEMO}"]
+        stored = {}
+        for fmt in ("csv", "json"):
+            layout = RecordsLayout(tmp_path / f"records-{fmt}")
+            outcome = pull_dataset(SodaRecords(adapter, dataset, None, format=fmt), layout, "demo", DEMO, con,
+                                   uid=f"demo:{DEMO}", run_id=fmt)
+            assert (outcome.status, outcome.rows) == ("ok", 30), outcome
+            table = pq.read_table(layout.folder("demo", DEMO)).sort_by(":id")
+            stored[fmt] = {name: table[name].to_pylist() for name in ("route", "ward", "stops")}
+        first_page = portal.records[DEMO].answer("csv", {"$limit": "3"})[1].body.decode()
+    assert '"LINESTRING (-87 41.881944, -87.5 42)"' in first_page   # (as SODA's CSV writes it)
+    assert '"MULTIPOINT ((-87 41), (-87.25 41.5))"' in first_page
+    assert stored["csv"] == stored["json"]
+    assert stored["csv"]["route"][:2] == ["LINESTRING (-87.0 41.881944, -87.5 42.0)", None]
+    assert stored["csv"]["ward"][:3] == [
+        "MULTIPOLYGON (((-87.6 41.8, -87.0 41.8, -87.0 42.0, -87.6 41.8)), ((1e-05 0.0, 0.5 0.0, 0.5 0.5, 1e-05 0.0)))",
+        None, None]
+    assert stored["csv"]["stops"][0] == "MULTIPOINT ((-87.0 41.0), (-87.25 41.5))"
