@@ -435,14 +435,15 @@ class ThinsWholeDays(Open311Portal):
     """Reads whole days of its own zone, `days_in` (the dates asked taken there, their times
     dropped), whatever the offset sent; cuts a window's requests at its page of 50, then leaves out
     `private` of every 20 made in odd weeks (a service type private for a while: its cut pages
-    thinned now and then, so windows taken whole under a margin learned narrow are read again)."""
+    thinned now and then, so windows taken whole under a margin learned narrow are read again), or
+    in every week where not `odd_weeks`."""
 
-    def __init__(self, days_in: str, private: int = 4, **kwargs):
+    def __init__(self, days_in: str, private: int = 4, odd_weeks: bool = True, **kwargs):
         super().__init__(whole_days=True, **kwargs)
         self.days_in = ZoneInfo(days_in)
         made = sorted(self.service_requests, key=lambda r: r["requested_datetime"])
-        self.private = {str(r["service_request_id"]) for n, r in enumerate(made)
-                        if n % 20 < private and instant(r["requested_datetime"]).isocalendar()[1] % 2}
+        self.private = {str(r["service_request_id"]) for n, r in enumerate(made) if n % 20 < private
+                        and (instant(r["requested_datetime"]).isocalendar()[1] % 2 or not odd_weeks)}
 
     def requests_page(self, query):
         local = {key: instant(query[key]).astimezone(self.days_in).isoformat() for key in ("start_date", "end_date")
@@ -510,6 +511,48 @@ def test_a_day_read_by_pages_whose_last_page_read_was_thinned_under_the_margin_i
     pulled = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
     assert set(pulled) == public, f"{len(public - set(pulled))} of {len(public)} lost"
     assert len(pulled) == len(set(pulled)) and source.whole_days and source.thinning > 0.1
+
+
+def test_a_server_that_reads_whole_days_ignores_page_and_thins_cut_answers_fails_naming_a_day(tmp_path, store):
+    """400 requests a day for 10 days from a server that reads whole days (New York's, the portal's
+    zone UTC), ignores `page`, cuts at 50 and then leaves out 8 of every 20 requests: each day's one
+    answer (26 to 34 of its 240 public requests) was taken as the day's whole because an answer of
+    the 90 days beside it was larger (34), itself cut and thinned less: 1,899 of the 2,148 public
+    requests made before the last day lost, the pull ok (w33's sweep). An answer larger by less than
+    the margin does not show that the server gives more at once: the days cannot be read, and the
+    pull fails naming one, its previous records kept, nothing published."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("America/New_York", private=8, odd_weeks=False, services=JSON_SERVICES,
+                        requests=uniform_city(400, 10, start), paging=False) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
+        with pytest.raises(RecordsError, match=r"the one day at start_date=2024-01-01T00:00:00Z, end_date=2024-01-02T00:"
+                                               r"00:00Z, page=1 \(and 9 more of the pull's\) answers 31 requests, "
+                                               r"within 49% of the largest answer the server gave \(34\), and the "
+                                               r"server ignores `page`: it may be an answer cut at the server's cap"):
+            pulled_into(layout, store.con, source)
+    assert not layout.folder("bos311", "service-requests").exists()
+    assert store.con.execute("SELECT count(*) FROM record_pulls").fetchone() == (0,)
+
+
+def test_a_day_taken_whole_in_doubt_is_settled_by_the_pull_gone_on_from_one_cut_short(tmp_path):
+    """The days a server that ignores `page` answers within the margin of a larger answer are
+    settled when the pull ends: a pull cut short after some of them goes on from its state, which
+    holds them, and fails naming the first (a state without them published the pull's days, ok)."""
+    from bench.open311_windows import whole_days_server
+    from harvester.portals.open311 import Windows
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    moments = [instant(r["requested_datetime"]) for r in uniform_city(400, 10, start)]
+    _, answer = whole_days_server(moments, 50, thinned=0.4, inclusive=False, days_in=ZoneInfo("America/New_York"),
+                                  paging=False, odd_weeks=False)
+    first = Windows(answer, start, start + timedelta(days=10), days=True)
+    for _, state in first:
+        if state.get("doubtful") and instant(state["start"]) >= start + timedelta(days=5):
+            break
+    assert state["doubtful"][0][:3] == ["2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00", 31]
+    with pytest.raises(RecordsError, match=r"the one day at start_date=2024-01-01T00:00:00Z, .* answers 31 requests"):
+        list(Windows(answer, start, start + timedelta(days=10), json.loads(json.dumps(state))))
 
 
 def test_a_server_that_reads_whole_days_and_ignores_page_fails_where_one_day_fills_an_answer(tmp_path):
