@@ -481,19 +481,25 @@ class Windows:
     def _reads_times(self, end: datetime, requests: list) -> bool:
         """Whether a server read by whole days because the pull before was (record_pulls.whole_days)
         now reads the times asked (one fixed since), checked once, at the first window answered
-        whole whose requests were all made in it, the newest more than a second before its end:
-        the rest of the window after that request is asked. A server reading times answers it with
-        nothing; one reading whole days, with that request's day at least (the end's day left out or
-        not). One request a pull. A request made since in that span, or a server whose days are not
-        the portal's `timezone`'s answering a request's day without it, reads as whole days still
-        (or as times: the pull meets the check that shows it otherwise, and starts over by whole
-        days): what a wrong verdict costs is requests, none lost."""
+        whole whose requests were all made in it: the rest of the window is asked from a second after
+        its newest request made in no 59th second (the second after one is then no midnight, in any
+        zone: zones are whole minutes from UTC). A server reading times gives none made before that
+        second; one reading whole days, that request's day (its own days, the end's day left out or
+        not), that request among them. One request a pull. Asked a second after the newest request
+        whatever its second, one made at 23:59:59 of the server's day (UTC's, or 04:59:59Z of New
+        York's from a portal in UTC) put that second at the server's next midnight, whose day held
+        none of the window's requests: nothing came back, the server was taken as reading times
+        again, and the next pull by times, shown otherwise, started over. A request made since in that
+        span is made after that second: no sign of whole days. What a wrong verdict costs is requests,
+        none lost."""
         seconds = [_second(r) if isinstance(r, dict) else None for r in requests]
-        if not seconds or None in seconds or min(seconds) < self.start \
-                or max(seconds) + SECOND >= self._end_asked(end):
+        if not seconds or None in seconds or min(seconds) < self.start:
             return False
-        self.days_unchecked = False
-        return not self._ask(max(seconds) + SECOND, end)
+        after = max((moment for moment in seconds if moment.second != 59), default=None)
+        if after is None or after + SECOND >= self._end_asked(end):
+            return False
+        self.days_unchecked, after = False, after + SECOND
+        return not any((_second(r) or after) < after for r in self._ask(after, end) if isinstance(r, dict))
 
     def _given_on(self, ids: set[str], end: datetime) -> None:
         """NotPullable where a request has been given by window after window for longer than RUN:

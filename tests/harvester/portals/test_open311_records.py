@@ -423,6 +423,36 @@ def test_a_server_read_by_whole_days_is_read_so_by_the_next_pull_from_its_start_
     assert any(end[11:19] not in ("00:00:00", "23:59:59") for _, end, _ in by_times[:3]), by_times[:3]
 
 
+@pytest.mark.parametrize("days_in, last_second, inclusive", [
+    ("UTC", "23:59:59Z", False), ("UTC", "23:59:59Z", True), ("America/New_York", "04:59:59Z", False)],
+    # (New York's days, the end's included: each answer holds requests made before its window, and no window is checked)
+    ids=["utc-days-end-excluded", "utc-days-end-included", "new-york-days-end-excluded"])
+def test_a_server_still_reading_whole_days_is_not_taken_as_fixed_where_a_day_ends_with_a_request(
+        caplog, days_in, last_second, inclusive):
+    """A pull that reads whole days because the pull before did checks once that the server still
+    ignores the times: it asked the rest of a window after its newest request, a second after it.
+    A request made in the last second of the server's day (23:59:59 of UTC's, or of New York's from
+    a portal in UTC, 04:59:59Z) puts that second at the server's next midnight, whose day holds none
+    of the window's requests: nothing came back, and the server was taken as reading times again
+    (its next pull by times, shown otherwise, started over). The check asks from a second after the
+    newest request whose next second is no midnight in any zone; a server gives requests made before
+    that second only where it reads whole days."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests = [{"service_request_id": f"{day}-{n}", "status": "open", "requested_datetime": at}
+                for day in range(1, 11) for n, at in enumerate([f"2024-01-{day:02d}T14:00:00Z",
+                                                                f"2024-01-{day + (days_in != 'UTC'):02d}T{last_second}"])]
+    with ThinsWholeDays(days_in, private=0, services=JSON_SERVICES, requests=requests,
+                        end_inclusive=inclusive) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        previous = PreviousPull(path="x", row_count=0, watermark=None, pulled_at=start, whole_days=True)
+        source = RequestsRecords(adapter, previous, now=start + timedelta(days=20), since=start)
+        ids = [i for table, _ in source.batches(None) for i in table["service_request_id"].to_pylist()]
+        asked = windows_asked(portal)
+    assert sorted(ids) == sorted(r["service_request_id"] for r in requests)
+    assert source.whole_days and not [r.getMessage() for r in caplog.records], asked
+    assert len([window for window in asked if window[0][11:19] != "00:00:00"]) == 1   # (the one check)
+
+
 def read_by_days(asked: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """The windows asked (`windows_asked`) from the pull's start over by whole days on: each
     from a midnight (its first at or before the pull's first window's start)."""
