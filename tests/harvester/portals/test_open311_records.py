@@ -4,7 +4,7 @@ recording merged overlapping pages)."""
 import json
 import random
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -376,7 +376,8 @@ def test_a_server_that_reads_whole_days_is_read_again_by_whole_days_from_midnigh
     started_over = [r.getMessage() for r in caplog.records if "starts over" in r.getMessage()]
     assert len(started_over) == 1 and "does not read the times of start_date/end_date" in started_over[0] \
         and "reading whole days from midnight" in started_over[0], started_over
-    assert {end[11:19] for _, end, _ in by_days} == ({"00:00:00", "23:59:59"} if inclusive else {"00:00:00"})
+    assert (inclusive or {end[11:19] for _, end, _ in by_days} == {"00:00:00"}) \
+        and asked_to_their_last_days(by_days) == inclusive
     assert len(by_days) < 150
 
 
@@ -453,6 +454,14 @@ def test_a_server_still_reading_whole_days_is_not_taken_as_fixed_where_a_day_end
     assert len([window for window in asked if window[0][11:19] != "00:00:00"]) == 1   # (the one check)
 
 
+def asked_to_their_last_days(by_days: list[tuple[str, str, str]]) -> bool:
+    """Whether windows of whole days were asked to their last day (23 hours before their end: a server
+    seen to include the end's day), not to a midnight: the window after one starts a day after its
+    `end_date`'s."""
+    return any(date.fromisoformat(following[:10]) - date.fromisoformat(end[:10]) == timedelta(days=1)
+               for (_, end, _), (following, _, _) in zip(by_days, by_days[1:]))
+
+
 def read_by_days(asked: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """The windows asked (`windows_asked`) from the pull's start over by whole days on: each
     from a midnight (its first at or before the pull's first window's start)."""
@@ -519,6 +528,45 @@ def test_a_server_whose_days_are_not_the_portals_zones_loses_and_doubles_none_wh
                            if instant(r["requested_datetime"]) < start + timedelta(days=19)} - portal.private
     assert before_the_last_day <= set(pulled) <= public, \
         f"{len(before_the_last_day - set(pulled))} of {len(before_the_last_day)} lost"
+
+
+def read_including_the_ends_day(zone: str, days_in: str, start: datetime, days: int) -> tuple[list[str], set[str], int]:
+    """A pull by whole days of `zone` from a server reading its own days, `days_in`, the end's day
+    included: (the ids read, those served, the requests asked once whole days were read)."""
+    with ThinsWholeDays(days_in, private=0, services=JSON_SERVICES, requests=uniform_city(100, days, start),
+                        end_inclusive=True) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url, timezone=zone), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=days), since=start)
+        ids = pulled_ids(portal, source)
+        return ids, {r["service_request_id"] for r in portal.service_requests}, len(read_by_days(windows_asked(portal)))
+
+
+@pytest.mark.parametrize("zone, days_in", [("America/New_York", "UTC"), ("UTC", "America/New_York")],
+                         ids=["ny-utc-days", "utc-ny-days"])
+def test_a_server_including_the_ends_day_whose_days_are_not_the_portals_zones_is_asked_no_day_twice(zone, days_in):
+    """A server read by whole days that includes the end's day was asked to a second before each
+    midnight of the portal's zone, which falls in the server's day after it where its days are not
+    that zone's: every window overlapped the next by a day, the pull asking 1.6 to 1.7 times what it
+    asks a server of the portal's own days (100 a day for 20 days: 182 and 177 requests for 111 and
+    104). Asked to 23 hours before a window's end, the windows tile the server's days: each request
+    read once, in 110 and 109."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    asked = {}
+    for days in (zone, days_in):
+        ids, served, asked[days] = read_including_the_ends_day(zone, days, start, 20)
+        assert len(ids) == len(set(ids)) and set(ids) == served
+    assert asked[days_in] <= 1.1 * asked[zone], asked
+
+
+@pytest.mark.parametrize("start", [datetime(2024, 3, 21, tzinfo=UTC), datetime(2024, 10, 17, tzinfo=UTC)],
+                         ids=["clocks-forward", "clocks-back"])
+def test_a_server_including_the_ends_day_loses_no_day_where_the_portals_clock_changes(start):
+    """London's days read from a server of UTC's (their midnights an hour apart in summer, none in
+    winter): a window's last day 23 or 25 hours long still ends where the server's next day starts
+    (asked to the midnight that starts that day, a day of 25 hours held two of the server's
+    midnights, and the server's day between them was asked by no window)."""
+    ids, served, _ = read_including_the_ends_day("Europe/London", "UTC", start, 20)
+    assert len(ids) == len(set(ids)) and set(ids) == served
 
 
 @pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
@@ -786,7 +834,8 @@ def test_a_pull_by_whole_days_cut_short_goes_on_by_whole_days(tmp_path, store, i
         first, second, result = cut_short_then_resumed(layout, store.con, portal)
     assert result.resumed and len(second) < len(by_days)   # (and none before the window being read, below)
     assert all(start[11:19] == "00:00:00" and start >= first[-1][0] for start, _, _ in second)
-    assert {end[11:19] for _, end, _ in second} == {"23:59:59" if inclusive else "00:00:00"}
+    assert (inclusive or {end[11:19] for _, end, _ in second} == {"00:00:00"}) \
+        and asked_to_their_last_days(second) == inclusive
     published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
     assert served_ids(portal) <= set(published) and result.rows == len(published) == len(set(published))
 
