@@ -318,8 +318,8 @@ class Windows:
     was shown not to read the times asked (IgnoresTimes, raised by the checks that show it): each
     window is whole days, from a midnight of `zone` to a midnight, one day at the narrowest (read
     as a one-second window is: its pages until two readings agree); a server seen to include the
-    end's day (two windows in a row gave one request) is asked to a second before each midnight.
-    None of those checks is made then; windows taken whole are checked by pages and days
+    end's day (two windows in a row gave one request) is asked to 23 hours before each window's end
+    (_end_asked). None of those checks is made then; windows taken whole are checked by pages and days
     (_audited_days). `days_remembered`:
     whole days because the pull before read them (record_pulls.whole_days), not shown by this reading:
     checked once (_reads_times; not by a pull gone on from one cut short), and a server fixed since is
