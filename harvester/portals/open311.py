@@ -258,10 +258,15 @@ class Taken:
 @dataclass
 class Narrowed:
     """A window narrowed because its answer (`count` requests, `answered` their ids) may be cut:
-    `cut` once a narrower window brings a request made before `end` that the answer lacked."""
+    `cut` once a narrower window brings a request made before `reach` that the answer lacked (its
+    `end`; by whole days, its newest request's second: the server's own days may end hours before
+    the window does, and the requests made in those hours come in the windows after it, lacked by a
+    whole answer: answers of two days were so counted cut, a thinning of 50% learned from a server
+    that thins none, and its days, taken whole, failed the pull at its end as possibly cut)."""
     end: datetime
     answered: set[str]
     count: int
+    reach: datetime
     cut: bool = False
 
 
@@ -424,7 +429,7 @@ class Windows:
         for window in self.narrowed:
             # (those made before its end only: a window widened since may reach past it)
             window.cut = window.cut or any(key not in window.answered for key in _ids(
-                [r for r in requests if isinstance(r, dict) and (_second(r) or window.end) < window.end]))
+                [r for r in requests if isinstance(r, dict) and (_second(r) or window.reach) < window.reach]))
         for window in [window for window in self.narrowed if end >= window.end]:
             self.narrowed.remove(window)
             if window.cut:
@@ -769,7 +774,9 @@ class Windows:
             # days, 40% left out: 2,209 of 2,328 lost every pull)
             if not self.narrowed or self.ignores_page:
                 if not self._pages_cut(start, end, requests, first_shown=False):   # (else counted cut)
-                    self.narrowed.append(Narrowed(end, set(_ids(requests)), count))
+                    newest = max((moment for moment in map(_second, requests) if moment is not None), default=None)
+                    reach = min(end, newest + SECOND) if self.days and newest is not None else end
+                    self.narrowed.append(Narrowed(end, set(_ids(requests)), count, reach))
             return None
         else:
             window = None

@@ -558,6 +558,32 @@ def test_a_server_including_the_ends_day_whose_days_are_not_the_portals_zones_is
     assert asked[days_in] <= 1.1 * asked[zone], asked
 
 
+@pytest.mark.parametrize("zone, days_in", [("America/New_York", "UTC"), ("UTC", "America/New_York")],
+                         ids=["ny-utc-days", "utc-ny-days"])
+@pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
+def test_a_server_of_other_days_that_ignores_page_and_thins_none_is_learned_to_thin_none(zone, days_in, inclusive):
+    """By whole days a window narrowed counted as cut once a narrower window brought a request made
+    before its end that its answer lacked; but a server whose days are not the portal's zone's ends
+    a window's answer hours before the window ends, and the requests of those hours come in the
+    windows after it: 257 requests a day from a server that ignores `page`, gives 1,000 at once and
+    leaves none out, the end's day left out, was learned to thin half of a cut answer (kept for the
+    next pull, read at half of P); asked to 23 hours before each window's end, the end's day
+    included, the answers of two days were counted cut so, and days taken whole, within half of the
+    largest answer, failed the pull as possibly cut. Only a request made before the answer's newest
+    shows it cut: every request read, a thinning of none learned."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with ThinsWholeDays(days_in, private=0, services=JSON_SERVICES, requests=uniform_city(257, 29, start),
+                        end_inclusive=inclusive, paging=False) as portal:
+        portal.PAGE_SIZE = 1000
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url, timezone=zone), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=29), since=start)
+        ids = pulled_ids(portal, source)
+    last_day = {r["service_request_id"] for r in portal.service_requests
+                if instant(r["requested_datetime"]) >= start + timedelta(days=28)}
+    assert len(ids) == len(set(ids)) and set(ids) | last_day == {r["service_request_id"] for r in portal.service_requests}
+    assert source.whole_days and source.thinning == 0
+
+
 @pytest.mark.parametrize("start", [datetime(2024, 3, 21, tzinfo=UTC), datetime(2024, 10, 17, tzinfo=UTC)],
                          ids=["clocks-forward", "clocks-back"])
 def test_a_server_including_the_ends_day_loses_no_day_where_the_portals_clock_changes(start):
