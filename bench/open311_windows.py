@@ -11,11 +11,14 @@ thins every cut answer and ignores `page` (its real P never shows). No HTTP: the
 time, is the figure.
 
     python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300] [--whole-days 200]
+                                    [--page-ignored 100]
 
 `--bursts N`: N seeded cities of bursts (requests lost and asked, two pulls in turn, summed).
 `--whole-days N`: N seeded cities from servers that read whole days (a zone of their own or the
 portal's; the end's day left out or included; cut pages thinned in odd weeks), read by whole days:
 requests lost, published twice, asked, and the pulls that failed, summed.
+`--page-ignored N`: the same cities from servers that also ignore `page` (pages of 50, 200 or 1,000),
+their cut pages thinned in every week, after one city whose days are each over P (400 a day).
 """
 from __future__ import annotations
 
@@ -133,12 +136,13 @@ def bursts_cost(count: int) -> None:
 
 
 def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float, inclusive: bool, days_in,
-                      paging: bool = True):
+                      paging: bool = True, odd_weeks: bool = True):
     """A server that reads the days of the dates asked in its zone `days_in`, their times dropped (the
     end's day `inclusive` or not), newest first by pages of P, leaving out `thinned` of every 20 requests
-    made in odd weeks once a page is cut: (the public requests, answer)."""
+    made in odd weeks (in every week without `odd_weeks`) once a page is cut: (the public requests, answer)."""
     requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat()} for n, m in enumerate(moments)]
-    hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20) and m.isocalendar()[1] % 2}
+    hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20)
+              and (m.isocalendar()[1] % 2 or not odd_weeks)}
 
     def midnight(moment: datetime) -> datetime:
         return datetime.combine(moment.astimezone(days_in).date(), time(), tzinfo=days_in).astimezone(UTC)
@@ -152,11 +156,13 @@ def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float
     return [r for n, r in enumerate(requests) if n not in hidden], answer
 
 
-def whole_days_cost(count: int) -> None:
+def whole_days_cost(count: int, page_ignored: bool = False) -> None:
     """Requests lost (made before the pull's last day: a server leaving out the end's day gives that
     day's to the next pull), published twice and asked of `count` seeded cities (20 to 400 requests a
     day for 10 to 40 days, pages of 50, `page` read, 0, 20% or 40% left out in odd weeks) read by whole
-    days of the portal's zone from a server reading days of its own, summed, and the pulls that failed."""
+    days of the portal's zone from a server reading days of its own, summed, and the pulls that failed.
+    `page_ignored`: the same cities from servers that ignore `page`, with pages of 50, 200 or 1,000, and
+    leave so many out of every cut page (a day over P cannot be read: its pull fails, naming it)."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     zones = {"UTC": UTC, "New York": ZoneInfo("America/New_York"), "Tokyo": ZoneInfo("Asia/Tokyo")}
     print("| portal's zone | server's days | end's day | lost | twice | asked | failed |")
@@ -168,25 +174,54 @@ def whole_days_cost(count: int) -> None:
             for seed in range(count):
                 draw = random.Random(seed)
                 per_day, days = draw.randint(20, 400), draw.randint(10, 40)
-                moments = sorted(start + timedelta(seconds=draw.randrange(days * 86_400)) for _ in range(per_day * days))
-                public, answer = whole_days_server(moments, 50, thinned=draw.choice([0.0, 0.2, 0.4]),
-                                                   inclusive=inclusive, days_in=zones[days_in])
-                windows = Windows(answer, start, start + timedelta(days=days), zone=zones[zone], days=True)
-                read = Counter()
-                try:
-                    for batch, _ in windows:
-                        read.update(r["service_request_id"] for r in batch)
-                except RecordsError:
+                moments = uniform_moments(draw, per_day, days, start)
+                thinned = draw.choice([0.0, 0.2, 0.4])
+                page_size = draw.choice([50, 200, 1000]) if page_ignored else 50
+                public, answer = whole_days_server(moments, page_size, thinned=thinned, inclusive=inclusive,
+                                                   days_in=zones[days_in], paging=not page_ignored,
+                                                   odd_weeks=not page_ignored)
+                read, unread, asked_here, error = read_by_days(public, answer, start, days, zones[zone])
+                asked += asked_here
+                if error:
                     failed += 1
                     continue
-                finally:
-                    asked += windows.asked
-                last_day = start + timedelta(days=days - 1)
-                lost += sum(1 for r in public if r["service_request_id"] not in read
-                            and datetime.fromisoformat(r["requested_datetime"]) < last_day)
+                lost += unread
                 twice += sum(1 for n in read.values() if n > 1)
             print(f"| {zone} | {days_in} | {'included' if inclusive else 'left out'} | {lost:,} | {twice:,} | "
                   f"{asked:,} | {failed} |")
+
+
+def uniform_moments(draw: random.Random, per_day: int, days: int, start: datetime) -> list[datetime]:
+    """`per_day` requests a day for `days` days, at any second alike (drawn from `draw`), sorted."""
+    return sorted(start + timedelta(seconds=draw.randrange(days * 86_400)) for _ in range(per_day * days))
+
+
+def read_by_days(public: list[dict], answer, start: datetime, days: int, zone) -> tuple[Counter, int, int, str | None]:
+    """A pull of `days` days from `start` by whole days of `zone`: (how often each request was read,
+    how many of `public` made before its last day it did not read, the requests asked, its error)."""
+    windows, read, error = Windows(answer, start, start + timedelta(days=days), zone=zone, days=True), Counter(), None
+    try:
+        for batch, _ in windows:
+            read.update(r["service_request_id"] for r in batch)
+    except RecordsError as failed:
+        error = str(failed)
+    last_day = start + timedelta(days=days - 1)
+    unread = sum(1 for r in public if r["service_request_id"] not in read
+                 and datetime.fromisoformat(r["requested_datetime"]) < last_day)
+    return read, unread, windows.asked, error
+
+
+def page_ignored_city() -> None:
+    """w33's city: 400 requests a day for 10 days, from a server that reads New York's days (the
+    portal's zone UTC, the end's day left out), ignores `page`, cuts at 50 and then leaves out 8 of
+    every 20: no day of it can be read whole (each over P)."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    public, answer = whole_days_server(uniform_moments(random.Random(311), 400, 10, start), 50, thinned=0.4,
+                                       inclusive=False, days_in=ZoneInfo("America/New_York"), paging=False,
+                                       odd_weeks=False)
+    _, unread, asked, error = read_by_days(public, answer, start, 10, UTC)
+    print(f"400 a day for 10 days, 40% thinned, New York's days, `page` ignored: {unread:,} requests made before the "
+          f"last day unread, {asked} asked, " + (f"the pull failed: {error[:120]}…" if error else "the pull ok") + "\n")
 
 
 def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
@@ -215,9 +250,15 @@ def main() -> None:
     parser.add_argument("--bursts", type=int, metavar="N", help="requests lost and asked of N bursty cities")
     parser.add_argument("--whole-days", type=int, metavar="N",
                         help="requests lost, twice, asked of N cities from servers reading whole days")
+    parser.add_argument("--page-ignored", type=int, metavar="N",
+                        help="--whole-days' cities from servers that also ignore `page` and thin every cut page")
     args = parser.parse_args()
     if args.whole_days:
         whole_days_cost(args.whole_days)
+        return
+    if args.page_ignored:
+        page_ignored_city()
+        whole_days_cost(args.page_ignored, page_ignored=True)
         return
     if args.bursts:
         bursts_cost(args.bursts)

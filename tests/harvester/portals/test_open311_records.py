@@ -4,7 +4,7 @@ recording merged overlapping pages)."""
 import json
 import random
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import duckdb
@@ -376,7 +376,8 @@ def test_a_server_that_reads_whole_days_is_read_again_by_whole_days_from_midnigh
     started_over = [r.getMessage() for r in caplog.records if "starts over" in r.getMessage()]
     assert len(started_over) == 1 and "does not read the times of start_date/end_date" in started_over[0] \
         and "reading whole days from midnight" in started_over[0], started_over
-    assert {end[11:19] for _, end, _ in by_days} == ({"00:00:00", "23:59:59"} if inclusive else {"00:00:00"})
+    assert (inclusive or {end[11:19] for _, end, _ in by_days} == {"00:00:00"}) \
+        and asked_to_their_last_days(by_days) == inclusive
     assert len(by_days) < 150
 
 
@@ -423,6 +424,44 @@ def test_a_server_read_by_whole_days_is_read_so_by_the_next_pull_from_its_start_
     assert any(end[11:19] not in ("00:00:00", "23:59:59") for _, end, _ in by_times[:3]), by_times[:3]
 
 
+@pytest.mark.parametrize("days_in, last_second, inclusive", [
+    ("UTC", "23:59:59Z", False), ("UTC", "23:59:59Z", True), ("America/New_York", "04:59:59Z", False)],
+    # (New York's days, the end's included: each answer holds requests made before its window, and no window is checked)
+    ids=["utc-days-end-excluded", "utc-days-end-included", "new-york-days-end-excluded"])
+def test_a_server_still_reading_whole_days_is_not_taken_as_fixed_where_a_day_ends_with_a_request(
+        caplog, days_in, last_second, inclusive):
+    """A pull that reads whole days because the pull before did checks once that the server still
+    ignores the times: it asked the rest of a window after its newest request, a second after it.
+    A request made in the last second of the server's day (23:59:59 of UTC's, or of New York's from
+    a portal in UTC, 04:59:59Z) puts that second at the server's next midnight, whose day holds none
+    of the window's requests: nothing came back, and the server was taken as reading times again
+    (its next pull by times, shown otherwise, started over). The check asks from a second after the
+    newest request whose next second is no midnight in any zone; a server gives requests made before
+    that second only where it reads whole days."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests = [{"service_request_id": f"{day}-{n}", "status": "open", "requested_datetime": at}
+                for day in range(1, 11) for n, at in enumerate([f"2024-01-{day:02d}T14:00:00Z",
+                                                                f"2024-01-{day + (days_in != 'UTC'):02d}T{last_second}"])]
+    with ThinsWholeDays(days_in, private=0, services=JSON_SERVICES, requests=requests,
+                        end_inclusive=inclusive) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        previous = PreviousPull(path="x", row_count=0, watermark=None, pulled_at=start, whole_days=True)
+        source = RequestsRecords(adapter, previous, now=start + timedelta(days=20), since=start)
+        ids = [i for table, _ in source.batches(None) for i in table["service_request_id"].to_pylist()]
+        asked = windows_asked(portal)
+    assert sorted(ids) == sorted(r["service_request_id"] for r in requests)
+    assert source.whole_days and not [r.getMessage() for r in caplog.records], asked
+    assert len([window for window in asked if window[0][11:19] != "00:00:00"]) == 1   # (the one check)
+
+
+def asked_to_their_last_days(by_days: list[tuple[str, str, str]]) -> bool:
+    """Whether windows of whole days were asked to their last day (23 hours before their end: a server
+    seen to include the end's day), not to a midnight: the window after one starts a day after its
+    `end_date`'s."""
+    return any(date.fromisoformat(following[:10]) - date.fromisoformat(end[:10]) == timedelta(days=1)
+               for (_, end, _), (following, _, _) in zip(by_days, by_days[1:]))
+
+
 def read_by_days(asked: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
     """The windows asked (`windows_asked`) from the pull's start over by whole days on: each
     from a midnight (its first at or before the pull's first window's start)."""
@@ -435,14 +474,15 @@ class ThinsWholeDays(Open311Portal):
     """Reads whole days of its own zone, `days_in` (the dates asked taken there, their times
     dropped), whatever the offset sent; cuts a window's requests at its page of 50, then leaves out
     `private` of every 20 made in odd weeks (a service type private for a while: its cut pages
-    thinned now and then, so windows taken whole under a margin learned narrow are read again)."""
+    thinned now and then, so windows taken whole under a margin learned narrow are read again), or
+    in every week where not `odd_weeks`."""
 
-    def __init__(self, days_in: str, private: int = 4, **kwargs):
+    def __init__(self, days_in: str, private: int = 4, odd_weeks: bool = True, **kwargs):
         super().__init__(whole_days=True, **kwargs)
         self.days_in = ZoneInfo(days_in)
         made = sorted(self.service_requests, key=lambda r: r["requested_datetime"])
-        self.private = {str(r["service_request_id"]) for n, r in enumerate(made)
-                        if n % 20 < private and instant(r["requested_datetime"]).isocalendar()[1] % 2}
+        self.private = {str(r["service_request_id"]) for n, r in enumerate(made) if n % 20 < private
+                        and (instant(r["requested_datetime"]).isocalendar()[1] % 2 or not odd_weeks)}
 
     def requests_page(self, query):
         local = {key: instant(query[key]).astimezone(self.days_in).isoformat() for key in ("start_date", "end_date")
@@ -490,6 +530,71 @@ def test_a_server_whose_days_are_not_the_portals_zones_loses_and_doubles_none_wh
         f"{len(before_the_last_day - set(pulled))} of {len(before_the_last_day)} lost"
 
 
+def read_including_the_ends_day(zone: str, days_in: str, start: datetime, days: int) -> tuple[list[str], set[str], int]:
+    """A pull by whole days of `zone` from a server reading its own days, `days_in`, the end's day
+    included: (the ids read, those served, the requests asked once whole days were read)."""
+    with ThinsWholeDays(days_in, private=0, services=JSON_SERVICES, requests=uniform_city(100, days, start),
+                        end_inclusive=True) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url, timezone=zone), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=days), since=start)
+        ids = pulled_ids(portal, source)
+        return ids, {r["service_request_id"] for r in portal.service_requests}, len(read_by_days(windows_asked(portal)))
+
+
+@pytest.mark.parametrize("zone, days_in", [("America/New_York", "UTC"), ("UTC", "America/New_York")],
+                         ids=["ny-utc-days", "utc-ny-days"])
+def test_a_server_including_the_ends_day_whose_days_are_not_the_portals_zones_is_asked_no_day_twice(zone, days_in):
+    """A server read by whole days that includes the end's day was asked to a second before each
+    midnight of the portal's zone, which falls in the server's day after it where its days are not
+    that zone's: every window overlapped the next by a day, the pull asking 1.6 to 1.7 times what it
+    asks a server of the portal's own days (100 a day for 20 days: 182 and 177 requests for 111 and
+    104). Asked to 23 hours before a window's end, the windows tile the server's days: each request
+    read once, in 110 and 109."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    asked = {}
+    for days in (zone, days_in):
+        ids, served, asked[days] = read_including_the_ends_day(zone, days, start, 20)
+        assert len(ids) == len(set(ids)) and set(ids) == served
+    assert asked[days_in] <= 1.1 * asked[zone], asked
+
+
+@pytest.mark.parametrize("zone, days_in", [("America/New_York", "UTC"), ("UTC", "America/New_York")],
+                         ids=["ny-utc-days", "utc-ny-days"])
+@pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
+def test_a_server_of_other_days_that_ignores_page_and_thins_none_is_learned_to_thin_none(zone, days_in, inclusive):
+    """By whole days a window narrowed counted as cut once a narrower window brought a request made
+    before its end that its answer lacked; but a server whose days are not the portal's zone's ends
+    a window's answer hours before the window ends, and the requests of those hours come in the
+    windows after it: 257 requests a day from a server that ignores `page`, gives 1,000 at once and
+    leaves none out, the end's day left out, was learned to thin half of a cut answer (kept for the
+    next pull, read at half of P); asked to 23 hours before each window's end, the end's day
+    included, the answers of two days were counted cut so, and days taken whole, within half of the
+    largest answer, failed the pull as possibly cut. Only a request made before the answer's newest
+    shows it cut: every request read, a thinning of none learned."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with ThinsWholeDays(days_in, private=0, services=JSON_SERVICES, requests=uniform_city(257, 29, start),
+                        end_inclusive=inclusive, paging=False) as portal:
+        portal.PAGE_SIZE = 1000
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url, timezone=zone), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=29), since=start)
+        ids = pulled_ids(portal, source)
+    last_day = {r["service_request_id"] for r in portal.service_requests
+                if instant(r["requested_datetime"]) >= start + timedelta(days=28)}
+    assert len(ids) == len(set(ids)) and set(ids) | last_day == {r["service_request_id"] for r in portal.service_requests}
+    assert source.whole_days and source.thinning == 0
+
+
+@pytest.mark.parametrize("start", [datetime(2024, 3, 21, tzinfo=UTC), datetime(2024, 10, 17, tzinfo=UTC)],
+                         ids=["clocks-forward", "clocks-back"])
+def test_a_server_including_the_ends_day_loses_no_day_where_the_portals_clock_changes(start):
+    """London's days read from a server of UTC's (their midnights an hour apart in summer, none in
+    winter): a window's last day 23 or 25 hours long still ends where the server's next day starts
+    (asked to the midnight that starts that day, a day of 25 hours held two of the server's
+    midnights, and the server's day between them was asked by no window)."""
+    ids, served, _ = read_including_the_ends_day("Europe/London", "UTC", start, 20)
+    assert len(ids) == len(set(ids)) and set(ids) == served
+
+
 @pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
 def test_a_day_read_by_pages_whose_last_page_read_was_thinned_under_the_margin_is_checked(tmp_path, store, inclusive):
     """Windows of whole days were never checked (_audit: the part it asks, cut at a request's
@@ -510,6 +615,48 @@ def test_a_day_read_by_pages_whose_last_page_read_was_thinned_under_the_margin_i
     pulled = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
     assert set(pulled) == public, f"{len(public - set(pulled))} of {len(public)} lost"
     assert len(pulled) == len(set(pulled)) and source.whole_days and source.thinning > 0.1
+
+
+def test_a_server_that_reads_whole_days_ignores_page_and_thins_cut_answers_fails_naming_a_day(tmp_path, store):
+    """400 requests a day for 10 days from a server that reads whole days (New York's, the portal's
+    zone UTC), ignores `page`, cuts at 50 and then leaves out 8 of every 20 requests: each day's one
+    answer (26 to 34 of its 240 public requests) was taken as the day's whole because an answer of
+    the 90 days beside it was larger (34), itself cut and thinned less: 1,899 of the 2,148 public
+    requests made before the last day lost, the pull ok (w33's sweep). An answer larger by less than
+    the margin does not show that the server gives more at once: the days cannot be read, and the
+    pull fails naming one, its previous records kept, nothing published."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("America/New_York", private=8, odd_weeks=False, services=JSON_SERVICES,
+                        requests=uniform_city(400, 10, start), paging=False) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
+        with pytest.raises(RecordsError, match=r"the one day at start_date=2024-01-01T00:00:00Z, end_date=2024-01-02T00:"
+                                               r"00:00Z, page=1 \(and 9 more of the pull's\) answers 31 requests, "
+                                               r"within 49% of the largest answer the server gave \(34\), and the "
+                                               r"server ignores `page`: it may be an answer cut at the server's cap"):
+            pulled_into(layout, store.con, source)
+    assert not layout.folder("bos311", "service-requests").exists()
+    assert store.con.execute("SELECT count(*) FROM record_pulls").fetchone() == (0,)
+
+
+def test_a_day_taken_whole_in_doubt_is_settled_by_the_pull_gone_on_from_one_cut_short(tmp_path):
+    """The days a server that ignores `page` answers within the margin of a larger answer are
+    settled when the pull ends: a pull cut short after some of them goes on from its state, which
+    holds them, and fails naming the first (a state without them published the pull's days, ok)."""
+    from bench.open311_windows import whole_days_server
+    from harvester.portals.open311 import Windows
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    moments = [instant(r["requested_datetime"]) for r in uniform_city(400, 10, start)]
+    _, answer = whole_days_server(moments, 50, thinned=0.4, inclusive=False, days_in=ZoneInfo("America/New_York"),
+                                  paging=False, odd_weeks=False)
+    first = Windows(answer, start, start + timedelta(days=10), days=True)
+    for _, state in first:
+        if state.get("doubtful") and instant(state["start"]) >= start + timedelta(days=5):
+            break
+    assert state["doubtful"][0][:3] == ["2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00", 31]
+    with pytest.raises(RecordsError, match=r"the one day at start_date=2024-01-01T00:00:00Z, .* answers 31 requests"):
+        list(Windows(answer, start, start + timedelta(days=10), json.loads(json.dumps(state))))
 
 
 def test_a_server_that_reads_whole_days_and_ignores_page_fails_where_one_day_fills_an_answer(tmp_path):
@@ -713,7 +860,8 @@ def test_a_pull_by_whole_days_cut_short_goes_on_by_whole_days(tmp_path, store, i
         first, second, result = cut_short_then_resumed(layout, store.con, portal)
     assert result.resumed and len(second) < len(by_days)   # (and none before the window being read, below)
     assert all(start[11:19] == "00:00:00" and start >= first[-1][0] for start, _, _ in second)
-    assert {end[11:19] for _, end, _ in second} == {"23:59:59" if inclusive else "00:00:00"}
+    assert (inclusive or {end[11:19] for _, end, _ in second} == {"00:00:00"}) \
+        and asked_to_their_last_days(second) == inclusive
     published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
     assert served_ids(portal) <= set(published) and result.rows == len(published) == len(set(published))
 
