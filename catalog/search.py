@@ -178,13 +178,21 @@ UPDATE_SHARE = 0.2
 TF_WEIGHT = "p.tf * ($k1 + 1) / (p.tf + $k1 * (1 - $b + $b * p.length / {avgdl}))"
 
 
+# What the index reads of a field of a dataset (its title, keywords, description, city): its first
+# this many characters. A dataset's text is read whole, and split into its words at once: one of
+# 24 MiB of description took 37 s of CPU to index, one of 32 MiB had not been stored and indexed
+# after 5 minutes (docs/benchmarks.md, Search); the longest description of the real catalogues of
+# ../shared has 8,150 characters. The word the cut falls in is indexed as cut.
+INDEXED_CHARS = 1 << 20
+
+
 def _text_pieces(docid: str, documents: str = "", within: str = "") -> str:
     """Every piece of text between spaces of the datasets not deleted (joined with
     `documents`), lower-cased and accents stripped as the whole text (both are per
     character), with its field's weight and its document `docid`; `within`: a condition on
-    the dataset `d` (AND ...)."""
+    the dataset `d` (AND ...). A field's first $indexed_chars characters (INDEXED_CHARS)."""
     return f"""
-    SELECT docid, weight, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
+    SELECT docid, weight, unnest(string_split(lower(strip_accents(left(text, $indexed_chars))), ' ')) AS piece
     FROM (SELECT {docid} AS docid, unnest($weights) AS weight,
                  unnest([d.title, array_to_string(d.keywords, ' '), d.description, d.city]) AS text
           FROM datasets d {documents} WHERE d.deleted_at IS NULL {within})"""
@@ -278,7 +286,7 @@ READ_BYTES = TF_BATCH_BYTES // 2
 # range of row ids ($low, $high), and the most text of a vector of its datasets (`heaviest`, as
 # DuckDB reads them: READ_ROWS): a dataset's column names summed first, by the range's datasets
 # alone (a join of every column with every dataset grows with the catalogue)
-TEXT_BYTES = "coalesce(strlen({text}), 0)"
+TEXT_BYTES = "coalesce(strlen(left({text}, $indexed_chars)), 0)"
 TEXT_RANGES = f"""
     SELECT min(docid) AS first, max(vector) AS heaviest FROM (
         SELECT docid, sum(bytes) OVER (ORDER BY docid) AS upto,
@@ -454,6 +462,7 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
     load_fts(con)
     con.execute("SET enable_progress_bar = false")  # the harvest shows its own progress
     params = {"ignore": IGNORE, "invisible": INVISIBLE, "stop_words": list(STOP_WORDS), **PIECE_WEIGHTS,
+              "indexed_chars": INDEXED_CHARS,
               "built_at": datetime.now(UTC), "fingerprint": fingerprint}
     con.execute(f"DETACH DATABASE IF EXISTS {WORK}")  # (a build cut short in this connection)
     con.execute(f"ATTACH ':memory:' AS {WORK}")
@@ -546,7 +555,8 @@ def _cut_by_text(con: duckdb.DuckDBPyConnection, low: int, high: int) -> list[tu
     """The range of row ids [low, high) cut into ranges of about TF_BATCH_BYTES of text each (see
     TEXT_RANGES): a dataset of more text than that, a range alone. Each with whether it is light: no
     vector of its datasets holds more than READ_BYTES of text."""
-    rows = con.execute(TEXT_RANGES, {"low": low, "high": high, "batch": TF_BATCH_BYTES}).fetchall()
+    rows = con.execute(TEXT_RANGES, {"low": low, "high": high, "batch": TF_BATCH_BYTES,
+                                     "indexed_chars": INDEXED_CHARS}).fetchall()
     cuts = [low, *(first for first, _ in rows[1:]), high]
     heaviest = [vector for _, vector in rows] or [0]
     return [(low, high, vector <= READ_BYTES) for low, high, vector in zip(cuts, cuts[1:], heaviest)]
