@@ -23,6 +23,7 @@ changes the server made, the failing portals' rows are night 2's exactly, `civic
 
     python -m bench.nightly [--portals 300] [--datasets 300000] [--largest 50000] [--workers 4] [--civicat CHECKOUT]
     python -m bench.nightly --portals 30 --datasets 10000      # about a minute
+    python -m bench.nightly --reclaim-share 0.02   # night 3 reclaims `datasets` (its 3% changed left ~3% dead)
 """
 from __future__ import annotations
 
@@ -157,15 +158,21 @@ def ask(server, command: str):
     return json.loads(server.stdout.readline())
 
 
-def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
+def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_share: float | None = None) -> dict:
     """`civicat harvest --json` in a process of its own (civicat's code from `code`): its
-    report and figures."""
+    report and figures. `reclaim_share`: catalog.store.RECLAIM_SHARE for the night (a night that
+    reclaims `datasets`' dead rows, which 3% changed a night brings past the default's 20% only
+    after ~11 nights at 300 portals: docs/benchmarks.md, Nightly)."""
     from catalog.read_copy import is_current
 
+    python, flag, code_line = CIVICAT
+    if reclaim_share is not None:
+        code_line = f"import catalog.store; catalog.store.RECLAIM_SHARE = {float(reclaim_share)!r}; " + code_line
     started = time.perf_counter()
     with open(db.parent / "stderr.log", "ab") as stderr:
         child, out, usage, memory = run_measured(
-            [*CIVICAT, "harvest", "--config", str(config), "--db", str(db), "--json", "--workers", str(workers)],
+            [python, flag, code_line, "harvest", "--config", str(config), "--db", str(db), "--json",
+             "--workers", str(workers)],
             cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, stderr=stderr)
     wall = time.perf_counter() - started
     report = json.loads(out)
@@ -180,6 +187,9 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
     with duckdb.connect(str(db), read_only=True) as con:   # (the catalogue itself: its copy may be late)
         runs, errors = (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("harvest_runs", "harvest_errors"))
         live = con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]
+        # the rows `datasets` holds that merges deleted (a changed dataset's old version): what reclaim_datasets frees
+        dead = con.execute("""SELECT estimated_size - (SELECT count(*) FROM datasets) FROM duckdb_tables()
+                              WHERE schema_name = 'main' AND table_name = 'datasets'""").fetchone()[0]
         # the night's dataset_events and all of them (none: a checkout from before migration 0017)
         events = con.execute("""SELECT count(*) FILTER (WHERE run_id = $run), count(*) FROM dataset_events""",
                              {"run": report["run_id"]}).fetchone() if con.execute(
@@ -189,7 +199,7 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path) -> dict:
             "report": report, **total,
             "failed": {p["portal_id"]: p["error_type"] for p in portals if p["status"] != "ok"},
             "db_mb": db.stat().st_size / 2**20, "copy_mb": copy.stat().st_size / 2**20,
-            "harvest_runs": runs, "harvest_errors": errors, "live": live, "events": events, "wal_mb": wal_mb, "copy_current": current,
+            "harvest_runs": runs, "harvest_errors": errors, "live": live, "dead": dead, "events": events, "wal_mb": wal_mb, "copy_current": current,
             "retried": sum("did not fit in" in line for line in stderr_lines),
             # (which: the log line's subject, e.g. "p012-ckan: the merge", "the search index's update")
             "retried_what": [line[:line.index(" did not fit in")].split("WARNING", 1)[-1].strip(" :]")
@@ -276,6 +286,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4, help="civicat harvest --workers")
     parser.add_argument("--naive", type=int, default=2_000, help="datasets for the naive baseline")
     parser.add_argument("--keep", type=Path, help="leave the catalogue in this (new) folder")
+    parser.add_argument("--reclaim-share", type=float,
+                        help="catalog.store.RECLAIM_SHARE for every night (e.g. 0.02: night 3 reclaims datasets)")
     parser.add_argument("--civicat", type=Path, default=ROOT,
                         help="the checkout whose civicat harvests (another branch's, to compare; default this one)")
     args = parser.parse_args()
@@ -305,7 +317,7 @@ def main() -> None:
             server_cpu = ask(server, "cpu")
             at = load()
             (db.parent / "stderr.log").write_text("")   # (each night's own)
-            result = harvest_night(config, db, args.workers, args.civicat)
+            result = harvest_night(config, db, args.workers, args.civicat, args.reclaim_share)
             result.update(server_cpu=ask(server, "cpu") - server_cpu, load=at)
             nights.append(result)
             print(f"night {night}: {result['wall']:.1f} s wall, {result['cpu']:.1f} s CPU, exit {result['exit']}, "
@@ -335,7 +347,7 @@ def main() -> None:
               f"{n['harvest_errors']:11,}   ({n['load']})")
         print(f"{'':>5}  writes retried with 1 GB: {n['retried']}; search index failed: {n['search_failed']}; "
               f"log left {n['wal_mb']:.1f} MB; read copy current: {n['copy_current']}; dataset_events written "
-              f"{n['events'][0]} ({n['events'][1]} in all)")
+              f"{n['events'][0]} ({n['events'][1]} in all); datasets' dead rows held after: {n['dead']:,}")
         if n["retried_what"]:
             print(f"{'':>5}  retried with 1 GB: {'; '.join(n['retried_what'])}")
     first = nights[0]

@@ -178,13 +178,21 @@ UPDATE_SHARE = 0.2
 TF_WEIGHT = "p.tf * ($k1 + 1) / (p.tf + $k1 * (1 - $b + $b * p.length / {avgdl}))"
 
 
+# What the index reads of a field of a dataset (its title, keywords, description, city): its first
+# this many characters. A dataset's text is read whole, and split into its words at once: one of
+# 24 MiB of description took 37 s of CPU to index, one of 32 MiB had not been stored and indexed
+# after 5 minutes (docs/benchmarks.md, Search); the longest description of the real catalogues of
+# ../shared has 8,150 characters. The word the cut falls in is indexed as cut.
+INDEXED_CHARS = 1 << 20
+
+
 def _text_pieces(docid: str, documents: str = "", within: str = "") -> str:
     """Every piece of text between spaces of the datasets not deleted (joined with
     `documents`), lower-cased and accents stripped as the whole text (both are per
     character), with its field's weight and its document `docid`; `within`: a condition on
-    the dataset `d` (AND ...)."""
+    the dataset `d` (AND ...). A field's first $indexed_chars characters (INDEXED_CHARS)."""
     return f"""
-    SELECT docid, weight, unnest(string_split(lower(strip_accents(text)), ' ')) AS piece
+    SELECT docid, weight, unnest(string_split(lower(strip_accents(left(text, $indexed_chars))), ' ')) AS piece
     FROM (SELECT {docid} AS docid, unnest($weights) AS weight,
                  unnest([d.title, array_to_string(d.keywords, ' '), d.description, d.city]) AS text
           FROM datasets d {documents} WHERE d.deleted_at IS NULL {within})"""
@@ -264,14 +272,25 @@ TF_BATCH_BYTES = 4 << 20
 
 LENGTHS = "SELECT docid, sum(n)::BIGINT AS length FROM search_work.tf GROUP BY docid"
 
+# DuckDB reads a table this many rows at a time (a vector, aligned on row ids), their text all in memory
+READ_ROWS = 2_048
+# The dictionary's pieces are taken in one step over every run of text ranges that are light: none of
+# whose vectors holds more than this much text (TEXT_BYTES; a vector across two of them, at most
+# TF_BATCH_BYTES, what a range of the term frequencies reads); a heavy range's pieces alone. Taken a
+# range at a time everywhere (session 33), every range's distinct pieces kept, the night of 300
+# portals (282,000 datasets of short texts) peaked 17 MB higher (docs/benchmarks.md, Nightly)
+READ_BYTES = TF_BATCH_BYTES // 2
+
 # The first document of each run of about $batch bytes of text (what _pieces cuts into words: a
 # dataset's title, keywords, description and city, its columns' names) among the datasets of a
-# range of row ids ($low, $high): a dataset's column names summed first, by the range's datasets
+# range of row ids ($low, $high), and the most text of a vector of its datasets (`heaviest`, as
+# DuckDB reads them: READ_ROWS): a dataset's column names summed first, by the range's datasets
 # alone (a join of every column with every dataset grows with the catalogue)
-TEXT_BYTES = "coalesce(strlen({text}), 0)"
+TEXT_BYTES = "coalesce(strlen(left({text}, $indexed_chars)), 0)"
 TEXT_RANGES = f"""
-    SELECT min(docid) AS first FROM (
-        SELECT docid, sum(bytes) OVER (ORDER BY docid) AS upto FROM (
+    SELECT min(docid) AS first, max(vector) AS heaviest FROM (
+        SELECT docid, sum(bytes) OVER (ORDER BY docid) AS upto,
+               sum(bytes) OVER (PARTITION BY docid // {READ_ROWS}) AS vector FROM (
             SELECT docid, sum(bytes) AS bytes FROM (
                 SELECT d.rowid AS docid, {TEXT_BYTES.format(text="d.title")} + {TEXT_BYTES.format(
                     text="array_to_string(d.keywords, ' ')")} + {TEXT_BYTES.format(text="d.description")}
@@ -358,7 +377,7 @@ BUILD = {
 # of documents, by their dataset's row id (TF_BATCH_DOCUMENTS; "text": each cut again by
 # TF_BATCH_BYTES of text), or of terms (POSTINGS_BATCH), cut by the query named; a whole build's,
 # and an update's postings (see UPDATED_POSTINGS)
-RANGED = {"search_work.pieces": "text", "search_work.tf": "text", "search_documents": "documents",
+RANGED = {"search_work.pieces": "light text", "search_work.tf": "text", "search_documents": "documents",
           "search_postings": POSTINGS_RANGES, "search_postings_update": UPDATED_RANGES}
 
 # the intermediate tables of an update, in this order: the documents whose dataset is
@@ -443,6 +462,7 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
     load_fts(con)
     con.execute("SET enable_progress_bar = false")  # the harvest shows its own progress
     params = {"ignore": IGNORE, "invisible": INVISIBLE, "stop_words": list(STOP_WORDS), **PIECE_WEIGHTS,
+              "indexed_chars": INDEXED_CHARS,
               "built_at": datetime.now(UTC), "fingerprint": fingerprint}
     con.execute(f"DETACH DATABASE IF EXISTS {WORK}")  # (a build cut short in this connection)
     con.execute(f"ATTACH ':memory:' AS {WORK}")
@@ -458,9 +478,11 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
     # a stop interrupts the build's statements (3-8 s each at 100,000 datasets under load): what
     # they write is thrown away (WORK, `_next` tables), the previous index kept until the swap
     with uncut.interruptible(con):
-        text_cuts: list[tuple[int, int]] = []   # (the pieces' and the term frequencies' alike: cut once)
+        text_cuts = _text_cuts(con)   # (the pieces' and the term frequencies' alike: cut once)
         for name, select in STEPS.items():
             _create_in_ranges(con, name, name, select, params, text_cuts=text_cuts)
+            if name == "search_work.piece_terms":   # (its pieces read: their memory for the steps after)
+                con.execute("DROP TABLE search_work.pieces")
         _build_next(con, params)
     con.execute("BEGIN TRANSACTION")
     try:
@@ -478,21 +500,18 @@ def _build(con: duckdb.DuckDBPyConnection, params: dict) -> None:
 
 
 def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, select: str, params: dict,
-                      stop: threading.Event | None = None, text_cuts: list[tuple[int, int]] | None = None) -> None:
+                      stop: threading.Event | None = None, text_cuts: list[tuple[int, int, bool]] = ()) -> None:
     """Table `name` created from `select`, a range at a time if `table` is RANGED (each range's
     rows inserted after the previous range's), else at once. `text_cuts`: the ranges of text
-    (filled by the first table cut by its text, read by the next)."""
+    (_text_cuts), of the tables cut by their text."""
     if table not in RANGED:
         return _create(con, f"TABLE {name}", select, params)
-    if RANGED[table] == "text" and text_cuts:
-        ranges = text_cuts
-    elif RANGED[table] in ("documents", "text"):
-        last = con.execute("SELECT coalesce(max(rowid), -1) FROM datasets").fetchone()[0]
-        ranges = [(low, low + TF_BATCH_DOCUMENTS) for low in range(0, last + 1, TF_BATCH_DOCUMENTS)]
-        if RANGED[table] == "text":
-            ranges = [cut for low, high in ranges for cut in _cut_by_text(con, low, high)]
-            if text_cuts is not None:
-                text_cuts.extend(ranges)
+    if RANGED[table] == "text":
+        ranges = [(low, high) for low, high, _ in text_cuts]
+    elif RANGED[table] == "light text":
+        ranges = _light_merged(text_cuts)
+    elif RANGED[table] == "documents":
+        ranges = _document_ranges(con)
     else:   # (the first range from the lowest term: a term id is never negative)
         firsts = [row[0] for row in con.execute(RANGED[table], {"batch": POSTINGS_BATCH}).fetchall()]
         ranges = list(zip([0, *firsts[1:]], [*firsts[1:], 1 << 62]))
@@ -506,12 +525,41 @@ def _create_in_ranges(con: duckdb.DuckDBPyConnection, table: str, name: str, sel
         con.execute(f"INSERT INTO {name} {select}", _only(select, bounded))
 
 
-def _cut_by_text(con: duckdb.DuckDBPyConnection, low: int, high: int) -> list[tuple[int, int]]:
+def _document_ranges(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int]]:
+    """The datasets' row ids, TF_BATCH_DOCUMENTS at a time."""
+    last = con.execute("SELECT coalesce(max(rowid), -1) FROM datasets").fetchone()[0]
+    return [(low, low + TF_BATCH_DOCUMENTS) for low in range(0, last + 1, TF_BATCH_DOCUMENTS)]
+
+
+def _text_cuts(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int, bool]]:
+    """The datasets' row ids in ranges of TF_BATCH_DOCUMENTS, each cut by TF_BATCH_BYTES of text
+    (low, high, light: see _cut_by_text)."""
+    return [cut for low, high in _document_ranges(con) for cut in _cut_by_text(con, low, high)]
+
+
+def _light_merged(cuts: list[tuple[int, int, bool]]) -> list[tuple[int, int]]:
+    """The text `cuts` (in order, each following the last) as ranges: each run of light ones merged
+    into one (see READ_BYTES), a heavy one a range of its own."""
+    ranges: list[tuple[int, int]] = []
+    light_before = False
+    for low, high, light in cuts:
+        if light and light_before:
+            ranges[-1] = (ranges[-1][0], high)
+        else:
+            ranges.append((low, high))
+        light_before = light
+    return ranges
+
+
+def _cut_by_text(con: duckdb.DuckDBPyConnection, low: int, high: int) -> list[tuple[int, int, bool]]:
     """The range of row ids [low, high) cut into ranges of about TF_BATCH_BYTES of text each (see
-    TEXT_RANGES): a dataset of more text than that, a range alone."""
-    firsts = [row[0] for row in con.execute(TEXT_RANGES, {"low": low, "high": high, "batch": TF_BATCH_BYTES}).fetchall()]
-    cuts = [low, *firsts[1:], high]
-    return list(zip(cuts, cuts[1:]))
+    TEXT_RANGES): a dataset of more text than that, a range alone. Each with whether it is light: no
+    vector of its datasets holds more than READ_BYTES of text."""
+    rows = con.execute(TEXT_RANGES, {"low": low, "high": high, "batch": TF_BATCH_BYTES,
+                                     "indexed_chars": INDEXED_CHARS}).fetchall()
+    cuts = [low, *(first for first, _ in rows[1:]), high]
+    heaviest = [vector for _, vector in rows] or [0]
+    return [(low, high, vector <= READ_BYTES) for low, high, vector in zip(cuts, cuts[1:], heaviest)]
 
 
 def _build_next(con: duckdb.DuckDBPyConnection, params: dict) -> None:

@@ -1,7 +1,9 @@
 """bench.nightly: how it measures a night's harvest process."""
+import json
 import sys
 
-from bench.nightly import run_measured
+from bench.nightly import ROOT, ask, harvest_night, run_measured, write_config
+from bench.serve import serving
 
 
 def test_the_largest_process_is_the_harvests_own_peak_not_the_benchs():
@@ -18,3 +20,23 @@ def test_the_largest_process_is_the_harvests_own_peak_not_the_benchs():
     assert usage.ru_maxrss / 1024 > 300   # (what the bench printed)
     assert 30 < figures["own_peak_mb"] < 100
     assert figures["max_rss_mb"] == figures["own_peak_mb"]   # (no descendant)
+
+
+def test_a_lower_reclaim_share_makes_the_changing_night_reclaim_datasets(tmp_path):
+    """bench.nightly's three nights never reclaimed `datasets` (3% changed a night: 20% dead only
+    after ~11 nights), so that night's own peak went unmeasured. With --reclaim-share the changing
+    night's harvest reclaims the dead rows its merges left, and the bench says how many are held."""
+    portals = None
+    with serving("nightly", "6x1200") as server:
+        portals = json.loads(server.stdout.readline())
+        config, db = tmp_path / "nightly.toml", tmp_path / "catalog.duckdb"
+        write_config(portals, config)
+        (tmp_path / "stderr.log").write_text("")
+        first = harvest_night(config, db, 2, ROOT)
+        assert first["exit"] == 0 and first["dead"] == 0
+        ask(server, "change")
+        kept = harvest_night(config, db, 2, ROOT)   # (the default share: kept)
+        assert kept["changed"] > 0 and kept["dead"] > 0
+        ask(server, "change")
+        reclaimed = harvest_night(config, db, 2, ROOT, reclaim_share=0.001)
+        assert reclaimed["changed"] > 0 and reclaimed["dead"] == 0

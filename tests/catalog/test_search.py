@@ -831,6 +831,16 @@ def random_words(words, n=20_000):
     return ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(4, 9))) for _ in range(n)]
 
 
+def a_city_of_made_up_words(store, words, datasets, *, title, description, vocabulary=20_000):
+    """One portal, "city", of `datasets` datasets whose titles and descriptions are `title` and
+    `description` words of a `vocabulary` of random_words, drawn from `words` (a random.Random)."""
+    drawn = random_words(words, vocabulary)
+    store.commit_portal(stage_of(store, [
+        record(f"d{i:05d}", " ".join(words.choices(drawn, k=title)),
+               description=" ".join(words.choices(drawn, k=description))) for i in range(datasets)]),
+        "city", T0, mark_deleted=True)
+
+
 def scores(store, queries):
     return {q: {h["uid"]: h["score"] for h in find(store, q, limit=100)} for q in queries}
 
@@ -1143,14 +1153,9 @@ def test_the_dictionary_of_long_descriptions_is_made_a_range_at_a_time_and_fits_
     18 MB of text: main ran out of memory at 48 MB in that step). Their pieces are now taken a range of
     TF_BATCH_BYTES of text at a time, as the term frequencies: the build fits 48 MB (40 too), and its
     tables are those of a build in one range."""
-    words = random.Random(33)
-    vocabulary = random_words(words)
     store = Store(tmp_path / "c.duckdb")
     try:
-        store.commit_portal(stage_of(store, [
-            record(f"d{i:05d}", " ".join(words.choices(vocabulary, k=6)),
-                   description=" ".join(words.choices(vocabulary, k=2_000))) for i in range(1_200)]),
-            "city", T0, mark_deleted=True)
+        a_city_of_made_up_words(store, random.Random(33), 1_200, title=6, description=2_000)
         store.checkpoint("the test's checkpoint")   # (the merge's log rows out of memory: the build's own need)
         store.con.execute("SET memory_limit = '48MB'")
         assert search.refresh(store.con, force=True)   # (not the store's retry with 1 GB)
@@ -1165,3 +1170,65 @@ def test_the_dictionary_of_long_descriptions_is_made_a_range_at_a_time_and_fits_
     finally:
         store.close()
         shutil.rmtree(tmp_path)   # (47 MB: pytest keeps its last temporary folders)
+
+
+def test_the_dictionary_takes_light_texts_pieces_in_one_step_and_holds_none_of_them_after(tmp_path, monkeypatch):
+    """Session 33 took the dictionary's pieces a range of TF_BATCH_BYTES of text at a time everywhere,
+    every range's distinct pieces kept (a piece in many ranges, once a range) until the build's
+    end: the night of 300 portals, short texts, peaked 17 MB higher on night 1. Ranges of light text (no
+    vector of READ_ROWS datasets past READ_BYTES) are now read in one step, and the pieces dropped
+    once the dictionary is made. 4,000 datasets of 40 words in ranges of 64 KiB of text (main: 61,486
+    pieces held for 3,002 distinct, and the table kept while the postings are written)."""
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        a_city_of_made_up_words(store, random.Random(34), 4_000, title=5, description=40, vocabulary=3_000)
+        monkeypatch.setattr(search, "TF_BATCH_BYTES", 64 << 10)
+        create, seen = search._create, {}
+
+        def recorded(con, what, select, params):
+            if what == "TABLE search_work.piece_terms":   # the pieces, as the dictionary reads them
+                seen["pieces"] = con.execute("SELECT count(*), count(DISTINCT piece) FROM search_work.pieces").fetchone()
+            if what == "TABLE search_postings_next":      # what the work database holds as the postings are written
+                seen["beside postings"] = sorted(row[0] for row in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'search_work'").fetchall())
+            create(con, what, select, params)
+        monkeypatch.setattr(search, "_create", recorded)
+        assert search.refresh(store.con, force=True)
+        ranged = index_contents(store)
+        held, distinct = seen["pieces"]
+        assert held == distinct > 3_000, seen["pieces"]   # (main: each range's distinct pieces, 61,486)
+        assert "pieces" not in seen["beside postings"] and "piece_terms" in seen["beside postings"]
+        monkeypatch.setattr(search, "TF_BATCH_BYTES", 1 << 40)   # (one range of all: the same index)
+        search.refresh(store.con, force=True)
+        assert index_contents(store) == ranged
+    finally:
+        store.close()
+
+
+def test_a_dataset_of_megabytes_of_text_is_indexed_up_to_indexed_chars_a_field(tmp_path):
+    """A dataset's text was read whole and split at once, however long: one of 24 MiB of description
+    took 37 s of CPU to index, one of 32 MiB had not been stored and indexed after 5 minutes. A field
+    is indexed up to its first INDEXED_CHARS characters (the word the cut falls in, as cut). A
+    description of 6 MiB (above TF_BATCH_BYTES: a range alone) beside 2,000 short ones, at 48 MB: its
+    first words found, those past the cut not, its length the cut's words (main: all 6 MiB indexed)."""
+    words = random.Random(35)
+    vocabulary = random_words(words, 5_000)
+    description = "firstword " + " ".join(words.choices(vocabulary, k=900_000)) + " lastword"   # (6 MiB)
+    assert len(description) > search.TF_BATCH_BYTES > search.INDEXED_CHARS
+    head = description[:search.INDEXED_CHARS].split()
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        store.commit_portal(stage_of(store, [
+            record(f"d{i:05d}", " ".join(words.choices(vocabulary, k=5)), description=" ".join(words.choices(vocabulary, k=30)))
+            for i in range(2_000)] + [record("huge", "zyxwv", description=description)]), "city", T0, mark_deleted=True)
+        store.checkpoint("the test's checkpoint")
+        store.con.execute("SET memory_limit = '48MB'")
+        assert search.refresh(store.con, force=True)
+        store.con.execute("SET memory_limit = '1GB'")
+        assert uids(find(store, "firstword")) == ["city:huge"] and find(store, "lastword") == []
+        (length,), = rows(store, "SELECT length FROM search_documents WHERE uid = 'city:huge'")
+        indexed = sum(word not in search.STOP_WORDS for word in head[:-1])   # (the cut word: one, or a stop word)
+        assert indexed < length <= indexed + 10, (length, indexed)   # (and the title's, the keywords', the city's)
+    finally:
+        store.close()
+        shutil.rmtree(tmp_path)   # (the raw record and the description twice: ~20 MB)
