@@ -12,6 +12,18 @@ def minimal(**fields):
     return record
 
 
+def test_each_blank_record_has_lists_of_its_own():
+    first = R.blank_record()
+    for name in ("keywords", "themes", "distributions", "columns"):
+        first[name].append("x")
+    second = R.blank_record()
+    assert all(value is None for name, value in second.items()
+               if name not in ("keywords", "themes", "distributions", "columns"))
+    assert [second[name] for name in ("keywords", "themes", "distributions", "columns")] == [[], [], [], []]
+    second["title"] = "T"
+    assert R.blank_record()["title"] is None
+
+
 def test_schema_is_a_valid_draft7_schema():
     jsonschema.Draft7Validator.check_schema(R.SCHEMA)
 

@@ -132,6 +132,21 @@ def test_a_records_part_is_the_records_as_given_in_the_merge_schema(tmp_path):
     assert raw_part(tmp_path, 7).read_bytes().count(b"\n") == 2
 
 
+def test_a_raw_part_is_each_entry_on_a_line_of_its_own_each_line_ended(tmp_path):
+    """The raw part's bytes: a line per entry (its key, raw JSON and details, tab-separated), each
+    ended by a newline, the last too, and nothing after it (the loader copies parts whole, counting
+    their lines)."""
+    batch = RecordBatch()
+    for number, details in enumerate((None, b'{"views":1}', None)):
+        batch.add(record(f"a{number}"), b'{"id":"%d"}' % number, details, f"hash{number}")
+    batch.write(tmp_path, 3)
+    lines = raw_part(tmp_path, 3).read_bytes().split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 4
+    assert [line.split(b"\t")[1:] for line in lines[:-1]] == [[b'{"id":"0"}', b""], [b'{"id":"1"}', b'{"views":1}'],
+                                                              [b'{"id":"2"}', b""]]
+    assert batch.longest == max(map(len, lines))
+
+
 def test_the_records_parquet_holds_every_field_the_record_schema_allows():
     """The parts are built from the record dicts by field name (records_batch), so a field
     the JSON Schema lets through but the Parquet schema lacks would be dropped silently (the
