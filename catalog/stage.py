@@ -279,7 +279,7 @@ class Stage:
             part.unlink()
             return
         data, start = part.read_bytes(), 0
-        if data == b"\n":  # an empty batch's part
+        if data == b"\n":  # an empty batch's part as written before session 34 (now no bytes)
             data = b""
         while start < len(data):
             # the part's lines into the batch file, up to raw_rows in all (a row group): an
@@ -321,7 +321,7 @@ class Stage:
         (most parts: a row group holds 16 and more), copied in the kernel (a part's read, its
         lines counted and its write cost the harvest's process ~0.4 s of CPU at 100,000
         entries); the batch file loaded if that fills it. False when it does not fit."""
-        if lines == 0:   # (an empty batch's part: a newline alone)
+        if lines == 0:   # (an empty batch's part: no bytes since session 34, a newline alone before)
             return True
         if lines > self.raw_rows - self._raw_rows:
             return False
