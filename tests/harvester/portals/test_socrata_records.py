@@ -691,6 +691,28 @@ def test_a_url_cell_keeps_its_description_beside_its_address(tmp_path, fmt):
 DEMO = "2asz-g9qq"   # soda.demo.socrata.com's dataset of every column type (recorded: its views document, one row)
 
 
+def pulled_as_csv_and_json(tmp_path, view, rows):
+    """The demo dataset of `rows` served under `view`, harvested, then pulled once as CSV and once
+    as JSON: the two tables stored (by `:id`), SODA's CSV of its first 3 rows, the CSV pages asked."""
+    with SocrataPortal([discovery_entry(view)], records={DEMO: SodaTable.from_rows(rows)}) as portal:
+        db, result = harvest_with_records(tmp_path, "demo", "socrata", portal.url, [DEMO],
+                                          extra='domain = "data.example.org"\n', with_records=False)
+        assert result.exit_code == 0, result.output
+        con = duckdb.connect(str(db))
+        adapter = adapter_for(portal_config("demo", "socrata", portal.url, domain="data.example.org"), fast_client())
+        dataset = stored_datasets(con, [f"demo:{DEMO}"])[f"demo:{DEMO}"]
+        tables = {}
+        for fmt in ("csv", "json"):
+            layout = RecordsLayout(tmp_path / f"records-{fmt}")
+            outcome = pull_dataset(SodaRecords(adapter, dataset, None, format=fmt), layout, "demo", DEMO, con,
+                                   uid=f"demo:{DEMO}", run_id=fmt)
+            assert (outcome.status, outcome.rows) == ("ok", len(rows)), outcome
+            tables[fmt] = pq.read_table(layout.folder("demo", DEMO)).sort_by(":id")
+        csv_pages = [q for p, q, _ in portal.requests if p == f"/resource/{DEMO}.csv" and "$offset" in q]
+        first_page = portal.records[DEMO].answer("csv", {"$limit": "3"})[1].body.decode()
+    return tables, first_page, csv_pages
+
+
 def test_location_and_point_cells_are_stored_alike_from_csv_and_json(tmp_path):
     """SODA's CSV writes a legacy `location` as its address lines, then "(lat, lng)" on a line of
     its own (soda-fountain's CsvColumnRep.LocationRep), a `point` as WKT with "-87" for -87.0,
@@ -709,23 +731,8 @@ def test_location_and_point_cells_are_stored_alike_from_csv_and_json(tmp_path):
              None]
     rows = [{**recorded, "plain_text_column": f"row {i}", "location_column": locations[i % 5], "spot": spots[i % 3]}
             for i in range(15_000)]   # (CSV pages of ~6 MB)
-    with SocrataPortal([discovery_entry(view)], records={DEMO: SodaTable.from_rows(rows)}) as portal:
-        db, result = harvest_with_records(tmp_path, "demo", "socrata", portal.url, [DEMO],
-                                          extra='domain = "data.example.org"\n', with_records=False)
-        assert result.exit_code == 0, result.output
-        con = duckdb.connect(str(db))
-        adapter = adapter_for(portal_config("demo", "socrata", portal.url, domain="data.example.org"), fast_client())
-        dataset = stored_datasets(con, [f"demo:{DEMO}"])[f"demo:{DEMO}"]
-        tables = {}
-        for fmt in ("csv", "json"):
-            layout = RecordsLayout(tmp_path / f"records-{fmt}")
-            outcome = pull_dataset(SodaRecords(adapter, dataset, None, format=fmt), layout, "demo", DEMO, con,
-                                   uid=f"demo:{DEMO}", run_id=fmt)
-            assert (outcome.status, outcome.rows) == ("ok", 15_000), outcome
-            tables[fmt] = pq.read_table(layout.folder("demo", DEMO)).sort_by(":id")
-        csv_pages = [q for p, q, _ in portal.requests if p == f"/resource/{DEMO}.csv" and "$offset" in q]
+    tables, first_page, csv_pages = pulled_as_csv_and_json(tmp_path, view, rows)
     assert csv_pages == [{"$select": ":id,:updated_at,*", "$order": ":id", "$limit": "50000", "$offset": "0"}]
-    first_page = portal.records[DEMO].answer("csv", {"$limit": "3"})[1].body.decode()
     assert '"83 South King Street\nSeattle, WA \n(47.5982815480005, -122.33477954499972)"' in first_page
     assert '"POINT (-87 41.881944)"' in first_page and ',"(41.0, -87)",' in first_page
     stored = {fmt: (table["location_column"].to_pylist(), table["spot"].to_pylist()) for fmt, table in tables.items()}
@@ -751,22 +758,9 @@ def test_geometry_cells_are_stored_alike_from_csv_and_json(tmp_path):
     stops = [{"type": "MultiPoint", "coordinates": [[-87, 41], [-87.25, 41.5]]}]
     rows = [{**recorded, "plain_text_column": f"row {i}", "route": routes[i % 2], "ward": wards[i % 3],
              "stops": stops[0]} for i in range(30)]
-    with SocrataPortal([discovery_entry(view)], records={DEMO: SodaTable.from_rows(rows)}) as portal:
-        db, result = harvest_with_records(tmp_path, "demo", "socrata", portal.url, [DEMO],
-                                          extra='domain = "data.example.org"\n', with_records=False)
-        assert result.exit_code == 0, result.output
-        con = duckdb.connect(str(db))
-        adapter = adapter_for(portal_config("demo", "socrata", portal.url, domain="data.example.org"), fast_client())
-        dataset = stored_datasets(con, [f"demo:{DEMO}"])[f"demo:{DEMO}"]
-        stored = {}
-        for fmt in ("csv", "json"):
-            layout = RecordsLayout(tmp_path / f"records-{fmt}")
-            outcome = pull_dataset(SodaRecords(adapter, dataset, None, format=fmt), layout, "demo", DEMO, con,
-                                   uid=f"demo:{DEMO}", run_id=fmt)
-            assert (outcome.status, outcome.rows) == ("ok", 30), outcome
-            table = pq.read_table(layout.folder("demo", DEMO)).sort_by(":id")
-            stored[fmt] = {name: table[name].to_pylist() for name in ("route", "ward", "stops")}
-        first_page = portal.records[DEMO].answer("csv", {"$limit": "3"})[1].body.decode()
+    tables, first_page, _ = pulled_as_csv_and_json(tmp_path, view, rows)
+    stored = {fmt: {name: table[name].to_pylist() for name in ("route", "ward", "stops")}
+              for fmt, table in tables.items()}
     assert '"LINESTRING (-87 41.881944, -87.5 42)"' in first_page   # (as SODA's CSV writes it)
     assert '"MULTIPOINT ((-87 41), (-87.25 41.5))"' in first_page
     assert stored["csv"] == stored["json"]
