@@ -650,11 +650,11 @@ def print_recall_lost_by_mechanism(members: list[str], cluster_of: dict, label_o
         if row["class"] == "alone":
             bands = Counter("at the minimum score or more" if best_same[u] >= min_score else
                             "0.25 to the minimum" if best_same[u] >= 0.25 else "0.10 to 0.25" if best_same[u] >= 0.10
-                            else "under 0.10" if best_same[u] > 0 else "0" for u in moved)
+                            else "under 0.10" if best_same[u] > 0 else "none" for u in moved)
             rows = [catalogue.row(u) for u in moved]
             print("       their best score against their label in another city: "
                   + ", ".join(f"{bands[band]} {band}" for band in ("at the minimum score or more", "0.25 to the minimum",
-                                                                   "0.10 to 0.25", "under 0.10", "0"))
+                                                                   "0.10 to 0.25", "under 0.10", "none"))
                   + f"; {sum(catalogue.has_title[r] for r in rows)} have a title term that is not a form word, "
                   f"{sum(catalogue.has_description[r] for r in rows)} a description, "
                   f"{sum(catalogue.has_concept[r] for r in rows)} a kind of record")
