@@ -365,6 +365,39 @@ def recall_lost_by_class(uids: list[str], cluster_of: dict, label_of: dict, city
     return rows
 
 
+def recall_lost_by_mechanism(uids: list[str], cluster_of: dict, label_of: dict) -> dict[str, str]:
+    """What became of each dataset outside its label's largest group (dataset -> mechanism): 'alone', in no group
+    (no pair of it reached the minimum score, or the groups' cohesion refused every one); 'split', in another group
+    whose datasets are mostly of its own label (the label cut in two: no link between the groups, or the kind merge
+    not made); 'other', in a group mostly of other labels' datasets (lost to recall and to precision). A label tied
+    for the most in a group counts as the group's: that group splits the label as much as it mixes it."""
+    largest = largest_group_of_label(uids, cluster_of, label_of)
+    labels_in: dict[object, Counter] = defaultdict(Counter)
+    for u in uids:
+        labels_in[cluster_of[u]][label_of[u]] += 1
+    mechanism = {}
+    for u in uids:
+        group = cluster_of[u]
+        if group == largest[label_of[u]]:
+            continue
+        if str(group).startswith("single:"):
+            mechanism[u] = "alone"
+        else:
+            mechanism[u] = "split" if labels_in[group][label_of[u]] == max(labels_in[group].values()) else "other"
+    return mechanism
+
+
+def best_same_label_scores(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict) -> dict[str, float]:
+    """Each dataset's best score against a dataset of its label in another city (0 when there is none)."""
+    labels = np.array([label_of[u] for u in uids])
+    cities = np.array([city_of[u] for u in uids])
+    best = {}
+    for i, u in enumerate(uids):
+        peers = (labels == labels[i]) & (cities != cities[i])
+        best[u] = float(similarity[i, peers].max()) if peers.any() else 0.0
+    return best
+
+
 def precision_lost_by_group(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict,
                             group_labels: dict) -> list[tuple[str, str, float]]:
     """Where B-cubed precision is lost: (the group's label, the datasets' label, their loss) for each label in
@@ -471,6 +504,8 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
     methods["title"] = ("baseline: title TF-IDF cosine", None, title_similarity)
     methods["column"] = ("baseline: column-name Jaccard", None, baseline_column_jaccard(column_sets))
     cluster_of = methods["detector"][1]
+    best_same = best_same_label_scores(detector_similarity, uids, label_of, city_of)
+    group_labels = {g.group_id: g.label for g in result.groups}
 
     print(f"labelled datasets in the catalogue: {n} of {len(labelled)} "
           f"({sum(1 for u in uids if labelled[u]['title_source'] == 'harvested')} are real harvested Socrata "
@@ -543,8 +578,9 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
                   f"B-cubed F1 {kinds['b3_f1']:.3f} (P {kinds['b3_p']:.3f} / R {kinds['b3_r']:.3f}); "
                   f"the detector reaches {detector['b3_f1'] / kinds['b3_f1']:.1%} of it")
             print_recall_lost(members, cluster_of, label_of, city_of, strict_of, detector, half)
-            print_precision_lost(members, cluster_of, label_of, city_of, detector,
-                                 {g.group_id: g.label for g in result.groups})
+            print_recall_lost_by_mechanism(members, cluster_of, label_of, city_of, detector, half, best_same,
+                                           group_labels, catalogue, result.min_score)
+            print_precision_lost(members, cluster_of, label_of, city_of, detector, group_labels)
         if subset is informative:  # labels that cut where the text does not (the same file labelled two ways)
             ceiling, conflicting = text_ceiling(members, {u: text_signature(
                 catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u]) for u in members},
@@ -562,10 +598,8 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
         print(f"  {label:36} {len(members):4} datasets, {len({city_of[u] for u in members}):3} places, "
               f"{len(clusters):3} groups, {singles:4} ungrouped")
     if misses:
-        group_labels = {g.group_id: g.label for g in result.groups}
         for label in (sorted(per_label, key=lambda k: -len(per_label[k])) if misses == ["all"] else misses):
-            print_misses(label, uids, label_of, city_of, cluster_of, detector_similarity, catalogue, descriptions,
-                         group_labels)
+            print_misses(label, uids, label_of, city_of, cluster_of, best_same, catalogue, descriptions, group_labels)
     store.close()
 
 
@@ -595,6 +629,41 @@ def print_recall_lost(members: list[str], cluster_of: dict, label_of: dict, city
               f"F1 {cumulative['b3_f1']:.3f} (P {cumulative['b3_p']:.3f} / R {cumulative['b3_r']:.3f})")
 
 
+MECHANISMS = {"alone": "left alone", "split": "in a second group mostly of their own label",
+              "other": "in a group mostly of another label's datasets"}
+
+
+def print_recall_lost_by_mechanism(members: list[str], cluster_of: dict, label_of: dict, city_of: dict,
+                                   detector: dict, half_of: dict, best_same: dict, group_labels: dict, catalogue,
+                                   min_score: float, shown: int = 6) -> None:
+    """The same datasets by what became of them (`recall_lost_by_mechanism`): the ones left alone by their best
+    score against a dataset of their label in another city (at the minimum score or more, a pair the groups'
+    cohesion refused) and by what the detector reads of them; the others by the group they are in."""
+    mechanism = recall_lost_by_mechanism(members, cluster_of, label_of)
+    print("... by what became of them (figures as above):")
+    for row in recall_lost_by_class(members, cluster_of, label_of, city_of, mechanism, list(MECHANISMS), half_of):
+        moved = [u for u in members if mechanism.get(u) == row["class"]]
+        alone, cumulative = row["alone"], row["cumulative"]
+        print(f"  {row['datasets']:4} ({row['per_half'][0]} of half A, {row['per_half'][1]} of B) "
+              f"{MECHANISMS[row['class']]}: recall +{alone['b3_r'] - detector['b3_r']:.3f}, F1 {alone['b3_f1']:.3f}; "
+              f"after those above: F1 {cumulative['b3_f1']:.3f}")
+        if row["class"] == "alone":
+            bands = Counter("at the minimum score or more" if best_same[u] >= min_score else
+                            "0.25 to the minimum" if best_same[u] >= 0.25 else "0.10 to 0.25" if best_same[u] >= 0.10
+                            else "under 0.10" if best_same[u] > 0 else "none" for u in moved)
+            rows = [catalogue.row(u) for u in moved]
+            print("       their best score against their label in another city: "
+                  + ", ".join(f"{bands[band]} {band}" for band in ("at the minimum score or more", "0.25 to the minimum",
+                                                                   "0.10 to 0.25", "under 0.10", "none"))
+                  + f"; {sum(catalogue.has_title[r] for r in rows)} have a title term that is not a form word, "
+                  f"{sum(catalogue.has_description[r] for r in rows)} a description, "
+                  f"{sum(catalogue.has_concept[r] for r in rows)} a kind of record")
+        else:
+            where = Counter((group_labels.get(cluster_of[u], str(cluster_of[u])), label_of[u]) for u in moved)
+            print("       " + ", ".join(f"{count} {label} in {group!r}" for (group, label), count in
+                                        where.most_common(shown)))
+
+
 def print_precision_lost(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, detector: dict,
                          group_labels: dict, shown: int = 8) -> None:
     """Where B-cubed precision is lost: the groups that hold datasets of several labels, by label, worst first."""
@@ -605,25 +674,22 @@ def print_precision_lost(members: list[str], cluster_of: dict, label_of: dict, c
 
 
 def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, cluster_of: dict,
-                 similarity: np.ndarray, catalogue, descriptions: dict, group_labels: dict) -> None:
+                 best_same: dict, catalogue, descriptions: dict, group_labels: dict) -> None:
     """A label's datasets outside its largest group: where they went, what the detector read
     and their best score against a dataset of that label in another city (why recall is lost)."""
     members = [u for u in uids if label_of[u] == label]
     if not members:
         print(f"\nno labelled dataset has the label {label!r}")
         return
-    position = {u: i for i, u in enumerate(uids)}
     largest = largest_group_of_label(members, cluster_of, label_of)[label]
     outside = [u for u in members if cluster_of[u] != largest]
     print(f"\n{label}: {len(members)} datasets, {len(outside)} outside its largest group "
           f"({group_labels.get(largest, 'none')!r}):")
     for u in outside:
         row = catalogue.row(u)
-        peers = [position[v] for v in members if city_of[v] != city_of[u]]
-        best = float(similarity[position[u], peers].max()) if peers else 0.0
         where = group_labels.get(cluster_of[u], "alone")
         print(f"  [{where}] {city_of[u]}: {catalogue.titles[row]!r} | {(descriptions.get(u) or '')[:80]!r} | "
-              f"kind {'/'.join(catalogue.concept_lists[row]) or '-'} | best same-label score {best:.2f}")
+              f"kind {'/'.join(catalogue.concept_lists[row]) or '-'} | best same-label score {best_same[u]:.2f}")
 
 
 def real_catalogues(tmp: Path, sample: int) -> None:

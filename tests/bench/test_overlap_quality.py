@@ -167,3 +167,30 @@ def test_recall_lost_by_class_says_which_half_of_the_jurisdictions_each_dataset_
     half = {"a": 0, "b": 1, "c": 1}
     (row,) = quality.recall_lost_by_class(list(label), cluster, label, city, {"c": "nothing"}, ["nothing"], half)
     assert row["per_half"] == [0, 1]
+
+
+def test_recall_lost_by_mechanism_tells_a_dataset_left_alone_from_a_split_label_and_a_mixed_group():
+    """'x' has its largest group 1 ('a', 'b', 'c'); 'd' is in no group (alone), 'e' in group 2 beside no other
+    label (the label split in two), 'f' in group 3, mostly of 'y' (another label's group). 'y' is whole in group 3.
+    A group where two labels tie ('g' of 'z' and 'h' of 'w', group 4) splits each label: 'split', not 'other'."""
+    label = {"a": "x", "b": "x", "c": "x", "d": "x", "e": "x", "f": "x", "p": "y", "q": "y", "g": "z", "i": "z",
+             "j": "z", "h": "w", "k": "w", "m": "w"}
+    cluster = {"a": 1, "b": 1, "c": 1, "d": "single:d", "e": 2, "f": 3, "p": 3, "q": 3, "g": 4, "h": 4,
+               "i": 5, "j": 5, "k": 6, "m": 6}
+    assert quality.recall_lost_by_mechanism(list(label), cluster, label) == {
+        "d": "alone", "e": "split", "f": "other", "g": "split", "h": "split"}
+    # every dataset outside its label's largest group has a mechanism, and no other has one
+    largest = quality.largest_group_of_label(list(label), cluster, label)
+    assert set(quality.recall_lost_by_mechanism(list(label), cluster, label)) == {
+        u for u in label if cluster[u] != largest[label[u]]}
+
+
+def test_best_same_label_scores_reads_only_other_cities_of_the_same_label():
+    """'a' scores 0.9 against 'b' (its own city) and 0.8 against 'c' (another label): its best is 'd', 0.3. 'c' has
+    no peer of its label in another city: 0."""
+    uids = ["a", "b", "c", "d"]
+    label = {"a": "x", "b": "x", "c": "y", "d": "x"}
+    city = {"a": "one", "b": "one", "c": "two", "d": "three"}
+    similarity = np.array([[0, 0.9, 0.8, 0.3], [0.9, 0, 0.1, 0.2], [0.8, 0.1, 0, 0.5], [0.3, 0.2, 0.5, 0]])
+    best = quality.best_same_label_scores(similarity, uids, label, city)
+    assert best == pytest.approx({"a": 0.3, "b": 0.2, "c": 0.0, "d": 0.3})
