@@ -352,6 +352,8 @@ class CommandGroup(click.Group):
             if full is not None:   # (no bug: said as a failure, which file system and how much free, no traceback)
                 echo_error(f"{ctx.invoked_subcommand} failed: {full}", 1)
                 ctx.exit(1)
+            if isinstance(exc, click.NoSuchOption):
+                _explain_no_such_option(exc, ctx)
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
             if not isinstance(exc, click.ClickException):   # (a bug: Python's traceback was plain text)
@@ -363,6 +365,26 @@ class CommandGroup(click.Group):
                 message += f" (see: {exc.ctx.command_path} --help)"
             echo_error(message, exc.exit_code)
             ctx.exit(exc.exit_code)
+
+
+CIVICAT_OPTIONS = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
+
+
+def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> None:
+    """click's bare "No such option" for the two ways a new user meets it after the command:
+    one of civicat's own options (`civicat harvest -v`), and text that starts with '-' (a query
+    pasted with its leading SQL comment, `-- what changed...`), which click takes for an option."""
+    name, command = exc.option_name, ctx.invoked_subcommand
+    if name in CIVICAT_OPTIONS:
+        exc.message += (f" {name} is an option of civicat itself: it goes before the command "
+                        f"(civicat {name}{' json' if name == '--log-format' else ''} {command} ...)")
+    elif any(character.isspace() for character in name) and exc.ctx is not None:   # (no option holds a space)
+        arguments = [param.make_metavar(exc.ctx) for param in exc.ctx.command.params
+                     if isinstance(param, click.Argument)]
+        text = name if len(name) <= 40 else name[:40] + "..."
+        exc.message = (f"{text!r} is no option but text that starts with '-' (an SQL comment?): put `--` "
+                       f"before it, after the options ({exc.ctx.command_path} [OPTIONS] -- "
+                       f"{arguments[0] if arguments else 'TEXT'})")
 
 
 class PlainLogFormatter(logging.Formatter):
@@ -425,6 +447,12 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
     `pulls_records`: the writer replaces records folders (an export waits for it, or refuses)."""
     from catalog.lock import CatalogueBeingWritten, WriterLock
 
+    from catalog.read_copy import catalogue_of
+
+    catalogue = catalogue_of(db_path)
+    if catalogue is not None:   # (what a writer wrote there, the catalogue's next writer would replace unread)
+        raise Refused(f"{db_path} is the read copy of {catalogue}, replaced whole by the catalogue's next writer: "
+                      f"write into the catalogue itself (--db {catalogue})")
     lock = WriterLock(db_path, wait_until=wait.until, pulls_records=pulls_records)
     try:
         lock.acquire()
@@ -876,7 +904,8 @@ def runs(limit, show_errors, db_path, as_json):
 
 @cli.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="How the rows are printed (CSV and JSON: a BLOB as base64, an INTERVAL as ISO 8601).")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
 def sql(query, fmt, db_path, as_json):

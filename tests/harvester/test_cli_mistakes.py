@@ -1,0 +1,128 @@
+"""Mistakes a new user makes at the command line (session 35's first hour with the README): each
+refused before anything is done, exit 2, saying what was wrong and what to type instead."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from catalog.read_copy import read_copy_path
+from harvester.cli import cli
+from tests.portals.dcat import DataJsonPortal
+from tests.portals.synth import make_data_json
+
+
+@pytest.fixture
+def portal():
+    with DataJsonPortal(make_data_json(5)) as p:
+        yield p
+
+
+@pytest.fixture
+def harvested(tmp_path, portal):
+    """A catalogue of one harvested portal and its read copy; the config it was harvested from."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    db = tmp_path / "c.duckdb"
+    result = invoke("harvest", "--config", str(config), "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert read_copy_path(db).exists()
+    return db, config
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), prog_name="civicat")
+
+
+@pytest.mark.parametrize("command", [["harvest"], ["harvest", "--records"], ["overlap"], ["retire", "gone"],
+                                     ["records", "city:ds-1"]])
+def test_a_writer_given_the_read_copy_as_its_catalogue_exits_2_naming_the_catalogue(harvested, portal, command):
+    """`harvest --db data/civicat.read.duckdb` harvested into the copy (exit 0) and made a copy of
+    the copy (`civicat.read.read.duckdb`); the catalogue's next writer replaced the copy, and what
+    was written there was gone without a word."""
+    db, config = harvested
+    copy = read_copy_path(db)
+    before = (copy.stat().st_mtime_ns, copy.stat().st_size)
+    hits = sum(portal.hits.values())
+    extra = ["--config", str(config)] if command[0] in ("harvest", "retire", "records") else []
+    result = invoke(*command, "--db", str(copy), *extra)
+    assert result.exit_code == 2, result.output
+    assert f"{copy} is the read copy of {db}" in result.output and f"--db {db}" in result.output
+    assert "Traceback" not in result.output and "Usage:" not in result.output
+    assert sum(portal.hits.values()) == hits   # refused before any request
+    assert (copy.stat().st_mtime_ns, copy.stat().st_size) == before
+    assert sorted(p.name for p in db.parent.glob("*.duckdb")) == ["c.duckdb", "c.read.duckdb"]
+    assert not copy.with_name(copy.name + ".lock").exists()   # (no lock taken on it either)
+
+
+def test_readers_still_read_the_copy_given_as_their_catalogue(harvested):
+    """A guard: the copy given as --db is read as it is by the readers (README, Locks)."""
+    db, _ = harvested
+    copy = read_copy_path(db)
+    result = invoke("sql", "--db", str(copy), "--format", "csv", "SELECT count(*) AS n FROM datasets")
+    assert result.exit_code == 0 and result.output == "n\n5\n", result.output
+    assert invoke("runs", "--db", str(copy), "--json").exit_code == 0
+
+
+def test_a_catalogue_named_like_a_read_copy_with_no_catalogue_beside_it_is_a_catalogue(tmp_path, portal):
+    """A guard: only a copy whose catalogue is beside it is refused."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    result = invoke("harvest", "--config", str(config), "--db", str(tmp_path / "nightly.read.duckdb"))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", [["runs"], ["sql", "SELECT 1"], ["harvest", "--config", "CONFIG"],
+                                     ["search", "permits"]])
+@pytest.mark.parametrize("option, before", [(["-v"], "-v"), (["-vv"], "-v"), (["--verbose"], "--verbose"),
+                                            (["--log-format", "json"], "--log-format json"),
+                                            (["--log-format=json"], "--log-format json")])
+def test_civicats_own_options_after_the_command_say_they_go_before_it(harvested, command, option, before):
+    """`civicat harvest -v` said only "No such option '-v'": the README's -v is civicat's own."""
+    db, config = harvested
+    args = [str(config) if arg == "CONFIG" else arg for arg in command]
+    result = invoke(*args, *option, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    assert (f"is an option of civicat itself: it goes before the command (civicat {before} {command[0]} ...)"
+            in result.output), result.output
+    assert invoke(*before.split(), *args, "--db", str(db)).exit_code == 0   # where the message says, it runs
+
+
+QUESTION = """-- each portal's last harvest: did it fail, and why
+SELECT portal_id, status FROM harvest_runs
+QUALIFY row_number() OVER (PARTITION BY portal_id ORDER BY started_at DESC) = 1"""
+
+
+def test_a_query_that_starts_with_its_comment_says_to_put_double_dash_before_it(harvested):
+    """The README's analyst questions start with an SQL comment: pasted, click took the query for
+    an option, "No such option '-- each portal's last harvest...'"."""
+    db, _ = harvested
+    result = invoke("sql", "--db", str(db), QUESTION)
+    assert result.exit_code == 2, result.output
+    assert ("is no option but text that starts with '-' (an SQL comment?): put `--` before it, after the options "
+            "(civicat sql [OPTIONS] -- QUERY)") in result.output
+    assert "No such option" not in result.output
+    result = invoke("sql", "--db", str(db), "--json", "--", QUESTION)   # as the message says
+    assert result.exit_code == 0 and json.loads(result.output) == [{"portal_id": "city", "status": "ok"}]
+
+
+def test_the_hint_for_text_taken_for_an_option_is_a_json_log_line_with_log_format_json(harvested):
+    db, _ = harvested
+    result = invoke("--log-format", "json", "sql", "--db", str(db), QUESTION)
+    assert result.exit_code == 2
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert "put `--` before it" in line["message"] and line["exit_code"] == 2
+
+
+def test_an_option_that_is_no_option_of_civicat_s_keeps_click_s_message(harvested):
+    """A guard: an option mistyped is said as click says it, with its nearest options."""
+    db, _ = harvested
+    result = invoke("runs", "--limt", "3", "--db", str(db))
+    assert result.exit_code == 2
+    assert "No such option '--limt'. Did you mean '--limit'?" in result.output
+    assert "civicat itself" not in result.output and "SQL comment" not in result.output
+
+
+def test_sql_format_says_what_it_is_in_the_help(harvested):
+    result = invoke("sql", "--help")
+    assert result.exit_code == 0 and "How the rows are printed" in " ".join(result.output.split()), result.output
+
