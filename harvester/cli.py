@@ -367,7 +367,7 @@ class CommandGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
-CIVICAT_OPTIONS = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
+OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
 
 
 def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> None:
@@ -375,7 +375,7 @@ def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> None
     one of civicat's own options (`civicat harvest -v`), and text that starts with '-' (a query
     pasted with its leading SQL comment, `-- what changed...`), which click takes for an option."""
     name, command = exc.option_name, ctx.invoked_subcommand
-    if name in CIVICAT_OPTIONS:
+    if name in OPTIONS_BEFORE_THE_COMMAND:
         exc.message += (f" {name} is an option of civicat itself: it goes before the command "
                         f"(civicat {name}{' json' if name == '--log-format' else ''} {command} ...)")
     elif any(character.isspace() for character in name) and exc.ctx is not None:   # (no option holds a space)

@@ -126,3 +126,16 @@ def test_sql_format_says_what_it_is_in_the_help(harvested):
     result = invoke("sql", "--help")
     assert result.exit_code == 0 and "How the rows are printed" in " ".join(result.output.split()), result.output
 
+
+
+@pytest.mark.parametrize("portal_id", ["-north", "_north", "North", "north.city", "n" * 64])
+def test_a_portal_id_that_is_no_slug_is_refused_saying_every_rule_it_breaks_could_be(tmp_path, portal_id):
+    """'-north' and '_north' were refused naming the characters allowed, which they are made of:
+    the rule they break, a first character that is a letter or digit, was not said."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "{portal_id}"\ncity = "North"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
+    result = invoke("harvest", "--config", str(config), "--db", str(tmp_path / "c.duckdb"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (f"portals[0] (id {portal_id!r}).id: {portal_id!r} is not a slug (lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit; at most 63 characters)") in result.output, result.output
+    assert not (tmp_path / "c.duckdb").exists()
