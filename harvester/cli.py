@@ -736,14 +736,16 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
 
 def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
     """Each of `uids` that names no live dataset, with why or what it may have meant: a
-    removed dataset, the same source id on another portal, close spellings on its portal."""
+    removed dataset, the same source id on another portal (or a source id alone, given as a
+    uid), close spellings on its portal."""
     import difflib
 
     live = {row[0] for row in con.execute("SELECT uid FROM datasets WHERE list_contains(?, uid) AND deleted_at IS NULL",
                                           [uids]).fetchall()}
     unknown = {}
     for uid in (u for u in uids if u not in live):
-        portal_id, _, source_id = uid.partition(":")
+        portal_id, colon, source_id = uid.partition(":")
+        source_id = source_id if colon else uid
         removed = con.execute("SELECT deleted_at FROM datasets WHERE uid = ?", [uid]).fetchone()
         if removed:
             unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
@@ -1056,8 +1058,9 @@ def similar(uid, limit, db_path, as_json):
     con = _open(read_only_connection, db_path)
     try:
         found = detector.similar(con, uid, limit)
-    except LookupError as exc:
-        raise click.UsageError(str(exc)) from None
+    except LookupError as exc:   # (no such dataset, or one deleted, which the detector says so)
+        near = _uids_not_in_catalogue(con, [uid]).get(uid, "")
+        raise click.UsageError(str(exc) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
     if as_json:

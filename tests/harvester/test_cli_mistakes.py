@@ -2,6 +2,7 @@
 refused before anything is done, exit 2, saying what was wrong and what to type instead."""
 import json
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
@@ -139,3 +140,26 @@ def test_a_portal_id_that_is_no_slug_is_refused_saying_every_rule_it_breaks_coul
     assert (f"portals[0] (id {portal_id!r}).id: {portal_id!r} is not a slug (lowercase letters, digits, '-' or '_', "
             "starting with a letter or digit; at most 63 characters)") in result.output, result.output
     assert not (tmp_path / "c.duckdb").exists()
+
+
+@pytest.mark.parametrize("given", ["city:{typo}",   # a close spelling on its portal
+                                   "{source_id}",   # the source id alone
+                                   "town:{source_id}"])   # another portal's
+def test_similar_names_the_uid_an_unknown_one_may_have_meant(harvested, given):
+    """`similar` of an unknown UID said "no dataset ... in the catalogue" alone, where `records`
+    names the UIDs it may have meant."""
+    db, _ = harvested
+    with duckdb.connect(str(read_copy_path(db)), read_only=True) as con:
+        [(uid, source_id)] = con.execute("SELECT uid, source_id FROM datasets ORDER BY uid LIMIT 1").fetchall()
+    typo = source_id[:-1] + ("x" if source_id[-1] != "x" else "y")
+    given = given.format(typo=typo, source_id=source_id)
+    result = invoke("similar", given, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    assert f"Error: no dataset {given!r} in the catalogue (did you mean {uid!r}?)" in result.output, result.output
+
+
+def test_similar_of_a_uid_nothing_is_near_says_so_alone(harvested):
+    """A guard: nothing invented when no UID is near."""
+    db, _ = harvested
+    result = invoke("similar", "elsewhere:zzz", "--db", str(db))
+    assert result.exit_code == 2 and "Error: no dataset 'elsewhere:zzz' in the catalogue\n" in result.output
