@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from click.core import ParameterSource
 
 from catalog import EMBEDDINGS_INSTALL
 from catalog.disk import disk_full
@@ -1099,6 +1100,9 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
 
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
+    named_config = click.get_current_context().get_parameter_source("config_path") is not ParameterSource.DEFAULT
+    if "data.json" in formats and named_config:   # (a config named and missing, or bad: exit 2, as every command)
+        read_config(config_path)   # (the default one missing: data.json without its defaults, said on stderr)
     # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
     # the file, 1 (or waited for); else its read copy is exported (catalog.export.open_for_export)
     until = time.monotonic() + wait_seconds if wait_seconds is not None else -math.inf

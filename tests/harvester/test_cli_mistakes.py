@@ -163,3 +163,32 @@ def test_similar_of_a_uid_nothing_is_near_says_so_alone(harvested):
     db, _ = harvested
     result = invoke("similar", "elsewhere:zzz", "--db", str(db))
     assert result.exit_code == 2 and "Error: no dataset 'elsewhere:zzz' in the catalogue\n" in result.output
+
+
+def test_export_of_data_json_with_a_config_named_that_is_not_there_exits_2_before_writing(harvested, tmp_path):
+    """`export --format data.json --config typo.toml` exported all the same, exit 0, a line on
+    stderr: data.json without the config's contacts, most datasets left out for want of one."""
+    db, config = harvested
+    out = tmp_path / "export"
+    result = invoke("export", "--db", str(db), "--config", str(tmp_path / "portls.toml"), "--out", str(out),
+                    "--format", "data.json")
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path / 'portls.toml'}: cannot read config file" in result.output
+    assert not out.exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace('kind = "dcat-us"', 'kind = "dcat"'))
+    result = invoke("export", "--db", str(db), "--config", str(bad), "--out", str(out), "--format", "data.json")
+    assert result.exit_code == 2 and "'dcat' is not one of" in result.output and not out.exists()
+
+
+def test_export_without_the_default_config_still_writes_data_json_saying_so(harvested, tmp_path, monkeypatch):
+    """A guard: run elsewhere than the checkout (no configs/g7.toml), data.json is written without
+    the config's defaults, and stderr says so; a Parquet export needs no config."""
+    db, _ = harvested
+    monkeypatch.chdir(tmp_path)
+    result = invoke("export", "--db", str(db), "--out", str(tmp_path / "export"), "--format", "data.json")
+    assert result.exit_code == 0, result.output
+    assert "no config at configs/g7.toml: publishers fall back to each dataset's city" in result.stderr
+    assert json.loads((tmp_path / "export" / "data.json").read_text())["@type"] == "dcat:Catalog"
+    result = invoke("export", "--db", str(db), "--config", str(tmp_path / "portls.toml"), "--out", str(tmp_path / "p"))
+    assert result.exit_code == 0, result.output
