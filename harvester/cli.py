@@ -380,7 +380,7 @@ def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> None
         exc.message += (f" {name} is an option of civicat itself: it goes before the command "
                         f"(civicat {name}{' json' if name == '--log-format' else ''} {command} ...)")
     elif any(character.isspace() for character in name) and exc.ctx is not None:   # (no option holds a space)
-        arguments = [param.make_metavar(exc.ctx) for param in exc.ctx.command.params
+        arguments = [param.human_readable_name for param in exc.ctx.command.params
                      if isinstance(param, click.Argument)]
         text = name if len(name) <= 40 else name[:40] + "..."
         exc.message = (f"{text!r} is no option but text that starts with '-' (an SQL comment?): put `--` "
@@ -459,7 +459,9 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
         lock.acquire()
     except CatalogueBeingWritten as exc:
         raise Refused(str(exc)) from None
-    except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
+    except (FileExistsError, NotADirectoryError) as exc:   # (mkdir's words for a file in the way: "File exists")
+        raise _cannot_open(db_path, f"its folder cannot be made: a file is in the way ({exc})") from None
+    except OSError as exc:   # its folder cannot be made or written (no permission)
         raise _cannot_open(db_path, exc) from None
     return lock
 
@@ -1222,7 +1224,7 @@ def _name_portals_out_of_config(report, config_path: Path) -> None:
                    "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
 
 
-def _cannot_open(db_path: Path, exc: Exception) -> click.ClickException:
+def _cannot_open(db_path: Path, exc: Exception | str) -> click.ClickException:
     """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB or civicat, no
     permission): exit 2 naming it, before anything is done; no usage line (the file is wrong)."""
     return Refused(f"cannot open the catalogue {db_path}: {exc}")

@@ -119,7 +119,7 @@ def test_an_option_that_is_no_option_of_civicat_s_keeps_click_s_message(harveste
     db, _ = harvested
     result = invoke("runs", "--limt", "3", "--db", str(db))
     assert result.exit_code == 2
-    assert "No such option '--limt'. Did you mean '--limit'?" in result.output
+    assert "No such option" in result.output and "--limt" in result.output and "--limit" in result.output
     assert "civicat itself" not in result.output and "SQL comment" not in result.output
 
 
@@ -192,3 +192,17 @@ def test_export_without_the_default_config_still_writes_data_json_saying_so(harv
     assert json.loads((tmp_path / "export" / "data.json").read_text())["@type"] == "dcat:Catalog"
     result = invoke("export", "--db", str(db), "--config", str(tmp_path / "portls.toml"), "--out", str(tmp_path / "p"))
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("db", ["notes/c.duckdb", "notes/more/c.duckdb"])
+def test_a_db_whose_folder_is_a_file_says_a_file_is_in_the_way(tmp_path, portal, monkeypatch, db):
+    """`--db notes/c.duckdb` with a file `notes` said "[Errno 17] File exists: 'notes'" alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").write_text("a file of the user's\n")
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    result = invoke("harvest", "--config", str(config), "--db", db)
+    assert result.exit_code == 2, result.output
+    assert f"Error: cannot open the catalogue {db}: its folder cannot be made: a file is in the way (" in result.output
+    assert "'notes" in result.output and sum(portal.hits.values()) == 0
+    assert (tmp_path / "notes").read_text() == "a file of the user's\n"
