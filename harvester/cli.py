@@ -459,10 +459,8 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
         lock.acquire()
     except CatalogueBeingWritten as exc:
         raise Refused(str(exc)) from None
-    except (FileExistsError, NotADirectoryError) as exc:   # (mkdir's words for a file in the way: "File exists")
-        raise _cannot_open(db_path, f"its folder cannot be made: a file is in the way ({exc})") from None
-    except OSError as exc:   # its folder cannot be made or written (no permission)
-        raise _cannot_open(db_path, exc) from None
+    except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
+        raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
     return lock
 
 
@@ -1190,7 +1188,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except (duckdb.Error, OSError) as exc:
             # the disk full (which file system, how much free): the previous export is untouched
             raise click.ClickException(f"cannot export {db_path} to {out_dir}: "
-                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
+                                       f"{disk_full(exc, db_path, export=out_dir) or in_words(exc, out_dir)}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
@@ -1200,7 +1198,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: "
-                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
+                                       f"{disk_full(exc, db_path, export=out_dir) or in_words(exc, out_dir)}") from None
         _name_portals_out_of_config(report, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
@@ -1222,6 +1220,14 @@ def _name_portals_out_of_config(report, config_path: Path) -> None:
         named = ", ".join(f"{portal_id} ({count} left out)" for portal_id, count in sorted(left_out.items()))
         click.echo(f"data.json: {named}: not in {config_path}, so without the contact its entry "
                    "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
+
+
+def in_words(exc: Exception, folder: Path) -> str:
+    """An error of making or writing `folder`, with mkdir's words for a file in its way ("File
+    exists", "Not a directory") said plainly."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and any(p.is_file() for p in (folder, *folder.parents)):
+        return f"its folder cannot be made: a file is in the way ({exc})"
+    return str(exc)
 
 
 def _cannot_open(db_path: Path, exc: Exception | str) -> click.ClickException:

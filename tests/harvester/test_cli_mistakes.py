@@ -206,3 +206,16 @@ def test_a_db_whose_folder_is_a_file_says_a_file_is_in_the_way(tmp_path, portal,
     assert f"Error: cannot open the catalogue {db}: its folder cannot be made: a file is in the way (" in result.output
     assert "'notes" in result.output and sum(portal.hits.values()) == 0
     assert (tmp_path / "notes").read_text() == "a file of the user's\n"
+
+
+@pytest.mark.parametrize("formats", [["--format", "parquet"], ["--format", "data.json"]])
+def test_an_export_whose_folder_is_under_a_file_says_a_file_is_in_the_way(harvested, tmp_path, formats):
+    """`export --out notes/export` with a file `notes` said "[Errno 17] File exists: 'notes'" alone
+    (exit 1, as the README says of an export that cannot be written)."""
+    db, _ = harvested
+    (tmp_path / "notes").write_text("a file of the user's\n")
+    out = tmp_path / "notes" / "export"
+    result = invoke("export", "--db", str(db), "--out", str(out), *formats)
+    assert result.exit_code == 1, result.output
+    assert f"to {out}: its folder cannot be made: a file is in the way (" in result.output, result.output
+    assert (tmp_path / "notes").read_text() == "a file of the user's\n"
