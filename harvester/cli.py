@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from click.core import ParameterSource
 
 from catalog import EMBEDDINGS_INSTALL
 from catalog.disk import disk_full
@@ -352,6 +353,8 @@ class CommandGroup(click.Group):
             if full is not None:   # (no bug: said as a failure, which file system and how much free, no traceback)
                 echo_error(f"{ctx.invoked_subcommand} failed: {full}", 1)
                 ctx.exit(1)
+            if isinstance(exc, click.NoSuchOption):
+                _explain_no_such_option(exc, ctx)
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
             if not isinstance(exc, click.ClickException):   # (a bug: Python's traceback was plain text)
@@ -363,6 +366,26 @@ class CommandGroup(click.Group):
                 message += f" (see: {exc.ctx.command_path} --help)"
             echo_error(message, exc.exit_code)
             ctx.exit(exc.exit_code)
+
+
+OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
+
+
+def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> None:
+    """click's bare "No such option" for the two ways a new user meets it after the command:
+    one of civicat's own options (`civicat harvest -v`), and text that starts with '-' (a query
+    pasted with its leading SQL comment, `-- what changed...`), which click takes for an option."""
+    name, command = exc.option_name, ctx.invoked_subcommand
+    if name in OPTIONS_BEFORE_THE_COMMAND:
+        exc.message += (f" {name} is an option of civicat itself: it goes before the command "
+                        f"(civicat {name}{' json' if name == '--log-format' else ''} {command} ...)")
+    elif any(character.isspace() for character in name) and exc.ctx is not None:   # (no option holds a space)
+        arguments = [param.human_readable_name for param in exc.ctx.command.params
+                     if isinstance(param, click.Argument)]
+        text = name if len(name) <= 40 else name[:40] + "..."
+        exc.message = (f"{text!r} is no option but text that starts with '-' (an SQL comment?): put `--` "
+                       f"before it, after the options ({exc.ctx.command_path} [OPTIONS] -- "
+                       f"{arguments[0] if arguments else 'TEXT'})")
 
 
 class PlainLogFormatter(logging.Formatter):
@@ -425,13 +448,19 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
     `pulls_records`: the writer replaces records folders (an export waits for it, or refuses)."""
     from catalog.lock import CatalogueBeingWritten, WriterLock
 
+    from catalog.read_copy import catalogue_of
+
+    catalogue = catalogue_of(db_path)
+    if catalogue is not None:   # (what a writer wrote there, the catalogue's next writer would replace unread)
+        raise Refused(f"{db_path} is the read copy of {catalogue}, replaced whole by the catalogue's next writer: "
+                      f"write into the catalogue itself (--db {catalogue})")
     lock = WriterLock(db_path, wait_until=wait.until, pulls_records=pulls_records)
     try:
         lock.acquire()
     except CatalogueBeingWritten as exc:
         raise Refused(str(exc)) from None
     except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
-        raise _cannot_open(db_path, exc) from None
+        raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
     return lock
 
 
@@ -708,14 +737,16 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
 
 def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
     """Each of `uids` that names no live dataset, with why or what it may have meant: a
-    removed dataset, the same source id on another portal, close spellings on its portal."""
+    removed dataset, the same source id on another portal (or a source id alone, given as a
+    uid), close spellings on its portal."""
     import difflib
 
     live = {row[0] for row in con.execute("SELECT uid FROM datasets WHERE list_contains(?, uid) AND deleted_at IS NULL",
                                           [uids]).fetchall()}
     unknown = {}
     for uid in (u for u in uids if u not in live):
-        portal_id, _, source_id = uid.partition(":")
+        portal_id, colon, source_id = uid.partition(":")
+        source_id = source_id if colon else uid
         removed = con.execute("SELECT deleted_at FROM datasets WHERE uid = ?", [uid]).fetchone()
         if removed:
             unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
@@ -876,7 +907,8 @@ def runs(limit, show_errors, db_path, as_json):
 
 @cli.command()
 @click.argument("query")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
+              help="How the rows are printed (CSV and JSON: a BLOB as base64, an INTERVAL as ISO 8601).")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
 def sql(query, fmt, db_path, as_json):
@@ -1027,8 +1059,9 @@ def similar(uid, limit, db_path, as_json):
     con = _open(read_only_connection, db_path)
     try:
         found = detector.similar(con, uid, limit)
-    except LookupError as exc:
-        raise click.UsageError(str(exc)) from None
+    except LookupError as exc:   # (no such dataset, or one deleted, which the detector says so)
+        near = _uids_not_in_catalogue(con, [uid]).get(uid, "")
+        raise click.UsageError(str(exc) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
     if as_json:
@@ -1067,6 +1100,9 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
 
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
+    named_config = click.get_current_context().get_parameter_source("config_path") is not ParameterSource.DEFAULT
+    if "data.json" in formats and named_config:   # (a config named and missing, or bad: exit 2, as every command)
+        read_config(config_path)   # (the default one missing: data.json without its defaults, said on stderr)
     # a --db that is no DuckDB catalogue exits 2, as for every command; a records pull holding
     # the file, 1 (or waited for); else its read copy is exported (catalog.export.open_for_export)
     until = time.monotonic() + wait_seconds if wait_seconds is not None else -math.inf
@@ -1152,7 +1188,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except (duckdb.Error, OSError) as exc:
             # the disk full (which file system, how much free): the previous export is untouched
             raise click.ClickException(f"cannot export {db_path} to {out_dir}: "
-                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
+                                       f"{disk_full(exc, db_path, export=out_dir) or in_words(exc, out_dir)}") from None
         result["parquet"] = {k: manifest[k] for k in ("schema_version", "created_at", "row_counts", "records")}
     if "data.json" in formats:
         try:
@@ -1162,7 +1198,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             report = write_data_json(opened.con, out_dir, defaults)
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: "
-                                       f"{disk_full(exc, db_path, export=out_dir) or exc}") from None
+                                       f"{disk_full(exc, db_path, export=out_dir) or in_words(exc, out_dir)}") from None
         _name_portals_out_of_config(report, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
@@ -1186,7 +1222,15 @@ def _name_portals_out_of_config(report, config_path: Path) -> None:
                    "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
 
 
-def _cannot_open(db_path: Path, exc: Exception) -> click.ClickException:
+def in_words(exc: Exception, folder: Path) -> str:
+    """An error of making or writing `folder`, with mkdir's words for a file in its way ("File
+    exists", "Not a directory") said plainly."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and any(p.is_file() for p in (folder, *folder.parents)):
+        return f"its folder cannot be made: a file is in the way ({exc})"
+    return str(exc)
+
+
+def _cannot_open(db_path: Path, exc: Exception | str) -> click.ClickException:
     """A --db DuckDB cannot open (a file that is no database, one of a newer DuckDB or civicat, no
     permission): exit 2 naming it, before anything is done; no usage line (the file is wrong)."""
     return Refused(f"cannot open the catalogue {db_path}: {exc}")

@@ -140,7 +140,8 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
             raise fail(key, f"must be a non-empty string, got {entry[key]!r}")
 
     if not ID_PATTERN.fullmatch(entry["id"]):
-        raise fail("id", f"{entry['id']!r} is not a slug (lowercase letters, digits, '-' or '_'; at most 63)")
+        raise fail("id", f"{entry['id']!r} is not a slug (lowercase letters, digits, '-' or '_', starting with a "
+                         "letter or digit; at most 63 characters)")
     if entry["kind"] not in KINDS:
         raise fail("kind", f"{entry['kind']!r} is not one of {', '.join(KINDS)}")
     url = entry["url"].strip()

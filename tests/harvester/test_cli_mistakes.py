@@ -1,0 +1,221 @@
+"""Mistakes a new user makes at the command line (session 35's first hour with the README): each
+refused before anything is done, exit 2, saying what was wrong and what to type instead."""
+import json
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from catalog.read_copy import read_copy_path
+from harvester.cli import cli
+from tests.portals.dcat import DataJsonPortal
+from tests.portals.synth import make_data_json
+
+
+@pytest.fixture
+def portal():
+    with DataJsonPortal(make_data_json(5)) as p:
+        yield p
+
+
+@pytest.fixture
+def harvested(tmp_path, portal):
+    """A catalogue of one harvested portal and its read copy; the config it was harvested from."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    db = tmp_path / "c.duckdb"
+    result = invoke("harvest", "--config", str(config), "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert read_copy_path(db).exists()
+    return db, config
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, list(args), prog_name="civicat")
+
+
+@pytest.mark.parametrize("command", [["harvest"], ["harvest", "--records"], ["overlap"], ["retire", "gone"],
+                                     ["records", "city:ds-1"]])
+def test_a_writer_given_the_read_copy_as_its_catalogue_exits_2_naming_the_catalogue(harvested, portal, command):
+    """`harvest --db data/civicat.read.duckdb` harvested into the copy (exit 0) and made a copy of
+    the copy (`civicat.read.read.duckdb`); the catalogue's next writer replaced the copy, and what
+    was written there was gone without a word."""
+    db, config = harvested
+    copy = read_copy_path(db)
+    before = (copy.stat().st_mtime_ns, copy.stat().st_size)
+    hits = sum(portal.hits.values())
+    extra = ["--config", str(config)] if command[0] in ("harvest", "retire", "records") else []
+    result = invoke(*command, "--db", str(copy), *extra)
+    assert result.exit_code == 2, result.output
+    assert f"{copy} is the read copy of {db}" in result.output and f"--db {db}" in result.output
+    assert "Traceback" not in result.output and "Usage:" not in result.output
+    assert sum(portal.hits.values()) == hits   # refused before any request
+    assert (copy.stat().st_mtime_ns, copy.stat().st_size) == before
+    assert sorted(p.name for p in db.parent.glob("*.duckdb")) == ["c.duckdb", "c.read.duckdb"]
+    assert not copy.with_name(copy.name + ".lock").exists()   # (no lock taken on it either)
+
+
+def test_readers_still_read_the_copy_given_as_their_catalogue(harvested):
+    """A guard: the copy given as --db is read as it is by the readers (README, Locks)."""
+    db, _ = harvested
+    copy = read_copy_path(db)
+    result = invoke("sql", "--db", str(copy), "--format", "csv", "SELECT count(*) AS n FROM datasets")
+    assert result.exit_code == 0 and result.output == "n\n5\n", result.output
+    assert invoke("runs", "--db", str(copy), "--json").exit_code == 0
+
+
+def test_a_catalogue_named_like_a_read_copy_with_no_catalogue_beside_it_is_a_catalogue(tmp_path, portal):
+    """A guard: only a copy whose catalogue is beside it is refused."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    result = invoke("harvest", "--config", str(config), "--db", str(tmp_path / "nightly.read.duckdb"))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", [["runs"], ["sql", "SELECT 1"], ["harvest", "--config", "CONFIG"],
+                                     ["search", "permits"]])
+@pytest.mark.parametrize("option, before", [(["-v"], "-v"), (["-vv"], "-v"), (["--verbose"], "--verbose"),
+                                            (["--log-format", "json"], "--log-format json"),
+                                            (["--log-format=json"], "--log-format json")])
+def test_civicats_own_options_after_the_command_say_they_go_before_it(harvested, command, option, before):
+    """`civicat harvest -v` said only "No such option '-v'": the README's -v is civicat's own."""
+    db, config = harvested
+    args = [str(config) if arg == "CONFIG" else arg for arg in command]
+    result = invoke(*args, *option, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    assert (f"is an option of civicat itself: it goes before the command (civicat {before} {command[0]} ...)"
+            in result.output), result.output
+    assert invoke(*before.split(), *args, "--db", str(db)).exit_code == 0   # where the message says, it runs
+
+
+QUESTION = """-- each portal's last harvest: did it fail, and why
+SELECT portal_id, status FROM harvest_runs
+QUALIFY row_number() OVER (PARTITION BY portal_id ORDER BY started_at DESC) = 1"""
+
+
+def test_a_query_that_starts_with_its_comment_says_to_put_double_dash_before_it(harvested):
+    """The README's analyst questions start with an SQL comment: pasted, click took the query for
+    an option, "No such option '-- each portal's last harvest...'"."""
+    db, _ = harvested
+    result = invoke("sql", "--db", str(db), QUESTION)
+    assert result.exit_code == 2, result.output
+    assert ("is no option but text that starts with '-' (an SQL comment?): put `--` before it, after the options "
+            "(civicat sql [OPTIONS] -- QUERY)") in result.output
+    assert "No such option" not in result.output
+    result = invoke("sql", "--db", str(db), "--json", "--", QUESTION)   # as the message says
+    assert result.exit_code == 0 and json.loads(result.output) == [{"portal_id": "city", "status": "ok"}]
+
+
+def test_the_hint_for_text_taken_for_an_option_is_a_json_log_line_with_log_format_json(harvested):
+    db, _ = harvested
+    result = invoke("--log-format", "json", "sql", "--db", str(db), QUESTION)
+    assert result.exit_code == 2
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert "put `--` before it" in line["message"] and line["exit_code"] == 2
+
+
+def test_an_option_that_is_no_option_of_civicat_s_keeps_click_s_message(harvested):
+    """A guard: an option mistyped is said as click says it, with its nearest options."""
+    db, _ = harvested
+    result = invoke("runs", "--limt", "3", "--db", str(db))
+    assert result.exit_code == 2
+    assert "No such option" in result.output and "--limt" in result.output and "--limit" in result.output
+    assert "civicat itself" not in result.output and "SQL comment" not in result.output
+
+
+def test_sql_format_says_what_it_is_in_the_help(harvested):
+    result = invoke("sql", "--help")
+    assert result.exit_code == 0 and "How the rows are printed" in " ".join(result.output.split()), result.output
+
+
+
+@pytest.mark.parametrize("portal_id", ["-north", "_north", "North", "north.city", "n" * 64])
+def test_a_portal_id_that_is_no_slug_is_refused_saying_every_rule_it_breaks_could_be(tmp_path, portal_id):
+    """'-north' and '_north' were refused naming the characters allowed, which they are made of:
+    the rule they break, a first character that is a letter or digit, was not said."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "{portal_id}"\ncity = "North"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
+    result = invoke("harvest", "--config", str(config), "--db", str(tmp_path / "c.duckdb"))
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (f"portals[0] (id {portal_id!r}).id: {portal_id!r} is not a slug (lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit; at most 63 characters)") in result.output, result.output
+    assert not (tmp_path / "c.duckdb").exists()
+
+
+@pytest.mark.parametrize("given", ["city:{typo}",   # a close spelling on its portal
+                                   "{source_id}",   # the source id alone
+                                   "town:{source_id}"])   # another portal's
+def test_similar_names_the_uid_an_unknown_one_may_have_meant(harvested, given):
+    """`similar` of an unknown UID said "no dataset ... in the catalogue" alone, where `records`
+    names the UIDs it may have meant."""
+    db, _ = harvested
+    with duckdb.connect(str(read_copy_path(db)), read_only=True) as con:
+        [(uid, source_id)] = con.execute("SELECT uid, source_id FROM datasets ORDER BY uid LIMIT 1").fetchall()
+    typo = source_id[:-1] + ("x" if source_id[-1] != "x" else "y")
+    given = given.format(typo=typo, source_id=source_id)
+    result = invoke("similar", given, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    assert f"Error: no dataset {given!r} in the catalogue (did you mean {uid!r}?)" in result.output, result.output
+
+
+def test_similar_of_a_uid_nothing_is_near_says_so_alone(harvested):
+    """A guard: nothing invented when no UID is near."""
+    db, _ = harvested
+    result = invoke("similar", "elsewhere:zzz", "--db", str(db))
+    assert result.exit_code == 2 and "Error: no dataset 'elsewhere:zzz' in the catalogue\n" in result.output
+
+
+def test_export_of_data_json_with_a_config_named_that_is_not_there_exits_2_before_writing(harvested, tmp_path):
+    """`export --format data.json --config typo.toml` exported all the same, exit 0, a line on
+    stderr: data.json without the config's contacts, most datasets left out for want of one."""
+    db, config = harvested
+    out = tmp_path / "export"
+    result = invoke("export", "--db", str(db), "--config", str(tmp_path / "portls.toml"), "--out", str(out),
+                    "--format", "data.json")
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path / 'portls.toml'}: cannot read config file" in result.output
+    assert not out.exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(config.read_text().replace('kind = "dcat-us"', 'kind = "dcat"'))
+    result = invoke("export", "--db", str(db), "--config", str(bad), "--out", str(out), "--format", "data.json")
+    assert result.exit_code == 2 and "'dcat' is not one of" in result.output and not out.exists()
+
+
+def test_export_without_the_default_config_still_writes_data_json_saying_so(harvested, tmp_path, monkeypatch):
+    """A guard: run elsewhere than the checkout (no configs/g7.toml), data.json is written without
+    the config's defaults, and stderr says so; a Parquet export needs no config."""
+    db, _ = harvested
+    monkeypatch.chdir(tmp_path)
+    result = invoke("export", "--db", str(db), "--out", str(tmp_path / "export"), "--format", "data.json")
+    assert result.exit_code == 0, result.output
+    assert "no config at configs/g7.toml: publishers fall back to each dataset's city" in result.stderr
+    assert json.loads((tmp_path / "export" / "data.json").read_text())["@type"] == "dcat:Catalog"
+    result = invoke("export", "--db", str(db), "--config", str(tmp_path / "portls.toml"), "--out", str(tmp_path / "p"))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("db", ["notes/c.duckdb", "notes/more/c.duckdb"])
+def test_a_db_whose_folder_is_a_file_says_a_file_is_in_the_way(tmp_path, portal, monkeypatch, db):
+    """`--db notes/c.duckdb` with a file `notes` said "[Errno 17] File exists: 'notes'" alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes").write_text("a file of the user's\n")
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    result = invoke("harvest", "--config", str(config), "--db", db)
+    assert result.exit_code == 2, result.output
+    assert f"Error: cannot open the catalogue {db}: its folder cannot be made: a file is in the way (" in result.output
+    assert "'notes" in result.output and sum(portal.hits.values()) == 0
+    assert (tmp_path / "notes").read_text() == "a file of the user's\n"
+
+
+@pytest.mark.parametrize("formats", [["--format", "parquet"], ["--format", "data.json"]])
+def test_an_export_whose_folder_is_under_a_file_says_a_file_is_in_the_way(harvested, tmp_path, formats):
+    """`export --out notes/export` with a file `notes` said "[Errno 17] File exists: 'notes'" alone
+    (exit 1, as the README says of an export that cannot be written)."""
+    db, _ = harvested
+    (tmp_path / "notes").write_text("a file of the user's\n")
+    out = tmp_path / "notes" / "export"
+    result = invoke("export", "--db", str(db), "--out", str(out), *formats)
+    assert result.exit_code == 1, result.output
+    assert f"to {out}: its folder cannot be made: a file is in the way (" in result.output, result.output
+    assert (tmp_path / "notes").read_text() == "a file of the user's\n"
