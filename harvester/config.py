@@ -152,9 +152,11 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     if any(c.isspace() or not c.isprintable() for c in parsed.netloc):
         raise fail("url", f"{url!r}: its host {parsed.netloc!r} holds a space or a control character")
     try:
-        parsed.port
+        port = parsed.port
     except ValueError as exc:
         raise fail("url", f"{url!r} has no valid port ({exc})") from None
+    if port == 0:   # (urlparse takes it; no server listens there: every request would fail)
+        raise fail("url", f"{url!r} has no valid port (0 is none a server listens on)")
     # only the socrata adapter reads them: on another kind they would be ignored without a word
     for key in SOCRATA_ONLY_KEYS:
         if key in entry and entry["kind"] != "socrata":

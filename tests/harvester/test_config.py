@@ -60,6 +60,9 @@ def test_shipped_g7_config_is_valid():
     (GOOD.replace('id = "dc"', 'id = "chicago"'), ["portals[1].id", "duplicate id 'chicago'"]),
     (GOOD.replace('url = "https://data.cityofchicago.org/"\n', ""), ["portals[0]", ".url", "missing"]),
     (GOOD.replace('url = "https://data.cityofchicago.org/"', 'url = "ftp://x"'), [".url", "'ftp://x'"]),
+    # urlparse takes port 0, and every request to it then failed inside the harvest (exit 1, not 2)
+    (GOOD.replace('url = "https://data.cityofchicago.org/"', 'url = "https://x.org:0/"'),
+     [".url", "'https://x.org:0/'", "no valid port"]),
     (GOOD.replace("timeout = 30", "timeout = -1"), [".timeout", "-1"]),
     (GOOD.replace("max_concurrency = 2", 'max_concurrency = "2"'), [".max_concurrency", "'2'"]),
     (GOOD.replace('records = ["ijzp-q8t2"]', 'records = "ijzp-q8t2"'), [".records"]),
