@@ -62,7 +62,16 @@ def copy_bytes(source: int, target: int, step: Callable[[], None] | None = None)
     return done
 
 
-_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024   # buffers one writev takes
+def _iov_max() -> int:
+    """Buffers one writev takes (Linux: 1,024; -1 where the system does not say)."""
+    try:
+        limit = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):
+        limit = -1
+    return limit if limit > 0 else 16   # (POSIX's least)
+
+
+_IOV_MAX = _iov_max()
 
 
 def write_buffers(path: str | Path, buffers: list[bytes]) -> None:
