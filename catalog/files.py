@@ -62,6 +62,39 @@ def copy_bytes(source: int, target: int, step: Callable[[], None] | None = None)
     return done
 
 
+def _iov_max() -> int:
+    """Buffers one writev takes (Linux: 1,024; -1 where the system does not say)."""
+    try:
+        limit = os.sysconf("SC_IOV_MAX")
+    except (AttributeError, ValueError, OSError):
+        limit = -1
+    return limit if limit > 0 else 16   # (POSIX's least)
+
+
+_IOV_MAX = _iov_max()
+
+
+def write_buffers(path: str | Path, buffers: list[bytes]) -> None:
+    """`buffers` one after the other as the file `path`, handed to the kernel as they are
+    (writev): no block of their joined bytes, which a part of ~2.7 MB would be copied into
+    and faulted in afresh for each write."""
+    with open(path, "wb", buffering=0) as file:
+        for start in range(0, len(buffers), _IOV_MAX):
+            waiting = buffers[start:start + _IOV_MAX]
+            while waiting:
+                written = os.writev(file.fileno(), waiting)
+                if written == 0 and any(waiting):
+                    raise OSError(errno.EIO, f"could not write {path}: nothing written")
+                # (a write cut short: what it took is dropped, the rest written next)
+                done = 0
+                while done < len(waiting) and written >= len(waiting[done]):
+                    written -= len(waiting[done])
+                    done += 1
+                waiting = waiting[done:]
+                if waiting and written:
+                    waiting[0] = memoryview(waiting[0])[written:]
+
+
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
 
 
