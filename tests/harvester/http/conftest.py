@@ -81,3 +81,43 @@ def spooled_bodies(monkeypatch):
 
     monkeypatch.setattr(harvester.http.bodies, "_SpooledBody", Recorded)
     return made
+
+
+def left_unclosed_by_ctrl_c(client, url: str, waiting) -> list[str]:
+    """`url` asked by `client` in this thread, the main one, as a one-worker harvest asks (pytest's
+    workers run their tests in it), and SIGINT sent to it once `waiting()`, in another thread, has
+    returned: its handler cancels the client and raises KeyboardInterrupt, as the stop's does
+    (harvester.stopping). The ResourceWarnings of what the request left to the garbage collector."""
+    import gc
+    import signal
+    import warnings
+
+    assert threading.current_thread() is threading.main_thread(), "signals are taken by the main thread only"
+    interrupted = []
+
+    def ctrl_c(signum, frame):
+        interrupted.append(signum)
+        client.cancel()
+        raise KeyboardInterrupt
+
+    def interrupt():
+        waiting()
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            interrupting = threading.Thread(target=interrupt)
+            interrupting.start()
+            try:
+                with cut_short_after(client):
+                    client.get_json(url)
+            except KeyboardInterrupt:
+                pass
+            interrupting.join(60)
+            gc.collect()   # (what the exception's frames held, freed as it was let go or here)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert interrupted, "the request ended before the Ctrl-C"
+    return [str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)]

@@ -12,7 +12,7 @@ import pytest
 from bench.serve import self_signed_tls, serve_keep_alive
 from harvester.http import CertificateRejected, HostUnavailable, HttpClient, Interrupted, InvalidUrl, TransientError
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import DOC, asked_in_a_thread, cut_short_after
+from tests.harvester.http.conftest import DOC, asked_in_a_thread, cut_short_after, left_unclosed_by_ctrl_c
 from tests.portals.base import LocalPortal
 
 
@@ -511,3 +511,36 @@ def test_a_connection_tried_at_a_second_address_closes_its_copy_of_the_first():
         assert connecting._sock.fileno() != -1
         connecting.close()
         assert connecting._sock is None
+
+
+def test_a_ctrl_c_in_a_connect_wait_closes_its_socket():
+    """A one-worker harvest makes its requests in the main thread, where Ctrl-C raises
+    KeyboardInterrupt in the wait for a connect (a server whose accept queue is full): only an
+    OSError closed the socket, and this left it to the garbage collector (a ResourceWarning, its
+    descriptor held until then). Closed whatever ends the wait."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(0)
+    port = listening.getsockname()[1]
+    held = []
+    for _ in range(3):   # (the queue of a backlog of 0 holds one or two: the client's SYNs dropped)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        held.append(filler)
+    time.sleep(0.1)
+    fillers_connecting = _connecting_to(port)
+
+    def connecting():
+        deadline = time.monotonic() + 60
+        while _connecting_to(port) <= fillers_connecting and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    try:
+        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0),
+                                       f"http://127.0.0.1:{port}/data", connecting)
+    finally:
+        listening.close()
+        for connection in held:
+            connection.close()
+    assert left == []
