@@ -304,7 +304,8 @@ class _ThroughSocks:
         seconds = self.timeout if isinstance(self.timeout, (int, float)) else None   # (not urllib3's "default")
         try:
             ask_for_connection(sock, proxy, portal, self.port, seconds)
-            sock.settimeout(seconds)
+            if seconds is not None:   # (its reads were given what was left of it)
+                sock.settimeout(seconds)
         except BaseException as exc:   # (a KeyboardInterrupt too: see _connected_to)
             sock.close()
             if isinstance(exc, TimeoutError):
@@ -327,8 +328,8 @@ class _ThroughSocks:
         if proxy.version == 4:
             addresses = [address for address in addresses if ":" not in address]
             if not addresses:
-                raise urllib3.exceptions.NewConnectionError(
-                    self, f"{self.host} has no IPv4 address, all a socks4:// proxy takes (socks4a:// takes its name)")
+                said = f"takes IPv4 addresses only, and {self.host} has none (socks4a:// sends it its name)"
+                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said)
         return addresses[0]
 
 

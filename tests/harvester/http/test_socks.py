@@ -428,3 +428,13 @@ def test_a_stop_ends_a_tls_handshake_through_a_socks_proxy_at_once(socks, tmp_pa
         asking.join(60)
     assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
     assert str(outcomes[0]) == f"the harvest was interrupted while connecting: {url}"
+
+
+def test_a_socks4_proxy_is_not_asked_for_a_host_of_ipv6_addresses_only(socks, resolver):
+    """SOCKS4 carries IPv4 addresses only: a name that has none is said so, the proxy not asked."""
+    socks.use("socks4")
+    resolver.answers["six.portal.test"] = ["::1"]
+    with pytest.raises(ConnectionFailed, match=rf"^connection failed: ConnectionError: the SOCKS4 proxy 127\.0\.0\.1:"
+                                               rf"{socks.port} takes IPv4 addresses only, and six\.portal\.test has none"):
+        fast_client(max_attempts=1).get_json("http://six.portal.test/doc")
+    assert socks.asked == []
