@@ -9,12 +9,11 @@ import time
 
 import pytest
 
-from bench.serve import self_signed_tls, serve_keep_alive
 from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable, HttpClient, Interrupted, LookupUnanswered, TimedOut,
                            TransientError)
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import DOC, asked_in_a_thread, cut_short_after, left_unclosed_by_ctrl_c
-from tests.portals.base import LocalPortal
+from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
+                                           dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
 
 
 class SocksServer:
@@ -215,73 +214,28 @@ def test_a_socks_handshake_the_proxy_holds_ends_at_the_connect_timeout(socks):
     assert (client.stats.requests, client.stats.retries) == (2, 1)
 
 
-def _accepting_and_never_answering() -> tuple[socket.socket, list, threading.Event]:
-    """A server that accepts and reads the request, then answers nothing: itself, the connections it
-    holds, and an event set once a request has been read."""
-    server = socket.create_server(("127.0.0.1", 0))
-    held, asked = [], threading.Event()
+@pytest.mark.parametrize("scheme, waited", [("http", "waiting for the response's headers"), ("https", "connecting")])
+def test_a_stop_ends_a_wait_for_headers_or_a_tls_handshake_through_a_socks_proxy_at_once(socks, tmp_path, scheme,
+                                                                                         waited):
+    """A portal behind the proxy that reads the request (or the TLS hello) and never answers held the
+    request until the headers' deadline (twice the read timeout: 600 s here), or the connect timeout
+    (300 s): the stop shuts the socket, under the TLS handshake too, and the request ends Interrupted."""
+    server, held, asked = accepting_and_never_answering()
+    url = f"{scheme}://portal.invalid:{server.getsockname()[1]}/doc"
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
 
-    def accept():
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            held.append(connection)
-            with contextlib.suppress(OSError):
-                if connection.recv(65536):
-                    asked.set()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return server, held, asked
-
-
-def test_a_stop_ends_a_wait_for_headers_through_a_socks_proxy_at_once(socks, tmp_path):
-    """A portal behind the proxy that reads the request and never answers held the request until the
-    headers' deadline (twice the read timeout: 600 s here): the stop shuts the socket, Interrupted."""
-    server, held, asked = _accepting_and_never_answering()
-    socks.names["portal.invalid"] = "127.0.0.1"
-    url = f"http://portal.invalid:{server.getsockname()[1]}/doc"
-    client = fast_client(max_attempts=1, timeout=300.0)
-    asking, outcomes = asked_in_a_thread(client, "page", url, tmp_path / "data.csv")
-    try:
+    def asked_of_the_portal():
         assert asked.wait(60), "the portal was never asked"
-        client.cancel()
-        asking.join(60)
-        assert not asking.is_alive(), "the wait for the headers went on after the stop"
-    finally:
-        server.close()
-        for connection in held:
-            connection.close()
-        asking.join(60)
-    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
-    assert str(outcomes[0]) == f"the harvest was interrupted while waiting for the response's headers: {url}"
+
+    stopped = stopped_while(client, "page", url, tmp_path, asked_of_the_portal, "the wait", server, held)
+    assert str(stopped) == f"the harvest was interrupted while {waited}: {url}"
 
 
 def test_headers_dripped_through_a_socks_proxy_are_cut_off_at_their_deadline(socks):
     """A header line every 0.2 s, each inside the read timeout (0.4 s), held a request through the
     proxy for up to 100 header lines: cut off at twice the read timeout, as without a proxy."""
-    server, stop = socket.create_server(("127.0.0.1", 0)), threading.Event()
-
-    def drip():
-        connection, _ = server.accept()
-        with connection:
-            connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\n")
-            while not stop.wait(0.2):
-                try:
-                    connection.sendall(b"X-Drip: a\r\n")
-                except OSError:
-                    return
-
-    threading.Thread(target=drip, daemon=True).start()
-    client = fast_client(timeout=0.4, max_attempts=1)
-    try:
-        with pytest.raises(TimedOut, match="response headers took over 1s to arrive"):
-            client.get_json(f"http://portal.invalid:{server.getsockname()[1]}/slow")
-    finally:
-        stop.set()
-        server.close()
+    with dripping_headers() as port, pytest.raises(TimedOut, match="response headers took over 1s to arrive"):
+        fast_client(timeout=0.4, max_attempts=1).get_json(f"http://portal.invalid:{port}/slow")
 
 
 def test_a_socks_proxy_refusing_connections_is_counted_and_its_portal_given_up(socks, refusing_port, monkeypatch):
@@ -382,52 +336,16 @@ def test_a_ctrl_c_in_a_socks_handshake_closes_its_socket(socks):
     assert left_unclosed_by_ctrl_c(client, "http://portal.invalid/doc", greeted) == []
 
 
-@pytest.fixture
-def tls_portal_behind_socks(socks, tmp_path):
-    """The DOC portal over TLS (its certificate self-signed for 127.0.0.1, made by the openssl
-    command), named portal.invalid for the proxy: its URL."""
-    context = self_signed_tls(tmp_path)
-    if context is None:
-        pytest.skip("the openssl command is needed to make a certificate")
-    portal = LocalPortal()
-    portal.serve_json("/doc", DOC)
-    server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=context)
-    try:
-        yield f"https://portal.invalid:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def test_tls_through_a_socks_proxy_checks_the_portal_s_certificate(tls_portal_behind_socks, tmp_path, monkeypatch):
-    """TLS runs end to end through the proxy, the certificate checked against the portal's name:
-    one for 127.0.0.1 is refused for portal.invalid, and accepted for it once it is the CA bundle."""
+def test_tls_through_a_socks_proxy_checks_the_portal_s_certificate(socks, self_signed_portal, tmp_path, monkeypatch):
+    """TLS runs end to end through the proxy, the certificate checked against the portal's name
+    (portal.invalid, the proxy's name for 127.0.0.1): refused as self-signed, then, trusted (the
+    CA bundle), as made for 127.0.0.1."""
+    url = self_signed_portal.replace("127.0.0.1", "portal.invalid") + "/doc"
     with pytest.raises(CertificateRejected, match=r"^TLS certificate of portal\.invalid not accepted"):
-        fast_client(max_attempts=1).get_json(tls_portal_behind_socks + "/doc")
+        fast_client(max_attempts=1).get_json(url)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "cert.pem"))
     with pytest.raises(CertificateRejected, match=r"^TLS certificate of portal\.invalid not accepted \(.*mismatch"):
-        fast_client(max_attempts=1).get_json(tls_portal_behind_socks + "/doc")
-
-
-def test_a_stop_ends_a_tls_handshake_through_a_socks_proxy_at_once(socks, tmp_path):
-    """A portal behind the proxy that takes the TLS hello and never answers held the request for
-    the connect timeout (300 s here): the stop shuts the socket under the TLS handshake."""
-    server, held, hello = _accepting_and_never_answering()
-    url = f"https://portal.invalid:{server.getsockname()[1]}/doc"
-    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
-    asking, outcomes = asked_in_a_thread(client, "page", url, tmp_path / "data.csv")
-    try:
-        assert hello.wait(60), "the portal never had the TLS hello"
-        client.cancel()
-        asking.join(60)
-        assert not asking.is_alive(), "the TLS handshake went on after the stop"
-    finally:
-        server.close()
-        for connection in held:
-            connection.close()
-        asking.join(60)
-    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
-    assert str(outcomes[0]) == f"the harvest was interrupted while connecting: {url}"
+        fast_client(max_attempts=1).get_json(url)
 
 
 def test_a_socks4_proxy_is_not_asked_for_a_host_of_ipv6_addresses_only(socks, resolver):
