@@ -110,6 +110,7 @@ class SocksServer:
             portal = socket.create_connection((address, port), timeout=10)
         except ConnectionRefusedError:
             return None, 5
+        portal.settimeout(None)   # (relayed for as long as the client waits: the client's bounds are tested)
         self._held.append(portal)
         return portal, 0
 
