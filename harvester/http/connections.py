@@ -1,8 +1,9 @@
 """How a request's connections are made, and their failures named: requests' session and adapter
 with urllib3 connections whose headers must arrive by the request's deadline (_HeadersInTime),
 whose host names are looked up with a bound (resolver.py), and whose refusals are counted per
-port (_Refusals); a URL no request can be made to refused first (_check_url); what a failed
-connection came of said as the HttpError its retries go by (_connection_failed)."""
+port (_Refusals), through a SOCKS proxy alike (_ThroughSocks, socks.py); a URL no request can be
+made to refused first (_check_url); what a failed connection came of said as the HttpError its
+retries go by (_connection_failed)."""
 from __future__ import annotations
 
 import errno
@@ -111,6 +112,10 @@ class _HeadersInTime:
                 self._connecting.stop()
         try:
             return super().connect()
+        except BaseException as exc:
+            if not isinstance(exc, Exception):   # (a KeyboardInterrupt: urllib3 and ssl close on errors only)
+                _close_sockets_in(exc.__traceback__)
+            raise
         finally:
             if exchange is not None:
                 spent = time.monotonic() - started
@@ -209,6 +214,18 @@ class _HeadersInTime:
             response.close()
             raise ConnectionAbortedError("the run was stopped" if guard.stopped else "the response headers were late")
         return response
+
+
+def _close_sockets_in(traceback) -> None:
+    """The sockets the frames of `traceback` hold, closed: a connection's, ended by a KeyboardInterrupt
+    (a one-worker harvest's Ctrl-C). The TLS handshake's socket is a local of ssl's until it ends
+    (wrap_socket: the connection's socket handed its descriptor over), out of reach but in them:
+    left to the garbage collector, a ResourceWarning, its descriptor held until then."""
+    while traceback is not None:
+        for value in list(traceback.tb_frame.f_locals.values()):
+            if isinstance(value, socket.socket):
+                value.close()
+        traceback = traceback.tb_next
 
 
 def _connect_unless_stopped(sock: socket.socket, where, connecting: "_Connecting | None") -> None:

@@ -448,22 +448,31 @@ def test_a_connection_tried_at_a_second_address_closes_its_copy_of_the_first():
         assert connecting._sock is None
 
 
-def test_a_ctrl_c_in_a_connect_wait_closes_its_socket():
+@pytest.mark.parametrize("server", ["an accept queue full", "a TLS handshake never answered"])
+def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_its_socket(server):
     """A one-worker harvest makes its requests in the main thread, where Ctrl-C raises
-    KeyboardInterrupt in the wait for a connect (a server whose accept queue is full): only an
-    OSError closed the socket, and this left it to the garbage collector (a ResourceWarning, its
-    descriptor held until then). Closed whatever ends the wait."""
-    listening, port, held = _filled_accept_queue()
-    fillers_connecting = _connecting_to(port)
+    KeyboardInterrupt in the wait for a connect (a server whose accept queue is full) or a TLS
+    handshake (one that never answers it): only an OSError closed the socket, and ssl's handshake
+    socket is its own until the handshake ends; either was left to the garbage collector (a
+    ResourceWarning, its descriptor held until then). Closed whatever ends the wait."""
+    if server == "an accept queue full":
+        listening, port, held = _filled_accept_queue()
+        fillers_connecting = _connecting_to(port)
+        url = f"http://127.0.0.1:{port}/data"
 
-    def connecting():
-        deadline = time.monotonic() + 60
-        while _connecting_to(port) <= fillers_connecting and time.monotonic() < deadline:
-            time.sleep(0.01)
+        def waiting():
+            deadline = time.monotonic() + 60
+            while _connecting_to(port) <= fillers_connecting and time.monotonic() < deadline:
+                time.sleep(0.01)
+    else:
+        listening, held, hello = accepting_and_never_answering()
+        url = f"https://127.0.0.1:{listening.getsockname()[1]}/data"
+
+        def waiting():
+            assert hello.wait(60), "the client never began the TLS handshake"
 
     try:
-        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0),
-                                       f"http://127.0.0.1:{port}/data", connecting)
+        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0), url, waiting)
     finally:
         listening.close()
         for connection in held:

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable, HttpClient, Interrupted, LookupUnanswered, TimedOut,
-                           TransientError)
+from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable, HttpClient,
+                           Interrupted, LookupUnanswered, TimedOut, TransientError)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
                                            dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
@@ -270,7 +270,8 @@ def test_a_host_the_socks_proxy_cannot_reach_says_so(socks):
     client = fast_client(max_attempts=1)
     with pytest.raises(ConnectionFailed, match=r"^connection failed: ConnectionError: the SOCKS5 proxy "
                                                rf"127\.0\.0\.1:{socks.port} could not connect to "
-                                               r"elsewhere\.invalid:80: host unreachable \(http://elsewhere\.invalid/doc\)$"):
+                                               r"elsewhere\.invalid:80: host unreachable "
+                                               r"\(http://elsewhere\.invalid/doc\)$"):
         client.get_json("http://elsewhere.invalid/doc")
 
 
@@ -283,7 +284,8 @@ def test_a_socks_proxy_s_user_name_and_password_are_sent_and_never_shown(monkeyp
         monkeypatch.setenv("ALL_PROXY", f"socks5://civicat:s3cr%25t@127.0.0.1:{server.port}")
         assert fast_client(max_attempts=1).get_json(portal.url + "/doc").data == DOC
         monkeypatch.setenv("ALL_PROXY", f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}")
-        with pytest.raises(ConnectionFailed, match="refused the user name and password of the proxy's URL \\(") as failed:
+        with pytest.raises(ConnectionFailed, match="refused the user name and password of the proxy's URL \\(") \
+                as failed:
             fast_client(max_attempts=1).get_json(portal.url + "/doc")
         assert "s3cret" not in str(failed.value) and "s3cret" not in repr(SocksProxy.from_url(
             f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}"))
@@ -354,6 +356,7 @@ def test_a_socks4_proxy_is_not_asked_for_a_host_of_ipv6_addresses_only(socks, re
     socks.use("socks4")
     resolver.answers["six.portal.test"] = ["::1"]
     with pytest.raises(ConnectionFailed, match=rf"^connection failed: ConnectionError: the SOCKS4 proxy 127\.0\.0\.1:"
-                                               rf"{socks.port} takes IPv4 addresses only, and six\.portal\.test has none"):
+                                               rf"{socks.port} takes IPv4 addresses only, and six\.portal\.test "
+                                               "has none"):
         fast_client(max_attempts=1).get_json("http://six.portal.test/doc")
     assert socks.asked == []
