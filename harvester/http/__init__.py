@@ -10,6 +10,7 @@ A 200 that carries HTML or broken JSON is a transient fault, never an empty answ
 - connections.py: requests' session and adapter, connections whose headers must arrive in time,
   connection failures named
 - resolver.py: host names looked up with a bound, and the run's watch of the resolver
+- socks.py: a SOCKS proxy's URL and handshake (SOCKS5, SOCKS4/4a), for connections.py's SOCKS connections
 - deadlines.py: the watchdogs of a response's total time
 - bodies.py: a body read under its cap, gzip- and deflate-decoded, spooled to a temporary file
 - json_parsing.py: JSON from a body, whole or with its long lists cut (capped_json, Entries)

@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFaul
                                    ResolverDown, ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload)
 from harvester.http.json_parsing import parse_json_body
 from harvester.http.resolver import _LOOKUPS, _ResolverWatch
+from harvester.http.socks import SocksProxy
 from harvester.http.xml_parsing import parse_xml_body
 from harvester.http_cache import ValidatorCache
 
@@ -165,7 +167,8 @@ class HttpClient:
         """Defaults, tuned by CIVICAT_HTTP_MAX_ATTEMPTS, CIVICAT_HTTP_BACKOFF (first wait, s),
         CIVICAT_HTTP_MAX_BYTES, CIVICAT_HTTP_MAX_DOWNLOAD_BYTES, CIVICAT_HTTP_MAX_RETRY_SECONDS and
         CIVICAT_HTTP_REFUSED_SECONDS (how long a port may refuse in a row: refused_limit) when set;
-        a CA bundle named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE must exist."""
+        a CA bundle named by REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE must exist, and a SOCKS proxy named
+        by ALL_PROXY, HTTPS_PROXY or HTTP_PROXY must be one (socks5h://host:port...)."""
         # (name, type, smallest value): a negative cap would fail every portal of the night
         env = {"max_attempts": ("CIVICAT_HTTP_MAX_ATTEMPTS", int, 1),
                "backoff_initial": ("CIVICAT_HTTP_BACKOFF", float, 0), "max_bytes": ("CIVICAT_HTTP_MAX_BYTES", int, 1),
@@ -188,6 +191,13 @@ class HttpClient:
             if os.environ.get(name) and not os.path.exists(os.environ[name]):
                 raise ValueError(f"environment variable {name}={os.environ[name]!r} names no CA bundle file "
                                  "or folder")
+        for scheme, proxy in urllib.request.getproxies().items():   # (as requests reads them: _environment)
+            if proxy.lower().startswith("socks"):   # (else each request fails, retried: InvalidProxyURL)
+                try:
+                    SocksProxy.from_url(proxy)
+                except ValueError as exc:   # (its value not shown: it may hold the proxy's password)
+                    raise ValueError(f"the proxy of environment variable {scheme.upper()}_PROXY is not valid: "
+                                     f"{exc}") from None
         return cls(**kwargs)
 
     # -- public -------------------------------------------------------------------------

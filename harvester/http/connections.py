@@ -1,8 +1,9 @@
 """How a request's connections are made, and their failures named: requests' session and adapter
 with urllib3 connections whose headers must arrive by the request's deadline (_HeadersInTime),
 whose host names are looked up with a bound (resolver.py), and whose refusals are counted per
-port (_Refusals); a URL no request can be made to refused first (_check_url); what a failed
-connection came of said as the HttpError its retries go by (_connection_failed)."""
+port (_Refusals), through a SOCKS proxy alike (_ThroughSocks, socks.py); a URL no request can be
+made to refused first (_check_url); what a failed connection came of said as the HttpError its
+retries go by (_connection_failed)."""
 from __future__ import annotations
 
 import errno
@@ -28,6 +29,7 @@ from harvester.http.deadlines import _SocketWatchdog
 from harvester.http.errors import (CertificateRejected, ConnectionFailed, ConnectionRefused, HostNotFound, HttpError,
                                    InvalidUrl, TimedOut)
 from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
+from harvester.http.socks import REFUSED, SocksProxy, SocksRefused, ask_for_connection
 
 
 def _check_url(url: str) -> str:
@@ -110,6 +112,10 @@ class _HeadersInTime:
                 self._connecting.stop()
         try:
             return super().connect()
+        except BaseException as exc:
+            if not isinstance(exc, Exception):   # (a KeyboardInterrupt: urllib3 and ssl close on errors only)
+                _close_sockets_in(exc.__traceback__)
+            raise
         finally:
             if exchange is not None:
                 spent = time.monotonic() - started
@@ -123,43 +129,46 @@ class _HeadersInTime:
                 self._connecting = None
 
     def _new_conn(self):
-        """urllib3's, given each address of the name in turn (as it tries them), the name looked
-        up first within the connect timeout (_Lookups): getaddrinfo has no timeout of its own.
-        A refusal, or a connection made, is told to the client's _Refusals."""
-        name = self._dns_host
+        return self._connected(self._dns_host, self.port, f"{self.host}:{self.port}")
+
+    def _connected(self, name: str, port: int, endpoint: str) -> socket.socket:
+        """urllib3's _new_conn to `name`:`port`: each address of the name tried in turn (as urllib3
+        tries them), the name looked up first within the connect timeout (_Lookups): getaddrinfo has
+        no timeout of its own. A refusal of `endpoint`, or a connection made, is told to the
+        client's _Refusals."""
         exchange = getattr(_EXCHANGE, "current", None)
-        try:
-            addresses = _LOOKUPS.addresses(name, self.port, self.timeout,
-                                           exchange.resolver if exchange is not None else _ResolverWatch())
-        except socket.gaierror as exc:
-            raise urllib3.exceptions.NameResolutionError(self.host, self, exc) from exc
-        endpoint = f"{self.host}:{self.port}"
         failed = None
-        try:
-            for address in addresses:
-                self._dns_host = address   # (numeric: urllib3's own lookup of it asks no resolver)
-                try:
-                    sock = super()._new_conn() if self._connecting is None else self._connected_to(address)
-                except urllib3.exceptions.ConnectTimeoutError as exc:   # (NewConnectionError too)
-                    failed = exc
-                    continue
-                if exchange is not None:
-                    exchange.refusals.connected(endpoint)
-                return sock
-        finally:
-            self._dns_host = name
+        for address in self._looked_up(name, port):
+            try:
+                sock = self._connected_to(address, port)
+            except urllib3.exceptions.ConnectTimeoutError as exc:   # (NewConnectionError too)
+                failed = exc
+                continue
+            if exchange is not None:
+                exchange.refusals.connected(endpoint)
+            return sock
         if failed is None:   # (getaddrinfo gives at least one address, or fails)
             raise urllib3.exceptions.NewConnectionError(self, "the host name has no address")
         if isinstance(failed.__cause__, ConnectionRefusedError) and exchange is not None:
             exchange.refused = (endpoint, exchange.refusals.refused(endpoint))
         raise failed
 
-    def _connected_to(self, address: str) -> socket.socket:
+    def _looked_up(self, name: str, port: int) -> list[str]:
+        exchange = getattr(_EXCHANGE, "current", None)
+        try:
+            return _LOOKUPS.addresses(name, port, self.timeout,
+                                      exchange.resolver if exchange is not None else _ResolverWatch())
+        except socket.gaierror as exc:
+            raise _NameNotResolved(name.rstrip("."), self, exc) from exc
+
+    def _connected_to(self, address: str, port: int) -> socket.socket:
         """urllib3's _new_conn to one numeric address (its create_connection holds the socket out of
-        reach until it is connected), the socket given to `_connecting` before its connect."""
+        reach until it is connected), the socket given to `_connecting` before its connect. Closed
+        here whatever ends the connect: a KeyboardInterrupt in its wait (a one-worker harvest's
+        Ctrl-C, in the main thread) left it to the garbage collector."""
         sock = None
         try:
-            family, kind, proto, _, where = socket.getaddrinfo(address, self.port, type=socket.SOCK_STREAM,
+            family, kind, proto, _, where = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM,
                                                                flags=socket.AI_NUMERICHOST)[0]
             sock = socket.socket(family, kind, proto)
             for option in self.socket_options or ():
@@ -168,15 +177,19 @@ class _HeadersInTime:
                 sock.settimeout(self.timeout)
             if self.source_address:
                 sock.bind(self.source_address)
-            self._connecting.holds(sock)
+            if self._connecting is not None:
+                self._connecting.holds(sock)
             _connect_unless_stopped(sock, where, self._connecting)
-        except OSError as exc:
+        except BaseException as exc:
             if sock is not None:
                 sock.close()
             if isinstance(exc, TimeoutError):
                 raise urllib3.exceptions.ConnectTimeoutError(
                     self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from exc
-            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {exc}") from exc
+            if isinstance(exc, OSError):
+                raise urllib3.exceptions.NewConnectionError(
+                    self, f"Failed to establish a new connection: {exc}") from exc
+            raise
         sys.audit("http.client.connect", self, self.host, self.port)
         return sock
 
@@ -203,7 +216,19 @@ class _HeadersInTime:
         return response
 
 
-def _connect_unless_stopped(sock: socket.socket, where, connecting: "_Connecting") -> None:
+def _close_sockets_in(traceback) -> None:
+    """The sockets the frames of `traceback` hold, closed: a connection's, ended by a KeyboardInterrupt
+    (a one-worker harvest's Ctrl-C). The TLS handshake's socket is a local of ssl's until it ends
+    (wrap_socket: the connection's socket handed its descriptor over), out of reach but in them:
+    left to the garbage collector, a ResourceWarning, its descriptor held until then."""
+    while traceback is not None:
+        for value in list(traceback.tb_frame.f_locals.values()):
+            if isinstance(value, socket.socket):
+                value.close()
+        traceback = traceback.tb_next
+
+
+def _connect_unless_stopped(sock: socket.socket, where, connecting: "_Connecting | None") -> None:
     """`sock` connected to `where` within its timeout, or ended by the stop at once. A shut before
     the connect has begun is lost on it (the socket connects all the same, for the connect timeout):
     so the connect is begun first, without waiting, and the stop looked at after. A stop before that
@@ -211,7 +236,7 @@ def _connect_unless_stopped(sock: socket.socket, where, connecting: "_Connecting
     timeout = sock.gettimeout()
     sock.setblocking(False)
     failed = sock.connect_ex(where)
-    if connecting.stopped:
+    if connecting is not None and connecting.stopped:
         raise ConnectionAbortedError("the run was stopped")
     if failed in (errno.EINPROGRESS, errno.EINTR):   # (EINTR: it goes on all the same, POSIX's connect)
         waiting = select.poll()
@@ -219,7 +244,7 @@ def _connect_unless_stopped(sock: socket.socket, where, connecting: "_Connecting
         if not waiting.poll(None if timeout is None else timeout * 1000):
             raise TimeoutError("timed out")
         failed = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-    if connecting.stopped:
+    if connecting is not None and connecting.stopped:
         raise ConnectionAbortedError("the run was stopped")
     if failed:
         raise OSError(failed, os.strerror(failed))   # (ConnectionRefusedError and the like, by its number)
@@ -267,11 +292,77 @@ class _Connecting:
             sock.close()
 
 
+class _NameNotResolved(urllib3.exceptions.NameResolutionError):
+    """urllib3's, naming the name looked up (`name`): the portal's, or its SOCKS proxy's."""
+
+    def __init__(self, name: str, conn, reason: socket.gaierror):
+        super().__init__(name, conn, reason)
+        self.name = name
+
+
+class _ThroughSocks:
+    """A connection made through a SOCKS proxy (`_socks_options`, as urllib3 names what its SOCKS
+    pools hand their connections): the proxy connected to as a portal is (its name looked up with
+    a bound, its refusals counted, the stop ending the connect: _HeadersInTime), then asked for the
+    portal (socks.ask_for_connection) within the connect timeout, on the socket `_connecting`
+    holds: the stop ends the handshake too, and a TLS handshake through it. The portal's name is
+    looked up here with the same bound unless the proxy looks it up (socks5h://, socks4a://); the
+    portal's port refused behind the proxy counts as its refusal, as when it is asked directly."""
+
+    def __init__(self, *args, _socks_options: dict[str, SocksProxy], **kwargs):
+        self._proxy = _socks_options["proxy"]
+        super().__init__(*args, **kwargs)
+
+    def _new_conn(self):
+        proxy, endpoint = self._proxy, f"{self.host}:{self.port}"
+        exchange = getattr(_EXCHANGE, "current", None)
+        portal = self.host if proxy.remote_names else self._address_for(proxy)
+        sock = self._connected(proxy.host, proxy.port, proxy.endpoint)
+        seconds = self.timeout if isinstance(self.timeout, (int, float)) else None   # (not urllib3's "default")
+        try:
+            ask_for_connection(sock, proxy, portal, self.port, seconds)
+            if seconds is not None:   # (its reads were given what was left of it)
+                sock.settimeout(seconds)
+        except BaseException as exc:   # (a KeyboardInterrupt too: see _connected_to)
+            sock.close()
+            if isinstance(exc, TimeoutError):
+                raise urllib3.exceptions.ConnectTimeoutError(
+                    self, f"the SOCKS proxy's handshake timed out. (connect timeout={self.timeout})") from exc
+            if isinstance(exc, SocksRefused) and exc.reply == REFUSED and exchange is not None:
+                exchange.refused = (endpoint, exchange.refusals.refused(endpoint))
+            if isinstance(exc, OSError):
+                raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {exc}") \
+                    from exc
+            raise
+        if exchange is not None:
+            exchange.refusals.connected(endpoint)
+        return sock
+
+    def _address_for(self, proxy: SocksProxy) -> str:
+        """The portal's address to send the proxy (socks5://, socks4://: one the portal's name is
+        looked up to here); SOCKS4 takes IPv4 addresses only."""
+        addresses = self._looked_up(self._dns_host, self.port)
+        if proxy.version == 4:
+            addresses = [address for address in addresses if ":" not in address]
+            if not addresses:
+                said = f"takes IPv4 addresses only, and {self.host} has none (socks4a:// sends it its name)"
+                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said)
+        return addresses[0]
+
+
 class _DeadlineHTTPConnection(_HeadersInTime, urllib3.connection.HTTPConnection):
     pass
 
 
 class _DeadlineHTTPSConnection(_HeadersInTime, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _SocksHTTPConnection(_ThroughSocks, _HeadersInTime, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _SocksHTTPSConnection(_ThroughSocks, _HeadersInTime, urllib3.connection.HTTPSConnection):
     pass
 
 
@@ -281,6 +372,26 @@ class _DeadlineHTTPPool(urllib3.HTTPConnectionPool):
 
 class _DeadlineHTTPSPool(urllib3.HTTPSConnectionPool):
     ConnectionCls = _DeadlineHTTPSConnection
+
+
+class _SocksHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _SocksHTTPConnection
+
+
+class _SocksHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _SocksHTTPSConnection
+
+
+class _SocksProxyManager(urllib3.PoolManager):
+    """The pools of the portals asked through one SOCKS proxy (urllib3's SOCKSProxyManager, whose
+    connections are PySocks', without the bounds: _ThroughSocks). ValueError for a URL no SOCKS
+    proxy is reached by."""
+
+    def __init__(self, proxy_url: str, num_pools: int = 10, headers=None, **connection_pool_kw):
+        # (a dict: urllib3 keys the pools by its items)
+        connection_pool_kw["_socks_options"] = {"proxy": SocksProxy.from_url(proxy_url)}
+        super().__init__(num_pools, headers, **connection_pool_kw)
+        self.pool_classes_by_scheme = {"http": _SocksHTTPPool, "https": _SocksHTTPSPool}
 
 
 class _PoolManager(urllib3.PoolManager):
@@ -331,9 +442,18 @@ class _Adapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = self.POOLS
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):   # (SOCKS has connection classes of its own)
+        if not proxy.lower().startswith("socks"):
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
             manager.pool_classes_by_scheme = self.POOLS
+            return manager
+        manager = self.proxy_manager.get(proxy)   # (requests' own needs PySocks, its connections unbounded)
+        if manager is None:
+            try:
+                manager = _SocksProxyManager(proxy, num_pools=self._pool_connections, maxsize=self._pool_maxsize,
+                                             block=self._pool_block, **proxy_kwargs)
+            except ValueError as exc:   # (HttpClient.from_env refuses it first: a library caller's)
+                raise requests.exceptions.InvalidProxyURL(str(exc)) from None
+            self.proxy_manager[proxy] = manager
         return manager
 
 
@@ -352,6 +472,8 @@ def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatc
 
 
 def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> HttpError:
+    if isinstance(exc, requests.exceptions.InvalidProxyURL):   # (its text never names the proxy's credentials)
+        return ConnectionFailed(f"proxy not valid ({exc})", url)
     if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks)
         return InvalidUrl(f"URL not valid ({exc})", url)
     if exchange.headers_late:
@@ -382,7 +504,7 @@ def _name_not_found(exc: BaseException) -> tuple[str, str] | None:
     for error in _causes(exc):
         if isinstance(error, urllib3.exceptions.NameResolutionError):
             reason = next((e for e in _causes(error) if isinstance(e, socket.gaierror)), None)
-            host = getattr(getattr(error, "conn", None), "host", None)
+            host = getattr(error, "name", None) or getattr(getattr(error, "conn", None), "host", None)
             if reason is not None and reason.errno in _NAME_NOT_FOUND and host:
                 return host, reason.strerror
             return None

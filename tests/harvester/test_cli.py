@@ -988,6 +988,18 @@ def test_a_bad_http_setting_in_the_environment_exits_2_before_any_request(tmp_pa
     assert sum(portal.hits.values()) == 0 and not (tmp_path / "c.db").exists()
 
 
+def test_a_socks_proxy_no_request_can_go_through_exits_2_before_any_request(tmp_path, portal):
+    """Every request of the night failed through it, retried ("connection failed: InvalidSchema");
+    the setting is refused first, its variable named and its value (a password in it) not shown."""
+    config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+    result = CliRunner(env={"ALL_PROXY": "socks6://civicat:s3cret@127.0.0.1:1080", "NO_PROXY": ""}).invoke(
+        cli, ["harvest", "--config", config, "--db", str(tmp_path / "c.db")])
+    assert result.exit_code == 2, result.output
+    assert "the proxy of environment variable ALL_PROXY is not valid: socks6:// is no SOCKS proxy" in result.output
+    assert "s3cret" not in result.output
+    assert sum(portal.hits.values()) == 0 and not (tmp_path / "c.db").exists()
+
+
 @pytest.mark.parametrize("name, value, said", [("CIVICAT_HTTP_MAX_ATTEMPTS", "x", "is not a whole number"),
                                                ("CIVICAT_HTTP_MAX_BYTES", "1.5", "is not a whole number"),
                                                ("CIVICAT_HTTP_BACKOFF", "x", "is not a number")])

@@ -1,9 +1,16 @@
-"""What the tests of harvester/http/ share: the local portal, its client calls, large-body settings."""
+"""What the tests of harvester/http/ share: the local portal (over TLS too), its client calls, large-body
+settings, servers that stall a request, a request stopped or Ctrl-C'd mid-wait."""
 import contextlib
+import gc
+import signal
+import socket
 import threading
+import warnings
 
 import pytest
 
+from bench.serve import self_signed_tls, serve_keep_alive
+from harvester.http import Interrupted
 from tests.portals.base import LocalPortal
 
 DOC = {"results": [{"id": i, "name": f"dataset {i}"} for i in range(200)], "resultSetSize": 200}
@@ -14,6 +21,22 @@ def portal():
     with LocalPortal() as p:
         p.serve_json("/doc", DOC)
         yield p
+
+
+@pytest.fixture
+def self_signed_portal(tmp_path):
+    """The DOC portal over TLS, its certificate self-signed (made by the openssl command): its URL."""
+    context = self_signed_tls(tmp_path)
+    if context is None:
+        pytest.skip("the openssl command is needed to make a certificate")
+    portal = LocalPortal()
+    portal.serve_json("/doc", DOC)
+    server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=context)
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def get(client, portal, path="/doc", **kw):
@@ -31,6 +54,56 @@ def cut_short_after(client, seconds=60):
         yield
     finally:
         timer.cancel()
+
+
+@contextlib.contextmanager
+def dripping_headers():
+    """A server on 127.0.0.1 that reads a request and answers its status line, then a header line
+    every 0.2 s, never ending them: its port."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def drip():
+        try:
+            connection, _ = server.accept()
+        except OSError:   # (closed: the test is over)
+            return
+        with connection:
+            connection.recv(65536)
+            connection.sendall(b"HTTP/1.1 200 OK\r\n")
+            while not stop.wait(0.2):
+                try:
+                    connection.sendall(b"X-Drip: a\r\n")
+                except OSError:
+                    return
+
+    threading.Thread(target=drip, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        server.close()
+
+
+def accepting_and_never_answering() -> tuple[socket.socket, list, threading.Event]:
+    """A server that accepts and reads the request, then answers nothing: itself, the connections it
+    holds, and an event set once a request has been read."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held, asked = [], threading.Event()
+
+    def accept():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:   # (closed: the test is over)
+                return
+            held.append(connection)
+            with contextlib.suppress(OSError):
+                if connection.recv(65536):
+                    asked.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, held, asked
 
 
 def asked_in_a_thread(client, asked: str, url: str, destination) -> tuple[threading.Thread, list]:
@@ -81,3 +154,60 @@ def spooled_bodies(monkeypatch):
 
     monkeypatch.setattr(harvester.http.bodies, "_SpooledBody", Recorded)
     return made
+
+
+def left_unclosed_by_ctrl_c(client, url: str, waiting) -> list[str]:
+    """`url` asked by `client` in this thread, the main one, as a one-worker harvest asks (pytest's
+    workers run their tests in it), and SIGINT sent to it once `waiting()`, in another thread, has
+    returned: its handler cancels the client and raises KeyboardInterrupt, as the stop's does
+    (harvester.stopping). The ResourceWarnings of what the request left to the garbage collector."""
+    assert threading.current_thread() is threading.main_thread(), "signals are taken by the main thread only"
+    interrupted = []
+
+    def ctrl_c(signum, frame):
+        interrupted.append(signum)
+        client.cancel()
+        raise KeyboardInterrupt
+
+    def interrupt():
+        waiting()
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            interrupting = threading.Thread(target=interrupt)
+            interrupting.start()
+            try:
+                with cut_short_after(client):
+                    client.get_json(url)
+            except KeyboardInterrupt:
+                pass
+            interrupting.join(60)
+            gc.collect()   # (what the exception's frames held, freed as it was let go or here)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert interrupted, "the request ended before the Ctrl-C"
+    return [str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)]
+
+
+def stopped_while(client, asked: str, url: str, tmp_path, waiting, what: str, server, held: list) -> Interrupted:
+    """`url` asked by `client` in a thread (asked_in_a_thread, a download to tmp_path) and the client
+    cancelled once `waiting()` has returned: the request must end at once (60 s: far beyond any load,
+    its timeouts are minutes) with Interrupted, which is returned, and write nothing. `server` and the
+    sockets `held` closed after."""
+    asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
+    try:
+        waiting()
+        client.cancel()
+        asking.join(60)
+        assert not asking.is_alive(), f"{what} went on after the stop"
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+        asking.join(60)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
+    assert list(tmp_path.iterdir()) == []
+    return outcomes[0]

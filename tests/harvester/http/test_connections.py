@@ -9,10 +9,11 @@ import time
 
 import pytest
 
-from bench.serve import self_signed_tls, serve_keep_alive
+from bench.serve import serve_keep_alive
 from harvester.http import CertificateRejected, HostUnavailable, HttpClient, Interrupted, InvalidUrl, TransientError
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import DOC, asked_in_a_thread, cut_short_after
+from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
+                                           dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
 from tests.portals.base import LocalPortal
 
 
@@ -109,30 +110,12 @@ def test_a_server_dripping_its_headers_is_cut_off_at_the_total_time_bound():
     are in: a server (or a broken proxy) sending a header line every so often, each well
     inside the read timeout, held the request as long as it liked (http.client reads up to
     100 header lines of 64 KB, a byte at a time if they come so)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def drip():
-        connection, _ = server.accept()
-        with connection:
-            connection.recv(65536)
-            connection.sendall(b"HTTP/1.1 200 OK\r\n")
-            while not stop.wait(0.2):
-                try:
-                    connection.sendall(b"X-Drip: a\r\n")
-                except OSError:
-                    return
-
-    threading.Thread(target=drip, daemon=True).start()
     client = fast_client(timeout=0.4, max_attempts=1)
-    try:
+    with dripping_headers() as port:
         # cut off at 2 x 0.4 s: a client that waited would fail otherwise, after 100 lines of
         # 0.2 s (http.client's "got more than 100 headers")
         with pytest.raises(TransientError, match="response headers took over 1s to arrive"):
-            client.get_json(f"http://127.0.0.1:{server.getsockname()[1]}/slow")
-    finally:
-        stop.set()
-        server.close()
+            client.get_json(f"http://127.0.0.1:{port}/slow")
 
 
 @pytest.mark.parametrize("asked", ["page", "download"])
@@ -141,51 +124,17 @@ def test_a_stop_ends_a_wait_for_response_headers_at_once(tmp_path, asked):
     line and headers (a server that accepts and never answers) waited for the headers' deadline:
     twice the read timeout, 600 s here (120 s by default). The stop shuts the socket of every
     request in flight: it ends at once with Interrupted, and a download leaves nothing written."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted = threading.Event()
-    held = []
-
-    def accept_and_never_answer():
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            held.append(connection)
-            accepted.set()
-
-    threading.Thread(target=accept_and_never_answer, daemon=True).start()
+    server, held, asked = accepting_and_never_answering()
     client = fast_client(max_attempts=1, timeout=300.0)
     url = f"http://127.0.0.1:{server.getsockname()[1]}/data"
 
     def waiting_for_the_headers():
-        assert accepted.wait(60), "the client never connected"
+        assert asked.wait(60), "the client never asked"
         time.sleep(0.2)   # (the client most likely waiting for the headers by now; if not, the stop is seen next)
 
     stopped = stopped_while(client, asked, url, tmp_path, waiting_for_the_headers, "the wait for the headers",
                             server, held)
     assert "interrupted" in str(stopped) and url in str(stopped)
-
-
-def stopped_while(client, asked: str, url: str, tmp_path, waiting, what: str, server, held: list) -> Interrupted:
-    """`url` asked by `client` in a thread (asked_in_a_thread, a download to tmp_path) and the client
-    cancelled once `waiting()` has returned: the request must end at once (60 s: far beyond any load,
-    its timeouts are minutes) with Interrupted, which is returned, and write nothing. `server` and the
-    sockets `held` closed after."""
-    asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
-    try:
-        waiting()
-        client.cancel()
-        asking.join(60)
-        assert not asking.is_alive(), f"{what} went on after the stop"
-    finally:
-        server.close()
-        for connection in held:
-            connection.close()
-        asking.join(60)
-    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
-    assert list(tmp_path.iterdir()) == []
-    return outcomes[0]
 
 
 def test_the_time_to_connect_does_not_count_against_the_headers_time():
@@ -235,22 +184,6 @@ def test_the_time_to_connect_does_not_count_against_the_headers_time():
         assert time.monotonic() - started > 0.8    # the connect alone took longer than 2 x 0.4 s
     finally:
         server.close()
-
-
-@pytest.fixture
-def self_signed_portal(tmp_path):
-    """The DOC portal over TLS, its certificate self-signed (made by the openssl command): its URL."""
-    context = self_signed_tls(tmp_path)
-    if context is None:
-        pytest.skip("the openssl command is needed to make a certificate")
-    portal = LocalPortal()
-    portal.serve_json("/doc", DOC)
-    server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=context)
-    try:
-        yield f"https://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_a_certificate_refused_is_asked_twice_and_its_host_given_up(self_signed_portal):
@@ -398,6 +331,23 @@ def _connecting_to(port: int) -> int:
                    for fields in (line.split() for line in list(table)[1:]))
 
 
+def _filled_accept_queue() -> tuple[socket.socket, int, list[socket.socket]]:
+    """A socket listening on 127.0.0.1 whose accept queue is full, its port and the sockets filling
+    it: a connect to it waits, its SYNs dropped, for as long as its timeout."""
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen(0)
+    port = listening.getsockname()[1]
+    held = []
+    for _ in range(3):   # (the queue of a backlog of 0 holds one or two: the client's SYNs dropped)
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+        held.append(filler)
+    time.sleep(0.1)
+    return listening, port, held
+
+
 @pytest.mark.parametrize("asked", ["page", "download"])
 @pytest.mark.parametrize("server", ["an accept queue full", "a TLS handshake never answered"])
 def test_a_stop_ends_a_connect_or_a_tls_handshake_at_once(tmp_path, asked, server):
@@ -406,20 +356,14 @@ def test_a_stop_ends_a_connect_or_a_tls_handshake_at_once(tmp_path, asked, serve
     and never answers the TLS handshake, held the request until the connect timeout (300 s here,
     10 s by default, each retry again). The stop shuts the socket being connected: the request
     ends at once with Interrupted, and a download leaves nothing written."""
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(0)
-    port = listening.getsockname()[1]
-    held, hello = [], threading.Event()
+    hello = threading.Event()
     if server == "an accept queue full":
-        for _ in range(3):   # (the queue of a backlog of 0 holds one or two: the client's SYNs dropped)
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            held.append(filler)
-        time.sleep(0.1)
+        listening, port, held = _filled_accept_queue()
         url = f"http://127.0.0.1:{port}/data"
     else:
+        listening, held = socket.create_server(("127.0.0.1", 0)), []
+        port = listening.getsockname()[1]
+
         def accept_and_never_answer():
             try:
                 connection, _ = listening.accept()
@@ -450,16 +394,7 @@ def test_a_stop_in_the_instant_before_the_connect_ends_it_at_once(tmp_path, aske
     once more before it: a stop that came between that look and the connect shut a socket not yet
     connecting, which the connect does not see, and the request waited for the connect timeout (300 s
     here, 10 s by default). The stop is made here at that instant, as the connect is called."""
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    listening.listen(0)
-    port = listening.getsockname()[1]
-    held = []
-    for _ in range(3):   # (the queue of a backlog of 0 holds one or two: the client's SYNs dropped)
-        filler = socket.socket()
-        filler.setblocking(False)
-        filler.connect_ex(("127.0.0.1", port))
-        held.append(filler)
+    listening, port, held = _filled_accept_queue()
     client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
     stops = []
 
@@ -511,3 +446,35 @@ def test_a_connection_tried_at_a_second_address_closes_its_copy_of_the_first():
         assert connecting._sock.fileno() != -1
         connecting.close()
         assert connecting._sock is None
+
+
+@pytest.mark.parametrize("server", ["an accept queue full", "a TLS handshake never answered"])
+def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_its_socket(server):
+    """A one-worker harvest makes its requests in the main thread, where Ctrl-C raises
+    KeyboardInterrupt in the wait for a connect (a server whose accept queue is full) or a TLS
+    handshake (one that never answers it): only an OSError closed the socket, and ssl's handshake
+    socket is its own until the handshake ends; either was left to the garbage collector (a
+    ResourceWarning, its descriptor held until then). Closed whatever ends the wait."""
+    if server == "an accept queue full":
+        listening, port, held = _filled_accept_queue()
+        fillers_connecting = _connecting_to(port)
+        url = f"http://127.0.0.1:{port}/data"
+
+        def waiting():
+            deadline = time.monotonic() + 60
+            while _connecting_to(port) <= fillers_connecting and time.monotonic() < deadline:
+                time.sleep(0.01)
+    else:
+        listening, held, hello = accepting_and_never_answering()
+        url = f"https://127.0.0.1:{listening.getsockname()[1]}/data"
+
+        def waiting():
+            assert hello.wait(60), "the client never began the TLS handshake"
+
+    try:
+        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0), url, waiting)
+    finally:
+        listening.close()
+        for connection in held:
+            connection.close()
+    assert left == []

@@ -1,0 +1,362 @@
+"""Requests through a SOCKS proxy (ALL_PROXY=socks5h://...), against a SOCKS proxy of the test's own on
+127.0.0.1 relaying to the local portals (no mocked requests): every bound of a direct connection applies
+(the stop, the connect timeout, the headers' deadline, refusals counted, the bounded lookup)."""
+import contextlib
+import ipaddress
+import socket
+import threading
+import time
+
+import pytest
+
+from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable, HttpClient,
+                           Interrupted, LookupUnanswered, TimedOut, TransientError)
+from tests.conftest import fast_client
+from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
+                                           dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
+
+
+class SocksServer:
+    """A SOCKS proxy on 127.0.0.1, a thread a connection: SOCKS5 (RFC 1928: no login, or RFC 1929's
+    user name and password when `users` is set) and SOCKS4/4a, relaying to the host and port asked.
+    `names`: what it looks a name up to (any other is "host unreachable"); `stall`: it reads the
+    client's greeting and never answers (a handshake held); `refuse`: its reply code to every
+    request (5: the portal's port refused). `asked`: the (host, port) of each request, a name as a
+    name; `greeted`: set at each greeting read."""
+
+    def __init__(self, users: dict[str, str] | None = None, names: dict[str, str] | None = None) -> None:
+        self.users, self.names = users, names or {}
+        self.stall, self.refuse = False, None
+        self.asked: list[tuple[str, int]] = []
+        self.greeted = threading.Event()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        self.port = self._server.getsockname()[1]
+
+    def __enter__(self) -> "SocksServer":
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.close()
+        for held in list(self._held):
+            held.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:   # (closed: the test is over)
+                return
+            self._held.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            version = _exactly(client, 1)[0]
+            portal = self._socks5(client) if version == 5 else self._socks4(client)
+            if portal is not None:
+                _relay(client, portal)
+
+    def _socks5(self, client: socket.socket) -> socket.socket | None:
+        methods = _exactly(client, _exactly(client, 1)[0])
+        self.greeted.set()
+        if self.stall:
+            client.recv(1)   # (until the client closes it)
+            return None
+        if self.users is not None:
+            if 2 not in methods:
+                client.sendall(b"\x05\xff")
+                return None
+            client.sendall(b"\x05\x02")
+            _exactly(client, 1)
+            user = _exactly(client, _exactly(client, 1)[0]).decode()
+            password = _exactly(client, _exactly(client, 1)[0]).decode()
+            accepted = self.users.get(user) == password
+            client.sendall(b"\x01" + (b"\x00" if accepted else b"\x01"))
+            if not accepted:
+                return None
+        else:
+            client.sendall(b"\x05\x00")
+        _, command, _, kind = _exactly(client, 4)
+        if kind == 3:
+            host = _exactly(client, _exactly(client, 1)[0]).decode()
+        else:
+            host = str(ipaddress.ip_address(_exactly(client, 4 if kind == 1 else 16)))
+        port = int.from_bytes(_exactly(client, 2), "big")
+        self.asked.append((host, port))
+        portal, reply = self._connect(host, port)
+        client.sendall(b"\x05" + bytes([reply]) + b"\x00\x01" + bytes(4) + bytes(2))
+        return portal
+
+    def _socks4(self, client: socket.socket) -> socket.socket | None:
+        _, port, address = _exactly(client, 1), int.from_bytes(_exactly(client, 2), "big"), _exactly(client, 4)
+        self.greeted.set()
+        _until_nul(client)   # (the user id)
+        host = _until_nul(client) if address[:3] == b"\x00\x00\x00" else str(ipaddress.IPv4Address(address))
+        self.asked.append((host, port))
+        portal, reply = self._connect(host, port)
+        client.sendall(b"\x00" + (b"\x5a" if reply == 0 else b"\x5b") + bytes(6))
+        return portal
+
+    def _connect(self, host: str, port: int) -> tuple[socket.socket | None, int]:
+        if self.refuse is not None:
+            return None, self.refuse
+        try:
+            address = host if _is_address(host) else self.names[host]
+        except KeyError:
+            return None, 4   # (host unreachable)
+        try:
+            portal = socket.create_connection((address, port), timeout=10)
+        except ConnectionRefusedError:
+            return None, 5
+        portal.settimeout(None)   # (relayed for as long as the client waits: the client's bounds are tested)
+        self._held.append(portal)
+        return portal, 0
+
+
+def _exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        piece = sock.recv(size - len(data))
+        if not piece:
+            raise OSError("closed")
+        data += piece
+    return data
+
+
+def _until_nul(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\x00"):
+        data += _exactly(sock, 1)
+    return data[:-1].decode()
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _relay(client: socket.socket, portal: socket.socket) -> None:
+    def copy(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=copy, args=(portal, client), daemon=True).start()
+    copy(client, portal)
+
+
+@pytest.fixture
+def socks(monkeypatch):
+    """A SocksServer, named by ALL_PROXY with the scheme `socks.use(scheme)` gives (socks5h by default)."""
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with SocksServer(names={"portal.invalid": "127.0.0.1"}) as server:
+        def use(scheme: str = "socks5h", login: str = "") -> SocksServer:
+            monkeypatch.setenv("ALL_PROXY", f"{scheme}://{login}127.0.0.1:{server.port}")
+            return server
+
+        server.use = use
+        use()
+        yield server
+
+
+@pytest.mark.parametrize("scheme, host, asked", [("socks5h", "portal.invalid", "portal.invalid"),
+                                                  ("socks4a", "portal.invalid", "portal.invalid"),
+                                                  ("socks5", "localhost", "127.0.0.1"),
+                                                  ("socks4", "localhost", "127.0.0.1")])
+def test_a_page_is_asked_through_a_socks_proxy_without_pysocks(socks, portal, resolver, scheme, host, asked):
+    """A SOCKS proxy failed every request, retried, as "connection failed: InvalidSchema" without
+    PySocks (not one of civicat's dependencies), and with it went without civicat's bounds. The
+    handshake is civicat's own: the portal is asked through the proxy, its name sent to the proxy
+    to look up (socks5h, socks4a: a .invalid name no resolver knows) or looked up here first."""
+    socks.use(scheme)
+    url = portal.url.replace("127.0.0.1", host) + "/doc"
+    client = fast_client(max_attempts=1)
+    assert client.get_json(url).data == DOC
+    assert resolver.asked["portal.invalid"] == 0
+    assert socks.asked == [(asked, int(portal.url.rsplit(":", 1)[1]))]
+
+
+def test_a_stop_ends_a_socks_handshake_the_proxy_holds_at_once(socks, tmp_path):
+    """A proxy that accepts and never answers the handshake held a request, stop or no stop, for the
+    connect timeout (300 s here, 10 s by default, each retry again). The stop shuts the socket the
+    handshake runs on, as it shuts a connect or a TLS handshake: the request ends at once, Interrupted."""
+    socks.stall = True
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
+    url = "http://portal.invalid/doc"
+    asking, outcomes = asked_in_a_thread(client, "page", url, tmp_path / "data.csv")
+    try:
+        assert socks.greeted.wait(60), "the client never greeted the proxy"
+        time.sleep(0.2)   # (the client most likely waiting for the proxy's answer; if not, the stop is seen next)
+        client.cancel()
+        asking.join(60)   # (far beyond any load: the connect timeout is 300 s)
+        assert not asking.is_alive(), "the handshake went on after the stop"
+    finally:
+        socks.__exit__()
+        asking.join(60)
+    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
+    assert str(outcomes[0]) == f"the harvest was interrupted while connecting: {url}"
+
+
+def test_a_socks_handshake_the_proxy_holds_ends_at_the_connect_timeout(socks):
+    """The handshake is part of the connection: bounded by the connect timeout (0.3 s here), whatever
+    the read timeout (300 s), as one TimedOut retried."""
+    socks.stall = True
+    client = fast_client(max_attempts=2, timeout=300.0, connect_timeout=0.3)
+    with cut_short_after(client), pytest.raises(TimedOut, match="^timed out: ConnectTimeout"):
+        client.get_json("http://portal.invalid/doc")
+    assert (client.stats.requests, client.stats.retries) == (2, 1)
+
+
+@pytest.mark.parametrize("scheme, waited", [("http", "waiting for the response's headers"), ("https", "connecting")])
+def test_a_stop_ends_a_wait_for_headers_or_a_tls_handshake_through_a_socks_proxy_at_once(socks, tmp_path, scheme,
+                                                                                         waited):
+    """A portal behind the proxy that reads the request (or the TLS hello) and never answers held the
+    request until the headers' deadline (twice the read timeout: 600 s here), or the connect timeout
+    (300 s): the stop shuts the socket, under the TLS handshake too, and the request ends Interrupted."""
+    server, held, asked = accepting_and_never_answering()
+    url = f"{scheme}://portal.invalid:{server.getsockname()[1]}/doc"
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
+
+    def asked_of_the_portal():
+        assert asked.wait(60), "the portal was never asked"
+
+    stopped = stopped_while(client, "page", url, tmp_path, asked_of_the_portal, "the wait", server, held)
+    assert str(stopped) == f"the harvest was interrupted while {waited}: {url}"
+
+
+def test_headers_dripped_through_a_socks_proxy_are_cut_off_at_their_deadline(socks):
+    """A header line every 0.2 s, each inside the read timeout (0.4 s), held a request through the
+    proxy for up to 100 header lines: cut off at twice the read timeout, as without a proxy."""
+    with dripping_headers() as port, pytest.raises(TimedOut, match="response headers took over 1s to arrive"):
+        fast_client(timeout=0.4, max_attempts=1).get_json(f"http://portal.invalid:{port}/slow")
+
+
+def test_a_socks_proxy_refusing_connections_is_counted_and_its_portal_given_up(socks, refusing_port, monkeypatch):
+    """The proxy's port refusing: each refusal counted as a port's (ConnectionRefused naming the
+    proxy's host and port once it has refused for the limit, its portal given up), not a
+    ConnectionFailed retried in full request after request."""
+    monkeypatch.setenv("ALL_PROXY", f"socks5h://127.0.0.1:{refusing_port}")
+    client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
+    with cut_short_after(client), pytest.raises(TransientError) as failed:
+        client.get_json("http://portal.invalid/doc")
+    assert failed.value.error_type == "ConnectionRefused" and 1 < client.stats.requests < 10_000
+    assert str(failed.value) == f"connection refused by 127.0.0.1:{refusing_port} (http://portal.invalid/doc)"
+    with pytest.raises(HostUnavailable, match=rf"^connection refused by 127\.0\.0\.1:{refusing_port} for 0\.3 s in a "
+                                              "row; not asked again this run"):
+        client.get_json("http://portal.invalid/other")
+
+
+def test_a_portal_port_refused_behind_a_socks_proxy_is_counted_as_its_refusal(socks, refusing_port):
+    """The proxy saying the portal's port refused it (SOCKS5's reply 5) is that port's refusal, as
+    when the portal is asked directly: counted, the portal given up after the limit."""
+    client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
+    with cut_short_after(client), pytest.raises(TransientError) as failed:
+        client.get_json(f"http://portal.invalid:{refusing_port}/doc")
+    assert failed.value.error_type == "ConnectionRefused" and 1 < client.stats.requests < 10_000
+    with pytest.raises(HostUnavailable, match=rf"^connection refused by portal\.invalid:{refusing_port} for 0\.3 s in "
+                                              "a row; not asked again this run"):
+        client.get_json(f"http://portal.invalid:{refusing_port}/other")
+
+
+def test_a_host_the_socks_proxy_cannot_reach_says_so(socks):
+    client = fast_client(max_attempts=1)
+    with pytest.raises(ConnectionFailed, match=r"^connection failed: ConnectionError: the SOCKS5 proxy "
+                                               rf"127\.0\.0\.1:{socks.port} could not connect to "
+                                               r"elsewhere\.invalid:80: host unreachable "
+                                               r"\(http://elsewhere\.invalid/doc\)$"):
+        client.get_json("http://elsewhere.invalid/doc")
+
+
+def test_a_socks_proxy_s_user_name_and_password_are_sent_and_never_shown(monkeypatch, portal):
+    from harvester.http.socks import SocksProxy
+
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with SocksServer(users={"civicat": "s3cr%t"}) as server:
+        monkeypatch.setenv("ALL_PROXY", f"socks5://civicat:s3cr%25t@127.0.0.1:{server.port}")
+        assert fast_client(max_attempts=1).get_json(portal.url + "/doc").data == DOC
+        monkeypatch.setenv("ALL_PROXY", f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}")
+        with pytest.raises(ConnectionFailed, match="refused the user name and password of the proxy's URL \\(") \
+                as failed:
+            fast_client(max_attempts=1).get_json(portal.url + "/doc")
+        assert "s3cret" not in str(failed.value) and "s3cret" not in repr(SocksProxy.from_url(
+            f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}"))
+
+
+def test_a_socks_proxy_s_name_is_looked_up_as_a_portal_s(monkeypatch, resolver):
+    """The proxy's host name is looked up with the bound every lookup has (the connect timeout:
+    a resolver that never answers held the request as long as it liked), and a name that does not
+    exist is said as the proxy's."""
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    unanswered = threading.Event()
+    resolver.answers["proxy.test"] = [unanswered]
+    monkeypatch.setenv("ALL_PROXY", "socks5h://proxy.test:1080")
+    client = fast_client(max_attempts=1, connect_timeout=0.3)
+    try:
+        with cut_short_after(client), pytest.raises(LookupUnanswered, match=r"^host name proxy\.test did not "
+                                                                            r"resolve within 0\.3 s"):
+            client.get_json("http://portal.invalid/doc")
+    finally:
+        unanswered.set()
+    monkeypatch.setenv("ALL_PROXY", "socks5h://proxy.invalid:1080")
+    with pytest.raises(HostNotFound, match=r"^host name proxy\.invalid does not resolve \("):
+        fast_client(max_attempts=1).get_json("http://portal.invalid/doc")
+
+
+@pytest.mark.parametrize("variable, proxy, said", [
+    ("ALL_PROXY", "socks6://user:s3cret@proxy:1080", "socks6:// is no SOCKS proxy"),
+    ("HTTPS_PROXY", "socks5h://user:s3cret@proxy:99999", "port is not a number from 1 to 65535"),
+    ("all_proxy", "socks5h://user:s3cret@:1080", "names no host")])
+def test_a_socks_proxy_no_request_can_go_through_is_refused_before_any_request(monkeypatch, variable, proxy, said):
+    """Such a proxy failed every request of the night, retried; the bad setting is now refused at the
+    start, naming the variable and what is wrong, never the proxy's password."""
+    monkeypatch.setenv(variable, proxy)
+    with pytest.raises(ValueError, match=f"^the proxy of environment variable {variable.upper()} is not valid: ") \
+            as refused:
+        HttpClient.from_env()
+    assert said in str(refused.value) and "s3cret" not in str(refused.value)
+
+
+def test_a_ctrl_c_in_a_socks_handshake_closes_its_socket(socks):
+    """A one-worker harvest's Ctrl-C in the handshake (the proxy holding it) leaves nothing to the
+    garbage collector: the socket is closed whatever ends the handshake."""
+    socks.stall = True
+
+    def greeted():
+        assert socks.greeted.wait(60), "the client never greeted the proxy"
+        time.sleep(0.2)   # (the client most likely waiting for the proxy's answer; if not, it is in the handshake)
+
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
+    assert left_unclosed_by_ctrl_c(client, "http://portal.invalid/doc", greeted) == []
+
+
+def test_tls_through_a_socks_proxy_checks_the_portal_s_certificate(socks, self_signed_portal, tmp_path, monkeypatch):
+    """TLS runs end to end through the proxy, the certificate checked against the portal's name
+    (portal.invalid, the proxy's name for 127.0.0.1): refused as self-signed, then, trusted (the
+    CA bundle), as made for 127.0.0.1."""
+    url = self_signed_portal.replace("127.0.0.1", "portal.invalid") + "/doc"
+    with pytest.raises(CertificateRejected, match=r"^TLS certificate of portal\.invalid not accepted"):
+        fast_client(max_attempts=1).get_json(url)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "cert.pem"))
+    with pytest.raises(CertificateRejected, match=r"^TLS certificate of portal\.invalid not accepted \(.*mismatch"):
+        fast_client(max_attempts=1).get_json(url)
+
+
+def test_a_socks4_proxy_is_not_asked_for_a_host_of_ipv6_addresses_only(socks, resolver):
+    """SOCKS4 carries IPv4 addresses only: a name that has none is said so, the proxy not asked."""
+    socks.use("socks4")
+    resolver.answers["six.portal.test"] = ["::1"]
+    with pytest.raises(ConnectionFailed, match=rf"^connection failed: ConnectionError: the SOCKS4 proxy 127\.0\.0\.1:"
+                                               rf"{socks.port} takes IPv4 addresses only, and six\.portal\.test "
+                                               "has none"):
+        fast_client(max_attempts=1).get_json("http://six.portal.test/doc")
+    assert socks.asked == []
