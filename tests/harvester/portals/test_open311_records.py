@@ -1350,3 +1350,35 @@ def test_a_page_size_learned_from_a_thinned_answer_with_no_thinning_shown_loses_
         pulls = pulls_of(portal, start, 90)
     assert len(public) == 53
     assert [sorted(ids) for ids in pulls] == [sorted(public)] * 2
+
+
+class ThinsWholeDaysAndGoesDown(GoesDown, ThinsWholeDays):
+    """Reads whole days and thins cut answers (ThinsWholeDays), and goes down after `up` requests (GoesDown)."""
+
+
+@pytest.mark.parametrize("up", [50, 330], ids=["reading-the-days", "reading-the-parts"])
+def test_a_pull_cut_short_with_days_in_doubt_starts_over_losing_and_doubling_none(tmp_path, store, caplog, up):
+    """The days in doubt are read by parts at the pull's end (the first after the 87th request of this
+    city, 422 in all), and what their parts give that the
+    pull has yielded already is known from the answers around each day, in no state: a pull cut
+    short before or while they are read (its host down) starts over, saying so, and publishes every
+    public request once."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+
+    def source(portal):
+        return RequestsRecords(adapter_for(portal_config("bos311", "open311", portal.url), fast_client(max_attempts=1)),
+                               None, now=start + timedelta(days=10), since=start)
+
+    with ThinsWholeDaysAndGoesDown(up, days_in="America/New_York", private=8, odd_weeks=False, paging=False,
+                                   services=CITY_SERVICES, requests=coded(uniform_city(400, 10, start), 20)) as portal:
+        with pytest.raises(TransientError, match="HTTP 503"):
+            pulled_into(layout, store.con, source(portal))
+        portal.up = None
+        result = pulled_into(layout, store.con, source(portal))
+    public = {r["service_request_id"] for r in portal.service_requests
+              if instant(r["requested_datetime"]) < start + timedelta(days=9)} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert len(published) == len(set(published)) and public <= set(published) and not result.resumed
+    assert "bos311:service-requests: a pull cut short cannot go on from where it stopped (days taken whole in doubt " \
+           "are due to be read by parts): the pull starts over" in [r.getMessage() for r in caplog.records]
