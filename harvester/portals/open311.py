@@ -272,8 +272,11 @@ class Taken:
 class Doubt:
     """A window taken whole in doubt (Windows.doubtful), up to `end`: the keys of its `answer`, and
     `read`, those of the answers around it (the window before's and after's, and a window read
-    again's first answer), which its parts (Windows._by_parts) may give again: yielded already."""
+    again's first answer), which its parts (Windows._by_parts) may give again: yielded already.
+    `end_asked`: the `end_date` its answer was asked to (its parts are asked so: a server learned to
+    include the end's day since is asked to 23 hours before a window's end, a day less)."""
     end: datetime
+    end_asked: datetime
     answer: array
     read: tuple[array, ...]
 
@@ -605,8 +608,10 @@ class Windows:
         if doubt is not None and doubt.end == self.start:
             doubt.read += (keys,)   # (the window after's: it may share a day with it)
         elif doubt is None and self.services is not None and self.doubtful \
-                and self.doubtful[-1][0] == self.start.isoformat():
-            self.doubts[self.start.isoformat()] = Doubt(end, keys, (*self.known, self.ends_with))
+                and self.start <= datetime.fromisoformat(self.doubtful[-1][0]) < end:
+            # (one second of a wider window, all of whose requests were made in it: read as that second)
+            self.doubts[self.doubtful[-1][0]] = Doubt(
+                end, self._end_asked(datetime.fromisoformat(self.doubtful[-1][1])), keys, (*self.known, self.ends_with))
         if self.days and self.taken and self.taken[-1].end == self.start:
             self.taken[-1].read += (keys,)   # (by whole days: the window after's, which may share a day with it)
         if kept:
@@ -729,12 +734,14 @@ class Windows:
         if self.margin < MARGIN_MAX:
             self.taken += again.taken
 
-    def _ask(self, start: datetime, end: datetime, page: int = 1, filters: dict | None = None) -> list:
+    def _ask(self, start: datetime, end: datetime, page: int = 1, filters: dict | None = None,
+             end_asked: datetime | None = None) -> list:
         self.asked += 1
+        end_asked = self._end_asked(end) if end_asked is None else end_asked
         if not filters:
-            answer = self.answer(start, self._end_asked(end), page)
+            answer = self.answer(start, end_asked, page)
         else:
-            answer = self.answer(start, self._end_asked(end), page,
+            answer = self.answer(start, end_asked, page,
                                  {name: ",".join(value) if isinstance(value, tuple) else value
                                   for name, value in filters.items()})
         if self.services is not None:   # (the statuses and codes its windows in doubt may be read by)
@@ -1010,6 +1017,11 @@ class Windows:
                                 start.isoformat() not in (window[0] for window in self.doubtful):
                             self.doubtful.append([start.isoformat(), end.isoformat(), len(pages[0]), self.largest])
                         return pages
+                    if self.services is not None:   # (as full as any answer: read by parts at the pull's end)
+                        if start.isoformat() not in (window[0] for window in self.doubtful):
+                            self.doubtful.append([start.isoformat(), end.isoformat(), len(pages[0]),
+                                                  max(self.largest, len(pages[0]))])
+                        return pages
                     raise NotPullable(
                         f"the {self._unit} at {self._sent(start, end)} holds at least the "
                         f"{self.page_size or len(pages[0])} requests the server gives in one answer"
@@ -1056,8 +1068,10 @@ class Windows:
             self.settled.update(map(_request_key, new))
             yield new, self._going_on_from()
 
-    def _in_doubt(self, start: datetime, end: datetime, count: int, largest: int, others: str = "") -> str:
-        return (f"the {self._unit} at {self._sent(start, end)}{others} answers {count} requests, within "
+    def _in_doubt(self, start: datetime, end: datetime, count: int, largest: int, others: str = "",
+                  end_asked: datetime | None = None) -> str:
+        sent = self._sent(start, end) if end_asked is None else request_text(_params(start, end_asked, 1, self.zone))
+        return (f"the {self._unit} at {sent}{others} answers {count} requests, within "
                 f"{self.margin:.0%} of the largest answer the server gave ({largest}), and the server ignores "
                 "`page`: it may be an answer cut at the server's cap with requests left out after the cut (the "
                 f"server is seen to leave out up to {self.thinning or 0:.0%} of a cut answer)")
@@ -1082,13 +1096,13 @@ class Windows:
         pending: list[dict] = [{"status": status} for status in statuses]
         while pending:
             filters = pending.pop(0)
-            answer = self._ask(start, end, 1, filters)
+            answer = self._ask(start, end, 1, filters, doubt.end_asked)
             asked = ", ".join(f"{name}={','.join(value) if isinstance(value, tuple) else value}"
                               for name, value in filters.items())
             for request in answer:
                 if not isinstance(request, dict) or str(request.get("status") or "").lower() != filters["status"] \
                         or "service_code" in filters and str(request.get("service_code")) not in filters["service_code"]:
-                    raise NotPullable(f"{self._in_doubt(start, end, count, largest)}; read by parts, the part {asked} "
+                    raise NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by parts, the part {asked} "
                                       f"gave request {_ids([request])[0] if isinstance(request, dict) else request!r} "
                                       f"of status {_field(request, 'status')} and service code "
                                       f"{_field(request, 'service_code')}: the server does not read `status` or "
@@ -1097,7 +1111,7 @@ class Windows:
             if self._may_be_cut(len(answer), largest):
                 narrower = self._narrower(filters)
                 if not narrower:
-                    raise NotPullable(f"{self._in_doubt(start, end, count, largest)}; read by parts, the part {asked} "
+                    raise NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by parts, the part {asked} "
                                       f"answers {len(answer)} requests, within the margin of the largest too, and "
                                       "cannot be split further: a records pull never skips a row")
                 pending[:0] = narrower
@@ -1105,9 +1119,9 @@ class Windows:
             found.update((_request_key(request), request) for request in answer)
         missing = sum(1 for key in doubt.answer if key not in found)
         if missing:
-            example = next((request for request in self._ask(start, end) if isinstance(request, dict)
+            example = next((request for request in self._ask(start, end, 1, None, doubt.end_asked) if isinstance(request, dict)
                             and _request_key(request) not in found), {})
-            raise NotPullable(f"{self._in_doubt(start, end, count, largest)}; read by parts, {missing} of its "
+            raise NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by parts, {missing} of its "
                               f"requests came in no part (e.g. {_ids([example])[0]!r}, of status "
                               f"{_field(example, 'status')} and service code {_field(example, 'service_code')}):"
                               " a status or service code asked by none, and a records pull never skips a row")
