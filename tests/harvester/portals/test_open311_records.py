@@ -1411,3 +1411,52 @@ def test_a_pull_cut_short_with_days_in_doubt_starts_over_losing_and_doubling_non
     assert len(published) == len(set(published)) and public <= set(published) and not result.resumed
     assert "bos311:service-requests: a pull cut short cannot go on from where it stopped (days taken whole in doubt " \
            "are due to be read by parts): the pull starts over" in [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["still-whole-days", "fixed-since"])
+def test_a_window_whose_requests_are_all_made_in_59th_seconds_leaves_the_check_to_a_later_one(caplog, fixed):
+    """The check that a server read by whole days because the pull before was still ignores the times
+    asks from a second after the newest request made in no 59th second: a window whose requests were
+    all made in 59th seconds is not checked, and the first window answered whole after it is (w34
+    left it). Nothing is lost or read twice by it: until checked, the server is read by whole days,
+    which a server reading times answers with each day's requests too; the check, a window later,
+    tells a server fixed since (read by times from there on) from one still reading whole days."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    # (the 1st's 3 requests, then 60 a day: the first window answered whole is the 1st's)
+    requests = [{"service_request_id": f"{day}-{n}", "status": "open",
+                 "requested_datetime": f"2024-01-{day:02d}T{9 + n // 10:02d}:{n % 10 * 5:02d}:{59 if day == 1 else 30}Z"}
+                for day in range(1, 11) for n in range(3 if day == 1 else 60)]
+    server = Open311Portal(services=JSON_SERVICES, requests=requests) if fixed else \
+        ThinsWholeDays("UTC", private=0, services=JSON_SERVICES, requests=requests)
+    with server as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        previous = PreviousPull(path="x", row_count=0, watermark=None, pulled_at=start, whole_days=True)
+        source = RequestsRecords(adapter, previous, now=start + timedelta(days=10), since=start)
+        tables = list(source.batches(None))
+        asked = windows_asked(portal)
+    ids = [i for table, _ in tables for i in table["service_request_id"].to_pylist()]
+    assert sorted(ids) == sorted(r["service_request_id"] for r in requests)
+    first = tables[0][0]["service_request_id"].to_pylist()
+    checked = [window for window in asked if window[0][11:19] != "00:00:00"]
+    assert sorted(first) == ["1-0", "1-1", "1-2"] and tables[0][1]["start"] == "2024-01-02T00:00:00+00:00"
+    # (a later window checked; still whole days, once; fixed, by times from there on)
+    assert (fixed or len(checked) == 1) and checked[0][0] > "2024-01-02", asked
+    assert source.whole_days is not fixed
+    assert any("reads the times of start_date/end_date again" in r.getMessage() for r in caplog.records) is fixed
+
+
+@pytest.mark.parametrize("zone, days_in", [("UTC", "Atlantic/Azores"), ("Europe/Berlin", "UTC")],
+                         ids=["utc-azores-days", "berlin-utc-days"])
+def test_a_server_including_the_ends_day_whose_midnight_is_in_the_hour_after_the_portals_loses_and_doubles_none(
+        zone, days_in):
+    """(A guard.) A window asked to 23 hours before its end ends at the server's midnight in its last
+    day, unless that midnight is in the day's first hour (the Azores' 01:00Z in winter from a portal in
+    UTC; UTC's from Berlin's): the server's day then reaches past the window's end, the window after
+    starts in it, and each window overlaps the next by a day (100 a day for 20 days: 178 and 182
+    requests, where a server of the portal's days costs 104). Asked earlier, to the portal's last
+    midnight, it would tile those servers' days but lose the day of one whose clock goes forward where
+    its midnight leaves that hour (the Azores' 31 March 2024, 23 hours from 01:00Z, asked by no window):
+    the day asked twice is dropped (the window before's ids), none lost or published twice."""
+    ids, served, asked = read_including_the_ends_day(zone, days_in, datetime(2024, 1, 1, tzinfo=UTC), 20)
+    assert len(ids) == len(set(ids)) and set(ids) == served
+    assert asked < 200, asked
