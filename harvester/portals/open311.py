@@ -1086,11 +1086,17 @@ class Windows:
         The parts hold every request of the window that has one of the statuses and one of the codes
         asked. NotPullable, naming the window (a records pull never skips a row), where: one code of
         one status is still at the cap; a part gives a request of a status or code not asked (a server
-        that ignores `status` or `service_code` answers every part alike); or the window's own answer
-        holds a request no part gave (a status or code asked by none). A request of a code neither
+        that ignores `status` or `service_code` answers every part alike); or a request of the window's
+        answer or of a part's is in no part taken whole (a status or code asked by none, or no code:
+        a part split holds it too, cut). A part is judged under the margin the parts' cut answers show,
+        at least the pull's (below). A request of a code neither
         listed nor met in any answer of the pull, made where no answer of the window showed it (past
         its cap), is the one the parts cannot see (docs/records.md). Cost: two requests a window
         whose parts by status are under the cap; a part by codes about two per P of its requests."""
+        def failed(reason: str) -> NotPullable:
+            return NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by "
+                               f"parts, {reason}, and a records pull never skips a row")
+
         found: dict[int, dict] = {}
         statuses = (*STATUSES, *sorted(self.statuses_met - set(STATUSES)))
         pending: list[dict] = [{"status": status} for status in statuses]
@@ -1107,11 +1113,9 @@ class Windows:
                               for name, value in filters.items())
             if any(not _asked(request, filters) for request in answer):
                 request = next(request for request in answer if not _asked(request, filters))
-                raise NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by "
-                                  f"parts, the part {asked} gave request "
-                                  f"{_ids([request])[0] if isinstance(request, dict) else request!r} of status "
-                                  f"{_field(request, 'status')} and service code {_field(request, 'service_code')}: the "
-                                  "server does not read `status` or `service_code`, and a records pull never skips a row")
+                raise failed(f"the part {asked} gave request {_ids([request])[0] if isinstance(request, dict) else request!r}"
+                             f" of status {_field(request, 'status')} and service code "
+                             f"{_field(request, 'service_code')}: the server does not read `status` or `service_code`")
             self.largest = largest = max(largest, len(answer))
             found.update((_request_key(request), request) for request in answer)
             if len(answer) < largest - int(largest * margin):
@@ -1120,9 +1124,8 @@ class Windows:
             else:
                 narrower = self._narrower(filters)
                 if not narrower:
-                    raise NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by "
-                                      f"parts, the part {asked} answers {len(answer)} requests, within the margin of the "
-                                      "largest too, and cannot be split further: a records pull never skips a row")
+                    raise failed(f"the part {asked} answers {len(answer)} requests, within the margin of the largest "
+                                 "too, and cannot be split further")
                 split.append((filters, len(answer), set(map(_request_key, answer))))
                 pending[:0] = narrower
             if not pending:
@@ -1144,10 +1147,9 @@ class Windows:
         if missing:
             example = next((request for key, request in found.items() if key not in whole), None) or next(
                 (r for r in self._ask(start, end, 1, None, doubt.end_asked) if _request_key(r) not in whole), {})
-            raise NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by parts, {missing} of its "
-                              f"requests came in no part (e.g. {_ids([example])[0]!r}, of status "
-                              f"{_field(example, 'status')} and service code {_field(example, 'service_code')}):"
-                              " a status or service code asked by none, and a records pull never skips a row")
+            raise failed(f"{missing} of its requests came in no part (e.g. {_ids([example])[0]!r}, of status "
+                         f"{_field(example, 'status')} and service code {_field(example, 'service_code')}): a status or "
+                         "service code asked by none")
         return list(found.values())
 
     def _narrower(self, filters: dict) -> list[dict]:

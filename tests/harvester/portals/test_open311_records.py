@@ -646,8 +646,8 @@ def coded(requests: list[dict], unlisted: int = 0) -> list[dict]:
     given), one in `unlisted` of a code services.json does not list (real servers give some)."""
     draw = random.Random(35)
     weights = [len(CODES) - n for n in range(len(CODES))]
-    return [{**r, "status": "open" if n % 6 == 0 else "closed",
-             "service_code": "unlisted" if unlisted and n % unlisted == unlisted // 2 else draw.choices(CODES, weights)[0]}
+    return [{**r, "status": "open" if n % 6 == 0 else "closed", "service_code":
+             "unlisted" if unlisted and n % unlisted == unlisted // 2 else draw.choices(CODES, weights)[0]}
             for n, r in enumerate(requests)]
 
 
@@ -1423,8 +1423,8 @@ def test_a_window_whose_requests_are_all_made_in_59th_seconds_leaves_the_check_t
     tells a server fixed since (read by times from there on) from one still reading whole days."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     # (the 1st's 3 requests, then 60 a day: the first window answered whole is the 1st's)
-    requests = [{"service_request_id": f"{day}-{n}", "status": "open",
-                 "requested_datetime": f"2024-01-{day:02d}T{9 + n // 10:02d}:{n % 10 * 5:02d}:{59 if day == 1 else 30}Z"}
+    requests = [{"service_request_id": f"{day}-{n}", "status": "open", "requested_datetime":
+                 f"2024-01-{day:02d}T{9 + n // 10:02d}:{n % 10 * 5:02d}:{59 if day == 1 else 30}Z"}
                 for day in range(1, 11) for n in range(3 if day == 1 else 60)]
     server = Open311Portal(services=JSON_SERVICES, requests=requests) if fixed else \
         ThinsWholeDays("UTC", private=0, services=JSON_SERVICES, requests=requests)
