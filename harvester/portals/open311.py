@@ -426,6 +426,7 @@ class Windows:
         # window still in doubt then fails the pull. The doubtful windows' keys (by their start), the
         # keys the parts yielded, and the statuses and service codes met in the pull's answers
         self.services = services
+        self.listed: list[str] | None = None
         self.doubts: dict[str, Doubt] = {}
         self.settled: set[int] = set()
         self.codes_met: set[str] = set()
@@ -1157,7 +1158,9 @@ class Windows:
         characters), or its codes halved; none where it is one code."""
         codes = filters.get("service_code")
         if codes is None:
-            listed = [str(code) for code in self.services() if code not in (None, "")]
+            if self.listed is None:   # (services.json asked once a pull, where a part needs its codes)
+                self.listed = [str(code) for code in self.services() if code not in (None, "")]
+            listed = self.listed
             codes, groups = tuple(dict.fromkeys([*listed, *sorted(self.codes_met)])), [[]]
             for code in codes:
                 if groups[-1] and len(",".join([*groups[-1], code])) > CODES_ASKED:

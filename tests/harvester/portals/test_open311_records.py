@@ -654,7 +654,8 @@ def coded(requests: list[dict], unlisted: int = 0) -> list[dict]:
 def busy_days_pull(tmp_path, store, requests: list[dict], services: list[dict] = CITY_SERVICES, **server):
     """A pull of 10 days from `requests`, served by a server that reads whole days (New York's, the
     portal's zone UTC), ignores `page`, cuts at 50 and then leaves out 8 of every 20 requests: (the
-    public requests made before the last day, the ids published, the portal's log of `requests.json`)."""
+    public requests made before the last day, the ids published, the `requests.json` asked, the other
+    paths asked)."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
     layout = RecordsLayout(tmp_path / "records")
     with ThinsWholeDays("America/New_York", private=8, odd_weeks=False, services=services, requests=requests,
@@ -665,7 +666,8 @@ def busy_days_pull(tmp_path, store, requests: list[dict], services: list[dict] =
     public = {r["service_request_id"] for r in portal.service_requests
               if instant(r["requested_datetime"]) < start + timedelta(days=9)} - portal.private
     published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
-    return public, published, [q for p, q, _ in portal.requests if p == "/requests.json"]
+    return public, published, [q for p, q, _ in portal.requests if p == "/requests.json"], \
+        [p for p, _, _ in portal.requests if p != "/requests.json"]
 
 
 def test_a_server_that_reads_whole_days_ignores_page_and_thins_cut_answers_is_read_whole_by_parts(tmp_path, store):
@@ -679,7 +681,7 @@ def test_a_server_that_reads_whole_days_ignores_page_and_thins_cut_answers_is_re
     `service_code` can: each day is read again by status, then by lists of service codes halved while
     at the cap, each part under it complete. Every public request read once, one in 20 of a code
     services.json does not list (met in the pull's answers, and asked)."""
-    public, published, asked = busy_days_pull(tmp_path, store, coded(uniform_city(400, 10, datetime(2024, 1, 1,
+    public, published, asked, others = busy_days_pull(tmp_path, store, coded(uniform_city(400, 10, datetime(2024, 1, 1,
                                                                                                     tzinfo=UTC)), 20))
     assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
     assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
@@ -687,6 +689,7 @@ def test_a_server_that_reads_whole_days_ignores_page_and_thins_cut_answers_is_re
     assert by_codes and any("unlisted" in q["service_code"].split(",") for q in by_codes)
     assert all(q["status"] in ("open", "closed") for q in asked if "status" in q)
     assert len(asked) < 60 * 10, len(asked)   # (bounded: about two requests per 50 of a day's)
+    assert others == ["/services.json"]   # (once, for every day's parts)
 
 
 @pytest.mark.parametrize("requests, server, why", [
