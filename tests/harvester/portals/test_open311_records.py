@@ -1391,7 +1391,7 @@ class ThinsWholeDaysAndGoesDown(GoesDown, ThinsWholeDays):
 @pytest.mark.parametrize("up", [50, 330], ids=["reading-the-days", "reading-the-parts"])
 def test_a_pull_cut_short_with_days_in_doubt_starts_over_losing_and_doubling_none(tmp_path, store, caplog, up):
     """The days in doubt are read by parts at the pull's end (the first after the 87th request of this
-    city, 422 in all), and what their parts give that the
+    city, 434 in all), and what their parts give that the
     pull has yielded already is known from the answers around each day, in no state: a pull cut
     short before or while they are read (its host down) starts over, saying so, and publishes every
     public request once."""
