@@ -1132,8 +1132,8 @@ class Windows:
             if not pending:
                 # a part split whose narrower parts gave requests its answer lacked was cut: a part's cut answer
                 # is thinned as chance has it (a 50 cut from a server leaving out a fifth was 35 where the days'
-                # were 38 to 45: taken whole at the pull's margin, 69 requests of 100 cities lost), and those
-                # taken whole that the margin it shows would not take are split after all
+                # were 38 to 45: taken whole at the pull's margin, 21 to 103 requests lost a row of the bench's
+                # --page-ignored), and those taken whole that the margin it shows would not take are split after all
                 cuts = [size for filters, size, keys in split if any(
                     key not in keys for key, request in found.items() if _asked(request, filters))]
                 if cuts:
