@@ -18,7 +18,10 @@ time, is the figure.
 portal's; the end's day left out or included; cut pages thinned in odd weeks), read by whole days:
 requests lost, published twice, asked, and the pulls that failed, summed.
 `--page-ignored N`: the same cities from servers that also ignore `page` (pages of 50, 200 or 1,000),
-their cut pages thinned in every week, after one city whose days are each over P (400 a day).
+their cut pages thinned in every week, after one city whose days are each over P (400 a day). Their
+requests have a status (one in 6 open) and one of 40 service codes (one in 20 a code services.json does
+not list), which the servers read: a day in doubt is read again by parts (`--no-parts`: not, as before
+session 35: it fails the pull).
 """
 from __future__ import annotations
 
@@ -135,28 +138,40 @@ def bursts_cost(count: int) -> None:
           f"asked {asked[0]:,}; {asked[1]:,}")
 
 
+CODES = [f"code-{n:02d}" for n in range(40)]   # a city's service codes (services.json's), the first the most given
+
+
 def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float, inclusive: bool, days_in,
                       paging: bool = True, odd_weeks: bool = True):
     """A server that reads the days of the dates asked in its zone `days_in`, their times dropped (the
     end's day `inclusive` or not), newest first by pages of P, leaving out `thinned` of every 20 requests
-    made in odd weeks (in every week without `odd_weeks`) once a page is cut: (the public requests, answer)."""
-    requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat()} for n, m in enumerate(moments)]
+    made in odd weeks (in every week without `odd_weeks`) once a page is cut: (the public requests, answer).
+    Its requests have a status and a service code (one in 20 unlisted), which `status` and `service_code`
+    (comma-separated lists) choose before the cut."""
+    draw = random.Random(35)   # (its own: the moments drawn are those of the cities before session 35)
+    weights = [len(CODES) - n for n in range(len(CODES))]
+    requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat(),
+                 "status": "open" if n % 6 == 0 else "closed",
+                 "service_code": "unlisted" if n % 20 == 10 else draw.choices(CODES, weights)[0]}
+                for n, m in enumerate(moments)]
     hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20)
               and (m.isocalendar()[1] % 2 or not odd_weeks)}
 
     def midnight(moment: datetime) -> datetime:
         return datetime.combine(moment.astimezone(days_in).date(), time(), tzinfo=days_in).astimezone(UTC)
 
-    def answer(since: datetime, until: datetime, page: int) -> list:
+    def answer(since: datetime, until: datetime, page: int, filters: dict | None = None) -> list:
         end = midnight(until) + (timedelta(days=1) if inclusive else timedelta(0))
         window = requests[bisect.bisect_left(moments, midnight(since)):bisect.bisect_left(moments, end)][::-1]
+        if filters:
+            window = [r for r in window if all(r[name] in value.split(",") for name, value in filters.items())]
         page = page if paging else 1
         return [r for r in window[(page - 1) * page_size:page * page_size] if int(r["service_request_id"]) not in hidden]
 
     return [r for n, r in enumerate(requests) if n not in hidden], answer
 
 
-def whole_days_cost(count: int, page_ignored: bool = False) -> None:
+def whole_days_cost(count: int, page_ignored: bool = False, parts: bool = True) -> None:
     """Requests lost (made before the pull's last day: a server leaving out the end's day gives that
     day's to the next pull), published twice and asked of `count` seeded cities (20 to 400 requests a
     day for 10 to 40 days, pages of 50, `page` read, 0, 20% or 40% left out in odd weeks) read by whole
@@ -180,7 +195,7 @@ def whole_days_cost(count: int, page_ignored: bool = False) -> None:
                 public, answer = whole_days_server(moments, page_size, thinned=thinned, inclusive=inclusive,
                                                    days_in=zones[days_in], paging=not page_ignored,
                                                    odd_weeks=not page_ignored)
-                read, unread, asked_here, error = read_by_days(public, answer, start, days, zones[zone])
+                read, unread, asked_here, error = read_by_days(public, answer, start, days, zones[zone], parts)
                 asked += asked_here
                 if error:
                     failed += 1
@@ -196,10 +211,14 @@ def uniform_moments(draw: random.Random, per_day: int, days: int, start: datetim
     return sorted(start + timedelta(seconds=draw.randrange(days * 86_400)) for _ in range(per_day * days))
 
 
-def read_by_days(public: list[dict], answer, start: datetime, days: int, zone) -> tuple[Counter, int, int, str | None]:
+def read_by_days(public: list[dict], answer, start: datetime, days: int, zone, parts: bool = True
+                 ) -> tuple[Counter, int, int, str | None]:
     """A pull of `days` days from `start` by whole days of `zone`: (how often each request was read,
-    how many of `public` made before its last day it did not read, the requests asked, its error)."""
-    windows, read, error = Windows(answer, start, start + timedelta(days=days), zone=zone, days=True), Counter(), None
+    how many of `public` made before its last day it did not read, the requests asked, its error);
+    `parts`: days in doubt read again by status and service codes (CODES)."""
+    windows = Windows(answer, start, start + timedelta(days=days), zone=zone, days=True,
+                      services=(lambda: CODES) if parts else None)
+    read, error = Counter(), None
     try:
         for batch, _ in windows:
             read.update(r["service_request_id"] for r in batch)
@@ -211,7 +230,7 @@ def read_by_days(public: list[dict], answer, start: datetime, days: int, zone) -
     return read, unread, windows.asked, error
 
 
-def page_ignored_city() -> None:
+def page_ignored_city(parts: bool = True) -> None:
     """w33's city: 400 requests a day for 10 days, from a server that reads New York's days (the
     portal's zone UTC, the end's day left out), ignores `page`, cuts at 50 and then leaves out 8 of
     every 20: no day of it can be read whole (each over P)."""
@@ -219,7 +238,7 @@ def page_ignored_city() -> None:
     public, answer = whole_days_server(uniform_moments(random.Random(311), 400, 10, start), 50, thinned=0.4,
                                        inclusive=False, days_in=ZoneInfo("America/New_York"), paging=False,
                                        odd_weeks=False)
-    _, unread, asked, error = read_by_days(public, answer, start, 10, UTC)
+    _, unread, asked, error = read_by_days(public, answer, start, 10, UTC, parts)
     print(f"400 a day for 10 days, 40% thinned, New York's days, `page` ignored: {unread:,} requests made before the "
           f"last day unread, {asked} asked, " + (f"the pull failed: {error[:120]}…" if error else "the pull ok") + "\n")
 
@@ -252,13 +271,15 @@ def main() -> None:
                         help="requests lost, twice, asked of N cities from servers reading whole days")
     parser.add_argument("--page-ignored", type=int, metavar="N",
                         help="--whole-days' cities from servers that also ignore `page` and thin every cut page")
+    parser.add_argument("--no-parts", action="store_true",
+                        help="--page-ignored: days in doubt not read by status and service codes (before session 35)")
     args = parser.parse_args()
     if args.whole_days:
         whole_days_cost(args.whole_days)
         return
     if args.page_ignored:
-        page_ignored_city()
-        whole_days_cost(args.page_ignored, page_ignored=True)
+        page_ignored_city(not args.no_parts)
+        whole_days_cost(args.page_ignored, page_ignored=True, parts=not args.no_parts)
         return
     if args.bursts:
         bursts_cost(args.bursts)

@@ -76,19 +76,22 @@ def services_from_xml(root) -> list[dict]:
 class Open311Adapter(PortalAdapter):
     kind = "open311"
 
+    def services(self) -> tuple[list, int, str]:
+        """The endpoint's services (the first MAX_ITEMS), how many more it lists, and from which format."""
+        try:
+            services = self.http.get_json(f"{self.portal.url}/services.json", conditional=True,
+                                          expect=_services_shape, parse=SERVICES).data
+            return list(services[:MAX_ITEMS]), dropped(services).get("*", 0), "json"
+        except PermanentError as exc:
+            if exc.status not in (404, 406, 415, 501):
+                raise
+            services = services_from_xml(self.http.get_xml(f"{self.portal.url}/services.xml", conditional=True).data)
+            return services[:MAX_ITEMS], max(0, len(services) - MAX_ITEMS), "xml"
+
     def listing(self) -> Listing:
         def fetch(_params: dict) -> Page:
-            try:
-                services = self.http.get_json(f"{self.portal.url}/services.json", conditional=True,
-                                              expect=_services_shape, parse=SERVICES).data
-                left_out, form = dropped(services).get("*", 0), "json"
-            except PermanentError as exc:
-                if exc.status not in (404, 406, 415, 501):
-                    raise
-                services = services_from_xml(self.http.get_xml(f"{self.portal.url}/services.xml",
-                                                               conditional=True).data)
-                left_out, form = max(0, len(services) - MAX_ITEMS), "xml"
-            entry = {"endpoint": self.portal.url, "format": form, "services": list(services[:MAX_ITEMS])}
+            services, left_out, form = self.services()
+            entry = {"endpoint": self.portal.url, "format": form, "services": services}
             return Page(items=[{**entry, "services_left_out": left_out} if left_out else entry])
 
         return Listing(fetch, SinglePage(), self.source_id)
@@ -211,6 +214,11 @@ MARGIN_MAX = 0.5
 # (Windows._audit; bench/open311_windows.py)
 AUDITS = 10
 AUDIT_EVERY = 20
+# the statuses GeoReport v2 gives a request (others met in the pull are asked too): the first parts a
+# window in doubt is read by (Windows._by_parts), each then by service codes where still at the cap
+STATUSES = ("open", "closed")
+# characters of service codes joined in one `service_code` (a comma-separated list): URLs stay short
+CODES_ASKED = 1_500
 
 
 def _margin(thinning: float) -> float:
@@ -240,6 +248,11 @@ class IgnoresTimes(NotPullable):
     date than requested_datetime): its windows are read again by whole days (Windows.days)."""
 
 
+def _holds(read: tuple[array, ...], key: int) -> bool:
+    """Whether any of the sorted arrays `read` holds `key`."""
+    return any((i := bisect_left(keys, key)) < len(keys) and keys[i] == key for keys in read)
+
+
 @dataclass
 class Taken:
     """A window taken as whole because its answer (`count` requests, or its last page's) was
@@ -252,7 +265,23 @@ class Taken:
     read: tuple[array, ...]
 
     def has(self, key: int) -> bool:
-        return any((i := bisect_left(keys, key)) < len(keys) and keys[i] == key for keys in self.read)
+        return _holds(self.read, key)
+
+
+@dataclass
+class Doubt:
+    """A window taken whole in doubt (Windows.doubtful), up to `end`: the keys of its `answer`, and
+    `read`, those of the answers around it (the window before's and after's, and a window read
+    again's first answer), which its parts (Windows._by_parts) may give again: yielded already.
+    `end_asked`: the `end_date` its answer was asked to (its parts are asked so: a server learned to
+    include the end's day since is asked to 23 hours before a window's end, a day less)."""
+    end: datetime
+    end_asked: datetime
+    answer: array
+    read: tuple[array, ...]
+
+    def has(self, key: int) -> bool:
+        return _holds((self.answer, *self.read), key)
 
 
 @dataclass
@@ -332,7 +361,7 @@ class Windows:
 
     def __init__(self, answer, since: datetime, until: datetime, resume: dict | None = None,
                  page_size: int | None = None, thinning: float | None = None, known: tuple[array, ...] = (),
-                 zone: tzinfo = UTC, days: bool = False, days_remembered: bool = False):
+                 zone: tzinfo = UTC, days: bool = False, days_remembered: bool = False, services=None):
         state = resume or {}
         self.answer, self.until, self.zone = answer, until, zone
         # whole days: windows from a midnight of `zone` to a midnight, one day at the narrowest (a server
@@ -391,6 +420,17 @@ class Windows:
         # answer then], settled once the pull has read all (_settle_doubts); a reading again's, here
         self.doubtful: list[list] = [list(window) for window in state.get("doubtful", ())]
         self.settles_doubts = True
+        # where `answer` reads GeoReport's `status` and `service_code` (answer(start, end, page, filters)):
+        # a callable giving the endpoint's service codes (services.json, asked only when a window needs
+        # them), by which the windows in doubt are read again at the pull's end (_by_parts); None: not, a
+        # window still in doubt then fails the pull. The doubtful windows' keys (by their start), the
+        # keys the parts yielded, and the statuses and service codes met in the pull's answers
+        self.services = services
+        self.listed: list[str] | None = None
+        self.doubts: dict[str, Doubt] = {}
+        self.settled: set[int] = set()
+        self.codes_met: set[str] = set()
+        self.statuses_met: set[str] = set()
 
     @property
     def thinning(self) -> float | None:
@@ -485,7 +525,7 @@ class Windows:
             if self.margin > margin:
                 yield from self._read_again()
         if self.settles_doubts:
-            self._settle_doubts()
+            yield from self._settle_doubts()
 
     def _reads_times(self, end: datetime, requests: list) -> bool:
         """Whether a server read by whole days because the pull before was (record_pulls.whole_days)
@@ -540,6 +580,9 @@ class Windows:
         reference = self._reference()
         if reading_again:
             state["windows_unheld"] = "windows taken whole were being read again, split"
+        elif self.doubts and self.doubtful:
+            # (what a window in doubt's parts may give again is known from the answers around it: in no state)
+            state["windows_unheld"] = f"{self._unit[4:]}s taken whole in doubt are due to be read by parts"
         elif any(self._may_be_cut(window.count, reference) for window in self.taken):
             state["windows_unheld"] = "windows taken whole are due to be read again, split, under the wider " \
                                       "margin it learned"
@@ -562,6 +605,14 @@ class Windows:
         kept = self.taken_at is not None and margin < MARGIN_MAX \
             and self.taken_at >= reference - int(reference * MARGIN_MAX)
         keys = array("q", sorted(map(_request_key, requests)))
+        doubt = self.doubts.get(self.doubtful[-1][0]) if self.doubtful else None
+        if doubt is not None and doubt.end == self.start:
+            doubt.read += (keys,)   # (the window after's: it may share a day with it)
+        elif doubt is None and self.services is not None and self.doubtful \
+                and self.start <= datetime.fromisoformat(self.doubtful[-1][0]) < end:
+            # (one second of a wider window, all of whose requests were made in it: read as that second)
+            self.doubts[self.doubtful[-1][0]] = Doubt(
+                end, self._end_asked(datetime.fromisoformat(self.doubtful[-1][1])), keys, (*self.known, self.ends_with))
         if self.days and self.taken and self.taken[-1].end == self.start:
             self.taken[-1].read += (keys,)   # (by whole days: the window after's, which may share a day with it)
         if kept:
@@ -659,6 +710,7 @@ class Windows:
                         thinning=self.thinning, known=window.read, zone=self.zone)
         again.page_size, again.remembered, again.largest, again.margin, again.unlearned = \
             self.page_size, self.remembered, self.largest, self.margin, self.unlearned
+        again.services, again.codes_met, again.statuses_met = self.services, self.codes_met, self.statuses_met
         # (its windows taken whole join this reading's, and its doubtful ones: the checks go on here)
         again.auditing = again.settles_doubts = False
         try:
@@ -676,15 +728,31 @@ class Windows:
         self.largest = max(self.largest, again.largest)
         self.page_size = self.page_size or again.page_size
         self.doubtful += [window for window in again.doubtful if window not in self.doubtful]
+        self.doubts.update(again.doubts)
         for count in again.cuts:
             self._cut(count)
         self.margin = max(self.margin, again.margin)
         if self.margin < MARGIN_MAX:
             self.taken += again.taken
 
-    def _ask(self, start: datetime, end: datetime, page: int = 1) -> list:
+    def _ask(self, start: datetime, end: datetime, page: int = 1, filters: dict | None = None,
+             end_asked: datetime | None = None) -> list:
         self.asked += 1
-        return self.answer(start, self._end_asked(end), page)
+        end_asked = self._end_asked(end) if end_asked is None else end_asked
+        if not filters:
+            answer = self.answer(start, end_asked, page)
+        else:
+            answer = self.answer(start, end_asked, page,
+                                 {name: ",".join(value) if isinstance(value, tuple) else value
+                                  for name, value in filters.items()})
+        if self.services is not None:   # (the statuses and codes its windows in doubt may be read by)
+            for request in answer:
+                if isinstance(request, dict) and len(self.codes_met) + len(self.statuses_met) < MAX_ITEMS:
+                    if request.get("service_code") not in (None, ""):
+                        self.codes_met.add(str(request["service_code"]))
+                    if request.get("status") not in (None, ""):
+                        self.statuses_met.add(str(request["status"]).lower())
+        return answer
 
     def _end_asked(self, end: datetime) -> datetime:
         """The `end_date` asked for a window up to `end`: where whole days are read from a server seen
@@ -950,6 +1018,11 @@ class Windows:
                                 start.isoformat() not in (window[0] for window in self.doubtful):
                             self.doubtful.append([start.isoformat(), end.isoformat(), len(pages[0]), self.largest])
                         return pages
+                    if self.services is not None:   # (as full as any answer: read by parts at the pull's end)
+                        if start.isoformat() not in (window[0] for window in self.doubtful):
+                            self.doubtful.append([start.isoformat(), end.isoformat(), len(pages[0]),
+                                                  max(self.largest, len(pages[0]))])
+                        return pages
                     raise NotPullable(
                         f"the {self._unit} at {self._sent(start, end)} holds at least the "
                         f"{self.page_size or len(pages[0])} requests the server gives in one answer"
@@ -967,27 +1040,138 @@ class Windows:
         return pages
 
 
-    def _settle_doubts(self) -> None:
-        """NotPullable where a window taken whole by _reading against a larger answer may be a cut
-        one under the margin the pull ends with: the answer of a server that cuts at its cap, then
-        leaves some requests out (private service types), may be smaller than another cut answer it
-        thinned less, so an answer larger does not show that the server gives more than it at once.
-        Taken whole so, the days of a server that reads whole days, ignores `page` and leaves out 8
-        of every 20 requests after cutting at 50 (31 given of 400, 34 by 90 days beside it) lost
-        1,899 of 2,148 requests, the pull ok (bench/open311_windows.py --page-ignored). Settled at
-        the end, not as the window is read: the margin is then learned (a server that thins none is
-        read at half of P until it is), and nothing read is published until the pull ends."""
-        for start, end, count, largest in self.doubtful:
+    def _settle_doubts(self):
+        """The windows taken whole by _reading against a larger answer that may be cut ones under the
+        margin the pull ends with: the answer of a server that cuts at its cap, then leaves some
+        requests out (private service types), may be smaller than another cut answer it thinned less,
+        so an answer larger does not show that the server gives more than it at once. Taken whole so,
+        the days of a server that reads whole days, ignores `page` and leaves out 8 of every 20
+        requests after cutting at 50 (31 given of 400, 34 by 90 days beside it) lost 1,899 of 2,148
+        requests, the pull ok (bench/open311_windows.py --page-ignored). Settled at the end, not as the
+        window is read: the margin is then learned (a server that thins none is read at half of P until
+        it is), and nothing read is published until the pull ends. Each still in doubt is read again
+        by parts (_by_parts; the requests they give that no answer around it gave are yielded), else
+        (or where its parts cannot tell) NotPullable, naming it."""
+        for window in list(self.doubtful):
+            start, end, count, largest = window[:4]
             largest = max(largest, self.largest)
-            if self._may_be_cut(count, largest):
+            if not self._may_be_cut(count, largest):
+                continue
+            doubt, start, end = self.doubts.get(start), datetime.fromisoformat(start), datetime.fromisoformat(end)
+            if doubt is None:   # (not read by parts: a server not known to read them, or a window from a state)
                 others = f" (and {len(self.doubtful) - 1} more of the pull's)" if len(self.doubtful) > 1 else ""
-                raise NotPullable(
-                    f"the {self._unit} at {self._sent(datetime.fromisoformat(start), datetime.fromisoformat(end))}"
-                    f"{others} answers {count} requests, within {self.margin:.0%} of the largest answer the server "
-                    f"gave ({largest}), and the server ignores `page`: it may be an answer cut at the server's cap "
-                    "with requests left out after the cut (the server is seen to leave out up to "
-                    f"{self.thinning or 0:.0%} of a cut answer), its other requests unreadable, and a records pull "
-                    "never skips a row")
+                raise NotPullable(f"{self._in_doubt(start, end, count, largest, others)}, its other requests "
+                                  "unreadable, and a records pull never skips a row")
+            requests = self._by_parts(start, end, count, largest, doubt)
+            self.doubtful.remove(window)
+            new = [r for r in requests if not doubt.has(key := _request_key(r)) and key not in self.read_again
+                   and key not in self.settled]
+            self.settled.update(map(_request_key, new))
+            yield new, self._going_on_from()
+
+    def _in_doubt(self, start: datetime, end: datetime, count: int, largest: int, others: str = "",
+                  end_asked: datetime | None = None) -> str:
+        sent = self._sent(start, end) if end_asked is None else request_text(_params(start, end_asked, 1, self.zone))
+        return (f"the {self._unit} at {sent}{others} answers {count} requests, within "
+                f"{self.margin:.0%} of the largest answer the server gave ({largest}), and the server ignores "
+                "`page`: it may be an answer cut at the server's cap with requests left out after the cut (the "
+                f"server is seen to leave out up to {self.thinning or 0:.0%} of a cut answer)")
+
+    def _by_parts(self, start: datetime, end: datetime, count: int, largest: int, doubt: Doubt) -> list:
+        """The requests of a window in doubt that cannot be narrowed (one day, or one second), read by
+        parts: GeoReport v2's `requests.json` also filters by `status` (open or closed) and by
+        `service_code` (comma-separated lists of them), and a part answered under the cap (by the
+        margin) is complete. First by status (open, closed, and any other met in the pull), a part
+        still at the cap then by service codes (services.json's and any other met in the pull's
+        answers: real servers give codes they do not list), halved while at the cap, down to one code.
+        The parts hold every request of the window that has one of the statuses and one of the codes
+        asked. NotPullable, naming the window (a records pull never skips a row), where: one code of
+        one status is still at the cap; a part gives a request of a status or code not asked (a server
+        that ignores `status` or `service_code` answers every part alike); or a request of the window's
+        answer or of a part's is in no part taken whole (a status or code asked by none, or no code:
+        a part split holds it too, cut). A part is judged under the margin the parts' cut answers show,
+        at least the pull's (below). A request of a code neither
+        listed nor met in any answer of the pull, made where no answer of the window showed it (past
+        its cap), is the one the parts cannot see (docs/records.md). Cost: two requests a window
+        whose parts by status are under the cap; a part by codes about two per P of its requests."""
+        def failed(reason: str) -> NotPullable:
+            return NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by "
+                               f"parts, {reason}, and a records pull never skips a row")
+
+        found: dict[int, dict] = {}
+        statuses = (*STATUSES, *sorted(self.statuses_met - set(STATUSES)))
+        pending: list[dict] = [{"status": status} for status in statuses]
+        # the parts taken whole (filters, size) and split (filters, size, their answers' keys); the margin
+        # they are judged by: the pull's, else as wide as the thinning it learned (or the parts show) asks
+        taken: list[tuple[dict, int]] = []
+        split: list[tuple[dict, int, set[int]]] = []
+        margin = max(self.margin, _margin(self.thinning or 0.0))
+        whole: set[int] = set()   # the keys the parts taken whole gave: each request of any answer is one
+        while pending:
+            filters = pending.pop(0)
+            answer = self._ask(start, end, 1, filters, doubt.end_asked)
+            asked = ", ".join(f"{name}={','.join(value) if isinstance(value, tuple) else value}"
+                              for name, value in filters.items())
+            if any(not _asked(request, filters) for request in answer):
+                request = next(request for request in answer if not _asked(request, filters))
+                raise failed(f"the part {asked} gave request {_ids([request])[0] if isinstance(request, dict) else request!r}"
+                             f" of status {_field(request, 'status')} and service code "
+                             f"{_field(request, 'service_code')}: the server does not read `status` or `service_code`")
+            self.largest = largest = max(largest, len(answer))
+            found.update((_request_key(request), request) for request in answer)
+            if len(answer) < largest - int(largest * margin):
+                taken.append((filters, len(answer)))
+                whole.update(map(_request_key, answer))
+            else:
+                narrower = self._narrower(filters)
+                if not narrower:
+                    raise failed(f"the part {asked} answers {len(answer)} requests, within the margin of the largest "
+                                 "too, and cannot be split further")
+                split.append((filters, len(answer), set(map(_request_key, answer))))
+                pending[:0] = narrower
+            if not pending:
+                # a part split whose narrower parts gave requests its answer lacked was cut: a part's cut answer
+                # is thinned as chance has it (a 50 cut from a server leaving out a fifth was 35 where the days'
+                # were 38 to 45: taken whole at the pull's margin, 21 to 103 requests lost a row of the bench's
+                # --page-ignored), and those taken whole that the margin it shows would not take are split after all
+                cuts = [size for filters, size, keys in split if any(
+                    key not in keys for key, request in found.items() if _asked(request, filters))]
+                if cuts:
+                    margin = max(margin, _margin(1 - min(cuts) / largest))
+                again = [part for part in taken if part[1] >= largest - int(largest * margin)]
+                taken = [part for part in taken if part not in again]
+                for filters, size in again:
+                    if not self._narrower(filters):
+                        pending.append(filters)   # (asked again: it fails the pull, naming it)
+                    pending += self._narrower(filters)
+        missing = sum(1 for key in {*doubt.answer, *found} if key not in whole)
+        if missing:
+            example = next((request for key, request in found.items() if key not in whole), None) or next(
+                (r for r in self._ask(start, end, 1, None, doubt.end_asked) if _request_key(r) not in whole), {})
+            raise failed(f"{missing} of its requests came in no part (e.g. {_ids([example])[0]!r}, of status "
+                         f"{_field(example, 'status')} and service code {_field(example, 'service_code')}): a status or "
+                         "service code asked by none")
+        return list(found.values())
+
+    def _narrower(self, filters: dict) -> list[dict]:
+        """The parts a part at the cap is split into: by service codes (in lists of at most CODES_ASKED
+        characters), or its codes halved; none where it is one code."""
+        codes = filters.get("service_code")
+        if codes is None:
+            if self.listed is None:   # (services.json asked once a pull, where a part needs its codes)
+                self.listed = [str(code) for code in self.services() if code not in (None, "")]
+            listed = self.listed
+            codes, groups = tuple(dict.fromkeys([*listed, *sorted(self.codes_met)])), [[]]
+            for code in codes:
+                if groups[-1] and len(",".join([*groups[-1], code])) > CODES_ASKED:
+                    groups.append([])
+                groups[-1].append(code)
+            if len(groups) > 1:
+                return [{**filters, "service_code": tuple(group)} for group in groups]
+        if len(codes) < 2:
+            return []
+        half = len(codes) // 2
+        return [{**filters, "service_code": codes[:half]}, {**filters, "service_code": codes[half:]}]
 
     def _gives_more_than(self, count: int, at: datetime) -> bool:
         """Whether the server gives more than `count` requests in one answer (P unknown): fewer
@@ -1000,6 +1184,16 @@ class Windows:
                 break
             self.largest = max(self.largest, len(self._ask(start, end)))
         return self.largest > count
+
+
+def _asked(request, filters: dict) -> bool:
+    """Whether `request` has the status and a service code of the part `filters` asked for."""
+    return isinstance(request, dict) and str(request.get("status") or "").lower() == filters["status"] \
+        and ("service_code" not in filters or str(request.get("service_code")) in filters["service_code"])
+
+
+def _field(request, name: str) -> str:
+    return repr(request.get(name)) if isinstance(request, dict) else "(not an object)"
 
 
 def _params(start: datetime, end: datetime, page: int = 1, zone: tzinfo = UTC) -> dict:
@@ -1016,7 +1210,7 @@ class RequestsRecords(RecordSource):
         # kept for the next unless this pull learns otherwise
         self.remembered_page_size = self.page_size = getattr(previous, "page_size", None)
         self.remembered_thinning = self.thinning = getattr(previous, "thinning", None)
-        self.http, self.url = adapter.http, f"{adapter.portal.url}/requests.json"
+        self.adapter, self.http, self.url = adapter, adapter.http, f"{adapter.portal.url}/requests.json"
         timezone = getattr(adapter.portal, "timezone", None)
         self.zone: tzinfo = ZoneInfo(timezone) if timezone else UTC   # (validated with the config)
         self.fields = [Field(name, "datetime_utc" if kind == "datetime" else kind) for name, kind, _ in REQUEST_FIELDS]
@@ -1038,14 +1232,19 @@ class RequestsRecords(RecordSource):
         zone = "" if self.zone is UTC else f"|{self.zone}"
         return f"{super().fingerprint}|{self.url}|{_stamp(self.since)}{zone}"
 
-    def _answer(self, start: datetime, end: datetime, page: int) -> list:
-        requests = self.http.get_json(self.url, _params(start, end, page, self.zone), expect=_requests_shape).data
+    def _answer(self, start: datetime, end: datetime, page: int, filters: dict | None = None) -> list:
+        requests = self.http.get_json(self.url, {**_params(start, end, page, self.zone), **(filters or {})},
+                                      expect=_requests_shape).data
         return requests if self.zone is UTC else _zoned(requests, self.zone)
+
+    def _service_codes(self) -> list:
+        """The endpoint's service codes (services.json, else .xml), what windows in doubt are read by."""
+        return [service.get("service_code") for service in self.adapter.services()[0] if isinstance(service, dict)]
 
     def batches(self, resume):
         windows = Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
                           self.remembered_thinning, zone=self.zone, days=self.whole_days,
-                          days_remembered=not self.days_shown)
+                          days_remembered=not self.days_shown, services=self._service_codes)
         try:
             for requests, state in windows:
                 # (kept with the pull, for the next)

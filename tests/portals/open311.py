@@ -21,7 +21,7 @@ class Open311Portal(LocalPortal):
 
     def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
                  requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False,
-                 whole_days: bool = False, local_zone: str | None = None):
+                 whole_days: bool = False, local_zone: str | None = None, filters: bool = True):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
@@ -36,6 +36,9 @@ class Open311Portal(LocalPortal):
         # a zone name: the server keeps its times as local times without an offset (as real ones do), gives
         # them so, and reads the dates asked as local times, any offset or `Z` dropped
         self.local_zone = ZoneInfo(local_zone) if local_zone else None
+        # True: ``status`` and ``service_code`` (comma-separated lists, GeoReport's) choose the requests
+        # given before the cut at a page; False: both ignored, as some servers do
+        self.filters = filters
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
@@ -70,11 +73,16 @@ class Open311Portal(LocalPortal):
             start = start.replace(hour=0, minute=0, second=0, microsecond=0)
             end = end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1 if inclusive else 0)
             inclusive = False
-        chosen = sorted((r for r in self.service_requests if start <= instant(r["requested_datetime"]) < end
-                         or inclusive and instant(r["requested_datetime"]) == end),
+        chosen = sorted((r for r in self.service_requests if (start <= instant(r["requested_datetime"]) < end
+                         or inclusive and instant(r["requested_datetime"]) == end) and self.chosen(r, query)),
                         key=lambda r: r["requested_datetime"], reverse=True)
         page = int(query.get("page", 1)) if self.paging else 1
         return 200, [self._local(r) for r in chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]]
+
+    def chosen(self, request: dict, query: Query) -> bool:
+        """Whether `request` has the ``status`` and the ``service_code`` asked (any, where not asked)."""
+        return not self.filters or all(name not in query or str(request.get(name)) in query[name].split(",")
+                                       for name in ("status", "service_code"))
 
     def _local(self, request: dict) -> dict:
         if self.local_zone is None:

@@ -250,12 +250,31 @@ def test_a_stale_page_of_one_second_is_read_again_not_taken_as_its_end(tmp_path,
     assert sorted(set(ids)) == sorted(served_ids(portal)) and len(ids) == len(set(ids))
 
 
+NO_PART = r"; read by parts, 50 of its requests came in no part \(e.g. 'batch-\d+', of status 'open' and service " \
+          r"code None\): a status or service code asked by none"
+
+
 def test_more_requests_in_one_second_than_a_server_that_ignores_page_gives_fail_the_pull(tmp_path):
+    """(Read by parts: none gives the second's requests, of no service code.)"""
     with Open311Portal(services=JSON_SERVICES, requests=one_second(120), paging=False) as portal:
         with pytest.raises(RecordsError, match=r"the one second at start_date=2020-01-08T14:23:26Z, "
-                                               r"end_date=2020-01-08T14:23:27Z, page=1 holds at least the 50 requests "
-                                               r"the server gives in one answer, and the server ignores `page`"):
+                                               r"end_date=2020-01-08T14:23:27Z, page=1 answers 50 requests, within 10% "
+                                               r"of the largest answer the server gave \(50\), and the server ignores "
+                                               r"`page`: .*" + NO_PART):
             pulled_ids(portal)
+
+
+def test_more_requests_in_one_second_than_a_server_that_ignores_page_gives_are_read_by_parts(tmp_path):
+    """120 requests entered in one second from a server that ignores `page` and gives 50 at once:
+    the rest of that second could not be read, and the pull failed. A second cannot be narrowed, but
+    its requests can, by `status` and `service_code`: read whole, each once."""
+    batch = [{**r, "status": "open" if n % 6 == 0 else "closed", "service_code": CODES[n % 7]}
+             for n, r in enumerate(one_second(120)[:120])]
+    with Open311Portal(services=CITY_SERVICES, requests=batch + load_json(BOSTON), paging=False) as portal:
+        ids = pulled_ids(portal)
+        by_parts = [q for p, q, _ in portal.requests if p == "/requests.json" and "status" in q]
+    assert sorted(ids) == sorted(served_ids(portal)) and len(ids) == len(set(ids))
+    assert {q["start_date"] for q in by_parts} == {"2020-01-08T14:23:26Z"} and len(by_parts) < 12, by_parts
 
 
 def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
@@ -275,13 +294,14 @@ def test_one_seconds_answer_from_a_server_that_ignores_page_is_not_taken_whole_u
     """60 requests entered in one second, the first answer of the pull, from a server that
     ignores `page` and gives 50 at once: its cap not known yet, the 50 were taken as the
     second's whole (10 lost, the pull ok). Neither the 90 days before nor those after give
-    more than 50 at once: the second cannot be read, the pull fails."""
+    more than 50 at once: the second is read by parts, which cannot tell it (its requests of no
+    service code), and the pull fails."""
     with Open311Portal(services=JSON_SERVICES, requests=one_second(60, "2018-03-30T12:00:00Z")[:60],
                        paging=False) as portal:
         with pytest.raises(RecordsError, match=r"the one second at start_date=2018-03-30T12:00:00Z, "
-                                               r"end_date=2018-03-30T12:00:01Z, page=1 holds at least the 50 "
-                                               r"requests the server gives in one answer \(none of the 90 days "
-                                               r"either side gave more\), and the server ignores `page`"):
+                                               r"end_date=2018-03-30T12:00:01Z, page=1 answers 50 requests, within 10% "
+                                               r"of the largest answer the server gave \(50\), and the server ignores "
+                                               r"`page`: .*" + NO_PART):
             pulled_ids(portal)
 
 
@@ -617,26 +637,76 @@ def test_a_day_read_by_pages_whose_last_page_read_was_thinned_under_the_margin_i
     assert len(pulled) == len(set(pulled)) and source.whole_days and source.thinning > 0.1
 
 
-def test_a_server_that_reads_whole_days_ignores_page_and_thins_cut_answers_fails_naming_a_day(tmp_path, store):
+CODES = [f"code-{n:02d}" for n in range(40)]   # (services.json's codes, CITY_SERVICES)
+CITY_SERVICES = [{"service_code": code, "service_name": f"Service {code}"} for code in CODES]
+
+
+def coded(requests: list[dict], unlisted: int = 0) -> list[dict]:
+    """`requests` with a status (one in 6 open) and a service code (seeded, the first codes the most
+    given), one in `unlisted` of a code services.json does not list (real servers give some)."""
+    draw = random.Random(35)
+    weights = [len(CODES) - n for n in range(len(CODES))]
+    return [{**r, "status": "open" if n % 6 == 0 else "closed", "service_code":
+             "unlisted" if unlisted and n % unlisted == unlisted // 2 else draw.choices(CODES, weights)[0]}
+            for n, r in enumerate(requests)]
+
+
+def busy_days_pull(tmp_path, store, requests: list[dict], services: list[dict] = CITY_SERVICES, **server):
+    """A pull of 10 days from `requests`, served by a server that reads whole days (New York's, the
+    portal's zone UTC), ignores `page`, cuts at 50 and then leaves out 8 of every 20 requests: (the
+    public requests made before the last day, the ids published, the `requests.json` asked, the other
+    paths asked)."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("America/New_York", private=8, odd_weeks=False, services=services, requests=requests,
+                        paging=False, **server) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
+        pulled_into(layout, store.con, source)
+    public = {r["service_request_id"] for r in portal.service_requests
+              if instant(r["requested_datetime"]) < start + timedelta(days=9)} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    return public, published, [q for p, q, _ in portal.requests if p == "/requests.json"], \
+        [p for p, _, _ in portal.requests if p != "/requests.json"]
+
+
+def test_a_server_that_reads_whole_days_ignores_page_and_thins_cut_answers_is_read_whole_by_parts(tmp_path, store):
     """400 requests a day for 10 days from a server that reads whole days (New York's, the portal's
     zone UTC), ignores `page`, cuts at 50 and then leaves out 8 of every 20 requests: each day's one
     answer (26 to 34 of its 240 public requests) was taken as the day's whole because an answer of
     the 90 days beside it was larger (34), itself cut and thinned less: 1,899 of the 2,148 public
-    requests made before the last day lost, the pull ok (w33's sweep). An answer larger by less than
-    the margin does not show that the server gives more at once: the days cannot be read, and the
-    pull fails naming one, its previous records kept, nothing published."""
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    layout = RecordsLayout(tmp_path / "records")
-    with ThinsWholeDays("America/New_York", private=8, odd_weeks=False, services=JSON_SERVICES,
-                        requests=uniform_city(400, 10, start), paging=False) as portal:
-        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
-        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
-        with pytest.raises(RecordsError, match=r"the one day at start_date=2024-01-01T00:00:00Z, end_date=2024-01-02T00:"
-                                               r"00:00Z, page=1 \(and 9 more of the pull's\) answers 31 requests, "
-                                               r"within 49% of the largest answer the server gave \(34\), and the "
-                                               r"server ignores `page`: it may be an answer cut at the server's cap"):
-            pulled_into(layout, store.con, source)
-    assert not layout.folder("bos311", "service-requests").exists()
+    requests made before the last day lost, the pull ok (w33's sweep); then (w34) the pull failed,
+    naming the first day: an answer larger by less than the margin does not show that the server
+    gives more at once. Time cannot be narrowed below a day, but GeoReport's `status` and
+    `service_code` can: each day is read again by status, then by lists of service codes halved while
+    at the cap, each part under it complete. Every public request read once, one in 20 of a code
+    services.json does not list (met in the pull's answers, and asked)."""
+    public, published, asked, others = busy_days_pull(tmp_path, store, coded(uniform_city(400, 10, datetime(2024, 1, 1,
+                                                                                                    tzinfo=UTC)), 20))
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    by_codes = [q for q in asked if "service_code" in q]
+    assert by_codes and any("unlisted" in q["service_code"].split(",") for q in by_codes)
+    assert all(q["status"] in ("open", "closed") for q in asked if "status" in q)
+    assert len(asked) < 60 * 10, len(asked)   # (bounded: about two requests per 50 of a day's)
+    assert others == ["/services.json"]   # (once, for every day's parts)
+
+
+@pytest.mark.parametrize("requests, server, why", [
+    (lambda city: city, {}, r"read by parts, 31 of its requests came in no part \(e.g. '79', of status 'open' and "
+                            r"service code None\): a status or service code asked by none"),
+    (coded, {"filters": False}, r"read by parts, the part status=open gave request '\d+' of status 'closed' and "
+                                r"service code 'code-\d\d': the server does not read `status` or `service_code`")],
+    ids=["requests-of-no-code", "filters-ignored"])
+def test_a_day_in_doubt_whose_parts_cannot_tell_fails_the_pull_naming_it(tmp_path, store, requests, server, why):
+    """Where a day's parts cannot tell it whole (a server that ignores `status` and `service_code`,
+    answering every part alike; the day's own answer holding requests no part gave, their code
+    none asked), the pull fails as before, naming the day and why, nothing published."""
+    with pytest.raises(RecordsError, match=r"the one day at start_date=2024-01-01T00:00:00Z, end_date=2024-01-02T00:"
+                                           r"00:00Z, page=1 answers 31 requests, within 49% of the largest answer the "
+                                           r"server gave \(34\), and the server ignores `page`: it may be an answer cut "
+                                           r"at the server's cap.*; " + why):
+        busy_days_pull(tmp_path, store, requests(uniform_city(400, 10, datetime(2024, 1, 1, tzinfo=UTC))), **server)
     assert store.con.execute("SELECT count(*) FROM record_pulls").fetchone() == (0,)
 
 
@@ -659,20 +729,29 @@ def test_a_day_taken_whole_in_doubt_is_settled_by_the_pull_gone_on_from_one_cut_
         list(Windows(answer, start, start + timedelta(days=10), json.loads(json.dumps(state))))
 
 
-def test_a_server_that_reads_whole_days_and_ignores_page_fails_where_one_day_fills_an_answer(tmp_path):
+@pytest.mark.parametrize("codes", [False, True], ids=["no-codes", "codes"])
+def test_a_server_that_reads_whole_days_and_ignores_page_where_one_day_fills_an_answer(tmp_path, codes):
     """A server that reads the days asked (the end's included) and ignores `page` answers both
     parts a full answer is checked by with its first page again: nothing new, so that answer was
     taken as its window's whole (50 of 20 days' 2,000 requests published, reported ok). Read by
-    whole days, a day of 100 requests fills its one answer of 50, and the rest of that day cannot
-    be read: the pull fails, naming the day as sent."""
+    whole days, a day of 100 requests fills its one answer of 50, and the rest of that day could
+    not be read: the pull failed, naming the day as sent. Each day is read by parts (by status, then
+    service codes): whole where its requests have codes, else the pull fails, naming it."""
     requests = [{"service_request_id": f"d{day}-{n}", "status": "open",
                  "requested_datetime": f"2018-02-{1 + day:02d}T{8 + n // 12:02d}:{n % 12 * 5:02d}:00Z"}
                 for day in range(20) for n in range(100)]
+    if codes:
+        requests = coded(requests)
+        with Open311Portal(services=CITY_SERVICES, requests=requests, whole_days=True, end_inclusive=True,
+                           paging=False) as portal:
+            ids = pulled_ids(portal)
+        assert sorted(ids) == sorted(served_ids(portal)), f"{len(served_ids(portal) - set(ids))} lost"
+        return
     server = Open311Portal(services=JSON_SERVICES, requests=requests, whole_days=True, end_inclusive=True, paging=False)
     # (asked to the 1st: the server gives the 1st too, read as the end's day included)
     fails_naming(server, r"the one day at start_date=2018-01-31T00:00:00Z, end_date=2018-02-01T00:00:00Z, page=1 "
-                         r"holds at least the 50 requests the server gives in one answer \(none of the 90 days either "
-                         r"side gave more\), and the server ignores `page`")
+                         r"answers 50 requests, within 10% of the largest answer the server gave \(50\), and the server "
+                         r"ignores `page`: .*; read by parts, 50 of its requests came in no part")
 
 
 @pytest.mark.parametrize("burst", [2, 20])
@@ -1303,3 +1382,84 @@ def test_a_page_size_learned_from_a_thinned_answer_with_no_thinning_shown_loses_
         pulls = pulls_of(portal, start, 90)
     assert len(public) == 53
     assert [sorted(ids) for ids in pulls] == [sorted(public)] * 2
+
+
+class ThinsWholeDaysAndGoesDown(GoesDown, ThinsWholeDays):
+    """Reads whole days and thins cut answers (ThinsWholeDays), and goes down after `up` requests (GoesDown)."""
+
+
+@pytest.mark.parametrize("up", [50, 330], ids=["reading-the-days", "reading-the-parts"])
+def test_a_pull_cut_short_with_days_in_doubt_starts_over_losing_and_doubling_none(tmp_path, store, caplog, up):
+    """The days in doubt are read by parts at the pull's end (the first after the 87th request of this
+    city, 434 in all), and what their parts give that the
+    pull has yielded already is known from the answers around each day, in no state: a pull cut
+    short before or while they are read (its host down) starts over, saying so, and publishes every
+    public request once."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+
+    def source(portal):
+        return RequestsRecords(adapter_for(portal_config("bos311", "open311", portal.url), fast_client(max_attempts=1)),
+                               None, now=start + timedelta(days=10), since=start)
+
+    with ThinsWholeDaysAndGoesDown(up, days_in="America/New_York", private=8, odd_weeks=False, paging=False,
+                                   services=CITY_SERVICES, requests=coded(uniform_city(400, 10, start), 20)) as portal:
+        with pytest.raises(TransientError, match="HTTP 503"):
+            pulled_into(layout, store.con, source(portal))
+        portal.up = None
+        result = pulled_into(layout, store.con, source(portal))
+    public = {r["service_request_id"] for r in portal.service_requests
+              if instant(r["requested_datetime"]) < start + timedelta(days=9)} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert len(published) == len(set(published)) and public <= set(published) and not result.resumed
+    assert "bos311:service-requests: a pull cut short cannot go on from where it stopped (days taken whole in doubt " \
+           "are due to be read by parts): the pull starts over" in [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("fixed", [False, True], ids=["still-whole-days", "fixed-since"])
+def test_a_window_whose_requests_are_all_made_in_59th_seconds_leaves_the_check_to_a_later_one(caplog, fixed):
+    """The check that a server read by whole days because the pull before was still ignores the times
+    asks from a second after the newest request made in no 59th second: a window whose requests were
+    all made in 59th seconds is not checked, and the first window answered whole after it is (w34
+    left it). Nothing is lost or read twice by it: until checked, the server is read by whole days,
+    which a server reading times answers with each day's requests too; the check, a window later,
+    tells a server fixed since (read by times from there on) from one still reading whole days."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    # (the 1st's 3 requests, then 60 a day: the first window answered whole is the 1st's)
+    requests = [{"service_request_id": f"{day}-{n}", "status": "open", "requested_datetime":
+                 f"2024-01-{day:02d}T{9 + n // 10:02d}:{n % 10 * 5:02d}:{59 if day == 1 else 30}Z"}
+                for day in range(1, 11) for n in range(3 if day == 1 else 60)]
+    server = Open311Portal(services=JSON_SERVICES, requests=requests) if fixed else \
+        ThinsWholeDays("UTC", private=0, services=JSON_SERVICES, requests=requests)
+    with server as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        previous = PreviousPull(path="x", row_count=0, watermark=None, pulled_at=start, whole_days=True)
+        source = RequestsRecords(adapter, previous, now=start + timedelta(days=10), since=start)
+        tables = list(source.batches(None))
+        asked = windows_asked(portal)
+    ids = [i for table, _ in tables for i in table["service_request_id"].to_pylist()]
+    assert sorted(ids) == sorted(r["service_request_id"] for r in requests)
+    first = tables[0][0]["service_request_id"].to_pylist()
+    checked = [window for window in asked if window[0][11:19] != "00:00:00"]
+    assert sorted(first) == ["1-0", "1-1", "1-2"] and tables[0][1]["start"] == "2024-01-02T00:00:00+00:00"
+    # (a later window checked; still whole days, once; fixed, by times from there on)
+    assert (fixed or len(checked) == 1) and checked[0][0] > "2024-01-02", asked
+    assert source.whole_days is not fixed
+    assert any("reads the times of start_date/end_date again" in r.getMessage() for r in caplog.records) is fixed
+
+
+@pytest.mark.parametrize("zone, days_in", [("UTC", "Atlantic/Azores"), ("Europe/Berlin", "UTC")],
+                         ids=["utc-azores-days", "berlin-utc-days"])
+def test_a_server_including_the_ends_day_whose_midnight_is_in_the_hour_after_the_portals_loses_and_doubles_none(
+        zone, days_in):
+    """(A guard.) A window asked to 23 hours before its end ends at the server's midnight in its last
+    day, unless that midnight is in the day's first hour (the Azores' 01:00Z in winter from a portal in
+    UTC; UTC's from Berlin's): the server's day then reaches past the window's end, the window after
+    starts in it, and each window overlaps the next by a day (100 a day for 20 days: 178 and 182
+    requests, where a server of the portal's days costs 104). Asked earlier, to the portal's last
+    midnight, it would tile those servers' days but lose the day of one whose clock goes forward where
+    its midnight leaves that hour (the Azores' 31 March 2024, 23 hours from 01:00Z, asked by no window):
+    the day asked twice is dropped (the window before's ids), none lost or published twice."""
+    ids, served, asked = read_including_the_ends_day(zone, days_in, datetime(2024, 1, 1, tzinfo=UTC), 20)
+    assert len(ids) == len(set(ids)) and set(ids) == served
+    assert asked < 200, asked
