@@ -297,12 +297,31 @@ def parse_datetime(value) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace(" ", "T", 1) if " " in value[:11] else value)
     except ValueError:
-        return None
+        parsed = _day_first(value)
+        if parsed is None:
+            return None
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     try:
         return parsed.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00
+        return None
+
+
+# a date written day first with dots, as German, Swiss and French portals write it (Stadt Zürich's
+# "22.09.2004", its own DCAT export reading it day first): no order of day and month writes dots but
+# this one. Slashes are not read: 03/04/2024 is 4 March in the US and 3 April in Europe.
+_DOTTED_DATE = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2}))?)?$")
+
+
+def _day_first(value: str) -> datetime | None:
+    match = _DOTTED_DATE.match(value)
+    if not match:
+        return None
+    day, month, year, hour, minute, second = (int(part or 0) for part in match.groups())
+    try:
+        return datetime(year, month, day, hour, minute, second)
+    except ValueError:   # 31.02.2020
         return None
 
 
@@ -410,6 +429,23 @@ PERIODICITY_WORDS = {
     "trimestral": "R/P3M", "semestral": "R/P6M", "anual": "R/P1Y", "dades estàtiques": "unknown",
     "giornaliera": "R/P1D", "giornaliero": "R/P1D", "quotidiana": "R/P1D", "settimanale": "R/P1W",
     "mensile": "R/P1M", "trimestrale": "R/P3M", "semestrale": "R/P6M", "annuale": "R/P1Y",
+    # English counts in a period (session 35), as the French ones above: "twice weekly" was read as
+    # "weekly", "multiple times per hour" not at all (Chicago's). Several or multiple times promise at
+    # least twice, the period of twice (as "plusieurs fois par jour"); twice a week is every 3 days,
+    # three times every 2, as the EU vocabulary's WEEKLY_2 and WEEKLY_3
+    **{f"{times} {per} {unit}": period for times, periods in (
+        ("once", ("R/PT1H", "R/P1D", "R/P1W", "R/P1M", "R/P1Y")),
+        ("twice", ("R/PT30M", "R/PT12H", "R/P3D", "R/P0.5M", "R/P6M")),
+        ("two times", ("R/PT30M", "R/PT12H", "R/P3D", "R/P0.5M", "R/P6M")),
+        ("multiple times", ("R/PT30M", "R/PT12H", "R/P3D", "R/P0.5M", "R/P6M")),
+        ("several times", ("R/PT30M", "R/PT12H", "R/P3D", "R/P0.5M", "R/P6M")),
+        ("three times", ("R/PT20M", "R/PT8H", "R/P2D", "R/P10D", "R/P4M")),
+        ("four times", ("R/PT15M", "R/PT6H", "R/P2D", "R/P1W", "R/P3M")))
+       for per in ("a", "an", "per", "each") for unit, period in zip(("hour", "day", "week", "month", "year"), periods)},
+    "twice daily": "R/PT12H", "twice weekly": "R/P3D", "twice monthly": "R/P0.5M", "twice yearly": "R/P6M",
+    "twice annually": "R/P6M",
+    # NYC's "Every weekday" (each working day); "To be determined": the portal says it does not know yet
+    "every weekday": "R/P1D", "each weekday": "R/P1D", "to be determined": "unknown",
 }
 # words read only as a whole value: in a sentence they say other things ("une autre direction", "la
 # série continue"), as "day" or "other" do in English
@@ -452,12 +488,15 @@ def _periodicity(value: str) -> str | None:
         count, unit = int(every.group(1) or 1), every.group(2)
         return f"R/PT{count}{unit[0].upper()}" if unit in ("second", "minute", "hour") else f"R/P{count}{unit[0].upper()}"
     # each word (hyphenated ones whole; letters of any language: "jährlich") and each two words in a
-    # row ("as needed", "semi annually", "not updated"), punctuation aside ("updated daily.")
+    # row ("as needed", "semi annually", "not updated"), punctuation aside ("updated daily."), in the
+    # order written: the first frequency named is the one read ("Daily beginning 7/1/19; twice weekly
+    # previously"), two words before the first of them alone ("twice weekly", not "twice")
     words = re.findall(r"[^\W\d_]+(?:-[^\W\d_]+)*", lowered)
-    pairs = [f"{a}{joint}{b}" for a, b in zip(words, words[1:]) for joint in (" ", "-")]
-    for phrase in pairs + words:
-        if phrase in PERIODICITY_WORDS and phrase not in WHOLE_VALUE_ONLY:
-            return PERIODICITY_WORDS[phrase]
+    for at, word in enumerate(words):
+        following = words[at + 1] if at + 1 < len(words) else None
+        for phrase in ((f"{word} {following}", f"{word}-{following}", word) if following else (word,)):
+            if phrase in PERIODICITY_WORDS and phrase not in WHOLE_VALUE_ONLY:
+                return PERIODICITY_WORDS[phrase]
     return _every_in_french(lowered) or _longer_phrase(lowered)
 
 

@@ -512,3 +512,42 @@ def assert_an_unread_frequency_stored_as_unknown_is_re_mapped_once(store, http, 
 
     after = harvest([config], store, http).portals[0]
     assert (after.changed, after.unchanged) == (0, first.new)
+
+
+def assert_stored_by_an_older_mapping_is_re_mapped_once(store, http, config, adapter_class, stored_by: int,
+                                                        as_stored_then, columns: tuple[str, ...],
+                                                        expected: dict[str, tuple]) -> None:
+    """A catalogue harvested by the kind's mapping `stored_by` (its version, and what it read:
+    `as_stored_then(monkeypatch)` patches the mapping back) is re-mapped the first night after the
+    upgrade, without `--full` (every dataset written again: its version is another), each dataset of
+    `expected` (source id → its `columns` now) given those values, every other one keeping its own;
+    the night after finds each unchanged."""
+    from harvester.pipeline import harvest
+
+    select = f"SELECT source_id, {', '.join(columns)} FROM datasets"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adapter_class, "mapping_version", stored_by)
+        as_stored_then(patch)
+        first = harvest([config], store, http).portals[0]
+    assert first.status == "ok" and first.new >= len(expected), first.error_message
+    before = {uid: tuple(values) for uid, *values in store.con.execute(select).fetchall()}
+    assert all(before[uid] != values for uid, values in expected.items()), before
+
+    upgraded = harvest([config], store, http).portals[0]
+    assert (upgraded.status, upgraded.changed, upgraded.unchanged) == ("ok", first.new, 0)
+    after = {uid: tuple(values) for uid, *values in store.con.execute(select).fetchall()}
+    assert after == {**before, **expected}
+    again = harvest([config], store, http).portals[0]
+    assert (again.changed, again.unchanged) == (0, first.new)
+
+
+def periodicity_as_before(said_then: dict[str, str | None]):
+    """catalog.record.periodicity as an earlier civicat read these values (each to what it stored
+    then), every other value as now: patched in to store a catalogue as that version did."""
+    from catalog import record as R
+    now = R.periodicity
+
+    def periodicity(value, notes=None, field_name="accrual_periodicity"):
+        text = R.text(value)
+        return said_then[text] if text in said_then else now(value, notes, field_name)
+    return periodicity

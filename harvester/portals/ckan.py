@@ -52,8 +52,9 @@ EXTRA_KEYS = {
     "temporal_start": ("temporal_start", "temporal_coverage_from", "temporal-extent-begin"),
     "temporal_end": ("temporal_end", "temporal_coverage_to", "temporal-extent-end"),
     "identifier": ("identifier", "dcat_identifier", "guid"),
-    "issued": ("issued",),
-    "modified": ("modified",),
+    # (Stadt Zürich's own, "22.09.2004": its DCAT export gives them as dct:issued/dct:modified)
+    "issued": ("issued", "dateFirstPublished"),
+    "modified": ("modified", "dateLastUpdated"),
 }
 _MARKDOWN = [
     (re.compile(r"!\[([^\]]*)\]\([^)]*\)"), r"\1"),             # images → alt text
@@ -98,8 +99,10 @@ class CkanAdapter(PortalAdapter):
     # frequencies read whole (catalog.record); 4: EnviDat's `date` (its collection period) → temporal,
     # its DOI → identifier, opendata.swiss's `contact_points` → contact; a link in HTML notes keeps its
     # address; English by any of its language keys ("en-GB", "EN"); 5: EnviDat's year of publication
-    # → issued where the record was created in another year
-    mapping_version = 5
+    # → issued where the record was created in another year; 6: Stadt Zürich's dateFirstPublished,
+    # dateLastUpdated (day first: "22.09.2004") → issued, modified, its timeRange → temporal; the update
+    # frequencies read since (session 34's French, Catalan and Italian; session 35's "twice weekly")
+    mapping_version = 6
 
     def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"
@@ -205,6 +208,8 @@ class CkanAdapter(PortalAdapter):
             out["temporal_end"] = R.timestamp(periods[0].get("end_date"), notes, "temporal_end")
         elif collected:
             out["temporal_start"], out["temporal_end"] = _period(collected, notes)
+        elif R.text(entry.get("timeRange")):   # Stadt Zürich
+            out["temporal_start"], out["temporal_end"] = _time_range(R.text(entry["timeRange"]), notes)
         else:
             out["temporal_start"] = R.timestamp(extras.get("temporal_start"), notes, "temporal_start")
             out["temporal_end"] = R.timestamp(extras.get("temporal_end"), notes, "temporal_end")
@@ -235,6 +240,24 @@ def _issued(entry: dict, extras: dict, notes: Notes) -> str | None:
         notes.warn("issued", f"not a year of publication: {year[:80]!r}")
         return created
     return R.timestamp(year, notes, "issued")   # ("2023": 2023-01-01T00:00:00Z)
+
+
+# Stadt Zürich's timeRange for a series kept up to date: no period
+ONGOING = ("laufende nachführung", "laufende nachfuehrung")
+_YEARS = re.compile(r"^(\d{4})(?:\s*-\s*(\d{4}))?$")
+
+
+def _time_range(value: str, notes: Notes) -> tuple[str | None, str | None]:
+    """Stadt Zürich's timeRange, as its own DCAT export reads it: years "2010-2020" from the first's
+    start to the last's end (a year alone, its own); a date ("14.12.2025": the data's state that day) its own start and end;
+    "Laufende Nachführung" (kept up to date) no period, and no warning."""
+    years = _YEARS.match(value)
+    if years:
+        return R.timestamp(years[1], notes, "temporal_start"), R.timestamp(f"{years[2] or years[1]}-12-31", notes, "temporal_end")
+    if value.lower() in ONGOING:
+        return None, None
+    moment = R.timestamp(value, notes, "temporal")
+    return moment, moment
 
 
 def _datastore_resource(entry: dict) -> dict | None:

@@ -88,8 +88,10 @@ class DcatUsAdapter(PortalAdapter):
     # 2: a Hub template's placeholder is no `spatial`; update frequencies read whole (catalog.record);
     # 3: a link in a description keeps its address (catalog.record.html_to_text); English by any of its
     # language keys ("en-GB"); the legacy `created` (as issued, where releaseDate is absent) and `feed`
-    # (an RSS distribution) read. ArcGIS Hub maps as this kind does, and shares its version
-    mapping_version = 3
+    # (an RSS distribution) read. ArcGIS Hub maps as this kind does, and shares its version; 4: the
+    # update frequencies read since (session 34's French, Catalan and Italian words, session 35's
+    # "twice weekly", "multiple times per hour") and dates written day first with dots ("22.09.2004")
+    mapping_version = 4
 
     @property
     def feed_url(self) -> str:

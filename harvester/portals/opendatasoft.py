@@ -71,8 +71,10 @@ class OpenDataSoftAdapter(PortalAdapter):
     # changed that in catalog.record without a new version here: such datasets kept "unknown" until
     # `harvest --full`); a link in a description keeps its address; English by any of its language keys;
     # 3: French update frequencies ("Quotidienne", "Temps réel", "Ponctuelle") read, stored null before;
-    # 4: more French frequencies ("Au fil de l'eau", "Plusieurs fois par jour", "Toutes les 15 minutes")
-    mapping_version = 4
+    # 4: more French frequencies ("Au fil de l'eau", "Plusieurs fois par jour", "Toutes les 15 minutes");
+    # 5: English counts in a period ("twice weekly", "multiple times per hour"), and dates written day
+    # first with dots ("22.09.2004")
+    mapping_version = 5
 
     def listing(self) -> Listing:
         base = f"{self.portal.url}{API}/catalog"

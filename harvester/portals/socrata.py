@@ -94,8 +94,11 @@ class SocrataAdapter(PortalAdapter):
     # 3: a link in a description keeps its address ("here (https://…)", catalog.record.html_to_text);
     # 4: license, update frequency and spatial coverage from the domain's own metadata fields in other
     # words ("License-URL", Dutch "Licentie", Catalan "Freqüència d'actualització", "Àmbit geogràfic",
-    # Italian "Frequenza"), and Catalan and Italian frequency words ("Diària", "Giornaliera")
-    mapping_version = 4
+    # Italian "Frequenza"), and Catalan and Italian frequency words ("Diària", "Giornaliera"); 5: the
+    # domain's Common Core Issued (another day than the asset's creation), Publisher, Theme and
+    # Public-Access-Level where the catalogue has none; frequencies "multiple times per hour",
+    # "twice weekly", "every weekday", "to be determined" (catalog.record)
+    mapping_version = 5
 
     def __init__(self, portal, http):
         super().__init__(portal, http)
@@ -190,18 +193,23 @@ class SocrataAdapter(PortalAdapter):
         out["keywords"] = R.text_lists((classification.get("tags"), classification.get("domain_tags")),
                                        notes, "keywords")
         out["themes"] = R.text_lists((classification.get("categories"), classification.get("domain_category")),
-                                     notes, "themes", split=None)
+                                     notes, "themes", split=None) or \
+            R.text_list(domain_metadata.get("common-core_theme"), notes, "themes", split=None)
         note_lists_cut(notes, details)
-        out["publisher"] = R.text(resource.get("attribution"), notes, "publisher")
+        # the domain's Common Core fields (DCAT-US, as the domain's data.json gives them) where the
+        # catalogue says nothing of its own
+        out["publisher"] = R.text(resource.get("attribution"), notes, "publisher") or \
+            R.text(domain_metadata.get("common-core_publisher"), notes, "publisher")
         out["contact_name"] = R.text(_first(domain_metadata, "contact-name"), notes, "contact_name")
         out["contact_email"] = R.email(resource.get("contact_email") or _first(domain_metadata, "email"), notes)
-        out["issued"] = R.timestamp(resource.get("createdAt"), notes, "issued")
+        out["issued"] = _issued(resource.get("createdAt"), domain_metadata.get("common-core_issued"), notes)
         out["modified"] = _latest(notes, resource.get("data_updated_at"), resource.get("metadata_updated_at"),
                                   resource.get("updatedAt"))
         other = _fields_in_other_words(domain_metadata)
         out["accrual_periodicity"] = R.periodicity(_first(domain_metadata, "frequency") or other.get("frequency"), notes)
         out["license"] = _license(metadata, other, notes)
-        out["access_level"] = "public"  # the Discovery API lists public assets only
+        # the Discovery API lists public assets only; a publisher may say its data are restricted
+        out["access_level"] = R.access_level(domain_metadata.get("common-core_public-access-level"), notes) or "public"
         out["landing_page"] = R.url(entry.get("permalink") or entry.get("link"), notes, "landing_page")
         out["spatial"] = R.text(_first(domain_metadata, "geographic-coverage") or _first(domain_metadata, "_spatial")
                                 or other.get("spatial"))
@@ -310,6 +318,20 @@ def _license(metadata: dict, other: dict, notes: Notes) -> str | None:
     if named and named.lower() not in UNNAMED_LICENSES:
         return named
     return R.text(other.get("license")) or named
+
+
+def _issued(created, common_core, notes: Notes) -> str | None:
+    """When the asset was created on the portal, unless the domain's Common Core `Issued` (the
+    dataset's DCAT-US `issued`, its formal issue, "2020-05-01") names another day: an asset made
+    before it was issued (a draft) or after (a dataset moved to the portal) was not issued then.
+    The same day keeps the creation's time."""
+    stamp = R.timestamp(created, notes, "issued")
+    if not common_core:
+        return stamp
+    stated = R.timestamp(common_core, notes, "issued")
+    if stated is None or (stamp or "")[:10] == stated[:10]:
+        return stamp or stated
+    return stated
 
 
 def _latest(notes: Notes, *values) -> str | None:

@@ -160,6 +160,23 @@ def test_periodicity(value, expected):
     assert R.periodicity(value) == expected
 
 
+@pytest.mark.parametrize("value, expected", [
+    # Chicago's, New York's (../shared/fixtures); "twice weekly" was read as "weekly", the rest not at all
+    ("Data are updated multiple times per hour", "R/PT30M"), ("Twice weekly", "R/P3D"),
+    ("Every weekday", "R/P1D"), ("To be determined", "unknown"),
+    # at least twice is the period of twice (as udata's "plusieurs fois par jour"); a week's counts as the EU's
+    ("several times a day", "R/PT12H"), ("Twice a month", "R/P0.5M"), ("twice yearly", "R/P6M"),
+    ("Three times a week", "R/P2D"), ("updated four times per day", "R/PT6H"), ("once a week", "R/P1W"),
+    # the first frequency named is read, two words before the first of them alone
+    ("Weekly; twice daily in winter", "R/P1W"), ("Twice daily, weekly at weekends", "R/PT12H"),
+    ("Semi annually", "R/P6M"),
+    # how data are posted (Mesa's "Scheduled Data Update"), not how often: not read
+    ("Manual Post", None),
+])
+def test_periodicity_counted_in_a_period(value, expected):
+    assert R.periodicity(value) == expected
+
+
 def test_an_update_frequency_that_does_not_parse_is_null_with_a_warning_not_taken_for_unknown():
     """SPEC: a value that does not parse as its type is stored as null with a warning, the raw
     record keeping it; `unknown` is what a portal says (unknown, never, not planned), not a
@@ -168,6 +185,21 @@ def test_an_update_frequency_that_does_not_parse_is_null_with_a_warning_not_take
     assert R.periodicity("whenever we feel like it", notes) is None
     assert notes.items == [("accrual_periodicity", "unrecognised update frequency 'whenever we feel like it'; "
                                                    "stored as null")]
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("22.09.2004", "2004-09-22T00:00:00Z"), ("1.2.2020", "2020-02-01T00:00:00Z"),
+    ("14.12.2025 08:30", "2025-12-14T08:30:00Z"), ("14.12.2025 08:30:15", "2025-12-14T08:30:15Z"),
+    ("31.02.2020", None), ("13.13.2020", None), ("22.09.04", None),
+    # slashes say nothing of the order: 03/04/2024 is 4 March in the US, 3 April in Europe
+    ("03/04/2024", None), ("22/09/2004", None),
+])
+def test_a_date_written_day_first_with_dots_is_read(value, expected):
+    """Stadt Zürich's dates ("22.09.2004"; its own DCAT export reads them day first) were not a
+    date/time; dots are written day first only. Slashes are not read either way."""
+    notes = Notes()
+    assert R.timestamp(value, notes, "modified") == expected
+    assert notes.items == ([] if expected else [("modified", f"not a date/time: {value!r}")])
 
 
 def test_temporal_interval():

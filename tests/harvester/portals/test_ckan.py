@@ -2,15 +2,18 @@
 import copy
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
 from harvester.pipeline import harvest
+from harvester.portals import ckan
 from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
     assert_a_refused_lookup_down_for_a_night_changes_nothing, assert_the_first_night_after_the_upgrade_changes_nothing,
-    assert_first_10000_columns_kept, fast_client, harvested_with_a_cap, portal_config)
+    assert_first_10000_columns_kept, assert_stored_by_an_older_mapping_is_re_mapped_once, fast_client,
+    harvested_with_a_cap, periodicity_as_before, portal_config)
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import FIXTURES, load_json, require_fixtures
 
@@ -516,3 +519,54 @@ def test_english_named_with_its_region_is_read_as_english(store, http):
     assert title == "Real-time data on federal popular votes"
     assert description.startswith("Web service for real-time results on voting Sunday")
     assert keywords == package["keywords"]["en-GB"]
+
+
+def utc(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC) if text else None
+
+
+def zurich_packages() -> list[dict]:
+    """Stadt Zürich's six recorded packages."""
+    return load_json("ckan/zurich-stadt-package_search-verkehr.json")["results"] + \
+        load_json("ckan/zurich-stadt-group_show-mobilitat.json")["packages"]
+
+
+def test_zurich_dates_and_newer_frequencies_re_map_a_catalogue_stored_by_mapping_5(store, http):
+    """Stadt Zürich's own dates, written day first ("22.09.2004"), were not read: `modified` was the
+    CKAN record's edit (all six recorded packages: 2026-08-07), the city's dateLastUpdated being the
+    dataset's (its DCAT export gives it as dct:modified, dateFirstPublished as dct:issued); a timeRange
+    of one day ("14.12.2025", two of them) is their period, "Laufende Nachführung" (kept up to date,
+    the four others) none. Frequencies read since session 34 ("Plusieurs fois par jour",
+    "Giornaliera"; session 35's "twice weekly", read as weekly) were read by CKAN datasets only when
+    they changed: CKAN mapping 6 re-maps a catalogue stored by 5 the first night after."""
+    require_fixtures()
+    zurich = zurich_packages()
+    birmingham = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][:3]
+    for package, said in zip(birmingham, ("Plusieurs fois par jour", "Giornaliera", "Twice weekly")):
+        package.setdefault("extras", []).append({"key": "frequency", "value": said})
+    stored_by_5 = periodicity_as_before({"Plusieurs fois par jour": None, "Giornaliera": None, "Twice weekly": "R/P1W"})
+
+    def as_mapping_5(patch):
+        patch.setitem(ckan.EXTRA_KEYS, "issued", ("issued",))
+        patch.setitem(ckan.EXTRA_KEYS, "modified", ("modified",))
+        patch.setattr(ckan, "_time_range", lambda value, notes: (None, None))
+        patch.setattr(ckan.R, "periodicity", stored_by_5)
+
+    by_name = {p["name"]: p["id"] for p in zurich}
+    interval = {p["id"]: {"jaehrlich": "R/P1Y", "laufend": "R/PT1S"}.get(p["updateInterval"][0], "irregular")
+                for p in zurich}
+    expected = {by_name[name]: (utc(modified), utc(start), utc(start), interval[by_name[name]])
+                for name, modified, start in (
+                    ("geo_kommunaler_richtplan_verkehr", "2004-09-22", None),
+                    ("ktzh_haltestellen_des_oeffentlichen_verkehrs___ogd_", "2025-12-14", "2025-12-14"),
+                    ("ktzh_tarifzonen_des_oeffentlichen_verkehrs__ogd_", "2025-12-14", "2025-12-14"),
+                    ("geo_abstimmungsgeraete_taz", "2026-10-01", None),
+                    ("geo_oeffentlich_zugaengliche_parkhaeuser", "2026-08-07", None),
+                    ("geo_dienstleistungen", "2026-08-07", None))}
+    for package, frequency in zip(birmingham, ("R/PT12H", "R/P1D", "R/P3D")):
+        expected[package["id"]] = (utc(package["metadata_modified"]), None, None, frequency)
+    with CkanPortal(zurich + birmingham) as portal:
+        assert_stored_by_an_older_mapping_is_re_mapped_once(
+            store, http, portal_config("zh", "ckan", portal.url), ckan.CkanAdapter, 5, as_mapping_5,
+            ("modified", "temporal_start", "temporal_end", "accrual_periodicity"), expected)
+    assert count(store, "SELECT count(*) FROM harvest_errors WHERE severity = 'warning' AND stage = 'map'") == 0

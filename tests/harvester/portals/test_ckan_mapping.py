@@ -98,3 +98,21 @@ def test_datastore_fields_become_columns(adapter):
 def test_markdown_to_text():
     assert markdown_to_text("## Title\r\n**Bold** and *it* with [a link](https://x.org \"t\")\n* item") == \
         "Title\nBold and it with a link (https://x.org)\n- item"
+
+
+@pytest.mark.parametrize("time_range, period, warned", [
+    ("14.12.2025", ("2025-12-14T00:00:00Z", "2025-12-14T00:00:00Z"), []),   # recorded: the data's state that day
+    ("Laufende Nachführung", (None, None), []),                               # recorded: kept up to date
+    ("2010-2020", ("2010-01-01T00:00:00Z", "2020-12-31T00:00:00Z"), []),       # years, as the city's DCAT reads them
+    ("2015", ("2015-01-01T00:00:00Z", "2015-12-31T00:00:00Z"), []),
+    ("seit Jahren", (None, None), [("temporal", "not a date/time: 'seit Jahren'")])])
+def test_zurich_time_range_is_the_period(adapter, time_range, period, warned):
+    """Stadt Zürich's timeRange was not read: a date, a year or years are the data's period (its
+    DCAT export reads years; a date is a day), "Laufende Nachführung" none, and says nothing wrong."""
+    require_fixtures()
+    raw = load_json("ckan/zurich-stadt-package_search-verkehr.json")["results"][1]
+    raw["timeRange"] = time_range
+    notes = Notes()
+    rec = adapter.map(raw, None, notes)
+    assert (rec["temporal_start"], rec["temporal_end"]) == period and notes.items == warned
+    assert rec["modified"] == "2025-12-14T00:00:00Z" and rec["issued"] == "2022-07-05T13:55:52.879293Z"

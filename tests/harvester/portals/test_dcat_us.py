@@ -2,11 +2,14 @@
 path, and documents that are not data.json."""
 import json
 import os
+from datetime import UTC, datetime
 
 import pytest
 
 from harvester.pipeline import harvest
-from tests.conftest import fast_client, portal_config
+from harvester.portals import dcat_us
+from tests.conftest import (assert_stored_by_an_older_mapping_is_re_mapped_once, fast_client, periodicity_as_before,
+                            portal_config)
 from tests.portals.base import RawBody, files_served_apart
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.portals.synth import make_data_json
@@ -335,3 +338,36 @@ def test_the_2013_legacy_feed_and_created_fields_are_read(store, http):
     assert rss == feeds
     issued = store.con.execute("SELECT issued FROM datasets WHERE source_id = 'e3zj-s4zh'").fetchone()[0]
     assert issued.isoformat() == "2009-11-23T00:00:00+00:00"
+
+
+# what DCAT-US mapping 3 stored of each (session 34's French and Italian words and session 35's phrases
+# it did not read: null; "twice weekly" as weekly)
+READ_SINCE_MAPPING_3 = {"Plusieurs fois par jour": ("R/PT12H", None), "Giornaliera": ("R/P1D", None),
+                        "Twice weekly": ("R/P3D", "R/P1W"), "Data are updated multiple times per hour": ("R/PT30M", None)}
+
+
+def test_newer_frequencies_and_dotted_dates_re_map_a_catalogue_stored_by_mapping_3(store, http):
+    """The update frequencies read since session 34 ("Plusieurs fois par jour", "Giornaliera"; session
+    35's "twice weekly", "multiple times per hour") and a `modified` written day first ("22.09.2004",
+    null with a warning) were read by DCAT-US datasets only when they changed (none of the 3,879
+    recorded data.json entries says one: a portal that does has them read at once): DCAT-US mapping 4
+    re-maps a catalogue stored by 3 the first night after. Five of Philadelphia's recorded datasets
+    given them."""
+    require_fixtures()
+    datasets = load_json("dcat-us/philadelphia-opendataphilly-data.json")["dataset"][:5]
+    for dataset, said in zip(datasets, READ_SINCE_MAPPING_3):
+        dataset["accrualPeriodicity"] = said
+    datasets[4]["modified"] = "22.09.2004"
+
+    def as_mapping_3(patch):
+        patch.setattr(dcat_us.R, "periodicity", periodicity_as_before({said: then for said, (_, then)
+                                                                       in READ_SINCE_MAPPING_3.items()}))
+        patch.setattr(dcat_us.R, "_day_first", lambda value: None)
+
+    expected = {dataset["identifier"]: (now, None) for dataset, (now, _) in zip(datasets, READ_SINCE_MAPPING_3.values())}
+    expected[datasets[4]["identifier"]] = (None, datetime(2004, 9, 22, tzinfo=UTC))
+    document = {"conformsTo": "https://project-open-data.cio.gov/v1.1/schema", "dataset": datasets}
+    with DataJsonPortal(document) as portal:
+        assert_stored_by_an_older_mapping_is_re_mapped_once(
+            store, http, portal_config("phl", "dcat-us", f"{portal.url}/data.json"), dcat_us.DcatUsAdapter, 3,
+            as_mapping_3, ("accrual_periodicity", "modified"), expected)

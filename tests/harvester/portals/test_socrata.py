@@ -4,6 +4,7 @@ import collections
 import copy
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,7 +13,8 @@ from harvester.portals import socrata
 from tests.conftest import (
     assert_a_full_harvest_with_its_lookup_down_keeps_the_columns, assert_a_lookup_refused_for_good_is_asked_again_only_when_due,
     assert_an_edited_dataset_whose_lookup_is_down_keeps_its_columns,
-    assert_first_10000_columns_kept, fast_client, portal_config)
+    assert_first_10000_columns_kept, assert_stored_by_an_older_mapping_is_re_mapped_once, fast_client,
+    periodicity_as_before, portal_config)
 from tests.portals.socrata import SocrataPortal, discovery_entry
 from tests.portals.synth import make_socrata_entries
 from tests.shared_fixtures import load_json, require_fixtures, socrata_catalog_files, spellarbot_domain_files
@@ -568,3 +570,32 @@ def test_a_link_in_a_description_keeps_its_address_after_its_text(store, http):
     assert f"The variable metadata ({metadata}) contains detailed information" in calgary
     assert "See the DOB NOW: Build – Job Application Filings (https://data.cityofnewyork.us/d/w9ak-ipjd) dataset" \
         in stored["ic3t-wcy2"]["description"]
+
+
+def test_counted_frequencies_and_common_core_issued_re_map_a_catalogue_stored_by_mapping_4(store, http):
+    """Recorded entries whose frequency is counted in a period (Chicago's "Data are updated multiple
+    times per hour": null with a warning; New York's "Twice weekly": weekly), and one whose domain's
+    Common Core Issued names another day than its creation (the recorded one's, moved a year back):
+    Socrata mapping 5 re-maps a catalogue stored by 4 the first night after. (3 of the 95 recorded
+    Discovery entries change; none of the 7,187 reshaped ones.)"""
+    require_fixtures()
+    entries = [copy.deepcopy(recorded_entry(source_id)) for source_id in ("ygr5-vcbg", "5k2z-suxx", "5xaw-6ayf",
+                                                                          "9bhg-hcku", "xzkq-xp2w")]
+    for entry in entries:
+        entry["metadata"]["domain"] = DOMAIN
+    issued = next(m for m in entries[3]["classification"]["domain_metadata"] if m["key"] == "Common-Core_Issued")
+    issued["value"] = "2019-05-01"
+
+    def as_mapping_4(patch):
+        patch.setattr(socrata.R, "periodicity", periodicity_as_before({
+            "Data are updated multiple times per hour": None, "Twice weekly": "R/P1W"}))
+        patch.setattr(socrata, "_issued", lambda created, common_core, notes: socrata.R.timestamp(created, notes))
+
+    expected = {"ygr5-vcbg": ("R/PT30M", datetime(2011, 9, 30, 8, 0, 5, tzinfo=UTC)),
+                "5k2z-suxx": ("R/PT30M", datetime(2011, 9, 30, 8, 0, 22, tzinfo=UTC)),
+                "5xaw-6ayf": ("R/P3D", datetime(2013, 3, 5, 14, 9, 25, tzinfo=UTC)),
+                "9bhg-hcku": ("irregular", datetime(2019, 5, 1, tzinfo=UTC))}   # (xzkq-xp2w: as it was)
+    with SocrataPortal(entries, domain=DOMAIN) as portal:
+        assert_stored_by_an_older_mapping_is_re_mapped_once(
+            store, http, portal_config("city", "socrata", portal.url, domain=DOMAIN), socrata.SocrataAdapter, 4,
+            as_mapping_4, ("accrual_periodicity", "issued"), expected)

@@ -186,3 +186,57 @@ def test_domain_metadata_in_other_words_gives_license_frequency_and_coverage(ada
     assert mapped(eu, "avft-pty4") == ("Creative Commons 1.0 Universal (Public Domain Dedication)", "R/P1D", None)
     # the catalogue's license name is kept over the domain's field naming one ("Licentie": CC0)
     assert mapped(eu, "m9d7-ebf2")[0] == "Public Domain"
+
+
+def common_core(source_id, path="socrata-catalog/us-discovery-mixed-b.json", **fields):
+    """A recorded entry whose domain gives DCAT-US Common Core fields, those named set ("Issued":
+    Common-Core_Issued), a field given None removed."""
+    raw = copy.deepcopy(entry(path, source_id))
+    metadata = [m for m in raw["classification"]["domain_metadata"]
+                if m["key"].removeprefix("Common-Core_") not in fields]
+    raw["classification"]["domain_metadata"] = metadata + [{"key": f"Common-Core_{key}", "value": value}
+                                                           for key, value in fields.items() if value is not None]
+    return raw
+
+
+def test_common_core_issued_publisher_theme_and_access_level_where_the_catalogue_has_none(adapter):
+    """A domain's DCAT-US Common Core fields (what its data.json gives) beside the catalogue's own:
+    `Issued` was never read (issued was the asset's creation, whatever day the publisher says it
+    was issued), nor `Publisher`, `Theme` or `Public-Access-Level` (always "public"). The recorded
+    entries keep their values (none of the 95 changes: each says what the catalogue does, its
+    Issued the day of its creation); where they differ or the catalogue has none, the domain's."""
+    def mapped(raw):
+        notes = Notes()
+        rec = adapter.map(raw, None, notes)
+        return (rec["issued"], rec["publisher"], rec["themes"], rec["access_level"]), notes.items
+
+    recorded = entry("socrata-catalog/us-discovery-mixed-b.json", "9bhg-hcku")
+    assert mapped(recorded) == (("2020-05-01T16:01:23Z", "NCHS/DVS", ["National Center for Health Statistics"],
+                                 "public"), [])   # Common-Core_Issued "2020-05-01": the day it was created
+    # issued another day than the asset was made (a draft published later, a dataset moved here)
+    assert mapped(common_core("9bhg-hcku", Issued="2019-03-01"))[0][0] == "2019-03-01T00:00:00Z"
+    assert mapped(common_core("9bhg-hcku", Issued="soon")) == (
+        ("2020-05-01T16:01:23Z", "NCHS/DVS", ["National Center for Health Statistics"], "public"),
+        [("issued", "not a date/time: 'soon'")])
+    without_attribution = common_core("9bhg-hcku", **{"Public-Access-Level": "restricted public"})
+    without_attribution["resource"]["attribution"] = None
+    assert mapped(without_attribution)[0][1:] == ("National Center for Health Statistics",
+                                                  ["National Center for Health Statistics"], "restricted public")
+    uncategorised = copy.deepcopy(entry("socrata-catalog/us-discovery-mixed-b.json", "rxn6-qnx8"))
+    uncategorised["classification"]["domain_category"] = None
+    assert mapped(uncategorised)[0][2] == ["Health"]                  # Common-Core_Theme
+    assert mapped(common_core("rxn6-qnx8", **{"Public-Access-Level": "open"})) == (
+        ("2021-12-28T15:47:44Z", "U.S. Department of Health & Human Services", ["Health"], "public"),
+        [("access_level", "not a DCAT-US access level: 'open'")])
+
+
+@pytest.mark.parametrize("path, source_id, frequency", [
+    ("socrata-catalog/chicago-discovery-transportation-p1.json", "ygr5-vcbg", "R/PT30M"),
+    ("socrata-catalog/chicago-discovery-transportation-p1.json", "5k2z-suxx", "R/PT30M"),
+    ("socrata-catalog/chicago-nygov-discovery-p1.json", "5xaw-6ayf", "R/P3D")])
+def test_recorded_frequencies_counted_in_a_period(adapter, path, source_id, frequency):
+    """Chicago's "Data are updated multiple times per hour" (null, with a warning) and New York's
+    "Twice weekly" (read as weekly) in the recorded entries."""
+    notes = Notes()
+    assert adapter.map(entry(path, source_id), None, notes)["accrual_periodicity"] == frequency
+    assert not [field for field, _ in notes.items if field == "accrual_periodicity"]
