@@ -7,6 +7,7 @@ completed: a portal that fails mid-way never touches what earlier runs stored.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import functools
 import json
@@ -726,7 +727,33 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
         return
     if rewritten:
         cur.execute(f"DELETE FROM datasets WHERE uid IN {changed}")
-    cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
+    # An insert on several DuckDB threads gathers each thread's rows apart, and appends those of a
+    # thread with fewer than a row group to the transaction's rows a second time, the first copy
+    # held until the statement ends: a description of 32 MiB was held twice (64 MiB of DuckDB's
+    # OVERFLOW_STRINGS beside the staged Parquet's read, ~70 MiB), and the merge of its portal
+    # retried with MERGE_MEMORY_LIMIT. On one thread the rows are appended once, as they come; an
+    # insert of fewer rows than a row group a thread gains little from the others anyway
+    threads = int(cur.execute("SELECT current_setting('threads')").fetchone()[0])
+    written_rows = cur.execute("SELECT count(*) FROM _status WHERE status IN ('new', 'changed')").fetchone()[0]
+    with _one_thread(cur) if written_rows < threads * ROW_GROUP_ROWS else contextlib.nullcontext():
+        cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
+
+
+@contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB on one thread while the block runs (the write lock held: see Store._one_thread and
+    _write_datasets). The setting is the database's, not the connection's, so the one it had is put
+    back: the merge and the search build run alone and use every core."""
+    side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
+    try:
+        threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
+        side.execute("SET threads = 1")
+        try:
+            yield
+        finally:
+            side.execute(f"SET threads = {threads}")
+    finally:
+        side.close()
 
 
 def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict, *, key_after: bool = False) -> None:
@@ -1646,20 +1673,12 @@ class Store:
                              {"parts": [str(file) for file in files],
                               **({"portal": portal_id} if portal_id is not None else {})})
 
-    @contextmanager
-    def _one_thread(self) -> Iterator[None]:
+    def _one_thread(self) -> contextlib.AbstractContextManager[None]:
         """DuckDB on one thread (the write lock held): for the raw loads, which run beside the
         listing while its page threads and mapping workers keep every core busy, a second DuckDB
         thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md); and for
-        the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS).
-        The setting is the database's, not the connection's, so the one it had is put back: the
-        merge and the search build run alone and use every core."""
-        threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
-        self.con.execute("SET threads = 1")
-        try:
-            yield
-        finally:
-            self.con.execute(f"SET threads = {threads}")
+        the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS)."""
+        return _one_thread(self.con)
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:
