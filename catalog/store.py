@@ -89,6 +89,12 @@ VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' a
 # table with an index (uid's PRIMARY KEY), so that 3% of a catalogue changed a night left 3% more of
 # the table dead, without bound (21% after 10 nights; docs/benchmarks.md, Nightly). Past this share
 # of the rows it holds, dead, the table is written anew at the harvest's end (Store.reclaim_datasets).
+# One INSERT copies it, not ranges of row ids each committed: a scan of a table whose row groups hold
+# deletes loads every row group's version info whatever range it reads (a range of 16,384 rows at the
+# end of 400,000 held did not fit 32 MB alone, the same at their start fitted 28), and a copy of
+# `datasets` needs ~28 MB without a delete, so ranges fitted no smaller limit than the one statement
+# (36 MB, not 32, at 280,000 live rows of 400,000; docs/benchmarks.md, Nightly); the night's raw
+# loads need 48, its search build 64.
 RECLAIM_SHARE = 0.2
 # The columns whose compression a migration declares (USING COMPRESSION): DuckDB keeps it with the
 # table but leaves it out of the definition duckdb_tables() gives, so that a table rebuilt from that
