@@ -7,6 +7,7 @@ completed: a portal that fails mid-way never touches what earlier runs stored.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import functools
 import json
@@ -88,6 +89,12 @@ VACUUMED_TABLES = ("distributions", "columns")   # (datasets' and raw_records' a
 # table with an index (uid's PRIMARY KEY), so that 3% of a catalogue changed a night left 3% more of
 # the table dead, without bound (21% after 10 nights; docs/benchmarks.md, Nightly). Past this share
 # of the rows it holds, dead, the table is written anew at the harvest's end (Store.reclaim_datasets).
+# One INSERT copies it, not ranges of row ids each committed: a scan of a table whose row groups hold
+# deletes loads every row group's version info whatever range it reads (a range of 16,384 rows at the
+# end of 400,000 held did not fit 32 MB alone, the same at their start fitted 28), and a copy of
+# `datasets` needs ~28 MB without a delete, so ranges fitted no smaller limit than the one statement
+# (36 MB, not 32, at 280,000 live rows of 400,000; docs/benchmarks.md, Nightly); the night's raw
+# loads need 48, its search build 64.
 RECLAIM_SHARE = 0.2
 # The columns whose compression a migration declares (USING COMPRESSION): DuckDB keeps it with the
 # table but leaves it out of the definition duckdb_tables() gives, so that a table rebuilt from that
@@ -726,7 +733,33 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
         return
     if rewritten:
         cur.execute(f"DELETE FROM datasets WHERE uid IN {changed}")
-    cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
+    # An insert on several DuckDB threads gathers each thread's rows apart, and appends those of a
+    # thread with fewer than a row group to the transaction's rows a second time, the first copy
+    # held until the statement ends: a description of 32 MiB was held twice (64 MiB of DuckDB's
+    # OVERFLOW_STRINGS beside the staged Parquet's read, ~70 MiB), and the merge of its portal
+    # retried with MERGE_MEMORY_LIMIT. On one thread the rows are appended once, as they come; an
+    # insert of fewer rows than a row group a thread gains little from the others anyway
+    threads = int(cur.execute("SELECT current_setting('threads')").fetchone()[0])
+    written_rows = cur.execute("SELECT count(*) FROM _status WHERE status IN ('new', 'changed')").fetchone()[0]
+    with _one_thread(cur) if written_rows < threads * ROW_GROUP_ROWS else contextlib.nullcontext():
+        cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
+
+
+@contextmanager
+def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """DuckDB on one thread while the block runs (the write lock held: see Store._one_thread and
+    _write_datasets). The setting is the database's, not the connection's, so the one it had is put
+    back: the merge and the search build run alone and use every core."""
+    side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
+    try:
+        threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
+        side.execute("SET threads = 1")
+        try:
+            yield
+        finally:
+            side.execute(f"SET threads = {threads}")
+    finally:
+        side.close()
 
 
 def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict, *, key_after: bool = False) -> None:
@@ -1646,20 +1679,12 @@ class Store:
                              {"parts": [str(file) for file in files],
                               **({"portal": portal_id} if portal_id is not None else {})})
 
-    @contextmanager
-    def _one_thread(self) -> Iterator[None]:
+    def _one_thread(self) -> contextlib.AbstractContextManager[None]:
         """DuckDB on one thread (the write lock held): for the raw loads, which run beside the
         listing while its page threads and mapping workers keep every core busy, a second DuckDB
         thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md); and for
-        the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS).
-        The setting is the database's, not the connection's, so the one it had is put back: the
-        merge and the search build run alone and use every core."""
-        threads = int(self.con.execute("SELECT current_setting('threads')").fetchone()[0])
-        self.con.execute("SET threads = 1")
-        try:
-            yield
-        finally:
-            self.con.execute(f"SET threads = {threads}")
+        the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS)."""
+        return _one_thread(self.con)
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

@@ -1205,6 +1205,39 @@ def test_the_dictionary_takes_light_texts_pieces_in_one_step_and_holds_none_of_t
         store.close()
 
 
+def test_an_index_that_kept_a_field_whole_past_indexed_chars_is_built_whole_again(tmp_path, monkeypatch):
+    """Fields are indexed up to INDEXED_CHARS since session 34, and TOKENISER was not bumped with it: an
+    index built before kept a longer field's words past the cut (and its length) through every update,
+    until a whole build. An index of the previous tokeniser (t2, a field of 1.5 MiB indexed whole) is
+    built whole by the next refresh that finds the catalogue changed: the word past the cut no longer
+    found (main: updated in place, the word still found)."""
+    words = random.Random(36)
+    vocabulary = random_words(words, 2_000)
+    description = "firstword " + " ".join(words.choices(vocabulary, k=230_000)) + " lastword"
+    assert len(description) > search.INDEXED_CHARS
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        store.commit_portal(stage_of(store, [record(f"d{i:03d}", " ".join(words.choices(vocabulary, k=5)))
+                                             for i in range(200)] + [record("long", "zyxwv", description=description)]),
+                            "city", T0, mark_deleted=True)
+        with monkeypatch.context() as before:   # (the index as a civicat before session 35 built it)
+            before.setattr(search, "TOKENISER", "t2")
+            before.setattr(search, "INDEXED_CHARS", 1 << 30)
+            assert search.refresh(store.con)
+        assert uids(find(store, "lastword")) == ["city:long"]
+        assert store.con.execute("SELECT fingerprint FROM search_state").fetchone()[0].startswith("t2|")
+        store.commit_portal(stage_of(store, [record("d000", "Street trees")], seen_extra=[f"city:d{i:03d}" for i in
+                                                                                      range(1, 200)] + ["city:long"]),
+                            "city", T0 + timedelta(days=1), mark_deleted=True)   # (one changed: an update's share)
+        assert store.refresh_search() is True
+        assert state(store) == (201, 0)   # (built whole: no document updated in place)
+        assert find(store, "lastword") == [] and uids(find(store, "firstword")) == ["city:long"]
+        assert uids(find(store, "street trees"))[:1] == ["city:d000"]
+    finally:
+        store.close()
+        shutil.rmtree(tmp_path)
+
+
 def test_a_dataset_of_megabytes_of_text_is_indexed_up_to_indexed_chars_a_field(tmp_path):
     """A dataset's text was read whole and split at once, however long: one of 24 MiB of description
     took 37 s of CPU to index, one of 32 MiB had not been stored and indexed after 5 minutes. A field

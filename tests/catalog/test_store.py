@@ -1940,6 +1940,37 @@ def test_the_reclaim_of_datasets_builds_its_key_once_the_rows_are_in_and_fits_32
         shutil.rmtree(tmp_path)   # (51 MB: pytest keeps its last temporary folders)
 
 
+def test_a_dataset_of_a_32_mib_description_is_merged_within_the_memory_limit(tmp_path, caplog):
+    """The merge's insert of datasets ran on DuckDB's threads, each gathering its rows apart, and those
+    of a thread with fewer than a row group were appended to the transaction a second time: a portal's
+    one description of 32 MiB was held twice beside the staged Parquet's read of it, and the merge did
+    not fit the harvest's 128 MB ("could not allocate block of size 32.0 MiB"), retried with 1 GB. An
+    insert of fewer rows than a row group a thread runs on one: 200 datasets and that one merged within
+    MEMORY_LIMIT, the description whole, DuckDB's threads put back (main: retried with 1 GB)."""
+    import random
+
+    words = random.Random(35)
+    vocabulary = ["".join(words.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(words.randint(3, 9)))
+                  for _ in range(5_000)]
+    description = " ".join(words.choices(vocabulary, k=5_000_000))[:32 << 20]
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        threads = rows(store, "SELECT current_setting('threads')")
+        assert int(threads[0][0]) > 1 and MEMORY_LIMIT == "128MB"
+        with caplog.at_level("WARNING", logger="civicat.store"):
+            counts = store.commit_portal(stage_of(store, [record(f"d{i:03d}") for i in range(200)] + [
+                record("huge", "Permit texts", description=description)]), "city", T0, mark_deleted=True)
+        assert "did not fit" not in caplog.text
+        assert counts["new"] == 201
+        (length, same), = store.con.execute("SELECT length(description), description = $d FROM datasets WHERE uid = "
+                                            "'city:huge'", {"d": description}).fetchall()
+        assert (length, same) == (32 << 20, True)
+        assert rows(store, "SELECT current_setting('threads')") == threads   # (put back)
+    finally:
+        store.close()
+        shutil.rmtree(tmp_path)   # (the description in the file and its log: ~60 MB)
+
+
 def test_a_row_group_of_raw_entries_loads_within_half_the_memory_limit(tmp_path, monkeypatch, caplog):
     """A raw load read its file through DuckDB's default CSV buffers (16 longest lines of at
     least 2 MiB: two buffers of 32 MiB held) beside the row group it inserts: a row group of
