@@ -192,7 +192,9 @@ class HttpClient:
                 raise ValueError(f"environment variable {name}={os.environ[name]!r} names no CA bundle file "
                                  "or folder")
         for scheme, proxy in urllib.request.getproxies().items():   # (as requests reads them: _environment)
-            if proxy.lower().startswith("socks"):   # (else each request fails, retried: InvalidProxyURL)
+            # a SOCKS proxy's URL, else each request fails, retried (InvalidProxyURL); NO_PROXY names hosts,
+            # not a proxy, and a proxy written without a scheme is an HTTP one, as requests reads it
+            if scheme != "no" and "://" in proxy and proxy.lower().startswith("socks"):
                 try:
                     SocksProxy.from_url(proxy)
                 except ValueError as exc:   # (its value not shown: it may hold the proxy's password)

@@ -326,6 +326,17 @@ def test_a_socks_proxy_no_request_can_go_through_is_refused_before_any_request(m
     assert said in str(refused.value) and "s3cret" not in str(refused.value)
 
 
+@pytest.mark.parametrize("variable, value", [("NO_PROXY", "socks.corp.example,localhost"),
+                                             ("HTTPS_PROXY", "socksgate.corp.example:3128"),
+                                             ("ALL_PROXY", "http://socks.corp.example:3128")])
+def test_a_setting_that_names_no_socks_proxy_is_not_refused_as_one(monkeypatch, variable, value):
+    """The check read every value that starts with "socks" as a SOCKS proxy: a NO_PROXY whose first host
+    is socks.corp.example (hosts, no proxy), or an HTTP proxy written without its scheme (requests reads
+    it as http://), kept every command from starting, exit 2. Only a proxy of a socks scheme is checked."""
+    monkeypatch.setenv(variable, value)
+    assert isinstance(HttpClient.from_env(), HttpClient)
+
+
 def test_a_ctrl_c_in_a_socks_handshake_closes_its_socket(socks):
     """A one-worker harvest's Ctrl-C in the handshake (the proxy holding it) leaves nothing to the
     garbage collector: the socket is closed whatever ends the handshake."""
