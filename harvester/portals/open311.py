@@ -1101,12 +1101,11 @@ class Windows:
         found: dict[int, dict] = {}
         statuses = (*STATUSES, *sorted(self.statuses_met - set(STATUSES)))
         pending: list[dict] = [{"status": status} for status in statuses]
-        # the parts taken whole (filters, size) and split (filters, size, their answers' keys); the margin
+        # the parts taken whole and split (filters, size, their answers' keys each); the margin
         # they are judged by: the pull's, else as wide as the thinning it learned (or the parts show) asks
-        taken: list[tuple[dict, int]] = []
+        taken: list[tuple[dict, int, set[int]]] = []
         split: list[tuple[dict, int, set[int]]] = []
         margin = max(self.margin, _margin(self.thinning or 0.0))
-        whole: set[int] = set()   # the keys the parts taken whole gave: each request of any answer is one
         while pending:
             filters = pending.pop(0)
             answer = self._ask(start, end, 1, filters, doubt.end_asked)
@@ -1120,8 +1119,7 @@ class Windows:
             self.largest = largest = max(largest, len(answer))
             found.update((_request_key(request), request) for request in answer)
             if len(answer) < largest - int(largest * margin):
-                taken.append((filters, len(answer)))
-                whole.update(map(_request_key, answer))
+                taken.append((filters, len(answer), set(map(_request_key, answer))))
             else:
                 narrower = self._narrower(filters)
                 if not narrower:
@@ -1140,10 +1138,12 @@ class Windows:
                     margin = max(margin, _margin(1 - min(cuts) / largest))
                 again = [part for part in taken if part[1] >= largest - int(largest * margin)]
                 taken = [part for part in taken if part not in again]
-                for filters, size in again:
+                for filters, _, _ in again:
                     if not self._narrower(filters):
                         pending.append(filters)   # (asked again: it fails the pull, naming it)
                     pending += self._narrower(filters)
+        # the keys the parts taken whole gave, those split after all left out: each request of any answer is one
+        whole = {key for _, _, keys in taken for key in keys}
         missing = sum(1 for key in {*doubt.answer, *found} if key not in whole)
         if missing:
             example = next((request for key, request in found.items() if key not in whole), None) or next(

@@ -1463,3 +1463,42 @@ def test_a_server_including_the_ends_day_whose_midnight_is_in_the_hour_after_the
     ids, served, asked = read_including_the_ends_day(zone, days_in, datetime(2024, 1, 1, tzinfo=UTC), 20)
     assert len(ids) == len(set(ids)) and set(ids) == served
     assert asked < 200, asked
+
+
+def test_a_part_taken_whole_then_split_under_a_wider_margin_still_fails_for_requests_of_no_code():
+    """A part taken whole (status=open, 43 of a cap of 50) is split after all once the other parts' cut
+    answers widen the margin (status=closed cut to 46); the keys of its first answer counted as read by
+    a part taken whole, so that its requests of no service code (no part by codes gives them) passed the
+    check that fails the pull for them, and those past its cap were lost, the pull ok (4 of 6). Only the
+    parts taken whole in the end count: the pull fails, naming them."""
+    from array import array
+
+    from harvester.portals.open311 import Doubt, NotPullable, Windows, _request_key
+
+    day, cap = datetime(2024, 1, 1, tzinfo=UTC), 50
+    requests = [{"service_request_id": f"r{n}", "status": status, "service_code": code, "private": i % every == 1}
+                for n, (i, status, code, every) in enumerate(
+                    [(i, "open", code, 6) for i, code in enumerate([c for c in "ABCDEF" for _ in range(16)][:94]
+                                                                   + [None] * 6)]
+                    + [(i, "closed", code, 11) for i, code in enumerate([c for c in "ABCDEF" for _ in range(17)][:100])])]
+    random.Random(1).shuffle(requests)
+    for n, request in enumerate(requests):
+        request["requested_datetime"] = _stamp(day + timedelta(seconds=300 * n))
+
+    def answer(start, end, page, filters=None):
+        """A server that ignores `page`, cuts at 50 (newest first), then leaves the private ones out."""
+        filters = filters or {}
+        chosen = sorted((r for r in requests if r["status"] == filters.get("status", r["status"])
+                         and str(r["service_code"]) in filters.get("service_code", str(r["service_code"])).split(",")),
+                        key=lambda r: r["requested_datetime"], reverse=True)
+        if len(chosen) > cap:
+            chosen = [r for r in chosen[:cap] if not r["private"]]
+        return [{k: v for k, v in r.items() if k != "private"} for r in chosen]
+
+    windows = Windows(answer, day, day + timedelta(days=1), page_size=cap, services=lambda: list("ABCDEF"))
+    first = answer(day, day + timedelta(days=1), 1)
+    doubt = Doubt(day + timedelta(days=1), day + timedelta(days=1), array("q", sorted(map(_request_key, first))), ())
+    with pytest.raises(NotPullable, match=r"read by parts, 2 of its requests came in no part \(e\.g\. 'r\d+', of status "
+                                          r"'open' and service code None\)"):
+        windows._by_parts(day, day + timedelta(days=1), len(first), cap, doubt)
+    assert [len(answer(day, day, 1, {"status": status})) for status in ("open", "closed")] == [43, 46]
