@@ -415,6 +415,31 @@ def precision_lost_by_group(uids: list[str], cluster_of: dict, label_of: dict, c
     return sorted(((group, label, loss) for (group, label), loss in lost.items()), key=lambda row: -row[2])
 
 
+def mixed_pairs(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict, text_of: dict) -> list[dict]:
+    """What B-cubed precision loses, as pairs: the cross-city pairs of one group whose labels differ, by group and
+    pair of labels, most first; each row with how many of them the labels cut where a text is one (a side reads,
+    by `text_of`, as a dataset of the other side's label does: no reading of the text could part them)."""
+    by_cluster: dict[object, list[str]] = defaultdict(list)
+    texts_of_label: dict[str, set] = defaultdict(set)
+    for u in uids:
+        if not str(cluster_of[u]).startswith("single:"):
+            by_cluster[cluster_of[u]].append(u)
+        if text_of[u] is not None:
+            texts_of_label[label_of[u]].add(text_of[u])
+    rows: dict[tuple, dict] = {}
+    for group, members in by_cluster.items():
+        for i, x in enumerate(members):
+            for y in members[i + 1:]:
+                if city_of[x] == city_of[y] or label_of[x] == label_of[y]:
+                    continue
+                p, q = sorted((x, y), key=lambda u: label_of[u])
+                row = rows.setdefault((group, label_of[p], label_of[q]), {
+                    "group": group, "labels": (label_of[p], label_of[q]), "pairs": [], "one_text": 0})
+                row["pairs"].append((p, q))
+                row["one_text"] += text_of[p] in texts_of_label[label_of[q]] or text_of[q] in texts_of_label[label_of[p]]
+    return sorted(rows.values(), key=lambda row: -len(row["pairs"]))
+
+
 def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict,
                            cluster_of: dict | None = None) -> float:
     """MAP of each dataset's list of other cities' labelled datasets, ordered as `civicat similar` orders
@@ -581,6 +606,7 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
             print_recall_lost_by_mechanism(members, cluster_of, label_of, city_of, detector, half, best_same,
                                            group_labels, catalogue, result.min_score)
             print_precision_lost(members, cluster_of, label_of, city_of, detector, group_labels)
+            print_mixed_pairs(members, cluster_of, label_of, city_of, strict_of, group_labels, catalogue)
         if subset is informative:  # labels that cut where the text does not (the same file labelled two ways)
             ceiling, conflicting = text_ceiling(members, {u: text_signature(
                 catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u]) for u in members},
@@ -671,6 +697,33 @@ def print_precision_lost(members: list[str], cluster_of: dict, label_of: dict, c
           f"datasets that meet other labels' there:")
     for group, label, loss in precision_lost_by_group(members, cluster_of, label_of, city_of, group_labels)[:shown]:
         print(f"  {loss:.4f} {label} in {group!r}")
+
+
+def print_mixed_pairs(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, strict_of: dict,
+                      group_labels: dict, catalogue, shown: int = 8) -> None:
+    """The same loss as pairs (`mixed_pairs`), with the signals that scored them and the figures if their group were
+    split by label: whether the labels cut one text or the detector joined what a reader would keep apart."""
+    rows = mixed_pairs(members, cluster_of, label_of, city_of, strict_of)
+    split_figures: dict[object, dict] = {}
+    print(f"... as pairs of other labels in one group ({sum(len(row['pairs']) for row in rows):,} cross-city pairs), "
+          f"by group, with the mean of each signal where both sides have it (and how often they do):")
+    for row in rows[:shown]:
+        pairs = row["pairs"]
+        scored = scoring.score_pairs(catalogue, np.array([catalogue.row(x) for x, _ in pairs]),
+                                     np.array([catalogue.row(y) for _, y in pairs]))
+        signals = []
+        for name, values in scored.signals.items():
+            present = values[~np.isnan(values)]
+            if len(present):
+                signals.append(f"{name} {present.mean():.2f} ({len(present) / len(values):.0%})")
+        if row["group"] not in split_figures:
+            split = {u: (cluster_of[u], label_of[u]) if cluster_of[u] == row["group"] else cluster_of[u]
+                     for u in members}
+            split_figures[row["group"]] = clustering_scores(members, split, label_of, city_of)
+        figures = split_figures[row["group"]]
+        print(f"  {len(pairs):6,} {' / '.join(row['labels'])} in {group_labels.get(row['group'], row['group'])!r}: "
+              f"{row['one_text']:,} with a side that reads as the other label does; {', '.join(signals)}; "
+              f"the group split by label: F1 {figures['b3_f1']:.4f} (P {figures['b3_p']:.4f})")
 
 
 def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, cluster_of: dict,

@@ -194,3 +194,20 @@ def test_best_same_label_scores_reads_only_other_cities_of_the_same_label():
     similarity = np.array([[0, 0.9, 0.8, 0.3], [0.9, 0, 0.1, 0.2], [0.8, 0.1, 0, 0.5], [0.3, 0.2, 0.5, 0]])
     best = quality.best_same_label_scores(similarity, uids, label, city)
     assert best == pytest.approx({"a": 0.3, "b": 0.2, "c": 0.0, "d": 0.3})
+
+
+def test_mixed_pairs_count_each_group_s_pairs_of_other_labels_and_those_the_labels_cut_where_a_text_is_one():
+    """'Police stops' holds 'a' (stops, city x) and 'c' (traffic stops, city y), both of the Stanford text 'T', 'r'
+    (stops, city z, a RIPA text 'R') and 'b' (stops, city x again): the cross-city pairs of other labels are a–c,
+    b–c and c–r, each with a side that reads as a dataset of the other label does ('c' reads as 'a', a stops
+    dataset, though 'b' and 'r' do not read as 'c'); 'd' (traffic stops, text 'U') and 'e' (arrests, 'V'), in
+    another group, read as no dataset of the other's label: their pair counts, the detector's own; 'f' alone
+    counts nothing, nor does the same-city pair a–b."""
+    label = {"a": "stops", "b": "stops", "c": "traffic", "r": "stops", "d": "traffic", "e": "arrests", "f": "stops"}
+    city = {"a": "x", "b": "x", "c": "y", "r": "z", "d": "x", "e": "y", "f": "w"}
+    cluster = {"a": 1, "b": 1, "c": 1, "r": 1, "d": 2, "e": 2, "f": "single:f"}
+    text_of = {"a": "T", "b": "B", "c": "T", "r": "R", "d": "U", "e": "V", "f": None}
+    rows = quality.mixed_pairs(list(label), cluster, label, city, text_of)
+    assert [(row["group"], row["labels"], sorted(row["pairs"]), row["one_text"]) for row in rows] == [
+        (1, ("stops", "traffic"), [("a", "c"), ("b", "c"), ("r", "c")], 3),
+        (2, ("arrests", "traffic"), [("e", "d")], 0)]
