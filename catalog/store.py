@@ -749,15 +749,30 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
 def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     """DuckDB on one thread while the block runs (the write lock held: see Store._one_thread and
     _write_datasets). The setting is the database's, not the connection's, so the one it had is put
-    back: the merge and the search build run alone and use every core."""
+    back: the merge and the search build run alone and use every core. Put back whatever ends the
+    block, a stop included: one missed would leave the database on one thread for good (each later
+    block reads 1 as the setting to put back), the merges, the search build and the close's
+    checkpoint with it. So the setting is put back on a cursor a stop never interrupts (a merge's
+    cursor is interruptible, and so are its cursors), and again should a stop be raised in Python as
+    the call begins (the stop's handler raises outside a statement), the stop raised after."""
     side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
+    if isinstance(side, uncut.Connection):
+        side.interruptible = False
     try:
         threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
-        side.execute("SET threads = 1")
         try:
+            side.execute("SET threads = 1")
             yield
         finally:
-            side.execute(f"SET threads = {threads}")
+            stop = None
+            while True:
+                try:
+                    side.execute(f"SET threads = {threads}")
+                    break
+                except KeyboardInterrupt as exc:
+                    stop = exc
+            if stop is not None:
+                raise stop
     finally:
         side.close()
 
