@@ -741,40 +741,8 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
     # insert of fewer rows than a row group a thread gains little from the others anyway
     threads = int(cur.execute("SELECT current_setting('threads')").fetchone()[0])
     written_rows = cur.execute("SELECT count(*) FROM _status WHERE status IN ('new', 'changed')").fetchone()[0]
-    with _one_thread(cur) if written_rows < threads * ROW_GROUP_ROWS else contextlib.nullcontext():
+    with uncut.one_thread(cur) if written_rows < threads * ROW_GROUP_ROWS else contextlib.nullcontext():
         cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
-
-
-@contextmanager
-def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """DuckDB on one thread while the block runs (the write lock held: see Store._one_thread and
-    _write_datasets). The setting is the database's, not the connection's, so the one it had is put
-    back: the merge and the search build run alone and use every core. Put back whatever ends the
-    block, a stop included: one missed would leave the database on one thread for good (each later
-    block reads 1 as the setting to put back), the merges, the search build and the close's
-    checkpoint with it. So the setting is put back on a cursor a stop never interrupts (a merge's
-    cursor is interruptible, and so are its cursors), and again should a stop be raised in Python as
-    the call begins (the stop's handler raises outside a statement), the stop raised after."""
-    side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
-    if isinstance(side, uncut.Connection):
-        side.interruptible = False
-    try:
-        threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
-        try:
-            side.execute("SET threads = 1")
-            yield
-        finally:
-            stop = None
-            while True:
-                try:
-                    side.execute(f"SET threads = {threads}")
-                    break
-                except KeyboardInterrupt as exc:
-                    stop = exc
-            if stop is not None:
-                raise stop
-    finally:
-        side.close()
 
 
 def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict, *, key_after: bool = False) -> None:
@@ -1699,7 +1667,7 @@ class Store:
         listing while its page threads and mapping workers keep every core busy, a second DuckDB
         thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md); and for
         the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS)."""
-        return _one_thread(self.con)
+        return uncut.one_thread(self.con)
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

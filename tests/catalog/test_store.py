@@ -607,12 +607,12 @@ def test_a_stop_as_duckdbs_threads_are_put_back_leaves_the_database_its_threads(
     statement: the handler raises at once) left the database on one thread, and every later block
     read 1 as the setting to put back: the merges, the search build and the close's checkpoint on one
     thread for good (main). The setting is put back all the same, the stop raised after."""
-    import catalog.store as store_module
+    from catalog import uncut
 
     store.con.execute("SET threads = 3")
     stopped = _StoppedAsThreadsArePutBack(store.con, 3)
     with pytest.raises(KeyboardInterrupt):
-        with store_module._one_thread(stopped):
+        with uncut.one_thread(stopped):
             assert rows(store, "SELECT current_setting('threads')") == [(1,)]
     assert stopped.stops == 1
     assert rows(store, "SELECT current_setting('threads')") == [(3,)]
