@@ -738,7 +738,11 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
     # held until the statement ends: a description of 32 MiB was held twice (64 MiB of DuckDB's
     # OVERFLOW_STRINGS beside the staged Parquet's read, ~70 MiB), and the merge of its portal
     # retried with MERGE_MEMORY_LIMIT. On one thread the rows are appended once, as they come; an
-    # insert of fewer rows than a row group a thread gains little from the others anyway
+    # insert of fewer rows than a row group a thread gains little from the others anyway. The bound
+    # grows with the threads because what the copies hold does: on 16 DuckDB threads, the merge of
+    # 16,384 or 50,000 new datasets did not fit MEMORY_LIMIT on all of them (peaks of 142 and 245 MiB
+    # when let to run with 1 GB) and fits on one (45 and 102 MiB); a fixed count of rows would send a
+    # many-core host's merges of a row group or more to the retry (docs/benchmarks.md, Nightly)
     threads = int(cur.execute("SELECT current_setting('threads')").fetchone()[0])
     written_rows = cur.execute("SELECT count(*) FROM _status WHERE status IN ('new', 'changed')").fetchone()[0]
     with uncut.one_thread(cur) if written_rows < threads * ROW_GROUP_ROWS else contextlib.nullcontext():
