@@ -386,7 +386,12 @@ RANGED = {"search_work.pieces": "light text", "search_work.tf": "text", "search_
 
 # the intermediate tables of an update, in this order: the documents whose dataset is
 # deleted or changed since they were indexed, the datasets to index (again), then their
-# terms (known terms keep their id, new ones are numbered after the others)
+# terms (known terms keep their id, new ones are numbered after the others). The terms and
+# their frequencies read the changed datasets alone (few: UPDATE_SHARE), on one DuckDB thread:
+# on two, each hash table of their statements is built once a thread, and what the terms'
+# statement needed varied from run to run: for 600 datasets changed of 15,000, from 36 MB to 48
+# (it failed 15 runs in 20 at 36 MB, 4 in 20 at 44, and once at 48 in CI); on one the update fits
+# 36 MB in every run (20 in 20; none at 34: docs/benchmarks.md, Search)
 CHANGES = {
     "search_work.gone": """
         SELECT s.docid FROM search_documents s
@@ -456,7 +461,8 @@ def refresh(con: duckdb.DuckDBPyConnection, *, force: bool = False) -> bool:
     Either way the new index replaces the old in one transaction: a reader sees the
     previous index or the new one, and a build cut short leaves the previous one. Returns
     whether it changed. The caller's memory limit and threads hold (a build spills to disk
-    past the limit). One refresh at a time per DuckDB instance (catalog.store.Store holds
+    past the limit), but that an update's steps over the changed datasets run on one thread
+    (see UPDATE_STEPS). One refresh at a time per DuckDB instance (catalog.store.Store holds
     its write lock): a build attaches its working database under one name, WORK."""
     fingerprint = f"{TOKENISER}|{con.execute(FINGERPRINT).fetchone()[0]}"
     built = con.execute("SELECT fingerprint, documents, updated FROM search_state").fetchall()
@@ -648,8 +654,9 @@ def _update(con: duckdb.DuckDBPyConnection, params: dict, *, documents: int, upd
                               "(SELECT count(*) FROM search_work.changed)").fetchone()[0]
         if updated + changed > UPDATE_SHARE * documents:
             return False
-        for name, select in UPDATE_STEPS.items():
-            _create(con, f"TABLE {name}", select, params)
+        with uncut.one_thread(con):   # (see UPDATE_STEPS)
+            for name, select in UPDATE_STEPS.items():
+                _create(con, f"TABLE {name}", select, params)
         _create_in_ranges(con, "search_postings_update", "search_postings_next", UPDATED_POSTINGS, params)
     con.execute("BEGIN TRANSACTION")
     try:

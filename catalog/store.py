@@ -738,28 +738,15 @@ def _write_datasets(cur: duckdb.DuckDBPyConnection, staged: str, params: dict, r
     # held until the statement ends: a description of 32 MiB was held twice (64 MiB of DuckDB's
     # OVERFLOW_STRINGS beside the staged Parquet's read, ~70 MiB), and the merge of its portal
     # retried with MERGE_MEMORY_LIMIT. On one thread the rows are appended once, as they come; an
-    # insert of fewer rows than a row group a thread gains little from the others anyway
+    # insert of fewer rows than a row group a thread gains little from the others anyway. The bound
+    # grows with the threads because what the copies hold does: on 16 DuckDB threads, the merge of
+    # 16,384 or 50,000 new datasets did not fit MEMORY_LIMIT on all of them (peaks of 142 and 245 MiB
+    # when let to run with 1 GB) and fits on one (45 and 102 MiB); a fixed count of rows would send a
+    # many-core host's merges of a row group or more to the retry (docs/benchmarks.md, Nightly)
     threads = int(cur.execute("SELECT current_setting('threads')").fetchone()[0])
     written_rows = cur.execute("SELECT count(*) FROM _status WHERE status IN ('new', 'changed')").fetchone()[0]
-    with _one_thread(cur) if written_rows < threads * ROW_GROUP_ROWS else contextlib.nullcontext():
+    with uncut.one_thread(cur) if written_rows < threads * ROW_GROUP_ROWS else contextlib.nullcontext():
         cur.execute(f"INSERT INTO datasets BY NAME {written}", params)
-
-
-@contextmanager
-def _one_thread(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """DuckDB on one thread while the block runs (the write lock held: see Store._one_thread and
-    _write_datasets). The setting is the database's, not the connection's, so the one it had is put
-    back: the merge and the search build run alone and use every core."""
-    side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
-    try:
-        threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
-        side.execute("SET threads = 1")
-        try:
-            yield
-        finally:
-            side.execute(f"SET threads = {threads}")
-    finally:
-        side.close()
 
 
 def _rebuild_datasets(cur: duckdb.DuckDBPyConnection, rows: str, params: dict, *, key_after: bool = False) -> None:
@@ -1684,7 +1671,7 @@ class Store:
         listing while its page threads and mapping workers keep every core busy, a second DuckDB
         thread only added CPU (~0.4 s of the loads' 2.0 s at 100,000 entries, docs/benchmarks.md); and for
         the rebuild of VACUUMED_TABLES, whose inserts fill each row group only on one (REBUILD_BATCH_ROWS)."""
-        return _one_thread(self.con)
+        return uncut.one_thread(self.con)
 
     def add_errors(self, rows: list[dict]) -> None:
         if not rows:

@@ -223,3 +223,38 @@ class Connection:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@contextmanager
+def one_thread(con) -> Iterator[None]:
+    """DuckDB on one thread while the block runs, its statements on `con` (a Connection, a store's
+    cursor, DuckDB's own), nothing else heavy run meanwhile (the store's write lock held: see
+    catalog.store's Store._one_thread and _write_datasets, catalog.search's update; the records
+    pulls' few rows of bookkeeping may run beside). The setting is the database's, not the
+    connection's, so the one it had is put back: the merge and the search build run alone and use
+    every core. Put back whatever ends the block, a stop included: one missed left the database on
+    one thread for good (each later block read 1 as the setting to put back), the merges, the
+    search build and the close's checkpoint with it. So it is put back on a cursor a stop never
+    interrupts (a merge's cursor is interruptible, and so are its cursors), and again should a stop
+    be raised in Python as the call begins (the stop's handler raises outside a statement), the
+    stop raised after."""
+    side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
+    if isinstance(side, Connection):
+        side.interruptible = False
+    try:
+        threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
+        try:
+            side.execute("SET threads = 1")
+            yield
+        finally:
+            stop = None
+            while True:
+                try:
+                    side.execute(f"SET threads = {threads}")
+                    break
+                except KeyboardInterrupt as exc:
+                    stop = exc
+            if stop is not None:
+                raise stop
+    finally:
+        side.close()

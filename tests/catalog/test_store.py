@@ -579,6 +579,48 @@ def test_the_raw_loads_run_duckdb_on_one_thread_and_give_the_database_its_thread
     assert rows(store, "SELECT count(*) FROM raw_records JOIN datasets USING (uid, raw_hash)") == [(2,)]
 
 
+class _StoppedAsThreadsArePutBack:
+    """A connection whose cursors' first call that puts DuckDB's threads back to `threads` raises a
+    stop before it runs, as the stop's handler does when a signal comes outside a statement."""
+
+    def __init__(self, con, threads):
+        self.con, self.put_back, self.stops = con, f"SET threads = {threads}", 0
+
+    def cursor(self):
+        outer, cursor = self, self.con.cursor()
+
+        class Cursor:
+            def execute(self, sql, *args):
+                if sql == outer.put_back and not outer.stops:
+                    outer.stops += 1
+                    raise KeyboardInterrupt
+                return cursor.execute(sql, *args)
+
+            def __getattr__(self, name):
+                return getattr(cursor, name)
+        return Cursor()
+
+
+def test_a_stop_as_duckdbs_threads_are_put_back_leaves_the_database_its_threads(store):
+    """`SET threads = 1` is the database's setting, and each block on one thread reads the setting
+    it puts back: a stop raised as the call that puts it back began (Ctrl-C or SIGTERM outside a
+    statement: the handler raises at once) left the database on one thread, and every later block
+    read 1 as the setting to put back: the merges, the search build and the close's checkpoint on one
+    thread for good (main). The setting is put back all the same, the stop raised after."""
+    from catalog import uncut
+
+    store.con.execute("SET threads = 3")
+    stopped = _StoppedAsThreadsArePutBack(store.con, 3)
+    with pytest.raises(KeyboardInterrupt):
+        with uncut.one_thread(stopped):
+            assert rows(store, "SELECT current_setting('threads')") == [(1,)]
+    assert stopped.stops == 1
+    assert rows(store, "SELECT current_setting('threads')") == [(3,)]
+    stage = stage_of(store, [record("a"), record("b")])
+    assert store.commit_portal(stage, "city", T0, mark_deleted=True)["new"] == 2
+    assert rows(store, "SELECT current_setting('threads')") == [(3,)]
+
+
 def _datasets_written_as_before_session_25(cur, staged, params, rewritten):
     """The reference: how the merge wrote datasets until session 25, an INSERT of the new
     ones and an UPDATE of every column of the changed ones (kept here to compare with)."""
