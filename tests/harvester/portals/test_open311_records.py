@@ -779,6 +779,27 @@ def test_days_whose_parts_were_taken_whole_before_a_part_showed_the_server_thins
         f"{len(public - set(published))} of {len(public)} lost"
 
 
+@pytest.mark.parametrize("per_day, days, private", [(263, 13, 8), (300, 10, 4)])
+def test_a_day_read_before_the_server_was_seen_to_include_the_ends_day_is_read_by_parts_without_it(
+        per_day, days, private):
+    """A server that reads whole days, includes the end's day, ignores `page` and thins cut answers:
+    the first day, read before the server was seen to include the end's day, was answered with two
+    days, and its parts were asked so: one code of one status of the two days (18 and 25 requests, as
+    much as half of the cut answers) stayed at the cap, and the pull failed naming that day (6 or 7 of
+    each end's-day-included row of `--page-ignored 100`). Its parts are asked as the windows are by
+    then, to 23 hours before its end: that day alone, every request read once."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with ThinsWholeDays("UTC", private=private, odd_weeks=False, services=CITY_SERVICES, paging=False,
+                        requests=coded(uniform_city(per_day, days, start), 20), end_inclusive=True) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        ids = pulled_ids(portal, RequestsRecords(adapter, None, now=start + timedelta(days=days), since=start))
+        first_days_parts = {q["end_date"] for p, q, _ in portal.requests
+                            if p == "/requests.json" and "status" in q and q["start_date"] == "2024-01-01T00:00:00Z"}
+    assert len(ids) == len(set(ids)) and set(ids) == {r["service_request_id"] for r in portal.service_requests} - \
+        portal.private
+    assert first_days_parts == {"2024-01-01T01:00:00Z"}
+
+
 @pytest.mark.parametrize("requests, server, why", [
     (lambda city: city, {}, r"read by parts, 31 of its requests came in no part \(e.g. '79', of status 'open' and "
                             r"service code None\): a status or service code asked by none"),
