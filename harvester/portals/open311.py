@@ -1064,11 +1064,12 @@ class Windows:
         for window in list(self.doubtful):
             thins_none = self._thins_none()
             yield from self._settle(window)
-            if thins_none:
+            if self._thins_none():
                 narrowly.append(window)
-            if thins_none and not self._thins_none():
+            elif thins_none:   # (shown by this window's parts, which were judged again there)
                 for again in narrowly:
-                    self.doubtful.append(again)   # (in the state again while it is read: a pull cut short starts over)
+                    if again not in self.doubtful:   # (in the state again while it is read: one cut short starts over)
+                        self.doubtful.append(again)
                     yield from self._settle(again)
                 narrowly = []
 
