@@ -178,8 +178,6 @@ def whole_days_cost(count: int, page_ignored: bool = False, parts: bool = True) 
     days of the portal's zone from a server reading days of its own, summed, and the pulls that failed.
     `page_ignored`: the same cities from servers that ignore `page`, with pages of 50, 200 or 1,000, and
     leave so many out of every cut page (a day over P cannot be read: its pull fails, naming it)."""
-    start = datetime(2024, 1, 1, tzinfo=UTC)
-    zones = {"UTC": UTC, "New York": ZoneInfo("America/New_York"), "Tokyo": ZoneInfo("Asia/Tokyo")}
     print("| portal's zone | server's days | end's day | lost | twice | asked | failed |")
     print("|---|---|---|---|---|---|---|")
     for zone, days_in in (("UTC", "UTC"), ("New York", "New York"), ("New York", "UTC"), ("UTC", "New York"),
@@ -187,15 +185,7 @@ def whole_days_cost(count: int, page_ignored: bool = False, parts: bool = True) 
         for inclusive in (False, True):
             lost = twice = asked = failed = 0
             for seed in range(count):
-                draw = random.Random(seed)
-                per_day, days = draw.randint(20, 400), draw.randint(10, 40)
-                moments = uniform_moments(draw, per_day, days, start)
-                thinned = draw.choice([0.0, 0.2, 0.4])
-                page_size = draw.choice([50, 200, 1000]) if page_ignored else 50
-                public, answer = whole_days_server(moments, page_size, thinned=thinned, inclusive=inclusive,
-                                                   days_in=zones[days_in], paging=not page_ignored,
-                                                   odd_weeks=not page_ignored)
-                read, unread, asked_here, error = read_by_days(public, answer, start, days, zones[zone], parts)
+                read, unread, asked_here, error = seeded_city(seed, zone, days_in, inclusive, page_ignored, parts)
                 asked += asked_here
                 if error:
                     failed += 1
@@ -204,6 +194,24 @@ def whole_days_cost(count: int, page_ignored: bool = False, parts: bool = True) 
                 twice += sum(1 for n in read.values() if n > 1)
             print(f"| {zone} | {days_in} | {'included' if inclusive else 'left out'} | {lost:,} | {twice:,} | "
                   f"{asked:,} | {failed} |")
+
+
+ZONES = {"UTC": UTC, "New York": ZoneInfo("America/New_York"), "Tokyo": ZoneInfo("Asia/Tokyo")}
+
+
+def seeded_city(seed: int, zone: str, days_in: str, inclusive: bool, page_ignored: bool = False, parts: bool = True
+                ) -> tuple[Counter, int, int, str | None]:
+    """One of whole_days_cost's cities (`seed`), read by whole days of `zone` from a server reading those
+    of `days_in` (ZONES' names): read_by_days' figures."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    draw = random.Random(seed)
+    per_day, days = draw.randint(20, 400), draw.randint(10, 40)
+    moments = uniform_moments(draw, per_day, days, start)
+    thinned = draw.choice([0.0, 0.2, 0.4])
+    page_size = draw.choice([50, 200, 1000]) if page_ignored else 50
+    public, answer = whole_days_server(moments, page_size, thinned=thinned, inclusive=inclusive,
+                                       days_in=ZONES[days_in], paging=not page_ignored, odd_weeks=not page_ignored)
+    return read_by_days(public, answer, start, days, ZONES[zone], parts)
 
 
 def uniform_moments(draw: random.Random, per_day: int, days: int, start: datetime) -> list[datetime]:

@@ -273,8 +273,10 @@ class Doubt:
     """A window taken whole in doubt (Windows.doubtful), up to `end`: the keys of its `answer`, and
     `read`, those of the answers around it (the window before's and after's, and a window read
     again's first answer), which its parts (Windows._by_parts) may give again: yielded already.
-    `end_asked`: the `end_date` its answer was asked to (its parts are asked so: a server learned to
-    include the end's day since is asked to 23 hours before a window's end, a day less)."""
+    `end_asked`: the `end_date` its answer was asked to. Its parts are asked as windows are now
+    (Windows._end_asked): a day taken before the server was seen to include the end's day was answered
+    with two days, the day after's too (read by the window after), which held one code of one status at
+    the cap and failed the pull (6 or 7 of a bench row's 100); its parts are asked without it."""
     end: datetime
     end_asked: datetime
     answer: array
@@ -431,6 +433,7 @@ class Windows:
         self.settled: set[int] = set()
         self.codes_met: set[str] = set()
         self.statuses_met: set[str] = set()
+        self.parts_thinned = False   # a part shown cut under the largest answer (_thins_none)
 
     @property
     def thinning(self) -> float | None:
@@ -1013,8 +1016,8 @@ class Windows:
                 if _ids(page) == _ids(pages[0]):
                     if self.page_size is None and self._gives_more_than(len(pages[0]), start):
                         # a server that ignores `page`, shown to give more at once: taken whole, unless the
-                        # margin the pull ends with says that it may be cut all the same (_settle_doubts)
-                        if self._may_be_cut(len(pages[0]), self.largest) and \
+                        # answers the pull ends with say that it may be cut all the same (_settle_doubts)
+                        if self._doubted(len(pages[0]), self.largest) and \
                                 start.isoformat() not in (window[0] for window in self.doubtful):
                             self.doubtful.append([start.isoformat(), end.isoformat(), len(pages[0]), self.largest])
                         return pages
@@ -1051,23 +1054,73 @@ class Windows:
         window is read: the margin is then learned (a server that thins none is read at half of P until
         it is), and nothing read is published until the pull ends. Each still in doubt is read again
         by parts (_by_parts; the requests they give that no answer around it gave are yielded), else
-        (or where its parts cannot tell) NotPullable, naming it."""
+        (or where its parts cannot tell) NotPullable, naming it. In doubt: within the margin of
+        _parts_margin, not the pull's; the windows settled while the server was taken to leave nothing
+        out of a cut answer are settled again once a part shows that it does (a day's part taken whole
+        so, 25 of 50 where every other request of it was left out: 5 lost, the pull ok)."""
+        # the windows settled while the server was taken to leave nothing out of a cut answer: settled again
+        # once a part shows otherwise (_by_parts), under the bound of a server that does
+        narrowly: list[list] = []
         for window in list(self.doubtful):
-            start, end, count, largest = window[:4]
-            largest = max(largest, self.largest)
-            if not self._may_be_cut(count, largest):
-                continue
-            doubt, start, end = self.doubts.get(start), datetime.fromisoformat(start), datetime.fromisoformat(end)
-            if doubt is None:   # (not read by parts: a server not known to read them, or a window from a state)
-                others = f" (and {len(self.doubtful) - 1} more of the pull's)" if len(self.doubtful) > 1 else ""
-                raise NotPullable(f"{self._in_doubt(start, end, count, largest, others)}, its other requests "
-                                  "unreadable, and a records pull never skips a row")
-            requests = self._by_parts(start, end, count, largest, doubt)
-            self.doubtful.remove(window)
-            new = [r for r in requests if not doubt.has(key := _request_key(r)) and key not in self.read_again
-                   and key not in self.settled]
-            self.settled.update(map(_request_key, new))
-            yield new, self._going_on_from()
+            thins_none = self._thins_none()
+            yield from self._settle(window)
+            if self._thins_none():
+                narrowly.append(window)
+            elif thins_none:   # (shown by this window's parts, which were judged again there)
+                for again in narrowly:
+                    if again not in self.doubtful:   # (in the state again while it is read: one cut short starts over)
+                        self.doubtful.append(again)
+                    yield from self._settle(again)
+                narrowly = []
+
+    def _settle(self, window: list):
+        """One window in doubt settled: taken whole where its answer is not doubted (now), else read by
+        parts, the requests no answer around it gave yielded."""
+        start, end, count, largest = window[:4]
+        largest = max(largest, self.largest)
+        if not self._doubted(count, largest):
+            return
+        doubt, start, end = self.doubts.get(start), datetime.fromisoformat(start), datetime.fromisoformat(end)
+        if doubt is None:   # (not read by parts: a server not known to read them, or a window from a state)
+            others = f" (and {len(self.doubtful) - 1} more of the pull's)" if len(self.doubtful) > 1 else ""
+            raise NotPullable(f"{self._in_doubt(start, end, count, largest, others)}, its other requests "
+                              "unreadable, and a records pull never skips a row")
+        requests = self._by_parts(start, end, count, largest, doubt)
+        self.doubtful.remove(window)
+        new = [r for r in requests if not doubt.has(key := _request_key(r)) and key not in self.read_again
+               and key not in self.settled]
+        self.settled.update(map(_request_key, new))
+        yield new, self._going_on_from()
+
+    def _thins_none(self) -> bool:
+        """Whether the server is taken to leave nothing out of a cut answer (it cuts at its cap, or
+        leaves requests out before the cut): not seen to, every answer shown cut as large as the largest
+        (a thinning of none learned, by this pull or the one before, or none yet), no part either."""
+        return not self.thinning and not self.parts_thinned and all(cut >= self.largest for cut in self.cuts)
+
+    def _parts_margin(self) -> float:
+        """The share of the largest answer a part's answer (or a one-day answer of a server that ignores
+        `page`, to be read by parts) may fall short of it and still be a cut one. An answer under the cap
+        proves the part whole only where the server cuts at its cap and leaves nothing out after the cut
+        (_thins_none: within DROPPED of it, as the windows). A server seen to leave requests out after the
+        cut may leave out more of one part than of those it was seen to: which requests it leaves out
+        (private ones, of a status or of a service type) differ from part to part, so no margin learned
+        from some parts holds for another (one status thinned 25% where the other was not: 559 of 1,417
+        lost, the pull ok). Then only an answer under half of the largest proves its part whole: this
+        assumes no cut answer has more than half of its requests left out (MARGIN_MAX, the widest margin
+        of any window); a part at half of the largest or more is split, one code of one status that is
+        fails the pull, naming it."""
+        return max(self.margin, DROPPED) if self._thins_none() else MARGIN_MAX
+
+    def _doubted(self, count: int, largest: int) -> bool:
+        """Whether the one-second (one-day) answer of `count` requests of a server that ignores `page`
+        may be a cut one, against the `largest` answer: where it can be read by parts, within the margin
+        its parts are judged by (_parts_margin: not the margin learned so far where the server leaves
+        requests out, which a day thinned more than those it was learned from is under); else within
+        the margin."""
+        if self.services is None:
+            return self._may_be_cut(count, largest)
+        return count >= largest - int(largest * self._parts_margin())
 
     def _in_doubt(self, start: datetime, end: datetime, count: int, largest: int, others: str = "",
                   end_asked: datetime | None = None) -> str:
@@ -1081,7 +1134,7 @@ class Windows:
         """The requests of a window in doubt that cannot be narrowed (one day, or one second), read by
         parts: GeoReport v2's `requests.json` also filters by `status` (open or closed) and by
         `service_code` (comma-separated lists of them), and a part answered under the cap (by the
-        margin) is complete. First by status (open, closed, and any other met in the pull), a part
+        margin of _parts_margin, which states what that assumes) is complete. First by status (open, closed, and any other met in the pull), a part
         still at the cap then by service codes (services.json's and any other met in the pull's
         answers: real servers give codes they do not list), halved while at the cap, down to one code.
         The parts hold every request of the window that has one of the statuses and one of the codes
@@ -1089,26 +1142,32 @@ class Windows:
         one status is still at the cap; a part gives a request of a status or code not asked (a server
         that ignores `status` or `service_code` answers every part alike); or a request of the window's
         answer or of a part's is in no part taken whole (a status or code asked by none, or no code:
-        a part split holds it too, cut). A part is judged under the margin the parts' cut answers show,
-        at least the pull's (below). A request of a code neither
+        a part split holds it too, cut). A part split whose narrower parts gave requests its answer
+        lacked, under the largest answer, shows the server leaves requests out after the cut: the parts
+        taken whole as under the cap of one that does not are split after all (and the pull's other
+        windows settled so, _settle_doubts). Its parts are asked to the end its windows are asked to
+        now: the end's day left out where the server is seen to include it since the window was read
+        (its answer's requests of the day after came in the window after; the parts' own span is then
+        asked once whole, for the check of requests in no part). A request of a code neither
         listed nor met in any answer of the pull, made where no answer of the window showed it (past
         its cap), is the one the parts cannot see (docs/records.md). Cost: two requests a window
         whose parts by status are under the cap; a part by codes about two per P of its requests."""
         def failed(reason: str) -> NotPullable:
             return NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by "
-                               f"parts, {reason}, and a records pull never skips a row")
+                               f"parts{sent}, {reason}, and a records pull never skips a row")
+
+        end_asked = self._end_asked(end)
+        sent = "" if end_asked == doubt.end_asked else f" to end_date={_stamp(end_asked, self.zone)}"
 
         found: dict[int, dict] = {}
         statuses = (*STATUSES, *sorted(self.statuses_met - set(STATUSES)))
         pending: list[dict] = [{"status": status} for status in statuses]
-        # the parts taken whole and split (filters, size, their answers' keys each); the margin
-        # they are judged by: the pull's, else as wide as the thinning it learned (or the parts show) asks
+        # the parts taken whole and split (filters, size, their answers' keys each)
         taken: list[tuple[dict, int, set[int]]] = []
         split: list[tuple[dict, int, set[int]]] = []
-        margin = max(self.margin, _margin(self.thinning or 0.0))
         while pending:
             filters = pending.pop(0)
-            answer = self._ask(start, end, 1, filters, doubt.end_asked)
+            answer = self._ask(start, end, 1, filters, end_asked)
             asked = ", ".join(f"{name}={','.join(value) if isinstance(value, tuple) else value}"
                               for name, value in filters.items())
             if any(not _asked(request, filters) for request in answer):
@@ -1118,36 +1177,36 @@ class Windows:
                              f"{_field(request, 'service_code')}: the server does not read `status` or `service_code`")
             self.largest = largest = max(largest, len(answer))
             found.update((_request_key(request), request) for request in answer)
-            if len(answer) < largest - int(largest * margin):
+            # (a larger answer later does not undo it: the cap is at least the largest answer when it was taken)
+            if len(answer) < largest - int(largest * self._parts_margin()):
                 taken.append((filters, len(answer), set(map(_request_key, answer))))
             else:
                 narrower = self._narrower(filters)
                 if not narrower:
-                    raise failed(f"the part {asked} answers {len(answer)} requests, within the margin of the largest "
-                                 "too, and cannot be split further")
+                    raise failed(f"the part {asked} answers {len(answer)} requests, within "
+                                 f"{self._parts_margin():.0%} of the largest answer too, and cannot be split further")
                 split.append((filters, len(answer), set(map(_request_key, answer))))
                 pending[:0] = narrower
-            if not pending:
-                # a part split whose narrower parts gave requests its answer lacked was cut: a part's cut answer
-                # is thinned as chance has it (a 50 cut from a server leaving out a fifth was 35 where the days'
-                # were 38 to 45: taken whole at the pull's margin, 21 to 103 requests lost a row of the bench's
-                # --page-ignored), and those taken whole that the margin it shows would not take are split after all
-                cuts = [size for filters, size, keys in split if any(
-                    key not in keys for key, request in found.items() if _asked(request, filters))]
-                if cuts:
-                    margin = max(margin, _margin(1 - min(cuts) / largest))
-                again = [part for part in taken if part[1] >= largest - int(largest * margin)]
+            if not pending and self._thins_none():
+                # a part split whose narrower parts gave requests its answer lacked was cut: under the largest
+                # answer, the server leaves requests out after the cut, and the parts taken whole as under the
+                # cap are judged again, under half of it
+                self.parts_thinned = any(size < largest and any(key not in keys for key, request in found.items()
+                                                                if _asked(request, filters))
+                                         for filters, size, keys in split)
+                again = [part for part in taken if part[1] >= largest - int(largest * self._parts_margin())]
                 taken = [part for part in taken if part not in again]
                 for filters, _, _ in again:
-                    if not self._narrower(filters):
-                        pending.append(filters)   # (asked again: it fails the pull, naming it)
-                    pending += self._narrower(filters)
-        # the keys the parts taken whole gave, those split after all left out: each request of any answer is one
+                    pending += self._narrower(filters) or [filters]   # (one code asked again: it fails the pull)
+        # the keys the parts taken whole gave (not those of the parts split): each request of any answer is one
         whole = {key for _, _, keys in taken for key in keys}
-        missing = sum(1 for key in {*doubt.answer, *found} if key not in whole)
+        # (asked to an earlier end than its answer was, the answer of the span its parts were asked for)
+        answered = doubt.answer if end_asked == doubt.end_asked else \
+            map(_request_key, self._ask(start, end, 1, None, end_asked))
+        missing = sum(1 for key in {*answered, *found} if key not in whole)
         if missing:
             example = next((request for key, request in found.items() if key not in whole), None) or next(
-                (r for r in self._ask(start, end, 1, None, doubt.end_asked) if _request_key(r) not in whole), {})
+                (r for r in self._ask(start, end, 1, None, end_asked) if _request_key(r) not in whole), {})
             raise failed(f"{missing} of its requests came in no part (e.g. {_ids([example])[0]!r}, of status "
                          f"{_field(example, 'status')} and service code {_field(example, 'service_code')}): a status or "
                          "service code asked by none")
