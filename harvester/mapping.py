@@ -169,9 +169,12 @@ def future_modified(modified: str, after: str) -> str:
     "01.10.2026", recorded on 7 August 2026) and a typo look alike, and the mapping is the entry's
     alone (a dataset is mapped again only when its entry changes: one stored null would stay null
     once its day had come)."""
-    days = (datetime.fromisoformat(modified) - datetime.fromisoformat(after) + FUTURE_MODIFIED_SLACK).days
-    return (f"{modified} is {days} day{'s' if days != 1 else ''} after this harvest began (a change planned, or a typo); "
-            "stored as the portal gives it")
+    try:   # (a note must never cost the dataset: a value of another form is said without its days)
+        days = (datetime.fromisoformat(modified) - datetime.fromisoformat(after) + FUTURE_MODIFIED_SLACK).days
+        ahead = f"{days} day{'s' if days != 1 else ''}"
+    except (TypeError, ValueError, OverflowError):
+        ahead = "more than a day"
+    return f"{modified} is {ahead} after this harvest began (a change planned, or a typo); stored as the portal gives it"
 
 
 def raw_hash(adapter: PortalAdapter, entry: dict, details: dict | None, owned: bool = False) -> str:
