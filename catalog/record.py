@@ -459,6 +459,18 @@ _PERIODICITY_URIS = {  # Dublin Core / EU frequency vocabularies end in one of t
 }
 
 
+def repeating_duration(value) -> str | None:
+    """`value` if it is an ISO 8601 repeating duration ("R/P1D", "R/PT5M"), else None. DCAT-US 1.1
+    allows one as a dataset's `modified` (its schema's second pattern; Project Open Data's
+    guidance: "If there is a need to reflect that the dataset is continually updated, ISO 8601
+    formatting can account for this with repeating intervals ... R/P1D for daily"): a frequency,
+    not a date."""
+    if type(value) is not str or "R/P" not in value[:4]:
+        return None
+    value = value.strip()
+    return value if _ISO_PERIODICITY.match(value) and not value.endswith(("P", "T")) else None
+
+
 def periodicity(value, notes: Notes | None = None, field_name: str = "accrual_periodicity") -> str | None:
     """An ISO 8601 repeating duration, 'irregular' or 'unknown' (the portal says so: unknown,
     never, not planned); None when absent or not read, as every value that does not parse

@@ -177,6 +177,28 @@ def test_periodicity_counted_in_a_period(value, expected):
     assert R.periodicity(value) == expected
 
 
+@pytest.mark.parametrize("value, expected", [
+    # "X or as needed": a schedule, with updates between (a user asking for daily datasets wants it);
+    # "as needed" alone, or named first, is no schedule
+    ("Daily or as needed", "R/P1D"), ("Weekly, or as needed", "R/P1W"), ("Monthly or as-needed", "R/P1M"),
+    ("As needed", "irregular"), ("As needed or daily", "irregular"),
+])
+def test_a_frequency_or_as_needed_is_the_frequency(value, expected):
+    """A guard (main reads these so since session 35; before, "Daily or as needed" was irregular): the
+    first frequency named is the one read, as in any "X or Y" phrase."""
+    assert R.periodicity(value) == expected
+
+
+def test_a_repeating_duration_is_told_from_a_date():
+    """DCAT-US 1.1's `modified` may be a repeating interval (Project Open Data: "R/P1D" for daily):
+    only the form civicat stores as a frequency (`R/P…`) is one; a bare duration, a repeat count or an
+    interval of dates is not."""
+    assert [R.repeating_duration(v) for v in ("R/P1D", " R/PT5M ", "R/P0.5M", "R/P1Y2M")] == \
+        ["R/P1D", "R/PT5M", "R/P0.5M", "R/P1Y2M"]
+    assert [R.repeating_duration(v) for v in ("P1D", "R5/P1D", "R/P", "R/PT", "R/2020-01-01/P1D", "2020-01-01",
+                                              None, 20200101, "daily")] == [None] * 9
+
+
 def test_an_update_frequency_that_does_not_parse_is_null_with_a_warning_not_taken_for_unknown():
     """SPEC: a value that does not parse as its type is stored as null with a warning, the raw
     record keeping it; `unknown` is what a portal says (unknown, never, not planned), not a

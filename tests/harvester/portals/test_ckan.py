@@ -570,3 +570,27 @@ def test_zurich_dates_and_newer_frequencies_re_map_a_catalogue_stored_by_mapping
             store, http, portal_config("zh", "ckan", portal.url), ckan.CkanAdapter, 5, as_mapping_5,
             ("modified", "temporal_start", "temporal_end", "accrual_periodicity"), expected)
     assert count(store, "SELECT count(*) FROM harvest_errors WHERE severity = 'warning' AND stage = 'map'") == 0
+
+
+def test_a_modified_after_the_harvest_s_clock_is_kept_with_a_warning(store, http, monkeypatch):
+    """Stadt Zürich's "Abstimmungsgeräte" dataset gives dateLastUpdated "01.10.2026" in the catalogue
+    recorded on 7 August 2026: harvested that day, its `modified` is 54 days ahead of the harvest's own
+    clock (a change planned, or a typo: nothing tells). It is stored as the portal gives it, with a
+    warning naming it (it was stored without one); the five others, updated up to that very day, have
+    none (a day's slack: a portal's clock, or its zone's day, may run ahead of the harvest's)."""
+    require_fixtures()
+    from harvester import pipeline
+    zurich = zurich_packages()
+    monkeypatch.setattr(pipeline, "run_began", lambda: datetime(2026, 8, 7, 9, 0, tzinfo=UTC))
+    with CkanPortal(zurich) as portal:
+        report = harvest([portal_config("zh", "ckan", portal.url)], store, http).portals[0]
+    assert (report.status, report.new) == ("ok", 6)
+    planned = next(p["id"] for p in zurich if p["name"] == "geo_abstimmungsgeraete_taz")
+    stored = dict(store.con.execute("SELECT source_id, modified FROM datasets").fetchall())
+    assert stored[planned] == datetime(2026, 10, 1, tzinfo=UTC)
+    assert max(modified for source_id, modified in stored.items() if source_id != planned) == \
+        datetime(2026, 8, 7, tzinfo=UTC)
+    warnings = store.con.execute("""SELECT source_id, stage, error_type, message FROM harvest_errors
+                                    WHERE severity = 'warning'""").fetchall()
+    assert warnings == [(planned, "map", "InvalidValue", "modified: 2026-10-01T00:00:00Z is 54 days after this "
+                         "harvest began (a change planned, or a typo); stored as the portal gives it")]

@@ -46,9 +46,41 @@ def test_philadelphia_contact_point_and_null_fields(adapter):
     assert rec["contact_email"] == "maps@phila.gov"          # mailto: stripped
     assert rec["modified"] is None                           # null in the source stays null
     notes = Notes()
-    bad = next(d for d in document["dataset"] if d.get("modified") == "R/P1D")
+    bad = copy.deepcopy(document["dataset"][0])
+    bad["modified"] = "last Tuesday"
     assert adapter.map(bad, None, notes)["modified"] is None
-    assert notes.items == [("modified", "not a date/time: 'R/P1D'")]
+    assert notes.items == [("modified", "not a date/time: 'last Tuesday'")]
+
+
+def test_a_modified_that_is_a_repeating_interval_is_the_frequency_not_a_date(adapter):
+    """DCAT-US 1.1 lets `modified` say a dataset is updated continually by a repeating interval
+    ("R/P1D" for daily: its schema's second pattern, Project Open Data's guidance). Philadelphia's 11
+    such datasets give no accrualPeriodicity: their `modified` was null with a warning calling it no
+    date, their frequency null; now the frequency is R/P1D, `modified` still null (no day is named),
+    the warning saying so. A frequency the entry gives is kept."""
+    datasets = load_json("dcat-us/philadelphia-opendataphilly-data.json")["dataset"]
+    continual = [d for d in datasets if d.get("modified") == "R/P1D"]
+    assert len(continual) == 11 and not any(d.get("accrualPeriodicity") for d in continual)
+    for dataset in continual:
+        notes = Notes()
+        rec = adapter.map(dataset, None, notes)
+        assert (rec["modified"], rec["accrual_periodicity"]) == (None, "R/P1D")
+        assert notes.items == [("modified", "a repeating interval 'R/P1D' (updated continually), not a date: "
+                                            "stored as null, and read as the update frequency (the entry gives none)")]
+    weekly = {**continual[0], "modified": "R/PT5M", "accrualPeriodicity": "R/P1W"}
+    notes = Notes()
+    rec = adapter.map(weekly, None, notes)
+    assert (rec["modified"], rec["accrual_periodicity"]) == (None, "R/P1W")
+    assert notes.items == [("modified", "a repeating interval 'R/PT5M' (updated continually), not a date: "
+                                        "stored as null")]
+    legacy = {**continual[0], "modified": "R/P1M", "frequency": "weekly"}    # pre-1.1's name for it
+    assert adapter.map(legacy, None, Notes())["accrual_periodicity"] == "R/P1W"
+    # no repeating interval: as before (a bare duration, a repeat count, an interval of dates)
+    for value in ("P1D", "R5/P1D", "R/P", "R/2020-01-01/P1D"):
+        notes = Notes()
+        rec = adapter.map({**continual[0], "modified": value}, None, notes)
+        assert (rec["modified"], rec["accrual_periodicity"]) == (None, None)
+        assert notes.items == [("modified", f"not a date/time: {value!r}")]
 
 
 def legacy_to_v11(entry):
