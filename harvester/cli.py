@@ -328,6 +328,13 @@ class CommandGroup(click.Group):
     (a --log-format that is neither plain nor json) come before the format is known: click
     prints them as plain text."""
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """The command, its own arguments kept as given (ctx.meta): click's parser keeps no word it
+        took for an option, and the explanation of one names it (_explain_no_such_option)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[COMMAND_ARGS] = list(rest)
+        return name, command, rest
+
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         """The group's options read (before any command): a stop then is a stop as everywhere
         (click's own "Aborted!" and exit 1 said the command had failed)."""
@@ -354,7 +361,9 @@ class CommandGroup(click.Group):
                 echo_error(f"{ctx.invoked_subcommand} failed: {full}", 1)
                 ctx.exit(1)
             if isinstance(exc, click.NoSuchOption):
-                _explain_no_such_option(exc, ctx)
+                exc = _explain_no_such_option(exc, ctx)
+                if ctx.meta.get(LOG_FORMAT) != "json":
+                    raise exc from None
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
             if not isinstance(exc, click.ClickException):   # (a bug: Python's traceback was plain text)
@@ -369,23 +378,71 @@ class CommandGroup(click.Group):
 
 
 OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
+COMMAND_ARGS = "civicat.command_args"   # (ctx.meta: the command's arguments as given, CommandGroup.resolve_command)
+TEXT_ARGUMENTS = ("QUERY", "TEXT")   # the arguments that are free text (sql, search), which may start with '-'
 
 
-def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> None:
-    """click's bare "No such option" for the two ways a new user meets it after the command:
-    one of civicat's own options (`civicat harvest -v`), and text that starts with '-' (a query
-    pasted with its leading SQL comment, `-- what changed...`), which click takes for an option."""
+def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> click.UsageError:
+    """click's bare "No such option" for the ways a new user meets it after the command, said
+    (the error to show: `exc`, added to, or one in its place):
+    - one of civicat's own options (`civicat harvest -v`);
+    - text that starts with '-' (a query pasted with its leading SQL comment, `-- what changed...`;
+      `search "-x y"`, whose "-x" click took for a short option), which goes after `--`;
+    - a negative number given to an option whose value may be left out (`export --wait -5`):
+      click took the number for an option and gave the option no value; said as its type says
+      a value out of range (`Invalid value for '--wait': ...`), as for every other option;
+    - a value given to a flag (`harvest --wait 5`)."""
     name, command = exc.option_name, ctx.invoked_subcommand
     if name in OPTIONS_BEFORE_THE_COMMAND:
         exc.message += (f" {name} is an option of civicat itself: it goes before the command "
                         f"(civicat {name}{' json' if name == '--log-format' else ''} {command} ...)")
-    elif any(character.isspace() for character in name) and exc.ctx is not None:   # (no option holds a space)
-        arguments = [param.human_readable_name for param in exc.ctx.command.params
-                     if isinstance(param, click.Argument)]
-        text = name if len(name) <= 40 else name[:40] + "..."
-        exc.message = (f"{text!r} is no option but text that starts with '-' (an SQL comment?): put `--` "
-                       f"before it, after the options ({exc.ctx.command_path} [OPTIONS] -- "
-                       f"{arguments[0] if arguments else 'TEXT'})")
+        return exc
+    if exc.ctx is None:
+        return exc
+    given = ctx.meta.get(COMMAND_ARGS, [])
+    given = given[:given.index("--")] if "--" in given else given   # (after `--`, no option is read)
+    options = {opt: param for param in exc.ctx.command.params if isinstance(param, click.Option)
+               for opt in param.opts}
+    # the word the option came from: click names its first letter alone (`-x y`: '-x'; `-0.5`: '-0')
+    word = next((text for arg in given for text in (arg, arg.partition("=")[2]) if text.startswith(name)), name)
+    for before, arg in zip([None, *given], given) if _a_number(word) else ():
+        option, attached, value = arg.partition("=")
+        if attached and value == word and option in options:   # (`--wait=-5`)
+            before, arg = option, value
+        if arg != word or before not in options:
+            continue
+        param = options[before]
+        if getattr(param, "_flag_needs_value", False):   # (click's word for a value that may be left out)
+            try:
+                param.type.convert(word, param, exc.ctx)
+            except click.BadParameter as bad:
+                return bad
+        elif param.is_flag:
+            exc.message = (f"{before} takes no value, and {word!r} is no option"
+                           + (": --wait-minutes N waits N minutes at most" if before == "--wait"
+                              and "--wait-minutes" in options else ""))
+            return exc
+    if "-" + word.partition("=")[0] in options:   # (`-limit`: one dash short)
+        exc.message = f"No such option {word.partition('=')[0]!r}: did you mean -{word.partition('=')[0]}?"
+        return exc
+    arguments = [param.human_readable_name for param in exc.ctx.command.params if isinstance(param, click.Argument)]
+    # no option holds a space, and no option of a command is one dash and a word
+    looks_like_text = any(character.isspace() for character in word) or not word.startswith("--")
+    if arguments and arguments[0] in TEXT_ARGUMENTS and looks_like_text:
+        text = word if len(word) <= 40 else word[:40] + "..."
+        comment = " (an SQL comment?)" if command == "sql" else ""
+        # (no "Did you mean '--help'?" either: it is no option)
+        return click.NoSuchOption(name, f"{text!r} is no option but text that starts with '-'{comment}: put `--` "
+                                        f"before it, after the options ({exc.ctx.command_path} [OPTIONS] -- "
+                                        f"{arguments[0]})", ctx=exc.ctx)
+    return exc
+
+
+def _a_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 class PlainLogFormatter(logging.Formatter):
@@ -430,6 +487,9 @@ def wait_options(command):
     counted from the start: the lock and the DuckDB file share the bound."""
     @functools.wraps(command)
     def with_wait(*args, wait: bool, wait_minutes: float | None, **kwargs):
+        if wait and wait_minutes is not None:   # (--wait-minutes won, unsaid: a bound the user thought lifted)
+            raise click.UsageError("--wait and --wait-minutes contradict each other: --wait waits as long as it "
+                                   "takes, --wait-minutes N N minutes at most; give one")
         until = (time.monotonic() + wait_minutes * 60 if wait_minutes is not None
                  else math.inf if wait else -math.inf)
         return command(*args, wait=Wait(until, wait_minutes), **kwargs)
