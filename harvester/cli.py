@@ -858,6 +858,9 @@ def retire(portal_id, wait, db_path, config_path, as_json):
         try:
             retired = portals_not_in_config(store.con, configured)
             if portal_id not in retired:
+                already = _retired_already(store.con, portal_id)
+                if already:   # (no usage line: nothing was mistyped)
+                    raise Refused(already)
                 raise click.UsageError(f"the catalogue holds no live dataset of a portal {portal_id!r} outside "
                                        f"{config_path}" + (f" (those it holds: {', '.join(retired)})" if retired else ""))
             run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
@@ -871,6 +874,18 @@ def retire(portal_id, wait, db_path, config_path, as_json):
     else:
         click.echo(f"{portal_id}: {counted(report.removed, 'dataset')} marked removed (deleted_at), their history "
                    f"kept (run {run_id})")
+
+
+def _retired_already(con, portal_id: str) -> str | None:
+    """What to say of a portal whose last run was its retirement (a second `retire`, which said
+    only that the catalogue held no live dataset of it), or None."""
+    last = con.execute("""SELECT run_id, started_at, removed FROM harvest_runs WHERE portal_id = ? AND status = 'ok'
+                          ORDER BY started_at DESC LIMIT 1""", [portal_id]).fetchone()
+    if last is None or "-retire-" not in last[0]:
+        return None
+    run_id, started_at, removed = last
+    return (f"{portal_id!r} is already retired: {counted(removed, 'dataset')} marked removed on "
+            f"{started_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (run {run_id}); nothing left to retire")
 
 
 ERRORS_SHOWN = 1000   # rows of `runs --errors` as a table

@@ -1,6 +1,7 @@
 """Mistakes a new user makes at the command line (session 35's first hour with the README): each
 refused before anything is done, exit 2, saying what was wrong and what to type instead."""
 import json
+from datetime import UTC
 
 import duckdb
 import pytest
@@ -303,3 +304,34 @@ def test_wait_and_wait_minutes_together_exit_2_before_anything_is_done(harvested
     assert ("Error: --wait and --wait-minutes contradict each other: --wait waits as long as it takes, "
             "--wait-minutes N N minutes at most; give one\n") in result.output, result.output
     assert sum(portal.hits.values()) == hits and invoke("runs", "--db", str(db), "--json").output == runs_before
+
+
+def test_a_second_retire_says_the_portal_is_already_retired(harvested, tmp_path):
+    """A second `civicat retire` said "the catalogue holds no live dataset of a portal 'city'
+    outside ..." under a usage line, as for a name mistyped: the retirement it did was not said."""
+    db, config = harvested
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text('[[portals]]\nid = "other"\ncity = "Other"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
+    first = json.loads(invoke("retire", "city", "--config", str(elsewhere), "--db", str(db), "--json").output)
+    assert first["removed"] == 5
+    with duckdb.connect(str(read_copy_path(db)), read_only=True) as con:
+        [(started,)] = con.execute("SELECT started_at FROM harvest_runs WHERE run_id = ?", [first["run_id"]]).fetchall()
+    for json_flag in ([], ["--json"]):
+        result = invoke("retire", "city", "--config", str(elsewhere), "--db", str(db), *json_flag)
+        assert result.exit_code == 2, result.output
+        assert result.output == (f"Error: 'city' is already retired: 5 datasets marked removed on "
+                                 f"{started.astimezone(UTC):%Y-%m-%d %H:%M} UTC (run {first['run_id']}); nothing "
+                                 "left to retire\n")
+    runs = json.loads(invoke("runs", "--db", str(db), "--json").output)
+    assert [r["run_id"] for r in runs if "-retire-" in r["run_id"]] == [first["run_id"]]   # (no second run)
+
+
+def test_retire_of_a_portal_never_harvested_keeps_its_message(harvested, tmp_path):
+    """A guard: a name the catalogue never held is no retirement (a typo, said with the usage line)."""
+    db, _ = harvested
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text('[[portals]]\nid = "other"\ncity = "Other"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
+    result = invoke("retire", "ctiy", "--config", str(elsewhere), "--db", str(db))
+    assert result.exit_code == 2 and "Usage:" in result.output
+    assert ("the catalogue holds no live dataset of a portal 'ctiy' outside "
+            f"{elsewhere} (those it holds: city)") in result.output, result.output
