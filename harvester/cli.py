@@ -135,10 +135,11 @@ def iso_duration(interval: timedelta) -> str:
     return f"{sign}P{days}" + (f"T{time_part}" if time_part else "")
 
 
-def csv_cell(value):
-    """A list, struct or map as JSON text (`["a", "b"]`, which a reader can parse; Python's
-    repr, `['a', 'b']`, is no JSON); a BLOB and an INTERVAL as in JSON (base64, ISO 8601); any
-    other value as csv writes it."""
+def text_cell(value):
+    """A value of `sql` for a CSV or table cell: a list, struct or map as JSON text (`["a", "b"]`,
+    which a reader can parse; Python's repr, `['a', 'b']`, is no JSON); a BLOB and an INTERVAL as
+    in JSON (base64, ISO 8601: the table showed Python's `b'\xff'` and `-1 day, 2:00:00`, which is
+    -22 hours); any other value as it is."""
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(json_safe(value), default=_json_default, ensure_ascii=False)
     if isinstance(value, (bytes, bytearray, memoryview, timedelta)):
@@ -983,7 +984,8 @@ def runs(limit, show_errors, db_path, as_json):
 @cli.command()
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="How the rows are printed (CSV and JSON: a BLOB as base64, an INTERVAL as ISO 8601).")
+              help="How the rows are printed (in each: a BLOB as base64, an INTERVAL as ISO 8601, a list or "
+                   "struct as JSON).")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
 def sql(query, fmt, db_path, as_json):
@@ -1006,10 +1008,10 @@ def sql(query, fmt, db_path, as_json):
         echo_json([dict(zip(columns, map(json_safe, row))) for row in rows])
     elif fmt == "csv":
         # color=True: click takes ANSI sequences out of text bound for no terminal, values included
-        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False,
+        click.echo("".join(csv_lines([columns, *([text_cell(cell) for cell in row] for row in rows)])), nl=False,
                    color=True)
-    else:
-        echo_table(rows, columns)
+    else:   # (the same text as CSV: one form of a value whatever the format)
+        echo_table([[text_cell(cell) for cell in row] for row in rows], columns)
 
 
 @cli.command()

@@ -1416,3 +1416,24 @@ def test_no_catalogue_exits_2_saying_what_to_do_without_a_usage_hint(tmp_path, c
         assert f"no catalogue at {db}: run `civicat harvest` first" in result.output, result.output
         assert "--help" not in result.output and "Usage:" not in result.output, result.output
     assert not db.exists()
+
+
+def test_sql_table_shows_each_value_as_csv_writes_it(empty_catalogue):
+    """The table showed Python's forms: an INTERVAL as `-1 day, 2:00:00` (-22 hours, read as -26),
+    in a list `[datetime.timedelta(days=1)]`, a BLOB `b'\\xff\\x00AB'`; CSV and JSON said ISO 8601
+    and base64. One form in every format now."""
+    import csv
+    import io
+    query = ("SELECT INTERVAL '-1 day 2 hours' AS neg, INTERVAL '1 year 2 months 3 days 04:05:06.5' AS i, "
+             "[INTERVAL 1 DAY] AS l, {'a': INTERVAL 2 HOUR, 'b': 'x''y'} AS s, MAP {1: 'x'} AS m, "
+             "'\\xFF\\x00AB'::BLOB AS b, 'plain' AS t")
+    table = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, query])
+    as_csv = CliRunner().invoke(cli, ["sql", "--db", empty_catalogue, "--format", "csv", query])
+    assert table.exit_code == 0 and as_csv.exit_code == 0, table.output + as_csv.output
+    header, values = list(csv.reader(io.StringIO(as_csv.output)))
+    assert values == ["-PT22H", "P423DT4H5M6.5S", '["P1D"]', '{"a": "PT2H", "b": "x\'y"}', '{"1": "x"}', "/wBBQg==",
+                      "plain"]
+    heading, rule, row = table.output.splitlines()
+    assert heading.split() == header
+    assert re.split(r" {2,}", row.strip()) == values   # (tabulate's columns: two spaces apart at least)
+    assert "timedelta" not in table.output and "day," not in table.output
