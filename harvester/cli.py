@@ -392,7 +392,7 @@ def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> clic
     - a negative number given to an option whose value may be left out (`export --wait -5`):
       click took the number for an option and gave the option no value; said as its type says
       a value out of range (`Invalid value for '--wait': ...`), as for every other option;
-    - a value given to a flag (`harvest --wait 5`)."""
+    - a negative number after a flag (`harvest --wait -5`, as if it took seconds)."""
     name, command = exc.option_name, ctx.invoked_subcommand
     if name in OPTIONS_BEFORE_THE_COMMAND:
         exc.message += (f" {name} is an option of civicat itself: it goes before the command "
