@@ -135,10 +135,11 @@ def iso_duration(interval: timedelta) -> str:
     return f"{sign}P{days}" + (f"T{time_part}" if time_part else "")
 
 
-def csv_cell(value):
-    """A list, struct or map as JSON text (`["a", "b"]`, which a reader can parse; Python's
-    repr, `['a', 'b']`, is no JSON); a BLOB and an INTERVAL as in JSON (base64, ISO 8601); any
-    other value as csv writes it."""
+def text_cell(value):
+    """A value of `sql` for a CSV or table cell: a list, struct or map as JSON text (`["a", "b"]`,
+    which a reader can parse; Python's repr, `['a', 'b']`, is no JSON); a BLOB and an INTERVAL as
+    in JSON (base64, ISO 8601: the table showed Python's `b'\xff'` and `-1 day, 2:00:00`, which is
+    -22 hours); any other value as it is."""
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(json_safe(value), default=_json_default, ensure_ascii=False)
     if isinstance(value, (bytes, bytearray, memoryview, timedelta)):
@@ -328,6 +329,13 @@ class CommandGroup(click.Group):
     (a --log-format that is neither plain nor json) come before the format is known: click
     prints them as plain text."""
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        """The command, its own arguments kept as given (ctx.meta): click's parser keeps no word it
+        took for an option, and the explanation of one names it (_explain_no_such_option)."""
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[COMMAND_ARGS] = list(rest)
+        return name, command, rest
+
     def make_context(self, info_name, args, parent=None, **extra) -> click.Context:
         """The group's options read (before any command): a stop then is a stop as everywhere
         (click's own "Aborted!" and exit 1 said the command had failed)."""
@@ -354,7 +362,9 @@ class CommandGroup(click.Group):
                 echo_error(f"{ctx.invoked_subcommand} failed: {full}", 1)
                 ctx.exit(1)
             if isinstance(exc, click.NoSuchOption):
-                _explain_no_such_option(exc, ctx)
+                exc = _explain_no_such_option(exc, ctx)
+                if ctx.meta.get(LOG_FORMAT) != "json":
+                    raise exc from None
             if ctx.meta.get(LOG_FORMAT) != "json":
                 raise
             if not isinstance(exc, click.ClickException):   # (a bug: Python's traceback was plain text)
@@ -369,23 +379,71 @@ class CommandGroup(click.Group):
 
 
 OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
+COMMAND_ARGS = "civicat.command_args"   # (ctx.meta: the command's arguments as given, CommandGroup.resolve_command)
+TEXT_ARGUMENTS = ("QUERY", "TEXT")   # the arguments that are free text (sql, search), which may start with '-'
 
 
-def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> None:
-    """click's bare "No such option" for the two ways a new user meets it after the command:
-    one of civicat's own options (`civicat harvest -v`), and text that starts with '-' (a query
-    pasted with its leading SQL comment, `-- what changed...`), which click takes for an option."""
+def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> click.UsageError:
+    """click's bare "No such option" for the ways a new user meets it after the command, said
+    (the error to show: `exc`, added to, or one in its place):
+    - one of civicat's own options (`civicat harvest -v`);
+    - text that starts with '-' (a query pasted with its leading SQL comment, `-- what changed...`;
+      `search "-x y"`, whose "-x" click took for a short option), which goes after `--`;
+    - a negative number given to an option whose value may be left out (`export --wait -5`):
+      click took the number for an option and gave the option no value; said as its type says
+      a value out of range (`Invalid value for '--wait': ...`), as for every other option;
+    - a negative number after a flag (`harvest --wait -5`, as if it took seconds)."""
     name, command = exc.option_name, ctx.invoked_subcommand
     if name in OPTIONS_BEFORE_THE_COMMAND:
         exc.message += (f" {name} is an option of civicat itself: it goes before the command "
                         f"(civicat {name}{' json' if name == '--log-format' else ''} {command} ...)")
-    elif any(character.isspace() for character in name) and exc.ctx is not None:   # (no option holds a space)
-        arguments = [param.human_readable_name for param in exc.ctx.command.params
-                     if isinstance(param, click.Argument)]
-        text = name if len(name) <= 40 else name[:40] + "..."
-        exc.message = (f"{text!r} is no option but text that starts with '-' (an SQL comment?): put `--` "
-                       f"before it, after the options ({exc.ctx.command_path} [OPTIONS] -- "
-                       f"{arguments[0] if arguments else 'TEXT'})")
+        return exc
+    if exc.ctx is None:
+        return exc
+    given = ctx.meta.get(COMMAND_ARGS, [])
+    given = given[:given.index("--")] if "--" in given else given   # (after `--`, no option is read)
+    options = {opt: param for param in exc.ctx.command.params if isinstance(param, click.Option)
+               for opt in param.opts}
+    # the word the option came from: click names its first letter alone (`-x y`: '-x'; `-0.5`: '-0')
+    word = next((text for arg in given for text in (arg, arg.partition("=")[2]) if text.startswith(name)), name)
+    for before, arg in zip([None, *given], given) if _a_number(word) else ():
+        option, attached, value = arg.partition("=")
+        if attached and value == word and option in options:   # (`--wait=-5`)
+            before, arg = option, value
+        if arg != word or before not in options:
+            continue
+        param = options[before]
+        if getattr(param, "_flag_needs_value", False):   # (click's word for a value that may be left out)
+            try:
+                param.type.convert(word, param, exc.ctx)
+            except click.BadParameter as bad:
+                return bad
+        elif param.is_flag:
+            exc.message = (f"{before} takes no value, and {word!r} is no option"
+                           + (": --wait-minutes N waits N minutes at most" if before == "--wait"
+                              and "--wait-minutes" in options else ""))
+            return exc
+    if "-" + word.partition("=")[0] in options:   # (`-limit`: one dash short)
+        exc.message = f"No such option {word.partition('=')[0]!r}: did you mean -{word.partition('=')[0]}?"
+        return exc
+    arguments = [param.human_readable_name for param in exc.ctx.command.params if isinstance(param, click.Argument)]
+    # no option holds a space, and no option of a command is one dash and a word
+    looks_like_text = any(character.isspace() for character in word) or not word.startswith("--")
+    if arguments and arguments[0] in TEXT_ARGUMENTS and looks_like_text:
+        text = word if len(word) <= 40 else word[:40] + "..."
+        comment = " (an SQL comment?)" if command == "sql" else ""
+        # (no "Did you mean '--help'?" either: it is no option)
+        return click.NoSuchOption(name, f"{text!r} is no option but text that starts with '-'{comment}: put `--` "
+                                        f"before it, after the options ({exc.ctx.command_path} [OPTIONS] -- "
+                                        f"{arguments[0]})", ctx=exc.ctx)
+    return exc
+
+
+def _a_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 class PlainLogFormatter(logging.Formatter):
@@ -430,6 +488,9 @@ def wait_options(command):
     counted from the start: the lock and the DuckDB file share the bound."""
     @functools.wraps(command)
     def with_wait(*args, wait: bool, wait_minutes: float | None, **kwargs):
+        if wait and wait_minutes is not None:   # (--wait-minutes won, unsaid: a bound the user thought lifted)
+            raise click.UsageError("--wait and --wait-minutes contradict each other: --wait waits as long as it "
+                                   "takes, --wait-minutes N N minutes at most; give one")
         until = (time.monotonic() + wait_minutes * 60 if wait_minutes is not None
                  else math.inf if wait else -math.inf)
         return command(*args, wait=Wait(until, wait_minutes), **kwargs)
@@ -798,6 +859,9 @@ def retire(portal_id, wait, db_path, config_path, as_json):
         try:
             retired = portals_not_in_config(store.con, configured)
             if portal_id not in retired:
+                already = _retired_already(store.con, portal_id)
+                if already:   # (no usage line: nothing was mistyped)
+                    raise Refused(already)
                 raise click.UsageError(f"the catalogue holds no live dataset of a portal {portal_id!r} outside "
                                        f"{config_path}" + (f" (those it holds: {', '.join(retired)})" if retired else ""))
             run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
@@ -811,6 +875,18 @@ def retire(portal_id, wait, db_path, config_path, as_json):
     else:
         click.echo(f"{portal_id}: {counted(report.removed, 'dataset')} marked removed (deleted_at), their history "
                    f"kept (run {run_id})")
+
+
+def _retired_already(con, portal_id: str) -> str | None:
+    """What to say of a portal whose last run was its retirement (a second `retire`, which said
+    only that the catalogue held no live dataset of it), or None."""
+    last = con.execute("""SELECT run_id, started_at, removed FROM harvest_runs WHERE portal_id = ? AND status = 'ok'
+                          ORDER BY started_at DESC LIMIT 1""", [portal_id]).fetchone()
+    if last is None or "-retire-" not in last[0]:
+        return None
+    run_id, started_at, removed = last
+    return (f"{portal_id!r} is already retired: {counted(removed, 'dataset')} marked removed on "
+            f"{started_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC (run {run_id}); nothing left to retire")
 
 
 ERRORS_SHOWN = 1000   # rows of `runs --errors` as a table
@@ -908,7 +984,8 @@ def runs(limit, show_errors, db_path, as_json):
 @cli.command()
 @click.argument("query")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True,
-              help="How the rows are printed (CSV and JSON: a BLOB as base64, an INTERVAL as ISO 8601).")
+              help="How the rows are printed (in each: a BLOB as base64, an INTERVAL as ISO 8601, a list or "
+                   "struct as JSON).")
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (the same as --format json).")
 def sql(query, fmt, db_path, as_json):
@@ -931,10 +1008,10 @@ def sql(query, fmt, db_path, as_json):
         echo_json([dict(zip(columns, map(json_safe, row))) for row in rows])
     elif fmt == "csv":
         # color=True: click takes ANSI sequences out of text bound for no terminal, values included
-        click.echo("".join(csv_lines([columns, *([csv_cell(cell) for cell in row] for row in rows)])), nl=False,
+        click.echo("".join(csv_lines([columns, *([text_cell(cell) for cell in row] for row in rows)])), nl=False,
                    color=True)
-    else:
-        echo_table(rows, columns)
+    else:   # (the same text as CSV: one form of a value whatever the format)
+        echo_table([[text_cell(cell) for cell in row] for row in rows], columns)
 
 
 @cli.command()
@@ -1152,10 +1229,21 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
         echo_table(list(p["row_counts"].items()), ["table", "rows"])
     if "data.json" in result:
         d = result["data.json"]
+        # (what is left out and why, where the figure is read: the offline demo's "2915 left out" alone
+        # read as a fault of civicat's; it is the portals', which published no modified date or contact)
         click.echo(f"{d['path']}: {counted(d['datasets'], 'dataset')}; {d['left_out']} left out"
-                   + (" (--json lists them):" if d["left_out"] else ""))
+                   + (", each lacking a field DCAT-US 1.1 requires (--json lists them):" if d["left_out"] else ""))
         for reason, count in d["left_out_reasons"].items():
             click.echo(f"  {count}: {reason}")
+        portals = list(d["left_out_portals"].items())
+        if portals:
+            click.echo("  by portal: " + ", ".join(f"{portal_id} {count}" for portal_id, count in
+                                                   portals[:PORTALS_NAMED])
+                       + (f" and {counted(len(portals) - PORTALS_NAMED, 'more portal')}"
+                          if len(portals) > PORTALS_NAMED else ""))
+
+
+PORTALS_NAMED = 10   # in the line of an export's data.json that says whose datasets it left out
 
 
 def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *, with_left_out: bool) -> dict:
@@ -1203,7 +1291,9 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
                                "left_out": len(report.left_out),
-                               "left_out_reasons": report.reasons()}
+                               "left_out_reasons": report.reasons(),
+                               "left_out_portals": dict(Counter(item["uid"].split(":", 1)[0]
+                                                                for item in report.left_out).most_common())}
         if with_left_out:
             result["data.json"]["left_out_datasets"] = report.left_out
     return result

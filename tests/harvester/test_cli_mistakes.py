@@ -1,6 +1,7 @@
 """Mistakes a new user makes at the command line (session 35's first hour with the README): each
 refused before anything is done, exit 2, saying what was wrong and what to type instead."""
 import json
+from datetime import UTC
 
 import duckdb
 import pytest
@@ -219,3 +220,118 @@ def test_an_export_whose_folder_is_under_a_file_says_a_file_is_in_the_way(harves
     assert result.exit_code == 1, result.output
     assert f"to {out}: its folder cannot be made: a file is in the way (" in result.output, result.output
     assert (tmp_path / "notes").read_text() == "a file of the user's\n"
+
+
+@pytest.mark.parametrize("text", ["-x y", "-police", "--no longer"])
+def test_search_text_that_starts_with_a_dash_says_to_put_double_dash_before_it(harvested, text):
+    """`civicat search "-x y"` said "No such option '-x'": an option the user never wrote."""
+    db, _ = harvested
+    result = invoke("search", text, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    assert (f"Error: {text!r} is no option but text that starts with '-': put `--` before it, after the options "
+            "(civicat search [OPTIONS] -- TEXT)\n") in result.output, result.output
+    assert "No such option" not in result.output and "SQL comment" not in result.output
+    result = invoke("search", "--db", str(db), "--json", "--", text)   # as the message says: searched
+    assert result.exit_code == 0 and isinstance(json.loads(result.output), list), result.output
+
+
+def test_text_taken_for_an_option_is_offered_no_option_it_is_not(harvested):
+    """`sql "-- hello"` added click's "Did you mean '--help'?" to the advice to put `--` before it."""
+    db, _ = harvested
+    result = invoke("sql", "--db", str(db), "-- hello")
+    assert result.exit_code == 2 and "put `--` before it" in result.output
+    assert "Did you mean" not in result.output, result.output
+
+
+def test_an_option_written_with_one_dash_says_the_option_it_may_be(harvested):
+    db, _ = harvested
+    result = invoke("search", "-limit", "5", "permits", "--db", str(db))
+    assert result.exit_code == 2
+    assert "Error: No such option '-limit': did you mean --limit?\n" in result.output, result.output
+
+
+@pytest.mark.parametrize("wait, said", [(["--wait", "-5"], "-5.0"), (["--wait=-5"], "-5.0"),
+                                        (["--wait", "-0.5"], "-0.5"), (["--wait", "604801"], "604801.0")])
+def test_export_wait_out_of_range_exits_2_naming_it(harvested, tmp_path, wait, said):
+    """`export --wait -5` said "No such option '-5'" (click read the number as an option and
+    --wait, whose SECONDS may be left out, as given none): neither --wait nor what was wrong."""
+    db, _ = harvested
+    out = tmp_path / "export"
+    for args in ([*wait, "--db", str(db), "--out", str(out)], ["--db", str(db), "--out", str(out), *wait]):
+        result = invoke("export", *args)
+        assert result.exit_code == 2, result.output
+        assert f"Error: Invalid value for '--wait': {said} is not in the range 0<=x<=604800.\n" in result.output, \
+            result.output
+        assert not out.exists()
+
+
+def test_export_wait_of_a_valid_number_exports(harvested, tmp_path):
+    """A guard: SECONDS in range, and --wait alone, are taken."""
+    db, _ = harvested
+    for wait in (["--wait", "5"], ["--wait=0"], ["--wait"]):
+        result = invoke("export", "--db", str(db), "--out", str(tmp_path / "export"), *wait)
+        assert result.exit_code == 0, result.output
+
+
+def test_a_negative_wait_is_said_as_a_json_log_line_with_log_format_json(harvested, tmp_path):
+    db, _ = harvested
+    result = invoke("--log-format", "json", "export", "--db", str(db), "--out", str(tmp_path / "e"), "--wait", "-5")
+    assert result.exit_code == 2
+    line = json.loads(result.stderr.strip().splitlines()[-1])
+    assert line["message"].startswith("Invalid value for '--wait': -5.0 is not in the range") and line["exit_code"] == 2
+
+
+def test_a_number_given_to_the_wait_flag_of_a_writer_says_it_takes_none(harvested, portal):
+    db, config = harvested
+    hits = sum(portal.hits.values())
+    result = invoke("harvest", "--config", str(config), "--db", str(db), "--wait", "-5")
+    assert result.exit_code == 2
+    assert ("Error: --wait takes no value, and '-5' is no option: --wait-minutes N waits N minutes at most\n"
+            in result.output), result.output
+    assert sum(portal.hits.values()) == hits
+
+
+@pytest.mark.parametrize("command", [["harvest"], ["records", "city:ds-1"], ["retire", "gone"], ["overlap"]])
+def test_wait_and_wait_minutes_together_exit_2_before_anything_is_done(harvested, portal, command):
+    """Both were taken, --wait-minutes winning unsaid: a user who added --wait to lift a bound
+    still had it."""
+    db, config = harvested
+    runs_before = invoke("runs", "--db", str(db), "--json").output
+    hits = sum(portal.hits.values())
+    extra = ["--config", str(config)] if command[0] != "overlap" else []
+    result = invoke(*command, "--db", str(db), *extra, "--wait", "--wait-minutes", "1")
+    assert result.exit_code == 2, result.output
+    assert ("Error: --wait and --wait-minutes contradict each other: --wait waits as long as it takes, "
+            "--wait-minutes N N minutes at most; give one\n") in result.output, result.output
+    assert sum(portal.hits.values()) == hits and invoke("runs", "--db", str(db), "--json").output == runs_before
+
+
+def test_a_second_retire_says_the_portal_is_already_retired(harvested, tmp_path):
+    """A second `civicat retire` said "the catalogue holds no live dataset of a portal 'city'
+    outside ..." under a usage line, as for a name mistyped: the retirement it did was not said."""
+    db, config = harvested
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text('[[portals]]\nid = "other"\ncity = "Other"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
+    first = json.loads(invoke("retire", "city", "--config", str(elsewhere), "--db", str(db), "--json").output)
+    assert first["removed"] == 5
+    with duckdb.connect(str(read_copy_path(db)), read_only=True) as con:
+        [(started,)] = con.execute("SELECT started_at FROM harvest_runs WHERE run_id = ?", [first["run_id"]]).fetchall()
+    for json_flag in ([], ["--json"]):
+        result = invoke("retire", "city", "--config", str(elsewhere), "--db", str(db), *json_flag)
+        assert result.exit_code == 2, result.output
+        assert result.output == (f"Error: 'city' is already retired: 5 datasets marked removed on "
+                                 f"{started.astimezone(UTC):%Y-%m-%d %H:%M} UTC (run {first['run_id']}); nothing "
+                                 "left to retire\n")
+    runs = json.loads(invoke("runs", "--db", str(db), "--json").output)
+    assert [r["run_id"] for r in runs if "-retire-" in r["run_id"]] == [first["run_id"]]   # (no second run)
+
+
+def test_retire_of_a_portal_never_harvested_keeps_its_message(harvested, tmp_path):
+    """A guard: a name the catalogue never held is no retirement (a typo, said with the usage line)."""
+    db, _ = harvested
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text('[[portals]]\nid = "other"\ncity = "Other"\nkind = "ckan"\nurl = "http://127.0.0.1:9"\n')
+    result = invoke("retire", "ctiy", "--config", str(elsewhere), "--db", str(db))
+    assert result.exit_code == 2 and "Usage:" in result.output
+    assert ("the catalogue holds no live dataset of a portal 'ctiy' outside "
+            f"{elsewhere} (those it holds: city)") in result.output, result.output

@@ -1,6 +1,7 @@
 """`python -m tests.portals`, the offline demo: README's "Try it offline" run as written (the demo
 started as a user starts it, its config harvested with the CLI, then overlap, search, export)."""
 import json
+import re
 import shlex
 import shutil
 import socket
@@ -51,8 +52,7 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     try:
         ready = line_of(demo, "stderr")
         assert ready.startswith("serving 14 portals on http://127.0.0.1:") and str(config) in ready, ready
-        for command in commands:
-            civicat(*command[1:])
+        said = {command[1]: civicat(*command[1:]) for command in commands}
     finally:
         demo.stdin.close()   # (the demo's stop, when its stdin is a pipe)
         code = ended(demo)
@@ -82,6 +82,19 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     hits = json.loads(civicat("search", "building permits", "--db", db, "--limit", "3", "--json"))
     assert {hit["uid"] for hit in hits[:2]} == {"sf:i98e-djp9", "chicago:ydr8-5enu"}
     assert pq.read_metadata(tmp_path / "demo-export" / "datasets.parquet").num_rows == sum(DATASETS.values())
+    # data.json: what the README says of its figure, as the export says it (session 36: "2915 left out" alone)
+    written = len(json.loads((tmp_path / "demo-export" / "data.json").read_text())["dataset"])
+    text = " ".join(section(README.read_text(), "### Try it offline").split())
+    figure = re.search(r"its data\.json (\d+) of them, and it says `([^`]+)`", text)
+    assert figure and int(figure[1]) == written == 22, figure
+    assert f"data.json: {written} datasets; {figure[2]} (--json lists them):" in said["export"], said["export"]
+    reasons = dict(line.strip().split(": ", 1)[::-1] for line in said["export"].splitlines()[-4:-1])
+    assert {reason.split(" (")[0]: int(n) for reason, n in reasons.items()} == {
+        "no modified date": 2615, "no contact email": 2513, "no keyword or theme": 23}
+    assert "no modified date for 2,615" in text and "no contact email for 2,513" in text
+    assert said["export"].splitlines()[-1] == ("  by portal: nyc 1055, philadelphia 402, chicago 370, sf 326, "
+                                               "boston-2013 292, seattle 246, la 214, evian 8, giessen-311 1, "
+                                               "sf-311 1")
     assert pq.read_table(tmp_path / "demo-export" / "records" / "portal=seattle" / "dataset=3k2p-39jp").num_rows == 1000
 
 

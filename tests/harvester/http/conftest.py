@@ -46,14 +46,33 @@ def get(client, portal, path="/doc", **kw):
 @contextlib.contextmanager
 def cut_short_after(client, seconds=60):
     """Waits the test expects to end in well under a second, ended after `seconds` (far beyond
-    any load) by cancelling the run: a test that then sees Interrupted, not the outcome it
-    expects, waited where it should not have (no elapsed time is asserted)."""
-    timer = threading.Timer(seconds, client.cancel)
+    any load) by cancelling the run: the test then fails, saying its wait was not bounded (no
+    elapsed time is asserted). The cancel makes the client raise Interrupted, a KeyboardInterrupt:
+    let out of the test, it ended the whole pytest session (the tests after it never ran, and
+    the run showed few tests), so a cut made here is turned into this test's failure, whatever
+    the test made of the Interrupted (raised on, caught, or asserted against)."""
+    cut = threading.Event()
+
+    def cut_short():
+        cut.set()
+        client.cancel()
+
+    def not_bounded() -> str:
+        return (f"the wait was not bounded: still waiting after {seconds:g} s (cut_short_after cancelled the "
+                "client, which raised Interrupted)")
+
+    timer = threading.Timer(seconds, cut_short)
     timer.start()
     try:
         yield
+    except BaseException:
+        if cut.is_set():   # (the Interrupted, or what the test made of it, shown as this failure's context)
+            pytest.fail(not_bounded(), pytrace=False)
+        raise   # (a Ctrl-C of the run's own, or the test's: as it was)
     finally:
         timer.cancel()
+    if cut.is_set():
+        pytest.fail(not_bounded(), pytrace=False)
 
 
 @contextlib.contextmanager
