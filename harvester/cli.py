@@ -474,6 +474,18 @@ def cli(verbose: int, log_format: str) -> None:
 MAX_WAIT_MINUTES = 10080   # a week, as a portal's max_minutes
 
 
+class NumberRange(click.FloatRange):
+    """click's FloatRange, NaN refused as out of it: click let `nan` through every bound (each
+    comparison with it is false), and a wait of `--wait-minutes nan` had a deadline that never
+    came: it waited as long as it took, the bound the user asked for lost."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value} is not in the range {self._describe_range()}.", param, ctx)
+        return number
+
+
 @dataclass(frozen=True)
 class Wait:
     """How long a writing command waits for the catalogue (another writer, a process holding
@@ -496,7 +508,7 @@ def wait_options(command):
         return command(*args, wait=Wait(until, wait_minutes), **kwargs)
 
     with_wait = click.option(
-        "--wait-minutes", type=click.FloatRange(0, MAX_WAIT_MINUTES, min_open=True), metavar="N",
+        "--wait-minutes", type=NumberRange(0, MAX_WAIT_MINUTES, min_open=True), metavar="N",
         help="Wait as --wait does, for N minutes at most (from the start), then exit 2 naming the holder.")(with_wait)
     return click.option(
         "--wait", is_flag=True,
@@ -1066,7 +1078,7 @@ def search(text, limit, cities, themes, types, db_path, as_json):
 
 
 @cli.command()
-@click.option("--min-score", type=click.FloatRange(0.0, 1.0), default=None,
+@click.option("--min-score", type=NumberRange(0.0, 1.0), default=None,
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
@@ -1163,7 +1175,7 @@ RECORDS_CHANGED_TRIES = 3
               help="Folder of the export (replaced whole by a Parquet export).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["parquet", "data.json"]),
               default=("parquet",), show_default=True, help="What to write (repeatable for both).")
-@click.option("--wait", "wait_seconds", type=click.FloatRange(0, MAX_WAIT_MINUTES * 60), is_flag=False,
+@click.option("--wait", "wait_seconds", type=NumberRange(0, MAX_WAIT_MINUTES * 60), is_flag=False,
               flag_value=EXPORT_WAIT_SECONDS, default=None, metavar="[SECONDS]",
               help=f"During a records pull (which keeps an export out), wait for it to end, SECONDS at most "
                    f"(default {EXPORT_WAIT_SECONDS}), then exit 1 naming it.")

@@ -273,6 +273,28 @@ def test_export_wait_of_a_valid_number_exports(harvested, tmp_path):
         assert result.exit_code == 0, result.output
 
 
+@pytest.mark.parametrize("command, option, said", [
+    (["harvest"], ["--wait-minutes", "nan"], "Invalid value for '--wait-minutes': nan is not in the range 0<x<=10080."),
+    (["export", "--out", "OUT"], ["--wait", "NaN"], "Invalid value for '--wait': NaN is not in the range "
+                                                       "0<=x<=604800."),
+    (["overlap"], ["--min-score", "-nan"], "Invalid value for '--min-score': -nan is not in the range 0.0<=x<=1.0.")])
+def test_a_number_that_is_nan_exits_2_as_out_of_range(harvested, portal, tmp_path, command, option, said):
+    """click's FloatRange let `nan` through its bounds (every comparison with it is false):
+    `--wait-minutes nan` waited as long as it took (its deadline never came: a writer holding the
+    catalogue was waited for until the process was killed; `export --wait nan` had that deadline too). Refused
+    as a number out of range now, before anything is done."""
+    db, config = harvested
+    runs_before = invoke("runs", "--db", str(db), "--json").output
+    hits = sum(portal.hits.values())
+    extra = ["--config", str(config)] if command[0] != "overlap" else []
+    command = [str(tmp_path / "export") if word == "OUT" else word for word in command]
+    result = invoke(*command, *option, "--db", str(db), *extra)
+    assert result.exit_code == 2, result.output
+    assert f"Error: {said}\n" in result.output, result.output
+    assert sum(portal.hits.values()) == hits and invoke("runs", "--db", str(db), "--json").output == runs_before
+    assert not (tmp_path / "export").exists()
+
+
 def test_a_negative_wait_is_said_as_a_json_log_line_with_log_format_json(harvested, tmp_path):
     db, _ = harvested
     result = invoke("--log-format", "json", "export", "--db", str(db), "--out", str(tmp_path / "e"), "--wait", "-5")
