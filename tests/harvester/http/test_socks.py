@@ -195,20 +195,27 @@ def test_a_stop_ends_a_socks_handshake_the_proxy_holds_at_once(socks, tmp_path):
     connect timeout (300 s here, 10 s by default, each retry again). The stop shuts the socket the
     handshake runs on, as it shuts a connect or a TLS handshake: the request ends at once, Interrupted."""
     socks.stall = True
-    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
     url = "http://portal.invalid/doc"
+    stopped = _stopped_in_a_handshake(socks, url, tmp_path, lambda: socks.greeted.wait(60))
+    assert str(stopped) == f"the harvest was interrupted while connecting: {url}"
+
+
+def _stopped_in_a_handshake(socks, url: str, tmp_path, proxy_asked) -> Interrupted:
+    """`url` asked in a thread (its timeouts 300 s) and the client cancelled once `proxy_asked()` is
+    true: the request must end at once (60 s: far beyond any load), Interrupted, which is returned."""
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
     asking, outcomes = asked_in_a_thread(client, "page", url, tmp_path / "data.csv")
     try:
-        assert socks.greeted.wait(60), "the client never greeted the proxy"
+        assert proxy_asked(), "the client never asked the proxy"
         time.sleep(0.2)   # (the client most likely waiting for the proxy's answer; if not, the stop is seen next)
         client.cancel()
-        asking.join(60)   # (far beyond any load: the connect timeout is 300 s)
+        asking.join(60)
         assert not asking.is_alive(), "the handshake went on after the stop"
     finally:
         socks.__exit__()
         asking.join(60)
     assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
-    assert str(outcomes[0]) == f"the harvest was interrupted while connecting: {url}"
+    return outcomes[0]
 
 
 def test_a_socks_handshake_the_proxy_holds_ends_at_the_connect_timeout(socks):
@@ -430,21 +437,14 @@ def test_a_stop_while_the_proxy_holds_an_address_ends_the_request_and_asks_for_n
     socks.use("socks5")
     socks.unanswered.add("127.0.0.2")
     resolver.answers["two.portal.test"] = [["127.0.0.2", "127.0.0.1"]]
-    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
-    url = portal.url.replace("127.0.0.1", "two.portal.test") + "/doc"
-    asking, outcomes = asked_in_a_thread(client, "page", url, tmp_path / "data.csv")
-    try:
+
+    def proxy_asked():
         deadline = time.monotonic() + 60
         while not socks.asked and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.2)   # (the client most likely waiting for the proxy's answer; if not, the stop is seen next)
-        client.cancel()
-        asking.join(60)   # (far beyond any load: the connect timeout is 300 s)
-        assert not asking.is_alive(), "the handshake went on after the stop"
-    finally:
-        socks.__exit__()
-        asking.join(60)
-    assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
+        return bool(socks.asked)
+
+    _stopped_in_a_handshake(socks, portal.url.replace("127.0.0.1", "two.portal.test") + "/doc", tmp_path, proxy_asked)
     assert [host for host, _ in socks.asked] == ["127.0.0.2"]
 
 
