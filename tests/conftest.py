@@ -1,4 +1,5 @@
 """Shared fixtures: a fast-retrying HTTP client, a store in tmp_path, portal configs."""
+import ipaddress
 import json
 import os
 import signal
@@ -173,6 +174,13 @@ def real_selection_path(tmp_path_factory):
     return path
 
 
+def _is_loopback(host) -> bool:
+    try:
+        return isinstance(host, str) and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch):
     """Tests talk to their own portals on 127.0.0.1, never to the network: a URL left
@@ -180,7 +188,7 @@ def _loopback_only(monkeypatch):
     real = socket.getaddrinfo
 
     def guarded(host, *args, **kwargs):
-        if host not in ("127.0.0.1", "localhost", "::1", None):
+        if host not in ("localhost", None) and not _is_loopback(host):   # (127.0.0.2: an address no portal is at)
             raise socket.gaierror(f"tests may not resolve {host!r}: serve it from a local portal")
         return real(host, *args, **kwargs)
 
@@ -191,7 +199,8 @@ def _loopback_only(monkeypatch):
 def resolver(monkeypatch):
     """The resolver of the tests (_loopback_only), but for names a test gives answers of its own:
     a host name mapped to what getaddrinfo does for it in turn (a socket.gaierror raised, or an
-    address resolved in its place, or a threading.Event: the lookup hangs until it is set, then fails
+    address resolved in its place, or a list of addresses, each resolved in turn, answered in that
+    order, or a threading.Event: the lookup hangs until it is set, then fails
     with EAI_AGAIN, as glibc's does once its DNS servers have dropped every query; or (an Event or
     seconds, an address): a slow answer, the address resolved once the Event is set or the seconds
     have passed), the last one kept. Names under .invalid never resolve (RFC 6761), as this machine's resolver answers them:
@@ -217,6 +226,8 @@ def resolver(monkeypatch):
             delay.wait() if isinstance(delay, threading.Event) else time.sleep(delay)
         if isinstance(answer, BaseException):
             raise answer
+        if isinstance(answer, list):   # (a name of several addresses)
+            return [found for address in answer for found in loopback_only(address, *args, **kwargs)]
         return loopback_only(answer, *args, **kwargs)
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)

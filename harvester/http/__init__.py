@@ -22,14 +22,15 @@ patches the module that reads it (harvester.http.json_parsing.STREAMED_JSON_BYTE
 from harvester.http.client import HttpClient
 from harvester.http.errors import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable,
                                    HtmlInsteadOfData, HttpError, Interrupted, InvalidBody, InvalidUrl, LookupTimedOut,
-                                   LookupUnanswered, OverBudget, PermanentError, PortalError, ResolverDown,
-                                   ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload, UnexpectedResult,
-                                   UnsafeXml, error_type)
+                                   LookupUnanswered, OverBudget, PermanentError, PortalError, ProxyRefused,
+                                   ResolverDown, ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload,
+                                   UnexpectedResult, UnsafeXml, error_type)
 from harvester.http.json_parsing import CappedDocument, Entries, capped_json, dropped, parse_json_body, value_in_head
 from harvester.http_cache import ValidatorCache
 
 __all__ = ["CappedDocument", "CertificateRejected", "ConnectionFailed", "Entries", "HostNotFound", "HostUnavailable",
            "HtmlInsteadOfData", "HttpClient", "HttpError", "Interrupted", "InvalidBody", "InvalidUrl", "LookupTimedOut",
-           "LookupUnanswered", "OverBudget", "PermanentError", "PortalError", "ResolverDown", "ResponseTooLarge",
-           "TimedOut", "TransientError", "UnexpectedPayload", "UnexpectedResult", "UnsafeXml", "ValidatorCache",
+           "LookupUnanswered", "OverBudget", "PermanentError", "PortalError", "ProxyRefused", "ResolverDown",
+           "ResponseTooLarge", "TimedOut", "TransientError", "UnexpectedPayload", "UnexpectedResult", "UnsafeXml",
+           "ValidatorCache",
            "capped_json", "dropped", "error_type", "parse_json_body", "value_in_head"]

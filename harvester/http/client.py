@@ -723,11 +723,11 @@ def _by_content_length(response: requests.Response) -> str:
 
 
 def _stop_host_fault(state: tenacity.RetryCallState) -> bool:
-    """tenacity's stop for a HostFault: after its own ATTEMPTS, whatever the request's; for a
+    """tenacity's stop for a HostFault: after its kind's ATTEMPTS, whatever the request's; for a
     ConnectionRefused or a LookupUnanswered, once its host is down; for ResolverDown, at once."""
     failed = state.outcome.exception() if state.outcome else None
     if isinstance(failed, HostFault):
-        return state.attempt_number >= HostFault.ATTEMPTS
+        return state.attempt_number >= failed.ATTEMPTS
     if isinstance(failed, (ConnectionRefused, LookupUnanswered)):
         return failed.host_down is not None
     return isinstance(failed, ResolverDown)

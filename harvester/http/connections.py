@@ -24,12 +24,13 @@ import urllib3
 import urllib3.connection
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
 
 from harvester.http.deadlines import _SocketWatchdog
 from harvester.http.errors import (CertificateRejected, ConnectionFailed, ConnectionRefused, HostNotFound, HttpError,
-                                   InvalidUrl, TimedOut)
+                                   InvalidUrl, ProxyRefused, TimedOut)
 from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
-from harvester.http.socks import REFUSED, SocksProxy, SocksRefused, ask_for_connection
+from harvester.http.socks import PROXY, REFUSED, SocksProxy, SocksRefused, ask_for_connection
 
 
 def _check_url(url: str) -> str:
@@ -112,10 +113,6 @@ class _HeadersInTime:
                 self._connecting.stop()
         try:
             return super().connect()
-        except BaseException as exc:
-            if not isinstance(exc, Exception):   # (a KeyboardInterrupt: urllib3 and ssl close on errors only)
-                _close_sockets_in(exc.__traceback__)
-            raise
         finally:
             if exchange is not None:
                 spent = time.monotonic() - started
@@ -216,16 +213,57 @@ class _HeadersInTime:
         return response
 
 
-def _close_sockets_in(traceback) -> None:
-    """The sockets the frames of `traceback` hold, closed: a connection's, ended by a KeyboardInterrupt
-    (a one-worker harvest's Ctrl-C). The TLS handshake's socket is a local of ssl's until it ends
-    (wrap_socket: the connection's socket handed its descriptor over), out of reach but in them:
-    left to the garbage collector, a ResourceWarning, its descriptor held until then."""
-    while traceback is not None:
-        for value in list(traceback.tb_frame.f_locals.values()):
-            if isinstance(value, socket.socket):
-                value.close()
-        traceback = traceback.tb_next
+class _HandshakeClosed:
+    """An HTTPS connection whose TLS socket is closed whatever ends its handshake. ssl closes it on
+    an OSError or ValueError only, and urllib3 holds it only once the handshake is done: a
+    KeyboardInterrupt in the handshake's wait (a one-worker harvest's Ctrl-C) left it to the
+    garbage collector (a ResourceWarning, its descriptor held until then). So urllib3 is handed
+    the connection's SSL context as _ClosingContext, which makes the socket and does its handshake
+    itself: the socket closed where it is made, as _connected_to closes a TCP socket, never looked
+    for in the frames of another library's code."""
+
+    def connect(self):
+        given = self.ssl_context
+        self.ssl_context = _ClosingContext(given if given is not None else self._tls_context())
+        try:
+            return super().connect()
+        finally:
+            self.ssl_context = given
+
+    def _tls_context(self):
+        """The context urllib3 makes for a connection given none (_ssl_wrap_socket_and_match_hostname)."""
+        context = create_urllib3_context(ssl_version=resolve_ssl_version(self.ssl_version),
+                                         cert_reqs=resolve_cert_reqs(self.cert_reqs),
+                                         ssl_minimum_version=self.ssl_minimum_version,
+                                         ssl_maximum_version=self.ssl_maximum_version)
+        if not (self.ca_certs or self.ca_cert_dir or self.ca_cert_data):   # (urllib3 loads these for its own only)
+            context.load_default_certs()
+        return context
+
+
+class _ClosingContext:
+    """An SSL context (`context`, what urllib3 sets and reads passed on to it) whose wrap_socket does
+    the handshake after the socket is made, not within its making (ssl's documented
+    do_handshake_on_connect=False, then do_handshake), and closes it on whatever ends the handshake."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        object.__setattr__(self, "context", context)
+
+    def __getattr__(self, name):
+        return getattr(self.context, name)
+
+    def __setattr__(self, name, value):
+        setattr(self.context, name, value)
+
+    def wrap_socket(self, sock, *args, do_handshake_on_connect: bool = True, **kwargs) -> ssl.SSLSocket:
+        wrapped = self.context.wrap_socket(sock, *args, do_handshake_on_connect=False, **kwargs)
+        try:
+            if do_handshake_on_connect:
+                wrapped.do_handshake()
+        except BaseException:
+            wrapped.close()
+            raise
+        return wrapped
 
 
 def _connect_unless_stopped(sock: socket.socket, where, connecting: "_Connecting | None") -> None:
@@ -306,8 +344,11 @@ class _ThroughSocks:
     a bound, its refusals counted, the stop ending the connect: _HeadersInTime), then asked for the
     portal (socks.ask_for_connection) within the connect timeout, on the socket `_connecting`
     holds: the stop ends the handshake too, and a TLS handshake through it. The portal's name is
-    looked up here with the same bound unless the proxy looks it up (socks5h://, socks4a://); the
-    portal's port refused behind the proxy counts as its refusal, as when it is asked directly."""
+    looked up here with the same bound unless the proxy looks it up (socks5h://, socks4a://), and
+    each of its addresses asked for in turn, as a direct connection tries them: the first may be one
+    the proxy cannot reach. The portal's port refused behind the proxy counts as its refusal, as
+    when it is asked directly; a refusal asking again cannot change (SocksRefused.final) fails the
+    request at once (ProxyRefused: _connection_failed), unless another address got another answer."""
 
     def __init__(self, *args, _socks_options: dict[str, SocksProxy], **kwargs):
         self._proxy = _socks_options["proxy"]
@@ -316,45 +357,61 @@ class _ThroughSocks:
     def _new_conn(self):
         proxy, endpoint = self._proxy, f"{self.host}:{self.port}"
         exchange = getattr(_EXCHANGE, "current", None)
-        portal = self.host if proxy.remote_names else self._address_for(proxy)
-        sock = self._connected(proxy.host, proxy.port, proxy.endpoint)
+        failures: list[OSError] = []
+        for portal in [self.host] if proxy.remote_names else self._addresses_for(proxy):
+            if failures and self._connecting is not None and self._connecting.stopped:   # (not one more lookup)
+                raise urllib3.exceptions.NewConnectionError(self, "the run was stopped") from ConnectionAbortedError()
+            sock = self._connected(proxy.host, proxy.port, proxy.endpoint)   # (the proxy not reached: raised)
+            try:
+                self._asked_through(sock, proxy, portal)
+            except OSError as exc:   # (a TimeoutError, a SocksRefused among them)
+                failures.append(exc)
+                if getattr(exc, "final", None) == PROXY:   # (no address goes through it: not one more asked)
+                    break
+                continue
+            if exchange is not None:
+                exchange.refusals.connected(endpoint)
+            return sock
+        # the request's failure: the last one asking again may change, if any (another address's answer)
+        failed = next((exc for exc in reversed(failures) if not getattr(exc, "final", None)), failures[-1])
+        if isinstance(failed, SocksRefused) and failed.reply == REFUSED and exchange is not None:
+            exchange.refused = (endpoint, exchange.refusals.refused(endpoint))
+        if isinstance(failed, TimeoutError):
+            raise urllib3.exceptions.ConnectTimeoutError(
+                self, f"the SOCKS proxy's handshake timed out. (connect timeout={self.timeout})") from failed
+        raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {failed}") \
+            from failed
+
+    def _asked_through(self, sock: socket.socket, proxy: SocksProxy, portal: str) -> None:
+        """The proxy asked on `sock` for `portal`, within the connect timeout; `sock` closed
+        whatever ends the handshake (a KeyboardInterrupt too: see _connected_to)."""
         seconds = self.timeout if isinstance(self.timeout, (int, float)) else None   # (not urllib3's "default")
         try:
             ask_for_connection(sock, proxy, portal, self.port, seconds)
             if seconds is not None:   # (its reads were given what was left of it)
                 sock.settimeout(seconds)
-        except BaseException as exc:   # (a KeyboardInterrupt too: see _connected_to)
+        except BaseException:
             sock.close()
-            if isinstance(exc, TimeoutError):
-                raise urllib3.exceptions.ConnectTimeoutError(
-                    self, f"the SOCKS proxy's handshake timed out. (connect timeout={self.timeout})") from exc
-            if isinstance(exc, SocksRefused) and exc.reply == REFUSED and exchange is not None:
-                exchange.refused = (endpoint, exchange.refusals.refused(endpoint))
-            if isinstance(exc, OSError):
-                raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {exc}") \
-                    from exc
             raise
-        if exchange is not None:
-            exchange.refusals.connected(endpoint)
-        return sock
 
-    def _address_for(self, proxy: SocksProxy) -> str:
-        """The portal's address to send the proxy (socks5://, socks4://: one the portal's name is
-        looked up to here); SOCKS4 takes IPv4 addresses only."""
+    def _addresses_for(self, proxy: SocksProxy) -> list[str]:
+        """The portal's addresses to send the proxy (socks5://, socks4://: its name looked up
+        here), in the resolver's order. SOCKS4 carries IPv4 addresses only: an IPv6 one is not
+        sent (the proxy could not be asked for it), and a name with none fails at once."""
         addresses = self._looked_up(self._dns_host, self.port)
         if proxy.version == 4:
             addresses = [address for address in addresses if ":" not in address]
             if not addresses:
                 said = f"takes IPv4 addresses only, and {self.host} has none (socks4a:// sends it its name)"
-                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said)
-        return addresses[0]
+                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said, final=PROXY)
+        return addresses
 
 
 class _DeadlineHTTPConnection(_HeadersInTime, urllib3.connection.HTTPConnection):
     pass
 
 
-class _DeadlineHTTPSConnection(_HeadersInTime, urllib3.connection.HTTPSConnection):
+class _DeadlineHTTPSConnection(_HandshakeClosed, _HeadersInTime, urllib3.connection.HTTPSConnection):
     pass
 
 
@@ -362,7 +419,8 @@ class _SocksHTTPConnection(_ThroughSocks, _HeadersInTime, urllib3.connection.HTT
     pass
 
 
-class _SocksHTTPSConnection(_ThroughSocks, _HeadersInTime, urllib3.connection.HTTPSConnection):
+class _SocksHTTPSConnection(_HandshakeClosed, _ThroughSocks, _HeadersInTime,
+                            urllib3.connection.HTTPSConnection):
     pass
 
 
@@ -484,14 +542,22 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
     unanswered = next((e for e in _causes(exc) if isinstance(e, _LookupFault)), None)
     if unanswered is not None:
         return unanswered.error(url)
+    final = next((e for e in _causes(exc) if isinstance(e, SocksRefused) and e.final), None)
+    if final is not None:   # (what the proxy will say again: a setting to correct; a redirect's host too)
+        return ProxyRefused(urlparse(_url_of(exc) or url).hostname, final.strerror, url)
     if exchange.refused is not None:
         endpoint, seconds = exchange.refused
         return ConnectionRefused(endpoint, url, seconds, exchange.refusals.limit)
     rejected = next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
     if rejected is not None:   # (the host of the request that failed: a redirect's too)
-        host = urlparse(getattr(getattr(exc, "request", None), "url", None) or url).hostname
+        host = urlparse(_url_of(exc) or url).hostname
         return CertificateRejected(host, rejected.verify_message or rejected.strerror or str(rejected), url)
     return ConnectionFailed(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+
+
+def _url_of(exc: Exception) -> str | None:
+    """The URL of the request `exc` (requests' error) failed: a redirect's, where one failed."""
+    return getattr(getattr(exc, "request", None), "url", None)
 
 
 _NAME_NOT_FOUND = {socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)}

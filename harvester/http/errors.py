@@ -193,6 +193,15 @@ class CertificateRejected(HostFault):
         super().__init__(host, f"TLS certificate of {host} not accepted ({reason})", url)
 
 
+class ProxyRefused(HostFault):
+    """The SOCKS proxy refused the request for a reason asking again does not change: a setting to
+    correct (its rules do not let the portal's addresses through, it makes no TCP connections or
+    takes no such address, the user name and password of its URL refused, it is no SOCKS proxy).
+    Never retried: the request fails at once and its host is not asked again this run."""
+
+    ATTEMPTS = 1
+
+
 class Interrupted(KeyboardInterrupt):
     """The run was interrupted (Ctrl-C): every request asked after HttpClient.cancel(), in
     any thread, raises this instead of being made. A KeyboardInterrupt, so that no handler

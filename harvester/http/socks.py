@@ -16,12 +16,24 @@ from urllib.parse import unquote, urlsplit
 
 SCHEMES = {"socks5": (5, False), "socks5h": (5, True), "socks4": (4, False), "socks4a": (4, True)}
 
-# what a SOCKS5 proxy's reply says (RFC 1928, 6), and a SOCKS4 proxy's (its reply's second byte)
-_SOCKS5_REPLIES = {1: "general SOCKS server failure", 2: "connection not allowed by its rules",
-                   3: "network unreachable", 4: "host unreachable", 5: "connection refused", 6: "TTL expired",
-                   7: "command not supported", 8: "address type not supported"}
-_SOCKS4_REPLIES = {0x5B: "request rejected or failed", 0x5C: "its identd unreachable",
-                   0x5D: "its identd said another user id"}
+# What a SOCKS5 proxy's reply says (RFC 1928, 6), and a SOCKS4 proxy's (its reply's second byte), and
+# whether asking again can change it: None, retried under the direct path's bounds; ADDRESS, final for
+# the address asked (another address of the portal may be let through); PROXY, final for every request
+# through the proxy (a setting to change: a night of retries gets the same answer each time).
+ADDRESS, PROXY = "address", "proxy"
+_SOCKS5_REPLIES = {
+    1: ("general SOCKS server failure", None),   # (many proxies' answer for a fault of their own, a connect timed out)
+    2: ("connection not allowed by its rules", ADDRESS),   # (its rules name destinations: another may be allowed)
+    3: ("network unreachable", None),   # (as the direct path's ENETUNREACH: a route that comes back)
+    4: ("host unreachable", None),   # (as EHOSTUNREACH; some proxies' answer too for a name they could not look up)
+    5: ("connection refused", None),   # (counted as the portal's port's refusal: connections.py)
+    6: ("TTL expired", None),   # (a routing loop, or some proxies' answer for a connect timed out)
+    7: ("command not supported", PROXY),   # (it makes no TCP connections (CONNECT): no request goes through it)
+    8: ("address type not supported", ADDRESS)}   # (an IPv6 address, or a name (socks5h://) to one that looks up none)
+_SOCKS4_REPLIES = {
+    0x5B: ("request rejected or failed", None),   # (SOCKS4's one answer for every failure, a refusal among them)
+    0x5C: ("its identd unreachable", PROXY),   # (it wants an identd on civicat's machine: a setting, not a moment)
+    0x5D: ("its identd said another user id", PROXY)}
 REFUSED = "connection refused"   # (the portal's port refused the proxy: counted as a refusal of the port)
 
 
@@ -66,11 +78,13 @@ class SocksProxy:
 
 class SocksRefused(OSError):
     """The proxy's handshake failed: it said no (`reply`, its reason, REFUSED among them), or it is
-    no SOCKS proxy of that version. Its text names the proxy's host and port, never its credentials."""
+    no SOCKS proxy of that version. Its text names the proxy's host and port, never its credentials.
+    `final`: None where asking again may do, ADDRESS where the proxy will not connect to the address
+    asked, PROXY where no request goes through it as set (its login refused, no SOCKS proxy...)."""
 
-    def __init__(self, proxy: SocksProxy, said: str, reply: str | None = None):
+    def __init__(self, proxy: SocksProxy, said: str, reply: str | None = None, final: str | None = None):
         super().__init__(0, f"the SOCKS{proxy.version} proxy {proxy.endpoint} {said}")
-        self.reply = reply
+        self.reply, self.final = reply, final
 
 
 def ask_for_connection(sock: socket.socket, proxy: SocksProxy, host: str, port: int, seconds: float | None) -> None:
@@ -90,22 +104,21 @@ def _socks5(sock: socket.socket, proxy: SocksProxy, host: str, port: int, deadli
     sock.sendall(b"\x05" + bytes([len(methods)]) + methods)
     version, method = _received(sock, 2, proxy, deadline)
     if version != 5:
-        raise SocksRefused(proxy, "is no SOCKS5 proxy (its answer to the greeting is not SOCKS5's)")
+        raise SocksRefused(proxy, "is no SOCKS5 proxy (its answer to the greeting is not SOCKS5's)", final=PROXY)
     if method == 0x02 and proxy.username is not None:
         username, password = proxy.username.encode(), (proxy.password or "").encode()
         sock.sendall(b"\x01" + bytes([len(username)]) + username + bytes([len(password)]) + password)
         if _received(sock, 2, proxy, deadline)[1] != 0:
-            raise SocksRefused(proxy, "refused the user name and password of the proxy's URL")
+            raise SocksRefused(proxy, "refused the user name and password of the proxy's URL", final=PROXY)
     elif method != 0x00:
         raise SocksRefused(proxy, "takes none of the ways to log in offered (none, or the user name and "
-                                  "password of the proxy's URL)")
+                                  "password of the proxy's URL)", final=PROXY)
     sock.sendall(b"\x05\x01\x00" + _socks5_address(host) + port.to_bytes(2, "big"))
     version, reply, _, kind = _received(sock, 4, proxy, deadline)
     if version != 5:
-        raise SocksRefused(proxy, "is no SOCKS5 proxy (its reply is not SOCKS5's)")
+        raise SocksRefused(proxy, "is no SOCKS5 proxy (its reply is not SOCKS5's)", final=PROXY)
     if reply != 0:
-        said = _SOCKS5_REPLIES.get(reply, f"reply {reply}")
-        raise SocksRefused(proxy, f"could not connect to {host}:{port}: {said}", said)
+        raise _refused(proxy, host, port, _SOCKS5_REPLIES.get(reply, (f"reply {reply}", None)))
     # the address it connected from, read to its end: what follows on the socket is the portal's
     length = {1: 4, 4: 16}.get(kind) or (_received(sock, 1, proxy, deadline)[0] if kind == 3 else None)
     if length is None:
@@ -133,10 +146,15 @@ def _socks4(sock: socket.socket, proxy: SocksProxy, host: str, port: int, deadli
     sock.sendall(b"\x04\x01" + port.to_bytes(2, "big") + address + user + name)
     version, reply, *_ = _received(sock, 8, proxy, deadline)
     if version != 0:
-        raise SocksRefused(proxy, "is no SOCKS4 proxy (its reply is not SOCKS4's)")
+        raise SocksRefused(proxy, "is no SOCKS4 proxy (its reply is not SOCKS4's)", final=PROXY)
     if reply != 0x5A:
-        said = _SOCKS4_REPLIES.get(reply, f"reply {reply}")
-        raise SocksRefused(proxy, f"could not connect to {host}:{port}: {said}", said)
+        raise _refused(proxy, host, port, _SOCKS4_REPLIES.get(reply, (f"reply {reply}", None)))
+
+
+def _refused(proxy: SocksProxy, host: str, port: int, reply: tuple[str, str | None]) -> SocksRefused:
+    said, final = reply   # (a reply no RFC names: retried, as a fault not known to last)
+    where = f"[{host}]" if ":" in host else host   # (an IPv6 address's port told apart from it)
+    return SocksRefused(proxy, f"could not connect to {where}:{port}: {said}", said, final)
 
 
 def _received(sock: socket.socket, size: int, proxy: SocksProxy, deadline: float | None) -> bytes:

@@ -175,17 +175,22 @@ def spooled_bodies(monkeypatch):
     return made
 
 
-def left_unclosed_by_ctrl_c(client, url: str, waiting) -> list[str]:
+def left_unclosed_by_ctrl_c(client, url: str, waiting, wakeup: socket.socket | None = None) -> list[str]:
     """`url` asked by `client` in this thread, the main one, as a one-worker harvest asks (pytest's
     workers run their tests in it), and SIGINT sent to it once `waiting()`, in another thread, has
     returned: its handler cancels the client and raises KeyboardInterrupt, as the stop's does
-    (harvester.stopping). The ResourceWarnings of what the request left to the garbage collector."""
+    (harvester.stopping), a byte sent first through `wakeup` if given (a socket of the handler's own,
+    as an event loop's handler wakes the loop through one). The ResourceWarnings of what the request
+    left to the garbage collector."""
     assert threading.current_thread() is threading.main_thread(), "signals are taken by the main thread only"
     interrupted = []
 
     def ctrl_c(signum, frame):
         interrupted.append(signum)
         client.cancel()
+        if wakeup is not None:
+            told = wakeup   # (a local of the handler's frame, which the KeyboardInterrupt is raised from)
+            told.send(b"!")
         raise KeyboardInterrupt
 
     def interrupt():

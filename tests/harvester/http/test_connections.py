@@ -448,13 +448,13 @@ def test_a_connection_tried_at_a_second_address_closes_its_copy_of_the_first():
         assert connecting._sock is None
 
 
-@pytest.mark.parametrize("server", ["an accept queue full", "a TLS handshake never answered"])
-def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_its_socket(server):
-    """A one-worker harvest makes its requests in the main thread, where Ctrl-C raises
-    KeyboardInterrupt in the wait for a connect (a server whose accept queue is full) or a TLS
-    handshake (one that never answers it): only an OSError closed the socket, and ssl's handshake
-    socket is its own until the handshake ends; either was left to the garbage collector (a
-    ResourceWarning, its descriptor held until then). Closed whatever ends the wait."""
+STALLED = ["an accept queue full", "a TLS handshake never answered"]
+
+
+@contextlib.contextmanager
+def _stalled(server: str):
+    """A server the connection waits on (one of STALLED): the URL to ask it, and the wait for the
+    client to be in that wait; the server closed after."""
     if server == "an accept queue full":
         listening, port, held = _filled_accept_queue()
         fillers_connecting = _connecting_to(port)
@@ -472,9 +472,36 @@ def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_its_socket(server):
             assert hello.wait(60), "the client never began the TLS handshake"
 
     try:
-        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0), url, waiting)
+        yield url, waiting
     finally:
         listening.close()
         for connection in held:
             connection.close()
+
+
+@pytest.mark.parametrize("server", STALLED)
+def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_its_socket(server):
+    """A one-worker harvest makes its requests in the main thread, where Ctrl-C raises
+    KeyboardInterrupt in the wait for a connect (a server whose accept queue is full) or a TLS
+    handshake (one that never answers it): only an OSError closed the socket, and ssl's handshake
+    socket is its own until the handshake ends; either was left to the garbage collector (a
+    ResourceWarning, its descriptor held until then). Closed whatever ends the wait."""
+    with _stalled(server) as (url, waiting):
+        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0), url, waiting)
+    assert left == []
+
+
+@pytest.mark.parametrize("server", STALLED)
+def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_the_connection_s_sockets_alone(server):
+    """The sockets a Ctrl-C left were looked for in the frames its KeyboardInterrupt went through
+    (ssl's handshake socket, a local of ssl's), and every socket found there was closed: the signal
+    handler's own too (its wakeup socket, as an event loop's handler writes to), from under the code
+    that holds it. A connection's sockets are closed where they are made now (the TLS one by the
+    context that makes it), none looked for in another's frames: the handler's stays open."""
+    wakeup, woken = socket.socketpair()
+    with wakeup, woken, _stalled(server) as (url, waiting):
+        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0), url, waiting,
+                                       wakeup)
+        assert wakeup.fileno() != -1, "the handler's own socket was closed"
+        assert woken.recv(1) == b"!"
     assert left == []

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable, HttpClient,
-                           Interrupted, LookupUnanswered, TimedOut, TransientError)
+                           Interrupted, LookupUnanswered, ProxyRefused, TimedOut, TransientError)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
                                            dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
@@ -21,12 +21,15 @@ class SocksServer:
     user name and password when `users` is set) and SOCKS4/4a, relaying to the host and port asked.
     `names`: what it looks a name up to (any other is "host unreachable"); `stall`: it reads the
     client's greeting and never answers (a handshake held); `refuse`: its reply code to every
-    request (5: the portal's port refused). `asked`: the (host, port) of each request, a name as a
-    name; `greeted`: set at each greeting read."""
+    request (5: the portal's port refused; SOCKS4's from 0x5B), `replies` to the requests for a
+    host (a name or an address); `unanswered`: the hosts whose requests it reads and never answers.
+    `asked`: the (host, port) of each request, a name as a name; `greeted`: set at each greeting read."""
 
     def __init__(self, users: dict[str, str] | None = None, names: dict[str, str] | None = None) -> None:
         self.users, self.names = users, names or {}
         self.stall, self.refuse = False, None
+        self.replies: dict[str, int] = {}
+        self.unanswered: set[str] = set()
         self.asked: list[tuple[str, int]] = []
         self.greeted = threading.Event()
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -85,7 +88,7 @@ class SocksServer:
             host = str(ipaddress.ip_address(_exactly(client, 4 if kind == 1 else 16)))
         port = int.from_bytes(_exactly(client, 2), "big")
         self.asked.append((host, port))
-        portal, reply = self._connect(host, port)
+        portal, reply = self._connect(client, host, port)
         client.sendall(b"\x05" + bytes([reply]) + b"\x00\x01" + bytes(4) + bytes(2))
         return portal
 
@@ -95,13 +98,16 @@ class SocksServer:
         _until_nul(client)   # (the user id)
         host = _until_nul(client) if address[:3] == b"\x00\x00\x00" else str(ipaddress.IPv4Address(address))
         self.asked.append((host, port))
-        portal, reply = self._connect(host, port)
-        client.sendall(b"\x00" + (b"\x5a" if reply == 0 else b"\x5b") + bytes(6))
+        portal, reply = self._connect(client, host, port)
+        client.sendall(b"\x00" + bytes([0x5A if reply == 0 else max(reply, 0x5B)]) + bytes(6))
         return portal
 
-    def _connect(self, host: str, port: int) -> tuple[socket.socket | None, int]:
-        if self.refuse is not None:
-            return None, self.refuse
+    def _connect(self, client: socket.socket, host: str, port: int) -> tuple[socket.socket | None, int]:
+        if host in self.unanswered:
+            client.recv(1)   # (until the client closes it)
+            raise OSError("never answered")
+        if self.replies.get(host, self.refuse) is not None:
+            return None, self.replies.get(host, self.refuse)
         try:
             address = host if _is_address(host) else self.names[host]
         except KeyError:
@@ -189,20 +195,27 @@ def test_a_stop_ends_a_socks_handshake_the_proxy_holds_at_once(socks, tmp_path):
     connect timeout (300 s here, 10 s by default, each retry again). The stop shuts the socket the
     handshake runs on, as it shuts a connect or a TLS handshake: the request ends at once, Interrupted."""
     socks.stall = True
-    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
     url = "http://portal.invalid/doc"
+    stopped = _stopped_in_a_handshake(socks, url, tmp_path, lambda: socks.greeted.wait(60))
+    assert str(stopped) == f"the harvest was interrupted while connecting: {url}"
+
+
+def _stopped_in_a_handshake(socks, url: str, tmp_path, proxy_asked) -> Interrupted:
+    """`url` asked in a thread (its timeouts 300 s) and the client cancelled once `proxy_asked()` is
+    true: the request must end at once (60 s: far beyond any load), Interrupted, which is returned."""
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
     asking, outcomes = asked_in_a_thread(client, "page", url, tmp_path / "data.csv")
     try:
-        assert socks.greeted.wait(60), "the client never greeted the proxy"
+        assert proxy_asked(), "the client never asked the proxy"
         time.sleep(0.2)   # (the client most likely waiting for the proxy's answer; if not, the stop is seen next)
         client.cancel()
-        asking.join(60)   # (far beyond any load: the connect timeout is 300 s)
+        asking.join(60)
         assert not asking.is_alive(), "the handshake went on after the stop"
     finally:
         socks.__exit__()
         asking.join(60)
     assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
-    assert str(outcomes[0]) == f"the harvest was interrupted while connecting: {url}"
+    return outcomes[0]
 
 
 def test_a_socks_handshake_the_proxy_holds_ends_at_the_connect_timeout(socks):
@@ -276,6 +289,8 @@ def test_a_host_the_socks_proxy_cannot_reach_says_so(socks):
 
 
 def test_a_socks_proxy_s_user_name_and_password_are_sent_and_never_shown(monkeypatch, portal):
+    """Sent (RFC 1929); refused, the request fails at once, never retried (it was, in full: the same
+    user name and password get the same answer all night), and its host is not asked again."""
     from harvester.http.socks import SocksProxy
 
     for name in ("NO_PROXY", "no_proxy"):
@@ -284,11 +299,17 @@ def test_a_socks_proxy_s_user_name_and_password_are_sent_and_never_shown(monkeyp
         monkeypatch.setenv("ALL_PROXY", f"socks5://civicat:s3cr%25t@127.0.0.1:{server.port}")
         assert fast_client(max_attempts=1).get_json(portal.url + "/doc").data == DOC
         monkeypatch.setenv("ALL_PROXY", f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}")
-        with pytest.raises(ConnectionFailed, match="refused the user name and password of the proxy's URL \\(") \
+        client = fast_client(max_attempts=5)
+        with pytest.raises(ProxyRefused, match="refused the user name and password of the proxy's URL \\(") \
                 as failed:
-            fast_client(max_attempts=1).get_json(portal.url + "/doc")
+            client.get_json(portal.url + "/doc")
         assert "s3cret" not in str(failed.value) and "s3cret" not in repr(SocksProxy.from_url(
             f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}"))
+        assert (client.stats.requests, client.stats.retries) == (1, 0)
+        with pytest.raises(HostUnavailable, match="refused the user name and password of the proxy's URL; not asked "
+                                                  "again this run"):
+            client.get_json(portal.url + "/other")
+        assert client.stats.requests == 1
 
 
 def test_a_socks_proxy_s_name_is_looked_up_as_a_portal_s(monkeypatch, resolver):
@@ -363,11 +384,166 @@ def test_tls_through_a_socks_proxy_checks_the_portal_s_certificate(socks, self_s
 
 
 def test_a_socks4_proxy_is_not_asked_for_a_host_of_ipv6_addresses_only(socks, resolver):
-    """SOCKS4 carries IPv4 addresses only: a name that has none is said so, the proxy not asked."""
+    """SOCKS4 carries IPv4 addresses only: a name that has none is said so, the proxy not asked, and
+    not retried (it was, in full: the name's addresses do not change within seconds; socks4a:// or
+    socks5:// is the setting that does)."""
     socks.use("socks4")
-    resolver.answers["six.portal.test"] = ["::1"]
-    with pytest.raises(ConnectionFailed, match=rf"^connection failed: ConnectionError: the SOCKS4 proxy 127\.0\.0\.1:"
-                                               rf"{socks.port} takes IPv4 addresses only, and six\.portal\.test "
-                                               "has none"):
-        fast_client(max_attempts=1).get_json("http://six.portal.test/doc")
-    assert socks.asked == []
+    resolver.answers["six.portal.test"] = [["::1"]]
+    client = fast_client(max_attempts=5)
+    with pytest.raises(ProxyRefused, match=rf"^the SOCKS4 proxy 127\.0\.0\.1:{socks.port} takes IPv4 addresses "
+                                           r"only, and six\.portal\.test has none \(socks4a:// sends it its name\)"):
+        client.get_json("http://six.portal.test/doc")
+    assert socks.asked == [] and client.stats.requests == 1
+
+
+def _portal_port(portal) -> int:
+    return int(portal.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("scheme, addresses, asked", [
+    ("socks5", ["127.0.0.2", "127.0.0.1"], ["127.0.0.2", "127.0.0.1"]),
+    ("socks5", ["::1", "127.0.0.1"], ["::1", "127.0.0.1"]),   # (::1 answered "address type not supported")
+    ("socks4", ["::1", "127.0.0.2", "127.0.0.1"], ["127.0.0.2", "127.0.0.1"])])
+def test_each_address_of_a_portal_is_asked_for_through_a_socks_proxy_in_turn(socks, portal, resolver, scheme,
+                                                                             addresses, asked):
+    """socks5:// and socks4:// sent the proxy the portal's first address alone: a host whose first
+    address the proxy cannot reach (its port refusing there: 127.0.0.2, where no portal listens; an
+    IPv6 address the proxy takes none of) failed, where a direct connection tries the next. Each
+    is asked for in turn now, and SOCKS4, which carries IPv4 addresses only, is sent none of IPv6."""
+    socks.use(scheme)
+    socks.replies["::1"] = 8
+    resolver.answers["two.portal.test"] = [addresses]
+    url = portal.url.replace("127.0.0.1", "two.portal.test") + "/doc"
+    assert fast_client(max_attempts=1).get_json(url).data == DOC
+    assert socks.asked == [(address, _portal_port(portal)) for address in asked]
+
+
+def test_an_address_whose_handshake_the_proxy_holds_is_given_up_at_the_connect_timeout(socks, portal, resolver):
+    """The proxy holding its answer about one address (its own connect to it hanging) costs that
+    address the connect timeout, and the next is asked for, as a direct connect to an address that
+    never answers moves on to the next after it."""
+    socks.use("socks5")
+    socks.unanswered.add("127.0.0.2")
+    resolver.answers["two.portal.test"] = [["127.0.0.2", "127.0.0.1"]]
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=1.0)   # (the next address's time too)
+    with cut_short_after(client):
+        assert client.get_json(portal.url.replace("127.0.0.1", "two.portal.test") + "/doc").data == DOC
+    assert [host for host, _ in socks.asked] == ["127.0.0.2", "127.0.0.1"]
+
+
+def test_a_stop_while_the_proxy_holds_an_address_ends_the_request_and_asks_for_no_other(socks, portal, resolver,
+                                                                                       tmp_path):
+    """(A guard: the stop ends the handshake of the address under way, and no later address is asked for.)"""
+    socks.use("socks5")
+    socks.unanswered.add("127.0.0.2")
+    resolver.answers["two.portal.test"] = [["127.0.0.2", "127.0.0.1"]]
+
+    def proxy_asked():
+        deadline = time.monotonic() + 60
+        while not socks.asked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return bool(socks.asked)
+
+    _stopped_in_a_handshake(socks, portal.url.replace("127.0.0.1", "two.portal.test") + "/doc", tmp_path, proxy_asked)
+    assert [host for host, _ in socks.asked] == ["127.0.0.2"]
+
+
+# what a SOCKS proxy's refusal says, and whether it is final (ProxyRefused) or retried (ConnectionFailed)
+REFUSALS = [("socks5h", 1, "general SOCKS server failure", False),
+            ("socks5h", 2, "connection not allowed by its rules", True),
+            ("socks5h", 3, "network unreachable", False),
+            ("socks5h", 4, "host unreachable", False),
+            ("socks5h", 6, "TTL expired", False),
+            ("socks5h", 7, "command not supported", True),
+            ("socks5h", 8, "address type not supported", True),
+            ("socks5h", 9, "reply 9", False),
+            ("socks4a", 0x5B, "request rejected or failed", False),
+            ("socks4a", 0x5C, "its identd unreachable", True),
+            ("socks4a", 0x5D, "its identd said another user id", True)]
+
+
+@pytest.mark.parametrize("scheme, reply, said, final", REFUSALS)
+def test_a_socks_refusal_asking_again_cannot_change_fails_at_once(socks, scheme, reply, said, final):
+    """Every refusal of the proxy but "connection refused" was retried in full (5 attempts and their
+    waits a request, every request of the portal). One that says how the proxy is set (its rules
+    refuse the portal, it makes no TCP connections or takes no such address, it wants an identd
+    civicat's machine does not run) gets the same answer all night: it fails the request at once,
+    never retried, naming the proxy's answer, and its host is not asked again this run. One about
+    the way to the portal (unreachable, a fault of the proxy's own, a reply no RFC names) is retried
+    as a direct connection's failure is."""
+    socks.use(scheme)
+    socks.replies["portal.invalid"] = reply
+    client = fast_client(max_attempts=3)
+    version = scheme[5]
+    refusal = (rf"the SOCKS{version} proxy 127\.0\.0\.1:{socks.port} could not connect to portal\.invalid:80: "
+               f"{said}")
+    with pytest.raises(ProxyRefused if final else ConnectionFailed,
+                       match=("^" if final else r"^connection failed: ConnectionError: ") + refusal + r" \("):
+        client.get_json("http://portal.invalid/doc")
+    assert (client.stats.requests, client.stats.retries) == ((1, 0) if final else (3, 2))
+    if final:
+        with pytest.raises(HostUnavailable, match=f"^{refusal}; not asked again this run"):
+            client.get_json("http://portal.invalid/other")
+        assert client.stats.requests == 1 and len(socks.asked) == 1
+
+
+def test_a_final_refusal_of_one_address_leaves_the_others_to_ask_for(socks, portal, resolver):
+    """The proxy's rules may refuse one address of the portal and let another through: the next is
+    asked for; the request fails at once only when every address was refused so, and is retried
+    when one of them got an answer asking again may change."""
+    socks.use("socks5")
+    resolver.answers["two.portal.test"] = [["127.0.0.2", "127.0.0.1"]]
+    url = portal.url.replace("127.0.0.1", "two.portal.test") + "/doc"
+    socks.replies["127.0.0.2"] = 2
+    assert fast_client(max_attempts=1).get_json(url).data == DOC
+    socks.replies["127.0.0.1"] = 2
+    with pytest.raises(ProxyRefused, match=r"could not connect to 127\.0\.0\.1:\d+: connection not allowed by its "
+                                           r"rules \("):
+        fast_client(max_attempts=3).get_json(url)
+    socks.replies["127.0.0.2"] = 4
+    client = fast_client(max_attempts=3)
+    with pytest.raises(ConnectionFailed, match=r"could not connect to 127\.0\.0\.2:\d+: host unreachable \("):
+        client.get_json(url)
+    assert client.stats.requests == 3
+    assert [host for host, _ in socks.asked] == ["127.0.0.2", "127.0.0.1"] * 5
+
+
+def test_a_proxy_that_makes_no_connections_is_not_asked_for_another_address(socks, resolver):
+    """"Command not supported" is the proxy's answer for every address: the first one's ends the request."""
+    socks.use("socks5")
+    socks.refuse = 7
+    resolver.answers["two.portal.test"] = [["127.0.0.2", "127.0.0.1"]]
+    with pytest.raises(ProxyRefused, match="command not supported"):
+        fast_client(max_attempts=3).get_json("http://two.portal.test/doc")
+    assert [host for host, _ in socks.asked] == ["127.0.0.2"]
+
+
+def test_a_server_that_is_no_socks_proxy_is_said_so_and_not_asked_again(monkeypatch):
+    """ALL_PROXY naming an HTTP proxy's port with a socks scheme: its answer to the greeting is no
+    SOCKS5 answer, all night. The request fails at once, saying so."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    server = socket.create_server(("127.0.0.1", 0))
+    answered = []
+
+    def answer_as_http():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:   # (closed: the test is over)
+                return
+            with connection, contextlib.suppress(OSError):
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                answered.append(connection)
+
+    threading.Thread(target=answer_as_http, daemon=True).start()
+    monkeypatch.setenv("ALL_PROXY", f"socks5h://127.0.0.1:{server.getsockname()[1]}")
+    client = fast_client(max_attempts=5)
+    try:
+        with pytest.raises(ProxyRefused, match=rf"^the SOCKS5 proxy 127\.0\.0\.1:{server.getsockname()[1]} is no "
+                                               r"SOCKS5 proxy \(its answer to the greeting is not SOCKS5's\) \("):
+            client.get_json("http://portal.invalid/doc")
+    finally:
+        server.close()
+    assert client.stats.requests == 1 and len(answered) == 1
