@@ -892,9 +892,10 @@ def retire(portal_id, wait, db_path, config_path, as_json):
 def _retired_already(con, portal_id: str) -> str | None:
     """What to say of a portal whose last run was its retirement (a second `retire`, which said
     only that the catalogue held no live dataset of it), or None."""
+    from harvester.pipeline import is_retirement
     last = con.execute("""SELECT run_id, started_at, removed FROM harvest_runs WHERE portal_id = ? AND status = 'ok'
                           ORDER BY started_at DESC LIMIT 1""", [portal_id]).fetchone()
-    if last is None or "-retire-" not in last[0]:
+    if last is None or not is_retirement(last[0]):
         return None
     run_id, started_at, removed = last
     return (f"{portal_id!r} is already retired: {counted(removed, 'dataset')} marked removed on "

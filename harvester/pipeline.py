@@ -86,13 +86,21 @@ def portals_not_in_config(con, config_ids: list[str]) -> dict[str, int]:
                                GROUP BY portal_id ORDER BY portal_id""", [config_ids]).fetchall())
 
 
+RETIREMENT = "-retire-"   # in a retirement's run id: `civicat retire` run twice says the portal is retired already
+
+
+def is_retirement(run_id: str) -> bool:
+    """Whether the harvest run `run_id` was a portal's retirement (`retire_portal`'s run)."""
+    return RETIREMENT in run_id
+
+
 def retire_portal(store: Store, portal_id: str, now: datetime) -> tuple[str, PortalReport]:
     """`civicat retire`: a portal gone for good leaves the catalogue as a listing that no longer
     holds its datasets would take them out: each marked `deleted_at`, its history kept, and
     the run recorded (harvest_runs: `removed`). Its listing's memory (listing_pages,
     portal_listings) goes, so that a portal put back in the config is listed afresh. The
     search index follows; the overlap groups at the next `civicat overlap`."""
-    run_id = f"{now:%Y%m%dT%H%M%SZ}-retire-{uuid.uuid4().hex[:8]}"
+    run_id = f"{now:%Y%m%dT%H%M%SZ}{RETIREMENT}{uuid.uuid4().hex[:8]}"
     report = PortalReport(portal_id)
     store.start_run(run_id, portal_id, now)
     store.con.execute("BEGIN TRANSACTION")
