@@ -237,8 +237,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     description_terms = [text.terms(_without_caveats(d)[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
     description, _ = tfidf(description_terms, max_df=0.3)
+    kind_description_terms = [_without_accident_off_the_road(terms, d) for terms, d
+                              in zip(description_terms, rows["description"])]
     found = [concepts.of_dataset_terms(t, d, title, publisher) for t, d, title, publisher
-             in zip(title_terms, description_terms, read_titles, rows.get("publisher") or [None] * n)]
+             in zip(title_terms, kind_description_terms, read_titles, rows.get("publisher") or [None] * n)]
     concept_lists = [kinds for kinds, _ in found]
     # a kind read in a description is weaker evidence than one the title names
     concept_confidence = np.fromiter((1.0 if own else concepts.DESCRIPTION_CONFIDENCE for _, own in found),
@@ -315,6 +317,20 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
                                     for kinds, own in found), dtype=bool, count=n))
+
+
+# an accident a description names is a traffic crash only on the road: a workplace's ('First reports of injury by
+# county based on accident site location'), an employee's 'accident leave' are none (a title's 'Accidents', a police
+# department's records, are crashes: the concepts read titles so)
+ROAD_WORDS = re.compile(r"\b(?:traffic|vehicles?|motor|cars?|roads?|roadways?|highways?|streets?|pedestrians?|bicycl\w*|"
+                        r"bikes?|cyclists?|drivers?|driving|intersections?|transit|bus|buses|trains?|rail|transportation|"
+                        r"crash\w*|collisions?|wrecks?)\b", re.IGNORECASE)
+
+
+def _without_accident_off_the_road(terms: list[str], description: str | None) -> list[str]:
+    if "crash" not in terms or not description or ROAD_WORDS.search(description):
+        return terms
+    return [term for term in terms if term != "crash"]
 
 
 # a disclaimer's numbered caveats ('DATA DISCLAIMER\n1. The data provided are for informational use only and may

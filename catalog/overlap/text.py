@@ -560,7 +560,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
             if phrase:
                 continue
         # (titles are read with their bigrams, descriptions without: a head noun is a title's)
-        if (_is_content(word) or _heads_a_title(stemmed, i, bigrams)) and word not in drop and raw[i] not in drop:
+        if ((_is_content(word) or _heads_a_title(stemmed, i, bigrams)) and word not in drop and raw[i] not in drop
+                and not (raw[i] in STATE_CODES and _beside_own_place(raw, i, drop))):
             units.append((word, raw[i]))
         elif units and units[-1][0]:
             units.append(("", ""))  # a dropped word breaks bigrams
@@ -650,13 +651,50 @@ def body_words(title: str | None) -> frozenset[str]:
 WHOLE_PLACE = frozenset({"citywide", "countywide", "statewide"})
 
 
+# the two-letter codes of the 50 US states and DC, by name: a place's own state is written by its code too ('San
+# Francisco, CA', 'yg821jf8611 tx austin 2020 04 01 csv', 'CT Department of Labor' of Connecticut's portal)
+US_STATE_CODES = {
+    "alabama": "al", "alaska": "ak", "arizona": "az", "arkansas": "ar", "california": "ca", "colorado": "co",
+    "connecticut": "ct", "delaware": "de", "florida": "fl", "georgia": "ga", "hawaii": "hi", "idaho": "id",
+    "illinois": "il", "indiana": "in", "iowa": "ia", "kansas": "ks", "kentucky": "ky", "louisiana": "la",
+    "maine": "me", "maryland": "md", "massachusetts": "ma", "michigan": "mi", "minnesota": "mn", "mississippi": "ms",
+    "missouri": "mo", "montana": "mt", "nebraska": "ne", "nevada": "nv", "new hampshire": "nh", "new jersey": "nj",
+    "new mexico": "nm", "new york": "ny", "north carolina": "nc", "north dakota": "nd", "ohio": "oh", "oklahoma": "ok",
+    "oregon": "or", "pennsylvania": "pa", "rhode island": "ri", "south carolina": "sc", "south dakota": "sd",
+    "tennessee": "tn", "texas": "tx", "utah": "ut", "vermont": "vt", "virginia": "va", "washington": "wa",
+    "west virginia": "wv", "wisconsin": "wi", "wyoming": "wy", "district of columbia": "dc"}
+
+
+STATE_CODES = frozenset(US_STATE_CODES.values())
+
+
+def _beside_own_place(raw: list[str], i: int, drop: frozenset[str]) -> bool:
+    """A state's code written beside a word of the dataset's own place is that place's state, as an address
+    writes it ('Households with Children, San Francisco, CA'; 'arrests in evanston il 2016 to 2021')."""
+    # (a portal's 'data' or 'gov' is no place: 'Parcel ID Data')
+    return any(0 <= j < len(raw) and raw[j] in drop and raw[j] not in STOPWORDS for j in (i - 1, i + 1))
+
+
+def own_state_code(name: str | None) -> str | None:
+    """The code of the state a place's name ends with, as places are written ('Anaheim, California',
+    'Connecticut', 'New York State', 'Washington D.C., District of Columbia'); not a state's name inside a city's
+    ('Kansas City', 'Washington D.C.' alone)."""
+    if not name:
+        return None
+    last = " ".join(find_words(name.rsplit(",", 1)[-1]))
+    return US_STATE_CODES.get(last.removesuffix(" state"))
+
+
 def own_place_words(*names: str | None) -> frozenset[str]:
-    """Words of a dataset's own city and portal id, and the words for the whole of it: 'Chicago Crimes',
-    'Citywide Crimes' and 'Crimes' are the same subject."""
+    """Words of a dataset's own city and portal id, its state's code, and the words for the whole of it: 'Chicago
+    Crimes', 'Citywide Crimes' and 'Crimes' are the same subject, as Austin's 'tx austin' and Garland's 'tx
+    garland' files share no subject by their state."""
     found: set[str] = set(WHOLE_PLACE)
     for name in names:
         if name:
             found.update(w for w in find_words(name) if not w.isdigit())
+            if code := own_state_code(name):
+                found.add(code)
     return frozenset(found - {"of", "the", "and"})
 
 

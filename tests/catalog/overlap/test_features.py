@@ -299,3 +299,20 @@ def test_a_data_disclaimer_s_numbered_caveats_say_nothing_of_what_the_data_holds
             "keywords": [[]] * 3, "themes": [[]] * 3, "asset_type": ["dataset"] * 3}
     c = features.build(rows, {}, {})
     assert c.concept_lists == [(), ("use_of_force",), ("calls_for_service",)]
+
+
+def test_an_accident_a_description_names_off_the_road_is_no_traffic_crash():
+    """Missouri's 'First Reports of Injury by County' (workplace injuries, "based on accident site location") and
+    Maryland's 'DGS Personnel Report' ("... sick leave, and accident leave") are no crashes; a description that
+    puts its accidents on the road, and a police department's title 'Accidents', still name them."""
+    from tests.portals.catalogues import fixture_datasets
+    fixtures = fixture_datasets()
+    entries = [("Missouri", *fixtures[("data.mo.gov", "p7xr-4mcb")]),
+               ("Maryland", *fixtures[("data.maryland.gov", "pz8k-gpmz")]),
+               ("New York State", *fixtures[("data.ny.gov", "q7iu-6j5f")]),
+               ("Bloomington, Indiana", "Accidents", "Bloomington Police Department Calls for Service that reported "
+                                                     "an accident.")]
+    assert "accident" in entries[0][2] and "accident" in entries[1][2]
+    c = described_catalogue(entries)
+    assert c.concept_lists[:2] == [(), ()]
+    assert c.concept_lists[2:] == [("crash",), ("crash",)]   # CDTA's transit metrics count its buses' accidents

@@ -235,3 +235,26 @@ def test_a_building_or_place_kept_for_its_history_is_heritage_and_historic_alone
                   "Lobbyist Data - Historical - Lobbyist Registry - 2010", "NYPD Complaint Data Historic",
                   "Enrollment Capacity And Utilization Reports - Historical by Building"):
         assert not any("heritage" in term or "histor" in term for term in text.terms(title)), title
+
+
+def test_a_place_s_own_state_is_its_own_place_by_its_code_too():
+    """A US state's two-letter code says where, not what: the code of the state a place's name ends with, and a
+    code written beside a word of the place's own name, as an address writes it, are dropped as the name is."""
+    from tests.portals.catalogues import fixture_datasets, place_of, portal_id
+    assert text.own_state_code("Anaheim, California") == "ca"
+    assert text.own_state_code("New York State") == "ny"
+    assert text.own_state_code("Washington D.C., District of Columbia") == "dc"
+    assert text.own_state_code("Kansas City") is None and text.own_state_code("Chicago") is None
+    fixtures = fixture_datasets()
+
+    def title_terms(domain: str, source_id: str) -> list[str]:
+        return text.terms(fixtures[(domain, source_id)][0], text.own_place_words(place_of(domain), portal_id(domain)),
+                          bigrams=False)
+    # Connecticut's portal writes its state by code, San Francisco its city's address
+    assert title_terms("data.ct.gov", "337d-73fs")[:2] == ["dcf", "abuse"]
+    assert title_terms("data.sfgov.org", "dduv-erzw") == ["pedestrian", "injury", "count"]
+    assert title_terms("data.sfgov.org", "p2n6-q8bk") == title_terms("data.ct.gov", "qkcc-8trv") == ["farmer", "market"]
+    # a code where no name of the place says which state it is stays a word: Hartford's 'CT Transit'
+    assert "ct" in text.terms("CT Transit Bus Stops", text.own_place_words("Hartford", "data-hartford-gov"))
+    # a code beside a portal's own 'data' is no address ('Parcel ID Data' of Hawaii's)
+    assert "id" in text.terms("Parcel ID Data", text.own_place_words("Hawaii", "data-hawaii-gov"))
