@@ -188,6 +188,10 @@ TF_WEIGHT = "p.tf * ($k1 + 1) / (p.tf + $k1 * (1 - $b + $b * p.length / {avgdl})
 # after 5 minutes (docs/benchmarks.md, Search); the longest description of the real catalogues of
 # ../shared has 8,150 characters. The word the cut falls in is indexed as cut.
 INDEXED_CHARS = 1 << 20
+# A field's indexed text (`{text}`: SQL). A text of no more bytes than INDEXED_CHARS has no more
+# characters, so it is taken as it is: left() counts a text's characters, and a whole build read
+# every text three times (its ranges' bytes, the dictionary's pieces, the term frequencies)
+INDEXED_TEXT = "CASE WHEN strlen({text}) <= $indexed_chars THEN {text} ELSE left({text}, $indexed_chars) END"
 
 
 def _text_pieces(docid: str, documents: str = "", within: str = "") -> str:
@@ -196,7 +200,7 @@ def _text_pieces(docid: str, documents: str = "", within: str = "") -> str:
     character), with its field's weight and its document `docid`; `within`: a condition on
     the dataset `d` (AND ...). A field's first $indexed_chars characters (INDEXED_CHARS)."""
     return f"""
-    SELECT docid, weight, unnest(string_split(lower(strip_accents(left(text, $indexed_chars))), ' ')) AS piece
+    SELECT docid, weight, unnest(string_split(lower(strip_accents({INDEXED_TEXT.format(text="text")})), ' ')) AS piece
     FROM (SELECT {docid} AS docid, unnest($weights) AS weight,
                  unnest([d.title, array_to_string(d.keywords, ' '), d.description, d.city]) AS text
           FROM datasets d {documents} WHERE d.deleted_at IS NULL {within})"""
@@ -290,7 +294,7 @@ READ_BYTES = TF_BATCH_BYTES // 2
 # range of row ids ($low, $high), and the most text of a vector of its datasets (`heaviest`, as
 # DuckDB reads them: READ_ROWS): a dataset's column names summed first, by the range's datasets
 # alone (a join of every column with every dataset grows with the catalogue)
-TEXT_BYTES = "coalesce(strlen(left({text}, $indexed_chars)), 0)"
+TEXT_BYTES = "coalesce(strlen(" + INDEXED_TEXT + "), 0)"
 TEXT_RANGES = f"""
     SELECT min(docid) AS first, max(vector) AS heaviest FROM (
         SELECT docid, sum(bytes) OVER (ORDER BY docid) AS upto,

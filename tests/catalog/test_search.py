@@ -1279,6 +1279,24 @@ def test_an_index_that_kept_a_field_whole_past_indexed_chars_is_built_whole_agai
         shutil.rmtree(tmp_path)
 
 
+def test_a_field_is_cut_at_indexed_chars_characters_not_bytes(tmp_path, monkeypatch):
+    """A field of no more bytes than INDEXED_CHARS is taken whole without counting its characters
+    (INDEXED_TEXT); one of more bytes is cut by left(), which counts characters: a field of 10
+    characters in 16 bytes is indexed whole, and one of 15 characters is cut after its 12th, both
+    with a cut of 12. A guard (main cut both alike)."""
+    monkeypatch.setattr(search, "INDEXED_CHARS", 12)
+    store = Store(tmp_path / "c.duckdb")
+    try:
+        store.commit_portal(stage_of(store, [record("whole", "qqq", description="ééé ààà zz"),     # 10 characters, 16 bytes
+                                             record("cut", "www", description="ééé ààà zzzz yy")]),   # 15, cut after "zzzz"
+                            "city", T0, mark_deleted=True)
+        assert search.refresh(store.con, force=True)
+        assert uids(find(store, "zz")) == ["city:whole"] and uids(find(store, "zzzz")) == ["city:cut"]
+        assert find(store, "yy") == [] and sorted(uids(find(store, "eee"))) == ["city:cut", "city:whole"]
+    finally:
+        store.close()
+
+
 def test_a_dataset_of_megabytes_of_text_is_indexed_up_to_indexed_chars_a_field(tmp_path):
     """A dataset's text was read whole and split at once, however long: one of 24 MiB of description
     took 37 s of CPU to index, one of 32 MiB had not been stored and indexed after 5 minutes. A field
