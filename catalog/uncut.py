@@ -292,7 +292,7 @@ def _setting_threads(frame) -> bool:
         if frame.f_code in _CONTEXT_MANAGER:
             manager = frame.f_locals.get("self")
             generator = getattr(manager, "gen", None)
-            if getattr(generator, "gi_code", None) is _ONE_THREAD:
-                return True
+            if getattr(generator, "gi_code", None) is _ONE_THREAD and generator.gi_frame is not None:
+                return True   # (not once it has finished: its `raise_held` is behind, the threads put back)
         frame = frame.f_back
     return False
