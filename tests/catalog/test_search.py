@@ -975,18 +975,10 @@ def test_civicats_sql_writes_lambdas_with_the_keyword_its_connections_refuse_the
         con.close()
 
 
-def test_an_update_deletes_no_posting_and_fits_where_deleting_the_old_ones_did_not(tmp_path, monkeypatch):
-    """The update's old versions' postings are spread over every row group of search_postings
-    (sorted by term), and DuckDB 1.5 holds each row group with a delete in memory it cannot
-    evict: at 300 portals main's `DELETE FROM search_postings` did not fit 128 MB (retried with
-    1 GB every night). The update writes the postings it keeps and the new ones as a table of
-    their own instead, sorted by term, and answers as a whole build. Row groups of DuckDB's
-    smallest size (2,048 rows: each with a delete holds 256 KiB, as one of 16,384 does) let
-    370,000 postings show what 5.9 million did: the DELETE failed under 48 MB (and 56: 20 runs in 20
-    each, session 36). The update fits 36 MB (20 runs in 20 at 36 and 38 under load 20-28, none at 34):
-    48 leaves it 12 MB. Its terms' statement on two DuckDB threads, as it ran until session 36,
-    needed from 36 to 46 MB from run to run (5 runs in 20 fitted 36, 16 fitted 44) and once failed
-    this test in CI; on one it needs the same every run (see search.UPDATE_STEPS)."""
+def _indexed_then_changed_a_night(tmp_path, monkeypatch) -> Store:
+    """A store of 15,000 datasets in row groups of DuckDB's smallest size (2,048 rows), indexed and
+    checkpointed (370,000 postings), then one dataset in 25 changed all over it by a night's merge
+    (titled "quokka"), the search index not refreshed since."""
     import catalog.store as store_module
 
     monkeypatch.setattr(store_module, "ROW_GROUP_ROWS", 2_048)
@@ -1002,9 +994,30 @@ def test_an_update_deletes_no_posting_and_fits_where_deleting_the_old_ones_did_n
         assert store.refresh_search()
         store.con.execute("CHECKPOINT")
         assert rows(store, "SELECT count(*) FROM search_postings")[0][0] > 300_000
-        # one dataset in 25 changed, all over the catalogue (a night's changes)
         store.commit_portal(stage_of(store, [titled(i, "quokka") for i in range(0, 15_000, 25)]), "city",
                             T0 + timedelta(days=1), mark_deleted=False)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def test_an_update_deletes_no_posting_and_fits_where_deleting_the_old_ones_did_not(tmp_path, monkeypatch):
+    """The update's old versions' postings are spread over every row group of search_postings
+    (sorted by term), and DuckDB 1.5 holds each row group with a delete in memory it cannot
+    evict: at 300 portals main's `DELETE FROM search_postings` did not fit 128 MB (retried with
+    1 GB every night). The update writes the postings it keeps and the new ones as a table of
+    their own instead, sorted by term, and answers as a whole build. Row groups of DuckDB's
+    smallest size (2,048 rows: each with a delete holds 256 KiB, as one of 16,384 does) let
+    370,000 postings show what 5.9 million did: the DELETE failed under 48 MB (and 56: 20 runs in 20
+    each, session 36). The update fits 36 MB (20 runs in 20 at 36 and 38 under load 20-28, none at 34):
+    48 leaves it 12 MB. Its terms' statement on two DuckDB threads, as it ran until session 36,
+    needed from 36 to 46 MB from run to run (5 runs in 20 fitted 36, 16 fitted 44) and once failed
+    this test in CI; on one it needs the same every run (see search.UPDATE_STEPS)."""
+    import catalog.store as store_module
+
+    store = _indexed_then_changed_a_night(tmp_path, monkeypatch)
+    try:
         store.con.execute("SET memory_limit = '48MB'")
         assert search.refresh(store.con)   # (not the store's retry with 1 GB)
         store.con.execute(f"SET memory_limit = '{store_module.MEMORY_LIMIT}'")
@@ -1032,20 +1045,8 @@ def test_the_refresh_after_a_night_s_merge_checkpoints_first_and_fits_less_memor
     begins, the index as the update leaves it."""
     import catalog.store as store_module
 
-    monkeypatch.setattr(store_module, "ROW_GROUP_ROWS", 2_048)   # (as the test above: its catalogue)
-    monkeypatch.setattr(search, "UPDATE_SHARE", 0.5)
-    store = Store(tmp_path / "c.duckdb")
+    store = _indexed_then_changed_a_night(tmp_path, monkeypatch)
     try:
-        words = "permits crime salaries budget trees parking water housing".split()
-
-        def titled(i, first):
-            return record(f"d{i:05d}", f"{first} {words[i // 8 % 8]} {i} " + " ".join(f"w{i * j % 4999}" for j in range(20)))
-        store.commit_portal(stage_of(store, [titled(i, words[i % 8]) for i in range(15_000)]), "city", T0,
-                            mark_deleted=True)
-        assert store.refresh_search()
-        store.con.execute("CHECKPOINT")
-        store.commit_portal(stage_of(store, [titled(i, "quokka") for i in range(0, 15_000, 25)]), "city",
-                            T0 + timedelta(days=1), mark_deleted=False)
         assert store.wal_bytes() > 0
         logged_as_it_began = []
         refresh = search.refresh
