@@ -36,7 +36,9 @@ third signal).
 """
 from __future__ import annotations
 
+import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -70,11 +72,17 @@ def pythons_own(handler) -> bool:
 
 def raise_or_hold(stop: BaseException) -> None:
     """A stop handler's last step: `stop` raised, or held while the main thread is in a
-    Connection's call."""
-    if in_statement():
+    Connection's call or sets DuckDB's threads for `one_thread` (raised as its setting is done)."""
+    if in_statement() or _setting_threads(sys._getframe(1)):
         hold(stop)
         return
     raise stop
+
+
+def raise_held() -> None:
+    """The main thread's stop held outside a call (see `_setting_threads`), raised now."""
+    if threading.get_ident() == _MAIN and _held and not _running:
+        raise _held.pop()
 
 
 @contextmanager
@@ -197,6 +205,8 @@ class Connection:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
         else:
             _running.append(_Call(self))
+            if _held:   # (held outside a call, `_setting_threads`: this call is the first it may interrupt)
+                interrupt_running()
             try:
                 result = method(*args, **kwargs)
             except BaseException as exc:
@@ -237,7 +247,10 @@ def one_thread(con) -> Iterator[None]:
     search build and the close's checkpoint with it. So it is put back on a cursor a stop never
     interrupts (a merge's cursor is interruptible, and so are its cursors), and again should a stop
     be raised in Python as the call begins (the stop's handler raises outside a statement), the
-    stop raised after."""
+    stop raised after. A stop whose handler is civicat's (`raise_or_hold`) that comes in the block's
+    own steps, setting the threads or putting them back, is held until that is done (see
+    `_setting_threads`); Python's own handler, outside a call, raises at any step of Python, and a
+    setting skipped so is put back as the generator is collected."""
     side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
     if isinstance(side, Connection):
         side.interruptible = False
@@ -258,3 +271,28 @@ def one_thread(con) -> Iterator[None]:
                 raise stop
     finally:
         side.close()
+        raise_held()
+
+
+_ONE_THREAD = one_thread.__wrapped__.__code__
+_CONTEXT_MANAGER = {contextlib._GeneratorContextManager.__enter__.__code__,
+                    contextlib._GeneratorContextManager.__exit__.__code__}
+
+
+def _setting_threads(frame) -> bool:
+    """Whether the main thread, stopped in `frame`, is in `one_thread`'s own steps: setting DuckDB's
+    threads, putting them back, or between them and its block (contextlib's `__enter__` as the
+    setting is done, its `__exit__` before the generator resumes). A stop raised there, at any step
+    of Python, skipped the putting back: the generator stayed suspended, the database on one thread
+    until it was collected (while the stop, and its traceback, lived). Its block is none of these:
+    a stop there is raised as ever."""
+    while frame is not None:
+        if frame.f_code is _ONE_THREAD:
+            return True
+        if frame.f_code in _CONTEXT_MANAGER:
+            manager = frame.f_locals.get("self")
+            generator = getattr(manager, "gen", None)
+            if getattr(generator, "gi_code", None) is _ONE_THREAD and generator.gi_frame is not None:
+                return True   # (not once it has finished: its `raise_held` is behind, the threads put back)
+        frame = frame.f_back
+    return False

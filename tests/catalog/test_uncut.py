@@ -1,5 +1,6 @@
 """catalog.uncut: a stop never drops a DuckDB statement half-way."""
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -251,3 +252,60 @@ def test_no_connection_nor_cursor_prints_duckdbs_progress_bar():
     shown = run([sys.executable, "-c", SETTINGS_SHOWN], cwd=root, capture_output=True, text=True,
                 check=True, env={**os.environ, "PYTHONPATH": str(root)}).stdout.strip()
     assert shown == "[False, False, False, False]"
+
+
+def _stopped_at_step(con, step: int | None) -> tuple[int, list]:
+    """`one_thread`'s block (a statement) run with the profile of Python's steps on, a SIGINT sent at
+    its `step`-th step where Python runs a signal's handler (a Python function's start, a C call's
+    return: sys.setprofile's `call`, `c_return`), taken by a handler that stops as the command's does
+    (`raise_or_hold`). Returns the steps seen and what was raised out of the `with`, each with
+    DuckDB's threads read while the stop is alive."""
+    seen, raised = [0], []
+
+    def profiled(frame, event, arg):
+        if event in ("call", "c_return"):
+            seen[0] += 1
+            if seen[0] == step:
+                signal.raise_signal(signal.SIGINT)   # (the handler runs as this returns: raised there)
+
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: uncut.raise_or_hold(KeyboardInterrupt()))
+    try:
+        sys.setprofile(profiled)
+        try:
+            with uncut.one_thread(con):
+                con.execute("SELECT 42").fetchall()
+        except KeyboardInterrupt as stop:
+            sys.setprofile(None)
+            raised.append((type(stop).__name__, con.execute("SELECT current_setting('threads')").fetchone()[0]))
+        sys.setprofile(None)
+        try:   # (a stop still held would land on the next call)
+            con.execute("SELECT 1").fetchall()
+        except KeyboardInterrupt:
+            raised.append(("held past the block", None))
+    finally:
+        sys.setprofile(None)
+        signal.signal(signal.SIGINT, previous)
+    return seen[0], raised
+
+
+def test_a_stop_at_any_step_of_one_thread_leaves_the_database_its_threads():
+    """A stop raised in Python between `one_thread`'s steps and its block (contextlib's `__enter__`
+    once the threads were set, its `__exit__` before the generator resumed to put them back) skipped
+    the putting back: the database stayed on one thread while the stop lived (its traceback holds the
+    suspended generator), for good in a process that kept it (main: 3 steps of this sweep). Now a stop
+    that comes in one_thread's own steps is held until its setting is done, then raised: at every
+    step, one KeyboardInterrupt out of the `with`, the threads put back as it is raised."""
+    con = uncut.connect()
+    try:
+        con.execute("SET threads = 3")
+        steps, raised = _stopped_at_step(con, None)
+        assert raised == [] and steps > 20
+        left = {}
+        for step in range(1, steps + 1):
+            seen, raised = _stopped_at_step(con, step)
+            if raised != [("KeyboardInterrupt", 3)]:
+                left[step] = raised
+            con.execute("SET threads = 3")   # (for the next step, whatever this one left)
+        assert left == {}
+    finally:
+        con.close()
