@@ -572,7 +572,7 @@ def test_zurich_dates_and_newer_frequencies_re_map_a_catalogue_stored_by_mapping
     assert count(store, "SELECT count(*) FROM harvest_errors WHERE severity = 'warning' AND stage = 'map'") == 0
 
 
-def future_warnings(store, run_id=None) -> list[tuple]:
+def warnings_of(store, run_id=None) -> list[tuple]:
     return store.con.execute("""SELECT source_id, stage, error_type, message FROM harvest_errors
                                 WHERE severity = 'warning' AND (run_id = ? OR ? IS NULL) ORDER BY source_id""",
                              [run_id, run_id]).fetchall()
@@ -597,7 +597,7 @@ def test_a_modified_after_the_harvest_s_clock_is_kept_with_a_warning(store, http
     assert stored[planned] == datetime(2026, 10, 1, tzinfo=UTC)
     assert max(modified for source_id, modified in stored.items() if source_id != planned) == \
         datetime(2026, 8, 7, tzinfo=UTC)
-    assert future_warnings(store) == [(planned, "store", "FutureModified", "modified: 2026-10-01T00:00:00Z is 54 days "
+    assert warnings_of(store) == [(planned, "store", "FutureModified", "modified: 2026-10-01T00:00:00Z is 54 days "
                                        "after this harvest began (a change planned, or a typo); stored as the portal "
                                        "gives it")]
 
@@ -619,7 +619,7 @@ def test_a_modified_ahead_is_warned_of_every_night_it_is_still_ahead(store, http
             run = harvest([portal_config("zh", "ckan", portal.url)], store, http)
             report = run.portals[0]
             nights.append(((report.status, report.new, report.unchanged, report.warnings),
-                           future_warnings(store, run.run_id)))
+                           warnings_of(store, run.run_id)))
     ahead = "after this harvest began (a change planned, or a typo); stored as the portal gives it"
     assert nights == [
         (("ok", 6, 0, 1), [(planned, "store", "FutureModified", f"modified: 2026-10-01T00:00:00Z is 54 days {ahead}")]),
@@ -648,3 +648,20 @@ def test_datasets_dated_ahead_are_named_up_to_a_bound_and_the_rest_counted(store
         [(source_id, "store", "FutureModified") for source_id in latest] + [(None, "store", "FutureModified")]
     assert warnings[-1][3].startswith("2 more datasets have a modified more than a day after this harvest began "
                                       "(the 3 latest are named;")
+
+
+def test_a_package_harvested_from_data_json_with_a_repeating_modified_is_stored_with_its_record_s_day(store, http):
+    """Over HTTP: Birmingham's recorded package as a CKAN harvest of a data.json document keeps it, its
+    `modified` extra "R/P1W" (data.gov's harvester writes the document's value there): stored with the
+    CKAN record's metadata_modified and the frequency R/P1W, a warning naming the interval (before session
+    37: `modified` null, frequency null, a warning "not a date/time")."""
+    package = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][0]
+    package["extras"] = [{"key": "modified", "value": "R/P1W"}]
+    with CkanPortal([package]) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert (report.status, report.new, report.warnings) == ("ok", 1, 1)
+    assert store.con.execute("SELECT modified, accrual_periodicity FROM datasets").fetchall() == [
+        (datetime(2021, 1, 15, 10, 25, 28, 638659, tzinfo=UTC), "R/P1W")]
+    assert warnings_of(store) == [(package["id"], "map", "InvalidValue", "modified: a repeating interval 'R/P1W' "
+                                       "(updated continually), not a date: the CKAN record's metadata_modified stored "
+                                       "instead, and read as the update frequency (the entry gives none)")]
