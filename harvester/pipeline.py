@@ -320,11 +320,11 @@ def warn_future_modified(store: Store, portal_id: str, began: datetime, errors: 
     count, named = store.modified_after(portal_id, after, FUTURE_MODIFIED_NAMED)
     for source_id, modified in named:
         errors.add(source_id, "store", "FutureModified", future_modified(modified, after), severity="warning")
-    if count > len(named):
+    if (more := count - len(named)) > 0:
         errors.add(None, "store", "FutureModified",
-                   f"{count - len(named)} more datasets have a modified more than a day after this harvest began "
-                   f"(the {len(named)} latest are named; `modified > now() + INTERVAL 1 DAY` in the datasets "
-                   "table lists them all)", severity="warning")
+                   f"{more} more dataset{'s have' if more != 1 else ' has'} a modified more than a day after this "
+                   f"harvest began (the {len(named)} latest are named; `modified > now() + INTERVAL 1 DAY` in the "
+                   "datasets table lists them all)", severity="warning")
 
 
 def future_modified(modified: datetime, after: datetime) -> str:
