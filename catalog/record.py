@@ -471,6 +471,28 @@ def repeating_duration(value) -> str | None:
     return value if _ISO_PERIODICITY.match(value) and not value.endswith(("P", "T")) else None
 
 
+def modified_and_frequency(modified, frequency, notes: Notes, *, instead=None,
+                           instead_named: str = "") -> tuple[str | None, str | None]:
+    """A dataset's `modified` (a timestamp) and update frequency (`frequency`, as `periodicity` reads
+    it). A `modified` that is a repeating duration ("R/P1D": DCAT-US 1.1's way of saying the dataset is
+    updated continually) names no day: the timestamp `instead` where the portal keeps one of its own
+    (CKAN's record's `metadata_modified`, named `instead_named`), else null, with a warning naming it;
+    and it is the dataset's frequency where `frequency` gives none. DCAT-US documents carry it
+    (Philadelphia's 11 recorded entries), and so do CKAN packages harvested from them, whose `modified`
+    extra keeps the document's value (data.gov's harvester writes `{"key": "modified", "value": "R/P1W"}`)."""
+    continual = repeating_duration(modified)
+    if continual is None:
+        return timestamp(modified, notes, "modified"), periodicity(frequency, notes)
+    kept = timestamp(instead, notes, "modified") if instead is not None else None
+    stored = f"{instead_named} stored instead" if kept else "stored as null"
+    if text(frequency) is None:
+        notes.warn("modified", f"a repeating interval {continual!r} (updated continually), not a date: {stored}, and "
+                               "read as the update frequency (the entry gives none)")
+        return kept, continual
+    notes.warn("modified", f"a repeating interval {continual!r} (updated continually), not a date: {stored}")
+    return kept, periodicity(frequency, notes)
+
+
 def periodicity(value, notes: Notes | None = None, field_name: str = "accrual_periodicity") -> str | None:
     """An ISO 8601 repeating duration, 'irregular' or 'unknown' (the portal says so: unknown,
     never, not planned); None when absent or not read, as every value that does not parse

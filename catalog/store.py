@@ -1045,6 +1045,17 @@ class Store:
             return self.con.execute("SELECT count(*) FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
                                     [portal_id]).fetchone()[0]
 
+    def modified_after(self, portal_id: str, after: datetime, limit: int) -> tuple[int, list[tuple[str, datetime]]]:
+        """The portal's datasets not deleted whose `modified` is later than `after`: how many, and
+        the source id and `modified` of the first `limit` of them, latest first. (Few datasets are
+        dated ahead: the row groups' `modified` ranges skip nearly all of them unread.)"""
+        with self._write_lock:
+            rows = self.con.execute(
+                """SELECT source_id, modified, count(*) OVER () FROM datasets
+                   WHERE portal_id = ? AND deleted_at IS NULL AND modified > ?
+                   ORDER BY modified DESC, source_id LIMIT ?""", [portal_id, after, limit]).fetchall()
+        return (rows[0][2] if rows else 0), [(source_id, modified) for source_id, modified, _ in rows]
+
     def raw_hashes(self, portal_id: str) -> dict[str, str]:
         """uid -> raw hash of the portal's datasets not deleted (what an unchanged entry matches)."""
         with self._write_lock:

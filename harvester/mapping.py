@@ -24,12 +24,12 @@ from contextlib import contextmanager
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 
-from catalog.record import Notes, RecordRejected, format_timestamp, validate
+from catalog.record import Notes, RecordRejected, validate
 from catalog.stage import (RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash,
                            import_arrow_without_numpy)
 from harvester.config import PortalConfig
@@ -101,8 +101,6 @@ class Batch:
     directory: str
     number: int
     entries: list[tuple[bytes, bytes | None]] = field(default_factory=list)  # compact JSON: entry, details
-    # a `modified` after this (the harvest's start and a day, as a stored timestamp) is noted (future_modified)
-    modified_after: str | None = None
 
 
 @dataclass
@@ -118,15 +116,14 @@ def map_batch(batch: Batch) -> BatchResult:
     adapter = _adapter(batch.portal)
     rows, errors = RecordBatch(), []
     for entry_json, details_json in batch.entries:
-        map_entry(adapter, batch.portal, entry_json, details_json, rows, errors, batch.modified_after)
+        map_entry(adapter, batch.portal, entry_json, details_json, rows, errors)
     rows.write(Path(batch.directory), batch.number)
     return BatchResult(batch.number, len(rows), errors, rows.longest)
 
 
 def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, details_json: bytes | None,
-              rows: RecordBatch, errors: list[ErrorRow], modified_after: str | None = None) -> None:
-    """One entry: a validated record added to `rows`, or the reason it was not, in `errors`;
-    a `modified` later than `modified_after` is kept, with a warning (future_modified)."""
+              rows: RecordBatch, errors: list[ErrorRow]) -> None:
+    """One entry: a validated record added to `rows`, or the reason it was not, in `errors`."""
     entry = orjson.loads(entry_json)
     details = orjson.loads(details_json) if details_json is not None else None
     source_id = adapter.source_id(entry)
@@ -137,8 +134,6 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
         record.update(uid=f"{portal.id}:{source_id}", portal_id=portal.id, city=portal.city, portal_kind=portal.kind,
                       parent_uid=parent)
         validate(record, notes)
-        if modified_after is not None and (record.get("modified") or "") > modified_after:
-            notes.warn("modified", future_modified(record["modified"], modified_after))
     except RecordRejected as exc:
         errors.append((source_id, "validate", "RecordRejected", str(exc), "error"))
         return
@@ -150,31 +145,6 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
     # (the record is made: the entry and details are needed no more, the hash view may cut them)
     rows.add(record, entry_json, details_json, raw_hash(adapter, entry, details, True))
-
-
-# how far past the harvest's own start a `modified` may be before it is noted: a portal's clock, or
-# a date written in its own zone's day, may run hours ahead of the harvest's
-FUTURE_MODIFIED_SLACK = timedelta(days=1)
-
-
-def future_modified_after(began: datetime | None) -> str | None:
-    """The latest `modified` a harvest begun at `began` takes without a note, as a stored timestamp
-    (stored timestamps compare as text: the same form, UTC, 'YYYY-MM-DDTHH:MM:SS[.ffffff]Z')."""
-    return None if began is None else format_timestamp(began + FUTURE_MODIFIED_SLACK)
-
-
-def future_modified(modified: str, after: str) -> str:
-    """The warning of a `modified` past the harvest's clock (`after`: its start and a day). It is
-    kept as the portal gives it: a date of a change planned (Stadt Zürich's dateLastUpdated
-    "01.10.2026", recorded on 7 August 2026) and a typo look alike, and the mapping is the entry's
-    alone (a dataset is mapped again only when its entry changes: one stored null would stay null
-    once its day had come)."""
-    try:   # (a note must never cost the dataset: a value of another form is said without its days)
-        days = (datetime.fromisoformat(modified) - datetime.fromisoformat(after) + FUTURE_MODIFIED_SLACK).days
-        ahead = f"{days} day{'s' if days != 1 else ''}"
-    except (TypeError, ValueError, OverflowError):
-        ahead = "more than a day"
-    return f"{modified} is {ahead} after this harvest began (a change planned, or a typo); stored as the portal gives it"
 
 
 def raw_hash(adapter: PortalAdapter, entry: dict, details: dict | None, owned: bool = False) -> str:
@@ -404,14 +374,13 @@ class Mapper:
         self.restamped: set[str] = set()
         self.pool = pool if pool is not None and pool.workers > 0 else None
         self.max_in_flight = 2 * (self.pool.workers if self.pool else 1)
-        self._modified_after = future_modified_after(now)   # (each batch carries it to its worker)
         self.batch = self._new_batch()
         self.in_flight: deque[tuple[Batch, Future, dict[str, str]]] = deque()
         self.listed = 0
         self.pool_after = POOL_AFTER
 
     def _new_batch(self) -> Batch:
-        return Batch(self.portal, str(self.stage.directory), -1, modified_after=self._modified_after)
+        return Batch(self.portal, str(self.stage.directory), -1)
 
     @property
     def known(self) -> dict[str, str]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from catalog import events, uncut
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
+from catalog.record import format_timestamp
 from catalog.store import MergeOutcomeUnknown, Store, StoppedAfterStoring, bound_the_c_heap, page_identity
 from catalog.transactions import rollback
 from harvester.config import PortalConfig
@@ -299,6 +300,40 @@ def _listed_over_the_cap(entry, reason: str, adapter, portal: PortalConfig, stag
                f"{'its stored version kept' if stored else 'never stored'} ({RAISE_THE_CAP})")
 
 
+# how far past the harvest's own start a `modified` may be before it is warned of: a portal's clock, or
+# a date written in its own zone's day, may run hours ahead of the harvest's
+FUTURE_MODIFIED_SLACK = timedelta(days=1)
+# datasets dated ahead named one by one in a portal's night; any more are counted in one warning (a
+# portal dating its whole catalogue ahead, a year's typo in its template, would add a row a dataset a night)
+FUTURE_MODIFIED_NAMED = 100
+
+
+def warn_future_modified(store: Store, portal_id: str, began: datetime, errors: "ErrorLog") -> None:
+    """A warning (FutureModified) for each of the portal's stored datasets whose `modified` is more
+    than a day after the harvest began, on every night it is, mapped that night or not. The value is
+    kept as the portal gives it: a date of a change planned (Stadt Zürich's dateLastUpdated
+    "01.10.2026", recorded on 7 August 2026) and a typo look alike, and a dataset is mapped again only
+    when its entry changes (one stored null would stay null once its day had come). Until session 37
+    the mapping warned, so only on the night its entry was mapped: an unchanged dataset dated ahead
+    went unsaid every night after."""
+    after = began + FUTURE_MODIFIED_SLACK
+    count, named = store.modified_after(portal_id, after, FUTURE_MODIFIED_NAMED)
+    for source_id, modified in named:
+        errors.add(source_id, "store", "FutureModified", future_modified(modified, after), severity="warning")
+    if (more := count - len(named)) > 0:
+        errors.add(None, "store", "FutureModified",
+                   f"{more} more dataset{'s have' if more != 1 else ' has'} a modified more than a day after this "
+                   f"harvest began (the {len(named)} latest are named; `modified > now() + INTERVAL 1 DAY` in the "
+                   "datasets table lists them all)", severity="warning")
+
+
+def future_modified(modified: datetime, after: datetime) -> str:
+    """The warning of a `modified` past the harvest's clock (`after`: its start and a day)."""
+    days = (modified - after + FUTURE_MODIFIED_SLACK).days
+    return (f"modified: {format_timestamp(modified)} is {days} day{'s' if days != 1 else ''} after this harvest "
+            "began (a change planned, or a typo); stored as the portal gives it")
+
+
 def run_began() -> datetime:
     """When a portal's run begins: its harvest_runs.started_at, the night its kept lookups are
     asked by (harvester.mapping.lookup_due)."""
@@ -395,6 +430,11 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             counts, records = stop.counts, False
             report.error_message = stored_then_stopped_message(stop.left)
             errors.add(None, "store", "Interrupted", report.error_message, severity="warning")
+        else:
+            try:
+                warn_future_modified(store, portal.id, began, errors)
+            except Exception as exc:   # (the portal is stored: a warning's query must not fail it)
+                log.warning("%s: datasets dated ahead not looked for: %s", portal.id, exc)
         for key, value in counts.items():
             setattr(report, key, value)
         report.unchanged += mapper.unchanged   # recognised before mapping, never staged

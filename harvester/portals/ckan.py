@@ -190,9 +190,12 @@ class CkanAdapter(PortalAdapter):
         out["contact_name"], out["contact_email"] = _contact(entry, notes)
         # the dataset's own DCAT dates (ckanext-dcat, opendata.swiss), else CKAN's record's
         out["issued"] = _issued(entry, extras, notes)
-        out["modified"] = R.timestamp(extras.get("modified") or entry.get("metadata_modified"), notes, "modified")
-        out["accrual_periodicity"] = R.periodicity(extras.get("frequency") or entry.get("accrual_periodicity")
-                                                   or _first(entry.get("updateInterval")), notes)
+        # (a `modified` extra of "R/P1W", as a package harvested from a DCAT-US document keeps it, names no
+        # day: the record's own metadata_modified, and the frequency where the package gives none)
+        out["modified"], out["accrual_periodicity"] = R.modified_and_frequency(
+            extras.get("modified") or entry.get("metadata_modified"),
+            extras.get("frequency") or entry.get("accrual_periodicity") or _first(entry.get("updateInterval")), notes,
+            instead=entry.get("metadata_modified"), instead_named="the CKAN record's metadata_modified")
         out["license"] = R.url(entry.get("license_url")) or R.text(entry.get("license_title")) or \
             R.text(entry.get("license_id"))
         out["access_level"] = "non-public" if entry.get("private") is True else "public"

@@ -155,7 +155,9 @@ class DcatUsAdapter(PortalAdapter):
         # day as its releaseDate in each of their 3,453 recorded entries: read where that is absent)
         out["issued"] = R.timestamp(entry.get("issued") or entry.get("releaseDate") or entry.get("created"),
                                     notes, "issued")
-        out["modified"], out["accrual_periodicity"] = _modified_and_frequency(entry, notes)
+        # (a `modified` of "R/P1D", updated continually, names no day: null, and the frequency where none is given)
+        out["modified"], out["accrual_periodicity"] = R.modified_and_frequency(
+            entry.get("modified"), entry.get("accrualPeriodicity") or entry.get("frequency"), notes)
         out["license"] = R.plain_text(entry.get("license"), notes, "license")
         out["access_level"] = R.access_level(entry.get("accessLevel"), notes)
         out["landing_page"] = R.url(entry.get("landingPage"), notes, "landing_page")
@@ -166,23 +168,6 @@ class DcatUsAdapter(PortalAdapter):
         out["distributions"] = _distributions(entry, notes)
         note_lists_cut(notes, details)
         return out
-
-
-def _modified_and_frequency(entry: dict, notes: Notes) -> tuple[str | None, str | None]:
-    """`modified` and the update frequency (`accrualPeriodicity`, legacy `frequency`). A `modified`
-    that is a repeating duration ("R/P1D": DCAT-US 1.1's way of saying "updated continually, daily")
-    names no day: null, with a warning naming it, and the dataset's frequency where the entry gives
-    none (Philadelphia's 11 such datasets give none: before session 36 their frequency was null)."""
-    modified, frequency = entry.get("modified"), entry.get("accrualPeriodicity") or entry.get("frequency")
-    continual = R.repeating_duration(modified)
-    if continual is None:
-        return R.timestamp(modified, notes, "modified"), R.periodicity(frequency, notes)
-    if R.text(frequency) is None:
-        notes.warn("modified", f"a repeating interval {continual!r} (updated continually), not a date: stored as "
-                               "null, and read as the update frequency (the entry gives none)")
-        return None, continual
-    notes.warn("modified", f"a repeating interval {continual!r} (updated continually), not a date: stored as null")
-    return None, R.periodicity(frequency, notes)
 
 
 # a placeholder of ArcGIS Hub's feed template left as it is, the item having no value for it (the

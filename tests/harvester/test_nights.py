@@ -241,9 +241,9 @@ def as_dicts(nights: Nights, sql: str) -> list[dict]:
 
 
 def readme_questions() -> list[str]:
-    """The README's four questions an analyst asks, as its SQL block gives them."""
+    """The README's five questions an analyst asks, as its SQL block gives them."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    block = readme.split("Four questions an analyst asks", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    block = readme.split("Five questions an analyst asks", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
     queries: list[list[str]] = []
     for line in block.splitlines():
         if line.startswith("--"):
@@ -252,7 +252,7 @@ def readme_questions() -> list[str]:
         else:
             queries[-1].append(line)
     queries = ["\n".join(lines) for lines in queries]
-    assert len(queries) == 4, block
+    assert len(queries) == 5, block
     return queries
 
 
@@ -572,3 +572,24 @@ def test_an_id_listed_twice_every_night_keeps_a_paged_listing_incomplete(tmp_pat
         code, report, _, _ = nights.harvest()
     got = {p["portal_id"]: (p["duplicates"], p["listing_complete"], p["removed"]) for p in report["portals"]}
     assert code == 0 and got == {"soc": (1, False, 0), "dj": (1, True, 1)}
+
+
+def test_the_readme_s_fifth_question_lists_the_datasets_dated_ahead(tmp_path):
+    """README, the fifth question: which datasets say they were modified more than a day from now. Stadt
+    Zürich's six packages (recorded), one of them dated a year ahead of today ("01.10.2026" in the city's
+    recorded catalogue, 54 days after the day it was recorded, moved a year past this test's day), harvested
+    through `civicat harvest` and asked through `civicat sql`: that one alone, with its day; a package of
+    today's date (within the day's slack) is not listed."""
+    zurich = load_json("ckan/zurich-stadt-package_search-verkehr.json")["results"] + \
+        load_json("ckan/zurich-stadt-group_show-mobilitat.json")["packages"]
+    ahead = next(p for p in zurich if p["name"] == "geo_abstimmungsgeraete_taz")
+    today = next(p for p in zurich if p is not ahead)
+    year_ahead, day = now().date().replace(day=1).replace(year=now().year + 1), now().date()
+    ahead["dateLastUpdated"] = f"{year_ahead:%d.%m.%Y}"
+    today["dateLastUpdated"] = f"{day:%d.%m.%Y}"
+    with CkanPortal(zurich) as portal:
+        nights = Nights(tmp_path, {"zh": ("ckan", portal.url, "")})
+        code, report, _, _ = nights.harvest()
+    assert code == 0 and report["portals"][0]["warnings"] == 1, report
+    assert ask(nights, readme_questions()[4]) == [
+        {"uid": f"zh:{ahead['id']}", "title": ahead["title"], "modified": f"{year_ahead:%Y-%m-%d}T00:00:00+00:00"}]

@@ -572,25 +572,96 @@ def test_zurich_dates_and_newer_frequencies_re_map_a_catalogue_stored_by_mapping
     assert count(store, "SELECT count(*) FROM harvest_errors WHERE severity = 'warning' AND stage = 'map'") == 0
 
 
+def warnings_of(store, run_id=None) -> list[tuple]:
+    return store.con.execute("""SELECT source_id, stage, error_type, message FROM harvest_errors
+                                WHERE severity = 'warning' AND (run_id = ? OR ? IS NULL) ORDER BY source_id""",
+                             [run_id, run_id]).fetchall()
+
+
 def test_a_modified_after_the_harvest_s_clock_is_kept_with_a_warning(store, http, monkeypatch):
     """Stadt Zürich's "Abstimmungsgeräte" dataset gives dateLastUpdated "01.10.2026" in the catalogue
     recorded on 7 August 2026: harvested that day, its `modified` is 54 days ahead of the harvest's own
     clock (a change planned, or a typo: nothing tells). It is stored as the portal gives it, with a
-    warning naming it (it was stored without one); the five others, updated up to that very day, have
-    none (a day's slack: a portal's clock, or its zone's day, may run ahead of the harvest's)."""
+    warning naming it (it was stored without one before session 36; stage `map`, type InvalidValue in
+    session 36); the five others, updated up to that very day, have none (a day's slack: a portal's
+    clock, or its zone's day, may run ahead of the harvest's)."""
     require_fixtures()
     from harvester import pipeline
     zurich = zurich_packages()
     monkeypatch.setattr(pipeline, "run_began", lambda: datetime(2026, 8, 7, 9, 0, tzinfo=UTC))
     with CkanPortal(zurich) as portal:
         report = harvest([portal_config("zh", "ckan", portal.url)], store, http).portals[0]
-    assert (report.status, report.new) == ("ok", 6)
+    assert (report.status, report.new, report.warnings) == ("ok", 6, 1)
     planned = next(p["id"] for p in zurich if p["name"] == "geo_abstimmungsgeraete_taz")
     stored = dict(store.con.execute("SELECT source_id, modified FROM datasets").fetchall())
     assert stored[planned] == datetime(2026, 10, 1, tzinfo=UTC)
     assert max(modified for source_id, modified in stored.items() if source_id != planned) == \
         datetime(2026, 8, 7, tzinfo=UTC)
-    warnings = store.con.execute("""SELECT source_id, stage, error_type, message FROM harvest_errors
-                                    WHERE severity = 'warning'""").fetchall()
-    assert warnings == [(planned, "map", "InvalidValue", "modified: 2026-10-01T00:00:00Z is 54 days after this "
-                         "harvest began (a change planned, or a typo); stored as the portal gives it")]
+    assert warnings_of(store) == [(planned, "store", "FutureModified", "modified: 2026-10-01T00:00:00Z is 54 days "
+                                       "after this harvest began (a change planned, or a typo); stored as the portal "
+                                       "gives it")]
+
+
+def test_a_modified_ahead_is_warned_of_every_night_it_is_still_ahead(store, http, monkeypatch):
+    """The night after, Zürich's catalogue unchanged, nothing is mapped (each entry as stored): its
+    "01.10.2026" is still ahead, and said again, 53 days ahead now (until session 37 the mapping said it,
+    so only on the night the entry was mapped: never again while the date stayed ahead). On 30 September
+    it is within a day of the harvest's start: nothing is said."""
+    require_fixtures()
+    from harvester import pipeline
+    zurich = zurich_packages()
+    planned = next(p["id"] for p in zurich if p["name"] == "geo_abstimmungsgeraete_taz")
+    nights = []
+    with CkanPortal(zurich) as portal:
+        for night in (datetime(2026, 8, 7, 9, 0, tzinfo=UTC), datetime(2026, 8, 8, 9, 0, tzinfo=UTC),
+                      datetime(2026, 9, 30, 9, 0, tzinfo=UTC)):
+            monkeypatch.setattr(pipeline, "run_began", lambda night=night: night)
+            run = harvest([portal_config("zh", "ckan", portal.url)], store, http)
+            report = run.portals[0]
+            nights.append(((report.status, report.new, report.unchanged, report.warnings),
+                           warnings_of(store, run.run_id)))
+    ahead = "after this harvest began (a change planned, or a typo); stored as the portal gives it"
+    assert nights == [
+        (("ok", 6, 0, 1), [(planned, "store", "FutureModified", f"modified: 2026-10-01T00:00:00Z is 54 days {ahead}")]),
+        (("ok", 0, 6, 1), [(planned, "store", "FutureModified", f"modified: 2026-10-01T00:00:00Z is 53 days {ahead}")]),
+        (("ok", 0, 6, 0), [])]
+    assert store.con.execute("SELECT DISTINCT modified FROM datasets WHERE source_id = ?", [planned]).fetchall() == [
+        (datetime(2026, 10, 1, tzinfo=UTC),)]
+
+
+def test_datasets_dated_ahead_are_named_up_to_a_bound_and_the_rest_counted(store, http, monkeypatch):
+    """A portal dating its whole catalogue ahead (a typo's year in its template) would add a warning a
+    dataset a night: the latest FUTURE_MODIFIED_NAMED are named, the rest counted in one warning."""
+    from harvester import pipeline
+    monkeypatch.setattr(pipeline, "FUTURE_MODIFIED_NAMED", 3)
+    monkeypatch.setattr(pipeline, "run_began", lambda: datetime(2026, 8, 7, 9, 0, tzinfo=UTC))
+    listed = packages(7)
+    for day, package in enumerate(listed[:5], start=1):
+        package["metadata_modified"] = f"2062-01-0{day}T10:00:00"
+    with CkanPortal(listed) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert (report.status, report.new, report.warnings) == ("ok", 7, 4)
+    warnings = store.con.execute("SELECT source_id, stage, error_type, message FROM harvest_errors "
+                                 "ORDER BY source_id NULLS LAST").fetchall()
+    latest = sorted(package["id"] for package in listed[2:5])   # 3, 4 and 5 January 2062
+    assert [(source_id, stage, error_type) for source_id, stage, error_type, _ in warnings] == \
+        [(source_id, "store", "FutureModified") for source_id in latest] + [(None, "store", "FutureModified")]
+    assert warnings[-1][3].startswith("2 more datasets have a modified more than a day after this harvest began "
+                                      "(the 3 latest are named;")
+
+
+def test_a_package_harvested_from_data_json_with_a_repeating_modified_is_stored_with_its_record_s_day(store, http):
+    """Over HTTP: Birmingham's recorded package as a CKAN harvest of a data.json document keeps it, its
+    `modified` extra "R/P1W" (data.gov's harvester writes the document's value there): stored with the
+    CKAN record's metadata_modified and the frequency R/P1W, a warning naming the interval (before session
+    37: `modified` null, frequency null, a warning "not a date/time")."""
+    package = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][0]
+    package["extras"] = [{"key": "modified", "value": "R/P1W"}]
+    with CkanPortal([package]) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert (report.status, report.new, report.warnings) == ("ok", 1, 1)
+    assert store.con.execute("SELECT modified, accrual_periodicity FROM datasets").fetchall() == [
+        (datetime(2021, 1, 15, 10, 25, 28, 638659, tzinfo=UTC), "R/P1W")]
+    assert warnings_of(store) == [(package["id"], "map", "InvalidValue", "modified: a repeating interval 'R/P1W' "
+                                       "(updated continually), not a date: the CKAN record's metadata_modified stored "
+                                       "instead, and read as the update frequency (the entry gives none)")]

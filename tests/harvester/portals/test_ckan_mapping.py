@@ -116,3 +116,33 @@ def test_zurich_time_range_is_the_period(adapter, time_range, period, warned):
     rec = adapter.map(raw, None, notes)
     assert (rec["temporal_start"], rec["temporal_end"]) == period and notes.items == warned
     assert rec["modified"] == "2025-12-14T00:00:00Z" and rec["issued"] == "2022-07-05T13:55:52.879293Z"
+
+
+def harvested_from_data_json(extras: list[dict]) -> dict:
+    """Birmingham's recorded package with the DCAT-US extras a CKAN harvest of a data.json document
+    gives it: data.gov's harvester (GSA/datagov-harvester) keeps the document's `modified` as the
+    `modified` extra, "R/P1W" included."""
+    raw = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][0]
+    return {**raw, "extras": [{"key": "accessLevel", "value": "public"}, *extras]}
+
+
+def test_a_modified_extra_that_is_a_repeating_interval_gives_the_frequency_and_the_record_s_day(adapter):
+    """A `modified` extra of "R/P1W" (DCAT-US 1.1's "updated continually, weekly") names no day: the
+    package's `modified` is the CKAN record's own metadata_modified, with a warning naming it, and the
+    interval is its frequency where the package gives none (as DCAT-US reads it since session 36).
+    Before session 37 CKAN read it as a date: `modified` null ("not a date/time") and no frequency."""
+    notes = Notes()
+    rec = adapter.map(harvested_from_data_json([{"key": "modified", "value": "R/P1W"}]), None, notes)
+    assert (rec["modified"], rec["accrual_periodicity"]) == ("2021-01-15T10:25:28.638659Z", "R/P1W")
+    assert notes.items == [("modified", "a repeating interval 'R/P1W' (updated continually), not a date: the CKAN "
+                                        "record's metadata_modified stored instead, and read as the update frequency "
+                                        "(the entry gives none)")]
+    notes = Notes()   # the package's own frequency is the one read
+    rec = adapter.map(harvested_from_data_json([{"key": "modified", "value": "R/P1D"},
+                                                {"key": "accrualPeriodicity", "value": "R/P1M"}]), None, notes)
+    assert (rec["modified"], rec["accrual_periodicity"]) == ("2021-01-15T10:25:28.638659Z", "R/P1M")
+    assert notes.items == [("modified", "a repeating interval 'R/P1D' (updated continually), not a date: the CKAN "
+                                        "record's metadata_modified stored instead")]
+    notes = Notes()   # a date extra: as before, the dataset's own day
+    rec = adapter.map(harvested_from_data_json([{"key": "modified", "value": "2020-03-04"}]), None, notes)
+    assert (rec["modified"], rec["accrual_periodicity"], notes.items) == ("2020-03-04T00:00:00Z", None, [])
