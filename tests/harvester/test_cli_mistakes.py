@@ -251,7 +251,9 @@ def test_an_option_written_with_one_dash_says_the_option_it_may_be(harvested):
 
 
 @pytest.mark.parametrize("wait, said", [(["--wait", "-5"], "-5.0"), (["--wait=-5"], "-5.0"),
-                                        (["--wait", "-0.5"], "-0.5"), (["--wait", "604801"], "604801.0")])
+                                        (["--wait", "-0.5"], "-0.5"), (["--wait", "604801"], "604801.0"),
+                                        (["--wait", "-inf"], "-inf"), (["--wait", "-1e400"], "-inf"),
+                                        (["--wait=-1e400"], "-inf"), (["--wait", "-nan"], "-nan")])
 def test_export_wait_out_of_range_exits_2_naming_it(harvested, tmp_path, wait, said):
     """`export --wait -5` said "No such option '-5'" (click read the number as an option and
     --wait, whose SECONDS may be left out, as given none): neither --wait nor what was wrong."""
@@ -266,9 +268,10 @@ def test_export_wait_out_of_range_exits_2_naming_it(harvested, tmp_path, wait, s
 
 
 def test_export_wait_of_a_valid_number_exports(harvested, tmp_path):
-    """A guard: SECONDS in range, and --wait alone, are taken."""
+    """SECONDS in range, and --wait alone, are taken; `--wait -0` and `--wait=-0` as 0 (they said
+    "No such option '-0'": click took the number for an option)."""
     db, _ = harvested
-    for wait in (["--wait", "5"], ["--wait=0"], ["--wait"]):
+    for wait in (["--wait", "5"], ["--wait=0"], ["--wait"], ["--wait", "-0"], ["--wait=-0"], ["--wait", "-0.0"]):
         result = invoke("export", "--db", str(db), "--out", str(tmp_path / "export"), *wait)
         assert result.exit_code == 0, result.output
 
@@ -303,14 +306,35 @@ def test_a_negative_wait_is_said_as_a_json_log_line_with_log_format_json(harvest
     assert line["message"].startswith("Invalid value for '--wait': -5.0 is not in the range") and line["exit_code"] == 2
 
 
-def test_a_number_given_to_the_wait_flag_of_a_writer_says_it_takes_none(harvested, portal):
+@pytest.mark.parametrize("command", [["harvest"], ["records", "city:ds-1"], ["retire", "gone"], ["overlap"]])
+@pytest.mark.parametrize("wait, bound", [(["--wait", "5"], "5"), (["--wait=5"], "5"), (["--wait", "0.5"], "0.5"),
+                                         (["--wait", "-5"], "N (0 < N <= 10080)"),
+                                         (["--wait", "0"], "N (0 < N <= 10080)"),
+                                         (["--wait", "20000"], "N (0 < N <= 10080)")])
+def test_a_number_given_to_the_wait_flag_of_a_writer_names_wait_minutes(harvested, portal, command, wait, bound):
+    """`harvest --wait 5` said "Got unexpected extra argument (5)" (and `records --wait 5 UID`
+    that '5' was no portal_id:source_id): --wait of a writer is a flag, where export's takes
+    seconds; the bound is --wait-minutes'."""
     db, config = harvested
+    runs_before = invoke("runs", "--db", str(db), "--json").output
     hits = sum(portal.hits.values())
-    result = invoke("harvest", "--config", str(config), "--db", str(db), "--wait", "-5")
-    assert result.exit_code == 2
-    assert ("Error: --wait takes no value, and '-5' is no option: --wait-minutes N waits N minutes at most\n"
+    extra = ["--config", str(config)] if command[0] != "overlap" else []
+    result = invoke(*command, "--db", str(db), *extra, *wait)
+    assert result.exit_code == 2, result.output
+    assert (f"Error: --wait takes no value on {command[0]}; to bound the wait use --wait-minutes {bound}\n"
             in result.output), result.output
-    assert sum(portal.hits.values()) == hits
+    assert sum(portal.hits.values()) == hits and invoke("runs", "--db", str(db), "--json").output == runs_before
+
+
+def test_the_wait_flag_before_a_uid_or_an_option_is_still_a_flag(harvested):
+    """A guard: a word after a writer's --wait that is no number is read as before (records'
+    UID; an option), and a --db named like an option is a file name."""
+    db, config = harvested
+    result = invoke("records", "--config", str(config), "--db", str(db), "--wait", "city:ds-1")
+    assert "takes no value" not in result.output, result.output   # (the UID read as one: its dataset looked up)
+    assert "not in the catalogue (a typo? harvest the portal first?): 'city:ds-1'" in result.output, result.output
+    result = invoke("runs", "--db", "--wait")
+    assert result.exit_code == 2 and "no catalogue at --wait" in result.output, result.output
 
 
 @pytest.mark.parametrize("command", [["harvest"], ["records", "city:ds-1"], ["retire", "gone"], ["overlap"]])
