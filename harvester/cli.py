@@ -393,6 +393,14 @@ class CommandGroup(click.Group):
 
     command_class = Command
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """civicat's own options; a command's option given before the command (`civicat --db X runs`,
+        `civicat --json runs`) said so (click: "No such option '--json'. Did you mean '--version'?")."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            raise _command_option_before_the_command(exc, self, args) from None
+
     def resolve_command(self, ctx: click.Context, args: list[str]):
         """The command, its own arguments kept as given (ctx.meta): click's parser keeps no word it
         took for an option, and the explanation of one names it (_explain_no_such_option)."""
@@ -440,6 +448,22 @@ class CommandGroup(click.Group):
                 message += f" (see: {exc.ctx.command_path} --help)"
             echo_error(message, exc.exit_code)
             ctx.exit(exc.exit_code)
+
+
+def _command_option_before_the_command(exc: click.NoSuchOption, group: click.Group,
+                                       args: list[str]) -> click.NoSuchOption:
+    """`exc` for an option of civicat's commands given before the command, said where it goes
+    (the command named after it, else the commands that take it); any other `exc` as it is."""
+    having = [name for name, command in group.commands.items()
+              if any(exc.option_name in param.opts for param in command.params if isinstance(param, click.Option))]
+    if not having:
+        return exc
+    named = next((arg for arg in args if arg in group.commands), None)
+    commands = "every command" if len(having) == len(group.commands) else ", ".join(having)
+    where = (f"an option of the command: it goes after it (civicat {named} {exc.option_name} ...)" if named in having
+             else f"an option of {commands}, after the command (civicat {having[0]} {exc.option_name} ...)")
+    return click.NoSuchOption(exc.option_name, f"No such option {exc.option_name!r}: {exc.option_name} is {where}",
+                              ctx=exc.ctx)
 
 
 OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command

@@ -381,3 +381,58 @@ def test_retire_of_a_portal_never_harvested_keeps_its_message(harvested, tmp_pat
     assert result.exit_code == 2 and "Usage:" in result.output
     assert ("the catalogue holds no live dataset of a portal 'ctiy' outside "
             f"{elsewhere} (those it holds: city)") in result.output, result.output
+
+
+@pytest.mark.parametrize("option, command", [(["--json"], ["runs"]), (["--db", "DB"], ["runs"]), (["--db=DB"], ["runs"]),
+                                             (["--json"], ["search", "permits"]),
+                                             (["--limit", "3"], ["runs"])])
+def test_a_command_s_option_before_the_command_says_it_goes_after_it(harvested, option, command):
+    """`civicat --json runs` said "No such option '--json'. Did you mean '--version'?", and
+    `civicat --db X runs` "No such option '--db'": options of the commands, given before one."""
+    db, _ = harvested
+    option = [word.replace("DB", str(db)) for word in option]
+    name = option[0].partition("=")[0]
+    result = invoke(*option, *command, *([] if name == "--db" else ["--db", str(db)]))
+    assert result.exit_code == 2, result.output
+    assert (f"Error: No such option '{name}': {name} is an option of the command: it goes after it "
+            f"(civicat {command[0]} {name} ...)\n") in result.output, result.output
+    assert "Did you mean" not in result.output
+    after = invoke(*command, *option, *([] if name == "--db" else ["--db", str(db)]))   # where the message says
+    assert after.exit_code == 0, after.output
+
+
+def test_an_option_of_other_commands_before_the_command_names_those_that_take_it(harvested):
+    db, _ = harvested
+    result = invoke("--config", "portals.toml", "runs", "--db", str(db))
+    assert result.exit_code == 2
+    assert ("Error: No such option '--config': --config is an option of harvest, records, retire, export, after the "
+            "command (civicat harvest --config ...)\n") in result.output, result.output
+    result = invoke("--json")
+    assert result.exit_code == 2
+    assert ("Error: No such option '--json': --json is an option of every command, after the command "
+            "(civicat harvest --json ...)\n") in result.output, result.output
+
+
+def test_an_option_no_command_has_before_the_command_keeps_click_s_answer(harvested):
+    """A guard: a typo of civicat's own options is click's, with its suggestion."""
+    result = invoke("--verbos", "runs")
+    assert result.exit_code == 2 and "No such option '--verbos'" in result.output
+    assert "'--verbose'" in result.output and "is an option of" not in result.output, result.output
+
+
+@pytest.mark.parametrize("given, meant", [("CITY", "city"), ("City", "city"), ("cty", "city")])
+def test_a_portal_id_in_another_case_or_misspelt_says_the_id_meant(harvested, portal, given, meant):
+    """`harvest --portal SF` listed the known ids and no more: ids are lowercase slugs."""
+    db, config = harvested
+    hits = sum(portal.hits.values())
+    result = invoke("harvest", "--config", str(config), "--db", str(db), "--portal", given)
+    assert result.exit_code == 2, result.output
+    assert f"no portal with id {given!r} (did you mean {meant!r}? known: city)" in result.output, result.output
+    assert sum(portal.hits.values()) == hits
+
+
+def test_a_portal_id_like_none_known_lists_the_known(harvested):
+    """A guard: no guess where none is near."""
+    db, config = harvested
+    result = invoke("harvest", "--config", str(config), "--db", str(db), "--portal", "zzzz")
+    assert result.exit_code == 2 and "no portal with id 'zzzz' (known: city)" in result.output, result.output
