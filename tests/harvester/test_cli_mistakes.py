@@ -436,3 +436,26 @@ def test_a_portal_id_like_none_known_lists_the_known(harvested):
     db, config = harvested
     result = invoke("harvest", "--config", str(config), "--db", str(db), "--portal", "zzzz")
     assert result.exit_code == 2 and "no portal with id 'zzzz' (known: city)" in result.output, result.output
+
+
+@pytest.mark.parametrize("table", ["runs", "nope", "x"])
+def test_a_table_that_does_not_exist_names_the_catalogue_s_tables_not_duckdb_s_own(harvested, table):
+    """`sql "SELECT * FROM runs"` said `Did you mean "duckdb_constraints"?` (`nope`: "pg_enum"),
+    DuckDB's system tables: no table of the catalogue was named."""
+    db, _ = harvested
+    result = invoke("sql", "--db", str(db), f"SELECT * FROM {table}")
+    assert result.exit_code == 2, result.output
+    said = result.output.split("Error: ", 1)[1]
+    assert said.startswith(f"Catalog Error: Table with name {table} does not exist!\nThe catalogue's tables: "), said
+    tables = said.split("The catalogue's tables: ", 1)[1].split("\n", 1)[0].split(", ")
+    assert {"datasets", "harvest_runs", "record_pulls", "open311_services"} <= set(tables), tables
+    assert tables == sorted(tables) and not [t for t in tables if t.startswith(("duckdb_", "pg_", "sqlite_"))]
+    assert "Did you mean" not in said and f"LINE 1: SELECT * FROM {table}" in said
+
+
+def test_a_table_name_near_one_of_the_catalogue_s_keeps_duckdb_s_guess(harvested):
+    """A guard: DuckDB's guess is kept where it is a table of the catalogue."""
+    db, _ = harvested
+    result = invoke("sql", "--db", str(db), "SELECT * FROM harvest_run")
+    assert result.exit_code == 2 and 'Did you mean "harvest_runs"?' in result.output, result.output
+    assert "The catalogue's tables" not in result.output
