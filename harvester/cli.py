@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import signal
 import shutil
 import sys
@@ -336,10 +337,24 @@ class WaitFlag(click.Option):
 
 
 class Command(click.Command):
-    """A civicat command: numbers after --wait read as the user meant them (see ValueMayBeLeftOut, WaitFlag)."""
+    """A civicat command: numbers after --wait read as the user meant them (see ValueMayBeLeftOut,
+    WaitFlag); free text given unquoted, as several words, said so."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        return super().parse_args(ctx, _numbers_after_wait(self, ctx, args))
+        args = _numbers_after_wait(self, ctx, args)
+        text = next((param for param in self.params if isinstance(param, click.Argument)
+                     and param.human_readable_name in TEXT_ARGUMENTS), None)
+        if text is None:
+            return super().parse_args(ctx, args)
+        # `civicat search building permits`: click's "Got unexpected extra argument (permits)"
+        # named neither the argument nor the quotes; the extra words kept to be said
+        ctx.allow_extra_args = True
+        rest = super().parse_args(ctx, args)
+        if ctx.args:
+            words = shlex.quote(" ".join([ctx.params[text.name], *ctx.args]))
+            raise click.UsageError(f"{text.human_readable_name} is one argument, and {len(ctx.args) + 1} words were "
+                                   f"given: quote them as one ({ctx.command_path} [OPTIONS] {words})", ctx=ctx)
+        return rest
 
 
 def _numbers_after_wait(command: click.Command, ctx: click.Context, args: list[str]) -> list[str]:

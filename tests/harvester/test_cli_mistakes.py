@@ -459,3 +459,28 @@ def test_a_table_name_near_one_of_the_catalogue_s_keeps_duckdb_s_guess(harvested
     result = invoke("sql", "--db", str(db), "SELECT * FROM harvest_run")
     assert result.exit_code == 2 and 'Did you mean "harvest_runs"?' in result.output, result.output
     assert "The catalogue's tables" not in result.output
+
+
+@pytest.mark.parametrize("command, words, argument", [
+    (["search"], ["building", "permits"], "TEXT"),
+    (["search", "--limit", "2"], ["building", "--json", "permits"], "TEXT"),
+    (["sql"], ["SELECT", "count(*)", "FROM", "datasets"], "QUERY")])
+def test_free_text_given_as_several_words_says_to_quote_it(harvested, command, words, argument):
+    """`civicat search building permits` said "Got unexpected extra argument (permits)", and
+    `civicat sql SELECT 1` "(1)": neither the argument nor the quotes it wants."""
+    db, _ = harvested
+    result = invoke(*command, *words, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    text = " ".join(word for word in words if word != "--json")
+    assert (f"Error: {argument} is one argument, and {len(text.split())} words were given: quote them as one "
+            f"(civicat {command[0]} [OPTIONS] '{text}')\n") in result.output, result.output
+    quoted = invoke(*command, text, "--db", str(db))   # as the message says
+    assert quoted.exit_code == 0, quoted.output
+
+
+def test_free_text_given_as_one_word_or_none_is_as_before(harvested):
+    """A guard: one word is the text; none is click's missing argument."""
+    db, _ = harvested
+    assert invoke("search", "permits", "--db", str(db)).exit_code == 0
+    result = invoke("sql", "--db", str(db))
+    assert result.exit_code == 2 and "Missing argument 'QUERY'" in result.output, result.output
