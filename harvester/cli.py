@@ -327,8 +327,8 @@ class ValueMayBeLeftOut(click.Option):
     """An option whose value may be left out (`export --wait [SECONDS]`). click reads a word
     after it that starts with '-' as the next option, not as its value: `--wait -5` said
     "No such option '-5'", neither the option nor what was wrong. Command.parse_args gives it
-    a number that follows it (click's word for such an option is private: an upgrade that
-    renamed it would have lost the explanation unsaid)."""
+    the negative number that follows it: a class of ours marks such an option, as click's own
+    mark is private (an upgrade that renamed it would have lost the explanation unsaid)."""
 
 
 class WaitFlag(click.Option):
