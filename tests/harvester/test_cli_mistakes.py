@@ -484,3 +484,20 @@ def test_free_text_given_as_one_word_or_none_is_as_before(harvested):
     assert invoke("search", "permits", "--db", str(db)).exit_code == 0
     result = invoke("sql", "--db", str(db))
     assert result.exit_code == 2 and "Missing argument 'QUERY'" in result.output, result.output
+
+
+def test_a_records_id_the_portal_does_not_list_is_said_so_after_its_harvest(tmp_path, portal):
+    """`records = ["nope"]` said "city:nope is not in the catalogue (harvest the portal first)"
+    just after the harvest of its portal: the id is what is wrong."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n'
+                      'records = ["nope"]\n')
+    db = tmp_path / "c.duckdb"
+    result = invoke("harvest", "--config", str(config), "--db", str(db), "--records", "--json")
+    assert result.exit_code == 0, result.output   # (a failed pull fails no portal: README, exit codes)
+    assert json.loads(result.stdout)["portals"][0]["records_failed"] == 1
+    errors = json.loads(invoke("runs", "--db", str(db), "--errors", "--json").output)["errors"]
+    assert [e["message"] for e in errors if e["stage"] == "records"] == [
+        "records pull failed (city:nope): city:nope is not in the catalogue, or was deleted: city's listing has "
+        "no dataset 'nope' (a typo in "
+        "`records`? its portal not harvested yet?)"]
