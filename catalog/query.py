@@ -6,6 +6,7 @@ disabled with the configuration locked, so no statement can turn it back on.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,6 +72,27 @@ def _catalogue_or_read_copy(db_path: Path, config: dict) -> uncut.Connection:
     return catalogue_or_read_copy(db_path, open_db)[0]
 
 
+# DuckDB's error for a table name that does not exist, and its guess on the next line if it has one
+_TABLE_GUESS = re.compile(r'(Table with name .* does not exist!)(?:\nDid you mean "([^"\n]+)"\?)?')
+
+
+def _guess_among_the_catalogue_s_tables(con: duckdb.DuckDBPyConnection, exc: duckdb.Error) -> str:
+    """DuckDB's words for the query's error; for a table that does not exist, its guess kept when it
+    is one of the catalogue's tables (`dataset`: "datasets"), else (`runs`: DuckDB's own
+    "duckdb_constraints", `nope`: "pg_enum", tables no user asked about; `x`: none) the catalogue's
+    tables named."""
+    message = str(exc)
+    guess = _TABLE_GUESS.search(message) if isinstance(exc, duckdb.CatalogException) else None
+    if guess is None:
+        return message
+    tables = [name for (name,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT internal UNION ALL "
+        "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+    if guess.group(2) in tables:
+        return message
+    return message.replace(guess.group(0), f"{guess.group(1)}\nThe catalogue's tables: {', '.join(tables)}", 1)
+
+
 def run_query(db_path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
     """Run one read-only statement; returns (column names, rows)."""
     con = read_only_connection(db_path)
@@ -89,7 +111,7 @@ def run_query(db_path: str | Path, sql: str) -> tuple[list[str], list[tuple]]:
         try:
             cursor = con.execute(sql)
         except QUERY_ERRORS as exc:
-            raise QueryRefused(str(exc)) from None
+            raise QueryRefused(_guess_among_the_catalogue_s_tables(con, exc)) from None
         except duckdb.PermissionException as exc:
             raise QueryRefused(f"refused: a query reads the catalogue's own tables only, no file, URL or "
                                f"extension. {exc}") from None

@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import signal
 import shutil
 import sys
@@ -322,12 +323,98 @@ def stopped() -> NoReturn:
     sys.exit(stopped_exit_code())
 
 
+class ValueMayBeLeftOut(click.Option):
+    """An option whose value may be left out (`export --wait [SECONDS]`). click reads a word
+    after it that starts with '-' as the next option, not as its value: `--wait -5` said
+    "No such option '-5'", neither the option nor what was wrong. Command.parse_args gives it
+    the negative number that follows it: a class of ours marks such an option, as click's own
+    mark is private (an upgrade that renamed it would have lost the explanation unsaid)."""
+
+
+class WaitFlag(click.Option):
+    """A writer's --wait: a flag (wait for the catalogue as long as it takes), where export's
+    --wait takes seconds; a number after it is refused naming --wait-minutes (Command.parse_args)."""
+
+
+class Command(click.Command):
+    """A civicat command: numbers after --wait read as the user meant them (see ValueMayBeLeftOut,
+    WaitFlag); free text given unquoted, as several words, said so."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = _numbers_after_wait(self, ctx, args)
+        text = next((param for param in self.params if isinstance(param, click.Argument)
+                     and param.human_readable_name in TEXT_ARGUMENTS), None)
+        if text is None:
+            return super().parse_args(ctx, args)
+        # `civicat search building permits`: click's "Got unexpected extra argument (permits)"
+        # named neither the argument nor the quotes; the extra words kept to be said
+        ctx.allow_extra_args = True
+        rest = super().parse_args(ctx, args)
+        if ctx.args:
+            words = shlex.quote(" ".join([ctx.params[text.name], *ctx.args]))
+            raise click.UsageError(f"{text.human_readable_name} is one argument, and {len(ctx.args) + 1} words were "
+                                   f"given: quote them as one ({ctx.command_path} [OPTIONS] {words})", ctx=ctx)
+        return rest
+
+
+def _numbers_after_wait(command: click.Command, ctx: click.Context, args: list[str]) -> list[str]:
+    """`args` with a negative number after an option whose value may be left out, or attached
+    to it, read as its value (`--wait -5`, `--wait=-5`: out of range, said as for any option;
+    `--wait -0` is 0), where click read it as the next option; a number
+    given to a WaitFlag (`harvest --wait 5`: click's "Got unexpected extra argument (5)") refused
+    naming --wait-minutes. Option values are stepped over, and nothing after `--` is read."""
+    options = {opt: param for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+    read, at = [], 0
+    while at < len(args):
+        word = args[at]
+        if word == "--":
+            return read + args[at:]
+        option, attached, value = word.partition("=") if word.startswith("--") else (word, "", "")
+        param = options.get(option)
+        following = args[at + 1] if at + 1 < len(args) else None
+        at += 1
+        if isinstance(param, WaitFlag) and (attached or following is not None and _a_number(following)):
+            raise click.UsageError(_wait_flag_given(option, value if attached else following, ctx), ctx=ctx)
+        given = value if attached else following
+        if isinstance(param, ValueMayBeLeftOut) and given is not None and given.startswith("-") and _a_number(given):
+            param.type.convert(given, param, ctx)   # (out of range: click's BadParameter, as for any option)
+            # in range with a '-', a zero (the ranges of ours start at 0): given as 0, which click's
+            # parser takes for a value (`--wait=-0` too was "No such option '-0'")
+            read.append(f"{option}=0")
+            at += 0 if attached else 1
+            continue
+        read.append(word)
+        takes_the_next = not (param is None or param.is_flag or param.count or attached or following is None
+                              or isinstance(param, ValueMayBeLeftOut) and following.startswith("-"))
+        if takes_the_next:   # (its value, whatever it looks like: `--db --wait` names a file)
+            read.append(following)
+            at += 1
+    return read
+
+
+def _wait_flag_given(option: str, value: str, ctx: click.Context) -> str:
+    """What to type instead of `harvest --wait 5`: --wait-minutes 5, when 5 is a bound it takes."""
+    minutes = float(value) if _a_number(value) else math.nan
+    bound = value if 0 < minutes <= MAX_WAIT_MINUTES else f"N (0 < N <= {MAX_WAIT_MINUTES})"
+    return f"{option} takes no value on {ctx.info_name}; to bound the wait use --wait-minutes {bound}"
+
+
 class CommandGroup(click.Group):
     """The commands; with --log-format json, the error that ends one (bad usage, a bad config,
     a failure: exit 2 or 1; one not expected: exit 1, its traceback in `exception`) is a JSON
     log line too. Errors in the options before the command
     (a --log-format that is neither plain nor json) come before the format is known: click
     prints them as plain text."""
+
+    command_class = Command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """civicat's own options; a command's option given before the command (`civicat --db X runs`,
+        `civicat --json runs`) said so (click: "No such option '--json'. Did you mean '--version'?")."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            raise _command_option_before_the_command(exc, self, args) from None
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         """The command, its own arguments kept as given (ctx.meta): click's parser keeps no word it
@@ -378,6 +465,22 @@ class CommandGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
+def _command_option_before_the_command(exc: click.NoSuchOption, group: click.Group,
+                                       args: list[str]) -> click.NoSuchOption:
+    """`exc` for an option of civicat's commands given before the command, said where it goes
+    (the command named after it, else the commands that take it); any other `exc` as it is."""
+    having = [name for name, command in group.commands.items()
+              if any(exc.option_name in param.opts for param in command.params if isinstance(param, click.Option))]
+    if not having:
+        return exc
+    named = next((arg for arg in args if arg in group.commands), None)
+    commands = "every command" if len(having) == len(group.commands) else ", ".join(having)
+    where = (f"an option of the command: it goes after it (civicat {named} {exc.option_name} ...)" if named in having
+             else f"an option of {commands}, after the command (civicat {having[0]} {exc.option_name} ...)")
+    return click.NoSuchOption(exc.option_name, f"No such option {exc.option_name!r}: {exc.option_name} is {where}",
+                              ctx=exc.ctx)
+
+
 OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
 COMMAND_ARGS = "civicat.command_args"   # (ctx.meta: the command's arguments as given, CommandGroup.resolve_command)
 TEXT_ARGUMENTS = ("QUERY", "TEXT")   # the arguments that are free text (sql, search), which may start with '-'
@@ -389,10 +492,7 @@ def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> clic
     - one of civicat's own options (`civicat harvest -v`);
     - text that starts with '-' (a query pasted with its leading SQL comment, `-- what changed...`;
       `search "-x y"`, whose "-x" click took for a short option), which goes after `--`;
-    - a negative number given to an option whose value may be left out (`export --wait -5`):
-      click took the number for an option and gave the option no value; said as its type says
-      a value out of range (`Invalid value for '--wait': ...`), as for every other option;
-    - a negative number after a flag (`harvest --wait -5`, as if it took seconds)."""
+    - a negative number after a flag (`--full -5`, as if it took a value)."""
     name, command = exc.option_name, ctx.invoked_subcommand
     if name in OPTIONS_BEFORE_THE_COMMAND:
         exc.message += (f" {name} is an option of civicat itself: it goes before the command "
@@ -407,21 +507,8 @@ def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> clic
     # the word the option came from: click names its first letter alone (`-x y`: '-x'; `-0.5`: '-0')
     word = next((text for arg in given for text in (arg, arg.partition("=")[2]) if text.startswith(name)), name)
     for before, arg in zip([None, *given], given) if _a_number(word) else ():
-        option, attached, value = arg.partition("=")
-        if attached and value == word and option in options:   # (`--wait=-5`)
-            before, arg = option, value
-        if arg != word or before not in options:
-            continue
-        param = options[before]
-        if getattr(param, "_flag_needs_value", False):   # (click's word for a value that may be left out)
-            try:
-                param.type.convert(word, param, exc.ctx)
-            except click.BadParameter as bad:
-                return bad
-        elif param.is_flag:
-            exc.message = (f"{before} takes no value, and {word!r} is no option"
-                           + (": --wait-minutes N waits N minutes at most" if before == "--wait"
-                              and "--wait-minutes" in options else ""))
+        if arg == word and before in options and options[before].is_flag:   # (--wait's: Command.parse_args)
+            exc.message = f"{before} takes no value, and {word!r} is no option"
             return exc
     if "-" + word.partition("=")[0] in options:   # (`-limit`: one dash short)
         exc.message = f"No such option {word.partition('=')[0]!r}: did you mean -{word.partition('=')[0]}?"
@@ -440,8 +527,10 @@ def _explain_no_such_option(exc: click.NoSuchOption, ctx: click.Context) -> clic
 
 
 def _a_number(text: str) -> bool:
+    """Python's (and click's FloatRange's) float() reads it: `-0`, `-inf`, `-1e400`, `nan` too."""
     try:
-        return math.isfinite(float(text))
+        float(text)
+        return True
     except ValueError:
         return False
 
@@ -511,7 +600,7 @@ def wait_options(command):
         "--wait-minutes", type=NumberRange(0, MAX_WAIT_MINUTES, min_open=True), metavar="N",
         help="Wait as --wait does, for N minutes at most (from the start), then exit 2 naming the holder.")(with_wait)
     return click.option(
-        "--wait", is_flag=True,
+        "--wait", cls=WaitFlag, is_flag=True,
         help="If another process holds the catalogue (a civicat writer, a notebook), wait for it instead of "
              "exiting 2, as long as it takes.")(with_wait)
 
@@ -1176,7 +1265,7 @@ RECORDS_CHANGED_TRIES = 3
               help="Folder of the export (replaced whole by a Parquet export).")
 @click.option("--format", "formats", multiple=True, type=click.Choice(["parquet", "data.json"]),
               default=("parquet",), show_default=True, help="What to write (repeatable for both).")
-@click.option("--wait", "wait_seconds", type=NumberRange(0, MAX_WAIT_MINUTES * 60), is_flag=False,
+@click.option("--wait", "wait_seconds", cls=ValueMayBeLeftOut, type=NumberRange(0, MAX_WAIT_MINUTES * 60), is_flag=False,
               flag_value=EXPORT_WAIT_SECONDS, default=None, metavar="[SECONDS]",
               help=f"During a records pull (which keeps an export out), wait for it to end, SECONDS at most "
                    f"(default {EXPORT_WAIT_SECONDS}), then exit 1 naming it.")

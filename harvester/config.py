@@ -75,11 +75,20 @@ class Config:
         known = {p.id: p for p in self.portals}
         unknown = [i for i in ids if i not in known]
         if unknown:
+            near = [match for u in unknown for match in _near_ids(u, list(known))]
+            guess = f"did you mean {' or '.join(map(repr, dict.fromkeys(near)))}? " if near else ""
             raise ConfigError(
                 f"{self.path}: no portal with id {', '.join(repr(u) for u in unknown)} "
-                f"(known: {', '.join(known) or 'none'})"
+                f"({guess}known: {', '.join(known) or 'none'})"
             )
         return [known[i] for i in dict.fromkeys(ids)]  # each portal once, in the order named
+
+
+def _near_ids(given: str, known: list[str]) -> list[str]:
+    """The ids `given` may have meant: the same in another case (`--portal SF`; ids are lowercase),
+    else the closest spelling."""
+    same = [i for i in known if i == given.lower()]
+    return same or difflib.get_close_matches(given.lower(), known, n=1)
 
 
 def load_config(path: str | Path) -> Config:

@@ -1586,7 +1586,9 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
         try:
             dataset = known.get(uid)
             if dataset is None:
-                raise NotPullable(f"{uid} is not in the catalogue (harvest the portal first) or was deleted")
+                # (the config's `records`: its portal was just harvested, so "harvest it first" misled)
+                raise NotPullable(f"{uid} is not in the catalogue, or was deleted: {portal.id}'s listing has no "
+                                  f"dataset {source_id!r} (a typo in `records`? its portal not harvested yet?)")
             previous = previous_pull(con, uid)
             if full or not layout.folder(portal.id, source_id).is_dir():   # (the folder gone: nothing to add to)
                 previous = _read_whole(previous)

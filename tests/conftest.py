@@ -479,14 +479,14 @@ def assert_a_refused_lookup_down_for_a_night_changes_nothing(store, http, config
         assert store.con.execute(refused).fetchall() == [(refused_as,)]
 
 
-def cut_short_after(source, batches: int, error: Exception) -> None:
+def fail_pull_after(source, batches: int, error: Exception) -> None:
     """Make a RecordSource's pull fail with `error` (a kill, as the test shows it) once it
     has given `batches` tables. `error` is an Exception: a KeyboardInterrupt (harvester.http's
     Interrupted is one) that the pull let out where the test did not expect it ended the whole
-    pytest session, not the test (tests/harvester/http/conftest.py's cut_short_after, a bound on a
-    wait, is another helper)."""
+    pytest session, not the test. (tests/harvester/http/conftest.py's unbounded_wait_fails, a bound
+    on a wait, was named as this one until session 37.)"""
     if not isinstance(error, Exception):
-        raise TypeError(f"cut_short_after cuts a pull short with an Exception, not {type(error).__name__} "
+        raise TypeError(f"fail_pull_after cuts a pull short with an Exception, not {type(error).__name__} "
                         f"({type(error).__mro__[1].__name__}): uncaught, it would end the whole pytest session")
     real = source.batches
 

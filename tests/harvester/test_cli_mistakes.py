@@ -251,7 +251,9 @@ def test_an_option_written_with_one_dash_says_the_option_it_may_be(harvested):
 
 
 @pytest.mark.parametrize("wait, said", [(["--wait", "-5"], "-5.0"), (["--wait=-5"], "-5.0"),
-                                        (["--wait", "-0.5"], "-0.5"), (["--wait", "604801"], "604801.0")])
+                                        (["--wait", "-0.5"], "-0.5"), (["--wait", "604801"], "604801.0"),
+                                        (["--wait", "-inf"], "-inf"), (["--wait", "-1e400"], "-inf"),
+                                        (["--wait=-1e400"], "-inf"), (["--wait", "-nan"], "-nan")])
 def test_export_wait_out_of_range_exits_2_naming_it(harvested, tmp_path, wait, said):
     """`export --wait -5` said "No such option '-5'" (click read the number as an option and
     --wait, whose SECONDS may be left out, as given none): neither --wait nor what was wrong."""
@@ -266,9 +268,10 @@ def test_export_wait_out_of_range_exits_2_naming_it(harvested, tmp_path, wait, s
 
 
 def test_export_wait_of_a_valid_number_exports(harvested, tmp_path):
-    """A guard: SECONDS in range, and --wait alone, are taken."""
+    """SECONDS in range, and --wait alone, are taken; `--wait -0` and `--wait=-0` as 0 (they said
+    "No such option '-0'": click took the number for an option)."""
     db, _ = harvested
-    for wait in (["--wait", "5"], ["--wait=0"], ["--wait"]):
+    for wait in (["--wait", "5"], ["--wait=0"], ["--wait"], ["--wait", "-0"], ["--wait=-0"], ["--wait", "-0.0"]):
         result = invoke("export", "--db", str(db), "--out", str(tmp_path / "export"), *wait)
         assert result.exit_code == 0, result.output
 
@@ -303,14 +306,35 @@ def test_a_negative_wait_is_said_as_a_json_log_line_with_log_format_json(harvest
     assert line["message"].startswith("Invalid value for '--wait': -5.0 is not in the range") and line["exit_code"] == 2
 
 
-def test_a_number_given_to_the_wait_flag_of_a_writer_says_it_takes_none(harvested, portal):
+@pytest.mark.parametrize("command", [["harvest"], ["records", "city:ds-1"], ["retire", "gone"], ["overlap"]])
+@pytest.mark.parametrize("wait, bound", [(["--wait", "5"], "5"), (["--wait=5"], "5"), (["--wait", "0.5"], "0.5"),
+                                         (["--wait", "-5"], "N (0 < N <= 10080)"),
+                                         (["--wait", "0"], "N (0 < N <= 10080)"),
+                                         (["--wait", "20000"], "N (0 < N <= 10080)")])
+def test_a_number_given_to_the_wait_flag_of_a_writer_names_wait_minutes(harvested, portal, command, wait, bound):
+    """`harvest --wait 5` said "Got unexpected extra argument (5)" (and `records --wait 5 UID`
+    that '5' was no portal_id:source_id): --wait of a writer is a flag, where export's takes
+    seconds; the bound is --wait-minutes'."""
     db, config = harvested
+    runs_before = invoke("runs", "--db", str(db), "--json").output
     hits = sum(portal.hits.values())
-    result = invoke("harvest", "--config", str(config), "--db", str(db), "--wait", "-5")
-    assert result.exit_code == 2
-    assert ("Error: --wait takes no value, and '-5' is no option: --wait-minutes N waits N minutes at most\n"
+    extra = ["--config", str(config)] if command[0] != "overlap" else []
+    result = invoke(*command, "--db", str(db), *extra, *wait)
+    assert result.exit_code == 2, result.output
+    assert (f"Error: --wait takes no value on {command[0]}; to bound the wait use --wait-minutes {bound}\n"
             in result.output), result.output
-    assert sum(portal.hits.values()) == hits
+    assert sum(portal.hits.values()) == hits and invoke("runs", "--db", str(db), "--json").output == runs_before
+
+
+def test_the_wait_flag_before_a_uid_or_an_option_is_still_a_flag(harvested):
+    """A guard: a word after a writer's --wait that is no number is read as before (records'
+    UID; an option), and a --db named like an option is a file name."""
+    db, config = harvested
+    result = invoke("records", "--config", str(config), "--db", str(db), "--wait", "city:ds-1")
+    assert "takes no value" not in result.output, result.output   # (the UID read as one: its dataset looked up)
+    assert "not in the catalogue (a typo? harvest the portal first?): 'city:ds-1'" in result.output, result.output
+    result = invoke("runs", "--db", "--wait")
+    assert result.exit_code == 2 and "no catalogue at --wait" in result.output, result.output
 
 
 @pytest.mark.parametrize("command", [["harvest"], ["records", "city:ds-1"], ["retire", "gone"], ["overlap"]])
@@ -357,3 +381,123 @@ def test_retire_of_a_portal_never_harvested_keeps_its_message(harvested, tmp_pat
     assert result.exit_code == 2 and "Usage:" in result.output
     assert ("the catalogue holds no live dataset of a portal 'ctiy' outside "
             f"{elsewhere} (those it holds: city)") in result.output, result.output
+
+
+@pytest.mark.parametrize("option, command", [(["--json"], ["runs"]), (["--db", "DB"], ["runs"]), (["--db=DB"], ["runs"]),
+                                             (["--json"], ["search", "permits"]),
+                                             (["--limit", "3"], ["runs"])])
+def test_a_command_s_option_before_the_command_says_it_goes_after_it(harvested, option, command):
+    """`civicat --json runs` said "No such option '--json'. Did you mean '--version'?", and
+    `civicat --db X runs` "No such option '--db'": options of the commands, given before one."""
+    db, _ = harvested
+    option = [word.replace("DB", str(db)) for word in option]
+    name = option[0].partition("=")[0]
+    result = invoke(*option, *command, *([] if name == "--db" else ["--db", str(db)]))
+    assert result.exit_code == 2, result.output
+    assert (f"Error: No such option '{name}': {name} is an option of the command: it goes after it "
+            f"(civicat {command[0]} {name} ...)\n") in result.output, result.output
+    assert "Did you mean" not in result.output
+    after = invoke(*command, *option, *([] if name == "--db" else ["--db", str(db)]))   # where the message says
+    assert after.exit_code == 0, after.output
+
+
+def test_an_option_of_other_commands_before_the_command_names_those_that_take_it(harvested):
+    db, _ = harvested
+    result = invoke("--config", "portals.toml", "runs", "--db", str(db))
+    assert result.exit_code == 2
+    assert ("Error: No such option '--config': --config is an option of harvest, records, retire, export, after the "
+            "command (civicat harvest --config ...)\n") in result.output, result.output
+    result = invoke("--json")
+    assert result.exit_code == 2
+    assert ("Error: No such option '--json': --json is an option of every command, after the command "
+            "(civicat harvest --json ...)\n") in result.output, result.output
+
+
+def test_an_option_no_command_has_before_the_command_keeps_click_s_answer(harvested):
+    """A guard: a typo of civicat's own options is click's, with its suggestion."""
+    result = invoke("--verbos", "runs")
+    assert result.exit_code == 2 and "No such option '--verbos'" in result.output
+    assert "'--verbose'" in result.output and "is an option of" not in result.output, result.output
+
+
+@pytest.mark.parametrize("given, meant", [("CITY", "city"), ("City", "city"), ("cty", "city")])
+def test_a_portal_id_in_another_case_or_misspelt_says_the_id_meant(harvested, portal, given, meant):
+    """`harvest --portal SF` listed the known ids and no more: ids are lowercase slugs."""
+    db, config = harvested
+    hits = sum(portal.hits.values())
+    result = invoke("harvest", "--config", str(config), "--db", str(db), "--portal", given)
+    assert result.exit_code == 2, result.output
+    assert f"no portal with id {given!r} (did you mean {meant!r}? known: city)" in result.output, result.output
+    assert sum(portal.hits.values()) == hits
+
+
+def test_a_portal_id_like_none_known_lists_the_known(harvested):
+    """A guard: no guess where none is near."""
+    db, config = harvested
+    result = invoke("harvest", "--config", str(config), "--db", str(db), "--portal", "zzzz")
+    assert result.exit_code == 2 and "no portal with id 'zzzz' (known: city)" in result.output, result.output
+
+
+@pytest.mark.parametrize("table", ["runs", "nope", "x"])
+def test_a_table_that_does_not_exist_names_the_catalogue_s_tables_not_duckdb_s_own(harvested, table):
+    """`sql "SELECT * FROM runs"` said `Did you mean "duckdb_constraints"?` (`nope`: "pg_enum"),
+    DuckDB's system tables: no table of the catalogue was named."""
+    db, _ = harvested
+    result = invoke("sql", "--db", str(db), f"SELECT * FROM {table}")
+    assert result.exit_code == 2, result.output
+    said = result.output.split("Error: ", 1)[1]
+    assert said.startswith(f"Catalog Error: Table with name {table} does not exist!\nThe catalogue's tables: "), said
+    tables = said.split("The catalogue's tables: ", 1)[1].split("\n", 1)[0].split(", ")
+    assert {"datasets", "harvest_runs", "record_pulls", "open311_services"} <= set(tables), tables
+    assert tables == sorted(tables) and not [t for t in tables if t.startswith(("duckdb_", "pg_", "sqlite_"))]
+    assert "Did you mean" not in said and f"LINE 1: SELECT * FROM {table}" in said
+
+
+def test_a_table_name_near_one_of_the_catalogue_s_keeps_duckdb_s_guess(harvested):
+    """A guard: DuckDB's guess is kept where it is a table of the catalogue."""
+    db, _ = harvested
+    result = invoke("sql", "--db", str(db), "SELECT * FROM harvest_run")
+    assert result.exit_code == 2 and 'Did you mean "harvest_runs"?' in result.output, result.output
+    assert "The catalogue's tables" not in result.output
+
+
+@pytest.mark.parametrize("command, words, argument", [
+    (["search"], ["building", "permits"], "TEXT"),
+    (["search", "--limit", "2"], ["building", "--json", "permits"], "TEXT"),
+    (["sql"], ["SELECT", "count(*)", "FROM", "datasets"], "QUERY")])
+def test_free_text_given_as_several_words_says_to_quote_it(harvested, command, words, argument):
+    """`civicat search building permits` said "Got unexpected extra argument (permits)", and
+    `civicat sql SELECT 1` "(1)": neither the argument nor the quotes it wants."""
+    db, _ = harvested
+    result = invoke(*command, *words, "--db", str(db))
+    assert result.exit_code == 2, result.output
+    text = " ".join(word for word in words if word != "--json")
+    assert (f"Error: {argument} is one argument, and {len(text.split())} words were given: quote them as one "
+            f"(civicat {command[0]} [OPTIONS] '{text}')\n") in result.output, result.output
+    quoted = invoke(*command, text, "--db", str(db))   # as the message says
+    assert quoted.exit_code == 0, quoted.output
+
+
+def test_free_text_given_as_one_word_or_none_is_as_before(harvested):
+    """A guard: one word is the text; none is click's missing argument."""
+    db, _ = harvested
+    assert invoke("search", "permits", "--db", str(db)).exit_code == 0
+    result = invoke("sql", "--db", str(db))
+    assert result.exit_code == 2 and "Missing argument 'QUERY'" in result.output, result.output
+
+
+def test_a_records_id_the_portal_does_not_list_is_said_so_after_its_harvest(tmp_path, portal):
+    """`records = ["nope"]` said "city:nope is not in the catalogue (harvest the portal first)"
+    just after the harvest of its portal: the id is what is wrong."""
+    config = tmp_path / "portals.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n'
+                      'records = ["nope"]\n')
+    db = tmp_path / "c.duckdb"
+    result = invoke("harvest", "--config", str(config), "--db", str(db), "--records", "--json")
+    assert result.exit_code == 0, result.output   # (a failed pull fails no portal: README, exit codes)
+    assert json.loads(result.stdout)["portals"][0]["records_failed"] == 1
+    errors = json.loads(invoke("runs", "--db", str(db), "--errors", "--json").output)["errors"]
+    assert [e["message"] for e in errors if e["stage"] == "records"] == [
+        "records pull failed (city:nope): city:nope is not in the catalogue, or was deleted: city's listing has "
+        "no dataset 'nope' (a typo in "
+        "`records`? its portal not harvested yet?)"]

@@ -24,7 +24,7 @@ from harvester.portals.open311 import RequestsRecords
 from harvester.portals.opendatasoft import PAGE_LIMIT
 from harvester.portals.socrata import SodaRecords
 from harvester.records import pull_dataset, stored_datasets
-from tests.conftest import cut_short_after, fast_client, harvest_with_records, portal_config
+from tests.conftest import fail_pull_after, fast_client, harvest_with_records, portal_config
 from tests.harvester.portals.test_arcgis_records import COOK, ESRI, ESRI_ITEM, hub_entry
 from tests.harvester.portals.test_ckan_records import FIELDS, STORE_ID, boston_rows
 from tests.harvester.portals.test_open311 import JSON_SERVICES
@@ -316,7 +316,7 @@ class Killed(Exception):
     pass
 
 
-def test_a_pull_cut_short_after_a_page_asked_smaller_resumes_exactly(tmp_path):
+def test_a_pull_fail_pull_after_a_page_asked_smaller_resumes_exactly(tmp_path):
     """The state of a part closed inside a page asked in halves is the smaller request after
     it: the pull resumed there reads every row once. That request is over the cap too: it is
     halved, and the pull reads on in the size its rows were last asked in (7), as a pull keeps
@@ -334,7 +334,7 @@ def test_a_pull_cut_short_after_a_page_asked_smaller_resumes_exactly(tmp_path):
         dataset = stored_datasets(con, [f"city:{SODA_ID}"])[f"city:{SODA_ID}"]
         layout = RecordsLayout(tmp_path / "pulled")
         source = SodaRecords(adapter, dataset, None, page=100)
-        cut_short_after(source, 2, Killed())
+        fail_pull_after(source, 2, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "city", SODA_ID, con, uid=f"city:{SODA_ID}", run_id="r", part_rows=125)
         progress = json.loads((layout.staging("city", SODA_ID) / "progress.json").read_text())
@@ -362,7 +362,7 @@ def test_a_pull_of_wide_rows_cut_short_resumes_at_the_same_row_and_reads_on_in_h
     with served(case, rows) as hub:
         layout = RecordsLayout(tmp_path / "records")
         source = FeatureServerRecords(fast_client(max_bytes=cap), hub.services.url + ESRI)
-        cut_short_after(source, 2, Killed())
+        fail_pull_after(source, 2, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "city", "layer", store.con, uid="city:layer", run_id="r", part_rows=300)
         state = json.loads((layout.staging("city", "layer") / "progress.json").read_text())["state"]
@@ -387,7 +387,7 @@ def test_a_pull_cut_short_while_object_id_batches_were_numbered_resumes_at_the_s
     with served(case, case.rows) as hub:
         layout = RecordsLayout(tmp_path / "records")
         source = FeatureServerRecords(fast_client(), hub.services.url + COOK)
-        cut_short_after(source, 1, Killed())
+        fail_pull_after(source, 1, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "city", "poi", store.con, uid="city:poi", run_id="r", part_rows=200)
         progress_path = layout.staging("city", "poi") / "progress.json"

@@ -11,7 +11,7 @@ import pytest
 from catalog.records import RecordsLayout
 from harvester.portals.arcgis_hub import FeatureServerRecords
 from harvester.records import pull_dataset
-from tests.conftest import cut_short_after, fast_client
+from tests.conftest import fail_pull_after, fast_client
 from tests.portals.arcgis import FeatureServerPortal
 
 LAYER = "/arcgis/rest/services/Counts/FeatureServer/0"
@@ -40,7 +40,7 @@ def pull_layer(server, layout, store, source=None, **options):
 def cut_short(server, layout, store, **options):
     """The pull of the layer, cut short after two pages."""
     source = FeatureServerRecords(fast_client(), server.url + LAYER)
-    cut_short_after(source, 2, Killed())
+    fail_pull_after(source, 2, Killed())
     with pytest.raises(Killed):
         pull_layer(server, layout, store, source, **options)
 
@@ -118,7 +118,7 @@ def test_a_count_that_changes_as_a_pull_resumes_starts_it_over(tmp_path, store, 
         served = server.records["res" if kind == "ckan" else "counts"]
         layout = RecordsLayout(tmp_path / "records")
         source = source_for(server)
-        cut_short_after(source, 2, Killed())
+        fail_pull_after(source, 2, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=20)
 
@@ -154,7 +154,7 @@ def test_a_resumed_pull_whose_first_page_is_the_staged_rows_again_fails_and_stag
 
     with ods_portal(rows, stale=None) as server:
         source = ods_source(server)
-        cut_short_after(source, 2, Killed())
+        fail_pull_after(source, 2, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=20)
         server.stale = {"offset": "40", "limit": "20"}
@@ -174,7 +174,7 @@ def test_a_pull_cut_short_inside_a_part_keeps_the_pages_read(tmp_path, store):
     with FeatureServerPortal({LAYER: (layer(True), features(range(1, 101)))}) as server:
         layout = RecordsLayout(tmp_path / "records")
         source = FeatureServerRecords(fast_client(), server.url + LAYER)
-        cut_short_after(source, 2, Killed())
+        fail_pull_after(source, 2, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "city", "counts", store.con, uid="city:counts", run_id="r", part_rows=1000)
         server.clear_log()

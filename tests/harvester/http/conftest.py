@@ -44,13 +44,14 @@ def get(client, portal, path="/doc", **kw):
 
 
 @contextlib.contextmanager
-def cut_short_after(client, seconds=60):
+def unbounded_wait_fails(client, seconds=60):
     """Waits the test expects to end in well under a second, ended after `seconds` (far beyond
     any load) by cancelling the run: the test then fails, saying its wait was not bounded (no
     elapsed time is asserted). The cancel makes the client raise Interrupted, a KeyboardInterrupt:
     let out of the test, it ended the whole pytest session (the tests after it never ran, and
     the run showed few tests), so a cut made here is turned into this test's failure, whatever
-    the test made of the Interrupted (raised on, caught, or asserted against)."""
+    the test made of the Interrupted (raised on, caught, or asserted against). (tests/conftest.py's
+    fail_pull_after, which makes a records pull fail, was named as this one until session 37.)"""
     cut = threading.Event()
 
     def cut_short():
@@ -58,7 +59,7 @@ def cut_short_after(client, seconds=60):
         client.cancel()
 
     def not_bounded() -> str:
-        return (f"the wait was not bounded: still waiting after {seconds:g} s (cut_short_after cancelled the "
+        return (f"the wait was not bounded: still waiting after {seconds:g} s (unbounded_wait_fails cancelled the "
                 "client, which raised Interrupted)")
 
     timer = threading.Timer(seconds, cut_short)
@@ -204,7 +205,7 @@ def left_unclosed_by_ctrl_c(client, url: str, waiting, wakeup: socket.socket | N
             interrupting = threading.Thread(target=interrupt)
             interrupting.start()
             try:
-                with cut_short_after(client):
+                with unbounded_wait_fails(client):
                     client.get_json(url)
             except KeyboardInterrupt:
                 pass

@@ -21,7 +21,7 @@ from harvester import __version__
 from harvester.http import (HostUnavailable, HttpError, Interrupted, OverBudget, PermanentError, ResponseTooLarge,
                             TransientError, UnexpectedPayload, ValidatorCache)
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import DOC, asked_in_a_thread, cut_short_after, get
+from tests.harvester.http.conftest import DOC, asked_in_a_thread, unbounded_wait_fails, get
 from tests.portals.base import MAINTENANCE_PAGE, LocalPortal, RawBody, _Handler
 
 
@@ -85,7 +85,7 @@ def outcome(call, *args, **kwargs):
 def test_retry_after_is_capped(portal, caplog):
     client = fast_client(max_retry_after=0.2)
     portal.inject("/doc", ("retry_after", 429, 3600))
-    with caplog.at_level(logging.WARNING, logger="civicat.http"), cut_short_after(client):
+    with caplog.at_level(logging.WARNING, logger="civicat.http"), unbounded_wait_fails(client):
         assert outcome(get, client, portal) is None   # neither the retry nor the host's hold waited the hour
     assert "retrying in 0.2s after attempt 1" in caplog.text and portal.hits["/doc"] == 2
 
@@ -118,7 +118,7 @@ def test_a_portal_s_time_budget_cuts_its_retry_wait_and_then_every_request_of_th
     limited.limit_to(0.01)   # 0.6 s
     portal.inject("/doc", ("status", 503), times=1)
     waits = waits_asked(client, monkeypatch)
-    with cut_short_after(client):   # a wait of the hour's backoff would end Interrupted
+    with unbounded_wait_fails(client):   # a wait of the hour's backoff would end Interrupted
         stopped = outcome(get, limited, portal)
     assert isinstance(stopped, OverBudget), stopped
     assert re.search(r"over 0\.01 minutes \(its max_minutes\); not requested: .*/doc", str(stopped))
@@ -140,7 +140,7 @@ def test_a_retry_after_hold_on_the_host_ends_with_the_portal_s_time_budget(porta
     with pytest.raises(TransientError, match="HTTP 429"):
         get(client, portal)                     # the host is held for an hour
     limited.limit_to(0.01)                      # 0.6 s
-    with cut_short_after(client):               # a wait out of the hold would end Interrupted
+    with unbounded_wait_fails(client):               # a wait out of the hold would end Interrupted
         stopped = outcome(get, limited, portal)
     assert isinstance(stopped, OverBudget) and "max_minutes" in str(stopped), stopped
     assert portal.hits["/doc"] == 1
@@ -562,7 +562,7 @@ def test_a_download_answered_429_holds_back_every_request_to_that_host(portal, t
     with pytest.raises(TransientError, match="HTTP 429") as refused:
         client.download(portal.url + "/file.csv", tmp_path / "file.csv")
     assert refused.value.retry_after == 2 and waits == []
-    with cut_short_after(client):
+    with unbounded_wait_fails(client):
         assert get(client, portal).data == DOC
     assert waits == [2.0] and portal.hits["/doc"] == 1
 
@@ -575,7 +575,7 @@ def test_a_download_s_time_bound_counts_from_its_request_not_from_the_host_s_hol
     portal.inject("/doc", ("retry_after", 429, 3))
     with pytest.raises(TransientError, match="HTTP 429"):
         get(client, portal)                   # the host is held for 3 s
-    with cut_short_after(client):             # (2 s for a 16-byte file: room for any load)
+    with unbounded_wait_fails(client):             # (2 s for a 16-byte file: room for any load)
         assert client.download(portal.url + "/file.csv", tmp_path / "file.csv", max_seconds=2) == len(CSV)
     assert (tmp_path / "file.csv").read_bytes() == CSV
 

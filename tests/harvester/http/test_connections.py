@@ -12,7 +12,7 @@ import pytest
 from bench.serve import serve_keep_alive
 from harvester.http import CertificateRejected, HostUnavailable, HttpClient, Interrupted, InvalidUrl, TransientError
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
+from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, unbounded_wait_fails,
                                            dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
 from tests.portals.base import LocalPortal
 
@@ -207,7 +207,7 @@ def test_a_port_refused_for_the_limit_is_given_up_and_later_requests_fail_at_onc
     client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
     port = refusing_port
     url = f"http://127.0.0.1:{port}/doc"
-    with cut_short_after(client):
+    with unbounded_wait_fails(client):
         with pytest.raises(TransientError, match=rf"^connection refused by 127\.0\.0\.1:{port} \(") as failed:
             client.get_json(url)
     made = client.stats.requests
@@ -228,7 +228,7 @@ def test_the_refusal_limit_is_set_by_the_environment(monkeypatch, refusing_port)
     monkeypatch.setenv("CIVICAT_HTTP_REFUSED_SECONDS", "0.2")
     client = HttpClient.from_env(backoff_initial=0.01, backoff_max=0.05, max_attempts=10_000)
     url = f"http://127.0.0.1:{refusing_port}/doc"
-    with cut_short_after(client), pytest.raises(TransientError, match="connection refused by"):
+    with unbounded_wait_fails(client), pytest.raises(TransientError, match="connection refused by"):
         client.get_json(url)
     with pytest.raises(HostUnavailable, match=r"for 0\.2 s in a row; not asked again this run"):
         client.get_json(url)

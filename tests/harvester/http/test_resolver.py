@@ -13,7 +13,7 @@ import pytest
 from harvester.http import HostNotFound, HostUnavailable, Interrupted, LookupTimedOut, LookupUnanswered, ResolverDown
 from harvester.http.resolver import _Lookups
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import DOC, cut_short_after
+from tests.harvester.http.conftest import DOC, unbounded_wait_fails
 from tests.portals.base import LocalPortal
 
 SYSTEM_RESOLVER = socket.getaddrinfo   # (taken before conftest's _loopback_only stands in for it)
@@ -122,7 +122,7 @@ def test_a_lookup_that_hangs_is_bounded_and_a_name_unanswered_for_two_connect_ti
     client = fast_client(max_attempts=5, connect_timeout=0.2, host_failure_limit=3)
     url = portal.url.replace("127.0.0.1", "slow.portal.test")
     try:
-        with cut_short_after(client), pytest.raises(
+        with unbounded_wait_fails(client), pytest.raises(
                 LookupTimedOut, match=r"^host name slow\.portal\.test did not resolve within 0\.2 s \(") as failed:
             client.get_json(url + "/doc")
         assert (client.stats.requests, client.stats.retries) == (2, 1)   # two connect timeouts, then down
@@ -192,7 +192,7 @@ def test_a_resolver_that_answers_no_name_is_down_and_no_request_waits_for_it(por
     client = fast_client(max_attempts=5, connect_timeout=0.1, host_failure_limit=1)
     port = portal.url.rsplit(":", 1)[1]
     try:
-        with caplog.at_level(logging.WARNING, logger="civicat.http"), cut_short_after(client):
+        with caplog.at_level(logging.WARNING, logger="civicat.http"), unbounded_wait_fails(client):
             for name in ("a", "b", "c"):   # (c's lookup, under way, is waited for by its retry)
                 with pytest.raises(LookupTimedOut) as failed:
                     client.get_json(f"http://{name}.dead.test:{port}/doc")
@@ -237,7 +237,7 @@ def test_a_moment_s_failure_of_the_resolver_for_names_asked_at_once_is_retried(p
                                   "127.0.0.1"]
     client = fast_client(max_attempts=5, connect_timeout=5.0)
     port = portal.url.rsplit(":", 1)[1]
-    with cut_short_after(client), concurrent.futures.ThreadPoolExecutor(3) as threads:
+    with unbounded_wait_fails(client), concurrent.futures.ThreadPoolExecutor(3) as threads:
         fetched = [threads.submit(client.get_json, f"http://{name}:{port}/doc") for name in names]
         while not all(resolver.asked[name] for name in names):   # (all three lookups under way)
             time.sleep(0.01)
@@ -278,7 +278,7 @@ def test_names_queued_behind_a_slow_resolver_s_lookups_wait_their_turn_and_are_n
         resolver.answers[name] = [(0.3, "127.0.0.1")]
     port = portal.url.rsplit(":", 1)[1]
     client = fast_client(max_attempts=5, connect_timeout=0.6)
-    with cut_short_after(client), concurrent.futures.ThreadPoolExecutor(len(names)) as threads:
+    with unbounded_wait_fails(client), concurrent.futures.ThreadPoolExecutor(len(names)) as threads:
         fetched = list(threads.map(lambda name: client.get_json(f"http://{name}:{port}/doc").data, names))
     assert fetched == [DOC] * len(names)
     assert (client.stats.requests, client.stats.retries) == (40, 0)   # each name looked up once, in its turn

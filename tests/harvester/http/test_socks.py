@@ -12,7 +12,7 @@ import pytest
 from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound, HostUnavailable, HttpClient,
                            Interrupted, LookupUnanswered, ProxyRefused, TimedOut, TransientError)
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
+from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, unbounded_wait_fails,
                                            dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
 
 
@@ -223,7 +223,7 @@ def test_a_socks_handshake_the_proxy_holds_ends_at_the_connect_timeout(socks):
     the read timeout (300 s), as one TimedOut retried."""
     socks.stall = True
     client = fast_client(max_attempts=2, timeout=300.0, connect_timeout=0.3)
-    with cut_short_after(client), pytest.raises(TimedOut, match="^timed out: ConnectTimeout"):
+    with unbounded_wait_fails(client), pytest.raises(TimedOut, match="^timed out: ConnectTimeout"):
         client.get_json("http://portal.invalid/doc")
     assert (client.stats.requests, client.stats.retries) == (2, 1)
 
@@ -258,7 +258,7 @@ def test_a_socks_proxy_refusing_connections_is_counted_and_its_portal_given_up(s
     ConnectionFailed retried in full request after request."""
     monkeypatch.setenv("ALL_PROXY", f"socks5h://127.0.0.1:{refusing_port}")
     client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
-    with cut_short_after(client), pytest.raises(TransientError) as failed:
+    with unbounded_wait_fails(client), pytest.raises(TransientError) as failed:
         client.get_json("http://portal.invalid/doc")
     assert failed.value.error_type == "ConnectionRefused" and 1 < client.stats.requests < 10_000
     assert str(failed.value) == f"connection refused by 127.0.0.1:{refusing_port} (http://portal.invalid/doc)"
@@ -271,7 +271,7 @@ def test_a_portal_port_refused_behind_a_socks_proxy_is_counted_as_its_refusal(so
     """The proxy saying the portal's port refused it (SOCKS5's reply 5) is that port's refusal, as
     when the portal is asked directly: counted, the portal given up after the limit."""
     client = fast_client(max_attempts=10_000, max_retry_seconds=600, refused_limit=0.3)
-    with cut_short_after(client), pytest.raises(TransientError) as failed:
+    with unbounded_wait_fails(client), pytest.raises(TransientError) as failed:
         client.get_json(f"http://portal.invalid:{refusing_port}/doc")
     assert failed.value.error_type == "ConnectionRefused" and 1 < client.stats.requests < 10_000
     with pytest.raises(HostUnavailable, match=rf"^connection refused by portal\.invalid:{refusing_port} for 0\.3 s in "
@@ -323,7 +323,7 @@ def test_a_socks_proxy_s_name_is_looked_up_as_a_portal_s(monkeypatch, resolver):
     monkeypatch.setenv("ALL_PROXY", "socks5h://proxy.test:1080")
     client = fast_client(max_attempts=1, connect_timeout=0.3)
     try:
-        with cut_short_after(client), pytest.raises(LookupUnanswered, match=r"^host name proxy\.test did not "
+        with unbounded_wait_fails(client), pytest.raises(LookupUnanswered, match=r"^host name proxy\.test did not "
                                                                             r"resolve within 0\.3 s"):
             client.get_json("http://portal.invalid/doc")
     finally:
@@ -426,7 +426,7 @@ def test_an_address_whose_handshake_the_proxy_holds_is_given_up_at_the_connect_t
     socks.unanswered.add("127.0.0.2")
     resolver.answers["two.portal.test"] = [["127.0.0.2", "127.0.0.1"]]
     client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=1.0)   # (the next address's time too)
-    with cut_short_after(client):
+    with unbounded_wait_fails(client):
         assert client.get_json(portal.url.replace("127.0.0.1", "two.portal.test") + "/doc").data == DOC
     assert [host for host, _ in socks.asked] == ["127.0.0.2", "127.0.0.1"]
 

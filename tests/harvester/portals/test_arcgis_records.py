@@ -12,7 +12,7 @@ import pytest
 from catalog.records import RecordsLayout
 from harvester.portals.arcgis_hub import FeatureServerRecords, esri_wkt
 from harvester.records import RecordsError, pull_dataset
-from tests.conftest import cut_short_after, fast_client, harvest_with_records
+from tests.conftest import fail_pull_after, fast_client, harvest_with_records
 from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.shared_fixtures import load_json
@@ -253,7 +253,7 @@ def test_a_resumed_pull_refuses_a_page_of_rows_read_before_it_stopped(tmp_path, 
     with RowsOfAnEarlierOffset({ESRI: (meta, features)}, at=900) as services:
         layout, url, uid = RecordsLayout(tmp_path / "records"), services.url + ESRI, f"dc:{ESRI_ITEM}_0"
         source = FeatureServerRecords(fast_client(), url)
-        cut_short_after(source, 3, Killed())
+        fail_pull_after(source, 3, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "dc", f"{ESRI_ITEM}_0", store.con, uid=uid, run_id="r", part_rows=300)
         services.done = False

@@ -11,7 +11,7 @@ from catalog.records import RecordsLayout
 from harvester.portals import adapter_for
 from harvester.portals.ckan import DatastoreRecords
 from harvester.records import RecordsError, pull_dataset
-from tests.conftest import cut_short_after, fast_client, harvest_with_records, portal_config
+from tests.conftest import fail_pull_after, fast_client, harvest_with_records, portal_config
 from tests.portals.base import RawBody
 from tests.portals.ckan import CkanPortal
 from tests.shared_fixtures import load_json
@@ -225,7 +225,7 @@ def test_a_resumed_pull_refuses_a_page_of_rows_read_before_it_stopped(tmp_path, 
         adapter = adapter_for(portal_config("bos", "ckan", portal.url), fast_client())
         layout = RecordsLayout(tmp_path / "records")
         source = DatastoreRecords(adapter, "res-store")
-        cut_short_after(source, 3, Killed())
+        fail_pull_after(source, 3, Killed())
         with pytest.raises(Killed):
             pull_dataset(source, layout, "bos", STORE_ID, store.con, uid=f"bos:{STORE_ID}", run_id="r", part_rows=100)
         portal.done = False

@@ -15,7 +15,7 @@ from harvester.pipeline import ErrorLog, PortalReport
 from harvester.portals import adapter_for
 from harvester.portals.socrata import SodaRecords
 from harvester.records import RecordsError, pull_dataset, stored_datasets
-from tests.conftest import cut_short_after, fast_client, harvest_with_records, portal_config
+from tests.conftest import fail_pull_after, fast_client, harvest_with_records, portal_config
 from tests.portals.base import RawBody
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 from tests.shared_fixtures import load_json
@@ -133,7 +133,7 @@ def test_pages_are_sized_by_the_bytes_of_the_rows_read_and_a_resumed_pull_keeps_
 
     layout = RecordsLayout(tmp_path / "again")
     source = SodaRecords(adapter, dataset, None, page=300)
-    cut_short_after(source, 3, Interrupted("killed"))
+    fail_pull_after(source, 3, Interrupted("killed"))
     with pytest.raises(Interrupted):
         pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r", part_rows=200)
     seattle.clear_log()
@@ -167,7 +167,7 @@ def test_an_interrupted_pull_resumes_and_never_shows_partial_data(tmp_path, seat
     con, adapter, dataset = pull_alone(tmp_path, seattle.url)
     layout = RecordsLayout(tmp_path / "records")
     source = SodaRecords(adapter, dataset, None, page=100)
-    cut_short_after(source, 5, Interrupted("killed"))
+    fail_pull_after(source, 5, Interrupted("killed"))
     with pytest.raises(Interrupted):
         pull_dataset(source, layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r", part_rows=200)
     assert not layout.folder("sea", ID).exists()          # nothing visible
