@@ -220,15 +220,20 @@ class _HandshakeClosed:
     garbage collector (a ResourceWarning, its descriptor held until then). So urllib3 is handed
     the connection's SSL context as _ClosingContext, which makes the socket and does its handshake
     itself: the socket closed where it is made, as _connected_to closes a TCP socket, never looked
-    for in the frames of another library's code."""
+    for in the frames of another library's code. An https:// proxy's own TLS (before its CONNECT)
+    is made alike, by the proxy's context (urllib3's ProxyConfig.ssl_context, its public
+    proxy_ssl_context): given none, urllib3 made one of its own for it, out of reach."""
 
     def connect(self):
-        given = self.ssl_context
+        given, proxy_config = self.ssl_context, self.proxy_config
         self.ssl_context = _ClosingContext(given if given is not None else self._tls_context())
+        if proxy_config is not None and self.proxy is not None and self.proxy.scheme == "https":
+            self.proxy_config = proxy_config._replace(ssl_context=_ClosingContext(
+                proxy_config.ssl_context if proxy_config.ssl_context is not None else self._proxy_tls_context()))
         try:
             return super().connect()
         finally:
-            self.ssl_context = given
+            self.ssl_context, self.proxy_config = given, proxy_config
 
     def _tls_context(self):
         """The context urllib3 makes for a connection given none (_ssl_wrap_socket_and_match_hostname)."""
@@ -238,6 +243,14 @@ class _HandshakeClosed:
                                          ssl_maximum_version=self.ssl_maximum_version)
         if not (self.ca_certs or self.ca_cert_dir or self.ca_cert_data):   # (urllib3 loads these for its own only)
             context.load_default_certs()
+        return context
+
+    def _proxy_tls_context(self):
+        """The context urllib3 makes for an https:// proxy given none (_connect_tls_proxy): the
+        connection's trust, its CA bundle loaded here (urllib3 loads none into a proxy's context given)."""
+        context = self._tls_context()
+        if self.ca_certs or self.ca_cert_dir or self.ca_cert_data:
+            context.load_verify_locations(self.ca_certs, self.ca_cert_dir, self.ca_cert_data)
         return context
 
 

@@ -125,6 +125,20 @@ def accepting_and_never_answering() -> tuple[socket.socket, list, threading.Even
     return server, held, asked
 
 
+def relay(client: socket.socket, portal: socket.socket) -> None:
+    """What each of two connected sockets sends, sent on to the other, until both have ended (a
+    proxy's relay: the SOCKS and https:// proxies of the tests)."""
+    def copy(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=copy, args=(portal, client), daemon=True).start()
+    copy(client, portal)
+
+
 def asked_in_a_thread(client, asked: str, url: str, destination) -> tuple[threading.Thread, list]:
     """`url` asked by `client` in a thread started here, as a page (get_json) or a "download" to
     `destination`: the thread, and the list that gets what the call gave back or raised."""

@@ -13,7 +13,7 @@ from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound,
                            Interrupted, LookupUnanswered, ProxyRefused, TimedOut, TransientError)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
-                                           dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
+                                           dripping_headers, left_unclosed_by_ctrl_c, relay, stopped_while)
 
 
 class SocksServer:
@@ -59,7 +59,7 @@ class SocksServer:
             version = _exactly(client, 1)[0]
             portal = self._socks5(client) if version == 5 else self._socks4(client)
             if portal is not None:
-                _relay(client, portal)
+                relay(client, portal)
 
     def _socks5(self, client: socket.socket) -> socket.socket | None:
         methods = _exactly(client, _exactly(client, 1)[0])
@@ -144,18 +144,6 @@ def _is_address(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _relay(client: socket.socket, portal: socket.socket) -> None:
-    def copy(source, sink):
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    threading.Thread(target=copy, args=(portal, client), daemon=True).start()
-    copy(client, portal)
 
 
 @pytest.fixture
