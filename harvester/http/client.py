@@ -150,6 +150,9 @@ class HttpClient:
         self._address_faults: dict[str, int] = {}
         self.address_fault_limit = address_fault_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
+        # SOCKS proxies that refused in a way final for every request through them (their login, no SOCKS
+        # proxy): asked no more this run, every portal behind one failing at once (ProxyRefused)
+        self._proxies_refused: dict = {}
         self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
         # the answers being read and awaited (shared too): a stop shuts their sockets (cancel). A set, no lock:
         # cancel runs in a signal's handler, which a lock the interrupted main thread held would hang
@@ -352,7 +355,7 @@ class HttpClient:
                         self._host_given_up[host] = down
                     else:
                         self._host_failures[host] = self._host_failures.get(host, 0) + 1
-            elif not speculative and isinstance(exc, TransientError) and not isinstance(exc, ResolverDown):
+            elif not speculative and isinstance(exc, TransientError) and not exc.on_the_way:
                 with self._host_lock:   # (one address's fault, retried: see address_fault_limit)
                     faults = self._address_faults[host] = self._address_faults.get(host, 0) + 1
                     if faults >= self.address_fault_limit:
@@ -597,7 +600,7 @@ class HttpClient:
             started = time.monotonic()   # (not before the slot's wait: a long Retry-After hold would use it up)
             try:
                 with _headers_by(started + timeout * 2, self._refusals, self._resolver, self._stop,
-                                 self._in_flight) as exchange:
+                                 self._in_flight, self._proxies_refused) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
             except requests.exceptions.RequestException as exc:
                 if exchange.stopped:   # (its socket shut by the stop: the server had not answered yet)

@@ -30,7 +30,7 @@ from harvester.http.deadlines import _SocketWatchdog
 from harvester.http.errors import (CertificateRejected, ConnectionFailed, ConnectionRefused, HostNotFound, HttpError,
                                    InvalidUrl, ProxyRefused, TimedOut)
 from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
-from harvester.http.socks import PROXY, REFUSED, SocksProxy, SocksRefused, ask_for_connection
+from harvester.http.socks import ADDRESS, PROXY, REFUSED, SocksProxy, SocksRefused, ask_for_connection
 
 
 def _check_url(url: str) -> str:
@@ -88,6 +88,9 @@ class _Exchange:
     headers_late: bool = False
     stopped: str | None = None   # what the stop ended: "connect" (a TCP connect, a TLS handshake), "headers"
     refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
+    # the client's (the run's): each SOCKS proxy that refused in a way final for every request (its
+    # refusal, SocksRefused.final PROXY), asked no more; no lock: one refusal kept, set once
+    proxies_refused: dict[SocksProxy, SocksRefused] | None = None
 
 
 _EXCHANGE = threading.local()   # `current`: this thread's _Exchange, while its request is made
@@ -361,7 +364,10 @@ class _ThroughSocks:
     each of its addresses asked for in turn, as a direct connection tries them: the first may be one
     the proxy cannot reach. The portal's port refused behind the proxy counts as its refusal, as
     when it is asked directly; a refusal asking again cannot change (SocksRefused.final) fails the
-    request at once (ProxyRefused: _connection_failed), unless another address got another answer."""
+    request at once (ProxyRefused: _connection_failed), unless another address got another answer;
+    one final for every request (its login refused, no SOCKS proxy: SocksRefused.final PROXY) is
+    kept for the run (`_Exchange.proxies_refused`), and every later connection through the proxy,
+    any portal's, fails with it at once, the proxy not asked again."""
 
     def __init__(self, *args, _socks_options: dict[str, SocksProxy], **kwargs):
         self._proxy = _socks_options["proxy"]
@@ -370,6 +376,11 @@ class _ThroughSocks:
     def _new_conn(self):
         proxy, endpoint = self._proxy, f"{self.host}:{self.port}"
         exchange = getattr(_EXCHANGE, "current", None)
+        refused = exchange.proxies_refused.get(proxy) if exchange is not None and exchange.proxies_refused \
+            is not None else None
+        if refused is not None:   # (what it said for every request: not asked again)
+            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {refused}") \
+                from refused.again()
         failures: list[OSError] = []
         for portal in [self.host] if proxy.remote_names else self._addresses_for(proxy):
             if failures and self._connecting is not None and self._connecting.stopped:   # (not one more lookup)
@@ -380,6 +391,8 @@ class _ThroughSocks:
             except OSError as exc:   # (a TimeoutError, a SocksRefused among them)
                 failures.append(exc)
                 if getattr(exc, "final", None) == PROXY:   # (no address goes through it: not one more asked)
+                    if exchange is not None and exchange.proxies_refused is not None:
+                        exchange.proxies_refused.setdefault(proxy, exc)
                     break
                 continue
             if exchange is not None:
@@ -416,7 +429,7 @@ class _ThroughSocks:
             addresses = [address for address in addresses if ":" not in address]
             if not addresses:
                 said = f"takes IPv4 addresses only, and {self.host} has none (socks4a:// sends it its name)"
-                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said, final=PROXY)
+                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said, final=ADDRESS)
         return addresses
 
 
@@ -530,12 +543,14 @@ class _Adapter(HTTPAdapter):
 
 @contextmanager
 def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch", stop: threading.Event,
-                in_flight: set) -> Iterator[_Exchange]:
+                in_flight: set, proxies_refused: dict[SocksProxy, SocksRefused] | None = None) -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
     `deadline` (time.monotonic), moved on by the time its connections take to make, or by `stop`
     (their waits' watchdogs listed in `in_flight` meanwhile, for the stop to shut); the
-    connections refused or made are told to `refusals`, the lookups to `resolver`."""
-    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver, stop, in_flight)
+    connections refused or made are told to `refusals`, the lookups to `resolver`, and a SOCKS
+    proxy no request goes through is kept in `proxies_refused`, and not asked again."""
+    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver, stop, in_flight,
+                                             proxies_refused=proxies_refused)
     try:
         yield exchange
     finally:
@@ -557,7 +572,7 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
         return unanswered.error(url)
     final = next((e for e in _causes(exc) if isinstance(e, SocksRefused) and e.final), None)
     if final is not None:   # (what the proxy will say again: a setting to correct; a redirect's host too)
-        return ProxyRefused(urlparse(_url_of(exc) or url).hostname, final.strerror, url)
+        return ProxyRefused(urlparse(_url_of(exc) or url).hostname, final.strerror, url, final.final == PROXY)
     if exchange.refused is not None:
         endpoint, seconds = exchange.refused
         return ConnectionRefused(endpoint, url, seconds, exchange.refusals.limit)
