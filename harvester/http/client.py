@@ -27,14 +27,14 @@ from harvester import __version__
 from harvester.http import json_parsing
 from harvester.http.bodies import (_BodySink, _decoded_chunks, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of,
                                    _let_go, _parsing, _read_capped, _SpooledBody, parse_data_body)
-from harvester.http.connections import _Adapter, _check_url, _connection_failed, _headers_by, _Refusals, _Session
+from harvester.http.connections import (_Adapter, _check_proxy_url, _check_url, _connection_failed, _headers_by,
+                                        _Refusals, _Session)
 from harvester.http.deadlines import _Watchdog
 from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, HttpError,
                                    Interrupted, InvalidBody, LookupUnanswered, OverBudget, PermanentError,
                                    ResolverDown, ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload)
 from harvester.http.json_parsing import parse_json_body
 from harvester.http.resolver import _LOOKUPS, _ResolverWatch
-from harvester.http.socks import SocksProxy
 from harvester.http.xml_parsing import parse_xml_body
 from harvester.http_cache import ValidatorCache
 
@@ -195,11 +195,11 @@ class HttpClient:
                 raise ValueError(f"environment variable {name}={os.environ[name]!r} names no CA bundle file "
                                  "or folder")
         for scheme, proxy in urllib.request.getproxies().items():   # (as requests reads them: _environment)
-            # a SOCKS proxy's URL, else each request fails, retried (InvalidProxyURL); NO_PROXY names hosts,
-            # not a proxy, and a proxy written without a scheme is an HTTP one, as requests reads it
-            if scheme != "no" and "://" in proxy and proxy.lower().startswith("socks"):
+            # a proxy's URL, else each request of the night fails (a SOCKS one retried, InvalidProxyURL; an HTTP
+            # one whose URL does not parse quoted it, its password too); NO_PROXY names hosts, not a proxy
+            if scheme in ("http", "https", "all"):
                 try:
-                    SocksProxy.from_url(proxy)
+                    _check_proxy_url(proxy)
                 except ValueError as exc:   # (its value not shown: it may hold the proxy's password)
                     raise ValueError(f"the proxy of environment variable {scheme.upper()}_PROXY is not valid: "
                                      f"{exc}") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import socket
 import ssl
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 import requests
 import urllib3
@@ -47,6 +48,36 @@ def _check_url(url: str) -> str:
     except UnicodeError as exc:
         raise InvalidUrl(f"host name {host} is not valid ({exc.__cause__ or exc})", url) from None
     return parsed.netloc
+
+
+def _check_proxy_url(proxy: str) -> None:
+    """ValueError, never naming the URL (it may hold the proxy's password), for a proxy's URL no
+    request goes through: a SOCKS proxy's as SocksProxy reads it, another's as requests does (a URL
+    without a scheme is an HTTP proxy's), which quoted it whole in every request's error."""
+    if "://" in proxy and proxy.lower().startswith("socks"):
+        SocksProxy.from_url(proxy)
+        return
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    try:
+        parts = urlsplit(proxy)
+        port = parts.port
+    except ValueError:   # (its text may quote the URL's netloc)
+        raise ValueError("its host or port does not parse (a port from 1 to 65535; an IPv6 address in brackets)") \
+            from None
+    if not parts.hostname:
+        raise ValueError(f"the {parts.scheme}:// proxy names no host")
+    if port == 0:
+        raise ValueError(f"the {parts.scheme}:// proxy's port is not a number from 1 to 65535")
+    try:
+        urllib3.util.parse_url(proxy)
+    except urllib3.exceptions.LocationParseError:
+        raise ValueError(f"the {parts.scheme}:// proxy's URL does not parse") from None
+
+
+def _without_credentials(text: str) -> str:
+    """`text` with the user name and password of any URL in it left out (a proxy's, quoted by
+    requests or urllib3: "Failed to parse: http://user:password@proxy:99999")."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "", text)
 
 
 SECRET_HEADERS = ("X-App-Token",)
@@ -517,6 +548,14 @@ class _Adapter(HTTPAdapter):
         self._pools_asked_as[(scheme, origin, verify)] = pool.asked_as
         return pool
 
+    def cert_verify(self, conn, url, verify, cert):
+        """requests' check of the pool's certificates, for an http:// URL asked through an https://
+        proxy as for an https:// one: that pool is the proxy's, spoken to over TLS (its password
+        sent in it), and requests left the proxy's certificate unchecked for an http:// URL."""
+        if url[:5].lower() == "http:" and conn.scheme == "https" and getattr(conn, "proxy", None) is not None:
+            url = "https:" + url[5:]
+        super().cert_verify(conn, url, verify, cert)
+
     def request_url(self, request, proxies):
         return super().request_url(request, proxies) if proxies else request.path_url   # (as requests has it)
 
@@ -560,8 +599,8 @@ def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatc
 def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> HttpError:
     if isinstance(exc, requests.exceptions.InvalidProxyURL):   # (its text never names the proxy's credentials)
         return ConnectionFailed(f"proxy not valid ({exc})", url)
-    if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks)
-        return InvalidUrl(f"URL not valid ({exc})", url)
+    if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks, a proxy's)
+        return InvalidUrl(f"URL not valid ({_without_credentials(str(exc))})", url)
     if exchange.headers_late:
         return TimedOut(f"response headers took over {seconds:.0f}s to arrive", url)
     unresolved = _name_not_found(exc)
@@ -577,10 +616,21 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
         endpoint, seconds = exchange.refused
         return ConnectionRefused(endpoint, url, seconds, exchange.refusals.limit)
     rejected = next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
-    if rejected is not None:   # (the host of the request that failed: a redirect's too)
-        host = urlparse(_url_of(exc) or url).hostname
+    if rejected is not None:   # (the host of the request that failed: a redirect's too; or its https:// proxy's)
+        proxy = _proxy_not_reached(exc)
+        host = f"the proxy {proxy}" if proxy else urlparse(_url_of(exc) or url).hostname
         return CertificateRejected(host, rejected.verify_message or rejected.strerror or str(rejected), url)
     return ConnectionFailed(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+
+
+def _proxy_not_reached(exc: Exception) -> str | None:
+    """The host of the proxy `exc` (requests' error) failed to reach, if it did (urllib3's
+    ProxyError: no TLS with it made, say), from the pool it failed in (MaxRetryError's)."""
+    if not any(isinstance(e, urllib3.exceptions.ProxyError) for e in _causes(exc)):
+        return None
+    pool = next((e.pool for e in _causes(exc) if isinstance(e, urllib3.exceptions.MaxRetryError)), None)
+    proxy = getattr(pool, "proxy", None)
+    return getattr(proxy, "host", None) or getattr(pool, "host", None)
 
 
 def _url_of(exc: Exception) -> str | None:

@@ -112,24 +112,29 @@ def https_proxy(monkeypatch, tmp_path):
 
 
 def test_an_https_proxy_s_certificate_is_checked_by_the_run_s_ca_bundle(https_proxy, monkeypatch):
-    """(A guard: the proxy's own TLS is made by a context of civicat's now, which must trust what
-    urllib3's did: the system's CAs, or the CA bundle named by REQUESTS_CA_BUNDLE.) The proxy's
-    self-signed certificate is refused, then, trusted, an https portal is asked through its CONNECT
-    (the portal's own certificate, the same, checked through the tunnel) and an http one through it."""
+    """The proxy's certificate was left unchecked for an http portal (requests checks certificates
+    for https:// URLs alone, and the TLS made was the proxy's): a proxy of a self-signed certificate
+    was sent the request, and the proxy's password with it. It is checked as for an https portal
+    now, and its refusal names the proxy, not the portal ("TLS certificate of a.invalid", which no
+    TLS was made with). Trusted (REQUESTS_CA_BUNDLE, loaded into the proxy's own context of civicat's
+    now, as urllib3 loaded it into its own), an https portal is asked through its CONNECT (the
+    portal's certificate, the same, checked through the tunnel) and an http one through it."""
     with LocalPortal() as portal:
         portal.serve_json("/doc", DOC)
         server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=https_proxy.context)
         tls_portal = f"https://portal.invalid:{server.server_address[1]}"
+        http_portal = portal.url.replace("127.0.0.1", "portal.invalid")
         try:
-            with pytest.raises(CertificateRejected, match="self-signed certificate"):
-                fast_client(max_attempts=1).get_json(tls_portal + "/doc")
+            for url in (tls_portal, http_portal):
+                with pytest.raises(CertificateRejected, match=r"^TLS certificate of the proxy 127\.0\.0\.1 not "
+                                                              r"accepted \(self-signed certificate\)"):
+                    fast_client(max_attempts=1).get_json(url + "/doc")
             assert https_proxy.asked == []
             monkeypatch.setenv("REQUESTS_CA_BUNDLE", https_proxy.cert)
             client = fast_client(max_attempts=1)
-            with pytest.raises(CertificateRejected, match="portal.invalid"):   # (the portal's, made for 127.0.0.1)
+            with pytest.raises(CertificateRejected, match=r"^TLS certificate of portal\.invalid not accepted"):
                 client.get_json(tls_portal + "/doc")
             assert client.get_json(tls_portal.replace("portal.invalid", "127.0.0.1") + "/doc").data == DOC
-            http_portal = portal.url.replace("127.0.0.1", "portal.invalid")
             assert client.get_json(http_portal + "/doc").data == DOC
         finally:
             server.shutdown()
