@@ -423,7 +423,7 @@ class _ThroughSocks:
                 failures.append(exc)
                 if getattr(exc, "final", None) == PROXY:   # (no address goes through it: not one more asked)
                     if exchange is not None and exchange.proxies_refused is not None:
-                        exchange.proxies_refused.setdefault(proxy, exc)
+                        exchange.proxies_refused.setdefault(proxy, exc.again())   # (no traceback kept)
                     break
                 continue
             if exchange is not None:

@@ -191,7 +191,8 @@ class ResolverDown(TransientError):
 
 
 class CertificateRejected(HostFault):
-    """The host's TLS certificate failed verification (expired, self-signed, for another name).
+    """The host's TLS certificate failed verification (expired, self-signed, for another name), or
+    its https:// proxy's (`host`: "the proxy 10.0.0.1").
     A handshake cut short is a plain TransientError."""
 
     def __init__(self, host: str, reason: str, url: str):
