@@ -5,14 +5,13 @@ every level, `harvest_runs`, `harvest_errors`, `runs --errors`)."""
 import contextlib
 import json
 import logging
-import socket
-import threading
 
 import pytest
 from click.testing import CliRunner
 
 from bench.serve import self_signed_tls
 from harvester.cli import cli
+from tests.harvester.http.conftest import answering_every_request
 from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, HttpsProxy
 from tests.harvester.http.test_socks import SocksServer
 from tests.harvester.test_cli import write_config
@@ -22,30 +21,12 @@ LOGIN = "civicat:s3cr%25t-pa55@"
 HOSTS = ["a.invalid", "b.invalid"]
 
 
-@contextlib.contextmanager
-def _answering_407():
-    """An HTTP proxy on 127.0.0.1 answering every request (a CONNECT, an absolute URL's) 407, its
-    body quoting the request as some proxies do: its port."""
-    server = socket.create_server(("127.0.0.1", 0))
-
-    def answer():
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            with connection, contextlib.suppress(OSError):
-                asked = connection.recv(65536).split(b"\r\n")[0]
-                body = b"proxy login needed for " + asked
-                connection.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic "
-                                   b"realm=\"proxy\"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n"
-                                   b"Connection: close\r\n\r\n" + body)
-
-    threading.Thread(target=answer, daemon=True).start()
-    try:
-        yield server.getsockname()[1]
-    finally:
-        server.close()
+def _answered_407(line: bytes) -> bytes:
+    """An HTTP proxy's 407 to every request (a CONNECT, an absolute URL's), its body quoting the
+    request's line as some proxies do."""
+    body = b"proxy login needed for " + line
+    return (b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"proxy\"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
 
 
 @contextlib.contextmanager
@@ -58,7 +39,7 @@ def _proxies(kind: str, refusing_port: int, tmp_path):
         yield {"HTTP_PROXY": f"http://{LOGIN}127.0.0.1:{refusing_port}",
                "HTTPS_PROXY": f"http://{LOGIN}127.0.0.1:{refusing_port}"}
     elif kind == "http proxy answering 407":
-        with _answering_407() as port:
+        with answering_every_request(_answered_407) as (port, _):
             yield {"HTTP_PROXY": f"http://{LOGIN}127.0.0.1:{port}", "HTTPS_PROXY": f"http://{LOGIN}127.0.0.1:{port}"}
     else:   # an https proxy whose certificate is refused
         context = self_signed_tls(tmp_path)

@@ -7,7 +7,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,8 +14,8 @@ import pytest
 from bench.serve import serve_keep_alive
 from harvester.http import CertificateRejected
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, left_unclosed_by_ctrl_c, relay,
-                                           stopped_while)
+from tests.harvester.http.conftest import (DOC, LocalProxy, accepting_and_never_answering, left_unclosed_by_ctrl_c,
+                                           relay, stopped_while)
 from tests.portals.base import LocalPortal
 
 PROXY_VARIABLES = ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
@@ -37,35 +36,16 @@ def _tls_for_127_0_0_1(folder) -> tuple[ssl.SSLContext, str]:
     return context, str(cert)
 
 
-class HttpsProxy:
+class HttpsProxy(LocalProxy):
     """An https:// proxy on 127.0.0.1 (TLS with `context`), a thread a connection: a CONNECT
     relayed to the host and port asked, a request for an absolute URL (an http portal's) sent on to
     its host as an origin's. portal.invalid is 127.0.0.1. `asked`: each request line read."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
         self.context = context
         self.asked: list[str] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._held: list[socket.socket] = []
-        self.url = f"https://127.0.0.1:{self._server.getsockname()[1]}"
-
-    def __enter__(self) -> "HttpsProxy":
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.close()
-        for held in list(self._held):
-            held.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            self._held.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        self.url = f"https://127.0.0.1:{self.port}"
 
     def _serve(self, client: socket.socket) -> None:
         with contextlib.suppress(OSError, ValueError):

@@ -14,10 +14,11 @@ from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound,
                            Interrupted, LookupUnanswered, ProxyRefused, TimedOut, TransientError)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, cut_short_after,
-                                           dripping_headers, left_unclosed_by_ctrl_c, relay, stopped_while)
+                                           LocalProxy, answering_every_request, dripping_headers, left_unclosed_by_ctrl_c,
+                                           relay, stopped_while)
 
 
-class SocksServer:
+class SocksServer(LocalProxy):
     """A SOCKS proxy on 127.0.0.1, a thread a connection: SOCKS5 (RFC 1928: no login, or RFC 1929's
     user name and password when `users` is set) and SOCKS4/4a, relaying to the host and port asked.
     `names`: what it looks a name up to (any other is "host unreachable"); `stall`: it reads the
@@ -35,27 +36,7 @@ class SocksServer:
         self.asked: list[tuple[str, int]] = []
         self.greeted = threading.Event()
         self.greetings = 0
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._held: list[socket.socket] = []
-        self.port = self._server.getsockname()[1]
-
-    def __enter__(self) -> "SocksServer":
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.close()
-        for held in list(self._held):
-            held.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            self._held.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        super().__init__()
 
     def _serve(self, client: socket.socket) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -518,29 +499,9 @@ def test_a_proxy_that_makes_no_connections_is_not_asked_for_another_address(sock
     assert [host for host, _ in socks.asked] == ["127.0.0.2"]
 
 
-@contextlib.contextmanager
 def _answering_as_http():
-    """A server on 127.0.0.1 answering whatever it reads with an HTTP 400 (an HTTP proxy's port): its
-    port, and the list of the connections it answered."""
-    server = socket.create_server(("127.0.0.1", 0))
-    answered = []
-
-    def answer_as_http():
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            with connection, contextlib.suppress(OSError):
-                connection.recv(65536)
-                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                answered.append(connection)
-
-    threading.Thread(target=answer_as_http, daemon=True).start()
-    try:
-        yield server.getsockname()[1], answered
-    finally:
-        server.close()
+    """A server answering whatever it reads with an HTTP 400 (an HTTP proxy's port): answering_every_request."""
+    return answering_every_request(lambda line: b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
 
 
 def test_a_server_that_is_no_socks_proxy_is_said_so_and_not_asked_again(monkeypatch):
