@@ -27,14 +27,14 @@ from harvester import __version__
 from harvester.http import json_parsing
 from harvester.http.bodies import (_BodySink, _decoded_chunks, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of,
                                    _let_go, _parsing, _read_capped, _SpooledBody, parse_data_body)
-from harvester.http.connections import _Adapter, _check_url, _connection_failed, _headers_by, _Refusals, _Session
+from harvester.http.connections import (_Adapter, _check_proxy_url, _check_url, _connection_failed, _headers_by,
+                                        _Refusals, _Session)
 from harvester.http.deadlines import _Watchdog
 from harvester.http.errors import (ConnectionFailed, ConnectionRefused, HostFault, HostUnavailable, HttpError,
                                    Interrupted, InvalidBody, LookupUnanswered, OverBudget, PermanentError,
                                    ResolverDown, ResponseTooLarge, TimedOut, TransientError, UnexpectedPayload)
 from harvester.http.json_parsing import parse_json_body
 from harvester.http.resolver import _LOOKUPS, _ResolverWatch
-from harvester.http.socks import SocksProxy
 from harvester.http.xml_parsing import parse_xml_body
 from harvester.http_cache import ValidatorCache
 
@@ -150,6 +150,9 @@ class HttpClient:
         self._address_faults: dict[str, int] = {}
         self.address_fault_limit = address_fault_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
+        # SOCKS proxies that refused in a way final for every request through them (their login, no SOCKS
+        # proxy): asked no more this run, every portal behind one failing at once (ProxyRefused)
+        self._proxies_refused: dict = {}
         self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
         # the answers being read and awaited (shared too): a stop shuts their sockets (cancel). A set, no lock:
         # cancel runs in a signal's handler, which a lock the interrupted main thread held would hang
@@ -192,11 +195,11 @@ class HttpClient:
                 raise ValueError(f"environment variable {name}={os.environ[name]!r} names no CA bundle file "
                                  "or folder")
         for scheme, proxy in urllib.request.getproxies().items():   # (as requests reads them: _environment)
-            # a SOCKS proxy's URL, else each request fails, retried (InvalidProxyURL); NO_PROXY names hosts,
-            # not a proxy, and a proxy written without a scheme is an HTTP one, as requests reads it
-            if scheme != "no" and "://" in proxy and proxy.lower().startswith("socks"):
+            # a proxy's URL, else each request of the night fails (a SOCKS one retried, InvalidProxyURL; an HTTP
+            # one whose URL does not parse quoted it, its password too); NO_PROXY names hosts, not a proxy
+            if scheme in ("http", "https", "all"):
                 try:
-                    SocksProxy.from_url(proxy)
+                    _check_proxy_url(proxy)
                 except ValueError as exc:   # (its value not shown: it may hold the proxy's password)
                     raise ValueError(f"the proxy of environment variable {scheme.upper()}_PROXY is not valid: "
                                      f"{exc}") from None
@@ -352,7 +355,7 @@ class HttpClient:
                         self._host_given_up[host] = down
                     else:
                         self._host_failures[host] = self._host_failures.get(host, 0) + 1
-            elif not speculative and isinstance(exc, TransientError) and not isinstance(exc, ResolverDown):
+            elif not speculative and isinstance(exc, TransientError) and not exc.on_the_way:
                 with self._host_lock:   # (one address's fault, retried: see address_fault_limit)
                     faults = self._address_faults[host] = self._address_faults.get(host, 0) + 1
                     if faults >= self.address_fault_limit:
@@ -597,7 +600,7 @@ class HttpClient:
             started = time.monotonic()   # (not before the slot's wait: a long Retry-After hold would use it up)
             try:
                 with _headers_by(started + timeout * 2, self._refusals, self._resolver, self._stop,
-                                 self._in_flight) as exchange:
+                                 self._in_flight, self._proxies_refused) as exchange:
                     response = self._send(url, headers, (self.connect_timeout, timeout))
             except requests.exceptions.RequestException as exc:
                 if exchange.stopped:   # (its socket shut by the stop: the server had not answered yet)

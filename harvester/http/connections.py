@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 import socket
 import ssl
@@ -17,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 import requests
 import urllib3
@@ -30,7 +31,7 @@ from harvester.http.deadlines import _SocketWatchdog
 from harvester.http.errors import (CertificateRejected, ConnectionFailed, ConnectionRefused, HostNotFound, HttpError,
                                    InvalidUrl, ProxyRefused, TimedOut)
 from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
-from harvester.http.socks import PROXY, REFUSED, SocksProxy, SocksRefused, ask_for_connection
+from harvester.http.socks import ADDRESS, PROXY, REFUSED, SocksProxy, SocksRefused, ask_for_connection
 
 
 def _check_url(url: str) -> str:
@@ -47,6 +48,36 @@ def _check_url(url: str) -> str:
     except UnicodeError as exc:
         raise InvalidUrl(f"host name {host} is not valid ({exc.__cause__ or exc})", url) from None
     return parsed.netloc
+
+
+def _check_proxy_url(proxy: str) -> None:
+    """ValueError, never naming the URL (it may hold the proxy's password), for a proxy's URL no
+    request goes through: a SOCKS proxy's as SocksProxy reads it, another's as requests does (a URL
+    without a scheme is an HTTP proxy's), which quoted it whole in every request's error."""
+    if "://" in proxy and proxy.lower().startswith("socks"):
+        SocksProxy.from_url(proxy)
+        return
+    proxy = proxy if "://" in proxy else f"http://{proxy}"
+    try:
+        parts = urlsplit(proxy)
+        port = parts.port
+    except ValueError:   # (its text may quote the URL's netloc)
+        raise ValueError("its host or port does not parse (a port from 1 to 65535; an IPv6 address in brackets)") \
+            from None
+    if not parts.hostname:
+        raise ValueError(f"the {parts.scheme}:// proxy names no host")
+    if port == 0:
+        raise ValueError(f"the {parts.scheme}:// proxy's port is not a number from 1 to 65535")
+    try:
+        urllib3.util.parse_url(proxy)
+    except urllib3.exceptions.LocationParseError:
+        raise ValueError(f"the {parts.scheme}:// proxy's URL does not parse") from None
+
+
+def _without_credentials(text: str) -> str:
+    """`text` with the user name and password of any URL in it left out (a proxy's, quoted by
+    requests or urllib3: "Failed to parse: http://user:password@proxy:99999")."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "", text)
 
 
 SECRET_HEADERS = ("X-App-Token",)
@@ -88,6 +119,9 @@ class _Exchange:
     headers_late: bool = False
     stopped: str | None = None   # what the stop ended: "connect" (a TCP connect, a TLS handshake), "headers"
     refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
+    # the client's (the run's): each SOCKS proxy that refused in a way final for every request (its
+    # refusal, SocksRefused.final PROXY), asked no more; no lock: one refusal kept, set once
+    proxies_refused: dict[SocksProxy, SocksRefused] | None = None
 
 
 _EXCHANGE = threading.local()   # `current`: this thread's _Exchange, while its request is made
@@ -220,15 +254,20 @@ class _HandshakeClosed:
     garbage collector (a ResourceWarning, its descriptor held until then). So urllib3 is handed
     the connection's SSL context as _ClosingContext, which makes the socket and does its handshake
     itself: the socket closed where it is made, as _connected_to closes a TCP socket, never looked
-    for in the frames of another library's code."""
+    for in the frames of another library's code. An https:// proxy's own TLS (before its CONNECT)
+    is made alike, by the proxy's context (urllib3's ProxyConfig.ssl_context, its public
+    proxy_ssl_context): given none, urllib3 made one of its own for it, out of reach."""
 
     def connect(self):
-        given = self.ssl_context
+        given, proxy_config = self.ssl_context, self.proxy_config
         self.ssl_context = _ClosingContext(given if given is not None else self._tls_context())
+        if proxy_config is not None and self.proxy is not None and self.proxy.scheme == "https":
+            self.proxy_config = proxy_config._replace(ssl_context=_ClosingContext(
+                proxy_config.ssl_context if proxy_config.ssl_context is not None else self._proxy_tls_context()))
         try:
             return super().connect()
         finally:
-            self.ssl_context = given
+            self.ssl_context, self.proxy_config = given, proxy_config
 
     def _tls_context(self):
         """The context urllib3 makes for a connection given none (_ssl_wrap_socket_and_match_hostname)."""
@@ -238,6 +277,14 @@ class _HandshakeClosed:
                                          ssl_maximum_version=self.ssl_maximum_version)
         if not (self.ca_certs or self.ca_cert_dir or self.ca_cert_data):   # (urllib3 loads these for its own only)
             context.load_default_certs()
+        return context
+
+    def _proxy_tls_context(self):
+        """The context urllib3 makes for an https:// proxy given none (_connect_tls_proxy): the
+        connection's trust, its CA bundle loaded here (urllib3 loads none into a proxy's context given)."""
+        context = self._tls_context()
+        if self.ca_certs or self.ca_cert_dir or self.ca_cert_data:
+            context.load_verify_locations(self.ca_certs, self.ca_cert_dir, self.ca_cert_data)
         return context
 
 
@@ -348,7 +395,10 @@ class _ThroughSocks:
     each of its addresses asked for in turn, as a direct connection tries them: the first may be one
     the proxy cannot reach. The portal's port refused behind the proxy counts as its refusal, as
     when it is asked directly; a refusal asking again cannot change (SocksRefused.final) fails the
-    request at once (ProxyRefused: _connection_failed), unless another address got another answer."""
+    request at once (ProxyRefused: _connection_failed), unless another address got another answer;
+    one final for every request (its login refused, no SOCKS proxy: SocksRefused.final PROXY) is
+    kept for the run (`_Exchange.proxies_refused`), and every later connection through the proxy,
+    any portal's, fails with it at once, the proxy not asked again."""
 
     def __init__(self, *args, _socks_options: dict[str, SocksProxy], **kwargs):
         self._proxy = _socks_options["proxy"]
@@ -357,6 +407,11 @@ class _ThroughSocks:
     def _new_conn(self):
         proxy, endpoint = self._proxy, f"{self.host}:{self.port}"
         exchange = getattr(_EXCHANGE, "current", None)
+        refused = exchange.proxies_refused.get(proxy) if exchange is not None and exchange.proxies_refused \
+            is not None else None
+        if refused is not None:   # (what it said for every request: not asked again)
+            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {refused}") \
+                from refused.again()
         failures: list[OSError] = []
         for portal in [self.host] if proxy.remote_names else self._addresses_for(proxy):
             if failures and self._connecting is not None and self._connecting.stopped:   # (not one more lookup)
@@ -367,6 +422,8 @@ class _ThroughSocks:
             except OSError as exc:   # (a TimeoutError, a SocksRefused among them)
                 failures.append(exc)
                 if getattr(exc, "final", None) == PROXY:   # (no address goes through it: not one more asked)
+                    if exchange is not None and exchange.proxies_refused is not None:
+                        exchange.proxies_refused.setdefault(proxy, exc.again())   # (no traceback kept)
                     break
                 continue
             if exchange is not None:
@@ -403,7 +460,7 @@ class _ThroughSocks:
             addresses = [address for address in addresses if ":" not in address]
             if not addresses:
                 said = f"takes IPv4 addresses only, and {self.host} has none (socks4a:// sends it its name)"
-                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said, final=PROXY)
+                raise urllib3.exceptions.NewConnectionError(self, said) from SocksRefused(proxy, said, final=ADDRESS)
         return addresses
 
 
@@ -491,6 +548,14 @@ class _Adapter(HTTPAdapter):
         self._pools_asked_as[(scheme, origin, verify)] = pool.asked_as
         return pool
 
+    def cert_verify(self, conn, url, verify, cert):
+        """requests' check of the pool's certificates, for an http:// URL asked through an https://
+        proxy as for an https:// one: that pool is the proxy's, spoken to over TLS (its password
+        sent in it), and requests left the proxy's certificate unchecked for an http:// URL."""
+        if url[:5].lower() == "http:" and conn.scheme == "https" and getattr(conn, "proxy", None) is not None:
+            url = "https:" + url[5:]
+        super().cert_verify(conn, url, verify, cert)
+
     def request_url(self, request, proxies):
         return super().request_url(request, proxies) if proxies else request.path_url   # (as requests has it)
 
@@ -517,12 +582,14 @@ class _Adapter(HTTPAdapter):
 
 @contextmanager
 def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch", stop: threading.Event,
-                in_flight: set) -> Iterator[_Exchange]:
+                in_flight: set, proxies_refused: dict[SocksProxy, SocksRefused] | None = None) -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
     `deadline` (time.monotonic), moved on by the time its connections take to make, or by `stop`
     (their waits' watchdogs listed in `in_flight` meanwhile, for the stop to shut); the
-    connections refused or made are told to `refusals`, the lookups to `resolver`."""
-    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver, stop, in_flight)
+    connections refused or made are told to `refusals`, the lookups to `resolver`, and a SOCKS
+    proxy no request goes through is kept in `proxies_refused`, and not asked again."""
+    exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver, stop, in_flight,
+                                             proxies_refused=proxies_refused)
     try:
         yield exchange
     finally:
@@ -532,8 +599,8 @@ def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatc
 def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> HttpError:
     if isinstance(exc, requests.exceptions.InvalidProxyURL):   # (its text never names the proxy's credentials)
         return ConnectionFailed(f"proxy not valid ({exc})", url)
-    if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks)
-        return InvalidUrl(f"URL not valid ({exc})", url)
+    if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks, a proxy's)
+        return InvalidUrl(f"URL not valid ({_without_credentials(str(exc))})", url)
     if exchange.headers_late:
         return TimedOut(f"response headers took over {seconds:.0f}s to arrive", url)
     unresolved = _name_not_found(exc)
@@ -544,15 +611,26 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
         return unanswered.error(url)
     final = next((e for e in _causes(exc) if isinstance(e, SocksRefused) and e.final), None)
     if final is not None:   # (what the proxy will say again: a setting to correct; a redirect's host too)
-        return ProxyRefused(urlparse(_url_of(exc) or url).hostname, final.strerror, url)
+        return ProxyRefused(urlparse(_url_of(exc) or url).hostname, final.strerror, url, final.final == PROXY)
     if exchange.refused is not None:
         endpoint, seconds = exchange.refused
         return ConnectionRefused(endpoint, url, seconds, exchange.refusals.limit)
     rejected = next((e for e in _causes(exc) if isinstance(e, ssl.SSLCertVerificationError)), None)
-    if rejected is not None:   # (the host of the request that failed: a redirect's too)
-        host = urlparse(_url_of(exc) or url).hostname
+    if rejected is not None:   # (the host of the request that failed: a redirect's too; or its https:// proxy's)
+        proxy = _proxy_not_reached(exc)
+        host = f"the proxy {proxy}" if proxy else urlparse(_url_of(exc) or url).hostname
         return CertificateRejected(host, rejected.verify_message or rejected.strerror or str(rejected), url)
     return ConnectionFailed(f"connection failed: {type(exc).__name__}{_os_reason(exc)}", url)
+
+
+def _proxy_not_reached(exc: Exception) -> str | None:
+    """The host of the proxy `exc` (requests' error) failed to reach, if it did (urllib3's
+    ProxyError: no TLS with it made, say), from the pool it failed in (MaxRetryError's)."""
+    if not any(isinstance(e, urllib3.exceptions.ProxyError) for e in _causes(exc)):
+        return None
+    pool = next((e.pool for e in _causes(exc) if isinstance(e, urllib3.exceptions.MaxRetryError)), None)
+    proxy = getattr(pool, "proxy", None)
+    return getattr(proxy, "host", None) or getattr(pool, "host", None)
 
 
 def _url_of(exc: Exception) -> str | None:

@@ -48,6 +48,10 @@ class HttpError(Exception):
             return status_type(self.status) or type(self).__name__
         return type(self).__name__
 
+    # a fault of the way to the host, not of the host nor of one of its addresses (the resolver, a
+    # proxy): counted against neither (an address's faults in a row give its host up: _asked_of_host)
+    on_the_way = False
+
     @property
     def counts_against_host(self) -> bool:
         """Whether this failure, past every retry, counts toward giving its host up for the run
@@ -183,10 +187,12 @@ class ResolverDown(TransientError):
         self.host = host
 
     counts_against_host = False   # (the resolver's fault, not the host's: one back within the run serves it)
+    on_the_way = True
 
 
 class CertificateRejected(HostFault):
-    """The host's TLS certificate failed verification (expired, self-signed, for another name).
+    """The host's TLS certificate failed verification (expired, self-signed, for another name), or
+    its https:// proxy's (`host`: "the proxy 10.0.0.1").
     A handshake cut short is a plain TransientError."""
 
     def __init__(self, host: str, reason: str, url: str):
@@ -195,11 +201,26 @@ class CertificateRejected(HostFault):
 
 class ProxyRefused(HostFault):
     """The SOCKS proxy refused the request for a reason asking again does not change: a setting to
-    correct (its rules do not let the portal's addresses through, it makes no TCP connections or
-    takes no such address, the user name and password of its URL refused, it is no SOCKS proxy).
-    Never retried: the request fails at once and its host is not asked again this run."""
+    correct. Never retried: the request fails at once. A refusal of the portal (its rules do not let
+    its addresses through, it takes no such address, it wants an identd for them) gives its host up
+    for the run; one of every request (`proxy_wide`: it makes no TCP connections, the user name and
+    password of its URL refused, it takes no way to log in offered, it is no SOCKS proxy) gives the
+    proxy up: every later request through it, any portal's, fails at once with this message, the
+    proxy not asked (connections.py), and no host is held to it."""
 
     ATTEMPTS = 1
+
+    def __init__(self, host: str, problem: str, url: str, proxy_wide: bool = False):
+        super().__init__(host, f"{problem}; no request goes through it this run" if proxy_wide else problem, url)
+        self.proxy_wide = proxy_wide
+
+    @property
+    def counts_against_host(self) -> bool:
+        return not self.proxy_wide
+
+    @property
+    def on_the_way(self) -> bool:
+        return self.proxy_wide
 
 
 class Interrupted(KeyboardInterrupt):

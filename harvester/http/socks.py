@@ -18,8 +18,9 @@ SCHEMES = {"socks5": (5, False), "socks5h": (5, True), "socks4": (4, False), "so
 
 # What a SOCKS5 proxy's reply says (RFC 1928, 6), and a SOCKS4 proxy's (its reply's second byte), and
 # whether asking again can change it: None, retried under the direct path's bounds; ADDRESS, final for
-# the address asked (another address of the portal may be let through); PROXY, final for every request
-# through the proxy (a setting to change: a night of retries gets the same answer each time).
+# the address asked (another address of the portal may be let through, another portal too: a proxy's
+# rules name destinations); PROXY, final for every request through the proxy, whatever it asks for (a
+# setting to change: a night of retries gets the same answer each time, for every portal).
 ADDRESS, PROXY = "address", "proxy"
 _SOCKS5_REPLIES = {
     1: ("general SOCKS server failure", None),   # (many proxies' answer for a fault of their own, a connect timed out)
@@ -28,12 +29,16 @@ _SOCKS5_REPLIES = {
     4: ("host unreachable", None),   # (as EHOSTUNREACH; some proxies' answer too for a name they could not look up)
     5: ("connection refused", None),   # (counted as the portal's port's refusal: connections.py)
     6: ("TTL expired", None),   # (a routing loop, or some proxies' answer for a connect timed out)
-    7: ("command not supported", PROXY),   # (it makes no TCP connections (CONNECT): no request goes through it)
+    7: ("command not supported", PROXY),   # (it makes no TCP connections (CONNECT): no request goes through it;
+    #                                          a command its rules refuse for a destination is 2's)
     8: ("address type not supported", ADDRESS)}   # (an IPv6 address, or a name (socks5h://) to one that looks up none)
 _SOCKS4_REPLIES = {
     0x5B: ("request rejected or failed", None),   # (SOCKS4's one answer for every failure, a refusal among them)
-    0x5C: ("its identd unreachable", PROXY),   # (it wants an identd on civicat's machine: a setting, not a moment)
-    0x5D: ("its identd said another user id", PROXY)}
+    # (it wants an identd on civicat's machine: a setting, not a moment; but SOCKS4 grants a request by
+    # "any combination" of its destination, the user id and what identd says, so a rule may ask for it for
+    # some destinations alone: final for the address, as 2 is)
+    0x5C: ("its identd unreachable", ADDRESS),
+    0x5D: ("its identd said another user id", ADDRESS)}
 REFUSED = "connection refused"   # (the portal's port refused the proxy: counted as a refusal of the port)
 
 
@@ -84,7 +89,12 @@ class SocksRefused(OSError):
 
     def __init__(self, proxy: SocksProxy, said: str, reply: str | None = None, final: str | None = None):
         super().__init__(0, f"the SOCKS{proxy.version} proxy {proxy.endpoint} {said}")
-        self.reply, self.final = reply, final
+        self.proxy, self.said, self.reply, self.final = proxy, said, reply, final
+
+    def again(self) -> "SocksRefused":
+        """The same refusal, raised anew (a later request's, the proxy not asked: an exception
+        object is not raised in two threads at once)."""
+        return SocksRefused(self.proxy, self.said, self.reply, self.final)
 
 
 def ask_for_connection(sock: socket.socket, proxy: SocksProxy, host: str, port: int, seconds: float | None) -> None:
@@ -153,6 +163,8 @@ def _socks4(sock: socket.socket, proxy: SocksProxy, host: str, port: int, deadli
 
 def _refused(proxy: SocksProxy, host: str, port: int, reply: tuple[str, str | None]) -> SocksRefused:
     said, final = reply   # (a reply no RFC names: retried, as a fault not known to last)
+    if final == PROXY:   # (said to every portal's request after it: the first's host not named)
+        return SocksRefused(proxy, f"refuses every connection: {said}", said, final)
     where = f"[{host}]" if ":" in host else host   # (an IPv6 address's port told apart from it)
     return SocksRefused(proxy, f"could not connect to {where}:{port}: {said}", said, final)
 

@@ -6,6 +6,7 @@ import signal
 import socket
 import threading
 import warnings
+from collections.abc import Callable
 
 import pytest
 
@@ -124,6 +125,75 @@ def accepting_and_never_answering() -> tuple[socket.socket, list, threading.Even
 
     threading.Thread(target=accept, daemon=True).start()
     return server, held, asked
+
+
+def relay(client: socket.socket, portal: socket.socket) -> None:
+    """What each of two connected sockets sends, sent on to the other, until both have ended (a
+    proxy's relay: the SOCKS and https:// proxies of the tests)."""
+    def copy(source, sink):
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    threading.Thread(target=copy, args=(portal, client), daemon=True).start()
+    copy(client, portal)
+
+
+class LocalProxy:
+    """A proxy server on 127.0.0.1 of the tests, a thread a connection (`_serve`, a subclass's), its
+    connections closed as it is."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        self.port = self._server.getsockname()[1]
+
+    def __enter__(self):
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.close()
+        for held in list(self._held):
+            held.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:   # (closed: the test is over)
+                return
+            self._held.append(client)
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        raise NotImplementedError
+
+
+@contextlib.contextmanager
+def answering_every_request(answer: Callable[[bytes], bytes]):
+    """A server on 127.0.0.1 answering the first line of whatever it reads with `answer(line)`, then
+    closing (an HTTP proxy's port): its port, and the list of the connections it answered."""
+    server = socket.create_server(("127.0.0.1", 0))
+    answered = []
+
+    def answer_each():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:   # (closed: the test is over)
+                return
+            with connection, contextlib.suppress(OSError):
+                connection.sendall(answer(connection.recv(65536).split(b"\r\n")[0]))
+                answered.append(connection)
+
+    threading.Thread(target=answer_each, daemon=True).start()
+    try:
+        yield server.getsockname()[1], answered
+    finally:
+        server.close()
 
 
 def asked_in_a_thread(client, asked: str, url: str, destination) -> tuple[threading.Thread, list]:

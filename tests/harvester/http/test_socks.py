@@ -6,6 +6,7 @@ import ipaddress
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -13,17 +14,19 @@ from harvester.http import (CertificateRejected, ConnectionFailed, HostNotFound,
                            Interrupted, LookupUnanswered, ProxyRefused, TimedOut, TransientError)
 from tests.conftest import fast_client
 from tests.harvester.http.conftest import (DOC, accepting_and_never_answering, asked_in_a_thread, unbounded_wait_fails,
-                                           dripping_headers, left_unclosed_by_ctrl_c, stopped_while)
+                                           LocalProxy, answering_every_request, dripping_headers, left_unclosed_by_ctrl_c,
+                                           relay, stopped_while)
 
 
-class SocksServer:
+class SocksServer(LocalProxy):
     """A SOCKS proxy on 127.0.0.1, a thread a connection: SOCKS5 (RFC 1928: no login, or RFC 1929's
     user name and password when `users` is set) and SOCKS4/4a, relaying to the host and port asked.
     `names`: what it looks a name up to (any other is "host unreachable"); `stall`: it reads the
     client's greeting and never answers (a handshake held); `refuse`: its reply code to every
     request (5: the portal's port refused; SOCKS4's from 0x5B), `replies` to the requests for a
     host (a name or an address); `unanswered`: the hosts whose requests it reads and never answers.
-    `asked`: the (host, port) of each request, a name as a name; `greeted`: set at each greeting read."""
+    `asked`: the (host, port) of each request, a name as a name; `greeted`: set at each greeting read,
+    `greetings` their count."""
 
     def __init__(self, users: dict[str, str] | None = None, names: dict[str, str] | None = None) -> None:
         self.users, self.names = users, names or {}
@@ -32,38 +35,20 @@ class SocksServer:
         self.unanswered: set[str] = set()
         self.asked: list[tuple[str, int]] = []
         self.greeted = threading.Event()
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._held: list[socket.socket] = []
-        self.port = self._server.getsockname()[1]
-
-    def __enter__(self) -> "SocksServer":
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.close()
-        for held in list(self._held):
-            held.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            self._held.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        self.greetings = 0
+        super().__init__()
 
     def _serve(self, client: socket.socket) -> None:
         with contextlib.suppress(OSError, ValueError):
             version = _exactly(client, 1)[0]
             portal = self._socks5(client) if version == 5 else self._socks4(client)
             if portal is not None:
-                _relay(client, portal)
+                relay(client, portal)
 
     def _socks5(self, client: socket.socket) -> socket.socket | None:
         methods = _exactly(client, _exactly(client, 1)[0])
         self.greeted.set()
+        self.greetings += 1
         if self.stall:
             client.recv(1)   # (until the client closes it)
             return None
@@ -95,6 +80,7 @@ class SocksServer:
     def _socks4(self, client: socket.socket) -> socket.socket | None:
         _, port, address = _exactly(client, 1), int.from_bytes(_exactly(client, 2), "big"), _exactly(client, 4)
         self.greeted.set()
+        self.greetings += 1
         _until_nul(client)   # (the user id)
         host = _until_nul(client) if address[:3] == b"\x00\x00\x00" else str(ipaddress.IPv4Address(address))
         self.asked.append((host, port))
@@ -144,18 +130,6 @@ def _is_address(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _relay(client: socket.socket, portal: socket.socket) -> None:
-    def copy(source, sink):
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-    threading.Thread(target=copy, args=(portal, client), daemon=True).start()
-    copy(client, portal)
 
 
 @pytest.fixture
@@ -300,16 +274,17 @@ def test_a_socks_proxy_s_user_name_and_password_are_sent_and_never_shown(monkeyp
         assert fast_client(max_attempts=1).get_json(portal.url + "/doc").data == DOC
         monkeypatch.setenv("ALL_PROXY", f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}")
         client = fast_client(max_attempts=5)
-        with pytest.raises(ProxyRefused, match="refused the user name and password of the proxy's URL \\(") \
+        with pytest.raises(ProxyRefused, match="refused the user name and password of the proxy's URL; no request "
+                                               "goes through it this run \\(") \
                 as failed:
             client.get_json(portal.url + "/doc")
         assert "s3cret" not in str(failed.value) and "s3cret" not in repr(SocksProxy.from_url(
             f"socks5://civicat:wrong-s3cret@127.0.0.1:{server.port}"))
-        assert (client.stats.requests, client.stats.retries) == (1, 0)
-        with pytest.raises(HostUnavailable, match="refused the user name and password of the proxy's URL; not asked "
-                                                  "again this run"):
+        assert (client.stats.requests, client.stats.retries, server.greetings) == (1, 0, 2)
+        with pytest.raises(ProxyRefused, match="refused the user name and password of the proxy's URL; no request "
+                                               "goes through it this run \\("):
             client.get_json(portal.url + "/other")
-        assert client.stats.requests == 1
+        assert server.greetings == 2
 
 
 def test_a_socks_proxy_s_name_is_looked_up_as_a_portal_s(monkeypatch, resolver):
@@ -448,18 +423,19 @@ def test_a_stop_while_the_proxy_holds_an_address_ends_the_request_and_asks_for_n
     assert [host for host, _ in socks.asked] == ["127.0.0.2"]
 
 
-# what a SOCKS proxy's refusal says, and whether it is final (ProxyRefused) or retried (ConnectionFailed)
-REFUSALS = [("socks5h", 1, "general SOCKS server failure", False),
-            ("socks5h", 2, "connection not allowed by its rules", True),
-            ("socks5h", 3, "network unreachable", False),
-            ("socks5h", 4, "host unreachable", False),
-            ("socks5h", 6, "TTL expired", False),
-            ("socks5h", 7, "command not supported", True),
-            ("socks5h", 8, "address type not supported", True),
-            ("socks5h", 9, "reply 9", False),
-            ("socks4a", 0x5B, "request rejected or failed", False),
-            ("socks4a", 0x5C, "its identd unreachable", True),
-            ("socks4a", 0x5D, "its identd said another user id", True)]
+# what a SOCKS proxy's refusal says, and whether it is final (ProxyRefused), for the portal ("host") or
+# for every request through the proxy ("proxy"), or retried (ConnectionFailed: None)
+REFUSALS = [("socks5h", 1, "general SOCKS server failure", None),
+            ("socks5h", 2, "connection not allowed by its rules", "host"),
+            ("socks5h", 3, "network unreachable", None),
+            ("socks5h", 4, "host unreachable", None),
+            ("socks5h", 6, "TTL expired", None),
+            ("socks5h", 7, "command not supported", "proxy"),
+            ("socks5h", 8, "address type not supported", "host"),
+            ("socks5h", 9, "reply 9", None),
+            ("socks4a", 0x5B, "request rejected or failed", None),
+            ("socks4a", 0x5C, "its identd unreachable", "host"),
+            ("socks4a", 0x5D, "its identd said another user id", "host")]
 
 
 @pytest.mark.parametrize("scheme, reply, said, final", REFUSALS)
@@ -475,16 +451,21 @@ def test_a_socks_refusal_asking_again_cannot_change_fails_at_once(socks, scheme,
     socks.replies["portal.invalid"] = reply
     client = fast_client(max_attempts=3)
     version = scheme[5]
-    refusal = (rf"the SOCKS{version} proxy 127\.0\.0\.1:{socks.port} could not connect to portal\.invalid:80: "
-               f"{said}")
+    refusal = rf"the SOCKS{version} proxy 127\.0\.0\.1:{socks.port} " + (
+        f"refuses every connection: {said}; no request goes through it this run" if final == "proxy" else
+        rf"could not connect to portal\.invalid:80: {said}")
     with pytest.raises(ProxyRefused if final else ConnectionFailed,
                        match=("^" if final else r"^connection failed: ConnectionError: ") + refusal + r" \("):
         client.get_json("http://portal.invalid/doc")
     assert (client.stats.requests, client.stats.retries) == ((1, 0) if final else (3, 2))
-    if final:
+    if final == "host":
         with pytest.raises(HostUnavailable, match=f"^{refusal}; not asked again this run"):
             client.get_json("http://portal.invalid/other")
         assert client.stats.requests == 1 and len(socks.asked) == 1
+    elif final == "proxy":
+        with pytest.raises(ProxyRefused, match=f"^{refusal} " + r"\(http://portal\.invalid/other\)$"):
+            client.get_json("http://portal.invalid/other")
+        assert client.stats.requests == 2 and len(socks.asked) == 1
 
 
 def test_a_final_refusal_of_one_address_leaves_the_others_to_ask_for(socks, portal, resolver):
@@ -518,32 +499,89 @@ def test_a_proxy_that_makes_no_connections_is_not_asked_for_another_address(sock
     assert [host for host, _ in socks.asked] == ["127.0.0.2"]
 
 
+def _answering_as_http():
+    """A server answering whatever it reads with an HTTP 400 (an HTTP proxy's port): answering_every_request."""
+    return answering_every_request(lambda line: b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+
 def test_a_server_that_is_no_socks_proxy_is_said_so_and_not_asked_again(monkeypatch):
     """ALL_PROXY naming an HTTP proxy's port with a socks scheme: its answer to the greeting is no
     SOCKS5 answer, all night. The request fails at once, saying so."""
     for name in ("NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
-    server = socket.create_server(("127.0.0.1", 0))
-    answered = []
-
-    def answer_as_http():
-        while True:
-            try:
-                connection, _ = server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            with connection, contextlib.suppress(OSError):
-                connection.recv(65536)
-                connection.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-                answered.append(connection)
-
-    threading.Thread(target=answer_as_http, daemon=True).start()
-    monkeypatch.setenv("ALL_PROXY", f"socks5h://127.0.0.1:{server.getsockname()[1]}")
     client = fast_client(max_attempts=5)
-    try:
-        with pytest.raises(ProxyRefused, match=rf"^the SOCKS5 proxy 127\.0\.0\.1:{server.getsockname()[1]} is no "
-                                               r"SOCKS5 proxy \(its answer to the greeting is not SOCKS5's\) \("):
+    with _answering_as_http() as (port, answered):
+        monkeypatch.setenv("ALL_PROXY", f"socks5h://127.0.0.1:{port}")
+        with pytest.raises(ProxyRefused, match=rf"^the SOCKS5 proxy 127\.0\.0\.1:{port} is no "
+                                               r"SOCKS5 proxy \(its answer to the greeting is not SOCKS5's\); no "
+                                               r"request goes through it this run \("):
             client.get_json("http://portal.invalid/doc")
-    finally:
-        server.close()
     assert client.stats.requests == 1 and len(answered) == 1
+
+
+PORTALS_BEHIND_ONE_PROXY = ["a.invalid", "b.invalid", "c.invalid"]
+
+# a proxy no request goes through: how it is set (a SocksServer's settings, or an HTTP server's port), the
+# URL's login, and what it answers every request
+NO_REQUEST_GOES_THROUGH = [
+    ("socks5h", {"users": {"civicat": "right"}}, "civicat:wrong-s3cret@",
+     "refused the user name and password of the proxy's URL"),
+    ("socks5h", {"users": {"civicat": "right"}}, "", "takes none of the ways to log in offered (none, or the user "
+                                                     "name and password of the proxy's URL)"),
+    ("socks5h", {"refuse": 7}, "", "refuses every connection: command not supported"),
+    ("socks5h", "http", "", "is no SOCKS5 proxy (its answer to the greeting is not SOCKS5's)"),
+    ("socks4a", "http", "", "is no SOCKS4 proxy (its reply is not SOCKS4's)")]
+
+
+@contextlib.contextmanager
+def _proxy_set(setting) -> "contextlib.AbstractContextManager[tuple[int, Callable[[], int]]]":
+    """A proxy set as NO_REQUEST_GOES_THROUGH says: its port, and how many times it has been asked
+    (greeted, or answered as an HTTP server)."""
+    if setting == "http":
+        with _answering_as_http() as (port, answered):
+            yield port, lambda: len(answered)
+        return
+    with SocksServer(users=setting.get("users"), names=dict.fromkeys(PORTALS_BEHIND_ONE_PROXY, "127.0.0.1")) as server:
+        server.refuse = setting.get("refuse")
+        yield server.port, lambda: server.greetings
+
+
+@pytest.mark.parametrize("scheme, setting, login, said", NO_REQUEST_GOES_THROUGH)
+def test_a_proxy_no_request_goes_through_is_asked_once_in_a_run_for_every_portal_behind_it(monkeypatch, scheme,
+                                                                                           setting, login, said):
+    """A refusal that says how the proxy is set, whatever is asked of it (its login refused, no way to
+    log in offered taken, no TCP connections made, no SOCKS proxy at that port), gave up the portal's
+    host alone: every portal behind the proxy asked it once more, got the same answer, and failed on
+    its own. The proxy is given up for the run now: the portals after the first fail at once with
+    the same message, naming the proxy and its answer, the proxy not asked again."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with _proxy_set(setting) as (port, asked):
+        monkeypatch.setenv("ALL_PROXY", f"{scheme}://{login}127.0.0.1:{port}")
+        client = fast_client(max_attempts=5)
+        messages = []
+        for host in PORTALS_BEHIND_ONE_PROXY:
+            with pytest.raises(ProxyRefused) as failed:
+                client.get_json(f"http://{host}/doc")
+            messages.append(str(failed.value))
+        assert asked() == 1
+    refusal = f"the SOCKS{scheme[5]} proxy 127.0.0.1:{port} {said}; no request goes through it this run"
+    assert messages == [f"{refusal} (http://{host}/doc)" for host in PORTALS_BEHIND_ONE_PROXY]
+    assert (client.stats.requests, client.stats.retries) == (3, 0)
+    assert not any("s3cret" in message for message in messages)
+
+
+def test_a_proxy_refusing_one_portal_by_its_rules_is_asked_for_each_portal(socks):
+    """(A guard: the proxy's rules name destinations, "connection not allowed by its rules" is said
+    of one portal, and the portals after it are asked for, each given up alone.)"""
+    for host in PORTALS_BEHIND_ONE_PROXY:
+        socks.names[host] = "127.0.0.1"
+    socks.refuse = 2
+    client = fast_client(max_attempts=5)
+    for host in PORTALS_BEHIND_ONE_PROXY:
+        with pytest.raises(ProxyRefused, match=rf"could not connect to {host}:80: connection not allowed by its "
+                                               r"rules \("):
+            client.get_json(f"http://{host}/doc")
+        with pytest.raises(HostUnavailable):
+            client.get_json(f"http://{host}/other")
+    assert [host for host, _ in socks.asked] == PORTALS_BEHIND_ONE_PROXY

@@ -1,0 +1,169 @@
+"""Requests through an https:// proxy (HTTPS_PROXY=https://...: TLS to the proxy itself, then an https
+portal's CONNECT or an http portal's request), against a proxy of the test's own on 127.0.0.1 relaying
+to the local portals (no mocked requests): the proxy's certificate checked as a portal's, and its own
+TLS handshake closed whatever ends it."""
+import contextlib
+import shutil
+import socket
+import ssl
+import subprocess
+from urllib.parse import urlsplit
+
+import pytest
+
+from bench.serve import serve_keep_alive
+from harvester.http import CertificateRejected
+from tests.conftest import fast_client
+from tests.harvester.http.conftest import (DOC, LocalProxy, accepting_and_never_answering, left_unclosed_by_ctrl_c,
+                                           relay, stopped_while)
+from tests.portals.base import LocalPortal
+
+PROXY_VARIABLES = ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                   "all_proxy")
+
+
+def _tls_for_127_0_0_1(folder) -> tuple[ssl.SSLContext, str]:
+    """A server context whose self-signed certificate names 127.0.0.1 as its subjectAltName (a
+    client trusting it accepts it), and the certificate's file; skipped without the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a certificate")
+    key, cert = folder / "proxy-key.pem", folder / "proxy-cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, str(cert)
+
+
+class HttpsProxy(LocalProxy):
+    """An https:// proxy on 127.0.0.1 (TLS with `context`), a thread a connection: a CONNECT
+    relayed to the host and port asked, a request for an absolute URL (an http portal's) sent on to
+    its host as an origin's. portal.invalid is 127.0.0.1. `asked`: each request line read."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        self.context = context
+        self.asked: list[str] = []
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def _serve(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            client = self.context.wrap_socket(client, server_side=True)
+            self._held.append(client)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                piece = client.recv(65536)
+                if not piece:
+                    return
+                head += piece
+            line, rest = head.split(b"\r\n", 1)
+            method, target, version = line.decode().split(" ")
+            self.asked.append(f"{method} {target}")
+            if method == "CONNECT":
+                host, port = target.rsplit(":", 1)
+                portal = self._portal(host, int(port))
+                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            else:   # (an absolute URL: asked of its host by its path)
+                parts = urlsplit(target)
+                portal = self._portal(parts.hostname, parts.port or 80)
+                portal.sendall(f"{method} {parts.path or '/'}{'?' + parts.query if parts.query else ''} "
+                               f"{version}\r\n".encode() + rest)
+            relay(client, portal)
+
+    def _portal(self, host: str, port: int) -> socket.socket:
+        portal = socket.create_connection(("127.0.0.1" if host == "portal.invalid" else host, port), timeout=10)
+        portal.settimeout(None)
+        self._held.append(portal)
+        return portal
+
+
+@pytest.fixture
+def https_proxy(monkeypatch, tmp_path):
+    """An HttpsProxy named by HTTPS_PROXY and HTTP_PROXY; its certificate's file as `cert`."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    context, cert = _tls_for_127_0_0_1(tmp_path)
+    with HttpsProxy(context) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        proxy.cert = cert
+        yield proxy
+
+
+def test_an_https_proxy_s_certificate_is_checked_by_the_run_s_ca_bundle(https_proxy, monkeypatch):
+    """The proxy's certificate was left unchecked for an http portal (requests checks certificates
+    for https:// URLs alone, and the TLS made was the proxy's): a proxy of a self-signed certificate
+    was sent the request, and the proxy's password with it. It is checked as for an https portal
+    now, and its refusal names the proxy, not the portal ("TLS certificate of a.invalid", which no
+    TLS was made with). Trusted (REQUESTS_CA_BUNDLE, loaded into the proxy's own context of civicat's
+    now, as urllib3 loaded it into its own), an https portal is asked through its CONNECT (the
+    portal's certificate, the same, checked through the tunnel) and an http one through it."""
+    with LocalPortal() as portal:
+        portal.serve_json("/doc", DOC)
+        server = serve_keep_alive(portal._wsgi, poll_interval=0.05, tls=https_proxy.context)
+        tls_portal = f"https://portal.invalid:{server.server_address[1]}"
+        http_portal = portal.url.replace("127.0.0.1", "portal.invalid")
+        try:
+            for url in (tls_portal, http_portal):
+                with pytest.raises(CertificateRejected, match=r"^TLS certificate of the proxy 127\.0\.0\.1 not "
+                                                              r"accepted \(self-signed certificate\)"):
+                    fast_client(max_attempts=1).get_json(url + "/doc")
+            assert https_proxy.asked == []
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", https_proxy.cert)
+            client = fast_client(max_attempts=1)
+            with pytest.raises(CertificateRejected, match=r"^TLS certificate of portal\.invalid not accepted"):
+                client.get_json(tls_portal + "/doc")
+            assert client.get_json(tls_portal.replace("portal.invalid", "127.0.0.1") + "/doc").data == DOC
+            assert client.get_json(http_portal + "/doc").data == DOC
+        finally:
+            server.shutdown()
+            server.server_close()
+    port = server.server_address[1]
+    assert https_proxy.asked == [f"CONNECT portal.invalid:{port}", f"CONNECT 127.0.0.1:{port}",
+                                 f"GET {http_portal}/doc"]
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_ctrl_c_in_the_tls_handshake_with_an_https_proxy_closes_its_socket(monkeypatch, scheme):
+    """An https:// proxy is spoken to over TLS of its own before anything is asked of it (an https
+    portal's CONNECT, an http portal's request): a Ctrl-C in that handshake (a proxy that never
+    answers it) left its socket to the garbage collector for an https portal, the handshake made
+    by urllib3's own context (an http portal's was made by the portal's: a guard). Closed whatever
+    ends the handshake, as the portal's own."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    listening, held, hello = accepting_and_never_answering()
+    proxy = f"https://127.0.0.1:{listening.getsockname()[1]}"
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+
+    def waiting():
+        assert hello.wait(60), "the client never began the proxy's TLS handshake"
+
+    try:
+        left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0),
+                                       f"{scheme}://portal.invalid/doc", waiting)
+    finally:
+        listening.close()
+        for connection in held:
+            connection.close()
+    assert left == []
+
+
+def test_a_stop_ends_the_tls_handshake_with_an_https_proxy_at_once(monkeypatch, tmp_path):
+    """(A guard: the proxy's handshake runs on the socket the stop shuts, under civicat's context now
+    as under urllib3's.) A proxy that never answers the handshake holds the request until the
+    connect timeout (300 s here); the stop ends it at once, Interrupted."""
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    listening, held, hello = accepting_and_never_answering()
+    monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{listening.getsockname()[1]}")
+    url = "https://portal.invalid/doc"
+
+    def waiting():
+        assert hello.wait(60), "the client never began the proxy's TLS handshake"
+
+    client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
+    stopped = stopped_while(client, "page", url, tmp_path, waiting, "the proxy's handshake", listening, held)
+    assert str(stopped) == f"the harvest was interrupted while connecting: {url}"
