@@ -1247,15 +1247,17 @@ class Windows:
                 pending[:0] = narrower
             if not pending:
                 # a part split whose narrower parts gave requests its answer lacked was cut: under the largest
-                # answer, the server leaves requests out after the cut (kept for the next pull, kept_thinning)
+                # answer, the server leaves requests out after the cut (kept for the next pull, kept_thinning),
+                # and the parts taken whole as under the cap of one that does not are judged again, under half
+                # of it
+                thinned_none = self._thins_none()
                 self.parts_split = self.parts_split or bool(split)
                 shown = [size for filters, size, keys in split if size < largest and any(
                     key not in keys for key, request in found.items() if _asked(request, filters))]
                 if shown:
                     self.parts_thinning = max(self.parts_thinning or 0.0, 1 - min(shown) / largest)
-            if not pending and self._thins_none():
-                # (shown so: the parts taken whole as under the cap are judged again, under half of it)
-                again = [part for part in taken if part[1] >= largest - int(largest * self._parts_margin())]
+                again = [part for part in taken if thinned_none and
+                         part[1] >= largest - int(largest * self._parts_margin())]
                 taken = [part for part in taken if part not in again]
                 for filters, _, _ in again:
                     pending += self._narrower(filters) or [filters]   # (one code asked again: it fails the pull)
