@@ -810,6 +810,20 @@ def test_a_server_seen_thinning_its_parts_is_remembered_so_by_the_next_pull(tmp_
     assert source.thinning == pytest.approx(1 - 25 / 50)   # (what its parts showed: the first day's open one)
 
 
+def test_a_pull_cut_short_goes_on_with_the_thinning_its_parts_showed_and_an_old_state_as_before():
+    """The thinning a part showed is in the state a pull cut short goes on from (and kept from there);
+    a state without it (written before session 37) goes on as before: a server not seen to thin."""
+    from harvester.portals.open311 import Windows
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    state = {"start": start.isoformat(), "width": 86_400, "before": [], "page_size": 50, "thinning": 0.0}
+    going_on = Windows(lambda *_: [], start, start + timedelta(days=2), {**state, "parts_thinning": 0.08})
+    assert not going_on._thins_none() and going_on.kept_thinning == 0.08
+    assert [state for _, state in going_on][-1]["parts_thinning"] == 0.08
+    as_before = Windows(lambda *_: [], start, start + timedelta(days=2), state)
+    assert as_before._thins_none() and as_before.kept_thinning == 0.0
+    assert "parts_thinning" not in [state for _, state in as_before][-1]
+
+
 @pytest.mark.parametrize("per_day, days, private", [(263, 13, 8), (300, 10, 4)])
 def test_a_day_read_before_the_server_was_seen_to_include_the_ends_day_is_read_by_parts_without_it(
         per_day, days, private):
