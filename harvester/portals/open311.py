@@ -316,7 +316,8 @@ class Windows:
     none shows it held the whole window. A window of one second cannot be narrowed (many
     requests at one timestamp): its pages are read, and read again until two readings
     agree page by page (PagesDisagree after PASSES: only that second is read again, not
-    the whole pull as SourceChanged would). Window widths adapt to aim at FILL of
+    the whole pull as SourceChanged would; a server shown to ignore `page`: its one answer,
+    read once). Window widths adapt to aim at FILL of
     a page (doubling at most from one window to the next, within GeoReport's 90 days): a
     city of N requests a day costs about 2 N/P requests a day read, where numbered pages
     cost N/P and lost requests (docs/records.md).
@@ -354,8 +355,8 @@ class Windows:
     was shown not to read the times asked (IgnoresTimes, raised by the checks that show it): each
     window is whole days, from a midnight of `zone` to a midnight, one day at the narrowest (read
     as a one-second window is: its pages until two readings agree); a server seen to include the
-    end's day (two windows in a row gave one request) is asked to 23 hours before each window's end
-    (_end_asked). None of those checks is made then; windows taken whole are checked by pages and days
+    end's day (two windows in a row gave one request, or _gives_the_ends_day) is asked to 23 hours
+    before each window's end (_end_asked). None of those checks is made then; windows taken whole are checked by pages and days
     (_audited_days). `days_remembered`:
     whole days because the pull before read them (record_pulls.whole_days), not shown by this reading:
     checked once (_reads_times; not by a pull gone on from one cut short), and a server fixed since is
