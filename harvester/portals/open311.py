@@ -316,7 +316,8 @@ class Windows:
     none shows it held the whole window. A window of one second cannot be narrowed (many
     requests at one timestamp): its pages are read, and read again until two readings
     agree page by page (PagesDisagree after PASSES: only that second is read again, not
-    the whole pull as SourceChanged would). Window widths adapt to aim at FILL of
+    the whole pull as SourceChanged would; a server shown to ignore `page`: its one answer,
+    read once). Window widths adapt to aim at FILL of
     a page (doubling at most from one window to the next, within GeoReport's 90 days): a
     city of N requests a day costs about 2 N/P requests a day read, where numbered pages
     cost N/P and lost requests (docs/records.md).
@@ -354,8 +355,8 @@ class Windows:
     was shown not to read the times asked (IgnoresTimes, raised by the checks that show it): each
     window is whole days, from a midnight of `zone` to a midnight, one day at the narrowest (read
     as a one-second window is: its pages until two readings agree); a server seen to include the
-    end's day (two windows in a row gave one request) is asked to 23 hours before each window's end
-    (_end_asked). None of those checks is made then; windows taken whole are checked by pages and days
+    end's day (two windows in a row gave one request, or _gives_the_ends_day) is asked to 23 hours
+    before each window's end (_end_asked). None of those checks is made then; windows taken whole are checked by pages and days
     (_audited_days). `days_remembered`:
     whole days because the pull before read them (record_pulls.whole_days), not shown by this reading:
     checked once (_reads_times; not by a pull gone on from one cut short), and a server fixed since is
@@ -372,6 +373,7 @@ class Windows:
         # (a state says how its windows were read: one without `days` was read by times)
         self.days = bool(state.get("days", False)) if "start" in state else days
         self.inclusive = bool(state.get("inclusive", False))
+        self.inclusion_asked = False   # the server asked once whether it gives the end's day (_gives_the_ends_day)
         # (_reads_times; not where a pull cut short goes on: the next pull checks)
         self.days_unchecked = self.days and days_remembered and "start" not in state
         # whole days shown by this reading (or by the pull it goes on from) or checked (_reads_times): an end's
@@ -394,6 +396,9 @@ class Windows:
         self.margin = DROPPED if self.remembered_thinning is None else _margin(self.remembered_thinning)
         self.cuts: list[int] = []   # the sizes of the answers shown cut
         self.ignores_page = False   # a page 2 asked was the first again (_pages_cut)
+        # a one-second (one-day) window's page 2 was the first again, asked twice (_reading): the server ignores
+        # `page`, and the next such windows' page 2 is not asked; the last reading was that one answer
+        self.first_page_again = self.one_answer = False
         self.unlearned = False   # the margin is MARGIN_MAX until the thinning is learned (_pages_cut)
         # the answers of windows narrowed with P known, outermost first: whether each was cut is
         # known once its narrower windows are read
@@ -433,7 +438,10 @@ class Windows:
         self.settled: set[int] = set()
         self.codes_met: set[str] = set()
         self.statuses_met: set[str] = set()
-        self.parts_thinned = False   # a part shown cut under the largest answer (_thins_none)
+        # how much of a part's cut answer the server was shown to leave out (a part shown cut under the largest
+        # answer, _by_parts), by this reading or the one it goes on from: kept with the pull (kept_thinning)
+        self.parts_thinning: float | None = state.get("parts_thinning")
+        self.parts_split = False   # a part was split (_by_parts): what its narrower parts gave shows thinning or not
 
     @property
     def thinning(self) -> float | None:
@@ -446,6 +454,18 @@ class Windows:
         if self.audited_thinning is None:
             return learned
         return max(learned or 0.0, self.audited_thinning)
+
+    @property
+    def kept_thinning(self) -> float | None:
+        """The thinning kept with the pull for the next (record_pulls.thinning): the windows', or what a
+        part shown cut showed, the more. Kept from the parts too, a server that leaves requests out of
+        parts only (private service types) starts the next pull as one that leaves some out (_thins_none):
+        re-learned each pull, the days settled before a part showed it again were judged as under the cap
+        of a server that leaves none out, and the next pull could take whole a day it must not. A pull that
+        split no part saw nothing of them: it keeps the pull before's too."""
+        shown = self.parts_thinning if self.parts_split else max(self.parts_thinning or 0.0,
+                                                                 self.remembered_thinning or 0.0)
+        return max(self.thinning or 0.0, shown) if shown else self.thinning
 
     def _cut(self, count: int) -> None:
         """An answer of `count` requests was shown cut."""
@@ -464,7 +484,8 @@ class Windows:
         doubtful = {"doubtful": self.doubtful} if self.doubtful else {}
         return {"start": self.start.isoformat(), "width": self.width,
                 "page_size": self.page_size or self.remembered, "before": sorted(self.before),
-                "thinning": self.thinning, "audited": self.audited, **days, **doubtful}
+                "thinning": self.thinning, "audited": self.audited, **days, **doubtful,
+                **({"parts_thinning": self.parts_thinning} if self.parts_thinning else {})}
 
     def _narrowed_read(self, end: datetime, requests: list) -> None:
         """A window up to `end` read whole: once the narrower windows of a window narrowed are
@@ -513,6 +534,8 @@ class Windows:
                 kept.append(request)
             if self.days and ids & self.before:
                 self.inclusive = True   # it gave the end's day, given again now: the next windows end before it
+            elif self.days and not self.inclusive and self._gives_the_ends_day(end, requests):
+                self.inclusive = True   # (shown by what it gave after its end: the next windows end before it)
             # every id of this answer, yielded now or in the window before: a request met in three
             # windows in a row (a server that reads the dates asked to the minute) was yielded again
             self.before = ids
@@ -553,6 +576,27 @@ class Windows:
         self.days_unchecked, after = False, after + SECOND
         self.days_known = any((_second(r) or after) < after for r in self._ask(after, end) if isinstance(r, dict))
         return not self.days_known
+
+    def _gives_the_ends_day(self, end: datetime, requests: list) -> bool:
+        """By whole days, whether the server includes the end's day, shown by the answer up to `end`:
+        it gave requests made at or after `end`, and the one second from `end` is answered with one of
+        them (asked once a pull). A server that leaves the end's day out gives none made after the
+        midnight of its own day of `end`, at or before `end`; one that includes it gives that day, whose
+        newest requests come first where the answer is cut: every answer of a server that ignores `page`
+        cut, no two windows in a row shared a request, and each one-day window's parts held the day
+        after's too, one code of one status of the two days at the cap (7 failed pulls of a bench row of
+        100, bench/open311_windows.py --page-ignored). A request made after `end` is no proof alone: a
+        server whose clock or zone is hours off gives such requests whatever it includes, and a window
+        ended 23 hours early there would leave a day asked by none. The one second from `end` is
+        answered with nothing by a server that leaves the end's day out, with its day of `end` by one
+        that includes it (that request among its newest, as in the wider answer)."""
+        if self.inclusion_asked or end >= self.until:
+            return False
+        after = set(_ids([r for r in requests if isinstance(r, dict) and (_second(r) or end - SECOND) >= end]))
+        if not after:
+            return False
+        self.inclusion_asked = True
+        return bool(after & set(_ids(self._ask(end, end + SECOND))))
 
     def _given_on(self, ids: set[str], end: datetime) -> None:
         """NotPullable where a request has been given by window after window for longer than RUN:
@@ -673,16 +717,23 @@ class Windows:
         end: 768 of 2,224 requests of 200 a day lost every pull, 40% left out in odd weeks only). A
         server that ignores `page` answers it with the first page again: then the days of `parts`, a
         midnight before or after the request each is cut at, where they are narrower than the window
-        (one day cannot be checked)."""
+        (one day cannot be checked); where that request is in the window's last day (newest first; its
+        first, oldest first), the days before (after) that day. A window of days whose answer, cut and
+        thinned under the margin, held only its last day's requests was checked by none (its first day
+        to its last, the window again) and taken whole: 789 requests of 140 a day lost, the pull ok
+        (bench/open311_windows.py --page-ignored, once the end's day was seen included from the first)."""
         page = self.taken_pages + 1
-        yield start, end, page
-        if page > 2 or _ids(self.following_page) != _ids(requests):
-            return
+        if not (page == 2 and self.first_page_again):   # (known to be the first again: not asked)
+            yield start, end, page
+            if page > 2 or _ids(self.following_page) != _ids(requests):
+                return
         for part_start, part_end in parts:
             if part_start == start:   # (the days up to the request it is cut at, that day's whole)
                 part_end = self._midnight(part_end - SECOND, 1)
+                part_end = part_end if part_end < end else self._midnight(part_end - SECOND)
             else:
                 part_start = self._midnight(part_start)
+                part_start = part_start if part_start > start else self._midnight(part_start, 1)
             if start < part_end < end or start < part_start < end:
                 yield max(start, part_start), min(end, part_end), 1
 
@@ -716,6 +767,8 @@ class Windows:
         again.services, again.codes_met, again.statuses_met = self.services, self.codes_met, self.statuses_met
         # (its windows taken whole join this reading's, and its doubtful ones: the checks go on here)
         again.auditing = again.settles_doubts = False
+        again.inclusion_asked = True   # (asked by this reading, if at all)
+        again.parts_thinning, again.first_page_again = self.parts_thinning, self.first_page_again
         try:
             for requests, _ in again:
                 # (by whole days, the requests the server gives for its days, made when they were: a server
@@ -974,17 +1027,21 @@ class Windows:
         readings agree page by page (a request removed between pages moves the rest). `first`:
         its page 1, or the answer of the wider `window` whose requests were all made in it."""
         readings = [self._reading(start, end, first)]
-        while len(readings) < PASSES:
+        # (a server that ignores `page` gives one answer, read once: no page of it moves as the others are read.
+        # Read again, each one-day window cost 6 requests where 1 does: 5,000 of a bench row's 25,000)
+        while not self.one_answer:
+            if len(readings) == PASSES:
+                raise PagesDisagree(f"the pages of the {self._unit} at {self._sent(start, end)} did not agree in "
+                                    f"any two readings of {PASSES} (requests added or removed as they were read, or a "
+                                    "page repeating requests of the pages before it): the pull fails, its previous "
+                                    f"records kept, and the next pull reads that {self._unit[4:]} again")
             readings.append(self._reading(start, end))
             if None not in readings[-2:] and [_ids(p) for p in readings[-1]] == [_ids(p) for p in readings[-2]]:
-                requests = [request for page in readings[-1] for request in page]
-                if window is not None:
-                    self._second_answered(start, end, window, set(_ids(first)) - set(_ids(requests)))
-                return requests
-        raise PagesDisagree(f"the pages of the {self._unit} at {self._sent(start, end)} did not agree in "
-                            f"any two readings of {PASSES} (requests added or removed as they were read, or a page "
-                            "repeating requests of the pages before it): the pull fails, its previous records kept, and "
-                            f"the next pull reads that {self._unit[4:]} again")
+                break
+        requests = [request for page in readings[-1] for request in page]
+        if window is not None:
+            self._second_answered(start, end, window, set(_ids(first)) - set(_ids(requests)))
+        return requests
 
     def _second_answered(self, start: datetime, end: datetime, window: tuple[datetime, datetime],
                          lacked: set[str]) -> None:
@@ -1005,15 +1062,18 @@ class Windows:
     def _reading(self, start: datetime, end: datetime, first: list | None = None) -> list[list] | None:
         """One reading of a one-second window's pages, up to one short of a full page; None:
         a later page of requests all on its earlier pages (a stale or repeated page)."""
-        self.taken_at = None
+        self.taken_at, self.one_answer = None, False
         pages = [self._ask(start, end) if first is None else first]
         while pages[-1]:
-            page = self._ask(start, end, len(pages) + 1)
+            # (page 2 of a server shown to answer it with the first page, twice: the first again, not asked)
+            page = pages[0] if len(pages) == 1 and self.first_page_again else self._ask(start, end, len(pages) + 1)
             if len(pages) > 1 and page and set(_ids(page)) <= {key for seen in pages for key in _ids(seen)}:
                 return None
             if len(pages) == 1 and page and _ids(page) == _ids(pages[0]):
-                page = self._ask(start, end, 2)   # (a stale page is not repeated)
+                if not self.first_page_again:
+                    page = self._ask(start, end, 2)   # (a stale page is not repeated)
                 if _ids(page) == _ids(pages[0]):
+                    self.first_page_again = self.one_answer = True   # (the server ignores `page`)
                     if self.page_size is None and self._gives_more_than(len(pages[0]), start):
                         # a server that ignores `page`, shown to give more at once: taken whole, unless the
                         # answers the pull ends with say that it may be cut all the same (_settle_doubts)
@@ -1095,8 +1155,11 @@ class Windows:
     def _thins_none(self) -> bool:
         """Whether the server is taken to leave nothing out of a cut answer (it cuts at its cap, or
         leaves requests out before the cut): not seen to, every answer shown cut as large as the largest
-        (a thinning of none learned, by this pull or the one before, or none yet), no part either."""
-        return not self.thinning and not self.parts_thinned and all(cut >= self.largest for cut in self.cuts)
+        (a thinning of none learned, by this pull or the one before, or none yet), no part either. Seen by
+        the pull before (its thinning kept, kept_thinning), not unseen by this one's cuts as large as the
+        largest: the cuts of a day's answers show nothing of how the server thins its parts."""
+        return not self.thinning and not self.remembered_thinning and not self.parts_thinning \
+            and all(cut >= self.largest for cut in self.cuts)
 
     def _parts_margin(self) -> float:
         """The share of the largest answer a part's answer (or a one-day answer of a server that ignores
@@ -1157,6 +1220,13 @@ class Windows:
                                f"parts{sent}, {reason}, and a records pull never skips a row")
 
         end_asked = self._end_asked(end)
+        if end_asked == end - SECOND and self.days_known:
+            # the window that reaches the pull's end too: asked a second before its end, it held the server's
+            # day after its own where the server's days are not the zone's, and one code of one status of the
+            # two days stayed at the cap (bench: 1 pull of 100, UTC's days from New York's). What that day
+            # holds before `until` beyond the answer's requests, the next pull reads, as a server's that
+            # leaves the end's day out
+            end_asked = end - SHORTEST_DAY
         sent = "" if end_asked == doubt.end_asked else f" to end_date={_stamp(end_asked, self.zone)}"
 
         found: dict[int, dict] = {}
@@ -1187,14 +1257,19 @@ class Windows:
                                  f"{self._parts_margin():.0%} of the largest answer too, and cannot be split further")
                 split.append((filters, len(answer), set(map(_request_key, answer))))
                 pending[:0] = narrower
-            if not pending and self._thins_none():
+            if not pending:
                 # a part split whose narrower parts gave requests its answer lacked was cut: under the largest
-                # answer, the server leaves requests out after the cut, and the parts taken whole as under the
-                # cap are judged again, under half of it
-                self.parts_thinned = any(size < largest and any(key not in keys for key, request in found.items()
-                                                                if _asked(request, filters))
-                                         for filters, size, keys in split)
-                again = [part for part in taken if part[1] >= largest - int(largest * self._parts_margin())]
+                # answer, the server leaves requests out after the cut (kept for the next pull, kept_thinning),
+                # and the parts taken whole as under the cap of one that does not are judged again, under half
+                # of it
+                thinned_none = self._thins_none()
+                self.parts_split = self.parts_split or bool(split)
+                shown = [size for filters, size, keys in split if size < largest and any(
+                    key not in keys for key, request in found.items() if _asked(request, filters))]
+                if shown:
+                    self.parts_thinning = max(self.parts_thinning or 0.0, 1 - min(shown) / largest)
+                again = [part for part in taken if thinned_none and
+                         part[1] >= largest - int(largest * self._parts_margin())]
                 taken = [part for part in taken if part not in again]
                 for filters, _, _ in again:
                     pending += self._narrower(filters) or [filters]   # (one code asked again: it fails the pull)
@@ -1307,7 +1382,7 @@ class RequestsRecords(RecordSource):
         try:
             for requests, state in windows:
                 # (kept with the pull, for the next)
-                self.page_size, self.thinning, self.whole_days = state["page_size"], state["thinning"], windows.days
+                self.page_size, self.thinning, self.whole_days = state["page_size"], windows.kept_thinning, windows.days
                 yield self.conversion.table_from_rows(requests), state
         except IgnoresTimes as error:
             if windows.days:

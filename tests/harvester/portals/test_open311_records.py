@@ -779,6 +779,51 @@ def test_days_whose_parts_were_taken_whole_before_a_part_showed_the_server_thins
         f"{len(public - set(published))} of {len(public)} lost"
 
 
+def test_a_server_seen_thinning_its_parts_is_remembered_so_by_the_next_pull(tmp_path, store):
+    """Three days as above (100 closed requests in each afternoon, 60 open in its morning) from a server
+    that reads whole days, ignores `page` and cuts at 50. The first pull sees the third day's open part
+    cut and thinned (46 of 50): the server leaves requests out of a cut part. That was not kept: the
+    next pull, whose server leaves out every other open request of the first day only, started as for
+    a server that thins none, its days' answers never thinned, and took that day's open part (25 of
+    50) whole, 5 lost, the pull ok. The thinning a part showed is kept with the pull (record_pulls.
+    thinning): the next pull judges its parts under half of the largest answer from its start."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests = []
+    for day in range(3):
+        for n in range(160):
+            status, hour = ("open", n * 11 // 60) if n < 60 else ("closed", 12 + (n - 60) * 11 // 100)
+            requests.append({"service_request_id": f"d{day}-{status}-{n}", "status": status,
+                             "service_code": CODES[n % 10],
+                             "requested_datetime": _stamp(start + timedelta(days=day, hours=hour, minutes=n % 50))})
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("UTC", private=0, services=CITY_SERVICES, requests=requests, paging=False) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        portal.private = {f"d2-open-{n}" for n in (20, 30, 40, 50)}
+        pulled_into(layout, store.con, RequestsRecords(adapter, None, now=start + timedelta(days=4), since=start))
+        previous = previous_pull(store.con, "bos311:service-requests")
+        assert previous.thinning == pytest.approx(1 - 46 / 50)   # (the days' answers show none: 50 each)
+        portal.private = {f"d0-open-{n}" for n in range(60) if n % 2}
+        source = RequestsRecords(adapter, previous, now=start + timedelta(days=4), since=start)
+        ids = pulled_ids(portal, source)
+    public = {r["service_request_id"] for r in requests} - portal.private
+    assert len(ids) == len(set(ids)) and public <= set(ids), f"{len(public - set(ids))} of {len(public)} lost"
+    assert source.thinning == pytest.approx(1 - 25 / 50)   # (what its parts showed: the first day's open one)
+
+
+def test_a_pull_cut_short_goes_on_with_the_thinning_its_parts_showed_and_an_old_state_as_before():
+    """The thinning a part showed is in the state a pull cut short goes on from (and kept from there);
+    a state without it (written before session 37) goes on as before: a server not seen to thin."""
+    from harvester.portals.open311 import Windows
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    state = {"start": start.isoformat(), "width": 86_400, "before": [], "page_size": 50, "thinning": 0.0}
+    going_on = Windows(lambda *_: [], start, start + timedelta(days=2), {**state, "parts_thinning": 0.08})
+    assert not going_on._thins_none() and going_on.kept_thinning == 0.08
+    assert [state for _, state in going_on][-1]["parts_thinning"] == 0.08
+    as_before = Windows(lambda *_: [], start, start + timedelta(days=2), state)
+    assert as_before._thins_none() and as_before.kept_thinning == 0.0
+    assert "parts_thinning" not in [state for _, state in as_before][-1]
+
+
 @pytest.mark.parametrize("per_day, days, private", [(263, 13, 8), (300, 10, 4)])
 def test_a_day_read_before_the_server_was_seen_to_include_the_ends_day_is_read_by_parts_without_it(
         per_day, days, private):
@@ -798,6 +843,29 @@ def test_a_day_read_before_the_server_was_seen_to_include_the_ends_day_is_read_b
     assert len(ids) == len(set(ids)) and set(ids) == {r["service_request_id"] for r in portal.service_requests} - \
         portal.private
     assert first_days_parts == {"2024-01-01T01:00:00Z"}
+
+
+@pytest.mark.parametrize("per_day", [215, 263, 338])
+def test_utc_days_from_a_server_of_new_yorks_that_includes_the_ends_day_are_read_whole(tmp_path, store, per_day):
+    """UTC's days from a server that reads New York's, includes the end's day, ignores `page` and
+    thins cut answers: every answer cut, no two windows in a row shared a request, so the end's day
+    was never seen included, and each day's parts held two of the server's days, one code of one
+    status of them at the cap: the pull failed naming a day (7 of `--page-ignored 100`'s row). An
+    answer holding requests made after its end has the server asked, once, for the one second from
+    that end: a server that includes the end's day answers it with that day. The days' windows then
+    end 23 hours early, one of the server's days each: every public request read once."""
+    public, published, asked, _ = busy_days_pull(
+        tmp_path, store, coded(uniform_city(per_day, 10, datetime(2024, 1, 1, tzinfo=UTC)), 20), end_inclusive=True)
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    one_second = [q for q in asked if instant(q["end_date"]) - instant(q["start_date"]) == SECOND]
+    assert len(one_second) == 1 and "status" not in one_second[0], one_second   # (asked once a pull)
+
+
+def test_a_server_that_leaves_the_ends_day_out_gives_nothing_after_a_windows_end_and_is_not_asked(tmp_path, store):
+    # (a guard: the question is asked only of an answer holding requests made after its window's end)
+    _, _, asked, _ = busy_days_pull(tmp_path, store, coded(uniform_city(215, 10, datetime(2024, 1, 1, tzinfo=UTC)), 20))
+    assert not [q for q in asked if instant(q["end_date"]) - instant(q["start_date"]) == SECOND]
 
 
 @pytest.mark.parametrize("requests, server, why", [
@@ -856,12 +924,11 @@ def test_a_server_that_reads_whole_days_and_ignores_page_where_one_day_fills_an_
         assert sorted(ids) == sorted(served_ids(portal)), f"{len(served_ids(portal) - set(ids))} lost"
         return
     server = Open311Portal(services=JSON_SERVICES, requests=requests, whole_days=True, end_inclusive=True, paging=False)
-    # (the day before, asked to the 1st, was answered with the 1st's requests: read by parts to that day's end,
-    # which the server is seen to include by then, it holds none)
-    fails_naming(server, r"the one day at start_date=2018-02-01T00:00:00Z, end_date=2018-02-02T00:00:00Z, page=1 "
+    # (the day before, asked to the 1st, was answered with the 1st's requests, made after its end: the server is
+    # asked whether it includes the end's day, and the 1st is asked alone, to 23 hours before its end)
+    fails_naming(server, r"the one day at start_date=2018-02-01T00:00:00Z, end_date=2018-02-01T01:00:00Z, page=1 "
                          r"answers 50 requests, within 10% of the largest answer the server gave \(50\), and the server "
-                         r"ignores `page`: .*; read by parts to end_date=2018-02-01T01:00:00Z, 50 of its requests came in "
-                         r"no part")
+                         r"ignores `page`: .*; read by parts, 50 of its requests came in no part")
 
 
 @pytest.mark.parametrize("burst", [2, 20])
