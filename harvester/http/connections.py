@@ -76,8 +76,9 @@ def _check_proxy_url(proxy: str) -> None:
 
 def _without_credentials(text: str) -> str:
     """`text` with the user name and password of any URL in it left out (a proxy's, quoted by
-    requests or urllib3: "Failed to parse: http://user:password@proxy:99999")."""
-    return re.sub(r"(?<=://)[^/@\s]*@", "", text)
+    requests or urllib3: "Failed to parse: http://user:password@proxy:99999"). Up to the last '@'
+    before the host, as urllib splits a URL: a password may hold an '@' left unescaped."""
+    return re.sub(r"(?<=://)[^/\s]*@", "", text)
 
 
 SECRET_HEADERS = ("X-App-Token",)
