@@ -362,8 +362,13 @@ def _numbers_after_wait(command: click.Command, ctx: click.Context, args: list[s
     to it, read as its value (`--wait -5`, `--wait=-5`: out of range, said as for any option;
     `--wait -0` is 0), where click read it as the next option; a number
     given to a WaitFlag (`harvest --wait 5`: click's "Got unexpected extra argument (5)") refused
-    naming --wait-minutes. Option values are stepped over, and nothing after `--` is read."""
+    naming --wait-minutes, unless it may be an argument of the command not given yet (`retire
+    --wait 311`: the portal whose id is 311; a UID of records' is never a bare number). Option
+    values are stepped over, and nothing after `--` is read."""
     options = {opt: param for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+    # the words a command's arguments of a fixed count take (retire's PORTAL_ID), less those given so far
+    arguments_left = sum(param.nargs for param in command.params if isinstance(param, click.Argument)
+                         and param.nargs > 0)
     read, at = [], 0
     while at < len(args):
         word = args[at]
@@ -373,7 +378,10 @@ def _numbers_after_wait(command: click.Command, ctx: click.Context, args: list[s
         param = options.get(option)
         following = args[at + 1] if at + 1 < len(args) else None
         at += 1
-        if isinstance(param, WaitFlag) and (attached or following is not None and _a_number(following)):
+        if param is None and not word.startswith("-"):
+            arguments_left -= 1
+        if isinstance(param, WaitFlag) and (attached or following is not None and _a_number(following)
+                                            and arguments_left <= 0):
             raise click.UsageError(_wait_flag_given(option, value if attached else following, ctx), ctx=ctx)
         given = value if attached else following
         if isinstance(param, ValueMayBeLeftOut) and given is not None and given.startswith("-") and _a_number(given):

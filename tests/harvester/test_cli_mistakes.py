@@ -326,6 +326,29 @@ def test_a_number_given_to_the_wait_flag_of_a_writer_names_wait_minutes(harveste
     assert sum(portal.hits.values()) == hits and invoke("runs", "--db", str(db), "--json").output == runs_before
 
 
+def test_a_number_after_the_wait_flag_of_retire_is_the_portal_id_it_may_be(tmp_path, portal):
+    """A portal's id may be a number (`311`): `retire --wait 311` retires it, as `retire 311 --wait`
+    does (the wait flag's check read 311 as a bound given to --wait, exit 2); a number after the
+    id given is still refused naming --wait-minutes."""
+    config, db = tmp_path / "portals.toml", tmp_path / "c.duckdb"
+    config.write_text(f'[[portals]]\nid = "311"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+    assert invoke("harvest", "--config", str(config), "--db", str(db)).exit_code == 0
+    config.write_text(config.read_text().replace('id = "311"', 'id = "city"'))   # (311 taken out of the config)
+    result = invoke("retire", "--config", str(config), "--db", str(db), "--wait", "5", "311")
+    assert result.exit_code == 2 and "--wait takes no value on retire" not in result.output, result.output
+    result = invoke("retire", "--config", str(config), "--db", str(db), "311", "--wait", "5")
+    assert result.exit_code == 2 and "--wait takes no value on retire; to bound the wait use --wait-minutes 5" \
+        in result.output, result.output
+    result = invoke("retire", "--config", str(config), "--db", str(db), "--wait", "311")
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        assert con.execute("SELECT count(*), count(deleted_at) FROM datasets WHERE portal_id = '311'").fetchone() \
+            == (5, 5)
+    finally:
+        con.close()
+
+
 def test_the_wait_flag_before_a_uid_or_an_option_is_still_a_flag(harvested):
     """A guard: a word after a writer's --wait that is no number is read as before (records'
     UID; an option), and a --db named like an option is a file name."""
