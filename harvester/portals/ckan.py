@@ -101,8 +101,10 @@ class CkanAdapter(PortalAdapter):
     # address; English by any of its language keys ("en-GB", "EN"); 5: EnviDat's year of publication
     # → issued where the record was created in another year; 6: Stadt Zürich's dateFirstPublished,
     # dateLastUpdated (day first: "22.09.2004") → issued, modified, its timeRange → temporal; the update
-    # frequencies read since (session 34's French, Catalan and Italian; session 35's "twice weekly")
-    mapping_version = 6
+    # frequencies read since (session 34's French, Catalan and Italian; session 35's "twice weekly");
+    # 7: a `modified` extra that is a repeating interval ("R/P1W", a package harvested from data.json)
+    # → the record's metadata_modified, and the frequency where none
+    mapping_version = 7
 
     def _action(self, action: str, params: dict, *, conditional: bool = True, parse=None):
         url = f"{self.portal.url}/api/3/action/{action}"

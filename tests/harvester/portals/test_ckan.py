@@ -572,6 +572,26 @@ def test_zurich_dates_and_newer_frequencies_re_map_a_catalogue_stored_by_mapping
     assert count(store, "SELECT count(*) FROM harvest_errors WHERE severity = 'warning' AND stage = 'map'") == 0
 
 
+def test_a_repeating_modified_extra_re_maps_a_catalogue_stored_by_mapping_6(store, http):
+    """A catalogue stored by CKAN mapping 6, whose package harvested from a data.json document kept
+    `modified` "R/P1W" (stored: `modified` null, no frequency), is re-mapped the first night after
+    the upgrade to 7 without `--full`: the record's metadata_modified and the frequency R/P1W; the
+    packages without such an extra keep their values."""
+    require_fixtures()
+    packages = load_json("ckan/birmingham-uk-package_search-purchase-card.json")["result"]["results"][:3]
+    packages[0]["extras"] = [{"key": "modified", "value": "R/P1W"}]
+
+    def as_mapping_6(patch):
+        patch.setattr(ckan.R, "modified_and_frequency", lambda modified, frequency, notes, **_: (
+            ckan.R.timestamp(modified, notes, "modified"), ckan.R.periodicity(frequency, notes)))
+
+    expected = {packages[0]["id"]: (utc(packages[0]["metadata_modified"]), "R/P1W")}
+    with CkanPortal(packages) as portal:
+        assert_stored_by_an_older_mapping_is_re_mapped_once(
+            store, http, portal_config("b", "ckan", portal.url), ckan.CkanAdapter, 6, as_mapping_6,
+            ("modified", "accrual_periodicity"), expected)
+
+
 def warnings_of(store, run_id=None) -> list[tuple]:
     return store.con.execute("""SELECT source_id, stage, error_type, message FROM harvest_errors
                                 WHERE severity = 'warning' AND (run_id = ? OR ? IS NULL) ORDER BY source_id""",
