@@ -316,7 +316,7 @@ class Killed(Exception):
     pass
 
 
-def test_a_pull_fail_pull_after_a_page_asked_smaller_resumes_exactly(tmp_path):
+def test_a_pull_cut_short_after_a_page_asked_smaller_resumes_exactly(tmp_path):
     """The state of a part closed inside a page asked in halves is the smaller request after
     it: the pull resumed there reads every row once. That request is over the cap too: it is
     halved, and the pull reads on in the size its rows were last asked in (7), as a pull keeps
