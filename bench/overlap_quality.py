@@ -474,6 +474,37 @@ def mixed_pairs(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict
     return sorted(rows.values(), key=lambda row: -len(row["pairs"]))
 
 
+def minority_split_gains(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict,
+                         text_of: dict) -> list[dict]:
+    """What precision each mix costs, label by label: for every label that is not the most common of a group it
+    shares with others, the B-cubed F1 gained were its datasets there split off into a group of their own, with how
+    many of them have the text (`text_of`, None: says nothing) of a dataset of the group's most common label there
+    (`one_text`: no reading of the text could part them from it) and which do not (`other_text`). Largest gain
+    first."""
+    by_cluster: dict[object, list[str]] = defaultdict(list)
+    for u in uids:
+        if not str(cluster_of[u]).startswith("single:"):
+            by_cluster[cluster_of[u]].append(u)
+    now = clustering_scores(uids, cluster_of, label_of, city_of)["b3_f1"]
+    rows = []
+    for group, members in by_cluster.items():
+        counts = Counter(label_of[u] for u in members)
+        if len(counts) < 2:
+            continue
+        majority = counts.most_common(1)[0][0]
+        majority_texts = {text_of[u] for u in members if label_of[u] == majority and text_of[u] is not None}
+        for label in counts:
+            if label == majority:
+                continue
+            moved = [u for u in members if label_of[u] == label]
+            split = dict(cluster_of, **{u: (group, label) for u in moved})
+            other_text = [u for u in moved if text_of[u] is None or text_of[u] not in majority_texts]
+            rows.append({"group": group, "label": label, "majority": majority, "datasets": moved,
+                         "one_text": len(moved) - len(other_text), "other_text": other_text,
+                         "gain": clustering_scores(uids, split, label_of, city_of)["b3_f1"] - now})
+    return sorted(rows, key=lambda row: -row["gain"])
+
+
 def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict,
                            cluster_of: dict | None = None) -> float:
     """MAP of each dataset's list of other cities' labelled datasets, ordered as `civicat similar` orders
@@ -643,6 +674,7 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
                                      catalogue, result.min_score)
             print_precision_lost(members, cluster_of, label_of, city_of, detector, group_labels)
             print_mixed_pairs(members, cluster_of, label_of, city_of, strict_of, group_labels, catalogue)
+            print_minority_splits(members, cluster_of, label_of, city_of, strict_of, group_labels, catalogue)
         if subset is informative:  # labels that cut where the text does not (the same file labelled two ways)
             ceiling, conflicting = text_ceiling(members, {u: text_signature(
                 catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u]) for u in members},
@@ -789,6 +821,21 @@ def print_mixed_pairs(members: list[str], cluster_of: dict, label_of: dict, city
         print(f"  {len(pairs):6,} {' / '.join(row['labels'])} in {group_labels.get(row['group'], row['group'])!r}: "
               f"{row['one_text']:,} with a side that reads as the other label does; {', '.join(signals)}; "
               f"the group split by label: F1 {figures['b3_f1']:.4f} (P {figures['b3_p']:.4f})")
+
+
+def print_minority_splits(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, strict_of: dict,
+                          group_labels: dict, catalogue, shown: int = 12) -> None:
+    """The same loss by label (`minority_split_gains`): what each minority label costs where it sits, and whether its
+    datasets say what the group's most common label's do (the labels' cut) or something else (with their titles)."""
+    rows = minority_split_gains(members, cluster_of, label_of, city_of, strict_of)
+    print("... each label split off a group whose most common label is another (F1 gained; of one text: its datasets "
+          "whose text is that of one of the group's most common label there):")
+    for row in rows[:shown]:
+        others = [catalogue.titles[catalogue.row(u)] for u in row["other_text"]]
+        print(f"  {row['gain']:+.4f} {len(row['datasets'])} {row['label']} beside {row['majority']} in "
+              f"{group_labels.get(row['group'], row['group'])!r}, {row['one_text']} of one text"
+              + (f"; the others: {', '.join(repr(t) for t in others[:3])}{' ...' if len(others) > 3 else ''}"
+                 if others else ""))
 
 
 def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, cluster_of: dict,

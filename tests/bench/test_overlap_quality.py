@@ -244,3 +244,23 @@ def test_gains_if_joined_measure_each_dataset_alone_against_the_figures_now():
     assert gains["h"] == pytest.approx(0.0)
     both = dict(cluster, h="label:z", i="label:z")
     assert quality.clustering_scores(uids, both, label, city)["b3_f1"] > now
+
+
+def test_minority_split_gains_cost_each_label_where_it_sits_and_tell_the_labels_cut_from_other_text():
+    """Group 1 holds 'stops' of cities a, b, g (text 'T') beside 'traffic' of cities c (text 'T': the labels' cut of
+    one text) and d (text 'V': it says something else); group 2 is of one label and costs nothing. Splitting
+    'traffic' off group 1 gains what the figures say it gains, one of its two of one text with 'stops'."""
+    label = {"c": "traffic", "a": "stops", "b": "stops", "g": "stops", "d": "traffic", "e": "x", "f": "x"}
+    cluster = {"a": 1, "b": 1, "c": 1, "d": 1, "e": 2, "f": 2, "g": 1}
+    city = {u: u for u in label}
+    text_of = {"a": ("T",), "b": ("T",), "c": ("T",), "d": ("V",), "e": None, "f": None, "g": ("T",)}
+    (row,) = quality.minority_split_gains(list(label), cluster, label, city, text_of)
+    assert (row["group"], row["label"], row["majority"]) == (1, "traffic", "stops")
+    assert sorted(row["datasets"]) == ["c", "d"] and row["one_text"] == 1 and row["other_text"] == ["d"]
+    split = dict(cluster, c=(1, "traffic"), d=(1, "traffic"))
+    now = quality.clustering_scores(list(label), cluster, label, city)["b3_f1"]
+    assert row["gain"] == pytest.approx(quality.clustering_scores(list(label), split, label, city)["b3_f1"] - now)
+    assert row["gain"] > 0
+    # a text that says nothing (None) is never of one text with anything
+    (row,) = quality.minority_split_gains(list(label), cluster, label, city, dict(text_of, c=None))
+    assert row["one_text"] == 0 and sorted(row["other_text"]) == ["c", "d"]
