@@ -829,3 +829,30 @@ def test_a_row_updated_ahead_of_the_pull_is_warned_of_and_does_not_hold_the_wate
             for alone_, source_id, kind, message in warnings] == [
         (False, ID, "FutureModified", said.format(latest="2024-01-15T12:00:00Z")),
         (True, ID, "FutureModified", said.format(latest="2024-02-01T00:00:00Z"))]
+
+
+def test_a_watermark_stored_ahead_before_session_38_heals_in_two_pulls(tmp_path, seattle):
+    """A catalogue whose record_pulls kept a watermark of 2062 (session 37's code took the latest
+    `:updated_at`, ahead or not): the next pull still asks after it and reads nothing, but keeps
+    the latest not ahead, so the one after reads the rows changed meanwhile. On the code before,
+    every pull asked after 2062: the change was never read."""
+    table = seattle.records[ID].table
+    rows = table.to_pylist()
+    rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE record_pulls SET watermark = '2062-01-10T09:00:00.000'")   # (as session 37 stored it)
+    con.close()
+    rows[3]["district_sector"] = "CHANGED"
+    rows[3][":updated_at"] = "2024-02-01T00:00:00.000Z"
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    seattle.clear_log()
+    for _ in range(2):
+        _, result = harvest(tmp_path, seattle.url)
+        assert result.exit_code == 0, result.output
+    assert [q.get("$where") for p, q, _ in seattle.requests if p.endswith(".csv")] == [
+        ":updated_at > '2062-01-10T09:00:00.000'", ":updated_at > '2024-01-15T12:00:00.000'"]
+    merged = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}").sort_by(":id")
+    assert merged.num_rows == 1000 and merged.slice(3, 1).to_pylist()[0]["district_sector"] == "CHANGED"
