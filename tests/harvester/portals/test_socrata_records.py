@@ -784,6 +784,25 @@ def records_warnings(db) -> list[tuple]:
         con.close()
 
 
+def harvest_a_row_updated_ahead(tmp_path, seattle):
+    """Harvest (with records) the dataset, one row's `:updated_at` in 2062; gives the catalogue and
+    what changes another row (on 1 February 2024, the other rows' 15 January), the log cleared."""
+    table = seattle.records[ID].table
+    rows = table.to_pylist()
+    rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+
+    def change_a_row():
+        rows[3]["district_sector"] = "CHANGED"
+        rows[3][":updated_at"] = "2024-02-01T00:00:00.000Z"
+        seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+        seattle.clear_log()
+
+    return db, change_a_row
+
+
 def test_a_row_updated_ahead_of_the_pull_is_warned_of_and_does_not_hold_the_watermark(tmp_path, seattle):
     """A row whose `:updated_at` is years ahead of the pull (a server's clock, or a typo: nothing a
     pull can change) was the watermark: every later incremental pull asked for rows updated after
@@ -795,19 +814,11 @@ def test_a_row_updated_ahead_of_the_pull_is_warned_of_and_does_not_hold_the_wate
 
     from harvester.cli import cli
 
-    table = seattle.records[ID].table
-    rows = table.to_pylist()
-    rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
-    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
-    db, result = harvest(tmp_path, seattle.url)
-    assert result.exit_code == 0, result.output
+    db, change_a_row = harvest_a_row_updated_ahead(tmp_path, seattle)
     con = duckdb.connect(str(db))
     assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [("2024-01-15T12:00:00.000",)]
     con.close()
-    rows[3]["district_sector"] = "CHANGED"
-    rows[3][":updated_at"] = "2024-02-01T00:00:00.000Z"
-    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
-    seattle.clear_log()
+    change_a_row()
     alone = CliRunner().invoke(cli, ["records", f"sea:{ID}", "--json", "--config", str(tmp_path / "c.toml"),
                                      "--db", str(db)])
     assert alone.exit_code == 0, alone.output
@@ -836,19 +847,11 @@ def test_a_watermark_stored_ahead_before_session_38_heals_in_two_pulls(tmp_path,
     `:updated_at`, ahead or not): the next pull still asks after it and reads nothing, but keeps
     the latest not ahead, so the one after reads the rows changed meanwhile. On the code before,
     every pull asked after 2062: the change was never read."""
-    table = seattle.records[ID].table
-    rows = table.to_pylist()
-    rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
-    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
-    db, result = harvest(tmp_path, seattle.url)
-    assert result.exit_code == 0, result.output
+    db, change_a_row = harvest_a_row_updated_ahead(tmp_path, seattle)
     con = duckdb.connect(str(db))
     con.execute("UPDATE record_pulls SET watermark = '2062-01-10T09:00:00.000'")   # (as session 37 stored it)
     con.close()
-    rows[3]["district_sector"] = "CHANGED"
-    rows[3][":updated_at"] = "2024-02-01T00:00:00.000Z"
-    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
-    seattle.clear_log()
+    change_a_row()
     for _ in range(2):
         _, result = harvest(tmp_path, seattle.url)
         assert result.exit_code == 0, result.output
