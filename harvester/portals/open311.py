@@ -22,7 +22,7 @@ from catalog.record import Notes
 from harvester.http import PermanentError, ResponseTooLarge, capped_json, dropped
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
-from harvester.records import (Conversion, Field, NotPullable, PagesDisagree, RecordSource, StartsOver, parquet_max)
+from harvester.records import (Conversion, Field, NotPullable, PagesDisagree, RecordSource, StartsOver)
 
 log = logging.getLogger("civicat.open311")
 
@@ -1409,11 +1409,11 @@ class RequestsRecords(RecordSource):
             return None
         return reason if isinstance(reason, str) else "windows taken whole were due to be read again, split"
 
-    def watermark(self, glob: str) -> str | None:
-        latest = parquet_max(glob, "requested_datetime")
-        if latest is None:
-            return None
-        return (latest if latest.tzinfo else latest.replace(tzinfo=UTC)).isoformat()
+    # GeoReport v2's stamps of when a request was made and last changed (expected_datetime, a plan, is not one);
+    # the windows are of requested_datetime, up to the pull's clock: one ahead is of a server that answered
+    # requests outside the window asked
+    past_stamps = ("requested_datetime", "updated_datetime")
+    watermark_column = "requested_datetime"
 
     # (a request without one equal to a delta row in every column is that row read again, kept once)
     merge_key = "service_request_id"
