@@ -1330,14 +1330,14 @@ def _part(filters: dict) -> tuple:
 
 def _seen_share(answer: list, start: datetime, end: datetime) -> float:
     """The share of the window [start, end) that a part's answer (newest first, cut at the server's cap)
-    covers: from its oldest request to the end (what the part holds before it, the answer does not say).
-    At least a 24th: an answer cut in the window's last hour is taken as that hour's."""
+    spans, its oldest request to its newest (what the part holds before it, the answer does not say): by
+    the requests' span, not the window's end, since a server's days may not be the window's. At least a
+    24th: an answer within the window's last hour is taken as that hour's."""
     seconds = [moment for moment in map(_second, answer) if moment is not None]
     width = (end - start).total_seconds()
     if not seconds or width <= 0:
         return 1.0
-    covered = (end - max(start, min(min(seconds), end))).total_seconds()
-    return min(1.0, max(covered / width, 1 / 24))
+    return min(1.0, max((max(seconds) - min(seconds) + SECOND).total_seconds() / width, 1 / 24))
 
 
 def _by_counts(codes: tuple, answer: list, seen: float, capacity: float) -> list[list[str]]:
