@@ -721,7 +721,6 @@ def test_a_day_whose_statuses_a_server_thins_unlike_is_read_by_parts_losing_none
     assert len(asked) < 400, len(asked)
 
 
-
 def one_code_of_four(requests: list[dict]) -> list[dict]:
     """`requests` (coded), one in four of code-00: a code of more requests a day than the others."""
     return [{**r, "service_code": "code-00"} if n % 4 == 0 else r for n, r in enumerate(requests)]
