@@ -1199,7 +1199,8 @@ class Windows:
         `service_code` (comma-separated lists of them), and a part answered under the cap (by the
         margin of _parts_margin, which states what that assumes) is complete. First by status (open, closed, and any other met in the pull), a part
         still at the cap then by service codes (services.json's and any other met in the pull's
-        answers: real servers give codes they do not list), split while at the cap by what its answer gave of each code (_narrower), down to one code.
+        answers: real servers give codes they do not list), split while at the cap by what its answer gave
+        of each code (_narrower), down to one code.
         The parts hold every request of the window that has one of the statuses and one of the codes
         asked. NotPullable, naming the window (a records pull never skips a row), where: one code of
         one status is still at the cap; a part gives a request of a status or code not asked (a server
