@@ -754,7 +754,7 @@ def test_a_part_at_the_cap_is_split_by_the_codes_its_answer_gave_not_halved(tmp_
     """80 requests a day for 10 days, one in four of code-00, from a server that reads whole days, ignores
     `page`, cuts at 50 and then leaves out 8 of every 20: a day's closed part, at the cap, was halved (code-00
     to code-19, code-20 to code-39), then halved again while at the cap, down to code-00 alone, though its
-    answer showed code-00 held a third of it at the first. Split by what its answer gave of each code (in
+    answer showed code-00 held over a quarter of it at the first. Split by what its answer gave of each code (in
     their order, each group expected under the cap), code-00 is asked alone at the first split, and the
     day's parts cost fewer requests. None lost or published twice."""
     public, published, asked, _ = busy_days_pull(
