@@ -751,6 +751,24 @@ def test_a_day_whose_one_code_may_be_cut_and_thinned_fails_the_pull_naming_it(tm
     assert store.con.execute("SELECT count(*) FROM record_pulls").fetchone() == (0,)
 
 
+def test_a_part_at_the_cap_is_split_by_the_codes_its_answer_gave_not_halved(tmp_path, store):
+    """80 requests a day for 10 days, one in four of code-00, from a server that reads whole days, ignores
+    `page`, cuts at 50 and then leaves out 8 of every 20: a day's closed part, at the cap, was halved (code-00
+    to code-19, code-20 to code-39), then halved again while at the cap, down to code-00 alone, though its
+    answer showed code-00 held over a quarter of it at the first. Split by what its answer gave of each code (in
+    their order, each group expected under the cap), code-00 is asked alone at the first split, and the
+    day's parts cost fewer requests. None lost or published twice."""
+    public, published, asked, _ = busy_days_pull(
+        tmp_path, store, one_code_of_four(coded(uniform_city(80, 10, datetime(2024, 1, 1, tzinfo=UTC)))))
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    closed = [q for q in asked if q.get("status") == "closed"]
+    first_split = [q.get("service_code") for q in closed[1:3]]   # (the parts asked after the day's closed part)
+    assert closed and "service_code" not in closed[0] and first_split[0] == "code-00", first_split
+    by_parts = [q for q in asked if "status" in q]
+    assert len(by_parts) < 70, len(by_parts)   # (halved: 80; by the codes given: 55)
+
+
 def test_days_whose_parts_were_taken_whole_before_a_part_showed_the_server_thins_are_read_again(tmp_path, store):
     """Three days, each of 100 closed requests in its afternoon and 60 open ones in its morning, from a
     server that reads whole days, ignores `page` and cuts at 50: the days' answers (their afternoons)
