@@ -51,9 +51,23 @@ DEFAULT_DB = "data/civicat.duckdb"
 DEFAULT_CONFIG = "configs/g7.toml"
 
 DB_PATH = "civicat.db_path"   # (ctx.meta, shared by the group and its command: for CommandGroup.invoke)
+
+
+def _db_given(ctx: click.Context, param: click.Parameter, db_path: Path) -> Path:
+    """--db, once it is known to name a DuckDB file or none: a file of another kind (`--db README.md`)
+    is refused here, before a writer takes its lock (`README.md.lock`, left behind) or reads a copy
+    of it (`README.read.md`), and before DuckDB's "not a valid DuckDB database file", which named
+    neither what the file is nor what --db is for."""
+    what = not_a_duckdb_file(db_path)
+    if what is not None:
+        raise Refused(f"--db {db_path} is not a DuckDB catalogue: it is {what}; --db names the catalogue's DuckDB "
+                      f"file (default {DEFAULT_DB}; the first harvest makes it)")
+    return ctx.meta.setdefault(DB_PATH, db_path)
+
+
 db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
                          type=click.Path(dir_okay=False, path_type=Path), help="DuckDB catalogue file.",
-                         callback=lambda ctx, param, value: ctx.meta.setdefault(DB_PATH, value))
+                         callback=_db_given)
 config_option = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
                              type=click.Path(dir_okay=False, path_type=Path), help="Portal list (TOML).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -424,6 +438,13 @@ class CommandGroup(click.Group):
         except click.NoSuchOption as exc:
             raise _command_option_before_the_command(exc, self, args) from None
 
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        """The command named; `help` as --help is (`civicat help`, `civicat help harvest`: "No such
+        command 'help'"), unless a command of that name is added one day. Not one of the commands
+        listed (nor of group.commands): the group's --help says it in its last line."""
+        command = super().get_command(ctx, cmd_name)
+        return help_command if command is None and cmd_name == HELP else command
+
     def resolve_command(self, ctx: click.Context, args: list[str]):
         """The command, its own arguments kept as given (ctx.meta): click's parser keeps no word it
         took for an option, and the explanation of one names it (_explain_no_such_option)."""
@@ -489,7 +510,7 @@ def _command_option_before_the_command(exc: click.NoSuchOption, group: click.Gro
                               ctx=exc.ctx)
 
 
-OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
+OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "-V", "--version")   # civicat's own, before the command
 COMMAND_ARGS = "civicat.command_args"   # (ctx.meta: the command's arguments as given, CommandGroup.resolve_command)
 TEXT_ARGUMENTS = ("QUERY", "TEXT")   # the arguments that are free text (sql, search), which may start with '-'
 
@@ -550,8 +571,12 @@ class PlainLogFormatter(logging.Formatter):
         return printable(super().format(record))
 
 
-@click.group(cls=CommandGroup)
-@click.version_option(__version__, prog_name="civicat")
+HELP = "help"   # (the word of `civicat help [COMMAND]`: CommandGroup.get_command)
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=f"`civicat {HELP} COMMAND` (or `civicat COMMAND --help`): a command's options.")
+@click.version_option(__version__, "-V", "--version", prog_name="civicat")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,
               help="Logs on stderr as plain lines or one JSON object a line.")
@@ -566,6 +591,26 @@ def cli(verbose: int, log_format: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
             handler.setFormatter(formatter)
+
+
+@click.command(HELP)
+@click.argument("command_name", required=False, metavar="[COMMAND]")
+@click.pass_context
+def help_command(ctx: click.Context, command_name: str | None) -> None:
+    """civicat's help, or a command's: the same as `civicat --help`, `civicat COMMAND --help`."""
+    group = ctx.find_root()
+    if command_name is None:
+        click.echo(group.get_help())
+        return
+    command = group.command.get_command(group, command_name)
+    if command is None:
+        import difflib
+
+        names = group.command.list_commands(group)
+        near = difflib.get_close_matches(command_name, names, n=1)
+        raise click.UsageError(f"No such command {command_name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                               + f": civicat's commands are {', '.join(names)}", ctx=ctx)
+    click.echo(command.get_help(click.Context(command, info_name=command_name, parent=group)))
 
 
 MAX_WAIT_MINUTES = 10080   # a week, as a portal's max_minutes
@@ -877,6 +922,15 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
                     click.echo(f"skipped {len(outside)} grouped dataset{'s' * (len(outside) > 1)} of portals not in "
                                f"{config_path}", err=True)
                 chosen += [u for u in grouped if u not in outside]
+        # the offline demo's catalogue with the default config (its `seattle` is live Seattle's):
+        # records of another portal than the one whose datasets the catalogue holds
+        from harvester.mapping import settings_digest
+
+        pulled = [p for p in config.portals if p.id in {u.partition(":")[0] for u in chosen}]
+        listed = _settings_listed(store.con, [p.id for p in pulled])
+        elsewhere = [p for p in pulled if p.id in listed and settings_digest(p) not in listed[p.id]]
+        if elsewhere:
+            raise Refused(_pulled_from_elsewhere(elsewhere, listed, db_path, config_path))
         if not chosen:
             if as_json:
                 echo_json([])
@@ -929,6 +983,52 @@ def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
             near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
         unknown[uid] = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
     return unknown
+
+
+def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
+    """Portal id -> the digests of the config entries (url, domain, city: harvester.mapping.
+    settings_digest) its datasets were last listed with in the catalogue (listing_pages' keys);
+    a portal never listed, or listed before listing pages were kept, is not in it."""
+    from harvester.mapping import listed_settings
+
+    listed: dict[str, set[str]] = {}
+    for portal_id, namespace in con.execute("SELECT DISTINCT portal_id, split_part(page_key, ':', 1) FROM "
+                                            "listing_pages WHERE list_contains(?, portal_id)", [portal_ids]).fetchall():
+        listed.setdefault(portal_id, set()).add(listed_settings(namespace))
+    return listed
+
+
+CONFIGS_LOOKED_AT = 50   # *.toml files read for the config a catalogue was harvested with (_pulled_from_elsewhere)
+
+
+def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: Path, config_path: Path) -> str:
+    """Why `records` refuses `portals`, config entries that are not the ones their datasets were
+    listed with (`listed`), and what to type: a config beside the catalogue or the given one
+    whose entries are those (the demo's data/demo.toml), when there is one, else a harvest first."""
+    from harvester.config import ConfigError, load_config
+    from harvester.mapping import settings_digest
+
+    matching = None
+    folders = dict.fromkeys([db_path.parent, config_path.parent, Path(DEFAULT_CONFIG).parent])
+    candidates = [path for folder in folders if folder.is_dir() for path in sorted(folder.glob("*.toml"))]
+    for candidate in candidates[:CONFIGS_LOOKED_AT]:
+        try:
+            if candidate.resolve() == config_path.resolve() or candidate.stat().st_size > 1 << 20:
+                continue
+            entries = {p.id: p for p in load_config(candidate).portals}
+        except (ConfigError, OSError, ValueError):
+            continue
+        if all(p.id in entries and settings_digest(entries[p.id]) in listed[p.id] for p in portals):
+            matching = candidate
+            break
+    ids = [p.id for p in portals]
+    named = "; ".join(f"{p.id} is {p.url}" + (f" (domain {p.domain})" if p.domain else "") for p in portals)
+    said = (f"{db_path} holds datasets of {', '.join(ids)} listed from another address, domain or city than "
+            f"{config_path} gives ({named}): records pulled from there would be another portal's")
+    if matching is not None:
+        return said + f"; harvested with {matching}? pass it: --config {matching}"
+    return (said + "; pass the config the catalogue was harvested with (--config), or harvest with this one first "
+            f"(civicat harvest --config {config_path} --db {db_path} --portal {' --portal '.join(ids)})")
 
 
 def _overlap_uids(store) -> list[str] | None:
@@ -1261,6 +1361,33 @@ def similar(uid, limit, db_path, as_json):
                ["score", "uid", "city", "title", "why"])
 
 
+EXPORT_FORMATS = ("parquet", "data.json")
+
+
+class ExportFormats(click.Choice):
+    """export's --format: a format, or several split by commas (`--format parquet,data.json`, which
+    click's Choice refused as "not one of 'parquet', 'data.json'", not saying how to ask for both)."""
+
+    def convert(self, value, param, ctx) -> tuple[str, ...]:
+        if isinstance(value, tuple):   # (converted already)
+            return value
+        pieces = [piece.strip() for piece in str(value).split(",")]
+        formats = []
+        for piece in pieces:
+            try:
+                formats.append(super().convert(piece, param, ctx))
+            except click.BadParameter:
+                given = f" in {value!r}" if len(pieces) > 1 else ""
+                self.fail(f"{piece!r}{given} is not one of {', '.join(map(repr, self.choices))} (for both: "
+                          f"--format {','.join(self.choices)}, or --format twice)", param, ctx)
+        return tuple(formats)
+
+    @staticmethod
+    def joined(given: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+        """The formats of every --format given, each once, in the order given."""
+        return tuple(dict.fromkeys(fmt for formats in given for fmt in formats))
+
+
 EXPORT_WAIT_SECONDS = 3600   # `export --wait` without SECONDS: a records pull of an hour
 # exports that found a records folder not the pull the read copy describes with no records pull
 # running, before `export --wait` gives up: a pull that ended as the export began is exported by the
@@ -1271,8 +1398,9 @@ RECORDS_CHANGED_TRIES = 3
 @cli.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the export (replaced whole by a Parquet export).")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["parquet", "data.json"]),
-              default=("parquet",), show_default=True, help="What to write (repeatable for both).")
+@click.option("--format", "formats", multiple=True, type=ExportFormats(EXPORT_FORMATS), metavar="FORMAT[,FORMAT]",
+              default=("parquet",), show_default=True, callback=lambda ctx, param, value: ExportFormats.joined(value),
+              help="What to write: parquet, data.json, or both (parquet,data.json; or --format twice).")
 @click.option("--wait", "wait_seconds", cls=ValueMayBeLeftOut, type=NumberRange(0, MAX_WAIT_MINUTES * 60), is_flag=False,
               flag_value=EXPORT_WAIT_SECONDS, default=None, metavar="[SECONDS]",
               help=f"During a records pull (which keeps an export out), wait for it to end, SECONDS at most "
@@ -1428,6 +1556,38 @@ def in_words(exc: Exception, folder: Path) -> str:
     if isinstance(exc, (FileExistsError, NotADirectoryError)) and any(p.is_file() for p in (folder, *folder.parents)):
         return f"its folder cannot be made: a file is in the way ({exc})"
     return str(exc)
+
+
+DUCKDB_MAGIC = (8, b"DUCK")   # where every DuckDB database file says so (after its header's checksum)
+OTHER_FILES = ((b"SQLite format 3\x00", "an SQLite database"), (b"PAR1", "a Parquet file"),
+               (b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip file"))
+
+
+def not_a_duckdb_file(path: Path) -> str | None:
+    """What the file at `path` is, said for a message, when it is there and no DuckDB database;
+    None for a DuckDB file, no file (the first harvest makes it), or one that cannot be read (the
+    opener says why)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return None
+    offset, magic = DUCKDB_MAGIC
+    if head[offset:offset + len(magic)] == magic:
+        return None
+    if not head:
+        return "an empty file"
+    known = next((what for start, what in OTHER_FILES if head.startswith(start)), None)
+    if known is not None:
+        return known
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:   # (text whose read ended inside a character is text)
+        text = head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 and len(head) == 4096 else None
+    if text is not None and "\x00" not in text:
+        first_line = text.lstrip().partition("\n")[0].strip()[:40]
+        return "a text file" + (f" (its first line: {first_line!r})" if first_line else "")
+    return f"a file of {counted(path.stat().st_size, 'byte')} that does not start as a DuckDB database does"
 
 
 def _cannot_open(db_path: Path, exc: Exception | str) -> click.ClickException:
