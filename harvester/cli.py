@@ -992,23 +992,25 @@ def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
     from harvester.mapping import listed_settings
 
     listed: dict[str, set[str]] = {}
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'listing_pages'").fetchone()[0]:
+        return listed   # (a read copy older than the table: export reads it as it is)
     for portal_id, namespace in con.execute("SELECT DISTINCT portal_id, split_part(page_key, ':', 1) FROM "
                                             "listing_pages WHERE list_contains(?, portal_id)", [portal_ids]).fetchall():
         listed.setdefault(portal_id, set()).add(listed_settings(namespace))
     return listed
 
 
-CONFIGS_LOOKED_AT = 50   # *.toml files read for the config a catalogue was harvested with (_pulled_from_elsewhere)
+CONFIGS_LOOKED_AT = 50   # *.toml files read for the config a catalogue was harvested with (_config_harvested_with)
 
 
-def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: Path, config_path: Path) -> str:
-    """Why `records` refuses `portals`, config entries that are not the ones their datasets were
-    listed with (`listed`), and what to type: a config beside the catalogue or the given one
-    whose entries are those (the demo's data/demo.toml), when there is one, else a harvest first."""
+def _config_harvested_with(portal_ids: list[str], listed: dict[str, set[str]], db_path: Path,
+                           config_path: Path) -> Path | None:
+    """A config other than `config_path`, beside the catalogue or it or in configs/, whose entries
+    are those the catalogue's datasets of `portal_ids` were listed with (`listed`; a portal never
+    listed there, as Open311's, only in it): the offline demo's data/demo.toml, beside its catalogue."""
     from harvester.config import ConfigError, load_config
     from harvester.mapping import settings_digest
 
-    matching = None
     folders = dict.fromkeys([db_path.parent, config_path.parent, Path(DEFAULT_CONFIG).parent])
     candidates = [path for folder in folders if folder.is_dir() for path in sorted(folder.glob("*.toml"))]
     for candidate in candidates[:CONFIGS_LOOKED_AT]:
@@ -1018,10 +1020,18 @@ def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: 
             entries = {p.id: p for p in load_config(candidate).portals}
         except (ConfigError, OSError, ValueError):
             continue
-        if all(p.id in entries and settings_digest(entries[p.id]) in listed[p.id] for p in portals):
-            matching = candidate
-            break
+        if all(portal_id in entries and (portal_id not in listed or settings_digest(entries[portal_id])
+                                         in listed[portal_id]) for portal_id in portal_ids):
+            return candidate
+    return None
+
+
+def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: Path, config_path: Path) -> str:
+    """Why `records` refuses `portals`, config entries that are not the ones their datasets were
+    listed with (`listed`), and what to type: the config they were, when there is one, else a
+    harvest with this one first."""
     ids = [p.id for p in portals]
+    matching = _config_harvested_with(ids, listed, db_path, config_path)
     named = "; ".join(f"{p.id} is {p.url}" + (f" (domain {p.domain})" if p.domain else "") for p in portals)
     said = (f"{db_path} holds datasets of {', '.join(ids)} listed from another address, domain or city than "
             f"{config_path} gives ({named}): records pulled from there would be another portal's")
@@ -1525,7 +1535,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: "
                                        f"{disk_full(exc, db_path, export=out_dir) or in_words(exc, out_dir)}") from None
-        _name_portals_out_of_config(report, config_path)
+        _name_portals_out_of_config(report, opened.con, db_path, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
                                "left_out": len(report.left_out),
@@ -1537,17 +1547,21 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
     return result
 
 
-def _name_portals_out_of_config(report, config_path: Path) -> None:
+def _name_portals_out_of_config(report, con, db_path: Path, config_path: Path) -> None:
     """On stderr, the portals whose datasets data.json left out for want of the contact or
-    publisher their config entry gave: taken out of the config, their datasets stay live."""
+    publisher their config entry gave: taken out of the config, their datasets stay live; or the
+    config is not the catalogue's (the offline demo's, exported with the default config), which
+    is named when one beside it holds them."""
     from catalog.datajson import NO_CONTACT_OUT_OF_CONFIG
 
     left_out = Counter(item["uid"].split(":", 1)[0] for item in report.left_out
                        if NO_CONTACT_OUT_OF_CONFIG in item["reasons"])
     if left_out:
         named = ", ".join(f"{portal_id} ({count} left out)" for portal_id, count in sorted(left_out.items()))
-        click.echo(f"data.json: {named}: not in {config_path}, so without the contact its entry "
-                   "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
+        matching = _config_harvested_with(list(left_out), _settings_listed(con, list(left_out)), db_path, config_path)
+        click.echo(f"data.json: {named}: not in {config_path}, so without the contact its entry gave: "
+                   + (f"harvested with {matching}? pass it: --config {matching}" if matching is not None else
+                      "put the entry back, or `civicat retire` a portal gone for good"), err=True)
 
 
 def in_words(exc: Exception, folder: Path) -> str:

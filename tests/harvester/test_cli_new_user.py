@@ -243,3 +243,43 @@ def test_records_with_the_config_the_catalogue_was_harvested_with_are_pulled(tmp
     result = invoke("records", "sea:abcd-0001", "--config", str(live_config), "--db", str(db), "--full", "--json")
     assert result.exit_code == 0, result.output
     assert sum(live.hits.values()) > live_hits
+
+
+@pytest.fixture
+def portal_without_contacts():
+    document = make_data_json(3)
+    for dataset in document["dataset"]:
+        dataset.pop("contactPoint", None)   # (the config's contact_email fills it in, as the README's)
+    with DataJsonPortal(document) as p:
+        yield p
+
+
+def test_data_json_of_a_catalogue_exported_with_another_config_names_the_one_it_was_harvested_with(
+        tmp_path, portal_without_contacts, monkeypatch):
+    """The offline demo's `export --db data/demo.duckdb --format data.json` without `--config
+    data/demo.toml` said of boston-2013, evian, giessen-311 "not in configs/g7.toml ...: put the
+    entry back, or `civicat retire` a portal gone for good": advice for a portal taken out of the
+    config, where the config was the wrong one. Now it names the config beside the catalogue that
+    holds them; without one, the advice is as before."""
+    portal = portal_without_contacts
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    demo_config = tmp_path / "data" / "demo.toml"
+    demo_config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n'
+                           f'contact_email = "open@example.org"\n')
+    other_config = write_config(tmp_path / "g7.toml", "elsewhere", "dcat-us", portal.url + "/data.json")
+    db = tmp_path / "data" / "demo.duckdb"
+    assert invoke("harvest", "--config", str(demo_config), "--db", str(db)).exit_code == 0
+    for config, out in ((demo_config, "right"), (other_config, "wrong")):
+        result = invoke("export", "--db", str(db), "--config", str(config), "--out", out, "--format", "data.json",
+                        "--json")
+        assert result.exit_code == 0, result.output
+    written = {out: len(json.loads((tmp_path / out / "data.json").read_text())["dataset"]) for out in ("right", "wrong")}
+    assert written == {"right": 3, "wrong": 0}   # (the contact the demo's config gives)
+    assert (f"data.json: city (3 left out): not in {other_config}, so without the contact its entry gave: harvested "
+            f"with {demo_config}? pass it: --config {demo_config}\n") in result.stderr
+    demo_config.unlink()
+    result = invoke("export", "--db", str(db), "--config", str(other_config), "--out", "wrong", "--format", "data.json")
+    assert result.exit_code == 0, result.output
+    assert (f"data.json: city (3 left out): not in {other_config}, so without the contact its entry gave: put the "
+            "entry back, or `civicat retire` a portal gone for good\n") in result.stderr
