@@ -1262,18 +1262,26 @@ def search(text, limit, cities, themes, types, db_path, as_json):
     try:
         hits = catalogue_search.search(con, text, limit=limit,
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
+        # (a catalogue whose every harvest failed, the quickstart's offline: "'Chicago' is no city or
+        # portal id of the catalogue's datasets (those known: none)" under a usage line blamed the city)
+        empty = not hits and not con.execute("SELECT count(*) FROM search_documents").fetchone()[0]
     except catalogue_search.SearchIndexMissing as exc:
         raise Refused(str(exc)) from None
     except catalogue_search.UnknownAssetType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
-    except catalogue_search.UnknownCity as exc:
-        raise click.BadParameter(str(exc), param_hint="'--city'") from None
-    except catalogue_search.UnknownTheme as exc:
-        raise click.BadParameter(str(exc), param_hint="'--theme'") from None
+    except (catalogue_search.UnknownCity, catalogue_search.UnknownTheme) as exc:
+        if con.execute("SELECT count(*) FROM search_documents").fetchone()[0]:
+            option = "--city" if isinstance(exc, catalogue_search.UnknownCity) else "--theme"
+            raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+        hits, empty = [], True
     finally:
         con.close()
     if as_json:
         echo_json(hits)
+        return
+    if empty:
+        runs = "civicat runs" + ("" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}")
+        click.echo(f"no dataset matches {text!r}: the catalogue holds no dataset yet (`{runs}`: what its harvests did)")
         return
     if not hits:
         # the filters named: without them the words may well match, in other cities or types

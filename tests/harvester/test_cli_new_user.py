@@ -283,3 +283,29 @@ def test_data_json_of_a_catalogue_exported_with_another_config_names_the_one_it_
     assert result.exit_code == 0, result.output
     assert (f"data.json: city (3 left out): not in {other_config}, so without the contact its entry gave: put the "
             "entry back, or `civicat retire` a portal gone for good\n") in result.stderr
+
+
+def test_a_search_of_a_catalogue_whose_every_harvest_failed_says_it_holds_no_dataset(tmp_path, portal):
+    """The quickstart offline: every portal fails, and the README's next line, `civicat search
+    "building permits" --city Chicago`, exited 2 under a usage line with "'Chicago' is no city or
+    portal id of the catalogue's datasets (those known: none)", blaming the city."""
+    config = write_config(tmp_path / "portals.toml", "city", "dcat-us", "http://127.0.0.1:1/data.json")
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", str(config), "--db", str(db)).exit_code == 1
+    said = (f"no dataset matches 'building permits': the catalogue holds no dataset yet (`civicat runs --db {db}`: "
+            "what its harvests did)\n")
+    for filters in ([], ["--city", "Chicago"], ["--theme", "Housing"]):
+        result = invoke("search", "building permits", "--db", str(db), *filters)
+        assert (result.exit_code, result.output) == (0, said)
+        result = invoke("search", "building permits", "--db", str(db), *filters, "--json")
+        assert (result.exit_code, json.loads(result.output)) == (0, [])
+    typo = invoke("search", "building permits", "--db", str(db), "--type", "datset")
+    assert typo.exit_code == 2 and "'datset' is no asset type civicat or the catalogue knows" in typo.output
+
+
+def test_a_city_a_catalogue_with_datasets_does_not_know_is_still_refused(harvested):
+    """A guard: a catalogue that holds datasets names the cities it knows."""
+    db, _ = harvested
+    result = invoke("search", "permits", "--db", str(db), "--city", "Chicago")
+    assert result.exit_code == 2 and "'Chicago' is no city or portal id of the catalogue's datasets (those known: " \
+        "city)" in result.output
