@@ -356,6 +356,9 @@ class Command(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = _numbers_after_wait(self, ctx, args)
+        if _help_as_a_word(self, args):   # (click: "Got unexpected extra argument (help)")
+            raise click.UsageError(f"{self.name} takes no argument, and `help` is none of its options: for its help, "
+                                   f"{ctx.command_path} --help (or civicat help {self.name})", ctx=ctx)
         text = next((param for param in self.params if isinstance(param, click.Argument)
                      and param.human_readable_name in TEXT_ARGUMENTS), None)
         if text is None:
@@ -412,6 +415,21 @@ def _numbers_after_wait(command: click.Command, ctx: click.Context, args: list[s
             read.append(following)
             at += 1
     return read
+
+
+def _help_as_a_word(command: click.Command, args: list[str]) -> bool:
+    """`civicat harvest help`: the word `help` given to a command that takes no argument, as no
+    option's value (`harvest --portal help` names a portal) and before any `--`."""
+    if any(isinstance(param, click.Argument) for param in command.params):
+        return False   # (retire help: the portal whose id is help)
+    options = {opt: param for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+    for before, word in zip([None, *args], args):
+        if word == "--":
+            return False
+        option = options.get(before)
+        if word == HELP and (option is None or option.is_flag or option.count):
+            return True
+    return False
 
 
 def _wait_flag_given(option: str, value: str, ctx: click.Context) -> str:

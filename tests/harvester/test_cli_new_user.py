@@ -162,6 +162,28 @@ def test_help_is_the_help_and_help_command_the_command_s():
             "overlap, records, retire, runs, search, similar, sql") in wrong.output
 
 
+@pytest.mark.parametrize("command", [["harvest"], ["runs"], ["overlap"], ["export", "--out", "x"],
+                                     ["harvest", "--full"], ["runs", "--json"]])
+def test_help_after_a_command_that_takes_no_argument_says_how_to_ask_for_its_help(tmp_path, command):
+    """`civicat harvest help` was click's "Got unexpected extra argument (help)"."""
+    db = tmp_path / "c.duckdb"
+    result = invoke(*command, "help", "--db", str(db))
+    assert result.exit_code == 2, result.output
+    name = command[0]
+    assert (f"Error: {name} takes no argument, and `help` is none of its options: for its help, civicat {name} "
+            f"--help (or civicat help {name})\n") in result.output
+    assert not db.exists()
+
+
+def test_help_as_an_option_s_value_or_after_double_dash_is_read_as_before(tmp_path, portal):
+    """A guard: `--portal help` names a portal, `-- help` is an argument (refused by click as before)."""
+    config = write_config(tmp_path / "portals.toml", "city", "dcat-us", portal.url + "/data.json")
+    result = invoke("harvest", "--portal", "help", "--config", str(config), "--db", str(tmp_path / "c.duckdb"))
+    assert result.exit_code == 2 and "no portal with id 'help'" in result.output, result.output
+    result = invoke("runs", "--db", str(tmp_path / "c.duckdb"), "--", "help")
+    assert result.exit_code == 2 and "Got unexpected extra argument (help)" in result.output, result.output
+
+
 def test_a_portal_named_help_is_still_a_portal(tmp_path, portal):
     """A guard: `help` is a command only where a command is named; a portal of that id is
     harvested, and retired, as any."""
