@@ -1605,9 +1605,11 @@ OTHER_FILES = ((b"SQLite format 3\x00", "an SQLite database"), (b"PAR1", "a Parq
 
 def not_a_duckdb_file(path: Path) -> str | None:
     """What the file at `path` is, said for a message, when it is there and no DuckDB database;
-    None for a DuckDB file, no file (the first harvest makes it), or one that cannot be read (the
-    opener says why)."""
+    None for a DuckDB file, no file (the first harvest makes it), or one that cannot be read or is
+    no regular file (a FIFO's read would wait for a writer): the opener says why."""
     try:
+        if not path.is_file():
+            return None
         with path.open("rb") as file:
             head = file.read(4096)
     except OSError:
