@@ -904,6 +904,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
     from catalog.store import Store
     from harvester.http import HttpClient
+    from harvester.mapping import settings_digest
     from harvester.records import pull_uids
 
     if not uids and not overlap:
@@ -942,8 +943,6 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
                 chosen += [u for u in grouped if u not in outside]
         # the offline demo's catalogue with the default config (its `seattle` is live Seattle's):
         # records of another portal than the one whose datasets the catalogue holds
-        from harvester.mapping import settings_digest
-
         pulled = [p for p in config.portals if p.id in {u.partition(":")[0] for u in chosen}]
         listed = _settings_listed(store.con, [p.id for p in pulled])
         elsewhere = [p for p in pulled if p.id in listed and settings_digest(p) not in listed[p.id]]
