@@ -460,38 +460,43 @@ def test_a_publish_killed_as_it_updates_the_spare_leaves_a_whole_copy(tmp_path, 
 
 
 LOOKING = """import duckdb, sys, time
-seen, deadline = [], time.monotonic() + 120
-while not seen or seen[-1] != 'stop':
-    try:
-        with duckdb.connect(sys.argv[1], read_only=True) as con:
-            seen.append(con.execute('SELECT count(*), sum(n), min(title) FROM datasets').fetchone()[:2])
-    except duckdb.Error as exc:
-        seen.append(repr(exc))
-    if time.monotonic() > deadline or open(sys.argv[2]).read() == 'stop':
-        seen.append('stop')
-print(repr(seen[:-1]))
+deadline = time.monotonic() + 120
+with open(sys.argv[2], "a") as seen:
+    while time.monotonic() < deadline and not open(sys.argv[3]).read():
+        try:
+            with duckdb.connect(sys.argv[1], read_only=True) as con:
+                seen.write(repr(con.execute('SELECT count(*), sum(n) FROM datasets').fetchone()) + "\\n")
+        except duckdb.Error as exc:
+            seen.write(repr(repr(exc)) + "\\n")
+        seen.flush()
 """
 
 
 def test_readers_opening_the_copy_as_it_is_published_again_and_again_each_find_a_whole_one(tmp_path):
     """A reader opening the copy at any moment of a publish (the spare updated in place beside it,
     the renames) opens the previous copy or the new one, whole: every read is one of the catalogues
-    published, none fails."""
+    published, none fails. Published until the reader has read 30 times (18 publishes at least)."""
+    import time
+
     db = tmp_path / "c.duckdb"
     sizes = [1_000, 20_000, 5_000]
     write_rows(db, sizes[0])
     publish(db)
-    flag = tmp_path / "flag"
-    flag.write_text("")
-    reader = subprocess.Popen([sys.executable, "-c", LOOKING, str(read_copy_path(db)), str(flag)],
+    seen, stop = tmp_path / "seen", tmp_path / "stop"
+    seen.write_text("")
+    stop.write_text("")
+    reader = subprocess.Popen([sys.executable, "-c", LOOKING, str(read_copy_path(db)), str(seen), str(stop)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    published, deadline = 0, time.monotonic() + 90
     try:
-        for n in sizes * 6:
-            write_rows(db, n)
-            publish(db)
+        while (published < 18 or len(seen.read_text().splitlines()) < 30) and time.monotonic() < deadline:
+            write_rows(db, sizes[published % 3])
+            assert publish(db) is not None
+            published += 1
     finally:
-        flag.write_text("stop")
+        stop.write_text("stop")
     out, err = reader.communicate(timeout=150)
-    seen = eval(out)
+    assert reader.returncode == 0, err
+    reads = [eval(line) for line in seen.read_text().splitlines()]
     whole = {(n, n * (n - 1) // 2) for n in sizes}
-    assert len(seen) > 10 and set(seen) <= whole, (set(seen) - whole, err)
+    assert len(reads) >= 30 and set(reads) <= whole, (set(reads) - whole, err)
