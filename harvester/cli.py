@@ -762,8 +762,9 @@ def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> None:
     if not stop_requested() and not (if_stale and is_current(db_path)):
         published = publish(db_path)
         if published:
-            logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes) in %.2f s",
-                                                        published.path, published.bytes, published.seconds)
+            logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes, %d of them written) "
+                                                        "in %.2f s", published.path, published.bytes,
+                                                        published.written, published.seconds)
 
 
 @cli.command()
