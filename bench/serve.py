@@ -280,11 +280,10 @@ def main() -> None:
     else:
         raise SystemExit(f"unknown portal kind {kind!r}")
     # The portal's entries (100,000: millions of objects) live until the end and hold no garbage:
-    # Python's full collections, run as requests allocate, re-scanned them all (7% of the request
-    # thread's samples during a harvest, CPU the harvest's two cores lost), and its collection at
-    # exit took 10 s and more at a load of 15 before the server's process ended (bench.harvest_catalog
-    # waits for it): frozen, never scanned; and the process ends once served, its objects not freed
-    # one by one (docs/benchmarks.md, Catalogue harvest, session 38)
+    # Python's full collections, run as the first answers are made, re-scanned them all (the warm-up
+    # pass's server CPU 8.2 s, 5.8 s frozen), and the collection at exit took 9 s at a load of 14
+    # before the process ended (the benchmarks wait for it; 0.4 s now): frozen, never scanned, and
+    # the process ends once served, its objects not freed one by one (docs/benchmarks.md, session 38)
     gc.freeze()
     if kind == "socrata":  # (the records benchmark's figures were taken on werkzeug's server)
         server = serve_keep_alive(portal._wsgi)
