@@ -387,6 +387,40 @@ def recall_lost_by_mechanism(uids: list[str], cluster_of: dict, label_of: dict) 
     return mechanism
 
 
+STEPS = {"threshold": "no pair with a dataset of its label reaches the minimum score",
+         "cohesion": "a strong pair with its label that the groups' centroids refused",
+         "split": "in a second group of its label (the link between the two groups refused)",
+         "kind": "the kind of record its text reads is that of another label's group",
+         "words": "in another label's group by its words (no kind read)"}
+
+
+def grouping_step(mechanism: str, best_same: float, min_score: float, has_kind: bool) -> str:
+    """Which step of the detector keeps a dataset from its label's largest group (a key of STEPS): its score
+    (every pair with its label under the minimum), the cohesion (a strong pair refused by the groups' centroids),
+    a second group of its label, or another label's group it was read into (by its kind of record, else its
+    words). `mechanism`: as `recall_lost_by_mechanism` gives it."""
+    if mechanism == "alone":
+        return "cohesion" if best_same >= min_score else "threshold"
+    if mechanism == "split":
+        return "split"
+    return "kind" if has_kind else "words"
+
+
+def gains_if_joined(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict,
+                    moved: list[str]) -> dict[str, float]:
+    """For each dataset of `moved`: what B-cubed F1 gains if it alone joined its label's largest group (a label
+    none of whose datasets is grouped: a group of its own name). Gains of several datasets roughly add up: each
+    tells how much of the loss that one dataset is."""
+    largest = largest_group_of_label(uids, cluster_of, label_of)
+    now = clustering_scores(uids, cluster_of, label_of, city_of)["b3_f1"]
+    gains = {}
+    for u in moved:
+        joined = dict(cluster_of)
+        joined[u] = largest[label_of[u]]
+        gains[u] = clustering_scores(uids, joined, label_of, city_of)["b3_f1"] - now
+    return gains
+
+
 def best_same_label_scores(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict) -> dict[str, float]:
     """Each dataset's best score against a dataset of its label in another city (0 when there is none)."""
     labels = np.array([label_of[u] for u in uids])
@@ -438,6 +472,37 @@ def mixed_pairs(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict
                 row["pairs"].append((p, q))
                 row["one_text"] += text_of[p] in texts_of_label[label_of[q]] or text_of[q] in texts_of_label[label_of[p]]
     return sorted(rows.values(), key=lambda row: -len(row["pairs"]))
+
+
+def minority_split_gains(uids: list[str], cluster_of: dict, label_of: dict, city_of: dict,
+                         text_of: dict) -> list[dict]:
+    """What precision each mix costs, label by label: for every label that is not the most common of a group it
+    shares with others, the B-cubed F1 gained were its datasets there split off into a group of their own, with how
+    many of them have the text (`text_of`, None: says nothing) of a dataset of the group's most common label there
+    (`one_text`: no reading of the text could part them from it) and which do not (`other_text`). Largest gain
+    first."""
+    by_cluster: dict[object, list[str]] = defaultdict(list)
+    for u in uids:
+        if not str(cluster_of[u]).startswith("single:"):
+            by_cluster[cluster_of[u]].append(u)
+    now = clustering_scores(uids, cluster_of, label_of, city_of)["b3_f1"]
+    rows = []
+    for group, members in by_cluster.items():
+        counts = Counter(label_of[u] for u in members)
+        if len(counts) < 2:
+            continue
+        majority = counts.most_common(1)[0][0]
+        majority_texts = {text_of[u] for u in members if label_of[u] == majority and text_of[u] is not None}
+        for label in counts:
+            if label == majority:
+                continue
+            moved = [u for u in members if label_of[u] == label]
+            split = dict(cluster_of, **{u: (group, label) for u in moved})
+            other_text = [u for u in moved if text_of[u] is None or text_of[u] not in majority_texts]
+            rows.append({"group": group, "label": label, "majority": majority, "datasets": moved,
+                         "one_text": len(moved) - len(other_text), "other_text": other_text,
+                         "gain": clustering_scores(uids, split, label_of, city_of)["b3_f1"] - now})
+    return sorted(rows, key=lambda row: -row["gain"])
 
 
 def mean_average_precision(similarity: np.ndarray, uids: list[str], label_of: dict, city_of: dict,
@@ -605,8 +670,11 @@ def labelled_benchmark(tmp: Path, misses: list[str] = ()) -> None:
             print_recall_lost(members, cluster_of, label_of, city_of, strict_of, detector, half)
             print_recall_lost_by_mechanism(members, cluster_of, label_of, city_of, detector, half, best_same,
                                            group_labels, catalogue, result.min_score)
+            print_informative_losses(members, cluster_of, label_of, city_of, strict_of, half, best_same,
+                                     catalogue, result.min_score)
             print_precision_lost(members, cluster_of, label_of, city_of, detector, group_labels)
             print_mixed_pairs(members, cluster_of, label_of, city_of, strict_of, group_labels, catalogue)
+            print_minority_splits(members, cluster_of, label_of, city_of, strict_of, group_labels, catalogue)
         if subset is informative:  # labels that cut where the text does not (the same file labelled two ways)
             ceiling, conflicting = text_ceiling(members, {u: text_signature(
                 catalogue.titles[rows_of[u]], descriptions.get(u), place_of[u]) for u in members},
@@ -690,6 +758,35 @@ def print_recall_lost_by_mechanism(members: list[str], cluster_of: dict, label_o
                                         where.most_common(shown)))
 
 
+def print_informative_losses(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, strict_of: dict,
+                             half_of: dict, best_same: dict, catalogue, min_score: float, shown: int = 12) -> None:
+    """The recall a better reading could win: the datasets outside their label's largest group whose text says what
+    they are (no dataset of another label says the same, and it says something), by the detector's step that keeps
+    each out (`grouping_step`), with what F1 gains if each alone joined (`gains_if_joined`), then the largest one
+    by one: which causes are general and which one dataset's own."""
+    labels_of_text: dict[tuple, set] = defaultdict(set)
+    for u in members:
+        if strict_of[u] is not None:
+            labels_of_text[strict_of[u]].add(label_of[u])
+    largest = largest_group_of_label(members, cluster_of, label_of)
+    mechanism = recall_lost_by_mechanism(members, cluster_of, label_of)
+    moved = [u for u in members if cluster_of[u] != largest[label_of[u]] and strict_of[u] is not None
+             and len(labels_of_text[strict_of[u]]) == 1]
+    gains = gains_if_joined(members, cluster_of, label_of, city_of, moved)
+    step_of = {u: grouping_step(mechanism[u], best_same[u], min_score, bool(catalogue.concept_lists[catalogue.row(u)]))
+               for u in moved}
+    print(f"... those whose text says what they are ({len(moved)}), by the step that keeps each from its label's "
+          f"group, with the sum of what F1 gains if each alone joined it:")
+    for step, meaning in STEPS.items():
+        of_step = [u for u in moved if step_of[u] == step]
+        if of_step:
+            print(f"  {len(of_step):4} ({sum(half_of[u] == 0 for u in of_step)} of half A, "
+                  f"{sum(half_of[u] == 1 for u in of_step)} of B) {meaning}: F1 {sum(gains[u] for u in of_step):+.4f}")
+    for u in sorted(moved, key=lambda u: -gains[u])[:shown]:
+        print(f"    {gains[u]:+.4f} {label_of[u]} ({step_of[u]}, best same-label score {best_same[u]:.2f}): "
+              f"{catalogue.titles[catalogue.row(u)]!r}")
+
+
 def print_precision_lost(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, detector: dict,
                          group_labels: dict, shown: int = 8) -> None:
     """Where B-cubed precision is lost: the groups that hold datasets of several labels, by label, worst first."""
@@ -724,6 +821,21 @@ def print_mixed_pairs(members: list[str], cluster_of: dict, label_of: dict, city
         print(f"  {len(pairs):6,} {' / '.join(row['labels'])} in {group_labels.get(row['group'], row['group'])!r}: "
               f"{row['one_text']:,} with a side that reads as the other label does; {', '.join(signals)}; "
               f"the group split by label: F1 {figures['b3_f1']:.4f} (P {figures['b3_p']:.4f})")
+
+
+def print_minority_splits(members: list[str], cluster_of: dict, label_of: dict, city_of: dict, strict_of: dict,
+                          group_labels: dict, catalogue, shown: int = 12) -> None:
+    """The same loss by label (`minority_split_gains`): what each minority label costs where it sits, and whether its
+    datasets say what the group's most common label's do (the labels' cut) or something else (with their titles)."""
+    rows = minority_split_gains(members, cluster_of, label_of, city_of, strict_of)
+    print("... each label split off a group whose most common label is another (F1 gained; of one text: its datasets "
+          "whose text is that of one of the group's most common label there):")
+    for row in rows[:shown]:
+        others = [catalogue.titles[catalogue.row(u)] for u in row["other_text"]]
+        print(f"  {row['gain']:+.4f} {len(row['datasets'])} {row['label']} beside {row['majority']} in "
+              f"{group_labels.get(row['group'], row['group'])!r}, {row['one_text']} of one text"
+              + (f"; the others: {', '.join(repr(t) for t in others[:3])}{' ...' if len(others) > 3 else ''}"
+                 if others else ""))
 
 
 def print_misses(label: str, uids: list[str], label_of: dict, city_of: dict, cluster_of: dict,

@@ -25,6 +25,7 @@ import fcntl
 import logging
 import os
 import stat
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from catalog import files
 from catalog.files import copy_bytes, sync, writing
 from catalog.lock import CatalogueBeingWritten, current_writer, file_locked, file_writer
 
@@ -58,11 +60,20 @@ def _unfinished_path(copy: Path) -> Path:
     return copy.with_name(f".{copy.name}.publishing")
 
 
+def _spare_path(copy: Path) -> Path:
+    return copy.with_name(f".{copy.name}.spare")
+
+
+def _spare_next_path(copy: Path) -> Path:
+    return copy.with_name(f".{copy.name}.spare.next")
+
+
 @dataclass(frozen=True)
 class Published:
     path: Path
     bytes: int
     seconds: float
+    written: int = 0   # bytes written to make it: all of them for a copy made anew, the changed blocks for the spare's update
 
 
 def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -> Published | None:
@@ -70,7 +81,13 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -
     lock and has closed its connection. Never raises for the copy's sake: a copy that cannot
     be made (the disk full, a WAL left by a failed checkpoint) is a warning, the previous copy
     kept, and the writer's own work stands; returns None then. `progressed()` after each 64 MiB
-    copied and flushed (a brief holder's sign of life: catalog.lock.BRIEF_HOLD_SECONDS)."""
+    copied (or compared) and flushed (a brief holder's sign of life: catalog.lock.BRIEF_HOLD_SECONDS).
+
+    The copy before the current one is kept, hidden (`.<copy>.spare`), and brought up to the
+    catalogue in place, only its blocks that differ written (a night that changed little writes
+    megabytes, not the catalogue: docs/benchmarks.md, Read copy), when no reader has it open
+    (`_spare_to_update`); else the copy is made anew. Either way it is published by a rename, and
+    the copy it replaces becomes the spare."""
     db_path = Path(db_path)
     copy = read_copy_path(db_path)
     if has_wal(db_path):   # (a copy without its commits would say it is later than it is)
@@ -84,24 +101,119 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -
         log.warning("the read copy %s was not refreshed: %s %s (%s); the previous copy is kept",
                     copy, db_path, why, unopened)
         return None
-    unfinished = _unfinished_path(copy)
+    spare_next = _spare_next_path(copy)
+    spare_next.unlink(missing_ok=True)   # (a publish killed between its renames)
+    spare = _spare_to_update(copy)
+    made = spare if spare is not None else _unfinished_path(copy)
     try:
-        with writing(unfinished):
-            size = _copy_file(db_path, unfinished, progressed)
+        with writing(made):
+            if spare is not None:
+                size, written = _update_spare(db_path, spare, progressed)
+            else:
+                _spare_path(copy).unlink(missing_ok=True)   # (a reader has it open: its inode lives until it closes it)
+                size = written = _copy_file(db_path, made, progressed)
             catalogue = os.stat(db_path)
-            os.chmod(unfinished, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
-            os.utime(unfinished, ns=(time.time_ns(), catalogue.st_mtime_ns))
-            sync(unfinished)
-        os.rename(unfinished, copy)
+            os.chmod(made, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
+            os.utime(made, ns=(time.time_ns(), catalogue.st_mtime_ns))
+            sync(made)
+        kept = _link_previous(copy, spare_next)
+        os.rename(made, copy)
+        if kept:
+            os.rename(spare_next, _spare_path(copy))   # (the copy it replaced, the next publish's to update)
         sync(copy.parent)
     except BaseException as exc:
-        unfinished.unlink(missing_ok=True)   # (a stop mid-copy too)
+        if spare is None:
+            made.unlink(missing_ok=True)   # (a stop mid-copy too; a spare cut short stays hidden, updated next time)
+        spare_next.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
         log.warning("the read copy %s was not refreshed (%s): readers while a writer holds the catalogue "
                     "read the previous copy", copy, exc)
         return None
-    return Published(copy, size, time.perf_counter() - started)
+    return Published(copy, size, time.perf_counter() - started, written)
+
+
+def _spare_to_update(copy: Path) -> Path | None:
+    """The spare, when it may be written in place: a file of this name alone (one link: no other
+    name, no published copy), that no reader has open. DuckDB's readers (read-only connections,
+    ATTACH ... READ_ONLY) hold a shared `fcntl` lock on the file while they have it open: a
+    reader of the copy before the current one (a notebook open for two writers' ends) keeps the
+    spare, and the copy is made anew. The test is an open-file-description lock taken and let go:
+    it conflicts with a reader's lock in this process too (a traditional lock would not), and a
+    reader's open, once the lock is let go, finds the spare unpublished (its open a writer ago
+    or more: readers open the published name). None: make the copy anew."""
+    spare = _spare_path(copy)
+    try:
+        held = os.stat(spare)
+        if not stat.S_ISREG(held.st_mode) or held.st_nlink != 1 or (copy.exists() and os.path.samestat(
+                held, os.stat(copy))):
+            return None
+        handle = os.open(spare, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(handle, fcntl.F_OFD_SETLK, struct.pack("hhqqi", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+    except (OSError, AttributeError):   # (a reader has it open; AttributeError: no such locks, not Linux)
+        return None
+    finally:
+        os.close(handle)   # (the lock let go: the update's writes must not keep a reader of the published copy out)
+    return spare
+
+
+_COMPARED = 256 << 10   # bytes compared at a time: a DuckDB block
+
+
+def _update_spare(source: Path, spare: Path, progressed: Callable[[], None] | None = None) -> tuple[int, int]:
+    """The spare made the catalogue's bytes in place, writing only the blocks that differ;
+    returns (the catalogue's size, the bytes written). Under the catalogue's shared lock (as
+    `_copy_file`); the spare readable by its owner alone until it is whole; flushed to the disk
+    each 64 MiB written, `progressed()` then and each 64 MiB compared."""
+    with open(source, "rb", buffering=0) as src:
+        _shared_lock(src, source)
+        os.chmod(spare, 0o600)
+        with open(spare, "r+b", buffering=0) as dst:
+            size = os.fstat(src.fileno()).st_size
+            dst.truncate(size)
+            ours, theirs = bytearray(_COMPARED), bytearray(_COMPARED)
+            ours_view, theirs_view = memoryview(ours), memoryview(theirs)
+            written = unflushed = compared = 0
+            for offset in range(0, size, _COMPARED):
+                length = os.preadv(src.fileno(), [theirs], offset)
+                # (whole buffers compared as they are: a slice of a bytearray is a copy, which tripled the CPU)
+                same = os.preadv(dst.fileno(), [ours], offset) == length and (
+                    ours == theirs if length == _COMPARED else ours_view[:length] == theirs_view[:length])
+                if not same:
+                    _write_all(dst.fileno(), theirs_view[:length], offset)
+                    written += length
+                    unflushed += length
+                compared += length
+                if unflushed >= files._COPY_CHUNK or compared >= files._COPY_CHUNK:   # (read at the call: tests make it small)
+                    if unflushed:
+                        os.fdatasync(dst.fileno())
+                    unflushed = compared = 0
+                    if progressed:
+                        progressed()
+    return size, written
+
+
+def _write_all(handle: int, data: memoryview, offset: int) -> None:
+    while data:
+        done = os.pwrite(handle, data, offset)
+        data, offset = data[done:], offset + done
+
+
+def _link_previous(copy: Path, spare_next: Path) -> bool:
+    """The published copy given a second, hidden name before the new one replaces it (the spare
+    to come); False when there is none, or the file system has no hard links (each copy made
+    anew then)."""
+    try:
+        os.link(copy, spare_next)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.info("the read copy %s keeps no spare (%s): each copy is made anew", copy, exc)
+        return False
+    return True
 
 
 def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None) -> None:
@@ -151,12 +263,7 @@ def _copy_file(source: Path, target: Path, progressed: Callable[[], None] | None
     the disk 64 MiB at a time, then `progressed()`: the flush at its end, which its caller makes,
     is of 64 MiB at most, not of GBs (no step of a brief holder is long without a sign)."""
     with open(source, "rb") as src:
-        try:
-            fcntl.lockf(src.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            held = OSError(exc.errno, f"{source} is open for writing in another process")
-            held.names_its_file = True   # (catalog.files.writing: not the copy's write that failed)
-            raise held from None
+        _shared_lock(src, source)
         target.unlink(missing_ok=True)   # (a copy killed half-way: its permissions are not ours to keep)
         with open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as dst:
             def flushed() -> None:
@@ -164,6 +271,17 @@ def _copy_file(source: Path, target: Path, progressed: Callable[[], None] | None
                 if progressed:
                     progressed()
             return copy_bytes(src.fileno(), dst.fileno(), flushed)
+
+
+def _shared_lock(src, source: Path) -> None:
+    """DuckDB's own shared lock on the catalogue, for as long as `src` is open: refused while
+    another process has it open for writing, and keeping one from opening it meanwhile."""
+    try:
+        fcntl.lockf(src.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        held = OSError(exc.errno, f"{source} is open for writing in another process")
+        held.names_its_file = True   # (catalog.files.writing: not the copy's write that failed)
+        raise held from None
 
 
 def has_wal(db_path: str | Path) -> bool:

@@ -325,6 +325,18 @@ def _day_first(value: str) -> datetime | None:
         return None
 
 
+# how far past a run's own start a date of something past (a dataset's `modified`, a row's last change)
+# may be before it is warned of: a portal's clock, or a date written in its own zone's day, may run hours
+# ahead of the run's
+DATED_AHEAD_SLACK = timedelta(days=1)
+
+
+def days_after(moment: datetime, began: datetime) -> str:
+    """How many whole days `moment` is after `began`, in words ("54 days")."""
+    days = (moment - began).days
+    return f"{days} day{'s' if days != 1 else ''}"
+
+
 def format_timestamp(moment: datetime) -> str:
     moment = moment.astimezone(UTC)
     base = moment.strftime("%Y-%m-%dT%H:%M:%S")

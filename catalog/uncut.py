@@ -36,7 +36,6 @@ third signal).
 """
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import threading
@@ -235,8 +234,7 @@ class Connection:
         self.close()
 
 
-@contextmanager
-def one_thread(con) -> Iterator[None]:
+class one_thread:
     """DuckDB on one thread while the block runs, its statements on `con` (a Connection, a store's
     cursor, DuckDB's own), nothing else heavy run meanwhile (the store's write lock held: see
     catalog.store's Store._one_thread and _write_datasets, catalog.search's update; the records
@@ -247,52 +245,71 @@ def one_thread(con) -> Iterator[None]:
     search build and the close's checkpoint with it. So it is put back on a cursor a stop never
     interrupts (a merge's cursor is interruptible, and so are its cursors), and again should a stop
     be raised in Python as the call begins (the stop's handler raises outside a statement), the
-    stop raised after. A stop whose handler is civicat's (`raise_or_hold`) that comes in the block's
-    own steps, setting the threads or putting them back, is held until that is done (see
-    `_setting_threads`); Python's own handler, outside a call, raises at any step of Python, and a
-    setting skipped so is put back as the generator is collected."""
-    side = con.cursor()   # (outside `con`'s transaction: the setting put back after a statement that failed in it)
-    if isinstance(side, Connection):
-        side.interruptible = False
-    try:
-        threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
+    stop raised after. A stop whose handler is civicat's (`raise_or_hold`) that comes in the
+    manager's own steps (`__enter__`, `__exit__`: setting the threads, putting them back) is held
+    until that is done (see `_setting_threads`); Python's own handler, outside a call, raises at
+    any step of Python: raised in `__enter__` once the threads are set, it puts them back first.
+
+    A class of its own, not a `contextmanager` generator: `_setting_threads` knows its steps by
+    their code objects, which for a generator were contextlib's private `_GeneratorContextManager`'s."""
+
+    __slots__ = ("_con", "_side", "_threads", "_ended")
+
+    def __init__(self, con):
+        self._con, self._ended = con, False
+
+    def __enter__(self) -> None:
+        side = self._side = self._con.cursor()   # (outside `con`'s transaction: the setting put back after
+        if isinstance(side, Connection):          # a statement that failed in it)
+            side.interruptible = False
+        try:
+            self._threads = int(side.execute("SELECT current_setting('threads')").fetchone()[0])
+        except BaseException:
+            self._ended = True
+            try:
+                side.close()
+            finally:
+                raise_held()
+            raise
         try:
             side.execute("SET threads = 1")
-            yield
-        finally:
-            stop = None
+        except BaseException:
+            self.__exit__(None, None, None)   # (a stop as the setting returned: the threads put back, a held one raised)
+            raise
+
+    def __exit__(self, *exc) -> None:
+        side, stop = self._side, None
+        try:
             while True:
                 try:
-                    side.execute(f"SET threads = {threads}")
+                    side.execute(f"SET threads = {self._threads}")
                     break
                 except KeyboardInterrupt as exc:
                     stop = exc
             if stop is not None:
                 raise stop
-    finally:
-        side.close()
-        raise_held()
+        finally:
+            try:
+                side.close()
+            finally:
+                self._ended = True   # (a stop from here on is raised as ever: the threads are put back)
+                raise_held()
 
 
-_ONE_THREAD = one_thread.__wrapped__.__code__
-_CONTEXT_MANAGER = {contextlib._GeneratorContextManager.__enter__.__code__,
-                    contextlib._GeneratorContextManager.__exit__.__code__}
+_ONE_THREAD = {one_thread.__enter__.__code__, one_thread.__exit__.__code__}
 
 
 def _setting_threads(frame) -> bool:
     """Whether the main thread, stopped in `frame`, is in `one_thread`'s own steps: setting DuckDB's
-    threads, putting them back, or between them and its block (contextlib's `__enter__` as the
-    setting is done, its `__exit__` before the generator resumes). A stop raised there, at any step
-    of Python, skipped the putting back: the generator stayed suspended, the database on one thread
-    until it was collected (while the stop, and its traceback, lived). Its block is none of these:
-    a stop there is raised as ever."""
+    threads (`__enter__`, from its start to its return), putting them back (`__exit__`, until the
+    setting is back and its cursor closed). A stop raised there, at any step of Python, skipped the
+    putting back (the database on one thread while the stop lived), or with contextlib's generator
+    left it suspended until it was collected. Its block is none of these: a stop there is raised as
+    ever."""
     while frame is not None:
-        if frame.f_code is _ONE_THREAD:
-            return True
-        if frame.f_code in _CONTEXT_MANAGER:
+        if frame.f_code in _ONE_THREAD:
             manager = frame.f_locals.get("self")
-            generator = getattr(manager, "gen", None)
-            if getattr(generator, "gi_code", None) is _ONE_THREAD and generator.gi_frame is not None:
-                return True   # (not once it has finished: its `raise_held` is behind, the threads put back)
+            if not getattr(manager, "_ended", True):
+                return True   # (not once it has ended: its `raise_held` is behind or running)
         frame = frame.f_back
     return False

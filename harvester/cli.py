@@ -51,9 +51,23 @@ DEFAULT_DB = "data/civicat.duckdb"
 DEFAULT_CONFIG = "configs/g7.toml"
 
 DB_PATH = "civicat.db_path"   # (ctx.meta, shared by the group and its command: for CommandGroup.invoke)
+
+
+def _db_given(ctx: click.Context, param: click.Parameter, db_path: Path) -> Path:
+    """--db, once it is known to name a DuckDB file or none: a file of another kind (`--db README.md`)
+    is refused here, before a writer takes its lock (`README.md.lock`, left behind) or reads a copy
+    of it (`README.read.md`), and before DuckDB's "not a valid DuckDB database file", which named
+    neither what the file is nor what --db is for."""
+    what = not_a_duckdb_file(db_path)
+    if what is not None:
+        raise Refused(f"--db {db_path} is not a DuckDB catalogue: it is {what}; --db names the catalogue's DuckDB "
+                      f"file (default {DEFAULT_DB}; the first harvest makes it)")
+    return ctx.meta.setdefault(DB_PATH, db_path)
+
+
 db_option = click.option("--db", "db_path", default=DEFAULT_DB, show_default=True,
                          type=click.Path(dir_okay=False, path_type=Path), help="DuckDB catalogue file.",
-                         callback=lambda ctx, param, value: ctx.meta.setdefault(DB_PATH, value))
+                         callback=_db_given)
 config_option = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
                              type=click.Path(dir_okay=False, path_type=Path), help="Portal list (TOML).")
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -342,6 +356,9 @@ class Command(click.Command):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         args = _numbers_after_wait(self, ctx, args)
+        if _help_as_a_word(self, args):   # (click: "Got unexpected extra argument (help)")
+            raise click.UsageError(f"{self.name} takes no argument, and `help` is none of its options: for its help, "
+                                   f"{ctx.command_path} --help (or civicat help {self.name})", ctx=ctx)
         text = next((param for param in self.params if isinstance(param, click.Argument)
                      and param.human_readable_name in TEXT_ARGUMENTS), None)
         if text is None:
@@ -400,6 +417,21 @@ def _numbers_after_wait(command: click.Command, ctx: click.Context, args: list[s
     return read
 
 
+def _help_as_a_word(command: click.Command, args: list[str]) -> bool:
+    """`civicat harvest help`: the word `help` given to a command that takes no argument, as no
+    option's value (`harvest --portal help` names a portal) and before any `--`."""
+    if any(isinstance(param, click.Argument) for param in command.params):
+        return False   # (retire help: the portal whose id is help)
+    options = {opt: param for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+    for before, word in zip([None, *args], args):
+        if word == "--":
+            return False
+        option = options.get(before)
+        if word == HELP and (option is None or option.is_flag or option.count):
+            return True
+    return False
+
+
 def _wait_flag_given(option: str, value: str, ctx: click.Context) -> str:
     """What to type instead of `harvest --wait 5`: --wait-minutes 5, when 5 is a bound it takes."""
     minutes = float(value) if _a_number(value) else math.nan
@@ -423,6 +455,13 @@ class CommandGroup(click.Group):
             return super().parse_args(ctx, args)
         except click.NoSuchOption as exc:
             raise _command_option_before_the_command(exc, self, args) from None
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        """The command named; `help` as --help is (`civicat help`, `civicat help harvest`: "No such
+        command 'help'"), unless a command of that name is added one day. Not one of the commands
+        listed (nor of group.commands): the group's --help says it in its last line."""
+        command = super().get_command(ctx, cmd_name)
+        return help_command if command is None and cmd_name == HELP else command
 
     def resolve_command(self, ctx: click.Context, args: list[str]):
         """The command, its own arguments kept as given (ctx.meta): click's parser keeps no word it
@@ -489,7 +528,7 @@ def _command_option_before_the_command(exc: click.NoSuchOption, group: click.Gro
                               ctx=exc.ctx)
 
 
-OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "--version")   # civicat's own, before the command
+OPTIONS_BEFORE_THE_COMMAND = ("-v", "--verbose", "--log-format", "-V", "--version")   # civicat's own, before the command
 COMMAND_ARGS = "civicat.command_args"   # (ctx.meta: the command's arguments as given, CommandGroup.resolve_command)
 TEXT_ARGUMENTS = ("QUERY", "TEXT")   # the arguments that are free text (sql, search), which may start with '-'
 
@@ -550,8 +589,12 @@ class PlainLogFormatter(logging.Formatter):
         return printable(super().format(record))
 
 
-@click.group(cls=CommandGroup)
-@click.version_option(__version__, prog_name="civicat")
+HELP = "help"   # (the word of `civicat help [COMMAND]`: CommandGroup.get_command)
+
+
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]},
+             epilog=f"`civicat {HELP} COMMAND` (or `civicat COMMAND --help`): a command's options.")
+@click.version_option(__version__, "-V", "--version", prog_name="civicat")
 @click.option("-v", "--verbose", count=True, help="More log output on stderr (-v info, -vv debug).")
 @click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain", show_default=True,
               help="Logs on stderr as plain lines or one JSON object a line.")
@@ -566,6 +609,26 @@ def cli(verbose: int, log_format: str) -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
             handler.setFormatter(formatter)
+
+
+@click.command(HELP)
+@click.argument("command_name", required=False, metavar="[COMMAND]")
+@click.pass_context
+def help_command(ctx: click.Context, command_name: str | None) -> None:
+    """civicat's help, or a command's: the same as `civicat --help`, `civicat COMMAND --help`."""
+    group = ctx.find_root()
+    if command_name is None:
+        click.echo(group.get_help())
+        return
+    command = group.command.get_command(group, command_name)
+    if command is None:
+        import difflib
+
+        names = group.command.list_commands(group)
+        near = difflib.get_close_matches(command_name, names, n=1)
+        raise click.UsageError(f"No such command {command_name!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+                               + f": civicat's commands are {', '.join(names)}", ctx=ctx)
+    click.echo(command.get_help(click.Context(command, info_name=command_name, parent=group)))
 
 
 MAX_WAIT_MINUTES = 10080   # a week, as a portal's max_minutes
@@ -699,8 +762,9 @@ def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> None:
     if not stop_requested() and not (if_stale and is_current(db_path)):
         published = publish(db_path)
         if published:
-            logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes) in %.2f s",
-                                                        published.path, published.bytes, published.seconds)
+            logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes, %d of them written) "
+                                                        "in %.2f s", published.path, published.bytes,
+                                                        published.written, published.seconds)
 
 
 @cli.command()
@@ -841,6 +905,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
     from catalog.store import Store
     from harvester.http import HttpClient
+    from harvester.mapping import settings_digest
     from harvester.records import pull_uids
 
     if not uids and not overlap:
@@ -877,6 +942,13 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
                     click.echo(f"skipped {len(outside)} grouped dataset{'s' * (len(outside) > 1)} of portals not in "
                                f"{config_path}", err=True)
                 chosen += [u for u in grouped if u not in outside]
+        # the offline demo's catalogue with the default config (its `seattle` is live Seattle's):
+        # records of another portal than the one whose datasets the catalogue holds
+        pulled = [p for p in config.portals if p.id in {u.partition(":")[0] for u in chosen}]
+        listed = _settings_listed(store.con, [p.id for p in pulled])
+        elsewhere = [p for p in pulled if p.id in listed and settings_digest(p) not in listed[p.id]]
+        if elsewhere:
+            raise Refused(_pulled_from_elsewhere(elsewhere, listed, db_path, config_path))
         if not chosen:
             if as_json:
                 echo_json([])
@@ -929,6 +1001,62 @@ def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
             near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
         unknown[uid] = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
     return unknown
+
+
+def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
+    """Portal id -> the digests of the config entries (url, domain, city: harvester.mapping.
+    settings_digest) its datasets were last listed with in the catalogue (listing_pages' keys);
+    a portal never listed, or listed before listing pages were kept, is not in it."""
+    from harvester.mapping import listed_settings
+
+    listed: dict[str, set[str]] = {}
+    if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'listing_pages'").fetchone()[0]:
+        return listed   # (a read copy older than the table: export reads it as it is)
+    for portal_id, namespace in con.execute("SELECT DISTINCT portal_id, split_part(page_key, ':', 1) FROM "
+                                            "listing_pages WHERE list_contains(?, portal_id)", [portal_ids]).fetchall():
+        listed.setdefault(portal_id, set()).add(listed_settings(namespace))
+    return listed
+
+
+CONFIGS_LOOKED_AT = 50   # *.toml files read for the config a catalogue was harvested with (_config_harvested_with)
+
+
+def _config_harvested_with(portal_ids: list[str], listed: dict[str, set[str]], db_path: Path,
+                           config_path: Path) -> Path | None:
+    """A config other than `config_path`, beside the catalogue or it or in configs/, whose entries
+    are those the catalogue's datasets of `portal_ids` were listed with (`listed`; a portal never
+    listed there, as Open311's, only in it): the offline demo's data/demo.toml, beside its catalogue."""
+    from harvester.config import ConfigError, load_config
+    from harvester.mapping import settings_digest
+
+    folders = dict.fromkeys([db_path.parent, config_path.parent, Path(DEFAULT_CONFIG).parent])
+    candidates = [path for folder in folders if folder.is_dir() for path in sorted(folder.glob("*.toml"))]
+    for candidate in candidates[:CONFIGS_LOOKED_AT]:
+        try:
+            if candidate.resolve() == config_path.resolve() or candidate.stat().st_size > 1 << 20:
+                continue
+            entries = {p.id: p for p in load_config(candidate).portals}
+        except (ConfigError, OSError, ValueError):
+            continue
+        if all(portal_id in entries and (portal_id not in listed or settings_digest(entries[portal_id])
+                                         in listed[portal_id]) for portal_id in portal_ids):
+            return candidate
+    return None
+
+
+def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: Path, config_path: Path) -> str:
+    """Why `records` refuses `portals`, config entries that are not the ones their datasets were
+    listed with (`listed`), and what to type: the config they were, when there is one, else a
+    harvest with this one first."""
+    ids = [p.id for p in portals]
+    matching = _config_harvested_with(ids, listed, db_path, config_path)
+    named = "; ".join(f"{p.id} is {p.url}" + (f" (domain {p.domain})" if p.domain else "") for p in portals)
+    said = (f"{db_path} holds datasets of {', '.join(ids)} listed from another address, domain or city than "
+            f"{config_path} gives ({named}): records pulled from there would be another portal's")
+    if matching is not None:
+        return said + f"; harvested with {matching}? pass it: --config {matching}"
+    return (said + "; pass the config the catalogue was harvested with (--config), or harvest with this one first "
+            f"(civicat harvest --config {config_path} --db {db_path} --portal {' --portal '.join(ids)})")
 
 
 def _overlap_uids(store) -> list[str] | None:
@@ -1152,18 +1280,26 @@ def search(text, limit, cities, themes, types, db_path, as_json):
     try:
         hits = catalogue_search.search(con, text, limit=limit,
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
+        # (a catalogue whose every harvest failed, the quickstart's offline: "'Chicago' is no city or
+        # portal id of the catalogue's datasets (those known: none)" under a usage line blamed the city)
+        empty = not hits and not con.execute("SELECT count(*) FROM search_documents").fetchone()[0]
     except catalogue_search.SearchIndexMissing as exc:
         raise Refused(str(exc)) from None
     except catalogue_search.UnknownAssetType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
-    except catalogue_search.UnknownCity as exc:
-        raise click.BadParameter(str(exc), param_hint="'--city'") from None
-    except catalogue_search.UnknownTheme as exc:
-        raise click.BadParameter(str(exc), param_hint="'--theme'") from None
+    except (catalogue_search.UnknownCity, catalogue_search.UnknownTheme) as exc:
+        if con.execute("SELECT count(*) FROM search_documents").fetchone()[0]:
+            option = "--city" if isinstance(exc, catalogue_search.UnknownCity) else "--theme"
+            raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
+        hits, empty = [], True
     finally:
         con.close()
     if as_json:
         echo_json(hits)
+        return
+    if empty:
+        runs = "civicat runs" + ("" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}")
+        click.echo(f"no dataset matches {text!r}: the catalogue holds no dataset yet (`{runs}`: what its harvests did)")
         return
     if not hits:
         # the filters named: without them the words may well match, in other cities or types
@@ -1261,6 +1397,33 @@ def similar(uid, limit, db_path, as_json):
                ["score", "uid", "city", "title", "why"])
 
 
+EXPORT_FORMATS = ("parquet", "data.json")
+
+
+class ExportFormats(click.Choice):
+    """export's --format: a format, or several split by commas (`--format parquet,data.json`, which
+    click's Choice refused as "not one of 'parquet', 'data.json'", not saying how to ask for both)."""
+
+    def convert(self, value, param, ctx) -> tuple[str, ...]:
+        if isinstance(value, tuple):   # (converted already)
+            return value
+        pieces = [piece.strip() for piece in str(value).split(",")]
+        formats = []
+        for piece in pieces:
+            try:
+                formats.append(super().convert(piece, param, ctx))
+            except click.BadParameter:
+                given = f" in {value!r}" if len(pieces) > 1 else ""
+                self.fail(f"{piece!r}{given} is not one of {', '.join(map(repr, self.choices))} (for both: "
+                          f"--format {','.join(self.choices)}, or --format twice)", param, ctx)
+        return tuple(formats)
+
+    @staticmethod
+    def joined(given: tuple[tuple[str, ...], ...]) -> tuple[str, ...]:
+        """The formats of every --format given, each once, in the order given."""
+        return tuple(dict.fromkeys(fmt for formats in given for fmt in formats))
+
+
 EXPORT_WAIT_SECONDS = 3600   # `export --wait` without SECONDS: a records pull of an hour
 # exports that found a records folder not the pull the read copy describes with no records pull
 # running, before `export --wait` gives up: a pull that ended as the export began is exported by the
@@ -1271,8 +1434,9 @@ RECORDS_CHANGED_TRIES = 3
 @cli.command()
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder of the export (replaced whole by a Parquet export).")
-@click.option("--format", "formats", multiple=True, type=click.Choice(["parquet", "data.json"]),
-              default=("parquet",), show_default=True, help="What to write (repeatable for both).")
+@click.option("--format", "formats", multiple=True, type=ExportFormats(EXPORT_FORMATS), metavar="FORMAT[,FORMAT]",
+              default=("parquet",), show_default=True, callback=lambda ctx, param, value: ExportFormats.joined(value),
+              help="What to write: parquet, data.json, or both (parquet,data.json; or --format twice).")
 @click.option("--wait", "wait_seconds", cls=ValueMayBeLeftOut, type=NumberRange(0, MAX_WAIT_MINUTES * 60), is_flag=False,
               flag_value=EXPORT_WAIT_SECONDS, default=None, metavar="[SECONDS]",
               help=f"During a records pull (which keeps an export out), wait for it to end, SECONDS at most "
@@ -1397,7 +1561,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except (duckdb.Error, OSError) as exc:   # the disk full: the previous data.json is untouched
             raise click.ClickException(f"cannot export {db_path} as data.json to {out_dir}: "
                                        f"{disk_full(exc, db_path, export=out_dir) or in_words(exc, out_dir)}") from None
-        _name_portals_out_of_config(report, config_path)
+        _name_portals_out_of_config(report, opened.con, db_path, config_path)
         # (named as the folder was given, as "out" is: not in full)
         result["data.json"] = {"path": str(out_dir / "data.json"), "datasets": report.written,
                                "left_out": len(report.left_out),
@@ -1409,17 +1573,21 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
     return result
 
 
-def _name_portals_out_of_config(report, config_path: Path) -> None:
+def _name_portals_out_of_config(report, con, db_path: Path, config_path: Path) -> None:
     """On stderr, the portals whose datasets data.json left out for want of the contact or
-    publisher their config entry gave: taken out of the config, their datasets stay live."""
+    publisher their config entry gave: taken out of the config, their datasets stay live; or the
+    config is not the catalogue's (the offline demo's, exported with the default config), which
+    is named when one beside it holds them."""
     from catalog.datajson import NO_CONTACT_OUT_OF_CONFIG
 
     left_out = Counter(item["uid"].split(":", 1)[0] for item in report.left_out
                        if NO_CONTACT_OUT_OF_CONFIG in item["reasons"])
     if left_out:
         named = ", ".join(f"{portal_id} ({count} left out)" for portal_id, count in sorted(left_out.items()))
-        click.echo(f"data.json: {named}: not in {config_path}, so without the contact its entry "
-                   "gave: put the entry back, or `civicat retire` a portal gone for good", err=True)
+        matching = _config_harvested_with(list(left_out), _settings_listed(con, list(left_out)), db_path, config_path)
+        click.echo(f"data.json: {named}: not in {config_path}, so without the contact its entry gave: "
+                   + (f"harvested with {matching}? pass it: --config {matching}" if matching is not None else
+                      "put the entry back, or `civicat retire` a portal gone for good"), err=True)
 
 
 def in_words(exc: Exception, folder: Path) -> str:
@@ -1428,6 +1596,40 @@ def in_words(exc: Exception, folder: Path) -> str:
     if isinstance(exc, (FileExistsError, NotADirectoryError)) and any(p.is_file() for p in (folder, *folder.parents)):
         return f"its folder cannot be made: a file is in the way ({exc})"
     return str(exc)
+
+
+DUCKDB_MAGIC = (8, b"DUCK")   # where every DuckDB database file says so (after its header's checksum)
+OTHER_FILES = ((b"SQLite format 3\x00", "an SQLite database"), (b"PAR1", "a Parquet file"),
+               (b"PK\x03\x04", "a zip archive"), (b"\x1f\x8b", "a gzip file"))
+
+
+def not_a_duckdb_file(path: Path) -> str | None:
+    """What the file at `path` is, said for a message, when it is there and no DuckDB database;
+    None for a DuckDB file, no file (the first harvest makes it), or one that cannot be read or is
+    no regular file (a FIFO's read would wait for a writer): the opener says why."""
+    try:
+        if not path.is_file():
+            return None
+        with path.open("rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return None
+    offset, magic = DUCKDB_MAGIC
+    if head[offset:offset + len(magic)] == magic:
+        return None
+    if not head:
+        return "an empty file"
+    known = next((what for start, what in OTHER_FILES if head.startswith(start)), None)
+    if known is not None:
+        return known
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:   # (text whose read ended inside a character is text)
+        text = head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 and len(head) == 4096 else None
+    if text is not None and "\x00" not in text:
+        first_line = text.lstrip().partition("\n")[0].strip()[:40]
+        return "a text file" + (f" (its first line: {first_line!r})" if first_line else "")
+    return f"a file of {counted(path.stat().st_size, 'byte')} that does not start as a DuckDB database does"
 
 
 def _cannot_open(db_path: Path, exc: Exception | str) -> click.ClickException:

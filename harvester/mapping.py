@@ -171,7 +171,23 @@ def mapping_namespace(adapter: PortalAdapter) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _namespace(kind: str, version: int, city: str, url: str, domain: str) -> str:
-    return f"{kind}/{version}/{content_hash(city, url, domain)[:16]}"   # once per portal, not per entry
+    return f"{kind}/{version}/{_settings_digest(city, url, domain)}"   # once per portal, not per entry
+
+
+def _settings_digest(city: str, url: str, domain: str) -> str:
+    return content_hash(city, url, domain)[:16]
+
+
+def settings_digest(portal: PortalConfig) -> str:
+    """The digest of the portal settings in a stored listing page's key (listing_pages.page_key:
+    `kind/version/<this>:<page digest>`): whether the catalogue's datasets of a portal id were
+    listed with this config entry (its city, url, domain), whatever the mapping's version."""
+    return _settings_digest(portal.city, portal.url, portal.domain or "")
+
+
+def listed_settings(page_key: str) -> str:
+    """The settings digest a stored listing page's key holds (see settings_digest)."""
+    return page_key.partition(":")[0].rpartition("/")[2]
 
 
 _adapters: dict[PortalConfig, PortalAdapter] = {}

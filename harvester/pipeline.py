@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from catalog import events, uncut
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
-from catalog.record import format_timestamp
+from catalog.record import DATED_AHEAD_SLACK, days_after, format_timestamp
 from catalog.store import MergeOutcomeUnknown, Store, StoppedAfterStoring, bound_the_c_heap, page_identity
 from catalog.transactions import rollback
 from harvester.config import PortalConfig
@@ -300,9 +300,6 @@ def _listed_over_the_cap(entry, reason: str, adapter, portal: PortalConfig, stag
                f"{'its stored version kept' if stored else 'never stored'} ({RAISE_THE_CAP})")
 
 
-# how far past the harvest's own start a `modified` may be before it is warned of: a portal's clock, or
-# a date written in its own zone's day, may run hours ahead of the harvest's
-FUTURE_MODIFIED_SLACK = timedelta(days=1)
 # datasets dated ahead named one by one in a portal's night; any more are counted in one warning (a
 # portal dating its whole catalogue ahead, a year's typo in its template, would add a row a dataset a night)
 FUTURE_MODIFIED_NAMED = 100
@@ -316,7 +313,7 @@ def warn_future_modified(store: Store, portal_id: str, began: datetime, errors: 
     when its entry changes (one stored null would stay null once its day had come). Until session 37
     the mapping warned, so only on the night its entry was mapped: an unchanged dataset dated ahead
     went unsaid every night after."""
-    after = began + FUTURE_MODIFIED_SLACK
+    after = began + DATED_AHEAD_SLACK
     count, named = store.modified_after(portal_id, after, FUTURE_MODIFIED_NAMED)
     for source_id, modified in named:
         errors.add(source_id, "store", "FutureModified", future_modified(modified, after), severity="warning")
@@ -329,9 +326,8 @@ def warn_future_modified(store: Store, portal_id: str, began: datetime, errors: 
 
 def future_modified(modified: datetime, after: datetime) -> str:
     """The warning of a `modified` past the harvest's clock (`after`: its start and a day)."""
-    days = (modified - after + FUTURE_MODIFIED_SLACK).days
-    return (f"modified: {format_timestamp(modified)} is {days} day{'s' if days != 1 else ''} after this harvest "
-            "began (a change planned, or a typo); stored as the portal gives it")
+    return (f"modified: {format_timestamp(modified)} is {days_after(modified, after - DATED_AHEAD_SLACK)} after this "
+            "harvest began (a change planned, or a typo); stored as the portal gives it")
 
 
 def run_began() -> datetime:

@@ -31,8 +31,10 @@ from catalog.disk import disk_full
 from catalog.files import sync, writing
 from catalog.scratch import ScratchFolder, remove_left_over
 from catalog.lazy import LazyModule
+from catalog.record import DATED_AHEAD_SLACK, days_after, format_timestamp
 from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or_copy, measure_folder, name_in_order,
-                             part_name, part_number, previous_pull, record_pull, recorded, write_json_atomic)
+                             part_name, part_number, previous_pull, record_pull, recorded, scratch_duckdb,
+                             write_json_atomic)
 from catalog import uncut
 from harvester.http import OverBudget, ResponseTooLarge, error_type
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
@@ -101,6 +103,7 @@ FIRST_PAGE_COLUMN_BYTES = 8
 # records_max_minutes, checked at its requests only)
 MAX_COLUMNS = 10_000
 CSV_MEMORY, WIDE_CSV_MEMORY = "256MB", "1GB"   # DuckDB's for a downloaded CSV; the second for a wide one
+STAMPS_MEMORY = "64MB"   # DuckDB's to count a column's stamps dated ahead (a scan of one column, two aggregates)
 
 
 class RecordsError(Exception):
@@ -670,9 +673,27 @@ class RecordSource(ABC):
     def batches(self, resume: dict | None) -> Iterator[tuple[pa.Table, dict | None]]:
         ...
 
-    def watermark(self, glob: str) -> str | None:
-        """What the next incremental pull starts from, read from the published Parquet."""
-        return None
+    # columns of stamps of something past, each row's: when it last changed (SODA's `:updated_at`), when a
+    # service request was made or last changed. None is rightly after the pull began, and a row's that is
+    # more than a day after (a server's clock, a typo) is warned of, FutureModified (a column of planned
+    # dates, Open311's expected_datetime, is not one: those are ahead by nature)
+    past_stamps: tuple[str, ...] = ()
+    # the past stamp whose latest the next incremental pull reads on from (None: it reads the dataset whole)
+    watermark_column: str | None = None
+
+    def watermark(self, glob: str, at_most: datetime) -> str | None:
+        """What the next incremental pull starts from, read from the published Parquet: the latest
+        `watermark_column` not after `at_most` (the pull's start and a day). One further ahead would
+        have every later pull ask for the rows changed after it and miss those changed until then
+        (for good: their stamps stay before it); the rows ahead are read again by each pull instead."""
+        if self.watermark_column is None:
+            return None
+        _, _, latest = stamps_after(glob, self.watermark_column, at_most)
+        return None if latest is None else self.watermark_text(latest)
+
+    def watermark_text(self, latest: datetime) -> str:
+        """The watermark as record_pulls keeps it, from the latest stamp (a UTC datetime)."""
+        return latest.isoformat()
 
     def close(self) -> None:
         """Release what the source holds (a downloaded file)."""
@@ -712,6 +733,49 @@ def parquet_max(glob: str, column: str):
             if stats is not None and stats.has_min_max and (latest is None or stats.max > latest):
                 latest = stats.max
     return latest
+
+
+def stamps_after(glob: str, column: str, after: datetime) -> tuple[int, datetime | None, datetime | None]:
+    """Of `column` (a datetime) in the Parquet files at `glob`: how many values are after `after`,
+    the latest, and the latest not after it (UTC datetimes; None: none). The files' statistics
+    answer where none is after (no data read: a pull's usual case); else one scan of the column."""
+    latest = _utc(parquet_max(glob, column))
+    if latest is None or latest <= after:
+        return 0, latest, latest
+    quoted = '"' + column.replace('"', '""') + '"'
+    with scratch_duckdb(STAMPS_MEMORY, threads=1) as duck:   # (two aggregates: a few KB held)
+        count, before = duck.execute(f"SELECT count(*) FILTER (WHERE {quoted} > $after), "
+                                     f"max({quoted}) FILTER (WHERE {quoted} <= $after) FROM {read_parquet_sql(glob)}",
+                                     {"after": after}).fetchone()
+    return count, latest, _utc(before)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """A stamp as a UTC datetime: a naive one (a `datetime` column) is taken as UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def dated_ahead(source: RecordSource, glob: str, began: datetime) -> str | None:
+    """The warning (FutureModified) of the published rows whose past stamps are more than a day
+    after the pull `began`, each column's counted with its latest; None where none is."""
+    after = began + DATED_AHEAD_SLACK
+    said, next_pull = [], ""
+    for column in source.past_stamps:
+        count, latest, before = stamps_after(glob, column, after)
+        if not count:
+            continue
+        whose = "rows'" if count != 1 else "row's"
+        said.append(f"{count} {whose} {column} more than a day after this pull began "
+                    f"(the latest {format_timestamp(latest)}, {days_after(latest, began)} after)")
+        if column == source.watermark_column:
+            next_pull = ("; the next pull reads the dataset whole (no row's is not ahead)" if before is None else
+                         f"; the next incremental pull reads on from the latest not ahead, {format_timestamp(before)}, "
+                         "and reads those rows again each time until their day")
+    if not said:
+        return None
+    return "; ".join(said) + ": kept as the portal gives them (a server's clock, or a typo)" + next_pull
 
 
 def read_parquet_sql(glob: str) -> str:
@@ -1077,6 +1141,7 @@ class PullResult:
     smaller_pages: str | None = None   # what pages over the response cap cost the pull (a warning)
     changed: str | None = None   # how the dataset changed while it was read, the pull read again (a warning)
     published_as_read: bool = False   # changed again in the second read, only by rows added: published so
+    dated_ahead: str | None = None   # rows whose past stamps are after the pull began (a warning: dated_ahead)
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -1102,7 +1167,7 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
 
 def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
           uid: str, run_id: str, part_rows: int, part_seconds: float) -> PullResult:
-    started = time.monotonic()
+    started, began = time.monotonic(), datetime.now(UTC)
     result = PullResult(uid=uid, mode=source.mode)
     if len(source.fields) > MAX_COLUMNS:
         raise NotPullable(f"the dataset has {len(source.fields)} columns, more than the {MAX_COLUMNS:,} a records "
@@ -1151,7 +1216,8 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         result.invalid_values = dict(source.conversion.invalid)
         result.not_objects = source.conversion.not_objects
     measured = measure_folder(ready)   # (before the publish: a profile that fails keeps the previous dataset)
-    watermark = source.watermark(str(ready / "*.parquet"))
+    result.dated_ahead = dated_ahead(source, str(ready / "*.parquet"), began)
+    watermark = source.watermark(str(ready / "*.parquet"), began + DATED_AHEAD_SLACK)
     pull = dict(uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode, watermark=watermark,
                 page_size=source.page_size, thinning=source.thinning, whole_days=source.whole_days, run_id=run_id,
                 now=datetime.now(UTC), seconds=round(time.monotonic() - started, 3), measured=measured,
@@ -1612,6 +1678,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                            severity="warning")
             if result.smaller_pages:
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
+            if result.dated_ahead:   # (each pull the rows are still ahead, as the harvest's each night)
+                errors.add(source_id, "records", "FutureModified", result.dated_ahead, severity="warning")
             if result.changed:
                 errors.add(source_id, "records", "ChangedWhileRead", f"{result.changed}: the pull read it again" + (
                     ", and published it as read the second time (rows were only added as it was read: a row read "

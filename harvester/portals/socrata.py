@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from datetime import datetime
 
 from urllib.parse import urlparse
 
@@ -21,7 +22,7 @@ from harvester.paging import CursorPaginator, Listing, OffsetPaginator, Page, re
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
 from harvester.records import (MAX_COLUMNS, Conversion, Field, NotPullable, RecordSource, SameColumns, SourceChanged,
-                               csv_page, geometry_cells_of_csv, paged_tables, parquet_max, point_cells_of_csv,
+                               csv_page, geometry_cells_of_csv, paged_tables, point_cells_of_csv,
                                read_parquet_sql, unique_fields, url_cells_of_csv)
 
 log = logging.getLogger("civicat.socrata")
@@ -556,9 +557,11 @@ class SodaRecords(RecordSource):
             raise SourceChanged(f"the row count went from {started} to {now} while it was read, {read} rows read: "
                                 "rows were added to pages read already", only_added=read >= started)
 
-    def watermark(self, glob: str) -> str | None:
-        latest = parquet_max(glob, ":updated_at")
-        return latest.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] if latest else None
+    past_stamps = (":updated_at",)
+    watermark_column = ":updated_at"
+
+    def watermark_text(self, latest: datetime) -> str:
+        return latest.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]   # (as `$where` compares it: a floating timestamp)
 
     # (a record that was no object is a row of nulls, its :id null: kept unless the delta holds
     # it again, as Open311 keeps a request without an id, not added again by every delta)

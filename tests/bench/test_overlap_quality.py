@@ -211,3 +211,56 @@ def test_mixed_pairs_count_each_group_s_pairs_of_other_labels_and_those_the_labe
     assert [(row["group"], row["labels"], sorted(row["pairs"]), row["one_text"]) for row in rows] == [
         (1, ("stops", "traffic"), [("a", "c"), ("b", "c"), ("r", "c")], 3),
         (2, ("arrests", "traffic"), [("e", "d")], 0)]
+
+
+def test_the_grouping_step_tells_the_threshold_from_the_cohesion_a_split_and_a_reading_into_another_group():
+    """A dataset left alone whose best pair with its label is under the minimum score is lost to the threshold; at
+    the minimum or more, to the groups' centroids that refused the pair. One in a second group of its label is a
+    split; one in another label's group went there by the kind its text reads, or by its words when it reads none."""
+    assert quality.grouping_step("alone", 0.22, 0.35, has_kind=True) == "threshold"
+    assert quality.grouping_step("alone", 0.35, 0.35, has_kind=False) == "cohesion"
+    assert quality.grouping_step("alone", 0.43, 0.35, has_kind=False) == "cohesion"
+    assert quality.grouping_step("split", 0.69, 0.35, has_kind=False) == "split"
+    assert quality.grouping_step("other", 1.0, 0.35, has_kind=True) == "kind"
+    assert quality.grouping_step("other", 0.2, 0.35, has_kind=False) == "words"
+    assert set(quality.STEPS) == {"threshold", "cohesion", "split", "kind", "words"}
+
+
+def test_gains_if_joined_measure_each_dataset_alone_against_the_figures_now():
+    """'d' (left alone) and 'f' (in 'y''s group) are each moved alone into their label's largest group: the gain is
+    the B-cubed F1 of that move less today's, and the two moves are measured apart (neither counts the other). 'h',
+    of a label none of whose datasets is grouped, joins a group of its label's own name: alone there it gains
+    nothing until its peer 'i' joins too."""
+    label = {"a": "x", "b": "x", "c": "x", "d": "x", "e": "y", "f": "y", "g": "y", "h": "z", "i": "z"}
+    cluster = {"a": 1, "b": 1, "c": 1, "d": "single:d", "e": 2, "f": 1, "g": 2, "h": "single:h", "i": "single:i"}
+    city = {u: u for u in label}
+    uids = list(label)
+    gains = quality.gains_if_joined(uids, cluster, label, city, ["d", "f", "h"])
+    now = quality.clustering_scores(uids, cluster, label, city)["b3_f1"]
+    for moved, into in (("d", 1), ("f", 2)):
+        assert gains[moved] == pytest.approx(
+            quality.clustering_scores(uids, dict(cluster, **{moved: into}), label, city)["b3_f1"] - now)
+        assert gains[moved] > 0
+    assert gains["h"] == pytest.approx(0.0)
+    both = dict(cluster, h="label:z", i="label:z")
+    assert quality.clustering_scores(uids, both, label, city)["b3_f1"] > now
+
+
+def test_minority_split_gains_cost_each_label_where_it_sits_and_tell_the_labels_cut_from_other_text():
+    """Group 1 holds 'stops' of cities a, b, g (text 'T') beside 'traffic' of cities c (text 'T': the labels' cut of
+    one text) and d (text 'V': it says something else); group 2 is of one label and costs nothing. Splitting
+    'traffic' off group 1 gains what the figures say it gains, one of its two of one text with 'stops'."""
+    label = {"c": "traffic", "a": "stops", "b": "stops", "g": "stops", "d": "traffic", "e": "x", "f": "x"}
+    cluster = {"a": 1, "b": 1, "c": 1, "d": 1, "e": 2, "f": 2, "g": 1}
+    city = {u: u for u in label}
+    text_of = {"a": ("T",), "b": ("T",), "c": ("T",), "d": ("V",), "e": None, "f": None, "g": ("T",)}
+    (row,) = quality.minority_split_gains(list(label), cluster, label, city, text_of)
+    assert (row["group"], row["label"], row["majority"]) == (1, "traffic", "stops")
+    assert sorted(row["datasets"]) == ["c", "d"] and row["one_text"] == 1 and row["other_text"] == ["d"]
+    split = dict(cluster, c=(1, "traffic"), d=(1, "traffic"))
+    now = quality.clustering_scores(list(label), cluster, label, city)["b3_f1"]
+    assert row["gain"] == pytest.approx(quality.clustering_scores(list(label), split, label, city)["b3_f1"] - now)
+    assert row["gain"] > 0
+    # a text that says nothing (None) is never of one text with anything
+    (row,) = quality.minority_split_gains(list(label), cluster, label, city, dict(text_of, c=None))
+    assert row["one_text"] == 0 and sorted(row["other_text"]) == ["c", "d"]

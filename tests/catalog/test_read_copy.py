@@ -288,3 +288,215 @@ def test_a_reader_reads_the_copy_when_it_is_current_and_keeps_no_writer_out(tmp_
     assert not is_current(db)   # the writer wrote: the next reader opens the catalogue itself, 11 rows
     with read_only_connection(db) as fresh:
         assert fresh.execute("SELECT count(*) FROM datasets").fetchone() == (11,)
+
+
+def written_by_this_process() -> int:
+    """Bytes this process has handed to write calls (`wchar`: copy_file_range's among them)."""
+    return int(dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())["wchar"])
+
+
+def write_varied_rows(db: Path, n: int) -> None:
+    """n rows that compress little (a catalogue of megabytes)."""
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE OR REPLACE TABLE datasets AS SELECT range AS n, md5(range::VARCHAR) AS title FROM range(?)",
+                    [n])
+
+
+def add_run(db: Path, n: int) -> None:
+    """What an unchanged night commits: a row of its run, the rest of the catalogue as it was."""
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE IF NOT EXISTS runs (n INTEGER)")
+        con.execute("INSERT INTO runs VALUES (?)", [n])
+
+
+def test_a_night_that_changed_little_writes_the_changed_blocks_of_the_spare_not_a_whole_copy(tmp_path, monkeypatch):
+    """Each writer wrote a whole copy of the catalogue as it ended (session 32: 251 MB of an unchanged
+    night's 316 MB written at 300 portals). The copy before the current one is kept hidden and made
+    the catalogue again in place, only the blocks that differ written, under its owner's permissions
+    alone until whole; then renamed into place, the copy it replaced kept as the next spare."""
+    from catalog import files
+
+    monkeypatch.setattr(files, "_COPY_CHUNK", 256 << 10)
+    db = tmp_path / "c.duckdb"
+    write_varied_rows(db, 200_000)
+    db.chmod(0o640)
+    copy, spare = read_copy_path(db), tmp_path / ".c.read.duckdb.spare"
+    first = publish(db)
+    first_inode = copy.stat().st_ino
+    add_run(db, 1)
+    second = publish(db)
+    assert (first.written, second.written) == (first.bytes, second.bytes)   # (no spare yet: made anew)
+    assert spare.stat().st_ino == first_inode and count(spare) == 200_000    # the copy replaced, kept hidden
+    previous = copy.read_bytes()
+    add_run(db, 2)
+    modes = []
+    before = written_by_this_process()
+    third = publish(db, lambda: modes.append(spare.stat().st_mode & 0o777))
+    written = written_by_this_process() - before
+    assert db.stat().st_size > 2 << 20 and 0 < written < db.stat().st_size / 4 and written == third.written
+    assert copy.stat().st_ino == first_inode and copy.read_bytes() == db.read_bytes()   # the spare, published
+    assert spare.read_bytes() == previous                                                 # the one it replaced
+    assert modes and set(modes) == {0o600} and copy.stat().st_mode & 0o777 == 0o640 and is_current(db)
+    with duckdb.connect(str(copy), read_only=True) as con:
+        assert con.execute("SELECT count(*), (SELECT sum(n) FROM runs) FROM datasets").fetchone() == (200_000, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.read.duckdb.spare", "c.duckdb", "c.read.duckdb"]
+
+
+READER = """import duckdb, sys
+con = duckdb.connect(sys.argv[1], read_only=True)
+for line in sys.stdin:
+    print(con.execute('SELECT count(*), sum(n) FROM datasets').fetchone(), flush=True)
+"""
+
+
+@pytest.mark.parametrize("where", ["another process", "this process"])
+def test_a_reader_of_the_copy_before_the_current_one_keeps_it_whole(tmp_path, where):
+    """A notebook opened on the copy two writers' ends ago holds what is now the spare: it is not
+    written in place (DuckDB's reader holds a shared lock on it; the test's lock, an open file
+    description's, sees one in this process too), the copy is made anew and the reader reads on."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    copy, spare = read_copy_path(db), tmp_path / ".c.read.duckdb.spare"
+    if where == "this process":
+        reader = duckdb.connect(str(copy), read_only=True)
+        read = lambda: reader.execute("SELECT count(*), sum(n) FROM datasets").fetchone()   # noqa: E731
+    else:
+        process = subprocess.Popen([sys.executable, "-c", READER, str(copy)], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, text=True)
+
+        def read():
+            process.stdin.write("read\n")
+            process.stdin.flush()
+            return eval(line_of(process))
+    try:
+        assert read() == (10, 45)
+        held = open(copy, "rb")   # (the reader's file, whatever becomes of its names)
+        write_rows(db, 20)
+        publish(db)
+        assert os.path.samestat(os.fstat(held.fileno()), spare.stat())   # the reader's copy is the spare now
+        was = held.read()
+        write_rows(db, 20_000)
+        published = publish(db)
+        assert published.written == published.bytes and copy.read_bytes() == db.read_bytes()   # made anew
+        held.seek(0)
+        assert held.read() == was and read() == (10, 45)   # not written in place: the reader reads on
+        assert not os.path.samestat(os.fstat(held.fileno()), spare.stat())   # the spare is the copy of 20
+        held.close()
+    finally:
+        if where == "this process":
+            reader.close()
+        else:
+            process.stdin.close()
+            assert process.wait(30) == 0
+    assert count(spare) == 20   # (the spare is the copy of 20)
+    write_rows(db, 30)
+    assert publish(db).written < db.stat().st_size and count(copy) == 30   # no reader now: updated in place
+
+
+@pytest.mark.parametrize("other_name", ["the published copy", "a backup"])
+def test_a_spare_that_has_another_name_is_never_written_in_place(tmp_path, other_name):
+    """A spare that is the published copy itself (its name linked there by hand), or linked elsewhere
+    (a backup made by hand), is not a file the publish may change: the copy is made anew."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    copy, spare = read_copy_path(db), tmp_path / ".c.read.duckdb.spare"
+    if other_name == "the published copy":
+        os.link(copy, spare)
+        kept = copy
+    else:
+        write_rows(db, 15)
+        publish(db)
+        kept = tmp_path / "backup.duckdb"
+        os.link(spare, kept)
+    was = kept.read_bytes()
+    held = open(kept, "rb")
+    write_rows(db, 20)
+    published = publish(db)
+    assert held.read() == was   # (the file the other name is of, unchanged)
+    assert other_name == "the published copy" or count(kept) == 10
+    assert published.written == published.bytes and copy.read_bytes() == db.read_bytes()
+    held.close()
+
+
+KILLED = """import os, signal, sys
+from pathlib import Path
+from catalog import files, read_copy
+files._COPY_CHUNK = 64 << 10
+kill = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+if sys.argv[2] == "between the renames":
+    rename = os.rename
+    os.rename = lambda a, b: rename(a, b) if not str(a).endswith(".spare.next") else kill()
+read_copy.publish(sys.argv[1], kill if sys.argv[2] == "updating the spare" else None)
+"""
+
+
+@pytest.mark.parametrize("when", ["updating the spare", "between the renames"])
+def test_a_publish_killed_as_it_updates_the_spare_leaves_a_whole_copy(tmp_path, when):
+    """kill -9 as the spare is written in place (it is no copy any reader opens), or between the
+    renames that publish it: the copy readers open is whole, the previous one or the new one, and the
+    next writer's publish makes it the catalogue's, nothing left beside it."""
+    db = tmp_path / "c.duckdb"
+    write_rows(db, 10)
+    publish(db)
+    write_rows(db, 20)
+    publish(db)
+    copy = read_copy_path(db)
+    previous = copy.read_bytes()
+    write_rows(db, 30_000)
+    killed = subprocess.run([sys.executable, "-c", KILLED, str(db), when], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": REPO}, timeout=120)
+    assert killed.returncode == -9, killed.stderr
+    if when == "updating the spare":
+        assert copy.read_bytes() == previous and count(copy) == 20
+    else:
+        assert copy.read_bytes() == db.read_bytes() and (tmp_path / ".c.read.duckdb.spare.next").exists()
+    published = publish(db)
+    assert copy.read_bytes() == db.read_bytes() and count(copy) == 30_000 and is_current(db)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.read.duckdb.spare", "c.duckdb", "c.read.duckdb"]
+    assert count(tmp_path / ".c.read.duckdb.spare") == (20 if when == "updating the spare" else 30_000)
+    assert published.bytes == db.stat().st_size
+
+
+LOOKING = """import duckdb, sys, time
+deadline = time.monotonic() + 120
+with open(sys.argv[2], "a") as seen:
+    while time.monotonic() < deadline and not open(sys.argv[3]).read():
+        try:
+            with duckdb.connect(sys.argv[1], read_only=True) as con:
+                seen.write(repr(con.execute('SELECT count(*), sum(n) FROM datasets').fetchone()) + "\\n")
+        except duckdb.Error as exc:
+            seen.write(repr(repr(exc)) + "\\n")
+        seen.flush()
+"""
+
+
+def test_readers_opening_the_copy_as_it_is_published_again_and_again_each_find_a_whole_one(tmp_path):
+    """A reader opening the copy at any moment of a publish (the spare updated in place beside it,
+    the renames) opens the previous copy or the new one, whole: every read is one of the catalogues
+    published, none fails. Published until the reader has read 30 times (18 publishes at least)."""
+    import time
+
+    db = tmp_path / "c.duckdb"
+    sizes = [1_000, 20_000, 5_000]
+    write_rows(db, sizes[0])
+    publish(db)
+    seen, stop = tmp_path / "seen", tmp_path / "stop"
+    seen.write_text("")
+    stop.write_text("")
+    reader = subprocess.Popen([sys.executable, "-c", LOOKING, str(read_copy_path(db)), str(seen), str(stop)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    published, deadline = 0, time.monotonic() + 90
+    try:
+        while (published < 18 or len(seen.read_text().splitlines()) < 30) and time.monotonic() < deadline:
+            write_rows(db, sizes[published % 3])
+            assert publish(db) is not None
+            published += 1
+    finally:
+        stop.write_text("stop")
+    out, err = reader.communicate(timeout=150)
+    assert reader.returncode == 0, err
+    reads = [eval(line) for line in seen.read_text().splitlines()]
+    whole = {(n, n * (n - 1) // 2) for n in sizes}
+    assert len(reads) >= 30 and set(reads) <= whole, (set(reads) - whole, err)

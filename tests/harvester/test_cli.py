@@ -1154,7 +1154,8 @@ def test_a_db_that_is_no_catalogue_is_refused_with_exit_2_and_no_traceback(tmp_p
     result = CliRunner().invoke(cli, [str(out) if arg == "OUT" else arg for arg in command] + ["--db", str(db), *extra])
     assert result.exit_code == 2, result.output
     assert not out.exists()
-    assert "not a valid DuckDB database file" in result.output and str(db) in result.output
+    assert f"Error: --db {db} is not a DuckDB catalogue: it is a text file (its first line: 'not a database')" \
+        in result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
     assert sum(portal.hits.values()) == 0
 

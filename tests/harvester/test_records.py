@@ -2,7 +2,7 @@
 --overlap) over a local Socrata portal."""
 import json
 import os
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
-from harvester.records import Conversion, Field, _keep_once, csv_page, point_wkt, unique_fields
+from harvester import records
+from harvester.records import (Conversion, Field, _keep_once, csv_page, dated_ahead, point_wkt, stamps_after,
+                               unique_fields)
 from tests.conftest import harvest_with_records
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 
@@ -619,3 +621,45 @@ def test_a_records_pull_past_its_budget_in_a_page_read_ahead_fails_keeping_the_p
     assert 0 not in resumed_at and 100 not in resumed_at, resumed_at   # (gone on from its parts)
     ids = pq.read_table(folder, columns=[":id"])[":id"].to_pylist()
     assert len(ids) == len(set(ids)) == 1000
+
+
+class _Stamped:
+    """A record source as `dated_ahead` reads it: its past stamps, and which is its watermark's."""
+    past_stamps = ("changed", "made")
+    watermark_column = "changed"
+
+
+def test_stamps_after_the_pull_are_counted_from_the_files_statistics_or_one_scan(tmp_path, monkeypatch):
+    began = datetime(2026, 12, 7, 0, 30, tzinfo=UTC)
+    after = began + timedelta(days=1)
+    kind = pa.timestamp("us", tz="UTC")
+    pq.write_table(pa.table({"changed": pa.array([datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 7, 23, tzinfo=UTC)],
+                                                 kind),
+                             "made": pa.array([datetime(2026, 11, 1), None], pa.timestamp("us"))}), tmp_path / "a.parquet")
+    glob = str(tmp_path / "*.parquet")
+
+    def no_scan(*_args, **_kwargs):
+        raise AssertionError("a scan where the statistics say none is ahead")
+
+    monkeypatch.setattr(records, "scratch_duckdb", no_scan)
+    # (within the day's slack: not ahead; a naive column, a `datetime`, read as UTC)
+    assert stamps_after(glob, "changed", after) == (0, datetime(2026, 12, 7, 23, tzinfo=UTC),
+                                                    datetime(2026, 12, 7, 23, tzinfo=UTC))
+    assert stamps_after(glob, "made", after)[0] == 0 and stamps_after(glob, "absent", after) == (0, None, None)
+    assert dated_ahead(_Stamped(), glob, began) is None
+    monkeypatch.undo()
+    pq.write_table(pa.table({"changed": pa.array([datetime(2062, 1, 10, 9, tzinfo=UTC)] * 2, kind),
+                             "made": pa.array([datetime(2030, 1, 1), datetime(2026, 1, 1)], pa.timestamp("us"))}),
+                   tmp_path / "b.parquet")
+    assert stamps_after(glob, "changed", after) == (2, datetime(2062, 1, 10, 9, tzinfo=UTC),
+                                                    datetime(2026, 12, 7, 23, tzinfo=UTC))
+    assert stamps_after(glob, "made", after) == (1, datetime(2030, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC))
+    assert dated_ahead(_Stamped(), glob, began) == (
+        "2 rows' changed more than a day after this pull began (the latest 2062-01-10T09:00:00Z, 12818 days after); "
+        "1 row's made more than a day after this pull began (the latest 2030-01-01T00:00:00Z, 1120 days after): kept "
+        "as the portal gives them (a server's clock, or a typo); the next incremental pull reads on from the latest "
+        "not ahead, 2026-12-07T23:00:00Z, and reads those rows again each time until their day")
+    (tmp_path / "a.parquet").unlink()   # every row's watermark stamp ahead: no watermark, the next pull reads it whole
+    assert stamps_after(glob, "changed", after)[2] is None
+    assert dated_ahead(_Stamped(), glob, began).endswith(
+        "(a server's clock, or a typo); the next pull reads the dataset whole (no row's is not ahead)")

@@ -44,7 +44,8 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     require_fixtures()
     serve, *commands = readme_commands(tmp_path)
     assert serve[:3] == ["python", "-m", "tests.portals"] and [c[:2] for c in commands] == [
-        ["civicat", "harvest"], ["civicat", "overlap"], ["civicat", "search"], ["civicat", "export"]]
+        ["civicat", "harvest"], ["civicat", "overlap"], ["civicat", "search"], ["civicat", "records"],
+        ["civicat", "export"]]
     config = Path(serve[serve.index("--write-config") + 1])
     db = commands[0][commands[0].index("--db") + 1]
     demo = subprocess.Popen([sys.executable, *serve[1:]], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -81,6 +82,8 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     assert {"San Francisco", "Chicago", "Boston", "Seattle"} <= set(permits["cities"])
     hits = json.loads(civicat("search", "building permits", "--db", db, "--limit", "3", "--json"))
     assert {hit["uid"] for hit in hits[:2]} == {"sf:i98e-djp9", "chicago:ydr8-5enu"}
+    # the pull again, with the demo's config (session 38: without it, the default config's live Seattle)
+    assert said["records"].splitlines()[2].split()[:4] == ["seattle:3k2p-39jp", "ok", "incremental", "1000"]
     assert pq.read_metadata(tmp_path / "demo-export" / "datasets.parquet").num_rows == sum(DATASETS.values())
     # data.json: what the README says of its figure, as the export says it (session 36: "2915 left out" alone)
     written = len(json.loads((tmp_path / "demo-export" / "data.json").read_text())["dataset"])

@@ -3,6 +3,7 @@ endpoint serving Boston's recorded requests (1,000 objects of which 950 distinct
 recording merged overlapping pages)."""
 import json
 import random
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -748,6 +749,24 @@ def test_a_day_whose_one_code_may_be_cut_and_thinned_fails_the_pull_naming_it(tm
         busy_days_pull(tmp_path, store, one_code_of_four(coded(uniform_city(150, 10, datetime(2024, 1, 1, tzinfo=UTC)))),
                        private=0, private_in={"code-00": 8})
     assert store.con.execute("SELECT count(*) FROM record_pulls").fetchone() == (0,)
+
+
+def test_a_part_at_the_cap_is_split_by_the_codes_its_answer_gave_not_halved(tmp_path, store):
+    """80 requests a day for 10 days, one in four of code-00, from a server that reads whole days, ignores
+    `page`, cuts at 50 and then leaves out 8 of every 20: a day's closed part, at the cap, was halved (code-00
+    to code-19, code-20 to code-39), then halved again while at the cap, down to code-00 alone, though its
+    answer showed code-00 held over a quarter of it at the first. Split by what its answer gave of each code (in
+    their order, each group expected under the cap), code-00 is asked alone at the first split, and the
+    day's parts cost fewer requests. None lost or published twice."""
+    public, published, asked, _ = busy_days_pull(
+        tmp_path, store, one_code_of_four(coded(uniform_city(80, 10, datetime(2024, 1, 1, tzinfo=UTC)))))
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    closed = [q for q in asked if q.get("status") == "closed"]
+    first_split = [q.get("service_code") for q in closed[1:3]]   # (the parts asked after the day's closed part)
+    assert closed and "service_code" not in closed[0] and first_split[0] == "code-00", first_split
+    by_parts = [q for q in asked if "status" in q]
+    assert len(by_parts) < 70, len(by_parts)   # (halved: 80; by the codes given: 55)
 
 
 def test_days_whose_parts_were_taken_whole_before_a_part_showed_the_server_thins_are_read_again(tmp_path, store):
@@ -1679,3 +1698,31 @@ def test_a_part_taken_whole_then_split_under_a_wider_margin_still_fails_for_requ
                                           r"'open' and service code None\)"):
         windows._by_parts(day, day + timedelta(days=1), len(first), cap, doubt)
     assert [len(answer(day, day, 1, {"status": status})) for status in ("open", "closed")] == [43, 46]
+
+
+def test_a_request_changed_ahead_of_the_pull_is_warned_of(tmp_path):
+    """GeoReport v2's `updated_datetime` says when a request last changed: one years ahead of the
+    pull (a server's clock, or a typo) is kept as the server gives it, with a warning naming the
+    dataset and counting its requests (FutureModified, stage `records`), as the harvest warns of a
+    dataset's `modified`; the pull went unsaid. Its `expected_datetime`, a plan, ahead by nature, is
+    not warned of, and the watermark (`requested_datetime`, read by windows up to the pull's clock)
+    is as it was."""
+    requests = load_json(BOSTON)
+    requests[0] = {**requests[0], "updated_datetime": "2062-01-10T09:00:00Z"}
+    requests[1] = {**requests[1], "updated_datetime": "2061-05-01T00:00:00-04:00"}
+    requests[2] = {**requests[2], "expected_datetime": "2063-01-01T00:00:00Z"}
+    with Open311Portal(services=JSON_SERVICES, requests=requests) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    warnings = con.execute("SELECT source_id, error_type, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+    assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [("2020-01-18T00:03:41+00:00",)]
+    began = con.execute("SELECT started_at FROM harvest_runs").fetchone()[0]
+    con.close()
+    assert len(warnings) == 1
+    source_id, kind, message = warnings[0]
+    days = re.fullmatch(r"2 rows' updated_datetime more than a day after this pull began \(the latest "
+                        r"2062-01-10T09:00:00Z, (\d+) days after\): kept as the portal gives them \(a server's clock, "
+                        r"or a typo\)", message)
+    assert (source_id, kind) == ("service-requests", "FutureModified") and days, message
+    assert int(days[1]) in {(datetime(2062, 1, 10, 9, tzinfo=UTC) - began).days + d for d in (0, -1)}

@@ -230,6 +230,26 @@ def test_common_core_issued_publisher_theme_and_access_level_where_the_catalogue
         [("access_level", "not a DCAT-US access level: 'open'")])
 
 
+def test_common_core_last_update_is_not_read_for_modified(adapter):
+    """A guard of session 38's decision (it passes on the code before it): the domain's Common Core
+    "Last-Update" is a date the publisher typed; the one recorded entry that gives one (HHS's
+    COVID-19 Public Therapeutic Locator, listed in two recordings) says "March 21, 2022, 14:16",
+    before its own publication (31 March 2022) and where Socrata's stamps say its data changed on
+    31 January 2024 and its metadata on 3 July 2025. `modified` stays the latest system stamp, with
+    no note, whatever the field says (a later date, too: one the publisher plans)."""
+    def modified(raw):
+        notes = Notes()
+        return adapter.map(raw, None, notes)["modified"], notes.items
+
+    for path in ("socrata-catalog/us-discovery-mixed-b.json", "socrata-catalog/us-discovery-only-dataset-story.json"):
+        recorded = entry(path, "rxn6-qnx8")
+        stated = {m["key"]: m["value"] for m in recorded["classification"]["domain_metadata"]}
+        assert stated["Common-Core_Last-Update"] == "March 21, 2022, 14:16"
+        assert recorded["resource"]["data_updated_at"] == "2024-01-31T09:30:24.000Z"
+        assert modified(recorded) == ("2025-07-03T14:26:28Z", [])
+    assert modified(common_core("rxn6-qnx8", **{"Last-Update": "2030-01-01"})) == ("2025-07-03T14:26:28Z", [])
+
+
 @pytest.mark.parametrize("path, source_id, frequency", [
     ("socrata-catalog/chicago-discovery-transportation-p1.json", "ygr5-vcbg", "R/PT30M"),
     ("socrata-catalog/chicago-discovery-transportation-p1.json", "5k2z-suxx", "R/PT30M"),

@@ -772,3 +772,90 @@ def test_geometry_cells_are_stored_alike_from_csv_and_json(tmp_path):
         "MULTIPOLYGON (((-87.6 41.8, -87.0 41.8, -87.0 42.0, -87.6 41.8)), ((1e-05 0.0, 0.5 0.0, 0.5 0.5, 1e-05 0.0)))",
         None, None]
     assert stored["csv"]["stops"][0] == "MULTIPOINT ((-87.0 41.0), (-87.25 41.5))"
+
+
+def records_warnings(db) -> list[tuple]:
+    con = duckdb.connect(str(db))
+    try:
+        return con.execute("""SELECT r.run_id LIKE '%-records-%', e.source_id, e.error_type, e.message
+                              FROM harvest_errors e JOIN harvest_runs r USING (run_id, portal_id)
+                              WHERE e.stage = 'records' ORDER BY r.started_at""").fetchall()
+    finally:
+        con.close()
+
+
+def harvest_a_row_updated_ahead(tmp_path, seattle):
+    """Harvest (with records) the dataset, one row's `:updated_at` in 2062; gives the catalogue and
+    what changes another row (on 1 February 2024, the other rows' 15 January), the log cleared."""
+    table = seattle.records[ID].table
+    rows = table.to_pylist()
+    rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+
+    def change_a_row():
+        rows[3]["district_sector"] = "CHANGED"
+        rows[3][":updated_at"] = "2024-02-01T00:00:00.000Z"
+        seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+        seattle.clear_log()
+
+    return db, change_a_row
+
+
+def test_a_row_updated_ahead_of_the_pull_is_warned_of_and_does_not_hold_the_watermark(tmp_path, seattle):
+    """A row whose `:updated_at` is years ahead of the pull (a server's clock, or a typo: nothing a
+    pull can change) was the watermark: every later incremental pull asked for rows updated after
+    2062 and read none, the rows changed meanwhile never read (their stamps stay before it), and
+    nothing said so. Now each pull, the harvest's and `civicat records` alone, warns of it
+    (FutureModified, stage `records`, the dataset named, its rows counted), and the watermark is
+    the latest `:updated_at` not ahead: the row ahead is read again each time, merged by `:id`."""
+    from click.testing import CliRunner
+
+    from harvester.cli import cli
+
+    db, change_a_row = harvest_a_row_updated_ahead(tmp_path, seattle)
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [("2024-01-15T12:00:00.000",)]
+    con.close()
+    change_a_row()
+    alone = CliRunner().invoke(cli, ["records", f"sea:{ID}", "--json", "--config", str(tmp_path / "c.toml"),
+                                     "--db", str(db)])
+    assert alone.exit_code == 0, alone.output
+    assert [q.get("$where") for p, q, _ in seattle.requests if p.endswith(".csv")] == [
+        ":updated_at > '2024-01-15T12:00:00.000'"]
+    merged = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}").sort_by(":id")
+    assert merged.num_rows == 1000 and merged.slice(3, 1).to_pylist()[0]["district_sector"] == "CHANGED"
+    con = duckdb.connect(str(db))
+    assert con.execute("SELECT mode, watermark FROM record_pulls").fetchall() == [
+        ("incremental", "2024-02-01T00:00:00.000")]
+    con.close()
+    said = ("1 row's :updated_at more than a day after this pull began (the latest 2062-01-10T09:00:00Z, N days "
+            "after): kept as the portal gives them (a server's clock, or a typo); the next incremental pull reads on "
+            "from the latest not ahead, {latest}, and reads those rows again each time until their day")
+    warnings = records_warnings(db)
+    days = [int(d) for _, _, _, message in warnings for d in re.findall(r"Z, (\d+) days after", message)]
+    assert len(days) == 2 and all(12_000 < d < 13_000 for d in days)   # (2062 from 2026)
+    assert [(alone_, source_id, kind, re.sub(r"Z, \d+ days after", "Z, N days after", message))
+            for alone_, source_id, kind, message in warnings] == [
+        (False, ID, "FutureModified", said.format(latest="2024-01-15T12:00:00Z")),
+        (True, ID, "FutureModified", said.format(latest="2024-02-01T00:00:00Z"))]
+
+
+def test_a_watermark_stored_ahead_before_session_38_heals_in_two_pulls(tmp_path, seattle):
+    """A catalogue whose record_pulls kept a watermark of 2062 (session 37's code took the latest
+    `:updated_at`, ahead or not): the next pull still asks after it and reads nothing, but keeps
+    the latest not ahead, so the one after reads the rows changed meanwhile. On the code before,
+    every pull asked after 2062: the change was never read."""
+    db, change_a_row = harvest_a_row_updated_ahead(tmp_path, seattle)
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE record_pulls SET watermark = '2062-01-10T09:00:00.000'")   # (as session 37 stored it)
+    con.close()
+    change_a_row()
+    for _ in range(2):
+        _, result = harvest(tmp_path, seattle.url)
+        assert result.exit_code == 0, result.output
+    assert [q.get("$where") for p, q, _ in seattle.requests if p.endswith(".csv")] == [
+        ":updated_at > '2062-01-10T09:00:00.000'", ":updated_at > '2024-01-15T12:00:00.000'"]
+    merged = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}").sort_by(":id")
+    assert merged.num_rows == 1000 and merged.slice(3, 1).to_pylist()[0]["district_sector"] == "CHANGED"
