@@ -1,9 +1,10 @@
 """How a request's connections are made, and their failures named: requests' session and adapter
 with urllib3 connections whose headers must arrive by the request's deadline (_HeadersInTime),
 whose host names are looked up with a bound (resolver.py), and whose refusals are counted per
-port (_Refusals), through a SOCKS proxy alike (_ThroughSocks, socks.py); a URL no request can be
-made to refused first (_check_url); what a failed connection came of said as the HttpError its
-retries go by (_connection_failed)."""
+port (_Refusals), through a SOCKS proxy alike (_ThroughSocks, socks.py); an HTTP proxy's refusal
+said as its own (_HttpProxyRefused), and a proxy that refuses every request given up for the run
+(_Adapter.send); a URL no request can be made to refused first (_check_url); what a failed
+connection came of said as the HttpError its retries go by (_connection_failed)."""
 from __future__ import annotations
 
 import errno
