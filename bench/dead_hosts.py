@@ -14,8 +14,12 @@ retries and backoff (the defaults: 5 attempts, a first wait of 1 s).
    127.0.0.1-3 that drop every query: 5 s x 2 attempts x 3 servers, as a dead DNS server
    costs); the portal beside a local one, and the hub, at a name looked up there; then 30
    portals, each at a name of its own, beside a local one (`civicat harvest`'s 4 at a time).
+4. 8 https portals behind one HTTP proxy that refuses the user name and password of its URL
+   (HTTPS_PROXY=http://user:password@127.0.0.1:PORT, every request answered 407), harvested 4 at a
+   time: the whole command's time, and how many times the proxy was asked (`--refusing-proxy`:
+   this case alone).
 
-    python -m bench.dead_hosts
+    python -m bench.dead_hosts [--refusing-proxy]
 """
 from __future__ import annotations
 
@@ -166,15 +170,72 @@ def hanging_resolver_cases() -> None:
             print(f"  ({len(queries) - before} queries dropped by then: 12 a lookup run to its end)")
 
 
+class RefusingProxy:
+    """An HTTP proxy on 127.0.0.1 answering every request 407, a thread a connection: `asked` counts them."""
+
+    def __init__(self) -> None:
+        import threading
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port, self.asked = self.server.getsockname()[1], 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.server.accept()
+            except OSError:   # (closed: the case is over)
+                return
+            with connection:
+                try:
+                    connection.recv(65536)
+                    self.asked += 1
+                    connection.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic "
+                                       b"realm=\"proxy\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+
+def behind_a_refusing_proxy(tmp: Path, portals: int = 8) -> None:
+    """Case 4: `portals` CKAN portals at https:// names (the proxy asked for them: none resolved here)."""
+    proxy = RefusingProxy()
+    config = tmp / "proxied.toml"
+    config.write_text("".join(f'[[portals]]\nid = "proxied{number}"\ncity = "Proxied"\nkind = "ckan"\n'
+                              f'url = "https://data{number}.example/"\n\n' for number in range(portals)))
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CIVICAT_HTTP_")
+           and name.lower() not in ("no_proxy", "all_proxy", "http_proxy", "https_proxy")}
+    env.update(PYTHONPATH=str(ROOT), HTTPS_PROXY=f"http://civicat:wrong@127.0.0.1:{proxy.port}")
+    started = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-m", "harvester", "harvest", "--json", "--config", str(config),
+                               "--db", str(tmp / "proxied.duckdb"), "--workers", "4"], env=env, cwd=ROOT,
+                              capture_output=True, text=True)
+    finally:
+        proxy.server.close()
+    seconds = time.monotonic() - started
+    report = json.loads(done.stdout)["portals"]
+    kinds = Counter(p["error_type"] for p in report)
+    print(f"civicat harvest --workers 4, {portals} portals behind an HTTP proxy refusing its login (407): "
+          f"{seconds:.1f} s (exit {done.returncode}); the proxy asked {proxy.asked} times, "
+          f"{sum(p['requests'] for p in report)} requests, {sum(p['retries'] for p in report)} retries, the longest "
+          f"portal {max(p['seconds'] for p in report):.1f} s; "
+          f"{', '.join(f'{count} {kind}' for kind, count in kinds.most_common())}; the last one's: "
+          f"{report[-1]['error_message']}")
+
+
 def main() -> None:
     import logging
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # (case 3 runs this module again inside the namespace it makes)
     parser.add_argument("--hanging-resolver", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--refusing-proxy", action="store_true", help="case 4 alone: portals behind a proxy's 407")
     args = parser.parse_args()
     logging.disable(logging.WARNING)   # (a retry's warning each)
     if args.hanging_resolver:
         hanging_resolver_cases()
+        return
+    if args.refusing_proxy:
+        with tempfile.TemporaryDirectory() as folder:
+            behind_a_refusing_proxy(Path(folder))
         return
     print(resolver_answer())
     with tempfile.TemporaryDirectory() as folder:
@@ -193,6 +254,7 @@ def main() -> None:
                 server.shutdown()
                 server.server_close()
         with_a_hanging_resolver(tmp)
+        behind_a_refusing_proxy(tmp)
 
 
 if __name__ == "__main__":

@@ -150,8 +150,9 @@ class HttpClient:
         self._address_faults: dict[str, int] = {}
         self.address_fault_limit = address_fault_limit
         self._refusals = _Refusals(refused_limit)   # (a host refusing that long is down: ConnectionRefused)
-        # SOCKS proxies that refused in a way final for every request through them (their login, no SOCKS
-        # proxy): asked no more this run, every portal behind one failing at once (ProxyRefused)
+        # proxies that refused in a way final for every request through them (their login, a SOCKS proxy's or
+        # an HTTP proxy's 407; no SOCKS proxy): asked no more this run, every portal behind one failing at once
+        # (ProxyRefused), keyed by their URL (_Adapter.send)
         self._proxies_refused: dict = {}
         self._stop = threading.Event()   # shared by the clients of every portal (for_portal)
         # the answers being read and awaited (shared too): a stop shuts their sockets (cancel). A set, no lock:

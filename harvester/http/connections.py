@@ -1,9 +1,10 @@
 """How a request's connections are made, and their failures named: requests' session and adapter
 with urllib3 connections whose headers must arrive by the request's deadline (_HeadersInTime),
 whose host names are looked up with a bound (resolver.py), and whose refusals are counted per
-port (_Refusals), through a SOCKS proxy alike (_ThroughSocks, socks.py); a URL no request can be
-made to refused first (_check_url); what a failed connection came of said as the HttpError its
-retries go by (_connection_failed)."""
+port (_Refusals), through a SOCKS proxy alike (_ThroughSocks, socks.py); an HTTP proxy's refusal
+said as its own (_HttpProxyRefused), and a proxy that refuses every request given up for the run
+(_Adapter.send); a URL no request can be made to refused first (_check_url); what a failed
+connection came of said as the HttpError its retries go by (_connection_failed)."""
 from __future__ import annotations
 
 import errno
@@ -120,9 +121,9 @@ class _Exchange:
     headers_late: bool = False
     stopped: str | None = None   # what the stop ended: "connect" (a TCP connect, a TLS handshake), "headers"
     refused: tuple[str, float] | None = None   # (host:port, seconds it has refused in a row), when it did
-    # the client's (the run's): each SOCKS proxy that refused in a way final for every request (its
-    # refusal, SocksRefused.final PROXY), asked no more; no lock: one refusal kept, set once
-    proxies_refused: dict[SocksProxy, SocksRefused] | None = None
+    # the client's (the run's): each proxy (its URL, as the environment names it) that refused in a way final
+    # for every request (its refusal: final PROXY), asked no more (_Adapter.send); no lock: one refusal kept, set once
+    proxies_refused: "dict[str, SocksRefused | _HttpProxyRefused] | None" = None
 
 
 _EXCHANGE = threading.local()   # `current`: this thread's _Exchange, while its request is made
@@ -224,6 +225,20 @@ class _HeadersInTime:
             raise
         sys.audit("http.client.connect", self, self.host, self.port)
         return sock
+
+    def _tunnel(self):
+        """urllib3's CONNECT through an HTTP proxy (an https:// portal's), the proxy's refusal said as
+        its own (_HttpProxyRefused): urllib3 (and http.client, whose _tunnel it copies) keeps its status
+        and reason alone, in the text of a bare OSError, which was retried as a "ProxyError" of no reason."""
+        host, port = self._tunnel_host, self._tunnel_port   # (a refusal closes the connection, which forgets them)
+        try:
+            return super()._tunnel()
+        except OSError as exc:
+            answered = _TUNNEL_REFUSED.fullmatch(str(exc))
+            if answered is None:
+                raise
+            target = f"{f'[{host}]' if ':' in host else host}:{port}"
+            raise _HttpProxyRefused.answered(self.proxy, int(answered[1]), answered[2], target) from None
 
     def getresponse(self, *args, **kwargs):
         exchange = getattr(_EXCHANGE, "current", None)
@@ -386,6 +401,50 @@ class _NameNotResolved(urllib3.exceptions.NameResolutionError):
         self.name = name
 
 
+_TUNNEL_REFUSED = re.compile(r"Tunnel connection failed: (\d{3}) ?(.*)", re.DOTALL)   # (urllib3's, http.client's)
+
+
+class _HttpProxyRefused(OSError):
+    """An HTTP proxy's status refusing a request: its answer to a CONNECT (an https:// portal's tunnel),
+    or a 407 to a request it forwards (an http:// portal's). Its text names the proxy's host and port and
+    quotes the status, never the proxy's credentials. `final` as SocksRefused's: PROXY for a 407, which
+    says the proxy wants a login its URL does not give (no request goes through it as set); ADDRESS for
+    another 4xx to a CONNECT (its rules refuse that destination: a 403); None for the rest (a 502, 503 or
+    504: it could not reach the portal, retried as a direct connection's failure)."""
+
+    def __init__(self, said: str, final: str | None):
+        super().__init__(0, said)
+        self.said, self.final = said, final
+
+    def again(self) -> "_HttpProxyRefused":
+        """The same refusal, raised anew (as SocksRefused.again)."""
+        return _HttpProxyRefused(self.said, self.final)
+
+    @classmethod
+    def answered(cls, proxy: urllib3.util.Url, status: int, reason: str, target: str | None = None
+                 ) -> "_HttpProxyRefused":
+        """The refusal of `proxy` (its URL, parsed) answering `status` and `reason` to the CONNECT to
+        `target` (host:port), or to a request it forwards (None: a 407 alone is taken for the proxy's)."""
+        scheme = (proxy.scheme or "http").lower()
+        port = proxy.port or {"http": 80, "https": 443}.get(scheme, 80)   # (urllib3's default for a proxy's)
+        answer = f"{status} {_printable(reason)}".strip()
+        if status == 407:
+            said = ("refused the user name and password of the proxy's URL" if proxy.auth else
+                    "wants a user name and password, which the proxy's URL does not give")
+            final = PROXY
+        elif 400 <= status < 500:
+            said, final = f"refused to connect to {target}", ADDRESS
+        else:
+            said, final = f"could not connect to {target}", None
+        return cls(f"the {scheme.upper()} proxy {proxy.host}:{port} {said} ({answer})", final)
+
+
+def _printable(text: str, limit: int = 100) -> str:
+    """A proxy's reason phrase as it may be quoted: its first `limit` characters, each one that does
+    not print (a control character, a line's end) shown as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
 class _ThroughSocks:
     """A connection made through a SOCKS proxy (`_socks_options`, as urllib3 names what its SOCKS
     pools hand their connections): the proxy connected to as a portal is (its name looked up with
@@ -397,9 +456,8 @@ class _ThroughSocks:
     the proxy cannot reach. The portal's port refused behind the proxy counts as its refusal, as
     when it is asked directly; a refusal asking again cannot change (SocksRefused.final) fails the
     request at once (ProxyRefused: _connection_failed), unless another address got another answer;
-    one final for every request (its login refused, no SOCKS proxy: SocksRefused.final PROXY) is
-    kept for the run (`_Exchange.proxies_refused`), and every later connection through the proxy,
-    any portal's, fails with it at once, the proxy not asked again."""
+    one final for every request (its login refused, no SOCKS proxy: SocksRefused.final PROXY) asks
+    for no other address, and is kept for the run by the adapter (_Adapter.send), as an HTTP proxy's."""
 
     def __init__(self, *args, _socks_options: dict[str, SocksProxy], **kwargs):
         self._proxy = _socks_options["proxy"]
@@ -408,11 +466,6 @@ class _ThroughSocks:
     def _new_conn(self):
         proxy, endpoint = self._proxy, f"{self.host}:{self.port}"
         exchange = getattr(_EXCHANGE, "current", None)
-        refused = exchange.proxies_refused.get(proxy) if exchange is not None and exchange.proxies_refused \
-            is not None else None
-        if refused is not None:   # (what it said for every request: not asked again)
-            raise urllib3.exceptions.NewConnectionError(self, f"Failed to establish a new connection: {refused}") \
-                from refused.again()
         failures: list[OSError] = []
         for portal in [self.host] if proxy.remote_names else self._addresses_for(proxy):
             if failures and self._connecting is not None and self._connecting.stopped:   # (not one more lookup)
@@ -423,8 +476,6 @@ class _ThroughSocks:
             except OSError as exc:   # (a TimeoutError, a SocksRefused among them)
                 failures.append(exc)
                 if getattr(exc, "final", None) == PROXY:   # (no address goes through it: not one more asked)
-                    if exchange is not None and exchange.proxies_refused is not None:
-                        exchange.proxies_refused.setdefault(proxy, exc.again())   # (no traceback kept)
                     break
                 continue
             if exchange is not None:
@@ -529,7 +580,45 @@ class _Adapter(HTTPAdapter):
 
     def __init__(self, *args, **kwargs):
         self._pools_asked_as: dict[tuple, tuple] = {}
+        self._proxies_checked: set[str] = set()
         super().__init__(*args, **kwargs)
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        """requests' send, through a proxy (`proxies` naming one for the request's URL) as a run sends:
+        its URL checked first, once (_check_proxy_url: requests quoted it in its error, a password
+        holding a '/' in part, when the client was not made by from_env, which refuses it); a proxy
+        given up this run (`_Exchange.proxies_refused`) not asked, its refusal raised again at once; a
+        refusal final for every request (`final` PROXY: a SOCKS proxy's, an HTTP proxy's 407) kept
+        for the run; and a 407 answered to a request the proxy forwards (an http:// portal's) taken
+        for what it says, the proxy's refusal of its login (an origin's own 407 comes through a
+        tunnel: an https:// portal's, or any behind a SOCKS proxy)."""
+        proxy = requests.utils.select_proxy(request.url, proxies) if proxies else None
+        if proxy is None:
+            return super().send(request, stream, timeout, verify, cert, proxies)
+        exchange = getattr(_EXCHANGE, "current", None)
+        given_up = exchange.proxies_refused if exchange is not None else None
+        if given_up and proxy in given_up:   # (what it said for every request: not asked again)
+            raise requests.exceptions.ProxyError(given_up[proxy].again(), request=request)
+        if proxy not in self._proxies_checked:
+            try:
+                _check_proxy_url(proxy)
+            except ValueError as exc:
+                raise requests.exceptions.InvalidProxyURL(str(exc), request=request) from None
+            self._proxies_checked.add(proxy)
+        try:
+            response = super().send(request, stream, timeout, verify, cert, proxies)
+            if response.status_code == 407 and request.url[:5].lower() == "http:" \
+                    and not proxy.lower().startswith("socks"):
+                response.close()
+                parsed = urllib3.util.parse_url(proxy if "://" in proxy else f"http://{proxy}")
+                raise requests.exceptions.ProxyError(_HttpProxyRefused.answered(parsed, 407, response.reason or ""),
+                                                     request=request, response=response)
+        except requests.exceptions.RequestException as exc:
+            final = next((e for e in _causes(exc) if isinstance(e, (SocksRefused, _HttpProxyRefused))), None)
+            if final is not None and final.final == PROXY and given_up is not None:
+                given_up.setdefault(proxy, final.again())   # (no traceback kept)
+            raise
+        return response
 
     def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         """The pool of the request's origin, asked of the pool manager by the key it was made with
@@ -583,12 +672,12 @@ class _Adapter(HTTPAdapter):
 
 @contextmanager
 def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatch", stop: threading.Event,
-                in_flight: set, proxies_refused: dict[SocksProxy, SocksRefused] | None = None) -> Iterator[_Exchange]:
+                in_flight: set, proxies_refused: dict | None = None) -> Iterator[_Exchange]:
     """The responses of this thread's request (its redirects too) must have their headers by
     `deadline` (time.monotonic), moved on by the time its connections take to make, or by `stop`
     (their waits' watchdogs listed in `in_flight` meanwhile, for the stop to shut); the
-    connections refused or made are told to `refusals`, the lookups to `resolver`, and a SOCKS
-    proxy no request goes through is kept in `proxies_refused`, and not asked again."""
+    connections refused or made are told to `refusals`, the lookups to `resolver`, and a proxy no
+    request goes through is kept in `proxies_refused`, and not asked again (_Adapter.send)."""
     exchange = _EXCHANGE.current = _Exchange(deadline, refusals, resolver, stop, in_flight,
                                              proxies_refused=proxies_refused)
     try:
@@ -599,7 +688,7 @@ def _headers_by(deadline: float, refusals: "_Refusals", resolver: "_ResolverWatc
 
 def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exchange) -> HttpError:
     if isinstance(exc, requests.exceptions.InvalidProxyURL):   # (its text never names the proxy's credentials)
-        return ConnectionFailed(f"proxy not valid ({exc})", url)
+        return InvalidUrl(f"the proxy's URL is not valid ({exc})", url)
     if isinstance(exc, requests.exceptions.InvalidURL):   # (what _check_url lets by: requests' own checks, a proxy's)
         return InvalidUrl(f"URL not valid ({_without_credentials(str(exc))})", url)
     if exchange.headers_late:
@@ -610,7 +699,7 @@ def _connection_failed(exc: Exception, url: str, seconds: float, exchange: _Exch
     unanswered = next((e for e in _causes(exc) if isinstance(e, _LookupFault)), None)
     if unanswered is not None:
         return unanswered.error(url)
-    final = next((e for e in _causes(exc) if isinstance(e, SocksRefused) and e.final), None)
+    final = next((e for e in _causes(exc) if isinstance(e, (SocksRefused, _HttpProxyRefused)) and e.final), None)
     if final is not None:   # (what the proxy will say again: a setting to correct; a redirect's host too)
         return ProxyRefused(urlparse(_url_of(exc) or url).hostname, final.strerror, url, final.final == PROXY)
     if exchange.refused is not None:

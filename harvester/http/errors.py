@@ -200,13 +200,14 @@ class CertificateRejected(HostFault):
 
 
 class ProxyRefused(HostFault):
-    """The SOCKS proxy refused the request for a reason asking again does not change: a setting to
-    correct. Never retried: the request fails at once. A refusal of the portal (its rules do not let
-    its addresses through, it takes no such address, it wants an identd for them) gives its host up
-    for the run; one of every request (`proxy_wide`: it makes no TCP connections, the user name and
-    password of its URL refused, it takes no way to log in offered, it is no SOCKS proxy) gives the
-    proxy up: every later request through it, any portal's, fails at once with this message, the
-    proxy not asked (connections.py), and no host is held to it."""
+    """The proxy (SOCKS, or HTTP) refused the request for a reason asking again does not change: a
+    setting to correct. Never retried: the request fails at once. A refusal of the portal (a SOCKS
+    proxy's rules do not let its addresses through, it takes no such address, it wants an identd for
+    them; an HTTP proxy's 403 to its CONNECT) gives its host up for the run; one of every request
+    (`proxy_wide`: it makes no TCP connections, the user name and password of its URL refused, it takes
+    no way to log in offered, it is no SOCKS proxy; an HTTP proxy's 407) gives the proxy up: every later
+    request through it, any portal's, fails at once with this message, the proxy not asked
+    (connections.py), and no host is held to it."""
 
     ATTEMPTS = 1
 

@@ -63,9 +63,11 @@ class SocksProxy:
         if scheme not in SCHEMES:
             raise ValueError(f"{scheme}:// is no SOCKS proxy (one of {', '.join(s + '://' for s in SCHEMES)})")
         try:
-            port = parts.port or 1080
+            port = 1080 if parts.port is None else parts.port   # (a port 0 is no port 1080: refused below)
         except ValueError:
-            raise ValueError(f"the {scheme}:// proxy's port is not a number from 1 to 65535") from None
+            port = 0
+        if not 1 <= port <= 65535:
+            raise ValueError(f"the {scheme}:// proxy's port is not a number from 1 to 65535")
         if not parts.hostname:
             raise ValueError(f"the {scheme}:// proxy names no host")
         version, remote_names = SCHEMES[scheme]

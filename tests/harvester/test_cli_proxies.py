@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from bench.serve import self_signed_tls
 from harvester.cli import cli
-from tests.harvester.http.conftest import answering_every_request
-from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, HttpsProxy
+from tests.harvester.http.conftest import HttpProxy, answering_every_request
+from tests.harvester.http.test_https_proxy import PROXY_VARIABLES
 from tests.harvester.http.test_socks import SocksServer
 from tests.harvester.test_cli import write_config
 
@@ -45,7 +45,7 @@ def _proxies(kind: str, refusing_port: int, tmp_path):
         context = self_signed_tls(tmp_path)
         if context is None:
             pytest.skip("the openssl command is needed to make a certificate")
-        with HttpsProxy(context) as proxy:
+        with HttpProxy(context) as proxy:
             url = proxy.url.replace("https://", f"https://{LOGIN}")
             yield {"HTTP_PROXY": url, "HTTPS_PROXY": url}
 
@@ -85,8 +85,10 @@ def test_a_proxy_s_password_is_in_no_message_of_a_run(tmp_path, monkeypatch, cap
             assert secret not in text, f"the proxy's password is in {where}: {text}"
 
 
-# (the last: a password with an '@' left unescaped, which urllib splits at the last '@')
-UNPARSED = [f"http://{LOGIN}127.0.0.1:99999", f"{LOGIN}[::1:3128", "http://civicat:s3cr@t-pa55@127.0.0.1:99999"]
+# (the last two: a password with an '@' left unescaped, which urllib splits at the last '@'; one with a '/',
+# where urllib ends the host: "civicat:s3cr" its host and port)
+UNPARSED = [f"http://{LOGIN}127.0.0.1:99999", f"{LOGIN}[::1:3128", "http://civicat:s3cr@t-pa55@127.0.0.1:99999",
+            "http://civicat:s3cr/t-pa55@127.0.0.1:3128"]
 
 
 @pytest.mark.parametrize("proxy", UNPARSED)
@@ -110,15 +112,17 @@ def test_a_proxy_url_that_does_not_parse_stops_the_harvest_at_once_never_naming_
 
 @pytest.mark.parametrize("proxy", UNPARSED)
 def test_a_proxy_url_that_does_not_parse_is_never_quoted_with_its_password_by_a_request(monkeypatch, proxy):
-    """(A client made without from_env: a library caller's.) The request's error quotes requests' or
-    urllib3's words without the URL's user name and password (urllib3's quoted the URL whole, for a
-    port out of range; requests' for a bracket not closed never did: a guard)."""
+    """(A client made without from_env: a library caller's.) The request's error says what is wrong
+    without the URL's user name and password (urllib3's quoted the URL whole, for a port out of range,
+    and its host and port as it read them for a password with a '/', its user name and the password's
+    start; requests' for a bracket not closed never did): the proxy's URL is checked as from_env
+    checks it, at the first request through it, and refused at once."""
     from harvester.http import HttpError
     from tests.conftest import fast_client
 
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", proxy)
-    with pytest.raises(HttpError, match="^(URL|proxy) not valid") as failed:
+    with pytest.raises(HttpError, match=r"^the proxy's URL is not valid \(") as failed:
         fast_client(max_attempts=1).get_json("https://a.invalid/data.json")
     assert not any(part in str(failed.value) for part in ("s3cr", "pa55", "civicat")), str(failed.value)

@@ -1,12 +1,15 @@
 """What the tests of harvester/http/ share: the local portal (over TLS too), its client calls, large-body
 settings, servers that stall a request, a request stopped or Ctrl-C'd mid-wait."""
+import base64
 import contextlib
 import gc
 import signal
 import socket
+import ssl
 import threading
 import warnings
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -170,6 +173,77 @@ class LocalProxy:
 
     def _serve(self, client: socket.socket) -> None:
         raise NotImplementedError
+
+
+class HttpProxy(LocalProxy):
+    """An HTTP proxy on 127.0.0.1 (an https:// one given a TLS `context`), a thread a connection: a
+    CONNECT relayed to the host and port asked (answered "200 Connection established"), a request
+    for an absolute URL (an http portal's) sent on to its host as an origin's. portal.invalid is
+    127.0.0.1. `users`: the user names and passwords it takes (Basic, Proxy-Authorization), any other
+    answered 407; `refusing`: the status it answers a CONNECT to a host ("host:port") with (403 its
+    rules, 502 the host not reached). `asked`: each request line read, `answers` the statuses it
+    answered itself."""
+
+    def __init__(self, context: "ssl.SSLContext | None" = None, users: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.context, self.users = context, users
+        self.refusing: dict[str, int] = {}
+        self.asked: list[str] = []
+        self.answers: list[int] = []
+        self.url = f"{'https' if context else 'http'}://127.0.0.1:{self.port}"
+
+    def _serve(self, client: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            if self.context is not None:
+                client = self.context.wrap_socket(client, server_side=True)
+                self._held.append(client)
+            while True:   # (a forwarded request's connection kept for the next one, as a proxy does)
+                head = b""
+                while b"\r\n\r\n" not in head:
+                    piece = client.recv(65536)
+                    if not piece:
+                        return
+                    head += piece
+                line, rest = head.split(b"\r\n", 1)
+                method, target, version = line.decode().split(" ")
+                self.asked.append(f"{method} {target}")
+                refusal = self._refusal(method, target, rest)
+                if refusal:
+                    self.answers.append(refusal)
+                    reason = {403: "Forbidden", 407: "Proxy Authentication Required", 502: "Bad Gateway"}[refusal]
+                    client.sendall(f"HTTP/1.1 {refusal} {reason}\r\nProxy-Authenticate: Basic realm=\"proxy\"\r\n"
+                                   f"Content-Length: 7\r\n\r\nrefused".encode())
+                    continue
+                if method == "CONNECT":
+                    host, port = target.rsplit(":", 1)
+                    portal = self._portal(host, int(port))
+                    client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:   # (an absolute URL: asked of its host by its path, the connection not kept after)
+                    parts = urlsplit(target)
+                    portal = self._portal(parts.hostname, parts.port or 80)
+                    portal.sendall(f"{method} {parts.path or '/'}{'?' + parts.query if parts.query else ''} "
+                                   f"{version}\r\n".encode() + rest)
+                relay(client, portal)
+                return
+
+    def _refusal(self, method: str, target: str, head: bytes) -> int | None:
+        if self.users is not None:
+            given = next((line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"proxy-authorization:")), b"")
+            scheme, _, encoded = given.partition(b" ")
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                user, password = "", None
+            if scheme.lower() != b"basic" or self.users.get(user) != password:
+                return 407
+        return self.refusing.get(target) if method == "CONNECT" else None
+
+    def _portal(self, host: str, port: int) -> socket.socket:
+        portal = socket.create_connection(("127.0.0.1" if host == "portal.invalid" else host, port), timeout=10)
+        portal.settimeout(None)
+        self._held.append(portal)
+        return portal
 
 
 @contextlib.contextmanager

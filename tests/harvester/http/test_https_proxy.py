@@ -2,20 +2,17 @@
 portal's CONNECT or an http portal's request), against a proxy of the test's own on 127.0.0.1 relaying
 to the local portals (no mocked requests): the proxy's certificate checked as a portal's, and its own
 TLS handshake closed whatever ends it."""
-import contextlib
 import shutil
-import socket
 import ssl
 import subprocess
-from urllib.parse import urlsplit
 
 import pytest
 
 from bench.serve import serve_keep_alive
 from harvester.http import CertificateRejected
 from tests.conftest import fast_client
-from tests.harvester.http.conftest import (DOC, LocalProxy, accepting_and_never_answering, left_unclosed_by_ctrl_c,
-                                           relay, stopped_while)
+from tests.harvester.http.conftest import (DOC, HttpProxy, accepting_and_never_answering, left_unclosed_by_ctrl_c,
+                                           stopped_while)
 from tests.portals.base import LocalPortal
 
 PROXY_VARIABLES = ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
@@ -36,55 +33,13 @@ def _tls_for_127_0_0_1(folder) -> tuple[ssl.SSLContext, str]:
     return context, str(cert)
 
 
-class HttpsProxy(LocalProxy):
-    """An https:// proxy on 127.0.0.1 (TLS with `context`), a thread a connection: a CONNECT
-    relayed to the host and port asked, a request for an absolute URL (an http portal's) sent on to
-    its host as an origin's. portal.invalid is 127.0.0.1. `asked`: each request line read."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        super().__init__()
-        self.context = context
-        self.asked: list[str] = []
-        self.url = f"https://127.0.0.1:{self.port}"
-
-    def _serve(self, client: socket.socket) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            client = self.context.wrap_socket(client, server_side=True)
-            self._held.append(client)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                piece = client.recv(65536)
-                if not piece:
-                    return
-                head += piece
-            line, rest = head.split(b"\r\n", 1)
-            method, target, version = line.decode().split(" ")
-            self.asked.append(f"{method} {target}")
-            if method == "CONNECT":
-                host, port = target.rsplit(":", 1)
-                portal = self._portal(host, int(port))
-                client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            else:   # (an absolute URL: asked of its host by its path)
-                parts = urlsplit(target)
-                portal = self._portal(parts.hostname, parts.port or 80)
-                portal.sendall(f"{method} {parts.path or '/'}{'?' + parts.query if parts.query else ''} "
-                               f"{version}\r\n".encode() + rest)
-            relay(client, portal)
-
-    def _portal(self, host: str, port: int) -> socket.socket:
-        portal = socket.create_connection(("127.0.0.1" if host == "portal.invalid" else host, port), timeout=10)
-        portal.settimeout(None)
-        self._held.append(portal)
-        return portal
-
-
 @pytest.fixture
 def https_proxy(monkeypatch, tmp_path):
-    """An HttpsProxy named by HTTPS_PROXY and HTTP_PROXY; its certificate's file as `cert`."""
+    """An https:// HttpProxy named by HTTPS_PROXY and HTTP_PROXY; its certificate's file as `cert`."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     context, cert = _tls_for_127_0_0_1(tmp_path)
-    with HttpsProxy(context) as proxy:
+    with HttpProxy(context) as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         proxy.cert = cert

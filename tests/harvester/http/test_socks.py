@@ -311,6 +311,7 @@ def test_a_socks_proxy_s_name_is_looked_up_as_a_portal_s(monkeypatch, resolver):
 @pytest.mark.parametrize("variable, proxy, said", [
     ("ALL_PROXY", "socks6://user:s3cret@proxy:1080", "socks6:// is no SOCKS proxy"),
     ("HTTPS_PROXY", "socks5h://user:s3cret@proxy:99999", "port is not a number from 1 to 65535"),
+    ("ALL_PROXY", "socks5h://user:s3cret@proxy:0", "port is not a number from 1 to 65535"),   # (was read as 1080)
     ("all_proxy", "socks5h://user:s3cret@:1080", "names no host")])
 def test_a_socks_proxy_no_request_can_go_through_is_refused_before_any_request(monkeypatch, variable, proxy, said):
     """Such a proxy failed every request of the night, retried; the bad setting is now refused at the
