@@ -21,6 +21,7 @@ notebook left open on it. docs/harvesting.md ("The read copy") says what readers
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -178,7 +179,10 @@ def _update_spare(source: Path, spare: Path, progressed: Callable[[], None] | No
             ours_view, theirs_view = memoryview(ours), memoryview(theirs)
             written = unflushed = compared = 0
             for offset in range(0, size, _COMPARED):
-                length = os.preadv(src.fileno(), [theirs], offset)
+                length = _read_all(src.fileno(), theirs_view[:min(_COMPARED, size - offset)], offset)
+                if length < min(_COMPARED, size - offset):   # (under the shared lock no writer shortens it)
+                    raise OSError(errno.EIO, f"{source} ended at {offset + length:,} of its {size:,} bytes as it "
+                                             "was copied")
                 # (whole buffers compared as they are: a slice of a bytearray is a copy, which tripled the CPU)
                 same = os.preadv(dst.fileno(), [ours], offset) == length and (
                     ours == theirs if length == _COMPARED else ours_view[:length] == theirs_view[:length])
@@ -194,6 +198,19 @@ def _update_spare(source: Path, spare: Path, progressed: Callable[[], None] | No
                     if progressed:
                         progressed()
     return size, written
+
+
+def _read_all(handle: int, into: memoryview, offset: int) -> int:
+    """`into` filled from `offset` of the file, or up to its end; the bytes read. A read may return
+    fewer bytes than asked before the end (a network or FUSE file system; a signal): one such read
+    taken for the block left the rest of it unread, and unwritten, in the copy published."""
+    done = 0
+    while done < len(into):
+        got = os.preadv(handle, [into[done:]], offset + done)
+        if got == 0:
+            break
+        done += got
+    return done
 
 
 def _write_all(handle: int, data: memoryview, offset: int) -> None:

@@ -947,8 +947,17 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         pulled = [p for p in config.portals if p.id in {u.partition(":")[0] for u in chosen}]
         listed = _settings_listed(store.con, [p.id for p in pulled])
         elsewhere = [p for p in pulled if p.id in listed and settings_digest(p) not in listed[p.id]]
-        if elsewhere:
-            raise Refused(_pulled_from_elsewhere(elsewhere, listed, db_path, config_path))
+        named = {u.partition(":")[0] for u in uids}
+        if any(p.id in named for p in elsewhere):
+            raise Refused(_pulled_from_elsewhere([p for p in elsewhere if p.id in named], listed, db_path,
+                                                 config_path))
+        if elsewhere:   # (--overlap's alone: one portal moved in the config does not hold up every other's pull)
+            moved = {p.id for p in elsewhere}
+            skipped = [u for u in chosen if u.partition(":")[0] in moved]
+            chosen = [u for u in chosen if u.partition(":")[0] not in moved]
+            click.echo(f"skipped {len(skipped)} grouped dataset{'s' * (len(skipped) > 1)} of "
+                       f"{', '.join(sorted(moved))}: {_pulled_from_elsewhere(elsewhere, listed, db_path, config_path)}",
+                       err=True)
         if not chosen:
             if as_json:
                 echo_json([])

@@ -744,6 +744,9 @@ def stamps_after(glob: str, column: str, after: datetime) -> tuple[int, datetime
         return 0, latest, latest
     quoted = '"' + column.replace('"', '""') + '"'
     with scratch_duckdb(STAMPS_MEMORY, threads=1) as duck:   # (two aggregates: a few KB held)
+        # (a naive column's stamps are UTC's: compared with `after`, DuckDB reads them in its TimeZone,
+        # the machine's zone by default, which put one 4 hours before `after` ahead of it in Los Angeles)
+        duck.execute("SET TimeZone = 'UTC'")
         count, before = duck.execute(f"SELECT count(*) FILTER (WHERE {quoted} > $after), "
                                      f"max({quoted}) FILTER (WHERE {quoted} <= $after) FROM {read_parquet_sql(glob)}",
                                      {"after": after}).fetchone()

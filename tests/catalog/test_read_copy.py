@@ -500,3 +500,26 @@ def test_readers_opening_the_copy_as_it_is_published_again_and_again_each_find_a
     reads = [eval(line) for line in seen.read_text().splitlines()]
     whole = {(n, n * (n - 1) // 2) for n in sizes}
     assert len(reads) >= 30 and set(reads) <= whole, (set(reads) - whole, err)
+
+
+def test_reads_shorter_than_asked_leave_no_part_of_the_spare_unwritten(tmp_path, monkeypatch):
+    """A read may return fewer bytes than asked before the file's end (a network or FUSE file system,
+    a signal): each taken for its whole block left the rest of the block, changed in the catalogue,
+    unwritten in the copy published. Read on to the block's end now: the copy is the catalogue's bytes."""
+    db = tmp_path / "c.duckdb"
+    write_varied_rows(db, 100_000)
+    publish(db)
+    add_run(db, 1)
+    publish(db)   # (the spare: the first copy)
+    write_varied_rows(db, 120_000)   # (most blocks changed)
+    preadv = os.preadv
+
+    def halves(handle, buffers, offset):   # (each read gives at most half of what it asks, as such a file system may)
+        [buffer] = buffers
+        return preadv(handle, [memoryview(buffer)[:max(1, len(buffer) // 2)]], offset)
+
+    monkeypatch.setattr(read_copy.os, "preadv", halves)
+    published = publish(db)
+    monkeypatch.undo()
+    assert 0 < published.written and read_copy_path(db).read_bytes() == db.read_bytes()
+    assert count(read_copy_path(db)) == 120_000

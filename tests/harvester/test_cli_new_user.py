@@ -4,6 +4,7 @@ config's live portals. Each said plainly, before anything is done."""
 import json
 import sqlite3
 
+import duckdb
 import pytest
 from click.testing import CliRunner
 
@@ -247,6 +248,34 @@ def test_records_of_a_catalogue_harvested_with_another_config_entry_are_refused_
         "records pulled from there would be another portal's; pass the config the catalogue was harvested with "
         f"(--config), or harvest with this one first (civicat harvest --config {live_config} --db {db} --portal sea)\n")
     assert (sum(demo.hits.values()), sum(live.hits.values())) == hits
+
+
+def test_records_of_the_overlap_groups_skip_a_portal_moved_in_the_config_and_pull_the_others(tmp_path, socrata):
+    """`records --overlap` (cron's, after the harvest) with one grouped portal's entry moved in the config
+    and not harvested from there yet (its harvest failed, say) exited 2 pulling nothing, every other
+    portal's grouped datasets held up by it. Its datasets are skipped now, named on stderr with the
+    refusal's words; the others are pulled. A UID of it named on the command line is refused as before."""
+    demo, live = socrata
+    entries = (f'[[portals]]\nid = "sea"\ncity = "City"\nkind = "socrata"\nurl = "{demo.url}"\ndomain = "data.example.org"\n\n'
+               f'[[portals]]\nid = "oth"\ncity = "Other"\nkind = "socrata"\nurl = "{live.url}"\ndomain = "data.example.org"\n')
+    harvested, moved = tmp_path / "harvested.toml", tmp_path / "moved.toml"
+    harvested.write_text(entries)
+    moved.write_text(entries.replace(f'url = "{demo.url}"', 'url = "http://127.0.0.1:9/moved"'))
+    db = tmp_path / "c.duckdb"
+    assert invoke("harvest", "--config", str(harvested), "--db", str(db)).exit_code == 0
+    con = duckdb.connect(str(db))
+    con.execute("INSERT INTO overlap_groups VALUES (1, 'sea:abcd-0001', 'x', now()), (1, 'oth:abcd-0001', 'x', now())")
+    con.close()
+    demo_hits = sum(demo.hits.values())
+
+    result = invoke("records", "--overlap", "--json", "--config", str(moved), "--db", str(db))
+    assert result.exit_code == 0, result.output
+    assert [(r["uid"], r["status"], r["rows"]) for r in json.loads(result.stdout)] == [("oth:abcd-0001", "ok", 30)]
+    assert result.stderr.startswith(f"skipped 1 grouped dataset of sea: {db} holds datasets of sea listed from another "
+                                    f"address, domain or city than {moved} gives"), result.stderr
+    assert sum(demo.hits.values()) == demo_hits
+    named = invoke("records", "sea:abcd-0001", "--overlap", "--config", str(moved), "--db", str(db))
+    assert named.exit_code == 2 and named.output.startswith(f"Error: {db} holds datasets of sea"), named.output
 
 
 def test_records_with_the_config_the_catalogue_was_harvested_with_are_pulled(tmp_path, socrata):

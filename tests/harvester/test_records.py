@@ -2,6 +2,8 @@
 --overlap) over a local Socrata portal."""
 import json
 import os
+import subprocess
+import sys
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
@@ -15,7 +17,7 @@ from harvester.cli import cli
 from harvester import records
 from harvester.records import (Conversion, Field, _keep_once, csv_page, dated_ahead, point_wkt, stamps_after,
                                unique_fields)
-from tests.conftest import harvest_with_records
+from tests.conftest import REPO, harvest_with_records
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
 
 VIEW = {"id": "abcd-1234", "name": "Calls", "columns": [
@@ -663,3 +665,22 @@ def test_stamps_after_the_pull_are_counted_from_the_files_statistics_or_one_scan
     assert stamps_after(glob, "changed", after)[2] is None
     assert dated_ahead(_Stamped(), glob, began).endswith(
         "(a server's clock, or a typo); the next pull reads the dataset whole (no row's is not ahead)")
+
+
+NAIVE_STAMPS = """import sys
+from datetime import UTC, datetime
+from harvester.records import stamps_after
+print(stamps_after(sys.argv[1], "made", datetime(2026, 12, 8, tzinfo=UTC)))
+"""
+
+
+def test_naive_stamps_are_counted_as_utc_whatever_the_machine_s_zone(tmp_path):
+    """A `datetime` column (naive, its stamps UTC's) compared in DuckDB's TimeZone, the machine's: in
+    Los Angeles a stamp 4 hours before the bound was counted ahead, and the latest not ahead (the
+    watermark) lost. Counted as in UTC now (a process of its own: DuckDB reads the zone as it starts)."""
+    pq.write_table(pa.table({"made": pa.array([datetime(2026, 12, 7, 20), datetime(2062, 1, 1)], pa.timestamp("us"))}),
+                   tmp_path / "a.parquet")
+    done = subprocess.run([sys.executable, "-c", NAIVE_STAMPS, str(tmp_path / "*.parquet")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "TZ": "America/Los_Angeles", "PYTHONPATH": REPO})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == repr((1, datetime(2062, 1, 1, tzinfo=UTC), datetime(2026, 12, 7, 20, tzinfo=UTC)))
