@@ -64,6 +64,22 @@ def test_every_benchmark_has_a_readme_row_as_recent_as_its_section_of_docs_bench
     assert not stale, "\n".join(stale)
 
 
+LATEST_CELL_CHARS = 800
+
+
+def test_each_readme_benchmark_row_s_latest_cell_is_short_enough_to_read_its_standing_figures():
+    """A README Benchmarks row's "latest" cell gives the standing figures against the row's targets, not
+    every session's: the sessions' clauses go to docs/benchmarks.md. (By session 38, each session's
+    clauses prepended since session 30, nightly's cell ran to 3,254 characters, harvest_catalog's to 2,584.)"""
+    long_cells = []
+    for cells in markdown_table(section(README.read_text(), "## Benchmarks")):
+        if len(cells[3]) > LATEST_CELL_CHARS:
+            name = re.search(r"bench\.(\w+)", cells[0]).group(1)
+            long_cells.append(f"bench.{name}: {len(cells[3]):,} characters")
+    assert not long_cells, (f"README Benchmarks 'latest' cells over {LATEST_CELL_CHARS} characters (move the "
+                            f"older clauses to docs/benchmarks.md): " + "; ".join(long_cells))
+
+
 def usage_of(module: str, deadline: float = 120.0, cwd=ROOT, after_kill: float = 30.0) -> tuple[int | None, str]:
     """(exit code, stdout) of `python -m <module> --help`, run from the repository root; (None, what it
     printed) when it is still running past the deadline: it ran instead of answering, and its process
