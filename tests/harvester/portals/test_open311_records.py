@@ -908,13 +908,19 @@ def test_a_day_in_doubt_whose_parts_cannot_tell_fails_the_pull_naming_it(tmp_pat
 def test_a_day_taken_whole_in_doubt_is_settled_by_the_pull_gone_on_from_one_cut_short(tmp_path):
     """The days a server that ignores `page` answers within the margin of a larger answer are
     settled when the pull ends: a pull cut short after some of them goes on from its state, which
-    holds them, and fails naming the first (a state without them published the pull's days, ok)."""
+    holds them, and fails naming the first (a state without them published the pull's days, ok).
+    (The server's day of the pull's end, asked after it since session 39, is answered with nothing
+    here: at the cap, with no parts to read it by, it would fail the pull first.)"""
     from bench.open311_windows import whole_days_server
     from harvester.portals.open311 import Windows
     start = datetime(2024, 1, 1, tzinfo=UTC)
     moments = [instant(r["requested_datetime"]) for r in uniform_city(400, 10, start)]
-    _, answer = whole_days_server(moments, 50, thinned=0.4, inclusive=False, days_in=ZoneInfo("America/New_York"),
+    _, served = whole_days_server(moments, 50, thinned=0.4, inclusive=False, days_in=ZoneInfo("America/New_York"),
                                   paging=False, odd_weeks=False)
+
+    def answer(since, until, page):
+        return [] if since >= start + timedelta(days=10) else served(since, until, page)
+
     first = Windows(answer, start, start + timedelta(days=10), days=True)
     for _, state in first:
         if state.get("doubtful") and instant(state["start"]) >= start + timedelta(days=5):
@@ -1726,3 +1732,31 @@ def test_a_request_changed_ahead_of_the_pull_is_warned_of(tmp_path):
                         r"or a typo\)", message)
     assert (source_id, kind) == ("service-requests", "FutureModified") and days, message
     assert int(days[1]) in {(datetime(2062, 1, 10, 9, tzinfo=UTC) - began).days + d for d in (0, -1)}
+
+
+@pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
+def test_one_pull_reads_every_request_up_to_its_end_from_a_server_whose_days_are_not_the_portals(
+        tmp_path, store, inclusive):
+    """A server reading New York's days (the portal's zone UTC) that ignores `page`, cuts at 50 and
+    leaves out 4 of every 20: the pull's last window, one UTC day, is New York's day before it and its
+    day of the pull's end. Including the end's day, the window's parts were asked to 23 hours before
+    its end, New York's day before only, and of its day of the pull's end only what the window's cut
+    answer held was read; leaving it out, that day was asked by no window (the windows end at the
+    UTC midnight, in New York's day before). The pull said ok and its next read them (90 days back),
+    but a portal retired after it never publishes them. That day is asked alone (by parts where in
+    doubt): every public request made before the pull's end is published by the one pull, once."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("America/New_York", private=4, odd_weeks=False, services=CITY_SERVICES, paging=False,
+                        requests=coded(uniform_city(120, 10, start)), end_inclusive=inclusive) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
+        pulled_into(layout, store.con, source)
+    public = {r["service_request_id"] for r in portal.service_requests} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    last_day = {r["service_request_id"] for r in portal.service_requests
+                if instant(r["requested_datetime"]) >= start + timedelta(days=9, hours=5)} - portal.private
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert set(published) == public, \
+        f"{len(public - set(published))} of {len(public)} not published ({len(last_day - set(published))} " \
+        f"of the {len(last_day)} of New York's last day)"
