@@ -38,7 +38,7 @@ def test_a_city_whose_days_a_server_ignoring_page_thins_is_read_by_parts_not_los
     page_ignored_city(parts=False)
     assert "the pull failed: the one day at start_date=2024-01-11T00:00:00Z" in capsys.readouterr().out
     page_ignored_city()
-    assert ": 0 requests made before the last day unread" in (out := capsys.readouterr().out) and "the pull ok" in out
+    assert ": 0 requests made before the pull's end unread" in (out := capsys.readouterr().out) and "the pull ok" in out
 
 
 def test_cities_whose_first_day_was_read_before_the_ends_day_was_seen_included_are_read_whole():
