@@ -498,12 +498,14 @@ class ThinsWholeDays(Open311Portal):
     thinned now and then, so windows taken whole under a margin learned narrow are read again), or
     in every week where not `odd_weeks`. `private_in`: so many of every 20 of a status or a service
     code instead (counted among that status's or code's requests; a code's share before its status's):
-    a server that thins some parts of a day more than others."""
+    a server that thins some parts of a day more than others. `refused`: service codes it answers HTTP 400
+    where a `service_code` asked holds one (a private service type's, its requests left out by `private_in`)."""
 
     def __init__(self, days_in: str, private: int = 4, odd_weeks: bool = True, private_in: dict | None = None,
-                 **kwargs):
+                 refused: tuple = (), **kwargs):
         super().__init__(whole_days=True, **kwargs)
         self.days_in = ZoneInfo(days_in)
+        self.refused = set(refused)
         made = sorted(self.service_requests, key=lambda r: r["requested_datetime"])
         counted: dict = {}
         self.private = set()
@@ -516,6 +518,8 @@ class ThinsWholeDays(Open311Portal):
                 self.private.add(str(request["service_request_id"]))
 
     def requests_page(self, query):
+        if refused := sorted(set(query.get("service_code", "").split(",")) & self.refused):
+            return 400, [{"code": 400, "description": f"service_code {refused[0]} is not a public service"}]
         local = {key: instant(query[key]).astimezone(self.days_in).isoformat() for key in ("start_date", "end_date")
                  if key in query}
         status, page = super().requests_page({**query, **local})
@@ -749,6 +753,43 @@ def test_a_day_whose_one_code_may_be_cut_and_thinned_fails_the_pull_naming_it(tm
         busy_days_pull(tmp_path, store, one_code_of_four(coded(uniform_city(150, 10, datetime(2024, 1, 1, tzinfo=UTC)))),
                        private=0, private_in={"code-00": 8})
     assert store.con.execute("SELECT count(*) FROM record_pulls").fetchone() == (0,)
+
+
+def one_code_of_three(requests: list[dict]) -> list[dict]:
+    """`requests` (coded), one in three of code-01 (a private service type, in the tests below)."""
+    return [{**r, "service_code": "code-01"} if n % 3 == 0 else r for n, r in enumerate(requests)]
+
+
+@pytest.mark.parametrize("per_day", [200, 300])
+def test_a_private_service_type_beside_public_ones_in_a_part_loses_none_of_theirs(tmp_path, store, per_day):
+    """One request in three of a service type services.json lists whose requests the server leaves out
+    (private), from a server that reads whole days, ignores `page` and cuts at 50 before leaving them
+    out: a day's closed part, split by the codes its answer gave, put code-01 (given by none, so taken
+    as light) with code-00 and code-02, where it was most of the part's cut: that part answered under
+    half of the largest answer and was taken whole (the half rule assumes no cut answer thinned by more
+    than half), 10 and 42 of 1,130 and 1,691 public requests lost, the pull ok. The codes no answer gave
+    are asked apart from those met: none lost or published twice."""
+    public, published, asked, _ = busy_days_pull(
+        tmp_path, store, one_code_of_three(coded(uniform_city(per_day, 10, datetime(2024, 1, 1, tzinfo=UTC)))),
+        private=0, private_in={"code-01": 20})
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    assert any(q.get("service_code") == "code-01" for q in asked)   # (asked alone: it answers nothing)
+
+
+def test_a_service_code_the_server_refuses_is_taken_as_private_not_failing_the_pull(tmp_path, store, caplog):
+    """As above, the server answering HTTP 400 where a `service_code` asked holds code-01: the first part
+    holding it failed the pull, every night. The part refused is halved down to the code refused, which
+    is taken as a service type whose requests the server gives none of (warned of, not asked again):
+    every public request read once."""
+    public, published, asked, _ = busy_days_pull(
+        tmp_path, store, one_code_of_three(coded(uniform_city(200, 10, datetime(2024, 1, 1, tzinfo=UTC)))),
+        private=0, private_in={"code-01": 20}, refused=("code-01",))
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    assert len([q for q in asked if q.get("service_code") == "code-01"]) == 1   # (refused once, not asked again)
+    assert [r.getMessage()[:45] for r in caplog.records if "refuses" in r.getMessage()] == \
+        ["the server refuses service_code=code-01 (HTTP"]
 
 
 def test_a_part_at_the_cap_is_split_by_the_codes_its_answer_gave_not_halved(tmp_path, store):
