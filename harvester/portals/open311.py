@@ -669,10 +669,16 @@ class Windows:
         kept = self.taken_at is not None and margin < MARGIN_MAX \
             and self.taken_at >= reference - int(reference * MARGIN_MAX)
         keys = array("q", sorted(map(_request_key, requests)))
+        # (the window after's, to the window in doubt before it: it may share a day with it. Found among all
+        # the doubts, not the last only: where this window is in doubt too, the last is its own, and the day
+        # before's parts gave again what this answer gave of the day they share, from a server that sorts
+        # oldest first, includes the end's day, not yet seen, and ignores `page`: 534 and 5,600 requests
+        # published twice, the pull ok)
+        before = next((doubt for doubt in self.doubts.values() if doubt.end == self.start), None)
+        if before is not None:
+            before.read += (keys,)
         doubt = self.doubts.get(self.doubtful[-1][0]) if self.doubtful else None
-        if doubt is not None and doubt.end == self.start:
-            doubt.read += (keys,)   # (the window after's: it may share a day with it)
-        elif doubt is None and self.services is not None and self.doubtful \
+        if doubt is None and self.services is not None and self.doubtful \
                 and self.start <= datetime.fromisoformat(self.doubtful[-1][0]) < end:
             # (one second of a wider window, all of whose requests were made in it: read as that second)
             self.doubts[self.doubtful[-1][0]] = Doubt(

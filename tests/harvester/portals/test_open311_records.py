@@ -922,6 +922,25 @@ def test_utc_days_from_a_server_of_new_yorks_that_includes_the_ends_day_are_read
     assert len(one_second) == 1 and "status" not in one_second[0], one_second   # (asked once a pull)
 
 
+def test_a_server_sorting_oldest_first_including_the_ends_day_unseen_publishes_no_request_twice(tmp_path, store):
+    """140 requests a day for 19 days from a server that reads whole days (UTC's, the portal's), includes the
+    end's day, sorts oldest first, ignores `page`, cuts at 50 and leaves out 8 of every 20: its cut answers
+    hold each window's first day only, so the end's day is never seen included, and each day in doubt is read
+    by parts over two days, the day after's too. The parts of a day gave again what the day after's own
+    answer gave (its oldest requests), itself in doubt: 534 requests published twice, the pull ok. Each
+    once now, none lost."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("UTC", private=8, odd_weeks=False, services=CITY_SERVICES, paging=False, end_inclusive=True,
+                        oldest_first=True, requests=coded(uniform_city(140, 19, start))) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        pulled_into(layout, store.con, RequestsRecords(adapter, None, now=start + timedelta(days=19), since=start))
+    public = {r["service_request_id"] for r in portal.service_requests} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert set(published) == public, f"{len(public - set(published))} of {len(public)} lost"
+
+
 def test_a_server_that_leaves_the_ends_day_out_gives_nothing_after_a_windows_end_and_is_not_asked(tmp_path, store):
     # (a guard: the question is asked only of an answer holding requests made after its window's end)
     _, _, asked, _ = busy_days_pull(tmp_path, store, coded(uniform_city(215, 10, datetime(2024, 1, 1, tzinfo=UTC)), 20))
