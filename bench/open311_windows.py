@@ -157,11 +157,14 @@ def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float
     hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20)
               and (m.isocalendar()[1] % 2 or not odd_weeks)}
 
-    def midnight(moment: datetime) -> datetime:
-        return datetime.combine(moment.astimezone(days_in).date(), time(), tzinfo=days_in).astimezone(UTC)
+    def midnight(moment: datetime, days: int = 0) -> datetime:
+        """The midnight of the server's day of `moment`, `days` days later (a day of 23 or 25 hours where
+        its clock changes: a day added in UTC left the hour the clock goes back served by no one-day window)."""
+        day = moment.astimezone(days_in).date() + timedelta(days=days)
+        return datetime.combine(day, time(), tzinfo=days_in).astimezone(UTC)
 
     def answer(since: datetime, until: datetime, page: int, filters: dict | None = None) -> list:
-        end = midnight(until) + (timedelta(days=1) if inclusive else timedelta(0))
+        end = midnight(until, 1 if inclusive else 0)
         window = requests[bisect.bisect_left(moments, midnight(since)):bisect.bisect_left(moments, end)][::-1]
         if filters:
             window = [r for r in window if all(r[name] in value.split(",") for name, value in filters.items())]
