@@ -219,6 +219,9 @@ AUDIT_EVERY = 20
 STATUSES = ("open", "closed")
 # characters of service codes joined in one `service_code` (a comma-separated list): URLs stay short
 CODES_ASKED = 1_500
+# what a server answers a `service_code` it will not be asked by (GeoReport's 404 for a code it does not
+# know; 400, 403 or 422 from others): a private service type's (Windows._refused)
+REFUSALS = (400, 403, 404, 422)
 
 
 def _margin(thinning: float) -> float:
@@ -437,11 +440,13 @@ class Windows:
         self.doubts: dict[str, Doubt] = {}
         self.settled: set[int] = set()
         self.codes_met: set[str] = set()
+        self.refused: set[str] = set()   # the service codes the server refuses to be asked by (_refused)
         self.statuses_met: set[str] = set()
         # how much of a part's cut answer the server was shown to leave out (a part shown cut under the largest
         # answer, _by_parts), by this reading or the one it goes on from: kept with the pull (kept_thinning)
         self.parts_thinning: float | None = state.get("parts_thinning")
         self.parts_split = False   # a part was split (_by_parts): what its narrower parts gave shows thinning or not
+        self.reaches_past = True   # by whole days, the windows reach past `until` (_days_end)
 
     @property
     def thinning(self) -> float | None:
@@ -499,10 +504,22 @@ class Windows:
             if window.cut:
                 self._cut(window.count)
 
+    def _days_end(self) -> datetime:
+        """By whole days, where the windows end: the midnight after `until` (that day read whole), a day
+        later where the server is not seen to include the end's day: one that leaves it out, its days not
+        the zone's, gives no request of its day of `until` made after its own midnight before that one (its
+        day `until` falls in ends after the zone's: 3,680 of the 4,710 requests of 30 cities' last days from
+        New York's days read in UTC's were left to the next pull, never read where the portal was retired
+        after it, bench/open311_windows.py --page-ignored). The day after `until` holds no request yet: in
+        the zone's own days, it costs a request at most. Not a window read again (`reaches_past`), whose
+        end is the next window's start."""
+        last = self._midnight_after(self.until)
+        return self._midnight(last, 1) if self.reaches_past and not self.inclusive else last
+
     def __iter__(self):
-        while self.start < self.until:
-            if self.days:   # (the last may end past `until`, at the midnight after it: a day is read whole)
-                end = min(self._midnight(self.start, self._days(self.width)), self._midnight_after(self.until))
+        while self.start < (self._days_end() if self.days else self.until):
+            if self.days:   # (the last may end past `until`, at the midnight after it, or the day after: _days_end)
+                end = min(self._midnight(self.start, self._days(self.width)), self._days_end())
             else:
                 end = min(self.start + timedelta(seconds=self.width), self.until)
             margin, self.taken_at = self.margin, None
@@ -652,10 +669,16 @@ class Windows:
         kept = self.taken_at is not None and margin < MARGIN_MAX \
             and self.taken_at >= reference - int(reference * MARGIN_MAX)
         keys = array("q", sorted(map(_request_key, requests)))
+        # (the window after's, to the window in doubt before it: it may share a day with it. Found among all
+        # the doubts, not the last only: where this window is in doubt too, the last is its own, and the day
+        # before's parts gave again what this answer gave of the day they share, from a server that sorts
+        # oldest first, includes the end's day, not yet seen, and ignores `page`: 540 of a city's 1,596
+        # requests published twice, the pull ok, tests/harvester/portals/test_open311_records.py)
+        before = next((doubt for doubt in self.doubts.values() if doubt.end == self.start), None)
+        if before is not None:
+            before.read += (keys,)
         doubt = self.doubts.get(self.doubtful[-1][0]) if self.doubtful else None
-        if doubt is not None and doubt.end == self.start:
-            doubt.read += (keys,)   # (the window after's: it may share a day with it)
-        elif doubt is None and self.services is not None and self.doubtful \
+        if doubt is None and self.services is not None and self.doubtful \
                 and self.start <= datetime.fromisoformat(self.doubtful[-1][0]) < end:
             # (one second of a wider window, all of whose requests were made in it: read as that second)
             self.doubts[self.doubtful[-1][0]] = Doubt(
@@ -766,7 +789,7 @@ class Windows:
             self.page_size, self.remembered, self.largest, self.margin, self.unlearned
         again.services, again.codes_met, again.statuses_met = self.services, self.codes_met, self.statuses_met
         # (its windows taken whole join this reading's, and its doubtful ones: the checks go on here)
-        again.auditing = again.settles_doubts = False
+        again.auditing = again.settles_doubts = again.reaches_past = False
         again.inclusion_asked = True   # (asked by this reading, if at all)
         again.parts_thinning, again.first_page_again = self.parts_thinning, self.first_page_again
         try:
@@ -1146,11 +1169,42 @@ class Windows:
             raise NotPullable(f"{self._in_doubt(start, end, count, largest, others)}, its other requests "
                               "unreadable, and a records pull never skips a row")
         requests = self._by_parts(start, end, count, largest, doubt)
+        if self._parts_end(end) != self._end_asked(end):   # (the last window's parts: its last day alone too)
+            requests += self._last_day(start, end, count, largest, doubt, requests)
         self.doubtful.remove(window)
         new = [r for r in requests if not doubt.has(key := _request_key(r)) and key not in self.read_again
                and key not in self.settled]
         self.settled.update(map(_request_key, new))
         yield new, self._going_on_from()
+
+    def _last_day(self, start: datetime, end: datetime, count: int, largest: int, doubt: Doubt,
+                  found: list) -> list:
+        """The server's day of the pull's last second, asked alone (from and to that second: one day of
+        a server including the end's day), after the last window's parts (asked to 23 hours before its
+        end, _parts_end): where the server's days are not the portal's zone's, that day is not theirs,
+        and of it only what the window's cut answer held was read, the pull ok (611 of the 4,984
+        requests of 30 cities' last days from New York's days read in UTC's, bench/open311_windows.py
+        --page-ignored; the next pull read them, from 90 days back, but a portal retired after the pull
+        never published them). Its answer, if it gives a request the parts lacked, is that day's: taken
+        whole under the cap the parts are judged by, else read by parts. Where it gives none (the same
+        day as the parts', in the portal's zone), one request more."""
+        second = end - SECOND
+        answer = self._ask(second, end, 1, None, second)
+        if not {*map(_request_key, answer)} - {*map(_request_key, found)}:
+            return []
+        self.largest = largest = max(largest, self.largest, len(answer))
+        if len(answer) < largest - int(largest * self._parts_margin()):
+            return answer
+        return self._by_parts(start, end, count, largest, doubt, last_day=answer)
+
+    def _parts_end(self, end: datetime) -> datetime:
+        """The `end_date` a window in doubt's parts are asked to (_by_parts): as the windows are now, but the
+        window that reaches the pull's end, asked a second before its end, to 23 hours before: it held the
+        server's day after its own where the server's days are not the zone's, and one code of one status of
+        the two days stayed at the cap (bench: 1 pull of 100, UTC's days from New York's). That day is asked
+        alone after them (_last_day)."""
+        end_asked = self._end_asked(end)
+        return end - SHORTEST_DAY if end_asked == end - SECOND and self.days_known else end_asked
 
     def _thins_none(self) -> bool:
         """Whether the server is taken to leave nothing out of a cut answer (it cuts at its cap, or
@@ -1193,7 +1247,8 @@ class Windows:
                 "`page`: it may be an answer cut at the server's cap with requests left out after the cut (the "
                 f"server is seen to leave out up to {self.thinning or 0:.0%} of a cut answer)")
 
-    def _by_parts(self, start: datetime, end: datetime, count: int, largest: int, doubt: Doubt) -> list:
+    def _by_parts(self, start: datetime, end: datetime, count: int, largest: int, doubt: Doubt,
+                  last_day: list | None = None) -> list:
         """The requests of a window in doubt that cannot be narrowed (one day, or one second), read by
         parts: GeoReport v2's `requests.json` also filters by `status` (open or closed) and by
         `service_code` (comma-separated lists of them), and a part answered under the cap (by the
@@ -1220,15 +1275,11 @@ class Windows:
             return NotPullable(f"{self._in_doubt(start, end, count, largest, end_asked=doubt.end_asked)}; read by "
                                f"parts{sent}, {reason}, and a records pull never skips a row")
 
-        end_asked = self._end_asked(end)
-        if end_asked == end - SECOND and self.days_known:
-            # the window that reaches the pull's end too: asked a second before its end, it held the server's
-            # day after its own where the server's days are not the zone's, and one code of one status of the
-            # two days stayed at the cap (bench: 1 pull of 100, UTC's days from New York's). What that day
-            # holds before `until` beyond the answer's requests, the next pull reads, as a server's that
-            # leaves the end's day out
-            end_asked = end - SHORTEST_DAY
-        sent = "" if end_asked == doubt.end_asked else f" to end_date={_stamp(end_asked, self.zone)}"
+        # (`last_day`: the server's day of the pull's last second, asked alone, its answer that: _last_day)
+        end_asked = self._parts_end(end) if last_day is None else end - SECOND
+        asked_from = start if last_day is None else end_asked
+        sent = "" if end_asked == doubt.end_asked and last_day is None else \
+            f" from start_date={_stamp(asked_from, self.zone)} to end_date={_stamp(end_asked, self.zone)}"
 
         found: dict[int, dict] = {}
         statuses = (*STATUSES, *sorted(self.statuses_met - set(STATUSES)))
@@ -1239,7 +1290,18 @@ class Windows:
         answers: dict[tuple, list] = {}   # each part's answer, by its filters (what a part is split by)
         while pending:
             filters = pending.pop(0)
-            answer = self._ask(start, end, 1, filters, end_asked)
+            try:
+                answer = self._ask(asked_from, end, 1, filters, end_asked)
+            except PermanentError as error:
+                codes = filters.get("service_code") or ()
+                if isinstance(error, ResponseTooLarge) or error.status not in REFUSALS or not codes:
+                    raise
+                if len(codes) > 1:   # (which of its codes the server refuses: each half asked)
+                    pending[:0] = [{**filters, "service_code": codes[:len(codes) // 2]},
+                                   {**filters, "service_code": codes[len(codes) // 2:]}]
+                else:
+                    self._refused(codes[0], error)
+                continue
             asked = ", ".join(f"{name}={','.join(value) if isinstance(value, tuple) else value}"
                               for name, value in filters.items())
             if any(not _asked(request, filters) for request in answer):
@@ -1280,12 +1342,12 @@ class Windows:
         # the keys the parts taken whole gave (not those of the parts split): each request of any answer is one
         whole = {key for _, _, keys in taken for key in keys}
         # (asked to an earlier end than its answer was, the answer of the span its parts were asked for)
-        answered = doubt.answer if end_asked == doubt.end_asked else \
-            map(_request_key, self._ask(start, end, 1, None, end_asked))
+        answered = map(_request_key, last_day) if last_day is not None else doubt.answer \
+            if end_asked == doubt.end_asked else map(_request_key, self._ask(start, end, 1, None, end_asked))
         missing = sum(1 for key in {*answered, *found} if key not in whole)
         if missing:
             example = next((request for key, request in found.items() if key not in whole), None) or next(
-                (r for r in self._ask(start, end, 1, None, end_asked) if _request_key(r) not in whole), {})
+                (r for r in self._ask(asked_from, end, 1, None, end_asked) if _request_key(r) not in whole), {})
             raise failed(f"{missing} of its requests came in no part (e.g. {_ids([example])[0]!r}, of status "
                          f"{_field(example, 'status')} and service code {_field(example, 'service_code')}): a status or "
                          "service code asked by none")
@@ -1296,20 +1358,44 @@ class Windows:
         where it has none yet): in groups whose requests its `answer` (asked from `start` to `end`)
         says are under the cap each (_by_counts), else its codes halved; none where it is one code.
         Halved whatever the answer held, a part of 40 codes, one of them most of its requests, was
-        split level after level down to that code: what it answered said so at the first."""
+        split level after level down to that code: what it answered said so at the first.
+        The codes no answer of the pull gave are grouped apart from those met: a private service type
+        (listed, its requests never given) is one, and beside public codes in a part it was most of the
+        part's cut, left out, the part's answer under half of the largest and taken whole (the half rule
+        assumes no cut answer thinned by more than half): 10 and 42 of 1,130 and 1,691 requests lost, the
+        pull ok (200 and 300 a day, one in three of a private type). Apart, its part answers nothing, and
+        the codes met are thinned by none of it."""
         codes = filters.get("service_code")
         if codes is None:
             if self.listed is None:   # (services.json asked once a pull, where a part needs its codes)
                 self.listed = [str(code) for code in self.services() if code not in (None, "")]
             codes = tuple(dict.fromkeys([*self.listed, *sorted(self.codes_met)]))
+        codes = tuple(code for code in codes if code not in self.refused)
         if len(codes) < 2:
             return []
         bound = largest - int(largest * self._parts_margin())   # (an answer under it: its part is whole)
-        groups = _by_counts(codes, answer, _seen_share(answer, start, end), FILL * bound)
+        seen = _seen_share(answer, start, end)
+        met = tuple(code for code in codes if code in self.codes_met)
+        unmet = tuple(code for code in codes if code not in self.codes_met)
+        if met and unmet:
+            return [{**filters, "service_code": tuple(group)} for group in
+                    (*_by_counts(met, answer, seen, FILL * bound), *_by_counts(unmet, answer, seen, FILL * bound))]
+        groups = _by_counts(codes, answer, seen, FILL * bound)
         if len(groups) < 2:   # (its answer says nothing of its codes: halved, each half in CODES_ASKED)
             half = len(codes) // 2
             groups = [codes[:half], codes[half:]]
         return [{**filters, "service_code": tuple(group)} for group in groups if group]
+
+    def _refused(self, code: str, error: PermanentError) -> None:
+        """A service code the server refuses to be asked by (HTTP 400, 403, 404 or 422 for a part of it
+        alone: a private service type, listed in services.json): taken as one whose requests it gives
+        none of, its part empty, and not asked again by the pull. Before, the refusal of a part holding it
+        failed the pull, every night. Where the server does give one of its requests (in a window's
+        answer), that request is in no part: the pull fails, naming it (_by_parts)."""
+        if code not in self.refused:
+            self.refused.add(code)
+            log.warning("the server refuses service_code=%s (%s): taken as a service type whose requests it "
+                        "gives none of", code, error)
 
     def _gives_more_than(self, count: int, at: datetime) -> bool:
         """Whether the server gives more than `count` requests in one answer (P unknown): fewer

@@ -32,12 +32,13 @@ def test_a_city_whose_days_a_server_ignoring_page_thins_is_read_by_parts_not_los
     # 400 a day from a server reading whole days (New York's), ignoring `page`, leaving out 8 of every
     # 20 after cutting at 50: each day's answer was taken whole against a larger one beside it, 1,899 of
     # 2,148 requests lost, the pull ok; then (w34) the pull failed naming a day; read by status and
-    # service codes, none is lost
+    # service codes, none is lost. (Not by parts, it fails at the server's day of the pull's end, read
+    # since session 39 and at the cap, before the days in doubt are settled: at the first of them before)
     from bench.open311_windows import page_ignored_city
     page_ignored_city(parts=False)
-    assert "the pull failed: the one day at start_date=2024-01-01T00:00:00Z" in capsys.readouterr().out
+    assert "the pull failed: the one day at start_date=2024-01-11T00:00:00Z" in capsys.readouterr().out
     page_ignored_city()
-    assert ": 0 requests made before the last day unread" in (out := capsys.readouterr().out) and "the pull ok" in out
+    assert ": 0 requests made before the pull's end unread" in (out := capsys.readouterr().out) and "the pull ok" in out
 
 
 def test_cities_whose_first_day_was_read_before_the_ends_day_was_seen_included_are_read_whole():

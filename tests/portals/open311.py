@@ -21,7 +21,8 @@ class Open311Portal(LocalPortal):
 
     def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
                  requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False,
-                 whole_days: bool = False, local_zone: str | None = None, filters: bool = True):
+                 whole_days: bool = False, local_zone: str | None = None, filters: bool = True,
+                 oldest_first: bool = False):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
@@ -39,6 +40,7 @@ class Open311Portal(LocalPortal):
         # True: ``status`` and ``service_code`` (comma-separated lists, GeoReport's) choose the requests
         # given before the cut at a page; False: both ignored, as some servers do
         self.filters = filters
+        self.oldest_first = oldest_first   # True: requests sorted oldest first before the cut at a page (some do)
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
@@ -58,7 +60,8 @@ class Open311Portal(LocalPortal):
 
     def requests_page(self, query: Query) -> tuple[int, Any]:
         """``start_date``/``end_date`` (at most 90 days apart, else 400) on requested_datetime,
-        the end excluded unless `end_inclusive` (their times dropped with `whole_days`), newest first,
+        the end excluded unless `end_inclusive` (their times dropped with `whole_days`), newest first
+        (oldest first with `oldest_first`),
         ``page`` (from 1) of PAGE_SIZE."""
         try:
             start, end = instant(query["start_date"]), instant(query["end_date"])
@@ -75,7 +78,7 @@ class Open311Portal(LocalPortal):
             inclusive = False
         chosen = sorted((r for r in self.service_requests if (start <= instant(r["requested_datetime"]) < end
                          or inclusive and instant(r["requested_datetime"]) == end) and self.chosen(r, query)),
-                        key=lambda r: r["requested_datetime"], reverse=True)
+                        key=lambda r: r["requested_datetime"], reverse=not self.oldest_first)
         page = int(query.get("page", 1)) if self.paging else 1
         return 200, [self._local(r) for r in chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]]
 

@@ -498,12 +498,14 @@ class ThinsWholeDays(Open311Portal):
     thinned now and then, so windows taken whole under a margin learned narrow are read again), or
     in every week where not `odd_weeks`. `private_in`: so many of every 20 of a status or a service
     code instead (counted among that status's or code's requests; a code's share before its status's):
-    a server that thins some parts of a day more than others."""
+    a server that thins some parts of a day more than others. `refused`: service codes it answers HTTP 400
+    where a `service_code` asked holds one (a private service type's, its requests left out by `private_in`)."""
 
     def __init__(self, days_in: str, private: int = 4, odd_weeks: bool = True, private_in: dict | None = None,
-                 **kwargs):
+                 refused: tuple = (), **kwargs):
         super().__init__(whole_days=True, **kwargs)
         self.days_in = ZoneInfo(days_in)
+        self.refused = set(refused)
         made = sorted(self.service_requests, key=lambda r: r["requested_datetime"])
         counted: dict = {}
         self.private = set()
@@ -516,6 +518,8 @@ class ThinsWholeDays(Open311Portal):
                 self.private.add(str(request["service_request_id"]))
 
     def requests_page(self, query):
+        if refused := sorted(set(query.get("service_code", "").split(",")) & self.refused):
+            return 400, [{"code": 400, "description": f"service_code {refused[0]} is not a public service"}]
         local = {key: instant(query[key]).astimezone(self.days_in).isoformat() for key in ("start_date", "end_date")
                  if key in query}
         status, page = super().requests_page({**query, **local})
@@ -751,6 +755,43 @@ def test_a_day_whose_one_code_may_be_cut_and_thinned_fails_the_pull_naming_it(tm
     assert store.con.execute("SELECT count(*) FROM record_pulls").fetchone() == (0,)
 
 
+def one_code_of_three(requests: list[dict]) -> list[dict]:
+    """`requests` (coded), one in three of code-01 (a private service type, in the tests below)."""
+    return [{**r, "service_code": "code-01"} if n % 3 == 0 else r for n, r in enumerate(requests)]
+
+
+@pytest.mark.parametrize("per_day", [200, 300])
+def test_a_private_service_type_beside_public_ones_in_a_part_loses_none_of_theirs(tmp_path, store, per_day):
+    """One request in three of a service type services.json lists whose requests the server leaves out
+    (private), from a server that reads whole days, ignores `page` and cuts at 50 before leaving them
+    out: a day's closed part, split by the codes its answer gave, put code-01 (given by none, so taken
+    as light) with code-00 and code-02, where it was most of the part's cut: that part answered under
+    half of the largest answer and was taken whole (the half rule assumes no cut answer thinned by more
+    than half), 10 and 42 of 1,130 and 1,691 public requests lost, the pull ok. The codes no answer gave
+    are asked apart from those met: none lost or published twice."""
+    public, published, asked, _ = busy_days_pull(
+        tmp_path, store, one_code_of_three(coded(uniform_city(per_day, 10, datetime(2024, 1, 1, tzinfo=UTC)))),
+        private=0, private_in={"code-01": 20})
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    assert any(q.get("service_code") == "code-01" for q in asked)   # (asked alone: it answers nothing)
+
+
+def test_a_service_code_the_server_refuses_is_taken_as_private_not_failing_the_pull(tmp_path, store, caplog):
+    """As above, the server answering HTTP 400 where a `service_code` asked holds code-01: the first part
+    holding it failed the pull, every night. The part refused is halved down to the code refused, which
+    is taken as a service type whose requests the server gives none of (warned of, not asked again):
+    every public request read once."""
+    public, published, asked, _ = busy_days_pull(
+        tmp_path, store, one_code_of_three(coded(uniform_city(200, 10, datetime(2024, 1, 1, tzinfo=UTC)))),
+        private=0, private_in={"code-01": 20}, refused=("code-01",))
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
+    assert len([q for q in asked if q.get("service_code") == "code-01"]) == 1   # (refused once, not asked again)
+    assert [r.getMessage()[:45] for r in caplog.records if "refuses" in r.getMessage()] == \
+        ["the server refuses service_code=code-01 (HTTP"]
+
+
 def test_a_part_at_the_cap_is_split_by_the_codes_its_answer_gave_not_halved(tmp_path, store):
     """80 requests a day for 10 days, one in four of code-00, from a server that reads whole days, ignores
     `page`, cuts at 50 and then leaves out 8 of every 20: a day's closed part, at the cap, was halved (code-00
@@ -881,6 +922,25 @@ def test_utc_days_from_a_server_of_new_yorks_that_includes_the_ends_day_are_read
     assert len(one_second) == 1 and "status" not in one_second[0], one_second   # (asked once a pull)
 
 
+def test_a_server_sorting_oldest_first_including_the_ends_day_unseen_publishes_no_request_twice(tmp_path, store):
+    """140 requests a day for 19 days from a server that reads whole days (UTC's, the portal's), includes the
+    end's day, sorts oldest first, ignores `page`, cuts at 50 and leaves out 8 of every 20: its cut answers
+    hold each window's first day only, so the end's day is never seen included, and each day in doubt is read
+    by parts over two days, the day after's too. The parts of a day gave again what the day after's own
+    answer gave (its oldest requests), itself in doubt: 540 requests published twice, the pull ok. Each
+    once now, none lost."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("UTC", private=8, odd_weeks=False, services=CITY_SERVICES, paging=False, end_inclusive=True,
+                        oldest_first=True, requests=coded(uniform_city(140, 19, start))) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        pulled_into(layout, store.con, RequestsRecords(adapter, None, now=start + timedelta(days=19), since=start))
+    public = {r["service_request_id"] for r in portal.service_requests} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert set(published) == public, f"{len(public - set(published))} of {len(public)} lost"
+
+
 def test_a_server_that_leaves_the_ends_day_out_gives_nothing_after_a_windows_end_and_is_not_asked(tmp_path, store):
     # (a guard: the question is asked only of an answer holding requests made after its window's end)
     _, _, asked, _ = busy_days_pull(tmp_path, store, coded(uniform_city(215, 10, datetime(2024, 1, 1, tzinfo=UTC)), 20))
@@ -908,13 +968,19 @@ def test_a_day_in_doubt_whose_parts_cannot_tell_fails_the_pull_naming_it(tmp_pat
 def test_a_day_taken_whole_in_doubt_is_settled_by_the_pull_gone_on_from_one_cut_short(tmp_path):
     """The days a server that ignores `page` answers within the margin of a larger answer are
     settled when the pull ends: a pull cut short after some of them goes on from its state, which
-    holds them, and fails naming the first (a state without them published the pull's days, ok)."""
+    holds them, and fails naming the first (a state without them published the pull's days, ok).
+    (The server's day of the pull's end, asked after it since session 39, is answered with nothing
+    here: at the cap, with no parts to read it by, it would fail the pull first.)"""
     from bench.open311_windows import whole_days_server
     from harvester.portals.open311 import Windows
     start = datetime(2024, 1, 1, tzinfo=UTC)
     moments = [instant(r["requested_datetime"]) for r in uniform_city(400, 10, start)]
-    _, answer = whole_days_server(moments, 50, thinned=0.4, inclusive=False, days_in=ZoneInfo("America/New_York"),
+    _, served = whole_days_server(moments, 50, thinned=0.4, inclusive=False, days_in=ZoneInfo("America/New_York"),
                                   paging=False, odd_weeks=False)
+
+    def answer(since, until, page):
+        return [] if since >= start + timedelta(days=10) else served(since, until, page)
+
     first = Windows(answer, start, start + timedelta(days=10), days=True)
     for _, state in first:
         if state.get("doubtful") and instant(state["start"]) >= start + timedelta(days=5):
@@ -1726,3 +1792,31 @@ def test_a_request_changed_ahead_of_the_pull_is_warned_of(tmp_path):
                         r"or a typo\)", message)
     assert (source_id, kind) == ("service-requests", "FutureModified") and days, message
     assert int(days[1]) in {(datetime(2062, 1, 10, 9, tzinfo=UTC) - began).days + d for d in (0, -1)}
+
+
+@pytest.mark.parametrize("inclusive", [False, True], ids=["end-excluded", "end-included"])
+def test_one_pull_reads_every_request_up_to_its_end_from_a_server_whose_days_are_not_the_portals(
+        tmp_path, store, inclusive):
+    """A server reading New York's days (the portal's zone UTC) that ignores `page`, cuts at 50 and
+    leaves out 4 of every 20: the pull's last window, one UTC day, is New York's day before it and its
+    day of the pull's end. Including the end's day, the window's parts were asked to 23 hours before
+    its end, New York's day before only, and of its day of the pull's end only what the window's cut
+    answer held was read; leaving it out, that day was asked by no window (the windows end at the
+    UTC midnight, in New York's day before). The pull said ok and its next read them (90 days back),
+    but a portal retired after it never publishes them. That day is asked alone (by parts where in
+    doubt): every public request made before the pull's end is published by the one pull, once."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    layout = RecordsLayout(tmp_path / "records")
+    with ThinsWholeDays("America/New_York", private=4, odd_weeks=False, services=CITY_SERVICES, paging=False,
+                        requests=coded(uniform_city(120, 10, start)), end_inclusive=inclusive) as portal:
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
+        pulled_into(layout, store.con, source)
+    public = {r["service_request_id"] for r in portal.service_requests} - portal.private
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    last_day = {r["service_request_id"] for r in portal.service_requests
+                if instant(r["requested_datetime"]) >= start + timedelta(days=9, hours=5)} - portal.private
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert set(published) == public, \
+        f"{len(public - set(published))} of {len(public)} not published ({len(last_day - set(published))} " \
+        f"of the {len(last_day)} of New York's last day)"
