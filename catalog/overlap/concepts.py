@@ -66,6 +66,9 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "citation_statistics": ((), ()),
 }
 RECORDS_REQUEST = "records_request"
+# the words that name a kind on their own ('complaint', 'citation', 'pursuit'): a title's misspelling of one is read as
+# it (text.respellings)
+KIND_WORDS = frozenset(trigger for strong, weak in CLASSES.values() for trigger in strong + weak if trigger.isalpha())
 # a concept that is a kind of another shares part of its vector with it
 PARENTS = {"traffic_stop": "police_stop", "pedestrian_stop": "police_stop", "parking_citation": "citation",
            "officer_shooting": "use_of_force"}

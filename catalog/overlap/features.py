@@ -207,6 +207,11 @@ def _top_values(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
     return out
 
 
+# the words the detector reads: those that name a kind of record, a family of records, a civic word found inside a
+# file name, a synonym or a word of a civic phrase
+VOCABULARY = concepts.KIND_WORDS | text.VOCABULARY
+
+
 def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, str]]],
           values_by_uid: dict[str, list[str]]) -> Catalogue:
     uids = rows["uid"]
@@ -215,19 +220,27 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     city_ids = np.fromiter((city_codes.setdefault((c or "").lower(), len(city_codes)) for c in rows["city"]),
                            dtype=np.int32, count=n)
     places = [text.own_place_words(city, portal) for city, portal in zip(rows["city"], rows["portal_id"])]
+    # a title's misspellings of the detector's own words, read as those words ('Compliants', 'Elecricity Usage')
+    respelling = text.respellings(rows["title"], rows["description"], VOCABULARY)
+    own_titles = [text.respelled(t, respelling) for t in rows["title"]] if respelling else rows["title"]
     # a title read with what its description says of it: the words it spells a title's acronyms with ('2019
     # ISR': Investigatory Stop Report), the records it names of a title it repeats ('Inspections ... Budgets')
-    spelled_titles = [_with_acronyms_spelled(t, d) for t, d in zip(rows["title"], rows["description"])]
+    spelled_titles = [_with_acronyms_spelled(t, d) for t, d in zip(own_titles, rows["description"])]
     read_titles = [_with_records_described(t, d) for t, d in zip(spelled_titles, rows["description"])]
     read_surface_lists = [text.terms_with_surface(t, drop) for t, drop in zip(read_titles, places)]
     title_terms = [[term for term, _ in pairs] for pairs in read_surface_lists]
     # labels and explanations quote the publisher's own words: the description's are said to be its
     title_surface_lists, described_surfaces = read_surface_lists[:], {}
-    for row in np.flatnonzero([r != t for r, t in zip(read_titles, rows["title"])]).tolist():
-        title_surface_lists[row] = text.terms_with_surface(rows["title"][row], places[row])
-        described_surfaces[row] = _described_surfaces(rows["title"][row], spelled_titles[row], read_titles[row],
+    for row in np.flatnonzero([r != t for r, t in zip(read_titles, own_titles)]).tolist():
+        title_surface_lists[row] = text.terms_with_surface(own_titles[row], places[row])
+        described_surfaces[row] = _described_surfaces(own_titles[row], spelled_titles[row], read_titles[row],
                                                       rows["description"][row], read_surface_lists[row],
                                                       title_surface_lists[row])
+    if respelling:   # ... and a misspelt word as the publisher spelt it ("'complaints' ↔ 'compliants'")
+        misspelt = {meant: slip for slip, meant in respelling.items()}
+        for row in np.flatnonzero([o != t for o, t in zip(own_titles, rows["title"])]).tolist():
+            title_surface_lists[row] = [(term, " ".join(misspelt.get(w, w) for w in surface.split(" ")))
+                                        for term, surface in title_surface_lists[row]]
     # the words a title repeats are its subject: a phrase term counts more than its parts
     # (and a form word like 'map' or 'directory' less than a subject word)
     generic, form_weight = text.GENERIC, GENERIC_WEIGHT
@@ -275,9 +288,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     has_dates = np.fromiter((any(t in ("date", "datetime") for _, _, t in cols) for cols in column_names),
                             dtype=bool, count=n)
     is_boundary = np.fromiter((_is_boundary(title, terms, cols, asset) for title, terms, cols, asset
-                               in zip(rows["title"], title_terms, column_names, rows["asset_type"])),
+                               in zip(own_titles, title_terms, column_names, rows["asset_type"])),
                               dtype=bool, count=n)
-    is_code_table = np.fromiter((_is_code_table(title) for title in rows["title"]), dtype=bool, count=n)
+    is_code_table = np.fromiter((_is_code_table(title) for title in own_titles), dtype=bool, count=n)
     is_site_page = np.fromiter(("home_page" in terms for terms in title_terms), dtype=bool, count=n)
     # a log of records requests holds requests, though its title may not say so ('SSMMA Sauk Village FOIA Log')
     records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
@@ -287,11 +300,11 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     # records by industry are an economy's figures, whatever records they count or none (a ledger lists payees,
     # never industries: 'Procurement By Industry' too); records per a unit a rate of them
     for row in range(n):
-        per_unit = records_named[row] and RATE.search(rows["title"][row] or "")
+        per_unit = records_named[row] and RATE.search(own_titles[row] or "")
         if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS or per_unit:
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
     for row in np.flatnonzero(records_named == 0).tolist():
-        if _headed_by_figures(rows["title"][row]):
+        if _headed_by_figures(own_titles[row]):
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
         elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
             records_named[row] = text.RECORD_BITS[used[0]]

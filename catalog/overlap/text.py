@@ -731,3 +731,76 @@ def keyword_terms(values) -> list[str]:
         if joined:
             out.append(joined)
     return out
+
+
+# A title word misspelt from a word of the detector's vocabulary by the commonest slips of typing, two neighbouring
+# letters swapped or one left out, inside the word ('Compliants': complaints; 'Boundries', 'Elecricity'), is read as
+# that word. Not a substituted or an added letter, which make other words ('warming' / 'warning', 'raster' / 'roster',
+# 'cooking' / 'booking'), nor a first or a last letter left out, which do too ('pending' / 'spending', 'capita' /
+# 'capital'; a title cut at a field's length is `completed`). Guards: the word is long (SLIP_LENGTH letters: a short
+# word is one slip from too many others), no description of the catalogue writes it (a word prose uses is a word:
+# 'compliant', 'offices', 'insects'), and the catalogue's titles and descriptions write the word it misspells
+# SLIP_RARITY times as often as its titles write the misspelling (a misspelling is rare beside its word).
+SLIP_LENGTH = 6
+SLIP_RARITY = 10
+# the words this module reads (the concepts add theirs: features.VOCABULARY)
+VOCABULARY = frozenset(word for word in (*GLUED_WORDS, *RECORD_FAMILIES, *SYNONYMS, *SYNONYMS.values(),
+                                         *(w for phrase in PHRASES for w in phrase)) if word.isalpha())
+LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def _forms(word: str) -> set[str]:
+    """A vocabulary word (stemmed) as titles write it: itself and its plural ('complaint', 'complaints'; 'injury',
+    'injuries'; 'address', 'addresses')."""
+    forms = {word, word + "s"}
+    if word.endswith("y"):
+        forms.add(word[:-1] + "ies")
+    if word.endswith(("s", "x", "ch", "sh")):
+        forms.add(word + "es")
+    return forms
+
+
+@lru_cache(maxsize=8)
+def slips(vocabulary: frozenset[str]) -> dict[str, str]:
+    """Each misspelling of a form of a `vocabulary` word by two neighbouring letters swapped or one left out, inside
+    the word, SLIP_LENGTH letters or more -> the form it misspells (none that is itself a form, nor one that two forms
+    are a slip from)."""
+    forms = {form for word in vocabulary for form in _forms(word)}
+    found: dict[str, set[str]] = {}
+    for form in forms:
+        inside = range(1, len(form) - 1)
+        swapped = {form[:i] + form[i + 1] + form[i] + form[i + 2:] for i in inside[:-1] if form[i] != form[i + 1]}
+        dropped = {form[:i] + form[i + 1:] for i in inside}
+        for slip in swapped | dropped:
+            if len(slip) >= SLIP_LENGTH and slip not in forms:
+                found.setdefault(slip, set()).add(form)
+    return {slip: next(iter(meant)) for slip, meant in found.items() if len(meant) == 1}
+
+
+def respellings(titles: list[str | None], descriptions: list[str | None], vocabulary: frozenset[str]) -> dict[str, str]:
+    """The misspellings of `vocabulary` words the catalogue's titles write -> the word each misspells, as a title
+    writes it ('compliants' -> 'complaints'), by the guards above."""
+    known = slips(vocabulary)
+    titled = "\n".join(t for t in titles if t).lower()
+    written = set(LETTERS.findall(titled)) & known.keys()
+    if not written:
+        return {}
+    # (counted as text, not as words: a misspelling inside a word, 'noncompliant', counts as written, which spares it)
+    described = "\n".join(d for d in descriptions if d).lower()
+    return {slip: known[slip] for slip in sorted(written) if slip not in described
+            and titled.count(known[slip]) + described.count(known[slip]) >= SLIP_RARITY * titled.count(slip)}
+
+
+def respelled(title: str | None, found: dict[str, str]) -> str | None:
+    """`title` with its misspelt words (`found`, from `respellings`) written as meant, in the title's case."""
+    if not title or not found or not any(slip in title.lower() for slip in found):
+        return title
+
+    def meant(match: re.Match) -> str:
+        word = match.group()
+        right = found.get(fold(word))
+        if not right:
+            return word
+        return right.upper() if word.isupper() else right.capitalize() if word[:1].isupper() else right
+
+    return LETTERS.sub(meant, title)

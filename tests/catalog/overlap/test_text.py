@@ -258,3 +258,29 @@ def test_a_place_s_own_state_is_its_own_place_by_its_code_too():
     assert "ct" in text.terms("CT Transit Bus Stops", text.own_place_words("Hartford", "data-hartford-gov"))
     # a code beside a portal's own 'data' is no address ('Parcel ID Data' of Hawaii's)
     assert "id" in text.terms("Parcel ID Data", text.own_place_words("Hawaii", "data-hawaii-gov"))
+
+
+def test_a_word_misspelt_by_two_letters_swapped_or_one_left_out_inside_is_a_slip_of_it():
+    from catalog.overlap import features
+    found = text.slips(features.VOCABULARY)
+    assert found["compliants"] == "complaints"      # two neighbouring letters swapped
+    assert found["boundries"] == "boundaries"       # one left out inside
+    assert found["elecricity"] == "electricity"
+    # a letter changed makes other words ('warming', 'raster'), and so does a first or a last letter left out
+    # ('pending' of 'spending', 'capita' of 'capital'); a word is no slip of itself, nor a short one of anything
+    for word in ("warming", "raster", "cooking", "pending", "capita", "complaint", "citation", "arest"):
+        assert word not in found, word
+
+
+def test_a_title_s_slip_is_read_as_its_word_only_where_the_catalogue_s_own_text_says_it_is_no_word():
+    titles = ["Police Compliants 2021"] + [f"Police Complaints {year}" for year in range(2010, 2020)]
+    descriptions = [None] * len(titles)
+    vocabulary = frozenset({"complaint"})
+    assert text.respellings(titles, descriptions, vocabulary) == {"compliants": "complaints"}
+    assert text.respelled("GPD External COMPLIANTS", {"compliants": "complaints"}) == "GPD External COMPLAINTS"
+    assert text.respelled("Police Compliants 2021", {"compliants": "complaints"}) == "Police Complaints 2021"
+    # a word a description writes is a word ('ADA compliant'), and so is one titles write as often as the word
+    assert text.respellings(titles, ["Ramps the ADA calls compliants"] + descriptions[1:], vocabulary) == {}
+    assert text.respellings(titles[:10], descriptions[:10], vocabulary) == {}   # 9 'complaints' to 1
+    assert text.respellings(["ADA Compliant Ramps"] + titles[1:], ["Ramps that are ADA compliant"] + descriptions[1:],
+                            vocabulary) == {}
