@@ -166,9 +166,10 @@ class HttpClient:
         self._environments: dict[str, dict] = {}
         self._deadline: float | None = None   # of one portal's client (limit_to)
         self._budget_minutes = 0.0
-        # each host's clock less ours, in seconds, as its latest answer's Date header said it (shared too):
-        # a records pull judges its rows' stamps by the clock that wrote them (server_clock)
-        self._server_clocks: dict[str, float] = {}
+        # each host's latest answer's Date header, and our time as it came (shared too): a records pull judges
+        # its rows' stamps by the clock that wrote them (server_clock; read only then: a parse an answer
+        # was 13 µs, 0.4 s of a night's 30,000 requests)
+        self._server_dates: dict[str, tuple[str, float]] = {}
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -272,14 +273,11 @@ class HttpClient:
     def server_clock(self, url: str) -> timedelta | None:
         """How far the clock of `url`'s host is ahead of ours (behind: negative), by the Date header
         (RFC 7231: when the answer was made) of its latest answer this run, less our time as it came;
-        None: none of its answers gave one that parses. To the second, less the answer's way here."""
-        ahead = self._server_clocks.get(urlparse(url).netloc)
-        return None if ahead is None else timedelta(seconds=ahead)
-
-    def _note_server_clock(self, host: str, date: str | None) -> None:
+        None: its latest answer that gave one gave one that is no date, or none did. To the second,
+        less the answer's way here."""
+        date, came = self._server_dates.get(urlparse(url).netloc, (None, None))
         server = _http_date(date)
-        if server is not None:
-            self._server_clocks[host] = server.timestamp() - time.time()
+        return None if server is None else timedelta(seconds=server.timestamp() - came)
 
     def set_host_limit(self, host: str, limit: int) -> None:
         """At most `limit` requests in flight to `host` (the portal's max_concurrency)."""
@@ -627,7 +625,8 @@ class HttpClient:
                     raise TimedOut(f"timed out: {type(exc).__name__}", url) from None
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None
             started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
-            self._note_server_clock(host, response.headers.get("Date"))
+            if date := response.headers.get("Date"):
+                self._server_dates[host] = (date, time.time())
             watchdog = _Watchdog(response, seconds)
             self._in_flight.add(watchdog)
             if self._stop.is_set():   # (a cancel that came before it was listed: shut it here)
