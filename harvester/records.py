@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -103,6 +103,11 @@ FIRST_PAGE_COLUMN_BYTES = 8
 # records_max_minutes, checked at its requests only)
 MAX_COLUMNS = 10_000
 CSV_MEMORY, WIDE_CSV_MEMORY = "256MB", "1GB"   # DuckDB's for a downloaded CSV; the second for a wide one
+# a server's clock (its answers' Date headers) further than this from ours is not believed: warned of
+# (ServerClock), its rows judged by ours (a Date of 2062 would let a row stamped 2062 be the watermark)
+SERVER_CLOCK_BELIEVED = timedelta(days=365)
+# nearer than this, the two clocks agree (a Date is to the second, and is older by the answer's way here)
+CLOCKS_AGREE = timedelta(minutes=1)
 STAMPS_MEMORY = "64MB"   # DuckDB's to count a column's stamps dated ahead (a scan of one column, two aggregates)
 
 
@@ -678,18 +683,16 @@ class RecordSource(ABC):
     # more than a day after (a server's clock, a typo) is warned of, FutureModified (a column of planned
     # dates, Open311's expected_datetime, is not one: those are ahead by nature)
     past_stamps: tuple[str, ...] = ()
-    # the past stamp whose latest the next incremental pull reads on from (None: it reads the dataset whole)
+    # the past stamp whose latest the next incremental pull reads on from (None: it reads the dataset whole):
+    # the latest not more than a day after the pull began (dated_ahead). One further ahead would have every
+    # later pull ask for the rows changed after it and miss those changed until then (for good: their stamps
+    # stay before it); the rows ahead are read again by each pull instead
     watermark_column: str | None = None
 
-    def watermark(self, glob: str, at_most: datetime) -> str | None:
-        """What the next incremental pull starts from, read from the published Parquet: the latest
-        `watermark_column` not after `at_most` (the pull's start and a day). One further ahead would
-        have every later pull ask for the rows changed after it and miss those changed until then
-        (for good: their stamps stay before it); the rows ahead are read again by each pull instead."""
-        if self.watermark_column is None:
-            return None
-        _, _, latest = stamps_after(glob, self.watermark_column, at_most)
-        return None if latest is None else self.watermark_text(latest)
+    def server_clock(self) -> timedelta | None:
+        """How far ahead of ours the clock that stamps the rows is (the server's, by its answers'
+        Date headers: HttpClient.server_clock); None: not known, ours is taken."""
+        return None
 
     def watermark_text(self, latest: datetime) -> str:
         """The watermark as record_pulls keeps it, from the latest stamp (a UTC datetime)."""
@@ -760,25 +763,58 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def dated_ahead(source: RecordSource, glob: str, began: datetime) -> str | None:
-    """The warning (FutureModified) of the published rows whose past stamps are more than a day
-    after the pull `began`, each column's counted with its latest; None where none is."""
+def dated_ahead(source: RecordSource, glob: str, began: datetime,
+                server_ahead: timedelta | None = None) -> tuple[str | None, datetime | None]:
+    """Of the published rows' past stamps: the warning (FutureModified) of those more than a day
+    after the pull `began`, each column's counted with its latest (None where none is), and the
+    latest `watermark_column` not ahead (None: none, or no such column), each column scanned once
+    at most. Judged by the server's clock where it is `server_ahead` of ours (server_began)."""
+    began, by_clock, _ = server_began(began, server_ahead)
     after = began + DATED_AHEAD_SLACK
-    said, next_pull = [], ""
-    for column in source.past_stamps:
+    said, next_pull, watermark = [], "", None
+    for column in dict.fromkeys((*source.past_stamps, source.watermark_column)):
+        if column is None:
+            continue
         count, latest, before = stamps_after(glob, column, after)
-        if not count:
+        if column == source.watermark_column:
+            watermark = before
+        if not count or column not in source.past_stamps:
             continue
         whose = "rows'" if count != 1 else "row's"
-        said.append(f"{count} {whose} {column} more than a day after this pull began "
+        said.append(f"{count} {whose} {column} more than a day after this pull began{by_clock} "
                     f"(the latest {format_timestamp(latest)}, {days_after(latest, began)} after)")
         if column == source.watermark_column:
             next_pull = ("; the next pull reads the dataset whole (no row's is not ahead)" if before is None else
                          f"; the next incremental pull reads on from the latest not ahead, {format_timestamp(before)}, "
                          "and reads those rows again each time until their day")
     if not said:
-        return None
-    return "; ".join(said) + ": kept as the portal gives them (a server's clock, or a typo)" + next_pull
+        return None, watermark
+    return "; ".join(said) + ": kept as the portal gives them (a server's clock, or a typo)" + next_pull, watermark
+
+
+def server_began(began: datetime, ahead: timedelta | None) -> tuple[datetime, str, str | None]:
+    """When a pull that `began` by our clock began by the server's, which stamps its rows (a
+    server's clock days ahead stamps each row it changes days ahead of ours: judged by ours, none
+    would be the watermark, and every pull would read the dataset whole, for ever); the words
+    naming that clock in dated_ahead's warning; and the warning (ServerClock) of a server's clock
+    too far from ours to believe, ours then taken. `ahead`: by its answers' Date headers, None
+    where they gave none."""
+    if ahead is None or abs(ahead) < CLOCKS_AGREE:
+        return began, "", None
+    gap = f"{_clock_gap(abs(ahead))} {'ahead of' if ahead > timedelta(0) else 'behind'} ours"
+    if abs(ahead) > SERVER_CLOCK_BELIEVED:
+        return began, "", (f"the server's answers (their Date header) put its clock {gap}: not believed, its rows' "
+                           "stamps are judged by ours")
+    return began + ahead, f" by the server's clock ({gap}, by its Date header)", None
+
+
+def _clock_gap(gap: timedelta) -> str:
+    """A gap between two clocks in words, to the nearest day, else hour, else minute (a Date header
+    is to the second: a clock 3 days ahead measures 2 days 23:59:59 and more)."""
+    for unit, seconds in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if gap.total_seconds() >= seconds - 1 or unit == "minute":
+            count = round(gap.total_seconds() / seconds)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
 
 
 def read_parquet_sql(glob: str) -> str:
@@ -1145,6 +1181,7 @@ class PullResult:
     changed: str | None = None   # how the dataset changed while it was read, the pull read again (a warning)
     published_as_read: bool = False   # changed again in the second read, only by rows added: published so
     dated_ahead: str | None = None   # rows whose past stamps are after the pull began (a warning: dated_ahead)
+    server_clock: str | None = None   # a server's clock too far from ours to believe (a warning: server_began)
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -1219,8 +1256,10 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         result.invalid_values = dict(source.conversion.invalid)
         result.not_objects = source.conversion.not_objects
     measured = measure_folder(ready)   # (before the publish: a profile that fails keeps the previous dataset)
-    result.dated_ahead = dated_ahead(source, str(ready / "*.parquet"), began)
-    watermark = source.watermark(str(ready / "*.parquet"), began + DATED_AHEAD_SLACK)
+    server_ahead = source.server_clock()
+    result.server_clock = server_began(began, server_ahead)[2]
+    result.dated_ahead, latest = dated_ahead(source, str(ready / "*.parquet"), began, server_ahead)
+    watermark = None if latest is None else source.watermark_text(latest)
     pull = dict(uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode, watermark=watermark,
                 page_size=source.page_size, thinning=source.thinning, whole_days=source.whole_days, run_id=run_id,
                 now=datetime.now(UTC), seconds=round(time.monotonic() - started, 3), measured=measured,
@@ -1681,6 +1720,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                            severity="warning")
             if result.smaller_pages:
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
+            if result.server_clock:
+                errors.add(source_id, "records", "ServerClock", result.server_clock, severity="warning")
             if result.dated_ahead:   # (each pull the rows are still ahead, as the harvest's each night)
                 errors.add(source_id, "records", "FutureModified", result.dated_ahead, severity="warning")
             if result.changed:

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode, urlparse
 
@@ -165,6 +166,10 @@ class HttpClient:
         self._environments: dict[str, dict] = {}
         self._deadline: float | None = None   # of one portal's client (limit_to)
         self._budget_minutes = 0.0
+        # each host's latest answer's Date header, and our time as it came (shared too): a records pull judges
+        # its rows' stamps by the clock that wrote them (server_clock; read only then: a parse an answer
+        # was 13 µs, 0.4 s of a night's 30,000 requests)
+        self._server_dates: dict[str, tuple[str, float]] = {}
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -264,6 +269,15 @@ class HttpClient:
         if self._deadline is not None:
             seconds = max(0.0, min(seconds, self._deadline - time.monotonic()))
         self._stop.wait(seconds)
+
+    def server_clock(self, url: str) -> timedelta | None:
+        """How far the clock of `url`'s host is ahead of ours (behind: negative), by the Date header
+        (RFC 7231: when the answer was made) of its latest answer this run, less our time as it came;
+        None: its latest answer that gave one gave one that is no date, or none did. To the second,
+        less the answer's way here."""
+        date, came = self._server_dates.get(urlparse(url).netloc, (None, None))
+        server = _http_date(date)
+        return None if server is None else timedelta(seconds=server.timestamp() - came)
 
     def set_host_limit(self, host: str, limit: int) -> None:
         """At most `limit` requests in flight to `host` (the portal's max_concurrency)."""
@@ -611,6 +625,8 @@ class HttpClient:
                     raise TimedOut(f"timed out: {type(exc).__name__}", url) from None
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None
             started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
+            if date := response.headers.get("Date"):
+                self._server_dates[host] = (date, time.time())
             watchdog = _Watchdog(response, seconds)
             self._in_flight.add(watchdog)
             if self._stop.is_set():   # (a cancel that came before it was listed: shut it here)
@@ -749,6 +765,18 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date ("Mon, 07 Dec 2026 02:09:00 GMT", or an obsolete form email.utils reads) as a
+    UTC datetime; None where there is none, or it is no date (a header of over 64 characters is none)."""
+    if not value or len(value) > 64:
+        return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):   # (a year 9999 a zone west of GMT overflows)
+        return None
 
 
 def _with_params(url: str, params: dict | None) -> str:

@@ -1547,5 +1547,8 @@ class RequestsRecords(RecordSource):
     past_stamps = ("requested_datetime", "updated_datetime")
     watermark_column = "requested_datetime"
 
+    def server_clock(self) -> timedelta | None:
+        return self.http.server_clock(self.url)   # (its rows are stamped by the server's clock)
+
     # (a request without one equal to a delta row in every column is that row read again, kept once)
     merge_key = "service_request_id"

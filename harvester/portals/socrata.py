@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from urllib.parse import urlparse
 
@@ -559,6 +559,9 @@ class SodaRecords(RecordSource):
 
     past_stamps = (":updated_at",)
     watermark_column = ":updated_at"
+
+    def server_clock(self) -> timedelta | None:
+        return self.http.server_clock(self.url)   # (its rows are stamped by the server's clock)
 
     def watermark_text(self, latest: datetime) -> str:
         return latest.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]   # (as `$where` compares it: a floating timestamp)

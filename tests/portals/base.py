@@ -21,7 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -92,6 +92,16 @@ class _Handler(WSGIRequestHandler):
         self.close_connection = True
         self._abort = isinstance(error, InjectedReset)
 
+    def send_header(self, keyword: str, value: str) -> None:
+        # the Date header as the portal's `date_header` says it: a clock of its own, a header not a date, none
+        date = getattr(getattr(self.server.app, "__self__", None), "date_header", None)
+        if keyword == "Date" and date is not None:
+            if isinstance(date, timedelta):
+                value = http_date(datetime.now(timezone.utc) + date)
+            elif not (value := date):
+                return
+        super().send_header(keyword, value)
+
     def finish(self) -> None:
         super().finish()
         if getattr(self, "_abort", False):
@@ -123,6 +133,9 @@ class LocalPortal:
         # that sends no validators); "changing": an ETag of its own for every answer, the same bytes
         # included, never a 304 (servers behind a balancer, each node its own ETag)
         self.validators = "stable"
+        # each answer's Date header: None, the time; a timedelta, a clock that far ahead of ours (behind: negative);
+        # a text, that text ("" sends none)
+        self.date_header: timedelta | str | None = None
         self._answers_sent = itertools.count()
         # on_request(path, query) runs before each answer, e.g. to change the catalogue.
         self.on_request: Callable[[str, Query], None] | None = None

@@ -1048,3 +1048,37 @@ def test_a_download_replaces_the_previous_file_once_whole(portal, tmp_path):
     portal.static["/file.csv"] = RawBody(CSV)
     assert fast_client().download(portal.url + "/file.csv", tmp_path / "file.csv") == len(CSV)
     assert (tmp_path / "file.csv").read_bytes() == CSV and [p.name for p in tmp_path.iterdir()] == ["file.csv"]
+
+
+def test_a_host_s_clock_is_read_from_its_answers_date_header(portal):
+    """`server_clock` says how far a host's clock is ahead of ours by its latest answer's Date header
+    (a records pull judges its rows' stamps by it), for every URL of the host, an error's answer's
+    too; an answer without one leaves the latest that gave one, one that is no date says nothing
+    (ours is taken), and an obsolete form RFC 7231 has clients read (asctime's) is read."""
+    from datetime import timedelta
+
+    client = fast_client(max_attempts=1)
+    other = fast_client()
+    assert client.server_clock(portal.url + "/doc") is None
+    portal.date_header = ""
+    get(client, portal)
+    assert client.server_clock(portal.url) is None
+    portal.date_header = timedelta(days=3)
+    get(client, portal)
+    for url in (portal.url + "/doc", portal.url + "/anything?else=1"):
+        assert timedelta(days=3, seconds=-3) < client.server_clock(url) <= timedelta(days=3)
+    assert other.server_clock(portal.url) is None   # (another run's client)
+    portal.date_header = timedelta(hours=-5)
+    with pytest.raises(PermanentError):
+        get(client, portal, "/nothing")
+    assert timedelta(hours=-5, seconds=-3) < client.server_clock(portal.url) <= timedelta(hours=-5)
+    portal.date_header = ""
+    get(client, portal)
+    assert timedelta(hours=-5, seconds=-3) < client.server_clock(portal.url) <= timedelta(hours=-5)
+    for not_a_date in ("Mon, 32 Dec 2026 02:09:00 GMT", "yesterday", "Fri, 31 Dec 9999 23:59:59 -0100", "x" * 5000):
+        portal.date_header = not_a_date
+        get(client, portal)
+        assert client.server_clock(portal.url) is None, not_a_date
+    portal.date_header = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(time.time() + 7200))
+    get(client, portal)
+    assert timedelta(hours=2, seconds=-3) < client.server_clock(portal.url) <= timedelta(hours=2)

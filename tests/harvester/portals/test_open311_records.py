@@ -1820,3 +1820,28 @@ def test_one_pull_reads_every_request_up_to_its_end_from_a_server_whose_days_are
     assert set(published) == public, \
         f"{len(public - set(published))} of {len(public)} not published ({len(last_day - set(published))} " \
         f"of the {len(last_day)} of New York's last day)"
+
+
+def test_requests_changed_at_the_now_of_a_server_whose_clock_is_ahead_are_not_warned_of(tmp_path):
+    """A server whose clock runs 3 days ahead stamps each request it changes 3 days ahead of ours:
+    judged by our clock, every pull warned of them (FutureModified), though nothing was wrong. Judged
+    by the server's clock (its answers' Date header) they are not ahead; a request changed in 2062
+    still is, and the warning names the clock it was judged by."""
+    server_now = datetime.now(UTC) + timedelta(days=3)
+    requests = load_json(BOSTON)
+    for i in range(5):
+        requests[i] = {**requests[i], "updated_datetime": _stamp(server_now - timedelta(minutes=i))}
+    requests[5] = {**requests[5], "updated_datetime": "2062-01-10T09:00:00Z"}
+    with Open311Portal(services=JSON_SERVICES, requests=requests) as portal:
+        portal.date_header = timedelta(days=3)
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    try:
+        warnings = con.execute("SELECT source_id, error_type, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+        assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [("2020-01-18T00:03:41+00:00",)]
+    finally:
+        con.close()
+    assert [(source_id, kind) for source_id, kind, _ in warnings] == [("service-requests", "FutureModified")]
+    assert warnings[0][2].startswith("1 row's updated_datetime more than a day after this pull began by the server's "
+                                     "clock (3 days ahead of ours, by its Date header) (the latest 2062-01-10T09:00:00Z, ")

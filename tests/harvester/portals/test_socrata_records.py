@@ -2,6 +2,7 @@
 Seattle SPD 911 page (1,000 rows, 19 catalogue columns of which 4 never appear in rows)."""
 import json
 import re
+from datetime import UTC, datetime, timedelta
 
 import duckdb
 import orjson
@@ -859,3 +860,152 @@ def test_a_watermark_stored_ahead_before_session_38_heals_in_two_pulls(tmp_path,
         ":updated_at > '2062-01-10T09:00:00.000'", ":updated_at > '2024-01-15T12:00:00.000'"]
     merged = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}").sort_by(":id")
     assert merged.num_rows == 1000 and merged.slice(3, 1).to_pylist()[0]["district_sector"] == "CHANGED"
+
+
+def stamped(moment) -> str:
+    """A SODA `:updated_at` (UTC, to the millisecond)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def pulls_from_a_server_ahead(tmp_path, seattle, date_header, stamp_ahead=timedelta(days=3)):
+    """Two harvests (with records) of the dataset, each row stamped `stamp_ahead` of our clock (a
+    server's now, when its clock is that far ahead), its answers' Date header `date_header`, and
+    one row changed between them, stamped a minute later; gives the catalogue and the `$where`
+    of the second pull's CSV pages, the rows it read, and the records warnings."""
+    table = seattle.records[ID].table
+    rows = table.to_pylist()
+    server_now = datetime.now(UTC) + stamp_ahead
+    for row in rows:
+        row[":updated_at"] = stamped(server_now)
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    seattle.date_header = date_header
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    rows[3]["district_sector"] = "CHANGED"
+    rows[3][":updated_at"] = stamped(server_now + timedelta(minutes=1))
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    seattle.clear_log()
+    _, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)["portals"][0]
+    merged = pq.read_table(tmp_path / "records" / "portal=sea" / f"dataset={ID}").sort_by(":id")
+    assert merged.num_rows == 1000 and merged.slice(3, 1).to_pylist()[0]["district_sector"] == "CHANGED"
+    wheres = [q.get("$where") for p, q, _ in seattle.requests if p.endswith(".csv")]
+    return db, wheres, report["record_rows"], records_warnings(db), server_now
+
+
+def test_a_server_whose_clock_is_ahead_stamping_its_rows_with_its_own_now_is_read_incrementally(tmp_path, seattle):
+    """A server whose clock runs 3 days ahead stamps each row it changes 3 days ahead of ours: judged
+    by our clock every row was ahead, none was the watermark, and every pull read the dataset whole,
+    for ever (1,000 rows a night here, 5M on a large dataset), with a warning each night. The server
+    says its own time in each answer's Date header: the rows are judged by it, the watermark is their
+    latest, and the next pull reads only the rows changed since (1 of 1,000), warning of nothing."""
+    db, wheres, _, warnings, server_now = pulls_from_a_server_ahead(tmp_path, seattle, timedelta(days=3))
+    first = stamped(server_now).rstrip("Z")
+    assert wheres == [f":updated_at > '{first}'"]
+    con = duckdb.connect(str(db))
+    try:
+        assert con.execute("SELECT mode, row_count, watermark FROM record_pulls").fetchall() == [
+            ("incremental", 1000, stamped(server_now + timedelta(minutes=1)).rstrip("Z"))]
+    finally:
+        con.close()
+    assert warnings == []
+
+
+@pytest.mark.parametrize("date_header", ["", "not a date", "Mon, 32 Dec 2026 02:09:00 GMT"])
+def test_rows_ahead_of_a_server_that_gives_no_date_are_judged_by_our_clock(tmp_path, seattle, date_header):
+    """No Date header, or one that is no date: the rows 3 days ahead are judged by our clock, as
+    before (kept out of the watermark, warned of, the dataset read whole again)."""
+    _, wheres, _, warnings, _ = pulls_from_a_server_ahead(tmp_path, seattle, date_header)
+    assert wheres == [None]
+    assert [(source_id, kind) for _, source_id, kind, _ in warnings] == [(ID, "FutureModified")] * 2
+    assert all(message.startswith("1000 rows' :updated_at more than a day after this pull began (the latest ")
+               for *_, message in warnings), warnings
+
+
+def test_a_row_years_ahead_of_a_server_ahead_by_days_is_still_kept_out_of_the_watermark(tmp_path, seattle):
+    """Judged by the server's clock (3 days ahead), a row stamped 2062 is still ahead of it: warned
+    of (the server's clock named) and never the watermark; the rest, stamped the server's now, are."""
+    table = seattle.records[ID].table
+    rows = table.to_pylist()
+    server_now = datetime.now(UTC) + timedelta(days=3)
+    for row in rows:
+        row[":updated_at"] = stamped(server_now)
+    rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    seattle.date_header = timedelta(days=3)
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    try:
+        assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [(stamped(server_now).rstrip("Z"),)]
+    finally:
+        con.close()
+    [(_, source_id, kind, message)] = records_warnings(db)
+    assert (source_id, kind) == (ID, "FutureModified")
+    assert message.startswith("1 row's :updated_at more than a day after this pull began by the server's clock "
+                              "(3 days ahead of ours, by its Date header) (the latest 2062-01-10T09:00:00Z, "), message
+
+
+def test_a_server_clock_years_off_is_warned_of_and_not_believed(tmp_path, seattle):
+    """A Date header 36 years ahead (a server's clock set wrong, or a header made up) is not believed:
+    were it, a row stamped 2062 would be the watermark again, and every later pull would miss the
+    changes made until then. The pull warns of the clock (ServerClock) and judges by ours."""
+    table = seattle.records[ID].table
+    rows = table.to_pylist()
+    rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
+    seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
+    seattle.date_header = datetime(2062, 1, 11, tzinfo=UTC) - datetime.now(UTC)
+    db, result = harvest(tmp_path, seattle.url)
+    assert result.exit_code == 0, result.output
+    con = duckdb.connect(str(db))
+    try:
+        assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [("2024-01-15T12:00:00.000",)]
+    finally:
+        con.close()
+    warnings = records_warnings(db)
+    assert [(source_id, kind) for _, source_id, kind, _ in warnings] == [(ID, "ServerClock"), (ID, "FutureModified")]
+    assert re.fullmatch(r"the server's answers \(their Date header\) put its clock 1\d{4} days ahead of ours: not "
+                        r"believed, its rows' stamps are judged by ours", warnings[0][3]), warnings[0][3]
+    assert warnings[1][3].startswith("1 row's :updated_at more than a day after this pull began (the latest 2062-")
+
+
+class _CountedScans:
+    """A DuckDB connection whose statements are kept (`scans`), as the pull asked them."""
+
+    def __init__(self, duck, scans: list) -> None:
+        self._duck, self._scans = duck, scans
+
+    def execute(self, sql, *args):
+        self._scans.append(sql)
+        return self._duck.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._duck, name)
+
+
+def test_a_pull_with_a_row_ahead_scans_its_stamps_once(tmp_path, seattle, monkeypatch):
+    """A row dated ahead takes a scan of the published `:updated_at` (the files' statistics cannot
+    say how many rows are ahead, nor the latest not ahead): the warning's and the watermark's were
+    two scans of the same column (over 5M rows, each a read of the whole column), now one gives both."""
+    from contextlib import contextmanager
+
+    from harvester import records
+
+    scans, scratch = [], records.scratch_duckdb
+
+    @contextmanager
+    def counted(*args, **kwargs):
+        with scratch(*args, **kwargs) as duck:
+            yield _CountedScans(duck, scans)
+
+    monkeypatch.setattr(records, "scratch_duckdb", counted)
+    db, _ = harvest_a_row_updated_ahead(tmp_path, seattle)
+    stamp_scans = [sql for sql in scans if '":updated_at"' in sql]
+    assert len(stamp_scans) == 1 and stamp_scans[0].startswith('SELECT count(*) FILTER (WHERE ":updated_at" > '), scans
+    assert [kind for _, _, kind, _ in records_warnings(db)] == ["FutureModified"]
+    con = duckdb.connect(str(db))
+    try:
+        assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [("2024-01-15T12:00:00.000",)]
+    finally:
+        con.close()
