@@ -760,11 +760,8 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    when = _http_date(value)   # (aware: a "-0000" date is UTC, not the machine's zone)
+    return None if when is None else max(0.0, when.timestamp() - time.time())
 
 
 def _http_date(value: str | None) -> datetime | None:

@@ -292,6 +292,21 @@ def test_retry_after_http_date():
     assert _retry_after("soon") is None
 
 
+def test_a_retry_after_date_in_the_zone_of_unknown_offset_is_read_as_utc_whatever_the_machine_s_zone(monkeypatch):
+    """RFC 5322's "-0000" (a UTC time of unknown local offset) gives email.utils a naive datetime,
+    which `.timestamp()` read in the machine's own zone: in New York a minute's wait became five hours
+    (cut to max_retry_after)."""
+    from harvester.http.client import _retry_after
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        in_a_minute = time.strftime("%a, %d %b %Y %H:%M:%S -0000", time.gmtime(time.time() + 60))
+        assert 50 <= _retry_after(in_a_minute) <= 61
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
 def test_a_redirect_on_the_same_host_is_followed_once_a_hop_and_a_cookie_set_is_sent_back():
     """Requests are sent by the session's adapter without Session.request (HttpClient._send):
     still as requests sends them: a redirect is followed, each hop asked once, the app token
