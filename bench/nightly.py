@@ -158,11 +158,13 @@ def ask(server, command: str):
     return json.loads(server.stdout.readline())
 
 
-def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_share: float | None = None) -> dict:
+def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_share: float | None = None,
+                  verbose: bool = False) -> dict:
     """`civicat harvest --json` in a process of its own (civicat's code from `code`): its
     report and figures. `reclaim_share`: catalog.store.RECLAIM_SHARE for the night (a night that
     reclaims `datasets`' dead rows, which 3% changed a night brings past the default's 20% only
-    after ~11 nights at 300 portals: docs/benchmarks.md, Nightly)."""
+    after ~11 nights at 300 portals: docs/benchmarks.md, Nightly). `verbose`: its info lines too
+    (`civicat -v`: the read copy's publish, its bytes written, among them)."""
     from catalog.read_copy import is_current
 
     python, flag, code_line = CIVICAT
@@ -171,7 +173,7 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_shar
     started = time.perf_counter()
     with open(db.parent / "stderr.log", "ab") as stderr:
         child, out, usage, memory = run_measured(
-            [python, flag, code_line, "harvest", "--config", str(config), "--db", str(db), "--json",
+            [python, flag, code_line, *(["-v"] if verbose else []), "harvest", "--config", str(config), "--db", str(db), "--json",
              "--workers", str(workers)],
             cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, stderr=stderr)
     wall = time.perf_counter() - started
@@ -204,7 +206,10 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_shar
             # (which: the log line's subject, e.g. "p012-ckan: the merge", "the search index's update")
             "retried_what": [line[:line.index(" did not fit in")].split("WARNING", 1)[-1].strip(" :]")
                              for line in stderr_lines if "did not fit in" in line],
-            "search_failed": sum("search index was not rebuilt" in line for line in stderr_lines)}
+            "search_failed": sum("search index was not rebuilt" in line for line in stderr_lines),
+            # (with `verbose`: the read copy's publish, "(N bytes, W of them written)"; None without the line)
+            "published_written": next((int(line.rsplit("(", 1)[1].split()[2]) for line in stderr_lines
+                                       if "published the read copy" in line and "of them written" in line), None)}
 
 
 def portal_rows(db: Path, portal_ids: list[str]) -> dict[str, dict[str, str]]:

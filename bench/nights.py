@@ -3,12 +3,14 @@
 bench.nightly's fleet (bench.fleet, served by bench.serve's `nightly` kind), harvested by
 `civicat harvest --json` in a process of its own each night: night 1 everything new, then
 `--nights` changing nights, each changing other entries (bench.fleet.change with the night's
-number: `--changed`, `--removed`, `--added` shares of every portal's entries; no portal failing,
-so that every night's data is what the server holds). Prints per night: the catalogue's file
-(its bytes, DuckDB's blocks used and free: `PRAGMA database_size`), the read copy and its spare
-(`.<copy>.spare`, kept for the next publish), the disk all three hold, the datasets live and the
-dead rows `datasets` holds (reclaimed past catalog.store.RECLAIM_SHARE), and the harvest's wall,
-CPU and peak memory; the checks: each night finds the changes the server made.
+number: 3% of every portal's entries changed, 1% removed, 1% added; no portal failing, so that
+every night's data is what the server holds). Prints per night: the catalogue's file (its bytes;
+DuckDB's blocks used and free, `PRAGMA database_size`; the blocks its tables' data take), the read
+copy, its spare (`.<copy>.spare`, kept for the next publish) and the bytes the night's publish
+wrote, the disk the three files hold, the datasets live and the dead rows `datasets` holds
+(reclaimed past catalog.store.RECLAIM_SHARE), the harvest's wall, CPU and peak memory; then each
+table's blocks night by night. Checks: each night finds the changes the server made, exit 0, the
+read copy current.
 
     python -m bench.nights [--portals 100] [--datasets 100000] [--nights 12] [--civicat CHECKOUT]
 """
@@ -82,7 +84,7 @@ def main() -> None:
             at = load()
             (folder / "stderr.log").write_text("")
             started = time.perf_counter()
-            result = harvest_night(config, db, args.workers, args.civicat)
+            result = harvest_night(config, db, args.workers, args.civicat, verbose=True)
             wall = time.perf_counter() - started
             found = {key: result[key] for key in ("new", "changed", "removed")}
             want = ({key: sum(e[key] for e in expected["expected"].values()) for key in found} if expected
@@ -93,9 +95,12 @@ def main() -> None:
                    "spare": mib(spare), "disk": disk, "load": at}
             rows.append(row)
             free_mib = b["free_blocks"] * b["block"] / 2**20
+            written = result["published_written"]
+            wrote = "?" if written is None else f"{written / 2**20:.1f} MiB"
             print(f"{night:>5}  {result['exit']:>4} {wall:6.1f} {result['cpu']:6.1f} {result['max_rss_mb']:8.0f} "
                   f"{row['catalogue']:13.1f}  {b['used_blocks']:>6,} / {b['free_blocks']:>5,} ({free_mib:6.1f})"
-                  f"            {row['copy']:9.1f} {row['spare']:6.1f} {disk:9.1f} {sum(b['tables'].values()):12,} {result['live']:9,} "
+                  f"            {row['copy']:9.1f} {row['spare']:6.1f} {disk:9.1f} {sum(b['tables'].values()):12,} "
+                  f"{wrote:13} {result['live']:9,} "
                   f"{result['dead']:9,}  {'as made' if found == want else f'NOT as made: {found} != {want}'}  ({at})",
                   flush=True)
             assert result["exit"] == 0, result["failed"]
