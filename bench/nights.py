@@ -39,12 +39,12 @@ def blocks(db: Path) -> dict:
         tables = [name for (name,) in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' ORDER BY table_name").fetchall()]
         by_table = {}
-        for table in tables:   # (names from the catalogue's own schema, quoted as identifiers)
-            quoted = '"' + table.replace('"', '""') + '"'
-            by_table[table] = con.execute(f"""
+        for table in tables:   # (quoted as a name: DuckDB parses the argument as one; none of civicat's has a quote)
+            by_table[table] = con.execute("""
                 SELECT count(DISTINCT b) FROM (
-                    SELECT block_id AS b FROM pragma_storage_info('{quoted}') WHERE block_id >= 0
-                    UNION ALL SELECT unnest(additional_block_ids) FROM pragma_storage_info('{quoted}'))""").fetchone()[0]
+                    SELECT block_id AS b FROM pragma_storage_info($t) WHERE block_id >= 0
+                    UNION ALL SELECT unnest(additional_block_ids) FROM pragma_storage_info($t))""",
+                {"t": f'"{table}"'}).fetchone()[0]
     return {"block": size, "total_blocks": total, "used_blocks": used, "free_blocks": free, "tables": by_table}
 
 
