@@ -283,18 +283,23 @@ def load() -> str:
     return "load " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--portals", type=int, default=300)
-    parser.add_argument("--datasets", type=int, default=300_000)
+def fleet_options(parser: argparse.ArgumentParser, portals: int, datasets: int) -> None:
+    """The options of a bench that harvests the fleet night after night (this one, bench.nights)."""
+    parser.add_argument("--portals", type=int, default=portals)
+    parser.add_argument("--datasets", type=int, default=datasets)
     parser.add_argument("--largest", type=int, default=50_000, help="datasets of the large portals, at most")
     parser.add_argument("--workers", type=int, default=4, help="civicat harvest --workers")
-    parser.add_argument("--naive", type=int, default=2_000, help="datasets for the naive baseline")
     parser.add_argument("--keep", type=Path, help="leave the catalogue in this (new) folder")
-    parser.add_argument("--reclaim-share", type=float,
-                        help="catalog.store.RECLAIM_SHARE for every night (e.g. 0.02: night 3 reclaims datasets)")
     parser.add_argument("--civicat", type=Path, default=ROOT,
                         help="the checkout whose civicat harvests (another branch's, to compare; default this one)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    fleet_options(parser, 300, 300_000)
+    parser.add_argument("--naive", type=int, default=2_000, help="datasets for the naive baseline")
+    parser.add_argument("--reclaim-share", type=float,
+                        help="catalog.store.RECLAIM_SHARE for every night (e.g. 0.02: night 3 reclaims datasets)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(args.civicat)}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import duckdb
 
-from bench.nightly import ROOT, ask, harvest_night, load, write_config
+from bench.nightly import ROOT, ask, fleet_options, harvest_night, load, write_config
 from bench.serve import serving
 from catalog.read_copy import _spare_path, read_copy_path
 
@@ -54,14 +54,8 @@ def mib(path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--portals", type=int, default=100)
-    parser.add_argument("--datasets", type=int, default=100_000)
-    parser.add_argument("--largest", type=int, default=50_000, help="datasets of the large portals, at most")
+    fleet_options(parser, 100, 100_000)
     parser.add_argument("--nights", type=int, default=12, help="changing nights after night 1")
-    parser.add_argument("--workers", type=int, default=4, help="civicat harvest --workers")
-    parser.add_argument("--keep", type=Path, help="leave the catalogue in this (new) folder")
-    parser.add_argument("--civicat", type=Path, default=ROOT,
-                        help="the checkout whose civicat harvests (another branch's, to compare; default this one)")
     args = parser.parse_args()
 
     print(f"building and serving {args.portals} portals, ~{args.datasets:,} datasets ({load()}) ...", flush=True)
