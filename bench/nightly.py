@@ -207,9 +207,17 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_shar
             "retried_what": [line[:line.index(" did not fit in")].split("WARNING", 1)[-1].strip(" :]")
                              for line in stderr_lines if "did not fit in" in line],
             "search_failed": sum("search index was not rebuilt" in line for line in stderr_lines),
-            # (with `verbose`: the read copy's publish, "(N bytes, W of them written)"; None without the line)
-            "published_written": next((int(line.rsplit("(", 1)[1].split()[2]) for line in stderr_lines
-                                       if "published the read copy" in line and "of them written" in line), None)}
+            "published_written": (published(stderr_lines) or {}).get("written")}
+
+
+def published(stderr_lines: list[str]) -> dict | None:
+    """The read copy's publish as `civicat -v` logs it ("published the read copy PATH (N bytes, W of
+    them written) in S s"): its bytes, those written and its seconds; None without the line."""
+    for line in stderr_lines:
+        if "published the read copy" in line and "of them written" in line:
+            size, _, written, *_ = line.rsplit("(", 1)[1].split()
+            return {"bytes": int(size), "written": int(written), "seconds": float(line.rsplit(" in ", 1)[1].split()[0])}
+    return None
 
 
 def portal_rows(db: Path, portal_ids: list[str]) -> dict[str, dict[str, str]]:
