@@ -187,34 +187,38 @@ def _edit(member: FleetPortal, entry) -> None:
         entry["modified"] = "2026-12-01T00:00:00.000Z"
 
 
-def _new_entries(member: FleetPortal, n: int) -> list:
-    seed = member.seed + 10_000_000
+def _new_entries(member: FleetPortal, n: int, night: int = 1) -> list:
+    """`n` entries the portal has never served (`night`: the changing night's number, each night's others)."""
+    seed = member.seed + 10_000_000 * night
     if member.kind == "socrata":
         return make_socrata_entries(n, domain=member.extra["domain"], seed=seed)
     if member.kind == "ckan":
         return ckan_packages(n, seed, f"{member.id}.example.org")
     if member.kind == "opendatasoft":
         added = make_ods_datasets(n, seed=member.seed)
+        suffix = "-added" if night == 1 else f"-added{night}"   # (its ids are by position, not by seed)
         for entry in added:
-            entry["dataset_id"] += "-added"
-            entry["dataset_uid"] += "-added"
+            entry["dataset_id"] += suffix
+            entry["dataset_uid"] += suffix
         return added
     added = make_data_json(n, seed=seed, services_url="http://{host}/services/rest")["dataset"]
     _point_at(added, member.layer_host)
     return added
 
 
-def change(fleet: list[FleetPortal], seed: int = 1) -> dict:
+def change(fleet: list[FleetPortal], seed: int = 1, *, failing_portals: bool = True) -> dict:
     """The changing night: in every portal a few percent of entries changed, removed and added
     (at least one of each where the portal has 20 entries or more; an Open311 endpoint's one
     dataset changed in one of three); the first Socrata portal of the small ones answers 500,
-    the first small CKAN portal a maintenance page behind a 200. Returns what a harvest should
-    find: per portal id, its expected changed, removed and new datasets, and the failing ids."""
+    the first small CKAN portal a maintenance page behind a 200 (unless not `failing_portals`).
+    Returns what a harvest should find: per portal id, its expected changed, removed and new
+    datasets, and the failing ids. Each `seed` changes other entries and adds others (night
+    after night: bench.nights)."""
     rng = random.Random(seed)
     expected, failing = {}, {}
     largest = max(len(member.entries) for member in fleet)
     for member in fleet:
-        if member.kind not in failing.values() and member.kind in ("socrata", "ckan") \
+        if failing_portals and member.kind not in failing.values() and member.kind in ("socrata", "ckan") \
                 and len(member.entries) < largest:
             fault = ("status", 500) if member.kind == "socrata" else "html"
             member.portal.inject("/", fault, times=1_000_000)
@@ -235,7 +239,7 @@ def change(fleet: list[FleetPortal], seed: int = 1) -> dict:
         for i in edited:
             _edit(member, entries[i])
         entries[:] = [e for i, e in enumerate(entries) if i not in removed]
-        added = _new_entries(member, share(ADDED))
+        added = _new_entries(member, share(ADDED), seed)
         known = {_key(member, e) for e in entries}
         added = [e for e in added if _key(member, e) not in known]
         entries.extend(added)

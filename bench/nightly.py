@@ -158,11 +158,13 @@ def ask(server, command: str):
     return json.loads(server.stdout.readline())
 
 
-def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_share: float | None = None) -> dict:
+def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_share: float | None = None,
+                  verbose: bool = False) -> dict:
     """`civicat harvest --json` in a process of its own (civicat's code from `code`): its
     report and figures. `reclaim_share`: catalog.store.RECLAIM_SHARE for the night (a night that
     reclaims `datasets`' dead rows, which 3% changed a night brings past the default's 20% only
-    after ~11 nights at 300 portals: docs/benchmarks.md, Nightly)."""
+    after ~11 nights at 300 portals: docs/benchmarks.md, Nightly). `verbose`: its info lines too
+    (`civicat -v`: the read copy's publish, its bytes written, among them)."""
     from catalog.read_copy import is_current
 
     python, flag, code_line = CIVICAT
@@ -171,7 +173,7 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_shar
     started = time.perf_counter()
     with open(db.parent / "stderr.log", "ab") as stderr:
         child, out, usage, memory = run_measured(
-            [python, flag, code_line, "harvest", "--config", str(config), "--db", str(db), "--json",
+            [python, flag, code_line, *(["-v"] if verbose else []), "harvest", "--config", str(config), "--db", str(db), "--json",
              "--workers", str(workers)],
             cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, stderr=stderr)
     wall = time.perf_counter() - started
@@ -204,7 +206,18 @@ def harvest_night(config: Path, db: Path, workers: int, code: Path, reclaim_shar
             # (which: the log line's subject, e.g. "p012-ckan: the merge", "the search index's update")
             "retried_what": [line[:line.index(" did not fit in")].split("WARNING", 1)[-1].strip(" :]")
                              for line in stderr_lines if "did not fit in" in line],
-            "search_failed": sum("search index was not rebuilt" in line for line in stderr_lines)}
+            "search_failed": sum("search index was not rebuilt" in line for line in stderr_lines),
+            "published_written": (published(stderr_lines) or {}).get("written")}
+
+
+def published(stderr_lines: list[str]) -> dict | None:
+    """The read copy's publish as `civicat -v` logs it ("published the read copy PATH (N bytes, W of
+    them written) in S s"): its bytes, those written and its seconds; None without the line."""
+    for line in stderr_lines:
+        if "published the read copy" in line and "of them written" in line:
+            size, _, written, *_ = line.rsplit("(", 1)[1].split()
+            return {"bytes": int(size), "written": int(written), "seconds": float(line.rsplit(" in ", 1)[1].split()[0])}
+    return None
 
 
 def portal_rows(db: Path, portal_ids: list[str]) -> dict[str, dict[str, str]]:
@@ -278,18 +291,23 @@ def load() -> str:
     return "load " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--portals", type=int, default=300)
-    parser.add_argument("--datasets", type=int, default=300_000)
+def fleet_options(parser: argparse.ArgumentParser, portals: int, datasets: int) -> None:
+    """The options of a bench that harvests the fleet night after night (this one, bench.nights)."""
+    parser.add_argument("--portals", type=int, default=portals)
+    parser.add_argument("--datasets", type=int, default=datasets)
     parser.add_argument("--largest", type=int, default=50_000, help="datasets of the large portals, at most")
     parser.add_argument("--workers", type=int, default=4, help="civicat harvest --workers")
-    parser.add_argument("--naive", type=int, default=2_000, help="datasets for the naive baseline")
     parser.add_argument("--keep", type=Path, help="leave the catalogue in this (new) folder")
-    parser.add_argument("--reclaim-share", type=float,
-                        help="catalog.store.RECLAIM_SHARE for every night (e.g. 0.02: night 3 reclaims datasets)")
     parser.add_argument("--civicat", type=Path, default=ROOT,
                         help="the checkout whose civicat harvests (another branch's, to compare; default this one)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    fleet_options(parser, 300, 300_000)
+    parser.add_argument("--naive", type=int, default=2_000, help="datasets for the naive baseline")
+    parser.add_argument("--reclaim-share", type=float,
+                        help="catalog.store.RECLAIM_SHARE for every night (e.g. 0.02: night 3 reclaims datasets)")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(args.civicat)}
 

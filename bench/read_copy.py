@@ -5,9 +5,10 @@ harvest, in a process of its own), then `--nights` unchanged nights (bench.incre
 and publishes the read copy after each as every writer does when it ends (since session 38
 the copy before the current one is updated in place, only its changed blocks written, from
 the third publish on); with `--overlap`, runs `civicat overlap` too (its tables are in the
-file) and publishes again. Prints, after each step, the catalogue's size, the writer's publish
-(its time and the bytes it wrote: this process's `wchar`, the kernel's copy among them; its
-peak memory, this process's high-water mark before and after) against the step before it, and
+file), which publishes as it ends, as every writer does. Prints, after each step, the
+catalogue's size, the writer's publish (its time and the bytes it wrote: this process's `wchar`,
+the kernel's copy among them; its peak memory, this process's high-water mark before and after;
+`overlap`'s own publish as `civicat -v` logs it) against the step before it, and
 a whole copy of the file as every publish made it before session 38 (the kernel's copy and the
 flush, to a scratch file: the best of `--rounds`). The page cache is warm, as it is for a
 writer that has just closed the file.
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from bench.harvest_catalog import HARVEST_CHILD
 from bench.incremental import warm_up
+from bench.nightly import published
 from bench.serve import serving
 from catalog.read_copy import _copy_file, publish
 
@@ -95,11 +97,16 @@ def main() -> None:
         report("first harvest", db, harvest(child, url, db, env), args.rounds)
         for night in range(1, args.nights + 1):
             report(f"unchanged night {night}", db, harvest(child, url, db, env), args.rounds)
-        if args.overlap:
+        if args.overlap:   # (the command publishes as it ends, as every writer: its own publish is the figure)
             started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "harvester", "overlap", "--db", db], cwd=ROOT, env=env,
-                           check=True, capture_output=True)
-            report("overlap", db, time.perf_counter() - started, args.rounds)
+            done = subprocess.run([sys.executable, "-m", "harvester", "-v", "overlap", "--db", db], cwd=ROOT, env=env,
+                                  check=True, capture_output=True, text=True)
+            seconds, own = time.perf_counter() - started, published(done.stderr.splitlines())
+            assert own is not None, "`civicat overlap` published no read copy (see its stderr)"
+            print(f"{'overlap':<18} catalogue {own['bytes'] / 2**20:,.1f} MiB; its own publish {own['seconds']:.2f} s "
+                  f"= {own['seconds'] / seconds:.1%} of the {seconds:.1f} s of the command, wrote "
+                  f"{own['written'] / 2**20:,.1f} MiB ({own['written'] / own['bytes']:.1%}); a whole copy "
+                  f"{whole_copy(db, args.rounds):.2f} s", flush=True)
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -182,7 +182,7 @@ def serve_fleet(spec: str) -> None:
     """bench.fleet's portals, `PORTALSxDATASETS[xLARGEST]`, each on a port of its own; prints them as a JSON
     line, then answers commands read from stdin, one a line, each with a JSON line: `asked` (the
     unconditional requests since the last `asked`, as URLs: the limit pass replays them),
-    `change` (bench.fleet.change: what the harvest should find), `cpu` (this process's CPU
+    `change [NIGHT [steady]]` (bench.fleet.change: what the harvest should find), `cpu` (this process's CPU
     seconds); until stdin closes."""
     import json
     import psutil
@@ -210,8 +210,9 @@ def serve_fleet(spec: str) -> None:
             for member in fleet:
                 asked[member.id].clear()
             print(json.dumps(urls), flush=True)
-        elif command == "change":
-            found = change(fleet)
+        elif command.split()[:1] == ["change"]:   # `change [NIGHT [steady]]`: steady, no portal failing
+            words = command.split()
+            found = change(fleet, int(words[1]) if len(words) > 1 else 1, failing_portals="steady" not in words)
             for cache in caches:
                 cache.clear()
             print(json.dumps(found), flush=True)

@@ -40,3 +40,27 @@ def test_a_lower_reclaim_share_makes_the_changing_night_reclaim_datasets(tmp_pat
         ask(server, "change")
         reclaimed = harvest_night(config, db, 2, ROOT, reclaim_share=0.001)
         assert reclaimed["changed"] > 0 and reclaimed["dead"] == 0
+
+
+def test_the_publish_is_read_from_the_line_civicat_logs(tmp_path, caplog):
+    """bench.nights and bench.read_copy read a writer's own publish from `civicat -v`'s line: the
+    line as harvester.cli writes it, its path holding a parenthesis and " in " too."""
+    import logging
+
+    import duckdb
+
+    from bench.nightly import published
+    from harvester.cli import publish_read_copy
+
+    folder = tmp_path / "a (b) in c"
+    folder.mkdir()
+    db = folder / "catalog.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("CREATE TABLE t AS SELECT range AS i FROM range(100000)")
+    with caplog.at_level(logging.INFO, logger="civicat.read_copy"):
+        publish_read_copy(db)
+    lines = [f"2026-12-07 03:00:00 INFO civicat.read_copy: {record.getMessage()}" for record in caplog.records]
+    found = published(lines)
+    assert found is not None and found["bytes"] == db.stat().st_size == found["written"]   # (made anew: all of it)
+    assert 0 <= found["seconds"] < 60
+    assert published(["2026-12-07 03:00:00 WARNING civicat.read_copy: the read copy was not refreshed"]) is None
