@@ -676,12 +676,15 @@ def wait_options(command):
              "exiting 2, as long as it takes.")(with_wait)
 
 
-def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
-    """The catalogue's single-writer lock; another writer → exit 2 with who holds it.
-    `pulls_records`: the writer replaces records folders (an export waits for it, or refuses)."""
+def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes_the_catalogue: bool = False):
+    """The catalogue's single-writer lock; another writer → exit 2 with who holds it; a DuckDB
+    file that is no civicat catalogue (another program's database; an empty one, unless the writer
+    `makes_the_catalogue`: a harvest) → exit 2 saying what it lacks, before the writer opens it (its
+    migrations would add civicat's tables to it). `pulls_records`: the writer replaces records
+    folders (an export waits for it, or refuses)."""
     from catalog.lock import CatalogueBeingWritten, WriterLock
-
     from catalog.read_copy import catalogue_of
+    from catalog.versions import file_not_a_catalogue
 
     catalogue = catalogue_of(db_path)
     if catalogue is not None:   # (what a writer wrote there, the catalogue's next writer would replace unread)
@@ -694,6 +697,11 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
         raise Refused(str(exc)) from None
     except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
+    # (checked under the lock: a read-only open as another civicat writer opens the file would keep it out)
+    refused = file_not_a_catalogue(db_path)
+    if refused is not None and not (refused.empty and makes_the_catalogue):
+        lock.release(remove=True)
+        raise Refused(str(refused))
     return lock
 
 
@@ -799,7 +807,8 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:   # (a CIVICAT_* variable: not the command line's)
         raise Refused(str(exc)) from None
-    lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals))
+    lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals),
+                       makes_the_catalogue=True)
     interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -1652,11 +1661,11 @@ def _open(opener, db_path: Path):
     import duckdb
 
     from catalog.lock import CatalogueBeingWritten, file_locked, file_writer
-    from catalog.versions import CatalogueTooNew
+    from catalog.versions import CatalogueTooNew, NotACatalogue
 
     try:
         return opener(db_path)
-    except FileNotFoundError as exc:   # (no usage line: nothing was mistyped)
+    except (FileNotFoundError, NotACatalogue) as exc:   # (no usage line: nothing was mistyped)
         raise Refused(str(exc)) from None
     except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
         raise _cannot_open(db_path, exc) from None
