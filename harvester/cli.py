@@ -1023,9 +1023,12 @@ def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
 
 def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
     """Portal id -> the digests of the config entries (url, domain, city: harvester.mapping.
-    settings_digest) its datasets were last listed with in the catalogue (listing_pages' keys);
-    a portal never listed, or listed before listing pages were kept, is not in it."""
-    from harvester.mapping import listed_settings
+    settings_digest) its datasets were last listed with in the catalogue: listing_pages' keys, and
+    for a kind whose listing keeps no pages (Open311's one answer), what it keeps of its datasets
+    (harvester.portals.settings_kept); a portal never listed, or listed before listing pages were
+    kept, is not in it."""
+    from harvester.mapping import kept_settings_digest, listed_settings
+    from harvester.portals import settings_kept
 
     listed: dict[str, set[str]] = {}
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'listing_pages'").fetchone()[0]:
@@ -1033,6 +1036,8 @@ def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
     for portal_id, namespace in con.execute("SELECT DISTINCT portal_id, split_part(page_key, ':', 1) FROM "
                                             "listing_pages WHERE list_contains(?, portal_id)", [portal_ids]).fetchall():
         listed.setdefault(portal_id, set()).add(listed_settings(namespace))
+    for portal_id, settings in settings_kept(con, portal_ids).items():
+        listed.setdefault(portal_id, set()).update(kept_settings_digest(*kept) for kept in settings)
     return listed
 
 
@@ -1043,7 +1048,7 @@ def _config_harvested_with(portal_ids: list[str], listed: dict[str, set[str]], d
                            config_path: Path) -> Path | None:
     """A config other than `config_path`, beside the catalogue or it or in configs/, whose entries
     are those the catalogue's datasets of `portal_ids` were listed with (`listed`; a portal never
-    listed there, as Open311's, only in it): the offline demo's data/demo.toml, beside its catalogue."""
+    listed there only in it): the offline demo's data/demo.toml, beside its catalogue."""
     from harvester.config import ConfigError, load_config
     from harvester.mapping import settings_digest
 
