@@ -545,6 +545,8 @@ def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
     con.execute("CREATE TABLE datasets (uid VARCHAR)")
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")   # (every one's)
+    con.execute("INSERT INTO schema_migrations VALUES (1, 'initial')")
     con.close()
     result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
