@@ -1305,24 +1305,25 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
         # (a catalogue whose every harvest failed, the quickstart's offline: "'Chicago' is no city or
         # portal id of the catalogue's datasets (those known: none)" under a usage line blamed the city)
-        empty = not hits and not con.execute("SELECT count(*) FROM search_documents").fetchone()[0]
-    except catalogue_search.SearchIndexMissing as exc:
-        raise Refused(str(exc)) from None
+        empty = None if hits else _no_dataset(con, db_path)
+    except catalogue_search.SearchIndexMissing as exc:   # (no harvest yet: nothing to search, said as such)
+        hits, empty = [], _no_dataset(con, db_path)
+        if empty is None:
+            raise Refused(str(exc)) from None
     except catalogue_search.UnknownAssetType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
     except (catalogue_search.UnknownCity, catalogue_search.UnknownTheme) as exc:
-        if con.execute("SELECT count(*) FROM search_documents").fetchone()[0]:
+        hits, empty = [], _no_dataset(con, db_path)
+        if empty is None:
             option = "--city" if isinstance(exc, catalogue_search.UnknownCity) else "--theme"
             raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
-        hits, empty = [], True
     finally:
         con.close()
     if as_json:
         echo_json(hits)
         return
     if empty:
-        runs = "civicat runs" + ("" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}")
-        click.echo(f"no dataset matches {text!r}: the catalogue holds no dataset yet (`{runs}`: what its harvests did)")
+        click.echo(f"no dataset matches {text!r}: {empty}")
         return
     if not hits:
         # the filters named: without them the words may well match, in other cities or types
@@ -1364,6 +1365,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
                                  use_embeddings=use_embeddings)
         detector.save(con, result)
+        empty = None if len(result.catalogue) else _no_dataset(con, db_path)
         pairs = result.pair_rows() if show_pairs else []
         con.close()
         publish_read_copy(db_path)
@@ -1380,6 +1382,9 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         if show_pairs:
             payload["pairs"] = pairs
         echo_json(payload)
+        return
+    if empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
+        click.echo(f"no dataset to compare: {empty}")
         return
     click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
                f">= {result.min_score}, {len(groups)} groups")
@@ -1403,21 +1408,41 @@ def similar(uid, limit, db_path, as_json):
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
+    empty = None
     try:
         found = detector.similar(con, uid, limit)
     except LookupError as exc:   # (no such dataset, or one deleted, which the detector says so)
-        near = _uids_not_in_catalogue(con, [uid]).get(uid, "")
-        raise click.UsageError(str(exc) + (near if "did you mean" in near else "")) from None
+        found, empty = [], _no_dataset(con, db_path)
+        if empty is None:   # (an empty catalogue: no UID is in it, and none was mistyped)
+            near = _uids_not_in_catalogue(con, [uid]).get(uid, "")
+            raise click.UsageError(str(exc) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
     if as_json:
         echo_json(found)
+        return
+    if empty:
+        click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
         click.echo(f"no dataset of another city is comparable to {uid}")
         return
     echo_table([[f"{f['score']:.2f}", f["uid"], f["city"], f["title"][:50], f["explanation"][:110]] for f in found],
                ["score", "uid", "city", "title", "why"])
+
+
+def _no_dataset(con, db_path: Path) -> str | None:
+    """Why the catalogue holds no live dataset to search or compare, said for the line of a command
+    that finds nothing (the quickstart offline, a first harvest that failed, none run yet), or None:
+    it holds one."""
+    if con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]:
+        return None
+    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+    if not con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0]:
+        return f"the catalogue holds no dataset yet: no harvest has run (`civicat harvest{db}` fills it)"
+    if con.execute("SELECT count(*) FROM datasets").fetchone()[0]:
+        return f"every dataset of the catalogue was removed (`civicat runs{db}`: what its harvests did)"
+    return f"the catalogue holds no dataset yet (`civicat runs{db}`: what its harvests did)"
 
 
 EXPORT_FORMATS = ("parquet", "data.json")
