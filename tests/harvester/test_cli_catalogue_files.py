@@ -5,24 +5,20 @@ import json
 
 import duckdb
 import pytest
-from click.testing import CliRunner
 
 from catalog.lock import lock_path
 from catalog.read_copy import read_copy_path
 from catalog.store import Store
-from harvester.cli import cli
+from tests.harvester.test_cli_new_user import invoke
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.synth import make_data_json
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, list(args), prog_name="civicat")
-
-
 @pytest.fixture
 def portal():
-    with DataJsonPortal(make_data_json(3)) as p:
-        yield p
+    """The portal of the config the commands are given: never asked (each is refused first)."""
+    with DataJsonPortal(make_data_json(3)) as served:
+        yield served
 
 
 def write_config(path, url):
@@ -65,6 +61,16 @@ def left_as_it_was(tmp_path, db):
     return sorted(p.name for p in tmp_path.iterdir()), db.read_bytes()
 
 
+def assert_refused_and_left_as_it_was(command, db, tmp_path, portal, message):
+    """`command` on `db` exits 2 with `message`, the file and its folder as they were, nothing requested."""
+    config = write_config(tmp_path / "portals.toml", portal.url + "/data.json")
+    before = left_as_it_was(tmp_path, db)
+    result = run(command, db, config, tmp_path)
+    assert (result.exit_code, result.output) == (2, f"Error: {message}\n")
+    assert left_as_it_was(tmp_path, db) == before   # (no table added, no lock, no read copy, no export)
+    assert sum(portal.hits.values()) == 0
+
+
 @pytest.mark.parametrize("make, lacks, holds", [
     (another_program_s, "it has no civicat migration record (table schema_migrations)",
      "2 tables of another program's (big_sales, sales)"),
@@ -76,16 +82,12 @@ def test_another_program_s_duckdb_file_is_refused_naming_what_it_lacks_and_is_le
     """On main: `runs`, `similar` a traceback (exit 1, "Table with name harvest_runs does not exist"),
     `sql` read the other program's table, `overlap`, `retire`, `records` and `export` added civicat's
     tables to it (and left a lock and a read copy beside it), `harvest` harvested into it."""
-    config = write_config(tmp_path / "portals.toml", portal.url + "/data.json")
     db = tmp_path / "other.duckdb"
     make(db)
-    before = left_as_it_was(tmp_path, db)
-    result = run(command, db, config, tmp_path)
-    assert (result.exit_code, result.output) == (
-        2, f"Error: {db} is a DuckDB database but no civicat catalogue: {lacks}; it holds {holds}. --db names "
-           "civicat's catalogue, and civicat adds no table to another program's database\n")
-    assert left_as_it_was(tmp_path, db) == before   # (no table added, no lock, no read copy, no export)
-    assert sum(portal.hits.values()) == 0
+    assert_refused_and_left_as_it_was(
+        command, db, tmp_path, portal, f"{db} is a DuckDB database but no civicat catalogue: {lacks}; it holds "
+                                       f"{holds}. --db names civicat's catalogue, and civicat adds no table to another "
+                                       "program's database")
 
 
 def test_another_program_s_duckdb_file_is_a_json_log_line_with_log_format_json(tmp_path):
@@ -110,15 +112,10 @@ def test_another_program_s_file_held_by_a_writer_lock_taken_before_is_refused_an
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c[0] != "harvest"])
 def test_an_empty_duckdb_file_is_no_catalogue_yet_for_every_command_but_harvest(tmp_path, portal, command):
-    config = write_config(tmp_path / "portals.toml", portal.url + "/data.json")
     db = tmp_path / "new.duckdb"
     empty_duckdb(db)
-    before = left_as_it_was(tmp_path, db)
-    result = run(command, db, config, tmp_path)
-    assert (result.exit_code, result.output) == (
-        2, f"Error: {db} is an empty DuckDB database, no civicat catalogue yet: run `civicat harvest` first (it "
-           "makes the catalogue there)\n")
-    assert left_as_it_was(tmp_path, db) == before
+    assert_refused_and_left_as_it_was(command, db, tmp_path, portal, f"{db} is an empty DuckDB database, no civicat "
+                                      "catalogue yet: run `civicat harvest` first (it makes the catalogue there)")
 
 
 def test_an_empty_duckdb_file_is_where_a_first_harvest_makes_the_catalogue(tmp_path, portal):

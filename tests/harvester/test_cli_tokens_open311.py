@@ -34,8 +34,13 @@ def socrata_entries(url, ids_and_variables):
                    for portal_id, variable in ids_and_variables)
 
 
-def token_warnings(caplog) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "app token" in r.getMessage()]
+def token_warnings(caplog, *command: str) -> list[str]:
+    """The app token warnings of `command` (exit 0), sorted."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        result = invoke(*command)
+    assert result.exit_code == 0, result.output
+    return sorted(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "app token" in r.getMessage())
 
 
 def test_an_app_token_variable_not_set_is_warned_of_once_a_run_naming_its_portals(tmp_path, socrata, monkeypatch,
@@ -50,10 +55,7 @@ def test_an_app_token_variable_not_set_is_warned_of_once_a_run_naming_its_portal
                                                     ("la", "CIVICAT_TEST_TOKEN_A"), ("sea", "CIVICAT_TEST_TOKEN_B"),
                                                     ("chi", "CIVICAT_TEST_TOKEN_SET"), ("bos", None)]))
     db = tmp_path / "c.duckdb"
-    with caplog.at_level(logging.WARNING):
-        result = invoke("harvest", "--config", str(config), "--db", str(db), "--workers", "3")
-    assert result.exit_code == 0, result.output
-    assert sorted(token_warnings(caplog)) == [
+    assert token_warnings(caplog, "harvest", "--config", str(config), "--db", str(db), "--workers", "3") == [
         "environment variable CIVICAT_TEST_TOKEN_A is not set: 3 portals use it (sf, nyc, la); their requests go "
         "without an app token (Socrata throttles such requests)",
         "environment variable CIVICAT_TEST_TOKEN_B is not set: 1 portal uses it (sea); its requests go without an "
@@ -62,12 +64,9 @@ def test_an_app_token_variable_not_set_is_warned_of_once_a_run_naming_its_portal
     assert any(headers.get("X-App-Token") == "tok-1234567890" for _, _, headers in socrata.requests)
     assert [r["status"] for r in json.loads(invoke("runs", "--db", str(db), "--json").output)] == ["ok"] * 6
 
-    caplog.clear()   # a records pull is a run too: said once, for the portals it pulls from
-    with caplog.at_level(logging.WARNING):
-        result = invoke("records", "sf:abcd-0001", "nyc:abcd-0001", "sea:abcd-0001", "--config", str(config),
-                        "--db", str(db), "--json")
-    assert result.exit_code == 0, result.output
-    assert sorted(token_warnings(caplog)) == [
+    # a records pull is a run too: said once, for the portals it pulls from
+    assert token_warnings(caplog, "records", "sf:abcd-0001", "nyc:abcd-0001", "sea:abcd-0001", "--config", str(config),
+                          "--db", str(db), "--json") == [
         "environment variable CIVICAT_TEST_TOKEN_A is not set: 2 portals use it (sf, nyc); their requests go without "
         "an app token (Socrata throttles such requests)",
         "environment variable CIVICAT_TEST_TOKEN_B is not set: 1 portal uses it (sea); its requests go without an "
@@ -79,10 +78,8 @@ def test_more_portals_than_are_named_are_counted(tmp_path, socrata, monkeypatch,
     config = tmp_path / "portals.toml"
     ids = [f"city{n:02d}" for n in range(12)]
     config.write_text(socrata_entries(socrata.url, [(portal_id, "CIVICAT_TEST_TOKEN_A") for portal_id in ids]))
-    with caplog.at_level(logging.WARNING):
-        result = invoke("harvest", "--config", str(config), "--db", str(tmp_path / "c.duckdb"), "--workers", "4")
-    assert result.exit_code == 0, result.output
-    assert token_warnings(caplog) == [
+    assert token_warnings(caplog, "harvest", "--config", str(config), "--db", str(tmp_path / "c.duckdb"),
+                          "--workers", "4") == [
         f"environment variable CIVICAT_TEST_TOKEN_A is not set: 12 portals use it ({', '.join(ids[:10])} and 2 more); "
         "their requests go without an app token (Socrata throttles such requests)"]
 
