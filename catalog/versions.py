@@ -54,8 +54,10 @@ TABLES_NAMED = 8   # of another program's database, in the message that refuses 
 def not_a_catalogue(con, db_path) -> NotACatalogue | None:
     """Why the current database of `con` (DuckDB's) is no civicat catalogue, or None when it is one.
     civicat's catalogue records its migrations in schema_migrations (version, name) from the first
-    write (catalog.store.migrate), each under the name this civicat ships it as; a database without
-    that table, or whose table of that name records other names (another tool's), is not civicat's."""
+    write (catalog.store.migrate), the first of them 0001_initial; a database without that table, or
+    whose table of that name has other columns or records another first migration (another tool's),
+    is not civicat's. (Only the first is compared: a migration once shipped under a name since
+    reverted, 0014_search_fields, is still civicat's.)"""
     import duckdb
 
     objects = [name for (name,) in con.execute(
@@ -67,9 +69,9 @@ def not_a_catalogue(con, db_path) -> NotACatalogue | None:
             applied = dict(con.execute("SELECT version, name FROM schema_migrations").fetchall())
         except duckdb.Error:   # (no such columns: another tool's table)
             applied = None
-        shipped = shipped_migrations()
-        if applied is not None and all(shipped[version][1] == name for version, name in applied.items()
-                                       if version in shipped):
+        first = min(shipped_migrations())
+        # (none recorded: a first harvest killed before its first migration committed)
+        if applied is not None and (not applied or applied.get(first) == shipped_migrations()[first][1]):
             return None
         lacks = "its table schema_migrations is not civicat's record of its migrations"
     else:

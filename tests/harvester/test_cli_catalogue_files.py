@@ -42,6 +42,14 @@ def another_tool_s_migrations(db):
     con.close()
 
 
+def another_tool_s_numbered_migrations(db):
+    """A table named and shaped as civicat's, of another tool: its first migration is not civicat's."""
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")
+    con.execute("INSERT INTO schema_migrations VALUES (20240101, 'create_users')")
+    con.close()
+
+
 def empty_duckdb(db):
     duckdb.connect(str(db)).close()
 
@@ -75,6 +83,8 @@ def assert_refused_and_left_as_it_was(command, db, tmp_path, portal, message):
     (another_program_s, "it has no civicat migration record (table schema_migrations)",
      "2 tables of another program's (big_sales, sales)"),
     (another_tool_s_migrations, "its table schema_migrations is not civicat's record of its migrations",
+     "1 table of another program's (schema_migrations)"),
+    (another_tool_s_numbered_migrations, "its table schema_migrations is not civicat's record of its migrations",
      "1 table of another program's (schema_migrations)")])
 @pytest.mark.parametrize("command", COMMANDS)
 def test_another_program_s_duckdb_file_is_refused_naming_what_it_lacks_and_is_left_as_it_was(
@@ -128,6 +138,18 @@ def test_an_empty_duckdb_file_is_where_a_first_harvest_makes_the_catalogue(tmp_p
     runs = invoke("runs", "--db", str(db), "--json")
     assert runs.exit_code == 0 and [r["seen"] for r in json.loads(runs.output)] == [3]
     assert invoke("sql", "SELECT count(*) AS n FROM datasets", "--db", str(db), "--json").output.count('"n": 3') == 1
+
+
+def test_a_catalogue_that_ran_a_migration_since_reverted_is_still_civicat_s(tmp_path):
+    """A guard: 0014_search_fields was shipped, then reverted (0014 is another migration now): a
+    catalogue that recorded it is civicat's all the same."""
+    db = tmp_path / "c.duckdb"
+    Store(db).close()
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE schema_migrations SET name = 'search_fields' WHERE version = 14")
+    con.close()
+    result = invoke("runs", "--db", str(db), "--json")
+    assert (result.exit_code, json.loads(result.output)) == (0, [])
 
 
 def test_a_catalogue_and_its_read_copy_are_still_read(tmp_path, portal):
