@@ -36,6 +36,7 @@ from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_
 from catalog.records import RecordsLayout, link_or_copy
 from catalog import uncut
 from catalog.store import connect, migrate
+from catalog.versions import file_not_a_catalogue
 
 log = logging.getLogger("civicat.export")
 
@@ -256,14 +257,19 @@ def _copy_made_current(db_path: Path) -> None:
         lock.acquire()
     except (CatalogueBeingWritten, OSError):   # (a writer; a catalogue's folder we may not write: read as it is)
         return
+    refused = None
     try:   # (its steps shown: a writer waits for it as long as it gets on, catalog.lock.BRIEF_HOLD_SECONDS)
+        # another program's DuckDB file: no copy of it made, nothing left beside it (its reader refuses it)
+        refused = file_not_a_catalogue(db_path)
+        if refused is not None:
+            return
         put_right(db_path, lock.progressed)
         if not is_current(db_path):
             publish(db_path, lock.progressed)   # (a copy that cannot be made is a warning: the catalogue itself is read)
     except duckdb.Error as exc:   # (a notebook holding the file: the copy as it is, or the catalogue)
         log.warning("export: the read copy of %s was not made current (%s)", db_path, exc)
     finally:
-        lock.release()
+        lock.release(remove=refused is not None)
 
 
 def _records_pull(writer: dict | None) -> str | None:

@@ -8,6 +8,7 @@ stays (it only says who held the lock last).
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -163,10 +164,15 @@ class WriterLock:
         self._fd: int | None = None
         self.holder: dict = {}
         self.crash: dict | None = None   # the crash note of a harvest before (note_crash), read at acquire
+        self.created = False   # the lock file made by this acquire (release(remove=True))
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            self.created = True
+        except FileExistsError:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             blocked = None
             step, stepped = None, None   # the brief holder's last sign of progress, and when it was seen
@@ -253,7 +259,13 @@ class WriterLock:
         if self._fd is not None:
             os.utime(self._fd)
 
-    def release(self) -> None:
+    def release(self, *, remove: bool = False) -> None:
+        """`remove`: the lock file taken away too when this acquire made it, for a file refused as no
+        catalogue (another program's database: nothing of civicat's is left beside it). Any process
+        that took the lock meanwhile refuses the same file."""
+        if self._fd is not None and remove and self.created:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -279,6 +291,8 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
     import duckdb
 
     from catalog import uncut
+    from catalog.read_copy import catalogue_of
+    from catalog.versions import not_a_catalogue
 
     try:
         con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
@@ -292,6 +306,12 @@ def connect_read_only(db_path: str | Path, config: dict | None = None):
             raise CatalogueBeingWritten(f"{db_path}: its last write was cut short and a harvest is writing it now "
                                 "(it recovers the catalogue); try again when it ends") from exc
         con = uncut.connect(str(db_path), read_only=True, config=config or {}, interruptible=True)
+    # another program's DuckDB file (`--db other.duckdb`): refused, where its reader met no such
+    # table (a traceback) or ran on it (an empty export, `sql` reading someone else's data)
+    refused = not_a_catalogue(con, catalogue_of(db_path) or db_path)
+    if refused is not None:
+        con.close()
+        raise refused
     _say_if_newer(con, db_path)
     return con
 
@@ -304,15 +324,10 @@ def _say_if_newer(con, db_path: str | Path) -> None:
     (a table or column it added is not read; one it changed may fail a query). Named as the user
     knows it: the catalogue, where `db_path` is its read copy (what readers open; the copy's
     name, `civicat.read.duckdb`, is no file the user gave)."""
-    import duckdb
-
     from catalog.read_copy import catalogue_of
     from catalog.versions import newer_migrations
 
-    try:
-        newer = newer_migrations(dict(con.execute("SELECT version, name FROM schema_migrations").fetchall()))
-    except duckdb.CatalogException:   # (no catalogue of civicat's: the caller finds what is missing)
-        return
+    newer = newer_migrations(dict(con.execute("SELECT version, name FROM schema_migrations").fetchall()))
     named = str(catalogue_of(db_path) or db_path)
     if newer and named not in _said_newer:
         _said_newer.add(named)

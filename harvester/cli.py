@@ -676,12 +676,15 @@ def wait_options(command):
              "exiting 2, as long as it takes.")(with_wait)
 
 
-def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
-    """The catalogue's single-writer lock; another writer → exit 2 with who holds it.
-    `pulls_records`: the writer replaces records folders (an export waits for it, or refuses)."""
+def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes_the_catalogue: bool = False):
+    """The catalogue's single-writer lock; another writer → exit 2 with who holds it; a DuckDB
+    file that is no civicat catalogue (another program's database; an empty one, unless the writer
+    `makes_the_catalogue`: a harvest) → exit 2 saying what it lacks, before the writer opens it (its
+    migrations would add civicat's tables to it). `pulls_records`: the writer replaces records
+    folders (an export waits for it, or refuses)."""
     from catalog.lock import CatalogueBeingWritten, WriterLock
-
     from catalog.read_copy import catalogue_of
+    from catalog.versions import file_not_a_catalogue
 
     catalogue = catalogue_of(db_path)
     if catalogue is not None:   # (what a writer wrote there, the catalogue's next writer would replace unread)
@@ -694,6 +697,11 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False):
         raise Refused(str(exc)) from None
     except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
+    # (checked under the lock: a read-only open as another civicat writer opens the file would keep it out)
+    refused = file_not_a_catalogue(db_path)
+    if refused is not None and not (refused.empty and makes_the_catalogue):
+        lock.release(remove=True)
+        raise Refused(str(refused))
     return lock
 
 
@@ -799,7 +807,8 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         http = HttpClient.from_env(cache=None if full else ValidatorCache(db_path.parent / "http_cache"))
     except ValueError as exc:   # (a CIVICAT_* variable: not the command line's)
         raise Refused(str(exc)) from None
-    lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals))
+    lock = writer_lock(db_path, wait, pulls_records=with_records and any(p.records for p in portals),
+                       makes_the_catalogue=True)
     interrupted = False
     try:
         store = open_for_writing(Store, db_path, wait)
@@ -1014,9 +1023,12 @@ def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
 
 def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
     """Portal id -> the digests of the config entries (url, domain, city: harvester.mapping.
-    settings_digest) its datasets were last listed with in the catalogue (listing_pages' keys);
-    a portal never listed, or listed before listing pages were kept, is not in it."""
-    from harvester.mapping import listed_settings
+    settings_digest) its datasets were last listed with in the catalogue: listing_pages' keys, and
+    for a kind whose listing keeps no pages (Open311's one answer), what it keeps of its datasets
+    (harvester.portals.settings_kept); a portal never listed, or listed before listing pages were
+    kept, is not in it."""
+    from harvester.mapping import kept_settings_digest, listed_settings
+    from harvester.portals import settings_kept
 
     listed: dict[str, set[str]] = {}
     if not con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'listing_pages'").fetchone()[0]:
@@ -1024,6 +1036,8 @@ def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
     for portal_id, namespace in con.execute("SELECT DISTINCT portal_id, split_part(page_key, ':', 1) FROM "
                                             "listing_pages WHERE list_contains(?, portal_id)", [portal_ids]).fetchall():
         listed.setdefault(portal_id, set()).add(listed_settings(namespace))
+    for portal_id, settings in settings_kept(con, portal_ids).items():
+        listed.setdefault(portal_id, set()).update(kept_settings_digest(*kept) for kept in settings)
     return listed
 
 
@@ -1034,7 +1048,7 @@ def _config_harvested_with(portal_ids: list[str], listed: dict[str, set[str]], d
                            config_path: Path) -> Path | None:
     """A config other than `config_path`, beside the catalogue or it or in configs/, whose entries
     are those the catalogue's datasets of `portal_ids` were listed with (`listed`; a portal never
-    listed there, as Open311's, only in it): the offline demo's data/demo.toml, beside its catalogue."""
+    listed there only in it): the offline demo's data/demo.toml, beside its catalogue."""
     from harvester.config import ConfigError, load_config
     from harvester.mapping import settings_digest
 
@@ -1291,24 +1305,25 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                                        filters=catalogue_search.Filters(tuple(cities), tuple(themes), tuple(types)))
         # (a catalogue whose every harvest failed, the quickstart's offline: "'Chicago' is no city or
         # portal id of the catalogue's datasets (those known: none)" under a usage line blamed the city)
-        empty = not hits and not con.execute("SELECT count(*) FROM search_documents").fetchone()[0]
-    except catalogue_search.SearchIndexMissing as exc:
-        raise Refused(str(exc)) from None
+        empty = None if hits else _no_dataset(con, db_path)
+    except catalogue_search.SearchIndexMissing as exc:   # (no harvest yet: nothing to search, said as such)
+        hits, empty = [], _no_dataset(con, db_path)
+        if empty is None:
+            raise Refused(str(exc)) from None
     except catalogue_search.UnknownAssetType as exc:
         raise click.BadParameter(str(exc), param_hint="'--type'") from None
     except (catalogue_search.UnknownCity, catalogue_search.UnknownTheme) as exc:
-        if con.execute("SELECT count(*) FROM search_documents").fetchone()[0]:
+        hits, empty = [], _no_dataset(con, db_path)
+        if empty is None:
             option = "--city" if isinstance(exc, catalogue_search.UnknownCity) else "--theme"
             raise click.BadParameter(str(exc), param_hint=f"'{option}'") from None
-        hits, empty = [], True
     finally:
         con.close()
     if as_json:
         echo_json(hits)
         return
     if empty:
-        runs = "civicat runs" + ("" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}")
-        click.echo(f"no dataset matches {text!r}: the catalogue holds no dataset yet (`{runs}`: what its harvests did)")
+        click.echo(f"no dataset matches {text!r}: {empty}")
         return
     if not hits:
         # the filters named: without them the words may well match, in other cities or types
@@ -1350,6 +1365,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         result = detector.detect(con, detector.DEFAULT_MIN_SCORE if min_score is None else min_score,
                                  use_embeddings=use_embeddings)
         detector.save(con, result)
+        empty = None if len(result.catalogue) else _no_dataset(con, db_path)
         pairs = result.pair_rows() if show_pairs else []
         con.close()
         publish_read_copy(db_path)
@@ -1366,6 +1382,9 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         if show_pairs:
             payload["pairs"] = pairs
         echo_json(payload)
+        return
+    if empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
+        click.echo(f"no dataset to compare: {empty}")
         return
     click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
                f">= {result.min_score}, {len(groups)} groups")
@@ -1389,21 +1408,41 @@ def similar(uid, limit, db_path, as_json):
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
+    empty = None
     try:
         found = detector.similar(con, uid, limit)
     except LookupError as exc:   # (no such dataset, or one deleted, which the detector says so)
-        near = _uids_not_in_catalogue(con, [uid]).get(uid, "")
-        raise click.UsageError(str(exc) + (near if "did you mean" in near else "")) from None
+        found, empty = [], _no_dataset(con, db_path)
+        if empty is None:   # (an empty catalogue: no UID is in it, and none was mistyped)
+            near = _uids_not_in_catalogue(con, [uid]).get(uid, "")
+            raise click.UsageError(str(exc) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
     if as_json:
         echo_json(found)
+        return
+    if empty:
+        click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
         click.echo(f"no dataset of another city is comparable to {uid}")
         return
     echo_table([[f"{f['score']:.2f}", f["uid"], f["city"], f["title"][:50], f["explanation"][:110]] for f in found],
                ["score", "uid", "city", "title", "why"])
+
+
+def _no_dataset(con, db_path: Path) -> str | None:
+    """Why the catalogue holds no live dataset to search or compare, said for the line of a command
+    that finds nothing (the quickstart offline, a first harvest that failed, none run yet), or None:
+    it holds one."""
+    if con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]:
+        return None
+    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+    if not con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0]:
+        return f"the catalogue holds no dataset yet: no harvest has run (`civicat harvest{db}` fills it)"
+    if con.execute("SELECT count(*) FROM datasets").fetchone()[0]:
+        return f"every dataset of the catalogue was removed (`civicat runs{db}`: what its harvests did)"
+    return f"the catalogue holds no dataset yet (`civicat runs{db}`: what its harvests did)"
 
 
 EXPORT_FORMATS = ("parquet", "data.json")
@@ -1652,11 +1691,11 @@ def _open(opener, db_path: Path):
     import duckdb
 
     from catalog.lock import CatalogueBeingWritten, file_locked, file_writer
-    from catalog.versions import CatalogueTooNew
+    from catalog.versions import CatalogueTooNew, NotACatalogue
 
     try:
         return opener(db_path)
-    except FileNotFoundError as exc:   # (no usage line: nothing was mistyped)
+    except (FileNotFoundError, NotACatalogue) as exc:   # (no usage line: nothing was mistyped)
         raise Refused(str(exc)) from None
     except CatalogueTooNew as exc:   # export: putting right what a killed pull left is a write (migrate)
         raise _cannot_open(db_path, exc) from None

@@ -185,6 +185,11 @@ def settings_digest(portal: PortalConfig) -> str:
     return _settings_digest(portal.city, portal.url, portal.domain or "")
 
 
+def kept_settings_digest(city: str, url: str, domain: str) -> str:
+    """settings_digest of the settings a kind kept of its listing (PortalAdapter.settings_kept)."""
+    return _settings_digest(city, url, domain)
+
+
 def listed_settings(page_key: str) -> str:
     """The settings digest a stored listing page's key holds (see settings_digest)."""
     return page_key.partition(":")[0].rpartition("/")[2]

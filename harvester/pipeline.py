@@ -25,7 +25,7 @@ from harvester.http import HttpClient, OverBudget, error_type
 from harvester.mapping import (LOOKUP_ASKED_AGAIN_DAYS, SETTLED_LOOKUP_FAILURES, Mapper, WorkerPool, mapping_namespace,
                                relaxed_gc)
 from harvester.paging import RAISE_THE_CAP
-from harvester.portals import adapter_for
+from harvester.portals import adapter_for, say_once_a_run
 from harvester.records import harvest_records
 from harvester.stopping import cancelled_on_stop, stopped_by
 
@@ -195,6 +195,7 @@ def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
     none is stored after it, the portals not started are not, and HarvestInterrupted is
     raised with the run's report; the search index is refreshed by the next harvest."""
     run = RunReport(run_id=f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}", started_at=datetime.now(UTC))
+    say_once_a_run(portals)   # (what the portals' kinds say once a run: an app token unset)
     bound_the_c_heap()   # (before the portal threads start)
     shared = pool or WorkerPool()
 

@@ -1774,13 +1774,14 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
     """`civicat records UID...`: pull the named datasets, grouped by portal, as one run
     (a harvest_runs row per portal, errors in harvest_errors)."""
     from harvester.pipeline import ErrorLog, PortalReport  # the pipeline imports this module
-    from harvester.portals import adapter_for
+    from harvester.portals import adapter_for, say_once_a_run
 
     by_portal: dict[str, list[str]] = {}
     for uid in dict.fromkeys(uids):
         portal_id, _, source_id = uid.partition(":")
         by_portal.setdefault(portal_id, []).append(source_id)
     known = {p.id: p for p in portals}
+    say_once_a_run([known[portal_id] for portal_id in by_portal])
     run_id = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-records-{uuid.uuid4().hex[:8]}"
     results: list[PullResult] = []
     for portal_id, source_ids in by_portal.items():

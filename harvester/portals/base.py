@@ -31,6 +31,19 @@ class PortalAdapter(ABC):
         self.portal = portal
         self.http = http
 
+    @classmethod
+    def settings_kept(cls, con, portal_ids: list[str]) -> dict[str, set[tuple[str, str, str]]]:
+        """Portal id -> the settings (city, url, domain) the catalogue's datasets of `portal_ids`
+        of this kind were listed with, read from what the kind keeps of them, for a kind whose
+        listing keeps no pages (listing_pages' keys say it of the others: harvester.mapping.
+        listed_settings). Nothing, by default."""
+        return {}
+
+    @classmethod
+    def say_once_a_run(cls, portals: list[PortalConfig]) -> None:
+        """What to say once of a run's `portals` of this kind, not once a portal (a setting they
+        share that is missing: Socrata's app token variable, unset). Nothing, by default."""
+
     @abstractmethod
     def listing(self) -> Listing:
         """Gather: the portal's catalogue entries, paged, de-duplicated."""

@@ -99,6 +99,20 @@ class Open311Adapter(PortalAdapter):
     def source_id(self, entry) -> str | None:
         return SOURCE_ID if isinstance(entry, dict) else None
 
+    @classmethod
+    def settings_kept(cls, con, portal_ids: list[str]) -> dict[str, set[tuple[str, str, str]]]:
+        """The endpoint's one answer is no page kept: its dataset's raw entry names the endpoint
+        (the config entry's url) it was listed from, and the dataset its city. (No domain: an
+        Open311 entry has none.)"""
+        kept: dict[str, set[tuple[str, str, str]]] = {}
+        for portal_id, city, endpoint in con.execute(
+                "SELECT d.portal_id, d.city, r.raw::JSON ->> 'endpoint' FROM datasets d JOIN raw_records r "
+                "ON r.uid = d.uid AND r.raw_hash = d.raw_hash WHERE d.portal_kind = ? AND d.source_id = ? "
+                "AND list_contains(?, d.portal_id)", [cls.kind, SOURCE_ID, portal_ids]).fetchall():
+            if endpoint is not None:
+                kept.setdefault(portal_id, set()).add((city, endpoint, ""))
+        return kept
+
     def record_source(self, dataset, previous) -> "RequestsRecords":
         if dataset.source_id != SOURCE_ID:
             raise NotPullable(f"an Open311 endpoint has one dataset, {SOURCE_ID!r}, not {dataset.source_id!r}")

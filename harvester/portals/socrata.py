@@ -88,6 +88,9 @@ def _views_shape(data) -> str | None:
     return None if isinstance(data, dict) and "id" in data else "a views document is an object with an 'id'"
 
 
+PORTALS_NAMED = 10   # in the warning of an app token variable not set
+
+
 class SocrataAdapter(PortalAdapter):
     kind = "socrata"
     # 2: contact name, coverage and period from the domain's Common Core metadata (a field saying
@@ -107,11 +110,24 @@ class SocrataAdapter(PortalAdapter):
         self.headers = {}
         if portal.app_token_env and http is not None:  # (a mapping-only adapter makes no requests)
             token = os.environ.get(portal.app_token_env)
-            if token:
+            if token:   # (unset: said once for the run's portals, say_once_a_run)
                 self.headers["X-App-Token"] = token  # sent as a header only: never in a URL, log or row
-            else:
-                log.warning("%s: environment variable %s is not set; harvesting without an app token "
-                            "(Socrata throttles such requests)", portal.id, portal.app_token_env)
+
+    @classmethod
+    def say_once_a_run(cls, portals) -> None:
+        """One warning for each environment variable an `app_token_env` of `portals` names that is
+        not set, naming the portals that use it: it was said once a portal (five times in the
+        default config, all SOCRATA_APP_TOKEN)."""
+        unset: dict[str, list[str]] = {}
+        for portal in portals:
+            if portal.app_token_env and not os.environ.get(portal.app_token_env):
+                unset.setdefault(portal.app_token_env, []).append(portal.id)
+        for variable, ids in unset.items():
+            named = ", ".join(ids[:PORTALS_NAMED]) + (f" and {len(ids) - PORTALS_NAMED} more"
+                                                      if len(ids) > PORTALS_NAMED else "")
+            log.warning("environment variable %s is not set: %s (%s); %s requests go without an app token (Socrata "
+                        "throttles such requests)", variable, "1 portal uses it" if len(ids) == 1
+                        else f"{len(ids)} portals use it", named, "its" if len(ids) == 1 else "their")
 
     # -- gather ---------------------------------------------------------------------
 

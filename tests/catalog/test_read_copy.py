@@ -21,6 +21,14 @@ def write_rows(db: Path, n: int) -> None:
     with duckdb.connect(str(db)) as con:
         con.execute("CREATE OR REPLACE TABLE datasets AS SELECT range AS n, repeat('x', 200) AS title FROM range(?)",
                     [n])
+        migrations_recorded(con)
+
+
+def migrations_recorded(con) -> None:
+    """The record of its migrations every civicat catalogue holds (without it a reader refuses the
+    file: catalog.versions.not_a_catalogue)."""
+    con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")
+    con.execute("INSERT OR IGNORE INTO schema_migrations VALUES (1, 'initial')")
 
 
 def count(path: Path) -> int:

@@ -544,7 +544,10 @@ def test_a_catalogue_of_an_older_civicat_is_told_to_harvest(tmp_path):
     import duckdb
     db = tmp_path / "old.duckdb"
     con = duckdb.connect(str(db))
-    con.execute("CREATE TABLE datasets (uid VARCHAR)")
+    con.execute("CREATE TABLE datasets (uid VARCHAR, deleted_at TIMESTAMPTZ)")
+    con.execute("INSERT INTO datasets VALUES ('city:ds-1', NULL)")   # (without one: nothing to search, said so, exit 0)
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")   # (every one's)
+    con.execute("INSERT INTO schema_migrations VALUES (1, 'initial')")
     con.close()
     result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
@@ -596,6 +599,10 @@ def test_the_index_of_an_older_civicat_not_yet_migrated_is_told_to_harvest(tmp_p
         if int(script.name.split("_", 1)[0]) <= 10:
             con.execute(script.read_text())
     con.execute("INSERT INTO search_state VALUES (now(), 1, 'old')")
+    # (a dataset: a catalogue without one has nothing to search, said so with exit 0)
+    con.execute("INSERT INTO datasets (uid, portal_id, portal_kind, source_id, title, raw_hash, first_seen, last_seen, "
+                "last_changed) "
+                "VALUES ('city:ds-1', 'city', 'socrata', 'ds-1', 'Permits', 'h', now(), now(), now())")
     con.close()
     result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
     assert result.exit_code == 2 and "run `civicat harvest`" in result.output
@@ -701,15 +708,17 @@ def test_cli_search_refuses_a_theme_no_dataset_has_naming_those_they_have(two_ci
 
 
 def test_cli_search_without_its_index_or_catalogue_says_so_without_a_usage_hint(tmp_path):
-    """No catalogue, or one whose index is not built: exit 2 with what to do, and no "Try
-    'civicat search --help'" line, since nothing was mistyped."""
+    """No catalogue: exit 2 with what to do, and no "Try 'civicat search --help'" line, since
+    nothing was mistyped; one no harvest has filled (its index not built: exit 2 until session 39)
+    has nothing to search, said so, exit 0."""
     store = Store(tmp_path / "c.duckdb")
     store.close()
-    for db, said in ((tmp_path / "c.duckdb", "Error: the search index is not built yet: run `civicat harvest`"),
-                     (tmp_path / "none.duckdb", f"Error: no catalogue at {tmp_path / 'none.duckdb'}: run "
-                                                "`civicat harvest` first")):
+    for db, code, said in ((tmp_path / "c.duckdb", 0, "no dataset matches 'permits': the catalogue holds no dataset "
+                                                      "yet: no harvest has run (`civicat harvest --db "),
+                           (tmp_path / "none.duckdb", 2, f"Error: no catalogue at {tmp_path / 'none.duckdb'}: run "
+                                                         "`civicat harvest` first")):
         result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db)])
-        assert result.exit_code == 2 and result.output.startswith(said), result.output
+        assert result.exit_code == code and result.output.startswith(said), result.output
         assert "--help" not in result.output and "Usage:" not in result.output, result.output
 
 
