@@ -4,7 +4,9 @@ DuckDB refuses a second writer too, but with an error about the file; cron jobs 
 overlap need a message that says which process holds the catalogue, and an option to wait.
 The lock is a `flock` on `<db>.lock`: the kernel releases it when its holder exits in any
 way, SIGKILL included, so a crashed run never leaves the catalogue locked. The file itself
-stays (it only says who held the lock last).
+stays (it only says who held the lock last), but where its holder made it for a file refused as
+no catalogue (release(remove=True)): a writer that was waiting for it then takes the file at the
+path instead, never the lock of one taken away.
 """
 from __future__ import annotations
 
@@ -168,35 +170,24 @@ class WriterLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                self.created = True
+            except FileExistsError:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self._lock(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if _still_at(fd, self.path):
+                break
+            # the file taken away as this one waited for it (release(remove=True)): its lock is no one's,
+            # and a process that came since may hold the file now at the path: that one is the lock
+            os.close(fd)
+            self.created = False
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-            self.created = True
-        except FileExistsError:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            blocked = None
-            step, stepped = None, None   # the brief holder's last sign of progress, and when it was seen
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    now = time.monotonic()
-                    blocked = blocked or now
-                    # a brief holder (a reader putting the catalogue right) is waited for unasked
-                    # (its record is written just after it took the lock: read once more a moment later)
-                    brief = _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
-                    if not brief and now - blocked < 0.1:
-                        time.sleep(0.05)
-                        continue
-                    if brief and os.fstat(fd).st_mtime_ns != step:   # (its record, or a step since)
-                        step, stepped = os.fstat(fd).st_mtime_ns, now
-                    left = max(self.wait_until, stepped + BRIEF_HOLD_SECONDS if brief else -math.inf) - now
-                    if left <= 0:
-                        hung = brief and stepped + BRIEF_HOLD_SECONDS >= self.wait_until
-                        raise CatalogueBeingWritten(self._busy_message(fd, waited=self.wait_until > -math.inf, hung=hung)) \
-                            from None
-                    time.sleep(min(self.poll_seconds, left))
             previous = _holder_record(os.pread(fd, 4096, 0))
             # a harvest that crashed said so here (`crashed`): kept until a harvest has read it
             self.crash = previous.get("crashed") if isinstance(previous.get("crashed"), dict) else None
@@ -210,6 +201,32 @@ class WriterLock:
             os.close(fd)
             raise
         self._fd = fd
+
+    def _lock(self, fd: int) -> None:
+        """flock of `fd`, waited for as the class says (CatalogueBeingWritten past the wait)."""
+        blocked = None
+        step, stepped = None, None   # the brief holder's last sign of progress, and when it was seen
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                now = time.monotonic()
+                blocked = blocked or now
+                # a brief holder (a reader putting the catalogue right) is waited for unasked
+                # (its record is written just after it took the lock: read once more a moment later)
+                brief = _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
+                if not brief and now - blocked < 0.1:
+                    time.sleep(0.05)
+                    continue
+                if brief and os.fstat(fd).st_mtime_ns != step:   # (its record, or a step since)
+                    step, stepped = os.fstat(fd).st_mtime_ns, now
+                left = max(self.wait_until, stepped + BRIEF_HOLD_SECONDS if brief else -math.inf) - now
+                if left <= 0:
+                    hung = brief and stepped + BRIEF_HOLD_SECONDS >= self.wait_until
+                    raise CatalogueBeingWritten(self._busy_message(fd, waited=self.wait_until > -math.inf, hung=hung)) \
+                        from None
+                time.sleep(min(self.poll_seconds, left))
 
     def _write_record(self, fd: int) -> None:
         """The holder record, in place: written over the one before, then cut to its length (the
@@ -277,6 +294,16 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def _still_at(fd: int, path: Path) -> bool:
+    """Whether the file open at `fd` is still the one at `path` (not taken away, nor made anew). By
+    inode number alone: stat() and the kernel's lock list may give the file's device differently
+    (overlayfs: see writer_holding), and the path's folder is one file system."""
+    try:
+        return os.fstat(fd).st_ino == os.stat(path).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def connect_read_only(db_path: str | Path, config: dict | None = None):

@@ -70,10 +70,14 @@ def not_a_catalogue(con, db_path) -> NotACatalogue | None:
         except duckdb.Error:   # (no such columns: another tool's table)
             applied = None
         first = min(shipped_migrations())
-        # (none recorded: a first harvest killed before its first migration committed)
-        if applied is not None and (not applied or applied.get(first) == shipped_migrations()[first][1]):
+        if applied is not None and applied.get(first) == shipped_migrations()[first][1]:
             return None
         lacks = "its table schema_migrations is not civicat's record of its migrations"
+        if applied == {} and objects == ["schema_migrations"]:
+            # (the record alone, empty: a first harvest killed before its first migration committed, the
+            # catalogue not made yet. An empty record beside other tables is another tool's: taken for
+            # civicat's, a writer's migrations added civicat's tables to that database)
+            objects = []
     else:
         lacks = "it has no civicat migration record (table schema_migrations)"
     if not objects:

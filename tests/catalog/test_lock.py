@@ -190,3 +190,32 @@ def test_a_brief_holder_that_shows_no_progress_is_waited_for_a_bounded_time_and_
     assert waited == pytest.approx(0.5), waited   # (from its last step as the writer first saw it: the bound, no more)
     assert f"is held by process {os.getpid()} (" in str(refused.value)
     assert "which has shown no progress for 0.5 s (hung?)" in str(refused.value)
+
+
+def test_a_lock_file_taken_away_as_another_writer_waited_for_it_leaves_one_writer(tmp_path):
+    """release(remove=True) (a file refused as no catalogue: no lock file left beside it) as
+    another writer waits for the lock: that writer got the lock of a file no longer at the path,
+    and the next one made a new file there and held it too: two writers at once. Now the one
+    that waited takes the file at the path."""
+    import threading
+
+    from catalog.lock import CatalogueBeingWritten
+
+    db = tmp_path / "c.duckdb"
+    refusing = WriterLock(db)
+    refusing.acquire()
+    waiting = WriterLock(db, wait_until=time.monotonic() + 30, poll_seconds=0.01)
+    waited = threading.Thread(target=waiting.acquire)
+    waited.start()
+    deadline = time.monotonic() + 10
+    while not lock_path(db).read_bytes().count(b'"pid"') and time.monotonic() < deadline:
+        time.sleep(0.01)   # (the refusing holder's record written: the waiter is at its flock loop)
+    time.sleep(0.2)
+    refusing.release(remove=True)
+    waited.join(timeout=30)
+    assert waiting._fd is not None and lock_path(db).exists()
+    try:
+        with pytest.raises(CatalogueBeingWritten, match="is being written by process"):
+            WriterLock(db).acquire()
+    finally:
+        waiting.release()

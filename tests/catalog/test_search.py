@@ -598,6 +598,8 @@ def test_the_index_of_an_older_civicat_not_yet_migrated_is_told_to_harvest(tmp_p
     for script in sorted(resources.files("catalog").joinpath("migrations").iterdir(), key=lambda p: p.name):
         if int(script.name.split("_", 1)[0]) <= 10:
             con.execute(script.read_text())
+            version, name = script.name.removesuffix(".sql").split("_", 1)
+            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [int(version), name])
     con.execute("INSERT INTO search_state VALUES (now(), 1, 'old')")
     # (a dataset: a catalogue without one has nothing to search, said so with exit 0)
     con.execute("INSERT INTO datasets (uid, portal_id, portal_kind, source_id, title, raw_hash, first_seen, last_seen, "

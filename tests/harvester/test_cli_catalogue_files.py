@@ -50,6 +50,24 @@ def another_tool_s_numbered_migrations(db):
     con.close()
 
 
+def another_tool_s_migrations_none_yet(db):
+    """A table named and shaped as civicat's, of another tool, nothing recorded in it yet, beside that
+    tool's tables (taken for civicat's: `overlap` migrated the database, adding civicat's tables)."""
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL)")
+    con.execute("CREATE TABLE users (id INTEGER)")
+    con.close()
+
+
+def a_first_harvest_cut_short(db):
+    """What catalog.store.migrate leaves when killed before the first migration committed: its
+    record, empty (taken for a catalogue: `runs` and `search` a traceback)."""
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    con.close()
+
+
 def empty_duckdb(db):
     duckdb.connect(str(db)).close()
 
@@ -85,7 +103,9 @@ def assert_refused_and_left_as_it_was(command, db, tmp_path, portal, message):
     (another_tool_s_migrations, "its table schema_migrations is not civicat's record of its migrations",
      "1 table of another program's (schema_migrations)"),
     (another_tool_s_numbered_migrations, "its table schema_migrations is not civicat's record of its migrations",
-     "1 table of another program's (schema_migrations)")])
+     "1 table of another program's (schema_migrations)"),
+    (another_tool_s_migrations_none_yet, "its table schema_migrations is not civicat's record of its migrations",
+     "2 tables of another program's (schema_migrations, users)")])
 @pytest.mark.parametrize("command", COMMANDS)
 def test_another_program_s_duckdb_file_is_refused_naming_what_it_lacks_and_is_left_as_it_was(
         tmp_path, portal, command, make, lacks, holds):
@@ -120,19 +140,22 @@ def test_another_program_s_file_held_by_a_writer_lock_taken_before_is_refused_an
     assert lock_path(db).exists() and not read_copy_path(db).exists()
 
 
+@pytest.mark.parametrize("make", [empty_duckdb, a_first_harvest_cut_short])
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c[0] != "harvest"])
-def test_an_empty_duckdb_file_is_no_catalogue_yet_for_every_command_but_harvest(tmp_path, portal, command):
+def test_an_empty_duckdb_file_is_no_catalogue_yet_for_every_command_but_harvest(tmp_path, portal, command, make):
     db = tmp_path / "new.duckdb"
-    empty_duckdb(db)
+    make(db)
     assert_refused_and_left_as_it_was(command, db, tmp_path, portal, f"{db} is an empty DuckDB database, no civicat "
                                       "catalogue yet: run `civicat harvest` first (it makes the catalogue there)")
 
 
-def test_an_empty_duckdb_file_is_where_a_first_harvest_makes_the_catalogue(tmp_path, portal):
-    """A guard (passes on main): an empty DuckDB file is how a first harvest may start."""
+@pytest.mark.parametrize("make", [empty_duckdb, a_first_harvest_cut_short])
+def test_an_empty_duckdb_file_is_where_a_first_harvest_makes_the_catalogue(tmp_path, portal, make):
+    """A guard (passes on main): an empty DuckDB file is how a first harvest may start, and one cut
+    short before its first migration committed goes on from there."""
     config = write_config(tmp_path / "portals.toml", portal.url + "/data.json")
     db = tmp_path / "new.duckdb"
-    empty_duckdb(db)
+    make(db)
     result = invoke("harvest", "--config", str(config), "--db", str(db))
     assert result.exit_code == 0, result.output
     runs = invoke("runs", "--db", str(db), "--json")
