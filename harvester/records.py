@@ -689,6 +689,11 @@ class RecordSource(ABC):
     # stay before it); the rows ahead are read again by each pull instead
     watermark_column: str | None = None
 
+    def notices(self) -> list[tuple[str, str]]:
+        """What the reader learnt of the source as it read that the run report should say: (error
+        type, message) pairs, stored as warnings of stage `records` (Open311: service codes refused)."""
+        return []
+
     def server_clock(self) -> timedelta | None:
         """How far ahead of ours the clock that stamps the rows is (the server's, by its answers'
         Date headers: HttpClient.server_clock); None: not known, ours is taken."""
@@ -1182,6 +1187,7 @@ class PullResult:
     published_as_read: bool = False   # changed again in the second read, only by rows added: published so
     dated_ahead: str | None = None   # rows whose past stamps are after the pull began (a warning: dated_ahead)
     server_clock: str | None = None   # a server's clock too far from ours to believe (a warning: server_began)
+    notices: list = field(default_factory=list)   # the reader's own warnings: (type, message) (RecordSource.notices)
     error_type: str | None = None
     error_message: str | None = None
     path: str | None = None
@@ -1258,6 +1264,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     measured = measure_folder(ready)   # (before the publish: a profile that fails keeps the previous dataset)
     server_ahead = source.server_clock()
     result.server_clock = server_began(began, server_ahead)[2]
+    result.notices = source.notices()
     result.dated_ahead, latest = dated_ahead(source, str(ready / "*.parquet"), began, server_ahead)
     watermark = None if latest is None else source.watermark_text(latest)
     pull = dict(uid=uid, portal_id=portal_id, source_id=source_id, mode=source.mode, watermark=watermark,
@@ -1722,6 +1729,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
             if result.server_clock:
                 errors.add(source_id, "records", "ServerClock", result.server_clock, severity="warning")
+            for kind, message in result.notices:
+                errors.add(source_id, "records", kind, message, severity="warning")
             if result.dated_ahead:   # (each pull the rows are still ahead, as the harvest's each night)
                 errors.add(source_id, "records", "FutureModified", result.dated_ahead, severity="warning")
             if result.changed:

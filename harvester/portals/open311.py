@@ -454,7 +454,7 @@ class Windows:
         self.doubts: dict[str, Doubt] = {}
         self.settled: set[int] = set()
         self.codes_met: set[str] = set()
-        self.refused: set[str] = set()   # the service codes the server refuses to be asked by (_refused)
+        self.refused: dict[str, str] = {}   # the service codes the server refuses to be asked by: why (_refused)
         self.statuses_met: set[str] = set()
         # how much of a part's cut answer the server was shown to leave out (a part shown cut under the largest
         # answer, _by_parts), by this reading or the one it goes on from: kept with the pull (kept_thinning)
@@ -802,6 +802,7 @@ class Windows:
         again.page_size, again.remembered, again.largest, again.margin, again.unlearned = \
             self.page_size, self.remembered, self.largest, self.margin, self.unlearned
         again.services, again.codes_met, again.statuses_met = self.services, self.codes_met, self.statuses_met
+        again.refused = self.refused   # (a code refused in a window read again is refused in all)
         # (its windows taken whole join this reading's, and its doubtful ones: the checks go on here)
         again.auditing = again.settles_doubts = again.reaches_past = False
         again.inclusion_asked = True   # (asked by this reading, if at all)
@@ -1407,7 +1408,7 @@ class Windows:
         failed the pull, every night. Where the server does give one of its requests (in a window's
         answer), that request is in no part: the pull fails, naming it (_by_parts)."""
         if code not in self.refused:
-            self.refused.add(code)
+            self.refused[code] = str(error)
             log.warning("the server refuses service_code=%s (%s): taken as a service type whose requests it "
                         "gives none of", code, error)
 
@@ -1525,6 +1526,7 @@ class RequestsRecords(RecordSource):
         windows = Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
                           self.remembered_thinning, zone=self.zone, days=self.whole_days,
                           days_remembered=not self.days_shown, services=self._service_codes)
+        self.refused = windows.refused   # (filled as the windows read: the run report's, notices)
         try:
             for requests, state in windows:
                 # (kept with the pull, for the next)
@@ -1536,6 +1538,11 @@ class RequestsRecords(RecordSource):
             # (what was read so far was read by windows the server did not read as asked: none of it is kept)
             self.whole_days = self.days_shown = True
             raise StartsOver(f"{error}: reading whole days from midnight ({self.zone}) instead") from None
+
+    def notices(self) -> list[tuple[str, str]]:
+        return [("RefusedServiceCode", f"the server refuses to be asked for service_code={code} ({why}): taken as a "
+                 "service type whose requests it gives none of (a private one), not asked again by this pull")
+                for code, why in sorted(getattr(self, "refused", {}).items())]
 
     def resumes_at(self, state: dict) -> bool:
         """A pull cut short goes on after its last window read: a request added or removed

@@ -667,7 +667,7 @@ def coded(requests: list[dict], unlisted: int = 0) -> list[dict]:
 
 
 def busy_days_pull(tmp_path, store, requests: list[dict], services: list[dict] = CITY_SERVICES, private: int = 8,
-                   **server):
+                   results: list | None = None, **server):
     """A pull of 10 days from `requests`, served by a server that reads whole days (New York's, the
     portal's zone UTC), ignores `page`, cuts at 50 and then leaves out `private` of every 20 requests
     (see ThinsWholeDays): (the public requests made before the last day, the ids published, the
@@ -678,7 +678,9 @@ def busy_days_pull(tmp_path, store, requests: list[dict], services: list[dict] =
                         paging=False, **server) as portal:
         adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
         source = RequestsRecords(adapter, None, now=start + timedelta(days=10), since=start)
-        pulled_into(layout, store.con, source)
+        result = pulled_into(layout, store.con, source)
+    if results is not None:   # (the pull's PullResult, for a test that reads it)
+        results.append(result)
     public = {r["service_request_id"] for r in portal.service_requests
               if instant(r["requested_datetime"]) < start + timedelta(days=9)} - portal.private
     published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
@@ -780,16 +782,19 @@ def test_a_private_service_type_beside_public_ones_in_a_part_loses_none_of_their
 def test_a_service_code_the_server_refuses_is_taken_as_private_not_failing_the_pull(tmp_path, store, caplog):
     """As above, the server answering HTTP 400 where a `service_code` asked holds code-01: the first part
     holding it failed the pull, every night. The part refused is halved down to the code refused, which
-    is taken as a service type whose requests the server gives none of (warned of, not asked again):
-    every public request read once."""
+    is taken as a service type whose requests the server gives none of (warned of in the run report, not
+    only the log, and not asked again): every public request read once."""
+    results = []
     public, published, asked, _ = busy_days_pull(
         tmp_path, store, one_code_of_three(coded(uniform_city(200, 10, datetime(2024, 1, 1, tzinfo=UTC)))),
-        private=0, private_in={"code-01": 20}, refused=("code-01",))
+        private=0, private_in={"code-01": 20}, refused=("code-01",), results=results)
     assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
     assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
     assert len([q for q in asked if q.get("service_code") == "code-01"]) == 1   # (refused once, not asked again)
     assert [r.getMessage()[:45] for r in caplog.records if "refuses" in r.getMessage()] == \
         ["the server refuses service_code=code-01 (HTTP"]
+    assert [(kind, message[:61]) for kind, message in results[0].notices] == \
+        [("RefusedServiceCode", "the server refuses to be asked for service_code=code-01 (HTTP")]
 
 
 def test_a_part_at_the_cap_is_split_by_the_codes_its_answer_gave_not_halved(tmp_path, store):
