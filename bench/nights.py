@@ -26,7 +26,7 @@ import duckdb
 
 from bench.nightly import ROOT, ask, fleet_options, harvest_night, load, write_config
 from bench.serve import serving
-from catalog.read_copy import _spare_path, read_copy_path
+from catalog.read_copy import spare_path, read_copy_path
 
 
 def blocks(db: Path) -> dict:
@@ -67,7 +67,7 @@ def main() -> None:
         config, db = folder / "nightly.toml", folder / "catalog.duckdb"
         write_config(portals, config)
         copy = read_copy_path(db)
-        spare = _spare_path(copy)
+        spare = spare_path(copy)
         print("night  exit   wall    CPU  peak MB  catalogue MiB  used/free blocks (MiB free)  read copy  spare  "
               "disk MiB      live      dead  found as changed", flush=True)
         rows, data_mib = [], None

@@ -61,7 +61,9 @@ def _unfinished_path(copy: Path) -> Path:
     return copy.with_name(f".{copy.name}.publishing")
 
 
-def _spare_path(copy: Path) -> Path:
+def spare_path(copy: Path) -> Path:
+    """The replaced copy kept to be updated in place by the next publish (what a user sees beside the
+    catalogue as its third file: bench.nights measures it)."""
     return copy.with_name(f".{copy.name}.spare")
 
 
@@ -111,7 +113,7 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -
             if spare is not None:
                 size, written = _update_spare(db_path, spare, progressed)
             else:
-                _spare_path(copy).unlink(missing_ok=True)   # (a reader has it open: its inode lives until it closes it)
+                spare_path(copy).unlink(missing_ok=True)   # (a reader has it open: its inode lives until it closes it)
                 size = written = _copy_file(db_path, made, progressed)
             catalogue = os.stat(db_path)
             os.chmod(made, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
@@ -120,7 +122,7 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -
         kept = _link_previous(copy, spare_next)
         os.rename(made, copy)
         if kept:
-            os.rename(spare_next, _spare_path(copy))   # (the copy it replaced, the next publish's to update)
+            os.rename(spare_next, spare_path(copy))   # (the copy it replaced, the next publish's to update)
         sync(copy.parent)
     except BaseException as exc:
         if spare is None:
@@ -143,7 +145,7 @@ def _spare_to_update(copy: Path) -> Path | None:
     it conflicts with a reader's lock in this process too (a traditional lock would not), and a
     reader's open, once the lock is let go, finds the spare unpublished (its open a writer ago
     or more: readers open the published name). None: make the copy anew."""
-    spare = _spare_path(copy)
+    spare = spare_path(copy)
     try:
         held = os.stat(spare)
         if not stat.S_ISREG(held.st_mode) or held.st_nlink != 1 or (copy.exists() and os.path.samestat(
