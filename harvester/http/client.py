@@ -169,7 +169,7 @@ class HttpClient:
         # each host's latest answer's Date header, and our time as it came (shared too): a records pull judges
         # its rows' stamps by the clock that wrote them (server_clock; read only then: a parse an answer
         # was 13 µs, 0.4 s of a night's 30,000 requests)
-        self._server_dates: dict[str, tuple[str, float]] = {}
+        self._server_dates: dict[str, tuple[str, str | None, float]] = {}   # host: (Date, Age, our time then)
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -274,10 +274,11 @@ class HttpClient:
         """How far the clock of `url`'s host is ahead of ours (behind: negative), by the Date header
         (RFC 7231: when the answer was made) of its latest answer this run, less our time as it came;
         None: its latest answer that gave one gave one that is no date, or none did. To the second,
-        less the answer's way here."""
-        date, came = self._server_dates.get(urlparse(url).netloc, (None, None))
+        less the answer's way here. An answer a cache kept says how long in its Age header (RFC 9111):
+        its Date is that much older than the server's clock then, not a clock behind."""
+        date, age, came = self._server_dates.get(urlparse(url).netloc, (None, None, None))
         server = _http_date(date)
-        return None if server is None else timedelta(seconds=server.timestamp() - came)
+        return None if server is None else timedelta(seconds=server.timestamp() + _age(age) - came)
 
     def set_host_limit(self, host: str, limit: int) -> None:
         """At most `limit` requests in flight to `host` (the portal's max_concurrency)."""
@@ -626,7 +627,7 @@ class HttpClient:
                 raise _connection_failed(exc, url, timeout * 2, exchange) from None
             started += exchange.connecting   # (the body's time bound, like the headers', leaves it out)
             if date := response.headers.get("Date"):
-                self._server_dates[host] = (date, time.time())
+                self._server_dates[host] = (date, response.headers.get("Age"), time.time())
             watchdog = _Watchdog(response, seconds)
             self._in_flight.add(watchdog)
             if self._stop.is_set():   # (a cancel that came before it was listed: shut it here)
@@ -762,6 +763,13 @@ def _retry_after(value: str | None) -> float | None:
         return float(value)
     when = _http_date(value)   # (aware: a "-0000" date is UTC, not the machine's zone)
     return None if when is None else max(0.0, when.timestamp() - time.time())
+
+
+def _age(value: str | None) -> int:
+    """An Age header's seconds (RFC 9111: a non-negative integer); 0 where none, or it is none
+    (a value of over 10 digits, over three centuries, is none too)."""
+    value = (value or "").strip()
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 10 else 0
 
 
 def _http_date(value: str | None) -> datetime | None:

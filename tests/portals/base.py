@@ -136,6 +136,7 @@ class LocalPortal:
         # each answer's Date header: None, the time; a timedelta, a clock that far ahead of ours (behind: negative);
         # a text, that text ("" sends none)
         self.date_header: timedelta | str | None = None
+        self.age_header: str | None = None   # each answer's Age header (as a cache that kept it sends), None: none
         self._answers_sent = itertools.count()
         # on_request(path, query) runs before each answer, e.g. to change the catalogue.
         self.on_request: Callable[[str, Query], None] | None = None
@@ -276,6 +277,8 @@ class LocalPortal:
         Last-Modified (``validators``), 304 on a matching condition
         (``conditional``), gzip when accepted, always a Content-Length."""
         headers = [("Content-Type", content_type), ("Vary", "Accept-Encoding"), *headers]
+        if self.age_header is not None:
+            headers.append(("Age", self.age_header))
         if validators and self.validators == "changing":
             headers.append(("ETag", '"%s-%d"' % (hashlib.sha1(body).hexdigest(), next(self._answers_sent))))
         elif validators and self.validators == "stable":

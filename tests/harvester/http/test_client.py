@@ -1065,6 +1065,24 @@ def test_a_download_replaces_the_previous_file_once_whole(portal, tmp_path):
     assert (tmp_path / "file.csv").read_bytes() == CSV and [p.name for p in tmp_path.iterdir()] == ["file.csv"]
 
 
+def test_an_answer_a_cache_kept_puts_the_host_s_clock_at_its_date_plus_its_age(portal):
+    """A cache (a CDN before the portal) answers with the Date of when the server made the answer and
+    an Age of how long it has kept it (RFC 9111): a Date 3 days old with an Age of 3 days is a clock
+    that agrees with ours, not one 3 days behind (by which a row changed yesterday would look ahead,
+    kept out of the watermark and warned of). An Age that is no number is none."""
+    from datetime import timedelta
+
+    client = fast_client()
+    portal.date_header = timedelta(days=-3)
+    portal.age_header = str(3 * 86_400)
+    get(client, portal)
+    assert abs(client.server_clock(portal.url)) < timedelta(seconds=3)
+    for not_an_age in ("soon", "-5", "\u00b2", "9" * 11):
+        portal.age_header = not_an_age
+        get(client, portal)
+        assert timedelta(days=-3, seconds=-3) < client.server_clock(portal.url) <= timedelta(days=-3), not_an_age
+
+
 def test_a_host_s_clock_is_read_from_its_answers_date_header(portal):
     """`server_clock` says how far a host's clock is ahead of ours by its latest answer's Date header
     (a records pull judges its rows' stamps by it), for every URL of the host, an error's answer's
