@@ -260,8 +260,10 @@ def answering_every_request(answer: Callable[[bytes], bytes]):
             except OSError:   # (closed: the test is over)
                 return
             with connection, contextlib.suppress(OSError):
-                connection.sendall(answer(connection.recv(65536).split(b"\r\n")[0]))
+                line = connection.recv(65536).split(b"\r\n")[0]
+                # (counted before it is answered: the client, answered, may count the answers at once)
                 answered.append(connection)
+                connection.sendall(answer(line))
 
     threading.Thread(target=answer_each, daemon=True).start()
     try:
