@@ -672,7 +672,7 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str],
             lowered[lower].add(original.lower())
             # the end of a phrase: nothing, punctuation, a number or a stopword follows
             head = not tight or tokens[i + 1][0].isdigit() or tokens[i + 1][0] in text.STOPWORDS
-            if head and lower == last:
+            if head and lower == last and not (tight and tokens[i + 1][0] in LIST_WORDS):
                 singular.add(int(c.city_ids[row]))
             elif head and lower != last and text.stem(lower) == last:
                 plural[lower].add(int(c.city_ids[row]))
@@ -692,6 +692,11 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str],
     label = " ".join("-".join(map(shown, word.split("-"))) for word in words)
     label = OWNER_AT_END.sub("", label)   # "Mayor's Office", "Mayor's Town Halls": 'Mayor'
     return label[:1].upper() + label[1:]
+
+
+# a word before 'List' names what the list holds, in the singular as a noun before a noun is: 'New Business List' and
+# 'City of Hartford Business Listing' list businesses, as 'Listing of All Businesses' does (no singular to count)
+LIST_WORDS = frozenset({"list", "lists", "listing", "listings"})
 
 
 def _shared_kind(c: Catalogue, rows: list[int], n_cities: int) -> tuple[str | None, float]:
