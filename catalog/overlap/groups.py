@@ -290,8 +290,8 @@ def label(c: Catalogue, rows: list[int]) -> str:
     # the phrase term it is a word of ('Budget revenue' of seven cities of nine, beside Raleigh's 'Revenue')
     # (a city writing the phrase's words in its order with only stopwords between writes the phrase: 'Fire
     # Department Incidents' and 'Fire Department Incident Data' are fire incidents, as 'Fire Incidents' are)
+    tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     if "+" not in best and " " not in surface_of(best):
-        tokens = {row: _tokens(c.titles[row]) for row in rows}
         phrases = [t for t in ranked if t != best and (best in t.split("+") or best in text.PHRASE_WORDS.get(t, ()))
                    and (len(cities_with[t]) * 2 > n_cities or _written_across_stopwords(c, rows, t, tokens, n_cities))
                    and rank(t)[1] and t in subject]
@@ -311,8 +311,6 @@ def label(c: Catalogue, rows: list[int]) -> str:
     # the tail of a phrase cut in two ('STATE System Tobacco Legislation')
     # (the best itself always: a phrase taken for a lone word may rank below the first five)
     tied = [best] + [t for t in ranked[:5] if t != best and rank(t)[:-1] == rank(best)[:-1]]
-    if "tokens" not in locals():
-        tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
                        key=lambda w: (not w[1], len(w[0])))
     if len(widest) == 1:

@@ -563,7 +563,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
             if phrase:
                 continue
         # (titles are read with their bigrams, descriptions without: a head noun is a title's)
-        if ((_is_content(word) or _heads_a_title(stemmed, i, bigrams) or (i < head_words and _lists_bodies(raw, stemmed, i)))
+        if ((_is_content(word) or _heads_a_title(stemmed, i, bigrams)
+             or (i < head_words and _lists_bodies(raw, stemmed, i)))
                 and word not in drop and raw[i] not in drop
                 and not (raw[i] in STATE_CODES and _beside_own_place(raw, i, drop))):
             units.append((word, raw[i]))
@@ -628,13 +629,14 @@ def _heads_a_title(stemmed: list[str], i: int, title: bool) -> bool:
 
 # stopwords that name what a directory lists, the last of its words: offices, agencies, programs
 LISTED_NOUNS = HEAD_NOUNS | {"agency", "program"}
-# departments and agencies in the plural, ending a title after a word of their own, are what it lists, as a
-# directory's are: 'Missouri Fire Departments', 'Currently Accredited Law Enforcement Agencies' (in the singular
-# they name the publisher: 'Mount Pleasant Police Department'; after 'for', 'by' or 'per' they own or break down
-# its records: 'Salary Information for Industrial Development Agencies')
+# departments in the plural, ending a title after a word of their own, are what it lists, as a directory's are:
+# 'Missouri Fire Departments', Connecticut's 'Police Departments' (in the singular a department names the publisher:
+# 'Seattle Police Department Police Report Incident'; after 'for', 'by' or 'per' departments own or break down the
+# records: 'Employees by Department'). Not agencies: many are providers, listed beside providers titled otherwise
+# ('Hospice Agencies' / 'Hospice Facilities', 'Home Health Care Agencies' / 'Home Health Agencies': benchmarks.md)
 LISTED_PLURALS = frozenset({"departments"})
-# ... and a department or an agency right before 'Directory' is what the directory lists ('Fire Department
-# Directory for New York State', 'IDPH Home Health Agencies Directory')
+# ... and a department right before 'Directory' is what the directory lists ('Fire Department Directory for New
+# York State')
 DIRECTORY_OF_BODIES = frozenset({"department"})
 OWNED_BY = frozenset({"for", "by", "per"})
 LISTED_BODIES = LISTED_PLURALS | {"directory"}

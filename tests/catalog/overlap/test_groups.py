@@ -1062,12 +1062,14 @@ def test_historical_buildings_are_grouped_with_heritage_sites_not_with_a_map_of_
 
 def test_bike_and_bicycle_routes_are_one_group():
     found = group_titles([("Chicago", "Bike Routes"), ("Salt Lake City", "SLC Bike Routes"),
-                          ("Seattle", "Signed Bicycle Routes"), ("New York State", "Bicycle Routes Across New York State"),
+                          ("Seattle", "Signed Bicycle Routes"),
+                          ("New York State", "Bicycle Routes Across New York State"),
                           ("Chicago", "Bike Racks"), ("Seattle", "City of Seattle Bicycle Racks"),
                           ("Honolulu", "Bike Rack Locations By Area")])
     assert found == {"Bike routes": ["Bicycle Routes Across New York State", "Bike Routes", "SLC Bike Routes",
                                      "Signed Bicycle Routes"],
-                     "Bike racks": ["Bike Rack Locations By Area", "Bike Racks", "City of Seattle Bicycle Racks"]}, found
+                     "Bike racks": ["Bike Rack Locations By Area", "Bike Racks",
+                                    "City of Seattle Bicycle Racks"]}, found
 
 
 FIRE_INCIDENTS = [("Austin", "AFD Fire Incidents 2014 January Thru December"),
