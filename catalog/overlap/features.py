@@ -676,10 +676,12 @@ WITH_THE_DATA = re.compile(r"\bdata\s?set\b|\+", re.IGNORECASE)
 
 # a dataset a portal configures its own pages with, as its description says: 'Messages' ("Messages to be displayed on
 # the data.wa.gov web page. This is one of several datasets used to configure the appearance of the site"), Los
-# Angeles' 'Category Page Data' ("... used to customize the data.lacity homepage"); within one sentence (a '.' inside
-# a host name is none): 'Transportation Sites' ("... configurations. This dataset includes ... sites") is data
-SITE_CONFIGURATION = re.compile(r"\b(?:configur|customi[sz])\w*\b(?:[^.]|\.(?=\S)){0,60}?"
-                                r"\b(?:home ?page|web ?page|web ?site|site|portal)\b", re.IGNORECASE)
+# Angeles' 'Category Page Data' ("... used to customize the data.lacity homepage"); the portal named as such ('the
+# site', 'the data.lacity homepage': not 'the cell tower site'), within one sentence (a '.' inside a host name is
+# none): 'Transportation Sites' ("... configurations. This dataset includes ... sites") is data
+SITE_CONFIGURATION = re.compile(r"\b(?:configur|customi[sz])\w*\b(?:[^.]|\.(?=\S)){0,60}?\b(?:the|this|our)\s+"
+                                r"(?:[\w-]+\.[\w.]+\s+|open\s+data\s+)?(?:home\s?page|web\s?page|web\s?site|site|portal)\b",
+                                re.IGNORECASE)
 
 
 def _configures_the_portal(description: str | None) -> bool:

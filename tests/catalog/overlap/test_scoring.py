@@ -559,3 +559,5 @@ def test_a_dataset_its_description_says_configures_the_portal_is_a_page_of_it():
     assert c.is_site_page.tolist() == [True, False, True, False, False]
     scored = scoring.score_pairs(c, np.array([0, 3]), np.array([1, 4]))
     assert scored.total[0] == 0 and scored.total[1] > 0
+    # the portal named as such, not any site
+    assert not features.SITE_CONFIGURATION.search("Antennas and the configuration of the cell tower site")
