@@ -291,7 +291,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                                in zip(own_titles, title_terms, column_names, rows["asset_type"])),
                               dtype=bool, count=n)
     is_code_table = np.fromiter((_is_code_table(title) for title in own_titles), dtype=bool, count=n)
-    is_site_page = np.fromiter(("home_page" in terms for terms in title_terms), dtype=bool, count=n)
+    is_site_page = np.fromiter(("home_page" in terms or _configures_the_portal(d)
+                                for terms, d in zip(title_terms, rows["description"])), dtype=bool, count=n)
     # a log of records requests holds requests, though its title may not say so ('SSMMA Sauk Village FOIA Log')
     records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
@@ -671,6 +672,20 @@ NOT_A_CODE_LIST = frozenset({"zip", "postal", "area", "country"})   # 'ZIP Codes
 DOCUMENTATION = re.compile(r"\bdata\s+(?:dictionary|key)\b|\bcode\s?book\b|\bfield\s+(?:definitions|dictionary)\b",
                            re.IGNORECASE)
 WITH_THE_DATA = re.compile(r"\bdata\s?set\b|\+", re.IGNORECASE)
+
+
+# a dataset a portal configures its own pages with, as its description says: 'Messages' ("Messages to be displayed on
+# the data.wa.gov web page. This is one of several datasets used to configure the appearance of the site"), Los
+# Angeles' 'Category Page Data' ("... used to customize the data.lacity homepage"); the portal named as such ('the
+# site', 'the data.lacity homepage': not 'the cell tower site'), within one sentence (a '.' inside a host name is
+# none): 'Transportation Sites' ("... configurations. This dataset includes ... sites") is data
+SITE_CONFIGURATION = re.compile(r"\b(?:configur|customi[sz])\w*\b(?:[^.]|\.(?=\S)){0,60}?\b(?:the|this|our)\s+"
+                                r"(?:[\w-]+\.[\w.]+\s+|open\s+data\s+)?(?:home\s?page|web\s?page|web\s?site|site|portal)\b",
+                                re.IGNORECASE)
+
+
+def _configures_the_portal(description: str | None) -> bool:
+    return bool(description) and SITE_CONFIGURATION.search(description) is not None
 
 
 def _is_code_table(title: str | None) -> bool:

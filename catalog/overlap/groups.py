@@ -288,9 +288,13 @@ def label(c: Catalogue, rows: list[int]) -> str:
     # a lone word is named better by the phrase of it that most of the group's cities write
     # ('Fire incidents' of three cities of five, beside 'Fire Data' and 'Fire Department Incident Data'), or
     # the phrase term it is a word of ('Budget revenue' of seven cities of nine, beside Raleigh's 'Revenue')
+    # (a city writing the phrase's words in its order with only stopwords between writes the phrase: 'Fire
+    # Department Incidents' and 'Fire Department Incident Data' are fire incidents, as 'Fire Incidents' are)
+    tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     if "+" not in best and " " not in surface_of(best):
         phrases = [t for t in ranked if t != best and (best in t.split("+") or best in text.PHRASE_WORDS.get(t, ()))
-                   and len(cities_with[t]) * 2 > n_cities and rank(t)[1] and t in subject]
+                   and (len(cities_with[t]) * 2 > n_cities or _written_across_stopwords(c, rows, t, tokens, n_cities))
+                   and rank(t)[1] and t in subject]
         best = phrases[0] if phrases else best
     surface = surface_of(best)
     # the kind of record the cities share names the group better than a title word fewer
@@ -307,7 +311,6 @@ def label(c: Catalogue, rows: list[int]) -> str:
     # the tail of a phrase cut in two ('STATE System Tobacco Legislation')
     # (the best itself always: a phrase taken for a lone word may rank below the first five)
     tied = [best] + [t for t in ranked[:5] if t != best and rank(t)[:-1] == rank(best)[:-1]]
-    tokens = {row: _tokens(c.titles[row]) for row in rows}   # each title read once
     widest, _cut = max((_widened(c, rows, surface_of(t).split(), tokens) for t in tied),
                        key=lambda w: (not w[1], len(w[0])))
     if len(widest) == 1:
@@ -321,6 +324,32 @@ def label(c: Catalogue, rows: list[int]) -> str:
         # '2010 Census Populations by Council District'): tables by council district, not the districts
         return f"By {written[:1].lower() if written[1:2].islower() else written[:1]}{written[1:]}"
     return written
+
+
+def _written_across_stopwords(c: Catalogue, rows: list[int], term: str,
+                              tokens_of: dict[int, list[tuple[str, str, str]]], n_cities: int) -> bool:
+    """Whether most of the group's cities, and most of its datasets, write the two words of the bigram `term` in its
+    order within one phrase, side by side or with only stopwords between ('fire+incident' of 'Fire Incidents' and
+    'Connecticut Fire Department Incidents - 2014'); a phrase most datasets do not write names a part of the group
+    ('Police precincts' of New York's and Jackson's, beside King County's four election 'Precincts')."""
+    first, _, second = term.partition("+")
+    if not second:
+        return False
+    cities, written = set(), 0
+    for row in rows:
+        tokens = tokens_of[row]
+        read = [text.SYNONYMS.get(w, w) for w in (text.stem(lower) for lower, _written, _tight in tokens)]
+        for i, word in enumerate(read):
+            if word != first:
+                continue
+            j = i
+            while j + 1 < len(tokens) and tokens[j][2] and tokens[j + 1][0] in NOUN_STOPWORDS:
+                j += 1
+            if j + 1 < len(tokens) and tokens[j][2] and read[j + 1] == second:
+                cities.add(int(c.city_ids[row]))
+                written += 1
+                break
+    return len(cities) * 2 > n_cities and written * 2 > len(rows)
 
 
 def _shared_breakdown(c: Catalogue, rows: list[int], word: str) -> str | None:
@@ -404,6 +433,11 @@ def _series_name(c: Catalogue, rows: list[int]) -> str | None:
 JOINING = frozenset({"of", "and", "for", "to", "in", "on"})
 BREAKDOWN = text.BREAKDOWN
 NOT_CUT_BY = JOINING | BREAKDOWN   # 'School based programs' by Borough: a phrase ends before them
+# the stopwords a phrase runs across when a label counts the cities writing it: words a title's own phrase may hold
+# ('Fire Department Incidents'), not those that join two phrases ('Boards and Commissions'), start a breakdown
+# ('Funding By Source') or say where or when ('... at ...', '... from ...')
+NOUN_STOPWORDS = text.STOPWORDS - NOT_CUT_BY - {"at", "from", "with", "or", "the", "a", "an", "into", "within",
+                                                "among", "over", "under", "via", "than", "as", "is", "are"}
 # words of STOPWORDS that do name what a dataset holds or lists ('Elected officials', 'School
 # progress report', 'Post offices', 'After school programs', 'Public art', 'City limits',
 # 'Department descriptions'): the first ones only at a label's end, 'public', 'city' and
@@ -636,7 +670,7 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str],
             lowered[lower].add(original.lower())
             # the end of a phrase: nothing, punctuation, a number or a stopword follows
             head = not tight or tokens[i + 1][0].isdigit() or tokens[i + 1][0] in text.STOPWORDS
-            if head and lower == last:
+            if head and lower == last and not (tight and tokens[i + 1][0] in LIST_WORDS):
                 singular.add(int(c.city_ids[row]))
             elif head and lower != last and text.stem(lower) == last:
                 plural[lower].add(int(c.city_ids[row]))
@@ -656,6 +690,11 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str],
     label = " ".join("-".join(map(shown, word.split("-"))) for word in words)
     label = OWNER_AT_END.sub("", label)   # "Mayor's Office", "Mayor's Town Halls": 'Mayor'
     return label[:1].upper() + label[1:]
+
+
+# a word before 'List' names what the list holds, in the singular as a noun before a noun is: 'New Business List' and
+# 'City of Hartford Business Listing' list businesses, as 'Listing of All Businesses' does (no singular to count)
+LIST_WORDS = frozenset({"list", "lists", "listing", "listings"})
 
 
 def _shared_kind(c: Catalogue, rows: list[int], n_cities: int) -> tuple[str | None, float]:

@@ -85,6 +85,7 @@ SYNONYMS = {
     "neighbourhood": "neighborhood", "centre": "center", "colour": "color",
     "staff": "employee", "personnel": "employee", "worker": "employee",
     "car": "vehicle", "auto": "vehicle",
+    "bike": "bicycle",   # 'Bike Racks' / 'Bicycle Racks', 'Bike Routes' / 'Signed Bicycle Routes': the short word
     "towed": "tow", "towing": "tow",
     "ticket": "citation", "summons": "citation",
     "inspect": "inspection", "inspected": "inspection", "inspecting": "inspection",
@@ -534,6 +535,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         raw, stemmed = _negated(raw, stemmed)
     if "use" in raw:
         stemmed = [CONSUMPTION if w == "use" and i and stemmed[i - 1] in RESOURCES else w for i, w in enumerate(stemmed)]
+    # (the words of a title's head, before a ':' or a ' - ', may name the bodies it lists: not a description's)
+    head_words = len(split_words(TITLE_PARTS.split(text, 1)[0], glued)) if bigrams and LISTED_BODIES & set(raw) else 0
     units: list[tuple[str, str]] = []
     parts: list[tuple[str, str]] = []
     i, n, last_phrase_end = 0, len(stemmed), -1
@@ -560,7 +563,9 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
             if phrase:
                 continue
         # (titles are read with their bigrams, descriptions without: a head noun is a title's)
-        if ((_is_content(word) or _heads_a_title(stemmed, i, bigrams)) and word not in drop and raw[i] not in drop
+        if ((_is_content(word) or _heads_a_title(stemmed, i, bigrams)
+             or (i < head_words and _lists_bodies(raw, stemmed, i)))
+                and word not in drop and raw[i] not in drop
                 and not (raw[i] in STATE_CODES and _beside_own_place(raw, i, drop))):
             units.append((word, raw[i]))
         elif units and units[-1][0]:
@@ -624,6 +629,31 @@ def _heads_a_title(stemmed: list[str], i: int, title: bool) -> bool:
 
 # stopwords that name what a directory lists, the last of its words: offices, agencies, programs
 LISTED_NOUNS = HEAD_NOUNS | {"agency", "program"}
+# departments in the plural, ending a title after a word of their own, are what it lists, as a directory's are:
+# 'Missouri Fire Departments', Connecticut's 'Police Departments' (in the singular a department names the publisher:
+# 'Seattle Police Department Police Report Incident'; after 'for', 'by' or 'per' departments own or break down the
+# records: 'Employees by Department'). Not agencies: many are providers, listed beside providers titled otherwise
+# ('Hospice Agencies' / 'Hospice Facilities', 'Home Health Care Agencies' / 'Home Health Agencies': benchmarks.md)
+LISTED_PLURALS = frozenset({"departments"})
+# ... and a department right before 'Directory' is what the directory lists ('Fire Department Directory for New
+# York State')
+DIRECTORY_OF_BODIES = frozenset({"department"})
+OWNED_BY = frozenset({"for", "by", "per"})
+LISTED_BODIES = LISTED_PLURALS | {"directory"}
+# a title's head ends at a colon or a dash between spaces: past it, 'Expenditures: Agencies: As of June 30, 2010'
+# says whose records, 'Appropriations - Proprietary Departments' which part of a budget
+TITLE_PARTS = re.compile(r":| [-–] ")
+
+
+def _lists_bodies(raw: list[str], stemmed: list[str], i: int) -> bool:
+    """Whether the stopword at `i` of a title names the bodies it lists (LISTED_PLURALS, DIRECTORY_OF_BODIES),
+    after a word of the title's own subject."""
+    if i == 0 or not _is_content(stemmed[i - 1]):
+        return False
+    if stemmed[i] in DIRECTORY_OF_BODIES and i + 1 < len(stemmed) and stemmed[i + 1] == "directory":
+        return True
+    return (raw[i] in LISTED_PLURALS and not OWNED_BY & set(raw[:i])
+            and all(not _is_content(w) or w.isdigit() for w in stemmed[i + 1:]))
 
 
 def _in_directory(stemmed: list[str], i: int) -> bool:

@@ -539,3 +539,25 @@ def test_title_words_shared_as_synonyms_are_quoted_from_both_titles():
     # the same words but for case and plural are quoted once
     _shape, why = shape_and_explanation(("Chicago", "Building Permits"), ("Seattle", "Building permit"))
     assert why == "titles share 'building permits'", why
+
+
+def test_a_dataset_its_description_says_configures_the_portal_is_a_page_of_it():
+    """Washington's 'Messages' ("Messages to be displayed on the data.wa.gov web page. This is one of several datasets
+    used to configure the appearance of the site") and Hawaii's 'Messages' were a group; Los Angeles' 'Category Page
+    Data' configures its portal's home page too. A description's 'configurations' in one sentence and 'sites' in the
+    next ('Transportation Sites') say nothing of the portal."""
+    from tests.portals.catalogues import fixture_datasets, place_of
+    fixtures = fixture_datasets()
+    keys = [("data.wa.gov", "6bpk-s36s"), ("data.hawaii.gov", "gb78-jhh6"), ("data.lacity.org", "vq5t-iz3j"),
+            ("data.cityofnewyork.us", "hg3c-2jsy"), ("data.cityofnewyork.us", "hg3c-2jsy")]
+    n = len(keys)
+    rows = {"uid": [f"{d}:{i}#{k}" for k, (d, i) in enumerate(keys)], "city": [place_of(d) for d, _ in keys],
+            "portal_id": [d for d, _ in keys], "title": [fixtures[k][0] for k in keys],
+            "description": [fixtures[k][1] for k in keys], "keywords": [[]] * n, "themes": [[]] * n,
+            "asset_type": ["dataset"] * n}
+    c = features.build(rows, {}, {})
+    assert c.is_site_page.tolist() == [True, False, True, False, False]
+    scored = scoring.score_pairs(c, np.array([0, 3]), np.array([1, 4]))
+    assert scored.total[0] == 0 and scored.total[1] > 0
+    # the portal named as such, not any site
+    assert not features.SITE_CONFIGURATION.search("Antennas and the configuration of the cell tower site")

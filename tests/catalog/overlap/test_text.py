@@ -284,3 +284,28 @@ def test_a_title_s_slip_is_read_as_its_word_only_where_the_catalogue_s_own_text_
     assert text.respellings(titles[:10], descriptions[:10], vocabulary) == {}   # 9 'complaints' to 1
     assert text.respellings(["ADA Compliant Ramps"] + titles[1:], ["Ramps that are ADA compliant"] + descriptions[1:],
                             vocabulary) == {}
+
+
+def test_a_bike_is_a_bicycle():
+    """The real catalogues had 'Bike routes' (Chicago, Salt Lake City) apart from 'Bicycle routes' (New York State,
+    Seattle), and Seattle's 'City of Seattle Bicycle Racks' outside 'Bike racks': the short word is the word."""
+    assert text.terms("Bike Racks") == text.terms("Bicycle Racks") == ["bicycle", "rack", "bicycle+rack"]
+    assert text.terms("SLC Bike Routes", text.own_place_words("Salt Lake City", "slc")) == \
+        text.terms("Signed Bicycle Routes")[1:2] + ["route", "bicycle+route"]
+
+
+def test_departments_a_title_ends_with_are_what_it_lists_and_a_department_is_its_publisher():
+    """Missouri's 'Missouri Fire Departments' and New York State's 'Fire Department Directory for New York State'
+    read as 'fire' alone and sat among the fire incidents ('department' is a stopword: a publisher's word), as
+    Connecticut's 'Police Departments' paired with police incident records at 0.46-0.52."""
+    assert "department" in text.terms("Missouri Fire Departments")
+    assert "department" in text.terms("Police Departments")
+    assert "fire+department" in text.terms("Fire Department Directory for New York State")
+    # in the singular a department names the publisher, and so do departments that own or break down the records
+    for title in ("Seattle Police Department Police Report Incident", "Connecticut Fire Department Incidents - 2014",
+                  "Fire Department Incident Data", "Employees by Department, FY05 - FY09",
+                  "Administrative Hearings - Top 5 Violations Report, all Departments - Fiscal Year 2011 Incomplete",
+                  "Appropriations - Proprietary Departments"):
+        assert "department" not in text.terms(title), title
+    # a description's departments are prose, not what it lists
+    assert "department" not in text.terms("Budgets of all city departments", bigrams=False)
