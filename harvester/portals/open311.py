@@ -1545,7 +1545,8 @@ class RequestsRecords(RecordSource):
         try:
             for requests, state in windows:
                 # (a pull that asked the server nothing before, `civicat records`, knows its clock from
-                # the first answer on: the windows then reach the server's now, a window more at most)
+                # the first answer on: the windows then reach the server's now, one window more where
+                # they had reached ours)
                 windows.until = max(windows.until, self._end())
                 # (kept with the pull, for the next)
                 self.page_size, self.thinning, self.whole_days = state["page_size"], windows.kept_thinning, windows.days
