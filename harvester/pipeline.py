@@ -26,7 +26,7 @@ from harvester.mapping import (LOOKUP_ASKED_AGAIN_DAYS, SETTLED_LOOKUP_FAILURES,
                                relaxed_gc)
 from harvester.paging import RAISE_THE_CAP
 from harvester.portals import adapter_for, say_once_a_run
-from harvester.records import harvest_records
+from harvester.records import harvest_records, server_began
 from harvester.stopping import cancelled_on_stop, stopped_by
 
 log = logging.getLogger("civicat.harvest")
@@ -306,29 +306,37 @@ def _listed_over_the_cap(entry, reason: str, adapter, portal: PortalConfig, stag
 FUTURE_MODIFIED_NAMED = 100
 
 
-def warn_future_modified(store: Store, portal_id: str, began: datetime, errors: "ErrorLog") -> None:
+def warn_future_modified(store: Store, portal_id: str, began: datetime, errors: "ErrorLog",
+                         server_ahead: timedelta | None = None) -> None:
     """A warning (FutureModified) for each of the portal's stored datasets whose `modified` is more
     than a day after the harvest began, on every night it is, mapped that night or not. The value is
     kept as the portal gives it: a date of a change planned (Stadt Zürich's dateLastUpdated
     "01.10.2026", recorded on 7 August 2026) and a typo look alike, and a dataset is mapped again only
     when its entry changes (one stored null would stay null once its day had come). Until session 37
     the mapping warned, so only on the night its entry was mapped: an unchanged dataset dated ahead
-    went unsaid every night after."""
+    went unsaid every night after. "Began" is by the portal's clock, which dates its datasets, where
+    it is `server_ahead` of ours and believed (its answers' Date header: records.server_began, as a
+    records pull judges its rows): by ours, a portal 3 days ahead had each dataset it changed warned
+    of, nightly, for 2 days."""
+    began, by_clock, _ = server_began(began, server_ahead)   # (a clock not believed: ours, as the records say)
     after = began + DATED_AHEAD_SLACK
     count, named = store.modified_after(portal_id, after, FUTURE_MODIFIED_NAMED)
     for source_id, modified in named:
-        errors.add(source_id, "store", "FutureModified", future_modified(modified, after), severity="warning")
+        errors.add(source_id, "store", "FutureModified", future_modified(modified, after, by_clock),
+                   severity="warning")
     if (more := count - len(named)) > 0:
+        listed = f"`modified > '{format_timestamp(after)}'`" if by_clock else "`modified > now() + INTERVAL 1 DAY`"
         errors.add(None, "store", "FutureModified",
                    f"{more} more dataset{'s have' if more != 1 else ' has'} a modified more than a day after this "
-                   f"harvest began (the {len(named)} latest are named; `modified > now() + INTERVAL 1 DAY` in the "
-                   "datasets table lists them all)", severity="warning")
+                   f"harvest began{by_clock} (the {len(named)} latest are named; {listed} in the datasets table lists "
+                   "them all)", severity="warning")
 
 
-def future_modified(modified: datetime, after: datetime) -> str:
-    """The warning of a `modified` past the harvest's clock (`after`: its start and a day)."""
+def future_modified(modified: datetime, after: datetime, by_clock: str = "") -> str:
+    """The warning of a `modified` past the harvest's clock (`after`: its start and a day; `by_clock`:
+    the words naming the portal's clock it was judged by, server_began's)."""
     return (f"modified: {format_timestamp(modified)} is {days_after(modified, after - DATED_AHEAD_SLACK)} after this "
-            "harvest began (a change planned, or a typo); stored as the portal gives it")
+            f"harvest began{by_clock} (a change planned, or a typo); stored as the portal gives it")
 
 
 def run_began() -> datetime:
@@ -429,7 +437,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             errors.add(None, "store", "Interrupted", report.error_message, severity="warning")
         else:
             try:
-                warn_future_modified(store, portal.id, began, errors)
+                warn_future_modified(store, portal.id, began, errors, client.server_clock(portal.url))
             except Exception as exc:   # (the portal is stored: a warning's query must not fail it)
                 log.warning("%s: datasets dated ahead not looked for: %s", portal.id, exc)
         for key, value in counts.items():

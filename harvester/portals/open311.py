@@ -22,7 +22,8 @@ from catalog.record import Notes
 from harvester.http import PermanentError, ResponseTooLarge, capped_json, dropped
 from harvester.paging import RAISE_THE_CAP, Listing, Page, SinglePage, cap_reason, request_text
 from harvester.portals.base import MAX_ITEMS, PortalAdapter
-from harvester.records import (Conversion, Field, NotPullable, PagesDisagree, RecordSource, StartsOver)
+from harvester.records import (Conversion, Field, NotPullable, PagesDisagree, RecordSource, StartsOver,
+                               server_began)
 
 log = logging.getLogger("civicat.open311")
 
@@ -1522,13 +1523,31 @@ class RequestsRecords(RecordSource):
         """The endpoint's service codes (services.json, else .xml), what windows in doubt are read by."""
         return [service.get("service_code") for service in self.adapter.services()[0] if isinstance(service, dict)]
 
+    def _end(self) -> datetime:
+        """Where the pull's windows end: its now (`until`) by the server's clock, which stamps the
+        requests, where that clock is known (its answers' Date header) and believed, and ahead of ours
+        (records.server_began); else ours. Ended at our now, a server 3 hours ahead had made requests in
+        those 3 hours that no window asked for: read by the next pull only (it starts 90 days before
+        the latest), never where the portal was retired after it. Not ended before ours where it is
+        behind: asking our now costs nothing more, and a web front whose clock is behind its
+        database's would leave the requests made since its now to the next pull. Nor more than RECENT
+        after ours: a front whose clock is wrong (the Date's) while its database's is right (the
+        stamps') gives requests of that gap only where typed ahead, and one read is the watermark; the
+        next pull starts RECENT before it, so within RECENT of our now it still starts at our now at
+        the latest, and no request made meanwhile is skipped (docs/records.md#the-servers-clock)."""
+        return min(max(self.until, server_began(self.until, self.server_clock())[0]), self.until + RECENT)
+
     def batches(self, resume):
-        windows = Windows(self._answer, self.since, self.until, resume, self.remembered_page_size,
+        windows = Windows(self._answer, self.since, self._end(), resume, self.remembered_page_size,
                           self.remembered_thinning, zone=self.zone, days=self.whole_days,
                           days_remembered=not self.days_shown, services=self._service_codes)
         self.refused = windows.refused   # (filled as the windows read: the run report's, notices)
         try:
             for requests, state in windows:
+                # (a pull that asked the server nothing before, `civicat records`, knows its clock from
+                # the first answer on: the windows then reach the server's now, one window more where
+                # they had reached ours)
+                windows.until = max(windows.until, self._end())
                 # (kept with the pull, for the next)
                 self.page_size, self.thinning, self.whole_days = state["page_size"], windows.kept_thinning, windows.days
                 yield self.conversion.table_from_rows(requests), state
@@ -1549,7 +1568,7 @@ class RequestsRecords(RecordSource):
         in a window before moves none of the windows after (a request edited there since is
         read again by the next incremental pull, 90 days back)."""
         try:
-            return self.since <= datetime.fromisoformat(state["start"]) <= self.until and int(state["width"]) >= 1 \
+            return self.since <= datetime.fromisoformat(state["start"]) <= self._end() and int(state["width"]) >= 1 \
                 and isinstance(state["before"], list) and not state.get("windows_unheld")
         except (KeyError, TypeError, ValueError):   # (no state of windows, or one without the window before's)
             return False
@@ -1563,8 +1582,8 @@ class RequestsRecords(RecordSource):
         return reason if isinstance(reason, str) else "windows taken whole were due to be read again, split"
 
     # GeoReport v2's stamps of when a request was made and last changed (expected_datetime, a plan, is not one);
-    # the windows are of requested_datetime, up to the pull's clock: one ahead is of a server that answered
-    # requests outside the window asked
+    # the windows are of requested_datetime, up to the pull's now by the server's clock (_end): one ahead is of
+    # a server that answered requests outside the window asked
     past_stamps = ("requested_datetime", "updated_datetime")
     watermark_column = "requested_datetime"
 

@@ -1,8 +1,9 @@
 """The CKAN adapter over real HTTP against the local CKAN portal."""
 import copy
 import json
+import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -685,3 +686,34 @@ def test_a_package_harvested_from_data_json_with_a_repeating_modified_is_stored_
     assert warnings_of(store) == [(package["id"], "map", "InvalidValue", "modified: a repeating interval 'R/P1W' "
                                        "(updated continually), not a date: the CKAN record's metadata_modified stored "
                                        "instead, and read as the update frequency (the entry gives none)")]
+
+
+def test_a_modified_at_the_now_of_a_portal_whose_clock_is_ahead_is_not_warned_of(store, http):
+    """A portal whose clock runs 3 days ahead of ours dates each dataset it changes 3 days ahead:
+    judged by our clock, each was warned of (FutureModified) every night for 2 days, though nothing
+    was wrong. Judged by the portal's clock (its answers' Date header, as a records pull judges its
+    rows) it is not ahead; a `modified` a year ahead of it still is, the warning naming the clock,
+    and so is the count of those past the named ones, with the bound that lists them."""
+    from harvester import pipeline
+
+    server_now = datetime.now(UTC) + timedelta(days=3)
+    listed = packages(4)
+    for package, ahead in zip(listed, (timedelta(0), -timedelta(hours=5), timedelta(days=365), timedelta(days=366))):
+        package["metadata_modified"] = (server_now + ahead).replace(tzinfo=None).isoformat(timespec="seconds")
+    with CkanPortal(listed) as portal:
+        portal.date_header = timedelta(days=3)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(pipeline, "FUTURE_MODIFIED_NAMED", 1)
+            report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert (report.status, report.new, report.warnings) == ("ok", 4, 2)
+    [(named, *_, said), (nobody, *_, more)] = warnings_of(store)
+    assert named == listed[3]["id"] and nobody is None
+    assert re.fullmatch(r"modified: \S+Z is 36[67] days after this harvest began by the server's clock \(3 days "
+                        r"ahead of ours, by its Date header\) \(a change planned, or a typo\); stored as the portal "
+                        r"gives it", said), said
+    bound = re.fullmatch(r"1 more dataset has a modified more than a day after this harvest began by the server's "
+                         r"clock \(3 days ahead of ours, by its Date header\) \(the 1 latest are named; `modified > "
+                         r"'(\S+)'` in the datasets table lists them all\)", more)
+    assert bound, more
+    assert store.con.execute("SELECT list(source_id ORDER BY source_id) FROM datasets WHERE modified > ?",
+                             [bound[1]]).fetchone()[0] == sorted(package["id"] for package in listed[2:])

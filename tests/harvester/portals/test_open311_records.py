@@ -1850,3 +1850,74 @@ def test_requests_changed_at_the_now_of_a_server_whose_clock_is_ahead_are_not_wa
     assert [(source_id, kind) for source_id, kind, _ in warnings] == [("service-requests", "FutureModified")]
     assert warnings[0][2].startswith("1 row's updated_datetime more than a day after this pull began by the server's "
                                      "clock (3 days ahead of ours, by its Date header) (the latest 2062-01-10T09:00:00Z, ")
+
+
+def requests_around(now: datetime, made: list[timedelta]) -> list[dict]:
+    """Boston's first recorded requests, one made at each of `made` from `now`."""
+    return [{**request, "service_request_id": f"r{i}", "requested_datetime": _stamp(now + offset),
+             "updated_datetime": _stamp(now + offset)} for i, (request, offset) in enumerate(zip(load_json(BOSTON), made))]
+
+
+@pytest.mark.parametrize("asked_before", [True, False], ids=["catalogue-asked-first", "records-alone"])
+def test_a_pull_reads_the_requests_a_server_whose_clock_is_ahead_made_after_our_now(tmp_path, store, asked_before):
+    """A GeoReport server whose clock runs 3 hours ahead of ours stamps the requests made in those 3
+    hours after our now. The windows ended at our now: none asked for them, and they waited for the
+    next pull (it starts 90 days before the latest), never read where the portal was retired after
+    it. They end at the server's now, by its answers' Date header: known before the pull where the
+    catalogue was asked first (`harvest --records`: the windows reach it at once), else from the first
+    answer on (`civicat records`: one window more). A request stamped past the server's now is asked
+    by no window, as before (a server reading the windows asked gives none)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    made = [-timedelta(days=9, hours=h) for h in range(0, 200, 7)] + \
+        [timedelta(minutes=10), timedelta(hours=1), timedelta(hours=2, minutes=50)] + [timedelta(hours=4)]
+    layout = RecordsLayout(tmp_path / "records")
+    with Open311Portal(services=JSON_SERVICES, requests=requests_around(now, made)) as portal:
+        portal.date_header = timedelta(hours=3)
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        if asked_before:
+            adapter.services()
+        source = RequestsRecords(adapter, None, since=now - timedelta(days=20))
+        pulled_into(layout, store.con, source)
+        ends = [instant(end) for _, end, _ in windows_asked(portal)]
+    published = pq.read_table(layout.folder("bos311", "service-requests"))
+    made_at = dict(zip(published["service_request_id"].to_pylist(), published["requested_datetime"].to_pylist()))
+    in_the_gap = {f"r{i}" for i, offset in enumerate(made) if timedelta(0) < offset < timedelta(hours=3)}
+    assert len(in_the_gap) == 3 and in_the_gap <= set(made_at), sorted(in_the_gap - set(made_at))
+    assert set(made_at) == {f"r{i}" for i in range(len(made) - 1)}   # (not the one past the server's now)
+    # (a Date is to the second, and made before the answer's way here: the server's now measured a little early)
+    assert timedelta(hours=2, minutes=59) <= max(ends) - source.until <= timedelta(hours=3)
+    # (by our clock, the windows ended at `until`: the server's known at once, none ends there)
+    assert (source.until in ends) is not asked_before
+    watermark = previous_pull(store.con, "bos311:service-requests").watermark
+    assert datetime.fromisoformat(watermark) == now + timedelta(hours=2, minutes=50)
+
+
+def test_windows_reach_no_further_than_an_incremental_pull_reads_back(tmp_path, store):
+    """A web front whose clock runs 200 days ahead (its Date header, believed: within a year) while
+    its database's is right stamps every request with our now: only a typo is in that gap. The windows
+    end at most 90 days past our now (RECENT, what the next pull reads back from the latest): a request
+    typed 30 days ahead is read and is the watermark, and the next pull, starting 90 days before it,
+    still reads a request made after this one (none made meanwhile is skipped); one typed 150 days
+    ahead is asked by no window (ended at the front's now, it would be read, be the watermark, and the
+    next pulls would start 60 days past our now, skipping every request made until then). The bound is
+    a guard: on main the windows end at our now."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    made = [-timedelta(days=9, hours=h) for h in range(0, 200, 7)] + [timedelta(days=30), timedelta(days=150)]
+    layout = RecordsLayout(tmp_path / "records")
+    requests = requests_around(now, made)
+    with Open311Portal(services=JSON_SERVICES, requests=requests) as portal:
+        portal.date_header = timedelta(days=200)
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        adapter.services()
+        first = RequestsRecords(adapter, None, since=now - timedelta(days=20))
+        pulled_into(layout, store.con, first)
+        ends = [instant(end) for _, end, _ in windows_asked(portal)]
+        watermark = previous_pull(store.con, "bos311:service-requests").watermark
+        portal.service_requests.append({**requests[0], "service_request_id": "later",
+                                        "requested_datetime": _stamp(now + timedelta(minutes=30))})
+        previous = previous_pull(store.con, "bos311:service-requests")
+        pulled_into(layout, store.con, RequestsRecords(adapter, previous, now=now + timedelta(hours=1)))
+    assert max(ends) == first.until + timedelta(days=90)
+    assert datetime.fromisoformat(watermark) == now + timedelta(days=30)
+    published = set(pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist())
+    assert published == {f"r{i}" for i in range(len(made) - 1)} | {"later"}
