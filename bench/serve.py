@@ -9,6 +9,8 @@ and not the server sharing its interpreter.
                                                 # each; prints them as a JSON line; commands on stdin
     python -m bench.serve data.json 50000:none  # one data.json (or `hub`: a Hub feed and its layers),
                                                 # its validators stable, none or changing
+    python -m bench.serve hub-recorded 36000    # a Hub feed of the recorded entries, and its layers
+                                                # (bench.hub_feed)
 """
 from __future__ import annotations
 
@@ -230,7 +232,8 @@ def serve_fleet(spec: str) -> None:
 
 def serve_data_json(kind: str, spec: str) -> None:
     """One data.json document (`data.json`) or ArcGIS Hub site (`hub`: its feed, and the
-    FeatureServer layers its feed names, on the same port) of `DATASETS[:VALIDATORS]` datasets,
+    FeatureServer layers its feed names, on the same port; `hub-recorded`: the feed made of the
+    recorded Hub entries, bench.hub_feed's) of `DATASETS[:VALIDATORS]` datasets,
     VALIDATORS as LocalPortal.validators says (stable, none, changing); prints the URL the
     config names, serves until stdin closes. The document is serialised once (its gzip is made
     at every answer: a 79 MB body at level 1, the server's CPU, not the harvest's)."""
@@ -241,14 +244,21 @@ def serve_data_json(kind: str, spec: str) -> None:
     from tests.portals.synth import make_data_json
 
     count, _, validators = spec.partition(":")
-    portal = HubPortal({}, path=HUB_FEED_PATH) if kind == "hub" else DataJsonPortal({})
+    if kind == "hub-recorded":   # (bench.hub_feed: the recorded Hub feed's entries and layers, in turn)
+        from bench.hub_feed import RecordedHubPortal, recorded_hub_feed
+        portal = RecordedHubPortal({}, path=HUB_FEED_PATH)
+    else:
+        portal = HubPortal({}, path=HUB_FEED_PATH) if kind == "hub" else DataJsonPortal({})
     portal.validators = validators or "stable"
     server = serve_keep_alive(portal._wsgi)
     host = f"127.0.0.1:{server.server_address[1]}"
-    document = make_data_json(int(count), services_url=f"http://{host}/services/rest")
-    portal.document = RawBody(json.dumps(document).encode(), "application/json")
-    del document
-    print(f"http://{host}" + ("" if kind == "hub" else "/data.json"), flush=True)
+    if kind == "hub-recorded":
+        portal.document = RawBody(recorded_hub_feed(int(count), host), "application/json")
+    else:
+        document = make_data_json(int(count), services_url=f"http://{host}/services/rest")
+        portal.document = RawBody(json.dumps(document).encode(), "application/json")
+        del document
+    print(f"http://{host}" + ("" if kind.startswith("hub") else "/data.json"), flush=True)
     sys.stdin.read()
     server.shutdown()
 
@@ -261,7 +271,7 @@ def main() -> None:
     if kind == "nightly":
         serve_fleet(sys.argv[2])
         return
-    if kind in ("data.json", "hub"):
+    if kind in ("data.json", "hub", "hub-recorded"):
         serve_data_json(kind, sys.argv[2])
         return
     if kind == "socrata":

@@ -367,10 +367,16 @@ def stopped_while(client, asked: str, url: str, tmp_path, waiting, what: str, se
     """`url` asked by `client` in a thread (asked_in_a_thread, a download to tmp_path) and the client
     cancelled once `waiting()` has returned: the request must end at once (60 s: far beyond any load,
     its timeouts are minutes) with Interrupted, which is returned, and write nothing. `server` and the
-    sockets `held` closed after."""
+    sockets `held` closed after. A wait that fails says what became of the request too (it may have
+    ended before the state waited for)."""
     asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
     try:
-        waiting()
+        try:
+            waiting()
+        except AssertionError as failed:
+            client.cancel()
+            asking.join(60)
+            raise AssertionError(f"{failed}; the request: {outcomes or 'still asking after the stop'}") from None
         client.cancel()
         asking.join(60)
         assert not asking.is_alive(), f"{what} went on after the stop"

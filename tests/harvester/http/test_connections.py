@@ -324,11 +324,14 @@ def test_a_thread_keeps_the_pools_of_the_16_hosts_it_used_last_and_no_more():
         assert len(first_connections) == 2 and all(len(connections) == 1 for _, connections in others[1:])
 
 
-def _connecting_to(port: int) -> int:
-    """How many sockets of this machine wait in SYN_SENT for 127.0.0.1:`port` (/proc/net/tcp)."""
+def _connecting_to(port: int, besides: set[int]) -> list[int]:
+    """The local ports of the sockets of this machine waiting in SYN_SENT for 127.0.0.1:`port`
+    (/proc/net/tcp), but for those `besides` (the fillers of an accept queue)."""
     with open("/proc/net/tcp") as table:
-        return sum(fields[2] == f"0100007F:{port:04X}" and fields[3] == "02"
-                   for fields in (line.split() for line in list(table)[1:]))
+        rows = [line.split() for line in list(table)[1:]]
+    local_ports = (int(fields[1].rsplit(":", 1)[1], 16) for fields in rows
+                   if fields[2] == f"0100007F:{port:04X}" and fields[3] == "02")
+    return [local_port for local_port in local_ports if local_port not in besides]
 
 
 def _filled_accept_queue() -> tuple[socket.socket, int, list[socket.socket]]:
@@ -348,43 +351,60 @@ def _filled_accept_queue() -> tuple[socket.socket, int, list[socket.socket]]:
     return listening, port, held
 
 
+STALLED = ["an accept queue full", "a TLS handshake never answered"]
+
+
+@contextlib.contextmanager
+def _stalled(server: str):
+    """A server the connection waits on (one of STALLED): the URL to ask it, the wait for the client
+    to be in that wait (failing after 60 s, far beyond any load, saying what it saw), the server and
+    the connections it holds; all closed after.
+
+    Each wait is for a state that lasts until the stop: a connect whose SYNs the full queue drops
+    is in SYN_SENT throughout, told from the fillers' by its port; a TLS handshake, by the hello the
+    server read. (SYN_SENT was taken for the handshake's start too, but a connect on 127.0.0.1 is
+    in it for an instant, answered at once: seen there, then seen no more, the wait failed saying
+    the client never began to connect, once in four CI runs.)"""
+    if server == "an accept queue full":
+        listening, port, held = _filled_accept_queue()
+        fillers = {filler.getsockname()[1] for filler in held}
+        url = f"http://127.0.0.1:{port}/data"
+
+        def waiting():
+            started = time.monotonic()
+            while not (connecting := _connecting_to(port, fillers)) and time.monotonic() < started + 60:
+                time.sleep(0.01)
+            assert connecting, (f"the client never began to connect: no socket but the fillers' {sorted(fillers)} in "
+                                f"SYN_SENT for port {port} after {time.monotonic() - started:.1f} s (all in it: "
+                                f"{_connecting_to(port, set())})")
+    else:
+        listening, held, hello = accepting_and_never_answering()
+        url = f"https://127.0.0.1:{listening.getsockname()[1]}/data"
+
+        def waiting():
+            started = time.monotonic()
+            assert hello.wait(60), (f"the client never began the TLS handshake: no hello read in "
+                                    f"{time.monotonic() - started:.1f} s, {len(held)} connection(s) accepted")
+
+    try:
+        yield url, waiting, listening, held
+    finally:
+        listening.close()
+        for connection in held:
+            connection.close()
+
+
 @pytest.mark.parametrize("asked", ["page", "download"])
-@pytest.mark.parametrize("server", ["an accept queue full", "a TLS handshake never answered"])
+@pytest.mark.parametrize("server", STALLED)
 def test_a_stop_ends_a_connect_or_a_tls_handshake_at_once(tmp_path, asked, server):
     """A stop shut the sockets of requests waiting for headers or reading a body, but not of one
     still connecting: a server whose accept queue is full (its SYNs dropped), or one that accepts
     and never answers the TLS handshake, held the request until the connect timeout (300 s here,
     10 s by default, each retry again). The stop shuts the socket being connected: the request
     ends at once with Interrupted, and a download leaves nothing written."""
-    hello = threading.Event()
-    if server == "an accept queue full":
-        listening, port, held = _filled_accept_queue()
-        url = f"http://127.0.0.1:{port}/data"
-    else:
-        listening, held = socket.create_server(("127.0.0.1", 0)), []
-        port = listening.getsockname()[1]
-
-        def accept_and_never_answer():
-            try:
-                connection, _ = listening.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            held.append(connection)
-            if connection.recv(1):   # (the client's hello: it now waits for the server's)
-                hello.set()
-
-        threading.Thread(target=accept_and_never_answer, daemon=True).start()
-        url = f"https://127.0.0.1:{port}/data"
-    fillers_connecting = _connecting_to(port)   # (those the queue did not take: the client's is one more)
     client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
-
-    def connecting():
-        deadline = time.monotonic() + 60
-        while not (hello.is_set() or _connecting_to(port) > fillers_connecting) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert hello.is_set() or _connecting_to(port) > fillers_connecting, "the client never began to connect"
-
-    stopped = stopped_while(client, asked, url, tmp_path, connecting, "the connect", listening, held)
+    with _stalled(server) as (url, waiting, listening, held):
+        stopped = stopped_while(client, asked, url, tmp_path, waiting, "the connect", listening, held)
     assert str(stopped) == f"the harvest was interrupted while connecting: {url}"
 
 
@@ -448,37 +468,6 @@ def test_a_connection_tried_at_a_second_address_closes_its_copy_of_the_first():
         assert connecting._sock is None
 
 
-STALLED = ["an accept queue full", "a TLS handshake never answered"]
-
-
-@contextlib.contextmanager
-def _stalled(server: str):
-    """A server the connection waits on (one of STALLED): the URL to ask it, and the wait for the
-    client to be in that wait; the server closed after."""
-    if server == "an accept queue full":
-        listening, port, held = _filled_accept_queue()
-        fillers_connecting = _connecting_to(port)
-        url = f"http://127.0.0.1:{port}/data"
-
-        def waiting():
-            deadline = time.monotonic() + 60
-            while _connecting_to(port) <= fillers_connecting and time.monotonic() < deadline:
-                time.sleep(0.01)
-    else:
-        listening, held, hello = accepting_and_never_answering()
-        url = f"https://127.0.0.1:{listening.getsockname()[1]}/data"
-
-        def waiting():
-            assert hello.wait(60), "the client never began the TLS handshake"
-
-    try:
-        yield url, waiting
-    finally:
-        listening.close()
-        for connection in held:
-            connection.close()
-
-
 @pytest.mark.parametrize("server", STALLED)
 def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_its_socket(server):
     """A one-worker harvest makes its requests in the main thread, where Ctrl-C raises
@@ -486,7 +475,7 @@ def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_its_socket(server):
     handshake (one that never answers it): only an OSError closed the socket, and ssl's handshake
     socket is its own until the handshake ends; either was left to the garbage collector (a
     ResourceWarning, its descriptor held until then). Closed whatever ends the wait."""
-    with _stalled(server) as (url, waiting):
+    with _stalled(server) as (url, waiting, *_):
         left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0), url, waiting)
     assert left == []
 
@@ -499,7 +488,7 @@ def test_a_ctrl_c_in_a_connect_or_a_tls_handshake_closes_the_connection_s_socket
     that holds it. A connection's sockets are closed where they are made now (the TLS one by the
     context that makes it), none looked for in another's frames: the handler's stays open."""
     wakeup, woken = socket.socketpair()
-    with wakeup, woken, _stalled(server) as (url, waiting):
+    with wakeup, woken, _stalled(server) as (url, waiting, *_):
         left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0), url, waiting,
                                        wakeup)
         assert wakeup.fileno() != -1, "the handler's own socket was closed"
