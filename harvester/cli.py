@@ -1048,7 +1048,7 @@ def _config_harvested_with(portal_ids: list[str], listed: dict[str, set[str]], d
                            config_path: Path) -> Path | None:
     """A config other than `config_path`, beside the catalogue or it or in configs/, whose entries
     are those the catalogue's datasets of `portal_ids` were listed with (`listed`; a portal never
-    listed there only in it): the offline demo's data/demo.toml, beside its catalogue."""
+    listed there only in it): the offline demo's data/demo/demo.toml, beside its catalogue."""
     from harvester.config import ConfigError, load_config
     from harvester.mapping import settings_digest
 

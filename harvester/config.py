@@ -155,6 +155,14 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         raise fail("kind", f"{entry['kind']!r} is not one of {', '.join(KINDS)}")
     url = entry["url"].strip()
     parsed = urlparse(url)
+    # requests would send a url's user and password as Basic auth, and the url is in every message,
+    # log line and catalogue row about its requests: refused unechoed (civicat's one portal credential
+    # is a Socrata app token, read from the environment)
+    if "@" in parsed.netloc:
+        shown = url.replace(parsed.netloc, "…@" + parsed.netloc.rpartition("@")[2], 1)
+        raise fail("url", f"{shown!r} holds a user name or password before its host: civicat sends portals no "
+                          "credentials but a Socrata app token (app_token_env), and a url's would be shown in "
+                          "every message about its requests and stored in the catalogue")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise fail("url", f"{url!r} is not an http(s) URL")
     # requests refuses these at the first request, after the harvest has begun (exit 1, not 2)
@@ -166,6 +174,12 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         raise fail("url", f"{url!r} has no valid port ({exc})") from None
     if port == 0:   # (urlparse takes it; no server listens there: every request would fail)
         raise fail("url", f"{url!r} has no valid port (0 is none a server listens on)")
+    # every kind but dcat-us adds its API's paths to `url` ({url}/api/catalog/v1?…): a query or fragment
+    # would land in the middle of each address, every request failing after the harvest had begun (a
+    # 404 or the site's HTML page, exit 1); a data.json address is asked as it is, its query with it
+    if entry["kind"] != "dcat-us" and ("?" in url or "#" in url):
+        raise fail("url", f"{url!r}: a {entry['kind']} url is the base its API's paths are added to, so it "
+                          "takes no query ('?…') or fragment ('#…')")
     # only the socrata adapter reads them: on another kind they would be ignored without a word
     for key in SOCRATA_ONLY_KEYS:
         if key in entry and entry["kind"] != "socrata":

@@ -34,3 +34,29 @@ def test_the_export_writes_every_file_spec_names():
     spec = section(SPEC.read_text(), "## Parquet export")
     named = files_named(spec.split("`--format data.json`")[0])
     assert len(named) > 5 and named <= EXPORTED, sorted(named - EXPORTED)
+
+
+def test_the_columns_docs_export_says_are_never_null_are_the_catalogue_s_not_null_columns(tmp_path):
+    """docs/export.md said "never null" of `uid` and `title` alone, every other column "may be null",
+    where the catalogue declares `portal_id`, `first_seen`, `overlap_pairs.score`... NOT NULL too: a
+    front end had to handle nulls that cannot come. Each file's table against a migrated catalogue's
+    DESCRIBE, both ways."""
+    from catalog.store import Store
+
+    store = Store(tmp_path / "civicat.duckdb")
+    try:
+        declared = {table: {row[0] for row in store.con.execute(f'DESCRIBE "{table}"').fetchall() if row[2] == "NO"}
+                    for table in TABLES}
+    finally:
+        store.close()
+    said, current = {}, None
+    for line in (ROOT / "docs" / "export.md").read_text().splitlines():
+        heading = re.match(r"^### (\w+)\.parquet\s*$", line)
+        current = heading.group(1) if heading else (None if line.startswith("#") else current)
+        row = re.match(r"^\| `(\w+)` \| `[^`]+` \|(.*)\|\s*$", line)
+        if row and current in TABLES:
+            said.setdefault(current, set()).update([row.group(1)] if "never null" in row.group(2) else [])
+    assert set(said) == set(TABLES)
+    assert said == declared, {table: (f"said never null, declared nullable: {sorted(said[table] - declared[table])}; "
+                                      f"NOT NULL, not said: {sorted(declared[table] - said[table])}")
+                              for table in TABLES if said[table] != declared[table]}

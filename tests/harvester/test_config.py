@@ -136,9 +136,35 @@ def test_an_open311_portal_takes_a_time_zone(tmp_path):
     (OPEN311.replace('"America/Chicago"', '"../../etc/passwd"'), ["portals[0] (id 'chi311').timezone", "'../../etc/passwd'"]),
     (OPEN311.replace('"America/Chicago"', "-6"), ["portals[0] (id 'chi311').timezone", "-6"]),
     ('portals = "chicago"\n', ["portals", "'chicago'", "[[portals]]"]),
+    # a base url's query or fragment landed in the middle of every address ({url}/api/…): the harvest
+    # asked `…/socrata?x=1/api/catalog/v1&domains=…` and failed on its 404 (exit 1, not 2)
+    (GOOD.replace('url = "https://data.cityofchicago.org/"', 'url = "https://data.cityofchicago.org/?x=1"'),
+     ["portals[0] (id 'chicago').url", "'https://data.cityofchicago.org/?x=1'", "no query"]),
+    (GOOD.replace('url = "https://data.cityofchicago.org/"', 'url = "https://data.cityofchicago.org/#data"'),
+     ["portals[0] (id 'chicago').url", "#data", "fragment"]),
+    (OPEN311.replace("/open311/v2", "/open311/v2?"), ["portals[0] (id 'chi311').url", "no query"]),
 ])
 def test_a_config_value_no_request_could_use_is_refused_before_any(tmp_path, text, expected):
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     for part in expected:
         assert part in str(info.value)
+
+
+def test_a_data_json_address_keeps_its_query(tmp_path):
+    """(A guard: a dcat-us url is the document's own address, asked as it is.)"""
+    dc = load_config(write(tmp_path, GOOD.replace(DC_URL, DC_URL[:-1] + '?format=json"'))).portals[1]
+    assert dc.url == "https://opendata.dc.gov/api/feed/dcat-us/1.1.json?format=json"
+
+
+@pytest.mark.parametrize("url", ["https://opendata:s3cret@data.cityofchicago.org", "https://s3cret@data.cityofchicago.org",
+                                 "ftp://opendata:s3cret@data.cityofchicago.org"])
+def test_a_url_holding_a_password_is_refused_without_showing_it(tmp_path, url):
+    """requests sent a url's `user:password@` as Basic auth, and the url went into every message about
+    its requests: the harvest's log, `harvest_runs.error_message`, `civicat runs`. Refused before any
+    request, the secret in no message."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, GOOD.replace('"https://data.cityofchicago.org/"', f'"{url}"')))
+    message = str(info.value)
+    assert "portals[0] (id 'chicago').url" in message and "user name or password" in message, message
+    assert "s3cret" not in message and "…@data.cityofchicago.org" in message, message

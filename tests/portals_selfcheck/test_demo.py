@@ -84,9 +84,9 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     assert {hit["uid"] for hit in hits[:2]} == {"sf:i98e-djp9", "chicago:ydr8-5enu"}
     # the pull again, with the demo's config (session 38: without it, the default config's live Seattle)
     assert said["records"].splitlines()[2].split()[:4] == ["seattle:3k2p-39jp", "ok", "incremental", "1000"]
-    assert pq.read_metadata(tmp_path / "demo-export" / "datasets.parquet").num_rows == sum(DATASETS.values())
+    assert pq.read_metadata(tmp_path / "demo" / "export" / "datasets.parquet").num_rows == sum(DATASETS.values())
     # data.json: what the README says of its figure, as the export says it (session 36: "2915 left out" alone)
-    written = len(json.loads((tmp_path / "demo-export" / "data.json").read_text())["dataset"])
+    written = len(json.loads((tmp_path / "demo" / "export" / "data.json").read_text())["dataset"])
     text = " ".join(section(README.read_text(), "### Try it offline").split())
     figure = re.search(r"its data\.json (\d+) of them, and it says `([^`]+)`", text)
     assert figure and int(figure[1]) == written == 22, figure
@@ -98,7 +98,11 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     assert said["export"].splitlines()[-1] == ("  by portal: nyc 1055, philadelphia 402, chicago 370, sf 326, "
                                                "boston-2013 292, seattle 246, la 214, evian 8, giessen-311 1, "
                                                "sf-311 1")
-    assert pq.read_table(tmp_path / "demo-export" / "records" / "portal=seattle" / "dataset=3k2p-39jp").num_rows == 1000
+    assert pq.read_table(tmp_path / "demo" / "export" / "records" / "portal=seattle" / "dataset=3k2p-39jp").num_rows == 1000
+    # the demo's files in a folder of their own: a catalogue's records/ and http_cache/ are its folder's,
+    # and beside the quickstart's catalogue in data/ its pull of seattle:3k2p-39jp replaced that one's
+    assert [path.name for path in tmp_path.iterdir()] == ["demo"]
+    assert (tmp_path / "demo" / "records" / "portal=seattle" / "dataset=3k2p-39jp").is_dir()
 
 
 def test_without_the_recorded_payloads_beside_the_repository_the_demo_refuses_saying_where_it_looked(tmp_path):
