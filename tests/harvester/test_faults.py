@@ -1477,17 +1477,20 @@ def test_a_disk_that_fills_as_a_portal_is_staged_or_merged_keeps_the_catalogue_a
     assert met == {"no room to write the harvest's staging", "no room to write the catalogue's write-ahead log"}
 
 
-# the disk filled by another program as the night's read copy is written: the free space the
-# publish reads is taken after it read it (the copy begun, as it was on main, whatever the room)
-FILLED_AS_THE_COPY_IS_WRITTEN = """
-import os, sys
+# the disk filled by another program as the night's read copy is published; "made anew" and "the
+# spare updated": filled after the publish read its free space (the copy begun, as on main whatever
+# the room, and meeting the disk's end as it is written)
+FILLED_AS_THE_COPY_IS_PUBLISHED = """
+import sys
 from catalog import read_copy
 from tests.small_disk import fill
-room, read_free = int(sys.argv[1]), read_copy.free_bytes
-def filled_after_the_read(folder):
-    fill(read_copy.Path(folder).parent, room)
-    return read_free(folder) if HOW == "not begun" else 1 << 50
-read_copy.free_bytes = filled_after_the_read
+room, publish = int(sys.argv[1]), read_copy.publish
+def filled_as_it_starts(db_path, *args, **kwargs):
+    fill(read_copy.Path(db_path).parent.parent, room)
+    if HOW != "not begun" and hasattr(read_copy, "free_bytes"):
+        read_copy.free_bytes = lambda folder: 1 << 50
+    return publish(db_path, *args, **kwargs)
+read_copy.publish = filled_as_it_starts
 from harvester.cli import cli
 cli(sys.argv[2:])
 """
@@ -1513,7 +1516,7 @@ def test_a_disk_that_fills_as_the_read_copy_is_written_keeps_the_previous_copy_p
             assert civicat_on(folder, "--portal", "small").returncode == 0
         assert spare.exists() == (how == "the spare updated")
         published, beside = copy.read_bytes(), sorted(p.name for p in folder.iterdir())
-        script = FILLED_AS_THE_COPY_IS_WRITTEN.replace("HOW", repr(how))
+        script = FILLED_AS_THE_COPY_IS_PUBLISHED.replace("HOW", repr(how))
         stored = civicat_on(folder, script=script, room=300_000)
         assert stored.returncode == 74, stored.stderr[-3000:]
         report = json.loads(stored.stdout)
