@@ -247,7 +247,7 @@ def echo_error(message: str, exit_code: int | None = None, exc_info=None) -> Non
 
 
 REPORT_LOST = 74   # sysexits' EX_IOERR: apart from 1 (a portal failed) and 2 (nothing done)
-NO_ROOM_FOR_THE_READ_COPY = REPORT_LOST   # (the work stored, something after it lost to the disk)
+NO_ROOM_AFTER_STORING = REPORT_LOST   # (the work stored; its checkpoint or its read copy lost to a full disk)
 READER_GONE = 128 + signal.SIGPIPE   # 141, as a shell shows a tool that `| head` closed on
 
 
@@ -875,10 +875,22 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before {stopped_by()}; the others keep "
                    "their previous catalogue", stopped_exit_code())
         sys.exit(stopped_exit_code())
-    if report.ok and copy_not_made:   # (a disk short of a copy: said on the night it happens, not found by a reader)
-        echo_error(f"every portal was stored, but {copy_not_made}", NO_ROOM_FOR_THE_READ_COPY)
-        sys.exit(NO_ROOM_FOR_THE_READ_COPY)
+    if report.ok and (store.checkpoint_found_no_room or copy_not_made):   # (said the night it happens, not found by a reader)
+        echo_error(f"every portal was stored, but {_no_room_after_storing(store.checkpoint_found_no_room, copy_not_made)}",
+                   NO_ROOM_AFTER_STORING)
+        sys.exit(NO_ROOM_AFTER_STORING)
     sys.exit(0 if report.ok else 1)
+
+
+def _no_room_after_storing(checkpoint: OSError | None, copy_not_made: str | None) -> str:
+    """What a full disk kept from a harvest that stored every portal: the catalogue's checkpoint as
+    it closed (its commits in the write-ahead log alone, replayed by the next open; no read copy made
+    of it), or the read copy (`copy_not_made`, catalog.read_copy.publish's words)."""
+    if checkpoint is None:
+        return copy_not_made
+    return (f"the catalogue could not be checkpointed as it closed: {checkpoint}; its commits are kept in its "
+            "write-ahead log, which the next open replays, and its read copy was not refreshed (readers while a "
+            "writer holds the catalogue read the previous copy)")
 
 
 def _progress_bars(bars: dict):

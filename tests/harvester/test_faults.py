@@ -1537,3 +1537,40 @@ def test_a_disk_that_fills_as_the_read_copy_is_written_keeps_the_previous_copy_p
         again = civicat_on(folder)
         assert again.returncode == 0, again.stderr[-3000:]
         assert copy.read_bytes() == db.read_bytes() and portals_in(copy) == {"small": 50, "big": 3000}
+
+
+def test_a_disk_with_no_room_for_the_catalogue_s_checkpoint_keeps_the_log_and_says_so(tmp_path):
+    """A night that stored every portal and then found no room for the catalogue's checkpoint (the
+    file grows as the log is written into it) exited 0, two warnings in the log, and the read copy
+    stayed the night before's without a word to cron. The commits stay in the write-ahead log (read
+    by every reader, replayed by the next open); the harvest exits 74, its last line naming the
+    catalogue, the disk and its free space; the next night with room checkpoints and publishes."""
+    from tests.small_disk import fill, small_disk
+
+    with DataJsonPortal(make_data_json(50)) as small, DataJsonPortal(make_data_json(20)) as other, \
+            small_disk(tmp_path / "disk", 64 << 20) as disk:
+        folder = disk / "data"
+        folder.mkdir()
+        two_portal_config(folder, small, other)
+        db, copy = folder / "c.duckdb", folder / "c.read.duckdb"
+        assert civicat_on(folder, "--portal", "small").returncode == 0
+        published = copy.read_bytes()
+        ballast = fill(disk, 100_000)   # (the log's commits fit; the checkpoint's new blocks do not)
+        stored = civicat_on(folder, "--portal", "small")
+        assert stored.returncode == 74, stored.stderr[-3000:]
+        assert json.loads(stored.stdout)["ok"]
+        last = stored.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"every portal was stored, but the catalogue could not be checkpointed as it closed: no "
+                               f"room to write the catalogue ({db}): its file system is full; "), last
+        assert f" MB free of 67.1 MB on {disk}: free space there" in last and "write-ahead log" in last
+        assert (folder / "c.duckdb.wal").stat().st_size > 0 and copy.read_bytes() == published
+        con = connect_read_only(db)   # (as `civicat sql` reads it: the log's commits with the file's)
+        try:
+            assert con.execute("SELECT count(*) FROM harvest_runs WHERE status = 'ok'").fetchone() == (2,)
+        finally:
+            con.close()
+        ballast.unlink()
+        again = civicat_on(folder)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert not (folder / "c.duckdb.wal").exists() and copy.read_bytes() == db.read_bytes()
+        assert portals_in(copy) == {"small": 50, "big": 20}
