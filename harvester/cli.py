@@ -5,8 +5,8 @@ config, or the catalogue is being written by another civicat process (nothing wa
 130 / 143 a command stopped by Ctrl-C / SIGTERM (harvester.stopping: nothing half-written is
 published; the portals a harvest had not stored keep their catalogue); 74 (sysexits' EX_IOERR)
 the report could not be written to stdout (the disk full, `ulimit -f`): what the command did
-is done, its report is lost; or a harvest that stored every portal could not refresh the read copy
-for want of room (its readers read the previous one); 141 (128 + SIGPIPE, no message) its reader closed the pipe early.
+is done, its report is lost; or a harvest that stored every portal found no room for the catalogue's
+checkpoint (its commits in the log) or its read copy (its readers read the previous one); 141 (128 + SIGPIPE, no message) its reader closed the pipe early.
 """
 from __future__ import annotations
 
