@@ -6,7 +6,8 @@ config, or the catalogue is being written by another civicat process (nothing wa
 published; the portals a harvest had not stored keep their catalogue); 74 (sysexits' EX_IOERR)
 the report could not be written to stdout (the disk full, `ulimit -f`): what the command did
 is done, its report is lost; or a harvest that stored every portal found no room for the catalogue's
-checkpoint (its commits in the log) or its read copy (its readers read the previous one); 141 (128 + SIGPIPE, no message) its reader closed the pipe early.
+checkpoint (its commits in the log) or its read copy (its readers read the previous one); 141
+(128 + SIGPIPE, no message) its reader closed the pipe early.
 """
 from __future__ import annotations
 
