@@ -125,6 +125,8 @@ def what_is(path: Path, db_path: str | Path | None, records: str | Path | None =
         places += [(db, "the catalogue", False), (Path(f"{db}.wal"), "the catalogue's write-ahead log", False),
                    (read_copy, "the catalogue's read copy", False),
                    (Path(f"{read_copy}.wal"), "the catalogue's read copy", False),
+                   (read_copy.with_name(f".{read_copy.name}.publishing"), "the catalogue's read copy", False),
+                   (read_copy.with_name(f".{read_copy.name}.spare"), "the catalogue's read copy", False),
                    (db.parent / f".{db.name}.staging", "the harvest's staging", True),
                    (db.parent / "records", "the records", True),
                    (db.parent / ".records-staging", "the records pull's staging", True),
@@ -138,6 +140,16 @@ def what_is(path: Path, db_path: str | Path | None, records: str | Path | None =
     if db_path is not None and Path(os.path.abspath(db_path)).parent in path.parents:
         return "a file beside the catalogue"
     return "a file civicat writes"
+
+
+def free_bytes(folder: str | Path) -> int | None:
+    """The bytes an unprivileged writer may still write on the file system that holds `folder`
+    (statvfs: blocks available, not those kept for root), or None when it cannot be read."""
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    return stats.f_bavail * stats.f_frsize
 
 
 def free_space(path: Path) -> str:

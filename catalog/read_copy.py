@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from catalog import files
+from catalog.disk import disk_full, free_bytes, free_space
 from catalog.files import copy_bytes, sync, writing
 from catalog.lock import CatalogueBeingWritten, current_writer, file_locked, file_writer
 
@@ -79,7 +80,8 @@ class Published:
     written: int = 0   # bytes written to make it: all of them for a copy made anew, the changed blocks for the spare's update
 
 
-def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -> Published | None:
+def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
+            no_room: Callable[[str], None] | None = None) -> Published | None:
     """Publish the read copy of the closed catalogue at `db_path`. The caller holds the writer
     lock and has closed its connection. Never raises for the copy's sake: a copy that cannot
     be made (the disk full, a WAL left by a failed checkpoint) is a warning, the previous copy
@@ -90,7 +92,10 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -
     catalogue in place, only its blocks that differ written (a night that changed little writes
     megabytes, not the catalogue: docs/benchmarks.md, Read copy), when no reader has it open
     (`_spare_to_update`); else the copy is made anew. Either way it is published by a rename, and
-    the copy it replaces becomes the spare."""
+    the copy it replaces becomes the spare. Not begun when its file system has no room for it
+    (`_short_of_room`: the previous copy stays published); the spare removed when less than a
+    catalogue's size stays free beside it (`_drop_spare_if_short`). `no_room(why)` when the copy was
+    not made for want of room (not begun, or a write that found none), `why` as the warning says it."""
     db_path = Path(db_path)
     copy = read_copy_path(db_path)
     if has_wal(db_path):   # (a copy without its commits would say it is later than it is)
@@ -107,6 +112,12 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -
     spare_next = _spare_next_path(copy)
     spare_next.unlink(missing_ok=True)   # (a publish killed between its renames)
     spare = _spare_to_update(copy)
+    short = _short_of_room(db_path, copy, spare)
+    if short:
+        log.warning("%s", short)
+        if no_room:
+            no_room(short)
+        return None
     made = spare if spare is not None else _unfinished_path(copy)
     try:
         with writing(made):
@@ -130,10 +141,55 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None) -
         spare_next.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
-        log.warning("the read copy %s was not refreshed (%s): readers while a writer holds the catalogue "
-                    "read the previous copy", copy, exc)
+        full = disk_full(exc, db_path)
+        why = (f"the read copy {copy} was not refreshed ({full or exc}): readers while a writer holds the catalogue "
+               "read the previous copy")
+        log.warning("%s", why)
+        if full and no_room:
+            no_room(why)
         return None
+    if kept:
+        _drop_spare_if_short(copy, size)
     return Published(copy, size, time.perf_counter() - started, written)
+
+
+def _short_of_room(db_path: Path, copy: Path, spare: Path | None) -> str | None:
+    """Why the copy is not started (its file system has no room for it), or None: made anew it
+    writes the whole catalogue; the spare updated in place, what the catalogue holds beyond it.
+    Begun without that room it would fail part-way on a full disk, every write of the night's
+    last minutes (the lock file's, the HTTP cache's, the next portal's) failing with it."""
+    size = os.stat(db_path).st_size
+    needed = size if spare is None else max(0, size - os.stat(spare).st_blocks * 512)
+    free = free_bytes(copy.parent)
+    if free is None or free >= needed:
+        return None
+    kept = (f"readers while a writer holds the catalogue read the previous copy, the catalogue as of {as_of(db_path)}"
+            if copy.exists() else "readers wait for the writer (there is no copy yet)")
+    return (f"the read copy {copy} was not refreshed: {'its update' if spare else 'a copy'} would write "
+            f"{needed / 1e6:,.1f} MB: no room ({free_space(copy.parent)}); {kept}")
+
+
+def _drop_spare_if_short(copy: Path, catalogue_bytes: int) -> None:
+    """The spare removed when its file system keeps less than a catalogue's size free beside it:
+    the spare saves the next publish its writes, but the catalogue's own writes come first, and a
+    night may need that much (a `--full` harvest or a reclaim rewrites most of the file, and DuckDB
+    writes a checkpoint's new blocks before it frees the old; then a copy made anew, should the
+    spare not be usable, writes the whole catalogue). The next publish makes the copy anew, and
+    keeps a spare again once there is room."""
+    free = free_bytes(copy.parent)
+    if free is None or free >= catalogue_bytes:
+        return
+    spare = spare_path(copy)
+    try:
+        spare_bytes = os.stat(spare).st_size
+        spare.unlink()
+    except OSError as exc:   # (its folder not ours to write: the spare stays, as it did)
+        log.warning("the read copy's spare %s could not be removed to leave room (%s)", spare, exc)
+        return
+    log.warning("the read copy's spare %s (%s MB) was removed: %s MB free on its file system, less than the "
+                "catalogue's size (%s MB), kept free for the catalogue's own writes; the next publish makes the "
+                "copy anew (the whole catalogue written, not only the blocks that changed)", spare,
+                f"{spare_bytes / 1e6:,.1f}", f"{free / 1e6:,.1f}", f"{catalogue_bytes / 1e6:,.1f}")
 
 
 def _spare_to_update(copy: Path) -> Path | None:

@@ -966,6 +966,9 @@ class Store:
         self._large_writes = 0   # writes retried with MERGE_MEMORY_LIMIT, running now
         self._invalidated = False   # by a checkpoint that failed: attached again before any use
         self._invalidated_by = ""   # that checkpoint's error
+        # the last checkpoint's failure for want of room (a DiskFull naming the file and the disk), None
+        # once one is written: the writer says it, what it committed being in the log alone till then
+        self.checkpoint_found_no_room: OSError | None = None
         # portal -> its listing_pages rows (page_key, params, next_params, total, number of ids), and
         # portal -> the status of its last run (None: none), read for a whole harvest at once
         # (remembered); a portal's listing until its merge, its last run's until its own begins
@@ -1391,9 +1394,14 @@ class Store:
                                 self._reattach()
                             except duckdb.Error as exc:   # (the next use tries again, or says so: see con)
                                 log.error("the catalogue could not be attached again after %s: %s", what, exc)
+                self.checkpoint_found_no_room = None
                 return True
             except duckdb.Error as exc:
-                log.warning("%s failed (%s): the log is kept, and checkpointed later", what, exc)
+                from catalog.disk import disk_full
+
+                self.checkpoint_found_no_room = disk_full(exc, self.db_path)
+                log.warning("%s failed (%s): the log is kept, and checkpointed later", what,
+                            self.checkpoint_found_no_room or exc)
                 return False
 
     def _reattach(self) -> None:

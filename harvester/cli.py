@@ -5,7 +5,9 @@ config, or the catalogue is being written by another civicat process (nothing wa
 130 / 143 a command stopped by Ctrl-C / SIGTERM (harvester.stopping: nothing half-written is
 published; the portals a harvest had not stored keep their catalogue); 74 (sysexits' EX_IOERR)
 the report could not be written to stdout (the disk full, `ulimit -f`): what the command did
-is done, its report is lost; 141 (128 + SIGPIPE, no message) its reader closed the pipe early.
+is done, its report is lost; or a harvest that stored every portal found no room for the catalogue's
+checkpoint (its commits in the log) or its read copy (its readers read the previous one); 141
+(128 + SIGPIPE, no message) its reader closed the pipe early.
 """
 from __future__ import annotations
 
@@ -246,6 +248,7 @@ def echo_error(message: str, exit_code: int | None = None, exc_info=None) -> Non
 
 
 REPORT_LOST = 74   # sysexits' EX_IOERR: apart from 1 (a portal failed) and 2 (nothing done)
+NO_ROOM_AFTER_STORING = REPORT_LOST   # (the work stored; its checkpoint or its read copy lost to a full disk)
 READER_GONE = 128 + signal.SIGPIPE   # 141, as a shell shows a tool that `| head` closed on
 
 
@@ -760,19 +763,22 @@ def bring_read_copy_up_to_date(db_path: Path) -> None:
     publish_read_copy(db_path, if_stale=True)
 
 
-def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> None:
+def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> str | None:
     """After a writer has closed the catalogue, still under its lock: the read copy that readers
     open while the next writer holds the file (catalog.read_copy). Not after a stop (Ctrl-C,
     SIGTERM), whose cleanup stays short: the next writer publishes it before it opens the
-    catalogue (`if_stale`: when the copy is not of the catalogue's last write)."""
+    catalogue (`if_stale`: when the copy is not of the catalogue's last write). Returns why the
+    copy was not made when it was for want of room (its file system short of a copy, or full), else None."""
     from catalog.read_copy import is_current, publish
 
+    no_room: list[str] = []
     if not stop_requested() and not (if_stale and is_current(db_path)):
-        published = publish(db_path)
+        published = publish(db_path, no_room=no_room.append)
         if published:
             logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes, %d of them written) "
                                                         "in %.2f s", published.path, published.bytes,
                                                         published.written, published.seconds)
+    return no_room[0] if no_room else None
 
 
 @cli.command()
@@ -836,7 +842,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             report.not_in_config = portals_not_in_config(store.con, [p.id for p in config.portals])
         finally:
             store.close()
-        publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path)
     except Exception as exc:
         note_crash(lock, exc)
         raise
@@ -870,7 +876,22 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before {stopped_by()}; the others keep "
                    "their previous catalogue", stopped_exit_code())
         sys.exit(stopped_exit_code())
+    if report.ok and (store.checkpoint_found_no_room or copy_not_made):   # (said the night it happens, not found by a reader)
+        echo_error(f"every portal was stored, but {_no_room_after_storing(store.checkpoint_found_no_room, copy_not_made)}",
+                   NO_ROOM_AFTER_STORING)
+        sys.exit(NO_ROOM_AFTER_STORING)
     sys.exit(0 if report.ok else 1)
+
+
+def _no_room_after_storing(checkpoint: OSError | None, copy_not_made: str | None) -> str:
+    """What a full disk kept from a harvest that stored every portal: the catalogue's checkpoint as
+    it closed (its commits in the write-ahead log alone, replayed by the next open; no read copy made
+    of it), or the read copy (`copy_not_made`, catalog.read_copy.publish's words)."""
+    if checkpoint is None:
+        return copy_not_made
+    return (f"the catalogue could not be checkpointed as it closed: {checkpoint}; its commits are kept in its "
+            "write-ahead log, which the next open replays, and its read copy was not refreshed (readers while a "
+            "writer holds the catalogue read the previous copy)")
 
 
 def _progress_bars(bars: dict):

@@ -531,3 +531,79 @@ def test_reads_shorter_than_asked_leave_no_part_of_the_spare_unwritten(tmp_path,
     monkeypatch.undo()
     assert 0 < published.written and read_copy_path(db).read_bytes() == db.read_bytes()
     assert count(read_copy_path(db)) == 120_000
+
+
+# -- a disk short of room: the spare dropped, a copy that would not fit not begun ---------------
+
+def test_the_spare_is_removed_when_less_than_a_catalogue_s_size_stays_free_beside_it(tmp_path, caplog):
+    """The disk held the catalogue three times between writers (the catalogue, the copy, the spare)
+    whatever room was left: a data team whose disk filled lost the catalogue's writes to a spare kept
+    for a faster publish. Once less than a catalogue's size stays free beside it, the spare goes
+    (a warning, once), the next publish makes the copy anew, and a spare is kept again with room."""
+    from tests.small_disk import fill, small_disk
+
+    with small_disk(tmp_path / "disk", 24 << 20) as disk:
+        db = disk / "c.duckdb"
+        copy, spare = read_copy_path(db), disk / ".c.read.duckdb.spare"
+        write_varied_rows(db, 150_000)
+        catalogue = db.stat().st_size
+        assert catalogue > 3 << 20
+        publish(db)
+        add_run(db, 1)
+        publish(db)
+        assert spare.exists()                                # room: the spare kept
+        ballast = fill(disk, catalogue + (2 << 20))          # room for the spare's update, and a catalogue's beyond
+        add_run(db, 2)
+        caplog.set_level(logging.INFO, "civicat.read_copy")
+        kept = publish(db)
+        assert kept.written < kept.bytes / 2 and spare.exists() and not caplog.records
+        ballast.unlink()
+        ballast = fill(disk, catalogue // 2)                 # half a catalogue's size left free
+        add_run(db, 3)
+        updated = publish(db)
+        assert updated.written < updated.bytes / 2 and copy.read_bytes() == db.read_bytes() and is_current(db)
+        assert not spare.exists()
+        [warning] = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert warning.levelno == logging.WARNING and f"the read copy's spare {spare}" in warning.getMessage()
+        assert "less than the catalogue's size" in warning.getMessage()
+        assert "the next publish makes the copy anew" in warning.getMessage()
+        ballast.unlink()
+        add_run(db, 4)
+        anew = publish(db)
+        assert anew.written == anew.bytes and count(copy) == 150_000 and spare.exists()   # room again: kept
+
+
+@pytest.mark.parametrize("how", ["made anew", "the spare updated"])
+def test_a_copy_that_would_not_fit_is_not_begun_and_the_previous_stays_published(tmp_path, caplog, how):
+    """A copy begun on a disk without room for it failed part-way (its writes, and every other
+    write of the disk's, failing meanwhile). Not begun now: the previous copy stays published,
+    the warning names the copy, what it needs, the disk's free space and the catalogue's time
+    the readers read; `no_room` is told; nothing is left beside it."""
+    from tests.small_disk import fill, small_disk
+
+    with small_disk(tmp_path / "disk", 24 << 20) as disk:
+        db = disk / "c.duckdb"
+        copy = read_copy_path(db)
+        write_varied_rows(db, 20_000)
+        publish(db)
+        if how == "the spare updated":
+            add_run(db, 1)
+            publish(db)
+        previous, previous_time = copy.read_bytes(), as_of(db)
+        beside = sorted(p.name for p in disk.iterdir())
+        write_varied_rows(db, 80_000)   # (the catalogue grown past the copy: its update writes more than the spare holds)
+        ballast = fill(disk, 256 << 10)
+        said = []
+        caplog.set_level(logging.WARNING, "civicat.read_copy")
+        assert publish(db, no_room=said.append) is None
+        assert copy.read_bytes() == previous and count(copy) == 20_000
+        assert sorted(p.name for p in disk.iterdir()) == sorted([*beside, "ballast"])
+        [warning] = [r.getMessage() for r in caplog.records]
+        assert said == [warning]
+        assert warning.startswith(f"the read copy {copy} was not refreshed: "
+                                  f"{'a copy' if how == 'made anew' else 'its update'} would write ")
+        assert f"MB free of 25.2 MB on {disk}: free space there" in warning
+        assert warning.endswith(f"readers while a writer holds the catalogue read the previous copy, the catalogue "
+                                f"as of {previous_time}")
+        ballast.unlink()
+        assert publish(db) is not None and count(copy) == 80_000 and is_current(db)

@@ -9,6 +9,7 @@ counts, caps, Retry-After parsing) is unit-tested in http/ (test_client.py and i
 import copy
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalog.lock import connect_read_only
+from catalog.read_copy import is_current
 from harvester.cli import cli
 from harvester.portals import opendatasoft
 from tests.children import ended, line_of, output_of
@@ -1397,3 +1399,178 @@ def test_an_export_and_a_records_pull_out_of_room_say_which_file(tmp_path):
     assert result["error_message"].startswith(f"no room to write a temporary file (TMPDIR) ({temporary}/civicat-download-"), \
         result["error_message"]
     assert list(temporary.iterdir()) == []
+
+
+# -- a full disk of its own (tmpfs: ENOSPC where the disk ends, whichever file meets it) ----------
+
+def two_portal_config(folder: Path, small, big) -> Path:
+    config = folder / "c.toml"
+    config.write_text(f'[[portals]]\nid = "small"\ncity = "S"\nkind = "dcat-us"\nurl = "{small.url}/data.json"\n\n'
+                      f'[[portals]]\nid = "big"\ncity = "B"\nkind = "dcat-us"\nurl = "{big.url}/data.json"\n')
+    return config
+
+
+def rows_of(db: Path) -> list[tuple]:
+    con = connect_read_only(db)
+    try:
+        return con.execute("SELECT * EXCLUDE (last_seen) FROM datasets ORDER BY uid").fetchall()
+    finally:
+        con.close()
+
+
+def portals_in(db: Path) -> dict[str, int]:
+    con = connect_read_only(db)
+    try:
+        return dict(con.execute("SELECT portal_id, count(*) FROM datasets GROUP BY ALL").fetchall())
+    finally:
+        con.close()
+
+
+def civicat_on(folder: Path, *args: str, script: str | None = None, room: int = 0) -> subprocess.CompletedProcess:
+    """`civicat harvest --json` of the catalogue in `folder` (a process of its own, as cron runs it);
+    `script`: run through it instead, given `room` first."""
+    command = [sys.executable, "-m", "harvester"] if script is None else [sys.executable, "-c", script, str(room)]
+    return subprocess.run([*command, "harvest", "--json", "--config", str(folder / "c.toml"), "--db",
+                           str(folder / "c.duckdb"), *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
+
+
+def test_a_disk_that_fills_as_a_portal_is_staged_or_merged_keeps_the_catalogue_and_the_copy_whole(tmp_path):
+    """A real full disk (not a file size limit: every file meets it, the catalogue's own checkpoint
+    too) as a portal's listing is staged, and as its rows merge (the write-ahead log's commit): the
+    portal fails `DiskFull` naming the file and the disk, exit 1; every portal's rows are as they were,
+    the published copy the previous one, whole; nothing is left beside them; the next night, with
+    room, stores everything and publishes it."""
+    from tests.small_disk import fill, small_disk
+
+    met = set()
+    with DataJsonPortal(make_data_json(50)) as small, DataJsonPortal(make_data_json(3000)) as big, \
+            small_disk(tmp_path / "disk", 64 << 20) as disk:
+        for room in (1 << 20, 12 << 20):   # (the staging's parts first; then the log, the staging written)
+            folder = disk / f"room-{room}"
+            folder.mkdir()
+            two_portal_config(folder, small, big)
+            db, copy = folder / "c.duckdb", folder / "c.read.duckdb"
+            assert civicat_on(folder, "--portal", "small").returncode == 0
+            before, published = rows_of(db), copy.read_bytes()
+            ballast = fill(disk, room)
+            failed = civicat_on(folder, "--portal", "big")
+            assert failed.returncode == 1, failed.stderr[-3000:]
+            [report] = json.loads(failed.stdout)["portals"]
+            assert (report["status"], report["error_type"]) == ("failed", "DiskFull"), report
+            where = report["error_message"].split(f" ({folder}/")[0]
+            assert where in ("no room to write the harvest's staging", "no room to write the catalogue's write-ahead log")
+            met.add(where)
+            assert "its file system is full; " in report["error_message"]
+            assert f"MB free of 67.1 MB on {disk}: free space there. Nothing is lost" in report["error_message"]
+            assert "Traceback" not in failed.stderr
+            assert rows_of(db) == before and rows_of(copy) == before                 # the catalogue, the copy: whole
+            assert copy.read_bytes() in (published, db.read_bytes())   # (the previous copy, or the run's failure's)
+            hidden = {p.name for p in folder.iterdir() if p.name.startswith(".")}   # (no copy cut short beside it)
+            assert hidden <= {".c.duckdb.staging", ".c.read.duckdb.spare"}, hidden
+            assert not list((folder / ".c.duckdb.staging").glob("*"))
+            ballast.unlink()
+            again = civicat_on(folder)
+            assert again.returncode == 0, again.stderr[-3000:]
+            assert is_current(db) and portals_in(copy) == {"small": 50, "big": 3000}
+            shutil.rmtree(folder)
+    assert met == {"no room to write the harvest's staging", "no room to write the catalogue's write-ahead log"}
+
+
+# the disk filled by another program as the night's read copy is published; "made anew" and "the
+# spare updated": filled after the publish read its free space (the copy begun, as on main whatever
+# the room, and meeting the disk's end as it is written)
+FILLED_AS_THE_COPY_IS_PUBLISHED = """
+import sys
+from catalog import read_copy
+from tests.small_disk import fill
+room, publish = int(sys.argv[1]), read_copy.publish
+def filled_as_it_starts(db_path, *args, **kwargs):
+    fill(read_copy.Path(db_path).parent.parent, room)
+    if HOW != "not begun" and hasattr(read_copy, "free_bytes"):
+        read_copy.free_bytes = lambda folder: 1 << 50
+    return publish(db_path, *args, **kwargs)
+read_copy.publish = filled_as_it_starts
+from harvester.cli import cli
+cli(sys.argv[2:])
+"""
+
+
+@pytest.mark.parametrize("how", ["not begun", "made anew", "the spare updated"])
+def test_a_disk_that_fills_as_the_read_copy_is_written_keeps_the_previous_copy_published(tmp_path, how):
+    """The disk full by the night's publish (the portals stored): a copy made anew, or the spare's
+    update, that met the disk's end was a warning, exit 0, and a copy that would not fit was begun
+    anyway. Now: not begun when it would not fit; either way the previous copy stays published,
+    whole, nothing left beside it but the spare (a spare cut short is no copy any reader opens);
+    stderr's last line says every portal was stored and why the copy was not (the disk, its free
+    space), exit 74; the next night with room publishes the catalogue's bytes."""
+    from tests.small_disk import small_disk
+
+    with DataJsonPortal(make_data_json(50)) as small, DataJsonPortal(make_data_json(3000)) as big, \
+            small_disk(tmp_path / "disk", 64 << 20) as disk:
+        folder = disk / "data"
+        folder.mkdir()
+        two_portal_config(folder, small, big)
+        db, copy, spare = folder / "c.duckdb", folder / "c.read.duckdb", folder / ".c.read.duckdb.spare"
+        for _ in range(2 if how == "the spare updated" else 1):
+            assert civicat_on(folder, "--portal", "small").returncode == 0
+        assert spare.exists() == (how == "the spare updated")
+        published, beside = copy.read_bytes(), sorted(p.name for p in folder.iterdir())
+        script = FILLED_AS_THE_COPY_IS_PUBLISHED.replace("HOW", repr(how))
+        stored = civicat_on(folder, script=script, room=300_000)
+        assert stored.returncode == 74, stored.stderr[-3000:]
+        report = json.loads(stored.stdout)
+        assert report["ok"] and [p["status"] for p in report["portals"]] == ["ok", "ok"]
+        last = stored.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"every portal was stored, but the read copy {copy} was not refreshed"), last
+        if how == "not begun":
+            assert " would write " in last and f" MB: no room (0.3 MB free of 67.1 MB on {disk}: free space there)" in last
+        else:
+            made = spare if how == "the spare updated" else folder / ".c.read.duckdb.publishing"
+            assert f"no room to write the catalogue's read copy ({made}): its file system is full; " in last
+            assert f"MB free of 67.1 MB on {disk}: free space there" in last
+        assert "readers while a writer holds the catalogue read the previous copy" in last and "Traceback" not in last
+        assert copy.read_bytes() == published and portals_in(copy) == {"small": 50}
+        assert sorted(p.name for p in folder.iterdir()) == beside   # (no .publishing, no .spare.next)
+        assert portals_in(db) == {"small": 50, "big": 3000}   # the night's work stands
+        (disk / "ballast").unlink()
+        again = civicat_on(folder)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert copy.read_bytes() == db.read_bytes() and portals_in(copy) == {"small": 50, "big": 3000}
+
+
+def test_a_disk_with_no_room_for_the_catalogue_s_checkpoint_keeps_the_log_and_says_so(tmp_path):
+    """A night that stored every portal and then found no room for the catalogue's checkpoint (the
+    file grows as the log is written into it) exited 0, two warnings in the log, and the read copy
+    stayed the night before's without a word to cron. The commits stay in the write-ahead log (read
+    by every reader, replayed by the next open); the harvest exits 74, its last line naming the
+    catalogue, the disk and its free space; the next night with room checkpoints and publishes."""
+    from tests.small_disk import fill, small_disk
+
+    with DataJsonPortal(make_data_json(50)) as small, DataJsonPortal(make_data_json(20)) as other, \
+            small_disk(tmp_path / "disk", 64 << 20) as disk:
+        folder = disk / "data"
+        folder.mkdir()
+        two_portal_config(folder, small, other)
+        db, copy = folder / "c.duckdb", folder / "c.read.duckdb"
+        assert civicat_on(folder, "--portal", "small").returncode == 0
+        published = copy.read_bytes()
+        ballast = fill(disk, 100_000)   # (the log's commits fit; the checkpoint's new blocks do not)
+        stored = civicat_on(folder, "--portal", "small")
+        assert stored.returncode == 74, stored.stderr[-3000:]
+        assert json.loads(stored.stdout)["ok"]
+        last = stored.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"every portal was stored, but the catalogue could not be checkpointed as it closed: no "
+                               f"room to write the catalogue ({db}): its file system is full; "), last
+        assert f" MB free of 67.1 MB on {disk}: free space there" in last and "write-ahead log" in last
+        assert (folder / "c.duckdb.wal").stat().st_size > 0 and copy.read_bytes() == published
+        con = connect_read_only(db)   # (as `civicat sql` reads it: the log's commits with the file's)
+        try:
+            assert con.execute("SELECT count(*) FROM harvest_runs WHERE status = 'ok'").fetchone() == (2,)
+        finally:
+            con.close()
+        ballast.unlink()
+        again = civicat_on(folder)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert not (folder / "c.duckdb.wal").exists() and copy.read_bytes() == db.read_bytes()
+        assert portals_in(copy) == {"small": 50, "big": 20}
