@@ -7,9 +7,17 @@ import socket
 import ssl
 import threading
 
-from tests.conftest import fast_client
+from harvester import paging
+from harvester.pipeline import harvest
+from tests.conftest import fast_client, portal_config
 from tests.harvester.http.conftest import DOC
 from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, _tls_for_127_0_0_1
+from tests.harvester.portals.test_ckan import packages
+from tests.portals.ckan import CkanPortal
+from tests.portals.socrata import SocrataPortal
+from tests.portals.synth import make_socrata_entries
+
+DOMAIN = "data.example.org"
 
 
 # -- secrets on a redirect ------------------------------------------------------------------------
@@ -77,3 +85,71 @@ def test_a_secret_header_does_not_follow_a_redirect_from_https_down_to_plain_htt
     assert [(scheme, path) for scheme, path, _ in portal.heard] == [("https", "/moved"), ("http", "/doc")]
     assert portal.heard[0][2]["X-App-Token"] == "secret"
     assert "X-App-Token" not in portal.heard[1][2]
+
+
+# -- paging that never ends -----------------------------------------------------------------------
+
+class MintingCkan(CkanPortal):
+    """A CKAN whose every page past its packages is new: ids minted from `start`, and a count of 10^9
+    (a search index gone wrong, or a hostile portal), once `minting` is set."""
+    minting = False
+
+    def package_search(self, query):
+        status, body = super().package_search(query)
+        if self.minting:
+            start, rows = int(query.get("start", 0)), int(query.get("rows", 10))
+            body["result"].update(count=10 ** 9, results=[
+                {**self.packages[0], "id": f"minted-{start + i:09d}", "name": f"minted-{start + i}"}
+                for i in range(rows)])
+        return status, body
+
+
+def test_a_listing_whose_pages_never_end_fails_its_portal_at_the_entries_bound_and_loses_nothing(
+        store, http, monkeypatch):
+    """Each page new and a total of 10^9: the listing paged on for the portal's whole max_minutes (6
+    hours), its memory growing with every id (521,000 ids and 370 MB in 30 s). It fails past
+    MAX_LISTING_ENTRIES (2,000,000; 5,000 here), the catalogue kept."""
+    monkeypatch.setattr(paging, "MAX_LISTING_ENTRIES", 5_000)
+    with MintingCkan(packages(30)) as portal:
+        config = portal_config("c", "ckan", portal.url)
+        assert harvest([config], store, http).ok
+        before = store.con.execute("SELECT uid, title, deleted_at, missing_since FROM datasets ORDER BY uid").fetchall()
+        portal.minting, searches = True, portal.hits["/api/3/action/package_search"]
+        report = harvest([config], store, http).portals[0]
+        searches = portal.hits["/api/3/action/package_search"] - searches
+    assert (report.status, report.error_type) == ("failed", "PagingError")
+    assert report.error_message.startswith("the listing gave over 5,000 entries and did not end (at sort=id asc, "
+                                           "start=5000, rows=1000)")
+    assert searches in (6, 7)   # (5,000 entries at 1,000 a page: the page after the last may be asked ahead)
+    assert store.con.execute("SELECT uid, title, deleted_at, missing_since FROM datasets ORDER BY uid").fetchall() \
+        == before
+
+
+class MintingSocrata(SocrataPortal):
+    """A Socrata portal reporting 12,000 assets (listed by scroll_id, past the offset window) whose
+    scroll never ends: each page new ids past the cursor."""
+
+    def catalog(self, query):
+        status, body = super().catalog(query)
+        scroll_id = query.get("scroll_id")
+        if scroll_id is not None:
+            after = int(scroll_id[1:]) if scroll_id[1:].isdigit() else 0
+            template = body["results"][0] if body["results"] else self._entries[0]
+            body["results"] = [{**template, "resource": {**template["resource"], "id": f"m{after + i:08d}"}}
+                               for i in range(1, int(query.get("limit", 100)) + 1)]
+        body["resultSetSize"] = 12_000
+        return status, body
+
+
+def test_a_cursor_that_never_ends_fails_its_portal_past_twice_the_total_reported(store, http):
+    """A cursor does not stop at the total as offsets do: a scroll whose every page is new paged on
+    for the portal's max_minutes (a million pages). Past twice the total the portal reports, pages
+    that shift repeat or skip a few ids, never as many again: the listing fails there."""
+    with MintingSocrata(make_socrata_entries(20, domain=DOMAIN), domain=DOMAIN) as portal:
+        report = harvest([portal_config("s", "socrata", portal.url, domain=DOMAIN, max_minutes=2)], store,
+                         http).portals[0]
+        pages = portal.hits["/api/catalog/v1"]
+    assert (report.status, report.error_type) == ("failed", "PagingError")
+    assert report.error_message.startswith("the listing gave 24,100 entries, over twice the 12,000 the portal "
+                                           "reports, and did not end")
+    assert pages <= 245   # (the total asked, 241 pages of 100, and one ahead)
