@@ -12,10 +12,12 @@ from harvester.pipeline import harvest
 from tests.conftest import fast_client, portal_config
 from tests.harvester.http.conftest import DOC
 from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, _tls_for_127_0_0_1
+from tests.harvester.test_cli import invoke, write_config
 from tests.harvester.portals.test_ckan import packages
 from tests.portals.ckan import CkanPortal
+from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal
-from tests.portals.synth import make_socrata_entries
+from tests.portals.synth import make_data_json, make_socrata_entries
 
 DOMAIN = "data.example.org"
 
@@ -153,3 +155,32 @@ def test_a_cursor_that_never_ends_fails_its_portal_past_twice_the_total_reported
     assert report.error_message.startswith("the listing gave 24,100 entries, over twice the 12,000 the portal "
                                            "reports, and did not end")
     assert pages <= 245   # (the total asked, 241 pages of 100, and one ahead)
+
+
+# -- names in the terminal ------------------------------------------------------------------------
+
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overlap_and_similar(tmp_path):
+    """A right-to-left override in a title ("Crime \\u202egpj.exe": "Crime exe.jpg" as a terminal
+    that lays text out both ways shows it, the rest of the table's line turned around with it)
+    reached the terminal as it was; C0 and C1 controls were escaped already. Each is shown as
+    `\\u202e`; the catalogue and the JSON output keep the title as it was sent."""
+    document = make_data_json(3)
+    hostile = "Crime incidents \u202egpj.exe\u202c \u2066isolated\u2069 \u200fmark\x1b[2J"
+    document["dataset"][0]["title"] = hostile
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),
+                              ("town", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+        assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    found = json.loads(invoke("search", "--db", db, "crime", "--json").output)
+    assert hostile in [hit["title"] for hit in found]   # as it was sent
+    uid = next(hit["uid"] for hit in found if hit["title"] == hostile)
+    outputs = [invoke("search", "--db", db, "crime").output, invoke("overlap", "--db", db).output,
+               invoke("similar", "--db", db, uid).output]
+    for output in outputs:
+        assert not any(c in BIDI_CONTROLS or ord(c) < 32 and c != "\n" for c in output), repr(output)
+    assert "Crime incidents \\u202egpj.exe\\u202c \\u2066isolated\\u2069 \\u200fmark\\x1b[2J" in outputs[0]
+    assert "\\u202egpj.exe" in outputs[1] and "\\u202egpj.exe" in outputs[2]
