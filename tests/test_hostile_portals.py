@@ -7,7 +7,11 @@ import socket
 import ssl
 import threading
 
+import pytest
+from click.testing import CliRunner
+
 from harvester import paging
+from harvester.cli import cli
 from harvester.pipeline import harvest
 from tests.conftest import fast_client, portal_config
 from tests.harvester.http.conftest import DOC
@@ -184,3 +188,33 @@ def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overla
         assert not any(c in BIDI_CONTROLS or ord(c) < 32 and c != "\n" for c in output), repr(output)
     assert "Crime incidents \\u202egpj.exe\\u202c \\u2066isolated\\u2069 \\u200fmark\\x1b[2J" in outputs[0]
     assert "\\u202egpj.exe" in outputs[1] and "\\u202egpj.exe" in outputs[2]
+
+
+# -- secrets in a portal's URL --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, url, said", [
+    ("ckan", "https://alice:s3cret-pw@data.city.example", "'https://…@data.city.example' holds a user name or password"),
+    ("dcat-us", "https://data.city.example/data.json?api_key=s3cret-pw",
+     "'https://data.city.example/data.json' has a secret in its query (api_key)"),
+    ("socrata", "https://data.city.example?$$app_token=s3cret-pw", "has a secret in its query ($$app_token)"),
+    ("arcgis-hub", "https://hub.city.example?format=json&access_token=s3cret-pw&X-Amz-Signature=s3cret-pw",
+     "has a secret in its query (X-Amz-Signature, access_token)"),
+])
+def test_a_portal_url_holding_a_secret_is_refused_before_any_request_without_quoting_it(tmp_path, kind, url, said):
+    """A user name and password in a portal's URL (which requests sends as Basic auth) went into every
+    error message and log line naming a request, `harvest_errors`, and the links built from the URL (a
+    CKAN's landing pages): the catalogue and its Parquet export held the password. A key in its query
+    went alike. Either is refused at the config, exit 2, the secret not quoted."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "{kind}"\nurl = "{url}"\n')
+    result = CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", str(tmp_path / "c.duckdb")])
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert "s3cret-pw" not in result.output and not (tmp_path / "c.duckdb").exists()
+
+
+def test_a_query_of_no_secret_in_a_data_json_url_is_kept(tmp_path):
+    """(A guard of the refusal above: a data.json URL's own query, `?format=json`, is no secret.)"""
+    with DataJsonPortal(make_data_json(2)) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json?format=json&keyword=x"))
+        assert invoke("harvest", "--config", config, "--db", str(tmp_path / "c.duckdb")).exit_code == 0
+        assert portal.hits["/data.json"] == 1
