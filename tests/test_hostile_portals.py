@@ -1,23 +1,29 @@
 """A hostile or broken portal, played against civicat over real HTTP on 127.0.0.1 (session 40's
 audit, docs/harvesting.md#hostile-portals): each test a hole that audit found, or a guard of a
 bound that was already kept but that no test held."""
+import codecs
 import contextlib
 import json
 import socket
 import ssl
 import threading
 
+import duckdb
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from harvester import paging
 from harvester.cli import cli
 from harvester.pipeline import harvest
-from tests.conftest import fast_client, portal_config
+from tests.catalog.test_datajson import errors_of, export_data_json, validators
+from tests.conftest import fast_client, harvest_with_records, portal_config
 from tests.harvester.http.conftest import DOC
 from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, _tls_for_127_0_0_1
 from tests.harvester.test_cli import invoke, write_config
 from tests.harvester.portals.test_ckan import packages
+from tests.portals.base import RawBody
+from tests.portals.catalogues import harvest_data_json
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal
@@ -218,3 +224,86 @@ def test_a_query_of_no_secret_in_a_data_json_url_is_kept(tmp_path):
         config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json?format=json&keyword=x"))
         assert invoke("harvest", "--config", config, "--db", str(tmp_path / "c.duckdb")).exit_code == 0
         assert portal.hits["/data.json"] == 1
+
+
+# -- guards: bounds already kept, held by no test before --------------------------------------------
+
+@pytest.mark.parametrize("encoded", [
+    lambda text: codecs.BOM_UTF8 + text.encode(), lambda text: text.encode("utf-16"),
+    lambda text: text.encode("utf-16-be"), lambda text: text.encode("utf-32"),
+], ids=["utf-8 BOM", "utf-16", "utf-16-be without a BOM", "utf-32"])
+def test_a_data_json_with_a_bom_or_in_utf_16_or_32_is_read(store, http, encoded):
+    """(A guard.) RFC 8259 allows a reader to take a BOM, and json reads UTF-16 and -32: a document so
+    sent is read whole, each entry, where a UTF-8-only reader would have failed the portal."""
+    document = make_data_json(5)
+    with DataJsonPortal(document) as portal:
+        portal.static["/data.json"] = RawBody(encoded(json.dumps(document)), "application/json")
+        report = harvest([portal_config("c", "dcat-us", portal.url + "/data.json")], store, http).portals[0]
+    assert (report.status, report.seen, report.errors) == ("ok", 5, 0)
+
+
+def test_nan_infinity_and_a_duplicate_key_in_a_listing_are_read_as_json_readers_do(store, http):
+    """(A guard.) NaN and Infinity, which JSON has not but Python's json writes, are read (a
+    portal built on it sends them) and stored as null: the raw record and the export stay JSON;
+    of a key given twice the last is taken, as every JSON reader does."""
+    document = make_data_json(3)
+    text = json.dumps(document).replace('"spatial": ', '"spatial": NaN, "ignored": Infinity, "spatial": ', 1)
+    text = text.replace('"title": ', '"title": "first of two", "title": ', 1)
+    assert "NaN" in text and "first of two" in text
+    with DataJsonPortal(document) as portal:
+        portal.static["/data.json"] = RawBody(text.encode(), "application/json")
+        report = harvest([portal_config("c", "dcat-us", portal.url + "/data.json")], store, http).portals[0]
+    assert (report.status, report.seen) == ("ok", 3)
+    raws = [json.loads(raw) for raw, in store.con.execute("SELECT raw FROM raw_records").fetchall()]
+    first = next(raw for raw in raws if "ignored" in raw)
+    assert first["ignored"] is None and first["title"] == document["dataset"][0]["title"]
+    assert "first of two" not in json.dumps([row for row in store.con.execute("SELECT title FROM datasets")
+                                             .fetchall()])
+
+
+def test_hostile_values_export_to_a_data_json_the_official_schemas_take(tmp_path, store, http):
+    """(A guard.) An identifier climbing out with a NUL, a line break and SQL; a title of escapes, a
+    right-to-left override and 10,000 characters; links to javascript:, data: and file:; a keyword of
+    a NUL: the export validates against ../shared's DCAT-US 1.1 schemas, and no such link is in it."""
+    def dataset(identifier, **extra):
+        return {"identifier": identifier, "title": f"Title {identifier}", "keyword": ["k"], "modified": "2024-01-01",
+                "publisher": {"name": "P"}, "contactPoint": {"fn": "C", "hasEmail": "mailto:c@example.org"},
+                "accessLevel": "public", **extra}
+
+    harvest_data_json(store, http, {"a": ("A\x1b[2J", [
+        dataset("../../x\x00y\n'; DROP TABLE datasets; --", title="\x1b[2J\u202eevil" + "A" * 10_000),
+        dataset("links", landingPage="javascript:alert(1)", license="javascript:x", references=["file:///etc/passwd"],
+                distribution=[{"downloadURL": "javascript:alert(1)", "mediaType": "text/csv"},
+                              {"accessURL": "data:text/html,<script>alert(1)</script>"},
+                              {"downloadURL": "file:///etc/passwd", "mediaType": "text/csv"}]),
+        dataset("words", keyword=["\x00", "a" * 10_000, "\u202e"], description="\x00\x1b[2J")])})
+    db = store.db_path
+    store.close()
+    assert export_data_json(db, tmp_path, {}).written == 3
+    text = (tmp_path / "data.json").read_text()
+    document = json.loads(text)
+    assert errors_of(validators()[1], document) == []
+    assert not any(scheme in text for scheme in ("javascript:", "data:text", "file:"))
+
+
+def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):
+    """(A guard.) A DataStore's field names of quotes and SQL, `../`, 10,000 characters, a parameter
+    marker, and a dataset id that climbs out: the pull writes each as a column of that name, under the
+    records folder, and the column profiles (their SQL quotes each name) name every one."""
+    names = ['x"; DROP TABLE datasets; --', "'; DROP TABLE t; --", "../../etc/passwd", "a" * 10_000, "$1", "?",
+             "sum(*)", "\\"]
+    fields = [{"id": "_id", "type": "int"}] + [{"id": name, "type": "text"} for name in names]
+    rows = [{"_id": i + 1, **{name: f"v{i}" for name in names}} for i in range(5)]
+    source_id = "../../evil id'; DROP"
+    with CkanPortal([], datastore={"res-n": fields}, records={"res-n": rows}) as portal:
+        portal.packages = [{"id": source_id, "name": "names", "title": "Names", "resources": [
+            {"id": "res-n", "name": "r", "format": "CSV", "datastore_active": True, "url": f"{portal.url}/x"}]}]
+        db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [source_id])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    written = list(tmp_path.rglob("*.parquet"))
+    assert len(written) == 1 and (tmp_path / "records") in written[0].parents
+    assert pq.read_table(written[0]).column_names == ["_id", *names]
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+        assert sorted(name for name, in con.execute("SELECT column_name FROM column_profiles").fetchall()) == \
+            sorted(["_id", *names])
