@@ -4,6 +4,7 @@ bound that was already kept but that no test held."""
 import codecs
 import contextlib
 import json
+import re
 import socket
 import ssl
 import threading
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from harvester import paging
+from harvester import paging, records
 from harvester.cli import cli
 from harvester.pipeline import harvest
 from tests.catalog.test_datajson import errors_of, export_data_json, validators
@@ -22,12 +23,15 @@ from tests.harvester.http.conftest import DOC
 from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, _tls_for_127_0_0_1
 from tests.harvester.test_cli import invoke, write_config
 from tests.harvester.portals.test_ckan import packages
+from tests.harvester.portals.test_arcgis_records import ESRI, ESRI_ITEM, hub_entry
+from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.base import RawBody
 from tests.portals.catalogues import harvest_data_json
 from tests.portals.ckan import CkanPortal
-from tests.portals.dcat import DataJsonPortal
+from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_data_json, make_socrata_entries
+from tests.shared_fixtures import load_json
 
 DOMAIN = "data.example.org"
 
@@ -307,3 +311,55 @@ def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):
         assert con.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
         assert sorted(name for name, in con.execute("SELECT column_name FROM column_profiles").fetchall()) == \
             sorted(["_id", *names])
+
+
+# -- a records pull whose pages never end ---------------------------------------------------------
+
+class MintingFeatureServer(FeatureServerPortal):
+    """A FeatureServer whose pages past its features, once `minting` is set, are new features (object
+    ids past any read), each page saying `exceededTransferLimit`; its count stays its features'."""
+    minting = False
+
+    def query(self, metadata, features, query):
+        answer = super().query(metadata, features, query)
+        offset = int(query.get("resultOffset", 0))
+        if self.minting and "resultOffset" in query:
+            if offset >= len(features):
+                template = features[0]
+                answer["features"] = [{**template, "attributes": {**template["attributes"], "objectid": 10 ** 6 + offset + i}}
+                                      for i in range(int(query.get("resultRecordCount", 100)))]
+            answer["exceededTransferLimit"] = True
+        return answer
+
+
+def test_a_records_pull_whose_pages_never_end_fails_past_twice_its_count_and_keeps_the_previous_records(
+        tmp_path, monkeypatch):
+    """A layer saying `exceededTransferLimit` on every page, each of new rows: the pull read on for its
+    records_max_minutes (six hours), writing them to the disk. Past twice the count the layer gave
+    at the pull's start and ROWS_PAST_THE_COUNT more (a million; 500 here) it fails, its staged rows
+    removed, the previous records kept."""
+    monkeypatch.setattr(records, "ROWS_PAST_THE_COUNT", 500)
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with MintingFeatureServer({ESRI: (meta, features)}) as services:
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, first = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+            assert json.loads(first.output)["portals"][0]["record_rows"] == 1000, first.output
+            services.minting = True
+            services.clear_log()
+            db, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+            pages = sum(1 for path, query, _ in services.requests if "resultOffset" in query)
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        error_type, message = con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'records'") \
+            .fetchone()
+    said = re.fullmatch(r"records pull failed \(dc:a{32}_0\): the pull gave over ([\d,]+) rows, more than twice the "
+                        r"1,000 the portal counted at its start and 500 more: its pages do not end; the previous "
+                        r"records are kept", message)
+    assert error_type == "PagingError" and said, message
+    assert 2_500 < int(said[1].replace(",", "")) <= 2_500 + 300   # (the page that passed the bound: 300 rows at most)
+    assert pages <= 11   # (2,800 rows at 300 a page, and one asked ahead)
+    kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
+    assert kept.num_rows == 1000 and max(kept["objectid"].to_pylist()) < 10 ** 6
+    assert not any(path.name.startswith("part-") for path in (tmp_path / ".records-staging").rglob("*"))
