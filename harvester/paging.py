@@ -38,10 +38,13 @@ ENTRIES_AT_A_TIME = 1_000
 # page new ids (a cursor minting them, a total of 10^9 that offsets page on to), was bounded only by
 # its max_minutes, its memory growing with the ids listed (a local CKAN: 521,000 ids in 30 s, the
 # process at 370 MB and growing: six hours would exhaust any machine's). The largest real catalogue, catalog.data.gov's
-# CKAN, lists ~400,000. Past twice the total the portal reports (the most it ever reported), too:
-# pages that shift while read repeat or skip a few ids, never as many again (a cursor, unlike offsets,
-# does not stop at the total)
+# CKAN, lists ~400,000. Past twice the total the portal reports (the most it ever reported) and
+# ENTRIES_PAST_THE_TOTAL more, too: a cursor, unlike offsets, does not stop at the total; pages that
+# shift while read repeat or skip a few ids, and a total that lies low (a search index's stale count,
+# which a full page reaching it reads past: OffsetPaginator.past_a_full_total) is read past by the
+# catalogue's whole length, which the more allows for
 MAX_LISTING_ENTRIES = 2_000_000
+ENTRIES_PAST_THE_TOTAL = 100_000
 
 # answers over the response cap a listing may get before its portal fails: each may cost a
 # read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
@@ -348,8 +351,13 @@ class OffsetPaginator(Paginator):
 
     def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
                  max_window: int | None = None, extra: dict | None = None, total: int | None = None,
-                 ids_only: dict | None = None):
+                 ids_only: dict | None = None, past_a_full_total: bool = False):
         self.limit = limit
+        # a listing's: a full page that reaches the reported total is followed by one more request (within
+        # max_window). A total that lies low at a page's end (1,000 of 2,500: a search index's stale
+        # count) ended the listing there complete, and the 1,500 after it were marked removed; an honest
+        # one costs an empty page, where the total is a whole number of pages
+        self.past_a_full_total = past_a_full_total
         self.ids_only = ids_only
         self.total = total   # items the API said it holds: no guess goes past them
         self.offset_param = offset_param
@@ -380,7 +388,9 @@ class OffsetPaginator(Paginator):
             return None
         offset = params[self.offset_param] + len(page.items)
         if page.total is not None:
-            if offset >= page.total:
+            if offset >= page.total and not (self.past_a_full_total and len(page.items) >= params[self.limit_param]
+                                             and (self.max_window is None or
+                                                  offset + self.sizes.peek(offset) <= self.max_window)):
                 return None
         elif len(page.items) < min(self.limit, params[self.limit_param]):   # (smaller under SmallerPages)
             return None
@@ -777,8 +787,9 @@ class Listing:
                                   "page instead of paging on", repeated=Page(items=None, url=read.url))
 
     def _refuse_endless(self, page: Page, next_params: dict | None) -> None:
-        """PagingError once the entries listed pass `max_entries`, or twice the most the API
-        reported (MAX_LISTING_ENTRIES), and paging would go on (`next_params`): a listing whose
+        """PagingError once the entries listed pass `max_entries` (MAX_LISTING_ENTRIES), or twice
+        the most the API reported and ENTRIES_PAST_THE_TOTAL more, and paging would go on
+        (`next_params`): a listing whose
         every page is new would page on for its portal's whole time budget, its ids held all the
         while. (A page past its total that ends the listing is no such thing: a total gone wrong
         as a search index is rebuilt, the listing then partial.)"""
@@ -788,10 +799,10 @@ class Listing:
             raise PagingError(f"the listing gave over {self.max_entries:,} entries and did not end (at "
                               f"{request_text(page.params)}): more than any open-data catalogue holds, so the "
                               "portal's paging does not end")
-        if self.most_reported and self.unique > 2 * self.most_reported:
+        if self.most_reported and self.unique > 2 * self.most_reported + ENTRIES_PAST_THE_TOTAL:
             raise PagingError(f"the listing gave {self.unique:,} entries, over twice the {self.most_reported:,} the "
-                              f"portal reports, and did not end (at {request_text(page.params)}): the portal's paging "
-                              "does not end")
+                              f"portal reports and {ENTRIES_PAST_THE_TOTAL:,} more, and did not end (at "
+                              f"{request_text(page.params)}): the portal's paging does not end")
 
     def _in_batches(self, page: Page, next_params: dict | None, seen: set[str]) -> Iterator[Page]:
         """A page whose items are parsed as they are read (harvester.http.Entries: a listing

@@ -157,18 +157,20 @@ class MintingSocrata(SocrataPortal):
         return status, body
 
 
-def test_a_cursor_that_never_ends_fails_its_portal_past_twice_the_total_reported(store, http):
+def test_a_cursor_that_never_ends_fails_its_portal_past_twice_the_total_reported(store, http, monkeypatch):
     """A cursor does not stop at the total as offsets do: a scroll whose every page is new paged on
-    for the portal's max_minutes (a million pages). Past twice the total the portal reports, pages
-    that shift repeat or skip a few ids, never as many again: the listing fails there."""
+    for the portal's max_minutes (a million pages). Past twice the total the portal reports and
+    ENTRIES_PAST_THE_TOTAL more (100,000; 1,000 here) the listing fails: pages that shift repeat or
+    skip a few ids, a total that lies low is read past by the catalogue's length, never so many."""
+    monkeypatch.setattr(paging, "ENTRIES_PAST_THE_TOTAL", 1_000)
     with MintingSocrata(make_socrata_entries(20, domain=DOMAIN), domain=DOMAIN) as portal:
         report = harvest([portal_config("s", "socrata", portal.url, domain=DOMAIN, max_minutes=2)], store,
                          http).portals[0]
         pages = portal.hits["/api/catalog/v1"]
     assert (report.status, report.error_type) == ("failed", "PagingError")
-    assert report.error_message.startswith("the listing gave 24,100 entries, over twice the 12,000 the portal "
-                                           "reports, and did not end")
-    assert pages <= 245   # (the total asked, 241 pages of 100, and one ahead)
+    assert report.error_message.startswith("the listing gave 25,100 entries, over twice the 12,000 the portal "
+                                           "reports and 1,000 more, and did not end")
+    assert pages <= 255   # (the total asked, 251 pages of 100, and one ahead)
 
 
 # -- names in the terminal ------------------------------------------------------------------------
@@ -363,3 +365,35 @@ def test_a_records_pull_whose_pages_never_end_fails_past_twice_its_count_and_kee
     kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
     assert kept.num_rows == 1000 and max(kept["objectid"].to_pylist()) < 10 ** 6
     assert not any(path.name.startswith("part-") for path in (tmp_path / ".records-staging").rglob("*"))
+
+
+# -- a total that lies low ------------------------------------------------------------------------
+
+class CountingLow(CkanPortal):
+    """A CKAN whose count says 1,000, a whole page, whatever it holds (a search index's stale count)."""
+
+    def package_search(self, query):
+        status, body = super().package_search(query)
+        body["result"]["count"] = 1_000
+        return status, body
+
+
+def test_a_total_that_lies_low_at_a_pages_end_marks_nothing_removed(store, http):
+    """A count of 1,000 of 2,500 packages: the first page, full, reached it, the listing ended there
+    complete, and the 1,500 after it were marked removed (deleted at once: deletion_grace_days 0).
+    A full page that reaches the total is followed by one more request: the pages go on, the
+    listing is partial, nothing is marked missing. An honest catalogue of whole pages costs one
+    empty page more, and its deletions are still found."""
+    catalogue = packages(2_500)
+    with CkanPortal(catalogue) as portal:
+        assert harvest([portal_config("c", "ckan", portal.url)], store, http).ok
+    with CountingLow(catalogue) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert (report.status, report.seen, report.removed, report.listing_complete) == ("ok", 2_500, 0, False)
+    assert store.con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") \
+        .fetchone() == (2_500,)
+    with CkanPortal(catalogue[:2_000]) as portal:   # (an honest count of whole pages: 2 pages and an empty one)
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+        starts = [query.get("start") for path, query, _ in portal.requests if path.endswith("package_search")]
+    assert (report.status, report.seen, report.removed, report.listing_complete) == ("ok", 2_000, 500, True)
+    assert starts == ["0", "1000", "2000"]
