@@ -7,7 +7,6 @@ import json
 import re
 import socket
 import ssl
-import threading
 
 import duckdb
 import pyarrow.parquet as pq
@@ -19,10 +18,10 @@ from harvester.cli import cli
 from harvester.pipeline import harvest
 from tests.catalog.test_datajson import errors_of, export_data_json, validators
 from tests.conftest import fast_client, harvest_with_records, portal_config
-from tests.harvester.http.conftest import DOC
+from tests.harvester.http.conftest import DOC, LocalProxy
 from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, _tls_for_127_0_0_1
 from tests.harvester.test_cli import invoke, write_config
-from tests.harvester.portals.test_ckan import packages
+from tests.harvester.portals.test_ckan import UndercountingCkan, packages
 from tests.harvester.portals.test_arcgis_records import ESRI, ESRI_ITEM, hub_entry
 from tests.portals.arcgis import FeatureServerPortal
 from tests.portals.base import RawBody
@@ -38,33 +37,17 @@ DOMAIN = "data.example.org"
 
 # -- secrets on a redirect ------------------------------------------------------------------------
 
-class _TlsAndPlainOnOnePort:
+class _TlsAndPlainOnOnePort(LocalProxy):
     """A server on 127.0.0.1 that speaks TLS to a client opening with a TLS handshake and plain HTTP
     to any other, on the same port: `https://host/` and `http://host/` at one host and port, as a
     portal's 443 and 80 are to a client's redirect check. It answers /moved with a redirect to
     `moved_to` and anything else with DOC; `heard` is each request's (scheme, path, headers)."""
 
     def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
         self.context, self.heard, self.moved_to = context, [], ""
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
 
-    def __enter__(self):
-        threading.Thread(target=self._accept, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._server.accept()
-            except OSError:   # (closed: the test is over)
-                return
-            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
-
-    def _answer(self, connection: socket.socket) -> None:
+    def _serve(self, connection: socket.socket) -> None:
         with contextlib.suppress(OSError, ValueError), connection:
             tls = connection.recv(1, socket.MSG_PEEK) == b"\x16"   # (a TLS record of a handshake)
             if tls:
@@ -369,13 +352,9 @@ def test_a_records_pull_whose_pages_never_end_fails_past_twice_its_count_and_kee
 
 # -- a total that lies low ------------------------------------------------------------------------
 
-class CountingLow(CkanPortal):
+class CountingLow(UndercountingCkan):
     """A CKAN whose count says 1,000, a whole page, whatever it holds (a search index's stale count)."""
-
-    def package_search(self, query):
-        status, body = super().package_search(query)
-        body["result"]["count"] = 1_000
-        return status, body
+    count = 1_000
 
 
 def test_a_total_that_lies_low_at_a_pages_end_marks_nothing_removed(store, http):

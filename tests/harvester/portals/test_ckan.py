@@ -179,11 +179,12 @@ def test_a_search_answer_without_its_results_list_fails_the_portal_as_unexpected
 
 
 class UndercountingCkan(CkanPortal):
-    """A CKAN whose search index is being rebuilt: full pages, and a count far below them."""
+    """A CKAN whose search index is being rebuilt: full pages, and a count far below them (`count`)."""
+    count = 5
 
     def package_search(self, query):
         status, body = super().package_search(query)
-        body["result"]["count"] = 5
+        body["result"]["count"] = self.count
         return status, body
 
 
