@@ -195,16 +195,21 @@ def echo_json_streamed(head: dict, key: str, items: Iterator[dict]) -> None:
     click.echo("\n  ]\n}" if opened else f"  {json.dumps(key, ensure_ascii=False)}: []\n}}")
 
 
-# control characters but the line break and the tab: C0, DEL and C1 (0x9b is a CSI too)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# control characters but the line break and the tab: C0, DEL and C1 (0x9b is a CSI too); and
+# Unicode's bidirectional controls (the marks, embeddings, overrides and isolates), which a
+# terminal or viewer that lays text out both ways obeys: a title "Budget \u202egpj.exe" read
+# "Budget exe.jpg", and an override left open turned the rest of the table's line around
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(value):
     """Text for the terminal: a control character that came from a portal (an escape
-    sequence that clears the screen or retitles the window, a NUL) is shown as `\\x1b`,
-    not obeyed. The catalogue and the JSON and CSV outputs keep the text as it was sent."""
+    sequence that clears the screen or retitles the window, a NUL, a right-to-left override)
+    is shown as `\\x1b` (`\\u202e`), not obeyed. The catalogue and the JSON and CSV outputs
+    keep the text as it was sent."""
     if isinstance(value, str) and _CONTROL.search(value):
-        return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", value)
+        return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}" if match.group() < "\u0100"
+                            else f"\\u{ord(match.group()):04x}", value)
     return value
 
 
@@ -862,7 +867,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             if p.status != "ok":
                 echo_error(f"{p.portal_id}: FAILED: {p.error_message}", 1)
             elif p.error_message:   # (stored, then stopped in the upkeep after its merge)
-                click.echo(f"{p.portal_id}: {p.error_message}", err=True)
+                click.echo(printable(f"{p.portal_id}: {p.error_message}"), err=True)
         for portal_id, live in report.not_in_config.items():
             click.echo(f"{portal_id}: not in {config_path}, {counted(live, 'live dataset')} kept")
     if report.not_in_config:

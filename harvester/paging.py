@@ -34,6 +34,18 @@ log = logging.getLogger("civicat.paging")
 # entries handed out at a time from a page parsed as it is read (Listing._in_batches)
 ENTRIES_AT_A_TIME = 1_000
 
+# unique entries a listing may give before its portal fails: a portal whose paging never ends, each
+# page new ids (a cursor minting them, a total of 10^9 that offsets page on to), was bounded only by
+# its max_minutes, its memory growing with the ids listed (a local CKAN: 521,000 ids in 30 s, the
+# process at 370 MB and growing: six hours would exhaust any machine's). The largest real catalogue, catalog.data.gov's
+# CKAN, lists ~400,000. Past twice the total the portal reports (the most it ever reported) and
+# ENTRIES_PAST_THE_TOTAL more, too: a cursor, unlike offsets, does not stop at the total; pages that
+# shift while read repeat or skip a few ids, and a total that lies low (a search index's stale count,
+# which a full page reaching it reads past: OffsetPaginator.past_a_full_total) is read past by the
+# catalogue's whole length, which the more allows for
+MAX_LISTING_ENTRIES = 2_000_000
+ENTRIES_PAST_THE_TOTAL = 100_000
+
 # answers over the response cap a listing may get before its portal fails: each may cost a
 # read of the whole cap (256 MiB), and a single huge entry costs log2(page size)+1 of them
 OVERSIZED_ANSWERS_MAX = 50
@@ -339,8 +351,13 @@ class OffsetPaginator(Paginator):
 
     def __init__(self, limit: int, *, offset_param: str = "offset", limit_param: str = "limit",
                  max_window: int | None = None, extra: dict | None = None, total: int | None = None,
-                 ids_only: dict | None = None):
+                 ids_only: dict | None = None, past_a_full_total: bool = False):
         self.limit = limit
+        # a listing's: a full page that reaches the reported total is followed by one more request (within
+        # max_window). A total that lies low at a page's end (1,000 of 2,500: a search index's stale
+        # count) ended the listing there complete, and the 1,500 after it were marked removed; an honest
+        # one costs an empty page, where the total is a whole number of pages
+        self.past_a_full_total = past_a_full_total
         self.ids_only = ids_only
         self.total = total   # items the API said it holds: no guess goes past them
         self.offset_param = offset_param
@@ -371,7 +388,9 @@ class OffsetPaginator(Paginator):
             return None
         offset = params[self.offset_param] + len(page.items)
         if page.total is not None:
-            if offset >= page.total:
+            if offset >= page.total and not (self.past_a_full_total and len(page.items) >= params[self.limit_param]
+                                             and (self.max_window is None or
+                                                  offset + self.sizes.peek(offset) <= self.max_window)):
                 return None
         elif len(page.items) < min(self.limit, params[self.limit_param]):   # (smaller under SmallerPages)
             return None
@@ -588,7 +607,8 @@ class Listing:
     """
 
     def __init__(self, fetch_page: Callable[..., Page], paginator: Paginator,
-                 id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000, skips_bodies: bool = False,
+                 id_of: Callable[[object], str | None], *, max_pages: int = 1_000_000,
+                 max_entries: int | None = None, skips_bodies: bool = False,
                  cap: int | None = None, forget: Callable[[str], None] | None = None,
                  entry_in_head: Callable[[bytes], object | None] | None = None):
         self.fetch_page = fetch_page
@@ -598,6 +618,8 @@ class Listing:
         self.paginator = paginator
         self.id_of = id_of
         self.max_pages = max_pages
+        self.max_entries = MAX_LISTING_ENTRIES if max_entries is None else max_entries
+        self.most_reported = 0   # the largest total the API reported as the pages were read
         self.skips_bodies = skips_bodies
         self.pages = 0
         self.total: int | None = None
@@ -764,6 +786,24 @@ class Listing:
                                   "already listed (on a page answered as the last listing's): the portal repeats a "
                                   "page instead of paging on", repeated=Page(items=None, url=read.url))
 
+    def _refuse_endless(self, page: Page, next_params: dict | None) -> None:
+        """PagingError once the entries listed pass `max_entries` (MAX_LISTING_ENTRIES), or twice
+        the most the API reported and ENTRIES_PAST_THE_TOTAL more, and paging would go on
+        (`next_params`): a listing whose
+        every page is new would page on for its portal's whole time budget, its ids held all the
+        while. (A page past its total that ends the listing is no such thing: a total gone wrong
+        as a search index is rebuilt, the listing then partial.)"""
+        if next_params is None:
+            return
+        if self.unique > self.max_entries:
+            raise PagingError(f"the listing gave over {self.max_entries:,} entries and did not end (at "
+                              f"{request_text(page.params)}): more than any open-data catalogue holds, so the "
+                              "portal's paging does not end")
+        if self.most_reported and self.unique > 2 * self.most_reported + ENTRIES_PAST_THE_TOTAL:
+            raise PagingError(f"the listing gave {self.unique:,} entries, over twice the {self.most_reported:,} the "
+                              f"portal reports and {ENTRIES_PAST_THE_TOTAL:,} more, and did not end (at "
+                              f"{request_text(page.params)}): the portal's paging does not end")
+
     def _in_batches(self, page: Page, next_params: dict | None, seen: set[str]) -> Iterator[Page]:
         """A page whose items are parsed as they are read (harvester.http.Entries: a listing
         served as one large document), its unique items handed out ENTRIES_AT_A_TIME at a time,
@@ -778,6 +818,7 @@ class Listing:
                     ids += batch_ids
                 self.duplicates.extend(repeated)
                 self.unique += len(unique)
+                self._refuse_endless(page, next_params)
                 yield dataclasses.replace(page, items=unique)
         finally:
             if hasattr(page.items, "close"):
@@ -811,6 +852,7 @@ class Listing:
                 if self.total is not None and page.total != self.total:
                     self.total_changed = True
                 self.total = page.total
+                self.most_reported = max(self.most_reported, page.total)
             if page.known is not None:
                 known_read.append(page.known)
                 self.unique += page.known.size
@@ -829,6 +871,7 @@ class Listing:
                                   "already listed: the portal repeats a page instead of paging on", repeated=page)
             self.duplicates.extend(repeated)
             self.unique += len(unique)
+            self._refuse_endless(page, next_params)
             if page.digest is not None:
                 self.digests.append(page.digest)
                 # (an ids-only page is read every night: its entry is told of, or asked whole again)

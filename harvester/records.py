@@ -140,6 +140,18 @@ class PagesDisagree(RecordsError):
     error_type = "PagingError"
 
 
+class PagesWithoutEnd(PagesDisagree):
+    """A pull that gave far more rows than the portal counted at its start: its pages do not end
+    (a FeatureServer saying `exceededTransferLimit` on every page, SODA's pages full past the count)."""
+
+
+# rows a pull may give past twice the count the portal gave at its start before it fails as pages
+# without end (PagesWithoutEnd): it read on while the pages came full or said there were more,
+# bounded by its records_max_minutes alone, six hours of rows written to the disk. Rows added as a
+# pull reads are few; twice the count and a million more is no dataset's growth
+ROWS_PAST_THE_COUNT = 1_000_000
+
+
 class RowsMissing(RecordsError):
     """The pull gave fewer rows than the portal counted, or a row the portal lists was never given."""
 
@@ -1207,6 +1219,9 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
         part_seconds = PART_SECONDS if part_seconds is None else part_seconds
         return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id,
                      part_rows=part_rows or PART_ROWS, part_seconds=part_seconds)
+    except PagesWithoutEnd:
+        shutil.rmtree(layout.staging(portal_id, source_id), ignore_errors=True)   # (never resumed from)
+        raise
     finally:
         source.close()
 
@@ -1440,6 +1455,12 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
         for table, state in tables:
             if table.schema != schema:
                 table = table.cast(schema)
+            if source.expected_rows is not None and \
+                    progress["rows"] + table.num_rows > 2 * source.expected_rows + ROWS_PAST_THE_COUNT:
+                raise PagesWithoutEnd(f"the pull gave over {progress['rows'] + table.num_rows:,} rows, more than "
+                                      f"twice the {source.expected_rows:,} the portal counted at its start and "
+                                      f"{ROWS_PAST_THE_COUNT:,} more: its pages do not end; the previous records "
+                                      "are kept")
             in_write = True
             if table.num_rows:   # (an empty page, an Open311 window without requests: no empty row group)
                 if writer is None:

@@ -100,10 +100,12 @@ class _Session(requests.Session):
         return super().send(request, **kwargs)
 
     def rebuild_auth(self, prepared_request, response):
-        """requests drops Authorization on a redirect to another host; so do we for our
-        secret headers (a portal's app token must never reach a host it redirects to)."""
+        """requests drops Authorization on a redirect to another host or port, or from https
+        down to http; so do we for our secret headers (a portal's app token must never reach a
+        host it redirects to, nor cross the network in clear: comparing the netloc alone kept
+        it from `https://host/` to `http://host/`)."""
         super().rebuild_auth(prepared_request, response)
-        if urlparse(prepared_request.url).netloc != urlparse(response.request.url).netloc:
+        if self.should_strip_auth(response.request.url, prepared_request.url):
             for name in SECRET_HEADERS:
                 prepared_request.headers.pop(name, None)
 

@@ -125,7 +125,7 @@ class CkanAdapter(PortalAdapter):
 
     def listing(self) -> Listing:
         paginator = OffsetPaginator(ROWS, offset_param="start", limit_param="rows", extra={"sort": "id asc"},
-                                    ids_only=IDS_ONLY)
+                                    ids_only=IDS_ONLY, past_a_full_total=True)
         return Listing(self._search_page, paginator, self.source_id, skips_bodies=True, cap=self.http.max_bytes,
                        forget=self.http.forget)
 

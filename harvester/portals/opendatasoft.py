@@ -96,7 +96,7 @@ class OpenDataSoftAdapter(PortalAdapter):
                             total=total if total > OFFSET_WINDOW else None)   # (10,000: "at least", no count)
             return Listing(export, SinglePage(), self.source_id)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra={"order_by": "dataset_id"},
-                                    ids_only=ID_AND_DATES)
+                                    ids_only=ID_AND_DATES, past_a_full_total=True)
         return Listing(page, paginator, self.source_id, skips_bodies=True, cap=self.http.max_bytes,
                        forget=self.http.forget)
 

@@ -148,7 +148,7 @@ class SocrataAdapter(PortalAdapter):
             paginator = CursorPaginator("scroll_id", lambda page: self.source_id(page.items[-1]), extra=base,
                                         size_param="limit", size=PAGE_LIMIT)
         else:
-            paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra=base)
+            paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, extra=base, past_a_full_total=True)
         return Listing(self._page, paginator, self.source_id, skips_bodies=True, forget=self.http.forget,
                        entry_in_head=_entry_in_head)
 

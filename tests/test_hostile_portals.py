@@ -1,0 +1,378 @@
+"""A hostile or broken portal, played against civicat over real HTTP on 127.0.0.1 (session 40's
+audit, docs/harvesting.md#hostile-portals): each test a hole that audit found, or a guard of a
+bound that was already kept but that no test held."""
+import codecs
+import contextlib
+import json
+import re
+import socket
+import ssl
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from harvester import paging, records
+from harvester.cli import cli
+from harvester.pipeline import harvest
+from tests.catalog.test_datajson import errors_of, export_data_json, validators
+from tests.conftest import fast_client, harvest_with_records, portal_config
+from tests.harvester.http.conftest import DOC, LocalProxy
+from tests.harvester.http.test_https_proxy import PROXY_VARIABLES, _tls_for_127_0_0_1
+from tests.harvester.test_cli import invoke, write_config
+from tests.harvester.portals.test_ckan import UndercountingCkan, packages
+from tests.harvester.portals.test_arcgis_records import ESRI, ESRI_ITEM, hub_entry
+from tests.portals.arcgis import FeatureServerPortal
+from tests.portals.base import RawBody
+from tests.portals.catalogues import harvest_data_json
+from tests.portals.ckan import CkanPortal
+from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+from tests.portals.socrata import SocrataPortal
+from tests.portals.synth import make_data_json, make_socrata_entries
+from tests.shared_fixtures import load_json
+
+DOMAIN = "data.example.org"
+
+
+# -- secrets on a redirect ------------------------------------------------------------------------
+
+class _TlsAndPlainOnOnePort(LocalProxy):
+    """A server on 127.0.0.1 that speaks TLS to a client opening with a TLS handshake and plain HTTP
+    to any other, on the same port: `https://host/` and `http://host/` at one host and port, as a
+    portal's 443 and 80 are to a client's redirect check. It answers /moved with a redirect to
+    `moved_to` and anything else with DOC; `heard` is each request's (scheme, path, headers)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        self.context, self.heard, self.moved_to = context, [], ""
+
+    def _serve(self, connection: socket.socket) -> None:
+        with contextlib.suppress(OSError, ValueError), connection:
+            tls = connection.recv(1, socket.MSG_PEEK) == b"\x16"   # (a TLS record of a handshake)
+            if tls:
+                connection = self.context.wrap_socket(connection, server_side=True)
+            head = b""
+            while b"\r\n\r\n" not in head and (piece := connection.recv(65536)):
+                head += piece
+            line, *fields = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+            headers = dict(field.split(": ", 1) for field in fields)
+            path = line.split(" ")[1]
+            self.heard.append(("https" if tls else "http", path, headers))
+            if path == "/moved":
+                status, fields, body = "302 Found", f"Location: {self.moved_to}\r\n", b""
+            else:
+                status, fields, body = "200 OK", "Content-Type: application/json\r\n", json.dumps(DOC).encode()
+            connection.sendall(f"HTTP/1.1 {status}\r\n{fields}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                               .encode() + body)
+
+
+def test_a_secret_header_does_not_follow_a_redirect_from_https_down_to_plain_http(tmp_path, monkeypatch):
+    """The app token was kept on a redirect whose host and port stayed the same (compared as the
+    URL's netloc), its scheme not: `https://data.city.example/` redirecting to
+    `http://data.city.example/` (443 to 80, one netloc) sent the token in clear text, where anyone on
+    the way reads it. It is kept only where requests keeps Authorization: the same host and port, or
+    http going up to https on the standard ports."""
+    context, cert = _tls_for_127_0_0_1(tmp_path)
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", cert)
+    with _TlsAndPlainOnOnePort(context) as portal:
+        portal.moved_to = f"http://127.0.0.1:{portal.port}/doc"
+        assert fast_client().get_json(f"https://127.0.0.1:{portal.port}/moved",
+                                      headers={"X-App-Token": "secret"}).data == DOC
+    assert [(scheme, path) for scheme, path, _ in portal.heard] == [("https", "/moved"), ("http", "/doc")]
+    assert portal.heard[0][2]["X-App-Token"] == "secret"
+    assert "X-App-Token" not in portal.heard[1][2]
+
+
+# -- paging that never ends -----------------------------------------------------------------------
+
+class MintingCkan(CkanPortal):
+    """A CKAN whose every page past its packages is new: ids minted from `start`, and a count of 10^9
+    (a search index gone wrong, or a hostile portal), once `minting` is set."""
+    minting = False
+
+    def package_search(self, query):
+        status, body = super().package_search(query)
+        if self.minting:
+            start, rows = int(query.get("start", 0)), int(query.get("rows", 10))
+            body["result"].update(count=10 ** 9, results=[
+                {**self.packages[0], "id": f"minted-{start + i:09d}", "name": f"minted-{start + i}"}
+                for i in range(rows)])
+        return status, body
+
+
+def test_a_listing_whose_pages_never_end_fails_its_portal_at_the_entries_bound_and_loses_nothing(
+        store, http, monkeypatch):
+    """Each page new and a total of 10^9: the listing paged on for the portal's whole max_minutes (6
+    hours), its memory growing with every id (521,000 ids and 370 MB in 30 s). It fails past
+    MAX_LISTING_ENTRIES (2,000,000; 5,000 here), the catalogue kept."""
+    monkeypatch.setattr(paging, "MAX_LISTING_ENTRIES", 5_000)
+    with MintingCkan(packages(30)) as portal:
+        config = portal_config("c", "ckan", portal.url)
+        assert harvest([config], store, http).ok
+        before = store.con.execute("SELECT uid, title, deleted_at, missing_since FROM datasets ORDER BY uid").fetchall()
+        portal.minting, searches = True, portal.hits["/api/3/action/package_search"]
+        report = harvest([config], store, http).portals[0]
+        searches = portal.hits["/api/3/action/package_search"] - searches
+    assert (report.status, report.error_type) == ("failed", "PagingError")
+    assert report.error_message.startswith("the listing gave over 5,000 entries and did not end (at sort=id asc, "
+                                           "start=5000, rows=1000)")
+    assert searches in (6, 7)   # (5,000 entries at 1,000 a page: the page after the last may be asked ahead)
+    assert store.con.execute("SELECT uid, title, deleted_at, missing_since FROM datasets ORDER BY uid").fetchall() \
+        == before
+
+
+class MintingSocrata(SocrataPortal):
+    """A Socrata portal reporting 12,000 assets (listed by scroll_id, past the offset window) whose
+    scroll never ends: each page new ids past the cursor."""
+
+    def catalog(self, query):
+        status, body = super().catalog(query)
+        scroll_id = query.get("scroll_id")
+        if scroll_id is not None:
+            after = int(scroll_id[1:]) if scroll_id[1:].isdigit() else 0
+            template = body["results"][0] if body["results"] else self._entries[0]
+            body["results"] = [{**template, "resource": {**template["resource"], "id": f"m{after + i:08d}"}}
+                               for i in range(1, int(query.get("limit", 100)) + 1)]
+        body["resultSetSize"] = 12_000
+        return status, body
+
+
+def test_a_cursor_that_never_ends_fails_its_portal_past_twice_the_total_reported(store, http, monkeypatch):
+    """A cursor does not stop at the total as offsets do: a scroll whose every page is new paged on
+    for the portal's max_minutes (a million pages). Past twice the total the portal reports and
+    ENTRIES_PAST_THE_TOTAL more (100,000; 1,000 here) the listing fails: pages that shift repeat or
+    skip a few ids, a total that lies low is read past by the catalogue's length, never so many."""
+    monkeypatch.setattr(paging, "ENTRIES_PAST_THE_TOTAL", 1_000)
+    with MintingSocrata(make_socrata_entries(20, domain=DOMAIN), domain=DOMAIN) as portal:
+        report = harvest([portal_config("s", "socrata", portal.url, domain=DOMAIN, max_minutes=2)], store,
+                         http).portals[0]
+        pages = portal.hits["/api/catalog/v1"]
+    assert (report.status, report.error_type) == ("failed", "PagingError")
+    assert report.error_message.startswith("the listing gave 25,100 entries, over twice the 12,000 the portal "
+                                           "reports and 1,000 more, and did not end")
+    assert pages <= 255   # (the total asked, 251 pages of 100, and one ahead)
+
+
+# -- names in the terminal ------------------------------------------------------------------------
+
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overlap_and_similar(tmp_path):
+    """A right-to-left override in a title ("Crime \\u202egpj.exe": "Crime exe.jpg" as a terminal
+    that lays text out both ways shows it, the rest of the table's line turned around with it)
+    reached the terminal as it was; C0 and C1 controls were escaped already. Each is shown as
+    `\\u202e`; the catalogue and the JSON output keep the title as it was sent."""
+    document = make_data_json(3)
+    hostile = "Crime incidents \u202egpj.exe\u202c \u2066isolated\u2069 \u200fmark\x1b[2J"
+    document["dataset"][0]["title"] = hostile
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"),
+                              ("town", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+        assert invoke("harvest", "--config", config, "--db", db).exit_code == 0
+    found = json.loads(invoke("search", "--db", db, "crime", "--json").output)
+    assert hostile in [hit["title"] for hit in found]   # as it was sent
+    uid = next(hit["uid"] for hit in found if hit["title"] == hostile)
+    outputs = [invoke("search", "--db", db, "crime").output, invoke("overlap", "--db", db).output,
+               invoke("similar", "--db", db, uid).output]
+    for output in outputs:
+        assert not any(c in BIDI_CONTROLS or ord(c) < 32 and c != "\n" for c in output), repr(output)
+    assert "Crime incidents \\u202egpj.exe\\u202c \\u2066isolated\\u2069 \\u200fmark\\x1b[2J" in outputs[0]
+    assert "\\u202egpj.exe" in outputs[1] and "\\u202egpj.exe" in outputs[2]
+
+
+# -- secrets in a portal's URL --------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, url, said", [
+    ("ckan", "https://alice:s3cret-pw@data.city.example", "'https://…@data.city.example' holds a user name or password"),
+    ("dcat-us", "https://data.city.example/data.json?api_key=s3cret-pw",
+     "'https://data.city.example/data.json' has a secret in its query (api_key)"),
+    ("socrata", "https://data.city.example?$$app_token=s3cret-pw", "has a secret in its query ($$app_token)"),
+    ("arcgis-hub", "https://hub.city.example?format=json&access_token=s3cret-pw&X-Amz-Signature=s3cret-pw",
+     "has a secret in its query (X-Amz-Signature, access_token)"),
+])
+def test_a_portal_url_holding_a_secret_is_refused_before_any_request_without_quoting_it(tmp_path, kind, url, said):
+    """A user name and password in a portal's URL (which requests sends as Basic auth) went into every
+    error message and log line naming a request, `harvest_errors`, and the links built from the URL (a
+    CKAN's landing pages): the catalogue and its Parquet export held the password. A key in its query
+    went alike. Either is refused at the config, exit 2, the secret not quoted."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "{kind}"\nurl = "{url}"\n')
+    result = CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", str(tmp_path / "c.duckdb")])
+    assert result.exit_code == 2 and said in result.output, result.output
+    assert "s3cret-pw" not in result.output and not (tmp_path / "c.duckdb").exists()
+
+
+def test_a_query_of_no_secret_in_a_data_json_url_is_kept(tmp_path):
+    """(A guard of the refusal above: a data.json URL's own query, `?format=json`, is no secret.)"""
+    with DataJsonPortal(make_data_json(2)) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json?format=json&keyword=x"))
+        assert invoke("harvest", "--config", config, "--db", str(tmp_path / "c.duckdb")).exit_code == 0
+        assert portal.hits["/data.json"] == 1
+
+
+# -- guards: bounds already kept, held by no test before --------------------------------------------
+
+@pytest.mark.parametrize("encoded", [
+    lambda text: codecs.BOM_UTF8 + text.encode(), lambda text: text.encode("utf-16"),
+    lambda text: text.encode("utf-16-be"), lambda text: text.encode("utf-32"),
+], ids=["utf-8 BOM", "utf-16", "utf-16-be without a BOM", "utf-32"])
+def test_a_data_json_with_a_bom_or_in_utf_16_or_32_is_read(store, http, encoded):
+    """(A guard.) RFC 8259 allows a reader to take a BOM, and json reads UTF-16 and -32: a document so
+    sent is read whole, each entry, where a UTF-8-only reader would have failed the portal."""
+    document = make_data_json(5)
+    with DataJsonPortal(document) as portal:
+        portal.static["/data.json"] = RawBody(encoded(json.dumps(document)), "application/json")
+        report = harvest([portal_config("c", "dcat-us", portal.url + "/data.json")], store, http).portals[0]
+    assert (report.status, report.seen, report.errors) == ("ok", 5, 0)
+
+
+def test_nan_infinity_and_a_duplicate_key_in_a_listing_are_read_as_json_readers_do(store, http):
+    """(A guard.) NaN and Infinity, which JSON has not but Python's json writes, are read (a
+    portal built on it sends them) and stored as null: the raw record and the export stay JSON;
+    of a key given twice the last is taken, as every JSON reader does."""
+    document = make_data_json(3)
+    text = json.dumps(document).replace('"spatial": ', '"spatial": NaN, "ignored": Infinity, "spatial": ', 1)
+    text = text.replace('"title": ', '"title": "first of two", "title": ', 1)
+    assert "NaN" in text and "first of two" in text
+    with DataJsonPortal(document) as portal:
+        portal.static["/data.json"] = RawBody(text.encode(), "application/json")
+        report = harvest([portal_config("c", "dcat-us", portal.url + "/data.json")], store, http).portals[0]
+    assert (report.status, report.seen) == ("ok", 3)
+    raws = [json.loads(raw) for raw, in store.con.execute("SELECT raw FROM raw_records").fetchall()]
+    first = next(raw for raw in raws if "ignored" in raw)
+    assert first["ignored"] is None and first["title"] == document["dataset"][0]["title"]
+    assert "first of two" not in json.dumps([row for row in store.con.execute("SELECT title FROM datasets")
+                                             .fetchall()])
+
+
+def test_hostile_values_export_to_a_data_json_the_official_schemas_take(tmp_path, store, http):
+    """(A guard.) An identifier climbing out with a NUL, a line break and SQL; a title of escapes, a
+    right-to-left override and 10,000 characters; links to javascript:, data: and file:; a keyword of
+    a NUL: the export validates against ../shared's DCAT-US 1.1 schemas, and no such link is in it."""
+    def dataset(identifier, **extra):
+        return {"identifier": identifier, "title": f"Title {identifier}", "keyword": ["k"], "modified": "2024-01-01",
+                "publisher": {"name": "P"}, "contactPoint": {"fn": "C", "hasEmail": "mailto:c@example.org"},
+                "accessLevel": "public", **extra}
+
+    harvest_data_json(store, http, {"a": ("A\x1b[2J", [
+        dataset("../../x\x00y\n'; DROP TABLE datasets; --", title="\x1b[2J\u202eevil" + "A" * 10_000),
+        dataset("links", landingPage="javascript:alert(1)", license="javascript:x", references=["file:///etc/passwd"],
+                distribution=[{"downloadURL": "javascript:alert(1)", "mediaType": "text/csv"},
+                              {"accessURL": "data:text/html,<script>alert(1)</script>"},
+                              {"downloadURL": "file:///etc/passwd", "mediaType": "text/csv"}]),
+        dataset("words", keyword=["\x00", "a" * 10_000, "\u202e"], description="\x00\x1b[2J")])})
+    db = store.db_path
+    store.close()
+    assert export_data_json(db, tmp_path, {}).written == 3
+    text = (tmp_path / "data.json").read_text()
+    document = json.loads(text)
+    assert errors_of(validators()[1], document) == []
+    assert not any(scheme in text for scheme in ("javascript:", "data:text", "file:"))
+
+
+def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):
+    """(A guard.) A DataStore's field names of quotes and SQL, `../`, 10,000 characters, a parameter
+    marker, and a dataset id that climbs out: the pull writes each as a column of that name, under the
+    records folder, and the column profiles (their SQL quotes each name) name every one."""
+    names = ['x"; DROP TABLE datasets; --', "'; DROP TABLE t; --", "../../etc/passwd", "a" * 10_000, "$1", "?",
+             "sum(*)", "\\"]
+    fields = [{"id": "_id", "type": "int"}] + [{"id": name, "type": "text"} for name in names]
+    rows = [{"_id": i + 1, **{name: f"v{i}" for name in names}} for i in range(5)]
+    source_id = "../../evil id'; DROP"
+    with CkanPortal([], datastore={"res-n": fields}, records={"res-n": rows}) as portal:
+        portal.packages = [{"id": source_id, "name": "names", "title": "Names", "resources": [
+            {"id": "res-n", "name": "r", "format": "CSV", "datastore_active": True, "url": f"{portal.url}/x"}]}]
+        db, result = harvest_with_records(tmp_path, "bos", "ckan", portal.url, [source_id])
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    written = list(tmp_path.rglob("*.parquet"))
+    assert len(written) == 1 and (tmp_path / "records") in written[0].parents
+    assert pq.read_table(written[0]).column_names == ["_id", *names]
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (1,)
+        assert sorted(name for name, in con.execute("SELECT column_name FROM column_profiles").fetchall()) == \
+            sorted(["_id", *names])
+
+
+# -- a records pull whose pages never end ---------------------------------------------------------
+
+class MintingFeatureServer(FeatureServerPortal):
+    """A FeatureServer whose pages past its features, once `minting` is set, are new features (object
+    ids past any read), each page saying `exceededTransferLimit`; its count stays its features'."""
+    minting = False
+
+    def query(self, metadata, features, query):
+        answer = super().query(metadata, features, query)
+        offset = int(query.get("resultOffset", 0))
+        if self.minting and "resultOffset" in query:
+            if offset >= len(features):
+                template = features[0]
+                answer["features"] = [{**template, "attributes": {**template["attributes"], "objectid": 10 ** 6 + offset + i}}
+                                      for i in range(int(query.get("resultRecordCount", 100)))]
+            answer["exceededTransferLimit"] = True
+        return answer
+
+
+def test_a_records_pull_whose_pages_never_end_fails_past_twice_its_count_and_keeps_the_previous_records(
+        tmp_path, monkeypatch):
+    """A layer saying `exceededTransferLimit` on every page, each of new rows: the pull read on for its
+    records_max_minutes (six hours), writing them to the disk. Past twice the count the layer gave
+    at the pull's start and ROWS_PAST_THE_COUNT more (a million; 500 here) it fails, its staged rows
+    removed, the previous records kept."""
+    monkeypatch.setattr(records, "ROWS_PAST_THE_COUNT", 500)
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with MintingFeatureServer({ESRI: (meta, features)}) as services:
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, first = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+            assert json.loads(first.output)["portals"][0]["record_rows"] == 1000, first.output
+            services.minting = True
+            services.clear_log()
+            db, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+            pages = sum(1 for path, query, _ in services.requests if "resultOffset" in query)
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    with duckdb.connect(str(db), read_only=True) as con:
+        error_type, message = con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'records'") \
+            .fetchone()
+    said = re.fullmatch(r"records pull failed \(dc:a{32}_0\): the pull gave over ([\d,]+) rows, more than twice the "
+                        r"1,000 the portal counted at its start and 500 more: its pages do not end; the previous "
+                        r"records are kept", message)
+    assert error_type == "PagingError" and said, message
+    assert 2_500 < int(said[1].replace(",", "")) <= 2_500 + 300   # (the page that passed the bound: 300 rows at most)
+    assert pages <= 11   # (2,800 rows at 300 a page, and one asked ahead)
+    kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
+    assert kept.num_rows == 1000 and max(kept["objectid"].to_pylist()) < 10 ** 6
+    assert not any(path.name.startswith("part-") for path in (tmp_path / ".records-staging").rglob("*"))
+
+
+# -- a total that lies low ------------------------------------------------------------------------
+
+class CountingLow(UndercountingCkan):
+    """A CKAN whose count says 1,000, a whole page, whatever it holds (a search index's stale count)."""
+    count = 1_000
+
+
+def test_a_total_that_lies_low_at_a_pages_end_marks_nothing_removed(store, http):
+    """A count of 1,000 of 2,500 packages: the first page, full, reached it, the listing ended there
+    complete, and the 1,500 after it were marked removed (deleted at once: deletion_grace_days 0).
+    A full page that reaches the total is followed by one more request: the pages go on, the
+    listing is partial, nothing is marked missing. An honest catalogue of whole pages costs one
+    empty page more, and its deletions are still found."""
+    catalogue = packages(2_500)
+    with CkanPortal(catalogue) as portal:
+        assert harvest([portal_config("c", "ckan", portal.url)], store, http).ok
+    with CountingLow(catalogue) as portal:
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+    assert (report.status, report.seen, report.removed, report.listing_complete) == ("ok", 2_500, 0, False)
+    assert store.con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL AND missing_since IS NULL") \
+        .fetchone() == (2_500,)
+    with CkanPortal(catalogue[:2_000]) as portal:   # (an honest count of whole pages: 2 pages and an empty one)
+        report = harvest([portal_config("c", "ckan", portal.url)], store, http).portals[0]
+        starts = [query.get("start") for path, query, _ in portal.requests if path.endswith("package_search")]
+    assert (report.status, report.seen, report.removed, report.listing_complete) == ("ok", 2_000, 500, True)
+    assert starts == ["0", "1000", "2000"]
