@@ -1007,6 +1007,8 @@ class Store:
         try:
             if self.wal_bytes():
                 self.checkpoint("the checkpoint as the catalogue closes")
+            else:   # (a checkpoint that found no room earlier, its log since checkpointed by DuckDB: nothing kept)
+                self.checkpoint_found_no_room = None
         finally:
             self._con.close()
 

@@ -196,10 +196,11 @@ def echo_json_streamed(head: dict, key: str, items: Iterator[dict]) -> None:
 
 
 # control characters but the line break and the tab: C0, DEL and C1 (0x9b is a CSI too); and
-# Unicode's bidirectional controls (the marks, embeddings, overrides and isolates), which a
-# terminal or viewer that lays text out both ways obeys: a title "Budget \u202egpj.exe" read
-# "Budget exe.jpg", and an override left open turned the rest of the table's line around
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Unicode's bidirectional embeddings, overrides and isolates, which a terminal or viewer that lays
+# text out both ways obeys: a title "Budget \u202egpj.exe" read "Budget exe.jpg", and an override
+# left open turned the rest of the table's line around. Not the marks (U+200E, U+200F, U+061C):
+# ordinary Hebrew and Arabic titles hold them, and a mark alone reorders no text around it
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(value):

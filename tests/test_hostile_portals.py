@@ -158,7 +158,7 @@ def test_a_cursor_that_never_ends_fails_its_portal_past_twice_the_total_reported
 
 # -- names in the terminal ------------------------------------------------------------------------
 
-BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 
 def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overlap_and_similar(tmp_path):
@@ -181,7 +181,8 @@ def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overla
                invoke("similar", "--db", db, uid).output]
     for output in outputs:
         assert not any(c in BIDI_CONTROLS or ord(c) < 32 and c != "\n" for c in output), repr(output)
-    assert "Crime incidents \\u202egpj.exe\\u202c \\u2066isolated\\u2069 \\u200fmark\\x1b[2J" in outputs[0]
+    # (a mark, U+200F here, is in ordinary Hebrew and Arabic titles and reorders nothing alone: shown as written)
+    assert "Crime incidents \\u202egpj.exe\\u202c \\u2066isolated\\u2069 \u200fmark\\x1b[2J" in outputs[0]
     assert "\\u202egpj.exe" in outputs[1] and "\\u202egpj.exe" in outputs[2]
 
 
