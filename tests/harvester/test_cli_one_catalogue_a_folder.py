@@ -195,3 +195,22 @@ def test_a_marker_that_is_not_civicat_s_is_refused_naming_it(tmp_path, portal, c
     result = harvest(config, data / "civicat.duckdb")
     assert result.exit_code == 2 and str(data / MARKER) in " ".join(result.output.split()), result.output
     assert not (data / "civicat.duckdb").exists() and (data / MARKER).read_text() == text
+
+
+def test_a_new_catalogue_where_the_folder_s_is_gone_is_refused_naming_what_to_remove(tmp_path, portal, config):
+    """The old catalogue deleted, its records and validators left: the new one would record a pull of
+    the old one's cut short as its own. Removed as the message says, it claims the folder."""
+    data = tmp_path / "data"
+    db = data / "civicat.duckdb"
+    assert harvest(config, db).exit_code == 0
+    for leftover in data.glob("*civicat*.duckdb*"):
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    result = harvest(config, data / "fresh.duckdb")
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"{db} (no longer there)" in message
+    assert f"remove {MARKER} and http_cache/, records/, .records-staging/ from {data}" in message
+    for name in (MARKER, "http_cache", "records", ".records-staging"):
+        shutil.rmtree(data / name) if (data / name).is_dir() else (data / name).unlink(missing_ok=True)
+    assert harvest(config, data / "fresh.duckdb").exit_code == 0
+    assert marker(data)["catalogue"] == "fresh.duckdb"
