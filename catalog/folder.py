@@ -48,20 +48,9 @@ def catalogue_id(con) -> str | None:
 def file_catalogue_id(db_path: Path) -> str | None:
     """catalogue_id of the DuckDB file at `db_path` opened read-only; None when there is no file or
     it holds none yet, UNKNOWN when DuckDB cannot open it now."""
-    import duckdb
+    from catalog.versions import read_from_file
 
-    from catalog import uncut
-
-    if not db_path.is_file():
-        return None
-    try:
-        con = uncut.connect(str(db_path), read_only=True)
-    except duckdb.Error:
-        return UNKNOWN
-    try:
-        return catalogue_id(con)
-    finally:
-        con.close()
+    return read_from_file(db_path, catalogue_id, unopened=UNKNOWN)
 
 
 def _read_marker(folder: Path) -> dict | None:
