@@ -168,8 +168,8 @@ def claim(db_path: Path, cid: str) -> None:
     try:
         temporary.write_text(written)
         if marker is None:
-            try:   # (a link fails where a marker is: two writers of two new catalogues claim at once, one wins)
-                os.link(temporary, marker_path)
+            try:   # (two writers of two new catalogues claiming at once: one wins)
+                _made_only_where_none(marker_path, temporary, written)
             except FileExistsError:
                 why_not = why_not_its_folder(db_path, cid)
                 if why_not:
@@ -178,6 +178,18 @@ def claim(db_path: Path, cid: str) -> None:
             os.replace(temporary, marker_path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _made_only_where_none(path: Path, temporary: Path, text: str) -> None:
+    """`path` made holding `text` (written to `temporary`), FileExistsError where it is: linked,
+    whole at once; made in place on a file system without hard links (exFAT, vfat: EPERM)."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        with open(path, "x") as f:
+            f.write(text)
 
 
 def check_reader(db_path: Path, con) -> None:
