@@ -207,7 +207,8 @@ def behind_a_refusing_proxy(tmp: Path, portals: int = 8) -> None:
     started = time.monotonic()
     try:
         done = subprocess.run([sys.executable, "-m", "harvester", "harvest", "--json", "--config", str(config),
-                               "--db", str(tmp / "proxied.duckdb"), "--workers", "4"], env=env, cwd=ROOT,
+                               # (a folder of its own: case 1's catalogue has `tmp`, one catalogue a folder)
+                               "--db", str(tmp / "proxied" / "proxied.duckdb"), "--workers", "4"], env=env, cwd=ROOT,
                               capture_output=True, text=True)
     finally:
         proxy.server.close()

@@ -30,6 +30,7 @@ import duckdb
 import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
+from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -263,6 +264,8 @@ def _copy_made_current(db_path: Path) -> None:
         refused = file_not_a_catalogue(db_path)
         if refused is not None:
             return
+        if why_not_its_folder(db_path, file_catalogue_id(db_path)):
+            return   # (the records beside it another catalogue's: never recorded as its own; the export refuses)
         put_right(db_path, lock.progressed)
         if not is_current(db_path):
             publish(db_path, lock.progressed)   # (a copy that cannot be made is a warning: the catalogue itself is read)
@@ -303,6 +306,8 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
             existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             files = [_write_table(con, staging, table, existing) for table in TABLES]
             pulls = _pulls(con, existing)
+            if pulls:   # (the records beside it another catalogue's: its own replaced, or never there)
+                check_reader(db_path, con)
             # the read copy keeps no writer out: a records pull that started since may publish a
             # dataset's folder as its parts are linked, so each folder is checked to be the pull the
             # copy describes (the parts, the profiles and the manifest of one pull). The catalogue

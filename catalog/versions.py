@@ -96,6 +96,12 @@ def file_not_a_catalogue(db_path) -> NotACatalogue | None:
     is no file, or DuckDB cannot open it now (held by another process, a log to replay, damaged):
     the command's own open says why. The caller holds the writer lock (no civicat writer is opening
     the file: a read-only open meanwhile would keep it out)."""
+    return read_from_file(db_path, lambda con: not_a_catalogue(con, db_path))
+
+
+def read_from_file(db_path, read, *, unopened=None):
+    """`read(con)` of the DuckDB file at `db_path` opened read-only; None when there is no file,
+    `unopened` when DuckDB cannot open it now."""
     import duckdb
 
     from catalog import uncut
@@ -105,8 +111,8 @@ def file_not_a_catalogue(db_path) -> NotACatalogue | None:
     try:
         con = uncut.connect(str(db_path), read_only=True)
     except duckdb.Error:
-        return None
+        return unopened
     try:
-        return not_a_catalogue(con, db_path)
+        return read(con)
     finally:
         con.close()

@@ -691,9 +691,10 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes
     `makes_the_catalogue`: a harvest) → exit 2 saying what it lacks, before the writer opens it (its
     migrations would add civicat's tables to it). `pulls_records`: the writer replaces records
     folders (an export waits for it, or refuses)."""
+    from catalog.folder import UNKNOWN, FolderOfAnother, why_not_its_folder
     from catalog.lock import CatalogueBeingWritten, WriterLock
     from catalog.read_copy import catalogue_of
-    from catalog.versions import file_not_a_catalogue
+    from catalog.versions import read_from_file
 
     catalogue = catalogue_of(db_path)
     if catalogue is not None:   # (what a writer wrote there, the catalogue's next writer would replace unread)
@@ -706,12 +707,32 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes
         raise Refused(str(exc)) from None
     except OSError as exc:   # its folder cannot be made or written (a file in the way, no permission)
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
-    # (checked under the lock: a read-only open as another civicat writer opens the file would keep it out)
-    refused = file_not_a_catalogue(db_path)
+    # (checked under the lock: a read-only open as another civicat writer opens the file would keep it
+    # out; one open for both checks, ~50 ms each)
+    refused, identity = read_from_file(db_path, lambda con: _refused_or_id(con, db_path),
+                                       unopened=(None, UNKNOWN)) or (None, None)
     if refused is not None and not (refused.empty and makes_the_catalogue):
         lock.release(remove=True)
         raise Refused(str(refused))
+    # the files beside it another catalogue's (one folder, two catalogues): refused before its
+    # repairs, requests or pulls touch them (claimed in its name once it is open: open_for_writing)
+    try:
+        why_not = why_not_its_folder(db_path, identity)
+    except FolderOfAnother as exc:
+        why_not = str(exc)
+    if why_not:
+        lock.release(remove=True)
+        raise Refused(why_not)
     return lock
+
+
+def _refused_or_id(con, db_path: Path):
+    """(why the database on `con` is no civicat catalogue, None), or (None, its id: catalog.folder)."""
+    from catalog.folder import catalogue_id
+    from catalog.versions import not_a_catalogue
+
+    refused = not_a_catalogue(con, db_path)
+    return refused, None if refused else catalogue_id(con)
 
 
 def note_crash(lock, exc: Exception) -> None:
@@ -736,7 +757,7 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
-            return opener(db_path)
+            return _claimed_folder(opener(db_path), db_path)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
             raise _cannot_open(db_path, exc) from None
         except duckdb.IOException as exc:
@@ -753,6 +774,23 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
                 logging.getLogger("civicat").warning("%s is open in %s; waiting for it to close", db_path, who)
                 waiting_for = who
             time.sleep(min(2, left))
+
+
+def _claimed_folder(opened, db_path: Path):
+    """`opened` (a Store, a connection) once the files beside the catalogue are recorded as its own
+    (catalog.folder.claim: its id, made by its migrations, now there); closed, exit 2, where another
+    catalogue claimed them meanwhile."""
+    from catalog.folder import FolderOfAnother, catalogue_id, claim
+
+    try:
+        claim(db_path, catalogue_id(getattr(opened, "con", opened)))
+    except FolderOfAnother as exc:
+        opened.close()
+        raise Refused(str(exc)) from None
+    except OSError as exc:   # (its folder not writable: nothing beside the catalogue could be written either)
+        opened.close()
+        raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
+    return opened
 
 
 def bring_read_copy_up_to_date(db_path: Path) -> None:
@@ -1601,6 +1639,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
 
     from catalog.datajson import PortalDefaults, write_data_json
     from catalog.export import ExportRefused, RecordsChanged, export_parquet
+    from catalog.folder import FolderOfAnother
     from catalog.lock import CatalogueBeingWritten
     from harvester.pipeline import portals_not_in_config
 
@@ -1618,6 +1657,8 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
             manifest = export_parquet(db_path, out_dir, opened=opened)
         except ExportRefused as exc:
             raise click.UsageError(str(exc)) from None
+        except FolderOfAnother as exc:   # (no usage line: nothing was mistyped)
+            raise Refused(f"cannot export {db_path} to {out_dir}: {exc}") from None
         except CatalogueBeingWritten as exc:   # a records pull started meanwhile
             raise KeptOut(f"cannot export {db_path} to {out_dir}: {exc}") from None
         except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it

@@ -65,7 +65,8 @@ def test_a_harvest_writes_only_beside_the_catalogue(tmp_path, portal, monkeypatc
     assert list(elsewhere.iterdir()) == []
     assert {path.name for path in data.iterdir()} <= {"civicat.duckdb", "civicat.duckdb.wal", "civicat.duckdb.lock",
                                                      "civicat.read.duckdb",
-                                                     ".civicat.duckdb.staging", "civicat.duckdb.tmp", "http_cache"}
+                                                     ".civicat.duckdb.staging", "civicat.duckdb.tmp", "http_cache",
+                                                     "civicat-folder.json"}
 
 
 def test_bad_config_exits_2_before_any_request(tmp_path, portal):

@@ -1,0 +1,216 @@
+"""One catalogue a folder (catalog.folder): the files beside a catalogue (records/, .records-staging/,
+http_cache/) are its folder's, and a second catalogue in the same folder shared them: its records pull
+replaced the first's without a word (the first's export then exited 1). Refused now, exit 2, before
+any request or write; the same catalogue renamed or restored still owns them; a folder made before
+(no marker) is adopted by its one catalogue, and two catalogues already sharing one are refused."""
+import hashlib
+import json
+import shutil
+
+import duckdb
+import pytest
+
+from catalog.folder import MARKER
+from catalog.lock import lock_path
+from catalog.store import Store
+from tests.harvester.test_cli_new_user import invoke
+from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
+
+DOMAIN = "data.example.org"
+DATASET = "abcd-0001"
+
+
+@pytest.fixture
+def portal():
+    views = [{"id": DATASET, "name": "Calls", "category": "Public Safety",
+              "columns": [{"fieldName": "n", "dataTypeName": "number"}]}]
+    table = SodaTable.from_rows([{"n": str(i)} for i in range(30)])
+    with SocrataPortal([discovery_entry(v) for v in views], domain=DOMAIN, records={DATASET: table}) as served:
+        served.table = table
+        yield served
+
+
+@pytest.fixture
+def config(tmp_path, portal):
+    path = tmp_path / "portals.toml"
+    path.write_text(f'[[portals]]\nid = "sea"\ncity = "Seattle"\nkind = "socrata"\nurl = "{portal.url}"\n'
+                    f'domain = "{DOMAIN}"\nrecords = ["{DATASET}"]\n')
+    return path
+
+
+def harvest(config, db, *extra):
+    return invoke("harvest", "--config", str(config), "--db", str(db), "--records", *extra)
+
+
+def export(db, out):
+    return invoke("export", "--db", str(db), "--out", str(out))
+
+
+def folder_files(folder):
+    """Every file under the files beside the catalogues, with a digest of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for name in ("records", ".records-staging", "http_cache") for p in sorted((folder / name).rglob("*"))
+            if p.is_file()}
+
+
+def marker(folder):
+    return json.loads((folder / MARKER).read_text())
+
+
+def catalogue_id(db):
+    with duckdb.connect(str(db), read_only=True) as con:
+        return con.execute("SELECT id FROM catalogue_identity").fetchone()[0]
+
+
+def test_a_second_catalogue_in_the_folder_is_refused_and_the_first_s_files_left_as_they_were(tmp_path, portal, config):
+    """On main B's harvest ran (exit 0): its pull of the same dataset (new rows since) replaced A's
+    folder, and A's export exited 1 ("not the pull the read copy describes")."""
+    data = tmp_path / "data"
+    first, second = data / "civicat.duckdb", data / "other.duckdb"
+    assert harvest(config, first).exit_code == 0
+    before = folder_files(data)
+    assert any(name.startswith("records/") for name in before) and "http_cache/validators.sqlite3" in before
+    portal.table.add([{"n": str(i)} for i in range(30, 40)])   # (B's pull would be another pull)
+    requests = len(portal.requests)
+
+    refused = harvest(config, second)
+    assert refused.exit_code == 2, refused.output
+    message = " ".join(refused.output.split())
+    assert str(second) in message and str(first) in message and "one folder per catalogue" in message
+    assert f"--db {data / 'other' / 'other.duckdb'}" in message
+    assert len(portal.requests) == requests   # (not one request)
+    assert folder_files(data) == before
+    assert not second.exists() and not lock_path(second).exists()   # (nothing of B's left beside A's)
+    assert export(first, tmp_path / "out").exit_code == 0
+    assert marker(data)["catalogue"] == "civicat.duckdb" and marker(data)["catalogue_id"] == catalogue_id(first)
+
+    # B in a folder of its own, as the message says: harvested, A's files still as they were
+    own = harvest(config, data / "other" / "other.duckdb")
+    assert own.exit_code == 0, own.output
+    assert folder_files(data) == before
+
+
+@pytest.mark.parametrize("command", [["overlap"], ["retire", "gone"], ["records", f"sea:{DATASET}", "--config", "CONFIG"]])
+def test_every_writer_of_a_second_catalogue_is_refused(tmp_path, portal, config, command):
+    data = tmp_path / "data"
+    assert harvest(config, data / "a.duckdb").exit_code == 0
+    Store(data / "b.duckdb").close()   # (a catalogue made beside it without civicat's writers)
+    before = folder_files(data)
+    result = invoke(*[str(config) if word == "CONFIG" else word for word in command], "--db", str(data / "b.duckdb"))
+    assert result.exit_code == 2 and "belong to the catalogue" in result.output, result.output
+    assert folder_files(data) == before and marker(data)["catalogue"] == "a.duckdb"
+
+
+def test_the_same_catalogue_renamed_or_restored_still_owns_its_folder(tmp_path, portal, config):
+    data = tmp_path / "data"
+    assert harvest(config, data / "civicat.duckdb").exit_code == 0
+    identity = catalogue_id(data / "civicat.duckdb")
+    backup = tmp_path / "backup.duckdb"
+    shutil.copyfile(data / "civicat.duckdb", backup)
+
+    (data / "civicat.duckdb").rename(data / "main.duckdb")
+    renamed = harvest(config, data / "main.duckdb", "--full")
+    assert renamed.exit_code == 0, renamed.output
+    assert marker(data) == {**marker(data), "catalogue": "main.duckdb", "catalogue_id": identity}
+    assert export(data / "main.duckdb", tmp_path / "out").exit_code == 0
+
+    (data / "main.duckdb").unlink()
+    shutil.copyfile(backup, data / "civicat.duckdb")   # (restored from the backup, under its old name)
+    restored = harvest(config, data / "civicat.duckdb", "--full")
+    assert restored.exit_code == 0, restored.output
+    assert marker(data)["catalogue"] == "civicat.duckdb"
+
+
+def test_a_copy_beside_the_catalogue_is_refused_as_a_copy(tmp_path, portal, config):
+    """The same id, and the file the marker names still there: the copy would replace its pulls."""
+    data = tmp_path / "data"
+    assert harvest(config, data / "civicat.duckdb").exit_code == 0
+    shutil.copyfile(data / "civicat.duckdb", data / "copy.duckdb")
+    before = folder_files(data)
+    result = harvest(config, data / "copy.duckdb")
+    assert result.exit_code == 2 and "are copies of one catalogue" in result.output, result.output
+    assert folder_files(data) == before and marker(data)["catalogue"] == "civicat.duckdb"
+
+
+def made_before_0020(db, folder):
+    """The catalogue and its folder as a civicat before one catalogue a folder left them."""
+    (folder / MARKER).unlink()
+    with duckdb.connect(str(db)) as con:
+        con.execute("DROP TABLE catalogue_identity")
+        con.execute("DELETE FROM schema_migrations WHERE version = 20")
+
+
+def test_a_folder_made_before_is_adopted_by_its_one_catalogue(tmp_path, portal, config):
+    data = tmp_path / "data"
+    db = data / "civicat.duckdb"
+    assert harvest(config, db).exit_code == 0
+    made_before_0020(db, data)
+    result = harvest(config, db)
+    assert result.exit_code == 0, result.output
+    assert marker(data) == {**marker(data), "catalogue": "civicat.duckdb", "catalogue_id": catalogue_id(db)}
+    assert export(db, tmp_path / "out").exit_code == 0
+
+
+def test_two_catalogues_sharing_a_folder_made_before_are_each_refused_until_one_moves(tmp_path, portal, config):
+    data = tmp_path / "data"
+    first, second = data / "civicat.duckdb", data / "other.duckdb"
+    assert harvest(config, first).exit_code == 0
+    Store(second).close()
+    made_before_0020(first, data)
+    before = folder_files(data)
+    for db, other in ((first, second), (second, first)):
+        result = harvest(config, db)
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.output.split())
+        assert str(db) in message and str(other) in message and "Move every catalogue but one" in message
+    assert folder_files(data) == before and not (data / MARKER).exists()
+
+    (data / "own").mkdir()
+    second.rename(data / "own" / "other.duckdb")
+    assert harvest(config, first).exit_code == 0
+    assert marker(data)["catalogue_id"] == catalogue_id(first)
+
+
+def test_an_export_of_a_catalogue_whose_folder_is_another_s_is_refused(tmp_path, portal, config):
+    """Its records pulls are not the folder's: on main its export read the other's (exit 1, or their
+    rows as its own where the pulls matched)."""
+    data = tmp_path / "data"
+    assert harvest(config, data / "civicat.duckdb").exit_code == 0
+    assert harvest(config, tmp_path / "elsewhere" / "other.duckdb").exit_code == 0
+    shutil.move(tmp_path / "elsewhere" / "other.duckdb", data / "other.duckdb")
+    before = folder_files(data)
+    result = export(data / "other.duckdb", tmp_path / "out")
+    assert result.exit_code == 2, result.output
+    assert "belong to the catalogue" in result.output and not (tmp_path / "out").exists()
+    assert folder_files(data) == before
+    assert export(data / "civicat.duckdb", tmp_path / "out").exit_code == 0
+
+
+@pytest.mark.parametrize("text", ["not json", '{"catalogue_id": "x", "catalogue": "../elsewhere.duckdb"}',
+                                  '{"catalogue": "civicat.duckdb"}', "[" * 100_000])
+def test_a_marker_that_is_not_civicat_s_is_refused_naming_it(tmp_path, portal, config, text):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / MARKER).write_text(text)
+    result = harvest(config, data / "civicat.duckdb")
+    assert result.exit_code == 2 and str(data / MARKER) in " ".join(result.output.split()), result.output
+    assert not (data / "civicat.duckdb").exists() and (data / MARKER).read_text() == text
+
+
+def test_a_new_catalogue_where_the_folder_s_is_gone_is_refused_naming_what_to_remove(tmp_path, portal, config):
+    """The old catalogue deleted, its records and validators left: the new one would record a pull of
+    the old one's cut short as its own. Removed as the message says, it claims the folder."""
+    data = tmp_path / "data"
+    db = data / "civicat.duckdb"
+    assert harvest(config, db).exit_code == 0
+    for leftover in data.glob("*civicat*.duckdb*"):
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+    result = harvest(config, data / "fresh.duckdb")
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"{db} (no longer there)" in message
+    assert f"remove {MARKER} and http_cache/, records/, .records-staging/ from {data}" in message
+    for name in (MARKER, "http_cache", "records", ".records-staging"):
+        shutil.rmtree(data / name) if (data / name).is_dir() else (data / name).unlink(missing_ok=True)
+    assert harvest(config, data / "fresh.duckdb").exit_code == 0
+    assert marker(data)["catalogue"] == "fresh.duckdb"
