@@ -91,6 +91,16 @@ def _views_shape(data) -> str | None:
 PORTALS_NAMED = 10   # in the warning of an app token variable not set
 
 
+def default_domain(url: str) -> str:
+    """The Discovery API's `domains` for a portal whose config names none: the url's host, with its
+    port only where it is not the scheme's own (`https://data.city.example:443` is the domain
+    `data.city.example`; `domains=data.city.example:443` names no domain Socrata hosts)."""
+    parsed = urlparse(url)
+    if parsed.port is not None and parsed.port == {"http": 80, "https": 443}.get(parsed.scheme):
+        return parsed.netloc.rpartition(":")[0]
+    return parsed.netloc
+
+
 class SocrataAdapter(PortalAdapter):
     kind = "socrata"
     # 2: contact name, coverage and period from the domain's Common Core metadata (a field saying
@@ -106,7 +116,7 @@ class SocrataAdapter(PortalAdapter):
 
     def __init__(self, portal, http):
         super().__init__(portal, http)
-        self.domain = portal.domain or urlparse(portal.url).netloc
+        self.domain = portal.domain or default_domain(portal.url)
         self.headers = {}
         if portal.app_token_env and http is not None:  # (a mapping-only adapter makes no requests)
             token = os.environ.get(portal.app_token_env)

@@ -599,3 +599,17 @@ def test_counted_frequencies_and_common_core_issued_re_map_a_catalogue_stored_by
         assert_stored_by_an_older_mapping_is_re_mapped_once(
             store, http, portal_config("city", "socrata", portal.url, domain=DOMAIN), socrata.SocrataAdapter, 4,
             as_mapping_4, ("accrual_periodicity", "issued"), expected)
+
+
+@pytest.mark.parametrize("url, domain", [
+    ("https://data.city.example:443", "data.city.example"),
+    ("http://data.city.example:80/socrata", "data.city.example"),
+    ("https://data.city.example:8443", "data.city.example:8443"),
+    ("https://data.city.example", "data.city.example"),
+    ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+])
+def test_the_domain_asked_by_default_is_the_url_s_host_with_a_port_only_not_its_scheme_s_own(url, domain):
+    """A portal url written with its scheme's own port (`https://…:443`) asked the Discovery API
+    for `domains=data.city.example:443`, a domain Socrata hosts none of; a port of its own (a local
+    server, a proxy) is part of the domain the catalogue is asked for."""
+    assert socrata.SocrataAdapter(portal_config("c", "socrata", url), None).domain == domain
