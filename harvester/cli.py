@@ -5,8 +5,9 @@ config, or the catalogue is being written by another civicat process (nothing wa
 130 / 143 a command stopped by Ctrl-C / SIGTERM (harvester.stopping: nothing half-written is
 published; the portals a harvest had not stored keep their catalogue); 74 (sysexits' EX_IOERR)
 the report could not be written to stdout (the disk full, `ulimit -f`): what the command did
-is done, its report is lost; or a harvest that stored every portal found no room for the catalogue's
-checkpoint (its commits in the log) or its read copy (its readers read the previous one); 141
+is done, its report is lost; or a writer whose work is stored (a harvest every portal, `records`
+every pull, `retire`, `overlap`) found no room for the catalogue's checkpoint (its commits in the
+log) or its read copy (its readers read the previous one); 141
 (128 + SIGPIPE, no message) its reader closed the pipe early.
 """
 from __future__ import annotations
@@ -920,11 +921,18 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         echo_error(f"Interrupted: {stored} portal{'s' * (stored != 1)} stored before {stopped_by()}; the others keep "
                    "their previous catalogue", stopped_exit_code())
         sys.exit(stopped_exit_code())
-    if report.ok and (store.checkpoint_found_no_room or copy_not_made):   # (said the night it happens, not found by a reader)
-        echo_error(f"every portal was stored, but {_no_room_after_storing(store.checkpoint_found_no_room, copy_not_made)}",
-                   NO_ROOM_AFTER_STORING)
-        sys.exit(NO_ROOM_AFTER_STORING)
+    if report.ok:
+        exit_if_no_room_after_storing("every portal was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if report.ok else 1)
+
+
+def exit_if_no_room_after_storing(what_stood: str, checkpoint: OSError | None, copy_not_made: str | None) -> None:
+    """Exit NO_ROOM_AFTER_STORING, stderr's last line saying why, when a writer whose work is stored
+    found no room for the catalogue's checkpoint or its read copy: said the night it happens (cron
+    sees a non-zero exit), not found later by a reader of yesterday's copy."""
+    if checkpoint or copy_not_made:
+        echo_error(f"{what_stood}, but {_no_room_after_storing(checkpoint, copy_not_made)}", NO_ROOM_AFTER_STORING)
+        sys.exit(NO_ROOM_AFTER_STORING)
 
 
 def _no_room_after_storing(checkpoint: OSError | None, copy_not_made: str | None) -> str:
@@ -1044,7 +1052,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
             raise Refused(str(exc)) from None
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
-        publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path)
     except Exception as exc:
         note_crash(lock, exc)
         raise
@@ -1057,6 +1065,8 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     else:
         echo_table([[r.uid, r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}", r.path or (r.error_message or "")[:80]]
                     for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"])
+    if all(r.status == "ok" for r in results):
+        exit_if_no_room_after_storing("every pull was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
 
 
@@ -1192,7 +1202,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
             run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
         finally:
             store.close()
-        publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path)
     finally:
         lock.release()
     if as_json:
@@ -1200,6 +1210,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
     else:
         click.echo(f"{portal_id}: {counted(report.removed, 'dataset')} marked removed (deleted_at), their history "
                    f"kept (run {run_id})")
+    exit_if_no_room_after_storing(f"{portal_id} was retired", store.checkpoint_found_no_room, copy_not_made)
 
 
 def _retired_already(con, portal_id: str) -> str | None:
@@ -1433,7 +1444,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         empty = None if len(result.catalogue) else _no_dataset(con, db_path)
         pairs = result.pair_rows() if show_pairs else []
         con.close()
-        publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path)
     finally:
         con.close()
         lock.release()
@@ -1447,19 +1458,19 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         if show_pairs:
             payload["pairs"] = pairs
         echo_json(payload)
-        return
-    if empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
+    elif empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
         click.echo(f"no dataset to compare: {empty}")
-        return
-    click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
-               f">= {result.min_score}, {len(groups)} groups")
-    echo_table([[g["group_id"], g["label"], g["datasets"], len(g["cities"]),
-                 "; ".join(f"{m['city']}: {m['title']}" for m in g["members"][:3])[:110]] for g in groups],
-               ["group", "label", "datasets", "cities", "examples"])
-    if show_pairs:
-        click.echo()
-        echo_table([[p["score"], p["uid_a"], p["uid_b"], p["explanation"][:120]] for p in pairs],
-                   ["score", "dataset", "comparable to", "why"])
+    else:
+        click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
+                   f">= {result.min_score}, {len(groups)} groups")
+        echo_table([[g["group_id"], g["label"], g["datasets"], len(g["cities"]),
+                     "; ".join(f"{m['city']}: {m['title']}" for m in g["members"][:3])[:110]] for g in groups],
+                   ["group", "label", "datasets", "cities", "examples"])
+        if show_pairs:
+            click.echo()
+            echo_table([[p["score"], p["uid_a"], p["uid_b"], p["explanation"][:120]] for p in pairs],
+                       ["score", "dataset", "comparable to", "why"])
+    exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
 
 
 @cli.command()

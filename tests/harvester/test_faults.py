@@ -1539,6 +1539,54 @@ def test_a_disk_that_fills_as_the_read_copy_is_written_keeps_the_previous_copy_p
         assert copy.read_bytes() == db.read_bytes() and portals_in(copy) == {"small": 50, "big": 3000}
 
 
+@pytest.mark.parametrize("command", ["overlap", "retire"])
+def test_a_writer_but_harvest_whose_read_copy_found_no_room_exits_74_its_work_stored(tmp_path, command):
+    """`overlap` and `retire` (and `records`, by the same code) stored their work, then found no room
+    for the read copy: a warning and exit 0, cron told nothing while readers kept yesterday's copy.
+    Now they exit 74 as `harvest` does, stderr's last line saying what stood and why the copy was
+    not refreshed; the previous copy stays published, whole; the catalogue holds the work."""
+    from tests.small_disk import small_disk
+
+    with DataJsonPortal(make_data_json(50)) as small, DataJsonPortal(make_data_json(60)) as big, \
+            small_disk(tmp_path / "disk", 64 << 20) as disk:
+        folder = disk / "data"
+        folder.mkdir()
+        config = two_portal_config(folder, small, big)
+        db, copy = folder / "c.duckdb", folder / "c.read.duckdb"
+        assert civicat_on(folder).returncode == 0
+        published = copy.read_bytes()
+        if command == "retire":
+            config.write_text(config.read_text().split("\n\n[[portals]]")[0] + "\n")   # (big taken out)
+            args, stood = ["retire", "big", "--json", "--config", str(config)], "big was retired"
+        else:
+            args, stood = ["overlap", "--json"], "the groups were stored"
+        script = FILLED_AS_THE_COPY_IS_PUBLISHED.replace("HOW", repr("not begun"))
+        ended = subprocess.run([sys.executable, "-c", script, "300000", *args, "--db", str(db)], capture_output=True,
+                               text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert ended.returncode == 74, ended.stderr[-3000:]
+        report = json.loads(ended.stdout)   # (the command's report, whole)
+        last = ended.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"{stood}, but the read copy {copy} was not refreshed"), last
+        assert " MB: no room (" in last and "Traceback" not in ended.stderr
+        assert copy.read_bytes() == published
+        kept = connect_read_only(copy)
+        try:   # (yesterday's copy: no retirement, no pairs)
+            assert kept.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NOT NULL").fetchone()[0] == 0
+            assert kept.execute("SELECT count(*) FROM overlap_pairs").fetchone()[0] == 0
+        finally:
+            kept.close()
+        con = connect_read_only(db)
+        try:
+            if command == "retire":
+                assert con.execute("SELECT count(*) FROM datasets WHERE portal_id = 'big' AND deleted_at IS NOT NULL"
+                                   ).fetchone()[0] == 60
+            else:   # (the two portals' datasets alike: the pairs found are stored, the copy has none of them)
+                assert report["strong_pairs"] > 0
+                assert con.execute("SELECT count(*) FROM overlap_pairs").fetchone()[0] == report["strong_pairs"]
+        finally:
+            con.close()
+
+
 def test_a_disk_with_no_room_for_the_catalogue_s_checkpoint_keeps_the_log_and_says_so(tmp_path):
     """A night that stored every portal and then found no room for the catalogue's checkpoint (the
     file grows as the log is written into it) exited 0, two warnings in the log, and the read copy
