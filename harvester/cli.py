@@ -936,7 +936,7 @@ def exit_if_no_room_after_storing(what_stood: str, checkpoint: OSError | None, c
 
 
 def _no_room_after_storing(checkpoint: OSError | None, copy_not_made: str | None) -> str:
-    """What a full disk kept from a harvest that stored every portal: the catalogue's checkpoint as
+    """What a full disk kept from a writer whose work is stored: the catalogue's checkpoint as
     it closed (its commits in the write-ahead log alone, replayed by the next open; no read copy made
     of it), or the read copy (`copy_not_made`, catalog.read_copy.publish's words)."""
     if checkpoint is None:
