@@ -173,6 +173,11 @@ PHRASES = {
     ("inmate", "population"): "custody_population", ("detention", "population"): "custody_population",
     # a correctional facility is a prison or a jail ('Accused Pre-Trial Inmates in Correctional Facilities')
     ("correctional", "facility"): "prison",
+    # a public body's art collection is its public art, the works it commissioned and sited in public ('City of Austin
+    # Public Art Collection', "artworks commissioned through the Austin Art in Public Places Program"; 'SF Civic Art
+    # Collection', "publicly-sited works"): one thing with 'Public Art' ('public' alone is a stopword)
+    ("public", "art"): "public_art", ("art", "collection"): "public_art", ("civic", "art"): "public_art",
+    ("public", "art", "collection"): "public_art", ("civic", "art", "collection"): "public_art",
     # racks are the parking a city puts up for bicycles ('Bike Racks', 'Bicycle Parking (Public)', described as
     # "bicycle parking racks"): one thing
     ("bicycle", "rack"): "bicycle_parking", ("bicycle", "parking"): "bicycle_parking",
