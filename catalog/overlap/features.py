@@ -307,7 +307,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS or per_unit:
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
     for row in np.flatnonzero(records_named == 0).tolist():
-        if _headed_by_figures(own_titles[row]):
+        if _headed_by_figures(own_titles[row]) or COMPARES_PLACES.search(own_titles[row] or ""):
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
         elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
             records_named[row] = text.RECORD_BITS[used[0]]
@@ -385,6 +385,11 @@ def _headed_by_figures(title: str | None) -> bool:
     words = text.words(title, glued=False)
     first = next((i for i, w in enumerate(words) if w not in text.STOPWORDS and not text.YEARISH.match(w)), None)
     return first is not None and words[first] in text.FIGURE_HEADS and words[first + 1:first + 2] == ["of"]
+
+
+# a title that compares places ('Choose Maryland: Compare States - Utilities', '... Compare Counties - Taxes') holds
+# their figures side by side: the states' utility prices, no utility to find ('Find A Missouri Utility')
+COMPARES_PLACES = re.compile(r"\bcompar\w*\s+(?:states|counties|cities|metros|towns|countries|regions)\b", re.IGNORECASE)
 
 
 # records counted or paid per a unit are a rate, figures of them: 'Maryland Average Wage Per Job' (no payroll),
