@@ -179,6 +179,19 @@ def is_police_agency(publisher: str | None) -> bool:
     return bool(publisher and POLICE_AGENCY.search(publisher) and not NOT_AGENCY.search(publisher))
 
 
+# a publisher that spells out its own acronym ('Department of Housing Preservation and Development (HPD)') says what
+# the acronym is where its text writes it: 'an HPD issued violation' is no police department's, though it is spelt
+# as one (DEPARTMENT); an acronym of another shape keeps its reading (the 'Civilian Complaint Review Board (CCRB)')
+SPELLED_ACRONYM = re.compile(r"\(\s*([A-Za-z]{2,6})\s*\)")
+
+
+def _publishers_own_acronyms(publisher: str | None) -> frozenset[str]:
+    """The acronyms spelt as a department's that a publisher, no police agency, gives itself, as terms ('hpd')."""
+    if not publisher or "(" not in publisher or is_police_agency(publisher):
+        return frozenset()
+    return frozenset(a.lower() for a in SPELLED_ACRONYM.findall(publisher) if DEPARTMENT.match(a.lower()))
+
+
 def _police_context(terms: set[str]) -> bool:
     return bool(terms & POLICE_CONTEXT) or any(DEPARTMENT.match(t) for t in terms if "+" not in t and len(t) <= 6)
 
@@ -276,6 +289,9 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     the title's own (else the description's). `title`, the title as written, tells a table
     of counts from the records it counts. A police agency as `publisher` makes the text about
     policing: 'Incident' and '2021Warnings' of a police department's portal are its records."""
+    if own_acronyms := _publishers_own_acronyms(publisher):
+        title_terms = [t for t in title_terms if t not in own_acronyms]
+        description_terms = [t for t in description_terms if t not in own_acronyms]
     opening = description_terms[:DESCRIPTION_TERMS]
     strong, weak = _found(title_terms, context=opening)
     located = _located_by(opening)

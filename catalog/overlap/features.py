@@ -166,7 +166,8 @@ def load(con: duckdb.DuckDBPyConnection, uids: list[str] | None = None) -> Catal
     """Read the comparable datasets of the catalogue (not deleted, not derived views)."""
     rows = con.execute(f"""
         SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, portal_id, title, description,
-               keywords, themes, coalesce(asset_type, 'dataset') AS asset_type, publisher
+               keywords, themes, coalesce(asset_type, 'dataset') AS asset_type, publisher,
+               CAST(issued AS DATE) AS issued_day
         FROM datasets
         WHERE deleted_at IS NULL AND parent_uid IS NULL
           AND coalesce(asset_type, 'dataset') NOT IN {NOT_COMPARABLE}
@@ -293,6 +294,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     is_code_table = np.fromiter((_is_code_table(title) for title in own_titles), dtype=bool, count=n)
     is_site_page = np.fromiter(("home_page" in terms or _configures_the_portal(d)
                                 for terms, d in zip(title_terms, rows["description"])), dtype=bool, count=n)
+    is_site_page |= _set_up_with_the_home_page(rows, is_site_page)
     # a log of records requests holds requests, though its title may not say so ('SSMMA Sauk Village FOIA Log')
     records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
@@ -305,7 +307,7 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         if breakdown_terms[row] & text.ECONOMY_BREAKDOWNS or per_unit:
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
     for row in np.flatnonzero(records_named == 0).tolist():
-        if _headed_by_figures(own_titles[row]):
+        if _headed_by_figures(own_titles[row]) or COMPARES_PLACES.search(own_titles[row] or ""):
             records_named[row] = text.FAMILY_BITS[text.FIGURES]
         elif used := _statistics_of_use(title_terms[row], rows["description"][row]):
             records_named[row] = text.RECORD_BITS[used[0]]
@@ -383,6 +385,11 @@ def _headed_by_figures(title: str | None) -> bool:
     words = text.words(title, glued=False)
     first = next((i for i, w in enumerate(words) if w not in text.STOPWORDS and not text.YEARISH.match(w)), None)
     return first is not None and words[first] in text.FIGURE_HEADS and words[first + 1:first + 2] == ["of"]
+
+
+# a title that compares places ('Choose Maryland: Compare States - Utilities', '... Compare Counties - Taxes') holds
+# their figures side by side: the states' utility prices, no utility to find ('Find A Missouri Utility')
+COMPARES_PLACES = re.compile(r"\bcompar\w*\s+(?:states|counties|cities|metros|towns|countries|regions)\b", re.IGNORECASE)
 
 
 # records counted or paid per a unit are a rate, figures of them: 'Maryland Average Wage Per Job' (no payroll),
@@ -686,6 +693,21 @@ SITE_CONFIGURATION = re.compile(r"\b(?:configur|customi[sz])\w*\b(?:[^.]|\.(?=\S
 
 def _configures_the_portal(description: str | None) -> bool:
     return bool(description) and SITE_CONFIGURATION.search(description) is not None
+
+
+def _set_up_with_the_home_page(rows: dict[str, list], is_site_page: np.ndarray) -> np.ndarray:
+    """The datasets a portal's set-up made with its home page's: no description, no keyword, issued on the day its
+    portal issued a page of its own. Socrata set a site's home page up with a set of datasets made together, its
+    stories and featured story, 'Messages', 'Templates' and 'Applications' (Baltimore's and Raleigh's of August
+    2013, titled by nothing more): the last is no application for a permit or aid, nor a list of any."""
+    days = rows.get("issued_day") or [None] * len(rows["uid"])
+    set_up = {(portal, day) for portal, day, page in zip(rows["portal_id"], days, is_site_page) if page and day}
+    if not set_up:
+        return np.zeros(len(rows["uid"]), dtype=bool)
+    return np.fromiter(((portal, day) in set_up and not (description or "").strip() and not keywords
+                        for portal, day, description, keywords
+                        in zip(rows["portal_id"], days, rows["description"], rows["keywords"])),
+                       dtype=bool, count=len(rows["uid"]))
 
 
 def _is_code_table(title: str | None) -> bool:

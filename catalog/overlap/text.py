@@ -171,6 +171,16 @@ PHRASES = {
     # 'Ethnic Distribution of Detention Population'): a population of its own, no city's residents
     ("jail", "population"): "custody_population", ("prison", "population"): "custody_population",
     ("inmate", "population"): "custody_population", ("detention", "population"): "custody_population",
+    # a correctional facility is a prison or a jail ('Accused Pre-Trial Inmates in Correctional Facilities')
+    ("correctional", "facility"): "prison",
+    # a public body's art collection is its public art, the works it commissioned and sited in public ('City of Austin
+    # Public Art Collection', "artworks commissioned through the Austin Art in Public Places Program"; 'SF Civic Art
+    # Collection', "publicly-sited works"): one thing with 'Public Art' ('public' alone is a stopword)
+    ("public", "art"): "public_art", ("art", "collection"): "public_art", ("civic", "art"): "public_art",
+    ("public", "art", "collection"): "public_art", ("civic", "art", "collection"): "public_art",
+    # racks are the parking a city puts up for bicycles ('Bike Racks', 'Bicycle Parking (Public)', described as
+    # "bicycle parking racks"): one thing
+    ("bicycle", "rack"): "bicycle_parking", ("bicycle", "parking"): "bicycle_parking",
     # a library system's branches are its libraries ('Library Branches', 'Public Libraries'); where a vehicle is
     # parked off the street, a lot or a garage ('Parking Facilities', 'Parking Garage and Lot Inventory')
     ("library", "branch"): "library",
@@ -535,6 +545,8 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
         raw, stemmed = _negated(raw, stemmed)
     if "use" in raw:
         stemmed = [CONSUMPTION if w == "use" and i and stemmed[i - 1] in RESOURCES else w for i, w in enumerate(stemmed)]
+    if "population" in stemmed and CORRECTIONS.intersection(stemmed):
+        stemmed = _correctional_population(stemmed)
     # (the words of a title's head, before a ':' or a ' - ', may name the bodies it lists: not a description's)
     head_words = len(split_words(TITLE_PARTS.split(text, 1)[0], glued)) if bigrams and LISTED_BODIES & set(raw) else 0
     units: list[tuple[str, str]] = []
@@ -584,6 +596,20 @@ FISCAL_YEAR_INSIDE = re.compile(r"(?<=[^\W\d_]) +FY ?\d{2,4}(?:[-/]\d{2,4})? +(?
 # 'Residential Water Usage', 'Residential Water Consumption' ('Land Use' is none)
 RESOURCES = frozenset({"water", "energy", "electricity", "gas", "fuel", "power"})
 CONSUMPTION = SYNONYMS["usage"]
+# the population a corrections agency counts is the people it holds or supervises, what the Bureau of Justice Statistics
+# calls the correctional population: Connecticut's 'Correctional Facility Daily Population Count By Facility' and
+# 'Department of Corrections Quarterly Average Facilty Population' are a prison's population, words apart ('jail
+# population', 'prison population' are phrases: PHRASES)
+CORRECTIONS = frozenset({"correction", "correctional"})
+CUSTODY_POPULATION = PHRASES[("prison", "population")]
+
+
+def _correctional_population(stemmed: list[str]) -> list[str]:
+    """`stemmed` with a title's 'population' that no custody word heads read as the custody population."""
+    return [CUSTODY_POPULATION if w == "population" and not (i and (stemmed[i - 1], w) in PHRASES) else w
+            for i, w in enumerate(stemmed)]
+
+
 # 'non-' makes its word the complement: a 'Non-General Fund' is every fund but the general fund
 NEGATION = "non"
 
@@ -633,13 +659,16 @@ LISTED_NOUNS = HEAD_NOUNS | {"agency", "program"}
 # 'Missouri Fire Departments', Connecticut's 'Police Departments' (in the singular a department names the publisher:
 # 'Seattle Police Department Police Report Incident'; after 'for', 'by' or 'per' departments own or break down the
 # records: 'Employees by Department'). Not agencies: many are providers, listed beside providers titled otherwise
-# ('Hospice Agencies' / 'Hospice Facilities', 'Home Health Care Agencies' / 'Home Health Agencies': benchmarks.md)
+# ('Hospice Agencies' / 'Hospice Facilities', 'Home Health Care Agencies' / 'Home Health Agencies': benchmarks.md) —
+# but law enforcement agencies are police departments and sheriffs' offices, bodies, never providers or records
+# ('Missouri Law Enforcement Agencies', 'Currently Accredited Law Enforcement Agencies')
 LISTED_PLURALS = frozenset({"departments"})
+LAW_ENFORCEMENT_AGENCIES = ("law", "enforcement", "agencies")
 # ... and a department right before 'Directory' is what the directory lists ('Fire Department Directory for New
 # York State')
 DIRECTORY_OF_BODIES = frozenset({"department"})
 OWNED_BY = frozenset({"for", "by", "per"})
-LISTED_BODIES = LISTED_PLURALS | {"directory"}
+LISTED_BODIES = LISTED_PLURALS | {"directory", LAW_ENFORCEMENT_AGENCIES[-1]}
 # a title's head ends at a colon or a dash between spaces: past it, 'Expenditures: Agencies: As of June 30, 2010'
 # says whose records, 'Appropriations - Proprietary Departments' which part of a budget
 TITLE_PARTS = re.compile(r":| [-–] ")
@@ -652,7 +681,8 @@ def _lists_bodies(raw: list[str], stemmed: list[str], i: int) -> bool:
         return False
     if stemmed[i] in DIRECTORY_OF_BODIES and i + 1 < len(stemmed) and stemmed[i + 1] == "directory":
         return True
-    return (raw[i] in LISTED_PLURALS and not OWNED_BY & set(raw[:i])
+    listed = raw[i] in LISTED_PLURALS or tuple(raw[i - 2:i + 1]) == LAW_ENFORCEMENT_AGENCIES
+    return (listed and not OWNED_BY & set(raw[:i])
             and all(not _is_content(w) or w.isdigit() for w in stemmed[i + 1:]))
 
 

@@ -552,3 +552,19 @@ def test_a_description_that_counts_the_records_it_names_holds_their_statistics()
                                "Transit property and vehicles per 100,000 trips") == ("crime_statistics",)
     assert concepts.of_dataset("Crimes - 2001 to present",   # its title names them: no statistics for a word after
                                "This dataset reflects reported incidents of crime ... rate") == ("crime_incident",)
+
+
+def test_a_publisher_s_own_acronym_is_no_police_department():
+    """New York's 'Handyman Work Order (HWO) Charges', of the Department of Housing Preservation and Development (HPD),
+    read as arrests: its 'charges' beside "an HPD issued violation", an acronym spelt as a police department's (APD,
+    NYPD). The publisher spells it out."""
+    title, description = fixture_datasets()[("data.cityofnewyork.us", "sbnd-xujn")]
+    title_terms, description_terms = text.terms(title), text.terms(description, bigrams=False, glued=False)
+    hpd = "Department of Housing Preservation and Development (HPD)"
+    assert concepts.of_dataset_terms(title_terms, description_terms, title, hpd)[0] == ()
+    # a police department of that acronym, or none named, reads them as the department's charges, its arrests
+    for publisher in ("Houston Police Department (HPD)", None):
+        assert concepts.of_dataset_terms(title_terms, description_terms, title, publisher)[0] == ("arrest",)
+    # a publisher's acronym of another shape keeps its reading: the CCRB's complaints are police complaints
+    assert concepts.of_dataset_terms(text.terms("CCRB Complaints"), [], "CCRB Complaints",
+                                     "Civilian Complaint Review Board (CCRB)")[0] == ("police_complaint",)

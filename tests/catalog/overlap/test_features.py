@@ -360,3 +360,34 @@ def test_a_real_title_s_misspelt_word_meets_its_subject(tmp_path):
     (index,) = [i for i, pair in enumerate(zip(p.a.tolist(), p.b.tolist())) if set(pair) == {cook, new_york}]
     assert p.total[index] >= result.min_score
     assert "titles share 'elecricity usage'" in result.explanations()[index]   # the publisher's spelling
+
+
+def test_a_dataset_made_with_the_portal_s_home_page_is_a_page_of_it(tmp_path):
+    """Baltimore's and Raleigh's 'Applications' (no description, no keyword; issued in August 2013 on the day their
+    portals issued 'Home Page Featured Story', 'Messages' and 'Templates', Socrata's set-up of a site's home page) were
+    a group with New York's 'Application for State Aid' (0.63) and its grant 'Applications Tracking Table' (0.38)."""
+    from catalog import overlap
+    from catalog.store import Store
+    from tests.catalog.overlap.conftest import harvest_selection, uid_of
+
+    set_up = [("data.baltimorecity.gov", "k5ut-2ted"), ("data.baltimorecity.gov", "xama-rukp"),
+              ("data.raleighnc.gov", "rs6t-bbmx"), ("data.raleighnc.gov", "jdxn-nsdq")]
+    store = Store(tmp_path / "catalog.duckdb")
+    try:
+        harvest_selection(store, {"applications": [("data.cityofnewyork.us", "8gpu-s594"),
+                                                   ("data.cityofnewyork.us", "97zg-4p9t")]},
+                          {"set_up": set_up, "data": [("data.baltimorecity.gov", "g244-i383")]})   # Fire Stations
+        result = overlap.detect(store.con)
+    finally:
+        store.close()
+    c = result.catalogue
+    pages = {c.uids[row] for row in np.flatnonzero(c.is_site_page)}
+    assert pages == {uid_of(d, i, pod=True) for d, i in set_up}, pages
+    assert not [g.label for g in result.groups if set(g.uids) & pages]
+    # none is made with a page of another portal, of another day, or with a description or a keyword
+    made_with = features._set_up_with_the_home_page(
+        {"uid": list("abcde"), "portal_id": ["p", "q", "p", "p", "p"],
+         "issued_day": ["2013-08-22", "2013-08-22", "2013-08-23", "2013-08-22", "2013-08-22"],
+         "description": [None, None, None, "Permit applications received", None],
+         "keywords": [[], [], [], [], ["permits"]]}, np.array([True, False, False, False, False]))
+    assert made_with.tolist()[1:] == [False, False, False, False]

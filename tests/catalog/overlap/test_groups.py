@@ -238,7 +238,8 @@ def test_a_label_is_worded_as_most_cities_word_it():
 def test_a_label_is_plural_and_capitalised_as_the_titles_write_it():
     """Plural when as many cities end a phrase with the plural as with the singular ('Food
     Inspections' against 'Food Inspection'); not 'Arts' for public art, whose plural only
-    'Arts Office' and 'ARTS Public Data' write against four 'Public Art'. An acronym keeps
+    'Arts Office' and 'ARTS Public Data' write against four 'Public Art' (a phrase of its own: not 'Art'
+    either). An acronym keeps
     its capitals ('CIP', 'PRAMStat'), a title all in capitals teaches none ('2014 ELECTION')."""
     assert label_of([("data.montgomerycountymd.gov", "Food Inspection"), ("data.cityofchicago.org", "Food Inspections"),
                      ("data.cityofboston.gov", "Food Establishment Inspections"),
@@ -246,7 +247,7 @@ def test_a_label_is_plural_and_capitalised_as_the_titles_write_it():
     assert label_of([("data.cityofchicago.org", "Parks - Public Art"), ("data.honolulu.gov", "Public Art"),
                      ("data.seattle.gov", "Public Art Data"), ("data.wa.gov", "ARTS Public Data"),
                      ("data.cityofnewyork.us", "Directory of Temporary Public Art"),
-                     ("data.raleighnc.gov", "Arts Office P& R")]) == "Art"
+                     ("data.raleighnc.gov", "Arts Office P& R")]) == "Public art"
     assert label_of([("data.hawaii.gov", "CIP 2011-2012"), ("data.hawaii.gov", "CIP2016&2015"),
                      ("data.kingcounty.gov", "Budget 2012- CIP")]) == "CIP"
     assert label_of([("chronicdata.cdc.gov", "CDC PRAMStat Data for 2008"),

@@ -289,7 +289,7 @@ def test_a_title_s_slip_is_read_as_its_word_only_where_the_catalogue_s_own_text_
 def test_a_bike_is_a_bicycle():
     """The real catalogues had 'Bike routes' (Chicago, Salt Lake City) apart from 'Bicycle routes' (New York State,
     Seattle), and Seattle's 'City of Seattle Bicycle Racks' outside 'Bike racks': the short word is the word."""
-    assert text.terms("Bike Racks") == text.terms("Bicycle Racks") == ["bicycle", "rack", "bicycle+rack"]
+    assert text.terms("Bike Racks") == text.terms("Bicycle Racks") == ["bicycle_parking", "bicycle", "rack"]
     assert text.terms("SLC Bike Routes", text.own_place_words("Salt Lake City", "slc")) == \
         text.terms("Signed Bicycle Routes")[1:2] + ["route", "bicycle+route"]
 
@@ -309,3 +309,51 @@ def test_departments_a_title_ends_with_are_what_it_lists_and_a_department_is_its
         assert "department" not in text.terms(title), title
     # a description's departments are prose, not what it lists
     assert "department" not in text.terms("Budgets of all city departments", bigrams=False)
+
+
+def test_bike_racks_and_bicycle_parking_are_one_thing():
+    """Chicago's and Seattle's 'Bike Racks' and San Francisco's and New York's 'Bicycle Parking' ("bicycle parking
+    racks") were two groups: their titles shared 'bicycle' alone."""
+    for title in ("Bike Racks", "SDOT Bike Racks", "Bike Rack Locations By Area", "Bicycle Parking (Public)",
+                  "Bicycle Parking", "City of Seattle Bicycle Racks"):
+        assert "bicycle_parking" in text.terms(title), title
+    assert "bicycle_parking" not in text.terms("Bike Lanes")
+    assert "bicycle_parking" not in text.terms("SFMTA Bicycle Route Network")
+
+
+def test_a_corrections_agency_s_population_is_the_people_it_holds():
+    """Connecticut's correctional facility populations read as a city's population (and paired with King County's
+    census counts at 0.42), not as the people a prison holds."""
+    for title in ("Correctional Facility Daily Population Count By Facility",
+                  "Department of Corrections Quarterly Average Facilty Population",
+                  "Community Based Corrections Population - Year End"):
+        assert "custody_population" in text.terms(title), title
+    assert "prison" in text.terms("Correctional Facility Daily Population Count By Facility")
+    assert "prison" in text.terms("Accused Pre-Trial Inmates in Correctional Facilities")
+    # a phrase of its own keeps its reading, once; a population no corrections word is near stays a population
+    assert text.terms("Iowa Prison Population - Year End").count("custody_population") == 1
+    for title in ("Population corrected for undercount", "2010 U.S. Census Population Counts, King County and its Cities"):
+        assert "custody_population" not in text.terms(title), title
+
+
+def test_law_enforcement_agencies_are_what_a_title_lists():
+    """'Missouri Law Enforcement Agencies' read as 'law enforcement' alone and grouped with the Port of Los Angeles'
+    activity counts ('Public Safety and Law Enforcement'): police departments and sheriffs' offices, as Connecticut's
+    'Police Departments' are. Providers called agencies stay unread ('Hospice Agencies'), and so do agencies that
+    break down the records."""
+    assert "agency" in text.terms("Missouri Law Enforcement Agencies")
+    assert "enforcement+agency" in text.terms("Currently Accredited Law Enforcement Agencies")
+    for title in ("Hospice Agencies", "Law Enforcement Personnel by Agency: Beginning 2007",
+                  "Expenditures: State Agencies: Fiscal Year 2011"):
+        assert "agency" not in text.terms(title), title
+
+
+def test_a_public_body_s_art_collection_is_its_public_art():
+    """'City of Austin Public Art Collection', Oakland's and San Francisco's ('SF Civic Art Collection') and Washington's
+    'State Art Collection' were a group of their own beside 'Public Art' ('public' a stopword: 'art' against 'art
+    collection'); 'Parks - Public Art' paired with parks and 'Baltimore Arts Organizations' with the art."""
+    for title in ("Public Art", "Parks - Public Art", "City of Austin Public Art Collection", "SF Civic Art Collection",
+                  "State Art Collection Published 2016-05-25", "Public Art Inventory"):
+        assert "public_art" in text.terms(title), title
+    for title in ("Baltimore Arts Organizations", "Arts and Culture (2010-2013)", "Parks"):
+        assert "public_art" not in text.terms(title), title
