@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import pyarrow.parquet as pq
@@ -386,7 +387,11 @@ def _empty_source(table: str) -> str:
 
 
 def _file_entry(folder: Path, path: Path) -> dict:
-    return {"path": path.relative_to(folder).as_posix(), "rows": pq.read_metadata(path).num_rows,
+    relative = path.relative_to(folder).as_posix()
+    # `url`: the path as a relative URL. A records folder's name holds the percent-encoding of an
+    # id (`dataset=a%20b`), which a web server decodes once: a front end that fetched `path` as
+    # written got a 404 (its `%` must be sent as `%25`)
+    return {"path": relative, "url": quote(relative, safe="/="), "rows": pq.read_metadata(path).num_rows,
             "bytes": path.stat().st_size, "sha256": sha256_of(path)}
 
 
