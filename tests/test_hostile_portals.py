@@ -7,6 +7,7 @@ import json
 import re
 import socket
 import ssl
+import time
 
 import duckdb
 import pyarrow.parquet as pq
@@ -349,6 +350,75 @@ def test_a_records_pull_whose_pages_never_end_fails_past_twice_its_count_and_kee
     kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
     assert kept.num_rows == 1000 and max(kept["objectid"].to_pylist()) < 10 ** 6
     assert not any(path.name.startswith("part-") for path in (tmp_path / ".records-staging").rglob("*"))
+
+
+class LyingCountFeatureServer(MintingFeatureServer):
+    """A minting FeatureServer whose count (`returnCountOnly`), once `lying` is set, says 500,000,000."""
+    lying = False
+
+    def query(self, metadata, features, query):
+        if self.lying and query.get("returnCountOnly") == "true":
+            return {"count": 500_000_000}
+        return super().query(metadata, features, query)
+
+
+def _pull_from_a_minting_layer(tmp_path, *, lying: bool, extra: str):
+    """A Hub layer of 1,000 features pulled once as it is, then again once it mints features for ever
+    (its count lying at 500,000,000 if `lying`), the portal's config given `extra`: (the second
+    run's JSON report, its records harvest_errors, the query pages it asked, the seconds it took)."""
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with LyingCountFeatureServer({ESRI: (meta, features)}) as services:
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, first = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"], extra=extra)
+            assert json.loads(first.output)["portals"][0]["record_rows"] == 1000, first.output
+            services.minting, services.lying = True, lying
+            services.clear_log()
+            started = time.monotonic()
+            db, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"], extra=extra)
+            seconds = time.monotonic() - started
+            pages = sum(1 for path, query, _ in services.requests if "resultOffset" in query)
+    with duckdb.connect(str(db), read_only=True) as con:
+        errors = con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+    return json.loads(result.output)["portals"][0], errors, pages, seconds
+
+
+def _assert_previous_records_kept(tmp_path):
+    kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
+    assert kept.num_rows == 1000 and max(kept["objectid"].to_pylist()) < 10 ** 6
+    assert not any(path.name.startswith("part-") for path in (tmp_path / ".records-staging").rglob("*"))
+
+
+def test_a_records_pull_whose_count_lies_high_fails_at_its_first_page_past_records_max_rows(tmp_path):
+    """A layer counting 500,000,000 features and minting them for ever: the pull's bound was twice that
+    count and a million more, so it read on for its records_max_minutes (here 0.5: until session 41 it
+    failed OverBudget after 30 s of rows staged; by default six hours, tens of GB). A count over the
+    portal's records_max_rows (default 100,000,000) fails the pull at its first page, naming the bound,
+    its staging removed, the previous records kept."""
+    report, errors, pages, seconds = _pull_from_a_minting_layer(tmp_path, lying=True,
+                                                                extra="records_max_minutes = 0.5\n")
+    assert report["records_failed"] == 1, report
+    assert errors == [("OverBudget", f"records pull failed (dc:{ESRI_ITEM}_0): the portal counts 500,000,000 rows, "
+                                     "more than the portal's records_max_rows (100,000,000): the pull stops at its "
+                                     "first page; the previous records are kept (a dataset that large is pulled with "
+                                     "records_max_rows raised)")]
+    assert pages <= 2 and seconds < 20   # (the first page, and one asked ahead)
+    _assert_previous_records_kept(tmp_path)
+
+
+def test_a_records_pull_fails_past_the_portals_records_max_rows_and_keeps_the_previous_records(tmp_path):
+    """An honest count (1,000) and pages that never end: the pull fails past the portal's
+    records_max_rows (2,000 here), before twice its count and a million more."""
+    report, errors, pages, _ = _pull_from_a_minting_layer(tmp_path, lying=False, extra="records_max_rows = 2000\n")
+    assert report["records_failed"] == 1, report
+    [(error_type, message)] = errors
+    said = re.fullmatch(rf"records pull failed \(dc:{ESRI_ITEM}_0\): the pull gave ([\d,]+) rows, past the "
+                        r"portal's records_max_rows \(2,000\); the previous records are kept", message)
+    assert error_type == "OverBudget" and said, message
+    assert 2_000 < int(said[1].replace(",", "")) <= 2_000 + 300   # (the page that passed the bound: 300 rows at most)
+    assert pages <= 9   # (2,100 rows at 300 a page, and one asked ahead)
+    _assert_previous_records_kept(tmp_path)
 
 
 # -- a total that lies low ------------------------------------------------------------------------

@@ -73,6 +73,9 @@ def test_shipped_g7_config_is_valid():
     (GOOD.replace("requests_per_second = 5", "requests_per_second = 0"), [".requests_per_second", "0"]),
     (GOOD.replace("max_minutes = 90", "max_minutes = 0"), [".max_minutes", "0"]),
     (GOOD.replace("max_minutes = 90", 'max_minutes = "90"'), [".max_minutes", "'90'"]),
+    (GOOD.replace("max_minutes = 90", "records_max_rows = 0"), [".records_max_rows", "from 1 to", "got 0"]),
+    (GOOD.replace("max_minutes = 90", "records_max_rows = 1e6"), [".records_max_rows", "got 1000000.0"]),
+    (GOOD.replace("max_minutes = 90", "records_max_rows = true"), [".records_max_rows", "got True"]),
     (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "my token"'), [".app_token_env"]),
     (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "nobody"'), [".contact_email", "'nobody'"]),
     # a trailing line break passed the slug, domain and variable-name patterns (`$` matches before it)
@@ -168,3 +171,8 @@ def test_a_url_holding_a_password_is_refused_without_showing_it(tmp_path, url):
     message = str(info.value)
     assert "portals[0] (id 'chicago').url" in message and "user name or password" in message, message
     assert "s3cret" not in message and "…@data.cityofchicago.org" in message, message
+
+
+def test_records_max_rows_defaults_to_a_hundred_million_and_is_read_per_portal(tmp_path):
+    chicago, dc = load_config(write(tmp_path, GOOD.replace("max_minutes = 90", "records_max_rows = 250_000_000"))).portals
+    assert (chicago.records_max_rows, dc.records_max_rows) == (250_000_000, 100_000_000)
