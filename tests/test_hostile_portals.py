@@ -25,10 +25,11 @@ from tests.harvester.test_cli import invoke, write_config
 from tests.harvester.portals.test_ckan import UndercountingCkan, packages
 from tests.harvester.portals.test_arcgis_records import ESRI, ESRI_ITEM, hub_entry
 from tests.portals.arcgis import FeatureServerPortal
-from tests.portals.base import RawBody
+from tests.portals.base import LocalPortal, RawBody
 from tests.portals.catalogues import harvest_data_json
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_data_json, make_socrata_entries
 from tests.shared_fixtures import load_json
@@ -85,6 +86,75 @@ def test_a_secret_header_does_not_follow_a_redirect_from_https_down_to_plain_htt
     assert [(scheme, path) for scheme, path, _ in portal.heard] == [("https", "/moved"), ("http", "/doc")]
     assert portal.heard[0][2]["X-App-Token"] == "secret"
     assert "X-App-Token" not in portal.heard[1][2]
+
+
+# -- a portal's key, in its kind's header ---------------------------------------------------------
+
+KEY = "k3y-0f-the-p0rtal"
+
+
+def _harvested_with_a_key(tmp_path, monkeypatch, kind, url, records=()):
+    """`civicat harvest` of one portal of `kind` at `url` whose app_token_env names a variable holding KEY."""
+    monkeypatch.setenv("CIVICAT_TEST_KEY", KEY)
+    db, result = harvest_with_records(tmp_path, "city", kind, url, list(records), with_records=bool(records),
+                                      extra='app_token_env = "CIVICAT_TEST_KEY"\n')
+    assert result.exit_code == 0, result.output
+    return db, result
+
+
+@pytest.mark.parametrize("kind, portal, header", [
+    ("ckan", lambda: CkanPortal(packages(3)), ("Authorization", KEY)),
+    ("opendatasoft", lambda: OpenDataSoftPortal(make_ods_datasets(3)), ("Authorization", f"Apikey {KEY}")),
+])
+def test_a_ckan_or_opendatasoft_key_goes_in_its_header_on_every_request(tmp_path, monkeypatch, kind, portal, header):
+    """Until session 41 only a Socrata portal took a key (app_token_env, refused on another kind), and
+    a key in the url's query was refused: a CKAN or OpenDataSoft portal that needs one could not be
+    harvested. Each kind whose API reads a key from a header is sent it there, on every request."""
+    with portal() as server:
+        db, _ = _harvested_with_a_key(tmp_path, monkeypatch, kind, server.url)
+    assert server.requests and all(headers.get(header[0]) == header[1] for _, _, headers in server.requests)
+    assert not any(KEY in path or KEY in json.dumps(query) for path, query, _ in server.requests)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (3,)
+    for path in tmp_path.rglob("*"):   # the catalogue, its WAL, the HTTP cache
+        assert not path.is_file() or KEY.encode() not in path.read_bytes(), path
+
+
+def test_an_arcgis_key_goes_to_the_hubs_own_host_and_not_to_the_layers_host(tmp_path, monkeypatch):
+    """An ArcGIS token in X-Esri-Authorization (Bearer): to the Hub's host, whose feed it reads, and to
+    no other host, though a feed names it (a FeatureServer elsewhere: its columns and its records pull)."""
+    meta = load_json("arcgis-featureserver/esri-test-layer-metadata.json")
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with FeatureServerPortal({ESRI: (meta, features)}) as services:
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, result = _harvested_with_a_key(tmp_path, monkeypatch, "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 1000, result.output
+    assert hub.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {KEY}"
+                                for _, _, headers in hub.requests)
+    assert services.requests and not any(KEY in json.dumps(headers) for _, _, headers in services.requests)
+
+
+@pytest.mark.parametrize("name, value", [("X-Esri-Authorization", f"Bearer {KEY}"), ("Authorization", KEY),
+                                         ("X-App-Token", KEY)])
+def test_a_key_does_not_follow_a_redirect_to_another_host(name, value):
+    """Dropped on a redirect to another host or port, whatever its header: X-Esri-Authorization
+    followed one until session 41 (requests drops Authorization alone; civicat dropped X-App-Token)."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            if environ["PATH_INFO"] == "/moved":
+                self.requests.append(("/moved", {}, {"moved": environ.get("HTTP_" + name.upper().replace("-", "_"))}))
+                start_response("302 Found", [("Location", other.url + "/doc"), ("Content-Length", "0")])
+                return [b""]
+            return super()._wsgi(environ, start_response)
+
+    with LocalPortal() as other, Redirecting() as origin:
+        other.serve_json("/doc", DOC)
+        client = fast_client()
+        client.send_key(origin.url, {name: value})
+        assert client.get_json(origin.url + "/moved").data == DOC
+    assert origin.requests == [("/moved", {}, {"moved": value})]
+    assert [path for path, _, _ in other.requests] == ["/doc"] and name not in other.requests[0][2]
 
 
 # -- paging that never ends -----------------------------------------------------------------------
