@@ -11,19 +11,16 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from catalog.links import secret_parameters
 
 KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")   # one @ with something either side; data.json checks the rest
-# a URL's query parameter that carries a secret, by its name less '$', '_' and '-' (`api_key`, `$$app_token`,
-# `access_token`, `X-Amz-Signature`...): a portal's URL is quoted in errors and logs and built into the
-# links stored with its datasets (a CKAN's landing pages), which the export publishes
-SECRET_PARAMETER = re.compile(r"(?:x?amz|api|app|access|auth|client|session)?"
-                              r"(?:key|token|secret|password|passwd|pwd|signature|sig|credential)", re.IGNORECASE)
 
 DEFAULT_RECORDS_MAX_ROWS = 100_000_000
 MOST_RECORDS_MAX_ROWS = 10 ** 12
@@ -194,10 +191,11 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         raise fail("url", f"{shown!r} holds a user name or password before its host, which would be shown in every "
                           "message about its requests, stored in the catalogue and published by an export: "
                           f"{instead}")
-    secrets = [name for name, _ in parse_qsl(parsed.query, keep_blank_values=True)
-               if SECRET_PARAMETER.fullmatch(re.sub(r"[$_-]", "", name))]
+    # (a portal's URL is quoted in errors and logs and built into the links stored with its datasets: a
+    # CKAN's landing pages, which an export publishes)
+    secrets = secret_parameters(url)
     if secrets:
-        raise fail("url", f"{url.split('?')[0]!r} has a secret in its query ({', '.join(sorted(set(secrets)))}), "
+        raise fail("url", f"{url.split('?')[0]!r} has a secret in its query ({', '.join(sorted(secrets))}), "
                           "which would be quoted in errors and logs and stored in the links of the portal's "
                           f"datasets, and published by an export: civicat sends no secret in a URL; {instead}")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from catalog.export import export_parquet
 from harvester import paging, records
 from harvester.cli import cli
 from harvester.pipeline import harvest
@@ -345,6 +346,60 @@ def test_hostile_values_export_to_a_data_json_the_official_schemas_take(tmp_path
     document = json.loads(text)
     assert errors_of(validators()[1], document) == []
     assert not any(scheme in text for scheme in ("javascript:", "data:text", "file:"))
+
+
+SIGNED = "s3cr3t-S1GNATURE"
+
+
+def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_redacted(tmp_path, store, http):
+    """Philadelphia's 311 entry of its real data.json, its publisher's keys put in its links: its CSV
+    download from Carto's SQL API with Carto's `api_key=`, an S3 link presigned (`X-Amz-Signature=`), a
+    landing page with `token=`. Until session 41 the export republished them as published. The
+    catalogue keeps them as published (a records pull may need the link whole; the catalogue is the
+    city's own copy); each is warned of as it is stored (SecretInLink: field and parameter, never the
+    value), and every export gives the value REDACTED."""
+    entry = next(e for e in load_json("dcat-us/philadelphia-opendataphilly-data.json")["dataset"]
+                 if e["title"] == "311 Service and Information Requests")
+    visualization, carto, *others = entry["distribution"]
+    signed = carto["downloadURL"] + f"&api_key={SIGNED}"
+    presigned = (f"https://bucket.s3.amazonaws.com/export.zip?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature={SIGNED}"
+                 "&X-Amz-Expires=3600")
+    # (and a modified date: Philadelphia gives a frequency in its place, which data.json leaves out)
+    entry = {**entry, "modified": "2025-06-01", "landingPage": f"https://data.city.example/dataset?id=7&token={SIGNED}",
+             "distribution": [{**visualization, "accessURL": presigned}, {**carto, "downloadURL": signed}, *others]}
+    harvest_data_json(store, http, {"phl": ("Philadelphia", [entry])})
+    assert store.con.execute("SELECT landing_page FROM datasets").fetchone()[0].endswith(f"token={SIGNED}")
+    assert store.con.execute("SELECT download_url FROM distributions WHERE position = 1").fetchone() == (signed,)
+    warned = store.con.execute("SELECT severity, message FROM harvest_errors WHERE error_type = 'SecretInLink' "
+                               "ORDER BY message").fetchall()
+    assert [(severity, message.split(":")[0]) for severity, message in warned] == [
+        ("warning", "distributions[0].access_url"), ("warning", "distributions[1].download_url"),
+        ("warning", "landing_page")]
+    assert warned[0][1] == ("distributions[0].access_url: the link holds a secret in its query (X-Amz-Signature): "
+                            "kept in the catalogue as the portal published it; exports give it as REDACTED (the "
+                            "portal's publisher should take it out and change the key)")
+    assert not any(SIGNED in message for _, message in warned)
+    db = store.db_path
+    store.close()
+
+    assert export_data_json(db, tmp_path / "json", {}).written == 1
+    document = json.loads((tmp_path / "json" / "data.json").read_text())
+    assert errors_of(validators()[1], document) == []
+    [dataset] = document["dataset"]
+    assert dataset["landingPage"] == "https://data.city.example/dataset?id=7&token=REDACTED"
+    assert dataset["distribution"][0]["accessURL"] == presigned.replace(SIGNED, "REDACTED")
+    assert dataset["distribution"][1]["downloadURL"] == signed.replace(SIGNED, "REDACTED")
+    assert SIGNED not in json.dumps(document)
+
+    export_parquet(db, tmp_path / "parquet")
+    links = pq.read_table(tmp_path / "parquet" / "distributions.parquet").to_pylist()
+    assert links[0]["access_url"] == presigned.replace(SIGNED, "REDACTED")
+    assert links[1]["download_url"] == signed.replace(SIGNED, "REDACTED")
+    assert pq.read_table(tmp_path / "parquet" / "datasets.parquet")["landing_page"].to_pylist() == [
+        "https://data.city.example/dataset?id=7&token=REDACTED"]
+    assert not any(SIGNED.encode() in path.read_bytes() for path in (tmp_path / "parquet").rglob("*") if path.is_file())
+    # (a link of no secret is exported as published: Philadelphia's other Carto downloads, their queries whole)
+    assert [link["download_url"] for link in links[2:]] == [d.get("downloadURL") for d in others]
 
 
 def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):
