@@ -95,8 +95,9 @@ KEY = "k3y-0f-the-p0rtal"
 
 
 def _harvested_with_a_key(tmp_path, monkeypatch, kind, url, records=()):
-    """`civicat harvest` of one portal of `kind` at `url` whose app_token_env names a variable holding KEY."""
-    monkeypatch.setenv("CIVICAT_TEST_KEY", KEY)
+    """`civicat harvest` of one portal of `kind` at `url` whose app_token_env names a variable holding KEY
+    (and the line break a secrets file ends with: no part of the key)."""
+    monkeypatch.setenv("CIVICAT_TEST_KEY", KEY + "\n")
     db, result = harvest_with_records(tmp_path, "city", kind, url, list(records), with_records=bool(records),
                                       extra='app_token_env = "CIVICAT_TEST_KEY"\n')
     assert result.exit_code == 0, result.output

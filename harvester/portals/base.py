@@ -38,7 +38,9 @@ class PortalAdapter(ABC):
         self.http = http
         header = KEY_HEADERS.get(portal.kind)
         if header and portal.app_token_env and http is not None:   # (a mapping-only adapter makes no requests)
-            key = os.environ.get(portal.app_token_env)
+            # (a key never holds a space: a line break a secrets file left is no part of it, and requests
+            # would refuse the header, quoting it)
+            key = os.environ.get(portal.app_token_env, "").strip()
             if key:   # (unset: said once for the run's portals, say_once_a_run)
                 name, form = header
                 http.send_key(portal.url, {name: form.format(key)})
