@@ -25,6 +25,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from catalog.files import writing
+from catalog.links import redacted
 
 CONFORMS_TO = "https://project-open-data.cio.gov/v1.1/schema"
 CATALOG_HEADER = {
@@ -84,10 +85,11 @@ class DataJsonReport:
 
 
 def uri(value: str | None) -> str | None:
-    """An absolute http(s)/ftp URL, characters outside RFC 3986 percent-encoded; else None."""
+    """An absolute http(s)/ftp URL, characters outside RFC 3986 percent-encoded, the value of a
+    query parameter carrying a secret REDACTED (catalog.links); else None."""
     if not value or not isinstance(value, str):
         return None
-    value = value.strip()
+    value = redacted(value.strip())
     try:
         parts = urlsplit(value)
     except ValueError:

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
+from catalog.links import DISTRIBUTION_LINKS, MAYBE_SECRET_SQL, RECORD_LINKS, redacted
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -69,6 +70,11 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "column_profiles": (("dataset_uid", "column_name", "type", "row_count", "null_count", "distinct_count",
                          "min_value", "max_value", "top_values", "profiled_at"), "dataset_uid, column_name"),
 }
+
+
+# the links exported with the value of a secret query parameter REDACTED (catalog.links): the catalogue keeps
+# them as the portal published them
+REDACTED_LINKS = {"datasets": RECORD_LINKS, "distributions": DISTRIBUTION_LINKS}
 
 
 class ExportRefused(Exception):
@@ -348,13 +354,24 @@ def _write_table(con: duckdb.DuckDBPyConnection, folder: Path, table: str, exist
     """One table as one Parquet file, sorted by its key; a table that a catalogue has not
     made yet (no overlap run) is written empty with its contract's columns."""
     columns, order = TABLES[table]
-    names = ", ".join(f'"{c}"' for c in columns)  # constants of this module
+    names = ", ".join(_exported(con, c) if c in REDACTED_LINKS.get(table, ()) else f'"{c}"'
+                      for c in columns)  # constants of this module
     limit = "" if table in existing else " LIMIT 0"
     source = _source(con, table, existing)
     path = folder / f"{table}.parquet"
     con.execute(f"COPY (SELECT {names} FROM {source} ORDER BY {order}{limit}) TO $path "
                 "(FORMAT parquet, COMPRESSION zstd)", {"path": str(path)})
     return _file_entry(folder, path)
+
+
+def _exported(con: duckdb.DuckDBPyConnection, column: str) -> str:
+    """The SQL of a link `column` as exported: a secret's value REDACTED (catalog.links.redacted, called
+    for the links that may hold one)."""
+    if not con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'redacted_link'").fetchone()[0]:
+        con.create_function("redacted_link", redacted, ["VARCHAR"], "VARCHAR")   # (once a connection)
+    stripped = f"replace(replace(replace(\"{column}\", '$', ''), '_', ''), '-', '')"
+    return f"CASE WHEN regexp_matches({stripped}, '{MAYBE_SECRET_SQL}') THEN redacted_link(\"{column}\") " \
+           f"ELSE \"{column}\" END AS \"{column}\""
 
 
 def _source(con: duckdb.DuckDBPyConnection, table: str, existing: set[str]) -> str:

@@ -6,32 +6,48 @@ offending value named: a nightly job must fail loudly on a typo, not harvest hal
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, urlparse
+from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from catalog.links import secret_parameters
 
 KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")   # one @ with something either side; data.json checks the rest
-# a URL's query parameter that carries a secret, by its name less '$', '_' and '-' (`api_key`, `$$app_token`,
-# `access_token`, `X-Amz-Signature`...): a portal's URL is quoted in errors and logs and built into the
-# links stored with its datasets (a CKAN's landing pages), which the export publishes
-SECRET_PARAMETER = re.compile(r"(?:x?amz|api|app|access|auth|client|session)?"
-                              r"(?:key|token|secret|password|passwd|pwd|signature|sig|credential)", re.IGNORECASE)
+
+DEFAULT_RECORDS_MAX_ROWS = 100_000_000
+MOST_RECORDS_MAX_ROWS = 10 ** 12
 
 REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
     "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second", "max_minutes",
-    "records_max_minutes", "timezone",
+    "records_max_minutes", "records_max_rows", "timezone",
 )
-SOCRATA_ONLY_KEYS = ("domain", "app_token_env")
+SOCRATA_ONLY_KEYS = ("domain",)
 OPEN311_ONLY_KEYS = ("timezone",)
+# the header each kind's API reads a key from, and how the key is written in it (the key named by
+# `app_token_env`, read from the environment): Socrata's app token; a CKAN API token (CKAN 2.9+); an
+# OpenDataSoft API key; an ArcGIS token (X-Esri-Authorization is read by web-tier secured servers, where
+# Authorization is the server's own login). A data.json is a file, and Open311 (GeoReport v2) takes
+# its api_key in the query, for POSTs only: no key for either
+KEY_HEADERS = {
+    "socrata": ("X-App-Token", "{}"),
+    "ckan": ("Authorization", "{}"),
+    "opendatasoft": ("Authorization", "Apikey {}"),
+    "arcgis-hub": ("X-Esri-Authorization", "Bearer {}"),
+}
+# what to do instead of a secret in a url's query, said by its refusal
+KEY_INSTEAD = ("put the key in an environment variable and name it with app_token_env: civicat sends it in the "
+               "kind's header (Socrata X-App-Token, CKAN Authorization, OpenDataSoft Authorization: Apikey, ArcGIS "
+               "X-Esri-Authorization: Bearer), to the portal's own host over https only")
 
 
 class ConfigError(Exception):
@@ -60,6 +76,11 @@ class PortalConfig:
     max_minutes: float = 360.0
     # each records pull of the portal fails past this (a server trickling its pages), its previous records kept
     records_max_minutes: float = 360.0
+    # each records pull of the portal fails past this many rows (RowsOverBudget), or at once when the portal
+    # counts more: the bound of a pull whose count lies high (500,000,000 rows counted and served for ever),
+    # which no other count of the same server checks. Over twice the largest civic table commonly pulled (NYC's
+    # 311 requests since 2010, about 40 million rows); a taxi-trip table of 200 million raises it
+    records_max_rows: int = DEFAULT_RECORDS_MAX_ROWS
     # open311: the zone of the server's times that carry none (an IANA name), and of the dates civicat sends
     timezone: str | None = None
 
@@ -162,19 +183,21 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     parsed = urlparse(url)
     # requests would send a url's user and password as Basic auth, and the url is in every message,
     # log line and catalogue row about its requests: refused unechoed (civicat's one portal credential
-    # is a Socrata app token, read from the environment)
+    # is a key read from the environment, sent in a header: KEY_HEADERS)
+    instead = KEY_INSTEAD if entry["kind"] in KEY_HEADERS else \
+        f"{entry['kind']} portals take no key (their API reads none from a header): only public data is harvested"
     if "@" in parsed.netloc:
         shown = url.replace(parsed.netloc, "…@" + parsed.netloc.rpartition("@")[2], 1)
-        raise fail("url", f"{shown!r} holds a user name or password before its host: civicat sends portals no "
-                          "credentials but a Socrata app token (app_token_env), and a url's would be shown in "
-                          "every message about its requests, stored in the catalogue and published by an export")
-    secrets = [name for name, _ in parse_qsl(parsed.query, keep_blank_values=True)
-               if SECRET_PARAMETER.fullmatch(re.sub(r"[$_-]", "", name))]
+        raise fail("url", f"{shown!r} holds a user name or password before its host, which would be shown in every "
+                          "message about its requests, stored in the catalogue and published by an export: "
+                          f"{instead}")
+    # (a portal's URL is quoted in errors and logs and built into the links stored with its datasets: a
+    # CKAN's landing pages, which an export publishes)
+    secrets = secret_parameters(url)
     if secrets:
-        raise fail("url", f"{url.split('?')[0]!r} has a secret in its query ({', '.join(sorted(set(secrets)))}), "
+        raise fail("url", f"{url.split('?')[0]!r} has a secret in its query ({', '.join(sorted(secrets))}), "
                           "which would be quoted in errors and logs and stored in the links of the portal's "
-                          "datasets, and published by an export: civicat sends no secret in a URL (a Socrata app "
-                          "token goes in a header: app_token_env)")
+                          f"datasets, and published by an export: civicat sends no secret in a URL; {instead}")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise fail("url", f"{url!r} is not an http(s) URL")
     # requests refuses these at the first request, after the harvest has begun (exit 1, not 2)
@@ -205,6 +228,13 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
         value = entry["app_token_env"]
         if not isinstance(value, str) or not ENV_NAME_PATTERN.fullmatch(value):
             raise fail("app_token_env", f"must name an environment variable, got {value!r}")
+        if entry["kind"] not in KEY_HEADERS:
+            raise fail("app_token_env", f"{entry['kind']} portals take no key (kinds that do: "
+                                        f"{', '.join(KEY_HEADERS)})")
+        # a key in clear crosses every network on the way (a proxy, a café's Wi-Fi); loopback is no network
+        if not key_goes_safely(url):
+            raise fail("app_token_env", f"{url!r} is plain http: the key would cross the network in clear "
+                                        "(an https url, or none)")
         options["app_token_env"] = value
     if "records" in entry:
         value = entry["records"]
@@ -237,6 +267,12 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 10080:
                 raise fail(key, f"must be a number of minutes in (0, 10080], got {value!r}")
             options[key] = float(value)
+    if "records_max_rows" in entry:
+        value = entry["records_max_rows"]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MOST_RECORDS_MAX_ROWS:
+            raise fail("records_max_rows", f"must be a whole number of rows from 1 to {MOST_RECORDS_MAX_ROWS:,}, "
+                                           f"got {value!r}")
+        options["records_max_rows"] = value
     if "domain" in entry:
         value = entry["domain"]
         if not isinstance(value, str) or not DOMAIN_PATTERN.fullmatch(value):
@@ -256,6 +292,21 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     return PortalConfig(
         id=entry["id"], city=entry["city"].strip(), kind=entry["kind"], url=url.rstrip("/"), **options
     )
+
+
+def key_goes_safely(url: str) -> bool:
+    """Whether a key may be sent to `url`: over https, or to this machine (loopback: what the W3C's
+    Secure Contexts call potentially trustworthy, nothing on the way to read it)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "https":
+        return True
+    host = (parsed.hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _zone_name(value: object, fail) -> str:

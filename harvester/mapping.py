@@ -29,6 +29,7 @@ from pathlib import Path
 
 import orjson
 
+from catalog.links import REDACTED, secret_links
 from catalog.record import Notes, RecordRejected, validate
 from catalog.stage import (RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash,
                            import_arrow_without_numpy)
@@ -143,6 +144,10 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
         return
     for field_name, message in notes.items:
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
+    for field_name, secrets in secret_links(record):
+        errors.append((source_id, "map", "SecretInLink", f"{field_name}: the link holds a secret in its query "
+                       f"({', '.join(secrets)}): kept in the catalogue as the portal published it; exports give it "
+                       f"as {REDACTED} (the portal's publisher should take it out and change the key)", "warning"))
     # (the record is made: the entry and details are needed no more, the hash view may cut them)
     rows.add(record, entry_json, details_json, raw_hash(adapter, entry, details, True))
 

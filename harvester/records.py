@@ -152,6 +152,15 @@ class PagesWithoutEnd(PagesDisagree):
 ROWS_PAST_THE_COUNT = 1_000_000
 
 
+class RowsOverBudget(RecordsError):
+    """A pull past its portal's `records_max_rows`, or whose portal counts more rows than that at its
+    start: a count that lies high (500,000,000) let pages without end run for the pull's whole
+    records_max_minutes, bounded by twice it, staging tens of GB; no other count of the same server
+    (a FeatureServer's, SODA's) checks it. Said as a budget spent, as records_max_minutes is."""
+
+    error_type = "OverBudget"
+
+
 class RowsMissing(RecordsError):
     """The pull gave fewer rows than the portal counted, or a row the portal lists was never given."""
 
@@ -1206,7 +1215,8 @@ class PullResult:
 
 
 def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
-                 uid: str, run_id: str, part_rows: int | None = None, part_seconds: float | None = None) -> PullResult:
+                 uid: str, run_id: str, part_rows: int | None = None, part_seconds: float | None = None,
+                 max_rows: int | None = None) -> PullResult:
     """Read `source` into the dataset's staging folder and publish it whole.
 
     Parts are closed every `part_rows` rows or `part_seconds` (else PART_ROWS, PART_SECONDS,
@@ -1214,12 +1224,13 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
     pull cut short (killed, a fault past every retry) resumes there, if the rows up to there
     did not move (`_continues`).
     An incremental pull's rows are merged with the published dataset (_merge) before the
-    folder is published. Nothing is published unless the pull completed."""
+    folder is published. Nothing is published unless the pull completed. `max_rows`: the portal's
+    `records_max_rows` (RowsOverBudget past it; None: no bound but the count's)."""
     try:
         part_seconds = PART_SECONDS if part_seconds is None else part_seconds
         return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id,
-                     part_rows=part_rows or PART_ROWS, part_seconds=part_seconds)
-    except PagesWithoutEnd:
+                     part_size=(part_rows or PART_ROWS, part_seconds, max_rows))
+    except (PagesWithoutEnd, RowsOverBudget):
         shutil.rmtree(layout.staging(portal_id, source_id), ignore_errors=True)   # (never resumed from)
         raise
     finally:
@@ -1227,7 +1238,7 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
 
 
 def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id: str, con, *,
-          uid: str, run_id: str, part_rows: int, part_seconds: float) -> PullResult:
+          uid: str, run_id: str, part_size: tuple[int, float, int | None]) -> PullResult:
     started, began = time.monotonic(), datetime.now(UTC)
     result = PullResult(uid=uid, mode=source.mode)
     if len(source.fields) > MAX_COLUMNS:
@@ -1241,11 +1252,11 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         # (the resume's own check may see the change: a count asked again that moved)
         progress, tables = _resumed_or_new(source, staging, uid, result)
         try:
-            _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), tables, result)
+            _stage(source, schema, progress, progress_path, parts_dir, part_size, tables, result)
         except StartsOver as reason:   # (once: the pull started over does not raise it again)
             log.warning("%s: %s: the pull starts over", uid, reason)
             progress = _started_over(source, staging, result)
-            _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), None, result)
+            _stage(source, schema, progress, progress_path, parts_dir, part_size, None, result)
     except SourceChanged as changed:
         # rows added or removed while the pull read them: read again, once (a source that
         # changes all the time must not keep the night busy; the next pull tries again)
@@ -1253,7 +1264,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
         progress = _started_over(source, staging, result)
         result.changed = str(changed)
         try:
-            _stage(source, schema, progress, progress_path, parts_dir, (part_rows, part_seconds), None, result)
+            _stage(source, schema, progress, progress_path, parts_dir, part_size, None, result)
         except SourceChanged as again:
             if not again.only_added:
                 shutil.rmtree(staging, ignore_errors=True)   # (rows that moved are not resumed from)
@@ -1272,7 +1283,7 @@ def _pull(source: RecordSource, layout: RecordsLayout, portal_id: str, source_id
     if source.mode == "incremental":
         ready = _merge(source, layout, portal_id, source_id, staging)
     else:
-        ready = _packed(parts_dir, progress["parts"], staging, part_rows)
+        ready = _packed(parts_dir, progress["parts"], staging, part_size[0])
     if isinstance(getattr(source, "conversion", None), Conversion):
         result.invalid_values = dict(source.conversion.invalid)
         result.not_objects = source.conversion.not_objects
@@ -1353,8 +1364,9 @@ def _whole(parts_dir: Path, parts: list[str]) -> bool:
 
 
 def _stage(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-           part_size: tuple[int, float], tables, result: PullResult) -> None:
-    """Read the source's rows into parts (at least one) closed at `part_size` (rows, seconds),
+           part_size: tuple[int, float, int | None], tables, result: PullResult) -> None:
+    """Read the source's rows into parts (at least one) closed at `part_size` (rows, seconds; and the
+    rows a pull may give, `max_rows`),
     then let it check they are still what it serves (RecordSource.check_unchanged:
     SourceChanged if not)."""
     if not progress["done"]:
@@ -1419,7 +1431,7 @@ def _write_kept(part: Path, target: Path, keep: pa.Array) -> None:
 
 
 def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progress_path: Path, parts_dir: Path,
-                 part_rows: int, part_seconds: float, tables=None) -> str | None:
+                 part_rows: int, part_seconds: float, max_rows: int | None, tables=None) -> str | None:
     """Write the source's tables (`tables`: its batches from the progress's state, else
     asked here) into parts; each closed part is noted in progress.json with the state to
     continue from. A part is closed at `part_rows` rows (or fewer, a wide dataset's: `part_full`),
@@ -1455,6 +1467,7 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
         for table, state in tables:
             if table.schema != schema:
                 table = table.cast(schema)
+            _check_rows_budget(source, progress["rows"] + table.num_rows, max_rows)
             if source.expected_rows is not None and \
                     progress["rows"] + table.num_rows > 2 * source.expected_rows + ROWS_PAST_THE_COUNT:
                 raise PagesWithoutEnd(f"the pull gave over {progress['rows'] + table.num_rows:,} rows, more than "
@@ -1499,6 +1512,21 @@ def _write_parts(source: RecordSource, schema: pa.Schema, progress: dict, progre
     if not progress["done"]:
         close_part(None)
     return tables.answers.cost() if isinstance(tables, PagedTables) else None
+
+
+def _check_rows_budget(source: RecordSource, rows: int, max_rows: int | None) -> None:
+    """RowsOverBudget when the pull's `rows`, with the page read, pass the portal's `max_rows`, or
+    when the portal counts more than that (said at the first page: the pull would pass the bound,
+    or give fewer rows than counted, RowsMissing, hours later)."""
+    if max_rows is None:
+        return
+    if source.expected_rows is not None and source.expected_rows > max_rows:
+        raise RowsOverBudget(f"the portal counts {source.expected_rows:,} rows, more than the portal's "
+                             f"records_max_rows ({max_rows:,}): the pull stops at its first page; the previous "
+                             "records are kept (a dataset that large is pulled with records_max_rows raised)")
+    if rows > max_rows:
+        raise RowsOverBudget(f"the pull gave {rows:,} rows, past the portal's records_max_rows "
+                             f"({max_rows:,}); the previous records are kept")
 
 
 def _continues(source: RecordSource, tables, state: dict, last_part: Path) -> bool:
@@ -1735,7 +1763,8 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             _check_same_table(source, published)
             adapter.http.limit_to(portal.records_max_minutes, f"the records pull of {uid}", "portal's records_max_minutes")
             try:
-                result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id)
+                result = pull_dataset(source, layout, portal.id, source_id, con, uid=uid, run_id=run_id,
+                                      max_rows=portal.records_max_rows)
             finally:
                 adapter.http.limit_to(None)
             for column, count in sorted(result.invalid_values.items()):

@@ -7,12 +7,14 @@ import json
 import re
 import socket
 import ssl
+import time
 
 import duckdb
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from catalog.export import export_parquet
 from harvester import paging, records
 from harvester.cli import cli
 from harvester.pipeline import harvest
@@ -24,10 +26,11 @@ from tests.harvester.test_cli import invoke, write_config
 from tests.harvester.portals.test_ckan import UndercountingCkan, packages
 from tests.harvester.portals.test_arcgis_records import ESRI, ESRI_ITEM, hub_entry
 from tests.portals.arcgis import FeatureServerPortal
-from tests.portals.base import RawBody
+from tests.portals.base import LocalPortal, RawBody
 from tests.portals.catalogues import harvest_data_json
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
+from tests.portals.opendatasoft import OpenDataSoftPortal, make_ods_datasets
 from tests.portals.socrata import SocrataPortal
 from tests.portals.synth import make_data_json, make_socrata_entries
 from tests.shared_fixtures import load_json
@@ -84,6 +87,76 @@ def test_a_secret_header_does_not_follow_a_redirect_from_https_down_to_plain_htt
     assert [(scheme, path) for scheme, path, _ in portal.heard] == [("https", "/moved"), ("http", "/doc")]
     assert portal.heard[0][2]["X-App-Token"] == "secret"
     assert "X-App-Token" not in portal.heard[1][2]
+
+
+# -- a portal's key, in its kind's header ---------------------------------------------------------
+
+KEY = "k3y-0f-the-p0rtal"
+
+
+def _harvested_with_a_key(tmp_path, monkeypatch, kind, url, records=()):
+    """`civicat harvest` of one portal of `kind` at `url` whose app_token_env names a variable holding KEY
+    (and the line break a secrets file ends with: no part of the key)."""
+    monkeypatch.setenv("CIVICAT_TEST_KEY", KEY + "\n")
+    db, result = harvest_with_records(tmp_path, "city", kind, url, list(records), with_records=bool(records),
+                                      extra='app_token_env = "CIVICAT_TEST_KEY"\n')
+    assert result.exit_code == 0, result.output
+    return db, result
+
+
+@pytest.mark.parametrize("kind, portal, header", [
+    ("ckan", lambda: CkanPortal(packages(3)), ("Authorization", KEY)),
+    ("opendatasoft", lambda: OpenDataSoftPortal(make_ods_datasets(3)), ("Authorization", f"Apikey {KEY}")),
+])
+def test_a_ckan_or_opendatasoft_key_goes_in_its_header_on_every_request(tmp_path, monkeypatch, kind, portal, header):
+    """Until session 41 only a Socrata portal took a key (app_token_env, refused on another kind), and
+    a key in the url's query was refused: a CKAN or OpenDataSoft portal that needs one could not be
+    harvested. Each kind whose API reads a key from a header is sent it there, on every request."""
+    with portal() as server:
+        db, _ = _harvested_with_a_key(tmp_path, monkeypatch, kind, server.url)
+    assert server.requests and all(headers.get(header[0]) == header[1] for _, _, headers in server.requests)
+    assert not any(KEY in path or KEY in json.dumps(query) for path, query, _ in server.requests)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM datasets").fetchone() == (3,)
+    for path in tmp_path.rglob("*"):   # the catalogue, its WAL, the HTTP cache
+        assert not path.is_file() or KEY.encode() not in path.read_bytes(), path
+
+
+def test_an_arcgis_key_goes_to_the_hubs_own_host_and_not_to_the_layers_host(tmp_path, monkeypatch):
+    """An ArcGIS token in X-Esri-Authorization (Bearer): to the Hub's host, whose feed it reads, and to
+    no other host, though a feed names it (a FeatureServer elsewhere: its columns and its records pull)."""
+    meta = load_json("arcgis-featureserver/esri-test-layer-metadata.json")
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with FeatureServerPortal({ESRI: (meta, features)}) as services:
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, result = _harvested_with_a_key(tmp_path, monkeypatch, "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"])
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 1000, result.output
+    assert hub.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {KEY}"
+                                for _, _, headers in hub.requests)
+    assert services.requests and not any(KEY in json.dumps(headers) for _, _, headers in services.requests)
+
+
+@pytest.mark.parametrize("name, value", [("X-Esri-Authorization", f"Bearer {KEY}"), ("Authorization", KEY),
+                                         ("X-App-Token", KEY)])
+def test_a_key_does_not_follow_a_redirect_to_another_host(name, value):
+    """Dropped on a redirect to another host or port, whatever its header: X-Esri-Authorization
+    followed one until session 41 (requests drops Authorization alone; civicat dropped X-App-Token)."""
+    class Redirecting(LocalPortal):
+        def _wsgi(self, environ, start_response):
+            if environ["PATH_INFO"] == "/moved":
+                self.requests.append(("/moved", {}, {"moved": environ.get("HTTP_" + name.upper().replace("-", "_"))}))
+                start_response("302 Found", [("Location", other.url + "/doc"), ("Content-Length", "0")])
+                return [b""]
+            return super()._wsgi(environ, start_response)
+
+    with LocalPortal() as other, Redirecting() as origin:
+        other.serve_json("/doc", DOC)
+        client = fast_client()
+        client.send_key(origin.url, {name: value})
+        assert client.get_json(origin.url + "/moved").data == DOC
+    assert origin.requests == [("/moved", {}, {"moved": value})]
+    assert [path for path, _, _ in other.requests] == ["/doc"] and name not in other.requests[0][2]
 
 
 # -- paging that never ends -----------------------------------------------------------------------
@@ -276,6 +349,60 @@ def test_hostile_values_export_to_a_data_json_the_official_schemas_take(tmp_path
     assert not any(scheme in text for scheme in ("javascript:", "data:text", "file:"))
 
 
+SIGNED = "s3cr3t-S1GNATURE"
+
+
+def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_redacted(tmp_path, store, http):
+    """Philadelphia's 311 entry of its real data.json, its publisher's keys put in its links: its CSV
+    download from Carto's SQL API with Carto's `api_key=`, an S3 link presigned (`X-Amz-Signature=`), a
+    landing page with `token=`. Until session 41 the export republished them as published. The
+    catalogue keeps them as published (a records pull may need the link whole; the catalogue is the
+    city's own copy); each is warned of as it is stored (SecretInLink: field and parameter, never the
+    value), and every export gives the value REDACTED."""
+    entry = next(e for e in load_json("dcat-us/philadelphia-opendataphilly-data.json")["dataset"]
+                 if e["title"] == "311 Service and Information Requests")
+    visualization, carto, *others = entry["distribution"]
+    signed = carto["downloadURL"] + f"&api_key={SIGNED}"
+    presigned = (f"https://bucket.s3.amazonaws.com/export.zip?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature={SIGNED}"
+                 "&X-Amz-Expires=3600")
+    # (and a modified date: Philadelphia gives a frequency in its place, which data.json leaves out)
+    entry = {**entry, "modified": "2025-06-01", "landingPage": f"https://data.city.example/dataset?id=7&token={SIGNED}",
+             "distribution": [{**visualization, "accessURL": presigned}, {**carto, "downloadURL": signed}, *others]}
+    harvest_data_json(store, http, {"phl": ("Philadelphia", [entry])})
+    assert store.con.execute("SELECT landing_page FROM datasets").fetchone()[0].endswith(f"token={SIGNED}")
+    assert store.con.execute("SELECT download_url FROM distributions WHERE position = 1").fetchone() == (signed,)
+    warned = store.con.execute("SELECT severity, message FROM harvest_errors WHERE error_type = 'SecretInLink' "
+                               "ORDER BY message").fetchall()
+    assert [(severity, message.split(":")[0]) for severity, message in warned] == [
+        ("warning", "distributions[0].access_url"), ("warning", "distributions[1].download_url"),
+        ("warning", "landing_page")]
+    assert warned[0][1] == ("distributions[0].access_url: the link holds a secret in its query (X-Amz-Signature): "
+                            "kept in the catalogue as the portal published it; exports give it as REDACTED (the "
+                            "portal's publisher should take it out and change the key)")
+    assert not any(SIGNED in message for _, message in warned)
+    db = store.db_path
+    store.close()
+
+    assert export_data_json(db, tmp_path / "json", {}).written == 1
+    document = json.loads((tmp_path / "json" / "data.json").read_text())
+    assert errors_of(validators()[1], document) == []
+    [dataset] = document["dataset"]
+    assert dataset["landingPage"] == "https://data.city.example/dataset?id=7&token=REDACTED"
+    assert dataset["distribution"][0]["accessURL"] == presigned.replace(SIGNED, "REDACTED")
+    assert dataset["distribution"][1]["downloadURL"] == signed.replace(SIGNED, "REDACTED")
+    assert SIGNED not in json.dumps(document)
+
+    export_parquet(db, tmp_path / "parquet")
+    links = pq.read_table(tmp_path / "parquet" / "distributions.parquet").to_pylist()
+    assert links[0]["access_url"] == presigned.replace(SIGNED, "REDACTED")
+    assert links[1]["download_url"] == signed.replace(SIGNED, "REDACTED")
+    assert pq.read_table(tmp_path / "parquet" / "datasets.parquet")["landing_page"].to_pylist() == [
+        "https://data.city.example/dataset?id=7&token=REDACTED"]
+    assert not any(SIGNED.encode() in path.read_bytes() for path in (tmp_path / "parquet").rglob("*") if path.is_file())
+    # (a link of no secret is exported as published: Philadelphia's other Carto downloads, their queries whole)
+    assert [link["download_url"] for link in links[2:]] == [d.get("downloadURL") for d in others]
+
+
 def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):
     """(A guard.) A DataStore's field names of quotes and SQL, `../`, 10,000 characters, a parameter
     marker, and a dataset id that climbs out: the pull writes each as a column of that name, under the
@@ -349,6 +476,75 @@ def test_a_records_pull_whose_pages_never_end_fails_past_twice_its_count_and_kee
     kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
     assert kept.num_rows == 1000 and max(kept["objectid"].to_pylist()) < 10 ** 6
     assert not any(path.name.startswith("part-") for path in (tmp_path / ".records-staging").rglob("*"))
+
+
+class LyingCountFeatureServer(MintingFeatureServer):
+    """A minting FeatureServer whose count (`returnCountOnly`), once `lying` is set, says 500,000,000."""
+    lying = False
+
+    def query(self, metadata, features, query):
+        if self.lying and query.get("returnCountOnly") == "true":
+            return {"count": 500_000_000}
+        return super().query(metadata, features, query)
+
+
+def _pull_from_a_minting_layer(tmp_path, *, lying: bool, extra: str):
+    """A Hub layer of 1,000 features pulled once as it is, then again once it mints features for ever
+    (its count lying at 500,000,000 if `lying`), the portal's config given `extra`: (the second
+    run's JSON report, its records harvest_errors, the query pages it asked, the seconds it took)."""
+    meta = {**load_json("arcgis-featureserver/esri-test-layer-metadata.json"), "maxRecordCount": 300}
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    with LyingCountFeatureServer({ESRI: (meta, features)}) as services:
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", services.url + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            _, first = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"], extra=extra)
+            assert json.loads(first.output)["portals"][0]["record_rows"] == 1000, first.output
+            services.minting, services.lying = True, lying
+            services.clear_log()
+            started = time.monotonic()
+            db, result = harvest_with_records(tmp_path, "dc", "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"], extra=extra)
+            seconds = time.monotonic() - started
+            pages = sum(1 for path, query, _ in services.requests if "resultOffset" in query)
+    with duckdb.connect(str(db), read_only=True) as con:
+        errors = con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'records'").fetchall()
+    return json.loads(result.output)["portals"][0], errors, pages, seconds
+
+
+def _assert_previous_records_kept(tmp_path):
+    kept = pq.read_table(tmp_path / "records" / "portal=dc" / f"dataset={ESRI_ITEM}_0")
+    assert kept.num_rows == 1000 and max(kept["objectid"].to_pylist()) < 10 ** 6
+    assert not any(path.name.startswith("part-") for path in (tmp_path / ".records-staging").rglob("*"))
+
+
+def test_a_records_pull_whose_count_lies_high_fails_at_its_first_page_past_records_max_rows(tmp_path):
+    """A layer counting 500,000,000 features and minting them for ever: the pull's bound was twice that
+    count and a million more, so it read on for its records_max_minutes (here 0.5: until session 41 it
+    failed OverBudget after 30 s of rows staged; by default six hours, tens of GB). A count over the
+    portal's records_max_rows (default 100,000,000) fails the pull at its first page, naming the bound,
+    its staging removed, the previous records kept."""
+    report, errors, pages, seconds = _pull_from_a_minting_layer(tmp_path, lying=True,
+                                                                extra="records_max_minutes = 0.5\n")
+    assert report["records_failed"] == 1, report
+    assert errors == [("OverBudget", f"records pull failed (dc:{ESRI_ITEM}_0): the portal counts 500,000,000 rows, "
+                                     "more than the portal's records_max_rows (100,000,000): the pull stops at its "
+                                     "first page; the previous records are kept (a dataset that large is pulled with "
+                                     "records_max_rows raised)")]
+    assert pages <= 2 and seconds < 20   # (the first page, and one asked ahead)
+    _assert_previous_records_kept(tmp_path)
+
+
+def test_a_records_pull_fails_past_the_portals_records_max_rows_and_keeps_the_previous_records(tmp_path):
+    """An honest count (1,000) and pages that never end: the pull fails past the portal's
+    records_max_rows (2,000 here), before twice its count and a million more."""
+    report, errors, pages, _ = _pull_from_a_minting_layer(tmp_path, lying=False, extra="records_max_rows = 2000\n")
+    assert report["records_failed"] == 1, report
+    [(error_type, message)] = errors
+    said = re.fullmatch(rf"records pull failed \(dc:{ESRI_ITEM}_0\): the pull gave ([\d,]+) rows, past the "
+                        r"portal's records_max_rows \(2,000\); the previous records are kept", message)
+    assert error_type == "OverBudget" and said, message
+    assert 2_000 < int(said[1].replace(",", "")) <= 2_000 + 300   # (the page that passed the bound: 300 rows at most)
+    assert pages <= 9   # (2,100 rows at 300 a page, and one asked ahead)
+    _assert_previous_records_kept(tmp_path)
 
 
 # -- a total that lies low ------------------------------------------------------------------------

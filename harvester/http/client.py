@@ -25,6 +25,7 @@ import tenacity
 
 from catalog.files import writing
 from harvester import __version__
+from harvester.config import key_goes_safely
 from harvester.http import json_parsing
 from harvester.http.bodies import (_BodySink, _decoded_chunks, _gunzip_capped, _gunzip_head, _gunzip_into, _head_of,
                                    _let_go, _parsing, _read_capped, _SpooledBody, parse_data_body)
@@ -170,6 +171,8 @@ class HttpClient:
         # its rows' stamps by the clock that wrote them (server_clock; read only then: a parse an answer
         # was 13 µs, 0.4 s of a night's 30,000 requests)
         self._server_dates: dict[str, tuple[str, str | None, float]] = {}   # host: (Date, Age, our time then)
+        # a portal's key (one portal's client: send_key): the origin it goes to, and its header
+        self._key: tuple[tuple[str, str, int | None], dict[str, str]] | None = None
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -219,12 +222,22 @@ class HttpClient:
         clone = copy.copy(self)
         clone.stats = HttpStats()
         clone.timeout = portal.timeout
+        clone._key = None   # (its adapter's: send_key)
         with self._host_lock:
             if portal.host not in self._host_slots:
                 self._host_slots[portal.host] = threading.BoundedSemaphore(portal.max_concurrency)
         if getattr(portal, "requests_per_second", None):
             self._pace(portal.host).interval = 1.0 / portal.requests_per_second
         return clone
+
+    def send_key(self, url: str, headers: dict[str, str]) -> None:
+        """From now on, this (portal's) client sends `headers` (its key, in its kind's header:
+        config.KEY_HEADERS) with every request to `url`'s origin (scheme, host and port), the portal's
+        own, and to no other (a distribution's download, a FeatureServer's host), where a key goes
+        safely (https, or this machine: config.key_goes_safely); a redirect drops it on another host or
+        port, or from https down to http (connections._Session.rebuild_auth). Never in a URL, a log
+        line or the HTTP cache (which keeps answers by their URL)."""
+        self._key = (_origin(url), dict(headers)) if key_goes_safely(url) else None
 
     @contextmanager
     def speculative(self) -> Iterator[None]:
@@ -460,6 +473,12 @@ class HttpClient:
             response.history = history
         return response
 
+    def _with_key(self, url: str, headers: dict) -> dict:
+        """`headers`, with the portal's key where `url` is of its origin (send_key)."""
+        if self._key is None or _origin(url) != self._key[0]:
+            return headers
+        return {**self._key[1], **headers}
+
     def _environment(self, url: str) -> dict:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY,
         HTTPS_PROXY, NO_PROXY...) and a CA bundle (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE), read
@@ -617,7 +636,7 @@ class HttpClient:
             try:
                 with _headers_by(started + timeout * 2, self._refusals, self._resolver, self._stop,
                                  self._in_flight, self._proxies_refused) as exchange:
-                    response = self._send(url, headers, (self.connect_timeout, timeout))
+                    response = self._send(url, self._with_key(url, headers), (self.connect_timeout, timeout))
             except requests.exceptions.RequestException as exc:
                 if exchange.stopped:   # (its socket shut by the stop: the server had not answered yet)
                     waited = "connecting" if exchange.stopped == "connect" else f"waiting for the {what}'s headers"
@@ -782,6 +801,13 @@ def _http_date(value: str | None) -> datetime | None:
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
     except (TypeError, ValueError, IndexError, OverflowError):   # (a year 9999 a zone west of GMT overflows)
         return None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """`url`'s scheme, host (in lower case) and port (the scheme's own when it names none)."""
+    parsed = urlparse(url)
+    return parsed.scheme.lower(), (parsed.hostname or "").rstrip("."), \
+        parsed.port or {"http": 80, "https": 443}.get(parsed.scheme.lower())
 
 
 def _with_params(url: str, params: dict | None) -> str:

@@ -82,7 +82,8 @@ def _without_credentials(text: str) -> str:
     return re.sub(r"(?<=://)[^/\s]*@", "", text)
 
 
-SECRET_HEADERS = ("X-App-Token",)
+# the keys' headers but Authorization, which requests drops itself (config.KEY_HEADERS)
+SECRET_HEADERS = ("X-App-Token", "X-Esri-Authorization")
 
 
 class _Session(requests.Session):

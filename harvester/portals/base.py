@@ -5,11 +5,13 @@ for what the listing entry lacks, and `map()`s the pair to a normalised record.
 """
 from __future__ import annotations
 
+import logging
+import os
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from catalog.record import Notes
-from harvester.config import PortalConfig
+from harvester.config import KEY_HEADERS, PortalConfig
 from harvester.http import HttpClient
 from harvester.http import dropped
 from harvester.paging import Listing
@@ -20,6 +22,7 @@ from harvester.records import MAX_COLUMNS, NotPullable
 # cut as its page is read (harvester.http.capped_json), with a warning (one dataset of 10^6
 # distributions failed its whole portal: its raw entry did not fit DuckDB's memory)
 MAX_ITEMS = 10_000
+PORTALS_NAMED = 10   # in the warning of a key's variable not set
 
 
 class PortalAdapter(ABC):
@@ -27,9 +30,20 @@ class PortalAdapter(ABC):
     # Part of every raw hash: bump it when the mapping changes, so stored records are re-mapped.
     mapping_version: ClassVar[int] = 1
 
+    # what requests without the portal's key are (its `app_token_env` unset), in say_once_a_run's warning
+    without_key: ClassVar[str] = "a key (the portal answers them as it answers anyone: its public data alone)"
+
     def __init__(self, portal: PortalConfig, http: HttpClient):
         self.portal = portal
         self.http = http
+        header = KEY_HEADERS.get(portal.kind)
+        if header and portal.app_token_env and http is not None:   # (a mapping-only adapter makes no requests)
+            # (a key never holds a space: a line break a secrets file left is no part of it, and requests
+            # would refuse the header, quoting it)
+            key = os.environ.get(portal.app_token_env, "").strip()
+            if key:   # (unset: said once for the run's portals, say_once_a_run)
+                name, form = header
+                http.send_key(portal.url, {name: form.format(key)})
 
     @classmethod
     def settings_kept(cls, con, portal_ids: list[str]) -> dict[str, set[tuple[str, str, str]]]:
@@ -42,7 +56,20 @@ class PortalAdapter(ABC):
     @classmethod
     def say_once_a_run(cls, portals: list[PortalConfig]) -> None:
         """What to say once of a run's `portals` of this kind, not once a portal (a setting they
-        share that is missing: Socrata's app token variable, unset). Nothing, by default."""
+        share that is missing): one warning for each environment variable an `app_token_env` of
+        `portals` names that is not set, naming the portals that use it (it was said once a portal:
+        five times in the default config, all SOCRATA_APP_TOKEN)."""
+        unset: dict[str, list[str]] = {}
+        for portal in portals:
+            if portal.app_token_env and not os.environ.get(portal.app_token_env):
+                unset.setdefault(portal.app_token_env, []).append(portal.id)
+        for variable, ids in unset.items():
+            named = ", ".join(ids[:PORTALS_NAMED]) + (f" and {len(ids) - PORTALS_NAMED} more"
+                                                      if len(ids) > PORTALS_NAMED else "")
+            logging.getLogger(f"civicat.{cls.kind}").warning(
+                "environment variable %s is not set: %s (%s); %s requests go without %s", variable,
+                "1 portal uses it" if len(ids) == 1 else f"{len(ids)} portals use it", named,
+                "its" if len(ids) == 1 else "their", cls.without_key)
 
     @abstractmethod
     def listing(self) -> Listing:

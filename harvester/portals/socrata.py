@@ -7,8 +7,6 @@ tabular assets that come without them, records under `{url}/resource/{id}.json|c
 """
 from __future__ import annotations
 
-import logging
-import os
 import re
 from datetime import datetime, timedelta
 
@@ -24,8 +22,6 @@ from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_co
 from harvester.records import (MAX_COLUMNS, Conversion, Field, NotPullable, RecordSource, SameColumns, SourceChanged,
                                csv_page, geometry_cells_of_csv, paged_tables, point_cells_of_csv,
                                read_parquet_sql, unique_fields, url_cells_of_csv)
-
-log = logging.getLogger("civicat.socrata")
 
 PAGE_LIMIT = 100
 RECORD_PAGE = 50_000          # SODA's largest $limit
@@ -88,9 +84,6 @@ def _views_shape(data) -> str | None:
     return None if isinstance(data, dict) and "id" in data else "a views document is an object with an 'id'"
 
 
-PORTALS_NAMED = 10   # in the warning of an app token variable not set
-
-
 def default_domain(url: str) -> str:
     """The Discovery API's `domains` for a portal whose config names none: the url's host, with its
     port only where it is not the scheme's own (`https://data.city.example:443` is the domain
@@ -114,35 +107,16 @@ class SocrataAdapter(PortalAdapter):
     # "twice weekly", "every weekday", "to be determined" (catalog.record)
     mapping_version = 5
 
+    without_key = "an app token (Socrata throttles such requests)"
+
     def __init__(self, portal, http):
         super().__init__(portal, http)
         self.domain = portal.domain or default_domain(portal.url)
-        self.headers = {}
-        if portal.app_token_env and http is not None:  # (a mapping-only adapter makes no requests)
-            token = os.environ.get(portal.app_token_env)
-            if token:   # (unset: said once for the run's portals, say_once_a_run)
-                self.headers["X-App-Token"] = token  # sent as a header only: never in a URL, log or row
-
-    @classmethod
-    def say_once_a_run(cls, portals) -> None:
-        """One warning for each environment variable an `app_token_env` of `portals` names that is
-        not set, naming the portals that use it: it was said once a portal (five times in the
-        default config, all SOCRATA_APP_TOKEN)."""
-        unset: dict[str, list[str]] = {}
-        for portal in portals:
-            if portal.app_token_env and not os.environ.get(portal.app_token_env):
-                unset.setdefault(portal.app_token_env, []).append(portal.id)
-        for variable, ids in unset.items():
-            named = ", ".join(ids[:PORTALS_NAMED]) + (f" and {len(ids) - PORTALS_NAMED} more"
-                                                      if len(ids) > PORTALS_NAMED else "")
-            log.warning("environment variable %s is not set: %s (%s); %s requests go without an app token (Socrata "
-                        "throttles such requests)", variable, "1 portal uses it" if len(ids) == 1
-                        else f"{len(ids)} portals use it", named, "its" if len(ids) == 1 else "their")
 
     # -- gather ---------------------------------------------------------------------
 
     def _page(self, params: dict, unread: str | None = None) -> Page:
-        response = self.http.get_json(f"{self.portal.url}/api/catalog/v1", params, headers=self.headers,
+        response = self.http.get_json(f"{self.portal.url}/api/catalog/v1", params,
                                       conditional=True, expect=_catalog_shape, unread=unread, parse=DISCOVERY_PAGE)
         data = response.data
         if data is None:  # the very body `unread` names: the listing knows what is on it
@@ -191,7 +165,7 @@ class SocrataAdapter(PortalAdapter):
         if not FOUR_BY_FOUR.match(str(resource.get("id"))):
             return cut or None  # not a Socrata id: never let it shape a request path
         response = self.http.get_json(f"{self.portal.url}/api/views/{resource['id']}.json",
-                                      headers=self.headers, conditional=True, expect=_views_shape,
+                                      conditional=True, expect=_views_shape,
                                       parse=VIEWS_DOCUMENT)
         left_out = dropped(response.data).get("columns")
         return {**cut, "views": response.data, **({"columns_left_out": left_out} if left_out else {})}
@@ -479,7 +453,7 @@ class SodaRecords(RecordSource):
         if not columns:
             raise NotPullable(f"{dataset.uid} has no columns in the catalogue")
         refuse_cut_columns(dataset)
-        self.http, self.headers, self.format, self.page = adapter.http, adapter.headers, format, page
+        self.http, self.format, self.page = adapter.http, format, page
         self.url = f"{adapter.portal.url}/resource/{dataset.source_id}"
         self.fields = unique_fields(SYSTEM_FIELDS + [Field(c["field_name"], _record_kind(c)) for c in columns])
         self.conversion = Conversion(self.fields)
@@ -495,7 +469,7 @@ class SodaRecords(RecordSource):
 
     def _count(self) -> int:
         counted = self.http.get_json(f"{self.url}.json", {"$select": "count(*) AS n", "$where": self.where},
-                                     headers=self.headers, expect=_count_shape).data
+                                     expect=_count_shape).data
         return int(counted[0]["n"])
 
     @property
@@ -509,10 +483,9 @@ class SodaRecords(RecordSource):
 
     def _read(self, params: dict) -> Page:
         if self.format == "json":
-            rows = self.http.get_json(f"{self.url}.json", params, headers=self.headers, expect=_rows_shape).data
+            rows = self.http.get_json(f"{self.url}.json", params, expect=_rows_shape).data
             return Page(items=self.conversion.table_from_rows(rows))
-        table = self.http.get_data(f"{self.url}.csv", lambda body: csv_page(body, self.fields), params,
-                                   headers=self.headers)
+        table = self.http.get_data(f"{self.url}.csv", lambda body: csv_page(body, self.fields), params)
         if table.num_rows == 0:
             return Page(items=self.conversion.schema.empty_table())
         self.header.check(table.column_names, params)

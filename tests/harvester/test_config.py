@@ -73,6 +73,9 @@ def test_shipped_g7_config_is_valid():
     (GOOD.replace("requests_per_second = 5", "requests_per_second = 0"), [".requests_per_second", "0"]),
     (GOOD.replace("max_minutes = 90", "max_minutes = 0"), [".max_minutes", "0"]),
     (GOOD.replace("max_minutes = 90", 'max_minutes = "90"'), [".max_minutes", "'90'"]),
+    (GOOD.replace("max_minutes = 90", "records_max_rows = 0"), [".records_max_rows", "from 1 to", "got 0"]),
+    (GOOD.replace("max_minutes = 90", "records_max_rows = 1e6"), [".records_max_rows", "got 1000000.0"]),
+    (GOOD.replace("max_minutes = 90", "records_max_rows = true"), [".records_max_rows", "got True"]),
     (GOOD.replace('app_token_env = "SOCRATA_APP_TOKEN"', 'app_token_env = "my token"'), [".app_token_env"]),
     (GOOD.replace('contact_email = "opendata@dc.gov"', 'contact_email = "nobody"'), [".contact_email", "'nobody'"]),
     # a trailing line break passed the slug, domain and variable-name patterns (`$` matches before it)
@@ -168,3 +171,47 @@ def test_a_url_holding_a_password_is_refused_without_showing_it(tmp_path, url):
     message = str(info.value)
     assert "portals[0] (id 'chicago').url" in message and "user name or password" in message, message
     assert "s3cret" not in message and "…@data.cityofchicago.org" in message, message
+
+
+def test_records_max_rows_defaults_to_a_hundred_million_and_is_read_per_portal(tmp_path):
+    chicago, dc = load_config(write(tmp_path, GOOD.replace("max_minutes = 90", "records_max_rows = 250_000_000"))).portals
+    assert (chicago.records_max_rows, dc.records_max_rows) == (250_000_000, 100_000_000)
+
+
+def _one_portal(tmp_path, kind, url, extra='app_token_env = "CITY_KEY"\n'):
+    return load_config(write(tmp_path, f'[[portals]]\nid = "city"\ncity = "City"\nkind = "{kind}"\nurl = "{url}"\n'
+                                       f'{extra}')).portals[0]
+
+
+@pytest.mark.parametrize("kind", ["socrata", "ckan", "opendatasoft", "arcgis-hub"])
+def test_every_kind_whose_api_reads_a_key_from_a_header_takes_app_token_env(tmp_path, kind):
+    """Socrata's alone until session 41: another kind's app_token_env was refused."""
+    assert _one_portal(tmp_path, kind, "https://data.city.example").app_token_env == "CITY_KEY"
+    assert _one_portal(tmp_path, kind, "http://127.0.0.1:8080").app_token_env == "CITY_KEY"   # (no network on the way)
+    assert _one_portal(tmp_path, kind, "http://localhost:8080").app_token_env == "CITY_KEY"
+
+
+KEYED = 'app_token_env = "CITY_KEY"\n'
+
+
+@pytest.mark.parametrize("kind, url, extra, said", [
+    ("open311", "https://311.city.example/open311/v2", KEYED, ".app_token_env: open311 portals take no key (kinds that "
+                                                              "do: socrata, ckan, opendatasoft, arcgis-hub)"),
+    ("dcat-us", "https://data.city.example/data.json", KEYED, ".app_token_env: dcat-us portals take no key"),
+    # (a key in clear crosses every network on the way: Socrata's token was sent over http until session 41)
+    ("socrata", "http://data.city.example", KEYED, ".app_token_env: 'http://data.city.example' is plain http: the key "
+                                                   "would cross the network in clear (an https url, or none)"),
+    ("ckan", "http://10.0.0.7", KEYED, ".app_token_env: 'http://10.0.0.7' is plain http"),
+    # a secret in the url: the refusal said only that civicat sends none in a URL (and that a Socrata token
+    # goes in a header), not what a CKAN or ArcGIS portal needing a key should do
+    ("ckan", "https://data.city.example?api_key=s3cret", "", "put the key in an environment variable and name it with "
+                                                             "app_token_env: civicat sends it in the kind's header"),
+    ("arcgis-hub", "https://user:s3cret@hub.city.example", "", "X-Esri-Authorization: Bearer"),
+    ("dcat-us", "https://data.city.example/data.json?token=s3cret", "",
+     "dcat-us portals take no key (their API reads none from a header): only public data is harvested"),
+])
+def test_a_key_where_none_may_go_is_refused_saying_why_and_what_to_do(tmp_path, kind, url, extra, said):
+    with pytest.raises(ConfigError) as refused:
+        _one_portal(tmp_path, kind, url, extra=extra)
+    assert "portals[0] (id 'city')." in str(refused.value) and said in str(refused.value)
+    assert "s3cret" not in str(refused.value)

@@ -53,7 +53,7 @@ def test_the_readme_says_each_numeric_default_the_loader_uses():
     comments = key_comments(example_block())
     wrong = [f"{key}: default {defaults[key]:g}, the README says: {comments[key].strip()!r}"
              for key in OPTIONAL_KEYS if isinstance(defaults[key], (int, float))
-             and not re.search(rf"\(default {defaults[key]:g}\b", comments[key])]
+             and not re.search(rf"\(default ({defaults[key]:g}|{defaults[key]:,})\b", comments[key])]   # (1e+08 or 100,000,000)
     assert not wrong, "\n".join(wrong)
 
 

@@ -1,0 +1,73 @@
+"""A link's secrets: the query parameters of a URL that carry one (`?token=…`, `?api_key=…`,
+`?sig=…`, `X-Amz-Signature=…`), found by their name, and the link with their values redacted.
+
+One rule for both uses: a portal `url` holding one is refused at the config (harvester.config),
+and a link a portal publishes holding one (a signed download, a landing page with a key) is kept
+in the catalogue as the portal published it (a records pull may need it whole), warned of as it
+is stored (`SecretInLink`), and exported with its value replaced by REDACTED: an export
+republishes the catalogue, and a key must not be published again, whoever published it first."""
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote_plus, urlsplit
+
+SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "pwd", "signature", "sig", "credential")
+# a query parameter that carries a secret, by its name less '$', '_' and '-' (`api_key`, `$$app_token`,
+# `access_token`, `X-Amz-Signature`...)
+SECRET_PARAMETER = re.compile(rf"(?:x?amz|api|app|access|auth|client|session)?(?:{'|'.join(SECRET_WORDS)})",
+                              re.IGNORECASE)
+# what a link less '$', '_' and '-' holds if it may hold a secret parameter (a name ending in a secret word,
+# then its value), or a name escaped: for SQL to pass the others by without a call of `redacted` (8 us a link)
+MAYBE_SECRET_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%"
+REDACTED = "REDACTED"
+
+
+def is_secret_parameter(name: str) -> bool:
+    return SECRET_PARAMETER.fullmatch(re.sub(r"[$_-]", "", name)) is not None
+
+
+def _query_of(link: str) -> str | None:
+    """The query of `link` (None when it has none, or is no URL that parses)."""
+    if "?" not in link:   # (most links: nothing to parse)
+        return None
+    try:
+        return urlsplit(link).query or None
+    except ValueError:
+        return None
+
+
+def secret_parameters(link: str | None) -> list[str]:
+    """The names of the parameters of `link`'s query that carry a secret, each once, in order."""
+    query = _query_of(link) if isinstance(link, str) else None
+    if query is None:
+        return []
+    names = (unquote_plus(piece.partition("=")[0]) for piece in query.split("&"))
+    return list(dict.fromkeys(name for name in names if is_secret_parameter(name)))
+
+
+def redacted(link: str | None) -> str | None:
+    """`link` with the value of each query parameter that carries a secret replaced by REDACTED,
+    the rest as written (its other parameters, their order and escapes, its fragment)."""
+    query = _query_of(link) if isinstance(link, str) else None
+    if query is None or not secret_parameters(link):
+        return link
+    pieces = [f"{piece.partition('=')[0]}={REDACTED}" if is_secret_parameter(unquote_plus(piece.partition("=")[0]))
+              else piece for piece in query.split("&")]
+    start = link.index("?") + 1   # (urlsplit's query is the text from the first '?' to the '#')
+    return link[:start] + "&".join(pieces) + link[start + len(query):]
+
+
+# the links of a record (catalog.record) an export publishes, and of each of its distributions
+RECORD_LINKS = ("landing_page", "license")
+DISTRIBUTION_LINKS = ("download_url", "access_url")
+
+
+def secret_links(record: dict) -> list[tuple[str, list[str]]]:
+    """(field, the secret parameters its link holds) for each link of `record` that holds one, its
+    distributions' named by position (`distributions[2].download_url`)."""
+    found = [(name, secret_parameters(record.get(name))) for name in RECORD_LINKS]
+    for position, distribution in enumerate(record.get("distributions") or []):
+        if isinstance(distribution, dict):
+            found += [(f"distributions[{position}].{name}", secret_parameters(distribution.get(name)))
+                      for name in DISTRIBUTION_LINKS]
+    return [(name, secrets) for name, secrets in found if secrets]
