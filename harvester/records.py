@@ -1729,7 +1729,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
     results = []
     for uid, source_id in zip(uids, datasets):
         result = PullResult(uid=uid)
-        started = time.monotonic()
+        started, source = time.monotonic(), None
         try:
             dataset = known.get(uid)
             if dataset is None:
@@ -1761,8 +1761,6 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
             if result.server_clock:
                 errors.add(source_id, "records", "ServerClock", result.server_clock, severity="warning")
-            for kind, message in result.notices:
-                errors.add(source_id, "records", kind, message, severity="warning")
             if result.dated_ahead:   # (each pull the rows are still ahead, as the harvest's each night)
                 errors.add(source_id, "records", "FutureModified", result.dated_ahead, severity="warning")
             if result.changed:
@@ -1782,6 +1780,10 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             result.seconds = round(time.monotonic() - started, 3)
             errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {result.error_message}")
             log.error("%s: records pull failed: %s", uid, result.error_message)
+            # (what the reader learnt before it failed: a service code refused may be why, a request of it in no part)
+            result.notices = [] if source is None else source.notices()
+        for kind, message in result.notices:   # (the reader's own warnings, the pull ok or not)
+            errors.add(source_id, "records", kind, message, severity="warning")
         results.append(result)
     return results
 

@@ -1967,3 +1967,39 @@ def cut_short_then_resumed_by(layout, portal: "GoesDown", pull):
     portal.clear_log()
     result = pull(portal)
     return first, windows_asked(portal), result
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["private", "given-in-windows"])
+def test_a_service_code_the_server_refuses_is_in_the_run_report_whether_the_pull_succeeds_or_fails(tmp_path, store,
+                                                                                                   given):
+    """A service code the server refuses (HTTP 400) is taken as a private type's, and the run report
+    says so (harvest_errors: stage `records`, type RefusedServiceCode, naming the code), once a pull,
+    however many parts held it. Where the server does give that code's requests in the windows'
+    answers (not private after all), the pull fails, naming one of them ("a status or service code
+    asked by none"): the run report said that failure, but not the refusal that explains it (the
+    reader's own warnings were stored only with a pull that succeeded)."""
+    from harvester.pipeline import ErrorLog, PortalReport, harvest
+    from harvester.records import pull_records
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests = one_code_of_three(coded(uniform_city(200, 10, start)))
+    with ThinsWholeDays("America/New_York", private=0, odd_weeks=False, services=CITY_SERVICES, requests=requests,
+                        paging=False, private_in={} if given else {"code-01": 20}, refused=("code-01",)) as portal:
+        config = portal_config("bos311", "open311", portal.url)
+        harvest([config], store, fast_client())
+        adapter = adapter_for(config, fast_client())
+        adapter.record_source = lambda _dataset, previous: RequestsRecords(
+            adapter, previous, now=start + timedelta(days=10), since=start)
+        errors = ErrorLog(store, "run-1", "bos311", PortalReport("bos311"))
+        [result] = pull_records(adapter, ["service-requests"], store.con, RecordsLayout(tmp_path / "records"),
+                                run_id="run-1", errors=errors)
+    records = [(row["error_type"], row["severity"], row["message"]) for row in errors.rows if row["stage"] == "records"]
+    refusals = [message for kind, severity, message in records if kind == "RefusedServiceCode" and severity == "warning"]
+    assert len(refusals) == 1 and re.fullmatch(
+        r"the server refuses to be asked for service_code=code-01 \(HTTP 400: .*service_code code-01 is not a public "
+        r"service.*\): taken as a service type whose requests it gives none of \(a private one\), not asked again by "
+        r"this pull", refusals[0]), records
+    assert result.status == ("failed" if given else "ok"), result
+    if given:
+        [(kind, message)] = [(kind, message) for kind, severity, message in records if severity == "error"]
+        assert "service code 'code-01'): a status or service code asked by none" in message, message
