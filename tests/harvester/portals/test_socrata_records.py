@@ -833,7 +833,8 @@ def test_a_row_updated_ahead_of_the_pull_is_warned_of_and_does_not_hold_the_wate
     con.close()
     said = ("1 row's :updated_at more than a day after this pull began (the latest 2062-01-10T09:00:00Z, N days "
             "after): kept as the portal gives them (a server's clock, or a typo); the next incremental pull reads on "
-            "from the latest not ahead, {latest}, and reads those rows again each time until their day")
+            "from {latest} (the latest not ahead, at most a minute before this pull began), and reads those rows "
+            "again each time until their day")
     warnings = records_warnings(db)
     days = [int(d) for _, _, _, message in warnings for d in re.findall(r"Z, (\d+) days after", message)]
     assert len(days) == 2 and all(12_000 < d < 13_000 for d in days)   # (2062 from 2026)
