@@ -1543,7 +1543,8 @@ class RequestsRecords(RecordSource):
         this pull's own answers give it (server_clock). A pull that asked the server nothing before
         (`civicat records`) knows its clock from its first answer only: the resume's check against
         the windows' end (ours then) refused a state past our now, which a pull of a server ahead
-        reaches in its last windows, and the pull read again from its start (a test's: 33 windows, 31 asked before)."""
+        reaches in its last windows, and the pull read again from its start (a test's: 33 windows,
+        31 asked before)."""
         try:
             self.resumed_ahead = timedelta(seconds=float(state["server_ahead"]))
         except (KeyError, TypeError, ValueError, OverflowError):   # (none kept, or not a number of seconds)
