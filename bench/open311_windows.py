@@ -11,7 +11,7 @@ thins every cut answer and ignores `page` (its real P never shows). No HTTP: the
 time, is the figure.
 
     python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300] [--whole-days 200]
-                                    [--page-ignored 100]
+                                    [--page-ignored 100] [--private-type 10]
 
 `--bursts N`: N seeded cities of bursts (requests lost and asked, two pulls in turn, summed).
 `--whole-days N`: N seeded cities from servers that read whole days (a zone of their own or the
@@ -22,6 +22,7 @@ their cut pages thinned in every week, after one city whose days are each over P
 requests have a status (one in 6 open) and one of 40 service codes (one in 20 a code services.json does
 not list), which the servers read: a day in doubt is read again by parts (`--no-parts`: not, as before
 session 35: it fails the pull).
+`--private-type N`: rare public codes beside a private service type (private_type_cost), N cities a row.
 """
 from __future__ import annotations
 
@@ -142,20 +143,22 @@ CODES = [f"code-{n:02d}" for n in range(40)]   # a city's service codes (service
 
 
 def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float, inclusive: bool, days_in,
-                      paging: bool = True, odd_weeks: bool = True):
+                      paging: bool = True, odd_weeks: bool = True, codes: list[str] | None = None,
+                      private: str | None = None):
     """A server that reads the days of the dates asked in its zone `days_in`, their times dropped (the
     end's day `inclusive` or not), newest first by pages of P, leaving out `thinned` of every 20 requests
     made in odd weeks (in every week without `odd_weeks`) once a page is cut: (the public requests, answer).
-    Its requests have a status and a service code (one in 20 unlisted), which `status` and `service_code`
-    (comma-separated lists) choose before the cut."""
+    Its requests have a status and a service code (one in 20 unlisted; else each's of `codes`), which
+    `status` and `service_code` (comma-separated lists) choose before the cut. `private`: a service code
+    whose every request is left out once a page is cut (a private service type services.json lists)."""
     draw = random.Random(35)   # (its own: the moments drawn are those of the cities before session 35)
     weights = [len(CODES) - n for n in range(len(CODES))]
     requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat(),
                  "status": "open" if n % 6 == 0 else "closed",
-                 "service_code": "unlisted" if n % 20 == 10 else draw.choices(CODES, weights)[0]}
+                 "service_code": codes[n] if codes else "unlisted" if n % 20 == 10 else draw.choices(CODES, weights)[0]}
                 for n, m in enumerate(moments)]
     hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20)
-              and (m.isocalendar()[1] % 2 or not odd_weeks)}
+              and (m.isocalendar()[1] % 2 or not odd_weeks) or requests[n]["service_code"] == private}
 
     def midnight(moment: datetime, days: int = 0) -> datetime:
         """The midnight of the server's day of `moment`, `days` days later (a day of 23 or 25 hours where
@@ -223,13 +226,13 @@ def uniform_moments(draw: random.Random, per_day: int, days: int, start: datetim
     return sorted(start + timedelta(seconds=draw.randrange(days * 86_400)) for _ in range(per_day * days))
 
 
-def read_by_days(public: list[dict], answer, start: datetime, days: int, zone, parts: bool = True
-                 ) -> tuple[Counter, int, int, str | None]:
+def read_by_days(public: list[dict], answer, start: datetime, days: int, zone, parts: bool = True,
+                 listed: list[str] = CODES) -> tuple[Counter, int, int, str | None]:
     """A pull of `days` days from `start` by whole days of `zone`: (how often each request was read,
     how many of `public` made before its end it did not read, the requests asked, its error);
-    `parts`: days in doubt read again by status and service codes (CODES)."""
+    `parts`: days in doubt read again by status and service codes (`listed`, services.json's)."""
     windows = Windows(answer, start, start + timedelta(days=days), zone=zone, days=True,
-                      services=(lambda: CODES) if parts else None)
+                      services=(lambda: listed) if parts else None)
     read, error = Counter(), None
     try:
         for batch, _ in windows:
@@ -253,6 +256,49 @@ def page_ignored_city(parts: bool = True) -> None:
     _, unread, asked, error = read_by_days(public, answer, start, 10, UTC, parts)
     print(f"400 a day for 10 days, 40% thinned, New York's days, `page` ignored: {unread:,} requests made before the "
           f"pull's end unread, {asked} asked, " + (f"the pull failed: {error[:120]}…" if error else "the pull ok") + "\n")
+
+
+RARE = [f"rare-{n}" for n in range(5)]   # public service codes of a request every few days
+
+
+def private_type_cost(count: int) -> None:
+    """w39's left case: a code never met in the pull's answers, rare, shares its part with a private
+    service type (listed, its requests never given: the codes never met are grouped apart from those
+    met, _narrower), which fills the part's cut; its answer, the rare requests among the cut, is taken
+    whole, and those behind the cut are lost. `count` seeded cities of 100 to 400 requests a day for
+    10 to 30 days, from a server that reads UTC's whole days and ignores `page` (pages of 50: every day
+    in doubt, read by parts), a private type of a fifth, a third or half of the requests, and five rare
+    public codes of a request each every 1, 3 or 10 days: their requests lost, the others', the pulls
+    that failed, by share and rarity, summed."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    print("| private share | a rare code's request every | cities | rare requests | rare lost | others lost | "
+          "failed | asked |")
+    print("|---|---|---|---|---|---|---|---|")
+    weights = [len(CODES) - n for n in range(len(CODES))]
+    for share in (0.2, 0.33, 0.5):
+        for every in (1, 3, 10):
+            rare = rare_lost = others_lost = failed = asked = 0
+            for seed in range(count):
+                draw = random.Random(seed)
+                per_day, days = draw.randint(100, 400), draw.randint(10, 30)
+                moments = uniform_moments(draw, per_day, days, start)
+                odds = len(RARE) / (every * per_day)   # (a request's chance of a rare code)
+                codes = [("private" if (x := draw.random()) < share else draw.choice(RARE) if x < share + odds
+                          else draw.choices(CODES, weights)[0]) for _ in moments]
+                public, answer = whole_days_server(moments, 50, thinned=0.0, inclusive=False, days_in=UTC,
+                                                   paging=False, codes=codes, private="private")
+                read, _, asked_here, error = read_by_days(public, answer, start, days, UTC,
+                                                          listed=[*CODES, "private", *RARE])
+                asked += asked_here
+                rare += sum(r["service_code"] in RARE for r in public)
+                if error:
+                    failed += 1
+                    continue
+                lost = [r for r in public if r["service_request_id"] not in read]
+                rare_lost += sum(r["service_code"] in RARE for r in lost)
+                others_lost += sum(r["service_code"] not in RARE for r in lost)
+            print(f"| {share:.0%} | {every} day{'s' if every > 1 else ''} | {count} | {rare:,} | {rare_lost:,} | "
+                  f"{others_lost:,} | {failed} | {asked:,} |")
 
 
 def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
@@ -283,9 +329,14 @@ def main() -> None:
                         help="requests lost, twice, asked of N cities from servers reading whole days")
     parser.add_argument("--page-ignored", type=int, metavar="N",
                         help="--whole-days' cities from servers that also ignore `page` and thin every cut page")
+    parser.add_argument("--private-type", type=int, metavar="N",
+                        help="rare public codes lost beside a private service type, of N cities per row")
     parser.add_argument("--no-parts", action="store_true",
                         help="--page-ignored: days in doubt not read by status and service codes (before session 35)")
     args = parser.parse_args()
+    if args.private_type:
+        private_type_cost(args.private_type)
+        return
     if args.whole_days:
         whole_days_cost(args.whole_days)
         return

@@ -108,6 +108,15 @@ CSV_MEMORY, WIDE_CSV_MEMORY = "256MB", "1GB"   # DuckDB's for a downloaded CSV; 
 SERVER_CLOCK_BELIEVED = timedelta(days=365)
 # nearer than this, the two clocks agree (a Date is to the second, and is older by the answer's way here)
 CLOCKS_AGREE = timedelta(minutes=1)
+# how long before the pull began (by the server's clock) the watermark is at the latest: a row changed
+# after it began is stamped after that, and the next pull reads it. The latest stamp read was the
+# watermark: a row edited during the pull in a page read already (staged as it was), and one edited a
+# moment later in a page not yet read, had the next pull ask for rows changed after the second's stamp,
+# and the first's edit was read by no incremental pull; so was every row changed before a stamp ahead
+# within DATED_AHEAD_SLACK (a database's clock hours ahead, put right since). What it costs: the rows
+# stamped since are read again by the next pull (merged by key). CLOCKS_AGREE: a server's clock within
+# it is taken as ours, and may be that much behind
+WATERMARK_BEFORE_START = CLOCKS_AGREE
 STAMPS_MEMORY = "64MB"   # DuckDB's to count a column's stamps dated ahead (a scan of one column, two aggregates)
 
 
@@ -794,7 +803,8 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
     """Of the published rows' past stamps: the warning (FutureModified) of those more than a day
     after the pull `began`, each column's counted with its latest (None where none is), and the
     latest `watermark_column` not ahead (None: none, or no such column), each column scanned once
-    at most. Judged by the server's clock where it is `server_ahead` of ours (server_began)."""
+    at most, and never after the pull began (WATERMARK_BEFORE_START). Judged by the server's clock
+    where it is `server_ahead` of ours (server_began)."""
     began, by_clock, _ = server_began(began, server_ahead)
     after = began + DATED_AHEAD_SLACK
     said, next_pull, watermark = [], "", None
@@ -802,8 +812,8 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
         if column is None:
             continue
         count, latest, before = stamps_after(glob, column, after)
-        if column == source.watermark_column:
-            watermark = before
+        if column == source.watermark_column and before is not None:
+            watermark = before = min(before, began - WATERMARK_BEFORE_START)
         if not count or column not in source.past_stamps:
             continue
         whose = "rows'" if count != 1 else "row's"
@@ -811,8 +821,9 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
                     f"(the latest {format_timestamp(latest)}, {days_after(latest, began)} after)")
         if column == source.watermark_column:
             next_pull = ("; the next pull reads the dataset whole (no row's is not ahead)" if before is None else
-                         f"; the next incremental pull reads on from the latest not ahead, {format_timestamp(before)}, "
-                         "and reads those rows again each time until their day")
+                         f"; the next incremental pull reads on from {format_timestamp(before)} (the latest not "
+                         "ahead, at most a minute before this pull began), and reads those rows again each time until "
+                         "their day")
     if not said:
         return None, watermark
     return "; ".join(said) + ": kept as the portal gives them (a server's clock, or a typo)" + next_pull, watermark
@@ -1746,7 +1757,7 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
     results = []
     for uid, source_id in zip(uids, datasets):
         result = PullResult(uid=uid)
-        started = time.monotonic()
+        started, source = time.monotonic(), None
         try:
             dataset = known.get(uid)
             if dataset is None:
@@ -1779,8 +1790,6 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
                 errors.add(source_id, "records", "SmallerPages", result.smaller_pages, severity="warning")
             if result.server_clock:
                 errors.add(source_id, "records", "ServerClock", result.server_clock, severity="warning")
-            for kind, message in result.notices:
-                errors.add(source_id, "records", kind, message, severity="warning")
             if result.dated_ahead:   # (each pull the rows are still ahead, as the harvest's each night)
                 errors.add(source_id, "records", "FutureModified", result.dated_ahead, severity="warning")
             if result.changed:
@@ -1800,6 +1809,10 @@ def pull_records(adapter, datasets: list[str], con, layout: RecordsLayout, *, ru
             result.seconds = round(time.monotonic() - started, 3)
             errors.add(source_id, "records", result.error_type, f"records pull failed ({uid}): {result.error_message}")
             log.error("%s: records pull failed: %s", uid, result.error_message)
+            # (what the reader learnt before it failed: a service code refused may be why, a request of it in no part)
+            result.notices = [] if source is None else source.notices()
+        for kind, message in result.notices:   # (the reader's own warnings, the pull ok or not)
+            errors.add(source_id, "records", kind, message, severity="warning")
         results.append(result)
     return results
 

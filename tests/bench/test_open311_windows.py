@@ -69,3 +69,27 @@ def test_a_window_of_days_whose_answer_holds_its_last_days_requests_only_is_chec
     from bench.open311_windows import seeded_city
     read, unread, _, error = seeded_city(4, "UTC", "UTC", inclusive=True, page_ignored=True)
     assert (error, unread) == (None, 0) and max(read.values()) == 1
+
+
+def test_the_private_type_cities_server_leaves_the_private_code_out_after_the_cut_and_reads_the_codes_asked(capsys):
+    # --private-type's model (w39's left case): the private type's requests are in the cut, left out after it
+    import random
+    from datetime import UTC, datetime, timedelta
+
+    from bench.open311_windows import private_type_cost, uniform_moments, whole_days_server
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    moments = uniform_moments(random.Random(1), 120, 3, start)
+    codes = ["private" if n % 3 == 0 else "rare-0" if n % 40 == 1 else "code-00" for n in range(len(moments))]
+    public, answer = whole_days_server(moments, 50, thinned=0.0, inclusive=False, days_in=UTC, paging=False,
+                                       codes=codes, private="private")
+    assert len(public) == codes.count("rare-0") + codes.count("code-00")
+    assert "private" not in {r["service_code"] for r in public}
+    day = answer(start, start + timedelta(days=1), 1)
+    assert 0 < len(day) < 50 and "private" not in {r["service_code"] for r in day}   # (cut at 50, then thinned)
+    # (asked apart from the private type, a code's requests are not cut by it)
+    rare = [r for r in public
+            if r["service_code"] == "rare-0" and r["requested_datetime"] < (start + timedelta(days=1)).isoformat()]
+    assert answer(start, start + timedelta(days=1), 1, {"service_code": "rare-0"}) == rare[::-1]
+    private_type_cost(1)
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "%" in line]
+    assert len(rows) == 9 and all(len(row.split("|")) == 10 for row in rows)

@@ -648,7 +648,8 @@ def test_stamps_after_the_pull_are_counted_from_the_files_statistics_or_one_scan
     assert stamps_after(glob, "changed", after) == (0, datetime(2026, 12, 7, 23, tzinfo=UTC),
                                                     datetime(2026, 12, 7, 23, tzinfo=UTC))
     assert stamps_after(glob, "made", after)[0] == 0 and stamps_after(glob, "absent", after) == (0, None, None)
-    assert dated_ahead(_Stamped(), glob, began) == (None, datetime(2026, 12, 7, 23, tzinfo=UTC))
+    # (the watermark at most a minute before the pull began: a row changed since is stamped after it)
+    assert dated_ahead(_Stamped(), glob, began) == (None, datetime(2026, 12, 7, 0, 29, tzinfo=UTC))
     monkeypatch.undo()
     pq.write_table(pa.table({"changed": pa.array([datetime(2062, 1, 10, 9, tzinfo=UTC)] * 2, kind),
                              "made": pa.array([datetime(2030, 1, 1), datetime(2026, 1, 1)], pa.timestamp("us"))}),
@@ -659,9 +660,9 @@ def test_stamps_after_the_pull_are_counted_from_the_files_statistics_or_one_scan
     assert dated_ahead(_Stamped(), glob, began) == (
         "2 rows' changed more than a day after this pull began (the latest 2062-01-10T09:00:00Z, 12818 days after); "
         "1 row's made more than a day after this pull began (the latest 2030-01-01T00:00:00Z, 1120 days after): kept "
-        "as the portal gives them (a server's clock, or a typo); the next incremental pull reads on from the latest "
-        "not ahead, 2026-12-07T23:00:00Z, and reads those rows again each time until their day",
-        datetime(2026, 12, 7, 23, tzinfo=UTC))
+        "as the portal gives them (a server's clock, or a typo); the next incremental pull reads on from "
+        "2026-12-07T00:29:00Z (the latest not ahead, at most a minute before this pull began), and reads those rows "
+        "again each time until their day", datetime(2026, 12, 7, 0, 29, tzinfo=UTC))
     (tmp_path / "a.parquet").unlink()   # every row's watermark stamp ahead: no watermark, the next pull reads it whole
     assert stamps_after(glob, "changed", after)[2] is None
     said, watermark = dated_ahead(_Stamped(), glob, began)
@@ -679,21 +680,28 @@ def test_stamps_are_judged_by_the_server_s_clock_where_it_is_believed(tmp_path):
     began = datetime(2026, 12, 7, 0, 30, tzinfo=UTC)
     kind = pa.timestamp("us", tz="UTC")
     server_now = began + timedelta(days=3)
-    pq.write_table(pa.table({"changed": pa.array([server_now, server_now + timedelta(hours=2)], kind),
+    pq.write_table(pa.table({"changed": pa.array([server_now - timedelta(hours=3), server_now - timedelta(hours=1)], kind),
                              "made": pa.array([server_now - timedelta(days=30), None], kind)}), tmp_path / "a.parquet")
     glob = str(tmp_path / "*.parquet")
     mine = dated_ahead(_Stamped(), glob, began)
     assert mine[1] is None and mine[0].startswith("2 rows' changed more than a day after this pull began (the latest "
-                                                  "2026-12-10T02:30:00Z, 3 days after)")
-    assert dated_ahead(_Stamped(), glob, began, timedelta(days=3, seconds=-1)) == (None, server_now + timedelta(hours=2))
+                                                  "2026-12-09T23:30:00Z, 2 days after)")
+    assert dated_ahead(_Stamped(), glob, began, timedelta(days=3, seconds=-1)) == (None, server_now - timedelta(hours=1))
     pq.write_table(pa.table({"changed": pa.array([datetime(2062, 1, 10, 9, tzinfo=UTC)], kind),
                              "made": pa.array([None], kind)}), tmp_path / "b.parquet")
     said, watermark = dated_ahead(_Stamped(), glob, began, timedelta(days=3, seconds=-1))
-    assert watermark == server_now + timedelta(hours=2)
+    assert watermark == server_now - timedelta(hours=1)
     assert said == ("1 row's changed more than a day after this pull began by the server's clock (3 days ahead of ours, "
                     "by its Date header) (the latest 2062-01-10T09:00:00Z, 12815 days after): kept as the portal gives "
-                    "them (a server's clock, or a typo); the next incremental pull reads on from the latest not ahead, "
-                    "2026-12-10T02:30:00Z, and reads those rows again each time until their day")
+                    "them (a server's clock, or a typo); the next incremental pull reads on from 2026-12-09T23:30:00Z (the latest "
+                    "not ahead, at most a minute before this pull began), and reads those rows again each time until "
+                    "their day")
+    # a row stamped after the pull began by the server's clock, within the day's slack: not ahead, and
+    # not the watermark either (a row changed before its stamp, after the pull began, would be read by none)
+    pq.write_table(pa.table({"changed": pa.array([server_now + timedelta(hours=2)], kind),
+                             "made": pa.array([None], kind)}), tmp_path / "c.parquet")
+    assert dated_ahead(_Stamped(), glob, began, timedelta(days=3, seconds=-1))[1] == \
+        server_now - timedelta(minutes=1, seconds=1)
     assert server_began(began, None) == (began, "", None)
     assert server_began(began, timedelta(seconds=-59)) == (began, "", None)
     assert server_began(began, timedelta(hours=-5, seconds=-1)) == (

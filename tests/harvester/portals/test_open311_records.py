@@ -4,6 +4,7 @@ recording merged overlapping pages)."""
 import json
 import random
 import re
+import shutil
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -1921,3 +1922,84 @@ def test_windows_reach_no_further_than_an_incremental_pull_reads_back(tmp_path, 
     assert datetime.fromisoformat(watermark) == now + timedelta(days=30)
     published = set(pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist())
     assert published == {f"r{i}" for i in range(len(made) - 1)} | {"later"}
+
+
+def test_a_pull_cut_short_past_our_now_goes_on_where_the_servers_clock_is_learned_from_its_answers(tmp_path, store):
+    """A server whose clock runs 3 days ahead, pulled by `civicat records` alone (nothing asked of it
+    before: its clock known from the pull's first answer), cut short (the host down) after windows
+    past our now, in the 3 days of requests the server has made since. The pull resumed at once knew
+    no clock before its first answer: its windows' end was our now, the state's start past it, and
+    the resume check refused it; the pull started over from its start (every window asked again).
+    The clock the cut pull learned is kept in its state, until the resumed pull's answers give it:
+    no window read is asked again but the one being read, every request published once."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    made = [timedelta(hours=h * 0.4) for h in range(-24 * 10 * 5 // 2, 24 * 3 * 5 // 2)]   # (60 a day, 3 days ahead)
+    layout = RecordsLayout(tmp_path / "records")
+
+    def pull(portal):
+        adapter = adapter_for(portal_config("bos311", "open311", portal.url), fast_client())
+        return pulled_into(layout, store.con, RequestsRecords(adapter, None, since=now - timedelta(days=11)))
+
+    requests = requests_around(now, made)
+    assert len(requests) == len(made)
+    with Open311Portal(services=JSON_SERVICES, requests=requests) as portal:
+        portal.date_header = timedelta(days=3)
+        whole = windows_asked(portal) if pull(portal) else None
+    shutil.rmtree(layout.root)
+    ahead = [i for i, (start, _, _) in enumerate(whole) if instant(start) > now + timedelta(hours=1)]
+    assert len(ahead) >= 4, whole   # (windows past our now: the cut comes after the second of them)
+    with GoesDown(ahead[1] + 1, services=JSON_SERVICES, requests=requests) as portal:
+        portal.date_header = timedelta(days=3)
+        first, second, result = cut_short_then_resumed_by(layout, portal, pull)
+    again = set(first) & set(second)
+    assert instant(first[-2][1]) > now + timedelta(hours=1)   # (cut with its state past our now)
+    assert result.resumed and len(again) == 1, f"{len(again)} of the {len(set(first))} windows read asked again"
+    published = pq.read_table(layout.folder("bos311", "service-requests"))["service_request_id"].to_pylist()
+    assert sorted(published) == sorted(r["service_request_id"] for r in requests) and len(set(published)) == len(published)
+
+
+def cut_short_then_resumed_by(layout, portal: "GoesDown", pull):
+    """cut_short_then_resumed with `pull(portal)` for each pull."""
+    with pytest.raises(TransientError, match="HTTP 503"):
+        pull(portal)
+    first = windows_asked(portal)
+    portal.up = None
+    portal.clear_log()
+    result = pull(portal)
+    return first, windows_asked(portal), result
+
+
+@pytest.mark.parametrize("given", [False, True], ids=["private", "given-in-windows"])
+def test_a_service_code_the_server_refuses_is_in_the_run_report_whether_the_pull_succeeds_or_fails(tmp_path, store,
+                                                                                                   given):
+    """A service code the server refuses (HTTP 400) is taken as a private type's, and the run report
+    says so (harvest_errors: stage `records`, type RefusedServiceCode, naming the code), once a pull,
+    however many parts held it. Where the server does give that code's requests in the windows'
+    answers (not private after all), the pull fails, naming one of them ("a status or service code
+    asked by none"): the run report said that failure, but not the refusal that explains it (the
+    reader's own warnings were stored only with a pull that succeeded)."""
+    from harvester.pipeline import ErrorLog, PortalReport, harvest
+    from harvester.records import pull_records
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    requests = one_code_of_three(coded(uniform_city(200, 10, start)))
+    with ThinsWholeDays("America/New_York", private=0, odd_weeks=False, services=CITY_SERVICES, requests=requests,
+                        paging=False, private_in={} if given else {"code-01": 20}, refused=("code-01",)) as portal:
+        config = portal_config("bos311", "open311", portal.url)
+        harvest([config], store, fast_client())
+        adapter = adapter_for(config, fast_client())
+        adapter.record_source = lambda _dataset, previous: RequestsRecords(
+            adapter, previous, now=start + timedelta(days=10), since=start)
+        errors = ErrorLog(store, "run-1", "bos311", PortalReport("bos311"))
+        [result] = pull_records(adapter, ["service-requests"], store.con, RecordsLayout(tmp_path / "records"),
+                                run_id="run-1", errors=errors)
+    records = [(row["error_type"], row["severity"], row["message"]) for row in errors.rows if row["stage"] == "records"]
+    refusals = [message for kind, severity, message in records if kind == "RefusedServiceCode" and severity == "warning"]
+    assert len(refusals) == 1 and re.fullmatch(
+        r"the server refuses to be asked for service_code=code-01 \(HTTP 400: .*service_code code-01 is not a public "
+        r"service.*\): taken as a service type whose requests it gives none of \(a private one\), not asked again by "
+        r"this pull", refusals[0]), records
+    assert result.status == ("failed" if given else "ok"), result
+    if given:
+        [(kind, message)] = [(kind, message) for kind, severity, message in records if severity == "error"]
+        assert "service code 'code-01'): a status or service code asked by none" in message, message

@@ -833,7 +833,8 @@ def test_a_row_updated_ahead_of_the_pull_is_warned_of_and_does_not_hold_the_wate
     con.close()
     said = ("1 row's :updated_at more than a day after this pull began (the latest 2062-01-10T09:00:00Z, N days "
             "after): kept as the portal gives them (a server's clock, or a typo); the next incremental pull reads on "
-            "from the latest not ahead, {latest}, and reads those rows again each time until their day")
+            "from {latest} (the latest not ahead, at most a minute before this pull began), and reads those rows "
+            "again each time until their day")
     warnings = records_warnings(db)
     days = [int(d) for _, _, _, message in warnings for d in re.findall(r"Z, (\d+) days after", message)]
     assert len(days) == 2 and all(12_000 < d < 13_000 for d in days)   # (2062 from 2026)
@@ -868,13 +869,14 @@ def stamped(moment) -> str:
 
 
 def pulls_from_a_server_ahead(tmp_path, seattle, date_header, stamp_ahead=timedelta(days=3)):
-    """Two harvests (with records) of the dataset, each row stamped `stamp_ahead` of our clock (a
-    server's now, when its clock is that far ahead), its answers' Date header `date_header`, and
-    one row changed between them, stamped a minute later; gives the catalogue and the `$where`
-    of the second pull's CSV pages, the rows it read, and the records warnings."""
+    """Two harvests (with records) of the dataset, each row stamped `stamp_ahead` of our clock, less
+    5 minutes (a server's recent changes, when its clock is that far ahead: one changed in the minute
+    before a pull began is read again by the next, WATERMARK_BEFORE_START), its answers' Date header
+    `date_header`, and one row changed between them, stamped a minute later; gives the catalogue and
+    the `$where` of the second pull's CSV pages, the rows it read, and the records warnings."""
     table = seattle.records[ID].table
     rows = table.to_pylist()
-    server_now = datetime.now(UTC) + stamp_ahead
+    server_now = datetime.now(UTC) + stamp_ahead - timedelta(minutes=5)
     for row in rows:
         row[":updated_at"] = stamped(server_now)
     seattle.records[ID] = SodaTable(pa.Table.from_pylist(rows, schema=table.schema))
@@ -928,7 +930,7 @@ def test_a_row_years_ahead_of_a_server_ahead_by_days_is_still_kept_out_of_the_wa
     of (the server's clock named) and never the watermark; the rest, stamped the server's now, are."""
     table = seattle.records[ID].table
     rows = table.to_pylist()
-    server_now = datetime.now(UTC) + timedelta(days=3)
+    server_now = datetime.now(UTC) + timedelta(days=3) - timedelta(minutes=5)   # (its changes of minutes before)
     for row in rows:
         row[":updated_at"] = stamped(server_now)
     rows[5][":updated_at"] = "2062-01-10T09:00:00.000Z"
@@ -1009,3 +1011,59 @@ def test_a_pull_with_a_row_ahead_scans_its_stamps_once(tmp_path, seattle, monkey
         assert con.execute("SELECT watermark FROM record_pulls").fetchall() == [("2024-01-15T12:00:00.000",)]
     finally:
         con.close()
+
+
+def edited(table: SodaTable, index: int, stamp: datetime) -> None:
+    """Row `index` (in `:id` order) edited, Socrata stamping its `:updated_at` with `stamp`."""
+    rows = table.table.to_pylist()
+    rows[index] = {**rows[index], "district_sector": f"EDITED {index}", ":updated_at": stamped(stamp)}
+    table.table = pa.Table.from_pylist(rows, schema=table.table.schema)
+
+
+def pulled_twice(tmp_path, seattle, edit_in_the_first, edit_between) -> tuple[pa.Table, list]:
+    """Two pulls of the dataset in pages of 300 rows, `edit_in_the_first(table)` run as the first
+    asks its page at offset 600 and `edit_between(table)` between them; gives the records then
+    published (by `:id`) and the second pull's `$where`."""
+    con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    layout = RecordsLayout(tmp_path / "records-pulled")
+    table = seattle.records[ID]
+    table.before_page[600] = edit_in_the_first
+    pull_dataset(SodaRecords(adapter, dataset, None, page=300), layout, "sea", ID, con, uid=f"sea:{ID}", run_id="r1")
+    edit_between(table)
+    seattle.clear_log()
+    result = pull_dataset(SodaRecords(adapter, dataset, previous_pull(con, f"sea:{ID}"), page=300), layout, "sea", ID,
+                          con, uid=f"sea:{ID}", run_id="r2")
+    assert result.status == "ok" and result.mode == "incremental"
+    wheres = [q.get("$where") for p, q, _ in seattle.requests if p.endswith(".csv")]
+    return pq.read_table(layout.folder("sea", ID)).sort_by(":id"), wheres
+
+
+def test_a_row_edited_during_a_pull_in_a_page_read_before_is_read_by_the_next_pull(tmp_path, seattle):
+    """A row edited while the pull reads (Socrata stamping it with its now) in a page read already is
+    staged as it was, and a row edited a moment later in a page not yet read is staged edited: the
+    watermark was the latest `:updated_at` read, the second's, and the next pull asked for rows
+    changed after it; the first row's edit, stamped before it, was read by no incremental pull (until
+    `--full`). The watermark is at most the pull's start by the server's clock (less a minute, the
+    clocks taken as agreeing): every row changed after the pull began is read by the next pull."""
+    def edits_two(table: SodaTable) -> None:   # (the page at 0 read; two pages in flight: 300 and 600)
+        now = datetime.now(UTC)
+        edited(table, 5, now)
+        table.before_page[900] = lambda table: edited(table, 950, now + timedelta(milliseconds=5))
+
+    merged, wheres = pulled_twice(tmp_path, seattle, edits_two, lambda table: None)
+    rows = {row[":id"]: row["district_sector"] for row in merged.select([":id", "district_sector"]).to_pylist()}
+    assert merged.num_rows == 1000 and rows["row-00000950"] == "EDITED 950"
+    assert rows["row-00000005"] == "EDITED 5", f"the edit of a row read before it was lost ({wheres})"
+
+
+def test_a_row_stamped_hours_ahead_of_the_servers_clock_holds_no_later_edit_back(tmp_path, seattle):
+    """A row stamped 12 hours ahead of the server's clock (its database's clock ran ahead, and was put
+    right; within the day a stamp may be ahead and still be the watermark) was the watermark: the
+    rows edited in those 12 hours, stamped before it, were read by no incremental pull. Capped at the
+    pull's start by the server's clock, the next pull reads them, and that row again (merged by `:id`)."""
+    now = datetime.now(UTC)
+    merged, wheres = pulled_twice(tmp_path, seattle, lambda table: edited(table, 650, now + timedelta(hours=12)),
+                                  lambda table: edited(table, 5, now + timedelta(minutes=1)))
+    rows = {row[":id"]: row["district_sector"] for row in merged.select([":id", "district_sector"]).to_pylist()}
+    assert merged.num_rows == 1000 and rows["row-00000650"] == "EDITED 650"
+    assert rows["row-00000005"] == "EDITED 5", f"an edit made after the pull was lost ({wheres})"
