@@ -214,3 +214,57 @@ def test_a_new_catalogue_where_the_folder_s_is_gone_is_refused_naming_what_to_re
         shutil.rmtree(data / name) if (data / name).is_dir() else (data / name).unlink(missing_ok=True)
     assert harvest(config, data / "fresh.duckdb").exit_code == 0
     assert marker(data)["catalogue"] == "fresh.duckdb"
+
+
+def claimed_meanwhile_by(first, monkeypatch):
+    """The other of two writers starting at once in a new folder (no marker: each passed the
+    check before its open) made its catalogue and claimed the folder while this one opened its
+    own: Store of any other catalogue is the real one, followed by `first`'s claim."""
+    from catalog import store
+    from catalog.folder import catalogue_id as id_of
+    from catalog.folder import claim
+
+    real = store.Store
+
+    def opened_then_claimed_by_first(db_path):
+        opened = real(db_path)
+        made = real(first)
+        claim(first, id_of(made.con))
+        made.close()
+        return opened
+
+    monkeypatch.setattr(store, "Store", opened_then_claimed_by_first)
+
+
+def test_the_refused_of_two_new_catalogues_starting_at_once_leaves_nothing_it_made(tmp_path, portal, config,
+                                                                                   monkeypatch):
+    """On main the loser was refused (exit 2) after its open had made its catalogue: b.duckdb and
+    b.duckdb.lock stayed in the folder, a stray catalogue beside a.duckdb (its retry, or a listing,
+    found it; its retry was refused as another's)."""
+    data = tmp_path / "data"
+    first, second = data / "a.duckdb", data / "b.duckdb"
+    claimed_meanwhile_by(first, monkeypatch)
+    refused = harvest(config, second)
+    assert refused.exit_code == 2, refused.output
+    assert "belong to the catalogue" in refused.output and str(first) in " ".join(refused.output.split())
+    assert portal.requests == []
+    assert sorted(p.name for p in data.iterdir()) == sorted([first.name, MARKER])   # (b's file, log and lock gone)
+    assert marker(data)["catalogue"] == "a.duckdb"
+
+    monkeypatch.undo()
+    assert harvest(config, first).exit_code == 0
+    assert harvest(config, data / "b" / "b.duckdb").exit_code == 0   # (as the message says: a folder of its own)
+
+
+def test_a_refused_catalogue_made_in_an_earlier_run_is_left_where_it_is(tmp_path, portal, config, monkeypatch):
+    """Guard: a file the writer did not make in this run (b.duckdb made by a run killed between its
+    open and its claim, or by the user) is never removed, its lock file neither."""
+    data = tmp_path / "data"
+    first, second = data / "a.duckdb", data / "b.duckdb"
+    Store(second).close()
+    lock_path(second).write_text("")
+    claimed_meanwhile_by(first, monkeypatch)
+    refused = harvest(config, second)
+    assert refused.exit_code == 2 and "belong to the catalogue" in refused.output, refused.output
+    monkeypatch.undo()
+    assert second.is_file() and lock_path(second).exists() and catalogue_id(second)
