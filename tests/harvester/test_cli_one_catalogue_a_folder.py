@@ -268,3 +268,85 @@ def test_a_refused_catalogue_made_in_an_earlier_run_is_left_where_it_is(tmp_path
     assert refused.exit_code == 2 and "belong to the catalogue" in refused.output, refused.output
     monkeypatch.undo()
     assert second.is_file() and lock_path(second).exists() and catalogue_id(second)
+
+
+def test_the_look_at_the_folder_s_other_catalogue_never_keeps_its_writer_out(tmp_path, portal, config, monkeypatch):
+    """A folder made before (no marker, its files there) is looked through for other catalogues,
+    each opened read-only in DuckDB for a moment. On main a writer of that other catalogue starting
+    in that moment (its nightly harvest, as a new catalogue is tried beside it) found its file held
+    and was refused, exit 2 ("open in process ..."). The look is taken under the other's writer lock
+    now, as a brief holder: its writer waits for it, unasked, then runs."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from catalog import versions
+    from catalog.lock import writer_holding
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    repo = str(Path(__file__).resolve().parents[2])
+    real, writers = versions.read_from_file, []
+
+    def a_writer_of_it_starts_as_it_is_looked_at(db_path, read, **kwargs):
+        if Path(db_path) != other or writers:
+            return real(db_path, read, **kwargs)
+
+        def read_while_its_writer_starts(con):
+            writer = subprocess.Popen([sys.executable, "-c", "from harvester.cli import cli; cli()", "overlap",
+                                       "--db", str(other)], env={**os.environ, "PYTHONPATH": repo},
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            writers.append(writer)
+            deadline = time.monotonic() + 60   # its end (main), or it waiting for the lock this look holds
+            while writer.poll() is None and time.monotonic() < deadline and not (
+                    writer_holding(other, os.getpid()) and lock_path(other) in opened_by(writer.pid)):
+                time.sleep(0.05)
+            return read(con)
+
+        return real(db_path, read_while_its_writer_starts, **kwargs)
+
+    monkeypatch.setattr(versions, "read_from_file", a_writer_of_it_starts_as_it_is_looked_at)
+    refused = harvest(config, data / "new.duckdb")
+    assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
+    assert len(writers) == 1
+    output = writers[0].communicate(timeout=120)[0]
+    assert writers[0].returncode == 0, output
+    assert marker(data)["catalogue"] == "civicat.duckdb"   # (its writer adopted the folder)
+    assert not (data / "new.duckdb").exists()
+
+
+def opened_by(pid):
+    """The files process `pid` has open."""
+    from pathlib import Path
+
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found.add(Path(fd.readlink()))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_catalogue_beside_it_that_a_writer_holds_is_counted_unopened(tmp_path, portal, config, monkeypatch):
+    """Its writer holds its lock (and may be opening it this moment): taken for a catalogue without
+    a look (on main it was opened read-only all the same, which keeps that writer's open out)."""
+    from catalog import versions
+    from catalog.lock import WriterLock
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    real, opened = versions.read_from_file, []
+    monkeypatch.setattr(versions, "read_from_file",
+                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    with WriterLock(other):
+        refused = harvest(config, data / "new.duckdb")
+    assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
+    assert str(other) in " ".join(refused.output.split())
+    assert other not in [type(other)(p) for p in opened]
