@@ -117,8 +117,10 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
     try:
         with writing(unfinished):
             reflinked = _reflinked(db_path, unfinished)
-    except OSError as exc:
+    except BaseException as exc:   # (a stop too: nothing left)
         unfinished.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         return _not_refreshed(exc, db_path, copy, no_room)
     spare = None if reflinked else _spare_to_update(copy)
     short = None if reflinked else _short_of_room(db_path, copy, spare)
