@@ -219,21 +219,19 @@ def test_a_new_catalogue_where_the_folder_s_is_gone_is_refused_naming_what_to_re
 def claimed_meanwhile_by(first, monkeypatch):
     """The other of two writers starting at once in a new folder (no marker: each passed the
     check before its open) made its catalogue and claimed the folder while this one opened its
-    own: Store of any other catalogue is the real one, followed by `first`'s claim."""
-    from catalog import store
-    from catalog.folder import catalogue_id as id_of
-    from catalog.folder import claim
+    own: `first` made and claimed just before this writer's claim."""
+    from catalog import folder
 
-    real = store.Store
+    real = folder.claim
 
-    def opened_then_claimed_by_first(db_path):
-        opened = real(db_path)
-        made = real(first)
-        claim(first, id_of(made.con))
-        made.close()
-        return opened
+    def first_claims_it_first(db_path, cid):
+        if not first.exists():
+            made = Store(first)
+            real(first, folder.catalogue_id(made.con))
+            made.close()
+        return real(db_path, cid)
 
-    monkeypatch.setattr(store, "Store", opened_then_claimed_by_first)
+    monkeypatch.setattr(folder, "claim", first_claims_it_first)
 
 
 def test_the_refused_of_two_new_catalogues_starting_at_once_leaves_nothing_it_made(tmp_path, portal, config,
