@@ -82,9 +82,8 @@ def _shared_files(folder: Path) -> list[str]:
 
 def _other_catalogues(db_path: Path) -> list[Path]:
     """The civicat catalogues in `db_path`'s folder other than it (its read copy excepted): DuckDB
-    files (their magic read, nothing else opened) that are civicat's."""
+    files (their magic read, nothing else opened) that are civicat's (_is_a_catalogue)."""
     from catalog.read_copy import catalogue_of
-    from catalog.versions import file_not_a_catalogue
 
     found = []
     with os.scandir(db_path.parent) as entries:
@@ -100,9 +99,21 @@ def _other_catalogues(db_path: Path) -> list[Path]:
                     head = f.read(DUCKDB_MAGIC[0] + len(DUCKDB_MAGIC[1]))
             except OSError:
                 continue
-            if head[DUCKDB_MAGIC[0]:] == DUCKDB_MAGIC[1] and file_not_a_catalogue(path) is None:
+            if head[DUCKDB_MAGIC[0]:] == DUCKDB_MAGIC[1] and _is_a_catalogue(path):
                 found.append(path)
     return sorted(found)
+
+
+def _is_a_catalogue(path: Path) -> bool:
+    """Whether the DuckDB file at `path` is civicat's, opened read-only for it under its writer lock
+    (catalog.lock.held_for_a_look: a writer of it starting meanwhile waits, not refused as the file
+    held); one that a civicat writer holds now is taken for one, unopened. A file DuckDB cannot open
+    now (another process writing it) is taken for one too (file_not_a_catalogue: None)."""
+    from catalog.lock import held_for_a_look
+    from catalog.versions import file_not_a_catalogue
+
+    with held_for_a_look(path) as alone:
+        return alone is False or file_not_a_catalogue(path) is None
 
 
 def _one_folder_each(db_path: Path) -> str:

@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -156,12 +157,13 @@ class WriterLock:
     runs (a records pull), said in its record for the exports (catalog.lock.pulls_records)."""
 
     def __init__(self, db_path: str | Path, *, wait_until: float = -math.inf, poll_seconds: float = 0.5,
-                 brief: bool = False, pulls_records: bool = False):
+                 brief: bool = False, pulls_records: bool = False, waits_for_brief: bool = True):
         self.db_path = Path(db_path)
         self.path = lock_path(db_path)
         self.wait_until = wait_until
         self.poll_seconds = poll_seconds
         self.brief = brief
+        self.waits_for_brief = waits_for_brief   # (False: a brief holder refuses it at once too: held_for_a_look)
         self.pulls_records = pulls_records
         self._fd: int | None = None
         self.holder: dict = {}
@@ -215,7 +217,7 @@ class WriterLock:
                 blocked = blocked or now
                 # a brief holder (a reader putting the catalogue right) is waited for unasked
                 # (its record is written just after it took the lock: read once more a moment later)
-                brief = _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
+                brief = self.waits_for_brief and _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
                 if not brief and now - blocked < 0.1:
                     time.sleep(0.05)
                     continue
@@ -294,6 +296,30 @@ class WriterLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def held_for_a_look(db_path: str | Path) -> Iterator[bool | None]:
+    """Another catalogue's writer lock (`db_path`'s: one that catalog.folder looks at beside the
+    catalogue it checks) taken at once, as a brief holder, while the caller opens its file read-only
+    in DuckDB: a writer of it starting in that moment found the file held and was refused (exit 2);
+    now it waits for the look, unasked (brief holders are waited for). Yields True when taken (let go
+    after, its lock file removed where this made it), False when a civicat writer holds it now (never
+    waited for: the caller does not open the file), None when it cannot be taken (its folder not
+    writable: the caller looks without it, as before)."""
+    lock = WriterLock(db_path, brief=True, waits_for_brief=False)
+    try:
+        lock.acquire()
+    except CatalogueBeingWritten:
+        yield False
+        return
+    except OSError:
+        yield None
+        return
+    try:
+        yield True
+    finally:
+        lock.release(remove=True)
 
 
 def _still_at(fd: int, path: Path) -> bool:

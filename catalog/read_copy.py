@@ -92,7 +92,9 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
     catalogue in place, only its blocks that differ written (a night that changed little writes
     megabytes, not the catalogue: docs/benchmarks.md, Read copy), when no reader has it open
     (`_spare_to_update`); else the copy is made anew. Either way it is published by a rename, and
-    the copy it replaces becomes the spare. Not begun when its file system has no room for it
+    the copy it replaces becomes the spare. On a file system that makes reflinks (btrfs, XFS) the
+    copy is one (`_reflinked`: no block written, so no room asked of it, and no spare kept). Not
+    begun when its file system has no room for it
     (`_short_of_room`: the previous copy stays published); the spare removed when less than a
     catalogue's size stays free beside it (`_drop_spare_if_short`). `no_room(why)` when the copy was
     not made for want of room (not begun, or a write that found none), `why` as the warning says it."""
@@ -111,17 +113,31 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
         return None
     spare_next = _spare_next_path(copy)
     spare_next.unlink(missing_ok=True)   # (a publish killed between its renames)
-    spare = _spare_to_update(copy)
-    short = _short_of_room(db_path, copy, spare)
+    unfinished = _unfinished_path(copy)
+    try:
+        with writing(unfinished):
+            reflinked = _reflinked(db_path, unfinished)
+    except BaseException as exc:   # (a stop too: nothing left)
+        unfinished.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
+        return _not_refreshed(exc, db_path, copy, no_room)
+    spare = None if reflinked else _spare_to_update(copy)
+    short = None if reflinked else _short_of_room(db_path, copy, spare)
     if short:
         log.warning("%s", short)
         if no_room:
             no_room(short)
         return None
-    made = spare if spare is not None else _unfinished_path(copy)
+    made = spare if spare is not None else unfinished
     try:
         with writing(made):
-            if spare is not None:
+            if reflinked:   # (a spare would be updated by writing blocks where a reflink writes none: it only holds room)
+                spare_path(copy).unlink(missing_ok=True)
+                size, written = os.stat(made).st_size, 0
+                if progressed:
+                    progressed()
+            elif spare is not None:
                 size, written = _update_spare(db_path, spare, progressed)
             else:
                 spare_path(copy).unlink(missing_ok=True)   # (a reader has it open: its inode lives until it closes it)
@@ -130,7 +146,7 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
             os.chmod(made, stat.S_IMODE(catalogue.st_mode))   # (readable by whom the catalogue is)
             os.utime(made, ns=(time.time_ns(), catalogue.st_mtime_ns))
             sync(made)
-        kept = _link_previous(copy, spare_next)
+        kept = not reflinked and _link_previous(copy, spare_next)
         os.rename(made, copy)
         if kept:
             os.rename(spare_next, spare_path(copy))   # (the copy it replaced, the next publish's to update)
@@ -141,21 +157,26 @@ def publish(db_path: str | Path, progressed: Callable[[], None] | None = None,
         spare_next.unlink(missing_ok=True)
         if not isinstance(exc, OSError):
             raise
-        full = disk_full(exc, db_path)
-        why = (f"the read copy {copy} was not refreshed ({full or exc}): readers while a writer holds the catalogue "
-               "read the previous copy")
-        log.warning("%s", why)
-        if full and no_room:
-            no_room(why)
-        return None
+        return _not_refreshed(exc, db_path, copy, no_room)
     if kept:
         _drop_spare_if_short(copy, size)
     return Published(copy, size, time.perf_counter() - started, written)
 
 
+def _not_refreshed(exc: OSError, db_path: Path, copy: Path, no_room: Callable[[str], None] | None) -> None:
+    """The copy that failed (`exc`) said as a warning, and to `no_room` when it found no room."""
+    full = disk_full(exc, db_path)
+    why = (f"the read copy {copy} was not refreshed ({full or exc}): readers while a writer holds the catalogue "
+           "read the previous copy")
+    log.warning("%s", why)
+    if full and no_room:
+        no_room(why)
+
+
 def _short_of_room(db_path: Path, copy: Path, spare: Path | None) -> str | None:
     """Why the copy is not started (its file system has no room for it), or None: made anew it
-    writes the whole catalogue; the spare updated in place, what the catalogue holds beyond it.
+    writes the whole catalogue; the spare updated in place, what the catalogue holds beyond it (a
+    reflink, which writes none, is not asked: _reflinked, tried first).
     Begun without that room it would fail part-way on a full disk, every write of the night's
     last minutes (the lock file's, the HTTP cache's, the next portal's) failing with it."""
     size = os.stat(db_path).st_size
@@ -327,6 +348,35 @@ def _unopened(db_path: Path) -> Exception | None:
     except duckdb.Error as exc:
         return exc
     return None
+
+
+# FICLONE (linux/fs.h; fcntl has it from Python 3.12): the target made a reflink of the whole source
+_FICLONE = getattr(fcntl, "FICLONE", 0x40049409)
+# the file system makes no reflinks (ext4, tmpfs: EOPNOTSUPP; not Linux: ENOTTY) or not of these files
+_NO_REFLINK = {errno.EOPNOTSUPP, errno.ENOTTY, errno.EINVAL, errno.EXDEV, errno.ENOSYS, errno.EPERM}
+
+
+def _reflinked(source: Path, target: Path) -> bool:
+    """`target` made a reflink of the whole catalogue (its blocks shared, none written: btrfs, XFS
+    made with reflink=1, bcachefs ...), under its shared lock (as _copy_file), readable by its owner
+    alone; True. False, no `target` left, where its file system makes none: the copy is then
+    written (_copy_file, _update_spare), and its room asked first. What a copy really writes decides
+    the room it needs: on a nearly full btrfs a copy refused for want of the catalogue's size
+    (copy_file_range reflinks there too) would have taken none."""
+    with open(source, "rb") as src:
+        _shared_lock(src, source)
+        target.unlink(missing_ok=True)
+        handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fcntl.ioctl(handle, _FICLONE, src.fileno())
+        except OSError as exc:
+            os.close(handle)
+            target.unlink(missing_ok=True)
+            if exc.errno in _NO_REFLINK:
+                return False
+            raise
+        os.close(handle)
+    return True
 
 
 def _copy_file(source: Path, target: Path, progressed: Callable[[], None] | None = None) -> int:

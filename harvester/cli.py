@@ -744,9 +744,10 @@ def note_crash(lock, exc: Exception) -> None:
         lock.note_crash(exc)
 
 
-def open_for_writing(opener, db_path: Path, wait: Wait):
+def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     """`opener(db_path)` (a Store, a connection) once no other process holds the DuckDB file:
-    a notebook or script with the catalogue open (even read-only) keeps a writer out."""
+    a notebook or script with the catalogue open (even read-only) keeps a writer out. `lock`: the
+    writer's (writer_lock), let go with what this run made where the folder is refused (_claimed_folder)."""
     import duckdb
 
     from catalog.lock import file_holder, file_locked
@@ -758,7 +759,10 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
-            return _claimed_folder(opener(db_path), db_path)
+            # (under the writer lock: no other civicat writer makes the file between this look and the open)
+            new = not db_path.exists() and not _wal_path(db_path).exists()
+            opened = opener(db_path)
+            return _claimed_folder(opened, db_path, lock, os.stat(db_path) if new else None)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
             raise _cannot_open(db_path, exc) from None
         except duckdb.IOException as exc:
@@ -777,21 +781,45 @@ def open_for_writing(opener, db_path: Path, wait: Wait):
             time.sleep(min(2, left))
 
 
-def _claimed_folder(opened, db_path: Path):
+def _claimed_folder(opened, db_path: Path, lock, made: os.stat_result | None):
     """`opened` (a Store, a connection) once the files beside the catalogue are recorded as its own
     (catalog.folder.claim: its id, made by its migrations, now there); closed, exit 2, where another
-    catalogue claimed them meanwhile."""
+    catalogue claimed them meanwhile (two writers of two new catalogues starting at once in one
+    folder: each passed writer_lock's check before either had claimed it). The catalogue this run
+    made (`made`: its file as the open left it), which holds nothing yet, is taken away then with its
+    log and its lock file, as a refusal before the open leaves nothing (a stray catalogue in the
+    folder was found by the user's retry, and by a listing); a file made before this run stays."""
     from catalog.folder import FolderOfAnother, catalogue_id, claim
 
     try:
         claim(db_path, catalogue_id(getattr(opened, "con", opened)))
     except FolderOfAnother as exc:
         opened.close()
+        if made is not None:
+            _take_back_made(db_path, made)
+            lock.release(remove=True)
         raise Refused(str(exc)) from None
     except OSError as exc:   # (its folder not writable: nothing beside the catalogue could be written either)
         opened.close()
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
     return opened
+
+
+def _wal_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".wal")
+
+
+def _take_back_made(db_path: Path, made: os.stat_result) -> None:
+    """The catalogue file this run made (`made`: as its open left it) removed, its log first (a kill
+    between the two leaves the file, checkpointed, not a log without its file); under the writer
+    lock, so no other civicat writer has opened it since. Not when the path holds another file now."""
+    try:
+        if not os.path.samestat(os.stat(db_path), made):
+            return
+        _wal_path(db_path).unlink(missing_ok=True)
+        db_path.unlink()
+    except OSError as exc:   # (said, not raised: the refusal is what the user must read)
+        logging.getLogger("civicat").warning("%s, made by this run, could not be removed: %s", db_path, exc)
 
 
 def bring_read_copy_up_to_date(db_path: Path) -> None:
@@ -862,7 +890,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
                        makes_the_catalogue=True)
     interrupted = False
     try:
-        store = open_for_writing(Store, db_path, wait)
+        store = open_for_writing(Store, db_path, wait, lock)
         unfinished = store.close_interrupted_runs(datetime.now(UTC), lock.crash)
         if unfinished.get("Crashed"):
             logging.getLogger("civicat.harvest").warning(
@@ -1002,7 +1030,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
                                f"portal_id:source_id of a portal in {config_path} (portals: {', '.join(sorted(known))})")
     lock = writer_lock(db_path, wait, pulls_records=True)
     try:
-        store = open_for_writing(Store, db_path, wait)
+        store = open_for_writing(Store, db_path, wait, lock)
     except BaseException:
         lock.release()
         raise
@@ -1190,7 +1218,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     lock = writer_lock(db_path, wait)
     try:
-        store = open_for_writing(Store, db_path, wait)
+        store = open_for_writing(Store, db_path, wait, lock)
         try:
             retired = portals_not_in_config(store.con, configured)
             if portal_id not in retired:
@@ -1433,7 +1461,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
             raise click.UsageError(f"--embeddings needs the optional extra: {EMBEDDINGS_INSTALL}")
     lock = writer_lock(db_path, wait)
     try:
-        con = open_for_writing(connect, db_path, wait)
+        con = open_for_writing(connect, db_path, wait, lock)
     except BaseException:
         lock.release()
         raise

@@ -35,6 +35,17 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_pyfunc_call(pyfuncitem):
+    """A test that mounts a small disk (tests.small_disk), run by a user who may not mount one: run
+    in a user namespace, where it may (tests.small_disk.in_user_namespace), its outcome this one's."""
+    from tests.small_disk import in_user_namespace, needs_user_namespace
+
+    if needs_user_namespace(pyfuncitem):
+        in_user_namespace(pyfuncitem)
+        return True
+    return None
+
+
 # session fixtures that harvest real catalogues through local portals (tens of seconds under load)
 BUILT_ONCE = {"real_catalogue_path", "real_selection_path"}
 

@@ -607,3 +607,41 @@ def test_a_copy_that_would_not_fit_is_not_begun_and_the_previous_stays_published
                                 f"as of {previous_time}")
         ballast.unlink()
         assert publish(db) is not None and count(copy) == 80_000 and is_current(db)
+
+
+# -- a file system that makes reflinks (btrfs, XFS): a copy that shares the catalogue's blocks ----
+
+def used(where: Path) -> int:
+    os.sync()
+    stats = os.statvfs(where)
+    return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+
+@pytest.mark.parametrize("kind", ["xfs", "btrfs"])
+def test_a_reflink_copy_is_made_on_a_disk_without_room_for_a_whole_one(tmp_path, caplog, kind):
+    """On btrfs or XFS the copy is a reflink (the catalogue's blocks shared, none written), yet on
+    main it was not begun where less than the catalogue's size was free ("a copy would write N MB:
+    no room"): on a nearly full disk the readers kept yesterday's catalogue for no want of room.
+    Now the reflink is tried first, the room asked only of the copy written instead; and no spare
+    is kept (updating one writes blocks where a reflink writes none: a spare only holds room)."""
+    from tests.small_disk import fill, reflink_disk
+
+    with reflink_disk(tmp_path / "disk", kind) as disk:
+        db = disk / "c.duckdb"
+        copy, spare = read_copy_path(db), disk / ".c.read.duckdb.spare"
+        write_varied_rows(db, 500_000)
+        catalogue = db.stat().st_size
+        assert catalogue > 8 << 20
+        assert publish(db) is not None
+        spare.write_bytes(b"a spare an earlier publish kept")
+        add_run(db, 1)
+        fill(disk, catalogue // 2)   # (less than a copy written needs; btrfs's metadata has room for a reflink's)
+        before = used(disk)
+        said = []
+        caplog.set_level(logging.WARNING, "civicat.read_copy")
+        published = publish(db, no_room=said.append)
+        assert said == [] and not caplog.records, [r.getMessage() for r in caplog.records]
+        assert published is not None and published.bytes == catalogue and published.written == 0
+        assert copy.read_bytes() == db.read_bytes() and is_current(db) and count(copy) == 500_000
+        assert used(disk) - before < catalogue // 8   # (its blocks shared: what the disk gave it is metadata)
+        assert sorted(p.name for p in disk.iterdir()) == sorted(["ballast", "c.duckdb", copy.name])   # (no spare)

@@ -773,7 +773,7 @@ from harvester.cli import Wait, open_for_writing, writer_lock
 db, killed = Path(sys.argv[1]), sys.argv[2:] == ["killed"]
 sys.argv = ["/usr/local/bin/civicat", "harvest"]
 lock = writer_lock(db, Wait(-math.inf))
-store = open_for_writing(Store, db, Wait(-math.inf))
+store = open_for_writing(Store, db, Wait(-math.inf), lock)
 if killed:
     store.con.execute("UPDATE datasets SET deleted_at = now()")
     os.kill(os.getpid(), signal.SIGKILL)
@@ -877,7 +877,7 @@ def test_a_writer_that_waited_for_a_process_holding_the_file_brings_the_copy_up_
     monkeypatch.setattr(catalog.lock, "checkpoint_wal", held_by_a_notebook_that_closes_now)
     lock = writer_lock(db, Wait(-math.inf))
     try:
-        open_for_writing(Store, db, Wait(time.monotonic() + 60, 1)).close()
+        open_for_writing(Store, db, Wait(time.monotonic() + 60, 1), lock).close()
     finally:
         lock.release()
     assert refused == [db]

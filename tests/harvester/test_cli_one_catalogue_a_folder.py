@@ -214,3 +214,137 @@ def test_a_new_catalogue_where_the_folder_s_is_gone_is_refused_naming_what_to_re
         shutil.rmtree(data / name) if (data / name).is_dir() else (data / name).unlink(missing_ok=True)
     assert harvest(config, data / "fresh.duckdb").exit_code == 0
     assert marker(data)["catalogue"] == "fresh.duckdb"
+
+
+def claimed_meanwhile_by(first, monkeypatch):
+    """The other of two writers starting at once in a new folder (no marker: each passed the
+    check before its open) made its catalogue and claimed the folder while this one opened its
+    own: `first` made and claimed just before this writer's claim."""
+    from catalog import folder
+
+    real = folder.claim
+
+    def first_claims_it_first(db_path, cid):
+        if not first.exists():
+            made = Store(first)
+            real(first, folder.catalogue_id(made.con))
+            made.close()
+        return real(db_path, cid)
+
+    monkeypatch.setattr(folder, "claim", first_claims_it_first)
+
+
+def test_the_refused_of_two_new_catalogues_starting_at_once_leaves_nothing_it_made(tmp_path, portal, config,
+                                                                                   monkeypatch):
+    """On main the loser was refused (exit 2) after its open had made its catalogue: b.duckdb and
+    b.duckdb.lock stayed in the folder, a stray catalogue beside a.duckdb (its retry, or a listing,
+    found it; its retry was refused as another's)."""
+    data = tmp_path / "data"
+    first, second = data / "a.duckdb", data / "b.duckdb"
+    claimed_meanwhile_by(first, monkeypatch)
+    refused = harvest(config, second)
+    assert refused.exit_code == 2, refused.output
+    assert "belong to the catalogue" in refused.output and str(first) in " ".join(refused.output.split())
+    assert portal.requests == []
+    assert sorted(p.name for p in data.iterdir()) == sorted([first.name, MARKER])   # (b's file, log and lock gone)
+    assert marker(data)["catalogue"] == "a.duckdb"
+
+    monkeypatch.undo()
+    assert harvest(config, first).exit_code == 0
+    assert harvest(config, data / "b" / "b.duckdb").exit_code == 0   # (as the message says: a folder of its own)
+
+
+def test_a_refused_catalogue_made_in_an_earlier_run_is_left_where_it_is(tmp_path, portal, config, monkeypatch):
+    """Guard: a file the writer did not make in this run (b.duckdb made by a run killed between its
+    open and its claim, or by the user) is never removed, its lock file neither."""
+    data = tmp_path / "data"
+    first, second = data / "a.duckdb", data / "b.duckdb"
+    Store(second).close()
+    lock_path(second).write_text("")
+    claimed_meanwhile_by(first, monkeypatch)
+    refused = harvest(config, second)
+    assert refused.exit_code == 2 and "belong to the catalogue" in refused.output, refused.output
+    monkeypatch.undo()
+    assert second.is_file() and lock_path(second).exists() and catalogue_id(second)
+
+
+def test_the_look_at_the_folder_s_other_catalogue_never_keeps_its_writer_out(tmp_path, portal, config, monkeypatch):
+    """A folder made before (no marker, its files there) is looked through for other catalogues,
+    each opened read-only in DuckDB for a moment. On main a writer of that other catalogue starting
+    in that moment (its nightly harvest, as a new catalogue is tried beside it) found its file held
+    and was refused, exit 2 ("open in process ..."). The look is taken under the other's writer lock
+    now, as a brief holder: its writer waits for it, unasked, then runs."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from catalog import versions
+    from catalog.lock import writer_holding
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    repo = str(Path(__file__).resolve().parents[2])
+    real, writers = versions.read_from_file, []
+
+    def a_writer_of_it_starts_as_it_is_looked_at(db_path, read, **kwargs):
+        if Path(db_path) != other or writers:
+            return real(db_path, read, **kwargs)
+
+        def read_while_its_writer_starts(con):
+            writer = subprocess.Popen([sys.executable, "-c", "from harvester.cli import cli; cli()", "overlap",
+                                       "--db", str(other)], env={**os.environ, "PYTHONPATH": repo},
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            writers.append(writer)
+            deadline = time.monotonic() + 60   # its end (main), or it waiting for the lock this look holds
+            while writer.poll() is None and time.monotonic() < deadline and not (
+                    writer_holding(other, os.getpid()) and lock_path(other) in opened_by(writer.pid)):
+                time.sleep(0.05)
+            return read(con)
+
+        return real(db_path, read_while_its_writer_starts, **kwargs)
+
+    monkeypatch.setattr(versions, "read_from_file", a_writer_of_it_starts_as_it_is_looked_at)
+    refused = harvest(config, data / "new.duckdb")
+    assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
+    assert len(writers) == 1
+    output = writers[0].communicate(timeout=120)[0]
+    assert writers[0].returncode == 0, output
+    assert marker(data)["catalogue"] == "civicat.duckdb"   # (its writer adopted the folder)
+    assert not (data / "new.duckdb").exists()
+
+
+def opened_by(pid):
+    """The files process `pid` has open."""
+    from pathlib import Path
+
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            found.add(Path(fd.readlink()))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_catalogue_beside_it_that_a_writer_holds_is_counted_unopened(tmp_path, portal, config, monkeypatch):
+    """Its writer holds its lock (and may be opening it this moment): taken for a catalogue without
+    a look (on main it was opened read-only all the same, which keeps that writer's open out)."""
+    from catalog import versions
+    from catalog.lock import WriterLock
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    real, opened = versions.read_from_file, []
+    monkeypatch.setattr(versions, "read_from_file",
+                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    with WriterLock(other):
+        refused = harvest(config, data / "new.duckdb")
+    assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
+    assert str(other) in " ".join(refused.output.split())
+    assert other not in [type(other)(p) for p in opened]
