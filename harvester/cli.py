@@ -1449,9 +1449,16 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         con.close()
         lock.release()
     c = result.catalogue
+    # most cities first, then most datasets: what a group says across the cities (a city's hundred CCRB
+    # tables in three cities came before crime incidents in 21, group ids being numbered by size)
+    ordered = sorted(result.groups, key=lambda g: (-len(g.cities), -len(g.uids), g.group_id))
     groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
                "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)]} for u in g.uids]}
-              for g in result.groups]
+              for g in ordered]
+    if show_pairs:   # (each dataset named, not only by uid: a reader of the pairs needs no join to know them)
+        pairs = [{"uid_a": p["uid_a"], "city_a": c.cities[c.row(p["uid_a"])], "title_a": c.titles[c.row(p["uid_a"])],
+                  "uid_b": p["uid_b"], "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
+                  **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
@@ -1462,15 +1469,83 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         click.echo(f"no dataset to compare: {empty}")
     else:
         click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
-                   f">= {result.min_score}, {len(groups)} groups")
-        echo_table([[g["group_id"], g["label"], g["datasets"], len(g["cities"]),
-                     "; ".join(f"{m['city']}: {m['title']}" for m in g["members"][:3])[:110]] for g in groups],
-                   ["group", "label", "datasets", "cities", "examples"])
+                   f">= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else ""))
+        if groups:
+            echo_overlap_groups(groups, db_path)
         if show_pairs:
             click.echo()
-            echo_table([[p["score"], p["uid_a"], p["uid_b"], p["explanation"][:120]] for p in pairs],
-                       ["score", "dataset", "comparable to", "why"])
+            echo_overlap_pairs(pairs)
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
+
+
+# the width of a table piped to a file or a pager (a terminal's own is read): wide enough to read a title
+PIPED_WIDTH = 120
+CUT = "\u2026"   # the mark of a text cut to fit ('…')
+
+
+def output_width() -> int:
+    """The columns a table may take: $COLUMNS, else stdout's terminal, else PIPED_WIDTH; at least 60."""
+    return max(60, shutil.get_terminal_size((PIPED_WIDTH, 24)).columns)
+
+
+def cut_to(text: str, room: int) -> str:
+    """`text` in `room` characters at most, ending in '…' where it was cut."""
+    return text if len(text) <= room else text[:max(room - 1, 0)].rstrip() + CUT
+
+
+def fitted(pieces: list[str], room: int, separator: str = "; ") -> str:
+    """As many of `pieces` as fit in `room` characters, each whole, and of the next the part that fits, ending
+    in '…' (a dozen characters at least: a title cut shorter says nothing; else '; …' says more were left out)."""
+    out = ""
+    for piece in pieces:
+        joined = out + (separator if out else "") + piece
+        if len(joined) <= room:
+            out = joined
+            continue
+        left = room - len(out) - (len(separator) if out else 0)
+        if left >= 12 or not out:
+            return out + (separator if out else "") + cut_to(piece, left)
+        more = separator + CUT
+        return out + more if len(out) + len(more) <= room else cut_to(out, room)
+    return out
+
+
+def one_title_a_city(members: list[dict]) -> list[str]:
+    """'City: title' of a group's members, a title of each city before a second of any."""
+    seen: set[str] = set()
+    first = [m for m in members if not (m["city"] in seen or seen.add(m["city"]))]
+    shown = {id(m) for m in first}
+    return [f"{m['city']}: {m['title']}" for m in first + [m for m in members if id(m) not in shown]]
+
+
+def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
+    """The groups as a table that fits the terminal (its examples, a title of each city first, cut to the
+    width), then how to list a group's datasets and see why they compare."""
+    width = output_width()
+    # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
+    # label takes up to half of what the number columns leave (it says what the group is), the examples the rest
+    fixed = (len("group") + 2) + (len("datasets") + 2) + (len("cities") + 2) + 4 * 2
+    label_width = min(max(len(g["label"]) for g in groups), max(20, (width - fixed) // 2))
+    room = max(20, width - fixed - max(len("label") + 2, label_width))
+    echo_table([[g["group_id"], cut_to(g["label"], label_width), g["datasets"], len(g["cities"]),
+                 fitted(one_title_a_city(g["members"]), room)] for g in groups],
+               ["group", "label", "datasets", "cities", "examples"])
+    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+    query = (f"SELECT city, uid, title FROM overlap_groups JOIN datasets USING (uid) "
+             f"WHERE group_id = {groups[0]['group_id']} ORDER BY city, title")
+    click.echo(f"\na group's datasets (group {groups[0]['group_id']} here):\n  civicat sql{db} {shlex.quote(query)}\n"
+               f"why they compare: civicat overlap --pairs (each pair explained), civicat similar UID{db}")
+
+
+def echo_overlap_pairs(pairs: list[dict]) -> None:
+    """The pairs, best first, each dataset named by its city and title, the explanation cut to the width."""
+    width = output_width()
+    fixed = len("score") + 2 + 3 * 2   # (tabulate's columns, as echo_overlap_groups counts them)
+    name_width = max(20, min(40, (width - fixed) * 3 // 10))
+    why_width = max(20, width - fixed - 2 * name_width)
+    echo_table([[f"{p['score']:.2f}", cut_to(f"{p['city_a']}: {p['title_a']}", name_width),
+                 cut_to(f"{p['city_b']}: {p['title_b']}", name_width), cut_to(p["explanation"], why_width)]
+                for p in pairs], ["score", "dataset", "comparable to", "why"])
 
 
 @cli.command()

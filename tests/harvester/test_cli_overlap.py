@@ -1,5 +1,7 @@
 """`civicat overlap` and `civicat similar` through click's CliRunner, on a real selection."""
+import itertools
 import json
+import shlex
 import shutil
 
 import pytest
@@ -65,3 +67,60 @@ def test_embeddings_without_the_extra_are_refused_before_any_work(db, monkeypatc
     assert result.exit_code == 2 and EMBEDDINGS_INSTALL in result.output
     help_text = CliRunner().invoke(cli, ["overlap", "--help"], terminal_width=200).output
     assert f"(needs: {EMBEDDINGS_INSTALL})" in help_text
+
+
+def table_rows(lines: list[str]) -> list[str]:
+    """The rows of the first table in `lines` (below its dashes, up to a blank line)."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("-----"))
+    return [line for line in itertools.takewhile(str.strip, lines[start + 1:])]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_overlap_s_table_fits_the_terminal_most_cities_first_a_title_of_each_city_and_says_how_to_list_a_group(
+        db, width):
+    """Session 41, read as a CIO reads it: lines of 183 characters in any terminal, examples cut mid-word
+    ('New York: CCRB: Attribution'), three titles of one city for a group of three cities, the groups by
+    datasets (New York's hundred CCRB tables before crime incidents in 21 cities), nothing saying how to
+    see a group's datasets."""
+    result = CliRunner().invoke(cli, ["overlap", "--db", db], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    groups = {g["group_id"]: g for g in json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]}
+    lines = result.output.splitlines()
+    rows = table_rows(lines)
+    assert len(rows) == len(groups) and all(len(line) <= width for line in lines[1:len(rows) + 3])
+    shown = [(int(row.split()[0]), row) for row in rows]
+    order = [(-len(groups[g]["cities"]), -groups[g]["datasets"]) for g, _ in shown]
+    assert order == sorted(order) and order[0] < order[-1]
+    # JSON lists the groups in the same order
+    assert [g for g, _ in shown] == list(groups)
+    at_examples = lines[1].index("examples")
+    for group_id, row in shown:   # a title of each city before a second of any, in the order the group lists them
+        cities = list(dict.fromkeys(m["city"] for m in groups[group_id]["members"]))
+        named = [piece.split(": ")[0] for piece in row[at_examples:].split("; ") if ": " in piece]
+        assert named and named == cities[:len(named)], (row, cities)
+    # the footer's command lists the first group's datasets, runnable as printed
+    at = lines.index(next(line for line in lines if line.startswith("a group's datasets")))
+    command = shlex.split(lines[at + 1])
+    assert command[:2] == ["civicat", "sql"] and f"group_id = {shown[0][0]}" in command[-1]
+    listed = CliRunner().invoke(cli, [*command[1:], "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert sorted(r["uid"] for r in json.loads(listed.output)) == sorted(m["uid"] for m in groups[shown[0][0]]["members"])
+    assert "civicat overlap --pairs" in lines[at + 2] and "civicat similar UID" in lines[at + 2]
+
+
+def test_overlap_s_pairs_name_each_dataset_by_city_and_title(db):
+    """Session 41: `--pairs` printed two uids ('data-austintexas-gov:7g8v-xxja') and a score of '1.0'
+    per pair, and its JSON no title: a reader joined the catalogue to know what was compared."""
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--pairs", "--min-score", "0.6"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    payload = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--pairs", "--min-score", "0.6", "--json"]).output)
+    titles = {r["uid"]: (r["city"], r["title"]) for r in json.loads(CliRunner().invoke(
+        cli, ["sql", "--db", db, "--json", "SELECT uid, city, title FROM datasets"]).output)}
+    assert all((p["city_a"], p["title_a"]) == titles[p["uid_a"]] and (p["city_b"], p["title_b"]) == titles[p["uid_b"]]
+               for p in payload["pairs"])
+    lines = result.output.splitlines()
+    pair_rows = table_rows(lines[lines.index(next(line for line in lines if line.startswith("score"))):])
+    assert len(pair_rows) == len(payload["pairs"]) and all(len(row) <= 120 for row in pair_rows)
+    best = payload["pairs"][0]
+    assert pair_rows[0].startswith(f"{best['score']:.2f}  ")
+    assert f"{best['city_a']}: {best['title_a']}"[:20] in pair_rows[0] and best["uid_a"] not in pair_rows[0]
