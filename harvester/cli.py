@@ -1086,8 +1086,13 @@ def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
         if removed:
             unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
             continue
-        near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
-                                          "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
+        # the uid typed in capitals or with spaces ('DATA-CITYOFCHICAGO-ORG:YDR8-5ENU', 'city: ds-1'): said alone
+        near = [r[0] for r in con.execute(
+            "SELECT uid FROM datasets WHERE lower(regexp_replace(uid, '\\s+', '', 'g')) = ? AND deleted_at IS NULL "
+            "ORDER BY uid LIMIT 3", [re.sub(r"\s+", "", uid).lower()]).fetchall()]
+        if not near:
+            near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
+                                              "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
         if not near:
             same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
                                                      [portal_id]).fetchall()]
@@ -1562,6 +1567,8 @@ def similar(uid, limit, db_path, as_json):
     empty = None
     try:
         found = detector.similar(con, uid, limit)
+        city, title = con.execute("SELECT city, title FROM datasets WHERE uid = ?", [uid]).fetchone()
+        group = con.execute("SELECT group_id, label FROM overlap_groups WHERE uid = ? LIMIT 1", [uid]).fetchone()
     except LookupError as exc:   # (no such dataset, or one deleted, which the detector says so)
         found, empty = [], _no_dataset(con, db_path)
         if empty is None:   # (an empty catalogue: no UID is in it, and none was mistyped)
@@ -1576,10 +1583,32 @@ def similar(uid, limit, db_path, as_json):
         click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
-        click.echo(f"no dataset of another city is comparable to {uid}")
+        click.echo(f"no dataset of another city is comparable to {uid} ({city}: {title})")
         return
-    echo_table([[f"{f['score']:.2f}", f["uid"], f["city"], f["title"][:50], f["explanation"][:110]] for f in found],
-               ["score", "uid", "city", "title", "why"])
+    # which dataset the list is of (a UID says nothing to a reader), and why the scores may not fall
+    # all the way down: its saved group's datasets come first
+    in_group = sum(f["in_group"] for f in found)
+    click.echo(printable(f"{city}: {title} ({uid})" + (
+        f", in overlap group {group[0]} '{group[1]}', whose datasets come first ({in_group} here)" if in_group else "")))
+    echo_similar(found)
+    weak = sum(f["score"] < detector.DEFAULT_MIN_SCORE for f in found)
+    if weak:
+        click.echo(f"{weak} under {detector.DEFAULT_MIN_SCORE:g}, `civicat overlap`'s default --min-score: "
+                   f"too weak a pair to group")
+
+
+def echo_similar(found: list[dict]) -> None:
+    """Each dataset found on a line of its own (score, city and title cut to fit, uid), its explanation
+    whole below it, wrapped to the width: the columns that align, which a table cut at 110 characters
+    left out ('titles share ...; keywords share ...; 4 of 19 co')."""
+    import textwrap
+
+    width = output_width()
+    for f in found:
+        name = cut_to(f"{f['city']}: {f['title']}", max(20, width - len("0.00  ") - len(f["uid"]) - 2))
+        click.echo(printable(f"{f['score']:.2f}  {name}  {f['uid']}"))
+        click.echo(printable(textwrap.fill(f["explanation"], width, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                                           break_on_hyphens=False)))
 
 
 def _no_dataset(con, db_path: Path) -> str | None:

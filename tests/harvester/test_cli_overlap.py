@@ -124,3 +124,42 @@ def test_overlap_s_pairs_name_each_dataset_by_city_and_title(db):
     best = payload["pairs"][0]
     assert pair_rows[0].startswith(f"{best['score']:.2f}  ")
     assert f"{best['city_a']}: {best['title_a']}"[:20] in pair_rows[0] and best["uid_a"] not in pair_rows[0]
+
+
+def test_similar_names_the_dataset_and_its_group_and_shows_each_explanation_whole(db):
+    """Session 41: the list named neither the dataset it was of nor why it was not by score alone (its saved
+    group's datasets first), and cut each explanation at 110 characters: "titles share 'building permits';
+    4 of 19 co", the columns that align, the specific part, left out."""
+    uid = "data-cityofchicago-org:ydr8-5enu"
+    assert CliRunner().invoke(cli, ["overlap", "--db", db]).exit_code == 0   # (its group saved)
+    found = json.loads(CliRunner().invoke(cli, ["similar", uid, "--db", db, "--json", "--limit", "40"]).output)
+    result = CliRunner().invoke(cli, ["similar", uid, "--db", db, "--limit", "40"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    in_group = sum(f["in_group"] for f in found)
+    group_id, label = next((g["group_id"], g["label"]) for g in json.loads(CliRunner().invoke(
+        cli, ["overlap", "--db", db, "--json"]).output)["groups"] if uid in {m["uid"] for m in g["members"]})
+    assert 0 < in_group < len(found) and lines[0] == (
+        f"Chicago: Building Permits ({uid}), in overlap group {group_id} '{label}', whose datasets come first "
+        f"({in_group} here)")
+    weak = sum(f["score"] < 0.35 for f in found)
+    assert weak and lines[-1] == f"{weak} under 0.35, `civicat overlap`'s default --min-score: too weak a pair to group"
+    entries = [line for line in lines[1:-1] if not line.startswith(" ")]
+    assert [entry.split()[0] for entry in entries] == [f"{f['score']:.2f}" for f in found]
+    assert all(entry.endswith(f"  {f['uid']}") and len(entry) <= 80 for entry, f in zip(entries, found))
+    explained = " ".join(lines[1:-1]).split(entries[0])[1]
+    for entry, f in zip(entries[1:] + [None], found):
+        text, _, explained = explained.partition(entry) if entry else (explained, "", "")
+        assert " ".join(text.split()) == " ".join(f["explanation"].split()), (text, f["explanation"])
+    assert all(len(line) <= 80 for line in lines[1:])
+    assert any("columns align" in f["explanation"] and len(f["explanation"]) > 110 for f in found)
+
+
+@pytest.mark.parametrize("typed", ["DATA-CITYOFCHICAGO-ORG:YDR8-5ENU", " data-cityofchicago-org: ydr8-5enu"])
+def test_similar_of_a_uid_typed_in_capitals_or_with_spaces_names_the_uid_meant(db, typed):
+    """Session 41: no suggestion at all ("no dataset 'DATA-CITYOFCHICAGO-ORG:YDR8-5ENU' in the catalogue"), or three
+    close spellings of its portal for the one a space was typed in."""
+    result = CliRunner().invoke(cli, ["similar", typed, "--db", db])
+    assert result.exit_code == 2
+    assert (f"Error: no dataset {typed!r} in the catalogue (did you mean 'data-cityofchicago-org:ydr8-5enu'?)\n"
+            in result.output), result.output
