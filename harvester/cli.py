@@ -1517,10 +1517,11 @@ def fitted(pieces: list[str], room: int, separator: str = "; ") -> str:
 
 def one_title_a_city(members: list[dict]) -> list[str]:
     """'City: title' of a group's members, a title of each city before a second of any."""
-    seen: set[str] = set()
-    first = [m for m in members if not (m["city"] in seen or seen.add(m["city"]))]
-    shown = {id(m) for m in first}
-    return [f"{m['city']}: {m['title']}" for m in first + [m for m in members if id(m) not in shown]]
+    firsts, others, seen = [], [], set()
+    for m in members:
+        (others if m["city"] in seen else firsts).append(f"{m['city']}: {m['title']}")
+        seen.add(m["city"])
+    return firsts + others
 
 
 def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
@@ -1583,7 +1584,7 @@ def similar(uid, limit, db_path, as_json):
         click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
-        click.echo(f"no dataset of another city is comparable to {uid} ({city}: {title})")
+        click.echo(printable(f"no dataset of another city is comparable to {uid} ({city}: {title})"))
         return
     # which dataset the list is of (a UID says nothing to a reader), and why the scores may not fall
     # all the way down: its saved group's datasets come first
@@ -1593,8 +1594,8 @@ def similar(uid, limit, db_path, as_json):
     echo_similar(found)
     weak = sum(f["score"] < detector.DEFAULT_MIN_SCORE for f in found)
     if weak:
-        click.echo(f"{weak} under {detector.DEFAULT_MIN_SCORE:g}, `civicat overlap`'s default --min-score: "
-                   f"too weak a pair to group")
+        click.echo(f"{weak} score under {detector.DEFAULT_MIN_SCORE:g}: too weak a pair to group "
+                   f"(`civicat overlap`'s default --min-score)")
 
 
 def echo_similar(found: list[dict]) -> None:

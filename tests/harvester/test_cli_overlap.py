@@ -143,7 +143,8 @@ def test_similar_names_the_dataset_and_its_group_and_shows_each_explanation_whol
         f"Chicago: Building Permits ({uid}), in overlap group {group_id} '{label}', whose datasets come first "
         f"({in_group} here)")
     weak = sum(f["score"] < 0.35 for f in found)
-    assert weak and lines[-1] == f"{weak} under 0.35, `civicat overlap`'s default --min-score: too weak a pair to group"
+    assert weak and lines[-1] == (f"{weak} score under 0.35: too weak a pair to group "
+                           f"(`civicat overlap`'s default --min-score)")
     entries = [line for line in lines[1:-1] if not line.startswith(" ")]
     assert [entry.split()[0] for entry in entries] == [f"{f['score']:.2f}" for f in found]
     assert all(entry.endswith(f"  {f['uid']}") and len(entry) <= 80 for entry, f in zip(entries, found))
