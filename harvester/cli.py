@@ -1594,8 +1594,8 @@ def similar(uid, limit, db_path, as_json):
     echo_similar(found)
     weak = sum(f["score"] < detector.DEFAULT_MIN_SCORE for f in found)
     if weak:
-        click.echo(f"{weak} score under {detector.DEFAULT_MIN_SCORE:g}: too weak a pair to group "
-                   f"(`civicat overlap`'s default --min-score)")
+        click.echo(f"{weak} score under {detector.DEFAULT_MIN_SCORE:g}, `civicat overlap`'s default --min-score: "
+                   f"too weak to group")
 
 
 def echo_similar(found: list[dict]) -> None:
