@@ -1448,6 +1448,9 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         detector.save(con, result)
         empty = None if len(result.catalogue) else _no_dataset(con, db_path)
         pairs = result.pair_rows() if show_pairs else []
+        # (as stored, best first: each group's best pair of two of its datasets says why it is one)
+        stored = con.execute("SELECT uid_a, uid_b, score, explanation FROM overlap_pairs "
+                             "ORDER BY score DESC, uid_a, uid_b").fetchall() if as_json else []
         con.close()
         copy_not_made = publish_read_copy(db_path)
     finally:
@@ -1465,6 +1468,13 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
                   "uid_b": p["uid_b"], "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
                   **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
+        group_of = {u: g for g in groups for u in (m["uid"] for m in g["members"])}
+        for g in groups:
+            g["why"] = None
+        for uid_a, uid_b, score, explanation in stored:
+            g = group_of.get(uid_a)
+            if g is not None and g["why"] is None and group_of.get(uid_b) is g:
+                g["why"] = {"uid_a": uid_a, "uid_b": uid_b, "score": score, "explanation": explanation}
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
         if show_pairs:

@@ -163,3 +163,18 @@ def test_similar_of_a_uid_typed_in_capitals_or_with_spaces_names_the_uid_meant(d
     assert result.exit_code == 2
     assert (f"Error: no dataset {typed!r} in the catalogue (did you mean 'data-cityofchicago-org:ydr8-5enu'?)\n"
             in result.output), result.output
+
+
+def test_overlap_s_json_says_why_each_group_is_one_by_its_best_pair(db):
+    """Session 41: a group's JSON said what it is, where and what it holds, never why: its best stored pair of
+    two of its datasets now does, as `overlap_pairs` keeps it."""
+    groups = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]
+    stored = json.loads(CliRunner().invoke(cli, ["sql", "--db", db, "--json",
+                                                 "SELECT uid_a, uid_b, score, explanation FROM overlap_pairs"]).output)
+    assert groups and all(g["why"] for g in groups)
+    for g in groups:
+        members = {m["uid"] for m in g["members"]}
+        inside = [p for p in stored if p["uid_a"] in members and p["uid_b"] in members]
+        assert g["why"] in inside and g["why"]["score"] == max(p["score"] for p in inside)
+    crimes = next(g for g in groups if g["label"] == "Crime incidents")
+    assert "both are crime incident records" in crimes["why"]["explanation"]
