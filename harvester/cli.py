@@ -1550,7 +1550,8 @@ def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
     query = (f"SELECT city, uid, title FROM overlap_groups JOIN datasets USING (uid) "
              f"WHERE group_id = {groups[0]['group_id']} ORDER BY city, title")
     click.echo(f"\na group's datasets (group {groups[0]['group_id']} here):\n  civicat sql{db} {shlex.quote(query)}\n"
-               f"why they compare: civicat overlap --pairs (each pair explained), civicat similar UID{db}")
+               f"why they compare: civicat overlap --json (each group's best pair) or --pairs (every pair); "
+               f"civicat similar UID{db}")
 
 
 def echo_overlap_pairs(pairs: list[dict]) -> None:
