@@ -1114,8 +1114,13 @@ def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
         if removed:
             unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
             continue
-        near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
-                                          "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
+        # the uid typed in capitals or with spaces ('DATA-CITYOFCHICAGO-ORG:YDR8-5ENU', 'city: ds-1'): said alone
+        near = [r[0] for r in con.execute(
+            "SELECT uid FROM datasets WHERE lower(regexp_replace(uid, '\\s+', '', 'g')) = ? AND deleted_at IS NULL "
+            "ORDER BY uid LIMIT 3", [re.sub(r"\s+", "", uid).lower()]).fetchall()]
+        if not near:
+            near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
+                                              "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
         if not near:
             same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
                                                      [portal_id]).fetchall()]
@@ -1471,16 +1476,33 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         detector.save(con, result)
         empty = None if len(result.catalogue) else _no_dataset(con, db_path)
         pairs = result.pair_rows() if show_pairs else []
+        # (as stored, best first: each group's best pair of two of its datasets says why it is one)
+        stored = con.execute("SELECT uid_a, uid_b, score, explanation FROM overlap_pairs "
+                             "ORDER BY score DESC, uid_a, uid_b").fetchall() if as_json else []
         con.close()
         copy_not_made = publish_read_copy(db_path)
     finally:
         con.close()
         lock.release()
     c = result.catalogue
+    # most cities first, then most datasets: what a group says across the cities (a city's hundred CCRB
+    # tables in three cities came before crime incidents in 21, group ids being numbered by size)
+    ordered = sorted(result.groups, key=lambda g: (-len(g.cities), -len(g.uids), g.group_id))
     groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
                "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)]} for u in g.uids]}
-              for g in result.groups]
+              for g in ordered]
+    if show_pairs:   # (each dataset named, not only by uid: a reader of the pairs needs no join to know them)
+        pairs = [{"uid_a": p["uid_a"], "city_a": c.cities[c.row(p["uid_a"])], "title_a": c.titles[c.row(p["uid_a"])],
+                  "uid_b": p["uid_b"], "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
+                  **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
+        group_of = {u: g for g in groups for u in (m["uid"] for m in g["members"])}
+        for g in groups:
+            g["why"] = None
+        for uid_a, uid_b, score, explanation in stored:
+            g = group_of.get(uid_a)
+            if g is not None and g["why"] is None and group_of.get(uid_b) is g:
+                g["why"] = {"uid_a": uid_a, "uid_b": uid_b, "score": score, "explanation": explanation}
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
         if show_pairs:
@@ -1490,15 +1512,85 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
         click.echo(f"no dataset to compare: {empty}")
     else:
         click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
-                   f">= {result.min_score}, {len(groups)} groups")
-        echo_table([[g["group_id"], g["label"], g["datasets"], len(g["cities"]),
-                     "; ".join(f"{m['city']}: {m['title']}" for m in g["members"][:3])[:110]] for g in groups],
-                   ["group", "label", "datasets", "cities", "examples"])
+                   f">= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else ""))
+        if groups:
+            echo_overlap_groups(groups, db_path)
         if show_pairs:
             click.echo()
-            echo_table([[p["score"], p["uid_a"], p["uid_b"], p["explanation"][:120]] for p in pairs],
-                       ["score", "dataset", "comparable to", "why"])
+            echo_overlap_pairs(pairs)
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
+
+
+# the width of a table piped to a file or a pager (a terminal's own is read): wide enough to read a title
+PIPED_WIDTH = 120
+CUT = "\u2026"   # the mark of a text cut to fit ('…')
+
+
+def output_width() -> int:
+    """The columns a table may take: $COLUMNS, else stdout's terminal, else PIPED_WIDTH; at least 60."""
+    return max(60, shutil.get_terminal_size((PIPED_WIDTH, 24)).columns)
+
+
+def cut_to(text: str, room: int) -> str:
+    """`text` in `room` characters at most, ending in '…' where it was cut."""
+    return text if len(text) <= room else text[:max(room - 1, 0)].rstrip() + CUT
+
+
+def fitted(pieces: list[str], room: int, separator: str = "; ") -> str:
+    """As many of `pieces` as fit in `room` characters, each whole, and of the next the part that fits, ending
+    in '…' (a dozen characters at least: a title cut shorter says nothing; else '; …' says more were left out)."""
+    out = ""
+    for piece in pieces:
+        joined = out + (separator if out else "") + piece
+        if len(joined) <= room:
+            out = joined
+            continue
+        left = room - len(out) - (len(separator) if out else 0)
+        if left >= 12 or not out:
+            return out + (separator if out else "") + cut_to(piece, left)
+        more = separator + CUT
+        return out + more if len(out) + len(more) <= room else cut_to(out, room)
+    return out
+
+
+def one_title_a_city(members: list[dict]) -> list[str]:
+    """'City: title' of a group's members, a title of each city before a second of any."""
+    firsts, others, seen = [], [], set()
+    for m in members:
+        (others if m["city"] in seen else firsts).append(f"{m['city']}: {m['title']}")
+        seen.add(m["city"])
+    return firsts + others
+
+
+def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
+    """The groups as a table that fits the terminal (its examples, a title of each city first, cut to the
+    width), then how to list a group's datasets and see why they compare."""
+    width = output_width()
+    # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
+    # label takes up to half of what the number columns leave (it says what the group is), the examples the rest
+    fixed = (len("group") + 2) + (len("datasets") + 2) + (len("cities") + 2) + 4 * 2
+    label_width = min(max(len(g["label"]) for g in groups), max(20, (width - fixed) // 2))
+    room = max(20, width - fixed - max(len("label") + 2, label_width))
+    echo_table([[g["group_id"], cut_to(g["label"], label_width), g["datasets"], len(g["cities"]),
+                 fitted(one_title_a_city(g["members"]), room)] for g in groups],
+               ["group", "label", "datasets", "cities", "examples"])
+    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+    query = (f"SELECT city, uid, title FROM overlap_groups JOIN datasets USING (uid) "
+             f"WHERE group_id = {groups[0]['group_id']} ORDER BY city, title")
+    click.echo(f"\na group's datasets (group {groups[0]['group_id']} here):\n  civicat sql{db} {shlex.quote(query)}\n"
+               f"why they compare: civicat overlap --json (each group's best pair) or --pairs (every pair); "
+               f"civicat similar UID{db}")
+
+
+def echo_overlap_pairs(pairs: list[dict]) -> None:
+    """The pairs, best first, each dataset named by its city and title, the explanation cut to the width."""
+    width = output_width()
+    fixed = len("score") + 2 + 3 * 2   # (tabulate's columns, as echo_overlap_groups counts them)
+    name_width = max(20, min(40, (width - fixed) * 3 // 10))
+    why_width = max(20, width - fixed - 2 * name_width)
+    echo_table([[f"{p['score']:.2f}", cut_to(f"{p['city_a']}: {p['title_a']}", name_width),
+                 cut_to(f"{p['city_b']}: {p['title_b']}", name_width), cut_to(p["explanation"], why_width)]
+                for p in pairs], ["score", "dataset", "comparable to", "why"])
 
 
 @cli.command()
@@ -1515,6 +1607,8 @@ def similar(uid, limit, db_path, as_json):
     empty = None
     try:
         found = detector.similar(con, uid, limit)
+        city, title = con.execute("SELECT city, title FROM datasets WHERE uid = ?", [uid]).fetchone()
+        group = con.execute("SELECT group_id, label FROM overlap_groups WHERE uid = ? LIMIT 1", [uid]).fetchone()
     except LookupError as exc:   # (no such dataset, or one deleted, which the detector says so)
         found, empty = [], _no_dataset(con, db_path)
         if empty is None:   # (an empty catalogue: no UID is in it, and none was mistyped)
@@ -1529,10 +1623,32 @@ def similar(uid, limit, db_path, as_json):
         click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
-        click.echo(f"no dataset of another city is comparable to {uid}")
+        click.echo(printable(f"no dataset of another city is comparable to {uid} ({city}: {title})"))
         return
-    echo_table([[f"{f['score']:.2f}", f["uid"], f["city"], f["title"][:50], f["explanation"][:110]] for f in found],
-               ["score", "uid", "city", "title", "why"])
+    # which dataset the list is of (a UID says nothing to a reader), and why the scores may not fall
+    # all the way down: its saved group's datasets come first
+    in_group = sum(f["in_group"] for f in found)
+    click.echo(printable(f"{city}: {title} ({uid})" + (
+        f", in overlap group {group[0]} '{group[1]}', whose datasets come first ({in_group} here)" if in_group else "")))
+    echo_similar(found)
+    weak = sum(f["score"] < detector.DEFAULT_MIN_SCORE for f in found)
+    if weak:
+        click.echo(f"{weak} score under {detector.DEFAULT_MIN_SCORE:g}, `civicat overlap`'s default --min-score: "
+                   f"too weak to group")
+
+
+def echo_similar(found: list[dict]) -> None:
+    """Each dataset found on a line of its own (score, city and title cut to fit, uid), its explanation
+    whole below it, wrapped to the width: the columns that align, which a table cut at 110 characters
+    left out ('titles share ...; keywords share ...; 4 of 19 co')."""
+    import textwrap
+
+    width = output_width()
+    for f in found:
+        name = cut_to(f"{f['city']}: {f['title']}", max(20, width - len("0.00  ") - len(f["uid"]) - 2))
+        click.echo(printable(f"{f['score']:.2f}  {name}  {f['uid']}"))
+        click.echo(printable(textwrap.fill(f["explanation"], width, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                                           break_on_hyphens=False)))
 
 
 def _no_dataset(con, db_path: Path) -> str | None:

@@ -234,7 +234,7 @@ def test_a_cursor_that_never_ends_fails_its_portal_past_twice_the_total_reported
 BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 
-def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overlap_and_similar(tmp_path):
+def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overlap_and_similar(tmp_path, monkeypatch):
     """A right-to-left override in a title ("Crime \\u202egpj.exe": "Crime exe.jpg" as a terminal
     that lays text out both ways shows it, the rest of the table's line turned around with it)
     reached the terminal as it was; C0 and C1 controls were escaped already. Each is shown as
@@ -250,6 +250,7 @@ def test_bidirectional_controls_from_a_portal_are_shown_escaped_by_search_overla
     found = json.loads(invoke("search", "--db", db, "crime", "--json").output)
     assert hostile in [hit["title"] for hit in found]   # as it was sent
     uid = next(hit["uid"] for hit in found if hit["title"] == hostile)
+    monkeypatch.setenv("COLUMNS", "400")   # (overlap's examples are cut to the terminal's width: the title shown whole)
     outputs = [invoke("search", "--db", db, "crime").output, invoke("overlap", "--db", db).output,
                invoke("similar", "--db", db, uid).output]
     for output in outputs:

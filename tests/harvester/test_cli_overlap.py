@@ -1,5 +1,7 @@
 """`civicat overlap` and `civicat similar` through click's CliRunner, on a real selection."""
+import itertools
 import json
+import shlex
 import shutil
 
 import pytest
@@ -65,3 +67,115 @@ def test_embeddings_without_the_extra_are_refused_before_any_work(db, monkeypatc
     assert result.exit_code == 2 and EMBEDDINGS_INSTALL in result.output
     help_text = CliRunner().invoke(cli, ["overlap", "--help"], terminal_width=200).output
     assert f"(needs: {EMBEDDINGS_INSTALL})" in help_text
+
+
+def table_rows(lines: list[str]) -> list[str]:
+    """The rows of the first table in `lines` (below its dashes, up to a blank line)."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("-----"))
+    return [line for line in itertools.takewhile(str.strip, lines[start + 1:])]
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_overlap_s_table_fits_the_terminal_most_cities_first_a_title_of_each_city_and_says_how_to_list_a_group(
+        db, width):
+    """Session 41, read as a CIO reads it: lines of 183 characters in any terminal, examples cut mid-word
+    ('New York: CCRB: Attribution'), three titles of one city for a group of three cities, the groups by
+    datasets (New York's hundred CCRB tables before crime incidents in 21 cities), nothing saying how to
+    see a group's datasets."""
+    result = CliRunner().invoke(cli, ["overlap", "--db", db], env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    groups = {g["group_id"]: g for g in json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]}
+    lines = result.output.splitlines()
+    rows = table_rows(lines)
+    assert len(rows) == len(groups) and all(len(line) <= width for line in lines[1:len(rows) + 3])
+    shown = [(int(row.split()[0]), row) for row in rows]
+    order = [(-len(groups[g]["cities"]), -groups[g]["datasets"]) for g, _ in shown]
+    assert order == sorted(order) and order[0] < order[-1]
+    # JSON lists the groups in the same order
+    assert [g for g, _ in shown] == list(groups)
+    at_examples = lines[1].index("examples")
+    for group_id, row in shown:   # a title of each city before a second of any, in the order the group lists them
+        cities = list(dict.fromkeys(m["city"] for m in groups[group_id]["members"]))
+        named = [piece.split(": ")[0] for piece in row[at_examples:].split("; ") if ": " in piece]
+        assert named and named == cities[:len(named)], (row, cities)
+    # the footer's command lists the first group's datasets, runnable as printed
+    at = lines.index(next(line for line in lines if line.startswith("a group's datasets")))
+    command = shlex.split(lines[at + 1])
+    assert command[:2] == ["civicat", "sql"] and f"group_id = {shown[0][0]}" in command[-1]
+    listed = CliRunner().invoke(cli, [*command[1:], "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert sorted(r["uid"] for r in json.loads(listed.output)) == sorted(m["uid"] for m in groups[shown[0][0]]["members"])
+    assert lines[at + 2].startswith("why they compare: civicat overlap --json (each group's best pair) or --pairs")
+    assert "civicat similar UID" in lines[at + 2]
+
+
+def test_overlap_s_pairs_name_each_dataset_by_city_and_title(db):
+    """Session 41: `--pairs` printed two uids ('data-austintexas-gov:7g8v-xxja') and a score of '1.0'
+    per pair, and its JSON no title: a reader joined the catalogue to know what was compared."""
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--pairs", "--min-score", "0.6"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    payload = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--pairs", "--min-score", "0.6", "--json"]).output)
+    titles = {r["uid"]: (r["city"], r["title"]) for r in json.loads(CliRunner().invoke(
+        cli, ["sql", "--db", db, "--json", "SELECT uid, city, title FROM datasets"]).output)}
+    assert all((p["city_a"], p["title_a"]) == titles[p["uid_a"]] and (p["city_b"], p["title_b"]) == titles[p["uid_b"]]
+               for p in payload["pairs"])
+    lines = result.output.splitlines()
+    pair_rows = table_rows(lines[lines.index(next(line for line in lines if line.startswith("score"))):])
+    assert len(pair_rows) == len(payload["pairs"]) and all(len(row) <= 120 for row in pair_rows)
+    best = payload["pairs"][0]
+    assert pair_rows[0].startswith(f"{best['score']:.2f}  ")
+    assert f"{best['city_a']}: {best['title_a']}"[:20] in pair_rows[0] and best["uid_a"] not in pair_rows[0]
+
+
+def test_similar_names_the_dataset_and_its_group_and_shows_each_explanation_whole(db):
+    """Session 41: the list named neither the dataset it was of nor why it was not by score alone (its saved
+    group's datasets first), and cut each explanation at 110 characters: "titles share 'building permits';
+    4 of 19 co", the columns that align, the specific part, left out."""
+    uid = "data-cityofchicago-org:ydr8-5enu"
+    assert CliRunner().invoke(cli, ["overlap", "--db", db]).exit_code == 0   # (its group saved)
+    found = json.loads(CliRunner().invoke(cli, ["similar", uid, "--db", db, "--json", "--limit", "40"]).output)
+    result = CliRunner().invoke(cli, ["similar", uid, "--db", db, "--limit", "40"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    in_group = sum(f["in_group"] for f in found)
+    group_id, label = next((g["group_id"], g["label"]) for g in json.loads(CliRunner().invoke(
+        cli, ["overlap", "--db", db, "--json"]).output)["groups"] if uid in {m["uid"] for m in g["members"]})
+    assert 0 < in_group < len(found) and lines[0] == (
+        f"Chicago: Building Permits ({uid}), in overlap group {group_id} '{label}', whose datasets come first "
+        f"({in_group} here)")
+    weak = sum(f["score"] < 0.35 for f in found)
+    assert weak and lines[-1] == f"{weak} score under 0.35, `civicat overlap`'s default --min-score: too weak to group"
+    entries = [line for line in lines[1:-1] if not line.startswith(" ")]
+    assert [entry.split()[0] for entry in entries] == [f"{f['score']:.2f}" for f in found]
+    assert all(entry.endswith(f"  {f['uid']}") and len(entry) <= 80 for entry, f in zip(entries, found))
+    explained = " ".join(lines[1:-1]).split(entries[0])[1]
+    for entry, f in zip(entries[1:] + [None], found):
+        text, _, explained = explained.partition(entry) if entry else (explained, "", "")
+        assert " ".join(text.split()) == " ".join(f["explanation"].split()), (text, f["explanation"])
+    assert [line for line in lines[1:] if len(line) > 80] == []
+    assert any("columns align" in f["explanation"] and len(f["explanation"]) > 110 for f in found)
+
+
+@pytest.mark.parametrize("typed", ["DATA-CITYOFCHICAGO-ORG:YDR8-5ENU", " data-cityofchicago-org: ydr8-5enu"])
+def test_similar_of_a_uid_typed_in_capitals_or_with_spaces_names_the_uid_meant(db, typed):
+    """Session 41: no suggestion at all ("no dataset 'DATA-CITYOFCHICAGO-ORG:YDR8-5ENU' in the catalogue"), or three
+    close spellings of its portal for the one a space was typed in."""
+    result = CliRunner().invoke(cli, ["similar", typed, "--db", db])
+    assert result.exit_code == 2
+    assert (f"Error: no dataset {typed!r} in the catalogue (did you mean 'data-cityofchicago-org:ydr8-5enu'?)\n"
+            in result.output), result.output
+
+
+def test_overlap_s_json_says_why_each_group_is_one_by_its_best_pair(db):
+    """Session 41: a group's JSON said what it is, where and what it holds, never why: its best stored pair of
+    two of its datasets now does, as `overlap_pairs` keeps it."""
+    groups = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]
+    stored = json.loads(CliRunner().invoke(cli, ["sql", "--db", db, "--json",
+                                                 "SELECT uid_a, uid_b, score, explanation FROM overlap_pairs"]).output)
+    assert groups and all(g["why"] for g in groups)
+    for g in groups:
+        members = {m["uid"] for m in g["members"]}
+        inside = [p for p in stored if p["uid_a"] in members and p["uid_b"] in members]
+        assert g["why"] in inside and g["why"]["score"] == max(p["score"] for p in inside)
+    crimes = next(g for g in groups if g["label"] == "Crime incidents")
+    assert "both are crime incident records" in crimes["why"]["explanation"]

@@ -112,7 +112,7 @@ OPEN311 = """
 id = "chi311"
 city = "Chicago"
 kind = "open311"
-url = "https://311api.cityofchicago.org/open311/v2"
+url = "http://311api.cityofchicago.org/open311/v2"
 timezone = "America/Chicago"
 """
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import tomllib
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -169,3 +170,19 @@ def test_every_config_example_of_the_readme_and_docs_loads(tmp_path):
             except ConfigError as exc:
                 refused.append(f"{page.relative_to(ROOT)}, config example {number}: {exc}")
     assert not refused, "\n".join(refused)
+
+
+def test_an_example_entry_of_a_portal_configs_g7_toml_harvests_names_its_url_as_g7_toml_does():
+    """A reader copies the README's entry for a G7 city's portal: the same scheme, host and path as the
+    config civicat ships (Chicago's Open311 was `https://` in the README, `http://` in configs/g7.toml,
+    as its public clients call it)."""
+    shipped = {urlsplit(p.url).netloc: p.url.rstrip("/") for p in load_config(ROOT / "configs" / "g7.toml").portals}
+    differ = []
+    for page in [README, *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in config_blocks(page.read_text()):
+            for entry in tomllib.loads(block).get("portals", []):
+                url = str(entry.get("url", "")).rstrip("/")
+                if urlsplit(url).netloc in shipped and url != shipped[urlsplit(url).netloc]:
+                    differ.append(f"{page.relative_to(ROOT)}: {entry.get('id')}: {url} (configs/g7.toml: "
+                                  f"{shipped[urlsplit(url).netloc]})")
+    assert not differ, "\n".join(differ)

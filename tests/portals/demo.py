@@ -16,13 +16,18 @@ each file was recorded):
 - open311: San Francisco's and Giessen's services.xml;
 - opendatasoft: nothing recorded, so a synthetic catalogue (make_ods_datasets), its city
   named as such.
+
+The files those catalogues link for download (data.json's CSV distributions, CKAN's resources) were
+not recorded: their links are served pointing at the demo's own server, under NOT_RECORDED, which
+answers 404 saying so. The demo promises to run offline, and `civicat records --overlap` on its
+catalogue pulled Philadelphia's and Boston's files from their real hosts (session 40's finding).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 
-from tests.portals.base import LocalPortal
+from tests.portals.base import LocalPortal, json_error
 from tests.portals.catalogues import PLACES, evian_feed, serve_hub_layers
 from tests.portals.ckan import CkanPortal
 from tests.portals.dcat import HUB_FEED_PATH, DataJsonPortal
@@ -70,6 +75,40 @@ class OnePort(LocalPortal):
         return super()._wsgi(environ, start_response)   # (404, naming the path)
 
 
+# where the demo answers for the files its catalogues link: '/not-recorded/https/host/path'
+NOT_RECORDED = "/not-recorded"
+# a link to the data in a data.json (a distribution's, a legacy entry's) or a Hub feed; a CKAN resource's is its url
+DATA_LINK_KEYS = {"downloadURL", "accessURL", "webService", "feed"}
+
+
+class NotRecorded(LocalPortal):
+    """The files the recorded catalogues link: 404, naming the real link, which the demo does not follow."""
+
+    def route(self, path: str, query) -> tuple[int, object]:
+        scheme, _, rest = path.lstrip("/").partition("/")
+        return 404, json_error(404, f"the offline demo recorded no copy of {scheme}://{rest}: it does not go online")
+
+
+def kept_offline(payload, server_url: str):
+    """`payload` with every link to the data (a distribution's downloadURL or accessURL, a legacy
+    entry's webService or feed, a CKAN resource's url) not on the demo's server pointed at its NotRecorded:
+    'https://host/path' becomes '{server_url}/not-recorded/https/host/path'."""
+    def offline(url):
+        if isinstance(url, str) and url.startswith(("http://", "https://")) and not url.startswith(server_url + "/"):
+            scheme, _, rest = url.partition("://")
+            return f"{server_url}{NOT_RECORDED}/{scheme}/{rest}"
+        return url
+
+    if isinstance(payload, list):
+        return [kept_offline(item, server_url) for item in payload]
+    if not isinstance(payload, dict):
+        return payload
+    return {key: offline(value) if key in DATA_LINK_KEYS
+            else [{**r, "url": offline(r.get("url"))} if isinstance(r, dict) else r for r in value]
+            if key == "resources" and isinstance(value, list)
+            else kept_offline(value, server_url) for key, value in payload.items()}
+
+
 @dataclass
 class Entry:
     """One portal of the demo's config."""
@@ -94,6 +133,7 @@ class Entry:
 def mount_demo(server: OnePort) -> list[Entry]:
     """The demo's portals mounted on `server` (started): its config's entries."""
     entries: list[Entry] = []
+    server.mount(NotRecorded(prefix=NOT_RECORDED))
 
     socrata_entries = [e for domain in SOCRATA_CITIES.values()
                        for e in load_json(f"flattened-catalog/spellarbot-2018/{domain}.json")]
@@ -106,19 +146,20 @@ def mount_demo(server: OnePort) -> list[Entry]:
     documents = DataJsonPortal([], path="/unused", prefix="/dcat-us")
     url = server.mount(documents)
     for pid, (city, name) in DATA_JSON.items():
-        documents.serve_json(f"/{pid}/data.json", load_json(f"dcat-us/{name}"))
+        documents.serve_json(f"/{pid}/data.json", kept_offline(load_json(f"dcat-us/{name}"), server.url))
         entries.append(Entry(pid, city, "dcat-us", f"{url}/{pid}/data.json"))
 
     layers = LocalPortal(prefix="/arcgis")
     feed = evian_feed(server.mount(layers))
     serve_hub_layers(feed, layers, server.url + layers.prefix)
-    url = server.mount(DataJsonPortal(feed, path=HUB_FEED_PATH, prefix="/hub/evian"))
+    url = server.mount(DataJsonPortal(kept_offline(feed, server.url), path=HUB_FEED_PATH, prefix="/hub/evian"))
     entries.append(Entry("evian", "Évian-les-Bains", "arcgis-hub", url,
                          note="its layers: recorded ones of other ArcGIS servers"))
 
     for pid, (city, names) in CKAN_SITES.items():
         searches = [load_json(f"ckan/{name}") for name in names]   # (some recorded with the envelope, some without)
-        packages = {p["id"]: p for search in searches for p in search.get("result", search)["results"]}
+        packages = {p["id"]: kept_offline(p, server.url)
+                    for search in searches for p in search.get("result", search)["results"]}
         url = server.mount(CkanPortal(list(packages.values()), prefix=f"/ckan/{pid}"))
         entries.append(Entry(pid, city, "ckan", url))
 

@@ -40,8 +40,29 @@ def readme_commands(data: Path) -> list[list[str]]:
             for line in lines if line]
 
 
-def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overlapping_across_cities(tmp_path):
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def offline_only(monkeypatch) -> list[str]:
+    """The names this process looks up past the loopback, each refused as a name no resolver knows
+    (the demo promises to run offline: a command that would go online fails here, naming where)."""
+    asked: list[str] = []
+    lookup = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in LOOPBACK and (not isinstance(host, bytes) or host.decode() not in LOOPBACK):
+            asked.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, f"the offline demo's test looks up no {host!r}")
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
+    return asked
+
+
+def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overlapping_across_cities(
+        tmp_path, monkeypatch):
     require_fixtures()
+    went_online = offline_only(monkeypatch)
     serve, *commands = readme_commands(tmp_path)
     assert serve[:3] == ["python", "-m", "tests.portals"] and [c[:2] for c in commands] == [
         ["civicat", "harvest"], ["civicat", "overlap"], ["civicat", "search"], ["civicat", "records"],
@@ -54,12 +75,25 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
         ready = line_of(demo, "stderr")
         assert ready.startswith("serving 14 portals on http://127.0.0.1:") and str(config) in ready, ready
         said = {command[1]: civicat(*command[1:]) for command in commands}
+        report = json.loads(civicat("runs", "--db", db, "--json"))   # (the README's runs, before the pull below)
+        # what a demo user runs next: the records of every grouped dataset (session 40: data.json's CSV
+        # files and CKAN's resources were downloaded from their real hosts), each answered on 127.0.0.1
+        pulled = CliRunner().invoke(cli, ["records", "--overlap", "--config", str(config), "--db", db, "--json"])
     finally:
         demo.stdin.close()   # (the demo's stop, when its stdin is a pipe)
         code = ended(demo)
     assert code == 0, demo.stderr.read()
+    assert went_online == [], sorted(set(went_online))
+    assert pulled.exit_code == 1, pulled.output   # (their files were not recorded: failed, saying so)
+    not_recorded = [d for d in json.loads(pulled.stdout) if "/not-recorded/" in (d["error_message"] or "")]
+    assert {d["uid"].split(":")[0] for d in not_recorded} >= {"philadelphia", "boston-2013"}, pulled.stdout[:2000]
+    assert all(d["status"] == "failed" and d["error_message"].startswith("HTTP 404") for d in not_recorded)
+    assert "the offline demo recorded no copy of https://" in not_recorded[0]["error_message"]
+    linked = json.loads(civicat("sql", "--db", db, "--format", "json", """
+        SELECT DISTINCT split_part(coalesce(download_url, access_url), '/', 3) AS host FROM distributions
+        WHERE coalesce(download_url, access_url) LIKE 'http%'"""))
+    assert [row["host"].split(":")[0] for row in linked] == ["127.0.0.1"], linked
 
-    report = json.loads(civicat("runs", "--db", db, "--json"))
     assert {run["portal_id"]: (run["status"], run["new"]) for run in report} == {
         pid: ("ok", n) for pid, n in DATASETS.items()}
     assert {run["portal_id"]: (run["records_pulled"], run["record_rows"]) for run in report
