@@ -1026,8 +1026,11 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     known = {p.id for p in config.portals}
     bad = [u for u in dict.fromkeys(uids) if u.partition(":")[0] not in known or not u.partition(":")[2]]
     if bad:
+        near = _portals_meant(bad, known)
         raise click.UsageError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not "
-                               f"portal_id:source_id of a portal in {config_path} (portals: {', '.join(sorted(known))})")
+                               f"portal_id:source_id of a portal in {config_path}"
+                               + (f" (did you mean {' or '.join(map(repr, near))}?)" if near else
+                                  f" (portals: {', '.join(sorted(known))})"))
     lock = writer_lock(db_path, wait, pulls_records=True)
     try:
         store = open_for_writing(Store, db_path, wait, lock)
@@ -1096,6 +1099,22 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if all(r.status == "ok" for r in results):
         exit_if_no_room_after_storing("every pull was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
+
+
+def _portals_meant(typed: list[str], known: set[str]) -> list[str]:
+    """The portal ids `typed` uids may have meant: the same id in capitals or with spaces
+    ('CHICAGO:ydr8-5enu', 'chicago :ydr8-5enu'), else a close spelling; each given back with its
+    source id (itself without the spaces a copy from a table adds around it)."""
+    import difflib
+
+    meant = []
+    for uid in typed:
+        portal_id, _, source_id = uid.partition(":")
+        plain = re.sub(r"\s+", "", portal_id).lower()
+        near = [plain] if plain in known else difflib.get_close_matches(plain, sorted(known), n=1, cutoff=0.8)
+        if near and source_id.strip():
+            meant.append(f"{near[0]}:{source_id.strip()}")
+    return meant
 
 
 def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:

@@ -905,6 +905,28 @@ def test_a_damaged_catalogue_is_said_so_not_taken_for_one_a_process_writes(tmp_p
     assert "read copy" not in reader.output
 
 
+@pytest.mark.parametrize("typed, meant", [("CHICAGO:ydr8-5enu", "'chicago:ydr8-5enu'"),
+                                           ("chicago :ydr8-5enu", "'chicago:ydr8-5enu'"),
+                                           ("chicgao:ydr8-5enu", "'chicago:ydr8-5enu'"),
+                                           ("paris:ydr8-5enu", "(portals: boston, chicago)")])
+def test_records_of_a_uid_whose_portal_is_typed_in_capitals_or_misspelt_names_the_uid_meant(tmp_path, typed, meant):
+    """Session 41 (u41's leftover): a uid copied in capitals or with a space before its colon was refused as
+    naming no portal, with every portal id of the config listed and none suggested."""
+    config = write_config(tmp_path, ("chicago", "dcat-us", "http://127.0.0.1:9/data.json"),
+                          ("boston", "dcat-us", "http://127.0.0.1:9/data.json"))
+    from catalog.store import Store
+
+    db = tmp_path / "c.duckdb"
+    Store(db).close()
+    written = db.stat().st_mtime_ns
+    result = CliRunner().invoke(cli, ["records", typed, "--config", config, "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert f"{typed!r} is not portal_id:source_id of a portal in {config}" in said, said
+    assert (f"(did you mean {meant}?)" if meant.startswith("'") else meant) in said, said
+    assert db.stat().st_mtime_ns == written   # (refused before the catalogue is opened: no request, no write)
+
+
 def test_every_writer_publishes_the_read_copy_when_it_ends(tmp_path, portal):
     url = portal.url + "/data.json"
     db = tmp_path / "c.duckdb"
