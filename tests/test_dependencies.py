@@ -19,6 +19,9 @@ KNOWN_BAD = {
         "2.1.0": "allows any numpy, and fails at import beside NumPy 2 (numpy.dtype size changed)",
         "2.1.1": "allows any numpy, and fails at import beside NumPy 2 (numpy.dtype size changed)",
     },
+    (None, "urllib3"): {
+        "2.0.1": "truncates a large compressed body read as a stream (yanked; urllib3 issue 3009)",
+    },
     ("test", "click"): {
         "8.1.8": "CliRunner mixes stderr into the stdout the tests read (apart from 8.2 on)",
     },
