@@ -22,6 +22,9 @@ KNOWN_BAD = {
     (None, "urllib3"): {
         "2.0.1": "truncates a large compressed body read as a stream (yanked; urllib3 issue 3009)",
     },
+    ("test", "pytest"): {
+        "8.0.2": "calls a test module's function named `setup` before its tests, as nose did",
+    },
     ("test", "click"): {
         "8.1.8": "CliRunner mixes stderr into the stdout the tests read (apart from 8.2 on)",
     },
