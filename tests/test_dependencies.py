@@ -22,6 +22,9 @@ KNOWN_BAD = {
     (None, "urllib3"): {
         "2.0.1": "truncates a large compressed body read as a stream (yanked; urllib3 issue 3009)",
     },
+    (None, "orjson"): {
+        "3.9.14": "parses JSON nested past any depth (CVE-2024-27454): a portal's body refused by 3.9.15 on",
+    },
     ("test", "pytest"): {
         "8.0.2": "calls a test module's function named `setup` before its tests, as nose did",
         "9.1.1": "a catalogue a test's first in-process pull opened stays open (test_records_oversized)",
