@@ -1394,7 +1394,10 @@ def _keep_once(parts_dir: Path, key: str, repeated: tuple) -> int:
     number of rows dropped."""
     wanted, kept, dropped = pa.array(sorted(repeated)), set(), 0
     for part in sorted(parts_dir.glob("part-*.parquet"), key=part_number, reverse=True):
-        keys = pq.read_table(part, columns=[key])[key]   # (that column alone: the rows are read a group at a time)
+        # (that column alone: the rows are read a group at a time). ParquetFile, not read_table: before
+        # pyarrow 25 read_table took the staging path's `portal=`/`dataset=` folders for Hive partitions,
+        # and a field named `portal` or `dataset` failed the read ("Unable to merge")
+        keys = pq.ParquetFile(part).read(columns=[key])[key]
         hits = pc.indices_nonzero(pc.fill_null(pc.is_in(keys, value_set=wanted), False)).to_pylist()
         if not hits:
             continue

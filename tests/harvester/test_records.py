@@ -233,6 +233,19 @@ def test_rows_staged_twice_are_kept_once_at_their_later_reading(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(parts)   # (no temporary file left)
 
 
+@pytest.mark.parametrize("key", ["portal", "dataset"])
+def test_rows_staged_twice_are_kept_once_when_the_key_is_named_as_a_folder_of_the_staging_path(tmp_path, key):
+    """A part is staged under `portal=<id>/dataset=<source_id>/parts/`: pyarrow 18 to 24 read a part's
+    path (pq.read_table) as Hive partitions, and a key field of one of those names failed the pull."""
+    parts_dir = tmp_path / "portal=p" / "dataset=d" / "parts"
+    parts_dir.mkdir(parents=True)
+    pq.write_table(pa.table({key: ["a", "b"], "v": [1, 2]}), parts_dir / "part-00000.parquet")
+    pq.write_table(pa.table({key: ["b", "c"], "v": [20, 3]}), parts_dir / "part-00001.parquet")
+    assert _keep_once(parts_dir, key, ("b",)) == 1
+    rows = [row for n in (0, 1) for row in pq.ParquetFile(parts_dir / f"part-0000{n}.parquet").read().to_pylist()]
+    assert rows == [{key: "a", "v": 1}, {key: "b", "v": 20}, {key: "c", "v": 3}]
+
+
 @pytest.mark.parametrize("dropped", ["scattered rows", "a whole row group", "every row"])
 def test_a_part_whose_repeated_rows_are_dropped_is_written_as_if_read_whole(tmp_path, monkeypatch, dropped):
     """_keep_once read a part whole and wrote it filtered (a part of 500,000 rows, or of 16,384
