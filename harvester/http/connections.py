@@ -35,6 +35,9 @@ from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
 from harvester.http.socks import ADDRESS, PROXY, REFUSED, SocksProxy, SocksRefused, ask_for_connection
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _check_url(url: str) -> str:
     """`url`'s host and port (netloc), or InvalidUrl where no request can be made to it: its host
     name encoded as the resolver (and urllib3) encode it, idna, which refuses an empty label and
@@ -44,6 +47,10 @@ def _check_url(url: str) -> str:
         host, _ = parsed.hostname or "", parsed.port
     except ValueError as exc:
         raise InvalidUrl(f"URL not valid ({exc})", url) from None
+    # (urllib3 refuses these itself only from 2.8: before, a request was made, failed and retried as a
+    # connection fault against the host)
+    if _SPACE_OR_CONTROL.search(host):
+        raise InvalidUrl(f"URL not valid (its host name {host!r} holds a space or a control character)", url)
     try:
         host.encode("idna")
     except UnicodeError as exc:
