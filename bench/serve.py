@@ -264,6 +264,12 @@ def serve_data_json(kind: str, spec: str) -> None:
 
 
 def main() -> None:
+    if sys.argv[1:2] in (["-h"], ["--help"]):
+        print(__doc__)
+        return
+    if len(sys.argv) != 3:   # (a benchmark starts it with both)
+        print(f"usage: python -m bench.serve KIND COUNT\n{__doc__}", file=sys.stderr)
+        raise SystemExit(2)
     kind, count = sys.argv[1], (int(sys.argv[2]) if sys.argv[2].isdigit() else 0)
     validators = "stable"
     if kind == "socrata" and ":" in sys.argv[2]:   # `socrata 100000:none`: as a data.json's validators

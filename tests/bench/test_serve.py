@@ -3,6 +3,7 @@ import os
 import signal
 
 import psutil
+import pytest
 
 import bench.serve
 from bench.serve import serving
@@ -30,3 +31,15 @@ def test_a_server_stops_when_the_block_ends():
     with serving("socrata", 10) as server:
         assert line_of(server).startswith("http://127.0.0.1:")
     assert server.returncode == 0
+
+
+@pytest.mark.parametrize("args, code", [(["--help"], 0), ([], 2), (["socrata"], 2)])
+def test_its_help_and_a_call_without_its_two_arguments_say_how_it_is_called(args, code):
+    """Session 41: `python -m bench.serve --help` (or no arguments) ended in an IndexError."""
+    import subprocess
+    import sys
+
+    ran = subprocess.run([sys.executable, "-m", "bench.serve", *args], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == code, ran.stderr
+    said = ran.stdout if code == 0 else ran.stderr
+    assert "python -m bench.serve socrata 100000" in said and "Traceback" not in ran.stderr
