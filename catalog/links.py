@@ -36,13 +36,22 @@ def _query_of(link: str) -> str | None:
         return None
 
 
+# an '&' a page's author wrote as HTML writes it (`?a=1&amp;token=…`, copied from a page's source): the
+# name then read is `amp;token`, and its value is the key all the same
+HTML_AMPERSAND = "amp;"
+
+
+def _name_of(piece: str) -> str:
+    """The name of a query's `piece` (`name=value`), unescaped, less an HTML_AMPERSAND before it."""
+    return unquote_plus(piece.partition("=")[0]).removeprefix(HTML_AMPERSAND)
+
+
 def secret_parameters(link: str | None) -> list[str]:
     """The names of the parameters of `link`'s query that carry a secret, each once, in order."""
     query = _query_of(link) if isinstance(link, str) else None
     if query is None:
         return []
-    names = (unquote_plus(piece.partition("=")[0]) for piece in query.split("&"))
-    return list(dict.fromkeys(name for name in names if is_secret_parameter(name)))
+    return list(dict.fromkeys(name for name in map(_name_of, query.split("&")) if is_secret_parameter(name)))
 
 
 def redacted(link: str | None) -> str | None:
@@ -51,8 +60,8 @@ def redacted(link: str | None) -> str | None:
     query = _query_of(link) if isinstance(link, str) else None
     if query is None or not secret_parameters(link):
         return link
-    pieces = [f"{piece.partition('=')[0]}={REDACTED}" if is_secret_parameter(unquote_plus(piece.partition("=")[0]))
-              else piece for piece in query.split("&")]
+    pieces = [f"{piece.partition('=')[0]}={REDACTED}" if is_secret_parameter(_name_of(piece)) else piece
+              for piece in query.split("&")]
     start = link.index("?") + 1   # (urlsplit's query is the text from the first '?' to the '#')
     return link[:start] + "&".join(pieces) + link[start + len(query):]
 

@@ -12,6 +12,7 @@ SIGNED = [
     "https://x.org/?API-KEY=t&format=json",
     "https://x.org/?%74oken=t",                  # (a name escaped: '%74' is 't')
     "https://x.org/?client_secret=t&x=1&access_token=u",
+    "https://x.org/a.csv?accessType=DOWNLOAD&amp;token=abc",   # (an '&' written as HTML writes it)
 ]
 PLAIN = ["https://x.org/a.csv?accessType=DOWNLOAD", "https://x.org/?keyword=parks&signup=1", "https://x.org/key=1",
          "https://x.org/path?tokenizer=2", "not a url ? token", None, ""]
@@ -20,13 +21,14 @@ PLAIN = ["https://x.org/a.csv?accessType=DOWNLOAD", "https://x.org/?keyword=park
 def test_a_links_secret_parameters_are_named_and_their_values_redacted_the_rest_kept():
     assert [secret_parameters(link) for link in SIGNED] == [
         ["token"], ["X-Amz-Signature"], ["sig"], ["$$app_token"], ["API-KEY"], ["token"],
-        ["client_secret", "access_token"]]
+        ["client_secret", "access_token"], ["token"]]
     assert [redacted(link) for link in SIGNED] == [
         "https://x.org/a.csv?accessType=DOWNLOAD&token=REDACTED",
         "https://bucket.s3.amazonaws.com/k.zip?X-Amz-Algorithm=AWS4&X-Amz-Signature=REDACTED&X-Amz-Expires=60",
         "https://x.blob.core.windows.net/c/f.csv?sv=2022-11-02&sig=REDACTED#part",
         "https://x.org/?$$app_token=REDACTED", "https://x.org/?API-KEY=REDACTED&format=json",
-        "https://x.org/?%74oken=REDACTED", "https://x.org/?client_secret=REDACTED&x=1&access_token=REDACTED"]
+        "https://x.org/?%74oken=REDACTED", "https://x.org/?client_secret=REDACTED&x=1&access_token=REDACTED",
+        "https://x.org/a.csv?accessType=DOWNLOAD&amp;token=REDACTED"]
     assert [secret_parameters(link) for link in PLAIN] == [[]] * len(PLAIN)
     assert [redacted(link) for link in PLAIN] == PLAIN
 
