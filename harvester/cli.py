@@ -88,6 +88,16 @@ def read_config(config_path: Path):
         raise Refused(str(exc)) from None
 
 
+def refuse_unusable_keys(portals) -> None:
+    """Exit 2 before any request where a key `portals` name in the environment (app_token_env) is
+    one no header can carry (harvester.config.unusable_keys)."""
+    from harvester.config import unusable_keys
+
+    wrong = unusable_keys(portals, os.environ)
+    if wrong:
+        raise Refused("; ".join(wrong))
+
+
 def _json_default(value):
     if isinstance(value, (datetime, date)):
         return value.isoformat()
@@ -880,6 +890,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         portals = config.select(list(portal_ids))
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    refuse_unusable_keys(portals)
 
     try:
         workers_from_env()
@@ -1021,6 +1032,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if not uids and not overlap:
         raise click.UsageError("name at least one dataset UID (portal_id:source_id) or give --overlap")
     config = read_config(config_path)
+    refuse_unusable_keys(config.portals)
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     known = {p.id for p in config.portals}

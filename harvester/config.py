@@ -294,6 +294,31 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     )
 
 
+def unusable_keys(portals: list[PortalConfig], environ) -> list[str]:
+    """What is wrong with each key an `app_token_env` of `portals` names, set in `environ` but
+    not one a header can carry: a line break, a space or a control character inside it (a secrets
+    file of two lines; what is around it is stripped: base.PortalAdapter) or a character beyond
+    Latin-1. requests refuses such a header at every request, as a connection failure of the
+    portal's host that names no variable."""
+    wrong: dict[str, list[str]] = {}
+    for portal in portals:
+        key = (environ.get(portal.app_token_env) or "").strip() if portal.app_token_env else ""
+        if not key:
+            continue
+        if _SPACE_OR_CONTROL.search(key):
+            why = "holds a line break, a space or a control character inside it (a file of two lines?)"
+        elif not key.isascii() and any(ord(c) > 0xFF for c in key):
+            why = "holds a character beyond Latin-1, which no HTTP header carries"
+        else:
+            continue
+        wrong.setdefault(f"environment variable {portal.app_token_env} {why}", []).append(portal.id)
+    return [f"{what}: the key of {', '.join(ids)} (app_token_env); set it to the key alone"
+            for what, ids in wrong.items()]
+
+
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def key_goes_safely(url: str) -> bool:
     """Whether a key may be sent to `url`: over https, or to this machine (loopback: what the W3C's
     Secure Contexts call potentially trustworthy, nothing on the way to read it)."""

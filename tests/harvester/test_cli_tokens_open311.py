@@ -84,6 +84,34 @@ def test_more_portals_than_are_named_are_counted(tmp_path, socrata, monkeypatch,
         "their requests go without an app token (Socrata throttles such requests)"]
 
 
+@pytest.mark.parametrize("key, why", [("tok-1234\ntok-5678", "holds a line break, a space or a control character"),
+                                      ("tok 1234", "holds a line break, a space or a control character"),
+                                      ("tok-\u20ac1234", "holds a character beyond Latin-1")])
+def test_a_key_no_header_can_carry_is_refused_naming_its_variable_before_any_request(tmp_path, socrata, monkeypatch,
+                                                                                   key, why):
+    """Session 41 (r41): a key of two lines (a secrets file's) failed every request of its portal as
+    "connection failed: InvalidHeader", counted against the host, naming no variable."""
+    monkeypatch.setenv("CIVICAT_TEST_TOKEN_A", key + "\n")
+    config = tmp_path / "portals.toml"
+    config.write_text(socrata_entries(socrata.url, [("sf", "CIVICAT_TEST_TOKEN_A"), ("nyc", "CIVICAT_TEST_TOKEN_A"),
+                                                    ("bos", None)]))
+    db = tmp_path / "c.duckdb"
+    for command in (["harvest"], ["harvest", "--portal", "nyc"], ["records", "sf:abcd-0001"]):
+        result = invoke(*command, "--config", str(config), "--db", str(db))
+        assert result.exit_code == 2, result.output
+        said = " ".join(result.output.split())
+        named = "sf, nyc" if command != ["harvest", "--portal", "nyc"] else "nyc"
+        assert f"environment variable CIVICAT_TEST_TOKEN_A {why}" in said, said
+        assert f"the key of {named} (app_token_env); set it to the key alone" in said, said
+        assert key not in result.output and "tok-" not in result.output   # (the key itself never shown)
+    assert socrata.requests == [] and not db.exists()
+    # a portal that names no such key is harvested as before; a key with a line break only around it is sent
+    assert invoke("harvest", "--portal", "bos", "--config", str(config), "--db", str(db)).exit_code == 0
+    monkeypatch.setenv("CIVICAT_TEST_TOKEN_A", "\ntok-1234567890\n")
+    assert invoke("harvest", "--config", str(config), "--db", str(db)).exit_code == 0
+    assert any(headers.get("X-App-Token") == "tok-1234567890" for _, _, headers in socrata.requests)
+
+
 # -- records of an Open311 portal: the config entry it was harvested with -------------------
 
 REQUESTS = [{"service_request_id": f"r-{n}", "status": "open", "service_code": JSON_SERVICES[0]["service_code"],
