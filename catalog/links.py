@@ -1,5 +1,6 @@
 """A link's secrets: the query parameters of a URL that carry one (`?token=…`, `?api_key=…`,
-`?sig=…`, `X-Amz-Signature=…`), found by their name, and the link with their values redacted.
+`?sig=…`, `X-Amz-Signature=…`), found by their name, and a password before its host
+(`ftp://user:pass@host/…`); and the link with their values redacted.
 
 One rule for both uses: a portal `url` holding one is refused at the config (harvester.config),
 and a link a portal publishes holding one (a signed download, a landing page with a key) is kept
@@ -18,7 +19,7 @@ SECRET_PARAMETER = re.compile(rf"(?:x?amz|api|app|access|auth|client|session)?(?
                               re.IGNORECASE)
 # what a link less '$', '_' and '-' holds if it may hold a secret parameter (a name ending in a secret word,
 # then its value), or a name escaped: for SQL to pass the others by without a call of `redacted` (8 us a link)
-MAYBE_SECRET_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%"
+MAYBE_SECRET_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%|@"
 REDACTED = "REDACTED"
 
 
@@ -54,9 +55,40 @@ def secret_parameters(link: str | None) -> list[str]:
     return list(dict.fromkeys(name for name in map(_name_of, query.split("&")) if is_secret_parameter(name)))
 
 
+# what secret_links names a password written before a link's host (`ftp://user:pass@host/f.csv`) by
+PASSWORD_BEFORE_HOST = "a password before its host"
+
+
+def _password_at(link: str) -> tuple[int, int] | None:
+    """Where in `link` the password written before its host is (`user:PASSWORD@host`), or None."""
+    if "@" not in link:   # (most links)
+        return None
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        return None
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return None
+    start = link.index("//") + 2 + userinfo.index(":") + 1   # (a netloc follows the first '//')
+    return start, start + len(userinfo) - userinfo.index(":") - 1
+
+
+def secrets_of(link: str | None) -> list[str]:
+    """What secrets `link` holds: its secret query parameters (secret_parameters), and a password
+    before its host."""
+    if not isinstance(link, str):
+        return []
+    return ([PASSWORD_BEFORE_HOST] if _password_at(link) else []) + secret_parameters(link)
+
+
 def redacted(link: str | None) -> str | None:
-    """`link` with the value of each query parameter that carries a secret replaced by REDACTED,
-    the rest as written (its other parameters, their order and escapes, its fragment)."""
+    """`link` with its password before its host, and the value of each query parameter that carries
+    a secret, replaced by REDACTED, the rest as written (its user, its other parameters, their order
+    and escapes, its fragment)."""
+    password = _password_at(link) if isinstance(link, str) else None
+    if password:
+        link = link[:password[0]] + REDACTED + link[password[1]:]
     query = _query_of(link) if isinstance(link, str) else None
     if query is None or not secret_parameters(link):
         return link
@@ -74,9 +106,9 @@ DISTRIBUTION_LINKS = ("download_url", "access_url")
 def secret_links(record: dict) -> list[tuple[str, list[str]]]:
     """(field, the secret parameters its link holds) for each link of `record` that holds one, its
     distributions' named by position (`distributions[2].download_url`)."""
-    found = [(name, secret_parameters(record.get(name))) for name in RECORD_LINKS]
+    found = [(name, secrets_of(record.get(name))) for name in RECORD_LINKS]
     for position, distribution in enumerate(record.get("distributions") or []):
         if isinstance(distribution, dict):
-            found += [(f"distributions[{position}].{name}", secret_parameters(distribution.get(name)))
+            found += [(f"distributions[{position}].{name}", secrets_of(distribution.get(name)))
                       for name in DISTRIBUTION_LINKS]
     return [(name, secrets) for name, secrets in found if secrets]

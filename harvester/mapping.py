@@ -145,7 +145,7 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
     for field_name, message in notes.items:
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
     for field_name, secrets in secret_links(record):
-        errors.append((source_id, "map", "SecretInLink", f"{field_name}: the link holds a secret in its query "
+        errors.append((source_id, "map", "SecretInLink", f"{field_name}: the link holds a secret "
                        f"({', '.join(secrets)}): kept in the catalogue as the portal published it; exports give it "
                        f"as {REDACTED} (the portal's publisher should take it out and change the key)", "warning"))
     # (the record is made: the entry and details are needed no more, the hash view may cut them)

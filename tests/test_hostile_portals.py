@@ -377,7 +377,7 @@ def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_
     assert [(severity, message.split(":")[0]) for severity, message in warned] == [
         ("warning", "distributions[0].access_url"), ("warning", "distributions[1].download_url"),
         ("warning", "landing_page")]
-    assert warned[0][1] == ("distributions[0].access_url: the link holds a secret in its query (X-Amz-Signature): "
+    assert warned[0][1] == ("distributions[0].access_url: the link holds a secret (X-Amz-Signature): "
                             "kept in the catalogue as the portal published it; exports give it as REDACTED (the "
                             "portal's publisher should take it out and change the key)")
     assert not any(SIGNED in message for _, message in warned)

@@ -2,7 +2,7 @@ import duckdb
 import pytest
 
 from catalog.export import _exported
-from catalog.links import redacted, secret_links, secret_parameters
+from catalog.links import PASSWORD_BEFORE_HOST, redacted, secret_links, secret_parameters, secrets_of
 
 SIGNED = [
     "https://x.org/a.csv?accessType=DOWNLOAD&token=abc",
@@ -33,7 +33,24 @@ def test_a_links_secret_parameters_are_named_and_their_values_redacted_the_rest_
     assert [redacted(link) for link in PLAIN] == PLAIN
 
 
-@pytest.mark.parametrize("link", SIGNED + PLAIN[:-2])
+WITH_PASSWORD = {   # (session 41, r41: exported as published, warned of never)
+    "ftp://user:s3cret@ftp.city.example/pub/f.csv": "ftp://user:REDACTED@ftp.city.example/pub/f.csv",
+    "https://u:p%40ss@x.org:8080/a.csv?token=t&a=1": "https://u:REDACTED@x.org:8080/a.csv?token=REDACTED&a=1",
+}
+WITH_USER_ALONE = ["https://user@x.org/a.csv", "mailto:open.data@city.example", "https://x.org/?contact=a@b.org",
+                   "https://x.org/people/@handle"]
+
+
+def test_a_links_password_before_its_host_is_named_and_redacted_its_user_kept():
+    assert [secrets_of(link) for link in WITH_PASSWORD] == [[PASSWORD_BEFORE_HOST], [PASSWORD_BEFORE_HOST, "token"]]
+    assert [redacted(link) for link in WITH_PASSWORD] == list(WITH_PASSWORD.values())
+    assert [secrets_of(link) for link in WITH_USER_ALONE] == [[]] * len(WITH_USER_ALONE)
+    assert [redacted(link) for link in WITH_USER_ALONE] == WITH_USER_ALONE
+    assert secret_links({"landing_page": PLAIN[0], "distributions": [{"access_url": next(iter(WITH_PASSWORD))}]}) == [
+        ("distributions[0].access_url", [PASSWORD_BEFORE_HOST])]
+
+
+@pytest.mark.parametrize("link", SIGNED + PLAIN[:-2] + list(WITH_PASSWORD) + WITH_USER_ALONE)
 def test_the_exports_sql_redacts_a_link_as_redacted_does(link):
     """(A guard of the SQL's prefilter: it passes by a link only where `redacted` would change nothing.)"""
     with duckdb.connect() as con:
