@@ -90,6 +90,7 @@ def reflink_disk(where: Path, kind: str) -> Iterator[Path]:
 
 IN_USER_NAMESPACE = "CIVICAT_TEST_IN_USER_NAMESPACE"   # (set in the pytest run in one: never nested)
 UNSHARE = ("unshare", "--user", "--map-root-user", "--mount")
+USER_NAMESPACE_RUN_SECONDS = 1800   # (a test's own pytest: a hung one a failure, not a TimeoutExpired traceback)
 
 
 def uses_small_disk(function) -> bool:
@@ -124,10 +125,16 @@ def in_user_namespace(item) -> None:
     report's words). Its tmp_path is under one of this user's (owned by root there)."""
     with tempfile.TemporaryDirectory(prefix="civicat-userns-") as scratch:
         report = Path(scratch) / "report.xml"
-        ran = subprocess.run([*UNSHARE, "--", sys.executable, "-m", "pytest",
-                              "-q", "-p", "no:cacheprovider", f"--basetemp={scratch}/tmp", f"--junitxml={report}",
-                              item.nodeid], cwd=item.config.rootpath, capture_output=True, text=True, timeout=1800,
-                             env={**os.environ, IN_USER_NAMESPACE: "1"})
+        try:
+            ran = subprocess.run([*UNSHARE, "--", sys.executable, "-m", "pytest",
+                                  "-q", "-p", "no:cacheprovider", f"--basetemp={scratch}/tmp", f"--junitxml={report}",
+                                  item.nodeid], cwd=item.config.rootpath, capture_output=True, text=True,
+                                 timeout=USER_NAMESPACE_RUN_SECONDS, env={**os.environ, IN_USER_NAMESPACE: "1"})
+        except subprocess.TimeoutExpired as exc:   # (killed by run(): what it said is the failure's)
+            said = "".join(part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+                           for part in (exc.stdout, exc.stderr))
+            pytest.fail(f"the test's run in a user namespace took over {USER_NAMESPACE_RUN_SECONDS} s:\n"
+                        f"{said[-4000:]}", pytrace=False)
         try:
             [case] = ElementTree.parse(report).getroot().iter("testcase")
         except (OSError, ElementTree.ParseError, ValueError):

@@ -34,6 +34,12 @@ def test_fails():
 
 def test_skips():
     pytest.skip("the child's reason")
+
+
+def test_hangs():
+    print("the child's last words", flush=True)
+    import time
+    time.sleep(600)
 """
 
 
@@ -72,3 +78,12 @@ def test_a_test_that_names_small_disk_is_found_and_one_that_does_not_is_not():
         return os.getcwd()
 
     assert uses_small_disk(mounts) and not uses_small_disk(does_not)
+
+
+def test_a_hung_test_in_the_user_namespace_fails_the_test_saying_so(project, monkeypatch):
+    """Session 41 (r41): a hung child ended in subprocess.TimeoutExpired's traceback."""
+    import tests.small_disk
+
+    monkeypatch.setattr(tests.small_disk, "USER_NAMESPACE_RUN_SECONDS", 8)
+    with pytest.raises(pytest.fail.Exception, match="in a user namespace took over 8 s"):
+        in_user_namespace(item(project, "test_hangs"))
