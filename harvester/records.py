@@ -804,7 +804,9 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
     after the pull `began`, each column's counted with its latest (None where none is), and the
     latest `watermark_column` not ahead (None: none, or no such column), each column scanned once
     at most, and never after the pull began (WATERMARK_BEFORE_START). Judged by the server's clock
-    where it is `server_ahead` of ours (server_began)."""
+    where it is `server_ahead` of ours (server_began); the watermark's bound by ours too where the
+    rows' stamps are no later than our now (watermark_bound)."""
+    ours = began
     began, by_clock, _ = server_began(began, server_ahead)
     after = began + DATED_AHEAD_SLACK
     said, next_pull, watermark = [], "", None
@@ -813,7 +815,7 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
             continue
         count, latest, before = stamps_after(glob, column, after)
         if column == source.watermark_column and before is not None:
-            watermark = before = min(before, began - WATERMARK_BEFORE_START)
+            watermark = before = min(before, watermark_bound(before, ours, began))
         if not count or column not in source.past_stamps:
             continue
         whose = "rows'" if count != 1 else "row's"
@@ -827,6 +829,21 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
     if not said:
         return None, watermark
     return "; ".join(said) + ": kept as the portal gives them (a server's clock, or a typo)" + next_pull, watermark
+
+
+def watermark_bound(latest: datetime, ours: datetime, servers: datetime) -> datetime:
+    """The latest a watermark may be (WATERMARK_BEFORE_START before the pull began) for a pull
+    that began at `ours` by our clock and at `servers` by the server's (server_began), whose latest
+    stamp not ahead is `latest`. By the server's clock; and by ours as well where no stamp is later
+    than our now: the rows were then stamped by a clock like ours, and a front whose Date alone runs
+    ahead (its database's clock right) would put the server's bound past every row changed during
+    the pull, holding nothing back. A server truly ahead stamps the rows it changed within its lead
+    past our now, and keeps its own bound; one that changed none within it has no stamp after ours
+    to read again."""
+    bound = servers - WATERMARK_BEFORE_START
+    if latest <= datetime.now(UTC):
+        bound = min(bound, ours - WATERMARK_BEFORE_START)
+    return bound
 
 
 def server_began(began: datetime, ahead: timedelta | None) -> tuple[datetime, str, str | None]:

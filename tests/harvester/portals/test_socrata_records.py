@@ -1056,6 +1056,39 @@ def test_a_row_edited_during_a_pull_in_a_page_read_before_is_read_by_the_next_pu
     assert rows["row-00000005"] == "EDITED 5", f"the edit of a row read before it was lost ({wheres})"
 
 
+@pytest.mark.parametrize("front_ahead", [timedelta(hours=2), timedelta(days=3)])
+def test_a_row_edited_during_a_pull_is_read_by_the_next_under_a_front_whose_date_alone_runs_ahead(
+        tmp_path, seattle, front_ahead):
+    """Session 41 (r41's probe): the server's answers' Date runs ahead while its database stamps rows by a clock
+    like ours. The watermark's bound by the server's clock was then past every row changed during the pull, and
+    the edit of a row read before it was lost again; bounded by ours too where no stamp is past our now."""
+    seattle.date_header = front_ahead
+
+    def edits_two(table: SodaTable) -> None:
+        now = datetime.now(UTC)
+        edited(table, 5, now)
+        table.before_page[900] = lambda table: edited(table, 950, now + timedelta(milliseconds=5))
+
+    merged, wheres = pulled_twice(tmp_path, seattle, edits_two, lambda table: None)
+    rows = {row[":id"]: row["district_sector"] for row in merged.select([":id", "district_sector"]).to_pylist()}
+    assert merged.num_rows == 1000 and rows["row-00000950"] == "EDITED 950"
+    assert rows["row-00000005"] == "EDITED 5", f"the edit of a row read before it was lost ({wheres})"
+
+
+def test_a_server_truly_ahead_is_not_read_again_from_our_clock_s_start(tmp_path, seattle):
+    """A server whose clock (and stamps) run 3 days ahead of ours keeps its own bound: the rows it stamped
+    within its lead are past our now, and the next pull asks from the latest of them, not from our start."""
+    seattle.date_header = timedelta(days=3)
+    now = datetime.now(UTC)
+    merged, wheres = pulled_twice(tmp_path, seattle, lambda table: edited(table, 650, now + timedelta(days=3)),
+                                  lambda table: edited(table, 5, now + timedelta(days=3, minutes=1)))
+    rows = {row[":id"]: row["district_sector"] for row in merged.select([":id", "district_sector"]).to_pylist()}
+    assert rows["row-00000650"] == "EDITED 650" and rows["row-00000005"] == "EDITED 5"
+    asked_from = [w for w in wheres if w]
+    assert asked_from and all(str((now + timedelta(days=2)).date()) in w or str((now + timedelta(days=3)).date()) in w
+                              for w in asked_from), wheres
+
+
 def test_a_row_stamped_hours_ahead_of_the_servers_clock_holds_no_later_edit_back(tmp_path, seattle):
     """A row stamped 12 hours ahead of the server's clock (its database's clock ran ahead, and was put
     right; within the day a stamp may be ahead and still be the watermark) was the watermark: the
