@@ -138,7 +138,9 @@ def mount_demo(server: OnePort) -> list[Entry]:
     socrata_entries = [e for domain in SOCRATA_CITIES.values()
                        for e in load_json(f"flattened-catalog/spellarbot-2018/{domain}.json")]
     records = {SPD_911: SodaTable.from_rows(load_json("socrata-records/seattle-3k2p-39jp-spd-911-page1000.json"))}
-    url = server.mount(SocrataPortal(socrata_entries, domain="unused.example.org", prefix="/socrata", records=records))
+    socrata = SocrataPortal(socrata_entries, domain="unused.example.org", prefix="/socrata", records=records)
+    socrata.missing_records = "the offline demo recorded no records of {id}: it does not go online"
+    url = server.mount(socrata)
     entries += [Entry(pid, PLACES[domain], "socrata", url, domain, f"{domain} in 2017",
                       records=[SPD_911] if pid == "seattle" else [])
                 for pid, domain in SOCRATA_CITIES.items()]
@@ -168,7 +170,9 @@ def mount_demo(server: OnePort) -> list[Entry]:
                                          prefix=f"/open311/{pid}"))
         entries.append(Entry(pid, city, "open311", url))
 
-    url = server.mount(OpenDataSoftPortal(make_ods_datasets(7), prefix="/ods"))
+    ods = OpenDataSoftPortal(make_ods_datasets(7), prefix="/ods")
+    ods.missing_records = "the offline demo recorded no records of {id}: it does not go online"
+    url = server.mount(ods)
     entries.append(Entry("exemple", "Exemple (synthetic)", "opendatasoft", url,
                          note="synthetic: no OpenDataSoft payload is recorded"))
     return entries

@@ -63,6 +63,7 @@ class OpenDataSoftPortal(LocalPortal):
 
     MAX_LIMIT = 100
     MAX_WINDOW = 10_000
+    missing_records: str | None = None   # what a dataset's records answer when it has none ({id}); None: unknown path
 
     def __init__(self, datasets: Iterable[dict], prefix: str = "", records: dict[str, list[dict]] | None = None,
                  count_cap: int | None = None, replicas: int = 1, record_orders: tuple[str, ...] = ("_id",)) -> None:
@@ -114,6 +115,8 @@ class OpenDataSoftPortal(LocalPortal):
                 return 200, {"total_count": self._count(rows), "results": ordered[offset:offset + limit]}
         if path == f"{API}/exports/json":
             return 200, self.datasets
+        if self.missing_records and path.startswith(f"{API}/datasets/"):   # (a dataset whose records it has not)
+            return 404, ods_error(self.missing_records.format(id=path.removeprefix(f"{API}/datasets/").split("/")[0]))
         if path != f"{API}/datasets":
             return 404, ods_error(f"Unknown path {path}")
         limit, offset = int(query.get("limit", 10)), int(query.get("offset", 0))

@@ -219,6 +219,7 @@ class SocrataPortal(LocalPortal):
     DEFAULT_LIMIT = 10
     MAX_LIMIT = 100
     MAX_WINDOW = 10_000
+    missing_records = "Cannot find dataset {id}"   # (Socrata's words for records it does not serve)
 
     def __init__(self, entries: Iterable[dict], views: dict[str, Any] | None = None,
                  domain: str = "data.example.org", other_domain_entries: Iterable[dict] = (),
@@ -279,7 +280,7 @@ class SocrataPortal(LocalPortal):
         if match:
             table = self.records.get(match[1])
             if table is None:
-                return 404, json_error(404, f"Cannot find dataset {match[1]}")
+                return 404, json_error(404, self.missing_records.format(id=match[1]))
             return table.answer(match[2], query)
         return 404, json_error(404, f"No route for {path}")
 

@@ -89,6 +89,12 @@ def test_the_readme_s_demo_runs_as_written_its_portals_harvested_whole_and_overl
     assert {d["uid"].split(":")[0] for d in not_recorded} >= {"philadelphia", "boston-2013"}, pulled.stdout[:2000]
     assert all(d["status"] == "failed" and d["error_message"].startswith("HTTP 404") for d in not_recorded)
     assert "the offline demo recorded no copy of https://" in not_recorded[0]["error_message"]
+    # (session 41, r41: a Socrata or OpenDataSoft dataset's pull failed "HTTP 404 … Cannot find dataset" or
+    # "Unknown path", no word of the demo)
+    failed = [d for d in json.loads(pulled.stdout) if d["status"] == "failed"]
+    unsaid = [d for d in failed if d["error_message"].startswith("HTTP 404") and "offline demo" not in d["error_message"]]
+    assert unsaid == [], sorted({(d["uid"].split(":")[0], d["error_message"][:160]) for d in unsaid})
+    assert any("the offline demo recorded no records of " in d["error_message"] for d in failed), pulled.stdout[:2000]
     linked = json.loads(civicat("sql", "--db", db, "--format", "json", """
         SELECT DISTINCT split_part(coalesce(download_url, access_url), '/', 3) AS host FROM distributions
         WHERE coalesce(download_url, access_url) LIKE 'http%'"""))
