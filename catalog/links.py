@@ -60,18 +60,31 @@ PASSWORD_BEFORE_HOST = "a password before its host"
 
 
 def _password_at(link: str) -> tuple[int, int] | None:
-    """Where in `link` the password written before its host is (`user:PASSWORD@host`), or None."""
+    """Where in `link` (cleaned: _cleaned) the password written before its host is
+    (`user:PASSWORD@host`), or None: found in the text itself, as urlsplit would read its authority
+    (the text after '//' up to the first '/', '?' or '#', its user info before the last '@'), never
+    through urlsplit, which gives no positions and refuses some hosts (`[not-an-ip]`) whole."""
     if "@" not in link:   # (most links)
         return None
-    try:
-        parts = urlsplit(link)
-    except ValueError:
+    slashes = link.find("//")
+    if slashes < 0 or not re.fullmatch(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?", link[:slashes]):
         return None
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    if not at or ":" not in userinfo:
+    start = slashes + 2
+    end = min([i for i in (link.find(c, start) for c in "/?#") if i >= 0], default=len(link))
+    userinfo, at, _ = link[start:end].rpartition("@")
+    colon = userinfo.find(":")
+    if not at or colon < 0 or colon == len(userinfo) - 1:   # (no password, or an empty one)
         return None
-    start = link.index("//") + 2 + userinfo.index(":") + 1   # (a netloc follows the first '//')
-    return start, start + len(userinfo) - userinfo.index(":") - 1
+    return start + colon + 1, start + len(userinfo)
+
+
+def _cleaned(link: str) -> str:
+    """`link` less the tabs and line breaks a URL parser drops from it (WHATWG's URL, urlsplit): what
+    a browser or a client would ask, the text whose secrets are found and redacted."""
+    return link.translate(_DROPPED) if any(c in link for c in "\t\r\n") else link
+
+
+_DROPPED = {9: None, 10: None, 13: None}
 
 
 def secrets_of(link: str | None) -> list[str]:
@@ -79,15 +92,16 @@ def secrets_of(link: str | None) -> list[str]:
     before its host."""
     if not isinstance(link, str):
         return []
-    return ([PASSWORD_BEFORE_HOST] if _password_at(link) else []) + secret_parameters(link)
+    return ([PASSWORD_BEFORE_HOST] if _password_at(_cleaned(link)) else []) + secret_parameters(link)
 
 
 def redacted(link: str | None) -> str | None:
     """`link` with its password before its host, and the value of each query parameter that carries
     a secret, replaced by REDACTED, the rest as written (its user, its other parameters, their order
     and escapes, its fragment)."""
-    password = _password_at(link) if isinstance(link, str) else None
-    if password:
+    password = _password_at(_cleaned(link)) if isinstance(link, str) else None
+    if password:   # (the link then given cleaned: its tabs and line breaks were no part of it)
+        link = _cleaned(link)
         link = link[:password[0]] + REDACTED + link[password[1]:]
     query = _query_of(link) if isinstance(link, str) else None
     if query is None or not secret_parameters(link):

@@ -1032,7 +1032,6 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     if not uids and not overlap:
         raise click.UsageError("name at least one dataset UID (portal_id:source_id) or give --overlap")
     config = read_config(config_path)
-    refuse_unusable_keys(config.portals)
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     known = {p.id for p in config.portals}
@@ -1070,6 +1069,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         # the offline demo's catalogue with the default config (its `seattle` is live Seattle's):
         # records of another portal than the one whose datasets the catalogue holds
         pulled = [p for p in config.portals if p.id in {u.partition(":")[0] for u in chosen}]
+        refuse_unusable_keys(pulled)   # (the keys of the portals pulled from, not every one's: harvest's rule)
         listed = _settings_listed(store.con, [p.id for p in pulled])
         elsewhere = [p for p in pulled if p.id in listed and settings_digest(p) not in listed[p.id]]
         named = {u.partition(":")[0] for u in uids}

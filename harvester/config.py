@@ -296,17 +296,17 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
 
 def unusable_keys(portals: list[PortalConfig], environ) -> list[str]:
     """What is wrong with each key an `app_token_env` of `portals` names, set in `environ` but
-    not one a header can carry: a line break, a space or a control character inside it (a secrets
-    file of two lines; what is around it is stripped: base.PortalAdapter) or a character beyond
-    Latin-1. requests refuses such a header at every request, as a connection failure of the
-    portal's host that names no variable."""
+    not a key: a line break, a space or a control character inside it (a secrets file of two lines;
+    what is around it is stripped: base.PortalAdapter) or a character beyond Latin-1. requests
+    refuses a header with a line break or such a character at every request, as a connection failure
+    of the portal's host that names no variable; a space it sends, and the portal refuses the key."""
     wrong: dict[str, list[str]] = {}
     for portal in portals:
         key = (environ.get(portal.app_token_env) or "").strip() if portal.app_token_env else ""
         if not key:
             continue
         if _SPACE_OR_CONTROL.search(key):
-            why = "holds a line break, a space or a control character inside it (a file of two lines?)"
+            why = "holds a line break, a space or a control character inside it, which no key holds (a file of two lines?)"
         elif not key.isascii() and any(ord(c) > 0xFF for c in key):
             why = "holds a character beyond Latin-1, which no HTTP header carries"
         else:
