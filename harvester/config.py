@@ -305,7 +305,7 @@ def unusable_keys(portals: list[PortalConfig], environ) -> list[str]:
         key = (environ.get(portal.app_token_env) or "").strip() if portal.app_token_env else ""
         if not key:
             continue
-        if _SPACE_OR_CONTROL.search(key):
+        if SPACE_OR_CONTROL.search(key):
             why = "holds a line break, a space or a control character inside it, which no key holds (a file of two lines?)"
         elif not key.isascii() and any(ord(c) > 0xFF for c in key):
             why = "holds a character beyond Latin-1, which no HTTP header carries"
@@ -316,7 +316,9 @@ def unusable_keys(portals: list[PortalConfig], environ) -> list[str]:
             for what, ids in wrong.items()]
 
 
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+# what no key, and no host name, holds (requests would refuse a header holding a line break; urllib3
+# before 2.8 tried a host with a space: harvester.http.connections)
+SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def key_goes_safely(url: str) -> bool:

@@ -28,14 +28,12 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs, resolve_ssl_version
 
+from harvester.config import SPACE_OR_CONTROL
 from harvester.http.deadlines import _SocketWatchdog
 from harvester.http.errors import (CertificateRejected, ConnectionFailed, ConnectionRefused, HostNotFound, HttpError,
                                    InvalidUrl, ProxyRefused, TimedOut)
 from harvester.http.resolver import _LOOKUPS, _LookupFault, _ResolverWatch
 from harvester.http.socks import ADDRESS, PROXY, REFUSED, SocksProxy, SocksRefused, ask_for_connection
-
-
-_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
 
 
 def _check_url(url: str) -> str:
@@ -49,7 +47,7 @@ def _check_url(url: str) -> str:
         raise InvalidUrl(f"URL not valid ({exc})", url) from None
     # (urllib3 refuses these itself only from 2.8: before, a request was made, failed and retried as a
     # connection fault against the host)
-    if _SPACE_OR_CONTROL.search(host):
+    if SPACE_OR_CONTROL.search(host):
         raise InvalidUrl(f"URL not valid (its host name {host!r} holds a space or a control character)", url)
     try:
         host.encode("idna")
