@@ -18,8 +18,9 @@ SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "pwd", "signatur
 SECRET_PARAMETER = re.compile(rf"(?:x?amz|api|app|access|auth|client|session)?(?:{'|'.join(SECRET_WORDS)})",
                               re.IGNORECASE)
 # what a link less '$', '_' and '-' holds if it may hold a secret parameter (a name ending in a secret word,
-# then its value), or a name escaped: for SQL to pass the others by without a call of `redacted` (8 us a link)
-MAYBE_SECRET_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%|@"
+# then its value), a name escaped, a password before its host ('@'), or a tab or line break a parser drops (one
+# inside a name): for SQL to pass the others by without a call of `redacted` (8 us a link)
+MAYBE_SECRET_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%|@|[\t\r\n]"
 REDACTED = "REDACTED"
 
 
@@ -99,11 +100,15 @@ def redacted(link: str | None) -> str | None:
     """`link` with its password before its host, and the value of each query parameter that carries
     a secret, replaced by REDACTED, the rest as written (its user, its other parameters, their order
     and escapes, its fragment)."""
-    password = _password_at(_cleaned(link)) if isinstance(link, str) else None
-    if password:   # (the link then given cleaned: its tabs and line breaks were no part of it)
-        link = _cleaned(link)
+    if not isinstance(link, str) or not secrets_of(link):
+        return link
+    # (given cleaned: urlsplit reads its query less the tabs and line breaks, and the positions below
+    # are the cleaned text's; they were no part of the link)
+    link = _cleaned(link)
+    password = _password_at(link)
+    if password:
         link = link[:password[0]] + REDACTED + link[password[1]:]
-    query = _query_of(link) if isinstance(link, str) else None
+    query = _query_of(link)
     if query is None or not secret_parameters(link):
         return link
     pieces = [f"{piece.partition('=')[0]}={REDACTED}" if is_secret_parameter(_name_of(piece)) else piece

@@ -13,6 +13,9 @@ SIGNED = [
     "https://x.org/?%74oken=t",                  # (a name escaped: '%74' is 't')
     "https://x.org/?client_secret=t&x=1&access_token=u",
     "https://x.org/a.csv?accessType=DOWNLOAD&amp;token=abc",   # (an '&' written as HTML writes it)
+    # (a tab or line break in the query, which urlsplit drops: its positions were the cleaned text's, and
+    # the value's last characters were left after REDACTED)
+    "https://x.org/a?to\tken=abcdef", "https://x.org/a?token=sec\nret&x=1",
 ]
 PLAIN = ["https://x.org/a.csv?accessType=DOWNLOAD", "https://x.org/?keyword=parks&signup=1", "https://x.org/key=1",
          "https://x.org/path?tokenizer=2", "not a url ? token", None, ""]
@@ -21,14 +24,15 @@ PLAIN = ["https://x.org/a.csv?accessType=DOWNLOAD", "https://x.org/?keyword=park
 def test_a_links_secret_parameters_are_named_and_their_values_redacted_the_rest_kept():
     assert [secret_parameters(link) for link in SIGNED] == [
         ["token"], ["X-Amz-Signature"], ["sig"], ["$$app_token"], ["API-KEY"], ["token"],
-        ["client_secret", "access_token"], ["token"]]
+        ["client_secret", "access_token"], ["token"], ["token"], ["token"]]
     assert [redacted(link) for link in SIGNED] == [
         "https://x.org/a.csv?accessType=DOWNLOAD&token=REDACTED",
         "https://bucket.s3.amazonaws.com/k.zip?X-Amz-Algorithm=AWS4&X-Amz-Signature=REDACTED&X-Amz-Expires=60",
         "https://x.blob.core.windows.net/c/f.csv?sv=2022-11-02&sig=REDACTED#part",
         "https://x.org/?$$app_token=REDACTED", "https://x.org/?API-KEY=REDACTED&format=json",
         "https://x.org/?%74oken=REDACTED", "https://x.org/?client_secret=REDACTED&x=1&access_token=REDACTED",
-        "https://x.org/a.csv?accessType=DOWNLOAD&amp;token=REDACTED"]
+        "https://x.org/a.csv?accessType=DOWNLOAD&amp;token=REDACTED",
+        "https://x.org/a?token=REDACTED", "https://x.org/a?token=REDACTED&x=1"]
     assert [secret_parameters(link) for link in PLAIN] == [[]] * len(PLAIN)
     assert [redacted(link) for link in PLAIN] == PLAIN
 
