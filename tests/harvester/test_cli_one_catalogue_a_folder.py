@@ -423,3 +423,61 @@ def test_another_program_s_duckdb_file_beside_the_catalogue_is_never_opened_by_t
         assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
     assert (data / "analysis.duckdb.lock").read_text() == "held by the analysis tool\n"
 
+
+# another program making its own DuckDB file at PATH where there is none, whole at once (made beside,
+# then linked: a link fails where a file is), and saying whether it did
+MAKES_ITS_FILE_THERE = """import duckdb, os, sys
+path = sys.argv[1]
+beside = path + ".analysis-tool.tmp"
+with duckdb.connect(beside) as con:
+    con.execute("CREATE TABLE results AS SELECT 42 AS answer")
+try:
+    os.link(beside, path)
+    print("made")
+except FileExistsError:
+    print("a file is there")
+os.unlink(beside)
+"""
+
+
+def test_a_file_another_program_makes_where_the_catalogue_is_being_made_is_never_taken_away(tmp_path, portal):
+    """A new catalogue refused at its claim (another new catalogue claimed the folder as it opened:
+    two writers starting at once) takes away the file it made. On main it judged that by the path's
+    absence just before DuckDB's open: a DuckDB file another program made there in between was opened
+    as the catalogue (civicat's tables added to it) and, the claim refused, removed with that
+    program's data. Now the catalogue's file is made whole where none is (linked), so a file that
+    another program makes there at that moment is either there first (never this run's) or not made."""
+    import math
+    import subprocess
+    import sys
+
+    from catalog.folder import catalogue_id as id_on, claim
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    first, second = data / "a.duckdb", data / "b.duckdb"
+    lock = writer_lock(second, Wait(-math.inf), makes_the_catalogue=True)
+    made = Store(first)   # (the other new catalogue, claiming the folder as this one opens)
+    claim(first, id_on(made.con))
+    made.close()
+    said = []
+
+    def opened_as_another_program_makes_its_file_there(path):
+        ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(path)], capture_output=True,
+                             text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+        said.append(ran.stdout.strip())
+        return Store(path)
+
+    try:
+        with pytest.raises(Refused, match="belong to the catalogue"):
+            open_for_writing(opened_as_another_program_makes_its_file_there, second, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+    assert said in (["made"], ["a file is there"])
+    if said == ["made"]:
+        assert second.is_file(), "another program's file, made where the catalogue was being made, was taken away"
+        with duckdb.connect(str(second), read_only=True) as con:
+            assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+    else:   # (this run's file, taken away: nothing of it left)
+        assert sorted(p.name for p in data.iterdir()) == sorted([first.name, MARKER])
