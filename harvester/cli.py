@@ -827,8 +827,7 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     them, and a refused claim removed that program's file). Under the writer lock: no civicat writer
     makes it meanwhile. A file system without hard links (exFAT, vfat) has it renamed in place once
     none is seen there, the check and the rename microseconds apart, as before."""
-    import duckdb
-
+    from catalog import uncut
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
@@ -836,7 +835,7 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     new = db_path.with_name(f".{db_path.name}.{os.getpid()}.new")
     new.unlink(missing_ok=True)   # (a run of this pid killed here before: never the catalogue)
     try:
-        duckdb.connect(str(new), config={"storage_compatibility_version": STORAGE_VERSION}).close()
+        uncut.connect(str(new), config={"storage_compatibility_version": STORAGE_VERSION}).close()
         made = os.stat(new)
         try:
             os.link(new, db_path)
