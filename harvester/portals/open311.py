@@ -1423,15 +1423,19 @@ class Windows:
         if None in seconds or len(set(seconds)) < 2:
             return False
         low, high = min(seconds), max(seconds)
-        if seconds == sorted(seconds, reverse=True):
-            wider = self._ask(self._midnight(start, -1) if self.days else start - timedelta(days=1), end, 1,
-                              filters, end_asked)
-            beyond = [r for r in wider if (_second(r) or low) < low]
-        elif seconds == sorted(seconds):
-            wider = self._ask(start, self._midnight(end, 1) if self.days else end + timedelta(days=1), 1, filters)
-            beyond = [r for r in wider if (_second(r) or high) > high]
-        else:
+        newest_first = seconds == sorted(seconds, reverse=True)
+        if not newest_first and seconds != sorted(seconds):
             return False
+        try:
+            if newest_first:
+                wider = self._ask(self._midnight(start, -1) if self.days else start - timedelta(days=1), end, 1,
+                                  filters, end_asked)
+            else:
+                wider = self._ask(start, self._midnight(end, 1) if self.days else end + timedelta(days=1), 1, filters)
+        except PermanentError:   # (refused, or too large: it tells nothing, and the part fails the pull as before)
+            return False
+        beyond = [r for r in wider if (_second(r) or low) < low] if newest_first else \
+            [r for r in wider if (_second(r) or high) > high]
         self.largest = max(self.largest, len(wider))
         return all(_asked(r, filters) for r in wider) and bool(beyond)
 
