@@ -1121,3 +1121,43 @@ def test_what_a_list_holds_is_written_in_the_plural():
     # lists that write no plural keep the word as they write it
     assert label_of([("Hartford", "City of Hartford Business Listing"), ("Oregon", "New Business List - July")]) \
         == "Business"
+
+
+# one dataset listed by two portals of its city: Chicago's and Seattle's pothole repairs on their 2017 Socrata sites
+# and in their 2013 data.json (the same 4x4 ids)
+COPIES_SOCRATA = {"potholes": [("data.cityofchicago.org", "sbt5-2ec8"), ("data.seattle.gov", "w3qe-e2jj")]}
+COPIES_POD_2013 = COPIES_SOCRATA
+
+
+def test_a_dataset_two_portals_of_its_city_list_is_grouped_and_paired_once(tmp_path):
+    """Chicago's 2013 data.json and its 2017 Socrata site both list 'Performance Metrics - Transportation - Pothole
+    Repair' (sbt5-2ec8), Seattle's two portals its pothole repairs (w3qe-e2jj): the real catalogues' group listed
+    each city's table twice and stored four pairs of one comparison. A dataset is listed once, as the copy that says
+    most of it (its Socrata entry, with columns), its other copy beside it; one pair; every copy finds the group.
+    Here the 2013 copies alone pair (0.43): the Socrata copies, in no group of their own, go with them."""
+    from catalog import overlap
+    from catalog.store import Store
+    from tests.catalog.overlap.conftest import POD_2013, SOCRATA, harvest_selection, uid_of
+
+    chicago, seattle = uid_of("data.cityofchicago.org", "sbt5-2ec8"), uid_of("data.seattle.gov", "w3qe-e2jj")
+    chicago_2013, seattle_2013 = (uid_of("data.cityofchicago.org", "sbt5-2ec8", pod=True),
+                                  uid_of("data.seattle.gov", "w3qe-e2jj", pod=True))
+    store = Store(tmp_path / "catalog.duckdb")
+    try:
+        harvest_selection(store, {**SOCRATA, **COPIES_SOCRATA}, {**POD_2013, **COPIES_POD_2013})
+        result = overlap.detect(store.con)
+        overlap.save(store.con, result)
+        stored = dict(store.con.execute("SELECT uid, group_id FROM overlap_groups").fetchall())
+        found = overlap.similar(store.con, seattle_2013, limit=5)
+    finally:
+        store.close()
+    potholes = next(g for g in result.groups if chicago in g.uids)
+    assert potholes.label == "Pothole repairs"
+    assert sorted(potholes.uids) == [chicago, seattle]
+    assert potholes.copies == {chicago: [chicago_2013], seattle: [seattle_2013]}
+    c = result.catalogue
+    ends = {frozenset((c.uids[a], c.uids[b])) for a, b in zip(result.pairs.a.tolist(), result.pairs.b.tolist())}
+    assert len(ends & {frozenset((x, y)) for x in (chicago, chicago_2013) for y in (seattle, seattle_2013)}) == 1
+    assert {stored[u] for u in (chicago, chicago_2013, seattle, seattle_2013)} == {potholes.group_id}
+    assert sum(r["uid"] in (chicago, chicago_2013) for r in found) == 1 and found[0]["in_group"]
+    assert len(stored) == sum(len(g.uids) + sum(map(len, g.copies.values())) for g in result.groups)
