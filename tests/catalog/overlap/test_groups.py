@@ -1161,3 +1161,16 @@ def test_a_dataset_two_portals_of_its_city_list_is_grouped_and_paired_once(tmp_p
     assert {stored[u] for u in (chicago, chicago_2013, seattle, seattle_2013)} == {potholes.group_id}
     assert sum(r["uid"] in (chicago, chicago_2013) for r in found) == 1 and found[0]["in_group"]
     assert len(stored) == sum(len(g.uids) + sum(map(len, g.copies.values())) for g in result.groups)
+
+
+def test_a_word_titles_write_in_lower_case_is_labelled_as_the_catalogue_writes_it():
+    """The labelled catalogue's 'foia files' of Merced and of Omaha (MuckRock's file names) were labelled 'Foia': a
+    title all in lower case tells no acronym; the catalogue's other titles write it 'FOIA' ('FOIA Request Log - Law').
+    A word they write otherwise stays in lower case ('Street Trees' beside 'street trees')."""
+    c = rows_catalogue([("Merced, California", "foia files"), ("Omaha, Nebraska", "foia files"),
+                        ("Chicago", "FOIA Request Log - Law"), ("Chicago", "FOIA Request Log - Police"),
+                        ("Sacramento", "street trees"), ("Bremerton", "street trees"), ("Seattle", "Street Trees")])
+    assert groups.label(c, [0, 1]) == "FOIA"
+    assert groups.label(c, [4, 5]) == "Street trees"
+    only_lower = rows_catalogue([("Merced, California", "foia files"), ("Omaha, Nebraska", "foia files")])
+    assert groups.label(only_lower, [0, 1]) == "Foia"
