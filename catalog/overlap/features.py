@@ -346,6 +346,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
     breakdown_terms = [_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)]
+    for row in np.flatnonzero(records_named & ~text.FAMILY_BITS[text.FEE]).tolist():
+        if text.FEE in title_terms[row] and _fees_of(read_titles[row], places[row]):
+            records_named[row] = text.FAMILY_BITS[text.FEE]
     # records by industry are an economy's figures, whatever records they count or none (a ledger lists payees,
     # never industries: 'Procurement By Industry' too); records per a unit a rate of them
     for row in range(n):
@@ -379,6 +382,23 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
                                     for kinds, own in found), dtype=bool, count=n))
+
+
+# a title's phrases: what a ' - ', ':', a comma or a bracket parts ('Building Permits - Waived Fees': two)
+PHRASE_PARTS = re.compile(r"\s[-–—/]\s|[:,;()\[\]]")
+
+
+def _fees_of(title: str | None, drop: frozenset[str]) -> bool:
+    """Whether the title lists fees of the other records it names: fees the last record word of a phrase that
+    names the others before them ('DOB License Fees', 'Directory of Tennis Permit Fees', 'Special Event Concession
+    Fee Details': a schedule of what a licence, a permit, a concession costs), as the last noun of a phrase is what
+    it names; a phrase of fees beside a phrase of other records holds those records ('Building Permits - Waived
+    Fees': permits)."""
+    for phrase in PHRASE_PARTS.split(title or ""):
+        named = [term for term in text.terms(phrase, drop) if term in text.RECORD_BITS]
+        if text.FEE in named:
+            return named[-1] == text.FEE and len(named) > 1
+    return False
 
 
 # an accident a description names is a traffic crash only on the road: a workplace's ('First reports of injury by

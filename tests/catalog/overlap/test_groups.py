@@ -4,6 +4,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from catalog import overlap
 from catalog.overlap import features, groups, scoring, text
 from tests.catalog.overlap.conftest import KIND_UIDS
 
@@ -662,6 +663,21 @@ def test_a_schedule_of_fees_is_not_what_the_fees_are_charged_for():
     assert scoring.told_apart(c, pairs).tolist() == [True, False]
     signals = {name: float(values[0]) for name, values in pairs.signals.items()}
     assert "but only c1:d1 names the records it holds ('fees')" in scoring.explain(c, 0, 1, signals)
+
+
+def test_fees_a_phrase_ends_with_are_what_it_lists():
+    """New York's 'Special Event Concession Fee Details' (what a concession at a special event costs) was in the real
+    catalogues' 'Special events' with Seattle's 'Special Events' and New York's 'Calendar of Special Events': fees
+    beside other records were read as those records' ('Building Permits - Waived Fees', a phrase of its own), but a
+    phrase's last record word is what it names, as in 'DOB License Fees' and 'Directory of Tennis Permit Fees'."""
+    c = rows_catalogue([("New York", "Special Event Concession Fee Details"), ("Seattle", "Special Events"),
+                        ("New York", "Calendar of Special Events"), ("New York", "Directory of Tennis Permit Fees"),
+                        ("Seattle", "Special Events Permits"), ("Chicago", "Building Permits - Waived Fees"),
+                        ("San Francisco", "Building Permits")])
+    pairs = scoring.score_pairs(c, np.array([0, 1, 3, 5]), np.array([1, 2, 4, 6]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False, True, False]
+    assert {g.label: sorted(c.uids.index(u) for u in g.uids) for g in overlap.detect_in(c).groups} == \
+        {"Special events": [1, 2], "Building permits": [5, 6]}
 
 
 def test_day_care_is_no_health_care():
