@@ -1551,14 +1551,15 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     # tables in three cities came before crime incidents in 21, group ids being numbered by size)
     ordered = sorted(result.groups, key=lambda g: (-len(g.cities), -len(g.uids), g.group_id))
     groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
-               "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)]} for u in g.uids]}
+               "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)],
+                            "copies": g.copies.get(u, [])} for u in g.uids]}
               for g in ordered]
     if show_pairs:   # (each dataset named, not only by uid: a reader of the pairs needs no join to know them)
         pairs = [{"uid_a": p["uid_a"], "city_a": c.cities[c.row(p["uid_a"])], "title_a": c.titles[c.row(p["uid_a"])],
                   "uid_b": p["uid_b"], "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
                   **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
-        group_of = {u: g for g in groups for u in (m["uid"] for m in g["members"])}
+        group_of = {u: g for g in groups for m in g["members"] for u in (m["uid"], *m["copies"])}
         for g in groups:
             g["why"] = None
         for uid_a, uid_b, score, explanation in stored:

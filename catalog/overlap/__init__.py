@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -30,6 +31,8 @@ class Group:
     label: str
     uids: list[str]
     cities: list[str]
+    # a member's copies on its city's other portals (copies_of): the same dataset, listed once (uid -> theirs)
+    copies: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,6 +105,7 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     linking[np.flatnonzero(~apart)[scoring.best_of_each(above.take(~apart), k)]] = True
     strong = above.take(scoring.best_of_each(above, k) | linking)
     strong = strong.take(np.argsort(-strong.total, kind="stable"))  # best first
+    strong = strong.take(_once_per_dataset(catalogue, strong))
     links = above.take(linking)
     seconds["score"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -111,10 +115,59 @@ def detect_in(catalogue: features.Catalogue, min_score: float = DEFAULT_MIN_SCOR
     # labelling is a seventh of the run at 100,000 datasets: only the groups joined are labelled again
     labels = groups.distinguish(catalogue, [label_of.get(tuple(rows)) or _label(catalogue, rows)
                                             for rows in rows_per_group], rows_per_group)
-    found = [Group(number, name, [catalogue.uids[r] for r in rows], sorted({catalogue.cities[r] for r in rows}))
+    # (labelled as formed: counting a dataset's copies once there moves labels whose cities tie, 'Elevation
+    # benchmarks' to 'Survey monuments', which then takes a park's 'Monuments' in as a sort of it)
+    rows_per_group, copies = _copies_folded(catalogue, rows_per_group)
+    uids = catalogue.uids
+    found = [Group(number, name, [uids[r] for r in rows], sorted({catalogue.cities[r] for r in rows}),
+                   {uids[r]: [uids[o] for o in copies[r]] for r in rows if r in copies})
              for number, (name, rows) in enumerate(zip(labels, rows_per_group), start=1)]
     seconds["group"] = time.perf_counter() - mark
     return OverlapResult(catalogue, strong, found, min_score, candidates=len(a), seconds=seconds)
+
+
+def _once_per_dataset(catalogue: features.Catalogue, pairs: scoring.PairScores) -> np.ndarray:
+    """The pairs (best first) that compare two datasets for the first time: a pair of a copy of a dataset another
+    portal of its city lists too ('Warming Centers' of Chicago's data.json and of its Socrata site) with the same
+    dataset as a pair before it says nothing more."""
+    same_as = catalogue.same_as
+    seen, keep = set(), np.zeros(len(pairs.total), dtype=bool)
+    for i, (x, y) in enumerate(zip(same_as[pairs.a].tolist(), same_as[pairs.b].tolist())):
+        key = (x, y) if x < y else (y, x)
+        if key not in seen:
+            seen.add(key)
+            keep[i] = True
+    return keep
+
+
+def _copies_folded(catalogue: features.Catalogue, rows_per_group: list[list[int]]
+                   ) -> tuple[list[list[int]], dict[int, list[int]]]:
+    """Each group with a dataset once however many of its city's portals list it: the copy that says most of it
+    (copies_of), unless another group holds that one; its other copies (in this group or in none) go with it.
+    -> the groups' rows, and the row shown -> its copies' rows."""
+    same_as = catalogue.same_as
+    copied = np.flatnonzero(same_as != np.arange(len(same_as)))
+    if not len(copied):
+        return rows_per_group, {}
+    copies_of_first: dict[int, list[int]] = defaultdict(list)
+    for row in copied.tolist():
+        copies_of_first[int(same_as[row])].append(row)
+    grouped = {row for rows in rows_per_group for row in rows}
+    folded, copies = [], {}
+    for rows in rows_per_group:
+        by_dataset: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            by_dataset[int(same_as[row])].append(row)
+        kept = []
+        for first, held in by_dataset.items():
+            shown = first if first in held or first not in grouped else held[0]
+            kept.append(shown)
+            others = [r for r in [first, *copies_of_first.get(first, ())]
+                      if r != shown and (r in held or r not in grouped)]
+            if others:
+                copies[shown] = others
+        folded.append(sorted(kept))
+    return folded, copies
 
 
 def _label(catalogue: features.Catalogue, rows: list[int]) -> str:
@@ -138,10 +191,12 @@ def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
     mark = time.perf_counter()
     computed_at = datetime.now(UTC)
     pair_table = result.pair_table()
+    # a dataset's copies on its city's other portals are in its group too: any of its uids finds the group
+    members = [(g, uid) for g in result.groups for u in g.uids for uid in (u, *g.copies.get(u, ()))]
     group_table = pa.table({
-        "group_id": pa.array([g.group_id for g in result.groups for _ in g.uids], pa.int32()),
-        "uid": pa.array([u for g in result.groups for u in g.uids], pa.string()),
-        "label": pa.array([g.label for g in result.groups for _ in g.uids], pa.string()),
+        "group_id": pa.array([g.group_id for g, _ in members], pa.int32()),
+        "uid": pa.array([uid for _, uid in members], pa.string()),
+        "label": pa.array([g.label for g, _ in members], pa.string()),
     })
     con.execute("BEGIN TRANSACTION")
     try:
@@ -175,6 +230,11 @@ def similar_order(scores: np.ndarray, in_group: np.ndarray) -> np.ndarray:
     return np.lexsort((-np.asarray(scores), ~np.asarray(in_group, dtype=bool)))
 
 
+def _first_of_each(order: np.ndarray, dataset: np.ndarray) -> list[int]:
+    seen: set[int] = set()
+    return [i for i in order.tolist() if not (int(dataset[i]) in seen or seen.add(int(dataset[i])))]
+
+
 def group_peers(con: duckdb.DuckDBPyConnection, uid: str) -> list[str]:
     """The other datasets of `uid`'s group in the saved overlap_groups (none before `civicat overlap` ran)."""
     return [peer for (peer,) in con.execute("""
@@ -203,7 +263,8 @@ def similar(con: duckdb.DuckDBPyConnection, uid: str, limit: int = 10,
     others = np.concatenate([nearest, np.array(sorted(peers - set(nearest.tolist())), dtype=nearest.dtype)])
     scored = scoring.score_pairs(catalogue, np.full(len(others), row), others)
     in_group = np.array([int(b) in peers for b in others], dtype=bool)
-    order = similar_order(scored.total, in_group)[:limit]
+    # a dataset two portals of its city list is listed once, by its copy that scores best
+    order = [int(i) for i in _first_of_each(similar_order(scored.total, in_group), catalogue.same_as[others])][:limit]
     out = []
     for i in order:
         b = int(others[i])

@@ -64,6 +64,9 @@ class Catalogue:
     value_vocab: list[str]
     places: list[frozenset] = field(default_factory=list)
     embeddings: np.ndarray | None = None      # optional: one normalised sentence vector per row
+    # per row, the row of the dataset it is a copy of (itself if none): one city's two portals list one dataset
+    # (copies_of); each copy is compared, the groups and pairs count the dataset once
+    same_as: np.ndarray | None = None
     records_named: np.ndarray | None = None   # which records the title names (bits of text.RECORD_BITS)
     # rows the families of records judge: no kind read, or one read only in the description, or a log of
     # records requests (a kind that is itself a family: requests), which stays apart from 'Calendar of Special Events'
@@ -85,6 +88,11 @@ class Catalogue:
     _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
     _title_weights: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
+    _title_lines: str | None = field(default=None, repr=False)   # the titles, one a line (labels search them)
+
+    def __post_init__(self) -> None:
+        if self.same_as is None:
+            self.same_as = np.arange(len(self.uids))
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -167,8 +175,9 @@ def load(con: duckdb.DuckDBPyConnection, uids: list[str] | None = None) -> Catal
     rows = con.execute(f"""
         SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, portal_id, title, description,
                keywords, themes, coalesce(asset_type, 'dataset') AS asset_type, publisher,
-               CAST(issued AS DATE) AS issued_day
-        FROM datasets
+               CAST(issued AS DATE) AS issued_day, source_id, modified,
+               (SELECT count(*) FROM columns c WHERE c.dataset_uid = d.uid) AS column_count
+        FROM datasets d
         WHERE deleted_at IS NULL AND parent_uid IS NULL
           AND coalesce(asset_type, 'dataset') NOT IN {NOT_COMPARABLE}
         ORDER BY uid""").to_arrow_table().to_pydict()
@@ -187,7 +196,44 @@ def load(con: duckdb.DuckDBPyConnection, uids: list[str] | None = None) -> Catal
         if key:
             columns_by_uid.setdefault(uid, []).append((name, key, column_type))
     values_by_uid = _top_values(con)
-    return build(rows, columns_by_uid, values_by_uid)
+    catalogue = build(rows, columns_by_uid, values_by_uid)
+    index = {uid: row for row, uid in enumerate(rows["uid"])}
+    for first, others in copies_of(rows).items():
+        catalogue.same_as[[index[uid] for uid in others]] = index[first]
+    return catalogue
+
+
+# an id a portal mints, the same wherever the dataset is listed: a Socrata 4x4 (one id across a federation of
+# domains and in the site's data.json), a UUID, an ArcGIS item id; not a name a portal makes of a title ('budget')
+MINTED_ID = re.compile(r"[a-z0-9]{4}-[a-z0-9]{4}|[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{32}(?:_\d+)?",
+                       re.IGNORECASE)
+
+
+def copies_of(rows: dict[str, list]) -> dict[str, list[str]]:
+    """One city's datasets listed by two of its portals (Chicago's 2013 data.json and its Socrata site both list
+    'Warming Centers', h243-v2q5): the same dataset, no comparison across cities. Same city and same source id, the
+    id one a portal mints or the titles alike. -> the copy that says most of it (the most columns, then the latest
+    modified, then the first uid) -> the others."""
+    sets: dict[tuple[str, str], list[int]] = {}
+    for i, (city, source_id) in enumerate(zip(rows["city"], rows["source_id"])):
+        sets.setdefault(((city or "").lower(), source_id), []).append(i)
+    copies = {}
+    for (_, source_id), members in sets.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda i: (-(rows["column_count"][i] or 0),
+                                    -(rows["modified"][i].timestamp() if rows["modified"][i] else float("-inf")),
+                                    rows["uid"][i]))
+        first = members[0]
+        same = [i for i in members[1:] if MINTED_ID.fullmatch(source_id or "")
+                or _plain(rows["title"][i]) == _plain(rows["title"][first])]
+        if same:
+            copies[rows["uid"][first]] = [rows["uid"][i] for i in same]
+    return copies
+
+
+def _plain(title: str | None) -> str:
+    return " ".join(re.findall(r"\w+", (title or "").lower()))
 
 
 def _top_values(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
@@ -300,6 +346,9 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
                                  else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
                                 dtype=np.int64, count=n)
     breakdown_terms = [_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)]
+    for row in np.flatnonzero(records_named & ~text.FAMILY_BITS[text.FEE]).tolist():
+        if text.FEE in title_terms[row] and _fees_of(read_titles[row], places[row]):
+            records_named[row] = text.FAMILY_BITS[text.FEE]
     # records by industry are an economy's figures, whatever records they count or none (a ledger lists payees,
     # never industries: 'Procurement By Industry' too); records per a unit a rate of them
     for row in range(n):
@@ -333,6 +382,23 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
         # Cameras', described by the citations they send, is a list of cameras, not 'Speed Camera Violations')
         families_judge=np.fromiter((not kinds or kinds == (concepts.RECORDS_REQUEST,) or not own
                                     for kinds, own in found), dtype=bool, count=n))
+
+
+# a title's phrases: what a ' - ', ':', a comma or a bracket parts ('Building Permits - Waived Fees': two)
+PHRASE_PARTS = re.compile(r"\s[-–—/]\s|[:,;()\[\]]")
+
+
+def _fees_of(title: str | None, drop: frozenset[str]) -> bool:
+    """Whether the title lists fees of the other records it names: fees the last record word of a phrase that
+    names the others before them ('DOB License Fees', 'Directory of Tennis Permit Fees', 'Special Event Concession
+    Fee Details': a schedule of what a licence, a permit, a concession costs), as the last noun of a phrase is what
+    it names; a phrase of fees beside a phrase of other records holds those records ('Building Permits - Waived
+    Fees': permits)."""
+    for phrase in PHRASE_PARTS.split(title or ""):
+        named = [term for term in text.terms(phrase, drop) if term in text.RECORD_BITS]
+        if text.FEE in named:
+            return named[-1] == text.FEE and len(named) > 1
+    return False
 
 
 # an accident a description names is a traffic crash only on the road: a workplace's ('First reports of injury by

@@ -684,12 +684,30 @@ def _as_written(c: Catalogue, rows: list[int], words: list[str],
         forms = written.get(word, ())
         acronym = bool(forms) and all(len(f) > 1 and (f.isupper() or any(ch.isupper() for ch in f[1:]))
                                       for f in forms)
+        if not acronym and forms and all(f.islower() for f in forms):   # 'foia files': as the catalogue writes it
+            acronym, forms = _written_elsewhere_as_acronym(c, word)
         # else in lower case, with the accents and apostrophe a title writes ('Café', "Women's")
         return sorted(forms)[0] if acronym else max(lowered.get(word, ()), default=word)
 
     label = " ".join("-".join(map(shown, word.split("-"))) for word in words)
     label = OWNER_AT_END.sub("", label)   # "Mayor's Office", "Mayor's Town Halls": 'Mayor'
     return label[:1].upper() + label[1:]
+
+
+def _written_elsewhere_as_acronym(c: Catalogue, word: str) -> tuple[bool, set[str]]:
+    """Whether the catalogue's titles that write in both cases write `word` as an acronym, every one of them ('FOIA'
+    of Chicago's 'FOIA Request Log - Law' for two cities' 'foia files', a title all in lower case telling no
+    acronym), and how. A word no such title writes, or one writes otherwise ('Files'), is not one."""
+    lines = getattr(c, "_title_lines", None)
+    if lines is None:
+        lines = c._title_lines = "\n".join((t or "").replace("\n", " ") for t in c.titles)
+    forms = set()
+    for line in re.findall(rf"^.*(?<![^\W_]){re.escape(word)}(?![^\W_]).*$", lines,
+                           flags=re.IGNORECASE | re.MULTILINE):
+        upper, lower = sum(ch.isupper() for ch in line), sum(ch.islower() for ch in line)
+        if upper and lower > upper:   # neither all in lower case nor in capitals
+            forms |= {original for folded, original, _ in _tokens(line) if folded == word}
+    return bool(forms) and all(len(f) > 1 and f.isupper() for f in forms), forms
 
 
 # a word before 'List' names what the list holds, in the singular as a noun before a noun is: 'New Business List' and

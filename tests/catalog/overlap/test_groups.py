@@ -4,6 +4,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from catalog import overlap
 from catalog.overlap import features, groups, scoring, text
 from tests.catalog.overlap.conftest import KIND_UIDS
 
@@ -664,6 +665,21 @@ def test_a_schedule_of_fees_is_not_what_the_fees_are_charged_for():
     assert "but only c1:d1 names the records it holds ('fees')" in scoring.explain(c, 0, 1, signals)
 
 
+def test_fees_a_phrase_ends_with_are_what_it_lists():
+    """New York's 'Special Event Concession Fee Details' (what a concession at a special event costs) was in the real
+    catalogues' 'Special events' with Seattle's 'Special Events' and New York's 'Calendar of Special Events': fees
+    beside other records were read as those records' ('Building Permits - Waived Fees', a phrase of its own), but a
+    phrase's last record word is what it names, as in 'DOB License Fees' and 'Directory of Tennis Permit Fees'."""
+    c = rows_catalogue([("New York", "Special Event Concession Fee Details"), ("Seattle", "Special Events"),
+                        ("New York", "Calendar of Special Events"), ("New York", "Directory of Tennis Permit Fees"),
+                        ("Seattle", "Special Events Permits"), ("Chicago", "Building Permits - Waived Fees"),
+                        ("San Francisco", "Building Permits")])
+    pairs = scoring.score_pairs(c, np.array([0, 1, 3, 5]), np.array([1, 2, 4, 6]))
+    assert scoring.told_apart(c, pairs).tolist() == [True, False, True, False]
+    assert {g.label: sorted(c.uids.index(u) for u in g.uids) for g in overlap.detect_in(c).groups} == \
+        {"Special events": [1, 2], "Building permits": [5, 6]}
+
+
 def test_day_care_is_no_health_care():
     """The real catalogues' 'Care facilities': Baltimore's 'Adult Day Care Facilities' with San Francisco's 'Health
     Care Facilities' ('day' is a stopword, so both read 'care facilities')."""
@@ -1121,3 +1137,56 @@ def test_what_a_list_holds_is_written_in_the_plural():
     # lists that write no plural keep the word as they write it
     assert label_of([("Hartford", "City of Hartford Business Listing"), ("Oregon", "New Business List - July")]) \
         == "Business"
+
+
+# one dataset listed by two portals of its city: Chicago's and Seattle's pothole repairs on their 2017 Socrata sites
+# and in their 2013 data.json (the same 4x4 ids)
+COPIES_SOCRATA = {"potholes": [("data.cityofchicago.org", "sbt5-2ec8"), ("data.seattle.gov", "w3qe-e2jj")]}
+COPIES_POD_2013 = COPIES_SOCRATA
+
+
+def test_a_dataset_two_portals_of_its_city_list_is_grouped_and_paired_once(tmp_path):
+    """Chicago's 2013 data.json and its 2017 Socrata site both list 'Performance Metrics - Transportation - Pothole
+    Repair' (sbt5-2ec8), Seattle's two portals its pothole repairs (w3qe-e2jj): the real catalogues' group listed
+    each city's table twice and stored four pairs of one comparison. A dataset is listed once, as the copy that says
+    most of it (its Socrata entry, with columns), its other copy beside it; one pair; every copy finds the group.
+    Here the 2013 copies alone pair (0.43): the Socrata copies, in no group of their own, go with them."""
+    from catalog import overlap
+    from catalog.store import Store
+    from tests.catalog.overlap.conftest import POD_2013, SOCRATA, harvest_selection, uid_of
+
+    chicago, seattle = uid_of("data.cityofchicago.org", "sbt5-2ec8"), uid_of("data.seattle.gov", "w3qe-e2jj")
+    chicago_2013, seattle_2013 = (uid_of("data.cityofchicago.org", "sbt5-2ec8", pod=True),
+                                  uid_of("data.seattle.gov", "w3qe-e2jj", pod=True))
+    store = Store(tmp_path / "catalog.duckdb")
+    try:
+        harvest_selection(store, {**SOCRATA, **COPIES_SOCRATA}, {**POD_2013, **COPIES_POD_2013})
+        result = overlap.detect(store.con)
+        overlap.save(store.con, result)
+        stored = dict(store.con.execute("SELECT uid, group_id FROM overlap_groups").fetchall())
+        found = overlap.similar(store.con, seattle_2013, limit=5)
+    finally:
+        store.close()
+    potholes = next(g for g in result.groups if chicago in g.uids)
+    assert potholes.label == "Pothole repairs"
+    assert sorted(potholes.uids) == [chicago, seattle]
+    assert potholes.copies == {chicago: [chicago_2013], seattle: [seattle_2013]}
+    c = result.catalogue
+    ends = {frozenset((c.uids[a], c.uids[b])) for a, b in zip(result.pairs.a.tolist(), result.pairs.b.tolist())}
+    assert len(ends & {frozenset((x, y)) for x in (chicago, chicago_2013) for y in (seattle, seattle_2013)}) == 1
+    assert {stored[u] for u in (chicago, chicago_2013, seattle, seattle_2013)} == {potholes.group_id}
+    assert sum(r["uid"] in (chicago, chicago_2013) for r in found) == 1 and found[0]["in_group"]
+    assert len(stored) == sum(len(g.uids) + sum(map(len, g.copies.values())) for g in result.groups)
+
+
+def test_a_word_titles_write_in_lower_case_is_labelled_as_the_catalogue_writes_it():
+    """The labelled catalogue's 'foia files' of Merced and of Omaha (MuckRock's file names) were labelled 'Foia': a
+    title all in lower case tells no acronym; the catalogue's other titles write it 'FOIA' ('FOIA Request Log - Law').
+    A word they write otherwise stays in lower case ('Street Trees' beside 'street trees')."""
+    c = rows_catalogue([("Merced, California", "foia files"), ("Omaha, Nebraska", "foia files"),
+                        ("Chicago", "FOIA Request Log - Law"), ("Chicago", "FOIA Request Log - Police"),
+                        ("Sacramento", "street trees"), ("Bremerton", "street trees"), ("Seattle", "Street Trees")])
+    assert groups.label(c, [0, 1]) == "FOIA"
+    assert groups.label(c, [4, 5]) == "Street trees"
+    only_lower = rows_catalogue([("Merced, California", "foia files"), ("Omaha, Nebraska", "foia files")])
+    assert groups.label(only_lower, [0, 1]) == "Foia"
