@@ -6,9 +6,10 @@ Required fields come from the harvested record; where it has none (SPEC "Parquet
 export"): publisher from the portal's config `publisher`, else its city; contactPoint
 from the config's `contact_name`/`contact_email`, the publisher's name standing as the
 contact's name when only an email is known; description from the title; keyword from
-the themes; an Open311 dataset's modified from its pulled records (RECORDS_MODIFIED). Nothing is invented: a dataset still lacking a required field is left out
-and reported with the reason. Optional fields that do not fit their schema pattern (a
-licence given as words, not a URL; an `unknown` periodicity) are omitted, not bent.
+the themes; an Open311 dataset's modified from its pulled records (RECORDS_MODIFIED).
+Nothing is invented: a dataset still lacking a required field is left out and reported
+with the reason. Optional fields that do not fit their schema pattern (a licence given
+as words, not a URL; an `unknown` periodicity) are omitted, not bent.
 The file is streamed (memory does not grow with the catalogue) and renamed into place.
 """
 from __future__ import annotations

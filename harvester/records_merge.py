@@ -120,9 +120,10 @@ class _SameRecords:
     rows held while they take at most `most_bytes` each (as Arrow holds them); more is taken as a change."""
 
     def __init__(self, delta: list[Path], key: str, most_bytes: int):
-        size = sum(footer.row_group(group).total_byte_size for footer in map(pq.read_metadata, delta)
+        footers = list(map(pq.read_metadata, delta))
+        size = sum(footer.row_group(group).total_byte_size for footer in footers
                    for group in range(footer.num_row_groups))
-        self.key, self.most_bytes = key, most_bytes
+        self.key, self.most_bytes, self.delta_rows = key, most_bytes, sum(footer.num_rows for footer in footers)
         self.sides = ([], []) if size <= most_bytes else None   # (replaced, read again); None: a change
 
     def replaced(self, rows: pa.Table) -> None:
@@ -137,7 +138,10 @@ class _SameRecords:
         if self.sides is None or not rows.num_rows:
             return
         self.sides[side].append(rows)
-        if sum(table.nbytes for table in self.sides[side]) > self.most_bytes:
+        replaced = sum(table.num_rows for table in self.sides[0])
+        # (more replaced than the delta holds: rows removed; fewer, once the delta is read: rows added)
+        if replaced > self.delta_rows or side == 1 and replaced < self.delta_rows or \
+                sum(table.nbytes for table in self.sides[side]) > self.most_bytes:
             self.sides = None
 
     def holds(self) -> bool:

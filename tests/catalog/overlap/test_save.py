@@ -17,8 +17,9 @@ def rows(con, table: str) -> dict[tuple, tuple]:
     columns = [c for (c,) in con.execute(f"SELECT column_name FROM (DESCRIBE {table})").fetchall()
                if c != "computed_at"]
     key = TABLES[table].split(", ")
+    values = ", ".join(c for c in columns if c not in key)
     return {row[:len(key)]: (row[len(key):-1], row[-1]) for row in con.execute(
-        f"SELECT {', '.join(key)}, {', '.join(c for c in columns if c not in key)}, computed_at FROM {table}").fetchall()}
+        f"SELECT {', '.join(key)}, {values}, computed_at FROM {table}").fetchall()}
 
 
 @pytest.fixture
