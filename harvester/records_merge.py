@@ -89,7 +89,7 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
             for path in previous:
                 for table, found in _batches(path, schema, row_group_bytes, masks):
                     kept = _kept(table, found, key, keyless)
-                    same.replaced(table.filter(pc.invert(kept)))
+                    same.replaced(table, kept)
                     groups.add(table.filter(kept))
             for path in delta:
                 for table in _batches(path, schema, row_group_bytes):
@@ -126,9 +126,10 @@ class _SameRecords:
         self.key, self.most_bytes, self.delta_rows = key, most_bytes, sum(footer.num_rows for footer in footers)
         self.sides = ([], []) if size <= most_bytes else None   # (replaced, read again); None: a change
 
-    def replaced(self, rows: pa.Table) -> None:
-        """Previous rows the delta replaces."""
-        self._hold(0, rows)
+    def replaced(self, rows: pa.Table, kept: pa.Array) -> None:
+        """Previous rows, of which the delta replaces those not `kept`."""
+        if self.sides is not None and kept.false_count:
+            self._hold(0, rows.filter(pc.invert(kept)))
 
     def read_again(self, rows: pa.Table) -> None:
         """The delta's rows."""
