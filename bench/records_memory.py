@@ -57,13 +57,17 @@ def _pages(first: int, last: int, columns: int, width: int, salt: str):
 
 def _write(folder: Path, pages) -> None:
     """The pages written into parts of `folder` by the pull's own writer (_write_parts)."""
+    from types import SimpleNamespace
+
     from harvester.records import PART_ROWS, _write_parts
 
     folder.mkdir(parents=True)
     first, state = next(pages)
     progress = {"parts": [], "rows": 0, "state": None, "done": False}
-    _write_parts(None, first.schema, progress, folder.parent / f"{folder.name}.json", folder, PART_ROWS, 3600.0,
-                 iter([(first, state), *pages]))
+    # (a source that counted no rows, and no bound of rows: the build failed on None, and its pages taken for
+    # max_rows, since _write_parts asked both)
+    _write_parts(SimpleNamespace(expected_rows=None), first.schema, progress, folder.parent / f"{folder.name}.json",
+                 folder, PART_ROWS, 3600.0, None, tables=iter([(first, state), *pages]))
 
 
 def _spd_pages(first: int, last: int, salt: str):

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from catalog.files import exchange, sync, writing
 from catalog.scratch import ScratchFolder
+from catalog.stamps import replace_keeping_stamps
 from catalog.lazy import LazyModule
 from catalog.transactions import rollback
 from catalog import uncut
@@ -488,17 +489,18 @@ def record_pull(con: duckdb.DuckDBPyConnection, layout: RecordsLayout, *, uid: s
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [uid, portal_id, source_id, layout.relative(portal_id, source_id), rows, len(profiles), size,
                      mode, watermark, run_id, now, seconds, page_size, thinning, whole_days])
-        con.execute("DELETE FROM column_profiles WHERE dataset_uid = ?", [uid])
-        if profiles:
-            # one insert of them all: a row at a time, each insert kept blocks of its own in the
-            # catalogue's 128 MB, and a dataset of ~400 columns or more never fitted
-            con.register("_profiles", pa.Table.from_pylist(
-                [{**p, "dataset_uid": uid, "type": (kinds or {}).get(p["column_name"]) or vocabulary_type(p["type"]),
-                  "profiled_at": now} for p in profiles], _profile_schema()))
-            try:
-                con.execute("INSERT INTO column_profiles BY NAME SELECT * FROM _profiles")
-            finally:
-                con.unregister("_profiles")
+        # one insert of them all: a row at a time, each insert kept blocks of its own in the
+        # catalogue's 128 MB, and a dataset of ~400 columns or more never fitted. A column profiled
+        # as the last pull profiled it keeps that pull's profiled_at: the same records, the same bytes
+        schema = _profile_schema()
+        con.register("_profiles", pa.Table.from_pylist(
+            [{**p, "dataset_uid": uid, "type": (kinds or {}).get(p["column_name"]) or vocabulary_type(p["type"])}
+             for p in profiles], schema.remove(schema.get_field_index("profiled_at"))))
+        try:
+            replace_keeping_stamps(con, "column_profiles", "_profiles", ("dataset_uid", "column_name"),
+                                   "profiled_at", now, where="t.dataset_uid = ?", parameters=[uid])
+        finally:
+            con.unregister("_profiles")
         con.execute("COMMIT")
     except BaseException:
         rollback(con)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from catalog.files import sync, writing
 from catalog.lazy import LazyModule
-from catalog.records import name_in_order, part_name
+from catalog.records import link_or_copy, name_in_order, part_name
 
 pa, pc, pq = LazyModule("pyarrow"), LazyModule("pyarrow.compute"), LazyModule("pyarrow.parquet")
 
@@ -80,34 +80,98 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
         spilled = _found_on_disk(previous, key, schema, itertools.chain([first, second], slices), spill)
         masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
     del first, second
+    same = _SameRecords(delta, key, row_group_bytes)
     with contextlib.closing(_keyless_matches(previous, [path for path in delta if path in with_nulls], key, schema,
                                              row_group_bytes, spill)) as keyless:
-        parts = _Parts(folder, schema, part_rows, part_column_chunks,
-                       _dictionary_columns(previous + delta, schema, row_group_bytes))
+        parts = _Parts(folder, schema, part_rows, part_column_chunks)
         groups = _RowGroups(row_group_rows, row_group_bytes, parts.write)
         try:
             for path in previous:
                 for table, found in _batches(path, schema, row_group_bytes, masks):
-                    groups.add(_kept(table, found, key, keyless))
+                    kept = _kept(table, found, key, keyless)
+                    same.replaced(table, kept)
+                    groups.add(table.filter(kept))
             for path in delta:
                 for table in _batches(path, schema, row_group_bytes):
+                    same.read_again(table)
                     groups.add(table)
             groups.flush()
             parts.close()
         except BaseException:
             parts.abandon()
             raise
-    name_in_order(folder, parts.count)
+    if previous and same.holds():   # (the records the previous parts hold, as they hold them: those bytes)
+        for part in folder.glob("*.parquet"):
+            part.unlink()
+        for part in previous:
+            link_or_copy(part, folder / part.name)
+    else:
+        name_in_order(folder, parts.count)
     sync(folder)
     return parts.rows
 
 
+class _SameRecords:
+    """Whether a merge gives the records the previous parts hold: the rows the delta replaces (by their
+    key, or keyless rows it reads again) are its rows, equal in every column (a night on which nothing
+    changed; Open311's pull reads its last days again). The merge then publishes the previous parts
+    themselves, linked: written again, they came out in another order (the rows read again last) or in
+    other row groups (a full pull's, one a page), other bytes for the same records. Judged on both sides'
+    rows held while they take at most `most_bytes` each (as Arrow holds them); more is taken as a change."""
+
+    def __init__(self, delta: list[Path], key: str, most_bytes: int):
+        footers = list(map(pq.read_metadata, delta))
+        size = sum(footer.row_group(group).total_byte_size for footer in footers
+                   for group in range(footer.num_row_groups))
+        self.key, self.most_bytes, self.delta_rows = key, most_bytes, sum(footer.num_rows for footer in footers)
+        self.sides = ([], []) if size <= most_bytes else None   # (replaced, read again); None: a change
+
+    def replaced(self, rows: pa.Table, kept: pa.Array) -> None:
+        """Previous rows, of which the delta replaces those not `kept`."""
+        if self.sides is not None and kept.false_count:
+            self._hold(0, rows.filter(pc.invert(kept)))
+
+    def read_again(self, rows: pa.Table) -> None:
+        """The delta's rows."""
+        self._hold(1, rows)
+
+    def _hold(self, side: int, rows: pa.Table) -> None:
+        if self.sides is None or not rows.num_rows:
+            return
+        self.sides[side].append(rows)
+        replaced = sum(table.num_rows for table in self.sides[0])
+        # (more replaced than the delta holds: rows removed; fewer, once the delta is read: rows added)
+        if replaced > self.delta_rows or side == 1 and replaced < self.delta_rows or \
+                sum(table.nbytes for table in self.sides[side]) > self.most_bytes:
+            self.sides = None
+
+    def holds(self) -> bool:
+        if self.sides is None:
+            return False
+        replaced, again = (pa.concat_tables(side) if side else None for side in self.sides)
+        if replaced is None or again is None:
+            return replaced is again   # (neither: nothing read, nothing replaced)
+        if replaced.num_rows != again.num_rows:
+            return False
+        (keyed, keyless), (keyed_again, keyless_again) = map(self._split, (replaced, again))
+        return keyed.equals(keyed_again) and Counter(_row_digests(keyless)) == Counter(_row_digests(keyless_again))
+
+    def _split(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """The rows with a key, in its order; those without one."""
+        has_key = pc.is_valid(rows[self.key])
+        keyed = rows.filter(has_key)
+        return keyed.take(pc.sort_indices(keyed[self.key])), rows.filter(pc.invert(has_key))
+
+
 class _Parts:
     """The merged folder's parts, each closed (and synced) at `part_rows` rows, or at
-    `column_chunks` row groups times columns (its footer: ~1 KB each)."""
+    `column_chunks` row groups times columns (its footer: ~1 KB each). The text columns worth a
+    dictionary are judged on the first row group written, as the pull's writer judges them on its
+    first table (harvester.records.dictionary_columns): on the previous parts' first row group as
+    read, it was 3 rows of an Open311 full pull's (none then), and the next merge chose others."""
 
-    def __init__(self, folder: Path, schema: pa.Schema, part_rows: int, column_chunks: int, dictionary: list[str]):
-        self.folder, self.schema, self.part_rows, self.dictionary = folder, schema, part_rows, dictionary
+    def __init__(self, folder: Path, schema: pa.Schema, part_rows: int, column_chunks: int):
+        self.folder, self.schema, self.part_rows, self.dictionary = folder, schema, part_rows, None
         # (a row group at least)
         self.groups_per_part = max(1, -(-column_chunks // max(len(schema), 1)))
         self.writer, self.path = None, None
@@ -116,6 +180,9 @@ class _Parts:
     def write(self, table: pa.Table) -> None:
         """`table` as one row group."""
         if self.writer is None:
+            if self.dictionary is None:
+                from harvester.records import dictionary_columns
+                self.dictionary = dictionary_columns(table)
             self.path = self.folder / part_name(self.count)
             with writing(self.path):
                 self.writer = pq.ParquetWriter(self.path, self.schema, compression=MERGE_COMPRESSION,
@@ -461,8 +528,8 @@ class _Buckets:
         return {bucket: self.folder / str(bucket) for bucket in self.buffers}
 
 
-def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless) -> pa.Table:
-    """The previous rows of `table` the delta does not replace: those whose key it holds
+def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless) -> pa.Array:
+    """Which previous rows of `table` the delta does not replace: those whose key it holds
     (`replaced`), and the keyless rows it reads again (`keyless`, asked for them in order)."""
     kept = pc.invert(replaced.combine_chunks() if isinstance(replaced, pa.ChunkedArray) else replaced)
     keys = table[key]
@@ -474,7 +541,7 @@ def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless) -> pa.T
             for position, drop in zip(positions.to_pylist(), dropped):
                 keep[position] = keep[position] and not drop
             kept = pa.array(keep, pa.bool_())
-    return table.filter(kept)
+    return kept
 
 
 def _row_digests(table: pa.Table) -> list[bytes]:
@@ -488,18 +555,6 @@ def _comparable(value):
     if isinstance(value, float):
         return "nan" if math.isnan(value) else value + 0.0   # (every NaN alike; -0.0 is 0.0)
     return value
-
-
-def _dictionary_columns(parts: list[Path], schema: pa.Schema, row_group_bytes: int) -> list[str]:
-    """Text columns worth a dictionary, judged as the pull's writer judges them
-    (harvester.records.dictionary_columns) on the first rows the merge reads (a row group, or a
-    batch of a larger one)."""
-    from harvester.records import dictionary_columns
-
-    for path in parts:
-        for table in _batches(path, schema, row_group_bytes):
-            return dictionary_columns(table)
-    return []
 
 
 class _RowGroups:

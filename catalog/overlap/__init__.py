@@ -20,6 +20,7 @@ import pyarrow as pa
 from catalog.overlap import features, groups, scoring
 from catalog.overlap.candidates import candidate_pairs, candidates_for
 from catalog.overlap.scoring import DEFAULT_MIN_SCORE, SIGNALS
+from catalog.stamps import replace_keeping_stamps
 from catalog.transactions import rollback
 
 log = logging.getLogger("civicat.overlap")
@@ -187,7 +188,8 @@ PAIR_SCHEMA = pa.schema([("uid_a", pa.string()), ("uid_b", pa.string()), ("score
 
 
 def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
-    """Replace overlap_pairs and overlap_groups in one transaction."""
+    """Replace overlap_pairs and overlap_groups in one transaction; a row this run gives the values
+    it held keeps its `computed_at` (catalog.stamps)."""
     mark = time.perf_counter()
     computed_at = datetime.now(UTC)
     pair_table = result.pair_table()
@@ -200,14 +202,11 @@ def save(con: duckdb.DuckDBPyConnection, result: OverlapResult) -> None:
     })
     con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("DELETE FROM overlap_pairs")
-        con.execute("DELETE FROM overlap_groups")
         con.register("new_pairs", pair_table)
         con.register("new_groups", group_table)
-        con.execute("INSERT INTO overlap_pairs BY NAME SELECT *, ?::TIMESTAMPTZ AS computed_at FROM new_pairs",
-                    [computed_at])
-        con.execute("INSERT INTO overlap_groups BY NAME SELECT *, ?::TIMESTAMPTZ AS computed_at FROM new_groups",
-                    [computed_at])
+        # a pair or a group member that comes out as the last run left it keeps that run's time
+        replace_keeping_stamps(con, "overlap_pairs", "new_pairs", ("uid_a", "uid_b"), "computed_at", computed_at)
+        replace_keeping_stamps(con, "overlap_groups", "new_groups", ("uid",), "computed_at", computed_at)
         con.execute("COMMIT")
     except Exception:
         rollback(con)

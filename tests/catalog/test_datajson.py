@@ -290,3 +290,40 @@ def test_an_exported_data_json_harvested_again_gives_the_same_datasets(tmp_path,
         assert back[-1] == ("sig@example.org" if was[-1] == "evian" else "opendata@example.org")
     parameters = [m for r in before.values() for _, _, m, d, _ in r[-3] or [] if m and ";" in m and d]
     assert parameters                                                 # (the case is in the fixture)
+
+
+def test_an_open311_dataset_is_dated_by_its_pulled_requests(tmp_path):
+    """An Open311 endpoint gives no modified date, so its dataset never reached data.json (DCAT-US 1.1
+    requires one). Its requests say when each was made and last changed: the latest of them in its last
+    records pull is the most recent date on which the dataset changed, as far as the pull saw (Boston's
+    recorded requests: the last made 2020-01-18 00:03:41 UTC, after the last changed). Without a pull it
+    is still left out, saying why; a pull that reads a later change moves it."""
+    from tests.conftest import harvest_with_records
+    from tests.harvester.portals.test_open311 import JSON_SERVICES
+    from tests.portals.open311 import Open311Portal
+    from tests.shared_fixtures import load_json
+
+    dataset_validator, _ = validators()
+    defaults = {"bos311": PortalDefaults(contact_email="311@boston.example.org")}
+    uid = "bos311:service-requests"
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(
+            "open311/boston-mayors24-requests-abandoned-vehicle-merged-pages.json")) as boston:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", boston.url, ["service-requests"],
+                                          with_records=False)
+        assert result.exit_code == 0, result.output
+        report = export_data_json(db, tmp_path / "none", defaults)
+        assert (report.written, report.left_out) == (0, [{"uid": uid, "reasons": ["no modified date"]}])
+
+        for night, (request, changed) in enumerate([(None, None), ("101003172470", "2020-02-03T10:15:00-05:00")]):
+            if request:
+                edited = next(r for r in boston.service_requests if r.get("service_request_id") == request)
+                edited.update(status="closed", updated_datetime=changed)
+            db, result = harvest_with_records(tmp_path, "bos311", "open311", boston.url, ["service-requests"])
+            assert result.exit_code == 0, result.output
+            report = export_data_json(db, tmp_path / f"night{night}", defaults)
+            (written,) = json.loads((tmp_path / f"night{night}" / "data.json").read_text())["dataset"]
+            assert report.written == 1 and errors_of(dataset_validator, written) == []
+            assert written["modified"] == ("2020-01-18T00:03:41Z" if night == 0 else "2020-02-03T15:15:00Z")
+    con = duckdb.connect(str(db), read_only=True)
+    assert con.execute("SELECT modified FROM datasets WHERE uid = ?", [uid]).fetchone() == (None,)   # (the portal's)
+    con.close()

@@ -416,3 +416,37 @@ def test_a_profile_that_does_not_fit_its_memory_is_run_again_on_one_thread_with_
     assert measured.rows == 1000
     assert [p["column_name"] for p in measured.profiles] == ["id", "name"]
     assert "did not fit in 1KB" in caplog.text and "trying again on one thread with 1GB" in caplog.text
+
+
+def test_a_column_profiled_as_the_last_pull_profiled_it_keeps_that_pull_s_time(tmp_path):
+    """A pull of unchanged records gives the same profiles; their profiled_at changed every night
+    all the same, and with it column_profiles.parquet's bytes (a front end caching the export by
+    sha256 fetched it again nightly). A column's profile now keeps the time of the pull that gave
+    it its values; a column whose values changed, or new, takes the pull's."""
+    from datetime import UTC, datetime
+
+    from catalog.records import record_pull
+    from catalog.store import Store
+
+    store = Store(tmp_path / "c.duckdb")
+    layout = RecordsLayout.beside(store.db_path)
+    nights = [datetime(2026, 12, day, 23, 5, tzinfo=UTC) for day in (1, 2, 3)]
+
+    def pull(night: datetime, table: pa.Table) -> dict:
+        ready = tmp_path / f"ready-{night.day}"
+        ready.mkdir()
+        pq.write_table(table, ready / "part-00000.parquet")
+        layout.publish(ready, "sea", "d1")
+        record_pull(store.con, layout, uid="sea:d1", portal_id="sea", source_id="d1", mode="full", watermark=None,
+                    run_id=f"r{night.day}", now=night, seconds=0.1)
+        return dict(store.con.execute("SELECT column_name, profiled_at FROM column_profiles "
+                                      "WHERE dataset_uid = 'sea:d1'").fetchall())
+
+    first = pa.table({"n": [1, 2, 3], "kind": ["theft", "theft", "fire"], "gone": [1.5, None, 2.5]})
+    assert pull(nights[0], first) == {"n": nights[0], "kind": nights[0], "gone": nights[0]}
+    assert pull(nights[1], first) == {"n": nights[0], "kind": nights[0], "gone": nights[0]}
+    changed = pa.table({"n": [1, 2, 4], "kind": ["theft", "theft", "fire"], "new": ["a", "b", "c"]})
+    assert pull(nights[2], changed) == {"n": nights[2], "kind": nights[0], "new": nights[2]}
+    assert store.con.execute("SELECT max_value, row_count FROM column_profiles WHERE column_name = 'n'").fetchone() \
+        == ("4", 3)
+    store.close()

@@ -2043,3 +2043,38 @@ def test_a_service_code_the_server_refuses_is_in_the_run_report_whether_the_pull
     if given:
         [(kind, message)] = [(kind, message) for kind, severity, message in records if severity == "error"]
         assert "service code 'code-01'): a status or service code asked by none" in message, message
+
+
+def test_nights_that_change_no_request_publish_the_same_bytes(tmp_path, boston):
+    """Boston's recorded requests pulled night after night, an incremental pull reading its last 90 days
+    again: the published part's bytes changed on nights 2 and 3 though no request did (night 2's merge
+    wrote the full pull's 37 row groups as one and, choosing dictionaries on the first of them, 3 rows,
+    none; night 3's chose them on the whole), so a front end's cache and a sync by hash fetched the
+    part again. A night that changes nothing now publishes the parts as they were; one that changes a
+    request writes them again, once."""
+    import hashlib
+
+    layout = RecordsLayout(tmp_path / "records")
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    from catalog.store import migrate
+    migrate(con)
+
+    def night(number: int) -> dict[str, str]:
+        previous = previous_pull(con, "bos311:service-requests")
+        pulled = pull_dataset(source_for(boston, previous), layout, "bos311", "service-requests", con,
+                              uid="bos311:service-requests", run_id=f"r{number}")
+        assert (pulled.mode, pulled.rows) == ("full" if number == 1 else "incremental", 950)
+        folder = layout.folder("bos311", "service-requests")
+        return {part.name: hashlib.sha256(part.read_bytes()).hexdigest() for part in sorted(folder.iterdir())}
+
+    first = night(1)
+    assert pq.ParquetFile(next(layout.folder("bos311", "service-requests").iterdir())).num_row_groups > 10
+    assert night(2) == night(3) == night(4) == first
+    recent = max(boston.service_requests, key=lambda r: r["requested_datetime"])
+    recent["status"] = "closed" if recent["status"] == "open" else "open"
+    changed = night(5)
+    assert changed != first
+    assert night(6) == night(7) == changed
+    table = pq.read_table(layout.folder("bos311", "service-requests"))
+    assert table.filter(pa.compute.equal(table["service_request_id"], recent["service_request_id"]))["status"] \
+        .to_pylist() == [recent["status"]]
