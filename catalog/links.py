@@ -1,6 +1,7 @@
 """A link's secrets: the query parameters of a URL that carry one (`?token=…`, `?api_key=…`,
 `?sig=…`, `X-Amz-Signature=…`), found by their name, and a password before its host
-(`ftp://user:pass@host/…`); and the link with their values redacted.
+(`ftp://user:pass@host/…`); and the link with their values redacted; the same of the links a
+text pastes (a description's `see https://…?api_key=…`).
 
 One rule for both uses: a portal `url` holding one is refused at the config (harvester.config),
 and a link a portal publishes holding one (a signed download, a landing page with a key) is kept
@@ -117,17 +118,79 @@ def redacted(link: str | None) -> str | None:
     return link[:start] + "&".join(pieces) + link[start + len(query):]
 
 
-# the links of a record (catalog.record) an export publishes, and of each of its distributions
-RECORD_LINKS = ("landing_page", "license")
+# a link a text pastes: one with a scheme (`https://…`, `ftp://…`), or a run of characters holding a
+# query (`data.city.gov/x.json?$$app_token=…`), each up to a space, a quote or an angle bracket (how
+# text quotes a link: `<https://…>`, `"https://…"`, an HTML attribute)
+TEXT_LINK = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"'`]+|[^\s<>\"'`()\[\]{}]+\?[^\s<>\"'`]+")
+# what ends a sentence after a link, no part of it (as GitHub's autolinks read it); and the brackets
+# that close one the link is in (`(see https://…)`, Markdown's `[x](https://…)`) when the link opens none
+AFTER_A_LINK = ".,;:!?'"
+CLOSING = {")": "(", "]": "[", "}": "{"}
+# what a text less '$', '_' and '-' holds if a link in it may hold a secret: as MAYBE_SECRET_SQL, but a
+# '%' only as an escape, and an '@' only after '://' (a text's percentages and email addresses are many)
+MAYBE_SECRET_TEXT_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%[0-9a-f]{{2}}|://[^\s/?#]*@"
+
+
+def _link_alone(found: str) -> str:
+    """`found` (a TEXT_LINK) less the punctuation after it that is the text's, not the link's."""
+    while found:
+        last = found[-1]
+        if last in AFTER_A_LINK or (last in CLOSING and found.count(last) > found.count(CLOSING[last])):
+            found = found[:-1]
+        else:
+            break
+    return found
+
+
+def links_in(text: str | None) -> list[str]:
+    """The links `text` pastes that may hold a secret (a query, or an '@')."""
+    if not isinstance(text, str) or ("?" not in text and "@" not in text):   # (most texts)
+        return []
+    return [link for link in map(_link_alone, TEXT_LINK.findall(text)) if link]
+
+
+def secrets_in_text(text: str | None) -> list[str]:
+    """The secrets the links of `text` hold (secrets_of), each once, in order."""
+    return list(dict.fromkeys(secret for link in links_in(text) for secret in secrets_of(link)))
+
+
+def redacted_text(text: str | None) -> str | None:
+    """`text` with each link it pastes redacted (redacted), the rest as written."""
+    if not secrets_in_text(text):
+        return text
+
+    def redact(match: re.Match) -> str:
+        link = _link_alone(match.group())
+        return redacted(link) + match.group()[len(link):]
+
+    return TEXT_LINK.sub(redact, text)
+
+
+# the links of a record (catalog.record) an export publishes, and of each of its distributions: its
+# identifier too, often a URL (a data.json's `identifier`: a landing page, an API's address)
+RECORD_LINKS = ("identifier", "landing_page", "license")
 DISTRIBUTION_LINKS = ("download_url", "access_url")
+# the texts of a record, and of each of its columns, whose links an export publishes
+RECORD_TEXTS = ("description",)
+COLUMN_TEXTS = ("description",)
 
 
 def secret_links(record: dict) -> list[tuple[str, list[str]]]:
-    """(field, the secret parameters its link holds) for each link of `record` that holds one, its
-    distributions' named by position (`distributions[2].download_url`)."""
+    """(field, the secrets its link holds) for each link of `record` that holds one, and each text
+    whose links do (`description`), its distributions' and columns' named by position
+    (`distributions[2].download_url`, `columns[0].description`)."""
     found = [(name, secrets_of(record.get(name))) for name in RECORD_LINKS]
+    found += [(name, secrets_in_text(record.get(name))) for name in RECORD_TEXTS]
     for position, distribution in enumerate(record.get("distributions") or []):
         if isinstance(distribution, dict):
             found += [(f"distributions[{position}].{name}", secrets_of(distribution.get(name)))
                       for name in DISTRIBUTION_LINKS]
+    for position, column in enumerate(record.get("columns") or []):
+        if isinstance(column, dict):
+            found += [(f"columns[{position}].{name}", secrets_in_text(column.get(name))) for name in COLUMN_TEXTS]
     return [(name, secrets) for name, secrets in found if secrets]
+
+
+def is_text(field_name: str) -> bool:
+    """Whether secret_links' `field_name` is a text (its links hold the secret), not a link."""
+    return field_name.rpartition(".")[2] in RECORD_TEXTS + COLUMN_TEXTS

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import orjson
 
-from catalog.links import REDACTED, secret_links
+from catalog.links import REDACTED, is_text, secret_links
 from catalog.record import Notes, RecordRejected, validate
 from catalog.stage import (RecordBatch, Stage, canonical_json_bytes, compact_json_bytes, content_hash,
                            import_arrow_without_numpy)
@@ -145,7 +145,8 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
     for field_name, message in notes.items:
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
     for field_name, secrets in secret_links(record):
-        errors.append((source_id, "map", "SecretInLink", f"{field_name}: the link holds a secret "
+        holds = "a link in the text holds" if is_text(field_name) else "the link holds"
+        errors.append((source_id, "map", "SecretInLink", f"{field_name}: {holds} a secret "
                        f"({', '.join(secrets)}): kept in the catalogue as the portal published it; exports give it "
                        f"as {REDACTED} (the portal's publisher should take it out and change the key)", "warning"))
     # (the record is made: the entry and details are needed no more, the hash view may cut them)

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalog.export import export_parquet
+from catalog.records import RecordsLayout
 from harvester import paging, records
 from harvester.cli import cli
 from harvester.pipeline import harvest
@@ -402,6 +403,72 @@ def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_
     assert not any(SIGNED.encode() in path.read_bytes() for path in (tmp_path / "parquet").rglob("*") if path.is_file())
     # (a link of no secret is exported as published: Philadelphia's other Carto downloads, their queries whole)
     assert [link["download_url"] for link in links[2:]] == [d.get("downloadURL") for d in others]
+
+
+def test_an_identifier_and_a_description_holding_a_secret_are_exported_redacted_and_still_identify(tmp_path):
+    """A data.json's `identifier` is often a URL, and its dataset's source id: one holding a key
+    (`?token=`) was exported as published until session 42, in data.json's identifier and in every
+    uid, source id and records folder of the Parquet export, as was a key in a link its description
+    pastes. The catalogue keeps them as published and warns of them (SecretInLink); an export redacts
+    them, and two identifiers that differ only in their key stay two datasets: the second numbered
+    (`#2`), the same uid in every table, the records folder and the manifest, and data.json."""
+    document = make_data_json(3)
+    first, second, third = document["dataset"]
+    one, other = (f"https://data.city.example/api/views/parks?id=7&token={key}" for key in ("k-one", "k-two"))
+    csv = {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV", "downloadURL": "PORTAL/rows.csv"}
+    first.update(identifier=one, landingPage="https://data.city.example/parks", distribution=[csv])
+    second.update(identifier=other, landingPage="https://data.city.example/parks-2", distribution=[dict(csv)])
+    third.update(identifier="parks-3", landingPage="https://data.city.example/parks-3",
+                 description=f"Daily. Query it at https://api.city.example/q?f=json&api_key={SIGNED}. Or "
+                             f"[the map](https://maps.city.example/?token={SIGNED}).")
+    with DataJsonPortal(document) as portal:
+        for entry in (first, second):
+            entry["distribution"][0]["downloadURL"] = portal.url + "/rows.csv"
+        portal.static["/rows.csv"] = RawBody(b"a,b\n1,x\n2,y\n")
+        db, result = harvest_with_records(tmp_path, "city", "dcat-us", portal.url + "/data.json", [one, other])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["portals"][0]["records_pulled"] == 2
+    with duckdb.connect(str(db), read_only=True) as con:   # the catalogue's copy as published
+        assert con.execute("SELECT uid FROM datasets WHERE identifier LIKE '%token%' ORDER BY uid").fetchall() == [
+            (f"city:{one}",), (f"city:{other}",)]
+        warned = con.execute("SELECT source_id, message FROM harvest_errors WHERE error_type = 'SecretInLink' "
+                             "ORDER BY source_id").fetchall()
+    assert [(source_id, message.split(" (")[0]) for source_id, message in warned] == [
+        (one, "identifier: the link holds a secret"), (other, "identifier: the link holds a secret"),
+        ("parks-3", "description: a link in the text holds a secret")]
+    assert "(api_key, token)" in warned[2][1]
+
+    out = tmp_path / "export"
+    export_parquet(db, out)
+    for path in out.rglob("*"):
+        assert not any(secret in str(path) for secret in ("k-one", "k-two", SIGNED)), path
+        assert not path.is_file() or not any(secret.encode() in path.read_bytes()
+                                             for secret in ("k-one", "k-two", SIGNED)), path
+    datasets = {d["title"]: d for d in pq.read_table(out / "datasets.parquet").to_pylist()}
+    redacted_one = one.replace("k-one", "REDACTED")
+    assert [(datasets[e["title"]]["uid"], datasets[e["title"]]["source_id"], datasets[e["title"]]["identifier"])
+            for e in (first, second)] == [(f"city:{redacted_one}", redacted_one, redacted_one),
+                                          (f"city:{redacted_one}#2", f"{redacted_one}#2", redacted_one)]
+    assert datasets[third["title"]]["description"] == (
+        "Daily. Query it at https://api.city.example/q?f=json&api_key=REDACTED. Or "
+        "[the map](https://maps.city.example/?token=REDACTED).")
+    uids = {d["uid"] for d in datasets.values()}
+    for table in ("distributions", "columns"):
+        assert set(pq.read_table(out / f"{table}.parquet")["dataset_uid"].to_pylist()) <= uids, table
+    # each records folder is its dataset's exported source id, and the manifest lists its parts
+    manifest = json.loads((out / "manifest.json").read_text())
+    records = sorted({f["path"].rsplit("/", 1)[0] for f in manifest["files"] if f["path"].startswith("records/")})
+    assert records == sorted(f"records/{RecordsLayout(out).relative('city', d['source_id'])}"
+                             for d in datasets.values() if d["title"] != third["title"])
+    assert all((out / f["path"]).is_file() for f in manifest["files"])
+
+    assert export_data_json(db, tmp_path / "json", {}).written == 3
+    document = json.loads((tmp_path / "json" / "data.json").read_text())
+    assert errors_of(validators()[1], document) == []
+    written = {d["title"]: d for d in document["dataset"]}
+    assert [written[e["title"]]["identifier"] for e in (first, second)] == [redacted_one, f"city:{redacted_one}#2"]
+    assert written[third["title"]]["description"] == datasets[third["title"]]["description"]
+    assert not any(secret in json.dumps(document) for secret in ("k-one", "k-two", SIGNED))
 
 
 def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):
