@@ -95,12 +95,12 @@ def test_a_secret_header_does_not_follow_a_redirect_from_https_down_to_plain_htt
 KEY = "k3y-0f-the-p0rtal"
 
 
-def _harvested_with_a_key(tmp_path, monkeypatch, kind, url, records=()):
+def _harvested_with_a_key(tmp_path, monkeypatch, kind, url, records=(), keys=""):
     """`civicat harvest` of one portal of `kind` at `url` whose app_token_env names a variable holding KEY
-    (and the line break a secrets file ends with: no part of the key)."""
+    (and the line break a secrets file ends with: no part of the key); `keys`: its `[portals.keys]` table."""
     monkeypatch.setenv("CIVICAT_TEST_KEY", KEY + "\n")
     db, result = harvest_with_records(tmp_path, "city", kind, url, list(records), with_records=bool(records),
-                                      extra='app_token_env = "CIVICAT_TEST_KEY"\n')
+                                      extra='app_token_env = "CIVICAT_TEST_KEY"\n' + keys)
     assert result.exit_code == 0, result.output
     return db, result
 
@@ -136,6 +136,50 @@ def test_an_arcgis_key_goes_to_the_hubs_own_host_and_not_to_the_layers_host(tmp_
     assert hub.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {KEY}"
                                 for _, _, headers in hub.requests)
     assert services.requests and not any(KEY in json.dumps(headers) for _, _, headers in services.requests)
+
+
+def test_a_key_of_the_layers_host_goes_to_that_host_alone_and_the_hubs_to_the_hub_alone(tmp_path, monkeypatch):
+    """An ArcGIS Hub's datasets are layers on another host (services1.arcgis.com for hub.arcgis.com),
+    which a secured layer asks a key of: until session 42 no key could reach it (app_token_env goes
+    to the hub's own host alone). `[portals.keys]` names a host and the variable holding its key: it
+    goes to that host (and port) alone, the hub's to the hub alone, over http only to this machine.
+    Two local hosts: the hub at 127.0.0.1, the layers at `localhost` on another port."""
+    meta = load_json("arcgis-featureserver/esri-test-layer-metadata.json")
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    layers_key = "k3y-0f-the-layers"
+    monkeypatch.setenv("CIVICAT_TEST_LAYERS_KEY", layers_key)
+    with FeatureServerPortal({ESRI: (meta, features)}) as services:
+        layers = services.url.replace("127.0.0.1", "localhost")
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", layers + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            host = layers.removeprefix("http://")
+            _, result = _harvested_with_a_key(tmp_path, monkeypatch, "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"],
+                                              keys=f'[portals.keys]\n"{host}" = "CIVICAT_TEST_LAYERS_KEY"\n')
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 1000, result.output
+    assert hub.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {KEY}" for _, _, headers in hub.requests)
+    assert services.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {layers_key}"
+                                     for _, _, headers in services.requests)
+    assert not any(layers_key in json.dumps(headers) for _, _, headers in hub.requests)
+    assert not any(layers_key in path or layers_key in json.dumps(query) for path, query, _ in services.requests)
+    for path in tmp_path.rglob("*"):   # the catalogue, its WAL, the HTTP cache
+        assert not path.is_file() or layers_key.encode() not in path.read_bytes(), path
+
+
+def test_a_hosts_key_goes_to_its_host_and_port_only_over_https_or_to_this_machine():
+    """(The client's rule, host by host: the port named, the scheme's own else; http to loopback alone.)"""
+    client = fast_client()
+    client.send_key("https://services1.arcgis.com", {"X-Esri-Authorization": "Bearer a"})
+    client.send_key("http://services1.arcgis.com", {"X-Esri-Authorization": "Bearer b"})   # (never: in clear)
+    client.send_key("http://localhost:8081", {"X-Esri-Authorization": "Bearer c"})
+    sent = {url: client._with_key(url, {}).get("X-Esri-Authorization") for url in (
+        "https://services1.arcgis.com/x/FeatureServer/0", "https://SERVICES1.arcgis.com:443/x",
+        "http://services1.arcgis.com/x", "https://services1.arcgis.com:8443/x", "https://services2.arcgis.com/x",
+        "http://localhost:8081/x", "http://localhost:8082/x", "http://127.0.0.1:8081/x")}
+    assert sent == {"https://services1.arcgis.com/x/FeatureServer/0": "Bearer a",
+                    "https://SERVICES1.arcgis.com:443/x": "Bearer a", "http://services1.arcgis.com/x": None,
+                    "https://services1.arcgis.com:8443/x": None, "https://services2.arcgis.com/x": None,
+                    "http://localhost:8081/x": "Bearer c", "http://localhost:8082/x": None,
+                    "http://127.0.0.1:8081/x": None}
 
 
 @pytest.mark.parametrize("name, value", [("X-Esri-Authorization", f"Bearer {KEY}"), ("Authorization", KEY),
