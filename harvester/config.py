@@ -317,8 +317,7 @@ def _host_keys(value: object, kind: str, portal_url, fail) -> tuple[tuple[str, s
     for host, variable in value.items():
         named = KEY_HOST_PATTERN.fullmatch(host.strip().lower())
         port = int(named["port"]) if named and named["port"] else None
-        if named is None or port == 0 or (port or 0) > 65535 or (named["host"].startswith("[") and not _is_ip(
-                named["host"][1:-1])):
+        if named is None or port == 0 or (port or 0) > 65535 or not _an_address_if_bracketed(named["host"]):
             raise fail(f"keys.{host!r}", "is no host a key can go to (a host name such as services1.arcgis.com, "
                                          "an address, and a port where it is not https's own: localhost:8443)")
         normal = named["host"].rstrip(".") + (f":{port}" if port else "")
@@ -333,12 +332,16 @@ def _host_keys(value: object, kind: str, portal_url, fail) -> tuple[tuple[str, s
     return tuple(keys.items())
 
 
-def _is_ip(text: str) -> bool:
+def _an_address_if_bracketed(host: str) -> bool:
+    """Whether `host` is no `[…]`, or one holding an IP address (`[::1]`)."""
+    return not host.startswith("[") or _ip_or_none(host[1:-1]) is not None
+
+
+def _ip_or_none(text: str):
     try:
-        ipaddress.ip_address(text)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def key_variables(portal: PortalConfig) -> list[str]:
