@@ -191,6 +191,13 @@ def secret_links(record: dict) -> list[tuple[str, list[str]]]:
     return [(name, secrets) for name, secrets in found if secrets]
 
 
+def maybe_secret_sql(column: str, text: bool = False) -> str:
+    """The SQL of whether `column` (a link; `text`: a text, its links) may hold a secret: False where
+    redacted (redacted_text) would change nothing, so that most values are never passed to Python."""
+    stripped = f"replace(replace(replace(\"{column}\", '$', ''), '_', ''), '-', '')"
+    return f"regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}')"
+
+
 def is_text(field_name: str) -> bool:
     """Whether secret_links' `field_name` is a text (its links hold the secret), not a link."""
     return field_name.rpartition(".")[2] in RECORD_TEXTS + COLUMN_TEXTS
