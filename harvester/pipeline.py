@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from catalog import events, uncut
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
-from catalog.links import secret_links
+from catalog.links import redacted, secret_links
 from catalog.record import DATED_AHEAD_SLACK, days_after, format_timestamp
 from catalog.store import MergeOutcomeUnknown, Store, StoppedAfterStoring, bound_the_c_heap, page_identity
 from catalog.transactions import rollback
@@ -357,9 +357,10 @@ def warn_secrets_published(store: Store, portal_id: str, errors: "ErrorLog", rep
     redacted it at once: now warned of by the first harvest that sees it, and counted in every report
     after, with no row a night for the same thing."""
     found = [(record["uid"], record["source_id"], links) for record in store.maybe_publishing_secrets(portal_id)
-             if (links := secret_links(record))]
+             if (links := secret_links(record))]   # (in uid order)
     report.secrets_published = len(found)
-    report.secrets_named = [uid for uid, _, _ in found[:SECRETS_NAMED]]
+    # (named as the exports name them: a source id may hold the secret itself, a data.json's identifier)
+    report.secrets_named = [f"{portal_id}:{redacted(source_id)}" for _, source_id, _ in found[:SECRETS_NAMED]]
     warned = store.warned_of(portal_id, "SecretInLink", [source_id for _, source_id, _ in found])
     warned |= {row["source_id"] for row in errors.rows if row["error_type"] == "SecretInLink"}   # (tonight's, unwritten)
     for _, source_id, links in found:

@@ -524,6 +524,8 @@ def test_every_harvest_says_what_it_publishes_with_a_secret_and_warns_once_of_wh
     document = make_data_json(4)
     document["dataset"][0]["description"] = f"Query it at https://api.city.example/q?api_key={SIGNED} daily."
     document["dataset"][1]["landingPage"] = f"https://data.city.example/parks?token={SIGNED}"
+    document["dataset"][2].update(identifier=f"https://data.city.example/trees?id=9&token={SIGNED}",   # (its source id)
+                                  landingPage="https://data.city.example/trees")
     with DataJsonPortal(document) as portal:
         config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
         db = str(tmp_path / "c.duckdb")
@@ -538,19 +540,22 @@ def test_every_harvest_says_what_it_publishes_with_a_secret_and_warns_once_of_wh
 
         said, warned = harvested()   # the versions stored warned of as the mapping stores them, and none twice
         with duckdb.connect(db, read_only=True) as con:
-            uids = [uid for (uid,) in con.execute("SELECT uid FROM datasets WHERE title IN (?, ?) ORDER BY uid", [
-                d["title"] for d in document["dataset"][:2]]).fetchall()]
-        line = (f"city: 2 live datasets publish a secret in a link (a key, a signature, a password): "
+            uids = [uid.replace(SIGNED, "REDACTED") for (uid,) in con.execute(
+                "SELECT uid FROM datasets WHERE title IN (?, ?, ?) ORDER BY uid",
+                [d["title"] for d in document["dataset"][:3]]).fetchall()]
+        assert uids[2] == "city:https://data.city.example/trees?id=9&token=REDACTED"   # (named as exports name it)
+        line = (f"city: 3 live datasets publish a secret in a link (a key, a signature, a password): "
                 f"{', '.join(uids)}; kept in the catalogue as published, exported as REDACTED")
         assert line in " ".join(said.split()), said
-        assert sorted((stage, field) for _, stage, _, field in warned) == [("map", "description"), ("map", "landing_page")]
+        assert sorted((stage, field) for _, stage, _, field in warned) == [
+            ("map", "description"), ("map", "identifier"), ("map", "landing_page")]
         with duckdb.connect(db) as con:   # (as a catalogue harvested before the rule has them: never warned of)
             con.execute("DELETE FROM harvest_errors WHERE error_type = 'SecretInLink'")
 
         said, warned = harvested()   # unchanged, so not mapped: warned of once, by the store's look
         assert line in " ".join(said.split()), said
-        assert sorted((stage, field) for _, stage, _, field in warned) == [("store", "description"),
-                                                                          ("store", "landing_page")]
+        assert sorted((stage, field) for _, stage, _, field in warned) == [
+            ("store", "description"), ("store", "identifier"), ("store", "landing_page")]
         said, again = harvested()    # and said in every report after, with no row more
         assert line in " ".join(said.split()), said
         assert again == warned
