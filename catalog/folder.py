@@ -82,7 +82,15 @@ def _shared_files(folder: Path) -> list[str]:
 
 def _other_catalogues(db_path: Path) -> list[Path]:
     """The civicat catalogues in `db_path`'s folder other than it (its read copy excepted): DuckDB
-    files (their magic read, nothing else opened) that are civicat's (_is_a_catalogue)."""
+    files (their magic read, nothing else opened) that a civicat writer has held (their lock file
+    beside them: catalog.lock.kept_by_a_writer) and that are civicat's (_is_a_catalogue). Another
+    program's DuckDB file is never opened: a look at it (a read-only open, for a moment) kept out its
+    own program's writable open of that moment, and one that program was writing then was taken for
+    a catalogue (DuckDB could not open it), the folder refused. A catalogue that has shared the
+    folder's files has had a writer, whose lock file stays; one whose lock file is gone (removed, or
+    the catalogue renamed without it) is not seen, and the catalogue looking adopts the folder: that
+    one's writers are then refused as another's, naming the fix (a folder of its own)."""
+    from catalog.lock import kept_by_a_writer
     from catalog.read_copy import catalogue_of
 
     found = []
@@ -92,7 +100,7 @@ def _other_catalogues(db_path: Path) -> list[Path]:
                 break
             path = Path(entry.path)
             if (entry.name.startswith(".") or not entry.is_file() or path.name == db_path.name
-                    or catalogue_of(path) is not None):
+                    or catalogue_of(path) is not None or not kept_by_a_writer(path)):
                 continue
             try:
                 with open(path, "rb") as f:

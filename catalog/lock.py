@@ -53,6 +53,18 @@ def _holder_record(data: bytes) -> dict:
     return holder if isinstance(holder, dict) else {}
 
 
+def kept_by_a_writer(db_path: str | Path) -> bool:
+    """Whether a civicat writer has held the file at `db_path`: its lock file beside it, which every
+    writer leaves (it says who held the lock last), holds a holder record (or nothing: a writer killed
+    as it took the lock). Another program's DuckDB file has none."""
+    try:
+        with open(lock_path(db_path), "rb") as f:
+            data = f.read(4096)
+    except OSError:
+        return False
+    return not data or isinstance(_holder_record(data).get("pid"), int)
+
+
 def describe_holder(holder: dict) -> str:
     """The writer a holder record names, for messages: `process 4242 (civicat harvest --records,
     since 2026-12-04T01:00:02+00:00)`."""
@@ -142,6 +154,13 @@ def file_writer(exc: Exception, db_path: str | Path) -> str:
 # step. The longest step without a sign is the copy's last flush to the disk, bounded by a flush every
 # 64 MiB (catalog.read_copy); docs/harvesting.md ("Locks in full") gives a copy's time
 BRIEF_HOLD_SECONDS = 300
+# how long a writer that waited for a brief holder reads again a record no longer brief before it takes
+# it for another writer's: a look puts back the record it found just before it lets go (held_for_a_look),
+# and a process can be held from running that long on a loaded machine
+LETTING_GO_SECONDS = 1.0
+# of the record found at acquire, kept to be put back (release(restore=True)): a civicat record is
+# under 10 KiB (its command cut to 500 characters, its crash note to 1,500); a longer file is not read whole
+RECORD_KEPT_BYTES = 64 << 10
 
 
 class WriterLock:
@@ -169,6 +188,7 @@ class WriterLock:
         self.holder: dict = {}
         self.crash: dict | None = None   # the crash note of a harvest before (note_crash), read at acquire
         self.created = False   # the lock file made by this acquire (release(remove=True))
+        self._found: tuple[bytes, int, int] | None = None   # the record before this one, and its times (restore)
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +210,10 @@ class WriterLock:
             os.close(fd)
             self.created = False
         try:
-            previous = _holder_record(os.pread(fd, 4096, 0))
+            found = os.fstat(fd)
+            self._found = (os.pread(fd, min(found.st_size, RECORD_KEPT_BYTES), 0),
+                           found.st_atime_ns, found.st_mtime_ns)
+            previous = _holder_record(self._found[0][:4096])
             # a harvest that crashed said so here (`crashed`): kept until a harvest has read it
             self.crash = previous.get("crashed") if isinstance(previous.get("crashed"), dict) else None
             self.holder = {"pid": os.getpid(), "since": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -206,7 +229,7 @@ class WriterLock:
 
     def _lock(self, fd: int) -> None:
         """flock of `fd`, waited for as the class says (CatalogueBeingWritten past the wait)."""
-        blocked = None
+        blocked, was_brief, first_look = None, False, 0.1
         step, stepped = None, None   # the brief holder's last sign of progress, and when it was seen
         while True:
             try:
@@ -218,7 +241,10 @@ class WriterLock:
                 # a brief holder (a reader putting the catalogue right) is waited for unasked
                 # (its record is written just after it took the lock: read once more a moment later)
                 brief = self.waits_for_brief and _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
-                if not brief and now - blocked < 0.1:
+                if was_brief and not brief:   # (a look puts back the record it found just before it lets go)
+                    blocked, first_look = now, LETTING_GO_SECONDS
+                was_brief = brief
+                if not brief and now - blocked < first_look:
                     time.sleep(0.05)
                     continue
                 if brief and os.fstat(fd).st_mtime_ns != step:   # (its record, or a step since)
@@ -278,13 +304,21 @@ class WriterLock:
         if self._fd is not None:
             os.utime(self._fd)
 
-    def release(self, *, remove: bool = False) -> None:
+    def release(self, *, remove: bool = False, restore: bool = False) -> None:
         """`remove`: the lock file taken away too when this acquire made it, for a file refused as no
         catalogue (another program's database: nothing of civicat's is left beside it). Any process
-        that took the lock meanwhile refuses the same file."""
+        that took the lock meanwhile refuses the same file. `restore`: the record found at acquire
+        put back (bytes and times), for a holder that wrote nothing (held_for_a_look): the file
+        keeps naming the catalogue's last writer and its crash note, not a look at it."""
         if self._fd is not None and remove and self.created:
             with contextlib.suppress(OSError):
                 self.path.unlink()
+        elif self._fd is not None and restore and self._found is not None:
+            record, atime, mtime = self._found
+            with contextlib.suppress(OSError):   # (best effort, as note_crash: the lock is let go all the same)
+                os.pwrite(self._fd, record, 0)
+                os.ftruncate(self._fd, len(record))
+                os.utime(self._fd, ns=(atime, mtime))
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -304,9 +338,10 @@ def held_for_a_look(db_path: str | Path) -> Iterator[bool | None]:
     catalogue it checks) taken at once, as a brief holder, while the caller opens its file read-only
     in DuckDB: a writer of it starting in that moment found the file held and was refused (exit 2);
     now it waits for the look, unasked (brief holders are waited for). Yields True when taken (let go
-    after, its lock file removed where this made it), False when a civicat writer holds it now (never
-    waited for: the caller does not open the file), None when it cannot be taken (its folder not
-    writable: the caller looks without it, as before)."""
+    after, its lock file removed where this made it, else the record it found there put back: a look
+    is no writer, and a user reading the file after a crash reads who wrote the catalogue last), False
+    when a civicat writer holds it now (never waited for: the caller does not open the file), None when
+    it cannot be taken (its folder not writable: the caller looks without it, as before)."""
     lock = WriterLock(db_path, brief=True, waits_for_brief=False)
     try:
         lock.acquire()
@@ -319,7 +354,7 @@ def held_for_a_look(db_path: str | Path) -> Iterator[bool | None]:
     try:
         yield True
     finally:
-        lock.release(remove=True)
+        lock.release(remove=True, restore=True)
 
 
 def _still_at(fd: int, path: Path) -> bool:

@@ -763,21 +763,21 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     from catalog.lock import file_holder, file_locked
     from catalog.store import CatalogueTooNew
 
-    waiting_for, copy_done = None, False
+    waiting_for, copy_done, made = None, False, None
     while True:
         try:
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
-            # (under the writer lock: no other civicat writer makes the file between this look and the open)
-            new = not db_path.exists() and not _wal_path(db_path).exists()
+            made = made or _made_new(db_path)
             opened = opener(db_path)
-            return _claimed_folder(opened, db_path, lock, os.stat(db_path) if new else None)
+            return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
             raise _cannot_open(db_path, exc) from None
         except duckdb.IOException as exc:
             if not file_locked(exc):
                 raise _cannot_open(db_path, exc) from None
+            made = None   # (another process opened the file this run made: what it holds now may be that one's)
             who = file_holder(exc)
             left = wait.until - time.monotonic()
             if left <= 0:
@@ -817,6 +817,37 @@ def _claimed_folder(opened, db_path: Path, lock, made: os.stat_result | None):
 
 def _wal_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".wal")
+
+
+def _made_new(db_path: Path) -> os.stat_result | None:
+    """A new, empty catalogue file made at `db_path` where there is none (nor its log), its stat (this
+    run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
+    linked to `db_path`, which fails where a file is: a file another program made there at that moment
+    is never taken for this run's (an existence check and DuckDB's open left microseconds between
+    them, and a refused claim removed that program's file). Under the writer lock: no civicat writer
+    makes it meanwhile. A file system without hard links (exFAT, vfat) has it renamed in place once
+    none is seen there, the check and the rename microseconds apart, as before."""
+    from catalog import uncut
+    from catalog.lock import STORAGE_VERSION
+
+    if db_path.exists() or _wal_path(db_path).exists():
+        return None
+    new = db_path.with_name(f".{db_path.name}.{os.getpid()}.new")
+    new.unlink(missing_ok=True)   # (a run of this pid killed here before: never the catalogue)
+    try:
+        uncut.connect(str(new), config={"storage_compatibility_version": STORAGE_VERSION}).close()
+        made = os.stat(new)
+        try:
+            os.link(new, db_path)
+        except FileExistsError:
+            return None
+        except OSError:   # (no hard links there)
+            if db_path.exists():
+                return None
+            os.rename(new, db_path)
+        return made
+    finally:
+        new.unlink(missing_ok=True)
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:

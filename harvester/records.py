@@ -20,7 +20,7 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,6 +117,10 @@ CLOCKS_AGREE = timedelta(minutes=1)
 # stamped since are read again by the next pull (merged by key). CLOCKS_AGREE: a server's clock within
 # it is taken as ours, and may be that much behind
 WATERMARK_BEFORE_START = CLOCKS_AGREE
+# the rows a watermark bounded by our clock, not by a server's ahead of it, may read again each pull
+# (watermark_bound), and their share of the dataset's: a server truly ahead that stamped more within its
+# lead past our now keeps its own bound; fewer, rows stamped past our now are taken as a clock's slip
+READ_AGAIN_AT_MOST, READ_AGAIN_SHARE = 1_000, 0.01
 STAMPS_MEMORY = "64MB"   # DuckDB's to count a column's stamps dated ahead (a scan of one column, two aggregates)
 
 
@@ -773,6 +777,11 @@ def parquet_max(glob: str, column: str):
     return latest
 
 
+def parquet_rows(glob: str) -> int:
+    """The rows of the Parquet files at `glob`, from their metadata (no data read)."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in Path(glob).parent.glob(Path(glob).name))
+
+
 def stamps_after(glob: str, column: str, after: datetime) -> tuple[int, datetime | None, datetime | None]:
     """Of `column` (a datetime) in the Parquet files at `glob`: how many values are after `after`,
     the latest, and the latest not after it (UTC datetimes; None: none). The files' statistics
@@ -815,7 +824,9 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
             continue
         count, latest, before = stamps_after(glob, column, after)
         if column == source.watermark_column and before is not None:
-            watermark = before = min(before, watermark_bound(before, ours, began))
+            watermark = before = min(before, watermark_bound(
+                before, ours, began, lambda since, until, column=column: stamps_between(glob, column, since, until)
+                <= min(READ_AGAIN_AT_MOST, READ_AGAIN_SHARE * parquet_rows(glob))))
         if not count or column not in source.past_stamps:
             continue
         whose = "rows'" if count != 1 else "row's"
@@ -831,19 +842,39 @@ def dated_ahead(source: RecordSource, glob: str, began: datetime,
     return "; ".join(said) + ": kept as the portal gives them (a server's clock, or a typo)" + next_pull, watermark
 
 
-def watermark_bound(latest: datetime, ours: datetime, servers: datetime) -> datetime:
+def watermark_bound(latest: datetime, ours: datetime, servers: datetime,
+                    few: Callable[[datetime, datetime], bool] | None = None) -> datetime:
     """The latest a watermark may be (WATERMARK_BEFORE_START before the pull began) for a pull
     that began at `ours` by our clock and at `servers` by the server's (server_began), whose latest
     stamp not ahead is `latest`. By the server's clock; and by ours as well where no stamp is later
     than our now: the rows were then stamped by a clock like ours, and a front whose Date alone runs
     ahead (its database's clock right) would put the server's bound past every row changed during
     the pull, holding nothing back. A server truly ahead stamps the rows it changed within its lead
-    past our now, and keeps its own bound; one that changed none within it has no stamp after ours
-    to read again."""
+    past our now, and keeps its own bound where they are more than READ_AGAIN_AT_MOST, or than
+    READ_AGAIN_SHARE of the rows (`few`: whether the stamps after the first moment and not after the
+    second are not); one that changed none within it has no stamp after ours to read again. Fewer, they
+    are read again each pull until our clock passes them: rows stamped past our now by a clock that slipped ahead (a row stamped an hour ahead, under
+    a front whose Date runs 2 hours ahead; a database's clock ahead and put back under a front ahead
+    of that stamp) were taken as a server truly ahead, and the rows changed during the pull, or after
+    it and stamped before that row, were read by no incremental pull."""
     bound = servers - WATERMARK_BEFORE_START
-    if latest <= datetime.now(UTC):
-        bound = min(bound, ours - WATERMARK_BEFORE_START)
+    by_ours = ours - WATERMARK_BEFORE_START
+    if bound > by_ours and (latest <= datetime.now(UTC) or few is not None and few(by_ours, min(latest, bound))):
+        return by_ours
     return bound
+
+
+def stamps_between(glob: str, column: str, since: datetime, until: datetime) -> int:
+    """How many values of `column` (a datetime) in the Parquet files at `glob` are after `since` and
+    not after `until` (one scan of the column, where the files' statistics put any after `since`)."""
+    latest = _utc(parquet_max(glob, column))
+    if latest is None or latest <= since:
+        return 0
+    quoted = '"' + column.replace('"', '""') + '"'
+    with scratch_duckdb(STAMPS_MEMORY, threads=1) as duck:
+        duck.execute("SET TimeZone = 'UTC'")   # (as stamps_after: a naive column's stamps are UTC's)
+        return duck.execute(f"SELECT count(*) FILTER (WHERE {quoted} > $since AND {quoted} <= $until) "
+                            f"FROM {read_parquet_sql(glob)}", {"since": since, "until": until}).fetchone()[0]
 
 
 def server_began(began: datetime, ahead: timedelta | None) -> tuple[datetime, str, str | None]:

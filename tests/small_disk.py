@@ -44,8 +44,12 @@ def free(where: Path) -> int:
 
 
 def fill(where: Path, leaving: int, name: str = "ballast") -> Path:
-    """Another program's file filling `where`'s file system until `leaving` bytes stay free."""
+    """Another program's file filling `where`'s file system until `leaving` bytes stay free. The free
+    space read once the file system has committed what it was given: btrfs counts blocks freed or
+    taken by its last writes only then (a catalogue's checkpoint just before: 266 KB more than there
+    was), and the ballast sized from it left less than asked, or met the disk's end itself."""
     ballast = where / name
+    os.sync()
     with open(ballast, "ab") as file:
         file.write(bytes(max(0, free(where) - leaving)))
         file.flush()

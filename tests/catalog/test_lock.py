@@ -219,3 +219,53 @@ def test_a_lock_file_taken_away_as_another_writer_waited_for_it_leaves_one_write
             WriterLock(db).acquire()
     finally:
         waiting.release()
+
+
+def test_a_look_puts_back_the_record_it_found_and_its_waiter_still_takes_the_lock(tmp_path):
+    """held_for_a_look (the upgrade's look at the folder's other catalogue, a brief holder) wrote its
+    own record over the catalogue's last writer's, and left it there: the lock file named the look
+    as the catalogue's last holder. It puts back what it found (bytes and time) before it lets go;
+    a writer that waited for it meanwhile, reading the record put back a moment before the lock is
+    free, still waits for the lock, not refused as behind a writer."""
+    import json
+    import threading
+
+    from catalog.lock import held_for_a_look
+
+    db = tmp_path / "c.duckdb"
+    with WriterLock(db):
+        pass
+    crash = {"pid": 1, "since": "2026-12-05T01:00:02+00:00", "at": "2026-12-05T01:40:00+00:00", "error": "boom"}
+    record = json.dumps({"pid": 4242, "since": "2026-12-05T01:00:02+00:00", "command": "civicat harvest",
+                         "pulls_records": False, "crashed": crash}).encode() + b"\n"
+    lock_path(db).write_bytes(record)
+    os.utime(lock_path(db), ns=(1_000_000_000, 2_000_000_000))
+    taken = []
+    with held_for_a_look(db) as alone:
+        assert alone is True
+        waiter = threading.Thread(target=lambda: taken.append(WriterLock(db, poll_seconds=0.01).acquire() or True))
+        waiter.start()
+        time.sleep(0.3)   # (the waiter at its flock, past its first moment)
+        fd = os.open(lock_path(db), os.O_RDWR)   # (the look's last step as a slow disk makes it: the record put back, then a pause)
+        try:
+            os.pwrite(fd, record, 0)
+            os.ftruncate(fd, len(record))
+        finally:
+            os.close(fd)
+        time.sleep(0.05)
+        assert lock_path(db).read_bytes() == record
+    waiter.join(30)
+    assert taken == [True], "the writer waiting for the look was refused"
+    assert json.loads(lock_path(db).read_bytes())["pid"] == os.getpid()   # (the writer's own record now)
+
+
+def test_a_look_leaves_the_lock_file_as_it_found_it(tmp_path):
+    from catalog.lock import held_for_a_look
+
+    db = tmp_path / "c.duckdb"
+    with WriterLock(db, pulls_records=True) as writer:
+        writer.note_crash(RuntimeError("the catalogue's disk full"))
+    found, stamped = lock_path(db).read_bytes(), lock_path(db).stat().st_mtime_ns
+    with held_for_a_look(db) as alone:
+        assert alone is True and b'"brief": true' in lock_path(db).read_bytes()   # (its writer waits for it)
+    assert lock_path(db).read_bytes() == found and lock_path(db).stat().st_mtime_ns == stamped

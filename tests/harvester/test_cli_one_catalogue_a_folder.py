@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from catalog.folder import MARKER
-from catalog.lock import lock_path
+from catalog.lock import WriterLock, lock_path
 from catalog.store import Store
 from tests.harvester.test_cli_new_user import invoke
 from tests.portals.socrata import SocrataPortal, SodaTable, discovery_entry
@@ -155,7 +155,8 @@ def test_two_catalogues_sharing_a_folder_made_before_are_each_refused_until_one_
     data = tmp_path / "data"
     first, second = data / "civicat.duckdb", data / "other.duckdb"
     assert harvest(config, first).exit_code == 0
-    Store(second).close()
+    with WriterLock(second):   # (as its civicat writer made it: its lock file stays beside it)
+        Store(second).close()
     made_before_0020(first, data)
     before = folder_files(data)
     for db, other in ((first, second), (second, first)):
@@ -334,7 +335,6 @@ def test_a_catalogue_beside_it_that_a_writer_holds_is_counted_unopened(tmp_path,
     """Its writer holds its lock (and may be opening it this moment): taken for a catalogue without
     a look (on main it was opened read-only all the same, which keeps that writer's open out)."""
     from catalog import versions
-    from catalog.lock import WriterLock
 
     data = tmp_path / "data"
     other = data / "civicat.duckdb"
@@ -348,3 +348,136 @@ def test_a_catalogue_beside_it_that_a_writer_holds_is_counted_unopened(tmp_path,
     assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
     assert str(other) in " ".join(refused.output.split())
     assert other not in [type(other)(p) for p in opened]
+
+
+def run_civicat(*args):
+    """`civicat ARGS` in a process of its own (this tree's civicat): its exit and its words."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    ran = subprocess.run([sys.executable, "-c", "from harvester.cli import cli; cli()", *args], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": repo})
+    return ran.returncode, ran.stdout + ran.stderr
+
+
+def test_the_look_at_the_folder_s_other_catalogue_leaves_its_lock_file_naming_its_last_writer(tmp_path, portal,
+                                                                                             config):
+    """The lock file says who held the catalogue last (a user reads it after a crash). On main, after
+    the look at the folder's other catalogue, that catalogue's lock file named the look (the pid and
+    command of the writer of another catalogue, `brief`) as its last holder, its time the look's; now
+    it is put back as it was, naming the writer that last wrote the catalogue."""
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    code, said = run_civicat("overlap", "--db", str(other))   # (its last writer: a process of its own)
+    assert code == 0, said
+    made_before_0020(other, data)
+    record, written = lock_path(other).read_bytes(), lock_path(other).stat().st_mtime_ns
+    assert json.loads(record)["command"].split()[1:3] == ["overlap", "--db"]
+    refused = harvest(config, data / "new.duckdb")
+    assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
+    assert lock_path(other).read_bytes() == record and lock_path(other).stat().st_mtime_ns == written
+
+
+@pytest.mark.parametrize("its_program", ["writing it", "closed"])
+def test_another_program_s_duckdb_file_beside_the_catalogue_is_never_opened_by_the_look(tmp_path, portal, config,
+                                                                                        monkeypatch, its_program):
+    """A folder made before (no marker, its files there) is looked through for other catalogues. On
+    main every DuckDB file there was opened read-only for a moment, another program's own too: its
+    program's writable open at that moment was refused by DuckDB, and one its program was writing
+    then (DuckDB could not open it) was taken for a catalogue, the folder refused ("Move every
+    catalogue but one", exit 2). A DuckDB file no civicat writer has held (no lock file of civicat's
+    beside it) is not opened now: the catalogue adopts its folder."""
+    import subprocess
+    import sys
+
+    from catalog import versions
+
+    data = tmp_path / "data"
+    db, theirs = data / "civicat.duckdb", data / "analysis.duckdb"
+    assert harvest(config, db).exit_code == 0
+    made_before_0020(db, data)
+    (data / "analysis.duckdb.lock").write_text("held by the analysis tool\n")   # (a lock file of its own: not civicat's)
+    program = subprocess.Popen([sys.executable, "-c", "import duckdb, sys\n"
+                                f"con = duckdb.connect({str(theirs)!r})\n"
+                                "con.execute('CREATE TABLE results AS SELECT 42 AS answer')\n"
+                                "con.execute('CHECKPOINT')\n"
+                                "print('open', flush=True)\n"
+                                + ("sys.stdin.read()\n" if its_program == "writing it" else "con.close()\n")],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert program.stdout.readline() == "open\n"
+        real, opened = versions.read_from_file, []
+        monkeypatch.setattr(versions, "read_from_file",
+                            lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+        adopted = harvest(config, db)
+    finally:
+        program.communicate("", timeout=60)
+    assert adopted.exit_code == 0, adopted.output
+    assert marker(data)["catalogue"] == "civicat.duckdb"
+    assert theirs not in [type(theirs)(p) for p in opened]
+    with duckdb.connect(str(theirs), read_only=True) as con:
+        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+    assert (data / "analysis.duckdb.lock").read_text() == "held by the analysis tool\n"
+
+
+# another program making its own DuckDB file at PATH where there is none, whole at once (made beside,
+# then linked: a link fails where a file is), and saying whether it did
+MAKES_ITS_FILE_THERE = """import duckdb, os, sys
+path = sys.argv[1]
+beside = path + ".analysis-tool.tmp"
+with duckdb.connect(beside) as con:
+    con.execute("CREATE TABLE results AS SELECT 42 AS answer")
+try:
+    os.link(beside, path)
+    print("made")
+except FileExistsError:
+    print("a file is there")
+os.unlink(beside)
+"""
+
+
+def test_a_file_another_program_makes_where_the_catalogue_is_being_made_is_never_taken_away(tmp_path, portal):
+    """A new catalogue refused at its claim (another new catalogue claimed the folder as it opened:
+    two writers starting at once) takes away the file it made. On main it judged that by the path's
+    absence just before DuckDB's open: a DuckDB file another program made there in between was opened
+    as the catalogue (civicat's tables added to it) and, the claim refused, removed with that
+    program's data. Now the catalogue's file is made whole where none is (linked), so a file that
+    another program makes there at that moment is either there first (never this run's) or not made."""
+    import math
+    import subprocess
+    import sys
+
+    from catalog.folder import catalogue_id as id_on, claim
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    first, second = data / "a.duckdb", data / "b.duckdb"
+    lock = writer_lock(second, Wait(-math.inf), makes_the_catalogue=True)
+    made = Store(first)   # (the other new catalogue, claiming the folder as this one opens)
+    claim(first, id_on(made.con))
+    made.close()
+    said = []
+
+    def opened_as_another_program_makes_its_file_there(path):
+        ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(path)], capture_output=True,
+                             text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr
+        said.append(ran.stdout.strip())
+        return Store(path)
+
+    try:
+        with pytest.raises(Refused, match="belong to the catalogue"):
+            open_for_writing(opened_as_another_program_makes_its_file_there, second, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+    assert said in (["made"], ["a file is there"])
+    if said == ["made"]:
+        assert second.is_file(), "another program's file, made where the catalogue was being made, was taken away"
+        with duckdb.connect(str(second), read_only=True) as con:
+            assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+    else:   # (this run's file, taken away: nothing of it left)
+        assert sorted(p.name for p in data.iterdir()) == sorted([first.name, MARKER])

@@ -1062,18 +1062,57 @@ def test_a_row_edited_during_a_pull_in_a_page_read_before_is_read_by_the_next_pu
     assert rows["row-00000005"] == "EDITED 5", f"the edit of a row read before it was lost ({wheres})"
 
 
-def test_a_server_truly_ahead_is_not_read_again_from_our_clock_s_start(tmp_path, seattle):
+def test_a_server_truly_ahead_is_not_read_again_from_our_clock_s_start(tmp_path, seattle, monkeypatch):
     """A server whose clock (and stamps) run 3 days ahead of ours keeps its own bound: the rows it stamped
-    within its lead are past our now, and the next pull asks from the latest of them, not from our start."""
+    within its lead are past our now, and the next pull asks from the latest of them, not from our start,
+    where they are more than READ_AGAIN_AT_MOST (made none here: its one row stamped within its lead, an
+    hour before its now, is more; fewer are read again by each pull, the test above)."""
+    from harvester import records
+
+    monkeypatch.setattr(records, "READ_AGAIN_AT_MOST", 0)
     seattle.date_header = timedelta(days=3)
     now = datetime.now(UTC)
-    merged, wheres = pulled_twice(tmp_path, seattle, lambda table: edited(table, 650, now + timedelta(days=3)),
+    merged, wheres = pulled_twice(tmp_path, seattle, lambda table: edited(table, 650, now + timedelta(days=3, hours=-1)),
                                   lambda table: edited(table, 5, now + timedelta(days=3, minutes=1)))
     rows = {row[":id"]: row["district_sector"] for row in merged.select([":id", "district_sector"]).to_pylist()}
     assert rows["row-00000650"] == "EDITED 650" and rows["row-00000005"] == "EDITED 5"
     asked_from = [w for w in wheres if w]
     assert asked_from and all(str((now + timedelta(days=2)).date()) in w or str((now + timedelta(days=3)).date()) in w
                               for w in asked_from), wheres
+
+
+@pytest.mark.parametrize("front_ahead, row_ahead, during", [
+    (timedelta(hours=2), timedelta(hours=1), True), (timedelta(days=1), timedelta(hours=12), False),
+    (timedelta(days=3), timedelta(days=3), False)],
+    ids=["front-2h-row-1h-edit-during", "front-1d-row-12h-edit-after", "truly-ahead-one-row"])
+def test_a_row_stamped_past_our_now_under_a_front_ahead_holds_no_edit_back(tmp_path, seattle, front_ahead, row_ahead,
+                                                                           during):
+    """Two clocks wrong at once (docs/records.md: left in session 41): the server's answers' Date runs ahead
+    of ours, and one row is stamped past our now, within the front's lead (a database's clock that ran
+    ahead and was put back, a stamp typed): taken as a server truly ahead, the watermark was that row's
+    stamp, and a row edited during the pull in a page read already (stamped by the database's clock, like
+    ours), or after the pull, was read by no incremental pull. A server truly ahead stamps every row it
+    changes within its lead; one row past our now is read again by each pull until our clock passes it
+    (READ_AGAIN_AT_MOST), its watermark by our clock: no edit lost. A server truly ahead with one row
+    changed within its lead reads that row again (the third case: before, the next pull asked from it)."""
+    seattle.date_header = front_ahead
+    now = datetime.now(UTC)
+
+    def first(table: SodaTable) -> None:   # (the page at 0 read; two pages in flight: 300 and 600)
+        edited(table, 650, now + row_ahead)
+        if during:
+            edited(table, 5, datetime.now(UTC))
+
+    def between(table: SodaTable) -> None:
+        if not during:
+            edited(table, 5, (now + row_ahead if row_ahead == front_ahead else datetime.now(UTC)) + timedelta(minutes=1))
+
+    merged, wheres = pulled_twice(tmp_path, seattle, first, between)
+    rows = {row[":id"]: row["district_sector"] for row in merged.select([":id", "district_sector"]).to_pylist()}
+    assert merged.num_rows == 1000 and rows["row-00000650"] == "EDITED 650"
+    assert rows["row-00000005"] == "EDITED 5", f"an edit made during or after the pull was lost ({wheres})"
+    asked_from = [w for w in wheres if w]
+    assert asked_from and all(str(now.date()) in w for w in asked_from), wheres   # (from our clock's start)
 
 
 def test_a_row_stamped_hours_ahead_of_the_servers_clock_holds_no_later_edit_back(tmp_path, seattle):
