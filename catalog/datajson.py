@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 
 from catalog.files import writing
-from catalog.links import redacted
+from catalog.links import redacted, redacted_text
 
 CONFORMS_TO = "https://project-open-data.cio.gov/v1.1/schema"
 CATALOG_HEADER = {
@@ -183,7 +183,8 @@ def dataset_entry(row: dict, defaults: PortalDefaults) -> tuple[dict | None, lis
     entry: dict = {
         "@type": "dcat:Dataset",
         "title": row["title"],
-        "description": ((row["description"] or "").strip() or row["title"])[:MAX_DESCRIPTION],
+        # (the links it pastes redacted as the dataset's links are: an export republishes them)
+        "description": redacted_text((row["description"] or "").strip() or row["title"])[:MAX_DESCRIPTION],
         "keyword": keywords,
         "modified": modified,
         "publisher": {"@type": "org:Organization", "name": publisher},
@@ -222,14 +223,21 @@ def _unique_identifier(identifier: str, uid: str, seen: set[str]) -> str:
 def catalogue_entries(con, defaults: dict[str, PortalDefaults], report: DataJsonReport) -> Iterator[dict]:
     """The datasets of the catalogue as DCAT-US entries, streamed. Identifiers are unique
     in the catalog: the harvested identifier, else (or when another dataset has the same)
-    civicat's uid (numbered, `#2`, when that too is taken)."""
+    civicat's uid (numbered, `#2`, when that too is taken); each with its secrets REDACTED
+    (catalog.links: a data.json's identifier is often a URL), the uid as the Parquet export
+    gives it (catalog.export.exported_uids), and unique as redacted: two identifiers that
+    differ only in a key are two once exported."""
+    from catalog.export import exported_uids
+
+    uids = exported_uids(con)
     seen: set[str] = set()
     cursor = con.execute(DATASETS)
     names = [d[0] for d in cursor.description]
     while batch := cursor.fetchmany(BATCH):
         for values in batch:
             row = dict(zip(names, values))
-            row["identifier"] = _unique_identifier((row["identifier"] or "").strip(), row["uid"], seen)
+            row["identifier"] = _unique_identifier(redacted((row["identifier"] or "").strip()),
+                                                   uids.get(row["uid"], row["uid"]), seen)
             entry, reasons = dataset_entry(row, defaults.get(row["portal_id"], PortalDefaults()))
             if entry is None:
                 report.left_out.append({"uid": row["uid"], "reasons": reasons})

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
-from catalog.links import DISTRIBUTION_LINKS, MAYBE_SECRET_SQL, RECORD_LINKS, redacted
+from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, maybe_secret_sql, redacted,
+                           redacted_text)
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -75,6 +76,13 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
 # the links exported with the value of a secret query parameter REDACTED (catalog.links): the catalogue keeps
 # them as the portal published them
 REDACTED_LINKS = {"datasets": RECORD_LINKS, "distributions": DISTRIBUTION_LINKS}
+# the texts exported with the links they paste redacted (a description's `https://…?api_key=…`)
+REDACTED_TEXTS = {"datasets": RECORD_TEXTS, "columns": COLUMN_TEXTS}
+# the columns naming a dataset by its uid, exported as exported_uids gives it (a source id holding a secret:
+# a data.json's identifier, a URL, is its dataset's source id); the datasets' source_id with them
+UID_COLUMNS = {"datasets": ("uid", "parent_uid"), "distributions": ("dataset_uid",), "columns": ("dataset_uid",),
+               "overlap_pairs": ("uid_a", "uid_b"), "overlap_groups": ("uid",), "column_profiles": ("dataset_uid",)}
+EXPORTED_UID = "exported_uid"   # (the SQL function of a export whose uids are redacted: _exported_uids_in_sql)
 
 
 class ExportRefused(Exception):
@@ -311,7 +319,9 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
         con = opened.con if opened else open_catalogue(db_path)
         try:
             existing = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-            files = [_write_table(con, staging, table, existing) for table in TABLES]
+            uids = exported_uids(con) if "datasets" in existing else {}
+            with _exported_uids_in_sql(con, uids):
+                files = [_write_table(con, staging, table, existing, bool(uids)) for table in TABLES]
             pulls = _pulls(con, existing)
             if pulls:   # (the records beside it another catalogue's: its own replaced, or never there)
                 check_reader(db_path, con)
@@ -319,7 +329,8 @@ def _export_parquet(db_path: str | Path, out: Path, opened: Opened | None) -> di
             # dataset's folder as its parts are linked, so each folder is checked to be the pull the
             # copy describes (the parts, the profiles and the manifest of one pull). The catalogue
             # itself, kept open meanwhile, admits no writer beside it
-            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls, opened and opened.copy_written)
+            files += _copy_records(RecordsLayout.beside(db_path), staging, pulls, opened and opened.copy_written,
+                                   uids)
         finally:
             if opened is None:
                 con.close()
@@ -350,12 +361,13 @@ SOURCES = {"datasets": """(SELECT * REPLACE (CASE WHEN d.deleted_at IS NULL AND 
                            FROM datasets d LEFT JOIN portal_listings l USING (portal_id))"""}
 
 
-def _write_table(con: duckdb.DuckDBPyConnection, folder: Path, table: str, existing: set[str]) -> dict:
+def _write_table(con: duckdb.DuckDBPyConnection, folder: Path, table: str, existing: set[str],
+                 uids_redacted: bool = False) -> dict:
     """One table as one Parquet file, sorted by its key; a table that a catalogue has not
-    made yet (no overlap run) is written empty with its contract's columns."""
+    made yet (no overlap run) is written empty with its contract's columns. `uids_redacted`: its
+    uids as exported_uids gives them (_exported_uids_in_sql)."""
     columns, order = TABLES[table]
-    names = ", ".join(_exported(con, c) if c in REDACTED_LINKS.get(table, ()) else f'"{c}"'
-                      for c in columns)  # constants of this module
+    names = ", ".join(_exported_column(con, table, c, uids_redacted) for c in columns)  # constants of this module
     limit = "" if table in existing else " LIMIT 0"
     source = _source(con, table, existing)
     path = folder / f"{table}.parquet"
@@ -364,14 +376,69 @@ def _write_table(con: duckdb.DuckDBPyConnection, folder: Path, table: str, exist
     return _file_entry(folder, path)
 
 
-def _exported(con: duckdb.DuckDBPyConnection, column: str) -> str:
-    """The SQL of a link `column` as exported: a secret's value REDACTED (catalog.links.redacted, called
-    for the links that may hold one)."""
-    if not con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = 'redacted_link'").fetchone()[0]:
-        con.create_function("redacted_link", redacted, ["VARCHAR"], "VARCHAR")   # (once a connection)
-    stripped = f"replace(replace(replace(\"{column}\", '$', ''), '_', ''), '-', '')"
-    return f"CASE WHEN regexp_matches({stripped}, '{MAYBE_SECRET_SQL}') THEN redacted_link(\"{column}\") " \
+def _exported_column(con: duckdb.DuckDBPyConnection, table: str, column: str, uids_redacted: bool) -> str:
+    """The SQL of `column` of `table` as exported: a link's or a text's secrets REDACTED, a uid as
+    exported_uids gives it (`uids_redacted`), else as it is."""
+    if column in REDACTED_LINKS.get(table, ()):
+        return _exported(con, column)
+    if column in REDACTED_TEXTS.get(table, ()):
+        return _exported(con, column, text=True)
+    if uids_redacted and column in UID_COLUMNS.get(table, ()):
+        return f'{EXPORTED_UID}("{column}") AS "{column}"'
+    if uids_redacted and (table, column) == ("datasets", "source_id"):   # (the uid is `portal_id:source_id`)
+        return f'substr({EXPORTED_UID}("uid"), length("portal_id") + 2) AS "source_id"'
+    return f'"{column}"'
+
+
+def _exported(con: duckdb.DuckDBPyConnection, column: str, text: bool = False) -> str:
+    """The SQL of a link `column` as exported (`text`: of a text, its links'): a secret's value REDACTED
+    (catalog.links.redacted, redacted_text, called for the values that may hold one)."""
+    function, redact = ("redacted_text", redacted_text) if text else ("redacted_link", redacted)
+    if not con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?", [function]).fetchone()[0]:
+        con.create_function(function, redact, ["VARCHAR"], "VARCHAR")   # (once a connection)
+    return f"CASE WHEN {maybe_secret_sql(column, text)} THEN {function}(\"{column}\") " \
            f"ELSE \"{column}\" END AS \"{column}\""
+
+
+def exported_uids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """uid -> the uid an export gives, for each dataset whose source id holds a secret (a data.json's
+    `identifier` is a URL, and its dataset's source id: `?token=…` in it would be published in every
+    uid, source id and records folder of an export): `portal_id:` and its source id redacted; two
+    that are one once redacted, or one that is another dataset's uid, numbered as data.json numbers
+    a uid taken (`#2`, in the order of their uids): an exported uid still names one dataset."""
+    found = con.execute(f"SELECT uid, portal_id, source_id FROM datasets WHERE {maybe_secret_sql('source_id')} "
+                        "ORDER BY uid").fetchall()
+    redacting = [(uid, f"{portal_id}:{redacted(source_id)}") for uid, portal_id, source_id in found
+                 if redacted(source_id) != source_id]
+    if not redacting:
+        return {}
+    bases = sorted({base for _, base in redacting})
+    # (the uids an exported one must not be: those kept as they are, equal to a base or numbered from one)
+    taken = {uid for (uid,) in con.execute("SELECT uid FROM datasets WHERE regexp_replace(uid, '#[0-9]+$', '') "
+                                           "IN (SELECT unnest($bases))", {"bases": bases}).fetchall()}
+    taken -= {uid for uid, _ in redacting}
+    exported = {}
+    for uid, base in redacting:
+        candidate, number = base, 2
+        while candidate in taken:
+            candidate, number = f"{base}#{number}", number + 1
+        taken.add(candidate)
+        exported[uid] = candidate
+    return exported
+
+
+@contextmanager
+def _exported_uids_in_sql(con: duckdb.DuckDBPyConnection, uids: dict[str, str]) -> Iterator[None]:
+    """EXPORTED_UID(uid) in `con`'s SQL, `uids`' exported uid of a uid (the uid itself if it has
+    none), while the block runs; nothing where `uids` is empty (a catalogue's usual case)."""
+    if not uids:
+        yield
+        return
+    con.create_function(EXPORTED_UID, lambda uid: uids.get(uid, uid), ["VARCHAR"], "VARCHAR")
+    try:
+        yield
+    finally:
+        con.remove_function(EXPORTED_UID)
 
 
 def _source(con: duckdb.DuckDBPyConnection, table: str, existing: set[str]) -> str:
@@ -423,7 +490,7 @@ def _pulls(con: duckdb.DuckDBPyConnection, existing: set[str]) -> list[tuple[str
 
 
 def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, str, int, int | None]],
-                  copy_written: int | None = None) -> list[dict]:
+                  copy_written: int | None = None, uids: dict[str, str] | None = None) -> list[dict]:
     """Each pulled dataset's parts, into the same Hive layout under `records/`. Paths are
     rebuilt from the ids through the records layout (sanitised, checked to stay inside),
     never taken from a stored path. Hard links where the file system allows: a pull
@@ -433,7 +500,8 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
     it. Rows and bytes alone do not tell two pulls apart (a value edited in place may keep
     the bytes), but a folder published since the copy is another pull: a pull publishes a
     folder made as it publishes (or as it wrote it), and the catalogue's last write, the
-    copy's time, comes after every publish of the pulls it records."""
+    copy's time, comes after every publish of the pulls it records. `uids`: the exported uid of
+    each dataset whose uid is redacted (exported_uids), its folder named by it."""
     checked = copy_written is not None
     target = RecordsLayout(staging / RECORDS)
     entries = []
@@ -446,7 +514,8 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
                             "(pull them again: civicat records %s:%s)", portal_id, source_id, rows, source,
                             portal_id, source_id)
             continue
-        destination = target.folder(portal_id, source_id)
+        exported = (uids or {}).get(f"{portal_id}:{source_id}")
+        destination = target.folder(portal_id, exported.removeprefix(f"{portal_id}:") if exported else source_id)
         destination.mkdir(parents=True, exist_ok=True)
         try:
             linked = [_link_part(part, destination / part.name, staging) for part in parts]

@@ -21,6 +21,9 @@ ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 DOMAIN_PATTERN = re.compile(r"^[A-Za-z0-9.-]+(:\d+)?$")
 ENV_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")   # one @ with something either side; data.json checks the rest
+# a host a key of `keys` goes to: a name (`services1.arcgis.com`) or an address (`127.0.0.1`, `[::1]`), and
+# a port where it is not the scheme's own (`localhost:8443`)
+KEY_HOST_PATTERN = re.compile(r"(?P<host>[a-z0-9][a-z0-9.-]{0,252}|\[[0-9a-f:.]{2,45}\])(?::(?P<port>\d{1,5}))?")
 
 DEFAULT_RECORDS_MAX_ROWS = 100_000_000
 MOST_RECORDS_MAX_ROWS = 10 ** 12
@@ -29,7 +32,7 @@ REQUIRED_KEYS = ("id", "city", "kind", "url")
 OPTIONAL_KEYS = (
     "app_token_env", "records", "timeout", "max_concurrency", "domain",
     "publisher", "contact_name", "contact_email", "deletion_grace_days", "requests_per_second", "max_minutes",
-    "records_max_minutes", "records_max_rows", "timezone",
+    "records_max_minutes", "records_max_rows", "timezone", "keys",
 )
 SOCRATA_ONLY_KEYS = ("domain",)
 OPEN311_ONLY_KEYS = ("timezone",)
@@ -83,6 +86,10 @@ class PortalConfig:
     records_max_rows: int = DEFAULT_RECORDS_MAX_ROWS
     # open311: the zone of the server's times that carry none (an IANA name), and of the dates civicat sends
     timezone: str | None = None
+    # the keys of hosts other than the portal's own: (host, or host:port, in lower case; the variable holding
+    # its key), each sent in the kind's header to that host alone, over https or to this machine (an ArcGIS
+    # Hub's FeatureServer layers on services*.arcgis.com, which the hub's own key never reaches)
+    keys: tuple[tuple[str, str], ...] = ()
 
     @property
     def host(self) -> str:
@@ -236,6 +243,8 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
             raise fail("app_token_env", f"{url!r} is plain http: the key would cross the network in clear "
                                         "(an https url, or none)")
         options["app_token_env"] = value
+    if "keys" in entry:
+        options["keys"] = _host_keys(entry["keys"], entry["kind"], parsed, fail)
     if "records" in entry:
         value = entry["records"]
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
@@ -294,25 +303,76 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
     )
 
 
+def _host_keys(value: object, kind: str, portal_url, fail) -> tuple[tuple[str, str], ...]:
+    """A portal's `keys` table (host = the variable holding its key), each host in lower case, else
+    refused: a key for a kind that takes none, for the portal's own host (app_token_env's), or for
+    what is no host; a name that is no environment variable's."""
+    if kind not in KEY_HEADERS:
+        raise fail("keys", f"{kind} portals take no key (kinds that do: {', '.join(KEY_HEADERS)})")
+    if not isinstance(value, dict) or not value:
+        raise fail("keys", 'must be a table of hosts and the environment variables holding their keys, such as '
+                           f'{{ "services1.arcgis.com" = "ARCGIS_SERVICES_KEY" }}, got {value!r}')
+    own = (portal_url.hostname or "").rstrip("."), portal_url.port
+    keys = {}
+    for host, variable in value.items():
+        named = KEY_HOST_PATTERN.fullmatch(host.strip().lower())
+        port = int(named["port"]) if named and named["port"] else None
+        if named is None or port == 0 or (port or 0) > 65535 or not _an_address_if_bracketed(named["host"]):
+            raise fail(f"keys.{host!r}", "is no host a key can go to (a host name such as services1.arcgis.com, "
+                                         "an address, and a port where it is not https's own: localhost:8443)")
+        normal = named["host"].rstrip(".") + (f":{port}" if port else "")
+        if (named["host"].rstrip("."), port) == own or (normal.partition(":")[0] == own[0] and own[1] is None
+                                                        and port in (None, 443, 80)):
+            raise fail(f"keys.{host!r}", "is the portal's own host: its key is named by app_token_env")
+        if not isinstance(variable, str) or not ENV_NAME_PATTERN.fullmatch(variable):
+            raise fail(f"keys.{host!r}", f"must name an environment variable, got {variable!r}")
+        if normal in keys:
+            raise fail(f"keys.{host!r}", f"names the host {normal!r} a second time")
+        keys[normal] = variable
+    return tuple(keys.items())
+
+
+def _an_address_if_bracketed(host: str) -> bool:
+    """Whether `host` is no `[…]`, or one holding an IP address (`[::1]`)."""
+    return not host.startswith("[") or _ip_or_none(host[1:-1]) is not None
+
+
+def _ip_or_none(text: str):
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def key_variables(portal: PortalConfig) -> list[str]:
+    """The environment variables holding `portal`'s keys: app_token_env's, then those of its `keys`."""
+    return list(dict.fromkeys(([portal.app_token_env] if portal.app_token_env else [])
+                              + [variable for _, variable in portal.keys]))
+
+
 def unusable_keys(portals: list[PortalConfig], environ) -> list[str]:
     """What is wrong with each key an `app_token_env` of `portals` names, set in `environ` but
     not a key: a line break, a space or a control character inside it (a secrets file of two lines;
     what is around it is stripped: base.PortalAdapter) or a character beyond Latin-1. requests
     refuses a header with a line break or such a character at every request, as a connection failure
     of the portal's host that names no variable; a space it sends, and the portal refuses the key."""
-    wrong: dict[str, list[str]] = {}
+    wrong: dict[str, dict[str, None]] = {}   # what is wrong: the portals, and the keys that name its variable
+    named: dict[str, dict[str, None]] = {}
     for portal in portals:
-        key = (environ.get(portal.app_token_env) or "").strip() if portal.app_token_env else ""
-        if not key:
-            continue
-        if SPACE_OR_CONTROL.search(key):
-            why = "holds a line break, a space or a control character inside it, which no key holds (a file of two lines?)"
-        elif not key.isascii() and any(ord(c) > 0xFF for c in key):
-            why = "holds a character beyond Latin-1, which no HTTP header carries"
-        else:
-            continue
-        wrong.setdefault(f"environment variable {portal.app_token_env} {why}", []).append(portal.id)
-    return [f"{what}: the key of {', '.join(ids)} (app_token_env); set it to the key alone"
+        for variable in key_variables(portal):
+            key = (environ.get(variable) or "").strip()
+            if not key:
+                continue
+            if SPACE_OR_CONTROL.search(key):
+                why = "holds a line break, a space or a control character inside it, which no key holds (a file of two lines?)"
+            elif not key.isascii() and any(ord(c) > 0xFF for c in key):
+                why = "holds a character beyond Latin-1, which no HTTP header carries"
+            else:
+                continue
+            what = f"environment variable {variable} {why}"
+            wrong.setdefault(what, {})[portal.id] = None
+            named.setdefault(what, {})["app_token_env" if variable == portal.app_token_env else "keys"] = None
+    return [f"{what}: the key of {', '.join(ids)} ({', '.join(named[what])}); set it to the key alone"
             for what, ids in wrong.items()]
 
 

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalog.export import export_parquet
+from catalog.records import RecordsLayout
 from harvester import paging, records
 from harvester.cli import cli
 from harvester.pipeline import harvest
@@ -94,12 +95,12 @@ def test_a_secret_header_does_not_follow_a_redirect_from_https_down_to_plain_htt
 KEY = "k3y-0f-the-p0rtal"
 
 
-def _harvested_with_a_key(tmp_path, monkeypatch, kind, url, records=()):
+def _harvested_with_a_key(tmp_path, monkeypatch, kind, url, records=(), keys=""):
     """`civicat harvest` of one portal of `kind` at `url` whose app_token_env names a variable holding KEY
-    (and the line break a secrets file ends with: no part of the key)."""
+    (and the line break a secrets file ends with: no part of the key); `keys`: its `[portals.keys]` table."""
     monkeypatch.setenv("CIVICAT_TEST_KEY", KEY + "\n")
     db, result = harvest_with_records(tmp_path, "city", kind, url, list(records), with_records=bool(records),
-                                      extra='app_token_env = "CIVICAT_TEST_KEY"\n')
+                                      extra='app_token_env = "CIVICAT_TEST_KEY"\n' + keys)
     assert result.exit_code == 0, result.output
     return db, result
 
@@ -135,6 +136,50 @@ def test_an_arcgis_key_goes_to_the_hubs_own_host_and_not_to_the_layers_host(tmp_
     assert hub.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {KEY}"
                                 for _, _, headers in hub.requests)
     assert services.requests and not any(KEY in json.dumps(headers) for _, _, headers in services.requests)
+
+
+def test_a_key_of_the_layers_host_goes_to_that_host_alone_and_the_hubs_to_the_hub_alone(tmp_path, monkeypatch):
+    """An ArcGIS Hub's datasets are layers on another host (services1.arcgis.com for hub.arcgis.com),
+    which a secured layer asks a key of: until session 42 no key could reach it (app_token_env goes
+    to the hub's own host alone). `[portals.keys]` names a host and the variable holding its key: it
+    goes to that host (and port) alone, the hub's to the hub alone, over http only to this machine.
+    Two local hosts: the hub at 127.0.0.1, the layers at `localhost` on another port."""
+    meta = load_json("arcgis-featureserver/esri-test-layer-metadata.json")
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    layers_key = "k3y-0f-the-layers"
+    monkeypatch.setenv("CIVICAT_TEST_LAYERS_KEY", layers_key)
+    with FeatureServerPortal({ESRI: (meta, features)}) as services:
+        layers = services.url.replace("127.0.0.1", "localhost")
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", layers + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            host = layers.removeprefix("http://")
+            _, result = _harvested_with_a_key(tmp_path, monkeypatch, "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"],
+                                              keys=f'[portals.keys]\n"{host}" = "CIVICAT_TEST_LAYERS_KEY"\n')
+    assert json.loads(result.output)["portals"][0]["record_rows"] == 1000, result.output
+    assert hub.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {KEY}" for _, _, headers in hub.requests)
+    assert services.requests and all(headers.get("X-Esri-Authorization") == f"Bearer {layers_key}"
+                                     for _, _, headers in services.requests)
+    assert not any(layers_key in json.dumps(headers) for _, _, headers in hub.requests)
+    assert not any(layers_key in path or layers_key in json.dumps(query) for path, query, _ in services.requests)
+    for path in tmp_path.rglob("*"):   # the catalogue, its WAL, the HTTP cache
+        assert not path.is_file() or layers_key.encode() not in path.read_bytes(), path
+
+
+def test_a_hosts_key_goes_to_its_host_and_port_only_over_https_or_to_this_machine():
+    """(The client's rule, host by host: the port named, the scheme's own else; http to loopback alone.)"""
+    client = fast_client()
+    client.send_key("https://services1.arcgis.com", {"X-Esri-Authorization": "Bearer a"})
+    client.send_key("http://services1.arcgis.com", {"X-Esri-Authorization": "Bearer b"})   # (never: in clear)
+    client.send_key("http://localhost:8081", {"X-Esri-Authorization": "Bearer c"})
+    sent = {url: client._with_key(url, {}).get("X-Esri-Authorization") for url in (
+        "https://services1.arcgis.com/x/FeatureServer/0", "https://SERVICES1.arcgis.com:443/x",
+        "http://services1.arcgis.com/x", "https://services1.arcgis.com:8443/x", "https://services2.arcgis.com/x",
+        "http://localhost:8081/x", "http://localhost:8082/x", "http://127.0.0.1:8081/x")}
+    assert sent == {"https://services1.arcgis.com/x/FeatureServer/0": "Bearer a",
+                    "https://SERVICES1.arcgis.com:443/x": "Bearer a", "http://services1.arcgis.com/x": None,
+                    "https://services1.arcgis.com:8443/x": None, "https://services2.arcgis.com/x": None,
+                    "http://localhost:8081/x": "Bearer c", "http://localhost:8082/x": None,
+                    "http://127.0.0.1:8081/x": None}
 
 
 @pytest.mark.parametrize("name, value", [("X-Esri-Authorization", f"Bearer {KEY}"), ("Authorization", KEY),
@@ -402,6 +447,119 @@ def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_
     assert not any(SIGNED.encode() in path.read_bytes() for path in (tmp_path / "parquet").rglob("*") if path.is_file())
     # (a link of no secret is exported as published: Philadelphia's other Carto downloads, their queries whole)
     assert [link["download_url"] for link in links[2:]] == [d.get("downloadURL") for d in others]
+
+
+def test_an_identifier_and_a_description_holding_a_secret_are_exported_redacted_and_still_identify(tmp_path):
+    """A data.json's `identifier` is often a URL, and its dataset's source id: one holding a key
+    (`?token=`) was exported as published until session 42, in data.json's identifier and in every
+    uid, source id and records folder of the Parquet export, as was a key in a link its description
+    pastes. The catalogue keeps them as published and warns of them (SecretInLink); an export redacts
+    them, and two identifiers that differ only in their key stay two datasets: the second numbered
+    (`#2`), the same uid in every table, the records folder and the manifest, and data.json."""
+    document = make_data_json(3)
+    first, second, third = document["dataset"]
+    one, other = (f"https://data.city.example/api/views/parks?id=7&token={key}" for key in ("k-one", "k-two"))
+    csv = {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV", "downloadURL": "PORTAL/rows.csv"}
+    first.update(identifier=one, landingPage="https://data.city.example/parks", distribution=[csv])
+    second.update(identifier=other, landingPage="https://data.city.example/parks-2", distribution=[dict(csv)])
+    third.update(identifier="parks-3", landingPage="https://data.city.example/parks-3",
+                 description=f"Daily. Query it at https://api.city.example/q?f=json&api_key={SIGNED}. Or "
+                             f"[the map](https://maps.city.example/?token={SIGNED}).")
+    with DataJsonPortal(document) as portal:
+        for entry in (first, second):
+            entry["distribution"][0]["downloadURL"] = portal.url + "/rows.csv"
+        portal.static["/rows.csv"] = RawBody(b"a,b\n1,x\n2,y\n")
+        db, result = harvest_with_records(tmp_path, "city", "dcat-us", portal.url + "/data.json", [one, other])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["portals"][0]["records_pulled"] == 2
+    with duckdb.connect(str(db), read_only=True) as con:   # the catalogue's copy as published
+        assert con.execute("SELECT uid FROM datasets WHERE identifier LIKE '%token%' ORDER BY uid").fetchall() == [
+            (f"city:{one}",), (f"city:{other}",)]
+        warned = con.execute("SELECT source_id, message FROM harvest_errors WHERE error_type = 'SecretInLink' "
+                             "ORDER BY source_id").fetchall()
+    assert [(source_id, message.split(" (")[0]) for source_id, message in warned] == [
+        (one, "identifier: the link holds a secret"), (other, "identifier: the link holds a secret"),
+        ("parks-3", "description: a link in the text holds a secret")]
+    assert "(api_key, token)" in warned[2][1]
+
+    out = tmp_path / "export"
+    export_parquet(db, out)
+    for path in out.rglob("*"):
+        assert not any(secret in str(path) for secret in ("k-one", "k-two", SIGNED)), path
+        assert not path.is_file() or not any(secret.encode() in path.read_bytes()
+                                             for secret in ("k-one", "k-two", SIGNED)), path
+    datasets = {d["title"]: d for d in pq.read_table(out / "datasets.parquet").to_pylist()}
+    redacted_one = one.replace("k-one", "REDACTED")
+    assert [(datasets[e["title"]]["uid"], datasets[e["title"]]["source_id"], datasets[e["title"]]["identifier"])
+            for e in (first, second)] == [(f"city:{redacted_one}", redacted_one, redacted_one),
+                                          (f"city:{redacted_one}#2", f"{redacted_one}#2", redacted_one)]
+    assert datasets[third["title"]]["description"] == (
+        "Daily. Query it at https://api.city.example/q?f=json&api_key=REDACTED. Or "
+        "[the map](https://maps.city.example/?token=REDACTED).")
+    uids = {d["uid"] for d in datasets.values()}
+    for table in ("distributions", "columns"):
+        assert set(pq.read_table(out / f"{table}.parquet")["dataset_uid"].to_pylist()) <= uids, table
+    # each records folder is its dataset's exported source id, and the manifest lists its parts
+    manifest = json.loads((out / "manifest.json").read_text())
+    records = sorted({f["path"].rsplit("/", 1)[0] for f in manifest["files"] if f["path"].startswith("records/")})
+    assert records == sorted(f"records/{RecordsLayout(out).relative('city', d['source_id'])}"
+                             for d in datasets.values() if d["title"] != third["title"])
+    assert all((out / f["path"]).is_file() for f in manifest["files"])
+
+    assert export_data_json(db, tmp_path / "json", {}).written == 3
+    document = json.loads((tmp_path / "json" / "data.json").read_text())
+    assert errors_of(validators()[1], document) == []
+    written = {d["title"]: d for d in document["dataset"]}
+    assert [written[e["title"]]["identifier"] for e in (first, second)] == [redacted_one, f"city:{redacted_one}#2"]
+    assert written[third["title"]]["description"] == datasets[third["title"]]["description"]
+    assert not any(secret in json.dumps(document) for secret in ("k-one", "k-two", SIGNED))
+
+
+def test_every_harvest_says_what_it_publishes_with_a_secret_and_warns_once_of_what_was_stored_before(tmp_path):
+    """Until session 42 a dataset was warned of (SecretInLink) only as a version of it was stored: one
+    stored before civicat knew the secret (session 41's rule; an identifier's and a description's,
+    42's) went unsaid until its portal changed it, or `--full`, though its exports gave it REDACTED. Now
+    every harvest's report counts and names the portal's live datasets publishing one, and the first
+    harvest that finds one never warned of warns of it, once: no row a night for the same thing."""
+    document = make_data_json(4)
+    document["dataset"][0]["description"] = f"Query it at https://api.city.example/q?api_key={SIGNED} daily."
+    document["dataset"][1]["landingPage"] = f"https://data.city.example/parks?token={SIGNED}"
+    document["dataset"][2].update(identifier=f"https://data.city.example/trees?id=9&token={SIGNED}",   # (its source id)
+                                  landingPage="https://data.city.example/trees")
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+
+        def harvested() -> tuple[str, list]:
+            result = invoke("harvest", "--config", config, "--db", db)
+            assert result.exit_code == 0, result.output
+            with duckdb.connect(db, read_only=True) as con:
+                return result.output, con.execute("SELECT run_id, stage, source_id, split_part(message, ':', 1) "
+                                                  "FROM harvest_errors WHERE error_type = 'SecretInLink' "
+                                                  "ORDER BY run_id, source_id").fetchall()
+
+        said, warned = harvested()   # the versions stored warned of as the mapping stores them, and none twice
+        with duckdb.connect(db, read_only=True) as con:
+            uids = [uid.replace(SIGNED, "REDACTED") for (uid,) in con.execute(
+                "SELECT uid FROM datasets WHERE title IN (?, ?, ?) ORDER BY uid",
+                [d["title"] for d in document["dataset"][:3]]).fetchall()]
+        assert uids[2] == "city:https://data.city.example/trees?id=9&token=REDACTED"   # (named as exports name it)
+        line = (f"city: 3 live datasets publish a secret in a link (a key, a signature, a password): "
+                f"{', '.join(uids)}; kept in the catalogue as published, exported as REDACTED")
+        assert line in " ".join(said.split()), said
+        assert sorted((stage, field) for _, stage, _, field in warned) == [
+            ("map", "description"), ("map", "identifier"), ("map", "landing_page")]
+        with duckdb.connect(db) as con:   # (as a catalogue harvested before the rule has them: never warned of)
+            con.execute("DELETE FROM harvest_errors WHERE error_type = 'SecretInLink'")
+
+        said, warned = harvested()   # unchanged, so not mapped: warned of once, by the store's look
+        assert line in " ".join(said.split()), said
+        assert sorted((stage, field) for _, stage, _, field in warned) == [
+            ("store", "description"), ("store", "identifier"), ("store", "landing_page")]
+        said, again = harvested()    # and said in every report after, with no row more
+        assert line in " ".join(said.split()), said
+        assert again == warned
+    assert SIGNED not in said
 
 
 def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):

@@ -171,8 +171,8 @@ class HttpClient:
         # its rows' stamps by the clock that wrote them (server_clock; read only then: a parse an answer
         # was 13 µs, 0.4 s of a night's 30,000 requests)
         self._server_dates: dict[str, tuple[str, str | None, float]] = {}   # host: (Date, Age, our time then)
-        # a portal's key (one portal's client: send_key): the origin it goes to, and its header
-        self._key: tuple[tuple[str, str, int | None], dict[str, str]] | None = None
+        # a portal's keys (one portal's client: send_key): each origin one goes to, and its header
+        self._keys: dict[tuple[str, str, int | None], dict[str, str]] = {}
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -222,7 +222,7 @@ class HttpClient:
         clone = copy.copy(self)
         clone.stats = HttpStats()
         clone.timeout = portal.timeout
-        clone._key = None   # (its adapter's: send_key)
+        clone._keys = {}   # (its adapter's: send_key)
         with self._host_lock:
             if portal.host not in self._host_slots:
                 self._host_slots[portal.host] = threading.BoundedSemaphore(portal.max_concurrency)
@@ -231,13 +231,15 @@ class HttpClient:
         return clone
 
     def send_key(self, url: str, headers: dict[str, str]) -> None:
-        """From now on, this (portal's) client sends `headers` (its key, in its kind's header:
-        config.KEY_HEADERS) with every request to `url`'s origin (scheme, host and port), the portal's
-        own, and to no other (a distribution's download, a FeatureServer's host), where a key goes
-        safely (https, or this machine: config.key_goes_safely); a redirect drops it on another host or
-        port, or from https down to http (connections._Session.rebuild_auth). Never in a URL, a log
-        line or the HTTP cache (which keeps answers by their URL)."""
-        self._key = (_origin(url), dict(headers)) if key_goes_safely(url) else None
+        """From now on, this (portal's) client sends `headers` (a key, in its kind's header:
+        config.KEY_HEADERS) with every request to `url`'s origin (scheme, host and port): the portal's
+        own, or a host its `keys` name, each its own key and no other's, and to no other origin (a
+        distribution's download, a FeatureServer's host no key names), where a key goes safely (https,
+        or this machine: config.key_goes_safely; elsewhere not sent); a redirect drops it on another
+        host or port, or from https down to http (connections._Session.rebuild_auth). Never in a URL,
+        a log line or the HTTP cache (which keeps answers by their URL)."""
+        if key_goes_safely(url):
+            self._keys[_origin(url)] = dict(headers)
 
     @contextmanager
     def speculative(self) -> Iterator[None]:
@@ -474,10 +476,9 @@ class HttpClient:
         return response
 
     def _with_key(self, url: str, headers: dict) -> dict:
-        """`headers`, with the portal's key where `url` is of its origin (send_key)."""
-        if self._key is None or _origin(url) != self._key[0]:
-            return headers
-        return {**self._key[1], **headers}
+        """`headers`, with the key of `url`'s origin, if it has one (send_key)."""
+        key = self._keys.get(_origin(url)) if self._keys else None
+        return headers if key is None else {**key, **headers}
 
     def _environment(self, url: str) -> dict:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY,

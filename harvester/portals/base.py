@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from catalog.record import Notes
-from harvester.config import KEY_HEADERS, PortalConfig
+from harvester.config import KEY_HEADERS, PortalConfig, key_variables
 from harvester.http import HttpClient
 from harvester.http import dropped
 from harvester.paging import Listing
@@ -44,6 +44,12 @@ class PortalAdapter(ABC):
             if key:   # (unset: said once for the run's portals, say_once_a_run)
                 name, form = header
                 http.send_key(portal.url, {name: form.format(key)})
+        if header and portal.keys and http is not None:
+            name, form = header
+            for host, variable in portal.keys:   # (another host's key: https, or http to this machine alone)
+                if key := os.environ.get(variable, "").strip():
+                    for scheme in ("https", "http"):
+                        http.send_key(f"{scheme}://{host}", {name: form.format(key)})
 
     @classmethod
     def settings_kept(cls, con, portal_ids: list[str]) -> dict[str, set[tuple[str, str, str]]]:
@@ -61,8 +67,9 @@ class PortalAdapter(ABC):
         five times in the default config, all SOCRATA_APP_TOKEN)."""
         unset: dict[str, list[str]] = {}
         for portal in portals:
-            if portal.app_token_env and not os.environ.get(portal.app_token_env):
-                unset.setdefault(portal.app_token_env, []).append(portal.id)
+            for variable in key_variables(portal):
+                if not os.environ.get(variable):
+                    unset.setdefault(variable, []).append(portal.id)
         for variable, ids in unset.items():
             named = ", ".join(ids[:PORTALS_NAMED]) + (f" and {len(ids) - PORTALS_NAMED} more"
                                                       if len(ids) > PORTALS_NAMED else "")

@@ -2,7 +2,8 @@ import duckdb
 import pytest
 
 from catalog.export import _exported
-from catalog.links import PASSWORD_BEFORE_HOST, redacted, secret_links, secret_parameters, secrets_of
+from catalog.links import (PASSWORD_BEFORE_HOST, redacted, redacted_text, secret_links, secret_parameters,
+                           secrets_in_text, secrets_of)
 
 SIGNED = [
     "https://x.org/a.csv?accessType=DOWNLOAD&token=abc",
@@ -72,3 +73,50 @@ def test_a_records_links_holding_a_secret_are_named_by_field():
     record = {"landing_page": SIGNED[0], "license": PLAIN[0],
               "distributions": [{"download_url": PLAIN[0], "access_url": None}, {"download_url": SIGNED[1]}]}
     assert secret_links(record) == [("landing_page", ["token"]), ("distributions[1].download_url", ["X-Amz-Signature"])]
+
+
+TEXTS = {   # a description pasting a link with its key (session 42: exported as published until then)
+    "Query it at https://x.org/api?id=1&api_key=abc123. Daily.": "Query it at https://x.org/api?id=1&api_key=REDACTED. Daily.",
+    "(see https://x.org/?token=t)": "(see https://x.org/?token=REDACTED)",
+    "[the map](https://x.org/a.csv?token=abc) and <https://x.org/?sig=s>":
+        "[the map](https://x.org/a.csv?token=REDACTED) and <https://x.org/?sig=REDACTED>",
+    "data.city.gov/resource/x.json?$$app_token=tok, thanks": "data.city.gov/resource/x.json?$$app_token=REDACTED, thanks",
+    "From ftp://u:pw@h/f.csv!": "From ftp://u:REDACTED@h/f.csv!",
+    'href="https://x.org/p?a=1&amp;token=zz"': 'href="https://x.org/p?a=1&amp;token=REDACTED"',
+    "Line one\nhttps://x.org/?%74oken=t\tand more": "Line one\nhttps://x.org/?%74oken=REDACTED\tand more",
+}
+PLAIN_TEXTS = ["Mail open.data@city.example: 50% of parks", "Why? token=x is no link", "https://x.org/?keyword=parks",
+               "Use your API key (https://x.org/signup).", "https://user@x.org/a", None, ""]
+
+
+def test_a_texts_links_holding_a_secret_are_named_and_redacted_the_rest_as_written():
+    assert [secrets_in_text(text) for text in TEXTS] == [
+        ["api_key"], ["token"], ["token", "sig"], ["$$app_token"], [PASSWORD_BEFORE_HOST], ["token"], ["token"]]
+    assert [redacted_text(text) for text in TEXTS] == list(TEXTS.values())
+    assert [secrets_in_text(text) for text in PLAIN_TEXTS] == [[]] * len(PLAIN_TEXTS)
+    assert [redacted_text(text) for text in PLAIN_TEXTS] == PLAIN_TEXTS
+    assert secret_links({"identifier": SIGNED[0], "description": next(iter(TEXTS)),
+                         "columns": [{"description": None}, {"description": "(see https://x.org/?token=t)"}]}) == [
+        ("identifier", ["token"]), ("description", ["api_key"]), ("columns[1].description", ["token"])]
+
+
+@pytest.mark.parametrize("text", list(TEXTS) + PLAIN_TEXTS[:-2])
+def test_the_exports_sql_redacts_a_text_as_redacted_text_does(text):
+    """(A guard of the SQL's prefilter of texts: it passes a text by only where redacted_text would change nothing.)"""
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t AS SELECT ?::VARCHAR AS description", [text])
+        assert con.execute(f"SELECT {_exported(con, 'description', text=True)} FROM t").fetchone() == (
+            redacted_text(text),)
+
+
+def test_a_uid_redacted_never_names_another_dataset():
+    """Two source ids one once redacted, and a third that is what they redact to, stay three uids."""
+    from catalog.export import exported_uids
+
+    ids = ["https://x.org/?id=1&token=a", "https://x.org/?id=1&token=b", "https://x.org/?id=1&token=REDACTED",
+           "https://x.org/?id=2"]
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid "
+                    "FROM unnest(?) AS t(s)", [ids])
+        assert exported_uids(con) == {"p:https://x.org/?id=1&token=a": "p:https://x.org/?id=1&token=REDACTED#2",
+                                      "p:https://x.org/?id=1&token=b": "p:https://x.org/?id=1&token=REDACTED#3"}

@@ -215,3 +215,55 @@ def test_a_key_where_none_may_go_is_refused_saying_why_and_what_to_do(tmp_path, 
         _one_portal(tmp_path, kind, url, extra=extra)
     assert "portals[0] (id 'city')." in str(refused.value) and said in str(refused.value)
     assert "s3cret" not in str(refused.value)
+
+
+def test_a_portals_keys_name_other_hosts_in_lower_case_each_with_its_variable(tmp_path):
+    """Session 42: a key for a host other than the portal's (an ArcGIS Hub's layers on services1.arcgis.com)."""
+    portal = _one_portal(tmp_path, "arcgis-hub", "https://hub.city.example",
+                         '[portals.keys]\n"services1.arcgis.com" = "LAYERS_KEY"\n"Services2.ArcGIS.com." = "LAYERS_KEY"\n'
+                         '"localhost:8443" = "LOCAL_KEY"\n"[::1]:9443" = "LOCAL_KEY"\n')
+    assert portal.keys == (("services1.arcgis.com", "LAYERS_KEY"), ("services2.arcgis.com", "LAYERS_KEY"),
+                           ("localhost:8443", "LOCAL_KEY"), ("[::1]:9443", "LOCAL_KEY"))
+    assert portal.app_token_env is None
+
+
+@pytest.mark.parametrize("kind, keys, said", [
+    ("dcat-us", '"services1.arcgis.com" = "K"', ".keys: dcat-us portals take no key"),
+    ("arcgis-hub", '"services 1.arcgis.com" = "K"', ".keys.'services 1.arcgis.com': is no host a key can go to"),
+    ("arcgis-hub", '"https://services1.arcgis.com" = "K"', ".keys.'https://services1.arcgis.com': is no host"),
+    ("arcgis-hub", '"services1.arcgis.com/x" = "K"', "is no host a key can go to"),
+    ("arcgis-hub", '"h.example:0" = "K"', "is no host a key can go to"),
+    ("arcgis-hub", '"h.example:70000" = "K"', "is no host a key can go to"),
+    ("arcgis-hub", '"[not:an:ip]" = "K"', "is no host a key can go to"),
+    ("arcgis-hub", '"user@h.example" = "K"', "is no host a key can go to"),
+    ("arcgis-hub", '"services1.arcgis.com" = "my key"', ".keys.'services1.arcgis.com': must name an environment "
+                                                        "variable, got 'my key'"),
+    ("arcgis-hub", '"services1.arcgis.com" = 7', "must name an environment variable, got 7"),
+    ("arcgis-hub", '"hub.city.example" = "K"', ".keys.'hub.city.example': is the portal's own host: its key is "
+                                               "named by app_token_env"),
+    ("arcgis-hub", '"HUB.city.example:443" = "K"', "is the portal's own host"),
+    ("arcgis-hub", '"a.example" = "K"\n"A.example" = "J"', ".keys.'A.example': names the host 'a.example' a second time"),
+])
+def test_a_portals_keys_that_are_wrong_are_refused_before_any_request(tmp_path, kind, keys, said):
+    url = "https://data.city.example/data.json" if kind == "dcat-us" else "https://hub.city.example"
+    with pytest.raises(ConfigError) as refused:
+        _one_portal(tmp_path, kind, url, f"[portals.keys]\n{keys}\n")
+    assert said in str(refused.value), str(refused.value)
+
+
+@pytest.mark.parametrize("table", ['keys = "services1.arcgis.com"', "keys = {}", 'keys = ["K"]'])
+def test_keys_that_are_no_table_of_hosts_are_refused(tmp_path, table):
+    with pytest.raises(ConfigError) as refused:
+        _one_portal(tmp_path, "arcgis-hub", "https://hub.city.example", table + "\n")
+    assert ".keys: must be a table of hosts and the environment variables holding their keys" in str(refused.value)
+
+
+def test_a_hosts_key_no_header_can_carry_is_named_with_its_portal(tmp_path):
+    from harvester.config import unusable_keys
+
+    portal = _one_portal(tmp_path, "arcgis-hub", "https://hub.city.example",
+                         'app_token_env = "HUB_KEY"\n[portals.keys]\n"services1.arcgis.com" = "LAYERS_KEY"\n')
+    assert unusable_keys([portal], {"HUB_KEY": "ok-1234", "LAYERS_KEY": "two\nlines"}) == [
+        "environment variable LAYERS_KEY holds a line break, a space or a control character inside it, which no key "
+        "holds (a file of two lines?): the key of city (keys); set it to the key alone"]
+    assert unusable_keys([portal], {"HUB_KEY": "ok-1234", "LAYERS_KEY": "ok-5678\n"}) == []
