@@ -145,7 +145,10 @@ def _copies_folded(catalogue: features.Catalogue, rows_per_group: list[list[int]
                    ) -> tuple[list[list[int]], dict[int, list[int]]]:
     """Each group with a dataset once however many of its city's portals list it: the copy that says most of it
     (copies_of), unless another group holds that one; its other copies (in this group or in none) go with it.
-    -> the groups' rows, and the row shown -> its copies' rows."""
+    A copy in no group goes with one group alone, the first to take it: of a dataset three portals list, two
+    copies in two groups, the third (or the one that says most) in none was put in both (overlap_groups' key
+    refused the save) and a grouped copy was then left out of its group. -> the groups' rows, and the row
+    shown -> its copies' rows."""
     same_as = catalogue.same_as
     copied = np.flatnonzero(same_as != np.arange(len(same_as)))
     if not len(copied):
@@ -154,17 +157,18 @@ def _copies_folded(catalogue: features.Catalogue, rows_per_group: list[list[int]
     for row in copied.tolist():
         copies_of_first[int(same_as[row])].append(row)
     grouped = {row for rows in rows_per_group for row in rows}
-    folded, copies = [], {}
+    folded, copies, placed = [], {}, set()   # (placed: the rows in no group a group has taken)
     for rows in rows_per_group:
         by_dataset: dict[int, list[int]] = defaultdict(list)
         for row in rows:
             by_dataset[int(same_as[row])].append(row)
         kept = []
         for first, held in by_dataset.items():
-            shown = first if first in held or first not in grouped else held[0]
+            shown = first if first in held or (first not in grouped and first not in placed) else held[0]
             kept.append(shown)
             others = [r for r in [first, *copies_of_first.get(first, ())]
-                      if r != shown and (r in held or r not in grouped)]
+                      if r != shown and (r in held or (r not in grouped and r not in placed))]
+            placed.update(r for r in (shown, *others) if r not in grouped)
             if others:
                 copies[shown] = others
         folded.append(sorted(kept))

@@ -1190,3 +1190,17 @@ def test_a_word_titles_write_in_lower_case_is_labelled_as_the_catalogue_writes_i
     assert groups.label(c, [4, 5]) == "Street trees"
     only_lower = rows_catalogue([("Merced, California", "foia files"), ("Omaha, Nebraska", "foia files")])
     assert groups.label(only_lower, [0, 1]) == "Foia"
+
+
+def test_a_dataset_three_portals_of_its_city_list_is_in_each_group_once():
+    """One city's three portals list one dataset (Chicago: its 2013 data.json, its Socrata site, another); two of
+    the copies grouped apart, the third in no group. On o42's first version that third copy went with both groups
+    (two overlap_groups rows of one uid: the save refused by the table's key), or, where the copy that says most of
+    the dataset was the one in no group, it was shown in both and a grouped copy was in none."""
+    c = rows_catalogue([("Chicago", "Warming Centers"), ("Chicago", "Warming Centers"), ("Chicago", "Warming Centers"),
+                        ("Seattle", "Warming Centers"), ("Boston", "Cooling Centers")])
+    c.same_as[[1, 2]] = 0   # (rows 1 and 2 copies of row 0, the copy that says most of it)
+    for formed in ([[0, 3], [1, 4]], [[1, 3], [2, 4]]):
+        rows, copies = overlap._copies_folded(c, formed)
+        listed = [r for group in rows for r in group] + [r for others in copies.values() for r in others]
+        assert sorted(listed) == [0, 1, 2, 3, 4], (formed, rows, copies)
