@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
-from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, MAYBE_SECRET_SQL, MAYBE_SECRET_TEXT_SQL, RECORD_LINKS,
-                           RECORD_TEXTS, redacted, redacted_text)
+from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, maybe_secret_sql, redacted,
+                           redacted_text)
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -393,12 +393,10 @@ def _exported_column(con: duckdb.DuckDBPyConnection, table: str, column: str, ui
 def _exported(con: duckdb.DuckDBPyConnection, column: str, text: bool = False) -> str:
     """The SQL of a link `column` as exported (`text`: of a text, its links'): a secret's value REDACTED
     (catalog.links.redacted, redacted_text, called for the values that may hold one)."""
-    function, redact, maybe = ("redacted_text", redacted_text, MAYBE_SECRET_TEXT_SQL) if text else \
-        ("redacted_link", redacted, MAYBE_SECRET_SQL)
+    function, redact = ("redacted_text", redacted_text) if text else ("redacted_link", redacted)
     if not con.execute("SELECT count(*) FROM duckdb_functions() WHERE function_name = ?", [function]).fetchone()[0]:
         con.create_function(function, redact, ["VARCHAR"], "VARCHAR")   # (once a connection)
-    stripped = f"replace(replace(replace(\"{column}\", '$', ''), '_', ''), '-', '')"
-    return f"CASE WHEN regexp_matches({stripped}, '{maybe}') THEN {function}(\"{column}\") " \
+    return f"CASE WHEN {maybe_secret_sql(column, text)} THEN {function}(\"{column}\") " \
            f"ELSE \"{column}\" END AS \"{column}\""
 
 
@@ -408,9 +406,8 @@ def exported_uids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     uid, source id and records folder of an export): `portal_id:` and its source id redacted; two
     that are one once redacted, or one that is another dataset's uid, numbered as data.json numbers
     a uid taken (`#2`, in the order of their uids): an exported uid still names one dataset."""
-    stripped = "replace(replace(replace(source_id, '$', ''), '_', ''), '-', '')"
-    found = con.execute(f"SELECT uid, portal_id, source_id FROM datasets WHERE regexp_matches({stripped}, "
-                        f"'{MAYBE_SECRET_SQL}') ORDER BY uid").fetchall()
+    found = con.execute(f"SELECT uid, portal_id, source_id FROM datasets WHERE {maybe_secret_sql('source_id')} "
+                        "ORDER BY uid").fetchall()
     redacting = [(uid, f"{portal_id}:{redacted(source_id)}") for uid, portal_id, source_id in found
                  if redacted(source_id) != source_id]
     if not redacting:

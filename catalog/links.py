@@ -118,45 +118,75 @@ def redacted(link: str | None) -> str | None:
     return link[:start] + "&".join(pieces) + link[start + len(query):]
 
 
-# a link a text pastes: one with a scheme (`https://…`, `ftp://…`), or a run of characters holding a
-# query (`data.city.gov/x.json?$$app_token=…`), each up to a space, a quote or an angle bracket (how
-# text quotes a link: `<https://…>`, `"https://…"`, an HTML attribute). Each begins where such a run
-# begins, and a scheme where no letter, digit, '+', '.' or '-' is before it (the lookbehinds): a match
-# is then tried once a run, not from each of its characters to its end, which took a description's
-# run of 250,000 characters (a field list, a pasted image) beside an '@' or a '?' ten minutes
-TEXT_LINK = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s<>\"'`]+"
-                       r"|(?<![^\s<>\"'`()\[\]{}])[^\s<>\"'`()\[\]{}]+\?[^\s<>\"'`]+")
+# a link a text pastes: in a run of characters up to a space, a quote or an angle bracket (how text quotes
+# a link: `<https://…>`, `"https://…"`, an HTML attribute), from its scheme (`https://…`, `ftp://…`), or,
+# with none, from after the last bracket before its query (`data.city.gov/x.json?$$app_token=…`). Found by
+# a scan of each run, never by a pattern that backtracks: a description holds runs of 100,000 characters
+# (an image in base64), which a regular expression searching such a run from each of its characters
+# read some 10^10 times
+TEXT_RUN = re.compile(r"[^\s<>\"'`]+")
+SCHEME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+BRACKETS = "()[]{}"
 # what ends a sentence after a link, no part of it (as GitHub's autolinks read it); and the brackets
 # that close one the link is in (`(see https://…)`, Markdown's `[x](https://…)`) when the link opens none
 AFTER_A_LINK = ".,;:!?'"
 CLOSING = {")": "(", "]": "[", "}": "{"}
 # what a text less '$', '_' and '-' holds if a link in it may hold a secret: as MAYBE_SECRET_SQL, but a
-# '%' only as an escape, and an '@' only after '//' (a text's percentages and email addresses are many; a
-# link may name no scheme: `//user:password@host/…`)
-MAYBE_SECRET_TEXT_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%[0-9a-f]{{2}}|//[^\s/?#]*@"
+# '%' only as an escape, and an '@' only after '://' (a text's percentages and email addresses are many)
+MAYBE_SECRET_TEXT_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%[0-9a-f]{{2}}|://[^\s/?#]*@"
+
+
+def _link_start(run: str) -> int | None:
+    """Where the link in `run` (a TEXT_RUN) begins: its scheme's first letter, or after the last bracket
+    before its query; None when it holds none."""
+    slashes = run.find("://")
+    if slashes > 0:
+        start = slashes
+        while start > 0 and run[start - 1] in SCHEME_CHARACTERS:
+            start -= 1
+        while start < slashes and not run[start].isalpha():   # (a scheme begins with a letter)
+            start += 1
+        if start < slashes:
+            return start
+    query = run.find("?")
+    if query < 0:
+        return None
+    return max(run.rfind(bracket, 0, query) for bracket in BRACKETS) + 1
 
 
 def _link_alone(found: str) -> str:
-    """`found` (a TEXT_LINK) less the punctuation after it that is the text's, not the link's. (Each
-    bracket counted once, not the link cut and counted again a character at a time: a link followed
-    by 200,000 of them took minutes.)"""
-    unopened = {close: found.count(close) - found.count(opening) for close, opening in CLOSING.items()}
+    """`found` (from a link's start to its run's end) less the punctuation after it that is the text's,
+    not the link's (counted once: a run ending in 10,000 brackets is read twice, not 10,000 times)."""
+    closed = {c: found.count(c) for c in CLOSING}
+    opened = {c: found.count(o) for c, o in CLOSING.items()}
     end = len(found)
     while end:
         last = found[end - 1]
-        if last in CLOSING and unopened[last] > 0:
-            unopened[last] -= 1
+        if last in CLOSING and closed[last] > opened[last]:
+            closed[last] -= 1
         elif last not in AFTER_A_LINK:
             break
         end -= 1
     return found[:end]
 
 
-def links_in(text: str | None) -> list[str]:
-    """The links `text` pastes that may hold a secret (a query, or an '@')."""
+def _links_at(text: str) -> list[tuple[int, int]]:
+    """Where in `text` each link it pastes that may hold a secret (a query, or an '@') is."""
     if not isinstance(text, str) or ("?" not in text and "@" not in text):   # (most texts)
         return []
-    return [link for link in map(_link_alone, TEXT_LINK.findall(text)) if link]
+    found = []
+    for run in TEXT_RUN.finditer(text):
+        if "?" not in run.group() and "@" not in run.group():
+            continue
+        start = _link_start(run.group())
+        if start is not None and (link := _link_alone(run.group()[start:])):
+            found.append((run.start() + start, run.start() + start + len(link)))
+    return found
+
+
+def links_in(text: str | None) -> list[str]:
+    """The links `text` pastes that may hold a secret (a query, or an '@')."""
+    return [text[start:end] for start, end in _links_at(text)]
 
 
 def secrets_in_text(text: str | None) -> list[str]:
@@ -166,14 +196,13 @@ def secrets_in_text(text: str | None) -> list[str]:
 
 def redacted_text(text: str | None) -> str | None:
     """`text` with each link it pastes redacted (redacted), the rest as written."""
-    if not secrets_in_text(text):
-        return text
-
-    def redact(match: re.Match) -> str:
-        link = _link_alone(match.group())
-        return redacted(link) + match.group()[len(link):]
-
-    return TEXT_LINK.sub(redact, text)
+    pieces, done = [], 0
+    for start, end in _links_at(text):
+        link = text[start:end]
+        if secrets_of(link):
+            pieces += [text[done:start], redacted(link)]
+            done = end
+    return "".join(pieces) + text[done:] if pieces else text
 
 
 # the links of a record (catalog.record) an export publishes, and of each of its distributions: its
@@ -199,6 +228,17 @@ def secret_links(record: dict) -> list[tuple[str, list[str]]]:
         if isinstance(column, dict):
             found += [(f"columns[{position}].{name}", secrets_in_text(column.get(name))) for name in COLUMN_TEXTS]
     return [(name, secrets) for name, secrets in found if secrets]
+
+
+def maybe_secret_sql(column: str, text: bool = False) -> str:
+    """The SQL of whether `column` (a link; `text`: a text, its links) may hold a secret: False where
+    redacted (redacted_text) would change nothing, so that most values are never passed to Python."""
+    stripped = f"replace(replace(replace(\"{column}\", '$', ''), '_', ''), '-', '')"
+    # (a secret's value follows an '=', a password comes before an '@': a value holding neither, most
+    # descriptions, is passed by before it is copied three times and searched; 100,000 descriptions took
+    # 2.2 s to search at a load of 26)
+    return f"((contains(\"{column}\", '=') OR contains(\"{column}\", '@')) AND " \
+           f"regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}'))"
 
 
 def is_text(field_name: str) -> bool:

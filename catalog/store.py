@@ -28,6 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
+from catalog.links import DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, COLUMN_TEXTS, maybe_secret_sql
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
 from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
@@ -1060,6 +1061,44 @@ class Store:
                    WHERE portal_id = ? AND deleted_at IS NULL AND modified > ?
                    ORDER BY modified DESC, source_id LIMIT ?""", [portal_id, after, limit]).fetchall()
         return (rows[0][2] if rows else 0), [(source_id, modified) for source_id, modified, _ in rows]
+
+    def maybe_publishing_secrets(self, portal_id: str) -> list[dict]:
+        """The portal's datasets not deleted of which a link or a text an export publishes may hold a
+        secret (catalog.links.maybe_secret_sql: most are passed by in SQL), by uid, each as a record of
+        those fields (its uid, source id, links and texts, its distributions' links and its columns'
+        texts, by position) that catalog.links.secret_links reads."""
+        def any_of(columns, text=False) -> str:
+            return " OR ".join(maybe_secret_sql(c, text) for c in columns)
+
+        with self._write_lock:
+            prefix = f"{portal_id}:"
+            found = self.con.execute(f"""
+                WITH maybe AS (
+                    SELECT uid FROM datasets WHERE portal_id = $portal AND deleted_at IS NULL
+                        AND ({any_of(RECORD_LINKS)} OR {any_of(RECORD_TEXTS, text=True)})
+                    UNION SELECT dataset_uid FROM distributions WHERE starts_with(dataset_uid, $prefix)
+                        AND ({any_of(DISTRIBUTION_LINKS)})
+                    UNION SELECT dataset_uid FROM columns WHERE starts_with(dataset_uid, $prefix)
+                        AND ({any_of(COLUMN_TEXTS, text=True)}))
+                SELECT d.uid, d.source_id, {", ".join(f'd."{c}"' for c in RECORD_LINKS + RECORD_TEXTS)},
+                       (SELECT list(struct_pack({", ".join(f'"{c}" := x."{c}"' for c in DISTRIBUTION_LINKS)})
+                                    ORDER BY x.position) FROM distributions x WHERE x.dataset_uid = d.uid),
+                       (SELECT list(struct_pack({", ".join(f'"{c}" := c."{c}"' for c in COLUMN_TEXTS)})
+                                    ORDER BY c.position) FROM columns c WHERE c.dataset_uid = d.uid)
+                FROM datasets d SEMI JOIN maybe USING (uid)
+                WHERE d.portal_id = $portal AND d.deleted_at IS NULL ORDER BY d.uid""",
+                {"portal": portal_id, "prefix": prefix}).fetchall()
+        names = ("uid", "source_id") + RECORD_LINKS + RECORD_TEXTS + ("distributions", "columns")
+        return [dict(zip(names, row)) for row in found]
+
+    def warned_of(self, portal_id: str, error_type: str, source_ids: list[str]) -> set[str]:
+        """Those of `source_ids` of which a harvest_errors row of `error_type` has been written, in any run."""
+        if not source_ids:
+            return set()
+        with self._write_lock:
+            return {source_id for (source_id,) in self.con.execute(
+                "SELECT DISTINCT source_id FROM harvest_errors WHERE portal_id = ? AND error_type = ? "
+                "AND list_contains(?, source_id)", [portal_id, error_type, source_ids]).fetchall()}
 
     def raw_hashes(self, portal_id: str) -> dict[str, str]:
         """uid -> raw hash of the portal's datasets not deleted (what an unchanged entry matches)."""

@@ -949,6 +949,9 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
                 click.echo(printable(f"{p.portal_id}: {p.error_message}"), err=True)
         for portal_id, live in report.not_in_config.items():
             click.echo(f"{portal_id}: not in {config_path}, {counted(live, 'live dataset')} kept")
+        for p in report.portals:
+            if p.secrets_published:
+                click.echo(printable(secrets_published_line(p)))
     if report.not_in_config:
         logging.getLogger("civicat.harvest").warning(
             "portals in the catalogue but not in %s keep their datasets live in search, overlap and exports: %s; "
@@ -963,6 +966,22 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
     if report.ok:
         exit_if_no_room_after_storing("every portal was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if report.ok else 1)
+
+
+# uids of the datasets publishing a secret named in a portal's line of the harvest's text report (--json: more)
+SECRETS_NAMED_IN_TEXT = 3
+
+
+def secrets_published_line(p) -> str:
+    """The line of a harvest's report that says a portal's live datasets publish a secret (PortalReport.
+    secrets_published), every night it is so: the cron job's reader is the one to tell the publisher."""
+    named = p.secrets_named[:SECRETS_NAMED_IN_TEXT]
+    more = p.secrets_published - len(named)
+    return (f"{p.portal_id}: {counted(p.secrets_published, 'live dataset')} "
+            f"publish{'es' if p.secrets_published == 1 else ''} a secret in a link (a key, a signature, a password): "
+            f"{', '.join(named)}{f' and {more} more' if more > 0 else ''}; kept in the catalogue as published, "
+            "exported as REDACTED; the portal's publisher should take it out and change the key (SecretInLink "
+            "warnings name the fields)")
 
 
 def exit_if_no_room_after_storing(what_stood: str, checkpoint: OSError | None, copy_not_made: str | None) -> None:

@@ -145,12 +145,17 @@ def map_entry(adapter: PortalAdapter, portal: PortalConfig, entry_json: bytes, d
     for field_name, message in notes.items:
         errors.append((source_id, "map", "InvalidValue", f"{field_name}: {message}", "warning"))
     for field_name, secrets in secret_links(record):
-        holds = "a link in the text holds" if is_text(field_name) else "the link holds"
-        errors.append((source_id, "map", "SecretInLink", f"{field_name}: {holds} a secret "
-                       f"({', '.join(secrets)}): kept in the catalogue as the portal published it; exports give it "
-                       f"as {REDACTED} (the portal's publisher should take it out and change the key)", "warning"))
+        errors.append((source_id, "map", "SecretInLink", secret_in_link(field_name, secrets), "warning"))
     # (the record is made: the entry and details are needed no more, the hash view may cut them)
     rows.add(record, entry_json, details_json, raw_hash(adapter, entry, details, True))
+
+
+def secret_in_link(field_name: str, secrets: list[str]) -> str:
+    """The SecretInLink warning of a field (catalog.links.secret_links) whose link, or a link in whose
+    text, holds `secrets` (their names, never their values)."""
+    holds = "a link in the text holds" if is_text(field_name) else "the link holds"
+    return (f"{field_name}: {holds} a secret ({', '.join(secrets)}): kept in the catalogue as the portal published "
+            f"it; exports give it as {REDACTED} (the portal's publisher should take it out and change the key)")
 
 
 def raw_hash(adapter: PortalAdapter, entry: dict, details: dict | None, owned: bool = False) -> str:

@@ -17,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 from catalog import events, uncut
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
+from catalog.links import redacted, secret_links
 from catalog.record import DATED_AHEAD_SLACK, days_after, format_timestamp
 from catalog.store import MergeOutcomeUnknown, Store, StoppedAfterStoring, bound_the_c_heap, page_identity
 from catalog.transactions import rollback
 from harvester.config import PortalConfig
 from harvester.http import HttpClient, OverBudget, error_type
 from harvester.mapping import (LOOKUP_ASKED_AGAIN_DAYS, SETTLED_LOOKUP_FAILURES, Mapper, WorkerPool, mapping_namespace,
-                               relaxed_gc)
+                               relaxed_gc, secret_in_link)
 from harvester.paging import RAISE_THE_CAP
 from harvester.portals import adapter_for, say_once_a_run
 from harvester.records import harvest_records, server_began
@@ -57,6 +58,17 @@ class PortalReport:
     record_rows: int = 0
     error_type: str | None = None
     error_message: str | None = None
+    # the portal's live datasets that publish a secret (a key in a link: warn_secrets_published), and the
+    # uids of the first SECRETS_NAMED of them; in the run's report, not in harvest_runs (REPORT_ONLY)
+    secrets_published: int = 0
+    secrets_named: list[str] = field(default_factory=list)
+
+    def stored(self) -> dict:
+        """What harvest_runs keeps of the report (its columns)."""
+        return {key: value for key, value in asdict(self).items() if key not in REPORT_ONLY}
+
+
+REPORT_ONLY = ("secrets_published", "secrets_named")
 
 
 @dataclass
@@ -119,7 +131,7 @@ def retire_portal(store: Store, portal_id: str, now: datetime) -> tuple[str, Por
         report.status, report.error_type, report.error_message = "failed", error_type(exc), str(exc)
         raise
     finally:
-        store.finish_run(run_id, portal_id, {**asdict(report), "finished_at": datetime.now(UTC)})
+        store.finish_run(run_id, portal_id, {**report.stored(), "finished_at": datetime.now(UTC)})
     store.refresh_search()
     return run_id, report
 
@@ -332,6 +344,31 @@ def warn_future_modified(store: Store, portal_id: str, began: datetime, errors: 
                    "them all)", severity="warning")
 
 
+# datasets publishing a secret named by uid in a portal's report (the rest counted)
+SECRETS_NAMED = 100
+
+
+def warn_secrets_published(store: Store, portal_id: str, errors: "ErrorLog", report: PortalReport) -> None:
+    """Every night, in the portal's report (secrets_published, secrets_named), its live datasets whose
+    links an export publishes hold a secret (a key in a link, in a description's; catalog.links), mapped
+    that night or not; and a SecretInLink warning, once, for each of them never warned of. The mapping
+    warns as it stores a version, so a dataset stored before civicat knew the secret (session 41's rule,
+    42's identifiers and texts) went unsaid until its portal changed it or `--full`, though its export
+    redacted it at once: now warned of by the first harvest that sees it, and counted in every report
+    after, with no row a night for the same thing."""
+    found = [(record["uid"], record["source_id"], links) for record in store.maybe_publishing_secrets(portal_id)
+             if (links := secret_links(record))]   # (in uid order)
+    report.secrets_published = len(found)
+    # (named as the exports name them: a source id may hold the secret itself, a data.json's identifier)
+    report.secrets_named = [f"{portal_id}:{redacted(source_id)}" for _, source_id, _ in found[:SECRETS_NAMED]]
+    warned = store.warned_of(portal_id, "SecretInLink", [source_id for _, source_id, _ in found])
+    warned |= {row["source_id"] for row in errors.rows if row["error_type"] == "SecretInLink"}   # (tonight's, unwritten)
+    for _, source_id, links in found:
+        if source_id not in warned:
+            for field_name, secrets in links:
+                errors.add(source_id, "store", "SecretInLink", secret_in_link(field_name, secrets), severity="warning")
+
+
 def future_modified(modified: datetime, after: datetime, by_clock: str = "") -> str:
     """The warning of a `modified` past the harvest's clock (`after`: its start and a day; `by_clock`:
     the words naming the portal's clock it was judged by, server_began's)."""
@@ -440,6 +477,10 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
                 warn_future_modified(store, portal.id, began, errors, client.server_clock(portal.url))
             except Exception as exc:   # (the portal is stored: a warning's query must not fail it)
                 log.warning("%s: datasets dated ahead not looked for: %s", portal.id, exc)
+            try:
+                warn_secrets_published(store, portal.id, errors, report)
+            except Exception as exc:   # (as above)
+                log.warning("%s: secrets in published links not looked for: %s", portal.id, exc)
         for key, value in counts.items():
             setattr(report, key, value)
         report.unchanged += mapper.unchanged   # recognised before mapping, never staged
@@ -493,5 +534,5 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             setattr(report, key, value)
         if on_progress:
             on_progress(portal.id, report.seen, report.seen)
-        store.finish_run(run_id, portal.id, {**asdict(report), "finished_at": datetime.now(UTC)})
+        store.finish_run(run_id, portal.id, {**report.stored(), "finished_at": datetime.now(UTC)})
     return report

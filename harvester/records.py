@@ -21,7 +21,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -1906,5 +1906,5 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
             report.seconds = round(time.monotonic() - started, 3)
             for key, value in client.stats.snapshot().items():
                 setattr(report, key, value)
-            store.finish_run(run_id, portal_id, {**asdict(report), "finished_at": datetime.now(UTC)})
+            store.finish_run(run_id, portal_id, {**report.stored(), "finished_at": datetime.now(UTC)})
     return run_id, results

@@ -515,6 +515,53 @@ def test_an_identifier_and_a_description_holding_a_secret_are_exported_redacted_
     assert not any(secret in json.dumps(document) for secret in ("k-one", "k-two", SIGNED))
 
 
+def test_every_harvest_says_what_it_publishes_with_a_secret_and_warns_once_of_what_was_stored_before(tmp_path):
+    """Until session 42 a dataset was warned of (SecretInLink) only as a version of it was stored: one
+    stored before civicat knew the secret (session 41's rule; an identifier's and a description's,
+    42's) went unsaid until its portal changed it, or `--full`, though its exports gave it REDACTED. Now
+    every harvest's report counts and names the portal's live datasets publishing one, and the first
+    harvest that finds one never warned of warns of it, once: no row a night for the same thing."""
+    document = make_data_json(4)
+    document["dataset"][0]["description"] = f"Query it at https://api.city.example/q?api_key={SIGNED} daily."
+    document["dataset"][1]["landingPage"] = f"https://data.city.example/parks?token={SIGNED}"
+    document["dataset"][2].update(identifier=f"https://data.city.example/trees?id=9&token={SIGNED}",   # (its source id)
+                                  landingPage="https://data.city.example/trees")
+    with DataJsonPortal(document) as portal:
+        config = write_config(tmp_path, ("city", "dcat-us", portal.url + "/data.json"))
+        db = str(tmp_path / "c.duckdb")
+
+        def harvested() -> tuple[str, list]:
+            result = invoke("harvest", "--config", config, "--db", db)
+            assert result.exit_code == 0, result.output
+            with duckdb.connect(db, read_only=True) as con:
+                return result.output, con.execute("SELECT run_id, stage, source_id, split_part(message, ':', 1) "
+                                                  "FROM harvest_errors WHERE error_type = 'SecretInLink' "
+                                                  "ORDER BY run_id, source_id").fetchall()
+
+        said, warned = harvested()   # the versions stored warned of as the mapping stores them, and none twice
+        with duckdb.connect(db, read_only=True) as con:
+            uids = [uid.replace(SIGNED, "REDACTED") for (uid,) in con.execute(
+                "SELECT uid FROM datasets WHERE title IN (?, ?, ?) ORDER BY uid",
+                [d["title"] for d in document["dataset"][:3]]).fetchall()]
+        assert uids[2] == "city:https://data.city.example/trees?id=9&token=REDACTED"   # (named as exports name it)
+        line = (f"city: 3 live datasets publish a secret in a link (a key, a signature, a password): "
+                f"{', '.join(uids)}; kept in the catalogue as published, exported as REDACTED")
+        assert line in " ".join(said.split()), said
+        assert sorted((stage, field) for _, stage, _, field in warned) == [
+            ("map", "description"), ("map", "identifier"), ("map", "landing_page")]
+        with duckdb.connect(db) as con:   # (as a catalogue harvested before the rule has them: never warned of)
+            con.execute("DELETE FROM harvest_errors WHERE error_type = 'SecretInLink'")
+
+        said, warned = harvested()   # unchanged, so not mapped: warned of once, by the store's look
+        assert line in " ".join(said.split()), said
+        assert sorted((stage, field) for _, stage, _, field in warned) == [
+            ("store", "description"), ("store", "identifier"), ("store", "landing_page")]
+        said, again = harvested()    # and said in every report after, with no row more
+        assert line in " ".join(said.split()), said
+        assert again == warned
+    assert SIGNED not in said
+
+
 def test_field_names_of_sql_and_paths_reach_no_sql_string_nor_path(tmp_path):
     """(A guard.) A DataStore's field names of quotes and SQL, `../`, 10,000 characters, a parameter
     marker, and a dataset id that climbs out: the pull writes each as a column of that name, under the
