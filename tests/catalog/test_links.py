@@ -86,6 +86,14 @@ TEXTS = {   # a description pasting a link with its key (session 42: exported as
     "Line one\nhttps://x.org/?%74oken=t\tand more": "Line one\nhttps://x.org/?%74oken=REDACTED\tand more",
     # (a link naming no scheme: the export's SQL passed it by, its password published)
     "at //u:pw@h.example/f.csv?x=1": "at //u:REDACTED@h.example/f.csv?x=1",
+    # (several links in one run of text, each read apart: as one, from the first's scheme to the run's end, a
+    # secret after the first's query was read as that query's text, and a link before a scheme not at all)
+    "[https://x.org/api?id=1](https://x.org/api?token=abc)": "[https://x.org/api?id=1](https://x.org/api?token=REDACTED)",
+    "[https://x.org/?token=abc](https://x.org/?token=abc)": "[https://x.org/?token=REDACTED](https://x.org/?token=REDACTED)",
+    "data.city.gov/x.json?$$app_token=tok,https://city.gov/about":
+        "data.city.gov/x.json?$$app_token=REDACTED,https://city.gov/about",
+    "Sign in: https://x.org/login?next=https://y.org/f.csv?token=abc": (
+        "Sign in: https://x.org/login?next=https://y.org/f.csv?token=REDACTED"),
 }
 PLAIN_TEXTS = ["Mail open.data@city.example: 50% of parks", "Why? token=x is no link", "https://x.org/?keyword=parks",
                "Use your API key (https://x.org/signup).", "https://user@x.org/a", None, ""]
@@ -94,7 +102,7 @@ PLAIN_TEXTS = ["Mail open.data@city.example: 50% of parks", "Why? token=x is no 
 def test_a_texts_links_holding_a_secret_are_named_and_redacted_the_rest_as_written():
     assert [secrets_in_text(text) for text in TEXTS] == [
         ["api_key"], ["token"], ["token", "sig"], ["$$app_token"], [PASSWORD_BEFORE_HOST], ["token"], ["token"],
-        [PASSWORD_BEFORE_HOST]]
+        [PASSWORD_BEFORE_HOST], ["token"], ["token"], ["$$app_token"], ["token"]]
     assert [redacted_text(text) for text in TEXTS] == list(TEXTS.values())
     assert [secrets_in_text(text) for text in PLAIN_TEXTS] == [[]] * len(PLAIN_TEXTS)
     assert [redacted_text(text) for text in PLAIN_TEXTS] == PLAIN_TEXTS
