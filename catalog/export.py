@@ -414,8 +414,8 @@ def exported_uids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
         return {}
     bases = sorted({base for _, base in redacting})
     # (the uids an exported one must not be: those kept as they are, equal to a base or numbered from one)
-    taken = {uid for (uid,) in con.execute("SELECT uid FROM datasets WHERE list_contains($bases, "
-                                           "regexp_replace(uid, '#[0-9]+$', ''))", {"bases": bases}).fetchall()}
+    taken = {uid for (uid,) in con.execute("SELECT uid FROM datasets WHERE regexp_replace(uid, '#[0-9]+$', '') "
+                                           "IN (SELECT unnest($bases))", {"bases": bases}).fetchall()}
     taken -= {uid for uid, _ in redacting}
     exported = {}
     for uid, base in redacting:

@@ -245,7 +245,11 @@ def maybe_secret_sql(column: str, text: bool = False) -> str:
     """The SQL of whether `column` (a link; `text`: a text, its links) may hold a secret: False where
     redacted (redacted_text) would change nothing, so that most values are never passed to Python."""
     stripped = f"replace(replace(replace(\"{column}\", '$', ''), '_', ''), '-', '')"
-    return f"regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}')"
+    # (a secret's value follows an '=', a password comes before an '@': a value holding neither, most
+    # descriptions, is passed by before it is copied three times and searched; 100,000 descriptions took
+    # 2.2 s to search at a load of 26)
+    return f"((contains(\"{column}\", '=') OR contains(\"{column}\", '@')) AND " \
+           f"regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}'))"
 
 
 def is_text(field_name: str) -> bool:
