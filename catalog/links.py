@@ -131,27 +131,35 @@ BRACKETS = "()[]{}"
 # that close one the link is in (`(see https://…)`, Markdown's `[x](https://…)`) when the link opens none
 AFTER_A_LINK = ".,;:!?'"
 CLOSING = {")": "(", "]": "[", "}": "{"}
+OPENING = {opening: closing for closing, opening in CLOSING.items()}
 # what a text less '$', '_' and '-' holds if a link in it may hold a secret: as MAYBE_SECRET_SQL, but a
-# '%' only as an escape, and an '@' only after '://' (a text's percentages and email addresses are many)
-MAYBE_SECRET_TEXT_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%[0-9a-f]{{2}}|://[^\s/?#]*@"
+# '%' only as an escape, and an '@' only after '//' (a text's percentages and email addresses are many; a
+# link may name no scheme: `//user:password@host/…`)
+MAYBE_SECRET_TEXT_SQL = rf"(?i)(?:{'|'.join(SECRET_WORDS)})=|%[0-9a-f]{{2}}|//[^\s/?#]*@"
 
 
-def _link_start(run: str) -> int | None:
-    """Where the link in `run` (a TEXT_RUN) begins: its scheme's first letter, or after the last bracket
-    before its query; None when it holds none."""
+def _link_starts(run: str) -> list[int]:
+    """Where each link in `run` (a TEXT_RUN) begins: each scheme's first letter, and, before the first,
+    after the last bracket before a query (a link with no scheme); each ends where the next begins. A
+    run holds several: a Markdown link whose text is a URL (`[https://…?id=1](https://…?token=…)`),
+    links joined by a comma; read as one from the first, a secret after it was taken for the first's
+    query's text (exported as published), or one before a scheme was not read at all."""
+    starts, done = [], 0
     slashes = run.find("://")
-    if slashes > 0:
+    while slashes >= 0:
         start = slashes
-        while start > 0 and run[start - 1] in SCHEME_CHARACTERS:
+        while start > done and run[start - 1] in SCHEME_CHARACTERS:
             start -= 1
         while start < slashes and not run[start].isalpha():   # (a scheme begins with a letter)
             start += 1
         if start < slashes:
-            return start
-    query = run.find("?")
-    if query < 0:
-        return None
-    return max(run.rfind(bracket, 0, query) for bracket in BRACKETS) + 1
+            starts.append(start)
+        done = slashes + 3
+        slashes = run.find("://", done)
+    query = run.find("?", 0, starts[0] if starts else len(run))
+    if query >= 0:
+        starts.insert(0, max(run.rfind(bracket, 0, query) for bracket in BRACKETS) + 1)
+    return starts
 
 
 def _link_alone(found: str) -> str:
@@ -164,6 +172,8 @@ def _link_alone(found: str) -> str:
         last = found[end - 1]
         if last in CLOSING and closed[last] > opened[last]:
             closed[last] -= 1
+        elif last in OPENING:   # (what opens the next link of its run: Markdown's `[https://…](https://…)`)
+            opened[OPENING[last]] -= 1
         elif last not in AFTER_A_LINK:
             break
         end -= 1
@@ -178,9 +188,10 @@ def _links_at(text: str) -> list[tuple[int, int]]:
     for run in TEXT_RUN.finditer(text):
         if "?" not in run.group() and "@" not in run.group():
             continue
-        start = _link_start(run.group())
-        if start is not None and (link := _link_alone(run.group()[start:])):
-            found.append((run.start() + start, run.start() + start + len(link)))
+        starts = _link_starts(run.group())
+        for start, end in zip(starts, starts[1:] + [len(run.group())]):
+            if link := _link_alone(run.group()[start:end]):
+                found.append((run.start() + start, run.start() + start + len(link)))
     return found
 
 
