@@ -1478,17 +1478,32 @@ def search(text, limit, cities, themes, types, db_path, as_json):
 @cli.command()
 @click.option("--min-score", type=NumberRange(0.0, 1.0), default=None,
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
-@click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
+@click.option("--pairs", "show_pairs", is_flag=True,
+              help="Also list the strong pairs: each dataset's city, title and uid, and why they compare.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
               help=f"Add the embedding signal (needs: {EMBEDDINGS_INSTALL}).")
+@click.option("--group", "group_id", type=click.IntRange(min=1), metavar="N", default=None,
+              help="Show group N as the last run saved it: its datasets and why they compare (computes nothing).")
 @wait_options
 @db_option
 @json_option
-def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
-    """(Re)compute comparable datasets across cities and print the overlap groups."""
+def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_json):
+    """(Re)compute comparable datasets across cities and print the overlap groups.
+
+    Groups are numbered anew by each run; --group N shows one of the last run's."""
     from catalog import overlap as detector
     from catalog.store import connect
 
+    if group_id is not None:
+        computing = [option for option, given in (("--min-score", min_score is not None),
+                                                  ("--embeddings", use_embeddings),
+                                                  ("--wait", wait.until == math.inf),
+                                                  ("--wait-minutes", wait.minutes is not None)) if given]
+        if computing:
+            raise click.UsageError(f"--group N shows a group of the last `civicat overlap`, computing nothing: "
+                                   f"{' and '.join(computing)} {'is' if len(computing) == 1 else 'are'} for "
+                                   "computing the groups (give them without --group)")
+        return echo_saved_group(group_id, show_pairs, db_path, as_json)
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     if use_embeddings:
@@ -1527,13 +1542,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
                   "uid_b": p["uid_b"], "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
                   **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
-        group_of = {u: g for g in groups for u in (m["uid"] for m in g["members"])}
-        for g in groups:
-            g["why"] = None
-        for uid_a, uid_b, score, explanation in stored:
-            g = group_of.get(uid_a)
-            if g is not None and g["why"] is None and group_of.get(uid_b) is g:
-                g["why"] = {"uid_a": uid_a, "uid_b": uid_b, "score": score, "explanation": explanation}
+        say_why(groups, stored)
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
         if show_pairs:
@@ -1542,13 +1551,15 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     elif empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
         click.echo(f"no dataset to compare: {empty}")
     else:
-        click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
-                   f">= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else ""))
+        click.echo(wrapped(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} "
+                           f"pairs >= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else "")))
         if groups:
-            echo_overlap_groups(groups, db_path)
+            echo_overlap_groups(groups)
         if show_pairs:
-            click.echo()
+            click.echo(f"\n{counted(len(pairs), 'pair')}, best first:")
             echo_overlap_pairs(pairs)
+        if groups:
+            echo_overlap_hints(groups[0]["group_id"], show_pairs, db_path)
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
 
 
@@ -1593,9 +1604,21 @@ def one_title_a_city(members: list[dict]) -> list[str]:
     return firsts + others
 
 
-def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
+def wrapped(text: str) -> str:
+    """`text` broken at spaces into lines of the output's width (a sentence, never a command to copy)."""
+    import textwrap
+
+    return textwrap.fill(text, output_width(), break_on_hyphens=False, break_long_words=False)
+
+
+def db_named(db_path: Path) -> str:
+    """` --db PATH` for a command line to copy, or nothing for the default catalogue."""
+    return "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+
+
+def echo_overlap_groups(groups: list[dict]) -> None:
     """The groups as a table that fits the terminal (its examples, a title of each city first, cut to the
-    width), then how to list a group's datasets and see why they compare."""
+    width)."""
     width = output_width()
     # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
     # label takes up to half of what the number columns leave (it says what the group is), the examples the rest
@@ -1605,23 +1628,103 @@ def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
     echo_table([[g["group_id"], cut_to(g["label"], label_width), g["datasets"], len(g["cities"]),
                  fitted(one_title_a_city(g["members"]), room)] for g in groups],
                ["group", "label", "datasets", "cities", "examples"])
-    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
-    query = (f"SELECT city, uid, title FROM overlap_groups JOIN datasets USING (uid) "
-             f"WHERE group_id = {groups[0]['group_id']} ORDER BY city, title")
-    click.echo(f"\na group's datasets (group {groups[0]['group_id']} here):\n  civicat sql{db} {shlex.quote(query)}\n"
-               f"why they compare: civicat overlap --json (each group's best pair) or --pairs (every pair); "
-               f"civicat similar UID{db}")
+
+
+def echo_overlap_hints(first_group: int, show_pairs: bool, db_path: Path) -> None:
+    """After the groups (and pairs): how to see a group's datasets and why they compare, every pair's uids,
+    a dataset's nearest; each line within 80 columns but for a --db path (a command is never broken: cut,
+    it would not run)."""
+    db = db_named(db_path)
+    click.echo(f"\na group's datasets and why they compare (group {first_group} here):\n"
+               f"  civicat overlap --group {first_group}{db}\n"
+               + ("" if show_pairs else f"every pair with its datasets' uids: civicat overlap --pairs{db}\n")
+               + f"a dataset's nearest in other cities: civicat similar UID{db}")
+
+
+def say_why(groups: list[dict], stored: list[tuple]) -> None:
+    """Set each group's `why`: its best pair of two of its datasets among `stored` ((uid_a, uid_b,
+    score, explanation), best first, as overlap_pairs keeps them), what makes it one; None if none."""
+    group_of = {u: g for g in groups for u in (m["uid"] for m in g["members"])}
+    for g in groups:
+        g["why"] = None
+    for uid_a, uid_b, score, explanation in stored:
+        g = group_of.get(uid_a)
+        if g is not None and g["why"] is None and group_of.get(uid_b) is g:
+            g["why"] = {"uid_a": uid_a, "uid_b": uid_b, "score": score, "explanation": explanation}
 
 
 def echo_overlap_pairs(pairs: list[dict]) -> None:
-    """The pairs, best first, each dataset named by its city and title, the explanation cut to the width."""
+    """The pairs, best first, each on lines of its own: the score and one dataset, the other below it,
+    each by city, title (cut to fit) and uid (whole: what `civicat similar` takes), then the explanation
+    whole, wrapped to the width. (A table row of two uids and two titles fits no terminal: until session
+    42 the uids were left out, and the explanation cut.)"""
+    import textwrap
+
     width = output_width()
-    fixed = len("score") + 2 + 3 * 2   # (tabulate's columns, as echo_overlap_groups counts them)
-    name_width = max(20, min(40, (width - fixed) * 3 // 10))
-    why_width = max(20, width - fixed - 2 * name_width)
-    echo_table([[f"{p['score']:.2f}", cut_to(f"{p['city_a']}: {p['title_a']}", name_width),
-                 cut_to(f"{p['city_b']}: {p['title_b']}", name_width), cut_to(p["explanation"], why_width)]
-                for p in pairs], ["score", "dataset", "comparable to", "why"])
+    for p in pairs:
+        for lead, side in ((f"{p['score']:.2f}  ", "a"), (" " * 6, "b")):
+            uid = p[f"uid_{side}"]
+            name = cut_to(f"{p[f'city_{side}']}: {p[f'title_{side}']}", max(20, width - len(lead) - len(uid) - 2))
+            click.echo(printable(f"{lead}{name}  {uid}"))
+        click.echo(printable(textwrap.fill(p["explanation"] or "", width, initial_indent=" " * 8,
+                                           subsequent_indent=" " * 8, break_on_hyphens=False)))
+
+
+def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bool) -> None:
+    """`civicat overlap --group N`: group N as overlap_groups and overlap_pairs hold it (the last run's),
+    read from the catalogue as `similar` reads it: its label, cities, datasets (city, title, uid) and why
+    it is one (its best stored pair inside), with --pairs every stored pair inside."""
+    from catalog.query import read_only_connection
+
+    con = _open(read_only_connection, db_path)
+    try:
+        members = con.execute("""
+            SELECT g.uid, coalesce(d.city, ''), coalesce(d.title, ''), g.label, g.computed_at FROM overlap_groups g
+            LEFT JOIN datasets d USING (uid) WHERE g.group_id = ? ORDER BY d.city, d.title, g.uid""",
+                              [group_id]).fetchall()
+        saved = con.execute("SELECT count(DISTINCT group_id), max(group_id) FROM overlap_groups").fetchone()
+        inside = con.execute("""
+            SELECT p.* EXCLUDE (computed_at) FROM overlap_pairs p
+            WHERE p.uid_a IN (SELECT uid FROM overlap_groups WHERE group_id = $1)
+              AND p.uid_b IN (SELECT uid FROM overlap_groups WHERE group_id = $1)
+            ORDER BY p.score DESC, p.uid_a, p.uid_b""", [group_id])
+        names = [column[0] for column in inside.description]
+        pairs = [dict(zip(names, row)) for row in inside.fetchall()]
+    finally:
+        con.close()
+    db = db_named(db_path)
+    if not members:
+        if not saved[0]:
+            raise Refused(f"no overlap groups saved in {db_path} yet: `civicat overlap{db}` computes them")
+        raise click.UsageError(f"no group {group_id}: the last `civicat overlap` saved {saved[0]} groups, numbered "
+                               f"1 to {saved[1]}")
+    named = {uid: (city, title) for uid, city, title, _, _ in members}
+    label, computed_at = members[0][3], members[0][4]
+    cities = sorted({city for _, city, _, _, _ in members})
+    group = {"group_id": group_id, "label": label, "datasets": len(members), "cities": cities,
+             "members": [{"uid": uid, "city": city, "title": title} for uid, city, title, _, _ in members]}
+    say_why([group], [(p["uid_a"], p["uid_b"], p["score"], p["explanation"]) for p in pairs])
+    pairs = [{"uid_a": p["uid_a"], "city_a": named[p["uid_a"]][0], "title_a": named[p["uid_a"]][1],
+              "uid_b": p["uid_b"], "city_b": named[p["uid_b"]][0], "title_b": named[p["uid_b"]][1],
+              **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
+    if as_json:
+        echo_json({**group, "computed_at": computed_at, **({"pairs": pairs} if show_pairs else {})})
+        return
+    width = output_width()
+    click.echo(printable(wrapped(f"group {group_id}, {label}: {counted(len(members), 'dataset')} of "
+                                 f"{len(cities)} {'city' if len(cities) == 1 else 'cities'}, saved by `civicat overlap` at "
+                                 f"{computed_at:%Y-%m-%d %H:%M %Z}")))
+    if group["why"] is not None:
+        click.echo("why they compare, its best pair:")
+        echo_overlap_pairs(pairs[:1])
+    click.echo("its datasets:")
+    room = max(20, width - max(len(uid) for uid, *_ in members) - 4)   # (the uids a column, each whole)
+    for uid, city, title, _, _ in members:
+        click.echo(printable(f"  {cut_to(f'{city}: {title}', room).ljust(room)}  {uid}".rstrip()))
+    if show_pairs:
+        click.echo(f"its {counted(len(pairs), 'pair')}, best first:")
+        echo_overlap_pairs(pairs)
+    click.echo(f"a dataset's nearest in other cities: civicat similar UID{db}")
 
 
 @cli.command()
@@ -1688,7 +1791,7 @@ def _no_dataset(con, db_path: Path) -> str | None:
     it holds one."""
     if con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]:
         return None
-    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+    db = db_named(db_path)
     if not con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0]:
         return f"the catalogue holds no dataset yet: no harvest has run (`civicat harvest{db}` fills it)"
     if con.execute("SELECT count(*) FROM datasets").fetchone()[0]:
