@@ -1037,11 +1037,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     known = {p.id for p in config.portals}
     bad = [u for u in dict.fromkeys(uids) if u.partition(":")[0] not in known or not u.partition(":")[2]]
     if bad:
-        near = _portals_meant(bad, known)
-        raise click.UsageError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not "
-                               f"portal_id:source_id of a portal in {config_path}"
-                               + (f" (did you mean {' or '.join(map(repr, near))}?)" if near else
-                                  f" (portals: {', '.join(sorted(known))})"))
+        raise click.UsageError(_not_of_a_portal(bad, known, config_path, db_path))
     lock = writer_lock(db_path, wait, pulls_records=True)
     try:
         store = open_for_writing(Store, db_path, wait, lock)
@@ -1113,6 +1109,38 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
 
 
+def _not_of_a_portal(bad: list[str], known: set[str], config_path: Path, db_path: Path) -> str:
+    """Why `records` refuses `bad`, uids naming no portal of the config (or no source id): each with the
+    uid it may have meant — one of those portals' the catalogue holds, the uid typed in capitals or with
+    spaces or its source id alone ('CHICAGO:YDR8-5ENU': 'chicago:ydr8-5enu', where the config's ids alone
+    gave 'chicago:YDR8-5ENU'), else the portal meant (_portals_meant) — and the config's portal ids when one
+    has none (until session 42 a single suggestion for any of them dropped the list)."""
+    from catalog.query import read_only_connection
+
+    meant: dict[str, str] = {}
+    try:   # (a hint: a catalogue that cannot be read now is refused, saying why, once the uids are right)
+        con = read_only_connection(db_path)
+        try:
+            for uid in bad:
+                near = [u for u in _uids_near(con, uid) if u.partition(":")[0] in known]
+                if near:
+                    meant[uid] = near[0]
+        finally:
+            con.close()
+    except Exception:
+        pass
+    for uid in bad:
+        if uid not in meant:
+            meant.update(zip([uid], _portals_meant([uid], known)))
+    said = {uid: repr(uid) + (f" (did you mean {meant[uid]!r}?)" if uid in meant and len(bad) > 1 else "")
+            for uid in bad}
+    text = (f"{', '.join(said.values())} {'is' if len(bad) == 1 else 'are'} not portal_id:source_id of a portal "
+            f"in {config_path}")
+    if len(meant) < len(bad):
+        return text + f" (portals: {', '.join(sorted(known))})"
+    return text + (f" (did you mean {meant[bad[0]]!r}?)" if len(bad) == 1 else "")
+
+
 def _portals_meant(typed: list[str], known: set[str]) -> list[str]:
     """The portal ids `typed` uids may have meant: the same id in capitals or with spaces
     ('CHICAGO:ydr8-5enu', 'chicago :ydr8-5enu'), else a close spelling; each given back with its
@@ -1132,32 +1160,39 @@ def _portals_meant(typed: list[str], known: set[str]) -> list[str]:
 def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
     """Each of `uids` that names no live dataset, with why or what it may have meant: a
     removed dataset, the same source id on another portal (or a source id alone, given as a
-    uid), close spellings on its portal."""
-    import difflib
-
+    uid), close spellings on its portal (_uids_near)."""
     live = {row[0] for row in con.execute("SELECT uid FROM datasets WHERE list_contains(?, uid) AND deleted_at IS NULL",
                                           [uids]).fetchall()}
     unknown = {}
     for uid in (u for u in uids if u not in live):
-        portal_id, colon, source_id = uid.partition(":")
-        source_id = source_id if colon else uid
         removed = con.execute("SELECT deleted_at FROM datasets WHERE uid = ?", [uid]).fetchone()
         if removed:
             unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
             continue
-        # the uid typed in capitals or with spaces ('DATA-CITYOFCHICAGO-ORG:YDR8-5ENU', 'city: ds-1'): said alone
-        near = [r[0] for r in con.execute(
-            "SELECT uid FROM datasets WHERE lower(regexp_replace(uid, '\\s+', '', 'g')) = ? AND deleted_at IS NULL "
-            "ORDER BY uid LIMIT 3", [re.sub(r"\s+", "", uid).lower()]).fetchall()]
-        if not near:
-            near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
-                                              "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
-        if not near:
-            same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
-                                                     [portal_id]).fetchall()]
-            near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
+        near = _uids_near(con, uid)
         unknown[uid] = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
     return unknown
+
+
+def _uids_near(con, uid: str) -> list[str]:
+    """The live uids (at most 3) `uid`, which names none, may have meant: itself typed in capitals or with
+    spaces ('DATA-CITYOFCHICAGO-ORG:YDR8-5ENU', 'city: ds-1'), said alone; else the same source id on
+    another portal (or a source id given alone, as a uid); else close spellings on its portal."""
+    import difflib
+
+    portal_id, colon, source_id = uid.partition(":")
+    source_id = source_id if colon else uid
+    near = [r[0] for r in con.execute(
+        "SELECT uid FROM datasets WHERE lower(regexp_replace(uid, '\\s+', '', 'g')) = ? AND deleted_at IS NULL "
+        "ORDER BY uid LIMIT 3", [re.sub(r"\s+", "", uid).lower()]).fetchall()]
+    if not near:
+        near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
+                                          "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
+    if not near:
+        same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
+                                                 [portal_id]).fetchall()]
+        near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
+    return near
 
 
 def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
