@@ -85,7 +85,12 @@ def read_config(config_path: Path):
     try:
         return load_config(config_path)
     except ConfigError as exc:
-        raise Refused(str(exc)) from None
+        # (a first user outside the checkout: "configs/g7.toml: ... No such file or directory" said not where)
+        lost = not config_path.is_absolute() and not config_path.exists()
+        where = f"; {config_path} is read from the current folder, {Path.cwd()}"
+        if lost and str(config_path) == DEFAULT_CONFIG:
+            where += " (the default --config: run civicat in its checkout, or give --config FILE)"
+        raise Refused(str(exc) + (where if lost else "")) from None
 
 
 def refuse_unusable_keys(portals) -> None:
@@ -1020,9 +1025,9 @@ def _progress_bars(bars: dict):
 @json_option
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def records(uids, overlap, full, wait, db_path, config_path, as_json):
-    """Pull the records of datasets (UID = portal_id:source_id) into Parquet and profiles.
+    """Pull the records of datasets into Parquet, with column profiles.
 
-    Exit 0: every pull completed; 1: at least one failed (its previous Parquet is kept);
+    UID = portal_id:source_id, as `civicat search`, `similar` and `overlap --group N` list them. Exit 0: every pull completed; 1: at least one failed (its previous Parquet is kept);
     2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
     from catalog.store import Store
     from harvester.http import HttpClient
@@ -1273,9 +1278,9 @@ def _overlap_uids(store) -> list[str] | None:
 @json_option
 @pandas_kept_out()   # see catalog.lazy: DuckDB imported it at the first bound parameter (0.3 s of CPU)
 def retire(portal_id, wait, db_path, config_path, as_json):
-    """Mark every dataset of a portal taken out of the config removed (history kept).
+    """Mark removed every dataset of a portal taken out of the config.
 
-    A portal is never dropped by a harvest (another config, or --portal, must not drop
+    Its history is kept. A portal is never dropped by a harvest (another config, or --portal, must not drop
     it): retire it once it is gone for good. Exit 2: the portal is still in the config,
     or the catalogue holds no live dataset of it."""
     from catalog.store import Store
@@ -1462,9 +1467,9 @@ def sql(query, fmt, db_path, as_json):
 @json_option
 @pandas_kept_out()   # see catalog.lazy: DuckDB imported it at the first bound parameter (0.3 s of CPU)
 def search(text, limit, cities, themes, types, db_path, as_json):
-    """Ranked full-text search (BM25) over titles, descriptions, keywords, column names and cities.
+    """Ranked full-text search (BM25) of the catalogue's datasets.
 
-    Among the best 200 hits by BM25, titles that are the query (its words and no other,
+    It reads titles, descriptions, keywords, column names and cities. Among the best 200 hits by BM25, titles that are the query (its words and no other,
     in any order; one word too, if the dataset says it beyond the title as much as one
     keyword does) come first, then titles that hold all its words. Past
     them, the 50 shortest titles that can hold all its words are read too: those that are
@@ -1506,11 +1511,16 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                           (("--city", cities), ("--theme", themes), ("--type", types)) for value in values)
         click.echo(f"no dataset matches {text!r}" + (f" with{filters}" if filters else ""))
         return
-    echo_table([[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or "", h["title"][:80]] for h in hits],
-               ["score", "uid", "city", "type", "title"])
+    rows = [[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or ""] for h in hits]
+    headers = ["score", "uid", "city", "type", "title"]
+    # the title gets what the other columns leave of the width (cut at 80 characters until session 42: a row
+    # of 160 at 80 columns), 20 at least; each column as wide as its widest cell, or its header and 2 (tabulate's)
+    used = sum(max(len(header) + 2, *(len(row[i]) for row in rows)) + 2 for i, header in enumerate(headers[:-1]))
+    room = max(20, min(80, output_width() - used))
+    echo_table([row + [cut_to(h["title"], room)] for row, h in zip(rows, hits)], headers)
 
 
-@cli.command()
+@cli.command(context_settings={"allow_extra_args": True})   # (a group's number given alone: said where it goes)
 @click.option("--min-score", type=NumberRange(0.0, 1.0), default=None,
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
 @click.option("--pairs", "show_pairs", is_flag=True,
@@ -1523,12 +1533,16 @@ def search(text, limit, cities, themes, types, db_path, as_json):
 @db_option
 @json_option
 def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_json):
-    """(Re)compute comparable datasets across cities and print the overlap groups.
+    """(Re)compute comparable datasets across cities; print the groups.
 
     Groups are numbered anew by each run; --group N shows one of the last run's."""
     from catalog import overlap as detector
     from catalog.store import connect
 
+    extra = click.get_current_context().args
+    if extra:   # (`civicat overlap 6`, after the table's "group 6": click's "Got unexpected extra argument (6)")
+        shown = f": to show group {extra[0]}, civicat overlap --group {extra[0]}" if extra[0].isdigit() else ""
+        raise click.UsageError(f"overlap takes no argument, and {extra[0]!r} was given{shown}")
     if group_id is not None:
         computing = [option for option, given in (("--min-score", min_score is not None),
                                                   ("--embeddings", use_embeddings),
@@ -1768,7 +1782,9 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
 @db_option
 @json_option
 def similar(uid, limit, db_path, as_json):
-    """The datasets of other cities most comparable to UID, with explanations."""
+    """The datasets of other cities most comparable to UID, explained.
+
+    UID = portal_id:source_id, as `civicat search` and `overlap --group N` list them."""
     from catalog import overlap as detector
     from catalog.query import read_only_connection
 
@@ -1883,7 +1899,9 @@ RECORDS_CHANGED_TRIES = 3
 @json_option
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
-    """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
+    """Export the catalogue: Parquet files and/or DCAT-US data.json.
+
+    The Parquet files are versioned, listed in manifest.json."""
     from catalog.export import copy_published_since, open_for_export, records_pull_running
 
     if not db_path.exists():
