@@ -1608,7 +1608,10 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
             click.echo(f"\n{counted(len(pairs), 'pair')}, best first:")
             echo_overlap_pairs(pairs)
         if groups:
-            echo_overlap_hints(groups[0]["group_id"], show_pairs, db_path)
+            # (the pairs asked again as these were computed: --pairs alone would compute other groups)
+            computed = (f" --min-score {min_score:g}" if min_score is not None else "") + (
+                " --embeddings" if use_embeddings else "")
+            echo_overlap_hints(groups[0]["group_id"], None if show_pairs else f"--pairs{computed}", db_path)
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
 
 
@@ -1679,14 +1682,14 @@ def echo_overlap_groups(groups: list[dict]) -> None:
                ["group", "label", "datasets", "cities", "examples"])
 
 
-def echo_overlap_hints(first_group: int, show_pairs: bool, db_path: Path) -> None:
-    """After the groups (and pairs): how to see a group's datasets and why they compare, every pair's uids,
-    a dataset's nearest; each line within 80 columns but for a --db path (a command is never broken: cut,
-    it would not run)."""
+def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path) -> None:
+    """After the groups (and pairs): how to see a group's datasets and why they compare, every pair's uids
+    (`civicat overlap` with `pairs_options`, unless they were listed), a dataset's nearest; each line within 80
+    columns but for a --db path or a --min-score (a command is never broken: cut, it would not run)."""
     db = db_named(db_path)
     click.echo(f"\na group's datasets and why they compare (group {first_group} here):\n"
                f"  civicat overlap --group {first_group}{db}\n"
-               + ("" if show_pairs else f"every pair with its datasets' uids: civicat overlap --pairs{db}\n")
+               + (f"every pair with its datasets' uids: civicat overlap {pairs_options}{db}\n" if pairs_options else "")
                + f"a dataset's nearest in other cities: civicat similar UID{db}")
 
 

@@ -114,6 +114,15 @@ def test_overlap_s_table_fits_the_terminal_most_cities_first_a_title_of_each_cit
                               "a dataset's nearest in other cities: civicat similar UID --db catalog.duckdb"]
 
 
+def test_overlap_s_footer_asks_for_the_pairs_as_the_groups_were_computed(db):
+    """The footer's `--pairs` line keeps the run's --min-score: without it, it would compute and save other groups
+    than those just printed."""
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--min-score", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert f"every pair with its datasets' uids: civicat overlap --pairs --min-score 0.5 --db {db}" \
+        in result.output.splitlines(), result.output
+
+
 def pair_entries(lines: list[str]) -> list[tuple[str, str, str]]:
     """(the score and first dataset's line, the second's, the explanation joined) of each pair printed."""
     entries = []
