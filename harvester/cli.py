@@ -1517,7 +1517,7 @@ def search(text, limit, cities, themes, types, db_path, as_json):
     # of 160 at 80 columns), 20 at least; each column as wide as its widest cell, or its header and 2 (tabulate's)
     used = sum(max(len(header) + 2, *(len(row[i]) for row in rows)) + 2 for i, header in enumerate(headers[:-1]))
     room = max(20, min(80, output_width() - used))
-    echo_table([row + [cut_to(h["title"], room)] for row, h in zip(rows, hits)], headers)
+    echo_table([row + [cut_to(printable(h["title"]), room)] for row, h in zip(rows, hits)], headers)
 
 
 @cli.command(context_settings={"allow_extra_args": True})   # (a group's number given alone: said where it goes)
