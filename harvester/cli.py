@@ -85,7 +85,12 @@ def read_config(config_path: Path):
     try:
         return load_config(config_path)
     except ConfigError as exc:
-        raise Refused(str(exc)) from None
+        # (a first user outside the checkout: "configs/g7.toml: ... No such file or directory" said not where)
+        lost = not config_path.is_absolute() and not config_path.exists()
+        where = f"; {config_path} is read from the current folder, {Path.cwd()}"
+        if lost and str(config_path) == DEFAULT_CONFIG:
+            where += " (the default --config: run civicat in its checkout, or give --config FILE)"
+        raise Refused(str(exc) + (where if lost else "")) from None
 
 
 def refuse_unusable_keys(portals) -> None:
@@ -1070,9 +1075,9 @@ def _progress_bars(bars: dict):
 @json_option
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def records(uids, overlap, full, wait, db_path, config_path, as_json):
-    """Pull the records of datasets (UID = portal_id:source_id) into Parquet and profiles.
+    """Pull the records of datasets into Parquet, with column profiles.
 
-    Exit 0: every pull completed; 1: at least one failed (its previous Parquet is kept);
+    UID = portal_id:source_id, as `civicat search`, `similar` and `overlap --group N` list them. Exit 0: every pull completed; 1: at least one failed (its previous Parquet is kept);
     2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
     from catalog.store import Store
     from harvester.http import HttpClient
@@ -1087,11 +1092,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     known = {p.id for p in config.portals}
     bad = [u for u in dict.fromkeys(uids) if u.partition(":")[0] not in known or not u.partition(":")[2]]
     if bad:
-        near = _portals_meant(bad, known)
-        raise click.UsageError(f"{', '.join(map(repr, bad))} {'is' if len(bad) == 1 else 'are'} not "
-                               f"portal_id:source_id of a portal in {config_path}"
-                               + (f" (did you mean {' or '.join(map(repr, near))}?)" if near else
-                                  f" (portals: {', '.join(sorted(known))})"))
+        raise click.UsageError(_not_of_a_portal(bad, known, config_path, db_path))
     lock = writer_lock(db_path, wait, pulls_records=True)
     try:
         store = open_for_writing(Store, db_path, wait, lock)
@@ -1163,6 +1164,38 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
 
 
+def _not_of_a_portal(bad: list[str], known: set[str], config_path: Path, db_path: Path) -> str:
+    """Why `records` refuses `bad`, uids naming no portal of the config (or no source id): each with the
+    uid it may have meant — one of those portals' the catalogue holds, the uid typed in capitals or with
+    spaces or its source id alone ('CHICAGO:YDR8-5ENU': 'chicago:ydr8-5enu', where the config's ids alone
+    gave 'chicago:YDR8-5ENU'), else the portal meant (_portals_meant) — and the config's portal ids when one
+    has none (until session 42 a single suggestion for any of them dropped the list)."""
+    from catalog.query import read_only_connection
+
+    meant: dict[str, str] = {}
+    try:   # (a hint: a catalogue that cannot be read now is refused, saying why, once the uids are right)
+        con = read_only_connection(db_path)
+        try:
+            for uid in bad:
+                near = [u for u in _uids_near(con, uid) if u.partition(":")[0] in known]
+                if near:
+                    meant[uid] = near[0]
+        finally:
+            con.close()
+    except Exception:
+        pass
+    for uid in bad:
+        if uid not in meant:
+            meant.update(zip([uid], _portals_meant([uid], known)))
+    said = {uid: repr(uid) + (f" (did you mean {meant[uid]!r}?)" if uid in meant and len(bad) > 1 else "")
+            for uid in bad}
+    text = (f"{', '.join(said.values())} {'is' if len(bad) == 1 else 'are'} not portal_id:source_id of a portal "
+            f"in {config_path}")
+    if len(meant) < len(bad):
+        return text + f" (portals: {', '.join(sorted(known))})"
+    return text + (f" (did you mean {meant[bad[0]]!r}?)" if len(bad) == 1 else "")
+
+
 def _portals_meant(typed: list[str], known: set[str]) -> list[str]:
     """The portal ids `typed` uids may have meant: the same id in capitals or with spaces
     ('CHICAGO:ydr8-5enu', 'chicago :ydr8-5enu'), else a close spelling; each given back with its
@@ -1182,32 +1215,39 @@ def _portals_meant(typed: list[str], known: set[str]) -> list[str]:
 def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
     """Each of `uids` that names no live dataset, with why or what it may have meant: a
     removed dataset, the same source id on another portal (or a source id alone, given as a
-    uid), close spellings on its portal."""
-    import difflib
-
+    uid), close spellings on its portal (_uids_near)."""
     live = {row[0] for row in con.execute("SELECT uid FROM datasets WHERE list_contains(?, uid) AND deleted_at IS NULL",
                                           [uids]).fetchall()}
     unknown = {}
     for uid in (u for u in uids if u not in live):
-        portal_id, colon, source_id = uid.partition(":")
-        source_id = source_id if colon else uid
         removed = con.execute("SELECT deleted_at FROM datasets WHERE uid = ?", [uid]).fetchone()
         if removed:
             unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
             continue
-        # the uid typed in capitals or with spaces ('DATA-CITYOFCHICAGO-ORG:YDR8-5ENU', 'city: ds-1'): said alone
-        near = [r[0] for r in con.execute(
-            "SELECT uid FROM datasets WHERE lower(regexp_replace(uid, '\\s+', '', 'g')) = ? AND deleted_at IS NULL "
-            "ORDER BY uid LIMIT 3", [re.sub(r"\s+", "", uid).lower()]).fetchall()]
-        if not near:
-            near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
-                                              "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
-        if not near:
-            same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
-                                                     [portal_id]).fetchall()]
-            near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
+        near = _uids_near(con, uid)
         unknown[uid] = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
     return unknown
+
+
+def _uids_near(con, uid: str) -> list[str]:
+    """The live uids (at most 3) `uid`, which names none, may have meant: itself typed in capitals or with
+    spaces ('DATA-CITYOFCHICAGO-ORG:YDR8-5ENU', 'city: ds-1'), said alone; else the same source id on
+    another portal (or a source id given alone, as a uid); else close spellings on its portal."""
+    import difflib
+
+    portal_id, colon, source_id = uid.partition(":")
+    source_id = source_id if colon else uid
+    near = [r[0] for r in con.execute(
+        "SELECT uid FROM datasets WHERE lower(regexp_replace(uid, '\\s+', '', 'g')) = ? AND deleted_at IS NULL "
+        "ORDER BY uid LIMIT 3", [re.sub(r"\s+", "", uid).lower()]).fetchall()]
+    if not near:
+        near = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE source_id = ? AND deleted_at IS NULL "
+                                          "ORDER BY uid LIMIT 3", [source_id]).fetchall()]
+    if not near:
+        same_portal = [r[0] for r in con.execute("SELECT uid FROM datasets WHERE portal_id = ? AND deleted_at IS NULL",
+                                                 [portal_id]).fetchall()]
+        near = difflib.get_close_matches(uid, same_portal, n=3, cutoff=0.8)
+    return near
 
 
 def _settings_listed(con, portal_ids: list[str]) -> dict[str, set[str]]:
@@ -1288,9 +1328,9 @@ def _overlap_uids(store) -> list[str] | None:
 @json_option
 @pandas_kept_out()   # see catalog.lazy: DuckDB imported it at the first bound parameter (0.3 s of CPU)
 def retire(portal_id, wait, db_path, config_path, as_json):
-    """Mark every dataset of a portal taken out of the config removed (history kept).
+    """Mark removed every dataset of a portal taken out of the config.
 
-    A portal is never dropped by a harvest (another config, or --portal, must not drop
+    Its history is kept. A portal is never dropped by a harvest (another config, or --portal, must not drop
     it): retire it once it is gone for good. Exit 2: the portal is still in the config,
     or the catalogue holds no live dataset of it."""
     from catalog.store import Store
@@ -1477,9 +1517,9 @@ def sql(query, fmt, db_path, as_json):
 @json_option
 @pandas_kept_out()   # see catalog.lazy: DuckDB imported it at the first bound parameter (0.3 s of CPU)
 def search(text, limit, cities, themes, types, db_path, as_json):
-    """Ranked full-text search (BM25) over titles, descriptions, keywords, column names and cities.
+    """Ranked full-text search (BM25) of the catalogue's datasets.
 
-    Among the best 200 hits by BM25, titles that are the query (its words and no other,
+    It reads titles, descriptions, keywords, column names and cities. Among the best 200 hits by BM25, titles that are the query (its words and no other,
     in any order; one word too, if the dataset says it beyond the title as much as one
     keyword does) come first, then titles that hold all its words. Past
     them, the 50 shortest titles that can hold all its words are read too: those that are
@@ -1521,24 +1561,48 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                           (("--city", cities), ("--theme", themes), ("--type", types)) for value in values)
         click.echo(f"no dataset matches {text!r}" + (f" with{filters}" if filters else ""))
         return
-    echo_table([[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or "", h["title"][:80]] for h in hits],
-               ["score", "uid", "city", "type", "title"])
+    rows = [[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or ""] for h in hits]
+    headers = ["score", "uid", "city", "type", "title"]
+    # the title gets what the other columns leave of the width (cut at 80 characters until session 42: a row
+    # of 160 at 80 columns), 20 at least; each column as wide as its widest cell, or its header and 2 (tabulate's)
+    used = sum(max(len(header) + 2, *(len(row[i]) for row in rows)) + 2 for i, header in enumerate(headers[:-1]))
+    room = max(20, min(80, output_width() - used))
+    echo_table([row + [cut_to(printable(h["title"]), room)] for row, h in zip(rows, hits)], headers)
 
 
-@cli.command()
+@cli.command(context_settings={"allow_extra_args": True})   # (a group's number given alone: said where it goes)
 @click.option("--min-score", type=NumberRange(0.0, 1.0), default=None,
               help="Pairs below this score are neither stored nor grouped (default 0.35).")
-@click.option("--pairs", "show_pairs", is_flag=True, help="Also list the strong pairs with their explanations.")
+@click.option("--pairs", "show_pairs", is_flag=True,
+              help="Also list the strong pairs: each dataset's city, title and uid, and why they compare.")
 @click.option("--embeddings", "use_embeddings", is_flag=True,
               help=f"Add the embedding signal (needs: {EMBEDDINGS_INSTALL}).")
+@click.option("--group", "group_id", type=click.IntRange(min=1), metavar="N", default=None,
+              help="Show group N as the last run saved it: its datasets and why they compare (computes nothing).")
 @wait_options
 @db_option
 @json_option
-def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
-    """(Re)compute comparable datasets across cities and print the overlap groups."""
+def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_json):
+    """(Re)compute comparable datasets across cities; print the groups.
+
+    Groups are numbered anew by each run; --group N shows one of the last run's."""
     from catalog import overlap as detector
     from catalog.store import connect
 
+    extra = click.get_current_context().args
+    if extra:   # (`civicat overlap 6`, after the table's "group 6": click's "Got unexpected extra argument (6)")
+        shown = f": to show group {extra[0]}, civicat overlap --group {extra[0]}" if extra[0].isdigit() else ""
+        raise click.UsageError(f"overlap takes no argument, and {extra[0]!r} was given{shown}")
+    if group_id is not None:
+        computing = [option for option, given in (("--min-score", min_score is not None),
+                                                  ("--embeddings", use_embeddings),
+                                                  ("--wait", wait.until == math.inf),
+                                                  ("--wait-minutes", wait.minutes is not None)) if given]
+        if computing:
+            raise click.UsageError(f"--group N shows a group of the last `civicat overlap`, computing nothing: "
+                                   f"{' and '.join(computing)} {'is' if len(computing) == 1 else 'are'} for "
+                                   "computing the groups (give them without --group)")
+        return echo_saved_group(group_id, show_pairs, db_path, as_json)
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     if use_embeddings:
@@ -1578,13 +1642,7 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
                   "uid_b": p["uid_b"], "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
                   **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
-        group_of = {u: g for g in groups for m in g["members"] for u in (m["uid"], *m["copies"])}
-        for g in groups:
-            g["why"] = None
-        for uid_a, uid_b, score, explanation in stored:
-            g = group_of.get(uid_a)
-            if g is not None and g["why"] is None and group_of.get(uid_b) is g:
-                g["why"] = {"uid_a": uid_a, "uid_b": uid_b, "score": score, "explanation": explanation}
+        say_why(groups, stored)
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
         if show_pairs:
@@ -1593,13 +1651,18 @@ def overlap(min_score, show_pairs, use_embeddings, wait, db_path, as_json):
     elif empty:   # (no table of nothing: a first user's `civicat overlap` before any harvest)
         click.echo(f"no dataset to compare: {empty}")
     else:
-        click.echo(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} pairs "
-                   f">= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else ""))
+        click.echo(wrapped(f"{len(c)} datasets compared, {result.candidates} candidate pairs, {len(result.pairs.total)} "
+                           f"pairs >= {result.min_score}, {len(groups)} groups" + (", most cities first" if groups else "")))
         if groups:
-            echo_overlap_groups(groups, db_path)
+            echo_overlap_groups(groups)
         if show_pairs:
-            click.echo()
+            click.echo(f"\n{counted(len(pairs), 'pair')}, best first:")
             echo_overlap_pairs(pairs)
+        if groups:
+            # (the pairs asked again as these were computed: --pairs alone would compute other groups)
+            computed = (f" --min-score {min_score:g}" if min_score is not None else "") + (
+                " --embeddings" if use_embeddings else "")
+            echo_overlap_hints(groups[0]["group_id"], None if show_pairs else f"--pairs{computed}", db_path)
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
 
 
@@ -1644,9 +1707,21 @@ def one_title_a_city(members: list[dict]) -> list[str]:
     return firsts + others
 
 
-def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
+def wrapped(text: str) -> str:
+    """`text` broken at spaces into lines of the output's width (a sentence, never a command to copy)."""
+    import textwrap
+
+    return textwrap.fill(text, output_width(), break_on_hyphens=False, break_long_words=False)
+
+
+def db_named(db_path: Path) -> str:
+    """` --db PATH` for a command line to copy, or nothing for the default catalogue."""
+    return "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+
+
+def echo_overlap_groups(groups: list[dict]) -> None:
     """The groups as a table that fits the terminal (its examples, a title of each city first, cut to the
-    width), then how to list a group's datasets and see why they compare."""
+    width)."""
     width = output_width()
     # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
     # label takes up to half of what the number columns leave (it says what the group is), the examples the rest
@@ -1656,23 +1731,115 @@ def echo_overlap_groups(groups: list[dict], db_path: Path) -> None:
     echo_table([[g["group_id"], cut_to(g["label"], label_width), g["datasets"], len(g["cities"]),
                  fitted(one_title_a_city(g["members"]), room)] for g in groups],
                ["group", "label", "datasets", "cities", "examples"])
-    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
-    query = (f"SELECT city, uid, title FROM overlap_groups JOIN datasets USING (uid) "
-             f"WHERE group_id = {groups[0]['group_id']} ORDER BY city, title")
-    click.echo(f"\na group's datasets (group {groups[0]['group_id']} here):\n  civicat sql{db} {shlex.quote(query)}\n"
-               f"why they compare: civicat overlap --json (each group's best pair) or --pairs (every pair); "
-               f"civicat similar UID{db}")
+
+
+def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path) -> None:
+    """After the groups (and pairs): how to see a group's datasets and why they compare, every pair's uids
+    (`civicat overlap` with `pairs_options`, unless they were listed), a dataset's nearest; each line within 80
+    columns but for a --db path or a --min-score (a command is never broken: cut, it would not run)."""
+    db = db_named(db_path)
+    click.echo(f"\na group's datasets and why they compare (group {first_group} here):\n"
+               f"  civicat overlap --group {first_group}{db}\n"
+               + (f"every pair with its datasets' uids: civicat overlap {pairs_options}{db}\n" if pairs_options else "")
+               + f"a dataset's nearest in other cities: civicat similar UID{db}")
+
+
+def say_why(groups: list[dict], stored: list[tuple]) -> None:
+    """Set each group's `why`: its best pair of two of its datasets among `stored` ((uid_a, uid_b,
+    score, explanation), best first, as overlap_pairs keeps them), what makes it one; None if none."""
+    group_of = {u: g for g in groups for m in g["members"] for u in (m["uid"], *m.get("copies", ()))}
+    for g in groups:
+        g["why"] = None
+    for uid_a, uid_b, score, explanation in stored:
+        g = group_of.get(uid_a)
+        if g is not None and g["why"] is None and group_of.get(uid_b) is g:
+            g["why"] = {"uid_a": uid_a, "uid_b": uid_b, "score": score, "explanation": explanation}
 
 
 def echo_overlap_pairs(pairs: list[dict]) -> None:
-    """The pairs, best first, each dataset named by its city and title, the explanation cut to the width."""
+    """The pairs, best first, each on lines of its own: the score and one dataset, the other below it,
+    each by city, title (cut to fit) and uid (whole: what `civicat similar` takes), then the explanation
+    whole, wrapped to the width. (A table row of two uids and two titles fits no terminal: until session
+    42 the uids were left out, and the explanation cut.)"""
+    import textwrap
+
     width = output_width()
-    fixed = len("score") + 2 + 3 * 2   # (tabulate's columns, as echo_overlap_groups counts them)
-    name_width = max(20, min(40, (width - fixed) * 3 // 10))
-    why_width = max(20, width - fixed - 2 * name_width)
-    echo_table([[f"{p['score']:.2f}", cut_to(f"{p['city_a']}: {p['title_a']}", name_width),
-                 cut_to(f"{p['city_b']}: {p['title_b']}", name_width), cut_to(p["explanation"], why_width)]
-                for p in pairs], ["score", "dataset", "comparable to", "why"])
+    for p in pairs:
+        for lead, side in ((f"{p['score']:.2f}  ", "a"), (" " * 6, "b")):
+            uid = p[f"uid_{side}"]
+            name = cut_to(f"{p[f'city_{side}']}: {p[f'title_{side}']}", max(20, width - len(lead) - len(uid) - 2))
+            click.echo(printable(f"{lead}{name}  {uid}"))
+        click.echo(printable(textwrap.fill(p["explanation"] or "", width, initial_indent=" " * 8,
+                                           subsequent_indent=" " * 8, break_on_hyphens=False)))
+
+
+def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bool) -> None:
+    """`civicat overlap --group N`: group N as overlap_groups and overlap_pairs hold it (the last run's),
+    read from the catalogue as `similar` reads it: its label, cities, datasets (city, title, uid) and why
+    it is one (its best stored pair inside), with --pairs every stored pair inside."""
+    from catalog.overlap import features
+    from catalog.query import read_only_connection
+
+    con = _open(read_only_connection, db_path)
+    try:
+        members = con.execute("""
+            SELECT g.uid, coalesce(d.city, ''), coalesce(d.title, ''), g.label, g.computed_at FROM overlap_groups g
+            LEFT JOIN datasets d USING (uid) WHERE g.group_id = ? ORDER BY d.city, d.title, g.uid""",
+                              [group_id]).fetchall()
+        # (a dataset two portals of its city list is a row of the group by each uid: shown once, as the run shows it)
+        copies = features.copies_of(con.execute("""
+            SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, title, source_id, modified,
+                   (SELECT count(*) FROM columns c WHERE c.dataset_uid = d.uid) AS column_count
+            FROM datasets d WHERE uid IN (SELECT uid FROM overlap_groups WHERE group_id = ?) ORDER BY uid""",
+                                                [group_id]).to_arrow_table().to_pydict())
+        saved = con.execute("SELECT count(DISTINCT group_id), max(group_id) FROM overlap_groups").fetchone()
+        inside = con.execute("""
+            SELECT p.* EXCLUDE (computed_at) FROM overlap_pairs p
+            WHERE p.uid_a IN (SELECT uid FROM overlap_groups WHERE group_id = $1)
+              AND p.uid_b IN (SELECT uid FROM overlap_groups WHERE group_id = $1)
+            ORDER BY p.score DESC, p.uid_a, p.uid_b""", [group_id])
+        names = [column[0] for column in inside.description]
+        pairs = [dict(zip(names, row)) for row in inside.fetchall()]
+    finally:
+        con.close()
+    db = db_named(db_path)
+    if not members:
+        if not saved[0]:
+            raise Refused(f"no overlap groups saved in {db_path} yet: `civicat overlap{db}` computes them")
+        raise click.UsageError(f"no group {group_id}: the last `civicat overlap` saved {saved[0]} groups, numbered "
+                               f"1 to {saved[1]}")
+    named = {uid: (city, title) for uid, city, title, _, _ in members}
+    label, computed_at = members[0][3], members[0][4]
+    cities = sorted({city for _, city, _, _, _ in members})
+    a_copy = {uid for others in copies.values() for uid in others}
+    members = [m for m in members if m[0] not in a_copy]
+    group = {"group_id": group_id, "label": label, "datasets": len(members), "cities": cities,
+             "members": [{"uid": uid, "city": city, "title": title, "copies": copies.get(uid, [])}
+                         for uid, city, title, _, _ in members]}
+    say_why([group], [(p["uid_a"], p["uid_b"], p["score"], p["explanation"]) for p in pairs])
+    pairs = [{"uid_a": p["uid_a"], "city_a": named[p["uid_a"]][0], "title_a": named[p["uid_a"]][1],
+              "uid_b": p["uid_b"], "city_b": named[p["uid_b"]][0], "title_b": named[p["uid_b"]][1],
+              **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
+    if as_json:
+        echo_json({**group, "computed_at": computed_at, **({"pairs": pairs} if show_pairs else {})})
+        return
+    width = output_width()
+    click.echo(printable(wrapped(f"group {group_id}, {label}: {counted(len(members), 'dataset')} of "
+                                 f"{len(cities)} {'city' if len(cities) == 1 else 'cities'}, saved by `civicat overlap` at "
+                                 f"{computed_at:%Y-%m-%d %H:%M %Z}")))
+    if group["why"] is not None:
+        click.echo("why they compare, its best pair:")
+        echo_overlap_pairs(pairs[:1])
+    click.echo("its datasets:")
+    room = max(20, width - max(len(uid) for uid in named) - 4)   # (the uids a column, each whole)
+    for uid, city, title, _, _ in members:
+        click.echo(printable(f"  {cut_to(f'{city}: {title}', room).ljust(room)}  {uid}".rstrip()))
+        for other in copies.get(uid, ()):
+            click.echo(printable(f"  {cut_to('  the same on another portal of the city', room).ljust(room)}  {other}"))
+    if show_pairs:
+        click.echo(f"its {counted(len(pairs), 'pair')}, best first:")
+        echo_overlap_pairs(pairs)
+    click.echo(f"a dataset's nearest in other cities: civicat similar UID{db}")
 
 
 @cli.command()
@@ -1681,7 +1848,9 @@ def echo_overlap_pairs(pairs: list[dict]) -> None:
 @db_option
 @json_option
 def similar(uid, limit, db_path, as_json):
-    """The datasets of other cities most comparable to UID, with explanations."""
+    """The datasets of other cities most comparable to UID, explained.
+
+    UID = portal_id:source_id, as `civicat search` and `overlap --group N` list them."""
     from catalog import overlap as detector
     from catalog.query import read_only_connection
 
@@ -1739,7 +1908,7 @@ def _no_dataset(con, db_path: Path) -> str | None:
     it holds one."""
     if con.execute("SELECT count(*) FROM datasets WHERE deleted_at IS NULL").fetchone()[0]:
         return None
-    db = "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
+    db = db_named(db_path)
     if not con.execute("SELECT count(*) FROM harvest_runs").fetchone()[0]:
         return f"the catalogue holds no dataset yet: no harvest has run (`civicat harvest{db}` fills it)"
     if con.execute("SELECT count(*) FROM datasets").fetchone()[0]:
@@ -1796,7 +1965,9 @@ RECORDS_CHANGED_TRIES = 3
 @json_option
 @pandas_kept_out()   # see catalog.lazy; and a Ctrl-C or SIGTERM in DuckDB's import of it would be lost
 def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
-    """Export the catalogue: versioned Parquet files (manifest.json) and/or DCAT-US data.json."""
+    """Export the catalogue: Parquet files and/or DCAT-US data.json.
+
+    The Parquet files are versioned, listed in manifest.json."""
     from catalog.export import copy_published_since, open_for_export, records_pull_running
 
     if not db_path.exists():

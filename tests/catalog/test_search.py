@@ -1376,3 +1376,20 @@ def test_a_dataset_of_megabytes_of_text_is_indexed_up_to_indexed_chars_a_field(t
     finally:
         store.close()
         shutil.rmtree(tmp_path)   # (the raw record and the description twice: ~20 MB)
+
+
+def test_cli_search_s_titles_fit_the_terminal_cut_where_cut(real_selection_path, tmp_path):
+    """Session 42: titles were cut at 80 characters, not to the width: rows of the real selection ran past 100
+    columns, and a cut title did not say it was one."""
+    db = tmp_path / "catalog.duckdb"
+    shutil.copy(real_selection_path, db)
+    hits = json.loads(CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--limit", "50", "--json"]).output)
+    result = CliRunner().invoke(cli, ["search", "permits", "--db", str(db), "--limit", "50"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == len(hits) + 2 and [line for line in lines if len(line) > 100] == []
+    at_title = lines[0].index("title")
+    shown = [line[at_title:] for line in lines[2:]]
+    assert all(title == h["title"] or (title.endswith("\u2026") and h["title"].startswith(title[:-1]))
+               for title, h in zip(shown, hits))
+    assert any(title.endswith("\u2026") for title in shown)

@@ -360,3 +360,46 @@ def test_a_city_a_catalogue_with_datasets_does_not_know_is_still_refused(harvest
     result = invoke("search", "permits", "--db", str(db), "--city", "Chicago")
     assert result.exit_code == 2 and "'Chicago' is no city or portal id of the catalogue's datasets (those known: " \
         "city)" in result.output
+
+
+def test_every_command_s_summary_in_civicat_help_is_whole_at_80_columns():
+    """Session 42: at 80 columns `civicat --help` cut six of nine summaries mid-sentence ('retire  Mark every
+    dataset of a portal taken out of the config removed...', 'overlap  (Re)compute comparable datasets across
+    cities and print the...'), retire's saying the opposite of what it does."""
+    result = CliRunner().invoke(cli, ["--help"], prog_name="civicat", terminal_width=80)
+    assert result.exit_code == 0, result.output
+    listed = result.output.split("Commands:\n")[1].split("\n\n")[0].splitlines()
+    assert len(listed) == len(cli.commands) and all(len(line) <= 80 for line in listed)
+    assert [line for line in listed if line.endswith("...")] == []
+    for line in listed:   # (each the first sentence of its command's own help, whole)
+        name, summary = line.split(maxsplit=1)
+        assert cli.commands[name].help.startswith(summary), (name, summary)
+
+
+@pytest.mark.parametrize("command", ["similar", "records"])
+def test_the_help_of_a_command_that_takes_a_uid_says_what_one_is_and_where_it_is_listed(command):
+    """Session 42: `similar UID` said nothing of what a UID is; `records` put it in its summary, cut at 80
+    columns."""
+    said = " ".join(CliRunner().invoke(cli, [command, "--help"], terminal_width=80).output.split())
+    assert "UID = portal_id:source_id, as `civicat search`" in said, said
+
+
+def test_a_number_after_overlap_says_how_to_show_that_group(harvested):
+    """Session 42: `civicat overlap 6`, after a table whose first column is a group's number, said "Got unexpected
+    extra argument (6)"."""
+    result = invoke("overlap", "6", "--db", str(harvested[0]))
+    assert result.exit_code == 2
+    assert "Error: overlap takes no argument, and '6' was given: to show group 6, civicat overlap --group 6" \
+        in result.output, result.output
+
+
+def test_the_default_config_missing_from_the_current_folder_names_the_folder(tmp_path, monkeypatch):
+    """Session 42: run outside the checkout, `civicat harvest` said "configs/g7.toml: cannot read config file: No
+    such file or directory", not that the default is read from the current folder."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke("harvest")
+    assert result.exit_code == 2
+    assert (f"Error: configs/g7.toml: cannot read config file: No such file or directory; configs/g7.toml is read "
+            f"from the current folder, {tmp_path} (the default --config: run civicat in its checkout, or give "
+            "--config FILE)") in result.output, result.output
+    assert not (tmp_path / "data").exists()   # (refused before the catalogue is made)

@@ -3,6 +3,7 @@ import itertools
 import json
 import shlex
 import shutil
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -77,42 +78,70 @@ def table_rows(lines: list[str]) -> list[str]:
 
 @pytest.mark.parametrize("width", [80, 120])
 def test_overlap_s_table_fits_the_terminal_most_cities_first_a_title_of_each_city_and_says_how_to_list_a_group(
-        db, width):
+        db, width, monkeypatch):
     """Session 41, read as a CIO reads it: lines of 183 characters in any terminal, examples cut mid-word
     ('New York: CCRB: Attribution'), three titles of one city for a group of three cities, the groups by
     datasets (New York's hundred CCRB tables before crime incidents in 21 cities), nothing saying how to
-    see a group's datasets."""
-    result = CliRunner().invoke(cli, ["overlap", "--db", db], env={"COLUMNS": str(width)})
+    see a group's datasets. Session 42: at 80 columns the summary (99 characters) and the footer (a `civicat
+    sql` line of 150) ran past the width, and nothing said why a group is one but `--json`."""
+    monkeypatch.chdir(Path(db).parent)   # (a --db of a few characters: the footer's commands name it)
+    result = CliRunner().invoke(cli, ["overlap", "--db", "catalog.duckdb"], env={"COLUMNS": str(width)})
     assert result.exit_code == 0, result.output
     groups = {g["group_id"]: g for g in json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]}
     lines = result.output.splitlines()
+    assert [line for line in lines if len(line) > width] == []
     rows = table_rows(lines)
-    assert len(rows) == len(groups) and all(len(line) <= width for line in lines[1:len(rows) + 3])
+    assert len(rows) == len(groups)
     shown = [(int(row.split()[0]), row) for row in rows]
     order = [(-len(groups[g]["cities"]), -groups[g]["datasets"]) for g, _ in shown]
     assert order == sorted(order) and order[0] < order[-1]
     # JSON lists the groups in the same order
     assert [g for g, _ in shown] == list(groups)
-    at_examples = lines[1].index("examples")
+    at_examples = next(line for line in lines if line.startswith("group ")).index("examples")
     for group_id, row in shown:   # a title of each city before a second of any, in the order the group lists them
         cities = list(dict.fromkeys(m["city"] for m in groups[group_id]["members"]))
         named = [piece.split(": ")[0] for piece in row[at_examples:].split("; ") if ": " in piece]
         assert named and named == cities[:len(named)], (row, cities)
-    # the footer's command lists the first group's datasets, runnable as printed
-    at = lines.index(next(line for line in lines if line.startswith("a group's datasets")))
+    # the footer's command shows the first group's datasets and why they compare, runnable as printed
+    at = lines.index(f"a group's datasets and why they compare (group {shown[0][0]} here):")
     command = shlex.split(lines[at + 1])
-    assert command[:2] == ["civicat", "sql"] and f"group_id = {shown[0][0]}" in command[-1]
+    assert command == ["civicat", "overlap", "--group", str(shown[0][0]), "--db", "catalog.duckdb"]
     listed = CliRunner().invoke(cli, [*command[1:], "--json"])
     assert listed.exit_code == 0, listed.output
-    assert sorted(r["uid"] for r in json.loads(listed.output)) == sorted(m["uid"] for m in groups[shown[0][0]]["members"])
-    assert lines[at + 2].startswith("why they compare: civicat overlap --json (each group's best pair) or --pairs")
-    assert "civicat similar UID" in lines[at + 2]
+    assert json.loads(listed.output)["members"] == sorted(groups[shown[0][0]]["members"],
+                                                          key=lambda m: (m["city"], m["title"], m["uid"]))
+    assert lines[at + 2:] == ["every pair with its datasets' uids: civicat overlap --pairs --db catalog.duckdb",
+                              "a dataset's nearest in other cities: civicat similar UID --db catalog.duckdb"]
 
 
-def test_overlap_s_pairs_name_each_dataset_by_city_and_title(db):
+def test_overlap_s_footer_asks_for_the_pairs_as_the_groups_were_computed(db):
+    """The footer's `--pairs` line keeps the run's --min-score: without it, it would compute and save other groups
+    than those just printed."""
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--min-score", "0.5"])
+    assert result.exit_code == 0, result.output
+    assert f"every pair with its datasets' uids: civicat overlap --pairs --min-score 0.5 --db {db}" \
+        in result.output.splitlines(), result.output
+
+
+def pair_entries(lines: list[str]) -> list[tuple[str, str, str]]:
+    """(the score and first dataset's line, the second's, the explanation joined) of each pair printed."""
+    entries = []
+    for line in lines:
+        if not line.startswith(" "):
+            entries.append([line, None, ""])
+        elif entries[-1][1] is None:
+            entries[-1][1] = line
+        else:
+            entries[-1][2] = " ".join([entries[-1][2], line.strip()]).strip()
+    return [tuple(entry) for entry in entries]
+
+
+def test_overlap_s_pairs_name_each_dataset_by_city_title_and_uid_and_explain_it_whole(db):
     """Session 41: `--pairs` printed two uids ('data-austintexas-gov:7g8v-xxja') and a score of '1.0'
-    per pair, and its JSON no title: a reader joined the catalogue to know what was compared."""
-    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--pairs", "--min-score", "0.6"], env={"COLUMNS": "120"})
+    per pair, and its JSON no title: a reader joined the catalogue to know what was compared. Session 42:
+    the table named each by city and title but left out the uids, what `civicat similar` takes, and cut
+    the explanation to what a row had left (at 80 columns, 24 characters)."""
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--pairs", "--min-score", "0.6"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     payload = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--pairs", "--min-score", "0.6", "--json"]).output)
     titles = {r["uid"]: (r["city"], r["title"]) for r in json.loads(CliRunner().invoke(
@@ -120,11 +149,77 @@ def test_overlap_s_pairs_name_each_dataset_by_city_and_title(db):
     assert all((p["city_a"], p["title_a"]) == titles[p["uid_a"]] and (p["city_b"], p["title_b"]) == titles[p["uid_b"]]
                for p in payload["pairs"])
     lines = result.output.splitlines()
-    pair_rows = table_rows(lines[lines.index(next(line for line in lines if line.startswith("score"))):])
-    assert len(pair_rows) == len(payload["pairs"]) and all(len(row) <= 120 for row in pair_rows)
-    best = payload["pairs"][0]
-    assert pair_rows[0].startswith(f"{best['score']:.2f}  ")
-    assert f"{best['city_a']}: {best['title_a']}"[:20] in pair_rows[0] and best["uid_a"] not in pair_rows[0]
+    assert [line for line in lines if len(line) > 80 and " --db " not in line] == []   # (but a command with --db)
+    at = lines.index(f"{len(payload['pairs'])} pairs, best first:")
+    entries = pair_entries(lines[at + 1:lines.index("", at)])
+    assert len(entries) == len(payload["pairs"])
+    for (first, second, explained), p in zip(entries, payload["pairs"]):
+        assert first.startswith(f"{p['score']:.2f}  ") and first.endswith(f"  {p['uid_a']}")
+        assert second.startswith(" " * 6) and second.endswith(f"  {p['uid_b']}")
+        assert explained == " ".join(p["explanation"].split())
+        name_a = first[6:-len(p["uid_a"]) - 2]
+        assert name_a == f"{p['city_a']}: {p['title_a']}" or (
+            name_a.endswith("\u2026") and f"{p['city_a']}: {p['title_a']}".startswith(name_a[:-1]))
+    assert any(len(p["explanation"]) > 80 for p in payload["pairs"])   # (wrapped, not cut)
+
+
+def test_overlap_group_shows_a_saved_group_s_datasets_and_why_computing_nothing(db):
+    """Session 42: a group's `why` (its best stored pair) was in `--json` alone, and its datasets in a
+    `civicat sql` line 150 characters long: a terminal user never saw why a group is one. `--group N`
+    reads the last run's group, as `civicat similar` reads, and says it."""
+    assert CliRunner().invoke(cli, ["overlap", "--db", db]).exit_code == 0
+    groups = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]
+    crimes = next(g for g in groups if g["label"] == "Crime incidents")
+    stored = json.loads(CliRunner().invoke(cli, ["sql", "--db", db, "--json",
+                                                 "SELECT * EXCLUDE (computed_at) FROM overlap_pairs"]).output)
+    computed = CliRunner().invoke(cli, ["sql", "--db", db, "SELECT DISTINCT computed_at FROM overlap_groups"]).output
+    n = str(crimes["group_id"])
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--group", n, "--pairs"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert [line for line in lines if len(line) > 80 and " --db " not in line] == []   # (but a command with --db)
+    cities = len(crimes["cities"])
+    assert " ".join(lines[:2]).startswith(f"group {n}, Crime incidents: {crimes['datasets']} datasets of {cities} "
+                                          "cities, saved by `civicat overlap` at ")
+    why = crimes["why"]
+    at = lines.index("why they compare, its best pair:")
+    [(first, second, explained)] = pair_entries(lines[at + 1:at + 1 + lines[at + 1:].index("its datasets:")])
+    assert first.startswith(f"{why['score']:.2f}  ") and first.endswith(why["uid_a"]) and second.endswith(why["uid_b"])
+    assert explained == " ".join(why["explanation"].split()) and "both are crime incident records" in explained
+    at = lines.index("its datasets:")
+    listed = lines[at + 1:at + 1 + crimes["datasets"]]
+    members = sorted(crimes["members"], key=lambda m: (m["city"], m["title"], m["uid"]))
+    assert [line.split()[-1] for line in listed] == [m["uid"] for m in members]
+    assert all(line.startswith(f"  {m['city']}: {m['title'][:10]}") for line, m in zip(listed, members))
+    inside = [p for p in stored if {p["uid_a"], p["uid_b"]} <= {m["uid"] for m in members}]
+    assert lines[at + 1 + crimes["datasets"]] == f"its {len(inside)} pairs, best first:"
+    assert len(pair_entries(lines[at + 2 + crimes["datasets"]:-1])) == len(inside)
+    assert lines[-1].startswith("a dataset's nearest in other cities: civicat similar UID")
+    as_json = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--group", n, "--json", "--pairs"]).output)
+    assert {k: as_json[k] for k in ("group_id", "label", "datasets", "cities", "why")} == {
+        k: crimes[k] for k in ("group_id", "label", "datasets", "cities", "why")}
+    assert as_json["members"] == members
+    assert [{k: p[k] for k in stored[0]} for p in as_json["pairs"]] == sorted(
+        inside, key=lambda p: (-p["score"], p["uid_a"], p["uid_b"]))
+    # read, not computed: the groups saved are those of the run before
+    assert CliRunner().invoke(cli, ["sql", "--db", db, "SELECT DISTINCT computed_at FROM overlap_groups"]).output == computed
+
+
+def test_overlap_group_refuses_a_group_not_saved_and_the_options_of_a_computation(db, tmp_path):
+    assert CliRunner().invoke(cli, ["overlap", "--db", db]).exit_code == 0
+    saved = len(json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"])
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--group", str(saved + 1)])
+    assert result.exit_code == 2 and (f"Error: no group {saved + 1}: the last `civicat overlap` saved {saved} groups, "
+                                      f"numbered 1 to {saved}") in result.output, result.output
+    result = CliRunner().invoke(cli, ["overlap", "--db", db, "--group", "1", "--min-score", "0.5", "--wait"])
+    assert result.exit_code == 2 and ("--min-score and --wait are for computing the groups (give them without "
+                                      "--group)") in " ".join(result.output.split()), result.output
+    empty = tmp_path / "empty.duckdb"
+    from catalog.store import Store
+    Store(empty).close()
+    result = CliRunner().invoke(cli, ["overlap", "--db", str(empty), "--group", "1"])
+    assert result.exit_code == 2 and f"no overlap groups saved in {empty} yet: `civicat overlap --db {empty}` " \
+        "computes them" in " ".join(result.output.split()), result.output
 
 
 def test_similar_names_the_dataset_and_its_group_and_shows_each_explanation_whole(db):
@@ -179,3 +274,36 @@ def test_overlap_s_json_says_why_each_group_is_one_by_its_best_pair(db):
         assert g["why"] in inside and g["why"]["score"] == max(p["score"] for p in inside)
     crimes = next(g for g in groups if g["label"] == "Crime incidents")
     assert "both are crime incident records" in crimes["why"]["explanation"]
+
+
+def test_overlap_group_lists_a_dataset_two_portals_of_its_city_list_once_as_the_run_does(tmp_path):
+    """A saved group holds a dataset's copies on its city's other portals as rows of their own (any uid finds the
+    group); the run lists the dataset once, its copies beside it. On the session's first merge of `--group N`
+    (u42's, written before o42's copies) the saved group listed Chicago's and Seattle's pothole repairs twice each:
+    4 datasets where the run said 2."""
+    from catalog.store import Store
+    from tests.catalog.overlap.conftest import POD_2013, SOCRATA, harvest_selection, uid_of
+    from tests.catalog.overlap.test_groups import COPIES_POD_2013, COPIES_SOCRATA
+
+    db = tmp_path / "catalog.duckdb"
+    store = Store(db)
+    try:
+        harvest_selection(store, {**SOCRATA, **COPIES_SOCRATA}, {**POD_2013, **COPIES_POD_2013})
+    finally:
+        store.close()
+    chicago, chicago_2013 = uid_of("data.cityofchicago.org", "sbt5-2ec8"), uid_of("data.cityofchicago.org",
+                                                                                   "sbt5-2ec8", pod=True)
+    run = json.loads(CliRunner().invoke(cli, ["overlap", "--db", str(db), "--json"]).output)
+    potholes = next(g for g in run["groups"] if chicago in {m["uid"] for m in g["members"]})
+    assert potholes["datasets"] == 2 and {m["uid"]: m["copies"] for m in potholes["members"]}[chicago] == [chicago_2013]
+    n = str(potholes["group_id"])
+    saved = json.loads(CliRunner().invoke(cli, ["overlap", "--db", str(db), "--group", n, "--json"]).output)
+    assert saved["datasets"] == 2 and saved["why"] == potholes["why"]
+    assert sorted(saved["members"], key=lambda m: m["uid"]) == sorted(potholes["members"], key=lambda m: m["uid"])
+    shown = CliRunner().invoke(cli, ["overlap", "--db", str(db), "--group", n], env={"COLUMNS": "100"})
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    at = lines.index("its datasets:")
+    seattle, seattle_2013 = uid_of("data.seattle.gov", "w3qe-e2jj"), uid_of("data.seattle.gov", "w3qe-e2jj", pod=True)
+    assert [line.split()[-1] for line in lines[at + 1:at + 5]] == [chicago, chicago_2013, seattle, seattle_2013]
+    assert all("the same on another portal of the city" in lines[at + i] for i in (2, 4))

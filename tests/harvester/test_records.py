@@ -137,6 +137,27 @@ def test_records_command_refuses_bad_and_unknown_uids_before_anything_is_recorde
     con.close()
 
 
+@pytest.mark.parametrize("typed, said", [
+    (["SEA:ABCD-1234"], "'SEA:ABCD-1234' is not portal_id:source_id of a portal in {config} (did you mean "
+                        "'sea:abcd-1234'?)"),
+    (["abcd-1234"], "'abcd-1234' is not portal_id:source_id of a portal in {config} (did you mean 'sea:abcd-1234'?)"),
+    (["SEA:ABCD-1234", "paris:x"], "'SEA:ABCD-1234' (did you mean 'sea:abcd-1234'?), 'paris:x' are not "
+                                   "portal_id:source_id of a portal in {config} (portals: sea)"),
+], ids=["capitals", "a source id alone", "one of two with no suggestion"])
+def test_records_of_uids_naming_no_portal_names_the_catalogue_s_uid_meant_and_the_portals(tmp_path, portal, typed,
+                                                                                         said):
+    """Session 42: a uid copied in capitals was refused with its portal id alone put right ('sea:ABCD-1234',
+    which the catalogue does not hold either), a source id alone with the portals' list (the catalogue holds
+    it, as `similar` says), and of several mistyped uids one suggestion for any dropped the list for all."""
+    options = setup(tmp_path, portal.url)
+    portal.requests.clear()
+    written = os.stat(options[-1]).st_mtime_ns
+    result = CliRunner().invoke(cli, ["records", *typed, *options])
+    assert result.exit_code == 2, result.output
+    assert said.format(config=options[1]) in " ".join(result.output.split()), result.output
+    assert portal.requests == [] and os.stat(options[-1]).st_mtime_ns == written
+
+
 def test_records_overlap_says_when_there_are_no_groups_and_pulls_the_grouped(tmp_path, portal):
     options = setup(tmp_path, portal.url)
     result = CliRunner().invoke(cli, ["records", "--overlap", *options])
