@@ -27,7 +27,6 @@ KNOWN_BAD = {
     },
     ("test", "pytest"): {
         "8.0.2": "calls a test module's function named `setup` before its tests, as nose did",
-        "9.1.1": "a catalogue a test's first in-process pull opened stays open (test_records_oversized)",
     },
     ("test", "click"): {
         "8.1.8": "CliRunner mixes stderr into the stdout the tests read (apart from 8.2 on)",
