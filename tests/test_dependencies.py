@@ -27,11 +27,19 @@ KNOWN_BAD = {
     },
     ("test", "pytest"): {
         "8.0.2": "calls a test module's function named `setup` before its tests, as nose did",
-        "9.1.1": "a catalogue a test's first in-process pull opened stays open (test_records_oversized)",
+    },
+    ("test", "polars"): {
+        "1.0.0": "panics scanning records whose files' columns differ, where docs/export.md says it refuses them",
     },
     ("test", "click"): {
         "8.1.8": "CliRunner mixes stderr into the stdout the tests read (apart from 8.2 on)",
     },
+}
+
+# core requirements that harvester/ and catalog/ never import -> why an install needs them all the same
+NEEDED_UNIMPORTED = {
+    "duckdb-extension-fts": "the fts extension built for the pinned DuckDB, which loads it (search)",
+    "pytz": "DuckDB imports it to hand a TIMESTAMPTZ value to Python, and fails at that fetch without it",
 }
 
 
@@ -75,6 +83,18 @@ def test_every_module_the_packages_import_is_a_declared_dependency():
         if not distributions & declared:
             undeclared[module] = where
     assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
+
+
+def test_every_core_requirement_is_imported_by_the_packages_or_says_why_not():
+    """jsonschema (Python) was core while only the tests imported it (civicat validates with
+    jsonschema-rs): every install took it, and the four packages it needs, for nothing."""
+    providers = importlib.metadata.packages_distributions()
+    imported = imported_top_level_modules("harvester") | imported_top_level_modules("catalog")
+    used = {canonicalize_name(d) for module in imported for d in providers.get(module, [module])}
+    unused = {r.name for r in requirements() if canonicalize_name(r.name) not in used} - NEEDED_UNIMPORTED.keys()
+    assert not unused, f"core requirements that harvester/ and catalog/ never import (the test extra's?): {unused}"
+    stale = {name for name in NEEDED_UNIMPORTED if canonicalize_name(name) in used}
+    assert not stale, f"imported now: no longer to be listed as needed though never imported: {stale}"
 
 
 def test_the_releases_known_to_break_civicat_are_outside_the_ranges():

@@ -158,7 +158,8 @@ def read_rows(dataset: Dataset, files: list[Path]) -> tuple[pa.Schema | None, li
     """(schema, [(key, text, number), ...]) of Parquet files, in their order."""
     if not files:
         return None, []
-    table = pa.concat_tables([pq.read_table(f) for f in files])
+    # (each file alone: pyarrow before 25 reads a file's `portal=…/dataset=…` folders into columns)
+    table = pa.concat_tables([pq.ParquetFile(f).read() for f in files])
     return table.schema, [(parquet_key(k), t, n) for k, t, n in zip(
         *(table[c].to_pylist() for c in (dataset.key, dataset.text, dataset.number)))]
 

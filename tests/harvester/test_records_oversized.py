@@ -189,6 +189,16 @@ def pulled_whole(tmp_path, monkeypatch, case: Case, rows: list[dict], cap: int):
     return pq.read_table(tmp_path / "records" / "portal=city" / f"dataset={dataset}"), asked, dataset
 
 
+def catalogue_rows(tmp_path, sql: str) -> list[tuple]:
+    """`sql`'s rows from the pulls' catalogue, its connection closed. A connection left in a local
+    outlives the test: CliRunner.invoke's frame and the traceback of the SystemExit it caught hold each
+    other, and with them its callers' frames, the test's, until a garbage collection. The next test
+    given the same tmp_path (pytest < 9.2 numbers it after the highest directory left, a passing test's
+    removed) then could not attach its catalogue ("Unique file handle conflict")."""
+    with duckdb.connect(str(tmp_path / "c.duckdb")) as con:
+        return con.execute(sql).fetchall()
+
+
 def cap_for(case: Case) -> int:
     """A response cap three times the whole dataset's JSON and more: any page of ordinary rows fits, with
     a row of 0.6 the cap too."""
@@ -229,7 +239,7 @@ def test_a_row_over_the_cap_alone_fails_the_pull_and_keeps_the_previous_records(
         assert result.exit_code == 0, result.output
         folder = tmp_path / "records" / "portal=city" / f"dataset={case.dataset(portal)}"
         before = sorted(p.read_bytes() for p in folder.iterdir())
-        pulled = duckdb.connect(str(tmp_path / "c.duckdb")).execute("SELECT * FROM record_pulls").fetchall()
+        pulled = catalogue_rows(tmp_path, "SELECT * FROM record_pulls")
 
         rows[77][case.text] = "x" * int(1.2 * cap)
         case.serve_again(portal, rows)
@@ -241,11 +251,10 @@ def test_a_row_over_the_cap_alone_fails_the_pull_and_keeps_the_previous_records(
     report = json.loads(result.output)["portals"][0]
     assert (report["records_pulled"], report["records_failed"]) == (0, 1)
     assert sorted(p.read_bytes() for p in folder.iterdir()) == before
-    con = duckdb.connect(str(tmp_path / "c.duckdb"))
-    assert con.execute("SELECT * FROM record_pulls").fetchall() == pulled
-    (source_id, error_type, message), = con.execute(
-        "SELECT source_id, error_type, message FROM harvest_errors WHERE stage = 'records' AND severity = 'error'"
-    ).fetchall()
+    assert catalogue_rows(tmp_path, "SELECT * FROM record_pulls") == pulled
+    (source_id, error_type, message), = catalogue_rows(
+        tmp_path, "SELECT source_id, error_type, message FROM harvest_errors WHERE stage = 'records' "
+        "AND severity = 'error'")
     assert (source_id, error_type) == (case.dataset(portal), "ResponseTooLarge")
     assert f"over the {cap}-byte cap: the row asked for alone (" in message, message
     assert "=77, " in message and "=1" in message.split("alone (")[1].split(")")[0]
@@ -268,8 +277,7 @@ def test_a_pull_gives_up_after_so_many_answers_over_the_cap(tmp_path, monkeypatc
         _, result = pull(tmp_path, case, portal)
         asked = case.asked(portal)
     assert result.exit_code == 0, result.output
-    message = duckdb.connect(str(tmp_path / "c.duckdb")).execute(
-        "SELECT message FROM harvest_errors WHERE stage = 'records'").fetchone()[0]
+    (message,), = catalogue_rows(tmp_path, "SELECT message FROM harvest_errors WHERE stage = 'records'")
     assert f"the pull gave up after {OVERSIZED_ANSWERS_MAX} answers over the cap" in message
     assert not (tmp_path / "records" / "portal=city" / f"dataset={STORE_ID}").exists()
     assert sum(size > 1 for _, size in asked) == OVERSIZED_ANSWERS_MAX + 1   # (any two rows are over the cap)
@@ -303,9 +311,9 @@ def test_a_dataset_whose_every_page_is_over_the_cap_costs_one_answer_over_it_not
     assert sorted(table[case.key].to_pylist()) == sorted(keys)       # every row, once
     page, half = PAGE[kind], PAGE[kind] // 2
     assert asked == [(0, page)] + [(n, half) for n in range(0, len(rows), half)]
-    (source_id, message), = duckdb.connect(str(tmp_path / "c.duckdb")).execute(
-        "SELECT source_id, message FROM harvest_errors WHERE stage = 'records' AND severity = 'warning' "
-        "AND error_type = 'SmallerPages'").fetchall()
+    (source_id, message), = catalogue_rows(
+        tmp_path, "SELECT source_id, message FROM harvest_errors WHERE stage = 'records' AND severity = 'warning' "
+        "AND error_type = 'SmallerPages'")
     assert source_id == dataset
     assert re.fullmatch(rf"1 answer over the response cap \(the last: response (of \d+ bytes )?is over the {cap}-byte "
                         rf"cap\): the pull read on in pages of up to {half} rows, not {page}; each such answer may be a "
