@@ -48,7 +48,7 @@ WITH_PASSWORD = {   # (session 41, r41: exported as published, warned of never)
     "http://a:b:c@h/x": "http://a:REDACTED@h/x", "//u:p@h/x": "//u:REDACTED@h/x",
 }
 WITH_USER_ALONE = ["https://user@x.org/a.csv", "mailto:open.data@city.example", "https://x.org/?contact=a@b.org",
-                   "https://x.org/people/@handle", "ftp://u:@h/", "https://[::1]:8080/x", "see http://u:p@h/x"]
+                   "https://x.org/people/@handle", "ftp://u:@h/", "https://[::1]:8080/x"]
 
 
 def test_a_links_password_before_its_host_is_named_and_redacted_its_user_kept():
@@ -61,7 +61,29 @@ def test_a_links_password_before_its_host_is_named_and_redacted_its_user_kept():
         ("distributions[0].access_url", [PASSWORD_BEFORE_HOST])]
 
 
-@pytest.mark.parametrize("link", SIGNED + PLAIN[:-2] + list(WITH_PASSWORD) + WITH_USER_ALONE)
+# a link field holding a link after its first, read as a text's links are, each scheme beginning one (session
+# 42, r42: read as one link, a secret after the second scheme was the text of the first's parameter, and a
+# password after a word was no password before the host: both exported as published)
+NESTED = {
+    "https://x.org/login?next=https://y.org/f.csv?token=abc": "https://x.org/login?next=https://y.org/f.csv?token=REDACTED",
+    "https://x.org/r?to=ftp://u:pw@h/f.csv&api_key=k": "https://x.org/r?to=ftp://u:REDACTED@h/f.csv&api_key=REDACTED",
+    "https://x.org/?u=https://y.org/?sig=s&token=t": "https://x.org/?u=https://y.org/?sig=REDACTED&token=REDACTED",
+    "see http://u:p@h/x": "see http://u:REDACTED@h/x",
+}
+
+
+def test_a_link_fields_links_after_its_first_are_read_as_a_texts():
+    assert [secrets_of(link) for link in NESTED] == [
+        ["token"], ["api_key", PASSWORD_BEFORE_HOST], ["token", "sig"], [PASSWORD_BEFORE_HOST]]
+    assert [redacted(link) for link in NESTED] == list(NESTED.values())
+    # (as a text's: but a text's link ends where the next scheme begins, so a parameter after a link inside
+    # another's query is read as no link's there, and is read as the outer link's in a link field)
+    assert [redacted_text(link) for link in NESTED] == [
+        value.replace("api_key=REDACTED", "api_key=k") for value in NESTED.values()]
+    assert secret_links({"landing_page": next(iter(NESTED))}) == [("landing_page", ["token"])]
+
+
+@pytest.mark.parametrize("link", SIGNED + PLAIN[:-2] + list(WITH_PASSWORD) + WITH_USER_ALONE + list(NESTED))
 def test_the_exports_sql_redacts_a_link_as_redacted_does(link):
     """(A guard of the SQL's prefilter: it passes by a link only where `redacted` would change nothing.)"""
     with duckdb.connect() as con:
