@@ -405,9 +405,13 @@ def exported_uids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     `identifier` is a URL, and its dataset's source id: `?token=…` in it would be published in every
     uid, source id and records folder of an export): `portal_id:` and its source id redacted; two
     that are one once redacted, or one that is another dataset's uid, numbered as data.json numbers
-    a uid taken (`#2`, in the order of their uids): an exported uid still names one dataset."""
+    a uid taken (`#2`): an exported uid still names one dataset. Numbered in the order they were
+    first seen (then of their uids), so that each keeps its number night to night: numbered in the
+    order of their uids, a dataset new tonight whose key sorts first took `#2`'s uid from another,
+    and a front end keyed on uids saw one dataset become another. (Not numbered by a digest of the
+    source id: that would publish a test of a guessed key.)"""
     found = con.execute(f"SELECT uid, portal_id, source_id FROM datasets WHERE {maybe_secret_sql('source_id')} "
-                        "ORDER BY uid").fetchall()
+                        "ORDER BY first_seen, uid").fetchall()
     redacting = [(uid, f"{portal_id}:{redacted(source_id)}") for uid, portal_id, source_id in found
                  if redacted(source_id) != source_id]
     if not redacting:

@@ -149,10 +149,29 @@ def test_a_uid_redacted_never_names_another_dataset():
     ids = ["https://x.org/?id=1&token=a", "https://x.org/?id=1&token=b", "https://x.org/?id=1&token=REDACTED",
            "https://x.org/?id=2"]
     with duckdb.connect() as con:
-        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid "
-                    "FROM unnest(?) AS t(s)", [ids])
+        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid, "
+                    "TIMESTAMPTZ '2026-12-01 00:00:00+00' AS first_seen FROM unnest(?) AS t(s)", [ids])
         assert exported_uids(con) == {"p:https://x.org/?id=1&token=a": "p:https://x.org/?id=1&token=REDACTED#2",
                                       "p:https://x.org/?id=1&token=b": "p:https://x.org/?id=1&token=REDACTED#3"}
+
+
+def test_a_uid_redacted_keeps_its_number_when_a_dataset_sorting_before_it_comes():
+    """Numbered in the order of their uids, a dataset first seen tonight whose key sorts first took the
+    exported uid another had: a front end keyed on uids saw that dataset become another (r42)."""
+    from catalog.export import exported_uids
+
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE datasets (portal_id VARCHAR, source_id VARCHAR, uid VARCHAR, first_seen TIMESTAMPTZ)")
+        nights = {}
+        for night, key in enumerate(["m", "z", "a"], start=1):
+            source_id = f"https://x.org/?id=1&token={key}"
+            con.execute("INSERT INTO datasets VALUES ('p', ?, 'p:' || ?, TIMESTAMPTZ '2026-12-01 00:00:00+00' + "
+                        "to_days(?))", [source_id, source_id, night])
+            nights[night] = exported_uids(con)
+        base = "p:https://x.org/?id=1&token=REDACTED"
+        assert nights[3] == {"p:https://x.org/?id=1&token=m": base, "p:https://x.org/?id=1&token=z": f"{base}#2",
+                             "p:https://x.org/?id=1&token=a": f"{base}#3"}
+        assert all(nights[3][uid] == exported for night in (1, 2) for uid, exported in nights[night].items())
 
 
 # a description as long as a portal may send one, holding a run of characters with no space or quote
