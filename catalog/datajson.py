@@ -245,7 +245,8 @@ def catalogue_entries(con, defaults: dict[str, PortalDefaults], report: DataJson
                                                    uids.get(row["uid"], row["uid"]), seen)
             entry, reasons = dataset_entry(row, defaults.get(row["portal_id"], PortalDefaults()))
             if entry is None:
-                report.left_out.append({"uid": row["uid"], "reasons": reasons})
+                # (named as the export names it: a report is published too)
+                report.left_out.append({"uid": uids.get(row["uid"], row["uid"]), "reasons": reasons})
                 continue
             seen.add(entry["identifier"])
             report.written += 1

@@ -351,9 +351,9 @@ class RecordsNotThePull(KeptOut):
     """Exit 1: a records folder is not the pull the catalogue read describes (catalog.export's
     RecordsChanged): a records pull replaced it, or it was changed by hand. `uid`: its dataset."""
 
-    def __init__(self, message: str, uid: str):
+    def __init__(self, message: str, uid: str, redacted: bool = False):
         super().__init__(message)
-        self.uid = uid
+        self.uid, self.redacted = uid, redacted
 
 
 def stopped() -> NoReturn:
@@ -1998,7 +1998,9 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
                     exc.message += ("; no records pull is running" + (f" ({changed_tries} tries)" if changed_tries > 1
                                                                       else "")
                                     + ": the folder was changed outside civicat? Pull the dataset again (civicat "
-                                      f"records {exc.uid} --full), or put its folder back")
+                                      f"records {'UID' if exc.redacted else exc.uid} --full"
+                                      + (f", UID {exc.uid} as the catalogue holds it: its key is not printed here"
+                                         if exc.redacted else "") + "), or put its folder back")
                     raise
                 exc.message += ("; a records pull replaced them since: export again when it ends" if pulling else
                                 "; a records pull replaced them as the export ran, and has ended: export again")
@@ -2070,7 +2072,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except CatalogueBeingWritten as exc:   # a records pull started meanwhile
             raise KeptOut(f"cannot export {db_path} to {out_dir}: {exc}") from None
         except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it
-            raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
+            raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid, exc.redacted) from None
         except (duckdb.Error, OSError) as exc:
             # the disk full (which file system, how much free): the previous export is untouched
             raise click.ClickException(f"cannot export {db_path} to {out_dir}: "
