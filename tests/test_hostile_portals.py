@@ -780,3 +780,54 @@ def test_a_total_that_lies_low_at_a_pages_end_marks_nothing_removed(store, http)
         starts = [query.get("start") for path, query, _ in portal.requests if path.endswith("package_search")]
     assert (report.status, report.seen, report.removed, report.listing_complete) == ("ok", 2_000, 500, True)
     assert starts == ["0", "1000", "2000"]
+
+
+def test_a_copy_whose_source_id_holds_a_key_is_exported_in_its_group_redacted_the_same_night_to_night(store, http,
+                                                                                                       tmp_path):
+    """This session's merges together (r42): o42 stores a dataset's copy on its city's other portal as a row of
+    overlap_groups, e42 keeps a row computed again to the same values with its computed_at, a42 exports a
+    source id holding a key redacted in every uid. A copy keyed so (one data.json identifier a city's two
+    portals list) is in its group under its exported uid, a uid of datasets.parquet, its key in no file; and
+    a second night's overlap and export give the same overlap_groups file."""
+    import hashlib
+
+    from pathlib import Path
+
+    from catalog import overlap
+    from catalog.store import Store
+    from tests.catalog.test_search import entry
+
+    keyed = "https://data.springfield.example/api/views/potholes?id=7&token=k-one"
+    potholes = entry(keyed, "Pothole Repairs", "Potholes the streets department repaired, by date and ward.",
+                     ("potholes", "streets"))
+    harvest_data_json(store, http, {
+        "springfield": ("Springfield", [potholes, entry("sp-2", "Street Trees", "Every tree the city keeps.")]),
+        "springfield_pod": ("Springfield", [dict(potholes)]),
+        "shelbyville": ("Shelbyville", [entry("sh-9", "Pothole Repairs", "Potholes repaired by the streets "
+                                              "department, by date and district.", ("potholes",)),
+                                        entry("sh-2", "Police Incidents", "Incidents reported to police.")])})
+    store.close()
+    written = []
+    for night in (1, 2):
+        nightly = Store(store.db_path)
+        try:
+            result = overlap.detect(nightly.con)
+            overlap.save(nightly.con, result)
+        finally:
+            nightly.close()
+        export_parquet(store.db_path, tmp_path / f"night{night}")
+        written.append({path.relative_to(tmp_path / f"night{night}"): hashlib.sha256(path.read_bytes()).hexdigest()
+                        for path in (tmp_path / f"night{night}").rglob("*.parquet")})
+    group = next(g for g in result.groups if f"springfield:{keyed}" in [*g.uids, *sum(g.copies.values(), [])])
+    assert sorted([*group.uids, *sum(group.copies.values(), [])]) == sorted(
+        ["shelbyville:sh-9", f"springfield:{keyed}", f"springfield_pod:{keyed}"])
+
+    out = tmp_path / "night1"
+    redacted = keyed.replace("k-one", "REDACTED")
+    groups = pq.read_table(out / "overlap_groups.parquet").to_pylist()
+    assert sorted(r["uid"] for r in groups if r["group_id"] == group.group_id) == sorted(
+        ["shelbyville:sh-9", f"springfield:{redacted}", f"springfield_pod:{redacted}"])
+    assert {r["uid"] for r in groups} <= set(pq.read_table(out / "datasets.parquet")["uid"].to_pylist())
+    for path in out.rglob("*"):
+        assert "k-one" not in str(path) and (not path.is_file() or b"k-one" not in path.read_bytes()), path
+    assert written[0][Path("overlap_groups.parquet")] == written[1][Path("overlap_groups.parquet")]
