@@ -46,6 +46,7 @@ from click.core import ParameterSource
 
 from catalog import EMBEDDINGS_INSTALL
 from catalog.disk import disk_full
+from catalog.links import redacted_text
 from catalog.lazy import pandas_kept_out
 from harvester import __version__
 from harvester.stopping import finished, stop_message, stop_on_signals, stop_requested, stopped_by, stopped_exit_code
@@ -244,9 +245,9 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+                "level": record.levelname.lower(), "logger": record.name, "message": redacted_text(record.getMessage())}
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = redacted_text(self.formatException(record.exc_info))
         if hasattr(record, "exit_code"):
             line["exit_code"] = record.exit_code
         return json.dumps(line, ensure_ascii=False)
@@ -608,10 +609,12 @@ def _a_number(text: str) -> bool:
 
 
 class PlainLogFormatter(logging.Formatter):
-    """The plain log lines, control characters from portals shown escaped (see printable)."""
+    """The plain log lines, control characters from portals shown escaped (see printable), and a key in
+    a link they name REDACTED, as JsonLogFormatter's (a log is published as an export is: a dataset whose
+    source id holds a key is named in the lines of its pull; the catalogue's own rows keep it)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
+        return printable(redacted_text(super().format(record)))
 
 
 HELP = "help"   # (the word of `civicat help [COMMAND]`: CommandGroup.get_command)

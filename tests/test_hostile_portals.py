@@ -831,3 +831,34 @@ def test_a_copy_whose_source_id_holds_a_key_is_exported_in_its_group_redacted_th
     for path in out.rglob("*"):
         assert "k-one" not in str(path) and (not path.is_file() or b"k-one" not in path.read_bytes()), path
     assert written[0][Path("overlap_groups.parquet")] == written[1][Path("overlap_groups.parquet")]
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_a_log_line_naming_a_dataset_whose_source_id_holds_a_key_prints_it_redacted(tmp_path, log_format):
+    """The line of a failed records pull named the dataset by its uid, and a data.json identifier holding a
+    key is its source id: a log on stderr (a cron's mail, a CI's page) published the key the exports redact
+    (r42). Each line civicat logs gives it REDACTED, in both formats; the catalogue's rows keep it."""
+    import os
+    import subprocess
+    import sys
+
+    keyed = "https://data.city.example/api/views/parks?id=7&token=k-one"
+    document = make_data_json(1)
+    with DataJsonPortal(document) as portal:
+        document["dataset"][0].update(identifier=keyed, landingPage="https://data.city.example/parks", distribution=[
+            {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV",
+             "downloadURL": portal.url + "/gone.csv"}])
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n'
+                          f'records = ["{keyed}"]\n')
+        db = tmp_path / "c.duckdb"
+        result = subprocess.run([sys.executable, "-m", "harvester", "--log-format", log_format, "harvest", "--records",
+                                 "--config", str(config), "--db", str(db)], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
+    failed = [line for line in result.stderr.splitlines() if "records pull failed" in line]
+    assert len(failed) == 1 and "city:https://data.city.example/api/views/parks?id=7&token=REDACTED" in failed[0], \
+        result.stderr
+    assert "k-one" not in result.stderr and "k-one" not in result.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM harvest_errors WHERE stage = 'records' AND source_id = ?",
+                           [keyed]).fetchone() == (1,)
