@@ -50,11 +50,16 @@ BATCH = 2000
 # An Open311 endpoint dates nothing of its own. Its requests say when each was made and last changed
 # (GeoReport v2: `requested_datetime`, `updated_datetime`): the latest of them in its last records pull is
 # the most recent date on which the dataset was changed (DCAT-US 1.1's `modified`) as far as the pull saw.
-# From the column profiles of that pull (their max_value, exact: the Parquet statistics').
+# From the column profiles of that pull (their max_value, exact: the Parquet statistics'), never later
+# than the pull's end: every request it read was made and changed by then, and one a server's clock or a
+# typo stamps in the future (2099) would publish that date as the dataset's last change.
 RECORDS_MODIFIED = {"open311": ("requested_datetime", "updated_datetime")}
 RECORDS_MODIFIED_SQL = " ".join(
-    f"""WHEN '{kind}' THEN (SELECT max(TRY_CAST(p.max_value AS TIMESTAMPTZ)) FROM column_profiles p
-       WHERE p.dataset_uid = d.uid AND p.column_name IN ({", ".join(f"'{name}'" for name in names)}))"""
+    f"""WHEN '{kind}' THEN (SELECT CASE WHEN stamped IS NOT NULL THEN least(stamped, (
+                                SELECT date_trunc('second', r.pulled_at) FROM record_pulls r
+                                WHERE r.dataset_uid = d.uid)) END
+                            FROM (SELECT max(TRY_CAST(p.max_value AS TIMESTAMPTZ)) AS stamped FROM column_profiles p
+       WHERE p.dataset_uid = d.uid AND p.column_name IN ({", ".join(f"'{name}'" for name in names)})))"""
     for kind, names in RECORDS_MODIFIED.items())
 
 DATASETS = f"""
@@ -240,7 +245,8 @@ def catalogue_entries(con, defaults: dict[str, PortalDefaults], report: DataJson
                                                    uids.get(row["uid"], row["uid"]), seen)
             entry, reasons = dataset_entry(row, defaults.get(row["portal_id"], PortalDefaults()))
             if entry is None:
-                report.left_out.append({"uid": row["uid"], "reasons": reasons})
+                # (named as the export names it: a report is published too)
+                report.left_out.append({"uid": uids.get(row["uid"], row["uid"]), "reasons": reasons})
                 continue
             seen.add(entry["identifier"])
             report.written += 1

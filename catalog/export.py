@@ -93,11 +93,12 @@ class RecordsChanged(Exception):
     """A records folder is not the pull the read copy describes: a records pull replaced it
     after the copy was published (it started while the export ran, or the copy is older than
     the folder), or it was changed by hand. The export is not published: it would mix two
-    pulls. `uid`: the dataset's."""
+    pulls. `uid`: the dataset's, as the export gives it (exported_uids: a key in its source id is
+    not printed); `redacted`: it is not the catalogue's."""
 
-    def __init__(self, message: str, uid: str):
+    def __init__(self, message: str, uid: str, redacted: bool = False):
         super().__init__(message)
-        self.uid = uid
+        self.uid, self.redacted = uid, redacted
 
 
 @dataclass(frozen=True)
@@ -405,9 +406,13 @@ def exported_uids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
     `identifier` is a URL, and its dataset's source id: `?token=…` in it would be published in every
     uid, source id and records folder of an export): `portal_id:` and its source id redacted; two
     that are one once redacted, or one that is another dataset's uid, numbered as data.json numbers
-    a uid taken (`#2`, in the order of their uids): an exported uid still names one dataset."""
+    a uid taken (`#2`): an exported uid still names one dataset. Numbered in the order they were
+    first seen (then of their uids), so that each keeps its number night to night: numbered in the
+    order of their uids, a dataset new tonight whose key sorts first took `#2`'s uid from another,
+    and a front end keyed on uids saw one dataset become another. (Not numbered by a digest of the
+    source id: that would publish a test of a guessed key.)"""
     found = con.execute(f"SELECT uid, portal_id, source_id FROM datasets WHERE {maybe_secret_sql('source_id')} "
-                        "ORDER BY uid").fetchall()
+                        "ORDER BY first_seen, uid").fetchall()
     redacting = [(uid, f"{portal_id}:{redacted(source_id)}") for uid, portal_id, source_id in found
                  if redacted(source_id) != source_id]
     if not redacting:
@@ -508,13 +513,16 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
     for portal_id, source_id, rows, size in pulls:
         source = layout.folder(portal_id, source_id)
         parts = sorted(source.glob("part-*.parquet"))
+        exported = (uids or {}).get(f"{portal_id}:{source_id}")
+        # (named in a warning or an error as the export names it: a log is published too, and a key in a
+        # source id is in its folder's name; the catalogue's own uid is the datasets row of its source id)
+        named, folder = (exported, f"its folder in {layout.root}") if exported else (f"{portal_id}:{source_id}", source)
         if not parts:
             if rows:   # its folder removed by hand: the export goes on without it, saying so
-                log.warning("export: records of %s:%s left out: record_pulls lists %d rows but %s holds no part "
-                            "(pull them again: civicat records %s:%s)", portal_id, source_id, rows, source,
-                            portal_id, source_id)
+                log.warning("export: records of %s left out: record_pulls lists %d rows but %s holds no part "
+                            "(pull them again: civicat records %s)", named, rows, folder,
+                            "with its uid, its source id's key not printed here" if exported else named)
             continue
-        exported = (uids or {}).get(f"{portal_id}:{source_id}")
         destination = target.folder(portal_id, exported.removeprefix(f"{portal_id}:") if exported else source_id)
         destination.mkdir(parents=True, exist_ok=True)
         try:
@@ -526,8 +534,8 @@ def _copy_records(layout: RecordsLayout, staging: Path, pulls: list[tuple[str, s
         # (the folder's time looked at once its parts are linked: replaced before or meanwhile, it is the new one's)
         mismatch = checked and _mismatch(linked, rows, size, _modified(source), copy_written)
         if mismatch:
-            raise RecordsChanged(f"the records of {portal_id}:{source_id} in {source} are not the pull the read "
-                                 f"copy describes ({rows} rows, {size} bytes): {mismatch}", f"{portal_id}:{source_id}")
+            raise RecordsChanged(f"the records of {named} in {folder} are not the pull the read copy describes "
+                                 f"({rows} rows, {size} bytes): {mismatch}", named, redacted=bool(exported))
         entries += linked
     return entries
 

@@ -89,19 +89,36 @@ def _cleaned(link: str) -> str:
 _DROPPED = {9: None, 10: None, 13: None}
 
 
-def secrets_of(link: str | None) -> list[str]:
-    """What secrets `link` holds: its secret query parameters (secret_parameters), and a password
-    before its host."""
+def _secrets_of_one(link: str | None) -> list[str]:
+    """What secrets `link`, read as one link, holds: its secret query parameters (secret_parameters),
+    and a password before its host."""
     if not isinstance(link, str):
         return []
     return ([PASSWORD_BEFORE_HOST] if _password_at(_cleaned(link)) else []) + secret_parameters(link)
 
 
+def secrets_of(link: str | None) -> list[str]:
+    """What secrets `link` (a link field: a landing page, a download URL) holds, each once, in order:
+    its own (its secret query parameters, a password before its host), and those of each link a
+    scheme after its first begins, as a text's (`?next=https://y.org/f.csv?token=…`: read as one
+    link, the token was the text of `next`, exported as published)."""
+    if not isinstance(link, str):
+        return []
+    return list(dict.fromkeys(_secrets_of_one(link) + secrets_in_text(link)))
+
+
 def redacted(link: str | None) -> str | None:
-    """`link` with its password before its host, and the value of each query parameter that carries
-    a secret, replaced by REDACTED, the rest as written (its user, its other parameters, their order
-    and escapes, its fragment)."""
+    """`link` with the secrets secrets_of finds REDACTED, the rest as written."""
     if not isinstance(link, str) or not secrets_of(link):
+        return link
+    return redacted_text(_redacted_one(_cleaned(link)))
+
+
+def _redacted_one(link: str) -> str:
+    """`link`, read as one link, with its password before its host, and the value of each query
+    parameter that carries a secret, replaced by REDACTED, the rest as written (its user, its other
+    parameters, their order and escapes, its fragment)."""
+    if not _secrets_of_one(link):
         return link
     # (given cleaned: urlsplit reads its query less the tabs and line breaks, and the positions below
     # are the cleaned text's; they were no part of the link)
@@ -201,17 +218,17 @@ def links_in(text: str | None) -> list[str]:
 
 
 def secrets_in_text(text: str | None) -> list[str]:
-    """The secrets the links of `text` hold (secrets_of), each once, in order."""
-    return list(dict.fromkeys(secret for link in links_in(text) for secret in secrets_of(link)))
+    """The secrets the links of `text` hold, each read as one link (_secrets_of_one), each once, in order."""
+    return list(dict.fromkeys(secret for link in links_in(text) for secret in _secrets_of_one(link)))
 
 
 def redacted_text(text: str | None) -> str | None:
-    """`text` with each link it pastes redacted (redacted), the rest as written."""
+    """`text` with each link it pastes redacted (_redacted_one), the rest as written."""
     pieces, done = [], 0
     for start, end in _links_at(text):
         link = text[start:end]
-        if secrets_of(link):
-            pieces += [text[done:start], redacted(link)]
+        if _secrets_of_one(link):
+            pieces += [text[done:start], _redacted_one(_cleaned(link))]
             done = end
     return "".join(pieces) + text[done:] if pieces else text
 

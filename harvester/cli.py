@@ -46,6 +46,7 @@ from click.core import ParameterSource
 
 from catalog import EMBEDDINGS_INSTALL
 from catalog.disk import disk_full
+from catalog.links import redacted_text
 from catalog.lazy import pandas_kept_out
 from harvester import __version__
 from harvester.stopping import finished, stop_message, stop_on_signals, stop_requested, stopped_by, stopped_exit_code
@@ -244,9 +245,9 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-                "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+                "level": record.levelname.lower(), "logger": record.name, "message": redacted_text(record.getMessage())}
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = redacted_text(self.formatException(record.exc_info))
         if hasattr(record, "exit_code"):
             line["exit_code"] = record.exit_code
         return json.dumps(line, ensure_ascii=False)
@@ -351,9 +352,9 @@ class RecordsNotThePull(KeptOut):
     """Exit 1: a records folder is not the pull the catalogue read describes (catalog.export's
     RecordsChanged): a records pull replaced it, or it was changed by hand. `uid`: its dataset."""
 
-    def __init__(self, message: str, uid: str):
+    def __init__(self, message: str, uid: str, redacted: bool = False):
         super().__init__(message)
-        self.uid = uid
+        self.uid, self.redacted = uid, redacted
 
 
 def stopped() -> NoReturn:
@@ -608,10 +609,12 @@ def _a_number(text: str) -> bool:
 
 
 class PlainLogFormatter(logging.Formatter):
-    """The plain log lines, control characters from portals shown escaped (see printable)."""
+    """The plain log lines, control characters from portals shown escaped (see printable), and a key in
+    a link they name REDACTED, as JsonLogFormatter's (a log is published as an export is: a dataset whose
+    source id holds a key is named in the lines of its pull; the catalogue's own rows keep it)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
+        return printable(redacted_text(super().format(record)))
 
 
 HELP = "help"   # (the word of `civicat help [COMMAND]`: CommandGroup.get_command)
@@ -1998,7 +2001,9 @@ def export(out_dir, formats, wait_seconds, db_path, config_path, as_json):
                     exc.message += ("; no records pull is running" + (f" ({changed_tries} tries)" if changed_tries > 1
                                                                       else "")
                                     + ": the folder was changed outside civicat? Pull the dataset again (civicat "
-                                      f"records {exc.uid} --full), or put its folder back")
+                                      f"records {'UID' if exc.redacted else exc.uid} --full"
+                                      + (f", UID {exc.uid} as the catalogue holds it: its key is not printed here"
+                                         if exc.redacted else "") + "), or put its folder back")
                     raise
                 exc.message += ("; a records pull replaced them since: export again when it ends" if pulling else
                                 "; a records pull replaced them as the export ran, and has ended: export again")
@@ -2070,7 +2075,7 @@ def _export(opened, out_dir: Path, formats, db_path: Path, config_path: Path, *,
         except CatalogueBeingWritten as exc:   # a records pull started meanwhile
             raise KeptOut(f"cannot export {db_path} to {out_dir}: {exc}") from None
         except RecordsChanged as exc:   # a records pull replaced a folder, or a hand changed it
-            raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid) from None
+            raise RecordsNotThePull(f"cannot export {db_path} to {out_dir}: {exc}", exc.uid, exc.redacted) from None
         except (duckdb.Error, OSError) as exc:
             # the disk full (which file system, how much free): the previous export is untouched
             raise click.ClickException(f"cannot export {db_path} to {out_dir}: "

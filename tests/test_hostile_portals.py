@@ -449,6 +449,23 @@ def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_
     assert [link["download_url"] for link in links[2:]] == [d.get("downloadURL") for d in others]
 
 
+def _harvest_keyed_in_their_identifiers(tmp_path, document: dict):
+    """`document`'s first two datasets given identifiers (their source ids) that differ only in a key, and
+    a CSV, harvested with their records pulled: (the catalogue, the harvest's result, the two ids)."""
+    first, second = document["dataset"][:2]
+    one, other = (f"https://data.city.example/api/views/parks?id=7&token={key}" for key in ("k-one", "k-two"))
+    csv = {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV", "downloadURL": "PORTAL/rows.csv"}
+    first.update(identifier=one, landingPage="https://data.city.example/parks", distribution=[csv])
+    second.update(identifier=other, landingPage="https://data.city.example/parks-2", distribution=[dict(csv)])
+    with DataJsonPortal(document) as portal:
+        for entry in (first, second):
+            entry["distribution"][0]["downloadURL"] = portal.url + "/rows.csv"
+        portal.static["/rows.csv"] = RawBody(b"a,b\n1,x\n2,y\n")
+        db, result = harvest_with_records(tmp_path, "city", "dcat-us", portal.url + "/data.json", [one, other])
+    assert result.exit_code == 0, result.output
+    return db, result, (one, other)
+
+
 def test_an_identifier_and_a_description_holding_a_secret_are_exported_redacted_and_still_identify(tmp_path):
     """A data.json's `identifier` is often a URL, and its dataset's source id: one holding a key
     (`?token=`) was exported as published until session 42, in data.json's identifier and in every
@@ -458,19 +475,10 @@ def test_an_identifier_and_a_description_holding_a_secret_are_exported_redacted_
     (`#2`), the same uid in every table, the records folder and the manifest, and data.json."""
     document = make_data_json(3)
     first, second, third = document["dataset"]
-    one, other = (f"https://data.city.example/api/views/parks?id=7&token={key}" for key in ("k-one", "k-two"))
-    csv = {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV", "downloadURL": "PORTAL/rows.csv"}
-    first.update(identifier=one, landingPage="https://data.city.example/parks", distribution=[csv])
-    second.update(identifier=other, landingPage="https://data.city.example/parks-2", distribution=[dict(csv)])
     third.update(identifier="parks-3", landingPage="https://data.city.example/parks-3",
                  description=f"Daily. Query it at https://api.city.example/q?f=json&api_key={SIGNED}. Or "
                              f"[the map](https://maps.city.example/?token={SIGNED}).")
-    with DataJsonPortal(document) as portal:
-        for entry in (first, second):
-            entry["distribution"][0]["downloadURL"] = portal.url + "/rows.csv"
-        portal.static["/rows.csv"] = RawBody(b"a,b\n1,x\n2,y\n")
-        db, result = harvest_with_records(tmp_path, "city", "dcat-us", portal.url + "/data.json", [one, other])
-    assert result.exit_code == 0, result.output
+    db, result, (one, other) = _harvest_keyed_in_their_identifiers(tmp_path, document)
     assert json.loads(result.stdout)["portals"][0]["records_pulled"] == 2
     with duckdb.connect(str(db), read_only=True) as con:   # the catalogue's copy as published
         assert con.execute("SELECT uid FROM datasets WHERE identifier LIKE '%token%' ORDER BY uid").fetchall() == [
@@ -513,6 +521,45 @@ def test_an_identifier_and_a_description_holding_a_secret_are_exported_redacted_
     assert [written[e["title"]]["identifier"] for e in (first, second)] == [redacted_one, f"city:{redacted_one}#2"]
     assert written[third["title"]]["description"] == datasets[third["title"]]["description"]
     assert not any(secret in json.dumps(document) for secret in ("k-one", "k-two", SIGNED))
+
+
+def test_an_exports_warnings_errors_and_report_name_a_dataset_whose_source_id_holds_a_key_redacted(tmp_path, caplog):
+    """An export redacted a key in a source id in what it wrote, but printed it in what it said: the
+    warning of a records folder removed by hand, the error of one changed as it was linked
+    (RecordsChanged: its uid, its folder's name) and the uids data.json left out (`export --json`),
+    each as published as the files (r42). Named as the export names them; the catalogue keeps them."""
+    import logging
+
+    from catalog.export import RecordsChanged, _copy_records, exported_uids
+
+    document = make_data_json(2)
+    document["dataset"][0].pop("contactPoint")   # (left out of data.json: no contact)
+    db, _, (one, _) = _harvest_keyed_in_their_identifiers(tmp_path, document)
+    keys = ("k-one", "k-two")
+    redacted_one = f"city:{one.replace('k-one', 'REDACTED')}"
+
+    report = export_data_json(db, tmp_path / "json", {})
+    assert report.left_out == [{"uid": redacted_one, "reasons": ["no contact email (none harvested, no config "
+                                                                 "contact_email)"]}]
+
+    layout = RecordsLayout.beside(db)
+    with duckdb.connect(str(db), read_only=True) as con:
+        uids = exported_uids(con)
+        pulls = con.execute("SELECT portal_id, source_id, row_count, bytes FROM record_pulls ORDER BY source_id"
+                            ).fetchall()
+    with pytest.raises(RecordsChanged) as changed:   # (a read copy older than the folders: each "changed")
+        _copy_records(layout, tmp_path / "staging", pulls, copy_written=0, uids=uids)
+    assert changed.value.uid == redacted_one and changed.value.redacted
+    assert str(changed.value).startswith(f"the records of {redacted_one} in its folder in {layout.root} are not")
+    assert not any(key in str(changed.value) or key in str(changed.value.uid) for key in keys)
+
+    for part in layout.folder("city", one).glob("part-*.parquet"):   # removed by hand
+        part.unlink()
+    with caplog.at_level(logging.WARNING, logger="catalog.export"):
+        export_parquet(db, tmp_path / "export")
+    said = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"export: records of {redacted_one} left out"), said
+    assert not any(key in message for key in keys for message in said)
 
 
 def test_every_harvest_says_what_it_publishes_with_a_secret_and_warns_once_of_what_was_stored_before(tmp_path):
@@ -733,3 +780,85 @@ def test_a_total_that_lies_low_at_a_pages_end_marks_nothing_removed(store, http)
         starts = [query.get("start") for path, query, _ in portal.requests if path.endswith("package_search")]
     assert (report.status, report.seen, report.removed, report.listing_complete) == ("ok", 2_000, 500, True)
     assert starts == ["0", "1000", "2000"]
+
+
+def test_a_copy_whose_source_id_holds_a_key_is_exported_in_its_group_redacted_the_same_night_to_night(store, http,
+                                                                                                       tmp_path):
+    """This session's merges together (r42): o42 stores a dataset's copy on its city's other portal as a row of
+    overlap_groups, e42 keeps a row computed again to the same values with its computed_at, a42 exports a
+    source id holding a key redacted in every uid. A copy keyed so (one data.json identifier a city's two
+    portals list) is in its group under its exported uid, a uid of datasets.parquet, its key in no file; and
+    a second night's overlap and export give the same overlap_groups file."""
+    import hashlib
+
+    from pathlib import Path
+
+    from catalog import overlap
+    from catalog.store import Store
+    from tests.catalog.test_search import entry
+
+    keyed = "https://data.springfield.example/api/views/potholes?id=7&token=k-one"
+    potholes = entry(keyed, "Pothole Repairs", "Potholes the streets department repaired, by date and ward.",
+                     ("potholes", "streets"))
+    harvest_data_json(store, http, {
+        "springfield": ("Springfield", [potholes, entry("sp-2", "Street Trees", "Every tree the city keeps.")]),
+        "springfield_pod": ("Springfield", [dict(potholes)]),
+        "shelbyville": ("Shelbyville", [entry("sh-9", "Pothole Repairs", "Potholes repaired by the streets "
+                                              "department, by date and district.", ("potholes",)),
+                                        entry("sh-2", "Police Incidents", "Incidents reported to police.")])})
+    store.close()
+    written = []
+    for night in (1, 2):
+        nightly = Store(store.db_path)
+        try:
+            result = overlap.detect(nightly.con)
+            overlap.save(nightly.con, result)
+        finally:
+            nightly.close()
+        export_parquet(store.db_path, tmp_path / f"night{night}")
+        written.append({path.relative_to(tmp_path / f"night{night}"): hashlib.sha256(path.read_bytes()).hexdigest()
+                        for path in (tmp_path / f"night{night}").rglob("*.parquet")})
+    group = next(g for g in result.groups if f"springfield:{keyed}" in [*g.uids, *sum(g.copies.values(), [])])
+    assert sorted([*group.uids, *sum(group.copies.values(), [])]) == sorted(
+        ["shelbyville:sh-9", f"springfield:{keyed}", f"springfield_pod:{keyed}"])
+
+    out = tmp_path / "night1"
+    redacted = keyed.replace("k-one", "REDACTED")
+    groups = pq.read_table(out / "overlap_groups.parquet").to_pylist()
+    assert sorted(r["uid"] for r in groups if r["group_id"] == group.group_id) == sorted(
+        ["shelbyville:sh-9", f"springfield:{redacted}", f"springfield_pod:{redacted}"])
+    assert {r["uid"] for r in groups} <= set(pq.read_table(out / "datasets.parquet")["uid"].to_pylist())
+    for path in out.rglob("*"):
+        assert "k-one" not in str(path) and (not path.is_file() or b"k-one" not in path.read_bytes()), path
+    assert written[0][Path("overlap_groups.parquet")] == written[1][Path("overlap_groups.parquet")]
+
+
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_a_log_line_naming_a_dataset_whose_source_id_holds_a_key_prints_it_redacted(tmp_path, log_format):
+    """The line of a failed records pull named the dataset by its uid, and a data.json identifier holding a
+    key is its source id: a log on stderr (a cron's mail, a CI's page) published the key the exports redact
+    (r42). Each line civicat logs gives it REDACTED, in both formats; the catalogue's rows keep it."""
+    import os
+    import subprocess
+    import sys
+
+    keyed = "https://data.city.example/api/views/parks?id=7&token=k-one"
+    document = make_data_json(1)
+    with DataJsonPortal(document) as portal:
+        document["dataset"][0].update(identifier=keyed, landingPage="https://data.city.example/parks", distribution=[
+            {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV",
+             "downloadURL": portal.url + "/gone.csv"}])
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n'
+                          f'records = ["{keyed}"]\n')
+        db = tmp_path / "c.duckdb"
+        result = subprocess.run([sys.executable, "-m", "harvester", "--log-format", log_format, "harvest", "--records",
+                                 "--config", str(config), "--db", str(db)], capture_output=True, text=True,
+                                timeout=120, env={**os.environ, "CIVICAT_HTTP_MAX_ATTEMPTS": "1"})
+    failed = [line for line in result.stderr.splitlines() if "records pull failed" in line]
+    assert len(failed) == 1 and "city:https://data.city.example/api/views/parks?id=7&token=REDACTED" in failed[0], \
+        result.stderr
+    assert "k-one" not in result.stderr and "k-one" not in result.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM harvest_errors WHERE stage = 'records' AND source_id = ?",
+                           [keyed]).fetchone() == (1,)

@@ -327,3 +327,33 @@ def test_an_open311_dataset_is_dated_by_its_pulled_requests(tmp_path):
     con = duckdb.connect(str(db), read_only=True)
     assert con.execute("SELECT modified FROM datasets WHERE uid = ?", [uid]).fetchone() == (None,)   # (the portal's)
     con.close()
+
+
+def test_an_open311_dataset_is_dated_no_later_than_its_pull(tmp_path):
+    """A request a server's clock or a typo stamps in the future (2099) was published as the dataset's last
+    change: every request a pull reads was made and changed by the pull's end, so modified is that time at
+    the latest (r42's point on e42's modified)."""
+    from tests.conftest import harvest_with_records
+    from tests.harvester.portals.test_open311 import JSON_SERVICES
+    from tests.portals.open311 import Open311Portal
+    from tests.shared_fixtures import load_json
+
+    dataset_validator, _ = validators()
+    defaults = {"bos311": PortalDefaults(contact_email="311@boston.example.org")}
+    with Open311Portal(services=JSON_SERVICES, requests=load_json(
+            "open311/boston-mayors24-requests-abandoned-vehicle-merged-pages.json")) as boston:
+        edited = next(r for r in boston.service_requests if r.get("service_request_id") == "101003172470")
+        edited.update(status="closed", updated_datetime="2099-02-03T10:15:00-05:00")
+        before = datetime.now(UTC).replace(microsecond=0)
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", boston.url, ["service-requests"])
+        after = datetime.now(UTC)
+        assert result.exit_code == 0, result.output
+    report = export_data_json(db, tmp_path / "out", defaults)
+    (written,) = json.loads((tmp_path / "out" / "data.json").read_text())["dataset"]
+    assert report.written == 1 and errors_of(dataset_validator, written) == []
+    con = duckdb.connect(str(db), read_only=True)
+    (pulled_at,) = con.execute("SELECT pulled_at FROM record_pulls WHERE dataset_uid = 'bos311:service-requests'"
+                               ).fetchone()
+    con.close()
+    assert written["modified"] == pulled_at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    assert before <= datetime.fromisoformat(written["modified"]) <= after

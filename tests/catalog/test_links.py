@@ -48,7 +48,7 @@ WITH_PASSWORD = {   # (session 41, r41: exported as published, warned of never)
     "http://a:b:c@h/x": "http://a:REDACTED@h/x", "//u:p@h/x": "//u:REDACTED@h/x",
 }
 WITH_USER_ALONE = ["https://user@x.org/a.csv", "mailto:open.data@city.example", "https://x.org/?contact=a@b.org",
-                   "https://x.org/people/@handle", "ftp://u:@h/", "https://[::1]:8080/x", "see http://u:p@h/x"]
+                   "https://x.org/people/@handle", "ftp://u:@h/", "https://[::1]:8080/x"]
 
 
 def test_a_links_password_before_its_host_is_named_and_redacted_its_user_kept():
@@ -61,7 +61,29 @@ def test_a_links_password_before_its_host_is_named_and_redacted_its_user_kept():
         ("distributions[0].access_url", [PASSWORD_BEFORE_HOST])]
 
 
-@pytest.mark.parametrize("link", SIGNED + PLAIN[:-2] + list(WITH_PASSWORD) + WITH_USER_ALONE)
+# a link field holding a link after its first, read as a text's links are, each scheme beginning one (session
+# 42, r42: read as one link, a secret after the second scheme was the text of the first's parameter, and a
+# password after a word was no password before the host: both exported as published)
+NESTED = {
+    "https://x.org/login?next=https://y.org/f.csv?token=abc": "https://x.org/login?next=https://y.org/f.csv?token=REDACTED",
+    "https://x.org/r?to=ftp://u:pw@h/f.csv&api_key=k": "https://x.org/r?to=ftp://u:REDACTED@h/f.csv&api_key=REDACTED",
+    "https://x.org/?u=https://y.org/?sig=s&token=t": "https://x.org/?u=https://y.org/?sig=REDACTED&token=REDACTED",
+    "see http://u:p@h/x": "see http://u:REDACTED@h/x",
+}
+
+
+def test_a_link_fields_links_after_its_first_are_read_as_a_texts():
+    assert [secrets_of(link) for link in NESTED] == [
+        ["token"], ["api_key", PASSWORD_BEFORE_HOST], ["token", "sig"], [PASSWORD_BEFORE_HOST]]
+    assert [redacted(link) for link in NESTED] == list(NESTED.values())
+    # (as a text's: but a text's link ends where the next scheme begins, so a parameter after a link inside
+    # another's query is read as no link's there, and is read as the outer link's in a link field)
+    assert [redacted_text(link) for link in NESTED] == [
+        value.replace("api_key=REDACTED", "api_key=k") for value in NESTED.values()]
+    assert secret_links({"landing_page": next(iter(NESTED))}) == [("landing_page", ["token"])]
+
+
+@pytest.mark.parametrize("link", SIGNED + PLAIN[:-2] + list(WITH_PASSWORD) + WITH_USER_ALONE + list(NESTED))
 def test_the_exports_sql_redacts_a_link_as_redacted_does(link):
     """(A guard of the SQL's prefilter: it passes by a link only where `redacted` would change nothing.)"""
     with duckdb.connect() as con:
@@ -127,10 +149,29 @@ def test_a_uid_redacted_never_names_another_dataset():
     ids = ["https://x.org/?id=1&token=a", "https://x.org/?id=1&token=b", "https://x.org/?id=1&token=REDACTED",
            "https://x.org/?id=2"]
     with duckdb.connect() as con:
-        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid "
-                    "FROM unnest(?) AS t(s)", [ids])
+        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid, "
+                    "TIMESTAMPTZ '2026-12-01 00:00:00+00' AS first_seen FROM unnest(?) AS t(s)", [ids])
         assert exported_uids(con) == {"p:https://x.org/?id=1&token=a": "p:https://x.org/?id=1&token=REDACTED#2",
                                       "p:https://x.org/?id=1&token=b": "p:https://x.org/?id=1&token=REDACTED#3"}
+
+
+def test_a_uid_redacted_keeps_its_number_when_a_dataset_sorting_before_it_comes():
+    """Numbered in the order of their uids, a dataset first seen tonight whose key sorts first took the
+    exported uid another had: a front end keyed on uids saw that dataset become another (r42)."""
+    from catalog.export import exported_uids
+
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE datasets (portal_id VARCHAR, source_id VARCHAR, uid VARCHAR, first_seen TIMESTAMPTZ)")
+        nights = {}
+        for night, key in enumerate(["m", "z", "a"], start=1):
+            source_id = f"https://x.org/?id=1&token={key}"
+            con.execute("INSERT INTO datasets VALUES ('p', ?, 'p:' || ?, TIMESTAMPTZ '2026-12-01 00:00:00+00' + "
+                        "to_days(?))", [source_id, source_id, night])
+            nights[night] = exported_uids(con)
+        base = "p:https://x.org/?id=1&token=REDACTED"
+        assert nights[3] == {"p:https://x.org/?id=1&token=m": base, "p:https://x.org/?id=1&token=z": f"{base}#2",
+                             "p:https://x.org/?id=1&token=a": f"{base}#3"}
+        assert all(nights[3][uid] == exported for night in (1, 2) for uid, exported in nights[night].items())
 
 
 # a description as long as a portal may send one, holding a run of characters with no space or quote
