@@ -30,9 +30,14 @@ def is_secret_parameter(name: str) -> bool:
 
 
 def _query_of(link: str) -> str | None:
-    """The query of `link` (None when it has none, or is no URL that parses)."""
+    """The query of `link` (None when it has none, or is no URL that parses). A link with no '?' but an
+    '&' is read as a link a text pastes inside another's query, the text after its first '&' the rest of
+    that query (`…/r?to=ftp://h/f.csv&api_key=k`: a text's second link, `ftp://h/f.csv&api_key=k`, until
+    session 42 read as holding no parameter, the key exported as published)."""
     if "?" not in link:   # (most links: nothing to parse)
-        return None
+        if "&" not in link:
+            return None
+        return link.partition("&")[2].partition("#")[0] or None
     try:
         return urlsplit(link).query or None
     except ValueError:
@@ -131,7 +136,8 @@ def _redacted_one(link: str) -> str:
         return link
     pieces = [f"{piece.partition('=')[0]}={REDACTED}" if is_secret_parameter(_name_of(piece)) else piece
               for piece in query.split("&")]
-    start = link.index("?") + 1   # (urlsplit's query is the text from the first '?' to the '#')
+    # (urlsplit's query is the text from the first '?' to the '#'; with none, _query_of's from the first '&')
+    start = link.index("?" if "?" in link else "&") + 1
     return link[:start] + "&".join(pieces) + link[start + len(query):]
 
 
