@@ -1589,9 +1589,6 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     """(Re)compute comparable datasets across cities; print the groups.
 
     Groups are numbered anew by each run; --group N shows one of the last run's."""
-    from catalog import overlap as detector
-    from catalog.store import connect
-
     extra = click.get_current_context().args
     if extra:   # (`civicat overlap 6`, after the table's "group 6": click's "Got unexpected extra argument (6)")
         shown = f": to show group {extra[0]}, civicat overlap --group {extra[0]}" if extra[0].isdigit() else ""
@@ -1605,7 +1602,12 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
             raise click.UsageError(f"--group N shows a group of the last `civicat overlap`, computing nothing: "
                                    f"{' and '.join(computing)} {'is' if len(computing) == 1 else 'are'} for "
                                    "computing the groups (give them without --group)")
-        return echo_saved_group(group_id, show_pairs, db_path, as_json)
+        # (a few rows read: the detector's modules, and pandas DuckDB would import at the first parameter, kept out)
+        with pandas_kept_out():
+            return echo_saved_group(group_id, show_pairs, db_path, as_json)
+    from catalog import overlap as detector
+    from catalog.store import connect
+
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     if use_embeddings:
@@ -1780,7 +1782,9 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
     """`civicat overlap --group N`: group N as overlap_groups and overlap_pairs hold it (the last run's),
     read from the catalogue as `similar` reads it: its label, cities, datasets (city, title, uid) and why
     it is one (its best stored pair inside), with --pairs every stored pair inside."""
-    from catalog.overlap import features
+    # (copies_of from a module of its own, the rows fetched as tuples: the detector's modules and Arrow import
+    # numpy, scipy and pandas, ~0.5 s of this command's start for a few rows)
+    from catalog.copies import copies_of
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
@@ -1790,11 +1794,13 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
             LEFT JOIN datasets d USING (uid) WHERE g.group_id = ? ORDER BY d.city, d.title, g.uid""",
                               [group_id]).fetchall()
         # (a dataset two portals of its city list is a row of the group by each uid: shown once, as the run shows it)
-        copies = features.copies_of(con.execute("""
+        rows = con.execute("""
             SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, title, source_id, modified,
                    (SELECT count(*) FROM columns c WHERE c.dataset_uid = d.uid) AS column_count
             FROM datasets d WHERE uid IN (SELECT uid FROM overlap_groups WHERE group_id = ?) ORDER BY uid""",
-                                                [group_id]).to_arrow_table().to_pydict())
+                           [group_id])
+        names, fetched = [column[0] for column in rows.description], rows.fetchall()
+        copies = copies_of({name: [row[i] for row in fetched] for i, name in enumerate(names)})
         saved = con.execute("SELECT count(DISTINCT group_id), max(group_id) FROM overlap_groups").fetchone()
         inside = con.execute("""
             SELECT p.* EXCLUDE (computed_at) FROM overlap_pairs p
