@@ -305,7 +305,11 @@ def label(c: Catalogue, rows: list[int]) -> str:
     if kind and kind_coverage >= 0.5 and (kind_coverage > coverage + 1e-9
                                           or (kind_coverage >= coverage - 1e-9
                                               and (" " not in surface or concepts.of_terms([best])))):
-        return concepts.label(kind)
+        named = concepts.label(kind)
+        if c.is_code_table[rows].all():   # lists of the codes of a kind, no records of it ('SPD Offense Codes',
+            # Chicago's 'Illinois Uniform Crime Reporting (IUCR) Codes': no 'Crime incidents')
+            return f"Codes of {named[:1].lower() if named[1:2].islower() else named[:1]}{named[1:]}"
+        return named
     # terms as good as the best are often parts of one phrase ('Energy Efficiency Portfolio
     # Standards (EEPS)'): the one that widens to the longest phrase names it, unless that is
     # the tail of a phrase cut in two ('STATE System Tobacco Legislation')
