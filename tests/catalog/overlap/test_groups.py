@@ -1105,7 +1105,9 @@ def test_a_list_of_departments_is_no_records_of_their_work():
                                            ("Seattle", "Seattle Police Department Police Report Incident"),
                                            ("Madison", "Police Incident Reports")])
     assert found["Fire departments"] == ["Fire Department Directory for New York State", "Missouri Fire Departments"]
-    assert found["Fire incidents"] == sorted(t for _, t in FIRE_INCIDENTS)
+    # (Oregon's '2005 - 2014 Fire Data', "Wildfire data from 2005-2014 in Oregon", names no incidents: since session
+    # 43 the others are the fire department's incidents, a kind it does not share)
+    assert found["Fire incidents"] == sorted(t for _, t in FIRE_INCIDENTS if t != "2005 - 2014 Fire Data")
     assert found["Crime incidents"] == ["Police Department Incidents", "Police Incident Reports",
                                         "Seattle Police Department Police Report Incident"], found
     c = rows_catalogue([("Connecticut", "Police Departments"), ("San Francisco", "Police Department Incidents")])
