@@ -1110,11 +1110,15 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
                                    + "; ".join(f"{uid!r}{why}" for uid, why in unknown.items()))
         chosen = list(uids)
         if overlap:
-            grouped = _overlap_uids(store)
-            if grouped is None:
+            found = _overlap_uids(store, known)
+            if found is None:
                 click.echo("no overlap groups yet (table overlap_groups is absent or empty): "
                            "run `civicat overlap` first", err=True)
             else:
+                grouped, copies = found
+                if copies:   # (until session 43 each copy was pulled: the same records twice)
+                    click.echo(f"left out {copies} cop{'y' if copies == 1 else 'ies'} of grouped datasets another "
+                               "portal of their city lists: each pulled once, by the copy its group lists", err=True)
                 outside = [u for u in grouped if u.partition(":")[0] not in known]
                 if outside:
                     click.echo(f"skipped {len(outside)} grouped dataset{'s' * (len(outside) > 1)} of portals not in "
@@ -1314,13 +1318,46 @@ def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: 
             f"(civicat harvest --config {config_path} --db {db_path} --portal {' --portal '.join(ids)})")
 
 
-def _overlap_uids(store) -> list[str] | None:
-    """Every uid in an overlap group, or None when there are none (no table, or empty)."""
+def _overlap_uids(store, known: set[str]) -> tuple[list[str], int] | None:
+    """Every dataset in an overlap group, once, or None when there are none (no table, or empty). A dataset two
+    portals of its city list is a row of its group by each uid (any finds the group): its records are pulled by
+    the copy the group lists (`overlap --group N` shows it), or, that one's portal not configured, by a copy
+    whose is. -> the uids, and how many copies were left out so."""
     exists = store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'overlap_groups'").fetchone()[0]
     if not exists:
         return None
     uids = [r[0] for r in store.con.execute("SELECT DISTINCT uid FROM overlap_groups ORDER BY uid").fetchall()]
-    return uids or None
+    if not uids:
+        return None
+    left_out = set()
+    for copies in group_copies(store.con).values():
+        for shown, others in copies.items():
+            pulled = next((u for u in (shown, *others) if u.partition(":")[0] in known), shown)
+            left_out.update(u for u in (shown, *others) if u != pulled)
+    return [u for u in uids if u not in left_out], len(left_out)
+
+
+def group_copies(con, group_id: int | None = None) -> dict[int, dict[str, list[str]]]:
+    """Per saved overlap group (or group `group_id` alone), its datasets two portals of their city list: the copy
+    the group lists -> its other copies, folded by catalog.copies as `civicat overlap` folds its groups."""
+    from catalog.copies import copies_of
+
+    where = "" if group_id is None else "WHERE g.group_id = $1"
+    rows = con.execute(f"""
+        WITH grouped AS (SELECT g.group_id, g.uid FROM overlap_groups g {where}),
+             counted AS (SELECT dataset_uid AS uid, count(*) AS column_count FROM columns
+                         WHERE dataset_uid IN (SELECT uid FROM grouped) GROUP BY dataset_uid)
+        SELECT g.group_id, d.uid, coalesce(nullif(d.city, ''), d.portal_id) AS city, d.title, d.source_id,
+               d.modified, coalesce(c.column_count, 0) AS column_count
+        FROM grouped g JOIN datasets d USING (uid) LEFT JOIN counted c USING (uid)
+        ORDER BY g.group_id, d.uid""", [] if group_id is None else [group_id]).fetchall()
+    names = ("uid", "city", "title", "source_id", "modified", "column_count")
+    per_group: dict[int, dict[str, list]] = {}
+    for group, *values in rows:
+        columns = per_group.setdefault(group, {name: [] for name in names})
+        for name, value in zip(names, values):
+            columns[name].append(value)
+    return {group: copies_of(columns) for group, columns in per_group.items()}
 
 
 @cli.command()
@@ -1780,7 +1817,6 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
     """`civicat overlap --group N`: group N as overlap_groups and overlap_pairs hold it (the last run's),
     read from the catalogue as `similar` reads it: its label, cities, datasets (city, title, uid) and why
     it is one (its best stored pair inside), with --pairs every stored pair inside."""
-    from catalog.overlap import features
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
@@ -1790,11 +1826,7 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
             LEFT JOIN datasets d USING (uid) WHERE g.group_id = ? ORDER BY d.city, d.title, g.uid""",
                               [group_id]).fetchall()
         # (a dataset two portals of its city list is a row of the group by each uid: shown once, as the run shows it)
-        copies = features.copies_of(con.execute("""
-            SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, title, source_id, modified,
-                   (SELECT count(*) FROM columns c WHERE c.dataset_uid = d.uid) AS column_count
-            FROM datasets d WHERE uid IN (SELECT uid FROM overlap_groups WHERE group_id = ?) ORDER BY uid""",
-                                                [group_id]).to_arrow_table().to_pydict())
+        copies = group_copies(con, group_id).get(group_id, {})
         saved = con.execute("SELECT count(DISTINCT group_id), max(group_id) FROM overlap_groups").fetchone()
         inside = con.execute("""
             SELECT p.* EXCLUDE (computed_at) FROM overlap_pairs p
