@@ -324,6 +324,12 @@ def _host_keys(value: object, kind: str, portal_url, fail) -> tuple[tuple[str, s
         if (named["host"].rstrip("."), port) == own or (normal.partition(":")[0] == own[0] and own[1] is None
                                                         and port in (None, 443, 80)):
             raise fail(f"keys.{host!r}", "is the portal's own host: its key is named by app_token_env")
+        # (a host's scheme is known at its request alone, where a key for plain http to another machine is held
+        # back and said so: harvester.http.client; port 80 is plain http's, and its key would never go)
+        if port == 80 and not key_goes_safely(f"http://{normal}"):
+            raise fail(f"keys.{host!r}", "is plain http's port: a key is never sent over plain http to another "
+                                         "machine, where it would cross the network in clear (the host's https "
+                                         "port, or none)")
         if not isinstance(variable, str) or not ENV_NAME_PATTERN.fullmatch(variable):
             raise fail(f"keys.{host!r}", f"must name an environment variable, got {variable!r}")
         if normal in keys:

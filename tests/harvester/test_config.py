@@ -224,6 +224,9 @@ def test_a_portals_keys_name_other_hosts_in_lower_case_each_with_its_variable(tm
                          '"localhost:8443" = "LOCAL_KEY"\n"[::1]:9443" = "LOCAL_KEY"\n')
     assert portal.keys == (("services1.arcgis.com", "LAYERS_KEY"), ("services2.arcgis.com", "LAYERS_KEY"),
                            ("localhost:8443", "LOCAL_KEY"), ("[::1]:9443", "LOCAL_KEY"))
+    # (plain http's port on this machine: a key goes there)
+    assert _one_portal(tmp_path, "arcgis-hub", "https://hub.city.example",
+                       '[portals.keys]\n"127.0.0.1:80" = "LOCAL_KEY"\n').keys == (("127.0.0.1:80", "LOCAL_KEY"),)
     assert portal.app_token_env is None
 
 
@@ -243,6 +246,8 @@ def test_a_portals_keys_name_other_hosts_in_lower_case_each_with_its_variable(tm
                                                "named by app_token_env"),
     ("arcgis-hub", '"HUB.city.example:443" = "K"', "is the portal's own host"),
     ("arcgis-hub", '"a.example" = "K"\n"A.example" = "J"', ".keys.'A.example': names the host 'a.example' a second time"),
+    # (session 43: accepted, and the key never sent, nothing said)
+    ("arcgis-hub", '"gis.city.example:80" = "K"', ".keys.'gis.city.example:80': is plain http's port: a key is never sent"),
 ])
 def test_a_portals_keys_that_are_wrong_are_refused_before_any_request(tmp_path, kind, keys, said):
     url = "https://data.city.example/data.json" if kind == "dcat-us" else "https://hub.city.example"
