@@ -772,6 +772,7 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
+    _remove_left_by_dead_runs(db_path)
     while True:
         try:
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
@@ -856,6 +857,37 @@ def _made_new(db_path: Path) -> os.stat_result | None:
         return made
     finally:
         new.unlink(missing_ok=True)
+
+
+def _remove_left_by_dead_runs(db_path: Path) -> None:
+    """The `.NAME.PID.new` files beside the catalogue (_made_new's) of runs that were killed as they
+    made it: an empty database, or a second name of the catalogue where the kill came after the link.
+    Only this catalogue's name, and only where process PID is gone: under the writer lock no other
+    civicat writer of it runs, but a process with that PID now may be one that was given it since
+    (its file then stays, as it did before session 43). Said in the log; one that cannot be removed
+    is said, not raised."""
+    from catalog.folder import FOLDER_ENTRIES_READ
+    from catalog.scratch import process_alive
+
+    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new")
+    try:
+        with os.scandir(db_path.parent) as entries:
+            found = [(entry.path, int(named.group(1))) for count, entry in enumerate(entries)
+                     if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name))]
+    except OSError:
+        return
+    for path, pid in found:
+        if pid == os.getpid() or process_alive(pid):
+            continue
+        try:
+            os.unlink(path)
+            logging.getLogger("civicat").info("removed %s, left by a run (process %d) killed as it made the "
+                                              "catalogue", path, pid)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
+                                                 "be removed: %s", path, exc.strerror or exc)
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:

@@ -481,3 +481,59 @@ def test_a_file_another_program_makes_where_the_catalogue_is_being_made_is_never
             assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
     else:   # (this run's file, taken away: nothing of it left)
         assert sorted(p.name for p in data.iterdir()) == sorted([first.name, MARKER])
+
+
+# a harvest killed (SIGKILL, as the OOM killer or `kill -9` would) as it links the new catalogue's file
+# into place, before the link or just after it
+KILLED_AT_THE_LINK = """import os, signal, sys
+from pathlib import Path
+config, db, when = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+real = os.link
+
+def link(source, target, *args, **kwargs):
+    if Path(target) == db:
+        if when == "after the link":
+            real(source, target, *args, **kwargs)
+        print(os.getpid(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(source, target, *args, **kwargs)
+
+os.link = link
+from harvester.cli import cli
+cli(["harvest", "--config", config, "--db", str(db)])
+"""
+
+
+@pytest.mark.parametrize("when", ["before the link", "after the link"])
+def test_what_a_run_killed_as_it_made_the_catalogue_left_beside_it_is_removed_by_the_next(tmp_path, portal, config,
+                                                                                          when):
+    """A new catalogue's file is made beside it (`.NAME.PID.new`) and linked into place; a run killed
+    there left that file (an empty database, or a second name of the catalogue) for good: on main
+    every later writer passed it by. The next writer removes it, as its process is gone; never a
+    `.new` of a process that runs, nor another catalogue's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "c.duckdb"
+    repo = str(Path(__file__).resolve().parents[2])
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_THE_LINK, str(config), str(db), when],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": repo})
+    assert killed.returncode == -9, killed.stderr
+    left = data / f".c.duckdb.{int(killed.stdout)}.new"
+    assert left.is_file() and db.exists() is (when == "after the link")
+    running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        its_own, another_s = data / f".c.duckdb.{running.pid}.new", data / f".other.duckdb.{int(killed.stdout)}.new"
+        for kept in (its_own, another_s):
+            kept.write_bytes(b"kept")
+        harvested = harvest(config, db)
+        assert harvested.exit_code == 0, harvested.output
+        assert not left.exists()
+        assert its_own.read_bytes() == another_s.read_bytes() == b"kept"
+    finally:
+        running.communicate(b"", timeout=60)
+    assert catalogue_id(db)
