@@ -55,14 +55,19 @@ def _holder_record(data: bytes) -> dict:
 
 def kept_by_a_writer(db_path: str | Path) -> bool:
     """Whether a civicat writer has held the file at `db_path`: its lock file beside it, which every
-    writer leaves (it says who held the lock last), holds a holder record (or nothing: a writer killed
-    as it took the lock). Another program's DuckDB file has none."""
+    writer leaves (it says who held the lock last), holds a holder record. Another program's DuckDB file
+    has none. An empty lock file is not one (until session 43 it was): Python's filelock, the common way
+    to lock a file from Python, makes `<file>.lock` empty (O_TRUNC) and for most of its versions leaves
+    it after its release: a look under it opened that program's database and took its lock, or, that
+    lock held, took the file for a catalogue and refused the folder. A civicat writer leaves an empty
+    one only when killed between making it and writing its record (catalog.folder finds such a
+    catalogue by its read copy, where a writer of it ever ended)."""
     try:
         with open(lock_path(db_path), "rb") as f:
             data = f.read(4096)
     except OSError:
         return False
-    return not data or isinstance(_holder_record(data).get("pid"), int)
+    return isinstance(_holder_record(data).get("pid"), int)
 
 
 def describe_holder(holder: dict) -> str:

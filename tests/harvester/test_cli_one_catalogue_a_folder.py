@@ -537,3 +537,79 @@ def test_what_a_run_killed_as_it_made_the_catalogue_left_beside_it_is_removed_by
     finally:
         running.communicate(b"", timeout=60)
     assert catalogue_id(db)
+
+
+# another program's database beside the catalogue, guarded as Python's filelock guards a file: an empty
+# `<file>.lock`, made with O_TRUNC and flock'ed while it writes (and left there after)
+LOCKED_AS_FILELOCK_LOCKS = """import duckdb, fcntl, os, sys
+path, its_lock = sys.argv[1], sys.argv[2]
+fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+with duckdb.connect(path) as con:
+    con.execute("CREATE TABLE results AS SELECT 42 AS answer")
+if its_lock == "let go":
+    fcntl.flock(fd, fcntl.LOCK_UN)
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("its_lock", ["held", "let go"])
+def test_another_program_s_duckdb_file_beside_an_empty_lock_file_is_no_catalogue(tmp_path, portal, config,
+                                                                                 monkeypatch, its_lock):
+    """An empty lock file beside a DuckDB file counted as civicat's (a writer killed as it took the
+    lock leaves one), but Python's filelock leaves one too, empty, beside the file it guards. On main,
+    that program's lock held, the look could not take it and took the file for a catalogue a writer
+    holds: the folder refused ("Move every catalogue but one", exit 2); let go, its database was opened
+    under its own lock file (civicat's record written there for the look). Neither now: adopted."""
+    import subprocess
+    import sys
+
+    from catalog import versions
+
+    data = tmp_path / "data"
+    db, theirs = data / "civicat.duckdb", data / "analysis.duckdb"
+    assert harvest(config, db).exit_code == 0
+    made_before_0020(db, data)
+    program = subprocess.Popen([sys.executable, "-c", LOCKED_AS_FILELOCK_LOCKS, str(theirs), its_lock],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert program.stdout.readline() == "written\n"
+        real, opened = versions.read_from_file, []
+        monkeypatch.setattr(versions, "read_from_file",
+                            lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+        adopted = harvest(config, db)
+        assert (data / "analysis.duckdb.lock").read_bytes() == b""
+    finally:
+        program.communicate("", timeout=60)
+    assert adopted.exit_code == 0, adopted.output
+    assert marker(data)["catalogue"] == "civicat.duckdb"
+    assert theirs not in [type(theirs)(p) for p in opened]
+
+
+def test_a_catalogue_whose_lock_file_was_removed_is_found_by_its_read_copy(tmp_path, portal, config, monkeypatch):
+    """A folder made before one catalogue a folder, shared by two catalogues, one of which has lost its
+    `.lock` (removed by hand, or an empty one left by a writer killed as it took it). On main the look
+    did not see that one (no civicat lock file beside it): the other adopted the folder, its records
+    pulls free to replace the first's. The read copy its last writer published beside it is civicat's
+    own file, replaced whole and never written in place: opened read-only in its stead (the catalogue
+    itself never opened, another program may be writing a file so named), it says the file is a
+    catalogue, and the folder is refused as shared."""
+    from catalog import versions
+    from catalog.read_copy import read_copy_path
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    lock_path(other).unlink()
+    assert read_copy_path(other).is_file()
+    real, opened = versions.read_from_file, []
+    monkeypatch.setattr(versions, "read_from_file",
+                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    refused = harvest(config, data / "new.duckdb")
+    assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
+    assert str(other) in " ".join(refused.output.split())
+    assert other not in [type(other)(p) for p in opened]
+    assert not (data / "new.duckdb").exists() and not (data / MARKER).exists()
+    assert not lock_path(other).exists()   # (nothing made beside it for the look)
