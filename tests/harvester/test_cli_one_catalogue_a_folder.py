@@ -132,6 +132,16 @@ def test_a_copy_beside_the_catalogue_is_refused_as_a_copy(tmp_path, portal, conf
     assert folder_files(data) == before and marker(data)["catalogue"] == "civicat.duckdb"
 
 
+def files_opened_read_only(monkeypatch):
+    """The DuckDB files the checks open read-only from now on (catalog.versions.read_from_file), in order."""
+    from catalog import versions
+
+    real, opened = versions.read_from_file, []
+    monkeypatch.setattr(versions, "read_from_file",
+                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    return opened
+
+
 def made_before_0020(db, folder):
     """The catalogue and its folder as a civicat before one catalogue a folder left them."""
     (folder / MARKER).unlink()
@@ -334,15 +344,11 @@ def opened_by(pid):
 def test_a_catalogue_beside_it_that_a_writer_holds_is_counted_unopened(tmp_path, portal, config, monkeypatch):
     """Its writer holds its lock (and may be opening it this moment): taken for a catalogue without
     a look (on main it was opened read-only all the same, which keeps that writer's open out)."""
-    from catalog import versions
-
     data = tmp_path / "data"
     other = data / "civicat.duckdb"
     assert harvest(config, other).exit_code == 0
     made_before_0020(other, data)
-    real, opened = versions.read_from_file, []
-    monkeypatch.setattr(versions, "read_from_file",
-                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    opened = files_opened_read_only(monkeypatch)
     with WriterLock(other):
         refused = harvest(config, data / "new.duckdb")
     assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
@@ -394,8 +400,6 @@ def test_another_program_s_duckdb_file_beside_the_catalogue_is_never_opened_by_t
     import subprocess
     import sys
 
-    from catalog import versions
-
     data = tmp_path / "data"
     db, theirs = data / "civicat.duckdb", data / "analysis.duckdb"
     assert harvest(config, db).exit_code == 0
@@ -410,9 +414,7 @@ def test_another_program_s_duckdb_file_beside_the_catalogue_is_never_opened_by_t
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert program.stdout.readline() == "open\n"
-        real, opened = versions.read_from_file, []
-        monkeypatch.setattr(versions, "read_from_file",
-                            lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+        opened = files_opened_read_only(monkeypatch)
         adopted = harvest(config, db)
     finally:
         program.communicate("", timeout=60)
@@ -565,8 +567,6 @@ def test_another_program_s_duckdb_file_beside_an_empty_lock_file_is_no_catalogue
     import subprocess
     import sys
 
-    from catalog import versions
-
     data = tmp_path / "data"
     db, theirs = data / "civicat.duckdb", data / "analysis.duckdb"
     assert harvest(config, db).exit_code == 0
@@ -575,9 +575,7 @@ def test_another_program_s_duckdb_file_beside_an_empty_lock_file_is_no_catalogue
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert program.stdout.readline() == "written\n"
-        real, opened = versions.read_from_file, []
-        monkeypatch.setattr(versions, "read_from_file",
-                            lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+        opened = files_opened_read_only(monkeypatch)
         adopted = harvest(config, db)
         assert (data / "analysis.duckdb.lock").read_bytes() == b""
     finally:
@@ -595,7 +593,6 @@ def test_a_catalogue_whose_lock_file_was_removed_is_found_by_its_read_copy(tmp_p
     own file, replaced whole and never written in place: opened read-only in its stead (the catalogue
     itself never opened, another program may be writing a file so named), it says the file is a
     catalogue, and the folder is refused as shared."""
-    from catalog import versions
     from catalog.read_copy import read_copy_path
 
     data = tmp_path / "data"
@@ -604,9 +601,7 @@ def test_a_catalogue_whose_lock_file_was_removed_is_found_by_its_read_copy(tmp_p
     made_before_0020(other, data)
     lock_path(other).unlink()
     assert read_copy_path(other).is_file()
-    real, opened = versions.read_from_file, []
-    monkeypatch.setattr(versions, "read_from_file",
-                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    opened = files_opened_read_only(monkeypatch)
     refused = harvest(config, data / "new.duckdb")
     assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
     assert str(other) in " ".join(refused.output.split())
