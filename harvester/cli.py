@@ -778,7 +778,13 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
-            made = made or _made_new(db_path)
+            try:
+                made = made or _made_new(db_path)
+            except FileExistsError:   # (not there a moment before: another program's, never opened as the catalogue)
+                lock.release(remove=True)
+                raise Refused(f"{db_path} was made by another process as this run was making the catalogue there "
+                              "(no file was there a moment before): nothing done, that file left as it is; run "
+                              "again if it is the catalogue, or give --db a path of its own") from None
             opened = opener(db_path)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
@@ -833,10 +839,13 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
     linked to `db_path`, which fails where a file is: a file another program made there at that moment
     is never taken for this run's (an existence check and DuckDB's open left microseconds between
-    them, and a refused claim removed that program's file). Under the writer lock: no civicat writer
-    makes it meanwhile. A file system without hard links (exFAT, vfat) has it renamed in place once
-    none is seen there, the check and the rename microseconds apart, as before."""
+    them, and a refused claim removed that program's file), nor opened as the catalogue:
+    FileExistsError (under the writer lock no civicat writer makes it meanwhile). A file system without
+    hard links (exFAT, vfat) has it renamed there by a rename that refuses a file there (RENAME_NOREPLACE;
+    until session 43 a plain rename after a check, which replaced a file made in between); one with
+    neither (some FUSE mounts) after a check of the path, microseconds before the rename."""
     from catalog import uncut
+    from catalog.files import rename_where_none
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
@@ -849,11 +858,12 @@ def _made_new(db_path: Path) -> os.stat_result | None:
         try:
             os.link(new, db_path)
         except FileExistsError:
-            return None
+            raise
         except OSError:   # (no hard links there)
-            if db_path.exists():
-                return None
-            os.rename(new, db_path)
+            if not rename_where_none(new, db_path):
+                if db_path.exists():
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(db_path)) from None
+                os.rename(new, db_path)
         return made
     finally:
         new.unlink(missing_ok=True)

@@ -608,3 +608,64 @@ def test_a_catalogue_whose_lock_file_was_removed_is_found_by_its_read_copy(tmp_p
     assert other not in [type(other)(p) for p in opened]
     assert not (data / "new.duckdb").exists() and not (data / MARKER).exists()
     assert not lock_path(other).exists()   # (nothing made beside it for the look)
+
+
+@pytest.mark.parametrize("links", ["hard links", "no hard links"])
+def test_a_file_another_program_makes_as_the_catalogue_is_placed_is_never_replaced_nor_opened(tmp_path, monkeypatch,
+                                                                                              links):
+    """A new catalogue's file is made beside it and put at its path only where no file is. Where the
+    file system makes no hard links (exFAT, vfat: os.link refused, EPERM, as here), main checked the
+    path and then renamed the file there: a DuckDB file another program made in between was replaced,
+    its data gone. Where it does, main's refused link (a file there) left the open to take that file
+    for the catalogue (civicat's migrations added to that program's database). Now the catalogue's file
+    is placed by a rename that refuses a file there, and a file found there is never opened: exit 2,
+    that program's file as it made it. (This kernel mounts no vfat nor exFAT: the refused link is
+    simulated, the rename and the other program are real.)"""
+    import math
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from catalog import files
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    db = data / "c.duckdb"
+    lock = writer_lock(db, Wait(-math.inf), makes_the_catalogue=True)
+    said = []
+
+    def as_another_program_makes_its_file_there(real):
+        def placing(source, target, *args, **kwargs):
+            if Path(target) == db and not said:
+                ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(db)], capture_output=True,
+                                     text=True, timeout=120)
+                assert ran.returncode == 0, ran.stderr
+                said.append(ran.stdout.strip())
+            return real(source, target, *args, **kwargs)
+        return placing
+
+    real_link = os.link
+    if links == "hard links":
+        monkeypatch.setattr(os, "link", as_another_program_makes_its_file_there(real_link))
+    else:
+        def no_hard_links(source, target, *args, **kwargs):
+            if Path(target) == db:
+                raise PermissionError(1, "Operation not permitted", str(source), None, str(target))
+            return real_link(source, target, *args, **kwargs)
+        monkeypatch.setattr(os, "link", no_hard_links)
+        monkeypatch.setattr(os, "rename", as_another_program_makes_its_file_there(os.rename))
+        if hasattr(files, "rename_where_none"):
+            monkeypatch.setattr(files, "rename_where_none",
+                                as_another_program_makes_its_file_there(files.rename_where_none))
+    try:
+        with pytest.raises(Refused, match="was made by another process as this run was making the catalogue"):
+            open_for_writing(Store, db, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+        monkeypatch.undo()
+    assert said == ["made"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+    assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nothing of this run's left beside it)
