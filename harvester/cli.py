@@ -772,12 +772,19 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
+    _remove_left_by_dead_runs(db_path)
     while True:
         try:
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
-            made = made or _made_new(db_path)
+            try:
+                made = made or _made_new(db_path)
+            except FileExistsError:   # (not there a moment before: another program's, never opened as the catalogue)
+                lock.release(remove=True)
+                raise Refused(f"{db_path} was made by another process as this run was making the catalogue there "
+                              "(no file was there a moment before): nothing done, that file left as it is; run "
+                              "again if it is the catalogue, or give --db a path of its own") from None
             opened = opener(db_path)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
@@ -832,10 +839,13 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
     linked to `db_path`, which fails where a file is: a file another program made there at that moment
     is never taken for this run's (an existence check and DuckDB's open left microseconds between
-    them, and a refused claim removed that program's file). Under the writer lock: no civicat writer
-    makes it meanwhile. A file system without hard links (exFAT, vfat) has it renamed in place once
-    none is seen there, the check and the rename microseconds apart, as before."""
+    them, and a refused claim removed that program's file), nor opened as the catalogue:
+    FileExistsError (under the writer lock no civicat writer makes it meanwhile). A file system without
+    hard links (exFAT, vfat) has it renamed there by a rename that refuses a file there (RENAME_NOREPLACE;
+    until session 43 a plain rename after a check, which replaced a file made in between); one with
+    neither (some FUSE mounts) after a check of the path, microseconds before the rename."""
     from catalog import uncut
+    from catalog.files import rename_where_none
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
@@ -848,14 +858,46 @@ def _made_new(db_path: Path) -> os.stat_result | None:
         try:
             os.link(new, db_path)
         except FileExistsError:
-            return None
+            raise
         except OSError:   # (no hard links there)
-            if db_path.exists():
-                return None
-            os.rename(new, db_path)
+            if not rename_where_none(new, db_path):
+                if db_path.exists():
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(db_path)) from None
+                os.rename(new, db_path)
         return made
     finally:
         new.unlink(missing_ok=True)
+
+
+def _remove_left_by_dead_runs(db_path: Path) -> None:
+    """The `.NAME.PID.new` files beside the catalogue (_made_new's) of runs that were killed as they
+    made it: an empty database, or a second name of the catalogue where the kill came after the link.
+    Only this catalogue's name, and only where process PID is gone: under the writer lock no other
+    civicat writer of it runs, but a process with that PID now may be one that was given it since
+    (its file then stays, as it did before session 43). Said in the log; one that cannot be removed
+    is said, not raised."""
+    from catalog.folder import FOLDER_ENTRIES_READ
+    from catalog.scratch import process_alive
+
+    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new")
+    try:
+        with os.scandir(db_path.parent) as entries:
+            found = [(entry.path, int(named.group(1))) for count, entry in enumerate(entries)
+                     if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name))]
+    except OSError:
+        return
+    for path, pid in found:
+        if pid == os.getpid() or process_alive(pid):
+            continue
+        try:
+            os.unlink(path)
+            logging.getLogger("civicat").info("removed %s, left by a run (process %d) killed as it made the "
+                                              "catalogue", path, pid)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
+                                                 "be removed: %s", path, exc.strerror or exc)
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:
