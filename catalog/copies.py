@@ -1,7 +1,6 @@
-"""A dataset one city's two portals both list (Chicago's 2013 data.json and its Socrata site both list
-'Warming Centers', h243-v2q5): the same dataset, its copies listed once by the overlap detector
-(catalog.overlap.features) and by `civicat overlap --group N`, which reads a saved group. A module of its own,
-light (no numpy, scipy or pandas), for that command: it reads a few rows and computes nothing else."""
+"""One city's dataset listed by two of its portals (its data.json and its Socrata site): copies, the same
+dataset. A light module (no numpy, no pandas): `records --overlap` and `overlap --group N` fold a saved group's
+copies without loading the overlap detector."""
 from __future__ import annotations
 
 import re
