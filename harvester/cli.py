@@ -1862,9 +1862,6 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     """(Re)compute comparable datasets across cities; print the groups.
 
     Groups are numbered anew by each run; --group N shows one of the last run's."""
-    from catalog import overlap as detector
-    from catalog.store import connect
-
     extra = click.get_current_context().args
     if extra:   # (`civicat overlap 6`, after the table's "group 6": click's "Got unexpected extra argument (6)")
         shown = f": to show group {extra[0]}, civicat overlap --group {extra[0]}" if extra[0].isdigit() else ""
@@ -1878,7 +1875,12 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
             raise click.UsageError(f"--group N shows a group of the last `civicat overlap`, computing nothing: "
                                    f"{' and '.join(computing)} {'is' if len(computing) == 1 else 'are'} for "
                                    "computing the groups (give them without --group)")
-        return echo_saved_group(group_id, show_pairs, db_path, as_json)
+        # (a few rows read: the detector's modules, and pandas DuckDB would import at the first parameter, kept out)
+        with pandas_kept_out():
+            return echo_saved_group(group_id, show_pairs, db_path, as_json)
+    from catalog import overlap as detector
+    from catalog.store import connect
+
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     if use_embeddings:

@@ -1,14 +1,19 @@
 """`civicat overlap` and `civicat similar` through click's CliRunner, on a real selection."""
 import itertools
 import json
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
+
+REPO = str(Path(__file__).resolve().parents[2])
 
 
 @pytest.fixture(scope="module")
@@ -220,6 +225,28 @@ def test_overlap_group_refuses_a_group_not_saved_and_the_options_of_a_computatio
     result = CliRunner().invoke(cli, ["overlap", "--db", str(empty), "--group", "1"])
     assert result.exit_code == 2 and f"no overlap groups saved in {empty} yet: `civicat overlap --db {empty}` " \
         "computes them" in " ".join(result.output.split()), result.output
+
+
+def test_overlap_group_imports_neither_numpy_scipy_pandas_nor_arrow(db):
+    """`--group N` reads a saved group's few rows; it imported the detector's modules for its copies
+    (copies_of: numpy, scipy, pandas) and read its rows through Arrow (numpy), ~0.5 s of its start."""
+    assert CliRunner().invoke(cli, ["overlap", "--db", db]).exit_code == 0
+    groups = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]
+    n = str(max(groups, key=lambda g: g["datasets"])["group_id"])
+    for options in (["--json", "--pairs"], []):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harvester", "overlap", "--db", db,
+                                 "--group", n, *options], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": REPO, "COLUMNS": "80"})
+        assert result.returncode == 0, result.stderr
+        # (what it prints is what it printed with them)
+        assert result.stdout == CliRunner().invoke(cli, ["overlap", "--db", db, "--group", n, *options],
+                                                   env={"COLUMNS": "80"}).output
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "duckdb" in imported and "catalog.copies" in imported
+        # (-X importtime names a refused import too, pandas' as DuckDB asks for it, without its submodules)
+        assert [name for name in imported if name.split(".")[0] in ("numpy", "scipy", "pyarrow")
+                or name.startswith("pandas.")] == []
 
 
 def test_similar_names_the_dataset_and_its_group_and_shows_each_explanation_whole(db):
