@@ -796,3 +796,32 @@ def test_records_overlap_pulls_a_dataset_two_portals_of_its_city_list_once(tmp_p
         assert ("left out 1 copy of grouped datasets another portal of their city lists: each pulled once, by the "
                 "copy its group lists") in " ".join(result.stderr.split())
         assert "skipped 1 grouped dataset of portals not in" in result.stderr   # (Boston's, as before)
+
+
+def test_records_overlap_pulls_a_live_copy_where_the_copy_its_group_lists_was_deleted_since(tmp_path, portal):
+    """The groups are the last `civicat overlap`'s: a copy the group lists may have been deleted since (its
+    portal stopped listing it, Chicago's 2013 data.json retired). Pulling it fails (not in the catalogue, or
+    was deleted), and its live copy on the city's other portal, left out as a copy, was pulled by nothing:
+    `records --overlap` pulls the live copy."""
+    view = {**VIEW, "id": "w3qe-e2jj", "name": "Pothole Repair"}
+    rows = [{"n": str(i), "when": f"2024-01-{1 + i % 28:02d}T00:00:00.000", "ok": True} for i in range(30)]
+    with SocrataPortal([discovery_entry(view)], records={"w3qe-e2jj": SodaTable.from_rows(rows)}) as one, \
+            SocrataPortal([discovery_entry(view)], records={"w3qe-e2jj": SodaTable.from_rows(rows)}) as other:
+        config = tmp_path / "c.toml"
+        config.write_text("".join(f'[[portals]]\nid = "{name}"\ncity = "Seattle"\nkind = "socrata"\nurl = "{p.url}"\n'
+                                  'domain = "data.example.org"\n\n' for name, p in (("sea", one), ("seattle", other))))
+        db = tmp_path / "c.duckdb"
+        options = ["--config", str(config), "--db", str(db)]
+        assert CliRunner().invoke(cli, ["harvest", *options]).exit_code == 0
+        with duckdb.connect(str(db)) as con:
+            con.execute("INSERT INTO overlap_groups VALUES (1, 'sea:w3qe-e2jj', 'Pothole repairs', now()), "
+                        "(1, 'seattle:w3qe-e2jj', 'Pothole repairs', now())")
+            # (as a harvest marks a dataset its portal no longer lists once its grace is over; the copy the
+            # group lists, 'sea:' first of two alike)
+            con.execute("UPDATE datasets SET deleted_at = now() WHERE uid = 'sea:w3qe-e2jj'")
+        one.requests.clear()
+        result = CliRunner().invoke(cli, ["records", "--overlap", "--json", *options])
+        assert result.exit_code == 0, result.output
+        assert [(r["uid"], r["status"], r["rows"]) for r in json.loads(result.stdout)] == \
+            [("seattle:w3qe-e2jj", "ok", 30)]
+        assert one.requests == []
