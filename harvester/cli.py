@@ -1538,18 +1538,23 @@ def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: 
 def _overlap_uids(store, known: set[str]) -> tuple[list[str], int] | None:
     """Every dataset in an overlap group, once, or None when there are none (no table, or empty). A dataset two
     portals of its city list is a row of its group by each uid (any finds the group): its records are pulled by
-    the copy the group lists (`overlap --group N` shows it), or, that one's portal not configured, by a copy
-    whose is. -> the uids, and how many copies were left out so."""
+    the copy the group lists (`overlap --group N` shows it), or, that one's portal not configured or the
+    copy deleted since the group was saved, by a live copy of a configured portal. -> the uids, and how many
+    copies were left out so."""
     exists = store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'overlap_groups'").fetchone()[0]
     if not exists:
         return None
     uids = [r[0] for r in store.con.execute("SELECT DISTINCT uid FROM overlap_groups ORDER BY uid").fetchall()]
     if not uids:
         return None
+    # (the group saved by the last `civicat overlap`: a copy its portal has since stopped listing is deleted,
+    # and pulling it fails; the records are pulled by a live copy where one is)
+    live = {uid for (uid,) in store.con.execute(
+        "SELECT uid FROM datasets WHERE deleted_at IS NULL AND uid IN (SELECT uid FROM overlap_groups)").fetchall()}
     left_out = set()
     for copies in group_copies(store.con).values():
         for shown, others in copies.items():
-            pulled = next((u for u in (shown, *others) if u.partition(":")[0] in known), shown)
+            pulled = min((shown, *others), key=lambda u: (u.partition(":")[0] not in known, u not in live))
             left_out.update(u for u in (shown, *others) if u != pulled)
     return [u for u in uids if u not in left_out], len(left_out)
 

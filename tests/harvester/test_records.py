@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
@@ -768,11 +769,10 @@ def test_naive_stamps_are_counted_as_utc_whatever_the_machine_s_zone(tmp_path):
     assert done.stdout.strip() == repr((1, datetime(2062, 1, 1, tzinfo=UTC), datetime(2026, 12, 7, 20, tzinfo=UTC)))
 
 
-def test_records_overlap_pulls_a_dataset_two_portals_of_its_city_list_once(tmp_path, portal):
-    """A dataset two portals of one city list (Seattle's Socrata site and a second portal of Seattle both list
-    'Pothole Repair', w3qe-e2jj as the real catalogues' 2013 data.json and 2017 Socrata site do) is a row of its
-    overlap group by each uid, so that any finds the group. `records --overlap` pulled every row: the same records
-    twice, two folders of one dataset. Now once, by the copy the group lists, and it says so."""
+@contextmanager
+def _pothole_repairs_on_two_portals_of_seattle(tmp_path):
+    """Seattle's 'Pothole Repair' (w3qe-e2jj, 30 rows) on two portals of the city, `sea` and `seattle`,
+    harvested: -> the two portals and the command's catalogue options."""
     view = {**VIEW, "id": "w3qe-e2jj", "name": "Pothole Repair"}
     rows = [{"n": str(i), "when": f"2024-01-{1 + i % 28:02d}T00:00:00.000", "ok": True} for i in range(30)]
     with SocrataPortal([discovery_entry(view)], records={"w3qe-e2jj": SodaTable.from_rows(rows)}) as one, \
@@ -780,9 +780,18 @@ def test_records_overlap_pulls_a_dataset_two_portals_of_its_city_list_once(tmp_p
         config = tmp_path / "c.toml"
         config.write_text("".join(f'[[portals]]\nid = "{name}"\ncity = "Seattle"\nkind = "socrata"\nurl = "{p.url}"\n'
                                   'domain = "data.example.org"\n\n' for name, p in (("sea", one), ("seattle", other))))
-        db = tmp_path / "c.duckdb"
-        options = ["--config", str(config), "--db", str(db)]
+        options = ["--config", str(config), "--db", str(tmp_path / "c.duckdb")]
         assert CliRunner().invoke(cli, ["harvest", *options]).exit_code == 0
+        yield one, other, options
+
+
+def test_records_overlap_pulls_a_dataset_two_portals_of_its_city_list_once(tmp_path, portal):
+    """A dataset two portals of one city list (Seattle's Socrata site and a second portal of Seattle both list
+    'Pothole Repair', w3qe-e2jj as the real catalogues' 2013 data.json and 2017 Socrata site do) is a row of its
+    overlap group by each uid, so that any finds the group. `records --overlap` pulled every row: the same records
+    twice, two folders of one dataset. Now once, by the copy the group lists, and it says so."""
+    with _pothole_repairs_on_two_portals_of_seattle(tmp_path) as (one, other, options):
+        db = tmp_path / "c.duckdb"
         con = duckdb.connect(str(db))
         con.execute("INSERT INTO overlap_groups VALUES (1, 'sea:w3qe-e2jj', 'Pothole repairs', now()), "
                     "(1, 'seattle:w3qe-e2jj', 'Pothole repairs', now()), (1, 'bos:x', 'Pothole repairs', now())")
@@ -796,3 +805,24 @@ def test_records_overlap_pulls_a_dataset_two_portals_of_its_city_list_once(tmp_p
         assert ("left out 1 copy of grouped datasets another portal of their city lists: each pulled once, by the "
                 "copy its group lists") in " ".join(result.stderr.split())
         assert "skipped 1 grouped dataset of portals not in" in result.stderr   # (Boston's, as before)
+
+
+def test_records_overlap_pulls_a_live_copy_where_the_copy_its_group_lists_was_deleted_since(tmp_path, portal):
+    """The groups are the last `civicat overlap`'s: a copy the group lists may have been deleted since (its
+    portal stopped listing it, Chicago's 2013 data.json retired). Pulling it fails (not in the catalogue, or
+    was deleted), and its live copy on the city's other portal, left out as a copy, was pulled by nothing:
+    `records --overlap` pulls the live copy."""
+    with _pothole_repairs_on_two_portals_of_seattle(tmp_path) as (one, other, options):
+        db = tmp_path / "c.duckdb"
+        with duckdb.connect(str(db)) as con:
+            con.execute("INSERT INTO overlap_groups VALUES (1, 'sea:w3qe-e2jj', 'Pothole repairs', now()), "
+                        "(1, 'seattle:w3qe-e2jj', 'Pothole repairs', now())")
+            # (as a harvest marks a dataset its portal no longer lists once its grace is over; the copy the
+            # group lists, 'sea:' first of two alike)
+            con.execute("UPDATE datasets SET deleted_at = now() WHERE uid = 'sea:w3qe-e2jj'")
+        one.requests.clear()
+        result = CliRunner().invoke(cli, ["records", "--overlap", "--json", *options])
+        assert result.exit_code == 0, result.output
+        assert [(r["uid"], r["status"], r["rows"]) for r in json.loads(result.stdout)] == \
+            [("seattle:w3qe-e2jj", "ok", 30)]
+        assert one.requests == []
