@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from catalog.files import exchange, writing
 from catalog.folder import check_reader, file_catalogue_id, why_not_its_folder
-from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, maybe_secret_sql, redacted,
-                           redacted_text)
+from catalog.links import (COLUMN_TEXTS, DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, exported_uids, maybe_secret_sql,
+                           redacted, redacted_text)
 from catalog.lock import CatalogueBeingWritten, WriterLock, current_writer, describe_holder, pulls_records
 from catalog.read_copy import (as_of, catalogue_of, catalogue_or_read_copy, has_wal, is_current, iso_utc, publish,
                                put_right, read_copy_path, read_log)
@@ -399,37 +399,6 @@ def _exported(con: duckdb.DuckDBPyConnection, column: str, text: bool = False) -
         con.create_function(function, redact, ["VARCHAR"], "VARCHAR")   # (once a connection)
     return f"CASE WHEN {maybe_secret_sql(column, text)} THEN {function}(\"{column}\") " \
            f"ELSE \"{column}\" END AS \"{column}\""
-
-
-def exported_uids(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """uid -> the uid an export gives, for each dataset whose source id holds a secret (a data.json's
-    `identifier` is a URL, and its dataset's source id: `?token=…` in it would be published in every
-    uid, source id and records folder of an export): `portal_id:` and its source id redacted; two
-    that are one once redacted, or one that is another dataset's uid, numbered as data.json numbers
-    a uid taken (`#2`): an exported uid still names one dataset. Numbered in the order they were
-    first seen (then of their uids), so that each keeps its number night to night: numbered in the
-    order of their uids, a dataset new tonight whose key sorts first took `#2`'s uid from another,
-    and a front end keyed on uids saw one dataset become another. (Not numbered by a digest of the
-    source id: that would publish a test of a guessed key.)"""
-    found = con.execute(f"SELECT uid, portal_id, source_id FROM datasets WHERE {maybe_secret_sql('source_id')} "
-                        "ORDER BY first_seen, uid").fetchall()
-    redacting = [(uid, f"{portal_id}:{redacted(source_id)}") for uid, portal_id, source_id in found
-                 if redacted(source_id) != source_id]
-    if not redacting:
-        return {}
-    bases = sorted({base for _, base in redacting})
-    # (the uids an exported one must not be: those kept as they are, equal to a base or numbered from one)
-    taken = {uid for (uid,) in con.execute("SELECT uid FROM datasets WHERE regexp_replace(uid, '#[0-9]+$', '') "
-                                           "IN (SELECT unnest($bases))", {"bases": bases}).fetchall()}
-    taken -= {uid for uid, _ in redacting}
-    exported = {}
-    for uid, base in redacting:
-        candidate, number = base, 2
-        while candidate in taken:
-            candidate, number = f"{base}#{number}", number + 1
-        taken.add(candidate)
-        exported[uid] = candidate
-    return exported
 
 
 @contextmanager

@@ -112,16 +112,28 @@ def _password_at(link: str) -> tuple[int, int] | None:
 def _cleaned(link: str) -> str:
     """`link` less the tabs and line breaks a URL parser drops from it (WHATWG's URL, urlsplit): what
     a browser or a client would ask, the text whose secrets are found and redacted."""
-    return link.translate(_DROPPED) if any(c in link for c in "\t\r\n") else link
+    return link.translate(_DROPPED) if "\t" in link or "\r" in link or "\n" in link else link
 
 
 _DROPPED = {9: None, 10: None, 13: None}
 
 
+def _may_hold_a_secret(link: str) -> bool:
+    """False where `link` holds no secret, read as one link or as a text: it has no query ('?', or
+    an '&' after which _query_of reads one) and no '@' (a password before a host). Most links: a
+    harvest reads some 20 links and texts a dataset, nearly all of them passed by here. Nor one of
+    those escaped (`%3F`, `%40`, `%26`): a link nested in another's as a form escapes it, whose escapes
+    decoded once may show one (_escaped_secrets)."""
+    return "?" in link or "@" in link or "&" in link or ("%" in link and ESCAPED_QUERY.search(link) is not None)
+
+
+ESCAPED_QUERY = re.compile(r"%(?:3[Ff]|40|26)")
+
+
 def _secrets_of_one(link: str | None) -> list[str]:
     """What secrets `link`, read as one link, holds: its secret query parameters (secret_parameters),
     and a password before its host."""
-    if not isinstance(link, str):
+    if not isinstance(link, str) or not _may_hold_a_secret(link):
         return []
     return ([PASSWORD_BEFORE_HOST] if _password_at(_cleaned(link)) else []) + secret_parameters(link)
 
@@ -131,10 +143,13 @@ def secrets_of(link: str | None) -> list[str]:
     its own (its secret query parameters, a password before its host), and those of each link a
     scheme after its first begins, as a text's (`?next=https://y.org/f.csv?token=…`: read as one
     link, the token was the text of `next`, exported as published)."""
-    if not isinstance(link, str):
+    if not isinstance(link, str) or not _may_hold_a_secret(link):
         return []
+    found = _links_at(link)
+    # (a link field's usual text: itself alone, read once, not twice)
+    in_text = [] if found == [(0, len(link))] else _secrets_of_links(link, found)
     escaped = [what for what, _, _ in _escaped_secrets(_cleaned(link), one_link=True)]
-    return list(dict.fromkeys(_secrets_of_one(link) + _secrets_in_text(link) + escaped))
+    return list(dict.fromkeys(_secrets_of_one(link) + in_text + escaped))
 
 
 def redacted(link: str | None) -> str | None:
@@ -299,13 +314,17 @@ def links_in(text: str | None) -> list[str]:
 def secrets_in_text(text: str | None) -> list[str]:
     """The secrets the links of `text` hold, each read as one link (_secrets_of_one), each once, in order;
     then those its escapes decoded once show (a link nested in another's query as a form escapes it)."""
-    if not isinstance(text, str):
+    if not isinstance(text, str) or ("?" not in text and "@" not in text and "%" not in text):   # (most texts)
         return []
-    return list(dict.fromkeys(_secrets_in_text(text) + [what for what, _, _ in _escaped_secrets(text, one_link=False)]))
+    escaped = [what for what, _, _ in _escaped_secrets(text, one_link=False)]   # (none without a '%')
+    if "?" not in text and "@" not in text:   # (most texts: as _links_at)
+        return list(dict.fromkeys(escaped))
+    return list(dict.fromkeys(_secrets_of_links(text, _links_at(text)) + escaped))
 
 
-def _secrets_in_text(text: str | None) -> list[str]:
-    return [secret for link in links_in(text) for secret in _secrets_of_one(link)]
+def _secrets_of_links(text: str, found: list[tuple[int, int]]) -> list[str]:
+    """secrets_in_text of `text` whose links are `found` (_links_at)."""
+    return list(dict.fromkeys(secret for start, end in found for secret in _secrets_of_one(text[start:end])))
 
 
 def redacted_text(text: str | None) -> str | None:
@@ -340,16 +359,19 @@ def secret_links(record: dict) -> list[tuple[str, list[str]]]:
     """(field, the secrets its link holds) for each link of `record` that holds one, and each text
     whose links do (`description`), its distributions' and columns' named by position
     (`distributions[2].download_url`, `columns[0].description`)."""
-    found = [(name, secrets_of(record.get(name))) for name in RECORD_LINKS]
-    found += [(name, secrets_in_text(record.get(name))) for name in RECORD_TEXTS]
+    # (a field named only when it holds a secret: a harvest reads ~20 a dataset, 15 of them its columns')
+    found = [(name, secrets) for name in RECORD_LINKS if (secrets := secrets_of(record.get(name)))]
+    found += [(name, secrets) for name in RECORD_TEXTS if (secrets := secrets_in_text(record.get(name)))]
     for position, distribution in enumerate(record.get("distributions") or []):
         if isinstance(distribution, dict):
-            found += [(f"distributions[{position}].{name}", secrets_of(distribution.get(name)))
-                      for name in DISTRIBUTION_LINKS]
+            found += [(f"distributions[{position}].{name}", secrets) for name in DISTRIBUTION_LINKS
+                      if (secrets := secrets_of(distribution.get(name)))]
     for position, column in enumerate(record.get("columns") or []):
         if isinstance(column, dict):
-            found += [(f"columns[{position}].{name}", secrets_in_text(column.get(name))) for name in COLUMN_TEXTS]
-    return [(name, secrets) for name, secrets in found if secrets]
+            for name in COLUMN_TEXTS:
+                if secrets := secrets_in_text(column.get(name)):
+                    found.append((f"columns[{position}].{name}", secrets))
+    return found
 
 
 def maybe_secret_sql(column: str, text: bool = False) -> str:
@@ -367,3 +389,35 @@ def maybe_secret_sql(column: str, text: bool = False) -> str:
 def is_text(field_name: str) -> bool:
     """Whether secret_links' `field_name` is a text (its links hold the secret), not a link."""
     return field_name.rpartition(".")[2] in RECORD_TEXTS + COLUMN_TEXTS
+
+
+def exported_uids(con) -> dict[str, str]:
+    """uid -> the uid an export gives (and the commands print: harvester.cli.ShownUids), for each dataset
+    of `con`'s catalogue (a DuckDB connection) whose source id holds a secret (a data.json's
+    `identifier` is a URL, and its dataset's source id: `?token=…` in it would be published in every
+    uid, source id and records folder of an export): `portal_id:` and its source id redacted; two
+    that are one once redacted, or one that is another dataset's uid, numbered as data.json numbers
+    a uid taken (`#2`): an exported uid still names one dataset. Numbered in the order they were
+    first seen (then of their uids), so that each keeps its number night to night: numbered in the
+    order of their uids, a dataset new tonight whose key sorts first took `#2`'s uid from another,
+    and a front end keyed on uids saw one dataset become another. (Not numbered by a digest of the
+    source id: that would publish a test of a guessed key.)"""
+    found = con.execute(f"SELECT uid, portal_id, source_id FROM datasets WHERE {maybe_secret_sql('source_id')} "
+                        "ORDER BY first_seen, uid").fetchall()
+    redacting = [(uid, f"{portal_id}:{redacted(source_id)}") for uid, portal_id, source_id in found
+                 if redacted(source_id) != source_id]
+    if not redacting:
+        return {}
+    bases = sorted({base for _, base in redacting})
+    # (the uids an exported one must not be: those kept as they are, equal to a base or numbered from one)
+    taken = {uid for (uid,) in con.execute("SELECT uid FROM datasets WHERE regexp_replace(uid, '#[0-9]+$', '') "
+                                           "IN (SELECT unnest($bases))", {"bases": bases}).fetchall()}
+    taken -= {uid for uid, _ in redacting}
+    exported = {}
+    for uid, base in redacting:
+        candidate, number = base, 2
+        while candidate in taken:
+            candidate, number = f"{base}#{number}", number + 1
+        taken.add(candidate)
+        exported[uid] = candidate
+    return exported

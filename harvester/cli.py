@@ -231,12 +231,130 @@ def printable(value):
     return value
 
 
-def echo_table(rows: list[list] | list[tuple], headers) -> None:
+def table_text(rows: list[list] | list[tuple], headers) -> str:
     from tabulate import tabulate   # (here: every call, `--help` too, imported it, a third of the CLI's imports)
 
     rows = [[printable(cell) for cell in row] for row in rows]
-    click.echo(tabulate(rows, headers=[printable(h) for h in headers], tablefmt="simple", disable_numparse=True,
-                        missingval=""))
+    return tabulate(rows, headers=[printable(h) for h in headers], tablefmt="simple", disable_numparse=True,
+                    missingval="")
+
+
+def echo_table(rows: list[list] | list[tuple], headers) -> None:
+    click.echo(table_text(rows, headers))
+
+
+def one_line(text) -> str:
+    """A portal's text (a title, a label) for a line of its own: control characters escaped (printable)
+    and its line breaks and tabs a space each, before it is cut to fit (cut first, a title could end in
+    half an escape, `\\x1`, or run on to a line of its own past the width promised)."""
+    return printable(re.sub(r"[\t\n\r\v\f]+", " ", text or ""))
+
+
+def table_width() -> int | None:
+    """The columns a table of rows (runs, harvest's summary, records, sql) may take: $COLUMNS, else
+    stdout's terminal's (80 where it says none: script(1), a container's tty before its first resize);
+    None piped, to a file, a pager or a cron job's mail: the table whole, as it always was (a line as
+    long as its cells), for `less -S`, grep and awk."""
+    columns = os.environ.get("COLUMNS", "").strip()
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if not sys.stdout.isatty():
+        return None
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns or 80
+    except (OSError, ValueError):
+        return 80
+
+
+def fitted_sentence(text: str) -> str:
+    """A sentence of a report broken at spaces to the terminal's width (table_width), a uid in it whole; piped,
+    one line as before."""
+    import textwrap
+
+    width = table_width()
+    return text if width is None else textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
+
+
+def _widest_line(text: str) -> int:
+    return max(map(len, text.splitlines()), default=0)
+
+
+def _close_table(cells: list[list[str]], headers: list[str]) -> str:
+    """`cells` as tabulate's simple table draws them, each column as wide as its widest cell or header
+    (tabulate's are 2 wider than the header: 14 columns of `runs`, 28 characters)."""
+    widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
+    lines = [[header.ljust(w) for header, w in zip(headers, widths)], ["-" * w for w in widths]]
+    lines += [[cell.ljust(w) for cell, w in zip(row, widths)] for row in cells]
+    return "\n".join("  ".join(line).rstrip() for line in lines)
+
+
+def echo_rows(rows: list[list], headers: list[str], *, first: int, alone: int | None = None,
+              cut: bool | list[bool] = False) -> None:
+    """Rows (a run's portals, the pulls of `records`, errors) as a table that fits the terminal (table_width):
+    as tabulate draws it where it fits; else each column as wide as its widest cell; else with column `alone`
+    (a failure, a message) cut to the room the others leave ('…' where cut, 20 characters at least) in the rows
+    `cut` says (a folder's path is never cut: it is copied); and where even that runs past, each row on lines
+    of its own: its `first` columns (the ids: whole, as a user copies them), the others `header value`, wrapped,
+    then `alone` on its own line. Piped (no width): tabulate's table, as before."""
+    import textwrap
+
+    width = table_width()
+    cuttable = cut if isinstance(cut, list) else [cut] * len(rows)
+    text = table_text(rows, headers)
+    if width is None or _widest_line(text) <= width:
+        click.echo(text)
+        return
+    cells = [["" if cell is None else str(one_line(str(cell))) for cell in row] for row in rows]
+    headers = [str(one_line(h)) for h in headers]
+    if alone is not None and cells:
+        others = sum(max(len(h), *(len(row[i]) for row in cells)) + 2 for i, h in enumerate(headers) if i != alone)
+        room = max(20, len(headers[alone]), width - others)
+        fitted_cells = [row[:alone] + [cut_to(row[alone], room) if can else row[alone]] + row[alone + 1:]
+                        for row, can in zip(cells, cuttable)]
+    else:
+        fitted_cells = cells
+    for candidate in (cells, fitted_cells):
+        text = _close_table(candidate, headers)
+        if _widest_line(text) <= width:
+            click.echo(text)
+            return
+    for row, can in zip(cells, cuttable):
+        click.echo("  ".join(cell for cell in row[:first] if cell))
+        pairs = ", ".join(f"{h} {cell}" for i, (h, cell) in enumerate(zip(headers, row))
+                          if i >= first and i != alone and cell)
+        if pairs:
+            click.echo(textwrap.fill(pairs, width, initial_indent="  ", subsequent_indent="  ",
+                                     break_long_words=False, break_on_hyphens=False))
+        if alone is not None and row[alone]:
+            line = f"  {headers[alone]}: {row[alone]}"
+            if can or len(line) <= width:
+                click.echo(cut_to(line, width))
+            else:   # (a path whole, on a line of its own: copied, never cut)
+                click.echo(f"  {headers[alone]}:\n    {row[alone]}")
+
+
+def echo_expanded(rows: list[list], columns: list[str]) -> None:
+    """`sql`'s rows where its table runs past the terminal (table_width), as psql's expanded display shows
+    them: each row a block, a line a column, its value wrapped at spaces to the width, never cut (they are
+    the query's answer: `--format csv` or `json` for a script); piped, the table whole."""
+    import textwrap
+
+    width = table_width()
+    text = table_text(rows, columns)
+    if width is None or _widest_line(text) <= width:
+        click.echo(text)
+        return
+    names = [str(printable(c)) for c in columns]
+    name_width = min(max(map(len, names), default=0), max(8, width // 3))
+    room = max(20, width - name_width - 2)
+    for n, row in enumerate(rows, start=1):
+        click.echo(f"-[ row {n} ]".ljust(min(width, 40), "-"))
+        for name, value in zip(names, row):
+            lines = [piece for paragraph in str(printable("" if value is None else value)).split("\n")
+                     for piece in (textwrap.wrap(paragraph, room, break_long_words=False, break_on_hyphens=False)
+                                   or [""])]
+            for i, line in enumerate(lines):
+                click.echo(f"{(name if i == 0 else '').ljust(name_width)}  {line}".rstrip())
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -772,12 +890,19 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
+    _remove_left_by_dead_runs(db_path)
     while True:
         try:
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
-            made = made or _made_new(db_path)
+            try:
+                made = made or _made_new(db_path)
+            except FileExistsError:   # (not there a moment before: another program's, never opened as the catalogue)
+                lock.release(remove=True)
+                raise Refused(f"{db_path} was made by another process as this run was making the catalogue there "
+                              "(no file was there a moment before): nothing done, that file left as it is; run "
+                              "again if it is the catalogue, or give --db a path of its own") from None
             opened = opener(db_path)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
@@ -832,10 +957,13 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
     linked to `db_path`, which fails where a file is: a file another program made there at that moment
     is never taken for this run's (an existence check and DuckDB's open left microseconds between
-    them, and a refused claim removed that program's file). Under the writer lock: no civicat writer
-    makes it meanwhile. A file system without hard links (exFAT, vfat) has it renamed in place once
-    none is seen there, the check and the rename microseconds apart, as before."""
+    them, and a refused claim removed that program's file), nor opened as the catalogue:
+    FileExistsError (under the writer lock no civicat writer makes it meanwhile). A file system without
+    hard links (exFAT, vfat) has it renamed there by a rename that refuses a file there (RENAME_NOREPLACE;
+    until session 43 a plain rename after a check, which replaced a file made in between); one with
+    neither (some FUSE mounts) after a check of the path, microseconds before the rename."""
     from catalog import uncut
+    from catalog.files import rename_where_none
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
@@ -848,14 +976,46 @@ def _made_new(db_path: Path) -> os.stat_result | None:
         try:
             os.link(new, db_path)
         except FileExistsError:
-            return None
+            raise
         except OSError:   # (no hard links there)
-            if db_path.exists():
-                return None
-            os.rename(new, db_path)
+            if not rename_where_none(new, db_path):
+                if db_path.exists():
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(db_path)) from None
+                os.rename(new, db_path)
         return made
     finally:
         new.unlink(missing_ok=True)
+
+
+def _remove_left_by_dead_runs(db_path: Path) -> None:
+    """The `.NAME.PID.new` files beside the catalogue (_made_new's) of runs that were killed as they
+    made it: an empty database, or a second name of the catalogue where the kill came after the link.
+    Only this catalogue's name, and only where process PID is gone: under the writer lock no other
+    civicat writer of it runs, but a process with that PID now may be one that was given it since
+    (its file then stays, as it did before session 43). Said in the log; one that cannot be removed
+    is said, not raised."""
+    from catalog.folder import FOLDER_ENTRIES_READ
+    from catalog.scratch import process_alive
+
+    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new")
+    try:
+        with os.scandir(db_path.parent) as entries:
+            found = [(entry.path, int(named.group(1))) for count, entry in enumerate(entries)
+                     if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name))]
+    except OSError:
+        return
+    for path, pid in found:
+        if pid == os.getpid() or process_alive(pid):
+            continue
+        try:
+            os.unlink(path)
+            logging.getLogger("civicat").info("removed %s, left by a run (process %d) killed as it made the "
+                                              "catalogue", path, pid)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
+                                                 "be removed: %s", path, exc.strerror or exc)
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:
@@ -979,8 +1139,8 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         rows = [[p.portal_id, p.status, p.seen, p.new, p.changed, p.unchanged, p.removed, p.errors, f"{p.seconds:.1f}"]
                 + ([f"{p.records_pulled}/{p.records_pulled + p.records_failed}", p.record_rows] if with_records else [])
                 for p in report.portals]
-        echo_table(rows, ["portal", "status", "seen", "new", "changed", "unchanged", "removed", "errors", "seconds"]
-                   + (["records", "rows"] if with_records else []))
+        echo_rows(rows, ["portal", "status", "seen", "new", "changed", "unchanged", "removed", "errors", "seconds"]
+                  + (["records", "rows"] if with_records else []), first=2)
         for p in report.portals:
             if p.status != "ok":
                 echo_error(f"{p.portal_id}: FAILED: {p.error_message}", 1)
@@ -990,7 +1150,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             click.echo(f"{portal_id}: not in {config_path}, {counted(live, 'live dataset')} kept")
         for p in report.portals:
             if p.secrets_published:
-                click.echo(printable(secrets_published_line(p)))
+                click.echo(fitted_sentence(printable(secrets_published_line(p))))
     if report.not_in_config:
         logging.getLogger("civicat.harvest").warning(
             "portals in the catalogue but not in %s keep their datasets live in search, overlap and exports: %s; "
@@ -1103,18 +1263,24 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         lock.release()
         raise
     try:
+        shown = ShownUids(store.con)
+        uids = [shown.typed(uid) for uid in uids]   # (a uid copied as printed: its key REDACTED)
         # a typo is bad usage, refused before a run is recorded (a failed run would alert monitoring)
-        unknown = _uids_not_in_catalogue(store.con, list(dict.fromkeys(uids)))
+        unknown = _uids_not_in_catalogue(store.con, list(dict.fromkeys(uids)), shown)
         if unknown:
             raise click.UsageError("not in the catalogue (a typo? harvest the portal first?): "
-                                   + "; ".join(f"{uid!r}{why}" for uid, why in unknown.items()))
+                                   + "; ".join(f"{shown(uid)!r}{why}" for uid, why in unknown.items()))
         chosen = list(uids)
         if overlap:
-            grouped = _overlap_uids(store)
-            if grouped is None:
+            found = _overlap_uids(store, known)
+            if found is None:
                 click.echo("no overlap groups yet (table overlap_groups is absent or empty): "
                            "run `civicat overlap` first", err=True)
             else:
+                grouped, copies = found
+                if copies:   # (until session 43 each copy was pulled: the same records twice)
+                    click.echo(f"left out {copies} cop{'y' if copies == 1 else 'ies'} of grouped datasets another "
+                               "portal of their city lists: each pulled once, by the copy its group lists", err=True)
                 outside = [u for u in grouped if u.partition(":")[0] not in known]
                 if outside:
                     click.echo(f"skipped {len(outside)} grouped dataset{'s' * (len(outside) > 1)} of portals not in "
@@ -1158,10 +1324,14 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         lock.release()
     if as_json:
         from dataclasses import asdict
-        echo_json([asdict(r) for r in results])
+        echo_json([{**asdict(r), "uid": shown(r.uid), "path": shown.folder(r.uid, r.path),
+                    "error_message": shown.text(r.error_message)} for r in results])
     else:
-        echo_table([[r.uid, r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}", r.path or (r.error_message or "")[:80]]
-                    for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"])
+        piped = table_width() is None
+        echo_rows([[shown(r.uid), r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}",
+                    shown.folder(r.uid, r.path) or shown.text(r.error_message or "")[:80 if piped else None]]
+                   for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"],
+                  first=2, alone=6, cut=[not r.path for r in results])
     if all(r.status == "ok" for r in results):
         exit_if_no_room_after_storing("every pull was stored", store.checkpoint_found_no_room, copy_not_made)
     sys.exit(0 if all(r.status == "ok" for r in results) else 1)
@@ -1179,8 +1349,9 @@ def _not_of_a_portal(bad: list[str], known: set[str], config_path: Path, db_path
     try:   # (a hint: a catalogue that cannot be read now is refused, saying why, once the uids are right)
         con = read_only_connection(db_path)
         try:
+            shown = ShownUids(con)
             for uid in bad:
-                near = [u for u in _uids_near(con, uid) if u.partition(":")[0] in known]
+                near = [shown(u) for u in _uids_near(con, uid) if u.partition(":")[0] in known]
                 if near:
                     meant[uid] = near[0]
         finally:
@@ -1215,7 +1386,57 @@ def _portals_meant(typed: list[str], known: set[str]) -> list[str]:
     return meant
 
 
-def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
+class ShownUids:
+    """The uids the commands print, as the exports give them (catalog.links.exported_uids): a dataset
+    whose source id holds a secret (a data.json identifier's `?api_key=…`, its source id) is printed with
+    it REDACTED, numbered `#2` where two redact alike (a key printed reached the terminal, the scrollback
+    and a cron job's mail); and what is printed is read back as the uid it names, so that a uid copied
+    from one command's output works in `similar`, `records`. A catalogue whose source ids hold no secret
+    (the usual one) costs one query that finds none."""
+
+    def __init__(self, con):
+        from catalog.links import exported_uids
+
+        self.shown = exported_uids(con)
+        self.meant = {shown: uid for uid, shown in self.shown.items()}
+
+    def __call__(self, uid: str | None) -> str | None:
+        return self.shown.get(uid, uid)
+
+    def source_id(self, portal_id: str, source_id: str | None) -> str | None:
+        """A source id as printed: its uid's, less `portal_id:`."""
+        shown = self.shown.get(f"{portal_id}:{source_id}")
+        return source_id if shown is None else shown.partition(":")[2]
+
+    def typed(self, uid: str) -> str:
+        """The uid a user typed, or copied as printed (REDACTED, `#2`), names."""
+        return self.meant.get(uid, uid)
+
+    def text(self, text: str | None) -> str | None:
+        """A message that may name a uid (`no dataset 'p:…?token=…'`): each named as printed, any
+        other link holding a secret redacted (catalog.links.redacted_text)."""
+        from catalog.links import redacted_text
+
+        if not text or ("=" not in text and "@" not in text):   # (no secret: most messages, passed by at once)
+            return text
+        for uid, shown in sorted(self.shown.items(), key=lambda item: -len(item[0])):   # (the longest first)
+            if text and uid in text:
+                text = text.replace(uid, shown)
+        return redacted_text(text)
+
+    def folder(self, uid: str, path: str | None) -> str | None:
+        """A records folder as printed: named by its dataset's source id, the secret in it REDACTED (the
+        folder itself keeps it, the catalogue's own copy)."""
+        from catalog.records import safe_segment
+
+        shown = self.shown.get(uid)
+        if shown is None or path is None:
+            return path
+        return path.replace(f"dataset={safe_segment(uid.partition(':')[2])}",
+                            f"dataset={safe_segment(shown.partition(':')[2])}")
+
+
+def _uids_not_in_catalogue(con, uids: list[str], shown: ShownUids | None = None) -> dict[str, str]:
     """Each of `uids` that names no live dataset, with why or what it may have meant: a
     removed dataset, the same source id on another portal (or a source id alone, given as a
     uid), close spellings on its portal (_uids_near)."""
@@ -1227,7 +1448,7 @@ def _uids_not_in_catalogue(con, uids: list[str]) -> dict[str, str]:
         if removed:
             unknown[uid] = f" (removed from its portal's listing on {removed[0]:%Y-%m-%d})"
             continue
-        near = _uids_near(con, uid)
+        near = [shown(u) for u in _uids_near(con, uid)] if shown else _uids_near(con, uid)
         unknown[uid] = f" (did you mean {' or '.join(map(repr, near))}?)" if near else ""
     return unknown
 
@@ -1314,13 +1535,46 @@ def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: 
             f"(civicat harvest --config {config_path} --db {db_path} --portal {' --portal '.join(ids)})")
 
 
-def _overlap_uids(store) -> list[str] | None:
-    """Every uid in an overlap group, or None when there are none (no table, or empty)."""
+def _overlap_uids(store, known: set[str]) -> tuple[list[str], int] | None:
+    """Every dataset in an overlap group, once, or None when there are none (no table, or empty). A dataset two
+    portals of its city list is a row of its group by each uid (any finds the group): its records are pulled by
+    the copy the group lists (`overlap --group N` shows it), or, that one's portal not configured, by a copy
+    whose is. -> the uids, and how many copies were left out so."""
     exists = store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'overlap_groups'").fetchone()[0]
     if not exists:
         return None
     uids = [r[0] for r in store.con.execute("SELECT DISTINCT uid FROM overlap_groups ORDER BY uid").fetchall()]
-    return uids or None
+    if not uids:
+        return None
+    left_out = set()
+    for copies in group_copies(store.con).values():
+        for shown, others in copies.items():
+            pulled = next((u for u in (shown, *others) if u.partition(":")[0] in known), shown)
+            left_out.update(u for u in (shown, *others) if u != pulled)
+    return [u for u in uids if u not in left_out], len(left_out)
+
+
+def group_copies(con, group_id: int | None = None) -> dict[int, dict[str, list[str]]]:
+    """Per saved overlap group (or group `group_id` alone), its datasets two portals of their city list: the copy
+    the group lists -> its other copies, folded by catalog.copies as `civicat overlap` folds its groups."""
+    from catalog.copies import copies_of
+
+    where = "" if group_id is None else "WHERE g.group_id = $1"
+    rows = con.execute(f"""
+        WITH grouped AS (SELECT g.group_id, g.uid FROM overlap_groups g {where}),
+             counted AS (SELECT dataset_uid AS uid, count(*) AS column_count FROM columns
+                         WHERE dataset_uid IN (SELECT uid FROM grouped) GROUP BY dataset_uid)
+        SELECT g.group_id, d.uid, coalesce(nullif(d.city, ''), d.portal_id) AS city, d.title, d.source_id,
+               d.modified, coalesce(c.column_count, 0) AS column_count
+        FROM grouped g JOIN datasets d USING (uid) LEFT JOIN counted c USING (uid)
+        ORDER BY g.group_id, d.uid""", [] if group_id is None else [group_id]).fetchall()
+    names = ("uid", "city", "title", "source_id", "modified", "column_count")
+    per_group: dict[int, dict[str, list]] = {}
+    for group, *values in rows:
+        columns = per_group.setdefault(group, {name: [] for name in names})
+        for name, value in zip(names, values):
+            columns[name].append(value)
+    return {group: copies_of(columns) for group, columns in per_group.items()}
 
 
 @cli.command()
@@ -1410,6 +1664,14 @@ def _errors_newest_first(con, run_ids: list[str]) -> Iterator[tuple]:
         newer = older
 
 
+def _error_shown(error: dict, shown: ShownUids) -> dict:
+    """A harvest_errors row as `runs --errors` prints it: its source id and the links its message
+    quotes with their secrets REDACTED (ShownUids: the catalogue keeps them as published)."""
+    error["source_id"] = shown.source_id(error["portal_id"], error["source_id"])
+    error["message"] = shown.text(error["message"])
+    return error
+
+
 @cli.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to show.")
 @click.option("--errors", "show_errors", is_flag=True, help="List the errors and warnings of the runs shown.")
@@ -1433,19 +1695,23 @@ def runs(limit, show_errors, db_path, as_json):
         FROM harvest_runs WHERE list_contains(?, run_id) ORDER BY started_at DESC, portal_id""", [run_ids])
     columns = [d[0] for d in cursor.description]
     rows = [dict(zip(columns, r)) for r in cursor.fetchall()]
+    # (a failure's message may quote a link holding a key; an error's source id may be one: printed REDACTED)
+    shown = ShownUids(con)
+    for r in rows:
+        r["error_message"] = shown.text(r["error_message"])
     error_rows, errors_left_out = [], 0
     if show_errors:
         # --json gives them all (a script filters them); the table the newest ERRORS_SHOWN, and says so
         if as_json:   # (every one: streamed, as many as a portal's datasets)
             try:
-                echo_json_streamed({"runs": rows}, "errors", (dict(zip(ERROR_COLUMNS, r))
+                echo_json_streamed({"runs": rows}, "errors", (_error_shown(dict(zip(ERROR_COLUMNS, r)), shown)
                                                               for r in _errors_newest_first(con, run_ids)))
             finally:
                 con.close()
             return
         cursor = con.execute(f"""SELECT {', '.join(ERROR_COLUMNS)} FROM harvest_errors WHERE list_contains(?, run_id)
                                  ORDER BY occurred_at DESC LIMIT {ERRORS_SHOWN}""", [run_ids])
-        error_rows = [dict(zip(ERROR_COLUMNS, r)) for r in cursor.fetchall()]
+        error_rows = [_error_shown(dict(zip(ERROR_COLUMNS, r)), shown) for r in cursor.fetchall()]
         if len(error_rows) == ERRORS_SHOWN:
             errors_left_out = con.execute("SELECT count(*) FROM harvest_errors WHERE list_contains(?, run_id)",
                                           [run_ids]).fetchone()[0] - ERRORS_SHOWN
@@ -1458,19 +1724,23 @@ def runs(limit, show_errors, db_path, as_json):
         return
     # records pulled (of those tried) and their rows, as `harvest --records` shows them: only when a run pulled any
     with_records = any(r["records_pulled"] or r["records_failed"] for r in rows)
-    echo_table([[r["run_id"], r["portal_id"], r["status"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
-                 f"{r['seconds'] or 0:.1f}", r["seen"], r["new"], r["changed"], r["unchanged"], r["removed"],
-                 r["errors"], r["requests"], r["retries"], r["not_modified"]]
-                + ([f"{r['records_pulled']}/{r['records_pulled'] + r['records_failed']}", r["record_rows"]]
-                   if with_records else [])
-                + [(f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")[:80]] for r in rows],
-               ["run", "portal", "status", "started (UTC)", "seconds", "seen", "new", "changed", "unchanged",
+    # (piped, a message is cut as it always was; on a terminal to its width, marked '…', or on a line of its own)
+    piped = table_width() is None
+    headers = (["run", "portal", "status", "started (UTC)", "seconds", "seen", "new", "changed", "unchanged",
                 "removed", "errors", "requests", "retries", "304s"] + (["records", "rows"] if with_records else [])
                + ["failure"])
+    echo_rows([[r["run_id"], r["portal_id"], r["status"], f"{r['started_at']:%Y-%m-%d %H:%M:%S}",
+                f"{r['seconds'] or 0:.1f}", r["seen"], r["new"], r["changed"], r["unchanged"], r["removed"],
+                r["errors"], r["requests"], r["retries"], r["not_modified"]]
+               + ([f"{r['records_pulled']}/{r['records_pulled'] + r['records_failed']}", r["record_rows"]]
+                  if with_records else [])
+               + [(f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")[:80 if piped else None]]
+               for r in rows], headers, first=3, alone=len(headers) - 1, cut=True)
     if show_errors:
         click.echo()
-        echo_table([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"], e["message"][:100]]
-                    for e in error_rows], ["portal", "source id", "stage", "severity", "type", "message"])
+        echo_rows([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"],
+                    e["message"][:100 if piped else None]] for e in error_rows],
+                  ["portal", "source id", "stage", "severity", "type", "message"], first=2, alone=5, cut=True)
         if errors_left_out:
             click.echo(f"... {errors_left_out} more errors and warnings: --json lists them all")
 
@@ -1505,7 +1775,7 @@ def sql(query, fmt, db_path, as_json):
         click.echo("".join(csv_lines([columns, *([text_cell(cell) for cell in row] for row in rows)])), nl=False,
                    color=True)
     else:   # (the same text as CSV: one form of a value whatever the format)
-        echo_table([[text_cell(cell) for cell in row] for row in rows], columns)
+        echo_expanded([[text_cell(cell) for cell in row] for row in rows], columns)
 
 
 @cli.command()
@@ -1539,6 +1809,9 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         # (a catalogue whose every harvest failed, the quickstart's offline: "'Chicago' is no city or
         # portal id of the catalogue's datasets (those known: none)" under a usage line blamed the city)
         empty = None if hits else _no_dataset(con, db_path)
+        if hits:   # (every uid as printed: ShownUids)
+            shown = ShownUids(con)
+            hits = [{**h, "uid": shown(h["uid"])} for h in hits]
     except catalogue_search.SearchIndexMissing as exc:   # (no harvest yet: nothing to search, said as such)
         hits, empty = [], _no_dataset(con, db_path)
         if empty is None:
@@ -1564,13 +1837,13 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                           (("--city", cities), ("--theme", themes), ("--type", types)) for value in values)
         click.echo(f"no dataset matches {text!r}" + (f" with{filters}" if filters else ""))
         return
-    rows = [[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or ""] for h in hits]
+    rows = [[f"{h['score']:.2f}", printable(h["uid"]), h["city"] or "", h["asset_type"] or ""] for h in hits]
     headers = ["score", "uid", "city", "type", "title"]
     # the title gets what the other columns leave of the width (cut at 80 characters until session 42: a row
     # of 160 at 80 columns), 20 at least; each column as wide as its widest cell, or its header and 2 (tabulate's)
     used = sum(max(len(header) + 2, *(len(row[i]) for row in rows)) + 2 for i, header in enumerate(headers[:-1]))
     room = max(20, min(80, output_width() - used))
-    echo_table([row + [cut_to(printable(h["title"]), room)] for row, h in zip(rows, hits)], headers)
+    echo_table([row + [cut_to(one_line(h["title"]), room)] for row, h in zip(rows, hits)], headers)
 
 
 @cli.command(context_settings={"allow_extra_args": True})   # (a group's number given alone: said where it goes)
@@ -1589,9 +1862,6 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     """(Re)compute comparable datasets across cities; print the groups.
 
     Groups are numbered anew by each run; --group N shows one of the last run's."""
-    from catalog import overlap as detector
-    from catalog.store import connect
-
     extra = click.get_current_context().args
     if extra:   # (`civicat overlap 6`, after the table's "group 6": click's "Got unexpected extra argument (6)")
         shown = f": to show group {extra[0]}, civicat overlap --group {extra[0]}" if extra[0].isdigit() else ""
@@ -1605,7 +1875,12 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
             raise click.UsageError(f"--group N shows a group of the last `civicat overlap`, computing nothing: "
                                    f"{' and '.join(computing)} {'is' if len(computing) == 1 else 'are'} for "
                                    "computing the groups (give them without --group)")
-        return echo_saved_group(group_id, show_pairs, db_path, as_json)
+        # (a few rows read: the detector's modules, and pandas DuckDB would import at the first parameter, kept out)
+        with pandas_kept_out():
+            return echo_saved_group(group_id, show_pairs, db_path, as_json)
+    from catalog import overlap as detector
+    from catalog.store import connect
+
     if not db_path.exists():
         raise Refused(f"no catalogue at {db_path}: run `civicat harvest` first")
     if use_embeddings:
@@ -1627,6 +1902,7 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
         # (as stored, best first: each group's best pair of two of its datasets says why it is one)
         stored = con.execute("SELECT uid_a, uid_b, score, explanation FROM overlap_pairs "
                              "ORDER BY score DESC, uid_a, uid_b").fetchall() if as_json else []
+        shown = ShownUids(con)
         con.close()
         copy_not_made = publish_read_copy(db_path)
     finally:
@@ -1636,16 +1912,18 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     # most cities first, then most datasets: what a group says across the cities (a city's hundred CCRB
     # tables in three cities came before crime incidents in 21, group ids being numbered by size)
     ordered = sorted(result.groups, key=lambda g: (-len(g.cities), -len(g.uids), g.group_id))
+    # (every uid as printed: ShownUids)
     groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
-               "members": [{"uid": u, "city": c.cities[c.row(u)], "title": c.titles[c.row(u)],
-                            "copies": g.copies.get(u, [])} for u in g.uids]}
+               "members": [{"uid": shown(u), "city": c.cities[c.row(u)], "title": c.titles[c.row(u)],
+                            "copies": [shown(copy) for copy in g.copies.get(u, [])]} for u in g.uids]}
               for g in ordered]
     if show_pairs:   # (each dataset named, not only by uid: a reader of the pairs needs no join to know them)
-        pairs = [{"uid_a": p["uid_a"], "city_a": c.cities[c.row(p["uid_a"])], "title_a": c.titles[c.row(p["uid_a"])],
-                  "uid_b": p["uid_b"], "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
+        pairs = [{"uid_a": shown(p["uid_a"]), "city_a": c.cities[c.row(p["uid_a"])],
+                  "title_a": c.titles[c.row(p["uid_a"])], "uid_b": shown(p["uid_b"]),
+                  "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
                   **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
-        say_why(groups, stored)
+        say_why(groups, [(shown(a), shown(b), score, explanation) for a, b, score, explanation in stored])
         payload = {"min_score": result.min_score, "datasets_compared": len(c), "candidate_pairs": result.candidates,
                    "strong_pairs": len(result.pairs.total), "groups": groups}
         if show_pairs:
@@ -1705,7 +1983,7 @@ def one_title_a_city(members: list[dict]) -> list[str]:
     """'City: title' of a group's members, a title of each city before a second of any."""
     firsts, others, seen = [], [], set()
     for m in members:
-        (others if m["city"] in seen else firsts).append(f"{m['city']}: {m['title']}")
+        (others if m["city"] in seen else firsts).append(one_line(f"{m['city']}: {m['title']}"))
         seen.add(m["city"])
     return firsts + others
 
@@ -1729,9 +2007,9 @@ def echo_overlap_groups(groups: list[dict]) -> None:
     # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
     # label takes up to half of what the number columns leave (it says what the group is), the examples the rest
     fixed = (len("group") + 2) + (len("datasets") + 2) + (len("cities") + 2) + 4 * 2
-    label_width = min(max(len(g["label"]) for g in groups), max(20, (width - fixed) // 2))
+    label_width = min(max(len(one_line(g["label"])) for g in groups), max(20, (width - fixed) // 2))
     room = max(20, width - fixed - max(len("label") + 2, label_width))
-    echo_table([[g["group_id"], cut_to(g["label"], label_width), g["datasets"], len(g["cities"]),
+    echo_table([[g["group_id"], cut_to(one_line(g["label"]), label_width), g["datasets"], len(g["cities"]),
                  fitted(one_title_a_city(g["members"]), room)] for g in groups],
                ["group", "label", "datasets", "cities", "examples"])
 
@@ -1769,18 +2047,18 @@ def echo_overlap_pairs(pairs: list[dict]) -> None:
     width = output_width()
     for p in pairs:
         for lead, side in ((f"{p['score']:.2f}  ", "a"), (" " * 6, "b")):
-            uid = p[f"uid_{side}"]
-            name = cut_to(f"{p[f'city_{side}']}: {p[f'title_{side}']}", max(20, width - len(lead) - len(uid) - 2))
-            click.echo(printable(f"{lead}{name}  {uid}"))
-        click.echo(printable(textwrap.fill(p["explanation"] or "", width, initial_indent=" " * 8,
-                                           subsequent_indent=" " * 8, break_on_hyphens=False)))
+            uid = printable(p[f"uid_{side}"])
+            name = cut_to(one_line(f"{p[f'city_{side}']}: {p[f'title_{side}']}"),
+                          max(20, width - len(lead) - len(uid) - 2))
+            click.echo(f"{lead}{name}  {uid}")
+        click.echo(textwrap.fill(one_line(p["explanation"]), width, initial_indent=" " * 8,
+                                 subsequent_indent=" " * 8, break_on_hyphens=False))
 
 
 def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bool) -> None:
     """`civicat overlap --group N`: group N as overlap_groups and overlap_pairs hold it (the last run's),
     read from the catalogue as `similar` reads it: its label, cities, datasets (city, title, uid) and why
     it is one (its best stored pair inside), with --pairs every stored pair inside."""
-    from catalog.overlap import features
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
@@ -1790,11 +2068,7 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
             LEFT JOIN datasets d USING (uid) WHERE g.group_id = ? ORDER BY d.city, d.title, g.uid""",
                               [group_id]).fetchall()
         # (a dataset two portals of its city list is a row of the group by each uid: shown once, as the run shows it)
-        copies = features.copies_of(con.execute("""
-            SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, title, source_id, modified,
-                   (SELECT count(*) FROM columns c WHERE c.dataset_uid = d.uid) AS column_count
-            FROM datasets d WHERE uid IN (SELECT uid FROM overlap_groups WHERE group_id = ?) ORDER BY uid""",
-                                                [group_id]).to_arrow_table().to_pydict())
+        copies = group_copies(con, group_id).get(group_id, {})
         saved = con.execute("SELECT count(DISTINCT group_id), max(group_id) FROM overlap_groups").fetchone()
         inside = con.execute("""
             SELECT p.* EXCLUDE (computed_at) FROM overlap_pairs p
@@ -1803,8 +2077,13 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
             ORDER BY p.score DESC, p.uid_a, p.uid_b""", [group_id])
         names = [column[0] for column in inside.description]
         pairs = [dict(zip(names, row)) for row in inside.fetchall()]
+        shown = ShownUids(con)
     finally:
         con.close()
+    # (every uid as printed: ShownUids)
+    members = [(shown(uid), *rest) for uid, *rest in members]
+    copies = {shown(uid): [shown(copy) for copy in others] for uid, others in copies.items()}
+    pairs = [{**p, "uid_a": shown(p["uid_a"]), "uid_b": shown(p["uid_b"])} for p in pairs]
     db = db_named(db_path)
     if not members:
         if not saved[0]:
@@ -1827,18 +2106,18 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
         echo_json({**group, "computed_at": computed_at, **({"pairs": pairs} if show_pairs else {})})
         return
     width = output_width()
-    click.echo(printable(wrapped(f"group {group_id}, {label}: {counted(len(members), 'dataset')} of "
-                                 f"{len(cities)} {'city' if len(cities) == 1 else 'cities'}, saved by `civicat overlap` at "
-                                 f"{computed_at:%Y-%m-%d %H:%M %Z}")))
+    click.echo(wrapped(one_line(f"group {group_id}, {label}: {counted(len(members), 'dataset')} of "
+                                f"{len(cities)} {'city' if len(cities) == 1 else 'cities'}, saved by `civicat overlap` "
+                                f"at {computed_at:%Y-%m-%d %H:%M %Z}")))
     if group["why"] is not None:
         click.echo("why they compare, its best pair:")
         echo_overlap_pairs(pairs[:1])
     click.echo("its datasets:")
-    room = max(20, width - max(len(uid) for uid in named) - 4)   # (the uids a column, each whole)
+    room = max(20, width - max(len(printable(uid)) for uid, *_ in members) - 4)   # (the uids a column, each whole)
     for uid, city, title, _, _ in members:
-        click.echo(printable(f"  {cut_to(f'{city}: {title}', room).ljust(room)}  {uid}".rstrip()))
+        click.echo(f"  {cut_to(one_line(f'{city}: {title}'), room).ljust(room)}  {printable(uid)}".rstrip())
         for other in copies.get(uid, ()):
-            click.echo(printable(f"  {cut_to('  the same on another portal of the city', room).ljust(room)}  {other}"))
+            click.echo(f"  {cut_to('  the same on another portal of the city', room).ljust(room)}  {printable(other)}")
     if show_pairs:
         click.echo(f"its {counted(len(pairs), 'pair')}, best first:")
         echo_overlap_pairs(pairs)
@@ -1860,16 +2139,20 @@ def similar(uid, limit, db_path, as_json):
     con = _open(read_only_connection, db_path)
     empty = None
     try:
+        shown = ShownUids(con)
+        uid = shown.typed(uid)   # (a uid copied as printed: its key REDACTED)
         found = detector.similar(con, uid, limit)
         city, title = con.execute("SELECT city, title FROM datasets WHERE uid = ?", [uid]).fetchone()
         group = con.execute("SELECT group_id, label FROM overlap_groups WHERE uid = ? LIMIT 1", [uid]).fetchone()
     except LookupError as exc:   # (no such dataset, or one deleted, which the detector says so)
         found, empty = [], _no_dataset(con, db_path)
         if empty is None:   # (an empty catalogue: no UID is in it, and none was mistyped)
-            near = _uids_not_in_catalogue(con, [uid]).get(uid, "")
-            raise click.UsageError(str(exc) + (near if "did you mean" in near else "")) from None
+            near = _uids_not_in_catalogue(con, [uid], shown).get(uid, "")
+            raise click.UsageError(shown.text(str(exc)) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
+    found = [{**f, "uid": shown(f["uid"])} for f in found]
+    uid = shown(uid)
     if as_json:
         echo_json(found)
         return
@@ -1877,13 +2160,16 @@ def similar(uid, limit, db_path, as_json):
         click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
-        click.echo(printable(f"no dataset of another city is comparable to {uid} ({city}: {title})"))
+        click.echo(wrapped(one_line(f"no dataset of another city is comparable to {uid} ({city}: {title})")))
         return
     # which dataset the list is of (a UID says nothing to a reader), and why the scores may not fall
     # all the way down: its saved group's datasets come first
+    # (and where its group's why is told: `overlap --group N`)
     in_group = sum(f["in_group"] for f in found)
-    click.echo(printable(f"{city}: {title} ({uid})" + (
-        f", in overlap group {group[0]} '{group[1]}', whose datasets come first ({in_group} here)" if in_group else "")))
+    click.echo(wrapped(one_line(f"{city}: {title} ({uid})" + (
+        f", in overlap group {group[0]} '{group[1]}', whose datasets come first ({in_group} here)" if in_group else ""))))
+    if group:   # (a command to copy: a line of its own, as overlap's hints)
+        click.echo(f"its group and why they compare: civicat overlap --group {group[0]}{db_named(db_path)}")
     echo_similar(found)
     weak = sum(f["score"] < detector.DEFAULT_MIN_SCORE for f in found)
     if weak:
@@ -1899,10 +2185,11 @@ def echo_similar(found: list[dict]) -> None:
 
     width = output_width()
     for f in found:
-        name = cut_to(f"{f['city']}: {f['title']}", max(20, width - len("0.00  ") - len(f["uid"]) - 2))
-        click.echo(printable(f"{f['score']:.2f}  {name}  {f['uid']}"))
-        click.echo(printable(textwrap.fill(f["explanation"], width, initial_indent=" " * 6, subsequent_indent=" " * 6,
-                                           break_on_hyphens=False)))
+        uid = printable(f["uid"])
+        name = cut_to(one_line(f"{f['city']}: {f['title']}"), max(20, width - len("0.00  ") - len(uid) - 2))
+        click.echo(f"{f['score']:.2f}  {name}  {uid}")
+        click.echo(textwrap.fill(one_line(f["explanation"]), width, initial_indent=" " * 6, subsequent_indent=" " * 6,
+                                 break_on_hyphens=False))
 
 
 def _no_dataset(con, db_path: Path) -> str | None:

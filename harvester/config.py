@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from catalog.links import secret_parameters
+from catalog.links import secrets_of
 
 KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -200,7 +200,7 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
                           f"{instead}")
     # (a portal's URL is quoted in errors and logs and built into the links stored with its datasets: a
     # CKAN's landing pages, which an export publishes)
-    secrets = secret_parameters(url)
+    secrets = secrets_of(url)   # (its escaped ones too: `?token%3D…`, a link nested in its query)
     if secrets:
         raise fail("url", f"{url.split('?')[0]!r} has a secret in its query ({', '.join(sorted(secrets))}), "
                           "which would be quoted in errors and logs and stored in the links of the portal's "

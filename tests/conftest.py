@@ -193,6 +193,13 @@ def _is_loopback(host) -> bool:
 
 
 @pytest.fixture(autouse=True)
+def _output_piped(monkeypatch):
+    """A command's tables fit $COLUMNS (harvester.cli.table_width), which pytest-xdist's workers are given
+    (80): a test reads a command's output as piped, as a serial run does, unless it sets COLUMNS itself."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch):
     """Tests talk to their own portals on 127.0.0.1, never to the network: a URL left
     pointing at a real host fails at once instead of waiting on a connection."""

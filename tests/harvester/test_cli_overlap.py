@@ -1,14 +1,19 @@
 """`civicat overlap` and `civicat similar` through click's CliRunner, on a real selection."""
 import itertools
 import json
+import os
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from harvester.cli import cli
+
+REPO = str(Path(__file__).resolve().parents[2])
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +227,28 @@ def test_overlap_group_refuses_a_group_not_saved_and_the_options_of_a_computatio
         "computes them" in " ".join(result.output.split()), result.output
 
 
+def test_overlap_group_imports_neither_numpy_scipy_pandas_nor_arrow(db):
+    """`--group N` reads a saved group's few rows; it imported the detector's modules for its copies
+    (copies_of: numpy, scipy, pandas) and read its rows through Arrow (numpy), ~0.5 s of its start."""
+    assert CliRunner().invoke(cli, ["overlap", "--db", db]).exit_code == 0
+    groups = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"]
+    n = str(max(groups, key=lambda g: g["datasets"])["group_id"])
+    for options in (["--json", "--pairs"], []):
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "harvester", "overlap", "--db", db,
+                                 "--group", n, *options], capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": REPO, "COLUMNS": "80"})
+        assert result.returncode == 0, result.stderr
+        # (what it prints is what it printed with them)
+        assert result.stdout == CliRunner().invoke(cli, ["overlap", "--db", db, "--group", n, *options],
+                                                   env={"COLUMNS": "80"}).output
+        imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines()
+                    if line.startswith("import time:")}
+        assert "duckdb" in imported and "catalog.copies" in imported
+        # (-X importtime names a refused import too, pandas' as DuckDB asks for it, without its submodules)
+        assert [name for name in imported if name.split(".")[0] in ("numpy", "scipy", "pyarrow")
+                or name.startswith("pandas.")] == []
+
+
 def test_similar_names_the_dataset_and_its_group_and_shows_each_explanation_whole(db):
     """Session 41: the list named neither the dataset it was of nor why it was not by score alone (its saved
     group's datasets first), and cut each explanation at 110 characters: "titles share 'building permits';
@@ -235,9 +262,14 @@ def test_similar_names_the_dataset_and_its_group_and_shows_each_explanation_whol
     in_group = sum(f["in_group"] for f in found)
     group_id, label = next((g["group_id"], g["label"]) for g in json.loads(CliRunner().invoke(
         cli, ["overlap", "--db", db, "--json"]).output)["groups"] if uid in {m["uid"] for m in g["members"]})
-    assert 0 < in_group < len(found) and lines[0] == (
+    # its first lines: the dataset and its group, wrapped to the width (one line of 130 until session 43), and
+    # the command that shows the group
+    at = next(i for i, line in enumerate(lines) if line.startswith(f"{found[0]['score']:.2f}  "))
+    assert 0 < in_group < len(found) and " ".join(" ".join(lines[:at - 1]).split()) == (
         f"Chicago: Building Permits ({uid}), in overlap group {group_id} '{label}', whose datasets come first "
         f"({in_group} here)")
+    assert lines[at - 1] == f"its group and why they compare: civicat overlap --group {group_id} --db {db}"
+    lines = lines[at - 1:]
     weak = sum(f["score"] < 0.35 for f in found)
     assert weak and lines[-1] == f"{weak} score under 0.35, `civicat overlap`'s default --min-score: too weak to group"
     entries = [line for line in lines[1:-1] if not line.startswith(" ")]
@@ -307,3 +339,52 @@ def test_overlap_group_lists_a_dataset_two_portals_of_its_city_list_once_as_the_
     seattle, seattle_2013 = uid_of("data.seattle.gov", "w3qe-e2jj"), uid_of("data.seattle.gov", "w3qe-e2jj", pod=True)
     assert [line.split()[-1] for line in lines[at + 1:at + 5]] == [chicago, chicago_2013, seattle, seattle_2013]
     assert all("the same on another portal of the city" in lines[at + i] for i in (2, 4))
+
+
+@pytest.mark.parametrize("pad", range(4))
+def test_a_title_s_control_characters_and_line_breaks_are_escaped_before_it_is_cut(tmp_path, monkeypatch, pad):
+    """`overlap` and `similar` cut a title to fit, then escaped it: a `\\x1b` kept by the cut became four
+    characters past the width (or half an escape), and a line break in a title began a line of its own,
+    unindented, in the middle of a pair (search escaped first). Now escaped first, a line break a space."""
+    import re
+
+    from catalog.store import Store
+    from tests.harvester.test_cli_keys import CRIME, add_dataset
+
+    monkeypatch.chdir(tmp_path)   # (a --db path is never cut in the hints: a short one)
+    db = "c.duckdb"
+    store = Store(db)
+    try:
+        add_dataset(store.con, "springfield:crimes", "Springfield", "Crime reports " + "x" * pad + "\x1b[2J\x1b]0;"
+                    "owned\x07 and\na second line of the title long enough to be cut at any width", CRIME, 2)
+        add_dataset(store.con, "shelbyville:crimes", "Shelbyville", "Crime reports", CRIME, 1)
+    finally:
+        store.close()
+    group = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)["groups"][0]["group_id"]
+    for width, args in itertools.product((80, 100), (["overlap", "--pairs"], ["overlap", "--group", str(group)],
+                                                    ["overlap", "--group", str(group), "--pairs"],
+                                                    ["similar", "shelbyville:crimes"])):
+        result = CliRunner().invoke(cli, [*args, "--db", db], env={"COLUMNS": str(width)})
+        assert result.exit_code == 0, result.output
+        lines = result.output.splitlines()
+        assert max(map(len, lines)) <= width, (args, result.output)
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.output), (args, result.output)
+        assert not re.search(r"\\(?!x1b|x07)", result.output), (args, result.output)   # (an escape whole, or none)
+        # the title on its dataset's line: none of its text begins a line of its own
+        assert not any(line.lstrip().startswith("a second line") for line in lines), (args, result.output)
+
+
+def test_similar_s_first_line_points_to_the_group_s_why(db):
+    """A dataset in a saved group: `similar`'s first line says where the group and why it is one are told."""
+    run = json.loads(CliRunner().invoke(cli, ["overlap", "--db", db, "--json"]).output)
+    group = run["groups"][0]
+    uid = group["members"][0]["uid"]
+    result = CliRunner().invoke(cli, ["similar", uid, "--db", db], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("its group and why they compare: "))
+    first = " ".join(" ".join(lines[:at]).split())   # (the sentence before it, wrapped)
+    assert first.startswith(f"{group['members'][0]['city']}: ") and f"({uid})" in first
+    assert f"in overlap group {group['group_id']} '{group['label']}', whose datasets come first" in first
+    assert lines[at] == f"its group and why they compare: civicat overlap --group {group['group_id']} --db {db}"
+    assert lines[at + 1].startswith("0.") and max(map(len, lines[:at])) <= 80

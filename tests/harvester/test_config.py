@@ -208,7 +208,10 @@ KEYED = 'app_token_env = "CITY_KEY"\n'
                                                              "app_token_env: civicat sends it in the kind's header"),
     ("arcgis-hub", "https://user:s3cret@hub.city.example", "", "X-Esri-Authorization: Bearer"),
     ("dcat-us", "https://data.city.example/data.json?token=s3cret", "",
-     "dcat-us portals take no key (their API reads none from a header): only public data is harvested"),
+     "dcat-us portals take no key (their API reads none from a header): only public data is harvested"),    # (escaped: session 43, accepted, the key quoted in errors and stored in the datasets' links)
+    ("dcat-us", "https://data.city.example/data.json?token%3Ds3cret", "", "has a secret in its query (token)"),
+    ("dcat-us", "https://proxy.city.example/get?u=https%3A%2F%2Fdata.city.example%2Fdata.json%3Fapi_key%3Ds3cret", "",
+     "has a secret in its query (api_key)"),
 ])
 def test_a_key_where_none_may_go_is_refused_saying_why_and_what_to_do(tmp_path, kind, url, extra, said):
     with pytest.raises(ConfigError) as refused:

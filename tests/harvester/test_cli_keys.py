@@ -1,0 +1,137 @@
+"""A key in a source id (a data.json `identifier` is a URL, and its dataset's source id: `?token=…`)
+printed by the commands as the exports give it, REDACTED (numbered `#2` where two redact alike), and
+that printed uid taken back as input. Until session 43 `overlap --json` / `--group`, `similar`, `search`,
+the `records` table and `runs --errors` printed it on stdout: the terminal's scrollback, a cron job's mail."""
+import json
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from catalog import search
+from catalog.store import Store
+from harvester.cli import cli
+
+KEYS = ("k-one", "k-two", "k-three")
+BUDGET = [("Fund", "fund", "text"), ("Amount", "amount", "number"), ("Fiscal Year", "fiscal_year", "integer")]
+CRIME = [("Offense", "offense", "text"), ("Occurred On", "occurred_on", "datetime"), ("District", "district", "text"),
+         ("Case Number", "case_number", "text")]
+# two of Springfield's identifiers that differ only in their key: one uid once redacted, the second seen `#2`
+SPRINGFIELD = "https://data.springfield.example/api/views?id=7&token="
+BUDGET_UID, CRIME_UID = f"springfield:{SPRINGFIELD}k-one", f"springfield:{SPRINGFIELD}k-two"
+CRIME_SHOWN = f"springfield:{SPRINGFIELD}REDACTED#2"
+SHELBYVILLE_UID = "shelbyville:https://data.shelbyville.example/crimes?f=json&api_key=k-three"
+SHELBYVILLE_SHOWN = "shelbyville:https://data.shelbyville.example/crimes?f=json&api_key=REDACTED"
+
+
+def add_dataset(con, uid: str, city: str, title: str, columns: list, days_ago: int) -> None:
+    portal_id, _, source_id = uid.partition(":")
+    con.execute("""INSERT INTO datasets (uid, portal_id, city, portal_kind, source_id, title, asset_type, first_seen,
+                                         last_seen, last_changed, raw_hash)
+                   VALUES (?, ?, ?, 'dcat-us', ?, ?, 'dataset', now() - to_days(?), now(), now(), 'h')""",
+                [uid, portal_id, city, source_id, title, days_ago])
+    for position, (name, field_name, column_type) in enumerate(columns):
+        con.execute("INSERT INTO columns (dataset_uid, position, name, field_name, type) VALUES (?, ?, ?, ?, ?)",
+                    [uid, position, name, field_name, column_type])
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli-keys") / "catalog.duckdb"
+    store = Store(path)
+    try:
+        add_dataset(store.con, BUDGET_UID, "Springfield", "Budget appropriations", BUDGET, 3)
+        add_dataset(store.con, CRIME_UID, "Springfield", "Crime reports", CRIME, 2)
+        add_dataset(store.con, SHELBYVILLE_UID, "Shelbyville", "Crime reports", CRIME, 1)
+        search.refresh(store.con)
+    finally:
+        store.close()
+    return str(path)
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert not any(key in result.output for key in KEYS), result.output   # (stdout and stderr)
+    return result.stdout
+
+
+def test_overlap_prints_every_uid_as_exported_and_group_n_too(db):
+    computed = json.loads(run("overlap", "--db", db, "--json", "--pairs"))
+    [group] = computed["groups"]
+    assert sorted(m["uid"] for m in group["members"]) == [SHELBYVILLE_SHOWN, CRIME_SHOWN]
+    assert {group["why"]["uid_a"], group["why"]["uid_b"]} == {SHELBYVILLE_SHOWN, CRIME_SHOWN}
+    assert [{p["uid_a"], p["uid_b"]} for p in computed["pairs"]] == [{SHELBYVILLE_SHOWN, CRIME_SHOWN}]
+    text = run("overlap", "--db", db, "--pairs")
+    assert CRIME_SHOWN in text.split() and SHELBYVILLE_SHOWN in text.split()
+
+    n = str(group["group_id"])
+    saved = json.loads(run("overlap", "--db", db, "--group", n, "--json", "--pairs"))
+    assert sorted(m["uid"] for m in saved["members"]) == [SHELBYVILLE_SHOWN, CRIME_SHOWN]
+    assert saved["why"] == group["why"] and [{p["uid_a"], p["uid_b"]} for p in saved["pairs"]] == [
+        {SHELBYVILLE_SHOWN, CRIME_SHOWN}]
+    lines = run("overlap", "--db", db, "--group", n).splitlines()
+    at = lines.index("its datasets:")
+    assert sorted(line.split()[-1] for line in lines[at + 1:at + 3]) == [SHELBYVILLE_SHOWN, CRIME_SHOWN]
+    with duckdb.connect(db, read_only=True) as con:   # (the catalogue keeps them as published)
+        assert sorted(uid for (uid,) in con.execute("SELECT uid FROM overlap_groups").fetchall()) == [
+            SHELBYVILLE_UID, CRIME_UID]
+
+
+def test_a_uid_copied_as_printed_names_its_dataset_in_similar_and_similar_prints_it_redacted(db):
+    run("overlap", "--db", db)
+    for typed in (CRIME_SHOWN, CRIME_UID):   # (as printed, or as the catalogue holds it)
+        found = json.loads(run("similar", typed, "--db", db, "--json"))
+        assert [f["uid"] for f in found][:1] == [SHELBYVILLE_SHOWN]
+        text = run("similar", typed, "--db", db)
+        assert text.startswith(f"Springfield: Crime reports ({CRIME_SHOWN})"), text
+    # the base uid, without `#2`, is Springfield's budget: another dataset
+    assert run("similar", f"springfield:{SPRINGFIELD}REDACTED", "--db", db).startswith(
+        f"no dataset of another city is comparable to springfield:{SPRINGFIELD}REDACTED (Springfield: Budget")
+    refused = CliRunner().invoke(cli, ["similar", f"springfield:{SPRINGFIELD}REDACTED#3", "--db", db])
+    assert refused.exit_code == 2 and not any(key in refused.output for key in KEYS), refused.output
+
+
+def test_search_prints_a_uid_as_exported(db):
+    hits = json.loads(run("search", "crime reports", "--db", db, "--json"))
+    assert sorted(h["uid"] for h in hits) == [SHELBYVILLE_SHOWN, CRIME_SHOWN]
+    assert CRIME_SHOWN in run("search", "crime reports", "--db", db).split()
+
+
+def test_records_and_runs_errors_print_a_key_in_a_source_id_redacted_and_take_the_uid_as_printed(tmp_path):
+    """Over HTTP on 127.0.0.1: a data.json portal whose two identifiers differ only in their key, each
+    dataset's records pulled by the uid `records` printed."""
+    from tests.portals.base import RawBody
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    document = make_data_json(2)
+    one, other = (f"https://data.city.example/api/views/parks?id=7&token={key}" for key in KEYS[:2])
+    with DataJsonPortal(document) as portal:
+        for dataset, identifier in zip(document["dataset"], (one, other)):
+            dataset.update(identifier=identifier, landingPage="https://data.city.example/parks", distribution=[
+                {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV",
+                 "downloadURL": portal.url + "/rows.csv"}])
+        portal.static["/rows.csv"] = RawBody(b"a,b\n1,x\n2,y\n")
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        db = str(tmp_path / "c.duckdb")
+        harvested = CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db])
+        assert harvested.exit_code == 0, harvested.output
+        shown = [f"city:{one.replace('k-one', 'REDACTED')}", f"city:{one.replace('k-one', 'REDACTED')}#2"]
+        # the harvest's line of the datasets publishing a secret names them so (both alike until session 43)
+        assert f"a password): {shown[0]}, {shown[1]}; kept" in harvested.stdout, harvested.stdout
+        pulled = json.loads(run("records", *shown, "--config", str(config), "--db", db, "--json"))
+        assert [(p["uid"], p["status"], p["rows"]) for p in pulled] == [(shown[0], "ok", 2), (shown[1], "ok", 2)]
+        assert all("REDACTED" in p["path"] for p in pulled)
+        table = run("records", shown[1], "--config", str(config), "--db", db)
+    assert [shown[1], "ok"] in [line.split()[:2] for line in table.splitlines()], table
+    with duckdb.connect(db, read_only=True) as con:   # (pulled: each dataset's own, by its catalogue uid)
+        assert sorted(con.execute("SELECT source_id, row_count FROM record_pulls").fetchall()) == [(one, 2), (other, 2)]
+
+    errors = json.loads(run("runs", "--db", db, "--errors", "--json"))["errors"]
+    assert sorted(e["source_id"] for e in errors if e["error_type"] == "SecretInLink") == [
+        s.partition(":")[2] for s in shown]
+    table = run("runs", "--db", db, "--errors")
+    assert {line.split()[1] for line in table.splitlines() if "SecretInLink" in line} == {
+        s.partition(":")[2] for s in shown}
