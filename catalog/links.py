@@ -61,16 +61,20 @@ SEPARATORS = re.compile(r"[&;?]")
 
 def _secret_values(link: str) -> list[tuple[str, int, int]]:
     """(name, start, end) of each value in `link`'s query (cleaned: _cleaned) that carries a secret: a
-    parameter with a secret's name and an '=' (one with none carries no value: `?token` publishes nothing)."""
+    parameter with a secret's name and an '=' (one with none carries no value: `?token` publishes nothing).
+    A value runs to the next '&': a ';' or a '?' begins a parameter's name (`?a=1;token=…`), but may be
+    a secret's own character (`?password=pa;ss?word`: its tail was published)."""
     query = _query_of(link)
     if query is None:
         return []
     # (urlsplit's query is the text from the first '?' to the '#'; with none, _query_of's from the first '&')
-    at = link.index("?" if "?" in link else "&") + 1
-    found = []
+    start = link.index("?" if "?" in link else "&") + 1
+    found, at = [], 0
     for piece in SEPARATORS.split(query):   # (each separator one character)
         if "=" in piece and is_secret_parameter(name := _name_of(piece)):
-            found.append((name, at + piece.index("=") + 1, at + len(piece)))
+            value = at + piece.index("=") + 1
+            end = query.find("&", value)
+            found.append((name, start + value, start + (len(query) if end < 0 else end)))
         at += len(piece) + 1
     return found
 

@@ -240,6 +240,24 @@ def test_the_links_of_a_long_text_are_found_in_bounded_time():
     assert json.loads(ran.stdout) == [[secrets, len(secrets)] for secrets in LONG_TEXTS.values()]
 
 
+# a secret holding a ';' or a '?' (a password a person chose, written unescaped): those begin a parameter's name
+# after them (`?a=1;token=…`), but a secret's value runs to the next '&' (x43's first reading ended it there: the
+# tail after the ';' or the '?' was published)
+WITH_SEPARATORS = {
+    "https://x.org/a?password=pa;ss?word&x=1": "https://x.org/a?password=REDACTED&x=1",
+    "https://x.org/a?token=ab?cd#top": "https://x.org/a?token=REDACTED#top",
+    "https://x.org/a?x=1;token=ab;cd": "https://x.org/a?x=1;token=REDACTED",
+    "https://x.org/login?next=/f.csv?token=ab;cd&y=2": "https://x.org/login?next=/f.csv?token=REDACTED&y=2",
+    "https://x.org/a?pwd%3Dpa%3Bss%26x%3D1": "https://x.org/a?pwd%3DREDACTED%26x%3D1",
+}
+
+
+def test_a_secret_holding_a_semicolon_or_a_question_mark_is_redacted_whole():
+    assert [redacted(link) for link in WITH_SEPARATORS] == list(WITH_SEPARATORS.values())
+    assert [redacted_text(f"Sign in: {link} now") for link in WITH_SEPARATORS] == [
+        f"Sign in: {link} now" for link in WITH_SEPARATORS.values()]
+
+
 def test_a_harvest_reads_a_link_once_and_passes_by_the_links_and_texts_that_cannot_hold_a_secret(monkeypatch):
     """secret_links runs on every dataset a harvest maps (~20 links and texts each, 15 of them its
     columns'): session 42 read each link field twice (as one link, then as a text) and scanned every
@@ -274,3 +292,13 @@ def test_a_harvest_reads_a_link_once_and_passes_by_the_links_and_texts_that_cann
     assert secret_links(plain) == [] and calls == {"one": 0, "scanned": 0}
     keyed = {**plain, "columns": [*plain["columns"], {"description": "see https://x.org/f?api_key=k"}]}
     assert secret_links(keyed) == [("columns[3].description", ["api_key"])]
+
+
+def test_a_link_whose_only_query_is_a_nested_links_escaped_one_is_read():
+    """(The merge of p43's and x43's readings.) A link nested in another's path as a form escapes it holds no '?',
+    '@' or '&' as written: p43's pass-by of such links would have kept x43's decoded reading from it."""
+    link = "https://x.org/go/https%3A%2F%2Fy.org%2Ff.csv%3Ftoken%3Dabc"
+    assert secrets_of(link) == secrets_in_text(f"see {link}") == ["token"]
+    assert redacted(link) == "https://x.org/go/https%3A%2F%2Fy.org%2Ff.csv%3Ftoken%3DREDACTED"
+    assert secret_links({"landing_page": link, "description": f"see {link}"}) == [
+        ("landing_page", ["token"]), ("description", ["token"])]
