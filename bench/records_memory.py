@@ -7,7 +7,8 @@ and, with `--before`, by rows only as before session 24. `--duckdb`: the merge a
 
 For each shape (rows x columns x characters of distinct texts, nothing Parquet can share by
 dictionary; or `ROWSxspd911`, bench.records_data's SPD 911 shape): the previous records written by the pull's writer in pages of 10,000 rows, a
-delta of 1% edited and 1% new rows staged the same way, merged (`_merge`), the merged folder
+delta of 1% edited and 1% new rows staged the same way (`--unchanged`: the last 10% of the
+rows read again as they are, a night that changed nothing, as Open311's 90 days read again), merged (`_merge`), the merged folder
 profiled (`measure_folder`); the build, the merge and the profile each in a process of its own,
 so each peak RSS is that step's (`--open`: then the merged parts' footers opened, one column read
 by pandas, and by DuckDB). Prints seconds and CPU seconds (the machine's load stretches
@@ -20,7 +21,7 @@ requests; with `--before`, its pages sized by rows only (50,000, cut by the resp
 before session 25 (harvester.records.PAGE_BYTES).
 
     python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16]
-                                   [--before] [--duckdb] [--open] [--pull 40000x1000x16]
+                                   [--before] [--duckdb] [--open] [--unchanged] [--pull 40000x1000x16]
 """
 from __future__ import annotations
 
@@ -80,13 +81,15 @@ def _spd_pages(first: int, last: int, salt: str):
         yield table.slice(start, PAGE), (None if start + PAGE >= table.num_rows else {"offset": start + PAGE})
 
 
-def build(work: Path, rows: int, columns: int, width: int) -> None:
+def build(work: Path, rows: int, columns: int, width: int, unchanged: bool = False) -> None:
     from catalog.records import RecordsLayout
 
     layout = RecordsLayout(work / "records")
     pages = functools.partial(_pages, columns=columns, width=width) if columns else _spd_pages
     _write(layout.folder(PORTAL, DATASET), pages(0, rows, salt="before"))
-    _write(work / "staging" / "parts", pages(rows - rows // 100, rows + rows // 100, salt="after"))
+    delta = pages(rows - rows // 10, rows, salt="before") if unchanged else \
+        pages(rows - rows // 100, rows + rows // 100, salt="after")
+    _write(work / "staging" / "parts", delta)
 
 
 def duckdb_merge_sql(previous_glob: str, delta_glob: str, key: str, names: list[str]) -> str:
@@ -183,6 +186,14 @@ def footers(folder: Path) -> str:
     return f"footers up to {max(sizes) / 2**20:.1f} MB ({len(sizes)} parts)"
 
 
+def delta_bytes(folder: Path) -> int:
+    """The bytes of `folder`'s rows as Arrow holds them (what e42's check held at most 8 MB of)."""
+    import pyarrow.parquet as pq
+
+    files = [pq.read_metadata(path) for path in sorted(folder.glob("*.parquet"))]
+    return sum(f.row_group(g).total_byte_size for f in files for g in range(f.num_row_groups))
+
+
 def row_groups(folder: Path) -> str:
     import pyarrow.parquet as pq
 
@@ -233,7 +244,18 @@ def shape_of(text: str) -> tuple[int, int, int]:
     return (int(rows), 0, 0) if rest == "spd911" else tuple(int(n) for n in text.split("x"))
 
 
-def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duckdb_merge: bool) -> None:
+def published_the_previous_parts(work: Path) -> bool:
+    """Whether the merge published the previous parts themselves (linked: the same records)."""
+    from catalog.records import RecordsLayout
+
+    def inodes(folder: Path) -> list[int]:
+        return [path.stat().st_ino for path in sorted(folder.glob("*.parquet"))]
+
+    return inodes(work / "staging" / "merged") == inodes(RecordsLayout(work / "records").folder(PORTAL, DATASET))
+
+
+def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duckdb_merge: bool,
+          unchanged: bool = False) -> None:
     """One step in this process: prints its seconds, peak RSS and whether the retry ran, as JSON."""
     from bench.rss import PeakRss
 
@@ -247,7 +269,7 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duck
     memory, began, cpu, failed, pulled = PeakRss(), time.perf_counter(), time.process_time(), None, {}
     rows, columns, width = shape
     try:
-        pulled = {"build": lambda: build(work, rows, columns, width),
+        pulled = {"build": lambda: build(work, rows, columns, width, unchanged),
                   "merge": lambda: merge(work, columns, duckdb_merge),
                   "profile": lambda: profile(work), "pull": lambda: pull(work), "footer": lambda: footer(work),
                   "pandas": lambda: pandas_column(work), "duckdb": lambda: duckdb_column(work)}[step]() or {}
@@ -258,9 +280,10 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duck
                       "retried": bool(retried), "failed": failed, **pulled}))
 
 
-def run(step: str, work: Path, shape: str, before: bool, duckdb_merge: bool = False) -> dict:
+def run(step: str, work: Path, shape: str, before: bool, duckdb_merge: bool = False, unchanged: bool = False) -> dict:
     out = subprocess.run([sys.executable, "-m", "bench.records_memory", "--child", step, str(work), shape,
-                          *(["--before"] if before else []), *(["--duckdb"] if duckdb_merge else [])],
+                          *(["--before"] if before else []), *(["--duckdb"] if duckdb_merge else []),
+                          *(["--unchanged"] if unchanged else [])],
                          cwd=ROOT, capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     if out.returncode != 0:
@@ -280,11 +303,14 @@ def main() -> None:
                         help="merge by DuckDB's COPY (128 MB, the 1 GB retry), as before session 26")
     parser.add_argument("--open", action="store_true",
                         help="also open the merged parts' footers, and read one column with pandas and DuckDB")
+    parser.add_argument("--unchanged", action="store_true",
+                        help="a delta of the last 10%% of the rows read again as they are (a night that changed "
+                             "nothing): the merge publishes the previous parts, linked")
     parser.add_argument("--child", nargs=3, metavar=("STEP", "WORK", "SHAPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         step, work, shape = args.child
-        child(step, Path(work), shape_of(shape), args.before, args.duckdb)
+        child(step, Path(work), shape_of(shape), args.before, args.duckdb, args.unchanged)
         return
     print(f"row groups and pages sized by {'rows only (before sessions 24, 25)' if args.before else 'bytes and rows'}; "
           f"merged by {'DuckDB (before session 26)' if args.duckdb else 'Arrow'}; load average {os.getloadavg()[0]:.1f}", flush=True)
@@ -298,11 +324,13 @@ def main() -> None:
     for shape in filter(None, args.shapes.split(",")):
         with tempfile.TemporaryDirectory(prefix="civicat-bench-") as tmp:
             work = Path(tmp)
-            run("build", work, shape, args.before)
+            run("build", work, shape, args.before, unchanged=args.unchanged)
             said = []
             for step in ("merge", "profile") + (("footer", "pandas", "duckdb") if args.open else ()):
                 result = run(step, work, shape, args.before, args.duckdb and step == "merge")
                 outcome = (f"FAILED ({result['failed']})" if result["failed"] else
+                           "published the previous parts (the same records)" if step == "merge" and not args.duckdb
+                           and published_the_previous_parts(work) else
                            "did not fit 128 MB: retried with 1 GB" if result["retried"] else
                            "no retry" if step == "merge" and not args.duckdb else
                            "fitted 128 MB" if step == "profile" else "read")
@@ -312,6 +340,8 @@ def main() -> None:
             print(f"{shape}: " + "; ".join(said), flush=True)
             previous = work / "records" / f"portal={PORTAL}" / f"dataset={DATASET}"
             print(f"  previous: {row_groups(previous)}, {footers(previous)}")
+            print(f"  delta{' (read again as it is)' if args.unchanged else ''}: {row_groups(work / 'staging' / 'parts')}, "
+                  f"{delta_bytes(work / 'staging' / 'parts') / 2**20:.1f} MB as Arrow holds it")
             if (work / "staging" / "merged").is_dir() and any((work / "staging" / "merged").glob("*.parquet")):
                 merged = sorted((work / "staging" / "merged").glob("*.parquet"))
                 print(f"  merged: {row_groups(work / 'staging' / 'merged')}, {len(merged)} parts, "

@@ -95,22 +95,36 @@ def write_buffers(path: str | Path, buffers: list[bytes]) -> None:
                     waiting[0] = memoryview(waiting[0])[written:]
 
 
-_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_AT_FDCWD, _RENAME_NOREPLACE, _RENAME_EXCHANGE = -100, 1, 2
 
 
 def exchange(a: Path, b: Path) -> bool:
     """Swap the paths `a` and `b` (both existing) in one step, Linux's renameat2
     RENAME_EXCHANGE: a reader of either finds one of the two, never nothing. False where the
     system or the file system has no such call (the caller then renames twice)."""
+    return _renameat2(a, b, _RENAME_EXCHANGE)
+
+
+def rename_where_none(source: Path, target: Path) -> bool:
+    """Rename `source` to `target` where no file is at `target`, in one step (Linux's renameat2
+    RENAME_NOREPLACE): FileExistsError where one is, never replaced. What makes a file whole at a
+    path on a file system without hard links (exFAT, vfat: their Linux drivers take the flag). False
+    where the system or the file system has no such rename (some FUSE mounts, NFS)."""
+    return _renameat2(source, target, _RENAME_NOREPLACE)
+
+
+def _renameat2(a: Path, b: Path, flags: int) -> bool:
+    """renameat2(a, b, flags): True once done, False where the system or the file system has no
+    such call or flag; OSError else (FileExistsError for RENAME_NOREPLACE's refusal)."""
     renameat2 = getattr(_libc(), "renameat2", None)
     if renameat2 is None:
         return False
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), flags) == 0:
         return True
     code = ctypes.get_errno()
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):   # (a file system without it: some FUSE, NFS)
         return False
-    raise OSError(code, os.strerror(code), str(a), None, str(b))
+    raise OSError(code, os.strerror(code), str(a), None, str(b))   # (EEXIST: FileExistsError, Python's mapping)
 
 
 @functools.cache

@@ -83,15 +83,17 @@ def _shared_files(folder: Path) -> list[str]:
 def _other_catalogues(db_path: Path) -> list[Path]:
     """The civicat catalogues in `db_path`'s folder other than it (its read copy excepted): DuckDB
     files (their magic read, nothing else opened) that a civicat writer has held (their lock file
-    beside them: catalog.lock.kept_by_a_writer) and that are civicat's (_is_a_catalogue). Another
-    program's DuckDB file is never opened: a look at it (a read-only open, for a moment) kept out its
-    own program's writable open of that moment, and one that program was writing then was taken for
-    a catalogue (DuckDB could not open it), the folder refused. A catalogue that has shared the
-    folder's files has had a writer, whose lock file stays; one whose lock file is gone (removed, or
-    the catalogue renamed without it) is not seen, and the catalogue looking adopts the folder: that
-    one's writers are then refused as another's, naming the fix (a folder of its own)."""
+    beside them: catalog.lock.kept_by_a_writer) and that are civicat's (_is_a_catalogue), or whose read
+    copy beside them is a civicat catalogue (_copy_is_a_catalogue: the catalogue itself unopened, its
+    `.lock` gone or not civicat's). Another program's DuckDB file is never opened: a look at it (a
+    read-only open, for a moment) kept out its own program's writable open of that moment, and one that
+    program was writing then was taken for a catalogue (DuckDB could not open it), the folder refused.
+    A catalogue that has shared the folder's files has had a writer, whose lock file stays and whose
+    read copy it published as it ended; one with neither (both removed, or the catalogue renamed
+    without them) is not seen, and the catalogue looking adopts the folder: that one's writers are
+    then refused as another's, naming the fix (a folder of its own)."""
     from catalog.lock import kept_by_a_writer
-    from catalog.read_copy import catalogue_of
+    from catalog.read_copy import catalogue_of, read_copy_path
 
     found = []
     with os.scandir(db_path.parent) as entries:
@@ -99,17 +101,36 @@ def _other_catalogues(db_path: Path) -> list[Path]:
             if count >= FOLDER_ENTRIES_READ:
                 break
             path = Path(entry.path)
-            if (entry.name.startswith(".") or not entry.is_file() or path.name == db_path.name
-                    or catalogue_of(path) is not None or not kept_by_a_writer(path)):
+            if entry.name.startswith(".") or not entry.is_file() or path.name == db_path.name \
+                    or catalogue_of(path) is not None:
                 continue
-            try:
-                with open(path, "rb") as f:
-                    head = f.read(DUCKDB_MAGIC[0] + len(DUCKDB_MAGIC[1]))
-            except OSError:
+            held = kept_by_a_writer(path)
+            if not (held or read_copy_path(path).is_file()) or not _is_duckdb(path):
                 continue
-            if head[DUCKDB_MAGIC[0]:] == DUCKDB_MAGIC[1] and _is_a_catalogue(path):
+            if _is_a_catalogue(path) if held else _copy_is_a_catalogue(read_copy_path(path)):
                 found.append(path)
     return sorted(found)
+
+
+def _is_duckdb(path: Path) -> bool:
+    """Whether the file at `path` is a DuckDB database, by its magic alone (nothing opened in DuckDB)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(DUCKDB_MAGIC[0] + len(DUCKDB_MAGIC[1]))
+    except OSError:
+        return False
+    return head[DUCKDB_MAGIC[0]:] == DUCKDB_MAGIC[1]
+
+
+def _copy_is_a_catalogue(copy: Path) -> bool:
+    """Whether the read copy `copy` (`<stem>.read<suffix>`, which every civicat writer publishes as it
+    ends beside its catalogue) is a civicat catalogue: opened read-only, it and not the file it copies,
+    which no civicat writer holds (its `.lock` gone or another's) and another program may be writing.
+    A copy is only ever replaced whole (renamed into place), never written where it is."""
+    from catalog.versions import not_a_catalogue, read_from_file
+
+    return _is_duckdb(copy) and read_from_file(copy, lambda con: not_a_catalogue(con, copy) is None,
+                                               unopened=False) is True
 
 
 def _is_a_catalogue(path: Path) -> bool:

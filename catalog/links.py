@@ -54,12 +54,32 @@ def _name_of(piece: str) -> str:
     return unquote_plus(piece.partition("=")[0]).removeprefix(HTML_AMPERSAND)
 
 
-def secret_parameters(link: str | None) -> list[str]:
-    """The names of the parameters of `link`'s query that carry a secret, each once, in order."""
-    query = _query_of(link) if isinstance(link, str) else None
+# what separates a query's parameters where a secret may follow: '&', ';' (HTML 4's other separator, which
+# some servers split on: `?a=1;token=…`) and a '?' inside a value (a link nested unescaped: `?next=/f?token=…`)
+SEPARATORS = re.compile(r"[&;?]")
+
+
+def _secret_values(link: str) -> list[tuple[str, int, int]]:
+    """(name, start, end) of each value in `link`'s query (cleaned: _cleaned) that carries a secret: a
+    parameter with a secret's name and an '=' (one with none carries no value: `?token` publishes nothing)."""
+    query = _query_of(link)
     if query is None:
         return []
-    return list(dict.fromkeys(name for name in map(_name_of, query.split("&")) if is_secret_parameter(name)))
+    # (urlsplit's query is the text from the first '?' to the '#'; with none, _query_of's from the first '&')
+    at = link.index("?" if "?" in link else "&") + 1
+    found = []
+    for piece in SEPARATORS.split(query):   # (each separator one character)
+        if "=" in piece and is_secret_parameter(name := _name_of(piece)):
+            found.append((name, at + piece.index("=") + 1, at + len(piece)))
+        at += len(piece) + 1
+    return found
+
+
+def secret_parameters(link: str | None) -> list[str]:
+    """The names of the parameters of `link`'s query that carry a secret, each once, in order."""
+    if not isinstance(link, str):
+        return []
+    return list(dict.fromkeys(name for name, _, _ in _secret_values(_cleaned(link))))
 
 
 # what secret_links names a password written before a link's host (`ftp://user:pass@host/f.csv`) by
@@ -109,36 +129,85 @@ def secrets_of(link: str | None) -> list[str]:
     link, the token was the text of `next`, exported as published)."""
     if not isinstance(link, str):
         return []
-    return list(dict.fromkeys(_secrets_of_one(link) + secrets_in_text(link)))
+    escaped = [what for what, _, _ in _escaped_secrets(_cleaned(link), one_link=True)]
+    return list(dict.fromkeys(_secrets_of_one(link) + _secrets_in_text(link) + escaped))
 
 
 def redacted(link: str | None) -> str | None:
     """`link` with the secrets secrets_of finds REDACTED, the rest as written."""
     if not isinstance(link, str) or not secrets_of(link):
         return link
-    return redacted_text(_redacted_one(_cleaned(link)))
+    link = _redacted_text(_redacted_one(_cleaned(link)))
+    return _replaced(link, [(start, end) for _, start, end in _escaped_secrets(link, one_link=True)])
 
 
 def _redacted_one(link: str) -> str:
     """`link`, read as one link, with its password before its host, and the value of each query
     parameter that carries a secret, replaced by REDACTED, the rest as written (its user, its other
     parameters, their order and escapes, its fragment)."""
-    if not _secrets_of_one(link):
-        return link
     # (given cleaned: urlsplit reads its query less the tabs and line breaks, and the positions below
     # are the cleaned text's; they were no part of the link)
     link = _cleaned(link)
+    return _replaced(link, _secret_spans(link))
+
+
+def _secret_spans(link: str) -> list[tuple[int, int]]:
+    """Where in `link` (cleaned), read as one link, its secrets are: its password before its host, the
+    value of each query parameter that carries one."""
     password = _password_at(link)
-    if password:
-        link = link[:password[0]] + REDACTED + link[password[1]:]
-    query = _query_of(link)
-    if query is None or not secret_parameters(link):
-        return link
-    pieces = [f"{piece.partition('=')[0]}={REDACTED}" if is_secret_parameter(_name_of(piece)) else piece
-              for piece in query.split("&")]
-    # (urlsplit's query is the text from the first '?' to the '#'; with none, _query_of's from the first '&')
-    start = link.index("?" if "?" in link else "&") + 1
-    return link[:start] + "&".join(pieces) + link[start + len(query):]
+    return ([password] if password else []) + [(start, end) for _, start, end in _secret_values(link)]
+
+
+def _replaced(text: str, spans: list[tuple[int, int]]) -> str:
+    """`text` with each of `spans` (they may overlap or repeat) replaced by REDACTED."""
+    pieces, done = [], 0
+    for start, end in sorted(spans):
+        if end <= done:
+            continue
+        pieces += [text[done:max(start, done)], REDACTED]
+        done = end
+    return "".join(pieces) + text[done:] if pieces else text
+
+
+# an escape of a printable ASCII character (`%3D`, `%3F`, `%2F`, `%40`): a link a form nested in another's
+# query escapes its own (`?next=https%3A%2F%2Fy.org%2Ff.csv%3Ftoken%3Dabc`), and a parameter's '=' may be
+# escaped (`?token%3Dabc`); its key is published all the same
+ESCAPE = re.compile(r"%(?:[2-6][0-9A-Fa-f]|7[0-9A-Ea-e])")
+
+
+def _decoded_once(text: str) -> tuple[str, list[int]] | None:
+    """`text` with each ESCAPE decoded once, and where in `text` each of its characters begins (and, last,
+    its end); None where it holds none (most texts). Escapes of other characters (a tab, a line break,
+    UTF-8's bytes) are kept as written: none ends or begins a link's part."""
+    if "%" not in text:
+        return None
+    pieces, starts, done = [], [], 0
+    for escape in ESCAPE.finditer(text):
+        pieces += [text[done:escape.start()], chr(int(escape.group()[1:], 16))]
+        starts += [*range(done, escape.start()), escape.start()]
+        done = escape.end()
+    if not pieces:
+        return None
+    pieces.append(text[done:])
+    starts += [*range(done, len(text)), len(text)]
+    return "".join(pieces), starts
+
+
+def _escaped_secrets(text: str, one_link: bool) -> list[tuple[str, int, int]]:
+    """(what, start, end) of each secret in `text` that its escapes decoded once show (a link nested in
+    another's query as a form escapes it, a parameter's '=' escaped), read as a text's links, and
+    (`one_link`) as one link: where it is in `text` as written."""
+    decoded = _decoded_once(text)
+    if decoded is None:
+        return []
+    plain, starts = decoded
+    found = []
+    for start, end in ([(0, len(plain))] if one_link else []) + _links_at(plain):
+        link = plain[start:end]
+        password = _password_at(link)
+        spans = ([(PASSWORD_BEFORE_HOST, *password)] if password else []) + _secret_values(link)
+        found += [(what, starts[start + a], starts[start + b]) for what, a, b in spans]
+    return found
 
 
 # a link a text pastes: in a run of characters up to a space, a quote or an angle bracket (how text quotes
@@ -224,12 +293,27 @@ def links_in(text: str | None) -> list[str]:
 
 
 def secrets_in_text(text: str | None) -> list[str]:
-    """The secrets the links of `text` hold, each read as one link (_secrets_of_one), each once, in order."""
-    return list(dict.fromkeys(secret for link in links_in(text) for secret in _secrets_of_one(link)))
+    """The secrets the links of `text` hold, each read as one link (_secrets_of_one), each once, in order;
+    then those its escapes decoded once show (a link nested in another's query as a form escapes it)."""
+    if not isinstance(text, str):
+        return []
+    return list(dict.fromkeys(_secrets_in_text(text) + [what for what, _, _ in _escaped_secrets(text, one_link=False)]))
+
+
+def _secrets_in_text(text: str | None) -> list[str]:
+    return [secret for link in links_in(text) for secret in _secrets_of_one(link)]
 
 
 def redacted_text(text: str | None) -> str | None:
-    """`text` with each link it pastes redacted (_redacted_one), the rest as written."""
+    """`text` with each link it pastes redacted (_redacted_one), the rest as written; then the secrets
+    its escapes decoded once show, where they are written."""
+    if not isinstance(text, str):
+        return text
+    text = _redacted_text(text)
+    return _replaced(text, [(start, end) for _, start, end in _escaped_secrets(text, one_link=False)])
+
+
+def _redacted_text(text: str) -> str:
     pieces, done = [], 0
     for start, end in _links_at(text):
         link = text[start:end]
@@ -271,8 +355,9 @@ def maybe_secret_sql(column: str, text: bool = False) -> str:
     # (a secret's value follows an '=', a password comes before an '@': a value holding neither, most
     # descriptions, is passed by before it is copied three times and searched; 100,000 descriptions took
     # 2.2 s to search at a load of 26)
-    return f"((contains(\"{column}\", '=') OR contains(\"{column}\", '@')) AND " \
-           f"regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}'))"
+    # (or either escaped, `%3D`, `%40`: a link nested in another's query as a form escapes it, `token%3Dabc`)
+    held = " OR ".join(f"contains(\"{column}\", '{c}')" for c in ("=", "@", "%3D", "%3d", "%40"))
+    return f"(({held}) AND regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}'))"
 
 
 def is_text(field_name: str) -> bool:

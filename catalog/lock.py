@@ -55,14 +55,19 @@ def _holder_record(data: bytes) -> dict:
 
 def kept_by_a_writer(db_path: str | Path) -> bool:
     """Whether a civicat writer has held the file at `db_path`: its lock file beside it, which every
-    writer leaves (it says who held the lock last), holds a holder record (or nothing: a writer killed
-    as it took the lock). Another program's DuckDB file has none."""
+    writer leaves (it says who held the lock last), holds a holder record. Another program's DuckDB file
+    has none. An empty lock file is not one (until session 43 it was): Python's filelock, the common way
+    to lock a file from Python, makes `<file>.lock` empty (O_TRUNC) and for most of its versions leaves
+    it after its release: a look under it opened that program's database and took its lock, or, that
+    lock held, took the file for a catalogue and refused the folder. A civicat writer leaves an empty
+    one only when killed between making it and writing its record (catalog.folder finds such a
+    catalogue by its read copy, where a writer of it ever ended)."""
     try:
         with open(lock_path(db_path), "rb") as f:
             data = f.read(4096)
     except OSError:
         return False
-    return not data or isinstance(_holder_record(data).get("pid"), int)
+    return isinstance(_holder_record(data).get("pid"), int)
 
 
 def describe_holder(holder: dict) -> str:
@@ -77,27 +82,43 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     """The holder record of `<db>.lock` when process `pid` holds that lock now (a civicat
     writer: its command and since when), else None. The record outlives its writer (a run
     killed outright), and its PID may have been given to another process since: where Linux
-    lists its locks (/proc/locks) the lock must be held by `pid`; elsewhere the PID alone."""
+    lists its locks (/proc/locks) the lock must be held by `pid`; elsewhere the PID alone, while
+    a process has it."""
     path = lock_path(db_path)
     try:
         holder = _holder_record(path.read_bytes()[:4096])
-        if holder.get("pid") != pid:
-            return None
+    except OSError:
+        return None
+    if holder.get("pid") != pid:
+        return None
+    holding = _pids_holding(path)
+    if holding is None:
+        from catalog.scratch import process_alive
+
+        return holder if process_alive(pid) else None
+    return holder if pid in holding else None
+
+
+def _pids_holding(path: Path) -> set[int] | None:
+    """The processes that hold a flock on the file at `path` now, from the kernel's list of locks;
+    None where there is no such list (/proc/locks: Linux's)."""
+    try:
         held = os.stat(path)
         locks = Path("/proc/locks").read_text()
     except FileNotFoundError as exc:
-        return holder if exc.filename == "/proc/locks" else None
+        return None if exc.filename == "/proc/locks" else set()
     except OSError:
-        return None
+        return set()
     # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146466 0 EOF" (a waiter's line has "->" after "1:");
     # matched on the inode number, not the device: the superblock's device listed there is not
     # stat()'s on overlayfs over two file systems (a container's layers) or a btrfs subvolume
+    pids = set()
     for line in locks.splitlines():
         fields = line.split()
-        if fields[1:2] == ["FLOCK"] and fields[4:5] == [str(pid)] and \
+        if fields[1:2] == ["FLOCK"] and fields[4:5] and fields[4].isdigit() and \
                 fields[5:6] and fields[5].rpartition(":")[2] == str(held.st_ino):
-            return holder
-    return None
+            pids.add(int(fields[4]))
+    return pids
 
 
 def current_writer(db_path: str | Path) -> dict | None:
@@ -231,6 +252,7 @@ class WriterLock:
         """flock of `fd`, waited for as the class says (CatalogueBeingWritten past the wait)."""
         blocked, was_brief, first_look = None, False, 0.1
         step, stepped = None, None   # the brief holder's last sign of progress, and when it was seen
+        between = None   # since when the record has named no process that holds the lock
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -240,11 +262,20 @@ class WriterLock:
                 blocked = blocked or now
                 # a brief holder (a reader putting the catalogue right) is waited for unasked
                 # (its record is written just after it took the lock: read once more a moment later)
-                brief = self.waits_for_brief and _holder_record(os.pread(fd, 4096, 0)).get("brief") is True
+                record = _holder_record(os.pread(fd, 4096, 0))
+                brief = self.waits_for_brief and record.get("brief") is True
                 if was_brief and not brief:   # (a look puts back the record it found just before it lets go)
                     blocked, first_look = now, LETTING_GO_SECONDS
                 was_brief = brief
                 if not brief and now - blocked < first_look:
+                    time.sleep(0.05)
+                    continue
+                # the record names a process that does not hold the lock (one gone, or the look itself
+                # before it: r42's): the lock is between two records, its holder has taken it and not yet
+                # written its own, or is a look that has put back the one it found and lets go: read
+                # again, as a look's waiter does, before the record is taken for its holder's
+                between = None if brief or self._names_the_holder(record) else between or now
+                if between is not None and now - between < LETTING_GO_SECONDS:
                     time.sleep(0.05)
                     continue
                 if brief and os.fstat(fd).st_mtime_ns != step:   # (its record, or a step since)
@@ -287,8 +318,26 @@ class WriterLock:
             except OSError:
                 pass
 
+    def _names_the_holder(self, record: dict) -> bool:
+        """Whether the holder record names a process that holds the lock now."""
+        pid = record.get("pid")
+        if not isinstance(pid, int):
+            return False
+        holding = _pids_holding(self.path)
+        if holding is None:   # (no list of locks: the PID, while a process has it)
+            from catalog.scratch import process_alive
+
+            return process_alive(pid)
+        return pid in holding
+
     def _busy_message(self, fd: int, waited: bool, hung: bool = False) -> str:
-        who = describe_holder(_holder_record(os.pread(fd, 4096, 0)))
+        record = _holder_record(os.pread(fd, 4096, 0))
+        if self._names_the_holder(record):
+            who = describe_holder(record)
+        else:   # (not the process its record names, one long gone: the one the kernel says holds it)
+            holding = _pids_holding(self.path) or set()
+            who = (f"process {min(holding)} (its record in {self.path} not yet written, or not civicat's)"
+                   if len(holding) == 1 else "another process")
         if hung:
             return (f"{self.db_path} is held by {who}, which has shown no progress for {BRIEF_HOLD_SECONDS:g} s "
                     "(hung?): try again later, or end that process")

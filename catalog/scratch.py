@@ -62,7 +62,7 @@ def remove_left_over(folder: str | Path | None = None) -> list[str]:
         return done
     for name in names:
         matched = _NAME.match(name)
-        if not matched or _alive(int(matched.group(1))):
+        if not matched or process_alive(int(matched.group(1))):
             continue
         path = folder / name
         size = _size(path)
@@ -72,7 +72,8 @@ def remove_left_over(folder: str | Path | None = None) -> list[str]:
     return done
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (another user's too)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

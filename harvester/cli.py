@@ -890,12 +890,19 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
+    _remove_left_by_dead_runs(db_path)
     while True:
         try:
             if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
-            made = made or _made_new(db_path)
+            try:
+                made = made or _made_new(db_path)
+            except FileExistsError:   # (not there a moment before: another program's, never opened as the catalogue)
+                lock.release(remove=True)
+                raise Refused(f"{db_path} was made by another process as this run was making the catalogue there "
+                              "(no file was there a moment before): nothing done, that file left as it is; run "
+                              "again if it is the catalogue, or give --db a path of its own") from None
             opened = opener(db_path)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
@@ -950,10 +957,13 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
     linked to `db_path`, which fails where a file is: a file another program made there at that moment
     is never taken for this run's (an existence check and DuckDB's open left microseconds between
-    them, and a refused claim removed that program's file). Under the writer lock: no civicat writer
-    makes it meanwhile. A file system without hard links (exFAT, vfat) has it renamed in place once
-    none is seen there, the check and the rename microseconds apart, as before."""
+    them, and a refused claim removed that program's file), nor opened as the catalogue:
+    FileExistsError (under the writer lock no civicat writer makes it meanwhile). A file system without
+    hard links (exFAT, vfat) has it renamed there by a rename that refuses a file there (RENAME_NOREPLACE;
+    until session 43 a plain rename after a check, which replaced a file made in between); one with
+    neither (some FUSE mounts) after a check of the path, microseconds before the rename."""
     from catalog import uncut
+    from catalog.files import rename_where_none
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
@@ -966,14 +976,46 @@ def _made_new(db_path: Path) -> os.stat_result | None:
         try:
             os.link(new, db_path)
         except FileExistsError:
-            return None
+            raise
         except OSError:   # (no hard links there)
-            if db_path.exists():
-                return None
-            os.rename(new, db_path)
+            if not rename_where_none(new, db_path):
+                if db_path.exists():
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(db_path)) from None
+                os.rename(new, db_path)
         return made
     finally:
         new.unlink(missing_ok=True)
+
+
+def _remove_left_by_dead_runs(db_path: Path) -> None:
+    """The `.NAME.PID.new` files beside the catalogue (_made_new's) of runs that were killed as they
+    made it: an empty database, or a second name of the catalogue where the kill came after the link.
+    Only this catalogue's name, and only where process PID is gone: under the writer lock no other
+    civicat writer of it runs, but a process with that PID now may be one that was given it since
+    (its file then stays, as it did before session 43). Said in the log; one that cannot be removed
+    is said, not raised."""
+    from catalog.folder import FOLDER_ENTRIES_READ
+    from catalog.scratch import process_alive
+
+    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new")
+    try:
+        with os.scandir(db_path.parent) as entries:
+            found = [(entry.path, int(named.group(1))) for count, entry in enumerate(entries)
+                     if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name))]
+    except OSError:
+        return
+    for path, pid in found:
+        if pid == os.getpid() or process_alive(pid):
+            continue
+        try:
+            os.unlink(path)
+            logging.getLogger("civicat").info("removed %s, left by a run (process %d) killed as it made the "
+                                              "catalogue", path, pid)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
+                                                 "be removed: %s", path, exc.strerror or exc)
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:
@@ -1230,11 +1272,15 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
                                    + "; ".join(f"{shown(uid)!r}{why}" for uid, why in unknown.items()))
         chosen = list(uids)
         if overlap:
-            grouped = _overlap_uids(store)
-            if grouped is None:
+            found = _overlap_uids(store, known)
+            if found is None:
                 click.echo("no overlap groups yet (table overlap_groups is absent or empty): "
                            "run `civicat overlap` first", err=True)
             else:
+                grouped, copies = found
+                if copies:   # (until session 43 each copy was pulled: the same records twice)
+                    click.echo(f"left out {copies} cop{'y' if copies == 1 else 'ies'} of grouped datasets another "
+                               "portal of their city lists: each pulled once, by the copy its group lists", err=True)
                 outside = [u for u in grouped if u.partition(":")[0] not in known]
                 if outside:
                     click.echo(f"skipped {len(outside)} grouped dataset{'s' * (len(outside) > 1)} of portals not in "
@@ -1489,13 +1535,46 @@ def _pulled_from_elsewhere(portals: list, listed: dict[str, set[str]], db_path: 
             f"(civicat harvest --config {config_path} --db {db_path} --portal {' --portal '.join(ids)})")
 
 
-def _overlap_uids(store) -> list[str] | None:
-    """Every uid in an overlap group, or None when there are none (no table, or empty)."""
+def _overlap_uids(store, known: set[str]) -> tuple[list[str], int] | None:
+    """Every dataset in an overlap group, once, or None when there are none (no table, or empty). A dataset two
+    portals of its city list is a row of its group by each uid (any finds the group): its records are pulled by
+    the copy the group lists (`overlap --group N` shows it), or, that one's portal not configured, by a copy
+    whose is. -> the uids, and how many copies were left out so."""
     exists = store.con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'overlap_groups'").fetchone()[0]
     if not exists:
         return None
     uids = [r[0] for r in store.con.execute("SELECT DISTINCT uid FROM overlap_groups ORDER BY uid").fetchall()]
-    return uids or None
+    if not uids:
+        return None
+    left_out = set()
+    for copies in group_copies(store.con).values():
+        for shown, others in copies.items():
+            pulled = next((u for u in (shown, *others) if u.partition(":")[0] in known), shown)
+            left_out.update(u for u in (shown, *others) if u != pulled)
+    return [u for u in uids if u not in left_out], len(left_out)
+
+
+def group_copies(con, group_id: int | None = None) -> dict[int, dict[str, list[str]]]:
+    """Per saved overlap group (or group `group_id` alone), its datasets two portals of their city list: the copy
+    the group lists -> its other copies, folded by catalog.copies as `civicat overlap` folds its groups."""
+    from catalog.copies import copies_of
+
+    where = "" if group_id is None else "WHERE g.group_id = $1"
+    rows = con.execute(f"""
+        WITH grouped AS (SELECT g.group_id, g.uid FROM overlap_groups g {where}),
+             counted AS (SELECT dataset_uid AS uid, count(*) AS column_count FROM columns
+                         WHERE dataset_uid IN (SELECT uid FROM grouped) GROUP BY dataset_uid)
+        SELECT g.group_id, d.uid, coalesce(nullif(d.city, ''), d.portal_id) AS city, d.title, d.source_id,
+               d.modified, coalesce(c.column_count, 0) AS column_count
+        FROM grouped g JOIN datasets d USING (uid) LEFT JOIN counted c USING (uid)
+        ORDER BY g.group_id, d.uid""", [] if group_id is None else [group_id]).fetchall()
+    names = ("uid", "city", "title", "source_id", "modified", "column_count")
+    per_group: dict[int, dict[str, list]] = {}
+    for group, *values in rows:
+        columns = per_group.setdefault(group, {name: [] for name in names})
+        for name, value in zip(names, values):
+            columns[name].append(value)
+    return {group: copies_of(columns) for group, columns in per_group.items()}
 
 
 @cli.command()
@@ -1978,7 +2057,6 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
     """`civicat overlap --group N`: group N as overlap_groups and overlap_pairs hold it (the last run's),
     read from the catalogue as `similar` reads it: its label, cities, datasets (city, title, uid) and why
     it is one (its best stored pair inside), with --pairs every stored pair inside."""
-    from catalog.overlap import features
     from catalog.query import read_only_connection
 
     con = _open(read_only_connection, db_path)
@@ -1988,11 +2066,7 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
             LEFT JOIN datasets d USING (uid) WHERE g.group_id = ? ORDER BY d.city, d.title, g.uid""",
                               [group_id]).fetchall()
         # (a dataset two portals of its city list is a row of the group by each uid: shown once, as the run shows it)
-        copies = features.copies_of(con.execute("""
-            SELECT uid, coalesce(nullif(city, ''), portal_id) AS city, title, source_id, modified,
-                   (SELECT count(*) FROM columns c WHERE c.dataset_uid = d.uid) AS column_count
-            FROM datasets d WHERE uid IN (SELECT uid FROM overlap_groups WHERE group_id = ?) ORDER BY uid""",
-                                                [group_id]).to_arrow_table().to_pydict())
+        copies = group_copies(con, group_id).get(group_id, {})
         saved = con.execute("SELECT count(DISTINCT group_id), max(group_id) FROM overlap_groups").fetchone()
         inside = con.execute("""
             SELECT p.* EXCLUDE (computed_at) FROM overlap_pairs p

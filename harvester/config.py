@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from catalog.links import secret_parameters
+from catalog.links import secrets_of
 
 KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -200,7 +200,7 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
                           f"{instead}")
     # (a portal's URL is quoted in errors and logs and built into the links stored with its datasets: a
     # CKAN's landing pages, which an export publishes)
-    secrets = secret_parameters(url)
+    secrets = secrets_of(url)   # (its escaped ones too: `?token%3D…`, a link nested in its query)
     if secrets:
         raise fail("url", f"{url.split('?')[0]!r} has a secret in its query ({', '.join(sorted(secrets))}), "
                           "which would be quoted in errors and logs and stored in the links of the portal's "
@@ -324,6 +324,12 @@ def _host_keys(value: object, kind: str, portal_url, fail) -> tuple[tuple[str, s
         if (named["host"].rstrip("."), port) == own or (normal.partition(":")[0] == own[0] and own[1] is None
                                                         and port in (None, 443, 80)):
             raise fail(f"keys.{host!r}", "is the portal's own host: its key is named by app_token_env")
+        # (a host's scheme is known at its request alone, where a key for plain http to another machine is held
+        # back and said so: harvester.http.client; port 80 is plain http's, and its key would never go)
+        if port == 80 and not key_goes_safely(f"http://{normal}"):
+            raise fail(f"keys.{host!r}", "is plain http's port: a key is never sent over plain http to another "
+                                         "machine, where it would cross the network in clear (the host's https "
+                                         "port, or none)")
         if not isinstance(variable, str) or not ENV_NAME_PATTERN.fullmatch(variable):
             raise fail(f"keys.{host!r}", f"must name an environment variable, got {variable!r}")
         if normal in keys:

@@ -29,8 +29,10 @@ import hashlib
 import itertools
 import math
 import mmap
+import os
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from catalog.files import sync, writing
@@ -80,7 +82,7 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
         spilled = _found_on_disk(previous, key, schema, itertools.chain([first, second], slices), spill)
         masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
     del first, second
-    same = _SameRecords(delta, key, row_group_bytes)
+    same = _SameRecords(delta)
     with contextlib.closing(_keyless_matches(previous, [path for path in delta if path in with_nulls], key, schema,
                                              row_group_bytes, spill)) as keyless:
         parts = _Parts(folder, schema, part_rows, part_column_chunks)
@@ -116,51 +118,46 @@ class _SameRecords:
     key, or keyless rows it reads again) are its rows, equal in every column (a night on which nothing
     changed; Open311's pull reads its last days again). The merge then publishes the previous parts
     themselves, linked: written again, they came out in another order (the rows read again last) or in
-    other row groups (a full pull's, one a page), other bytes for the same records. Judged on both sides'
-    rows held while they take at most `most_bytes` each (as Arrow holds them); more is taken as a change."""
+    other row groups (a full pull's, one a page), other bytes for the same records.
 
-    def __init__(self, delta: list[Path], key: str, most_bytes: int):
-        footers = list(map(pq.read_metadata, delta))
-        size = sum(footer.row_group(group).total_byte_size for footer in footers
-                   for group in range(footer.num_row_groups))
-        self.key, self.most_bytes, self.delta_rows = key, most_bytes, sum(footer.num_rows for footer in footers)
-        self.sides = ([], []) if size <= most_bytes else None   # (replaced, read again); None: a change
+    Judged as the rows stream by, holding none of them: the two sides are the same records when they
+    hold as many rows and the sums of their rows' digests (_row_digests, a float NaN equal to NaN) are
+    equal, in whatever order they come. Until session 43 both sides' rows were held, up to 8 MB a side
+    (a delta past it, an Open311 endpoint's 90 days read again, was taken as a change and written again
+    every night), and compared by Arrow's `equals`, for which NaN is no NaN (a part holding one was written
+    again every night). The digests are keyed with a key drawn for this merge: a sum of unkeyed digests
+    could be matched by rows a portal built for it (a generalized birthday search), which would keep an
+    edit out; keyed, nobody can compute them."""
+
+    def __init__(self, delta: list[Path]):
+        self.delta_rows = sum(pq.read_metadata(path).num_rows for path in delta)
+        self.key = os.urandom(16)
+        self.rows, self.sums, self.changed = [0, 0], [0, 0], False   # (replaced, read again)
 
     def replaced(self, rows: pa.Table, kept: pa.Array) -> None:
         """Previous rows, of which the delta replaces those not `kept`."""
-        if self.sides is not None and kept.false_count:
-            self._hold(0, rows.filter(pc.invert(kept)))
+        if not self.changed and kept.false_count:
+            self._add(0, rows.filter(pc.invert(kept)))
 
     def read_again(self, rows: pa.Table) -> None:
         """The delta's rows."""
-        self._hold(1, rows)
+        self._add(1, rows)
 
-    def _hold(self, side: int, rows: pa.Table) -> None:
-        if self.sides is None or not rows.num_rows:
+    def _add(self, side: int, rows: pa.Table) -> None:
+        if self.changed or not rows.num_rows:
             return
-        self.sides[side].append(rows)
-        replaced = sum(table.num_rows for table in self.sides[0])
+        self.rows[side] += rows.num_rows
         # (more replaced than the delta holds: rows removed; fewer, once the delta is read: rows added)
-        if replaced > self.delta_rows or side == 1 and replaced < self.delta_rows or \
-                sum(table.nbytes for table in self.sides[side]) > self.most_bytes:
-            self.sides = None
+        if self.rows[0] > self.delta_rows or side == 1 and self.rows[0] < self.delta_rows:
+            self.changed = True
+            return
+        total = self.sums[side]
+        for digest in _row_digests(rows, self.key):
+            total += int.from_bytes(digest, "little")
+        self.sums[side] = total % 2**(8 * DIGEST_BYTES)
 
     def holds(self) -> bool:
-        if self.sides is None:
-            return False
-        replaced, again = (pa.concat_tables(side) if side else None for side in self.sides)
-        if replaced is None or again is None:
-            return replaced is again   # (neither: nothing read, nothing replaced)
-        if replaced.num_rows != again.num_rows:
-            return False
-        (keyed, keyless), (keyed_again, keyless_again) = map(self._split, (replaced, again))
-        return keyed.equals(keyed_again) and Counter(_row_digests(keyless)) == Counter(_row_digests(keyless_again))
-
-    def _split(self, rows: pa.Table) -> tuple[pa.Table, pa.Table]:
-        """The rows with a key, in its order; those without one."""
-        has_key = pc.is_valid(rows[self.key])
-        keyed = rows.filter(has_key)
-        return keyed.take(pc.sort_indices(keyed[self.key])), rows.filter(pc.invert(has_key))
+        return not self.changed and self.rows[0] == self.rows[1] and self.sums[0] == self.sums[1]
 
 
 class _Parts:
@@ -544,11 +541,26 @@ def _kept(table: pa.Table, replaced: pa.ChunkedArray, key: str, keyless) -> pa.A
     return kept
 
 
-def _row_digests(table: pa.Table) -> list[bytes]:
-    """Each row's values as a digest: rows equal in every column (null equal to null, as
-    DuckDB's EXCEPT ALL has them) have the same; 16 bytes each, not the rows."""
-    return [hashlib.blake2b(repr(tuple(_comparable(v) for v in row.values())).encode(), digest_size=16).digest()
-            for row in table.to_pylist()]
+def _row_digests(table: pa.Table, key: bytes = b"") -> Iterator[bytes]:
+    """Each row's values as a digest (`key`: blake2b's): rows equal in every column (null equal to
+    null, as DuckDB's EXCEPT ALL has them; a float NaN to NaN, -0.0 to 0.0) have the same; 16 bytes
+    each, not the rows. Read a slice of about DIGESTED_BYTES at a time, a column at a time (a float
+    column's values made comparable): Python's objects of a row group's 8 MB took several times that."""
+    if not table.num_rows:
+        return
+    at_once = max(1, table.num_rows * DIGESTED_BYTES // max(table.nbytes, 1))
+    floating = [pa.types.is_floating(field.type) for field in table.schema]
+    for start in range(0, table.num_rows, at_once):
+        part = table.slice(start, at_once)
+        columns = [[_comparable(v) for v in column.to_pylist()] if is_float else column.to_pylist()
+                   for column, is_float in zip(part.columns, floating)]
+        for row in zip(*columns):
+            yield hashlib.blake2b(repr(row).encode(), digest_size=DIGEST_BYTES, key=key).digest()
+
+
+# the rows of a table turned into Python's objects at once to be digested, at most (their bytes as Arrow
+# holds them)
+DIGESTED_BYTES = 1 << 20
 
 
 def _comparable(value):

@@ -60,6 +60,7 @@ CLASSES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "records_request": (("request+log", "foia+log", "foia+request", "records_request"), ()),
     # kinds no trigger names: `_refined` reads them off calls and crimes (see there)
     "fire_ems_call": ((), ()),
+    "fire_incident": ((), ()),
     "crime_statistics": ((), ()),
     "arrest_statistics": ((), ()),
     "crash_statistics": ((), ()),
@@ -130,6 +131,7 @@ NOT_AGENCY = re.compile(r"\b(?:pension|fund|retirement|foundation|board|commissi
 PUBLISHER_POLICE_CONTEXT = frozenset({"police"})
 # a dispatch log of the fire department or EMS is not the police's calls for service
 FIRE_EMS = frozenset({"fire", "ems", "ambulance", "medical", "rescue", "paramedic", "firefighter", "afd", "fdny"})
+FIRE = frozenset({"fire", "firefighter", "afd", "fdny"})   # (an EMS crew's incidents are medical, no fire's)
 # a table of counts or rates ('Violent Crime Statistics', 'Crime Rate By Type', 'Index Crimes
 # by County') is not the incident records it counts
 STATISTICS = frozenset({"statistic", "stat", "rate", "count", "total", "summary", "summarized", "cumulative", "trend",
@@ -307,6 +309,10 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
     own = own or _own_records(title_terms, context) or _traffic_contacts(title, title_terms, opening, context)
+    if not own and "crime_incident" in weak and set(title_terms) & FIRE:
+        # the incidents a title names beside a fire word are the fire department's, neither crimes nor of no kind
+        # ('Fire Department Incident Data', 'AFD Fire Incidents'): no police department's incidents
+        own = ("fire_incident",)
     if not opening:
         return _refined(own, title_terms, title, located), True
     found = of_terms(title_terms, _inline(opening), context) or own
@@ -537,7 +543,7 @@ LABELS = {"crime_incident": "Crime incidents", "calls_for_service": "Calls for s
           "police_complaint": "Police complaints", "citation": "Citations", "parking_citation": "Parking citations",
           "warning": "Traffic warnings", "crash": "Traffic crashes", "vehicle_pursuit": "Vehicle pursuits",
           "police_employee": "Police employees", "custody_death": "Deaths in custody", "weapon_pointing": "Weapon pointing",
-          "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls",
+          "lawsuit": "Lawsuits", "fire_ems_call": "Fire and EMS calls", "fire_incident": "Fire incidents",
           "crime_statistics": "Crime statistics", "arrest_statistics": "Arrest statistics",
           "crash_statistics": "Traffic crash statistics", "citation_statistics": "Citation statistics", "records_request": "Records request logs"}
 

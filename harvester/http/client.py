@@ -173,6 +173,9 @@ class HttpClient:
         self._server_dates: dict[str, tuple[str, str | None, float]] = {}   # host: (Date, Age, our time then)
         # a portal's keys (one portal's client: send_key): each origin one goes to, and its header
         self._keys: dict[tuple[str, str, int | None], dict[str, str]] = {}
+        # the origins a key was given for but is not sent to (plain http to another machine), until the
+        # first request to each says so (_with_key)
+        self._keys_held_back: dict[tuple[str, str, int | None], str] = {}
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -222,7 +225,7 @@ class HttpClient:
         clone = copy.copy(self)
         clone.stats = HttpStats()
         clone.timeout = portal.timeout
-        clone._keys = {}   # (its adapter's: send_key)
+        clone._keys, clone._keys_held_back = {}, {}   # (its adapter's: send_key)
         with self._host_lock:
             if portal.host not in self._host_slots:
                 self._host_slots[portal.host] = threading.BoundedSemaphore(portal.max_concurrency)
@@ -237,9 +240,12 @@ class HttpClient:
         distribution's download, a FeatureServer's host no key names), where a key goes safely (https,
         or this machine: config.key_goes_safely; elsewhere not sent); a redirect drops it on another
         host or port, or from https down to http (connections._Session.rebuild_auth). Never in a URL,
-        a log line or the HTTP cache (which keeps answers by their URL)."""
+        a log line or the HTTP cache (which keeps answers by their URL). Not sent, the first request
+        there says so (a warning: the answers are those of a request without the key), once a run."""
         if key_goes_safely(url):
             self._keys[_origin(url)] = dict(headers)
+        else:
+            self._keys_held_back[_origin(url)] = url
 
     @contextmanager
     def speculative(self) -> Iterator[None]:
@@ -478,6 +484,14 @@ class HttpClient:
     def _with_key(self, url: str, headers: dict) -> dict:
         """`headers`, with the key of `url`'s origin, if it has one (send_key)."""
         key = self._keys.get(_origin(url)) if self._keys else None
+        if key is None and self._keys_held_back:
+            # (popped: one thread alone says it; a host's layers over plain http answered as to anyone,
+            # and nothing said why: a secured layer's 403, a listing short of its restricted layers)
+            held_back = self._keys_held_back.pop(_origin(url), None)
+            if held_back is not None:
+                log.warning("the key configured for %s ([portals.keys]) is not sent to %s: plain http to another "
+                            "machine would carry it in clear; its answers are those of a request without it (ask "
+                            "for its https address)", urlparse(held_back).netloc, held_back)
         return headers if key is None else {**key, **headers}
 
     def _environment(self, url: str) -> dict:

@@ -15,3 +15,16 @@ def test_the_build_and_the_merge_run_on_a_small_shape(tmp_path):
     merge(tmp_path, 5, duckdb_merge=False)
     merged = pq.read_table(sorted((tmp_path / "staging" / "merged").glob("*.parquet")))
     assert merged.num_rows == 2020 and len(set(merged[":id"].to_pylist())) == 2020
+
+
+def test_an_unchanged_delta_is_the_last_rows_read_again_and_its_merge_publishes_the_previous_parts(tmp_path):
+    """`--unchanged`: the delta reads the last tenth of the rows again as they are (a night that changed
+    nothing); the merge publishes the previous parts themselves, which the bench reports."""
+    from bench.records_memory import published_the_previous_parts
+
+    build(tmp_path, 2000, 5, 8, unchanged=True)
+    delta = pq.read_table(sorted((tmp_path / "staging" / "parts").glob("*.parquet")))
+    previous = RecordsLayout(tmp_path / "records").folder(PORTAL, DATASET)
+    assert delta.equals(pq.read_table(sorted(previous.glob("*.parquet")), partitioning=None).slice(1800))
+    merge(tmp_path, 5, duckdb_merge=False)
+    assert published_the_previous_parts(tmp_path)

@@ -269,3 +269,130 @@ def test_a_look_leaves_the_lock_file_as_it_found_it(tmp_path):
     with held_for_a_look(db) as alone:
         assert alone is True and b'"brief": true' in lock_path(db).read_bytes()   # (its writer waits for it)
     assert lock_path(db).read_bytes() == found and lock_path(db).stat().st_mtime_ns == stamped
+
+
+def last_written_by_a_process_gone(db):
+    """The catalogue's lock file as its last writer left it: a record naming a process that has ended."""
+    import subprocess
+    import sys
+
+    ran = subprocess.run([sys.executable, "-c", "import sys\nfrom catalog.lock import WriterLock\n"
+                          "with WriterLock(sys.argv[1]): pass\n", str(db)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert ran.returncode == 0, ran.stderr
+    return json_record(db)["pid"]
+
+
+def json_record(db):
+    import json
+
+    return json.loads(lock_path(db).read_bytes())
+
+
+# a process of its own, with catalog.lock's flock seen through a shim (a hook at the step the test needs)
+IN_A_PROCESS = """import fcntl, json, sys
+from catalog import lock
+real = fcntl.flock
+
+
+class Flock:
+    def __getattr__(self, name):
+        return getattr(fcntl, name)
+
+    @staticmethod
+    def flock(fd, operation):
+        if operation == fcntl.LOCK_UN and sys.argv[1] == "look":   # (the record put back: held until told)
+            print("put back", flush=True)
+            sys.stdin.readline()
+        try:
+            return real(fd, operation)
+        except BlockingIOError:
+            if sys.argv[1] == "writer" and not Flock.said:
+                Flock.said = True
+                print("blocked", flush=True)
+            raise
+
+    said = False
+
+
+lock.fcntl = Flock()
+if sys.argv[1] == "look":
+    with lock.held_for_a_look(sys.argv[2]) as alone:
+        assert alone is True
+else:
+    # (the wait for a record put back, 1 s, made long here: the test's own steps may run late on a loaded
+    # machine; on main it never began, the writer refused 0.1 s after it first found the lock held)
+    lock.LETTING_GO_SECONDS = 120
+    try:
+        lock.WriterLock(sys.argv[2]).acquire()
+        print("taken", flush=True)
+    except lock.CatalogueBeingWritten as exc:
+        print("refused:", exc, flush=True)
+"""
+
+
+def in_a_process(role, db):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-c", IN_A_PROCESS, role, str(db)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+
+
+def test_a_writer_that_comes_as_a_look_lets_go_waits_for_it_not_refused_naming_a_process_gone(tmp_path):
+    """held_for_a_look puts back the record it found (naming the catalogue's last writer, long ended),
+    then lets go. On main a writer that came in between (a loaded machine can hold the look there for
+    longer than a writer's first 0.1 s) read that record as its holder's and was refused, exit 2,
+    "being written by process N" — a process gone. A record naming no process that holds the lock is
+    read again now, as a look's waiter does: the writer takes the lock once the look has let go."""
+    import subprocess
+
+    db = tmp_path / "c.duckdb"
+    gone = last_written_by_a_process_gone(db)
+    look = in_a_process("look", db)
+    writer = None
+    try:
+        assert look.stdout.readline() == "put back\n"
+        assert json_record(db)["pid"] == gone   # (the record put back; the look holds the lock still)
+        writer = in_a_process("writer", db)
+        assert writer.stdout.readline() == "blocked\n"
+        try:   # (on main: refused meanwhile)
+            writer.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+        look.communicate("\n", timeout=60)
+        said = writer.communicate(timeout=120)[0]
+    finally:
+        for process in (look, writer):
+            if process is not None and process.poll() is None:
+                process.kill()
+    assert look.returncode == 0
+    assert said == "taken\n", said
+    assert json_record(db)["pid"] == writer.pid
+
+
+def test_a_lock_held_without_its_holder_s_record_is_refused_naming_the_process_that_holds_it(tmp_path):
+    """Another program holding the lock file's flock (or a civicat writer stopped between taking it and
+    writing its record) leaves the record of the catalogue's last writer there, a process gone: on
+    main the refusal named that process as the writer. Read again for a moment, then refused naming
+    the process that holds the lock."""
+    import subprocess
+    import sys
+
+    from catalog.lock import CatalogueBeingWritten
+
+    db = tmp_path / "c.duckdb"
+    gone = last_written_by_a_process_gone(db)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys\n"
+                               "f = open(sys.argv[1], 'rb')\nfcntl.flock(f, fcntl.LOCK_EX)\n"
+                               "print('held', flush=True)\nsys.stdin.read()\n", str(lock_path(db))],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(CatalogueBeingWritten) as refused:
+            WriterLock(db).acquire()
+    finally:
+        holder.communicate("", timeout=60)
+    assert f"being written by process {holder.pid} (its record in" in str(refused.value), refused.value
+    assert f"process {gone}" not in str(refused.value)

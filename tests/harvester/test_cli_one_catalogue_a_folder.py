@@ -132,6 +132,16 @@ def test_a_copy_beside_the_catalogue_is_refused_as_a_copy(tmp_path, portal, conf
     assert folder_files(data) == before and marker(data)["catalogue"] == "civicat.duckdb"
 
 
+def files_opened_read_only(monkeypatch):
+    """The DuckDB files the checks open read-only from now on (catalog.versions.read_from_file), in order."""
+    from catalog import versions
+
+    real, opened = versions.read_from_file, []
+    monkeypatch.setattr(versions, "read_from_file",
+                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    return opened
+
+
 def made_before_0020(db, folder):
     """The catalogue and its folder as a civicat before one catalogue a folder left them."""
     (folder / MARKER).unlink()
@@ -334,15 +344,11 @@ def opened_by(pid):
 def test_a_catalogue_beside_it_that_a_writer_holds_is_counted_unopened(tmp_path, portal, config, monkeypatch):
     """Its writer holds its lock (and may be opening it this moment): taken for a catalogue without
     a look (on main it was opened read-only all the same, which keeps that writer's open out)."""
-    from catalog import versions
-
     data = tmp_path / "data"
     other = data / "civicat.duckdb"
     assert harvest(config, other).exit_code == 0
     made_before_0020(other, data)
-    real, opened = versions.read_from_file, []
-    monkeypatch.setattr(versions, "read_from_file",
-                        lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+    opened = files_opened_read_only(monkeypatch)
     with WriterLock(other):
         refused = harvest(config, data / "new.duckdb")
     assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
@@ -394,8 +400,6 @@ def test_another_program_s_duckdb_file_beside_the_catalogue_is_never_opened_by_t
     import subprocess
     import sys
 
-    from catalog import versions
-
     data = tmp_path / "data"
     db, theirs = data / "civicat.duckdb", data / "analysis.duckdb"
     assert harvest(config, db).exit_code == 0
@@ -410,9 +414,7 @@ def test_another_program_s_duckdb_file_beside_the_catalogue_is_never_opened_by_t
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert program.stdout.readline() == "open\n"
-        real, opened = versions.read_from_file, []
-        monkeypatch.setattr(versions, "read_from_file",
-                            lambda db_path, read, **kw: opened.append(db_path) or real(db_path, read, **kw))
+        opened = files_opened_read_only(monkeypatch)
         adopted = harvest(config, db)
     finally:
         program.communicate("", timeout=60)
@@ -481,3 +483,189 @@ def test_a_file_another_program_makes_where_the_catalogue_is_being_made_is_never
             assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
     else:   # (this run's file, taken away: nothing of it left)
         assert sorted(p.name for p in data.iterdir()) == sorted([first.name, MARKER])
+
+
+# a harvest killed (SIGKILL, as the OOM killer or `kill -9` would) as it links the new catalogue's file
+# into place, before the link or just after it
+KILLED_AT_THE_LINK = """import os, signal, sys
+from pathlib import Path
+config, db, when = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+real = os.link
+
+def link(source, target, *args, **kwargs):
+    if Path(target) == db:
+        if when == "after the link":
+            real(source, target, *args, **kwargs)
+        print(os.getpid(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(source, target, *args, **kwargs)
+
+os.link = link
+from harvester.cli import cli
+cli(["harvest", "--config", config, "--db", str(db)])
+"""
+
+
+@pytest.mark.parametrize("when", ["before the link", "after the link"])
+def test_what_a_run_killed_as_it_made_the_catalogue_left_beside_it_is_removed_by_the_next(tmp_path, portal, config,
+                                                                                          when):
+    """A new catalogue's file is made beside it (`.NAME.PID.new`) and linked into place; a run killed
+    there left that file (an empty database, or a second name of the catalogue) for good: on main
+    every later writer passed it by. The next writer removes it, as its process is gone; never a
+    `.new` of a process that runs, nor another catalogue's."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "c.duckdb"
+    repo = str(Path(__file__).resolve().parents[2])
+    killed = subprocess.run([sys.executable, "-c", KILLED_AT_THE_LINK, str(config), str(db), when],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": repo})
+    assert killed.returncode == -9, killed.stderr
+    left = data / f".c.duckdb.{int(killed.stdout)}.new"
+    assert left.is_file() and db.exists() is (when == "after the link")
+    running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        its_own, another_s = data / f".c.duckdb.{running.pid}.new", data / f".other.duckdb.{int(killed.stdout)}.new"
+        for kept in (its_own, another_s):
+            kept.write_bytes(b"kept")
+        harvested = harvest(config, db)
+        assert harvested.exit_code == 0, harvested.output
+        assert not left.exists()
+        assert its_own.read_bytes() == another_s.read_bytes() == b"kept"
+    finally:
+        running.communicate(b"", timeout=60)
+    assert catalogue_id(db)
+
+
+# another program's database beside the catalogue, guarded as Python's filelock guards a file: an empty
+# `<file>.lock`, made with O_TRUNC and flock'ed while it writes (and left there after)
+LOCKED_AS_FILELOCK_LOCKS = """import duckdb, fcntl, os, sys
+path, its_lock = sys.argv[1], sys.argv[2]
+fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+with duckdb.connect(path) as con:
+    con.execute("CREATE TABLE results AS SELECT 42 AS answer")
+if its_lock == "let go":
+    fcntl.flock(fd, fcntl.LOCK_UN)
+print("written", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.parametrize("its_lock", ["held", "let go"])
+def test_another_program_s_duckdb_file_beside_an_empty_lock_file_is_no_catalogue(tmp_path, portal, config,
+                                                                                 monkeypatch, its_lock):
+    """An empty lock file beside a DuckDB file counted as civicat's (a writer killed as it took the
+    lock leaves one), but Python's filelock leaves one too, empty, beside the file it guards. On main,
+    that program's lock held, the look could not take it and took the file for a catalogue a writer
+    holds: the folder refused ("Move every catalogue but one", exit 2); let go, its database was opened
+    under its own lock file (civicat's record written there for the look). Neither now: adopted."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    db, theirs = data / "civicat.duckdb", data / "analysis.duckdb"
+    assert harvest(config, db).exit_code == 0
+    made_before_0020(db, data)
+    program = subprocess.Popen([sys.executable, "-c", LOCKED_AS_FILELOCK_LOCKS, str(theirs), its_lock],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert program.stdout.readline() == "written\n"
+        opened = files_opened_read_only(monkeypatch)
+        adopted = harvest(config, db)
+        assert (data / "analysis.duckdb.lock").read_bytes() == b""
+    finally:
+        program.communicate("", timeout=60)
+    assert adopted.exit_code == 0, adopted.output
+    assert marker(data)["catalogue"] == "civicat.duckdb"
+    assert theirs not in [type(theirs)(p) for p in opened]
+
+
+def test_a_catalogue_whose_lock_file_was_removed_is_found_by_its_read_copy(tmp_path, portal, config, monkeypatch):
+    """A folder made before one catalogue a folder, shared by two catalogues, one of which has lost its
+    `.lock` (removed by hand, or an empty one left by a writer killed as it took it). On main the look
+    did not see that one (no civicat lock file beside it): the other adopted the folder, its records
+    pulls free to replace the first's. The read copy its last writer published beside it is civicat's
+    own file, replaced whole and never written in place: opened read-only in its stead (the catalogue
+    itself never opened, another program may be writing a file so named), it says the file is a
+    catalogue, and the folder is refused as shared."""
+    from catalog.read_copy import read_copy_path
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    lock_path(other).unlink()
+    assert read_copy_path(other).is_file()
+    opened = files_opened_read_only(monkeypatch)
+    refused = harvest(config, data / "new.duckdb")
+    assert refused.exit_code == 2 and "Move every catalogue but one" in refused.output, refused.output
+    assert str(other) in " ".join(refused.output.split())
+    assert other not in [type(other)(p) for p in opened]
+    assert not (data / "new.duckdb").exists() and not (data / MARKER).exists()
+    assert not lock_path(other).exists()   # (nothing made beside it for the look)
+
+
+@pytest.mark.parametrize("links", ["hard links", "no hard links"])
+def test_a_file_another_program_makes_as_the_catalogue_is_placed_is_never_replaced_nor_opened(tmp_path, monkeypatch,
+                                                                                              links):
+    """A new catalogue's file is made beside it and put at its path only where no file is. Where the
+    file system makes no hard links (exFAT, vfat: os.link refused, EPERM, as here), main checked the
+    path and then renamed the file there: a DuckDB file another program made in between was replaced,
+    its data gone. Where it does, main's refused link (a file there) left the open to take that file
+    for the catalogue (civicat's migrations added to that program's database). Now the catalogue's file
+    is placed by a rename that refuses a file there, and a file found there is never opened: exit 2,
+    that program's file as it made it. (This kernel mounts no vfat nor exFAT: the refused link is
+    simulated, the rename and the other program are real.)"""
+    import math
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from catalog import files
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    db = data / "c.duckdb"
+    lock = writer_lock(db, Wait(-math.inf), makes_the_catalogue=True)
+    said = []
+
+    def as_another_program_makes_its_file_there(real):
+        def placing(source, target, *args, **kwargs):
+            if Path(target) == db and not said:
+                ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(db)], capture_output=True,
+                                     text=True, timeout=120)
+                assert ran.returncode == 0, ran.stderr
+                said.append(ran.stdout.strip())
+            return real(source, target, *args, **kwargs)
+        return placing
+
+    real_link = os.link
+    if links == "hard links":
+        monkeypatch.setattr(os, "link", as_another_program_makes_its_file_there(real_link))
+    else:
+        def no_hard_links(source, target, *args, **kwargs):
+            if Path(target) == db:
+                raise PermissionError(1, "Operation not permitted", str(source), None, str(target))
+            return real_link(source, target, *args, **kwargs)
+        monkeypatch.setattr(os, "link", no_hard_links)
+        monkeypatch.setattr(os, "rename", as_another_program_makes_its_file_there(os.rename))
+        if hasattr(files, "rename_where_none"):
+            monkeypatch.setattr(files, "rename_where_none",
+                                as_another_program_makes_its_file_there(files.rename_where_none))
+    try:
+        with pytest.raises(Refused, match="was made by another process as this run was making the catalogue"):
+            open_for_writing(Store, db, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+        monkeypatch.undo()
+    assert said == ["made"]
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+    assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nothing of this run's left beside it)

@@ -208,7 +208,10 @@ KEYED = 'app_token_env = "CITY_KEY"\n'
                                                              "app_token_env: civicat sends it in the kind's header"),
     ("arcgis-hub", "https://user:s3cret@hub.city.example", "", "X-Esri-Authorization: Bearer"),
     ("dcat-us", "https://data.city.example/data.json?token=s3cret", "",
-     "dcat-us portals take no key (their API reads none from a header): only public data is harvested"),
+     "dcat-us portals take no key (their API reads none from a header): only public data is harvested"),    # (escaped: session 43, accepted, the key quoted in errors and stored in the datasets' links)
+    ("dcat-us", "https://data.city.example/data.json?token%3Ds3cret", "", "has a secret in its query (token)"),
+    ("dcat-us", "https://proxy.city.example/get?u=https%3A%2F%2Fdata.city.example%2Fdata.json%3Fapi_key%3Ds3cret", "",
+     "has a secret in its query (api_key)"),
 ])
 def test_a_key_where_none_may_go_is_refused_saying_why_and_what_to_do(tmp_path, kind, url, extra, said):
     with pytest.raises(ConfigError) as refused:
@@ -224,6 +227,9 @@ def test_a_portals_keys_name_other_hosts_in_lower_case_each_with_its_variable(tm
                          '"localhost:8443" = "LOCAL_KEY"\n"[::1]:9443" = "LOCAL_KEY"\n')
     assert portal.keys == (("services1.arcgis.com", "LAYERS_KEY"), ("services2.arcgis.com", "LAYERS_KEY"),
                            ("localhost:8443", "LOCAL_KEY"), ("[::1]:9443", "LOCAL_KEY"))
+    # (plain http's port on this machine: a key goes there)
+    assert _one_portal(tmp_path, "arcgis-hub", "https://hub.city.example",
+                       '[portals.keys]\n"127.0.0.1:80" = "LOCAL_KEY"\n').keys == (("127.0.0.1:80", "LOCAL_KEY"),)
     assert portal.app_token_env is None
 
 
@@ -243,6 +249,8 @@ def test_a_portals_keys_name_other_hosts_in_lower_case_each_with_its_variable(tm
                                                "named by app_token_env"),
     ("arcgis-hub", '"HUB.city.example:443" = "K"', "is the portal's own host"),
     ("arcgis-hub", '"a.example" = "K"\n"A.example" = "J"', ".keys.'A.example': names the host 'a.example' a second time"),
+    # (session 43: accepted, and the key never sent, nothing said)
+    ("arcgis-hub", '"gis.city.example:80" = "K"', ".keys.'gis.city.example:80': is plain http's port: a key is never sent"),
 ])
 def test_a_portals_keys_that_are_wrong_are_refused_before_any_request(tmp_path, kind, keys, said):
     url = "https://data.city.example/data.json" if kind == "dcat-us" else "https://hub.city.example"

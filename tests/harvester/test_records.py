@@ -766,3 +766,33 @@ def test_naive_stamps_are_counted_as_utc_whatever_the_machine_s_zone(tmp_path):
                           text=True, timeout=120, env={**os.environ, "TZ": "America/Los_Angeles", "PYTHONPATH": REPO})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == repr((1, datetime(2062, 1, 1, tzinfo=UTC), datetime(2026, 12, 7, 20, tzinfo=UTC)))
+
+
+def test_records_overlap_pulls_a_dataset_two_portals_of_its_city_list_once(tmp_path, portal):
+    """A dataset two portals of one city list (Seattle's Socrata site and a second portal of Seattle both list
+    'Pothole Repair', w3qe-e2jj as the real catalogues' 2013 data.json and 2017 Socrata site do) is a row of its
+    overlap group by each uid, so that any finds the group. `records --overlap` pulled every row: the same records
+    twice, two folders of one dataset. Now once, by the copy the group lists, and it says so."""
+    view = {**VIEW, "id": "w3qe-e2jj", "name": "Pothole Repair"}
+    rows = [{"n": str(i), "when": f"2024-01-{1 + i % 28:02d}T00:00:00.000", "ok": True} for i in range(30)]
+    with SocrataPortal([discovery_entry(view)], records={"w3qe-e2jj": SodaTable.from_rows(rows)}) as one, \
+            SocrataPortal([discovery_entry(view)], records={"w3qe-e2jj": SodaTable.from_rows(rows)}) as other:
+        config = tmp_path / "c.toml"
+        config.write_text("".join(f'[[portals]]\nid = "{name}"\ncity = "Seattle"\nkind = "socrata"\nurl = "{p.url}"\n'
+                                  'domain = "data.example.org"\n\n' for name, p in (("sea", one), ("seattle", other))))
+        db = tmp_path / "c.duckdb"
+        options = ["--config", str(config), "--db", str(db)]
+        assert CliRunner().invoke(cli, ["harvest", *options]).exit_code == 0
+        con = duckdb.connect(str(db))
+        con.execute("INSERT INTO overlap_groups VALUES (1, 'sea:w3qe-e2jj', 'Pothole repairs', now()), "
+                    "(1, 'seattle:w3qe-e2jj', 'Pothole repairs', now()), (1, 'bos:x', 'Pothole repairs', now())")
+        con.close()
+        one.requests.clear()
+        other.requests.clear()
+        result = CliRunner().invoke(cli, ["records", "--overlap", "--json", *options])
+        assert result.exit_code == 0, result.output
+        assert [r["uid"] for r in json.loads(result.stdout)] == ["sea:w3qe-e2jj"]
+        assert other.requests == [] and one.requests
+        assert ("left out 1 copy of grouped datasets another portal of their city lists: each pulled once, by the "
+                "copy its group lists") in " ".join(result.stderr.split())
+        assert "skipped 1 grouped dataset of portals not in" in result.stderr   # (Boston's, as before)

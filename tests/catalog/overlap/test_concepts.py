@@ -183,7 +183,8 @@ def test_a_description_speaks_for_a_title_that_names_nothing():
     assert concepts.of_dataset("Dataset", "Reported crimes") == ("crime_incident",)
     assert concepts.of_dataset("iaincidentstypestatusq 2016", "The Complaints and Inquiries data set includes "
                                "all complaints received by the Norman Police Department") == ("police_complaint",)
-    assert concepts.of_dataset("Fire Incidents", "") == ()           # 'incident' alone is police only near police
+    # 'incident' alone is police only near police; beside a fire word the fire department's (session 43)
+    assert concepts.of_dataset("Fire Incidents", "") == ("fire_incident",)
     assert concepts.of_dataset("cpd incidents", "") == ("crime_incident",)
 
 
@@ -568,3 +569,26 @@ def test_a_publisher_s_own_acronym_is_no_police_department():
     # a publisher's acronym of another shape keeps its reading: the CCRB's complaints are police complaints
     assert concepts.of_dataset_terms(text.terms("CCRB Complaints"), [], "CCRB Complaints",
                                      "Civilian Complaint Review Board (CCRB)")[0] == ("police_complaint",)
+
+
+def test_incidents_a_title_names_beside_a_fire_word_are_the_fire_department_s():
+    """Raleigh's 'Fire Department Incident Data' ("All calls logged by the fire department ... This excludes EMS
+    calls.") read as no kind ('incident' counts for the police only near a police word) and paired San Francisco's
+    and Santa Rosa's 'Police Department Incidents' at 0.417 on the titles' 'department incident' alone. The incidents
+    a title names beside a fire word are the fire department's: a kind of their own, no crime incidents and no fire
+    or EMS dispatch log ('Fire Incident Dispatch Data'); an EMS crew's incidents are no fire's."""
+    from tests.catalog.overlap.test_groups import rows_catalogue
+
+    raleigh = ("Fire Department Incident Data",
+               "All calls logged by the fire department from 2007 to 2012. This excludes EMS calls.")
+    assert concepts.of_dataset(*raleigh) == ("fire_incident",)
+    for title in ("Fire Incidents", "AFD Fire Incidents 2014 January Thru December", "Incidents Responded to by "
+                  "Fire Companies", "Connecticut Fire Department Incidents - 2014"):
+        assert concepts.of_dataset(title, None) == ("fire_incident",), title
+    assert concepts.of_dataset("Police Department Incidents", None) == ("crime_incident",)
+    assert concepts.of_dataset("Fire Incident Dispatch Data", None) == ("fire_ems_call",)
+    assert concepts.of_dataset("EMS Incidents", None) == ()
+    c = rows_catalogue([("Raleigh", raleigh[0]), ("San Francisco", "Police Department Incidents"),
+                        ("Santa Rosa", "Santa Rosa Police Department Incidents"), ("San Francisco", "Fire Incidents")])
+    scored = scoring.score_pairs(c, np.array([0, 0, 0]), np.array([1, 2, 3]))
+    assert (scored.total[:2] < 0.35).all() and scored.total[2] >= 0.35, scored.total

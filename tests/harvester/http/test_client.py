@@ -1115,3 +1115,26 @@ def test_a_host_s_clock_is_read_from_its_answers_date_header(portal):
     portal.date_header = time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(time.time() + 7200))
     get(client, portal)
     assert timedelta(hours=2, seconds=-3) < client.server_clock(portal.url) <= timedelta(hours=2)
+
+
+def test_a_key_for_a_host_reached_over_plain_http_is_not_sent_and_its_first_request_says_so(portal, monkeypatch,
+                                                                                             caplog):
+    """A host a portal's `[portals.keys]` names, reached over plain http (its layers' links in a feed say
+    http://): the key is not sent (it would cross the network in clear), and until session 43 nothing said
+    so: a secured layer answered 403, a listing came short of its restricted layers, the key's owner none the
+    wiser. Its first request now says so, once, naming the host, never the key; over https it is sent."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", portal.url)   # (layers.invalid, no loopback host, reached through it)
+    client = fast_client()
+    for scheme in ("https", "http"):   # (as an adapter gives a host's key: harvester.portals.base)
+        client.send_key(f"{scheme}://layers.invalid", {"X-Esri-Authorization": "Bearer s3cret-layers-key"})
+    with caplog.at_level(logging.WARNING, logger="civicat.http"):
+        for _ in range(3):
+            assert client.get_json("http://layers.invalid/doc").data == DOC
+    assert all("X-Esri-Authorization" not in headers for _, _, headers in portal.requests[-3:])
+    said = [r.getMessage() for r in caplog.records if "not sent" in r.getMessage()]
+    assert said == ["the key configured for layers.invalid ([portals.keys]) is not sent to http://layers.invalid: "
+                    "plain http to another machine would carry it in clear; its answers are those of a request "
+                    "without it (ask for its https address)"]
+    assert "s3cret" not in caplog.text
