@@ -1101,6 +1101,15 @@ class Store:
         names = ("uid", "source_id") + RECORD_LINKS + RECORD_TEXTS + ("distributions", "columns")
         return [dict(zip(names, row)) for row in found]
 
+    def exported_uids(self) -> dict[str, str]:
+        """catalog.links.exported_uids of the catalogue, under the write lock: a portal's thread asks it
+        as another's merge uses the connection (a connection's statements from two threads at once
+        each fetch the result of whichever ran last)."""
+        from catalog import links
+
+        with self._write_lock:
+            return links.exported_uids(self.con)
+
     def warned_of(self, portal_id: str, error_type: str, source_ids: list[str]) -> set[str]:
         """Those of `source_ids` of which a harvest_errors row of `error_type` has been written, in any run."""
         if not source_ids:

@@ -1417,7 +1417,8 @@ class ShownUids:
         other link holding a secret redacted (catalog.links.redacted_text)."""
         from catalog.links import redacted_text
 
-        if not text or ("=" not in text and "@" not in text):   # (no secret: most messages, passed by at once)
+        # (no secret: most messages, passed by at once; a '%' may escape a secret's '=' or '@', catalog.links)
+        if not text or ("=" not in text and "@" not in text and "%" not in text):
             return text
         for uid, shown in sorted(self.shown.items(), key=lambda item: -len(item[0])):   # (the longest first)
             if text and uid in text:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from catalog import events, uncut
 from catalog.disk import disk_full
 from catalog.lazy import pandas_kept_out
-from catalog.links import exported_uids, redacted, secret_links
+from catalog.links import redacted, secret_links
 from catalog.record import DATED_AHEAD_SLACK, days_after, format_timestamp
 from catalog.store import MergeOutcomeUnknown, Store, StoppedAfterStoring, bound_the_c_heap, page_identity
 from catalog.transactions import rollback
@@ -361,7 +361,7 @@ def warn_secrets_published(store: Store, portal_id: str, errors: "ErrorLog", rep
     report.secrets_published = len(found)
     # (named as the exports name them: a source id may hold the secret itself, a data.json's identifier; two
     # that redact alike numbered `#2`, where both were named alike until session 43)
-    exported = exported_uids(store.con) if found else {}
+    exported = store.exported_uids() if found else {}
     report.secrets_named = [exported.get(uid, f"{portal_id}:{redacted(source_id)}")
                             for uid, source_id, _ in found[:SECRETS_NAMED]]
     warned = store.warned_of(portal_id, "SecretInLink", [source_id for _, source_id, _ in found])

@@ -135,3 +135,19 @@ def test_records_and_runs_errors_print_a_key_in_a_source_id_redacted_and_take_th
     table = run("runs", "--db", db, "--errors")
     assert {line.split()[1] for line in table.splitlines() if "SecretInLink" in line} == {
         s.partition(":")[2] for s in shown}
+
+
+def test_a_message_printed_redacts_a_key_whose_equals_sign_is_escaped():
+    """(u43's printed messages beside x43's escapes.) A message was passed by at once when it held no '=' and no
+    '@': a key after an escaped one (`?token%3Dabc`, a link nested in another's path as a form escapes it) was
+    printed as it is, where the exports give it REDACTED."""
+    import duckdb
+
+    from harvester.cli import ShownUids
+
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE datasets (uid VARCHAR, portal_id VARCHAR, source_id VARCHAR, first_seen TIMESTAMP)")
+        shown = ShownUids(con)
+    assert shown.text("pull failed: https://x.org/a?token%3Dabc") == "pull failed: https://x.org/a?token%3DREDACTED"
+    assert shown.text("see https://x.org/go/https%3A%2F%2Fy.org%2Ff%3Fapi_key%3Dabc") == \
+        "see https://x.org/go/https%3A%2F%2Fy.org%2Ff%3Fapi_key%3DREDACTED"

@@ -956,3 +956,35 @@ def test_a_page_holding_a_rejected_entry_is_read_every_night_whatever_its_bytes(
     assert len(checked) == 100 and rejected in checked   # its page alone
     assert store.con.execute("SELECT count(DISTINCT run_id) FROM harvest_errors WHERE error_type = 'RecordRejected' "
                              "AND source_id = ?", [rejected["resource"]["id"]]).fetchone()[0] == 2
+
+
+def test_the_uids_a_harvest_names_its_secrets_by_are_read_under_the_stores_lock(store, http, monkeypatch):
+    """Portals are harvested side by side (`--workers`, 4 by default), their threads sharing the store's one
+    connection, each use of it under the store's write lock: a connection's statements from two threads at
+    once each fetch the result of whichever ran last. The exported uids a portal's report names its secrets
+    by (u43: numbered as the exports number them) were read from a portal's thread without it."""
+    import catalog.links as links
+    import harvester.pipeline as pipeline
+
+    held = []
+    real = links.exported_uids
+
+    def exported_uids(con):
+        held.append(store._write_lock._is_owned())
+        return real(con)
+
+    monkeypatch.setattr(links, "exported_uids", exported_uids)
+    monkeypatch.setattr(pipeline, "exported_uids", exported_uids, raising=False)
+    documents = []
+    for n in range(2):
+        document = make_data_json(2)
+        document["dataset"][0].update(identifier=f"https://data.city{n}.example/trees?id=9&token=k{n}",
+                                      landingPage=f"https://data.city{n}.example/trees")   # (its source id)
+        documents.append(document)
+    with DataJsonPortal(documents[0]) as one, DataJsonPortal(documents[1]) as two:
+        run = harvest([portal_config("one", "dcat-us", one.url + "/data.json"),
+                       portal_config("two", "dcat-us", two.url + "/data.json")], store, http, workers=2)
+    assert run.ok and [p.secrets_named for p in run.portals] == [
+        ["one:https://data.city0.example/trees?id=9&token=REDACTED"],
+        ["two:https://data.city1.example/trees?id=9&token=REDACTED"]]
+    assert held == [True, True]
