@@ -146,8 +146,8 @@ def with_nan_rates(rows: list) -> list:
 @pytest.mark.parametrize("rows", [counter_rows(250), with_nan_rates(counter_rows(250))], ids=["numbers", "nan"])
 def test_a_portal_that_ignores_the_offset_still_fails_the_pull(tmp_path, rows):
     """Rows holding a float NaN too: Arrow's `equals` has no NaN equal to itself, so the page
-    repeated was taken as new until session 43 (rows 0-99 published twice, 100-249 never, the
-    count met)."""
+    repeated was taken as new until session 43 (the pull published 300 rows of the 250 counted:
+    rows 0-99 three times, 100-249 never)."""
     datasets = make_ods_datasets(2)
     with OffsetIgnoringPortal(datasets, records={datasets[1]["dataset_id"]: rows}) as portal:
         db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [datasets[1]["dataset_id"]])
