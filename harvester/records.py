@@ -1898,7 +1898,7 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
 def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False) -> tuple[str, list[PullResult]]:
     """`civicat records UID...`: pull the named datasets, grouped by portal, as one run
     (a harvest_runs row per portal, errors in harvest_errors)."""
-    from harvester.pipeline import ErrorLog, PortalReport  # the pipeline imports this module
+    from harvester.pipeline import ErrorLog, PortalReport, record_keys_held_back  # (the pipeline imports this)
     from harvester.portals import adapter_for, say_once_a_run
 
     by_portal: dict[str, list[str]] = {}
@@ -1935,6 +1935,7 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
         finally:
             if report.status == "running":   # harvest_records raised: the database itself, say
                 report.status, report.error_type = "failed", "RecordsFailed"
+            record_keys_held_back(client, errors, "records")
             errors.flush()
             report.seconds = round(time.monotonic() - started, 3)
             for key, value in client.stats.snapshot().items():
