@@ -1240,8 +1240,9 @@ def _progress_bars(bars: dict):
 def records(uids, overlap, full, wait, db_path, config_path, as_json):
     """Pull the records of datasets into Parquet, with column profiles.
 
-    UID = portal_id:source_id, as `civicat search`, `similar` and `overlap --group N` list them. Exit 0: every pull completed; 1: at least one failed (its previous Parquet is kept);
-    2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
+    UID = portal_id:source_id, as `civicat search`, `similar` and `overlap --group N` list them (one whose source
+    id holds a key as they print it too: REDACTED, `#2` where two redact alike). Exit 0: every pull completed; 1: at
+    least one failed (its previous Parquet is kept); 2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
     from catalog.store import Store
     from harvester.http import HttpClient
     from harvester.mapping import settings_digest
@@ -2138,7 +2139,8 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
 def similar(uid, limit, db_path, as_json):
     """The datasets of other cities most comparable to UID, explained.
 
-    UID = portal_id:source_id, as `civicat search` and `overlap --group N` list them."""
+    UID = portal_id:source_id, as `civicat search` and `overlap --group N` list them (one whose source id holds a
+    key as they print it too: REDACTED, `#2` where two redact alike)."""
     from catalog import overlap as detector
     from catalog.query import read_only_connection
 

@@ -189,6 +189,14 @@ class ErrorLog:
         self.rows = []
 
 
+def record_keys_held_back(client: HttpClient, errors: ErrorLog, stage: str) -> None:
+    """A warning (KeyHeldBack) for each host whose key the portal's requests held back since the last
+    call (plain http to another machine: HttpClient.send_key): said in the log alone until session 43,
+    where a nightly run's user never looked, its secured layers answered as to anyone."""
+    for said in client.keys_held_back_said():
+        errors.add(None, stage, "KeyHeldBack", said, severity="warning")
+
+
 @pandas_kept_out()   # (~42 MB the harvest's process never needs)
 def harvest(portals: list[PortalConfig], store: Store, http: HttpClient, *,
             on_progress: Progress | None = None, full: bool = False, records: bool = False,
@@ -440,6 +448,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
             if on_progress:
                 on_progress(portal.id, report.seen, listing.total)
         mapper.finish()
+        record_keys_held_back(client, errors, "fetch")   # (another host's requests here: its datasets' lookups)
         report.seen = listing.unique   # (less an id found at the end on a page read and on one unread)
         report.duplicates = len(listing.duplicates)
         for source_id in sorted(set(listing.duplicates)):
@@ -531,6 +540,7 @@ def harvest_portal(portal: PortalConfig, store: Store, http: HttpClient, run_id:
     finally:
         if stage is not None:
             Store.discard(stage)
+        record_keys_held_back(client, errors, step)
         errors.flush()
         report.seconds = round(time.monotonic() - started, 3)
         for key, value in client.stats.snapshot().items():

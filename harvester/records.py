@@ -38,7 +38,7 @@ from catalog.records import (PreviousPull, RecordsLayout, intend_record, link_or
 from catalog import uncut
 from harvester.http import OverBudget, ResponseTooLarge, error_type
 from harvester.paging import RAISE_THE_CAP, OversizedAnswers, Page, Paginator, cap_reason, pages, request_text
-from harvester.records_merge import MergeError, merge_by_key
+from harvester.records_merge import MergeError, merge_by_key, same_rows
 from harvester.stopping import cancelled_on_stop, stop_requested, stopped_by
 
 log = logging.getLogger("civicat.records")
@@ -1202,9 +1202,9 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
         rows = page.items.num_rows
         if rows and _ends_with(recent, page.items):
             if shifted is not None and rows > 1:   # (each such page: a portal that pages may answer one stale)
-                honours_paging = shifted(page.params).equals(page.items.slice(1))
+                honours_paging = same_rows(shifted(page.params), page.items.slice(1))
             if not honours_paging:   # (a page of one row has nothing to shift by: the portal shown to page, taken)
-                same = previous is not None and page.items.equals(previous)
+                same = previous is not None and same_rows(page.items, previous)
                 again = f"the same {rows} rows as the page before" if same else f"again the last {rows} rows read before it"
                 raise PagesDisagree(f"the page at {request_text(page.params)} gave {again}: the portal repeats a "
                                    "page instead of paging on")
@@ -1222,9 +1222,11 @@ def _paged_tables(fetch_page, paginator: Paginator, resume: dict | None, answers
 
 def _ends_with(recent: pa.Table | None, page: pa.Table) -> bool:
     """Whether `page`'s rows are the last of `recent`, in order: an answer that repeats rows
-    read just before it (a stale page asked smaller, or the page staged before a resume point)."""
+    read just before it (a stale page asked smaller, or the page staged before a resume point).
+    Compared with a float NaN equal to NaN (same_rows): by Arrow's `equals` a repeated page
+    holding one was taken as new, and a portal ignoring the offset read to PagesWithoutEnd."""
     return recent is not None and page.num_rows <= recent.num_rows and \
-        page.equals(recent.slice(recent.num_rows - page.num_rows))
+        same_rows(page, recent.slice(recent.num_rows - page.num_rows))
 
 
 def _last_rows(recent: pa.Table | None, page: pa.Table) -> pa.Table:
@@ -1618,7 +1620,7 @@ def _continues(source: RecordSource, tables, state: dict, last_part: Path) -> bo
     staged = pq.ParquetFile(last_part)
     group = staged.read_row_group(staged.num_row_groups - 1)
     try:
-        if not (group.num_rows > 0 and group.slice(group.num_rows - 1).equals(row.cast(group.schema))):
+        if not (group.num_rows > 0 and same_rows(group.slice(group.num_rows - 1), row.cast(group.schema))):
             return False
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):   # another shape: not that row
         return False
@@ -1896,7 +1898,7 @@ def harvest_records(adapter, store, run_id: str, errors, report, *, datasets: li
 def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False) -> tuple[str, list[PullResult]]:
     """`civicat records UID...`: pull the named datasets, grouped by portal, as one run
     (a harvest_runs row per portal, errors in harvest_errors)."""
-    from harvester.pipeline import ErrorLog, PortalReport  # the pipeline imports this module
+    from harvester.pipeline import ErrorLog, PortalReport, record_keys_held_back  # (the pipeline imports this)
     from harvester.portals import adapter_for, say_once_a_run
 
     by_portal: dict[str, list[str]] = {}
@@ -1933,6 +1935,7 @@ def pull_uids(uids: list[str], portals: list, store, http, *, full: bool = False
         finally:
             if report.status == "running":   # harvest_records raised: the database itself, say
                 report.status, report.error_type = "failed", "RecordsFailed"
+            record_keys_held_back(client, errors, "records")
             errors.flush()
             report.seconds = round(time.monotonic() - started, 3)
             for key, value in client.stats.snapshot().items():

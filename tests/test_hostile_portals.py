@@ -165,6 +165,45 @@ def test_a_key_of_the_layers_host_goes_to_that_host_alone_and_the_hubs_to_the_hu
         assert not path.is_file() or layers_key.encode() not in path.read_bytes(), path
 
 
+def test_a_key_held_back_from_a_host_over_plain_http_is_a_warning_of_the_run_not_a_log_line_alone(tmp_path,
+                                                                                                  monkeypatch):
+    """A hub whose feed names its layers over plain http on another machine (layers.invalid, reached through
+    a proxy: the layers' portal): their host's key in `[portals.keys]` is held back, and since session 43 its
+    first request said so in the log alone, where a nightly run's user never looks (the secured layers
+    answered as to anyone). Now it is a warning of the run too (KeyHeldBack, in `harvest_errors`, counted in
+    the report, listed by `runs --errors`), once the harvest, once a `records` run; never the key."""
+    meta = load_json("arcgis-featureserver/esri-test-layer-metadata.json")
+    features = load_json("arcgis-featureserver/esri-test-query-page1000.json")["features"]
+    layers_key = "k3y-0f-the-layers"
+    monkeypatch.setenv("CIVICAT_TEST_LAYERS_KEY", layers_key)
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with FeatureServerPortal({ESRI: (meta, features)}) as services:
+        monkeypatch.setenv("HTTP_PROXY", services.url)   # (layers.invalid reached through it; the hub not)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        with DataJsonPortal({"dataset": [hub_entry(ESRI_ITEM, "Facilities", "http://layers.invalid" + ESRI)]},
+                            path=HUB_FEED_PATH) as hub:
+            db, result = _harvested_with_a_key(tmp_path, monkeypatch, "arcgis-hub", hub.url, [f"{ESRI_ITEM}_0"],
+                                               keys='[portals.keys]\n"layers.invalid" = "CIVICAT_TEST_LAYERS_KEY"\n')
+            pulled = CliRunner().invoke(cli, ["records", f"city:{ESRI_ITEM}_0", "--config", str(tmp_path / "c.toml"),
+                                              "--db", str(db)])
+            assert pulled.exit_code == 0, pulled.output
+    said = ("the key configured for layers.invalid ([portals.keys]) is not sent to http://layers.invalid: plain http "
+            "to another machine would carry it in clear; its answers are those of a request without it (ask for "
+            "its https address)")
+    report = json.loads(result.output)["portals"][0]
+    assert report["record_rows"] == 1000 and report["warnings"] >= 1, report
+    assert services.requests and not any(layers_key in json.dumps(headers) for _, _, headers in services.requests)
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("SELECT run_id LIKE '%-records-%', stage, severity, message FROM harvest_errors "
+                           "WHERE error_type = 'KeyHeldBack' ORDER BY occurred_at").fetchall()
+    assert rows == [(False, "fetch", "warning", said), (True, "records", "warning", said)], rows
+    listed = CliRunner().invoke(cli, ["runs", "--errors", "--db", str(db)])
+    assert listed.exit_code == 0 and "KeyHeldBack" in listed.output, listed.output
+    for path in tmp_path.rglob("*"):   # the catalogue, its WAL, the HTTP cache
+        assert not path.is_file() or layers_key.encode() not in path.read_bytes(), path
+
+
 def test_a_hosts_key_goes_to_its_host_and_port_only_over_https_or_to_this_machine():
     """(The client's rule, host by host: the port named, the scheme's own else; http to loopback alone.)"""
     client = fast_client()

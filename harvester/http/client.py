@@ -176,6 +176,9 @@ class HttpClient:
         # the origins a key was given for but is not sent to (plain http to another machine), until the
         # first request to each says so (_with_key)
         self._keys_held_back: dict[tuple[str, str, int | None], str] = {}
+        # what was said of them, until the portal's run records it (keys_held_back_said): a nightly run's
+        # user reads its report and `civicat runs --errors`, not its log
+        self._keys_said: list[str] = []
 
     @classmethod
     def from_env(cls, **kwargs) -> "HttpClient":
@@ -225,7 +228,7 @@ class HttpClient:
         clone = copy.copy(self)
         clone.stats = HttpStats()
         clone.timeout = portal.timeout
-        clone._keys, clone._keys_held_back = {}, {}   # (its adapter's: send_key)
+        clone._keys, clone._keys_held_back, clone._keys_said = {}, {}, []   # (its adapter's: send_key)
         with self._host_lock:
             if portal.host not in self._host_slots:
                 self._host_slots[portal.host] = threading.BoundedSemaphore(portal.max_concurrency)
@@ -489,10 +492,20 @@ class HttpClient:
             # and nothing said why: a secured layer's 403, a listing short of its restricted layers)
             held_back = self._keys_held_back.pop(_origin(url), None)
             if held_back is not None:
-                log.warning("the key configured for %s ([portals.keys]) is not sent to %s: plain http to another "
-                            "machine would carry it in clear; its answers are those of a request without it (ask "
-                            "for its https address)", urlparse(held_back).netloc, held_back)
+                said = (f"the key configured for {urlparse(held_back).netloc} ([portals.keys]) is not sent to "
+                        f"{held_back}: plain http to another machine would carry it in clear; its answers are those "
+                        "of a request without it (ask for its https address)")
+                log.warning("%s", said)
+                self._keys_said.append(said)
         return headers if key is None else {**key, **headers}
+
+    def keys_held_back_said(self) -> list[str]:
+        """What the requests since the last call said of a key held back (send_key, _with_key): each
+        host's once a run, for the portal's run to record (harvester.pipeline.record_keys_held_back)."""
+        said = []
+        while self._keys_said:   # (popped: a request of another thread may add one meanwhile)
+            said.append(self._keys_said.pop(0))
+        return said
 
     def _environment(self, url: str) -> dict:
         """What requests would take from the environment for `url`: the proxies (HTTP_PROXY,

@@ -92,6 +92,14 @@ def test_a_uid_copied_as_printed_names_its_dataset_in_similar_and_similar_prints
     assert refused.exit_code == 2 and not any(key in refused.output for key in KEYS), refused.output
 
 
+@pytest.mark.parametrize("command", ["similar", "records"])
+def test_the_help_of_a_command_taking_a_uid_says_a_uid_as_printed_is_taken(command):
+    """`similar` and `records` take a uid as the commands print it (its key REDACTED, `#2`): until
+    session 43 their --help said only `portal_id:source_id`, as `search` lists them."""
+    text = " ".join(run(command, "--help").split())
+    assert "REDACTED, `#2` where two redact alike" in text, text
+
+
 def test_search_prints_a_uid_as_exported(db):
     hits = json.loads(run("search", "crime reports", "--db", db, "--json"))
     assert sorted(h["uid"] for h in hits) == [SHELBYVILLE_SHOWN, CRIME_SHOWN]

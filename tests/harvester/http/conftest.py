@@ -7,6 +7,7 @@ import signal
 import socket
 import ssl
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from urllib.parse import urlsplit
@@ -101,12 +102,13 @@ def dripping_headers():
                 except OSError:
                     return
 
-    threading.Thread(target=drip, daemon=True).start()
+    dripping = threading.Thread(target=drip, daemon=True)
+    dripping.start()
     try:
         yield server.getsockname()[1]
     finally:
         stop.set()
-        server.close()
+        stop_accepting(server, [dripping])
 
 
 def accepting_and_never_answering() -> tuple[socket.socket, list, threading.Event]:
@@ -140,36 +142,67 @@ def relay(client: socket.socket, portal: socket.socket) -> None:
         with contextlib.suppress(OSError):
             sink.shutdown(socket.SHUT_WR)
 
-    threading.Thread(target=copy, args=(portal, client), daemon=True).start()
+    back = threading.Thread(target=copy, args=(portal, client), daemon=True)
+    back.start()
     copy(client, portal)
+    back.join()   # (both ways ended before the caller's thread does: LocalProxy.__exit__ waits for it)
+
+
+def stop_accepting(server: socket.socket, threads=()) -> None:
+    """`server` (a listening socket) shut, which ends an accept() waiting on it, then, once `threads`
+    (those that accept on it) have ended, closed. Closed alone, it stayed listening while a thread
+    waited in accept() on it (Linux), and took one more connection after its test."""
+    with contextlib.suppress(OSError):
+        server.shutdown(socket.SHUT_RDWR)
+    for thread in threads:
+        thread.join(30)
+    server.close()
 
 
 class LocalProxy:
     """A proxy server on 127.0.0.1 of the tests, a thread a connection (`_serve`, a subclass's), its
-    connections closed as it is."""
+    connections closed as it is, once its threads have ended (see __exit__)."""
 
     def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
         self._held: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
         self.port = self._server.getsockname()[1]
 
     def __enter__(self):
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._start(self._accept)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._server.close()
+        # Its sockets shut and its threads ended before any is closed. Closed from under a thread waiting in
+        # accept() (until session 43), the socket stayed listening (Linux keeps it while a call waits on it):
+        # the proxy took one more connection after its test, and answered it (a `users` one: 407 "refused");
+        # and a thread between two calls could make its next one on a descriptor's number that another socket
+        # held by then (the next test's portal's: a flake's 407 from a test's own portal, session 43).
+        stop_accepting(self._server, self._threads[:1])
+        ending = time.monotonic() + 30   # (a bound on a teardown: the threads end at once once shut)
+        while any(thread.is_alive() for thread in self._threads) and time.monotonic() < ending:
+            for held in list(self._held):   # (again: a connection to a portal made meanwhile)
+                with contextlib.suppress(OSError):
+                    held.shutdown(socket.SHUT_RDWR)
+            for thread in list(self._threads):
+                thread.join(0.05)
         for held in list(self._held):
             held.close()
+
+    def _start(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _accept(self) -> None:
         while True:
             try:
                 client, _ = self._server.accept()
-            except OSError:   # (closed: the test is over)
+            except OSError:   # (shut: the test is over)
                 return
             self._held.append(client)
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+            self._start(self._serve, client)
 
     def _serve(self, client: socket.socket) -> None:
         raise NotImplementedError
@@ -265,11 +298,12 @@ def answering_every_request(answer: Callable[[bytes], bytes]):
                 answered.append(connection)
                 connection.sendall(answer(line))
 
-    threading.Thread(target=answer_each, daemon=True).start()
+    answering = threading.Thread(target=answer_each, daemon=True)
+    answering.start()
     try:
         yield server.getsockname()[1], answered
     finally:
-        server.close()
+        stop_accepting(server, [answering])
 
 
 def asked_in_a_thread(client, asked: str, url: str, destination) -> tuple[threading.Thread, list]:

@@ -2,6 +2,8 @@
 name and password of its URL refused, or none given), a CONNECT refused for one host (403) or not carried
 through (502), against an HTTP proxy of the test's own on 127.0.0.1 relaying to the local portals (no
 mocked requests); and a proxy's URL no request goes through, refused naming none of its secrets."""
+import contextlib
+import socket
 import threading
 
 import pytest
@@ -157,3 +159,20 @@ def test_a_proxy_url_no_request_goes_through_is_refused_naming_none_of_its_secre
     assert str(failed.value).startswith(f"the proxy's URL is not valid ({said}")
     assert "s3" not in str(failed.value) and "civicat" not in str(failed.value)
     assert client.stats.retries == 0
+
+
+def test_a_proxy_the_test_is_done_with_takes_no_connection_to_its_port_after_it():
+    """The tests' proxy closed its listening socket from under its thread waiting in accept(): Linux
+    keeps a socket listening while a call waits on it, so the proxy took one more connection after its
+    test and answered it (this one: 407 "refused"), its threads left running on descriptors' numbers
+    the next tests' sockets take (a flake of session 43: a test's first request to its own portal was
+    answered 407 "refused"). Its sockets are shut and its threads ended before it closes them."""
+    with HttpProxy(users={"civicat": "right"}) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as asking:   # (its thread accepting)
+            asking.sendall(b"GET http://portal.invalid/doc HTTP/1.1\r\nHost: portal.invalid\r\n\r\n")
+            assert asking.recv(65536).startswith(b"HTTP/1.1 407 ")
+    assert proxy.answers == [407]
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as asking:
+        asking.sendall(b"GET http://portal.invalid/doc HTTP/1.1\r\nHost: portal.invalid\r\n\r\n")
+        asking.recv(65536)   # (refused, or the end of a connection: no answer of the proxy's)
+    assert proxy.answers == [407] and len(proxy.asked) == 1, proxy.asked

@@ -160,12 +160,26 @@ def test_json_format_gives_the_same_table(tmp_path, seattle):
     assert tables["csv"].equals(tables["json"])
 
 
+def with_nan_longitudes(table: pa.Table, rows) -> pa.Table:
+    """`table` with the longitude of `rows` (positions in `:id` order) 'NaN': a number column's
+    text the pull reads as a float NaN."""
+    rows, at = set(rows), table.column_names.index("longitude")
+    values = ["NaN" if i in rows else v for i, v in enumerate(table["longitude"].to_pylist())]
+    return table.set_column(at, "longitude", pa.array(values, pa.string()))
+
+
 class Interrupted(Exception):
     pass
 
 
-def test_an_interrupted_pull_resumes_and_never_shows_partial_data(tmp_path, seattle):
+@pytest.mark.parametrize("nan", [False, True], ids=["numbers", "nan"])
+def test_an_interrupted_pull_resumes_and_never_shows_partial_data(tmp_path, seattle, nan):
+    """`nan`: the row before the resume point (row 499, the last staged) holds a float NaN, which
+    Arrow's `equals` has unequal to itself: until session 43 that row asked again was never the
+    row staged, and the pull started over (every page asked again)."""
     con, adapter, dataset = pull_alone(tmp_path, seattle.url)
+    if nan:
+        seattle.records[ID] = SodaTable(with_nan_longitudes(seattle.records[ID].table, [499]))
     layout = RecordsLayout(tmp_path / "records")
     source = SodaRecords(adapter, dataset, None, page=100)
     fail_pull_after(source, 5, Interrupted("killed"))
@@ -381,11 +395,15 @@ class OffsetIgnoringTable(SodaTable):
         return super().answer(fmt, {**query, "$offset": "0"})
 
 
-def test_a_portal_that_repeats_a_page_fails_the_pull_instead_of_filling_the_disk(tmp_path, seattle):
+@pytest.mark.parametrize("nan", [False, True], ids=["numbers", "nan"])
+def test_a_portal_that_repeats_a_page_fails_the_pull_instead_of_filling_the_disk(tmp_path, seattle, nan):
     """Full pages ever again would be read and written for as long as the night lasts: the
-    first page that repeats the one before, row for row, fails the pull."""
+    first page that repeats the one before, row for row, fails the pull. Rows holding a float
+    NaN too: Arrow's `equals` has no NaN equal to itself, so until session 43 such pages were
+    read on past a million rows (3,342 requests) to PagesWithoutEnd."""
     con, adapter, dataset = pull_alone(tmp_path, seattle.url)
-    seattle.records[ID] = OffsetIgnoringTable(seattle.records[ID].table)
+    table = seattle.records[ID].table
+    seattle.records[ID] = OffsetIgnoringTable(with_nan_longitudes(table, range(0, 1000, 10)) if nan else table)
     source = SodaRecords(adapter, dataset, None, page=300)
     layout = RecordsLayout(tmp_path / "records")
     with pytest.raises(RecordsError, match=r"\$offset=300.* the same 300 rows as the page before"):
