@@ -1,6 +1,7 @@
-"""The tables of rows as a user meets them on a terminal: `runs`, `harvest`'s summary, `records` and `sql`
-fit the terminal's width (80 where it says none), their ids whole; piped, the table as it always was.
-(Until session 43 each ran past 80 columns: `runs` ~200 characters a row.)"""
+"""Every command's text as a user meets it, one width rule for all: on a terminal `runs`, `harvest`'s summary,
+`records`, `sql`, `search`, `overlap` and `similar` fit its width (80 where it says none), their ids whole; piped,
+every value whole, a row a line. (Until session 43 the tables ran past 80 columns: `runs` ~200 characters a row;
+until session 44 `overlap`, `similar` and `search` cut titles to 120 piped.)"""
 import json
 
 import pytest
