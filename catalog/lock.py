@@ -210,6 +210,9 @@ class WriterLock:
         self.crash: dict | None = None   # the crash note of a harvest before (note_crash), read at acquire
         self.created = False   # the lock file made by this acquire (release(remove=True))
         self._found: tuple[bytes, int, int] | None = None   # the record before this one, and its times (restore)
+        # no catalogue file (nor its log) at the writer's check under this lock (harvester.cli.writer_lock):
+        # the file is then this writer's to make, and one found there as it makes it is another program's
+        self.found_no_file = False
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -846,6 +846,7 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
     # (checked under the lock: a read-only open as another civicat writer opens the file would keep it
     # out; one open for both checks, ~50 ms each)
+    lock.found_no_file = not (db_path.exists() or _wal_path(db_path).exists())
     refused, identity = read_from_file(db_path, lambda con: _refused_or_id(con, db_path),
                                        unopened=(None, UNKNOWN)) or (None, None)
     if refused is not None and not (refused.empty and makes_the_catalogue):
@@ -890,19 +891,24 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
+    # (none at writer_lock's check: this run makes it, and a file there since, made by another program
+    # between that check and this one, is never opened as the catalogue; until session 44 it was)
+    to_make = lock.found_no_file
     _remove_left_by_dead_runs(db_path)
     while True:
         try:
-            if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
+            # (once: a notebook writing it would be warned of every 2 s)
+            if not (copy_done or to_make) and db_path.exists():
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
             try:
-                made = made or _made_new(db_path)
+                made = made or _made_new(db_path, none_found=to_make)
             except FileExistsError:   # (not there a moment before: another program's, never opened as the catalogue)
                 lock.release(remove=True)
                 raise Refused(f"{db_path} was made by another process as this run was making the catalogue there "
                               "(no file was there a moment before): nothing done, that file left as it is; run "
                               "again if it is the catalogue, or give --db a path of its own") from None
+            to_make = False
             opened = opener(db_path)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
@@ -952,9 +958,11 @@ def _wal_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".wal")
 
 
-def _made_new(db_path: Path) -> os.stat_result | None:
+def _made_new(db_path: Path, none_found: bool = False) -> os.stat_result | None:
     """A new, empty catalogue file made at `db_path` where there is none (nor its log), its stat (this
-    run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
+    run's file: _take_back_made); None where a file is there, unless `none_found`: the writer's check
+    under its lock found none (writer_lock), so a file there now is another program's, made since
+    (FileExistsError, below). Made under a hidden name beside it and
     linked to `db_path`, which fails where a file is: a file another program made there at that moment
     is never taken for this run's (an existence check and DuckDB's open left microseconds between
     them, and a refused claim removed that program's file), nor opened as the catalogue:
@@ -967,6 +975,8 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
+        if none_found:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(db_path))
         return None
     new = db_path.with_name(f".{db_path.name}.{os.getpid()}.new")
     new.unlink(missing_ok=True)   # (a run of this pid killed here before: never the catalogue)

@@ -669,3 +669,33 @@ def test_a_file_another_program_makes_as_the_catalogue_is_placed_is_never_replac
         assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
     assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nothing of this run's left beside it)
+
+
+def test_a_file_another_program_makes_after_the_writer_s_check_is_never_opened_as_the_catalogue(tmp_path):
+    """writer_lock checks the catalogue's file under the lock (none there: the harvest makes it); the
+    writer then opens it (open_for_writing). On main a file another program made between the two was
+    found at the path and opened as the catalogue: civicat's migrations added their tables to that
+    program's database. Now a writer whose check found no file makes it itself, and a file there
+    since is another program's: exit 2, never opened, left as it was made. (The other program is a real
+    process, run in that window.)"""
+    import math
+    import subprocess
+    import sys
+
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    db = data / "c.duckdb"
+    lock = writer_lock(db, Wait(-math.inf), makes_the_catalogue=True)
+    try:
+        ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(db)], capture_output=True, text=True,
+                             timeout=120)
+        assert (ran.returncode, ran.stdout.strip()) == (0, "made"), ran.stderr
+        with pytest.raises(Refused, match="was made by another process as this run was making the catalogue"):
+            open_for_writing(Store, db, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+    assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nor a lock, a read copy, a marker of civicat's)
