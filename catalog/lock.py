@@ -99,26 +99,46 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     return holder if pid in holding else None
 
 
+# the kernel's list of the locks held now (Linux's); a test reads a recorded one
+PROC_LOCKS = Path("/proc/locks")
+# a holder /proc/locks gives as pid 0: one in a PID namespace the list's /proc cannot see (a container's),
+# before Linux 4.9 (since, such a lock is left out of the list)
+UNKNOWN_PID = 0
+
+
 def _pids_holding(path: Path) -> set[int] | None:
-    """The processes that hold a flock on the file at `path` now, from the kernel's list of locks;
-    None where there is no such list (/proc/locks: Linux's)."""
+    """The processes that hold a flock on the file at `path` now, from the kernel's list of locks
+    (UNKNOWN_PID for one it lists without its PID); None where there is no such list."""
     try:
         held = os.stat(path)
-        locks = Path("/proc/locks").read_text()
-    except FileNotFoundError as exc:
-        return None if exc.filename == "/proc/locks" else set()
     except OSError:
         return set()
+    flocks = _flocks()
+    return None if flocks is None else {pid for pid, inode in flocks if inode == str(held.st_ino)}
+
+
+def flock_holders() -> set[int] | None:
+    """The processes that hold a flock on any file now (a civicat writer holds its catalogue's lock,
+    UNKNOWN_PID as _pids_holding); None where there is no list of locks."""
+    flocks = _flocks()
+    return None if flocks is None else {pid for pid, _ in flocks}
+
+
+def _flocks() -> list[tuple[int, str]] | None:
+    """(PID, inode number) of each flock held now, from /proc/locks; None where it cannot be read."""
+    try:
+        locks = PROC_LOCKS.read_text()
+    except OSError:
+        return None
     # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146466 0 EOF" (a waiter's line has "->" after "1:");
     # matched on the inode number, not the device: the superblock's device listed there is not
     # stat()'s on overlayfs over two file systems (a container's layers) or a btrfs subvolume
-    pids = set()
+    flocks = []
     for line in locks.splitlines():
         fields = line.split()
-        if fields[1:2] == ["FLOCK"] and fields[4:5] and fields[4].isdigit() and \
-                fields[5:6] and fields[5].rpartition(":")[2] == str(held.st_ino):
-            pids.add(int(fields[4]))
-    return pids
+        if fields[1:2] == ["FLOCK"] and fields[4:5] and fields[4].isdigit() and fields[5:6]:
+            flocks.append((int(fields[4]), fields[5].rpartition(":")[2]))
+    return flocks
 
 
 def current_writer(db_path: str | Path) -> dict | None:
@@ -324,7 +344,7 @@ class WriterLock:
     def _names_the_holder(self, record: dict) -> bool:
         """Whether the holder record names a process that holds the lock now."""
         pid = record.get("pid")
-        if not isinstance(pid, int):
+        if not isinstance(pid, int) or pid <= UNKNOWN_PID:
             return False
         holding = _pids_holding(self.path)
         if holding is None:   # (no list of locks: the PID, while a process has it)
@@ -338,9 +358,17 @@ class WriterLock:
         if self._names_the_holder(record):
             who = describe_holder(record)
         else:   # (not the process its record names, one long gone: the one the kernel says holds it)
-            holding = _pids_holding(self.path) or set()
-            who = (f"process {min(holding)} (its record in {self.path} not yet written, or not civicat's)"
-                   if len(holding) == 1 else "another process")
+            holding = _pids_holding(self.path)
+            known = (holding or set()) - {UNKNOWN_PID}
+            if len(known) == 1 and UNKNOWN_PID not in holding:
+                who = f"process {min(known)} (its record in {self.path} not yet written, or not civicat's)"
+            elif holding is not None and not known:   # (the lock is held: by a process the list cannot name)
+                who = ("a process whose PID is not known here (not listed in /proc/locks: one in another PID "
+                       "namespace, such as a container's, is not)"
+                       + (f"; the record in {self.path} names {describe_holder(record)}, a PID of the namespace "
+                          "it was written in" if isinstance(record.get("pid"), int) else ""))
+            else:
+                who = "another process"
         if hung:
             return (f"{self.db_path} is held by {who}, which has shown no progress for {BRIEF_HOLD_SECONDS:g} s "
                     "(hung?): try again later, or end that process")
