@@ -997,35 +997,72 @@ def _made_new(db_path: Path, none_found: bool = False) -> os.stat_result | None:
         new.unlink(missing_ok=True)
 
 
+# how much later than the newest of a killed run's `.NAME.PID.new` files the process that has PID now
+# must have started to be taken for another (a clock tick, and a clock set meanwhile, either way)
+STARTED_SINCE_SLACK_SECONDS = 1.0
+
+
 def _remove_left_by_dead_runs(db_path: Path) -> None:
     """The `.NAME.PID.new` files beside the catalogue (_made_new's) of runs that were killed as they
-    made it: an empty database, or a second name of the catalogue where the kill came after the link.
-    Only this catalogue's name, and only where process PID is gone: under the writer lock no other
-    civicat writer of it runs, but a process with that PID now may be one that was given it since
-    (its file then stays, as it did before session 43). Said in the log; one that cannot be removed
-    is said, not raised."""
+    made it, and DuckDB's log of one (`.NAME.PID.new.wal`: a kill as its open wrote): an empty
+    database, or a second name of the catalogue where the kill came after the link. Only this
+    catalogue's name, and never a live writer's (_run_gone). Said in the log; one that cannot be
+    removed is said, not raised."""
     from catalog.folder import FOLDER_ENTRIES_READ
-    from catalog.scratch import process_alive
 
-    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new")
+    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new(\.wal)?")
+    runs: dict[int, list[os.DirEntry]] = {}
     try:
         with os.scandir(db_path.parent) as entries:
-            found = [(entry.path, int(named.group(1))) for count, entry in enumerate(entries)
-                     if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name))]
+            for count, entry in enumerate(entries):
+                if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name)):
+                    runs.setdefault(int(named.group(1)), []).append(entry)
     except OSError:
         return
-    for path, pid in found:
-        if pid == os.getpid() or process_alive(pid):
+    for pid, files in runs.items():
+        gone = _run_gone(pid, files)
+        if gone is None:
             continue
-        try:
-            os.unlink(path)
-            logging.getLogger("civicat").info("removed %s, left by a run (process %d) killed as it made the "
-                                              "catalogue", path, pid)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
-                                                 "be removed: %s", path, exc.strerror or exc)
+        for entry in sorted(files, key=lambda entry: not entry.name.endswith(".wal")):   # (the log first)
+            try:
+                os.unlink(entry.path)
+                logging.getLogger("civicat").info("removed %s, left by a run (process %d%s) killed as it made the "
+                                                  "catalogue", entry.path, pid, gone)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
+                                                     "be removed: %s", entry.path, exc.strerror or exc)
+
+
+def _run_gone(pid: int, files: list[os.DirEntry]) -> str | None:
+    """Whether the run that made `files` (its `.NAME.PID.new` and log) is gone: None where it may
+    run still, else what is said of process `pid` ("": gone; ", whose PID another process has now").
+    Under the writer lock no other civicat writer of the catalogue runs, but a PID is given anew:
+    the process with it now is another one where it started after the files were made (its start,
+    /proc/PID/stat), or holds no flock (a writer making the catalogue holds its lock; /proc/locks).
+    Until session 44 a reused PID kept its files for good. Where /proc cannot tell (not Linux, or
+    another PID namespace's /proc), the PID alone: its files stay while a process has it."""
+    from catalog.lock import flock_holders
+    from catalog.scratch import process_alive, process_started_at
+
+    if pid == os.getpid():
+        return None
+    if not process_alive(pid):
+        return ""
+    try:
+        ours = os.readlink("/proc/self") == str(os.getpid())   # (/proc numbers processes as os.kill does)
+        made = max(entry.stat(follow_symlinks=False).st_mtime for entry in files)
+    except OSError:
+        return None
+    if not ours:
+        return None
+    started = process_started_at(pid)
+    holders = flock_holders()   # (a true list where it names this writer, which holds its lock)
+    if (started is not None and started > made + STARTED_SINCE_SLACK_SECONDS) or \
+            (holders is not None and os.getpid() in holders and pid not in holders):
+        return ", whose PID another process has now"
+    return None
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:
