@@ -793,3 +793,36 @@ def test_a_killed_run_s_new_file_is_removed_with_its_log_and_where_its_pid_is_an
     assert beside == sorted([writers.name, another_s.name]), beside
     assert writers.read_bytes() == another_s.read_bytes() == b"made"
     assert catalogue_id(db)
+
+
+def test_a_catalogue_beside_with_neither_its_lock_nor_a_read_copy_is_named_not_opened(tmp_path, portal, config,
+                                                                                       monkeypatch, caplog):
+    """A folder made before one catalogue a folder, shared by two catalogues, one of which has lost both
+    its `.lock` and its read copy (removed by hand, or renamed without them): nothing of civicat's says
+    it is a catalogue, and unopened it cannot be told from another program's database, which the look
+    never opens (a read-only open keeps that program's writes out for the moment). The other still
+    adopts the folder, but on main said nothing: that catalogue's records pulls were taken for the
+    adopter's without a word. Now a warning names the file, what is taken for whose, and the fix; the
+    file is still never opened, its bytes as they were."""
+    import hashlib
+
+    from catalog.read_copy import read_copy_path
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    lock_path(other).unlink()
+    read_copy_path(other).unlink()
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    opened = files_opened_read_only(monkeypatch)
+    adopted = harvest(config, data / "new.duckdb")
+    assert adopted.exit_code == 0, adopted.output
+    said = " ".join(" ".join(r.getMessage() for r in caplog.records if r.name == "civicat").split())
+    assert (f"{other} is a DuckDB file beside new.duckdb with neither a civicat writer's lock file nor a read copy, "
+            "so it is not opened") in said, said
+    assert "If civicat.duckdb is a civicat catalogue that shared them, move it into a folder of its own" in said
+    assert said.count(f"{other} is a DuckDB file beside") == 1   # (once, though the folder is checked twice)
+    assert other not in [type(other)(p) for p in opened]
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before
+    assert marker(data)["catalogue"] == "new.duckdb"
