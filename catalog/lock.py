@@ -173,18 +173,27 @@ def file_locked(exc: Exception) -> bool:
     return "could not set lock on file" in str(exc).lower()
 
 
+# DuckDB's lock error names the holder "held in /usr/bin/python3 (PID 4242)", or "held in PID 4242" where
+# it cannot read the program's path, "held in PID 0" where the holder is in another PID namespace
+_DUCKDB_HOLDER = re.compile(r"held in (?:(.+?) \()?PID (\d+)\b")
+
+
 def file_holder(exc: Exception) -> str:
     """Who holds the DuckDB file, from DuckDB's lock error."""
-    held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
-    return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
+    held = _DUCKDB_HOLDER.search(str(exc))
+    if held is None:
+        return "another process"
+    if int(held.group(2)) == UNKNOWN_PID:   # (until session 44 "another process": the message unread)
+        return "a process whose PID is not known here (one in another PID namespace, such as a container's)"
+    return f"process {held.group(2)}" + (f" ({held.group(1)})" if held.group(1) else "")
 
 
 def file_writer(exc: Exception, db_path: str | Path) -> str:
     """Who writes the DuckDB file, for messages: the civicat writer (its command, since when)
     when the PID DuckDB's lock error names holds the catalogue's writer lock too, else
     DuckDB's words."""
-    held = re.search(r"\(PID (\d+)\)", str(exc))
-    writer = writer_holding(db_path, int(held.group(1))) if held else None
+    held = _DUCKDB_HOLDER.search(str(exc))
+    writer = writer_holding(db_path, int(held.group(2))) if held and int(held.group(2)) > UNKNOWN_PID else None
     return describe_holder(writer) if writer else f"{file_holder(exc)} (a harvest?)"
 
 

@@ -469,3 +469,24 @@ def test_a_holder_proc_locks_gives_as_pid_0_is_no_process_0(tmp_path, monkeypatc
     said = str(refused.value)
     assert "being written by a process whose PID is not known here" in said, said
     assert "process 0" not in said and f"names process {gone} (" in said
+
+
+def test_the_holder_duckdb_names_by_pid_alone_or_as_pid_0_is_said_as_it_is():
+    """DuckDB 1.5's lock error names the holder "held in PID 0" where it runs in another PID namespace
+    (recorded so, the file held outside an `unshare -Urpf` namespace), and "held in PID N" where it
+    cannot read the program's path: main matched only "held in PROGRAM (PID N)" and said "another
+    process" for both, its PID dropped. Now: a process whose PID is not known here; process N."""
+    import duckdb
+
+    from catalog.lock import file_holder, file_writer
+
+    def refused(held_in):
+        return duckdb.IOException(f'IO Error: Could not set lock on file "/data/c.duckdb": Conflicting lock is held '
+                                  f"in {held_in}. See also https://duckdb.org/docs/stable/connect/concurrency")
+
+    in_another_namespace = refused("PID 0")
+    assert file_holder(in_another_namespace) == ("a process whose PID is not known here (one in another PID "
+                                                 "namespace, such as a container's)")
+    assert file_writer(in_another_namespace, "/data/c.duckdb").startswith("a process whose PID is not known here")
+    assert file_holder(refused("PID 4242")) == "process 4242"
+    assert file_holder(refused("/usr/bin/python3 (PID 4242)")) == "process 4242 (/usr/bin/python3)"
