@@ -630,9 +630,11 @@ def _negated(raw: list[str], stemmed: list[str]) -> tuple[list[str], list[str]]:
 
 
 def negated_words(text: str | None) -> frozenset[str]:
-    """The words a title negates ('general' of 'Non-General Fund Expenditures'), stemmed."""
+    """The words a title negates ('general' of 'Non-General Fund Expenditures'), stemmed; not one it names
+    besides, which it holds both sides of ('Hit and Non Hit Shooting Incidents')."""
     raw = split_words(text) if text else []
-    return frozenset(_stem_word(w) for w, before in zip(raw[1:], raw) if before == NEGATION and w.isalpha())
+    negated = {_stem_word(w) for w, before in zip(raw[1:], raw) if before == NEGATION and w.isalpha()}
+    return frozenset(negated - {_stem_word(w) for w, before in zip(raw, [""] + raw) if before != NEGATION})
 
 
 def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:

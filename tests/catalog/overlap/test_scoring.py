@@ -623,3 +623,20 @@ def test_a_title_comparing_places_holds_their_figures():
     assert features.COMPARES_PLACES.search("Choose Maryland: Compare Metros - Economy")
     for title in ("City of Seattle Wages: Comparison by Gender - All Job Classifications", "NADAC Comparison"):
         assert not features.COMPARES_PLACES.search(title), title
+
+
+def test_a_complement_scores_as_low_as_a_boundary_file_against_its_records():
+    """Los Angeles' 'General Fund Revenue' and King County's 'Non-General Fund Revenues 2010' were a pair at 0.553
+    (session 43's re-read), Cook County's 'General Fund Expenditures By Category' and King County's 'Non-General
+    Fund Expenditures 2010' at 0.439: told apart, they still scored by the words a complement shares with what it
+    negates by construction. A title naming both sides ('Hit and Non Hit Shooting Incidents') negates nothing."""
+    c = fixture_catalogue([("data.lacity.org", "qrkr-kfbh"), ("data.kingcounty.gov", "upsg-niup"),
+                           ("datacatalog.cookcountyil.gov", "3rn9-29p6"), ("data.kingcounty.gov", "vv8b-tzy8")])
+    (revenue, expenditures), apart = scores_and_apart(c, [(0, 1), (2, 3)])
+    assert apart == [True, True]
+    assert revenue < 0.35 and expenditures < 0.35, (revenue, expenditures)
+    scored = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    assert scored.shape[0] == pytest.approx(scoring.COMPLEMENT_MISMATCH)
+    assert text.negated_words("sheriff hit and non hit shooting incidents 2010 to present") == frozenset()
+    assert text.negated_words("Non-Fatal Shootings - 2013") == {"fatal"}
+
