@@ -751,11 +751,17 @@ def _is_code_table(title: str | None) -> bool:
     """A list of codes and what they mean ('Illinois Uniform Crime Reporting (IUCR) Codes',
     'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'; or a data
     dictionary. It names the kind of record it codes, but holds none of them."""
-    if not title:
-        return False
-    if DOCUMENTATION.search(title) and not WITH_THE_DATA.search(title):
-        return True
-    if not any(w in title.lower() for w in CODE_LIST_WORDS):
+    return _is_documentation(title) or _is_code_list(title)
+
+
+def _is_documentation(title: str | None) -> bool:
+    """A data dictionary, a data key, a codebook: a dataset's fields and what their values mean."""
+    return bool(title and DOCUMENTATION.search(title) and not WITH_THE_DATA.search(title))
+
+
+def _is_code_list(title: str | None) -> bool:
+    """A list of codes: its title ends in 'codes' (not 'ZIP Codes') or a lookup."""
+    if not title or not any(w in title.lower() for w in CODE_LIST_WORDS):
         return False
     words = [w for w in text.split_words(title, glued=False) if text._is_content(w)]
     return bool(words) and words[-1] in CODE_LIST_WORDS and not (len(words) > 1 and words[-2] in NOT_A_CODE_LIST)
