@@ -665,6 +665,8 @@ def negated_words(text: str | None) -> frozenset[str]:
     besides, which it holds both sides of ('Hit and Non Hit Shooting Incidents')."""
     raw = split_words(text) if text else []
     negated = {_stem_word(w) for w, before in zip(raw[1:], raw) if before == NEGATION and w.isalpha()}
+    if not negated:   # (nearly every title)
+        return frozenset()
     return frozenset(negated - {_stem_word(w) for w, before in zip(raw, [""] + raw) if before != NEGATION})
 
 
