@@ -194,7 +194,7 @@ def _is_loopback(host) -> bool:
 
 @pytest.fixture(autouse=True)
 def _output_piped(monkeypatch):
-    """A command's tables fit $COLUMNS (harvester.cli.table_width), which pytest-xdist's workers are given
+    """A command's tables fit $COLUMNS (harvester.cli.output_width), which pytest-xdist's workers are given
     (80): a test reads a command's output as piped, as a serial run does, unless it sets COLUMNS itself."""
     monkeypatch.delenv("COLUMNS", raising=False)
 
