@@ -16,6 +16,7 @@ import pytest
 from catalog import record as R
 from catalog.store import MEMORY_LIMIT, Store, _out_of_memory, canonical_json, connect, content_hash
 from catalog.transactions import rollback
+from tests.conftest import new_store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -44,8 +45,8 @@ def stage_of(store, records, seen_extra=()):
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "c.duckdb")
+def store(tmp_path, migrated_catalogue):
+    s = new_store(tmp_path / "c.duckdb", migrated_catalogue)
     yield s
     s.close()
 
