@@ -192,6 +192,25 @@ def refusing_port():
 
 
 @pytest.fixture(scope="session")
+def real_catalogue_path(tmp_path_factory):
+    """The path of a closed catalogue holding both real catalogues (about 10,600 datasets: the 16
+    city data.json catalogues of 2013, the 33 Socrata domains of 2017), harvested once per session;
+    named apart from `real_catalogue` so that the overlap tests, whose own `real_catalogue` is a
+    small selection, reach it."""
+    from tests.portals.catalogues import harvest_pod_2013, harvest_spellarbot
+    from tests.shared_fixtures import require_fixtures
+    require_fixtures()
+    db = tmp_path_factory.mktemp("real") / "catalog.duckdb"
+    store = Store(db)
+    try:
+        harvest_pod_2013(store, fast_client())
+        harvest_spellarbot(store, fast_client())
+    finally:
+        store.close()
+    return db
+
+
+@pytest.fixture(scope="session")
 def real_selection_path(tmp_path_factory):
     """The path of a closed catalogue of the overlap tests' real selection, harvested once per
     session: a module that writes to it (overlap results) takes a file copy of its own."""
