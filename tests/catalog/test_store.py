@@ -45,6 +45,8 @@ def stage_of(store, records, seen_extra=()):
 
 @pytest.fixture
 def store(tmp_path):
+    # (made by Store itself, not copied (tests.conftest.new_store): these tests squeeze the catalogue's
+    # memory to a few MB, and a copied one's blocks are laid out otherwise: one such test waited on)
     s = Store(tmp_path / "c.duckdb")
     yield s
     s.close()
