@@ -267,9 +267,9 @@ class IgnoresTimes(NotPullable):
 
 
 class PastHalf(StartsOver):
-    """The server was shown to leave out half of a cut answer or more (Windows._past_half) once days of it
-    had been taken whole by their answers' size, which proves nothing then: the pull starts over from
-    what it learned (each day of a server that ignores `page` read by parts)."""
+    """The server was shown past the half rule (Windows._past_half) once days of it had been taken whole
+    by their answers' size, which proves nothing then: the pull starts over from what it learned (each
+    day of a server that ignores `page` read by parts)."""
 
 
 def _holds(read: tuple[array, ...], key: int) -> bool:
@@ -1200,8 +1200,9 @@ class Windows:
             thins_none = self._thins_none()
             yield from self._settle(window)
             if self.sized_whole and self.restarts and self._past_half():
-                raise PastHalf(f"the server leaves out {self.kept_thinning:.0%} of a cut answer, half or more: days "
-                               "taken whole by their answers' size may have been cut, and are read again by parts")
+                raise PastHalf(f"the server leaves out up to {self.kept_thinning:.0%} of a cut answer, so more than "
+                               "half of some: days taken whole by their answers' size may have been cut, and are "
+                               "read again by parts")
             if self._thins_none():
                 narrowly.append(window)
             elif thins_none:   # (shown by this window's parts, which were judged again there)
@@ -1305,9 +1306,12 @@ class Windows:
         return count >= largest - int(largest * self._parts_margin())
 
     def _past_half(self) -> bool:
-        """Whether the server is seen to leave out half of a cut answer or more (the windows' thinning, a
-        part's shown cut, or the pull before's): past what the half rule assumes (_parts_margin), so that an
-        answer under half of the largest proves nothing whole. A private service type of half the requests
+        """Whether the server is seen to leave out so much of a cut answer (the windows' thinning, a part's
+        shown cut, or the pull before's) that the margin it would be read at (_margin: twice that and 2%) is
+        wider than half: one that leaves out over 24% on the whole leaves out more than half of some cut
+        answers, past what the half rule assumes (_parts_margin), so an answer's size proves nothing whole
+        (at 50% or more seen, the first try, a private type of half still lost others' requests: the
+        thinning is seen against the largest answer, itself thinned). A private service type of half the requests
         or more: its days' answers, cut and then thinned by it, under half of the largest, were taken whole,
         and so were their parts by status, which hold it (the others' requests behind each cut lost, the
         pull ok: 1,476 to 5,168 of a row's, bench/open311_windows.py --private-type). Then each day (or
