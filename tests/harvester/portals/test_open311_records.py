@@ -2166,3 +2166,35 @@ def test_nights_that_change_no_request_publish_the_same_bytes_when_a_request_giv
             request["status"] = "closed" if request["status"] == "open" else "open"
     changed = night(4)
     assert changed != first and night(5) == changed
+
+
+def test_a_night_that_changes_no_request_writes_no_merged_part(tmp_path, boston, monkeypatch):
+    """A night on which no request changed (its last days read again): the merge wrote every row of
+    the dataset into merged parts, then threw them away for the previous parts it found the same
+    (the work and the disk written a whole dataset's, each night). It judges first and writes
+    nothing; a night that changes a request writes the dataset, each row once."""
+    import harvester.records_merge as records_merge
+    from catalog.store import migrate
+
+    layout = RecordsLayout(tmp_path / "records")
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    migrate(con)
+    written, write = [], records_merge._Parts.write
+    monkeypatch.setattr(records_merge._Parts, "write", lambda parts, table: (written.append(table.num_rows),
+                                                                               write(parts, table))[1])
+
+    def night(number: int) -> list[int]:
+        written.clear()
+        pulled = pull_dataset(source_for(boston, previous_pull(con, "bos311:service-requests")), layout, "bos311",
+                              "service-requests", con, uid="bos311:service-requests", run_id=f"r{number}")
+        assert (pulled.mode, pulled.rows) == ("full" if number == 1 else "incremental", 950)
+        return list(written)
+
+    night(1)
+    published = sorted(path.stat().st_ino for path in layout.folder("bos311", "service-requests").iterdir())
+    assert night(2) == night(3) == []
+    assert sorted(path.stat().st_ino for path in layout.folder("bos311", "service-requests").iterdir()) == published
+    latest = max(boston.service_requests, key=lambda r: r["requested_datetime"])
+    latest["status"] = "closed" if latest["status"] == "open" else "open"
+    assert sum(night(4)) == 950
+    con.close()
