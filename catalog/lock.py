@@ -297,6 +297,9 @@ class WriterLock:
         # no catalogue file (nor its log) at the writer's check under this lock (harvester.cli.writer_lock):
         # the file is then this writer's to make, and one found there as it makes it is another program's
         self.found_no_file = False
+        # the catalogue file that check read (its stat, taken before it read it), None where there was none:
+        # the writer opens no other file put at the path since (catalog.store.connect's `checked`)
+        self.checked_file: os.stat_result | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
