@@ -633,13 +633,9 @@ def test_an_export_in_another_pid_namespace_than_a_records_pull_s_is_refused_as_
     namespace outside. The export took it for no writer (main): it read the copy beside folders being
     replaced (or met the catalogue held). Now refused as during any records pull, the pull said as a
     process whose PID is not known here, its record's command and PID given; the previous export stands."""
-    import shutil
+    from tests.conftest import pid_namespace_or_skip
 
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-Urpf", "--mount-proc", "true"], capture_output=True,
-                                         timeout=60).returncode != 0:
-        pytest.skip("no PID namespace can be made here (unshare -Urpf: no unshare, or user namespaces not allowed); "
-                    "tests/catalog/test_lock.py reads a recorded /proc/locks instead")
+    unshare = pid_namespace_or_skip("tests/catalog/test_lock.py reads a recorded /proc/locks instead")
     out = tmp_path / "export"
     run_export(seattle, out)
     previous = exported(out)

@@ -422,15 +422,12 @@ def test_a_writer_in_another_pid_namespace_than_the_holder_s_says_the_holder_s_p
     it listed it as pid 0). The refusal said "another process" (main), or, with pid 0, "process 0"
     (below): now that a process holds it whose PID is not known here, and the record the holder
     wrote, its PID as numbered outside. (A real user and PID namespace, as `unshare -Urpf` makes one.)"""
-    import shutil
     import subprocess
     import sys
 
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-Urpf", "--mount-proc", "true"], capture_output=True,
-                                         timeout=60).returncode != 0:
-        pytest.skip("no PID namespace can be made here (unshare -Urpf: no unshare, or user namespaces not allowed); "
-                    "the pid-0 line is tested from a recorded /proc/locks below")
+    from tests.conftest import pid_namespace_or_skip
+
+    unshare = pid_namespace_or_skip("the pid-0 line is tested from a recorded /proc/locks below")
     db = tmp_path / "c.duckdb"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     holder = subprocess.Popen([sys.executable, "-c", HOLDS_THE_LOCK, str(db)], stdin=subprocess.PIPE,

@@ -700,25 +700,14 @@ def test_a_file_another_program_makes_after_the_writer_s_check_is_never_opened_a
     since is another program's: exit 2, never opened, left as it was made. (The other program is a real
     process, run in that window.)"""
     import math
-    import subprocess
-    import sys
 
-    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+    from harvester.cli import Wait, writer_lock
 
     data = tmp_path / "data"
     db = data / "c.duckdb"
     lock = writer_lock(db, Wait(-math.inf), makes_the_catalogue=True)
-    try:
-        ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(db)], capture_output=True, text=True,
-                             timeout=120)
-        assert (ran.returncode, ran.stdout.strip()) == (0, "made"), ran.stderr
-        with pytest.raises(Refused, match="was made by another process as this run was making the catalogue"):
-            open_for_writing(Store, db, Wait(-math.inf), lock)
-    finally:
-        lock.release()
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
-        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+    refused_after_another_program_ran(db, lock, MAKES_ITS_FILE_THERE, "made",
+                                      "was made by another process as this run was making the catalogue")
     assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nor a lock, a read copy, a marker of civicat's)
 
 
@@ -846,21 +835,32 @@ def test_a_file_another_program_puts_in_the_catalogue_s_place_after_the_writer_s
     the one it checked (its stat taken before the check): exit 2, that file left as it was put there,
     nothing of civicat's written into it. (The other program is a real process, run in that window.)"""
     import math
-    import subprocess
-    import sys
 
-    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+    from harvester.cli import Wait, writer_lock
 
     data = tmp_path / "data"
     db = data / "c.duckdb"
     Store(db).close()   # (the catalogue, as a harvest before left it)
     lock = writer_lock(db, Wait(-math.inf))
+    refused_after_another_program_ran(db, lock, PUTS_ITS_FILE_THERE, "replaced",
+                                      "c.duckdb was replaced by another file after this run checked it was the "
+                                      "catalogue: nothing done, that file left as it is")
+
+
+def refused_after_another_program_ran(db, lock, script, said, refused):
+    """open_for_writing of `db` under `lock` (writer_lock's) once a real process has run `script` (printing `said`)
+    in the window after the check: refused (Refused matching `refused`), the lock let go, and that program's file
+    (its table `results`) left as it made it, nothing of civicat's written into it."""
+    import math
+    import subprocess
+    import sys
+
+    from harvester.cli import Refused, Wait, open_for_writing
+
     try:
-        ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_THERE, str(db)], capture_output=True, text=True,
-                             timeout=120)
-        assert (ran.returncode, ran.stdout.strip()) == (0, "replaced"), ran.stderr
-        with pytest.raises(Refused, match="c.duckdb was replaced by another file after this run checked it was "
-                                          "the catalogue: nothing done, that file left as it is"):
+        ran = subprocess.run([sys.executable, "-c", script, str(db)], capture_output=True, text=True, timeout=120)
+        assert (ran.returncode, ran.stdout.strip()) == (0, said), ran.stderr
+        with pytest.raises(Refused, match=refused):
             open_for_writing(Store, db, Wait(-math.inf), lock)
     finally:
         lock.release()
