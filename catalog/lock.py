@@ -72,10 +72,28 @@ def kept_by_a_writer(db_path: str | Path) -> bool:
 
 def describe_holder(holder: dict) -> str:
     """The writer a holder record names, for messages: `process 4242 (civicat harvest --records,
-    since 2026-12-04T01:00:02+00:00)`."""
+    since 2026-12-04T01:00:02+00:00)`; one whose PID is not known here (`NOT_KNOWN_HERE`, see
+    writer_holding) said so, with the record's PID as numbered where it was written."""
     if not holder.get("pid"):
         return "another process"
-    return f"process {holder['pid']} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
+    said = f"process {holder['pid']} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
+    if holder.get(NOT_KNOWN_HERE):
+        return _not_known_here(holder[NOT_KNOWN_HERE], said)
+    return said
+
+
+def _not_known_here(path: str | Path, recorded: str | None) -> str:
+    """The holder of the lock at `path` that the kernel's list of locks cannot name, and `recorded`, the
+    process its holder record names (as described), if any."""
+    return ("a process whose PID is not known here (not listed in /proc/locks: one in another PID namespace, "
+            "such as a container's, is not)"
+            + (f"; the record in {path} names {recorded}, a PID of the namespace it was written in"
+               if recorded else ""))
+
+
+# the key of a holder record writer_holding gives for a lock held by a process the kernel's list of locks
+# cannot name (one in another PID namespace): the lock file's path; not in the file, only in what is returned
+NOT_KNOWN_HERE = "pid_not_known_here"
 
 
 def writer_holding(db_path: str | Path, pid: int) -> dict | None:
@@ -83,7 +101,11 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     writer: its command and since when), else None. The record outlives its writer (a run
     killed outright), and its PID may have been given to another process since: where Linux
     lists its locks (/proc/locks) the lock must be held by `pid`; elsewhere the PID alone, while
-    a process has it."""
+    a process has it. A lock held by a process the list cannot name (a writer in another PID
+    namespace, a container's, or this one in a container and the writer outside: its record's PID
+    is of the namespace it was written in) is a writer's all the same: the record, its
+    `NOT_KNOWN_HERE` set (until session 44 None: an export took it for no writer, then met the
+    catalogue held, or read a records pull's folders as they were replaced)."""
     path = lock_path(db_path)
     try:
         holder = _holder_record(path.read_bytes()[:4096])
@@ -96,7 +118,9 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
         from catalog.scratch import process_alive
 
         return holder if process_alive(pid) else None
-    return holder if pid in holding else None
+    if pid in holding:
+        return holder
+    return {**holder, NOT_KNOWN_HERE: str(path)} if _held_unlisted(path, holding) else None
 
 
 # the kernel's list of the locks held now (Linux's); a test reads a recorded one
@@ -115,6 +139,32 @@ def _pids_holding(path: Path) -> set[int] | None:
         return set()
     flocks = _flocks()
     return None if flocks is None else {pid for pid, inode in flocks if inode == str(held.st_ino)}
+
+
+def _held_unlisted(path: Path, holding: set[int]) -> bool:
+    """Whether the lock at `path`, whose holders the kernel's list gives as `holding` (_pids_holding), is
+    held by a process the list cannot name: one listed as UNKNOWN_PID (before Linux 4.9), or none listed
+    and a shared flock of the file refused (since, the list leaves out a lock held in a PID namespace it
+    cannot see). The try holds the lock for no time a writer would notice: a writer refused reads again
+    before it takes the lock for held (WriterLock._lock); one that took it since the list was read is
+    listed when it is read again."""
+    if holding - {UNKNOWN_PID}:
+        return False
+    if UNKNOWN_PID in holding:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return not (_pids_holding(path) or set()) - {UNKNOWN_PID}
+    except OSError:
+        return False
+    finally:
+        os.close(fd)   # (a shared lock taken is let go with it)
 
 
 def flock_holders() -> set[int] | None:
@@ -143,7 +193,8 @@ def _flocks() -> list[tuple[int, str]] | None:
 
 def current_writer(db_path: str | Path) -> dict | None:
     """The holder record of the civicat writer that holds the catalogue's lock now, or None (no
-    writer, or a process holding the DuckDB file without civicat's lock: a notebook)."""
+    writer, or a process holding the DuckDB file without civicat's lock: a notebook); one in
+    another PID namespace has its `NOT_KNOWN_HERE` set (writer_holding)."""
     try:
         pid = _holder_record(lock_path(db_path).read_bytes()[:4096]).get("pid")
     except OSError:
@@ -193,7 +244,11 @@ def file_writer(exc: Exception, db_path: str | Path) -> str:
     when the PID DuckDB's lock error names holds the catalogue's writer lock too, else
     DuckDB's words."""
     held = _DUCKDB_HOLDER.search(str(exc))
-    writer = writer_holding(db_path, int(held.group(2))) if held and int(held.group(2)) > UNKNOWN_PID else None
+    if held and int(held.group(2)) == UNKNOWN_PID:   # (a writer in another PID namespace: its record's PID is not 0)
+        writer = current_writer(db_path)
+        writer = writer if writer and writer.get(NOT_KNOWN_HERE) else None
+    else:
+        writer = writer_holding(db_path, int(held.group(2))) if held else None
     return describe_holder(writer) if writer else f"{file_holder(exc)} (a harvest?)"
 
 
@@ -242,6 +297,9 @@ class WriterLock:
         # no catalogue file (nor its log) at the writer's check under this lock (harvester.cli.writer_lock):
         # the file is then this writer's to make, and one found there as it makes it is another program's
         self.found_no_file = False
+        # the catalogue file that check read (its stat, taken before it read it), None where there was none:
+        # the writer opens no other file put at the path since (catalog.store.connect's `checked`)
+        self.checked_file: os.stat_result | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -372,10 +430,8 @@ class WriterLock:
             if len(known) == 1 and UNKNOWN_PID not in holding:
                 who = f"process {min(known)} (its record in {self.path} not yet written, or not civicat's)"
             elif holding is not None and not known:   # (the lock is held: by a process the list cannot name)
-                who = ("a process whose PID is not known here (not listed in /proc/locks: one in another PID "
-                       "namespace, such as a container's, is not)"
-                       + (f"; the record in {self.path} names {describe_holder(record)}, a PID of the namespace "
-                          "it was written in" if isinstance(record.get("pid"), int) else ""))
+                who = _not_known_here(self.path, describe_holder(record) if isinstance(record.get("pid"), int)
+                                      else None)
             else:
                 who = "another process"
         if hung:

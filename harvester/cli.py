@@ -889,7 +889,11 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
     # (checked under the lock: a read-only open as another civicat writer opens the file would keep it
     # out; one open for both checks, ~50 ms each)
-    lock.found_no_file = not (db_path.exists() or _wal_path(db_path).exists())
+    try:   # (before the check reads it: a file put there meanwhile is another than the one checked)
+        lock.checked_file = os.stat(db_path)
+    except FileNotFoundError:
+        lock.checked_file = None
+    lock.found_no_file = not (lock.checked_file or _wal_path(db_path).exists())
     refused, identity = read_from_file(db_path, lambda con: _refused_or_id(con, db_path),
                                        unopened=(None, UNKNOWN)) or (None, None)
     if refused is not None and not (refused.empty and makes_the_catalogue):
@@ -931,7 +935,7 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     import duckdb
 
     from catalog.lock import file_holder, file_locked
-    from catalog.store import CatalogueTooNew
+    from catalog.store import CatalogueReplaced, CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
     # (none at writer_lock's check: this run makes it, and a file there since, made by another program
@@ -952,10 +956,15 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
                               "(no file was there a moment before): nothing done, that file left as it is; run "
                               "again if it is the catalogue, or give --db a path of its own") from None
             to_make = False
-            opened = opener(db_path)
+            # (the file made, or the one checked: another put at the path since is never migrated; until
+            # session 44 a file replaced between writer_lock's check and this open was)
+            opened = opener(db_path, checked=made or lock.checked_file)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
             raise _cannot_open(db_path, exc) from None
+        except CatalogueReplaced as exc:
+            raise Refused(f"{exc}: nothing done, that file left as it is; run again if it is the catalogue, or "
+                          "give --db a path of its own") from None
         except duckdb.IOException as exc:
             if not file_locked(exc):
                 raise _cannot_open(db_path, exc) from None

@@ -100,6 +100,19 @@ def writer_under_way(db, *command: str):
         writer.wait()
 
 
+def pid_namespace_or_skip(instead: str) -> str:
+    """The path of `unshare`, once `unshare -Urpf --mount-proc` has made a user and PID namespace (a container's
+    view: its own /proc); else the test is skipped, saying so and what tests it `instead`."""
+    import shutil
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-Urpf", "--mount-proc", "true"], capture_output=True,
+                                         timeout=60).returncode != 0:
+        pytest.skip(f"no PID namespace can be made here (unshare -Urpf: no unshare, or user namespaces not allowed); "
+                    f"{instead}")
+    return unshare
+
+
 def stopped_at_its_first_line(script: str, sig: int, first_line: str, *args: str) -> subprocess.Popen:
     """`python -c script *args` (the repository's code), sent `sig` once it has printed
     `first_line`; returns the process ended, its `out` and `err` the rest of its output. The script's

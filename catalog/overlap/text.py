@@ -186,6 +186,11 @@ PHRASES = {
     ("library", "branch"): "library",
     # a city's zoning is the map of its zoning districts ('Zoning', 'Zoning Districts')
     ("zoning", "district"): "zoning",
+    # a police precinct is a police district, the area one station patrols ('Police Precincts', 'Jackson Police
+    # Department Precincts', 'Police Districts'): no precinct an election counts its votes in ('Election Precincts',
+    # 'Ward Precincts', a county's 'Precincts'), nor a council's or a school's district
+    ("police", "precinct"): "police_district", ("police", "department", "precinct"): "police_district",
+    ("police", "district"): "police_district", ("police", "department", "district"): "police_district",
     ("parking", "facility"): "parking_facility", ("parking", "lot"): "parking_facility",
     ("parking", "garage"): "parking_facility",
     # what is reported and inventoried of a greenhouse gas is its emissions ('Greenhouse Gas Inventory', 'Greenhouse
@@ -567,7 +572,7 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
                     # its words too, so 'building permits' still shares 'building' with 'building safety'
                     parts += [(w, r) for w, r in zip(stemmed[i:i + length], raw[i:i + length])
                               if w not in STOPWORDS and w not in KEEP_NUMBERS and len(w) > 2
-                              and phrase not in GENERIC]
+                              and phrase not in GENERIC and w not in PARTS_NOT_KEPT.get(phrase, ())]
                     i += length
                     break
             else:
@@ -587,6 +592,12 @@ def terms_with_surface(text: str | None, drop: frozenset[str] = frozenset(),
     if bigrams:
         out += [(f"{a}+{b}", f"{sa} {sb}") for (a, sa), (b, sb) in zip(units, units[1:]) if a and b and a != b]
     return out
+
+
+# words of a phrase not kept beside it: a police precinct shares no 'precinct' with an election's ('precinct' alone is
+# a voting precinct: a county's 'Precincts', 'Ward Precincts'); its 'police' kept ('Police District Stations' are police
+# stations), and a police district's 'district', a word of every kind of district as before
+PARTS_NOT_KEPT = {"police_district": frozenset({"precinct"})}
 
 
 # a fiscal year written between two words of a phrase says when, and the phrase runs across it: 'Proposed FY14

@@ -464,12 +464,12 @@ def test_a_file_another_program_makes_where_the_catalogue_is_being_made_is_never
     made.close()
     said = []
 
-    def opened_as_another_program_makes_its_file_there(path):
+    def opened_as_another_program_makes_its_file_there(path, **options):
         ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(path)], capture_output=True,
                              text=True, timeout=120)
         assert ran.returncode == 0, ran.stderr
         said.append(ran.stdout.strip())
-        return Store(path)
+        return Store(path, **options)
 
     try:
         with pytest.raises(Refused, match="belong to the catalogue"):
@@ -700,25 +700,14 @@ def test_a_file_another_program_makes_after_the_writer_s_check_is_never_opened_a
     since is another program's: exit 2, never opened, left as it was made. (The other program is a real
     process, run in that window.)"""
     import math
-    import subprocess
-    import sys
 
-    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+    from harvester.cli import Wait, writer_lock
 
     data = tmp_path / "data"
     db = data / "c.duckdb"
     lock = writer_lock(db, Wait(-math.inf), makes_the_catalogue=True)
-    try:
-        ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(db)], capture_output=True, text=True,
-                             timeout=120)
-        assert (ran.returncode, ran.stdout.strip()) == (0, "made"), ran.stderr
-        with pytest.raises(Refused, match="was made by another process as this run was making the catalogue"):
-            open_for_writing(Store, db, Wait(-math.inf), lock)
-    finally:
-        lock.release()
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
-        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+    refused_after_another_program_ran(db, lock, MAKES_ITS_FILE_THERE, "made",
+                                      "was made by another process as this run was making the catalogue")
     assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nor a lock, a read copy, a marker of civicat's)
 
 
@@ -826,3 +815,55 @@ def test_a_catalogue_beside_with_neither_its_lock_nor_a_read_copy_is_named_not_o
     assert other not in [type(other)(p) for p in opened]
     assert hashlib.sha256(other.read_bytes()).hexdigest() == before
     assert marker(data)["catalogue"] == "new.duckdb"
+
+
+# another program's DuckDB file put in the place of the one at argv[1] (made beside it, renamed over it)
+PUTS_ITS_FILE_THERE = """import duckdb, os, sys
+path = sys.argv[1]
+beside = path + ".analysis-tool.tmp"
+with duckdb.connect(beside) as con:
+    con.execute("CREATE TABLE results AS SELECT 42 AS answer")
+os.replace(beside, path)
+print("replaced")
+"""
+
+
+def test_a_file_another_program_puts_in_the_catalogue_s_place_after_the_writer_s_check_is_never_opened(tmp_path):
+    """writer_lock checks the file at the path is a catalogue; open_for_writing then opens the path. On
+    main a file another program renamed over the catalogue between the two was opened as the catalogue:
+    civicat's migrations added their tables to that program's database. Now the writer opens no file but
+    the one it checked (its stat taken before the check): exit 2, that file left as it was put there,
+    nothing of civicat's written into it. (The other program is a real process, run in that window.)"""
+    import math
+
+    from harvester.cli import Wait, writer_lock
+
+    data = tmp_path / "data"
+    db = data / "c.duckdb"
+    Store(db).close()   # (the catalogue, as a harvest before left it)
+    lock = writer_lock(db, Wait(-math.inf))
+    refused_after_another_program_ran(db, lock, PUTS_ITS_FILE_THERE, "replaced",
+                                      "c.duckdb was replaced by another file after this run checked it was the "
+                                      "catalogue: nothing done, that file left as it is")
+
+
+def refused_after_another_program_ran(db, lock, script, said, refused):
+    """open_for_writing of `db` under `lock` (writer_lock's) once a real process has run `script` (printing `said`)
+    in the window after the check: refused (Refused matching `refused`), the lock let go, and that program's file
+    (its table `results`) left as it made it, nothing of civicat's written into it."""
+    import math
+    import subprocess
+    import sys
+
+    from harvester.cli import Refused, Wait, open_for_writing
+
+    try:
+        ran = subprocess.run([sys.executable, "-c", script, str(db)], capture_output=True, text=True, timeout=120)
+        assert (ran.returncode, ran.stdout.strip()) == (0, said), ran.stderr
+        with pytest.raises(Refused, match=refused):
+            open_for_writing(Store, db, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]

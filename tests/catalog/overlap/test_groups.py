@@ -1116,14 +1116,13 @@ def test_a_list_of_departments_is_no_records_of_their_work():
 
 def test_a_phrase_a_city_writes_across_its_department_s_name_is_the_phrase():
     """Six cities' fire incidents were labelled 'Fire': three write 'Fire Incidents', Connecticut 'Fire Department
-    Incidents' and Raleigh 'Fire Department Incident Data', words of one phrase with the department between. A
-    phrase most of the group's datasets do not write stays a part of it: New York's and Jackson's 'Police Precincts'
-    beside four of King County's election precincts are 'Precincts'; and a phrase runs across no breakdown ('Funding
-    By Source') nor a joining word ('Boards and Commissions')."""
+    Incidents' and Raleigh 'Fire Department Incident Data', words of one phrase with the department between; so do
+    Jackson's 'Jackson Police Department Precincts' and New York's 'Police Precincts', police districts as Chicago's
+    and Raleigh's are (until session 44 'Precincts' beside King County's election precincts, no group since);
+    and a phrase runs across no breakdown ('Funding By Source') nor a joining word ('Boards and Commissions')."""
     assert label_of(FIRE_INCIDENTS) == "Fire incidents"
     assert label_of([("New York", "Police Precincts"), ("Jackson", "Jackson Police Department Precincts"),
-                     ("King County", "Precincts"), ("King County", "Precinct and District"),
-                     ("King County", "Precincts"), ("King County", "Precinct and District")]) == "Precincts"
+                     ("Chicago", "Boundaries - Police Districts"), ("Raleigh", "Police District")]) == "Police districts"
     assert label_of([("Austin", "Plus 1 Funding Source"), ("Washington State", "Funding By Source -- All -- 12212012"),
                      ("Washington State", "Funding By Category -- All -- 12212012"),
                      ("San Francisco", "Public Funding for the Arts, San Francisco, CA")]) == "Funding"

@@ -658,3 +658,19 @@ def test_a_body_s_name_beside_what_a_title_holds_says_whose_not_what():
                   "Education) Sites", "Office for the Aging Service Expenditures: Beginning Fiscal Year 2009",
                   "Department of Revenue"):
         assert text.body_name_words(title) == frozenset(), title
+
+
+def test_a_police_precinct_is_a_police_district_no_precinct_of_an_election():
+    """Jackson's 'Jackson Police Department Precincts' and King County's 'Precincts' (its elections' voting precincts)
+    were a pair at 0.590 ("titles share 'precincts'"), and the real catalogues' 'Precincts' group held New York's
+    'Police Precincts' beside Baltimore's and Chicago's 'Ward Precincts' (o44's re-read): a precinct the police
+    name is the area one station patrols, a police district ('Police District' of Raleigh), no precinct an election
+    counts its votes in. The 'precinct' of 'police precinct' is the phrase's alone; 'police' is kept ('Boston Police
+    District Stations' are police stations), and a police district's 'district'."""
+    c = fixture_catalogue([("data.jacksonms.gov", "7iie-a7r3"), ("data.kingcounty.gov", "cidw-fyff"),
+                           ("data.raleighnc.gov", "rk47-q4kn")])
+    (election, police), _ = scores_and_apart(c, [(0, 1), (0, 2)])
+    assert election < 0.35 <= police, (election, police)
+    assert set(text.terms("Police Precincts")) == {"police_district", "police"} < set(text.terms("Police Districts"))
+    assert not set(text.terms("Police Precincts")) & set(text.terms("Ward Precincts"))
+    assert {"police", "station"} <= set(text.terms("Boston Police District Stations"))
