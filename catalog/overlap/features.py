@@ -89,7 +89,7 @@ class Catalogue:
     _column_keys: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _keyword_sets: dict[int, frozenset[str]] = field(default_factory=dict, repr=False)
     _title_weights: dict[int, dict[str, float]] = field(default_factory=dict, repr=False)
-    _title_lines: str | None = field(default=None, repr=False)   # the titles, one a line (labels search them)
+    _mixed_case_forms: dict | None = field(default=None, repr=False)   # (groups._mixed_case_forms, read once)
 
     def __post_init__(self) -> None:
         if self.same_as is None:
