@@ -11,7 +11,7 @@ thins every cut answer and ignores `page` (its real P never shows). No HTTP: the
 time, is the figure.
 
     python -m bench.open311_windows [--days 90] [--thinned [--per-day 200]] [--bursts 300] [--whole-days 200]
-                                    [--page-ignored 100] [--private-type 10]
+                                    [--page-ignored 100] [--private-type 10] [--partly-private 10]
 
 `--bursts N`: N seeded cities of bursts (requests lost and asked, two pulls in turn, summed).
 `--whole-days N`: N seeded cities from servers that read whole days (a zone of their own or the
@@ -23,6 +23,7 @@ requests have a status (one in 6 open) and one of 40 service codes (one in 20 a 
 not list), which the servers read: a day in doubt is read again by parts (`--no-parts`: not, as before
 session 35: it fails the pull).
 `--private-type N`: rare public codes beside a private service type (private_type_cost), N cities a row.
+`--partly-private N`: a code made private lately, rare before, beside a private type (partly_private_cost).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from harvester.portals.open311 import Windows
-from harvester.records import RecordsError
+from harvester.records import RecordsError, StartsOver
 
 HOURS = [0.2] * 7 + [1.0, 1.8, 2.0, 2.0, 1.8, 1.6, 1.8, 1.8, 1.6, 1.4, 1.0] + [0.6] * 6   # each hour's share
 
@@ -144,13 +145,14 @@ CODES = [f"code-{n:02d}" for n in range(40)]   # a city's service codes (service
 
 def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float, inclusive: bool, days_in,
                       paging: bool = True, odd_weeks: bool = True, codes: list[str] | None = None,
-                      private: str | None = None):
+                      private: str | None = None, private_from: tuple[str, datetime] | None = None):
     """A server that reads the days of the dates asked in its zone `days_in`, their times dropped (the
     end's day `inclusive` or not), newest first by pages of P, leaving out `thinned` of every 20 requests
     made in odd weeks (in every week without `odd_weeks`) once a page is cut: (the public requests, answer).
     Its requests have a status and a service code (one in 20 unlisted; else each's of `codes`), which
     `status` and `service_code` (comma-separated lists) choose before the cut. `private`: a service code
-    whose every request is left out once a page is cut (a private service type services.json lists)."""
+    whose every request is left out once a page is cut (a private service type services.json lists);
+    `private_from`: a code and a moment, its requests made from then on left out so (a type made private)."""
     draw = random.Random(35)   # (its own: the moments drawn are those of the cities before session 35)
     weights = [len(CODES) - n for n in range(len(CODES))]
     requests = [{"service_request_id": str(n), "requested_datetime": m.isoformat(),
@@ -158,7 +160,8 @@ def whole_days_server(moments: list[datetime], page_size: int, *, thinned: float
                  "service_code": codes[n] if codes else "unlisted" if n % 20 == 10 else draw.choices(CODES, weights)[0]}
                 for n, m in enumerate(moments)]
     hidden = {n for n, m in enumerate(moments) if n % 20 < round(thinned * 20)
-              and (m.isocalendar()[1] % 2 or not odd_weeks) or requests[n]["service_code"] == private}
+              and (m.isocalendar()[1] % 2 or not odd_weeks) or requests[n]["service_code"] == private
+              or private_from is not None and requests[n]["service_code"] == private_from[0] and m >= private_from[1]}
 
     def midnight(moment: datetime, days: int = 0) -> datetime:
         """The midnight of the server's day of `moment`, `days` days later (a day of 23 or 25 hours where
@@ -233,16 +236,24 @@ def read_by_days(public: list[dict], answer, start: datetime, days: int, zone, p
     `parts`: days in doubt read again by status and service codes (`listed`, services.json's)."""
     windows = Windows(answer, start, start + timedelta(days=days), zone=zone, days=True,
                       services=(lambda: listed) if parts else None)
-    read, error = Counter(), None
+    read, error, asked = Counter(), None, 0
     try:
-        for batch, _ in windows:
-            read.update(r["service_request_id"] for r in batch)
+        try:
+            for batch, _ in windows:
+                read.update(r["service_request_id"] for r in batch)
+        except StartsOver:   # (as pull_dataset: once, what was read dropped, from what the pull learned)
+            asked, read = windows.asked, Counter()
+            windows = Windows(answer, start, start + timedelta(days=days), zone=zone, days=True,
+                              services=(lambda: listed) if parts else None, thinning=windows.kept_thinning)
+            windows.restarts = False
+            for batch, _ in windows:
+                read.update(r["service_request_id"] for r in batch)
     except RecordsError as failed:
         error = str(failed)
     end = start + timedelta(days=days)
     unread = sum(1 for r in public if r["service_request_id"] not in read
                  and datetime.fromisoformat(r["requested_datetime"]) < end)
-    return read, unread, windows.asked, error
+    return read, unread, asked + windows.asked, error
 
 
 def page_ignored_city(parts: bool = True) -> None:
@@ -261,14 +272,21 @@ def page_ignored_city(parts: bool = True) -> None:
 RARE = [f"rare-{n}" for n in range(5)]   # public service codes of a request every few days
 
 
-def private_type_cost(count: int) -> None:
+def drawn_city(seed: int, start: datetime) -> tuple[random.Random, int, int, list[datetime]]:
+    """A city of private_type_cost's (`seed`): its draw, requests a day, days and requests' moments."""
+    draw = random.Random(seed)
+    per_day, days = draw.randint(100, 400), draw.randint(10, 30)
+    return draw, per_day, days, uniform_moments(draw, per_day, days, start)
+
+
+def private_type_cost(count: int, shares: tuple[float, ...] = (0.2, 0.33, 0.5, 0.67)) -> None:
     """w39's left case: a code never met in the pull's answers, rare, shares its part with a private
     service type (listed, its requests never given: the codes never met are grouped apart from those
     met, _narrower), which fills the part's cut; its answer, the rare requests among the cut, was taken
     whole, and those behind the cut were lost (since session 42 each code never met is asked alone once a
     pull where the server thins, _screen: none lost at a fifth or a third). `count` seeded cities of 100 to 400 requests a day for
     10 to 30 days, from a server that reads UTC's whole days and ignores `page` (pages of 50: every day
-    in doubt, read by parts), a private type of a fifth, a third or half of the requests, and five rare
+    in doubt, read by parts), a private type of a fifth, a third, half or two thirds of the requests, and five rare
     public codes of a request each every 1, 3 or 10 days: their requests lost, the others', the pulls
     that failed, by share and rarity, summed."""
     start = datetime(2024, 1, 1, tzinfo=UTC)
@@ -276,13 +294,11 @@ def private_type_cost(count: int) -> None:
           "failed | asked |")
     print("|---|---|---|---|---|---|---|---|")
     weights = [len(CODES) - n for n in range(len(CODES))]
-    for share in (0.2, 0.33, 0.5):
+    for share in shares:
         for every in (1, 3, 10):
             rare = rare_lost = others_lost = failed = asked = 0
             for seed in range(count):
-                draw = random.Random(seed)
-                per_day, days = draw.randint(100, 400), draw.randint(10, 30)
-                moments = uniform_moments(draw, per_day, days, start)
+                draw, per_day, days, moments = drawn_city(seed, start)
                 odds = len(RARE) / (every * per_day)   # (a request's chance of a rare code)
                 codes = [("private" if (x := draw.random()) < share else draw.choice(RARE) if x < share + odds
                           else draw.choices(CODES, weights)[0]) for _ in moments]
@@ -300,6 +316,49 @@ def private_type_cost(count: int) -> None:
                 others_lost += sum(r["service_code"] not in RARE for r in lost)
             print(f"| {share:.0%} | {every} day{'s' if every > 1 else ''} | {count} | {rare:,} | {rare_lost:,} | "
                   f"{others_lost:,} | {failed} | {asked:,} |")
+
+
+def partly_private_cost(count: int) -> None:
+    """A code only partly private (c42's left case): public until its city's last `hidden` days, and from
+    then on its requests left out once a page is cut (a type made private), as many then as a tenth of the
+    traffic, so that its newest requests, asked alone over the days in doubt (_screen), are all hidden and
+    give none; before, a request of it every 1, 3 or 10 days (rare: in no day's cut answer, never met). It
+    is grouped with the private type (a fifth or a third of the requests, as private_type_cost's cities),
+    which fills their part's cut: its older public requests behind the cut lost. Its public requests
+    (made before it was hidden), those lost, the others lost, the pulls that failed, asked, summed."""
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    print("| private share | hidden days | a public request of it every | cities | its public | lost | others lost | "
+          "failed | asked |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    weights = [len(CODES) - n for n in range(len(CODES))]
+    for share in (0.2, 0.33):
+        for hidden in (3, 7):
+            for every in (1, 3, 10):
+                public_count = lost_count = others_lost = failed = asked = 0
+                for seed in range(count):
+                    draw, per_day, days, moments = drawn_city(seed, start)
+                    since = start + timedelta(days=days - hidden)
+                    codes = []
+                    for moment in moments:
+                        odds = 0.1 if moment >= since else 1 / (every * per_day)
+                        x = draw.random()
+                        codes.append("private" if x < share else "partial" if x < share + odds
+                                     else draw.choices(CODES, weights)[0])
+                    public, answer = whole_days_server(moments, 50, thinned=0.0, inclusive=False, days_in=UTC,
+                                                       paging=False, codes=codes, private="private",
+                                                       private_from=("partial", since))
+                    read, _, asked_here, error = read_by_days(public, answer, start, days, UTC,
+                                                              listed=[*CODES, "private", "partial"])
+                    asked += asked_here
+                    public_count += sum(r["service_code"] == "partial" for r in public)
+                    if error:
+                        failed += 1
+                        continue
+                    lost = [r for r in public if r["service_request_id"] not in read]
+                    lost_count += sum(r["service_code"] == "partial" for r in lost)
+                    others_lost += sum(r["service_code"] != "partial" for r in lost)
+                print(f"| {share:.0%} | {hidden} | {every} day{'s' if every > 1 else ''} | {count} | {public_count:,} | "
+                      f"{lost_count:,} | {others_lost:,} | {failed} | {asked:,} |")
 
 
 def cut_short_cost(per_day: int, page_size: int, days: int) -> int:
@@ -332,11 +391,16 @@ def main() -> None:
                         help="--whole-days' cities from servers that also ignore `page` and thin every cut page")
     parser.add_argument("--private-type", type=int, metavar="N",
                         help="rare public codes lost beside a private service type, of N cities per row")
+    parser.add_argument("--partly-private", type=int, metavar="N",
+                        help="a code made private lately, rare before, beside a private service type, of N cities per row")
     parser.add_argument("--no-parts", action="store_true",
                         help="--page-ignored: days in doubt not read by status and service codes (before session 35)")
     args = parser.parse_args()
     if args.private_type:
         private_type_cost(args.private_type)
+        return
+    if args.partly_private:
+        partly_private_cost(args.partly_private)
         return
     if args.whole_days:
         whole_days_cost(args.whole_days)

@@ -12,8 +12,8 @@ rows read again as they are, a night that changed nothing, as Open311's 90 days 
 profiled (`measure_folder`); the build, the merge and the profile each in a process of its own,
 so each peak RSS is that step's (`--open`: then the merged parts' footers opened, one column read
 by pandas, and by DuckDB). Prints seconds and CPU seconds (the machine's load stretches
-the first), peak RSS, the row groups, the merged bytes, and whether the 1 GB retry ran (or failed
-even so).
+the first), peak RSS, the bytes the step wrote (its `write` calls: /proc/self/io's wchar), the
+row groups, the merged bytes, and whether the 1 GB retry ran (or failed even so).
 
 `--pull SHAPES`: a full pull of each such shape through SODA CSV (`civicat harvest --records`
 in a process of its own, the portal served by another: bench.serve soda-wide), its peak RSS and
@@ -267,6 +267,7 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duck
     handler.emit = lambda record: retried.append(record.getMessage())
     logging.getLogger("civicat.records").addHandler(handler)
     memory, began, cpu, failed, pulled = PeakRss(), time.perf_counter(), time.process_time(), None, {}
+    written = _written()
     rows, columns, width = shape
     try:
         pulled = {"build": lambda: build(work, rows, columns, width, unchanged),
@@ -276,8 +277,14 @@ def child(step: str, work: Path, shape: tuple[int, int, int], before: bool, duck
     except Exception as exc:   # (the retry did not fit either)
         failed = str(exc).splitlines()[0]
     print(json.dumps({"seconds": time.perf_counter() - began, "cpu_seconds": time.process_time() - cpu,
-                      "peak_rss_mb": memory.stop(),
+                      "peak_rss_mb": memory.stop(), "written_mb": (_written() - written) / 2**20,
                       "retried": bool(retried), "failed": failed, **pulled}))
+
+
+def _written() -> int:
+    """The bytes this process has written so far (its `write` calls, to any file: /proc/self/io's wchar)."""
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
 
 
 def run(step: str, work: Path, shape: str, before: bool, duckdb_merge: bool = False, unchanged: bool = False) -> dict:
@@ -334,7 +341,8 @@ def main() -> None:
                            "did not fit 128 MB: retried with 1 GB" if result["retried"] else
                            "no retry" if step == "merge" and not args.duckdb else
                            "fitted 128 MB" if step == "profile" else "read")
-                said.append(f"{step} {result['seconds']:.1f} s (CPU {result.get('cpu_seconds', 0):.1f} s), peak RSS {result['peak_rss_mb']:.0f} MB, {outcome}")
+                said.append(f"{step} {result['seconds']:.1f} s (CPU {result.get('cpu_seconds', 0):.1f} s), peak RSS "
+                            f"{result['peak_rss_mb']:.0f} MB, written {result['written_mb']:.1f} MB, {outcome}")
                 if result["failed"]:
                     break
             print(f"{shape}: " + "; ".join(said), flush=True)

@@ -49,7 +49,10 @@ def _parts_of(link: str) -> list[tuple[int, str, re.Pattern, re.Pattern]]:
     if mark is not None and (start := before.index(mark) + 1) < len(before):
         parts.append((start, before[start:], SEPARATORS, VALUE_END))
     if hashed and "=" in fragment:
-        parts.append((len(before) + 1, fragment, FRAGMENT_SEPARATORS, FRAGMENT_VALUE_END))
+        # (a hashbang's '!' marks an app's route, no part of a name: `#!access_token=…`, read as `#access_token=…`;
+        # until session 44 read as the name `!access_token`, the key exported as published)
+        bang = 1 if fragment.startswith("!") else 0
+        parts.append((len(before) + 1 + bang, fragment[bang:], FRAGMENT_SEPARATORS, FRAGMENT_VALUE_END))
     return parts
 
 
@@ -73,10 +76,12 @@ SEPARATORS = re.compile(r"[&;?]")
 # was exported as published
 FRAGMENT_SEPARATORS = re.compile(r"[&;?/#]")
 # what ends a secret's value: the next '&' (a ';', a '?' may be its own: _secret_values); in a fragment a '#'
-# too, which no URL holds there unescaped, but an exported uid does: `…#access_token=REDACTED#2` (exported_uids)
-# read again (a message naming it, a log line) kept its number
+# followed by digits alone to the link's end too: the number of an exported uid (exported_uids,
+# `…#access_token=REDACTED#2`), read again (a message naming it, a log line), kept. Any other '#' in a fragment
+# is its value's: a browser keeps it in the fragment (WHATWG's URL), and an app reading its parameters reads
+# the value through it (`#access_token=ab#cd`: `ab#cd`); until session 44 every '#' ended it, its tail published
 VALUE_END = re.compile("&")
-FRAGMENT_VALUE_END = re.compile("[&#]")
+FRAGMENT_VALUE_END = re.compile(r"&|#(?=[0-9]+\Z)")
 
 
 def _secret_values(link: str) -> list[tuple[str, int, int]]:

@@ -72,10 +72,28 @@ def kept_by_a_writer(db_path: str | Path) -> bool:
 
 def describe_holder(holder: dict) -> str:
     """The writer a holder record names, for messages: `process 4242 (civicat harvest --records,
-    since 2026-12-04T01:00:02+00:00)`."""
+    since 2026-12-04T01:00:02+00:00)`; one whose PID is not known here (`NOT_KNOWN_HERE`, see
+    writer_holding) said so, with the record's PID as numbered where it was written."""
     if not holder.get("pid"):
         return "another process"
-    return f"process {holder['pid']} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
+    said = f"process {holder['pid']} ({holder.get('command') or 'civicat'}, since {holder.get('since')})"
+    if holder.get(NOT_KNOWN_HERE):
+        return _not_known_here(holder[NOT_KNOWN_HERE], said)
+    return said
+
+
+def _not_known_here(path: str | Path, recorded: str | None) -> str:
+    """The holder of the lock at `path` that the kernel's list of locks cannot name, and `recorded`, the
+    process its holder record names (as described), if any."""
+    return ("a process whose PID is not known here (not listed in /proc/locks: one in another PID namespace, "
+            "such as a container's, is not)"
+            + (f"; the record in {path} names {recorded}, a PID of the namespace it was written in"
+               if recorded else ""))
+
+
+# the key of a holder record writer_holding gives for a lock held by a process the kernel's list of locks
+# cannot name (one in another PID namespace): the lock file's path; not in the file, only in what is returned
+NOT_KNOWN_HERE = "pid_not_known_here"
 
 
 def writer_holding(db_path: str | Path, pid: int) -> dict | None:
@@ -83,7 +101,11 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     writer: its command and since when), else None. The record outlives its writer (a run
     killed outright), and its PID may have been given to another process since: where Linux
     lists its locks (/proc/locks) the lock must be held by `pid`; elsewhere the PID alone, while
-    a process has it."""
+    a process has it. A lock held by a process the list cannot name (a writer in another PID
+    namespace, a container's, or this one in a container and the writer outside: its record's PID
+    is of the namespace it was written in) is a writer's all the same: the record, its
+    `NOT_KNOWN_HERE` set (until session 44 None: an export took it for no writer, then met the
+    catalogue held, or read a records pull's folders as they were replaced)."""
     path = lock_path(db_path)
     try:
         holder = _holder_record(path.read_bytes()[:4096])
@@ -96,34 +118,83 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
         from catalog.scratch import process_alive
 
         return holder if process_alive(pid) else None
-    return holder if pid in holding else None
+    if pid in holding:
+        return holder
+    return {**holder, NOT_KNOWN_HERE: str(path)} if _held_unlisted(path, holding) else None
+
+
+# the kernel's list of the locks held now (Linux's); a test reads a recorded one
+PROC_LOCKS = Path("/proc/locks")
+# a holder /proc/locks gives as pid 0: one in a PID namespace the list's /proc cannot see (a container's),
+# before Linux 4.9 (since, such a lock is left out of the list)
+UNKNOWN_PID = 0
 
 
 def _pids_holding(path: Path) -> set[int] | None:
-    """The processes that hold a flock on the file at `path` now, from the kernel's list of locks;
-    None where there is no such list (/proc/locks: Linux's)."""
+    """The processes that hold a flock on the file at `path` now, from the kernel's list of locks
+    (UNKNOWN_PID for one it lists without its PID); None where there is no such list."""
     try:
         held = os.stat(path)
-        locks = Path("/proc/locks").read_text()
-    except FileNotFoundError as exc:
-        return None if exc.filename == "/proc/locks" else set()
     except OSError:
         return set()
+    flocks = _flocks()
+    return None if flocks is None else {pid for pid, inode in flocks if inode == str(held.st_ino)}
+
+
+def _held_unlisted(path: Path, holding: set[int]) -> bool:
+    """Whether the lock at `path`, whose holders the kernel's list gives as `holding` (_pids_holding), is
+    held by a process the list cannot name: one listed as UNKNOWN_PID (before Linux 4.9), or none listed
+    and a shared flock of the file refused (since, the list leaves out a lock held in a PID namespace it
+    cannot see). The try holds the lock for no time a writer would notice: a writer refused reads again
+    before it takes the lock for held (WriterLock._lock); one that took it since the list was read is
+    listed when it is read again."""
+    if holding - {UNKNOWN_PID}:
+        return False
+    if UNKNOWN_PID in holding:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return not (_pids_holding(path) or set()) - {UNKNOWN_PID}
+    except OSError:
+        return False
+    finally:
+        os.close(fd)   # (a shared lock taken is let go with it)
+
+
+def flock_holders() -> set[int] | None:
+    """The processes that hold a flock on any file now (a civicat writer holds its catalogue's lock,
+    UNKNOWN_PID as _pids_holding); None where there is no list of locks."""
+    flocks = _flocks()
+    return None if flocks is None else {pid for pid, _ in flocks}
+
+
+def _flocks() -> list[tuple[int, str]] | None:
+    """(PID, inode number) of each flock held now, from /proc/locks; None where it cannot be read."""
+    try:
+        locks = PROC_LOCKS.read_text()
+    except OSError:
+        return None
     # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146466 0 EOF" (a waiter's line has "->" after "1:");
     # matched on the inode number, not the device: the superblock's device listed there is not
     # stat()'s on overlayfs over two file systems (a container's layers) or a btrfs subvolume
-    pids = set()
+    flocks = []
     for line in locks.splitlines():
         fields = line.split()
-        if fields[1:2] == ["FLOCK"] and fields[4:5] and fields[4].isdigit() and \
-                fields[5:6] and fields[5].rpartition(":")[2] == str(held.st_ino):
-            pids.add(int(fields[4]))
-    return pids
+        if fields[1:2] == ["FLOCK"] and fields[4:5] and fields[4].isdigit() and fields[5:6]:
+            flocks.append((int(fields[4]), fields[5].rpartition(":")[2]))
+    return flocks
 
 
 def current_writer(db_path: str | Path) -> dict | None:
     """The holder record of the civicat writer that holds the catalogue's lock now, or None (no
-    writer, or a process holding the DuckDB file without civicat's lock: a notebook)."""
+    writer, or a process holding the DuckDB file without civicat's lock: a notebook); one in
+    another PID namespace has its `NOT_KNOWN_HERE` set (writer_holding)."""
     try:
         pid = _holder_record(lock_path(db_path).read_bytes()[:4096]).get("pid")
     except OSError:
@@ -153,18 +224,31 @@ def file_locked(exc: Exception) -> bool:
     return "could not set lock on file" in str(exc).lower()
 
 
+# DuckDB's lock error names the holder "held in /usr/bin/python3 (PID 4242)", or "held in PID 4242" where
+# it cannot read the program's path, "held in PID 0" where the holder is in another PID namespace
+_DUCKDB_HOLDER = re.compile(r"held in (?:(.+?) \()?PID (\d+)\b")
+
+
 def file_holder(exc: Exception) -> str:
     """Who holds the DuckDB file, from DuckDB's lock error."""
-    held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
-    return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
+    held = _DUCKDB_HOLDER.search(str(exc))
+    if held is None:
+        return "another process"
+    if int(held.group(2)) == UNKNOWN_PID:   # (until session 44 "another process": the message unread)
+        return "a process whose PID is not known here (one in another PID namespace, such as a container's)"
+    return f"process {held.group(2)}" + (f" ({held.group(1)})" if held.group(1) else "")
 
 
 def file_writer(exc: Exception, db_path: str | Path) -> str:
     """Who writes the DuckDB file, for messages: the civicat writer (its command, since when)
     when the PID DuckDB's lock error names holds the catalogue's writer lock too, else
     DuckDB's words."""
-    held = re.search(r"\(PID (\d+)\)", str(exc))
-    writer = writer_holding(db_path, int(held.group(1))) if held else None
+    held = _DUCKDB_HOLDER.search(str(exc))
+    if held and int(held.group(2)) == UNKNOWN_PID:   # (a writer in another PID namespace: its record's PID is not 0)
+        writer = current_writer(db_path)
+        writer = writer if writer and writer.get(NOT_KNOWN_HERE) else None
+    else:
+        writer = writer_holding(db_path, int(held.group(2))) if held else None
     return describe_holder(writer) if writer else f"{file_holder(exc)} (a harvest?)"
 
 
@@ -210,6 +294,12 @@ class WriterLock:
         self.crash: dict | None = None   # the crash note of a harvest before (note_crash), read at acquire
         self.created = False   # the lock file made by this acquire (release(remove=True))
         self._found: tuple[bytes, int, int] | None = None   # the record before this one, and its times (restore)
+        # no catalogue file (nor its log) at the writer's check under this lock (harvester.cli.writer_lock):
+        # the file is then this writer's to make, and one found there as it makes it is another program's
+        self.found_no_file = False
+        # the catalogue file that check read (its stat, taken before it read it), None where there was none:
+        # the writer opens no other file put at the path since (catalog.store.connect's `checked`)
+        self.checked_file: os.stat_result | None = None
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +411,7 @@ class WriterLock:
     def _names_the_holder(self, record: dict) -> bool:
         """Whether the holder record names a process that holds the lock now."""
         pid = record.get("pid")
-        if not isinstance(pid, int):
+        if not isinstance(pid, int) or pid <= UNKNOWN_PID:
             return False
         holding = _pids_holding(self.path)
         if holding is None:   # (no list of locks: the PID, while a process has it)
@@ -335,9 +425,15 @@ class WriterLock:
         if self._names_the_holder(record):
             who = describe_holder(record)
         else:   # (not the process its record names, one long gone: the one the kernel says holds it)
-            holding = _pids_holding(self.path) or set()
-            who = (f"process {min(holding)} (its record in {self.path} not yet written, or not civicat's)"
-                   if len(holding) == 1 else "another process")
+            holding = _pids_holding(self.path)
+            known = (holding or set()) - {UNKNOWN_PID}
+            if len(known) == 1 and UNKNOWN_PID not in holding:
+                who = f"process {min(known)} (its record in {self.path} not yet written, or not civicat's)"
+            elif holding is not None and not known:   # (the lock is held: by a process the list cannot name)
+                who = _not_known_here(self.path, describe_holder(record) if isinstance(record.get("pid"), int)
+                                      else None)
+            else:
+                who = "another process"
         if hung:
             return (f"{self.db_path} is held by {who}, which has shown no progress for {BRIEF_HOLD_SECONDS:g} s "
                     "(hung?): try again later, or end that process")

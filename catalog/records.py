@@ -119,18 +119,49 @@ class UnsafePath(ValueError):
     pass
 
 
+def _encoded(character: str) -> str:
+    return character if SAFE.match(character) else "".join(f"%{b:02X}" for b in character.encode("utf-8",
+                                                                                               "surrogatepass"))
+
+
 def safe_segment(name: str) -> str:
     """A portal's id as one path segment: percent-encoded like Hive partition values, no
     leading dot (no `..`, no hidden folder), long names cut and suffixed with a hash."""
     if not name:
         raise UnsafePath("empty name")
-    encoded = "".join(ch if SAFE.match(ch) else "".join(f"%{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
-                      for ch in name)
+    encoded = "".join(map(_encoded, name))
     if encoded.startswith("."):
         encoded = "%2E" + encoded[1:]
     if len(encoded) > MAX_SEGMENT:
         encoded = f"{encoded[:MAX_SEGMENT - 17]}~{hashlib.sha256(name.encode('utf-8', 'surrogatepass')).hexdigest()[:16]}"
     return encoded
+
+
+def segment_glob(name: str, shown: str, left_out: str) -> str:
+    """safe_segment(name) as a shell glob that leaves out what `shown`, `name` as printed, gives as `left_out`
+    (a key REDACTED): each such part a `*`, and a long name's hash too (a hash of the name is a test of a
+    guessed key). `cd`, `ls` and Python's glob take it for the folder; where the parts cannot be told (the
+    printed name lost a tab of the real one), the printed name's text before its first `left_out` that the
+    folder's name begins with, then `*`. Never a character that `shown` does not show."""
+    pieces = shown.split(left_out)
+    found = re.fullmatch("(.*?)".join(map(re.escape, pieces)), name, re.DOTALL) if len(pieces) > 1 else None
+    if found is None:
+        return os.path.commonprefix([safe_segment(pieces[0]) if pieces[0] else "", safe_segment(name)]) + "*"
+    hidden = [False] * len(name)
+    for group in range(1, len(pieces)):
+        hidden[found.start(group):found.end(group)] = [True] * (found.end(group) - found.start(group))
+    characters = [(c, h) for character, h in zip(name, hidden) for c in _encoded(character)]
+    if characters[0][0] == ".":   # (safe_segment's: no leading dot)
+        characters[:1] = [(c, characters[0][1]) for c in "%2E"]
+    if len(characters) > MAX_SEGMENT:
+        characters = characters[:MAX_SEGMENT - 17] + [("~", False), ("", True)]
+    glob = []
+    for n, (c, h) in enumerate(characters):
+        if not h:
+            glob.append(c)
+        elif n == 0 or not characters[n - 1][1]:
+            glob.append("*")
+    return "".join(glob)
 
 
 def quote_identifier(name: str) -> str:

@@ -120,10 +120,19 @@ ERROR_SCHEMA = pa.schema([("run_id", _string), ("portal_id", _string), ("source_
                           ("message", _string), ("occurred_at", pa.timestamp("us", tz="UTC"))])
 
 
-def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection:
+class CatalogueReplaced(Exception):
+    """The file at the catalogue's path, as a writer opened it, is not the one its check read (another
+    program put its own there between the two, or took it away): left unwritten."""
+
+
+def connect(db_path: str | Path, *, read_only: bool = False, checked: os.stat_result | None = None
+            ) -> uncut.Connection:
     """Open the catalogue; a writable open brings the schema up to date first. A
     catalog.uncut.Connection (DuckDB's): writable, its calls never cut short by a stop;
-    read-only, its statements interrupted by one (a reader has nothing to finish)."""
+    read-only, its statements interrupted by one (a reader has nothing to finish). `checked`: the
+    file the writer checked to be a catalogue (its stat, before the check read it; or the one it
+    made): a writable open of another file at the path (put there since) is closed before its
+    migrations, CatalogueReplaced."""
     db_path = Path(db_path)
     if read_only:
         if not db_path.exists():
@@ -140,7 +149,11 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection
         # JSON, migration 0013) cost a merge a quarter less CPU than FSST (docs/benchmarks.md)
         # (every statement run to its end by a stop, never dropped half-way: catalog.uncut)
         con = uncut.connect(config={"temp_directory": str(spill_directory(db_path))})
+        _replaced_since(db_path, checked, con)   # (before the ATTACH too: it would make a file taken away)
         _attach(con, db_path)
+        # (DuckDB opens the file by its path: the path's file after the ATTACH is the one attached, unless
+        # it was replaced and put back within it)
+        _replaced_since(db_path, checked, con)
     con.execute("SET TimeZone = 'UTC'")
     con.execute(NO_ARROW_LAMBDAS)
     if not read_only:
@@ -164,6 +177,20 @@ def connect(db_path: str | Path, *, read_only: bool = False) -> uncut.Connection
             con.close()   # (the file let go: the caller exits, or a reader opens it)
             raise
     return con
+
+
+def _replaced_since(db_path: Path, checked: os.stat_result | None, con) -> None:
+    """CatalogueReplaced (`con` closed) where the file at `db_path` is not the one `checked` (connect's)."""
+    if checked is None:
+        return
+    try:
+        now = os.stat(db_path)
+    except FileNotFoundError:
+        now = None
+    if now is None or (now.st_dev, now.st_ino) != (checked.st_dev, checked.st_ino):
+        con.close()
+        raise CatalogueReplaced(f"{db_path} was {'taken away' if now is None else 'replaced by another file'} "
+                                "after this run checked it was the catalogue")
 
 
 def _attach(con: duckdb.DuckDBPyConnection, db_path: Path) -> None:
@@ -477,8 +504,8 @@ def _migrate_with_room(con: duckdb.DuckDBPyConnection) -> None:
     """The migrations, under the harvest's memory limit like any write (under DuckDB's
     default, 80% of the machine, migration 0013's copy of raw_records peaked at 947 MB
     for 200,000 entries, 293 MB at the limit); one that does not fit it runs once more
-    with MERGE_MEMORY_LIMIT (each migration is a transaction of its own: a failed one left
-    nothing)."""
+    with MERGE_MEMORY_LIMIT (an existing catalogue's migrations each a transaction, a new
+    one's all one: a failed one left nothing)."""
     try:
         migrate(con)
     except duckdb.Error as exc:
@@ -571,7 +598,10 @@ def _current_path(con: duckdb.DuckDBPyConnection) -> str | None:
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
-    """Apply, in order and each in its own transaction, the migrations not yet applied.
+    """Apply, in order, the migrations not yet applied: a new catalogue's all in one transaction
+    (nothing to copy, so no memory to bound; 20 commits were ~25 fsyncs, 0.2-0.5 s of every first
+    run, and a first run killed half-way left half a schema), an existing catalogue's each in its
+    own (a migration that copies a large table must not hold the others' undo with it).
     CatalogueTooNew, nothing applied, when the catalogue holds one this civicat does not know:
     it would write a schema whose meaning it does not know (a newer civicat's)."""
     con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
@@ -581,19 +611,21 @@ def migrate(con: duckdb.DuckDBPyConnection) -> list[int]:
     if newer:
         raise CatalogueTooNew(f"{_current_path(con) or 'the catalogue'} was migrated by a newer civicat ({newer}): "
                               "run that civicat, or upgrade this one; nothing was written")
+    pending = [(version, script, name) for version, (script, name) in sorted(shipped_migrations().items())
+               if version not in applied]
+    batches = [pending] if not applied else [[one] for one in pending]
     done = []
-    for version, (script, name) in sorted(shipped_migrations().items()):
-        if version in applied:
-            continue
+    for batch in batches:
         con.execute("BEGIN TRANSACTION")
         try:
-            con.execute(script.read_text())
-            con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
+            for version, script, name in batch:
+                con.execute(script.read_text())
+                con.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)", [version, name])
             con.execute("COMMIT")
         except Exception:
             rollback(con)
             raise
-        done.append(version)
+        done.extend(version for version, _, _ in batch)
     return done
 
 
@@ -954,9 +986,9 @@ def page_identity(page_key: str, params: str | None) -> str:
 class Store:
     """The catalogue database. Writes are serialised: one portal merge at a time."""
 
-    def __init__(self, db_path: str | Path):
+    def __init__(self, db_path: str | Path, *, checked: os.stat_result | None = None):
         self.db_path = Path(db_path)
-        self._con = connect(self.db_path)
+        self._con = connect(self.db_path, checked=checked)   # (`checked`: connect's)
         # (reentrant: a checkpoint holds it from its CHECKPOINT to the re-attach its failure needs)
         self._write_lock = threading.RLock()
         self._gate = _Gate()   # the statements of its cursors, against a re-attach (see _Gate)

@@ -250,11 +250,13 @@ def one_line(text) -> str:
     return printable(re.sub(r"[\t\n\r\v\f]+", " ", text or ""))
 
 
-def table_width() -> int | None:
-    """The columns a table of rows (runs, harvest's summary, records, sql) may take: $COLUMNS, else
-    stdout's terminal's (80 where it says none: script(1), a container's tty before its first resize);
-    None piped, to a file, a pager or a cron job's mail: the table whole, as it always was (a line as
-    long as its cells), for `less -S`, grep and awk."""
+def output_width() -> int | None:
+    """The columns every command's text may take, one rule for all (runs, harvest, records, sql, overlap,
+    similar, search): $COLUMNS, else stdout's terminal's (80 where it says none: script(1), a container's tty
+    before its first resize). None piped (to a file, grep, a pager, a cron job's mail): every value whole and
+    nothing wrapped, a row or an item a line, as a file and grep want them and `less -S` scrolls them. (Until
+    session 44 `overlap`, `similar` and `search` took 120 piped and cut their titles to it, and a terminal
+    that said no size 120; `runs` and `records` cut a failure at 80 characters piped, an error at 100, unmarked.)"""
     columns = os.environ.get("COLUMNS", "").strip()
     if columns.isdigit() and int(columns) > 0:
         return int(columns)
@@ -266,12 +268,12 @@ def table_width() -> int | None:
         return 80
 
 
-def fitted_sentence(text: str) -> str:
-    """A sentence of a report broken at spaces to the terminal's width (table_width), a uid in it whole; piped,
-    one line as before."""
+def wrapped(text: str) -> str:
+    """A sentence (never a command to copy) broken at spaces to the width (output_width), a uid in it whole;
+    piped, one line."""
     import textwrap
 
-    width = table_width()
+    width = output_width()
     return text if width is None else textwrap.fill(text, width, break_long_words=False, break_on_hyphens=False)
 
 
@@ -279,29 +281,57 @@ def _widest_line(text: str) -> int:
     return max(map(len, text.splitlines()), default=0)
 
 
-def _close_table(cells: list[list[str]], headers: list[str]) -> str:
+def _close_table(cells: list[list[str]], headers: list[str], gap: str = "  ") -> str:
     """`cells` as tabulate's simple table draws them, each column as wide as its widest cell or header
-    (tabulate's are 2 wider than the header: 14 columns of `runs`, 28 characters)."""
+    (tabulate's are 2 wider than the header: 14 columns of `runs`, 28 characters), `gap` between them."""
     widths = [max(len(header), *(len(row[i]) for row in cells)) for i, header in enumerate(headers)]
     lines = [[header.ljust(w) for header, w in zip(headers, widths)], ["-" * w for w in widths]]
     lines += [[cell.ljust(w) for cell, w in zip(row, widths)] for row in cells]
-    return "\n".join("  ".join(line).rstrip() for line in lines)
+    return "\n".join(gap.join(line).rstrip() for line in lines)
+
+
+def _piped_table(rows: list[list], headers: list[str], alone: int | None) -> str:
+    """Rows piped: tabulate's table, every value whole and a row a line (a value's line breaks a space), for a
+    file, grep and `less -S`; the rule under a last column `alone` (a failure, a message, a folder) as long as
+    its header, not its longest value (a 2 KB message drew 2 KB of dashes)."""
+    text = table_text([[one_line(cell) if isinstance(cell, str) else cell for cell in row] for row in rows],
+                      [one_line(h) for h in headers])
+    if alone is None or alone != len(headers) - 1:
+        return text
+    header, rule, *lines = text.split("\n")
+    return "\n".join([header, rule[:len(header)], *lines])
+
+
+def _echo_alone(header: str, value: str, can_cut: bool, width: int) -> None:
+    """A row's `alone` column (a failure, a message, a folder) on a line of its own below it: cut to the width
+    where it may be, else whole (a path: copied, never cut), on a line of its own where it runs past."""
+    line = f"  {header}: {value}"
+    if can_cut or len(line) <= width:
+        click.echo(cut_to(line, width))
+    else:
+        click.echo(f"  {header}:\n    {value}")
 
 
 def echo_rows(rows: list[list], headers: list[str], *, first: int, alone: int | None = None,
-              cut: bool | list[bool] = False) -> None:
-    """Rows (a run's portals, the pulls of `records`, errors) as a table that fits the terminal (table_width):
+              cut: bool | list[bool] = False, narrow: list[int] | None = None, heading: int | None = None) -> None:
+    """Rows (a run's portals, the pulls of `records`, errors) as a table that fits the terminal (output_width):
     as tabulate draws it where it fits; else each column as wide as its widest cell; else with column `alone`
     (a failure, a message) cut to the room the others leave ('…' where cut, 20 characters at least) in the rows
-    `cut` says (a folder's path is never cut: it is copied); and where even that runs past, each row on lines
-    of its own: its `first` columns (the ids: whole, as a user copies them), the others `header value`, wrapped,
-    then `alone` on its own line. Piped (no width): tabulate's table, as before."""
+    `cut` says (a folder's path is never cut: it is copied); else, given `narrow` (the columns that say most), a
+    row a line of those alone, a space between, `alone` on a line of its own below a row that has one, column
+    `heading` (a run's id) a line `header value` above the rows it heads, and a last line naming the columns left
+    out; and where even that runs past, each row on lines of its own: its `first`
+    columns (the ids: whole, as a user copies them), the others `header value`, wrapped, then `alone` on its own
+    line. Piped (no width): _piped_table, every value whole."""
     import textwrap
 
-    width = table_width()
+    width = output_width()
     cuttable = cut if isinstance(cut, list) else [cut] * len(rows)
+    if width is None:
+        click.echo(_piped_table(rows, headers, alone))
+        return
     text = table_text(rows, headers)
-    if width is None or _widest_line(text) <= width:
+    if _widest_line(text) <= width:
         click.echo(text)
         return
     cells = [["" if cell is None else str(one_line(str(cell))) for cell in row] for row in rows]
@@ -318,6 +348,23 @@ def echo_rows(rows: list[list], headers: list[str], *, first: int, alone: int | 
         if _widest_line(text) <= width:
             click.echo(text)
             return
+    if narrow and cells:
+        text = _close_table([[row[i] for i in narrow] for row in cells], [headers[i] for i in narrow], gap=" ")
+        if _widest_line(text) <= width:
+            head_and_rule, lines = text.split("\n")[:2], text.split("\n")[2:]
+            click.echo("\n".join(head_and_rule))
+            headed = None
+            for line, row, can in zip(lines, cells, cuttable):
+                if heading is not None and row[heading] != headed:
+                    headed = row[heading]
+                    click.echo(f"{headers[heading]} {headed}")
+                click.echo(line)
+                if alone is not None and row[alone]:
+                    _echo_alone(headers[alone], row[alone], can, width)
+            left_out = [h for i, h in enumerate(headers) if i not in narrow and i not in (alone, heading)]
+            if left_out:
+                click.echo(wrapped(f"(left out: {', '.join(left_out)})"))   # (wider, piped or --json: every column)
+            return
     for row, can in zip(cells, cuttable):
         click.echo("  ".join(cell for cell in row[:first] if cell))
         pairs = ", ".join(f"{h} {cell}" for i, (h, cell) in enumerate(zip(headers, row))
@@ -326,20 +373,16 @@ def echo_rows(rows: list[list], headers: list[str], *, first: int, alone: int | 
             click.echo(textwrap.fill(pairs, width, initial_indent="  ", subsequent_indent="  ",
                                      break_long_words=False, break_on_hyphens=False))
         if alone is not None and row[alone]:
-            line = f"  {headers[alone]}: {row[alone]}"
-            if can or len(line) <= width:
-                click.echo(cut_to(line, width))
-            else:   # (a path whole, on a line of its own: copied, never cut)
-                click.echo(f"  {headers[alone]}:\n    {row[alone]}")
+            _echo_alone(headers[alone], row[alone], can, width)
 
 
 def echo_expanded(rows: list[list], columns: list[str]) -> None:
-    """`sql`'s rows where its table runs past the terminal (table_width), as psql's expanded display shows
+    """`sql`'s rows where its table runs past the terminal (output_width), as psql's expanded display shows
     them: each row a block, a line a column, its value wrapped at spaces to the width, never cut (they are
     the query's answer: `--format csv` or `json` for a script); piped, the table whole."""
     import textwrap
 
-    width = table_width()
+    width = output_width()
     text = table_text(rows, columns)
     if width is None or _widest_line(text) <= width:
         click.echo(text)
@@ -846,6 +889,11 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
     # (checked under the lock: a read-only open as another civicat writer opens the file would keep it
     # out; one open for both checks, ~50 ms each)
+    try:   # (before the check reads it: a file put there meanwhile is another than the one checked)
+        lock.checked_file = os.stat(db_path)
+    except FileNotFoundError:
+        lock.checked_file = None
+    lock.found_no_file = not (lock.checked_file or _wal_path(db_path).exists())
     refused, identity = read_from_file(db_path, lambda con: _refused_or_id(con, db_path),
                                        unopened=(None, UNKNOWN)) or (None, None)
     if refused is not None and not (refused.empty and makes_the_catalogue):
@@ -887,26 +935,36 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     import duckdb
 
     from catalog.lock import file_holder, file_locked
-    from catalog.store import CatalogueTooNew
+    from catalog.store import CatalogueReplaced, CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
+    # (none at writer_lock's check: this run makes it, and a file there since, made by another program
+    # between that check and this one, is never opened as the catalogue; until session 44 it was)
+    to_make = lock.found_no_file
     _remove_left_by_dead_runs(db_path)
     while True:
         try:
-            if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
+            # (once: a notebook writing it would be warned of every 2 s)
+            if not (copy_done or to_make) and db_path.exists():
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
             try:
-                made = made or _made_new(db_path)
+                made = made or _made_new(db_path, none_found=to_make)
             except FileExistsError:   # (not there a moment before: another program's, never opened as the catalogue)
                 lock.release(remove=True)
                 raise Refused(f"{db_path} was made by another process as this run was making the catalogue there "
                               "(no file was there a moment before): nothing done, that file left as it is; run "
                               "again if it is the catalogue, or give --db a path of its own") from None
-            opened = opener(db_path)
+            to_make = False
+            # (the file made, or the one checked: another put at the path since is never migrated; until
+            # session 44 a file replaced between writer_lock's check and this open was)
+            opened = opener(db_path, checked=made or lock.checked_file)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
             raise _cannot_open(db_path, exc) from None
+        except CatalogueReplaced as exc:
+            raise Refused(f"{exc}: nothing done, that file left as it is; run again if it is the catalogue, or "
+                          "give --db a path of its own") from None
         except duckdb.IOException as exc:
             if not file_locked(exc):
                 raise _cannot_open(db_path, exc) from None
@@ -952,9 +1010,11 @@ def _wal_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".wal")
 
 
-def _made_new(db_path: Path) -> os.stat_result | None:
+def _made_new(db_path: Path, none_found: bool = False) -> os.stat_result | None:
     """A new, empty catalogue file made at `db_path` where there is none (nor its log), its stat (this
-    run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
+    run's file: _take_back_made); None where a file is there, unless `none_found`: the writer's check
+    under its lock found none (writer_lock), so a file there now is another program's, made since
+    (FileExistsError, below). Made under a hidden name beside it and
     linked to `db_path`, which fails where a file is: a file another program made there at that moment
     is never taken for this run's (an existence check and DuckDB's open left microseconds between
     them, and a refused claim removed that program's file), nor opened as the catalogue:
@@ -967,6 +1027,8 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
+        if none_found:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(db_path))
         return None
     new = db_path.with_name(f".{db_path.name}.{os.getpid()}.new")
     new.unlink(missing_ok=True)   # (a run of this pid killed here before: never the catalogue)
@@ -987,35 +1049,72 @@ def _made_new(db_path: Path) -> os.stat_result | None:
         new.unlink(missing_ok=True)
 
 
+# how much later than the newest of a killed run's `.NAME.PID.new` files the process that has PID now
+# must have started to be taken for another (a clock tick, and a clock set meanwhile, either way)
+STARTED_SINCE_SLACK_SECONDS = 1.0
+
+
 def _remove_left_by_dead_runs(db_path: Path) -> None:
     """The `.NAME.PID.new` files beside the catalogue (_made_new's) of runs that were killed as they
-    made it: an empty database, or a second name of the catalogue where the kill came after the link.
-    Only this catalogue's name, and only where process PID is gone: under the writer lock no other
-    civicat writer of it runs, but a process with that PID now may be one that was given it since
-    (its file then stays, as it did before session 43). Said in the log; one that cannot be removed
-    is said, not raised."""
+    made it, and DuckDB's log of one (`.NAME.PID.new.wal`: a kill as its open wrote): an empty
+    database, or a second name of the catalogue where the kill came after the link. Only this
+    catalogue's name, and never a live writer's (_run_gone). Said in the log; one that cannot be
+    removed is said, not raised."""
     from catalog.folder import FOLDER_ENTRIES_READ
-    from catalog.scratch import process_alive
 
-    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new")
+    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new(\.wal)?")
+    runs: dict[int, list[os.DirEntry]] = {}
     try:
         with os.scandir(db_path.parent) as entries:
-            found = [(entry.path, int(named.group(1))) for count, entry in enumerate(entries)
-                     if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name))]
+            for count, entry in enumerate(entries):
+                if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name)):
+                    runs.setdefault(int(named.group(1)), []).append(entry)
     except OSError:
         return
-    for path, pid in found:
-        if pid == os.getpid() or process_alive(pid):
+    for pid, files in runs.items():
+        gone = _run_gone(pid, files)
+        if gone is None:
             continue
-        try:
-            os.unlink(path)
-            logging.getLogger("civicat").info("removed %s, left by a run (process %d) killed as it made the "
-                                              "catalogue", path, pid)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
-                                                 "be removed: %s", path, exc.strerror or exc)
+        for entry in sorted(files, key=lambda entry: not entry.name.endswith(".wal")):   # (the log first)
+            try:
+                os.unlink(entry.path)
+                logging.getLogger("civicat").info("removed %s, left by a run (process %d%s) killed as it made the "
+                                                  "catalogue", entry.path, pid, gone)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
+                                                     "be removed: %s", entry.path, exc.strerror or exc)
+
+
+def _run_gone(pid: int, files: list[os.DirEntry]) -> str | None:
+    """Whether the run that made `files` (its `.NAME.PID.new` and log) is gone: None where it may
+    run still, else what is said of process `pid` ("": gone; ", whose PID another process has now").
+    Under the writer lock no other civicat writer of the catalogue runs, but a PID is given anew:
+    the process with it now is another one where it started after the files were made (its start,
+    /proc/PID/stat), or holds no flock (a writer making the catalogue holds its lock; /proc/locks).
+    Until session 44 a reused PID kept its files for good. Where /proc cannot tell (not Linux, or
+    another PID namespace's /proc), the PID alone: its files stay while a process has it."""
+    from catalog.lock import flock_holders
+    from catalog.scratch import process_alive, process_started_at
+
+    if pid == os.getpid():
+        return None
+    if not process_alive(pid):
+        return ""
+    try:
+        ours = os.readlink("/proc/self") == str(os.getpid())   # (/proc numbers processes as os.kill does)
+        made = max(entry.stat(follow_symlinks=False).st_mtime for entry in files)
+    except OSError:
+        return None
+    if not ours:
+        return None
+    started = process_started_at(pid)
+    holders = flock_holders()   # (a true list where it names this writer, which holds its lock)
+    if (started is not None and started > made + STARTED_SINCE_SLACK_SECONDS) or \
+            (holders is not None and os.getpid() in holders and pid not in holders):
+        return ", whose PID another process has now"
+    return None
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:
@@ -1150,7 +1249,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             click.echo(f"{portal_id}: not in {config_path}, {counted(live, 'live dataset')} kept")
         for p in report.portals:
             if p.secrets_published:
-                click.echo(fitted_sentence(printable(secrets_published_line(p))))
+                click.echo(wrapped(printable(secrets_published_line(p))))
     if report.not_in_config:
         logging.getLogger("civicat.harvest").warning(
             "portals in the catalogue but not in %s keep their datasets live in search, overlap and exports: %s; "
@@ -1328,9 +1427,8 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         echo_json([{**asdict(r), "uid": shown(r.uid), "path": shown.folder(r.uid, r.path),
                     "error_message": shown.text(r.error_message)} for r in results])
     else:
-        piped = table_width() is None
         echo_rows([[shown(r.uid), r.status, r.mode, r.rows, r.columns, f"{r.seconds:.1f}",
-                    shown.folder(r.uid, r.path) or shown.text(r.error_message or "")[:80 if piped else None]]
+                    shown.folder(r.uid, r.path) or shown.text(r.error_message or "")]
                    for r in results], ["dataset", "status", "mode", "rows", "columns", "seconds", "folder / error"],
                   first=2, alone=6, cut=[not r.path for r in results])
     if all(r.status == "ok" for r in results):
@@ -1400,6 +1498,7 @@ class ShownUids:
 
         self.shown = exported_uids(con)
         self.meant = {shown: uid for uid, shown in self.shown.items()}
+        self._named = None   # (the pattern of every uid shown otherwise, made at the first message that may name one)
 
     def __call__(self, uid: str | None) -> str | None:
         return self.shown.get(uid, uid)
@@ -1421,21 +1520,53 @@ class ShownUids:
         # (no secret: most messages, passed by at once; a '%' may escape a secret's '=' or '@', catalog.links)
         if not text or ("=" not in text and "@" not in text and "%" not in text):
             return text
-        for uid, shown in sorted(self.shown.items(), key=lambda item: -len(item[0])):   # (the longest first)
-            if text and uid in text:
-                text = text.replace(uid, shown)
+        if self.shown:   # (one pass over the message, the longest uid where two begin alike: until session 44
+            # each uid was looked for in each message, 100 uids x 10,000 messages 0.4 s, 1,000 uids 1.9 s)
+            if self._named is None:
+                self._named = re.compile(trie_pattern(self.shown))
+            text = self._named.sub(lambda found: self.shown[found.group()], text)
         return redacted_text(text)
 
     def folder(self, uid: str, path: str | None) -> str | None:
-        """A records folder as printed: named by its dataset's source id, the secret in it REDACTED (the
-        folder itself keeps it, the catalogue's own copy)."""
-        from catalog.records import safe_segment
+        """A records folder as printed: named by its dataset's source id, each secret in it a `*` (a shell glob:
+        `cd`, `ls` and Python's glob take it for the folder, which keeps the key, the catalogue's own copy; until
+        session 44 the secret was printed REDACTED, a path no folder has). Where two source ids differ only in
+        their key (`#2`), the glob names both folders."""
+        from catalog.links import REDACTED, redacted
+        from catalog.records import safe_segment, segment_glob
 
-        shown = self.shown.get(uid)
-        if shown is None or path is None:
+        if uid not in self.shown or path is None:
             return path
-        return path.replace(f"dataset={safe_segment(uid.partition(':')[2])}",
-                            f"dataset={safe_segment(shown.partition(':')[2])}")
+        source_id = uid.partition(":")[2]   # (as printed less its number, `#2`: no part of the folder's name)
+        return path.replace(f"dataset={safe_segment(source_id)}",
+                            f"dataset={segment_glob(source_id, redacted(source_id), REDACTED)}")
+
+
+def trie_pattern(words) -> str:
+    """A regular expression that finds any of `words`, the longest where one begins another, as a trie: the
+    prefix they share read once (re tries each alternative of `a|b|c` in turn at each character, a message
+    read once a word). Recursing at each fork alone (not each character: a uid may be thousands long)."""
+    trie: dict = {}
+    for word in words:
+        node = trie
+        for character in word:
+            node = node.setdefault(character, {})
+        node[""] = {}   # (a word ends here)
+
+    def pattern(node: dict) -> str:
+        out = []
+        while True:
+            forks = sorted(key for key in node if key)
+            if len(forks) == 1 and "" not in node:
+                out.append(re.escape(forks[0]))
+                node = node[forks[0]]
+                continue
+            if not forks:
+                return "".join(out)
+            branches = "|".join(re.escape(key) + pattern(node[key]) for key in forks)
+            return "".join(out) + f"(?:{branches})" + ("?" if "" in node else "")
+
+    return pattern(trie)
 
 
 def _uids_not_in_catalogue(con, uids: list[str], shown: ShownUids | None = None) -> dict[str, str]:
@@ -1679,6 +1810,13 @@ def _error_shown(error: dict, shown: ShownUids) -> dict:
     return error
 
 
+# the columns of `runs` a terminal too narrow for its table keeps, a portal's run a line (portal, status, seen, new,
+# changed, removed, errors: 42 columns and the portal id), under a line `run RUN_ID` heading its portals' rows: a
+# portal's start (the run id holds the run's), seconds, unchanged and the HTTP figures left out, and a failure on a
+# line of its own (until session 44, at 80 columns, three lines a portal's run)
+RUNS_NARROW = [1, 2, 5, 6, 7, 9, 10]
+
+
 @cli.command()
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to show.")
 @click.option("--errors", "show_errors", is_flag=True, help="List the errors and warnings of the runs shown.")
@@ -1731,8 +1869,7 @@ def runs(limit, show_errors, db_path, as_json):
         return
     # records pulled (of those tried) and their rows, as `harvest --records` shows them: only when a run pulled any
     with_records = any(r["records_pulled"] or r["records_failed"] for r in rows)
-    # (piped, a message is cut as it always was; on a terminal to its width, marked '…', or on a line of its own)
-    piped = table_width() is None
+    # (piped, every value whole; on a terminal a message is cut to its width, marked '…', or on a line of its own)
     headers = (["run", "portal", "status", "started (UTC)", "seconds", "seen", "new", "changed", "unchanged",
                 "removed", "errors", "requests", "retries", "304s"] + (["records", "rows"] if with_records else [])
                + ["failure"])
@@ -1741,13 +1878,15 @@ def runs(limit, show_errors, db_path, as_json):
                 r["errors"], r["requests"], r["retries"], r["not_modified"]]
                + ([f"{r['records_pulled']}/{r['records_pulled'] + r['records_failed']}", r["record_rows"]]
                   if with_records else [])
-               + [(f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")[:80 if piped else None]]
-               for r in rows], headers, first=3, alone=len(headers) - 1, cut=True)
+               + [(f"{r['error_type']}: " if r["error_type"] else "") + (r["error_message"] or "")]
+               for r in rows], headers, first=3, alone=len(headers) - 1, cut=True, narrow=RUNS_NARROW,
+              heading=0)
     if show_errors:
         click.echo()
         echo_rows([[e["portal_id"], e["source_id"], e["stage"], e["severity"], e["error_type"],
-                    e["message"][:100 if piped else None]] for e in error_rows],
-                  ["portal", "source id", "stage", "severity", "type", "message"], first=2, alone=5, cut=True)
+                    e["message"]] for e in error_rows],
+                  ["portal", "source id", "stage", "severity", "type", "message"], first=2, alone=5, cut=True,
+                  narrow=[0, 1, 2, 3, 4])
         if errors_left_out:
             click.echo(f"... {errors_left_out} more errors and warnings: --json lists them all")
 
@@ -1844,13 +1983,13 @@ def search(text, limit, cities, themes, types, db_path, as_json):
                           (("--city", cities), ("--theme", themes), ("--type", types)) for value in values)
         click.echo(f"no dataset matches {text!r}" + (f" with{filters}" if filters else ""))
         return
-    rows = [[f"{h['score']:.2f}", printable(h["uid"]), h["city"] or "", h["asset_type"] or ""] for h in hits]
-    headers = ["score", "uid", "city", "type", "title"]
-    # the title gets what the other columns leave of the width (cut at 80 characters until session 42: a row
-    # of 160 at 80 columns), 20 at least; each column as wide as its widest cell, or its header and 2 (tabulate's)
-    used = sum(max(len(header) + 2, *(len(row[i]) for row in rows)) + 2 for i, header in enumerate(headers[:-1]))
-    room = max(20, min(80, output_width() - used))
-    echo_table([row + [cut_to(one_line(h["title"]), room)] for row, h in zip(rows, hits)], headers)
+    # on a terminal the title 80 characters at most (cut at 80 whatever the width until session 42), then what the
+    # other columns leave of the width, 20 at least, else on a line of its own below its hit (uids of 37 characters
+    # at 80 columns: rows of 96 until session 44); piped, whole
+    width = output_width()
+    echo_rows([[f"{h['score']:.2f}", h["uid"], h["city"] or "", h["asset_type"] or "",
+                one_line(h["title"]) if width is None else cut_to(one_line(h["title"]), 80)] for h in hits],
+              ["score", "uid", "city", "type", "title"], first=2, alone=4, cut=True, narrow=[0, 1, 2, 3])
 
 
 @cli.command(context_settings={"allow_extra_args": True})   # (a group's number given alone: said where it goes)
@@ -1954,24 +2093,20 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     exit_if_no_room_after_storing("the groups were stored", None, copy_not_made)
 
 
-# the width of a table piped to a file or a pager (a terminal's own is read): wide enough to read a title
-PIPED_WIDTH = 120
 CUT = "\u2026"   # the mark of a text cut to fit ('…')
 
 
-def output_width() -> int:
-    """The columns a table may take: $COLUMNS, else stdout's terminal, else PIPED_WIDTH; at least 60."""
-    return max(60, shutil.get_terminal_size((PIPED_WIDTH, 24)).columns)
+def cut_to(text: str, room: int | None) -> str:
+    """`text` in `room` characters at most, ending in '…' where it was cut; whole where room is None (piped)."""
+    return text if room is None or len(text) <= room else text[:max(room - 1, 0)].rstrip() + CUT
 
 
-def cut_to(text: str, room: int) -> str:
-    """`text` in `room` characters at most, ending in '…' where it was cut."""
-    return text if len(text) <= room else text[:max(room - 1, 0)].rstrip() + CUT
-
-
-def fitted(pieces: list[str], room: int, separator: str = "; ") -> str:
+def fitted(pieces: list[str], room: int | None, separator: str = "; ") -> str:
     """As many of `pieces` as fit in `room` characters, each whole, and of the next the part that fits, ending
-    in '…' (a dozen characters at least: a title cut shorter says nothing; else '; …' says more were left out)."""
+    in '…' (a dozen characters at least: a title cut shorter says nothing; else '; …' says more were left out);
+    every piece where room is None (piped)."""
+    if room is None:
+        return separator.join(pieces)
     out = ""
     for piece in pieces:
         joined = out + (separator if out else "") + piece
@@ -1995,13 +2130,6 @@ def one_title_a_city(members: list[dict]) -> list[str]:
     return firsts + others
 
 
-def wrapped(text: str) -> str:
-    """`text` broken at spaces into lines of the output's width (a sentence, never a command to copy)."""
-    import textwrap
-
-    return textwrap.fill(text, output_width(), break_on_hyphens=False, break_long_words=False)
-
-
 def db_named(db_path: Path) -> str:
     """` --db PATH` for a command line to copy, or nothing for the default catalogue."""
     return "" if str(db_path) == DEFAULT_DB else f" --db {shlex.quote(str(db_path))}"
@@ -2012,13 +2140,17 @@ def echo_overlap_groups(groups: list[dict]) -> None:
     width)."""
     width = output_width()
     # tabulate's columns: each as wide as its header and 2, or its widest cell; 2 spaces between. The
-    # label takes up to half of what the number columns leave (it says what the group is), the examples the rest
+    # label takes up to half of what the number columns leave (it says what the group is), the examples the rest;
+    # piped, each whole (every dataset's title, a title of each city first)
     fixed = (len("group") + 2) + (len("datasets") + 2) + (len("cities") + 2) + 4 * 2
-    label_width = min(max(len(one_line(g["label"])) for g in groups), max(20, (width - fixed) // 2))
-    room = max(20, width - fixed - max(len("label") + 2, label_width))
-    echo_table([[g["group_id"], cut_to(one_line(g["label"]), label_width), g["datasets"], len(g["cities"]),
-                 fitted(one_title_a_city(g["members"]), room)] for g in groups],
-               ["group", "label", "datasets", "cities", "examples"])
+    label_width = max(len(one_line(g["label"])) for g in groups)
+    if width is not None:
+        label_width = min(label_width, max(20, (width - fixed) // 2))
+    room = None if width is None else max(20, width - fixed - max(len("label") + 2, label_width))
+    rows = [[g["group_id"], cut_to(one_line(g["label"]), label_width), g["datasets"], len(g["cities"]),
+             fitted(one_title_a_city(g["members"]), room)] for g in groups]
+    headers = ["group", "label", "datasets", "cities", "examples"]
+    click.echo(table_text(rows, headers) if width is not None else _piped_table(rows, headers, alone=4))
 
 
 def echo_overlap_hints(first_group: int, pairs_options: str | None, db_path: Path) -> None:
@@ -2049,17 +2181,28 @@ def echo_overlap_pairs(pairs: list[dict]) -> None:
     each by city, title (cut to fit) and uid (whole: what `civicat similar` takes), then the explanation
     whole, wrapped to the width. (A table row of two uids and two titles fits no terminal: until session
     42 the uids were left out, and the explanation cut.)"""
-    import textwrap
-
     width = output_width()
     for p in pairs:
         for lead, side in ((f"{p['score']:.2f}  ", "a"), (" " * 6, "b")):
             uid = printable(p[f"uid_{side}"])
             name = cut_to(one_line(f"{p[f'city_{side}']}: {p[f'title_{side}']}"),
-                          max(20, width - len(lead) - len(uid) - 2))
+                          None if width is None else max(20, width - len(lead) - len(uid) - 2))
             click.echo(f"{lead}{name}  {uid}")
-        click.echo(textwrap.fill(one_line(p["explanation"]), width, initial_indent=" " * 8,
-                                 subsequent_indent=" " * 8, break_on_hyphens=False))
+        click.echo(indented(one_line(p["explanation"]), 8, width))
+
+
+def indented(text: str, indent: int, width: int | None) -> str:
+    """An explanation below its datasets: `text` after `indent` spaces, wrapped at spaces to `width`, or whole
+    on one line where width is None (piped)."""
+    import textwrap
+
+    if width is None:
+        return " " * indent + text
+    return textwrap.fill(text, width, initial_indent=" " * indent, subsequent_indent=" " * indent,
+                         break_on_hyphens=False)
+
+
+ANOTHER_PORTAL = "  the same on another portal of the city"   # (a copy's line, under its dataset's)
 
 
 def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bool) -> None:
@@ -2120,11 +2263,14 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
         click.echo("why they compare, its best pair:")
         echo_overlap_pairs(pairs[:1])
     click.echo("its datasets:")
-    room = max(20, width - max(len(printable(uid)) for uid, *_ in members) - 4)   # (the uids a column, each whole)
+    # (the uids a column, each whole; piped, after the widest title, none cut)
+    room = (max(len(ANOTHER_PORTAL), *(len(one_line(f"{city}: {title}")) for _, city, title, _, _ in members))
+            if width is None
+            else max(20, width - max(len(printable(uid)) for uid, *_ in members) - 4))
     for uid, city, title, _, _ in members:
         click.echo(f"  {cut_to(one_line(f'{city}: {title}'), room).ljust(room)}  {printable(uid)}".rstrip())
         for other in copies.get(uid, ()):
-            click.echo(f"  {cut_to('  the same on another portal of the city', room).ljust(room)}  {printable(other)}")
+            click.echo(f"  {cut_to(ANOTHER_PORTAL, room).ljust(room)}  {printable(other)}")
     if show_pairs:
         click.echo(f"its {counted(len(pairs), 'pair')}, best first:")
         echo_overlap_pairs(pairs)
@@ -2189,15 +2335,13 @@ def echo_similar(found: list[dict]) -> None:
     """Each dataset found on a line of its own (score, city and title cut to fit, uid), its explanation
     whole below it, wrapped to the width: the columns that align, which a table cut at 110 characters
     left out ('titles share ...; keywords share ...; 4 of 19 co')."""
-    import textwrap
-
     width = output_width()
     for f in found:
         uid = printable(f["uid"])
-        name = cut_to(one_line(f"{f['city']}: {f['title']}"), max(20, width - len("0.00  ") - len(uid) - 2))
+        name = cut_to(one_line(f"{f['city']}: {f['title']}"),
+                      None if width is None else max(20, width - len("0.00  ") - len(uid) - 2))
         click.echo(f"{f['score']:.2f}  {name}  {uid}")
-        click.echo(textwrap.fill(one_line(f["explanation"]), width, initial_indent=" " * 6, subsequent_indent=" " * 6,
-                                 break_on_hyphens=False))
+        click.echo(indented(one_line(f["explanation"]), 6, width))
 
 
 def _no_dataset(con, db_path: Path) -> str | None:

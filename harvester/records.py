@@ -158,6 +158,13 @@ class PagesWithoutEnd(PagesDisagree):
     (a FeatureServer saying `exceededTransferLimit` on every page, SODA's pages full past the count)."""
 
 
+class PagesOverlap(PagesDisagree):
+    """A pull that gave more rows than the portal counts, at its start and again at its end, where
+    rows carry no key to tell which came twice (OpenDataSoft): its pages overlap (a sort that moved
+    between them, a row repeated across a page boundary) or its export repeats rows. Published, the
+    dataset held duplicates, its count over the portal's."""
+
+
 # rows a pull may give past twice the count the portal gave at its start before it fails as pages
 # without end (PagesWithoutEnd): it read on while the pages came full or said there were more,
 # bounded by its records_max_minutes alone, six hours of rows written to the disk. Rows added as a
@@ -1291,7 +1298,7 @@ def pull_dataset(source: RecordSource, layout: RecordsLayout, portal_id: str, so
         part_seconds = PART_SECONDS if part_seconds is None else part_seconds
         return _pull(source, layout, portal_id, source_id, con, uid=uid, run_id=run_id,
                      part_size=(part_rows or PART_ROWS, part_seconds, max_rows))
-    except (PagesWithoutEnd, RowsOverBudget):
+    except (PagesWithoutEnd, PagesOverlap, RowsOverBudget):
         shutil.rmtree(layout.staging(portal_id, source_id), ignore_errors=True)   # (never resumed from)
         raise
     finally:

@@ -82,35 +82,63 @@ def _merge(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema,
         spilled = _found_on_disk(previous, key, schema, itertools.chain([first, second], slices), spill)
         masks = lambda path, parquet: _spilled_masks(spilled[path])   # noqa: E731
     del first, second
-    same = _SameRecords(delta)
-    with contextlib.closing(_keyless_matches(previous, [path for path in delta if path in with_nulls], key, schema,
-                                             row_group_bytes, spill)) as keyless:
+    keyless_delta = [path for path in delta if path in with_nulls]
+    with contextlib.closing(_keyless_matches(previous, keyless_delta, key, schema, row_group_bytes, spill)) as keyless:
+        # judged before a byte is written: on a night that changed nothing the whole merge was written, then
+        # thrown away for the previous parts (a 38.5 MB delta: every previous row read and written again)
+        if previous and _same_records(previous, delta, key, schema, row_group_bytes, masks, keyless,
+                                      by_keys_alone=not keyless_delta):
+            # (the records the previous parts hold, as they hold them: those bytes)
+            for part in previous:
+                link_or_copy(part, folder / part.name)
+            sync(folder)
+            return sum(pq.read_metadata(part).num_rows for part in previous)
+        keyless.rewind()
         parts = _Parts(folder, schema, part_rows, part_column_chunks)
         groups = _RowGroups(row_group_rows, row_group_bytes, parts.write)
         try:
             for path in previous:
                 for table, found in _batches(path, schema, row_group_bytes, masks):
-                    kept = _kept(table, found, key, keyless)
-                    same.replaced(table, kept)
-                    groups.add(table.filter(kept))
+                    groups.add(table.filter(_kept(table, found, key, keyless)))
             for path in delta:
                 for table in _batches(path, schema, row_group_bytes):
-                    same.read_again(table)
                     groups.add(table)
             groups.flush()
             parts.close()
         except BaseException:
             parts.abandon()
             raise
-    if previous and same.holds():   # (the records the previous parts hold, as they hold them: those bytes)
-        for part in folder.glob("*.parquet"):
-            part.unlink()
-        for part in previous:
-            link_or_copy(part, folder / part.name)
-    else:
-        name_in_order(folder, parts.count)
+    name_in_order(folder, parts.count)
     sync(folder)
     return parts.rows
+
+
+def _same_records(previous: list[Path], delta: list[Path], key: str, schema: pa.Schema, row_group_bytes: int,
+                  masks, keyless, *, by_keys_alone: bool) -> bool:
+    """Whether the merge gives the records the previous parts hold (_SameRecords), judged before
+    anything is written and given up at the first sign of a change. `by_keys_alone` (the delta has
+    no keyless row): the previous rows it replaces are those its keys find, counted from the key
+    column alone (a night that added rows ends there, no row read); their count equal to the
+    delta's, only the row groups holding one are read. `keyless` is left part read (rewind it)."""
+    same = _SameRecords(delta)
+    if by_keys_alone and same.delta_rows != sum(_true_count(found) for path in previous
+                                                for found in masks(path, _parquet(path, schema))):
+        return False
+    for path in previous:
+        for table, found in _batches(path, schema, row_group_bytes, masks, skip_unfound=by_keys_alone):
+            same.replaced(table, _kept(table, found, key, keyless))
+            if same.changed:
+                return False
+    for path in delta:
+        for table in _batches(path, schema, row_group_bytes):
+            same.read_again(table)
+            if same.changed:
+                return False
+    return same.holds()
+
+
+def _true_count(found) -> int:
+    return pc.sum(found).as_py() or 0
 
 
 class _SameRecords:
@@ -120,7 +148,8 @@ class _SameRecords:
     themselves, linked: written again, they came out in another order (the rows read again last) or in
     other row groups (a full pull's, one a page), other bytes for the same records.
 
-    Judged as the rows stream by, holding none of them: the two sides are the same records when they
+    Judged before the merge writes (_same_records; until session 44 as it wrote, its whole output then
+    thrown away on such a night), as the rows stream by, holding none of them: the two sides are the same records when they
     hold as many rows and the sums of their rows' digests (_row_digests, a float NaN equal to NaN) are
     equal, in whatever order they come. Until session 43 both sides' rows were held, up to 8 MB a side
     (a delta past it, an Open311 endpoint's 90 days read again, was taken as a change and written again
@@ -231,19 +260,22 @@ def _shown(schema: pa.Schema) -> str:
     return shown + (f", ... ({len(schema)} columns)" if len(schema) > 5 else "")
 
 
-def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, masks=None, groups=None):
+def _batches(path: Path, schema: pa.Schema, row_group_bytes: int, masks=None, groups=None, skip_unfound=False):
     """A part's rows a row group at a time, a row group over twice `row_group_bytes` in batches
     of about that (one read whole held 425 MB of Parquet written before session 24, its row
     groups of 131,072 rows whatever their width). Arrow's batch reader holds buffers for each
     column: 110 MB for 1,000 text columns, where reading a row group whole holds 11 MB. With
     `masks` (path, parquet → which rows of each row group the delta replaces): (rows, which of
-    them it replaces), else the rows alone; with `groups`, only those row groups (without `masks`)."""
+    them it replaces), else the rows alone; with `groups`, only those row groups (without `masks`);
+    with `skip_unfound`, only the row groups holding a row `masks` finds."""
     parquet = _parquet(path, schema)
     metadata = parquet.metadata
     masks = masks(path, parquet) if masks else None
     for group in range(metadata.num_row_groups) if groups is None else groups:
         rows, size = metadata.row_group(group).num_rows, metadata.row_group(group).total_byte_size
         mask = next(masks) if masks else None
+        if skip_unfound and not _true_count(mask):
+            continue
         if size <= 2 * row_group_bytes:
             table = _read(path, "part", lambda: parquet.read_row_group(group, use_threads=False)).cast(schema)
             yield (table, mask) if masks else table
@@ -403,7 +435,7 @@ class _CountedKeyless:
     equal to one not yet matched is dropped (and counted down)."""
 
     def __init__(self, counts: Counter):
-        self.counts = counts
+        self.counts, self.taken = counts, []   # (the digests counted down, given back by rewind)
 
     def dropped(self, table: pa.Table, positions: pa.Array) -> list[bool]:
         """Of the next previous keyless rows (`table`'s at `positions`), which the delta reads again."""
@@ -414,7 +446,14 @@ class _CountedKeyless:
             out.append(self.counts[digest] > 0)   # (that row read again: the delta's reading is kept)
             if out[-1]:
                 self.counts[digest] -= 1
+                self.taken.append(digest)
         return out
+
+    def rewind(self) -> None:
+        """Matched again from the first previous keyless row."""
+        for digest in self.taken:
+            self.counts[digest] += 1
+        self.taken = []
 
     def close(self) -> None:
         pass
@@ -449,6 +488,11 @@ class _SpilledKeyless:
             out.append(bool(self.byte >> (self.row % 8) & 1))
             self.row += 1
         return out
+
+    def rewind(self) -> None:
+        """Read again from the first previous keyless row."""
+        self.bits.seek(0)
+        self.row = 0
 
     def close(self) -> None:
         self.bits.close()

@@ -2,6 +2,7 @@
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -99,6 +100,19 @@ def writer_under_way(db, *command: str):
         writer.wait()
 
 
+def pid_namespace_or_skip(instead: str) -> str:
+    """The path of `unshare`, once `unshare -Urpf --mount-proc` has made a user and PID namespace (a container's
+    view: its own /proc); else the test is skipped, saying so and what tests it `instead`."""
+    import shutil
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-Urpf", "--mount-proc", "true"], capture_output=True,
+                                         timeout=60).returncode != 0:
+        pytest.skip(f"no PID namespace can be made here (unshare -Urpf: no unshare, or user namespaces not allowed); "
+                    f"{instead}")
+    return unshare
+
+
 def stopped_at_its_first_line(script: str, sig: int, first_line: str, *args: str) -> subprocess.Popen:
     """`python -c script *args` (the repository's code), sent `sig` once it has printed
     `first_line`; returns the process ended, its `out` and `err` the rest of its output. The script's
@@ -154,9 +168,28 @@ def http(tmp_path):
     return fast_client(tmp_path)
 
 
+@pytest.fixture(scope="session")
+def migrated_catalogue(tmp_path_factory) -> Path:
+    """A catalogue as Store makes it new, made once a session (each worker's): its migrations, each
+    committed alone, cost a new catalogue ~25 fsyncs, 0.3-0.9 s of a test at load 10."""
+    path = tmp_path_factory.mktemp("migrated") / "catalog.duckdb"
+    Store(path).close()
+    return path
+
+
+def new_store(path: Path, migrated: Path) -> Store:
+    """The Store of a new catalogue at `path`, as Store(path) makes it: a copy of `migrated`
+    (the migrated_catalogue fixture's), given an identity of its own (each new catalogue's)."""
+    assert not path.exists(), path
+    shutil.copyfile(migrated, path)
+    s = Store(path)
+    s.con.execute("UPDATE catalogue_identity SET id = CAST(uuid() AS VARCHAR)")
+    return s
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = Store(tmp_path / "catalog.duckdb")
+def store(tmp_path, migrated_catalogue):
+    s = new_store(tmp_path / "catalog.duckdb", migrated_catalogue)
     yield s
     s.close()
 
@@ -169,6 +202,25 @@ def refusing_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         yield sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def real_catalogue_path(tmp_path_factory):
+    """The path of a closed catalogue holding both real catalogues (about 10,600 datasets: the 16
+    city data.json catalogues of 2013, the 33 Socrata domains of 2017), harvested once per session;
+    named apart from `real_catalogue` so that the overlap tests, whose own `real_catalogue` is a
+    small selection, reach it."""
+    from tests.portals.catalogues import harvest_pod_2013, harvest_spellarbot
+    from tests.shared_fixtures import require_fixtures
+    require_fixtures()
+    db = tmp_path_factory.mktemp("real") / "catalog.duckdb"
+    store = Store(db)
+    try:
+        harvest_pod_2013(store, fast_client())
+        harvest_spellarbot(store, fast_client())
+    finally:
+        store.close()
+    return db
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +246,7 @@ def _is_loopback(host) -> bool:
 
 @pytest.fixture(autouse=True)
 def _output_piped(monkeypatch):
-    """A command's tables fit $COLUMNS (harvester.cli.table_width), which pytest-xdist's workers are given
+    """A command's tables fit $COLUMNS (harvester.cli.output_width), which pytest-xdist's workers are given
     (80): a test reads a command's output as piped, as a serial run does, unless it sets COLUMNS itself."""
     monkeypatch.delenv("COLUMNS", raising=False)
 

@@ -14,7 +14,7 @@ from catalog.store import Store
 from harvester.cli import cli
 from harvester.http import ResponseTooLarge, ValidatorCache
 from harvester.pipeline import harvest
-from tests.conftest import fast_client, harvest_with_records, portal_config
+from tests.conftest import fast_client, harvest_with_records, new_store, portal_config
 from tests.portals.base import RawBody
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.socrata import SocrataPortal, SodaTable
@@ -27,8 +27,8 @@ TOKEN = "tok-SECRET-1234567890"
 # -- civicat sql ----------------------------------------------------------------------------
 
 @pytest.fixture
-def db(tmp_path):
-    store = Store(tmp_path / "c.duckdb")
+def db(tmp_path, migrated_catalogue):
+    store = new_store(tmp_path / "c.duckdb", migrated_catalogue)
     store.con.execute("CREATE TABLE t AS SELECT 1 AS a")
     store.close()
     return tmp_path / "c.duckdb"

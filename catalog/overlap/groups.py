@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from catalog.overlap import concepts, text
-from catalog.overlap.features import Catalogue, _is_code_table, normalise
+from catalog.overlap.features import Catalogue, _is_code_table, _is_documentation, normalise
 
 COHESION = 0.45
 # a pair at the bottom of the strong range (0.35 to this) is too weak to join two datasets whose centroids
@@ -307,8 +307,11 @@ def label(c: Catalogue, rows: list[int]) -> str:
                                               and (" " not in surface or concepts.of_terms([best])))):
         named = concepts.label(kind)
         if all(_is_code_table(c.titles[row]) for row in rows):   # lists of the codes of a kind, no records of it ('SPD Offense Codes',
-            # Chicago's 'Illinois Uniform Crime Reporting (IUCR) Codes': no 'Crime incidents')
-            return f"Codes of {named[:1].lower() if named[1:2].islower() else named[:1]}{named[1:]}"
+            # Chicago's 'Illinois Uniform Crime Reporting (IUCR) Codes': no 'Crime incidents'); a data dictionary lists
+            # fields, no codes ('NOPD - Data dictionary for Calls For Service Open Data')
+            documented = [_is_documentation(c.titles[row]) for row in rows]
+            what = "Data dictionaries" if all(documented) else "Codes and data dictionaries" if any(documented) else "Codes"
+            return f"{what} of {named[:1].lower() if named[1:2].islower() else named[:1]}{named[1:]}"
         return named
     # terms as good as the best are often parts of one phrase ('Energy Efficiency Portfolio
     # Standards (EEPS)'): the one that widens to the longest phrase names it, unless that is
@@ -702,16 +705,24 @@ def _written_elsewhere_as_acronym(c: Catalogue, word: str) -> tuple[bool, set[st
     """Whether the catalogue's titles that write in both cases write `word` as an acronym, every one of them ('FOIA'
     of Chicago's 'FOIA Request Log - Law' for two cities' 'foia files', a title all in lower case telling no
     acronym), and how. A word no such title writes, or one writes otherwise ('Files'), is not one."""
-    lines = getattr(c, "_title_lines", None)
-    if lines is None:
-        lines = c._title_lines = "\n".join((t or "").replace("\n", " ") for t in c.titles)
-    forms = set()
-    for line in re.findall(rf"^.*(?<![^\W_]){re.escape(word)}(?![^\W_]).*$", lines,
-                           flags=re.IGNORECASE | re.MULTILINE):
-        upper, lower = sum(ch.isupper() for ch in line), sum(ch.islower() for ch in line)
-        if upper and lower > upper:   # neither all in lower case nor in capitals
-            forms |= {original for folded, original, _ in _tokens(line) if folded == word}
-    return bool(forms) and all(len(f) > 1 and f.isupper() for f in forms), forms
+    forms = _mixed_case_forms(c).get(word, set())
+    return bool(forms) and all(len(f) > 1 and f.isupper() for f in forms), set(forms)
+
+
+def _mixed_case_forms(c: Catalogue) -> dict[str, set[str]]:
+    """Each word (as _tokens reads it) -> how the titles written in both cases write it, read once a catalogue:
+    a scan of every title for each label's word (until session 44) cost the groups' labels O(groups x titles),
+    21 of the 10,000-dataset bench's 30 s."""
+    if getattr(c, "_mixed_case_forms", None) is None:   # (tests label a SimpleNamespace of titles too)
+        forms: dict[str, set[str]] = defaultdict(set)
+        for title in c.titles:
+            line = (title or "").replace("\n", " ")
+            upper, lower = sum(ch.isupper() for ch in line), sum(ch.islower() for ch in line)
+            if upper and lower > upper:   # neither all in lower case nor in capitals
+                for folded, original, _ in _tokens(line):
+                    forms[folded].add(original)
+        c._mixed_case_forms = dict(forms)
+    return c._mixed_case_forms
 
 
 # a word before 'List' names what the list holds, in the singular as a noun before a noun is: 'New Business List' and

@@ -266,6 +266,12 @@ class IgnoresTimes(NotPullable):
     date than requested_datetime): its windows are read again by whole days (Windows.days)."""
 
 
+class PastHalf(StartsOver):
+    """The server was shown past the half rule (Windows._past_half) once days of it had been taken whole
+    by their answers' size, which proves nothing then: the pull starts over from what it learned (each
+    day of a server that ignores `page` read by parts)."""
+
+
 def _holds(read: tuple[array, ...], key: int) -> bool:
     """Whether any of the sorted arrays `read` holds `key`."""
     return any((i := bisect_left(keys, key)) < len(keys) and keys[i] == key for keys in read)
@@ -463,6 +469,10 @@ class Windows:
         self.parts_thinning: float | None = state.get("parts_thinning")
         self.parts_split = False   # a part was split (_by_parts): what its narrower parts gave shows thinning or not
         self.reaches_past = True   # by whole days, the windows reach past `until` (_days_end)
+        # a day of a server that ignores `page` taken whole by its answer's size before the server was seen
+        # past half (_past_half): the pull then starts over (PastHalf), where `restarts` (not yet started over)
+        self.sized_whole = False
+        self.restarts = True
 
     @property
     def thinning(self) -> float | None:
@@ -921,7 +931,10 @@ class Windows:
             self.page_size, self.remembered = count, None   # the server gives P still: a smaller answer is not full
         largest = self.largest
         self.largest = max(largest, count)
-        if not self._may_be_cut(count, self.page_size or max(1, largest)):
+        by_parts = bool(count) and self.days and self.services is not None and (self.ignores_page or self.first_page_again)
+        if not self._may_be_cut(count, self.page_size or max(1, largest)) and not (by_parts and self._past_half()):
+            # (by its size: were the server later seen past half, that proves nothing, and the pull starts over)
+            self.sized_whole = self.sized_whole or by_parts
             self.taken_at, self.taken_pages = count, 1
             return requests
         if self.page_size is None and not one_second and not self.days:   # (whole days: narrowed, a day paged)
@@ -1139,8 +1152,30 @@ class Windows:
             if not self._may_be_cut(len(page), self.page_size or len(pages[0])):
                 self.taken_at = len(page) or None   # (an empty page: the end, whatever the margin)
                 self.taken_pages = len(pages)
+                if not page:
+                    self._last_page(start, end, pages[-2])
                 break
         return pages
+
+    def _last_page(self, start: datetime, end: datetime, before: list) -> None:
+        """A one-second window's pages ended by an empty page after `before`, one that may be full
+        (within the margin of P): the second held exactly so many pages, or the server pages no deeper (a
+        cap on `page`, as on an offset), and the rest of it is unread. The pages cannot tell which, and the
+        second cannot be narrowed: it is read again by parts at the pull's end (the parts' answers,
+        smaller, hold what the pages lacked), as a full answer of a server that ignores `page` is, else
+        NotPullable, naming it. Before, taken as the second's end: 100 of the 300 requests of one second
+        lost from a server paging 4 pages deep, the pull ok (docs/records.md). Not a day read by whole
+        days: most days over P end so, and their parts, at the cap, cost half as much again as the pull
+        and failed 1 to 11 pulls of 100 (bench/open311_windows.py --whole-days)."""
+        if self.days or self.page_size is None or not before or not self._may_be_cut(len(before), self.page_size):
+            return
+        if self.services is None:
+            raise NotPullable(
+                f"the {self._unit} at {self._sent(start, end)} gave pages up to a full one and then an empty one: "
+                "the server may page no deeper, the rest of it unread, and it cannot be narrowed; a records pull "
+                "never skips a row")
+        if start.isoformat() not in (window[0] for window in self.doubtful):
+            self.doubtful.append([start.isoformat(), end.isoformat(), len(before), max(self.largest, self.page_size)])
 
 
     def _settle_doubts(self):
@@ -1164,6 +1199,10 @@ class Windows:
         for window in list(self.doubtful):
             thins_none = self._thins_none()
             yield from self._settle(window)
+            if self.sized_whole and self.restarts and self._past_half():
+                raise PastHalf(f"the server leaves out up to {self.kept_thinning:.0%} of a cut answer, so more than "
+                               "half of some: days taken whole by their answers' size may have been cut, and are "
+                               "read again by parts")
             if self._thins_none():
                 narrowly.append(window)
             elif thins_none:   # (shown by this window's parts, which were judged again there)
@@ -1185,7 +1224,15 @@ class Windows:
             others = f" (and {len(self.doubtful) - 1} more of the pull's)" if len(self.doubtful) > 1 else ""
             raise NotPullable(f"{self._in_doubt(start, end, count, largest, others)}, its other requests "
                               "unreadable, and a records pull never skips a row")
-        requests = self._by_parts(start, end, count, largest, doubt)
+        try:
+            requests = self._by_parts(start, end, count, largest, doubt)
+        except NotPullable:
+            if count >= largest - int(largest * self._parts_margin()):
+                raise
+            # (in doubt only past half, where its parts cannot tell: its requests of no code, one code at the
+            # cap: taken whole by its size, as before, not failing a pull that may have read it all)
+            self.doubtful.remove(window)
+            return
         if self._parts_end(end) != self._end_asked(end):   # (the last window's parts: its last day alone too)
             requests += self._last_day(start, end, count, largest, doubt, requests)
         self.doubtful.remove(window)
@@ -1254,7 +1301,25 @@ class Windows:
         the margin."""
         if self.services is None:
             return self._may_be_cut(count, largest)
+        if self._past_half():   # (no size proves it whole: only an answer of none)
+            return count > 0
         return count >= largest - int(largest * self._parts_margin())
+
+    def _past_half(self) -> bool:
+        """Whether the server is seen to leave out so much of a cut answer (the windows' thinning, a part's
+        shown cut, or the pull before's) that the margin it would be read at (_margin: twice that and 2%) is
+        wider than half: one that leaves out over 24% on the whole leaves out more than half of some cut
+        answers, past what the half rule assumes (_parts_margin), so an answer's size proves nothing whole
+        (at 50% or more seen, the first try, a private type of half still lost others' requests: the
+        thinning is seen against the largest answer, itself thinned). A private service type of half the requests
+        or more: its days' answers, cut and then thinned by it, under half of the largest, were taken whole,
+        and so were their parts by status, which hold it (the others' requests behind each cut lost, the
+        pull ok: 1,476 to 5,168 of a row's, bench/open311_windows.py --private-type). Then each day (or
+        second) a server that ignores `page` answers with any request is read by parts (_whole), and a part
+        holding the codes met beside a code listed and never met or refused is split by them (_mixes): the
+        private type apart, the parts of the codes met are thinned by none of it."""
+        seen = max(self.thinning or 0.0, self.parts_thinning or 0.0, self.remembered_thinning or 0.0)
+        return 2 * seen + 0.02 > MARGIN_MAX
 
     def _in_doubt(self, start: datetime, end: datetime, count: int, largest: int, others: str = "",
                   end_asked: datetime | None = None) -> str:
@@ -1444,6 +1509,14 @@ class Windows:
         requests out after the cut: a private service type may be among those never met and fill the
         part's cut, its answer under half of the largest taken whole, the met codes' requests behind the
         cut lost. Split (_narrower), it is not taken whole."""
+        if "service_code" not in filters and self._past_half():
+            # (a part by status holds every code: the refused ones too, private, in no part by codes)
+            if self.listed is None:
+                self.listed = [str(code) for code in self.services() if code not in (None, "")]
+            codes = [*dict.fromkeys([*self.listed, *sorted(self.codes_met)])]
+            self._screen([code for code in codes if code not in self.codes_met and code not in self.refused],
+                         start, end)
+            return any(code in self.codes_met for code in codes) and any(code not in self.codes_met for code in codes)
         codes = [code for code in filters.get("service_code") or () if code not in self.refused]
         if len(codes) < 2 or self._thins_none() or all(code in self.codes_met for code in codes):
             return False
@@ -1586,6 +1659,7 @@ class RequestsRecords(RecordSource):
         self.whole_days = bool(getattr(previous, "whole_days", False))
         self.days_shown = False
         self.resumed_ahead: timedelta | None = None   # the server's clock as the pull cut short knew it (_clock_kept)
+        self.started_over = False   # (StartsOver raised once by this source: not again)
         if previous is not None and previous.watermark:
             self.mode = "incremental"
             latest = datetime.fromisoformat(previous.watermark)
@@ -1638,6 +1712,7 @@ class RequestsRecords(RecordSource):
                           self.remembered_thinning, zone=self.zone, days=self.whole_days,
                           days_remembered=not self.days_shown, services=self._service_codes)
         self.refused = windows.refused   # (filled as the windows read: the run report's, notices)
+        windows.restarts = not self.started_over   # (a pull starts over once: PastHalf)
         try:
             for requests, state in windows:
                 # (a pull that asked the server nothing before, `civicat records`, knows its clock from
@@ -1653,8 +1728,12 @@ class RequestsRecords(RecordSource):
             if windows.days:
                 raise
             # (what was read so far was read by windows the server did not read as asked: none of it is kept)
-            self.whole_days = self.days_shown = True
+            self.whole_days = self.days_shown = self.started_over = True
             raise StartsOver(f"{error}: reading whole days from midnight ({self.zone}) instead") from None
+        except PastHalf:
+            self.remembered_thinning = self.thinning = windows.kept_thinning
+            self.started_over = True
+            raise
 
     def notices(self) -> list[tuple[str, str]]:
         return [("RefusedServiceCode", f"the server refuses to be asked for service_code={code} ({why}): taken as a "

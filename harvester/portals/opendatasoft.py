@@ -16,8 +16,8 @@ from harvester.http import Entries, PermanentError, capped_json, dropped
 from harvester.paging import Listing, OffsetPaginator, Page, SinglePage, reported_total
 from harvester.portals.base import (MAX_ITEMS, PortalAdapter, lists_cut, note_columns_cut, note_lists_cut,
                                     refuse_cut_columns)
-from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, RecordSource, SameKeys,
-                               count_changed, paged_tables, unique_fields)
+from harvester.records import (MAX_COLUMNS, Conversion, DownloadedFile, Field, NotPullable, PagesOverlap, RecordSource,
+                               SameKeys, SourceChanged, count_changed, paged_tables, parquet_rows, unique_fields)
 
 API = "/api/explore/v2.1"
 PAGE_LIMIT = 100
@@ -239,6 +239,29 @@ class OdsRecords(RecordSource):
             return self.export.batches(resume)
         paginator = OffsetPaginator(PAGE_LIMIT, max_window=OFFSET_WINDOW, total=self.expected_rows)
         return paged_tables(self._page, paginator, resume, shifted=self._shifted, columns=len(self.fields))
+
+    def check_unchanged(self, staged_glob: str) -> None:
+        """More rows staged than counted: rows carry no key to keep one of each, and every page
+        gave the count the pull began with (`_page`), so pages that overlapped (a sort that moved
+        between them, a row given again across a page boundary) or an export that repeats rows
+        published duplicates, over the count (fewer: RowsMissing, pull_dataset's). The count is
+        asked again: one that moved reads the pull again (SourceChanged), as a page's does; an
+        export as many rows as it now counts is a later reading than the count (rows added between).
+        A count of the window's 10,000 an export was read for may stop there ("at least"): no over-count."""
+        rows, counted = parquet_rows(staged_glob), self.expected_rows
+        if rows <= counted or self.export is not None and counted == OFFSET_WINDOW:
+            return
+        now = self._get({"limit": 0})["total_count"]
+        if self.export is not None and rows == now:
+            self.expected_rows = now
+            return
+        if now != counted:
+            self.expected_rows = now   # (what the pull, read again, must give)
+            raise SourceChanged(f"the row count went from {counted} to {now} while it was read, {rows} rows read")
+        read = "its export repeats" if self.export is not None else "its pages repeat"
+        raise PagesOverlap(f"the pull gave {rows:,} rows, more than the {counted:,} the portal "
+                           f"counts at its start and its end: {read} rows (rows carry no key to keep one of "
+                           "each); the previous records are kept")
 
     def close(self) -> None:
         if self.export is not None:

@@ -1,31 +1,12 @@
 """The real fixture catalogues (16 city data.json catalogues of 2013, 33 Socrata domains
-of 2017), harvested through local portals once per test session, for search and export."""
+of 2017), harvested through local portals once per test session (tests/conftest.py's
+real_catalogue_path), for search and export."""
 import shutil
 
 import pytest
 
 from catalog import overlap
 from catalog.store import connect
-
-from catalog.store import Store
-from tests.conftest import fast_client
-from tests.portals.catalogues import harvest_pod_2013, harvest_spellarbot
-from tests.shared_fixtures import require_fixtures
-
-
-@pytest.fixture(scope="session")
-def real_catalogue_path(tmp_path_factory):
-    """The path of a closed catalogue holding both real catalogues (about 10,600 datasets); named apart from
-    `real_catalogue` so that the overlap tests, whose own `real_catalogue` is a small selection, reach it."""
-    require_fixtures()
-    db = tmp_path_factory.mktemp("real") / "catalog.duckdb"
-    store = Store(db)
-    try:
-        harvest_pod_2013(store, fast_client())
-        harvest_spellarbot(store, fast_client())
-    finally:
-        store.close()
-    return db
 
 
 @pytest.fixture(scope="session")

@@ -626,6 +626,31 @@ def test_an_export_during_a_records_pull_is_refused_and_leaves_the_previous_one(
     assert exported(out) == previous
 
 
+def test_an_export_in_another_pid_namespace_than_a_records_pull_s_is_refused_as_during_any_records_pull(
+        tmp_path, seattle):
+    """A records pull outside a container, the export in it (a PID namespace of its own, as `unshare
+    -Urpf` makes one): /proc/locks there leaves the pull's lock out, and the record names a PID of the
+    namespace outside. The export took it for no writer (main): it read the copy beside folders being
+    replaced (or met the catalogue held). Now refused as during any records pull, the pull said as a
+    process whose PID is not known here, its record's command and PID given; the previous export stands."""
+    from tests.conftest import pid_namespace_or_skip
+
+    unshare = pid_namespace_or_skip("tests/catalog/test_lock.py reads a recorded /proc/locks instead")
+    out = tmp_path / "export"
+    run_export(seattle, out)
+    previous = exported(out)
+    with writer_under_way(seattle, "records", f"sea:{ID}") as writer:
+        result = subprocess.run([unshare, "-Urpf", "--mount-proc", sys.executable, "-m", "harvester", "export",
+                                 "--db", str(seattle), "--out", str(out)], capture_output=True, text=True,
+                                timeout=300, env={**os.environ, "PYTHONPATH": REPO})
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "is being written by a process whose PID is not known here" in said, said
+    assert f"names process {writer.pid} (civicat records sea:{ID}, since " in said, said
+    assert "a records pull replaces records folders as it runs" in said, said
+    assert exported(out) == previous
+
+
 def test_export_wait_waits_out_a_records_pull_and_exits_1_naming_it_when_the_wait_runs_out(tmp_path, seattle):
     """`civicat export --wait [SECONDS]`: a records pull keeps an export out (exit 1 at once);
     with --wait the export says once that it waits for that pull, and exports once it ends; a

@@ -45,6 +45,8 @@ def stage_of(store, records, seen_extra=()):
 
 @pytest.fixture
 def store(tmp_path):
+    # (made by Store itself, not copied (tests.conftest.new_store): these tests squeeze the catalogue's
+    # memory to a few MB, and a copied one's blocks are laid out otherwise: one such test waited on)
     s = Store(tmp_path / "c.duckdb")
     yield s
     s.close()
@@ -68,6 +70,44 @@ def test_migrations_create_the_spec_tables_once(tmp_path):
     applied = [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
     assert migrate(con) == [] and applied == shipped
     con.close()
+
+
+def test_a_new_catalogues_migrations_are_one_transaction_an_existing_ones_each_its_own(tmp_path, monkeypatch):
+    """A new catalogue's migrations commit together (one commit, not 20: a first run's catalogue in
+    half the time; one failing leaves no half schema); an existing catalogue's each alone (a
+    migration copying a large table holds no other's undo), those before a failing one kept."""
+    import duckdb
+
+    import catalog.store as store_module
+    from catalog.versions import shipped_migrations
+
+    shipped = shipped_migrations()
+    broken = tmp_path / "broken.sql"
+    broken.write_text("INSERT INTO no_such_table VALUES (1);")
+    monkeypatch.setattr(store_module, "shipped_migrations", lambda: {**shipped, max(shipped) + 1: (broken, "broken")})
+
+    def versions(con):
+        return [v for (v,) in con.execute("SELECT version FROM schema_migrations ORDER BY 1").fetchall()]
+
+    def tables(con):
+        return {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+    new = duckdb.connect(str(tmp_path / "new.duckdb"))
+    with pytest.raises(duckdb.CatalogException, match="no_such_table"):
+        store_module.migrate(new)
+    assert versions(new) == [] and tables(new) == {"schema_migrations"}
+    new.close()
+
+    existing = duckdb.connect(str(tmp_path / "existing.duckdb"))
+    existing.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+                     "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+    script, name = shipped[1]
+    existing.execute(script.read_text())
+    existing.execute("INSERT INTO schema_migrations (version, name) VALUES (1, ?)", [name])
+    with pytest.raises(duckdb.CatalogException, match="no_such_table"):
+        store_module.migrate(existing)
+    assert versions(existing) == sorted(shipped) and "datasets" in tables(existing)
+    existing.close()
 
 
 def test_a_catalogue_a_newer_civicat_migrated_is_refused_before_any_write(tmp_path):

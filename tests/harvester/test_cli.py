@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from catalog.read_copy import read_copy_path
 from harvester.cli import cli
 from tests.children import line_of, output_of, run
-from tests.conftest import stopped_at_its_first_line, writer_under_way
+from tests.conftest import new_store, stopped_at_its_first_line, writer_under_way
 from tests.portals.dcat import DataJsonPortal
 from tests.portals.synth import make_data_json
 
@@ -1038,9 +1038,8 @@ def test_a_bad_http_setting_says_what_it_should_be_in_words(tmp_path, portal, na
 
 
 @pytest.fixture
-def empty_catalogue(tmp_path):
-    from catalog.store import Store
-    Store(tmp_path / "c.duckdb").close()
+def empty_catalogue(tmp_path, migrated_catalogue):
+    new_store(tmp_path / "c.duckdb", migrated_catalogue).close()
     return str(tmp_path / "c.duckdb")
 
 

@@ -1,6 +1,7 @@
-"""The tables of rows as a user meets them on a terminal: `runs`, `harvest`'s summary, `records` and `sql`
-fit the terminal's width (80 where it says none), their ids whole; piped, the table as it always was.
-(Until session 43 each ran past 80 columns: `runs` ~200 characters a row.)"""
+"""Every command's text as a user meets it, one width rule for all: on a terminal `runs`, `harvest`'s summary,
+`records`, `sql`, `search`, `overlap` and `similar` fit its width (80 where it says none), their ids whole; piped,
+every value whole, a row a line. (Until session 43 the tables ran past 80 columns: `runs` ~200 characters a row;
+until session 44 `overlap`, `similar` and `search` cut titles to 120 piped.)"""
 import json
 
 import pytest
@@ -41,33 +42,45 @@ def failed_night(tmp_path):
 
 
 @pytest.mark.parametrize("columns", [80, 100])
-def test_runs_fits_the_terminal_each_run_id_whole_its_failure_cut_where_it_was(failed_night, columns):
+def test_runs_on_a_narrow_terminal_is_a_line_a_portal_s_run_under_its_run_s_id_its_failure_on_a_line_below(
+        failed_night, columns):
+    """Until session 44 each portal's run took three lines at 80 columns (its ids, its counts wrapped, its failure)."""
     db, runs, _ = failed_night
     failure = f"{runs[0]['error_type']}: {runs[0]['error_message']}"
     assert len(failure) > 100   # (so that it is cut at these widths)
     out = shown(["runs", "--db", db, "--errors"], columns)
     assert widest(out) <= columns, out
     lines = out.splitlines()
-    for run in runs:   # (each run's line starts with its id, whole: a user copies it)
-        assert any(line.split()[:3] == [run["run_id"], "city", run["status"]] for line in lines), out
-    said = next(line for line in lines if "HtmlInsteadOfData" in line and "failure" in line)
-    assert said.endswith("…") and failure.startswith(said.strip().removeprefix("failure: ")[:-1].rstrip())
-    assert " ".join(out.split()).count("requests 5, retries 4") == 1   # (its counts, named)
+    assert lines[0].split() == ["portal", "status", "seen", "new", "changed", "removed", "errors"], out
+    failed, ok = lines.index(f"run {runs[0]['run_id']}"), lines.index(f"run {runs[1]['run_id']}")   # (whole)
+    assert lines[failed + 1].split() == ["city", "failed", "0", "0", "0", "0", "1"], out
+    said = lines[failed + 2]
+    assert said.startswith("  failure: ") and said.endswith("…") and failure.startswith(
+        said.removeprefix("  failure: ")[:-1].rstrip())
+    assert ok == failed + 3 and lines[ok + 1].split() == ["city", "ok", "7", "7", "0", "0", "0"], out
+    assert lines[ok + 2] == "(left out: started (UTC), seconds, unchanged, requests, retries, 304s)", out
+    assert lines[ok + 4].split() == ["portal", "source", "id", "stage", "severity", "type", "message"], out
 
 
-def test_runs_on_a_wide_terminal_is_the_table_its_failure_whole_and_piped_the_table_as_it_always_was(failed_night):
+def test_runs_on_a_wide_terminal_is_the_table_its_failure_whole_and_piped_every_value_whole(failed_night):
+    """Piped (a file, grep, `less -S`) a failure and an error's message are whole: until session 44 cut at 80 and
+    100 characters, unmarked, so a file lost them and grep could not find their ends."""
     db, runs, _ = failed_night
+    failure = f"{runs[0]['error_type']}: {runs[0]['error_message']}"
     out = shown(["runs", "--db", db], 400)
     header, rule, failed, ok = out.splitlines()
     assert header.split() == RUNS_HEADERS and failed.split()[:3] == [runs[0]["run_id"], "city", "failed"]
-    assert failed.endswith(f"{runs[0]['error_type']}: {runs[0]['error_message']}")   # (whole: it fits)
+    assert failed.endswith(failure)   # (whole: it fits)
     assert widest(out) <= 400
 
-    out = shown(["runs", "--db", db], None)
-    header, _, failed, _ = out.splitlines()
-    assert header.split() == RUNS_HEADERS
-    assert failed.rstrip().endswith(f"{runs[0]['error_type']}: {runs[0]['error_message'][:80].rstrip()}")
-    assert widest(out) > 150   # (a file, `less -S`, grep: every column of a run on its line)
+    out = shown(["runs", "--db", db, "--errors"], None)
+    header, rule, failed, ok, _, errors_header, errors_rule, error = out.splitlines()
+    assert header.split() == RUNS_HEADERS and failed.split()[:3] == [runs[0]["run_id"], "city", "failed"]
+    assert failed.endswith(failure) and len(failure) > 80
+    assert len(rule) == len(header) and rule.endswith(" " + "-" * len("failure"))   # (not a dash a character of it)
+    errors = json.loads(invoke("runs", "--db", db, "--errors", "--json").output)["errors"]
+    assert error.endswith(errors[0]["message"])
+    assert errors_header.split()[-1] == "message" and errors_rule.endswith(" " + "-" * len("message"))
 
 
 def test_harvest_s_summary_on_80_columns_is_the_table_each_column_as_wide_as_its_widest_cell(failed_night):
@@ -136,3 +149,86 @@ def test_sql_past_the_terminal_shows_each_row_as_a_block_its_values_whole_and_pi
     assert table.splitlines()[0].split() == ["run_id", "portal_id", "status", "error_type", "error_message"]
     assert runs[0]["error_message"] in table
     assert shown(["sql", "--db", db, query], 1000) == table   # (a terminal it fits: the table)
+
+
+LONG_TITLE = ("Police Department crime incident reports with offense, district and case number, updated daily "
+              "since 2001 from the records management system")
+
+
+@pytest.fixture(scope="module")
+def long_titles(tmp_path_factory):
+    """A catalogue at data/civicat.duckdb (the default: no `--db` in the commands it prints) of two cities' crime
+    reports, titled at 140 characters, their overlap group saved."""
+    from catalog import search
+    from catalog.store import Store
+    from tests.harvester.test_cli_keys import CRIME, add_dataset
+
+    folder = tmp_path_factory.mktemp("long-titles")
+    (folder / "data").mkdir()
+    store = Store(folder / "data" / "civicat.duckdb")
+    try:
+        for n, city in enumerate(("Springfield", "Shelbyville")):
+            add_dataset(store.con, f"{city.lower()}:crime-{n}", city, f"{city} {LONG_TITLE}", CRIME, n + 1)
+        search.refresh(store.con)
+    finally:
+        store.close()
+    result = CliRunner().invoke(cli, ["overlap", "--db", str(folder / "data" / "civicat.duckdb")])
+    assert result.exit_code == 0 and "1 groups" in result.output, result.output
+    return folder
+
+
+COMMANDS = [["search", "crime incident reports"], ["similar", "springfield:crime-0"], ["overlap", "--group", "1"],
+            ["overlap", "--pairs"]]
+
+
+@pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
+def test_overlap_similar_and_search_piped_print_every_title_whole(long_titles, args):
+    """One rule for every command: piped, nothing cut. Until session 44 these three cut titles to 120 piped."""
+    db = str(long_titles / "data" / "civicat.duckdb")
+    out = shown([*args, "--db", db], None)
+    assert out.count(LONG_TITLE) >= 2 and "…" not in out, out
+
+
+def on_a_terminal(args: list[str], columns: int, cwd) -> str:
+    """`civicat ARGS` run in `cwd` with its stdout a terminal (a pty) of `columns` (0: one that says no size,
+    as script(1) and a container's tty before its first resize give), no $COLUMNS."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    from tests.conftest import REPO
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24 if columns else 0, columns, 0, 0))
+    env = {**{k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}, "PYTHONPATH": REPO}
+    child = subprocess.Popen([sys.executable, "-m", "harvester", *args], stdin=subprocess.DEVNULL, stdout=follower,
+                             stderr=subprocess.PIPE, cwd=cwd, env=env)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:   # (EIO: the child closed the terminal)
+            break
+        if not chunk:
+            break
+        out += chunk
+    assert child.wait(timeout=120) == 0, child.stderr.read()
+    child.stderr.close()
+    os.close(leader)
+    return out.decode().replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("columns", [0, 80])
+def test_every_command_on_a_terminal_fits_its_width_and_one_that_says_none_80(long_titles, columns):
+    """A real terminal (no $COLUMNS). Until session 44 `overlap`, `similar` and `search` took 120 columns on a
+    terminal that says no size (Python's shutil), where `runs` and `records` took 80."""
+    for args in [*COMMANDS, ["runs"]]:
+        out = on_a_terminal(args, columns, long_titles)
+        assert widest(out) <= 80, (args, out)
+        if args[0] != "runs":
+            assert "…" in out, (args, out)   # (a title cut to fit)

@@ -22,7 +22,7 @@ class Open311Portal(LocalPortal):
     def __init__(self, services: list | None = None, services_xml: bytes | None = None, prefix: str = "/open311/v2",
                  requests: list[dict] | None = None, paging: bool = True, end_inclusive: bool = False,
                  whole_days: bool = False, local_zone: str | None = None, filters: bool = True,
-                 oldest_first: bool = False):
+                 oldest_first: bool = False, last_page: int | None = None):
         super().__init__(prefix)
         self.services = services
         self.services_xml = services_xml
@@ -41,6 +41,8 @@ class Open311Portal(LocalPortal):
         # given before the cut at a page; False: both ignored, as some servers do
         self.filters = filters
         self.oldest_first = oldest_first   # True: requests sorted oldest first before the cut at a page (some do)
+        # the deepest page it gives: those after it answered with none (a server that pages only so deep)
+        self.last_page = last_page
 
     def route(self, path: str, query: Query) -> tuple[int, Any]:
         if path == "/services.json" and self.services is not None:
@@ -62,7 +64,7 @@ class Open311Portal(LocalPortal):
         """``start_date``/``end_date`` (at most 90 days apart, else 400) on requested_datetime,
         the end excluded unless `end_inclusive` (their times dropped with `whole_days`), newest first
         (oldest first with `oldest_first`),
-        ``page`` (from 1) of PAGE_SIZE."""
+        ``page`` (from 1) of PAGE_SIZE, none past `last_page`."""
         try:
             start, end = instant(query["start_date"]), instant(query["end_date"])
         except (KeyError, ValueError):
@@ -80,6 +82,8 @@ class Open311Portal(LocalPortal):
                          or inclusive and instant(r["requested_datetime"]) == end) and self.chosen(r, query)),
                         key=lambda r: r["requested_datetime"], reverse=not self.oldest_first)
         page = int(query.get("page", 1)) if self.paging else 1
+        if self.last_page is not None and page > self.last_page:
+            return 200, []
         return 200, [self._local(r) for r in chosen[(page - 1) * self.PAGE_SIZE:page * self.PAGE_SIZE]]
 
     def chosen(self, request: dict, query: Query) -> bool:

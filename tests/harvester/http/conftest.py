@@ -111,9 +111,14 @@ def dripping_headers():
         stop_accepting(server, [dripping])
 
 
-def accepting_and_never_answering() -> tuple[socket.socket, list, threading.Event]:
-    """A server that accepts and reads the request, then answers nothing: itself, the connections it
-    holds, and an event set once a request has been read."""
+@contextlib.contextmanager
+def accepting_and_never_answering():
+    """`with accepting_and_never_answering() as (server, held, asked):` a server that accepts and reads
+    the request, then answers nothing: itself, the connections it holds, and an event set once a
+    request has been read. It owns its end: shut, its thread ended, then closed with what it holds.
+    Closed by its callers from under the thread waiting in accept() (until session 44), it stayed
+    listening (Linux) and took connections after its test, its thread left running on descriptor
+    numbers the next tests' sockets take (as LocalProxy's did: the 407 flake of session 43)."""
     server = socket.create_server(("127.0.0.1", 0))
     held, asked = [], threading.Event()
 
@@ -121,15 +126,29 @@ def accepting_and_never_answering() -> tuple[socket.socket, list, threading.Even
         while True:
             try:
                 connection, _ = server.accept()
-            except OSError:   # (closed: the test is over)
+            except OSError:   # (shut: the test is over)
                 return
             held.append(connection)
             with contextlib.suppress(OSError):
                 if connection.recv(65536):
                     asked.set()
 
-    threading.Thread(target=accept, daemon=True).start()
-    return server, held, asked
+    accepting = threading.Thread(target=accept, name=f"never-answering-{server.getsockname()[1]}", daemon=True)
+    accepting.start()
+    try:
+        yield server, held, asked
+    finally:
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_RDWR)
+        ending = time.monotonic() + 30   # (a bound on a teardown: the thread ends at once once shut)
+        while accepting.is_alive() and time.monotonic() < ending:
+            for connection in list(held):   # (its thread may be reading one, accepted as the server was shut)
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+            accepting.join(0.05)
+        server.close()
+        for connection in held:
+            connection.close()
 
 
 def relay(client: socket.socket, portal: socket.socket) -> None:
@@ -397,11 +416,11 @@ def left_unclosed_by_ctrl_c(client, url: str, waiting, wakeup: socket.socket | N
     return [str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)]
 
 
-def stopped_while(client, asked: str, url: str, tmp_path, waiting, what: str, server, held: list) -> Interrupted:
+def stopped_while(client, asked: str, url: str, tmp_path, waiting, what: str) -> Interrupted:
     """`url` asked by `client` in a thread (asked_in_a_thread, a download to tmp_path) and the client
     cancelled once `waiting()` has returned: the request must end at once (60 s: far beyond any load,
-    its timeouts are minutes) with Interrupted, which is returned, and write nothing. `server` and the
-    sockets `held` closed after. A wait that fails says what became of the request too (it may have
+    its timeouts are minutes) with Interrupted, which is returned, and write nothing. The server asked
+    is its caller's to close, after. A wait that fails says what became of the request too (it may have
     ended before the state waited for)."""
     asking, outcomes = asked_in_a_thread(client, asked, url, tmp_path / "data.csv")
     try:
@@ -415,9 +434,6 @@ def stopped_while(client, asked: str, url: str, tmp_path, waiting, what: str, se
         asking.join(60)
         assert not asking.is_alive(), f"{what} went on after the stop"
     finally:
-        server.close()
-        for connection in held:
-            connection.close()
         asking.join(60)
     assert len(outcomes) == 1 and isinstance(outcomes[0], Interrupted), outcomes
     assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,6 @@
 """HttpClient against a local portal that really misbehaves (no mocked requests): retries, Retry-After,
 budgets, pace, conditional requests and the validator cache."""
+import functools
 import gc
 import gzip
 import hashlib
@@ -882,6 +883,7 @@ ENCODED = {"gzip": lambda body: b"".join(gzip.compress(body[at:at + (256 << 10)]
            "gzip, gzip": lambda body: gzip.compress(ENCODED["gzip"](body), mtime=0)}
 
 
+@functools.cache   # (deflating 512 MiB takes ~2 s of CPU: once a coding, not once a test)
 def bomb(coding: str) -> bytes:
     return BOMB if coding == "gzip" else gzip.compress(BOMB, mtime=0) if coding == "gzip, gzip" \
         else ENCODED[coding](b"0" * (512 << 20))

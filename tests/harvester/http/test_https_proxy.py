@@ -88,21 +88,16 @@ def test_a_ctrl_c_in_the_tls_handshake_with_an_https_proxy_closes_its_socket(mon
     ends the handshake, as the portal's own."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    listening, held, hello = accepting_and_never_answering()
-    proxy = f"https://127.0.0.1:{listening.getsockname()[1]}"
-    monkeypatch.setenv("HTTPS_PROXY", proxy)
-    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with accepting_and_never_answering() as (listening, _, hello):
+        proxy = f"https://127.0.0.1:{listening.getsockname()[1]}"
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
 
-    def waiting():
-        assert hello.wait(60), "the client never began the proxy's TLS handshake"
+        def waiting():
+            assert hello.wait(60), "the client never began the proxy's TLS handshake"
 
-    try:
         left = left_unclosed_by_ctrl_c(fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0),
                                        f"{scheme}://portal.invalid/doc", waiting)
-    finally:
-        listening.close()
-        for connection in held:
-            connection.close()
     assert left == []
 
 
@@ -112,13 +107,13 @@ def test_a_stop_ends_the_tls_handshake_with_an_https_proxy_at_once(monkeypatch, 
     connect timeout (300 s here); the stop ends it at once, Interrupted."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
-    listening, held, hello = accepting_and_never_answering()
-    monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{listening.getsockname()[1]}")
     url = "https://portal.invalid/doc"
 
     def waiting():
         assert hello.wait(60), "the client never began the proxy's TLS handshake"
 
     client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
-    stopped = stopped_while(client, "page", url, tmp_path, waiting, "the proxy's handshake", listening, held)
+    with accepting_and_never_answering() as (listening, _, hello):
+        monkeypatch.setenv("HTTPS_PROXY", f"https://127.0.0.1:{listening.getsockname()[1]}")
+        stopped = stopped_while(client, "page", url, tmp_path, waiting, "the proxy's handshake")
     assert str(stopped) == f"the harvest was interrupted while connecting: {url}"

@@ -208,14 +208,14 @@ def test_a_stop_ends_a_wait_for_headers_or_a_tls_handshake_through_a_socks_proxy
     """A portal behind the proxy that reads the request (or the TLS hello) and never answers held the
     request until the headers' deadline (twice the read timeout: 600 s here), or the connect timeout
     (300 s): the stop shuts the socket, under the TLS handshake too, and the request ends Interrupted."""
-    server, held, asked = accepting_and_never_answering()
-    url = f"{scheme}://portal.invalid:{server.getsockname()[1]}/doc"
     client = fast_client(max_attempts=1, timeout=300.0, connect_timeout=300.0)
+    with accepting_and_never_answering() as (server, _, asked):
+        url = f"{scheme}://portal.invalid:{server.getsockname()[1]}/doc"
 
-    def asked_of_the_portal():
-        assert asked.wait(60), "the portal was never asked"
+        def asked_of_the_portal():
+            assert asked.wait(60), "the portal was never asked"
 
-    stopped = stopped_while(client, "page", url, tmp_path, asked_of_the_portal, "the wait", server, held)
+        stopped = stopped_while(client, "page", url, tmp_path, asked_of_the_portal, "the wait")
     assert str(stopped) == f"the harvest was interrupted while {waited}: {url}"
 
 

@@ -12,11 +12,8 @@ from tests.harvester.http.conftest import accepting_and_never_answering, unbound
 @pytest.fixture
 def unanswered():
     """A URL on 127.0.0.1 whose server reads the request and never answers."""
-    server, held, _ = accepting_and_never_answering()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/doc"
-    server.close()
-    for connection in held:
-        connection.close()
+    with accepting_and_never_answering() as (server, _, _):
+        yield f"http://127.0.0.1:{server.getsockname()[1]}/doc"
 
 
 def test_a_wait_it_cuts_fails_the_test_saying_the_wait_was_not_bounded(unanswered):

@@ -279,6 +279,39 @@ def test_more_requests_in_one_second_than_a_server_that_ignores_page_gives_are_r
     assert {q["start_date"] for q in by_parts} == {"2020-01-08T14:23:26Z"} and len(by_parts) < 12, by_parts
 
 
+def test_a_second_deeper_than_the_server_pages_is_read_by_parts(tmp_path):
+    """130 requests entered in one second from a server that gives pages of 50 only two deep (page 3 and
+    after: none, as a server capping its offset does): the second cannot be narrowed, and its empty
+    page 3 after a full page 2 was taken as its end, 30 requests lost, the pull ok. That empty page may
+    be the server's last, not the second's: the second is read again by `status` and `service_code`,
+    whose parts are each under a page. Read whole, each once."""
+    batch = [{**r, "status": "open" if n % 6 == 0 else "closed", "service_code": CODES[n % 7]}
+             for n, r in enumerate(one_second(130)[:130])]
+    with Open311Portal(services=CITY_SERVICES, requests=batch + load_json(BOSTON), last_page=2) as portal:
+        ids = pulled_ids(portal)
+        by_parts = [q for p, q, _ in portal.requests if p == "/requests.json" and "status" in q]
+    assert sorted(ids) == sorted(served_ids(portal)) and len(ids) == len(set(ids))
+    assert {q["start_date"] for q in by_parts} == {"2020-01-08T14:23:26Z"} and len(by_parts) < 12, by_parts
+
+
+def test_a_second_deeper_than_the_server_pages_that_parts_cannot_tell_fails_naming_it(tmp_path):
+    """The same second's 130 requests all open and of no service code: no part is under a page, and
+    the pull fails (the run report naming the dataset and the second), where it published 100 of them."""
+    with Open311Portal(services=JSON_SERVICES, requests=one_second(130), last_page=2) as portal:
+        db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
+    con = duckdb.connect(str(db))
+    try:
+        failures = con.execute("SELECT source_id, message FROM harvest_errors WHERE stage = 'records' "
+                               "AND severity = 'error'").fetchall()
+        published = con.execute("SELECT count(*) FROM record_pulls").fetchone()[0]
+    finally:
+        con.close()
+    assert published == 0, result.output
+    assert [source_id for source_id, _ in failures] == ["service-requests"], result.output
+    assert re.search(r"the one second at start_date=2020-01-08T14:23:26Z, end_date=2020-01-08T14:23:27Z, page=1 "
+                     r"answers 50 requests, .*; read by parts, .*a records pull never skips a row", failures[0][1])
+
+
 def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
     """GeoReport's `end_date` is the latest moment to include, and Boston's server answers
     newest first: a window whose newest second holds a page of requests or more answers
@@ -818,6 +851,22 @@ def test_a_rare_public_code_beside_a_private_type_in_a_part_loses_none(tmp_path,
     assert public <= set(published), f"{sorted(public - set(published))} of {len(public)} lost"
     alone = [q["service_code"] for q in asked if "status" not in q and "service_code" in q]
     assert sorted(alone) == ["code-01", "rare"], alone   # (once each: the 40 codes met are not asked so)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.67], ids=["half", "two-thirds"])
+def test_a_private_service_type_of_half_the_requests_or_more_loses_none_of_the_others(tmp_path, store, share):
+    """As above, the private type half or two thirds of 300 requests a day: a day's answer (its cut of 50
+    thinned by half or more) and its parts by status, which hold the private type, answered under half of
+    the largest and were taken whole, the others' requests behind each cut lost, the pull ok (the half
+    rule assumes no cut answer thinned by more than half). Once the server is seen past it (a margin of
+    twice its thinning wider than half), the pull starts over: every day of it is read by parts, a part by
+    status split by codes, the private type apart from the codes met."""
+    draw = random.Random(44)   # (drawn: a cut answer of 50 thinned by more than half, now and then)
+    requests = [{**r, "service_code": "code-01"} if draw.random() < share else r
+                for r in coded(uniform_city(300, 10, datetime(2024, 1, 1, tzinfo=UTC)))]
+    public, published, _, _ = busy_days_pull(tmp_path, store, requests, private=0, private_in={"code-01": 20})
+    assert len(published) == len(set(published)), f"{len(published) - len(set(published))} published twice"
+    assert public <= set(published), f"{len(public - set(published))} of {len(public)} lost"
 
 
 def test_a_service_code_the_server_refuses_is_taken_as_private_not_failing_the_pull(tmp_path, store, caplog):
@@ -2117,3 +2166,35 @@ def test_nights_that_change_no_request_publish_the_same_bytes_when_a_request_giv
             request["status"] = "closed" if request["status"] == "open" else "open"
     changed = night(4)
     assert changed != first and night(5) == changed
+
+
+def test_a_night_that_changes_no_request_writes_no_merged_part(tmp_path, boston, monkeypatch):
+    """A night on which no request changed (its last days read again): the merge wrote every row of
+    the dataset into merged parts, then threw them away for the previous parts it found the same
+    (the work and the disk written a whole dataset's, each night). It judges first and writes
+    nothing; a night that changes a request writes the dataset, each row once."""
+    import harvester.records_merge as records_merge
+    from catalog.store import migrate
+
+    layout = RecordsLayout(tmp_path / "records")
+    con = duckdb.connect(str(tmp_path / "c.duckdb"))
+    migrate(con)
+    written, write = [], records_merge._Parts.write
+    monkeypatch.setattr(records_merge._Parts, "write", lambda parts, table: (written.append(table.num_rows),
+                                                                               write(parts, table))[1])
+
+    def night(number: int) -> list[int]:
+        written.clear()
+        pulled = pull_dataset(source_for(boston, previous_pull(con, "bos311:service-requests")), layout, "bos311",
+                              "service-requests", con, uid="bos311:service-requests", run_id=f"r{number}")
+        assert (pulled.mode, pulled.rows) == ("full" if number == 1 else "incremental", 950)
+        return list(written)
+
+    night(1)
+    published = sorted(path.stat().st_ino for path in layout.folder("bos311", "service-requests").iterdir())
+    assert night(2) == night(3) == []
+    assert sorted(path.stat().st_ino for path in layout.folder("bos311", "service-requests").iterdir()) == published
+    latest = max(boston.service_requests, key=lambda r: r["requested_datetime"])
+    latest["status"] = "closed" if latest["status"] == "open" else "open"
+    assert sum(night(4)) == 950
+    con.close()

@@ -7,6 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import harvest_with_records
+from tests.portals.base import RawBody
 from tests.portals.opendatasoft import OpenDataSoftPortal, StalePagePortal, make_ods_datasets
 
 
@@ -400,3 +401,81 @@ def test_a_stale_page_after_repeated_rows_shown_real_fails_the_pull(tmp_path):
     with StalePagePortal(datasets, records={name: rows}, stale={"offset": "300", "limit": "100"}) as portal:
         message = pulls_past_a_stale_page(tmp_path, portal, name, rows)
     assert "offset=300, limit=100 gave the same 100 rows as the page before" in message, message
+
+
+class OverlappingPagesPortal(OpenDataSoftPortal):
+    """An ODS whose records pages after the first start a row early (a sort that moved between
+    them): the last row of each page is given again as the first of the next, the count unchanged."""
+
+    def route(self, path, query):
+        if path.endswith("/records") and int(query.get("offset", 0)) > 0:
+            query = {**query, "offset": str(int(query["offset"]) - 1)}
+        return super().route(path, query)
+
+
+def over_count_failure(tmp_path, portal, name: str, given: str, counted: str, read: str) -> None:
+    """A pull of `name` from `portal` fails, `given` rows more than the `counted`, its error naming
+    the dataset and what was `read`, and nothing is published."""
+    import duckdb
+    db, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["portals"][0]["records_failed"] == 1, result.output
+    assert not (tmp_path / "records" / "portal=paris" / f"dataset={name}").exists()
+    with duckdb.connect(str(db)) as con:
+        error = con.execute("SELECT error_type, message FROM harvest_errors WHERE stage = 'records' "
+                            "AND severity = 'error'").fetchone()
+    assert error == ("PagingError", f"records pull failed (paris:{name}): the pull gave {given} rows, more than the "
+                     f"{counted} the portal counts at its start and its end: {read} rows (rows carry no key to keep "
+                     "one of each); the previous records are kept")
+
+
+@pytest.mark.parametrize("rows", [counter_rows(250), with_nan_rates(counter_rows(250))], ids=["numbers", "nan"])
+def test_pages_that_overlap_fail_the_pull_not_publish_duplicates(tmp_path, rows):
+    """Rows 0-99, 99-198 and 199-249 (the second page's first row the last of the first, NaN or
+    not): no page repeats the rows before it, every page counts 250, and 251 rows were published,
+    row 99 twice (only twice the count and a million more stopped a pull). The pull fails naming
+    the dataset, nothing staged is kept, and the next pull, the pages right again, reads it whole once."""
+    datasets = make_ods_datasets(2)
+    name = datasets[1]["dataset_id"]
+    folder = tmp_path / "records" / "portal=paris" / f"dataset={name}"
+    with OverlappingPagesPortal(datasets, records={name: rows}) as portal:
+        over_count_failure(tmp_path, portal, name, "251", "250", "its pages repeat")
+    with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+        pages = [q["offset"] for p, q, _ in portal.requests if p.endswith("/records") and q.get("limit") != "0"]
+    assert json.loads(result.output)["portals"][0]["records_pulled"] == 1, result.output
+    assert pq.read_table(folder)["id"].to_pylist() == [r["id"] for r in rows]
+    assert pages == ["0", "100", "200"]   # (read again from its start: the staged rows were not resumed from)
+
+
+class RepeatingExportPortal(OpenDataSoftPortal):
+    """An ODS whose records export gives one row twice, its count the rows it holds."""
+
+    def route(self, path, query):
+        if path.endswith("/exports/jsonl"):
+            rows = next(r for name, r in self.records.items() if path.endswith(f"/{name}/exports/jsonl"))
+            return 200, RawBody("".join(json.dumps(r) + "\n" for r in [*rows, rows[7]]).encode(), "application/jsonl")
+        return super().route(path, query)
+
+
+def test_an_export_that_repeats_a_row_fails_the_pull_and_one_grown_since_the_count_is_published(tmp_path):
+    """A dataset past the offset window is read from its export: one repeating a row (12,346
+    lines, the count 12,345 before and after) was published, a row twice. It fails naming the
+    dataset. An export that gives more rows than counted because rows were added between the count
+    and the download (the count asked again says so) is the dataset as it now is: published."""
+    datasets = make_ods_datasets(2)
+    name = datasets[1]["dataset_id"]
+    rows = counter_rows(12_345)
+    folder = tmp_path / "records" / "portal=paris" / f"dataset={name}"
+    with RepeatingExportPortal(datasets, records={name: rows}) as portal:
+        over_count_failure(tmp_path, portal, name, "12,346", "12,345", "its export repeats")
+    with OpenDataSoftPortal(datasets, records={name: rows}) as portal:
+        def a_row_added_before_the_export(path, query):
+            if path.endswith("/exports/jsonl") and len(rows) == 12_345:
+                rows.append({**rows[0], "id": "new"})
+
+        portal.on_request = a_row_added_before_the_export
+        _, result = harvest_with_records(tmp_path, "paris", "opendatasoft", portal.url, [name])
+    report = json.loads(result.output)["portals"][0]
+    assert (report["records_pulled"], report["record_rows"]) == (1, 12_346), result.output
+    assert sorted(pq.read_table(folder)["id"].to_pylist()) == sorted(r["id"] for r in rows)
