@@ -70,8 +70,11 @@ def _name_of(piece: str) -> str:
 # some servers split on: `?a=1;token=…`) and a '?' inside a value (a link nested unescaped: `?next=/f?token=…`)
 SEPARATORS = re.compile(r"[&;?]")
 # and in a fragment a '/' too: an app's route before its parameters (`#/access_token=…`, as an OAuth server
-# appends an implicit grant to a redirect `…/#/`; `#!/view/token=…`)
-FRAGMENT_SEPARATORS = re.compile(r"[&;?/]")
+# appends an implicit grant to a redirect `…/#/`; `#!/view/token=…`), and a '#': an implicit grant appended
+# to a hash-routed app's redirect that holds its own (`…/#/callback#access_token=…`), and a nested link's
+# fragment inside a fragment (`#next=x.org/a#token=…`); read as one name ('callback#access_token'), its key
+# was exported as published
+FRAGMENT_SEPARATORS = re.compile(r"[&;?/#]")
 # what ends a secret's value: the next '&' (a ';', a '?' may be its own: _secret_values); in a fragment a '#'
 # followed by digits alone to the link's end too: the number of an exported uid (exported_uids,
 # `…#access_token=REDACTED#2`), read again (a message naming it, a log line), kept. Any other '#' in a fragment

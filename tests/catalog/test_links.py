@@ -417,6 +417,37 @@ def test_a_uid_whose_source_id_holds_a_key_in_its_fragment_or_escaped_twice_is_r
                                           "p:https://x.org/p?next=%252Ff%253Ftoken%253DREDACTED"}
 
 
+# a fragment holding a second '#': a hash-routed app's redirect (`…/#/callback`) that an OAuth server appended an
+# implicit grant to with a '#' of its own (the browser's address after signing in), and a nested link's fragment
+# inside a fragment, as written and escaped (`%23`), and a text's link naming no scheme (r44: each read as one
+# name, `callback#access_token`, the key exported as published)
+SECOND_HASH = {
+    "https://app.x.org/#/callback#access_token=abc&token_type=Bearer&expires_in=3600":
+        "https://app.x.org/#/callback#access_token=REDACTED&token_type=Bearer&expires_in=3600",
+    "https://app.x.org/#!/auth#id=1&access_token=abc": "https://app.x.org/#!/auth#id=1&access_token=REDACTED",
+    "https://x.org/r#next=x.org/a#token=abc": "https://x.org/r#next=x.org/a#token=REDACTED",
+    "https://x.org/r#/go?to=x.org%2Fa%3Fb%3D1%23access_token%3Dabc":
+        "https://x.org/r#/go?to=x.org%2Fa%3Fb%3D1%23access_token%3DREDACTED",
+    "app.x.org/#/callback#access_token=abc": "app.x.org/#/callback#access_token=REDACTED",
+}
+
+
+def test_a_key_after_a_second_hash_in_a_fragment_is_named_and_redacted():
+    assert [secrets_of(link) for link in SECOND_HASH] == [["access_token"], ["access_token"], ["token"],
+                                                          ["access_token"], ["access_token"]]
+    assert [redacted(link) for link in SECOND_HASH] == list(SECOND_HASH.values())
+    assert [redacted_text(f"Signed in: {link} now") for link in SECOND_HASH] == [
+        f"Signed in: {link} now" for link in SECOND_HASH.values()]
+    # (an anchor after an anchor names no secret: left as written)
+    assert redacted("https://x.org/#/docs#section-2") == "https://x.org/#/docs#section-2"
+    with duckdb.connect() as con:
+        for link, exported in SECOND_HASH.items():
+            con.execute("CREATE OR REPLACE TABLE t AS SELECT ?::VARCHAR AS download_url, ?::VARCHAR AS description",
+                        [link, f"See {link} now"])
+            assert con.execute(f"SELECT {_exported(con, 'download_url')}, {_exported(con, 'description', text=True)} "
+                               "FROM t").fetchone() == (exported, f"See {exported} now")
+
+
 # a key in a fragment after a hashbang (`#!`, an app's route mark), and a fragment key holding a '#' (a browser
 # keeps it in the fragment, and an app reads the value through it): session 44's k44 exported the first as
 # published (read as the name `!access_token`), and the second's tail after its '#'
