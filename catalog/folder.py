@@ -16,6 +16,7 @@ refused, each told to move to a folder of its own."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from datetime import UTC, datetime
@@ -90,26 +91,49 @@ def _other_catalogues(db_path: Path) -> list[Path]:
     program was writing then was taken for a catalogue (DuckDB could not open it), the folder refused.
     A catalogue that has shared the folder's files has had a writer, whose lock file stays and whose
     read copy it published as it ended; one with neither (both removed, or the catalogue renamed
-    without them) is not seen, and the catalogue looking adopts the folder: that one's writers are
-    then refused as another's, naming the fix (a folder of its own)."""
+    without them) cannot be told from another program's database unopened: it is not counted, and the
+    catalogue looking adopts the folder (that one's writers are then refused as another's, naming the
+    fix: a folder of its own), but every such DuckDB file is named in a warning (_say_unseen; until
+    session 44 nothing was said)."""
     from catalog.lock import kept_by_a_writer
     from catalog.read_copy import catalogue_of, read_copy_path
 
-    found = []
+    found, unseen = [], []
     with os.scandir(db_path.parent) as entries:
         for count, entry in enumerate(entries):
             if count >= FOLDER_ENTRIES_READ:
                 break
             path = Path(entry.path)
             if entry.name.startswith(".") or not entry.is_file() or path.name == db_path.name \
-                    or catalogue_of(path) is not None:
+                    or catalogue_of(path) is not None or not _is_duckdb(path):
                 continue
             held = kept_by_a_writer(path)
-            if not (held or read_copy_path(path).is_file()) or not _is_duckdb(path):
-                continue
-            if _is_a_catalogue(path) if held else _copy_is_a_catalogue(read_copy_path(path)):
+            if not (held or read_copy_path(path).is_file()):
+                unseen.append(path)
+            elif _is_a_catalogue(path) if held else _copy_is_a_catalogue(read_copy_path(path)):
                 found.append(path)
+    _say_unseen(db_path, sorted(unseen))
     return sorted(found)
+
+
+_said_unseen: set[tuple[str, str]] = set()
+
+
+def _say_unseen(db_path: Path, unseen: list[Path]) -> None:
+    """A warning, once a process, naming the DuckDB files beside the catalogue that nothing of civicat's
+    names (no writer's `.lock` record, no read copy): the folder's files are taken for this catalogue's
+    alone, and one of them that is a catalogue that shared them would have its pulls taken for this one's."""
+    for path in unseen:
+        if (str(db_path), str(path)) in _said_unseen:
+            continue
+        _said_unseen.add((str(db_path), str(path)))
+        logging.getLogger("civicat").warning(
+            "%s is a DuckDB file beside %s with neither a civicat writer's lock file nor a read copy, so it is not "
+            "opened to see whether it is a catalogue (another program's database would be kept from its writes "
+            "for that moment): the files beside them (%s) are taken for %s's. If %s is a civicat catalogue that "
+            "shared them, move it into a folder of its own now: %s's pulls and repairs may replace or remove its "
+            "records pulls there, and its writers are refused once %s has claimed the folder", path, db_path.name,
+            ", ".join(_shared_files(db_path.parent)), db_path.name, path.name, db_path.name, db_path.name)
 
 
 def _is_duckdb(path: Path) -> bool:

@@ -1,5 +1,6 @@
 """A link's secrets: the query parameters of a URL that carry one (`?token=…`, `?api_key=…`,
-`?sig=…`, `X-Amz-Signature=…`), found by their name, and a password before its host
+`?sig=…`, `X-Amz-Signature=…`), and those of its fragment (`#access_token=…`), found by their name,
+and a password before its host
 (`ftp://user:pass@host/…`); and the link with their values redacted; the same of the links a
 text pastes (a description's `see https://…?api_key=…`).
 
@@ -11,7 +12,7 @@ republishes the catalogue, and a key must not be published again, whoever publis
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import unquote_plus
 
 SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "pwd", "signature", "sig", "credential")
 # a query parameter that carries a secret, by its name less '$', '_' and '-' (`api_key`, `$$app_token`,
@@ -29,19 +30,27 @@ def is_secret_parameter(name: str) -> bool:
     return SECRET_PARAMETER.fullmatch(re.sub(r"[$_-]", "", name)) is not None
 
 
-def _query_of(link: str) -> str | None:
-    """The query of `link` (None when it has none, or is no URL that parses). A link with no '?' but an
-    '&' is read as a link a text pastes inside another's query, the text after its first '&' the rest of
-    that query (`…/r?to=ftp://h/f.csv&api_key=k`: a text's second link, `ftp://h/f.csv&api_key=k`, until
-    session 42 read as holding no parameter, the key exported as published)."""
-    if "?" not in link:   # (most links: nothing to parse)
-        if "&" not in link:
-            return None
-        return link.partition("&")[2].partition("#")[0] or None
-    try:
-        return urlsplit(link).query or None
-    except ValueError:
-        return None
+def _parts_of(link: str) -> list[tuple[int, str, re.Pattern, re.Pattern]]:
+    """(where it begins in `link`, its text, what separates its parameters, what ends a value) of `link`'s
+    query and of its fragment, each that may hold a parameter, read as urlsplit reads them (the query from
+    the first '?' before the first '#' up to it, the fragment after that '#') but in the text itself, never
+    refused (urlsplit refuses some hosts whole: `[not-an-ip]`).
+    A link with no '?' but an '&' before its '#' is read as a link a text pastes inside another's query,
+    the text after its first '&' the rest of that query (`…/r?to=ftp://h/f.csv&api_key=k`: a text's second
+    link, `ftp://h/f.csv&api_key=k`, until session 42 read as holding no parameter, the key exported as
+    published). A fragment is read only where it holds an '=': most are anchors (`#section-2`, ArcGIS Hub's
+    `#data`, `#/map/12/40.7/-74.0`), and a parameter in one is an OAuth implicit grant's
+    (`#access_token=…&token_type=bearer`) or an app's route (`#/view?access_token=…`, `#/access_token=…`):
+    the browser keeps it from the server, but a link exported with it publishes the key all the same
+    (until session 44 exported as published)."""
+    before, hashed, fragment = link.partition("#")
+    parts = []
+    mark = "?" if "?" in before else "&" if "&" in before else None   # (most links: neither)
+    if mark is not None and (start := before.index(mark) + 1) < len(before):
+        parts.append((start, before[start:], SEPARATORS, VALUE_END))
+    if hashed and "=" in fragment:
+        parts.append((len(before) + 1, fragment, FRAGMENT_SEPARATORS, FRAGMENT_VALUE_END))
+    return parts
 
 
 # an '&' a page's author wrote as HTML writes it (`?a=1&amp;token=…`, copied from a page's source): the
@@ -57,30 +66,36 @@ def _name_of(piece: str) -> str:
 # what separates a query's parameters where a secret may follow: '&', ';' (HTML 4's other separator, which
 # some servers split on: `?a=1;token=…`) and a '?' inside a value (a link nested unescaped: `?next=/f?token=…`)
 SEPARATORS = re.compile(r"[&;?]")
+# and in a fragment a '/' too: an app's route before its parameters (`#/access_token=…`, as an OAuth server
+# appends an implicit grant to a redirect `…/#/`; `#!/view/token=…`)
+FRAGMENT_SEPARATORS = re.compile(r"[&;?/]")
+# what ends a secret's value: the next '&' (a ';', a '?' may be its own: _secret_values); in a fragment a '#'
+# too, which no URL holds there unescaped, but an exported uid does: `…#access_token=REDACTED#2` (exported_uids)
+# read again (a message naming it, a log line) kept its number
+VALUE_END = re.compile("&")
+FRAGMENT_VALUE_END = re.compile("[&#]")
 
 
 def _secret_values(link: str) -> list[tuple[str, int, int]]:
-    """(name, start, end) of each value in `link`'s query (cleaned: _cleaned) that carries a secret: a
-    parameter with a secret's name and an '=' (one with none carries no value: `?token` publishes nothing).
-    A value runs to the next '&': a ';' or a '?' begins a parameter's name (`?a=1;token=…`), but may be
-    a secret's own character (`?password=pa;ss?word`: its tail was published)."""
-    query = _query_of(link)
-    if query is None:
-        return []
-    # (urlsplit's query is the text from the first '?' to the '#'; with none, _query_of's from the first '&')
-    start = link.index("?" if "?" in link else "&") + 1
-    found, at = [], 0
-    for piece in SEPARATORS.split(query):   # (each separator one character)
-        if "=" in piece and is_secret_parameter(name := _name_of(piece)):
-            value = at + piece.index("=") + 1
-            end = query.find("&", value)
-            found.append((name, start + value, start + (len(query) if end < 0 else end)))
-        at += len(piece) + 1
+    """(name, start, end) of each value in `link`'s query and fragment (_parts_of; `link` cleaned:
+    _cleaned) that carries a secret: a parameter with a secret's name and an '=' (one with none carries
+    no value: `?token` publishes nothing). A value runs to the next '&' of its part (VALUE_END): a ';' or a
+    '?' begins a parameter's name (`?a=1;token=…`), but may be a secret's own character
+    (`?password=pa;ss?word`: its tail was published)."""
+    found = []
+    for start, part, separators, value_end in _parts_of(link):
+        at = 0
+        for piece in separators.split(part):   # (each separator one character)
+            if "=" in piece and is_secret_parameter(name := _name_of(piece)):
+                value = at + piece.index("=") + 1
+                end = value_end.search(part, value)
+                found.append((name, start + value, start + (len(part) if end is None else end.start())))
+            at += len(piece) + 1
     return found
 
 
 def secret_parameters(link: str | None) -> list[str]:
-    """The names of the parameters of `link`'s query that carry a secret, each once, in order."""
+    """The names of the parameters of `link`'s query and fragment that carry a secret, each once, in order."""
     if not isinstance(link, str):
         return []
     return list(dict.fromkeys(name for name, _, _ in _secret_values(_cleaned(link))))
@@ -120,14 +135,16 @@ _DROPPED = {9: None, 10: None, 13: None}
 
 def _may_hold_a_secret(link: str) -> bool:
     """False where `link` holds no secret, read as one link or as a text: it has no query ('?', or
-    an '&' after which _query_of reads one) and no '@' (a password before a host). Most links: a
-    harvest reads some 20 links and texts a dataset, nearly all of them passed by here. Nor one of
-    those escaped (`%3F`, `%40`, `%26`): a link nested in another's as a form escapes it, whose escapes
-    decoded once may show one (_escaped_secrets)."""
-    return "?" in link or "@" in link or "&" in link or ("%" in link and ESCAPED_QUERY.search(link) is not None)
+    an '&' after which _parts_of reads one), no fragment holding an '=' or an escape, and no '@' (a
+    password before a host). Most links: a harvest reads some 20 links and texts a dataset, nearly all
+    of them passed by here. Nor one of those escaped (`%3F`, `%40`, `%26`, `%23`), or an escape escaped
+    (`%25`): a link nested in another's as a form escapes it, whose escapes decoded may show one
+    (_escaped_secrets)."""
+    return ("?" in link or "@" in link or "&" in link or ("#" in link and ("=" in link or "%" in link))
+            or ("%" in link and ESCAPED_QUERY.search(link) is not None))
 
 
-ESCAPED_QUERY = re.compile(r"%(?:3[Ff]|40|26)")
+ESCAPED_QUERY = re.compile(r"%(?:3[Ff]|40|26|23|25)")
 
 
 def _secrets_of_one(link: str | None) -> list[str]:
@@ -161,29 +178,35 @@ def redacted(link: str | None) -> str | None:
 
 
 def _redacted_one(link: str) -> str:
-    """`link`, read as one link, with its password before its host, and the value of each query
-    parameter that carries a secret, replaced by REDACTED, the rest as written (its user, its other
-    parameters, their order and escapes, its fragment)."""
-    # (given cleaned: urlsplit reads its query less the tabs and line breaks, and the positions below
-    # are the cleaned text's; they were no part of the link)
+    """`link`, read as one link, with its password before its host, and the value of each parameter of
+    its query and fragment that carries a secret, replaced by REDACTED, the rest as written (its user, its
+    other parameters, their order and escapes, its fragment's anchor)."""
+    # (given cleaned: the positions below are the cleaned text's; its tabs and line breaks were no part of
+    # the link)
     link = _cleaned(link)
     return _replaced(link, _secret_spans(link))
 
 
 def _secret_spans(link: str) -> list[tuple[int, int]]:
     """Where in `link` (cleaned), read as one link, its secrets are: its password before its host, the
-    value of each query parameter that carries one."""
+    value of each parameter of its query and fragment that carries one."""
     password = _password_at(link)
     return ([password] if password else []) + [(start, end) for _, start, end in _secret_values(link)]
 
 
 def _replaced(text: str, spans: list[tuple[int, int]]) -> str:
-    """`text` with each of `spans` (they may overlap or repeat) replaced by REDACTED."""
+    """`text` with each of `spans` (they may overlap, touch or repeat) replaced by REDACTED: one for spans
+    that overlap or touch, or for a span beside a REDACTED a reading before wrote (redacted, redacted_text
+    read a link again once redacted). Until session 44 either wrote "REDACTEDREDACTED"."""
     pieces, done = [], 0
     for start, end in sorted(spans):
-        if end <= done:
+        if pieces and start <= done:   # (overlapping the span before, or touching it)
+            done = max(done, end)
             continue
-        pieces += [text[done:max(start, done)], REDACTED]
+        pieces.append(text[done:start])
+        # (a REDACTED written before, just before or after the span: the span joins it)
+        if not text.endswith(REDACTED, 0, start) and not text.startswith(REDACTED, end):
+            pieces.append(REDACTED)
         done = end
     return "".join(pieces) + text[done:] if pieces else text
 
@@ -192,6 +215,14 @@ def _replaced(text: str, spans: list[tuple[int, int]]) -> str:
 # query escapes its own (`?next=https%3A%2F%2Fy.org%2Ff.csv%3Ftoken%3Dabc`), and a parameter's '=' may be
 # escaped (`?token%3Dabc`); its key is published all the same
 ESCAPE = re.compile(r"%(?:[2-6][0-9A-Fa-f]|7[0-9A-Ea-e])")
+
+
+# how many times escapes are decoded: a link nested in another's query as a form is escaped once more at each
+# nesting (`%3D`, then `%253D`, `%25253D`), and the real catalogues hold three (Philadelphia's metadata links:
+# `?ref=ref%3Dview_280_search%253Dcanopy%252520…`, a search inside a view inside a link); one more than that.
+# Bounded: each costs a pass over a text holding an escape and a reading of its links, and a text of
+# `%25252525…` would take as many passes as it has characters; a key escaped five times is not read
+DECODINGS = 4
 
 
 def _decoded_once(text: str) -> tuple[str, list[int]] | None:
@@ -212,26 +243,38 @@ def _decoded_once(text: str) -> tuple[str, list[int]] | None:
     return "".join(pieces), starts
 
 
-def _escaped_secrets(text: str, one_link: bool) -> list[tuple[str, int, int]]:
-    """(what, start, end) of each secret in `text` that its escapes decoded once show (a link nested in
-    another's query as a form escapes it, a parameter's '=' escaped), read as a text's links, and
-    (`one_link`) as one link: where it is in `text` as written."""
-    decoded = _decoded_once(text)
-    if decoded is None:
-        return []
-    plain, starts = decoded
+def _decodings(text: str) -> list[tuple[str, list[int]]]:
+    """`text` decoded once, twice… (_decoded_once), up to DECODINGS times or until nothing is left to
+    decode, each with where in `text` as written each of its characters begins (and, last, its end)."""
     found = []
-    for start, end in ([(0, len(plain))] if one_link else []) + _links_at(plain):
-        link = plain[start:end]
-        password = _password_at(link)
-        spans = ([(PASSWORD_BEFORE_HOST, *password)] if password else []) + _secret_values(link)
-        found += [(what, starts[start + a], starts[start + b]) for what, a, b in spans]
+    decoded = _decoded_once(text)
+    while decoded is not None:
+        plain, starts = decoded
+        if found:   # (positions in the decoding before, taken back to `text`'s)
+            starts = [found[-1][1][i] for i in starts]
+        found.append((plain, starts))
+        decoded = _decoded_once(plain) if len(found) < DECODINGS else None
+    return found
+
+
+def _escaped_secrets(text: str, one_link: bool) -> list[tuple[str, int, int]]:
+    """(what, start, end) of each secret in `text` that its escapes decoded show (_decodings: a link
+    nested in another's query as a form escapes it, once more at each nesting; a parameter's '=' escaped),
+    read as a text's links, and (`one_link`) as one link: where it is in `text` as written."""
+    found = []
+    for plain, starts in _decodings(text):
+        for start, end in ([(0, len(plain))] if one_link else []) + _links_at(plain):
+            link = plain[start:end]
+            password = _password_at(link)
+            spans = ([(PASSWORD_BEFORE_HOST, *password)] if password else []) + _secret_values(link)
+            found += [(what, starts[start + a], starts[start + b]) for what, a, b in spans]
     return found
 
 
 # a link a text pastes: in a run of characters up to a space, a quote or an angle bracket (how text quotes
 # a link: `<https://…>`, `"https://…"`, an HTML attribute), from its scheme (`https://…`, `ftp://…`), or,
-# with none, from after the last bracket before its query (`data.city.gov/x.json?$$app_token=…`). Found by
+# with none, from after the last bracket before its query or fragment (`data.city.gov/x.json?$$app_token=…`,
+# `app.city.gov/#access_token=…`). Found by
 # a scan of each run, never by a pattern that backtracks: a description holds runs of 100,000 characters
 # (an image in base64), which a regular expression searching such a run from each of its characters
 # read some 10^10 times
@@ -254,7 +297,8 @@ def _link_starts(run: str) -> list[int]:
     after the last bracket before a query (a link with no scheme); each ends where the next begins. A
     run holds several: a Markdown link whose text is a URL (`[https://…?id=1](https://…?token=…)`),
     links joined by a comma; read as one from the first, a secret after it was taken for the first's
-    query's text (exported as published), or one before a scheme was not read at all."""
+    query's text (exported as published), or one before a scheme was not read at all. (A link with no
+    scheme begins at its query's '?' or its fragment's '#', whichever is first.)"""
     starts, done = [], 0
     slashes = run.find("://")
     while slashes >= 0:
@@ -267,7 +311,8 @@ def _link_starts(run: str) -> list[int]:
             starts.append(start)
         done = slashes + 3
         slashes = run.find("://", done)
-    query = run.find("?", 0, starts[0] if starts else len(run))
+    query = min((at for at in (run.find(c, 0, starts[0] if starts else len(run)) for c in "?#") if at >= 0),
+                default=-1)
     if query >= 0:
         starts.insert(0, max(run.rfind(bracket, 0, query) for bracket in BRACKETS) + 1)
     return starts
@@ -291,13 +336,19 @@ def _link_alone(found: str) -> str:
     return found[:end]
 
 
+def _may_paste_a_link(text: str) -> bool:
+    """Whether `text` may paste a link holding a secret: a query ('?'), an '@' (a password before a host),
+    or a fragment holding a parameter ('#' and '='). Most texts hold none."""
+    return "?" in text or "@" in text or ("#" in text and "=" in text)
+
+
 def _links_at(text: str) -> list[tuple[int, int]]:
-    """Where in `text` each link it pastes that may hold a secret (a query, or an '@') is."""
-    if not isinstance(text, str) or ("?" not in text and "@" not in text):   # (most texts)
+    """Where in `text` each link it pastes that may hold a secret (a query, an '@', a fragment's '=') is."""
+    if not isinstance(text, str) or not _may_paste_a_link(text):   # (most texts)
         return []
     found = []
     for run in TEXT_RUN.finditer(text):
-        if "?" not in run.group() and "@" not in run.group():
+        if not _may_paste_a_link(run.group()):
             continue
         starts = _link_starts(run.group())
         for start, end in zip(starts, starts[1:] + [len(run.group())]):
@@ -307,17 +358,17 @@ def _links_at(text: str) -> list[tuple[int, int]]:
 
 
 def links_in(text: str | None) -> list[str]:
-    """The links `text` pastes that may hold a secret (a query, or an '@')."""
+    """The links `text` pastes that may hold a secret (a query, an '@', a fragment's '=')."""
     return [text[start:end] for start, end in _links_at(text)]
 
 
 def secrets_in_text(text: str | None) -> list[str]:
     """The secrets the links of `text` hold, each read as one link (_secrets_of_one), each once, in order;
-    then those its escapes decoded once show (a link nested in another's query as a form escapes it)."""
-    if not isinstance(text, str) or ("?" not in text and "@" not in text and "%" not in text):   # (most texts)
+    then those its escapes decoded show (_decodings: a link nested in another's query as a form escapes it)."""
+    if not isinstance(text, str) or not (_may_paste_a_link(text) or "%" in text):   # (most texts)
         return []
     escaped = [what for what, _, _ in _escaped_secrets(text, one_link=False)]   # (none without a '%')
-    if "?" not in text and "@" not in text:   # (most texts: as _links_at)
+    if not _may_paste_a_link(text):   # (most texts: as _links_at)
         return list(dict.fromkeys(escaped))
     return list(dict.fromkeys(_secrets_of_links(text, _links_at(text)) + escaped))
 
@@ -329,7 +380,7 @@ def _secrets_of_links(text: str, found: list[tuple[int, int]]) -> list[str]:
 
 def redacted_text(text: str | None) -> str | None:
     """`text` with each link it pastes redacted (_redacted_one), the rest as written; then the secrets
-    its escapes decoded once show, where they are written."""
+    its escapes decoded show (_decodings), where they are written."""
     if not isinstance(text, str):
         return text
     text = _redacted_text(text)
@@ -381,8 +432,9 @@ def maybe_secret_sql(column: str, text: bool = False) -> str:
     # (a secret's value follows an '=', a password comes before an '@': a value holding neither, most
     # descriptions, is passed by before it is copied three times and searched; 100,000 descriptions took
     # 2.2 s to search at a load of 26)
-    # (or either escaped, `%3D`, `%40`: a link nested in another's query as a form escapes it, `token%3Dabc`)
-    held = " OR ".join(f"contains(\"{column}\", '{c}')" for c in ("=", "@", "%3D", "%3d", "%40"))
+    # (or either escaped, `%3D`, `%40`: a link nested in another's query as a form escapes it, `token%3Dabc`;
+    # or escaped twice or more, `%253D`: an escape escaped)
+    held = " OR ".join(f"contains(\"{column}\", '{c}')" for c in ("=", "@", "%3D", "%3d", "%40", "%25"))
     return f"(({held}) AND regexp_matches({stripped}, '{MAYBE_SECRET_TEXT_SQL if text else MAYBE_SECRET_SQL}'))"
 
 

@@ -99,26 +99,46 @@ def writer_holding(db_path: str | Path, pid: int) -> dict | None:
     return holder if pid in holding else None
 
 
+# the kernel's list of the locks held now (Linux's); a test reads a recorded one
+PROC_LOCKS = Path("/proc/locks")
+# a holder /proc/locks gives as pid 0: one in a PID namespace the list's /proc cannot see (a container's),
+# before Linux 4.9 (since, such a lock is left out of the list)
+UNKNOWN_PID = 0
+
+
 def _pids_holding(path: Path) -> set[int] | None:
-    """The processes that hold a flock on the file at `path` now, from the kernel's list of locks;
-    None where there is no such list (/proc/locks: Linux's)."""
+    """The processes that hold a flock on the file at `path` now, from the kernel's list of locks
+    (UNKNOWN_PID for one it lists without its PID); None where there is no such list."""
     try:
         held = os.stat(path)
-        locks = Path("/proc/locks").read_text()
-    except FileNotFoundError as exc:
-        return None if exc.filename == "/proc/locks" else set()
     except OSError:
         return set()
+    flocks = _flocks()
+    return None if flocks is None else {pid for pid, inode in flocks if inode == str(held.st_ino)}
+
+
+def flock_holders() -> set[int] | None:
+    """The processes that hold a flock on any file now (a civicat writer holds its catalogue's lock,
+    UNKNOWN_PID as _pids_holding); None where there is no list of locks."""
+    flocks = _flocks()
+    return None if flocks is None else {pid for pid, _ in flocks}
+
+
+def _flocks() -> list[tuple[int, str]] | None:
+    """(PID, inode number) of each flock held now, from /proc/locks; None where it cannot be read."""
+    try:
+        locks = PROC_LOCKS.read_text()
+    except OSError:
+        return None
     # "1: FLOCK  ADVISORY  WRITE 4242 fe:00:2146466 0 EOF" (a waiter's line has "->" after "1:");
     # matched on the inode number, not the device: the superblock's device listed there is not
     # stat()'s on overlayfs over two file systems (a container's layers) or a btrfs subvolume
-    pids = set()
+    flocks = []
     for line in locks.splitlines():
         fields = line.split()
-        if fields[1:2] == ["FLOCK"] and fields[4:5] and fields[4].isdigit() and \
-                fields[5:6] and fields[5].rpartition(":")[2] == str(held.st_ino):
-            pids.add(int(fields[4]))
-    return pids
+        if fields[1:2] == ["FLOCK"] and fields[4:5] and fields[4].isdigit() and fields[5:6]:
+            flocks.append((int(fields[4]), fields[5].rpartition(":")[2]))
+    return flocks
 
 
 def current_writer(db_path: str | Path) -> dict | None:
@@ -153,18 +173,27 @@ def file_locked(exc: Exception) -> bool:
     return "could not set lock on file" in str(exc).lower()
 
 
+# DuckDB's lock error names the holder "held in /usr/bin/python3 (PID 4242)", or "held in PID 4242" where
+# it cannot read the program's path, "held in PID 0" where the holder is in another PID namespace
+_DUCKDB_HOLDER = re.compile(r"held in (?:(.+?) \()?PID (\d+)\b")
+
+
 def file_holder(exc: Exception) -> str:
     """Who holds the DuckDB file, from DuckDB's lock error."""
-    held = re.search(r"held in (.+?) \(PID (\d+)\)", str(exc))
-    return f"process {held.group(2)} ({held.group(1)})" if held else "another process"
+    held = _DUCKDB_HOLDER.search(str(exc))
+    if held is None:
+        return "another process"
+    if int(held.group(2)) == UNKNOWN_PID:   # (until session 44 "another process": the message unread)
+        return "a process whose PID is not known here (one in another PID namespace, such as a container's)"
+    return f"process {held.group(2)}" + (f" ({held.group(1)})" if held.group(1) else "")
 
 
 def file_writer(exc: Exception, db_path: str | Path) -> str:
     """Who writes the DuckDB file, for messages: the civicat writer (its command, since when)
     when the PID DuckDB's lock error names holds the catalogue's writer lock too, else
     DuckDB's words."""
-    held = re.search(r"\(PID (\d+)\)", str(exc))
-    writer = writer_holding(db_path, int(held.group(1))) if held else None
+    held = _DUCKDB_HOLDER.search(str(exc))
+    writer = writer_holding(db_path, int(held.group(2))) if held and int(held.group(2)) > UNKNOWN_PID else None
     return describe_holder(writer) if writer else f"{file_holder(exc)} (a harvest?)"
 
 
@@ -210,6 +239,9 @@ class WriterLock:
         self.crash: dict | None = None   # the crash note of a harvest before (note_crash), read at acquire
         self.created = False   # the lock file made by this acquire (release(remove=True))
         self._found: tuple[bytes, int, int] | None = None   # the record before this one, and its times (restore)
+        # no catalogue file (nor its log) at the writer's check under this lock (harvester.cli.writer_lock):
+        # the file is then this writer's to make, and one found there as it makes it is another program's
+        self.found_no_file = False
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,7 +353,7 @@ class WriterLock:
     def _names_the_holder(self, record: dict) -> bool:
         """Whether the holder record names a process that holds the lock now."""
         pid = record.get("pid")
-        if not isinstance(pid, int):
+        if not isinstance(pid, int) or pid <= UNKNOWN_PID:
             return False
         holding = _pids_holding(self.path)
         if holding is None:   # (no list of locks: the PID, while a process has it)
@@ -335,9 +367,17 @@ class WriterLock:
         if self._names_the_holder(record):
             who = describe_holder(record)
         else:   # (not the process its record names, one long gone: the one the kernel says holds it)
-            holding = _pids_holding(self.path) or set()
-            who = (f"process {min(holding)} (its record in {self.path} not yet written, or not civicat's)"
-                   if len(holding) == 1 else "another process")
+            holding = _pids_holding(self.path)
+            known = (holding or set()) - {UNKNOWN_PID}
+            if len(known) == 1 and UNKNOWN_PID not in holding:
+                who = f"process {min(known)} (its record in {self.path} not yet written, or not civicat's)"
+            elif holding is not None and not known:   # (the lock is held: by a process the list cannot name)
+                who = ("a process whose PID is not known here (not listed in /proc/locks: one in another PID "
+                       "namespace, such as a container's, is not)"
+                       + (f"; the record in {self.path} names {describe_holder(record)}, a PID of the namespace "
+                          "it was written in" if isinstance(record.get("pid"), int) else ""))
+            else:
+                who = "another process"
         if hung:
             return (f"{self.db_path} is held by {who}, which has shown no progress for {BRIEF_HOLD_SECONDS:g} s "
                     "(hung?): try again later, or end that process")

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 log = logging.getLogger("civicat.scratch")
@@ -81,6 +82,21 @@ def process_alive(pid: int) -> bool:
     except (PermissionError, OverflowError):   # (another user's: alive; a number no pid can be: not)
         return pid <= 0x7FFFFFFF
     return True
+
+
+def process_started_at(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch, to a clock tick: 10 ms), from its
+    /proc/PID/stat (field 22: clock ticks since the boot); None where that cannot be read (no such
+    process, not Linux). What tells a process from one that had its PID before: a file that names a
+    PID made before the process with it now started is not that process's."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            stat = f.read(4096)
+        ticks = int(stat[stat.rindex(b")") + 2:].split()[19])   # (after the name, which may hold spaces and ')')
+        booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)   # (the kernel counts from it)
+        return booted + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _remove_if_let_go(path: Path) -> bool:

@@ -889,6 +889,7 @@ def writer_lock(db_path: Path, wait: Wait, *, pulls_records: bool = False, makes
         raise _cannot_open(db_path, in_words(exc, db_path.parent)) from None
     # (checked under the lock: a read-only open as another civicat writer opens the file would keep it
     # out; one open for both checks, ~50 ms each)
+    lock.found_no_file = not (db_path.exists() or _wal_path(db_path).exists())
     refused, identity = read_from_file(db_path, lambda con: _refused_or_id(con, db_path),
                                        unopened=(None, UNKNOWN)) or (None, None)
     if refused is not None and not (refused.empty and makes_the_catalogue):
@@ -933,19 +934,24 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
     from catalog.store import CatalogueTooNew
 
     waiting_for, copy_done, made = None, False, None
+    # (none at writer_lock's check: this run makes it, and a file there since, made by another program
+    # between that check and this one, is never opened as the catalogue; until session 44 it was)
+    to_make = lock.found_no_file
     _remove_left_by_dead_runs(db_path)
     while True:
         try:
-            if not copy_done and db_path.exists():   # (once: a notebook writing it would be warned of every 2 s)
+            # (once: a notebook writing it would be warned of every 2 s)
+            if not (copy_done or to_make) and db_path.exists():
                 bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
                 copy_done = True
             try:
-                made = made or _made_new(db_path)
+                made = made or _made_new(db_path, none_found=to_make)
             except FileExistsError:   # (not there a moment before: another program's, never opened as the catalogue)
                 lock.release(remove=True)
                 raise Refused(f"{db_path} was made by another process as this run was making the catalogue there "
                               "(no file was there a moment before): nothing done, that file left as it is; run "
                               "again if it is the catalogue, or give --db a path of its own") from None
+            to_make = False
             opened = opener(db_path)
             return _claimed_folder(opened, db_path, lock, made)
         except CatalogueTooNew as exc:   # (a newer civicat's schema: never written by this one)
@@ -995,9 +1001,11 @@ def _wal_path(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".wal")
 
 
-def _made_new(db_path: Path) -> os.stat_result | None:
+def _made_new(db_path: Path, none_found: bool = False) -> os.stat_result | None:
     """A new, empty catalogue file made at `db_path` where there is none (nor its log), its stat (this
-    run's file: _take_back_made); None where a file is there. Made under a hidden name beside it and
+    run's file: _take_back_made); None where a file is there, unless `none_found`: the writer's check
+    under its lock found none (writer_lock), so a file there now is another program's, made since
+    (FileExistsError, below). Made under a hidden name beside it and
     linked to `db_path`, which fails where a file is: a file another program made there at that moment
     is never taken for this run's (an existence check and DuckDB's open left microseconds between
     them, and a refused claim removed that program's file), nor opened as the catalogue:
@@ -1010,6 +1018,8 @@ def _made_new(db_path: Path) -> os.stat_result | None:
     from catalog.lock import STORAGE_VERSION
 
     if db_path.exists() or _wal_path(db_path).exists():
+        if none_found:
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(db_path))
         return None
     new = db_path.with_name(f".{db_path.name}.{os.getpid()}.new")
     new.unlink(missing_ok=True)   # (a run of this pid killed here before: never the catalogue)
@@ -1030,35 +1040,72 @@ def _made_new(db_path: Path) -> os.stat_result | None:
         new.unlink(missing_ok=True)
 
 
+# how much later than the newest of a killed run's `.NAME.PID.new` files the process that has PID now
+# must have started to be taken for another (a clock tick, and a clock set meanwhile, either way)
+STARTED_SINCE_SLACK_SECONDS = 1.0
+
+
 def _remove_left_by_dead_runs(db_path: Path) -> None:
     """The `.NAME.PID.new` files beside the catalogue (_made_new's) of runs that were killed as they
-    made it: an empty database, or a second name of the catalogue where the kill came after the link.
-    Only this catalogue's name, and only where process PID is gone: under the writer lock no other
-    civicat writer of it runs, but a process with that PID now may be one that was given it since
-    (its file then stays, as it did before session 43). Said in the log; one that cannot be removed
-    is said, not raised."""
+    made it, and DuckDB's log of one (`.NAME.PID.new.wal`: a kill as its open wrote): an empty
+    database, or a second name of the catalogue where the kill came after the link. Only this
+    catalogue's name, and never a live writer's (_run_gone). Said in the log; one that cannot be
+    removed is said, not raised."""
     from catalog.folder import FOLDER_ENTRIES_READ
-    from catalog.scratch import process_alive
 
-    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new")
+    left = re.compile(rf"\.{re.escape(db_path.name)}\.([1-9][0-9]{{0,9}})\.new(\.wal)?")
+    runs: dict[int, list[os.DirEntry]] = {}
     try:
         with os.scandir(db_path.parent) as entries:
-            found = [(entry.path, int(named.group(1))) for count, entry in enumerate(entries)
-                     if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name))]
+            for count, entry in enumerate(entries):
+                if count < FOLDER_ENTRIES_READ and (named := left.fullmatch(entry.name)):
+                    runs.setdefault(int(named.group(1)), []).append(entry)
     except OSError:
         return
-    for path, pid in found:
-        if pid == os.getpid() or process_alive(pid):
+    for pid, files in runs.items():
+        gone = _run_gone(pid, files)
+        if gone is None:
             continue
-        try:
-            os.unlink(path)
-            logging.getLogger("civicat").info("removed %s, left by a run (process %d) killed as it made the "
-                                              "catalogue", path, pid)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
-                                                 "be removed: %s", path, exc.strerror or exc)
+        for entry in sorted(files, key=lambda entry: not entry.name.endswith(".wal")):   # (the log first)
+            try:
+                os.unlink(entry.path)
+                logging.getLogger("civicat").info("removed %s, left by a run (process %d%s) killed as it made the "
+                                                  "catalogue", entry.path, pid, gone)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                logging.getLogger("civicat").warning("%s, left by a run killed as it made the catalogue, could not "
+                                                     "be removed: %s", entry.path, exc.strerror or exc)
+
+
+def _run_gone(pid: int, files: list[os.DirEntry]) -> str | None:
+    """Whether the run that made `files` (its `.NAME.PID.new` and log) is gone: None where it may
+    run still, else what is said of process `pid` ("": gone; ", whose PID another process has now").
+    Under the writer lock no other civicat writer of the catalogue runs, but a PID is given anew:
+    the process with it now is another one where it started after the files were made (its start,
+    /proc/PID/stat), or holds no flock (a writer making the catalogue holds its lock; /proc/locks).
+    Until session 44 a reused PID kept its files for good. Where /proc cannot tell (not Linux, or
+    another PID namespace's /proc), the PID alone: its files stay while a process has it."""
+    from catalog.lock import flock_holders
+    from catalog.scratch import process_alive, process_started_at
+
+    if pid == os.getpid():
+        return None
+    if not process_alive(pid):
+        return ""
+    try:
+        ours = os.readlink("/proc/self") == str(os.getpid())   # (/proc numbers processes as os.kill does)
+        made = max(entry.stat(follow_symlinks=False).st_mtime for entry in files)
+    except OSError:
+        return None
+    if not ours:
+        return None
+    started = process_started_at(pid)
+    holders = flock_holders()   # (a true list where it names this writer, which holds its lock)
+    if (started is not None and started > made + STARTED_SINCE_SLACK_SECONDS) or \
+            (holders is not None and os.getpid() in holders and pid not in holders):
+        return ", whose PID another process has now"
+    return None
 
 
 def _take_back_made(db_path: Path, made: os.stat_result) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from catalog.links import secrets_of
+from catalog.links import redacted, secrets_of
 
 KINDS = ("socrata", "ckan", "dcat-us", "arcgis-hub", "opendatasoft", "open311")
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -200,9 +200,12 @@ def _portal(path: Path, index: int, entry: object) -> PortalConfig:
                           f"{instead}")
     # (a portal's URL is quoted in errors and logs and built into the links stored with its datasets: a
     # CKAN's landing pages, which an export publishes)
-    secrets = secrets_of(url)   # (its escaped ones too: `?token%3D…`, a link nested in its query)
+    secrets = secrets_of(url)   # (its escaped ones too: `?token%3D…`, a link nested in its query; its fragment's)
     if secrets:
-        raise fail("url", f"{url.split('?')[0]!r} has a secret in its query ({', '.join(sorted(secrets))}), "
+        # (shown less its query and fragment, and a key its path escapes redacted: `…/go/https%3A…%3Ftoken%3D…`)
+        shown = redacted(re.split(r"[?#]", url, maxsplit=1)[0])
+        part = "query" if secrets_of(url.partition("#")[0]) else "fragment"
+        raise fail("url", f"{shown!r} has a secret in its {part} ({', '.join(sorted(secrets))}), "
                           "which would be quoted in errors and logs and stored in the links of the portal's "
                           f"datasets, and published by an export: civicat sends no secret in a URL; {instead}")
     if parsed.scheme not in ("http", "https") or not parsed.netloc:

@@ -437,6 +437,17 @@ def test_hostile_values_export_to_a_data_json_the_official_schemas_take(tmp_path
 SIGNED = "s3cr3t-S1GNATURE"
 
 
+def _closed_and_exported_to_data_json(store, tmp_path):
+    """`store`'s catalogue (one dataset), closed and exported to data.json, checked against the DCAT-US
+    schema: (its path, the data.json document)."""
+    db = store.db_path
+    store.close()
+    assert export_data_json(db, tmp_path / "json", {}).written == 1
+    document = json.loads((tmp_path / "json" / "data.json").read_text())
+    assert errors_of(validators()[1], document) == []
+    return db, document
+
+
 def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_redacted(tmp_path, store, http):
     """Philadelphia's 311 entry of its real data.json, its publisher's keys put in its links: its CSV
     download from Carto's SQL API with Carto's `api_key=`, an S3 link presigned (`X-Amz-Signature=`), a
@@ -465,12 +476,7 @@ def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_
                             "kept in the catalogue as the portal published it; exports give it as REDACTED (the "
                             "portal's publisher should take it out and change the key)")
     assert not any(SIGNED in message for _, message in warned)
-    db = store.db_path
-    store.close()
-
-    assert export_data_json(db, tmp_path / "json", {}).written == 1
-    document = json.loads((tmp_path / "json" / "data.json").read_text())
-    assert errors_of(validators()[1], document) == []
+    db, document = _closed_and_exported_to_data_json(store, tmp_path)
     [dataset] = document["dataset"]
     assert dataset["landingPage"] == "https://data.city.example/dataset?id=7&token=REDACTED"
     assert dataset["distribution"][0]["accessURL"] == presigned.replace(SIGNED, "REDACTED")
@@ -488,11 +494,97 @@ def test_links_a_portal_publishes_with_a_secret_are_kept_warned_of_and_exported_
     assert [link["download_url"] for link in links[2:]] == [d.get("downloadURL") for d in others]
 
 
-def _harvest_keyed_in_their_identifiers(tmp_path, document: dict):
-    """`document`'s first two datasets given identifiers (their source ids) that differ only in a key, and
-    a CSV, harvested with their records pulled: (the catalogue, the harvest's result, the two ids)."""
+def test_a_key_in_a_links_fragment_or_escaped_twice_is_kept_warned_of_and_exported_redacted(tmp_path, store, http):
+    """Philadelphia's 311 entry of its real data.json over HTTP, its links given keys where session 43 read
+    none: a download with an OAuth implicit grant's `#access_token=` (copied from a browser after signing in),
+    an app's route with one (`#/view?access_token=`), a landing page nesting a link escaped twice
+    (`%253Fapi_key%253D`), a description pasting a link with `#token=…&sig=…`. All were exported as published
+    (and never warned of). Now kept in the catalogue, warned of as they are stored, exported REDACTED in
+    data.json (valid DCAT-US) and Parquet; the anchors beside them (`#data`, `#section-2`) as published."""
+    entry = next(e for e in load_json("dcat-us/philadelphia-opendataphilly-data.json")["dataset"]
+                 if e["title"] == "311 Service and Information Requests")
+    visualization, carto, *others = entry["distribution"]
+    granted = carto["downloadURL"] + f"#access_token={SIGNED}&token_type=bearer&expires_in=3600"
+    routed = f"https://maps.city.example/#/view?layer=311&access_token={SIGNED}"
+    landing = f"https://data.city.example/login?next=%252Fdataset%253Fid%253D7%2526api_key%253D{SIGNED}"
+    anchors = ["https://hub.arcgis.com/datasets/phl::311-requests#data", "https://data.city.example/about#section-2"]
+    entry = {**entry, "modified": "2025-06-01", "landingPage": landing, "license": anchors[1],
+             "description": f"311 requests. Map: https://maps.city.example/app#token={SIGNED}&sig={SIGNED}. "
+                            f"Hub: {anchors[0]}.",
+             "distribution": [{**visualization, "accessURL": routed}, {**carto, "downloadURL": granted},
+                              {**others[0], "downloadURL": anchors[0]}]}
+    harvest_data_json(store, http, {"phl": ("Philadelphia", [entry])})
+    assert store.con.execute("SELECT landing_page FROM datasets").fetchone() == (landing,)
+    assert store.con.execute("SELECT download_url FROM distributions WHERE position = 1").fetchone() == (granted,)
+    warned = store.con.execute("SELECT message FROM harvest_errors WHERE error_type = 'SecretInLink' "
+                               "ORDER BY message").fetchall()
+    assert [message.split(" a secret")[0] for (message,) in warned] == [
+        "description: a link in the text holds", "distributions[0].access_url: the link holds",
+        "distributions[1].download_url: the link holds", "landing_page: the link holds"]
+    assert [message.split("(")[1].split(")")[0] for (message,) in warned] == [
+        "token, sig", "access_token", "access_token", "api_key"]
+    assert not any(SIGNED in message for (message,) in warned)
+    db, document = _closed_and_exported_to_data_json(store, tmp_path)
+    [dataset] = document["dataset"]
+    assert dataset["landingPage"] == landing.replace(SIGNED, "REDACTED")
+    assert dataset["license"] == anchors[1]
+    assert [d.get("accessURL") or d.get("downloadURL") for d in dataset["distribution"]] == [
+        routed.replace(SIGNED, "REDACTED"), granted.replace(SIGNED, "REDACTED"), anchors[0]]
+    assert dataset["description"] == ("311 requests. Map: https://maps.city.example/app#token=REDACTED&sig=REDACTED. "
+                                      f"Hub: {anchors[0]}.")
+    assert SIGNED not in json.dumps(document)
+
+    export_parquet(db, tmp_path / "parquet")
+    links = pq.read_table(tmp_path / "parquet" / "distributions.parquet").to_pylist()
+    assert [link["access_url"] or link["download_url"] for link in links] == [
+        routed.replace(SIGNED, "REDACTED"), granted.replace(SIGNED, "REDACTED"), anchors[0]]
+    [row] = pq.read_table(tmp_path / "parquet" / "datasets.parquet").to_pylist()
+    assert (row["landing_page"], row["license"]) == (landing.replace(SIGNED, "REDACTED"), anchors[1])
+    assert row["description"] == dataset["description"]
+    assert not any(SIGNED.encode() in path.read_bytes() for path in (tmp_path / "parquet").rglob("*") if path.is_file())
+
+
+@pytest.mark.parametrize("keyed", ["https://data.city.example/api/views/parks#access_token={key}&token_type=bearer",
+                                   "https://data.city.example/login?next=%252Fapi%252Fparks%253Ftoken%253D{key}"],
+                         ids=["fragment", "escaped-twice"])
+def test_an_identifier_with_a_key_in_its_fragment_or_escaped_twice_is_exported_redacted_in_every_uid_and_folder(
+        tmp_path, keyed):
+    """A data.json identifier (its dataset's source id) holding a key in its fragment or escaped twice: until
+    session 44 exported as published in every uid, source id, records folder and the manifest, and in
+    data.json's identifier. Redacted, the two that differ only in their key numbered `#2`."""
+    document = make_data_json(2)
+    first, second = document["dataset"]
+    db, result, (one, other) = _harvest_keyed_in_their_identifiers(tmp_path, document, keyed)
+    assert json.loads(result.stdout)["portals"][0]["records_pulled"] == 2
+    redacted_one = one.replace("k-one", "REDACTED")
+    assert redacted_one == other.replace("k-two", "REDACTED")
+
+    out = tmp_path / "export"
+    export_parquet(db, out)
+    for path in out.rglob("*"):
+        assert not any(key in str(path) for key in ("k-one", "k-two")), path
+        assert not path.is_file() or not any(key.encode() in path.read_bytes() for key in ("k-one", "k-two")), path
+    datasets = {d["title"]: d for d in pq.read_table(out / "datasets.parquet").to_pylist()}
+    assert [(datasets[e["title"]]["uid"], datasets[e["title"]]["source_id"]) for e in (first, second)] == [
+        (f"city:{redacted_one}", redacted_one), (f"city:{redacted_one}#2", f"{redacted_one}#2")]
+    manifest = json.loads((out / "manifest.json").read_text())
+    records = sorted({f["path"].rsplit("/", 1)[0] for f in manifest["files"] if f["path"].startswith("records/")})
+    assert records == sorted(f"records/{RecordsLayout(out).relative('city', d['source_id'])}" for d in datasets.values())
+    assert all((out / f["path"]).is_file() for f in manifest["files"])
+
+    assert export_data_json(db, tmp_path / "json", {}).written == 2
+    written = json.loads((tmp_path / "json" / "data.json").read_text())
+    assert errors_of(validators()[1], written) == []
+    assert sorted(d["identifier"] for d in written["dataset"]) == sorted([redacted_one, f"city:{redacted_one}#2"])
+    assert not any(key in json.dumps(written) for key in ("k-one", "k-two"))
+
+
+def _harvest_keyed_in_their_identifiers(tmp_path, document: dict,
+                                        keyed: str = "https://data.city.example/api/views/parks?id=7&token={key}"):
+    """`document`'s first two datasets given identifiers (their source ids: `keyed`) that differ only in a
+    key, and a CSV, harvested with their records pulled: (the catalogue, the harvest's result, the two ids)."""
     first, second = document["dataset"][:2]
-    one, other = (f"https://data.city.example/api/views/parks?id=7&token={key}" for key in ("k-one", "k-two"))
+    one, other = (keyed.format(key=key) for key in ("k-one", "k-two"))
     csv = {"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV", "downloadURL": "PORTAL/rows.csv"}
     first.update(identifier=one, landingPage="https://data.city.example/parks", distribution=[csv])
     second.update(identifier=other, landingPage="https://data.city.example/parks-2", distribution=[dict(csv)])

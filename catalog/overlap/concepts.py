@@ -309,7 +309,7 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
     own = own or _own_records(title_terms, context) or _traffic_contacts(title, title_terms, opening, context)
-    if not own and "crime_incident" in weak and set(title_terms) & FIRE:
+    if not own and "crime_incident" in weak and set(title_terms) & FIRE and _fire_incidents(title):
         # the incidents a title names beside a fire word are the fire department's, neither crimes nor of no kind
         # ('Fire Department Incident Data', 'AFD Fire Incidents'): no police department's incidents
         own = ("fire_incident",)
@@ -325,6 +325,32 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
     # misdemeanor, and violation crimes reported to the ... Police Department"): full weight
     return (_refined(found, title_terms + opening, title, located),
             bool(found) and (bool(own) or _named_by(weak, found)))
+
+
+# a fire department's acronym names whose incidents a title holds wherever it stands ('FDNY Community Board Incident
+# Count'); a fire word, right before them or after 'by' ('Fire Department Incidents', 'Incidents Responded to by Fire
+# Companies')
+FIRE_DEPARTMENTS = frozenset({"afd", "fdny"})
+
+
+def _fire_incidents(title: str | None) -> bool:
+    """Whether the incidents a title names beside a fire word are the fire department's: the fire word names them
+    (the word before them, but stopwords such as 'department', or the agent after 'by'), or the department's acronym
+    does. A word between them names what else the incidents are of: 'Fire Hydrant/Inspection Incidents' are a
+    hydrant's or an inspection's, no fire department's response."""
+    if title is None:
+        return True
+    words = text.words(title, glued=False)
+    if FIRE_DEPARTMENTS.intersection(words):
+        return True
+    for i, word in enumerate(words):
+        if word == "incident":
+            before = next((w for w in reversed(words[:i]) if w not in text.STOPWORDS), None)
+            # (the agent after a verb: 'by' right after the incidents starts a breakdown, 'Incidents by Fire District')
+            agent = words.index("by", i) if "by" in words[i + 2:] else None
+            if before in FIRE or (agent and FIRE.intersection(words[agent + 1:])):
+                return True
+    return False
 
 
 # a word that, as the whole of a police agency's title, names its records of one kind: a department's

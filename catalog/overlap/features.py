@@ -259,8 +259,10 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     # the words a title repeats are its subject: a phrase term counts more than its parts
     # (and a form word like 'map' or 'directory' less than a subject word)
     generic, form_weight = text.GENERIC, GENERIC_WEIGHT
-    title_weights = [[1.5 if ("_" in t or "+" in t) else form_weight if t in generic else 1.0 for t in terms]
-                     for terms in title_terms]
+    # (the words of a body's name, a part of the title of their own, say whose the records are: form words)
+    body_words = [text.body_name_words(t, drop) for t, drop in zip(read_titles, places)]
+    title_weights = [[form_weight if t in body else 1.5 if ("_" in t or "+" in t) else form_weight if t in generic
+                      else 1.0 for t in terms] for terms, body in zip(title_terms, body_words)]
     title, title_vocab = tfidf(title_terms, weights=title_weights)
     description_terms = [text.terms(_without_caveats(d)[:DESCRIPTION_CHARS], drop, bigrams=False, glued=False)
                          for d, drop in zip(rows["description"], places)]
@@ -311,7 +313,8 @@ def build(rows: dict[str, list], columns_by_uid: dict[str, list[tuple[str, str, 
     is_site_page |= _set_up_with_the_home_page(rows, is_site_page)
     # a log of records requests holds requests, though its title may not say so ('SSMMA Sauk Village FOIA Log')
     records_named = np.fromiter((text.FAMILY_BITS["request"] if kinds == (concepts.RECORDS_REQUEST,)
-                                 else text.records_named(terms) for terms, kinds in zip(title_terms, concept_lists)),
+                                 else text.records_named([t for t in terms if t not in body])
+                                 for terms, kinds, body in zip(title_terms, concept_lists, body_words)),
                                 dtype=np.int64, count=n)
     breakdown_terms = [_breakdown_terms(t, terms, drop) for t, terms, drop in zip(read_titles, title_terms, places)]
     for row in np.flatnonzero(records_named & ~text.FAMILY_BITS[text.FEE]).tolist():
@@ -748,11 +751,17 @@ def _is_code_table(title: str | None) -> bool:
     """A list of codes and what they mean ('Illinois Uniform Crime Reporting (IUCR) Codes',
     'SPD Offense Codes', 'DOF Parking Violation Codes'): its title ends in 'codes'; or a data
     dictionary. It names the kind of record it codes, but holds none of them."""
-    if not title:
-        return False
-    if DOCUMENTATION.search(title) and not WITH_THE_DATA.search(title):
-        return True
-    if not any(w in title.lower() for w in CODE_LIST_WORDS):
+    return _is_documentation(title) or _is_code_list(title)
+
+
+def _is_documentation(title: str | None) -> bool:
+    """A data dictionary, a data key, a codebook: a dataset's fields and what their values mean."""
+    return bool(title and DOCUMENTATION.search(title) and not WITH_THE_DATA.search(title))
+
+
+def _is_code_list(title: str | None) -> bool:
+    """A list of codes: its title ends in 'codes' (not 'ZIP Codes') or a lookup."""
+    if not title or not any(w in title.lower() for w in CODE_LIST_WORDS):
         return False
     words = [w for w in text.split_words(title, glued=False) if text._is_content(w)]
     return bool(words) and words[-1] in CODE_LIST_WORDS and not (len(words) > 1 and words[-2] in NOT_A_CODE_LIST)

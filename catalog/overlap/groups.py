@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from catalog.overlap import concepts, text
-from catalog.overlap.features import Catalogue, _is_code_table, normalise
+from catalog.overlap.features import Catalogue, _is_code_table, _is_documentation, normalise
 
 COHESION = 0.45
 # a pair at the bottom of the strong range (0.35 to this) is too weak to join two datasets whose centroids
@@ -307,8 +307,11 @@ def label(c: Catalogue, rows: list[int]) -> str:
                                               and (" " not in surface or concepts.of_terms([best])))):
         named = concepts.label(kind)
         if all(_is_code_table(c.titles[row]) for row in rows):   # lists of the codes of a kind, no records of it ('SPD Offense Codes',
-            # Chicago's 'Illinois Uniform Crime Reporting (IUCR) Codes': no 'Crime incidents')
-            return f"Codes of {named[:1].lower() if named[1:2].islower() else named[:1]}{named[1:]}"
+            # Chicago's 'Illinois Uniform Crime Reporting (IUCR) Codes': no 'Crime incidents'); a data dictionary lists
+            # fields, no codes ('NOPD - Data dictionary for Calls For Service Open Data')
+            documented = [_is_documentation(c.titles[row]) for row in rows]
+            what = "Data dictionaries" if all(documented) else "Codes and data dictionaries" if any(documented) else "Codes"
+            return f"{what} of {named[:1].lower() if named[1:2].islower() else named[:1]}{named[1:]}"
         return named
     # terms as good as the best are often parts of one phrase ('Energy Efficiency Portfolio
     # Standards (EEPS)'): the one that widens to the longest phrase names it, unless that is

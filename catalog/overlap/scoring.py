@@ -41,6 +41,9 @@ WEIGHTS = {"title": 0.45, "description": 0.1, "keywords": 0.1, "columns": 0.25, 
 COLUMN_TYPE_SHARE = 0.15
 BOUNDARY_MISMATCH = 0.45
 CODE_TABLE_MISMATCH = 0.45   # a list of codes and the records they code
+# one title negates what the other names ('Non-General Fund Revenues' / 'General Fund Revenue'): a complement holds
+# what the other does not, and shares its other words by construction, as a boundary file shares its records' areas
+COMPLEMENT_MISMATCH = 0.45
 KIND_MISMATCH = 0.7       # both titles name a kind of record, and the kinds differ
 RECORD_MISMATCH = 0.7     # the titles name different families of records (permits / requests / none)
 ASSET_FACTORS = {frozenset({"dataset", "map"}): 0.75, frozenset({"dataset", "file"}): 0.9,
@@ -121,6 +124,7 @@ def _score_chunk(c: Catalogue, a: np.ndarray, b: np.ndarray) -> PairScores:
     shape = shape_factor(c, a, b)
     shape = np.where(_kinds_differ(c, a, b, signals["concept"]), shape * KIND_MISMATCH, shape).astype(np.float32)
     shape = np.where(_records_differ(c, a, b), shape * RECORD_MISMATCH, shape).astype(np.float32)
+    shape = np.where(_complements(c, a, b), shape * COMPLEMENT_MISMATCH, shape).astype(np.float32)
     total = (np.divide(weighted, weight_sum, out=np.zeros_like(weighted), where=weight_sum > 0)
              * shape).astype(np.float32)
     return PairScores(a, b, total, signals, shape)

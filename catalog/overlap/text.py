@@ -610,6 +610,37 @@ def _correctional_population(stemmed: list[str]) -> list[str]:
             for i, w in enumerate(stemmed)]
 
 
+# a part of a title that is a body's name ('Department of Budget & Management (DBM)', 'Bureau of Sanitation', 'Board
+# of Review'), parted from the rest by a dash, a colon or a bracket, says whose the records are, not what they are:
+# Maryland's 'Managing for Results - Department of Budget & Management (DBM)' holds performance measures, no budget,
+# Connecticut's 'Department of Revenue Services - Tax Credits Claimed For 2010' tax credits, no revenue
+BODIES = ("department", "dept", "office", "bureau", "division", "board", "commission", "administration")
+BODY_NAME = re.compile(rf"^\s*(?:the\s+)?(?:[^\W\d_][\w.'’]*\s+){{0,3}}?(?:{'|'.join(BODIES)})\.?\s+(?:of|for|on)\s+\S",
+                       re.IGNORECASE)
+# the words of a period, which say when, not what ('... Expenditures: Beginning Fiscal Year 2009')
+PERIOD = frozenset({"fiscal", "quarter", "qtr", "q1", "q2", "q3", "q4", "fy"})
+ACRONYM_PART = re.compile(r"\s*[A-Z]{2,8}\s*")
+BODY_PARTS = re.compile(r"\s[-–—?]|[-–—?]\s|[:()\[\]]")
+
+
+def body_name_words(title: str | None, drop: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The terms a title names only in the part of it that is a body's name (BODY_NAME), when another part says what
+    it holds; none for a title that is a body's name alone or has no such part."""
+    if not title or not any(w in title.lower() for w in BODIES):
+        return frozenset()
+    parts = [p for p in BODY_PARTS.split(title) if p.strip()]
+    named = [p for p in parts if BODY_NAME.match(p)]
+    # (a part of one word in capitals beside a body's name is its acronym: 'OACE (Office of Adult and Continuing
+    # Education) Sites')
+    rest = [p for p in parts if not BODY_NAME.match(p) and not (named and ACRONYM_PART.fullmatch(p))]
+    # ... and a title whose other words are the body's offices or sites, or a period, lists the body's own places:
+    # its name is the subject ('Department of Motor Vehicle (DMV) Office Locations')
+    if not named or not any(_is_content(w) and w not in drop and w not in PERIOD and w not in GENERIC
+                            for p in rest for w in words(p)):
+        return frozenset()
+    return frozenset(terms(" - ".join(named), drop)) - frozenset(terms(" - ".join(rest), drop))
+
+
 # 'non-' makes its word the complement: a 'Non-General Fund' is every fund but the general fund
 NEGATION = "non"
 
@@ -630,9 +661,13 @@ def _negated(raw: list[str], stemmed: list[str]) -> tuple[list[str], list[str]]:
 
 
 def negated_words(text: str | None) -> frozenset[str]:
-    """The words a title negates ('general' of 'Non-General Fund Expenditures'), stemmed."""
+    """The words a title negates ('general' of 'Non-General Fund Expenditures'), stemmed; not one it names
+    besides, which it holds both sides of ('Hit and Non Hit Shooting Incidents')."""
     raw = split_words(text) if text else []
-    return frozenset(_stem_word(w) for w, before in zip(raw[1:], raw) if before == NEGATION and w.isalpha())
+    negated = {_stem_word(w) for w, before in zip(raw[1:], raw) if before == NEGATION and w.isalpha()}
+    if not negated:   # (nearly every title)
+        return frozenset()
+    return frozenset(negated - {_stem_word(w) for w, before in zip(raw, [""] + raw) if before != NEGATION})
 
 
 def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:

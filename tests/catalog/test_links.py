@@ -302,3 +302,116 @@ def test_a_link_whose_only_query_is_a_nested_links_escaped_one_is_read():
     assert redacted(link) == "https://x.org/go/https%3A%2F%2Fy.org%2Ff.csv%3Ftoken%3DREDACTED"
     assert secret_links({"landing_page": link, "description": f"see {link}"}) == [
         ("landing_page", ["token"]), ("description", ["token"])]
+
+
+# a key in a link's fragment (session 44: exported as published, since session 41): an OAuth implicit grant's
+# (`#access_token=…&token_type=bearer`, the browser's redirect copied), an app's route before it (`#/view?…`,
+# `#/access_token=…`, as an implicit grant is appended to a redirect `…/#/`), several alike
+FRAGMENT_KEYS = {
+    "https://x.org/data#access_token=abc": "https://x.org/data#access_token=REDACTED",
+    "https://app.x.org/cb#access_token=abc&token_type=bearer&expires_in=3600":
+        "https://app.x.org/cb#access_token=REDACTED&token_type=bearer&expires_in=3600",
+    "https://x.org/d.csv#token=abc&sig=def": "https://x.org/d.csv#token=REDACTED&sig=REDACTED",
+    "https://app.x.org/#/view?access_token=abc": "https://app.x.org/#/view?access_token=REDACTED",
+    "https://app.x.org/#/access_token=abc&token_type=Bearer": "https://app.x.org/#/access_token=REDACTED&token_type=Bearer",
+    "https://x.org/a?id=1&token=abc#access_token=def": "https://x.org/a?id=1&token=REDACTED#access_token=REDACTED",
+    # (a nested link's fragment, escaped: `%23`)
+    "https://x.org/login?next=https%3A%2F%2Fy.org%2Fapp%23access_token%3Dabc":
+        "https://x.org/login?next=https%3A%2F%2Fy.org%2Fapp%23access_token%3DREDACTED",
+}
+# fragments that are anchors or routes, and a query inside one naming no secret: exported as published (the
+# last, Philadelphia's real metadata links: a search inside a view inside a link, escaped three times)
+ANCHORS = ["https://x.org/page#section-2", "https://hub.arcgis.com/datasets/abc_0#data", "https://x.org/#/map/12/40.7/-74.0",
+           "https://x.org/a?b=1#top", "https://x.org/#:~:text=open%20data", "https://x.org/#!/view/parks?sort=name",
+           "http://metadata.phila.gov/#home/datasetdetails/5c49edcfcf1222529a2e3b32/representationdetails/"
+           "5c49edcfcf1222529a2e3b36?ref=ref%3Dview_280_search%253Dcanopy%252520trees%2526view_280_page%253D1"]
+
+
+def test_a_key_in_a_links_fragment_is_named_and_redacted_and_an_anchor_kept():
+    assert [secrets_of(link) for link in FRAGMENT_KEYS] == [
+        ["access_token"], ["access_token"], ["token", "sig"], ["access_token"], ["access_token"],
+        ["token", "access_token"], ["access_token"]]
+    assert [redacted(link) for link in FRAGMENT_KEYS] == list(FRAGMENT_KEYS.values())
+    assert [redacted_text(f"Open {link}.") for link in FRAGMENT_KEYS] == [f"Open {v}." for v in FRAGMENT_KEYS.values()]
+    assert [secrets_in_text(f"Open {link}.") for link in FRAGMENT_KEYS] == [secrets_of(link) for link in FRAGMENT_KEYS]
+    # (a text's link naming no scheme, from its fragment as from its query)
+    assert redacted_text("Open app.city.gov/#access_token=abc now") == "Open app.city.gov/#access_token=REDACTED now"
+    assert [secrets_of(link) for link in ANCHORS] == [[]] * len(ANCHORS)
+    assert [redacted(link) for link in ANCHORS] == ANCHORS
+    assert [redacted_text(f"See {link}; or #2 and #3.") for link in ANCHORS] == [
+        f"See {link}; or #2 and #3." for link in ANCHORS]
+    assert secret_links({"landing_page": ANCHORS[1], "distributions": [{"download_url": next(iter(FRAGMENT_KEYS))}]}) == [
+        ("distributions[0].download_url", ["access_token"])]
+
+
+# a link nested in another's query as a form, itself nested so (each nesting escapes once more: `%253D`), or a
+# key escaped twice: decoded up to catalog.links.DECODINGS (4) times (session 44: once, exported as published)
+ESCAPED_TWICE = {
+    "https://x.org/a?next=%253Ftoken%253Dabc": "https://x.org/a?next=%253Ftoken%253DREDACTED",
+    "https://x.org/sso?r=https%3A%2F%2Fy.org%2Fgo%3Fu%3Dhttps%253A%252F%252Fz.org%252Ff.csv%253Fapi_key%253Dabc%2526x%253D1":
+        "https://x.org/sso?r=https%3A%2F%2Fy.org%2Fgo%3Fu%3Dhttps%253A%252F%252Fz.org%252Ff.csv%253Fapi_key%253DREDACTED"
+        "%2526x%253D1",
+    "https://x.org/a?r=https%253A%252F%252Fu%253Apw%2540h.example%252Ff":
+        "https://x.org/a?r=https%253A%252F%252Fu%253AREDACTED%2540h.example%252Ff",
+    "https://x.org/a?token%25253Dabc": "https://x.org/a?token%25253DREDACTED",          # (three times)
+    "https://x.org/a?token%2525253Dabc": "https://x.org/a?token%2525253DREDACTED",      # (four)
+    "https://x.org/go/https%253A%252F%252Fy.org%252Fapp%2523access_token%253Dabc":
+        "https://x.org/go/https%253A%252F%252Fy.org%252Fapp%2523access_token%253DREDACTED",
+}
+
+
+def test_a_key_escaped_twice_or_more_is_decoded_named_and_redacted_where_written():
+    assert [secrets_of(link) for link in ESCAPED_TWICE] == [
+        ["token"], ["api_key"], [PASSWORD_BEFORE_HOST], ["token"], ["token"], ["access_token"]]
+    assert [redacted(link) for link in ESCAPED_TWICE] == list(ESCAPED_TWICE.values())
+    assert [redacted_text(f"Sign in: {link} now") for link in ESCAPED_TWICE] == [
+        f"Sign in: {link} now" for link in ESCAPED_TWICE.values()]
+    assert [secrets_in_text(f"Sign in: {link} now") for link in ESCAPED_TWICE] == [
+        secrets_of(link) for link in ESCAPED_TWICE]
+
+
+# two readings of one secret whose spans overlap or touch (as one link, its value runs to the next '&'; as a
+# text's link, the sentence's punctuation after it is the text's): session 44 wrote "REDACTEDREDACTED"
+OVERLAPPING = {
+    "https://x.org/a?token%3Dabc)": "https://x.org/a?token%3DREDACTED",
+    "https://x.org/a?token%3Dabc.": "https://x.org/a?token%3DREDACTED",
+    "https://x.org/a?next=%2Ff%3Fsig%3Dabc,": "https://x.org/a?next=%2Ff%3Fsig%3DREDACTED",
+    "https://x.org/d.csv?token%3Dabc%20": "https://x.org/d.csv?token%3DREDACTED",
+}
+
+
+def test_secrets_whose_spans_overlap_or_touch_are_one_redacted():
+    from catalog.links import _replaced
+
+    assert [redacted(link) for link in OVERLAPPING] == list(OVERLAPPING.values())
+    assert _replaced("abcdef", [(1, 3), (3, 5)]) == "aREDACTEDf"   # (touching)
+    assert _replaced("abcdef", [(1, 4), (2, 5), (2, 3)]) == "aREDACTEDf"   # (overlapping, one inside)
+    assert _replaced("abcdef", [(1, 2), (3, 4)]) == "aREDACTEDcREDACTEDef"   # (apart: two)
+
+
+@pytest.mark.parametrize("link, exported", [*FRAGMENT_KEYS.items(), *((link, link) for link in ANCHORS),
+                                            *ESCAPED_TWICE.items(), *OVERLAPPING.items()])
+def test_the_exports_sql_redacts_a_fragment_and_a_link_escaped_twice_as_redacted_does(link, exported):
+    """(The guard of the SQL's prefilter above, of session 44's cases: a link, and a text pasting it; the SQL
+    passes by only what redacted would not change, `%253D` holding no '=', '@', '%3D' or '%40'.)"""
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE t AS SELECT ?::VARCHAR AS download_url, ?::VARCHAR AS description",
+                    [link, f"See {link} now"])
+        assert con.execute(f"SELECT {_exported(con, 'download_url')}, {_exported(con, 'description', text=True)} "
+                           "FROM t").fetchone() == (exported, redacted_text(f"See {link} now"))
+    assert redacted(link) == exported
+
+
+def test_a_uid_whose_source_id_holds_a_key_in_its_fragment_or_escaped_twice_is_redacted():
+    from catalog.export import exported_uids
+
+    ids = ["https://x.org/parks#access_token=a", "https://x.org/parks#access_token=b",
+           "https://x.org/p?next=%252Ff%253Ftoken%253Dc", "https://x.org/parks#data"]
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid, "
+                    "TIMESTAMPTZ '2026-12-01 00:00:00+00' AS first_seen FROM unnest(?) AS t(s)", [ids])
+        assert exported_uids(con) == {"p:https://x.org/parks#access_token=a": "p:https://x.org/parks#access_token=REDACTED",
+                                      "p:https://x.org/parks#access_token=b":
+                                          "p:https://x.org/parks#access_token=REDACTED#2",
+                                      "p:https://x.org/p?next=%252Ff%253Ftoken%253Dc":
+                                          "p:https://x.org/p?next=%252Ff%253Ftoken%253DREDACTED"}

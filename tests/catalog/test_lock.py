@@ -396,3 +396,97 @@ def test_a_lock_held_without_its_holder_s_record_is_refused_naming_the_process_t
         holder.communicate("", timeout=60)
     assert f"being written by process {holder.pid} (its record in" in str(refused.value), refused.value
     assert f"process {gone}" not in str(refused.value)
+
+
+# a civicat writer's lock held in a process of its own until its stdin closes
+HOLDS_THE_LOCK = """import sys
+from catalog.lock import WriterLock
+with WriterLock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+# a writer's try, its refusal printed
+TRIES_THE_LOCK = """import sys
+from catalog.lock import CatalogueBeingWritten, WriterLock
+try:
+    WriterLock(sys.argv[1]).acquire()
+    print("taken")
+except CatalogueBeingWritten as exc:
+    print("refused:", exc)
+"""
+
+
+def test_a_writer_in_another_pid_namespace_than_the_holder_s_says_the_holder_s_pid_is_unknown_there(tmp_path):
+    """A writer in a container (a PID namespace of its own, with its own /proc) and one outside it
+    share a catalogue: /proc/locks in the container lists no lock held outside it (Linux 4.9 on; before,
+    it listed it as pid 0). The refusal said "another process" (main), or, with pid 0, "process 0"
+    (below): now that a process holds it whose PID is not known here, and the record the holder
+    wrote, its PID as numbered outside. (A real user and PID namespace, as `unshare -Urpf` makes one.)"""
+    import shutil
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-Urpf", "--mount-proc", "true"], capture_output=True,
+                                         timeout=60).returncode != 0:
+        pytest.skip("no PID namespace can be made here (unshare -Urpf: no unshare, or user namespaces not allowed); "
+                    "the pid-0 line is tested from a recorded /proc/locks below")
+    db = tmp_path / "c.duckdb"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDS_THE_LOCK, str(db)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        tried = subprocess.run([unshare, "-Urpf", "--mount-proc", sys.executable, "-c", TRIES_THE_LOCK, str(db)],
+                               capture_output=True, text=True, timeout=120, env=env)
+    finally:
+        holder.communicate("", timeout=60)
+    said = " ".join(tried.stdout.split())
+    assert tried.returncode == 0 and said.startswith("refused:"), (tried.stdout, tried.stderr)
+    assert "is being written by a process whose PID is not known here" in said, said
+    assert f"names process {holder.pid} (" in said and "a PID of the namespace it was written in" in said
+
+
+def test_a_holder_proc_locks_gives_as_pid_0_is_no_process_0(tmp_path, monkeypatch):
+    """Before Linux 4.9, /proc/locks in a PID namespace gave a lock held outside it as pid 0 (as
+    recorded below, the inode this lock file's): main named "process 0" as the catalogue's writer. (The
+    lock is really held, by another open of its file.)"""
+    import fcntl
+
+    from catalog import lock as lock_module
+    from catalog.lock import CatalogueBeingWritten
+
+    db = tmp_path / "c.duckdb"
+    gone = last_written_by_a_process_gone(db)
+    recorded = tmp_path / "locks"
+    recorded.write_text(f"1: POSIX  ADVISORY  WRITE 4242 00:2b:99 0 EOF\n"
+                        f"2: FLOCK  ADVISORY  WRITE 0 00:2b:{os.stat(lock_path(db)).st_ino} 0 EOF\n")
+    monkeypatch.setattr(lock_module, "PROC_LOCKS", recorded, raising=False)
+    with open(lock_path(db), "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(CatalogueBeingWritten) as refused:
+            WriterLock(db).acquire()
+    said = str(refused.value)
+    assert "being written by a process whose PID is not known here" in said, said
+    assert "process 0" not in said and f"names process {gone} (" in said
+
+
+def test_the_holder_duckdb_names_by_pid_alone_or_as_pid_0_is_said_as_it_is():
+    """DuckDB 1.5's lock error names the holder "held in PID 0" where it runs in another PID namespace
+    (recorded so, the file held outside an `unshare -Urpf` namespace), and "held in PID N" where it
+    cannot read the program's path: main matched only "held in PROGRAM (PID N)" and said "another
+    process" for both, its PID dropped. Now: a process whose PID is not known here; process N."""
+    import duckdb
+
+    from catalog.lock import file_holder, file_writer
+
+    def refused(held_in):
+        return duckdb.IOException(f'IO Error: Could not set lock on file "/data/c.duckdb": Conflicting lock is held '
+                                  f"in {held_in}. See also https://duckdb.org/docs/stable/connect/concurrency")
+
+    in_another_namespace = refused("PID 0")
+    assert file_holder(in_another_namespace) == ("a process whose PID is not known here (one in another PID "
+                                                 "namespace, such as a container's)")
+    assert file_writer(in_another_namespace, "/data/c.duckdb").startswith("a process whose PID is not known here")
+    assert file_holder(refused("PID 4242")) == "process 4242"
+    assert file_holder(refused("/usr/bin/python3 (PID 4242)")) == "process 4242 (/usr/bin/python3)"

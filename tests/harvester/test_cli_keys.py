@@ -109,7 +109,15 @@ def test_search_prints_a_uid_as_exported(db):
     assert CRIME_SHOWN in run("search", "crime reports", "--db", db).split()
 
 
-def test_records_and_runs_errors_print_a_key_in_a_source_id_redacted_and_take_the_uid_as_printed(tmp_path):
+# a key in an identifier's query, its fragment (an OAuth implicit grant's), or a nested link's escaped twice (session
+# 44: the last two printed as published, where the exports gave them as published too)
+KEYED_IDENTIFIERS = ["https://data.city.example/api/views/parks?id=7&token={key}",
+                     "https://data.city.example/api/views/parks#access_token={key}&token_type=bearer",
+                     "https://data.city.example/login?next=%252Fapi%252Fparks%253Fapi_key%253D{key}"]
+
+
+@pytest.mark.parametrize("keyed", KEYED_IDENTIFIERS, ids=["query", "fragment", "escaped-twice"])
+def test_records_and_runs_errors_print_a_key_in_a_source_id_redacted_and_take_the_uid_as_printed(tmp_path, keyed):
     """Over HTTP on 127.0.0.1: a data.json portal whose two identifiers differ only in their key, each
     dataset's records pulled by the uid `records` printed."""
     from tests.portals.base import RawBody
@@ -117,7 +125,7 @@ def test_records_and_runs_errors_print_a_key_in_a_source_id_redacted_and_take_th
     from tests.portals.synth import make_data_json
 
     document = make_data_json(2)
-    one, other = (f"https://data.city.example/api/views/parks?id=7&token={key}" for key in KEYS[:2])
+    one, other = (keyed.format(key=key) for key in KEYS[:2])
     with DataJsonPortal(document) as portal:
         for dataset, identifier in zip(document["dataset"], (one, other)):
             dataset.update(identifier=identifier, landingPage="https://data.city.example/parks", distribution=[
@@ -232,3 +240,56 @@ def test_the_uids_of_a_portal_whose_identifiers_each_hold_the_one_before_are_pri
     assert shown.text(f"no records of p:{ids[-1]}: HTTP 404") == f"no records of {shown(f'p:{ids[-1]}')}: HTTP 404"
     assert shown.text(f"p:{ids[0]} and p:{ids[1]}") == f"{shown(f'p:{ids[0]}')} and {shown(f'p:{ids[1]}')}"
     assert not [uid for uid in ids if "token=k" in shown.text(f"see p:{uid}")]
+
+
+def test_a_message_printed_redacts_a_key_in_a_fragment_or_escaped_twice_and_keeps_a_printed_uids_number():
+    """Session 44: a key in a link's fragment (`#access_token=`) or escaped twice (`%253D`) was printed in a
+    message (a failure quoting a link, a log line) as published. And a uid printed `…#access_token=REDACTED#2`
+    (two identifiers that differ in their fragment's key) keeps its `#2` when the message is read again."""
+    import duckdb
+
+    from harvester.cli import PlainLogFormatter, ShownUids
+
+    ids = ["https://x.org/parks#access_token=k-one", "https://x.org/parks#access_token=k-two"]
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid, "
+                    "now() - to_days(CAST(ord AS INTEGER)) AS first_seen FROM unnest(?) WITH ORDINALITY AS t(s, ord)",
+                    [ids[::-1]])
+        shown = ShownUids(con)
+    assert shown.text(f"no records of p:{ids[1]}: HTTP 404") == \
+        "no records of p:https://x.org/parks#access_token=REDACTED#2: HTTP 404"
+    assert shown.text("pull failed: https://x.org/app#/view?access_token=k-one") == \
+        "pull failed: https://x.org/app#/view?access_token=REDACTED"
+    assert shown.text("see https://x.org/a?next=%252Ff%253Ftoken%253Dk-one") == \
+        "see https://x.org/a?next=%252Ff%253Ftoken%253DREDACTED"
+    import logging
+
+    line = PlainLogFormatter("%(message)s").format(logging.makeLogRecord(
+        {"msg": "fetch https://x.org/d.csv#token=%s&sig=%s failed", "args": ("k-one", "k-two")}))
+    assert line == "fetch https://x.org/d.csv#token=REDACTED&sig=REDACTED failed"
+
+
+def test_overlap_similar_and_search_print_a_key_in_a_source_ids_fragment_redacted(tmp_path):
+    """Session 44: a source id holding its key in its fragment (`#access_token=`, `#/view?api_key=`) was printed
+    by `overlap`, `overlap --group N`, `similar` and `search` as published; `similar` took no uid as printed."""
+    keyed = "https://data.springfield.example/parks#access_token="
+    path = tmp_path / "catalog.duckdb"
+    store = Store(path)
+    try:
+        add_dataset(store.con, f"springfield:{keyed}k-one", "Springfield", "Budget appropriations", BUDGET, 3)
+        add_dataset(store.con, f"springfield:{keyed}k-two", "Springfield", "Crime reports", CRIME, 2)
+        add_dataset(store.con, "shelbyville:https://data.shelbyville.example/c#/view?api_key=k-three", "Shelbyville",
+                    "Crime reports", CRIME, 1)
+        search.refresh(store.con)
+    finally:
+        store.close()
+    db = str(path)
+    crime = f"springfield:{keyed}REDACTED#2"
+    shelbyville = "shelbyville:https://data.shelbyville.example/c#/view?api_key=REDACTED"
+    [group] = json.loads(run("overlap", "--db", db, "--json"))["groups"]
+    assert sorted(m["uid"] for m in group["members"]) == [shelbyville, crime]
+    assert sorted(m["uid"] for m in json.loads(run("overlap", "--db", db, "--group", str(group["group_id"]),
+                                                   "--json"))["members"]) == [shelbyville, crime]
+    assert [f["uid"] for f in json.loads(run("similar", crime, "--db", db, "--json"))][:1] == [shelbyville]
+    assert sorted(h["uid"] for h in json.loads(run("search", "crime reports", "--db", db, "--json"))) == [
+        shelbyville, crime]

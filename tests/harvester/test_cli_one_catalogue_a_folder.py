@@ -485,6 +485,27 @@ def test_a_file_another_program_makes_where_the_catalogue_is_being_made_is_never
         assert sorted(p.name for p in data.iterdir()) == sorted([first.name, MARKER])
 
 
+# a process that runs until its stdin closes, holding a flock on a file of its own (argv[1]) or none
+RUNS = """import fcntl, sys
+if sys.argv[1:]:
+    held = open(sys.argv[1], "w")
+    fcntl.flock(held, fcntl.LOCK_EX)
+print("running", flush=True)
+sys.stdin.read()
+"""
+
+
+def a_process(tmp_path, *, holding_a_lock):
+    import subprocess
+    import sys
+    import uuid
+
+    held = [str(tmp_path / f"held-{uuid.uuid4().hex[:8]}")] if holding_a_lock else []
+    process = subprocess.Popen([sys.executable, "-c", RUNS, *held], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdout.readline() == b"running\n"
+    return process
+
+
 # a harvest killed (SIGKILL, as the OOM killer or `kill -9` would) as it links the new catalogue's file
 # into place, before the link or just after it
 KILLED_AT_THE_LINK = """import os, signal, sys
@@ -527,7 +548,7 @@ def test_what_a_run_killed_as_it_made_the_catalogue_left_beside_it_is_removed_by
     assert killed.returncode == -9, killed.stderr
     left = data / f".c.duckdb.{int(killed.stdout)}.new"
     assert left.is_file() and db.exists() is (when == "after the link")
-    running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    running = a_process(tmp_path, holding_a_lock=True)   # (as a writer holds its catalogue's)
     try:
         its_own, another_s = data / f".c.duckdb.{running.pid}.new", data / f".other.duckdb.{int(killed.stdout)}.new"
         for kept in (its_own, another_s):
@@ -669,3 +690,139 @@ def test_a_file_another_program_makes_as_the_catalogue_is_placed_is_never_replac
         assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
     assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nothing of this run's left beside it)
+
+
+def test_a_file_another_program_makes_after_the_writer_s_check_is_never_opened_as_the_catalogue(tmp_path):
+    """writer_lock checks the catalogue's file under the lock (none there: the harvest makes it); the
+    writer then opens it (open_for_writing). On main a file another program made between the two was
+    found at the path and opened as the catalogue: civicat's migrations added their tables to that
+    program's database. Now a writer whose check found no file makes it itself, and a file there
+    since is another program's: exit 2, never opened, left as it was made. (The other program is a real
+    process, run in that window.)"""
+    import math
+    import subprocess
+    import sys
+
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    db = data / "c.duckdb"
+    lock = writer_lock(db, Wait(-math.inf), makes_the_catalogue=True)
+    try:
+        ran = subprocess.run([sys.executable, "-c", MAKES_ITS_FILE_THERE, str(db)], capture_output=True, text=True,
+                             timeout=120)
+        assert (ran.returncode, ran.stdout.strip()) == (0, "made"), ran.stderr
+        with pytest.raises(Refused, match="was made by another process as this run was making the catalogue"):
+            open_for_writing(Store, db, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+        assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+    assert sorted(p.name for p in data.iterdir()) == ["c.duckdb"]   # (nor a lock, a read copy, a marker of civicat's)
+
+
+# a harvest killed (SIGKILL) as it makes the new catalogue's file beside it, with DuckDB's log of that
+# file written: DuckDB 1.5 writes none for the empty file civicat makes, one that does (a later DuckDB,
+# a write of civicat's there) is made here by a table written to it
+KILLED_WITH_ITS_LOG = """import os, signal, sys
+from pathlib import Path
+from catalog import uncut
+config, db = sys.argv[1], Path(sys.argv[2])
+real = uncut.connect
+
+def connect(database=":memory:", **options):
+    con = real(database, **options)
+    if database.endswith(".new"):
+        con.execute("CREATE TABLE t AS SELECT 1 AS a")
+        print(os.getpid(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    return con
+
+uncut.connect = connect
+from harvester.cli import cli
+cli(["harvest", "--config", config, "--db", str(db)])
+"""
+
+
+def test_a_killed_run_s_new_file_is_removed_with_its_log_and_where_its_pid_is_another_process_s_now(
+        tmp_path, portal, config):
+    """What a run killed as it made the catalogue left beside it: on main its `.NAME.PID.new.wal`
+    (DuckDB's log of the `.new`) stayed for good, and so did the `.new` files of a PID the kernel had
+    given to another process since (process_alive alone). The next writer now removes the log with
+    its file, and tells a PID given anew: its process started after the files were made (here a
+    killed run's files an hour old, their PID a running process's), or it holds no flock, as every
+    civicat writer making the catalogue holds its lock. Never the files of a process that holds a
+    flock and started before them (a writer), nor another catalogue's."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    data = tmp_path / "data"
+    data.mkdir()
+    db = data / "c.duckdb"
+    repo = str(Path(__file__).resolve().parents[2])
+    killed = subprocess.run([sys.executable, "-c", KILLED_WITH_ITS_LOG, str(config), str(db)],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": repo})
+    assert killed.returncode == -9, killed.stderr
+    left = data / f".c.duckdb.{int(killed.stdout)}.new"
+    log = left.with_name(left.name + ".wal")
+    assert left.is_file() and log.is_file() and not db.exists()
+    an_hour_ago = time.time() - 3600
+    started_since = a_process(tmp_path, holding_a_lock=True)   # (another program's lock)
+    holds_none = a_process(tmp_path, holding_a_lock=False)
+    writer = a_process(tmp_path, holding_a_lock=True)
+    try:
+        given_anew = data / f".c.duckdb.{started_since.pid}.new"
+        given_anew.write_bytes(left.read_bytes())
+        given_anew.with_name(given_anew.name + ".wal").write_bytes(log.read_bytes())
+        for path in (given_anew, given_anew.with_name(given_anew.name + ".wal")):
+            os.utime(path, (an_hour_ago, an_hour_ago))   # (made by a run killed an hour ago, that PID then)
+        no_lock = data / f".c.duckdb.{holds_none.pid}.new"
+        writers, another_s = data / f".c.duckdb.{writer.pid}.new", data / f".other.duckdb.{int(killed.stdout)}.new"
+        for path in (no_lock, writers, another_s):
+            path.write_bytes(b"made")
+        harvested = harvest(config, db)
+        assert harvested.exit_code == 0, harvested.output
+        beside = sorted(p.name for p in data.iterdir() if ".new" in p.name)
+    finally:
+        for process in (started_since, holds_none, writer):
+            process.communicate(b"", timeout=60)
+    assert beside == sorted([writers.name, another_s.name]), beside
+    assert writers.read_bytes() == another_s.read_bytes() == b"made"
+    assert catalogue_id(db)
+
+
+def test_a_catalogue_beside_with_neither_its_lock_nor_a_read_copy_is_named_not_opened(tmp_path, portal, config,
+                                                                                       monkeypatch, caplog):
+    """A folder made before one catalogue a folder, shared by two catalogues, one of which has lost both
+    its `.lock` and its read copy (removed by hand, or renamed without them): nothing of civicat's says
+    it is a catalogue, and unopened it cannot be told from another program's database, which the look
+    never opens (a read-only open keeps that program's writes out for the moment). The other still
+    adopts the folder, but on main said nothing: that catalogue's records pulls were taken for the
+    adopter's without a word. Now a warning names the file, what is taken for whose, and the fix; the
+    file is still never opened, its bytes as they were."""
+    import hashlib
+
+    from catalog.read_copy import read_copy_path
+
+    data = tmp_path / "data"
+    other = data / "civicat.duckdb"
+    assert harvest(config, other).exit_code == 0
+    made_before_0020(other, data)
+    lock_path(other).unlink()
+    read_copy_path(other).unlink()
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    opened = files_opened_read_only(monkeypatch)
+    adopted = harvest(config, data / "new.duckdb")
+    assert adopted.exit_code == 0, adopted.output
+    said = " ".join(" ".join(r.getMessage() for r in caplog.records if r.name == "civicat").split())
+    assert (f"{other} is a DuckDB file beside new.duckdb with neither a civicat writer's lock file nor a read copy, "
+            "so it is not opened") in said, said
+    assert "If civicat.duckdb is a civicat catalogue that shared them, move it into a folder of its own" in said
+    assert said.count(f"{other} is a DuckDB file beside") == 1   # (once, though the folder is checked twice)
+    assert other not in [type(other)(p) for p in opened]
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before
+    assert marker(data)["catalogue"] == "new.duckdb"

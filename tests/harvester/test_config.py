@@ -212,6 +212,12 @@ KEYED = 'app_token_env = "CITY_KEY"\n'
     ("dcat-us", "https://data.city.example/data.json?token%3Ds3cret", "", "has a secret in its query (token)"),
     ("dcat-us", "https://proxy.city.example/get?u=https%3A%2F%2Fdata.city.example%2Fdata.json%3Fapi_key%3Ds3cret", "",
      "has a secret in its query (api_key)"),
+    # (in its fragment, and escaped twice: session 44, accepted, the key quoted in errors and logs; and a key escaped
+    # in its path was quoted in the refusal itself, which showed the url less its query)
+    ("dcat-us", "https://data.city.example/data.json#access_token=s3cret", "", "has a secret in its fragment (access_token)"),
+    ("dcat-us", "https://data.city.example/data.json?next=%252Ff%253Ftoken%253Ds3cret", "", "has a secret in its query (token)"),
+    ("dcat-us", "https://proxy.city.example/get/https%3A%2F%2Fdata.city.example%2Fdata.json%3Fapi_key%3Ds3cret", "",
+     "'https://proxy.city.example/get/https%3A%2F%2Fdata.city.example%2Fdata.json%3Fapi_key%3DREDACTED' has a secret"),
 ])
 def test_a_key_where_none_may_go_is_refused_saying_why_and_what_to_do(tmp_path, kind, url, extra, said):
     with pytest.raises(ConfigError) as refused:

@@ -592,3 +592,16 @@ def test_incidents_a_title_names_beside_a_fire_word_are_the_fire_department_s():
                         ("Santa Rosa", "Santa Rosa Police Department Incidents"), ("San Francisco", "Fire Incidents")])
     scored = scoring.score_pairs(c, np.array([0, 0, 0]), np.array([1, 2, 3]))
     assert (scored.total[:2] < 0.35).all() and scored.total[2] >= 0.35, scored.total
+
+
+def test_incidents_of_a_thing_named_between_them_and_the_fire_word_are_no_fire_incidents():
+    """r43 read 'Fire Hydrant/Inspection Incidents' as fire incidents: the fire word names the incidents only right
+    before them (stopwords such as 'department' aside) or as the agent after 'by', and a fire department's acronym
+    wherever it stands; a hydrant or an inspection between names what the incidents are of. A breakdown by a fire
+    district names no agent. The real fire-incident titles keep their kind."""
+    for title in ("Fire Hydrant/Inspection Incidents", "Hydrant Incidents by Fire District"):
+        assert concepts.of_dataset(title, None) == (), title
+    for title in ("Fire Incidents", "Daily Fire Incidents 01012012 Current", "FDNY Community Board Incident Count",
+                  "GISADMIN.SOCRATA_FIRE_INCIDENTS_01012012_12312013", "Incidents Responded to by Fire Companies",
+                  "Connecticut Fire Department Incidents - 2014", "Map of Fire Incidents"):
+        assert concepts.of_dataset(title, None) == ("fire_incident",), title

@@ -1217,3 +1217,16 @@ def test_a_group_of_lists_of_codes_is_labelled_as_codes_not_as_the_records_they_
                         ("Seattle", "SPD Police Report Incident"), ("Chicago", "Crimes - 2001 to present")])
     assert groups.label(c, [0, 1]) == "Codes of crime incidents"
     assert groups.label(c, [2, 3]) == "Crime incidents"
+
+
+def test_a_group_of_data_dictionaries_is_labelled_as_dictionaries_not_as_codes():
+    """A group of data dictionaries only was labelled 'Codes of ...' (r43): a dictionary lists a dataset's fields and
+    what their values mean, no codes. The police's own dictionaries, titled as their files are (the District's
+    'Uof_DataDictionary', NYPD's 'NYPD_Force_Incidents_DataDictionary', New Orleans' 'NOPD - Data dictionary for
+    Calls For Service Open Data'); a group of both, codes and dictionaries."""
+    c = rows_catalogue([("Washington, DC", "Uof Data Dictionary"), ("New York", "NYPD Force Incidents Data Dictionary"),
+                        ("New Orleans", "NOPD - Data dictionary for Calls For Service Open Data"),
+                        ("Seattle", "SPD Offense Codes"), ("Chicago", "Crimes Data Dictionary")])
+    assert groups.label(c, [0, 1]) == "Data dictionaries of use of force"
+    assert groups.label(c, [3, 4]) == "Codes and data dictionaries of crime incidents"
+    assert c.concept_lists[2] == ("calls_for_service",) and c.is_code_table[2]

@@ -623,3 +623,38 @@ def test_a_title_comparing_places_holds_their_figures():
     assert features.COMPARES_PLACES.search("Choose Maryland: Compare Metros - Economy")
     for title in ("City of Seattle Wages: Comparison by Gender - All Job Classifications", "NADAC Comparison"):
         assert not features.COMPARES_PLACES.search(title), title
+
+
+def test_a_complement_scores_as_low_as_a_boundary_file_against_its_records():
+    """Los Angeles' 'General Fund Revenue' and King County's 'Non-General Fund Revenues 2010' were a pair at 0.553
+    (session 43's re-read), Cook County's 'General Fund Expenditures By Category' and King County's 'Non-General
+    Fund Expenditures 2010' at 0.439: told apart, they still scored by the words a complement shares with what it
+    negates by construction. A title naming both sides ('Hit and Non Hit Shooting Incidents') negates nothing."""
+    c = fixture_catalogue([("data.lacity.org", "qrkr-kfbh"), ("data.kingcounty.gov", "upsg-niup"),
+                           ("datacatalog.cookcountyil.gov", "3rn9-29p6"), ("data.kingcounty.gov", "vv8b-tzy8")])
+    (revenue, expenditures), apart = scores_and_apart(c, [(0, 1), (2, 3)])
+    assert apart == [True, True]
+    assert revenue < 0.35 and expenditures < 0.35, (revenue, expenditures)
+    scored = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    assert scored.shape[0] == pytest.approx(scoring.COMPLEMENT_MISMATCH)
+    assert text.negated_words("sheriff hit and non hit shooting incidents 2010 to present") == frozenset()
+    assert text.negated_words("Non-Fatal Shootings - 2013") == {"fatal"}
+
+
+def test_a_body_s_name_beside_what_a_title_holds_says_whose_not_what():
+    """Maryland's 'Managing for Results - Department of Budget & Management (DBM)' (performance measures) paired
+    Cook County's 'Budget Management - Daily Appropriations Report' (0.394, "titles share 'budget management'"): the
+    department's name read as a budget. Connecticut's 'Department of Revenue Services - Tax Credits Claimed For
+    2010' holds tax credits, as New York's 'Tax credits' does, no revenue. A title listing a body's own offices names
+    the body as its subject ('Department of Motor Vehicle (DMV) Office Locations')."""
+    c = fixture_catalogue([("data.maryland.gov", "fw4a-f33r"), ("datacatalog.cookcountyil.gov", "t84e-297e"),
+                           ("data.ct.gov", "3hed-rxb7"), ("data.cityofnewyork.us", "5fkx-9rt5")])
+    (budget, credits), _ = scores_and_apart(c, [(0, 1), (2, 3)])
+    assert budget < 0.35 <= credits, (budget, credits)
+    assert c.records_named[0] == 0 and c.records_named[2] == 0
+    assert text.body_name_words("Managing for Results - Department of Budget & Management (DBM)") == {
+        "budget", "management", "budget+management"}
+    for title in ("Department of Motor Vehicle (DMV) Office Locations", "OACE (Office of Adult and Continuing "
+                  "Education) Sites", "Office for the Aging Service Expenditures: Beginning Fiscal Year 2009",
+                  "Department of Revenue"):
+        assert text.body_name_words(title) == frozenset(), title
