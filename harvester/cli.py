@@ -1498,7 +1498,7 @@ class ShownUids:
 
         self.shown = exported_uids(con)
         self.meant = {shown: uid for uid, shown in self.shown.items()}
-        self._named = None   # (the pattern of every uid shown otherwise, made at the first message that may name one)
+        self._named = None   # (every uid shown otherwise, found in a message: WordsReplaced, made at the first that may name one)
 
     def __call__(self, uid: str | None) -> str | None:
         return self.shown.get(uid, uid)
@@ -1523,8 +1523,8 @@ class ShownUids:
         if self.shown:   # (one pass over the message, the longest uid where two begin alike: until session 44
             # each uid was looked for in each message, 100 uids x 10,000 messages 0.4 s, 1,000 uids 1.9 s)
             if self._named is None:
-                self._named = re.compile(trie_pattern(self.shown))
-            text = self._named.sub(lambda found: self.shown[found.group()], text)
+                self._named = WordsReplaced(self.shown)
+            text = self._named.replaced(text)
         return redacted_text(text)
 
     def folder(self, uid: str, path: str | None) -> str | None:
@@ -1542,31 +1542,44 @@ class ShownUids:
                             f"dataset={segment_glob(source_id, redacted(source_id), REDACTED)}")
 
 
-def trie_pattern(words) -> str:
-    """A regular expression that finds any of `words`, the longest where one begins another, as a trie: the
-    prefix they share read once (re tries each alternative of `a|b|c` in turn at each character, a message
-    read once a word). Recursing at each fork alone (not each character: a uid may be thousands long)."""
-    trie: dict = {}
-    for word in words:
-        node = trie
-        for character in word:
-            node = node.setdefault(character, {})
-        node[""] = {}   # (a word ends here)
+class WordsReplaced:
+    """Any of `words` (each -> what a text gives it as) in a text, in one pass, the longest where one begins
+    another: a trie (a dict a character, "" where a word ends) walked from each place one may begin, which a
+    flat pattern of the words' beginnings (their text up to their first ':', a uid's portal and ':') finds.
+    Until r44 one regular expression nested a group a fork of the trie: past some 330 forks on one path (a
+    portal's identifiers each the one before and more, `?token=a`, `?token=a&b=1`, ...) building it, and
+    re compiling it, raised RecursionError, and every command printing a message failed."""
 
-    def pattern(node: dict) -> str:
-        out = []
-        while True:
-            forks = sorted(key for key in node if key)
-            if len(forks) == 1 and "" not in node:
-                out.append(re.escape(forks[0]))
-                node = node[forks[0]]
+    def __init__(self, words: dict[str, str]):
+        self.words, self.trie = words, {}
+        for word in words:
+            node = self.trie
+            for character in word:
+                node = node.setdefault(character, {})
+            node[""] = {}   # (a word ends here)
+        begins = {word[:word.find(":") + 1] or word[:1] for word in words if word}
+        self.begins = re.compile("(?=" + "|".join(map(re.escape, sorted(begins))) + ")") if begins else None
+
+    def replaced(self, text: str) -> str:
+        """`text` with each word found given as `words` gives it."""
+        if self.begins is None:
+            return text
+        pieces, done = [], 0
+        for begin in self.begins.finditer(text):
+            at = begin.start()
+            if at < done:   # (inside a word found before)
                 continue
-            if not forks:
-                return "".join(out)
-            branches = "|".join(re.escape(key) + pattern(node[key]) for key in forks)
-            return "".join(out) + f"(?:{branches})" + ("?" if "" in node else "")
-
-    return pattern(trie)
+            node, end = self.trie, None
+            for position in range(at, len(text)):
+                node = node.get(text[position])
+                if node is None:
+                    break
+                if "" in node:
+                    end = position + 1
+            if end is not None:
+                pieces += [text[done:at], self.words[text[at:end]]]
+                done = end
+        return "".join(pieces) + text[done:] if pieces else text
 
 
 def _uids_not_in_catalogue(con, uids: list[str], shown: ShownUids | None = None) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The records folder: names from portals never leave it; publishing replaces a dataset
 whole; profiles from DuckDB over the Parquet (checked against the statistics read as before
 session 28, on real records and a wide dataset)."""
+import glob
 import os
 from pathlib import Path
 from tests.children import line_of, run
@@ -63,6 +64,27 @@ def test_a_glob_for_a_folder_whose_printed_name_lost_characters_is_the_printed_t
     # (the printed name without the tab the real one holds: the parts cannot be told apart)
     assert segment_glob("https://x.org/a?\ttoken=k-one", "https://x.org/a?token=REDACTED", "REDACTED") == (
         "https%3A%2F%2Fx.org%2Fa%3F*")
+
+
+def test_a_glob_for_a_folder_named_by_a_source_id_of_many_keys_is_made_at_once(tmp_path):
+    """(r44) A portal's identifier of 40 keys, and a tab the printed one lost after them: the regular
+    expression that told the keys' places in the name tried each piece's places against the others', twice as
+    long a key more (22 keys: 3 s; 40: days), and `civicat records` printing its folder never ended. In a
+    process of its own, given 120 s (far beyond any load: found at once now)."""
+    import subprocess
+    import sys
+
+    source_id = "https://x.org/d?" + "&".join(f"token=k-{n}" for n in range(40)) + "&x=1\t2"
+    made = subprocess.run([sys.executable, "-c", "import sys; from catalog.links import REDACTED, redacted; "
+                           "from catalog.records import segment_glob; "
+                           "print(segment_glob(sys.argv[1], redacted(sys.argv[1]), REDACTED))", source_id],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert made.returncode == 0, made.stderr
+    (tmp_path / safe_segment(source_id)).mkdir()
+    (tmp_path / safe_segment("z" + source_id)).mkdir()   # (another dataset's folder: not named)
+    pattern = made.stdout.strip()
+    assert glob.glob(str(tmp_path / pattern)) == [str(tmp_path / safe_segment(source_id))], pattern
+    assert "k-" not in pattern and pattern.startswith("https%3A%2F%2Fx.org%2Fd%3Ftoken%3D*")
 
 
 def test_empty_names_are_refused(tmp_path):

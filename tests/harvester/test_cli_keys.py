@@ -209,19 +209,37 @@ def test_a_message_printed_redacts_a_key_whose_equals_sign_is_escaped():
 def test_the_uids_a_message_names_are_found_in_one_pass_the_longest_where_one_begins_another():
     """ShownUids.text read a message once a uid holding a key (until session 44: 100 uids x 10,000 messages of
     `runs --errors --json` 0.44 s of CPU, 1,000 uids 1.9 s; now 0.20 / 0.29 s, most of it the links' own check)."""
-    import re
-
-    from harvester.cli import ShownUids, trie_pattern
+    from harvester.cli import ShownUids, WordsReplaced
 
     uids = {"p:x?token=a": "p:x?token=REDACTED", "p:x?token=ab": "p:x?token=REDACTED#2",
             "p:x?token=a&b=1": "p:x?token=REDACTED&b=1", "q:(y)?key=k.*": "q:(y)?key=REDACTED"}
-    assert re.findall(trie_pattern(uids), "p:x?token=ab; p:x?token=a&b=1 p:x?token=a q:(y)?key=k.* q:(y)?key=kk") == [
-        "p:x?token=ab", "p:x?token=a&b=1", "p:x?token=a", "q:(y)?key=k.*"]
+    assert WordsReplaced(uids).replaced("p:x?token=ab; p:x?token=a&b=1 p:x?token=a q:(y)?key=k.* q:(y)?key=kk") == (
+        "p:x?token=REDACTED#2; p:x?token=REDACTED&b=1 p:x?token=REDACTED q:(y)?key=REDACTED q:(y)?key=kk")
     shown = ShownUids.__new__(ShownUids)
     shown.shown, shown._named = uids, None
     assert shown.text("no dataset p:x?token=ab, nor p:x?token=a: it was removed") == (
         "no dataset p:x?token=REDACTED#2, nor p:x?token=REDACTED: it was removed")
-    assert trie_pattern(["a" * 5000, "a" * 4999 + "b"]).count("(") == 1   # (a fork a group, never a character)
+    long = {"a:" + "a" * 5000: "one", "a:" + "a" * 4999 + "b": "two"}
+    assert WordsReplaced(long).replaced(f"a:{'a' * 4999}b a:{'a' * 5000}") == "two one"
+
+
+def test_the_uids_of_a_portal_whose_identifiers_each_hold_the_one_before_are_printed_redacted():
+    """(r44) A portal's 600 identifiers, each the one before and a parameter more, each holding its key: the
+    pattern of the uids nested a group at each, and building it (Python's recursion) and compiling it raised
+    RecursionError past some 330: every command printing a message that may name a uid (`runs --errors`,
+    `records`) failed with a traceback."""
+    from harvester.cli import ShownUids
+
+    ids = ["https://x.org/d?token=k" + "".join(f"&p{i}=1" for i in range(depth)) for depth in range(600)]
+    with duckdb.connect() as con:
+        con.execute("CREATE TABLE datasets AS SELECT 'p' AS portal_id, s AS source_id, 'p:' || s AS uid, "
+                    "now() - to_days(CAST(ord AS INTEGER)) AS first_seen FROM unnest(?) WITH ORDINALITY AS t(s, ord)",
+                    [ids])
+        shown = ShownUids(con)
+    assert len(shown.shown) == 600
+    assert shown.text(f"no records of p:{ids[-1]}: HTTP 404") == f"no records of {shown(f'p:{ids[-1]}')}: HTTP 404"
+    assert shown.text(f"p:{ids[0]} and p:{ids[1]}") == f"{shown(f'p:{ids[0]}')} and {shown(f'p:{ids[1]}')}"
+    assert not [uid for uid in ids if "token=k" in shown.text(f"see p:{uid}")]
 
 
 def test_a_message_printed_redacts_a_key_in_a_fragment_or_escaped_twice_and_keeps_a_printed_uids_number():
