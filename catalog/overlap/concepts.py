@@ -347,7 +347,7 @@ def _fire_incidents(title: str | None) -> bool:
         if word == "incident":
             before = next((w for w in reversed(words[:i]) if w not in text.STOPWORDS), None)
             # (the agent after a verb: 'by' right after the incidents starts a breakdown, 'Incidents by Fire District')
-            agent = words.index("by", i) if "by" in words[i + 2:] else None
+            agent = words.index("by", i + 2) if "by" in words[i + 2:] else None
             if before in FIRE or (agent and FIRE.intersection(words[agent + 1:])):
                 return True
     return False

@@ -605,3 +605,15 @@ def test_incidents_of_a_thing_named_between_them_and_the_fire_word_are_no_fire_i
                   "GISADMIN.SOCRATA_FIRE_INCIDENTS_01012012_12312013", "Incidents Responded to by Fire Companies",
                   "Connecticut Fire Department Incidents - 2014", "Map of Fire Incidents"):
         assert concepts.of_dataset(title, None) == ("fire_incident",), title
+
+
+def test_a_breakdown_by_a_fire_district_names_no_fire_incidents_whatever_follows_it():
+    """(r44) 'by' right after the incidents starts a breakdown, no agent ('Hydrant Incidents by Fire District': no
+    fire incidents), but the agent was looked for from that 'by' wherever another 'by' followed: a breakdown by a
+    fire district and by a month, a year or a station read as the fire department's incidents."""
+    for title in ("Hydrant Incidents by Fire District by Month", "EMS Incidents by Fire Station by Month",
+                  "Incidents by Fire District by Year"):
+        assert not concepts._fire_incidents(title), title
+        assert concepts.of_dataset(title, None) != ("fire_incident",), title
+    for title in ("Incidents by Station Responded to by Fire Companies", "Fire Incidents by Month by District"):
+        assert concepts.of_dataset(title, None) == ("fire_incident",), title
