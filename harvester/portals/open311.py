@@ -1173,7 +1173,7 @@ class Windows:
         """A one-second (by whole days, one-day) window's `pages` ended by an empty page after one that may
         be full (within the margin of P): the window held exactly so many pages, or the server pages no
         deeper (a cap on `page`, as on an offset), the rest of it unread. A cap is the server's, not the
-        window's: the page after the last of the 90 days up to `end` is asked (_pages_deeper) and, given,
+        window's: the page after the last of the 90 days up to `end` (else from `start`) is asked (_pages_deeper) and, given,
         shows the server pages deeper, the empty page the window's end: taken whole. Else a one-second
         window is read again by parts at the pull's end (as a full answer of a server that ignores `page`);
         a day, or a second whose parts cannot tell, is kept as read, the rest of it lost: an error of the
@@ -1184,7 +1184,7 @@ class Windows:
         before = pages[-1] if pages else []
         if self.page_size is None or not before or not self._may_be_cut(len(before), self.page_size):
             return
-        if self._pages_deeper(end, len(pages)):
+        if self._pages_deeper(start, end, len(pages)):
             return
         read = sum(len(page) for page in pages)
         if self.days or self.services is None:
@@ -1195,32 +1195,38 @@ class Windows:
             self.doubtful.append([start.isoformat(), end.isoformat(), len(before), max(self.largest, self.page_size),
                                   len(pages), read])
 
-    def _pages_deeper(self, end: datetime, depth: int) -> bool:
-        """Whether the server gives a page after page `depth`: that page of the 90 days up to `end` (a city's
-        90 days hold more than a second's or a day's requests), or a deeper page shown before. A server that
-        pages no deeper answers it with none, as does one whose 90 days hold no more (unknown, then). One
-        request a pull, where the server pages as deep as its windows need."""
+    def _pages_deeper(self, start: datetime, end: datetime, depth: int) -> bool:
+        """Whether the server gives a page after page `depth`: that page of the 90 days up to `end`, else of
+        those from `start` (a city's 90 days hold more than a second's or a day's requests; the days before
+        its first requests hold none: asked of the 90 days before only, 303 of the first days of
+        --whole-days 100's cities were taken as paged no deeper), or a deeper page shown before. A server
+        that pages no deeper answers both with none, as does one whose 180 days hold no more (unknown,
+        then). One request a pull (two at a city's start) where the server pages as deep as its windows need."""
         if self.deepest > depth:
             return True
-        since = self._midnight(end - WINDOW, 1) if self.days else end - WINDOW
-        try:
-            page = self._ask(since, end, depth + 1)
-        except PermanentError:   # (too large, or refused: it tells nothing)
-            return False
-        if page:
-            self.deepest = max(self.deepest, depth + 1)
-        return bool(page)
+        if self.days:   # (whole days: from a midnight to a midnight, within 90 days)
+            spans = [(self._midnight(end - WINDOW, 1), end), (start, self._midnight(start + WINDOW))]
+        else:
+            spans = [(end - WINDOW, end), (start, start + WINDOW)]
+        for since, until in spans:
+            try:
+                page = self._ask(since, until, depth + 1)
+            except PermanentError:   # (too large, or refused: it tells nothing)
+                continue
+            if page:
+                self.deepest = max(self.deepest, depth + 1)
+                return True
+        return False
 
     def _short(self, start: datetime, end: datetime, pages: int, read: int, why: str) -> None:
         """The window [start, end) kept as read, the rest of it unread (_last_page): an error of the run."""
-        message = (f"the {self._unit} at {self._sent(start, end)} gave {pages} full page(s), {read} requests, then an "
-                   f"empty page, and the server gives no page {pages + 1} of the 90 days up to it either: it may page "
-                   f"no deeper, and the {self._unit}'s requests past those {read} are unread{why} (the {self._unit} "
-                   "cannot be narrowed; every other window read whole)")
+        message = (f"the {self._unit} at {self._sent(start, end)} gave {pages} full page(s), {read} requests, then "
+                   f"an empty page, and the server gives no page {pages + 1} of the 90 days up to it or from it "
+                   f"either: it may page no deeper, and the {self._unit}'s requests past those {read} are unread{why} "
+                   f"(the {self._unit} cannot be narrowed; every other window read whole)")
         if message not in self.short:
             self.short.append(message)
             log.warning("%s", message)
-
 
     def _settle_doubts(self):
         """The windows taken whole by _reading against a larger answer that may be cut ones under the

@@ -312,9 +312,9 @@ def records_run(db) -> tuple[list[tuple], list[tuple], list[str]]:
 def test_a_second_deeper_than_the_server_pages_that_parts_cannot_tell_is_kept_with_an_error_naming_it(tmp_path):
     """The same second's 130 requests all open and of no service code: no part is under a page. Once the
     pull published 100 of them, ok; then (session 44) it failed, every night, the dataset never updated. The
-    server gives no page 3 of the 90 days up to that second either (it pages no deeper): the pull keeps every
-    other window and the second's 100, and the run records an error naming the dataset, the second and the
-    count read."""
+    server gives no page 3 of the 90 days up to that second, or from it, either (it pages no deeper): the pull
+    keeps every other window and the second's 100, and the run records an error naming the dataset, the
+    second and the count read."""
     with Open311Portal(services=JSON_SERVICES, requests=one_second(130), last_page=2) as portal:
         db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
         served = served_ids(portal)
@@ -328,7 +328,8 @@ def test_a_second_deeper_than_the_server_pages_that_parts_cannot_tell_is_kept_wi
         ("service-requests", "RequestsUnread", "error")], errors
     assert re.search(r"the one second at start_date=2020-01-08T14:23:26Z, end_date=2020-01-08T14:23:27Z, page=1 gave "
                      r"2 full page\(s\), 100 requests, then an empty page, and the server gives no page 3 of the 90 "
-                     r"days up to it either: .* the pull kept the requests it read", errors[0][3]), errors[0][3]
+                     r"days up to it or from it either: .* the pull kept the requests it read", errors[0][3]), \
+        errors[0][3]
 
 
 @pytest.mark.parametrize("services", [[], JSON_SERVICES], ids=["no-codes-listed", "codes-not-given"])
@@ -352,17 +353,21 @@ def test_a_second_of_exactly_two_pages_where_parts_cannot_tell_is_read_whole(tmp
     assert sorted(q["start_date"] for q in deeper) == ["2019-10-10T14:23:27Z", *["2020-01-08T14:23:26Z"] * 2], deeper
 
 
-@pytest.mark.parametrize("last_page", [2, None], ids=["paged-two-deep", "paged-whole"])
-def test_a_day_deeper_than_a_server_reading_whole_days_pages_is_an_error_naming_it(tmp_path, last_page):
+def a_day_of(count: int, day: str) -> list[dict]:
+    """`count` requests of `day` (an ISO date), all open, from 8:00 on, one a minute."""
+    return [{"service_request_id": f"day-{n:03d}", "status": "open",
+             "requested_datetime": f"{day}T{8 + n // 60:02d}:{n % 60:02d}:00Z"} for n in range(count)]
+
+
+def test_a_day_deeper_than_a_server_reading_whole_days_pages_is_an_error_naming_it(tmp_path):
     """A server that reads whole days and pages only two deep (pages of 50; page 3 and after: none), one
     day of 130 requests: the day's empty page 3 after a full page 2 was taken as the day's end, its 30
-    others lost unsaid, the pull ok. The server gives no page 3 of the 90 days up to it either: the pull
-    keeps every other day and that day's 100, and the run records an error naming the dataset, the day and
-    the count. A server paging whole gives that page 3: the day's 130 read, no error."""
-    day = [{"service_request_id": f"day-{n:03d}", "status": "open",
-            "requested_datetime": f"2020-01-08T{8 + n // 20:02d}:{n % 20:02d}:00Z"} for n in range(130)]
-    with Open311Portal(services=JSON_SERVICES, requests=day + load_json(BOSTON), whole_days=True,
-                       last_page=last_page) as portal:
+    others lost unsaid, the pull ok. The server gives no page 3 of the 90 days up to it (or from it)
+    either: the pull keeps every other day and that day's 100, and the run records an error naming the
+    dataset, the day and the count. A server paging whole, a day of exactly 100 the first of its requests
+    (none in the 90 days before it), gives a page 3 of the 90 days from it: read whole, no error."""
+    with Open311Portal(services=JSON_SERVICES, requests=a_day_of(130, "2020-01-08") + load_json(BOSTON),
+                       whole_days=True, last_page=2) as portal:
         db, result = harvest_with_records(tmp_path, "bos311", "open311", portal.url, ["service-requests"])
         served = served_ids(portal)
         day_served = sorted((r for r in portal.service_requests
@@ -373,14 +378,21 @@ def test_a_day_deeper_than_a_server_reading_whole_days_pages_is_an_error_naming_
     unread = [message for _, kind, severity, message in errors if severity == "error"]
     assert result.exit_code == 0 and pulls == [("service-requests", len(published))], result.output
     assert len(published) == len(set(published)) and set(published) <= served
-    if last_page is None:
-        assert sorted(published) == sorted(served) and unread == [], errors
-        return
     assert served - set(published) <= on_the_day and on_the_day & set(published) == paged   # (that day's rest only)
     assert [(source_id, kind) for source_id, kind, severity, _ in errors if severity == "error"] == [
         ("service-requests", "RequestsUnread")], errors
     assert re.search(r"^the one day at start_date=2020-01-08T00:00:00Z, end_date=2020-01-09T00:00:00Z, page=1 gave 2 "
                      r"full page\(s\), 100 requests, then an empty page", unread[0]), unread
+
+    first = tmp_path / "first"   # (Boston's first request: 2018-06-19)
+    first.mkdir()
+    with Open311Portal(services=JSON_SERVICES, requests=a_day_of(100, "2018-06-01") + load_json(BOSTON),
+                       whole_days=True) as portal:
+        db, result = harvest_with_records(first, "bos311", "open311", portal.url, ["service-requests"])
+        served = served_ids(portal)
+    errors, pulls, published = records_run(db)
+    assert result.exit_code == 0 and [e for e in errors if e[2] == "error"] == [], errors
+    assert sorted(published) == sorted(served)
 
 
 def test_requests_before_a_full_second_at_a_windows_end_are_read_where_end_date_is_inclusive(tmp_path):
