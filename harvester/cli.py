@@ -1968,9 +1968,9 @@ def search(text, limit, cities, themes, types, db_path, as_json):
         # (a catalogue whose every harvest failed, the quickstart's offline: "'Chicago' is no city or
         # portal id of the catalogue's datasets (those known: none)" under a usage line blamed the city)
         empty = None if hits else _no_dataset(con, db_path)
-        if hits:   # (every uid as printed: ShownUids)
+        if hits:   # (every uid as printed: ShownUids; a title's links as an export gives them)
             shown = ShownUids(con)
-            hits = [{**h, "uid": shown(h["uid"])} for h in hits]
+            hits = [{**h, "uid": shown(h["uid"]), "title": redacted_text(h["title"])} for h in hits]
     except catalogue_search.SearchIndexMissing as exc:   # (no harvest yet: nothing to search, said as such)
         hits, empty = [], _no_dataset(con, db_path)
         if empty is None:
@@ -2071,15 +2071,15 @@ def overlap(min_score, show_pairs, use_embeddings, group_id, wait, db_path, as_j
     # most cities first, then most datasets: what a group says across the cities (a city's hundred CCRB
     # tables in three cities came before crime incidents in 21, group ids being numbered by size)
     ordered = sorted(result.groups, key=lambda g: (-len(g.cities), -len(g.uids), g.group_id))
-    # (every uid as printed: ShownUids)
+    # (every uid as printed: ShownUids; a title's links as an export gives them)
     groups = [{"group_id": g.group_id, "label": g.label, "datasets": len(g.uids), "cities": g.cities,
-               "members": [{"uid": shown(u), "city": c.cities[c.row(u)], "title": c.titles[c.row(u)],
+               "members": [{"uid": shown(u), "city": c.cities[c.row(u)], "title": redacted_text(c.titles[c.row(u)]),
                             "copies": [shown(copy) for copy in g.copies.get(u, [])]} for u in g.uids]}
               for g in ordered]
     if show_pairs:   # (each dataset named, not only by uid: a reader of the pairs needs no join to know them)
         pairs = [{"uid_a": shown(p["uid_a"]), "city_a": c.cities[c.row(p["uid_a"])],
-                  "title_a": c.titles[c.row(p["uid_a"])], "uid_b": shown(p["uid_b"]),
-                  "city_b": c.cities[c.row(p["uid_b"])], "title_b": c.titles[c.row(p["uid_b"])],
+                  "title_a": redacted_text(c.titles[c.row(p["uid_a"])]), "uid_b": shown(p["uid_b"]),
+                  "city_b": c.cities[c.row(p["uid_b"])], "title_b": redacted_text(c.titles[c.row(p["uid_b"])]),
                   **{k: v for k, v in p.items() if k not in ("uid_a", "uid_b")}} for p in pairs]
     if as_json:
         say_why(groups, [(shown(a), shown(b), score, explanation) for a, b, score, explanation in stored])
@@ -2243,8 +2243,8 @@ def echo_saved_group(group_id: int, show_pairs: bool, db_path: Path, as_json: bo
         shown = ShownUids(con)
     finally:
         con.close()
-    # (every uid as printed: ShownUids)
-    members = [(shown(uid), *rest) for uid, *rest in members]
+    # (every uid as printed: ShownUids; a title's links as an export gives them)
+    members = [(shown(uid), city, redacted_text(title), *rest) for uid, city, title, *rest in members]
     copies = {shown(uid): [shown(copy) for copy in others] for uid, others in copies.items()}
     pairs = [{**p, "uid_a": shown(p["uid_a"]), "uid_b": shown(p["uid_b"])} for p in pairs]
     db = db_named(db_path)
@@ -2318,7 +2318,7 @@ def similar(uid, limit, db_path, as_json):
             raise click.UsageError(shown.text(str(exc)) + (near if "did you mean" in near else "")) from None
     finally:
         con.close()
-    found = [{**f, "uid": shown(f["uid"])} for f in found]
+    found = [{**f, "uid": shown(f["uid"]), "title": redacted_text(f["title"])} for f in found]
     uid = shown(uid)
     if as_json:
         echo_json(found)
@@ -2327,13 +2327,13 @@ def similar(uid, limit, db_path, as_json):
         click.echo(f"no dataset is comparable to {uid}: {empty}")
         return
     if not found:
-        click.echo(wrapped(one_line(f"no dataset of another city is comparable to {uid} ({city}: {title})")))
+        click.echo(wrapped(one_line(f"no dataset of another city is comparable to {uid} ({city}: {redacted_text(title)})")))
         return
     # which dataset the list is of (a UID says nothing to a reader), and why the scores may not fall
     # all the way down: its saved group's datasets come first
     # (and where its group's why is told: `overlap --group N`)
     in_group = sum(f["in_group"] for f in found)
-    click.echo(wrapped(one_line(f"{city}: {title} ({uid})" + (
+    click.echo(wrapped(one_line(f"{city}: {redacted_text(title)} ({uid})" + (
         f", in overlap group {group[0]} '{group[1]}', whose datasets come first ({in_group} here)" if in_group else ""))))
     if group:   # (a command to copy: a line of its own, as overlap's hints)
         click.echo(f"its group and why they compare: civicat overlap --group {group[0]}{db_named(db_path)}")
