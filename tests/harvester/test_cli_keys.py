@@ -344,3 +344,35 @@ def test_a_key_in_a_title_or_a_keyword_is_warned_of_exported_redacted_and_printe
     assert KEYED_TITLE.replace("k-one", "REDACTED") in [m["title"] for m in group["members"]]
     assert "api_key=REDACTED" in run("overlap", "--db", db, "--pairs", "--min-score", "0.1")
     assert "api_key=REDACTED" in run("overlap", "--group", str(group["group_id"]), "--db", db, "--pairs")
+
+
+def test_records_says_when_a_printed_folder_glob_names_the_folder_of_another_dataset_too(tmp_path):
+    """Over HTTP on 127.0.0.1: two identifiers differing only in their key have folders one glob names (no glob
+    telling them apart can leave the key out); until session 45 printed with no word of it, and `--json`'s
+    `path` alike. Now the table says so under it, naming the other dataset as printed, and `--json` lists it."""
+    from tests.portals.base import RawBody
+    from tests.portals.dcat import DataJsonPortal
+    from tests.portals.synth import make_data_json
+
+    document = make_data_json(2)
+    keyed = "https://data.city.example/api/views/parks?token={key}&id=7"
+    with DataJsonPortal(document) as portal:
+        for dataset, key in zip(document["dataset"], ("k-one", "k-two")):
+            dataset.update(identifier=keyed.format(key=key), landingPage="https://data.city.example/parks",
+                           distribution=[{"@type": "dcat:Distribution", "mediaType": "text/csv", "format": "CSV",
+                                          "downloadURL": f"{portal.url}/{key}.csv"}])
+            portal.static[f"/{key}.csv"] = RawBody(b"a,b\n1,x\n")
+        config = tmp_path / "c.toml"
+        config.write_text(f'[[portals]]\nid = "city"\ncity = "City"\nkind = "dcat-us"\nurl = "{portal.url}/data.json"\n')
+        db = str(tmp_path / "c.duckdb")
+        assert CliRunner().invoke(cli, ["harvest", "--config", str(config), "--db", db]).exit_code == 0
+        first, second = (f"city:{keyed.format(key='REDACTED')}", f"city:{keyed.format(key='REDACTED')}#2")
+        table = run("records", first, second, "--config", str(config), "--db", db)
+        pulled = json.loads(run("records", first, second, "--config", str(config), "--db", db, "--json"))
+    assert [p["path_also_names"] for p in pulled] == [[second], [first]]
+    [glob_one] = {p["path"] for p in pulled}   # (one glob for both: the key is all that differs)
+    assert len(glob.glob(str(tmp_path / "records" / glob_one))) == 2
+    said = " ".join(table.split())
+    assert (f"the folder of {first} is printed as a glob that names the folder of {second} too: their source ids "
+            "differ only in their key" in said), table
+    assert f"the folder of {second} is printed as a glob that names the folder of {first} too" in said, table
