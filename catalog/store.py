@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from catalog.lazy import pandas_kept_out
-from catalog.links import DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXTS, COLUMN_TEXTS, maybe_secret_sql
+from catalog.links import DISTRIBUTION_LINKS, RECORD_LINKS, RECORD_TEXT_LISTS, RECORD_TEXTS, COLUMN_TEXTS, maybe_secret_sql
 from catalog.lock import NO_ARROW_LAMBDAS, STORAGE_VERSION, connect_read_only
 from catalog.versions import CatalogueTooNew, newer_migrations, shipped_migrations
 from catalog.stage import (
@@ -1097,10 +1097,10 @@ class Store:
     def maybe_publishing_secrets(self, portal_id: str) -> list[dict]:
         """The portal's datasets not deleted of which a link or a text an export publishes may hold a
         secret (catalog.links.maybe_secret_sql: most are passed by in SQL), by uid, each as a record of
-        those fields (its uid, source id, links and texts, its distributions' links and its columns'
+        those fields (its uid, source id, links, texts and keywords, its distributions' links and its columns'
         texts, by position) that catalog.links.secret_links reads."""
-        def any_of(columns, text=False) -> str:
-            return " OR ".join(maybe_secret_sql(c, text) for c in columns)
+        def any_of(columns, text=False, texts=False) -> str:
+            return " OR ".join(maybe_secret_sql(c, text, texts) for c in columns)
 
         # the portal's rows of distributions and columns, by their uids' range (`portal:` up to `portal;`, ';'
         # following ':'), which DuckDB skips the other portals' row groups by, where starts_with read them all
@@ -1109,7 +1109,8 @@ class Store:
         with self._write_lock:
             maybe = [uid for (uid,) in self.con.execute(f"""
                 SELECT uid FROM datasets WHERE portal_id = $portal AND deleted_at IS NULL
-                    AND ({any_of(RECORD_LINKS)} OR {any_of(RECORD_TEXTS, text=True)})
+                    AND ({any_of(RECORD_LINKS)} OR {any_of(RECORD_TEXTS, text=True)}
+                         OR {any_of(RECORD_TEXT_LISTS, texts=True)})
                 UNION SELECT dataset_uid FROM distributions WHERE {its_own} AND ({any_of(DISTRIBUTION_LINKS)})
                 UNION SELECT dataset_uid FROM columns WHERE {its_own} AND ({any_of(COLUMN_TEXTS, text=True)})""",
                 {"portal": portal_id, **bounds}).fetchall()]
@@ -1126,11 +1127,12 @@ class Store:
                                ", ".join(f'"{c}" := "{c}"' for c in COLUMN_TEXTS)}) ORDER BY position) AS texts
                            FROM columns WHERE {its_own} AND dataset_uid IN (SELECT unnest($maybe))
                            GROUP BY dataset_uid)
-                SELECT d.uid, d.source_id, {", ".join(f'd."{c}"' for c in RECORD_LINKS + RECORD_TEXTS)}, x.links, c.texts
+                SELECT d.uid, d.source_id, {", ".join(f'd."{c}"' for c in RECORD_LINKS + RECORD_TEXTS + RECORD_TEXT_LISTS)},
+                       x.links, c.texts
                 FROM datasets d LEFT JOIN x USING (uid) LEFT JOIN c USING (uid)
                 WHERE d.portal_id = $portal AND d.deleted_at IS NULL AND d.uid IN (SELECT unnest($maybe))
                 ORDER BY d.uid""", {"portal": portal_id, "maybe": maybe, **bounds}).fetchall()
-        names = ("uid", "source_id") + RECORD_LINKS + RECORD_TEXTS + ("distributions", "columns")
+        names = ("uid", "source_id") + RECORD_LINKS + RECORD_TEXTS + RECORD_TEXT_LISTS + ("distributions", "columns")
         return [dict(zip(names, row)) for row in found]
 
     def exported_uids(self) -> dict[str, str]:
