@@ -920,6 +920,15 @@ def _refused_or_id(con, db_path: Path):
     return refused, None if refused else catalogue_id(con)
 
 
+def replaced_as_it_ran(lock, exc: Exception) -> Refused:
+    """The refusal (exit 2) of a writer whose catalogue file another process replaced as it ran,
+    found as the store attached it again (catalog.store.CatalogueReplaced): that file never written;
+    said in the lock's record as a crash (the runs it leaves unfinished are closed by the next harvest)."""
+    note_crash(lock, exc)
+    return Refused(f"{exc}; this run stopped there: run again once the file at that path is the catalogue to "
+                   "write, or give --db a path of its own")
+
+
 def note_crash(lock, exc: Exception) -> None:
     """An error civicat did not expect ends a writer (the catalogue's disk full, a bug): said in
     its lock's record, so that the next harvest closes the runs it left unfinished naming it
@@ -1176,7 +1185,7 @@ def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> str | None:
 @pandas_kept_out()   # the whole run's process: see catalog.lazy
 def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path, as_json):
     """Harvest all (or the named) portals into the catalogue."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.config import ConfigError
     from harvester.http import HttpClient, ValidatorCache
     from harvester.mapping import workers_from_env
@@ -1225,6 +1234,8 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
         finally:
             store.close()
         copy_not_made = publish_read_copy(db_path)
+    except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
+        raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
         note_crash(lock, exc)
         raise
@@ -1342,7 +1353,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     UID = portal_id:source_id, as `civicat search`, `similar` and `overlap --group N` list them (one whose source
     id holds a key as they print it too: REDACTED, `#2` where two redact alike). Exit 0: every pull completed; 1: at
     least one failed (its previous Parquet is kept); 2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.http import HttpClient
     from harvester.mapping import settings_digest
     from harvester.records import pull_uids
@@ -1416,6 +1427,8 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
         copy_not_made = publish_read_copy(db_path)
+    except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
+        raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
         note_crash(lock, exc)
         raise

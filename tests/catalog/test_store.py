@@ -2195,3 +2195,62 @@ def test_whether_a_merge_committed_is_unknown_where_its_read_fails(store):
         store.con.execute("ALTER TABLE harvest_runs_moved RENAME TO harvest_runs")
     assert store.merged_in_run("run", "city") == merged
     assert store.checkpoint("the checkpoint after") is True
+
+
+# another program puts its file in the catalogue's place: argv[2] renamed over argv[1]
+PUTS_ITS_FILE_IN_ITS_PLACE = """import os, sys
+os.replace(sys.argv[2], sys.argv[1])
+print("replaced")
+"""
+
+
+def test_a_catalogue_replaced_before_it_is_attached_again_after_a_failed_checkpoint_is_never_attached(
+        tmp_path, monkeypatch):
+    """A checkpoint that fails (here for want of memory) invalidates the catalogue, which is detached and
+    attached again by its path. On main that ATTACH took whatever file the path held by then: a copy of
+    the catalogue taken after its last checkpoint (a backup, put back over it by another process, a real
+    one, after the failure) was attached, this run's log replayed into it (DuckDB 1.5 refuses the log of
+    another database, not of a copy of its own), the checkpoint written there, and the run went on writing
+    it. Now the store attaches again only the file it opened (device and inode, as its first open
+    checked): CatalogueReplaced, the checkpoint's and every later use's, and the file at the path left as
+    it was put there, byte for byte."""
+    import hashlib
+    import subprocess
+
+    import catalog.store as store_module
+    from catalog.store import CatalogueReplaced
+
+    db = tmp_path / "c.duckdb"
+    backup = tmp_path / "backup.duckdb"
+    store = Store(db)
+    store.commit_portal(stage_of(store, [record("a00001")]), "city", T0, mark_deleted=True)
+    assert store.checkpoint("the test's checkpoint")
+    shutil.copyfile(db, backup)   # (the catalogue as of that checkpoint)
+    restored = hashlib.sha256(backup.read_bytes()).hexdigest()
+    store.commit_portal(stage_of(store, [record(f"d{i:05d}", title=f"Permits {i} " + "x" * 200, portal="town")
+                                         for i in range(3_000)]), "town", T0, mark_deleted=True)
+    assert store.wal_bytes() > 0
+    limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
+    monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
+    noted, replaced = Store._note_invalidated, []
+
+    def put_back_as_it_failed(self, exc):
+        noted(self, exc)
+        if self._invalidated and not replaced:
+            ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
+                                 capture_output=True, text=True, timeout=120)
+            replaced.append((ran.returncode, ran.stdout.strip(), ran.stderr))
+
+    monkeypatch.setattr(Store, "_note_invalidated", put_back_as_it_failed)
+    try:
+        with pytest.raises(CatalogueReplaced) as refused:   # (main: True, the checkpoint written into the copy)
+            store.checkpoint("the checkpoint as the catalogue closes")
+        assert replaced == [(0, "replaced", "")], replaced
+        assert str(refused.value) == (f"{db} was replaced by another file after this run opened it as the catalogue "
+                                      "(found as it was to be attached again): that file was not written")
+        with pytest.raises(CatalogueReplaced):   # (every later use: nothing attached)
+            store.commit_portal(stage_of(store, [record("e00001")]), "city", T0 + timedelta(days=1),
+                                mark_deleted=False)
+    finally:
+        store.close()   # (said already: nothing attached to checkpoint)
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
