@@ -955,7 +955,8 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
         try:
             # (once: a notebook writing it would be warned of every 2 s)
             if not (copy_done or to_make) and db_path.exists():
-                bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
+                # (the file held: waited for as the opener's refusal is; only the file checked is copied)
+                bring_read_copy_up_to_date(db_path, lock.checked_file)
                 copy_done = True
             try:
                 made = made or _made_new(db_path, none_found=to_make)
@@ -1139,31 +1140,33 @@ def _take_back_made(db_path: Path, made: os.stat_result) -> None:
         logging.getLogger("civicat").warning("%s, made by this run, could not be removed: %s", db_path, exc)
 
 
-def bring_read_copy_up_to_date(db_path: Path) -> None:
+def bring_read_copy_up_to_date(db_path: Path, checked: os.stat_result | None = None) -> None:
     """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
     write, for the readers while it writes. The last writer's copy is missing when it was stopped
     or killed, or its copy failed; what a writer killed at the wrong moment left is put right
     first (catalog.read_copy.put_right: its WAL, its records pulls not recorded). DuckDB's lock
     error when another process has the file open for writing: the caller waits for it, and calls
     again (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy
-    left behind it)."""
+    left behind it). `checked`: the file writer_lock checked: another put at the path since is neither
+    put right nor copied (CatalogueReplaced; until session 45 the path was copied, whatever it held)."""
     from catalog.read_copy import put_right
 
-    put_right(db_path)
-    publish_read_copy(db_path, if_stale=True)
+    put_right(db_path, checked=checked)
+    publish_read_copy(db_path, if_stale=True, checked=checked)
 
 
-def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> str | None:
+def publish_read_copy(db_path: Path, *, if_stale: bool = False, checked: os.stat_result | None = None) -> str | None:
     """After a writer has closed the catalogue, still under its lock: the read copy that readers
     open while the next writer holds the file (catalog.read_copy). Not after a stop (Ctrl-C,
     SIGTERM), whose cleanup stays short: the next writer publishes it before it opens the
     catalogue (`if_stale`: when the copy is not of the catalogue's last write). Returns why the
-    copy was not made when it was for want of room (its file system short of a copy, or full), else None."""
+    copy was not made when it was for want of room (its file system short of a copy, or full), else None.
+    `checked`: the file the writer checked or wrote (catalog.read_copy.publish's)."""
     from catalog.read_copy import is_current, publish
 
     no_room: list[str] = []
     if not stop_requested() and not (if_stale and is_current(db_path)):
-        published = publish(db_path, no_room=no_room.append)
+        published = publish(db_path, no_room=no_room.append, checked=checked)
         if published:
             logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes, %d of them written) "
                                                         "in %.2f s", published.path, published.bytes,
@@ -1233,7 +1236,7 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             report.not_in_config = portals_not_in_config(store.con, [p.id for p in config.portals])
         finally:
             store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
     except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
         raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
@@ -1426,7 +1429,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
             raise Refused(str(exc)) from None
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
     except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
         raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
@@ -1777,7 +1780,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
             run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
         finally:
             store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
     finally:
         lock.release()
     if as_json:

@@ -867,3 +867,37 @@ def refused_after_another_program_ran(db, lock, script, said, refused):
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
         assert con.execute("SELECT answer FROM results").fetchall() == [(42,)]
+
+
+def test_a_file_put_in_the_catalogue_s_place_after_the_writer_s_check_is_never_copied_as_its_read_copy(tmp_path):
+    """A writer brings the read copy up to date (put right, published) before it opens the catalogue: on
+    main that read the path, so a file another program renamed over the catalogue after writer_lock's
+    check was copied as the catalogue's read copy (readers then read that program's database as the
+    catalogue), though the open after it refused the file. Now the copy is made only of the file checked:
+    exit 2 as before, the previous read copy kept byte for byte, the other file untouched."""
+    import math
+    import subprocess
+    import sys
+
+    from catalog.read_copy import publish, read_copy_path
+    from harvester.cli import Refused, Wait, open_for_writing, writer_lock
+
+    data = tmp_path / "data"
+    db = data / "c.duckdb"
+    Store(db).close()   # (the catalogue, as a harvest before left it: its read copy published, then stale)
+    assert publish(db) is not None
+    copy = read_copy_path(db)
+    kept = copy.read_bytes()
+    lock = writer_lock(db, Wait(-math.inf))
+    try:
+        ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_THERE, str(db)], capture_output=True, text=True,
+                             timeout=120)
+        assert (ran.returncode, ran.stdout.strip()) == (0, "replaced"), ran.stderr
+        with pytest.raises(Refused, match="c.duckdb was replaced by another file after this run checked it was "
+                                          "the catalogue: nothing done, that file left as it is"):
+            open_for_writing(Store, db, Wait(-math.inf), lock)
+    finally:
+        lock.release()
+    assert copy.read_bytes() == kept   # (main: a copy of the other program's file)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
