@@ -152,8 +152,12 @@ def connect(db_path: str | Path, *, read_only: bool = False, checked: os.stat_re
         _replaced_since(db_path, checked, con)   # (before the ATTACH too: it would make a file taken away)
         _attach(con, db_path)
         # (DuckDB opens the file by its path: the path's file after the ATTACH is the one attached, unless
-        # it was replaced and put back within it)
+        # it was replaced and put back within it: then this process holds the file checked nowhere)
         _replaced_since(db_path, checked, con)
+        if checked is not None and open_here(checked) is False:
+            con.close()
+            raise CatalogueReplaced(f"{db_path} was replaced by another file as this run opened it, and put back "
+                                    "(the file opened is not the one this run checked was the catalogue)")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(NO_ARROW_LAMBDAS)
     if not read_only:
@@ -185,6 +189,24 @@ def _replaced_since(db_path: Path, checked: os.stat_result | None, con) -> None:
     if why:
         con.close()
         raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
+
+
+def open_here(file: os.stat_result) -> bool | None:
+    """Whether this process has the file `file` (a stat of it) open, by some descriptor (/proc/self/fd);
+    None where that cannot be read (not Linux). After an ATTACH, False says DuckDB opened another file
+    at the path, which was then put back (a path's file alone cannot tell)."""
+    try:
+        descriptors = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for descriptor in descriptors:
+        try:
+            held = os.stat(f"/proc/self/fd/{descriptor}")   # (the file itself, even taken away since)
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (file.st_dev, file.st_ino):
+            return True
+    return False
 
 
 def _replacement(db_path: Path, checked: os.stat_result | None) -> str | None:
@@ -1572,6 +1594,9 @@ class Store:
                 self._restore_memory_limit()
         try:
             self._refuse_a_replacement("was attached again")
+            if open_here(self.attached_file) is False:   # (replaced within the ATTACH and put back)
+                raise CatalogueReplaced(f"{self.db_path} was replaced by another file as it was attached again, "
+                                        "and put back: the file attached was let go unused")
         except CatalogueReplaced:
             side = self._con.cursor()
             try:

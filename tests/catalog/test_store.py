@@ -2254,3 +2254,65 @@ def test_a_catalogue_replaced_before_it_is_attached_again_after_a_failed_checkpo
     finally:
         store.close()   # (said already: nothing attached to checkpoint)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
+
+
+# another program's file put at argv[1] for a moment: "in" moves the file there aside (to argv[2]) and renames
+# its own in its place; "back" moves its own away (to argv[3]) and puts the one it moved aside back
+SWAPS_FOR_A_MOMENT = """import duckdb, os, sys
+path, aside, theirs = sys.argv[1:4]
+if sys.argv[4] == "in":
+    os.replace(path, aside)
+    with duckdb.connect(path + ".tmp") as con:
+        con.execute("CREATE TABLE results AS SELECT 42 AS answer")
+    os.replace(path + ".tmp", path)
+else:
+    os.replace(path, theirs)
+    os.replace(aside, path)
+print("done")
+"""
+
+
+def test_a_file_replaced_and_put_back_as_the_catalogue_is_attached_is_not_written(tmp_path, monkeypatch):
+    """The writer compares the path's file with the one it checked just before and just after the ATTACH;
+    another program that puts its own file there as DuckDB opens the path and puts the catalogue back
+    before the second look (two real processes, one on each side of the ATTACH) passed both: on main its
+    file was attached, civicat's migrations added to it, and the run wrote it as the catalogue. Now the
+    ATTACH must leave this process holding the file checked (/proc/self/fd): CatalogueReplaced, that
+    program's file as it made it, the catalogue back in place and whole."""
+    import hashlib
+    import subprocess
+
+    import catalog.store as store_module
+    from catalog.store import CatalogueReplaced
+
+    db, aside, theirs = tmp_path / "c.duckdb", tmp_path / "c.duckdb.aside", tmp_path / "theirs.duckdb"
+    Store(db).close()
+    checked = os.stat(db)
+    attach, ran = store_module._attach, []
+
+    def swap(way):
+        done = subprocess.run([sys.executable, "-c", SWAPS_FOR_A_MOMENT, str(db), str(aside), str(theirs), way],
+                              capture_output=True, text=True, timeout=120)
+        ran.append((way, done.returncode, done.stdout.strip(), done.stderr))
+
+    def attached_as_another_file_is_there_for_a_moment(con, db_path):
+        swap("in")
+        try:
+            attach(con, db_path)
+        finally:
+            swap("back")
+
+    monkeypatch.setattr(store_module, "_attach", attached_as_another_file_is_there_for_a_moment)
+    with pytest.raises(CatalogueReplaced, match="c.duckdb was replaced by another file as this run opened it, and "
+                                                "put back"):
+        Store(db, checked=checked).close()   # (main: opened, migrated, closed)
+    assert ran == [("in", 0, "done", ""), ("back", 0, "done", "")], ran
+    assert os.path.samestat(os.stat(db), checked)
+    with duckdb.connect(str(theirs), read_only=True) as con:
+        assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+    monkeypatch.setattr(store_module, "_attach", attach)
+    reopened = Store(db, checked=checked)
+    try:
+        assert rows(reopened, "SELECT count(*) FROM datasets") == [(0,)]
+    finally:
+        reopened.close()
