@@ -2279,7 +2279,6 @@ def test_a_file_replaced_and_put_back_as_the_catalogue_is_attached_is_not_writte
     file was attached, civicat's migrations added to it, and the run wrote it as the catalogue. Now the
     ATTACH must leave this process holding the file checked (/proc/self/fd): CatalogueReplaced, that
     program's file as it made it, the catalogue back in place and whole."""
-    import hashlib
     import subprocess
 
     import catalog.store as store_module

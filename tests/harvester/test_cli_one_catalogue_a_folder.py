@@ -901,3 +901,44 @@ def test_a_file_put_in_the_catalogue_s_place_after_the_writer_s_check_is_never_c
     assert copy.read_bytes() == kept   # (main: a copy of the other program's file)
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("SELECT table_name FROM duckdb_tables()").fetchall() == [("results",)]
+
+
+def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_and_writes_nothing_there(
+        tmp_path, portal, config, monkeypatch):
+    """A harvest's checkpoint fails (DuckDB's own abort flag here: the catalogue invalidated), so the
+    store detaches the catalogue and attaches it again; meanwhile another process has put a backup of the
+    catalogue back over it (a real process, renaming it there). On main that backup was attached, the
+    night's log replayed into it, the checkpoint written there. Now the harvest exits 2 saying the file was
+    replaced, the backup byte for byte as it was put there."""
+    import subprocess
+    import sys
+
+    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+
+    db = tmp_path / "data" / "c.duckdb"
+    assert harvest(config, db).exit_code == 0
+    backup = tmp_path / "backup.duckdb"
+    shutil.copyfile(db, backup)   # (the catalogue at rest: a backup of last night's)
+    restored = hashlib.sha256(backup.read_bytes()).hexdigest()
+    opened, noted, put_back = Store.__init__, Store._note_invalidated, []
+
+    def opened_to_fail_its_checkpoints(self, *args, **kwargs):
+        opened(self, *args, **kwargs)
+        self.con.execute("SET debug_checkpoint_abort = 'before_header'")
+
+    def backup_put_back_as_it_failed(self, exc):
+        noted(self, exc)
+        if self._invalidated and not put_back:
+            ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
+                                 capture_output=True, text=True, timeout=120)
+            put_back.append((ran.returncode, ran.stdout.strip(), ran.stderr))
+
+    monkeypatch.setattr(Store, "__init__", opened_to_fail_its_checkpoints)
+    monkeypatch.setattr(Store, "_note_invalidated", backup_put_back_as_it_failed)
+    result = harvest(config, db, "--full")
+    assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert (f"{db} was replaced by another file after this run opened it as the catalogue (found as it was to be "
+            "attached again): that file was not written; this run stopped there") in said, said
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == restored
