@@ -346,9 +346,9 @@ def put_right(db_path: str | Path, progressed: Callable[[], None] = lambda: None
     replayed into it, its pulls recorded there)."""
     from catalog.lock import checkpoint_wal
     from catalog.records import RecordsLayout, record_unrecorded
-    from catalog.store import CatalogueReplaced, _replacement
+    from catalog.store import CatalogueReplaced, how_replaced
 
-    why = _replacement(Path(db_path), checked)
+    why = how_replaced(Path(db_path), checked)
     if why:
         raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
     if has_wal(db_path):
@@ -430,8 +430,9 @@ def _copy_file(source, target: Path, progressed: Callable[[], None] | None = Non
 
 @contextlib.contextmanager
 def _reading(source):
-    """`source` open for reading: a file publish opened (its catalogue checked: left open), or a path opened here.
-    (A catalogue's lock is held while any of its handles in this process is open: POSIX locks are the process's.)"""
+    """`source` open for reading: the file publish opened (the catalogue checked: left open), or a path opened here.
+    (The shared lock taken on publish's holds until it closes it: POSIX locks are the process's, let go at
+    the close of any handle of the file; no other is closed meanwhile.)"""
     if isinstance(source, (str, os.PathLike)):
         with open(source, "rb", buffering=0) as src:
             yield src

@@ -185,7 +185,7 @@ def connect(db_path: str | Path, *, read_only: bool = False, checked: os.stat_re
 
 def _replaced_since(db_path: Path, checked: os.stat_result | None, con) -> None:
     """CatalogueReplaced (`con` closed) where the file at `db_path` is not the one `checked` (connect's)."""
-    why = _replacement(db_path, checked)
+    why = how_replaced(db_path, checked)
     if why:
         con.close()
         raise CatalogueReplaced(f"{db_path} was {why} after this run checked it was the catalogue")
@@ -209,7 +209,7 @@ def open_here(file: os.stat_result) -> bool | None:
     return False
 
 
-def _replacement(db_path: Path, checked: os.stat_result | None) -> str | None:
+def how_replaced(db_path: Path, checked: os.stat_result | None) -> str | None:
     """How the file at `db_path` is no longer the one `checked` ("taken away", "replaced by another
     file"; by device and inode), or None: it is (or nothing was checked)."""
     if checked is None:
@@ -1069,7 +1069,7 @@ class Store:
         does not fit the memory limit (the log left for the next open to replay, and no read
         copy published); this one is retried with MERGE_MEMORY_LIMIT, or logged."""
         try:
-            if self._detached is not None and _replacement(self.db_path, self.attached_file):
+            if self._detached is not None and how_replaced(self.db_path, self.attached_file):
                 pass   # (its file replaced, never attached again: CatalogueReplaced, said by the use that found it)
             elif self.wal_bytes():
                 self.checkpoint("the checkpoint as the catalogue closes")
@@ -1609,7 +1609,7 @@ class Store:
 
     def _refuse_a_replacement(self, when: str) -> None:
         """CatalogueReplaced where the file at the path is no longer the one attached (attached_file)."""
-        why = _replacement(self.db_path, self.attached_file)
+        why = how_replaced(self.db_path, self.attached_file)
         if why:
             raise CatalogueReplaced(f"{self.db_path} was {why} after this run opened it as the catalogue (found as "
                                     f"it {when}): that file was not written")
