@@ -2,6 +2,7 @@ import contextlib
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -2204,6 +2205,23 @@ print("replaced")
 """
 
 
+def put_in_its_place_once_invalidated(monkeypatch, db, other) -> list:
+    """`other` renamed over the catalogue `db` by a process of its own, once, just after a checkpoint that
+    fails has invalidated the catalogue (before the store attaches it again); what that process said,
+    appended to the list returned."""
+    noted, replaced = Store._note_invalidated, []
+
+    def put_there_as_it_failed(self, exc):
+        noted(self, exc)
+        if self._invalidated and not replaced:
+            ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(other)],
+                                 capture_output=True, text=True, timeout=120)
+            replaced.append((ran.returncode, ran.stdout.strip(), ran.stderr))
+
+    monkeypatch.setattr(Store, "_note_invalidated", put_there_as_it_failed)
+    return replaced
+
+
 def test_a_catalogue_replaced_before_it_is_attached_again_after_a_failed_checkpoint_is_never_attached(
         tmp_path, monkeypatch):
     """A checkpoint that fails (here for want of memory) invalidates the catalogue, which is detached and
@@ -2215,7 +2233,6 @@ def test_a_catalogue_replaced_before_it_is_attached_again_after_a_failed_checkpo
     checked): CatalogueReplaced, the checkpoint's and every later use's, and the file at the path left as
     it was put there, byte for byte."""
     import hashlib
-    import subprocess
 
     import catalog.store as store_module
     from catalog.store import CatalogueReplaced
@@ -2232,16 +2249,7 @@ def test_a_catalogue_replaced_before_it_is_attached_again_after_a_failed_checkpo
     assert store.wal_bytes() > 0
     limit = next(limit for limit in (f"{mb}MB" for mb in range(4, 33)) if _accepted(store, limit))
     monkeypatch.setattr(store_module, "MEMORY_LIMIT", limit)   # (the checkpoint cannot pin its blocks)
-    noted, replaced = Store._note_invalidated, []
-
-    def put_back_as_it_failed(self, exc):
-        noted(self, exc)
-        if self._invalidated and not replaced:
-            ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
-                                 capture_output=True, text=True, timeout=120)
-            replaced.append((ran.returncode, ran.stdout.strip(), ran.stderr))
-
-    monkeypatch.setattr(Store, "_note_invalidated", put_back_as_it_failed)
+    replaced = put_in_its_place_once_invalidated(monkeypatch, db, backup)
     try:
         with pytest.raises(CatalogueReplaced) as refused:   # (main: True, the checkpoint written into the copy)
             store.checkpoint("the checkpoint as the catalogue closes")

@@ -910,31 +910,22 @@ def test_a_harvest_whose_catalogue_is_put_back_from_a_backup_as_it_runs_exits_2_
     catalogue back over it (a real process, renaming it there). On main that backup was attached, the
     night's log replayed into it, the checkpoint written there. Now the harvest exits 2 saying the file was
     replaced, the backup byte for byte as it was put there."""
-    import subprocess
-    import sys
 
-    from tests.catalog.test_store import PUTS_ITS_FILE_IN_ITS_PLACE
+    from tests.catalog.test_store import put_in_its_place_once_invalidated
 
     db = tmp_path / "data" / "c.duckdb"
     assert harvest(config, db).exit_code == 0
     backup = tmp_path / "backup.duckdb"
     shutil.copyfile(db, backup)   # (the catalogue at rest: a backup of last night's)
     restored = hashlib.sha256(backup.read_bytes()).hexdigest()
-    opened, noted, put_back = Store.__init__, Store._note_invalidated, []
+    opened = Store.__init__
 
     def opened_to_fail_its_checkpoints(self, *args, **kwargs):
         opened(self, *args, **kwargs)
         self.con.execute("SET debug_checkpoint_abort = 'before_header'")
 
-    def backup_put_back_as_it_failed(self, exc):
-        noted(self, exc)
-        if self._invalidated and not put_back:
-            ran = subprocess.run([sys.executable, "-c", PUTS_ITS_FILE_IN_ITS_PLACE, str(db), str(backup)],
-                                 capture_output=True, text=True, timeout=120)
-            put_back.append((ran.returncode, ran.stdout.strip(), ran.stderr))
-
     monkeypatch.setattr(Store, "__init__", opened_to_fail_its_checkpoints)
-    monkeypatch.setattr(Store, "_note_invalidated", backup_put_back_as_it_failed)
+    put_back = put_in_its_place_once_invalidated(monkeypatch, db, backup)
     result = harvest(config, db, "--full")
     assert put_back == [(0, "replaced", "")], (put_back, result.output, repr(result.exception))
     assert result.exit_code == 2, result.output
