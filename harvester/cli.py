@@ -964,6 +964,15 @@ def _refused_or_id(con, db_path: Path):
     return refused, None if refused else catalogue_id(con)
 
 
+def replaced_as_it_ran(lock, exc: Exception) -> Refused:
+    """The refusal (exit 2) of a writer whose catalogue file another process replaced as it ran,
+    found as the store attached it again (catalog.store.CatalogueReplaced): that file never written;
+    said in the lock's record as a crash (the runs it leaves unfinished are closed by the next harvest)."""
+    note_crash(lock, exc)
+    return Refused(f"{exc}; this run stopped there: run again once the file at that path is the catalogue to "
+                   "write, or give --db a path of its own")
+
+
 def note_crash(lock, exc: Exception) -> None:
     """An error civicat did not expect ends a writer (the catalogue's disk full, a bug): said in
     its lock's record, so that the next harvest closes the runs it left unfinished naming it
@@ -990,7 +999,8 @@ def open_for_writing(opener, db_path: Path, wait: Wait, lock):
         try:
             # (once: a notebook writing it would be warned of every 2 s)
             if not (copy_done or to_make) and db_path.exists():
-                bring_read_copy_up_to_date(db_path)   # (the file held: waited for as the opener's refusal is)
+                # (the file held: waited for as the opener's refusal is; only the file checked is copied)
+                bring_read_copy_up_to_date(db_path, lock.checked_file)
                 copy_done = True
             try:
                 made = made or _made_new(db_path, none_found=to_make)
@@ -1174,31 +1184,33 @@ def _take_back_made(db_path: Path, made: os.stat_result) -> None:
         logging.getLogger("civicat").warning("%s, made by this run, could not be removed: %s", db_path, exc)
 
 
-def bring_read_copy_up_to_date(db_path: Path) -> None:
+def bring_read_copy_up_to_date(db_path: Path, checked: os.stat_result | None = None) -> None:
     """Before a writer opens the catalogue, under its lock: the read copy of the catalogue's last
     write, for the readers while it writes. The last writer's copy is missing when it was stopped
     or killed, or its copy failed; what a writer killed at the wrong moment left is put right
     first (catalog.read_copy.put_right: its WAL, its records pulls not recorded). DuckDB's lock
     error when another process has the file open for writing: the caller waits for it, and calls
     again (not the opener at once: that process gone meanwhile, it replayed the WAL, the copy
-    left behind it)."""
+    left behind it). `checked`: the file writer_lock checked: another put at the path since is neither
+    put right nor copied (CatalogueReplaced; until session 45 the path was copied, whatever it held)."""
     from catalog.read_copy import put_right
 
-    put_right(db_path)
-    publish_read_copy(db_path, if_stale=True)
+    put_right(db_path, checked=checked)
+    publish_read_copy(db_path, if_stale=True, checked=checked)
 
 
-def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> str | None:
+def publish_read_copy(db_path: Path, *, if_stale: bool = False, checked: os.stat_result | None = None) -> str | None:
     """After a writer has closed the catalogue, still under its lock: the read copy that readers
     open while the next writer holds the file (catalog.read_copy). Not after a stop (Ctrl-C,
     SIGTERM), whose cleanup stays short: the next writer publishes it before it opens the
     catalogue (`if_stale`: when the copy is not of the catalogue's last write). Returns why the
-    copy was not made when it was for want of room (its file system short of a copy, or full), else None."""
+    copy was not made when it was for want of room (its file system short of a copy, or full), else None.
+    `checked`: the file the writer checked or wrote (catalog.read_copy.publish's)."""
     from catalog.read_copy import is_current, publish
 
     no_room: list[str] = []
     if not stop_requested() and not (if_stale and is_current(db_path)):
-        published = publish(db_path, no_room=no_room.append)
+        published = publish(db_path, no_room=no_room.append, checked=checked)
         if published:
             logging.getLogger("civicat.read_copy").info("published the read copy %s (%d bytes, %d of them written) "
                                                         "in %.2f s", published.path, published.bytes,
@@ -1220,7 +1232,7 @@ def publish_read_copy(db_path: Path, *, if_stale: bool = False) -> str | None:
 @pandas_kept_out()   # the whole run's process: see catalog.lazy
 def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path, as_json):
     """Harvest all (or the named) portals into the catalogue."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.config import ConfigError
     from harvester.http import HttpClient, ValidatorCache
     from harvester.mapping import workers_from_env
@@ -1268,7 +1280,9 @@ def harvest(portal_ids, full, with_records, workers, wait, db_path, config_path,
             report.not_in_config = portals_not_in_config(store.con, [p.id for p in config.portals])
         finally:
             store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
+    except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
+        raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
         note_crash(lock, exc)
         raise
@@ -1386,7 +1400,7 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
     UID = portal_id:source_id, as `civicat search`, `similar` and `overlap --group N` list them (one whose source
     id holds a key as they print it too: REDACTED, `#2` where two redact alike). Exit 0: every pull completed; 1: at
     least one failed (its previous Parquet is kept); 2: bad usage. With --overlap and no overlap groups yet, says so and exits 0."""
-    from catalog.store import Store
+    from catalog.store import CatalogueReplaced, Store
     from harvester.http import HttpClient
     from harvester.mapping import settings_digest
     from harvester.records import pull_uids
@@ -1459,7 +1473,9 @@ def records(uids, overlap, full, wait, db_path, config_path, as_json):
             raise Refused(str(exc)) from None
         _, results = pull_uids(chosen, list(config.portals), store, http, full=full)
         store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
+    except CatalogueReplaced as exc:   # (as it ran, after a checkpoint that failed: catalog.store)
+        raise replaced_as_it_ran(lock, exc) from None
     except Exception as exc:
         note_crash(lock, exc)
         raise
@@ -1834,7 +1850,7 @@ def retire(portal_id, wait, db_path, config_path, as_json):
             run_id, report = retire_portal(store, portal_id, datetime.now(UTC))
         finally:
             store.close()
-        copy_not_made = publish_read_copy(db_path)
+        copy_not_made = publish_read_copy(db_path, checked=store.attached_file)
     finally:
         lock.release()
     if as_json:
