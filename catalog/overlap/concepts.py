@@ -329,7 +329,7 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
 
 # a fire department's acronym names whose incidents a title holds wherever it stands ('FDNY Community Board Incident
 # Count'); a fire word, right before them or after 'by' ('Fire Department Incidents', 'Incidents Responded to by Fire
-# Companies')
+# Companies', not past it: 'Incidents Responded to by Police by Fire District' are the police's)
 FIRE_DEPARTMENTS = frozenset({"afd", "fdny"})
 
 
@@ -348,9 +348,20 @@ def _fire_incidents(title: str | None) -> bool:
             before = next((w for w in reversed(words[:i]) if w not in text.STOPWORDS), None)
             # (the agent after a verb: 'by' right after the incidents starts a breakdown, 'Incidents by Fire District')
             agent = words.index("by", i + 2) if "by" in words[i + 2:] else None
-            if before in FIRE or (agent and FIRE.intersection(words[agent + 1:])):
+            if before in FIRE or (agent and FIRE.intersection(_agent_words(words, agent + 1))):
                 return True
     return False
+
+
+# where the agent named after 'by' ends: another 'by' starts a breakdown ('Incidents Responded to by Police by Fire
+# District'), 'in', 'for' or 'during' a place or a time
+AGENT_ENDS = text.BREAKDOWN | {"in", "for", "during", "since"}
+
+
+def _agent_words(words: list[str], start: int) -> list[str]:
+    """The words of the agent a title names from `start`, right after its 'by': up to AGENT_ENDS."""
+    end = next((j for j in range(start, len(words)) if words[j] in AGENT_ENDS), len(words))
+    return words[start:end]
 
 
 # a word that, as the whole of a police agency's title, names its records of one kind: a department's

@@ -681,6 +681,18 @@ def negated_words(text: str | None) -> frozenset[str]:
     return frozenset(negated - {_stem_word(w) for w, before in zip(raw, [""] + raw) if before != NEGATION})
 
 
+@lru_cache(maxsize=1 << 12)
+def broken_down_by(text: str | None) -> frozenset[str]:
+    """The words a title names only after 'by' or 'per', in what it breaks its records down by, stemmed
+    ('hispanic' of Connecticut's '... Selected Causes of Death by Age, Sex, Race and Hispanic Ethnicity'). A
+    breakdown holds every value of what it breaks down by, the Hispanic and the non-Hispanic alike: it names no side
+    a complement could leave out."""
+    if not text or not BREAKDOWN_WORD.search(text):
+        return frozenset()
+    head, *after = BREAKDOWN_WORD.split(text)
+    return frozenset(words(" ".join(after))) - frozenset(words(head))
+
+
 def _workers_compensation(raw: list[str], stemmed: list[str]) -> list[str]:
     """`stemmed` with 'workers compensation' kept in its own words, which PHRASES read as one: the insurance of
     injured workers ('Oregon Workers' Compensation System'), no employees' pay, as the synonyms would read it."""

@@ -617,3 +617,17 @@ def test_a_breakdown_by_a_fire_district_names_no_fire_incidents_whatever_follows
         assert concepts.of_dataset(title, None) != ("fire_incident",), title
     for title in ("Incidents by Station Responded to by Fire Companies", "Fire Incidents by Month by District"):
         assert concepts.of_dataset(title, None) == ("fire_incident",), title
+
+
+def test_the_agent_after_by_ends_where_a_breakdown_starts():
+    """(r44) the agent after 'by' was every word after it: 'Incidents Responded to by Police by Fire District'
+    (the police's, broken down by the fire district they fall in) read as the fire department's. The agent ends at
+    another 'by', or at an 'in', 'for' or 'during'; New York's 'Incidents Responded to by Fire Companies' keeps its
+    kind."""
+    for title in ("Incidents Responded to by Police by Fire District", "Incidents Responded to by Police in Fire "
+                  "District 3", "Incidents Responded to by Police per Fire Station"):
+        assert not concepts._fire_incidents(title), title
+        assert concepts.of_dataset(title, None) != ("fire_incident",), title
+    for title in ("Incidents Responded to by Fire Companies", "Incidents Responded to by Fire Companies by Month",
+                  "Incidents Responded to by Fire Companies in 2015"):
+        assert concepts.of_dataset(title, None) == ("fire_incident",), title

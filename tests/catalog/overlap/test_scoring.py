@@ -641,6 +641,20 @@ def test_a_complement_scores_as_low_as_a_boundary_file_against_its_records():
     assert text.negated_words("Non-Fatal Shootings - 2013") == {"fatal"}
 
 
+def test_a_breakdown_by_what_a_title_negates_is_no_complement_of_it():
+    """Maryland's 'Total Population Projections for Non-Hispanic White and All Other by Age, Sex and Race' was read
+    as the complement of Connecticut's '... Selected Causes of Death by Age, Sex, Race and Hispanic Ethnicity'
+    (0.22 -> 0.10, "names what is not 'hispanic'"): a table broken down by Hispanic ethnicity holds the Hispanic and
+    the non-Hispanic alike. A title naming the word as what it holds is still the complement's other side."""
+    c = fixture_catalogue([("data.maryland.gov", "5zc8-s5s9"), ("data.ct.gov", "cfax-6qah")])
+    scored = scoring.score_pairs(c, np.array([0]), np.array([1]))
+    assert scored.shape[0] == pytest.approx(1.0) and not scoring.told_apart(c, scored)[0]
+    why = scoring.explain(c, 0, 1, {k: float(v[0]) for k, v in scored.signals.items()})
+    assert "non-hispanic" not in why, why
+    assert text.broken_down_by(c.titles[1]) >= {"hispanic", "ethnicity"}
+    assert "general" not in text.broken_down_by("General Fund Expenditures By Category")
+
+
 def test_a_body_s_name_beside_what_a_title_holds_says_whose_not_what():
     """Maryland's 'Managing for Results - Department of Budget & Management (DBM)' (performance measures) paired
     Cook County's 'Budget Management - Daily Appropriations Report' (0.394, "titles share 'budget management'"): the
