@@ -208,6 +208,8 @@ PHRASES = {
     # a call ('EMS - Response Time Performance'): two measures that share only the word 'time'
     ("on", "time"): "on_time", ("response", "time"): "response_time",
     ("fee", "for", "service"): "fee_for_service",   # Medicare's payment model, no fees listed
+    # care given on the spot and a device for the ear, no money given ('aid' alone: RECORD_FAMILIES)
+    ("first", "aid"): "first_aid", ("hearing", "aid"): "hearing_aid",
     ("worker", "compensation"): "workers_compensation",   # (kept so by _workers_compensation)
     ("public", "safety"): "public_safety", ("home", "page"): "home_page", ("homepage",): "home_page",
     # when results or a release are posted: a timetable, never the results ('Election Results Posting Schedule')
@@ -245,10 +247,17 @@ RECORD_FAMILIES = {
     # money a programme gives its customers or applicants, as a grant does ('Electric Utility Discount Program',
     # 'Solar Rebate Program', 'Child Care Subsidies', 'Solar Incentive Program'): no list of the utilities
     "discount": "grant", "rebate": "grant", "subsidy": "grant", "incentive": "grant",
+    # ... and aid, money a government gives a body or a person ('New York State School Aid', 'Aid to the Blind
+    # Payments', 'College Aid Awards', 'Local Aid'): no list of the schools or the colleges (not 'first aid' nor a
+    # 'hearing aid': PLACES_NAMED)
+    "aid": "grant",
     "permit": "permit", "building_permit": "permit",
     "license": "license", "business_license": "license", "restaurant_license": "license",
     "inspection": "inspection", "restaurant_inspection": "inspection",
     "violation": "violation", "code_violation": "violation", "building_violation": "violation",
+    # a scofflaw list names those who flout the law: the owners of the violations they never paid or fixed
+    # (Chicago's 'Building Code Scofflaw List'), no law ('City Building Codes for Missouri')
+    "scofflaw": "violation",
     "request": "request",
     "event": "event", "calendar": "event", "posting_schedule": "event",
     "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
@@ -308,9 +317,11 @@ NAMING_BITS["salary"] |= FAMILY_BITS["payment"]   # a lobbyist's 'Compensation' 
 # 'Open Budget Application - Capital Project Details' lists capital projects; its 'Open Budget
 # Application: Operating Budget' names a budget again, LA's 'Open Budget - Revenue' revenue)
 APPLICATION_NAMES = {"open+budget": "budget"}
-# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'), and a payment
-# model ('Medicare Fee-for-Service Beneficiaries'): no records of it
-PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor", "fee_for_service": "fee"}
+# places named by a record word ('Elementary School Attendance Boundaries', 'Visitor Centers'), a payment
+# model ('Medicare Fee-for-Service Beneficiaries'), care and a device ('First Aid Stations', 'Hearing Aid Dealers'):
+# no records of it
+PLACES_NAMED = {"attendance_area": "attendance", "visitor_center": "visitor", "fee_for_service": "fee",
+                "first_aid": "aid", "hearing_aid": "aid"}
 
 
 def records_named(terms) -> int:
