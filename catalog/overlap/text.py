@@ -184,6 +184,9 @@ PHRASES = {
     # a library system's branches are its libraries ('Library Branches', 'Public Libraries'); where a vehicle is
     # parked off the street, a lot or a garage ('Parking Facilities', 'Parking Garage and Lot Inventory')
     ("library", "branch"): "library",
+    # the holds a library's patrons place on its items, and those it fills ('Libraries - 2012 Holds Filled by
+    # Location'): figures of its use, as its circulation is (RECORD_FAMILIES), no list of the libraries
+    ("hold", "placed"): "library_hold", ("hold", "filled"): "library_hold",
     # a city's zoning is the map of its zoning districts ('Zoning', 'Zoning Districts')
     ("zoning", "district"): "zoning",
     # a police precinct is a police district, the area one station patrols ('Police Precincts', 'Jackson Police
@@ -260,7 +263,7 @@ RECORD_FAMILIES = {
     "scofflaw": "violation",
     "request": "request",
     "event": "event", "calendar": "event", "posting_schedule": "event",
-    "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use",
+    "ridership": "use", "circulation": "use", "attendance": "use", "visitor": "use", "library_hold": "use",
     # a school's graduates are counted, never listed (no open data names its students): figures, as 'Number of'
     "graduate": "figure",
     # full-time equivalents count a budget's positions, not its money ('2016 Adopted Budget FTEs', 'Budget - FTE')

@@ -674,6 +674,19 @@ def test_a_scofflaw_list_holds_violations_and_aid_is_money_given():
         assert text.records_named(text.terms(title)) == 0, title
 
 
+def test_a_library_s_holds_are_figures_of_its_use_no_list_of_libraries():
+    """Chicago's 'Libraries - 2012 Holds Filled by Location' and '... Holds Placed ...' paired Edmonton's 'Public
+    Libraries' (0.35-0.36, "titles share 'libraries'"), as its 'Visitors by Location' had paired Hawaii's libraries:
+    the holds its patrons place and it fills are figures of its use, one family with Hawaii's 'Libraries Circulation
+    Activity'. A hold on permits is no library's."""
+    c = fixture_catalogue([("data.cityofchicago.org", "egku-46f2"), ("data.edmonton.ca", "jn25-zspi"),
+                           ("data.cityofchicago.org", "rgy2-2ae9"), ("data.hawaii.gov", "ky64-e4mx")])
+    scored = scoring.score_pairs(c, np.array([0, 2, 0]), np.array([1, 1, 3]))
+    assert scoring.told_apart(c, scored).tolist() == [True, True, False]
+    assert scored.shape.tolist() == pytest.approx([scoring.RECORD_MISMATCH] * 2 + [1.0])
+    assert "library_hold" not in text.terms("CDPH Environmental Hold on City-Issued Permits and LUST NFR")
+
+
 def test_a_body_s_name_beside_what_a_title_holds_says_whose_not_what():
     """Maryland's 'Managing for Results - Department of Budget & Management (DBM)' (performance measures) paired
     Cook County's 'Budget Management - Daily Appropriations Report' (0.394, "titles share 'budget management'"): the
