@@ -304,8 +304,10 @@ def of_dataset_terms(title_terms: list[str], description_terms: list[str],
         strong = _outside_unit_names(strong, title, opening)
     if strong:
         kinds = _specialised(tuple(_strongest(strong)), title_terms, opening)
-        return _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title,
-                        located), True
+        kinds = _refined(kinds, title_terms + (opening if kinds != tuple(_strongest(strong)) else []), title, located)
+        if _counted_in(opening, kinds, RATES) and not _listed(title, kinds):
+            kinds = tuple(STATISTICS_OF.get(k, k) for k in kinds)   # ('Crime & Safety 2010', "... crime rates")
+        return kinds, True
     context = PUBLISHER_POLICE_CONTEXT if is_police_agency(publisher) else frozenset()
     own = tuple(weak[:1]) if weak and _police_context(set(title_terms) | context) else ()
     own = own or _own_records(title_terms, context) or _traffic_contacts(title, title_terms, opening, context)
@@ -519,12 +521,30 @@ def _refined(found: tuple[str, ...], terms: list[str], title: str | None,
     return found
 
 
-def _counted_in(opening: list[str], kinds: tuple[str, ...]) -> bool:
+# the words of counting no record can be: a description that names a title's kind beside one says the title holds
+# its rates (Baltimore's 'Crime & Safety 2010', "BNIA-JFI normalizes this data by population to establish crime
+# rates"); not 'statistics', which a records file's description may call itself (Montgomery County's 'Crime', "crime
+# statistic databases - including raw data")
+RATES = frozenset({"rate", "percent", "percentage"})
+
+
+def _listed(title: str | None, kinds: tuple[str, ...]) -> bool:
+    """Whether a title names records of one of `kinds` in the plural, as a list names what it lists ('Crimes - 2001
+    to present'); a title naming the kind in the singular names a subject ('Crime & Safety 2010')."""
+    for word in text.split_words(title or "", glued=False):
+        stemmed = text.stem(word)
+        if stemmed != word and any(kind in STATISTICS_OF and (kind, strong) in TRIGGERS.get(stemmed, ())
+                                   for kind in kinds for strong in (True, False)):
+            return True
+    return False
+
+
+def _counted_in(opening: list[str], kinds: tuple[str, ...], counting: frozenset[str] = STATISTICS) -> bool:
     """A description that names the records of a kind right beside a word of counting ('rate of criminal
     incidents (property and personal) on Transit property ... per 100,000 trips', 'crime rate'): its table counts
     them, as a title that says so does."""
     counted = [kind for kind in kinds if kind in STATISTICS_OF]
-    return any(set(opening[max(0, i - 1):i + 2]) & STATISTICS for i, term in enumerate(opening)
+    return any(set(opening[max(0, i - 1):i + 2]) & counting for i, term in enumerate(opening)
                if any((kind, True) in TRIGGERS.get(term, ()) or (kind, False) in TRIGGERS.get(term, ())
                       for kind in counted))
 
