@@ -22,7 +22,7 @@ requests; with `--before`, its pages sized by rows only (50,000, cut by the resp
 before session 25 (harvester.records.PAGE_BYTES).
 
     python -m bench.records_memory [--shapes 300000x12x16,1000000x30x16,50000x200x40,20000x1000x16,5000x2000x16]
-                                   [--before] [--duckdb] [--open] [--unchanged | --edits] [--pull 40000x1000x16]
+                                   [--before] [--duckdb] [--open] [--unchanged] [--edits] [--pull 40000x1000x16]
 """
 from __future__ import annotations
 
